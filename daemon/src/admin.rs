@@ -1,0 +1,259 @@
+//! The admin socket: a unix socket (mode 0660) through which the CLI asks
+//! the running daemon about its queue. One JSON request line, one JSON
+//! response line, then the connection closes. The protocol is internal to
+//! `mailward`; scripts should use `mailward queue list --json`.
+
+use crate::envelope::{Envelope, QueueId, RcptState};
+use crate::gateway::Gateway;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+
+/// Longest request we read.
+const MAX_REQUEST: u64 = 64 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    #[error("admin socket {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("admin socket {0} is in use: is another mailward running with this data directory?")]
+    InUse(PathBuf),
+    #[error("cannot reach the daemon at {path}: {source}. Is `mailward run` running with this configuration?")]
+    Unreachable {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the daemon answered something unreadable: {0}")]
+    BadResponse(String),
+    #[error("{0}")]
+    Refused(String),
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "cmd", rename_all = "snake_case")]
+pub enum Request {
+    QueueList,
+    QueueShow { id: String },
+    QueueFlush,
+    QueueRemove { id: String },
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Response {
+    pub ok: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(default)]
+    pub data: serde_json::Value,
+}
+
+/// One recipient as the CLI shows it.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct RcptView {
+    pub address: String,
+    /// pending | delivered | failed
+    pub state: String,
+    /// The last error (pending) or the final reply.
+    pub detail: Option<String>,
+}
+
+/// One queued message as the CLI shows it (`queue list --json` prints a
+/// JSON array of these).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct QueueItem {
+    pub id: String,
+    pub size: u64,
+    pub received_at: i64,
+    pub sender: String,
+    pub recipients: Vec<RcptView>,
+    pub attempts: u32,
+    pub next_attempt: i64,
+}
+
+impl From<&Envelope> for QueueItem {
+    fn from(e: &Envelope) -> QueueItem {
+        QueueItem {
+            id: e.id.0.clone(),
+            size: e.size,
+            received_at: e.received_at,
+            sender: e.mail_from.clone(),
+            recipients: e
+                .rcpts
+                .iter()
+                .map(|r| {
+                    let (state, detail) = match &r.state {
+                        RcptState::Pending { last_error } => ("pending", last_error.clone()),
+                        RcptState::Delivered { reply, .. } => ("delivered", Some(reply.clone())),
+                        RcptState::Failed { reply, .. } => ("failed", Some(reply.clone())),
+                    };
+                    RcptView {
+                        address: r.address.clone(),
+                        state: state.into(),
+                        detail,
+                    }
+                })
+                .collect(),
+            attempts: e.attempts,
+            next_attempt: e.next_attempt,
+        }
+    }
+}
+
+fn ok(data: serde_json::Value) -> Response {
+    Response {
+        ok: true,
+        error: None,
+        data,
+    }
+}
+
+fn err(msg: String) -> Response {
+    Response {
+        ok: false,
+        error: Some(msg),
+        data: serde_json::Value::Null,
+    }
+}
+
+fn parse_id(id: &str) -> Result<QueueId, Response> {
+    if QueueId::is_valid(id) {
+        Ok(QueueId(id.to_string()))
+    } else {
+        Err(err(format!(
+            "`{id}` is not a queue ID (16 upper-case hex digits, as `mailward queue list` shows)"
+        )))
+    }
+}
+
+async fn handle(gw: &Gateway, req: Request) -> Response {
+    match req {
+        Request::QueueList => {
+            let items: Vec<QueueItem> = gw.queue.list().iter().map(QueueItem::from).collect();
+            serde_json::to_value(items).map_or_else(|e| err(e.to_string()), ok)
+        }
+        Request::QueueShow { id } => {
+            let id = match parse_id(&id) {
+                Ok(id) => id,
+                Err(r) => return r,
+            };
+            let Some(env) = gw.queue.get(&id) else {
+                return err(format!("no message {id} in the queue"));
+            };
+            let message = gw
+                .spool
+                .read(&id)
+                .map(|b| String::from_utf8_lossy(&b).into_owned())
+                .unwrap_or_else(|e| format!("(cannot read the message: {e})"));
+            ok(serde_json::json!({ "envelope": QueueItem::from(&env), "message": message }))
+        }
+        Request::QueueFlush => {
+            let n = gw.queue.flush();
+            tracing::info!(target: "admin", messages = n, "Queue flush requested.");
+            ok(serde_json::json!({ "scheduled": n }))
+        }
+        Request::QueueRemove { id } => {
+            let id = match parse_id(&id) {
+                Ok(id) => id,
+                Err(r) => return r,
+            };
+            match gw.queue.take(&id) {
+                Ok(env) => {
+                    if let Err(e) = gw.spool.remove(&env).await {
+                        // Put it back: the removal is not durable.
+                        gw.queue.enqueue(env);
+                        return err(format!("cannot record the removal: {e}"));
+                    }
+                    crate::events::MessageRemoved {
+                        id: &id,
+                        why: "removed by an administrator",
+                    }
+                    .emit();
+                    ok(serde_json::json!({ "removed": id.0 }))
+                }
+                Err(e) => err(e.to_string()),
+            }
+        }
+    }
+}
+
+/// Binds the admin socket (replacing a stale one) and serves it.
+pub fn start(gw: Arc<Gateway>, path: &Path) -> Result<(), AdminError> {
+    let io = |source| AdminError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    if path.exists() {
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            return Err(AdminError::InUse(path.to_path_buf()));
+        }
+        std::fs::remove_file(path).map_err(io)?;
+    }
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(io)?;
+    }
+    let listener = UnixListener::bind(path).map_err(io)?;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660)).map_err(io)?;
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            };
+            let gw = gw.clone();
+            tokio::spawn(async move {
+                let (read, mut write) = stream.into_split();
+                let mut line = String::new();
+                let mut reader = BufReader::new(read.take(MAX_REQUEST));
+                let response = match reader.read_line(&mut line).await {
+                    Ok(_) => match serde_json::from_str::<Request>(&line) {
+                        Ok(req) => handle(&gw, req).await,
+                        Err(e) => err(format!("bad request: {e}")),
+                    },
+                    Err(e) => err(format!("cannot read request: {e}")),
+                };
+                if let Ok(mut bytes) = serde_json::to_vec(&response) {
+                    bytes.push(b'\n');
+                    let _ = write.write_all(&bytes).await;
+                }
+            });
+        }
+    });
+    Ok(())
+}
+
+/// Sends one request to the daemon behind `path` (CLI side).
+pub async fn call(path: &Path, req: &Request) -> Result<serde_json::Value, AdminError> {
+    let mut stream = UnixStream::connect(path)
+        .await
+        .map_err(|source| AdminError::Unreachable {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    let mut bytes = serde_json::to_vec(req).map_err(|e| AdminError::BadResponse(e.to_string()))?;
+    bytes.push(b'\n');
+    let io = |source| AdminError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    stream.write_all(&bytes).await.map_err(io)?;
+    let mut out = Vec::new();
+    stream.read_to_end(&mut out).await.map_err(io)?;
+    let resp: Response =
+        serde_json::from_slice(&out).map_err(|e| AdminError::BadResponse(e.to_string()))?;
+    if resp.ok {
+        Ok(resp.data)
+    } else {
+        Err(AdminError::Refused(
+            resp.error.unwrap_or_else(|| "the daemon refused".into()),
+        ))
+    }
+}

@@ -1,0 +1,83 @@
+//! The command line (clap): `mailward run | check-config | config | queue`.
+//! Every command has `--help` with an example.
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "mailward",
+    version,
+    about = "Mailward: an SMTP filtering gateway that relays, scans and reports.",
+    after_help = "Examples:\n  mailward run                          # on the embedded default configuration\n  mailward run --config /etc/mailward/mailward.toml\n  mailward check-config --config mailward.toml\n  mailward queue list --config mailward.toml"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct ConfigArg {
+    /// The configuration file (TOML). Without it, the embedded default
+    /// configuration is used (see `mailward config default`).
+    #[arg(long, short = 'c', value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Runs the gateway in the foreground until SIGTERM or SIGINT.
+    #[command(after_help = "Signals: SIGHUP reloads the configuration (a bad one is refused and the running one kept); SIGTERM/SIGINT stop gracefully.\nExit status: 0 after a clean stop, 64 for a bad configuration, 71 when the gateway cannot start (port in use, spool unreadable).\n\nExample:\n  mailward run --config mailward.toml")]
+    Run(ConfigArg),
+    /// Validates a configuration file and prints every problem as FILE:LINE: key: problem.
+    #[command(after_help = "Exit status: 0 when valid, 1 when not.\n\nExample:\n  mailward check-config --config mailward.toml")]
+    CheckConfig(ConfigArg),
+    /// Prints configuration documents.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Lists, shows, retries or removes messages in the working queue of the running daemon.
+    #[command(subcommand)]
+    Queue(QueueCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Prints the embedded default configuration, with a comment on every key.
+    #[command(after_help = "Example:\n  mailward config default > mailward.toml")]
+    Default,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum QueueCommand {
+    /// Lists queued messages: ID, size, age, sender, recipients and their state.
+    #[command(after_help = "Example:\n  mailward queue list --config mailward.toml\n  mailward queue list --json --config mailward.toml | jq '.[].id'")]
+    List {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Prints a JSON array instead of a table (for scripts).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Shows one message: envelope, recipients' state and the message itself.
+    #[command(after_help = "Example:\n  mailward queue show 0193F1A2B3C4D0001 --config mailward.toml")]
+    Show {
+        /// The queue ID (from the 250 reply, the logs or `queue list`).
+        id: String,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Retries every queued message now instead of waiting for its back-off.
+    #[command(after_help = "Example:\n  mailward queue flush --config mailward.toml")]
+    Flush {
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Removes a message from the queue without delivering it and without a bounce.
+    #[command(after_help = "Example:\n  mailward queue remove 0193F1A2B3C4D0001 --config mailward.toml")]
+    Remove {
+        /// The queue ID.
+        id: String,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+}

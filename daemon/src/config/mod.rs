@@ -1,0 +1,252 @@
+//! The configuration: reading `mailward.toml` (or the embedded default),
+//! checking it, and the typed [`Config`] the rest of the daemon reads.
+//!
+//! Loading never stops at the first mistake: TOML syntax errors, unknown
+//! keys, bad values and rules between keys are all collected and returned
+//! together as [`ConfigErrors`], one `FILE:LINE: key: problem` line each.
+//! This module does not watch files or reload: `SIGHUP` handling calls
+//! [`load`] again and keeps the old [`Config`] if it fails.
+//!
+//! Inside: `raw` is the TOML layout (serde, every value still raw),
+//! `validate` turns it into the types of `types` with the defaults of
+//! DESIGN section 4, `locate` finds the line of a key, and `units`,
+//! `pattern` and `rules` are the value syntaxes.
+
+/// Calls `$cb!` with `$args` followed by every `[policy]` key and its type.
+/// `[policy]`, `[group.NAME]` (each key an `Option` there), the raw layout
+/// and the reader are all generated from this one list.
+macro_rules! for_policy_keys {
+    ($cb:ident ! ( $($args:tt)* )) => {
+        $cb! { $($args)*
+            check_av: bool,
+            check_spam: bool,
+            spam_level: SpamLevel,
+            mark_subject: Vec<Status>,
+            subject_prefix: BTreeMap<String, String>,
+            add_headers: bool,
+            action_infected: Action,
+            action_suspicious: Action,
+            action_protected: Action,
+            action_error: Action,
+            action_filtered: Action,
+            reject: Vec<Status>,
+            block: Vec<Status>,
+            quarantine: Vec<Status>,
+            notify_sender: Vec<Status>,
+            notify_recipients: Vec<Status>,
+            notify_admin: Vec<Status>,
+            admin_address: String,
+            include_by_name: Vec<String>,
+            exclude_by_name: Vec<String>,
+            include_by_mime: Vec<String>,
+            exclude_by_mime: Vec<String>,
+            max_scan_depth: u32,
+            max_unpacked_size: ByteSize,
+        }
+    };
+}
+
+mod locate;
+mod pattern;
+mod raw;
+mod rules;
+mod types;
+mod units;
+mod validate;
+
+use std::fmt;
+use std::path::Path;
+
+pub use pattern::{DomainPattern, Pattern};
+pub use rules::{first_match, Matcher, Rule, RuleAction, Subject};
+pub use types::*;
+pub use units::{ByteSize, Dur, UnitError};
+
+use locate::{KeyPath, Locator, Seg};
+
+/// The embedded default configuration, fully commented: what `mailward run`
+/// uses without `--config`, and what `mailward config default` prints.
+pub const DEFAULT_TOML: &str = include_str!("default.toml");
+
+/// The origin name of the embedded default.
+pub const DEFAULT_ORIGIN: &str = "<default>";
+
+/// One thing wrong with a configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigProblem {
+    /// The file (or `"<default>"`).
+    pub file: String,
+    /// 1-based line; 0 when no line applies (an unreadable file, or a key
+    /// that is not written anywhere).
+    pub line: usize,
+    /// The dotted key, e.g. `limits.max_message_size` or `route[1].to`;
+    /// empty when the problem is not about one key (a syntax error).
+    pub key: String,
+    /// What is wrong, as a phrase: `expected a size like "20MiB", got "big"`.
+    pub problem: String,
+}
+
+impl fmt::Display for ConfigProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.key.is_empty() {
+            write!(f, "{}:{}: {}", self.file, self.line, self.problem)
+        } else {
+            write!(
+                f,
+                "{}:{}: {}: {}",
+                self.file, self.line, self.key, self.problem
+            )
+        }
+    }
+}
+
+/// Every problem found in a configuration, in the order of the file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}", lines(.0))]
+pub struct ConfigErrors(pub Vec<ConfigProblem>);
+
+fn lines(problems: &[ConfigProblem]) -> String {
+    problems
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Reads and checks the configuration file at `path`, or the embedded
+/// default when `path` is `None`.
+pub fn load(path: Option<&Path>) -> Result<Config, ConfigErrors> {
+    let Some(path) = path else {
+        return parse(DEFAULT_TOML, DEFAULT_ORIGIN);
+    };
+    let origin = path.display().to_string();
+    match std::fs::read_to_string(path) {
+        Ok(text) => parse(&text, &origin),
+        Err(e) => Err(ConfigErrors(vec![ConfigProblem {
+            file: origin,
+            line: 0,
+            key: String::new(),
+            problem: format!("cannot read the configuration: {e}"),
+        }])),
+    }
+}
+
+/// Parses and checks configuration `text`; `origin` names it in messages
+/// and becomes [`Config::origin`].
+pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigErrors> {
+    let locator = Locator::new(text);
+    let mut ctx = validate::Ctx::new(&locator, origin);
+
+    let mut unknown: Vec<Vec<Seg>> = Vec::new();
+    let raw: Result<raw::RawConfig, toml::de::Error> =
+        serde_ignored::deserialize(toml::Deserializer::new(text), |path| {
+            unknown.push(segments(&path))
+        });
+    for segs in unknown {
+        let hint = segs
+            .split_last()
+            .and_then(|(last, parent)| match last {
+                Seg::Key(k) => closest(k, raw::known_keys(parent)),
+                Seg::Index(_) => None,
+            })
+            .map(|k| format!(" (did you mean `{k}`?)"))
+            .unwrap_or_default();
+        ctx.report(&KeyPath(segs), format!("unknown key{hint}"));
+    }
+
+    let config = match raw {
+        Ok(raw) => Some(validate::build(&mut ctx, &raw)),
+        Err(e) => {
+            let (line, key) = match e.span() {
+                Some(span) => (locator.line_at(span.start), locator.key_at(span.start)),
+                None => (0, String::new()),
+            };
+            ctx.report_line(line, key, tidy_serde_message(e.message()));
+            None
+        }
+    };
+
+    let mut problems = ctx.problems;
+    match config {
+        Some(config) if problems.is_empty() => Ok(config),
+        _ => {
+            problems.sort_by_key(|p| p.line);
+            Err(ConfigErrors(problems))
+        }
+    }
+}
+
+/// The key path of a `serde_ignored` path.
+fn segments(path: &serde_ignored::Path<'_>) -> Vec<Seg> {
+    use serde_ignored::Path;
+    let mut segs = match path {
+        Path::Root => return Vec::new(),
+        Path::Seq { parent, .. }
+        | Path::Map { parent, .. }
+        | Path::Some { parent }
+        | Path::NewtypeStruct { parent }
+        | Path::NewtypeVariant { parent } => segments(parent),
+    };
+    match path {
+        Path::Seq { index, .. } => segs.push(Seg::Index(*index)),
+        Path::Map { key, .. } => segs.push(Seg::Key(key.clone())),
+        _ => {}
+    }
+    segs
+}
+
+/// One line of a message from toml/serde, without the names of our
+/// internal types.
+fn tidy_serde_message(message: &str) -> String {
+    let mut out = message.trim().replace('\n', "; ");
+    for (from, to) in [
+        ("expected struct RawConfig", "expected a table"),
+        ("expected struct RawRoute", "expected a table ([[route]])"),
+        (
+            "expected struct RawGroup",
+            "expected a table ([group.NAME])",
+        ),
+    ] {
+        out = out.replace(from, to);
+    }
+    while let Some(at) = out.find("expected struct Raw") {
+        let end = out[at..]
+            .find(|c: char| c == ',' || c == ';' || c == ')')
+            .map_or(out.len(), |e| at + e);
+        out.replace_range(at..end, "expected a table");
+    }
+    out
+}
+
+/// The name in `known` closest to `name`, if within 2 edits.
+fn closest<'k>(name: &str, known: &[&'k str]) -> Option<&'k str> {
+    known
+        .iter()
+        .map(|k| (edit_distance(name, k), *k))
+        .filter(|(d, _)| *d <= 2)
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, k)| k)
+}
+
+/// Levenshtein distance, by characters.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = if ca == *cb {
+                prev
+            } else {
+                1 + prev.min(cur).min(row[j])
+            };
+            prev = cur;
+        }
+    }
+    row[b.len()]
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,537 @@
+//! Tests of loading whole configurations: the embedded default, defaults of
+//! absent keys, and problem reports (all at once, with key and line).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use super::*;
+
+fn problems(text: &str) -> Vec<String> {
+    match parse(text, "mailward.toml") {
+        Ok(_) => Vec::new(),
+        Err(e) => e.0.iter().map(ToString::to_string).collect(),
+    }
+}
+
+#[test]
+fn default_parses_and_validates() {
+    let c = load(None).unwrap_or_else(|e| panic!("default.toml:\n{e}"));
+    assert_eq!(c.origin, "<default>");
+    assert_eq!(c.server.hostname, "gw.example.com");
+    assert_eq!(c.server.data_dir, PathBuf::from("mailward-data"));
+    assert_eq!(
+        c.server.admin_socket,
+        PathBuf::from("mailward-data/admin.sock")
+    );
+    assert_eq!(c.server.spool_dir(), PathBuf::from("mailward-data/spool"));
+    assert_eq!(
+        c.network.listen_on,
+        vec!["127.0.0.1:2525".parse::<SocketAddr>().unwrap()]
+    );
+    assert!(c.network.is_protected("example.com"));
+    assert!(c.network.is_protected("mx.example.com"));
+    assert!(!c.network.is_protected("example.org"));
+    assert!(c.network.may_relay("127.0.0.1".parse().unwrap()));
+    assert!(!c.network.may_relay("192.0.2.1".parse().unwrap()));
+    assert_eq!(c.route.len(), 1);
+    assert!(c.route[0].pattern.matches("anyone@anywhere.example"));
+    assert_eq!(
+        c.route[0].to,
+        NextHop::Direct {
+            host: "127.0.0.1".into(),
+            port: 2526
+        }
+    );
+    assert_eq!(c.metrics.listen, Some("127.0.0.1:9925".parse().unwrap()));
+    assert_eq!(
+        c.agentx.endpoint().unwrap(),
+        AgentxEndpoint::Tcp {
+            host: "127.0.0.1".into(),
+            port: 705
+        }
+    );
+    assert_eq!(
+        c.agentx.root_oid_arcs().unwrap(),
+        vec![1, 3, 6, 1, 4, 1, 32473, 25]
+    );
+    assert_eq!(c.bases.av, PathBuf::from("mailward-data/bases/av"));
+    assert_eq!(
+        c.statistics.destination,
+        PathBuf::from("mailward-data/stats/stats.json")
+    );
+    assert_eq!(c.log.destination, LogDestination::Stderr);
+    assert_eq!(c.limits.max_message_size, ByteSize::mib(20));
+    assert_eq!(c.timeouts.max_queue_lifetime.get().as_secs(), 5 * 86_400);
+    let managers = &c.group["managers"];
+    assert_eq!(
+        managers.recipients,
+        vec!["*@managers.example.com".to_string()]
+    );
+    let effective = managers.effective(&c.policy);
+    assert!(statuses_cover(&effective.block, "as/spam"));
+    assert!(effective.check_av);
+    assert_eq!(effective.admin_address, c.policy.admin_address);
+}
+
+#[test]
+fn absent_keys_take_the_defaults_of_default_toml() {
+    let empty = parse("", "empty.toml").unwrap();
+    let default = parse(DEFAULT_TOML, "empty.toml").unwrap();
+    assert_eq!(empty.server, default.server);
+    assert_eq!(empty.network, default.network);
+    assert_eq!(empty.access, default.access);
+    assert_eq!(empty.limits, default.limits);
+    assert_eq!(empty.timeouts, default.timeouts);
+    assert_eq!(empty.policy, default.policy);
+    assert_eq!(empty.archive, default.archive);
+    assert_eq!(empty.bases, default.bases);
+    assert_eq!(empty.statistics, default.statistics);
+    assert_eq!(empty.snmp, default.snmp);
+    assert_eq!(empty.agentx, default.agentx);
+    assert_eq!(empty.metrics, default.metrics);
+    assert_eq!(empty.log, default.log);
+    // Without [[route]] everything goes by MX; groups are only what is written.
+    assert!(empty.route.is_empty());
+    assert!(empty.group.is_empty());
+}
+
+#[test]
+fn default_toml_documents_every_key() {
+    for (section, keys) in raw::SECTIONS
+        .iter()
+        .map(|s| (*s, raw::known_keys(&[locate::Seg::Key(s.to_string())])))
+    {
+        assert!(
+            DEFAULT_TOML.contains(&format!("\n[{section}]"))
+                || DEFAULT_TOML.contains(&format!("\n[[{section}]]"))
+                || DEFAULT_TOML.contains(&format!("\n[{section}.")),
+            "section {section}"
+        );
+        for key in keys {
+            assert!(
+                DEFAULT_TOML.contains(&format!("\n{key} = "))
+                    || DEFAULT_TOML.contains(&format!("\n# {key} = ")),
+                "{section}.{key} is not in default.toml"
+            );
+        }
+    }
+    // Every key line is preceded by a comment line (or another key line that
+    // shares it, as tls_certificate and tls_key).
+    let lines: Vec<&str> = DEFAULT_TOML.lines().collect();
+    for (i, line) in lines.iter().enumerate() {
+        if line.contains(" = ") && !line.starts_with('#') {
+            assert!(
+                i > 0 && lines[i - 1].starts_with('#'),
+                "no comment above line {}: {line}",
+                i + 1
+            );
+        }
+    }
+}
+
+#[test]
+fn commented_out_keys_of_default_toml_are_valid() {
+    let uncommented: String = DEFAULT_TOML
+        .lines()
+        .map(|l| {
+            for key in ["admin_socket", "av", "destination", "raw_destination"] {
+                if let Some(rest) = l.strip_prefix("# ") {
+                    if rest.starts_with(&format!("{key} = ")) {
+                        return format!("{rest}\n");
+                    }
+                }
+            }
+            format!("{l}\n")
+        })
+        .collect();
+    assert_ne!(uncommented, DEFAULT_TOML);
+    let a = parse(&uncommented, "x").unwrap_or_else(|e| panic!("{e}"));
+    let b = parse(DEFAULT_TOML, "x").unwrap();
+    assert_eq!(a.server, b.server);
+    assert_eq!(a.bases, b.bases);
+    assert_eq!(a.statistics, b.statistics);
+}
+
+#[test]
+fn three_problems_reported_at_once_with_lines() {
+    let text = "\
+[network]
+listen_on = [
+  \"127.0.0.1:2525\",
+  \"localhost\",
+]
+
+[limits]
+max_sesions = 5
+max_message_size = \"big\"
+";
+    assert_eq!(
+        problems(text),
+        vec![
+            "mailward.toml:4: network.listen_on: expected an address like \"127.0.0.1:2525\" or \"[::1]:2525\", got \"localhost\"",
+            "mailward.toml:8: limits.max_sesions: unknown key",
+            "mailward.toml:9: limits.max_message_size: expected a size like \"20MiB\", got \"big\"",
+        ]
+    );
+}
+
+#[test]
+fn unknown_keys_everywhere_with_hints() {
+    let text = "\
+[limts]
+max_hops = 3
+
+[limits]
+max_hop = 3
+
+[[route]]
+match = \"*\"
+too = \"[a]\"
+
+[group.sales]
+recipients = [\"*@sales.example.com\"]
+blok = []
+";
+    assert_eq!(
+        problems(text),
+        vec![
+            "mailward.toml:1: limts: unknown key (did you mean `limits`?)",
+            "mailward.toml:5: limits.max_hop: unknown key (did you mean `max_hops`?)",
+            "mailward.toml:7: route[0].to: missing: a route needs `match` and `to` (the next hop)",
+            "mailward.toml:9: route[0].too: unknown key (did you mean `to`?)",
+            "mailward.toml:13: group.sales.blok: unknown key (did you mean `block`?)",
+        ]
+    );
+}
+
+#[test]
+fn many_value_problems_at_once() {
+    let text = "\
+[server]
+hostname = \"bad host\"
+postmaster = \"nobody\"
+
+[access]
+connect_rules = [\"allow any\", \"permit all\"]
+dns_resolver = \"resolver\"
+
+[limits]
+max_hops = -1
+incoming_sessions = 0
+antiviral_sessions = \"4\"
+
+[timeouts]
+scan = \"60\"
+dns = 10
+
+[policy]
+spam_level = \"extreme\"
+reject = [\"av/infected\", \"av/virus\"]
+action_error = \"drop\"
+subject_prefix = { \"as/spam\" = \"[S]\", \"spam\" = \"[S]\" }
+
+[snmp]
+services = [\"config\", \"traps\"]
+alert_thresholds = { queue_messages = 5, queue_lenght = 4 }
+
+[agentx]
+socket = \"udp:127.0.0.1:705\"
+root_oid = \"mailward\"
+timeout = \"10m\"
+
+[metrics]
+listen = \"9925\"
+
+[log]
+destination = \"stdout\"
+options = [\"all.info\", \"smtp.loud\", \"-nothing\"]
+format = \"xml\"
+";
+    let got = problems(text);
+    let keys_and_lines: Vec<(usize, &str)> = got
+        .iter()
+        .map(|p| {
+            let mut parts = p.splitn(4, ':');
+            parts.next();
+            let line = parts.next().unwrap().parse().unwrap();
+            (line, parts.next().unwrap().trim())
+        })
+        .collect();
+    assert_eq!(
+        keys_and_lines,
+        vec![
+            (2, "server.hostname"),
+            (3, "server.postmaster"),
+            (6, "access.connect_rules"),
+            (7, "access.dns_resolver"),
+            (10, "limits.max_hops"),
+            (11, "limits.incoming_sessions"),
+            (12, "limits.antiviral_sessions"),
+            (15, "timeouts.scan"),
+            (16, "timeouts.dns"),
+            (19, "policy.spam_level"),
+            (20, "policy.reject"),
+            (21, "policy.action_error"),
+            (22, "policy.subject_prefix.spam"),
+            (25, "snmp.services"),
+            (26, "snmp.alert_thresholds.queue_lenght"),
+            (29, "agentx.socket"),
+            (30, "agentx.root_oid"),
+            (31, "agentx.timeout"),
+            (34, "metrics.listen"),
+            (37, "log.destination"),
+            (38, "log.options"),
+            (38, "log.options"),
+            (39, "log.format"),
+        ],
+        "{got:#?}"
+    );
+    assert!(got.contains(&"mailward.toml:15: timeouts.scan: expected a duration like \"30s\" or \"5m\", got \"60\" (a unit is needed: ms, s, m, h, d or w)".to_string()), "{got:#?}");
+    assert!(
+        got.contains(
+            &"mailward.toml:16: timeouts.dns: expected a duration like \"30s\" or \"5m\", got 10"
+                .to_string()
+        ),
+        "{got:#?}"
+    );
+    assert!(
+        got.contains(&"mailward.toml:11: limits.incoming_sessions: must be at least 1".to_string()),
+        "{got:#?}"
+    );
+}
+
+#[test]
+fn backoff_order_is_checked() {
+    assert_eq!(
+        problems("[timeouts]\nmin_backoff = \"2h\"\nmax_backoff = \"1h\"\n"),
+        vec!["mailward.toml:2: timeouts.min_backoff: must not be longer than timeouts.max_backoff (1h)"]
+    );
+    // Against the default max_backoff (1h) too.
+    assert_eq!(
+        problems("[timeouts]\nmin_backoff = \"90m\"\n"),
+        vec!["mailward.toml:2: timeouts.min_backoff: must not be longer than timeouts.max_backoff (1h)"]
+    );
+    assert!(problems("[timeouts]\nmin_backoff = \"1h\"\nmax_backoff = \"1h\"\n").is_empty());
+}
+
+#[test]
+fn empty_listen_on_is_refused() {
+    assert_eq!(
+        problems("[server]\nhostname = \"a.example\"\n\n[network]\nlisten_on = []\n"),
+        vec!["mailward.toml:5: network.listen_on: must not be empty"]
+    );
+}
+
+#[test]
+fn syntax_and_shape_errors_have_lines() {
+    let p = problems("[server]\nhostname = \"a\"\nhostname = \"b\"\n");
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert!(p[0].starts_with("mailward.toml:3: "), "{p:?}");
+    assert!(p[0].contains("duplicate key"), "{p:?}");
+    assert!(!p[0].contains('\n'));
+
+    let p = problems("[limits]\nmax_hops = 3\n\n[server\n");
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert!(p[0].starts_with("mailward.toml:4: "), "{p:?}");
+
+    let p = problems("bogus = 1\nlimits = 5\n");
+    assert_eq!(p.len(), 2, "{p:?}");
+    assert_eq!(p[0], "mailward.toml:1: bogus: unknown key");
+    assert!(p[1].starts_with("mailward.toml:2: limits: "), "{p:?}");
+    assert!(p[1].contains("expected a table"), "{p:?}");
+}
+
+#[test]
+fn routes() {
+    let c = parse(
+        "route = [ { match = \"*@a.example\", to = \"[::1]:2526\" }, { match = \"*\", to = \"b.example:2525\" } ]\n",
+        "x",
+    )
+    .unwrap();
+    assert_eq!(
+        c.route[0].to,
+        NextHop::Direct {
+            host: "::1".into(),
+            port: 2526
+        }
+    );
+    assert_eq!(
+        c.route[1].to,
+        NextHop::Mx {
+            domain: "b.example".into(),
+            port: 2525
+        }
+    );
+    assert_eq!(c.route[0].pattern.as_str(), "*@a.example");
+
+    let p = problems(
+        "[[route]]\nmatch = \"*\"\nto = \"[127.0.0.1\"\n\n[[route]]\nto = \"a.example\"\n",
+    );
+    assert_eq!(p.len(), 2, "{p:?}");
+    assert!(
+        p[0].starts_with("mailward.toml:3: route[0].to: expected a next hop like"),
+        "{p:?}"
+    );
+    assert!(
+        p[1].starts_with("mailward.toml:5: route[1].match: missing"),
+        "{p:?}"
+    );
+}
+
+#[test]
+fn groups() {
+    let text = "\
+[policy]
+check_spam = false
+
+[group.vip]
+senders = [\"ip 10.0.0.0/8\", \"*@vip.example\"]
+check_spam = true
+spam_level = \"high\"
+
+[group.nobody]
+block = []
+
+[group.bad]
+recipients = [\"ip ten\"]
+";
+    let p = problems(text);
+    assert_eq!(
+        p,
+        vec![
+            "mailward.toml:9: group.nobody: a group needs `senders` or `recipients`, or it never applies",
+            "mailward.toml:13: group.bad.recipients: expected \"ip\" and a network like \"ip 10.0.0.0/8\", got \"ip ten\"",
+        ]
+    );
+    let c = parse(&text[..text.find("[group.nobody]").unwrap()], "x").unwrap();
+    let vip = &c.group["vip"];
+    assert_eq!(
+        vip.senders,
+        vec!["ip 10.0.0.0/8".to_string(), "*@vip.example".to_string()]
+    );
+    assert_eq!(vip.check_spam, Some(true));
+    assert_eq!(vip.check_av, None);
+    let policy = vip.effective(&c.policy);
+    assert!(!c.policy.check_spam);
+    assert!(policy.check_spam);
+    assert_eq!(policy.spam_level, SpamLevel::High);
+    assert_eq!(c.policy.spam_level, SpamLevel::Standard);
+}
+
+#[test]
+fn optional_addresses() {
+    let c = parse(
+        "[access]\ndns_resolver = \"127.0.0.1\"\n[metrics]\nlisten = \"\"\n",
+        "x",
+    )
+    .unwrap();
+    assert_eq!(c.access.dns_resolver, Some("127.0.0.1:53".parse().unwrap()));
+    assert_eq!(c.metrics.listen, None);
+    let c = parse("[access]\ndns_resolver = \"127.0.0.1:5353\"\n", "x").unwrap();
+    assert_eq!(
+        c.access.dns_resolver,
+        Some("127.0.0.1:5353".parse().unwrap())
+    );
+    let c = parse("[access]\ndns_resolver = \"::1\"\n", "x").unwrap();
+    assert_eq!(c.access.dns_resolver, Some("[::1]:53".parse().unwrap()));
+    let c = parse(
+        "[access]\ndns_resolver = \"\"\nconnect_rules = [\"deny ip 10.0.0.0/8\", \"allow any\"]\n",
+        "x",
+    )
+    .unwrap();
+    assert_eq!(c.access.dns_resolver, None);
+    assert_eq!(c.access.connect_rules.len(), 2);
+}
+
+#[test]
+fn tls_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = dir.path().join("cert.pem");
+    let key = dir.path().join("key.pem");
+    std::fs::write(&cert, "x").unwrap();
+    std::fs::write(&key, "x").unwrap();
+    let both = format!(
+        "[network]\ntls_certificate = {:?}\ntls_key = {:?}\n",
+        cert.display().to_string(),
+        key.display().to_string()
+    );
+    let c = parse(&both, "x").unwrap();
+    assert_eq!(c.network.tls_certificate.as_deref(), Some(cert.as_path()));
+
+    let p = problems(&format!(
+        "[network]\ntls_certificate = {:?}\n",
+        cert.display().to_string()
+    ));
+    assert_eq!(
+        p,
+        vec!["mailward.toml:2: network.tls_certificate: set `tls_key` too, or neither"]
+    );
+
+    let p = problems(
+        "[network]\ntls_certificate = \"/nonexistent/c.pem\"\ntls_key = \"/nonexistent/k.pem\"\n",
+    );
+    assert_eq!(p.len(), 2, "{p:?}");
+    assert!(
+        p[0].starts_with(
+            "mailward.toml:2: network.tls_certificate: cannot read /nonexistent/c.pem: "
+        ),
+        "{p:?}"
+    );
+    assert!(
+        p[1].starts_with("mailward.toml:3: network.tls_key: cannot read /nonexistent/k.pem: "),
+        "{p:?}"
+    );
+}
+
+#[test]
+fn load_from_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("mailward.toml");
+    std::fs::write(&file, "[limits]\nmax_hops = 7\n").unwrap();
+    let c = load(Some(&file)).unwrap();
+    assert_eq!(c.limits.max_hops, 7);
+    assert_eq!(c.origin, file.display().to_string());
+
+    std::fs::write(&file, "[limits]\nmax_hops = \"seven\"\n").unwrap();
+    let e = load(Some(&file)).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "{}:2: limits.max_hops: expected a whole number from 0 to 4294967295, got \"seven\"",
+            file.display()
+        )
+    );
+
+    let missing = dir.path().join("missing.toml");
+    let e = load(Some(&missing)).unwrap_err();
+    assert_eq!(e.0.len(), 1);
+    assert!(e.to_string().starts_with(&format!(
+        "{}:0: cannot read the configuration: ",
+        missing.display()
+    )));
+}
+
+#[test]
+fn sizes_accept_integers_and_strings() {
+    let c = parse(
+        "[limits]\nmax_message_size = 1000\nmin_queue_free_space = \"1GB\"\n",
+        "x",
+    )
+    .unwrap();
+    assert_eq!(c.limits.max_message_size, ByteSize(1000));
+    assert_eq!(c.limits.min_queue_free_space, ByteSize(1_000_000_000));
+    let p = problems("[limits]\nmax_message_size = \"300MiB\"\n");
+    assert_eq!(
+        p,
+        vec!["mailward.toml:1: limits.max_session_size: must be at least limits.max_message_size (300MiB)"]
+    );
+}
+
+#[test]
+fn edit_distances() {
+    assert_eq!(edit_distance("max_sesions", "max_sessions"), 1);
+    assert_eq!(edit_distance("", "abc"), 3);
+    assert_eq!(edit_distance("kitten", "sitting"), 3);
+    assert_eq!(closest("limts", raw::SECTIONS), Some("limits"));
+    assert_eq!(closest("zzzzzz", raw::SECTIONS), None);
+}

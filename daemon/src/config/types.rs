@@ -1,0 +1,1050 @@
+//! The typed configuration: what the rest of the daemon reads. Every value
+//! here has been checked by the loader (`super::validate`), so code that
+//! holds a [`Config`] never re-parses or re-validates it. Defaults live in
+//! `validate.rs` (and are printed in `default.toml`).
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::path::PathBuf;
+
+use ipnet::IpNet;
+
+use super::pattern::{is_domain, DomainPattern, Pattern};
+use super::rules::Rule;
+use super::units::{ByteSize, Dur};
+
+/// The whole configuration, one field per TOML section.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// Where it was read from: a file path, or `"<default>"` for the embedded
+    /// default; shown in messages and over SNMP.
+    pub origin: String,
+    /// `[server]`: identity and where state lives.
+    pub server: Server,
+    /// `[network]`: listeners, protected domains, relaying, TLS.
+    pub network: Network,
+    /// `[access]`: access rules and DNSBLs.
+    pub access: Access,
+    /// `[limits]`: sessions, sizes, counts.
+    pub limits: Limits,
+    /// `[timeouts]`: protocol timeouts and queue retry times.
+    pub timeouts: Timeouts,
+    /// `[[route]]`: the routing table, in file order; first match wins.
+    pub route: Vec<Route>,
+    /// `[policy]`: the default group's policy.
+    pub policy: Policy,
+    /// `[group.NAME]`: groups that override the policy, by name.
+    pub group: BTreeMap<String, Group>,
+    /// `[archive]`: which mail is copied to the archive.
+    pub archive: Archive,
+    /// `[bases]`: signature bases and their updates.
+    pub bases: Bases,
+    /// `[statistics]`: statistics categories and files.
+    pub statistics: Statistics,
+    /// `[snmp]`: what the SNMP subagent serves and sends.
+    pub snmp: Snmp,
+    /// `[agentx]`: how to reach the AgentX master.
+    pub agentx: Agentx,
+    /// `[metrics]`: the Prometheus endpoint.
+    pub metrics: Metrics,
+    /// `[log]`: where logs go and how much.
+    pub log: Log,
+}
+
+/// `[server]`
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Server {
+    /// Our name in the SMTP banner, `Received:` headers and DSNs.
+    pub hostname: String,
+    /// Where mail to `postmaster` and operator notices go.
+    pub postmaster: String,
+    /// The directory under which the spool, quarantine, archive, statistics
+    /// and bases live unless set elsewhere.
+    pub data_dir: PathBuf,
+    /// The admin socket the CLI talks to (default `data_dir/admin.sock`).
+    pub admin_socket: PathBuf,
+}
+
+impl Server {
+    /// The spool: `data_dir/spool`.
+    pub fn spool_dir(&self) -> PathBuf {
+        self.data_dir.join("spool")
+    }
+}
+
+/// `[network]`
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Network {
+    /// Addresses the SMTP listener binds; never empty.
+    pub listen_on: Vec<SocketAddr>,
+    /// Domains we accept mail for from anyone.
+    pub protected_domains: Vec<DomainPattern>,
+    /// Clients that may send mail to any domain.
+    pub relay_networks: Vec<IpNet>,
+    /// PEM certificate chain for STARTTLS; set together with `tls_key`.
+    pub tls_certificate: Option<PathBuf>,
+    /// PEM private key for STARTTLS; set together with `tls_certificate`.
+    pub tls_key: Option<PathBuf>,
+}
+
+impl Network {
+    /// Whether mail for `domain` is accepted from anyone.
+    pub fn is_protected(&self, domain: &str) -> bool {
+        self.protected_domains.iter().any(|p| p.matches(domain))
+    }
+
+    /// Whether `ip` may relay to any domain.
+    pub fn may_relay(&self, ip: IpAddr) -> bool {
+        self.relay_networks
+            .iter()
+            .any(|n| super::rules::net_contains(n, ip))
+    }
+}
+
+/// `[access]`
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Access {
+    /// Checked when a client connects (address and reverse DNS name).
+    pub connect_rules: Vec<Rule>,
+    /// Checked at HELO/EHLO (the host is the HELO name).
+    pub helo_rules: Vec<Rule>,
+    /// Checked at MAIL FROM (the address is the sender).
+    pub mail_from_rules: Vec<Rule>,
+    /// Checked at each RCPT TO (the address is the recipient).
+    pub rcpt_rules: Vec<Rule>,
+    /// DNSBL zones; a listed client is refused at connect.
+    pub dnsbl: Vec<String>,
+    /// The DNS server to ask; `None` means the system's resolvers.
+    pub dns_resolver: Option<SocketAddr>,
+}
+
+/// `[limits]`
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Open inbound SMTP sessions at most.
+    pub incoming_sessions: u32,
+    /// Open inbound sessions from one client address at most.
+    pub incoming_sessions_per_ip: u32,
+    /// Open outbound SMTP sessions at most.
+    pub outgoing_sessions: u32,
+    /// Open outbound sessions to one next hop at most.
+    pub outgoing_sessions_per_host: u32,
+    /// Messages scanned at the same time.
+    pub antiviral_sessions: u32,
+    /// Largest message accepted (also announced in EHLO SIZE).
+    pub max_message_size: ByteSize,
+    /// Messages per inbound session.
+    pub max_messages_per_session: u32,
+    /// Recipients per message.
+    pub max_rcpts_per_message: u32,
+    /// Bytes per inbound session, all messages together.
+    pub max_session_size: ByteSize,
+    /// `Received:` headers beyond which a message is refused as looping.
+    pub max_hops: u32,
+    /// Free space below which new mail is refused with 452.
+    pub min_queue_free_space: ByteSize,
+}
+
+/// `[timeouts]`
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Timeouts {
+    /// First retry delay after a temporary delivery failure.
+    pub min_backoff: Dur,
+    /// Longest retry delay (never less than `min_backoff`).
+    pub max_backoff: Dur,
+    /// Age after which an undeliverable message is bounced.
+    pub max_queue_lifetime: Dur,
+    /// Age after which a 'delayed' DSN is sent once, when asked for.
+    pub delay_notice: Dur,
+    /// Waiting for an SMTP command or reply.
+    pub command: Dur,
+    /// Receiving or sending the message data.
+    pub data: Dur,
+    /// Scanning one message.
+    pub scan: Dur,
+    /// How long the final reply to DATA may wait for the scan.
+    pub scan_in_session: Dur,
+    /// Opening an outbound connection.
+    pub connect: Dur,
+    /// One DNS query.
+    pub dns: Dur,
+}
+
+/// `[[route]]`: recipients matching `pattern` go to `to`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    /// The recipient glob (TOML key `match`), e.g. `"*@example.com"`.
+    pub pattern: Pattern,
+    /// Where they go.
+    pub to: NextHop,
+}
+
+/// The next hop of a route.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum NextHop {
+    /// `"[host:port]"`, `"[host]:port"`, `"[host]"` (port 25): that host
+    /// itself, no MX lookup. `host` is a name or an address (IPv6 without
+    /// brackets).
+    Direct { host: String, port: u16 },
+    /// `"domain"` or `"domain:port"`: the MX hosts of `domain`.
+    Mx { domain: String, port: u16 },
+}
+
+const NEXT_HOP_EXAMPLE: &str =
+    "expected a next hop like \"[127.0.0.1:2526]\", \"[mx.example.com]:25\" or \"example.com\"";
+
+impl NextHop {
+    /// Parses the `to` of a route.
+    pub fn parse(text: &str) -> Result<NextHop, String> {
+        let bad = |why: &str| format!("{NEXT_HOP_EXAMPLE}, got {text:?}{why}");
+        let port_of = |p: &str| match p.parse::<u16>() {
+            Ok(port) if port > 0 => Ok(port),
+            _ => Err(bad(" (the port is a number from 1 to 65535)")),
+        };
+        if let Some(rest) = text.strip_prefix('[') {
+            let Some((inner, after)) = rest.split_once(']') else {
+                return Err(bad(" (no closing \"]\")"));
+            };
+            let (host, port) = if after.is_empty() {
+                if inner.parse::<Ipv6Addr>().is_ok() {
+                    (inner, 25)
+                } else {
+                    match inner.rsplit_once(':') {
+                        Some((host, port)) => (host, port_of(port)?),
+                        None => (inner, 25),
+                    }
+                }
+            } else if let Some(port) = after.strip_prefix(':') {
+                (inner, port_of(port)?)
+            } else {
+                return Err(bad(""));
+            };
+            if host.parse::<IpAddr>().is_err() && !is_domain(host) {
+                return Err(bad(" (not a host name or address)"));
+            }
+            Ok(NextHop::Direct {
+                host: host.to_string(),
+                port,
+            })
+        } else {
+            let (domain, port) = match text.split_once(':') {
+                Some((domain, port)) => (domain, port_of(port)?),
+                None => (text, 25),
+            };
+            if domain.parse::<IpAddr>().is_ok() {
+                return Err(bad(" (an address needs brackets: \"[192.0.2.1]\")"));
+            }
+            if !is_domain(domain) {
+                return Err(bad(" (not a domain name)"));
+            }
+            Ok(NextHop::Mx {
+                domain: domain.to_string(),
+                port,
+            })
+        }
+    }
+
+    /// The TCP port to connect to.
+    pub fn port(&self) -> u16 {
+        match self {
+            NextHop::Direct { port, .. } | NextHop::Mx { port, .. } => *port,
+        }
+    }
+}
+
+impl fmt::Display for NextHop {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NextHop::Direct { host, port } => write!(f, "[{host}]:{port}"),
+            NextHop::Mx { domain, port: 25 } => f.write_str(domain),
+            NextHop::Mx { domain, port } => write!(f, "{domain}:{port}"),
+        }
+    }
+}
+
+/// How hard the spam checks judge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum SpamLevel {
+    /// Only sure spam is `as/spam`.
+    Minimum,
+    /// The default balance.
+    Standard,
+    /// More is marked, more false positives.
+    High,
+    /// Everything doubtful is marked.
+    Maximum,
+}
+
+impl SpamLevel {
+    /// Parses `minimum|standard|high|maximum`.
+    pub fn parse(text: &str) -> Result<SpamLevel, String> {
+        match text {
+            "minimum" => Ok(SpamLevel::Minimum),
+            "standard" => Ok(SpamLevel::Standard),
+            "high" => Ok(SpamLevel::High),
+            "maximum" => Ok(SpamLevel::Maximum),
+            _ => Err(format!(
+                "expected one of \"minimum\", \"standard\", \"high\", \"maximum\", got {text:?}"
+            )),
+        }
+    }
+
+    /// The name as written in the configuration.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SpamLevel::Minimum => "minimum",
+            SpamLevel::Standard => "standard",
+            SpamLevel::High => "high",
+            SpamLevel::Maximum => "maximum",
+        }
+    }
+}
+
+/// What happens to the offending part of a message (`policy.action_*`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Action {
+    /// Leave the message as it is.
+    Pass,
+    /// Cut out the offending part.
+    Remove,
+    /// Replace the offending part with a short text saying why.
+    Placeholder,
+}
+
+impl Action {
+    /// Parses `pass|remove|placeholder`.
+    pub fn parse(text: &str) -> Result<Action, String> {
+        match text {
+            "pass" => Ok(Action::Pass),
+            "remove" => Ok(Action::Remove),
+            "placeholder" => Ok(Action::Placeholder),
+            _ => Err(format!(
+                "expected one of \"pass\", \"remove\", \"placeholder\", got {text:?}"
+            )),
+        }
+    }
+
+    /// The name as written in the configuration.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Pass => "pass",
+            Action::Remove => "remove",
+            Action::Placeholder => "placeholder",
+        }
+    }
+}
+
+/// Every status of DESIGN section 5, plus `av/all` and `as/all`.
+pub const STATUSES: &[&str] = &[
+    "av/clean",
+    "av/infected",
+    "av/suspicious",
+    "av/protected",
+    "av/error",
+    "av/filtered",
+    "av/all",
+    "as/spam",
+    "as/probable",
+    "as/formal",
+    "as/blacklisted",
+    "as/clean",
+    "as/all",
+];
+
+/// A scan status as written in policy lists: `"av/infected"`, `"as/spam"`,
+/// or `"av/all"`/`"as/all"` for every status of that kind.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Status(pub String);
+
+impl Status {
+    /// Parses one of [`STATUSES`].
+    pub fn parse(text: &str) -> Result<Status, String> {
+        if STATUSES.contains(&text) {
+            Ok(Status(text.to_string()))
+        } else {
+            Err(format!(
+                "expected a status like \"av/infected\" or \"as/spam\", got {text:?} (statuses: {})",
+                STATUSES.join(", ")
+            ))
+        }
+    }
+
+    /// The status as written.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether this list entry stands for `status` (`"av/all"` stands for
+    /// every `av/...`).
+    pub fn covers(&self, status: &str) -> bool {
+        match self.0.strip_suffix("/all") {
+            Some(kind) => status
+                .strip_prefix(kind)
+                .is_some_and(|rest| rest.starts_with('/')),
+            None => self.0 == status,
+        }
+    }
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Whether any entry of `list` stands for `status`.
+pub fn statuses_cover(list: &[Status], status: &str) -> bool {
+    list.iter().any(|s| s.covers(status))
+}
+
+/// `[policy]`: the default group's policy. A `[group.NAME]` overrides any
+/// of these keys for its messages (see [`Group::effective`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Policy {
+    /// Run the antivirus (and content filter).
+    pub check_av: bool,
+    /// Run the spam checks.
+    pub check_spam: bool,
+    /// How hard the spam checks judge.
+    pub spam_level: SpamLevel,
+    /// Statuses whose message gets a subject prefix.
+    pub mark_subject: Vec<Status>,
+    /// The prefix per status (keys are statuses).
+    pub subject_prefix: BTreeMap<String, String>,
+    /// Add `X-Mailward-AV` and `X-Mailward-Spam` headers.
+    pub add_headers: bool,
+    /// What to do with an infected part.
+    pub action_infected: Action,
+    /// What to do with a suspicious part.
+    pub action_suspicious: Action,
+    /// What to do with an encrypted or password-protected part.
+    pub action_protected: Action,
+    /// What to do with a part that could not be scanned.
+    pub action_error: Action,
+    /// What to do with a part filtered by name or MIME type.
+    pub action_filtered: Action,
+    /// Statuses refused inside the SMTP session (550 5.7.1).
+    pub reject: Vec<Status>,
+    /// Statuses whose message is accepted but not delivered.
+    pub block: Vec<Status>,
+    /// Statuses whose message is copied to quarantine.
+    pub quarantine: Vec<Status>,
+    /// Statuses for which the sender is notified.
+    pub notify_sender: Vec<Status>,
+    /// Statuses for which the recipients are notified.
+    pub notify_recipients: Vec<Status>,
+    /// Statuses for which the administrator is notified.
+    pub notify_admin: Vec<Status>,
+    /// Where administrator notifications go.
+    pub admin_address: String,
+    /// File-name globs that make a part `av/filtered`.
+    pub include_by_name: Vec<String>,
+    /// File-name globs never filtered (win over the includes).
+    pub exclude_by_name: Vec<String>,
+    /// MIME-type globs that make a part `av/filtered`.
+    pub include_by_mime: Vec<String>,
+    /// MIME-type globs never filtered (win over the includes).
+    pub exclude_by_mime: Vec<String>,
+    /// Nesting of messages and archives scanned at most.
+    pub max_scan_depth: u32,
+    /// Bytes unpacked from one message at most; beyond, `av/error`.
+    pub max_unpacked_size: ByteSize,
+}
+
+/// Declares [`Group`] from the list of policy keys: every key of
+/// [`Policy`] as an `Option`, `None` meaning "as in `[policy]`".
+macro_rules! declare_group {
+    ($($field:ident: $ty:ty),* $(,)?) => {
+        /// `[group.NAME]`: messages of some senders or recipients, with their
+        /// own policy. A message is in the first group (by name) where the
+        /// sender or any recipient matches.
+        #[derive(Debug, Clone, PartialEq, Eq, Default)]
+        pub struct Group {
+            /// Sender address globs (`"*@example.com"`) or client networks
+            /// (`"ip 10.0.0.0/8"`).
+            pub senders: Vec<String>,
+            /// Recipient address globs (`"*@managers.example.com"`).
+            pub recipients: Vec<String>,
+            $(
+                #[doc = concat!("Overrides `policy.", stringify!($field), "` when set.")]
+                pub $field: Option<$ty>,
+            )*
+        }
+
+        impl Group {
+            /// The policy of this group: `base` (the `[policy]` section) with
+            /// this group's keys put over it.
+            pub fn effective(&self, base: &Policy) -> Policy {
+                Policy {
+                    $( $field: self.$field.clone().unwrap_or_else(|| base.$field.clone()), )*
+                }
+            }
+        }
+    };
+}
+
+for_policy_keys!(declare_group!());
+
+/// `[archive]`
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Archive {
+    /// Copy mail for protected domains to the archive.
+    pub incoming: bool,
+    /// Copy the other mail (relayed outward) to the archive.
+    pub outgoing: bool,
+}
+
+/// `[bases]`
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bases {
+    /// Directory of `.yar` files and `manifest.toml` (default
+    /// `data_dir/bases/av`).
+    pub av: PathBuf,
+    /// A directory or `file://` URL to update from; empty = no updates.
+    pub update_from: String,
+    /// Age of the bases' release after which they are reported obsolete.
+    pub obsolete_after: Dur,
+}
+
+/// Statistics categories of DESIGN section 6.
+pub const STATISTICS_OPTIONS: &[&str] = &["messages", "resources", "viruses", "filters", "raw"];
+
+/// `[statistics]`
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Statistics {
+    /// Categories kept (a subset of [`STATISTICS_OPTIONS`]).
+    pub options: Vec<String>,
+    /// The JSON snapshot `stats write` renders (default
+    /// `data_dir/stats/stats.json`).
+    pub destination: PathBuf,
+    /// The raw records, one line per message and recipient (default
+    /// `data_dir/stats/raw.log`).
+    pub raw_destination: PathBuf,
+    /// How often the snapshot is written.
+    pub write_interval: Dur,
+    /// Length of the top-N tables.
+    pub top: u32,
+}
+
+impl Statistics {
+    /// Whether the category `name` is kept.
+    pub fn has(&self, name: &str) -> bool {
+        self.options.iter().any(|o| o == name)
+    }
+}
+
+/// Subtrees the subagent may serve.
+pub const SNMP_SERVICES: &[&str] = &["config", "statistics", "admin", "update"];
+/// Groups of notifications the subagent may send.
+pub const SNMP_TRAPS: &[&str] = &["config", "admin", "update"];
+/// Alert thresholds that raise `mwAlertThreshold`.
+pub const SNMP_THRESHOLDS: &[&str] = &[
+    "queue_messages",
+    "infected_per_minute",
+    "infected_share_percent",
+    "spool_free_bytes",
+];
+
+/// `[snmp]`
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Snmp {
+    /// Subtrees served (a subset of [`SNMP_SERVICES`]).
+    pub services: Vec<String>,
+    /// Notification groups sent (a subset of [`SNMP_TRAPS`]).
+    pub traps: Vec<String>,
+    /// Thresholds by name (keys from [`SNMP_THRESHOLDS`]); absent = no alert.
+    pub alert_thresholds: BTreeMap<String, u64>,
+}
+
+/// `[agentx]`
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Agentx {
+    /// The master's socket in net-snmp syntax (see [`AgentxEndpoint`]).
+    pub socket: String,
+    /// What we ask the master to wait for our replies.
+    pub timeout: Dur,
+    /// What we ask the master to retry.
+    pub retries: u32,
+    /// How often we ping the master to notice it is gone.
+    pub ping_interval: Dur,
+    /// The OID of `mailwardMIB`, dotted numeric, no leading dot.
+    pub root_oid: String,
+}
+
+impl Agentx {
+    /// The parsed `socket` (it was validated at load).
+    pub fn endpoint(&self) -> Result<AgentxEndpoint, String> {
+        AgentxEndpoint::parse(&self.socket)
+    }
+
+    /// The parsed `root_oid` (it was validated at load).
+    pub fn root_oid_arcs(&self) -> Result<Vec<u32>, String> {
+        parse_oid(&self.root_oid)
+    }
+}
+
+/// Where the AgentX master listens, from net-snmp's `agentXSocket` syntax.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum AgentxEndpoint {
+    /// `"/path"`, `"unix:/path"` or `"local:/path"`.
+    Unix(PathBuf),
+    /// `"tcp:HOST:PORT"` (`"tcp:[::1]:705"`) or `"inet:PORT@HOST"`.
+    Tcp { host: String, port: u16 },
+}
+
+impl AgentxEndpoint {
+    /// Parses net-snmp's syntax.
+    pub fn parse(text: &str) -> Result<AgentxEndpoint, String> {
+        let bad = |why: &str| {
+            format!(
+                "expected a socket like \"tcp:127.0.0.1:705\", \"unix:/var/agentx/master\" or \
+                 \"/var/agentx/master\", got {text:?}{why}"
+            )
+        };
+        let tcp = |host: &str, port: &str| {
+            let host = host
+                .strip_prefix('[')
+                .and_then(|h| h.strip_suffix(']'))
+                .unwrap_or(host);
+            let port = match port.parse::<u16>() {
+                Ok(p) if p > 0 => p,
+                _ => return Err(bad(" (the port is a number from 1 to 65535)")),
+            };
+            if host.parse::<IpAddr>().is_err() && !is_domain(host) {
+                return Err(bad(" (not a host name or address)"));
+            }
+            Ok(AgentxEndpoint::Tcp {
+                host: host.to_string(),
+                port,
+            })
+        };
+        let unix = |path: &str| {
+            if path.starts_with('/') {
+                Ok(AgentxEndpoint::Unix(PathBuf::from(path)))
+            } else {
+                Err(bad(" (a socket path is absolute)"))
+            }
+        };
+        if let Some(rest) = text.strip_prefix("tcp:") {
+            match rest.rsplit_once(':') {
+                Some((host, port)) => tcp(host, port),
+                None => Err(bad(" (tcp:HOST:PORT)")),
+            }
+        } else if let Some(rest) = text.strip_prefix("inet:") {
+            match rest.split_once('@') {
+                Some((port, host)) => tcp(host, port),
+                None => Err(bad(" (inet:PORT@HOST)")),
+            }
+        } else if let Some(path) = text
+            .strip_prefix("unix:")
+            .or_else(|| text.strip_prefix("local:"))
+        {
+            unix(path)
+        } else if text.starts_with('/') {
+            unix(text)
+        } else {
+            Err(bad(""))
+        }
+    }
+}
+
+/// Parses a dotted numeric OID like `"1.3.6.1.4.1.32473.25"` (a leading dot
+/// is allowed).
+pub fn parse_oid(text: &str) -> Result<Vec<u32>, String> {
+    let bad = || format!("expected a numeric OID like \"1.3.6.1.4.1.32473.25\", got {text:?}");
+    let body = text.strip_prefix('.').unwrap_or(text);
+    let arcs = body
+        .split('.')
+        .map(|a| {
+            if a.is_empty() || !a.bytes().all(|b| b.is_ascii_digit()) {
+                None
+            } else {
+                a.parse::<u32>().ok()
+            }
+        })
+        .collect::<Option<Vec<u32>>>()
+        .ok_or_else(bad)?;
+    match arcs.as_slice() {
+        [first, second, ..]
+            if *first <= 2 && (*first == 2 || *second <= 39) && arcs.len() <= 128 =>
+        {
+            Ok(arcs)
+        }
+        _ => Err(bad()),
+    }
+}
+
+/// `[metrics]`
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Metrics {
+    /// Where `GET /metrics` is served; `None` = disabled.
+    pub listen: Option<SocketAddr>,
+}
+
+/// `[log]`
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Log {
+    /// Where log lines go.
+    pub destination: LogDestination,
+    /// `CATEGORY.LEVEL` and `-CATEGORY` items, applied in order (validated;
+    /// see [`LogOption`]).
+    pub options: Vec<String>,
+    /// Text or JSON lines.
+    pub format: LogFormat,
+    /// Size at which the log file is rotated (not done yet).
+    pub rotate_size: ByteSize,
+    /// Rotated files kept (not done yet).
+    pub rotate_rounds: u32,
+}
+
+impl Log {
+    /// The parsed `options` (they were validated at load, so an item that
+    /// somehow does not parse is skipped).
+    pub fn parsed_options(&self) -> Vec<LogOption> {
+        self.options
+            .iter()
+            .filter_map(|o| LogOption::parse(o).ok())
+            .collect()
+    }
+}
+
+/// `log.destination`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LogDestination {
+    /// `"stderr"`.
+    Stderr,
+    /// `"file:PATH"`: appended to.
+    File(PathBuf),
+    /// `"syslog:NAME@FACILITY"` (`"syslog:"` = `mailward@mail`).
+    Syslog { name: String, facility: String },
+}
+
+/// Syslog facilities accepted in `syslog:NAME@FACILITY`.
+pub const SYSLOG_FACILITIES: &[&str] = &[
+    "kern", "user", "mail", "daemon", "auth", "syslog", "lpr", "news", "uucp", "cron", "authpriv",
+    "ftp", "local0", "local1", "local2", "local3", "local4", "local5", "local6", "local7",
+];
+
+impl LogDestination {
+    /// Parses `stderr`, `file:PATH` or `syslog:NAME@FACILITY`.
+    pub fn parse(text: &str) -> Result<LogDestination, String> {
+        let example = "expected \"stderr\", \"file:PATH\" or \"syslog:NAME@FACILITY\"";
+        if text == "stderr" {
+            Ok(LogDestination::Stderr)
+        } else if let Some(path) = text.strip_prefix("file:") {
+            if path.is_empty() {
+                Err(format!(
+                    "{example}, got {text:?} (the file path is missing)"
+                ))
+            } else {
+                Ok(LogDestination::File(PathBuf::from(path)))
+            }
+        } else if let Some(rest) = text.strip_prefix("syslog:") {
+            let (name, facility) = rest.split_once('@').unwrap_or((rest, ""));
+            let name = if name.is_empty() { "mailward" } else { name };
+            let facility = if facility.is_empty() {
+                "mail"
+            } else {
+                facility
+            };
+            if !SYSLOG_FACILITIES.contains(&facility) {
+                return Err(format!(
+                    "{example}, got {text:?} (facilities: {})",
+                    SYSLOG_FACILITIES.join(", ")
+                ));
+            }
+            Ok(LogDestination::Syslog {
+                name: name.to_string(),
+                facility: facility.to_string(),
+            })
+        } else {
+            Err(format!("{example}, got {text:?}"))
+        }
+    }
+}
+
+/// `log.format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+impl LogFormat {
+    /// Parses `text|json`.
+    pub fn parse(text: &str) -> Result<LogFormat, String> {
+        match text {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            _ => Err(format!("expected \"text\" or \"json\", got {text:?}")),
+        }
+    }
+}
+
+/// Log categories of DESIGN section 4; each is a tracing target (and code in
+/// module `mailward::CATEGORY` is in that category too).
+pub const LOG_CATEGORIES: &[&str] = &[
+    "config", "app", "smtp", "scan", "cfilter", "spam", "policy", "delivery", "backup", "notif",
+    "admin",
+];
+
+/// A log level of the configuration, least verbose first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum LogLevel {
+    /// Cannot go on (logged as tracing ERROR).
+    Fatal,
+    /// Something failed (ERROR).
+    Error,
+    /// Something looks wrong (WARN).
+    Warning,
+    /// What operators want to see (INFO).
+    Info,
+    /// Every message and session (DEBUG).
+    Activity,
+    /// Everything (TRACE).
+    Debug,
+}
+
+impl LogLevel {
+    /// Parses `fatal|error|warning|info|activity|debug`.
+    pub fn parse(text: &str) -> Result<LogLevel, String> {
+        match text {
+            "fatal" => Ok(LogLevel::Fatal),
+            "error" => Ok(LogLevel::Error),
+            "warning" => Ok(LogLevel::Warning),
+            "info" => Ok(LogLevel::Info),
+            "activity" => Ok(LogLevel::Activity),
+            "debug" => Ok(LogLevel::Debug),
+            _ => Err(format!(
+                "unknown level {text:?} (levels: fatal, error, warning, info, activity, debug)"
+            )),
+        }
+    }
+}
+
+/// One item of `log.options`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogOption {
+    /// The category; `None` for `all`.
+    pub category: Option<String>,
+    /// The most verbose level logged; `None` (from `-CATEGORY`) = nothing.
+    pub level: Option<LogLevel>,
+}
+
+impl LogOption {
+    /// Parses `CATEGORY.LEVEL` (`all.info`, `smtp.debug`) or `-CATEGORY`
+    /// (`-scan`, `-all`).
+    pub fn parse(text: &str) -> Result<LogOption, String> {
+        let bad = |why: String| {
+            format!("expected an option like \"all.info\", \"smtp.debug\" or \"-scan\", got {text:?} ({why})")
+        };
+        let category = |name: &str| {
+            if name == "all" {
+                Ok(None)
+            } else if LOG_CATEGORIES.contains(&name) {
+                Ok(Some(name.to_string()))
+            } else {
+                Err(bad(format!(
+                    "unknown category {name:?}; categories: all, {}",
+                    LOG_CATEGORIES.join(", ")
+                )))
+            }
+        };
+        if let Some(name) = text.strip_prefix('-') {
+            return Ok(LogOption {
+                category: category(name)?,
+                level: None,
+            });
+        }
+        let Some((name, level)) = text.split_once('.') else {
+            return Err(bad("CATEGORY.LEVEL".to_string()));
+        };
+        Ok(LogOption {
+            category: category(name)?,
+            level: Some(LogLevel::parse(level).map_err(bad)?),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn next_hops() {
+        let direct = |h: &str, p| NextHop::Direct {
+            host: h.to_string(),
+            port: p,
+        };
+        let mx = |h: &str, p| NextHop::Mx {
+            domain: h.to_string(),
+            port: p,
+        };
+        let cases = [
+            ("[127.0.0.1:2526]", direct("127.0.0.1", 2526)),
+            ("[127.0.0.1]:2526", direct("127.0.0.1", 2526)),
+            ("[127.0.0.1]", direct("127.0.0.1", 25)),
+            ("[mx.example.com]", direct("mx.example.com", 25)),
+            ("[mx.example.com:587]", direct("mx.example.com", 587)),
+            ("[::1]:2526", direct("::1", 2526)),
+            ("[::1]", direct("::1", 25)),
+            ("[2001:db8::25]", direct("2001:db8::25", 25)),
+            ("example.com", mx("example.com", 25)),
+            ("example.com:2525", mx("example.com", 2525)),
+        ];
+        for (text, hop) in cases {
+            assert_eq!(NextHop::parse(text).unwrap(), hop, "{text}");
+            assert_eq!(
+                NextHop::parse(&hop.to_string()).unwrap(),
+                hop,
+                "{text} round trip"
+            );
+        }
+        assert_eq!(direct("::1", 2526).to_string(), "[::1]:2526");
+        for bad in [
+            "",
+            "[",
+            "[127.0.0.1",
+            "[127.0.0.1]x",
+            "[127.0.0.1]:",
+            "[127.0.0.1]:0",
+            "[127.0.0.1]:70000",
+            "[]",
+            "[bad host]",
+            "127.0.0.1",
+            "127.0.0.1:25",
+            "example.com:x",
+            "exa mple.com",
+            "::1",
+        ] {
+            let e = NextHop::parse(bad).unwrap_err();
+            assert!(e.starts_with("expected a next hop like"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn statuses() {
+        assert!(Status::parse("av/infected").is_ok());
+        assert!(Status::parse("as/all").is_ok());
+        assert!(Status::parse("av/spam").is_err());
+        assert!(Status::parse("infected").is_err());
+        let all = Status::parse("av/all").unwrap();
+        assert!(all.covers("av/infected"));
+        assert!(!all.covers("as/spam"));
+        assert!(!all.covers("av"));
+        let one = Status::parse("as/spam").unwrap();
+        assert!(one.covers("as/spam"));
+        assert!(!one.covers("as/probable"));
+        assert!(statuses_cover(&[one, all], "av/error"));
+    }
+
+    #[test]
+    fn agentx_sockets() {
+        let tcp = |h: &str, p| AgentxEndpoint::Tcp {
+            host: h.to_string(),
+            port: p,
+        };
+        let unix = |p: &str| AgentxEndpoint::Unix(PathBuf::from(p));
+        let cases = [
+            ("tcp:127.0.0.1:705", tcp("127.0.0.1", 705)),
+            ("tcp:localhost:705", tcp("localhost", 705)),
+            ("tcp:[::1]:705", tcp("::1", 705)),
+            ("inet:705@127.0.0.1", tcp("127.0.0.1", 705)),
+            ("/var/agentx/master", unix("/var/agentx/master")),
+            ("unix:/tmp/a.sock", unix("/tmp/a.sock")),
+            ("local:/tmp/a.sock", unix("/tmp/a.sock")),
+        ];
+        for (text, e) in cases {
+            assert_eq!(AgentxEndpoint::parse(text).unwrap(), e, "{text}");
+        }
+        for bad in [
+            "",
+            "tcp:",
+            "tcp:127.0.0.1",
+            "tcp:127.0.0.1:x",
+            "unix:rel",
+            "udp:1.2.3.4:705",
+            "inet:705",
+            "master",
+        ] {
+            assert!(AgentxEndpoint::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn oids() {
+        assert_eq!(
+            parse_oid("1.3.6.1.4.1.32473.25").unwrap(),
+            vec![1, 3, 6, 1, 4, 1, 32473, 25]
+        );
+        assert_eq!(parse_oid(".1.3.6").unwrap(), vec![1, 3, 6]);
+        for bad in [
+            "",
+            "1",
+            "1..3",
+            "1.3.x",
+            "3.1",
+            "1.40",
+            "1.3.-6",
+            "1.3.99999999999",
+        ] {
+            assert!(parse_oid(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn log_options_and_destinations() {
+        assert_eq!(
+            LogOption::parse("all.info").unwrap(),
+            LogOption {
+                category: None,
+                level: Some(LogLevel::Info)
+            }
+        );
+        assert_eq!(
+            LogOption::parse("smtp.debug").unwrap(),
+            LogOption {
+                category: Some("smtp".into()),
+                level: Some(LogLevel::Debug)
+            }
+        );
+        assert_eq!(
+            LogOption::parse("-scan").unwrap(),
+            LogOption {
+                category: Some("scan".into()),
+                level: None
+            }
+        );
+        for bad in ["info", "smtp", "smtp.loud", "bogus.info", "-bogus", "-"] {
+            assert!(LogOption::parse(bad).is_err(), "{bad}");
+        }
+        assert_eq!(
+            LogDestination::parse("stderr").unwrap(),
+            LogDestination::Stderr
+        );
+        assert_eq!(
+            LogDestination::parse("file:/var/log/mailward.log").unwrap(),
+            LogDestination::File(PathBuf::from("/var/log/mailward.log"))
+        );
+        assert_eq!(
+            LogDestination::parse("syslog:mw@local3").unwrap(),
+            LogDestination::Syslog {
+                name: "mw".into(),
+                facility: "local3".into()
+            }
+        );
+        assert_eq!(
+            LogDestination::parse("syslog:").unwrap(),
+            LogDestination::Syslog {
+                name: "mailward".into(),
+                facility: "mail".into()
+            }
+        );
+        for bad in ["", "file:", "syslog:x@nowhere", "stdout"] {
+            assert!(LogDestination::parse(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,897 @@
+//! From raw TOML values to the typed [`Config`]: every key is converted and
+//! checked, defaults (those of DESIGN section 4) fill in what is absent, and
+//! every problem is collected with its key and line, so an operator sees all
+//! of them at once. Cross-key rules (`min_backoff <= max_backoff`, TLS files,
+//! ...) are checked at the end, on the typed values.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use ipnet::IpNet;
+use toml::Value;
+
+use super::locate::{KeyPath, Locator};
+use super::pattern::{is_domain, DomainPattern, Pattern};
+use super::raw::*;
+use super::rules::{parse_net, Rule};
+use super::types::*;
+use super::units::{ByteSize, Dur, DURATION_EXAMPLE, SIZE_EXAMPLE};
+use super::ConfigProblem;
+
+/// Collects problems while the configuration is converted.
+pub struct Ctx<'a> {
+    locator: &'a Locator,
+    origin: &'a str,
+    /// Everything found wrong so far.
+    pub problems: Vec<ConfigProblem>,
+}
+
+impl<'a> Ctx<'a> {
+    pub fn new(locator: &'a Locator, origin: &'a str) -> Ctx<'a> {
+        Ctx {
+            locator,
+            origin,
+            problems: Vec::new(),
+        }
+    }
+
+    /// A problem with `key`, at a line given explicitly.
+    pub fn report_line(&mut self, line: usize, key: String, problem: impl Into<String>) {
+        self.problems.push(ConfigProblem {
+            file: self.origin.to_string(),
+            line,
+            key,
+            problem: problem.into(),
+        });
+    }
+
+    /// A problem with the key at `path`, on the line where it is written.
+    pub fn report(&mut self, path: &KeyPath, problem: impl Into<String>) {
+        let line = self.locator.line_of(path);
+        self.report_line(line, path.to_string(), problem);
+    }
+
+    /// A problem with element `index` of the list at `path`: the key is the
+    /// list's, the line the element's.
+    fn report_elem(&mut self, path: &KeyPath, index: usize, problem: impl Into<String>) {
+        let line = self.locator.line_of(&path.index(index));
+        self.report_line(line, path.to_string(), problem);
+    }
+
+    /// Converts a single value; `None` when it is absent or wrong (and then
+    /// reported).
+    fn one<T>(
+        &mut self,
+        path: &KeyPath,
+        value: Option<&Value>,
+        convert: impl FnOnce(&Value) -> Result<T, String>,
+    ) -> Option<T> {
+        match convert(value?) {
+            Ok(v) => Some(v),
+            Err(problem) => {
+                self.report(path, problem);
+                None
+            }
+        }
+    }
+
+    /// Converts a list element by element, reporting each wrong element on
+    /// its own line and keeping the good ones; `None` when the list is
+    /// absent or not a list.
+    fn list<T>(
+        &mut self,
+        path: &KeyPath,
+        value: Option<&Value>,
+        convert: impl Fn(&Value) -> Result<T, String>,
+    ) -> Option<Vec<T>> {
+        let items = match value? {
+            Value::Array(items) => items,
+            other => {
+                self.report(path, format!("expected a list in [ ], got {}", show(other)));
+                return None;
+            }
+        };
+        let mut out = Vec::with_capacity(items.len());
+        for (i, item) in items.iter().enumerate() {
+            match convert(item) {
+                Ok(v) => out.push(v),
+                Err(problem) => self.report_elem(path, i, problem),
+            }
+        }
+        Some(out)
+    }
+
+    /// Converts a table of values, reporting each wrong entry on its line.
+    fn map<T>(
+        &mut self,
+        path: &KeyPath,
+        value: Option<&Value>,
+        convert: impl Fn(&str, &Value) -> Result<T, String>,
+    ) -> Option<BTreeMap<String, T>> {
+        let table = match value? {
+            Value::Table(t) => t,
+            other => {
+                self.report(
+                    path,
+                    format!(
+                        "expected a table like {{ key = value }}, got {}",
+                        show(other)
+                    ),
+                );
+                return None;
+            }
+        };
+        let mut out = BTreeMap::new();
+        for (k, v) in table {
+            match convert(k, v) {
+                Ok(v) => {
+                    out.insert(k.clone(), v);
+                }
+                Err(problem) => self.report(&path.key(k), problem),
+            }
+        }
+        Some(out)
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Value converters: each returns the whole problem text on error.
+
+/// A value as written, shortened for messages.
+fn show(v: &Value) -> String {
+    let text = v.to_string();
+    if text.chars().count() > 60 {
+        let short: String = text.chars().take(57).collect();
+        format!("{short}...")
+    } else {
+        text
+    }
+}
+
+fn boolean(v: &Value) -> Result<bool, String> {
+    v.as_bool()
+        .ok_or_else(|| format!("expected true or false, got {}", show(v)))
+}
+
+fn uint32(v: &Value) -> Result<u32, String> {
+    v.as_integer()
+        .and_then(|n| u32::try_from(n).ok())
+        .ok_or_else(|| {
+            format!(
+                "expected a whole number from 0 to {}, got {}",
+                u32::MAX,
+                show(v)
+            )
+        })
+}
+
+fn uint64(v: &Value) -> Result<u64, String> {
+    v.as_integer()
+        .and_then(|n| u64::try_from(n).ok())
+        .ok_or_else(|| format!("expected a whole number from 0 up, got {}", show(v)))
+}
+
+fn text(v: &Value) -> Result<String, String> {
+    v.as_str()
+        .map(str::to_string)
+        .ok_or_else(|| format!("expected a string, got {}", show(v)))
+}
+
+/// A string parsed by `parse`, whose error is the whole message; anything
+/// else is "expected EXPECTED, got ...".
+fn parsed<T>(
+    expected: &'static str,
+    parse: impl Fn(&str) -> Result<T, String>,
+) -> impl Fn(&Value) -> Result<T, String> {
+    move |v| match v.as_str() {
+        Some(s) => parse(s),
+        None => Err(format!("expected {expected}, got {}", show(v))),
+    }
+}
+
+fn dur(v: &Value) -> Result<Dur, String> {
+    parsed(DURATION_EXAMPLE, |s| {
+        s.parse::<Dur>().map_err(|e| e.to_string())
+    })(v)
+}
+
+fn size(v: &Value) -> Result<ByteSize, String> {
+    if let Some(n) = v.as_integer() {
+        return u64::try_from(n)
+            .map(ByteSize)
+            .map_err(|_| format!("expected {SIZE_EXAMPLE}, got {}", show(v)));
+    }
+    parsed(SIZE_EXAMPLE, |s| {
+        s.parse::<ByteSize>().map_err(|e| e.to_string())
+    })(v)
+}
+
+fn path(v: &Value) -> Result<PathBuf, String> {
+    parsed("a path", |s| {
+        if s.is_empty() {
+            Err("expected a path, got \"\"".to_string())
+        } else {
+            Ok(PathBuf::from(s))
+        }
+    })(v)
+}
+
+fn socket_addr(v: &Value) -> Result<SocketAddr, String> {
+    parsed("an address like \"127.0.0.1:2525\"", |s| {
+        s.parse::<SocketAddr>().map_err(|_| {
+            format!("expected an address like \"127.0.0.1:2525\" or \"[::1]:2525\", got {s:?}")
+        })
+    })(v)
+}
+
+fn net(v: &Value) -> Result<IpNet, String> {
+    parsed("a network like \"10.0.0.0/8\"", |s| {
+        parse_net(s)
+            .map_err(|_| format!("expected a network like \"10.0.0.0/8\" or an address, got {s:?}"))
+    })(v)
+}
+
+fn domain(v: &Value) -> Result<String, String> {
+    parsed("a domain like \"zen.example.org\"", |s| {
+        if is_domain(s) {
+            Ok(s.to_string())
+        } else {
+            Err(format!(
+                "expected a domain like \"zen.example.org\", got {s:?}"
+            ))
+        }
+    })(v)
+}
+
+fn domain_pattern(v: &Value) -> Result<DomainPattern, String> {
+    parsed(
+        "a domain like \"example.com\" or \"*.example.com\"",
+        DomainPattern::parse,
+    )(v)
+}
+
+fn status(v: &Value) -> Result<Status, String> {
+    parsed("a status like \"av/infected\"", Status::parse)(v)
+}
+
+/// `local@domain`, loosely: one `@` with something on both sides, no spaces.
+fn address(v: &Value) -> Result<String, String> {
+    parsed("an address like \"postmaster@example.com\"", |s| {
+        match s.rsplit_once('@') {
+            Some((local, dom))
+                if !local.is_empty() && is_domain(dom) && !s.contains(char::is_whitespace) =>
+            {
+                Ok(s.to_string())
+            }
+            _ => Err(format!(
+                "expected an address like \"postmaster@example.com\", got {s:?}"
+            )),
+        }
+    })(v)
+}
+
+/// One of `allowed`.
+fn one_of(allowed: &'static [&'static str]) -> impl Fn(&Value) -> Result<String, String> {
+    move |v| {
+        let expected = || format!("expected one of {}", quoted(allowed));
+        match v.as_str() {
+            Some(s) if allowed.contains(&s) => Ok(s.to_string()),
+            Some(s) => Err(format!("{}, got {s:?}", expected())),
+            None => Err(format!("{}, got {}", expected(), show(v))),
+        }
+    }
+}
+
+fn quoted(names: &[&str]) -> String {
+    names
+        .iter()
+        .map(|n| format!("{n:?}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// An entry of `group.*.senders` / `recipients`: `"ip NET"` or an address
+/// glob.
+fn group_member(v: &Value) -> Result<String, String> {
+    parsed(
+        "an address glob like \"*@example.com\" or \"ip 10.0.0.0/8\"",
+        |s| {
+            let trimmed = s.trim();
+            if let Some(rest) = trimmed.strip_prefix("ip ") {
+                parse_net(rest.trim()).map_err(|_| {
+                    format!("expected \"ip\" and a network like \"ip 10.0.0.0/8\", got {s:?}")
+                })?;
+            } else if trimmed.is_empty() || trimmed.contains(char::is_whitespace) {
+                return Err(format!(
+                "expected an address glob like \"*@example.com\" or \"ip 10.0.0.0/8\", got {s:?}"
+            ));
+            }
+            Ok(trimmed.to_string())
+        },
+    )(v)
+}
+
+// ---------------------------------------------------------------------------
+// Policy keys: one converter per type, so the same macro reads `[policy]` and
+// every `[group.NAME]`.
+
+/// How a policy key's value is read.
+trait Convert: Sized {
+    fn read(ctx: &mut Ctx<'_>, path: &KeyPath, value: Option<&Value>) -> Option<Self>;
+}
+
+impl Convert for bool {
+    fn read(ctx: &mut Ctx<'_>, path: &KeyPath, value: Option<&Value>) -> Option<Self> {
+        ctx.one(path, value, boolean)
+    }
+}
+
+impl Convert for u32 {
+    fn read(ctx: &mut Ctx<'_>, path: &KeyPath, value: Option<&Value>) -> Option<Self> {
+        ctx.one(path, value, uint32)
+    }
+}
+
+impl Convert for String {
+    /// Only `admin_address` is a plain string among the policy keys.
+    fn read(ctx: &mut Ctx<'_>, path: &KeyPath, value: Option<&Value>) -> Option<Self> {
+        ctx.one(path, value, address)
+    }
+}
+
+impl Convert for ByteSize {
+    fn read(ctx: &mut Ctx<'_>, path: &KeyPath, value: Option<&Value>) -> Option<Self> {
+        ctx.one(path, value, size)
+    }
+}
+
+impl Convert for SpamLevel {
+    fn read(ctx: &mut Ctx<'_>, path: &KeyPath, value: Option<&Value>) -> Option<Self> {
+        ctx.one(
+            path,
+            value,
+            parsed(
+                "one of \"minimum\", \"standard\", \"high\", \"maximum\"",
+                SpamLevel::parse,
+            ),
+        )
+    }
+}
+
+impl Convert for Action {
+    fn read(ctx: &mut Ctx<'_>, path: &KeyPath, value: Option<&Value>) -> Option<Self> {
+        ctx.one(
+            path,
+            value,
+            parsed(
+                "one of \"pass\", \"remove\", \"placeholder\"",
+                Action::parse,
+            ),
+        )
+    }
+}
+
+impl Convert for Vec<Status> {
+    fn read(ctx: &mut Ctx<'_>, path: &KeyPath, value: Option<&Value>) -> Option<Self> {
+        ctx.list(path, value, status)
+    }
+}
+
+impl Convert for Vec<String> {
+    /// The name and MIME globs (`include_by_name`, ...): any non-empty
+    /// string.
+    fn read(ctx: &mut Ctx<'_>, path: &KeyPath, value: Option<&Value>) -> Option<Self> {
+        ctx.list(path, value, |v| match text(v)? {
+            s if s.is_empty() => Err("expected a glob like \"*.exe\", got \"\"".to_string()),
+            s => Ok(s),
+        })
+    }
+}
+
+impl Convert for BTreeMap<String, String> {
+    /// `subject_prefix`: status to prefix.
+    fn read(ctx: &mut Ctx<'_>, path: &KeyPath, value: Option<&Value>) -> Option<Self> {
+        ctx.map(path, value, |k, v| {
+            Status::parse(k).map_err(|e| format!("{e} as key"))?;
+            text(v)
+        })
+    }
+}
+
+/// A [`Group`] holding the policy keys present in `$raw` (`None` for the
+/// others) and the given senders and recipients.
+macro_rules! read_policy_keys {
+    ($ctx:ident, $path:ident, $raw:ident, $senders:expr, $recipients:expr;
+     $($field:ident: $ty:ty),* $(,)?) => {
+        Group {
+            senders: $senders,
+            recipients: $recipients,
+            $( $field: <$ty as Convert>::read($ctx, &$path.key(stringify!($field)), $raw.$field.as_ref()), )*
+        }
+    };
+}
+
+// ---------------------------------------------------------------------------
+// Sections.
+
+/// Reads `$raw.$field` at `$path.$field` with `$convert`.
+macro_rules! get {
+    ($ctx:ident, $path:ident, $raw:ident . $field:ident, $convert:expr) => {
+        $ctx.one(
+            &$path.key(stringify!($field)),
+            $raw.$field.as_ref(),
+            $convert,
+        )
+    };
+}
+
+/// Reads the list `$raw.$field` element by element with `$convert`.
+macro_rules! get_list {
+    ($ctx:ident, $path:ident, $raw:ident . $field:ident, $convert:expr) => {
+        $ctx.list(
+            &$path.key(stringify!($field)),
+            $raw.$field.as_ref(),
+            $convert,
+        )
+    };
+}
+
+fn server(ctx: &mut Ctx<'_>, raw: &RawServer) -> Server {
+    let p = KeyPath::root("server");
+    let data_dir =
+        get!(ctx, p, raw.data_dir, path).unwrap_or_else(|| PathBuf::from("mailward-data"));
+    Server {
+        hostname: get!(ctx, p, raw.hostname, domain).unwrap_or_else(|| "gw.example.com".into()),
+        postmaster: get!(ctx, p, raw.postmaster, address)
+            .unwrap_or_else(|| "postmaster@example.com".into()),
+        admin_socket: get!(ctx, p, raw.admin_socket, path)
+            .unwrap_or_else(|| data_dir.join("admin.sock")),
+        data_dir,
+    }
+}
+
+fn network(ctx: &mut Ctx<'_>, raw: &RawNetwork) -> Network {
+    let p = KeyPath::root("network");
+    let listen_on = get_list!(ctx, p, raw.listen_on, socket_addr)
+        .unwrap_or_else(|| vec![SocketAddr::from(([127, 0, 0, 1], 2525))]);
+    if listen_on.is_empty()
+        && raw
+            .listen_on
+            .as_ref()
+            .is_some_and(|v| v.as_array().is_some_and(Vec::is_empty))
+    {
+        ctx.report(&p.key("listen_on"), "must not be empty");
+    }
+    Network {
+        listen_on,
+        protected_domains: get_list!(ctx, p, raw.protected_domains, domain_pattern).unwrap_or_else(
+            || {
+                ["example.com", "*.example.com"]
+                    .iter()
+                    .filter_map(|d| DomainPattern::parse(d).ok())
+                    .collect()
+            },
+        ),
+        relay_networks: get_list!(ctx, p, raw.relay_networks, net)
+            .unwrap_or_else(|| "127.0.0.0/8".parse().ok().into_iter().collect()),
+        tls_certificate: get!(ctx, p, raw.tls_certificate, path),
+        tls_key: get!(ctx, p, raw.tls_key, path),
+    }
+}
+
+fn access(ctx: &mut Ctx<'_>, raw: &RawAccess) -> Access {
+    let p = KeyPath::root("access");
+    let rule = |v: &Value| parsed("a rule like \"deny ip 10.0.0.0/8\"", Rule::parse)(v);
+    let resolver = parsed("an address like \"127.0.0.1:5353\"", |s| {
+        if s.is_empty() {
+            return Ok(None);
+        }
+        if let Ok(addr) = s.parse::<SocketAddr>() {
+            return Ok(Some(addr));
+        }
+        s.parse::<IpAddr>()
+            .map(|ip| Some(SocketAddr::new(ip, 53)))
+            .map_err(|_| {
+                format!(
+                    "expected an address like \"127.0.0.1:5353\" or \"127.0.0.1\" (port 53), \
+                     or \"\" for the system's resolvers, got {s:?}"
+                )
+            })
+    });
+    Access {
+        connect_rules: get_list!(ctx, p, raw.connect_rules, rule).unwrap_or_default(),
+        helo_rules: get_list!(ctx, p, raw.helo_rules, rule).unwrap_or_default(),
+        mail_from_rules: get_list!(ctx, p, raw.mail_from_rules, rule).unwrap_or_default(),
+        rcpt_rules: get_list!(ctx, p, raw.rcpt_rules, rule).unwrap_or_default(),
+        dnsbl: get_list!(ctx, p, raw.dnsbl, domain).unwrap_or_default(),
+        dns_resolver: get!(ctx, p, raw.dns_resolver, resolver).flatten(),
+    }
+}
+
+fn limits(ctx: &mut Ctx<'_>, raw: &RawLimits) -> Limits {
+    let p = KeyPath::root("limits");
+    let count = |v: &Value| match uint32(v)? {
+        0 => Err("must be at least 1".to_string()),
+        n => Ok(n),
+    };
+    let bytes = |v: &Value| match size(v)? {
+        ByteSize(0) => Err("must be more than 0".to_string()),
+        n => Ok(n),
+    };
+    Limits {
+        incoming_sessions: get!(ctx, p, raw.incoming_sessions, count).unwrap_or(200),
+        incoming_sessions_per_ip: get!(ctx, p, raw.incoming_sessions_per_ip, count).unwrap_or(20),
+        outgoing_sessions: get!(ctx, p, raw.outgoing_sessions, count).unwrap_or(100),
+        outgoing_sessions_per_host: get!(ctx, p, raw.outgoing_sessions_per_host, count)
+            .unwrap_or(10),
+        antiviral_sessions: get!(ctx, p, raw.antiviral_sessions, count).unwrap_or(4),
+        max_message_size: get!(ctx, p, raw.max_message_size, bytes).unwrap_or(ByteSize::mib(20)),
+        max_messages_per_session: get!(ctx, p, raw.max_messages_per_session, count).unwrap_or(100),
+        max_rcpts_per_message: get!(ctx, p, raw.max_rcpts_per_message, count).unwrap_or(100),
+        max_session_size: get!(ctx, p, raw.max_session_size, bytes).unwrap_or(ByteSize::mib(200)),
+        max_hops: get!(ctx, p, raw.max_hops, count).unwrap_or(50),
+        min_queue_free_space: get!(ctx, p, raw.min_queue_free_space, size)
+            .unwrap_or(ByteSize::mib(100)),
+    }
+}
+
+/// A duration that must not be zero.
+fn positive_dur(v: &Value) -> Result<Dur, String> {
+    match dur(v)? {
+        Dur(d) if d.is_zero() => Err("must be longer than 0s".to_string()),
+        d => Ok(d),
+    }
+}
+
+fn timeouts(ctx: &mut Ctx<'_>, raw: &RawTimeouts) -> Timeouts {
+    let p = KeyPath::root("timeouts");
+    let d = positive_dur;
+    Timeouts {
+        min_backoff: get!(ctx, p, raw.min_backoff, d).unwrap_or(Dur::secs(5 * 60)),
+        max_backoff: get!(ctx, p, raw.max_backoff, d).unwrap_or(Dur::secs(3600)),
+        max_queue_lifetime: get!(ctx, p, raw.max_queue_lifetime, d)
+            .unwrap_or(Dur::secs(5 * 86_400)),
+        delay_notice: get!(ctx, p, raw.delay_notice, d).unwrap_or(Dur::secs(4 * 3600)),
+        command: get!(ctx, p, raw.command, d).unwrap_or(Dur::secs(5 * 60)),
+        data: get!(ctx, p, raw.data, d).unwrap_or(Dur::secs(10 * 60)),
+        scan: get!(ctx, p, raw.scan, d).unwrap_or(Dur::secs(60)),
+        scan_in_session: get!(ctx, p, raw.scan_in_session, d).unwrap_or(Dur::secs(20)),
+        connect: get!(ctx, p, raw.connect, d).unwrap_or(Dur::secs(30)),
+        dns: get!(ctx, p, raw.dns, d).unwrap_or(Dur::secs(10)),
+    }
+}
+
+fn routes(ctx: &mut Ctx<'_>, raw: &[RawRoute]) -> Vec<Route> {
+    let mut out = Vec::with_capacity(raw.len());
+    for (i, r) in raw.iter().enumerate() {
+        let p = KeyPath::root("route").index(i);
+        let pattern = get!(ctx, p, r.match_, |v| text(v).map(|s| Pattern::new(&s)));
+        let to = get!(
+            ctx,
+            p,
+            r.to,
+            parsed("a next hop like \"[127.0.0.1:2526]\"", NextHop::parse)
+        );
+        if r.match_.is_none() {
+            ctx.report(
+                &p.key("match"),
+                "missing: a route needs `match` (a recipient glob) and `to`",
+            );
+        }
+        if r.to.is_none() {
+            ctx.report(
+                &p.key("to"),
+                "missing: a route needs `match` and `to` (the next hop)",
+            );
+        }
+        if let (Some(pattern), Some(to)) = (pattern, to) {
+            out.push(Route { pattern, to });
+        }
+    }
+    out
+}
+
+/// `[policy]` as DESIGN section 4 gives it.
+pub fn default_policy() -> Policy {
+    Policy {
+        check_av: true,
+        check_spam: true,
+        spam_level: SpamLevel::Standard,
+        mark_subject: vec![Status("as/spam".into()), Status("as/probable".into())],
+        subject_prefix: BTreeMap::from([
+            ("as/spam".to_string(), "[!!SPAM]".to_string()),
+            ("as/probable".to_string(), "[?PROBABLE SPAM]".to_string()),
+        ]),
+        add_headers: true,
+        action_infected: Action::Remove,
+        action_suspicious: Action::Remove,
+        action_protected: Action::Pass,
+        action_error: Action::Pass,
+        action_filtered: Action::Remove,
+        reject: Vec::new(),
+        block: Vec::new(),
+        quarantine: Vec::new(),
+        notify_sender: Vec::new(),
+        notify_recipients: Vec::new(),
+        notify_admin: Vec::new(),
+        admin_address: "postmaster@example.com".into(),
+        include_by_name: Vec::new(),
+        exclude_by_name: Vec::new(),
+        include_by_mime: Vec::new(),
+        exclude_by_mime: Vec::new(),
+        max_scan_depth: 8,
+        max_unpacked_size: ByteSize::mib(100),
+    }
+}
+
+fn policy(ctx: &mut Ctx<'_>, raw: &RawPolicy) -> Policy {
+    let p = KeyPath::root("policy");
+    let overrides = for_policy_keys!(read_policy_keys!(ctx, p, raw, Vec::new(), Vec::new();));
+    overrides.effective(&default_policy())
+}
+
+fn groups(ctx: &mut Ctx<'_>, raw: &BTreeMap<String, RawGroup>) -> BTreeMap<String, Group> {
+    let mut out = BTreeMap::new();
+    for (name, g) in raw {
+        let p = KeyPath::root("group").key(name);
+        if name.is_empty()
+            || !name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.')
+        {
+            ctx.report(
+                &p,
+                "a group name is made of letters, digits, '_', '-' and '.'",
+            );
+        }
+        let senders = get_list!(ctx, p, g.senders, group_member).unwrap_or_default();
+        let recipients = get_list!(ctx, p, g.recipients, group_member).unwrap_or_default();
+        if g.senders.is_none() && g.recipients.is_none() {
+            ctx.report(
+                &p,
+                "a group needs `senders` or `recipients`, or it never applies",
+            );
+        }
+        let group = for_policy_keys!(read_policy_keys!(ctx, p, g, senders, recipients;));
+        out.insert(name.clone(), group);
+    }
+    out
+}
+
+fn archive(ctx: &mut Ctx<'_>, raw: &RawArchive) -> Archive {
+    let p = KeyPath::root("archive");
+    Archive {
+        incoming: get!(ctx, p, raw.incoming, boolean).unwrap_or(false),
+        outgoing: get!(ctx, p, raw.outgoing, boolean).unwrap_or(false),
+    }
+}
+
+fn bases(ctx: &mut Ctx<'_>, raw: &RawBases, data_dir: &Path) -> Bases {
+    let p = KeyPath::root("bases");
+    let source = parsed("a directory or file:// URL", |s| {
+        match s.split_once("://") {
+            Some((scheme, _)) if scheme != "file" => Err(format!(
+            "expected a directory or a file:// URL, got {s:?} (only local sources are supported)"
+        )),
+            _ => Ok(s.to_string()),
+        }
+    });
+    Bases {
+        av: get!(ctx, p, raw.av, path).unwrap_or_else(|| data_dir.join("bases").join("av")),
+        update_from: get!(ctx, p, raw.update_from, source).unwrap_or_default(),
+        obsolete_after: get!(ctx, p, raw.obsolete_after, positive_dur)
+            .unwrap_or(Dur::secs(7 * 86_400)),
+    }
+}
+
+fn statistics(ctx: &mut Ctx<'_>, raw: &RawStatistics, data_dir: &Path) -> Statistics {
+    let p = KeyPath::root("statistics");
+    let stats = data_dir.join("stats");
+    let top = |v: &Value| match uint32(v)? {
+        0 => Err("must be at least 1".to_string()),
+        n => Ok(n),
+    };
+    Statistics {
+        options: get_list!(ctx, p, raw.options, one_of(STATISTICS_OPTIONS))
+            .unwrap_or_else(|| STATISTICS_OPTIONS.iter().map(|s| s.to_string()).collect()),
+        destination: get!(ctx, p, raw.destination, path)
+            .unwrap_or_else(|| stats.join("stats.json")),
+        raw_destination: get!(ctx, p, raw.raw_destination, path)
+            .unwrap_or_else(|| stats.join("raw.log")),
+        write_interval: get!(ctx, p, raw.write_interval, positive_dur).unwrap_or(Dur::secs(60)),
+        top: get!(ctx, p, raw.top, top).unwrap_or(10),
+    }
+}
+
+fn snmp(ctx: &mut Ctx<'_>, raw: &RawSnmp) -> Snmp {
+    let p = KeyPath::root("snmp");
+    Snmp {
+        services: get_list!(ctx, p, raw.services, one_of(SNMP_SERVICES))
+            .unwrap_or_else(|| SNMP_SERVICES.iter().map(|s| s.to_string()).collect()),
+        traps: get_list!(ctx, p, raw.traps, one_of(SNMP_TRAPS))
+            .unwrap_or_else(|| SNMP_TRAPS.iter().map(|s| s.to_string()).collect()),
+        alert_thresholds: ctx
+            .map(
+                &p.key("alert_thresholds"),
+                raw.alert_thresholds.as_ref(),
+                |k, v| {
+                    if !SNMP_THRESHOLDS.contains(&k) {
+                        return Err(format!(
+                            "unknown threshold; thresholds: {}",
+                            SNMP_THRESHOLDS.join(", ")
+                        ));
+                    }
+                    uint64(v)
+                },
+            )
+            .unwrap_or_else(|| {
+                BTreeMap::from([
+                    ("queue_messages".to_string(), 10_000),
+                    ("infected_per_minute".to_string(), 100),
+                ])
+            }),
+    }
+}
+
+fn agentx(ctx: &mut Ctx<'_>, raw: &RawAgentx) -> Agentx {
+    let p = KeyPath::root("agentx");
+    let socket = parsed("a socket like \"tcp:127.0.0.1:705\"", |s| {
+        AgentxEndpoint::parse(s).map(|_| s.to_string())
+    });
+    let oid = parsed("a numeric OID like \"1.3.6.1.4.1.32473.25\"", |s| {
+        parse_oid(s).map(|arcs| {
+            arcs.iter()
+                .map(u32::to_string)
+                .collect::<Vec<_>>()
+                .join(".")
+        })
+    });
+    // AgentX carries the timeout in one octet of seconds (RFC 2741, 6.2.1).
+    let timeout = |v: &Value| match positive_dur(v)? {
+        d if d.get().as_secs() > 255 || d.get().subsec_nanos() != 0 => {
+            Err("must be whole seconds from 1s to 255s (AgentX sends it in one octet)".to_string())
+        }
+        d => Ok(d),
+    };
+    Agentx {
+        socket: get!(ctx, p, raw.socket, socket).unwrap_or_else(|| "tcp:127.0.0.1:705".into()),
+        timeout: get!(ctx, p, raw.timeout, timeout).unwrap_or(Dur::secs(5)),
+        retries: get!(ctx, p, raw.retries, uint32).unwrap_or(10),
+        ping_interval: get!(ctx, p, raw.ping_interval, positive_dur).unwrap_or(Dur::secs(15)),
+        root_oid: get!(ctx, p, raw.root_oid, oid).unwrap_or_else(|| "1.3.6.1.4.1.32473.25".into()),
+    }
+}
+
+fn metrics(ctx: &mut Ctx<'_>, raw: &RawMetrics) -> Metrics {
+    let p = KeyPath::root("metrics");
+    let listen = parsed("an address like \"127.0.0.1:9925\"", |s| {
+        if s.is_empty() {
+            return Ok(None);
+        }
+        s.parse::<SocketAddr>().map(Some).map_err(|_| {
+            format!("expected an address like \"127.0.0.1:9925\", or \"\" to disable, got {s:?}")
+        })
+    });
+    Metrics {
+        listen: match raw.listen {
+            None => Some(SocketAddr::from(([127, 0, 0, 1], 9925))),
+            Some(_) => get!(ctx, p, raw.listen, listen).flatten(),
+        },
+    }
+}
+
+fn log(ctx: &mut Ctx<'_>, raw: &RawLog) -> Log {
+    let p = KeyPath::root("log");
+    Log {
+        destination: get!(
+            ctx,
+            p,
+            raw.destination,
+            parsed(
+                "\"stderr\", \"file:PATH\" or \"syslog:NAME@FACILITY\"",
+                LogDestination::parse
+            )
+        )
+        .unwrap_or(LogDestination::Stderr),
+        options: get_list!(
+            ctx,
+            p,
+            raw.options,
+            parsed("an option like \"all.info\"", |s| {
+                LogOption::parse(s).map(|_| s.to_string())
+            })
+        )
+        .unwrap_or_else(|| vec!["all.info".to_string()]),
+        format: get!(
+            ctx,
+            p,
+            raw.format,
+            parsed("\"text\" or \"json\"", LogFormat::parse)
+        )
+        .unwrap_or(LogFormat::Text),
+        rotate_size: get!(ctx, p, raw.rotate_size, size).unwrap_or(ByteSize::mib(10)),
+        rotate_rounds: get!(ctx, p, raw.rotate_rounds, uint32).unwrap_or(5),
+    }
+}
+
+/// Converts and checks everything; problems are left in `ctx`.
+pub fn build(ctx: &mut Ctx<'_>, raw: &RawConfig) -> Config {
+    let server = server(ctx, &raw.server);
+    let config = Config {
+        origin: ctx.origin.to_string(),
+        network: network(ctx, &raw.network),
+        access: access(ctx, &raw.access),
+        limits: limits(ctx, &raw.limits),
+        timeouts: timeouts(ctx, &raw.timeouts),
+        route: routes(ctx, &raw.route),
+        policy: policy(ctx, &raw.policy),
+        group: groups(ctx, &raw.group),
+        archive: archive(ctx, &raw.archive),
+        bases: bases(ctx, &raw.bases, &server.data_dir),
+        statistics: statistics(ctx, &raw.statistics, &server.data_dir),
+        snmp: snmp(ctx, &raw.snmp),
+        agentx: agentx(ctx, &raw.agentx),
+        metrics: metrics(ctx, &raw.metrics),
+        log: log(ctx, &raw.log),
+        server,
+    };
+    cross_checks(ctx, &config);
+    config
+}
+
+/// Rules between keys, and what needs the file system.
+fn cross_checks(ctx: &mut Ctx<'_>, config: &Config) {
+    let net = KeyPath::root("network");
+    match (&config.network.tls_certificate, &config.network.tls_key) {
+        (Some(_), None) => ctx.report(&net.key("tls_certificate"), "set `tls_key` too, or neither"),
+        (None, Some(_)) => ctx.report(&net.key("tls_key"), "set `tls_certificate` too, or neither"),
+        _ => {}
+    }
+    for (key, file) in [
+        ("tls_certificate", &config.network.tls_certificate),
+        ("tls_key", &config.network.tls_key),
+    ] {
+        if let Some(file) = file {
+            match std::fs::metadata(file) {
+                Ok(m) if m.is_file() => {}
+                Ok(_) => ctx.report(&net.key(key), format!("{} is not a file", file.display())),
+                Err(e) => ctx.report(
+                    &net.key(key),
+                    format!("cannot read {}: {e}", file.display()),
+                ),
+            }
+        }
+    }
+
+    let t = &config.timeouts;
+    if t.min_backoff > t.max_backoff {
+        ctx.report(
+            &KeyPath::root("timeouts").key("min_backoff"),
+            format!(
+                "must not be longer than timeouts.max_backoff ({})",
+                t.max_backoff
+            ),
+        );
+    }
+
+    let l = &config.limits;
+    if l.max_session_size < l.max_message_size {
+        ctx.report(
+            &KeyPath::root("limits").key("max_session_size"),
+            format!(
+                "must be at least limits.max_message_size ({})",
+                l.max_message_size
+            ),
+        );
+    }
+
+    if let LogDestination::File(file) = &config.log.destination {
+        if file.is_dir() {
+            ctx.report(
+                &KeyPath::root("log").key("destination"),
+                format!("{} is a directory", file.display()),
+            );
+        }
+    }
+}

@@ -1,0 +1,462 @@
+//! One delivery attempt of one message: recipients grouped by next hop, one
+//! transaction per hop (in parallel), then the decision of what follows:
+//! done, retry later with back-off, expire, and which DSNs are due. The
+//! decision is a pure function ([`decide`]) with table tests; the I/O around
+//! it is in [`Delivery::attempt`].
+
+use super::client::{ClientSettings, Reply, Transaction, TxRcpt};
+use super::dsn::{self, DsnAction, DsnInput, DsnRecipient};
+use super::pool::Pool;
+use super::route::{destination, Destination};
+use crate::config::Config;
+use crate::envelope::{Envelope, Notify, QueueId, RcptState, Recipient};
+use crate::events::{DeliveryAttempted, DeliveryResult, DsnQueued, MessageRemoved};
+use crate::gateway::Gateway;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The result of one attempt for one recipient.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Accepted by the next hop. `hop_dsn`: the hop took our NOTIFY, so it
+    /// reports success itself and we send no "relayed" DSN.
+    Delivered {
+        reply: String,
+        relay: String,
+        hop_dsn: bool,
+    },
+    /// Refused for good.
+    Failed {
+        status: String,
+        reply: String,
+        relay: String,
+    },
+    /// Try again later.
+    Deferred { reply: String, relay: String },
+}
+
+fn reply_outcome(reply: &Reply, relay: &str, hop_dsn: bool) -> Outcome {
+    let line = reply.to_line();
+    if reply.is_positive() {
+        Outcome::Delivered {
+            reply: line,
+            relay: relay.to_string(),
+            hop_dsn,
+        }
+    } else if reply.is_permanent() {
+        Outcome::Failed {
+            status: reply.enhanced().unwrap_or_else(|| "5.0.0".into()),
+            reply: line,
+            relay: relay.to_string(),
+        }
+    } else {
+        Outcome::Deferred {
+            reply: line,
+            relay: relay.to_string(),
+        }
+    }
+}
+
+/// Which DSN to send about which recipients.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DsnPlan {
+    pub action: DsnAction,
+    /// (recipient index, status, diagnostic, relay)
+    pub rcpts: Vec<(usize, String, String, String)>,
+}
+
+/// What follows an attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    pub dsns: Vec<DsnPlan>,
+    /// The message is finished: remove it from the spool.
+    pub done: bool,
+}
+
+/// Settings the decision depends on.
+pub struct Timing {
+    pub now: i64,
+    pub min_backoff: Duration,
+    pub max_backoff: Duration,
+    pub lifetime: Duration,
+    pub delay_notice: Duration,
+}
+
+/// Back-off before attempt `attempts + 1`: min_backoff doubled per attempt
+/// made, capped at max_backoff.
+pub fn backoff(attempts: u32, min: Duration, max: Duration) -> Duration {
+    let factor = 1u32.checked_shl(attempts.saturating_sub(1).min(30)).unwrap_or(u32::MAX);
+    min.saturating_mul(factor).min(max).max(min.min(max))
+}
+
+fn wants_failure(n: Option<Notify>) -> bool {
+    n.is_none_or(|n| n.failure)
+}
+
+/// Applies the outcomes to the envelope and decides what follows. Pure.
+pub fn decide(env: &mut Envelope, outcomes: Vec<(usize, Outcome)>, t: &Timing) -> Decision {
+    let mut failed = Vec::new();
+    let mut relayed = Vec::new();
+    for (i, outcome) in outcomes {
+        let Some(r) = env.rcpts.get_mut(i) else {
+            continue;
+        };
+        match outcome {
+            Outcome::Delivered {
+                reply,
+                relay,
+                hop_dsn,
+            } => {
+                if !hop_dsn && r.notify.is_some_and(|n| n.success) {
+                    relayed.push((i, "2.0.0".to_string(), format!("smtp; {reply}"), relay));
+                }
+                r.state = RcptState::Delivered { reply, at: t.now };
+            }
+            Outcome::Failed {
+                status,
+                reply,
+                relay,
+            } => {
+                if wants_failure(r.notify) {
+                    failed.push((i, status, reply.clone(), relay));
+                }
+                r.state = RcptState::Failed { reply, at: t.now };
+            }
+            Outcome::Deferred { reply, .. } => {
+                r.state = RcptState::Pending {
+                    last_error: Some(reply),
+                };
+            }
+        }
+    }
+    env.attempts += 1;
+    let mut delayed = Vec::new();
+    if !env.is_done() {
+        let age = Duration::from_secs(u64::try_from(t.now - env.received_at).unwrap_or(0));
+        if age >= t.lifetime {
+            for (i, r) in env.rcpts.iter_mut().enumerate() {
+                if let RcptState::Pending { last_error } = &r.state {
+                    let reason = format!(
+                        "Message expired after {} attempts; last error: {}",
+                        env.attempts,
+                        last_error.as_deref().unwrap_or("none")
+                    );
+                    if wants_failure(r.notify) {
+                        failed.push((i, "4.4.7".into(), reason.clone(), String::new()));
+                    }
+                    r.state = RcptState::Failed {
+                        reply: reason,
+                        at: t.now,
+                    };
+                }
+            }
+        } else {
+            if !env.delay_notified && age >= t.delay_notice {
+                for (i, r) in env.rcpts.iter().enumerate() {
+                    if let RcptState::Pending { last_error } = &r.state {
+                        if r.notify.is_some_and(|n| n.delay) {
+                            delayed.push((
+                                i,
+                                "4.4.7".to_string(),
+                                last_error.clone().unwrap_or_default(),
+                                String::new(),
+                            ));
+                        }
+                    }
+                }
+                if !delayed.is_empty() {
+                    env.delay_notified = true;
+                }
+            }
+            let wait = backoff(env.attempts, t.min_backoff, t.max_backoff);
+            env.next_attempt = t.now + wait.as_secs().max(1) as i64;
+        }
+    }
+    let mut dsns = Vec::new();
+    // Never a DSN about a DSN, nor to the null sender (RFC 3461 6.2, 5321 6.1).
+    if !env.is_bounce && !env.mail_from.is_empty() {
+        for (action, rcpts) in [
+            (DsnAction::Failed, failed),
+            (DsnAction::Delayed, delayed),
+            (DsnAction::Relayed, relayed),
+        ] {
+            if !rcpts.is_empty() {
+                dsns.push(DsnPlan { action, rcpts });
+            }
+        }
+    }
+    Decision {
+        dsns,
+        done: env.is_done(),
+    }
+}
+
+pub struct Delivery {
+    pub gw: Arc<Gateway>,
+    pub pool: Pool,
+}
+
+impl Delivery {
+    fn settings(cfg: &Config) -> ClientSettings {
+        ClientSettings {
+            helo_name: cfg.server.hostname.clone(),
+            connect_timeout: cfg.timeouts.connect.get(),
+            command_timeout: cfg.timeouts.command.get(),
+            data_timeout: cfg.timeouts.data.get(),
+        }
+    }
+
+    /// Makes one attempt for every pending recipient, records the new state
+    /// durably, queues the DSNs that are due, and hands the message back.
+    pub async fn attempt(self: Arc<Self>, mut env: Envelope) {
+        let cfg = self.gw.config();
+        let outcomes = match self.gw.spool.read(&env.id) {
+            Ok(data) => self.send_all(&cfg, &env, Arc::new(data)).await,
+            Err(e) => {
+                tracing::error!(target: "delivery", queue_id = %env.id, error = %e, "Cannot read the message from the spool.");
+                env.pending()
+                    .map(|(i, _)| {
+                        (
+                            i,
+                            Outcome::Deferred {
+                                reply: format!("4.3.0 local spool error: {e}"),
+                                relay: String::new(),
+                            },
+                        )
+                    })
+                    .collect()
+            }
+        };
+        for (i, o) in &outcomes {
+            if let Some(r) = env.rcpts.get(*i) {
+                let (result, relay, detail) = match o {
+                    Outcome::Delivered { reply, relay, .. } => (DeliveryResult::Delivered, relay, reply),
+                    Outcome::Failed { reply, relay, .. } => (DeliveryResult::Bounced, relay, reply),
+                    Outcome::Deferred { reply, relay } => (DeliveryResult::Deferred, relay, reply),
+                };
+                DeliveryAttempted {
+                    id: &env.id,
+                    rcpt: &r.address,
+                    result,
+                    relay,
+                    detail,
+                    size: env.size,
+                }
+                .emit();
+            }
+        }
+        let timing = Timing {
+            now: chrono::Utc::now().timestamp(),
+            min_backoff: cfg.timeouts.min_backoff.get(),
+            max_backoff: cfg.timeouts.max_backoff.get(),
+            lifetime: cfg.timeouts.max_queue_lifetime.get(),
+            delay_notice: cfg.timeouts.delay_notice.get(),
+        };
+        let decision = decide(&mut env, outcomes, &timing);
+        if !decision.dsns.is_empty() {
+            self.queue_dsns(&cfg, &env, &decision.dsns, timing.now).await;
+        }
+        let persisted = if decision.done {
+            self.gw.spool.remove(&env).await
+        } else {
+            self.gw.spool.update(&env).await
+        };
+        if let Err(e) = persisted {
+            tracing::error!(target: "delivery", queue_id = %env.id, error = %e,
+                "Cannot record the delivery state; after a restart the message may be delivered again.");
+        }
+        if decision.done {
+            MessageRemoved {
+                id: &env.id,
+                why: "all recipients done",
+            }
+            .emit();
+        }
+        self.gw.queue.complete(env);
+    }
+
+    /// Sends to every next hop in parallel.
+    async fn send_all(&self, cfg: &Config, env: &Envelope, data: Arc<Vec<u8>>) -> Vec<(usize, Outcome)> {
+        let mut groups: BTreeMap<Destination, Vec<usize>> = BTreeMap::new();
+        for (i, r) in env.pending() {
+            groups
+                .entry(destination(&cfg.route, &r.address))
+                .or_default()
+                .push(i);
+        }
+        let settings = Self::settings(cfg);
+        let futures = groups
+            .into_iter()
+            .map(|(dest, idxs)| self.send_group(&settings, env, &data, dest, idxs));
+        let results = futures_util::future::join_all(futures).await;
+        results.into_iter().flatten().collect()
+    }
+
+    async fn send_group(
+        &self,
+        settings: &ClientSettings,
+        env: &Envelope,
+        data: &[u8],
+        dest: Destination,
+        idxs: Vec<usize>,
+    ) -> Vec<(usize, Outcome)> {
+        let dns = self.gw.dns();
+        let all = |o: Outcome| idxs.iter().map(|&i| (i, o.clone())).collect::<Vec<_>>();
+        // A cached connection may have been closed by the peer meanwhile:
+        // one retry on a fresh connection.
+        for round in 0..2 {
+            let mut leased = match self.pool.lease(&dns, &dest, settings).await {
+                Ok(l) => l,
+                Err(e) => {
+                    let relay = dest.to_string();
+                    return all(if e.is_permanent() {
+                        Outcome::Failed {
+                            status: e.status().to_string(),
+                            reply: format!("{} {e}", e.status()),
+                            relay,
+                        }
+                    } else {
+                        Outcome::Deferred {
+                            reply: format!("{} {e}", e.status()),
+                            relay,
+                        }
+                    });
+                }
+            };
+            let rcpts: Vec<TxRcpt<'_>> = idxs
+                .iter()
+                .filter_map(|&i| env.rcpts.get(i))
+                .map(|r: &Recipient| TxRcpt {
+                    address: &r.address,
+                    notify: r.notify,
+                    orcpt: r.orcpt.as_deref(),
+                })
+                .collect();
+            let tx = Transaction {
+                mail_from: &env.mail_from,
+                eight_bit: env.eight_bit,
+                size: env.size,
+                ret: env.ret,
+                envid: env.envid.as_deref(),
+                rcpts,
+                body: data,
+            };
+            let relay = leased.client.peer().to_string();
+            let hop_dsn = leased.client.extensions().dsn;
+            match leased.client.send(&tx).await {
+                Ok(outcome) => {
+                    let results = idxs
+                        .iter()
+                        .zip(outcome.rcpts.iter())
+                        .map(|(&i, reply)| (i, reply_outcome(reply, &relay, hop_dsn)))
+                        .collect();
+                    if leased.client.reset().await.is_ok() {
+                        self.pool.release(leased);
+                    }
+                    return results;
+                }
+                Err(e) if leased.reused && round == 0 && !e.is_permanent() => {
+                    tracing::debug!(target: "delivery", queue_id = %env.id, relay = %relay, error = %e,
+                        "Cached connection failed; retrying on a new one.");
+                    continue;
+                }
+                Err(e) => {
+                    let status = e
+                        .reply()
+                        .and_then(Reply::enhanced)
+                        .unwrap_or_else(|| e.status().to_string());
+                    return all(if e.is_permanent() {
+                        Outcome::Failed {
+                            status: status.clone(),
+                            reply: format!("{status} {e}"),
+                            relay,
+                        }
+                    } else {
+                        Outcome::Deferred {
+                            reply: format!("{status} {e}"),
+                            relay,
+                        }
+                    });
+                }
+            }
+        }
+        Vec::new()
+    }
+
+    /// Builds, spools and queues the DSNs of a decision.
+    async fn queue_dsns(&self, cfg: &Config, env: &Envelope, plans: &[DsnPlan], now: i64) {
+        let message = match self.gw.spool.read(&env.id) {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::error!(target: "notif", queue_id = %env.id, error = %e, "Cannot read the message for its DSN.");
+                return;
+            }
+        };
+        let retry_until = env.received_at + cfg.timeouts.max_queue_lifetime.get().as_secs() as i64;
+        for plan in plans {
+            let recipients = plan
+                .rcpts
+                .iter()
+                .filter_map(|(i, status, diag, relay)| {
+                    let r = env.rcpts.get(*i)?;
+                    Some(DsnRecipient {
+                        address: &r.address,
+                        orcpt: r.orcpt.as_deref(),
+                        action: plan.action,
+                        status: status.clone(),
+                        diagnostic: (!diag.is_empty()).then(|| diag.clone()),
+                        remote_mta: (!relay.is_empty()).then(|| relay.clone()),
+                        last_attempt: Some(now),
+                        will_retry_until: (plan.action == DsnAction::Delayed).then_some(retry_until),
+                    })
+                })
+                .collect();
+            let bytes = dsn::build(&DsnInput {
+                reporting_mta: &cfg.server.hostname,
+                postmaster: &cfg.server.postmaster,
+                original: env,
+                recipients,
+                message: &message,
+                now,
+            });
+            let mut to = Recipient::new(env.mail_from.clone());
+            to.notify = Some(Notify {
+                never: true,
+                ..Notify::default()
+            });
+            let dsn_env = Envelope {
+                id: QueueId::generate(),
+                received_at: now,
+                client_ip: std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+                helo: cfg.server.hostname.clone(),
+                mail_from: String::new(),
+                ret: None,
+                envid: None,
+                eight_bit: dsn::is_eight_bit(&bytes),
+                size: bytes.len() as u64,
+                rcpts: vec![to],
+                attempts: 0,
+                next_attempt: 0,
+                delay_notified: false,
+                is_bounce: true,
+            };
+            match self.gw.spool.accept(&dsn_env, bytes).await {
+                Ok(()) => {
+                    DsnQueued {
+                        about: &env.id,
+                        dsn: &dsn_env.id,
+                        kind: plan.action.as_str(),
+                        to: &env.mail_from,
+                    }
+                    .emit();
+                    self.gw.queue.enqueue(dsn_env);
+                }
+                Err(e) => tracing::error!(target: "notif", queue_id = %env.id, error = %e, "Cannot spool a DSN."),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

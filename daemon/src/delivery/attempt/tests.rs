@@ -1,0 +1,192 @@
+use super::*;
+use crate::envelope::QueueId;
+
+fn env(rcpts: &[(&str, Option<&str>)]) -> Envelope {
+    Envelope {
+        id: QueueId::generate(),
+        received_at: 1000,
+        client_ip: "127.0.0.1".parse().unwrap(),
+        helo: "h".into(),
+        mail_from: "sender@example.com".into(),
+        ret: None,
+        envid: None,
+        eight_bit: false,
+        size: 10,
+        rcpts: rcpts
+            .iter()
+            .map(|(a, n)| {
+                let mut r = Recipient::new(a.to_string());
+                r.notify = n.and_then(Notify::parse);
+                r
+            })
+            .collect(),
+        attempts: 0,
+        next_attempt: 0,
+        delay_notified: false,
+        is_bounce: false,
+    }
+}
+
+fn timing(now: i64) -> Timing {
+    Timing {
+        now,
+        min_backoff: Duration::from_secs(300),
+        max_backoff: Duration::from_secs(3600),
+        lifetime: Duration::from_secs(5 * 86400),
+        delay_notice: Duration::from_secs(4 * 3600),
+    }
+}
+
+fn delivered(hop_dsn: bool) -> Outcome {
+    Outcome::Delivered {
+        reply: "250 2.0.0 ok".into(),
+        relay: "sink".into(),
+        hop_dsn,
+    }
+}
+fn failed() -> Outcome {
+    Outcome::Failed {
+        status: "5.1.1".into(),
+        reply: "550 5.1.1 no such user".into(),
+        relay: "sink".into(),
+    }
+}
+fn deferred() -> Outcome {
+    Outcome::Deferred {
+        reply: "451 4.3.0 later".into(),
+        relay: "sink".into(),
+    }
+}
+
+fn actions(d: &Decision) -> Vec<(DsnAction, Vec<usize>)> {
+    d.dsns
+        .iter()
+        .map(|p| (p.action, p.rcpts.iter().map(|r| r.0).collect()))
+        .collect()
+}
+
+#[test]
+fn backoff_doubles_from_min_to_max() {
+    let (min, max) = (Duration::from_secs(300), Duration::from_secs(3600));
+    let got: Vec<u64> = (1..=6).map(|a| backoff(a, min, max).as_secs()).collect();
+    assert_eq!(got, vec![300, 600, 1200, 2400, 3600, 3600]);
+    assert_eq!(backoff(1000, min, max).as_secs(), 3600);
+}
+
+#[test]
+fn table_of_decisions() {
+    struct Case {
+        name: &'static str,
+        rcpts: &'static [(&'static str, Option<&'static str>)],
+        outcomes: Vec<Outcome>,
+        now: i64,
+        bounce: bool,
+        want_done: bool,
+        want: Vec<(DsnAction, Vec<usize>)>,
+    }
+    let day = 86400;
+    let cases = vec![
+        Case {
+            name: "all delivered, no DSN asked",
+            rcpts: &[("a@x", None), ("b@x", None)],
+            outcomes: vec![delivered(false), delivered(false)],
+            now: 1001,
+            bounce: false,
+            want_done: true,
+            want: vec![],
+        },
+        Case {
+            name: "one 5xx fails only that recipient",
+            rcpts: &[("a@x", None), ("b@x", None)],
+            outcomes: vec![failed(), deferred()],
+            now: 1001,
+            bounce: false,
+            want_done: false,
+            want: vec![(DsnAction::Failed, vec![0])],
+        },
+        Case {
+            name: "NOTIFY=NEVER gets no failure DSN",
+            rcpts: &[("a@x", Some("NEVER"))],
+            outcomes: vec![failed()],
+            now: 1001,
+            bounce: false,
+            want_done: true,
+            want: vec![],
+        },
+        Case {
+            name: "NOTIFY=SUCCESS to a hop without DSN: relayed",
+            rcpts: &[("a@x", Some("SUCCESS"))],
+            outcomes: vec![delivered(false)],
+            now: 1001,
+            bounce: false,
+            want_done: true,
+            want: vec![(DsnAction::Relayed, vec![0])],
+        },
+        Case {
+            name: "NOTIFY=SUCCESS to a hop with DSN: the hop reports",
+            rcpts: &[("a@x", Some("SUCCESS"))],
+            outcomes: vec![delivered(true)],
+            now: 1001,
+            bounce: false,
+            want_done: true,
+            want: vec![],
+        },
+        Case {
+            name: "delay notice only when asked and only after delay_notice",
+            rcpts: &[("a@x", Some("DELAY")), ("b@x", None)],
+            outcomes: vec![deferred(), deferred()],
+            now: 1000 + 5 * 3600,
+            bounce: false,
+            want_done: false,
+            want: vec![(DsnAction::Delayed, vec![0])],
+        },
+        Case {
+            name: "no delay notice before delay_notice",
+            rcpts: &[("a@x", Some("DELAY"))],
+            outcomes: vec![deferred()],
+            now: 1000 + 3600,
+            bounce: false,
+            want_done: false,
+            want: vec![],
+        },
+        Case {
+            name: "expired after max_queue_lifetime: failure DSN",
+            rcpts: &[("a@x", None)],
+            outcomes: vec![deferred()],
+            now: 1000 + 6 * day,
+            bounce: false,
+            want_done: true,
+            want: vec![(DsnAction::Failed, vec![0])],
+        },
+        Case {
+            name: "never a bounce for a bounce",
+            rcpts: &[("a@x", None)],
+            outcomes: vec![failed()],
+            now: 1001,
+            bounce: true,
+            want_done: true,
+            want: vec![],
+        },
+    ];
+    for c in cases {
+        let mut e = env(c.rcpts);
+        e.is_bounce = c.bounce;
+        let outcomes = c.outcomes.into_iter().enumerate().collect();
+        let d = decide(&mut e, outcomes, &timing(c.now));
+        assert_eq!(d.done, c.want_done, "{}", c.name);
+        assert_eq!(actions(&d), c.want, "{}", c.name);
+        if !d.done {
+            assert!(e.next_attempt >= c.now + 300, "{}: retry after back-off", c.name);
+        }
+    }
+}
+
+#[test]
+fn a_delay_notice_is_sent_once() {
+    let mut e = env(&[("a@x", Some("DELAY,FAILURE"))]);
+    let t = timing(1000 + 5 * 3600);
+    let first = decide(&mut e, vec![(0, deferred())], &t);
+    assert_eq!(actions(&first), vec![(DsnAction::Delayed, vec![0])]);
+    let second = decide(&mut e, vec![(0, deferred())], &t);
+    assert!(second.dsns.is_empty());
+}

@@ -1,0 +1,191 @@
+//! Outgoing SMTP connections: the total and per-destination session limits,
+//! and a small cache of idle connections so that a burst of messages to one
+//! next hop reuses a session (RSET between messages) instead of paying a
+//! connect and EHLO for each, as Postfix's connection cache does.
+
+use super::client::{ClientError, ClientSettings, SmtpClient};
+use super::route::{self, Candidate, Destination, RouteError};
+use crate::dns::Dns;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// An idle connection older than this is closed rather than reused.
+const IDLE_TTL: Duration = Duration::from_secs(5);
+
+/// A connection with its session slots; give it back with [`Pool::release`].
+pub struct Leased {
+    pub client: SmtpClient,
+    /// Taken from the idle cache (the peer may have closed it meanwhile).
+    pub reused: bool,
+    pub dest: Destination,
+    _total: OwnedSemaphorePermit,
+    _host: OwnedSemaphorePermit,
+}
+
+pub struct Pool {
+    total: Arc<Semaphore>,
+    per_host_limit: usize,
+    per_host: Mutex<HashMap<Destination, Arc<Semaphore>>>,
+    idle: Mutex<HashMap<Destination, Vec<(SmtpClient, Instant)>>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PoolError {
+    #[error(transparent)]
+    Route(#[from] RouteError),
+    #[error("{0}")]
+    Connect(ClientError),
+    #[error("delivery is shutting down")]
+    Closed,
+}
+
+impl PoolError {
+    pub fn is_permanent(&self) -> bool {
+        match self {
+            PoolError::Route(RouteError::Permanent(_)) => true,
+            PoolError::Connect(e) => e.is_permanent(),
+            _ => false,
+        }
+    }
+
+    pub fn status(&self) -> &'static str {
+        match self {
+            PoolError::Route(e) => e.status(),
+            PoolError::Connect(e) => e.status(),
+            PoolError::Closed => "4.3.2",
+        }
+    }
+}
+
+impl Pool {
+    pub fn new(total: usize, per_host: usize) -> Pool {
+        Pool {
+            total: Arc::new(Semaphore::new(total.max(1))),
+            per_host_limit: per_host.max(1),
+            per_host: Mutex::new(HashMap::new()),
+            idle: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn host_semaphore(&self, dest: &Destination) -> Result<Arc<Semaphore>, PoolError> {
+        let mut map = self.per_host.lock().map_err(|_| PoolError::Closed)?;
+        Ok(map
+            .entry(dest.clone())
+            .or_insert_with(|| Arc::new(Semaphore::new(self.per_host_limit)))
+            .clone())
+    }
+
+    /// A connection to `dest`: a cached idle one, or a new one to the first
+    /// candidate address that answers.
+    pub async fn lease(
+        &self,
+        dns: &Dns,
+        dest: &Destination,
+        settings: &ClientSettings,
+    ) -> Result<Leased, PoolError> {
+        let total = self
+            .total
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| PoolError::Closed)?;
+        let host = self
+            .host_semaphore(dest)?
+            .acquire_owned()
+            .await
+            .map_err(|_| PoolError::Closed)?;
+        if let Some(client) = self.take_idle(dest) {
+            return Ok(Leased {
+                client,
+                reused: true,
+                dest: dest.clone(),
+                _total: total,
+                _host: host,
+            });
+        }
+        let candidates = route::candidates(dns, dest).await?;
+        let client = connect_first(&candidates, settings).await?;
+        Ok(Leased {
+            client,
+            reused: false,
+            dest: dest.clone(),
+            _total: total,
+            _host: host,
+        })
+    }
+
+    fn take_idle(&self, dest: &Destination) -> Option<SmtpClient> {
+        let mut idle = self.idle.lock().ok()?;
+        let list = idle.get_mut(dest)?;
+        while let Some((client, since)) = list.pop() {
+            if since.elapsed() < IDLE_TTL {
+                return Some(client);
+            }
+            tokio::spawn(client.quit());
+        }
+        None
+    }
+
+    /// Returns a connection after a successful transaction (already RSET).
+    pub fn release(&self, leased: Leased) {
+        let Leased { client, dest, .. } = leased;
+        if let Ok(mut idle) = self.idle.lock() {
+            let list = idle.entry(dest).or_default();
+            if list.len() < self.per_host_limit {
+                list.push((client, Instant::now()));
+                return;
+            }
+        }
+        tokio::spawn(client.quit());
+    }
+
+    /// Closes idle connections past their time (called periodically).
+    pub fn reap(&self) {
+        let Ok(mut idle) = self.idle.lock() else {
+            return;
+        };
+        for list in idle.values_mut() {
+            let (keep, old): (Vec<_>, Vec<_>) =
+                list.drain(..).partition(|(_, since)| since.elapsed() < IDLE_TTL);
+            *list = keep;
+            for (client, _) in old {
+                tokio::spawn(client.quit());
+            }
+        }
+        idle.retain(|_, l| !l.is_empty());
+    }
+
+    /// Closes every idle connection (shutdown).
+    pub async fn close_all(&self) {
+        let all: Vec<SmtpClient> = match self.idle.lock() {
+            Ok(mut idle) => idle.drain().flat_map(|(_, l)| l).map(|(c, _)| c).collect(),
+            Err(_) => Vec::new(),
+        };
+        for client in all {
+            client.quit().await;
+        }
+    }
+}
+
+async fn connect_first(
+    candidates: &[Candidate],
+    settings: &ClientSettings,
+) -> Result<SmtpClient, PoolError> {
+    let mut last = None;
+    for c in candidates {
+        match SmtpClient::connect(c.addr, &c.name, settings).await {
+            Ok(client) => return Ok(client),
+            Err(e) => {
+                tracing::info!(target: "delivery", host = %c.name, addr = %c.addr, error = %e, "Cannot use this next hop; trying the next one.");
+                // A 5xx greeting from one MX does not stop us trying others.
+                last = Some(e);
+            }
+        }
+    }
+    Err(match last {
+        Some(e) => PoolError::Connect(e),
+        None => PoolError::Route(RouteError::Temporary("no address to try".into())),
+    })
+}

@@ -1,0 +1,121 @@
+//! Where a recipient's mail goes next: the first `[[route]]` whose pattern
+//! matches the recipient, else the MX of the recipient's domain (RFC 5321
+//! section 5.1), and the ordered list of addresses to try for it.
+
+use crate::config::{NextHop, Route};
+use crate::dns::{Dns, DnsError};
+use std::net::SocketAddr;
+
+/// A next hop, as the key that groups recipients and pools connections.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Destination {
+    /// This host and port, no MX look-up.
+    Direct { host: String, port: u16 },
+    /// The MX hosts of this domain, on this port.
+    Mx { domain: String, port: u16 },
+}
+
+impl std::fmt::Display for Destination {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Destination::Direct { host, port } => write!(f, "[{host}]:{port}"),
+            Destination::Mx { domain, port } => write!(f, "{domain}:{port}"),
+        }
+    }
+}
+
+/// The destination of one recipient.
+pub fn destination(routes: &[Route], rcpt: &str) -> Destination {
+    for route in routes {
+        if route.pattern.matches(rcpt) {
+            return match &route.to {
+                NextHop::Direct { host, port } => Destination::Direct {
+                    host: host.clone(),
+                    port: *port,
+                },
+                NextHop::Mx { domain, port } => Destination::Mx {
+                    domain: domain.clone(),
+                    port: *port,
+                },
+            };
+        }
+    }
+    Destination::Mx {
+        domain: crate::envelope::domain_of(rcpt),
+        port: 25,
+    }
+}
+
+/// One address to try, with the name it was found under (for logs and DSNs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Candidate {
+    pub name: String,
+    pub addr: SocketAddr,
+}
+
+/// Why no address could be found.
+#[derive(Debug, thiserror::Error)]
+pub enum RouteError {
+    /// The domain says it takes no mail (null MX, RFC 7505) or does not exist.
+    #[error("{0}")]
+    Permanent(String),
+    #[error("{0}")]
+    Temporary(String),
+}
+
+impl RouteError {
+    /// The enhanced status code for DSNs.
+    pub fn status(&self) -> &'static str {
+        match self {
+            RouteError::Permanent(_) => "5.1.2",
+            RouteError::Temporary(_) => "4.4.3",
+        }
+    }
+}
+
+fn dns_error(e: DnsError, what: &str) -> RouteError {
+    match e {
+        DnsError::NotFound { .. } => RouteError::Permanent(format!("{what}: {e}")),
+        other => RouteError::Temporary(format!("{what}: {other}")),
+    }
+}
+
+/// The addresses to try, in order: MX hosts by preference (each host's
+/// addresses in the order DNS gave them), or the host itself.
+pub async fn candidates(dns: &Dns, dest: &Destination) -> Result<Vec<Candidate>, RouteError> {
+    let (hosts, port) = match dest {
+        Destination::Direct { host, port } => (vec![host.clone()], *port),
+        Destination::Mx { domain, port } => {
+            let hosts = match dns.mx(domain).await {
+                Ok(mx) if mx.len() == 1 && (mx[0].host.is_empty() || mx[0].host == ".") => {
+                    return Err(RouteError::Permanent(format!(
+                        "{domain} does not accept mail (null MX, RFC 7505)"
+                    )))
+                }
+                Ok(mx) if !mx.is_empty() => mx.into_iter().map(|m| m.host).collect(),
+                // No MX: the domain itself is the implicit MX (RFC 5321 5.1).
+                Ok(_) | Err(DnsError::NotFound { .. }) => vec![domain.clone()],
+                Err(e) => return Err(dns_error(e, "MX look-up")),
+            };
+            (hosts, *port)
+        }
+    };
+    let mut out = Vec::new();
+    let mut last_err = None;
+    for host in hosts {
+        match dns.ips(&host).await {
+            Ok(ips) => out.extend(ips.into_iter().map(|ip| Candidate {
+                name: host.clone(),
+                addr: SocketAddr::new(ip, port),
+            })),
+            Err(e) => last_err = Some(e),
+        }
+    }
+    if out.is_empty() {
+        return Err(match last_err {
+            Some(e) => dns_error(e, "address look-up"),
+            None => RouteError::Temporary(format!("{dest}: no address to deliver to")),
+        });
+    }
+    Ok(out)
+}

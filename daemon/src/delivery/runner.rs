@@ -1,0 +1,60 @@
+//! The delivery loop: takes due messages from the queue and runs their
+//! attempts as tasks, never more at once than the outgoing session limit
+//! allows to make progress, sleeps until the next message falls due or the
+//! queue changes, and drains in-flight attempts on shutdown.
+
+use super::attempt::Delivery;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::task::JoinSet;
+
+/// How often idle outgoing connections are checked for expiry.
+const REAP_EVERY: Duration = Duration::from_secs(2);
+
+pub async fn run(delivery: Arc<Delivery>, grace: Duration) {
+    let gw = delivery.gw.clone();
+    let mut shutdown = gw.shutdown.clone();
+    let mut tasks = JoinSet::new();
+    let mut reap = tokio::time::interval(REAP_EVERY);
+    loop {
+        if *shutdown.borrow() {
+            break;
+        }
+        // Attempts beyond what the session limits let run at once would
+        // only wait on the pool, each holding its message in memory.
+        let cfg = gw.config();
+        let room = (cfg.limits.outgoing_sessions as usize * 2).saturating_sub(tasks.len());
+        let (due, next) = gw.queue.take_due(room);
+        for env in due {
+            tasks.spawn(delivery.clone().attempt(env));
+        }
+        let wait = match next {
+            Some(t) => {
+                let secs = (t - chrono::Utc::now().timestamp()).max(0) as u64;
+                Duration::from_secs(secs).max(Duration::from_millis(50))
+            }
+            None => Duration::from_secs(3600),
+        };
+        tokio::select! {
+            _ = shutdown.wait_for(|stop| *stop) => break,
+            _ = gw.queue.changed() => {}
+            _ = tokio::time::sleep(wait) => {}
+            Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+            _ = reap.tick() => delivery.pool.reap(),
+        }
+    }
+    let deadline = tokio::time::sleep(grace);
+    tokio::pin!(deadline);
+    while !tasks.is_empty() {
+        tokio::select! {
+            _ = &mut deadline => {
+                tracing::warn!(target: "delivery", in_flight = tasks.len(),
+                    "Delivery attempts still running after the grace period; they will be retried after restart.");
+                tasks.abort_all();
+                break;
+            }
+            _ = tasks.join_next() => {}
+        }
+    }
+    delivery.pool.close_all().await;
+}

@@ -1,0 +1,197 @@
+//! DNS look-ups the gateway needs: DNSBL at connect, MX and address records
+//! for delivery, reverse names for `host` access rules. One resolver, with
+//! the server and timeout of the configuration. A slow or dead DNS server
+//! must never stop mail: every look-up is bounded by `timeouts.dns`, and the
+//! callers decide what a failure means (DNSBL: not listed; MX: try later).
+
+use hickory_resolver::config::{NameServerConfigGroup, ResolverConfig, ResolverOpts};
+use hickory_resolver::error::{ResolveError, ResolveErrorKind};
+use hickory_resolver::TokioAsyncResolver;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DnsError {
+    /// The name does not exist or has no such record: a permanent answer.
+    #[error("{name}: no {kind} record")]
+    NotFound { name: String, kind: &'static str },
+    /// The server did not answer usefully in time: try again later.
+    #[error("{name}: {kind} look-up failed: {message}")]
+    Temporary {
+        name: String,
+        kind: &'static str,
+        message: String,
+    },
+    #[error("cannot set up the resolver: {0}")]
+    Setup(String),
+}
+
+impl DnsError {
+    fn from_resolve(name: &str, kind: &'static str, e: ResolveError) -> DnsError {
+        match e.kind() {
+            ResolveErrorKind::NoRecordsFound { .. } => DnsError::NotFound {
+                name: name.to_string(),
+                kind,
+            },
+            _ => DnsError::Temporary {
+                name: name.to_string(),
+                kind,
+                message: e.to_string(),
+            },
+        }
+    }
+}
+
+pub struct Dns {
+    resolver: TokioAsyncResolver,
+    timeout: Duration,
+}
+
+/// One MX record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mx {
+    pub preference: u16,
+    pub host: String,
+}
+
+fn fqdn(name: &str) -> String {
+    if name.ends_with('.') {
+        name.to_string()
+    } else {
+        format!("{name}.")
+    }
+}
+
+impl Dns {
+    /// `server` None = the system's resolver configuration.
+    pub fn new(server: Option<SocketAddr>, timeout: Duration) -> Result<Dns, DnsError> {
+        let mut opts = ResolverOpts::default();
+        opts.timeout = timeout;
+        opts.attempts = 1;
+        opts.cache_size = 1024;
+        opts.use_hosts_file = false;
+        let resolver = match server {
+            Some(addr) => {
+                let group = NameServerConfigGroup::from_ips_clear(&[addr.ip()], addr.port(), true);
+                TokioAsyncResolver::tokio(ResolverConfig::from_parts(None, vec![], group), opts)
+            }
+            None => {
+                let (config, mut sys) = hickory_resolver::system_conf::read_system_conf()
+                    .map_err(|e| DnsError::Setup(format!("/etc/resolv.conf: {e}")))?;
+                sys.timeout = timeout;
+                sys.attempts = 1;
+                sys.cache_size = 1024;
+                TokioAsyncResolver::tokio(config, sys)
+            }
+        };
+        Ok(Dns { resolver, timeout })
+    }
+
+    /// Bounds a look-up by the configured timeout (hickory's own timeout is
+    /// per query; a resolver with several servers could take longer).
+    async fn bounded<T>(
+        &self,
+        name: &str,
+        kind: &'static str,
+        fut: impl std::future::Future<Output = Result<T, ResolveError>>,
+    ) -> Result<T, DnsError> {
+        match tokio::time::timeout(self.timeout + Duration::from_millis(100), fut).await {
+            Ok(r) => r.map_err(|e| DnsError::from_resolve(name, kind, e)),
+            Err(_) => Err(DnsError::Temporary {
+                name: name.to_string(),
+                kind,
+                message: "timed out".into(),
+            }),
+        }
+    }
+
+    /// MX records of `domain`, by preference.
+    pub async fn mx(&self, domain: &str) -> Result<Vec<Mx>, DnsError> {
+        let name = fqdn(domain);
+        let lookup = self
+            .bounded(domain, "MX", self.resolver.mx_lookup(name.as_str()))
+            .await?;
+        let mut out: Vec<Mx> = lookup
+            .iter()
+            .map(|mx| Mx {
+                preference: mx.preference(),
+                host: mx.exchange().to_ascii().trim_end_matches('.').to_string(),
+            })
+            .collect();
+        out.sort_by_key(|m| m.preference);
+        Ok(out)
+    }
+
+    /// Addresses of `host` (A and AAAA).
+    pub async fn ips(&self, host: &str) -> Result<Vec<IpAddr>, DnsError> {
+        if let Ok(ip) = host.trim_matches(|c| c == '[' || c == ']').parse::<IpAddr>() {
+            return Ok(vec![ip]);
+        }
+        let name = fqdn(host);
+        let lookup = self
+            .bounded(host, "A/AAAA", self.resolver.lookup_ip(name.as_str()))
+            .await?;
+        let ips: Vec<IpAddr> = lookup.iter().collect();
+        if ips.is_empty() {
+            return Err(DnsError::NotFound {
+                name: host.to_string(),
+                kind: "A/AAAA",
+            });
+        }
+        Ok(ips)
+    }
+
+    /// The first zone of `zones` that lists `ip`, with the answer.
+    /// A zone that does not answer in time counts as "not listed".
+    pub async fn dnsbl(&self, ip: IpAddr, zones: &[String]) -> Option<(String, IpAddr)> {
+        let reversed = match ip {
+            IpAddr::V4(v4) => {
+                let o = v4.octets();
+                format!("{}.{}.{}.{}", o[3], o[2], o[1], o[0])
+            }
+            IpAddr::V6(v6) => {
+                let mut nibbles = Vec::with_capacity(32);
+                for b in v6.octets().iter().rev() {
+                    nibbles.push(format!("{:x}", b & 0xf));
+                    nibbles.push(format!("{:x}", b >> 4));
+                }
+                nibbles.join(".")
+            }
+        };
+        for zone in zones {
+            let name = format!("{reversed}.{}", zone.trim_end_matches('.'));
+            match self
+                .bounded(&name, "A", self.resolver.ipv4_lookup(fqdn(&name).as_str()))
+                .await
+            {
+                Ok(answer) => {
+                    if let Some(a) = answer.iter().next() {
+                        return Some((zone.clone(), IpAddr::V4(a.0)));
+                    }
+                }
+                Err(DnsError::NotFound { .. }) => {}
+                Err(e) => {
+                    tracing::warn!(target: "smtp", zone = %zone, error = %e, "DNSBL look-up failed; treating the client as not listed.")
+                }
+            }
+        }
+        None
+    }
+
+    /// The reverse name of `ip`, confirmed by a forward look-up, or None.
+    pub async fn verified_name(&self, ip: IpAddr) -> Option<String> {
+        let names = self
+            .bounded("PTR", "PTR", self.resolver.reverse_lookup(ip))
+            .await
+            .ok()?;
+        for name in names.iter() {
+            let host = name.to_ascii().trim_end_matches('.').to_string();
+            if let Ok(ips) = self.ips(&host).await {
+                if ips.contains(&ip) {
+                    return Some(host);
+                }
+            }
+        }
+        None
+    }
+}

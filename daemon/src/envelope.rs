@@ -1,0 +1,218 @@
+//! The envelope of one message: who sent it, to whom, with which DSN
+//! parameters, and where each recipient stands. It is what the spool writes
+//! beside the message bytes and what delivery, DSNs and the admin commands read.
+//! It owns no I/O.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// A queue ID: 16 upper-case hex digits, unique per host. It is given in the
+/// 250 reply to DATA and follows the message through logs, spool, DSNs.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct QueueId(pub String);
+
+static ID_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+impl QueueId {
+    /// A new ID: milliseconds since the epoch (11 hex digits) and a 20-bit
+    /// counter seeded from the clock, so that two processes started in the
+    /// same millisecond (a restart after a crash) are unlikely to collide.
+    pub fn generate() -> QueueId {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        if ID_COUNTER.load(Ordering::Relaxed) == 0 {
+            let seed = u64::from(now.subsec_nanos()) | 1;
+            let _ = ID_COUNTER.compare_exchange(0, seed, Ordering::Relaxed, Ordering::Relaxed);
+        }
+        let n = ID_COUNTER.fetch_add(1, Ordering::Relaxed) & 0xF_FFFF;
+        let ms = now.as_millis() as u64 & 0xFFF_FFFF_FFFF;
+        QueueId(format!("{ms:011X}{n:05X}"))
+    }
+
+    /// True when `s` has the shape of a queue ID (for CLI arguments).
+    pub fn is_valid(s: &str) -> bool {
+        s.len() == 16 && s.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_lowercase())
+    }
+}
+
+impl fmt::Display for QueueId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// RFC 3461 RET: how much of the message a failure DSN returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Ret {
+    Full,
+    Hdrs,
+}
+
+/// RFC 3461 NOTIFY of one recipient. `None` in [`Recipient::notify`] means the
+/// client did not say, which RFC 3461 treats as FAILURE (and DELAY at the
+/// MTA's discretion; Mailward sends delay notices only when asked).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Notify {
+    pub never: bool,
+    pub success: bool,
+    pub failure: bool,
+    pub delay: bool,
+}
+
+impl Notify {
+    /// Parses the NOTIFY parameter value ("NEVER" or a comma list of
+    /// SUCCESS, FAILURE, DELAY). NEVER must stand alone.
+    pub fn parse(value: &str) -> Option<Notify> {
+        let mut n = Notify::default();
+        for word in value.split(',') {
+            match word.to_ascii_uppercase().as_str() {
+                "NEVER" => n.never = true,
+                "SUCCESS" => n.success = true,
+                "FAILURE" => n.failure = true,
+                "DELAY" => n.delay = true,
+                _ => return None,
+            }
+        }
+        if n.never && (n.success || n.failure || n.delay) {
+            return None;
+        }
+        Some(n)
+    }
+
+    /// The parameter value as sent onward.
+    pub fn to_param(&self) -> String {
+        if self.never {
+            return "NEVER".into();
+        }
+        let mut words = Vec::new();
+        if self.success {
+            words.push("SUCCESS");
+        }
+        if self.failure {
+            words.push("FAILURE");
+        }
+        if self.delay {
+            words.push("DELAY");
+        }
+        words.join(",")
+    }
+}
+
+/// Where one recipient stands.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "lowercase")]
+pub enum RcptState {
+    /// Not yet delivered; the last temporary failure, if any.
+    Pending { last_error: Option<String> },
+    /// Accepted by the next hop (its reply).
+    Delivered { reply: String, at: i64 },
+    /// Failed for good (the reason, an SMTP reply or ours).
+    Failed { reply: String, at: i64 },
+}
+
+/// One recipient of the envelope.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Recipient {
+    /// The forward path, without angle brackets.
+    pub address: String,
+    /// RFC 3461 NOTIFY, `None` when not given.
+    pub notify: Option<Notify>,
+    /// RFC 3461 ORCPT as given ("rfc822;user@example.com"), kept for DSNs.
+    pub orcpt: Option<String>,
+    pub state: RcptState,
+}
+
+impl Recipient {
+    pub fn new(address: String) -> Recipient {
+        Recipient {
+            address,
+            notify: None,
+            orcpt: None,
+            state: RcptState::Pending { last_error: None },
+        }
+    }
+
+    pub fn is_pending(&self) -> bool {
+        matches!(self.state, RcptState::Pending { .. })
+    }
+
+    /// The domain part, lower-cased ("" for an address without one).
+    pub fn domain(&self) -> String {
+        domain_of(&self.address)
+    }
+}
+
+/// The domain of an address, lower-cased ("" when there is none).
+pub fn domain_of(address: &str) -> String {
+    address
+        .rsplit_once('@')
+        .map(|(_, d)| d.trim_end_matches('.').to_ascii_lowercase())
+        .unwrap_or_default()
+}
+
+/// The envelope of one message, as spooled.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Envelope {
+    pub id: QueueId,
+    /// Unix time of the 250.
+    pub received_at: i64,
+    pub client_ip: IpAddr,
+    /// The name the client gave in EHLO/HELO.
+    pub helo: String,
+    /// The reverse path without brackets; "" for the null sender.
+    pub mail_from: String,
+    pub ret: Option<Ret>,
+    /// RFC 3461 ENVID (xtext-decoded).
+    pub envid: Option<String>,
+    /// The body holds octets above 127 (declared BODY=8BITMIME or seen).
+    pub eight_bit: bool,
+    /// Message size in octets as spooled (CRLF line ends).
+    pub size: u64,
+    pub rcpts: Vec<Recipient>,
+    /// Delivery attempts made so far.
+    pub attempts: u32,
+    /// Unix time of the next attempt (0 = now).
+    pub next_attempt: i64,
+    /// A "delayed" DSN has been sent for the recipients that asked for one.
+    pub delay_notified: bool,
+    /// This message is a DSN we generated: it never causes another DSN.
+    pub is_bounce: bool,
+}
+
+impl Envelope {
+    pub fn pending(&self) -> impl Iterator<Item = (usize, &Recipient)> {
+        self.rcpts.iter().enumerate().filter(|(_, r)| r.is_pending())
+    }
+
+    pub fn is_done(&self) -> bool {
+        self.rcpts.iter().all(|r| !r.is_pending())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_unique_and_valid() {
+        let a = QueueId::generate();
+        let b = QueueId::generate();
+        assert_ne!(a, b);
+        assert!(QueueId::is_valid(&a.0), "{a}");
+        assert!(!QueueId::is_valid("abc"));
+    }
+
+    #[test]
+    fn notify_parses_and_refuses_never_with_others() {
+        let n = Notify::parse("success,DELAY").unwrap_or_default();
+        assert!(n.success && n.delay && !n.failure);
+        assert_eq!(Notify::parse("NEVER,SUCCESS"), None);
+        assert_eq!(Notify::parse("SOMETIMES"), None);
+        assert_eq!(n.to_param(), "SUCCESS,DELAY");
+    }
+}

@@ -1,0 +1,167 @@
+//! The state every part of a running gateway shares: the current
+//! configuration (swapped whole on reload; a session keeps the one it started
+//! with), the TLS acceptor and resolver built from it, the spool, the queue,
+//! session counts for the connection limits, and the shutdown signal.
+
+use crate::config::Config;
+use crate::dns::Dns;
+use crate::queue::Queue;
+use crate::spool::Spool;
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
+
+/// What a configuration needs built before it can serve.
+pub struct Built {
+    pub tls: Option<TlsAcceptor>,
+    pub dns: Arc<Dns>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("TLS: {0}")]
+    Tls(#[from] crate::tls::TlsError),
+    #[error("DNS: {0}")]
+    Dns(#[from] crate::dns::DnsError),
+}
+
+/// Builds what `config` needs; fails without touching the running state.
+pub fn build(config: &Config) -> Result<Built, BuildError> {
+    let tls = match (&config.network.tls_certificate, &config.network.tls_key) {
+        (Some(cert), Some(key)) => Some(crate::tls::acceptor(cert, key)?),
+        _ => None,
+    };
+    let dns = Arc::new(Dns::new(
+        config.access.dns_resolver,
+        config.timeouts.dns.get(),
+    )?);
+    Ok(Built { tls, dns })
+}
+
+pub struct Gateway {
+    config: RwLock<Arc<Config>>,
+    tls: RwLock<Option<TlsAcceptor>>,
+    dns: RwLock<Arc<Dns>>,
+    pub spool: Spool,
+    pub queue: Arc<Queue>,
+    /// Open inbound sessions, for `limits.incoming_sessions`.
+    sessions: AtomicU32,
+    /// Open inbound sessions per client address.
+    per_ip: Mutex<HashMap<IpAddr, u32>>,
+    /// Becomes true when the gateway stops.
+    pub shutdown: watch::Receiver<bool>,
+    /// Successful reloads since start.
+    pub reloads: AtomicU64,
+}
+
+impl Gateway {
+    pub fn new(
+        config: Config,
+        built: Built,
+        spool: Spool,
+        queue: Arc<Queue>,
+        shutdown: watch::Receiver<bool>,
+    ) -> Gateway {
+        Gateway {
+            config: RwLock::new(Arc::new(config)),
+            tls: RwLock::new(built.tls),
+            dns: RwLock::new(built.dns),
+            spool,
+            queue,
+            sessions: AtomicU32::new(0),
+            per_ip: Mutex::new(HashMap::new()),
+            shutdown,
+            reloads: AtomicU64::new(0),
+        }
+    }
+
+    pub fn config(&self) -> Arc<Config> {
+        match self.config.read() {
+            Ok(c) => c.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    pub fn tls(&self) -> Option<TlsAcceptor> {
+        match self.tls.read() {
+            Ok(t) => t.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    pub fn dns(&self) -> Arc<Dns> {
+        match self.dns.read() {
+            Ok(d) => d.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Swaps in a new configuration that has been validated and built.
+    pub fn install(&self, config: Config, built: Built) {
+        if let Ok(mut t) = self.tls.write() {
+            *t = built.tls;
+        }
+        if let Ok(mut d) = self.dns.write() {
+            *d = built.dns;
+        }
+        if let Ok(mut c) = self.config.write() {
+            *c = Arc::new(config);
+        }
+        self.reloads.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn open_sessions(&self) -> u32 {
+        self.sessions.load(Ordering::Relaxed)
+    }
+
+    /// Takes a session slot for a client, or says which limit refuses it.
+    pub fn open_session(self: &Arc<Self>, ip: IpAddr) -> Result<SessionSlot, &'static str> {
+        let cfg = self.config();
+        let total = self.sessions.fetch_add(1, Ordering::AcqRel) + 1;
+        let slot = SessionSlot {
+            gateway: self.clone(),
+            ip,
+            counted_ip: false,
+        };
+        if total > cfg.limits.incoming_sessions {
+            return Err("421 4.7.0 Too many sessions, try again later");
+        }
+        let Ok(mut per_ip) = self.per_ip.lock() else {
+            return Err("421 4.3.0 Internal error, try again later");
+        };
+        let n = per_ip.entry(ip).or_insert(0);
+        *n += 1;
+        let mut slot = slot;
+        slot.counted_ip = true;
+        if *n > cfg.limits.incoming_sessions_per_ip {
+            return Err("421 4.7.0 Too many sessions from your address, try again later");
+        }
+        Ok(slot)
+    }
+}
+
+/// A held session slot; dropping it frees the slot.
+pub struct SessionSlot {
+    gateway: Arc<Gateway>,
+    ip: IpAddr,
+    counted_ip: bool,
+}
+
+impl Drop for SessionSlot {
+    fn drop(&mut self) {
+        self.gateway.sessions.fetch_sub(1, Ordering::AcqRel);
+        if self.counted_ip {
+            if let Ok(mut per_ip) = self.gateway.per_ip.lock() {
+                if let Some(n) = per_ip.get_mut(&self.ip) {
+                    *n -= 1;
+                    if *n == 0 {
+                        per_ip.remove(&self.ip);
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,383 @@
+//! Logging: installs the process-wide `tracing` subscriber from `[log]`.
+//!
+//! The log categories of the configuration (`config app smtp scan cfilter
+//! spam policy delivery backup notif admin`) are tracing targets: code logs
+//! with `info!(target: "smtp", ...)`, and events from module
+//! `mailward::CATEGORY` (e.g. `mailward::smtp::session`) count as that
+//! category too; other events of this crate are `app`. `log.options` becomes
+//! an `EnvFilter` (see [`directives`]); the environment variable
+//! `MAILWARD_LOG`, when set, replaces it with an `EnvFilter` of its own for
+//! debugging. Lines go to stderr or are appended to a file, as text or JSON.
+//! This module does not rotate files yet (`rotate_size`, `rotate_rounds` are
+//! accepted but unused) and has no syslog output.
+
+use std::fs::OpenOptions;
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use tracing::Dispatch;
+use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::EnvFilter;
+
+use crate::config::{Log, LogDestination, LogFormat, LogLevel, LogOption, LOG_CATEGORIES};
+
+/// The environment variable that overrides `log.options` (EnvFilter syntax,
+/// e.g. `MAILWARD_LOG=info,smtp=trace`).
+pub const ENV_VAR: &str = "MAILWARD_LOG";
+
+/// Why logging could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    /// `log.destination = "syslog:..."`.
+    #[error("syslog destination is not supported yet; use stderr or file:PATH")]
+    SyslogUnsupported,
+    /// The log file could not be opened for appending.
+    #[error("cannot open log file {}: {source}", path.display())]
+    OpenFile {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// `MAILWARD_LOG` is set but is not a valid filter.
+    #[error("{ENV_VAR} is not a valid filter: {0}")]
+    BadEnvFilter(String),
+    /// `log.options` did not make a filter (the loader validates them, so
+    /// this means a `Log` built by hand).
+    #[error("log.options: {0}")]
+    BadOptions(String),
+    /// A global subscriber was installed before.
+    #[error("logging is already set up: {0}")]
+    AlreadyInstalled(String),
+}
+
+/// Returned by [`init`]; keep it for the life of the process. Nothing needs
+/// flushing today (every line is written as it comes), but a later buffered
+/// or rotating writer will flush when it drops.
+#[derive(Debug)]
+#[must_use = "logging stays installed, but keep the guard so later writers can flush on drop"]
+pub struct LogGuard {
+    _private: (),
+}
+
+/// Installs the global subscriber described by `log`.
+pub fn init(log: &Log) -> Result<LogGuard, LogError> {
+    let dispatch = dispatch(log)?;
+    dispatch
+        .try_init()
+        .map_err(|e| LogError::AlreadyInstalled(e.to_string()))?;
+    Ok(LogGuard { _private: () })
+}
+
+/// Logging for one-shot CLI commands: warnings and errors to stderr as text
+/// (or what `MAILWARD_LOG` says). Does nothing if logging is already set up.
+pub fn init_cli() {
+    let filter = env_filter()
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| EnvFilter::new("warn"));
+    let dispatch = text_dispatch(filter, std::io::stderr, std::io::stderr().is_terminal());
+    let _ = dispatch.try_init();
+}
+
+/// The subscriber described by `log`, not installed (for [`init`] and
+/// tests).
+pub fn dispatch(log: &Log) -> Result<Dispatch, LogError> {
+    let filter = match env_filter()? {
+        Some(filter) => filter,
+        None => EnvFilter::try_new(directives(&log.options)?)
+            .map_err(|e| LogError::BadOptions(e.to_string()))?,
+    };
+    match &log.destination {
+        LogDestination::Stderr => Ok(match log.format {
+            LogFormat::Text => {
+                text_dispatch(filter, std::io::stderr, std::io::stderr().is_terminal())
+            }
+            LogFormat::Json => json_dispatch(filter, std::io::stderr),
+        }),
+        LogDestination::File(path) => {
+            let file = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .map_err(|source| LogError::OpenFile {
+                    path: path.clone(),
+                    source,
+                })?;
+            let writer = Mutex::new(file);
+            Ok(match log.format {
+                LogFormat::Text => text_dispatch(filter, writer, false),
+                LogFormat::Json => json_dispatch(filter, writer),
+            })
+        }
+        LogDestination::Syslog { .. } => Err(LogError::SyslogUnsupported),
+    }
+}
+
+/// The filter from `MAILWARD_LOG`, if set and not blank.
+fn env_filter() -> Result<Option<EnvFilter>, LogError> {
+    match std::env::var(ENV_VAR) {
+        Ok(text) if !text.trim().is_empty() => EnvFilter::try_new(text.trim())
+            .map(Some)
+            .map_err(|e| LogError::BadEnvFilter(e.to_string())),
+        _ => Ok(None),
+    }
+}
+
+fn text_dispatch<W>(filter: EnvFilter, writer: W, ansi: bool) -> Dispatch
+where
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
+    Dispatch::new(
+        tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(writer)
+            .with_ansi(ansi)
+            .finish(),
+    )
+}
+
+fn json_dispatch<W>(filter: EnvFilter, writer: W) -> Dispatch
+where
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
+    Dispatch::new(
+        tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(writer)
+            .json()
+            .finish(),
+    )
+}
+
+/// The tracing filter name of a configuration level: fatal and error →
+/// `error`, warning → `warn`, info → `info`, activity → `debug`, debug →
+/// `trace`; `None` (a removed category) → `off`.
+fn filter_level(level: Option<LogLevel>) -> &'static str {
+    match level {
+        None => "off",
+        Some(LogLevel::Fatal | LogLevel::Error) => "error",
+        Some(LogLevel::Warning) => "warn",
+        Some(LogLevel::Info) => "info",
+        Some(LogLevel::Activity) => "debug",
+        Some(LogLevel::Debug) => "trace",
+    }
+}
+
+/// `log.options` as `EnvFilter` directives.
+///
+/// Options apply in order from `all.error`: `all.LEVEL` sets every category
+/// (forgetting earlier per-category items), `CATEGORY.LEVEL` one category,
+/// `-CATEGORY` turns it off (`-all`: everything). Each category becomes
+/// the directives `CATEGORY=L` and `mailward::CATEGORY=L` (`app` is the
+/// crate-wide `mailward=L`); other crates log at the level of `all` but at
+/// most `warn`.
+pub fn directives(options: &[String]) -> Result<String, LogError> {
+    let mut all = Some(LogLevel::Error);
+    let mut per_category: Vec<(&str, Option<LogLevel>)> = Vec::new();
+    for text in options {
+        let option = LogOption::parse(text).map_err(LogError::BadOptions)?;
+        match option.category {
+            None => {
+                all = option.level;
+                per_category.clear();
+            }
+            Some(category) => {
+                let name = LOG_CATEGORIES
+                    .iter()
+                    .find(|c| **c == category)
+                    .copied()
+                    .ok_or_else(|| {
+                        LogError::BadOptions(format!("unknown category {category:?}"))
+                    })?;
+                per_category.retain(|(c, _)| *c != name);
+                per_category.push((name, option.level));
+            }
+        }
+    }
+    let level_of = |category: &str| {
+        per_category
+            .iter()
+            .find(|(c, _)| *c == category)
+            .map_or(all, |(_, l)| *l)
+    };
+    let foreign = all.map(|l| l.min(LogLevel::Warning));
+    let mut out = vec![filter_level(foreign).to_string()];
+    for category in LOG_CATEGORIES {
+        let level = filter_level(level_of(category));
+        out.push(format!("{category}={level}"));
+        if *category == "app" {
+            out.push(format!("mailward={level}"));
+        } else {
+            out.push(format!("mailward::{category}={level}"));
+        }
+    }
+    Ok(out.join(","))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ByteSize;
+
+    fn opts(items: &[&str]) -> Vec<String> {
+        items.iter().map(|s| s.to_string()).collect()
+    }
+
+    fn has(directives: &str, wanted: &str) -> bool {
+        directives.split(',').any(|d| d == wanted)
+    }
+
+    #[test]
+    fn options_to_directives() {
+        let d = directives(&opts(&["all.info"])).unwrap();
+        assert!(d.starts_with("warn,"), "{d}");
+        assert!(
+            has(&d, "smtp=info") && has(&d, "mailward::smtp=info") && has(&d, "mailward=info"),
+            "{d}"
+        );
+
+        let d = directives(&opts(&[
+            "all.info",
+            "smtp.debug",
+            "-scan",
+            "delivery.activity",
+            "spam.warning",
+        ]))
+        .unwrap();
+        assert!(
+            has(&d, "smtp=trace") && has(&d, "mailward::smtp=trace"),
+            "{d}"
+        );
+        assert!(has(&d, "scan=off") && has(&d, "mailward::scan=off"), "{d}");
+        assert!(has(&d, "delivery=debug"), "{d}");
+        assert!(has(&d, "spam=warn"), "{d}");
+        assert!(has(&d, "config=info") && has(&d, "mailward=info"), "{d}");
+
+        // Later items win; `all` resets earlier categories.
+        let d = directives(&opts(&["smtp.debug", "all.warning"])).unwrap();
+        assert!(has(&d, "smtp=warn"), "{d}");
+        let d = directives(&opts(&["all.debug", "app.fatal"])).unwrap();
+        assert!(d.starts_with("warn,"), "{d}");
+        assert!(
+            has(&d, "mailward=error") && has(&d, "app=error") && has(&d, "smtp=trace"),
+            "{d}"
+        );
+
+        // Nothing given: errors only. `-all`: nothing.
+        let d = directives(&[]).unwrap();
+        assert!(d.starts_with("error,") && has(&d, "smtp=error"), "{d}");
+        let d = directives(&opts(&["-all"])).unwrap();
+        assert!(d.starts_with("off,") && has(&d, "mailward=off"), "{d}");
+
+        for d in [
+            directives(&opts(&["all.info", "smtp.debug", "-scan"])).unwrap(),
+            directives(&[]).unwrap(),
+        ] {
+            assert!(EnvFilter::try_new(&d).is_ok(), "{d}");
+        }
+        assert!(matches!(
+            directives(&opts(&["smtp.loud"])),
+            Err(LogError::BadOptions(_))
+        ));
+    }
+
+    fn log_to(destination: LogDestination, format: LogFormat, options: &[&str]) -> Log {
+        Log {
+            destination,
+            options: opts(options),
+            format,
+            rotate_size: ByteSize::mib(10),
+            rotate_rounds: 5,
+        }
+    }
+
+    #[test]
+    fn file_destination_appends_filtered_lines() {
+        if std::env::var_os(ENV_VAR).is_some() {
+            return; // the override would change what is logged
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("mailward.log");
+        std::fs::write(&path, "earlier line\n").unwrap();
+        let log = log_to(
+            LogDestination::File(path.clone()),
+            LogFormat::Text,
+            &["all.info", "-scan", "smtp.activity"],
+        );
+        let dispatch = dispatch(&log).unwrap();
+        tracing::dispatcher::with_default(&dispatch, || {
+            tracing::info!(target: "smtp", client = "192.0.2.1", "Session opened.");
+            tracing::debug!(target: "smtp", "Activity shown.");
+            tracing::trace!(target: "smtp", "Debug hidden.");
+            tracing::error!(target: "scan", "Scan removed.");
+            tracing::debug!(target: "config", "Config activity hidden.");
+            tracing::warn!(target: "config", "Config warning shown.");
+        });
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.starts_with("earlier line\n"), "{text}");
+        assert!(
+            text.contains("Session opened.") && text.contains("client=\"192.0.2.1\""),
+            "{text}"
+        );
+        assert!(text.contains("Activity shown."), "{text}");
+        assert!(text.contains("Config warning shown."), "{text}");
+        assert!(!text.contains("Debug hidden."), "{text}");
+        assert!(!text.contains("Scan removed."), "{text}");
+        assert!(!text.contains("Config activity hidden."), "{text}");
+        assert!(!text.contains('\u{1b}'), "no colours in files: {text}");
+    }
+
+    #[test]
+    fn json_format() {
+        if std::env::var_os(ENV_VAR).is_some() {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("mailward.json");
+        let log = log_to(
+            LogDestination::File(path.clone()),
+            LogFormat::Json,
+            &["all.info"],
+        );
+        let dispatch = dispatch(&log).unwrap();
+        tracing::dispatcher::with_default(&dispatch, || {
+            tracing::info!(target: "delivery", queue_id = "Q1", "Message delivered.");
+        });
+        let text = std::fs::read_to_string(&path).unwrap();
+        let line: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+        assert_eq!(line["target"], "delivery");
+        assert_eq!(line["fields"]["message"], "Message delivered.");
+        assert_eq!(line["fields"]["queue_id"], "Q1");
+    }
+
+    #[test]
+    fn unsupported_and_unopenable_destinations() {
+        let log = log_to(
+            LogDestination::Syslog {
+                name: "mailward".into(),
+                facility: "mail".into(),
+            },
+            LogFormat::Text,
+            &["all.info"],
+        );
+        let e = dispatch(&log).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "syslog destination is not supported yet; use stderr or file:PATH"
+        );
+
+        let log = log_to(
+            LogDestination::File("/nonexistent/dir/x.log".into()),
+            LogFormat::Text,
+            &["all.info"],
+        );
+        let e = dispatch(&log).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("cannot open log file /nonexistent/dir/x.log: "),
+            "{e}"
+        );
+    }
+}

@@ -1,0 +1,259 @@
+//! The working queue: every message between acceptance and its last
+//! recipient's final result, in memory (the spool holds the durable copy).
+//! It knows when each message is due and hands due messages to delivery; it
+//! does not talk SMTP. The admin commands (`queue list|show|flush|remove`)
+//! read and change it.
+
+use crate::envelope::{Envelope, QueueId};
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Mutex;
+use tokio::sync::Notify;
+
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    #[error("no message {0} in the queue")]
+    NotFound(QueueId),
+    #[error("message {0} is being delivered right now; try again in a moment")]
+    Busy(QueueId),
+    #[error("queue state is unavailable (internal error)")]
+    Poisoned,
+}
+
+struct Entry {
+    envelope: Envelope,
+    /// A delivery attempt holds it; it is not due again until it returns.
+    in_flight: bool,
+}
+
+#[derive(Default)]
+struct Inner {
+    entries: HashMap<QueueId, Entry>,
+    /// (due time, id) of every entry not in flight.
+    due: BTreeSet<(i64, QueueId)>,
+    bytes: u64,
+}
+
+#[derive(Default)]
+pub struct Queue {
+    inner: Mutex<Inner>,
+    wake: Notify,
+}
+
+fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+impl Queue {
+    pub fn new() -> Queue {
+        Queue::default()
+    }
+
+    /// Adds a spooled message; it is due at `next_attempt` (0 = now).
+    pub fn enqueue(&self, envelope: Envelope) {
+        if let Ok(mut inner) = self.inner.lock() {
+            let id = envelope.id.clone();
+            inner.bytes += envelope.size;
+            inner.due.insert((envelope.next_attempt, id.clone()));
+            if let Some(old) = inner.entries.insert(
+                id,
+                Entry {
+                    envelope,
+                    in_flight: false,
+                },
+            ) {
+                inner.bytes -= old.envelope.size;
+                inner.due.remove(&(old.envelope.next_attempt, old.envelope.id));
+            }
+        }
+        self.wake.notify_one();
+    }
+
+    /// Takes the messages due now (marking them in flight), and says when
+    /// the next one falls due.
+    pub fn take_due(&self, max: usize) -> (Vec<Envelope>, Option<i64>) {
+        let Ok(mut inner) = self.inner.lock() else {
+            return (Vec::new(), None);
+        };
+        let t = now();
+        let mut out = Vec::new();
+        while out.len() < max {
+            let Some(first) = inner.due.first().cloned() else {
+                break;
+            };
+            if first.0 > t {
+                break;
+            }
+            inner.due.remove(&first);
+            if let Some(entry) = inner.entries.get_mut(&first.1) {
+                entry.in_flight = true;
+                out.push(entry.envelope.clone());
+            }
+        }
+        let next = inner.due.first().map(|(t, _)| *t);
+        (out, next)
+    }
+
+    /// An attempt is over: keep the new state (due again at its
+    /// `next_attempt`), or drop the message when it is done.
+    pub fn complete(&self, envelope: Envelope) {
+        if let Ok(mut inner) = self.inner.lock() {
+            let id = envelope.id.clone();
+            if envelope.is_done() {
+                if let Some(old) = inner.entries.remove(&id) {
+                    inner.bytes -= old.envelope.size;
+                }
+            } else if let Some(entry) = inner.entries.get_mut(&id) {
+                let due = envelope.next_attempt;
+                entry.envelope = envelope;
+                entry.in_flight = false;
+                inner.due.insert((due, id));
+            }
+        }
+        self.wake.notify_one();
+    }
+
+    /// Waits until something may have become due.
+    pub async fn changed(&self) {
+        self.wake.notified().await
+    }
+
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Makes every waiting message due now.
+    pub fn flush(&self) -> usize {
+        let Ok(mut inner) = self.inner.lock() else {
+            return 0;
+        };
+        let waiting: Vec<(i64, QueueId)> = inner.due.iter().cloned().collect();
+        inner.due.clear();
+        for (_, id) in &waiting {
+            if let Some(e) = inner.entries.get_mut(id) {
+                e.envelope.next_attempt = 0;
+            }
+            inner.due.insert((0, id.clone()));
+        }
+        drop(inner);
+        self.wake.notify_one();
+        waiting.len()
+    }
+
+    /// Takes a message out of the queue (the caller records it in the spool).
+    pub fn take(&self, id: &QueueId) -> Result<Envelope, QueueError> {
+        let mut inner = self.inner.lock().map_err(|_| QueueError::Poisoned)?;
+        match inner.entries.get(id) {
+            None => return Err(QueueError::NotFound(id.clone())),
+            Some(e) if e.in_flight => return Err(QueueError::Busy(id.clone())),
+            Some(_) => {}
+        }
+        let entry = inner
+            .entries
+            .remove(id)
+            .ok_or_else(|| QueueError::NotFound(id.clone()))?;
+        inner.bytes -= entry.envelope.size;
+        inner
+            .due
+            .remove(&(entry.envelope.next_attempt, id.clone()));
+        Ok(entry.envelope)
+    }
+
+    pub fn get(&self, id: &QueueId) -> Option<Envelope> {
+        self.inner
+            .lock()
+            .ok()?
+            .entries
+            .get(id)
+            .map(|e| e.envelope.clone())
+    }
+
+    /// Every message, oldest first.
+    pub fn list(&self) -> Vec<Envelope> {
+        let Ok(inner) = self.inner.lock() else {
+            return Vec::new();
+        };
+        let mut out: Vec<Envelope> = inner.entries.values().map(|e| e.envelope.clone()).collect();
+        out.sort_by(|a, b| (a.received_at, &a.id).cmp(&(b.received_at, &b.id)));
+        out
+    }
+
+    /// (messages, octets) in the queue.
+    pub fn size(&self) -> (usize, u64) {
+        self.inner
+            .lock()
+            .map(|i| (i.entries.len(), i.bytes))
+            .unwrap_or((0, 0))
+    }
+
+    /// Messages in flight right now.
+    pub fn in_flight(&self) -> usize {
+        self.inner
+            .lock()
+            .map(|i| i.entries.values().filter(|e| e.in_flight).count())
+            .unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::envelope::{RcptState, Recipient};
+
+    fn env(next: i64) -> Envelope {
+        Envelope {
+            id: QueueId::generate(),
+            received_at: 1,
+            client_ip: "127.0.0.1".parse().unwrap(),
+            helo: "h".into(),
+            mail_from: "a@b".into(),
+            ret: None,
+            envid: None,
+            eight_bit: false,
+            size: 10,
+            rcpts: vec![Recipient::new("c@d".into())],
+            attempts: 0,
+            next_attempt: next,
+            delay_notified: false,
+            is_bounce: false,
+        }
+    }
+
+    #[test]
+    fn due_messages_are_taken_once_and_come_back_when_deferred() {
+        let q = Queue::new();
+        let a = env(0);
+        let later = env(now() + 3600);
+        q.enqueue(a.clone());
+        q.enqueue(later.clone());
+        let (due, next) = q.take_due(10);
+        assert_eq!(due.len(), 1);
+        assert_eq!(due[0].id, a.id);
+        assert_eq!(next, Some(later.next_attempt));
+        assert!(q.take_due(10).0.is_empty(), "in flight: not due twice");
+        assert!(matches!(q.take(&a.id), Err(QueueError::Busy(_))));
+        let mut back = due[0].clone();
+        back.next_attempt = 0;
+        q.complete(back);
+        assert_eq!(q.take_due(10).0.len(), 1);
+        assert_eq!(q.size(), (2, 20));
+    }
+
+    #[test]
+    fn done_messages_leave_and_flush_makes_all_due() {
+        let q = Queue::new();
+        let a = env(0);
+        q.enqueue(a);
+        let (mut due, _) = q.take_due(10);
+        let mut done = due.remove(0);
+        done.rcpts[0].state = RcptState::Delivered {
+            reply: "250 ok".into(),
+            at: 1,
+        };
+        q.complete(done);
+        assert_eq!(q.size(), (0, 0));
+        q.enqueue(env(now() + 3600));
+        q.enqueue(env(now() + 7200));
+        assert_eq!(q.flush(), 2);
+        assert_eq!(q.take_due(10).0.len(), 2);
+    }
+}

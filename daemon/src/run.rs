@@ -1,0 +1,123 @@
+//! `mailward run`: builds the gateway from a validated configuration,
+//! recovers the spool, starts the listeners, the delivery loop and the admin
+//! socket, and then waits for signals: SIGHUP reloads (a bad configuration is
+//! refused and the running one kept), SIGTERM/SIGINT stop gracefully.
+
+use crate::config::{self, Config};
+use crate::delivery::attempt::Delivery;
+use crate::delivery::pool::Pool;
+use crate::gateway::{self, Gateway};
+use crate::queue::Queue;
+use crate::spool::Spool;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::signal::unix::{signal, SignalKind};
+
+/// How long open sessions and deliveries may take to finish on stop.
+const GRACE: Duration = Duration::from_secs(20);
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Build(#[from] gateway::BuildError),
+    #[error(transparent)]
+    Spool(#[from] crate::spool::SpoolError),
+    #[error(transparent)]
+    Bind(#[from] crate::smtp::server::BindError),
+    #[error(transparent)]
+    Admin(#[from] crate::admin::AdminError),
+    #[error("cannot create {path}: {source}")]
+    DataDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot install signal handlers: {0}")]
+    Signals(std::io::Error),
+}
+
+/// Runs the gateway until SIGTERM/SIGINT. `path` is the configuration file
+/// (None: the embedded default), re-read on SIGHUP.
+pub async fn run(config: Config, path: Option<PathBuf>) -> Result<(), RunError> {
+    let built = gateway::build(&config)?;
+    let data_dir = config.server.data_dir.clone();
+    std::fs::create_dir_all(&data_dir).map_err(|source| RunError::DataDir {
+        path: data_dir.clone(),
+        source,
+    })?;
+    let (spool, recovered) = Spool::open(&config.server.spool_dir())?;
+    let queue = Arc::new(Queue::new());
+    if !recovered.is_empty() {
+        tracing::info!(target: "app", messages = recovered.len(), "Recovered messages from the spool; delivery resumes.");
+    }
+    for env in recovered {
+        queue.enqueue(env);
+    }
+    let listeners = crate::smtp::server::bind(&config.network.listen_on).await?;
+    let mut hup = signal(SignalKind::hangup()).map_err(RunError::Signals)?;
+    let mut term = signal(SignalKind::terminate()).map_err(RunError::Signals)?;
+    let mut int = signal(SignalKind::interrupt()).map_err(RunError::Signals)?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let admin_socket = config.server.admin_socket.clone();
+    let limits = config.limits.clone();
+    let listen = config.network.listen_on.clone();
+    let gw = Arc::new(Gateway::new(config, built, spool.clone(), queue, stop_rx));
+    crate::admin::start(gw.clone(), &admin_socket)?;
+    let delivery = Arc::new(Delivery {
+        gw: gw.clone(),
+        pool: Pool::new(
+            limits.outgoing_sessions as usize,
+            limits.outgoing_sessions_per_host as usize,
+        ),
+    });
+    let deliveries = tokio::spawn(crate::delivery::runner::run(delivery, GRACE));
+    let server = tokio::spawn(crate::smtp::server::serve(gw.clone(), listeners, GRACE));
+    tracing::info!(target: "app", version = env!("CARGO_PKG_VERSION"),
+        listen = ?listen, config = %gw.config().origin, "Mailward started.");
+    loop {
+        tokio::select! {
+            _ = hup.recv() => reload(&gw, path.as_deref()),
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+        }
+    }
+    tracing::info!(target: "app", "Stopping: no new mail; finishing what is in flight.");
+    let _ = stop_tx.send(true);
+    let _ = server.await;
+    let _ = deliveries.await;
+    spool.stop().await;
+    let _ = std::fs::remove_file(&admin_socket);
+    tracing::info!(target: "app", queued = gw.queue.size().0, "Mailward stopped; the spool keeps undelivered mail.");
+    Ok(())
+}
+
+/// Re-reads and validates the configuration; installs it only when all of
+/// it is good.
+fn reload(gw: &Gateway, path: Option<&Path>) {
+    let new = match config::load(path) {
+        Ok(c) => c,
+        Err(errors) => {
+            for p in &errors.0 {
+                tracing::error!(target: "config", "{p}");
+            }
+            tracing::error!(target: "config", problems = errors.0.len(),
+                "Reload refused; the running configuration stays in force.");
+            return;
+        }
+    };
+    let old = gw.config();
+    if new.network.listen_on != old.network.listen_on || new.server.data_dir != old.server.data_dir
+    {
+        tracing::warn!(target: "config",
+            "network.listen_on and server.data_dir take effect only at restart.");
+    }
+    match gateway::build(&new) {
+        Ok(built) => {
+            gw.install(new, built);
+            tracing::info!(target: "config", origin = %gw.config().origin, "Configuration reloaded.");
+        }
+        Err(e) => tracing::error!(target: "config", error = %e,
+            "Reload refused; the running configuration stays in force."),
+    }
+}

@@ -1,0 +1,357 @@
+//! Parsing of SMTP command lines (RFC 5321 section 4.1) into [`Command`]s.
+//! Pure: no I/O, no policy. Each error carries the reply the client gets.
+
+use crate::envelope::{Notify, Ret};
+
+/// One parsed command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    Ehlo(String),
+    Helo(String),
+    Mail { from: String, params: MailParams },
+    Rcpt { to: String, params: RcptParams },
+    Data,
+    Rset,
+    Noop,
+    Quit,
+    Vrfy,
+    Help,
+    StartTls,
+}
+
+/// ESMTP parameters of MAIL FROM that Mailward knows (RFC 1870, 6152, 3461).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MailParams {
+    pub size: Option<u64>,
+    pub eight_bit: bool,
+    pub ret: Option<Ret>,
+    /// ENVID, xtext-decoded.
+    pub envid: Option<String>,
+}
+
+/// ESMTP parameters of RCPT TO (RFC 3461).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RcptParams {
+    pub notify: Option<Notify>,
+    /// ORCPT as given: "addr-type;xtext".
+    pub orcpt: Option<String>,
+}
+
+/// Why a line is not a valid command, with the reply it earns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParseError {
+    pub reply: &'static str,
+}
+
+const UNKNOWN: ParseError = ParseError {
+    reply: "500 5.5.1 Command unrecognized",
+};
+const SYNTAX: ParseError = ParseError {
+    reply: "501 5.5.4 Syntax error in parameters or arguments",
+};
+const BAD_ADDRESS: ParseError = ParseError {
+    reply: "553 5.1.3 Bad address syntax",
+};
+const BAD_PARAM: ParseError = ParseError {
+    reply: "555 5.5.4 Unsupported or malformed parameter",
+};
+
+/// Longest address we take (RFC 5321 4.5.3.1.3: a path is 256 octets).
+const MAX_PATH: usize = 256;
+
+/// Parses one command line (terminator already removed).
+pub fn parse(line: &[u8]) -> Result<Command, ParseError> {
+    let line = std::str::from_utf8(line).map_err(|_| SYNTAX)?;
+    let (verb, rest) = match line.find(' ') {
+        Some(i) => (&line[..i], line[i + 1..].trim()),
+        None => (line, ""),
+    };
+    match verb.to_ascii_uppercase().as_str() {
+        "EHLO" => domain_arg(rest).map(Command::Ehlo),
+        "HELO" => domain_arg(rest).map(Command::Helo),
+        "MAIL" => {
+            let (path, params) = path_arg(rest, "FROM:")?;
+            if path.is_empty() {
+                // The null reverse path.
+            } else {
+                check_address(&path)?;
+            }
+            Ok(Command::Mail {
+                from: path,
+                params: mail_params(params)?,
+            })
+        }
+        "RCPT" => {
+            let (path, params) = path_arg(rest, "TO:")?;
+            if path.is_empty() {
+                return Err(BAD_ADDRESS);
+            }
+            if !path.eq_ignore_ascii_case("postmaster") {
+                check_address(&path)?;
+            }
+            Ok(Command::Rcpt {
+                to: path,
+                params: rcpt_params(params)?,
+            })
+        }
+        "DATA" => no_arg(rest, Command::Data),
+        "RSET" => no_arg(rest, Command::Rset),
+        "NOOP" => Ok(Command::Noop),
+        "QUIT" => no_arg(rest, Command::Quit),
+        "VRFY" => {
+            if rest.is_empty() {
+                Err(SYNTAX)
+            } else {
+                Ok(Command::Vrfy)
+            }
+        }
+        "HELP" => Ok(Command::Help),
+        "STARTTLS" => no_arg(rest, Command::StartTls),
+        _ => Err(UNKNOWN),
+    }
+}
+
+fn no_arg(rest: &str, cmd: Command) -> Result<Command, ParseError> {
+    if rest.is_empty() {
+        Ok(cmd)
+    } else {
+        Err(SYNTAX)
+    }
+}
+
+fn domain_arg(rest: &str) -> Result<String, ParseError> {
+    let name = rest.split_whitespace().next().unwrap_or("");
+    if name.is_empty()
+        || name.len() > 255
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._[]:".contains(&b))
+    {
+        return Err(ParseError {
+            reply: "501 5.5.4 Syntax: EHLO hostname",
+        });
+    }
+    Ok(name.to_string())
+}
+
+/// Splits "FROM:<path> params" into the path (brackets and source route
+/// removed) and the parameter text.
+fn path_arg<'a>(rest: &'a str, keyword: &str) -> Result<(String, &'a str), ParseError> {
+    if rest.len() < keyword.len() || !rest[..keyword.len()].eq_ignore_ascii_case(keyword) {
+        return Err(SYNTAX);
+    }
+    let rest = rest[keyword.len()..].trim_start();
+    let Some(rest) = rest.strip_prefix('<') else {
+        return Err(BAD_ADDRESS);
+    };
+    let end = closing_bracket(rest).ok_or(BAD_ADDRESS)?;
+    let mut path = &rest[..end];
+    let params = rest[end + 1..].trim();
+    if path.len() > MAX_PATH {
+        return Err(ParseError {
+            reply: "501 5.1.3 Path too long",
+        });
+    }
+    // An obsolete source route "@a,@b:user@c" is ignored (RFC 5321 4.1.2).
+    if path.starts_with('@') {
+        path = path.split_once(':').map(|(_, p)| p).ok_or(BAD_ADDRESS)?;
+    }
+    Ok((path.to_string(), params))
+}
+
+/// Index of the '>' that closes the path, skipping quoted strings.
+fn closing_bracket(s: &str) -> Option<usize> {
+    let mut quoted = false;
+    let mut escaped = false;
+    for (i, c) in s.char_indices() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' if quoted => escaped = true,
+            '"' => quoted = !quoted,
+            '>' if !quoted => return Some(i),
+            _ => {}
+        }
+    }
+    None
+}
+
+/// An address: a local part (dot-atom or quoted) @ a domain or literal.
+/// Only ASCII: Mailward does not offer SMTPUTF8.
+fn check_address(path: &str) -> Result<(), ParseError> {
+    let (local, domain) = path.rsplit_once('@').ok_or(BAD_ADDRESS)?;
+    if local.is_empty() || local.len() > 64 || domain.is_empty() || domain.len() > 255 {
+        return Err(BAD_ADDRESS);
+    }
+    if !path.is_ascii() || path.bytes().any(|b| b < 0x20 || b == 0x7f) {
+        return Err(ParseError {
+            reply: "553 5.6.7 Non-ASCII or control characters in address (SMTPUTF8 is not offered)",
+        });
+    }
+    let local_ok = if local.starts_with('"') {
+        local.len() >= 2 && local.ends_with('"')
+    } else {
+        local
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-/=?^_`{|}~.".contains(&b))
+    };
+    let domain_ok = if domain.starts_with('[') {
+        domain.ends_with(']')
+    } else {
+        domain
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+            && !domain.starts_with('.')
+            && !domain.contains("..")
+    };
+    if local_ok && domain_ok {
+        Ok(())
+    } else {
+        Err(BAD_ADDRESS)
+    }
+}
+
+fn params_iter(text: &str) -> impl Iterator<Item = (String, Option<&str>)> {
+    text.split_whitespace().map(|p| match p.split_once('=') {
+        Some((k, v)) => (k.to_ascii_uppercase(), Some(v)),
+        None => (p.to_ascii_uppercase(), None),
+    })
+}
+
+fn mail_params(text: &str) -> Result<MailParams, ParseError> {
+    let mut out = MailParams::default();
+    for (key, value) in params_iter(text) {
+        match (key.as_str(), value) {
+            ("SIZE", Some(v)) => out.size = Some(v.parse().map_err(|_| BAD_PARAM)?),
+            ("BODY", Some(v)) if v.eq_ignore_ascii_case("8BITMIME") => out.eight_bit = true,
+            ("BODY", Some(v)) if v.eq_ignore_ascii_case("7BIT") => out.eight_bit = false,
+            ("RET", Some(v)) if v.eq_ignore_ascii_case("FULL") => out.ret = Some(Ret::Full),
+            ("RET", Some(v)) if v.eq_ignore_ascii_case("HDRS") => out.ret = Some(Ret::Hdrs),
+            ("ENVID", Some(v)) if v.len() <= 100 => {
+                out.envid = Some(xtext_decode(v).ok_or(BAD_PARAM)?)
+            }
+            _ => return Err(BAD_PARAM),
+        }
+    }
+    Ok(out)
+}
+
+fn rcpt_params(text: &str) -> Result<RcptParams, ParseError> {
+    let mut out = RcptParams::default();
+    for (key, value) in params_iter(text) {
+        match (key.as_str(), value) {
+            ("NOTIFY", Some(v)) => out.notify = Some(Notify::parse(v).ok_or(BAD_PARAM)?),
+            ("ORCPT", Some(v)) if v.contains(';') && v.len() <= 500 => {
+                xtext_decode(v).ok_or(BAD_PARAM)?;
+                out.orcpt = Some(v.to_string());
+            }
+            _ => return Err(BAD_PARAM),
+        }
+    }
+    Ok(out)
+}
+
+/// Decodes RFC 3461 xtext ("+2B" for '+'); None when malformed.
+pub fn xtext_decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if b == b'+' {
+            let hex = s.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else if (33..=126).contains(&b) && b != b'=' {
+            out.push(b);
+            i += 1;
+        } else {
+            return None;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// Encodes as RFC 3461 xtext.
+pub fn xtext_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if (33..=126).contains(&b) && b != b'+' && b != b'=' {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("+{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_of_commands() {
+        let cases: &[(&str, Result<Command, &str>)] = &[
+            ("EHLO client.test", Ok(Command::Ehlo("client.test".into()))),
+            ("helo [127.0.0.1]", Ok(Command::Helo("[127.0.0.1]".into()))),
+            ("EHLO", Err("501 5.5.4 Syntax: EHLO hostname")),
+            ("DATA", Ok(Command::Data)),
+            ("DATA now", Err(SYNTAX.reply)),
+            ("NOOP anything", Ok(Command::Noop)),
+            ("FROB", Err(UNKNOWN.reply)),
+            ("MAIL TO:<a@b>", Err(SYNTAX.reply)),
+            ("MAIL FROM:a@b", Err(BAD_ADDRESS.reply)),
+            ("MAIL FROM:<a b@c>", Err(BAD_ADDRESS.reply)),
+            ("RCPT TO:<>", Err(BAD_ADDRESS.reply)),
+            ("MAIL FROM:<a@b> FROB=1", Err(BAD_PARAM.reply)),
+            ("MAIL FROM:<a@b> SIZE=big", Err(BAD_PARAM.reply)),
+            ("RCPT TO:<x@y> NOTIFY=NEVER,DELAY", Err(BAD_PARAM.reply)),
+        ];
+        for (line, want) in cases {
+            let got = parse(line.as_bytes()).map_err(|e| e.reply);
+            assert_eq!(&got, want, "{line}");
+        }
+    }
+
+    #[test]
+    fn mail_with_every_parameter() {
+        let cmd = parse(b"MAIL FROM: <a@example.com> SIZE=1000 BODY=8BITMIME RET=HDRS ENVID=QQ+2B1")
+            .unwrap();
+        assert_eq!(
+            cmd,
+            Command::Mail {
+                from: "a@example.com".into(),
+                params: MailParams {
+                    size: Some(1000),
+                    eight_bit: true,
+                    ret: Some(Ret::Hdrs),
+                    envid: Some("QQ+1".into())
+                }
+            }
+        );
+        assert_eq!(
+            parse(b"MAIL FROM:<>").unwrap(),
+            Command::Mail {
+                from: String::new(),
+                params: MailParams::default()
+            }
+        );
+    }
+
+    #[test]
+    fn rcpt_with_dsn_parameters_and_source_route() {
+        let cmd = parse(b"RCPT TO:<@relay.test:u@example.com> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;u@example.com").unwrap();
+        let Command::Rcpt { to, params } = cmd else {
+            panic!("not rcpt");
+        };
+        assert_eq!(to, "u@example.com");
+        assert!(params.notify.is_some_and(|n| n.success && n.failure && !n.delay));
+        assert_eq!(params.orcpt.as_deref(), Some("rfc822;u@example.com"));
+        assert!(parse(b"RCPT TO:<Postmaster>").is_ok());
+    }
+
+    #[test]
+    fn xtext_round_trips() {
+        assert_eq!(xtext_decode(&xtext_encode("a+b=c d")).as_deref(), Some("a+b=c d"));
+        assert_eq!(xtext_decode("+G1"), None);
+    }
+}

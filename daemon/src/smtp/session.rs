@@ -1,0 +1,612 @@
+//! One inbound SMTP session (RFC 5321): the state machine from the banner
+//! to QUIT, with access rules, anti-relay, limits and timeouts. The message
+//! is spooled (durably) before the 250; the session then hands it to the
+//! queue. It owns no sockets beyond its own and no counters: what happens is
+//! said with events.
+
+use super::command::{self, Command, MailParams};
+use super::data::Assembler;
+use super::stream::{Conn, Line, Stream};
+use crate::config::{first_match, Config, Matcher, Rule, RuleAction, Subject};
+use crate::envelope::{Envelope, QueueId, Recipient};
+use crate::events::{MessageAccepted, MessageRejected, RejectReason, SessionClosed, SessionOpened};
+use crate::gateway::{Gateway, SessionSlot};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpStream;
+
+/// Longest command line we read (RFC 5321 allows 512; extensions add more).
+const MAX_COMMAND_LINE: usize = 2048;
+/// Longest DATA line we keep: 998 octets + CRLF, plus slack to see that a
+/// line is too long rather than cut.
+const MAX_DATA_LINE: usize = 1002;
+/// After this many refused commands the session is closed (like Postfix's
+/// smtpd_hard_error_limit).
+const HARD_ERROR_LIMIT: u32 = 20;
+
+/// Where the session stands. A transaction only exists after a greeting.
+enum State {
+    /// Connected, no (valid) EHLO/HELO yet, or just after STARTTLS.
+    Start,
+    /// Greeted, no transaction.
+    Ready,
+    /// MAIL given; recipients being collected.
+    Mail(Transaction),
+}
+
+struct Transaction {
+    from: String,
+    params: MailParams,
+    rcpts: Vec<Recipient>,
+}
+
+/// What the command loop does next.
+#[derive(Debug, PartialEq, Eq)]
+enum Flow {
+    Continue,
+    Close,
+    StartTls,
+}
+
+pub struct Session {
+    gw: Arc<Gateway>,
+    /// The configuration this session started with; a reload does not change
+    /// a session mid-flight.
+    cfg: Arc<Config>,
+    peer: SocketAddr,
+    /// The client's verified reverse name, looked up only when a rule needs it.
+    rdns: Option<String>,
+    helo: Option<String>,
+    esmtp: bool,
+    state: State,
+    messages: u32,
+    session_bytes: u64,
+    errors: u32,
+    _slot: SessionSlot,
+}
+
+fn rules_need_host(rules: &[&[Rule]]) -> bool {
+    rules
+        .iter()
+        .any(|list| list.iter().any(|r| matches!(r.matcher, Matcher::Host(_))))
+}
+
+impl Session {
+    pub fn new(gw: Arc<Gateway>, peer: SocketAddr, slot: SessionSlot) -> Session {
+        let cfg = gw.config();
+        Session {
+            gw,
+            cfg,
+            peer,
+            rdns: None,
+            helo: None,
+            esmtp: false,
+            state: State::Start,
+            messages: 0,
+            session_bytes: 0,
+            errors: 0,
+            _slot: slot,
+        }
+    }
+
+    fn reject(&self, conn: &mut Conn, reason: RejectReason, reply: &str) {
+        MessageRejected {
+            reason,
+            client: self.peer.ip(),
+            reply,
+        }
+        .emit();
+        conn.reply(reply);
+    }
+
+    /// Runs the session to its end.
+    pub async fn run(mut self, tcp: TcpStream) {
+        SessionOpened { client: self.peer }.emit();
+        let mut conn = Conn::new(Stream::Plain(tcp));
+        if self.greet(&mut conn).await {
+            if let Some(mut conn) = self.command_loop(conn).await {
+                conn.shutdown().await;
+            }
+        } else {
+            conn.shutdown().await;
+        }
+        SessionClosed {
+            client: self.peer,
+            messages: self.messages,
+        }
+        .emit();
+    }
+
+    async fn greet(&mut self, conn: &mut Conn) -> bool {
+        let ip = self.peer.ip();
+        let access = &self.cfg.access;
+        if rules_need_host(&[
+            &access.connect_rules,
+            &access.mail_from_rules,
+            &access.rcpt_rules,
+        ]) {
+            self.rdns = self.gw.dns().verified_name(ip).await;
+        }
+        let subject = Subject {
+            ip,
+            host: self.rdns.as_deref(),
+            address: None,
+        };
+        if first_match(&self.cfg.access.connect_rules, &subject) == Some(RuleAction::Deny) {
+            self.reject(conn, RejectReason::Access, "554 5.7.1 Access denied");
+            let _ = conn.flush().await;
+            return false;
+        }
+        if !self.cfg.access.dnsbl.is_empty() {
+            if let Some((zone, _answer)) = self.gw.dns().dnsbl(ip, &self.cfg.access.dnsbl).await {
+                let reply = format!("554 5.7.1 Service unavailable; client [{ip}] blocked using {zone}");
+                self.reject(conn, RejectReason::Dnsbl, &reply);
+                let _ = conn.flush().await;
+                return false;
+            }
+        }
+        conn.reply(&format!("220 {} ESMTP Mailward", self.cfg.server.hostname));
+        conn.flush().await.is_ok()
+    }
+
+    /// Reads and answers commands until the session ends; returns the
+    /// connection for the last flush, None when it is already gone.
+    async fn command_loop(&mut self, mut conn: Conn) -> Option<Conn> {
+        let mut shutdown = self.gw.shutdown.clone();
+        let mut line = Vec::with_capacity(256);
+        let timeout = self.cfg.timeouts.command.get();
+        loop {
+            if conn.flush_if_idle().await.is_err() {
+                return None;
+            }
+            if *shutdown.borrow() {
+                conn.reply("421 4.3.2 Service shutting down, try again later");
+                return Some(conn);
+            }
+            let read = tokio::select! {
+                r = tokio::time::timeout(timeout, conn.read_line(&mut line, MAX_COMMAND_LINE)) => Some(r),
+                _ = shutdown.wait_for(|stop| *stop) => None,
+            };
+            let Some(read) = read else {
+                conn.reply("421 4.3.2 Service shutting down, try again later");
+                return Some(conn);
+            };
+            match read {
+                Err(_) => {
+                    conn.reply(&format!(
+                        "421 4.4.2 {} Timeout exceeded, closing connection",
+                        self.cfg.server.hostname
+                    ));
+                    return Some(conn);
+                }
+                Ok(Err(_)) | Ok(Ok(Line::Eof)) => return None,
+                Ok(Ok(Line::TooLong)) => {
+                    if self.refuse(&mut conn, RejectReason::Syntax, "500 5.5.2 Line too long") {
+                        return Some(conn);
+                    }
+                    continue;
+                }
+                Ok(Ok(Line::Complete)) => {}
+            }
+            let text = line.strip_suffix(b"\n").unwrap_or(&line);
+            let text = text.strip_suffix(b"\r").unwrap_or(text);
+            let flow = match command::parse(text) {
+                Ok(cmd) => self.dispatch(&mut conn, cmd).await,
+                Err(e) => {
+                    if self.refuse(&mut conn, RejectReason::Syntax, e.reply) {
+                        Flow::Close
+                    } else {
+                        Flow::Continue
+                    }
+                }
+            };
+            match flow {
+                Flow::Continue => {}
+                Flow::Close => return Some(conn),
+                Flow::StartTls => conn = self.start_tls(conn).await?,
+            }
+        }
+    }
+
+    /// Sends an error reply and counts it; true when the session must close
+    /// because the client keeps sending bad commands.
+    fn refuse(&mut self, conn: &mut Conn, reason: RejectReason, reply: &str) -> bool {
+        self.errors += 1;
+        if self.errors > HARD_ERROR_LIMIT {
+            self.reject(conn, reason, "421 4.7.0 Too many errors, closing connection");
+            return true;
+        }
+        if reason == RejectReason::Syntax {
+            conn.reply(reply);
+        } else {
+            self.reject(conn, reason, reply);
+        }
+        false
+    }
+
+    async fn dispatch(&mut self, conn: &mut Conn, cmd: Command) -> Flow {
+        match cmd {
+            Command::Ehlo(name) => self.hello(conn, name, true),
+            Command::Helo(name) => self.hello(conn, name, false),
+            Command::Mail { from, params } => self.mail(conn, from, params),
+            Command::Rcpt { to, params } => self.rcpt(conn, to, params),
+            Command::Data => self.data(conn).await,
+            Command::Rset => {
+                if !matches!(self.state, State::Start) {
+                    self.state = State::Ready;
+                }
+                conn.reply("250 2.0.0 Ok");
+                Flow::Continue
+            }
+            Command::Noop => {
+                conn.reply("250 2.0.0 Ok");
+                Flow::Continue
+            }
+            Command::Quit => {
+                conn.reply("221 2.0.0 Bye");
+                Flow::Close
+            }
+            Command::Vrfy => {
+                conn.reply("252 2.5.2 Cannot VRFY user, but will accept message and attempt delivery");
+                Flow::Continue
+            }
+            Command::Help => {
+                conn.reply("214-2.0.0 Mailward SMTP gateway. Commands:");
+                conn.reply("214-2.0.0   EHLO HELO MAIL RCPT DATA RSET NOOP QUIT VRFY HELP STARTTLS");
+                conn.reply("214 2.0.0 See RFC 5321.");
+                Flow::Continue
+            }
+            Command::StartTls => {
+                if self.gw.tls().is_none() || conn.is_tls() {
+                    self.flow_refuse(conn, RejectReason::Syntax, "502 5.5.1 STARTTLS not available")
+                } else if !self.esmtp {
+                    self.flow_refuse(conn, RejectReason::Syntax, "503 5.5.1 Send EHLO first")
+                } else if matches!(self.state, State::Mail(_)) {
+                    self.flow_refuse(
+                        conn,
+                        RejectReason::Syntax,
+                        "503 5.5.1 STARTTLS not allowed during a mail transaction",
+                    )
+                } else {
+                    conn.reply("220 2.0.0 Ready to start TLS");
+                    Flow::StartTls
+                }
+            }
+        }
+    }
+
+    fn flow_refuse(&mut self, conn: &mut Conn, reason: RejectReason, reply: &str) -> Flow {
+        if self.refuse(conn, reason, reply) {
+            Flow::Close
+        } else {
+            Flow::Continue
+        }
+    }
+
+    /// Upgrades the connection after "220 Ready to start TLS"; None when
+    /// the handshake fails (the session ends).
+    async fn start_tls(&mut self, mut conn: Conn) -> Option<Conn> {
+        conn.flush().await.ok()?;
+        let acceptor = self.gw.tls()?;
+        let (tcp, discarded) = conn.into_plain()?;
+        if discarded {
+            tracing::warn!(target: "smtp", client = %self.peer,
+                "Client sent commands after STARTTLS before the handshake; they were discarded.");
+        }
+        let timeout = self.cfg.timeouts.command.get();
+        match tokio::time::timeout(timeout, acceptor.accept(tcp)).await {
+            Ok(Ok(tls)) => {
+                self.state = State::Start;
+                self.helo = None;
+                self.esmtp = false;
+                Some(Conn::new(Stream::Tls(Box::new(tls))))
+            }
+            Ok(Err(e)) => {
+                tracing::info!(target: "smtp", client = %self.peer, error = %e, "TLS handshake failed.");
+                None
+            }
+            Err(_) => {
+                tracing::info!(target: "smtp", client = %self.peer, "TLS handshake timed out.");
+                None
+            }
+        }
+    }
+
+    fn hello(&mut self, conn: &mut Conn, name: String, esmtp: bool) -> Flow {
+        let subject = Subject {
+            ip: self.peer.ip(),
+            host: Some(&name),
+            address: None,
+        };
+        if first_match(&self.cfg.access.helo_rules, &subject) == Some(RuleAction::Deny) {
+            return self.flow_refuse(
+                conn,
+                RejectReason::Access,
+                "550 5.7.1 Helo command rejected: access denied",
+            );
+        }
+        let host = &self.cfg.server.hostname;
+        if esmtp {
+            let mut lines = vec![
+                format!("{host} Hello {name} [{}]", self.peer.ip()),
+                "PIPELINING".to_string(),
+                format!("SIZE {}", self.cfg.limits.max_message_size.0),
+                "8BITMIME".to_string(),
+                "ENHANCEDSTATUSCODES".to_string(),
+            ];
+            if self.gw.tls().is_some() && !conn.is_tls() {
+                lines.push("STARTTLS".to_string());
+            }
+            lines.push("DSN".to_string());
+            let last = lines.len() - 1;
+            for (i, l) in lines.iter().enumerate() {
+                let sep = if i == last { ' ' } else { '-' };
+                conn.reply(&format!("250{sep}{l}"));
+            }
+        } else {
+            conn.reply(&format!("250 {host}"));
+        }
+        self.helo = Some(name);
+        self.esmtp = esmtp;
+        self.state = State::Ready;
+        Flow::Continue
+    }
+
+    fn mail(&mut self, conn: &mut Conn, from: String, params: MailParams) -> Flow {
+        match self.state {
+            State::Start => {
+                return self.flow_refuse(conn, RejectReason::Syntax, "503 5.5.1 Send HELO/EHLO first")
+            }
+            State::Mail(_) => {
+                return self.flow_refuse(conn, RejectReason::Syntax, "503 5.5.1 Nested MAIL command")
+            }
+            State::Ready => {}
+        }
+        let limits = &self.cfg.limits;
+        if self.messages >= limits.max_messages_per_session {
+            self.reject(
+                conn,
+                RejectReason::Limit,
+                "421 4.7.0 Too many messages in this session; continue in a new session",
+            );
+            return Flow::Close;
+        }
+        let declared = params.size.unwrap_or(0);
+        if declared > limits.max_message_size.0 {
+            self.reject(conn, RejectReason::Size, "552 5.3.4 Message size exceeds fixed limit");
+            return Flow::Continue;
+        }
+        if self.session_bytes + declared > limits.max_session_size.0 {
+            self.reject(
+                conn,
+                RejectReason::Limit,
+                "421 4.7.0 Session size limit reached; continue in a new session",
+            );
+            return Flow::Close;
+        }
+        match self.gw.spool.free_space() {
+            Ok(free) if free < limits.min_queue_free_space.0.saturating_add(declared) => {
+                self.reject(conn, RejectReason::Tempfail, "452 4.3.1 Insufficient system storage");
+                return Flow::Continue;
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(target: "smtp", error = %e, "Cannot read free spool space.");
+            }
+        }
+        let subject = Subject {
+            ip: self.peer.ip(),
+            host: self.rdns.as_deref(),
+            address: Some(&from),
+        };
+        if first_match(&self.cfg.access.mail_from_rules, &subject) == Some(RuleAction::Deny) {
+            self.reject(
+                conn,
+                RejectReason::Access,
+                "550 5.7.1 Sender address rejected: access denied",
+            );
+            return Flow::Continue;
+        }
+        self.state = State::Mail(Transaction {
+            from,
+            params,
+            rcpts: Vec::new(),
+        });
+        conn.reply("250 2.1.0 Ok");
+        Flow::Continue
+    }
+
+    fn rcpt(&mut self, conn: &mut Conn, to: String, params: command::RcptParams) -> Flow {
+        let State::Mail(tx) = &self.state else {
+            return self.flow_refuse(conn, RejectReason::Syntax, "503 5.5.1 Need MAIL command");
+        };
+        if tx.rcpts.len() >= self.cfg.limits.max_rcpts_per_message as usize {
+            let reply = "452 4.5.3 Too many recipients";
+            self.reject(conn, RejectReason::Limit, reply);
+            return Flow::Continue;
+        }
+        // "Postmaster" without a domain must always be accepted (RFC 5321 4.5.1).
+        let to = if to.eq_ignore_ascii_case("postmaster") {
+            self.cfg.server.postmaster.clone()
+        } else {
+            to
+        };
+        let ip = self.peer.ip();
+        let subject = Subject {
+            ip,
+            host: self.rdns.as_deref(),
+            address: Some(&to),
+        };
+        if first_match(&self.cfg.access.rcpt_rules, &subject) == Some(RuleAction::Deny) {
+            self.reject(
+                conn,
+                RejectReason::Access,
+                "550 5.7.1 Recipient address rejected: access denied",
+            );
+            return Flow::Continue;
+        }
+        let domain = crate::envelope::domain_of(&to);
+        let protected = self
+            .cfg
+            .network
+            .protected_domains
+            .iter()
+            .any(|p| p.matches(&domain));
+        let relay_client = self.cfg.network.relay_networks.iter().any(|n| n.contains(&ip));
+        if !protected && !relay_client {
+            let reply = format!("554 5.7.1 <{to}>: Relay access denied");
+            self.reject(conn, RejectReason::Relay, &reply);
+            return Flow::Continue;
+        }
+        let State::Mail(tx) = &mut self.state else {
+            return Flow::Continue;
+        };
+        if !tx.rcpts.iter().any(|r| r.address.eq_ignore_ascii_case(&to)) {
+            let mut r = Recipient::new(to);
+            r.notify = params.notify;
+            r.orcpt = params.orcpt;
+            tx.rcpts.push(r);
+        }
+        conn.reply("250 2.1.5 Ok");
+        Flow::Continue
+    }
+
+    async fn data(&mut self, conn: &mut Conn) -> Flow {
+        match &self.state {
+            State::Mail(tx) if !tx.rcpts.is_empty() => {}
+            State::Mail(_) => {
+                return self.flow_refuse(conn, RejectReason::Syntax, "554 5.5.1 No valid recipients")
+            }
+            _ => return self.flow_refuse(conn, RejectReason::Syntax, "503 5.5.1 Need MAIL command"),
+        }
+        let State::Mail(tx) = std::mem::replace(&mut self.state, State::Ready) else {
+            return Flow::Continue;
+        };
+        conn.reply("354 End data with <CR><LF>.<CR><LF>");
+        if conn.flush().await.is_err() {
+            return Flow::Close;
+        }
+        let limits = &self.cfg.limits;
+        let mut asm = Assembler::new(limits.max_message_size.0);
+        let mut line = Vec::with_capacity(MAX_DATA_LINE);
+        let timeout = self.cfg.timeouts.data.get();
+        loop {
+            match tokio::time::timeout(timeout, conn.read_line(&mut line, MAX_DATA_LINE)).await {
+                Err(_) => {
+                    conn.reply(&format!(
+                        "421 4.4.2 {} Timeout exceeded, closing connection",
+                        self.cfg.server.hostname
+                    ));
+                    return Flow::Close;
+                }
+                Ok(Err(_)) | Ok(Ok(Line::Eof)) => return Flow::Close,
+                Ok(Ok(Line::TooLong)) => {
+                    asm.line(&line, true);
+                }
+                Ok(Ok(Line::Complete)) => {
+                    if asm.line(&line, false) {
+                        break;
+                    }
+                }
+            }
+        }
+        let msg = asm.finish();
+        if msg.oversize {
+            self.reject(conn, RejectReason::Size, "552 5.3.4 Message size exceeds fixed limit");
+            return Flow::Continue;
+        }
+        if msg.long_line {
+            self.reject(
+                conn,
+                RejectReason::Syntax,
+                "554 5.6.0 Message has a line longer than 998 octets (RFC 5322 section 2.1.1)",
+            );
+            return Flow::Continue;
+        }
+        if msg.hops >= limits.max_hops {
+            self.reject(conn, RejectReason::Limit, "554 5.4.6 Too many hops (mail loop?)");
+            return Flow::Continue;
+        }
+        if self.session_bytes + msg.size > limits.max_session_size.0 {
+            self.reject(
+                conn,
+                RejectReason::Limit,
+                "421 4.7.0 Session size limit reached; continue in a new session",
+            );
+            return Flow::Close;
+        }
+        self.accept(conn, tx, msg).await
+    }
+
+    async fn accept(&mut self, conn: &mut Conn, tx: Transaction, msg: super::data::Assembled) -> Flow {
+        let id = QueueId::generate();
+        let received = self.received_header(&id, conn.is_tls(), &tx.rcpts);
+        let mut bytes = Vec::with_capacity(received.len() + msg.body.len());
+        bytes.extend_from_slice(received.as_bytes());
+        bytes.extend_from_slice(&msg.body);
+        let envelope = Envelope {
+            id: id.clone(),
+            received_at: chrono::Utc::now().timestamp(),
+            client_ip: self.peer.ip(),
+            helo: self.helo.clone().unwrap_or_default(),
+            mail_from: tx.from,
+            ret: tx.params.ret,
+            envid: tx.params.envid,
+            eight_bit: msg.eight_bit || tx.params.eight_bit,
+            size: bytes.len() as u64,
+            rcpts: tx.rcpts,
+            attempts: 0,
+            next_attempt: 0,
+            delay_notified: false,
+            is_bounce: false,
+        };
+        if let Err(e) = self.gw.spool.accept(&envelope, bytes.clone()).await {
+            tracing::error!(target: "smtp", queue_id = %id, error = %e, "Cannot spool the message.");
+            self.reject(
+                conn,
+                RejectReason::Tempfail,
+                "451 4.3.0 Local error writing the message, try again later",
+            );
+            return Flow::Continue;
+        }
+        // The message is safe on disk. The scan verdict is awaited here, up
+        // to scan_in_session, so that refusals can happen in the session.
+        let scan_wait = self.cfg.timeouts.scan_in_session.get();
+        let _report = tokio::time::timeout(
+            scan_wait.max(Duration::from_millis(1)),
+            crate::scan::scan(&envelope, &bytes),
+        )
+        .await;
+        MessageAccepted {
+            envelope: &envelope,
+        }
+        .emit();
+        self.messages += 1;
+        self.session_bytes += msg.size;
+        self.gw.queue.enqueue(envelope);
+        conn.reply(&format!("250 2.0.0 Ok: queued as {id}"));
+        Flow::Continue
+    }
+
+    fn received_header(&self, id: &QueueId, tls: bool, rcpts: &[Recipient]) -> String {
+        let proto = match (self.esmtp, tls) {
+            (true, true) => "ESMTPS",
+            (true, false) => "ESMTP",
+            (false, true) => "SMTPS",
+            (false, false) => "SMTP",
+        };
+        let helo = self.helo.as_deref().unwrap_or("unknown");
+        let rdns = self.rdns.as_deref().unwrap_or("unknown");
+        let for_clause = match rcpts {
+            [only] => format!("\r\n\tfor <{}>", only.address),
+            _ => String::new(),
+        };
+        format!(
+            "Received: from {helo} ({rdns} [{}])\r\n\tby {} (Mailward) with {proto} id {id}{for_clause};\r\n\t{}\r\n",
+            self.peer.ip(),
+            self.cfg.server.hostname,
+            chrono::Utc::now().to_rfc2822(),
+        )
+    }
+}

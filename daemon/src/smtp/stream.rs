@@ -1,0 +1,162 @@
+//! The client connection of an inbound session: plain TCP or TLS after
+//! STARTTLS, read through a buffer with bounded line reads, written through
+//! an output buffer that is flushed only when the client waits for us (so
+//! pipelined commands get their replies in one write).
+
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader, ReadBuf};
+use tokio::net::TcpStream;
+
+/// Plain or TLS; both are `Unpin`, so delegation is plain.
+pub enum Stream {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_flush(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
+/// How a bounded line read ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Line {
+    /// A whole line, terminator included, is in the buffer.
+    Complete,
+    /// The line was longer than allowed; it was read and thrown away.
+    TooLong,
+    /// The client closed the connection.
+    Eof,
+}
+
+pub struct Conn {
+    reader: BufReader<Stream>,
+    out: Vec<u8>,
+}
+
+impl Conn {
+    pub fn new(stream: Stream) -> Conn {
+        Conn {
+            reader: BufReader::with_capacity(64 * 1024, stream),
+            out: Vec::with_capacity(4096),
+        }
+    }
+
+    /// Reads one line ending in LF into `line` (cleared first), keeping at
+    /// most `max` octets; a longer line is consumed and reported, so that a
+    /// client can never make us hold more than `max` for one line.
+    pub async fn read_line(&mut self, line: &mut Vec<u8>, max: usize) -> io::Result<Line> {
+        line.clear();
+        let mut too_long = false;
+        loop {
+            let buf = self.reader.fill_buf().await?;
+            if buf.is_empty() {
+                return Ok(Line::Eof);
+            }
+            let (take, done) = match buf.iter().position(|&b| b == b'\n') {
+                Some(i) => (i + 1, true),
+                None => (buf.len(), false),
+            };
+            if !too_long {
+                if line.len() + take <= max {
+                    line.extend_from_slice(&buf[..take]);
+                } else {
+                    too_long = true;
+                    line.clear();
+                }
+            }
+            self.reader.consume(take);
+            if done {
+                return Ok(if too_long { Line::TooLong } else { Line::Complete });
+            }
+        }
+    }
+
+    /// True when the client has sent more than we have read (pipelining).
+    pub fn has_buffered_input(&self) -> bool {
+        !self.reader.buffer().is_empty()
+    }
+
+    /// Queues a reply line (CRLF added).
+    pub fn reply(&mut self, text: &str) {
+        self.out.extend_from_slice(text.as_bytes());
+        self.out.extend_from_slice(b"\r\n");
+    }
+
+    /// Writes out the queued replies.
+    pub async fn flush(&mut self) -> io::Result<()> {
+        if !self.out.is_empty() {
+            let stream = self.reader.get_mut();
+            stream.write_all(&self.out).await?;
+            stream.flush().await?;
+            self.out.clear();
+        }
+        Ok(())
+    }
+
+    /// Flushes unless more pipelined commands are already waiting (RFC 2920:
+    /// the replies to a group of commands may go out together).
+    pub async fn flush_if_idle(&mut self) -> io::Result<()> {
+        if self.has_buffered_input() {
+            Ok(())
+        } else {
+            self.flush().await
+        }
+    }
+
+    pub fn is_tls(&self) -> bool {
+        matches!(self.reader.get_ref(), Stream::Tls(_))
+    }
+
+    /// Takes the TCP stream for the TLS handshake, throwing away anything
+    /// the client sent after STARTTLS before the handshake: such bytes would
+    /// be plaintext injected into the protected session (CVE-2011-0411).
+    /// Returns the stream and whether input was thrown away.
+    pub fn into_plain(self) -> Option<(TcpStream, bool)> {
+        let discarded = !self.reader.buffer().is_empty();
+        match self.reader.into_inner() {
+            Stream::Plain(s) => Some((s, discarded)),
+            Stream::Tls(_) => None,
+        }
+    }
+
+    pub async fn shutdown(&mut self) {
+        let _ = self.flush().await;
+        let _ = self.reader.get_mut().shutdown().await;
+    }
+}

@@ -1,0 +1,267 @@
+//! The durable spool: every accepted message and every later change of its
+//! envelope is appended to a segment log and fdatasync'ed before anyone acts
+//! on it. It owns the files under `spool/`; it does not decide what happens to
+//! a message (that is the queue's job).
+//!
+//! # Layout and guarantee
+//! `spool/NNNNNNNNNNNNNNNN.seg` files hold records (see [`record`]). One writer
+//! thread appends the records that sessions and the queue hand it, and makes
+//! them durable with one `fdatasync` per batch (group commit): under load,
+//! many messages share one disk flush, so throughput is not bound by one
+//! fsync per message. A caller's future resolves only after the flush that
+//! covered its record, so a 250 reply always follows durable storage of the
+//! message bytes and envelope. New segment files are made durable by an fsync
+//! of the directory before the first record in them is acknowledged.
+//!
+//! Recovery reads the segments in order; the last state recorded for each
+//! message wins. A torn record at the end of the newest segment (a crash in
+//! the middle of a write) was never acknowledged, and is cut off.
+//!
+//! A segment is deleted once no live message has its bytes in it and every
+//! older segment is gone (so that a "removed" record can never be lost while
+//! the message it removes is still on disk). A message that stays long (a
+//! deferred one) would pin its segment and every newer one; the writer
+//! therefore copies the few live messages of an old segment forward
+//! ("compaction") when the spool holds more than [`COMPACT_AFTER_SEGMENTS`]
+//! segments.
+
+mod record;
+mod writer;
+
+use crate::envelope::{Envelope, QueueId};
+use std::collections::HashMap;
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use tokio::sync::{mpsc, oneshot};
+
+pub use record::RecordKind;
+
+/// A segment is closed and a new one started past this size.
+pub const SEGMENT_SIZE: u64 = 64 * 1024 * 1024;
+/// Past this many segments, live messages of the oldest one are copied forward.
+pub const COMPACT_AFTER_SEGMENTS: usize = 4;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SpoolError {
+    #[error("spool {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("spool {path}: corrupt record at offset {offset}: {problem}")]
+    Corrupt {
+        path: PathBuf,
+        offset: u64,
+        problem: String,
+    },
+    #[error("spool writer has stopped (a previous write failed; see the log)")]
+    WriterGone,
+    #[error("message {0} is not in the spool")]
+    NotFound(QueueId),
+}
+
+impl SpoolError {
+    fn io(path: &Path, source: io::Error) -> SpoolError {
+        SpoolError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
+
+/// Where the bytes of one message are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Location {
+    pub segment: u64,
+    pub offset: u64,
+    pub len: u64,
+}
+
+/// What the writer and the readers share: where each live message's bytes
+/// are, and its last recorded envelope (which compaction copies forward).
+#[derive(Debug, Default)]
+pub(crate) struct Index {
+    pub(crate) messages: HashMap<QueueId, Entry>,
+    /// Live messages per segment, for deletion and compaction.
+    pub(crate) live: std::collections::BTreeMap<u64, usize>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Entry {
+    pub(crate) loc: Location,
+    pub(crate) envelope: Vec<u8>,
+}
+
+impl Index {
+    pub(crate) fn insert(&mut self, id: QueueId, loc: Location, envelope: Vec<u8>) {
+        if let Some(old) = self.messages.insert(id, Entry { loc, envelope }) {
+            self.release(old.loc.segment);
+        }
+        *self.live.entry(loc.segment).or_insert(0) += 1;
+    }
+
+    pub(crate) fn set_envelope(&mut self, id: &QueueId, envelope: Vec<u8>) {
+        if let Some(e) = self.messages.get_mut(id) {
+            e.envelope = envelope;
+        }
+    }
+
+    pub(crate) fn remove(&mut self, id: &QueueId) {
+        if let Some(old) = self.messages.remove(id) {
+            self.release(old.loc.segment);
+        }
+    }
+
+    fn release(&mut self, segment: u64) {
+        if let Some(n) = self.live.get_mut(&segment) {
+            *n = n.saturating_sub(1);
+        }
+    }
+}
+
+/// One request to the writer thread.
+pub(crate) enum Op {
+    Append {
+        kind: RecordKind,
+        envelope: Box<Envelope>,
+        data: Option<Vec<u8>>,
+        done: oneshot::Sender<Result<(), String>>,
+    },
+    Compact,
+    Stop(oneshot::Sender<()>),
+}
+
+/// Handle to the spool; cheap to clone.
+#[derive(Clone)]
+pub struct Spool {
+    dir: PathBuf,
+    tx: mpsc::Sender<Op>,
+    index: Arc<Mutex<Index>>,
+}
+
+impl Spool {
+    /// Opens (creating if need be) the spool in `dir`, recovers every live
+    /// message and starts the writer thread. Returns the live envelopes in
+    /// the order they were accepted.
+    pub fn open(dir: &Path) -> Result<(Spool, Vec<Envelope>), SpoolError> {
+        std::fs::create_dir_all(dir).map_err(|e| SpoolError::io(dir, e))?;
+        let recovered = record::recover(dir)?;
+        let index = Arc::new(Mutex::new(recovered.index));
+        let (tx, rx) = mpsc::channel(4096);
+        writer::start(dir.to_path_buf(), recovered.next_segment, rx, index.clone())?;
+        let spool = Spool {
+            dir: dir.to_path_buf(),
+            tx,
+            index,
+        };
+        Ok((spool, recovered.envelopes))
+    }
+
+    async fn append(
+        &self,
+        kind: RecordKind,
+        envelope: &Envelope,
+        data: Option<Vec<u8>>,
+    ) -> Result<(), SpoolError> {
+        let (done, wait) = oneshot::channel();
+        self.tx
+            .send(Op::Append {
+                kind,
+                envelope: Box::new(envelope.clone()),
+                data,
+                done,
+            })
+            .await
+            .map_err(|_| SpoolError::WriterGone)?;
+        match wait.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(problem)) => Err(SpoolError::Io {
+                path: self.dir.clone(),
+                source: io::Error::other(problem),
+            }),
+            Err(_) => Err(SpoolError::WriterGone),
+        }
+    }
+
+    /// Stores a new message durably. When this returns Ok, the message and
+    /// its envelope survive a crash.
+    pub async fn accept(&self, envelope: &Envelope, data: Vec<u8>) -> Result<(), SpoolError> {
+        self.append(RecordKind::Accepted, envelope, Some(data))
+            .await
+    }
+
+    /// Records a new state of the envelope durably.
+    pub async fn update(&self, envelope: &Envelope) -> Result<(), SpoolError> {
+        self.append(RecordKind::Updated, envelope, None).await
+    }
+
+    /// Records durably that the message has left the queue.
+    pub async fn remove(&self, envelope: &Envelope) -> Result<(), SpoolError> {
+        self.append(RecordKind::Removed, envelope, None).await
+    }
+
+    /// Reads the bytes of a live message.
+    pub fn read(&self, id: &QueueId) -> Result<Vec<u8>, SpoolError> {
+        let loc = self
+            .index
+            .lock()
+            .map_err(|_| SpoolError::WriterGone)?
+            .messages
+            .get(id)
+            .map(|e| e.loc)
+            .ok_or_else(|| SpoolError::NotFound(id.clone()))?;
+        let path = record::segment_path(&self.dir, loc.segment);
+        let file = File::open(&path).map_err(|e| SpoolError::io(&path, e))?;
+        let len = usize::try_from(loc.len).map_err(|_| SpoolError::Corrupt {
+            path: path.clone(),
+            offset: loc.offset,
+            problem: "message larger than memory".into(),
+        })?;
+        let mut buf = vec![0u8; len];
+        file.read_exact_at(&mut buf, loc.offset)
+            .map_err(|e| SpoolError::io(&path, e))?;
+        Ok(buf)
+    }
+
+    /// Asks the writer to copy live messages out of old segments.
+    pub fn compact(&self) {
+        let _ = self.tx.try_send(Op::Compact);
+    }
+
+    /// Number of segment files in use.
+    pub fn segments(&self) -> usize {
+        self.index.lock().map(|i| i.live.len()).unwrap_or(0)
+    }
+
+    /// Free bytes on the file system that holds the spool.
+    pub fn free_space(&self) -> Result<u64, SpoolError> {
+        free_space(&self.dir)
+    }
+
+    /// Flushes and stops the writer (graceful shutdown).
+    pub async fn stop(&self) {
+        let (done, wait) = oneshot::channel();
+        if self.tx.send(Op::Stop(done)).await.is_ok() {
+            let _ = wait.await;
+        }
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+/// Free bytes available to us on the file system of `dir`.
+pub fn free_space(dir: &Path) -> Result<u64, SpoolError> {
+    let st = nix::sys::statvfs::statvfs(dir)
+        .map_err(|e| SpoolError::io(dir, io::Error::from_raw_os_error(e as i32)))?;
+    #[allow(clippy::unnecessary_cast)]
+    Ok((st.blocks_available() as u64).saturating_mul(st.fragment_size() as u64))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,259 @@
+//! The on-disk record format of spool segments and recovery from them.
+//!
+//! A record is a 24-byte header, the envelope as JSON, then the message bytes
+//! (only in `Accepted` records):
+//!
+//! | bytes | field |
+//! | --- | --- |
+//! | 4 | magic `MWR1` |
+//! | 1 | kind (1 accepted, 2 updated, 3 removed) |
+//! | 3 | zero |
+//! | 4 | envelope length, little-endian |
+//! | 8 | data length, little-endian |
+//! | 4 | CRC-32 of kind, both lengths, envelope and data |
+
+use super::{Index, Location, SpoolError};
+use crate::envelope::{Envelope, QueueId};
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufReader, Read};
+use std::path::{Path, PathBuf};
+
+pub(crate) const MAGIC: &[u8; 4] = b"MWR1";
+pub(crate) const HEADER_LEN: u64 = 24;
+/// Envelopes larger than this are refused when read back (a corrupt length).
+const MAX_ENVELOPE: u32 = 64 * 1024 * 1024;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordKind {
+    /// A new message: envelope and bytes.
+    Accepted = 1,
+    /// A new state of the envelope.
+    Updated = 2,
+    /// The message has left the queue.
+    Removed = 3,
+}
+
+impl RecordKind {
+    fn from_u8(b: u8) -> Option<RecordKind> {
+        match b {
+            1 => Some(RecordKind::Accepted),
+            2 => Some(RecordKind::Updated),
+            3 => Some(RecordKind::Removed),
+            _ => None,
+        }
+    }
+}
+
+pub(crate) fn segment_path(dir: &Path, n: u64) -> PathBuf {
+    dir.join(format!("{n:016}.seg"))
+}
+
+fn crc(kind: u8, env: &[u8], data: &[u8]) -> u32 {
+    let mut h = crc32fast::Hasher::new();
+    h.update(&[kind]);
+    h.update(&(env.len() as u32).to_le_bytes());
+    h.update(&(data.len() as u64).to_le_bytes());
+    h.update(env);
+    h.update(data);
+    h.finalize()
+}
+
+/// Appends one encoded record to `out`; returns the offset of the data
+/// within the record.
+pub(crate) fn encode(out: &mut Vec<u8>, kind: RecordKind, env: &[u8], data: &[u8]) -> u64 {
+    out.extend_from_slice(MAGIC);
+    out.push(kind as u8);
+    out.extend_from_slice(&[0, 0, 0]);
+    out.extend_from_slice(&(env.len() as u32).to_le_bytes());
+    out.extend_from_slice(&(data.len() as u64).to_le_bytes());
+    out.extend_from_slice(&crc(kind as u8, env, data).to_le_bytes());
+    out.extend_from_slice(env);
+    out.extend_from_slice(data);
+    HEADER_LEN + env.len() as u64
+}
+
+/// What recovery found.
+pub(crate) struct Recovered {
+    pub(crate) index: Index,
+    pub(crate) envelopes: Vec<Envelope>,
+    pub(crate) next_segment: u64,
+}
+
+/// Lists segment numbers in `dir`, sorted.
+pub(crate) fn list_segments(dir: &Path) -> Result<Vec<u64>, SpoolError> {
+    let mut out = Vec::new();
+    let rd = std::fs::read_dir(dir).map_err(|e| SpoolError::io(dir, e))?;
+    for entry in rd {
+        let entry = entry.map_err(|e| SpoolError::io(dir, e))?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if let Some(num) = name.strip_suffix(".seg") {
+            if let Ok(n) = num.parse::<u64>() {
+                out.push(n);
+            }
+        }
+    }
+    out.sort_unstable();
+    Ok(out)
+}
+
+enum Read1 {
+    Record {
+        kind: RecordKind,
+        env: Vec<u8>,
+        data_offset: u64,
+        data_len: u64,
+        next: u64,
+    },
+    End,
+    Torn(String),
+}
+
+fn read_record(r: &mut impl Read, offset: u64, file_len: u64) -> io::Result<Read1> {
+    if offset == file_len {
+        return Ok(Read1::End);
+    }
+    if file_len - offset < HEADER_LEN {
+        return Ok(Read1::Torn("short header".into()));
+    }
+    let mut h = [0u8; HEADER_LEN as usize];
+    r.read_exact(&mut h)?;
+    if &h[0..4] != MAGIC {
+        return Ok(Read1::Torn("bad magic".into()));
+    }
+    let Some(kind) = RecordKind::from_u8(h[4]) else {
+        return Ok(Read1::Torn(format!("unknown kind {}", h[4])));
+    };
+    let env_len = u32::from_le_bytes([h[8], h[9], h[10], h[11]]);
+    let data_len = u64::from_le_bytes([h[12], h[13], h[14], h[15], h[16], h[17], h[18], h[19]]);
+    let want = u32::from_le_bytes([h[20], h[21], h[22], h[23]]);
+    let body_len = u64::from(env_len).saturating_add(data_len);
+    if env_len > MAX_ENVELOPE || body_len > file_len - offset - HEADER_LEN {
+        return Ok(Read1::Torn("record longer than the file".into()));
+    }
+    let mut env = vec![0u8; env_len as usize];
+    r.read_exact(&mut env)?;
+    // The data is read in chunks only to check the CRC; it stays on disk.
+    let mut hasher = crc32fast::Hasher::new();
+    hasher.update(&[h[4]]);
+    hasher.update(&env_len.to_le_bytes());
+    hasher.update(&data_len.to_le_bytes());
+    hasher.update(&env);
+    let mut left = data_len;
+    let mut chunk = vec![0u8; 256 * 1024];
+    while left > 0 {
+        let n = left.min(chunk.len() as u64) as usize;
+        r.read_exact(&mut chunk[..n])?;
+        hasher.update(&chunk[..n]);
+        left -= n as u64;
+    }
+    if hasher.finalize() != want {
+        return Ok(Read1::Torn("checksum mismatch".into()));
+    }
+    Ok(Read1::Record {
+        kind,
+        env,
+        data_offset: offset + HEADER_LEN + u64::from(env_len),
+        data_len,
+        next: offset + HEADER_LEN + body_len,
+    })
+}
+
+/// Replays every segment in order. A torn record is tolerated only at the end
+/// of the newest segment, where it is cut off.
+pub(crate) fn recover(dir: &Path) -> Result<Recovered, SpoolError> {
+    let segments = list_segments(dir)?;
+    let mut index = Index::default();
+    let mut live: HashMap<QueueId, (u64, Envelope)> = HashMap::new();
+    let mut order = 0u64;
+    let last = segments.last().copied();
+    for &seg in &segments {
+        let path = segment_path(dir, seg);
+        let file = File::open(&path).map_err(|e| SpoolError::io(&path, e))?;
+        let file_len = file
+            .metadata()
+            .map_err(|e| SpoolError::io(&path, e))?
+            .len();
+        let mut r = BufReader::with_capacity(256 * 1024, file);
+        let mut offset = 0u64;
+        index.live.entry(seg).or_insert(0);
+        loop {
+            match read_record(&mut r, offset, file_len).map_err(|e| SpoolError::io(&path, e))? {
+                Read1::End => break,
+                Read1::Torn(problem) => {
+                    if Some(seg) != last {
+                        return Err(SpoolError::Corrupt {
+                            path,
+                            offset,
+                            problem: format!(
+                                "{problem}; this is not the newest segment, so it is not a torn write: \
+                                 move the file aside to start, and inspect it"
+                            ),
+                        });
+                    }
+                    tracing::warn!(target: "app", segment = %path.display(), offset, problem = %problem,
+                        "Cutting off a torn record at the end of the spool (a write interrupted by a crash; it was never acknowledged).");
+                    let f = OpenOptions::new()
+                        .write(true)
+                        .open(&path)
+                        .map_err(|e| SpoolError::io(&path, e))?;
+                    f.set_len(offset).map_err(|e| SpoolError::io(&path, e))?;
+                    f.sync_all().map_err(|e| SpoolError::io(&path, e))?;
+                    break;
+                }
+                Read1::Record {
+                    kind,
+                    env,
+                    data_offset,
+                    data_len,
+                    next,
+                } => {
+                    let envelope: Envelope =
+                        serde_json::from_slice(&env).map_err(|e| SpoolError::Corrupt {
+                            path: path.clone(),
+                            offset,
+                            problem: format!("envelope: {e}"),
+                        })?;
+                    let id = envelope.id.clone();
+                    match kind {
+                        RecordKind::Accepted => {
+                            index.insert(
+                                id.clone(),
+                                Location {
+                                    segment: seg,
+                                    offset: data_offset,
+                                    len: data_len,
+                                },
+                                env,
+                            );
+                            let first = live.get(&id).map(|(o, _)| *o).unwrap_or_else(|| {
+                                order += 1;
+                                order
+                            });
+                            live.insert(id, (first, envelope));
+                        }
+                        RecordKind::Updated => {
+                            if let Some(slot) = live.get_mut(&id) {
+                                slot.1 = envelope;
+                                index.set_envelope(&id, env);
+                            }
+                        }
+                        RecordKind::Removed => {
+                            live.remove(&id);
+                            index.remove(&id);
+                        }
+                    }
+                    offset = next;
+                }
+            }
+        }
+    }
+    let mut envelopes: Vec<(u64, Envelope)> = live.into_values().collect();
+    envelopes.sort_by_key(|(o, _)| *o);
+    Ok(Recovered {
+        index,
+        envelopes: envelopes.into_iter().map(|(_, e)| e).collect(),
+        next_segment: last.map_or(1, |n| n + 1),
+    })
+}

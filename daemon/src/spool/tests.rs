@@ -1,0 +1,152 @@
+use super::*;
+use crate::envelope::{Envelope, QueueId, Recipient};
+use std::io::Write;
+
+fn envelope(n: u32) -> Envelope {
+    Envelope {
+        id: QueueId::generate(),
+        received_at: 1_700_000_000 + i64::from(n),
+        client_ip: "127.0.0.1".parse().unwrap(),
+        helo: "client.test".into(),
+        mail_from: format!("sender{n}@example.com"),
+        ret: None,
+        envid: None,
+        eight_bit: false,
+        size: 0,
+        rcpts: vec![Recipient::new(format!("rcpt{n}@example.com"))],
+        attempts: 0,
+        next_attempt: 0,
+        delay_notified: false,
+        is_bounce: false,
+    }
+}
+
+#[tokio::test]
+async fn accepted_messages_survive_a_reopen_and_removed_ones_do_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let (spool, found) = Spool::open(dir.path()).unwrap();
+    assert!(found.is_empty());
+    let a = envelope(1);
+    let mut b = envelope(2);
+    let c = envelope(3);
+    spool.accept(&a, b"message a\r\n".to_vec()).await.unwrap();
+    spool.accept(&b, b"message b\r\n".to_vec()).await.unwrap();
+    spool.accept(&c, b"message c\r\n".to_vec()).await.unwrap();
+    b.attempts = 3;
+    spool.update(&b).await.unwrap();
+    spool.remove(&c).await.unwrap();
+    assert_eq!(spool.read(&a.id).unwrap(), b"message a\r\n");
+    assert!(matches!(spool.read(&c.id), Err(SpoolError::NotFound(_))));
+    // No stop(): as after a crash.
+    drop(spool);
+
+    let (spool, found) = Spool::open(dir.path()).unwrap();
+    assert_eq!(found.len(), 2);
+    assert_eq!(found[0].id, a.id);
+    assert_eq!(found[1].id, b.id);
+    assert_eq!(found[1].attempts, 3, "the last update wins");
+    assert_eq!(spool.read(&b.id).unwrap(), b"message b\r\n");
+}
+
+#[tokio::test]
+async fn a_torn_record_at_the_end_is_cut_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let (spool, _) = Spool::open(dir.path()).unwrap();
+    let a = envelope(1);
+    spool.accept(&a, b"kept\r\n".to_vec()).await.unwrap();
+    spool.stop().await;
+    // Simulate a crash in the middle of the next write.
+    let last = *record::list_segments(dir.path()).unwrap().last().unwrap();
+    let path = record::segment_path(dir.path(), last);
+    let mut f = std::fs::OpenOptions::new().append(true).open(&path).unwrap();
+    f.write_all(b"MWR1\x01\0\0\0garbage").unwrap();
+    drop(f);
+    let (spool, found) = Spool::open(dir.path()).unwrap();
+    assert_eq!(found.len(), 1);
+    assert_eq!(spool.read(&a.id).unwrap(), b"kept\r\n");
+    let len = std::fs::metadata(&path).unwrap().len();
+    let (spool2, found2) = {
+        drop(spool);
+        Spool::open(dir.path()).unwrap()
+    };
+    assert_eq!(found2.len(), 1, "recovery is repeatable");
+    drop(spool2);
+    assert!(len > 0);
+}
+
+#[tokio::test]
+async fn corruption_in_an_older_segment_is_reported_not_ignored() {
+    let dir = tempfile::tempdir().unwrap();
+    let (spool, _) = Spool::open(dir.path()).unwrap();
+    spool.accept(&envelope(1), b"x\r\n".to_vec()).await.unwrap();
+    spool.stop().await;
+    drop(spool);
+    // A second start adds a newer (empty) segment.
+    let (spool, _) = Spool::open(dir.path()).unwrap();
+    spool.stop().await;
+    drop(spool);
+    let first = record::list_segments(dir.path()).unwrap()[0];
+    let path = record::segment_path(dir.path(), first);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let n = bytes.len();
+    bytes[n - 2] ^= 0xff;
+    std::fs::write(&path, bytes).unwrap();
+    match Spool::open(dir.path()) {
+        Err(SpoolError::Corrupt { problem, .. }) => assert!(problem.contains("checksum"), "{problem}"),
+        Err(e) => panic!("unexpected error {e}"),
+        Ok(_) => panic!("corruption in an older segment must not pass silently"),
+    }
+}
+
+#[tokio::test]
+async fn empty_segments_are_deleted_and_old_live_messages_copied_forward() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut keep = None;
+    // Each open starts a new segment: make several.
+    for round in 0..(COMPACT_AFTER_SEGMENTS as u32 + 3) {
+        let (spool, _) = Spool::open(dir.path()).unwrap();
+        let e = envelope(round);
+        spool.accept(&e, format!("body {round}\r\n").into_bytes()).await.unwrap();
+        if round == 0 {
+            keep = Some(e);
+        } else {
+            spool.remove(&e).await.unwrap();
+        }
+        spool.compact();
+        spool.stop().await;
+    }
+    let keep = keep.unwrap();
+    let segs = record::list_segments(dir.path()).unwrap();
+    assert!(
+        segs.len() <= COMPACT_AFTER_SEGMENTS + 1,
+        "old segments must go: {segs:?}"
+    );
+    let (spool, found) = Spool::open(dir.path()).unwrap();
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].id, keep.id);
+    assert_eq!(spool.read(&keep.id).unwrap(), b"body 0\r\n");
+}
+
+#[tokio::test]
+async fn many_concurrent_accepts_share_flushes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (spool, _) = Spool::open(dir.path()).unwrap();
+    let mut tasks = Vec::new();
+    for n in 0..200 {
+        let spool = spool.clone();
+        tasks.push(tokio::spawn(async move {
+            let e = envelope(n);
+            spool.accept(&e, vec![b'x'; 1024]).await.map(|()| e.id)
+        }));
+    }
+    let mut ids = Vec::new();
+    for t in tasks {
+        ids.push(t.await.unwrap().unwrap());
+    }
+    drop(spool);
+    let (spool, found) = Spool::open(dir.path()).unwrap();
+    assert_eq!(found.len(), 200);
+    for id in ids {
+        assert_eq!(spool.read(&id).unwrap().len(), 1024);
+    }
+}

@@ -1,0 +1,337 @@
+//! The spool's single writer thread: batches appends, makes each batch
+//! durable with one fdatasync (group commit), acknowledges, rotates segments,
+//! deletes segments nobody needs and copies live messages out of old ones.
+
+use super::record::{self, RecordKind};
+use super::{Index, Location, Op, SpoolError, COMPACT_AFTER_SEGMENTS, SEGMENT_SIZE};
+use crate::envelope::QueueId;
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use tokio::sync::{mpsc, oneshot};
+
+/// Most records one flush covers; bounds the latency of the first in a batch.
+const MAX_BATCH: usize = 1024;
+/// Most bytes one flush covers.
+const MAX_BATCH_BYTES: usize = 32 * 1024 * 1024;
+
+struct Segment {
+    number: u64,
+    file: File,
+    len: u64,
+}
+
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+impl Segment {
+    fn create(dir: &Path, number: u64) -> Result<Segment, SpoolError> {
+        let path = record::segment_path(dir, number);
+        let file = OpenOptions::new()
+            .create_new(true)
+            .append(true)
+            .open(&path)
+            .map_err(|e| SpoolError::io(&path, e))?;
+        // The new name must be durable before anything in it is acknowledged.
+        sync_dir(dir).map_err(|e| SpoolError::io(dir, e))?;
+        Ok(Segment {
+            number,
+            file,
+            len: 0,
+        })
+    }
+}
+
+pub(super) fn start(
+    dir: PathBuf,
+    first_segment: u64,
+    rx: mpsc::Receiver<Op>,
+    index: Arc<Mutex<Index>>,
+) -> Result<(), SpoolError> {
+    let segment = Segment::create(&dir, first_segment)?;
+    if let Ok(mut idx) = index.lock() {
+        idx.live.entry(first_segment).or_insert(0);
+    }
+    let mut w = Writer {
+        dir,
+        segment,
+        index,
+    };
+    std::thread::Builder::new()
+        .name("spool-writer".into())
+        .spawn(move || w.run(rx))
+        .map_err(|e| SpoolError::io(Path::new("spool-writer thread"), e))?;
+    Ok(())
+}
+
+struct Writer {
+    dir: PathBuf,
+    segment: Segment,
+    index: Arc<Mutex<Index>>,
+}
+
+struct Pending {
+    kind: RecordKind,
+    id: QueueId,
+    envelope: Vec<u8>,
+    loc: Option<Location>,
+    done: Option<oneshot::Sender<Result<(), String>>>,
+}
+
+impl Writer {
+    fn run(&mut self, mut rx: mpsc::Receiver<Op>) {
+        while let Some(first) = rx.blocking_recv() {
+            let mut ops = vec![first];
+            let mut bytes = 0usize;
+            while ops.len() < MAX_BATCH && bytes < MAX_BATCH_BYTES {
+                match rx.try_recv() {
+                    Ok(op) => {
+                        if let Op::Append { data: Some(d), .. } = &op {
+                            bytes += d.len();
+                        }
+                        ops.push(op);
+                    }
+                    Err(_) => break,
+                }
+            }
+            let mut stop = None;
+            let mut compact = false;
+            let mut appends = Vec::with_capacity(ops.len());
+            for op in ops {
+                match op {
+                    Op::Append {
+                        kind,
+                        envelope,
+                        data,
+                        done,
+                    } => appends.push((kind, envelope, data, done)),
+                    Op::Compact => compact = true,
+                    Op::Stop(done) => stop = Some(done),
+                }
+            }
+            if !appends.is_empty() {
+                self.write_batch(appends);
+            }
+            if compact {
+                self.compact();
+            }
+            if let Some(done) = stop {
+                let _ = self.segment.file.sync_data();
+                let _ = done.send(());
+                return;
+            }
+        }
+    }
+
+    fn write_batch(
+        &mut self,
+        appends: Vec<(
+            RecordKind,
+            Box<crate::envelope::Envelope>,
+            Option<Vec<u8>>,
+            oneshot::Sender<Result<(), String>>,
+        )>,
+    ) {
+        if self.segment.len >= SEGMENT_SIZE {
+            if let Err(e) = self.rotate() {
+                let msg = e.to_string();
+                for (_, _, _, done) in appends {
+                    let _ = done.send(Err(msg.clone()));
+                }
+                return;
+            }
+        }
+        let mut buf = Vec::new();
+        let mut pending = Vec::with_capacity(appends.len());
+        for (kind, envelope, data, done) in appends {
+            let env = match serde_json::to_vec(&envelope) {
+                Ok(v) => v,
+                Err(e) => {
+                    let _ = done.send(Err(format!("cannot encode envelope: {e}")));
+                    continue;
+                }
+            };
+            let start = self.segment.len + buf.len() as u64;
+            let data = data.unwrap_or_default();
+            let data_at = record::encode(&mut buf, kind, &env, &data);
+            let loc = (kind == RecordKind::Accepted).then_some(Location {
+                segment: self.segment.number,
+                offset: start + data_at,
+                len: data.len() as u64,
+            });
+            pending.push(Pending {
+                kind,
+                id: envelope.id.clone(),
+                envelope: env,
+                loc,
+                done: Some(done),
+            });
+        }
+        let result = self
+            .segment
+            .file
+            .write_all(&buf)
+            .and_then(|()| self.segment.file.sync_data());
+        match result {
+            Ok(()) => {
+                self.segment.len += buf.len() as u64;
+                self.apply(&mut pending);
+                for p in &mut pending {
+                    if let Some(done) = p.done.take() {
+                        let _ = done.send(Ok(()));
+                    }
+                }
+                self.collect_garbage();
+            }
+            Err(e) => {
+                tracing::error!(target: "app", segment = self.segment.number, error = %e,
+                    "Spool write failed; the messages in this batch were not accepted.");
+                // Whatever part of the batch reached the file must not stay in
+                // front of later records: cut it off, or start a new segment.
+                if self.segment.file.set_len(self.segment.len).is_err() {
+                    let _ = self.rotate();
+                }
+                for p in &mut pending {
+                    if let Some(done) = p.done.take() {
+                        let _ = done.send(Err(e.to_string()));
+                    }
+                }
+            }
+        }
+    }
+
+    fn apply(&self, pending: &mut [Pending]) {
+        let Ok(mut idx) = self.index.lock() else {
+            return;
+        };
+        for p in pending.iter_mut() {
+            match (p.kind, p.loc) {
+                (RecordKind::Accepted, Some(loc)) => {
+                    idx.insert(p.id.clone(), loc, std::mem::take(&mut p.envelope))
+                }
+                (RecordKind::Updated, _) => {
+                    idx.set_envelope(&p.id, std::mem::take(&mut p.envelope))
+                }
+                (RecordKind::Removed, _) => idx.remove(&p.id),
+                (RecordKind::Accepted, None) => {}
+            }
+        }
+    }
+
+    fn rotate(&mut self) -> Result<(), SpoolError> {
+        let _ = self.segment.file.sync_data();
+        let next = Segment::create(&self.dir, self.segment.number + 1)?;
+        self.segment = next;
+        if let Ok(mut idx) = self.index.lock() {
+            idx.live.entry(self.segment.number).or_insert(0);
+        }
+        if self.segment_count() > COMPACT_AFTER_SEGMENTS {
+            self.compact();
+        }
+        Ok(())
+    }
+
+    fn segment_count(&self) -> usize {
+        self.index.lock().map(|i| i.live.len()).unwrap_or(0)
+    }
+
+    /// Deletes the oldest segments while nothing lives in them. Only a prefix
+    /// goes, so that a record removing a message never vanishes before the
+    /// record that added it.
+    fn collect_garbage(&self) {
+        let doomed: Vec<u64> = {
+            let Ok(mut idx) = self.index.lock() else {
+                return;
+            };
+            let mut out = Vec::new();
+            while let Some((&seg, &n)) = idx.live.iter().next() {
+                if n > 0 || seg == self.segment.number {
+                    break;
+                }
+                idx.live.remove(&seg);
+                out.push(seg);
+            }
+            out
+        };
+        for seg in doomed {
+            let path = record::segment_path(&self.dir, seg);
+            if let Err(e) = std::fs::remove_file(&path) {
+                tracing::warn!(target: "app", segment = %path.display(), error = %e, "Cannot delete an empty spool segment.");
+            }
+        }
+    }
+
+    /// Copies the live messages of the oldest segment to the current one, so
+    /// that a long-deferred message does not pin every segment after it.
+    fn compact(&mut self) {
+        if self.segment_count() <= COMPACT_AFTER_SEGMENTS {
+            return;
+        }
+        let (oldest, movers): (u64, Vec<(QueueId, Location, Vec<u8>)>) = {
+            let Ok(idx) = self.index.lock() else {
+                return;
+            };
+            let Some((&oldest, _)) = idx.live.iter().next() else {
+                return;
+            };
+            if oldest == self.segment.number {
+                return;
+            }
+            let movers = idx
+                .messages
+                .iter()
+                .filter(|(_, e)| e.loc.segment == oldest)
+                .map(|(id, e)| (id.clone(), e.loc, e.envelope.clone()))
+                .collect();
+            (oldest, movers)
+        };
+        let path = record::segment_path(&self.dir, oldest);
+        let Ok(src) = File::open(&path) else {
+            return;
+        };
+        let mut buf = Vec::new();
+        let mut moved = Vec::new();
+        for (id, loc, env) in movers {
+            let mut data = vec![0u8; loc.len as usize];
+            if src.read_exact_at(&mut data, loc.offset).is_err() {
+                continue;
+            }
+            let start = self.segment.len + buf.len() as u64;
+            let at = record::encode(&mut buf, RecordKind::Accepted, &env, &data);
+            moved.push((
+                id,
+                Location {
+                    segment: self.segment.number,
+                    offset: start + at,
+                    len: loc.len,
+                },
+                env,
+            ));
+        }
+        if self
+            .segment
+            .file
+            .write_all(&buf)
+            .and_then(|()| self.segment.file.sync_data())
+            .is_err()
+        {
+            let _ = self.segment.file.set_len(self.segment.len);
+            return;
+        }
+        self.segment.len += buf.len() as u64;
+        let count = moved.len();
+        if let Ok(mut idx) = self.index.lock() {
+            for (id, loc, env) in moved {
+                // A message removed meanwhile stays removed.
+                if idx.messages.contains_key(&id) {
+                    idx.insert(id, loc, env);
+                }
+            }
+        }
+        tracing::info!(target: "app", segment = oldest, messages = count, "Copied live messages out of an old spool segment.");
+        self.collect_garbage();
+    }
+}
