@@ -134,9 +134,12 @@ impl Gateway {
         };
         let n = per_ip.entry(ip).or_insert(0);
         *n += 1;
+        let over = *n > cfg.limits.incoming_sessions_per_ip;
+        // The guard must go before `slot` can drop: its Drop takes the lock.
+        drop(per_ip);
         let mut slot = slot;
         slot.counted_ip = true;
-        if *n > cfg.limits.incoming_sessions_per_ip {
+        if over {
             return Err("421 4.7.0 Too many sessions from your address, try again later");
         }
         Ok(slot)

@@ -168,9 +168,17 @@ fn walk_table(table: &Table, path: &KeyPath, offset: usize, found: &mut Option<K
             .and_then(|(k, _)| k.span())
             .map(|s| s.start);
         match item {
-            Item::Table(t) => walk_table(t, &here, offset, found),
+            Item::Table(t) => {
+                if t.span().is_some_and(|s| s.contains(&offset)) {
+                    *found = Some(here.clone());
+                }
+                walk_table(t, &here, offset, found)
+            }
             Item::ArrayOfTables(a) => {
                 for (i, t) in a.iter().enumerate() {
+                    if t.span().is_some_and(|s| s.contains(&offset)) {
+                        *found = Some(here.index(i));
+                    }
                     walk_table(t, &here.index(i), offset, found);
                 }
             }

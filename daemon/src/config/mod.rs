@@ -206,12 +206,15 @@ fn tidy_serde_message(message: &str) -> String {
             "expected struct RawGroup",
             "expected a table ([group.NAME])",
         ),
+        ("expected a map", "expected a table"),
+        ("invalid type: sequence", "invalid type: array"),
+        ("invalid type: map", "invalid type: table"),
     ] {
         out = out.replace(from, to);
     }
     while let Some(at) = out.find("expected struct Raw") {
         let end = out[at..]
-            .find(|c: char| c == ',' || c == ';' || c == ')')
+            .find([',', ';', ')'])
             .map_or(out.len(), |e| at + e);
         out.replace_range(at..end, "expected a table");
     }

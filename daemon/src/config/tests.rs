@@ -339,6 +339,22 @@ fn syntax_and_shape_errors_have_lines() {
     assert_eq!(p[0], "mailward.toml:1: bogus: unknown key");
     assert!(p[1].starts_with("mailward.toml:2: limits: "), "{p:?}");
     assert!(p[1].contains("expected a table"), "{p:?}");
+
+    let p = problems("[server]\nhostname = \"a.example\"\n\n[[group]]\nx = 1\n");
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert!(p[0].starts_with("mailward.toml:4: group"), "{p:?}");
+    assert!(
+        p[0].ends_with("invalid type: array, expected a table"),
+        "{p:?}"
+    );
+}
+
+#[test]
+fn policy_keys_directly_under_group_are_refused() {
+    assert_eq!(
+        problems("[group]\nblock = []\n"),
+        vec!["mailward.toml:2: group.block: `block` is not a group: a group's keys go in a [group.NAME] table"]
+    );
 }
 
 #[test]

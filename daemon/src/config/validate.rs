@@ -635,6 +635,13 @@ fn groups(ctx: &mut Ctx<'_>, raw: &BTreeMap<String, RawGroup>) -> BTreeMap<Strin
     let mut out = BTreeMap::new();
     for (name, g) in raw {
         let p = KeyPath::root("group").key(name);
+        if RawGroup::FIELDS.contains(&name.as_str()) {
+            ctx.report(
+                &p,
+                format!("`{name}` is not a group: a group's keys go in a [group.NAME] table"),
+            );
+            continue;
+        }
         if name.is_empty()
             || !name
                 .bytes()

@@ -49,8 +49,19 @@ const UNKNOWN: ParseError = ParseError {
 const SYNTAX: ParseError = ParseError {
     reply: "501 5.5.4 Syntax error in parameters or arguments",
 };
-const BAD_ADDRESS: ParseError = ParseError {
-    reply: "553 5.1.3 Bad address syntax",
+// The same replies as Postfix gives, so that clients and operators see
+// familiar text.
+const BAD_SENDER: ParseError = ParseError {
+    reply: "501 5.1.7 Bad sender address syntax",
+};
+const BAD_RECIPIENT: ParseError = ParseError {
+    reply: "501 5.1.3 Bad recipient address syntax",
+};
+const MAIL_SYNTAX: ParseError = ParseError {
+    reply: "501 5.5.4 Syntax: MAIL FROM:<address>",
+};
+const RCPT_SYNTAX: ParseError = ParseError {
+    reply: "501 5.5.4 Syntax: RCPT TO:<address>",
 };
 const BAD_PARAM: ParseError = ParseError {
     reply: "555 5.5.4 Unsupported or malformed parameter",
@@ -70,11 +81,10 @@ pub fn parse(line: &[u8]) -> Result<Command, ParseError> {
         "EHLO" => domain_arg(rest).map(Command::Ehlo),
         "HELO" => domain_arg(rest).map(Command::Helo),
         "MAIL" => {
-            let (path, params) = path_arg(rest, "FROM:")?;
-            if path.is_empty() {
-                // The null reverse path.
-            } else {
-                check_address(&path)?;
+            let (path, params) = path_arg(rest, "FROM:", MAIL_SYNTAX, BAD_SENDER)?;
+            if !path.is_empty() {
+                // (An empty path is the null reverse path.)
+                check_address(&path, BAD_SENDER)?;
             }
             Ok(Command::Mail {
                 from: path,
@@ -82,12 +92,12 @@ pub fn parse(line: &[u8]) -> Result<Command, ParseError> {
             })
         }
         "RCPT" => {
-            let (path, params) = path_arg(rest, "TO:")?;
+            let (path, params) = path_arg(rest, "TO:", RCPT_SYNTAX, BAD_RECIPIENT)?;
             if path.is_empty() {
-                return Err(BAD_ADDRESS);
+                return Err(BAD_RECIPIENT);
             }
             if !path.eq_ignore_ascii_case("postmaster") {
-                check_address(&path)?;
+                check_address(&path, BAD_RECIPIENT)?;
             }
             Ok(Command::Rcpt {
                 to: path,
@@ -136,15 +146,20 @@ fn domain_arg(rest: &str) -> Result<String, ParseError> {
 
 /// Splits "FROM:<path> params" into the path (brackets and source route
 /// removed) and the parameter text.
-fn path_arg<'a>(rest: &'a str, keyword: &str) -> Result<(String, &'a str), ParseError> {
+fn path_arg<'a>(
+    rest: &'a str,
+    keyword: &str,
+    syntax: ParseError,
+    bad: ParseError,
+) -> Result<(String, &'a str), ParseError> {
     if rest.len() < keyword.len() || !rest[..keyword.len()].eq_ignore_ascii_case(keyword) {
-        return Err(SYNTAX);
+        return Err(syntax);
     }
     let rest = rest[keyword.len()..].trim_start();
     let Some(rest) = rest.strip_prefix('<') else {
-        return Err(BAD_ADDRESS);
+        return Err(bad.clone());
     };
-    let end = closing_bracket(rest).ok_or(BAD_ADDRESS)?;
+    let end = closing_bracket(rest).ok_or_else(|| bad.clone())?;
     let mut path = &rest[..end];
     let params = rest[end + 1..].trim();
     if path.len() > MAX_PATH {
@@ -154,7 +169,7 @@ fn path_arg<'a>(rest: &'a str, keyword: &str) -> Result<(String, &'a str), Parse
     }
     // An obsolete source route "@a,@b:user@c" is ignored (RFC 5321 4.1.2).
     if path.starts_with('@') {
-        path = path.split_once(':').map(|(_, p)| p).ok_or(BAD_ADDRESS)?;
+        path = path.split_once(':').map(|(_, p)| p).ok_or_else(|| bad.clone())?;
     }
     Ok((path.to_string(), params))
 }
@@ -177,10 +192,12 @@ fn closing_bracket(s: &str) -> Option<usize> {
 
 /// An address: a local part (dot-atom or quoted) @ a domain or literal.
 /// Only ASCII: Mailward does not offer SMTPUTF8.
-fn check_address(path: &str) -> Result<(), ParseError> {
-    let (local, domain) = path.rsplit_once('@').ok_or(BAD_ADDRESS)?;
+fn check_address(path: &str, bad: ParseError) -> Result<(), ParseError> {
+    let Some((local, domain)) = path.rsplit_once('@') else {
+        return Err(bad);
+    };
     if local.is_empty() || local.len() > 64 || domain.is_empty() || domain.len() > 255 {
-        return Err(BAD_ADDRESS);
+        return Err(bad);
     }
     if !path.is_ascii() || path.bytes().any(|b| b < 0x20 || b == 0x7f) {
         return Err(ParseError {
@@ -206,7 +223,7 @@ fn check_address(path: &str) -> Result<(), ParseError> {
     if local_ok && domain_ok {
         Ok(())
     } else {
-        Err(BAD_ADDRESS)
+        Err(bad)
     }
 }
 
@@ -298,10 +315,11 @@ mod tests {
             ("DATA now", Err(SYNTAX.reply)),
             ("NOOP anything", Ok(Command::Noop)),
             ("FROB", Err(UNKNOWN.reply)),
-            ("MAIL TO:<a@b>", Err(SYNTAX.reply)),
-            ("MAIL FROM:a@b", Err(BAD_ADDRESS.reply)),
-            ("MAIL FROM:<a b@c>", Err(BAD_ADDRESS.reply)),
-            ("RCPT TO:<>", Err(BAD_ADDRESS.reply)),
+            ("MAIL TO:<a@b>", Err(MAIL_SYNTAX.reply)),
+            ("MAIL FROM:a@b", Err(BAD_SENDER.reply)),
+            ("MAIL FROM:<a b@c>", Err(BAD_SENDER.reply)),
+            ("RCPT TO:<>", Err(BAD_RECIPIENT.reply)),
+            ("RCPT FROM:<a@b>", Err(RCPT_SYNTAX.reply)),
             ("MAIL FROM:<a@b> FROB=1", Err(BAD_PARAM.reply)),
             ("MAIL FROM:<a@b> SIZE=big", Err(BAD_PARAM.reply)),
             ("RCPT TO:<x@y> NOTIFY=NEVER,DELAY", Err(BAD_PARAM.reply)),

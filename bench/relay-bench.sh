@@ -1,0 +1,273 @@
+#!/usr/bin/env bash
+# Mailward against Postfix as an SMTP relay, on this machine, in one run.
+#
+#   smtp-source --SMTP--> Mailward          --SMTP--> smtp-sink
+#   smtp-source --SMTP--> Postfix (private) --SMTP--> smtp-sink
+#
+# For 1 KiB and 100 KiB messages at 1, 10 and 50 parallel client sessions,
+# the same load goes through each relay in turn, and the rate is measured
+# from the first connection of smtp-source until the sink has received the
+# last message (not merely until smtp-source is done: a relay queues). The
+# table shows msgs/s for both and the ratio Mailward/Postfix.
+#
+# Both relays run with their defaults, except what the load needs:
+# Mailward incoming_sessions_per_ip = 100 (50 sessions come from one
+# address), Postfix smtpd_client_connection_count_limit = 0. Each keeps its
+# queue on the same file system (a temporary directory) and fsyncs as it
+# normally does. The Postfix instance is private: its own config_directory
+# and queue_directory under the temporary directory, inet_interfaces =
+# 127.0.0.1, relayhost = the sink, no local delivery, smtpd on a free port
+# via master.cf, started with `postfix -c DIR start` (as root; its daemons
+# run as the `postfix` user the package creates) and stopped at the end.
+# No system Postfix is touched.
+#
+# Usage: bench/relay-bench.sh           (build first: cargo build --release -p mailward)
+# Environment:
+#   MAILWARD_BIN   the binary (default target/release/mailward)
+#   SMALL_COUNT    messages per 1 KiB run (default 2000)
+#   LARGE_COUNT    messages per 100 KiB run (default 300)
+#   SESSIONS       client sessions to try (default "1 10 50")
+#   CASE_TIMEOUT   seconds one run may take (default 600)
+#   KEEP=1         keep the temporary directory (logs, configs)
+# Needs: postfix (smtp-source, smtp-sink, postfix), see tests/install-deps.sh.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PATH="$PATH:/usr/sbin:/sbin"
+MAILWARD_BIN=${MAILWARD_BIN:-$PWD/target/release/mailward}
+SMALL_COUNT=${SMALL_COUNT:-2000}
+LARGE_COUNT=${LARGE_COUNT:-300}
+SESSIONS=${SESSIONS:-"1 10 50"}
+CASE_TIMEOUT=${CASE_TIMEOUT:-600}
+
+say() { printf '%s\n' "$*"; }
+die() {
+    printf 'relay-bench: %s\n' "$*" >&2
+    exit 1
+}
+
+[ -x "$MAILWARD_BIN" ] || die "$MAILWARD_BIN not found: build it first: cargo build --release -p mailward"
+for tool in smtp-source smtp-sink postfix; do
+    command -v "$tool" >/dev/null || die "\`$tool\` not found: install the Debian package postfix (tests/install-deps.sh)"
+done
+with_postfix=1
+if [ "$(id -u)" -ne 0 ]; then
+    say "Not root: the private Postfix cannot be started, so only Mailward is measured."
+    with_postfix=0
+fi
+
+work=$(mktemp -d /tmp/mailward-bench.XXXXXX)
+chmod 755 "$work"
+mailward_pid=
+sink_pid=
+postfix_dir=
+
+cleanup() {
+    set +e
+    if [ -n "$mailward_pid" ]; then
+        kill -TERM "$mailward_pid" 2>/dev/null
+        wait "$mailward_pid" 2>/dev/null
+    fi
+    if [ -n "$postfix_dir" ]; then
+        postfix -c "$postfix_dir/etc" stop >/dev/null 2>&1
+    fi
+    if [ -n "$sink_pid" ]; then
+        kill "$sink_pid" 2>/dev/null
+        wait "$sink_pid" 2>/dev/null
+    fi
+    if [ -n "${KEEP:-}" ]; then
+        say "Kept $work"
+    else
+        rm -rf "$work"
+    fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+now() { date +%s.%N; }
+
+# A port nothing listens on (bash's /dev/tcp cannot connect to it).
+free_port() {
+    local port
+    while :; do
+        port=$((20000 + RANDOM % 40000))
+        if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+            echo "$port"
+            return
+        fi
+    done
+}
+
+# Waits until 127.0.0.1:PORT greets with 220.
+wait_for_220() {
+    local port=$1 what=$2 deadline=$((SECONDS + 30)) line
+    while [ "$SECONDS" -lt "$deadline" ]; do
+        if { exec 3<>"/dev/tcp/127.0.0.1/$port"; } 2>/dev/null; then
+            line=
+            read -r -t 5 line <&3 || true
+            printf 'QUIT\r\n' >&3 2>/dev/null || true
+            exec 3<&- 3>&-
+            case $line in 220*) return 0 ;; esac
+        fi
+        sleep 0.1
+    done
+    die "$what did not greet on port $port within 30 s"
+}
+
+# Messages the sink has received so far (its -c counter line is "sess=N
+# quit=N mesg=N", rewritten in place with \r).
+sink_count() {
+    local n
+    n=$(tr '\r' '\n' <"$work/sink.counter" | grep -o 'mesg=[0-9]*' | tail -n 1 | cut -d= -f2)
+    echo "${n:-0}"
+}
+
+# Runs COUNT messages of SIZE bytes over SESSIONS sessions into PORT and
+# prints msgs/s until all are at the sink.
+measure() {
+    local port=$1 size=$2 count=$3 sessions=$4 name=$5
+    local base target start end deadline
+    base=$(sink_count)
+    target=$((base + count))
+    start=$(now)
+    if ! smtp-source -s "$sessions" -m "$count" -l "$size" -f bench@example.com -t sink@example.com \
+        "127.0.0.1:$port" >>"$work/smtp-source.log" 2>&1; then
+        die "smtp-source into $name failed; see $work/smtp-source.log (KEEP=1 keeps it)"
+    fi
+    deadline=$((SECONDS + CASE_TIMEOUT))
+    while [ "$(sink_count)" -lt "$target" ]; do
+        [ "$SECONDS" -lt "$deadline" ] ||
+            die "$name: only $(($(sink_count) - base)) of $count messages reached the sink in ${CASE_TIMEOUT}s"
+        sleep 0.02
+    done
+    end=$(now)
+    awk -v n="$count" -v a="$start" -v b="$end" 'BEGIN { printf "%.0f", n / (b - a) }'
+}
+
+say "== Mailward vs Postfix as SMTP relays: smtp-source -> relay -> smtp-sink"
+say "   machine: $(nproc) cores; $("$MAILWARD_BIN" --version 2>/dev/null || echo mailward); Postfix $(postconf -d -h mail_version 2>/dev/null || echo '?')"
+say "   working directory: $work"
+
+# The sink: counts, keeps nothing.
+sink_port=$(free_port)
+sink_user=()
+[ "$(id -u)" -ne 0 ] || sink_user=(-u postfix)
+smtp-sink "${sink_user[@]}" -c "127.0.0.1:$sink_port" 1000 >"$work/sink.counter" 2>"$work/sink.err" &
+sink_pid=$!
+wait_for_220 "$sink_port" smtp-sink
+say "-- smtp-sink (counting only) on 127.0.0.1:$sink_port"
+
+# Mailward.
+mw_port=$(free_port)
+mkdir -p "$work/mailward"
+cat >"$work/mailward/mailward.toml" <<EOF
+[server]
+hostname = "mailward-bench.test"
+postmaster = "postmaster@mailward-bench.test"
+data_dir = "$work/mailward/data"
+
+[network]
+listen_on = ["127.0.0.1:$mw_port"]
+protected_domains = ["example.com"]
+relay_networks = ["127.0.0.0/8"]
+
+[limits]
+incoming_sessions_per_ip = 100
+
+[[route]]
+match = "*"
+to = "[127.0.0.1:$sink_port]"
+
+[metrics]
+listen = ""
+
+[agentx]
+socket = "tcp:127.0.0.1:1"
+EOF
+(cd "$work/mailward" && exec "$MAILWARD_BIN" run --config "$work/mailward/mailward.toml" >"$work/mailward/mailward.log" 2>&1) &
+mailward_pid=$!
+wait_for_220 "$mw_port" Mailward
+say "-- Mailward on 127.0.0.1:$mw_port (config $work/mailward/mailward.toml, log mailward/mailward.log)"
+
+# Postfix, private instance.
+pf_port=
+if [ "$with_postfix" = 1 ]; then
+    pf_port=$(free_port)
+    postfix_dir=$work/postfix
+    mkdir -p "$postfix_dir/etc" "$postfix_dir/spool" "$postfix_dir/data"
+    chown postfix "$postfix_dir/data"
+    cat >"$postfix_dir/etc/main.cf" <<EOF
+compatibility_level = 3.6
+queue_directory = $postfix_dir/spool
+data_directory = $postfix_dir/data
+meta_directory = /etc/postfix
+mail_owner = postfix
+setgid_group = postdrop
+myhostname = postfix-bench.test
+mydestination =
+local_transport = error:local delivery is disabled
+local_recipient_maps =
+alias_maps =
+alias_database =
+inet_interfaces = 127.0.0.1
+inet_protocols = ipv4
+mynetworks = 127.0.0.0/8
+relayhost = [127.0.0.1]:$sink_port
+smtpd_relay_restrictions = permit_mynetworks, reject_unauth_destination
+smtpd_client_connection_count_limit = 0
+maillog_file = $postfix_dir/maillog
+maillog_file_prefixes = $postfix_dir
+EOF
+    # chroot off everywhere: the private queue has no chroot jail.
+    cat >"$postfix_dir/etc/master.cf" <<EOF
+127.0.0.1:$pf_port inet n - n - - smtpd
+pickup    unix  n       -       n       60      1       pickup
+cleanup   unix  n       -       n       -       0       cleanup
+qmgr      unix  n       -       n       300     1       qmgr
+rewrite   unix  -       -       n       -       -       trivial-rewrite
+bounce    unix  -       -       n       -       0       bounce
+defer     unix  -       -       n       -       0       bounce
+trace     unix  -       -       n       -       0       bounce
+verify    unix  -       -       n       -       1       verify
+flush     unix  n       -       n       1000?   0       flush
+proxymap  unix  -       -       n       -       -       proxymap
+smtp      unix  -       -       n       -       -       smtp
+relay     unix  -       -       n       -       -       smtp
+showq     unix  n       -       n       -       -       showq
+error     unix  -       -       n       -       -       error
+retry     unix  -       -       n       -       -       error
+discard   unix  -       -       n       -       -       discard
+anvil     unix  -       -       n       -       1       anvil
+scache    unix  -       -       n       -       1       scache
+postlog   unix-dgram n  -       n       -       1       postlogd
+EOF
+    postfix -c "$postfix_dir/etc" check >/dev/null 2>&1 || true # creates the queue directories
+    postfix -c "$postfix_dir/etc" start >/dev/null 2>&1 ||
+        die "postfix -c $postfix_dir/etc start failed; see $postfix_dir/maillog (KEEP=1 keeps it)"
+    wait_for_220 "$pf_port" Postfix
+    say "-- Postfix on 127.0.0.1:$pf_port (postfix -c $postfix_dir/etc; log postfix/maillog)"
+fi
+
+say "-- warming up (50 messages each, not counted)"
+measure "$mw_port" 1024 50 5 Mailward >/dev/null
+[ -z "$pf_port" ] || measure "$pf_port" 1024 50 5 Postfix >/dev/null
+
+say ""
+say "Rates are messages per second until the sink has them all."
+printf '%-9s %8s %9s %15s %15s %17s\n' size sessions messages "Mailward msg/s" "Postfix msg/s" "Mailward/Postfix"
+for spec in "1 KiB:1024:$SMALL_COUNT" "100 KiB:102400:$LARGE_COUNT"; do
+    IFS=: read -r label bytes count <<<"$spec"
+    for sessions in $SESSIONS; do
+        mw_rate=$(measure "$mw_port" "$bytes" "$count" "$sessions" Mailward)
+        if [ -n "$pf_port" ]; then
+            pf_rate=$(measure "$pf_port" "$bytes" "$count" "$sessions" Postfix)
+            ratio=$(awk -v a="$mw_rate" -v b="$pf_rate" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }')
+        else
+            pf_rate=-
+            ratio=-
+        fi
+        printf '%-9s %8s %9s %15s %15s %17s\n' "$label" "$sessions" "$count" "$mw_rate" "$pf_rate" "$ratio"
+    done
+done
+say ""
+say "Done; stopping Mailward, Postfix and the sink."

@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Installs what the Mailward end-to-end tests need on a fresh Debian
+# machine (run as root, or as a user who may `sudo`):
+#
+#   postfix            smtp-sink (the next hop) and smtp-source (load), and
+#                      the Postfix relay bench/relay-bench.sh compares with
+#   swaks              the SMTP client of the protocol tests
+#   libnet-ssleay-perl lets `swaks --tls` speak STARTTLS (swaks only
+#                      recommends it, and we install without recommends)
+#   dnsmasq-base       a DNS server for DNSBL and MX test zones
+#   openssl            makes the self-signed certificate of the TLS test
+#   ca-certificates    for openssl and apt over https
+#
+# Later issues add: snmpd snmptrapd snmp smitools (the SNMP/AgentX tests)
+# and prometheus (the /metrics tests).
+#
+# Nothing here starts a service: Postfix is installed with "No
+# configuration" (no main.cf, nothing runs), dnsmasq-base has no service,
+# and a policy-rc.d forbids service starts while apt runs. The tests start
+# their own private instances on loopback ports.
+#
+# Reruns are fast: when every package is installed already, apt is skipped.
+set -euo pipefail
+
+packages=(postfix swaks libnet-ssleay-perl dnsmasq-base openssl ca-certificates)
+
+missing=()
+for pkg in "${packages[@]}"; do
+    if [ "$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null)" != "install ok installed" ]; then
+        missing+=("$pkg")
+    fi
+done
+if [ "${#missing[@]}" -eq 0 ]; then
+    echo "install-deps: all test packages are installed (${packages[*]})"
+    exit 0
+fi
+echo "install-deps: installing ${missing[*]}"
+
+if [ "$(id -u)" -ne 0 ]; then
+    if command -v sudo >/dev/null 2>&1; then
+        exec sudo --preserve-env=DEBIAN_FRONTEND "$0" "$@"
+    fi
+    echo "install-deps: must run as root to install ${missing[*]}" >&2
+    exit 1
+fi
+
+# Forbid service starts during the installation (invoke-rc.d and
+# deb-systemd-invoke honour this), unless the machine has its own policy.
+policy=/usr/sbin/policy-rc.d
+if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\n# Written by Mailward tests/install-deps.sh while apt runs.\nexit 101\n' > "$policy"
+    chmod 755 "$policy"
+    trap 'rm -f "$policy"' EXIT
+fi
+
+export DEBIAN_FRONTEND=noninteractive
+apt-get update
+echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
+apt-get install -y --no-install-recommends "${packages[@]}"
+echo "install-deps: done"

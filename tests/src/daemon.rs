@@ -1,0 +1,292 @@
+//! The daemon under test: `mailward run --config FILE` in the foreground,
+//! its stderr in a log file, ready once its port greets, killed
+//! on drop (its log is printed then, which libtest shows for a failed test). Also the CLI
+//! (`check-config`, `queue ...`) run against the same config.
+
+use std::fs::{self, File};
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+use crate::config::Config;
+use crate::sink::greeting;
+use crate::tools::{self, output_text, wait_until, READY_TIMEOUT};
+
+/// How long a SIGTERM may take to stop the daemon.
+pub const STOP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The mailward binary: `$MAILWARD_BIN`, else the workspace's
+/// `target/release/mailward`, else `target/debug/mailward`.
+pub fn mailward_bin() -> Result<PathBuf> {
+    if let Some(bin) = std::env::var_os("MAILWARD_BIN") {
+        let bin = PathBuf::from(bin);
+        if bin.is_file() {
+            return Ok(bin);
+        }
+        bail!(
+            "MAILWARD_BIN={} does not exist: build it first: cargo build --release -p mailward",
+            bin.display()
+        );
+    }
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent");
+    for profile in ["release", "debug"] {
+        let bin = workspace.join("target").join(profile).join("mailward");
+        if bin.is_file() {
+            return Ok(bin);
+        }
+    }
+    bail!("no mailward binary under target/: build it first: cargo build --release -p mailward")
+}
+
+/// A running (or stopped, or killed) Mailward.
+pub struct Daemon {
+    /// The binary.
+    bin: PathBuf,
+    /// The config file it runs on.
+    pub config_path: PathBuf,
+    /// Its working directory (the test directory).
+    pub dir: PathBuf,
+    /// Its SMTP port.
+    pub port: u16,
+    /// Where its stderr goes, appended over restarts.
+    log_path: PathBuf,
+    /// The process, None when stopped.
+    child: Option<Child>,
+    /// Starts so far, to mark each in the log.
+    starts: u32,
+}
+
+impl Daemon {
+    /// Writes `config` to its file and starts the daemon on it; returns
+    /// once it greets.
+    pub fn start(config: &Config) -> Result<Daemon> {
+        let mut daemon = Self::new(config)?;
+        daemon.spawn()?;
+        daemon.wait_ready()?;
+        Ok(daemon)
+    }
+
+    /// Writes `config` to its file without starting anything.
+    pub fn new(config: &Config) -> Result<Daemon> {
+        Self::from_text(&config.dir, config.port, &config.render())
+    }
+
+    /// Writes the config text `toml` to `dir/mailward.toml` and starts the
+    /// daemon on it; `port` is the one its `listen_on` names. Returns once
+    /// it greets.
+    pub fn start_with_text(dir: &Path, port: u16, toml: &str) -> Result<Daemon> {
+        let mut daemon = Self::from_text(dir, port, toml)?;
+        daemon.spawn()?;
+        daemon.wait_ready()?;
+        Ok(daemon)
+    }
+
+    fn from_text(dir: &Path, port: u16, toml: &str) -> Result<Daemon> {
+        let bin = mailward_bin()?;
+        let config_path = dir.join("mailward.toml");
+        fs::write(&config_path, toml)
+            .with_context(|| format!("writing {}", config_path.display()))?;
+        Ok(Daemon {
+            bin,
+            config_path,
+            dir: dir.to_path_buf(),
+            port,
+            log_path: dir.join("mailward.log"),
+            child: None,
+            starts: 0,
+        })
+    }
+
+    /// Starts the process without waiting for it.
+    pub fn spawn(&mut self) -> Result<()> {
+        if self.child.is_some() {
+            bail!("the daemon is already running");
+        }
+        self.starts += 1;
+        let mut log = File::options()
+            .create(true)
+            .append(true)
+            .open(&self.log_path)?;
+        writeln!(log, "===== e2e: start #{} =====", self.starts)?;
+        let child = Command::new(&self.bin)
+            .arg("run")
+            .arg("--config")
+            .arg(&self.config_path)
+            .current_dir(&self.dir)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("starting {}", self.bin.display()))?;
+        self.child = Some(child);
+        Ok(())
+    }
+
+    /// Waits until the SMTP port greets (with 220, or with a refusal when
+    /// the config denies us at connect); fails early when the process exits.
+    pub fn wait_ready(&mut self) -> Result<()> {
+        let port = self.port;
+        let log_path = self.log_path.clone();
+        let child = self.child.as_mut().context("the daemon is not running")?;
+        wait_until(
+            &format!("mailward to greet on port {port}"),
+            READY_TIMEOUT,
+            || {
+                if let Some(status) = child.try_wait()? {
+                    bail!(
+                        "mailward exited before greeting ({status}); its log:\n{}",
+                        tools::tail(&log_path, 40)
+                    );
+                }
+                Ok(greeting(port).map(|_| ()))
+            },
+        )
+        .with_context(|| format!("log:\n{}", tools::tail(&self.log_path, 40)))
+    }
+
+    /// The process ID, when running.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    fn signal(&self, signal: Signal) -> Result<()> {
+        let pid = self.pid().context("the daemon is not running")?;
+        kill(Pid::from_raw(pid as i32), signal).with_context(|| format!("sending {signal}"))?;
+        Ok(())
+    }
+
+    /// Sends SIGHUP (reload).
+    pub fn sighup(&self) -> Result<()> {
+        self.signal(Signal::SIGHUP)
+    }
+
+    /// Sends SIGTERM and waits for the process to end; returns its status.
+    pub fn sigterm(&mut self) -> Result<ExitStatus> {
+        self.signal(Signal::SIGTERM)?;
+        let mut child = self.child.take().expect("running");
+        let status = wait_until("mailward to stop after SIGTERM", STOP_TIMEOUT, || {
+            Ok(child.try_wait()?)
+        });
+        if status.is_err() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        status
+    }
+
+    /// Kills the process with SIGKILL (no chance to clean up).
+    pub fn kill9(&mut self) -> Result<()> {
+        let mut child = self.child.take().context("the daemon is not running")?;
+        child.kill().context("SIGKILL")?;
+        child.wait()?;
+        Ok(())
+    }
+
+    /// Starts it again on the same config and data_dir; returns once it
+    /// greets.
+    pub fn restart(&mut self) -> Result<()> {
+        self.spawn()?;
+        self.wait_ready()
+    }
+
+    /// Whether the process is still alive.
+    pub fn is_running(&mut self) -> bool {
+        match self.child.as_mut() {
+            Some(child) => matches!(child.try_wait(), Ok(None)),
+            None => false,
+        }
+    }
+
+    /// Replaces the config file (for SIGHUP tests).
+    pub fn write_config(&self, text: &str) -> Result<()> {
+        fs::write(&self.config_path, text)?;
+        Ok(())
+    }
+
+    /// The daemon's log so far (the last lines).
+    pub fn log(&self) -> String {
+        tools::tail(&self.log_path, 80)
+    }
+
+    /// The whole log.
+    pub fn full_log(&self) -> String {
+        fs::read(&self.log_path)
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default()
+    }
+
+    /// Runs `mailward ARGS --config FILE` (a CLI command that talks to this
+    /// daemon) and returns its output, whatever its exit status.
+    pub fn cli(&self, args: &[&str]) -> Result<Output> {
+        Command::new(&self.bin)
+            .args(args)
+            .arg("--config")
+            .arg(&self.config_path)
+            .current_dir(&self.dir)
+            .stdin(Stdio::null())
+            .output()
+            .with_context(|| format!("running mailward {}", args.join(" ")))
+    }
+
+    /// Like [`cli`](Self::cli), failing unless it exits 0; returns stdout.
+    pub fn cli_ok(&self, args: &[&str]) -> Result<String> {
+        let out = self.cli(args)?;
+        if !out.status.success() {
+            bail!(
+                "`mailward {} --config ...` failed ({}):\n{}",
+                args.join(" "),
+                out.status,
+                output_text(&out)
+            );
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// `mailward queue list --json`: the messages in the queue.
+    pub fn queue_list(&self) -> Result<Vec<serde_json::Value>> {
+        let text = self.cli_ok(&["queue", "list", "--json"])?;
+        let value: serde_json::Value = serde_json::from_str(&text)
+            .with_context(|| format!("`queue list --json` printed no JSON: {text:?}"))?;
+        match value {
+            serde_json::Value::Array(items) => Ok(items),
+            other => bail!("`queue list --json` printed no array: {other}"),
+        }
+    }
+
+    /// The queue IDs in `queue list --json`.
+    pub fn queue_ids(&self) -> Result<Vec<String>> {
+        Ok(self
+            .queue_list()?
+            .iter()
+            .filter_map(|m| m["id"].as_str().map(str::to_string))
+            .collect())
+    }
+
+    /// `mailward queue flush`: retry everything now.
+    pub fn queue_flush(&self) -> Result<()> {
+        self.cli_ok(&["queue", "flush"]).map(|_| ())
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        // libtest shows a test's output only when it fails: then this log
+        // is beside the failure.
+        eprintln!(
+            "----- mailward log ({}) -----\n{}\n-----",
+            self.log_path.display(),
+            self.log()
+        );
+    }
+}

@@ -1,0 +1,225 @@
+//! The environment of a test: external commands (and the Debian package
+//! each comes from), free loopback ports, temporary directories, fixtures
+//! and polling with deadlines. It knows nothing about SMTP.
+
+use std::collections::HashSet;
+use std::ffi::OsStr;
+use std::net::{TcpListener, UdpSocket};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::Mutex;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+
+/// How long anything may take to become ready (a daemon, a sink, a DNS
+/// server). Generous because CI is a slow, shared two-core machine.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How often conditions are polled.
+pub const POLL_INTERVAL: Duration = Duration::from_millis(50);
+
+/// Directories searched after `PATH`: Postfix's tools live in /usr/sbin,
+/// which is not in an ordinary user's `PATH`.
+const EXTRA_BIN_DIRS: &[&str] = &["/usr/sbin", "/sbin", "/usr/local/sbin"];
+
+/// Finds `cmd`, or fails with the Debian package that provides it.
+pub fn require(cmd: &str, debian_package: &str) -> Result<PathBuf> {
+    let path_dirs = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .unwrap_or_default();
+    let dirs = path_dirs
+        .into_iter()
+        .chain(EXTRA_BIN_DIRS.iter().map(PathBuf::from));
+    for dir in dirs {
+        let candidate = dir.join(cmd);
+        if let Ok(meta) = candidate.metadata() {
+            if meta.is_file() && meta.permissions().mode() & 0o111 != 0 {
+                return Ok(candidate);
+            }
+        }
+    }
+    bail!("`{cmd}` not found: install the Debian package {debian_package} (tests/install-deps.sh)")
+}
+
+/// Ports handed out by this process, so that two tests running in
+/// parallel never get the same one between its release and its reuse.
+static HANDED_OUT: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
+
+/// A loopback TCP port that is free now (and free for UDP too, so that a
+/// DNS server can use it).
+pub fn free_port() -> u16 {
+    loop {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        let port = listener.local_addr().expect("local_addr").port();
+        if UdpSocket::bind(("127.0.0.1", port)).is_err() {
+            continue;
+        }
+        let mut guard = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
+        if guard.get_or_insert_with(HashSet::new).insert(port) {
+            return port;
+        }
+    }
+}
+
+/// Whether the test processes run as root (then smtp-sink must be told
+/// which user to become, and dnsmasq drops to `nobody` by itself).
+pub fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+/// A temporary directory for one test: configs, spool, sink dumps, logs.
+/// Removed at the end unless `MAILWARD_E2E_KEEP` is set (then its path is
+/// printed, for looking at a failure).
+pub struct TestDir {
+    /// The directory; None once kept.
+    dir: Option<tempfile::TempDir>,
+    /// Its path, valid in both cases.
+    path: PathBuf,
+}
+
+impl TestDir {
+    /// A new directory named after the test.
+    pub fn new(name: &str) -> Result<TestDir> {
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("mailward-e2e-{name}-"))
+            .tempdir()
+            .context("creating a temporary directory")?;
+        // smtp-sink runs as `postfix` when we are root, and must reach its
+        // dump directory below this one.
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))?;
+        let path = dir.path().to_path_buf();
+        let dir = if std::env::var_os("MAILWARD_E2E_KEEP").is_some() {
+            eprintln!("keeping test directory {}", path.display());
+            let _ = dir.keep();
+            None
+        } else {
+            Some(dir)
+        };
+        Ok(TestDir { dir, path })
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// A path inside it.
+    pub fn join(&self, name: impl AsRef<Path>) -> PathBuf {
+        self.path.join(name)
+    }
+}
+
+impl Drop for TestDir {
+    fn drop(&mut self) {
+        if let Some(dir) = self.dir.take() {
+            // Files written by smtp-sink as `postfix` are removable by root;
+            // a failure here must not hide the test's own result.
+            let _ = dir.close();
+        }
+    }
+}
+
+/// The directory of fixtures, `tests/resources/`.
+pub fn resources_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("resources")
+}
+
+/// The path of one fixture.
+pub fn resource(name: &str) -> PathBuf {
+    resources_dir().join(name)
+}
+
+/// The bytes of one fixture.
+pub fn read_resource(name: &str) -> Result<Vec<u8>> {
+    let path = resource(name);
+    std::fs::read(&path).with_context(|| format!("reading fixture {}", path.display()))
+}
+
+/// Polls `check` until it returns Some, or fails after `timeout` saying
+/// what it waited for (and the last error `check` gave, if any).
+pub fn wait_until<T>(
+    what: &str,
+    timeout: Duration,
+    mut check: impl FnMut() -> Result<Option<T>>,
+) -> Result<T> {
+    let start = Instant::now();
+    let mut last_error = None;
+    loop {
+        match check() {
+            Ok(Some(value)) => return Ok(value),
+            Ok(None) => {}
+            Err(e) => last_error = Some(e),
+        }
+        if start.elapsed() > timeout {
+            match last_error {
+                Some(e) => bail!(
+                    "timed out after {:.1}s waiting for {what}; last error: {e:#}",
+                    timeout.as_secs_f64()
+                ),
+                None => bail!(
+                    "timed out after {:.1}s waiting for {what}",
+                    timeout.as_secs_f64()
+                ),
+            }
+        }
+        thread::sleep(POLL_INTERVAL);
+    }
+}
+
+/// Runs a command to its end and returns its output, failing only when it
+/// cannot be started.
+pub fn run(program: &Path, args: &[impl AsRef<OsStr>]) -> Result<Output> {
+    Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("running {}", program.display()))
+}
+
+/// stdout and stderr of a finished command, for assertions and messages.
+pub fn output_text(output: &Output) -> String {
+    let mut text = String::from_utf8_lossy(&output.stdout).into_owned();
+    if !output.stderr.is_empty() {
+        text.push_str("\n--- stderr ---\n");
+        text.push_str(&String::from_utf8_lossy(&output.stderr));
+    }
+    text
+}
+
+/// Runs `swaks` with `args` (it prints the whole conversation: `->` what it
+/// sent, `<-` what it got, `~>`/`<~` the same under TLS).
+pub fn swaks(args: &[&str]) -> Result<Output> {
+    let swaks = require("swaks", "swaks")?;
+    run(&swaks, args)
+}
+
+/// Fails unless swaks can do STARTTLS (it needs Perl's Net::SSLeay, which
+/// swaks only recommends).
+pub fn require_swaks_tls() -> Result<()> {
+    let swaks = require("swaks", "swaks")?;
+    let out = run(&swaks, &["--support"])?;
+    if !output_text(&out).contains("=== TLS supported") {
+        bail!("`swaks --tls` cannot work: install the Debian package libnet-ssleay-perl (tests/install-deps.sh)");
+    }
+    Ok(())
+}
+
+/// Runs Postfix's `smtp-source` load generator with `args`.
+pub fn smtp_source(args: &[&str]) -> Result<Output> {
+    let source = require("smtp-source", "postfix")?;
+    run(&source, args)
+}
+
+/// The last `n` lines of a log file, for failure messages.
+pub fn tail(path: &Path, n: usize) -> String {
+    let text = match std::fs::read(path) {
+        Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+        Err(e) => return format!("(cannot read {}: {e})", path.display()),
+    };
+    let lines: Vec<&str> = text.lines().collect();
+    let start = lines.len().saturating_sub(n);
+    lines[start..].join("\n")
+}

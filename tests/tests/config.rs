@@ -1,0 +1,154 @@
+//! Configuration errors as an operator meets them: `check-config` lists
+//! every problem as `FILE:LINE: key: problem`, `run` refuses a bad file
+//! with exit status 64, and the embedded default is commented and valid.
+
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use anyhow::{ensure, Context, Result};
+use mailward_e2e::daemon::mailward_bin;
+use mailward_e2e::tools::output_text;
+use mailward_e2e::*;
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+/// Runs `mailward ARGS` in `dir`, giving up after 30 seconds.
+fn mailward(dir: &TestDir, args: &[&str]) -> Result<Output> {
+    let mut child = Command::new(mailward_bin()?)
+        .args(args)
+        .current_dir(dir.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let pid = child.id();
+    wait_until(
+        &format!("`mailward {}` to exit", args.join(" ")),
+        Duration::from_secs(30),
+        || Ok(child.try_wait()?),
+    )
+    .inspect_err(|_| {
+        let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
+    })?;
+    Ok(child.wait_with_output()?)
+}
+
+/// (line, key) of each mistake in `config/several-problems.toml`.
+const PROBLEMS: &[(u32, &str)] = &[
+    (7, "server.hostnmae"),
+    (10, "network.listen_on"),
+    (12, "network.relay_networks"),
+    (15, "access.connect_rules"),
+    (18, "limits.max_message_size"),
+    (21, "timeouts.min_backoff"),
+];
+
+/// Checks that `text` has a `FILE:LINE: key: problem` line for each of
+/// PROBLEMS.
+fn assert_every_problem(text: &str, file: &str) -> Result<()> {
+    let mut missing = Vec::new();
+    for (line, key) in PROBLEMS {
+        let prefix = format!("{file}:{line}: {key}: ");
+        if !text
+            .lines()
+            .any(|l| l.starts_with(&prefix) && l.len() > prefix.len())
+        {
+            missing.push(prefix);
+        }
+    }
+    ensure!(
+        missing.is_empty(),
+        "missing problem lines {missing:#?} in:\n{text}"
+    );
+    Ok(())
+}
+
+#[test]
+fn check_config_reports_every_problem_with_file_and_line() -> Result<()> {
+    let dir = TestDir::new("check-config")?;
+    let file = resource("config/several-problems.toml")
+        .display()
+        .to_string();
+    let out = mailward(&dir, &["check-config", "--config", &file])?;
+    assert_eq!(out.status.code(), Some(1), "{}", output_text(&out));
+    assert_every_problem(&output_text(&out), &file)
+}
+
+#[test]
+fn check_config_reports_a_toml_syntax_error_with_its_line() -> Result<()> {
+    let dir = TestDir::new("check-syntax")?;
+    let file = resource("config/toml-syntax-error.toml")
+        .display()
+        .to_string();
+    let out = mailward(&dir, &["check-config", "--config", &file])?;
+    let text = output_text(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.lines().any(|l| l.starts_with(&format!("{file}:5: "))),
+        "no {file}:5: line in:\n{text}"
+    );
+    Ok(())
+}
+
+#[test]
+fn run_refuses_a_bad_config_with_exit_64() -> Result<()> {
+    let dir = TestDir::new("run-bad-config")?;
+    let file = resource("config/several-problems.toml")
+        .display()
+        .to_string();
+    let out = mailward(&dir, &["run", "--config", &file])?;
+    assert_eq!(out.status.code(), Some(64), "{}", output_text(&out));
+    assert_every_problem(&output_text(&out), &file)
+}
+
+#[test]
+fn default_config_is_commented_and_valid() -> Result<()> {
+    let dir = TestDir::new("default-config")?;
+    let out = mailward(&dir, &["config", "default"])?;
+    ensure!(out.status.success(), "{}", output_text(&out));
+    let text = String::from_utf8(out.stdout)?;
+    for section in [
+        "[server]",
+        "[network]",
+        "[access]",
+        "[limits]",
+        "[timeouts]",
+        "[[route]]",
+        "[policy]",
+        "[metrics]",
+        "[agentx]",
+        "[log]",
+    ] {
+        assert!(
+            text.lines().any(|l| l.trim() == section),
+            "no {section} in the default"
+        );
+    }
+    let comments = text
+        .lines()
+        .filter(|l| l.trim_start().starts_with('#'))
+        .count();
+    let keys = text
+        .lines()
+        .filter(|l| !l.trim_start().starts_with('#') && l.contains(" = "))
+        .count();
+    assert!(comments >= keys, "{comments} comment lines for {keys} keys");
+
+    let file = dir.join("default.toml");
+    std::fs::write(&file, &text)?;
+    let file = file.display().to_string();
+    let check = mailward(&dir, &["check-config", "--config", &file])?;
+    assert_eq!(check.status.code(), Some(0), "{}", output_text(&check));
+    Ok(())
+}
+
+#[test]
+fn the_test_config_is_valid() -> Result<()> {
+    let dir = TestDir::new("test-config")?;
+    let config = Config::new(dir.path()).route_to_port("*", 2526);
+    std::fs::write(config.path(), config.render())?;
+    let file = config.path().display().to_string();
+    let out = mailward(&dir, &["check-config", "--config", &file]).context("check-config")?;
+    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+    Ok(())
+}

@@ -1,0 +1,350 @@
+//! Delivery onward: holding mail while the next hop is down, the queue
+//! commands, bounces (DSNs) after the queue lifetime, a permanent refusal
+//! of one recipient, and the NOTIFY parameter.
+//!
+//! The sender's domain `sender.test` is routed to a second sink, so that
+//! the DSNs Mailward sends back can be read there.
+
+use std::time::Duration;
+
+use anyhow::{ensure, Context, Result};
+use mailward_e2e::*;
+
+const SENDER: &str = "alice@sender.test";
+const QUIET: Duration = Duration::from_secs(4);
+
+/// Checks that `m` is a well-formed failure DSN about `rcpt`, sent to
+/// SENDER from the null sender. Returns its text for further checks.
+fn assert_failure_dsn(m: &SinkMessage, rcpt: &str) -> Result<String> {
+    let text = &m.message;
+    ensure!(
+        m.sender().is_empty(),
+        "a DSN comes from the null sender <>, not {:?}:\n{text}",
+        m.mail_args
+    );
+    ensure!(
+        m.recipients() == [SENDER],
+        "DSN to {:?}:\n{text}",
+        m.recipients()
+    );
+    let content_type = m
+        .header("Content-Type")
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    ensure!(
+        content_type.contains("multipart/report")
+            && content_type
+                .replace('"', "")
+                .contains("report-type=delivery-status"),
+        "Content-Type {content_type:?}:\n{text}"
+    );
+    let lower = text.to_ascii_lowercase();
+    ensure!(
+        lower.contains("content-type: message/delivery-status"),
+        "no delivery-status part:\n{text}"
+    );
+    ensure!(
+        text.lines()
+            .any(|l| l.trim().eq_ignore_ascii_case("Action: failed")),
+        "no 'Action: failed':\n{text}"
+    );
+    ensure!(
+        text.lines()
+            .any(|l| l.to_ascii_lowercase().starts_with("final-recipient:") && l.contains(rcpt)),
+        "no 'Final-Recipient: ... {rcpt}':\n{text}"
+    );
+    ensure!(
+        text.lines()
+            .any(|l| l.to_ascii_lowercase().starts_with("status:")),
+        "no 'Status:':\n{text}"
+    );
+    Ok(text.clone())
+}
+
+/// A daemon whose example.com mail goes to `next_hop_port` and whose
+/// sender.test mail (the DSNs) goes to `dsn_sink`.
+fn config(dir: &TestDir, next_hop_port: u16, dsn_sink: &Sink) -> Config {
+    Config::new(dir.path())
+        .route_to_port("*@sender.test", dsn_sink.port)
+        .route_to_port("*", next_hop_port)
+}
+
+fn send(daemon: &Daemon, rcpts: &[&str]) -> Result<String> {
+    let mut c = SmtpClient::connect_ok(daemon.port)?;
+    c.ehlo("client.test")?;
+    let id = c.send_mail_ok(SENDER, rcpts, &read_resource("mail/plain.eml")?)?;
+    c.quit();
+    Ok(id)
+}
+
+#[test]
+fn mail_is_held_while_the_next_hop_is_down_and_delivered_when_it_is_back() -> Result<()> {
+    let dir = TestDir::new("held")?;
+    let dsn_sink = Sink::start(dir.path(), "dsn-sink")?;
+    let next_hop_port = free_port(); // nothing listens there yet
+    let daemon = Daemon::start(&config(&dir, next_hop_port, &dsn_sink))?;
+    let mut ids = Vec::new();
+    for n in 0..3 {
+        ids.push(send(&daemon, &[&format!("user{n}@example.com")])?);
+    }
+    // The queue shows all three, tried at least once and not delivered.
+    let listed = wait_until(
+        "the queue to show 3 tried messages",
+        Duration::from_secs(30),
+        || {
+            let list = daemon.queue_list()?;
+            let tried = list
+                .iter()
+                .filter(|m| m["attempts"].as_u64().unwrap_or(0) >= 1)
+                .count();
+            Ok((list.len() == 3 && tried == 3).then_some(list))
+        },
+    )?;
+    for entry in &listed {
+        let id = entry["id"].as_str().context("id")?;
+        ensure!(ids.iter().any(|i| i == id), "unknown ID {id} in {entry}");
+        ensure!(entry["sender"] == SENDER, "sender in {entry}");
+        ensure!(entry["size"].as_u64().unwrap_or(0) > 0, "size in {entry}");
+        let rcpts = entry["recipients"].as_array().context("recipients")?;
+        ensure!(rcpts.len() == 1, "one recipient in {entry}");
+        ensure!(rcpts[0]["state"] != "delivered", "state in {entry}");
+        ensure!(!entry["received_at"].is_null(), "received_at in {entry}");
+        ensure!(!entry["next_attempt"].is_null(), "next_attempt in {entry}");
+    }
+
+    let sink = Sink::start_with(dir.path(), "sink", next_hop_port, &[])?;
+    daemon.queue_flush()?;
+    let messages = sink.wait_for_count(3, DELIVERY_TIMEOUT)?;
+    let mut got: Vec<String> = messages.iter().flat_map(|m| m.queue_ids()).collect();
+    got.sort();
+    ids.sort();
+    assert_eq!(got, ids);
+    wait_until("the queue to empty", Duration::from_secs(30), || {
+        Ok(daemon.queue_ids()?.is_empty().then_some(()))
+    })?;
+    assert_eq!(
+        dsn_sink.settle(QUIET)?.len(),
+        0,
+        "no DSN for delivered mail"
+    );
+    Ok(())
+}
+
+#[test]
+fn queue_show_and_remove_a_held_message() -> Result<()> {
+    let dir = TestDir::new("queue-cli")?;
+    let dsn_sink = Sink::start(dir.path(), "dsn-sink")?;
+    let next_hop_port = free_port();
+    let daemon = Daemon::start(&config(&dir, next_hop_port, &dsn_sink))?;
+    let id = send(&daemon, &["bob@example.com"])?;
+    let shown = daemon.cli_ok(&["queue", "show", &id])?;
+    ensure!(
+        shown.contains(&id) && shown.contains("bob@example.com"),
+        "queue show:\n{shown}"
+    );
+    let plain = daemon.cli_ok(&["queue", "list"])?;
+    ensure!(plain.contains(&id), "queue list:\n{plain}");
+    daemon.cli_ok(&["queue", "remove", &id])?;
+    ensure!(daemon.queue_ids()?.is_empty(), "removed, but still listed");
+    let again = daemon.cli(&["queue", "show", &id])?;
+    ensure!(
+        !again.status.success(),
+        "queue show of a removed message succeeds"
+    );
+
+    let sink = Sink::start_with(dir.path(), "sink", next_hop_port, &[])?;
+    daemon.queue_flush()?;
+    assert_eq!(
+        sink.settle(QUIET)?.len(),
+        0,
+        "a removed message is not delivered"
+    );
+    Ok(())
+}
+
+#[test]
+fn message_is_bounced_to_its_sender_when_the_next_hop_stays_down() -> Result<()> {
+    let dir = TestDir::new("expired")?;
+    let dsn_sink = Sink::start(dir.path(), "dsn-sink")?;
+    let cfg = config(&dir, free_port(), &dsn_sink).set_str("timeouts", "max_queue_lifetime", "3s");
+    let daemon = Daemon::start(&cfg)?;
+    let id = send(&daemon, &["bob@example.com"])?;
+    let dsns = dsn_sink.wait_for_count(1, DELIVERY_TIMEOUT)?;
+    let text = assert_failure_dsn(&dsns[0], "bob@example.com")?;
+    assert!(
+        text.contains(&id),
+        "the DSN names the queue ID {id}:\n{text}"
+    );
+    assert!(
+        text.contains("Subject: A plain message"),
+        "the DSN returns the original headers:\n{text}"
+    );
+    wait_until("the queue to empty", Duration::from_secs(30), || {
+        Ok(daemon.queue_ids()?.is_empty().then_some(()))
+    })?;
+    assert_eq!(dsn_sink.settle(QUIET)?.len(), 1, "exactly one DSN");
+    Ok(())
+}
+
+#[test]
+fn message_refused_with_4xx_until_expiry_is_bounced() -> Result<()> {
+    let dir = TestDir::new("expired-4xx")?;
+    let dsn_sink = Sink::start(dir.path(), "dsn-sink")?;
+    // This sink answers every RCPT with 450 4.3.0.
+    let refusing = Sink::start_with(dir.path(), "refusing", free_port(), &["-r", "RCPT"])?;
+    let cfg =
+        config(&dir, refusing.port, &dsn_sink).set_str("timeouts", "max_queue_lifetime", "3s");
+    let daemon = Daemon::start(&cfg)?;
+    send(&daemon, &["bob@example.com"])?;
+    let dsns = dsn_sink.wait_for_count(1, DELIVERY_TIMEOUT)?;
+    let text = assert_failure_dsn(&dsns[0], "bob@example.com")?;
+    assert!(
+        text.contains("4.3.0"),
+        "the DSN gives the last reply (450 4.3.0):\n{text}"
+    );
+    assert_eq!(refusing.count(), 0);
+    Ok(())
+}
+
+#[test]
+fn permanent_refusal_of_one_recipient_bounces_only_that_one() -> Result<()> {
+    let dir = TestDir::new("one-5xx")?;
+    let dsn_sink = Sink::start(dir.path(), "dsn-sink")?;
+    let next_hop = ScriptedServer::start(&[(
+        "bad@example.com",
+        "550 5.1.1 <bad@example.com>: Recipient address rejected: User unknown",
+    )])?;
+    let daemon = Daemon::start(&config(&dir, next_hop.port, &dsn_sink))?;
+    let id = send(
+        &daemon,
+        &["good1@example.com", "bad@example.com", "good2@example.com"],
+    )?;
+
+    let dsns = dsn_sink.wait_for_count(1, DELIVERY_TIMEOUT)?;
+    let text = assert_failure_dsn(&dsns[0], "bad@example.com")?;
+    assert!(text.contains("5.1.1"), "the DSN gives the refusal:\n{text}");
+    let finals: Vec<&str> = text
+        .lines()
+        .filter(|l| l.to_ascii_lowercase().starts_with("final-recipient:"))
+        .collect();
+    assert_eq!(finals.len(), 1, "only bad@ failed: {finals:?}\n{text}");
+    assert!(
+        text.contains(&id),
+        "the DSN names the queue ID {id}:\n{text}"
+    );
+
+    wait_until("both good recipients delivered", DELIVERY_TIMEOUT, || {
+        let mut got: Vec<String> = next_hop
+            .transactions()
+            .iter()
+            .flat_map(|t| t.accepted.clone())
+            .collect();
+        got.sort();
+        Ok((got == ["good1@example.com", "good2@example.com"]).then_some(()))
+    })?;
+    assert_eq!(dsn_sink.settle(QUIET)?.len(), 1, "exactly one DSN");
+    let mut got: Vec<String> = next_hop
+        .transactions()
+        .iter()
+        .flat_map(|t| t.accepted.clone())
+        .collect();
+    got.sort();
+    assert_eq!(
+        got,
+        ["good1@example.com", "good2@example.com"],
+        "each good recipient once"
+    );
+    assert_eq!(
+        next_hop.rcpt_attempts("bad@example.com"),
+        1,
+        "a 5xx is not retried"
+    );
+    Ok(())
+}
+
+#[test]
+fn notify_never_suppresses_the_bounce_and_notify_success_confirms() -> Result<()> {
+    let dir = TestDir::new("notify")?;
+    let dsn_sink = Sink::start(dir.path(), "dsn-sink")?;
+    // The next hop does not offer DSN, so Mailward must report success
+    // itself (RFC 3461: "relayed").
+    let next_hop = ScriptedServer::start(&[(
+        "bad@example.com",
+        "550 5.1.1 <bad@example.com>: User unknown",
+    )])?;
+    let daemon = Daemon::start(&config(&dir, next_hop.port, &dsn_sink))?;
+    let mut c = SmtpClient::connect_ok(daemon.port)?;
+    c.ehlo("client.test")?;
+    c.command(&format!("MAIL FROM:<{SENDER}>"))?
+        .expect(250, "2.1.0")?;
+    c.command("RCPT TO:<bad@example.com> NOTIFY=NEVER")?
+        .expect(250, "2.1.5")?;
+    c.command("RCPT TO:<good@example.com> NOTIFY=SUCCESS")?
+        .expect(250, "2.1.5")?;
+    c.data(&read_resource("mail/plain.eml")?)?
+        .expect(250, "2.0.0")?;
+    c.quit();
+    dsn_sink.wait_for_count(1, DELIVERY_TIMEOUT)?;
+    let dsns = dsn_sink.settle(QUIET)?;
+    assert_eq!(
+        dsns.len(),
+        1,
+        "one DSN (success for good@, nothing for bad@)"
+    );
+    let text = &dsns[0].message;
+    assert!(dsns[0].sender().is_empty(), "from <>:\n{text}");
+    assert!(
+        text.lines().any(|l| {
+            let l = l.trim().to_ascii_lowercase();
+            l == "action: delivered" || l == "action: relayed"
+        }),
+        "Action: delivered/relayed:\n{text}"
+    );
+    assert!(text.contains("good@example.com"), "{text}");
+    assert!(
+        !text
+            .lines()
+            .any(|l| l.to_ascii_lowercase().starts_with("final-recipient:") && l.contains("bad@")),
+        "NOTIFY=NEVER: nothing about bad@:\n{text}"
+    );
+    Ok(())
+}
+
+#[test]
+fn notify_delay_gets_a_delay_notice() -> Result<()> {
+    let dir = TestDir::new("notify-delay")?;
+    let dsn_sink = Sink::start(dir.path(), "dsn-sink")?;
+    let cfg = config(&dir, free_port(), &dsn_sink)
+        .set_str("timeouts", "delay_notice", "2s")
+        .set_str("timeouts", "max_queue_lifetime", "1h");
+    let daemon = Daemon::start(&cfg)?;
+    let mut c = SmtpClient::connect_ok(daemon.port)?;
+    c.ehlo("client.test")?;
+    c.command(&format!("MAIL FROM:<{SENDER}>"))?
+        .expect(250, "2.1.0")?;
+    c.command("RCPT TO:<bob@example.com> NOTIFY=DELAY,FAILURE")?
+        .expect(250, "2.1.5")?;
+    let id = c
+        .data(&read_resource("mail/plain.eml")?)?
+        .queue_id()
+        .context("queued")?;
+    c.quit();
+    let dsns = dsn_sink.wait_for_count(1, DELIVERY_TIMEOUT)?;
+    let text = &dsns[0].message;
+    assert!(dsns[0].sender().is_empty(), "from <>:\n{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.trim().eq_ignore_ascii_case("Action: delayed")),
+        "Action: delayed:\n{text}"
+    );
+    assert_eq!(
+        dsn_sink.settle(QUIET)?.len(),
+        1,
+        "the delay notice is sent once"
+    );
+    assert!(
+        daemon.queue_ids()?.contains(&id),
+        "the message is still queued"
+    );
+    Ok(())
+}

@@ -1,0 +1,707 @@
+//! The SMTP dialogue as a client sees it: greeting, EHLO extensions,
+//! pipelining, dot-stuffing, line endings, size limits, relay control,
+//! sequence and syntax errors, limits, timeouts, access rules and the
+//! small commands. Every reply is checked with its enhanced status code.
+
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+use anyhow::{ensure, Context, Result};
+use mailward_e2e::mail::strip_added_headers;
+use mailward_e2e::smtp::{dot_stuff, enhanced_code_of};
+use mailward_e2e::tools::output_text;
+use mailward_e2e::*;
+
+/// How long we watch for something that must not arrive.
+const QUIET: Duration = Duration::from_secs(3);
+
+fn lf(bytes: &[u8]) -> Result<String> {
+    Ok(String::from_utf8(bytes.to_vec())?.replace("\r\n", "\n"))
+}
+
+/// Waits until the sink has received mail for exactly `expected`
+/// (sorted), in one message or several.
+fn wait_for_recipients(sink: &Sink, expected: &[&str]) -> Result<()> {
+    let mut last = Vec::new();
+    wait_until("the recipients at the sink", DELIVERY_TIMEOUT, || {
+        let mut got: Vec<String> = sink
+            .messages()?
+            .iter()
+            .flat_map(|m| m.recipients())
+            .collect();
+        got.sort();
+        last = got.clone();
+        Ok((got == expected).then_some(()))
+    })
+    .with_context(|| format!("expected {expected:?}, the sink has {last:?}"))
+}
+
+#[test]
+fn greeting_names_the_host() -> Result<()> {
+    let gw = Gateway::start("greeting", |c| c)?;
+    let c = gw.client()?;
+    assert_eq!(c.banner.to_string(), "220 mw.test ESMTP Mailward");
+    Ok(())
+}
+
+#[test]
+fn ehlo_advertises_every_extension() -> Result<()> {
+    let gw = Gateway::start("ehlo", |c| c.set_str("limits", "max_message_size", "1MiB"))?;
+    let mut c = gw.client()?;
+    let ehlo = c.ehlo("client.test")?;
+    assert!(ehlo.lines[0].starts_with("mw.test"), "{ehlo}");
+    let keywords: Vec<&str> = ehlo.lines[1..].iter().map(String::as_str).collect();
+    for wanted in [
+        "PIPELINING",
+        "8BITMIME",
+        "SIZE 1048576",
+        "ENHANCEDSTATUSCODES",
+        "DSN",
+    ] {
+        assert!(keywords.contains(&wanted), "EHLO lacks {wanted}: {ehlo}");
+    }
+    assert!(
+        !keywords.iter().any(|k| k.starts_with("STARTTLS")),
+        "STARTTLS offered without a certificate: {ehlo}"
+    );
+    // HELO still works, with a one-line 250.
+    let helo = c.command("HELO client.test")?;
+    assert_eq!(helo.code, 250, "{helo}");
+    assert_eq!(helo.lines.len(), 1, "{helo}");
+    Ok(())
+}
+
+#[test]
+fn swaks_sends_a_message_that_arrives() -> Result<()> {
+    let gw = Gateway::start("swaks", |c| c)?;
+    let out = swaks(&[
+        "--server",
+        &format!("127.0.0.1:{}", gw.port()),
+        "--ehlo",
+        "client.test",
+        "--from",
+        "alice@sender.test",
+        "--to",
+        "bob@example.com",
+        "--header",
+        "Subject: sent with swaks",
+    ])?;
+    let transcript = output_text(&out);
+    ensure!(out.status.success(), "swaks failed:\n{transcript}");
+    let queued = transcript
+        .lines()
+        .find_map(|l| l.strip_prefix("<-  250 2.0.0 Ok: queued as "))
+        .with_context(|| format!("no 'queued as' in:\n{transcript}"))?
+        .trim()
+        .to_string();
+    assert!(smtp::is_queue_id(&queued), "queue ID {queued:?}");
+    let m = &gw.sink.wait_for_count(1, DELIVERY_TIMEOUT)?[0];
+    assert_eq!(m.sender(), "alice@sender.test");
+    assert_eq!(m.recipients(), ["bob@example.com"]);
+    assert_eq!(m.header("Subject").as_deref(), Some("sent with swaks"));
+    assert_eq!(m.queue_ids(), [queued]);
+    Ok(())
+}
+
+#[test]
+fn pipelined_commands_get_replies_in_order() -> Result<()> {
+    let gw = Gateway::start("pipelining", |c| c)?;
+    let mut c = gw.ehlo_client()?;
+    c.send(
+        b"MAIL FROM:<alice@sender.test>\r\nRCPT TO:<bob@example.com>\r\nRCPT TO:<carol@example.com>\r\nDATA\r\n",
+    )?;
+    c.read_reply()?.expect(250, "2.1.0")?;
+    c.read_reply()?.expect(250, "2.1.5")?;
+    c.read_reply()?.expect(250, "2.1.5")?;
+    c.read_reply()?.expect_code(354)?;
+    // The message and the next transaction in one write, too.
+    let mut batch = dot_stuff(&read_resource("mail/plain.eml")?);
+    batch.extend_from_slice(
+        b"MAIL FROM:<alice@sender.test>\r\nRCPT TO:<dave@example.com>\r\nNOOP\r\n",
+    );
+    c.send(&batch)?;
+    let first = c.read_reply()?;
+    first.expect(250, "2.0.0")?;
+    c.read_reply()?.expect(250, "2.1.0")?;
+    c.read_reply()?.expect(250, "2.1.5")?;
+    c.read_reply()?.expect(250, "2.0.0")?;
+    let second = c.data(&read_resource("mail/plain.eml")?)?;
+    second.expect(250, "2.0.0")?;
+    c.quit();
+
+    wait_for_recipients(
+        &gw.sink,
+        &["bob@example.com", "carol@example.com", "dave@example.com"],
+    )?;
+    Ok(())
+}
+
+#[test]
+fn dot_lines_round_trip() -> Result<()> {
+    let gw = Gateway::start("dots", |c| c)?;
+    let message = read_resource("mail/dot-lines.eml")?;
+    let mut c = gw.ehlo_client()?;
+    let id = c.send_mail_ok("alice@sender.test", &["bob@example.com"], &message)?;
+    c.quit();
+    let m = &gw.sink.wait_for_count(1, DELIVERY_TIMEOUT)?[0];
+    assert_eq!(m.queue_ids(), [id]);
+    // smtp-sink shows the message unstuffed, with LF line endings.
+    let got = String::from_utf8(strip_added_headers(m.message.as_bytes()))?;
+    assert_eq!(got, lf(&message)?);
+    Ok(())
+}
+
+#[test]
+fn dot_lines_are_stuffed_on_the_wire() -> Result<()> {
+    let dir = TestDir::new("dots-wire")?;
+    let next_hop = ScriptedServer::start(&[])?;
+    let daemon = Daemon::start(&Config::new(dir.path()).route_to_port("*", next_hop.port))?;
+    let message = read_resource("mail/dot-lines.eml")?;
+    let mut c = SmtpClient::connect_ok(daemon.port)?;
+    c.ehlo("client.test")?;
+    c.send_mail_ok("alice@sender.test", &["bob@example.com"], &message)?;
+    c.quit();
+    let t = &next_hop.wait_for_transactions(1, DELIVERY_TIMEOUT)?[0];
+    let wire = strip_added_headers(&t.data);
+    let stuffed = dot_stuff(&message);
+    let expected = &stuffed[..stuffed.len() - b".\r\n".len()];
+    assert_eq!(
+        String::from_utf8_lossy(&wire),
+        String::from_utf8_lossy(expected),
+        "the data on the wire is the message, dot-stuffed"
+    );
+    Ok(())
+}
+
+#[test]
+fn message_is_delivered_byte_identical() -> Result<()> {
+    let dir = TestDir::new("byte-identical")?;
+    let next_hop = ScriptedServer::start(&[])?;
+    let daemon = Daemon::start(&Config::new(dir.path()).route_to_port("*", next_hop.port))?;
+    let message = read_resource("mail/plain.eml")?;
+    let mut c = SmtpClient::connect_ok(daemon.port)?;
+    c.ehlo("client.test")?;
+    let id = c.send_mail_ok("alice@sender.test", &["bob@example.com"], &message)?;
+    c.quit();
+    let t = &next_hop.wait_for_transactions(1, DELIVERY_TIMEOUT)?[0];
+    let delivered = t.message();
+    assert!(
+        delivered.starts_with(b"Received: "),
+        "a Received: header on top: {}",
+        String::from_utf8_lossy(&delivered)
+    );
+    assert_eq!(
+        mail::mailward_queue_ids(&String::from_utf8_lossy(&delivered)),
+        [id]
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&strip_added_headers(&delivered)),
+        String::from_utf8_lossy(&message)
+    );
+    assert_eq!(t.mail_from, "alice@sender.test");
+    assert_eq!(t.accepted, ["bob@example.com"]);
+    Ok(())
+}
+
+#[test]
+fn bare_lf_lines_arrive_as_crlf_lines() -> Result<()> {
+    let dir = TestDir::new("bare-lf")?;
+    let next_hop = ScriptedServer::start(&[])?;
+    let daemon = Daemon::start(&Config::new(dir.path()).route_to_port("*", next_hop.port))?;
+    let message = read_resource("mail/bare-lf-lines.eml")?;
+    let mut c = SmtpClient::connect_ok(daemon.port)?;
+    c.ehlo("client.test")?;
+    c.send_mail_ok("alice@sender.test", &["bob@example.com"], &message)?;
+    c.quit();
+    let t = &next_hop.wait_for_transactions(1, DELIVERY_TIMEOUT)?[0];
+    let delivered = strip_added_headers(&t.message());
+    let expected = lf(&message)?.replace('\n', "\r\n");
+    assert_eq!(String::from_utf8_lossy(&delivered), expected);
+    Ok(())
+}
+
+#[test]
+fn size_parameter_over_the_limit_is_refused() -> Result<()> {
+    let gw = Gateway::start("size-param", |c| {
+        c.set_str("limits", "max_message_size", "10KiB")
+    })?;
+    let mut c = gw.ehlo_client()?;
+    c.command("MAIL FROM:<alice@sender.test> SIZE=20000")?
+        .expect(552, "5.3.4")?;
+    c.command("MAIL FROM:<alice@sender.test> SIZE=1000")?
+        .expect(250, "2.1.0")?;
+    Ok(())
+}
+
+#[test]
+fn data_over_the_limit_is_refused_and_not_delivered() -> Result<()> {
+    let gw = Gateway::start("size-data", |c| {
+        c.set_str("limits", "max_message_size", "10KiB")
+    })?;
+    let mut c = gw.ehlo_client()?;
+    let mut big = b"Subject: too big\r\n\r\n".to_vec();
+    while big.len() < 20 * 1024 {
+        big.extend_from_slice(
+            b"0123456789012345678901234567890123456789012345678901234567890123456789\r\n",
+        );
+    }
+    let reply = c.send_mail("alice@sender.test", &["bob@example.com"], &big)?;
+    reply.expect(552, "5.3.4")?;
+    // The session goes on, and a small message still passes.
+    c.command("RSET")?.expect(250, "2.0.0")?;
+    c.send_mail_ok(
+        "alice@sender.test",
+        &["bob@example.com"],
+        &read_resource("mail/plain.eml")?,
+    )?;
+    c.quit();
+    let messages = gw.sink.wait_for_count(1, DELIVERY_TIMEOUT)?;
+    assert_eq!(messages.len(), 1);
+    assert_eq!(
+        gw.sink.settle(QUIET)?.len(),
+        1,
+        "the oversized message was not delivered"
+    );
+    Ok(())
+}
+
+#[test]
+fn relay_is_denied_outside_relay_networks() -> Result<()> {
+    // 127.0.0.1 is outside 10.0.0.0/8: only example.com is open to us.
+    let gw = Gateway::start("relay", |c| {
+        c.set_list("network", "relay_networks", &["10.0.0.0/8"])
+    })?;
+    let mut c = gw.ehlo_client()?;
+    c.command("MAIL FROM:<alice@sender.test>")?
+        .expect(250, "2.1.0")?;
+    c.command("RCPT TO:<victim@elsewhere.test>")?
+        .expect(554, "5.7.1")?;
+    c.command("RCPT TO:<bob@example.com>")?
+        .expect(250, "2.1.5")?;
+    let id = c.data(&read_resource("mail/plain.eml")?)?;
+    id.expect(250, "2.0.0")?;
+    // A transaction with only the refused recipient queues nothing.
+    c.command("MAIL FROM:<alice@sender.test>")?
+        .expect(250, "2.1.0")?;
+    c.command("RCPT TO:<victim@elsewhere.test>")?
+        .expect(554, "5.7.1")?;
+    let data = c.command("DATA")?;
+    assert_eq!(data.class(), 5, "DATA without recipients: {data}");
+    c.quit();
+
+    gw.sink.wait_for_count(1, DELIVERY_TIMEOUT)?;
+    let messages = gw.sink.settle(QUIET)?;
+    assert_eq!(messages.len(), 1);
+    assert_eq!(messages[0].recipients(), ["bob@example.com"]);
+    assert_eq!(messages[0].queue_ids(), [id.queue_id().unwrap_or_default()]);
+    assert!(gw.daemon.queue_ids()?.is_empty(), "nothing left queued");
+    Ok(())
+}
+
+#[test]
+fn commands_out_of_sequence_get_503() -> Result<()> {
+    let gw = Gateway::start("sequence", |c| c)?;
+    let mut c = gw.ehlo_client()?;
+    c.command("DATA")?.expect(503, "5.5.1")?;
+    c.command("RCPT TO:<bob@example.com>")?
+        .expect(503, "5.5.1")?;
+    c.command("MAIL FROM:<alice@sender.test>")?
+        .expect(250, "2.1.0")?;
+    c.command("MAIL FROM:<alice@sender.test>")?
+        .expect(503, "5.5.1")?;
+    // DATA with no recipient yet: 503 (bad sequence) or 554 (no valid
+    // recipients) are both usual.
+    let data = c.command("DATA")?;
+    assert!(
+        matches!(data.code, 503 | 554) && data.enhanced() == Some("5.5.1"),
+        "DATA before RCPT: {data}"
+    );
+    Ok(())
+}
+
+#[test]
+fn syntax_errors_get_501_and_unknown_commands_500() -> Result<()> {
+    let gw = Gateway::start("syntax", |c| c)?;
+    let mut c = gw.ehlo_client()?;
+    // (command, expected code, expected enhanced code prefix)
+    let cases: &[(&str, u16, &str)] = &[
+        // The replies Postfix gives for the same mistakes.
+        ("MAIL FROM:alice-without-brackets", 501, "5.1.7"),
+        ("MAIL FROM:<alice@sender.test", 501, "5.1.7"),
+        ("MAIL TO:<alice@sender.test>", 501, "5.5.4"),
+        ("XYZZY", 500, "5.5.1"),
+        ("MAIL FROM:<alice@sender.test>", 250, "2.1.0"),
+        ("RCPT TO:bob@example.com", 501, "5.1.3"),
+        ("RCPT FROM:<bob@example.com>", 501, "5.5.4"),
+    ];
+    let mut wrong = Vec::new();
+    for (command, code, enhanced) in cases {
+        let reply = c.command(command)?;
+        if !reply.is(*code, enhanced) {
+            wrong.push(format!(
+                "{command:?}: expected {code} {enhanced}, got {reply}"
+            ));
+        }
+    }
+    // RFC 5321 asks for 555 5.5.4 for an unknown MAIL parameter; any 5xx
+    // with a 5.5.x code will do.
+    c.command("RSET")?.expect(250, "2.0.0")?;
+    let unknown_param = c.command("MAIL FROM:<alice@sender.test> NOSUCHPARAM=1")?;
+    if !(unknown_param.class() == 5
+        && unknown_param
+            .enhanced()
+            .is_some_and(|e| e.starts_with("5.5.")))
+    {
+        wrong.push(format!(
+            "unknown MAIL parameter: expected 5xx 5.5.x, got {unknown_param}"
+        ));
+    }
+    assert!(wrong.is_empty(), "wrong replies:\n{}", wrong.join("\n"));
+    Ok(())
+}
+
+#[test]
+fn unknown_command_flood_ends_with_421() -> Result<()> {
+    let gw = Gateway::start("flood", |c| c)?;
+    let mut c = gw.ehlo_client()?;
+    let mut last = None;
+    for _ in 0..100 {
+        let reply = match c.command("XYZZY") {
+            Ok(r) => r,
+            Err(e) => {
+                anyhow::bail!("connection dropped without a 421 (last reply {last:?}): {e:#}")
+            }
+        };
+        if reply.code == 421 {
+            reply.expect(421, "4.7.0")?;
+            assert!(c.closed_within(Duration::from_secs(10)), "closed after 421");
+            return Ok(());
+        }
+        reply.expect(500, "5.5.1")?;
+        last = Some(reply);
+    }
+    anyhow::bail!("100 unknown commands and still no 421")
+}
+
+#[test]
+fn idle_client_gets_421_after_the_command_timeout() -> Result<()> {
+    let gw = Gateway::start("timeout", |c| c.set_str("timeouts", "command", "2s"))?;
+    let mut c = gw.ehlo_client()?;
+    c.set_timeout(Duration::from_secs(20))?;
+    let reply = c.read_reply()?;
+    reply.expect(421, "4.4.2")?;
+    assert!(c.closed_within(Duration::from_secs(10)), "closed after 421");
+    Ok(())
+}
+
+/// Opens sessions until one is refused; returns the open ones and the
+/// refusal.
+fn fill_sessions(port: u16, max: usize) -> Result<(Vec<SmtpClient>, SmtpClient)> {
+    let mut open = Vec::new();
+    for n in 1..=max + 5 {
+        let c =
+            SmtpClient::connect_with_timeout(port, Duration::from_secs(10)).with_context(|| {
+                format!("session #{n} got no greeting (a limit must answer 421 4.7.0)")
+            })?;
+        if c.banner.code != 220 {
+            return Ok((open, c));
+        }
+        open.push(c);
+    }
+    anyhow::bail!("{} sessions open and none refused", open.len())
+}
+
+#[test]
+fn sessions_per_ip_are_limited() -> Result<()> {
+    let gw = Gateway::start("per-ip", |c| {
+        c.set("limits", "incoming_sessions_per_ip", "2")
+            .set("limits", "incoming_sessions", "10")
+    })?;
+    let (mut open, mut refused) = fill_sessions(gw.port(), 2)?;
+    assert_eq!(open.len(), 2);
+    refused.banner.expect(421, "4.7.0")?;
+    assert!(refused.closed_within(Duration::from_secs(10)));
+    // Another client address is not affected.
+    let other = SmtpClient::connect_from(
+        Ipv4Addr::new(127, 0, 0, 2),
+        gw.port(),
+        Duration::from_secs(10),
+    )
+    .context("a session from 127.0.0.2 got no greeting")?;
+    other.banner.expect_code(220)?;
+    // When one leaves, a new one is welcome again.
+    open.pop().expect("two open").quit();
+    wait_until("a session slot to free up", Duration::from_secs(30), || {
+        let c = SmtpClient::connect_with_timeout(gw.port(), Duration::from_secs(5))?;
+        Ok((c.banner.code == 220).then_some(()))
+    })?;
+    Ok(())
+}
+
+#[test]
+fn sessions_in_total_are_limited() -> Result<()> {
+    let gw = Gateway::start("total-sessions", |c| {
+        c.set("limits", "incoming_sessions", "3")
+            .set("limits", "incoming_sessions_per_ip", "10")
+    })?;
+    let (open, mut refused) = fill_sessions(gw.port(), 3)?;
+    assert_eq!(open.len(), 3);
+    refused.banner.expect(421, "4.7.0")?;
+    assert!(refused.closed_within(Duration::from_secs(10)));
+    Ok(())
+}
+
+#[test]
+fn recipients_per_message_are_limited() -> Result<()> {
+    let gw = Gateway::start("rcpt-limit", |c| {
+        c.set("limits", "max_rcpts_per_message", "3")
+    })?;
+    let mut c = gw.ehlo_client()?;
+    c.command("MAIL FROM:<alice@sender.test>")?
+        .expect(250, "2.1.0")?;
+    for n in 1..=3 {
+        c.command(&format!("RCPT TO:<user{n}@example.com>"))?
+            .expect(250, "2.1.5")?;
+    }
+    c.command("RCPT TO:<user4@example.com>")?
+        .expect(452, "4.5.3")?;
+    c.data(&read_resource("mail/plain.eml")?)?
+        .expect(250, "2.0.0")?;
+    c.quit();
+    gw.sink.wait_for_count(1, DELIVERY_TIMEOUT)?;
+    let mut rcpts: Vec<String> = gw
+        .sink
+        .settle(QUIET)?
+        .iter()
+        .flat_map(|m| m.recipients())
+        .collect();
+    rcpts.sort();
+    assert_eq!(
+        rcpts,
+        [
+            "user1@example.com",
+            "user2@example.com",
+            "user3@example.com"
+        ]
+    );
+    Ok(())
+}
+
+#[test]
+fn messages_per_session_are_limited() -> Result<()> {
+    let gw = Gateway::start("msg-limit", |c| {
+        c.set("limits", "max_messages_per_session", "2")
+    })?;
+    let mut c = gw.ehlo_client()?;
+    let message = read_resource("mail/plain.eml")?;
+    c.send_mail_ok("alice@sender.test", &["bob@example.com"], &message)?;
+    c.send_mail_ok("alice@sender.test", &["bob@example.com"], &message)?;
+    let third = c.command("MAIL FROM:<alice@sender.test>")?;
+    assert_eq!(third.class(), 4, "the third MAIL is deferred: {third}");
+    assert!(
+        third.enhanced().is_some_and(|e| e.starts_with("4.")),
+        "with an enhanced code: {third}"
+    );
+    // A new session may go on.
+    let mut c2 = gw.ehlo_client()?;
+    c2.send_mail_ok("alice@sender.test", &["bob@example.com"], &message)?;
+    gw.sink.wait_for_count(3, DELIVERY_TIMEOUT)?;
+    Ok(())
+}
+
+#[test]
+fn too_many_hops_is_refused_as_a_loop() -> Result<()> {
+    let gw = Gateway::start("hops", |c| c.set("limits", "max_hops", "5"))?;
+    let mut c = gw.ehlo_client()?;
+    c.send_mail(
+        "alice@sender.test",
+        &["bob@example.com"],
+        &read_resource("mail/six-received-headers.eml")?,
+    )?
+    .expect(554, "5.4.6")?;
+    c.send_mail_ok(
+        "alice@sender.test",
+        &["bob@example.com"],
+        &read_resource("mail/plain.eml")?,
+    )?;
+    c.quit();
+    gw.sink.wait_for_count(1, DELIVERY_TIMEOUT)?;
+    let messages = gw.sink.settle(QUIET)?;
+    assert_eq!(messages.len(), 1);
+    assert_eq!(
+        messages[0].header("Subject").as_deref(),
+        Some("A plain message")
+    );
+    Ok(())
+}
+
+#[test]
+fn connect_rules_deny_and_allow() -> Result<()> {
+    let denied = Gateway::start("connect-deny", |c| {
+        c.set_list("access", "connect_rules", &["deny ip 127.0.0.0/8"])
+    })?;
+    let mut c = SmtpClient::connect(denied.port())?;
+    c.banner.expect(554, "5.7.1")?;
+    assert!(c.closed_within(Duration::from_secs(10)));
+
+    // First match wins: an allow before a deny lets us in.
+    let allowed = Gateway::start("connect-allow", |c| {
+        c.set_list(
+            "access",
+            "connect_rules",
+            &["allow ip 127.0.0.1", "deny any"],
+        )
+    })?;
+    allowed.ehlo_client()?;
+    Ok(())
+}
+
+#[test]
+fn helo_mail_from_and_rcpt_rules_deny() -> Result<()> {
+    let gw = Gateway::start("access", |c| {
+        c.set_list("access", "helo_rules", &["deny host *.bad.test"])
+            .set_list(
+                "access",
+                "mail_from_rules",
+                &["deny address *@spammer.test"],
+            )
+            .set_list(
+                "access",
+                "rcpt_rules",
+                &["deny address blocked@example.com"],
+            )
+    })?;
+    let mut c = gw.client()?;
+    c.command("EHLO host.bad.test")?.expect(550, "5.7.1")?;
+    c.ehlo("good.test")?;
+    c.command("MAIL FROM:<boss@spammer.test>")?
+        .expect(550, "5.7.1")?;
+    c.command("MAIL FROM:<alice@sender.test>")?
+        .expect(250, "2.1.0")?;
+    c.command("RCPT TO:<blocked@example.com>")?
+        .expect(550, "5.7.1")?;
+    c.command("RCPT TO:<bob@example.com>")?
+        .expect(250, "2.1.5")?;
+    c.data(&read_resource("mail/plain.eml")?)?
+        .expect(250, "2.0.0")?;
+    c.quit();
+    gw.sink.wait_for_count(1, DELIVERY_TIMEOUT)?;
+    let messages = gw.sink.settle(QUIET)?;
+    assert_eq!(messages.len(), 1);
+    assert_eq!(messages[0].recipients(), ["bob@example.com"]);
+    Ok(())
+}
+
+#[test]
+fn dsn_parameters_are_accepted() -> Result<()> {
+    let gw = Gateway::start("dsn-params", |c| c)?;
+    let mut c = gw.ehlo_client()?;
+    c.command("MAIL FROM:<alice@sender.test> RET=HDRS ENVID=x")?
+        .expect(250, "2.1.0")?;
+    c.command("RCPT TO:<bob@example.com> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;bob@example.com")?
+        .expect(250, "2.1.5")?;
+    c.command("RCPT TO:<carol@example.com> NOTIFY=NEVER")?
+        .expect(250, "2.1.5")?;
+    c.data(&read_resource("mail/plain.eml")?)?
+        .expect(250, "2.0.0")?;
+    c.quit();
+    wait_for_recipients(&gw.sink, &["bob@example.com", "carol@example.com"])?;
+    Ok(())
+}
+
+#[test]
+fn vrfy_help_rset_noop_and_quit() -> Result<()> {
+    let gw = Gateway::start("small-commands", |c| c)?;
+    let mut c = gw.ehlo_client()?;
+    c.command("VRFY bob@example.com")?.expect(252, "2.5.2")?;
+    let help = c.command("HELP")?;
+    help.expect_code(214)?;
+    assert!(
+        help.lines
+            .iter()
+            .all(|l| enhanced_code_of(l) == Some("2.0.0")),
+        "{help}"
+    );
+    c.command("NOOP")?.expect(250, "2.0.0")?;
+    c.command("MAIL FROM:<alice@sender.test>")?
+        .expect(250, "2.1.0")?;
+    c.command("RCPT TO:<bob@example.com>")?
+        .expect(250, "2.1.5")?;
+    c.command("RSET")?.expect(250, "2.0.0")?;
+    // The transaction is gone.
+    c.command("DATA")?.expect(503, "5.5.1")?;
+    c.command("QUIT")?.expect(221, "2.0.0")?;
+    assert!(
+        c.closed_within(Duration::from_secs(10)),
+        "closed after QUIT"
+    );
+    assert_eq!(
+        gw.sink.settle(QUIET)?.len(),
+        0,
+        "the reset message went nowhere"
+    );
+    Ok(())
+}
+
+#[test]
+fn every_reply_carries_an_enhanced_status_code() -> Result<()> {
+    let gw = Gateway::start("enhanced", |c| {
+        c.set_list("network", "relay_networks", &["10.0.0.0/8"])
+            .set("limits", "max_rcpts_per_message", "2")
+            .set_str("limits", "max_message_size", "10KiB")
+    })?;
+    let mut c = gw.client()?;
+    c.ehlo("client.test")?;
+    let commands = [
+        "NOOP",
+        "VRFY bob",
+        "HELP",
+        "RCPT TO:<bob@example.com>",
+        "DATA",
+        "MAIL FROM:<alice@sender.test> SIZE=99999999",
+        "MAIL FROM:broken",
+        "MAIL FROM:<alice@sender.test>",
+        "MAIL FROM:<alice@sender.test>",
+        "RCPT TO:<victim@elsewhere.test>",
+        "RCPT TO:<bob@example.com>",
+        "RCPT TO:<carol@example.com>",
+        "RCPT TO:<dave@example.com>",
+        "RCPT TO:broken",
+        "XYZZY",
+        "RSET",
+        "STARTTLS",
+        "QUIT",
+    ];
+    let mut missing = Vec::new();
+    for command in commands {
+        let reply = c.command(command)?;
+        if reply.code == 421 {
+            // Too many errors in one session: go on in a new one.
+            c = gw.ehlo_client()?;
+        }
+        for line in &reply.lines {
+            let ok = enhanced_code_of(line)
+                .is_some_and(|e| e.as_bytes()[0] == b'0' + (reply.code / 100) as u8);
+            if !ok {
+                missing.push(format!("{command} -> {reply}"));
+                break;
+            }
+        }
+    }
+    // The reply to the end of data, too.
+    let mut c = gw.ehlo_client()?;
+    let reply = c.send_mail(
+        "alice@sender.test",
+        &["bob@example.com"],
+        &read_resource("mail/plain.eml")?,
+    )?;
+    if enhanced_code_of(&reply.lines[0]).is_none() {
+        missing.push(format!("end of data -> {reply}"));
+    }
+    assert!(
+        missing.is_empty(),
+        "replies without an enhanced status code:\n{}",
+        missing.join("\n")
+    );
+    Ok(())
+}

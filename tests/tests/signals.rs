@@ -1,0 +1,134 @@
+//! Signals: SIGHUP reloads the config (a broken file is refused, the old
+//! config keeps running and mail keeps flowing); SIGTERM stops with exit
+//! status 0, tells open sessions 421, and keeps undelivered mail in the
+//! spool for the next start.
+
+use std::net::TcpStream;
+use std::time::Duration;
+
+use anyhow::{ensure, Result};
+use mailward_e2e::*;
+
+fn greeting_text(port: u16) -> Result<String> {
+    Ok(SmtpClient::connect(port)?.banner.to_string())
+}
+
+fn send(port: u16) -> Result<String> {
+    let mut c = SmtpClient::connect_ok(port)?;
+    c.ehlo("client.test")?;
+    let id = c.send_mail_ok(
+        "alice@sender.test",
+        &["bob@example.com"],
+        &read_resource("mail/plain.eml")?,
+    )?;
+    c.quit();
+    Ok(id)
+}
+
+#[test]
+fn sighup_reloads_and_refuses_a_broken_config() -> Result<()> {
+    let mut gw = Gateway::start("sighup", |c| c)?;
+    send(gw.port())?;
+    gw.sink.wait_for_count(1, DELIVERY_TIMEOUT)?;
+
+    // A good change is taken on SIGHUP (new sessions see it).
+    let renamed = gw.config.clone().set_str("server", "hostname", "mw2.test");
+    gw.daemon.write_config(&renamed.render())?;
+    gw.daemon.sighup()?;
+    wait_until(
+        "the new hostname in the greeting",
+        Duration::from_secs(30),
+        || Ok((greeting_text(gw.port())? == "220 mw2.test ESMTP Mailward").then_some(())),
+    )?;
+
+    // A broken one is refused, with the reason in the log.
+    let broken = renamed
+        .clone()
+        .set_str("server", "hostname", "mw3.test")
+        .render()
+        + "\n[no_such_section]\nno_such_key = 1\n";
+    gw.daemon.write_config(&broken)?;
+    gw.daemon.sighup()?;
+    wait_until(
+        "the log to report the broken config",
+        Duration::from_secs(30),
+        || {
+            Ok(gw
+                .daemon
+                .full_log()
+                .contains("no_such_section")
+                .then_some(()))
+        },
+    )?;
+    ensure!(gw.daemon.is_running(), "the daemon died on a broken config");
+    assert_eq!(greeting_text(gw.port())?, "220 mw2.test ESMTP Mailward");
+    let id = send(gw.port())?;
+    let messages = gw.sink.wait_for_count(2, DELIVERY_TIMEOUT)?;
+    assert!(
+        messages.iter().any(|m| m.queue_ids() == [id.clone()]),
+        "mail still flows"
+    );
+    gw.config = renamed;
+    Ok(())
+}
+
+#[test]
+fn sigterm_stops_cleanly_and_keeps_undelivered_mail() -> Result<()> {
+    let dir = TestDir::new("sigterm")?;
+    let next_hop_port = free_port(); // down for now
+    let config = Config::new(dir.path()).route_to_port("*", next_hop_port);
+    let mut daemon = Daemon::start(&config)?;
+    let mut ids = vec![send(daemon.port)?, send(daemon.port)?];
+
+    // An idle session is told 421 when the daemon stops.
+    let mut idle = SmtpClient::connect_ok(daemon.port)?;
+    idle.ehlo("client.test")?;
+    let status = daemon.sigterm()?;
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "exit status after SIGTERM: {status}"
+    );
+    let reply = idle.read_reply();
+    assert!(
+        matches!(&reply, Ok(r) if r.code == 421 && r.enhanced().is_some_and(|e| e.starts_with("4."))),
+        "an open session gets 421 on shutdown, got {reply:?}"
+    );
+    assert!(
+        TcpStream::connect(("127.0.0.1", daemon.port)).is_err(),
+        "nothing listens after the stop"
+    );
+
+    // The next start delivers what was left.
+    let sink = Sink::start_with(dir.path(), "sink", next_hop_port, &[])?;
+    daemon.restart()?;
+    let messages = sink.wait_for_count(2, DELIVERY_TIMEOUT)?;
+    let mut got: Vec<String> = messages.iter().flat_map(|m| m.queue_ids()).collect();
+    got.sort();
+    ids.sort();
+    assert_eq!(got, ids);
+    Ok(())
+}
+
+#[test]
+fn sigterm_stops_even_with_a_client_over_the_per_ip_limit() -> Result<()> {
+    let dir = TestDir::new("sigterm-limit")?;
+    let config = Config::new(dir.path()).route_to_port("*", free_port()).set(
+        "limits",
+        "incoming_sessions_per_ip",
+        "1",
+    );
+    let mut daemon = Daemon::start(&config)?;
+    let first = SmtpClient::connect_ok(daemon.port)?;
+    // Over the limit: refused (or, wrongly, left waiting).
+    let second = SmtpClient::connect_with_timeout(daemon.port, Duration::from_secs(5));
+    drop(first);
+    drop(second);
+    let status = daemon.sigterm()?;
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "exit status after SIGTERM: {status}"
+    );
+    Ok(())
+}
