@@ -178,7 +178,7 @@ async fn connect_first(
         match SmtpClient::connect(c.addr, &c.name, settings).await {
             Ok(client) => return Ok(client),
             Err(e) => {
-                tracing::info!(target: "delivery", host = %c.name, addr = %c.addr, error = %e, "Cannot use this next hop; trying the next one.");
+                tracing::info!(target: "delivery", host = %c.name, addr = %c.addr, error = %e, "Next-hop address failed; trying the next address, if any.");
                 // A 5xx greeting from one MX does not stop us trying others.
                 last = Some(e);
             }
