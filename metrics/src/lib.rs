@@ -1,1 +1,25 @@
-//! placeholder
+//! Mailward's one statistics model. Business code reports [`Event`]s; the
+//! [`Stats`] model counts them; a [`Snapshot`] is an immutable copy of the
+//! whole model taken in one step, and every rendering (Prometheus text, the
+//! stats file, the SNMP view) reads a snapshot, so two renderings of one
+//! snapshot always agree. The [`catalogue`] declares each statistic once.
+#![forbid(unsafe_code)]
+
+pub mod catalogue;
+pub mod event;
+pub mod model;
+pub mod process;
+pub mod prometheus;
+pub mod raw;
+pub mod reference;
+pub mod snapshot;
+pub mod top;
+
+pub use catalogue::{Category, Kind, Stat, StatId, TopId, CATALOGUE, TOP_TABLES};
+pub use event::Event;
+pub use model::{Gauges, Stats};
+pub use raw::{RawLog, RawRecord};
+pub use snapshot::Snapshot;
+
+#[cfg(test)]
+mod tests;

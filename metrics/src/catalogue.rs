@@ -1,0 +1,407 @@
+//! The catalogue: every statistic of Mailward, declared once. Each entry has
+//! a stable number (its OID arc under its category in MAILWARD-MIB's
+//! `mwStatistics`), a name, help text, kind, unit, its Prometheus name and,
+//! when labelled, the bounded set of label values. The Prometheus exposition,
+//! the stats file, the SNMP view, the metrics reference (docs/metrics.md) and
+//! the MIB consistency test are all generated from this table. Numbers are
+//! never reused: a statistic that goes away leaves a gap.
+
+/// A statistics category of `statistics.options` (DESIGN 6); its number is
+/// its OID arc under `mwStatistics`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Category {
+    Messages = 1,
+    Resources = 2,
+    Viruses = 3,
+    Filters = 4,
+    Raw = 5,
+}
+
+impl Category {
+    pub const ALL: [Category; 5] = [
+        Category::Messages,
+        Category::Resources,
+        Category::Viruses,
+        Category::Filters,
+        Category::Raw,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Category::Messages => "messages",
+            Category::Resources => "resources",
+            Category::Viruses => "viruses",
+            Category::Filters => "filters",
+            Category::Raw => "raw",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Category> {
+        Category::ALL.into_iter().find(|c| c.as_str() == s)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    /// Monotonic until `stats reset` (SNMP Counter64).
+    Counter,
+    /// A current level (SNMP Gauge32, or a timestamp as DateAndTime).
+    Gauge,
+    /// A distribution (Prometheus histogram; SNMP shows count and sum).
+    Histogram,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Counter => "counter",
+            Kind::Gauge => "gauge",
+            Kind::Histogram => "histogram",
+        }
+    }
+}
+
+/// How a stored integer becomes the exposed value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Unit {
+    /// A count of things.
+    Count,
+    /// Octets.
+    Bytes,
+    /// Stored in microseconds, exposed in seconds.
+    Micros,
+    /// Unix time in seconds.
+    Timestamp,
+    /// 0 or 1.
+    Flag,
+}
+
+impl Unit {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Unit::Count => "count",
+            Unit::Bytes => "bytes",
+            Unit::Micros => "seconds",
+            Unit::Timestamp => "unix seconds",
+            Unit::Flag => "0/1",
+        }
+    }
+}
+
+/// One statistic.
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct Stat {
+    pub id: StatId,
+    pub category: Category,
+    /// Stable OID arc within the category's table of scalars.
+    pub arc: u32,
+    /// The MIB object's name (also the stats file's key).
+    pub name: &'static str,
+    pub prom: &'static str,
+    pub help: &'static str,
+    pub kind: Kind,
+    pub unit: Unit,
+    /// The label and its bounded set of values (one series per value; in
+    /// SNMP, one column of the category's by-label table).
+    pub label: Option<(&'static str, &'static [&'static str])>,
+}
+
+impl Stat {
+    /// Number of stored cells: one per label value, or one.
+    pub fn width(&self) -> usize {
+        self.label.map_or(1, |(_, v)| v.len())
+    }
+}
+
+/// Every statistic, in catalogue order (the index of [`CATALOGUE`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+pub enum StatId {
+    MessagesReceived,
+    ReceivedBytes,
+    MessagesRejected,
+    AvResults,
+    SpamResults,
+    MessagesBlocked,
+    MessagesQuarantined,
+    MessagesArchived,
+    Deliveries,
+    DeliveredBytes,
+    NotificationsSent,
+    SessionsOpened,
+    Sessions,
+    QueueMessages,
+    QueueBytes,
+    SpoolFreeBytes,
+    ScanDuration,
+    CpuSeconds,
+    ResidentMemory,
+    OpenFds,
+    StartTime,
+    StatsReset,
+    BasesRecords,
+    BasesReleased,
+    BasesLoaded,
+    UpdateLastCheck,
+    UpdateLastResult,
+    AgentxConnected,
+    AgentxReconnects,
+    SnmpNotifications,
+    SnmpNotificationsDropped,
+    VirusesDetected,
+    FilterHits,
+    RawRecords,
+}
+
+pub const REJECT_REASONS: &[&str] = &[
+    "relay", "access", "dnsbl", "size", "limit", "syntax", "policy", "tempfail",
+];
+pub const AV_STATUSES: &[&str] = &[
+    "clean",
+    "infected",
+    "suspicious",
+    "protected",
+    "error",
+    "filtered",
+];
+pub const SPAM_STATUSES: &[&str] = &["spam", "probable", "formal", "blacklisted", "clean"];
+pub const DIRECTIONS_ARCHIVE: &[&str] = &["incoming", "outgoing"];
+pub const DELIVERY_RESULTS: &[&str] = &["delivered", "deferred", "bounced"];
+pub const NOTIFY_TARGETS: &[&str] = &["sender", "recipients", "admin", "dsn"];
+pub const SESSION_DIRECTIONS: &[&str] = &["in", "out"];
+pub const UPDATE_RESULTS: &[&str] = &["updated", "not_needed", "error", "rolled_back", "unknown"];
+/// The SNMP notifications of MAILWARD-MIB.
+pub const SNMP_NOTIFICATIONS: &[&str] = &[
+    "mwProductStart",
+    "mwProductStop",
+    "mwProductError",
+    "mwConfigReloaded",
+    "mwBasesReloaded",
+    "mwUpdateStatus",
+    "mwObsoleteBases",
+    "mwAlertThreshold",
+];
+
+use Category::*;
+use Kind::*;
+
+const fn def(
+    id: StatId,
+    category: Category,
+    arc: u32,
+    name: &'static str,
+    prom: &'static str,
+    kind: Kind,
+    unit: Unit,
+    label: Option<(&'static str, &'static [&'static str])>,
+    help: &'static str,
+) -> Stat {
+    Stat {
+        id,
+        category,
+        arc,
+        name,
+        prom,
+        help,
+        kind,
+        unit,
+        label,
+    }
+}
+
+pub static CATALOGUE: &[Stat] = &[
+    def(StatId::MessagesReceived, Messages, 1, "mwMessagesReceived", "mailward_messages_received_total", Counter, Unit::Count, None,
+        "Messages accepted with 250 (one per message, not per recipient)."),
+    def(StatId::ReceivedBytes, Messages, 2, "mwReceivedOctets", "mailward_received_bytes_total", Counter, Unit::Bytes, None,
+        "Octets of accepted messages."),
+    def(StatId::MessagesRejected, Messages, 3, "mwMessagesRejected", "mailward_messages_rejected_total", Counter, Unit::Count, Some(("reason", REJECT_REASONS)),
+        "Transactions or sessions refused in the SMTP session, by reason."),
+    def(StatId::AvResults, Messages, 4, "mwAvResults", "mailward_av_results_total", Counter, Unit::Count, Some(("status", AV_STATUSES)),
+        "Anti-virus verdicts, one per scanned message."),
+    def(StatId::SpamResults, Messages, 5, "mwSpamResults", "mailward_spam_results_total", Counter, Unit::Count, Some(("status", SPAM_STATUSES)),
+        "Spam verdicts, one per scanned message."),
+    def(StatId::MessagesBlocked, Messages, 6, "mwMessagesBlocked", "mailward_messages_blocked_total", Counter, Unit::Count, None,
+        "Messages accepted but not delivered because policy blocked them."),
+    def(StatId::MessagesQuarantined, Messages, 7, "mwMessagesQuarantined", "mailward_messages_quarantined_total", Counter, Unit::Count, None,
+        "Messages copied to quarantine."),
+    def(StatId::MessagesArchived, Messages, 8, "mwMessagesArchived", "mailward_messages_archived_total", Counter, Unit::Count, Some(("direction", DIRECTIONS_ARCHIVE)),
+        "Messages copied to the archive, by direction."),
+    def(StatId::Deliveries, Messages, 9, "mwDeliveries", "mailward_deliveries_total", Counter, Unit::Count, Some(("result", DELIVERY_RESULTS)),
+        "Delivery attempts per recipient, by result."),
+    def(StatId::DeliveredBytes, Messages, 10, "mwDeliveredOctets", "mailward_delivered_bytes_total", Counter, Unit::Bytes, None,
+        "Octets of messages accepted by a next hop (once per recipient group)."),
+    def(StatId::NotificationsSent, Messages, 11, "mwNotificationsSent", "mailward_notifications_sent_total", Counter, Unit::Count, Some(("to", NOTIFY_TARGETS)),
+        "Notifications queued, by addressee (dsn = delivery status notifications)."),
+    def(StatId::SessionsOpened, Resources, 1, "mwSessionsOpened", "mailward_sessions_opened_total", Counter, Unit::Count, Some(("direction", SESSION_DIRECTIONS)),
+        "SMTP sessions opened, inbound and outbound."),
+    def(StatId::Sessions, Resources, 2, "mwSessions", "mailward_sessions", Gauge, Unit::Count, Some(("direction", SESSION_DIRECTIONS)),
+        "SMTP sessions open now, inbound and outbound."),
+    def(StatId::QueueMessages, Resources, 3, "mwQueueMessages", "mailward_queue_messages", Gauge, Unit::Count, None,
+        "Messages in the working queue."),
+    def(StatId::QueueBytes, Resources, 4, "mwQueueOctets", "mailward_queue_bytes", Gauge, Unit::Bytes, None,
+        "Octets of the messages in the working queue."),
+    def(StatId::SpoolFreeBytes, Resources, 5, "mwSpoolFreeOctets", "mailward_spool_free_bytes", Gauge, Unit::Bytes, None,
+        "Free space on the file system of the spool."),
+    def(StatId::ScanDuration, Resources, 6, "mwScanTime", "mailward_scan_duration_seconds", Histogram, Unit::Micros, None,
+        "Time to scan one message."),
+    def(StatId::CpuSeconds, Resources, 7, "mwCpuTime", "process_cpu_seconds_total", Counter, Unit::Micros, None,
+        "CPU time (user + system) used by the process."),
+    def(StatId::ResidentMemory, Resources, 8, "mwMemoryResident", "process_resident_memory_bytes", Gauge, Unit::Bytes, None,
+        "Resident memory of the process."),
+    def(StatId::OpenFds, Resources, 9, "mwOpenFiles", "process_open_fds", Gauge, Unit::Count, None,
+        "Open file descriptors of the process."),
+    def(StatId::StartTime, Resources, 10, "mwStartTime", "mailward_start_time_seconds", Gauge, Unit::Timestamp, None,
+        "When the daemon started."),
+    def(StatId::StatsReset, Resources, 11, "mwCounterDiscontinuityTime", "mailward_stats_reset_timestamp_seconds", Gauge, Unit::Timestamp, None,
+        "When the counters were last zeroed (start or `stats reset`)."),
+    def(StatId::BasesRecords, Resources, 12, "mwBasesRecords", "mailward_bases_records", Gauge, Unit::Count, None,
+        "Signature records in the bases in use (0: no bases loaded)."),
+    def(StatId::BasesReleased, Resources, 13, "mwBasesReleased", "mailward_bases_released_timestamp_seconds", Gauge, Unit::Timestamp, None,
+        "Release time of the bases in use (0: none)."),
+    def(StatId::BasesLoaded, Resources, 14, "mwBasesLoaded", "mailward_bases_loaded_timestamp_seconds", Gauge, Unit::Timestamp, None,
+        "When the bases in use were loaded (0: none)."),
+    def(StatId::UpdateLastCheck, Resources, 15, "mwUpdateLastCheck", "mailward_update_last_check_timestamp_seconds", Gauge, Unit::Timestamp, None,
+        "When an update of the bases was last attempted (0: never)."),
+    def(StatId::UpdateLastResult, Resources, 16, "mwUpdateLastResult", "mailward_update_last_result", Gauge, Unit::Flag, Some(("result", UPDATE_RESULTS)),
+        "The result of the last update: the current one is 1, the others 0."),
+    def(StatId::AgentxConnected, Resources, 17, "mwAgentxConnected", "mailward_agentx_connected", Gauge, Unit::Flag, None,
+        "1 while the AgentX subagent has an open session with its master."),
+    def(StatId::AgentxReconnects, Resources, 18, "mwAgentxReconnects", "mailward_agentx_reconnects_total", Counter, Unit::Count, None,
+        "AgentX sessions (re)opened after the first."),
+    def(StatId::SnmpNotifications, Resources, 19, "mwSnmpNotifications", "mailward_snmp_notifications_total", Counter, Unit::Count, Some(("name", SNMP_NOTIFICATIONS)),
+        "SNMP notifications sent, by name."),
+    def(StatId::SnmpNotificationsDropped, Resources, 20, "mwSnmpNotificationsDropped", "mailward_snmp_notifications_dropped_total", Counter, Unit::Count, None,
+        "SNMP notifications dropped because the queue for an absent master was full."),
+    def(StatId::VirusesDetected, Viruses, 1, "mwVirusesDetected", "mailward_viruses_detected_total", Counter, Unit::Count, None,
+        "Detections (a message with two viruses counts two)."),
+    def(StatId::FilterHits, Filters, 1, "mwFilterHits", "mailward_filter_hits_total", Counter, Unit::Count, None,
+        "Parts filtered by name or MIME type rules."),
+    def(StatId::RawRecords, Raw, 1, "mwRawRecords", "mailward_raw_records_total", Counter, Unit::Count, None,
+        "Raw records written (one per message and recipient)."),
+];
+
+/// A top-N table (DESIGN 6), bounded by `statistics.top`; its number is its
+/// table's OID arc within the category.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+pub struct TopTable {
+    pub id: TopId,
+    pub category: Category,
+    pub arc: u32,
+    /// MIB table name stem and stats file key.
+    pub name: &'static str,
+    pub prom: &'static str,
+    /// The label holding the item.
+    pub item_label: &'static str,
+    pub help: &'static str,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+pub enum TopId {
+    Viruses,
+    InfectedSenders,
+    InfectedClients,
+    FilterRules,
+}
+
+pub static TOP_TABLES: &[TopTable] = &[
+    TopTable {
+        id: TopId::Viruses,
+        category: Viruses,
+        arc: 2,
+        name: "mwTopVirus",
+        prom: "mailward_top_virus_detections",
+        item_label: "virus",
+        help: "The most detected viruses (by detections since the last reset), ranked.",
+    },
+    TopTable {
+        id: TopId::InfectedSenders,
+        category: Viruses,
+        arc: 3,
+        name: "mwTopInfectedSender",
+        prom: "mailward_top_infected_sender_messages",
+        item_label: "sender",
+        help: "The senders of the most infected messages, ranked.",
+    },
+    TopTable {
+        id: TopId::InfectedClients,
+        category: Viruses,
+        arc: 4,
+        name: "mwTopInfectedClient",
+        prom: "mailward_top_infected_client_messages",
+        item_label: "address",
+        help: "The client addresses that sent the most infected messages, ranked.",
+    },
+    TopTable {
+        id: TopId::FilterRules,
+        category: Filters,
+        arc: 2,
+        name: "mwTopFilterRule",
+        prom: "mailward_top_filter_rule_hits",
+        item_label: "rule",
+        help: "The name and MIME type rules with the most hits, ranked.",
+    },
+];
+
+pub fn stat(id: StatId) -> &'static Stat {
+    &CATALOGUE[id as usize]
+}
+
+pub fn top_table(id: TopId) -> &'static TopTable {
+    &TOP_TABLES[id as usize]
+}
+
+/// Label value index, for the typed label enums.
+pub fn label_index(id: StatId, value: &str) -> Option<usize> {
+    stat(id).label?.1.iter().position(|v| *v == value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    #[test]
+    fn ids_match_positions_and_numbers_are_unique() {
+        for (i, s) in CATALOGUE.iter().enumerate() {
+            assert_eq!(s.id as usize, i, "{} out of place", s.name);
+        }
+        for (i, t) in TOP_TABLES.iter().enumerate() {
+            assert_eq!(t.id as usize, i, "{} out of place", t.name);
+        }
+        let mut arcs = HashSet::new();
+        for s in CATALOGUE {
+            assert!(arcs.insert((s.category, s.arc)), "arc reused: {}", s.name);
+        }
+        for t in TOP_TABLES {
+            assert!(arcs.insert((t.category, t.arc)), "arc reused: {}", t.name);
+        }
+        let mut names = HashSet::new();
+        for s in CATALOGUE {
+            assert!(names.insert(s.prom), "{} twice", s.prom);
+            assert!(names.insert(s.name), "{} twice", s.name);
+        }
+    }
+
+    #[test]
+    fn prometheus_names_follow_the_conventions() {
+        for s in CATALOGUE {
+            assert!(
+                s.prom.starts_with("mailward_") || s.prom.starts_with("process_"),
+                "{}",
+                s.prom
+            );
+            match s.kind {
+                Kind::Counter => assert!(s.prom.ends_with("_total"), "{}", s.prom),
+                _ => assert!(!s.prom.ends_with("_total"), "{}", s.prom),
+            }
+            if s.unit == Unit::Bytes {
+                assert!(s.prom.contains("_bytes"), "{}", s.prom);
+            }
+            if s.unit == Unit::Micros || s.unit == Unit::Timestamp {
+                assert!(s.prom.contains("_seconds"), "{}", s.prom);
+            }
+        }
+    }
+}

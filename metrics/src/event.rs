@@ -1,0 +1,135 @@
+//! What the message path reports. Each event is applied to the model as a
+//! whole (see [`crate::Stats::record`]); label values come from bounded sets.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    In,
+    Out,
+}
+
+/// Why a transaction was refused in the session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RejectReason {
+    Relay,
+    Access,
+    Dnsbl,
+    Size,
+    Limit,
+    Syntax,
+    Policy,
+    Tempfail,
+}
+
+impl RejectReason {
+    pub fn as_str(self) -> &'static str {
+        crate::catalogue::REJECT_REASONS[self as usize]
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AvStatus {
+    Clean,
+    Infected,
+    Suspicious,
+    Protected,
+    Error,
+    Filtered,
+}
+
+impl AvStatus {
+    pub fn as_str(self) -> &'static str {
+        crate::catalogue::AV_STATUSES[self as usize]
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpamStatus {
+    Spam,
+    Probable,
+    Formal,
+    Blacklisted,
+    Clean,
+}
+
+impl SpamStatus {
+    pub fn as_str(self) -> &'static str {
+        crate::catalogue::SPAM_STATUSES[self as usize]
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeliveryResult {
+    Delivered,
+    Deferred,
+    Bounced,
+}
+
+impl DeliveryResult {
+    pub fn as_str(self) -> &'static str {
+        crate::catalogue::DELIVERY_RESULTS[self as usize]
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotifyTarget {
+    Sender,
+    Recipients,
+    Admin,
+    Dsn,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ArchiveDirection {
+    Incoming,
+    Outgoing,
+}
+
+#[derive(Debug, Clone)]
+pub enum Event<'a> {
+    SessionOpened {
+        direction: Direction,
+    },
+    SessionClosed {
+        direction: Direction,
+    },
+    MessageAccepted {
+        size: u64,
+    },
+    MessageRejected {
+        reason: RejectReason,
+    },
+    /// One message scanned.
+    ScanFinished {
+        av: AvStatus,
+        spam: Option<SpamStatus>,
+        /// Detection names (a message may carry several).
+        viruses: &'a [String],
+        /// Name/MIME rules that filtered parts.
+        filter_rules: &'a [String],
+        sender: &'a str,
+        client: IpAddr,
+        duration: Duration,
+    },
+    DeliveryAttempted {
+        result: DeliveryResult,
+        /// Recipients this result concerns.
+        rcpts: u64,
+        /// Octets sent (counted once per accepted transaction).
+        bytes: u64,
+    },
+    NotificationSent {
+        to: NotifyTarget,
+    },
+    MessageBlocked,
+    MessageQuarantined,
+    MessageArchived {
+        direction: ArchiveDirection,
+    },
+    /// An SNMP notification was sent (index into SNMP_NOTIFICATIONS).
+    SnmpNotification {
+        index: usize,
+    },
+}

@@ -1,0 +1,340 @@
+//! The live model: atomic cells for every catalogue entry, the scan-time
+//! histogram, the top-N tables and the ring of recent raw records. Events
+//! are applied under a shared lock and snapshots taken under the exclusive
+//! one, so a snapshot never shows half of an event (for example a message
+//! counted as received but not yet its verdict).
+
+use crate::catalogue::{self, Category, Kind, StatId, TopId, CATALOGUE};
+use crate::event::{ArchiveDirection, Direction, Event, NotifyTarget};
+use crate::raw::{RawLog, RawRecord};
+use crate::snapshot::{HistogramSnapshot, Snapshot};
+use crate::top::Top;
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, RwLock};
+
+/// Upper bounds of the scan-time histogram, in seconds.
+pub const SCAN_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+];
+/// Raw records kept in memory for the SNMP table of recent records.
+pub const RECENT_RAW: usize = 50;
+
+/// Values sampled from the rest of the gateway when a snapshot is taken
+/// (they are levels owned elsewhere, not counted here).
+#[derive(Debug, Clone, Default)]
+pub struct Gauges {
+    pub queue_messages: u64,
+    pub queue_bytes: u64,
+    pub spool_free_bytes: u64,
+    pub sessions_out: u64,
+    pub bases_records: u64,
+    pub bases_released: i64,
+    pub bases_loaded: i64,
+    pub update_last_check: i64,
+    /// Index into `catalogue::UPDATE_RESULTS`.
+    pub update_last_result: usize,
+    pub agentx_connected: bool,
+    pub agentx_reconnects: u64,
+    pub snmp_notifications_dropped: u64,
+}
+
+struct Histogram {
+    buckets: Vec<AtomicU64>,
+    sum_micros: AtomicU64,
+    count: AtomicU64,
+}
+
+pub struct Stats {
+    /// Shared by events, exclusive for snapshots and resets.
+    lock: RwLock<()>,
+    cells: Vec<AtomicU64>,
+    offsets: Arc<Vec<usize>>,
+    scan: Histogram,
+    tops: Vec<Mutex<Top>>,
+    recent: Mutex<VecDeque<RawRecord>>,
+    raw: Option<RawLog>,
+    enabled: Vec<Category>,
+    top_n: usize,
+    start_time: i64,
+    reset_time: AtomicI64,
+    version: String,
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+impl Stats {
+    /// A model collecting the `enabled` categories, ranking `top_n` rows,
+    /// writing raw records to `raw` (when given and "raw" is enabled).
+    pub fn new(enabled: &[Category], top_n: usize, raw: Option<RawLog>, version: &str) -> Stats {
+        let mut offsets = Vec::with_capacity(CATALOGUE.len());
+        let mut total = 0;
+        for s in CATALOGUE {
+            offsets.push(total);
+            total += s.width();
+        }
+        let started = now();
+        Stats {
+            lock: RwLock::new(()),
+            cells: (0..total).map(|_| AtomicU64::new(0)).collect(),
+            offsets: Arc::new(offsets),
+            scan: Histogram {
+                buckets: SCAN_BUCKETS.iter().map(|_| AtomicU64::new(0)).collect(),
+                sum_micros: AtomicU64::new(0),
+                count: AtomicU64::new(0),
+            },
+            tops: catalogue::TOP_TABLES
+                .iter()
+                .map(|_| Mutex::new(Top::default()))
+                .collect(),
+            recent: Mutex::new(VecDeque::with_capacity(RECENT_RAW)),
+            raw: if enabled.contains(&Category::Raw) { raw } else { None },
+            enabled: enabled.to_vec(),
+            top_n,
+            start_time: started,
+            reset_time: AtomicI64::new(started),
+            version: version.to_string(),
+        }
+    }
+
+    pub fn is_enabled(&self, c: Category) -> bool {
+        self.enabled.contains(&c)
+    }
+
+    fn cell(&self, id: StatId, label: usize) -> Option<&AtomicU64> {
+        let s = catalogue::stat(id);
+        if !self.is_enabled(s.category) || label >= s.width() {
+            return None;
+        }
+        self.cells.get(self.offsets[id as usize] + label)
+    }
+
+    fn add(&self, id: StatId, label: usize, n: u64) {
+        if let Some(c) = self.cell(id, label) {
+            c.fetch_add(n, Relaxed);
+        }
+    }
+
+    fn sub(&self, id: StatId, label: usize) {
+        if let Some(c) = self.cell(id, label) {
+            let _ = c.fetch_update(Relaxed, Relaxed, |v| Some(v.saturating_sub(1)));
+        }
+    }
+
+    fn top(&self, id: TopId, item: &str) {
+        let t = catalogue::top_table(id);
+        if !self.is_enabled(t.category) {
+            return;
+        }
+        if let Some(m) = self.tops.get(id as usize) {
+            if let Ok(mut top) = m.lock() {
+                top.add(item, 1);
+            }
+        }
+    }
+
+    /// Applies one event.
+    pub fn record(&self, event: &Event<'_>) {
+        let _shared = self.lock.read();
+        match event {
+            Event::SessionOpened { direction } => {
+                let d = (*direction == Direction::Out) as usize;
+                self.add(StatId::SessionsOpened, d, 1);
+                self.add(StatId::Sessions, d, 1);
+            }
+            Event::SessionClosed { direction } => {
+                self.sub(StatId::Sessions, (*direction == Direction::Out) as usize)
+            }
+            Event::MessageAccepted { size } => {
+                self.add(StatId::MessagesReceived, 0, 1);
+                self.add(StatId::ReceivedBytes, 0, *size);
+            }
+            Event::MessageRejected { reason } => {
+                self.add(StatId::MessagesRejected, *reason as usize, 1)
+            }
+            Event::ScanFinished {
+                av,
+                spam,
+                viruses,
+                filter_rules,
+                sender,
+                client,
+                duration,
+            } => {
+                self.add(StatId::AvResults, *av as usize, 1);
+                if let Some(s) = spam {
+                    self.add(StatId::SpamResults, *s as usize, 1);
+                }
+                if self.is_enabled(Category::Resources) {
+                    let secs = duration.as_secs_f64();
+                    if let Some(i) = SCAN_BUCKETS.iter().position(|le| secs <= *le) {
+                        self.scan.buckets[i].fetch_add(1, Relaxed);
+                    }
+                    self.scan
+                        .sum_micros
+                        .fetch_add(duration.as_micros() as u64, Relaxed);
+                    self.scan.count.fetch_add(1, Relaxed);
+                }
+                if !viruses.is_empty() {
+                    self.add(StatId::VirusesDetected, 0, viruses.len() as u64);
+                    for v in viruses.iter() {
+                        self.top(TopId::Viruses, v);
+                    }
+                    self.top(TopId::InfectedSenders, if sender.is_empty() { "<>" } else { sender });
+                    self.top(TopId::InfectedClients, &client.to_string());
+                }
+                for rule in filter_rules.iter() {
+                    self.add(StatId::FilterHits, 0, 1);
+                    self.top(TopId::FilterRules, rule);
+                }
+            }
+            Event::DeliveryAttempted {
+                result,
+                rcpts,
+                bytes,
+            } => {
+                self.add(StatId::Deliveries, *result as usize, *rcpts);
+                self.add(StatId::DeliveredBytes, 0, *bytes);
+            }
+            Event::NotificationSent { to } => {
+                let i = match to {
+                    NotifyTarget::Sender => 0,
+                    NotifyTarget::Recipients => 1,
+                    NotifyTarget::Admin => 2,
+                    NotifyTarget::Dsn => 3,
+                };
+                self.add(StatId::NotificationsSent, i, 1)
+            }
+            Event::MessageBlocked => self.add(StatId::MessagesBlocked, 0, 1),
+            Event::MessageQuarantined => self.add(StatId::MessagesQuarantined, 0, 1),
+            Event::MessageArchived { direction } => self.add(
+                StatId::MessagesArchived,
+                (*direction == ArchiveDirection::Outgoing) as usize,
+                1,
+            ),
+            Event::SnmpNotification { index } => self.add(StatId::SnmpNotifications, *index, 1),
+        }
+    }
+
+    /// Writes one raw record (file and the ring of recent ones) and counts it.
+    /// A write error is returned for the caller to log; mail goes on.
+    pub fn record_raw(&self, record: RawRecord) -> Result<(), crate::raw::RawError> {
+        if !self.is_enabled(Category::Raw) {
+            return Ok(());
+        }
+        let _shared = self.lock.read();
+        self.add(StatId::RawRecords, 0, 1);
+        let written = match &self.raw {
+            Some(log) => log.append(&record),
+            None => Ok(()),
+        };
+        if let Ok(mut ring) = self.recent.lock() {
+            if ring.len() == RECENT_RAW {
+                ring.pop_front();
+            }
+            ring.push_back(record);
+        }
+        written
+    }
+
+    /// Zeroes the counters, histogram and top-N tables and moves the
+    /// discontinuity time (levels such as open sessions are kept).
+    pub fn reset(&self) {
+        let _exclusive = self.lock.write();
+        for s in CATALOGUE.iter().filter(|s| s.kind != Kind::Gauge) {
+            let base = self.offsets[s.id as usize];
+            for i in 0..s.width() {
+                if let Some(c) = self.cells.get(base + i) {
+                    c.store(0, Relaxed);
+                }
+            }
+        }
+        for b in &self.scan.buckets {
+            b.store(0, Relaxed);
+        }
+        self.scan.sum_micros.store(0, Relaxed);
+        self.scan.count.store(0, Relaxed);
+        for t in &self.tops {
+            if let Ok(mut t) = t.lock() {
+                t.clear();
+            }
+        }
+        self.reset_time.store(now(), Relaxed);
+    }
+
+    /// An immutable copy of the whole model, with `gauges` and the process's
+    /// own figures filled in.
+    pub fn snapshot(&self, gauges: &Gauges) -> Snapshot {
+        let proc = crate::process::sample();
+        let _exclusive = self.lock.write();
+        let mut cells: Vec<u64> = self.cells.iter().map(|c| c.load(Relaxed)).collect();
+        let mut set = |id: StatId, label: usize, v: u64| {
+            if let Some(c) = cells.get_mut(self.offsets[id as usize] + label) {
+                *c = v;
+            }
+        };
+        set(StatId::QueueMessages, 0, gauges.queue_messages);
+        set(StatId::QueueBytes, 0, gauges.queue_bytes);
+        set(StatId::SpoolFreeBytes, 0, gauges.spool_free_bytes);
+        set(StatId::Sessions, 1, gauges.sessions_out);
+        set(StatId::CpuSeconds, 0, proc.cpu_micros);
+        set(StatId::ResidentMemory, 0, proc.rss_bytes);
+        set(StatId::OpenFds, 0, proc.open_fds);
+        set(StatId::StartTime, 0, self.start_time.max(0) as u64);
+        set(StatId::StatsReset, 0, self.reset_time.load(Relaxed).max(0) as u64);
+        set(StatId::BasesRecords, 0, gauges.bases_records);
+        set(StatId::BasesReleased, 0, gauges.bases_released.max(0) as u64);
+        set(StatId::BasesLoaded, 0, gauges.bases_loaded.max(0) as u64);
+        set(StatId::UpdateLastCheck, 0, gauges.update_last_check.max(0) as u64);
+        for i in 0..catalogue::UPDATE_RESULTS.len() {
+            set(StatId::UpdateLastResult, i, (i == gauges.update_last_result) as u64);
+        }
+        set(StatId::AgentxConnected, 0, gauges.agentx_connected as u64);
+        set(StatId::AgentxReconnects, 0, gauges.agentx_reconnects);
+        set(StatId::SnmpNotificationsDropped, 0, gauges.snmp_notifications_dropped);
+        let mut cumulative = 0;
+        let buckets = SCAN_BUCKETS
+            .iter()
+            .zip(&self.scan.buckets)
+            .map(|(le, n)| {
+                cumulative += n.load(Relaxed);
+                (*le, cumulative)
+            })
+            .collect();
+        let count = self.scan.count.load(Relaxed);
+        let tops = self
+            .tops
+            .iter()
+            .map(|t| t.lock().map(|t| t.ranked(self.top_n)).unwrap_or_default())
+            .collect();
+        let recent = self
+            .recent
+            .lock()
+            .map(|r| r.iter().cloned().collect())
+            .unwrap_or_default();
+        Snapshot {
+            taken_at: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs_f64())
+                .unwrap_or(0.0),
+            start_time: self.start_time,
+            reset_time: self.reset_time.load(Relaxed),
+            version: self.version.clone(),
+            enabled: self.enabled.clone(),
+            cells,
+            offsets: self.offsets.clone(),
+            scan: HistogramSnapshot {
+                buckets,
+                sum_seconds: self.scan.sum_micros.load(Relaxed) as f64 / 1e6,
+                count,
+            },
+            tops,
+            recent,
+        }
+    }
+}

@@ -1,0 +1,124 @@
+//! The Prometheus text exposition of a snapshot, built as metric families
+//! from the catalogue and encoded by the `prometheus` crate's text encoder
+//! (which does the escaping of help text and label values).
+
+use crate::catalogue::{Kind, CATALOGUE, TOP_TABLES};
+use crate::snapshot::Snapshot;
+use prometheus::proto::{
+    Bucket, Counter, Gauge, Histogram, LabelPair, Metric, MetricFamily, MetricType,
+};
+use prometheus::Encoder;
+
+#[derive(Debug, thiserror::Error)]
+#[error("cannot encode the metrics: {0}")]
+pub struct RenderError(String);
+
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+fn label(name: &str, value: &str) -> LabelPair {
+    let mut l = LabelPair::default();
+    l.set_name(name.to_string());
+    l.set_value(value.to_string());
+    l
+}
+
+fn family(name: &str, help: &str, kind: MetricType, metrics: Vec<Metric>) -> MetricFamily {
+    let mut f = MetricFamily::default();
+    f.set_name(name.to_string());
+    f.set_help(help.to_string());
+    f.set_field_type(kind);
+    f.set_metric(metrics);
+    f
+}
+
+fn sample(kind: Kind, value: f64, labels: Vec<LabelPair>) -> Metric {
+    let mut m = Metric::default();
+    m.set_label(labels);
+    if kind == Kind::Counter {
+        let mut c = Counter::default();
+        c.set_value(value);
+        m.set_counter(c);
+    } else {
+        let mut g = Gauge::default();
+        g.set_value(value);
+        m.set_gauge(g);
+    }
+    m
+}
+
+/// The metric families of a snapshot (enabled categories only).
+pub fn families(snap: &Snapshot) -> Vec<MetricFamily> {
+    let mut out = Vec::new();
+    for s in CATALOGUE.iter().filter(|s| snap.is_enabled(s.category)) {
+        let metrics = match s.kind {
+            Kind::Histogram => {
+                let mut h = Histogram::default();
+                h.set_sample_count(snap.scan.count);
+                h.set_sample_sum(snap.scan.sum_seconds);
+                h.set_bucket(
+                    snap.scan
+                        .buckets
+                        .iter()
+                        .map(|(le, n)| {
+                            let mut b = Bucket::default();
+                            b.set_upper_bound(*le);
+                            b.set_cumulative_count(*n);
+                            b
+                        })
+                        .collect(),
+                );
+                let mut m = Metric::default();
+                m.set_histogram(h);
+                vec![m]
+            }
+            kind => match s.label {
+                None => vec![sample(kind, snap.exposed(s.id, 0), vec![])],
+                Some((name, values)) => values
+                    .iter()
+                    .enumerate()
+                    .map(|(i, v)| sample(kind, snap.exposed(s.id, i), vec![label(name, v)]))
+                    .collect(),
+            },
+        };
+        let kind = match s.kind {
+            Kind::Counter => MetricType::COUNTER,
+            Kind::Gauge => MetricType::GAUGE,
+            Kind::Histogram => MetricType::HISTOGRAM,
+        };
+        out.push(family(s.prom, s.help, kind, metrics));
+    }
+    for t in TOP_TABLES.iter().filter(|t| snap.is_enabled(t.category)) {
+        let rows: Vec<Metric> = snap
+            .top(t.id)
+            .iter()
+            .map(|e| {
+                sample(
+                    Kind::Gauge,
+                    e.count as f64,
+                    vec![label("rank", &e.rank.to_string()), label(t.item_label, &e.item)],
+                )
+            })
+            .collect();
+        // An empty family is invalid in the text format: an empty table is
+        // simply absent until its first row.
+        if !rows.is_empty() {
+            out.push(family(t.prom, t.help, MetricType::GAUGE, rows));
+        }
+    }
+    out.push(family(
+        "mailward_build_info",
+        "Mailward's version; always 1.",
+        MetricType::GAUGE,
+        vec![sample(Kind::Gauge, 1.0, vec![label("version", &snap.version)])],
+    ));
+    out
+}
+
+/// The exposition text of a snapshot.
+pub fn render(snap: &Snapshot) -> Result<String, RenderError> {
+    let mut buf = Vec::new();
+    prometheus::TextEncoder::new()
+        .encode(&families(snap), &mut buf)
+        .map_err(|e| RenderError(e.to_string()))?;
+    String::from_utf8(buf).map_err(|e| RenderError(e.to_string()))
+}

@@ -1,0 +1,80 @@
+//! The metrics reference (docs/metrics.md), generated from the catalogue; a
+//! test fails when the file in the repository drifts from it.
+
+use crate::catalogue::{Kind, CATALOGUE, TOP_TABLES};
+use std::fmt::Write;
+
+pub fn markdown() -> String {
+    let mut s = String::new();
+    s.push_str("# Metrics reference\n\n");
+    s.push_str("Generated from `metrics/src/catalogue.rs` (`cargo test -p mailward-metrics` fails when this file drifts; \
+        regenerate with `MAILWARD_UPDATE_DOCS=1 cargo test -p mailward-metrics reference`).\n\n");
+    s.push_str("Every statistic is declared once and rendered from one snapshot to Prometheus (`/metrics`), \
+        the stats file (`mailward stats write`, keyed by the Prometheus name) and SNMP (MAILWARD-MIB, \
+        object `mwStatistics.CATEGORY.ARC`). Counters are 64-bit and monotonic until `mailward stats reset`, \
+        which sets `mailward_stats_reset_timestamp_seconds` (SNMP: `mwCounterDiscontinuityTime`).\n\n");
+    s.push_str("| Prometheus name | kind | labels | unit | category.arc | MIB object | meaning |\n");
+    s.push_str("| --- | --- | --- | --- | --- | --- | --- |\n");
+    for st in CATALOGUE {
+        let labels = st
+            .label
+            .map(|(n, v)| format!("`{n}`: {}", v.join(", ")))
+            .unwrap_or_default();
+        let _ = writeln!(
+            s,
+            "| `{}` | {} | {} | {} | {}.{} | `{}` | {} |",
+            st.prom,
+            st.kind.as_str(),
+            labels,
+            st.unit.as_str(),
+            st.category.as_str(),
+            st.arc,
+            st.name,
+            st.help
+        );
+    }
+    s.push_str("| `mailward_build_info` | gauge | `version` | 1 | - | `mwVersion` | Mailward's version; always 1. |\n");
+    s.push_str("\n## Top-N tables\n\nBounded by `statistics.top`; one gauge per row, labelled `rank` (1 = most) and the item. \
+        Ties rank by item name. Counts are kept for up to 10,000 distinct items per table, so an item that falls \
+        out of the top N keeps its count; past that the smallest is forgotten.\n\n");
+    s.push_str("| Prometheus name | item label | category.arc | MIB table | meaning |\n| --- | --- | --- | --- | --- |\n");
+    for t in TOP_TABLES {
+        let _ = writeln!(
+            s,
+            "| `{}` | `{}` | {}.{} | `{}Table` | {} |",
+            t.prom,
+            t.item_label,
+            t.category.as_str(),
+            t.arc,
+            t.name,
+            t.help
+        );
+    }
+    s.push_str("\n## Kinds\n\n");
+    for k in [Kind::Counter, Kind::Gauge, Kind::Histogram] {
+        let what = match k {
+            Kind::Counter => "monotonic until reset; SNMP Counter64",
+            Kind::Gauge => "a level or a time; SNMP Gauge32 / DateAndTime",
+            Kind::Histogram => "Prometheus histogram `_bucket{le}`, `_sum`, `_count`; SNMP shows count and sum",
+        };
+        let _ = writeln!(s, "- **{}**: {what}", k.as_str());
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn reference_matches_docs_metrics_md() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/metrics.md");
+        let want = super::markdown();
+        if std::env::var_os("MAILWARD_UPDATE_DOCS").is_some() {
+            std::fs::write(path, &want).unwrap();
+        }
+        let have = std::fs::read_to_string(path).unwrap_or_default();
+        assert!(
+            have == want,
+            "docs/metrics.md drifted from the catalogue: run MAILWARD_UPDATE_DOCS=1 cargo test -p mailward-metrics reference"
+        );
+    }
+}

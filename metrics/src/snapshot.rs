@@ -1,0 +1,112 @@
+//! An immutable copy of the whole model and its JSON rendering (the stats
+//! file written by `mailward stats write`).
+
+use crate::catalogue::{self, Category, Kind, StatId, CATALOGUE, TOP_TABLES};
+use crate::raw::RawRecord;
+use crate::top::TopEntry;
+use serde_json::{json, Map, Value};
+use std::sync::Arc;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct HistogramSnapshot {
+    /// (upper bound in seconds, cumulative count)
+    pub buckets: Vec<(f64, u64)>,
+    pub sum_seconds: f64,
+    pub count: u64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Snapshot {
+    /// Unix time of the snapshot.
+    pub taken_at: f64,
+    pub start_time: i64,
+    /// The counter discontinuity time (start or last `stats reset`).
+    pub reset_time: i64,
+    pub version: String,
+    pub enabled: Vec<Category>,
+    pub(crate) cells: Vec<u64>,
+    pub(crate) offsets: Arc<Vec<usize>>,
+    pub scan: HistogramSnapshot,
+    /// Indexed by [`catalogue::TopId`].
+    pub tops: Vec<Vec<TopEntry>>,
+    /// The most recent raw records, oldest first.
+    pub recent: Vec<RawRecord>,
+}
+
+impl Snapshot {
+    /// The stored values of a statistic, one per label value.
+    pub fn values(&self, id: StatId) -> &[u64] {
+        let start = self.offsets[id as usize];
+        let width = catalogue::stat(id).width();
+        self.cells.get(start..start + width).unwrap_or(&[])
+    }
+
+    pub fn value(&self, id: StatId, label: usize) -> u64 {
+        self.values(id).get(label).copied().unwrap_or(0)
+    }
+
+    /// The value as exposed (seconds for microsecond cells).
+    pub fn exposed(&self, id: StatId, label: usize) -> f64 {
+        let v = self.value(id, label);
+        match catalogue::stat(id).unit {
+            catalogue::Unit::Micros => v as f64 / 1e6,
+            _ => v as f64,
+        }
+    }
+
+    pub fn is_enabled(&self, c: Category) -> bool {
+        self.enabled.contains(&c)
+    }
+
+    pub fn top(&self, id: catalogue::TopId) -> &[TopEntry] {
+        self.tops.get(id as usize).map(Vec::as_slice).unwrap_or(&[])
+    }
+
+    /// The stats file: every enabled category, keyed by catalogue names.
+    pub fn to_json(&self) -> Value {
+        let mut root = Map::new();
+        root.insert("version".into(), json!(self.version));
+        root.insert("taken_at".into(), json!(self.taken_at));
+        root.insert("start_time".into(), json!(self.start_time));
+        root.insert("reset_time".into(), json!(self.reset_time));
+        for cat in Category::ALL {
+            if !self.is_enabled(cat) {
+                continue;
+            }
+            let mut section = Map::new();
+            for s in CATALOGUE.iter().filter(|s| s.category == cat) {
+                let v = if s.kind == Kind::Histogram {
+                    json!({
+                        "count": self.scan.count,
+                        "sum_seconds": self.scan.sum_seconds,
+                        "buckets": self.scan.buckets.iter()
+                            .map(|(le, n)| json!({"le": le, "count": n})).collect::<Vec<_>>(),
+                    })
+                } else {
+                    match s.label {
+                        None => json!(self.exposed(s.id, 0)),
+                        Some((_, values)) => Value::Object(
+                            values
+                                .iter()
+                                .enumerate()
+                                .map(|(i, name)| (name.to_string(), json!(self.exposed(s.id, i))))
+                                .collect(),
+                        ),
+                    }
+                };
+                section.insert(s.prom.to_string(), v);
+            }
+            for t in TOP_TABLES.iter().filter(|t| t.category == cat) {
+                section.insert(
+                    t.prom.to_string(),
+                    json!(self.top(t.id)),
+                );
+            }
+            if cat == Category::Raw {
+                section.insert("recent".into(), json!(self.recent));
+            }
+            root.insert(cat.as_str().to_string(), Value::Object(section));
+        }
+        Value::Object(root)
+    }
+}

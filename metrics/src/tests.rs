@@ -1,0 +1,128 @@
+use crate::event::*;
+use crate::*;
+use std::time::Duration;
+
+fn model() -> Stats {
+    Stats::new(&Category::ALL, 3, None, "9.9.9")
+}
+
+fn scan(stats: &Stats, virus: &[String], sender: &str) {
+    stats.record(&Event::ScanFinished {
+        av: if virus.is_empty() { AvStatus::Clean } else { AvStatus::Infected },
+        spam: Some(SpamStatus::Clean),
+        viruses: virus,
+        filter_rules: &[],
+        sender,
+        client: "192.0.2.7".parse().unwrap(),
+        duration: Duration::from_millis(3),
+    });
+}
+
+/// The value of a sample line in the exposition.
+fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+#[test]
+fn events_are_counted_and_both_renderings_of_one_snapshot_agree() {
+    let stats = model();
+    for _ in 0..5 {
+        stats.record(&Event::MessageAccepted { size: 100 });
+    }
+    stats.record(&Event::MessageRejected { reason: RejectReason::Relay });
+    stats.record(&Event::MessageRejected { reason: RejectReason::Relay });
+    scan(&stats, &["EICAR".into()], "bad@x");
+    scan(&stats, &[], "good@x");
+    stats.record(&Event::DeliveryAttempted { result: DeliveryResult::Delivered, rcpts: 2, bytes: 200 });
+    let snap = stats.snapshot(&Gauges { queue_messages: 4, ..Gauges::default() });
+    let text = prometheus::render(&snap).unwrap();
+    let json = snap.to_json();
+    assert_eq!(sample(&text, "mailward_messages_received_total"), Some(5.0));
+    assert_eq!(json["messages"]["mailward_messages_received_total"], 5.0);
+    assert_eq!(sample(&text, "mailward_received_bytes_total"), Some(500.0));
+    assert_eq!(sample(&text, "mailward_messages_rejected_total{reason=\"relay\"}"), Some(2.0));
+    assert_eq!(json["messages"]["mailward_messages_rejected_total"]["relay"], 2.0);
+    assert_eq!(sample(&text, "mailward_av_results_total{status=\"infected\"}"), Some(1.0));
+    assert_eq!(sample(&text, "mailward_deliveries_total{result=\"delivered\"}"), Some(2.0));
+    assert_eq!(sample(&text, "mailward_queue_messages"), Some(4.0));
+    assert_eq!(sample(&text, "mailward_scan_duration_seconds_count"), Some(2.0));
+    assert_eq!(
+        sample(&text, "mailward_top_virus_detections{rank=\"1\",virus=\"EICAR\"}"),
+        Some(1.0)
+    );
+    assert_eq!(json["viruses"]["mailward_top_infected_sender_messages"][0]["item"], "bad@x");
+    assert!(text.contains("mailward_build_info{version=\"9.9.9\"} 1"));
+    assert_eq!(prometheus::render(&snap).unwrap(), text, "one snapshot, one rendering");
+}
+
+#[test]
+fn reset_zeroes_counters_keeps_levels_and_moves_the_discontinuity_time() {
+    let stats = model();
+    stats.record(&Event::SessionOpened { direction: Direction::In });
+    stats.record(&Event::MessageAccepted { size: 1 });
+    scan(&stats, &["V".into()], "s@x");
+    let before = stats.snapshot(&Gauges::default());
+    std::thread::sleep(Duration::from_millis(1100));
+    stats.reset();
+    let after = stats.snapshot(&Gauges::default());
+    assert_eq!(after.value(StatId::MessagesReceived, 0), 0);
+    assert_eq!(after.value(StatId::Sessions, 0), 1, "open sessions are a level, not reset");
+    assert!(after.top(TopId::Viruses).is_empty());
+    assert!(after.reset_time > before.reset_time);
+    assert_eq!(after.scan.count, 0);
+}
+
+#[test]
+fn disabled_categories_are_neither_counted_nor_exposed() {
+    let stats = Stats::new(&[Category::Messages], 3, None, "1");
+    scan(&stats, &["V".into()], "s@x");
+    let snap = stats.snapshot(&Gauges::default());
+    let text = prometheus::render(&snap).unwrap();
+    assert!(!text.contains("mailward_top_virus_detections"));
+    assert!(!text.contains("mailward_queue_messages"));
+    assert!(text.contains("mailward_av_results_total"));
+    assert!(snap.to_json().get("viruses").is_none());
+}
+
+#[test]
+fn hostile_items_do_not_break_the_exposition() {
+    let stats = model();
+    scan(&stats, &["EICAR\"\n}\\".into()], "a\"b\nc@x");
+    let text = prometheus::render(&stats.snapshot(&Gauges::default())).unwrap();
+    for line in text.lines().filter(|l| l.starts_with("mailward_top_")) {
+        assert!(line.ends_with(" 1"), "one sample per line: {line}");
+    }
+    assert!(text.contains("virus=\"EICAR\\\"\\n}\\\\\""), "{text}");
+}
+
+#[test]
+fn concurrent_events_are_neither_lost_nor_doubled() {
+    let stats = std::sync::Arc::new(model());
+    let threads: Vec<_> = (0..8)
+        .map(|_| {
+            let s = stats.clone();
+            std::thread::spawn(move || {
+                for _ in 0..10_000 {
+                    s.record(&Event::MessageAccepted { size: 1 });
+                    scan(&s, &[], "x@y");
+                }
+            })
+        })
+        .collect();
+    // Snapshots taken meanwhile never see a message without its verdict.
+    for _ in 0..50 {
+        let snap = stats.snapshot(&Gauges::default());
+        let received = snap.value(StatId::MessagesReceived, 0);
+        let verdicts: u64 = snap.values(StatId::AvResults).iter().sum();
+        assert!(verdicts == received || verdicts + 8 >= received);
+    }
+    for t in threads {
+        t.join().unwrap();
+    }
+    let snap = stats.snapshot(&Gauges::default());
+    assert_eq!(snap.value(StatId::MessagesReceived, 0), 80_000);
+    assert_eq!(snap.values(StatId::AvResults).iter().sum::<u64>(), 80_000);
+}
