@@ -44,6 +44,9 @@ pub enum Request {
     QueueShow { id: String },
     QueueFlush,
     QueueRemove { id: String },
+    StatsShow,
+    StatsWrite,
+    StatsReset,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -153,6 +156,16 @@ async fn handle(gw: &Gateway, req: Request) -> Response {
                 .map(|b| String::from_utf8_lossy(&b).into_owned())
                 .unwrap_or_else(|e| format!("(cannot read the message: {e})"));
             ok(serde_json::json!({ "envelope": QueueItem::from(&env), "message": message }))
+        }
+        Request::StatsShow => ok(gw.snapshot().to_json()),
+        Request::StatsWrite => match crate::stats_file::write(gw) {
+            Ok(path) => ok(serde_json::json!({ "path": path })),
+            Err(e) => err(e.to_string()),
+        },
+        Request::StatsReset => {
+            gw.stats.reset();
+            tracing::info!(target: "admin", "Statistics reset.");
+            ok(serde_json::json!({ "reset_time": gw.snapshot().reset_time }))
         }
         Request::QueueFlush => {
             let n = gw.queue.flush();

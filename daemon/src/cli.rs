@@ -27,10 +27,14 @@ pub struct ConfigArg {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Runs the gateway in the foreground until SIGTERM or SIGINT.
-    #[command(after_help = "Signals: SIGHUP reloads the configuration (a bad one is refused and the running one kept); SIGTERM/SIGINT stop gracefully.\nExit status: 0 after a clean stop, 64 for a bad configuration, 71 when the gateway cannot start (port in use, spool unreadable).\n\nExample:\n  mailward run --config mailward.toml")]
+    #[command(
+        after_help = "Signals: SIGHUP reloads the configuration (a bad one is refused and the running one kept); SIGTERM/SIGINT stop gracefully.\nExit status: 0 after a clean stop, 64 for a bad configuration, 71 when the gateway cannot start (port in use, spool unreadable).\n\nExample:\n  mailward run --config mailward.toml"
+    )]
     Run(ConfigArg),
     /// Validates a configuration file and prints every problem as FILE:LINE: key: problem.
-    #[command(after_help = "Exit status: 0 when valid, 1 when not.\n\nExample:\n  mailward check-config --config mailward.toml")]
+    #[command(
+        after_help = "Exit status: 0 when valid, 1 when not.\n\nExample:\n  mailward check-config --config mailward.toml"
+    )]
     CheckConfig(ConfigArg),
     /// Prints configuration documents.
     #[command(subcommand)]
@@ -38,6 +42,34 @@ pub enum Command {
     /// Lists, shows, retries or removes messages in the working queue of the running daemon.
     #[command(subcommand)]
     Queue(QueueCommand),
+    /// Shows, writes or resets the statistics of the running daemon.
+    #[command(subcommand)]
+    Stats(StatsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StatsCommand {
+    /// Prints the statistics as a table (or the stats file's JSON with --json).
+    #[command(after_help = "Example:\n  mailward stats show --config mailward.toml")]
+    Show {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Prints the JSON of the statistics file instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Writes the statistics file (`statistics.destination`) now.
+    #[command(after_help = "Example:\n  mailward stats write --config mailward.toml")]
+    Write {
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Zeroes the counters and top-N tables; SNMP and Prometheus see the new discontinuity time.
+    #[command(after_help = "Example:\n  mailward stats reset --config mailward.toml")]
+    Reset {
+        #[command(flatten)]
+        config: ConfigArg,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -50,7 +82,9 @@ pub enum ConfigCommand {
 #[derive(Debug, Subcommand)]
 pub enum QueueCommand {
     /// Lists queued messages: ID, size, age, sender, recipients and their state.
-    #[command(after_help = "Example:\n  mailward queue list --config mailward.toml\n  mailward queue list --json --config mailward.toml | jq '.[].id'")]
+    #[command(
+        after_help = "Example:\n  mailward queue list --config mailward.toml\n  mailward queue list --json --config mailward.toml | jq '.[].id'"
+    )]
     List {
         #[command(flatten)]
         config: ConfigArg,
@@ -59,7 +93,9 @@ pub enum QueueCommand {
         json: bool,
     },
     /// Shows one message: envelope, recipients' state and the message itself.
-    #[command(after_help = "Example:\n  mailward queue show 0193F1A2B3C4D0001 --config mailward.toml")]
+    #[command(
+        after_help = "Example:\n  mailward queue show 0193F1A2B3C4D0001 --config mailward.toml"
+    )]
     Show {
         /// The queue ID (from the 250 reply, the logs or `queue list`).
         id: String,
@@ -73,7 +109,9 @@ pub enum QueueCommand {
         config: ConfigArg,
     },
     /// Removes a message from the queue without delivering it and without a bounce.
-    #[command(after_help = "Example:\n  mailward queue remove 0193F1A2B3C4D0001 --config mailward.toml")]
+    #[command(
+        after_help = "Example:\n  mailward queue remove 0193F1A2B3C4D0001 --config mailward.toml"
+    )]
     Remove {
         /// The queue ID.
         id: String,

@@ -124,7 +124,10 @@ impl Dns {
 
     /// Addresses of `host` (A and AAAA).
     pub async fn ips(&self, host: &str) -> Result<Vec<IpAddr>, DnsError> {
-        if let Ok(ip) = host.trim_matches(|c| c == '[' || c == ']').parse::<IpAddr>() {
+        if let Ok(ip) = host
+            .trim_matches(|c| c == '[' || c == ']')
+            .parse::<IpAddr>()
+        {
             return Ok(vec![ip]);
         }
         let name = fqdn(host);

@@ -35,7 +35,9 @@ impl QueueId {
 
     /// True when `s` has the shape of a queue ID (for CLI arguments).
     pub fn is_valid(s: &str) -> bool {
-        s.len() == 16 && s.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_lowercase())
+        s.len() == 16
+            && s.bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_lowercase())
     }
 }
 
@@ -186,7 +188,10 @@ pub struct Envelope {
 
 impl Envelope {
     pub fn pending(&self) -> impl Iterator<Item = (usize, &Recipient)> {
-        self.rcpts.iter().enumerate().filter(|(_, r)| r.is_pending())
+        self.rcpts
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.is_pending())
     }
 
     pub fn is_done(&self) -> bool {

@@ -47,6 +47,10 @@ pub struct Gateway {
     dns: RwLock<Arc<Dns>>,
     pub spool: Spool,
     pub queue: Arc<Queue>,
+    /// The one statistics model.
+    pub stats: Arc<mailward_metrics::Stats>,
+    /// Outbound connections open now (kept by the delivery pool).
+    pub outbound_open: Arc<AtomicU64>,
     /// Open inbound sessions, for `limits.incoming_sessions`.
     sessions: AtomicU32,
     /// Open inbound sessions per client address.
@@ -63,6 +67,7 @@ impl Gateway {
         built: Built,
         spool: Spool,
         queue: Arc<Queue>,
+        stats: Arc<mailward_metrics::Stats>,
         shutdown: watch::Receiver<bool>,
     ) -> Gateway {
         Gateway {
@@ -71,6 +76,8 @@ impl Gateway {
             dns: RwLock::new(built.dns),
             spool,
             queue,
+            stats,
+            outbound_open: Arc::new(AtomicU64::new(0)),
             sessions: AtomicU32::new(0),
             per_ip: Mutex::new(HashMap::new()),
             shutdown,
@@ -111,6 +118,21 @@ impl Gateway {
             *c = Arc::new(config);
         }
         self.reloads.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A snapshot of the statistics, with the levels sampled now.
+    pub fn snapshot(&self) -> mailward_metrics::Snapshot {
+        let (queue_messages, queue_bytes) = self.queue.size();
+        let gauges = mailward_metrics::Gauges {
+            queue_messages: queue_messages as u64,
+            queue_bytes,
+            spool_free_bytes: self.spool.free_space().unwrap_or(0),
+            sessions_out: self.outbound_open.load(Ordering::Relaxed),
+            // No signature bases and no subagent yet: these stay at "none".
+            update_last_result: mailward_metrics::catalogue::UPDATE_RESULTS.len() - 1,
+            ..mailward_metrics::Gauges::default()
+        };
+        self.stats.snapshot(&gauges)
     }
 
     pub fn open_sessions(&self) -> u32 {

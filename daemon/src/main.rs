@@ -5,10 +5,19 @@
 
 use clap::Parser;
 use mailward::admin::{self, QueueItem, Request};
-use mailward::cli::{Cli, Command, ConfigCommand, QueueCommand};
+use mailward::cli::{Cli, Command, ConfigCommand, QueueCommand, StatsCommand};
 use mailward::config;
 use std::path::Path;
 use std::process::ExitCode;
+
+/// Prints a line to stdout; a closed pipe (`mailward stats show | head`)
+/// ends the output quietly instead of panicking.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
 
 const EX_CONFIG: u8 = 64;
 const EX_UNAVAILABLE: u8 = 69;
@@ -20,7 +29,7 @@ fn main() -> ExitCode {
         Command::Run(arg) => run(arg.config.as_deref()),
         Command::CheckConfig(arg) => match config::load(arg.config.as_deref()) {
             Ok(c) => {
-                println!("{}: configuration is valid", c.origin);
+                out!("{}: configuration is valid", c.origin);
                 ExitCode::SUCCESS
             }
             Err(errors) => {
@@ -29,10 +38,12 @@ fn main() -> ExitCode {
             }
         },
         Command::Config(ConfigCommand::Default) => {
-            print!("{}", config::DEFAULT_TOML);
+            use std::io::Write as _;
+            let _ = write!(std::io::stdout(), "{}", config::DEFAULT_TOML);
             ExitCode::SUCCESS
         }
         Command::Queue(q) => queue(q),
+        Command::Stats(c) => stats(c),
     }
 }
 
@@ -76,40 +87,42 @@ fn run(path: Option<&Path>) -> ExitCode {
     }
 }
 
-fn queue(cmd: QueueCommand) -> ExitCode {
+/// Sends one request to the daemon found through the configuration's admin
+/// socket; prints the error and gives the exit code when it fails.
+fn call(path: Option<&Path>, req: &Request) -> Result<serde_json::Value, ExitCode> {
     mailward::logging::init_cli();
-    let (path, req, json) = match &cmd {
-        QueueCommand::List { config, json } => (&config.config, Request::QueueList, *json),
-        QueueCommand::Show { id, config } => (&config.config, Request::QueueShow { id: id.clone() }, false),
-        QueueCommand::Flush { config } => (&config.config, Request::QueueFlush, false),
-        QueueCommand::Remove { id, config } => (&config.config, Request::QueueRemove { id: id.clone() }, false),
-    };
-    let cfg = match config::load(path.as_deref()) {
-        Ok(c) => c,
-        Err(errors) => {
-            eprintln!("{errors}");
-            return ExitCode::from(EX_CONFIG);
+    let cfg = config::load(path).map_err(|errors| {
+        eprintln!("{errors}");
+        ExitCode::from(EX_CONFIG)
+    })?;
+    let rt = runtime()?;
+    rt.block_on(admin::call(&cfg.server.admin_socket, req))
+        .map_err(|e| {
+            eprintln!("mailward: {e}");
+            match e {
+                admin::AdminError::Refused(_) => ExitCode::from(1),
+                _ => ExitCode::from(EX_UNAVAILABLE),
+            }
+        })
+}
+
+fn queue(cmd: QueueCommand) -> ExitCode {
+    let (path, req) = match &cmd {
+        QueueCommand::List { config, .. } => (&config.config, Request::QueueList),
+        QueueCommand::Show { id, config } => {
+            (&config.config, Request::QueueShow { id: id.clone() })
+        }
+        QueueCommand::Flush { config } => (&config.config, Request::QueueFlush),
+        QueueCommand::Remove { id, config } => {
+            (&config.config, Request::QueueRemove { id: id.clone() })
         }
     };
-    let rt = match runtime() {
-        Ok(rt) => rt,
+    let data = match call(path.as_deref(), &req) {
+        Ok(d) => d,
         Err(code) => return code,
     };
-    let data = match rt.block_on(admin::call(&cfg.server.admin_socket, &req)) {
-        Ok(d) => d,
-        Err(e @ admin::AdminError::Refused(_)) => {
-            eprintln!("mailward: {e}");
-            return ExitCode::from(1);
-        }
-        Err(e) => {
-            eprintln!("mailward: {e}");
-            return ExitCode::from(EX_UNAVAILABLE);
-        }
-    };
     match cmd {
-        QueueCommand::List { .. } if json => {
-            println!("{data}");
-        }
+        QueueCommand::List { json: true, .. } => out!("{data}"),
         QueueCommand::List { .. } => {
             let items: Vec<QueueItem> = serde_json::from_value(data).unwrap_or_default();
             print_table(&items);
@@ -120,35 +133,151 @@ fn queue(cmd: QueueCommand) -> ExitCode {
                     print_table(std::slice::from_ref(&item));
                 }
             }
-            println!();
-            print!("{}", data.get("message").and_then(|m| m.as_str()).unwrap_or(""));
+            out!("");
+            use std::io::Write as _;
+            let _ = write!(
+                std::io::stdout(),
+                "{}",
+                data.get("message").and_then(|m| m.as_str()).unwrap_or("")
+            );
         }
         QueueCommand::Flush { .. } => {
             let n = data.get("scheduled").and_then(|n| n.as_u64()).unwrap_or(0);
-            println!("{n} message(s) scheduled for delivery now.");
+            out!("{n} message(s) scheduled for delivery now.");
         }
-        QueueCommand::Remove { id, .. } => println!("{id} removed."),
+        QueueCommand::Remove { id, .. } => out!("{id} removed."),
     }
     ExitCode::SUCCESS
 }
 
+fn stats(cmd: StatsCommand) -> ExitCode {
+    let (path, req) = match &cmd {
+        StatsCommand::Show { config, .. } => (&config.config, Request::StatsShow),
+        StatsCommand::Write { config } => (&config.config, Request::StatsWrite),
+        StatsCommand::Reset { config } => (&config.config, Request::StatsReset),
+    };
+    let data = match call(path.as_deref(), &req) {
+        Ok(d) => d,
+        Err(code) => return code,
+    };
+    match cmd {
+        StatsCommand::Show { json: true, .. } => {
+            out!(
+                "{}",
+                serde_json::to_string_pretty(&data).unwrap_or_default()
+            )
+        }
+        StatsCommand::Show { .. } => print_stats(&data),
+        StatsCommand::Write { .. } => {
+            let p = data.get("path").and_then(|p| p.as_str()).unwrap_or("?");
+            out!("Statistics written to {p}.");
+        }
+        StatsCommand::Reset { .. } => out!("Statistics reset."),
+    }
+    ExitCode::SUCCESS
+}
+
+/// The stats JSON as an indented table: one line per series.
+fn print_stats(data: &serde_json::Value) {
+    let when = |key: &str| {
+        data.get(key)
+            .and_then(|v| v.as_i64())
+            .and_then(|t| chrono::DateTime::from_timestamp(t, 0))
+            .map(|t| t.to_rfc3339())
+            .unwrap_or_default()
+    };
+    out!(
+        "Mailward {}  started {}  counters since {}",
+        data.get("version").and_then(|v| v.as_str()).unwrap_or("?"),
+        when("start_time"),
+        when("reset_time")
+    );
+    let data = data;
+    for cat in mailward_metrics::Category::ALL {
+        let Some(section) = data.get(cat.as_str()).and_then(|v| v.as_object()) else {
+            continue;
+        };
+        out!("\n[{}]", cat.as_str());
+        for (name, value) in section {
+            match value {
+                serde_json::Value::Object(map)
+                    if name.ends_with("_seconds") && map.contains_key("count") =>
+                {
+                    out!(
+                        "  {name:<48} count {} sum {}s",
+                        map["count"],
+                        map["sum_seconds"]
+                    );
+                }
+                serde_json::Value::Object(map) => {
+                    for (label, v) in map {
+                        out!("  {:<48} {v}", format!("{name}{{{label}}}"));
+                    }
+                }
+                serde_json::Value::Array(rows) if rows.is_empty() => out!("  {name:<48} (empty)"),
+                serde_json::Value::Array(rows) => {
+                    out!("  {name}:");
+                    for row in rows {
+                        if let (Some(rank), Some(item), Some(count)) =
+                            (row.get("rank"), row.get("item"), row.get("count"))
+                        {
+                            out!(
+                                "    {rank:>3}. {count:>10}  {}",
+                                item.as_str().unwrap_or("")
+                            );
+                        } else {
+                            out!("    {row}");
+                        }
+                    }
+                }
+                v => out!("  {name:<48} {v}"),
+            }
+        }
+    }
+}
+
 fn print_table(items: &[QueueItem]) {
     if items.is_empty() {
-        println!("The queue is empty.");
+        out!("The queue is empty.");
         return;
     }
     let now = chrono::Utc::now().timestamp();
-    println!("{:<16}  {:>9}  {:>8}  {:>8}  SENDER / RECIPIENTS", "QUEUE ID", "SIZE", "AGE", "NEXT TRY");
+    out!(
+        "{:<16}  {:>9}  {:>8}  {:>8}  SENDER / RECIPIENTS",
+        "QUEUE ID",
+        "SIZE",
+        "AGE",
+        "NEXT TRY"
+    );
     for it in items {
-        let sender = if it.sender.is_empty() { "<>" } else { &it.sender };
-        let next = if it.next_attempt <= now { "now".to_string() } else { human(it.next_attempt - now) };
-        println!("{:<16}  {:>9}  {:>8}  {:>8}  {}", it.id, it.size, human(now - it.received_at), next, sender);
+        let sender = if it.sender.is_empty() {
+            "<>"
+        } else {
+            &it.sender
+        };
+        let next = if it.next_attempt <= now {
+            "now".to_string()
+        } else {
+            human(it.next_attempt - now)
+        };
+        out!(
+            "{:<16}  {:>9}  {:>8}  {:>8}  {}",
+            it.id,
+            it.size,
+            human(now - it.received_at),
+            next,
+            sender
+        );
         for r in &it.recipients {
-            let detail = r.detail.as_deref().map(|d| format!(" ({d})")).unwrap_or_default();
-            println!("{:>50}  -> {} [{}]{}", "", r.address, r.state, detail);
+            let detail = r
+                .detail
+                .as_deref()
+                .map(|d| format!(" ({d})"))
+                .unwrap_or_default();
+            out!("{:>50}  -> {} [{}]{}", "", r.address, r.state, detail);
         }
     }
-    println!("{} message(s)", items.len());
+    out!("{} message(s)", items.len());
 }
 
 fn human(secs: i64) -> String {

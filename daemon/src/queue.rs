@@ -62,7 +62,9 @@ impl Queue {
                 },
             ) {
                 inner.bytes -= old.envelope.size;
-                inner.due.remove(&(old.envelope.next_attempt, old.envelope.id));
+                inner
+                    .due
+                    .remove(&(old.envelope.next_attempt, old.envelope.id));
             }
         }
         self.wake.notify_one();
@@ -152,9 +154,7 @@ impl Queue {
             .remove(id)
             .ok_or_else(|| QueueError::NotFound(id.clone()))?;
         inner.bytes -= entry.envelope.size;
-        inner
-            .due
-            .remove(&(entry.envelope.next_attempt, id.clone()));
+        inner.due.remove(&(entry.envelope.next_attempt, id.clone()));
         Ok(entry.envelope)
     }
 

@@ -33,6 +33,8 @@ pub enum RunError {
         #[source]
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Metrics(#[from] crate::metrics_http::MetricsError),
     #[error("cannot install signal handlers: {0}")]
     Signals(std::io::Error),
 }
@@ -58,19 +60,35 @@ pub async fn run(config: Config, path: Option<PathBuf>) -> Result<(), RunError> 
     let mut hup = signal(SignalKind::hangup()).map_err(RunError::Signals)?;
     let mut term = signal(SignalKind::terminate()).map_err(RunError::Signals)?;
     let mut int = signal(SignalKind::interrupt()).map_err(RunError::Signals)?;
+    let mut usr1 = signal(SignalKind::user_defined1()).map_err(RunError::Signals)?;
+    let stats = Arc::new(statistics(&config));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let admin_socket = config.server.admin_socket.clone();
     let limits = config.limits.clone();
     let listen = config.network.listen_on.clone();
-    let gw = Arc::new(Gateway::new(config, built, spool.clone(), queue, stop_rx));
+    let metrics_listen = config.metrics.listen;
+    let gw = Arc::new(Gateway::new(
+        config,
+        built,
+        spool.clone(),
+        queue,
+        stats.clone(),
+        stop_rx,
+    ));
     crate::admin::start(gw.clone(), &admin_socket)?;
+    if let Some(addr) = metrics_listen {
+        crate::metrics_http::start(gw.clone(), addr).await?;
+    }
     let delivery = Arc::new(Delivery {
         gw: gw.clone(),
         pool: Pool::new(
             limits.outgoing_sessions as usize,
             limits.outgoing_sessions_per_host as usize,
+            stats,
+            gw.outbound_open.clone(),
         ),
     });
+    tokio::spawn(crate::stats_file::periodic(gw.clone()));
     let deliveries = tokio::spawn(crate::delivery::runner::run(delivery, GRACE));
     let server = tokio::spawn(crate::smtp::server::serve(gw.clone(), listeners, GRACE));
     tracing::info!(target: "app", version = env!("CARGO_PKG_VERSION"),
@@ -78,6 +96,10 @@ pub async fn run(config: Config, path: Option<PathBuf>) -> Result<(), RunError> 
     loop {
         tokio::select! {
             _ = hup.recv() => reload(&gw, path.as_deref()),
+            _ = usr1.recv() => match crate::stats_file::write(&gw) {
+                Ok(p) => tracing::info!(target: "app", path = %p.display(), "Statistics written (SIGUSR1)."),
+                Err(e) => tracing::warn!(target: "app", error = %e, "Cannot write the statistics file."),
+            },
             _ = term.recv() => break,
             _ = int.recv() => break,
         }
@@ -90,6 +112,29 @@ pub async fn run(config: Config, path: Option<PathBuf>) -> Result<(), RunError> 
     let _ = std::fs::remove_file(&admin_socket);
     tracing::info!(target: "app", queued = gw.queue.size().0, "Mailward stopped; the spool keeps undelivered mail.");
     Ok(())
+}
+
+/// The statistics model of `[statistics]`: the categories it collects, the
+/// length of its top-N tables and the raw record file (rotated like logs).
+/// Which categories are collected is fixed at start.
+fn statistics(config: &Config) -> mailward_metrics::Stats {
+    let s = &config.statistics;
+    let enabled: Vec<mailward_metrics::Category> = s
+        .options
+        .iter()
+        .filter_map(|o| mailward_metrics::Category::parse(o))
+        .collect();
+    let raw = mailward_metrics::RawLog::new(
+        &s.raw_destination,
+        config.log.rotate_size.0,
+        config.log.rotate_rounds,
+    );
+    mailward_metrics::Stats::new(
+        &enabled,
+        s.top as usize,
+        Some(raw),
+        env!("CARGO_PKG_VERSION"),
+    )
 }
 
 /// Re-reads and validates the configuration; installs it only when all of

@@ -5,23 +5,17 @@
 //! not change when real scanning arrives.
 
 use crate::envelope::Envelope;
-
-/// The AV verdict of one message (DESIGN section 5).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AvStatus {
-    Clean,
-}
-
-/// The spam verdict of one message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SpamStatus {
-    Clean,
-}
+pub use mailward_metrics::event::{AvStatus, SpamStatus};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ScanReport {
     pub av: AvStatus,
-    pub spam: SpamStatus,
+    /// None when spam was not checked.
+    pub spam: Option<SpamStatus>,
+    /// Detection names.
+    pub viruses: Vec<String>,
+    /// Name/MIME rules that filtered parts.
+    pub filter_rules: Vec<String>,
 }
 
 /// Scans one spooled message. No scanner is built in yet: the verdict is
@@ -29,6 +23,8 @@ pub struct ScanReport {
 pub async fn scan(_envelope: &Envelope, _message: &[u8]) -> ScanReport {
     ScanReport {
         av: AvStatus::Clean,
-        spam: SpamStatus::Clean,
+        spam: Some(SpamStatus::Clean),
+        viruses: Vec::new(),
+        filter_rules: Vec::new(),
     }
 }

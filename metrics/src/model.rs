@@ -15,7 +15,8 @@ use std::sync::{Arc, Mutex, RwLock};
 
 /// Upper bounds of the scan-time histogram, in seconds.
 pub const SCAN_BUCKETS: &[f64] = &[
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+    60.0,
 ];
 /// Raw records kept in memory for the SNMP table of recent records.
 pub const RECENT_RAW: usize = 50;
@@ -93,7 +94,11 @@ impl Stats {
                 .map(|_| Mutex::new(Top::default()))
                 .collect(),
             recent: Mutex::new(VecDeque::with_capacity(RECENT_RAW)),
-            raw: if enabled.contains(&Category::Raw) { raw } else { None },
+            raw: if enabled.contains(&Category::Raw) {
+                raw
+            } else {
+                None
+            },
             enabled: enabled.to_vec(),
             top_n,
             start_time: started,
@@ -185,7 +190,10 @@ impl Stats {
                     for v in viruses.iter() {
                         self.top(TopId::Viruses, v);
                     }
-                    self.top(TopId::InfectedSenders, if sender.is_empty() { "<>" } else { sender });
+                    self.top(
+                        TopId::InfectedSenders,
+                        if sender.is_empty() { "<>" } else { sender },
+                    );
                     self.top(TopId::InfectedClients, &client.to_string());
                 }
                 for rule in filter_rules.iter() {
@@ -286,17 +294,37 @@ impl Stats {
         set(StatId::ResidentMemory, 0, proc.rss_bytes);
         set(StatId::OpenFds, 0, proc.open_fds);
         set(StatId::StartTime, 0, self.start_time.max(0) as u64);
-        set(StatId::StatsReset, 0, self.reset_time.load(Relaxed).max(0) as u64);
+        set(
+            StatId::StatsReset,
+            0,
+            self.reset_time.load(Relaxed).max(0) as u64,
+        );
         set(StatId::BasesRecords, 0, gauges.bases_records);
-        set(StatId::BasesReleased, 0, gauges.bases_released.max(0) as u64);
+        set(
+            StatId::BasesReleased,
+            0,
+            gauges.bases_released.max(0) as u64,
+        );
         set(StatId::BasesLoaded, 0, gauges.bases_loaded.max(0) as u64);
-        set(StatId::UpdateLastCheck, 0, gauges.update_last_check.max(0) as u64);
+        set(
+            StatId::UpdateLastCheck,
+            0,
+            gauges.update_last_check.max(0) as u64,
+        );
         for i in 0..catalogue::UPDATE_RESULTS.len() {
-            set(StatId::UpdateLastResult, i, (i == gauges.update_last_result) as u64);
+            set(
+                StatId::UpdateLastResult,
+                i,
+                (i == gauges.update_last_result) as u64,
+            );
         }
         set(StatId::AgentxConnected, 0, gauges.agentx_connected as u64);
         set(StatId::AgentxReconnects, 0, gauges.agentx_reconnects);
-        set(StatId::SnmpNotificationsDropped, 0, gauges.snmp_notifications_dropped);
+        set(
+            StatId::SnmpNotificationsDropped,
+            0,
+            gauges.snmp_notifications_dropped,
+        );
         let mut cumulative = 0;
         let buckets = SCAN_BUCKETS
             .iter()

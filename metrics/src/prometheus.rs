@@ -95,7 +95,10 @@ pub fn families(snap: &Snapshot) -> Vec<MetricFamily> {
                 sample(
                     Kind::Gauge,
                     e.count as f64,
-                    vec![label("rank", &e.rank.to_string()), label(t.item_label, &e.item)],
+                    vec![
+                        label("rank", &e.rank.to_string()),
+                        label(t.item_label, &e.item),
+                    ],
                 )
             })
             .collect();
@@ -109,7 +112,11 @@ pub fn families(snap: &Snapshot) -> Vec<MetricFamily> {
         "mailward_build_info",
         "Mailward's version; always 1.",
         MetricType::GAUGE,
-        vec![sample(Kind::Gauge, 1.0, vec![label("version", &snap.version)])],
+        vec![sample(
+            Kind::Gauge,
+            1.0,
+            vec![label("version", &snap.version)],
+        )],
     ));
     out
 }

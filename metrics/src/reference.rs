@@ -13,7 +13,9 @@ pub fn markdown() -> String {
         the stats file (`mailward stats write`, keyed by the Prometheus name) and SNMP (MAILWARD-MIB, \
         object `mwStatistics.CATEGORY.ARC`). Counters are 64-bit and monotonic until `mailward stats reset`, \
         which sets `mailward_stats_reset_timestamp_seconds` (SNMP: `mwCounterDiscontinuityTime`).\n\n");
-    s.push_str("| Prometheus name | kind | labels | unit | category.arc | MIB object | meaning |\n");
+    s.push_str(
+        "| Prometheus name | kind | labels | unit | category.arc | MIB object | meaning |\n",
+    );
     s.push_str("| --- | --- | --- | --- | --- | --- | --- |\n");
     for st in CATALOGUE {
         let labels = st
@@ -55,7 +57,9 @@ pub fn markdown() -> String {
         let what = match k {
             Kind::Counter => "monotonic until reset; SNMP Counter64",
             Kind::Gauge => "a level or a time; SNMP Gauge32 / DateAndTime",
-            Kind::Histogram => "Prometheus histogram `_bucket{le}`, `_sum`, `_count`; SNMP shows count and sum",
+            Kind::Histogram => {
+                "Prometheus histogram `_bucket{le}`, `_sum`, `_count`; SNMP shows count and sum"
+            }
         };
         let _ = writeln!(s, "- **{}**: {what}", k.as_str());
     }

@@ -62,6 +62,14 @@ impl Snapshot {
         self.tops.get(id as usize).map(Vec::as_slice).unwrap_or(&[])
     }
 
+    /// The value for JSON: an integer, or seconds for microsecond cells.
+    fn json_value(&self, id: StatId, label: usize) -> Value {
+        match catalogue::stat(id).unit {
+            catalogue::Unit::Micros => json!(self.exposed(id, label)),
+            _ => json!(self.value(id, label)),
+        }
+    }
+
     /// The stats file: every enabled category, keyed by catalogue names.
     pub fn to_json(&self) -> Value {
         let mut root = Map::new();
@@ -84,12 +92,12 @@ impl Snapshot {
                     })
                 } else {
                     match s.label {
-                        None => json!(self.exposed(s.id, 0)),
+                        None => self.json_value(s.id, 0),
                         Some((_, values)) => Value::Object(
                             values
                                 .iter()
                                 .enumerate()
-                                .map(|(i, name)| (name.to_string(), json!(self.exposed(s.id, i))))
+                                .map(|(i, name)| (name.to_string(), self.json_value(s.id, i)))
                                 .collect(),
                         ),
                     }
@@ -97,10 +105,7 @@ impl Snapshot {
                 section.insert(s.prom.to_string(), v);
             }
             for t in TOP_TABLES.iter().filter(|t| t.category == cat) {
-                section.insert(
-                    t.prom.to_string(),
-                    json!(self.top(t.id)),
-                );
+                section.insert(t.prom.to_string(), json!(self.top(t.id)));
             }
             if cat == Category::Raw {
                 section.insert("recent".into(), json!(self.recent));

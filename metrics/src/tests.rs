@@ -8,7 +8,11 @@ fn model() -> Stats {
 
 fn scan(stats: &Stats, virus: &[String], sender: &str) {
     stats.record(&Event::ScanFinished {
-        av: if virus.is_empty() { AvStatus::Clean } else { AvStatus::Infected },
+        av: if virus.is_empty() {
+            AvStatus::Clean
+        } else {
+            AvStatus::Infected
+        },
         spam: Some(SpamStatus::Clean),
         viruses: virus,
         filter_rules: &[],
@@ -32,36 +36,74 @@ fn events_are_counted_and_both_renderings_of_one_snapshot_agree() {
     for _ in 0..5 {
         stats.record(&Event::MessageAccepted { size: 100 });
     }
-    stats.record(&Event::MessageRejected { reason: RejectReason::Relay });
-    stats.record(&Event::MessageRejected { reason: RejectReason::Relay });
+    stats.record(&Event::MessageRejected {
+        reason: RejectReason::Relay,
+    });
+    stats.record(&Event::MessageRejected {
+        reason: RejectReason::Relay,
+    });
     scan(&stats, &["EICAR".into()], "bad@x");
     scan(&stats, &[], "good@x");
-    stats.record(&Event::DeliveryAttempted { result: DeliveryResult::Delivered, rcpts: 2, bytes: 200 });
-    let snap = stats.snapshot(&Gauges { queue_messages: 4, ..Gauges::default() });
+    stats.record(&Event::DeliveryAttempted {
+        result: DeliveryResult::Delivered,
+        rcpts: 2,
+        bytes: 200,
+    });
+    let snap = stats.snapshot(&Gauges {
+        queue_messages: 4,
+        ..Gauges::default()
+    });
     let text = prometheus::render(&snap).unwrap();
     let json = snap.to_json();
     assert_eq!(sample(&text, "mailward_messages_received_total"), Some(5.0));
-    assert_eq!(json["messages"]["mailward_messages_received_total"], 5.0);
+    assert_eq!(json["messages"]["mailward_messages_received_total"], 5);
     assert_eq!(sample(&text, "mailward_received_bytes_total"), Some(500.0));
-    assert_eq!(sample(&text, "mailward_messages_rejected_total{reason=\"relay\"}"), Some(2.0));
-    assert_eq!(json["messages"]["mailward_messages_rejected_total"]["relay"], 2.0);
-    assert_eq!(sample(&text, "mailward_av_results_total{status=\"infected\"}"), Some(1.0));
-    assert_eq!(sample(&text, "mailward_deliveries_total{result=\"delivered\"}"), Some(2.0));
-    assert_eq!(sample(&text, "mailward_queue_messages"), Some(4.0));
-    assert_eq!(sample(&text, "mailward_scan_duration_seconds_count"), Some(2.0));
     assert_eq!(
-        sample(&text, "mailward_top_virus_detections{rank=\"1\",virus=\"EICAR\"}"),
+        sample(&text, "mailward_messages_rejected_total{reason=\"relay\"}"),
+        Some(2.0)
+    );
+    assert_eq!(
+        json["messages"]["mailward_messages_rejected_total"]["relay"],
+        2
+    );
+    assert_eq!(
+        sample(&text, "mailward_av_results_total{status=\"infected\"}"),
         Some(1.0)
     );
-    assert_eq!(json["viruses"]["mailward_top_infected_sender_messages"][0]["item"], "bad@x");
+    assert_eq!(
+        sample(&text, "mailward_deliveries_total{result=\"delivered\"}"),
+        Some(2.0)
+    );
+    assert_eq!(sample(&text, "mailward_queue_messages"), Some(4.0));
+    assert_eq!(
+        sample(&text, "mailward_scan_duration_seconds_count"),
+        Some(2.0)
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "mailward_top_virus_detections{rank=\"1\",virus=\"EICAR\"}"
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        json["viruses"]["mailward_top_infected_sender_messages"][0]["item"],
+        "bad@x"
+    );
     assert!(text.contains("mailward_build_info{version=\"9.9.9\"} 1"));
-    assert_eq!(prometheus::render(&snap).unwrap(), text, "one snapshot, one rendering");
+    assert_eq!(
+        prometheus::render(&snap).unwrap(),
+        text,
+        "one snapshot, one rendering"
+    );
 }
 
 #[test]
 fn reset_zeroes_counters_keeps_levels_and_moves_the_discontinuity_time() {
     let stats = model();
-    stats.record(&Event::SessionOpened { direction: Direction::In });
+    stats.record(&Event::SessionOpened {
+        direction: Direction::In,
+    });
     stats.record(&Event::MessageAccepted { size: 1 });
     scan(&stats, &["V".into()], "s@x");
     let before = stats.snapshot(&Gauges::default());
@@ -69,7 +111,11 @@ fn reset_zeroes_counters_keeps_levels_and_moves_the_discontinuity_time() {
     stats.reset();
     let after = stats.snapshot(&Gauges::default());
     assert_eq!(after.value(StatId::MessagesReceived, 0), 0);
-    assert_eq!(after.value(StatId::Sessions, 0), 1, "open sessions are a level, not reset");
+    assert_eq!(
+        after.value(StatId::Sessions, 0),
+        1,
+        "open sessions are a level, not reset"
+    );
     assert!(after.top(TopId::Viruses).is_empty());
     assert!(after.reset_time > before.reset_time);
     assert_eq!(after.scan.count, 0);

@@ -75,7 +75,9 @@ mod tests {
         t.add("c", 1);
         let r = t.ranked(2);
         assert_eq!(
-            r.iter().map(|e| (e.rank, e.item.as_str(), e.count)).collect::<Vec<_>>(),
+            r.iter()
+                .map(|e| (e.rank, e.item.as_str(), e.count))
+                .collect::<Vec<_>>(),
             vec![(1, "a", 2), (2, "b", 2)]
         );
         // c is out of the top 2; it comes back with its whole count.

@@ -4,9 +4,9 @@
 //! notifications sent back to senders. Choosing the hop, queueing, retrying
 //! and deciding when a DSN is due live in the modules beside them, not here.
 
+pub mod attempt;
 pub mod client;
 pub mod dsn;
-pub mod attempt;
 pub mod pool;
 pub mod route;
 pub mod runner;

@@ -6,7 +6,9 @@
 use super::client::{ClientError, ClientSettings, SmtpClient};
 use super::route::{self, Candidate, Destination, RouteError};
 use crate::dns::Dns;
+use mailward_metrics::Stats;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -14,8 +16,25 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 /// An idle connection older than this is closed rather than reused.
 const IDLE_TTL: Duration = Duration::from_secs(5);
 
+/// Counts an open outbound connection while it lives.
+pub struct OpenGuard(Arc<AtomicU64>);
+
+impl OpenGuard {
+    fn new(counter: &Arc<AtomicU64>) -> OpenGuard {
+        counter.fetch_add(1, Ordering::Relaxed);
+        OpenGuard(counter.clone())
+    }
+}
+
+impl Drop for OpenGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// A connection with its session slots; give it back with [`Pool::release`].
 pub struct Leased {
+    _open: OpenGuard,
     pub client: SmtpClient,
     /// Taken from the idle cache (the peer may have closed it meanwhile).
     pub reused: bool,
@@ -28,7 +47,10 @@ pub struct Pool {
     total: Arc<Semaphore>,
     per_host_limit: usize,
     per_host: Mutex<HashMap<Destination, Arc<Semaphore>>>,
-    idle: Mutex<HashMap<Destination, Vec<(SmtpClient, Instant)>>>,
+    idle: Mutex<HashMap<Destination, Vec<(SmtpClient, OpenGuard, Instant)>>>,
+    /// Outbound connections open now (in use or idle).
+    open: Arc<AtomicU64>,
+    stats: Arc<Stats>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -60,8 +82,12 @@ impl PoolError {
 }
 
 impl Pool {
-    pub fn new(total: usize, per_host: usize) -> Pool {
+    /// `open` counts the outbound connections (shared with the gateway's
+    /// statistics).
+    pub fn new(total: usize, per_host: usize, stats: Arc<Stats>, open: Arc<AtomicU64>) -> Pool {
         Pool {
+            open,
+            stats,
             total: Arc::new(Semaphore::new(total.max(1))),
             per_host_limit: per_host.max(1),
             per_host: Mutex::new(HashMap::new()),
@@ -96,8 +122,9 @@ impl Pool {
             .acquire_owned()
             .await
             .map_err(|_| PoolError::Closed)?;
-        if let Some(client) = self.take_idle(dest) {
+        if let Some((client, open)) = self.take_idle(dest) {
             return Ok(Leased {
+                _open: open,
                 client,
                 reused: true,
                 dest: dest.clone(),
@@ -107,7 +134,12 @@ impl Pool {
         }
         let candidates = route::candidates(dns, dest).await?;
         let client = connect_first(&candidates, settings).await?;
+        crate::events::OutboundSessionOpened {
+            peer: client.peer(),
+        }
+        .emit(&self.stats);
         Ok(Leased {
+            _open: OpenGuard::new(&self.open),
             client,
             reused: false,
             dest: dest.clone(),
@@ -116,29 +148,39 @@ impl Pool {
         })
     }
 
-    fn take_idle(&self, dest: &Destination) -> Option<SmtpClient> {
+    fn take_idle(&self, dest: &Destination) -> Option<(SmtpClient, OpenGuard)> {
         let mut idle = self.idle.lock().ok()?;
         let list = idle.get_mut(dest)?;
-        while let Some((client, since)) = list.pop() {
+        while let Some((client, open, since)) = list.pop() {
             if since.elapsed() < IDLE_TTL {
-                return Some(client);
+                return Some((client, open));
             }
-            tokio::spawn(client.quit());
+            tokio::spawn(quit(client, open));
         }
         None
     }
 
+    /// Outbound connections open now.
+    pub fn open_sessions(&self) -> u64 {
+        self.open.load(Ordering::Relaxed)
+    }
+
     /// Returns a connection after a successful transaction (already RSET).
     pub fn release(&self, leased: Leased) {
-        let Leased { client, dest, .. } = leased;
+        let Leased {
+            client,
+            dest,
+            _open: open,
+            ..
+        } = leased;
         if let Ok(mut idle) = self.idle.lock() {
             let list = idle.entry(dest).or_default();
             if list.len() < self.per_host_limit {
-                list.push((client, Instant::now()));
+                list.push((client, open, Instant::now()));
                 return;
             }
         }
-        tokio::spawn(client.quit());
+        tokio::spawn(quit(client, open));
     }
 
     /// Closes idle connections past their time (called periodically).
@@ -147,11 +189,12 @@ impl Pool {
             return;
         };
         for list in idle.values_mut() {
-            let (keep, old): (Vec<_>, Vec<_>) =
-                list.drain(..).partition(|(_, since)| since.elapsed() < IDLE_TTL);
+            let (keep, old): (Vec<_>, Vec<_>) = list
+                .drain(..)
+                .partition(|(_, _, since)| since.elapsed() < IDLE_TTL);
             *list = keep;
-            for (client, _) in old {
-                tokio::spawn(client.quit());
+            for (client, open, _) in old {
+                tokio::spawn(quit(client, open));
             }
         }
         idle.retain(|_, l| !l.is_empty());
@@ -159,14 +202,24 @@ impl Pool {
 
     /// Closes every idle connection (shutdown).
     pub async fn close_all(&self) {
-        let all: Vec<SmtpClient> = match self.idle.lock() {
-            Ok(mut idle) => idle.drain().flat_map(|(_, l)| l).map(|(c, _)| c).collect(),
+        let all: Vec<(SmtpClient, OpenGuard)> = match self.idle.lock() {
+            Ok(mut idle) => idle
+                .drain()
+                .flat_map(|(_, l)| l)
+                .map(|(c, o, _)| (c, o))
+                .collect(),
             Err(_) => Vec::new(),
         };
-        for client in all {
-            client.quit().await;
+        for (client, open) in all {
+            quit(client, open).await;
         }
     }
+}
+
+/// Says goodbye; the connection stops counting as open afterwards.
+async fn quit(client: SmtpClient, open: OpenGuard) {
+    client.quit().await;
+    drop(open);
 }
 
 async fn connect_first(

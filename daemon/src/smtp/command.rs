@@ -169,7 +169,10 @@ fn path_arg<'a>(
     }
     // An obsolete source route "@a,@b:user@c" is ignored (RFC 5321 4.1.2).
     if path.starts_with('@') {
-        path = path.split_once(':').map(|(_, p)| p).ok_or_else(|| bad.clone())?;
+        path = path
+            .split_once(':')
+            .map(|(_, p)| p)
+            .ok_or_else(|| bad.clone())?;
     }
     Ok((path.to_string(), params))
 }
@@ -332,8 +335,9 @@ mod tests {
 
     #[test]
     fn mail_with_every_parameter() {
-        let cmd = parse(b"MAIL FROM: <a@example.com> SIZE=1000 BODY=8BITMIME RET=HDRS ENVID=QQ+2B1")
-            .unwrap();
+        let cmd =
+            parse(b"MAIL FROM: <a@example.com> SIZE=1000 BODY=8BITMIME RET=HDRS ENVID=QQ+2B1")
+                .unwrap();
         assert_eq!(
             cmd,
             Command::Mail {
@@ -362,14 +366,19 @@ mod tests {
             panic!("not rcpt");
         };
         assert_eq!(to, "u@example.com");
-        assert!(params.notify.is_some_and(|n| n.success && n.failure && !n.delay));
+        assert!(params
+            .notify
+            .is_some_and(|n| n.success && n.failure && !n.delay));
         assert_eq!(params.orcpt.as_deref(), Some("rfc822;u@example.com"));
         assert!(parse(b"RCPT TO:<Postmaster>").is_ok());
     }
 
     #[test]
     fn xtext_round_trips() {
-        assert_eq!(xtext_decode(&xtext_encode("a+b=c d")).as_deref(), Some("a+b=c d"));
+        assert_eq!(
+            xtext_decode(&xtext_encode("a+b=c d")).as_deref(),
+            Some("a+b=c d")
+        );
         assert_eq!(xtext_decode("+G1"), None);
     }
 }

@@ -78,7 +78,7 @@ pub async fn serve(gw: Arc<Gateway>, listeners: Vec<TcpListener>, grace: Duratio
                             client: peer.ip(),
                             reply,
                         }
-                        .emit();
+                        .emit(&gw.stats);
                         sessions.spawn(async move {
                             let mut tcp = tcp;
                             let _ = tcp.write_all(format!("{reply}\r\n").as_bytes()).await;

@@ -96,13 +96,13 @@ impl Session {
             client: self.peer.ip(),
             reply,
         }
-        .emit();
+        .emit(&self.gw.stats);
         conn.reply(reply);
     }
 
     /// Runs the session to its end.
     pub async fn run(mut self, tcp: TcpStream) {
-        SessionOpened { client: self.peer }.emit();
+        SessionOpened { client: self.peer }.emit(&self.gw.stats);
         let mut conn = Conn::new(Stream::Plain(tcp));
         if self.greet(&mut conn).await {
             if let Some(mut conn) = self.command_loop(conn).await {
@@ -115,7 +115,7 @@ impl Session {
             client: self.peer,
             messages: self.messages,
         }
-        .emit();
+        .emit(&self.gw.stats);
     }
 
     async fn greet(&mut self, conn: &mut Conn) -> bool {
@@ -140,7 +140,8 @@ impl Session {
         }
         if !self.cfg.access.dnsbl.is_empty() {
             if let Some((zone, _answer)) = self.gw.dns().dnsbl(ip, &self.cfg.access.dnsbl).await {
-                let reply = format!("554 5.7.1 Service unavailable; client [{ip}] blocked using {zone}");
+                let reply =
+                    format!("554 5.7.1 Service unavailable; client [{ip}] blocked using {zone}");
                 self.reject(conn, RejectReason::Dnsbl, &reply);
                 let _ = conn.flush().await;
                 return false;
@@ -214,7 +215,11 @@ impl Session {
     fn refuse(&mut self, conn: &mut Conn, reason: RejectReason, reply: &str) -> bool {
         self.errors += 1;
         if self.errors > HARD_ERROR_LIMIT {
-            self.reject(conn, reason, "421 4.7.0 Too many errors, closing connection");
+            self.reject(
+                conn,
+                reason,
+                "421 4.7.0 Too many errors, closing connection",
+            );
             return true;
         }
         if reason == RejectReason::Syntax {
@@ -248,18 +253,26 @@ impl Session {
                 Flow::Close
             }
             Command::Vrfy => {
-                conn.reply("252 2.5.2 Cannot VRFY user, but will accept message and attempt delivery");
+                conn.reply(
+                    "252 2.5.2 Cannot VRFY user, but will accept message and attempt delivery",
+                );
                 Flow::Continue
             }
             Command::Help => {
                 conn.reply("214-2.0.0 Mailward SMTP gateway. Commands:");
-                conn.reply("214-2.0.0   EHLO HELO MAIL RCPT DATA RSET NOOP QUIT VRFY HELP STARTTLS");
+                conn.reply(
+                    "214-2.0.0   EHLO HELO MAIL RCPT DATA RSET NOOP QUIT VRFY HELP STARTTLS",
+                );
                 conn.reply("214 2.0.0 See RFC 5321.");
                 Flow::Continue
             }
             Command::StartTls => {
                 if self.gw.tls().is_none() || conn.is_tls() {
-                    self.flow_refuse(conn, RejectReason::Syntax, "502 5.5.1 STARTTLS not available")
+                    self.flow_refuse(
+                        conn,
+                        RejectReason::Syntax,
+                        "502 5.5.1 STARTTLS not available",
+                    )
                 } else if !self.esmtp {
                     self.flow_refuse(conn, RejectReason::Syntax, "503 5.5.1 Send EHLO first")
                 } else if matches!(self.state, State::Mail(_)) {
@@ -356,10 +369,18 @@ impl Session {
     fn mail(&mut self, conn: &mut Conn, from: String, params: MailParams) -> Flow {
         match self.state {
             State::Start => {
-                return self.flow_refuse(conn, RejectReason::Syntax, "503 5.5.1 Send HELO/EHLO first")
+                return self.flow_refuse(
+                    conn,
+                    RejectReason::Syntax,
+                    "503 5.5.1 Send HELO/EHLO first",
+                )
             }
             State::Mail(_) => {
-                return self.flow_refuse(conn, RejectReason::Syntax, "503 5.5.1 Nested MAIL command")
+                return self.flow_refuse(
+                    conn,
+                    RejectReason::Syntax,
+                    "503 5.5.1 Nested MAIL command",
+                )
             }
             State::Ready => {}
         }
@@ -374,7 +395,11 @@ impl Session {
         }
         let declared = params.size.unwrap_or(0);
         if declared > limits.max_message_size.0 {
-            self.reject(conn, RejectReason::Size, "552 5.3.4 Message size exceeds fixed limit");
+            self.reject(
+                conn,
+                RejectReason::Size,
+                "552 5.3.4 Message size exceeds fixed limit",
+            );
             return Flow::Continue;
         }
         if self.session_bytes + declared > limits.max_session_size.0 {
@@ -387,7 +412,11 @@ impl Session {
         }
         match self.gw.spool.free_space() {
             Ok(free) if free < limits.min_queue_free_space.0.saturating_add(declared) => {
-                self.reject(conn, RejectReason::Tempfail, "452 4.3.1 Insufficient system storage");
+                self.reject(
+                    conn,
+                    RejectReason::Tempfail,
+                    "452 4.3.1 Insufficient system storage",
+                );
                 return Flow::Continue;
             }
             Ok(_) => {}
@@ -453,7 +482,12 @@ impl Session {
             .protected_domains
             .iter()
             .any(|p| p.matches(&domain));
-        let relay_client = self.cfg.network.relay_networks.iter().any(|n| n.contains(&ip));
+        let relay_client = self
+            .cfg
+            .network
+            .relay_networks
+            .iter()
+            .any(|n| n.contains(&ip));
         if !protected && !relay_client {
             let reply = format!("554 5.7.1 <{to}>: Relay access denied");
             self.reject(conn, RejectReason::Relay, &reply);
@@ -476,9 +510,15 @@ impl Session {
         match &self.state {
             State::Mail(tx) if !tx.rcpts.is_empty() => {}
             State::Mail(_) => {
-                return self.flow_refuse(conn, RejectReason::Syntax, "554 5.5.1 No valid recipients")
+                return self.flow_refuse(
+                    conn,
+                    RejectReason::Syntax,
+                    "554 5.5.1 No valid recipients",
+                )
             }
-            _ => return self.flow_refuse(conn, RejectReason::Syntax, "503 5.5.1 Need MAIL command"),
+            _ => {
+                return self.flow_refuse(conn, RejectReason::Syntax, "503 5.5.1 Need MAIL command")
+            }
         }
         let State::Mail(tx) = std::mem::replace(&mut self.state, State::Ready) else {
             return Flow::Continue;
@@ -513,7 +553,11 @@ impl Session {
         }
         let msg = asm.finish();
         if msg.oversize {
-            self.reject(conn, RejectReason::Size, "552 5.3.4 Message size exceeds fixed limit");
+            self.reject(
+                conn,
+                RejectReason::Size,
+                "552 5.3.4 Message size exceeds fixed limit",
+            );
             return Flow::Continue;
         }
         if msg.long_line {
@@ -525,7 +569,11 @@ impl Session {
             return Flow::Continue;
         }
         if msg.hops >= limits.max_hops {
-            self.reject(conn, RejectReason::Limit, "554 5.4.6 Too many hops (mail loop?)");
+            self.reject(
+                conn,
+                RejectReason::Limit,
+                "554 5.4.6 Too many hops (mail loop?)",
+            );
             return Flow::Continue;
         }
         if self.session_bytes + msg.size > limits.max_session_size.0 {
@@ -539,7 +587,12 @@ impl Session {
         self.accept(conn, tx, msg).await
     }
 
-    async fn accept(&mut self, conn: &mut Conn, tx: Transaction, msg: super::data::Assembled) -> Flow {
+    async fn accept(
+        &mut self,
+        conn: &mut Conn,
+        tx: Transaction,
+        msg: super::data::Assembled,
+    ) -> Flow {
         let id = QueueId::generate();
         let received = self.received_header(&id, conn.is_tls(), &tx.rcpts);
         let mut bytes = Vec::with_capacity(received.len() + msg.body.len());
@@ -572,16 +625,33 @@ impl Session {
         }
         // The message is safe on disk. The scan verdict is awaited here, up
         // to scan_in_session, so that refusals can happen in the session.
-        let scan_wait = self.cfg.timeouts.scan_in_session.get();
-        let _report = tokio::time::timeout(
-            scan_wait.max(Duration::from_millis(1)),
-            crate::scan::scan(&envelope, &bytes),
-        )
-        .await;
         MessageAccepted {
             envelope: &envelope,
         }
-        .emit();
+        .emit(&self.gw.stats);
+        let scan_wait = self.cfg.timeouts.scan_in_session.get();
+        let started = std::time::Instant::now();
+        let report = tokio::time::timeout(
+            scan_wait.max(Duration::from_millis(1)),
+            crate::scan::scan(&envelope, &bytes),
+        )
+        .await
+        .unwrap_or(crate::scan::ScanReport {
+            av: crate::scan::AvStatus::Error,
+            spam: None,
+            viruses: Vec::new(),
+            filter_rules: Vec::new(),
+        });
+        crate::events::ScanFinished {
+            envelope: &envelope,
+            av: report.av,
+            spam: report.spam,
+            viruses: &report.viruses,
+            filter_rules: &report.filter_rules,
+            duration: started.elapsed(),
+            group: "",
+        }
+        .emit(&self.gw.stats);
         self.messages += 1;
         self.session_bytes += msg.size;
         self.gw.queue.enqueue(envelope);

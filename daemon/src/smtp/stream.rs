@@ -102,7 +102,11 @@ impl Conn {
             }
             self.reader.consume(take);
             if done {
-                return Ok(if too_long { Line::TooLong } else { Line::Complete });
+                return Ok(if too_long {
+                    Line::TooLong
+                } else {
+                    Line::Complete
+                });
             }
         }
     }

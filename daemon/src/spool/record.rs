@@ -171,10 +171,7 @@ pub(crate) fn recover(dir: &Path) -> Result<Recovered, SpoolError> {
     for &seg in &segments {
         let path = segment_path(dir, seg);
         let file = File::open(&path).map_err(|e| SpoolError::io(&path, e))?;
-        let file_len = file
-            .metadata()
-            .map_err(|e| SpoolError::io(&path, e))?
-            .len();
+        let file_len = file.metadata().map_err(|e| SpoolError::io(&path, e))?.len();
         let mut r = BufReader::with_capacity(256 * 1024, file);
         let mut offset = 0u64;
         index.live.entry(seg).or_insert(0);

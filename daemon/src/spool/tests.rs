@@ -58,7 +58,10 @@ async fn a_torn_record_at_the_end_is_cut_off() {
     // Simulate a crash in the middle of the next write.
     let last = *record::list_segments(dir.path()).unwrap().last().unwrap();
     let path = record::segment_path(dir.path(), last);
-    let mut f = std::fs::OpenOptions::new().append(true).open(&path).unwrap();
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .unwrap();
     f.write_all(b"MWR1\x01\0\0\0garbage").unwrap();
     drop(f);
     let (spool, found) = Spool::open(dir.path()).unwrap();
@@ -92,7 +95,9 @@ async fn corruption_in_an_older_segment_is_reported_not_ignored() {
     bytes[n - 2] ^= 0xff;
     std::fs::write(&path, bytes).unwrap();
     match Spool::open(dir.path()) {
-        Err(SpoolError::Corrupt { problem, .. }) => assert!(problem.contains("checksum"), "{problem}"),
+        Err(SpoolError::Corrupt { problem, .. }) => {
+            assert!(problem.contains("checksum"), "{problem}")
+        }
         Err(e) => panic!("unexpected error {e}"),
         Ok(_) => panic!("corruption in an older segment must not pass silently"),
     }
@@ -106,7 +111,10 @@ async fn empty_segments_are_deleted_and_old_live_messages_copied_forward() {
     for round in 0..(COMPACT_AFTER_SEGMENTS as u32 + 3) {
         let (spool, _) = Spool::open(dir.path()).unwrap();
         let e = envelope(round);
-        spool.accept(&e, format!("body {round}\r\n").into_bytes()).await.unwrap();
+        spool
+            .accept(&e, format!("body {round}\r\n").into_bytes())
+            .await
+            .unwrap();
         if round == 0 {
             keep = Some(e);
         } else {

@@ -86,7 +86,9 @@ pub struct Timing {
 /// Back-off before attempt `attempts + 1`: min_backoff doubled per attempt
 /// made, capped at max_backoff.
 pub fn backoff(attempts: u32, min: Duration, max: Duration) -> Duration {
-    let factor = 1u32.checked_shl(attempts.saturating_sub(1).min(30)).unwrap_or(u32::MAX);
+    let factor = 1u32
+        .checked_shl(attempts.saturating_sub(1).min(30))
+        .unwrap_or(u32::MAX);
     min.saturating_mul(factor).min(max).max(min.min(max))
 }
 
@@ -231,7 +233,9 @@ impl Delivery {
         for (i, o) in &outcomes {
             if let Some(r) = env.rcpts.get(*i) {
                 let (result, relay, detail) = match o {
-                    Outcome::Delivered { reply, relay, .. } => (DeliveryResult::Delivered, relay, reply),
+                    Outcome::Delivered { reply, relay, .. } => {
+                        (DeliveryResult::Delivered, relay, reply)
+                    }
                     Outcome::Failed { reply, relay, .. } => (DeliveryResult::Bounced, relay, reply),
                     Outcome::Deferred { reply, relay } => (DeliveryResult::Deferred, relay, reply),
                 };
@@ -241,9 +245,8 @@ impl Delivery {
                     result,
                     relay,
                     detail,
-                    size: env.size,
                 }
-                .emit();
+                .emit(&self.gw.stats);
             }
         }
         let timing = Timing {
@@ -255,7 +258,8 @@ impl Delivery {
         };
         let decision = decide(&mut env, outcomes, &timing);
         if !decision.dsns.is_empty() {
-            self.queue_dsns(&cfg, &env, &decision.dsns, timing.now).await;
+            self.queue_dsns(&cfg, &env, &decision.dsns, timing.now)
+                .await;
         }
         let persisted = if decision.done {
             self.gw.spool.remove(&env).await
@@ -277,7 +281,12 @@ impl Delivery {
     }
 
     /// Sends to every next hop in parallel.
-    async fn send_all(&self, cfg: &Config, env: &Envelope, data: Arc<Vec<u8>>) -> Vec<(usize, Outcome)> {
+    async fn send_all(
+        &self,
+        cfg: &Config,
+        env: &Envelope,
+        data: Arc<Vec<u8>>,
+    ) -> Vec<(usize, Outcome)> {
         let mut groups: BTreeMap<Destination, Vec<usize>> = BTreeMap::new();
         for (i, r) in env.pending() {
             groups
@@ -346,6 +355,13 @@ impl Delivery {
             let hop_dsn = leased.client.extensions().dsn;
             match leased.client.send(&tx).await {
                 Ok(outcome) => {
+                    if outcome.rcpts.iter().any(Reply::is_positive) {
+                        crate::events::MessageSent {
+                            id: &env.id,
+                            bytes: data.len() as u64,
+                        }
+                        .emit(&self.gw.stats);
+                    }
                     let results = idxs
                         .iter()
                         .zip(outcome.rcpts.iter())
@@ -408,7 +424,8 @@ impl Delivery {
                         diagnostic: (!diag.is_empty()).then(|| diag.clone()),
                         remote_mta: (!relay.is_empty()).then(|| relay.clone()),
                         last_attempt: Some(now),
-                        will_retry_until: (plan.action == DsnAction::Delayed).then_some(retry_until),
+                        will_retry_until: (plan.action == DsnAction::Delayed)
+                            .then_some(retry_until),
                     })
                 })
                 .collect();
@@ -449,10 +466,12 @@ impl Delivery {
                         kind: plan.action.as_str(),
                         to: &env.mail_from,
                     }
-                    .emit();
+                    .emit(&self.gw.stats);
                     self.gw.queue.enqueue(dsn_env);
                 }
-                Err(e) => tracing::error!(target: "notif", queue_id = %env.id, error = %e, "Cannot spool a DSN."),
+                Err(e) => {
+                    tracing::error!(target: "notif", queue_id = %env.id, error = %e, "Cannot spool a DSN.")
+                }
             }
         }
     }

@@ -176,7 +176,11 @@ fn table_of_decisions() {
         assert_eq!(d.done, c.want_done, "{}", c.name);
         assert_eq!(actions(&d), c.want, "{}", c.name);
         if !d.done {
-            assert!(e.next_attempt >= c.now + 300, "{}: retry after back-off", c.name);
+            assert!(
+                e.next_attempt >= c.now + 300,
+                "{}: retry after back-off",
+                c.name
+            );
         }
     }
 }
