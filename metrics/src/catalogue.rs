@@ -711,3 +711,32 @@ mod tests {
         }
     }
 }
+
+/// Where a statistic stands in MAILWARD-MIB. Most live in `mwStatistics`
+/// under their category; the few that describe the signature bases and the
+/// daemon itself live in `mwUpdate` and `mwAdmin`, where an NMS looks for
+/// them (DESIGN 7).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Place {
+    /// `mwStatistics.CATEGORY.ARC`
+    Statistics(Category, u32),
+    /// `mwUpdate.ARC`
+    Update(u32),
+    /// `mwAdmin.ARC`
+    Admin(u32),
+}
+
+pub fn place(id: StatId) -> Place {
+    match id {
+        StatId::UpdateLastCheck => Place::Update(1),
+        StatId::UpdateLastResult => Place::Update(2),
+        StatId::BasesLoaded => Place::Update(3),
+        StatId::BasesReleased => Place::Update(4),
+        StatId::BasesRecords => Place::Update(5),
+        StatId::StartTime => Place::Admin(2),
+        other => {
+            let s = stat(other);
+            Place::Statistics(s.category, s.arc)
+        }
+    }
+}

@@ -7,11 +7,13 @@
 
 pub mod catalogue;
 pub mod event;
+pub mod mib;
 pub mod model;
 pub mod process;
 pub mod prometheus;
 pub mod raw;
 pub mod reference;
+pub mod snmp;
 pub mod snapshot;
 pub mod top;
 

@@ -1,0 +1,285 @@
+//! MAILWARD-MIB, generated from the object tree of [`crate::snmp`] (itself
+//! generated from the catalogue). `mibs/MAILWARD-MIB.txt` in the repository
+//! is this text; a test fails when it drifts, and the end-to-end tests lint
+//! it with smilint and resolve it with snmptranslate.
+
+use crate::snmp::{objects, Access, Node, Object, Syntax, ALERT_STATE_NAMES, UPDATE_RESULT_NAMES};
+use std::fmt::Write;
+
+/// The module root under `enterprises`.
+pub const ENTERPRISE_ARCS: &str = "25";
+
+/// (name, arc, objects, description)
+pub const NOTIFICATIONS: &[(&str, u32, &[&str], &str)] = &[
+    ("mwProductStart", 1, &["mwVersion", "mwConfigFile"], "Mailward has started and accepts mail."),
+    ("mwProductStop", 2, &["mwVersion"], "Mailward is stopping gracefully (SIGTERM or SIGINT)."),
+    ("mwProductError", 3, &["mwNotifyMessage"], "A fault stopped a component of Mailward; the message says which and why."),
+    ("mwConfigReloaded", 4, &["mwConfigFile", "mwReloadResult", "mwNotifyMessage"],
+        "The configuration was reloaded (SIGHUP): mwReloadResult says whether the new one is in force or was refused."),
+    ("mwBasesReloaded", 5, &["mwBasesRecords", "mwBasesReleased"], "New signature bases are in use."),
+    ("mwUpdateStatus", 6, &["mwUpdateLastResult", "mwNotifyMessage"], "An update of the signature bases was attempted."),
+    ("mwObsoleteBases", 7, &["mwBasesReleased", "mwBasesObsolete"],
+        "The signature bases in use are older than bases.obsolete_after (sent at start and then daily while true)."),
+    ("mwAlertThreshold", 8, &["mwAlertName", "mwAlertValue", "mwAlertThresholdValue", "mwAlertState"],
+        "A threshold of snmp.alert_thresholds was crossed (mwAlertState raised) or is no longer (cleared)."),
+];
+
+fn quote(s: &str) -> String {
+    s.replace('"', "'")
+}
+
+/// Wraps text for a DESCRIPTION clause.
+fn wrap(text: &str, indent: &str) -> String {
+    let mut out = String::new();
+    let mut line = String::new();
+    for word in quote(text).split_whitespace() {
+        if !line.is_empty() && line.len() + word.len() + 1 > 64 {
+            let _ = writeln!(out, "{indent}{line}");
+            line.clear();
+        }
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(word);
+    }
+    let _ = write!(out, "{indent}{line}");
+    out
+}
+
+fn enum_syntax(names: &[&str]) -> String {
+    let items: Vec<String> = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| format!("{}({})", crate::snmp::smi_label(n), i + 1))
+        .collect();
+    format!("INTEGER {{ {} }}", items.join(", "))
+}
+
+fn syntax_text(s: Syntax, rows: Option<u32>) -> String {
+    match s {
+        Syntax::Counter32 => "Counter32".into(),
+        Syntax::Counter64 => "Counter64".into(),
+        Syntax::Gauge64 => "MwGauge64".into(),
+        Syntax::Gauge32 => "Gauge32".into(),
+        Syntax::Unsigned32 => "Unsigned32".into(),
+        Syntax::Index => format!("Unsigned32 (1..{})", rows.unwrap_or(4_294_967_295)),
+        Syntax::DateAndTime => "DateAndTime".into(),
+        Syntax::Text => "MwUtf8String".into(),
+        Syntax::TimeTicks => "TimeTicks".into(),
+        Syntax::TruthValue => "TruthValue".into(),
+        Syntax::UpdateResult => "MwUpdateResult".into(),
+        Syntax::Enum(names) => enum_syntax(names),
+    }
+}
+
+fn parent_name<'a>(objs: &'a [Object], o: &Object) -> String {
+    let parent = &o.oid[..o.oid.len() - 1];
+    if parent.is_empty() {
+        return "mailwardMIB".into();
+    }
+    objs.iter()
+        .find(|p| p.oid == parent)
+        .map(|p| p.name.clone())
+        .unwrap_or_else(|| {
+            if parent == [1] {
+                "mwObjects".into()
+            } else {
+                "mailwardMIB".into()
+            }
+        })
+}
+
+fn entry_type(name: &str) -> String {
+    let stem = name.trim_start_matches("mw").trim_end_matches("Entry");
+    format!("Mw{stem}Entry")
+}
+
+/// The whole MIB module text.
+pub fn text() -> String {
+    let objs = objects();
+    let mut m = String::new();
+    m.push_str("MAILWARD-MIB DEFINITIONS ::= BEGIN\n\n");
+    m.push_str("-- Generated from metrics/src/catalogue.rs by metrics/src/mib.rs: edit those,\n");
+    m.push_str("-- then run MAILWARD_UPDATE_DOCS=1 cargo test -p mailward-metrics.\n\n");
+    m.push_str("IMPORTS\n    MODULE-IDENTITY, OBJECT-TYPE, NOTIFICATION-TYPE, enterprises,\n");
+    m.push_str("    Counter32, Counter64, Gauge32, Unsigned32, TimeTicks\n        FROM SNMPv2-SMI\n");
+    m.push_str("    TEXTUAL-CONVENTION, DateAndTime, TruthValue\n        FROM SNMPv2-TC\n");
+    m.push_str("    MODULE-COMPLIANCE, OBJECT-GROUP, NOTIFICATION-GROUP\n        FROM SNMPv2-CONF;\n\n");
+    m.push_str(r#"mailwardMIB MODULE-IDENTITY
+    LAST-UPDATED "202611240000Z"
+    ORGANIZATION "The Mailward project"
+    CONTACT-INFO
+        "The Mailward developers.
+         Issues and questions: the project's issue tracker."
+    DESCRIPTION
+        "Statistics, configuration, signature bases and events of
+         Mailward, an SMTP filtering gateway, served by its AgentX
+         subagent. 32473 is the enterprise number RFC 5612 reserves
+         for documentation and examples: a site with its own number
+         changes this module's root and agentx.root_oid together."
+    REVISION "202611240000Z"
+    DESCRIPTION
+        "First version."
+    ::= { mwEnterprise "#);
+    m.push_str(ENTERPRISE_ARCS);
+    m.push_str(" }\n\n");
+    m.push_str("-- The enterprise arc (see DESCRIPTION above).\n");
+    m.push_str("mwEnterprise OBJECT IDENTIFIER ::= { enterprises 32473 }\n\n");
+    m.push_str(r#"MwUtf8String ::= TEXTUAL-CONVENTION
+    DISPLAY-HINT "255t"
+    STATUS       current
+    DESCRIPTION
+        "Text in UTF-8 (RFC 3629), as SnmpAdminString of
+         SNMP-FRAMEWORK-MIB, cut at a character boundary."
+    SYNTAX       OCTET STRING (SIZE (0..255))
+
+MwGauge64 ::= TEXTUAL-CONVENTION
+    DISPLAY-HINT "d"
+    STATUS       current
+    DESCRIPTION
+        "A level that may pass 2^32 (octets, counts). It may go up
+         and down; like CounterBasedGauge64 of HCNUM-TC, it is
+         carried as a Counter64, and is never sent in notifications."
+    SYNTAX       Counter64
+
+MwUpdateResult ::= TEXTUAL-CONVENTION
+    STATUS       current
+    DESCRIPTION
+        "The result of the last update of the signature bases:
+         updated (new bases in use), notNeeded (already current),
+         error (the update failed and the old bases stay), rolledBack
+         (an administrator went back to the previous bases), unknown
+         (no update attempted yet)."
+    SYNTAX       "#);
+    m.push_str(&enum_syntax(UPDATE_RESULT_NAMES));
+    m.push_str("\n\n");
+    m.push_str("mwNotifications OBJECT IDENTIFIER ::= { mailwardMIB 0 }\n");
+    m.push_str("mwObjects       OBJECT IDENTIFIER ::= { mailwardMIB 1 }\n");
+    m.push_str("mwConformance   OBJECT IDENTIFIER ::= { mailwardMIB 2 }\n\n");
+    let _ = ALERT_STATE_NAMES;
+    for o in &objs {
+        let parent = parent_name(&objs, o);
+        let arc = o.oid.last().copied().unwrap_or(0);
+        match &o.node {
+            Node::Group => {
+                let _ = writeln!(m, "{} OBJECT IDENTIFIER ::= {{ {parent} {arc} }}\n", o.name);
+            }
+            Node::Table => {
+                let entry = objs.iter().find(|e| e.oid == [o.oid.as_slice(), &[1]].concat());
+                let et = entry.map(|e| entry_type(&e.name)).unwrap_or_default();
+                let _ = writeln!(
+                    m,
+                    "{} OBJECT-TYPE\n    SYNTAX      SEQUENCE OF {et}\n    MAX-ACCESS  not-accessible\n    STATUS      current\n    DESCRIPTION\n        \"{}\"\n    ::= {{ {parent} {arc} }}\n",
+                    o.name,
+                    wrap(&o.description, "         ").trim_start()
+                );
+            }
+            Node::Entry(index) => {
+                let columns: Vec<&Object> = objs
+                    .iter()
+                    .filter(|c| c.oid.len() == o.oid.len() + 1 && c.oid.starts_with(&o.oid))
+                    .collect();
+                let _ = writeln!(
+                    m,
+                    "{} OBJECT-TYPE\n    SYNTAX      {}\n    MAX-ACCESS  not-accessible\n    STATUS      current\n    DESCRIPTION\n        \"{}\"\n    INDEX       {{ {} }}\n    ::= {{ {parent} {arc} }}\n",
+                    o.name,
+                    entry_type(&o.name),
+                    wrap(&o.description, "         ").trim_start(),
+                    index.join(", ")
+                );
+                let _ = writeln!(m, "{} ::= SEQUENCE {{", entry_type(&o.name));
+                let n = columns.len();
+                for (i, c) in columns.iter().enumerate() {
+                    let syn = c.syntax.map(|s| match s {
+                        Syntax::Enum(_) => "INTEGER".to_string(),
+                        Syntax::Index => "Unsigned32".to_string(),
+                        s => syntax_text(s, None),
+                    });
+                    let _ = writeln!(
+                        m,
+                        "    {:<32} {}{}",
+                        c.name,
+                        syn.unwrap_or_default(),
+                        if i + 1 < n { "," } else { "" }
+                    );
+                }
+                m.push_str("}\n\n");
+            }
+            Node::Scalar | Node::Column => {
+                let access = match o.access {
+                    Access::NotAccessible => "not-accessible",
+                    Access::ReadOnly => "read-only",
+                    Access::ForNotify => "accessible-for-notify",
+                };
+                let rows = if o.name == "mwRawRecentIndex" { Some(50) } else { None };
+                let syntax = o.syntax.map(|s| syntax_text(s, rows)).unwrap_or_default();
+                let units = o.units.map(|u| format!("    UNITS       \"{u}\"\n")).unwrap_or_default();
+                let _ = writeln!(
+                    m,
+                    "{} OBJECT-TYPE\n    SYNTAX      {syntax}\n{units}    MAX-ACCESS  {access}\n    STATUS      current\n    DESCRIPTION\n        \"{}\"\n    ::= {{ {parent} {arc} }}\n",
+                    o.name,
+                    wrap(&o.description, "         ").trim_start()
+                );
+            }
+        }
+    }
+    for (name, arc, objects, d) in NOTIFICATIONS {
+        let _ = writeln!(
+            m,
+            "{name} NOTIFICATION-TYPE\n    OBJECTS     {{ {} }}\n    STATUS      current\n    DESCRIPTION\n        \"{}\"\n    ::= {{ mwNotifications {arc} }}\n",
+            objects.join(", "),
+            wrap(d, "         ").trim_start()
+        );
+    }
+    // Conformance.
+    let groups = [
+        ("mwConfigGroup", 1, "The configuration in force and the policy groups."),
+        ("mwStatisticsGroup", 2, "Statistics of messages, resources, viruses, filters and raw records."),
+        ("mwUpdateGroup", 3, "The signature bases and their updates."),
+        ("mwAdminGroup", 4, "The daemon's version and uptime."),
+        ("mwNotificationObjectsGroup", 5, "Objects carried by notifications."),
+    ];
+    m.push_str("mwCompliances OBJECT IDENTIFIER ::= { mwConformance 1 }\n");
+    m.push_str("mwGroups      OBJECT IDENTIFIER ::= { mwConformance 2 }\n\n");
+    let mut group_names = Vec::new();
+    for (g, arc, d) in groups {
+        let members: Vec<&str> = objs.iter().filter(|o| o.group == g).map(|o| o.name.as_str()).collect();
+        let _ = writeln!(
+            m,
+            "{g} OBJECT-GROUP\n    OBJECTS {{\n        {}\n    }}\n    STATUS      current\n    DESCRIPTION\n        \"{d}\"\n    ::= {{ mwGroups {arc} }}\n",
+            members.join(",\n        ")
+        );
+        group_names.push(g);
+    }
+    let notes: Vec<&str> = NOTIFICATIONS.iter().map(|n| n.0).collect();
+    let _ = writeln!(
+        m,
+        "mwNotificationsGroup NOTIFICATION-GROUP\n    NOTIFICATIONS {{\n        {}\n    }}\n    STATUS      current\n    DESCRIPTION\n        \"The notifications of Mailward.\"\n    ::= {{ mwGroups 6 }}\n",
+        notes.join(",\n        ")
+    );
+    group_names.push("mwNotificationsGroup");
+    let _ = writeln!(
+        m,
+        "mwCompliance MODULE-COMPLIANCE\n    STATUS      current\n    DESCRIPTION\n        \"What a Mailward agent implements: all of this module.\"\n    MODULE -- this module\n        MANDATORY-GROUPS {{\n            {}\n        }}\n    ::= {{ mwCompliances 1 }}\n",
+        group_names.join(",\n            ")
+    );
+    m.push_str("END\n");
+    m
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn mib_file_matches_the_catalogue() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../mibs/MAILWARD-MIB.txt");
+        let want = super::text();
+        if std::env::var_os("MAILWARD_UPDATE_DOCS").is_some() {
+            std::fs::write(path, &want).unwrap();
+        }
+        let have = std::fs::read_to_string(path).unwrap_or_default();
+        assert!(
+            have == want,
+            "mibs/MAILWARD-MIB.txt drifted from the catalogue: run MAILWARD_UPDATE_DOCS=1 cargo test -p mailward-metrics"
+        );
+    }
+}
