@@ -116,6 +116,7 @@ impl ScanFinished<'_> {
             sender: &e.mail_from,
             client: e.client_ip,
             duration: self.duration,
+            group: self.group,
         });
         let status = self.status();
         let detail = self

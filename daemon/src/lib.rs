@@ -11,6 +11,7 @@ pub mod envelope;
 pub mod events;
 pub mod gateway;
 pub mod logging;
+pub mod policy;
 pub mod metrics_http;
 pub mod queue;
 pub mod run;

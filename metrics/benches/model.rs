@@ -38,6 +38,7 @@ fn main() {
             sender: "sender@example.com",
             client: "192.0.2.1".parse().unwrap_or(std::net::IpAddr::from([0, 0, 0, 0])),
             duration: Duration::from_micros(16),
+            group: "",
         });
         stats.record(&Event::DeliveryAttempted { result: DeliveryResult::Delivered, rcpts: 1, bytes: 1024 });
         stats.record(&Event::SessionClosed { direction: Direction::In });
@@ -93,6 +94,7 @@ fn main() {
             sender: &format!("s{n}@example.com"),
             client: std::net::IpAddr::from([192, 0, 2, n as u8]),
             duration: Duration::from_micros(10),
+            group: "",
         });
         top.with_label_values(&[&format!("Virus-{n}")]).inc();
     }

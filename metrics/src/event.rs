@@ -112,6 +112,8 @@ pub enum Event<'a> {
         sender: &'a str,
         client: IpAddr,
         duration: Duration,
+        /// The policy group ("" = the default group).
+        group: &'a str,
     },
     DeliveryAttempted {
         result: DeliveryResult,

@@ -54,6 +54,8 @@ pub struct Stats {
     scan: Histogram,
     tops: Vec<Mutex<Top>>,
     recent: Mutex<VecDeque<RawRecord>>,
+    /// Messages per policy group ("" = default), for mwPolicyGroupTable.
+    groups: Mutex<std::collections::BTreeMap<String, u64>>,
     raw: Option<RawLog>,
     enabled: Vec<Category>,
     top_n: usize,
@@ -94,6 +96,7 @@ impl Stats {
                 .map(|_| Mutex::new(Top::default()))
                 .collect(),
             recent: Mutex::new(VecDeque::with_capacity(RECENT_RAW)),
+            groups: Mutex::new(std::collections::BTreeMap::new()),
             raw: if enabled.contains(&Category::Raw) {
                 raw
             } else {
@@ -170,7 +173,11 @@ impl Stats {
                 sender,
                 client,
                 duration,
+                group,
             } => {
+                if let Ok(mut g) = self.groups.lock() {
+                    *g.entry(group.to_string()).or_insert(0) += 1;
+                }
                 self.add(StatId::AvResults, *av as usize, 1);
                 if let Some(s) = spam {
                     self.add(StatId::SpamResults, *s as usize, 1);
@@ -272,6 +279,9 @@ impl Stats {
                 t.clear();
             }
         }
+        if let Ok(mut g) = self.groups.lock() {
+            g.clear();
+        }
         self.reset_time.store(now(), Relaxed);
     }
 
@@ -345,7 +355,13 @@ impl Stats {
             .lock()
             .map(|r| r.iter().cloned().collect())
             .unwrap_or_default();
+        let groups = self
+            .groups
+            .lock()
+            .map(|g| g.iter().map(|(k, v)| (k.clone(), *v)).collect())
+            .unwrap_or_default();
         Snapshot {
+            groups,
             taken_at: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map(|d| d.as_secs_f64())

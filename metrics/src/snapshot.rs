@@ -29,6 +29,8 @@ pub struct Snapshot {
     pub scan: HistogramSnapshot,
     /// Indexed by [`catalogue::TopId`].
     pub tops: Vec<Vec<TopEntry>>,
+    /// Messages per policy group ("" = the default group), by name.
+    pub groups: Vec<(String, u64)>,
     /// The most recent raw records, oldest first.
     pub recent: Vec<RawRecord>,
 }

@@ -49,7 +49,7 @@ macro_rules! for_policy_keys {
 mod locate;
 mod pattern;
 mod raw;
-mod rules;
+pub mod rules;
 mod types;
 mod units;
 mod validate;

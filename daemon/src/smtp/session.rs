@@ -649,7 +649,7 @@ impl Session {
             viruses: &report.viruses,
             filter_rules: &report.filter_rules,
             duration: started.elapsed(),
-            group: "",
+            group: crate::policy::group_of(&self.cfg, &envelope).unwrap_or(""),
         }
         .emit(&self.gw.stats);
         self.messages += 1;
