@@ -10,19 +10,22 @@
 #   dnsmasq-base       a DNS server for DNSBL and MX test zones
 #   openssl            makes the self-signed certificate of the TLS test
 #   ca-certificates    for openssl and apt over https
+#   prometheus         the server that scrapes Mailward in the dashboard
+#                      test, and promtool (check metrics, check rules)
 #
-# Later issues add: snmpd snmptrapd snmp smitools (the SNMP/AgentX tests)
-# and prometheus (the /metrics tests).
+# Later issues add: snmpd snmptrapd snmp smitools (the SNMP/AgentX tests).
 #
 # Nothing here starts a service: Postfix is installed with "No
 # configuration" (no main.cf, nothing runs), dnsmasq-base has no service,
-# and a policy-rc.d forbids service starts while apt runs. The tests start
+# and a policy-rc.d forbids service starts while apt runs. Debian's
+# prometheus enables a system service: it is disabled (and stopped, should
+# something have started it), so it never holds port 9090. The tests start
 # their own private instances on loopback ports.
 #
 # Reruns are fast: when every package is installed already, apt is skipped.
 set -euo pipefail
 
-packages=(postfix swaks libnet-ssleay-perl dnsmasq-base openssl ca-certificates)
+packages=(postfix swaks libnet-ssleay-perl dnsmasq-base openssl ca-certificates prometheus)
 
 missing=()
 for pkg in "${packages[@]}"; do
@@ -57,4 +60,10 @@ export DEBIAN_FRONTEND=noninteractive
 apt-get update
 echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
 apt-get install -y --no-install-recommends "${packages[@]}"
+if command -v systemctl >/dev/null 2>&1 && [ -e /lib/systemd/system/prometheus.service ]; then
+    systemctl disable prometheus >/dev/null 2>&1 || true
+    if [ -d /run/systemd/system ]; then
+        systemctl stop prometheus >/dev/null 2>&1 || true
+    fi
+fi
 echo "install-deps: done"

@@ -13,9 +13,11 @@ pub mod config;
 pub mod daemon;
 pub mod dns;
 pub mod mail;
+pub mod prometheus;
 pub mod scripted;
 pub mod sink;
 pub mod smtp;
+pub mod stats;
 pub mod tools;
 
 use std::time::Duration;
