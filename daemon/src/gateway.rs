@@ -47,6 +47,8 @@ pub struct Gateway {
     dns: RwLock<Arc<Dns>>,
     pub spool: Spool,
     pub queue: Arc<Queue>,
+    /// The subagent's health, once it runs.
+    pub subagent_health: std::sync::OnceLock<Box<dyn Fn() -> mailward_agentx::Health + Send + Sync>>,
     /// The one statistics model.
     pub stats: Arc<mailward_metrics::Stats>,
     /// Outbound connections open now (kept by the delivery pool).
@@ -59,6 +61,12 @@ pub struct Gateway {
     pub shutdown: watch::Receiver<bool>,
     /// Successful reloads since start.
     pub reloads: AtomicU64,
+    /// Refused reloads since start.
+    pub reload_failures: AtomicU64,
+    /// When the configuration in force was loaded (unix time).
+    pub config_loaded_at: std::sync::atomic::AtomicI64,
+    /// The signature bases in use (None: none installed).
+    pub bases: RwLock<Option<crate::bases::BasesInfo>>,
 }
 
 impl Gateway {
@@ -77,11 +85,15 @@ impl Gateway {
             spool,
             queue,
             stats,
+            subagent_health: std::sync::OnceLock::new(),
             outbound_open: Arc::new(AtomicU64::new(0)),
             sessions: AtomicU32::new(0),
             per_ip: Mutex::new(HashMap::new()),
             shutdown,
             reloads: AtomicU64::new(0),
+            reload_failures: AtomicU64::new(0),
+            config_loaded_at: std::sync::atomic::AtomicI64::new(chrono::Utc::now().timestamp()),
+            bases: RwLock::new(None),
         }
     }
 
@@ -118,21 +130,59 @@ impl Gateway {
             *c = Arc::new(config);
         }
         self.reloads.fetch_add(1, Ordering::Relaxed);
+        self.config_loaded_at
+            .store(chrono::Utc::now().timestamp(), Ordering::Relaxed);
     }
 
     /// A snapshot of the statistics, with the levels sampled now.
     pub fn snapshot(&self) -> mailward_metrics::Snapshot {
         let (queue_messages, queue_bytes) = self.queue.size();
+        let bases = self.bases();
+        let subagent = self.subagent_health.get().map(|h| h());
         let gauges = mailward_metrics::Gauges {
             queue_messages: queue_messages as u64,
             queue_bytes,
             spool_free_bytes: self.spool.free_space().unwrap_or(0),
             sessions_out: self.outbound_open.load(Ordering::Relaxed),
-            // No signature bases and no subagent yet: these stay at "none".
+            bases_records: bases.as_ref().map_or(0, |b| b.records),
+            bases_released: bases.as_ref().map_or(0, |b| b.released),
+            bases_loaded: bases.as_ref().map_or(0, |b| b.loaded_at),
+            // Updates of the bases come with the scanner: "unknown" until then.
+            update_last_check: 0,
             update_last_result: mailward_metrics::catalogue::UPDATE_RESULTS.len() - 1,
-            ..mailward_metrics::Gauges::default()
+            agentx_connected: subagent.as_ref().is_some_and(|h| h.connected),
+            agentx_reconnects: subagent.as_ref().map_or(0, |h| h.reconnects),
+            snmp_notifications_dropped: subagent.as_ref().map_or(0, |h| h.notifications_dropped),
         };
         self.stats.snapshot(&gauges)
+    }
+
+    pub fn bases(&self) -> Option<crate::bases::BasesInfo> {
+        self.bases.read().ok().and_then(|b| b.clone())
+    }
+
+    /// Re-reads the bases manifest; returns the new info when it changed.
+    pub fn reload_bases(&self) -> Option<crate::bases::BasesInfo> {
+        let dir = self.config().bases.av.clone();
+        match crate::bases::read(&dir) {
+            Ok(new) => {
+                let mut cur = self.bases.write().ok()?;
+                let changed = match (&*cur, &new) {
+                    (Some(a), Some(b)) => a.version != b.version || a.released != b.released,
+                    (None, None) => false,
+                    _ => true,
+                };
+                if changed {
+                    *cur = new.clone();
+                    return new;
+                }
+                None
+            }
+            Err(e) => {
+                tracing::warn!(target: "app", error = %e, "Cannot read the signature bases manifest; keeping what was loaded.");
+                None
+            }
+        }
     }
 
     pub fn open_sessions(&self) -> u32 {

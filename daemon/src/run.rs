@@ -76,6 +76,9 @@ pub async fn run(config: Config, path: Option<PathBuf>) -> Result<(), RunError> 
         stop_rx,
     ));
     crate::admin::start(gw.clone(), &admin_socket)?;
+    if let Some(b) = gw.reload_bases() {
+        tracing::info!(target: "app", version = %b.version, records = b.records, "Signature bases found.");
+    }
     if let Some(addr) = metrics_listen {
         crate::metrics_http::start(gw.clone(), addr).await?;
     }
@@ -146,6 +149,7 @@ fn reload(gw: &Gateway, path: Option<&Path>) {
             for p in &errors.0 {
                 tracing::error!(target: "config", "{p}");
             }
+            gw.reload_failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             tracing::error!(target: "config", problems = errors.0.len(),
                 "Reload refused; the running configuration stays in force.");
             return;
@@ -162,7 +166,10 @@ fn reload(gw: &Gateway, path: Option<&Path>) {
             gw.install(new, built);
             tracing::info!(target: "config", origin = %gw.config().origin, "Configuration reloaded.");
         }
-        Err(e) => tracing::error!(target: "config", error = %e,
-            "Reload refused; the running configuration stays in force."),
+        Err(e) => {
+            gw.reload_failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            tracing::error!(target: "config", error = %e,
+                "Reload refused; the running configuration stays in force.")
+        }
     }
 }

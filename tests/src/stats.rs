@@ -293,9 +293,7 @@ fn flat_key<'a>(name: &str, values: impl Iterator<Item = &'a str>) -> String {
 }
 
 fn parse_sample(line: &str) -> Result<Sample> {
-    let name_end = line
-        .find(|c: char| c == '{' || c == ' ')
-        .context("no value")?;
+    let name_end = line.find(['{', ' ']).context("no value")?;
     let name = &line[..name_end];
     ensure!(
         !name.is_empty()

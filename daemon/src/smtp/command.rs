@@ -202,6 +202,12 @@ fn check_address(path: &str, bad: ParseError) -> Result<(), ParseError> {
     if local.is_empty() || local.len() > 64 || domain.is_empty() || domain.len() > 255 {
         return Err(bad);
     }
+    // Angle brackets are legal inside a quoted local part, but no relay
+    // (ours included) passes them on safely: refuse them here rather than
+    // accept and bounce later.
+    if path.contains(['<', '>']) {
+        return Err(bad);
+    }
     if !path.is_ascii() || path.bytes().any(|b| b < 0x20 || b == 0x7f) {
         return Err(ParseError {
             reply: "553 5.6.7 Non-ASCII or control characters in address (SMTPUTF8 is not offered)",
@@ -323,6 +329,7 @@ mod tests {
             ("MAIL FROM:<a b@c>", Err(BAD_SENDER.reply)),
             ("RCPT TO:<>", Err(BAD_RECIPIENT.reply)),
             ("RCPT FROM:<a@b>", Err(RCPT_SYNTAX.reply)),
+            ("RCPT TO:<\"x<y>\"@example.com>", Err(BAD_RECIPIENT.reply)),
             ("MAIL FROM:<a@b> FROB=1", Err(BAD_PARAM.reply)),
             ("MAIL FROM:<a@b> SIZE=big", Err(BAD_PARAM.reply)),
             ("RCPT TO:<x@y> NOTIFY=NEVER,DELAY", Err(BAD_PARAM.reply)),

@@ -1,0 +1,1157 @@
+//! Statistics as an operator checks them: real clients (smtp-source,
+//! swaks, the raw client) send a known mix of traffic, and every counter
+//! and gauge must equal what was sent, in `/metrics` and in the stats file
+//! (`mailward stats write`), which must agree with each other; the raw
+//! records hold one line per message and recipient with the queue IDs of
+//! the 250 replies. `stats reset` zeroes counters and moves the
+//! discontinuity time but keeps levels; 50 concurrent sessions lose and
+//! double nothing; hostile addresses and HELO names break neither the raw
+//! records, nor the JSON file, nor the exposition (`promtool check
+//! metrics`).
+//!
+//! Expectations are collected and reported together, each with the value
+//! expected and the values found in both renderings.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{ensure, Context, Result};
+use mailward_e2e::stats::{differences, flatten_json, promtool_check, Metrics, StatsSetup};
+use mailward_e2e::tools::{output_text, smtp_source};
+use mailward_e2e::*;
+use serde_json::Value;
+
+/// Values that change between two readings however still the traffic is:
+/// they are compared for presence only.
+const MOVING: &[&str] = &[
+    "process_cpu_seconds_total",
+    "process_resident_memory_bytes",
+    "process_open_fds",
+    "mailward_spool_free_bytes",
+    // Idle outbound connections are closed on their own schedule.
+    "mailward_sessions{out}",
+];
+
+/// How long the whole rig may take to settle after the traffic.
+const SETTLE_TIMEOUT: Duration = Duration::from_secs(40);
+
+/// Every counter family of the catalogue whose value a `stats reset`
+/// does not own (the process's CPU time is the kernel's).
+const NOT_RESET: &[&str] = &["process_cpu_seconds_total"];
+
+/// A daemon with metrics and stats files on, a sink as the next hop for
+/// everything but `*@deferred.test`, which goes to a port nobody listens
+/// on. Dropped in field order: daemon, sink, directory.
+struct Rig {
+    daemon: Daemon,
+    sink: Sink,
+    stats: StatsSetup,
+    dir: TestDir,
+}
+
+impl Rig {
+    fn start(name: &str, tweak: impl FnOnce(Config) -> Config) -> Result<Rig> {
+        let dir = TestDir::new(name)?;
+        let sink = Sink::start(dir.path(), "sink")?;
+        let stats = StatsSetup::new(dir.path());
+        let config = Config::new(dir.path())
+            .set_list("network", "protected_domains", &["example.com"])
+            // One attempt for a deferred message within the test.
+            .set_str("timeouts", "min_backoff", "1h")
+            .set_str("timeouts", "max_backoff", "1h")
+            .route_to_port("*@deferred.test", free_port())
+            .route_to_port("*", sink.port);
+        let config = stats.apply(tweak(config));
+        let daemon = Daemon::start(&config)?;
+        Ok(Rig {
+            daemon,
+            sink,
+            stats,
+            dir,
+        })
+    }
+
+    /// Waits until the sink has `delivered` messages, the queue holds
+    /// `queued`, no inbound session is open, and `more` holds for the
+    /// scrape; returns that scrape.
+    fn settle(
+        &self,
+        delivered: usize,
+        queued: usize,
+        more: impl Fn(&Metrics) -> bool,
+    ) -> Result<Metrics> {
+        let mut last = String::new();
+        wait_until("the traffic to settle", SETTLE_TIMEOUT, || {
+            let at_sink = self.sink.count();
+            let queue = self.daemon.queue_list()?;
+            let tried = queue
+                .iter()
+                .all(|m| m["attempts"].as_u64().unwrap_or(0) >= 1);
+            let m = self.stats.scrape()?;
+            let open_in = m.value("mailward_sessions", &[("direction", "in")])?;
+            last = format!(
+                "sink {at_sink}/{delivered}, queue {}/{queued} (all tried: {tried}), open inbound sessions {open_in}",
+                queue.len()
+            );
+            Ok((at_sink == delivered
+                && queue.len() == queued
+                && tried
+                && open_in == 0.0
+                && more(&m))
+            .then_some(m))
+        })
+        .with_context(|| format!("last seen: {last}"))
+    }
+}
+
+fn now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+/// A client's transcript, as smtp-source -v or swaks print it.
+#[derive(Debug, Default)]
+struct Transcript {
+    /// Queue IDs of the `250 2.0.0 Ok: queued as ID` replies, in order.
+    queued: Vec<String>,
+    /// Greetings (`220 mw.test ESMTP`) seen: one per session.
+    greetings: usize,
+    /// The recipients given in RCPT TO, distinct, in order.
+    rcpts: Vec<String>,
+    text: String,
+}
+
+impl Transcript {
+    fn parse(text: String) -> Transcript {
+        let mut t = Transcript::default();
+        for line in text.lines() {
+            if let Some((_, id)) = line.split_once("250 2.0.0 Ok: queued as ") {
+                t.queued.push(id.trim().to_string());
+            }
+            if line.contains("220 mw.test ESMTP") {
+                t.greetings += 1;
+            }
+            if let Some((_, rest)) = line.split_once("RCPT TO:<") {
+                let addr = rest.rsplit_once('>').map_or(rest, |(a, _)| a).to_string();
+                if !t.rcpts.contains(&addr) {
+                    t.rcpts.push(addr);
+                }
+            }
+        }
+        t.text = text;
+        t
+    }
+}
+
+/// Runs `smtp-source -v ARGS 127.0.0.1:PORT`; fails unless it exits 0.
+fn source(port: u16, args: &[&str]) -> Result<Transcript> {
+    let target = format!("127.0.0.1:{port}");
+    let mut all = vec!["-v"];
+    all.extend_from_slice(args);
+    all.push(&target);
+    let out = smtp_source(&all)?;
+    let text = output_text(&out);
+    ensure!(out.status.success(), "smtp-source {args:?} failed:\n{text}");
+    Ok(Transcript::parse(text))
+}
+
+/// Runs swaks against 127.0.0.1:PORT with `args`, whatever its exit status.
+fn swaks_to(port: u16, args: &[&str]) -> Result<Transcript> {
+    let server = format!("127.0.0.1:{port}");
+    let mut all = vec!["--server", server.as_str(), "--ehlo", "client.test"];
+    all.extend_from_slice(args);
+    Ok(Transcript::parse(output_text(&swaks(&all)?)))
+}
+
+/// An expected value checked in both renderings; mismatches collected.
+struct Expect<'a> {
+    metrics: &'a BTreeMap<String, f64>,
+    file: &'a BTreeMap<String, f64>,
+    wrong: Vec<String>,
+}
+
+impl<'a> Expect<'a> {
+    fn new(metrics: &'a BTreeMap<String, f64>, file: &'a BTreeMap<String, f64>) -> Expect<'a> {
+        Expect {
+            metrics,
+            file,
+            wrong: Vec::new(),
+        }
+    }
+
+    fn eq(&mut self, key: &str, expected: f64) {
+        let m = self.metrics.get(key).copied();
+        let f = self.file.get(key).copied();
+        if m != Some(expected) || f != Some(expected) {
+            self.wrong.push(format!(
+                "{key}: expected {expected}, /metrics {}, stats file {}",
+                show(m),
+                show(f)
+            ));
+        }
+    }
+
+    /// Every label value of `name` is 0 except those in `nonzero`.
+    fn labels(&mut self, name: &str, values: &[&str], nonzero: &[(&str, f64)]) {
+        for v in values {
+            let expected = nonzero
+                .iter()
+                .find(|(l, _)| l == v)
+                .map_or(0.0, |(_, n)| *n);
+            self.eq(&format!("{name}{{{v}}}"), expected);
+        }
+    }
+
+    fn finish(self, what: &str) -> Result<()> {
+        ensure!(
+            self.wrong.is_empty(),
+            "{what}: {} value(s) differ from what was sent:\n{}",
+            self.wrong.len(),
+            self.wrong.join("\n")
+        );
+        Ok(())
+    }
+}
+
+fn show(v: Option<f64>) -> String {
+    v.map_or_else(|| "absent".to_string(), |v| v.to_string())
+}
+
+const REASONS: &[&str] = &[
+    "relay", "access", "dnsbl", "size", "limit", "syntax", "policy", "tempfail",
+];
+const AV: &[&str] = &[
+    "clean",
+    "infected",
+    "suspicious",
+    "protected",
+    "error",
+    "filtered",
+];
+const SPAM: &[&str] = &["spam", "probable", "formal", "blacklisted", "clean"];
+const RESULTS: &[&str] = &["delivered", "deferred", "bounced"];
+const TO: &[&str] = &["sender", "recipients", "admin", "dsn"];
+
+/// The top-N tables: no row in /metrics, an empty array in the file.
+fn assert_top_tables_empty(metrics: &Metrics, file: &Value) -> Result<()> {
+    let rows: Vec<&str> = metrics
+        .samples
+        .iter()
+        .filter(|s| s.name.starts_with("mailward_top_"))
+        .map(|s| s.name.as_str())
+        .collect();
+    ensure!(rows.is_empty(), "top-N rows in /metrics: {rows:?}");
+    let mut seen = 0;
+    for (section, tables) in [
+        (
+            "viruses",
+            &[
+                "mailward_top_virus_detections",
+                "mailward_top_infected_sender_messages",
+                "mailward_top_infected_client_messages",
+            ][..],
+        ),
+        ("filters", &["mailward_top_filter_rule_hits"][..]),
+    ] {
+        for t in tables {
+            let v = &file[section][*t];
+            ensure!(
+                v.as_array().is_some_and(Vec::is_empty),
+                "{section}.{t} in the stats file: {v}"
+            );
+            seen += 1;
+        }
+    }
+    ensure!(seen == 4);
+    Ok(())
+}
+
+/// The size a sink dump stands for, with CRLF line ends again.
+fn crlf_len(message: &str) -> u64 {
+    (message.len() + message.matches('\n').count()) as u64
+}
+
+#[test]
+fn a_known_mix_is_counted_exactly_in_metrics_the_stats_file_and_raw_records() -> Result<()> {
+    let started = now();
+    let rig = Rig::start("stats-mix", |c| {
+        // 127.0.0.1 may not relay; example.com and deferred.test are ours.
+        c.set_list("network", "relay_networks", &["10.0.0.0/8"])
+            .set_list(
+                "network",
+                "protected_domains",
+                &["example.com", "deferred.test"],
+            )
+            .set_str("limits", "max_message_size", "10KiB")
+    })?;
+    let port = rig.daemon.port;
+
+    // 8 messages to one recipient, 4 to two, one session each.
+    let single = source(
+        port,
+        &[
+            "-s",
+            "1",
+            "-m",
+            "8",
+            "-l",
+            "1024",
+            "-f",
+            "one@source.test",
+            "-t",
+            "single@example.com",
+        ],
+    )?;
+    let double = source(
+        port,
+        &[
+            "-s",
+            "1",
+            "-m",
+            "4",
+            "-r",
+            "2",
+            "-l",
+            "2000",
+            "-f",
+            "two@source.test",
+            "-t",
+            "double@example.com",
+        ],
+    )?;
+    ensure!(
+        single.queued.len() == 8 && single.rcpts.len() == 1,
+        "smtp-source, one recipient: {} queued to {:?}:\n{}",
+        single.queued.len(),
+        single.rcpts,
+        single.text
+    );
+    ensure!(
+        double.queued.len() == 4 && double.rcpts.len() == 2,
+        "smtp-source, two recipients: {} queued to {:?}:\n{}",
+        double.queued.len(),
+        double.rcpts,
+        double.text
+    );
+
+    // 3 relay attempts, refused at RCPT.
+    let mut relay = Vec::new();
+    for k in 0..3 {
+        let t = swaks_to(
+            port,
+            &[
+                "--from",
+                "alice@sender.test",
+                "--to",
+                &format!("victim{k}@elsewhere.test"),
+            ],
+        )?;
+        ensure!(
+            t.text.contains("554 5.7.1") && t.queued.is_empty(),
+            "relay attempt {k}:\n{}",
+            t.text
+        );
+        relay.push(t);
+    }
+
+    // One message over max_message_size (10 KiB), refused after DATA.
+    let big_body = rig.dir.join("big-body.txt");
+    std::fs::write(
+        &big_body,
+        "0123456789012345678901234567890123456789012345678901234567890123456789\n".repeat(300),
+    )?;
+    let oversize = swaks_to(
+        port,
+        &[
+            "--from",
+            "alice@sender.test",
+            "--to",
+            "bob@example.com",
+            "--body",
+            &big_body.display().to_string(),
+        ],
+    )?;
+    ensure!(
+        oversize.text.contains("552 5.3.4") && oversize.queued.is_empty(),
+        "oversize message:\n{}",
+        oversize.text
+    );
+
+    // One message to a recipient at the sink and one whose next hop is down.
+    let mixed = swaks_to(
+        port,
+        &[
+            "--from",
+            "carol@sender.test",
+            "--to",
+            "bob@example.com,dave@deferred.test",
+            "--header",
+            "Subject: half deferred",
+        ],
+    )?;
+    ensure!(mixed.queued.len() == 1, "mixed message:\n{}", mixed.text);
+    let held_id = mixed.queued[0].clone();
+
+    let accepted = 8 + 4 + 1;
+    let m = rig.settle(accepted, 1, |m| {
+        m.get("mailward_deliveries_total", &[("result", "deferred")]) >= Some(1.0)
+    })?;
+    // The file from `stats write` right after that scrape.
+    let file = rig.stats.write_file(&rig.daemon)?;
+    let after = now();
+
+    // --- raw records: one line per message and recipient accepted --------
+    let raw = rig.stats.raw_lines()?;
+    let mut expected_rcpts: BTreeMap<String, (String, Vec<String>)> = BTreeMap::new();
+    for id in &single.queued {
+        expected_rcpts.insert(id.clone(), ("one@source.test".into(), single.rcpts.clone()));
+    }
+    for id in &double.queued {
+        expected_rcpts.insert(id.clone(), ("two@source.test".into(), double.rcpts.clone()));
+    }
+    expected_rcpts.insert(
+        held_id.clone(),
+        (
+            "carol@sender.test".into(),
+            vec!["bob@example.com".into(), "dave@deferred.test".into()],
+        ),
+    );
+    ensure!(
+        expected_rcpts.len() == accepted,
+        "queue IDs in the 250 replies are not distinct: {expected_rcpts:?}"
+    );
+    let rcpt_count: usize = expected_rcpts.values().map(|(_, r)| r.len()).sum();
+    let mut problems = Vec::new();
+    if raw.len() != rcpt_count {
+        problems.push(format!(
+            "{} raw records, expected {rcpt_count} (one per message and recipient)",
+            raw.len()
+        ));
+    }
+    let mut sizes: BTreeMap<String, u64> = BTreeMap::new();
+    let mut got_rcpts: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for r in &raw {
+        match expected_rcpts.get(&r.queue_id) {
+            None => problems.push(format!(
+                "queue ID {} is in no 250 reply: {:?}",
+                r.queue_id, r.line
+            )),
+            Some((sender, _)) if *sender != r.sender => {
+                problems.push(format!("sender {:?}, expected {sender:?}", r.line))
+            }
+            Some(_) => {}
+        }
+        if r.status != "as/clean" || !r.detail.is_empty() || r.client_ip != "127.0.0.1" {
+            problems.push(format!(
+                "status/detail/client: expected as/clean, -, 127.0.0.1: {:?}",
+                r.line
+            ));
+        }
+        if (r.time as f64) < started.floor() || (r.time as f64) > after {
+            problems.push(format!("time outside the test: {:?}", r.line));
+        }
+        if let Some(old) = sizes.insert(r.queue_id.clone(), r.size) {
+            if old != r.size {
+                problems.push(format!(
+                    "two sizes for {}: {old} and {}",
+                    r.queue_id, r.size
+                ));
+            }
+        }
+        got_rcpts
+            .entry(r.queue_id.clone())
+            .or_default()
+            .push(r.recipient.clone());
+    }
+    for (id, (_, rcpts)) in &expected_rcpts {
+        let mut want = rcpts.clone();
+        want.sort();
+        let mut got = got_rcpts.get(id).cloned().unwrap_or_default();
+        got.sort();
+        if got != want {
+            problems.push(format!("{id}: raw records for {got:?}, expected {want:?}"));
+        }
+    }
+    // Each SIZE is the message as accepted: what the sink got for it.
+    for msg in rig.sink.messages()? {
+        let ids = msg.queue_ids();
+        let Some(id) = ids.first() else {
+            problems.push(format!("no queue ID at the sink: {}", msg.path.display()));
+            continue;
+        };
+        if sizes.get(id) != Some(&crlf_len(&msg.message)) {
+            problems.push(format!(
+                "{id}: SIZE {:?} in the raw records, {} octets at the sink",
+                sizes.get(id),
+                crlf_len(&msg.message)
+            ));
+        }
+    }
+    ensure!(
+        problems.is_empty(),
+        "raw records ({}):\n{}\n--- raw file ---\n{}",
+        rig.stats.raw.display(),
+        problems.join("\n"),
+        raw.iter()
+            .map(|r| r.line.as_str())
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    // The file's recent records are the same lines.
+    let recent = file["raw"]["recent"]
+        .as_array()
+        .context("raw.recent in the stats file")?;
+    let recent_ids: Vec<&str> = recent
+        .iter()
+        .filter_map(|r| r["queue_id"].as_str())
+        .collect();
+    let raw_ids: Vec<&str> = raw.iter().map(|r| r.queue_id.as_str()).collect();
+    assert_eq!(recent_ids, raw_ids, "raw.recent vs the raw file");
+
+    // --- counters and gauges: what was sent, in both renderings ----------
+    let total_bytes: u64 = sizes.values().sum();
+    let held_size = *sizes.get(&held_id).context("held message size")?;
+    let greetings = single.greetings
+        + double.greetings
+        + relay.iter().map(|t| t.greetings).sum::<usize>()
+        + oversize.greetings
+        + mixed.greetings;
+    let mf = m.flat();
+    let ff = flatten_json(&file)?;
+    let mut e = Expect::new(&mf, &ff);
+    e.eq("mailward_messages_received_total", accepted as f64);
+    e.eq("mailward_received_bytes_total", total_bytes as f64);
+    e.labels(
+        "mailward_messages_rejected_total",
+        REASONS,
+        &[("relay", 3.0), ("size", 1.0)],
+    );
+    e.labels(
+        "mailward_av_results_total",
+        AV,
+        &[("clean", accepted as f64)],
+    );
+    e.labels(
+        "mailward_spam_results_total",
+        SPAM,
+        &[("clean", accepted as f64)],
+    );
+    e.eq("mailward_messages_blocked_total", 0.0);
+    e.eq("mailward_messages_quarantined_total", 0.0);
+    e.labels(
+        "mailward_messages_archived_total",
+        &["incoming", "outgoing"],
+        &[],
+    );
+    e.labels(
+        "mailward_deliveries_total",
+        RESULTS,
+        &[("delivered", (rcpt_count - 1) as f64), ("deferred", 1.0)],
+    );
+    // Every accepted message went to the sink in one transaction.
+    e.eq("mailward_delivered_bytes_total", total_bytes as f64);
+    e.labels("mailward_notifications_sent_total", TO, &[]);
+    // The daemon's readiness check greeted once, then the clients.
+    e.eq("mailward_sessions_opened_total{in}", (1 + greetings) as f64);
+    e.eq("mailward_sessions{in}", 0.0);
+    e.eq("mailward_queue_messages", 1.0);
+    e.eq("mailward_queue_bytes", held_size as f64);
+    e.eq("mailward_scan_duration_seconds_count", accepted as f64);
+    e.eq("mailward_scan_duration_seconds_bucket{60}", accepted as f64);
+    e.eq("mailward_viruses_detected_total", 0.0);
+    e.eq("mailward_filter_hits_total", 0.0);
+    e.eq("mailward_raw_records_total", rcpt_count as f64);
+    let start_time = m.value("mailward_start_time_seconds", &[])?;
+    e.eq("mailward_stats_reset_timestamp_seconds", start_time);
+    e.finish("after the known mix")?;
+    ensure!(
+        m.get("mailward_scan_duration_seconds_bucket", &[("le", "+Inf")]) == Some(accepted as f64),
+        "+Inf bucket of the scan histogram"
+    );
+    ensure!(
+        start_time >= started.floor() - 1.0 && start_time <= after,
+        "mailward_start_time_seconds {start_time} is not the start of this test's daemon ({started})"
+    );
+    ensure!(
+        file["start_time"].as_f64() == Some(start_time)
+            && file["reset_time"].as_f64() == Some(start_time),
+        "start_time/reset_time in the file: {} / {}, /metrics {start_time}",
+        file["start_time"],
+        file["reset_time"]
+    );
+    let version = m
+        .all("mailward_build_info")
+        .next()
+        .and_then(|s| s.label("version"))
+        .context("mailward_build_info{version}")?
+        .to_string();
+    ensure!(
+        file["version"].as_str() == Some(version.as_str()),
+        "version {} in the file, {version} in /metrics",
+        file["version"]
+    );
+    assert_top_tables_empty(&m, &file)?;
+
+    // The queue agrees about the held message.
+    let queue = rig.daemon.queue_list()?;
+    ensure!(
+        queue.len() == 1
+            && queue[0]["id"] == held_id.as_str()
+            && queue[0]["size"].as_u64() == Some(held_size),
+        "queue list: {queue:?}, expected {held_id} of {held_size} octets"
+    );
+
+    // --- the two renderings agree on everything that no longer moves -----
+    let diff = differences("/metrics", &mf, "stats file", &ff, MOVING);
+    ensure!(
+        diff.is_empty(),
+        "/metrics and the stats file written right after differ:\n{}",
+        diff.join("\n")
+    );
+    // `stats show --json` is the same document, `stats show` the same values.
+    let shown: Value = serde_json::from_str(&rig.daemon.cli_ok(&["stats", "show", "--json"])?)
+        .context("`stats show --json` is not JSON")?;
+    let diff = differences(
+        "stats file",
+        &ff,
+        "stats show --json",
+        &flatten_json(&shown)?,
+        MOVING,
+    );
+    ensure!(
+        diff.is_empty(),
+        "`stats show --json` differs from the file:\n{}",
+        diff.join("\n")
+    );
+    let table = rig.daemon.cli_ok(&["stats", "show"])?;
+    ensure!(
+        table.lines().any(|l| {
+            l.split_whitespace().collect::<Vec<_>>()
+                == ["mailward_messages_received_total", &accepted.to_string()]
+        }),
+        "`stats show` has no line 'mailward_messages_received_total {accepted}':\n{table}"
+    );
+    Ok(())
+}
+
+/// One message from a new session; its queue ID.
+fn send_one(port: u16, rcpt: &str) -> Result<String> {
+    let mut c = SmtpClient::connect_ok(port)?;
+    c.ehlo("client.test")?;
+    let id = c.send_mail_ok(
+        "alice@sender.test",
+        &[rcpt],
+        &read_resource("mail/plain.eml")?,
+    )?;
+    c.quit();
+    Ok(id)
+}
+
+#[test]
+fn stats_reset_zeroes_counters_moves_the_reset_time_and_keeps_levels() -> Result<()> {
+    let rig = Rig::start("stats-reset", |c| {
+        c.set_str("limits", "max_message_size", "10KiB")
+    })?;
+    let port = rig.daemon.port;
+    for n in 0..3 {
+        send_one(port, &format!("user{n}@example.com"))?;
+    }
+    send_one(port, "held@deferred.test")?;
+    let mut c = SmtpClient::connect_ok(port)?;
+    c.ehlo("client.test")?;
+    c.command("MAIL FROM:<alice@sender.test> SIZE=20000")?
+        .expect(552, "5.3.4")?;
+    c.quit();
+    let before = rig.settle(3, 1, |m| {
+        m.get("mailward_deliveries_total", &[("result", "deferred")]) == Some(1.0)
+    })?;
+    // The reset has something to zero.
+    for (name, labels, want) in [
+        ("mailward_messages_received_total", &[][..], 4.0),
+        (
+            "mailward_messages_rejected_total",
+            &[("reason", "size")][..],
+            1.0,
+        ),
+        (
+            "mailward_deliveries_total",
+            &[("result", "delivered")][..],
+            3.0,
+        ),
+        ("mailward_raw_records_total", &[][..], 4.0),
+        ("mailward_queue_messages", &[][..], 1.0),
+    ] {
+        let got = before.value(name, labels)?;
+        ensure!(
+            got == want,
+            "before the reset: {name}{labels:?} = {got}, expected {want}"
+        );
+    }
+    let reset_before = before.value("mailward_stats_reset_timestamp_seconds", &[])?;
+    let start_time = before.value("mailward_start_time_seconds", &[])?;
+    let queue_bytes = before.value("mailward_queue_bytes", &[])?;
+    ensure!(queue_bytes > 0.0, "queue bytes before the reset");
+
+    thread::sleep(Duration::from_millis(1100));
+    let asked = now();
+    rig.daemon.cli_ok(&["stats", "reset"])?;
+    let after = rig.stats.scrape()?;
+    let file = rig.stats.write_file(&rig.daemon)?;
+    let done = now();
+
+    let mut wrong = Vec::new();
+    let counters = after.counters();
+    ensure!(
+        counters.len() >= 15,
+        "only {} counter families in /metrics: {counters:?}",
+        counters.len()
+    );
+    for name in counters.iter().filter(|n| !NOT_RESET.contains(&n.as_str())) {
+        for s in after.all(name).filter(|s| s.value != 0.0) {
+            wrong.push(format!(
+                "/metrics {name}{:?} = {} after reset",
+                s.labels, s.value
+            ));
+        }
+    }
+    for s in after
+        .samples
+        .iter()
+        .filter(|s| s.name.starts_with("mailward_scan_duration_seconds") && s.value != 0.0)
+    {
+        wrong.push(format!(
+            "/metrics {}{:?} = {} after reset",
+            s.name, s.labels, s.value
+        ));
+    }
+    let ff = flatten_json(&file)?;
+    for (k, v) in &ff {
+        let name = k.split('{').next().unwrap_or(k);
+        let counter = counters.iter().any(|c| c == name)
+            || name.starts_with("mailward_scan_duration_seconds");
+        if counter && !NOT_RESET.contains(&name) && *v != 0.0 {
+            wrong.push(format!("stats file {k} = {v} after reset"));
+        }
+    }
+    let reset_time = after.value("mailward_stats_reset_timestamp_seconds", &[])?;
+    if !(reset_time > reset_before && reset_time >= asked.floor() && reset_time <= done) {
+        wrong.push(format!(
+            "mailward_stats_reset_timestamp_seconds {reset_time}: expected after {reset_before} and in [{asked:.0}, {done:.0}]"
+        ));
+    }
+    if file["reset_time"].as_f64() != Some(reset_time)
+        || ff.get("mailward_stats_reset_timestamp_seconds") != Some(&reset_time)
+    {
+        wrong.push(format!(
+            "stats file reset_time {} / {:?}, /metrics {reset_time}",
+            file["reset_time"],
+            ff.get("mailward_stats_reset_timestamp_seconds")
+        ));
+    }
+    for (key, want) in [
+        ("mailward_start_time_seconds", start_time),
+        ("mailward_queue_messages", 1.0),
+        ("mailward_queue_bytes", queue_bytes),
+        ("mailward_sessions{in}", 0.0),
+    ] {
+        let (m, f) = (after.flat().get(key).copied(), ff.get(key).copied());
+        if m != Some(want) || f != Some(want) {
+            wrong.push(format!(
+                "level {key} after reset: expected {want}, /metrics {}, stats file {}",
+                show(m),
+                show(f)
+            ));
+        }
+    }
+    ensure!(
+        wrong.is_empty(),
+        "after `stats reset`:\n{}",
+        wrong.join("\n")
+    );
+
+    // New traffic counts from zero.
+    send_one(port, "again1@example.com")?;
+    send_one(port, "again2@example.com")?;
+    let m = rig.settle(5, 1, |m| {
+        m.get("mailward_deliveries_total", &[("result", "delivered")]) == Some(2.0)
+    })?;
+    // SIGUSR1 writes the file too.
+    let taken_before = rig.stats.read_file()?["taken_at"].as_f64().unwrap_or(0.0);
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(rig.daemon.pid().context("daemon pid")? as i32),
+        nix::sys::signal::Signal::SIGUSR1,
+    )?;
+    let file = wait_until(
+        "SIGUSR1 to rewrite the stats file",
+        Duration::from_secs(10),
+        || {
+            let f = rig.stats.read_file()?;
+            Ok((f["taken_at"].as_f64().unwrap_or(0.0) > taken_before).then_some(f))
+        },
+    )?;
+    let (mf, ff) = (m.flat(), flatten_json(&file)?);
+    let mut e = Expect::new(&mf, &ff);
+    e.eq("mailward_messages_received_total", 2.0);
+    e.labels("mailward_av_results_total", AV, &[("clean", 2.0)]);
+    e.labels("mailward_spam_results_total", SPAM, &[("clean", 2.0)]);
+    e.labels("mailward_deliveries_total", RESULTS, &[("delivered", 2.0)]);
+    e.labels("mailward_messages_rejected_total", REASONS, &[]);
+    e.eq("mailward_raw_records_total", 2.0);
+    e.eq("mailward_sessions_opened_total{in}", 2.0);
+    e.eq("mailward_scan_duration_seconds_count", 2.0);
+    e.eq("mailward_queue_messages", 1.0);
+    e.eq("mailward_stats_reset_timestamp_seconds", reset_time);
+    e.finish("new traffic after the reset")
+}
+
+#[test]
+fn fifty_concurrent_sessions_lose_and_double_nothing() -> Result<()> {
+    const SESSIONS: &str = "50";
+    const MESSAGES: usize = 500;
+    let rig = Rig::start("stats-concurrency", |c| {
+        c.set("limits", "incoming_sessions_per_ip", "100")
+    })?;
+    let port = rig.daemon.port;
+
+    // While the load runs, every snapshot must be whole: the verdicts of a
+    // message are one event, its raw records follow its verdict, and its
+    // deliveries follow its raw records.
+    let stop = Arc::new(AtomicBool::new(false));
+    let watcher = {
+        let stop = stop.clone();
+        let stats = rig.stats.clone();
+        thread::spawn(move || -> Result<(usize, f64, Vec<String>)> {
+            let mut scrapes = 0;
+            let mut peak_sessions: f64 = 0.0;
+            let mut torn = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                let m = stats.scrape()?;
+                scrapes += 1;
+                peak_sessions =
+                    peak_sessions.max(m.value("mailward_sessions", &[("direction", "in")])?);
+                let received = m.value("mailward_messages_received_total", &[])?;
+                let av = m.sum("mailward_av_results_total");
+                let spam = m.sum("mailward_spam_results_total");
+                let scans = m.value("mailward_scan_duration_seconds_count", &[])?;
+                let raw = m.value("mailward_raw_records_total", &[])?;
+                let delivered = m.value("mailward_deliveries_total", &[("result", "delivered")])?;
+                if !(spam == av
+                    && scans == av
+                    && av <= received
+                    && raw <= 2.0 * av
+                    && delivered <= raw)
+                {
+                    torn.push(format!(
+                        "received {received}, av {av}, spam {spam}, scans {scans}, raw {raw}, delivered {delivered}"
+                    ));
+                }
+                thread::sleep(Duration::from_millis(5));
+            }
+            Ok((scrapes, peak_sessions, torn))
+        })
+    };
+    let load = source(
+        port,
+        &[
+            "-s",
+            SESSIONS,
+            "-m",
+            &MESSAGES.to_string(),
+            "-r",
+            "2",
+            "-l",
+            "512",
+            "-f",
+            "load@source.test",
+            "-t",
+            "rcpt@example.com",
+        ],
+    );
+    stop.store(true, Ordering::Relaxed);
+    let (scrapes, peak_sessions, torn) = watcher
+        .join()
+        .map_err(|_| anyhow::anyhow!("the scraping thread panicked"))??;
+    let load = load?;
+    let queued = load.queued.len();
+    eprintln!(
+        "{queued} messages queued; {scrapes} scrapes during the load, at most {peak_sessions} inbound sessions open in one; {} torn",
+        torn.len()
+    );
+    ensure!(
+        load.rcpts.len() == 2,
+        "smtp-source recipients {:?}",
+        load.rcpts
+    );
+    ensure!(
+        queued > 0,
+        "smtp-source got no 250:\n{}",
+        &load.text[..load.text.len().min(4000)]
+    );
+    let m = rig.settle(queued, 0, |m| {
+        m.value("mailward_deliveries_total", &[("result", "delivered")])
+            .is_ok_and(|d| d >= 2.0 * queued as f64)
+    })?;
+    let file = rig.stats.write_file(&rig.daemon)?;
+    let raw = rig.stats.raw_lines()?;
+
+    let mut per_id: BTreeMap<&str, usize> = BTreeMap::new();
+    for r in &raw {
+        *per_id.entry(r.queue_id.as_str()).or_default() += 1;
+    }
+    let replied: BTreeSet<&str> = load.queued.iter().map(String::as_str).collect();
+    let recorded: BTreeSet<&str> = per_id.keys().copied().collect();
+    let mut wrong = Vec::new();
+    if queued != MESSAGES {
+        wrong.push(format!(
+            "{queued} of {MESSAGES} messages got 250 (smtp-source)"
+        ));
+    }
+    if replied.len() != queued {
+        wrong.push(format!(
+            "{} distinct queue IDs in {queued} 250 replies",
+            replied.len()
+        ));
+    }
+    if recorded != replied {
+        wrong.push(format!(
+            "queue IDs: {} in raw records but in no 250 reply, {} replied but not recorded",
+            recorded.difference(&replied).count(),
+            replied.difference(&recorded).count()
+        ));
+    }
+    let doubled: Vec<_> = per_id.iter().filter(|(_, n)| **n != 2).collect();
+    if !doubled.is_empty() {
+        wrong.push(format!(
+            "{} message(s) without exactly 2 raw records, e.g. {:?}",
+            doubled.len(),
+            &doubled[..doubled.len().min(5)]
+        ));
+    }
+    if raw.len() != 2 * queued {
+        wrong.push(format!("{} raw lines, expected {}", raw.len(), 2 * queued));
+    }
+    if !torn.is_empty() {
+        wrong.push(format!(
+            "{} of {scrapes} scrapes during the load showed half an event, e.g.:\n  {}",
+            torn.len(),
+            torn[..torn.len().min(5)].join("\n  ")
+        ));
+    }
+    let (mf, ff) = (m.flat(), flatten_json(&file)?);
+    let mut e = Expect::new(&mf, &ff);
+    let q = queued as f64;
+    e.eq("mailward_messages_received_total", q);
+    e.labels("mailward_av_results_total", AV, &[("clean", q)]);
+    e.labels("mailward_spam_results_total", SPAM, &[("clean", q)]);
+    e.labels(
+        "mailward_deliveries_total",
+        RESULTS,
+        &[("delivered", 2.0 * q)],
+    );
+    e.labels("mailward_messages_rejected_total", REASONS, &[]);
+    e.eq("mailward_raw_records_total", 2.0 * q);
+    e.eq("mailward_scan_duration_seconds_count", q);
+    e.eq(
+        "mailward_sessions_opened_total{in}",
+        (1 + load.greetings) as f64,
+    );
+    e.eq("mailward_sessions{in}", 0.0);
+    e.eq("mailward_queue_messages", 0.0);
+    e.eq("mailward_queue_bytes", 0.0);
+    let sizes: BTreeMap<&str, u64> = raw.iter().map(|r| (r.queue_id.as_str(), r.size)).collect();
+    e.eq(
+        "mailward_received_bytes_total",
+        sizes.values().sum::<u64>() as f64,
+    );
+    wrong.extend(e.wrong);
+    // Sums over the statuses, as an operator would compute them.
+    let av_sum = m.sum("mailward_av_results_total");
+    let spam_sum = m.sum("mailward_spam_results_total");
+    let received = m.value("mailward_messages_received_total", &[])?;
+    if av_sum != received || spam_sum != received {
+        wrong.push(format!(
+            "sum of av results {av_sum}, of spam results {spam_sum}, received {received}"
+        ));
+    }
+    ensure!(
+        wrong.is_empty(),
+        "after {queued} messages over {SESSIONS} sessions ({scrapes} scrapes meanwhile, at most {peak_sessions} sessions open in one):\n{}",
+        wrong.join("\n")
+    );
+    Ok(())
+}
+
+#[test]
+fn hostile_addresses_and_helo_names_break_no_rendering() -> Result<()> {
+    let rig = Rig::start("stats-hostile", |c| c)?;
+    let port = rig.daemon.port;
+
+    // Refused: too long, quotes and backslashes, UTF-8, invalid UTF-8.
+    let mut c = SmtpClient::connect_ok(port)?;
+    let long_helo = format!("EHLO {}\r\n", "h".repeat(2048));
+    c.send(long_helo.as_bytes())?;
+    let r = c.read_reply()?;
+    ensure!(r.class() == 5, "2 KB EHLO: {r}");
+    for helo in [
+        &b"EHLO h\"q\\x.test\r\n"[..],
+        "EHLO hé-ünï.test\r\n".as_bytes(),
+        &b"EHLO h\xff\xfe.test\r\n"[..],
+    ] {
+        c.send(helo)?;
+        let r = c.read_reply()?;
+        ensure!(r.class() == 5, "{:?}: {r}", String::from_utf8_lossy(helo));
+    }
+    // A tab in a HELO name: refused or cut at the tab, either way the
+    // session goes on.
+    let r = c.command("HELO a\tb")?;
+    ensure!(matches!(r.class(), 2 | 5), "HELO with a tab: {r}");
+    c.ehlo("client.test")?;
+
+    // Accepted: quoted local parts with quotes, spaces, backslashes, a
+    // literal "\t", parentheses, brackets and commas; a 256-octet path.
+    let sender = r#""a\"b"@example.com"#;
+    let long_rcpt = format!(
+        "{}@{}.{}.{}.test",
+        "l".repeat(64),
+        "d".repeat(63),
+        "e".repeat(63),
+        "f".repeat(58)
+    );
+    ensure!(long_rcpt.len() == 256, "{}", long_rcpt.len());
+    let rcpts = [
+        r#""a b"@example.com"#.to_string(),
+        r#""back\\slash"@example.com"#.to_string(),
+        r#""lit\tab"@example.com"#.to_string(),
+        r#""x'y;z,(c)[d]"@example.com"#.to_string(),
+        long_rcpt,
+    ];
+    c.command(&format!("MAIL FROM:<{sender}>"))?
+        .expect(250, "2.1.0")?;
+    for rcpt in &rcpts {
+        c.command(&format!("RCPT TO:<{rcpt}>"))?
+            .expect(250, "2.1.5")?;
+    }
+    // Refused inside the transaction: a path over 256 octets.
+    let r = c.command(&format!("RCPT TO:<{}@example.com>", "x".repeat(300)))?;
+    ensure!(r.class() == 5, "300-octet path: {r}");
+    let body = "Subject: =?UTF-8?Q?h=C3=B6stile?=\r\nFrom: \"Ünïcödé\" <u@example.com>\r\n\r\nTabs\there, quotes \" and \\ backslashes, ünïcödé.\r\n";
+    let first = c.data(body.as_bytes())?;
+    first.expect(250, "2.0.0")?;
+    let first = first.queue_id().context("queue ID")?;
+
+    // Refused at MAIL: UTF-8, a tab, a bare CR.
+    for mail in [
+        "MAIL FROM:<jöhn@example.com>\r\n".as_bytes(),
+        &b"MAIL FROM:<\"a\tb\"@example.com>\r\n"[..],
+        &b"MAIL FROM:<a\rb@example.com>\r\n"[..],
+    ] {
+        c.send(mail)?;
+        let r = c.read_reply()?;
+        ensure!(r.class() == 5, "{:?}: {r}", String::from_utf8_lossy(mail));
+    }
+    // The null sender, to a "-" recipient.
+    let second = c.send_mail_ok("", &["-@example.com"], body.as_bytes())?;
+    c.quit();
+
+    // A session that only sends 2 KB lines is closed with 421 at the 21st.
+    let mut c = SmtpClient::connect_ok(port)?;
+    let mut last = None;
+    for _ in 0..25 {
+        if c.send(long_helo.as_bytes()).is_err() {
+            break;
+        }
+        match c.read_reply() {
+            Ok(r) if r.code == 421 => {
+                last = Some(r);
+                break;
+            }
+            Ok(r) => ensure!(r.class() == 5, "2 KB EHLO: {r}"),
+            Err(_) => break,
+        }
+    }
+    let last = last.context("no 421 after 25 lines of 2 KB")?;
+    last.expect(421, "4.7.0")?;
+
+    let m = rig.settle(2, 0, |_| true)?;
+    let file = rig.stats.write_file(&rig.daemon)?;
+    let shown: Value = serde_json::from_str(&rig.daemon.cli_ok(&["stats", "show", "--json"])?)
+        .context("`stats show --json` is not JSON")?;
+    rig.daemon.cli_ok(&["stats", "show"])?;
+
+    // The raw records: 9 fields each, the addresses exactly as sent.
+    let raw = rig.stats.raw_lines()?;
+    let mut want: Vec<(String, String, String)> = rcpts
+        .iter()
+        .map(|r| (first.clone(), sender.to_string(), r.clone()))
+        .collect();
+    want.push((second.clone(), String::new(), "-@example.com".into()));
+    want.sort();
+    let mut got: Vec<(String, String, String)> = raw
+        .iter()
+        .map(|r| (r.queue_id.clone(), r.sender.clone(), r.recipient.clone()))
+        .collect();
+    got.sort();
+    let lines: Vec<&str> = raw.iter().map(|r| r.line.as_str()).collect();
+    assert_eq!(got, want, "raw records (unescaped):\n{}", lines.join("\n"));
+    // An empty sender is "-"; a literal backslash-t is not a tab.
+    ensure!(
+        raw.iter()
+            .any(|r| r.line.split('\t').nth(3) == Some(r#""lit\\tab"@example.com"#)),
+        "the literal \\t is not escaped as \\\\t:\n{}",
+        lines.join("\n")
+    );
+    ensure!(
+        raw.iter()
+            .any(|r| r.queue_id == second && r.line.split('\t').nth(2) == Some("-")),
+        "the null sender is not '-':\n{}",
+        lines.join("\n")
+    );
+
+    // The JSON documents hold the same strings.
+    for (what, doc) in [("stats file", &file), ("stats show --json", &shown)] {
+        let recent = doc["raw"]["recent"]
+            .as_array()
+            .with_context(|| format!("raw.recent in the {what}"))?;
+        let mut from_json: Vec<(String, String, String)> = recent
+            .iter()
+            .map(|r| {
+                (
+                    r["queue_id"].as_str().unwrap_or("?").to_string(),
+                    r["sender"].as_str().unwrap_or("?").to_string(),
+                    r["recipient"].as_str().unwrap_or("?").to_string(),
+                )
+            })
+            .collect();
+        from_json.sort();
+        assert_eq!(from_json, want, "raw.recent in the {what}");
+    }
+
+    // Counted as they happened: two messages; the lone bad commands are
+    // no refused transaction, the session closed for errors is one.
+    let (mf, ff) = (m.flat(), flatten_json(&file)?);
+    let mut e = Expect::new(&mf, &ff);
+    e.eq("mailward_messages_received_total", 2.0);
+    e.labels(
+        "mailward_messages_rejected_total",
+        REASONS,
+        &[("syntax", 1.0)],
+    );
+    e.labels("mailward_deliveries_total", RESULTS, &[("delivered", 6.0)]);
+    e.eq("mailward_raw_records_total", 6.0);
+    e.eq("mailward_sessions_opened_total{in}", 3.0);
+    e.finish("after hostile input")?;
+    assert_top_tables_empty(&m, &file)?;
+
+    // The exposition passes promtool's lint.
+    let (ok, out) = promtool_check(&m.text)?;
+    ensure!(
+        ok && out.is_empty(),
+        "promtool check metrics (exit ok: {ok}):\n{out}"
+    );
+    Ok(())
+}
