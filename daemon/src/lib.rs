@@ -18,6 +18,7 @@ pub mod queue;
 pub mod run;
 pub mod scan;
 pub mod smtp;
+pub mod snmp;
 pub mod spool;
 pub mod stats_file;
 pub mod tls;

@@ -8,6 +8,7 @@ use crate::delivery::attempt::Delivery;
 use crate::delivery::pool::Pool;
 use crate::gateway::{self, Gateway};
 use crate::queue::Queue;
+use crate::snmp::{Snmp, Trap};
 use crate::spool::Spool;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -35,6 +36,10 @@ pub enum RunError {
     },
     #[error(transparent)]
     Metrics(#[from] crate::metrics_http::MetricsError),
+    #[error("a component stopped unexpectedly (see the log)")]
+    ComponentFailed,
+    #[error(transparent)]
+    Snmp(#[from] crate::snmp::SnmpError),
     #[error("cannot install signal handlers: {0}")]
     Signals(std::io::Error),
 }
@@ -79,6 +84,7 @@ pub async fn run(config: Config, path: Option<PathBuf>) -> Result<(), RunError> 
     if let Some(b) = gw.reload_bases() {
         tracing::info!(target: "app", version = %b.version, records = b.records, "Signature bases found.");
     }
+    let snmp = Arc::new(Snmp::start(&gw)?);
     if let Some(addr) = metrics_listen {
         crate::metrics_http::start(gw.clone(), addr).await?;
     }
@@ -92,13 +98,32 @@ pub async fn run(config: Config, path: Option<PathBuf>) -> Result<(), RunError> 
         ),
     });
     tokio::spawn(crate::stats_file::periodic(gw.clone()));
-    let deliveries = tokio::spawn(crate::delivery::runner::run(delivery, GRACE));
-    let server = tokio::spawn(crate::smtp::server::serve(gw.clone(), listeners, GRACE));
+    let mut deliveries = tokio::spawn(crate::delivery::runner::run(delivery, GRACE));
+    let mut server = tokio::spawn(crate::smtp::server::serve(gw.clone(), listeners, GRACE));
+    tokio::spawn(crate::snmp::watch(gw.clone(), snmp.clone()));
+    snmp.send(&gw, Trap::ProductStart);
     tracing::info!(target: "app", version = env!("CARGO_PKG_VERSION"),
         listen = ?listen, config = %gw.config().origin, "Mailward started.");
+    let mut failed = false;
     loop {
         tokio::select! {
-            _ = hup.recv() => reload(&gw, path.as_deref()),
+            // A component that ends before the stop is a fault: report it
+            // and stop, so that a supervisor restarts the whole gateway.
+            r = &mut server => {
+                let message = format!("The SMTP listener stopped unexpectedly ({r:?}); stopping.");
+                tracing::error!(target: "app", "{message}");
+                snmp.send(&gw, Trap::ProductError { message });
+                failed = true;
+                break;
+            }
+            r = &mut deliveries => {
+                let message = format!("The delivery loop stopped unexpectedly ({r:?}); stopping.");
+                tracing::error!(target: "app", "{message}");
+                snmp.send(&gw, Trap::ProductError { message });
+                failed = true;
+                break;
+            }
+            _ = hup.recv() => reload(&gw, &snmp, path.as_deref()),
             _ = usr1.recv() => match crate::stats_file::write(&gw) {
                 Ok(p) => tracing::info!(target: "app", path = %p.display(), "Statistics written (SIGUSR1)."),
                 Err(e) => tracing::warn!(target: "app", error = %e, "Cannot write the statistics file."),
@@ -108,12 +133,21 @@ pub async fn run(config: Config, path: Option<PathBuf>) -> Result<(), RunError> 
         }
     }
     tracing::info!(target: "app", "Stopping: no new mail; finishing what is in flight.");
+    snmp.send(&gw, Trap::ProductStop);
     let _ = stop_tx.send(true);
-    let _ = server.await;
-    let _ = deliveries.await;
+    if !server.is_finished() {
+        let _ = server.await;
+    }
+    if !deliveries.is_finished() {
+        let _ = deliveries.await;
+    }
     spool.stop().await;
+    snmp.stop().await;
     let _ = std::fs::remove_file(&admin_socket);
     tracing::info!(target: "app", queued = gw.queue.size().0, "Mailward stopped; the spool keeps undelivered mail.");
+    if failed {
+        return Err(RunError::ComponentFailed);
+    }
     Ok(())
 }
 
@@ -142,7 +176,7 @@ fn statistics(config: &Config) -> mailward_metrics::Stats {
 
 /// Re-reads and validates the configuration; installs it only when all of
 /// it is good.
-fn reload(gw: &Gateway, path: Option<&Path>) {
+fn reload(gw: &Gateway, snmp: &Snmp, path: Option<&Path>) {
     let new = match config::load(path) {
         Ok(c) => c,
         Err(errors) => {
@@ -152,6 +186,11 @@ fn reload(gw: &Gateway, path: Option<&Path>) {
             gw.reload_failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             tracing::error!(target: "config", problems = errors.0.len(),
                 "Reload refused; the running configuration stays in force.");
+            let first = errors.0.first().map(|p| p.to_string()).unwrap_or_default();
+            snmp.send(gw, Trap::ConfigReloaded {
+                ok: false,
+                message: format!("Reload refused ({} problems; first: {first}); the running configuration stays.", errors.0.len()),
+            });
             return;
         }
     };
@@ -165,11 +204,23 @@ fn reload(gw: &Gateway, path: Option<&Path>) {
         Ok(built) => {
             gw.install(new, built);
             tracing::info!(target: "config", origin = %gw.config().origin, "Configuration reloaded.");
+            snmp.send(gw, Trap::ConfigReloaded {
+                ok: true,
+                message: "The new configuration is in force.".into(),
+            });
+            if let Some(b) = gw.reload_bases() {
+                tracing::info!(target: "app", version = %b.version, records = b.records, "New signature bases in use.");
+                snmp.send(gw, Trap::BasesReloaded);
+            }
         }
         Err(e) => {
             gw.reload_failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             tracing::error!(target: "config", error = %e,
-                "Reload refused; the running configuration stays in force.")
+                "Reload refused; the running configuration stays in force.");
+            snmp.send(gw, Trap::ConfigReloaded {
+                ok: false,
+                message: format!("Reload refused: {e}"),
+            });
         }
     }
 }

@@ -211,7 +211,7 @@ pub fn objects() -> Vec<Object> {
         syntax: Some(Syntax::TruthValue),
         access: ro,
         units: None,
-        description: "true when the bases in use were released longer ago than bases.obsolete_after (or none are loaded).".into(),
+        description: "true when the bases in use were released longer ago than bases.obsolete_after; false when none are loaded (mwBasesRecords is then 0).".into(),
         group: "mwUpdateGroup",
     });
     update.sort_by(|a, b| a.oid.cmp(&b.oid));
