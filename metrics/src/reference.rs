@@ -82,3 +82,63 @@ mod tests {
         );
     }
 }
+
+/// The table of MAILWARD-MIB objects (docs/snmp-objects.md).
+pub fn snmp_markdown() -> String {
+    use crate::snmp::{objects, Access, Node};
+    let mut s = String::new();
+    s.push_str("# MAILWARD-MIB objects\n\n");
+    s.push_str("Generated from the catalogue (`metrics/src/snmp.rs`), like `mibs/MAILWARD-MIB.txt` itself; \
+        OIDs are relative to the module root `mailwardMIB` (1.3.6.1.4.1.32473.25 unless `agentx.root_oid` says otherwise). \
+        Scalars are read with `.0`, table columns with the row index.\n\n");
+    s.push_str("| object | OID | kind | syntax | access | description |\n| --- | --- | --- | --- | --- | --- |\n");
+    for o in objects() {
+        let kind = match &o.node {
+            Node::Group => "node",
+            Node::Scalar => "scalar",
+            Node::Table => "table",
+            Node::Entry(_) => "row",
+            Node::Column => "column",
+        };
+        let syntax = o
+            .syntax
+            .map(|x| format!("{x:?}").replace("Enum(", "enum(").replace('"', ""))
+            .unwrap_or_default();
+        let access = match o.access {
+            Access::NotAccessible => "not-accessible",
+            Access::ReadOnly => "read-only",
+            Access::ForNotify => "accessible-for-notify",
+        };
+        let access = if matches!(o.node, Node::Group) { "" } else { access };
+        let oid: Vec<String> = o.oid.iter().map(|n| n.to_string()).collect();
+        let _ = writeln!(
+            s,
+            "| `{}` | .{} | {kind} | {syntax} | {access} | {} |",
+            o.name,
+            oid.join("."),
+            o.description.replace('|', "/")
+        );
+    }
+    s.push_str("\n## Notifications\n\n| notification | OID | objects | when |\n| --- | --- | --- | --- |\n");
+    for (name, arc, objs, d) in crate::mib::NOTIFICATIONS {
+        let _ = writeln!(s, "| `{name}` | .0.{arc} | {} | {d} |", objs.join(", "));
+    }
+    s
+}
+
+#[cfg(test)]
+mod snmp_tests {
+    #[test]
+    fn snmp_objects_match_docs() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/snmp-objects.md");
+        let want = super::snmp_markdown();
+        if std::env::var_os("MAILWARD_UPDATE_DOCS").is_some() {
+            std::fs::write(path, &want).unwrap();
+        }
+        let have = std::fs::read_to_string(path).unwrap_or_default();
+        assert!(
+            have == want,
+            "docs/snmp-objects.md drifted from the catalogue: run MAILWARD_UPDATE_DOCS=1 cargo test -p mailward-metrics"
+        );
+    }
+}
