@@ -1299,6 +1299,35 @@ fn every_panel_query_answers_from_a_live_prometheus() -> Result<()> {
         Err(e) => failures.push(format!("scraping /metrics: {e:#}")),
     }
 
+    // `stats reset`: Prometheus sees a counter reset, and rates stay at or
+    // above zero across it (never a negative rate).
+    match daemon.cli(&["stats", "reset"]) {
+        Ok(out) if out.status.success() => {
+            let seen = prom.wait_for(
+                "resets(mailward_messages_received_total[1m]) >= 1",
+                Duration::from_secs(30),
+            );
+            if let Err(e) = seen {
+                failures.push(format!("after stats reset, Prometheus saw no counter reset: {e:#}"));
+            }
+            for expr in [
+                "rate(mailward_messages_received_total[1m])",
+                "rate(mailward_deliveries_total[1m])",
+                "increase(mailward_received_bytes_total[1m])",
+            ] {
+                match prom.query(&format!("min({expr})")) {
+                    Ok(r) => match r.single_value() {
+                        Some(v) if v >= 0.0 => {}
+                        other => failures.push(format!("after stats reset, {expr} = {other:?}, expected >= 0")),
+                    },
+                    Err(e) => failures.push(format!("{expr}: {e:#}")),
+                }
+            }
+        }
+        Ok(out) => failures.push(format!("mailward stats reset failed: {}", output_text(&out))),
+        Err(e) => failures.push(format!("mailward stats reset: {e:#}")),
+    }
+
     if !failures.is_empty() {
         let exposition = prometheus::scrape(metrics_port).unwrap_or_else(|e| format!("{e:#}"));
         eprintln!("----- /metrics -----\n{exposition}\n-----");
