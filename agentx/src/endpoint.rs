@@ -1,0 +1,261 @@
+//! Where the AgentX master listens, in net-snmp's syntax (`/path`,
+//! `unix:/path`, `tcp:HOST:PORT`) and the older forms (`local:/path`,
+//! `inet:PORT@HOST`), and how to connect to it. It does not speak AgentX.
+
+use std::fmt;
+use std::io;
+use std::path::PathBuf;
+
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpStream, UnixStream};
+
+/// The AgentX port over TCP (RFC 2741 section 8.1.1).
+pub const AGENTX_TCP_PORT: u16 = 705;
+
+/// An AgentX master's address.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Endpoint {
+    /// A UNIX-domain stream socket.
+    Unix(PathBuf),
+    /// A TCP host (name or address) and port.
+    Tcp {
+        /// Host name or address (an IPv6 address without brackets).
+        host: String,
+        /// Port.
+        port: u16,
+    },
+}
+
+/// Why an endpoint string was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EndpointError {
+    /// Nothing given.
+    #[error("empty AgentX endpoint")]
+    Empty,
+    /// A transport prefix other than unix, local, tcp, tcp6 or inet.
+    #[error("unknown AgentX transport {0:?} in {1:?} (unix:/path, /path, tcp:HOST:PORT, local:/path or inet:PORT@HOST expected)")]
+    UnknownTransport(String, String),
+    /// A socket path that is empty or not absolute.
+    #[error("AgentX socket path {0:?} must be absolute")]
+    BadPath(String),
+    /// A host that is empty.
+    #[error("AgentX endpoint {0:?} has no host")]
+    MissingHost(String),
+    /// A port that is not a number in 1..=65535.
+    #[error("AgentX endpoint {0:?} has a bad port (1..=65535 expected)")]
+    BadPort(String),
+}
+
+impl Endpoint {
+    /// Parses `/path`, `unix:/path`, `local:/path`, `tcp:HOST:PORT`
+    /// (`tcp:HOST` means port 705; `tcp:[v6]:PORT` for IPv6; `tcp6:` is
+    /// accepted too) and `inet:PORT@HOST`.
+    pub fn parse(s: &str) -> Result<Endpoint, EndpointError> {
+        let s = s.trim();
+        if s.is_empty() {
+            return Err(EndpointError::Empty);
+        }
+        if s.starts_with('/') {
+            return Ok(Endpoint::Unix(PathBuf::from(s)));
+        }
+        let Some((transport, rest)) = s.split_once(':') else {
+            return Err(EndpointError::UnknownTransport(
+                String::new(),
+                s.to_string(),
+            ));
+        };
+        match transport.to_ascii_lowercase().as_str() {
+            "unix" | "local" => {
+                if rest.starts_with('/') {
+                    Ok(Endpoint::Unix(PathBuf::from(rest)))
+                } else {
+                    Err(EndpointError::BadPath(rest.to_string()))
+                }
+            }
+            "tcp" | "tcp6" => parse_host_port(s, rest),
+            "inet" => {
+                let (port, host) = rest
+                    .split_once('@')
+                    .ok_or_else(|| EndpointError::MissingHost(s.to_string()))?;
+                let host = host.trim_start_matches('[').trim_end_matches(']');
+                if host.is_empty() {
+                    return Err(EndpointError::MissingHost(s.to_string()));
+                }
+                Ok(Endpoint::Tcp {
+                    host: host.to_string(),
+                    port: parse_port(s, port)?,
+                })
+            }
+            other => Err(EndpointError::UnknownTransport(
+                other.to_string(),
+                s.to_string(),
+            )),
+        }
+    }
+
+    /// Connects to the master.
+    pub(crate) async fn connect(&self) -> io::Result<Box<dyn Stream>> {
+        match self {
+            Endpoint::Unix(path) => Ok(Box::new(UnixStream::connect(path).await?)),
+            Endpoint::Tcp { host, port } => {
+                let stream = TcpStream::connect((host.as_str(), *port)).await?;
+                stream.set_nodelay(true)?;
+                Ok(Box::new(stream))
+            }
+        }
+    }
+}
+
+fn parse_host_port(whole: &str, rest: &str) -> Result<Endpoint, EndpointError> {
+    let (host, port) = if let Some(after) = rest.strip_prefix('[') {
+        let (host, tail) = after
+            .split_once(']')
+            .ok_or_else(|| EndpointError::MissingHost(whole.to_string()))?;
+        match tail.strip_prefix(':') {
+            Some(port) => (host, Some(port)),
+            None if tail.is_empty() => (host, None),
+            None => return Err(EndpointError::BadPort(whole.to_string())),
+        }
+    } else {
+        match rest.rsplit_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (rest, None),
+        }
+    };
+    if host.is_empty() {
+        return Err(EndpointError::MissingHost(whole.to_string()));
+    }
+    let port = match port {
+        Some(p) => parse_port(whole, p)?,
+        None => AGENTX_TCP_PORT,
+    };
+    Ok(Endpoint::Tcp {
+        host: host.to_string(),
+        port,
+    })
+}
+
+fn parse_port(whole: &str, port: &str) -> Result<u16, EndpointError> {
+    match port.parse::<u16>() {
+        Ok(p) if p != 0 && port.bytes().all(|b| b.is_ascii_digit()) => Ok(p),
+        _ => Err(EndpointError::BadPort(whole.to_string())),
+    }
+}
+
+impl std::str::FromStr for Endpoint {
+    type Err = EndpointError;
+
+    fn from_str(s: &str) -> Result<Endpoint, EndpointError> {
+        Endpoint::parse(s)
+    }
+}
+
+impl fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Endpoint::Unix(path) => write!(f, "unix:{}", path.display()),
+            Endpoint::Tcp { host, port } if host.contains(':') => write!(f, "tcp:[{host}]:{port}"),
+            Endpoint::Tcp { host, port } => write!(f, "tcp:{host}:{port}"),
+        }
+    }
+}
+
+/// A connected byte stream to the master (UNIX or TCP).
+pub(crate) trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
+
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn unix(p: &str) -> Endpoint {
+        Endpoint::Unix(PathBuf::from(p))
+    }
+
+    fn tcp(h: &str, port: u16) -> Endpoint {
+        Endpoint::Tcp {
+            host: h.to_string(),
+            port,
+        }
+    }
+
+    #[test]
+    fn parses_every_form() {
+        let cases = [
+            ("/var/agentx/master", unix("/var/agentx/master")),
+            ("unix:/var/agentx/master", unix("/var/agentx/master")),
+            ("local:/tmp/x.sock", unix("/tmp/x.sock")),
+            ("tcp:localhost:705", tcp("localhost", 705)),
+            ("tcp:127.0.0.1:7050", tcp("127.0.0.1", 7050)),
+            ("tcp:localhost", tcp("localhost", 705)),
+            ("tcp:[::1]:705", tcp("::1", 705)),
+            ("tcp6:[::1]", tcp("::1", 705)),
+            ("inet:705@127.0.0.1", tcp("127.0.0.1", 705)),
+            ("inet:7050@localhost", tcp("localhost", 7050)),
+            ("  TCP:host:1  ", tcp("host", 1)),
+        ];
+        for (text, want) in cases {
+            assert_eq!(Endpoint::parse(text), Ok(want), "{text}");
+        }
+    }
+
+    #[test]
+    fn refuses_bad_forms() {
+        assert_eq!(Endpoint::parse(""), Err(EndpointError::Empty));
+        assert!(matches!(
+            Endpoint::parse("udp:host:161"),
+            Err(EndpointError::UnknownTransport(..))
+        ));
+        assert!(matches!(
+            Endpoint::parse("relative/path"),
+            Err(EndpointError::UnknownTransport(..))
+        ));
+        assert!(matches!(
+            Endpoint::parse("unix:relative"),
+            Err(EndpointError::BadPath(_))
+        ));
+        assert!(matches!(
+            Endpoint::parse("unix:"),
+            Err(EndpointError::BadPath(_))
+        ));
+        assert!(matches!(
+            Endpoint::parse("tcp::705"),
+            Err(EndpointError::MissingHost(_))
+        ));
+        assert!(matches!(
+            Endpoint::parse("tcp:host:0"),
+            Err(EndpointError::BadPort(_))
+        ));
+        assert!(matches!(
+            Endpoint::parse("tcp:host:70000"),
+            Err(EndpointError::BadPort(_))
+        ));
+        assert!(matches!(
+            Endpoint::parse("tcp:host:+7"),
+            Err(EndpointError::BadPort(_))
+        ));
+        assert!(matches!(
+            Endpoint::parse("tcp:[::1]x"),
+            Err(EndpointError::BadPort(_))
+        ));
+        assert!(matches!(
+            Endpoint::parse("inet:705"),
+            Err(EndpointError::MissingHost(_))
+        ));
+        assert!(matches!(
+            Endpoint::parse("inet:x@host"),
+            Err(EndpointError::BadPort(_))
+        ));
+    }
+
+    #[test]
+    fn displays_canonically() {
+        assert_eq!(unix("/a/b").to_string(), "unix:/a/b");
+        assert_eq!(tcp("localhost", 705).to_string(), "tcp:localhost:705");
+        assert_eq!(tcp("::1", 705).to_string(), "tcp:[::1]:705");
+        for text in ["unix:/a/b", "tcp:localhost:705", "tcp:[::1]:705"] {
+            assert_eq!(Endpoint::parse(text).unwrap().to_string(), text);
+        }
+    }
+}

@@ -1,0 +1,812 @@
+//! The AgentX session with the master, as a state machine: Connecting
+//! (connect and Open), Open (register, serve, ping, notify), Backoff
+//! (capped exponential, reset by a successful Open), Stopped. It frames
+//! PDUs on the socket (exactly a 20-byte header, then exactly the
+//! declared payload, capped), answers requests synchronously through
+//! `handler.rs`, and reports through `events.rs`. It does not know what
+//! the view holds.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::watch;
+use tokio::time::{sleep, sleep_until, timeout, timeout_at, Instant, Interval, MissedTickBehavior};
+use tracing::{debug, trace};
+
+use crate::endpoint::{Endpoint, Stream};
+use crate::events::Event;
+use crate::handler;
+use crate::pdu::{
+    AddAgentCaps, Close, CloseReason, DecodeError, EncodeError, ErrorStatus, Header, Open, Payload,
+    Pdu, PduType, Ping, Register, Response, VarBindPdu, HEADER_LEN,
+};
+use crate::subagent::{Notification, Shared, SubagentConfig};
+use crate::view::ViewProvider;
+
+/// The first reconnect delay.
+const BACKOFF_MIN: Duration = Duration::from_millis(500);
+/// The longest reconnect delay.
+const BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// The least response timeout honoured (a zero timeout would fail
+/// everything at once).
+const TIMEOUT_MIN: Duration = Duration::from_millis(10);
+/// The most a response may take, whatever the configuration says (keeps
+/// deadline arithmetic far from overflow).
+const RESPONSE_TIMEOUT_MAX: Duration = Duration::from_secs(3600);
+/// How much the frame reader asks the socket for at a time.
+const READ_CHUNK: usize = 16 * 1024;
+/// A deadline that never comes (in practice).
+const FAR: Duration = Duration::from_secs(86_400);
+
+/// Why a connection ended or could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum LinkError {
+    #[error("connecting timed out after {0:?}")]
+    ConnectTimeout(Duration),
+    #[error("cannot connect: {0}")]
+    Connect(io::Error),
+    #[error("the master refused to open a session: {0}")]
+    OpenRefused(ErrorStatus),
+    #[error("no response to {what} within {after:?}")]
+    NoResponse { what: String, after: Duration },
+    #[error("writing to the master timed out after {0:?}")]
+    WriteTimeout(Duration),
+    #[error("I/O error: {0}")]
+    Io(#[from] io::Error),
+    #[error("the master closed the connection")]
+    Eof,
+    #[error("the master sent bytes that are not AgentX: {0}")]
+    Garbage(DecodeError),
+    #[error("the master closed the session ({0:?})")]
+    ClosedByMaster(CloseReason),
+    #[error("cannot encode a PDU: {0}")]
+    Encode(#[from] EncodeError),
+}
+
+/// The states of the session task.
+enum State {
+    /// Connect to the master and open a session.
+    Connecting,
+    /// Wait before the next attempt.
+    Backoff(Duration),
+    /// A session is open.
+    Open(Connection),
+    /// The owner asked us to stop; the task ends.
+    Stopped,
+}
+
+/// How an open session ended.
+enum End {
+    /// The owner asked us to stop.
+    Shutdown,
+    /// The connection or the session failed.
+    Lost(LinkError),
+}
+
+/// What woke the serve loop.
+enum Wake {
+    Stop,
+    Frame(Result<(Header, Vec<u8>), LinkError>),
+    Overdue,
+    Ping,
+    Notify,
+}
+
+/// A request we sent and whose response we await.
+enum Awaited {
+    /// Register-PDU for `registrations[i]`.
+    Register(usize),
+    /// AddAgentCaps-PDU for `agent_caps[i]`.
+    AgentCaps(usize),
+    /// Ping-PDU.
+    Ping,
+    /// Notify-PDU (kept to be queued again if the session is lost first).
+    Notify(Notification),
+    /// Close-PDU.
+    Close,
+}
+
+impl Awaited {
+    fn describe(&self, config: &SubagentConfig) -> String {
+        match self {
+            Awaited::Register(i) => match config.registrations.get(*i) {
+                Some(r) => format!("the registration of {}", r.subtree),
+                None => String::from("a registration"),
+            },
+            Awaited::AgentCaps(_) => String::from("AddAgentCaps"),
+            Awaited::Ping => String::from("a Ping"),
+            Awaited::Notify(_) => String::from("a Notify"),
+            Awaited::Close => String::from("Close"),
+        }
+    }
+}
+
+/// One awaited response.
+struct Pending {
+    /// What it answers.
+    what: Awaited,
+    /// When the master is presumed dead if it has not answered.
+    deadline: Instant,
+}
+
+/// A connection with an open (or opening) session.
+struct Connection {
+    /// The socket.
+    stream: Box<dyn Stream>,
+    /// Bytes read but not yet framed.
+    reader: FrameReader,
+    /// The master's h.sessionID for us.
+    session_id: u32,
+    /// Requests we sent, by h.packetID.
+    pending: BTreeMap<u32, Pending>,
+    /// Register and AddAgentCaps responses still awaited: queued
+    /// notifications are sent once there are none.
+    setup_outstanding: usize,
+    /// Whether a Ping is awaiting its response.
+    ping_outstanding: bool,
+}
+
+impl Connection {
+    fn new(stream: Box<dyn Stream>) -> Connection {
+        Connection {
+            stream,
+            reader: FrameReader::default(),
+            session_id: 0,
+            pending: BTreeMap::new(),
+            setup_outstanding: 0,
+            ping_outstanding: false,
+        }
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        self.pending.values().map(|p| p.deadline).min()
+    }
+
+    /// Notifications sent but not acknowledged, in the order sent.
+    fn take_unacknowledged(&mut self) -> Vec<Notification> {
+        std::mem::take(&mut self.pending)
+            .into_values()
+            .filter_map(|p| match p.what {
+                Awaited::Notify(n) => Some(n),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn notifications_pending(&self) -> bool {
+        self.pending
+            .values()
+            .any(|p| matches!(p.what, Awaited::Notify(_)))
+    }
+}
+
+/// Cuts the byte stream into PDUs: exactly a header, then exactly the
+/// payload it declares (at most `MAX_PAYLOAD`, checked from the header
+/// before anything more is read for it). Cancel-safe: all state is here.
+#[derive(Default)]
+struct FrameReader {
+    /// Bytes received and not yet handed out.
+    buf: Vec<u8>,
+}
+
+impl FrameReader {
+    async fn read_frame(
+        &mut self,
+        stream: &mut Box<dyn Stream>,
+    ) -> Result<(Header, Vec<u8>), LinkError> {
+        loop {
+            if let Some(frame) = self.take_frame()? {
+                return Ok(frame);
+            }
+            self.buf.reserve(READ_CHUNK);
+            let n = stream.read_buf(&mut self.buf).await?;
+            if n == 0 {
+                return Err(LinkError::Eof);
+            }
+        }
+    }
+
+    fn take_frame(&mut self) -> Result<Option<(Header, Vec<u8>)>, LinkError> {
+        let Some(head) = self.buf.get(..HEADER_LEN) else {
+            return Ok(None);
+        };
+        let mut bytes = [0u8; HEADER_LEN];
+        bytes.copy_from_slice(head);
+        let header = Header::decode(&bytes).map_err(LinkError::Garbage)?;
+        let total = HEADER_LEN + header.payload_length as usize;
+        let Some(payload) = self.buf.get(HEADER_LEN..total) else {
+            return Ok(None);
+        };
+        let payload = payload.to_vec();
+        self.buf.drain(..total);
+        Ok(Some((header, payload)))
+    }
+}
+
+/// Capped exponential back-off.
+struct Backoff {
+    /// The next delay.
+    next: Duration,
+}
+
+impl Backoff {
+    fn new() -> Backoff {
+        Backoff { next: BACKOFF_MIN }
+    }
+
+    fn next(&mut self) -> Duration {
+        let d = self.next;
+        self.next = (d * 2).min(BACKOFF_MAX);
+        d
+    }
+
+    fn reset(&mut self) {
+        self.next = BACKOFF_MIN;
+    }
+}
+
+/// Resolves when the owner asks us to stop (or drops the `Subagent`).
+async fn stopped(rx: &mut watch::Receiver<bool>) {
+    loop {
+        if *rx.borrow_and_update() {
+            return;
+        }
+        if rx.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Ticks of the ping timer, or never when pings are disabled.
+async fn ping_tick(timer: &mut Option<Interval>) {
+    match timer {
+        Some(t) => {
+            t.tick().await;
+        }
+        None => std::future::pending::<()>().await,
+    }
+}
+
+/// The session task.
+pub(crate) struct Session {
+    /// What to connect to and register.
+    config: SubagentConfig,
+    /// What to serve.
+    view: ViewProvider,
+    /// Queue and health, shared with the owner.
+    shared: Arc<Shared>,
+    /// How long a response may take: `timeout * retries`, clamped.
+    response_timeout: Duration,
+    /// The last h.packetID used.
+    packet_id: u32,
+}
+
+impl Session {
+    pub(crate) fn new(config: SubagentConfig, view: ViewProvider, shared: Arc<Shared>) -> Session {
+        let response_timeout = config
+            .timeout
+            .max(TIMEOUT_MIN)
+            .checked_mul(config.retries.max(1))
+            .unwrap_or(RESPONSE_TIMEOUT_MAX)
+            .min(RESPONSE_TIMEOUT_MAX);
+        Session {
+            config,
+            view,
+            shared,
+            response_timeout,
+            packet_id: 0,
+        }
+    }
+
+    fn next_packet_id(&mut self) -> u32 {
+        self.packet_id = self.packet_id.wrapping_add(1);
+        self.packet_id
+    }
+
+    fn endpoint(&self) -> &Endpoint {
+        &self.config.endpoint
+    }
+
+    /// Runs the state machine until told to stop.
+    pub(crate) async fn run(mut self, mut stop: watch::Receiver<bool>) {
+        let mut backoff = Backoff::new();
+        // Whether the current outage was reported (later connect failures
+        // are logged at debug level only).
+        let mut outage_reported = false;
+        let mut state = State::Connecting;
+        loop {
+            state = match state {
+                State::Connecting => {
+                    let result = tokio::select! {
+                        biased;
+                        _ = stopped(&mut stop) => None,
+                        r = self.open() => Some(r),
+                    };
+                    match result {
+                        None => State::Stopped,
+                        Some(Ok(conn)) => {
+                            backoff.reset();
+                            outage_reported = false;
+                            Event::SessionOpened {
+                                endpoint: &self.config.endpoint,
+                                session_id: conn.session_id,
+                            }
+                            .emit(&self.shared.health);
+                            State::Open(conn)
+                        }
+                        Some(Err(e)) => {
+                            let delay = backoff.next();
+                            match e {
+                                LinkError::OpenRefused(status) => Event::OpenRefused {
+                                    endpoint: self.endpoint(),
+                                    status,
+                                }
+                                .emit(&self.shared.health),
+                                other => Event::ConnectFailed {
+                                    endpoint: self.endpoint(),
+                                    error: &other,
+                                    retry_in: delay,
+                                    first: !outage_reported,
+                                }
+                                .emit(&self.shared.health),
+                            }
+                            outage_reported = true;
+                            State::Backoff(delay)
+                        }
+                    }
+                }
+                State::Backoff(delay) => {
+                    tokio::select! {
+                        biased;
+                        _ = stopped(&mut stop) => State::Stopped,
+                        _ = sleep(delay) => State::Connecting,
+                    }
+                }
+                State::Open(mut conn) => match self.serve(&mut conn, &mut stop).await {
+                    End::Shutdown => {
+                        self.close(conn).await;
+                        State::Stopped
+                    }
+                    End::Lost(error) => {
+                        let session_id = conn.session_id;
+                        self.shared.requeue_front(conn.take_unacknowledged());
+                        match error {
+                            LinkError::ClosedByMaster(reason) => {
+                                Event::ClosedByMaster { session_id, reason }
+                            }
+                            ref other => Event::SessionLost {
+                                endpoint: &self.config.endpoint,
+                                session_id,
+                                reason: other,
+                            },
+                        }
+                        .emit(&self.shared.health);
+                        outage_reported = true;
+                        State::Backoff(backoff.next())
+                    }
+                },
+                State::Stopped => return,
+            };
+        }
+    }
+
+    /// Connects and opens a session.
+    async fn open(&mut self) -> Result<Connection, LinkError> {
+        let rt = self.response_timeout;
+        let stream = match timeout(rt, self.config.endpoint.connect()).await {
+            Err(_) => return Err(LinkError::ConnectTimeout(rt)),
+            Ok(Err(e)) => return Err(LinkError::Connect(e)),
+            Ok(Ok(s)) => s,
+        };
+        let mut conn = Connection::new(stream);
+        let packet_id = self.next_packet_id();
+        // o.timeout is whole seconds, 1..=255.
+        let secs = self.config.timeout.as_millis().div_ceil(1000).clamp(1, 255) as u8;
+        let open = Pdu::new(
+            0,
+            0,
+            packet_id,
+            Payload::Open(Open {
+                timeout: secs,
+                id: self.config.id.clone(),
+                description: self.config.description.as_bytes().to_vec(),
+            }),
+        );
+        self.write(&mut conn, &open).await?;
+        let deadline = Instant::now() + rt;
+        loop {
+            let (header, payload) = timeout_at(deadline, conn.reader.read_frame(&mut conn.stream))
+                .await
+                .map_err(|_| LinkError::NoResponse {
+                    what: String::from("Open"),
+                    after: rt,
+                })??;
+            match Pdu::decode(&header, &payload) {
+                Ok(Pdu {
+                    packet_id: id,
+                    session_id,
+                    payload: Payload::Response(r),
+                    ..
+                }) if id == packet_id => {
+                    if !r.error.is_ok() {
+                        return Err(LinkError::OpenRefused(r.error));
+                    }
+                    conn.session_id = session_id;
+                    return Ok(conn);
+                }
+                Ok(Pdu {
+                    payload: Payload::Close(c),
+                    ..
+                }) => return Err(LinkError::ClosedByMaster(c.reason)),
+                // Nothing else is meaningful before the session is open.
+                other => {
+                    debug!(target: "snmp", pdu = ?other, "Ignored a PDU received before the session was open.")
+                }
+            }
+        }
+    }
+
+    /// Serves an open session until it ends.
+    async fn serve(&mut self, conn: &mut Connection, stop: &mut watch::Receiver<bool>) -> End {
+        if let Err(e) = self.register_all(conn).await {
+            return End::Lost(e);
+        }
+        let mut ping = if self.config.ping_interval.is_zero() {
+            None
+        } else {
+            let period = self.config.ping_interval.min(FAR);
+            let mut t = tokio::time::interval_at(Instant::now() + period, period);
+            t.set_missed_tick_behavior(MissedTickBehavior::Delay);
+            Some(t)
+        };
+        loop {
+            if conn.setup_outstanding == 0 {
+                if let Err(e) = self.flush_notifications(conn).await {
+                    return End::Lost(e);
+                }
+            }
+            let deadline = conn.next_deadline().unwrap_or_else(|| Instant::now() + FAR);
+            let wake = tokio::select! {
+                biased;
+                _ = stopped(stop) => Wake::Stop,
+                frame = conn.reader.read_frame(&mut conn.stream) => Wake::Frame(frame),
+                _ = sleep_until(deadline) => Wake::Overdue,
+                _ = ping_tick(&mut ping) => Wake::Ping,
+                _ = self.shared.wake.notified(), if conn.setup_outstanding == 0 => Wake::Notify,
+            };
+            let result = match wake {
+                Wake::Stop => return End::Shutdown,
+                Wake::Frame(Err(e)) => Err(e),
+                Wake::Frame(Ok((header, payload))) => self.on_frame(conn, &header, &payload).await,
+                Wake::Overdue => self.check_overdue(conn),
+                Wake::Ping if conn.ping_outstanding => Ok(()),
+                Wake::Ping => {
+                    conn.ping_outstanding = true;
+                    self.request(conn, Payload::Ping(Ping { context: None }), Awaited::Ping)
+                        .await
+                }
+                Wake::Notify => Ok(()),
+            };
+            if let Err(e) = result {
+                return End::Lost(e);
+            }
+        }
+    }
+
+    /// Sends a Register-PDU for every subtree and an AddAgentCaps-PDU for
+    /// every capability, without waiting: the responses are handled as
+    /// they come, while requests are served.
+    async fn register_all(&mut self, conn: &mut Connection) -> Result<(), LinkError> {
+        for i in 0..self.config.registrations.len() {
+            let r = &self.config.registrations[i];
+            let payload = Payload::Register(Register {
+                context: None,
+                timeout: 0,
+                priority: r.priority,
+                range_subid: 0,
+                subtree: r.subtree.clone(),
+                upper_bound: 0,
+            });
+            self.request(conn, payload, Awaited::Register(i)).await?;
+        }
+        for i in 0..self.config.agent_caps.len() {
+            let (id, descr) = &self.config.agent_caps[i];
+            let payload = Payload::AddAgentCaps(AddAgentCaps {
+                context: None,
+                id: id.clone(),
+                description: descr.as_bytes().to_vec(),
+            });
+            self.request(conn, payload, Awaited::AgentCaps(i)).await?;
+        }
+        Ok(())
+    }
+
+    /// Sends every queued notification.
+    async fn flush_notifications(&mut self, conn: &mut Connection) -> Result<(), LinkError> {
+        while let Some(n) = self.shared.pop() {
+            let payload = Payload::Notify(VarBindPdu {
+                context: None,
+                varbinds: n.varbinds.clone(),
+            });
+            self.request(conn, payload, Awaited::Notify(n)).await?;
+        }
+        Ok(())
+    }
+
+    /// Sends a request of ours and records that its response is awaited.
+    /// A request that cannot be encoded is reported and skipped.
+    async fn request(
+        &mut self,
+        conn: &mut Connection,
+        payload: Payload,
+        what: Awaited,
+    ) -> Result<(), LinkError> {
+        let packet_id = self.next_packet_id();
+        let pdu = Pdu::new(conn.session_id, 0, packet_id, payload);
+        let bytes = match pdu.encode() {
+            Ok(b) => b,
+            Err(e) => {
+                self.unencodable(conn, what, &e);
+                return Ok(());
+            }
+        };
+        if matches!(what, Awaited::Register(_) | Awaited::AgentCaps(_)) {
+            conn.setup_outstanding += 1;
+        }
+        conn.pending.insert(
+            packet_id,
+            Pending {
+                what,
+                deadline: Instant::now() + self.response_timeout,
+            },
+        );
+        self.write_bytes(conn, &bytes).await
+    }
+
+    fn unencodable(&self, conn: &mut Connection, what: Awaited, error: &EncodeError) {
+        let health = &self.shared.health;
+        Event::RequestUnencodable {
+            what: what.describe(&self.config),
+            error,
+        }
+        .emit(health);
+        match what {
+            Awaited::Notify(_) => Event::NotificationDropped {
+                queue_limit: self.config.queue_limit,
+            }
+            .emit(health),
+            Awaited::Ping => conn.ping_outstanding = false,
+            Awaited::Register(_) | Awaited::AgentCaps(_) | Awaited::Close => {}
+        }
+    }
+
+    /// Handles one PDU from the master.
+    async fn on_frame(
+        &mut self,
+        conn: &mut Connection,
+        header: &Header,
+        payload: &[u8],
+    ) -> Result<(), LinkError> {
+        trace!(target: "snmp", pdu_type = header.pdu_type, flags = header.flags.0,
+            session_id = header.session_id, packet_id = header.packet_id,
+            payload_length = header.payload_length, "AgentX PDU received.");
+        let pdu = match Pdu::decode(header, payload) {
+            Ok(pdu) => pdu,
+            Err(error) => {
+                if header.pdu_type == PduType::Response as u8 {
+                    // 7.2.2: an unparsable response is dropped silently.
+                    Event::ResponseUnparsable { error: &error }.emit(&self.shared.health);
+                    return Ok(());
+                }
+                Event::RequestUnparsable { error: &error }.emit(&self.shared.health);
+                let reply = Pdu::new(
+                    header.session_id,
+                    header.transaction_id,
+                    header.packet_id,
+                    Payload::Response(handler::error(ErrorStatus::PARSE_ERROR, 0)),
+                );
+                return self.write(conn, &reply).await;
+            }
+        };
+        match &pdu.payload {
+            Payload::Response(r) => {
+                self.on_response(conn, pdu.packet_id, r);
+                Ok(())
+            }
+            Payload::Close(c) => Err(LinkError::ClosedByMaster(c.reason)),
+            Payload::Get(_)
+            | Payload::GetNext(_)
+            | Payload::GetBulk(_)
+            | Payload::TestSet(_)
+            | Payload::CommitSet
+            | Payload::UndoSet
+            | Payload::CleanupSet
+            | Payload::Ping(_) => {
+                let view = (self.view)();
+                let response = handler::answer(view.as_ref(), conn.session_id, &pdu);
+                if pdu.pdu_type() != PduType::Ping {
+                    Event::RequestAnswered.emit(&self.shared.health);
+                }
+                match response {
+                    Some(r) => self.reply(conn, &pdu, r).await,
+                    None => Ok(()),
+                }
+            }
+            _ => {
+                Event::UnexpectedPdu {
+                    pdu_type: pdu.pdu_type() as u8,
+                }
+                .emit(&self.shared.health);
+                let r = handler::error(ErrorStatus::PROCESSING_ERROR, 0);
+                self.reply(conn, &pdu, r).await
+            }
+        }
+    }
+
+    /// Sends a response, echoing the request's IDs; genErr when the
+    /// response cannot be encoded.
+    async fn reply(
+        &mut self,
+        conn: &mut Connection,
+        request: &Pdu,
+        response: Response,
+    ) -> Result<(), LinkError> {
+        let mut pdu = Pdu::new(
+            request.session_id,
+            request.transaction_id,
+            request.packet_id,
+            Payload::Response(response),
+        );
+        let bytes = match pdu.encode() {
+            Ok(b) => b,
+            Err(error) => {
+                Event::ResponseUnencodable { error: &error }.emit(&self.shared.health);
+                pdu.payload = Payload::Response(handler::error(ErrorStatus::GEN_ERR, 0));
+                pdu.encode()?
+            }
+        };
+        self.write_bytes(conn, &bytes).await
+    }
+
+    /// Matches a response to the request it answers.
+    fn on_response(&mut self, conn: &mut Connection, packet_id: u32, r: &Response) {
+        let Some(pending) = conn.pending.remove(&packet_id) else {
+            debug!(target: "snmp", packet_id, "Ignored a response to no request of ours.");
+            return;
+        };
+        let health = &self.shared.health;
+        match pending.what {
+            Awaited::Register(i) => {
+                conn.setup_outstanding = conn.setup_outstanding.saturating_sub(1);
+                if let Some(reg) = self.config.registrations.get(i) {
+                    if r.error.is_ok() {
+                        Event::Registered {
+                            subtree: &reg.subtree,
+                            priority: reg.priority,
+                        }
+                        .emit(health);
+                    } else {
+                        Event::RegistrationRefused {
+                            subtree: &reg.subtree,
+                            priority: reg.priority,
+                            status: r.error,
+                        }
+                        .emit(health);
+                    }
+                }
+            }
+            Awaited::AgentCaps(i) => {
+                conn.setup_outstanding = conn.setup_outstanding.saturating_sub(1);
+                if let (false, Some((id, _))) = (r.error.is_ok(), self.config.agent_caps.get(i)) {
+                    Event::AgentCapsRefused {
+                        id,
+                        status: r.error,
+                    }
+                    .emit(health);
+                }
+            }
+            Awaited::Ping => conn.ping_outstanding = false,
+            Awaited::Notify(_) if r.error.is_ok() => Event::NotificationSent.emit(health),
+            Awaited::Notify(_) => Event::NotificationRefused {
+                status: r.error,
+                index: r.index,
+            }
+            .emit(health),
+            Awaited::Close => {}
+        }
+    }
+
+    /// Fails the session when a response is overdue.
+    fn check_overdue(&self, conn: &Connection) -> Result<(), LinkError> {
+        let now = Instant::now();
+        match conn.pending.values().find(|p| p.deadline <= now) {
+            Some(p) => Err(LinkError::NoResponse {
+                what: p.what.describe(&self.config),
+                after: self.response_timeout,
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// On graceful stop: hands the master what is queued (waiting at most
+    /// one response timeout for it), then sends Close (reason shutdown)
+    /// and waits at most one response timeout for its response.
+    async fn close(&mut self, mut conn: Connection) {
+        let rt = self.response_timeout;
+        let flushed = timeout(rt, async {
+            self.flush_notifications(&mut conn).await?;
+            while conn.notifications_pending() {
+                let (header, payload) = conn.reader.read_frame(&mut conn.stream).await?;
+                self.on_frame(&mut conn, &header, &payload).await?;
+            }
+            Ok::<(), LinkError>(())
+        })
+        .await;
+        match flushed {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                debug!(target: "snmp", error = %e, "Could not hand over every notification before closing.")
+            }
+            Err(_) => {
+                debug!(target: "snmp", after = ?rt, "The master did not take every notification before closing.")
+            }
+        }
+        let closed = timeout(rt, async {
+            let packet_id = self.next_packet_id();
+            let close = Pdu::new(
+                conn.session_id,
+                0,
+                packet_id,
+                Payload::Close(Close {
+                    reason: CloseReason::Shutdown,
+                }),
+            );
+            conn.pending.insert(
+                packet_id,
+                Pending {
+                    what: Awaited::Close,
+                    deadline: Instant::now() + rt,
+                },
+            );
+            self.write(&mut conn, &close).await?;
+            while conn.pending.contains_key(&packet_id) {
+                let (header, payload) = conn.reader.read_frame(&mut conn.stream).await?;
+                if let Ok(Pdu {
+                    packet_id: id,
+                    payload: Payload::Response(_),
+                    ..
+                }) = Pdu::decode(&header, &payload)
+                {
+                    conn.pending.remove(&id);
+                }
+            }
+            Ok::<(), LinkError>(())
+        })
+        .await;
+        if let Ok(Err(e)) = &closed {
+            debug!(target: "snmp", error = %e, "The master did not acknowledge the Close.");
+        }
+        let _ = conn.stream.shutdown().await;
+        Event::SessionClosed {
+            session_id: conn.session_id,
+        }
+        .emit(&self.shared.health);
+    }
+
+    async fn write(&self, conn: &mut Connection, pdu: &Pdu) -> Result<(), LinkError> {
+        let bytes = pdu.encode()?;
+        self.write_bytes(conn, &bytes).await
+    }
+
+    /// Writes bytes, failing the session when the master does not take
+    /// them within the response timeout.
+    async fn write_bytes(&self, conn: &mut Connection, bytes: &[u8]) -> Result<(), LinkError> {
+        match timeout(self.response_timeout, conn.stream.write_all(bytes)).await {
+            Err(_) => Err(LinkError::WriteTimeout(self.response_timeout)),
+            Ok(r) => Ok(r?),
+        }
+    }
+}
