@@ -575,7 +575,7 @@ pub struct Agentx {
 impl Agentx {
     /// The parsed `socket` (it was validated at load).
     pub fn endpoint(&self) -> Result<AgentxEndpoint, String> {
-        AgentxEndpoint::parse(&self.socket)
+        AgentxEndpoint::parse(&self.socket).map_err(|e| e.to_string())
     }
 
     /// The parsed `root_oid` (it was validated at load).
@@ -584,70 +584,10 @@ impl Agentx {
     }
 }
 
-/// Where the AgentX master listens, from net-snmp's `agentXSocket` syntax.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum AgentxEndpoint {
-    /// `"/path"`, `"unix:/path"` or `"local:/path"`.
-    Unix(PathBuf),
-    /// `"tcp:HOST:PORT"` (`"tcp:[::1]:705"`) or `"inet:PORT@HOST"`.
-    Tcp { host: String, port: u16 },
-}
-
-impl AgentxEndpoint {
-    /// Parses net-snmp's syntax.
-    pub fn parse(text: &str) -> Result<AgentxEndpoint, String> {
-        let bad = |why: &str| {
-            format!(
-                "expected a socket like \"tcp:127.0.0.1:705\", \"unix:/var/agentx/master\" or \
-                 \"/var/agentx/master\", got {text:?}{why}"
-            )
-        };
-        let tcp = |host: &str, port: &str| {
-            let host = host
-                .strip_prefix('[')
-                .and_then(|h| h.strip_suffix(']'))
-                .unwrap_or(host);
-            let port = match port.parse::<u16>() {
-                Ok(p) if p > 0 => p,
-                _ => return Err(bad(" (the port is a number from 1 to 65535)")),
-            };
-            if host.parse::<IpAddr>().is_err() && !is_domain(host) {
-                return Err(bad(" (not a host name or address)"));
-            }
-            Ok(AgentxEndpoint::Tcp {
-                host: host.to_string(),
-                port,
-            })
-        };
-        let unix = |path: &str| {
-            if path.starts_with('/') {
-                Ok(AgentxEndpoint::Unix(PathBuf::from(path)))
-            } else {
-                Err(bad(" (a socket path is absolute)"))
-            }
-        };
-        if let Some(rest) = text.strip_prefix("tcp:") {
-            match rest.rsplit_once(':') {
-                Some((host, port)) => tcp(host, port),
-                None => Err(bad(" (tcp:HOST:PORT)")),
-            }
-        } else if let Some(rest) = text.strip_prefix("inet:") {
-            match rest.split_once('@') {
-                Some((port, host)) => tcp(host, port),
-                None => Err(bad(" (inet:PORT@HOST)")),
-            }
-        } else if let Some(path) = text
-            .strip_prefix("unix:")
-            .or_else(|| text.strip_prefix("local:"))
-        {
-            unix(path)
-        } else if text.starts_with('/') {
-            unix(text)
-        } else {
-            Err(bad(""))
-        }
-    }
-}
+/// Where the AgentX master listens: the agentx crate's parser of
+/// net-snmp's `agentXSocket` syntax, so that the configuration accepts
+/// exactly what the subagent can use.
+pub type AgentxEndpoint = mailward_agentx::Endpoint;
 
 /// Parses a dotted numeric OID like `"1.3.6.1.4.1.32473.25"` (a leading dot
 /// is allowed).
@@ -939,39 +879,6 @@ mod tests {
         assert!(one.covers("as/spam"));
         assert!(!one.covers("as/probable"));
         assert!(statuses_cover(&[one, all], "av/error"));
-    }
-
-    #[test]
-    fn agentx_sockets() {
-        let tcp = |h: &str, p| AgentxEndpoint::Tcp {
-            host: h.to_string(),
-            port: p,
-        };
-        let unix = |p: &str| AgentxEndpoint::Unix(PathBuf::from(p));
-        let cases = [
-            ("tcp:127.0.0.1:705", tcp("127.0.0.1", 705)),
-            ("tcp:localhost:705", tcp("localhost", 705)),
-            ("tcp:[::1]:705", tcp("::1", 705)),
-            ("inet:705@127.0.0.1", tcp("127.0.0.1", 705)),
-            ("/var/agentx/master", unix("/var/agentx/master")),
-            ("unix:/tmp/a.sock", unix("/tmp/a.sock")),
-            ("local:/tmp/a.sock", unix("/tmp/a.sock")),
-        ];
-        for (text, e) in cases {
-            assert_eq!(AgentxEndpoint::parse(text).unwrap(), e, "{text}");
-        }
-        for bad in [
-            "",
-            "tcp:",
-            "tcp:127.0.0.1",
-            "tcp:127.0.0.1:x",
-            "unix:rel",
-            "udp:1.2.3.4:705",
-            "inet:705",
-            "master",
-        ] {
-            assert!(AgentxEndpoint::parse(bad).is_err(), "{bad}");
-        }
     }
 
     #[test]

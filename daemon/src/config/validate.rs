@@ -744,7 +744,9 @@ fn snmp(ctx: &mut Ctx<'_>, raw: &RawSnmp) -> Snmp {
 fn agentx(ctx: &mut Ctx<'_>, raw: &RawAgentx) -> Agentx {
     let p = KeyPath::root("agentx");
     let socket = parsed("a socket like \"tcp:127.0.0.1:705\"", |s| {
-        AgentxEndpoint::parse(s).map(|_| s.to_string())
+        AgentxEndpoint::parse(s)
+            .map(|_| s.to_string())
+            .map_err(|e| e.to_string())
     });
     let oid = parsed("a numeric OID like \"1.3.6.1.4.1.32473.25\"", |s| {
         parse_oid(s).map(|arcs| {
