@@ -7,18 +7,14 @@
 //! test compares them value by value.
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::Duration;
 
 use anyhow::{bail, ensure, Context, Result};
 use serde_json::Value;
 
 use crate::config::Config;
 use crate::daemon::Daemon;
-use crate::tools::{free_port, output_text, require};
+use crate::tools::{free_port, output_text};
 
 /// Where a test's statistics go, and the port /metrics is served on.
 #[derive(Debug, Clone)]
@@ -71,7 +67,7 @@ impl StatsSetup {
 
     /// The exposition text of one scrape.
     pub fn scrape_text(&self) -> Result<String> {
-        http_get(self.metrics_port, "/metrics")
+        crate::prometheus::scrape(self.metrics_port)
     }
 
     /// One scrape, parsed.
@@ -120,60 +116,7 @@ impl StatsSetup {
     }
 }
 
-/// `GET path` on 127.0.0.1:`port` over HTTP/1.1 with `Connection: close`;
-/// the body of a 200 reply.
-pub fn http_get(port: u16, path: &str) -> Result<String> {
-    let mut tcp = TcpStream::connect(("127.0.0.1", port))
-        .with_context(|| format!("connecting to the metrics port {port}"))?;
-    tcp.set_read_timeout(Some(Duration::from_secs(30)))?;
-    write!(
-        tcp,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
-    )?;
-    let mut raw = Vec::new();
-    tcp.read_to_end(&mut raw)?;
-    let text = String::from_utf8(raw).context("the HTTP reply is not UTF-8")?;
-    let (head, body) = text
-        .split_once("\r\n\r\n")
-        .with_context(|| format!("no end of headers in {text:?}"))?;
-    let status = head.lines().next().unwrap_or("");
-    ensure!(
-        status.starts_with("HTTP/1.1 200"),
-        "GET {path}: {status}\n{body}"
-    );
-    let lower = head.to_ascii_lowercase();
-    if lower.contains("transfer-encoding: chunked") {
-        return dechunk(body);
-    }
-    if let Some(len) = lower
-        .lines()
-        .find_map(|l| l.strip_prefix("content-length:"))
-        .and_then(|v| v.trim().parse::<usize>().ok())
-    {
-        ensure!(
-            body.len() == len,
-            "Content-Length {len}, body {} octets",
-            body.len()
-        );
-    }
-    Ok(body.to_string())
-}
 
-fn dechunk(mut body: &str) -> Result<String> {
-    let mut out = String::new();
-    loop {
-        let (size, rest) = body.split_once("\r\n").context("chunk size")?;
-        let size = usize::from_str_radix(size.split(';').next().unwrap_or("").trim(), 16)?;
-        if size == 0 {
-            return Ok(out);
-        }
-        out.push_str(rest.get(..size).context("short chunk")?);
-        body = rest
-            .get(size..)
-            .and_then(|r| r.strip_prefix("\r\n"))
-            .context("chunk end")?;
-    }
-}
 
 /// One sample of the exposition.
 #[derive(Debug, Clone, PartialEq)]
@@ -495,23 +438,9 @@ pub fn unescape(field: &str) -> Result<String> {
     Ok(out)
 }
 
-/// `promtool check metrics` on `text`: its output (stdout and stderr),
-/// which is empty when the exposition is clean. Fails when promtool is
-/// missing (naming the Debian package) or cannot be run.
+/// `promtool check metrics` on `text`: whether it passed, and its output
+/// (empty when the exposition is clean).
 pub fn promtool_check(text: &str) -> Result<(bool, String)> {
-    let promtool = require("promtool", "prometheus")?;
-    let mut child = Command::new(promtool)
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .context("starting promtool")?;
-    child
-        .stdin
-        .take()
-        .context("promtool stdin")?
-        .write_all(text.as_bytes())?;
-    let out = child.wait_with_output()?;
+    let out = crate::prometheus::promtool_check_metrics(text)?;
     Ok((out.status.success(), output_text(&out)))
 }
