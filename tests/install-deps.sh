@@ -12,8 +12,15 @@
 #   ca-certificates    for openssl and apt over https
 #   prometheus         the server that scrapes Mailward in the dashboard
 #                      test, and promtool (check metrics, check rules)
-#
-# Later issues add: snmpd snmptrapd snmp smitools (the SNMP/AgentX tests).
+#   snmpd              net-snmp's agent: the AgentX master of the SNMP tests
+#   snmptrapd          net-snmp's notification receiver (logs to a file)
+#   snmp               snmpget, snmpwalk, snmpbulkwalk (the SNMP clients)
+#   smitools           smilint, the MIB lint
+#   npm                only when no `npm` is on PATH: fetches the IETF base
+#                      MIBs (SNMPv2-SMI/TC/CONF), which Debian's free
+#                      packages lack, from the npm registry's net-snmp
+#                      package into target/mibs-base/ (tests/fetch-base-mibs.sh,
+#                      run as the calling user, once)
 #
 # Nothing here starts a service: Postfix is installed with "No
 # configuration" (no main.cf, nothing runs), dnsmasq-base has no service,
@@ -25,7 +32,21 @@
 # Reruns are fast: when every package is installed already, apt is skipped.
 set -euo pipefail
 
-packages=(postfix swaks libnet-ssleay-perl dnsmasq-base openssl ca-certificates prometheus)
+packages=(postfix swaks libnet-ssleay-perl dnsmasq-base openssl ca-certificates prometheus
+    snmpd snmptrapd snmp smitools)
+command -v npm >/dev/null 2>&1 || packages+=(npm)
+
+# The base MIBs go below the workspace's target/, owned by whoever runs the
+# tests (not root when we were re-run under sudo).
+base_mibs() {
+    local script
+    script="$(dirname "$0")/fetch-base-mibs.sh"
+    if [ "$(id -u)" -eq 0 ] && [ -n "${SUDO_USER:-}" ] && [ "$SUDO_USER" != root ]; then
+        sudo -u "$SUDO_USER" --preserve-env=CARGO_TARGET_DIR,MAILWARD_NET_SNMP_NPM "$script"
+    else
+        "$script"
+    fi
+}
 
 missing=()
 for pkg in "${packages[@]}"; do
@@ -35,13 +56,14 @@ for pkg in "${packages[@]}"; do
 done
 if [ "${#missing[@]}" -eq 0 ]; then
     echo "install-deps: all test packages are installed (${packages[*]})"
+    base_mibs
     exit 0
 fi
 echo "install-deps: installing ${missing[*]}"
 
 if [ "$(id -u)" -ne 0 ]; then
     if command -v sudo >/dev/null 2>&1; then
-        exec sudo --preserve-env=DEBIAN_FRONTEND "$0" "$@"
+        exec sudo --preserve-env=DEBIAN_FRONTEND,CARGO_TARGET_DIR,MAILWARD_NET_SNMP_NPM "$0" "$@"
     fi
     echo "install-deps: must run as root to install ${missing[*]}" >&2
     exit 1
@@ -66,4 +88,5 @@ if command -v systemctl >/dev/null 2>&1 && [ -e /lib/systemd/system/prometheus.s
         systemctl stop prometheus >/dev/null 2>&1 || true
     fi
 fi
+base_mibs
 echo "install-deps: done"

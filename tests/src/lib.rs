@@ -17,6 +17,7 @@ pub mod prometheus;
 pub mod scripted;
 pub mod sink;
 pub mod smtp;
+pub mod snmp;
 pub mod stats;
 pub mod tools;
 

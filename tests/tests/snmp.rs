@@ -1,0 +1,1690 @@
+//! SNMP as an operator checks it, with the real net-snmp (DESIGN 7): the
+//! MIB lints clean and every object resolves; `snmpwalk` of Mailward's
+//! subtree through a private `snmpd` (AgentX master on a UNIX socket)
+//! names every object and agrees with `/metrics` counter for counter after
+//! real mail; `snmpbulkwalk` of more than 100 table rows matches the walk
+//! and stops at the end of the subtree; every notification arrives at a
+//! private `snmptrapd` with its trap OID and varbinds; a restarted snmpd
+//! gets the subtree back within seconds; neither a missing master nor one
+//! that sends garbage touches the mail flow; and a second gateway on the
+//! same subtree is told duplicateRegistration while the first serves on.
+//!
+//! Each test collects what is wrong and reports it all at once, each item
+//! with what was expected and what was found. Needs the Debian packages
+//! snmpd, snmptrapd, snmp and smitools, and the IETF base MIBs in
+//! target/mibs-base/ (tests/install-deps.sh installs and fetches both).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{Read, Write};
+use std::os::unix::net::UnixListener;
+use std::path::Path;
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, ensure, Context, Result};
+use mailward_e2e::snmp::{
+    mib_file, mib_path, net_snmp_tool, oid_cmp, oid_under, parse_date_and_time_hex,
+    parse_date_and_time_text, pause, rfc3339, smi_label, unix_now, Catalogue, Mib, MibKind,
+    NetSnmp, Trap, VarLine, ROOT, SYS_UPTIME_0,
+};
+use mailward_e2e::stats::{Metrics, StatsSetup};
+use mailward_e2e::tools::{output_text, smtp_source};
+use mailward_e2e::*;
+
+/// How long the subtree may take to answer after the daemon greets.
+const SUBTREE_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// How long a notification may take to reach snmptrapd.
+const TRAP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long the traffic may take to settle.
+const SETTLE_TIMEOUT: Duration = Duration::from_secs(40);
+
+/// How long the SNMP view is served before it is rebuilt (daemon/src/snmp.rs
+/// VIEW_TTL), plus a margin: waited before a walk that must see settled
+/// traffic.
+const VIEW_TTL: Duration = Duration::from_millis(1100);
+
+/// `agentx.ping_interval` of these tests.
+const PING_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The alert thresholds are sampled every 10 s (daemon snmp::ALERT_EVERY);
+/// a crossing must be notified within this.
+const ALERT_DEADLINE: Duration = Duration::from_secs(15);
+
+/// Objects whose values move between two readings however still the
+/// traffic is (time, CPU, memory, descriptors, disk, idle outbound
+/// connections): compared for presence and type only.
+const MOVING_OBJECTS: &[&str] = &[
+    "mwUptime",
+    "mwCpuTime",
+    "mwMemoryResident",
+    "mwOpenFiles",
+    "mwSpoolFreeOctets",
+    "mwSessionsCount",
+];
+
+/// The same for /metrics, by flat key.
+const MOVING_METRICS: &[&str] = &[
+    "process_cpu_seconds_total",
+    "process_resident_memory_bytes",
+    "process_open_fds",
+    "mailward_spool_free_bytes",
+    "mailward_sessions{direction=\"out\"}",
+    "mailward_sessions{direction=\"in\"}",
+];
+
+/// What is wrong, collected and reported together.
+#[derive(Default)]
+struct Failures(Vec<String>);
+
+impl Failures {
+    fn check(&mut self, ok: bool, what: impl FnOnce() -> String) {
+        if !ok {
+            self.0.push(what());
+        }
+    }
+
+    fn push(&mut self, what: impl Into<String>) {
+        self.0.push(what.into());
+    }
+
+    /// Records the error of a step that failed, and goes on.
+    fn step<T>(&mut self, what: &str, r: Result<T>) -> Option<T> {
+        match r {
+            Ok(v) => Some(v),
+            Err(e) => {
+                self.0.push(format!("{what}: {e:#}"));
+                None
+            }
+        }
+    }
+
+    fn finish(self, context: impl FnOnce() -> String) -> Result<()> {
+        if self.0.is_empty() {
+            return Ok(());
+        }
+        bail!(
+            "{} problem(s):\n- {}\n\n{}",
+            self.0.len(),
+            self.0.join("\n- "),
+            context()
+        )
+    }
+}
+
+/// A daemon with metrics and statistics on, its AgentX master a private
+/// snmpd, the next hop an smtp-sink for everything but `*@deferred.test`
+/// (a port nobody listens on, tried once an hour). Dropped in field order.
+struct Rig {
+    daemon: Daemon,
+    snmp: NetSnmp,
+    sink: Sink,
+    stats: StatsSetup,
+    config: Config,
+    dir: TestDir,
+}
+
+impl Rig {
+    /// Starts snmptrapd, snmpd, a sink and Mailward (config changed by
+    /// `tweak`); returns once Mailward's subtree answers through snmpd.
+    fn start(name: &str, tweak: impl FnOnce(Config, &Path) -> Config) -> Result<Rig> {
+        let dir = TestDir::new(name)?;
+        let snmp = NetSnmp::start(dir.path())?;
+        let sink = Sink::start(dir.path(), "sink")?;
+        let stats = StatsSetup::new(dir.path());
+        let config = snmp_config(Config::new(dir.path()), &snmp.agentx_setting())
+            .route_to_port("*@deferred.test", free_port())
+            .route_to_port("*", sink.port);
+        let config = stats.apply(tweak(config, dir.path()));
+        let daemon = Daemon::start(&config)?;
+        let rig = Rig {
+            daemon,
+            snmp,
+            sink,
+            stats,
+            config,
+            dir,
+        };
+        rig.snmp
+            .wait_subtree(SUBTREE_TIMEOUT)
+            .with_context(|| rig.context())?;
+        Ok(rig)
+    }
+
+    /// Waits until the sink has `delivered` messages, the queue holds
+    /// `queued` (each tried once), and no inbound session is open; returns
+    /// the last scrape.
+    fn settle(&self, delivered: usize, queued: usize) -> Result<Metrics> {
+        let mut last = String::new();
+        wait_until("the traffic to settle", SETTLE_TIMEOUT, || {
+            let at_sink = self.sink.count();
+            let queue = self.daemon.queue_list()?;
+            let tried = queue
+                .iter()
+                .all(|m| m["attempts"].as_u64().unwrap_or(0) >= 1);
+            let m = self.stats.scrape()?;
+            let open_in = m.value("mailward_sessions", &[("direction", "in")])?;
+            last = format!(
+                "sink {at_sink}/{delivered}, queue {}/{queued} (all tried: {tried}), open inbound sessions {open_in}",
+                queue.len()
+            );
+            Ok((at_sink == delivered && queue.len() == queued && tried && open_in == 0.0)
+                .then_some(m))
+        })
+        .with_context(|| format!("last seen: {last}"))
+    }
+
+    /// The daemon's and net-snmp's logs, for failure messages.
+    fn context(&self) -> String {
+        format!(
+            "test directory: {}\n----- mailward log -----\n{}\n----- net-snmp -----\n{}",
+            self.dir.path().display(),
+            self.daemon.log(),
+            self.snmp.logs()
+        )
+    }
+}
+
+/// The SNMP settings of these tests: the master at `socket`, pings every
+/// second, every notification category on; mail for example.com and
+/// deferred.test accepted from anyone, other domains refused (relay only
+/// from 10/8); one delivery attempt an hour.
+fn snmp_config(config: Config, socket: &str) -> Config {
+    config
+        .set_list("network", "relay_networks", &["10.0.0.0/8"])
+        .set_list(
+            "network",
+            "protected_domains",
+            &["example.com", "deferred.test"],
+        )
+        .set_str("timeouts", "min_backoff", "1h")
+        .set_str("timeouts", "max_backoff", "1h")
+        .set_str("agentx", "socket", socket)
+        .set_str("agentx", "ping_interval", "1s")
+        .set_str("agentx", "timeout", "1s")
+        .set_list("snmp", "traps", &["config", "admin", "update"])
+}
+
+/// The queue IDs of `250 ... queued as ID` replies in a transcript.
+fn queued_ids(text: &str) -> Vec<String> {
+    text.lines()
+        .filter_map(|l| {
+            l.split_once("queued as ")
+                .map(|(_, id)| id.trim().to_string())
+        })
+        .collect()
+}
+
+/// One message with swaks; returns its queue ID.
+fn send(port: u16, from: &str, to: &str) -> Result<String> {
+    let server = format!("127.0.0.1:{port}");
+    let out = swaks(&[
+        "--server",
+        &server,
+        "--ehlo",
+        "client.test",
+        "--from",
+        from,
+        "--to",
+        to,
+    ])?;
+    let text = output_text(&out);
+    queued_ids(&text)
+        .into_iter()
+        .next()
+        .with_context(|| format!("swaks to {to}: no 250 queued:\n{text}"))
+}
+
+/// A relay attempt, which must be refused with 554 5.7.1 at RCPT.
+fn relay_attempt(port: u16) -> Result<()> {
+    let server = format!("127.0.0.1:{port}");
+    let out = swaks(&[
+        "--server",
+        &server,
+        "--ehlo",
+        "client.test",
+        "--from",
+        "alice@sender.test",
+        "--to",
+        "victim@elsewhere.test",
+    ])?;
+    let text = output_text(&out);
+    ensure!(
+        text.contains("554 5.7.1") && queued_ids(&text).is_empty(),
+        "the relay attempt was not refused with 554 5.7.1:\n{text}"
+    );
+    Ok(())
+}
+
+/// `count` messages in `sessions` sessions with smtp-source; returns the
+/// queue IDs.
+fn source(port: u16, sessions: usize, count: usize, to: &str) -> Result<Vec<String>> {
+    let target = format!("127.0.0.1:{port}");
+    let (s, m) = (sessions.to_string(), count.to_string());
+    let out = smtp_source(&[
+        "-v",
+        "-s",
+        &s,
+        "-m",
+        &m,
+        "-l",
+        "1024",
+        "-f",
+        "load@source.test",
+        "-t",
+        to,
+        &target,
+    ])?;
+    let text = output_text(&out);
+    ensure!(out.status.success(), "smtp-source failed:\n{text}");
+    let ids = queued_ids(&text);
+    ensure!(
+        ids.len() == count,
+        "smtp-source: {} of {count} messages queued:\n{text}",
+        ids.len()
+    );
+    Ok(ids)
+}
+
+/// The flat key of a sample: `name` or `name{k="v"}`.
+fn metric_key(name: &str, label: Option<(&str, &str)>) -> String {
+    match label {
+        Some((k, v)) => format!("{name}{{{k}=\"{v}\"}}"),
+        None => name.to_string(),
+    }
+}
+
+// ---- 1. the MIB -----------------------------------------------------------
+
+#[test]
+fn mib_lints_clean_and_every_object_resolves() -> Result<()> {
+    let dir = TestDir::new("snmp-mib")?;
+    let path = mib_path()?;
+    let mib = Mib::load()?;
+    let mut f = Failures::default();
+
+    // smilint: silent at level 6. (-c /dev/null: no /etc/smi.conf.)
+    let smilint = require("smilint", "smitools")?;
+    let out = Command::new(&smilint)
+        .args(["-c", "/dev/null", "-l", "6", "-s", "-m"])
+        .arg(mib_file())
+        .env("SMIPATH", &path)
+        .output()
+        .context("running smilint")?;
+    let text = output_text(&out);
+    f.check(text.trim().is_empty(), || {
+        format!("smilint -l 6 -s -m mibs/MAILWARD-MIB.txt printed something (expected nothing):\n{text}")
+    });
+
+    // snmptranslate -Tp: the whole tree, no complaint, every node shown.
+    let args: Vec<String> = ["-M", &path, "-m", "MAILWARD-MIB", "-Tp"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let out = net_snmp_tool(dir.path(), "snmptranslate", &args)?;
+    let tree = String::from_utf8_lossy(&out.stdout).into_owned();
+    f.check(out.status.success() && out.stderr.is_empty(), || {
+        format!(
+            "snmptranslate -m MAILWARD-MIB -Tp: expected a clean exit and no stderr, got {}:\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    let missing: Vec<String> = mib
+        .nodes
+        .iter()
+        .filter(|n| !tree.contains(&format!("{}({})", n.name, n.arc)))
+        .map(|n| format!("{}({})", n.name, n.arc))
+        .collect();
+    f.check(missing.is_empty(), || {
+        format!(
+            "snmptranslate -Tp does not show {} of the {} nodes of the MIB: {}",
+            missing.len(),
+            mib.nodes.len(),
+            missing.join(", ")
+        )
+    });
+
+    // snmptranslate -On MAILWARD-MIB::NAME for every node: the OID the MIB
+    // text gives.
+    let names: Vec<String> = mib
+        .nodes
+        .iter()
+        .map(|n| format!("MAILWARD-MIB::{}", n.name))
+        .collect();
+    let mut args: Vec<String> = ["-M", &path, "-m", "MAILWARD-MIB", "-On"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    args.extend(names.iter().cloned());
+    let out = net_snmp_tool(dir.path(), "snmptranslate", &args)?;
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    // One OID per name, with an empty line between them.
+    let got: Vec<&str> = stdout.lines().filter(|l| !l.trim().is_empty()).collect();
+    if got.len() != names.len() || !out.stderr.is_empty() {
+        f.push(format!(
+            "snmptranslate -On of {} names: expected {} OIDs and no stderr, got {} lines; stderr:\n{}",
+            names.len(),
+            names.len(),
+            got.len(),
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    } else {
+        for (node, line) in mib.nodes.iter().zip(&got) {
+            let want = mib.oid(&node.name).map(|o| format!(".{o}"));
+            f.check(want.as_deref() == Some(*line), || {
+                format!(
+                    "snmptranslate -On MAILWARD-MIB::{} = {line}, the MIB text gives {}",
+                    node.name,
+                    want.as_deref().unwrap_or("no OID")
+                )
+            });
+        }
+    }
+    let objects = mib.object_types().count();
+    let notifications = mib.notifications().count();
+    f.check(objects >= 100 && notifications == 8, || {
+        format!("the MIB has {objects} OBJECT-TYPEs and {notifications} NOTIFICATION-TYPEs (expected 100+ and 8)")
+    });
+    eprintln!(
+        "MIB: {} nodes ({objects} OBJECT-TYPEs, {notifications} notifications) resolved with snmptranslate",
+        mib.nodes.len()
+    );
+    f.finish(|| format!("MIB search path: {path}"))
+}
+
+// ---- 2. snmpwalk against /metrics ------------------------------------------
+
+/// Checks that every line of a walk names a readable object of the MIB
+/// with an instance of the right shape.
+fn check_names(f: &mut Failures, mib: &Mib, walk: &[VarLine], what: &str) {
+    let readable: BTreeSet<&str> = mib.readable().iter().map(|n| n.name.as_str()).collect();
+    let mut bad = Vec::new();
+    for line in walk {
+        let Some((name, instance)) = line.name_and_instance() else {
+            bad.push(format!("{} (no MODULE::name)", line.oid));
+            continue;
+        };
+        if !line.oid.starts_with("MAILWARD-MIB::") || !readable.contains(name) {
+            bad.push(format!(
+                "{} (not a readable object of MAILWARD-MIB)",
+                line.oid
+            ));
+            continue;
+        }
+        let ok = if mib.is_column(name) {
+            // One index: a number (Unsigned32) or an enumeration label.
+            let index = mib.index_of(name);
+            let enumerated = index.first().and_then(|i| mib.node(i)).is_some_and(|n| {
+                n.syntax
+                    .as_deref()
+                    .is_some_and(|s| s.starts_with("INTEGER {"))
+            });
+            !instance.is_empty()
+                && !instance.contains('.')
+                && if enumerated {
+                    instance.starts_with(|c: char| c.is_ascii_lowercase())
+                } else {
+                    instance.parse::<u32>().is_ok_and(|n| n >= 1)
+                }
+        } else {
+            instance == "0"
+        };
+        if !ok {
+            bad.push(format!("{} (bad instance {instance:?})", line.oid));
+        }
+    }
+    f.check(bad.is_empty(), || {
+        format!(
+            "{what}: {} line(s) without a proper name (expected MAILWARD-MIB::object.instance): {}",
+            bad.len(),
+            bad.join(", ")
+        )
+    });
+}
+
+/// One value of the walk as a number comparable with /metrics: counters
+/// and gauges as they are, TruthValue true(1)/false(2) as 1/0, DateAndTime
+/// as unix seconds.
+fn walk_number(line: &VarLine) -> Option<f64> {
+    match line.kind() {
+        "STRING" => parse_date_and_time_text(line.text()).map(|t| t as f64),
+        "INTEGER" if line.text().starts_with("true(") => Some(1.0),
+        "INTEGER" if line.text().starts_with("false(") => Some(0.0),
+        _ => line.number().map(|n| n as f64),
+    }
+}
+
+/// An SNMP instance and the /metrics series it must equal.
+struct Twin {
+    /// The MIB object (`mwMessagesRejectedCount`).
+    object: String,
+    /// Its instance (`0`, `relay`).
+    instance: String,
+    /// The Prometheus family.
+    prometheus: String,
+    /// The label and value of the series, if any.
+    label: Option<(String, String)>,
+    /// SNMP = /metrics x scale (1e6 for seconds shown as microseconds).
+    scale: f64,
+    /// How far apart they may be (1 for a truncated conversion).
+    tolerance: f64,
+}
+
+impl Twin {
+    /// `OBJECT.0` <-> the unlabelled `prometheus`, exactly.
+    fn scalar(object: String, prometheus: String) -> Twin {
+        Twin {
+            object,
+            instance: "0".into(),
+            prometheus,
+            label: None,
+            scale: 1.0,
+            tolerance: 0.0,
+        }
+    }
+}
+
+/// Compares every catalogue statistic's SNMP twin in `walk` with its
+/// series in `m`; returns how many were compared.
+fn compare_with_metrics(
+    f: &mut Failures,
+    mib: &Mib,
+    catalogue: &Catalogue,
+    walk: &[VarLine],
+    m: &Metrics,
+) -> usize {
+    let by_oid: BTreeMap<&str, &VarLine> = walk.iter().map(|l| (l.oid.as_str(), l)).collect();
+    let get = |name: &str, instance: &str| {
+        by_oid
+            .get(format!("MAILWARD-MIB::{name}.{instance}").as_str())
+            .copied()
+    };
+    let mut compared = 0;
+    let mut pairs: Vec<Twin> = Vec::new();
+    for e in &catalogue.entries {
+        match (&e.kind[..], &e.label) {
+            ("histogram", _) => {
+                pairs.push(Twin::scalar(
+                    format!("{}Count", e.mib),
+                    format!("{}_count", e.prometheus),
+                ));
+                // The SNMP total is in microseconds, truncated.
+                pairs.push(Twin {
+                    scale: 1e6,
+                    tolerance: 1.0,
+                    ..Twin::scalar(format!("{}Total", e.mib), format!("{}_sum", e.prometheus))
+                });
+            }
+            (_, Some((label, values))) if values.is_empty() => {
+                // mailward_build_info{version} <-> mwVersion.
+                let snmp = get(&e.mib, "0");
+                let prom = m
+                    .all(&e.prometheus)
+                    .find_map(|s| s.label(label).map(str::to_string));
+                f.check(
+                    snmp.is_some() && prom.is_some() && snmp.map(|l| l.text().trim_matches('"')) == prom.as_deref(),
+                    || format!("{}.0 = {:?}, /metrics {}{{{label}}} = {prom:?}: expected the same text", e.mib, snmp.map(|l| &l.value), e.prometheus),
+                );
+                compared += 1;
+            }
+            (_, Some((label, values)))
+                if mib.node(&e.mib).is_some_and(|n| {
+                    !mib.is_column(&n.name) && n.kind == MibKind::ObjectType && n.syntax.is_some()
+                }) =>
+            {
+                // An enumerated scalar (mwUpdateLastResult) <-> the one series at 1.
+                let snmp = get(&e.mib, "0");
+                let current: Vec<&String> = values
+                    .iter()
+                    .filter(|v| m.get(&e.prometheus, &[(label, v)]) == Some(1.0))
+                    .collect();
+                let want = current.first().map(|v| format!("{}(", smi_label(v)));
+                f.check(
+                    current.len() == 1 && snmp.is_some_and(|l| want.as_ref().is_some_and(|w| l.text().starts_with(w.as_str()))),
+                    || format!("{}.0 = {:?}; /metrics {} at 1 for {current:?}: expected that one value", e.mib, snmp.map(|l| &l.value), e.prometheus),
+                );
+                compared += 1;
+            }
+            (_, Some((label, values))) => {
+                for v in values {
+                    pairs.push(Twin {
+                        instance: smi_label(v),
+                        label: Some((label.clone(), v.clone())),
+                        ..Twin::scalar(format!("{}Count", e.mib), e.prometheus.clone())
+                    });
+                }
+            }
+            (_, None) => {
+                // microseconds in the MIB for seconds in Prometheus.
+                let micro = mib
+                    .node(&e.mib)
+                    .is_some_and(|n| n.units.as_deref() == Some("microseconds"))
+                    && e.unit == "seconds";
+                let twin = Twin::scalar(e.mib.clone(), e.prometheus.clone());
+                pairs.push(if micro {
+                    Twin {
+                        scale: 1e6,
+                        tolerance: 1.0,
+                        ..twin
+                    }
+                } else {
+                    twin
+                });
+            }
+        }
+    }
+    for Twin {
+        object,
+        instance,
+        prometheus: prom,
+        label,
+        scale,
+        tolerance,
+    } in pairs
+    {
+        let key = metric_key(&prom, label.as_ref().map(|(k, v)| (k.as_str(), v.as_str())));
+        let snmp = get(&object, &instance);
+        let value = match &label {
+            Some((k, v)) => m.get(&prom, &[(k.as_str(), v.as_str())]),
+            None => m.get(&prom, &[]),
+        };
+        let (Some(line), Some(value)) = (snmp, value) else {
+            f.push(format!(
+                "{object}.{instance} <-> {key}: SNMP {:?}, /metrics {value:?}: both expected",
+                snmp.map(|l| &l.value)
+            ));
+            continue;
+        };
+        compared += 1;
+        let Some(n) = walk_number(line) else {
+            f.push(format!(
+                "{object}.{instance} = {}: not a number",
+                line.value
+            ));
+            continue;
+        };
+        let expected = (value * scale).floor();
+        if MOVING_METRICS.contains(&key.as_str()) {
+            // Moving: the walk came first, so a counter may only have grown.
+            if prom.ends_with("_total") {
+                f.check(n <= expected + tolerance, || {
+                    format!(
+                        "{object}.{instance} = {n} > {key} x {scale} = {expected} read after it"
+                    )
+                });
+            }
+            continue;
+        }
+        f.check((n - expected).abs() <= tolerance, || {
+            format!(
+                "{object}.{instance} = {} but {key} = {value} (expected {expected})",
+                line.value
+            )
+        });
+    }
+    // Top-N tables: row r <-> the series with rank r.
+    for t in &catalogue.top_tables {
+        let prefix = t.mib_table.trim_end_matches("Table");
+        let rows = m.all(&t.prometheus).count();
+        let snmp_rows = walk
+            .iter()
+            .filter(|l| {
+                l.name_and_instance()
+                    .is_some_and(|(n, _)| n == format!("{prefix}Count"))
+            })
+            .count();
+        f.check(rows == snmp_rows, || {
+            format!(
+                "{}: {snmp_rows} rows in SNMP, {rows} series of {} in /metrics",
+                t.mib_table, t.prometheus
+            )
+        });
+        for s in m.all(&t.prometheus) {
+            let rank = s.label("rank").unwrap_or("?");
+            let item =
+                get(&format!("{prefix}Item"), rank).map(|l| l.text().trim_matches('"').to_string());
+            let count = get(&format!("{prefix}Count"), rank).and_then(VarLine::number);
+            f.check(
+                item.as_deref() == s.label(&t.item_label)
+                    && count.map(|c| c as f64) == Some(s.value),
+                || {
+                    format!(
+                        "{prefix} rank {rank}: SNMP ({item:?}, {count:?}), /metrics ({:?}, {})",
+                        s.label(&t.item_label),
+                        s.value
+                    )
+                },
+            );
+            compared += 1;
+        }
+    }
+    compared
+}
+
+#[test]
+fn snmpwalk_names_every_object_and_counters_equal_metrics() -> Result<()> {
+    let mib = Mib::load()?;
+    let catalogue = Catalogue::load()?;
+    let rig = Rig::start("snmp-walk", |c, _| c)?;
+    let port = rig.daemon.port;
+    let mut f = Failures::default();
+
+    // 5 delivered, 1 deferred, 1 relay attempt refused.
+    source(port, 1, 5, "rcpt@example.com")?;
+    send(port, "carol@sender.test", "held@deferred.test")?;
+    relay_attempt(port)?;
+    rig.settle(5, 1).with_context(|| rig.context())?;
+    pause(VIEW_TTL);
+
+    let walk = rig
+        .snmp
+        .lines("snmpwalk", &[], &["MAILWARD-MIB::mailwardMIB"])
+        .with_context(|| rig.context())?;
+    let m = rig.stats.scrape()?;
+
+    check_names(&mut f, &mib, &walk, "snmpwalk");
+
+    // Every readable object shows up, except the rows of top-N tables
+    // that /metrics has empty too.
+    let seen: BTreeSet<&str> = walk
+        .iter()
+        .filter_map(|l| l.name_and_instance().map(|(n, _)| n))
+        .collect();
+    let empty_tops: Vec<String> = catalogue
+        .top_tables
+        .iter()
+        .filter(|t| m.all(&t.prometheus).next().is_none())
+        .map(|t| t.mib_table.trim_end_matches("Table").to_string())
+        .collect();
+    let unseen: Vec<&str> = mib
+        .readable()
+        .iter()
+        .map(|n| n.name.as_str())
+        .filter(|n| !seen.contains(n) && !empty_tops.iter().any(|p| n.starts_with(p.as_str())))
+        .collect();
+    f.check(unseen.is_empty(), || {
+        format!(
+            "readable objects missing from the walk: {}",
+            unseen.join(", ")
+        )
+    });
+
+    let compared = compare_with_metrics(&mut f, &mib, &catalogue, &walk, &m);
+
+    // What an operator expects from this traffic.
+    let value = |name: &str| {
+        walk.iter()
+            .find(|l| l.oid == format!("MAILWARD-MIB::{name}"))
+            .and_then(walk_number)
+    };
+    for (name, want) in [
+        ("mwMessagesReceived.0", 6.0),
+        ("mwMessagesRejectedCount.relay", 1.0),
+        ("mwDeliveriesCount.delivered", 5.0),
+        ("mwDeliveriesCount.deferred", 1.0),
+        ("mwQueueMessages.0", 1.0),
+        ("mwPolicyGroupMessages.1", 6.0),
+        ("mwRawRecords.0", 6.0),
+        ("mwAgentxConnected.0", 1.0),
+        ("mwConfigReloads.0", 0.0),
+    ] {
+        let got = value(name);
+        f.check(got == Some(want), || {
+            format!("{name}: expected {want}, walk has {got:?}")
+        });
+    }
+    let rows = walk
+        .iter()
+        .filter(|l| l.oid.starts_with("MAILWARD-MIB::mwRawRecentTime."))
+        .count();
+    f.check(rows == 6, || {
+        format!("mwRawRecentTable: expected 6 rows (one per message and recipient), found {rows}")
+    });
+    let config_file = walk
+        .iter()
+        .find(|l| l.oid == "MAILWARD-MIB::mwConfigFile.0")
+        .map(|l| l.text().trim_matches('"').to_string());
+    let want_file = rig.config.path().display().to_string();
+    f.check(config_file.as_deref() == Some(want_file.as_str()), || {
+        format!("mwConfigFile.0 = {config_file:?}, expected {want_file:?}")
+    });
+    let group = walk
+        .iter()
+        .find(|l| l.oid == "MAILWARD-MIB::mwPolicyGroupName.1")
+        .map(|l| l.text().trim_matches('"').to_string());
+    f.check(group.as_deref() == Some("default"), || {
+        format!("mwPolicyGroupName.1 = {group:?}, expected \"default\"")
+    });
+    let uptime = value("mwUptime.0");
+    f.check(uptime.is_some_and(|u| u > 0.0), || {
+        format!("mwUptime.0 = {uptime:?}, expected > 0")
+    });
+    let started = value("mwStartTime.0");
+    let now = unix_now() as f64;
+    f.check(started.is_some_and(|s| s <= now && s > now - 300.0), || {
+        format!("mwStartTime.0 = {started:?}, expected within the last 5 minutes of {now}")
+    });
+
+    eprintln!(
+        "snmpwalk: {} objects, {compared} compared with their /metrics twins",
+        walk.len()
+    );
+    f.finish(|| {
+        let text: Vec<String> = walk
+            .iter()
+            .map(|l| format!("{} = {}", l.oid, l.value))
+            .collect();
+        format!("----- walk -----\n{}\n{}", text.join("\n"), rig.context())
+    })
+}
+
+// ---- 3. snmpbulkwalk, missing instances, the end of the subtree -----------
+
+#[test]
+fn snmpbulkwalk_of_hundreds_of_rows_matches_the_walk_and_ends_at_our_subtree() -> Result<()> {
+    let mib = Mib::load()?;
+    let rig = Rig::start("snmp-bulk", |c, _| c)?;
+    let port = rig.daemon.port;
+    let mut f = Failures::default();
+
+    source(port, 5, 60, "rcpt@example.com")?;
+    rig.settle(60, 0).with_context(|| rig.context())?;
+    pause(VIEW_TTL);
+
+    let root = "MAILWARD-MIB::mailwardMIB";
+    let t = Instant::now();
+    let walk = rig.snmp.lines("snmpwalk", &[], &[root])?;
+    let walk_time = t.elapsed();
+    let t = Instant::now();
+    let bulk = rig.snmp.lines("snmpbulkwalk", &[], &[root])?;
+    let bulk_time = t.elapsed();
+    let bulk100 = rig.snmp.lines("snmpbulkwalk", &["-Cr100"], &[root])?;
+
+    check_names(&mut f, &mib, &bulk, "snmpbulkwalk");
+    let rows = bulk
+        .iter()
+        .filter(|l| l.name_and_instance().is_some_and(|(n, _)| mib.is_column(n)))
+        .count();
+    f.check(rows >= 100, || {
+        format!("snmpbulkwalk: {rows} table cells, expected 100+")
+    });
+    let raw_rows = bulk
+        .iter()
+        .filter(|l| l.oid.starts_with("MAILWARD-MIB::mwRawRecentTime."))
+        .count();
+    f.check(raw_rows == 50, || {
+        format!("mwRawRecentTable after 60 messages: expected 50 rows, found {raw_rows}")
+    });
+    let recipients_ok = bulk
+        .iter()
+        .filter(|l| l.oid.starts_with("MAILWARD-MIB::mwRawRecentRecipient."))
+        .all(|l| l.text().trim_matches('"') == "rcpt@example.com");
+    f.check(recipients_ok, || {
+        "mwRawRecentRecipient: expected rcpt@example.com in every row".into()
+    });
+
+    // The same objects, in the same order, with the same values.
+    for (what, other) in [("snmpbulkwalk", &bulk), ("snmpbulkwalk -Cr100", &bulk100)] {
+        let walk_oids: Vec<&str> = walk.iter().map(|l| l.oid.as_str()).collect();
+        let other_oids: Vec<&str> = other.iter().map(|l| l.oid.as_str()).collect();
+        if walk_oids != other_oids {
+            let a: BTreeSet<&str> = walk_oids.iter().copied().collect();
+            let b: BTreeSet<&str> = other_oids.iter().copied().collect();
+            f.push(format!(
+                "{what}: {} lines vs snmpwalk's {}; only in snmpwalk: {:?}; only in {what}: {:?}",
+                other.len(),
+                walk.len(),
+                a.difference(&b).take(10).collect::<Vec<_>>(),
+                b.difference(&a).take(10).collect::<Vec<_>>()
+            ));
+            continue;
+        }
+        for (w, b) in walk.iter().zip(other.iter()) {
+            let name = w.name_and_instance().map_or("", |(n, _)| n);
+            let same = if MOVING_OBJECTS.contains(&name) {
+                w.kind() == b.kind()
+            } else {
+                w.value == b.value
+            };
+            f.check(same, || {
+                format!("{what}: {} = {}, snmpwalk gave {}", b.oid, b.value, w.value)
+            });
+        }
+    }
+
+    // It ends at the last readable object of the MIB.
+    let last = mib
+        .readable()
+        .into_iter()
+        .max_by(|a, b| {
+            oid_cmp(
+                &mib.oid(&a.name).unwrap_or_default(),
+                &mib.oid(&b.name).unwrap_or_default(),
+            )
+        })
+        .map(|n| n.name.clone())
+        .unwrap_or_default();
+    let want_last = if mib.is_column(&last) {
+        None
+    } else {
+        Some(format!("MAILWARD-MIB::{last}.0"))
+    };
+    let got_last = bulk.last().map(|l| l.oid.clone());
+    f.check(
+        want_last.is_some()
+            && got_last == want_last
+            && walk.last().map(|l| &l.oid) == got_last.as_ref(),
+        || {
+            format!(
+                "the walks end at {got_last:?} (snmpwalk {:?}), expected {want_last:?}",
+                walk.last().map(|l| &l.oid)
+            )
+        },
+    );
+
+    // snmpget of a missing instance and of a missing object.
+    let out = rig
+        .snmp
+        .run("snmpget", &[], &["MAILWARD-MIB::mwMessagesReceived.1"])?;
+    let text = output_text(&out);
+    f.check(text.contains("mwMessagesReceived.1 = No Such Instance currently exists at this OID"), || {
+        format!("snmpget mwMessagesReceived.1: expected \"No Such Instance currently exists at this OID\", got:\n{text}")
+    });
+    let out = rig
+        .snmp
+        .run("snmpget", &["-On"], &[&format!(".{ROOT}.1.1.99.0")])?;
+    let text = output_text(&out);
+    f.check(text.contains("No Such Object available on this agent at this OID"), || {
+        format!("snmpget of an object we do not have (.{ROOT}.1.1.99.0): expected \"No Such Object available on this agent at this OID\", got:\n{text}")
+    });
+
+    // snmpgetnext on our last OID leaves the subtree for snmpd's next object.
+    let last_numeric = format!(".{}.0", mib.oid(&last).unwrap_or_default());
+    match rig.snmp.lines("snmpgetnext", &["-On"], &[&last_numeric]) {
+        Ok(next) => {
+            let next_oid = next.first().map(|l| l.oid.clone()).unwrap_or_default();
+            f.check(
+                next.len() == 1 && !oid_under(&next_oid, ROOT) && oid_cmp(&next_oid, &last_numeric).is_gt()
+                    && !next[0].value.contains("No more variables"),
+                || format!("snmpgetnext {last_numeric}: expected one OID after it outside .{ROOT}, got {next:?}"),
+            );
+        }
+        Err(e) => f.push(format!("snmpgetnext {last_numeric}: {e:#}")),
+    }
+    match rig.snmp.lines("snmpbulkget", &["-On", "-Cn0", "-Cr3"], &[&last_numeric]) {
+        Ok(next) => f.check(next.len() == 3 && next.iter().all(|l| !oid_under(&l.oid, ROOT)), || {
+            format!("snmpbulkget -Cr3 {last_numeric}: expected 3 OIDs outside .{ROOT}, got {next:?}")
+        }),
+        Err(e) => f.push(format!("snmpbulkget {last_numeric}: {e:#}")),
+    }
+
+    eprintln!(
+        "timing: snmpwalk of {} objects {walk_time:?}, snmpbulkwalk {bulk_time:?} ({rows} table cells)",
+        walk.len()
+    );
+    f.finish(|| rig.context())
+}
+
+// ---- 4. notifications ----------------------------------------------------------
+
+/// What a varbind's value must be.
+enum Want {
+    /// Exactly this `TYPE: VALUE`.
+    Is(String),
+    /// A non-empty `STRING: "..."`.
+    Text,
+    /// A DateAndTime (`Hex-STRING`) of this unix time.
+    Time(i64),
+}
+
+/// Checks a notification: sysUpTime.0, snmpTrapOID.0 = the OID of `name`,
+/// then exactly the OBJECTS of its NOTIFICATION-TYPE (instance .0) in
+/// order, with the values of `wants`.
+fn check_trap(f: &mut Failures, mib: &Mib, name: &str, trap: &Trap, wants: &[(&str, Want)]) {
+    let objects = mib
+        .node(name)
+        .map(|n| n.objects.clone())
+        .unwrap_or_default();
+    let names: Vec<&str> = wants.iter().map(|(n, _)| *n).collect();
+    f.check(objects == names, || {
+        format!("{name}: the MIB lists OBJECTS {objects:?}, the test expects {names:?}")
+    });
+    let vb = &trap.varbinds;
+    f.check(vb.len() == 2 + wants.len(), || {
+        format!(
+            "{name}: {} varbinds, expected sysUpTime.0, snmpTrapOID.0 and {names:?}:\n{}",
+            vb.len(),
+            trap.line
+        )
+    });
+    f.check(
+        vb.first()
+            .is_some_and(|(o, v)| o == SYS_UPTIME_0 && v.starts_with("Timeticks: (")),
+        || {
+            format!(
+                "{name}: the first varbind is not sysUpTime.0 Timeticks:\n{}",
+                trap.line
+            )
+        },
+    );
+    let want_oid = mib.oid(name).unwrap_or_default();
+    f.check(
+        trap.trap_oid() == Some(want_oid.as_str())
+            && vb.get(1).is_some_and(|(o, _)| o == "1.3.6.1.6.3.1.1.4.1.0"),
+        || {
+            format!(
+                "{name}: snmpTrapOID.0 = {:?} (second varbind), expected .{want_oid}:\n{}",
+                trap.trap_oid(),
+                trap.line
+            )
+        },
+    );
+    for (i, (object, want)) in wants.iter().enumerate() {
+        let want_oid = format!("{}.0", mib.oid(object).unwrap_or_default());
+        let Some((oid, value)) = vb.get(i + 2) else {
+            continue;
+        };
+        f.check(*oid == want_oid, || {
+            format!(
+                "{name}: varbind {} is .{oid}, expected {object}.0 (.{want_oid})",
+                i + 3
+            )
+        });
+        let ok = match want {
+            Want::Is(v) => value == v,
+            Want::Text => value.starts_with("STRING: \"") && value.len() > "STRING: \"\"".len(),
+            Want::Time(t) => parse_date_and_time_hex(value) == Some(*t),
+        };
+        f.check(ok, || {
+            let expected = match want {
+                Want::Is(v) => v.clone(),
+                Want::Text => "a non-empty STRING".into(),
+                Want::Time(t) => format!("the DateAndTime of {}", rfc3339(*t)),
+            };
+            format!("{name}: {object}.0 = {value}, expected {expected}")
+        });
+    }
+}
+
+/// Writes a bases manifest.
+fn write_manifest(dir: &Path, version: &str, released: i64, records: u64) -> Result<()> {
+    std::fs::create_dir_all(dir)?;
+    std::fs::write(
+        dir.join("manifest.toml"),
+        format!(
+            "version = \"{version}\"\nreleased = \"{}\"\nrecords = {records}\n",
+            rfc3339(released)
+        ),
+    )?;
+    Ok(())
+}
+
+#[test]
+fn every_notification_arrives_with_its_trap_oid_and_varbinds() -> Result<()> {
+    let mib = Mib::load()?;
+    const OLD_RELEASE: i64 = 1_577_836_800; // 2020-01-01, older than 7 days
+    let mut bases_dir = None;
+    let mut rig = Rig::start("snmp-traps", |c, dir| {
+        let bases = dir.join("bases");
+        write_manifest(&bases, "2020.01.01", OLD_RELEASE, 12).expect("writing the manifest");
+        bases_dir = Some(bases.clone());
+        c.set_str("bases", "av", &bases.display().to_string())
+            .set_str("bases", "obsolete_after", "7d")
+            .set("snmp", "alert_thresholds", "{ queue_messages = 0 }")
+    })?;
+    let bases = bases_dir.expect("set");
+    let port = rig.daemon.port;
+    let config_file = rig.config.path().display().to_string();
+    let config_text = rig.config.render();
+    let mut f = Failures::default();
+    let m = rig.stats.scrape()?;
+    let version = m
+        .all("mailward_build_info")
+        .find_map(|s| s.label("version").map(str::to_string))
+        .unwrap_or_default();
+    let quoted = |s: &str| format!("STRING: \"{s}\"");
+
+    // At start: mwProductStart, and mwObsoleteBases for the old manifest.
+    if let Some((_, t)) = f.step(
+        "mwProductStart at start",
+        rig.snmp.wait_trap(1, 0, TRAP_TIMEOUT),
+    ) {
+        check_trap(
+            &mut f,
+            &mib,
+            "mwProductStart",
+            &t,
+            &[
+                ("mwVersion", Want::Is(quoted(&version))),
+                ("mwConfigFile", Want::Is(quoted(&config_file))),
+            ],
+        );
+    }
+    if let Some((_, t)) = f.step(
+        "mwObsoleteBases at start (manifest of 2020-01-01, obsolete_after 7d)",
+        rig.snmp.wait_trap(7, 0, TRAP_TIMEOUT),
+    ) {
+        check_trap(
+            &mut f,
+            &mib,
+            "mwObsoleteBases",
+            &t,
+            &[
+                ("mwBasesReleased", Want::Time(OLD_RELEASE)),
+                ("mwBasesObsolete", Want::Is("INTEGER: 1".into())),
+            ],
+        );
+    }
+
+    // A deferred message puts the queue over queue_messages = 0.
+    let held = send(port, "carol@sender.test", "held@deferred.test")?;
+    let queued_at = Instant::now();
+
+    // SIGHUP with the same valid config: mwConfigReloaded success(1).
+    let n = rig.snmp.traps().len();
+    rig.daemon.sighup()?;
+    if let Some((_, t)) = f.step(
+        "mwConfigReloaded after SIGHUP (valid config)",
+        rig.snmp.wait_trap(4, n, TRAP_TIMEOUT),
+    ) {
+        check_trap(
+            &mut f,
+            &mib,
+            "mwConfigReloaded",
+            &t,
+            &[
+                ("mwConfigFile", Want::Is(quoted(&config_file))),
+                ("mwReloadResult", Want::Is("INTEGER: 1".into())),
+                ("mwNotifyMessage", Want::Text),
+            ],
+        );
+    }
+
+    // New bases + SIGHUP: mwBasesReloaded with their records and release.
+    let new_release = unix_now() - 3600;
+    write_manifest(&bases, "2.0", new_release, 34)?;
+    let n = rig.snmp.traps().len();
+    rig.daemon.sighup()?;
+    if let Some((_, t)) = f.step(
+        "mwBasesReloaded after a new manifest and SIGHUP",
+        rig.snmp.wait_trap(5, n, TRAP_TIMEOUT),
+    ) {
+        check_trap(
+            &mut f,
+            &mib,
+            "mwBasesReloaded",
+            &t,
+            &[
+                ("mwBasesRecords", Want::Is("Gauge32: 34".into())),
+                ("mwBasesReleased", Want::Time(new_release)),
+            ],
+        );
+    }
+    let _ = rig.snmp.wait_trap(4, n, TRAP_TIMEOUT);
+
+    // SIGHUP with a broken config: failure(2), and mail still flows.
+    rig.daemon
+        .write_config(&format!("{config_text}\n[broken\n"))?;
+    let n = rig.snmp.traps().len();
+    rig.daemon.sighup()?;
+    if let Some((_, t)) = f.step(
+        "mwConfigReloaded after SIGHUP (broken config)",
+        rig.snmp.wait_trap(4, n, TRAP_TIMEOUT),
+    ) {
+        check_trap(
+            &mut f,
+            &mib,
+            "mwConfigReloaded",
+            &t,
+            &[
+                ("mwConfigFile", Want::Is(quoted(&config_file))),
+                ("mwReloadResult", Want::Is("INTEGER: 2".into())),
+                ("mwNotifyMessage", Want::Text),
+            ],
+        );
+    }
+    f.step(
+        "a message after the refused reload",
+        send(port, "dan@sender.test", "flow@example.com"),
+    );
+    f.step(
+        "its delivery to the sink",
+        rig.sink.wait_for_count(1, DELIVERY_TIMEOUT),
+    );
+    f.check(rig.daemon.is_running(), || {
+        "the daemon stopped after a refused reload".into()
+    });
+    // The CLI reads the same file: put the good one back (no SIGHUP).
+    rig.daemon.write_config(&config_text)?;
+    pause(VIEW_TTL);
+    match rig.snmp.lines(
+        "snmpget",
+        &[],
+        &[
+            "MAILWARD-MIB::mwConfigReloads.0",
+            "MAILWARD-MIB::mwConfigReloadFailures.0",
+        ],
+    ) {
+        Ok(v) => {
+            let got: Vec<Option<u64>> = v.iter().map(VarLine::number).collect();
+            f.check(got == [Some(2), Some(1)], || {
+                format!("mwConfigReloads.0, mwConfigReloadFailures.0 = {got:?}, expected [2, 1]")
+            });
+        }
+        Err(e) => f.push(format!("snmpget of the reload counters: {e:#}")),
+    }
+
+    // The queue threshold: raised within ALERT_DEADLINE of the message...
+    let raised = rig
+        .snmp
+        .wait_trap(8, 0, ALERT_DEADLINE.saturating_sub(queued_at.elapsed()));
+    let raised_after = queued_at.elapsed();
+    let mut cleared_from = 0;
+    if let Some((pos, t)) = f.step(&format!("mwAlertThreshold raised within {ALERT_DEADLINE:?} of a deferred message (queue_messages = 0)"), raised) {
+        cleared_from = pos + 1;
+        check_trap(&mut f, &mib, "mwAlertThreshold", &t, &[
+            ("mwAlertName", Want::Is(quoted("queue_messages"))),
+            ("mwAlertValue", Want::Is("Gauge32: 1".into())),
+            ("mwAlertThresholdValue", Want::Is("Gauge32: 0".into())),
+            ("mwAlertState", Want::Is("INTEGER: 1".into())),
+        ]);
+    }
+    // ... and cleared within ALERT_DEADLINE of `queue remove`.
+    f.step(
+        "mailward queue remove",
+        rig.daemon.cli_ok(&["queue", "remove", &held]),
+    );
+    let removed_at = Instant::now();
+    let cleared = rig.snmp.wait_trap(8, cleared_from, ALERT_DEADLINE);
+    let cleared_after = removed_at.elapsed();
+    if let Some((_, t)) = f.step(
+        &format!("mwAlertThreshold cleared within {ALERT_DEADLINE:?} of `queue remove`"),
+        cleared,
+    ) {
+        check_trap(
+            &mut f,
+            &mib,
+            "mwAlertThreshold",
+            &t,
+            &[
+                ("mwAlertName", Want::Is(quoted("queue_messages"))),
+                ("mwAlertValue", Want::Is("Gauge32: 0".into())),
+                ("mwAlertThresholdValue", Want::Is("Gauge32: 0".into())),
+                ("mwAlertState", Want::Is("INTEGER: 2".into())),
+            ],
+        );
+    }
+
+    // /metrics counts what snmptrapd received, by name.
+    let m = rig.stats.scrape()?;
+    let ours: Vec<Trap> = rig
+        .snmp
+        .traps()
+        .into_iter()
+        .filter(|t| {
+            t.trap_oid()
+                .is_some_and(|o| o.starts_with(&format!("{ROOT}.0.")))
+        })
+        .collect();
+    for n in mib.notifications() {
+        let oid = mib.oid(&n.name).unwrap_or_default();
+        let received = ours
+            .iter()
+            .filter(|t| t.trap_oid() == Some(oid.as_str()))
+            .count() as f64;
+        let counted = m.get("mailward_snmp_notifications_total", &[("name", &n.name)]);
+        f.check(counted == Some(received), || {
+            format!("{}: snmptrapd received {received}, mailward_snmp_notifications_total{{name=\"{}\"}} = {counted:?}", n.name, n.name)
+        });
+    }
+    let expected_counts = [
+        ("mwProductStart", 1),
+        ("mwObsoleteBases", 1),
+        ("mwConfigReloaded", 3),
+        ("mwBasesReloaded", 1),
+        ("mwAlertThreshold", 2),
+    ];
+    for (name, want) in expected_counts {
+        let oid = mib.oid(name).unwrap_or_default();
+        let got = ours
+            .iter()
+            .filter(|t| t.trap_oid() == Some(oid.as_str()))
+            .count();
+        f.check(got == want, || {
+            format!("{name}: received {got} time(s), expected {want}")
+        });
+    }
+
+    // SIGTERM: mwProductStop.
+    let n = rig.snmp.traps().len();
+    match rig.daemon.sigterm() {
+        Ok(status) => f.check(status.success(), || {
+            format!("mailward exited with {status} after SIGTERM")
+        }),
+        Err(e) => f.push(format!("SIGTERM: {e:#}")),
+    }
+    if let Some((_, t)) = f.step(
+        "mwProductStop after SIGTERM",
+        rig.snmp.wait_trap(2, n, TRAP_TIMEOUT),
+    ) {
+        check_trap(
+            &mut f,
+            &mib,
+            "mwProductStop",
+            &t,
+            &[("mwVersion", Want::Is(quoted(&version)))],
+        );
+    }
+
+    // sysUpTime.0 counts from the start: it never goes back.
+    let ours: Vec<Trap> = rig
+        .snmp
+        .traps()
+        .into_iter()
+        .filter(|t| {
+            t.trap_oid()
+                .is_some_and(|o| o.starts_with(&format!("{ROOT}.0.")))
+        })
+        .collect();
+    let uptimes: Vec<Option<u64>> = ours.iter().map(Trap::uptime).collect();
+    f.check(
+        uptimes.iter().all(Option::is_some) && uptimes.windows(2).all(|w| w[0] <= w[1]),
+        || {
+            format!(
+                "sysUpTime.0 of the notifications in order: {uptimes:?}, expected non-decreasing"
+            )
+        },
+    );
+    f.check(
+        uptimes.last().copied().flatten().is_some_and(|u| u >= 1000),
+        || {
+            format!(
+                "sysUpTime.0 of mwProductStop = {:?}, expected the 10+ s the daemon ran",
+                uptimes.last()
+            )
+        },
+    );
+
+    eprintln!(
+        "alert: raised {raised_after:?} after the deferred message was queued, cleared {cleared_after:?} after `queue remove`"
+    );
+    f.finish(|| rig.context())
+}
+
+// ---- 5. snmpd restarts under the daemon ------------------------------------------
+
+#[test]
+fn a_restarted_snmpd_gets_the_subtree_back_and_no_notification_is_lost_silently() -> Result<()> {
+    let mut rig = Rig::start("snmp-restart", |c, _| c)?;
+    let mut f = Failures::default();
+    let root = "MAILWARD-MIB::mailwardMIB";
+    let before = rig.snmp.lines("snmpbulkwalk", &[], &[root])?;
+    let m = rig.stats.scrape()?;
+    let reconnects = m.value("mailward_agentx_reconnects_total", &[])?;
+    let dropped = m.value("mailward_snmp_notifications_dropped_total", &[])?;
+
+    rig.snmp.stop_snmpd()?;
+    f.step(
+        "mailward_agentx_connected to drop to 0 once snmpd is gone",
+        wait_until(
+            "mailward_agentx_connected 0",
+            Duration::from_secs(10),
+            || {
+                Ok((rig
+                    .stats
+                    .scrape()?
+                    .value("mailward_agentx_connected", &[])?
+                    == 0.0)
+                    .then_some(()))
+            },
+        ),
+    );
+    // A notification raised while the master is away.
+    let n = rig.snmp.traps().len();
+    rig.daemon.sighup()?;
+    wait_until(
+        "the reload while snmpd is down",
+        Duration::from_secs(10),
+        || {
+            Ok(rig
+                .daemon
+                .full_log()
+                .contains("notification=\"mwConfigReloaded\"")
+                .then_some(()))
+        },
+    )?;
+
+    rig.snmp.start_snmpd()?;
+    let restarted = Instant::now();
+    let budget = PING_INTERVAL + Duration::from_secs(4);
+    let back = rig.snmp.wait_subtree(Duration::from_secs(30));
+    let took = restarted.elapsed();
+    if f.step("the subtree to answer again after snmpd restarted", back)
+        .is_some()
+    {
+        f.check(took <= budget, || {
+            format!("the subtree answered {took:?} after snmpd was back, expected within ping_interval + 4 s = {budget:?}")
+        });
+    }
+
+    let arrived = rig.snmp.wait_trap(4, n, TRAP_TIMEOUT);
+    let m = rig.stats.scrape()?;
+    let dropped_now = m.value("mailward_snmp_notifications_dropped_total", &[])?;
+    match &arrived {
+        Ok(_) => eprintln!("the notification raised while snmpd was down arrived after the restart"),
+        Err(_) => eprintln!("the notification raised while snmpd was down did not arrive (dropped: {dropped} -> {dropped_now})"),
+    }
+    match arrived {
+        Ok((_, t)) => f.check(t.value(&format!("{ROOT}.1.5.2.0")) == Some("INTEGER: 1"), || {
+            format!("the mwConfigReloaded raised while snmpd was down arrived, but not as success(1):\n{}", t.line)
+        }),
+        Err(e) => f.check(dropped_now > dropped, || {
+            format!("the mwConfigReloaded raised while snmpd was down neither arrived ({e:#}) nor was counted in mailward_snmp_notifications_dropped_total ({dropped} -> {dropped_now})")
+        }),
+    }
+    let reconnects_now = m.value("mailward_agentx_reconnects_total", &[])?;
+    f.check(reconnects_now > reconnects, || {
+        format!("mailward_agentx_reconnects_total {reconnects} -> {reconnects_now}, expected an increase")
+    });
+    let connected = m.value("mailward_agentx_connected", &[])?;
+    f.check(connected == 1.0, || {
+        format!("mailward_agentx_connected = {connected} after the restart, expected 1")
+    });
+
+    match rig.snmp.lines("snmpbulkwalk", &[], &[root]) {
+        Ok(after) => {
+            let a: Vec<&str> = before.iter().map(|l| l.oid.as_str()).collect();
+            let b: Vec<&str> = after.iter().map(|l| l.oid.as_str()).collect();
+            f.check(a == b, || {
+                format!(
+                    "after the restart the walk has {} objects, before {}",
+                    b.len(),
+                    a.len()
+                )
+            });
+        }
+        Err(e) => f.push(format!("snmpbulkwalk after the restart: {e:#}")),
+    }
+    eprintln!("timing: subtree back {took:?} after snmpd was restarted");
+    f.finish(|| rig.context())
+}
+
+// ---- 6. no master, a garbage master -----------------------------------------------
+
+/// A daemon with metrics on, whose AgentX master is `socket`, delivering
+/// everything to a sink.
+fn gateway_with_master(
+    name: &str,
+    socket: impl FnOnce(&Path) -> String,
+) -> Result<(Gateway, StatsSetup)> {
+    let mut stats = None;
+    let gw = Gateway::start(name, |c| {
+        let s = StatsSetup::new(&c.dir);
+        let socket = socket(&c.dir);
+        let c = s.apply(
+            c.set_str("agentx", "socket", &socket)
+                .set_str("agentx", "ping_interval", "1s")
+                .set_str("agentx", "timeout", "1s")
+                .set_list("snmp", "traps", &["config", "admin", "update"]),
+        );
+        stats = Some(s);
+        c
+    })?;
+    Ok((gw, stats.expect("set")))
+}
+
+#[test]
+fn without_a_master_mail_flows_and_agentx_connected_is_zero() -> Result<()> {
+    let started = Instant::now();
+    let (mut gw, stats) = gateway_with_master("snmp-nomaster", |dir| {
+        format!("unix:{}", dir.join("nowhere").join("agentx.sock").display())
+    })?;
+    let greeted = started.elapsed();
+    let mut f = Failures::default();
+    f.step(
+        "a message",
+        send(gw.port(), "alice@sender.test", "bob@example.com"),
+    );
+    f.step("its delivery", gw.sink.wait_for_count(1, DELIVERY_TIMEOUT));
+    let m = stats.scrape()?;
+    let connected = m.value("mailward_agentx_connected", &[])?;
+    f.check(connected == 0.0, || {
+        format!("mailward_agentx_connected = {connected}, expected 0")
+    });
+    let t = Instant::now();
+    match gw.daemon.sigterm() {
+        Ok(status) => f.check(status.success(), || {
+            format!("exit status {status} after SIGTERM")
+        }),
+        Err(e) => f.push(format!("SIGTERM: {e:#}")),
+    }
+    let stopped = t.elapsed();
+    f.check(stopped < Duration::from_secs(10), || {
+        format!("SIGTERM took {stopped:?} without a master (queued notifications must not hold the stop), expected < 10 s")
+    });
+    eprintln!(
+        "timing: greeted {greeted:?} after start, stopped {stopped:?} after SIGTERM, no master"
+    );
+    f.finish(|| gw.daemon.log())
+}
+
+/// A "master" that accepts on a UNIX socket, reads what the subagent says,
+/// and answers garbage: an AgentX header announcing a 4 GiB payload, then
+/// plain noise, then a header of an unknown version, in turn.
+struct GarbageMaster {
+    /// Connections accepted.
+    connections: Arc<AtomicUsize>,
+    /// Bytes the subagent sent on each connection.
+    received: Arc<Mutex<Vec<usize>>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<thread::JoinHandle<()>>,
+}
+
+impl GarbageMaster {
+    fn start(path: &Path) -> Result<GarbageMaster> {
+        let listener =
+            UnixListener::bind(path).with_context(|| format!("binding {}", path.display()))?;
+        listener.set_nonblocking(true)?;
+        let connections = Arc::new(AtomicUsize::new(0));
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (c, r, s) = (connections.clone(), received.clone(), stop.clone());
+        let thread = thread::spawn(move || {
+            while !s.load(Ordering::Relaxed) {
+                let Ok((mut conn, _)) = listener.accept() else {
+                    thread::sleep(Duration::from_millis(20));
+                    continue;
+                };
+                let k = c.fetch_add(1, Ordering::Relaxed);
+                let _ = conn.set_nonblocking(false);
+                let _ = conn.set_read_timeout(Some(Duration::from_millis(500)));
+                let mut buf = [0u8; 4096];
+                let n = conn.read(&mut buf).unwrap_or(0);
+                r.lock().unwrap_or_else(|e| e.into_inner()).push(n);
+                let garbage: Vec<u8> = match k % 3 {
+                    // version 1, Response, network byte order, ids, and a
+                    // payload length of 0xFFFFFFF0.
+                    0 => vec![
+                        1, 18, 0x10, 0, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 1, 0xFF, 0xFF, 0xFF, 0xF0,
+                        0xde, 0xad,
+                    ],
+                    1 => b"\xff\xfe garbage from a broken master \x00\x01\x02\r\n".repeat(8),
+                    _ => vec![
+                        9, 99, 0xFF, 0xFF, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 0, 0, 0, 4, 1, 2,
+                        3, 4,
+                    ],
+                };
+                let _ = conn.write_all(&garbage);
+                thread::sleep(Duration::from_millis(300));
+            }
+        });
+        Ok(GarbageMaster {
+            connections,
+            received,
+            stop,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for GarbageMaster {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+#[test]
+fn a_master_that_sends_garbage_does_not_touch_the_mail_flow() -> Result<()> {
+    let dir = TestDir::new("snmp-garbage-sock")?;
+    let socket = dir.join("garbage.sock");
+    let master = GarbageMaster::start(&socket)?;
+    let (mut gw, stats) =
+        gateway_with_master("snmp-garbage", |_| format!("unix:{}", socket.display()))?;
+    let mut f = Failures::default();
+
+    f.step(
+        "a message while the master talks garbage",
+        send(gw.port(), "alice@sender.test", "bob@example.com"),
+    );
+    f.step(
+        "the subagent to keep reconnecting (3 connections)",
+        wait_until(
+            "3 connections to the garbage master",
+            Duration::from_secs(20),
+            || Ok((master.connections.load(Ordering::Relaxed) >= 3).then_some(())),
+        ),
+    );
+    f.step(
+        "another message",
+        send(gw.port(), "alice@sender.test", "carol@example.com"),
+    );
+    f.step(
+        "both delivered",
+        gw.sink.wait_for_count(2, DELIVERY_TIMEOUT),
+    );
+    f.check(gw.daemon.is_running(), || {
+        "the daemon died talking to a garbage master".into()
+    });
+    let received = master
+        .received
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    f.check(received.first().is_some_and(|n| *n >= 20), || {
+        format!("the subagent sent {received:?} bytes per connection, expected an AgentX Open (20+ bytes) first")
+    });
+    let m = stats.scrape()?;
+    let connected = m.value("mailward_agentx_connected", &[])?;
+    f.check(connected == 0.0, || {
+        format!("mailward_agentx_connected = {connected} with a garbage master, expected 0")
+    });
+    let log = gw.daemon.full_log();
+    let complaints: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains(" snmp: ") && (l.contains(" WARN ") || l.contains(" ERROR ")))
+        .collect();
+    f.check(!complaints.is_empty(), || {
+        "the daemon logged no snmp warning or error about the garbage".into()
+    });
+    let connections = master.connections.load(Ordering::Relaxed);
+    match gw.daemon.sigterm() {
+        Ok(status) => f.check(status.success(), || {
+            format!("exit status {status} after SIGTERM")
+        }),
+        Err(e) => f.push(format!("SIGTERM: {e:#}")),
+    }
+    eprintln!(
+        "garbage master: {connections} connections, bytes received per connection {received:?}; daemon said:\n{}",
+        complaints.iter().take(6).copied().collect::<Vec<_>>().join("\n")
+    );
+    drop(master);
+    f.finish(|| gw.daemon.log())
+}
+
+/// Two gateways on one host with the same `agentx.root_oid`: the master
+/// refuses the second registration (duplicateRegistration, 263); the
+/// second says so in its log and carries mail, the first keeps serving.
+#[test]
+fn a_second_gateway_on_the_same_subtree_is_told_duplicate_registration() -> Result<()> {
+    let first = Rig::start("snmp-dup", |c, _| c)?;
+    let mut f = Failures::default();
+    let dir = TestDir::new("snmp-dup-second")?;
+    let sink = Sink::start(dir.path(), "sink")?;
+    let stats = StatsSetup::new(dir.path());
+    let config = stats.apply(
+        snmp_config(Config::new(dir.path()), &first.snmp.agentx_setting())
+            .route_to_port("*", sink.port),
+    );
+    let mut second = Daemon::start(&config)?;
+    let said = wait_until(
+        "the second gateway to log the refused registration",
+        Duration::from_secs(15),
+        || {
+            Ok(second
+                .full_log()
+                .lines()
+                .find(|l| {
+                    l.contains(" snmp: ")
+                        && l.contains("ERROR")
+                        && l.contains("duplicateRegistration")
+                })
+                .map(str::to_string))
+        },
+    );
+    let said = f.step(
+        "an ERROR from the snmp target naming duplicateRegistration in the second gateway's log",
+        said,
+    );
+    f.step(
+        "a message through the second gateway",
+        send(second.port, "alice@sender.test", "bob@example.com"),
+    );
+    f.step("its delivery", sink.wait_for_count(1, DELIVERY_TIMEOUT));
+    f.check(second.is_running(), || "the second gateway stopped".into());
+    pause(VIEW_TTL);
+    match first
+        .snmp
+        .lines("snmpget", &[], &["MAILWARD-MIB::mwConfigFile.0"])
+    {
+        Ok(v) => {
+            let got = v.first().map(|l| l.text().trim_matches('"').to_string());
+            let want = first.config.path().display().to_string();
+            f.check(got.as_deref() == Some(want.as_str()), || {
+                format!(
+                    "mwConfigFile.0 through snmpd = {got:?}, expected the first gateway's {want:?}"
+                )
+            });
+        }
+        Err(e) => f.push(format!("snmpget mwConfigFile.0 with two gateways: {e:#}")),
+    }
+    let m = first.stats.scrape()?;
+    let connected = m.value("mailward_agentx_connected", &[])?;
+    f.check(connected == 1.0, || {
+        format!("the first gateway's mailward_agentx_connected = {connected}, expected 1")
+    });
+    if let Some(line) = said {
+        eprintln!("second gateway: {line}");
+    }
+    if let Ok(m2) = stats.scrape() {
+        eprintln!(
+            "second gateway: mailward_agentx_connected = {:?} (its subtree is not registered)",
+            m2.get("mailward_agentx_connected", &[])
+        );
+    }
+    let _ = second.sigterm();
+    f.finish(|| {
+        format!(
+            "----- second gateway -----\n{}\n{}",
+            second.log(),
+            first.context()
+        )
+    })
+}
