@@ -435,6 +435,7 @@ impl Session {
                         return Err(LinkError::OpenRefused(r.error));
                     }
                     conn.session_id = session_id;
+                    self.shared.set_master_uptime(r.sys_uptime);
                     return Ok(conn);
                 }
                 Ok(Pdu {

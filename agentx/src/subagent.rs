@@ -109,6 +109,10 @@ pub(crate) struct Shared {
     /// When the subagent started: the origin of the notifications'
     /// sysUpTime.0.
     started: Instant,
+    /// The master's sysUpTime (from the response to our Open) and when we
+    /// learnt it: notifications carry the master's clock, so that an NMS
+    /// sees one sysUpTime from one agent address.
+    master_clock: Mutex<Option<(u32, Instant)>>,
     /// The queue's bound (at least 1).
     queue_limit: usize,
 }
@@ -120,13 +124,25 @@ impl Shared {
             queue: Mutex::new(VecDeque::new()),
             wake: Notify::new(),
             started: Instant::now(),
+            master_clock: Mutex::new(None),
             queue_limit: queue_limit.max(1),
         }
     }
 
-    /// Hundredths of a second since the start (wrapping, as TimeTicks do).
+    /// The master's uptime now, in hundredths of a second (wrapping, as
+    /// TimeTicks do); before any master was seen, the subagent's own.
     fn uptime_ticks(&self) -> u32 {
-        (self.started.elapsed().as_millis() / 10) as u32
+        let clock = *self.master_clock.lock().unwrap_or_else(|e| e.into_inner());
+        match clock {
+            Some((ticks, at)) => ticks.wrapping_add((at.elapsed().as_millis() / 10) as u32),
+            None => (self.started.elapsed().as_millis() / 10) as u32,
+        }
+    }
+
+    /// Records the master's sysUpTime from the response to an Open.
+    pub(crate) fn set_master_uptime(&self, ticks: u32) {
+        *self.master_clock.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some((ticks, Instant::now()));
     }
 
     /// Queues a notification, dropping the oldest when full.
@@ -267,5 +283,22 @@ impl SubagentHandle {
     /// See [`Subagent::health`].
     pub fn health(&self) -> Health {
         self.shared.health.snapshot()
+    }
+}
+
+#[cfg(test)]
+mod clock_tests {
+    use super::*;
+
+    #[test]
+    fn notifications_carry_the_masters_clock_once_known() {
+        let shared = Shared::new(10);
+        assert!(shared.uptime_ticks() < 100, "own clock before any master");
+        shared.set_master_uptime(123_456);
+        let t = shared.uptime_ticks();
+        assert!((123_456..123_556).contains(&t), "{t}");
+        shared.set_master_uptime(u32::MAX);
+        std::thread::sleep(std::time::Duration::from_millis(30));
+        assert!(shared.uptime_ticks() < 100, "TimeTicks wrap");
     }
 }

@@ -63,7 +63,9 @@ pub fn read(dir: &Path) -> Result<Option<BasesInfo>, BasesError> {
     let released = chrono::DateTime::parse_from_rfc3339(&m.released)
         .map_err(|e| BasesError::Manifest {
             path: path.clone(),
-            problem: format!("released: expected an RFC 3339 time like \"2026-11-24T00:00:00Z\": {e}"),
+            problem: format!(
+                "released: expected an RFC 3339 time like \"2026-11-24T00:00:00Z\": {e}"
+            ),
         })?
         .timestamp();
     Ok(Some(BasesInfo {

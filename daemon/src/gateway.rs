@@ -48,7 +48,8 @@ pub struct Gateway {
     pub spool: Spool,
     pub queue: Arc<Queue>,
     /// The subagent's health, once it runs.
-    pub subagent_health: std::sync::OnceLock<Box<dyn Fn() -> mailward_agentx::Health + Send + Sync>>,
+    pub subagent_health:
+        std::sync::OnceLock<Box<dyn Fn() -> mailward_agentx::Health + Send + Sync>>,
     /// The one statistics model.
     pub stats: Arc<mailward_metrics::Stats>,
     /// Outbound connections open now (kept by the delivery pool).

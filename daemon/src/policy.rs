@@ -24,11 +24,10 @@ pub fn group_of<'a>(cfg: &'a Config, env: &Envelope) -> Option<&'a str> {
             .senders
             .iter()
             .any(|e| entry_matches(e, &env.mail_from, env));
-        let by_rcpt = g.recipients.iter().any(|e| {
-            env.rcpts
-                .iter()
-                .any(|r| entry_matches(e, &r.address, env))
-        });
+        let by_rcpt = g
+            .recipients
+            .iter()
+            .any(|e| env.rcpts.iter().any(|r| entry_matches(e, &r.address, env)));
         (by_sender || by_rcpt).then_some(name.as_str())
     })
 }
@@ -66,13 +65,33 @@ mod tests {
         )
         .unwrap();
         let cases = [
-            (env("a@x", &["b@managers.example.com"], "192.0.2.1"), Some("managers")),
-            (env("a@x", &["b@example.com", "c@MANAGERS.example.com"], "192.0.2.1"), Some("managers")),
-            (env("a@lab.example.com", &["b@example.com"], "192.0.2.1"), Some("lab")),
+            (
+                env("a@x", &["b@managers.example.com"], "192.0.2.1"),
+                Some("managers"),
+            ),
+            (
+                env(
+                    "a@x",
+                    &["b@example.com", "c@MANAGERS.example.com"],
+                    "192.0.2.1",
+                ),
+                Some("managers"),
+            ),
+            (
+                env("a@lab.example.com", &["b@example.com"], "192.0.2.1"),
+                Some("lab"),
+            ),
             (env("a@x", &["b@example.com"], "10.1.2.3"), Some("lab")),
             (env("a@x", &["b@example.com"], "10.2.0.1"), None),
             // Both match: the first by name wins.
-            (env("a@lab.example.com", &["b@managers.example.com"], "192.0.2.1"), Some("lab")),
+            (
+                env(
+                    "a@lab.example.com",
+                    &["b@managers.example.com"],
+                    "192.0.2.1",
+                ),
+                Some("lab"),
+            ),
         ];
         for (e, want) in cases {
             assert_eq!(group_of(&cfg, &e), want, "{} -> {:?}", e.mail_from, e.rcpts);

@@ -183,7 +183,8 @@ fn reload(gw: &Gateway, snmp: &Snmp, path: Option<&Path>) {
             for p in &errors.0 {
                 tracing::error!(target: "config", "{p}");
             }
-            gw.reload_failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            gw.reload_failures
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             tracing::error!(target: "config", problems = errors.0.len(),
                 "Reload refused; the running configuration stays in force.");
             let first = errors.0.first().map(|p| p.to_string()).unwrap_or_default();
@@ -204,23 +205,30 @@ fn reload(gw: &Gateway, snmp: &Snmp, path: Option<&Path>) {
         Ok(built) => {
             gw.install(new, built);
             tracing::info!(target: "config", origin = %gw.config().origin, "Configuration reloaded.");
-            snmp.send(gw, Trap::ConfigReloaded {
-                ok: true,
-                message: "The new configuration is in force.".into(),
-            });
+            snmp.send(
+                gw,
+                Trap::ConfigReloaded {
+                    ok: true,
+                    message: "The new configuration is in force.".into(),
+                },
+            );
             if let Some(b) = gw.reload_bases() {
                 tracing::info!(target: "app", version = %b.version, records = b.records, "New signature bases in use.");
                 snmp.send(gw, Trap::BasesReloaded);
             }
         }
         Err(e) => {
-            gw.reload_failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            gw.reload_failures
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             tracing::error!(target: "config", error = %e,
                 "Reload refused; the running configuration stays in force.");
-            snmp.send(gw, Trap::ConfigReloaded {
-                ok: false,
-                message: format!("Reload refused: {e}"),
-            });
+            snmp.send(
+                gw,
+                Trap::ConfigReloaded {
+                    ok: false,
+                    message: format!("Reload refused: {e}"),
+                },
+            );
         }
     }
 }

@@ -6,7 +6,9 @@
 //! notifications wait in a bounded queue while no master is connected.
 
 use crate::gateway::Gateway;
-use mailward_agentx::{self as agentx, Oid, Registration, Subagent, SubagentConfig, Value, VarBind};
+use mailward_agentx::{
+    self as agentx, Oid, Registration, Subagent, SubagentConfig, Value, VarBind,
+};
 use mailward_metrics::snmp::{self as view, SnmpValue};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -21,11 +23,21 @@ const VIEW_TTL: Duration = Duration::from_secs(1);
 pub enum Trap {
     ProductStart,
     ProductStop,
-    ProductError { message: String },
-    ConfigReloaded { ok: bool, message: String },
+    ProductError {
+        message: String,
+    },
+    ConfigReloaded {
+        ok: bool,
+        message: String,
+    },
     BasesReloaded,
     ObsoleteBases,
-    AlertThreshold { name: String, value: u64, threshold: u64, raised: bool },
+    AlertThreshold {
+        name: String,
+        value: u64,
+        threshold: u64,
+        raised: bool,
+    },
 }
 
 impl Trap {
@@ -77,9 +89,13 @@ fn extras(gw: &Gateway, snap: &mailward_metrics::Snapshot) -> view::Extras {
     let bases = gw.bases();
     view::Extras {
         config_file: cfg.origin.clone(),
-        config_loaded_at: gw.config_loaded_at.load(std::sync::atomic::Ordering::Relaxed),
+        config_loaded_at: gw
+            .config_loaded_at
+            .load(std::sync::atomic::Ordering::Relaxed),
         reloads: gw.reloads.load(std::sync::atomic::Ordering::Relaxed) as u32,
-        reload_failures: gw.reload_failures.load(std::sync::atomic::Ordering::Relaxed) as u32,
+        reload_failures: gw
+            .reload_failures
+            .load(std::sync::atomic::Ordering::Relaxed) as u32,
         groups,
         bases_obsolete: crate::bases::is_obsolete(
             bases.as_ref(),
@@ -140,8 +156,12 @@ impl Snmp {
         sc.id = root.clone();
         sc.description = format!("Mailward {} SMTP gateway", env!("CARGO_PKG_VERSION"));
         sc.registrations = vec![Registration::new(root.clone())];
-        sc.agent_caps = vec![(root.join(&[2, 1, 1]), "MAILWARD-MIB: mwCompliance".to_string())];
-        let cache: Arc<Mutex<Option<(Instant, Arc<dyn agentx::OidView>)>>> = Arc::new(Mutex::new(None));
+        sc.agent_caps = vec![(
+            root.join(&[2, 1, 1]),
+            "MAILWARD-MIB: mwCompliance".to_string(),
+        )];
+        let cache: Arc<Mutex<Option<(Instant, Arc<dyn agentx::OidView>)>>> =
+            Arc::new(Mutex::new(None));
         let provider: agentx::ViewProvider = {
             let gw = Arc::downgrade(gw);
             let root = root.clone();
@@ -194,7 +214,9 @@ impl Snmp {
         let released = || {
             VarBind::new(
                 o(&[1, 3, 4, 0]),
-                Value::OctetString(view::date_and_time(bases.as_ref().map_or(0, |b| b.released))),
+                Value::OctetString(view::date_and_time(
+                    bases.as_ref().map_or(0, |b| b.released),
+                )),
             )
         };
         let varbinds = match &trap {
@@ -209,11 +231,18 @@ impl Snmp {
             Trap::BasesReloaded => vec![
                 VarBind::new(
                     o(&[1, 3, 5, 0]),
-                    Value::Gauge32(bases.as_ref().map_or(0, |b| b.records.min(u64::from(u32::MAX)) as u32)),
+                    Value::Gauge32(
+                        bases
+                            .as_ref()
+                            .map_or(0, |b| b.records.min(u64::from(u32::MAX)) as u32),
+                    ),
                 ),
                 released(),
             ],
-            Trap::ObsoleteBases => vec![released(), VarBind::new(o(&[1, 3, 6, 0]), Value::Integer(1))],
+            Trap::ObsoleteBases => vec![
+                released(),
+                VarBind::new(o(&[1, 3, 6, 0]), Value::Integer(1)),
+            ],
             Trap::AlertThreshold {
                 name,
                 value,
@@ -221,9 +250,18 @@ impl Snmp {
                 raised,
             } => vec![
                 VarBind::new(o(&[1, 5, 3, 0]), text(name)),
-                VarBind::new(o(&[1, 5, 4, 0]), Value::Gauge32((*value).min(u64::from(u32::MAX)) as u32)),
-                VarBind::new(o(&[1, 5, 5, 0]), Value::Gauge32((*threshold).min(u64::from(u32::MAX)) as u32)),
-                VarBind::new(o(&[1, 5, 6, 0]), Value::Integer(if *raised { 1 } else { 2 })),
+                VarBind::new(
+                    o(&[1, 5, 4, 0]),
+                    Value::Gauge32((*value).min(u64::from(u32::MAX)) as u32),
+                ),
+                VarBind::new(
+                    o(&[1, 5, 5, 0]),
+                    Value::Gauge32((*threshold).min(u64::from(u32::MAX)) as u32),
+                ),
+                VarBind::new(
+                    o(&[1, 5, 6, 0]),
+                    Value::Integer(if *raised { 1 } else { 2 }),
+                ),
             ],
         };
         handle.notify(o(&[0, arc]), varbinds);
@@ -261,7 +299,10 @@ pub async fn watch(gw: Arc<Gateway>, snmp: Arc<Snmp>) {
         let received = snap.value(mailward_metrics::StatId::MessagesReceived, 0);
         let infected = snap.value(mailward_metrics::StatId::AvResults, 1);
         samples.push_back((now, received, infected));
-        while samples.front().is_some_and(|(t, _, _)| now.duration_since(*t) > Duration::from_secs(3600)) {
+        while samples
+            .front()
+            .is_some_and(|(t, _, _)| now.duration_since(*t) > Duration::from_secs(3600))
+        {
             samples.pop_front();
         }
         let since = |window: Duration| {
@@ -270,7 +311,10 @@ pub async fn watch(gw: Arc<Gateway>, snmp: Arc<Snmp>) {
                 .find(|(t, _, _)| now.duration_since(*t) <= window)
                 .copied()
                 .unwrap_or((now, received, infected));
-            (received.saturating_sub(base.1), infected.saturating_sub(base.2))
+            (
+                received.saturating_sub(base.1),
+                infected.saturating_sub(base.2),
+            )
         };
         for (name, &threshold) in &cfg.snmp.alert_thresholds {
             // (value, over?) in the units the MIB documents.
@@ -294,7 +338,11 @@ pub async fn watch(gw: Arc<Gateway>, snmp: Arc<Snmp>) {
                 }
                 _ => continue,
             };
-            let threshold_shown = if name == "spool_free_bytes" { threshold / (1024 * 1024) } else { threshold };
+            let threshold_shown = if name == "spool_free_bytes" {
+                threshold / (1024 * 1024)
+            } else {
+                threshold
+            };
             let was = raised.contains(name);
             if over != was {
                 if over {
@@ -304,17 +352,24 @@ pub async fn watch(gw: Arc<Gateway>, snmp: Arc<Snmp>) {
                 }
                 tracing::warn!(target: "admin", alert = %name, value, threshold = threshold_shown,
                     state = if over { "raised" } else { "cleared" }, "Alert threshold crossed.");
-                snmp.send(&gw, Trap::AlertThreshold {
-                    name: name.clone(),
-                    value,
-                    threshold: threshold_shown,
-                    raised: over,
-                });
+                snmp.send(
+                    &gw,
+                    Trap::AlertThreshold {
+                        name: name.clone(),
+                        value,
+                        threshold: threshold_shown,
+                        raised: over,
+                    },
+                );
             }
         }
         if now >= next_obsolete_check {
             let bases = gw.bases();
-            if crate::bases::is_obsolete(bases.as_ref(), cfg.bases.obsolete_after.get(), chrono::Utc::now().timestamp()) {
+            if crate::bases::is_obsolete(
+                bases.as_ref(),
+                cfg.bases.obsolete_after.get(),
+                chrono::Utc::now().timestamp(),
+            ) {
                 tracing::warn!(target: "admin", "The signature bases are obsolete (older than bases.obsolete_after).");
                 snmp.send(&gw, Trap::ObsoleteBases);
             }

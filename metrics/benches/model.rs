@@ -28,30 +28,49 @@ fn main() {
     let stats = Stats::new(&Category::ALL, 10, None, "bench");
     let viruses = vec!["EICAR-Test-File".to_string()];
     let record_message = |stats: &Stats, i: u64| {
-        stats.record(&Event::SessionOpened { direction: Direction::In });
+        stats.record(&Event::SessionOpened {
+            direction: Direction::In,
+        });
         stats.record(&Event::MessageAccepted { size: 1024 });
         stats.record(&Event::ScanFinished {
-            av: if i % 10 == 0 { AvStatus::Infected } else { AvStatus::Clean },
+            av: if i % 10 == 0 {
+                AvStatus::Infected
+            } else {
+                AvStatus::Clean
+            },
             spam: Some(SpamStatus::Clean),
             viruses: if i % 10 == 0 { &viruses } else { &[] },
             filter_rules: &[],
             sender: "sender@example.com",
-            client: "192.0.2.1".parse().unwrap_or(std::net::IpAddr::from([0, 0, 0, 0])),
+            client: "192.0.2.1"
+                .parse()
+                .unwrap_or(std::net::IpAddr::from([0, 0, 0, 0])),
             duration: Duration::from_micros(16),
             group: "",
         });
-        stats.record(&Event::DeliveryAttempted { result: DeliveryResult::Delivered, rcpts: 1, bytes: 1024 });
-        stats.record(&Event::SessionClosed { direction: Direction::In });
+        stats.record(&Event::DeliveryAttempted {
+            result: DeliveryResult::Delivered,
+            rcpts: 1,
+            bytes: 1024,
+        });
+        stats.record(&Event::SessionClosed {
+            direction: Direction::In,
+        });
     };
 
     // The same counting with the prometheus crate.
     let registry = Registry::new();
     let received = IntCounter::new("received_total", "r").unwrap_or_else(|_| std::process::exit(1));
-    let bytes = IntCounter::new("received_bytes_total", "b").unwrap_or_else(|_| std::process::exit(1));
-    let av = IntCounterVec::new(Opts::new("av_total", "a"), &["status"]).unwrap_or_else(|_| std::process::exit(1));
-    let del = IntCounterVec::new(Opts::new("deliveries_total", "d"), &["result"]).unwrap_or_else(|_| std::process::exit(1));
-    let sessions = IntCounterVec::new(Opts::new("sessions_total", "s"), &["direction"]).unwrap_or_else(|_| std::process::exit(1));
-    let top = IntCounterVec::new(Opts::new("virus_total", "v"), &["virus"]).unwrap_or_else(|_| std::process::exit(1));
+    let bytes =
+        IntCounter::new("received_bytes_total", "b").unwrap_or_else(|_| std::process::exit(1));
+    let av = IntCounterVec::new(Opts::new("av_total", "a"), &["status"])
+        .unwrap_or_else(|_| std::process::exit(1));
+    let del = IntCounterVec::new(Opts::new("deliveries_total", "d"), &["result"])
+        .unwrap_or_else(|_| std::process::exit(1));
+    let sessions = IntCounterVec::new(Opts::new("sessions_total", "s"), &["direction"])
+        .unwrap_or_else(|_| std::process::exit(1));
+    let top = IntCounterVec::new(Opts::new("virus_total", "v"), &["virus"])
+        .unwrap_or_else(|_| std::process::exit(1));
     for c in [received.clone()] {
         let _ = registry.register(Box::new(c));
     }
@@ -64,7 +83,8 @@ fn main() {
         sessions.with_label_values(&["in"]).inc();
         received.inc();
         bytes.inc_by(1024);
-        av.with_label_values(&[if i % 10 == 0 { "infected" } else { "clean" }]).inc();
+        av.with_label_values(&[if i % 10 == 0 { "infected" } else { "clean" }])
+            .inc();
         if i % 10 == 0 {
             top.with_label_values(&["EICAR-Test-File"]).inc();
         }

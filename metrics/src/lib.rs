@@ -13,8 +13,8 @@ pub mod process;
 pub mod prometheus;
 pub mod raw;
 pub mod reference;
-pub mod snmp;
 pub mod snapshot;
+pub mod snmp;
 pub mod top;
 
 pub use catalogue::{Category, Kind, Stat, StatId, TopId, CATALOGUE, TOP_TABLES};

@@ -102,10 +102,15 @@ pub fn text() -> String {
     m.push_str("-- Generated from metrics/src/catalogue.rs by metrics/src/mib.rs: edit those,\n");
     m.push_str("-- then run MAILWARD_UPDATE_DOCS=1 cargo test -p mailward-metrics.\n\n");
     m.push_str("IMPORTS\n    MODULE-IDENTITY, OBJECT-TYPE, NOTIFICATION-TYPE, enterprises,\n");
-    m.push_str("    Counter32, Counter64, Gauge32, Unsigned32, TimeTicks\n        FROM SNMPv2-SMI\n");
+    m.push_str(
+        "    Counter32, Counter64, Gauge32, Unsigned32, TimeTicks\n        FROM SNMPv2-SMI\n",
+    );
     m.push_str("    TEXTUAL-CONVENTION, DateAndTime, TruthValue\n        FROM SNMPv2-TC\n");
-    m.push_str("    MODULE-COMPLIANCE, OBJECT-GROUP, NOTIFICATION-GROUP\n        FROM SNMPv2-CONF;\n\n");
-    m.push_str(r#"mailwardMIB MODULE-IDENTITY
+    m.push_str(
+        "    MODULE-COMPLIANCE, OBJECT-GROUP, NOTIFICATION-GROUP\n        FROM SNMPv2-CONF;\n\n",
+    );
+    m.push_str(
+        r#"mailwardMIB MODULE-IDENTITY
     LAST-UPDATED "202611240000Z"
     ORGANIZATION "The Mailward project"
     CONTACT-INFO
@@ -120,12 +125,14 @@ pub fn text() -> String {
     REVISION "202611240000Z"
     DESCRIPTION
         "First version."
-    ::= { mwEnterprise "#);
+    ::= { mwEnterprise "#,
+    );
     m.push_str(ENTERPRISE_ARCS);
     m.push_str(" }\n\n");
     m.push_str("-- The enterprise arc (see DESCRIPTION above).\n");
     m.push_str("mwEnterprise OBJECT IDENTIFIER ::= { enterprises 32473 }\n\n");
-    m.push_str(r#"MwUtf8String ::= TEXTUAL-CONVENTION
+    m.push_str(
+        r#"MwUtf8String ::= TEXTUAL-CONVENTION
     DISPLAY-HINT "255t"
     STATUS       current
     DESCRIPTION
@@ -150,7 +157,8 @@ MwUpdateResult ::= TEXTUAL-CONVENTION
          error (the update failed and the old bases stay), rolledBack
          (an administrator went back to the previous bases), unknown
          (no update attempted yet)."
-    SYNTAX       "#);
+    SYNTAX       "#,
+    );
     m.push_str(&enum_syntax(UPDATE_RESULT_NAMES));
     m.push_str("\n\n");
     m.push_str("mwNotifications OBJECT IDENTIFIER ::= { mailwardMIB 0 }\n");
@@ -165,7 +173,9 @@ MwUpdateResult ::= TEXTUAL-CONVENTION
                 let _ = writeln!(m, "{} OBJECT IDENTIFIER ::= {{ {parent} {arc} }}\n", o.name);
             }
             Node::Table => {
-                let entry = objs.iter().find(|e| e.oid == [o.oid.as_slice(), &[1]].concat());
+                let entry = objs
+                    .iter()
+                    .find(|e| e.oid == [o.oid.as_slice(), &[1]].concat());
                 let et = entry.map(|e| entry_type(&e.name)).unwrap_or_default();
                 let _ = writeln!(
                     m,
@@ -211,9 +221,16 @@ MwUpdateResult ::= TEXTUAL-CONVENTION
                     Access::ReadOnly => "read-only",
                     Access::ForNotify => "accessible-for-notify",
                 };
-                let rows = if o.name == "mwRawRecentIndex" { Some(50) } else { None };
+                let rows = if o.name == "mwRawRecentIndex" {
+                    Some(50)
+                } else {
+                    None
+                };
                 let syntax = o.syntax.map(|s| syntax_text(s, rows)).unwrap_or_default();
-                let units = o.units.map(|u| format!("    UNITS       \"{u}\"\n")).unwrap_or_default();
+                let units = o
+                    .units
+                    .map(|u| format!("    UNITS       \"{u}\"\n"))
+                    .unwrap_or_default();
                 let _ = writeln!(
                     m,
                     "{} OBJECT-TYPE\n    SYNTAX      {syntax}\n{units}    MAX-ACCESS  {access}\n    STATUS      current\n    DESCRIPTION\n        \"{}\"\n    ::= {{ {parent} {arc} }}\n",
@@ -233,17 +250,33 @@ MwUpdateResult ::= TEXTUAL-CONVENTION
     }
     // Conformance.
     let groups = [
-        ("mwConfigGroup", 1, "The configuration in force and the policy groups."),
-        ("mwStatisticsGroup", 2, "Statistics of messages, resources, viruses, filters and raw records."),
+        (
+            "mwConfigGroup",
+            1,
+            "The configuration in force and the policy groups.",
+        ),
+        (
+            "mwStatisticsGroup",
+            2,
+            "Statistics of messages, resources, viruses, filters and raw records.",
+        ),
         ("mwUpdateGroup", 3, "The signature bases and their updates."),
         ("mwAdminGroup", 4, "The daemon's version and uptime."),
-        ("mwNotificationObjectsGroup", 5, "Objects carried by notifications."),
+        (
+            "mwNotificationObjectsGroup",
+            5,
+            "Objects carried by notifications.",
+        ),
     ];
     m.push_str("mwCompliances OBJECT IDENTIFIER ::= { mwConformance 1 }\n");
     m.push_str("mwGroups      OBJECT IDENTIFIER ::= { mwConformance 2 }\n\n");
     let mut group_names = Vec::new();
     for (g, arc, d) in groups {
-        let members: Vec<&str> = objs.iter().filter(|o| o.group == g).map(|o| o.name.as_str()).collect();
+        let members: Vec<&str> = objs
+            .iter()
+            .filter(|o| o.group == g)
+            .map(|o| o.name.as_str())
+            .collect();
         let _ = writeln!(
             m,
             "{g} OBJECT-GROUP\n    OBJECTS {{\n        {}\n    }}\n    STATUS      current\n    DESCRIPTION\n        \"{d}\"\n    ::= {{ mwGroups {arc} }}\n",

@@ -109,7 +109,11 @@ pub fn snmp_markdown() -> String {
             Access::ReadOnly => "read-only",
             Access::ForNotify => "accessible-for-notify",
         };
-        let access = if matches!(o.node, Node::Group) { "" } else { access };
+        let access = if matches!(o.node, Node::Group) {
+            ""
+        } else {
+            access
+        };
         let oid: Vec<String> = o.oid.iter().map(|n| n.to_string()).collect();
         let _ = writeln!(
             s,

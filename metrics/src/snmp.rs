@@ -83,7 +83,8 @@ pub enum SnmpValue {
 }
 
 /// Enumerations of MAILWARD-MIB (SMI names: no underscores).
-pub const UPDATE_RESULT_NAMES: &[&str] = &["updated", "notNeeded", "error", "rolledBack", "unknown"];
+pub const UPDATE_RESULT_NAMES: &[&str] =
+    &["updated", "notNeeded", "error", "rolledBack", "unknown"];
 pub const RELOAD_RESULT_NAMES: &[&str] = &["success", "failure"];
 pub const ALERT_STATE_NAMES: &[&str] = &["raised", "cleared"];
 
@@ -147,7 +148,14 @@ fn category_name(c: Category) -> String {
 /// Every object of MAILWARD-MIB below the root, in OID order.
 pub fn objects() -> Vec<Object> {
     let mut out = Vec::new();
-    let mut push = |name: &str, oid: Vec<u32>, node: Node, syntax: Option<Syntax>, access: Access, units: Option<&'static str>, group: &'static str, description: &str| {
+    let mut push = |name: &str,
+                    oid: Vec<u32>,
+                    node: Node,
+                    syntax: Option<Syntax>,
+                    access: Access,
+                    units: Option<&'static str>,
+                    group: &'static str,
+                    description: &str| {
         out.push(Object {
             name: name.to_string(),
             oid,
@@ -162,32 +170,128 @@ pub fn objects() -> Vec<Object> {
     use Access::*;
     let ro = ReadOnly;
     // mwConfig
-    push("mwConfig", CONFIG.to_vec(), Node::Group, None, ro, None, "", "The configuration in force.");
-    push("mwConfigFile", [CONFIG, &[1]].concat(), Node::Scalar, Some(Syntax::Text), ro, None, "mwConfigGroup",
-        "The configuration file in force (\"<default>\" for the embedded default).");
-    push("mwConfigLoadedAt", [CONFIG, &[2]].concat(), Node::Scalar, Some(Syntax::DateAndTime), ro, None, "mwConfigGroup",
-        "When the configuration in force was loaded.");
-    push("mwConfigReloads", [CONFIG, &[3]].concat(), Node::Scalar, Some(Syntax::Counter32), ro, None, "mwConfigGroup",
-        "Successful reloads (SIGHUP) since start.");
-    push("mwConfigReloadFailures", [CONFIG, &[4]].concat(), Node::Scalar, Some(Syntax::Counter32), ro, None, "mwConfigGroup",
-        "Refused reloads (an invalid configuration) since start.");
-    push("mwPolicyGroupTable", [CONFIG, &[5]].concat(), Node::Table, None, NotAccessible, None, "",
-        "The policy groups of the configuration, with the messages that fell in each.");
-    push("mwPolicyGroupEntry", [CONFIG, &[5, 1]].concat(), Node::Entry(vec!["mwPolicyGroupIndex".into()]), None, NotAccessible, None, "",
-        "One policy group.");
+    push(
+        "mwConfig",
+        CONFIG.to_vec(),
+        Node::Group,
+        None,
+        ro,
+        None,
+        "",
+        "The configuration in force.",
+    );
+    push(
+        "mwConfigFile",
+        [CONFIG, &[1]].concat(),
+        Node::Scalar,
+        Some(Syntax::Text),
+        ro,
+        None,
+        "mwConfigGroup",
+        "The configuration file in force (\"<default>\" for the embedded default).",
+    );
+    push(
+        "mwConfigLoadedAt",
+        [CONFIG, &[2]].concat(),
+        Node::Scalar,
+        Some(Syntax::DateAndTime),
+        ro,
+        None,
+        "mwConfigGroup",
+        "When the configuration in force was loaded.",
+    );
+    push(
+        "mwConfigReloads",
+        [CONFIG, &[3]].concat(),
+        Node::Scalar,
+        Some(Syntax::Counter32),
+        ro,
+        None,
+        "mwConfigGroup",
+        "Successful reloads (SIGHUP) since start.",
+    );
+    push(
+        "mwConfigReloadFailures",
+        [CONFIG, &[4]].concat(),
+        Node::Scalar,
+        Some(Syntax::Counter32),
+        ro,
+        None,
+        "mwConfigGroup",
+        "Refused reloads (an invalid configuration) since start.",
+    );
+    push(
+        "mwPolicyGroupTable",
+        [CONFIG, &[5]].concat(),
+        Node::Table,
+        None,
+        NotAccessible,
+        None,
+        "",
+        "The policy groups of the configuration, with the messages that fell in each.",
+    );
+    push(
+        "mwPolicyGroupEntry",
+        [CONFIG, &[5, 1]].concat(),
+        Node::Entry(vec!["mwPolicyGroupIndex".into()]),
+        None,
+        NotAccessible,
+        None,
+        "",
+        "One policy group.",
+    );
     push("mwPolicyGroupIndex", [CONFIG, &[5, 1, 1]].concat(), Node::Column, Some(Syntax::Index), NotAccessible, None, "",
         "The group's position: 1 is the default group, then the groups of the configuration by name.");
-    push("mwPolicyGroupName", [CONFIG, &[5, 1, 2]].concat(), Node::Column, Some(Syntax::Text), ro, None, "mwConfigGroup",
-        "The group's name (\"default\" for the default group).");
-    push("mwPolicyGroupMessages", [CONFIG, &[5, 1, 3]].concat(), Node::Column, Some(Syntax::Counter64), ro, None, "mwConfigGroup",
-        "Messages handled under this group's policy since the last statistics reset.");
+    push(
+        "mwPolicyGroupName",
+        [CONFIG, &[5, 1, 2]].concat(),
+        Node::Column,
+        Some(Syntax::Text),
+        ro,
+        None,
+        "mwConfigGroup",
+        "The group's name (\"default\" for the default group).",
+    );
+    push(
+        "mwPolicyGroupMessages",
+        [CONFIG, &[5, 1, 3]].concat(),
+        Node::Column,
+        Some(Syntax::Counter64),
+        ro,
+        None,
+        "mwConfigGroup",
+        "Messages handled under this group's policy since the last statistics reset.",
+    );
     // mwStatistics
-    push("mwStatistics", STATISTICS.to_vec(), Node::Group, None, ro, None, "", "Statistics of the message flow and resources.");
+    push(
+        "mwStatistics",
+        STATISTICS.to_vec(),
+        Node::Group,
+        None,
+        ro,
+        None,
+        "",
+        "Statistics of the message flow and resources.",
+    );
     for c in Category::ALL {
-        push(&category_name(c), [STATISTICS, &[c as u32]].concat(), Node::Group, None, ro, None, "",
-            &format!("Statistics of the category \"{}\" (statistics.options).", c.as_str()));
+        push(
+            &category_name(c),
+            [STATISTICS, &[c as u32]].concat(),
+            Node::Group,
+            None,
+            ro,
+            None,
+            "",
+            &format!(
+                "Statistics of the category \"{}\" (statistics.options).",
+                c.as_str()
+            ),
+        );
         let mut items: Vec<(u32, Vec<Object>)> = Vec::new();
-        for s in CATALOGUE.iter().filter(|s| matches!(place(s.id), Place::Statistics(cc, _) if cc == c)) {
+        for s in CATALOGUE
+            .iter()
+            .filter(|s| matches!(place(s.id), Place::Statistics(cc, _) if cc == c))
+        {
             items.push((s.arc, stat_objects(s)));
         }
         for t in TOP_TABLES.iter().filter(|t| t.category == c) {
@@ -202,8 +306,21 @@ pub fn objects() -> Vec<Object> {
         }
     }
     // mwUpdate
-    push("mwUpdate", UPDATE.to_vec(), Node::Group, None, ro, None, "", "The signature bases and their updates.");
-    let mut update: Vec<Object> = CATALOGUE.iter().filter(|s| matches!(place(s.id), Place::Update(_))).flat_map(stat_objects).collect();
+    push(
+        "mwUpdate",
+        UPDATE.to_vec(),
+        Node::Group,
+        None,
+        ro,
+        None,
+        "",
+        "The signature bases and their updates.",
+    );
+    let mut update: Vec<Object> = CATALOGUE
+        .iter()
+        .filter(|s| matches!(place(s.id), Place::Update(_)))
+        .flat_map(stat_objects)
+        .collect();
     update.push(Object {
         name: "mwBasesObsolete".into(),
         oid: [UPDATE, &[6]].concat(),
@@ -217,32 +334,135 @@ pub fn objects() -> Vec<Object> {
     update.sort_by(|a, b| a.oid.cmp(&b.oid));
     out_extend(&mut push, update);
     // mwAdmin
-    push("mwAdmin", ADMIN.to_vec(), Node::Group, None, ro, None, "", "The daemon itself.");
-    push("mwVersion", [ADMIN, &[1]].concat(), Node::Scalar, Some(Syntax::Text), ro, None, "mwAdminGroup", "Mailward's version.");
-    out_extend(&mut push, CATALOGUE.iter().filter(|s| matches!(place(s.id), Place::Admin(_))).flat_map(stat_objects).collect());
-    push("mwUptime", [ADMIN, &[3]].concat(), Node::Scalar, Some(Syntax::TimeTicks), ro, None, "mwAdminGroup",
-        "Time since the daemon started, in hundredths of a second.");
+    push(
+        "mwAdmin",
+        ADMIN.to_vec(),
+        Node::Group,
+        None,
+        ro,
+        None,
+        "",
+        "The daemon itself.",
+    );
+    push(
+        "mwVersion",
+        [ADMIN, &[1]].concat(),
+        Node::Scalar,
+        Some(Syntax::Text),
+        ro,
+        None,
+        "mwAdminGroup",
+        "Mailward's version.",
+    );
+    out_extend(
+        &mut push,
+        CATALOGUE
+            .iter()
+            .filter(|s| matches!(place(s.id), Place::Admin(_)))
+            .flat_map(stat_objects)
+            .collect(),
+    );
+    push(
+        "mwUptime",
+        [ADMIN, &[3]].concat(),
+        Node::Scalar,
+        Some(Syntax::TimeTicks),
+        ro,
+        None,
+        "mwAdminGroup",
+        "Time since the daemon started, in hundredths of a second.",
+    );
     // Objects sent only in notifications.
-    push("mwNotificationObjects", NOTIFY_OBJECTS.to_vec(), Node::Group, None, ro, None, "", "Objects carried by notifications.");
+    push(
+        "mwNotificationObjects",
+        NOTIFY_OBJECTS.to_vec(),
+        Node::Group,
+        None,
+        ro,
+        None,
+        "",
+        "Objects carried by notifications.",
+    );
     let nfy = |arc: u32| [NOTIFY_OBJECTS, &[arc]].concat();
-    push("mwNotifyMessage", nfy(1), Node::Scalar, Some(Syntax::Text), ForNotify, None, "mwNotificationObjectsGroup",
-        "A sentence saying what happened.");
-    push("mwReloadResult", nfy(2), Node::Scalar, Some(Syntax::Enum(RELOAD_RESULT_NAMES)), ForNotify, None, "mwNotificationObjectsGroup",
-        "Whether a reload succeeded.");
+    push(
+        "mwNotifyMessage",
+        nfy(1),
+        Node::Scalar,
+        Some(Syntax::Text),
+        ForNotify,
+        None,
+        "mwNotificationObjectsGroup",
+        "A sentence saying what happened.",
+    );
+    push(
+        "mwReloadResult",
+        nfy(2),
+        Node::Scalar,
+        Some(Syntax::Enum(RELOAD_RESULT_NAMES)),
+        ForNotify,
+        None,
+        "mwNotificationObjectsGroup",
+        "Whether a reload succeeded.",
+    );
     push("mwAlertName", nfy(3), Node::Scalar, Some(Syntax::Text), ForNotify, None, "mwNotificationObjectsGroup",
         "The threshold: queue_messages, infected_share_percent, infected_per_minute or spool_free_bytes (snmp.alert_thresholds).");
-    push("mwAlertValue", nfy(4), Node::Scalar, Some(Syntax::Unsigned32), ForNotify, None, "mwNotificationObjectsGroup",
-        "The value measured (octets are given in MiB).");
-    push("mwAlertThresholdValue", nfy(5), Node::Scalar, Some(Syntax::Unsigned32), ForNotify, None, "mwNotificationObjectsGroup",
-        "The threshold configured (octets are given in MiB).");
-    push("mwAlertState", nfy(6), Node::Scalar, Some(Syntax::Enum(ALERT_STATE_NAMES)), ForNotify, None, "mwNotificationObjectsGroup",
-        "raised when the value crossed the threshold, cleared when it came back.");
+    push(
+        "mwAlertValue",
+        nfy(4),
+        Node::Scalar,
+        Some(Syntax::Unsigned32),
+        ForNotify,
+        None,
+        "mwNotificationObjectsGroup",
+        "The value measured (octets are given in MiB).",
+    );
+    push(
+        "mwAlertThresholdValue",
+        nfy(5),
+        Node::Scalar,
+        Some(Syntax::Unsigned32),
+        ForNotify,
+        None,
+        "mwNotificationObjectsGroup",
+        "The threshold configured (octets are given in MiB).",
+    );
+    push(
+        "mwAlertState",
+        nfy(6),
+        Node::Scalar,
+        Some(Syntax::Enum(ALERT_STATE_NAMES)),
+        ForNotify,
+        None,
+        "mwNotificationObjectsGroup",
+        "raised when the value crossed the threshold, cleared when it came back.",
+    );
     out
 }
 
-fn out_extend(push: &mut impl FnMut(&str, Vec<u32>, Node, Option<Syntax>, Access, Option<&'static str>, &'static str, &str), objs: Vec<Object>) {
+fn out_extend(
+    push: &mut impl FnMut(
+        &str,
+        Vec<u32>,
+        Node,
+        Option<Syntax>,
+        Access,
+        Option<&'static str>,
+        &'static str,
+        &str,
+    ),
+    objs: Vec<Object>,
+) {
     for o in objs {
-        push(&o.name, o.oid, o.node, o.syntax, o.access, o.units, o.group, &o.description);
+        push(
+            &o.name,
+            o.oid,
+            o.node,
+            o.syntax,
+            o.access,
+            o.units,
+            o.group,
+            &o.description,
+        );
     }
 }
 
@@ -259,7 +479,14 @@ fn stat_objects(s: &catalogue::Stat) -> Vec<Object> {
     let p = place(s.id);
     let oid = base(p);
     let group = group_of(p);
-    let mk = |name: String, oid: Vec<u32>, node: Node, syntax: Option<Syntax>, access: Access, units: Option<&'static str>, g: &'static str, d: String| Object {
+    let mk = |name: String,
+              oid: Vec<u32>,
+              node: Node,
+              syntax: Option<Syntax>,
+              access: Access,
+              units: Option<&'static str>,
+              g: &'static str,
+              d: String| Object {
         name,
         oid,
         node,
@@ -271,27 +498,110 @@ fn stat_objects(s: &catalogue::Stat) -> Vec<Object> {
     };
     if s.kind == Kind::Histogram {
         return vec![
-            mk(s.name.to_string(), oid.clone(), Node::Group, None, Access::ReadOnly, None, "", s.help.to_string()),
-            mk(format!("{}Count", s.name), [oid.as_slice(), &[1]].concat(), Node::Scalar, Some(Syntax::Counter64), Access::ReadOnly, None, group,
-                format!("{} Number of measurements.", s.help)),
-            mk(format!("{}Total", s.name), [oid.as_slice(), &[2]].concat(), Node::Scalar, Some(Syntax::Counter64), Access::ReadOnly, Some("microseconds"), group,
-                format!("{} Sum of the measurements (divide by the count for the mean).", s.help)),
+            mk(
+                s.name.to_string(),
+                oid.clone(),
+                Node::Group,
+                None,
+                Access::ReadOnly,
+                None,
+                "",
+                s.help.to_string(),
+            ),
+            mk(
+                format!("{}Count", s.name),
+                [oid.as_slice(), &[1]].concat(),
+                Node::Scalar,
+                Some(Syntax::Counter64),
+                Access::ReadOnly,
+                None,
+                group,
+                format!("{} Number of measurements.", s.help),
+            ),
+            mk(
+                format!("{}Total", s.name),
+                [oid.as_slice(), &[2]].concat(),
+                Node::Scalar,
+                Some(Syntax::Counter64),
+                Access::ReadOnly,
+                Some("microseconds"),
+                group,
+                format!(
+                    "{} Sum of the measurements (divide by the count for the mean).",
+                    s.help
+                ),
+            ),
         ];
     }
     if s.id == catalogue::StatId::UpdateLastResult {
-        return vec![mk(s.name.to_string(), oid, Node::Scalar, Some(Syntax::UpdateResult), Access::ReadOnly, None, group, s.help.replace("the current one is 1, the others 0", "its value").to_string())];
+        return vec![mk(
+            s.name.to_string(),
+            oid,
+            Node::Scalar,
+            Some(Syntax::UpdateResult),
+            Access::ReadOnly,
+            None,
+            group,
+            s.help
+                .replace("the current one is 1, the others 0", "its value")
+                .to_string(),
+        )];
     }
     match s.label {
-        None => vec![mk(s.name.to_string(), oid, Node::Scalar, Some(value_syntax(s)), Access::ReadOnly, units(s), group, s.help.to_string())],
+        None => vec![mk(
+            s.name.to_string(),
+            oid,
+            Node::Scalar,
+            Some(value_syntax(s)),
+            Access::ReadOnly,
+            units(s),
+            group,
+            s.help.to_string(),
+        )],
         Some((label, values)) => {
             let index = format!("{}{}", s.name, cap(label));
             let value = format!("{}Count", s.name);
             vec![
-                mk(format!("{}Table", s.name), oid.clone(), Node::Table, None, Access::NotAccessible, None, "", format!("{} One row per {label}.", s.help)),
-                mk(format!("{}Entry", s.name), [oid.as_slice(), &[1]].concat(), Node::Entry(vec![index.clone()]), None, Access::NotAccessible, None, "",
-                    format!("The value for one {label}.")),
-                mk(index, [oid.as_slice(), &[1, 1]].concat(), Node::Column, Some(Syntax::Enum(values)), Access::NotAccessible, None, "", format!("The {label}.")),
-                mk(value, [oid.as_slice(), &[1, 2]].concat(), Node::Column, Some(value_syntax(s)), Access::ReadOnly, units(s), group, s.help.to_string()),
+                mk(
+                    format!("{}Table", s.name),
+                    oid.clone(),
+                    Node::Table,
+                    None,
+                    Access::NotAccessible,
+                    None,
+                    "",
+                    format!("{} One row per {label}.", s.help),
+                ),
+                mk(
+                    format!("{}Entry", s.name),
+                    [oid.as_slice(), &[1]].concat(),
+                    Node::Entry(vec![index.clone()]),
+                    None,
+                    Access::NotAccessible,
+                    None,
+                    "",
+                    format!("The value for one {label}."),
+                ),
+                mk(
+                    index,
+                    [oid.as_slice(), &[1, 1]].concat(),
+                    Node::Column,
+                    Some(Syntax::Enum(values)),
+                    Access::NotAccessible,
+                    None,
+                    "",
+                    format!("The {label}."),
+                ),
+                mk(
+                    value,
+                    [oid.as_slice(), &[1, 2]].concat(),
+                    Node::Column,
+                    Some(value_syntax(s)),
+                    Access::ReadOnly,
+                    units(s),
+                    group,
+                    s.help.to_string(),
+                ),
             ]
         }
     }
@@ -300,7 +610,13 @@ fn stat_objects(s: &catalogue::Stat) -> Vec<Object> {
 fn top_objects(t: &catalogue::TopTable) -> Vec<Object> {
     let oid: Vec<u32> = [STATISTICS, &[t.category as u32, t.arc]].concat();
     let col = |n: u32| [oid.as_slice(), &[1, n]].concat();
-    let o = |name: String, oid: Vec<u32>, node: Node, syntax: Option<Syntax>, access: Access, group: &'static str, d: String| Object {
+    let o = |name: String,
+             oid: Vec<u32>,
+             node: Node,
+             syntax: Option<Syntax>,
+             access: Access,
+             group: &'static str,
+             d: String| Object {
         name,
         oid,
         node,
@@ -311,29 +627,97 @@ fn top_objects(t: &catalogue::TopTable) -> Vec<Object> {
         group,
     };
     vec![
-        o(format!("{}Table", t.name), oid.clone(), Node::Table, None, Access::NotAccessible, "",
-            format!("{} At most statistics.top rows; ties rank by name.", t.help)),
-        o(format!("{}Entry", t.name), [oid.as_slice(), &[1]].concat(), Node::Entry(vec![format!("{}Rank", t.name)]), None, Access::NotAccessible, "",
-            "One ranked row.".into()),
-        o(format!("{}Rank", t.name), col(1), Node::Column, Some(Syntax::Index), Access::NotAccessible, "", "The rank, 1 for the most.".into()),
-        o(format!("{}Item", t.name), col(2), Node::Column, Some(Syntax::Text), Access::ReadOnly, "mwStatisticsGroup",
-            format!("The {}.", t.item_label)),
-        o(format!("{}Count", t.name), col(3), Node::Column, Some(Syntax::Gauge64), Access::ReadOnly, "mwStatisticsGroup",
-            "How many since the last statistics reset.".into()),
+        o(
+            format!("{}Table", t.name),
+            oid.clone(),
+            Node::Table,
+            None,
+            Access::NotAccessible,
+            "",
+            format!("{} At most statistics.top rows; ties rank by name.", t.help),
+        ),
+        o(
+            format!("{}Entry", t.name),
+            [oid.as_slice(), &[1]].concat(),
+            Node::Entry(vec![format!("{}Rank", t.name)]),
+            None,
+            Access::NotAccessible,
+            "",
+            "One ranked row.".into(),
+        ),
+        o(
+            format!("{}Rank", t.name),
+            col(1),
+            Node::Column,
+            Some(Syntax::Index),
+            Access::NotAccessible,
+            "",
+            "The rank, 1 for the most.".into(),
+        ),
+        o(
+            format!("{}Item", t.name),
+            col(2),
+            Node::Column,
+            Some(Syntax::Text),
+            Access::ReadOnly,
+            "mwStatisticsGroup",
+            format!("The {}.", t.item_label),
+        ),
+        o(
+            format!("{}Count", t.name),
+            col(3),
+            Node::Column,
+            Some(Syntax::Gauge64),
+            Access::ReadOnly,
+            "mwStatisticsGroup",
+            "How many since the last statistics reset.".into(),
+        ),
     ]
 }
 
 /// Columns of the recent raw records table (DESIGN 6 field order).
 pub const RAW_COLUMNS: &[(&str, Syntax, &str)] = &[
-    ("mwRawRecentTime", Syntax::DateAndTime, "When the message was received."),
-    ("mwRawRecentSize", Syntax::Gauge64, "The message size in octets."),
-    ("mwRawRecentSender", Syntax::Text, "The envelope sender (empty for the null sender)."),
-    ("mwRawRecentRecipient", Syntax::Text, "The envelope recipient."),
-    ("mwRawRecentStatus", Syntax::Text, "The status, e.g. av/infected or as/clean."),
-    ("mwRawRecentDetail", Syntax::Text, "The virus or rule, empty if none."),
-    ("mwRawRecentClient", Syntax::Text, "The client's IP address in text form."),
+    (
+        "mwRawRecentTime",
+        Syntax::DateAndTime,
+        "When the message was received.",
+    ),
+    (
+        "mwRawRecentSize",
+        Syntax::Gauge64,
+        "The message size in octets.",
+    ),
+    (
+        "mwRawRecentSender",
+        Syntax::Text,
+        "The envelope sender (empty for the null sender).",
+    ),
+    (
+        "mwRawRecentRecipient",
+        Syntax::Text,
+        "The envelope recipient.",
+    ),
+    (
+        "mwRawRecentStatus",
+        Syntax::Text,
+        "The status, e.g. av/infected or as/clean.",
+    ),
+    (
+        "mwRawRecentDetail",
+        Syntax::Text,
+        "The virus or rule, empty if none.",
+    ),
+    (
+        "mwRawRecentClient",
+        Syntax::Text,
+        "The client's IP address in text form.",
+    ),
     ("mwRawRecentQueueId", Syntax::Text, "The queue ID."),
-    ("mwRawRecentGroup", Syntax::Text, "The policy group (empty for the default)."),
+    (
+        "mwRawRecentGroup",
+        Syntax::Text,
+        "The policy group (empty for the default).",
+    ),
 ];
 
 fn raw_objects() -> Vec<Object> {
@@ -346,7 +730,8 @@ fn raw_objects() -> Vec<Object> {
             syntax: None,
             access: Access::NotAccessible,
             units: None,
-            description: "The most recent raw records (one per message and recipient), oldest first.".into(),
+            description:
+                "The most recent raw records (one per message and recipient), oldest first.".into(),
             group: "",
         },
         Object {
@@ -478,9 +863,18 @@ pub fn view(snap: &Snapshot, extras: &Extras) -> Vec<(Vec<u32>, SnmpValue)> {
     let sv = extras.services;
     if sv.config {
         out.push(([CONFIG, &[1, 0]].concat(), text(&extras.config_file)));
-        out.push(([CONFIG, &[2, 0]].concat(), SnmpValue::OctetString(date_and_time(extras.config_loaded_at))));
-        out.push(([CONFIG, &[3, 0]].concat(), SnmpValue::Counter32(extras.reloads)));
-        out.push(([CONFIG, &[4, 0]].concat(), SnmpValue::Counter32(extras.reload_failures)));
+        out.push((
+            [CONFIG, &[2, 0]].concat(),
+            SnmpValue::OctetString(date_and_time(extras.config_loaded_at)),
+        ));
+        out.push((
+            [CONFIG, &[3, 0]].concat(),
+            SnmpValue::Counter32(extras.reloads),
+        ));
+        out.push((
+            [CONFIG, &[4, 0]].concat(),
+            SnmpValue::Counter32(extras.reload_failures),
+        ));
         for (i, (name, n)) in extras.groups.iter().enumerate() {
             let row = i as u32 + 1;
             out.push(([CONFIG, &[5, 1, 2, row]].concat(), text(name)));
@@ -499,17 +893,33 @@ pub fn view(snap: &Snapshot, extras: &Extras) -> Vec<(Vec<u32>, SnmpValue)> {
         }
         let oid = base(p);
         if s.kind == Kind::Histogram {
-            out.push(([oid.as_slice(), &[1, 0]].concat(), SnmpValue::Counter64(snap.scan.count)));
-            out.push(([oid.as_slice(), &[2, 0]].concat(), SnmpValue::Counter64((snap.scan.sum_seconds * 1e6) as u64)));
+            out.push((
+                [oid.as_slice(), &[1, 0]].concat(),
+                SnmpValue::Counter64(snap.scan.count),
+            ));
+            out.push((
+                [oid.as_slice(), &[2, 0]].concat(),
+                SnmpValue::Counter64((snap.scan.sum_seconds * 1e6) as u64),
+            ));
         } else if s.id == catalogue::StatId::UpdateLastResult {
-            let current = snap.values(s.id).iter().position(|v| *v == 1).unwrap_or(UPDATE_RESULT_NAMES.len() - 1);
-            out.push(([oid.as_slice(), &[0]].concat(), SnmpValue::Integer(current as i32 + 1)));
+            let current = snap
+                .values(s.id)
+                .iter()
+                .position(|v| *v == 1)
+                .unwrap_or(UPDATE_RESULT_NAMES.len() - 1);
+            out.push((
+                [oid.as_slice(), &[0]].concat(),
+                SnmpValue::Integer(current as i32 + 1),
+            ));
         } else {
             match s.label {
                 None => out.push(([oid.as_slice(), &[0]].concat(), stat_value(snap, s, 0))),
                 Some((_, values)) => {
                     for i in 0..values.len() {
-                        out.push(([oid.as_slice(), &[1, 2, i as u32 + 1]].concat(), stat_value(snap, s, i)));
+                        out.push((
+                            [oid.as_slice(), &[1, 2, i as u32 + 1]].concat(),
+                            stat_value(snap, s, i),
+                        ));
                     }
                 }
             }
@@ -520,7 +930,10 @@ pub fn view(snap: &Snapshot, extras: &Extras) -> Vec<(Vec<u32>, SnmpValue)> {
             for e in snap.top(t.id) {
                 let oid: Vec<u32> = [STATISTICS, &[t.category as u32, t.arc, 1]].concat();
                 out.push(([oid.as_slice(), &[2, e.rank]].concat(), text(&e.item)));
-                out.push(([oid.as_slice(), &[3, e.rank]].concat(), SnmpValue::Counter64(e.count)));
+                out.push((
+                    [oid.as_slice(), &[3, e.rank]].concat(),
+                    SnmpValue::Counter64(e.count),
+                ));
             }
         }
         if snap.is_enabled(Category::Raw) {
@@ -550,7 +963,10 @@ pub fn view(snap: &Snapshot, extras: &Extras) -> Vec<(Vec<u32>, SnmpValue)> {
     if sv.admin {
         out.push(([ADMIN, &[1, 0]].concat(), text(&snap.version)));
         let up = ((snap.taken_at - snap.start_time as f64).max(0.0) * 100.0) as u64;
-        out.push(([ADMIN, &[3, 0]].concat(), SnmpValue::TimeTicks(up.min(u64::from(u32::MAX)) as u32)));
+        out.push((
+            [ADMIN, &[3, 0]].concat(),
+            SnmpValue::TimeTicks(up.min(u64::from(u32::MAX)) as u32),
+        ));
     }
     out.sort_by(|a, b| a.0.cmp(&b.0));
     out
@@ -563,7 +979,10 @@ mod tests {
     #[test]
     fn date_and_time_encodes_utc() {
         // 2026-11-24 01:21:08 UTC
-        assert_eq!(date_and_time(1_795_483_268), vec![0x07, 0xEA, 11, 24, 1, 21, 8, 0, b'+', 0, 0]);
+        assert_eq!(
+            date_and_time(1_795_483_268),
+            vec![0x07, 0xEA, 11, 24, 1, 21, 8, 0, b'+', 0, 0]
+        );
         assert_eq!(&date_and_time(0)[..4], &[0x07, 0xB2, 1, 1]);
     }
 
@@ -602,9 +1021,17 @@ mod tests {
             // Scalars end in .0; columns in .ROW.
             let obj = objs
                 .iter()
-                .find(|o| matches!(o.node, Node::Scalar | Node::Column) && oid.len() == o.oid.len() + 1 && oid.starts_with(&o.oid))
+                .find(|o| {
+                    matches!(o.node, Node::Scalar | Node::Column)
+                        && oid.len() == o.oid.len() + 1
+                        && oid.starts_with(&o.oid)
+                })
                 .unwrap_or_else(|| panic!("no object for {oid:?}"));
-            assert!(obj.access == Access::ReadOnly, "{} served but not readable", obj.name);
+            assert!(
+                obj.access == Access::ReadOnly,
+                "{} served but not readable",
+                obj.name
+            );
             let ok = match (obj.syntax, &value) {
                 (Some(Syntax::Counter64 | Syntax::Gauge64), SnmpValue::Counter64(_)) => true,
                 (Some(Syntax::Counter32), SnmpValue::Counter32(_)) => true,
@@ -612,14 +1039,23 @@ mod tests {
                 (Some(Syntax::TimeTicks), SnmpValue::TimeTicks(_)) => true,
                 (Some(Syntax::Text), SnmpValue::OctetString(_)) => true,
                 (Some(Syntax::DateAndTime), SnmpValue::OctetString(b)) => b.len() == 11,
-                (Some(Syntax::TruthValue | Syntax::UpdateResult | Syntax::Enum(_)), SnmpValue::Integer(_)) => true,
+                (
+                    Some(Syntax::TruthValue | Syntax::UpdateResult | Syntax::Enum(_)),
+                    SnmpValue::Integer(_),
+                ) => true,
                 _ => false,
             };
-            assert!(ok, "{}: {:?} does not fit {:?}", obj.name, value, obj.syntax);
+            assert!(
+                ok,
+                "{}: {:?} does not fit {:?}",
+                obj.name, value, obj.syntax
+            );
             seen.insert(obj.name.clone());
         }
         // Every readable object is served with this snapshot.
-        for o in objs.iter().filter(|o| o.access == Access::ReadOnly && matches!(o.node, Node::Scalar | Node::Column)) {
+        for o in objs.iter().filter(|o| {
+            o.access == Access::ReadOnly && matches!(o.node, Node::Scalar | Node::Column)
+        }) {
             assert!(seen.contains(&o.name), "{} is never served", o.name);
         }
     }

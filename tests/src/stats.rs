@@ -116,8 +116,6 @@ impl StatsSetup {
     }
 }
 
-
-
 /// One sample of the exposition.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Sample {

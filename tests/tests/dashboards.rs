@@ -1308,7 +1308,9 @@ fn every_panel_query_answers_from_a_live_prometheus() -> Result<()> {
                 Duration::from_secs(30),
             );
             if let Err(e) = seen {
-                failures.push(format!("after stats reset, Prometheus saw no counter reset: {e:#}"));
+                failures.push(format!(
+                    "after stats reset, Prometheus saw no counter reset: {e:#}"
+                ));
             }
             for expr in [
                 "rate(mailward_messages_received_total[1m])",
@@ -1318,13 +1320,18 @@ fn every_panel_query_answers_from_a_live_prometheus() -> Result<()> {
                 match prom.query(&format!("min({expr})")) {
                     Ok(r) => match r.single_value() {
                         Some(v) if v >= 0.0 => {}
-                        other => failures.push(format!("after stats reset, {expr} = {other:?}, expected >= 0")),
+                        other => failures.push(format!(
+                            "after stats reset, {expr} = {other:?}, expected >= 0"
+                        )),
                     },
                     Err(e) => failures.push(format!("{expr}: {e:#}")),
                 }
             }
         }
-        Ok(out) => failures.push(format!("mailward stats reset failed: {}", output_text(&out))),
+        Ok(out) => failures.push(format!(
+            "mailward stats reset failed: {}",
+            output_text(&out)
+        )),
         Err(e) => failures.push(format!("mailward stats reset: {e:#}")),
     }
 
