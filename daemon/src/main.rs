@@ -192,7 +192,6 @@ fn print_stats(data: &serde_json::Value) {
         when("start_time"),
         when("reset_time")
     );
-    let data = data;
     for cat in mailward_metrics::Category::ALL {
         let Some(section) = data.get(cat.as_str()).and_then(|v| v.as_object()) else {
             continue;

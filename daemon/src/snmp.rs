@@ -329,7 +329,7 @@ pub async fn watch(gw: Arc<Gateway>, snmp: Arc<Snmp>) {
                 }
                 "infected_share_percent" => {
                     let (rec, inf) = since(Duration::from_secs(3600));
-                    let share = if rec == 0 { 0 } else { inf * 100 / rec };
+                    let share = (inf * 100).checked_div(rec).unwrap_or(0);
                     (share, share > threshold)
                 }
                 "spool_free_bytes" => {

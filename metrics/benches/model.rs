@@ -33,13 +33,13 @@ fn main() {
         });
         stats.record(&Event::MessageAccepted { size: 1024 });
         stats.record(&Event::ScanFinished {
-            av: if i % 10 == 0 {
+            av: if i.is_multiple_of(10) {
                 AvStatus::Infected
             } else {
                 AvStatus::Clean
             },
             spam: Some(SpamStatus::Clean),
-            viruses: if i % 10 == 0 { &viruses } else { &[] },
+            viruses: if i.is_multiple_of(10) { &viruses } else { &[] },
             filter_rules: &[],
             sender: "sender@example.com",
             client: "192.0.2.1"
@@ -71,7 +71,8 @@ fn main() {
         .unwrap_or_else(|_| std::process::exit(1));
     let top = IntCounterVec::new(Opts::new("virus_total", "v"), &["virus"])
         .unwrap_or_else(|_| std::process::exit(1));
-    for c in [received.clone()] {
+    {
+        let c = received.clone();
         let _ = registry.register(Box::new(c));
     }
     let _ = registry.register(Box::new(bytes.clone()));
@@ -83,9 +84,13 @@ fn main() {
         sessions.with_label_values(&["in"]).inc();
         received.inc();
         bytes.inc_by(1024);
-        av.with_label_values(&[if i % 10 == 0 { "infected" } else { "clean" }])
-            .inc();
-        if i % 10 == 0 {
+        av.with_label_values(&[if i.is_multiple_of(10) {
+            "infected"
+        } else {
+            "clean"
+        }])
+        .inc();
+        if i.is_multiple_of(10) {
             top.with_label_values(&["EICAR-Test-File"]).inc();
         }
         del.with_label_values(&["delivered"]).inc();

@@ -187,6 +187,8 @@ pub const SNMP_NOTIFICATIONS: &[&str] = &[
 use Category::*;
 use Kind::*;
 
+// One argument per column of the catalogue table below, in its order.
+#[allow(clippy::too_many_arguments)]
 const fn def(
     id: StatId,
     category: Category,

@@ -72,7 +72,7 @@ fn syntax_text(s: Syntax, rows: Option<u32>) -> String {
     }
 }
 
-fn parent_name<'a>(objs: &'a [Object], o: &Object) -> String {
+fn parent_name(objs: &[Object], o: &Object) -> String {
     let parent = &o.oid[..o.oid.len() - 1];
     if parent.is_empty() {
         return "mailwardMIB".into();
