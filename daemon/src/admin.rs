@@ -44,6 +44,9 @@ pub enum Request {
     QueueShow { id: String },
     QueueFlush,
     QueueRemove { id: String },
+    BasesStatus,
+    BasesUpdate { from: Option<String> },
+    BasesRollback,
     StatsShow,
     StatsWrite,
     StatsReset,
@@ -157,6 +160,9 @@ async fn handle(gw: &Gateway, req: Request) -> Response {
                 .unwrap_or_else(|e| format!("(cannot read the message: {e})"));
             ok(serde_json::json!({ "envelope": QueueItem::from(&env), "message": message }))
         }
+        Request::BasesStatus => bases_status(gw),
+        Request::BasesUpdate { from } => bases_update(gw, from).await,
+        Request::BasesRollback => bases_rollback(gw).await,
         Request::StatsShow => ok(gw.snapshot().to_json()),
         Request::StatsWrite => match crate::stats_file::write(gw) {
             Ok(path) => ok(serde_json::json!({ "path": path })),
@@ -194,6 +200,88 @@ async fn handle(gw: &Gateway, req: Request) -> Response {
                 Err(e) => err(e.to_string()),
             }
         }
+    }
+}
+
+fn bases_status(gw: &Gateway) -> Response {
+    use std::sync::atomic::Ordering::Relaxed;
+    let cfg = gw.config();
+    let info = |b: Option<crate::bases::BasesInfo>| {
+        b.map(|b| {
+            serde_json::json!({
+                "version": b.version, "released": b.released, "records": b.records, "loaded_at": b.loaded_at,
+            })
+        })
+    };
+    let previous = crate::bases::read(&crate::bases::previous_dir(&cfg.bases.av))
+        .ok()
+        .flatten();
+    let current = gw.bases();
+    let result = mailward_metrics::catalogue::UPDATE_RESULTS
+        .get(gw.update_last_result.load(Relaxed))
+        .copied()
+        .unwrap_or("unknown");
+    ok(serde_json::json!({
+        "directory": cfg.bases.av,
+        "obsolete": crate::bases::is_obsolete(
+            current.as_ref(),
+            cfg.bases.obsolete_after.get(),
+            chrono::Utc::now().timestamp()
+        ),
+        "current": info(current),
+        "previous": info(previous),
+        "last_check": gw.update_last_check.load(Relaxed),
+        "last_result": result,
+    }))
+}
+
+async fn bases_update(gw: &Gateway, from: Option<String>) -> Response {
+    use crate::bases::UpdateResult;
+    let cfg = gw.config();
+    let from =
+        from.or_else(|| (!cfg.bases.update_from.is_empty()).then(|| cfg.bases.update_from.clone()));
+    let Some(from) = from else {
+        return err("no source to update from: give --from DIR or set bases.update_from".into());
+    };
+    let dir = cfg.bases.av.clone();
+    let source = crate::bases::source_dir(&from);
+    let outcome = tokio::task::spawn_blocking(move || crate::bases::install(&dir, &source)).await;
+    match outcome {
+        Ok(Ok((result, info))) => {
+            let message = match result {
+                UpdateResult::NotNeeded => {
+                    format!("Bases {} are already in use; nothing to do.", info.version)
+                }
+                _ => format!(
+                    "Bases {} ({} records) from {from} are in use.",
+                    info.version, info.records
+                ),
+            };
+            gw.update_attempted(result, message.clone());
+            ok(serde_json::json!({ "result": format!("{result:?}"), "message": message }))
+        }
+        Ok(Err(e)) => {
+            let message = format!("Update from {from} refused: {e}; the bases in use stay.");
+            gw.update_attempted(UpdateResult::Error, message.clone());
+            err(message)
+        }
+        Err(e) => err(format!("update task failed: {e}")),
+    }
+}
+
+async fn bases_rollback(gw: &Gateway) -> Response {
+    let dir = gw.config().bases.av.clone();
+    match tokio::task::spawn_blocking(move || crate::bases::rollback(&dir)).await {
+        Ok(Ok(info)) => {
+            let message = format!(
+                "Rolled back to bases {} ({} records).",
+                info.version, info.records
+            );
+            gw.update_attempted(crate::bases::UpdateResult::RolledBack, message.clone());
+            ok(serde_json::json!({ "result": "RolledBack", "message": message }))
+        }
+        Ok(Err(e)) => err(format!("cannot roll back: {e}")),
+        Err(e) => err(format!("rollback task failed: {e}")),
     }
 }
 

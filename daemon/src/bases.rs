@@ -105,3 +105,168 @@ mod tests {
         assert!(matches!(read(dir.path()), Err(BasesError::Manifest { .. })));
     }
 }
+
+/// The result of an update attempt (MAILWARD-MIB's MwUpdateResult; the
+/// index matches `catalogue::UPDATE_RESULTS`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UpdateResult {
+    Updated = 0,
+    NotNeeded = 1,
+    Error = 2,
+    RolledBack = 3,
+}
+
+/// The backup of the previous bases: `DIR.previous` beside `DIR`.
+pub fn previous_dir(dir: &Path) -> PathBuf {
+    PathBuf::from(format!("{}.previous", dir.display()))
+}
+
+fn copy_dir(from: &Path, to: &Path) -> Result<(), BasesError> {
+    let io = |path: &Path, source| BasesError::Read {
+        path: path.to_path_buf(),
+        source,
+    };
+    std::fs::create_dir_all(to).map_err(|e| io(to, e))?;
+    for entry in std::fs::read_dir(from).map_err(|e| io(from, e))? {
+        let entry = entry.map_err(|e| io(from, e))?;
+        let kind = entry.file_type().map_err(|e| io(&entry.path(), e))?;
+        if kind.is_file() {
+            let dest = to.join(entry.file_name());
+            std::fs::copy(entry.path(), &dest).map_err(|e| io(&dest, e))?;
+            std::fs::File::open(&dest)
+                .and_then(|f| f.sync_all())
+                .map_err(|e| io(&dest, e))?;
+        }
+    }
+    std::fs::File::open(to)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| io(to, e))
+}
+
+/// Checks a candidate set before it may replace the bases in use: a valid
+/// manifest and at least one rule file. (Compiling the rules is the
+/// scanner's part of the check, once there is a scanner.)
+pub fn validate(dir: &Path) -> Result<BasesInfo, BasesError> {
+    let info = read(dir)?.ok_or_else(|| BasesError::Manifest {
+        path: dir.join("manifest.toml"),
+        problem: "missing: a bases directory needs a manifest.toml".into(),
+    })?;
+    let rules = std::fs::read_dir(dir)
+        .map_err(|source| BasesError::Read {
+            path: dir.to_path_buf(),
+            source,
+        })?
+        .filter_map(Result::ok)
+        .filter(|e| {
+            e.path()
+                .extension()
+                .is_some_and(|x| x == "yar" || x == "yara")
+        })
+        .count();
+    if rules == 0 {
+        return Err(BasesError::Manifest {
+            path: dir.to_path_buf(),
+            problem: "no .yar rule files".into(),
+        });
+    }
+    Ok(info)
+}
+
+/// Where an update comes from: a directory or a `file://` URL.
+pub fn source_dir(from: &str) -> PathBuf {
+    PathBuf::from(from.strip_prefix("file://").unwrap_or(from))
+}
+
+/// Installs the set in `from` as the bases in `dir`, keeping the current
+/// set as `DIR.previous`. The swap is two renames, so the bases in use are
+/// always a whole set.
+pub fn install(dir: &Path, from: &Path) -> Result<(UpdateResult, BasesInfo), BasesError> {
+    let new = validate(from)?;
+    if let Ok(Some(cur)) = read(dir) {
+        if cur.version == new.version && cur.released == new.released {
+            return Ok((UpdateResult::NotNeeded, cur));
+        }
+    }
+    let io = |path: &Path, source| BasesError::Read {
+        path: path.to_path_buf(),
+        source,
+    };
+    let staging = PathBuf::from(format!("{}.new", dir.display()));
+    if staging.exists() {
+        std::fs::remove_dir_all(&staging).map_err(|e| io(&staging, e))?;
+    }
+    copy_dir(from, &staging)?;
+    let previous = previous_dir(dir);
+    if dir.exists() {
+        if previous.exists() {
+            std::fs::remove_dir_all(&previous).map_err(|e| io(&previous, e))?;
+        }
+        std::fs::rename(dir, &previous).map_err(|e| io(dir, e))?;
+    }
+    std::fs::rename(&staging, dir).map_err(|e| io(&staging, e))?;
+    Ok((UpdateResult::Updated, new))
+}
+
+/// Swaps the bases in use with the previous set.
+pub fn rollback(dir: &Path) -> Result<BasesInfo, BasesError> {
+    let previous = previous_dir(dir);
+    let info = validate(&previous).map_err(|e| BasesError::Manifest {
+        path: previous.clone(),
+        problem: format!("no previous bases to go back to ({e})"),
+    })?;
+    let io = |path: &Path, source| BasesError::Read {
+        path: path.to_path_buf(),
+        source,
+    };
+    let swap = PathBuf::from(format!("{}.swap", dir.display()));
+    if swap.exists() {
+        std::fs::remove_dir_all(&swap).map_err(|e| io(&swap, e))?;
+    }
+    std::fs::rename(dir, &swap).map_err(|e| io(dir, e))?;
+    std::fs::rename(&previous, dir).map_err(|e| io(&previous, e))?;
+    std::fs::rename(&swap, &previous).map_err(|e| io(&swap, e))?;
+    Ok(info)
+}
+
+#[cfg(test)]
+mod update_tests {
+    use super::*;
+
+    fn set(dir: &Path, version: &str) {
+        std::fs::create_dir_all(dir).unwrap();
+        std::fs::write(
+            dir.join("manifest.toml"),
+            format!("version = \"{version}\"\nreleased = \"2026-11-0{version}T00:00:00Z\"\nrecords = 3\n"),
+        )
+        .unwrap();
+        std::fs::write(dir.join("rules.yar"), "rule r { condition: false }\n").unwrap();
+    }
+
+    #[test]
+    fn install_keeps_a_backup_refuses_broken_sets_and_rolls_back() {
+        let tmp = tempfile::tempdir().unwrap();
+        let av = tmp.path().join("av");
+        let (a, b, broken) = (
+            tmp.path().join("a"),
+            tmp.path().join("b"),
+            tmp.path().join("broken"),
+        );
+        set(&a, "1");
+        set(&b, "2");
+        std::fs::create_dir_all(&broken).unwrap();
+        std::fs::write(broken.join("manifest.toml"), "version = \"3\"\n").unwrap();
+        assert_eq!(install(&av, &a).unwrap().0, UpdateResult::Updated);
+        assert_eq!(install(&av, &a).unwrap().0, UpdateResult::NotNeeded);
+        assert_eq!(install(&av, &b).unwrap().0, UpdateResult::Updated);
+        assert!(install(&av, &broken).is_err());
+        assert_eq!(
+            read(&av).unwrap().unwrap().version,
+            "2",
+            "a refused set changes nothing"
+        );
+        assert_eq!(rollback(&av).unwrap().version, "1");
+        assert_eq!(read(&av).unwrap().unwrap().version, "1");
+        assert_eq!(read(&previous_dir(&av)).unwrap().unwrap().version, "2");
+    }
+}

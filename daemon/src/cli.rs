@@ -42,9 +42,39 @@ pub enum Command {
     /// Lists, shows, retries or removes messages in the working queue of the running daemon.
     #[command(subcommand)]
     Queue(QueueCommand),
+    /// Shows, updates or rolls back the signature bases of the running daemon.
+    #[command(subcommand)]
+    Bases(BasesCommand),
     /// Shows, writes or resets the statistics of the running daemon.
     #[command(subcommand)]
     Stats(StatsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BasesCommand {
+    /// Shows the bases in use, the previous set kept for rollback, and the last update.
+    #[command(after_help = "Example:\n  mailward bases status --config mailward.toml")]
+    Status {
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Installs a new set (checked first; the current one is kept for rollback).
+    #[command(
+        after_help = "The source is a directory of .yar files with a manifest.toml (version, released, records).\nWithout --from, bases.update_from is used.\n\nExample:\n  mailward bases update --from /srv/mailward-bases/2026-11-24 --config mailward.toml"
+    )]
+    Update {
+        /// A directory (or file:// URL) holding the new set.
+        #[arg(long, value_name = "DIR")]
+        from: Option<String>,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Goes back to the previous set (and keeps the current one as the previous).
+    #[command(after_help = "Example:\n  mailward bases rollback --config mailward.toml")]
+    Rollback {
+        #[command(flatten)]
+        config: ConfigArg,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -68,6 +68,12 @@ pub struct Gateway {
     pub config_loaded_at: std::sync::atomic::AtomicI64,
     /// The signature bases in use (None: none installed).
     pub bases: RwLock<Option<crate::bases::BasesInfo>>,
+    /// When an update of the bases was last attempted (unix time, 0 = never).
+    pub update_last_check: std::sync::atomic::AtomicI64,
+    /// Its result, as an index into `catalogue::UPDATE_RESULTS` (4 = unknown).
+    pub update_last_result: std::sync::atomic::AtomicUsize,
+    /// The SNMP side, once started (notifications from anywhere).
+    pub snmp: std::sync::OnceLock<Arc<crate::snmp::Snmp>>,
 }
 
 impl Gateway {
@@ -95,6 +101,11 @@ impl Gateway {
             reload_failures: AtomicU64::new(0),
             config_loaded_at: std::sync::atomic::AtomicI64::new(chrono::Utc::now().timestamp()),
             bases: RwLock::new(None),
+            update_last_check: std::sync::atomic::AtomicI64::new(0),
+            update_last_result: std::sync::atomic::AtomicUsize::new(
+                mailward_metrics::catalogue::UPDATE_RESULTS.len() - 1,
+            ),
+            snmp: std::sync::OnceLock::new(),
         }
     }
 
@@ -148,14 +159,38 @@ impl Gateway {
             bases_records: bases.as_ref().map_or(0, |b| b.records),
             bases_released: bases.as_ref().map_or(0, |b| b.released),
             bases_loaded: bases.as_ref().map_or(0, |b| b.loaded_at),
-            // Updates of the bases come with the scanner: "unknown" until then.
-            update_last_check: 0,
-            update_last_result: mailward_metrics::catalogue::UPDATE_RESULTS.len() - 1,
+            update_last_check: self.update_last_check.load(Ordering::Relaxed),
+            update_last_result: self.update_last_result.load(Ordering::Relaxed),
             agentx_connected: subagent.as_ref().is_some_and(|h| h.connected),
             agentx_reconnects: subagent.as_ref().map_or(0, |h| h.reconnects),
             snmp_notifications_dropped: subagent.as_ref().map_or(0, |h| h.notifications_dropped),
         };
         self.stats.snapshot(&gauges)
+    }
+
+    /// Sends an SNMP notification (when the subagent runs and `snmp.traps`
+    /// enables it).
+    pub fn notify(&self, trap: crate::snmp::Trap) {
+        if let Some(snmp) = self.snmp.get() {
+            snmp.send(self, trap);
+        }
+    }
+
+    /// Records an update attempt of the bases and reports it.
+    pub fn update_attempted(&self, result: crate::bases::UpdateResult, message: String) {
+        self.update_last_check
+            .store(chrono::Utc::now().timestamp(), Ordering::Relaxed);
+        self.update_last_result
+            .store(result as usize, Ordering::Relaxed);
+        if matches!(
+            result,
+            crate::bases::UpdateResult::Updated | crate::bases::UpdateResult::RolledBack
+        ) && self.reload_bases().is_some()
+        {
+            self.notify(crate::snmp::Trap::BasesReloaded);
+        }
+        tracing::info!(target: "admin", result = ?result, "{message}");
+        self.notify(crate::snmp::Trap::UpdateStatus { result, message });
     }
 
     pub fn bases(&self) -> Option<crate::bases::BasesInfo> {

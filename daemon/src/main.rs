@@ -5,7 +5,7 @@
 
 use clap::Parser;
 use mailward::admin::{self, QueueItem, Request};
-use mailward::cli::{Cli, Command, ConfigCommand, QueueCommand, StatsCommand};
+use mailward::cli::{BasesCommand, Cli, Command, ConfigCommand, QueueCommand, StatsCommand};
 use mailward::config;
 use std::path::Path;
 use std::process::ExitCode;
@@ -44,6 +44,7 @@ fn main() -> ExitCode {
         }
         Command::Queue(q) => queue(q),
         Command::Stats(c) => stats(c),
+        Command::Bases(c) => bases(c),
     }
 }
 
@@ -146,6 +147,51 @@ fn queue(cmd: QueueCommand) -> ExitCode {
             out!("{n} message(s) scheduled for delivery now.");
         }
         QueueCommand::Remove { id, .. } => out!("{id} removed."),
+    }
+    ExitCode::SUCCESS
+}
+
+fn bases(cmd: BasesCommand) -> ExitCode {
+    let (path, req) = match &cmd {
+        BasesCommand::Status { config } => (&config.config, Request::BasesStatus),
+        BasesCommand::Update { from, config } => {
+            (&config.config, Request::BasesUpdate { from: from.clone() })
+        }
+        BasesCommand::Rollback { config } => (&config.config, Request::BasesRollback),
+    };
+    let data = match call(path.as_deref(), &req) {
+        Ok(d) => d,
+        Err(code) => return code,
+    };
+    match cmd {
+        BasesCommand::Status { .. } => {
+            let when = |v: &serde_json::Value| {
+                v.as_i64()
+                    .filter(|t| *t > 0)
+                    .and_then(|t| chrono::DateTime::from_timestamp(t, 0))
+                    .map_or("never".to_string(), |t| t.to_rfc3339())
+            };
+            let set = |v: &serde_json::Value| match v {
+                serde_json::Value::Null => "none".to_string(),
+                v => format!(
+                    "version {}, released {}, {} records, loaded {}",
+                    v["version"].as_str().unwrap_or("?"),
+                    when(&v["released"]),
+                    v["records"],
+                    when(&v["loaded_at"])
+                ),
+            };
+            out!("directory:   {}", data["directory"].as_str().unwrap_or("?"));
+            out!("in use:      {}", set(&data["current"]));
+            out!("previous:    {}", set(&data["previous"]));
+            out!("obsolete:    {}", data["obsolete"]);
+            out!(
+                "last update: {} ({})",
+                when(&data["last_check"]),
+                data["last_result"].as_str().unwrap_or("unknown")
+            );
+        }
+        _ => out!("{}", data["message"].as_str().unwrap_or("done")),
     }
     ExitCode::SUCCESS
 }

@@ -85,6 +85,7 @@ pub async fn run(config: Config, path: Option<PathBuf>) -> Result<(), RunError> 
         tracing::info!(target: "app", version = %b.version, records = b.records, "Signature bases found.");
     }
     let snmp = Arc::new(Snmp::start(&gw)?);
+    let _ = gw.snmp.set(snmp.clone());
     if let Some(addr) = metrics_listen {
         crate::metrics_http::start(gw.clone(), addr).await?;
     }

@@ -31,6 +31,10 @@ pub enum Trap {
         message: String,
     },
     BasesReloaded,
+    UpdateStatus {
+        result: crate::bases::UpdateResult,
+        message: String,
+    },
     ObsoleteBases,
     AlertThreshold {
         name: String,
@@ -49,6 +53,7 @@ impl Trap {
             Trap::ProductError { .. } => (3, "admin"),
             Trap::ConfigReloaded { .. } => (4, "config"),
             Trap::BasesReloaded => (5, "update"),
+            Trap::UpdateStatus { .. } => (6, "update"),
             Trap::ObsoleteBases => (7, "update"),
             Trap::AlertThreshold { .. } => (8, "admin"),
         }
@@ -238,6 +243,10 @@ impl Snmp {
                     ),
                 ),
                 released(),
+            ],
+            Trap::UpdateStatus { result, message: m } => vec![
+                VarBind::new(o(&[1, 3, 2, 0]), Value::Integer(*result as i32 + 1)),
+                message(m),
             ],
             Trap::ObsoleteBases => vec![
                 released(),
