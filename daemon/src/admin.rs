@@ -213,9 +213,11 @@ fn bases_status(gw: &Gateway) -> Response {
             })
         })
     };
+    // The previous set is not loaded: it has no load time.
     let previous = crate::bases::read(&crate::bases::previous_dir(&cfg.bases.av))
         .ok()
-        .flatten();
+        .flatten()
+        .map(|b| crate::bases::BasesInfo { loaded_at: 0, ..b });
     let current = gw.bases();
     let result = mailward_metrics::catalogue::UPDATE_RESULTS
         .get(gw.update_last_result.load(Relaxed))

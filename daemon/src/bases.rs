@@ -56,9 +56,12 @@ pub fn read(dir: &Path) -> Result<Option<BasesInfo>, BasesError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(source) => return Err(BasesError::Read { path, source }),
     };
+    // The message alone, on one line: it goes into logs, CLI output and
+    // the mwUpdateStatus text (255 octets), where a source snippet would
+    // push the cause out.
     let m: Manifest = toml::from_str(&text).map_err(|e| BasesError::Manifest {
         path: path.clone(),
-        problem: e.to_string(),
+        problem: e.message().replace('\n', " "),
     })?;
     let released = chrono::DateTime::parse_from_rfc3339(&m.released)
         .map_err(|e| BasesError::Manifest {

@@ -173,13 +173,18 @@ fn bases(cmd: BasesCommand) -> ExitCode {
             };
             let set = |v: &serde_json::Value| match v {
                 serde_json::Value::Null => "none".to_string(),
-                v => format!(
-                    "version {}, released {}, {} records, loaded {}",
-                    v["version"].as_str().unwrap_or("?"),
-                    when(&v["released"]),
-                    v["records"],
-                    when(&v["loaded_at"])
-                ),
+                v => {
+                    let loaded = match v["loaded_at"].as_i64() {
+                        Some(t) if t > 0 => format!(", loaded {}", when(&v["loaded_at"])),
+                        _ => String::new(),
+                    };
+                    format!(
+                        "version {}, released {}, {} records{loaded}",
+                        v["version"].as_str().unwrap_or("?"),
+                        when(&v["released"]),
+                        v["records"]
+                    )
+                }
             };
             out!("directory:   {}", data["directory"].as_str().unwrap_or("?"));
             out!("in use:      {}", set(&data["current"]));

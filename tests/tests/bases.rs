@@ -1,0 +1,855 @@
+//! The signature bases as an operator handles them, with the real net-snmp
+//! (snmpd as AgentX master, snmptrapd logging every notification): a
+//! gateway started without bases says so in `mailward bases status`, on
+//! `/metrics` and over SNMP; `bases update --from DIR` puts a good set in
+//! use and says so everywhere (status, /metrics, `snmpget`, mwBasesReloaded
+//! and mwUpdateStatus updated(1)); the same set again is notNeeded(2); a
+//! broken set is refused with a clear message, error(3), and the bases in
+//! use stay; `bases rollback` after a newer set goes back to the older one
+//! (rolledBack(4), mwBasesReloaded again); and mail flows throughout.
+//!
+//! The sets are fixtures in `tests/resources/bases/`. Each problem is
+//! collected and all are reported at once, each with what was expected and
+//! what was found. Needs the Debian packages snmpd, snmptrapd, snmp,
+//! postfix (smtp-sink) and swaks, and the IETF base MIBs in
+//! target/mibs-base/ (tests/install-deps.sh installs and fetches them).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use mailward_e2e::snmp::{
+    parse_date_and_time_hex, parse_date_and_time_text, rfc3339, unix_now, NetSnmp, Trap, ROOT,
+};
+use mailward_e2e::stats::{Metrics, StatsSetup};
+use mailward_e2e::tools::output_text;
+use mailward_e2e::*;
+
+/// How long the subtree may take to answer after the daemon greets.
+const SUBTREE_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// How long a notification may take to reach snmptrapd.
+const TRAP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long `snmpget` may show the old state: the view is served for 1 s
+/// (daemon/src/snmp.rs VIEW_TTL) before it is rebuilt.
+const VIEW_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long a message may take to reach the sink.
+const MAIL_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// `mwBasesReloaded` and `mwUpdateStatus`: arcs under mwNotifications.
+const BASES_RELOADED: u32 = 5;
+const UPDATE_STATUS: u32 = 6;
+
+/// The varbinds of those notifications, relative to the root.
+const MW_BASES_RELEASED_0: &str = "1.3.4.0";
+const MW_BASES_RECORDS_0: &str = "1.3.5.0";
+const MW_UPDATE_LAST_RESULT_0: &str = "1.3.2.0";
+const MW_NOTIFY_MESSAGE_0: &str = "1.5.1.0";
+
+/// The label values of `mailward_update_last_result`, with the numbers of
+/// MAILWARD-MIB's MwUpdateResult.
+const RESULTS: &[(&str, u32, &str)] = &[
+    ("updated", 1, "updated"),
+    ("not_needed", 2, "notNeeded"),
+    ("error", 3, "error"),
+    ("rolled_back", 4, "rolledBack"),
+    ("unknown", 5, "unknown"),
+];
+
+/// A good bases set among the fixtures, with what its manifest says.
+struct Set {
+    /// The directory under tests/resources/bases/.
+    name: &'static str,
+    version: &'static str,
+    /// `released` of the manifest, in unix seconds.
+    released: i64,
+    records: u64,
+}
+
+/// tests/resources/bases/v1: released 2026-11-20T00:00:00Z, 3 records.
+const V1: Set = Set {
+    name: "v1",
+    version: "2026.11.20.1",
+    released: 1_795_132_800,
+    records: 3,
+};
+
+/// tests/resources/bases/v2: released 2026-11-22T00:00:00Z, 5 records.
+const V2: Set = Set {
+    name: "v2",
+    version: "2026.11.22.1",
+    released: 1_795_305_600,
+    records: 5,
+};
+
+/// A manifest without `released` (and a rule file).
+const BROKEN_MANIFEST: &str = "broken-manifest";
+
+/// A valid manifest and no `.yar` file.
+const BROKEN_NO_RULES: &str = "broken-no-rules";
+
+fn fixture(name: &str) -> PathBuf {
+    resource(&format!("bases/{name}"))
+}
+
+/// A time as `mailward bases status` prints it (chrono's RFC 3339 in UTC).
+fn cli_time(unix: i64) -> String {
+    rfc3339(unix).replace('Z', "+00:00")
+}
+
+/// A numeric OID under Mailward's root.
+fn mw(rel: &str) -> String {
+    format!("{ROOT}.{rel}")
+}
+
+/// What is wrong, collected and reported together.
+#[derive(Default)]
+struct Failures(Vec<String>);
+
+impl Failures {
+    fn check(&mut self, ok: bool, what: impl FnOnce() -> String) {
+        if !ok {
+            self.0.push(what());
+        }
+    }
+
+    fn push(&mut self, what: impl Into<String>) {
+        self.0.push(what.into());
+    }
+
+    /// Records the error of a step that failed, and goes on.
+    fn step<T>(&mut self, what: &str, r: Result<T>) -> Option<T> {
+        match r {
+            Ok(v) => Some(v),
+            Err(e) => {
+                self.0.push(format!("{what}: {e:#}"));
+                None
+            }
+        }
+    }
+
+    fn finish(self, context: impl FnOnce() -> String) -> Result<()> {
+        if self.0.is_empty() {
+            return Ok(());
+        }
+        bail!(
+            "{} problem(s):\n- {}\n\n{}",
+            self.0.len(),
+            self.0.join("\n- "),
+            context()
+        )
+    }
+}
+
+/// snmptrapd + snmpd, a sink, and a Mailward with /metrics, every
+/// notification category, its bases in `DIR/bases/av` (none at start).
+/// Dropped in field order.
+struct Rig {
+    daemon: Daemon,
+    snmp: NetSnmp,
+    sink: Sink,
+    stats: StatsSetup,
+    dir: TestDir,
+}
+
+impl Rig {
+    fn start() -> Result<Rig> {
+        let dir = TestDir::new("bases")?;
+        let snmp = NetSnmp::start(dir.path())?;
+        let sink = Sink::start(dir.path(), "sink")?;
+        let stats = StatsSetup::new(dir.path());
+        let av = dir.join("bases").join("av");
+        let config = Config::new(dir.path())
+            .set_str("bases", "av", &av.display().to_string())
+            // The fixtures are of November 2026: not obsolete for years.
+            .set_str("bases", "obsolete_after", "3650d")
+            .set_str("agentx", "socket", &snmp.agentx_setting())
+            .set_str("agentx", "ping_interval", "1s")
+            .set_str("agentx", "timeout", "1s")
+            .set_list("snmp", "traps", &["config", "admin", "update"])
+            .route_to_port("*", sink.port);
+        let config = stats.apply(config);
+        let daemon = Daemon::start(&config)?;
+        let rig = Rig {
+            daemon,
+            snmp,
+            sink,
+            stats,
+            dir,
+        };
+        rig.snmp
+            .wait_subtree(SUBTREE_TIMEOUT)
+            .with_context(|| rig.context())?;
+        Ok(rig)
+    }
+
+    /// `mailward bases status`, as `key -> value` (`in use`, `previous`,
+    /// `obsolete`, `last update`, ...).
+    fn status(&self) -> Result<BTreeMap<String, String>> {
+        let text = self.daemon.cli_ok(&["bases", "status"])?;
+        Ok(text
+            .lines()
+            .filter_map(|l| l.split_once(':'))
+            .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+            .collect())
+    }
+
+    /// `mailward ARGS`: (exit code, stdout, stderr), with the time just
+    /// before and just after.
+    fn cli(&self, args: &[&str]) -> Result<Outcome> {
+        let before = unix_now();
+        let out = self.daemon.cli(args)?;
+        let after = unix_now();
+        Ok(Outcome {
+            code: out.status.code(),
+            stdout: String::from_utf8_lossy(&out.stdout).trim_end().to_string(),
+            stderr: String::from_utf8_lossy(&out.stderr).trim_end().to_string(),
+            text: output_text(&out),
+            before,
+            after,
+        })
+    }
+
+    fn context(&self) -> String {
+        format!(
+            "test directory: {}\n----- mailward log -----\n{}\n----- net-snmp -----\n{}",
+            self.dir.path().display(),
+            self.daemon.log(),
+            self.snmp.logs()
+        )
+    }
+}
+
+/// What a CLI command did.
+struct Outcome {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+    /// Both, for messages.
+    text: String,
+    before: i64,
+    after: i64,
+}
+
+/// The expected bases in use (`None`: none) after an action, the result
+/// of the last update, and when that action ran.
+struct Expect<'a> {
+    what: &'a str,
+    in_use: Option<&'a Set>,
+    previous: Option<&'a Set>,
+    result: &'a str,
+    /// When the last update was attempted: between these (0, 0: never).
+    checked: (i64, i64),
+    /// When the bases in use were loaded: between these.
+    loaded: (i64, i64),
+}
+
+/// Checks `bases status`, /metrics and (polling) snmpget against `e`.
+fn check_state(f: &mut Failures, rig: &Rig, e: &Expect) {
+    let what = e.what;
+    let m = match rig.stats.scrape() {
+        Ok(m) => m,
+        Err(e) => {
+            f.push(format!("{what}: scraping /metrics: {e:#}"));
+            return;
+        }
+    };
+    let gauge = |name: &str| m.get(name, &[]);
+
+    // /metrics.
+    let records = e.in_use.map_or(0, |s| s.records) as f64;
+    let got = gauge("mailward_bases_records");
+    f.check(got == Some(records), || {
+        format!("{what}: /metrics mailward_bases_records = {got:?}, expected {records}")
+    });
+    let released = e.in_use.map_or(0, |s| s.released) as f64;
+    let got = gauge("mailward_bases_released_timestamp_seconds");
+    f.check(got == Some(released), || {
+        format!(
+            "{what}: /metrics mailward_bases_released_timestamp_seconds = {got:?}, expected {released}"
+        )
+    });
+    let results = result_series(&m);
+    let want: Vec<(String, Option<f64>)> = RESULTS
+        .iter()
+        .map(|(r, _, _)| (r.to_string(), Some(if *r == e.result { 1.0 } else { 0.0 })))
+        .collect();
+    f.check(results == want, || {
+        format!(
+            "{what}: /metrics mailward_update_last_result = {results:?}, expected {want:?} (result=\"{}\" 1, the others 0)",
+            e.result
+        )
+    });
+    let checked = gauge("mailward_update_last_check_timestamp_seconds");
+    let checked_ok = checked.is_some_and(|t| {
+        let t = t as i64;
+        if e.checked == (0, 0) {
+            t == 0
+        } else {
+            t > 0 && e.checked.0 <= t && t <= e.checked.1
+        }
+    });
+    f.check(checked_ok, || {
+        format!(
+            "{what}: /metrics mailward_update_last_check_timestamp_seconds = {checked:?}, expected {}",
+            if e.checked == (0, 0) {
+                "0 (never)".to_string()
+            } else {
+                format!("the time of the command, {}..={}", e.checked.0, e.checked.1)
+            }
+        )
+    });
+    let loaded = gauge("mailward_bases_loaded_timestamp_seconds");
+    let loaded_ok = loaded.is_some_and(|t| {
+        let t = t as i64;
+        match e.in_use {
+            None => t == 0,
+            Some(_) => e.loaded.0 <= t && t <= e.loaded.1,
+        }
+    });
+    f.check(loaded_ok, || {
+        format!(
+            "{what}: /metrics mailward_bases_loaded_timestamp_seconds = {loaded:?}, expected {}",
+            match e.in_use {
+                None => "0 (none)".to_string(),
+                Some(_) => format!("{}..={}", e.loaded.0, e.loaded.1),
+            }
+        )
+    });
+
+    // `bases status`, which must agree with /metrics on the times.
+    let Some(status) = f.step(&format!("{what}: mailward bases status"), rig.status()) else {
+        return;
+    };
+    let field = |k: &str| status.get(k).cloned().unwrap_or_default();
+    let av = rig.dir.join("bases").join("av").display().to_string();
+    f.check(field("directory") == av, || {
+        format!(
+            "{what}: status `directory: {}`, expected {av}",
+            field("directory")
+        )
+    });
+    let want_in_use = match e.in_use {
+        None => "none".to_string(),
+        Some(s) => format!(
+            "version {}, released {}, {} records, loaded {}",
+            s.version,
+            cli_time(s.released),
+            s.records,
+            cli_time(loaded.unwrap_or(0.0) as i64)
+        ),
+    };
+    f.check(field("in use") == want_in_use, || {
+        format!(
+            "{what}: status `in use: {}`, expected `in use: {want_in_use}`",
+            field("in use")
+        )
+    });
+    // The previous set: its version, release and records, and no load
+    // time (it is kept, not loaded).
+    let previous = field("previous");
+    let previous_ok = match e.previous {
+        None => previous == "none",
+        Some(s) => {
+            previous
+                == format!(
+                    "version {}, released {}, {} records",
+                    s.version,
+                    cli_time(s.released),
+                    s.records
+                )
+        }
+    };
+    f.check(previous_ok, || {
+        format!(
+            "{what}: status `previous: {previous}`, expected {}",
+            match e.previous {
+                None => "none".to_string(),
+                Some(s) => format!(
+                    "version {}, released {}, {} records",
+                    s.version,
+                    cli_time(s.released),
+                    s.records
+                ),
+            }
+        )
+    });
+    f.check(field("obsolete") == "false", || {
+        format!(
+            "{what}: status `obsolete: {}`, expected false",
+            field("obsolete")
+        )
+    });
+    let want_last = if e.checked == (0, 0) {
+        format!("never ({})", e.result)
+    } else {
+        format!("{} ({})", cli_time(checked.unwrap_or(0.0) as i64), e.result)
+    };
+    f.check(field("last update") == want_last, || {
+        format!(
+            "{what}: status `last update: {}`, expected `last update: {want_last}`",
+            field("last update")
+        )
+    });
+
+    // snmpget, until the cached view shows the new state.
+    let (_, code, label) = RESULTS
+        .iter()
+        .find(|(r, _, _)| *r == e.result)
+        .copied()
+        .unwrap_or(("?", 0, "?"));
+    let want = [
+        (
+            "mwUpdateLastResult",
+            SnmpWant::Is(format!("INTEGER: {label}({code})")),
+        ),
+        (
+            "mwBasesRecords",
+            SnmpWant::Is(format!("Gauge32: {}", e.in_use.map_or(0, |s| s.records))),
+        ),
+        (
+            "mwBasesReleased",
+            SnmpWant::Time(e.in_use.map_or(0, |s| s.released)),
+        ),
+        (
+            "mwUpdateLastCheck",
+            SnmpWant::Time(checked.unwrap_or(0.0) as i64),
+        ),
+        ("mwBasesObsolete", SnmpWant::Is("INTEGER: false(2)".into())),
+    ];
+    f.step(&format!("{what}: snmpget"), snmp_until(&rig.snmp, &want));
+}
+
+/// `mailward_update_last_result` by label, in the order of [`RESULTS`].
+fn result_series(m: &Metrics) -> Vec<(String, Option<f64>)> {
+    RESULTS
+        .iter()
+        .map(|(r, _, _)| {
+            (
+                r.to_string(),
+                m.get("mailward_update_last_result", &[("result", r)]),
+            )
+        })
+        .collect()
+}
+
+/// What an object of snmpget must show.
+#[derive(Debug)]
+enum SnmpWant {
+    /// Exactly `TYPE: VALUE`.
+    Is(String),
+    /// A DateAndTime of this unix time.
+    Time(i64),
+}
+
+/// Polls `snmpget` of `OBJECT.0` for each of `want` until every value is as
+/// wanted; fails with the last answer.
+fn snmp_until(snmp: &NetSnmp, want: &[(&str, SnmpWant)]) -> Result<()> {
+    let oids: Vec<String> = want
+        .iter()
+        .map(|(n, _)| format!("MAILWARD-MIB::{n}.0"))
+        .collect();
+    let refs: Vec<&str> = oids.iter().map(String::as_str).collect();
+    let mut last = String::new();
+    wait_until("snmpget to show the new state", VIEW_TIMEOUT, || {
+        let lines = snmp.lines("snmpget", &[], &refs)?;
+        last = lines
+            .iter()
+            .map(|l| format!("{} = {}", l.oid, l.value))
+            .collect::<Vec<_>>()
+            .join("; ");
+        let ok = want.iter().zip(&oids).all(|((_, w), oid)| {
+            lines.iter().any(|l| {
+                &l.oid == oid
+                    && match w {
+                        SnmpWant::Is(v) => &l.value == v,
+                        SnmpWant::Time(t) => {
+                            l.kind() == "STRING" && parse_date_and_time_text(l.text()) == Some(*t)
+                        }
+                    }
+            })
+        });
+        Ok(ok.then_some(()))
+    })
+    .with_context(|| format!("expected {want:?}; last answer: {last}"))
+}
+
+/// Waits for mwUpdateStatus after trap number `from`; checks its result
+/// and that its message is `STRING: "MESSAGE..."` starting with
+/// `message_start`. Returns its position.
+fn check_update_status(
+    f: &mut Failures,
+    rig: &Rig,
+    what: &str,
+    from: usize,
+    code: u32,
+    message_start: &str,
+) -> Option<usize> {
+    let (pos, t) = f.step(
+        &format!("{what}: mwUpdateStatus at snmptrapd"),
+        rig.snmp.wait_trap(UPDATE_STATUS, from, TRAP_TIMEOUT),
+    )?;
+    let result = t.value(&mw(MW_UPDATE_LAST_RESULT_0));
+    let want = format!("INTEGER: {code}");
+    f.check(result == Some(want.as_str()), || {
+        format!(
+            "{what}: mwUpdateStatus mwUpdateLastResult.0 = {result:?}, expected {want:?}:\n{}",
+            t.line
+        )
+    });
+    let message = t.value(&mw(MW_NOTIFY_MESSAGE_0));
+    let want = format!("STRING: \"{message_start}");
+    f.check(message.is_some_and(|m| m.starts_with(&want)), || {
+        format!(
+            "{what}: mwUpdateStatus mwNotifyMessage.0 = {message:?}, expected it to start with {want:?}:\n{}",
+            t.line
+        )
+    });
+    f.check(t.varbinds.len() == 4, || {
+        format!(
+            "{what}: mwUpdateStatus has {} varbinds, expected sysUpTime.0, snmpTrapOID.0, mwUpdateLastResult.0, mwNotifyMessage.0:\n{}",
+            t.varbinds.len(),
+            t.line
+        )
+    });
+    Some(pos)
+}
+
+/// Waits for mwBasesReloaded after trap number `from`; checks that it
+/// carries the records and release of `set`.
+fn check_bases_reloaded(f: &mut Failures, rig: &Rig, what: &str, from: usize, set: &Set) {
+    let Some((_, t)) = f.step(
+        &format!("{what}: mwBasesReloaded at snmptrapd"),
+        rig.snmp.wait_trap(BASES_RELOADED, from, TRAP_TIMEOUT),
+    ) else {
+        return;
+    };
+    let records = t.value(&mw(MW_BASES_RECORDS_0));
+    let want = format!("Gauge32: {}", set.records);
+    f.check(records == Some(want.as_str()), || {
+        format!(
+            "{what}: mwBasesReloaded mwBasesRecords.0 = {records:?}, expected {want:?}:\n{}",
+            t.line
+        )
+    });
+    let released = t
+        .value(&mw(MW_BASES_RELEASED_0))
+        .and_then(parse_date_and_time_hex);
+    f.check(released == Some(set.released), || {
+        format!(
+            "{what}: mwBasesReloaded mwBasesReleased.0 = {:?}, expected the DateAndTime of {}:\n{}",
+            released.map(rfc3339),
+            rfc3339(set.released),
+            t.line
+        )
+    });
+}
+
+/// Fails when an mwBasesReloaded arrived among traps `from..until`.
+fn check_no_bases_reloaded(f: &mut Failures, rig: &Rig, what: &str, from: usize, until: usize) {
+    let oid = mw(&format!("0.{BASES_RELOADED}"));
+    let stray: Vec<Trap> = rig
+        .snmp
+        .traps()
+        .into_iter()
+        .take(until)
+        .skip(from)
+        .filter(|t| t.trap_oid() == Some(oid.as_str()))
+        .collect();
+    f.check(stray.is_empty(), || {
+        format!(
+            "{what}: mwBasesReloaded was sent though the bases in use did not change:\n{}",
+            stray
+                .iter()
+                .map(|t| t.line.as_str())
+                .collect::<Vec<_>>()
+                .join("\n")
+        )
+    });
+}
+
+/// One message through the gateway with swaks; its queue ID.
+fn send(port: u16, to: &str) -> Result<String> {
+    let server = format!("127.0.0.1:{port}");
+    let out = swaks(&[
+        "--server",
+        &server,
+        "--ehlo",
+        "client.test",
+        "--from",
+        "alice@sender.test",
+        "--to",
+        to,
+    ])?;
+    let text = output_text(&out);
+    text.lines()
+        .find_map(|l| {
+            l.split_once("queued as ")
+                .map(|(_, id)| id.trim().to_string())
+        })
+        .with_context(|| format!("swaks to {to}: no 250 queued:\n{text}"))
+}
+
+/// Sends one message and waits until the sink has `count`; checks that the
+/// last one is it.
+fn mail_flows(f: &mut Failures, rig: &Rig, what: &str, to: &str, count: usize) {
+    let Some(id) = f.step(&format!("{what}: sending {to}"), send(rig.daemon.port, to)) else {
+        return;
+    };
+    let Some(messages) = f.step(
+        &format!("{what}: {to} ({id}) at the sink"),
+        rig.sink.wait_for_count(count, MAIL_TIMEOUT),
+    ) else {
+        return;
+    };
+    f.check(
+        messages
+            .iter()
+            .any(|m| m.recipients().iter().any(|r| r.contains(to)) && m.queue_ids().contains(&id)),
+        || {
+            format!(
+                "{what}: the sink has {} message(s), none for {to} with queue ID {id}",
+                messages.len()
+            )
+        },
+    );
+}
+
+#[test]
+fn update_refusal_and_rollback_of_the_bases_as_an_operator_sees_them() -> Result<()> {
+    let mut rig = Rig::start()?;
+    let mut f = Failures::default();
+    for set in [&V1, &V2] {
+        let text = std::fs::read_to_string(fixture(set.name).join("manifest.toml"))?;
+        let line = format!("released = \"{}\"", rfc3339(set.released));
+        f.check(
+            text.contains(&line) && text.contains(&format!("records = {}", set.records)),
+            || {
+                format!(
+                    "fixture {}: the manifest does not say {line} and records = {}",
+                    set.name, set.records
+                )
+            },
+        );
+    }
+
+    // 1. No bases at start.
+    check_state(
+        &mut f,
+        &rig,
+        &Expect {
+            what: "at start, no bases",
+            in_use: None,
+            previous: None,
+            result: "unknown",
+            checked: (0, 0),
+            loaded: (0, 0),
+        },
+    );
+
+    // 2. A good set.
+    let v1 = fixture(V1.name).display().to_string();
+    let n = rig.snmp.traps().len();
+    let out = rig.cli(&["bases", "update", "--from", &v1])?;
+    let what = "update --from v1";
+    let msg = format!(
+        "Bases {} ({} records) from {v1} are in use.",
+        V1.version, V1.records
+    );
+    f.check(out.code == Some(0) && out.stdout == msg, || {
+        format!(
+            "{what}: exit {:?} and {:?}, expected exit 0 and {msg:?}:\n{}",
+            out.code, out.stdout, out.text
+        )
+    });
+    check_state(
+        &mut f,
+        &rig,
+        &Expect {
+            what,
+            in_use: Some(&V1),
+            previous: None,
+            result: "updated",
+            checked: (out.before, out.after),
+            loaded: (out.before, out.after),
+        },
+    );
+    let v1_loaded = (out.before, out.after);
+    check_bases_reloaded(&mut f, &rig, what, n, &V1);
+    check_update_status(&mut f, &rig, what, n, 1, &msg);
+
+    // 3. The same set again: nothing to do.
+    let n = rig.snmp.traps().len();
+    let out = rig.cli(&["bases", "update", "--from", &v1])?;
+    let what = "update --from v1 again";
+    let msg = format!("Bases {} are already in use; nothing to do.", V1.version);
+    f.check(out.code == Some(0) && out.stdout == msg, || {
+        format!(
+            "{what}: exit {:?} and {:?}, expected exit 0 and {msg:?}:\n{}",
+            out.code, out.stdout, out.text
+        )
+    });
+    check_state(
+        &mut f,
+        &rig,
+        &Expect {
+            what,
+            in_use: Some(&V1),
+            previous: None,
+            result: "not_needed",
+            checked: (out.before, out.after),
+            loaded: v1_loaded,
+        },
+    );
+    if let Some(pos) = check_update_status(&mut f, &rig, what, n, 2, &msg) {
+        check_no_bases_reloaded(&mut f, &rig, what, n, pos);
+    }
+
+    // 4. Broken sets: refused, the bases in use stay.
+    let broken = [
+        (BROKEN_MANIFEST, "missing field `released`"),
+        (BROKEN_NO_RULES, "no .yar rule files"),
+    ];
+    for (name, problem) in broken {
+        let dir = fixture(name).display().to_string();
+        let n = rig.snmp.traps().len();
+        let out = rig.cli(&["bases", "update", "--from", &dir])?;
+        let what = format!("update --from {name}");
+        let start = format!("mailward: Update from {dir} refused: ");
+        let end = "; the bases in use stay.";
+        f.check(
+            out.code == Some(1)
+                && out.stdout.is_empty()
+                && out.stderr.starts_with(&start)
+                && out.stderr.ends_with(end)
+                && out.stderr.lines().count() == 1
+                && out.stderr.contains(problem),
+            || {
+                format!(
+                    "{what}: exit {:?}, stdout {:?}, stderr {:?}; expected exit 1, nothing on stdout, and on stderr one line {start:?}...{problem:?}...{end:?}",
+                    out.code, out.stdout, out.stderr
+                )
+            },
+        );
+        check_state(
+            &mut f,
+            &rig,
+            &Expect {
+                what: &what,
+                in_use: Some(&V1),
+                previous: None,
+                result: "error",
+                checked: (out.before, out.after),
+                loaded: v1_loaded,
+            },
+        );
+        if let Some(pos) = check_update_status(
+            &mut f,
+            &rig,
+            &what,
+            n,
+            3,
+            &format!("Update from {dir} refused: "),
+        ) {
+            check_no_bases_reloaded(&mut f, &rig, &what, n, pos);
+        }
+    }
+    mail_flows(
+        &mut f,
+        &rig,
+        "after the refused updates",
+        "first@example.com",
+        1,
+    );
+
+    // 5. A newer set, then back to the older one.
+    let v2 = fixture(V2.name).display().to_string();
+    let n = rig.snmp.traps().len();
+    let out = rig.cli(&["bases", "update", "--from", &v2])?;
+    let what = "update --from v2";
+    let msg = format!(
+        "Bases {} ({} records) from {v2} are in use.",
+        V2.version, V2.records
+    );
+    f.check(out.code == Some(0) && out.stdout == msg, || {
+        format!(
+            "{what}: exit {:?} and {:?}, expected exit 0 and {msg:?}:\n{}",
+            out.code, out.stdout, out.text
+        )
+    });
+    check_state(
+        &mut f,
+        &rig,
+        &Expect {
+            what,
+            in_use: Some(&V2),
+            previous: Some(&V1),
+            result: "updated",
+            checked: (out.before, out.after),
+            loaded: (out.before, out.after),
+        },
+    );
+    check_bases_reloaded(&mut f, &rig, what, n, &V2);
+    check_update_status(&mut f, &rig, what, n, 1, &msg);
+
+    let n = rig.snmp.traps().len();
+    let out = rig.cli(&["bases", "rollback"])?;
+    let what = "rollback after v2";
+    let msg = format!(
+        "Rolled back to bases {} ({} records).",
+        V1.version, V1.records
+    );
+    f.check(out.code == Some(0) && out.stdout == msg, || {
+        format!(
+            "{what}: exit {:?} and {:?}, expected exit 0 and {msg:?}:\n{}",
+            out.code, out.stdout, out.text
+        )
+    });
+    check_state(
+        &mut f,
+        &rig,
+        &Expect {
+            what,
+            in_use: Some(&V1),
+            previous: Some(&V2),
+            result: "rolled_back",
+            checked: (out.before, out.after),
+            loaded: (out.before, out.after),
+        },
+    );
+    check_bases_reloaded(&mut f, &rig, what, n, &V1);
+    check_update_status(&mut f, &rig, what, n, 4, &msg);
+
+    // 6. Mail still flows, and the notifications were counted as sent.
+    mail_flows(&mut f, &rig, "at the end", "last@example.com", 2);
+    let traps = rig.snmp.traps();
+    let m = f.step("the last scrape", rig.stats.scrape());
+    for (name, arc, want) in [
+        ("mwBasesReloaded", BASES_RELOADED, 3),
+        ("mwUpdateStatus", UPDATE_STATUS, 6),
+        ("mwObsoleteBases", 7, 0),
+    ] {
+        let oid = mw(&format!("0.{arc}"));
+        let received = traps
+            .iter()
+            .filter(|t| t.trap_oid() == Some(oid.as_str()))
+            .count();
+        f.check(received == want, || {
+            format!("{name}: snmptrapd received {received}, expected {want}")
+        });
+        if let Some(m) = &m {
+            let counted = m.get("mailward_snmp_notifications_total", &[("name", name)]);
+            f.check(counted == Some(want as f64), || {
+                format!(
+                    "/metrics mailward_snmp_notifications_total{{name=\"{name}\"}} = {counted:?}, expected {want}"
+                )
+            });
+        }
+    }
+    let running = rig.daemon.is_running();
+    f.check(running, || "the daemon is not running at the end".into());
+    f.finish(|| rig.context())
+}
