@@ -242,12 +242,14 @@ impl Stats {
         if !self.is_enabled(Category::Raw) {
             return Ok(());
         }
-        let _shared = self.lock.read();
-        self.add(StatId::RawRecords, 0, 1);
+        // The file is written outside the model's lock: a slow disk must
+        // never hold up snapshots (scrapes, SNMP) or other events.
         let written = match &self.raw {
             Some(log) => log.append(&record),
             None => Ok(()),
         };
+        let _shared = self.lock.read();
+        self.add(StatId::RawRecords, 0, 1);
         if let Ok(mut ring) = self.recent.lock() {
             if ring.len() == RECENT_RAW {
                 ring.pop_front();
