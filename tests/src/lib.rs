@@ -12,6 +12,7 @@
 pub mod config;
 pub mod daemon;
 pub mod dns;
+pub mod failures;
 pub mod mail;
 pub mod prometheus;
 pub mod scripted;

@@ -18,7 +18,8 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
+use mailward_e2e::failures::Failures;
 use mailward_e2e::snmp::{
     parse_date_and_time_hex, parse_date_and_time_text, rfc3339, unix_now, NetSnmp, Trap, ROOT,
 };
@@ -103,45 +104,6 @@ fn cli_time(unix: i64) -> String {
 /// A numeric OID under Mailward's root.
 fn mw(rel: &str) -> String {
     format!("{ROOT}.{rel}")
-}
-
-/// What is wrong, collected and reported together.
-#[derive(Default)]
-struct Failures(Vec<String>);
-
-impl Failures {
-    fn check(&mut self, ok: bool, what: impl FnOnce() -> String) {
-        if !ok {
-            self.0.push(what());
-        }
-    }
-
-    fn push(&mut self, what: impl Into<String>) {
-        self.0.push(what.into());
-    }
-
-    /// Records the error of a step that failed, and goes on.
-    fn step<T>(&mut self, what: &str, r: Result<T>) -> Option<T> {
-        match r {
-            Ok(v) => Some(v),
-            Err(e) => {
-                self.0.push(format!("{what}: {e:#}"));
-                None
-            }
-        }
-    }
-
-    fn finish(self, context: impl FnOnce() -> String) -> Result<()> {
-        if self.0.is_empty() {
-            return Ok(());
-        }
-        bail!(
-            "{} problem(s):\n- {}\n\n{}",
-            self.0.len(),
-            self.0.join("\n- "),
-            context()
-        )
-    }
 }
 
 /// snmptrapd + snmpd, a sink, and a Mailward with /metrics, every

@@ -24,7 +24,8 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{ensure, Context, Result};
+use mailward_e2e::failures::Failures;
 use mailward_e2e::snmp::{
     mib_file, mib_path, net_snmp_tool, oid_cmp, oid_under, parse_date_and_time_hex,
     parse_date_and_time_text, pause, rfc3339, smi_label, unix_now, Catalogue, Mib, MibKind,
@@ -76,45 +77,6 @@ const MOVING_METRICS: &[&str] = &[
     "mailward_sessions{direction=\"out\"}",
     "mailward_sessions{direction=\"in\"}",
 ];
-
-/// What is wrong, collected and reported together.
-#[derive(Default)]
-struct Failures(Vec<String>);
-
-impl Failures {
-    fn check(&mut self, ok: bool, what: impl FnOnce() -> String) {
-        if !ok {
-            self.0.push(what());
-        }
-    }
-
-    fn push(&mut self, what: impl Into<String>) {
-        self.0.push(what.into());
-    }
-
-    /// Records the error of a step that failed, and goes on.
-    fn step<T>(&mut self, what: &str, r: Result<T>) -> Option<T> {
-        match r {
-            Ok(v) => Some(v),
-            Err(e) => {
-                self.0.push(format!("{what}: {e:#}"));
-                None
-            }
-        }
-    }
-
-    fn finish(self, context: impl FnOnce() -> String) -> Result<()> {
-        if self.0.is_empty() {
-            return Ok(());
-        }
-        bail!(
-            "{} problem(s):\n- {}\n\n{}",
-            self.0.len(),
-            self.0.join("\n- "),
-            context()
-        )
-    }
-}
 
 /// A daemon with metrics and statistics on, its AgentX master a private
 /// snmpd, the next hop an smtp-sink for everything but `*@deferred.test`
