@@ -34,7 +34,9 @@ async fn handle(
     gw: Arc<Gateway>,
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
-    if req.method() != Method::GET || req.uri().path() != "/metrics" {
+    // HEAD too: some health checkers use it (hyper leaves the body out).
+    let method_ok = req.method() == Method::GET || req.method() == Method::HEAD;
+    if !method_ok || req.uri().path() != "/metrics" {
         return Ok(respond(
             StatusCode::NOT_FOUND,
             "text/plain",
