@@ -221,10 +221,6 @@ impl Gateway {
         }
     }
 
-    pub fn open_sessions(&self) -> u32 {
-        self.sessions.load(Ordering::Relaxed)
-    }
-
     /// Takes a session slot for a client, or says which limit refuses it.
     pub fn open_session(self: &Arc<Self>, ip: IpAddr) -> Result<SessionSlot, &'static str> {
         let cfg = self.config();

@@ -119,10 +119,6 @@ impl Queue {
         self.wake.notified().await
     }
 
-    pub fn wake(&self) {
-        self.wake.notify_one();
-    }
-
     /// Makes every waiting message due now.
     pub fn flush(&self) -> usize {
         let Ok(mut inner) = self.inner.lock() else {
@@ -183,14 +179,6 @@ impl Queue {
             .lock()
             .map(|i| (i.entries.len(), i.bytes))
             .unwrap_or((0, 0))
-    }
-
-    /// Messages in flight right now.
-    pub fn in_flight(&self) -> usize {
-        self.inner
-            .lock()
-            .map(|i| i.entries.values().filter(|e| e.in_flight).count())
-            .unwrap_or(0)
     }
 }
 

@@ -160,11 +160,6 @@ impl Pool {
         None
     }
 
-    /// Outbound connections open now.
-    pub fn open_sessions(&self) -> u64 {
-        self.open.load(Ordering::Relaxed)
-    }
-
     /// Returns a connection after a successful transaction (already RSET).
     pub fn release(&self, leased: Leased) {
         let Leased {

@@ -598,6 +598,7 @@ impl Session {
         let mut bytes = Vec::with_capacity(received.len() + msg.body.len());
         bytes.extend_from_slice(received.as_bytes());
         bytes.extend_from_slice(&msg.body);
+        let bytes = std::sync::Arc::new(bytes);
         let envelope = Envelope {
             id: id.clone(),
             received_at: chrono::Utc::now().timestamp(),

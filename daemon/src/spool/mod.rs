@@ -128,7 +128,8 @@ pub(crate) enum Op {
     Append {
         kind: RecordKind,
         envelope: Box<Envelope>,
-        data: Option<Vec<u8>>,
+        /// Shared, not copied: the session keeps the bytes for the scan.
+        data: Option<Arc<Vec<u8>>>,
         done: oneshot::Sender<Result<(), String>>,
     },
     Compact,
@@ -165,7 +166,7 @@ impl Spool {
         &self,
         kind: RecordKind,
         envelope: &Envelope,
-        data: Option<Vec<u8>>,
+        data: Option<Arc<Vec<u8>>>,
     ) -> Result<(), SpoolError> {
         let (done, wait) = oneshot::channel();
         self.tx
@@ -189,8 +190,12 @@ impl Spool {
 
     /// Stores a new message durably. When this returns Ok, the message and
     /// its envelope survive a crash.
-    pub async fn accept(&self, envelope: &Envelope, data: Vec<u8>) -> Result<(), SpoolError> {
-        self.append(RecordKind::Accepted, envelope, Some(data))
+    pub async fn accept(
+        &self,
+        envelope: &Envelope,
+        data: impl Into<Arc<Vec<u8>>>,
+    ) -> Result<(), SpoolError> {
+        self.append(RecordKind::Accepted, envelope, Some(data.into()))
             .await
     }
 
@@ -232,11 +237,6 @@ impl Spool {
         let _ = self.tx.try_send(Op::Compact);
     }
 
-    /// Number of segment files in use.
-    pub fn segments(&self) -> usize {
-        self.index.lock().map(|i| i.live.len()).unwrap_or(0)
-    }
-
     /// Free bytes on the file system that holds the spool.
     pub fn free_space(&self) -> Result<u64, SpoolError> {
         free_space(&self.dir)
@@ -248,10 +248,6 @@ impl Spool {
         if self.tx.send(Op::Stop(done)).await.is_ok() {
             let _ = wait.await;
         }
-    }
-
-    pub fn dir(&self) -> &Path {
-        &self.dir
     }
 }
 

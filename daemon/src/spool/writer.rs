@@ -131,7 +131,7 @@ impl Writer {
         appends: Vec<(
             RecordKind,
             Box<crate::envelope::Envelope>,
-            Option<Vec<u8>>,
+            Option<Arc<Vec<u8>>>,
             oneshot::Sender<Result<(), String>>,
         )>,
     ) {
@@ -155,8 +155,8 @@ impl Writer {
                 }
             };
             let start = self.segment.len + buf.len() as u64;
-            let data = data.unwrap_or_default();
-            let data_at = record::encode(&mut buf, kind, &env, &data);
+            let data: &[u8] = data.as_deref().map_or(&[], Vec::as_slice);
+            let data_at = record::encode(&mut buf, kind, &env, data);
             let loc = (kind == RecordKind::Accepted).then_some(Location {
                 segment: self.segment.number,
                 offset: start + data_at,

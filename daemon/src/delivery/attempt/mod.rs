@@ -213,8 +213,10 @@ impl Delivery {
     /// durably, queues the DSNs that are due, and hands the message back.
     pub async fn attempt(self: Arc<Self>, mut env: Envelope) {
         let cfg = self.gw.config();
-        let outcomes = match self.gw.spool.read(&env.id) {
-            Ok(data) => self.send_all(&cfg, &env, Arc::new(data)).await,
+        // Read once: the bytes serve the transactions and any DSN.
+        let data = self.gw.spool.read(&env.id).map(Arc::new);
+        let outcomes = match &data {
+            Ok(data) => self.send_all(&cfg, &env, data.clone()).await,
             Err(e) => {
                 tracing::error!(target: "delivery", queue_id = %env.id, error = %e, "Cannot read the message from the spool.");
                 env.pending()
@@ -258,8 +260,15 @@ impl Delivery {
         };
         let decision = decide(&mut env, outcomes, &timing);
         if !decision.dsns.is_empty() {
-            self.queue_dsns(&cfg, &env, &decision.dsns, timing.now)
-                .await;
+            match &data {
+                Ok(message) => {
+                    self.queue_dsns(&cfg, &env, &decision.dsns, message, timing.now)
+                        .await
+                }
+                Err(e) => {
+                    tracing::error!(target: "notif", queue_id = %env.id, error = %e, "Cannot read the message for its DSN.")
+                }
+            }
         }
         let persisted = if decision.done {
             self.gw.spool.remove(&env).await
@@ -401,14 +410,14 @@ impl Delivery {
     }
 
     /// Builds, spools and queues the DSNs of a decision.
-    async fn queue_dsns(&self, cfg: &Config, env: &Envelope, plans: &[DsnPlan], now: i64) {
-        let message = match self.gw.spool.read(&env.id) {
-            Ok(m) => m,
-            Err(e) => {
-                tracing::error!(target: "notif", queue_id = %env.id, error = %e, "Cannot read the message for its DSN.");
-                return;
-            }
-        };
+    async fn queue_dsns(
+        &self,
+        cfg: &Config,
+        env: &Envelope,
+        plans: &[DsnPlan],
+        message: &[u8],
+        now: i64,
+    ) {
         let retry_until = env.received_at + cfg.timeouts.max_queue_lifetime.get().as_secs() as i64;
         for plan in plans {
             let recipients = plan
@@ -434,7 +443,7 @@ impl Delivery {
                 postmaster: &cfg.server.postmaster,
                 original: env,
                 recipients,
-                message: &message,
+                message,
                 now,
             });
             let mut to = Recipient::new(env.mail_from.clone());
