@@ -231,6 +231,8 @@ fn bases_status(gw: &Gateway) -> Response {
             chrono::Utc::now().timestamp()
         ),
         "current": info(current),
+        "rules_compiled": gw.scanner.current().count,
+        "scans_waiting": gw.scanner.waiting(),
         "previous": info(previous),
         "last_check": gw.update_last_check.load(Relaxed),
         "last_result": result,
@@ -259,13 +261,16 @@ async fn bases_update(gw: &Gateway, from: Option<String>) -> Response {
                     info.version, info.records
                 ),
             };
-            gw.update_attempted(result, message.clone());
-            ok(serde_json::json!({ "result": format!("{result:?}"), "message": message }))
+            match gw.update_attempted(result, message).await {
+                (UpdateResult::Error, message) => err(message),
+                (result, message) => {
+                    ok(serde_json::json!({ "result": format!("{result:?}"), "message": message }))
+                }
+            }
         }
         Ok(Err(e)) => {
             let message = format!("Update from {from} refused: {e}; the bases in use stay.");
-            gw.update_attempted(UpdateResult::Error, message.clone());
-            err(message)
+            err(gw.update_attempted(UpdateResult::Error, message).await.1)
         }
         Err(e) => err(format!("update task failed: {e}")),
     }
@@ -279,8 +284,15 @@ async fn bases_rollback(gw: &Gateway) -> Response {
                 "Rolled back to bases {} ({} records).",
                 info.version, info.records
             );
-            gw.update_attempted(crate::bases::UpdateResult::RolledBack, message.clone());
-            ok(serde_json::json!({ "result": "RolledBack", "message": message }))
+            match gw
+                .update_attempted(crate::bases::UpdateResult::RolledBack, message)
+                .await
+            {
+                (crate::bases::UpdateResult::Error, message) => err(message),
+                (_, message) => {
+                    ok(serde_json::json!({ "result": "RolledBack", "message": message }))
+                }
+            }
         }
         Ok(Err(e)) => err(format!("cannot roll back: {e}")),
         Err(e) => err(format!("rollback task failed: {e}")),

@@ -1,9 +1,13 @@
-//! The signature bases as the rest of the gateway sees them: what is loaded
-//! (version, release time, record count, when loaded) from the bases
-//! directory's `manifest.toml`, and whether it is obsolete. Compiling and
-//! using the rules (YARA) belongs to the scanner; this module only reads the
-//! manifest, so that statistics, SNMP and traps can report the bases.
+//! The signature bases: a directory of YARA rule files (`*.yar`, `*.yara`)
+//! and a `manifest.toml` saying which release it is. This module reads the
+//! manifest (version, release time, record count) for statistics, SNMP and
+//! traps, compiles the rules for the scanner, and installs, backs up and
+//! rolls back whole sets. Using the compiled rules is the scanner's part.
 //!
+//! Every file is compiled in its own namespace (the file name without
+//! extension), so two files may use the same rule name. Two string
+//! variables are declared for every set: `filename` (the attachment or
+//! archive member name, "" when there is none) and `mime_type`.
 //! `manifest.toml`:
 //! ```toml
 //! version = "2026.11.24.1"
@@ -34,6 +38,81 @@ pub enum BasesError {
     },
     #[error("{path}: {problem}")]
     Manifest { path: PathBuf, problem: String },
+    #[error("{problem}")]
+    Compile { problem: String },
+}
+
+/// The variables every rule set may use; the scanner sets them per object.
+pub const GLOBALS: &[&str] = &["filename", "mime_type"];
+
+/// The rule files of `dir`, sorted by name (the compile order).
+fn rule_files(dir: &Path) -> Result<Vec<PathBuf>, BasesError> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|source| BasesError::Read {
+            path: dir.to_path_buf(),
+            source,
+        })?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "yar" || x == "yara"))
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+/// A yara-x report on one line: "error[E001]: ... at FILE:LINE:COL". The
+/// whole report (with a source excerpt) would not fit a log line or the
+/// 255 octets of mwUpdateStatus.
+fn one_line(report: &str) -> String {
+    let mut lines = report.lines().map(str::trim);
+    let title = lines.next().unwrap_or("compile error").to_string();
+    match lines.find_map(|l| l.strip_prefix("-->")) {
+        Some(at) => format!("{title} at {}", at.trim()),
+        None => title,
+    }
+}
+
+/// Compiles the rules of `dir`; the error names the file, line and column.
+/// Returns the rules and how many there are.
+pub fn compile(dir: &Path) -> Result<(yara_x::Rules, usize), BasesError> {
+    let files = rule_files(dir)?;
+    if files.is_empty() {
+        return Err(BasesError::Manifest {
+            path: dir.to_path_buf(),
+            problem: "no .yar rule files".into(),
+        });
+    }
+    let mut compiler = yara_x::Compiler::new();
+    for g in GLOBALS {
+        compiler
+            .define_global(g, "")
+            .map_err(|e| BasesError::Compile {
+                problem: format!("declaring {g}: {e}"),
+            })?;
+    }
+    for file in &files {
+        let text = std::fs::read_to_string(file).map_err(|source| BasesError::Read {
+            path: file.clone(),
+            source,
+        })?;
+        let namespace = file
+            .file_stem()
+            .map(|s| {
+                s.to_string_lossy()
+                    .replace(|c: char| !c.is_ascii_alphanumeric(), "_")
+            })
+            .unwrap_or_default();
+        compiler.new_namespace(&namespace);
+        let origin = file.display().to_string();
+        compiler
+            .add_source(yara_x::SourceCode::from(text.as_str()).with_origin(origin.as_str()))
+            .map_err(|e| BasesError::Compile {
+                problem: one_line(&e.to_string()),
+            })?;
+    }
+    let rules = compiler.build();
+    let count = rules.iter().len();
+    Ok((rules, count))
 }
 
 #[derive(Deserialize)]
@@ -148,32 +227,62 @@ fn copy_dir(from: &Path, to: &Path) -> Result<(), BasesError> {
 }
 
 /// Checks a candidate set before it may replace the bases in use: a valid
-/// manifest and at least one rule file. (Compiling the rules is the
-/// scanner's part of the check, once there is a scanner.)
+/// manifest and rule files that compile.
 pub fn validate(dir: &Path) -> Result<BasesInfo, BasesError> {
     let info = read(dir)?.ok_or_else(|| BasesError::Manifest {
         path: dir.join("manifest.toml"),
         problem: "missing: a bases directory needs a manifest.toml".into(),
     })?;
-    let rules = std::fs::read_dir(dir)
-        .map_err(|source| BasesError::Read {
-            path: dir.to_path_buf(),
-            source,
-        })?
-        .filter_map(Result::ok)
-        .filter(|e| {
-            e.path()
-                .extension()
-                .is_some_and(|x| x == "yar" || x == "yara")
-        })
-        .count();
-    if rules == 0 {
-        return Err(BasesError::Manifest {
-            path: dir.to_path_buf(),
-            problem: "no .yar rule files".into(),
-        });
-    }
+    compile(dir)?;
     Ok(info)
+}
+
+/// The default bases shipped inside the binary (the repository's
+/// `bases/default/`): EICAR and a few suspicious patterns, so that a fresh
+/// gateway scans for something before its first update.
+pub const DEFAULT_SET: &[(&str, &str)] = &[
+    (
+        "manifest.toml",
+        include_str!("../../bases/default/manifest.toml"),
+    ),
+    (
+        "mailward-default.yar",
+        include_str!("../../bases/default/mailward-default.yar"),
+    ),
+];
+
+/// Writes the default set into `dir` when `dir` does not exist or is
+/// empty (a directory with files but no manifest is the operator's: it is
+/// left alone and reported). Returns whether it did.
+pub fn install_default(dir: &Path) -> Result<bool, BasesError> {
+    let io = |path: &Path, source| BasesError::Read {
+        path: path.to_path_buf(),
+        source,
+    };
+    match std::fs::read_dir(dir) {
+        Ok(mut entries) => {
+            if entries.next().is_some() {
+                return Ok(false);
+            }
+            std::fs::remove_dir(dir).map_err(|e| io(dir, e))?;
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io(dir, e)),
+    }
+    let staging = PathBuf::from(format!("{}.new", dir.display()));
+    if staging.exists() {
+        std::fs::remove_dir_all(&staging).map_err(|e| io(&staging, e))?;
+    }
+    std::fs::create_dir_all(&staging).map_err(|e| io(&staging, e))?;
+    for (name, text) in DEFAULT_SET {
+        let path = staging.join(name);
+        std::fs::write(&path, text).map_err(|e| io(&path, e))?;
+    }
+    if let Some(parent) = dir.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| io(parent, e))?;
+    }
+    std::fs::rename(&staging, dir).map_err(|e| io(&staging, e))?;
+    Ok(true)
 }
 
 /// Where an update comes from: a directory or a `file://` URL.

@@ -184,6 +184,16 @@ pub struct Envelope {
     pub delay_notified: bool,
     /// This message is a DSN we generated: it never causes another DSN.
     pub is_bounce: bool,
+    /// The scan is done and its verdict applied. A message spooled but not
+    /// yet scanned when the gateway stopped is scanned again at start
+    /// (records of older versions, without the field, count as unscanned).
+    #[serde(default)]
+    pub scanned: bool,
+    /// Header lines (with CRLF) put in front of the message when it is
+    /// sent: the scan verdict (`X-Mailward-AV`). Kept here rather than in
+    /// the spooled bytes so that a clean message is never rewritten.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub added_headers: String,
 }
 
 impl Envelope {

@@ -66,8 +66,8 @@ pub struct Gateway {
     pub reload_failures: AtomicU64,
     /// When the configuration in force was loaded (unix time).
     pub config_loaded_at: std::sync::atomic::AtomicI64,
-    /// The signature bases in use (None: none installed).
-    pub bases: RwLock<Option<crate::bases::BasesInfo>>,
+    /// The scan engine: compiled signature bases and scan workers.
+    pub scanner: Arc<crate::scan::Engine>,
     /// When an update of the bases was last attempted (unix time, 0 = never).
     pub update_last_check: std::sync::atomic::AtomicI64,
     /// Its result, as an index into `catalogue::UPDATE_RESULTS` (4 = unknown).
@@ -83,6 +83,7 @@ impl Gateway {
         spool: Spool,
         queue: Arc<Queue>,
         stats: Arc<mailward_metrics::Stats>,
+        scanner: Arc<crate::scan::Engine>,
         shutdown: watch::Receiver<bool>,
     ) -> Gateway {
         Gateway {
@@ -100,7 +101,7 @@ impl Gateway {
             reloads: AtomicU64::new(0),
             reload_failures: AtomicU64::new(0),
             config_loaded_at: std::sync::atomic::AtomicI64::new(chrono::Utc::now().timestamp()),
-            bases: RwLock::new(None),
+            scanner,
             update_last_check: std::sync::atomic::AtomicI64::new(0),
             update_last_result: std::sync::atomic::AtomicUsize::new(
                 mailward_metrics::catalogue::UPDATE_RESULTS.len() - 1,
@@ -176,49 +177,64 @@ impl Gateway {
         }
     }
 
-    /// Records an update attempt of the bases and reports it.
-    pub fn update_attempted(&self, result: crate::bases::UpdateResult, message: String) {
+    /// Records an update attempt of the bases and reports it; after an
+    /// update or a rollback, the new set is compiled and put in use.
+    pub async fn update_attempted(
+        &self,
+        result: crate::bases::UpdateResult,
+        message: String,
+    ) -> (crate::bases::UpdateResult, String) {
+        let mut result = result;
+        let mut message = message;
+        if matches!(
+            result,
+            crate::bases::UpdateResult::Updated | crate::bases::UpdateResult::RolledBack
+        ) {
+            match self.reload_bases().await {
+                Ok(Some(_)) => self.notify(crate::snmp::Trap::BasesReloaded),
+                Ok(None) => {}
+                Err(e) => {
+                    result = crate::bases::UpdateResult::Error;
+                    message = format!(
+                        "{message} But the new set cannot be used: {e}; the rules in use stay."
+                    );
+                }
+            }
+        }
         self.update_last_check
             .store(chrono::Utc::now().timestamp(), Ordering::Relaxed);
         self.update_last_result
             .store(result as usize, Ordering::Relaxed);
-        if matches!(
-            result,
-            crate::bases::UpdateResult::Updated | crate::bases::UpdateResult::RolledBack
-        ) && self.reload_bases().is_some()
-        {
-            self.notify(crate::snmp::Trap::BasesReloaded);
-        }
         tracing::info!(target: "admin", result = ?result, "{message}");
-        self.notify(crate::snmp::Trap::UpdateStatus { result, message });
+        self.notify(crate::snmp::Trap::UpdateStatus {
+            result,
+            message: message.clone(),
+        });
+        (result, message)
     }
 
+    /// The bases in use (None: none loaded).
     pub fn bases(&self) -> Option<crate::bases::BasesInfo> {
-        self.bases.read().ok().and_then(|b| b.clone())
+        self.scanner.info()
     }
 
-    /// Re-reads the bases manifest; returns the new info when it changed.
-    pub fn reload_bases(&self) -> Option<crate::bases::BasesInfo> {
+    /// Compiles the bases directory and puts the rules in use (at start,
+    /// on SIGHUP, after an update or rollback). Returns the new bases when
+    /// their version changed. On error the rules in use stay.
+    pub async fn reload_bases(
+        &self,
+    ) -> Result<Option<crate::bases::BasesInfo>, crate::bases::BasesError> {
         let dir = self.config().bases.av.clone();
-        match crate::bases::read(&dir) {
-            Ok(new) => {
-                let mut cur = self.bases.write().ok()?;
-                let changed = match (&*cur, &new) {
-                    (Some(a), Some(b)) => a.version != b.version || a.released != b.released,
-                    (None, None) => false,
-                    _ => true,
-                };
-                if changed {
-                    *cur = new.clone();
-                    return new;
-                }
-                None
-            }
-            Err(e) => {
-                tracing::warn!(target: "app", error = %e, "Cannot read the signature bases manifest; keeping what was loaded.");
-                None
-            }
-        }
+        let before = self.bases();
+        let engine = self.scanner.clone();
+        let info = tokio::task::spawn_blocking(move || engine.reload(&dir))
+            .await
+            .map_err(|e| crate::bases::BasesError::Compile {
+                problem: format!("the compile task failed: {e}"),
+            })??;
+        let changed =
+            before.is_none_or(|b| b.version != info.version || b.released != info.released);
+        Ok(changed.then_some(info))
     }
 
     /// Takes a session slot for a client, or says which limit refuses it.

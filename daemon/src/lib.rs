@@ -17,6 +17,7 @@ pub mod policy;
 pub mod queue;
 pub mod run;
 pub mod scan;
+pub mod screen;
 pub mod smtp;
 pub mod snmp;
 pub mod spool;

@@ -1,8 +1,10 @@
-//! Policy decisions: pure functions from the envelope (and, with scanning,
-//! the scan report) to what happens. Today: which policy group a message
-//! falls in. The actions per status come with the anti-virus issue.
+//! Policy decisions: pure functions from the envelope and the scan verdict
+//! to what happens: which policy group a message falls in, the policy in
+//! force for it, and the message's fate (deliver, refuse in the session,
+//! or block). What happens to single parts is the scanner's (`action_*`,
+//! see `scan`).
 
-use crate::config::{rules, Config, Pattern};
+use crate::config::{rules, statuses_cover, Config, Pattern, Policy};
 use crate::envelope::Envelope;
 
 /// True when one `senders`/`recipients` entry matches: `ip NET` matches the
@@ -32,6 +34,51 @@ pub fn group_of<'a>(cfg: &'a Config, env: &Envelope) -> Option<&'a str> {
     })
 }
 
+/// The policy in force for a message (its group's, or `[policy]`) and
+/// the group's name ("" for the default).
+pub fn effective(cfg: &Config, env: &Envelope) -> (Policy, String) {
+    match group_of(cfg, env).and_then(|name| cfg.group.get(name).map(|g| (name, g))) {
+        Some((name, g)) => (g.effective(&cfg.policy), name.to_string()),
+        None => (cfg.policy.clone(), String::new()),
+    }
+}
+
+/// What becomes of a scanned message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fate {
+    /// Queued for delivery (parts may have been removed or replaced).
+    Deliver,
+    /// Refused in the SMTP session with this reply.
+    Reject(String),
+    /// Accepted but never delivered.
+    Block,
+}
+
+/// The fate of a message with AV status `status` ("av/infected") and the
+/// names behind it. `in_session` is false when the scan finished after
+/// the 250 was sent: a refusal is no longer possible and becomes a block
+/// (DESIGN 1: no bounce, no backscatter).
+pub fn fate(policy: &Policy, status: &str, names: &[String], in_session: bool) -> Fate {
+    if statuses_cover(&policy.reject, status) {
+        if !in_session {
+            return Fate::Block;
+        }
+        let why = if names.is_empty() {
+            String::new()
+        } else {
+            let shown: Vec<&str> = names.iter().take(3).map(String::as_str).collect();
+            format!(" ({})", crate::scan::rewrite::ascii(&shown.join(", ")))
+        };
+        return Fate::Reject(format!(
+            "550 5.7.1 Message refused by content policy: {status}{why}"
+        ));
+    }
+    if statuses_cover(&policy.block, status) {
+        return Fate::Block;
+    }
+    Fate::Deliver
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -53,7 +100,27 @@ mod tests {
             next_attempt: 0,
             delay_notified: false,
             is_bounce: false,
+            scanned: false,
+            added_headers: String::new(),
         }
+    }
+
+    #[test]
+    fn fates() {
+        let mut p = crate::config::parse("", "t.toml").unwrap().policy;
+        p.reject = vec![crate::config::Status("av/infected".into())];
+        p.block = vec![crate::config::Status("av/all".into())];
+        let names = vec!["EICAR_Test_File".to_string()];
+        assert_eq!(
+            fate(&p, "av/infected", &names, true),
+            Fate::Reject(
+                "550 5.7.1 Message refused by content policy: av/infected (EICAR_Test_File)".into()
+            )
+        );
+        assert_eq!(fate(&p, "av/infected", &names, false), Fate::Block);
+        assert_eq!(fate(&p, "av/protected", &[], true), Fate::Block);
+        p.block.clear();
+        assert_eq!(fate(&p, "av/clean", &[], true), Fate::Deliver);
     }
 
     #[test]

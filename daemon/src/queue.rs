@@ -203,6 +203,8 @@ mod tests {
             next_attempt: next,
             delay_notified: false,
             is_bounce: false,
+            scanned: false,
+            added_headers: String::new(),
         }
     }
 

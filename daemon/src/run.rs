@@ -58,8 +58,31 @@ pub async fn run(config: Config, path: Option<PathBuf>) -> Result<(), RunError> 
     if !recovered.is_empty() {
         tracing::info!(target: "app", messages = recovered.len(), "Recovered messages from the spool; delivery resumes.");
     }
-    for env in recovered {
+    // Messages spooled but not scanned when the gateway stopped are
+    // scanned (below, once the scanner runs) before they are queued.
+    let (scanned, unscanned): (Vec<_>, Vec<_>) = recovered
+        .into_iter()
+        .partition(|e| e.scanned || e.is_bounce);
+    for env in scanned {
         queue.enqueue(env);
+    }
+    let bases_dir = config.bases.av.clone();
+    match crate::bases::install_default(&bases_dir) {
+        Ok(true) => tracing::info!(target: "app", dir = %bases_dir.display(),
+            "No signature bases yet: installed the built-in default set."),
+        Ok(false) => {}
+        Err(e) => {
+            tracing::error!(target: "app", error = %e, "Cannot install the built-in default bases.")
+        }
+    }
+    let (scanner, bases_problem) =
+        crate::scan::Engine::start(config.limits.antiviral_sessions as usize, &bases_dir);
+    match (&bases_problem, scanner.info()) {
+        (Some(e), _) => tracing::error!(target: "app", error = %e,
+            "The signature bases cannot be used; every message gets av/error until they are fixed."),
+        (None, Some(b)) => tracing::info!(target: "app", version = %b.version, records = b.records,
+            rules = scanner.current().count, "Signature bases loaded."),
+        (None, None) => {}
     }
     let listeners = crate::smtp::server::bind(&config.network.listen_on).await?;
     let mut hup = signal(SignalKind::hangup()).map_err(RunError::Signals)?;
@@ -78,12 +101,13 @@ pub async fn run(config: Config, path: Option<PathBuf>) -> Result<(), RunError> 
         spool.clone(),
         queue,
         stats.clone(),
+        scanner,
         stop_rx,
     ));
-    crate::admin::start(gw.clone(), &admin_socket)?;
-    if let Some(b) = gw.reload_bases() {
-        tracing::info!(target: "app", version = %b.version, records = b.records, "Signature bases found.");
+    for env in unscanned {
+        tokio::spawn(crate::screen::rescan(gw.clone(), env));
     }
+    crate::admin::start(gw.clone(), &admin_socket)?;
     let snmp = Arc::new(Snmp::start(&gw)?);
     let _ = gw.snmp.set(snmp.clone());
     if let Some(addr) = metrics_listen {
@@ -124,7 +148,7 @@ pub async fn run(config: Config, path: Option<PathBuf>) -> Result<(), RunError> 
                 failed = true;
                 break;
             }
-            _ = hup.recv() => reload(&gw, &snmp, path.as_deref()),
+            _ = hup.recv() => reload(&gw, &snmp, path.as_deref()).await,
             _ = usr1.recv() => match crate::stats_file::write(&gw) {
                 Ok(p) => tracing::info!(target: "app", path = %p.display(), "Statistics written (SIGUSR1)."),
                 Err(e) => tracing::warn!(target: "app", error = %e, "Cannot write the statistics file."),
@@ -177,7 +201,7 @@ fn statistics(config: &Config) -> mailward_metrics::Stats {
 
 /// Re-reads and validates the configuration; installs it only when all of
 /// it is good.
-fn reload(gw: &Gateway, snmp: &Snmp, path: Option<&Path>) {
+async fn reload(gw: &Gateway, snmp: &Snmp, path: Option<&Path>) {
     let new = match config::load(path) {
         Ok(c) => c,
         Err(errors) => {
@@ -213,9 +237,14 @@ fn reload(gw: &Gateway, snmp: &Snmp, path: Option<&Path>) {
                     message: "The new configuration is in force.".into(),
                 },
             );
-            if let Some(b) = gw.reload_bases() {
-                tracing::info!(target: "app", version = %b.version, records = b.records, "New signature bases in use.");
-                snmp.send(gw, Trap::BasesReloaded);
+            match gw.reload_bases().await {
+                Ok(Some(b)) => {
+                    tracing::info!(target: "app", version = %b.version, records = b.records, "New signature bases in use.");
+                    snmp.send(gw, Trap::BasesReloaded);
+                }
+                Ok(None) => {}
+                Err(e) => tracing::error!(target: "app", error = %e,
+                    "The signature bases cannot be reloaded; the rules in use stay."),
             }
         }
         Err(e) => {

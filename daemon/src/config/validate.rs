@@ -378,14 +378,36 @@ impl Convert for Vec<Status> {
     }
 }
 
+/// Reads a `file:PATH` list of globs.
+fn glob_file(path: &std::path::Path) -> Result<Vec<String>, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read the list {}: {e}", path.display()))?;
+    Ok(text
+        .lines()
+        .map(|l| l.split('#').next().unwrap_or("").trim())
+        .filter(|l| !l.is_empty())
+        .map(str::to_string)
+        .collect())
+}
+
 impl Convert for Vec<String> {
     /// The name and MIME globs (`include_by_name`, ...): any non-empty
     /// string.
+    /// `"file:PATH"` stands for the globs in that file, one per line (`#`
+    /// starts a comment); a relative PATH is relative to the config file.
     fn read(ctx: &mut Ctx<'_>, path: &KeyPath, value: Option<&Value>) -> Option<Self> {
+        let base = std::path::Path::new(ctx.origin)
+            .parent()
+            .map(std::path::Path::to_path_buf)
+            .unwrap_or_default();
         ctx.list(path, value, |v| match text(v)? {
             s if s.is_empty() => Err("expected a glob like \"*.exe\", got \"\"".to_string()),
-            s => Ok(s),
+            s => match s.strip_prefix("file:") {
+                Some(file) => glob_file(&base.join(file)),
+                None => Ok(vec![s]),
+            },
         })
+        .map(|lists| lists.into_iter().flatten().collect())
     }
 }
 

@@ -763,6 +763,8 @@ mod tests {
             next_attempt: 0,
             delay_notified: false,
             is_bounce: false,
+            scanned: false,
+            added_headers: String::new(),
         }
     }
 

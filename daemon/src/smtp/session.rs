@@ -614,6 +614,8 @@ impl Session {
             next_attempt: 0,
             delay_notified: false,
             is_bounce: false,
+            scanned: false,
+            added_headers: String::new(),
         };
         if let Err(e) = self.gw.spool.accept(&envelope, bytes.clone()).await {
             tracing::error!(target: "smtp", queue_id = %id, error = %e, "Cannot spool the message.");
@@ -625,37 +627,38 @@ impl Session {
             return Flow::Continue;
         }
         // The message is safe on disk. The scan verdict is awaited here, up
-        // to scan_in_session, so that refusals can happen in the session.
-        MessageAccepted {
-            envelope: &envelope,
-        }
-        .emit(&self.gw.stats);
+        // to scan_in_session, so that refusals can happen in the session;
+        // a longer scan is settled in the background after the 250.
+        let (policy, group) = crate::policy::effective(&self.cfg, &envelope);
+        let policy = std::sync::Arc::new(policy);
+        let mut scan = Box::pin(crate::screen::scan(&self.gw, &policy, bytes.clone()));
         let scan_wait = self.cfg.timeouts.scan_in_session.get();
-        let started = std::time::Instant::now();
-        let report = tokio::time::timeout(
-            scan_wait.max(Duration::from_millis(1)),
-            crate::scan::scan(&envelope, &bytes),
-        )
-        .await
-        .unwrap_or(crate::scan::ScanReport {
-            av: crate::scan::AvStatus::Error,
-            spam: None,
-            viruses: Vec::new(),
-            filter_rules: Vec::new(),
-        });
-        crate::events::ScanFinished {
-            envelope: &envelope,
-            av: report.av,
-            spam: report.spam,
-            viruses: &report.viruses,
-            filter_rules: &report.filter_rules,
-            duration: started.elapsed(),
-            group: crate::policy::group_of(&self.cfg, &envelope).unwrap_or(""),
+        let accepted = envelope.clone();
+        match tokio::time::timeout(scan_wait.max(Duration::from_millis(1)), &mut scan).await {
+            Ok(outcome) => {
+                let fate =
+                    crate::screen::settle(&self.gw, envelope, outcome, &policy, &group, true).await;
+                if let crate::policy::Fate::Reject(reply) = fate {
+                    self.reject(conn, RejectReason::Policy, &reply);
+                    return Flow::Continue;
+                }
+            }
+            Err(_) => {
+                tracing::info!(target: "scan", queue_id = %id,
+                    "The scan goes on after the reply (timeouts.scan_in_session).");
+                let gw = self.gw.clone();
+                tokio::spawn(async move {
+                    let outcome = scan.await;
+                    crate::screen::settle(&gw, envelope, outcome, &policy, &group, false).await;
+                });
+            }
+        }
+        MessageAccepted {
+            envelope: &accepted,
         }
         .emit(&self.gw.stats);
         self.messages += 1;
         self.session_bytes += msg.size;
-        self.gw.queue.enqueue(envelope);
         conn.reply(&format!("250 2.0.0 Ok: queued as {id}"));
         Flow::Continue
     }

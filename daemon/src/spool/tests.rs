@@ -18,6 +18,8 @@ fn envelope(n: u32) -> Envelope {
         next_attempt: 0,
         delay_notified: false,
         is_bounce: false,
+        scanned: false,
+        added_headers: String::new(),
     }
 }
 

@@ -214,7 +214,17 @@ impl Delivery {
     pub async fn attempt(self: Arc<Self>, mut env: Envelope) {
         let cfg = self.gw.config();
         // Read once: the bytes serve the transactions and any DSN.
-        let data = self.gw.spool.read(&env.id).map(Arc::new);
+        let data = self.gw.spool.read(&env.id).map(|bytes| {
+            if env.added_headers.is_empty() {
+                Arc::new(bytes)
+            } else {
+                // The scan verdict header goes on top, above our Received.
+                let mut with = Vec::with_capacity(env.added_headers.len() + bytes.len());
+                with.extend_from_slice(env.added_headers.as_bytes());
+                with.extend_from_slice(&bytes);
+                Arc::new(with)
+            }
+        });
         let outcomes = match &data {
             Ok(data) => self.send_all(&cfg, &env, data.clone()).await,
             Err(e) => {
@@ -466,6 +476,8 @@ impl Delivery {
                 next_attempt: 0,
                 delay_notified: false,
                 is_bounce: true,
+                scanned: true,
+                added_headers: String::new(),
             };
             match self.gw.spool.accept(&dsn_env, bytes).await {
                 Ok(()) => {

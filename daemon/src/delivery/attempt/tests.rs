@@ -24,6 +24,8 @@ fn env(rcpts: &[(&str, Option<&str>)]) -> Envelope {
         next_attempt: 0,
         delay_notified: false,
         is_bounce: false,
+        scanned: false,
+        added_headers: String::new(),
     }
 }
 

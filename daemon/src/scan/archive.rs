@@ -1,0 +1,430 @@
+//! Unpacking archives for the scanner: zip, gzip and tar, from memory,
+//! within the message's budget of unpacked bytes and its deadline.
+//!
+//! Everything here is hostile input. Sizes declared in headers are never
+//! trusted: every member is read through [`read_bounded`], which stops at
+//! the remaining budget or the deadline, whichever comes first. A damaged
+//! archive yields the members that could be read before the damage and a
+//! [`Member::Damaged`] entry, so that what can be scanned is scanned.
+
+use std::io::{Cursor, Read};
+use std::time::Instant;
+
+/// Members read from one archive at most; past this the archive counts as
+/// damaged (a zip of a million empty files is a denial of service, not mail).
+pub const MAX_MEMBERS: usize = 10_000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Zip,
+    Gzip,
+    Tar,
+}
+
+impl Format {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Format::Zip => "zip",
+            Format::Gzip => "gzip",
+            Format::Tar => "tar",
+        }
+    }
+}
+
+/// Recognises an archive by its magic bytes (names lie; magic rarely does).
+pub fn detect(data: &[u8]) -> Option<Format> {
+    if data.starts_with(b"PK\x03\x04") || data.starts_with(b"PK\x05\x06") {
+        Some(Format::Zip)
+    } else if data.starts_with(&[0x1f, 0x8b]) {
+        Some(Format::Gzip)
+    } else if data.len() >= 262 && &data[257..262] == b"ustar" {
+        Some(Format::Tar)
+    } else {
+        None
+    }
+}
+
+/// One thing found in an archive.
+#[derive(Debug)]
+pub enum Member {
+    File {
+        name: String,
+        data: Vec<u8>,
+    },
+    /// Encrypted or password-protected: cannot be looked into.
+    Encrypted {
+        name: String,
+    },
+    /// The rest of the archive could not be read (truncated, corrupt,
+    /// unsupported method); members before it were returned.
+    Damaged {
+        problem: String,
+    },
+    /// The budget of unpacked bytes or the deadline ran out.
+    Limit {
+        problem: String,
+    },
+}
+
+/// Why reading stopped early.
+#[derive(Debug)]
+enum Stop {
+    Budget,
+    Deadline,
+    Read(std::io::Error),
+}
+
+/// Reads `r` to its end into memory, taking from `budget`; stops at the
+/// budget or the deadline. On a read error the bytes read so far are kept
+/// (a truncated member is still scanned).
+fn read_bounded(r: &mut dyn Read, budget: &mut u64, deadline: Instant) -> (Vec<u8>, Option<Stop>) {
+    let mut out = Vec::new();
+    let mut chunk = vec![0u8; 64 * 1024];
+    loop {
+        if Instant::now() >= deadline {
+            return (out, Some(Stop::Deadline));
+        }
+        match r.read(&mut chunk) {
+            Ok(0) => return (out, None),
+            Ok(n) => {
+                let n64 = n as u64;
+                if n64 > *budget {
+                    let keep = *budget as usize;
+                    out.extend_from_slice(&chunk[..keep]);
+                    *budget = 0;
+                    return (out, Some(Stop::Budget));
+                }
+                *budget -= n64;
+                out.extend_from_slice(&chunk[..n]);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return (out, Some(Stop::Read(e))),
+        }
+    }
+}
+
+/// Turns an early stop into the member that reports it.
+fn stopped(name: &str, stop: Stop) -> Member {
+    match stop {
+        Stop::Budget => Member::Limit {
+            problem: format!("{name}: unpacked size limit (max_unpacked_size) reached"),
+        },
+        Stop::Deadline => Member::Limit {
+            problem: format!("{name}: scan time limit (timeouts.scan) reached"),
+        },
+        Stop::Read(e) => Member::Damaged {
+            problem: format!("{name}: {e}"),
+        },
+    }
+}
+
+/// Unpacks `data`. `name` is the archive's own name (a gzip member without
+/// a stored name is called after it).
+pub fn unpack(
+    format: Format,
+    name: &str,
+    data: &[u8],
+    budget: &mut u64,
+    deadline: Instant,
+) -> Vec<Member> {
+    match format {
+        Format::Zip => zip_members(data, budget, deadline),
+        Format::Gzip => gzip_members(name, data, budget, deadline),
+        Format::Tar => tar_members(data, budget, deadline),
+    }
+}
+
+/// Reads one member and appends it (and how it stopped, if it did) to
+/// `out`; false when the caller must stop reading this archive.
+fn take_member(
+    out: &mut Vec<Member>,
+    name: String,
+    r: &mut dyn Read,
+    budget: &mut u64,
+    deadline: Instant,
+) -> bool {
+    let (data, stop) = read_bounded(r, budget, deadline);
+    let go_on = stop.is_none();
+    let report = stop.map(|s| stopped(&name, s));
+    out.push(Member::File { name, data });
+    if let Some(r) = report {
+        out.push(r);
+    }
+    go_on
+}
+
+fn zip_members(data: &[u8], budget: &mut u64, deadline: Instant) -> Vec<Member> {
+    let mut out = Vec::new();
+    let mut archive = match zip::ZipArchive::new(Cursor::new(data)) {
+        Ok(a) => a,
+        // No readable central directory (a truncated transfer, say): walk
+        // the local headers from the front instead.
+        Err(e) => return zip_stream_members(data, budget, deadline, e.to_string()),
+    };
+    for i in 0..archive.len() {
+        if i >= MAX_MEMBERS {
+            out.push(Member::Damaged {
+                problem: format!("more than {MAX_MEMBERS} members"),
+            });
+            break;
+        }
+        let (name, encrypted, is_dir) = match archive.by_index_raw(i) {
+            Ok(f) => (
+                f.name()
+                    .map(|n| n.into_owned())
+                    .unwrap_or_else(|_| format!("member {i}")),
+                f.encrypted(),
+                f.is_dir(),
+            ),
+            Err(e) => {
+                out.push(Member::Damaged {
+                    problem: format!("member {i}: {e}"),
+                });
+                break;
+            }
+        };
+        if is_dir {
+            continue;
+        }
+        if encrypted {
+            out.push(Member::Encrypted { name });
+            continue;
+        }
+        match archive.by_index(i) {
+            Ok(mut f) => {
+                if !take_member(&mut out, name, &mut f, budget, deadline) {
+                    break;
+                }
+            }
+            Err(e) => out.push(Member::Damaged {
+                problem: format!("{name}: {e}"),
+            }),
+        }
+    }
+    out
+}
+
+fn zip_stream_members(
+    data: &[u8],
+    budget: &mut u64,
+    deadline: Instant,
+    why: String,
+) -> Vec<Member> {
+    let mut out = Vec::new();
+    let mut cursor = Cursor::new(data);
+    let mut complete = false;
+    for i in 0..MAX_MEMBERS {
+        match zip::read::read_zipfile_from_stream(&mut cursor) {
+            Ok(Some(mut f)) => {
+                let name = f
+                    .name()
+                    .map(|n| n.into_owned())
+                    .unwrap_or_else(|_| format!("member {i}"));
+                if f.is_dir() {
+                    continue;
+                }
+                if f.encrypted() {
+                    out.push(Member::Encrypted { name });
+                    continue;
+                }
+                if !take_member(&mut out, name, &mut f, budget, deadline) {
+                    return out;
+                }
+            }
+            Ok(None) => {
+                complete = true;
+                break;
+            }
+            Err(e) => {
+                out.push(Member::Damaged {
+                    problem: format!("{why}; reading on from the local headers: {e}"),
+                });
+                return out;
+            }
+        }
+    }
+    if !complete {
+        out.push(Member::Damaged {
+            problem: format!("{why}; stopped after {MAX_MEMBERS} members"),
+        });
+    } else {
+        out.push(Member::Damaged { problem: why });
+    }
+    out
+}
+
+fn gzip_members(name: &str, data: &[u8], budget: &mut u64, deadline: Instant) -> Vec<Member> {
+    let mut out = Vec::new();
+    let mut gz = flate2::read::MultiGzDecoder::new(data);
+    let inner = gz
+        .header()
+        .and_then(|h| h.filename())
+        .map(|f| String::from_utf8_lossy(f).into_owned())
+        .unwrap_or_else(|| {
+            let lower = name.to_ascii_lowercase();
+            match lower.strip_suffix(".gz").or(lower.strip_suffix(".tgz")) {
+                Some(_) if lower.ends_with(".tgz") => format!("{}.tar", &name[..name.len() - 4]),
+                Some(_) => name[..name.len() - 3].to_string(),
+                None => format!("{name}.unpacked"),
+            }
+        });
+    take_member(&mut out, inner, &mut gz, budget, deadline);
+    out
+}
+
+fn tar_members(data: &[u8], budget: &mut u64, deadline: Instant) -> Vec<Member> {
+    let mut out = Vec::new();
+    let mut archive = tar::Archive::new(Cursor::new(data));
+    let entries = match archive.entries() {
+        Ok(e) => e,
+        Err(e) => {
+            out.push(Member::Damaged {
+                problem: e.to_string(),
+            });
+            return out;
+        }
+    };
+    for (i, entry) in entries.enumerate() {
+        if i >= MAX_MEMBERS {
+            out.push(Member::Damaged {
+                problem: format!("more than {MAX_MEMBERS} members"),
+            });
+            break;
+        }
+        let mut entry = match entry {
+            Ok(e) => e,
+            Err(e) => {
+                out.push(Member::Damaged {
+                    problem: format!("member {i}: {e}"),
+                });
+                break;
+            }
+        };
+        if !entry.header().entry_type().is_file() {
+            continue;
+        }
+        let name = entry
+            .path()
+            .map(|p| p.to_string_lossy().into_owned())
+            .unwrap_or_else(|_| format!("member {i}"));
+        if !take_member(&mut out, name, &mut entry, budget, deadline) {
+            break;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use std::time::Duration;
+
+    fn far() -> Instant {
+        Instant::now() + Duration::from_secs(60)
+    }
+
+    fn zip_of(files: &[(&str, &[u8])]) -> Vec<u8> {
+        let mut w = zip::ZipWriter::new(Cursor::new(Vec::new()));
+        for (name, data) in files {
+            w.start_file(*name, zip::write::SimpleFileOptions::default())
+                .unwrap();
+            w.write_all(data).unwrap();
+        }
+        w.finish().unwrap().into_inner()
+    }
+
+    #[test]
+    fn detects_formats_by_magic() {
+        assert_eq!(detect(&zip_of(&[("a", b"x")])), Some(Format::Zip));
+        assert_eq!(detect(&[0x1f, 0x8b, 8, 0]), Some(Format::Gzip));
+        assert_eq!(detect(b"plain text"), None);
+    }
+
+    #[test]
+    fn unpacks_zip_members_within_budget() {
+        let z = zip_of(&[("a.txt", b"hello"), ("b.bin", &[7u8; 1000])]);
+        let mut budget = 10_000;
+        let m = unpack(Format::Zip, "z.zip", &z, &mut budget, far());
+        assert!(
+            matches!(&m[0], Member::File { name, data } if name == "a.txt" && data == b"hello")
+        );
+        assert!(
+            matches!(&m[1], Member::File { name, data } if name == "b.bin" && data.len() == 1000)
+        );
+        assert_eq!(budget, 10_000 - 1005);
+        let mut small = 100;
+        let m = unpack(Format::Zip, "z.zip", &z, &mut small, far());
+        assert!(m.iter().any(|x| matches!(x, Member::Limit { .. })), "{m:?}");
+        assert_eq!(small, 0);
+    }
+
+    #[test]
+    fn a_truncated_zip_still_gives_its_first_members() {
+        let z = zip_of(&[
+            ("first.txt", b"first member"),
+            ("second.txt", &[b'x'; 5000]),
+        ]);
+        let cut = &z[..z.len() / 2];
+        let mut budget = 1 << 20;
+        let m = unpack(Format::Zip, "z.zip", cut, &mut budget, far());
+        assert!(
+            matches!(&m[0], Member::File { name, .. } if name == "first.txt"),
+            "{m:?}"
+        );
+        assert!(
+            m.iter().any(|x| matches!(x, Member::Damaged { .. })),
+            "{m:?}"
+        );
+    }
+
+    #[test]
+    fn gzip_and_tar() {
+        let mut t = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_size(4);
+        h.set_mode(0o644);
+        h.set_cksum();
+        t.append_data(&mut h, "dir/file.txt", &b"data"[..]).unwrap();
+        let tarball = t.into_inner().unwrap();
+        assert_eq!(detect(&tarball), Some(Format::Tar));
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&tarball).unwrap();
+        let tgz = gz.finish().unwrap();
+        let mut budget = 1 << 20;
+        let m = unpack(Format::Gzip, "x.tgz", &tgz, &mut budget, far());
+        let Member::File { name, data } = &m[0] else {
+            panic!("{m:?}")
+        };
+        assert_eq!(name, "x.tar");
+        let inner = unpack(Format::Tar, name, data, &mut budget, far());
+        assert!(
+            matches!(&inner[0], Member::File { name, data } if name == "dir/file.txt" && data == b"data")
+        );
+    }
+
+    #[test]
+    fn a_deflate_bomb_stops_at_the_budget() {
+        // 64 MiB of zeros packs into about 64 KiB.
+        let mut w = zip::ZipWriter::new(Cursor::new(Vec::new()));
+        w.start_file("zeros", zip::write::SimpleFileOptions::default())
+            .unwrap();
+        let chunk = vec![0u8; 1 << 20];
+        for _ in 0..64 {
+            w.write_all(&chunk).unwrap();
+        }
+        let z = w.finish().unwrap().into_inner();
+        assert!(z.len() < 1 << 20);
+        let mut budget = 4 << 20;
+        let m = unpack(Format::Zip, "bomb.zip", &z, &mut budget, far());
+        assert!(m.iter().any(|x| matches!(x, Member::Limit { .. })));
+        let held: usize = m
+            .iter()
+            .map(|x| match x {
+                Member::File { data, .. } => data.len(),
+                _ => 0,
+            })
+            .sum();
+        assert_eq!(held, 4 << 20, "no more than the budget is ever held");
+    }
+}

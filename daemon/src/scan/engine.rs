@@ -1,0 +1,232 @@
+//! The scan engine: the compiled rules in use and the pool of worker
+//! threads that scan with them.
+//!
+//! - One compiled rule set is shared by all workers (yara-x `Rules` is
+//!   immutable and thread-safe); each worker has its own `Scanner`.
+//! - `limits.antiviral_sessions` workers, started once. Scanning is CPU
+//!   work: it runs on these threads, never on the async runtime, so a slow
+//!   scan never holds up a session or the listener.
+//! - A reload compiles the new set first and swaps it in with one pointer
+//!   store; a worker notices the new generation before its next message and
+//!   builds a new scanner. Scans under way finish with the rules they
+//!   started with, and a set that fails to compile never replaces one that
+//!   works.
+
+use super::{scan_message, ScanOutcome};
+use crate::bases::{BasesError, BasesInfo};
+use crate::config::Policy;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{channel, Receiver, Sender};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+use tokio::sync::oneshot;
+
+/// One compiled rule set.
+pub struct Loaded {
+    /// None when no set could be compiled yet (then every scan is
+    /// `av/error`, never a silent "clean").
+    pub rules: Option<yara_x::Rules>,
+    pub info: Option<BasesInfo>,
+    /// Rules in the compiled set.
+    pub count: usize,
+    generation: u64,
+}
+
+struct Job {
+    data: Arc<Vec<u8>>,
+    policy: Arc<Policy>,
+    timeout: Duration,
+    done: oneshot::Sender<ScanOutcome>,
+}
+
+pub struct Engine {
+    loaded: RwLock<Arc<Loaded>>,
+    generation: AtomicU64,
+    jobs: Mutex<Sender<Job>>,
+    /// Messages waiting for a worker.
+    waiting: AtomicU64,
+}
+
+impl Engine {
+    /// Starts `workers` scan threads with the bases in `dir` (when they
+    /// compile; otherwise with none, and the error is returned beside the
+    /// engine so that the caller can report it).
+    pub fn start(workers: usize, dir: &Path) -> (Arc<Engine>, Option<BasesError>) {
+        let (loaded, problem) = match load(dir, 1) {
+            Ok(l) => (l, None),
+            Err(e) => (
+                Loaded {
+                    rules: None,
+                    info: None,
+                    count: 0,
+                    generation: 1,
+                },
+                Some(e),
+            ),
+        };
+        let (tx, rx) = channel();
+        let engine = Arc::new(Engine {
+            loaded: RwLock::new(Arc::new(loaded)),
+            generation: AtomicU64::new(1),
+            jobs: Mutex::new(tx),
+            waiting: AtomicU64::new(0),
+        });
+        let rx = Arc::new(Mutex::new(rx));
+        for n in 0..workers.max(1) {
+            let (engine, rx) = (engine.clone(), rx.clone());
+            let spawned = std::thread::Builder::new()
+                .name(format!("scan-{n}"))
+                .spawn(move || worker(&engine, &rx));
+            if let Err(e) = spawned {
+                tracing::error!(target: "scan", error = %e, "Cannot start a scan worker.");
+            }
+        }
+        (engine, problem)
+    }
+
+    /// The rule set in use.
+    pub fn current(&self) -> Arc<Loaded> {
+        match self.loaded.read() {
+            Ok(l) => l.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// The bases in use (None: none loaded).
+    pub fn info(&self) -> Option<BasesInfo> {
+        self.current().info.clone()
+    }
+
+    /// Messages waiting for a free worker.
+    pub fn waiting(&self) -> u64 {
+        self.waiting.load(Ordering::Relaxed)
+    }
+
+    /// Compiles the bases in `dir` and puts them in use. On error the rules
+    /// in use stay. Blocking (compiling takes a while for large sets): call
+    /// it from a blocking context.
+    pub fn reload(&self, dir: &Path) -> Result<BasesInfo, BasesError> {
+        let generation = self.generation.load(Ordering::Acquire) + 1;
+        let loaded = load(dir, generation)?;
+        let info = loaded.info.clone().ok_or_else(|| BasesError::Manifest {
+            path: dir.join("manifest.toml"),
+            problem: "missing".into(),
+        })?;
+        match self.loaded.write() {
+            Ok(mut l) => *l = Arc::new(loaded),
+            Err(poisoned) => *poisoned.into_inner() = Arc::new(loaded),
+        }
+        self.generation.store(generation, Ordering::Release);
+        Ok(info)
+    }
+
+    /// Queues one message for a worker; the receiver gets the outcome.
+    pub fn submit(
+        &self,
+        data: Arc<Vec<u8>>,
+        policy: Arc<Policy>,
+        timeout: Duration,
+    ) -> oneshot::Receiver<ScanOutcome> {
+        let (done, rx) = oneshot::channel();
+        let job = Job {
+            data,
+            policy,
+            timeout,
+            done,
+        };
+        self.waiting.fetch_add(1, Ordering::Relaxed);
+        let sent = match self.jobs.lock() {
+            Ok(tx) => tx.send(job).map_err(|e| e.0),
+            Err(_) => Err(job),
+        };
+        if let Err(job) = sent {
+            self.waiting.fetch_sub(1, Ordering::Relaxed);
+            let _ = job.done.send(ScanOutcome::failed(
+                "no scan worker is running (see the log)",
+                Duration::ZERO,
+            ));
+        }
+        rx
+    }
+
+    /// Scans one message and waits for the outcome.
+    pub async fn scan(
+        &self,
+        data: Arc<Vec<u8>>,
+        policy: Arc<Policy>,
+        timeout: Duration,
+    ) -> ScanOutcome {
+        let started = std::time::Instant::now();
+        self.submit(data, policy, timeout)
+            .await
+            .unwrap_or_else(|_| ScanOutcome::failed("the scan worker stopped", started.elapsed()))
+    }
+}
+
+fn load(dir: &Path, generation: u64) -> Result<Loaded, BasesError> {
+    let info = crate::bases::read(dir)?.ok_or_else(|| BasesError::Manifest {
+        path: dir.join("manifest.toml"),
+        problem: "missing: no signature bases installed".into(),
+    })?;
+    let (rules, count) = crate::bases::compile(dir)?;
+    Ok(Loaded {
+        rules: Some(rules),
+        info: Some(info),
+        count,
+        generation,
+    })
+}
+
+fn worker(engine: &Engine, rx: &Mutex<Receiver<Job>>) {
+    let mut pending: Option<Job> = None;
+    loop {
+        let loaded = engine.current();
+        let mut scanner = loaded.rules.as_ref().map(yara_x::Scanner::new);
+        loop {
+            let job = match pending.take() {
+                Some(j) => j,
+                None => {
+                    let next = match rx.lock() {
+                        Ok(rx) => rx.recv(),
+                        Err(_) => return,
+                    };
+                    match next {
+                        Ok(j) => j,
+                        Err(_) => return,
+                    }
+                }
+            };
+            if engine.generation.load(Ordering::Acquire) != loaded.generation {
+                pending = Some(job);
+                break;
+            }
+            engine.waiting.fetch_sub(1, Ordering::Relaxed);
+            let started = std::time::Instant::now();
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                scan_message(
+                    scanner.as_mut(),
+                    loaded.info.as_ref(),
+                    &job.data,
+                    &job.policy,
+                    job.timeout,
+                )
+            }));
+            match result {
+                Ok(outcome) => {
+                    let _ = job.done.send(outcome);
+                }
+                Err(_) => {
+                    // A bug in a parser must cost one message's verdict,
+                    // not the worker: answer "error" and start afresh.
+                    tracing::error!(target: "scan", "The scanner failed on a message (internal error); its status is av/error.");
+                    let _ = job.done.send(ScanOutcome::failed(
+                        "internal scanner error",
+                        started.elapsed(),
+                    ));
+                    break;
+                }
+            }
+        }
+    }
+}

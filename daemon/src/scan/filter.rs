@@ -1,0 +1,92 @@
+//! Content filtering by attachment name and MIME type (`include_by_name`,
+//! `exclude_by_name`, `include_by_mime`, `exclude_by_mime`).
+//!
+//! An object is filtered when its name matches an `include_by_name` glob or
+//! its MIME type an `include_by_mime` glob, unless its name matches an
+//! `exclude_by_name` glob or its type an `exclude_by_mime` glob: the
+//! excludes always win, so `exclude_by_name = ["*.pdf"]` keeps every PDF
+//! whatever its declared type. The rule reported (statistics, logs,
+//! raw records) is the include that matched, as `name:GLOB` or `mime:GLOB`.
+
+use crate::config::{Pattern, Policy};
+
+#[derive(Debug, Clone)]
+pub struct Filters {
+    include_name: Vec<Pattern>,
+    exclude_name: Vec<Pattern>,
+    include_mime: Vec<Pattern>,
+    exclude_mime: Vec<Pattern>,
+}
+
+fn patterns(list: &[String]) -> Vec<Pattern> {
+    list.iter().map(|s| Pattern::new(s)).collect()
+}
+
+impl Filters {
+    pub fn new(policy: &Policy) -> Filters {
+        Filters {
+            include_name: patterns(&policy.include_by_name),
+            exclude_name: patterns(&policy.exclude_by_name),
+            include_mime: patterns(&policy.include_by_mime),
+            exclude_mime: patterns(&policy.exclude_by_mime),
+        }
+    }
+
+    /// The rule that filters an object with this name (None when it has
+    /// none, as most body parts) and MIME type, if any.
+    pub fn check(&self, name: Option<&str>, mime: &str) -> Option<String> {
+        // Only the last path element: a member "docs/a.exe" is named "a.exe".
+        let base = name.map(|n| n.rsplit(['/', '\\']).next().unwrap_or(n));
+        let any = |list: &[Pattern], s: &str| list.iter().find(|p| p.matches(s)).cloned();
+        if base.is_some_and(|n| any(&self.exclude_name, n).is_some())
+            || any(&self.exclude_mime, mime).is_some()
+        {
+            return None;
+        }
+        if let Some(p) = base.and_then(|n| any(&self.include_name, n)) {
+            return Some(format!("name:{p}"));
+        }
+        any(&self.include_mime, mime).map(|p| format!("mime:{p}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn includes_and_excludes_combined() {
+        let mut p = crate::config::parse("", "t.toml").unwrap().policy;
+        p.include_by_name = vec!["*.exe".into(), "*.scr".into()];
+        p.exclude_by_name = vec!["setup-*.exe".into()];
+        p.include_by_mime = vec!["application/x-ms*".into(), "video/*".into()];
+        p.exclude_by_mime = vec!["video/mp4".into()];
+        let f = Filters::new(&p);
+        let table = [
+            (
+                Some("evil.EXE"),
+                "application/octet-stream",
+                Some("name:*.exe"),
+            ),
+            (Some("setup-1.2.exe"), "application/octet-stream", None),
+            (
+                Some("dir/game.scr"),
+                "application/octet-stream",
+                Some("name:*.scr"),
+            ),
+            (
+                None,
+                "application/x-msdownload",
+                Some("mime:application/x-ms*"),
+            ),
+            (Some("clip.mov"), "video/quicktime", Some("mime:video/*")),
+            (Some("clip.mp4"), "video/mp4", None),
+            (Some("setup-2.exe"), "application/x-msdownload", None),
+            (Some("report.pdf"), "application/pdf", None),
+            (None, "text/plain", None),
+        ];
+        for (name, mime, want) in table {
+            assert_eq!(f.check(name, mime).as_deref(), want, "{name:?} {mime}");
+        }
+    }
+}

@@ -1,0 +1,314 @@
+//! Taking parts out of a message (`remove`) or replacing them with a short
+//! notice (`placeholder`), on the raw bytes, so that everything not touched
+//! stays byte for byte as it came and the result is still valid MIME.
+//!
+//! The unit is a leaf of the top-level MIME tree: a forwarded message or an
+//! archive is removed or replaced as a whole. Rules:
+//! - In a multipart, `remove` cuts the part with its delimiter line;
+//!   `placeholder` keeps the delimiter and puts a text/plain part in its
+//!   place.
+//! - A multipart must keep at least one part (RFC 2046 5.1.1): when every
+//!   part of one would be removed, the last one gets a placeholder instead.
+//! - A message that is a single part has no part to cut out: both actions
+//!   replace its body with the notice and its content headers with text/plain.
+
+use mail_parser::{Message, MimeHeaders, PartType};
+use std::collections::BTreeMap;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Edit {
+    Remove,
+    Placeholder,
+}
+
+const NOTICE_HEADERS: &str = "Content-Type: text/plain; charset=us-ascii\r\n\
+Content-Disposition: inline\r\nContent-Transfer-Encoding: 7bit\r\n";
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+fn rfind(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).rposition(|w| w == needle)
+}
+
+/// Keeps only 7-bit printable text, so that a notice is always valid in
+/// a 7bit part whatever a rule or file name holds.
+pub fn ascii(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_ascii_graphic() || c == ' ' {
+                c
+            } else {
+                '?'
+            }
+        })
+        .collect()
+}
+
+/// Applies `edits` (top-level part index -> edit and notice text) to `raw`.
+pub fn apply(raw: &[u8], msg: &Message<'_>, edits: &BTreeMap<usize, (Edit, String)>) -> Vec<u8> {
+    let mut parent: BTreeMap<usize, usize> = BTreeMap::new();
+    for (i, p) in msg.parts.iter().enumerate() {
+        if let PartType::Multipart(children) = &p.body {
+            for &c in children {
+                parent.insert(c as usize, i);
+            }
+        }
+    }
+    let mut edits = edits.clone();
+    // A single-part message (or an edit of the root): rewrite it whole.
+    if let Some((_, notice)) = edits
+        .iter()
+        .find(|(i, _)| !parent.contains_key(i))
+        .map(|(i, e)| (*i, e.1.clone()))
+    {
+        return single_part(raw, msg, &notice);
+    }
+    // Keep one part in every multipart.
+    for (i, p) in msg.parts.iter().enumerate() {
+        if let PartType::Multipart(children) = &p.body {
+            let all_removed = !children.is_empty()
+                && children
+                    .iter()
+                    .all(|c| matches!(edits.get(&(*c as usize)), Some((Edit::Remove, _))));
+            if all_removed {
+                if let Some(last) = children.last().and_then(|c| edits.get_mut(&(*c as usize))) {
+                    last.0 = Edit::Placeholder;
+                }
+            }
+            let _ = i;
+        }
+    }
+    // Byte ranges to replace, computed on the original, applied from the end.
+    let mut cuts: Vec<(usize, usize, Vec<u8>)> = Vec::new();
+    for (&i, (edit, notice)) in &edits {
+        let (Some(part), Some(&p)) = (msg.parts.get(i), parent.get(&i)) else {
+            continue;
+        };
+        let Some(boundary) = msg
+            .parts
+            .get(p)
+            .and_then(|pp| pp.content_type())
+            .and_then(|ct| ct.attribute("boundary"))
+        else {
+            continue;
+        };
+        let dash = [b"--".as_slice(), boundary.as_bytes()].concat();
+        let line_dash = [b"\n--".as_slice(), boundary.as_bytes()].concat();
+        let h = (part.offset_header as usize).min(raw.len());
+        // Where this part's body ends: before the CRLF of the next delimiter
+        // (or at mail-parser's end offset when the message is cut short).
+        let (body_end, next_line) = match find(&raw[h..], &line_dash) {
+            Some(n) => {
+                let n = h + n;
+                let end = if n > 0 && raw[n - 1] == b'\r' {
+                    n - 1
+                } else {
+                    n
+                };
+                (end, Some(n + 1))
+            }
+            None => ((part.offset_end as usize).clamp(h, raw.len()), None),
+        };
+        match edit {
+            Edit::Placeholder => {
+                let mut text = NOTICE_HEADERS.as_bytes().to_vec();
+                text.extend_from_slice(b"\r\n");
+                text.extend_from_slice(ascii(notice).as_bytes());
+                text.extend_from_slice(b"\r\n");
+                cuts.push((h, body_end, text));
+            }
+            Edit::Remove => {
+                let Some(d) = rfind(&raw[..h], &dash) else {
+                    continue;
+                };
+                if d >= 1 && raw[d - 1] == b'\n' {
+                    // "CRLF--boundary CRLF part" goes; the previous part now
+                    // runs into the next delimiter's CRLF.
+                    let start = if d >= 2 && raw[d - 2] == b'\r' {
+                        d - 2
+                    } else {
+                        d - 1
+                    };
+                    cuts.push((start, body_end, Vec::new()));
+                } else if let Some(next) = next_line {
+                    // The first delimiter, at the very start of the body: the
+                    // next delimiter takes its place.
+                    cuts.push((d, next, Vec::new()));
+                }
+            }
+        }
+    }
+    cuts.sort_by(|a, b| b.0.cmp(&a.0));
+    let mut out = raw.to_vec();
+    let mut floor = usize::MAX;
+    for (start, end, with) in cuts {
+        // Overlapping ranges cannot come from distinct leaves; skip rather
+        // than corrupt if one ever does.
+        if end > floor || start > end {
+            continue;
+        }
+        out.splice(start..end, with);
+        floor = start;
+    }
+    out
+}
+
+/// Content headers that describe the body being replaced.
+fn is_content_header(field: &[u8]) -> bool {
+    let name = field.split(|&b| b == b':').next().unwrap_or(b"");
+    let name = String::from_utf8_lossy(name).trim().to_ascii_lowercase();
+    matches!(
+        name.as_str(),
+        "content-type"
+            | "content-transfer-encoding"
+            | "content-disposition"
+            | "content-description"
+    )
+}
+
+fn single_part(raw: &[u8], msg: &Message<'_>, notice: &str) -> Vec<u8> {
+    let body_at = msg
+        .parts
+        .first()
+        .map(|p| p.offset_body as usize)
+        .unwrap_or(raw.len())
+        .min(raw.len());
+    let header = &raw[..body_at];
+    // Fields are a line plus its continuation lines.
+    let mut fields: Vec<Vec<u8>> = Vec::new();
+    for line in header.split_inclusive(|&b| b == b'\n') {
+        let bare = line.strip_suffix(b"\n").unwrap_or(line);
+        let bare = bare.strip_suffix(b"\r").unwrap_or(bare);
+        if bare.is_empty() {
+            break;
+        }
+        match (bare.first(), fields.last_mut()) {
+            (Some(b' ' | b'\t'), Some(last)) => last.extend_from_slice(line),
+            _ => fields.push(line.to_vec()),
+        }
+    }
+    let has_mime_version = fields
+        .iter()
+        .any(|f| f.len() >= 13 && f[..13].eq_ignore_ascii_case(b"mime-version:"));
+    let mut out = Vec::with_capacity(header.len() + notice.len() + 200);
+    for f in fields.iter().filter(|f| !is_content_header(f)) {
+        out.extend_from_slice(f);
+        if !f.ends_with(b"\n") {
+            out.extend_from_slice(b"\r\n");
+        }
+    }
+    if !has_mime_version {
+        out.extend_from_slice(b"MIME-Version: 1.0\r\n");
+    }
+    out.extend_from_slice(NOTICE_HEADERS.as_bytes());
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(ascii(notice).as_bytes());
+    out.extend_from_slice(b"\r\n");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mail_parser::MessageParser;
+
+    const MIXED: &str = "From: a@example.com\r\nTo: b@example.com\r\nSubject: t\r\n\
+MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"BB\"\r\n\r\n\
+preamble\r\n--BB\r\nContent-Type: text/plain\r\n\r\nHello there\r\n\
+--BB\r\nContent-Type: application/octet-stream; name=\"evil.bin\"\r\n\
+Content-Transfer-Encoding: base64\r\n\r\nZXZpbA==\r\n\
+--BB\r\nContent-Type: text/plain; name=\"note.txt\"\r\n\r\nkeep me\r\n--BB--\r\n";
+
+    fn parse(raw: &[u8]) -> Message<'_> {
+        MessageParser::default().parse(raw).unwrap()
+    }
+
+    fn index_of(msg: &Message<'_>, name: &str) -> usize {
+        msg.parts
+            .iter()
+            .position(|p| p.attachment_name() == Some(name))
+            .unwrap()
+    }
+
+    #[test]
+    fn remove_cuts_the_part_and_keeps_the_rest_identical() {
+        let msg = parse(MIXED.as_bytes());
+        let evil = index_of(&msg, "evil.bin");
+        let edits = BTreeMap::from([(evil, (Edit::Remove, "gone".to_string()))]);
+        let out = apply(MIXED.as_bytes(), &msg, &edits);
+        let want = MIXED.replace(
+            "\r\n--BB\r\nContent-Type: application/octet-stream; name=\"evil.bin\"\r\n\
+Content-Transfer-Encoding: base64\r\n\r\nZXZpbA==",
+            "",
+        );
+        assert_eq!(String::from_utf8_lossy(&out), want);
+        let again = parse(&out);
+        let names: Vec<_> = again
+            .parts
+            .iter()
+            .filter_map(|p| p.attachment_name())
+            .collect();
+        assert_eq!(names, ["note.txt"]);
+    }
+
+    #[test]
+    fn placeholder_replaces_the_part_in_place() {
+        let msg = parse(MIXED.as_bytes());
+        let evil = index_of(&msg, "evil.bin");
+        let edits = BTreeMap::from([(
+            evil,
+            (Edit::Placeholder, "Removed: infected (Test)".to_string()),
+        )]);
+        let out = String::from_utf8(apply(MIXED.as_bytes(), &msg, &edits)).unwrap();
+        assert!(out.contains("--BB\r\nContent-Type: text/plain; charset=us-ascii\r\n"));
+        assert!(
+            out.contains("\r\n\r\nRemoved: infected (Test)\r\n\r\n--BB\r\n"),
+            "{out}"
+        );
+        assert!(!out.contains("ZXZpbA=="));
+        assert!(out.ends_with("keep me\r\n--BB--\r\n"));
+    }
+
+    #[test]
+    fn removing_the_first_and_every_part() {
+        let msg = parse(MIXED.as_bytes());
+        let first = msg
+            .parts
+            .iter()
+            .position(|p| p.text_contents() == Some("Hello there"))
+            .unwrap();
+        let edits = BTreeMap::from([(first, (Edit::Remove, "x".to_string()))]);
+        let out = apply(MIXED.as_bytes(), &msg, &edits);
+        let again = parse(&out);
+        assert_eq!(again.parts.len(), msg.parts.len() - 1);
+        assert!(!String::from_utf8_lossy(&out).contains("Hello there"));
+        let leaves: Vec<usize> = (1..msg.parts.len()).collect();
+        let all: BTreeMap<_, _> = leaves
+            .iter()
+            .map(|&i| (i, (Edit::Remove, "all gone".to_string())))
+            .collect();
+        let out = String::from_utf8(apply(MIXED.as_bytes(), &msg, &all)).unwrap();
+        assert!(
+            out.contains("all gone"),
+            "one part stays, as a notice: {out}"
+        );
+        assert_eq!(parse(out.as_bytes()).parts.len(), 2);
+    }
+
+    #[test]
+    fn a_single_part_message_gets_the_notice_as_body() {
+        let raw = "From: a@example.com\r\nContent-Type: application/zip;\r\n\tname=\"x.zip\"\r\n\
+Content-Transfer-Encoding: base64\r\nSubject: s\r\n\r\nUEsDBA==\r\n";
+        let msg = parse(raw.as_bytes());
+        let edits = BTreeMap::from([(0, (Edit::Remove, "notice \u{e9}".to_string()))]);
+        let out = String::from_utf8(apply(raw.as_bytes(), &msg, &edits)).unwrap();
+        assert_eq!(
+            out,
+            "From: a@example.com\r\nSubject: s\r\nMIME-Version: 1.0\r\n\
+Content-Type: text/plain; charset=us-ascii\r\nContent-Disposition: inline\r\n\
+Content-Transfer-Encoding: 7bit\r\n\r\nnotice ?\r\n"
+        );
+    }
+}

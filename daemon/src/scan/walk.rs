@@ -1,0 +1,306 @@
+//! Walking a message for the scanner: every MIME part (decoded), nested
+//! messages, uuencoded files in text bodies and archive members, each
+//! checked by the name/MIME filters and scanned with the YARA rules.
+//!
+//! Findings are tied to the top-level MIME part they were found under,
+//! because that is the unit the actions work on: an infected file inside
+//! a zip attachment, or inside a forwarded message, makes the whole
+//! attachment the part to remove or replace.
+
+use super::archive::{self, Member};
+use super::filter::Filters;
+use super::uuencode;
+use super::{Finding, Kind};
+use mail_parser::{Encoding, Message, MessagePart, MimeHeaders, PartType};
+use std::borrow::Cow;
+use std::time::{Duration, Instant};
+
+/// Nesting is capped here whatever `max_scan_depth` says: a zip that
+/// contains itself must not recurse until the stack runs out.
+pub const DEPTH_CAP: u32 = 32;
+
+/// The rule tag that makes a match "suspicious" rather than "infected".
+pub const SUSPICIOUS_TAG: &str = "suspicious";
+
+pub struct Walk<'a, 'r> {
+    /// None when no rules are loaded (then every message is `av/error`).
+    pub yara: Option<&'a mut yara_x::Scanner<'r>>,
+    pub filters: &'a Filters,
+    pub max_depth: u32,
+    /// Bytes that may still be unpacked from this message.
+    pub budget: u64,
+    pub deadline: Instant,
+    pub findings: Vec<Finding>,
+    /// Objects scanned (parts, members, decoded files).
+    pub objects: u64,
+    timed_out: bool,
+}
+
+/// The content type of a part as "type/subtype", lower case.
+pub fn mime_of(part: &MessagePart<'_>) -> String {
+    match part.content_type() {
+        Some(ct) => match ct.subtype() {
+            Some(sub) => format!("{}/{}", ct.ctype(), sub).to_ascii_lowercase(),
+            None => ct.ctype().to_ascii_lowercase(),
+        },
+        None if part.is_message() => "message/rfc822".into(),
+        None => "text/plain".into(),
+    }
+}
+
+/// The transfer-decoded bytes of a part. mail-parser converts text parts
+/// to UTF-8 from their charset; a scanner needs the bytes as sent, so for
+/// text the raw body is decoded here when it is at hand.
+fn part_bytes<'m>(part: &'m MessagePart<'_>, raw: Option<&[u8]>) -> Cow<'m, [u8]> {
+    if let (true, Some(raw)) = (part.is_text(), raw) {
+        let (b, e) = (part.offset_body as usize, part.offset_end as usize);
+        if b <= e && e <= raw.len() {
+            let body = &raw[b..e];
+            let decoded = match part.encoding {
+                Encoding::None => Some(body.to_vec()),
+                Encoding::Base64 => mail_parser::decoders::base64::base64_decode(body),
+                Encoding::QuotedPrintable => {
+                    mail_parser::decoders::quoted_printable::quoted_printable_decode(body)
+                }
+            };
+            if let Some(d) = decoded {
+                return Cow::Owned(d);
+            }
+        }
+    }
+    Cow::Borrowed(part.contents())
+}
+
+impl<'a, 'r> Walk<'a, 'r> {
+    pub fn new(
+        yara: Option<&'a mut yara_x::Scanner<'r>>,
+        filters: &'a Filters,
+        max_depth: u32,
+        budget: u64,
+        deadline: Instant,
+    ) -> Walk<'a, 'r> {
+        Walk {
+            yara,
+            filters,
+            max_depth: max_depth.min(DEPTH_CAP),
+            budget,
+            deadline,
+            findings: Vec::new(),
+            objects: 0,
+            timed_out: false,
+        }
+    }
+
+    fn find(&mut self, part: Option<usize>, kind: Kind, name: impl Into<String>, path: &str) {
+        self.findings.push(Finding {
+            kind,
+            name: name.into(),
+            path: path.to_string(),
+            part,
+        });
+    }
+
+    /// Checks the deadline; reports it once.
+    fn out_of_time(&mut self, part: Option<usize>, path: &str) -> bool {
+        if !self.timed_out && Instant::now() >= self.deadline {
+            self.timed_out = true;
+            self.find(
+                part,
+                Kind::Error,
+                "scan time limit (timeouts.scan) reached",
+                path,
+            );
+        }
+        self.timed_out
+    }
+
+    /// Walks a parsed message. `raw` is its bytes when offsets into them
+    /// are valid (the top-level message); `top` the top-level part that a
+    /// nested message hangs under.
+    pub fn message(
+        &mut self,
+        msg: &Message<'_>,
+        raw: Option<&[u8]>,
+        top: Option<usize>,
+        path: &str,
+        depth: u32,
+    ) {
+        for (i, part) in msg.parts.iter().enumerate() {
+            if matches!(part.body, PartType::Multipart(_)) {
+                continue;
+            }
+            let unit = top.or(Some(i));
+            let name = part.attachment_name();
+            let label = match name {
+                Some(n) => n.to_string(),
+                None => format!("part {}", i + 1),
+            };
+            let here = if path.is_empty() {
+                label
+            } else {
+                format!("{path}/{label}")
+            };
+            if self.out_of_time(unit, &here) {
+                return;
+            }
+            let mime = mime_of(part);
+            match &part.body {
+                PartType::Message(inner) => {
+                    self.objects += 1;
+                    if let Some(rule) = self.filters.check(name, &mime) {
+                        self.find(unit, Kind::Filtered, rule, &here);
+                    }
+                    if depth + 1 > self.max_depth {
+                        self.find(
+                            unit,
+                            Kind::Error,
+                            "nested deeper than max_scan_depth",
+                            &here,
+                        );
+                    } else {
+                        self.message(inner, None, unit, &here, depth + 1);
+                    }
+                }
+                _ => {
+                    let data = part_bytes(part, raw);
+                    self.object(unit, &here, name, &mime, &data, depth);
+                }
+            }
+        }
+    }
+
+    /// Filters and scans one object, then whatever is inside it.
+    pub fn object(
+        &mut self,
+        part: Option<usize>,
+        path: &str,
+        name: Option<&str>,
+        mime: &str,
+        data: &[u8],
+        depth: u32,
+    ) {
+        if self.out_of_time(part, path) {
+            return;
+        }
+        self.objects += 1;
+        if let Some(rule) = self.filters.check(name, mime) {
+            self.find(part, Kind::Filtered, rule, path);
+        }
+        self.rules(part, path, name, mime, data);
+        if let Some(format) = archive::detect(data) {
+            if depth + 1 > self.max_depth {
+                self.find(part, Kind::Error, "nested deeper than max_scan_depth", path);
+                return;
+            }
+            let members = archive::unpack(
+                format,
+                name.unwrap_or("archive"),
+                data,
+                &mut self.budget,
+                self.deadline,
+            );
+            for m in members {
+                match m {
+                    Member::File { name: n, data: d } => {
+                        let inner = format!("{path}/{n}");
+                        let mime = "application/octet-stream";
+                        self.object(part, &inner, Some(&n), mime, &d, depth + 1);
+                    }
+                    Member::Encrypted { name: n } => {
+                        self.find(part, Kind::Protected, "encrypted", &format!("{path}/{n}"))
+                    }
+                    Member::Damaged { problem } => self.find(
+                        part,
+                        Kind::Error,
+                        format!("damaged {} archive: {problem}", format.as_str()),
+                        path,
+                    ),
+                    Member::Limit { problem } => self.find(part, Kind::Error, problem, path),
+                }
+            }
+        } else if mime.starts_with("text/") && memchr_begin(data) {
+            for f in uuencode::find(data) {
+                let inner = format!("{path}/{}", f.name);
+                if depth + 1 > self.max_depth {
+                    self.find(
+                        part,
+                        Kind::Error,
+                        "nested deeper than max_scan_depth",
+                        &inner,
+                    );
+                    continue;
+                }
+                let n = f.data.len() as u64;
+                if n > self.budget {
+                    self.budget = 0;
+                    self.find(
+                        part,
+                        Kind::Error,
+                        "unpacked size limit (max_unpacked_size) reached",
+                        &inner,
+                    );
+                    return;
+                }
+                self.budget -= n;
+                let mime = "application/octet-stream";
+                self.object(part, &inner, Some(&f.name), mime, &f.data, depth + 1);
+            }
+        }
+    }
+
+    /// Runs the YARA rules over one object.
+    fn rules(
+        &mut self,
+        part: Option<usize>,
+        path: &str,
+        name: Option<&str>,
+        mime: &str,
+        data: &[u8],
+    ) {
+        let Some(scanner) = self.yara.as_deref_mut() else {
+            return;
+        };
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        // yara-x counts its timeout in whole seconds.
+        scanner.set_timeout(left.max(Duration::from_secs(1)));
+        // Both globals are declared by every compiled set (see bases.rs);
+        // an error here would only mean an unusual rule set, not a bad mail.
+        let _ = scanner.set_global("filename", name.unwrap_or(""));
+        let _ = scanner.set_global("mime_type", mime);
+        let hits: Result<Vec<(String, bool)>, yara_x::ScanError> = scanner.scan(data).map(|r| {
+            r.matching_rules()
+                .map(|m| {
+                    let suspicious = m.tags().any(|t| t.identifier() == SUSPICIOUS_TAG);
+                    (m.identifier().to_string(), suspicious)
+                })
+                .collect()
+        });
+        match hits {
+            Ok(hits) => {
+                for (rule, suspicious) in hits {
+                    let kind = if suspicious {
+                        Kind::Suspicious
+                    } else {
+                        Kind::Infected
+                    };
+                    self.find(part, kind, rule, path);
+                }
+            }
+            Err(yara_x::ScanError::Timeout) => {
+                self.timed_out = true;
+                self.find(
+                    part,
+                    Kind::Error,
+                    "scan time limit (timeouts.scan) reached",
+                    path,
+                );
+            }
+            Err(e) => self.find(part, Kind::Error, format!("rules: {e}"), path),
+        }
+    }
+}
+
+/// Whether a text may hold a uuencoded block (a cheap test before parsing).
+fn memchr_begin(data: &[u8]) -> bool {
+    data.windows(6).any(|w| w == b"begin ")
+}
