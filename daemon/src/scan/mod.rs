@@ -314,3 +314,6 @@ fn edits(
     }
     out
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,317 @@
+//! The whole scan step in process, with the built-in default bases: every
+//! form of the EICAR test file, archives, protection, damage, limits and
+//! the part actions. The EICAR string is put together at run time so that
+//! the source does not trip other scanners.
+
+use super::*;
+use std::io::Write;
+
+fn eicar() -> Vec<u8> {
+    let head = ["X5O!P%@AP[4", "\\PZX54(P^)7CC)7}$"].concat();
+    let tail = ["EICAR-STANDARD-", "ANTIVIRUS-TEST-FILE!$H+H*"].concat();
+    [head, tail].concat().into_bytes()
+}
+
+fn rules() -> yara_x::Rules {
+    let dir = tempfile::tempdir().unwrap();
+    let av = dir.path().join("av");
+    assert!(crate::bases::install_default(&av).unwrap());
+    crate::bases::compile(&av).unwrap().0
+}
+
+fn policy() -> Policy {
+    crate::config::parse("", "t.toml").unwrap().policy
+}
+
+fn run(rules: &yara_x::Rules, policy: &Policy, msg: &[u8]) -> ScanOutcome {
+    let mut scanner = yara_x::Scanner::new(rules);
+    scan_message(
+        Some(&mut scanner),
+        None,
+        msg,
+        policy,
+        Duration::from_secs(30),
+    )
+}
+
+fn b64(data: &[u8]) -> String {
+    const T: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut s = String::new();
+    for (n, c) in data.chunks(3).enumerate() {
+        if n > 0 && n % 19 == 0 {
+            s.push_str("\r\n");
+        }
+        let b = [c[0], *c.get(1).unwrap_or(&0), *c.get(2).unwrap_or(&0)];
+        let v = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= c.len() {
+                s.push(T[((v >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                s.push('=');
+            }
+        }
+    }
+    s
+}
+
+fn with_attachment(name: &str, ctype: &str, data: &[u8]) -> Vec<u8> {
+    format!(
+        "From: a@example.com\r\nTo: b@example.com\r\nSubject: t\r\nMIME-Version: 1.0\r\n\
+Content-Type: multipart/mixed; boundary=\"XX\"\r\n\r\n--XX\r\nContent-Type: text/plain\r\n\r\n\
+Hello\r\n--XX\r\nContent-Type: {ctype}; name=\"{name}\"\r\nContent-Disposition: attachment; \
+filename=\"{name}\"\r\nContent-Transfer-Encoding: base64\r\n\r\n{}\r\n--XX--\r\n",
+        b64(data)
+    )
+    .into_bytes()
+}
+
+fn zip_of(name: &str, data: &[u8]) -> Vec<u8> {
+    let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    w.start_file(name, zip::write::SimpleFileOptions::default())
+        .unwrap();
+    w.write_all(data).unwrap();
+    w.finish().unwrap().into_inner()
+}
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(data).unwrap();
+    gz.finish().unwrap()
+}
+
+fn tar_of(name: &str, data: &[u8]) -> Vec<u8> {
+    let mut t = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_size(data.len() as u64);
+    h.set_mode(0o644);
+    h.set_cksum();
+    t.append_data(&mut h, name, data).unwrap();
+    t.into_inner().unwrap()
+}
+
+fn qp(data: &[u8]) -> String {
+    data.iter()
+        .map(|&b| match b {
+            b'=' | b'$' | b'@' => format!("={b:02X}"),
+            _ => (b as char).to_string(),
+        })
+        .collect()
+}
+
+#[test]
+fn eicar_is_found_in_every_form() {
+    let rules = rules();
+    let p = policy();
+    let e = eicar();
+    let forms: Vec<(&str, Vec<u8>)> = vec![
+        ("plain body", [b"Subject: t\r\n\r\n".as_slice(), &e, b"\r\n"].concat()),
+        ("base64 attachment", with_attachment("eicar.com", "application/octet-stream", &e)),
+        (
+            "quoted-printable",
+            format!(
+                "Subject: t\r\nMIME-Version: 1.0\r\nContent-Type: text/plain\r\n\
+Content-Transfer-Encoding: quoted-printable\r\n\r\n{}\r\n",
+                qp(&e)
+            )
+            .into_bytes(),
+        ),
+        (
+            "uuencoded",
+            format!(
+                "Subject: t\r\n\r\nSee the file:\r\n\r\n{}\r\n",
+                super::uuencode::encode("eicar.com", &e).replace('\n', "\r\n")
+            )
+            .into_bytes(),
+        ),
+        ("zip", with_attachment("e.zip", "application/zip", &zip_of("eicar.com", &e))),
+        (
+            "zip in zip",
+            with_attachment(
+                "outer.zip",
+                "application/zip",
+                &zip_of("inner.zip", &zip_of("eicar.com", &e)),
+            ),
+        ),
+        ("gzip", with_attachment("eicar.com.gz", "application/gzip", &gzip(&e))),
+        ("tar", with_attachment("e.tar", "application/x-tar", &tar_of("eicar.com", &e))),
+        (
+            "tar.gz",
+            with_attachment("e.tgz", "application/gzip", &gzip(&tar_of("x/eicar.com", &e))),
+        ),
+        (
+            "forwarded message",
+            format!(
+                "Subject: fwd\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"F\"\r\n\r\n\
+--F\r\nContent-Type: text/plain\r\n\r\nsee attached\r\n--F\r\nContent-Type: message/rfc822\r\n\r\n{}\r\n--F--\r\n",
+                String::from_utf8(with_attachment("eicar.com", "application/octet-stream", &e)).unwrap()
+            )
+            .into_bytes(),
+        ),
+    ];
+    for (form, msg) in forms {
+        let out = run(&rules, &p, &msg);
+        assert_eq!(
+            out.report.av,
+            AvStatus::Infected,
+            "{form}: {:?}",
+            out.findings
+        );
+        assert_eq!(out.report.viruses, ["EICAR_Test_File"], "{form}");
+        let cleaned = out
+            .rewritten
+            .unwrap_or_else(|| panic!("{form}: not rewritten"));
+        // Removed: the cleaned message scans clean (no EICAR in any form).
+        let again = run(&rules, &p, &cleaned);
+        assert_eq!(
+            again.report.av,
+            AvStatus::Clean,
+            "{form}: {:?}",
+            again.findings
+        );
+    }
+}
+
+#[test]
+fn a_clean_message_is_left_alone_with_a_header() {
+    let rules = rules();
+    let msg = with_attachment("report.pdf", "application/pdf", b"%PDF-1.4 harmless");
+    let out = run(&rules, &policy(), &msg);
+    assert_eq!(out.report.av, AvStatus::Clean, "{:?}", out.findings);
+    assert!(out.rewritten.is_none());
+    assert_eq!(
+        out.header.as_deref(),
+        Some("X-Mailward-AV: clean; bases=none\r\n")
+    );
+}
+
+#[test]
+fn suspicious_names_and_disguised_executables() {
+    let rules = rules();
+    let mut p = policy();
+    p.action_suspicious = Action::Placeholder;
+    let out = run(
+        &rules,
+        &p,
+        &with_attachment("invoice.pdf.exe", "application/octet-stream", b"x"),
+    );
+    assert_eq!(out.report.av, AvStatus::Suspicious);
+    assert_eq!(out.report.viruses, ["Suspicious_Double_Extension"]);
+    let text = String::from_utf8(out.rewritten.unwrap()).unwrap();
+    assert!(
+        text.contains("Mailward replaced \"invoice.pdf.exe\""),
+        "{text}"
+    );
+    let out = run(
+        &rules,
+        &p,
+        &with_attachment("photo.jpg", "image/jpeg", b"MZ\x90\x00rest"),
+    );
+    assert_eq!(out.report.viruses, ["Suspicious_Disguised_Executable"]);
+}
+
+#[test]
+fn protected_damaged_and_bounded() {
+    let rules = rules();
+    let p = policy();
+    // An entry flagged encrypted (general purpose bit 0, local and central).
+    let mut z = zip_of("secret.doc", b"hidden");
+    z[6] |= 1;
+    let cd = z.windows(4).position(|w| w == b"PK\x01\x02").unwrap();
+    z[cd + 8] |= 1;
+    let out = run(&rules, &p, &with_attachment("s.zip", "application/zip", &z));
+    assert_eq!(out.report.av, AvStatus::Protected, "{:?}", out.findings);
+    // Truncated: the first member is still scanned.
+    let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    w.start_file("eicar.com", zip::write::SimpleFileOptions::default())
+        .unwrap();
+    w.write_all(&eicar()).unwrap();
+    w.start_file("big.bin", zip::write::SimpleFileOptions::default())
+        .unwrap();
+    w.write_all(&vec![b'y'; 20_000]).unwrap();
+    let z = w.finish().unwrap().into_inner();
+    let cut = &z[..z.len() - 200];
+    let out = run(
+        &rules,
+        &p,
+        &with_attachment("t.zip", "application/zip", cut),
+    );
+    assert_eq!(
+        out.report.viruses,
+        ["EICAR_Test_File"],
+        "{:?}",
+        out.findings
+    );
+    assert!(out
+        .findings
+        .iter()
+        .any(|f| f.kind == Kind::Error && f.name.contains("damaged zip")));
+    // Over max_unpacked_size: av/error.
+    let mut small = p.clone();
+    small.max_unpacked_size = crate::config::ByteSize(1000);
+    let out = run(
+        &rules,
+        &small,
+        &with_attachment("z.zip", "application/zip", &zip_of("zeros", &[0u8; 50_000])),
+    );
+    assert_eq!(out.report.av, AvStatus::Error, "{:?}", out.findings);
+    // Deeper than max_scan_depth: av/error.
+    let mut shallow = p.clone();
+    shallow.max_scan_depth = 1;
+    let nested = zip_of("a.zip", &zip_of("b.txt", b"x"));
+    let out = run(
+        &rules,
+        &shallow,
+        &with_attachment("n.zip", "application/zip", &nested),
+    );
+    assert_eq!(out.report.av, AvStatus::Error, "{:?}", out.findings);
+}
+
+#[test]
+fn broken_mime_is_scanned_as_far_as_it_goes() {
+    let rules = rules();
+    let e = eicar();
+    // No closing boundary, and a part with broken base64 before the virus.
+    let msg = format!(
+        "Subject: t\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"B\"\r\n\r\n\
+--B\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n\r\n!!!not base64***\r\n\
+--B\r\nContent-Type: text/plain\r\n\r\n{}\r\n",
+        String::from_utf8(e).unwrap()
+    );
+    let out = run(&rules, &policy(), msg.as_bytes());
+    assert_eq!(
+        out.report.viruses,
+        ["EICAR_Test_File"],
+        "{:?}",
+        out.findings
+    );
+}
+
+#[test]
+fn filtered_parts_and_no_rules() {
+    let rules = rules();
+    let mut p = policy();
+    p.include_by_name = vec!["*.exe".into()];
+    p.exclude_by_name = vec!["setup-*.exe".into()];
+    let out = run(
+        &rules,
+        &p,
+        &with_attachment("tool.exe", "application/octet-stream", b"x"),
+    );
+    assert_eq!(out.report.av, AvStatus::Filtered);
+    assert_eq!(out.report.filter_rules, ["name:*.exe"]);
+    let out = run(
+        &rules,
+        &p,
+        &with_attachment("setup-1.exe", "application/octet-stream", b"x"),
+    );
+    assert_eq!(out.report.av, AvStatus::Clean);
+    // Without rules nothing passes as clean.
+    let out = scan_message(
+        None,
+        None,
+        b"Subject: t\r\n\r\nhi\r\n",
+        &p,
+        Duration::from_secs(5),
+    );
+    assert_eq!(out.report.av, AvStatus::Error);
+}
