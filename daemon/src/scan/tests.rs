@@ -315,3 +315,17 @@ fn filtered_parts_and_no_rules() {
     );
     assert_eq!(out.report.av, AvStatus::Error);
 }
+
+#[test]
+fn a_stored_member_is_reported_once_where_it_is() {
+    let rules = rules();
+    let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let stored =
+        zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+    w.start_file("eicar.com", stored).unwrap();
+    w.write_all(&eicar()).unwrap();
+    let z = w.finish().unwrap().into_inner();
+    let out = run(&rules, &policy(), &with_attachment("e.zip", "application/zip", &z));
+    let paths: Vec<&str> = out.findings.iter().map(|f| f.path.as_str()).collect();
+    assert_eq!(paths, ["e.zip/eicar.com"]);
+}

@@ -186,7 +186,9 @@ impl<'a, 'r> Walk<'a, 'r> {
         if let Some(rule) = self.filters.check(name, mime) {
             self.find(part, Kind::Filtered, rule, path);
         }
+        let own_from = self.findings.len();
         self.rules(part, path, name, mime, data);
+        let own_to = self.findings.len();
         if let Some(format) = archive::detect(data) {
             if depth + 1 > self.max_depth {
                 self.find(part, Kind::Error, "nested deeper than max_scan_depth", path);
@@ -218,6 +220,7 @@ impl<'a, 'r> Walk<'a, 'r> {
                     Member::Limit { problem } => self.find(part, Kind::Error, problem, path),
                 }
             }
+            self.drop_container_duplicates(own_from, own_to);
         } else if mime.starts_with("text/") && memchr_begin(data) {
             for f in uuencode::find(data) {
                 let inner = format!("{path}/{}", f.name);
@@ -246,6 +249,18 @@ impl<'a, 'r> Walk<'a, 'r> {
                 self.object(part, &inner, Some(&f.name), mime, &f.data, depth + 1);
             }
         }
+    }
+
+    /// A stored (uncompressed) member also matches in the archive's own
+    /// bytes: keep the finding that says where it really is, the member's.
+    fn drop_container_duplicates(&mut self, from: usize, to: usize) {
+        let inner: Vec<String> = self.findings[to..].iter().map(|f| f.name.clone()).collect();
+        let mut i = 0;
+        self.findings.retain(|f| {
+            let own = (from..to).contains(&i);
+            i += 1;
+            !(own && inner.contains(&f.name))
+        });
     }
 
     /// Runs the YARA rules over one object.
