@@ -103,15 +103,20 @@ impl<'a, 'r> Walk<'a, 'r> {
     /// Checks the deadline; reports it once.
     fn out_of_time(&mut self, part: Option<usize>, path: &str) -> bool {
         if !self.timed_out && Instant::now() >= self.deadline {
-            self.timed_out = true;
-            self.find(
-                part,
-                Kind::Error,
-                "scan time limit (timeouts.scan) reached",
-                path,
-            );
+            self.time_is_up(part, path);
         }
         self.timed_out
+    }
+
+    /// The scan of this message stops here: `av/error`.
+    fn time_is_up(&mut self, part: Option<usize>, path: &str) {
+        self.timed_out = true;
+        self.find(
+            part,
+            Kind::Error,
+            "scan time limit (timeouts.scan) reached",
+            path,
+        );
     }
 
     /// Walks a parsed message. `raw` is its bytes when offsets into them
@@ -301,15 +306,7 @@ impl<'a, 'r> Walk<'a, 'r> {
                     self.find(part, kind, rule, path);
                 }
             }
-            Err(yara_x::ScanError::Timeout) => {
-                self.timed_out = true;
-                self.find(
-                    part,
-                    Kind::Error,
-                    "scan time limit (timeouts.scan) reached",
-                    path,
-                );
-            }
+            Err(yara_x::ScanError::Timeout) => self.time_is_up(part, path),
             Err(e) => self.find(part, Kind::Error, format!("rules: {e}"), path),
         }
     }
