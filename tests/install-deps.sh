@@ -16,6 +16,11 @@
 #   snmptrapd          net-snmp's notification receiver (logs to a file)
 #   snmp               snmpget, snmpwalk, snmpbulkwalk (the SNMP clients)
 #   smitools           smilint, the MIB lint
+#   zip                makes the password-protected zip of the scanning
+#                      test (`zip -P`)
+#   clamav-testfiles   the ClamAV project's harmless test samples (clam.exe
+#                      packed and archived in many formats), sent through
+#                      the scanner by the scanning test
 #   npm                only when no `npm` is on PATH: fetches the IETF base
 #                      MIBs (SNMPv2-SMI/TC/CONF), which Debian's free
 #                      packages lack, from the npm registry's net-snmp
@@ -33,7 +38,7 @@
 set -euo pipefail
 
 packages=(postfix swaks libnet-ssleay-perl dnsmasq-base openssl ca-certificates prometheus
-    snmpd snmptrapd snmp smitools)
+    snmpd snmptrapd snmp smitools zip clamav-testfiles)
 command -v npm >/dev/null 2>&1 || packages+=(npm)
 
 # The base MIBs go below the workspace's target/, owned by whoever runs the

@@ -14,6 +14,7 @@ pub mod daemon;
 pub mod dns;
 pub mod failures;
 pub mod mail;
+pub mod mime;
 pub mod prometheus;
 pub mod scripted;
 pub mod sink;

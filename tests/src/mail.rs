@@ -79,9 +79,10 @@ pub fn mailward_queue_ids(message: &str) -> Vec<String> {
         .collect()
 }
 
-/// The message without the header lines Mailward adds: the `Received:`
-/// field it puts on top (recognised by its queue ID) and any
-/// `X-Mailward-*` field. The rest is left byte for byte as it is.
+/// The message without the header lines Mailward adds: any
+/// `X-Mailward-*` field (the verdict goes on top) and the `Received:` field
+/// that comes first after those (recognised by its queue ID). The rest is
+/// left byte for byte as it is.
 pub fn strip_added_headers(message: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(message.len());
     let mut rest = message;
@@ -103,9 +104,10 @@ pub fn strip_added_headers(message: &[u8]) -> Vec<u8> {
         if !continuation {
             let text = String::from_utf8_lossy(line);
             let lower = text.to_ascii_lowercase();
-            dropping = lower.starts_with("x-mailward-")
+            let verdict = lower.starts_with("x-mailward-");
+            dropping = verdict
                 || (first && lower.starts_with("received:") && received_is_ours(line, rest));
-            first = false;
+            first = first && verdict;
         }
         if !dropping {
             out.extend_from_slice(line);
@@ -143,6 +145,18 @@ mod tests {
         assert_eq!(
             strip_added_headers(RELAYED.as_bytes()),
             b"Subject: hi\r\n\r\nbody\r\n"
+        );
+    }
+
+    #[test]
+    fn strips_the_verdict_on_top_and_our_received_below_it() {
+        let msg = "X-Mailward-AV: clean;\r\n\tbases=2026-11-24T00:00:00Z; version=\"1\"\r\n\
+Received: from client (localhost [127.0.0.1])\r\n\tby mw.test (Mailward) with ESMTP id 00000000000000AB;\r\n\
+\tMon, 1 Jan 2024 00:00:00 +0000\r\nReceived: from a by b id 0000000000000001; date\r\n\
+Subject: hi\r\n\r\nbody\r\n";
+        assert_eq!(
+            strip_added_headers(msg.as_bytes()),
+            b"Received: from a by b id 0000000000000001; date\r\nSubject: hi\r\n\r\nbody\r\n"
         );
     }
 

@@ -1,11 +1,14 @@
 //! The signature bases as an operator handles them, with the real net-snmp
 //! (snmpd as AgentX master, snmptrapd logging every notification): a
-//! gateway started without bases says so in `mailward bases status`, on
-//! `/metrics` and over SNMP; `bases update --from DIR` puts a good set in
+//! gateway started with an empty bases directory installs the built-in
+//! default set there (2026.11.24.1, 5 records) and says so in `mailward
+//! bases status`, on `/metrics` and over SNMP; `bases update --from DIR`
+//! puts a good set in
 //! use and says so everywhere (status, /metrics, `snmpget`, mwBasesReloaded
 //! and mwUpdateStatus updated(1)); the same set again is notNeeded(2); a
-//! broken set is refused with a clear message, error(3), and the bases in
-//! use stay; `bases rollback` after a newer set goes back to the older one
+//! broken set (no `released`, no rule file, a rule with a syntax error) is
+//! refused with a clear message, error(3), and the bases in use stay;
+//! `bases rollback` after a newer set goes back to the older one
 //! (rolledBack(4), mwBasesReloaded again); and mail flows throughout.
 //!
 //! The sets are fixtures in `tests/resources/bases/`. Each problem is
@@ -15,7 +18,7 @@
 //! target/mibs-base/ (tests/install-deps.sh installs and fetches them).
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -60,19 +63,28 @@ const RESULTS: &[(&str, u32, &str)] = &[
     ("unknown", 5, "unknown"),
 ];
 
-/// A good bases set among the fixtures, with what its manifest says.
+/// A good bases set, with what its manifest says.
 struct Set {
-    /// The directory under tests/resources/bases/.
-    name: &'static str,
+    /// Its directory, relative to the workspace.
+    dir: &'static str,
     version: &'static str,
     /// `released` of the manifest, in unix seconds.
     released: i64,
     records: u64,
 }
 
+/// The built-in default set (bases/default, compiled into the binary):
+/// released 2026-11-24T00:00:00Z, 5 records.
+const DEFAULT: Set = Set {
+    dir: "bases/default",
+    version: "2026.11.24.1",
+    released: 1_795_478_400,
+    records: 5,
+};
+
 /// tests/resources/bases/v1: released 2026-11-20T00:00:00Z, 3 records.
 const V1: Set = Set {
-    name: "v1",
+    dir: "tests/resources/bases/v1",
     version: "2026.11.20.1",
     released: 1_795_132_800,
     records: 3,
@@ -80,7 +92,7 @@ const V1: Set = Set {
 
 /// tests/resources/bases/v2: released 2026-11-22T00:00:00Z, 5 records.
 const V2: Set = Set {
-    name: "v2",
+    dir: "tests/resources/bases/v2",
     version: "2026.11.22.1",
     released: 1_795_305_600,
     records: 5,
@@ -92,8 +104,19 @@ const BROKEN_MANIFEST: &str = "broken-manifest";
 /// A valid manifest and no `.yar` file.
 const BROKEN_NO_RULES: &str = "broken-no-rules";
 
+/// A valid manifest and a rule with a syntax error on line 6 of rules.yar.
+const BROKEN_RULE_SYNTAX: &str = "broken-rule-syntax";
+
 fn fixture(name: &str) -> PathBuf {
     resource(&format!("bases/{name}"))
+}
+
+/// The directory of a good set.
+fn set_dir(set: &Set) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .join(set.dir)
 }
 
 /// A time as `mailward bases status` prints it (chrono's RFC 3339 in UTC).
@@ -107,7 +130,8 @@ fn mw(rel: &str) -> String {
 }
 
 /// snmptrapd + snmpd, a sink, and a Mailward with /metrics, every
-/// notification category, its bases in `DIR/bases/av` (none at start).
+/// notification category, its bases in `DIR/bases/av` (none there before
+/// it starts: it installs its built-in default set).
 /// Dropped in field order.
 struct Rig {
     daemon: Daemon,
@@ -582,38 +606,40 @@ fn mail_flows(f: &mut Failures, rig: &Rig, what: &str, to: &str, count: usize) {
 
 #[test]
 fn update_refusal_and_rollback_of_the_bases_as_an_operator_sees_them() -> Result<()> {
+    let starting = unix_now();
     let mut rig = Rig::start()?;
+    let started = unix_now();
     let mut f = Failures::default();
-    for set in [&V1, &V2] {
-        let text = std::fs::read_to_string(fixture(set.name).join("manifest.toml"))?;
+    for set in [&DEFAULT, &V1, &V2] {
+        let text = std::fs::read_to_string(set_dir(set).join("manifest.toml"))?;
         let line = format!("released = \"{}\"", rfc3339(set.released));
         f.check(
             text.contains(&line) && text.contains(&format!("records = {}", set.records)),
             || {
                 format!(
-                    "fixture {}: the manifest does not say {line} and records = {}",
-                    set.name, set.records
+                    "{}: the manifest does not say {line} and records = {}",
+                    set.dir, set.records
                 )
             },
         );
     }
 
-    // 1. No bases at start.
+    // 1. The built-in default set, installed at start.
     check_state(
         &mut f,
         &rig,
         &Expect {
-            what: "at start, no bases",
-            in_use: None,
+            what: "at start, the built-in default bases",
+            in_use: Some(&DEFAULT),
             previous: None,
             result: "unknown",
             checked: (0, 0),
-            loaded: (0, 0),
+            loaded: (starting, started),
         },
     );
 
     // 2. A good set.
-    let v1 = fixture(V1.name).display().to_string();
+    let v1 = set_dir(&V1).display().to_string();
     let n = rig.snmp.traps().len();
     let out = rig.cli(&["bases", "update", "--from", &v1])?;
     let what = "update --from v1";
@@ -633,7 +659,7 @@ fn update_refusal_and_rollback_of_the_bases_as_an_operator_sees_them() -> Result
         &Expect {
             what,
             in_use: Some(&V1),
-            previous: None,
+            previous: Some(&DEFAULT),
             result: "updated",
             checked: (out.before, out.after),
             loaded: (out.before, out.after),
@@ -660,7 +686,7 @@ fn update_refusal_and_rollback_of_the_bases_as_an_operator_sees_them() -> Result
         &Expect {
             what,
             in_use: Some(&V1),
-            previous: None,
+            previous: Some(&DEFAULT),
             result: "not_needed",
             checked: (out.before, out.after),
             loaded: v1_loaded,
@@ -674,6 +700,7 @@ fn update_refusal_and_rollback_of_the_bases_as_an_operator_sees_them() -> Result
     let broken = [
         (BROKEN_MANIFEST, "missing field `released`"),
         (BROKEN_NO_RULES, "no .yar rule files"),
+        (BROKEN_RULE_SYNTAX, "rules.yar:6:"),
     ];
     for (name, problem) in broken {
         let dir = fixture(name).display().to_string();
@@ -702,7 +729,7 @@ fn update_refusal_and_rollback_of_the_bases_as_an_operator_sees_them() -> Result
             &Expect {
                 what: &what,
                 in_use: Some(&V1),
-                previous: None,
+                previous: Some(&DEFAULT),
                 result: "error",
                 checked: (out.before, out.after),
                 loaded: v1_loaded,
@@ -728,7 +755,7 @@ fn update_refusal_and_rollback_of_the_bases_as_an_operator_sees_them() -> Result
     );
 
     // 5. A newer set, then back to the older one.
-    let v2 = fixture(V2.name).display().to_string();
+    let v2 = set_dir(&V2).display().to_string();
     let n = rig.snmp.traps().len();
     let out = rig.cli(&["bases", "update", "--from", &v2])?;
     let what = "update --from v2";
@@ -791,7 +818,7 @@ fn update_refusal_and_rollback_of_the_bases_as_an_operator_sees_them() -> Result
     let m = f.step("the last scrape", rig.stats.scrape());
     for (name, arc, want) in [
         ("mwBasesReloaded", BASES_RELOADED, 3),
-        ("mwUpdateStatus", UPDATE_STATUS, 6),
+        ("mwUpdateStatus", UPDATE_STATUS, 7),
         ("mwObsoleteBases", 7, 0),
     ] {
         let oid = mw(&format!("0.{arc}"));

@@ -30,7 +30,19 @@ use mail_parser::{MessageParser, MimeHeaders};
 pub use mailward_metrics::event::{AvStatus, SpamStatus};
 use rewrite::Edit;
 use std::collections::BTreeMap;
+use std::sync::LazyLock;
 use std::time::{Duration, Instant};
+
+/// The parser of the scan, built once. Only the MIME headers are parsed:
+/// types, names, encodings and boundaries are all the scan and the rewrite
+/// read. The others (Received, addresses, dates) are skipped unparsed;
+/// mail-parser's default parses them all, which took a fifth of the scan
+/// of a 1 KiB message (bench/scan-bench.sh).
+static PARSER: LazyLock<MessageParser> = LazyLock::new(|| {
+    MessageParser::new()
+        .with_mime_headers()
+        .default_header_ignore()
+});
 
 /// What one finding means, from least to most severe (the order decides
 /// the message status).
@@ -178,13 +190,17 @@ fn av_header(av: AvStatus, findings: &[Finding], bases: Option<&BasesInfo>) -> S
     }
     match bases {
         Some(b) => {
+            // As "%Y-%m-%dT%H:%M:%SZ" would, without parsing that format
+            // for every message (it was a tenth of a 1 KiB message's scan
+            // outside the rules).
             let released = chrono::DateTime::from_timestamp(b.released, 0)
-                .map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+                .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
                 .unwrap_or_default();
-            h.push_str(&format!(
-                ";\r\n\tbases={released}; version=\"{}\"",
-                rewrite::ascii(&b.version)
-            ));
+            h.push_str(";\r\n\tbases=");
+            h.push_str(&released);
+            h.push_str("; version=\"");
+            h.push_str(&rewrite::ascii(&b.version));
+            h.push('"');
         }
         None => h.push_str("; bases=none"),
     }
@@ -211,7 +227,7 @@ pub fn scan_message(
         policy.max_unpacked_size.0,
         started + timeout,
     );
-    let parsed = MessageParser::default().parse(data);
+    let parsed = PARSER.parse(data);
     match &parsed {
         Some(msg) => walk.message(msg, Some(data), None, "", 0),
         None => {

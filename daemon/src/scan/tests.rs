@@ -123,6 +123,20 @@ Content-Transfer-Encoding: quoted-printable\r\n\r\n{}\r\n",
             )
             .into_bytes(),
         ),
+        (
+            "x-uuencode part",
+            format!(
+                "Subject: t\r\nMIME-Version: 1.0\r\nContent-Type: application/octet-stream; \
+name=\"eicar.com\"\r\nContent-Transfer-Encoding: x-uuencode\r\n\r\n{}",
+                super::uuencode::encode("eicar.com", &e).replace('\n', "\r\n")
+            )
+            .into_bytes(),
+        ),
+        ("multipart without its closing delimiter", {
+            let mut m = with_attachment("eicar.com", "application/octet-stream", &e);
+            m.truncate(m.len() - b"--XX--\r\n".len());
+            m
+        }),
         ("zip", with_attachment("e.zip", "application/zip", &zip_of("eicar.com", &e))),
         (
             "zip in zip",

@@ -1,5 +1,6 @@
 //! Walking a message for the scanner: every MIME part (decoded), nested
-//! messages, uuencoded files in text bodies and archive members, each
+//! messages, uuencoded files (in text bodies, or a part sent as
+//! `x-uuencode`) and archive members, each
 //! checked by the name/MIME filters and scanned with the YARA rules.
 //!
 //! Findings are tied to the top-level MIME part they were found under,
@@ -51,24 +52,50 @@ pub fn mime_of(part: &MessagePart<'_>) -> String {
 /// The transfer-decoded bytes of a part. mail-parser converts text parts
 /// to UTF-8 from their charset; a scanner needs the bytes as sent, so for
 /// text the raw body is decoded here when it is at hand.
+///
+/// A part mail-parser could not decode (`is_encoding_problem`: the last
+/// part of a multipart that lacks its closing delimiter, for one) it keeps
+/// as undecoded text; such a part is decoded here by the transfer encoding
+/// its header declares, as a mail client would show it.
 fn part_bytes<'m>(part: &'m MessagePart<'_>, raw: Option<&[u8]>) -> Cow<'m, [u8]> {
+    let encoding = if part.is_encoding_problem {
+        declared_encoding(part)
+    } else {
+        part.encoding
+    };
     if let (true, Some(raw)) = (part.is_text(), raw) {
         let (b, e) = (part.offset_body as usize, part.offset_end as usize);
         if b <= e && e <= raw.len() {
-            let body = &raw[b..e];
-            let decoded = match part.encoding {
-                Encoding::None => Some(body.to_vec()),
-                Encoding::Base64 => mail_parser::decoders::base64::base64_decode(body),
-                Encoding::QuotedPrintable => {
-                    mail_parser::decoders::quoted_printable::quoted_printable_decode(body)
-                }
-            };
-            if let Some(d) = decoded {
+            if let Some(d) = decode(encoding, &raw[b..e]) {
                 return Cow::Owned(d);
             }
         }
     }
+    if part.is_encoding_problem && encoding != Encoding::None {
+        if let Some(d) = decode(encoding, part.contents()) {
+            return Cow::Owned(d);
+        }
+    }
     Cow::Borrowed(part.contents())
+}
+
+/// The transfer encoding a part's header declares.
+fn declared_encoding(part: &MessagePart<'_>) -> Encoding {
+    match part.content_transfer_encoding().map(str::trim) {
+        Some(e) if e.eq_ignore_ascii_case("base64") => Encoding::Base64,
+        Some(e) if e.eq_ignore_ascii_case("quoted-printable") => Encoding::QuotedPrintable,
+        _ => Encoding::None,
+    }
+}
+
+fn decode(encoding: Encoding, body: &[u8]) -> Option<Vec<u8>> {
+    match encoding {
+        Encoding::None => Some(body.to_vec()),
+        Encoding::Base64 => mail_parser::decoders::base64::base64_decode(body),
+        Encoding::QuotedPrintable => {
+            mail_parser::decoders::quoted_printable::quoted_printable_decode(body)
+        }
+    }
 }
 
 impl<'a, 'r> Walk<'a, 'r> {
@@ -226,7 +253,7 @@ impl<'a, 'r> Walk<'a, 'r> {
                 }
             }
             self.drop_container_duplicates(own_from, own_to);
-        } else if mime.starts_with("text/") && memchr_begin(data) {
+        } else if (mime.starts_with("text/") && memchr_begin(data)) || starts_uuencoded(data) {
             for f in uuencode::find(data) {
                 let inner = format!("{path}/{}", f.name);
                 if depth + 1 > self.max_depth {
@@ -315,4 +342,13 @@ impl<'a, 'r> Walk<'a, 'r> {
 /// Whether a text may hold a uuencoded block (a cheap test before parsing).
 fn memchr_begin(data: &[u8]) -> bool {
     data.windows(6).any(|w| w == b"begin ")
+}
+
+/// Whether an object of any type is itself a uuencoded file (it starts
+/// with a `begin ` line). mail-parser does not decode a part sent with
+/// `Content-Transfer-Encoding: x-uuencode`: it arrives here as that text,
+/// typed as its attachment (`application/octet-stream`).
+fn starts_uuencoded(data: &[u8]) -> bool {
+    let text = data.trim_ascii_start();
+    text.starts_with(b"begin ")
 }
