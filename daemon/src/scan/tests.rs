@@ -339,7 +339,11 @@ fn a_stored_member_is_reported_once_where_it_is() {
     w.start_file("eicar.com", stored).unwrap();
     w.write_all(&eicar()).unwrap();
     let z = w.finish().unwrap().into_inner();
-    let out = run(&rules, &policy(), &with_attachment("e.zip", "application/zip", &z));
+    let out = run(
+        &rules,
+        &policy(),
+        &with_attachment("e.zip", "application/zip", &z),
+    );
     let paths: Vec<&str> = out.findings.iter().map(|f| f.path.as_str()).collect();
     assert_eq!(paths, ["e.zip/eicar.com"]);
 }
