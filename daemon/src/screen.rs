@@ -53,6 +53,24 @@ pub async fn settle(
     group: &str,
     in_session: bool,
 ) -> Fate {
+    let status = outcome.status();
+    let names: Vec<String> = outcome
+        .report
+        .viruses
+        .iter()
+        .chain(&outcome.report.filter_rules)
+        .cloned()
+        .collect();
+    let fate = crate::policy::fate(policy, &status, &names, in_session);
+    // "Received" counts the 250s; in the session it is counted here, before
+    // the verdict, so that no snapshot shows a verdict for a message not
+    // yet received (a late scan's 250 was counted by the session).
+    if in_session && !matches!(fate, Fate::Reject(_)) {
+        crate::events::MessageAccepted {
+            envelope: &envelope,
+        }
+        .emit(&gw.stats);
+    }
     ScanFinished {
         envelope: &envelope,
         av: outcome.report.av,
@@ -67,15 +85,6 @@ pub async fn settle(
         tracing::info!(target: "scan", queue_id = %envelope.id, status = f.kind.status().as_str(),
             detection = %f.name, object = %f.path, "Finding.");
     }
-    let status = outcome.status();
-    let names: Vec<String> = outcome
-        .report
-        .viruses
-        .iter()
-        .chain(&outcome.report.filter_rules)
-        .cloned()
-        .collect();
-    let fate = crate::policy::fate(policy, &status, &names, in_session);
     match &fate {
         Fate::Reject(reply) => {
             if let Err(e) = gw.spool.remove(&envelope).await {

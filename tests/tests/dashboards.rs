@@ -1071,8 +1071,10 @@ fn state_checks() -> Vec<(String, f64, f64)> {
         at_least(format!(r#"sum(mailward_av_results_total{{{j},status="clean"}})"#), RECEIVED),
         at_least(format!(r#"sum(mailward_spam_results_total{{{j},status="clean"}})"#), RECEIVED),
         at_least(format!("sum(mailward_scan_duration_seconds_count{{{j}}})"), RECEIVED),
-        // What the rig does not have: bases, an AgentX master, an update.
-        exactly(format!("sum(mailward_bases_records{{{j}}})"), 0.0),
+        // What the rig does not have: an AgentX master, an update; its bases
+        // are the built-in default set.
+        // The built-in default bases (bases/default/manifest.toml).
+        exactly(format!("sum(mailward_bases_records{{{j}}})"), 5.0),
         exactly(format!("sum(mailward_agentx_connected{{{j}}})"), 0.0),
         exactly(format!(r#"sum(mailward_update_last_result{{{j},result="unknown"}})"#), 1.0),
         exactly(format!("sum(mailward_update_last_result{{{j}}})"), 1.0),

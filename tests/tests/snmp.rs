@@ -983,6 +983,11 @@ fn write_manifest(dir: &Path, version: &str, released: i64, records: u64) -> Res
             rfc3339(released)
         ),
     )?;
+    // A set needs a rule file that compiles to be loaded at all.
+    std::fs::write(
+        dir.join("rules.yar"),
+        "rule mailward_e2e_snmp_marker { strings: $a = \"MAILWARD-E2E-SNMP-MARKER\" condition: $a }\n",
+    )?;
     Ok(())
 }
 

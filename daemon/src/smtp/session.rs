@@ -633,7 +633,6 @@ impl Session {
         let policy = std::sync::Arc::new(policy);
         let mut scan = Box::pin(crate::screen::scan(&self.gw, &policy, bytes.clone()));
         let scan_wait = self.cfg.timeouts.scan_in_session.get();
-        let accepted = envelope.clone();
         match tokio::time::timeout(scan_wait.max(Duration::from_millis(1)), &mut scan).await {
             Ok(outcome) => {
                 let fate =
@@ -646,6 +645,10 @@ impl Session {
             Err(_) => {
                 tracing::info!(target: "scan", queue_id = %id,
                     "The scan goes on after the reply (timeouts.scan_in_session).");
+                MessageAccepted {
+                    envelope: &envelope,
+                }
+                .emit(&self.gw.stats);
                 let gw = self.gw.clone();
                 tokio::spawn(async move {
                     let outcome = scan.await;
@@ -653,10 +656,6 @@ impl Session {
                 });
             }
         }
-        MessageAccepted {
-            envelope: &accepted,
-        }
-        .emit(&self.gw.stats);
         self.messages += 1;
         self.session_bytes += msg.size;
         conn.reply(&format!("250 2.0.0 Ok: queued as {id}"));
