@@ -66,7 +66,7 @@ pub fn apply(raw: &[u8], msg: &Message<'_>, edits: &BTreeMap<usize, (Edit, Strin
         return single_part(raw, msg, &notice);
     }
     // Keep one part in every multipart.
-    for (i, p) in msg.parts.iter().enumerate() {
+    for p in &msg.parts {
         if let PartType::Multipart(children) = &p.body {
             let all_removed = !children.is_empty()
                 && children
@@ -77,7 +77,6 @@ pub fn apply(raw: &[u8], msg: &Message<'_>, edits: &BTreeMap<usize, (Edit, Strin
                     last.0 = Edit::Placeholder;
                 }
             }
-            let _ = i;
         }
     }
     // Byte ranges to replace, computed on the original, applied from the end.
