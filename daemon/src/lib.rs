@@ -10,6 +10,7 @@ pub mod delivery;
 pub mod dns;
 pub mod envelope;
 pub mod events;
+pub mod files;
 pub mod gateway;
 pub mod logging;
 pub mod metrics_http;

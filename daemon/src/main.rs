@@ -1,6 +1,7 @@
 //! The `mailward` binary: parses the command line and hands over to the
 //! library. Exit statuses follow sysexits: 64 bad configuration, 69 daemon
-//! unreachable, 71 cannot start.
+//! unreachable, 71 cannot start, 75 another instance holds the data
+//! directory.
 #![forbid(unsafe_code)]
 
 use clap::Parser;
@@ -59,6 +60,8 @@ fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
 }
 
 fn run(path: Option<&Path>) -> ExitCode {
+    // Before any thread or file: nothing the daemon creates is for others.
+    mailward::files::restrict_umask();
     let config = match config::load(path) {
         Ok(c) => c,
         Err(errors) => {
@@ -83,7 +86,7 @@ fn run(path: Option<&Path>) -> ExitCode {
         Err(e) => {
             tracing::error!(target: "app", error = %e, "Mailward cannot run.");
             eprintln!("mailward: {e}");
-            ExitCode::from(EX_OSERR)
+            ExitCode::from(e.exit_code())
         }
     }
 }

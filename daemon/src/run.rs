@@ -28,12 +28,6 @@ pub enum RunError {
     Bind(#[from] crate::smtp::server::BindError),
     #[error(transparent)]
     Admin(#[from] crate::admin::AdminError),
-    #[error("cannot create {path}: {source}")]
-    DataDir {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
     #[error(transparent)]
     Metrics(#[from] crate::metrics_http::MetricsError),
     #[error("a component stopped unexpectedly (see the log)")]
@@ -42,17 +36,31 @@ pub enum RunError {
     Snmp(#[from] crate::snmp::SnmpError),
     #[error("cannot install signal handlers: {0}")]
     Signals(std::io::Error),
+    #[error(transparent)]
+    Locked(#[from] crate::files::LockError),
+}
+
+impl RunError {
+    /// The sysexits status `mailward run` ends with: 75 (EX_TEMPFAIL) when
+    /// another instance holds the data directory (try again once it is
+    /// gone), 71 (EX_OSERR) for everything else.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            RunError::Locked(crate::files::LockError::Held { .. }) => 75,
+            _ => 71,
+        }
+    }
 }
 
 /// Runs the gateway until SIGTERM/SIGINT. `path` is the configuration file
 /// (None: the embedded default), re-read on SIGHUP.
 pub async fn run(config: Config, path: Option<PathBuf>) -> Result<(), RunError> {
+    // The data directory has one owner. Before anything else (the spool,
+    // the bases, the admin socket, the listeners), so that a second start
+    // on the same configuration changes nothing of the running instance.
+    let lock = crate::files::DataDirLock::take(&config.server.data_dir)?;
+    tracing::debug!(target: "app", lock = %lock.path().display(), "Data directory locked.");
     let built = gateway::build(&config)?;
-    let data_dir = config.server.data_dir.clone();
-    std::fs::create_dir_all(&data_dir).map_err(|source| RunError::DataDir {
-        path: data_dir.clone(),
-        source,
-    })?;
     let (spool, recovered) = Spool::open(&config.server.spool_dir())?;
     let queue = Arc::new(Queue::new());
     if !recovered.is_empty() {
@@ -170,6 +178,7 @@ pub async fn run(config: Config, path: Option<PathBuf>) -> Result<(), RunError> 
     snmp.stop().await;
     let _ = std::fs::remove_file(&admin_socket);
     tracing::info!(target: "app", queued = gw.queue.size().0, "Mailward stopped; the spool keeps undelivered mail.");
+    drop(lock);
     if failed {
         return Err(RunError::ComponentFailed);
     }

@@ -410,7 +410,7 @@ impl Session {
             );
             return Flow::Close;
         }
-        match self.gw.spool.free_space() {
+        match self.gw.spool.available() {
             Ok(free) if free < limits.min_queue_free_space.0.saturating_add(declared) => {
                 self.reject(
                     conn,

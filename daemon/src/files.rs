@@ -1,0 +1,225 @@
+//! Files and directories that hold mail or statistics, created with the
+//! modes Mailward promises whatever the umask it was started with: queued
+//! mail is readable by the daemon's user only, and what monitoring reads
+//! (statistics, the admin socket's directory) by its group too.
+//!
+//! | what | mode |
+//! | --- | --- |
+//! | `data_dir`, the statistics and bases directories | 0750 |
+//! | `spool/`, quarantine and archive stores | 0700 |
+//! | spool segments, the lock file | 0600 |
+//! | statistics file, raw records, bases files | 0640 |
+//!
+//! `mailward run` also sets the process umask to 027, so that a file
+//! created anywhere else (a temporary file, a rotated log) is never
+//! readable by other users either. Modes of directories and files left by
+//! an older version are corrected when they are opened.
+//!
+//! This module also owns the data directory's lock: one running instance
+//! per `data_dir`, taken before anything under it is touched.
+
+use std::fs::{DirBuilder, File, OpenOptions};
+use std::io::{self, Write as _};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+/// Directories other users must not enter (mail lives there).
+pub const PRIVATE_DIR: u32 = 0o700;
+/// Directories the daemon's group may read (statistics, admin socket).
+pub const GROUP_DIR: u32 = 0o750;
+/// Files with mail in them.
+pub const PRIVATE_FILE: u32 = 0o600;
+/// Files the daemon's group may read.
+pub const GROUP_FILE: u32 = 0o640;
+/// The umask `mailward run` sets: nothing for others, no writing for the group.
+pub const UMASK: u32 = 0o027;
+
+/// The lock file inside `data_dir`; it holds the PID of its owner.
+pub const LOCK_FILE: &str = "mailward.lock";
+
+/// Sets the process umask to [`UMASK`]; call once, before threads start.
+pub fn restrict_umask() {
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(UMASK as _));
+}
+
+/// Creates `path` (and its parents) when missing and gives `path` itself
+/// `mode`, also when it existed with a wider one.
+pub fn ensure_dir(path: &Path, mode: u32) -> io::Result<()> {
+    if path.as_os_str().is_empty() {
+        return Ok(());
+    }
+    DirBuilder::new().recursive(true).mode(mode).create(path)?;
+    set_mode(path, mode)
+}
+
+/// Gives `path` exactly `mode` unless it has it already. A directory
+/// with the sticky bit (`/tmp`) or owned by another user is shared, not
+/// ours: it is left as it is.
+pub fn set_mode(path: &Path, mode: u32) -> io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(path)?;
+    let current = meta.permissions().mode() & 0o7777;
+    let shared = current & 0o1000 != 0 || meta.uid() != nix::unistd::geteuid().as_raw();
+    if current != mode && !shared {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
+    }
+    Ok(())
+}
+
+/// Opens `path` for appending, creating it with `mode` (and correcting the
+/// mode of a file left wider by an older version).
+pub fn open_append(path: &Path, mode: u32) -> io::Result<File> {
+    let file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(mode)
+        .open(path)?;
+    let current = file.metadata()?.permissions().mode() & 0o7777;
+    if current != mode {
+        file.set_permissions(std::fs::Permissions::from_mode(mode))?;
+    }
+    Ok(file)
+}
+
+/// Creates a new file (failing if it exists) with `mode`.
+pub fn create_new(path: &Path, mode: u32) -> io::Result<File> {
+    OpenOptions::new()
+        .create_new(true)
+        .append(true)
+        .mode(mode)
+        .open(path)
+}
+
+/// Creates or truncates `path` for writing with `mode`.
+pub fn create(path: &Path, mode: u32) -> io::Result<File> {
+    let file = OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(true)
+        .mode(mode)
+        .open(path)?;
+    let current = file.metadata()?.permissions().mode() & 0o7777;
+    if current != mode {
+        file.set_permissions(std::fs::Permissions::from_mode(mode))?;
+    }
+    Ok(file)
+}
+
+/// Why the data directory cannot be taken.
+#[derive(Debug, thiserror::Error)]
+pub enum LockError {
+    #[error(
+        "another Mailward{} is running on {} (it holds {}): stop it first, \
+         or give this instance its own server.data_dir",
+        pid.as_deref().map(|p| format!(" (pid {p})")).unwrap_or_default(),
+        dir.display(),
+        lock.display()
+    )]
+    Held {
+        dir: PathBuf,
+        lock: PathBuf,
+        pid: Option<String>,
+    },
+    #[error("cannot lock {}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// The exclusive hold on a data directory; released when the process ends
+/// (the kernel drops the lock with the file descriptor, also after kill -9).
+#[derive(Debug)]
+pub struct DataDirLock {
+    _file: File,
+    path: PathBuf,
+}
+
+impl DataDirLock {
+    /// Takes the lock of `data_dir` (creating the directory, 0750, when
+    /// missing) and writes our PID into it. Fails at once, without waiting
+    /// and without changing anything else, when another process holds it.
+    pub fn take(data_dir: &Path) -> Result<DataDirLock, LockError> {
+        let path = data_dir.join(LOCK_FILE);
+        let io = |source| LockError::Io {
+            path: path.clone(),
+            source,
+        };
+        ensure_dir(data_dir, GROUP_DIR).map_err(|source| LockError::Io {
+            path: data_dir.to_path_buf(),
+            source,
+        })?;
+        // Opened without truncating: the holder's PID must stay readable
+        // for the instance that is refused.
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(PRIVATE_FILE)
+            .open(&path)
+            .map_err(io)?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let pid = std::fs::read_to_string(&path)
+                    .ok()
+                    .map(|s| s.trim().to_string())
+                    .filter(|s| !s.is_empty());
+                return Err(LockError::Held {
+                    dir: data_dir.to_path_buf(),
+                    lock: path,
+                    pid,
+                });
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(io(e)),
+        }
+        file.set_len(0).map_err(io)?;
+        writeln!(file, "{}", std::process::id()).map_err(io)?;
+        Ok(DataDirLock { _file: file, path })
+    }
+
+    /// The lock file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_second_lock_on_the_same_directory_is_refused_with_the_holders_pid() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = DataDirLock::take(dir.path()).unwrap();
+        let second = DataDirLock::take(dir.path()).unwrap_err();
+        let text = second.to_string();
+        assert!(
+            text.contains(&format!("pid {}", std::process::id())),
+            "{text}"
+        );
+        assert!(text.contains("another Mailward"), "{text}");
+        drop(first);
+        DataDirLock::take(dir.path()).expect("free again once the holder is gone");
+    }
+
+    #[test]
+    fn modes_do_not_depend_on_the_umask() {
+        let dir = tempfile::tempdir().unwrap();
+        let sub = dir.path().join("a/b");
+        // A directory left world-readable by an older version is corrected.
+        std::fs::create_dir_all(&sub).unwrap();
+        std::fs::set_permissions(&sub, std::fs::Permissions::from_mode(0o755)).unwrap();
+        ensure_dir(&sub, PRIVATE_DIR).unwrap();
+        let mode = std::fs::metadata(&sub).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700);
+        let file = sub.join("f");
+        std::fs::write(&file, "x").unwrap();
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+        open_append(&file, PRIVATE_FILE).unwrap();
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+}
