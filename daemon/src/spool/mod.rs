@@ -24,6 +24,21 @@
 //! therefore copies the few live messages of an old segment forward
 //! ("compaction") when the spool holds more than [`COMPACT_AFTER_SEGMENTS`]
 //! segments.
+//!
+//! # A full disk
+//! Space is reclaimed without waiting for the next successful write: once a
+//! second (and right away after a failed write) the writer rolls over from
+//! a current segment that no live message uses and deletes the dead prefix
+//! of segments. The free-space check of new mail counts that reclaimable
+//! space ([`Spool::available`]). A "removed" or "updated" record that cannot
+//! be written (the disk is full) still takes effect in memory: the removal
+//! becomes durable when the segment holding the message is deleted; a crash
+//! before that delivers the message again (at-least-once, never lost).
+//!
+//! # Ownership
+//! One process owns a spool: `mailward run` holds the data directory's lock
+//! ([`crate::files::DataDirLock`]) before it opens it. Segments are 0600 in
+//! a 0700 directory.
 
 mod record;
 mod writer;
@@ -43,6 +58,13 @@ pub use record::RecordKind;
 pub const SEGMENT_SIZE: u64 = 64 * 1024 * 1024;
 /// Past this many segments, live messages of the oldest one are copied forward.
 pub const COMPACT_AFTER_SEGMENTS: usize = 4;
+/// A current segment that no live message uses is rolled over (and then
+/// deleted) once it holds this many dead bytes, or at once after a failed
+/// write. Below it, an idle spool keeps its segment instead of making a new
+/// file after every delivered burst.
+pub const ROLL_DEAD_AFTER: u64 = 1024 * 1024;
+/// How often the writer looks for space to reclaim when nothing is written.
+pub const MAINTENANCE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 
 #[derive(Debug, thiserror::Error)]
 pub enum SpoolError {
@@ -88,6 +110,8 @@ pub(crate) struct Index {
     pub(crate) messages: HashMap<QueueId, Entry>,
     /// Live messages per segment, for deletion and compaction.
     pub(crate) live: std::collections::BTreeMap<u64, usize>,
+    /// Bytes in each segment file, for the reclaimable-space figure.
+    pub(crate) bytes: std::collections::BTreeMap<u64, u64>,
 }
 
 #[derive(Debug)]
@@ -133,7 +157,18 @@ pub(crate) enum Op {
         done: oneshot::Sender<Result<(), String>>,
     },
     Compact,
+    /// The periodic look for space to reclaim.
+    Maintain,
     Stop(oneshot::Sender<()>),
+}
+
+/// Figures the writer publishes for the rest of the gateway.
+#[derive(Debug, Default)]
+pub(crate) struct Shared {
+    /// Bytes that deleting dead segments would free now.
+    pub(crate) reclaimable: std::sync::atomic::AtomicU64,
+    /// Batches whose write or flush failed since start.
+    pub(crate) write_errors: std::sync::atomic::AtomicU64,
 }
 
 /// Handle to the spool; cheap to clone.
@@ -142,6 +177,7 @@ pub struct Spool {
     dir: PathBuf,
     tx: mpsc::Sender<Op>,
     index: Arc<Mutex<Index>>,
+    shared: Arc<Shared>,
 }
 
 impl Spool {
@@ -149,15 +185,25 @@ impl Spool {
     /// message and starts the writer thread. Returns the live envelopes in
     /// the order they were accepted.
     pub fn open(dir: &Path) -> Result<(Spool, Vec<Envelope>), SpoolError> {
-        std::fs::create_dir_all(dir).map_err(|e| SpoolError::io(dir, e))?;
+        crate::files::ensure_dir(dir, crate::files::PRIVATE_DIR)
+            .map_err(|e| SpoolError::io(dir, e))?;
         let recovered = record::recover(dir)?;
         let index = Arc::new(Mutex::new(recovered.index));
+        let shared = Arc::new(Shared::default());
         let (tx, rx) = mpsc::channel(4096);
-        writer::start(dir.to_path_buf(), recovered.next_segment, rx, index.clone())?;
+        writer::start(
+            dir.to_path_buf(),
+            recovered.next_segment,
+            rx,
+            index.clone(),
+            shared.clone(),
+        )?;
+        writer::start_ticker(tx.downgrade())?;
         let spool = Spool {
             dir: dir.to_path_buf(),
             tx,
             index,
+            shared,
         };
         Ok((spool, recovered.envelopes))
     }
@@ -240,6 +286,29 @@ impl Spool {
     /// Free bytes on the file system that holds the spool.
     pub fn free_space(&self) -> Result<u64, SpoolError> {
         free_space(&self.dir)
+    }
+
+    /// Bytes of dead segments the writer will delete before it needs the
+    /// space (at its next round, within [`MAINTENANCE_INTERVAL`]).
+    pub fn reclaimable(&self) -> u64 {
+        self.shared
+            .reclaimable
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Space new mail may use: free bytes plus what is reclaimable. This is
+    /// what the admission check (`limits.min_queue_free_space`) compares,
+    /// so that a spool full of delivered mail never refuses new mail.
+    pub fn available(&self) -> Result<u64, SpoolError> {
+        Ok(self.free_space()?.saturating_add(self.reclaimable()))
+    }
+
+    /// Batches that could not be written since start (a full disk, an I/O
+    /// error): each one refused its new messages with 451.
+    pub fn write_errors(&self) -> u64 {
+        self.shared
+            .write_errors
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Flushes and stops the writer (graceful shutdown).

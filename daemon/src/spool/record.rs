@@ -172,9 +172,13 @@ pub(crate) fn recover(dir: &Path) -> Result<Recovered, SpoolError> {
         let path = segment_path(dir, seg);
         let file = File::open(&path).map_err(|e| SpoolError::io(&path, e))?;
         let file_len = file.metadata().map_err(|e| SpoolError::io(&path, e))?.len();
+        // Segments written by an older version may be world-readable.
+        crate::files::set_mode(&path, crate::files::PRIVATE_FILE)
+            .map_err(|e| SpoolError::io(&path, e))?;
         let mut r = BufReader::with_capacity(256 * 1024, file);
         let mut offset = 0u64;
         index.live.entry(seg).or_insert(0);
+        index.bytes.insert(seg, file_len);
         loop {
             match read_record(&mut r, offset, file_len).map_err(|e| SpoolError::io(&path, e))? {
                 Read1::End => break,
@@ -197,6 +201,7 @@ pub(crate) fn recover(dir: &Path) -> Result<Recovered, SpoolError> {
                         .map_err(|e| SpoolError::io(&path, e))?;
                     f.set_len(offset).map_err(|e| SpoolError::io(&path, e))?;
                     f.sync_all().map_err(|e| SpoolError::io(&path, e))?;
+                    index.bytes.insert(seg, offset);
                     break;
                 }
                 Read1::Record {

@@ -159,3 +159,124 @@ async fn many_concurrent_accepts_share_flushes() {
         assert_eq!(spool.read(&id).unwrap().len(), 1024);
     }
 }
+
+/// Polls `check` for up to five seconds (the writer's maintenance round
+/// runs once a second).
+async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    for _ in 0..100 {
+        if check() {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("not within 5 s: {what}");
+}
+
+#[tokio::test]
+async fn dead_space_is_reclaimed_without_a_further_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let (spool, _) = Spool::open(dir.path()).unwrap();
+    let mut sent = Vec::new();
+    for n in 0..3 {
+        let e = envelope(n);
+        spool.accept(&e, vec![b'x'; 512 * 1024]).await.unwrap();
+        sent.push(e);
+    }
+    let first = record::list_segments(dir.path()).unwrap();
+    assert_eq!(first.len(), 1);
+    assert_eq!(spool.reclaimable(), 0, "everything is live");
+    for e in &sent {
+        spool.remove(e).await.unwrap();
+    }
+    // Nothing else is written: the maintenance round alone must roll over
+    // and delete the segment full of delivered mail.
+    eventually("the dead segment is deleted", || {
+        !record::list_segments(dir.path())
+            .unwrap()
+            .contains(&first[0])
+    })
+    .await;
+    assert_eq!(spool.reclaimable(), 0);
+    drop(spool);
+    let (_, found) = Spool::open(dir.path()).unwrap();
+    assert!(found.is_empty(), "removed messages stay removed");
+}
+
+#[tokio::test]
+async fn reclaimable_space_counts_in_the_available_space() {
+    let dir = tempfile::tempdir().unwrap();
+    let (spool, _) = Spool::open(dir.path()).unwrap();
+    let e = envelope(1);
+    spool.accept(&e, vec![b'x'; 4096]).await.unwrap();
+    spool.remove(&e).await.unwrap();
+    // Below ROLL_DEAD_AFTER the segment stays, and its bytes are counted.
+    let reclaimable = spool.reclaimable();
+    assert!(reclaimable > 4096, "{reclaimable}");
+    let free = spool.free_space().unwrap();
+    let available = spool.available().unwrap();
+    assert!(
+        available >= free + reclaimable - 65536,
+        "{available} vs {free}+{reclaimable}"
+    );
+}
+
+/// Fills the current segment past ROLL_DEAD_AFTER with a message that is
+/// then removed, so that the next maintenance round rolls over.
+async fn fill_with_dead_bytes(spool: &Spool, n: u32) {
+    let e = envelope(n);
+    spool
+        .accept(&e, vec![b'x'; super::ROLL_DEAD_AFTER as usize + 1])
+        .await
+        .unwrap();
+    spool.remove(&e).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_file_in_the_way_of_a_new_segment_is_stepped_over() {
+    let dir = tempfile::tempdir().unwrap();
+    let (spool, _) = Spool::open(dir.path()).unwrap();
+    let n = *record::list_segments(dir.path()).unwrap().last().unwrap();
+    // An empty file where the next segment goes (what a refused second
+    // start used to leave): it is taken over.
+    std::fs::write(record::segment_path(dir.path(), n + 1), b"").unwrap();
+    fill_with_dead_bytes(&spool, 1).await;
+    eventually("rolled over onto the empty file", || {
+        record::list_segments(dir.path()).unwrap() == vec![n + 1]
+    })
+    .await;
+    // A file with something in it is not ours to take: the next number is.
+    let foreign = record::segment_path(dir.path(), n + 2);
+    std::fs::write(&foreign, b"not a segment of ours").unwrap();
+    fill_with_dead_bytes(&spool, 2).await;
+    eventually("rolled over past the foreign file", || {
+        record::list_segments(dir.path())
+            .unwrap()
+            .contains(&(n + 3))
+    })
+    .await;
+    let e = envelope(3);
+    spool.accept(&e, b"hello\r\n".to_vec()).await.unwrap();
+    assert_eq!(std::fs::read(&foreign).unwrap(), b"not a segment of ours");
+    spool.stop().await;
+    drop(spool);
+    std::fs::remove_file(&foreign).unwrap();
+    let (spool, found) = Spool::open(dir.path()).unwrap();
+    assert_eq!(found.len(), 1);
+    assert_eq!(spool.read(&e.id).unwrap(), b"hello\r\n");
+}
+
+#[tokio::test]
+async fn segments_and_the_spool_directory_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let spool_dir = dir.path().join("spool");
+    std::fs::create_dir(&spool_dir).unwrap();
+    std::fs::set_permissions(&spool_dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let (spool, _) = Spool::open(&spool_dir).unwrap();
+    spool.accept(&envelope(1), b"x\r\n".to_vec()).await.unwrap();
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&spool_dir), 0o700);
+    for seg in record::list_segments(&spool_dir).unwrap() {
+        assert_eq!(mode(&record::segment_path(&spool_dir, seg)), 0o600);
+    }
+}

@@ -1,11 +1,16 @@
 //! The spool's single writer thread: batches appends, makes each batch
 //! durable with one fdatasync (group commit), acknowledges, rotates segments,
 //! deletes segments nobody needs and copies live messages out of old ones.
+//! A ticker thread wakes it once a second so that dead space is reclaimed
+//! also when nothing is written (a full disk).
 
 use super::record::{self, RecordKind};
-use super::{Index, Location, Op, SpoolError, COMPACT_AFTER_SEGMENTS, SEGMENT_SIZE};
+use super::{
+    Index, Location, Op, Shared, SpoolError, COMPACT_AFTER_SEGMENTS, MAINTENANCE_INTERVAL,
+    ROLL_DEAD_AFTER, SEGMENT_SIZE,
+};
 use crate::envelope::QueueId;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -27,14 +32,37 @@ fn sync_dir(dir: &Path) -> std::io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
+/// How many numbers past a file in the way a new segment may skip.
+const MAX_SKIPPED_NUMBERS: u64 = 1000;
+
 impl Segment {
+    /// Creates segment `number`, or the next free number when a file is in
+    /// the way: an empty one (left by a crash between create and first
+    /// write) is taken over, a non-empty one is left alone and skipped.
     fn create(dir: &Path, number: u64) -> Result<Segment, SpoolError> {
-        let path = record::segment_path(dir, number);
-        let file = OpenOptions::new()
-            .create_new(true)
-            .append(true)
-            .open(&path)
-            .map_err(|e| SpoolError::io(&path, e))?;
+        let first = number;
+        let mut number = number;
+        let file = loop {
+            let path = record::segment_path(dir, number);
+            match crate::files::create_new(&path, crate::files::PRIVATE_FILE) {
+                Ok(file) => break file,
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    let len = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(1);
+                    if len == 0 {
+                        let file = crate::files::open_append(&path, crate::files::PRIVATE_FILE)
+                            .map_err(|e| SpoolError::io(&path, e))?;
+                        break file;
+                    }
+                    tracing::warn!(target: "app", segment = %path.display(), bytes = len,
+                        "A spool segment file is in the way of a new one; leaving it and taking the next number.");
+                    if number - first >= MAX_SKIPPED_NUMBERS {
+                        return Err(SpoolError::io(&path, e));
+                    }
+                    number += 1;
+                }
+                Err(e) => return Err(SpoolError::io(&path, e)),
+            }
+        };
         // The new name must be durable before anything in it is acknowledged.
         sync_dir(dir).map_err(|e| SpoolError::io(dir, e))?;
         Ok(Segment {
@@ -50,16 +78,21 @@ pub(super) fn start(
     first_segment: u64,
     rx: mpsc::Receiver<Op>,
     index: Arc<Mutex<Index>>,
+    shared: Arc<Shared>,
 ) -> Result<(), SpoolError> {
     let segment = Segment::create(&dir, first_segment)?;
     if let Ok(mut idx) = index.lock() {
-        idx.live.entry(first_segment).or_insert(0);
+        idx.live.entry(segment.number).or_insert(0);
+        idx.bytes.insert(segment.number, 0);
     }
     let mut w = Writer {
         dir,
         segment,
         index,
+        shared,
+        failing: false,
     };
+    w.publish();
     std::thread::Builder::new()
         .name("spool-writer".into())
         .spawn(move || w.run(rx))
@@ -67,10 +100,32 @@ pub(super) fn start(
     Ok(())
 }
 
+/// Wakes the writer every [`MAINTENANCE_INTERVAL`] until the spool is gone
+/// (it holds only a weak sender, so it never keeps the writer alive).
+pub(super) fn start_ticker(tx: mpsc::WeakSender<Op>) -> Result<(), SpoolError> {
+    std::thread::Builder::new()
+        .name("spool-ticker".into())
+        .spawn(move || loop {
+            std::thread::sleep(MAINTENANCE_INTERVAL);
+            let Some(tx) = tx.upgrade() else { return };
+            match tx.try_send(Op::Maintain) {
+                Ok(()) | Err(mpsc::error::TrySendError::Full(_)) => {}
+                Err(mpsc::error::TrySendError::Closed(_)) => return,
+            }
+        })
+        .map(|_| ())
+        .map_err(|e| SpoolError::io(Path::new("spool-ticker thread"), e))
+}
+
 struct Writer {
     dir: PathBuf,
     segment: Segment,
     index: Arc<Mutex<Index>>,
+    shared: Arc<Shared>,
+    /// The last batch could not be written (a full disk): dead space is
+    /// reclaimed before the next write instead of waiting for the segment
+    /// to grow.
+    failing: bool,
 }
 
 struct Pending {
@@ -99,6 +154,7 @@ impl Writer {
             }
             let mut stop = None;
             let mut compact = false;
+            let mut maintain = false;
             let mut appends = Vec::with_capacity(ops.len());
             for op in ops {
                 match op {
@@ -109,6 +165,7 @@ impl Writer {
                         done,
                     } => appends.push((kind, envelope, data, done)),
                     Op::Compact => compact = true,
+                    Op::Maintain => maintain = true,
                     Op::Stop(done) => stop = Some(done),
                 }
             }
@@ -117,6 +174,9 @@ impl Writer {
             }
             if compact {
                 self.compact();
+            }
+            if maintain {
+                self.maintain();
             }
             if let Some(done) = stop {
                 let _ = self.segment.file.sync_data();
@@ -135,9 +195,14 @@ impl Writer {
             oneshot::Sender<Result<(), String>>,
         )>,
     ) {
+        if self.failing {
+            // The last write failed: free what can be freed first.
+            self.maintain();
+        }
         if self.segment.len >= SEGMENT_SIZE {
             if let Err(e) = self.rotate() {
                 let msg = e.to_string();
+                self.failed(&msg);
                 for (_, _, _, done) in appends {
                     let _ = done.send(Err(msg.clone()));
                 }
@@ -178,6 +243,7 @@ impl Writer {
         match result {
             Ok(()) => {
                 self.segment.len += buf.len() as u64;
+                self.failing = false;
                 self.apply(&mut pending);
                 for p in &mut pending {
                     if let Some(done) = p.done.take() {
@@ -187,20 +253,47 @@ impl Writer {
                 self.collect_garbage();
             }
             Err(e) => {
-                tracing::error!(target: "app", segment = self.segment.number, error = %e,
-                    "Spool write failed; the messages in this batch were not accepted.");
+                self.failed(&e.to_string());
                 // Whatever part of the batch reached the file must not stay in
                 // front of later records: cut it off, or start a new segment.
                 if self.segment.file.set_len(self.segment.len).is_err() {
                     let _ = self.rotate();
+                }
+                // New messages were not stored: they are refused (451). What
+                // happened to stored ones (delivered, retried) still holds in
+                // memory; it becomes durable when their segment is deleted,
+                // or is done again after a crash (at-least-once).
+                if let Ok(mut idx) = self.index.lock() {
+                    for p in &mut pending {
+                        match p.kind {
+                            RecordKind::Updated => {
+                                idx.set_envelope(&p.id, std::mem::take(&mut p.envelope))
+                            }
+                            RecordKind::Removed => idx.remove(&p.id),
+                            RecordKind::Accepted => {}
+                        }
+                    }
                 }
                 for p in &mut pending {
                     if let Some(done) = p.done.take() {
                         let _ = done.send(Err(e.to_string()));
                     }
                 }
+                self.collect_garbage();
             }
         }
+        self.publish();
+    }
+
+    /// Notes a failed write: counted, logged, and the next write reclaims
+    /// space first.
+    fn failed(&mut self, problem: &str) {
+        self.failing = true;
+        self.shared
+            .write_errors
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        tracing::error!(target: "app", segment = self.segment.number, error = %problem,
+            "Spool write failed; the new messages in this batch were not accepted.");
     }
 
     fn apply(&self, pending: &mut [Pending]) {
@@ -219,6 +312,7 @@ impl Writer {
                 (RecordKind::Accepted, None) => {}
             }
         }
+        idx.bytes.insert(self.segment.number, self.segment.len);
     }
 
     fn rotate(&mut self) -> Result<(), SpoolError> {
@@ -227,6 +321,7 @@ impl Writer {
         self.segment = next;
         if let Ok(mut idx) = self.index.lock() {
             idx.live.entry(self.segment.number).or_insert(0);
+            idx.bytes.insert(self.segment.number, 0);
         }
         if self.segment_count() > COMPACT_AFTER_SEGMENTS {
             self.compact();
@@ -236,6 +331,49 @@ impl Writer {
 
     fn segment_count(&self) -> usize {
         self.index.lock().map(|i| i.live.len()).unwrap_or(0)
+    }
+
+    /// Whether no live message has its bytes in the current segment.
+    fn current_is_dead(&self) -> bool {
+        self.index
+            .lock()
+            .map(|i| i.live.get(&self.segment.number).copied().unwrap_or(0) == 0)
+            .unwrap_or(false)
+    }
+
+    /// The periodic round: rolls over from a current segment that only holds
+    /// dead bytes (when it is big enough to matter, or the disk is full), and
+    /// deletes the dead prefix of segments.
+    fn maintain(&mut self) {
+        let dead = self.current_is_dead();
+        if dead && self.segment.len > 0 && (self.failing || self.segment.len >= ROLL_DEAD_AFTER) {
+            match self.rotate() {
+                Ok(()) => tracing::info!(target: "app", segment = self.segment.number,
+                    "Started a new spool segment to free the space of delivered mail."),
+                Err(e) => tracing::warn!(target: "app", error = %e,
+                    "Cannot start a new spool segment yet; will try again."),
+            }
+        }
+        self.collect_garbage();
+        self.publish();
+    }
+
+    /// Publishes the bytes that deleting dead segments would free: the dead
+    /// prefix, and the current segment when nothing lives in it.
+    fn publish(&self) {
+        let Ok(idx) = self.index.lock() else {
+            return;
+        };
+        let mut reclaimable = 0u64;
+        for (&seg, &n) in &idx.live {
+            if n > 0 {
+                break;
+            }
+            reclaimable += idx.bytes.get(&seg).copied().unwrap_or(0);
+        }
+        self.shared
+            .reclaimable
+            .store(reclaimable, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Deletes the oldest segments while nothing lives in them. Only a prefix
@@ -252,6 +390,7 @@ impl Writer {
                     break;
                 }
                 idx.live.remove(&seg);
+                idx.bytes.remove(&seg);
                 out.push(seg);
             }
             out
@@ -324,6 +463,7 @@ impl Writer {
         self.segment.len += buf.len() as u64;
         let count = moved.len();
         if let Ok(mut idx) = self.index.lock() {
+            idx.bytes.insert(self.segment.number, self.segment.len);
             for (id, loc, env) in moved {
                 // A message removed meanwhile stays removed.
                 if idx.messages.contains_key(&id) {
