@@ -312,7 +312,7 @@ pub fn start(gw: Arc<Gateway>, path: &Path) -> Result<(), AdminError> {
         std::fs::remove_file(path).map_err(io)?;
     }
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(io)?;
+        crate::files::ensure_dir(dir, crate::files::GROUP_DIR).map_err(io)?;
     }
     let listener = UnixListener::bind(path).map_err(io)?;
     use std::os::unix::fs::PermissionsExt;

@@ -24,10 +24,11 @@ pub fn write(gw: &Gateway) -> Result<PathBuf, StatsFileError> {
     let json = serde_json::to_vec_pretty(&gw.snapshot().to_json())
         .map_err(|e| err(std::io::Error::other(e)))?;
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(err)?;
+        crate::files::ensure_dir(dir, crate::files::GROUP_DIR).map_err(err)?;
     }
     let tmp = PathBuf::from(format!("{}.tmp", path.display()));
-    let mut f = std::fs::File::create(&tmp).map_err(err)?;
+    // Monitoring (the daemon's group) may read it; other users may not.
+    let mut f = crate::files::create(&tmp, crate::files::GROUP_FILE).map_err(err)?;
     f.write_all(&json).map_err(err)?;
     f.write_all(b"\n").map_err(err)?;
     f.sync_data().map_err(err)?;

@@ -11,6 +11,9 @@
 //! FILE.1, FILE.1 becomes FILE.2, ... up to `rotate_rounds` files.
 
 use std::fs::{File, OpenOptions};
+
+/// The mode of the raw record file and its rotated copies.
+pub const RAW_FILE_MODE: u32 = 0o640;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -104,17 +107,31 @@ impl RawLog {
         }
     }
 
+    /// Opens (creating) the file for appending. Raw records name senders
+    /// and recipients: the file is 0640 (the daemon's group may read it,
+    /// other users may not) in a 0750 directory, whatever the umask, and a
+    /// file left wider by an older version is narrowed.
     fn open(&self) -> Result<(File, u64), RawError> {
+        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
         if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| self.err(e))?;
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o750)
+                .create(dir)
+                .map_err(|e| self.err(e))?;
         }
         let f = OpenOptions::new()
             .create(true)
             .append(true)
+            .mode(RAW_FILE_MODE)
             .open(&self.path)
             .map_err(|e| self.err(e))?;
-        let len = f.metadata().map(|m| m.len()).unwrap_or(0);
-        Ok((f, len))
+        let meta = f.metadata().map_err(|e| self.err(e))?;
+        if meta.permissions().mode() & 0o777 != RAW_FILE_MODE {
+            f.set_permissions(std::fs::Permissions::from_mode(RAW_FILE_MODE))
+                .map_err(|e| self.err(e))?;
+        }
+        Ok((f, meta.len()))
     }
 
     fn rotate(&self) -> Result<(), RawError> {
