@@ -157,6 +157,35 @@ pub fn domain_of(address: &str) -> String {
         .unwrap_or_default()
 }
 
+/// Whether `address` asks for sender-specified routing (RFC 1123 5.2.16
+/// style): a `%` or `!` in the local part, or an `@` inside a quoted local
+/// part (`"user@other"@domain`). Relays that honour these forward further.
+pub fn has_sender_routing(address: &str) -> bool {
+    let Some((local, _)) = address.rsplit_once('@') else {
+        return false;
+    };
+    local.contains(['%', '!', '@'])
+}
+
+#[cfg(test)]
+#[test]
+fn sender_routing_is_seen_in_every_form() {
+    for routed in [
+        "user%elsewhere.org@example.com",
+        "elsewhere.org!user@example.com",
+        "\"user@elsewhere.org\"@example.com",
+    ] {
+        assert!(has_sender_routing(routed), "{routed}");
+    }
+    for plain in [
+        "user@example.com",
+        "first.last+tag@example.com",
+        "postmaster",
+    ] {
+        assert!(!has_sender_routing(plain), "{plain}");
+    }
+}
+
 /// The envelope of one message, as spooled.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Envelope {

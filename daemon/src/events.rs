@@ -10,7 +10,9 @@ use mailward_metrics::{Event, RawRecord, Stats};
 use std::net::IpAddr;
 use std::time::Duration;
 
-pub use mailward_metrics::event::{AvStatus, DeliveryResult, RejectReason, SpamStatus};
+pub use mailward_metrics::event::{
+    AvStatus, DeliveryResult, RejectReason, SpamStatus, TimeoutPhase,
+};
 
 pub struct SessionOpened {
     pub client: std::net::SocketAddr,
@@ -63,6 +65,25 @@ impl MessageAccepted<'_> {
         stats.record(&Event::MessageAccepted { size: e.size });
         tracing::info!(target: "smtp", queue_id = %e.id, client = %e.client_ip, from = %e.mail_from,
             rcpts = e.rcpts.len(), size = e.size, "Message accepted.");
+    }
+}
+
+/// An inbound session's deadline passed; it gets 421 and is closed.
+pub struct SessionTimedOut {
+    pub client: IpAddr,
+    pub phase: TimeoutPhase,
+    /// The shorter stress-mode timeouts applied.
+    pub stress: bool,
+}
+
+impl SessionTimedOut {
+    pub fn emit(&self, stats: &Stats) {
+        stats.record(&Event::SessionTimedOut {
+            phase: self.phase,
+            stress: self.stress,
+        });
+        tracing::info!(target: "smtp", client = %self.client, phase = self.phase.as_str(),
+            stress = self.stress, "Session timed out; closing it.");
     }
 }
 
@@ -143,6 +164,20 @@ impl ScanFinished<'_> {
         }
         tracing::info!(target: "scan", queue_id = %e.id, status = %status, detail = %detail,
             duration_ms = self.duration.as_millis() as u64, "Message scanned.");
+    }
+}
+
+/// A scan stopped unpacking because all workers together held
+/// `limits.scan_memory`.
+pub struct ScanMemoryRefused<'a> {
+    pub id: &'a QueueId,
+}
+
+impl ScanMemoryRefused<'_> {
+    pub fn emit(&self, stats: &Stats) {
+        stats.record(&Event::ScanMemoryRefused);
+        tracing::warn!(target: "scan", queue_id = %self.id,
+            "Scan memory of all workers (limits.scan_memory) in use: this message was not unpacked in full; its status is av/error.");
     }
 }
 

@@ -165,6 +165,8 @@ impl Gateway {
             agentx_connected: subagent.as_ref().is_some_and(|h| h.connected),
             agentx_reconnects: subagent.as_ref().map_or(0, |h| h.reconnects),
             snmp_notifications_dropped: subagent.as_ref().map_or(0, |h| h.notifications_dropped),
+            spool_reclaimable_bytes: self.spool.reclaimable(),
+            stress_mode: self.under_stress(&self.config()),
         };
         self.stats.snapshot(&gauges)
     }
@@ -235,6 +237,17 @@ impl Gateway {
         let changed =
             before.is_none_or(|b| b.version != info.version || b.released != info.released);
         Ok(changed.then_some(info))
+    }
+
+    /// Whether the gateway is under stress: more inbound sessions open than
+    /// `limits.stress_percent` of `limits.incoming_sessions`. Sessions then
+    /// get the shorter stress timeouts (Postfix's stress mode), so that idle
+    /// or trickling clients give their slots back.
+    pub fn under_stress(&self, cfg: &Config) -> bool {
+        let pct = u64::from(cfg.limits.stress_percent);
+        pct > 0
+            && u64::from(self.sessions.load(Ordering::Relaxed)) * 100
+                > u64::from(cfg.limits.incoming_sessions) * pct
     }
 
     /// Takes a session slot for a client, or says which limit refuses it.

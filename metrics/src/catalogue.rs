@@ -153,6 +153,11 @@ pub enum StatId {
     VirusesDetected,
     FilterHits,
     RawRecords,
+    SessionTimeouts,
+    StressTimeouts,
+    StressMode,
+    SpoolReclaimableBytes,
+    ScanMemoryRefused,
 }
 
 pub const REJECT_REASONS: &[&str] = &[
@@ -171,6 +176,8 @@ pub const DIRECTIONS_ARCHIVE: &[&str] = &["incoming", "outgoing"];
 pub const DELIVERY_RESULTS: &[&str] = &["delivered", "deferred", "bounced"];
 pub const NOTIFY_TARGETS: &[&str] = &["sender", "recipients", "admin", "dsn"];
 pub const SESSION_DIRECTIONS: &[&str] = &["in", "out"];
+/// What an inbound session was doing when its deadline passed.
+pub const TIMEOUT_PHASES: &[&str] = &["command", "data", "tls"];
 pub const UPDATE_RESULTS: &[&str] = &["updated", "not_needed", "error", "rolled_back", "unknown"];
 /// The SNMP notifications of MAILWARD-MIB.
 pub const SNMP_NOTIFICATIONS: &[&str] = &[
@@ -587,6 +594,61 @@ pub static CATALOGUE: &[Stat] = &[
         Unit::Count,
         None,
         "Raw records written (one per message and recipient).",
+    ),
+    def(
+        StatId::SessionTimeouts,
+        Resources,
+        21,
+        "mwSessionTimeouts",
+        "mailward_session_timeouts_total",
+        Counter,
+        Unit::Count,
+        Some(("phase", TIMEOUT_PHASES)),
+        "Inbound sessions closed because a deadline passed: a whole command line (timeouts.command), the DATA phase (timeouts.data plus its size at limits.min_data_rate), or the TLS handshake.",
+    ),
+    def(
+        StatId::StressTimeouts,
+        Resources,
+        22,
+        "mwStressTimeouts",
+        "mailward_session_stress_timeouts_total",
+        Counter,
+        Unit::Count,
+        None,
+        "Of the session time-outs, those under the shorter timeouts of stress mode.",
+    ),
+    def(
+        StatId::StressMode,
+        Resources,
+        23,
+        "mwStressMode",
+        "mailward_stress_mode",
+        Gauge,
+        Unit::Flag,
+        None,
+        "1 while open inbound sessions are above limits.stress_percent of incoming_sessions, when the stress timeouts apply.",
+    ),
+    def(
+        StatId::SpoolReclaimableBytes,
+        Resources,
+        24,
+        "mwSpoolReclaimableOctets",
+        "mailward_spool_reclaimable_bytes",
+        Gauge,
+        Unit::Bytes,
+        None,
+        "Spool space held by delivered mail that the spool frees within a second; counted as available by the free-space check.",
+    ),
+    def(
+        StatId::ScanMemoryRefused,
+        Resources,
+        25,
+        "mwScanMemoryRefusals",
+        "mailward_scan_memory_refused_total",
+        Counter,
+        Unit::Count,
+        None,
+        "Scans cut short because the scan workers together had unpacked limits.scan_memory (the message gets av/error).",
     ),
 ];
 

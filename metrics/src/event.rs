@@ -134,4 +134,26 @@ pub enum Event<'a> {
     SnmpNotification {
         index: usize,
     },
+    /// An inbound session was closed because a deadline passed.
+    SessionTimedOut {
+        phase: TimeoutPhase,
+        /// The shorter timeouts of stress mode applied.
+        stress: bool,
+    },
+    /// A scan was cut short by the shared unpacking budget.
+    ScanMemoryRefused,
+}
+
+/// What an inbound session was doing when its deadline passed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimeoutPhase {
+    Command,
+    Data,
+    Tls,
+}
+
+impl TimeoutPhase {
+    pub fn as_str(self) -> &'static str {
+        crate::catalogue::TIMEOUT_PHASES[self as usize]
+    }
 }

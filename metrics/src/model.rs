@@ -38,6 +38,8 @@ pub struct Gauges {
     pub agentx_connected: bool,
     pub agentx_reconnects: u64,
     pub snmp_notifications_dropped: u64,
+    pub spool_reclaimable_bytes: u64,
+    pub stress_mode: bool,
 }
 
 struct Histogram {
@@ -233,6 +235,13 @@ impl Stats {
                 1,
             ),
             Event::SnmpNotification { index } => self.add(StatId::SnmpNotifications, *index, 1),
+            Event::SessionTimedOut { phase, stress } => {
+                self.add(StatId::SessionTimeouts, *phase as usize, 1);
+                if *stress {
+                    self.add(StatId::StressTimeouts, 0, 1);
+                }
+            }
+            Event::ScanMemoryRefused => self.add(StatId::ScanMemoryRefused, 0, 1),
         }
     }
 
@@ -301,6 +310,12 @@ impl Stats {
         set(StatId::QueueMessages, 0, gauges.queue_messages);
         set(StatId::QueueBytes, 0, gauges.queue_bytes);
         set(StatId::SpoolFreeBytes, 0, gauges.spool_free_bytes);
+        set(
+            StatId::SpoolReclaimableBytes,
+            0,
+            gauges.spool_reclaimable_bytes,
+        );
+        set(StatId::StressMode, 0, gauges.stress_mode as u64);
         set(StatId::Sessions, 1, gauges.sessions_out);
         set(StatId::CpuSeconds, 0, proc.cpu_micros);
         set(StatId::ResidentMemory, 0, proc.rss_bytes);

@@ -52,10 +52,10 @@ raw_table!(RawAccess; connect_rules, helo_rules, mail_from_rules, rcpt_rules, dn
 raw_table!(RawLimits;
     incoming_sessions, incoming_sessions_per_ip, outgoing_sessions, outgoing_sessions_per_host,
     antiviral_sessions, max_message_size, max_messages_per_session, max_rcpts_per_message,
-    max_session_size, max_hops, min_queue_free_space);
+    max_session_size, max_hops, min_queue_free_space, min_data_rate, stress_percent, scan_memory);
 raw_table!(RawTimeouts;
     min_backoff, max_backoff, max_queue_lifetime, delay_notice, command, data, scan,
-    scan_in_session, connect, dns);
+    scan_in_session, connect, dns, stress_command, stress_data);
 raw_table!(RawRoute; match_ as "match", to);
 for_policy_keys!(raw_policy!(RawPolicy;;));
 for_policy_keys!(raw_policy!(RawGroup; senders, recipients;));

@@ -144,6 +144,14 @@ pub struct Limits {
     pub max_hops: u32,
     /// Free space below which new mail is refused with 452.
     pub min_queue_free_space: ByteSize,
+    /// Octets per second a client must keep up in DATA: the DATA deadline
+    /// is `timeouts.data` plus the octets received at this rate (0: none).
+    pub min_data_rate: u32,
+    /// Share of `incoming_sessions`, in percent, above which the stress
+    /// timeouts apply (0: never).
+    pub stress_percent: u32,
+    /// Bytes all scans together may hold unpacked at one time.
+    pub scan_memory: ByteSize,
 }
 
 /// `[timeouts]`
@@ -157,10 +165,16 @@ pub struct Timeouts {
     pub max_queue_lifetime: Dur,
     /// Age after which a 'delayed' DSN is sent once, when asked for.
     pub delay_notice: Dur,
-    /// Waiting for an SMTP command or reply.
+    /// Inbound: the deadline for one whole command line; outbound: waiting
+    /// for a reply.
     pub command: Dur,
-    /// Receiving or sending the message data.
+    /// Inbound: the deadline for the whole DATA phase (plus its size at
+    /// `limits.min_data_rate`); outbound: sending the message data.
     pub data: Dur,
+    /// `command` while under stress.
+    pub stress_command: Dur,
+    /// `data` while under stress.
+    pub stress_data: Dur,
     /// Scanning one message.
     pub scan: Dur,
     /// How long the final reply to DATA may wait for the scan.

@@ -555,6 +555,13 @@ fn limits(ctx: &mut Ctx<'_>, raw: &RawLimits) -> Limits {
         max_hops: get!(ctx, p, raw.max_hops, count).unwrap_or(50),
         min_queue_free_space: get!(ctx, p, raw.min_queue_free_space, size)
             .unwrap_or(ByteSize::mib(100)),
+        min_data_rate: get!(ctx, p, raw.min_data_rate, uint32).unwrap_or(500),
+        stress_percent: get!(ctx, p, raw.stress_percent, |v: &Value| match uint32(v)? {
+            n if n > 100 => Err(format!("must be a percentage from 0 to 100, got {n}")),
+            n => Ok(n),
+        })
+        .unwrap_or(80),
+        scan_memory: get!(ctx, p, raw.scan_memory, bytes).unwrap_or(ByteSize::mib(256)),
     }
 }
 
@@ -581,6 +588,8 @@ fn timeouts(ctx: &mut Ctx<'_>, raw: &RawTimeouts) -> Timeouts {
         scan_in_session: get!(ctx, p, raw.scan_in_session, d).unwrap_or(Dur::secs(20)),
         connect: get!(ctx, p, raw.connect, d).unwrap_or(Dur::secs(30)),
         dns: get!(ctx, p, raw.dns, d).unwrap_or(Dur::secs(10)),
+        stress_command: get!(ctx, p, raw.stress_command, d).unwrap_or(Dur::secs(10)),
+        stress_data: get!(ctx, p, raw.stress_data, d).unwrap_or(Dur::secs(60)),
     }
 }
 

@@ -243,11 +243,36 @@ fn params_iter(text: &str) -> impl Iterator<Item = (String, Option<&str>)> {
     })
 }
 
+const DUPLICATE_PARAM: ParseError = ParseError {
+    reply: "501 5.5.4 Duplicate parameter",
+};
+
+/// Refuses a parameter given twice (RFC 5321 4.1.2 has no meaning for it;
+/// which of two SIZEs should count?).
+fn once(seen: &mut Vec<String>, key: &str) -> Result<(), ParseError> {
+    if seen.iter().any(|k| k == key) {
+        return Err(DUPLICATE_PARAM);
+    }
+    seen.push(key.to_string());
+    Ok(())
+}
+
+/// SIZE's value: digits only. A number too big for 64 bits is still a size
+/// (a huge one, refused as too big), not a syntax error.
+fn size_value(v: &str) -> Result<u64, ParseError> {
+    if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(BAD_PARAM);
+    }
+    Ok(v.parse().unwrap_or(u64::MAX))
+}
+
 fn mail_params(text: &str) -> Result<MailParams, ParseError> {
     let mut out = MailParams::default();
+    let mut seen = Vec::new();
     for (key, value) in params_iter(text) {
+        once(&mut seen, &key)?;
         match (key.as_str(), value) {
-            ("SIZE", Some(v)) => out.size = Some(v.parse().map_err(|_| BAD_PARAM)?),
+            ("SIZE", Some(v)) => out.size = Some(size_value(v)?),
             ("BODY", Some(v)) if v.eq_ignore_ascii_case("8BITMIME") => out.eight_bit = true,
             ("BODY", Some(v)) if v.eq_ignore_ascii_case("7BIT") => out.eight_bit = false,
             ("RET", Some(v)) if v.eq_ignore_ascii_case("FULL") => out.ret = Some(Ret::Full),
@@ -263,7 +288,9 @@ fn mail_params(text: &str) -> Result<MailParams, ParseError> {
 
 fn rcpt_params(text: &str) -> Result<RcptParams, ParseError> {
     let mut out = RcptParams::default();
+    let mut seen = Vec::new();
     for (key, value) in params_iter(text) {
+        once(&mut seen, &key)?;
         match (key.as_str(), value) {
             ("NOTIFY", Some(v)) => out.notify = Some(Notify::parse(v).ok_or(BAD_PARAM)?),
             ("ORCPT", Some(v)) if v.contains(';') && v.len() <= 500 => {
@@ -333,6 +360,17 @@ mod tests {
             ("MAIL FROM:<a@b> FROB=1", Err(BAD_PARAM.reply)),
             ("MAIL FROM:<a@b> SIZE=big", Err(BAD_PARAM.reply)),
             ("RCPT TO:<x@y> NOTIFY=NEVER,DELAY", Err(BAD_PARAM.reply)),
+            ("MAIL FROM:<a@b> SIZE=", Err(BAD_PARAM.reply)),
+            ("MAIL FROM:<a@b> SIZE=-1", Err(BAD_PARAM.reply)),
+            ("MAIL FROM:<a@b> SIZE=1 SIZE=2", Err(DUPLICATE_PARAM.reply)),
+            (
+                "MAIL FROM:<a@b> BODY=7BIT body=8BITMIME",
+                Err(DUPLICATE_PARAM.reply),
+            ),
+            (
+                "RCPT TO:<x@y> NOTIFY=NEVER NOTIFY=SUCCESS",
+                Err(DUPLICATE_PARAM.reply),
+            ),
         ];
         for (line, want) in cases {
             let got = parse(line.as_bytes()).map_err(|e| e.reply);
@@ -364,6 +402,16 @@ mod tests {
                 params: MailParams::default()
             }
         );
+    }
+
+    #[test]
+    fn a_size_beyond_64_bits_is_a_huge_size_not_a_syntax_error() {
+        let Command::Mail { params, .. } =
+            parse(b"MAIL FROM:<a@b> SIZE=99999999999999999999").unwrap()
+        else {
+            panic!("not mail");
+        };
+        assert_eq!(params.size, Some(u64::MAX));
     }
 
     #[test]

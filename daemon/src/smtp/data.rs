@@ -51,14 +51,17 @@ impl Assembler {
         }
     }
 
-    /// Feeds one line as read (terminator included; `too_long` when the
-    /// reader threw it away for length). Returns true at the end of data.
-    pub fn line(&mut self, raw: &[u8], too_long: bool) -> bool {
-        if too_long {
-            self.out.long_line = true;
-            self.prev_crlf = false;
-            return false;
-        }
+    /// Notes a line the reader threw away for its length (the message will
+    /// be refused, but DATA must still end where the client ends it: after
+    /// an over-long line that ended in CRLF, "." CRLF is the end).
+    pub fn too_long(&mut self, crlf: bool) {
+        self.out.long_line = true;
+        self.prev_crlf = crlf;
+    }
+
+    /// Feeds one line as read (terminator included). Returns true at the
+    /// end of data.
+    pub fn line(&mut self, raw: &[u8]) -> bool {
         let (content, crlf) = if let Some(c) = raw.strip_suffix(b"\r\n") {
             (c, true)
         } else if let Some(c) = raw.strip_suffix(b"\n") {
@@ -100,6 +103,11 @@ impl Assembler {
         false
     }
 
+    /// Octets of message kept so far (after unstuffing).
+    pub fn received(&self) -> u64 {
+        self.out.size
+    }
+
     pub fn finish(self) -> Assembled {
         self.out
     }
@@ -113,7 +121,7 @@ mod tests {
         let mut a = Assembler::new(max);
         let mut ended = false;
         for line in input.split_inclusive(|&b| b == b'\n') {
-            if a.line(line, false) {
+            if a.line(line) {
                 ended = true;
                 break;
             }
@@ -138,6 +146,20 @@ mod tests {
     }
 
     #[test]
+    fn data_ends_after_a_line_the_reader_threw_away() {
+        let mut a = Assembler::new(10_000);
+        assert!(!a.line(b"Subject: x\r\n"));
+        a.too_long(true);
+        assert!(a.line(b".\r\n"), "CRLF . CRLF after a long line ends DATA");
+        assert!(a.finish().long_line);
+        // A long line that ended in a bare LF cannot be followed by the end
+        // (SMTP smuggling again).
+        let mut a = Assembler::new(10_000);
+        a.too_long(false);
+        assert!(!a.line(b".\r\n"));
+    }
+
+    #[test]
     fn counts_hops_only_in_the_header() {
         let (m, _) = feed(
             b"Received: a\r\nreceived: b\r\nSubject: s\r\n\r\nReceived: body\r\n.\r\n",
@@ -152,8 +174,9 @@ mod tests {
         assert!(m.oversize);
         assert!(m.body.is_empty());
         let long = [b"x".repeat(999), b"\r\n.\r\n".to_vec()].concat();
-        let (m, _) = feed(&long, 10_000);
+        let (m, ended) = feed(&long, 10_000);
         assert!(m.long_line);
+        assert!(ended);
         let (m, _) = feed("caf\u{e9}\r\n.\r\n".as_bytes(), 100);
         assert!(m.eight_bit);
     }

@@ -9,7 +9,10 @@ use super::data::Assembler;
 use super::stream::{Conn, Line, Stream};
 use crate::config::{first_match, Config, Matcher, Rule, RuleAction, Subject};
 use crate::envelope::{Envelope, QueueId, Recipient};
-use crate::events::{MessageAccepted, MessageRejected, RejectReason, SessionClosed, SessionOpened};
+use crate::events::{
+    MessageAccepted, MessageRejected, RejectReason, SessionClosed, SessionOpened, SessionTimedOut,
+    TimeoutPhase,
+};
 use crate::gateway::{Gateway, SessionSlot};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -64,6 +67,21 @@ pub struct Session {
     session_bytes: u64,
     errors: u32,
     _slot: SessionSlot,
+}
+
+/// How long DATA may take after the 354 when `received` octets have come
+/// so far: the base timeout (shorter under stress) plus `received` at
+/// `limits.min_data_rate` octets per second (0: no allowance for size).
+fn data_allowance(cfg: &Config, received: u64, stress: bool) -> Duration {
+    let base = if stress {
+        cfg.timeouts.stress_data.get()
+    } else {
+        cfg.timeouts.data.get()
+    };
+    match cfg.limits.min_data_rate {
+        0 => base,
+        rate => base.saturating_add(Duration::from_secs(received / u64::from(rate))),
+    }
 }
 
 fn rules_need_host(rules: &[&[Rule]]) -> bool {
@@ -156,7 +174,6 @@ impl Session {
     async fn command_loop(&mut self, mut conn: Conn) -> Option<Conn> {
         let mut shutdown = self.gw.shutdown.clone();
         let mut line = Vec::with_capacity(256);
-        let timeout = self.cfg.timeouts.command.get();
         loop {
             if conn.flush_if_idle().await.is_err() {
                 return None;
@@ -165,6 +182,15 @@ impl Session {
                 conn.reply("421 4.3.2 Service shutting down, try again later");
                 return Some(conn);
             }
+            // The whole command line must arrive within the deadline (not
+            // each read: a client trickling one octet a second is cut off
+            // too); shorter while the gateway is under stress.
+            let stress = self.gw.under_stress(&self.cfg);
+            let timeout = if stress {
+                self.cfg.timeouts.stress_command.get()
+            } else {
+                self.cfg.timeouts.command.get()
+            };
             let read = tokio::select! {
                 r = tokio::time::timeout(timeout, conn.read_line(&mut line, MAX_COMMAND_LINE)) => Some(r),
                 _ = shutdown.wait_for(|stop| *stop) => None,
@@ -175,14 +201,11 @@ impl Session {
             };
             match read {
                 Err(_) => {
-                    conn.reply(&format!(
-                        "421 4.4.2 {} Timeout exceeded, closing connection",
-                        self.cfg.server.hostname
-                    ));
+                    self.timed_out(&mut conn, TimeoutPhase::Command, stress);
                     return Some(conn);
                 }
                 Ok(Err(_)) | Ok(Ok(Line::Eof)) => return None,
-                Ok(Ok(Line::TooLong)) => {
+                Ok(Ok(Line::TooLong { .. })) => {
                     if self.refuse(&mut conn, RejectReason::Syntax, "500 5.5.2 Line too long") {
                         return Some(conn);
                     }
@@ -208,6 +231,20 @@ impl Session {
                 Flow::StartTls => conn = self.start_tls(conn).await?,
             }
         }
+    }
+
+    /// Ends the session for a deadline that passed: counted, and 421.
+    fn timed_out(&self, conn: &mut Conn, phase: TimeoutPhase, stress: bool) {
+        SessionTimedOut {
+            client: self.peer.ip(),
+            phase,
+            stress,
+        }
+        .emit(&self.gw.stats);
+        conn.reply(&format!(
+            "421 4.4.2 {} Timeout exceeded, closing connection",
+            self.cfg.server.hostname
+        ));
     }
 
     /// Sends an error reply and counts it; true when the session must close
@@ -307,7 +344,12 @@ impl Session {
             tracing::warn!(target: "smtp", client = %self.peer,
                 "Client sent commands after STARTTLS before the handshake; they were discarded.");
         }
-        let timeout = self.cfg.timeouts.command.get();
+        let stress = self.gw.under_stress(&self.cfg);
+        let timeout = if stress {
+            self.cfg.timeouts.stress_command.get()
+        } else {
+            self.cfg.timeouts.command.get()
+        };
         match tokio::time::timeout(timeout, acceptor.accept(tcp)).await {
             Ok(Ok(tls)) => {
                 self.state = State::Start;
@@ -320,7 +362,12 @@ impl Session {
                 None
             }
             Err(_) => {
-                tracing::info!(target: "smtp", client = %self.peer, "TLS handshake timed out.");
+                SessionTimedOut {
+                    client: self.peer.ip(),
+                    phase: TimeoutPhase::Tls,
+                    stress,
+                }
+                .emit(&self.gw.stats);
                 None
             }
         }
@@ -402,7 +449,7 @@ impl Session {
             );
             return Flow::Continue;
         }
-        if self.session_bytes + declared > limits.max_session_size.0 {
+        if self.session_bytes.saturating_add(declared) > limits.max_session_size.0 {
             self.reject(
                 conn,
                 RejectReason::Limit,
@@ -493,6 +540,15 @@ impl Session {
             self.reject(conn, RejectReason::Relay, &reply);
             return Flow::Continue;
         }
+        // "user%other@protected", "other!user@protected" and
+        // "\"user@other\"@protected" ask the next hop to route further; one
+        // that honours them would make us an open relay. Only clients that
+        // may relay anyway may use them (Postfix: allow_untrusted_routing).
+        if !relay_client && crate::envelope::has_sender_routing(&to) {
+            let reply = format!("550 5.7.1 <{to}>: Sender-specified routing is not allowed");
+            self.reject(conn, RejectReason::Relay, &reply);
+            return Flow::Continue;
+        }
         let State::Mail(tx) = &mut self.state else {
             return Flow::Continue;
         };
@@ -530,22 +586,24 @@ impl Session {
         let limits = &self.cfg.limits;
         let mut asm = Assembler::new(limits.max_message_size.0);
         let mut line = Vec::with_capacity(MAX_DATA_LINE);
-        let timeout = self.cfg.timeouts.data.get();
+        let started = tokio::time::Instant::now();
         loop {
-            match tokio::time::timeout(timeout, conn.read_line(&mut line, MAX_DATA_LINE)).await {
+            // One deadline for the whole DATA phase: timeouts.data, plus the
+            // time the octets received so far may take at min_data_rate
+            // (Postfix's smtpd_min_data_rate). A client that trickles a line
+            // a second no longer holds its slot for ever.
+            let stress = self.gw.under_stress(&self.cfg);
+            let deadline = started + data_allowance(&self.cfg, asm.received(), stress);
+            match tokio::time::timeout_at(deadline, conn.read_line(&mut line, MAX_DATA_LINE)).await
+            {
                 Err(_) => {
-                    conn.reply(&format!(
-                        "421 4.4.2 {} Timeout exceeded, closing connection",
-                        self.cfg.server.hostname
-                    ));
+                    self.timed_out(conn, TimeoutPhase::Data, stress);
                     return Flow::Close;
                 }
                 Ok(Err(_)) | Ok(Ok(Line::Eof)) => return Flow::Close,
-                Ok(Ok(Line::TooLong)) => {
-                    asm.line(&line, true);
-                }
+                Ok(Ok(Line::TooLong { crlf })) => asm.too_long(crlf),
                 Ok(Ok(Line::Complete)) => {
-                    if asm.line(&line, false) {
+                    if asm.line(&line) {
                         break;
                     }
                 }

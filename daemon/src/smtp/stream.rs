@@ -59,7 +59,9 @@ pub enum Line {
     /// A whole line, terminator included, is in the buffer.
     Complete,
     /// The line was longer than allowed; it was read and thrown away.
-    TooLong,
+    /// `crlf` says whether it ended in CRLF (not a bare LF): after such a
+    /// line, "." CRLF still ends DATA.
+    TooLong { crlf: bool },
     /// The client closed the connection.
     Eof,
 }
@@ -83,6 +85,9 @@ impl Conn {
     pub async fn read_line(&mut self, line: &mut Vec<u8>, max: usize) -> io::Result<Line> {
         line.clear();
         let mut too_long = false;
+        // The octet before the one being looked at, across buffer refills,
+        // to tell CRLF from a bare LF at the end of an over-long line.
+        let mut before = 0u8;
         loop {
             let buf = self.reader.fill_buf().await?;
             if buf.is_empty() {
@@ -92,6 +97,15 @@ impl Conn {
                 Some(i) => (i + 1, true),
                 None => (buf.len(), false),
             };
+            let crlf = done
+                && if take >= 2 {
+                    buf[take - 2] == b'\r'
+                } else {
+                    before == b'\r'
+                };
+            if take >= 1 {
+                before = buf[take - 1];
+            }
             if !too_long {
                 if line.len() + take <= max {
                     line.extend_from_slice(&buf[..take]);
@@ -103,7 +117,7 @@ impl Conn {
             self.reader.consume(take);
             if done {
                 return Ok(if too_long {
-                    Line::TooLong
+                    Line::TooLong { crlf }
                 } else {
                     Line::Complete
                 });
