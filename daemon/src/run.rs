@@ -83,8 +83,11 @@ pub async fn run(config: Config, path: Option<PathBuf>) -> Result<(), RunError> 
             tracing::error!(target: "app", error = %e, "Cannot install the built-in default bases.")
         }
     }
-    let (scanner, bases_problem) =
-        crate::scan::Engine::start(config.limits.antiviral_sessions as usize, &bases_dir);
+    let (scanner, bases_problem) = crate::scan::Engine::start(
+        config.limits.antiviral_sessions as usize,
+        &bases_dir,
+        config.limits.scan_memory.0,
+    );
     match (&bases_problem, scanner.info()) {
         (Some(e), _) => tracing::error!(target: "app", error = %e,
             "The signature bases cannot be used; every message gets av/error until they are fixed."),

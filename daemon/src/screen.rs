@@ -21,6 +21,9 @@ use crate::scan::ScanOutcome;
 use std::future::Future;
 use std::sync::Arc;
 
+/// Findings of one message logged one line each; the rest are summed up.
+pub const MAX_LOGGED_FINDINGS: usize = 20;
+
 /// Starts the scan of one message as the policy asks; the future gives
 /// the outcome (it never fails: problems are the `av/error` status).
 pub fn scan(
@@ -81,9 +84,24 @@ pub async fn settle(
         group,
     }
     .emit(&gw.stats);
-    for f in &outcome.findings {
+    if outcome.memory_refused {
+        crate::events::ScanMemoryRefused { id: &envelope.id }.emit(&gw.stats);
+    }
+    // One line per finding, up to a cap: an archive of 10,000 infected
+    // members must not write 10,000 lines (the statistics count them all).
+    for f in outcome.findings.iter().take(MAX_LOGGED_FINDINGS) {
         tracing::info!(target: "scan", queue_id = %envelope.id, status = f.kind.status().as_str(),
             detection = %f.name, object = %f.path, "Finding.");
+    }
+    if outcome.findings.len() > MAX_LOGGED_FINDINGS {
+        let kinds: std::collections::BTreeSet<&str> = outcome.findings[MAX_LOGGED_FINDINGS..]
+            .iter()
+            .map(|f| f.kind.status().as_str())
+            .collect();
+        tracing::info!(target: "scan", queue_id = %envelope.id,
+            more = outcome.findings.len() - MAX_LOGGED_FINDINGS,
+            statuses = %kinds.into_iter().collect::<Vec<_>>().join(","),
+            "More findings in this message, not logged one by one.");
     }
     match &fate {
         Fate::Reject(reply) => {

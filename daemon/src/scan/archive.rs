@@ -7,6 +7,7 @@
 //! archive yields the members that could be read before the damage and a
 //! [`Member::Damaged`] entry, so that what can be scanned is scanned.
 
+use super::budget::{Budget, Exhausted};
 use std::io::{Cursor, Read};
 use std::time::Instant;
 
@@ -69,7 +70,7 @@ pub enum Member {
 /// Why reading stopped early.
 #[derive(Debug)]
 enum Stop {
-    Budget,
+    Budget(Exhausted),
     Deadline,
     Read(std::io::Error),
 }
@@ -77,7 +78,11 @@ enum Stop {
 /// Reads `r` to its end into memory, taking from `budget`; stops at the
 /// budget or the deadline. On a read error the bytes read so far are kept
 /// (a truncated member is still scanned).
-fn read_bounded(r: &mut dyn Read, budget: &mut u64, deadline: Instant) -> (Vec<u8>, Option<Stop>) {
+fn read_bounded(
+    r: &mut dyn Read,
+    budget: &mut Budget<'_>,
+    deadline: Instant,
+) -> (Vec<u8>, Option<Stop>) {
     let mut out = Vec::new();
     let mut chunk = vec![0u8; 64 * 1024];
     loop {
@@ -87,15 +92,12 @@ fn read_bounded(r: &mut dyn Read, budget: &mut u64, deadline: Instant) -> (Vec<u
         match r.read(&mut chunk) {
             Ok(0) => return (out, None),
             Ok(n) => {
-                let n64 = n as u64;
-                if n64 > *budget {
-                    let keep = *budget as usize;
-                    out.extend_from_slice(&chunk[..keep]);
-                    *budget = 0;
-                    return (out, Some(Stop::Budget));
+                let keep = budget.grant(n as u64) as usize;
+                out.extend_from_slice(&chunk[..keep]);
+                if keep < n {
+                    let why = budget.exhausted.unwrap_or(Exhausted::Message);
+                    return (out, Some(Stop::Budget(why)));
                 }
-                *budget -= n64;
-                out.extend_from_slice(&chunk[..n]);
             }
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(e) => return (out, Some(Stop::Read(e))),
@@ -106,8 +108,8 @@ fn read_bounded(r: &mut dyn Read, budget: &mut u64, deadline: Instant) -> (Vec<u
 /// Turns an early stop into the member that reports it.
 fn stopped(name: &str, stop: Stop) -> Member {
     match stop {
-        Stop::Budget => Member::Limit {
-            problem: format!("{name}: unpacked size limit (max_unpacked_size) reached"),
+        Stop::Budget(why) => Member::Limit {
+            problem: format!("{name}: {}", why.problem()),
         },
         Stop::Deadline => Member::Limit {
             problem: format!("{name}: scan time limit (timeouts.scan) reached"),
@@ -124,7 +126,7 @@ pub fn unpack(
     format: Format,
     name: &str,
     data: &[u8],
-    budget: &mut u64,
+    budget: &mut Budget<'_>,
     deadline: Instant,
 ) -> Vec<Member> {
     match format {
@@ -140,7 +142,7 @@ fn take_member(
     out: &mut Vec<Member>,
     name: String,
     r: &mut dyn Read,
-    budget: &mut u64,
+    budget: &mut Budget<'_>,
     deadline: Instant,
 ) -> bool {
     let (data, stop) = read_bounded(r, budget, deadline);
@@ -153,7 +155,7 @@ fn take_member(
     go_on
 }
 
-fn zip_members(data: &[u8], budget: &mut u64, deadline: Instant) -> Vec<Member> {
+fn zip_members(data: &[u8], budget: &mut Budget<'_>, deadline: Instant) -> Vec<Member> {
     let mut out = Vec::new();
     let mut archive = match zip::ZipArchive::new(Cursor::new(data)) {
         Ok(a) => a,
@@ -206,7 +208,7 @@ fn zip_members(data: &[u8], budget: &mut u64, deadline: Instant) -> Vec<Member> 
 
 fn zip_stream_members(
     data: &[u8],
-    budget: &mut u64,
+    budget: &mut Budget<'_>,
     deadline: Instant,
     why: String,
 ) -> Vec<Member> {
@@ -253,7 +255,12 @@ fn zip_stream_members(
     out
 }
 
-fn gzip_members(name: &str, data: &[u8], budget: &mut u64, deadline: Instant) -> Vec<Member> {
+fn gzip_members(
+    name: &str,
+    data: &[u8],
+    budget: &mut Budget<'_>,
+    deadline: Instant,
+) -> Vec<Member> {
     let mut out = Vec::new();
     let mut gz = flate2::read::MultiGzDecoder::new(data);
     let inner = gz
@@ -272,7 +279,7 @@ fn gzip_members(name: &str, data: &[u8], budget: &mut u64, deadline: Instant) ->
     out
 }
 
-fn tar_members(data: &[u8], budget: &mut u64, deadline: Instant) -> Vec<Member> {
+fn tar_members(data: &[u8], budget: &mut Budget<'_>, deadline: Instant) -> Vec<Member> {
     let mut out = Vec::new();
     let mut archive = tar::Archive::new(Cursor::new(data));
     let entries = match archive.entries() {
@@ -316,6 +323,7 @@ fn tar_members(data: &[u8], budget: &mut u64, deadline: Instant) -> Vec<Member> 
 
 #[cfg(test)]
 mod tests {
+    use super::super::budget::MemoryPool;
     use super::*;
     use std::io::Write;
     use std::time::Duration;
@@ -343,8 +351,9 @@ mod tests {
 
     #[test]
     fn unpacks_zip_members_within_budget() {
+        let pool = MemoryPool::unbounded();
         let z = zip_of(&[("a.txt", b"hello"), ("b.bin", &[7u8; 1000])]);
-        let mut budget = 10_000;
+        let mut budget = Budget::new(10_000, &pool);
         let m = unpack(Format::Zip, "z.zip", &z, &mut budget, far());
         assert!(
             matches!(&m[0], Member::File { name, data } if name == "a.txt" && data == b"hello")
@@ -352,11 +361,11 @@ mod tests {
         assert!(
             matches!(&m[1], Member::File { name, data } if name == "b.bin" && data.len() == 1000)
         );
-        assert_eq!(budget, 10_000 - 1005);
-        let mut small = 100;
+        assert_eq!(budget.left(), 10_000 - 1005);
+        let mut small = Budget::new(100, &pool);
         let m = unpack(Format::Zip, "z.zip", &z, &mut small, far());
         assert!(m.iter().any(|x| matches!(x, Member::Limit { .. })), "{m:?}");
-        assert_eq!(small, 0);
+        assert_eq!(small.left(), 0);
     }
 
     #[test]
@@ -366,7 +375,8 @@ mod tests {
             ("second.txt", &[b'x'; 5000]),
         ]);
         let cut = &z[..z.len() / 2];
-        let mut budget = 1 << 20;
+        let pool = MemoryPool::unbounded();
+        let mut budget = Budget::new(1 << 20, &pool);
         let m = unpack(Format::Zip, "z.zip", cut, &mut budget, far());
         assert!(
             matches!(&m[0], Member::File { name, .. } if name == "first.txt"),
@@ -391,7 +401,8 @@ mod tests {
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
         gz.write_all(&tarball).unwrap();
         let tgz = gz.finish().unwrap();
-        let mut budget = 1 << 20;
+        let pool = MemoryPool::unbounded();
+        let mut budget = Budget::new(1 << 20, &pool);
         let m = unpack(Format::Gzip, "x.tgz", &tgz, &mut budget, far());
         let Member::File { name, data } = &m[0] else {
             panic!("{m:?}")
@@ -415,7 +426,8 @@ mod tests {
         }
         let z = w.finish().unwrap().into_inner();
         assert!(z.len() < 1 << 20);
-        let mut budget = 4 << 20;
+        let pool = MemoryPool::unbounded();
+        let mut budget = Budget::new(4 << 20, &pool);
         let m = unpack(Format::Zip, "bomb.zip", &z, &mut budget, far());
         assert!(m.iter().any(|x| matches!(x, Member::Limit { .. })));
         let held: usize = m
@@ -426,5 +438,38 @@ mod tests {
             })
             .sum();
         assert_eq!(held, 4 << 20, "no more than the budget is ever held");
+    }
+
+    #[test]
+    fn bombs_scanned_side_by_side_share_one_bound() {
+        let mut w = zip::ZipWriter::new(Cursor::new(Vec::new()));
+        w.start_file("zeros", zip::write::SimpleFileOptions::default())
+            .unwrap();
+        let chunk = vec![0u8; 1 << 20];
+        for _ in 0..16 {
+            w.write_all(&chunk).unwrap();
+        }
+        let z = w.finish().unwrap().into_inner();
+        // Each message may unpack 16 MiB, but all of them together 8 MiB.
+        let pool = MemoryPool::new(8 << 20);
+        let mut first = Budget::new(16 << 20, &pool);
+        let a = unpack(Format::Zip, "a.zip", &z, &mut first, far());
+        let mut second = Budget::new(16 << 20, &pool);
+        let b = unpack(Format::Zip, "b.zip", &z, &mut second, far());
+        assert_eq!(pool.in_use(), 8 << 20, "never more than the pool");
+        assert_eq!(first.exhausted, Some(Exhausted::Shared));
+        assert_eq!(second.exhausted, Some(Exhausted::Shared));
+        let problem = |m: &[Member]| {
+            m.iter()
+                .find_map(|x| match x {
+                    Member::Limit { problem } => Some(problem.clone()),
+                    _ => None,
+                })
+                .unwrap_or_default()
+        };
+        assert!(problem(&a).contains("limits.scan_memory"), "{a:?}");
+        assert!(problem(&b).contains("limits.scan_memory"), "{b:?}");
+        drop((first, second));
+        assert_eq!(pool.in_use(), 0);
     }
 }

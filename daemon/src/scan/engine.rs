@@ -12,7 +12,7 @@
 //!   started with, and a set that fails to compile never replaces one that
 //!   works.
 
-use super::{scan_message, ScanOutcome};
+use super::{scan_message_within, MemoryPool, ScanOutcome};
 use crate::bases::{BasesError, BasesInfo};
 use crate::config::Policy;
 use std::path::Path;
@@ -46,13 +46,16 @@ pub struct Engine {
     jobs: Mutex<Sender<Job>>,
     /// Messages waiting for a worker.
     waiting: AtomicU64,
+    /// What all workers together may hold unpacked (`limits.scan_memory`).
+    pool: MemoryPool,
 }
 
 impl Engine {
     /// Starts `workers` scan threads with the bases in `dir` (when they
     /// compile; otherwise with none, and the error is returned beside the
-    /// engine so that the caller can report it).
-    pub fn start(workers: usize, dir: &Path) -> (Arc<Engine>, Option<BasesError>) {
+    /// engine so that the caller can report it). Together they unpack at
+    /// most `memory` bytes at a time.
+    pub fn start(workers: usize, dir: &Path, memory: u64) -> (Arc<Engine>, Option<BasesError>) {
         let (loaded, problem) = match load(dir, 1) {
             Ok(l) => (l, None),
             Err(e) => (
@@ -71,6 +74,7 @@ impl Engine {
             generation: AtomicU64::new(1),
             jobs: Mutex::new(tx),
             waiting: AtomicU64::new(0),
+            pool: MemoryPool::new(memory),
         });
         let rx = Arc::new(Mutex::new(rx));
         for n in 0..workers.max(1) {
@@ -204,12 +208,13 @@ fn worker(engine: &Engine, rx: &Mutex<Receiver<Job>>) {
             engine.waiting.fetch_sub(1, Ordering::Relaxed);
             let started = std::time::Instant::now();
             let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                scan_message(
+                scan_message_within(
                     scanner.as_mut(),
                     loaded.info.as_ref(),
                     &job.data,
                     &job.policy,
                     job.timeout,
+                    &engine.pool,
                 )
             }));
             match result {

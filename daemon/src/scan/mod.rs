@@ -17,6 +17,7 @@
 //! verdict and rewritten bytes out); [`engine`] runs it on worker threads.
 
 mod archive;
+mod budget;
 pub mod engine;
 mod filter;
 pub mod rewrite;
@@ -25,6 +26,7 @@ mod walk;
 
 use crate::bases::BasesInfo;
 use crate::config::{Action, Policy};
+pub use budget::MemoryPool;
 pub use engine::Engine;
 use mail_parser::{MessageParser, MimeHeaders};
 pub use mailward_metrics::event::{AvStatus, SpamStatus};
@@ -114,6 +116,9 @@ pub struct ScanOutcome {
     /// headers.
     pub header: Option<String>,
     pub duration: Duration,
+    /// Unpacking stopped because all workers together held
+    /// `limits.scan_memory` (counted in the statistics).
+    pub memory_refused: bool,
 }
 
 impl ScanOutcome {
@@ -135,6 +140,7 @@ impl ScanOutcome {
             rewritten: None,
             header: None,
             duration,
+            memory_refused: false,
         }
     }
 
@@ -151,6 +157,7 @@ impl ScanOutcome {
             rewritten: None,
             header: None,
             duration: Duration::ZERO,
+            memory_refused: false,
         }
     }
 
@@ -209,13 +216,29 @@ fn av_header(av: AvStatus, findings: &[Finding], bases: Option<&BasesInfo>) -> S
 }
 
 /// Scans one message and applies the part actions of `policy`. `scanner`
-/// is None when no rules are loaded; the status is then `av/error`.
+/// is None when no rules are loaded; the status is then `av/error`. Only
+/// the message's own `max_unpacked_size` bounds unpacking (offline use and
+/// tests); the gateway's workers use [`scan_message_within`].
 pub fn scan_message(
     scanner: Option<&mut yara_x::Scanner<'_>>,
     bases: Option<&BasesInfo>,
     data: &[u8],
     policy: &Policy,
     timeout: Duration,
+) -> ScanOutcome {
+    static UNBOUNDED: LazyLock<MemoryPool> = LazyLock::new(MemoryPool::unbounded);
+    scan_message_within(scanner, bases, data, policy, timeout, &UNBOUNDED)
+}
+
+/// [`scan_message`], unpacking within `pool`, the bytes that all scan
+/// workers together may hold.
+pub fn scan_message_within(
+    scanner: Option<&mut yara_x::Scanner<'_>>,
+    bases: Option<&BasesInfo>,
+    data: &[u8],
+    policy: &Policy,
+    timeout: Duration,
+    pool: &MemoryPool,
 ) -> ScanOutcome {
     let started = Instant::now();
     let filters = filter::Filters::new(policy);
@@ -224,7 +247,7 @@ pub fn scan_message(
         scanner,
         &filters,
         policy.max_scan_depth,
-        policy.max_unpacked_size.0,
+        budget::Budget::new(policy.max_unpacked_size.0, pool),
         started + timeout,
     );
     let parsed = PARSER.parse(data);
@@ -235,6 +258,8 @@ pub fn scan_message(
         }
     }
     let mut findings = std::mem::take(&mut walk.findings);
+    let memory_refused = walk.budget.exhausted == Some(budget::Exhausted::Shared);
+    drop(walk);
     if parsed.is_none() {
         findings.push(Finding {
             kind: Kind::Error,
@@ -285,6 +310,7 @@ pub fn scan_message(
         rewritten,
         header,
         duration: started.elapsed(),
+        memory_refused,
     }
 }
 

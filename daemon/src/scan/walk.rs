@@ -9,6 +9,7 @@
 //! attachment the part to remove or replace.
 
 use super::archive::{self, Member};
+use super::budget::{Budget, Exhausted};
 use super::filter::Filters;
 use super::uuencode;
 use super::{Finding, Kind};
@@ -28,8 +29,9 @@ pub struct Walk<'a, 'r> {
     pub yara: Option<&'a mut yara_x::Scanner<'r>>,
     pub filters: &'a Filters,
     pub max_depth: u32,
-    /// Bytes that may still be unpacked from this message.
-    pub budget: u64,
+    /// Bytes that may still be unpacked from this message (and from the
+    /// pool all workers share).
+    pub budget: Budget<'a>,
     pub deadline: Instant,
     pub findings: Vec<Finding>,
     /// Objects scanned (parts, members, decoded files).
@@ -103,7 +105,7 @@ impl<'a, 'r> Walk<'a, 'r> {
         yara: Option<&'a mut yara_x::Scanner<'r>>,
         filters: &'a Filters,
         max_depth: u32,
-        budget: u64,
+        budget: Budget<'a>,
         deadline: Instant,
     ) -> Walk<'a, 'r> {
         Walk {
@@ -266,17 +268,11 @@ impl<'a, 'r> Walk<'a, 'r> {
                     continue;
                 }
                 let n = f.data.len() as u64;
-                if n > self.budget {
-                    self.budget = 0;
-                    self.find(
-                        part,
-                        Kind::Error,
-                        "unpacked size limit (max_unpacked_size) reached",
-                        &inner,
-                    );
+                if self.budget.grant(n) < n {
+                    let why = self.budget.exhausted.unwrap_or(Exhausted::Message);
+                    self.find(part, Kind::Error, why.problem(), &inner);
                     return;
                 }
-                self.budget -= n;
                 let mime = "application/octet-stream";
                 self.object(part, &inner, Some(&f.name), mime, &f.data, depth + 1);
             }
