@@ -232,11 +232,10 @@ async fn reload(gw: &Gateway, snmp: &Snmp, path: Option<&Path>) {
             return;
         }
     };
-    let old = gw.config();
-    if new.network.listen_on != old.network.listen_on || new.server.data_dir != old.server.data_dir
-    {
-        tracing::warn!(target: "config",
-            "network.listen_on and server.data_dir take effect only at restart.");
+    let mut new = new;
+    let kept = config::keep_restart_only(&gw.config(), &mut new);
+    for k in &kept {
+        tracing::warn!(target: "config", "{k}.");
     }
     match gateway::build(&new) {
         Ok(built) => {
@@ -246,7 +245,15 @@ async fn reload(gw: &Gateway, snmp: &Snmp, path: Option<&Path>) {
                 gw,
                 Trap::ConfigReloaded {
                     ok: true,
-                    message: "The new configuration is in force.".into(),
+                    message: if kept.is_empty() {
+                        "The new configuration is in force.".into()
+                    } else {
+                        format!(
+                            "The new configuration is in force, but for {} key(s) that need a restart: {}.",
+                            kept.len(),
+                            kept.join("; ")
+                        )
+                    },
                 },
             );
             match gw.reload_bases().await {

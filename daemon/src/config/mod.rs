@@ -49,6 +49,7 @@ macro_rules! for_policy_keys {
 mod locate;
 mod pattern;
 mod raw;
+mod restart;
 pub mod rules;
 mod types;
 mod units;
@@ -58,6 +59,7 @@ use std::fmt;
 use std::path::Path;
 
 pub use pattern::{DomainPattern, Pattern};
+pub use restart::keep_restart_only;
 pub use rules::{first_match, Matcher, Rule, RuleAction, Subject};
 pub use types::*;
 pub use units::{ByteSize, Dur, UnitError};
