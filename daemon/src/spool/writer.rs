@@ -245,12 +245,15 @@ impl Writer {
                 self.segment.len += buf.len() as u64;
                 self.failing = false;
                 self.apply(&mut pending);
+                self.collect_garbage();
+                // Published before the acknowledgements, so that whoever
+                // waited for this batch sees the space it freed.
+                self.publish();
                 for p in &mut pending {
                     if let Some(done) = p.done.take() {
                         let _ = done.send(Ok(()));
                     }
                 }
-                self.collect_garbage();
             }
             Err(e) => {
                 self.failed(&e.to_string());
@@ -274,15 +277,15 @@ impl Writer {
                         }
                     }
                 }
+                self.collect_garbage();
+                self.publish();
                 for p in &mut pending {
                     if let Some(done) = p.done.take() {
                         let _ = done.send(Err(e.to_string()));
                     }
                 }
-                self.collect_garbage();
             }
         }
-        self.publish();
     }
 
     /// Notes a failed write: counted, logged, and the next write reclaims
