@@ -56,6 +56,10 @@ pub struct Gateway {
     pub outbound_open: Arc<AtomicU64>,
     /// Open inbound sessions, for `limits.incoming_sessions`.
     sessions: AtomicU32,
+    /// Whether the gateway is under stress now; sessions waiting for a
+    /// client watch it, so that idle ones get the stress deadline as soon
+    /// as the load rises, not after their normal timeout.
+    stress: watch::Sender<bool>,
     /// Open inbound sessions per client address.
     per_ip: Mutex<HashMap<IpAddr, u32>>,
     /// Becomes true when the gateway stops.
@@ -96,6 +100,7 @@ impl Gateway {
             subagent_health: std::sync::OnceLock::new(),
             outbound_open: Arc::new(AtomicU64::new(0)),
             sessions: AtomicU32::new(0),
+            stress: watch::Sender::new(false),
             per_ip: Mutex::new(HashMap::new()),
             shutdown,
             reloads: AtomicU64::new(0),
@@ -250,10 +255,25 @@ impl Gateway {
                 > u64::from(cfg.limits.incoming_sessions) * pct
     }
 
+    /// Follows [`Gateway::under_stress`] as sessions open and close.
+    pub fn stress_watch(&self) -> watch::Receiver<bool> {
+        self.stress.subscribe()
+    }
+
+    fn update_stress(&self) {
+        let now = self.under_stress(&self.config());
+        self.stress.send_if_modified(|s| {
+            let changed = *s != now;
+            *s = now;
+            changed
+        });
+    }
+
     /// Takes a session slot for a client, or says which limit refuses it.
     pub fn open_session(self: &Arc<Self>, ip: IpAddr) -> Result<SessionSlot, &'static str> {
         let cfg = self.config();
         let total = self.sessions.fetch_add(1, Ordering::AcqRel) + 1;
+        self.update_stress();
         let slot = SessionSlot {
             gateway: self.clone(),
             ip,
@@ -289,6 +309,7 @@ pub struct SessionSlot {
 impl Drop for SessionSlot {
     fn drop(&mut self) {
         self.gateway.sessions.fetch_sub(1, Ordering::AcqRel);
+        self.gateway.update_stress();
         if self.counted_ip {
             if let Ok(mut per_ip) = self.gateway.per_ip.lock() {
                 if let Some(n) = per_ip.get_mut(&self.ip) {

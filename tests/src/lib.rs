@@ -16,11 +16,13 @@ pub mod failures;
 pub mod mail;
 pub mod mime;
 pub mod prometheus;
+pub mod samples;
 pub mod scripted;
 pub mod sink;
 pub mod smtp;
 pub mod snmp;
 pub mod stats;
+pub mod tmpfs;
 pub mod tools;
 
 use std::time::Duration;

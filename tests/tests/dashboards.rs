@@ -138,6 +138,11 @@ const EXPECT: &[(&str, Expect)] = &[
     ("Resident memory", Exported),
     ("Open files", Exported),
     ("Raw records", Exported),
+    // Reliability
+    ("Session time-outs", Exported),
+    ("Stress mode", Exported),
+    ("Spool reclaimable", Exported),
+    ("Scans refused for memory", Exported),
 ];
 
 /// Grafana's variables, replaced as Grafana would for the live queries:

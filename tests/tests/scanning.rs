@@ -38,6 +38,7 @@ use anyhow::{bail, Context, Result};
 use mail_parser::{MessageParser, MimeHeaders, PartType};
 use mailward_e2e::failures::Failures;
 use mailward_e2e::mime::{self, Encoding, Part};
+use mailward_e2e::samples::{eicar, vm_hwm, zip_bomb, zip_of};
 use mailward_e2e::stats::StatsSetup;
 use mailward_e2e::tools::{output_text, run};
 use mailward_e2e::*;
@@ -57,13 +58,6 @@ const BOUNDARY: &str = "mw-e2e-outer-7f3a";
 /// Where Debian's clamav-testfiles puts its samples.
 const CLAMAV_TESTFILES: &str = "/usr/share/clamav-testfiles";
 
-/// The EICAR anti-virus test file (68 bytes), from two halves.
-fn eicar() -> Vec<u8> {
-    let head = ["X5O!P%@AP[4", "\\PZX54(P^)7CC)7}$"].concat();
-    let tail = ["EICAR-STANDARD-", "ANTIVIRUS-TEST-FILE!$H+H*"].concat();
-    [head, tail].concat().into_bytes()
-}
-
 fn eicar_text() -> String {
     String::from_utf8(eicar()).expect("ASCII")
 }
@@ -76,15 +70,6 @@ fn greeting() -> Part {
 /// A harmless attachment that must survive every action.
 fn notes() -> Part {
     Part::attachment("notes.txt", "text/plain", b"Meeting at ten, room 4.\r\n")
-}
-
-fn zip_of(files: &[(&str, &[u8])]) -> Result<Vec<u8>> {
-    let mut w = zip::ZipWriter::new(Cursor::new(Vec::new()));
-    for (name, data) in files {
-        w.start_file(*name, zip::write::SimpleFileOptions::default())?;
-        w.write_all(data)?;
-    }
-    Ok(w.finish()?.into_inner())
 }
 
 fn gzip(data: &[u8]) -> Result<Vec<u8>> {
@@ -355,21 +340,6 @@ fn collect_boundaries(msg: &mail_parser::Message<'_>, out: &mut Vec<String>) {
 /// The names of the attachments in `leaves`.
 fn names(leaves: &[Leaf]) -> Vec<String> {
     leaves.iter().filter_map(|l| l.name.clone()).collect()
-}
-
-/// The peak resident memory (VmHWM) of process `pid`, in bytes.
-fn vm_hwm(pid: u32) -> Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let line = status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .context("no VmHWM in /proc/PID/status")?;
-    let kib: u64 = line
-        .split_whitespace()
-        .nth(1)
-        .context("VmHWM without a value")?
-        .parse()?;
-    Ok(kib * 1024)
 }
 
 /// The EICAR test file in one carrier.
@@ -988,17 +958,6 @@ fn clean_protected_and_damaged_messages() -> Result<()> {
     f.finish(|| format!("test directory {}\n{}", dir.path().display(), daemon.log()))
 }
 
-/// A zip of one member, 1 GiB of zeros (about 1 MiB packed).
-fn zip_bomb() -> Result<Vec<u8>> {
-    let mut w = zip::ZipWriter::new(Cursor::new(Vec::new()));
-    w.start_file("zeros.bin", zip::write::SimpleFileOptions::default())?;
-    let chunk = vec![0u8; 1 << 20];
-    for _ in 0..1024 {
-        w.write_all(&chunk)?;
-    }
-    Ok(w.finish()?.into_inner())
-}
-
 #[test]
 fn a_zip_bomb_of_1_gib_is_an_error_delivered_in_time_with_bounded_memory() -> Result<()> {
     /// `timeouts.scan` of this rig.
@@ -1006,7 +965,7 @@ fn a_zip_bomb_of_1_gib_is_an_error_delivered_in_time_with_bounded_memory() -> Re
     /// What the daemon may hold at its peak (max_unpacked_size is 100 MiB).
     const MEMORY_CEILING: u64 = 600 << 20;
     let started = Instant::now();
-    let bomb = zip_bomb()?;
+    let bomb = zip_bomb(1024)?;
     let made_in = started.elapsed();
     let gw = Gateway::start("scan-bomb", |c| c.set_str("timeouts", "scan", "30s"))?;
     let pid = gw.daemon.pid().context("the daemon is not running")?;

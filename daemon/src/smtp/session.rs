@@ -69,6 +69,66 @@ pub struct Session {
     _slot: SessionSlot,
 }
 
+/// When a read must be over: `normal`, or `stressed` (the earlier one)
+/// while the gateway is under stress.
+#[derive(Debug, Clone, Copy)]
+struct Deadlines {
+    normal: tokio::time::Instant,
+    stressed: tokio::time::Instant,
+}
+
+/// How a read against deadlines ended.
+enum Read {
+    Line(std::io::Result<Line>),
+    /// The deadline passed; `stress` when it was the stress one.
+    TimedOut {
+        stress: bool,
+    },
+    /// The gateway is stopping.
+    Shutdown,
+}
+
+/// Reads one line before its deadline. The stress state is watched while
+/// waiting: a session idle since before the load rose gets the stress
+/// deadline as soon as stress begins, not after its normal timeout. The
+/// read itself is started once, so a partial line is never lost.
+async fn read_by(
+    conn: &mut Conn,
+    line: &mut Vec<u8>,
+    max: usize,
+    deadlines: Deadlines,
+    stress: &mut tokio::sync::watch::Receiver<bool>,
+    shutdown: Option<&mut tokio::sync::watch::Receiver<bool>>,
+) -> Read {
+    let read = conn.read_line(line, max);
+    tokio::pin!(read);
+    let stopping = async {
+        match shutdown {
+            Some(s) => {
+                let _ = s.wait_for(|stop| *stop).await;
+            }
+            None => std::future::pending::<()>().await,
+        }
+    };
+    tokio::pin!(stopping);
+    let mut watching = true;
+    loop {
+        let under = *stress.borrow_and_update();
+        let stressed = under && deadlines.stressed < deadlines.normal;
+        let deadline = if stressed {
+            deadlines.stressed
+        } else {
+            deadlines.normal
+        };
+        tokio::select! {
+            r = &mut read => return Read::Line(r),
+            _ = tokio::time::sleep_until(deadline) => return Read::TimedOut { stress: stressed },
+            _ = &mut stopping => return Read::Shutdown,
+            changed = stress.changed(), if watching => watching = changed.is_ok(),
+        }
+    }
+}
+
 /// How long DATA may take after the 354 when `received` octets have come
 /// so far: the base timeout (shorter under stress) plus `received` at
 /// `limits.min_data_rate` octets per second (0: no allowance for size).
@@ -173,6 +233,7 @@ impl Session {
     /// connection for the last flush, None when it is already gone.
     async fn command_loop(&mut self, mut conn: Conn) -> Option<Conn> {
         let mut shutdown = self.gw.shutdown.clone();
+        let mut stress = self.gw.stress_watch();
         let mut line = Vec::with_capacity(256);
         loop {
             if conn.flush_if_idle().await.is_err() {
@@ -185,33 +246,36 @@ impl Session {
             // The whole command line must arrive within the deadline (not
             // each read: a client trickling one octet a second is cut off
             // too); shorter while the gateway is under stress.
-            let stress = self.gw.under_stress(&self.cfg);
-            let timeout = if stress {
-                self.cfg.timeouts.stress_command.get()
-            } else {
-                self.cfg.timeouts.command.get()
-            };
-            let read = tokio::select! {
-                r = tokio::time::timeout(timeout, conn.read_line(&mut line, MAX_COMMAND_LINE)) => Some(r),
-                _ = shutdown.wait_for(|stop| *stop) => None,
-            };
-            let Some(read) = read else {
-                conn.reply("421 4.3.2 Service shutting down, try again later");
-                return Some(conn);
-            };
+            let now = tokio::time::Instant::now();
+            let read = read_by(
+                &mut conn,
+                &mut line,
+                MAX_COMMAND_LINE,
+                Deadlines {
+                    normal: now + self.cfg.timeouts.command.get(),
+                    stressed: now + self.cfg.timeouts.stress_command.get(),
+                },
+                &mut stress,
+                Some(&mut shutdown),
+            )
+            .await;
             match read {
-                Err(_) => {
+                Read::Shutdown => {
+                    conn.reply("421 4.3.2 Service shutting down, try again later");
+                    return Some(conn);
+                }
+                Read::TimedOut { stress } => {
                     self.timed_out(&mut conn, TimeoutPhase::Command, stress);
                     return Some(conn);
                 }
-                Ok(Err(_)) | Ok(Ok(Line::Eof)) => return None,
-                Ok(Ok(Line::TooLong { .. })) => {
+                Read::Line(Err(_)) | Read::Line(Ok(Line::Eof)) => return None,
+                Read::Line(Ok(Line::TooLong { .. })) => {
                     if self.refuse(&mut conn, RejectReason::Syntax, "500 5.5.2 Line too long") {
                         return Some(conn);
                     }
                     continue;
                 }
-                Ok(Ok(Line::Complete)) => {}
+                Read::Line(Ok(Line::Complete)) => {}
             }
             let text = line.strip_suffix(b"\n").unwrap_or(&line);
             let text = text.strip_suffix(b"\r").unwrap_or(text);
@@ -587,22 +651,26 @@ impl Session {
         let mut asm = Assembler::new(limits.max_message_size.0);
         let mut line = Vec::with_capacity(MAX_DATA_LINE);
         let started = tokio::time::Instant::now();
+        let mut stress = self.gw.stress_watch();
         loop {
             // One deadline for the whole DATA phase: timeouts.data, plus the
             // time the octets received so far may take at min_data_rate
             // (Postfix's smtpd_min_data_rate). A client that trickles a line
             // a second no longer holds its slot for ever.
-            let stress = self.gw.under_stress(&self.cfg);
-            let deadline = started + data_allowance(&self.cfg, asm.received(), stress);
-            match tokio::time::timeout_at(deadline, conn.read_line(&mut line, MAX_DATA_LINE)).await
-            {
-                Err(_) => {
+            let deadlines = Deadlines {
+                normal: started + data_allowance(&self.cfg, asm.received(), false),
+                stressed: started + data_allowance(&self.cfg, asm.received(), true),
+            };
+            match read_by(conn, &mut line, MAX_DATA_LINE, deadlines, &mut stress, None).await {
+                Read::TimedOut { stress } => {
                     self.timed_out(conn, TimeoutPhase::Data, stress);
                     return Flow::Close;
                 }
-                Ok(Err(_)) | Ok(Ok(Line::Eof)) => return Flow::Close,
-                Ok(Ok(Line::TooLong { crlf })) => asm.too_long(crlf),
-                Ok(Ok(Line::Complete)) => {
+                Read::Shutdown | Read::Line(Err(_)) | Read::Line(Ok(Line::Eof)) => {
+                    return Flow::Close
+                }
+                Read::Line(Ok(Line::TooLong { crlf })) => asm.too_long(crlf),
+                Read::Line(Ok(Line::Complete)) => {
                     if asm.line(&line) {
                         break;
                     }

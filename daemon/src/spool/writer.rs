@@ -195,8 +195,11 @@ impl Writer {
             oneshot::Sender<Result<(), String>>,
         )>,
     ) {
-        if self.failing {
-            // The last write failed: free what can be freed first.
+        // Free dead space before new data lands in a segment that only dead
+        // messages use: once a live message is written there, the segment
+        // (and the space of every delivered message in it) is pinned until
+        // that message leaves. Also right after a failed write.
+        if self.failing || (self.segment.len >= ROLL_DEAD_AFTER && self.current_is_dead()) {
             self.maintain();
         }
         if self.segment.len >= SEGMENT_SIZE {
