@@ -11,6 +11,9 @@ use super::budget::{Budget, Exhausted};
 use std::io::{Cursor, Read};
 use std::time::Instant;
 
+/// The largest buffer reserved ahead for one member (see [`read_bounded`]).
+const MAX_RESERVE: u64 = 1 << 30;
+
 /// Members read from one archive at most; past this the archive counts as
 /// damaged (a zip of a million empty files is a denial of service, not mail).
 pub const MAX_MEMBERS: usize = 10_000;
@@ -77,13 +80,18 @@ enum Stop {
 
 /// Reads `r` to its end into memory, taking from `budget`; stops at the
 /// budget or the deadline. On a read error the bytes read so far are kept
-/// (a truncated member is still scanned).
+/// (a truncated member is still scanned). `size_hint` is the size the
+/// archive declares: the buffer is reserved once, up to what the budget
+/// allows, so that it does not grow by doubling (a doubling buffer makes
+/// resident memory peak at twice the bytes unpacked). Reserved pages that
+/// a lying header never fills are never touched, so never resident.
 fn read_bounded(
     r: &mut dyn Read,
     budget: &mut Budget<'_>,
     deadline: Instant,
+    size_hint: u64,
 ) -> (Vec<u8>, Option<Stop>) {
-    let mut out = Vec::new();
+    let mut out = Vec::with_capacity(size_hint.min(budget.available()).min(MAX_RESERVE) as usize);
     let mut chunk = vec![0u8; 64 * 1024];
     loop {
         if Instant::now() >= deadline {
@@ -142,10 +150,11 @@ fn take_member(
     out: &mut Vec<Member>,
     name: String,
     r: &mut dyn Read,
+    size_hint: u64,
     budget: &mut Budget<'_>,
     deadline: Instant,
 ) -> bool {
-    let (data, stop) = read_bounded(r, budget, deadline);
+    let (data, stop) = read_bounded(r, budget, deadline, size_hint);
     let go_on = stop.is_none();
     let report = stop.map(|s| stopped(&name, s));
     out.push(Member::File { name, data });
@@ -194,7 +203,8 @@ fn zip_members(data: &[u8], budget: &mut Budget<'_>, deadline: Instant) -> Vec<M
         }
         match archive.by_index(i) {
             Ok(mut f) => {
-                if !take_member(&mut out, name, &mut f, budget, deadline) {
+                let size = f.size();
+                if !take_member(&mut out, name, &mut f, size, budget, deadline) {
                     break;
                 }
             }
@@ -229,7 +239,8 @@ fn zip_stream_members(
                     out.push(Member::Encrypted { name });
                     continue;
                 }
-                if !take_member(&mut out, name, &mut f, budget, deadline) {
+                let size = f.size();
+                if !take_member(&mut out, name, &mut f, size, budget, deadline) {
                     return out;
                 }
             }
@@ -275,7 +286,14 @@ fn gzip_members(
                 None => format!("{name}.unpacked"),
             }
         });
-    take_member(&mut out, inner, &mut gz, budget, deadline);
+    // ISIZE, the last four octets: the unpacked size modulo 2^32.
+    let size = data
+        .len()
+        .checked_sub(4)
+        .and_then(|at| data.get(at..))
+        .and_then(|b| b.try_into().ok())
+        .map_or(0, |b: [u8; 4]| u64::from(u32::from_le_bytes(b)));
+    take_member(&mut out, inner, &mut gz, size, budget, deadline);
     out
 }
 
@@ -314,7 +332,8 @@ fn tar_members(data: &[u8], budget: &mut Budget<'_>, deadline: Instant) -> Vec<M
             .path()
             .map(|p| p.to_string_lossy().into_owned())
             .unwrap_or_else(|_| format!("member {i}"));
-        if !take_member(&mut out, name, &mut entry, budget, deadline) {
+        let size = entry.size();
+        if !take_member(&mut out, name, &mut entry, size, budget, deadline) {
             break;
         }
     }

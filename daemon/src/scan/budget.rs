@@ -120,6 +120,13 @@ impl<'p> Budget<'p> {
     pub fn left(&self) -> u64 {
         self.left
     }
+
+    /// Bytes that may be unpacked now: the message's own bound, or what
+    /// is left in the shared pool, whichever is less.
+    pub fn available(&self) -> u64 {
+        self.left
+            .min(self.pool.capacity.saturating_sub(self.pool.in_use()))
+    }
 }
 
 impl Drop for Budget<'_> {
