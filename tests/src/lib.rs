@@ -13,6 +13,7 @@ pub mod config;
 pub mod daemon;
 pub mod dns;
 pub mod failures;
+pub mod load;
 pub mod mail;
 pub mod mime;
 pub mod prometheus;

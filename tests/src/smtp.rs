@@ -6,7 +6,7 @@ use std::fmt;
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpStream};
 use std::os::fd::AsRawFd;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
@@ -282,6 +282,24 @@ impl SmtpClient {
     /// QUIT and close, ignoring errors (the server may be gone already).
     pub fn quit(mut self) {
         let _ = self.command("QUIT");
+    }
+
+    /// Reads whatever the server still sends (a TLS alert, say) and waits
+    /// up to `timeout` for it to close the connection; true when it did.
+    pub fn ends_within(&mut self, timeout: Duration) -> bool {
+        let until = Instant::now() + timeout;
+        let mut buf = [0u8; 4096];
+        loop {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() || self.writer.set_read_timeout(Some(left)).is_err() {
+                return false;
+            }
+            match self.reader.read(&mut buf) {
+                Ok(0) => return true,
+                Ok(_) => continue,
+                Err(e) => return !matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut),
+            }
+        }
     }
 
     /// Waits up to `timeout` for the server to close the connection; true

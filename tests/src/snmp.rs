@@ -242,6 +242,11 @@ impl NetSnmp {
     }
 
     /// Stops snmpd with SIGTERM (SIGKILL if it lingers).
+    /// snmpd's process ID, while it runs (to stop it with SIGSTOP).
+    pub fn snmpd_pid(&self) -> Option<u32> {
+        self.snmpd.as_ref().map(Child::id)
+    }
+
     pub fn stop_snmpd(&mut self) -> Result<()> {
         let mut child = self.snmpd.take().context("snmpd is not running")?;
         let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);

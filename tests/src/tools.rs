@@ -12,7 +12,7 @@ use std::sync::Mutex;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, ensure, Context, Result};
 
 /// How long anything may take to become ready (a daemon, a sink, a DNS
 /// server). Generous because CI is a slow, shared two-core machine.
@@ -222,4 +222,36 @@ pub fn tail(path: &Path, n: usize) -> String {
     let lines: Vec<&str> = text.lines().collect();
     let start = lines.len().saturating_sub(n);
     lines[start..].join("\n")
+}
+
+/// Makes a self-signed certificate for `cn` in `dir` with openssl;
+/// returns the paths of (cert, key).
+pub fn self_signed(dir: &Path, cn: &str) -> Result<(String, String)> {
+    let openssl = require("openssl", "openssl")?;
+    let cert = dir.join("cert.pem").display().to_string();
+    let key = dir.join("key.pem").display().to_string();
+    let out = run(
+        &openssl,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            &format!("/CN={cn}"),
+            "-days",
+            "2",
+            "-keyout",
+            &key,
+            "-out",
+            &cert,
+        ],
+    )?;
+    ensure!(
+        out.status.success(),
+        "openssl failed:\n{}",
+        output_text(&out)
+    );
+    Ok((cert, key))
 }

@@ -1,48 +1,15 @@
 //! STARTTLS with a self-signed certificate made by openssl in the test,
 //! driven by `swaks --tls` as a user would.
 
-use std::path::Path;
-
 use anyhow::{ensure, Context, Result};
-use mailward_e2e::tools::{output_text, run};
+use mailward_e2e::tools::{output_text, self_signed};
 use mailward_e2e::*;
-
-/// Makes a self-signed certificate for mw.test; returns (cert, key).
-fn self_signed(dir: &Path) -> Result<(String, String)> {
-    let openssl = require("openssl", "openssl")?;
-    let cert = dir.join("cert.pem").display().to_string();
-    let key = dir.join("key.pem").display().to_string();
-    let out = run(
-        &openssl,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-subj",
-            "/CN=mw.test",
-            "-days",
-            "2",
-            "-keyout",
-            &key,
-            "-out",
-            &cert,
-        ],
-    )?;
-    ensure!(
-        out.status.success(),
-        "openssl failed:\n{}",
-        output_text(&out)
-    );
-    Ok((cert, key))
-}
 
 #[test]
 fn starttls_is_offered_and_swaks_sends_through_it() -> Result<()> {
     tools::require_swaks_tls()?;
     let dir = TestDir::new("tls")?;
-    let (cert, key) = self_signed(dir.path())?;
+    let (cert, key) = self_signed(dir.path(), "mw.test")?;
     let sink = Sink::start(dir.path(), "sink")?;
     let config = Config::new(dir.path())
         .route_to_port("*", sink.port)
@@ -87,7 +54,7 @@ fn starttls_is_offered_and_swaks_sends_through_it() -> Result<()> {
 #[test]
 fn starttls_before_ehlo_is_refused() -> Result<()> {
     let dir = TestDir::new("tls-sequence")?;
-    let (cert, key) = self_signed(dir.path())?;
+    let (cert, key) = self_signed(dir.path(), "mw.test")?;
     let sink = Sink::start(dir.path(), "sink")?;
     let daemon = Daemon::start(
         &Config::new(dir.path())
