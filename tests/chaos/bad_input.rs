@@ -100,7 +100,7 @@ pub fn run(r: &mut Report, _len: Length) -> Result<()> {
         let mut c = ehlo()?;
         Ok(c.command("MAIL FROM:<a\0b@example.com>")?.class() == 5)
     });
-    case(r, "bare CR in a command: answered, session goes on", || {
+    case(r, "bare CR in a command: answered, session on", || {
         let mut c = ehlo()?;
         c.send(b"NOOP\rRSET\r\n")?;
         let first = c.read_reply()?;
@@ -182,20 +182,16 @@ pub fn run(r: &mut Report, _len: Length) -> Result<()> {
         c.send(&[0xAB; 4096]).ok();
         Ok(c.ends_within(Duration::from_secs(10)))
     });
-    case(
-        r,
-        "a TLS ClientHello on the plain port: refused, no crash",
-        || {
-            let mut c = SmtpClient::connect_ok(port)?;
-            let hello = [
-                0x16u8, 0x03, 0x01, 0x00, 0x2f, 0x01, 0x00, 0x00, 0x2b, 0x03, 0x03,
-            ];
-            c.send(&hello)?;
-            c.send(&[0u8; 40])?;
-            c.send(b"\r\n")?;
-            Ok(c.read_reply().map(|r| r.class() == 5).unwrap_or(true))
-        },
-    );
+    case(r, "TLS ClientHello on the plain port: no crash", || {
+        let mut c = SmtpClient::connect_ok(port)?;
+        let hello = [
+            0x16u8, 0x03, 0x01, 0x00, 0x2f, 0x01, 0x00, 0x00, 0x2b, 0x03, 0x03,
+        ];
+        c.send(&hello)?;
+        c.send(&[0u8; 40])?;
+        c.send(b"\r\n")?;
+        Ok(c.read_reply().map(|r| r.class() == 5).unwrap_or(true))
+    });
     case(r, "64 KiB of random bytes: no crash", || {
         let mut c = SmtpClient::connect_ok(port)?;
         let mut x: u32 = 0x1234_5678;

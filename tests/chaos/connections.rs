@@ -89,7 +89,7 @@ fn idle_connections(r: &mut Report, len: Length) -> Result<()> {
     r.check(CASE, "a real client is served", served.is_ok());
     r.figure(
         CASE,
-        "a real client served after (s), stress timeout 2",
+        "real client served after (s), stress timeout 2",
         t.elapsed().as_secs_f64(),
         Goal::AtMost(10.0),
     );

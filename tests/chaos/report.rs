@@ -58,7 +58,7 @@ pub struct Report {
 impl Report {
     pub fn new() -> Report {
         println!(
-            "{:<12} {:<44} {:>12} {:>12}  {}",
+            "{:<12} {:<52} {:>10} {:>10}  {}",
             "case", "measure", "value", "goal", "result"
         );
         Report {
@@ -81,7 +81,7 @@ impl Report {
             }
         };
         println!(
-            "{case:<12} {measure:<44} {:>12} {:>12}  {verdict}",
+            "{case:<12} {measure:<52} {:>10} {:>10}  {verdict}",
             num(value),
             goal.to_string()
         );
@@ -98,7 +98,7 @@ impl Report {
         let why = format!("{why:#}");
         let first = why.lines().next().unwrap_or("").to_string();
         println!(
-            "{case:<12} {:<44} {:>12} {:>12}  FAILED",
+            "{case:<12} {:<52} {:>10} {:>10}  FAILED",
             "could not run", "-", "-"
         );
         println!("{case:<12}   {first}");
