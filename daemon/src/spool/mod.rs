@@ -320,6 +320,15 @@ impl Spool {
     }
 }
 
+/// Recovery alone, without the writer: replays the segments in `dir`
+/// exactly as [`Spool::open`] does (and so cuts off a torn record at the
+/// end of the newest segment) and returns the live envelopes in the order
+/// they were accepted. For the spool_record fuzz target (daemon/fuzz) and
+/// offline inspection; `dir` must not be in use by a running spool.
+pub fn recover(dir: &Path) -> Result<Vec<Envelope>, SpoolError> {
+    record::recover(dir).map(|r| r.envelopes)
+}
+
 /// Free bytes available to us on the file system of `dir`.
 pub fn free_space(dir: &Path) -> Result<u64, SpoolError> {
     let st = nix::sys::statvfs::statvfs(dir)
