@@ -1,0 +1,426 @@
+//! The checks of the daemon's fuzz targets, one function per target. Each
+//! target in this directory is one line that calls its function on
+//! libFuzzer's input; `daemon/tests/fuzz_corpus.rs` includes this same file
+//! and calls the functions on every file of `corpus/`, so that plain
+//! `cargo test` replays the corpus on stable Rust.
+//!
+//! A function panics (`assert!`) when the code under test panics or breaks
+//! an invariant; an error the code returns for bad input is fine.
+
+// Each target uses one of these functions; the corpus test uses them all.
+#![allow(dead_code)]
+
+use mailward::config::Policy;
+use mailward::smtp::command::{self, Command};
+use mailward::smtp::data::{Assembler, MAX_LINE};
+use mailward::spool::SpoolError;
+use std::cell::RefCell;
+use std::path::{Path, PathBuf};
+use std::sync::LazyLock;
+use std::time::Duration;
+
+// ---------------------------------------------------------------- smtp_command
+
+/// `smtp::command::parse` on one command line (the session has removed the
+/// CRLF): no panic; the verb is case-insensitive; and what it accepts is
+/// safe to put in a `Received:` header, a log line or the next hop's
+/// MAIL/RCPT command (bounded, no controls, no angle brackets, ENVID and
+/// ORCPT valid xtext once re-encoded).
+pub fn smtp_command(line: &[u8]) {
+    let parsed = command::parse(line);
+    // RFC 5321 2.4: verbs are case-insensitive.
+    let verb_len = line.iter().position(|&b| b == b' ').unwrap_or(line.len());
+    let mut swapped = line.to_vec();
+    for b in &mut swapped[..verb_len] {
+        if b.is_ascii_alphabetic() {
+            *b ^= 0x20;
+        }
+    }
+    assert_eq!(
+        command::parse(&swapped),
+        parsed,
+        "the verb's case changed the result"
+    );
+
+    match parsed {
+        Ok(Command::Ehlo(name)) | Ok(Command::Helo(name)) => {
+            assert!(!name.is_empty() && name.len() <= 255, "EHLO name {name:?}");
+            assert!(
+                name.bytes().all(|b| b.is_ascii_graphic()),
+                "EHLO name {name:?}"
+            );
+        }
+        Ok(Command::Mail { from, params }) => {
+            if !from.is_empty() {
+                check_path(&from);
+            }
+            if let Some(envid) = &params.envid {
+                // Delivery sends it on as xtext: it must mean the same there.
+                let sent = command::xtext_encode(envid);
+                assert!(
+                    sent.bytes().all(|b| b.is_ascii_graphic() && b != b'='),
+                    "ENVID re-encoded as {sent:?}"
+                );
+                assert_eq!(
+                    command::xtext_decode(&sent).as_deref(),
+                    Some(envid.as_str())
+                );
+            }
+        }
+        Ok(Command::Rcpt { to, params }) => {
+            check_path(&to);
+            if let Some(orcpt) = &params.orcpt {
+                assert!(orcpt.contains(';') && orcpt.len() <= 500, "ORCPT {orcpt:?}");
+                assert!(
+                    orcpt.bytes().all(|b| b.is_ascii_graphic()),
+                    "ORCPT {orcpt:?}"
+                );
+                assert!(command::xtext_decode(orcpt).is_some(), "ORCPT {orcpt:?}");
+            }
+        }
+        Ok(_) | Err(_) => {}
+    }
+}
+
+/// A forward or reverse path the parser accepted.
+fn check_path(path: &str) {
+    assert!(!path.is_empty() && path.len() <= 256, "path {path:?}");
+    assert!(
+        path.bytes()
+            .all(|b| (0x20..0x7f).contains(&b) && b != b'<' && b != b'>'),
+        "path {path:?}"
+    );
+}
+
+// ----------------------------------------------------------------- data_reader
+
+/// What the session's reader keeps of one DATA line (`MAX_DATA_LINE` in
+/// daemon/src/smtp/session.rs, private there): 998 octets, CRLF and slack.
+/// A longer line reaches the assembler as `too_long(crlf)`.
+const MAX_DATA_LINE: usize = 1002;
+
+/// Message size limits the first input byte chooses from.
+const MAX_SIZES: [u64; 8] = [0, 1, 5, 64, 1000, 10_000, 10 * 1024 * 1024, u64::MAX];
+
+/// `smtp::data::Assembler` fed the input split after each LF. The first
+/// byte chooses the size limit (low 3 bits) and whether lines are delivered
+/// as the session's reader does (bit 3: a line over 1002 octets becomes
+/// `too_long(crlf)`, and a last line without LF is an EOF, never fed);
+/// otherwise every piece goes to `line()` as it is.
+///
+/// Checked against a model of RFC 5321 4.5.2 after every step: the data
+/// ends exactly at "." CRLF after a CRLF (never after a bare LF: SMTP
+/// smuggling), and nothing is fed after that; `received()` never decreases
+/// and counts every unstuffed line plus CRLF; the body is the unstuffed
+/// lines with CRLF ends (so never a bare LF), or empty once over the limit;
+/// the long-line and 8-bit flags are right.
+pub fn data_reader(data: &[u8]) {
+    let Some((&mode, input)) = data.split_first() else {
+        return;
+    };
+    let max = MAX_SIZES[usize::from(mode & 7)];
+    let as_reader = mode & 8 != 0;
+
+    let mut asm = Assembler::new(max);
+    // The model.
+    let mut prev_crlf = true;
+    let mut body = Vec::new();
+    let mut size = 0u64;
+    let mut long_line = false;
+    let mut eight_bit = false;
+    let mut lines = 0u32;
+    for raw in input.split_inclusive(|&b| b == b'\n') {
+        if as_reader && !raw.ends_with(b"\n") {
+            break; // EOF in the middle of a line: the session closes.
+        }
+        let crlf = raw.ends_with(b"\r\n");
+        if as_reader && raw.len() > MAX_DATA_LINE {
+            asm.too_long(crlf);
+            long_line = true;
+            prev_crlf = crlf;
+        } else {
+            let end = asm.line(raw);
+            let want_end = prev_crlf && raw == b".\r\n";
+            assert_eq!(
+                end, want_end,
+                "end of data after {lines} lines: line {raw:?}"
+            );
+            if end {
+                break;
+            }
+            let content = raw
+                .strip_suffix(b"\r\n")
+                .or_else(|| raw.strip_suffix(b"\n"))
+                .unwrap_or(raw);
+            let content = match content.strip_prefix(b".") {
+                Some(rest) if !rest.is_empty() => rest,
+                _ => content,
+            };
+            size += content.len() as u64 + 2;
+            long_line |= content.len() > MAX_LINE;
+            eight_bit |= content.iter().any(|&b| b >= 0x80);
+            body.extend_from_slice(content);
+            body.extend_from_slice(b"\r\n");
+            prev_crlf = crlf;
+            lines += 1;
+        }
+        assert_eq!(asm.received(), size, "received() after {lines} lines");
+    }
+    let m = asm.finish();
+    assert_eq!(m.size, size);
+    assert_eq!(
+        m.oversize,
+        size > max,
+        "oversize with {size} octets, limit {max}"
+    );
+    if m.oversize {
+        assert!(m.body.is_empty(), "an oversize body is not kept");
+    } else {
+        assert_eq!(m.body, body);
+    }
+    for (i, &b) in m.body.iter().enumerate() {
+        if b == b'\n' {
+            assert!(
+                i > 0 && m.body[i - 1] == b'\r',
+                "bare LF at {i} of the body"
+            );
+        }
+    }
+    assert_eq!(m.long_line, long_line);
+    assert_eq!(m.eight_bit, eight_bit);
+    assert!(m.hops <= lines);
+}
+
+// ---------------------------------------------------------------- scan_message
+
+/// A policy that exercises the filters and the rewrite more than the
+/// default does (placeholders instead of removal, small unpack limits).
+const STRICT_POLICY: &str = r#"
+[policy]
+action_infected = "placeholder"
+action_suspicious = "placeholder"
+action_protected = "remove"
+action_error = "placeholder"
+action_filtered = "placeholder"
+include_by_name = ["*.exe", "*.js", "*.bat"]
+exclude_by_name = ["*.pdf"]
+include_by_mime = ["application/x-msdownload"]
+exclude_by_mime = ["text/*"]
+max_scan_depth = 3
+max_unpacked_size = "1MiB"
+"#;
+
+struct Scan {
+    rules: yara_x::Rules,
+    bases: mailward::bases::BasesInfo,
+    /// The embedded default policy (`config::parse("")`).
+    default: Policy,
+    strict: Policy,
+}
+
+/// The built-in default bases (`bases::DEFAULT_SET`), installed and
+/// compiled by the daemon's own code, once.
+static SCAN: LazyLock<Scan> = LazyLock::new(|| {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let bases = dir.path().join("bases");
+    mailward::bases::install_default(&bases).expect("the default bases install");
+    let (rules, _) = mailward::bases::compile(&bases).expect("the default bases compile");
+    let info = mailward::bases::read(&bases)
+        .expect("the default manifest reads")
+        .expect("the default bases have a manifest");
+    let policy = |text: &str| {
+        mailward::config::parse(text, "fuzz.toml")
+            .unwrap_or_else(|e| panic!("fuzz policy:\n{e}"))
+            .policy
+    };
+    Scan {
+        rules,
+        bases: info,
+        default: policy(""),
+        strict: policy(STRICT_POLICY),
+    }
+});
+
+thread_local! {
+    /// One scanner reused for every input, as a scan worker reuses its own.
+    static SCANNER: RefCell<yara_x::Scanner<'static>> =
+        RefCell::new(yara_x::Scanner::new(&LazyLock::force(&SCAN).rules));
+}
+
+/// `scan::scan_message` on the input as a message, with the default rules,
+/// under the default policy (no bases info) and a strict one (with it): no
+/// panic; the status is the worst finding; the `X-Mailward-AV` header is
+/// one ASCII header field with CRLF ends and folded continuation lines.
+pub fn scan_message(data: &[u8]) {
+    let scan = LazyLock::force(&SCAN);
+    for (policy, bases) in [(&scan.default, None), (&scan.strict, Some(&scan.bases))] {
+        let outcome = SCANNER.with(|s| {
+            let mut scanner = s.borrow_mut();
+            mailward::scan::scan_message(
+                Some(&mut scanner),
+                bases,
+                data,
+                policy,
+                Duration::from_secs(2),
+            )
+        });
+        let worst = outcome.findings.iter().map(|f| f.kind).max();
+        assert_eq!(
+            outcome.report.av,
+            worst.map_or(mailward::scan::AvStatus::Clean, |k| k.status()),
+            "status against the findings {:?}",
+            outcome.findings
+        );
+        for list in [&outcome.report.viruses, &outcome.report.filter_rules] {
+            for (i, n) in list.iter().enumerate() {
+                assert!(!list[..i].contains(n), "{n:?} listed twice");
+            }
+        }
+        assert_eq!(outcome.header.is_some(), policy.add_headers);
+        if let Some(h) = &outcome.header {
+            check_header(h);
+        }
+    }
+}
+
+/// One header field: "Name: value" CRLF, continuation lines start with
+/// white space, ASCII only.
+fn check_header(h: &str) {
+    assert!(
+        h.starts_with("X-Mailward-AV: ") && h.ends_with("\r\n"),
+        "{h:?}"
+    );
+    assert!(h.is_ascii(), "{h:?}");
+    let b = h.as_bytes();
+    for (i, &c) in b.iter().enumerate() {
+        match c {
+            b'\r' => assert_eq!(b.get(i + 1), Some(&b'\n'), "bare CR in {h:?}"),
+            b'\n' => {
+                assert!(i > 0 && b[i - 1] == b'\r', "bare LF in {h:?}");
+                if let Some(&next) = b.get(i + 1) {
+                    assert!(next == b' ' || next == b'\t', "unfolded line in {h:?}");
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+// ---------------------------------------------------------------- spool_record
+
+/// Spool recovery (`spool::recover`, the code `Spool::open` runs) on the
+/// input as the only segment, then on the input with the checksum of each
+/// whole record set right, so that mutations reach the envelope decoder and
+/// the replay instead of stopping at the CRC. No panic; the only error is
+/// `Corrupt` (a record that passes its checksum but whose envelope does
+/// not decode: lengths are checked before reading, so never an I/O error);
+/// recovery only cuts a tail off the segment; a second recovery cuts
+/// nothing more and finds the same envelopes.
+pub fn spool_record(data: &[u8]) {
+    recover_segment(data);
+    let fixed = with_checksums(data);
+    if fixed != data {
+        recover_segment(&fixed);
+    }
+}
+
+fn recover_segment(bytes: &[u8]) {
+    let dir = scratch_dir();
+    let seg = dir.path().join("0000000000000001.seg");
+    std::fs::write(&seg, bytes).expect("write the segment");
+    match mailward::spool::recover(dir.path()) {
+        Ok(live) => {
+            let left = std::fs::read(&seg).expect("read the segment back");
+            assert!(
+                bytes.starts_with(&left),
+                "recovery changed more than the tail"
+            );
+            for (i, e) in live.iter().enumerate() {
+                assert!(
+                    live[..i].iter().all(|o| o.id != e.id),
+                    "{} live twice",
+                    e.id
+                );
+            }
+            let again = mailward::spool::recover(dir.path())
+                .unwrap_or_else(|e| panic!("a recovered spool no longer recovers: {e}"));
+            assert_eq!(again, live, "a second recovery found other envelopes");
+            let after = std::fs::read(&seg).expect("read the segment back");
+            assert_eq!(after, left, "a second recovery cut more off");
+        }
+        Err(SpoolError::Corrupt { .. }) => {}
+        Err(e) => panic!("recovery failed with other than Corrupt: {e}"),
+    }
+}
+
+/// A fresh directory for one recovery, in memory when /dev/shm exists
+/// (recovery fsyncs what it cuts off).
+fn scratch_dir() -> tempfile::TempDir {
+    let shm = Path::new("/dev/shm");
+    let base: PathBuf = if shm.is_dir() {
+        shm.to_path_buf()
+    } else {
+        std::env::temp_dir()
+    };
+    tempfile::Builder::new()
+        .prefix("mailward-fuzz-spool")
+        .tempdir_in(base)
+        .expect("a scratch directory")
+}
+
+/// `bytes` with the CRC-32 of every whole record set right, from the start
+/// up to the first that does not fit. The layout is the one documented in
+/// daemon/src/spool/record.rs: magic "MWR1", kind, 3 zero octets, envelope
+/// length (u32 LE), data length (u64 LE), CRC-32 (u32 LE) of the kind, both
+/// lengths, envelope and data; then the envelope and the data.
+fn with_checksums(bytes: &[u8]) -> Vec<u8> {
+    const HEADER: usize = 24;
+    let mut out = bytes.to_vec();
+    let mut at = 0usize;
+    while let Some(h) = out.get(at..at + HEADER) {
+        if &h[..4] != b"MWR1" {
+            break;
+        }
+        let kind = h[4];
+        let env_len = u32::from_le_bytes(h[8..12].try_into().expect("4 octets"));
+        let data_len = u64::from_le_bytes(h[12..20].try_into().expect("8 octets"));
+        let end = usize::try_from(env_len)
+            .ok()
+            .zip(usize::try_from(data_len).ok())
+            .and_then(|(e, d)| (at + HEADER).checked_add(e)?.checked_add(d));
+        let Some(end) = end.filter(|&end| end <= out.len()) else {
+            break;
+        };
+        let mut crc = crc32fast::Hasher::new();
+        crc.update(&[kind]);
+        crc.update(&env_len.to_le_bytes());
+        crc.update(&data_len.to_le_bytes());
+        crc.update(&out[at + HEADER..end]);
+        let crc = crc.finalize().to_le_bytes();
+        out[at + 20..at + HEADER].copy_from_slice(&crc);
+        at = end;
+    }
+    out
+}
+
+// ----------------------------------------------------------------- config_load
+
+/// `config::parse` on the input as a configuration file (lossy UTF-8): no
+/// panic; a refusal always says why (at least one problem, each with text
+/// and a line within the file).
+pub fn config_load(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    match mailward::config::parse(&text, "fuzz.toml") {
+        Ok(config) => assert_eq!(config.origin, "fuzz.toml"),
+        Err(errors) => {
+            assert!(!errors.0.is_empty(), "refused without a problem");
+            let last_line = text.split('\n').count();
+            for p in &errors.0 {
+                assert!(!p.problem.is_empty(), "a problem without text: {p:?}");
+                if p.file == "fuzz.toml" {
+                    assert!(p.line <= last_line, "line {} of {last_line}: {p:?}", p.line);
+                }
+            }
+        }
+    }
+}
