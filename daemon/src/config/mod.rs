@@ -220,6 +220,13 @@ fn tidy_serde_message(message: &str) -> String {
             .map_or(out.len(), |e| at + e);
         out.replace_range(at..end, "expected a table");
     }
+    if out.is_empty() {
+        // toml gives no text for some syntax errors (a bare CR in a
+        // comment, found by the config_load fuzz target); a problem line
+        // must still say what is wrong.
+        out = "TOML syntax error (a bare carriage return, or a character TOML does not allow here)"
+            .into();
+    }
     out
 }
 

@@ -340,6 +340,15 @@ fn syntax_and_shape_errors_have_lines() {
     assert!(p[1].starts_with("mailward.toml:2: limits: "), "{p:?}");
     assert!(p[1].contains("expected a table"), "{p:?}");
 
+    // A bare CR in a comment: toml's error has no text (config_load fuzz
+    // target); the problem line must still say something.
+    let p = problems("#\r");
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert!(
+        p[0].starts_with("mailward.toml:1: TOML syntax error"),
+        "{p:?}"
+    );
+
     let p = problems("[server]\nhostname = \"a.example\"\n\n[[group]]\nx = 1\n");
     assert_eq!(p.len(), 1, "{p:?}");
     assert!(p[0].starts_with("mailward.toml:4: group"), "{p:?}");

@@ -152,10 +152,16 @@ fn path_arg<'a>(
     syntax: ParseError,
     bad: ParseError,
 ) -> Result<(String, &'a str), ParseError> {
-    if rest.len() < keyword.len() || !rest[..keyword.len()].eq_ignore_ascii_case(keyword) {
+    // `get`, not indexing: the line is UTF-8 from the network, and the
+    // keyword's length may fall inside a multi-byte character.
+    let Some(rest) = rest
+        .get(..keyword.len())
+        .filter(|k| k.eq_ignore_ascii_case(keyword))
+        .and_then(|_| rest.get(keyword.len()..))
+    else {
         return Err(syntax);
-    }
-    let rest = rest[keyword.len()..].trim_start();
+    };
+    let rest = rest.trim_start();
     let Some(rest) = rest.strip_prefix('<') else {
         return Err(bad.clone());
     };
@@ -363,6 +369,10 @@ mod tests {
             ("MAIL FROM:<a@b> SIZE=", Err(BAD_PARAM.reply)),
             ("MAIL FROM:<a@b> SIZE=-1", Err(BAD_PARAM.reply)),
             ("MAIL FROM:<a@b> SIZE=1 SIZE=2", Err(DUPLICATE_PARAM.reply)),
+            // A multi-byte character where "FROM:" would end (found by the
+            // smtp_command fuzz target: a panic before).
+            ("MAIL \0\0\0\u{fa23}c..oFROM:<a@b>", Err(MAIL_SYNTAX.reply)),
+            ("RCPT T\u{e9}:<a@b>", Err(RCPT_SYNTAX.reply)),
             (
                 "MAIL FROM:<a@b> BODY=7BIT body=8BITMIME",
                 Err(DUPLICATE_PARAM.reply),
