@@ -13,7 +13,7 @@
 //!
 //! `scan_bench run RULES MAILDIR...` compiles the rules once and times,
 //! over each directory in turn and in the same rounds:
-//! - `ours`: [`mailward::scan::scan_message`], the whole scan step (MIME
+//! - `ours`: [`mailward::policy::verdict::scan_message`], the whole scan step (MIME
 //!   parse, decoding, archive detection, filters, the rules on every part,
 //!   the verdict and the `X-Mailward-AV` header);
 //! - `yara-x`: a bare `Scanner::scan` of each message's bytes as they are;
@@ -30,7 +30,8 @@
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 use mail_parser::{MessageParser, PartType};
-use mailward::scan::{scan_message, AvStatus};
+use mailward::check::AvStatus;
+use mailward::policy::verdict::scan_message;
 use std::fmt::Write as _;
 use std::hint::black_box;
 use std::path::{Path, PathBuf};
@@ -630,7 +631,7 @@ struct Bench<'r> {
     /// mail-parser as the scan step sets it up: MIME headers parsed, the
     /// others skipped.
     parser: MessageParser,
-    info: Option<mailward::bases::BasesInfo>,
+    info: Option<mailward::check::bases::BasesInfo>,
     policy: mailward::config::Policy,
 }
 
@@ -665,7 +666,7 @@ impl Bench<'_> {
         Ok(black_box(acc))
     }
 
-    fn outcome(&mut self, m: &[u8]) -> mailward::scan::ScanOutcome {
+    fn outcome(&mut self, m: &[u8]) -> mailward::policy::verdict::ScanOutcome {
         scan_message(
             Some(&mut self.scanner),
             self.info.as_ref(),
@@ -802,14 +803,14 @@ fn run(
     summary: Option<&Path>,
 ) -> anyhow::Result<()> {
     let started = Instant::now();
-    let (rules, count) = mailward::bases::compile(rules_dir)?;
+    let (rules, count) = mailward::check::bases::compile(rules_dir)?;
     let compiled = started.elapsed();
     let mut bench = Bench {
         scanner: yara_x::Scanner::new(&rules),
         parser: MessageParser::new()
             .with_mime_headers()
             .default_header_ignore(),
-        info: mailward::bases::read(rules_dir)?,
+        info: mailward::check::bases::read(rules_dir)?,
         policy: mailward::config::parse("", "bench.toml")?.policy,
     };
     println!("{count} rules compiled in {:.2} s.", compiled.as_secs_f64());

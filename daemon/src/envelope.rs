@@ -33,11 +33,32 @@ impl QueueId {
         QueueId(format!("{ms:011X}{n:05X}"))
     }
 
-    /// True when `s` has the shape of a queue ID (for CLI arguments).
+    /// True when `s` has the shape of a queue ID (for CLI arguments): 16
+    /// upper-case hex digits, maybe followed by a `.` suffix of up to 8
+    /// lower-case letters and digits (see [`QueueId::derived`]).
     pub fn is_valid(s: &str) -> bool {
-        s.len() == 16
-            && s.bytes()
+        let (base, suffix) = match s.split_once('.') {
+            Some((b, x)) => (b, Some(x)),
+            None => (s, None),
+        };
+        base.len() == 16
+            && base
+                .bytes()
                 .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_lowercase())
+            && suffix.is_none_or(|x| {
+                !x.is_empty()
+                    && x.len() <= 8
+                    && x.bytes()
+                        .all(|b| b.is_ascii_digit() || b.is_ascii_lowercase())
+            })
+    }
+
+    /// The ID of something made from this message: a policy group's own
+    /// copy (`ID.1`), a notification (`ID.n1`). Derived, not generated, so
+    /// that doing the same work again after a crash writes the same entry
+    /// instead of a second one.
+    pub fn derived(&self, suffix: &str) -> QueueId {
+        QueueId(format!("{}.{suffix}", self.0))
     }
 }
 
@@ -223,9 +244,35 @@ pub struct Envelope {
     /// the spooled bytes so that a clean message is never rewritten.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub added_headers: String,
+    /// The client sent the message over TLS (STARTTLS).
+    #[serde(default)]
+    pub tls: bool,
 }
 
 impl Envelope {
+    /// A new envelope: nothing delivered, nothing decided yet.
+    pub fn new(id: QueueId, client_ip: IpAddr, helo: String, mail_from: String) -> Envelope {
+        Envelope {
+            id,
+            received_at: chrono::Utc::now().timestamp(),
+            client_ip,
+            helo,
+            mail_from,
+            ret: None,
+            envid: None,
+            eight_bit: false,
+            size: 0,
+            rcpts: Vec::new(),
+            attempts: 0,
+            next_attempt: 0,
+            delay_notified: false,
+            is_bounce: false,
+            scanned: false,
+            added_headers: String::new(),
+            tls: false,
+        }
+    }
+
     pub fn pending(&self) -> impl Iterator<Item = (usize, &Recipient)> {
         self.rcpts
             .iter()

@@ -5,10 +5,10 @@
 //! increments a counter by hand.
 
 use crate::envelope::{Envelope, QueueId};
+use crate::policy::verdict::Verdict;
 use mailward_metrics::event::{self as m, Direction};
 use mailward_metrics::{Event, RawRecord, Stats};
 use std::net::IpAddr;
-use std::time::Duration;
 
 pub use mailward_metrics::event::{
     AvStatus, DeliveryResult, RejectReason, SpamStatus, TimeoutPhase,
@@ -103,67 +103,170 @@ impl MessageRejected<'_> {
     }
 }
 
-/// The scan of one message is over: verdicts, statistics, and one raw record
-/// per recipient.
-pub struct ScanFinished<'a> {
+/// The checks of one message are over and its plans decided: the verdict
+/// is counted once for the message and once per policy group, and one raw
+/// record is written per recipient (with its group's status).
+pub struct MessageChecked<'a> {
     pub envelope: &'a Envelope,
-    pub av: AvStatus,
-    pub spam: Option<SpamStatus>,
-    pub viruses: &'a [String],
-    pub filter_rules: &'a [String],
-    pub duration: Duration,
-    /// The policy group the message fell in ("" = the default).
-    pub group: &'a str,
+    pub verdict: &'a Verdict,
+    /// False when the message was refused in the session.
+    pub accepted: bool,
 }
 
-impl ScanFinished<'_> {
-    /// The status a raw record shows: the AV verdict unless it is clean,
-    /// then the spam verdict (so a clean message shows `as/clean`, or
-    /// `av/clean` when spam was not checked).
-    pub fn status(&self) -> String {
-        match (self.av, self.spam) {
-            (AvStatus::Clean, Some(s)) => format!("as/{}", s.as_str()),
-            (av, _) => format!("av/{}", av.as_str()),
-        }
-    }
-
+impl MessageChecked<'_> {
     pub fn emit(&self, stats: &Stats) {
         let e = self.envelope;
-        stats.record(&Event::ScanFinished {
-            av: self.av,
-            spam: self.spam,
-            viruses: self.viruses,
-            filter_rules: self.filter_rules,
-            sender: &e.mail_from,
-            client: e.client_ip,
-            duration: self.duration,
-            group: self.group,
-        });
-        let status = self.status();
-        let detail = self
-            .viruses
-            .first()
-            .or(self.filter_rules.first())
-            .cloned()
-            .unwrap_or_default();
-        for r in &e.rcpts {
-            let record = RawRecord {
-                time: e.received_at,
-                size: e.size,
-                sender: e.mail_from.clone(),
-                recipient: r.address.clone(),
-                status: status.clone(),
-                detail: detail.clone(),
-                client_ip: e.client_ip.to_string(),
-                queue_id: e.id.0.clone(),
-                group: self.group.to_string(),
-            };
-            if let Err(err) = stats.record_raw(record) {
-                tracing::warn!(target: "app", queue_id = %e.id, error = %err, "Cannot write a raw record.");
+        let v = self.verdict;
+        let (av, spam) = v.statuses();
+        let viruses = v.report.viruses();
+        let mut filter_rules: Vec<String> = Vec::new();
+        for g in &v.groups {
+            for r in v.report.filter_rules(&g.partition.group) {
+                if !filter_rules.contains(&r) {
+                    filter_rules.push(r);
+                }
             }
         }
-        tracing::info!(target: "scan", queue_id = %e.id, status = %status, detail = %detail,
-            duration_ms = self.duration.as_millis() as u64, "Message scanned.");
+        let groups: Vec<&str> = v
+            .groups
+            .iter()
+            .map(|g| g.partition.group.as_str())
+            .collect();
+        stats.record(&Event::ScanFinished {
+            av,
+            spam,
+            viruses: &viruses,
+            filter_rules: &filter_rules,
+            sender: &e.mail_from,
+            client: e.client_ip,
+            duration: v.report.duration,
+            groups: &groups,
+        });
+        for g in &v.groups {
+            let status = g.plan.shown_status();
+            // The first of the worst findings (the AV ones come first).
+            let detail = v
+                .report
+                .findings_for(&g.partition.group, &g.partition.policy)
+                .fold(None, |best: Option<&crate::check::Finding>, f| match best {
+                    Some(b) if b.kind >= f.kind => Some(b),
+                    _ => Some(f),
+                })
+                .map(|f| f.name.clone())
+                .unwrap_or_default();
+            for &i in &g.partition.rcpts {
+                let Some(r) = e.rcpts.get(i) else { continue };
+                let record = RawRecord {
+                    time: e.received_at,
+                    size: e.size,
+                    sender: e.mail_from.clone(),
+                    recipient: r.address.clone(),
+                    status: status.clone(),
+                    detail: detail.clone(),
+                    client_ip: e.client_ip.to_string(),
+                    queue_id: e.id.0.clone(),
+                    group: g.partition.group.clone(),
+                };
+                if let Err(err) = stats.record_raw(record) {
+                    tracing::warn!(target: "app", queue_id = %e.id, error = %err, "Cannot write a raw record.");
+                }
+            }
+            tracing::info!(target: "scan", queue_id = %e.id, group = %g.partition.group,
+                rcpts = g.partition.rcpts.len(), status = %status, detail = %detail,
+                duration_ms = v.report.duration.as_millis() as u64,
+                accepted = self.accepted, "Message checked.");
+        }
+    }
+}
+
+/// A group's recipients do not get the message (policy `block`).
+pub struct MessageBlocked<'a> {
+    pub id: &'a QueueId,
+    pub group: &'a str,
+    pub status: &'a str,
+    pub rcpts: usize,
+}
+
+impl MessageBlocked<'_> {
+    pub fn emit(&self, stats: &Stats) {
+        stats.record(&Event::MessageBlocked);
+        tracing::info!(target: "policy", queue_id = %self.id, group = %self.group,
+            status = %self.status, rcpts = self.rcpts, "Message blocked for these recipients: accepted, not delivered.");
+    }
+}
+
+/// A copy of a message was kept in quarantine.
+pub struct MessageQuarantined<'a> {
+    /// The quarantine entry (the queue ID, or ID.N for one group's copy).
+    pub id: &'a QueueId,
+    pub group: &'a str,
+    pub reason: &'a str,
+    pub bytes: u64,
+}
+
+impl MessageQuarantined<'_> {
+    pub fn emit(&self, stats: &Stats) {
+        stats.record(&Event::MessageQuarantined);
+        tracing::info!(target: "backup", quarantine_id = %self.id, group = %self.group,
+            reason = %self.reason, size = self.bytes, "Message copied to quarantine.");
+    }
+}
+
+/// A quarantined message was released by an administrator.
+pub struct QuarantineReleased<'a> {
+    pub entry: &'a str,
+    pub queue_id: &'a QueueId,
+    pub to: &'a [String],
+}
+
+impl QuarantineReleased<'_> {
+    pub fn emit(&self, stats: &Stats) {
+        stats.record(&Event::QuarantineReleased);
+        tracing::info!(target: "admin", quarantine_id = %self.entry, queue_id = %self.queue_id,
+            to = %self.to.join(","), "Quarantined message released.");
+    }
+}
+
+/// A copy of a message was kept in the archive.
+pub struct MessageArchived<'a> {
+    pub id: &'a QueueId,
+    pub direction: crate::store::Direction,
+    pub bytes: u64,
+}
+
+impl MessageArchived<'_> {
+    pub fn emit(&self, stats: &Stats) {
+        stats.record(&Event::MessageArchived {
+            direction: match self.direction {
+                crate::store::Direction::Incoming => m::ArchiveDirection::Incoming,
+                crate::store::Direction::Outgoing => m::ArchiveDirection::Outgoing,
+            },
+        });
+        tracing::info!(target: "backup", queue_id = %self.id, direction = self.direction.as_str(),
+            size = self.bytes, "Message copied to the archive.");
+    }
+}
+
+/// A notification about message `about` was queued.
+pub struct NotificationQueued<'a> {
+    pub about: &'a QueueId,
+    pub id: &'a QueueId,
+    pub to: crate::policy::plan::NotifyTo,
+    pub address: &'a str,
+}
+
+impl NotificationQueued<'_> {
+    pub fn emit(&self, stats: &Stats) {
+        use crate::policy::plan::NotifyTo;
+        stats.record(&Event::NotificationSent {
+            to: match self.to {
+                NotifyTo::Sender => m::NotifyTarget::Sender,
+                NotifyTo::Recipients => m::NotifyTarget::Recipients,
+                NotifyTo::Admin => m::NotifyTarget::Admin,
+            },
+        });
+        tracing::info!(target: "notif", queue_id = %self.about, notification_id = %self.id,
+            to = self.to.as_str(), address = %self.address, "Notification queued.");
     }
 }
 

@@ -4,8 +4,8 @@
 //! session counts for the connection limits, and the shutdown signal.
 
 use crate::config::Config;
+use crate::delivery::queue::Queue;
 use crate::dns::Dns;
-use crate::queue::Queue;
 use crate::spool::Spool;
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -23,7 +23,7 @@ pub struct Built {
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
     #[error("TLS: {0}")]
-    Tls(#[from] crate::tls::TlsError),
+    Tls(#[from] crate::smtp::tls::TlsError),
     #[error("DNS: {0}")]
     Dns(#[from] crate::dns::DnsError),
 }
@@ -31,7 +31,7 @@ pub enum BuildError {
 /// Builds what `config` needs; fails without touching the running state.
 pub fn build(config: &Config) -> Result<Built, BuildError> {
     let tls = match (&config.network.tls_certificate, &config.network.tls_key) {
-        (Some(cert), Some(key)) => Some(crate::tls::acceptor(cert, key)?),
+        (Some(cert), Some(key)) => Some(crate::smtp::tls::acceptor(cert, key)?),
         _ => None,
     };
     let dns = Arc::new(Dns::new(
@@ -47,6 +47,8 @@ pub struct Gateway {
     dns: RwLock<Arc<Dns>>,
     pub spool: Spool,
     pub queue: Arc<Queue>,
+    /// Quarantine and archive.
+    pub stores: Arc<crate::store::Stores>,
     /// The subagent's health, once it runs.
     pub subagent_health:
         std::sync::OnceLock<Box<dyn Fn() -> mailward_agentx::Health + Send + Sync>>,
@@ -71,23 +73,25 @@ pub struct Gateway {
     /// When the configuration in force was loaded (unix time).
     pub config_loaded_at: std::sync::atomic::AtomicI64,
     /// The scan engine: compiled signature bases and scan workers.
-    pub scanner: Arc<crate::scan::Engine>,
+    pub scanner: Arc<crate::check::Engine>,
     /// When an update of the bases was last attempted (unix time, 0 = never).
     pub update_last_check: std::sync::atomic::AtomicI64,
     /// Its result, as an index into `catalogue::UPDATE_RESULTS` (4 = unknown).
     pub update_last_result: std::sync::atomic::AtomicUsize,
     /// The SNMP side, once started (notifications from anywhere).
-    pub snmp: std::sync::OnceLock<Arc<crate::snmp::Snmp>>,
+    pub snmp: std::sync::OnceLock<Arc<crate::ops::snmp::Snmp>>,
 }
 
 impl Gateway {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         config: Config,
         built: Built,
         spool: Spool,
         queue: Arc<Queue>,
+        stores: Arc<crate::store::Stores>,
         stats: Arc<mailward_metrics::Stats>,
-        scanner: Arc<crate::scan::Engine>,
+        scanner: Arc<crate::check::Engine>,
         shutdown: watch::Receiver<bool>,
     ) -> Gateway {
         Gateway {
@@ -96,6 +100,7 @@ impl Gateway {
             dns: RwLock::new(built.dns),
             spool,
             queue,
+            stores,
             stats,
             subagent_health: std::sync::OnceLock::new(),
             outbound_open: Arc::new(AtomicU64::new(0)),
@@ -172,13 +177,22 @@ impl Gateway {
             snmp_notifications_dropped: subagent.as_ref().map_or(0, |h| h.notifications_dropped),
             spool_reclaimable_bytes: self.spool.reclaimable(),
             stress_mode: self.under_stress(&self.config()),
+            quarantine: self.stores.quarantine.totals(),
+            archive: [
+                self.stores
+                    .archive(crate::store::Direction::Incoming)
+                    .totals(),
+                self.stores
+                    .archive(crate::store::Direction::Outgoing)
+                    .totals(),
+            ],
         };
         self.stats.snapshot(&gauges)
     }
 
     /// Sends an SNMP notification (when the subagent runs and `snmp.traps`
     /// enables it).
-    pub fn notify(&self, trap: crate::snmp::Trap) {
+    pub fn notify(&self, trap: crate::ops::snmp::Trap) {
         if let Some(snmp) = self.snmp.get() {
             snmp.send(self, trap);
         }
@@ -188,20 +202,21 @@ impl Gateway {
     /// update or a rollback, the new set is compiled and put in use.
     pub async fn update_attempted(
         &self,
-        result: crate::bases::UpdateResult,
+        result: crate::check::bases::UpdateResult,
         message: String,
-    ) -> (crate::bases::UpdateResult, String) {
+    ) -> (crate::check::bases::UpdateResult, String) {
         let mut result = result;
         let mut message = message;
         if matches!(
             result,
-            crate::bases::UpdateResult::Updated | crate::bases::UpdateResult::RolledBack
+            crate::check::bases::UpdateResult::Updated
+                | crate::check::bases::UpdateResult::RolledBack
         ) {
             match self.reload_bases().await {
-                Ok(Some(_)) => self.notify(crate::snmp::Trap::BasesReloaded),
+                Ok(Some(_)) => self.notify(crate::ops::snmp::Trap::BasesReloaded),
                 Ok(None) => {}
                 Err(e) => {
-                    result = crate::bases::UpdateResult::Error;
+                    result = crate::check::bases::UpdateResult::Error;
                     message = format!(
                         "{message} But the new set cannot be used: {e}; the rules in use stay."
                     );
@@ -213,7 +228,7 @@ impl Gateway {
         self.update_last_result
             .store(result as usize, Ordering::Relaxed);
         tracing::info!(target: "admin", result = ?result, "{message}");
-        self.notify(crate::snmp::Trap::UpdateStatus {
+        self.notify(crate::ops::snmp::Trap::UpdateStatus {
             result,
             message: message.clone(),
         });
@@ -221,7 +236,7 @@ impl Gateway {
     }
 
     /// The bases in use (None: none loaded).
-    pub fn bases(&self) -> Option<crate::bases::BasesInfo> {
+    pub fn bases(&self) -> Option<crate::check::bases::BasesInfo> {
         self.scanner.info()
     }
 
@@ -230,13 +245,13 @@ impl Gateway {
     /// their version changed. On error the rules in use stay.
     pub async fn reload_bases(
         &self,
-    ) -> Result<Option<crate::bases::BasesInfo>, crate::bases::BasesError> {
+    ) -> Result<Option<crate::check::bases::BasesInfo>, crate::check::bases::BasesError> {
         let dir = self.config().bases.av.clone();
         let before = self.bases();
         let engine = self.scanner.clone();
         let info = tokio::task::spawn_blocking(move || engine.reload(&dir))
             .await
-            .map_err(|e| crate::bases::BasesError::Compile {
+            .map_err(|e| crate::check::bases::BasesError::Compile {
                 problem: format!("the compile task failed: {e}"),
             })??;
         let changed =

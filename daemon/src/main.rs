@@ -5,9 +5,14 @@
 #![forbid(unsafe_code)]
 
 use clap::Parser;
-use mailward::admin::{self, QueueItem, Request};
-use mailward::cli::{BasesCommand, Cli, Command, ConfigCommand, QueueCommand, StatsCommand};
 use mailward::config;
+use mailward::ops::admin::{self, QueueItem, Request};
+use mailward::ops::cli::{
+    ArchiveCommand, BasesCommand, Cli, Command, ConfigCommand, ListFilter, QuarantineCommand,
+    QueueCommand, StatsCommand, WhichArchive,
+};
+use mailward::ops::stores::{Filter, Listed};
+use mailward::store::Direction;
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -46,7 +51,266 @@ fn main() -> ExitCode {
         Command::Queue(q) => queue(q),
         Command::Stats(c) => stats(c),
         Command::Bases(c) => bases(c),
+        Command::Quarantine(c) => quarantine(c),
+        Command::Archive(c) => archive(c),
     }
+}
+
+fn filter(f: &ListFilter) -> Filter {
+    Filter {
+        status: f.status.clone(),
+        since: f.since,
+    }
+}
+
+fn which(w: &WhichArchive) -> Option<Direction> {
+    if w.incoming {
+        Some(Direction::Incoming)
+    } else if w.outgoing {
+        Some(Direction::Outgoing)
+    } else {
+        None
+    }
+}
+
+fn quarantine(cmd: QuarantineCommand) -> ExitCode {
+    let (path, req) = match &cmd {
+        QuarantineCommand::List { filter: f, config } => (
+            &config.config,
+            Request::QuarantineList { filter: filter(f) },
+        ),
+        QuarantineCommand::Show { id, config, .. } => {
+            (&config.config, Request::QuarantineShow { id: id.clone() })
+        }
+        QuarantineCommand::Release { id, to, config } => (
+            &config.config,
+            Request::QuarantineRelease {
+                id: id.clone(),
+                to: to.clone(),
+            },
+        ),
+        QuarantineCommand::Remove { id, config } => {
+            (&config.config, Request::QuarantineRemove { id: id.clone() })
+        }
+        QuarantineCommand::Purge { older_than, config } => (
+            &config.config,
+            Request::QuarantinePurge {
+                older_than: *older_than,
+            },
+        ),
+    };
+    let data = match call(path.as_deref(), &req) {
+        Ok(d) => d,
+        Err(code) => return code,
+    };
+    match cmd {
+        QuarantineCommand::List { filter, .. } => print_entries(&data, filter.json, "quarantine"),
+        QuarantineCommand::Show { raw, .. } => print_entry(&data, raw),
+        QuarantineCommand::Release { .. } => out!(
+            "Released {} as queue ID {} to {}.",
+            data["id"].as_str().unwrap_or("?"),
+            data["queue_id"].as_str().unwrap_or("?"),
+            data["to"]
+                .as_array()
+                .map(|a| a
+                    .iter()
+                    .filter_map(|v| v.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "))
+                .unwrap_or_default()
+        ),
+        QuarantineCommand::Remove { id, .. } => out!("{id} removed."),
+        QuarantineCommand::Purge { .. } => {
+            out!(
+                "{} entr(ies) removed.",
+                data["removed"].as_u64().unwrap_or(0)
+            )
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+fn archive(cmd: ArchiveCommand) -> ExitCode {
+    let (path, req) = match &cmd {
+        ArchiveCommand::List {
+            filter: f,
+            which: w,
+            config,
+        } => (
+            &config.config,
+            Request::ArchiveList {
+                filter: filter(f),
+                direction: which(w),
+            },
+        ),
+        ArchiveCommand::Show {
+            id,
+            which: w,
+            config,
+            ..
+        } => (
+            &config.config,
+            Request::ArchiveShow {
+                id: id.clone(),
+                direction: which(w),
+            },
+        ),
+        ArchiveCommand::Send {
+            id,
+            to,
+            which: w,
+            config,
+        } => (
+            &config.config,
+            Request::ArchiveSend {
+                id: id.clone(),
+                direction: which(w),
+                to: to.clone(),
+            },
+        ),
+        ArchiveCommand::Remove {
+            id,
+            which: w,
+            config,
+        } => (
+            &config.config,
+            Request::ArchiveRemove {
+                id: id.clone(),
+                direction: which(w),
+            },
+        ),
+        ArchiveCommand::Purge {
+            older_than,
+            which: w,
+            config,
+        } => (
+            &config.config,
+            Request::ArchivePurge {
+                older_than: *older_than,
+                direction: which(w),
+            },
+        ),
+    };
+    let data = match call(path.as_deref(), &req) {
+        Ok(d) => d,
+        Err(code) => return code,
+    };
+    match cmd {
+        ArchiveCommand::List { filter, .. } => print_entries(&data, filter.json, "archive"),
+        ArchiveCommand::Show { raw, .. } => print_entry(&data, raw),
+        ArchiveCommand::Send { .. } => out!(
+            "Sent {} again as queue ID {}.",
+            data["id"].as_str().unwrap_or("?"),
+            data["queue_id"].as_str().unwrap_or("?")
+        ),
+        ArchiveCommand::Remove { id, .. } => out!("{id} removed."),
+        ArchiveCommand::Purge { .. } => {
+            out!(
+                "{} entr(ies) removed.",
+                data["removed"].as_u64().unwrap_or(0)
+            )
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+/// A store listing: JSON lines, or a table.
+fn print_entries(data: &serde_json::Value, json: bool, store: &str) {
+    let entries: Vec<Listed> = serde_json::from_value(data.clone()).unwrap_or_default();
+    if json {
+        for e in &entries {
+            out!("{}", serde_json::to_string(e).unwrap_or_default());
+        }
+        return;
+    }
+    if entries.is_empty() {
+        out!("The {store} is empty.");
+        return;
+    }
+    let now = chrono::Utc::now().timestamp();
+    let age = |t: &str| {
+        chrono::DateTime::parse_from_rfc3339(t)
+            .map(|d| human(now - d.timestamp()))
+            .unwrap_or_default()
+    };
+    out!(
+        "{:<19} {:>5} {:>9}  {:<18} SENDER / RECIPIENTS",
+        "ID",
+        "AGE",
+        "SIZE",
+        "WHY"
+    );
+    for e in &entries {
+        let why = match &e.direction {
+            Some(d) => d.clone(),
+            None => e.reason.clone(),
+        };
+        let released = if e.released.is_empty() {
+            String::new()
+        } else {
+            format!(" (released {}x)", e.released.len())
+        };
+        let sender = if e.sender.is_empty() { "<>" } else { &e.sender };
+        out!(
+            "{:<19} {:>5} {:>9}  {:<18} {sender}{released}",
+            e.id,
+            age(&e.stored),
+            e.size,
+            why
+        );
+        for r in &e.recipients {
+            out!("{:>56}-> {r}", "");
+        }
+    }
+    out!("{} message(s)", entries.len());
+}
+
+/// One store entry: what is known about it, then the message (or only the
+/// message, as received, with --raw).
+fn print_entry(data: &serde_json::Value, raw: bool) {
+    use std::io::Write as _;
+    let message = data["message"].as_str().unwrap_or("");
+    if raw {
+        let _ = write!(std::io::stdout(), "{message}");
+        return;
+    }
+    if let Ok(e) = serde_json::from_value::<Listed>(data["entry"].clone()) {
+        out!("ID:         {}", e.id);
+        out!("Queue ID:   {}", e.queue_id);
+        out!("Received:   {}", e.received);
+        out!("Stored:     {}", e.stored);
+        out!("Client:     {}", e.client_ip);
+        out!(
+            "Sender:     {}",
+            if e.sender.is_empty() { "<>" } else { &e.sender }
+        );
+        out!("Recipients: {}", e.recipients.join(", "));
+        out!(
+            "Group:      {}",
+            if e.group.is_empty() {
+                "default"
+            } else {
+                &e.group
+            }
+        );
+        out!("Statuses:   {}", e.statuses.join(", "));
+        out!("Reason:     {}", e.reason);
+        for f in &e.findings {
+            out!("Finding:    {f}");
+        }
+        for r in &e.released {
+            out!(
+                "Released:   {} as {} to {}",
+                chrono::DateTime::from_timestamp(r.at, 0)
+                    .map(|t| t.to_rfc3339())
+                    .unwrap_or_default(),
+                r.queue_id,
+                r.to.join(", ")
+            );
+        }
+    }
+    out!("");
+    let _ = write!(std::io::stdout(), "{message}");
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
@@ -70,7 +334,7 @@ fn run(path: Option<&Path>) -> ExitCode {
             return ExitCode::from(EX_CONFIG);
         }
     };
-    let _guard = match mailward::logging::init(&config.log) {
+    let _guard = match mailward::ops::logging::init(&config.log) {
         Ok(g) => g,
         Err(e) => {
             eprintln!("mailward: {e}");
@@ -94,7 +358,7 @@ fn run(path: Option<&Path>) -> ExitCode {
 /// Sends one request to the daemon found through the configuration's admin
 /// socket; prints the error and gives the exit code when it fails.
 fn call(path: Option<&Path>, req: &Request) -> Result<serde_json::Value, ExitCode> {
-    mailward::logging::init_cli();
+    mailward::ops::logging::init_cli();
     let cfg = config::load(path).map_err(|errors| {
         eprintln!("{errors}");
         ExitCode::from(EX_CONFIG)

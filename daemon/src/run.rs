@@ -6,9 +6,9 @@
 use crate::config::{self, Config};
 use crate::delivery::attempt::Delivery;
 use crate::delivery::pool::Pool;
+use crate::delivery::queue::Queue;
 use crate::gateway::{self, Gateway};
-use crate::queue::Queue;
-use crate::snmp::{Snmp, Trap};
+use crate::ops::snmp::{Snmp, Trap};
 use crate::spool::Spool;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -27,17 +27,19 @@ pub enum RunError {
     #[error(transparent)]
     Bind(#[from] crate::smtp::server::BindError),
     #[error(transparent)]
-    Admin(#[from] crate::admin::AdminError),
+    Admin(#[from] crate::ops::admin::AdminError),
     #[error(transparent)]
-    Metrics(#[from] crate::metrics_http::MetricsError),
+    Metrics(#[from] crate::ops::metrics_http::MetricsError),
     #[error("a component stopped unexpectedly (see the log)")]
     ComponentFailed,
     #[error(transparent)]
-    Snmp(#[from] crate::snmp::SnmpError),
+    Snmp(#[from] crate::ops::snmp::SnmpError),
     #[error("cannot install signal handlers: {0}")]
     Signals(std::io::Error),
     #[error(transparent)]
     Locked(#[from] crate::files::LockError),
+    #[error("quarantine or archive: {0}")]
+    Store(#[from] crate::store::StoreError),
 }
 
 impl RunError {
@@ -68,6 +70,7 @@ pub async fn run(config: Config, path: Option<PathBuf>) -> Result<(), RunError> 
     }
     // Messages spooled but not scanned when the gateway stopped are
     // scanned (below, once the scanner runs) before they are queued.
+    let stores = Arc::new(crate::store::Stores::open(&config)?);
     let (scanned, unscanned): (Vec<_>, Vec<_>) = recovered
         .into_iter()
         .partition(|e| e.scanned || e.is_bounce);
@@ -75,7 +78,7 @@ pub async fn run(config: Config, path: Option<PathBuf>) -> Result<(), RunError> 
         queue.enqueue(env);
     }
     let bases_dir = config.bases.av.clone();
-    match crate::bases::install_default(&bases_dir) {
+    match crate::check::bases::install_default(&bases_dir) {
         Ok(true) => tracing::info!(target: "app", dir = %bases_dir.display(),
             "No signature bases yet: installed the built-in default set."),
         Ok(false) => {}
@@ -83,7 +86,7 @@ pub async fn run(config: Config, path: Option<PathBuf>) -> Result<(), RunError> 
             tracing::error!(target: "app", error = %e, "Cannot install the built-in default bases.")
         }
     }
-    let (scanner, bases_problem) = crate::scan::Engine::start(
+    let (scanner, bases_problem) = crate::check::Engine::start(
         config.limits.antiviral_sessions as usize,
         &bases_dir,
         config.limits.scan_memory.0,
@@ -111,18 +114,23 @@ pub async fn run(config: Config, path: Option<PathBuf>) -> Result<(), RunError> 
         built,
         spool.clone(),
         queue,
+        stores.clone(),
         stats.clone(),
         scanner,
         stop_rx,
     ));
     for env in unscanned {
-        tokio::spawn(crate::screen::rescan(gw.clone(), env));
+        tokio::spawn(crate::policy::execute::recheck(gw.clone(), env));
     }
-    crate::admin::start(gw.clone(), &admin_socket)?;
+    tokio::spawn(crate::store::Stores::expire_periodically(
+        stores,
+        gw.shutdown.clone(),
+    ));
+    crate::ops::admin::start(gw.clone(), &admin_socket)?;
     let snmp = Arc::new(Snmp::start(&gw)?);
     let _ = gw.snmp.set(snmp.clone());
     if let Some(addr) = metrics_listen {
-        crate::metrics_http::start(gw.clone(), addr).await?;
+        crate::ops::metrics_http::start(gw.clone(), addr).await?;
     }
     let delivery = Arc::new(Delivery {
         gw: gw.clone(),
@@ -133,10 +141,10 @@ pub async fn run(config: Config, path: Option<PathBuf>) -> Result<(), RunError> 
             gw.outbound_open.clone(),
         ),
     });
-    tokio::spawn(crate::stats_file::periodic(gw.clone()));
+    tokio::spawn(crate::ops::stats_file::periodic(gw.clone()));
     let mut deliveries = tokio::spawn(crate::delivery::runner::run(delivery, GRACE));
     let mut server = tokio::spawn(crate::smtp::server::serve(gw.clone(), listeners, GRACE));
-    tokio::spawn(crate::snmp::watch(gw.clone(), snmp.clone()));
+    tokio::spawn(crate::ops::snmp::watch(gw.clone(), snmp.clone()));
     snmp.send(&gw, Trap::ProductStart);
     tracing::info!(target: "app", version = env!("CARGO_PKG_VERSION"),
         listen = ?listen, config = %gw.config().origin, "Mailward started.");
@@ -160,7 +168,7 @@ pub async fn run(config: Config, path: Option<PathBuf>) -> Result<(), RunError> 
                 break;
             }
             _ = hup.recv() => reload(&gw, &snmp, path.as_deref()).await,
-            _ = usr1.recv() => match crate::stats_file::write(&gw) {
+            _ = usr1.recv() => match crate::ops::stats_file::write(&gw) {
                 Ok(p) => tracing::info!(target: "app", path = %p.display(), "Statistics written (SIGUSR1)."),
                 Err(e) => tracing::warn!(target: "app", error = %e, "Cannot write the statistics file."),
             },

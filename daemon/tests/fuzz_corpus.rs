@@ -98,6 +98,7 @@ async fn write_spool_seeds() {
             is_bounce: false,
             scanned: false,
             added_headers: String::new(),
+            tls: false,
         }
     }
     /// The only segment a fresh spool wrote, after `ops`.

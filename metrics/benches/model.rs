@@ -46,7 +46,7 @@ fn main() {
                 .parse()
                 .unwrap_or(std::net::IpAddr::from([0, 0, 0, 0])),
             duration: Duration::from_micros(16),
-            group: "",
+            groups: &[""],
         });
         stats.record(&Event::DeliveryAttempted {
             result: DeliveryResult::Delivered,
@@ -119,7 +119,7 @@ fn main() {
             sender: &format!("s{n}@example.com"),
             client: std::net::IpAddr::from([192, 0, 2, n as u8]),
             duration: Duration::from_micros(10),
-            group: "",
+            groups: &[""],
         });
         top.with_label_values(&[&format!("Virus-{n}")]).inc();
     }

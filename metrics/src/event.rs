@@ -112,8 +112,9 @@ pub enum Event<'a> {
         sender: &'a str,
         client: IpAddr,
         duration: Duration,
-        /// The policy group ("" = the default group).
-        group: &'a str,
+        /// The policy groups its recipients fall in ("" = the default
+        /// group): the message counts once for each.
+        groups: &'a [&'a str],
     },
     DeliveryAttempted {
         result: DeliveryResult,
@@ -142,6 +143,8 @@ pub enum Event<'a> {
     },
     /// A scan was cut short by the shared unpacking budget.
     ScanMemoryRefused,
+    /// A quarantined message was released by an administrator.
+    QuarantineReleased,
 }
 
 /// What an inbound session was doing when its deadline passed.

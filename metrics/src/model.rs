@@ -40,6 +40,10 @@ pub struct Gauges {
     pub snmp_notifications_dropped: u64,
     pub spool_reclaimable_bytes: u64,
     pub stress_mode: bool,
+    /// (entries, octets) in quarantine.
+    pub quarantine: (u64, u64),
+    /// (entries, octets) in the archive, incoming and outgoing.
+    pub archive: [(u64, u64); 2],
 }
 
 struct Histogram {
@@ -175,10 +179,12 @@ impl Stats {
                 sender,
                 client,
                 duration,
-                group,
+                groups,
             } => {
                 if let Ok(mut g) = self.groups.lock() {
-                    *g.entry(group.to_string()).or_insert(0) += 1;
+                    for group in groups.iter() {
+                        *g.entry(group.to_string()).or_insert(0) += 1;
+                    }
                 }
                 self.add(StatId::AvResults, *av as usize, 1);
                 if let Some(s) = spam {
@@ -242,6 +248,7 @@ impl Stats {
                 }
             }
             Event::ScanMemoryRefused => self.add(StatId::ScanMemoryRefused, 0, 1),
+            Event::QuarantineReleased => self.add(StatId::QuarantineReleases, 0, 1),
         }
     }
 
@@ -316,6 +323,12 @@ impl Stats {
             gauges.spool_reclaimable_bytes,
         );
         set(StatId::StressMode, 0, gauges.stress_mode as u64);
+        set(StatId::QuarantineMessages, 0, gauges.quarantine.0);
+        set(StatId::QuarantineBytes, 0, gauges.quarantine.1);
+        for (i, (n, b)) in gauges.archive.iter().enumerate() {
+            set(StatId::ArchiveMessages, i, *n);
+            set(StatId::ArchiveBytes, i, *b);
+        }
         set(StatId::Sessions, 1, gauges.sessions_out);
         set(StatId::CpuSeconds, 0, proc.cpu_micros);
         set(StatId::ResidentMemory, 0, proc.rss_bytes);

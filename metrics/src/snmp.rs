@@ -997,7 +997,7 @@ mod tests {
             sender: "s@x",
             client: "192.0.2.1".parse().unwrap(),
             duration: std::time::Duration::from_millis(1),
-            group: "",
+            groups: &[""],
         });
         let _ = stats.record_raw(crate::RawRecord {
             time: 1,

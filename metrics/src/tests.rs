@@ -19,7 +19,7 @@ fn scan(stats: &Stats, virus: &[String], sender: &str) {
         sender,
         client: "192.0.2.7".parse().unwrap(),
         duration: Duration::from_millis(3),
-        group: "",
+        groups: &[""],
     });
 }
 

@@ -212,7 +212,7 @@ max_unpacked_size = "1MiB"
 
 struct Scan {
     rules: yara_x::Rules,
-    bases: mailward::bases::BasesInfo,
+    bases: mailward::check::bases::BasesInfo,
     /// The embedded default policy (`config::parse("")`).
     default: Policy,
     strict: Policy,
@@ -223,9 +223,9 @@ struct Scan {
 static SCAN: LazyLock<Scan> = LazyLock::new(|| {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let bases = dir.path().join("bases");
-    mailward::bases::install_default(&bases).expect("the default bases install");
-    let (rules, _) = mailward::bases::compile(&bases).expect("the default bases compile");
-    let info = mailward::bases::read(&bases)
+    mailward::check::bases::install_default(&bases).expect("the default bases install");
+    let (rules, _) = mailward::check::bases::compile(&bases).expect("the default bases compile");
+    let info = mailward::check::bases::read(&bases)
         .expect("the default manifest reads")
         .expect("the default bases have a manifest");
     let policy = |text: &str| {
@@ -256,7 +256,7 @@ pub fn scan_message(data: &[u8]) {
     for (policy, bases) in [(&scan.default, None), (&scan.strict, Some(&scan.bases))] {
         let outcome = SCANNER.with(|s| {
             let mut scanner = s.borrow_mut();
-            mailward::scan::scan_message(
+            mailward::policy::verdict::scan_message(
                 Some(&mut scanner),
                 bases,
                 data,
@@ -267,7 +267,7 @@ pub fn scan_message(data: &[u8]) {
         let worst = outcome.findings.iter().map(|f| f.kind).max();
         assert_eq!(
             outcome.report.av,
-            worst.map_or(mailward::scan::AvStatus::Clean, |k| k.status()),
+            worst.map_or(mailward::check::AvStatus::Clean, |k| k.status()),
             "status against the findings {:?}",
             outcome.findings
         );

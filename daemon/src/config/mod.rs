@@ -36,6 +36,7 @@ macro_rules! for_policy_keys {
             notify_recipients: Vec<Status>,
             notify_admin: Vec<Status>,
             admin_address: String,
+            notify_templates: TemplatesDir,
             include_by_name: Vec<String>,
             exclude_by_name: Vec<String>,
             include_by_mime: Vec<String>,

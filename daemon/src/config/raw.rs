@@ -59,7 +59,8 @@ raw_table!(RawTimeouts;
 raw_table!(RawRoute; match_ as "match", to);
 for_policy_keys!(raw_policy!(RawPolicy;;));
 for_policy_keys!(raw_policy!(RawGroup; senders, recipients;));
-raw_table!(RawArchive; incoming, outgoing);
+raw_table!(RawArchive; incoming, outgoing, max_age, max_size);
+raw_table!(RawQuarantine; max_age, max_size);
 raw_table!(RawBases; av, update_from, obsolete_after);
 raw_table!(RawStatistics; options, destination, raw_destination, write_interval, top);
 raw_table!(RawSnmp; services, traps, alert_thresholds);
@@ -80,6 +81,7 @@ pub struct RawConfig {
     pub policy: RawPolicy,
     pub group: BTreeMap<String, RawGroup>,
     pub archive: RawArchive,
+    pub quarantine: RawQuarantine,
     pub bases: RawBases,
     pub statistics: RawStatistics,
     pub snmp: RawSnmp,
@@ -99,6 +101,7 @@ pub const SECTIONS: &[&str] = &[
     "policy",
     "group",
     "archive",
+    "quarantine",
     "bases",
     "statistics",
     "snmp",
@@ -122,6 +125,7 @@ pub fn known_keys(parent: &[super::locate::Seg]) -> &'static [&'static str] {
             "timeouts" => RawTimeouts::FIELDS,
             "policy" => RawPolicy::FIELDS,
             "archive" => RawArchive::FIELDS,
+            "quarantine" => RawQuarantine::FIELDS,
             "bases" => RawBases::FIELDS,
             "statistics" => RawStatistics::FIELDS,
             "snmp" => RawSnmp::FIELDS,

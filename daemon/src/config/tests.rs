@@ -65,7 +65,7 @@ fn default_parses_and_validates() {
     let managers = &c.group["managers"];
     assert_eq!(
         managers.recipients,
-        vec!["*@managers.example.com".to_string()]
+        vec![GroupEntry::Address(Pattern::new("*@managers.example.com"))]
     );
     let effective = managers.effective(&c.policy);
     assert!(statuses_cover(&effective.block, "as/spam"));
@@ -432,7 +432,10 @@ recipients = [\"ip ten\"]
     let vip = &c.group["vip"];
     assert_eq!(
         vip.senders,
-        vec!["ip 10.0.0.0/8".to_string(), "*@vip.example".to_string()]
+        vec![
+            GroupEntry::Net("10.0.0.0/8".parse().unwrap()),
+            GroupEntry::Address(Pattern::new("*@vip.example"))
+        ]
     );
     assert_eq!(vip.check_spam, Some(true));
     assert_eq!(vip.check_av, None);

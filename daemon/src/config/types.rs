@@ -36,8 +36,10 @@ pub struct Config {
     pub policy: Policy,
     /// `[group.NAME]`: groups that override the policy, by name.
     pub group: BTreeMap<String, Group>,
-    /// `[archive]`: which mail is copied to the archive.
+    /// `[archive]`: which mail is copied to the archive, and for how long.
     pub archive: Archive,
+    /// `[quarantine]`: how long quarantined mail is kept.
+    pub quarantine: Quarantine,
     /// `[bases]`: signature bases and their updates.
     pub bases: Bases,
     /// `[statistics]`: statistics categories and files.
@@ -452,6 +454,9 @@ pub struct Policy {
     pub notify_admin: Vec<Status>,
     /// Where administrator notifications go.
     pub admin_address: String,
+    /// A directory with `sender.txt`, `recipients.txt`, `admin.txt`
+    /// notification templates (each optional; "" = the built-in ones).
+    pub notify_templates: TemplatesDir,
     /// File-name globs that make a part `av/filtered`.
     pub include_by_name: Vec<String>,
     /// File-name globs never filtered (win over the includes).
@@ -466,6 +471,21 @@ pub struct Policy {
     pub max_unpacked_size: ByteSize,
 }
 
+/// `notify_templates`: a directory of notification templates ("" = the
+/// built-in ones), checked when the configuration is loaded.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TemplatesDir(pub String);
+
+/// An entry of a group's `senders` or `recipients`, compiled once when the
+/// configuration is loaded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GroupEntry {
+    /// `"ip 10.0.0.0/8"`: the client's address.
+    Net(IpNet),
+    /// An address glob.
+    Address(Pattern),
+}
+
 /// Declares [`Group`] from the list of policy keys: every key of
 /// [`Policy`] as an `Option`, `None` meaning "as in `[policy]`".
 macro_rules! declare_group {
@@ -476,10 +496,10 @@ macro_rules! declare_group {
         #[derive(Debug, Clone, PartialEq, Eq, Default)]
         pub struct Group {
             /// Sender address globs (`"*@example.com"`) or client networks
-            /// (`"ip 10.0.0.0/8"`).
-            pub senders: Vec<String>,
+            /// (`"ip 10.0.0.0/8"`), compiled at load.
+            pub senders: Vec<GroupEntry>,
             /// Recipient address globs (`"*@managers.example.com"`).
-            pub recipients: Vec<String>,
+            pub recipients: Vec<GroupEntry>,
             $(
                 #[doc = concat!("Overrides `policy.", stringify!($field), "` when set.")]
                 pub $field: Option<$ty>,
@@ -503,10 +523,24 @@ for_policy_keys!(declare_group!());
 /// `[archive]`
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Archive {
-    /// Copy mail for protected domains to the archive.
+    /// Keep a copy of every accepted message, as received.
     pub incoming: bool,
-    /// Copy the other mail (relayed outward) to the archive.
+    /// Keep a copy of every delivered message, as sent.
     pub outgoing: bool,
+    /// Entries older than this are removed.
+    pub max_age: Dur,
+    /// Beyond this total, the oldest entries are removed.
+    pub max_size: ByteSize,
+}
+
+/// `[quarantine]`: retention of the quarantine store (what goes there is
+/// each group's `quarantine` list).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Quarantine {
+    /// Entries older than this are removed.
+    pub max_age: Dur,
+    /// Beyond this total, the oldest entries are removed.
+    pub max_size: ByteSize,
 }
 
 /// `[bases]`

@@ -137,6 +137,11 @@ impl ByteSize {
     pub const fn mib(n: u64) -> ByteSize {
         ByteSize(n * 1024 * 1024)
     }
+
+    /// `n` gibibytes.
+    pub const fn gib(n: u64) -> ByteSize {
+        ByteSize(n * 1024 * 1024 * 1024)
+    }
 }
 
 impl FromStr for ByteSize {

@@ -292,22 +292,23 @@ fn quoted(names: &[&str]) -> String {
 }
 
 /// An entry of `group.*.senders` / `recipients`: `"ip NET"` or an address
-/// glob.
-fn group_member(v: &Value) -> Result<String, String> {
+/// glob, compiled.
+fn group_member(v: &Value) -> Result<GroupEntry, String> {
     parsed(
         "an address glob like \"*@example.com\" or \"ip 10.0.0.0/8\"",
         |s| {
             let trimmed = s.trim();
             if let Some(rest) = trimmed.strip_prefix("ip ") {
-                parse_net(rest.trim()).map_err(|_| {
+                parse_net(rest.trim()).map(GroupEntry::Net).map_err(|_| {
                     format!("expected \"ip\" and a network like \"ip 10.0.0.0/8\", got {s:?}")
-                })?;
+                })
             } else if trimmed.is_empty() || trimmed.contains(char::is_whitespace) {
-                return Err(format!(
-                "expected an address glob like \"*@example.com\" or \"ip 10.0.0.0/8\", got {s:?}"
-            ));
+                Err(format!(
+                    "expected an address glob like \"*@example.com\" or \"ip 10.0.0.0/8\", got {s:?}"
+                ))
+            } else {
+                Ok(GroupEntry::Address(Pattern::new(trimmed)))
             }
-            Ok(trimmed.to_string())
         },
     )(v)
 }
@@ -337,6 +338,12 @@ impl Convert for String {
     /// Only `admin_address` is a plain string among the policy keys.
     fn read(ctx: &mut Ctx<'_>, path: &KeyPath, value: Option<&Value>) -> Option<Self> {
         ctx.one(path, value, address)
+    }
+}
+
+impl Convert for TemplatesDir {
+    fn read(ctx: &mut Ctx<'_>, path: &KeyPath, value: Option<&Value>) -> Option<Self> {
+        ctx.one(path, value, |v| text(v).map(TemplatesDir))
     }
 }
 
@@ -647,6 +654,7 @@ pub fn default_policy() -> Policy {
         notify_recipients: Vec::new(),
         notify_admin: Vec::new(),
         admin_address: "postmaster@example.com".into(),
+        notify_templates: TemplatesDir::default(),
         include_by_name: Vec::new(),
         exclude_by_name: Vec::new(),
         include_by_mime: Vec::new(),
@@ -702,6 +710,16 @@ fn archive(ctx: &mut Ctx<'_>, raw: &RawArchive) -> Archive {
     Archive {
         incoming: get!(ctx, p, raw.incoming, boolean).unwrap_or(false),
         outgoing: get!(ctx, p, raw.outgoing, boolean).unwrap_or(false),
+        max_age: get!(ctx, p, raw.max_age, positive_dur).unwrap_or(Dur::secs(90 * 86_400)),
+        max_size: get!(ctx, p, raw.max_size, size).unwrap_or(ByteSize::gib(10)),
+    }
+}
+
+fn quarantine(ctx: &mut Ctx<'_>, raw: &RawQuarantine) -> Quarantine {
+    let p = KeyPath::root("quarantine");
+    Quarantine {
+        max_age: get!(ctx, p, raw.max_age, positive_dur).unwrap_or(Dur::secs(30 * 86_400)),
+        max_size: get!(ctx, p, raw.max_size, size).unwrap_or(ByteSize::gib(10)),
     }
 }
 
@@ -868,6 +886,7 @@ pub fn build(ctx: &mut Ctx<'_>, raw: &RawConfig) -> Config {
         policy: policy(ctx, &raw.policy),
         group: groups(ctx, &raw.group),
         archive: archive(ctx, &raw.archive),
+        quarantine: quarantine(ctx, &raw.quarantine),
         bases: bases(ctx, &raw.bases, &server.data_dir),
         statistics: statistics(ctx, &raw.statistics, &server.data_dir),
         snmp: snmp(ctx, &raw.snmp),
@@ -881,7 +900,44 @@ pub fn build(ctx: &mut Ctx<'_>, raw: &RawConfig) -> Config {
 }
 
 /// Rules between keys, and what needs the file system.
+/// The notification templates of `[policy]` and every group: a syntax
+/// error or an unknown variable is reported as TEMPLATE:LINE: problem.
+fn templates(ctx: &mut Ctx<'_>, config: &Config) {
+    let mut dirs: Vec<(KeyPath, &str)> = vec![(
+        KeyPath::root("policy").key("notify_templates"),
+        config.policy.notify_templates.0.as_str(),
+    )];
+    for (name, g) in &config.group {
+        if let Some(dir) = &g.notify_templates {
+            dirs.push((
+                KeyPath::root("group").key(name).key("notify_templates"),
+                dir.0.as_str(),
+            ));
+        }
+    }
+    let mut seen = Vec::new();
+    for (path, dir) in dirs {
+        if dir.is_empty() || seen.contains(&dir) {
+            continue;
+        }
+        seen.push(dir);
+        for (file, p) in crate::policy::notify::check_dir(Path::new(dir)) {
+            if file == dir {
+                ctx.report(&path, p.problem);
+            } else {
+                ctx.problems.push(ConfigProblem {
+                    file,
+                    line: p.line,
+                    key: String::new(),
+                    problem: p.problem,
+                });
+            }
+        }
+    }
+}
+
 fn cross_checks(ctx: &mut Ctx<'_>, config: &Config) {
+    templates(ctx, config);
     let net = KeyPath::root("network");
     match (&config.network.tls_certificate, &config.network.tls_key) {
         (Some(_), None) => ctx.report(&net.key("tls_certificate"), "set `tls_key` too, or neither"),

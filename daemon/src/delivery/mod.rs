@@ -8,5 +8,6 @@ pub mod attempt;
 pub mod client;
 pub mod dsn;
 pub mod pool;
+pub mod queue;
 pub mod route;
 pub mod runner;

@@ -7,3 +7,4 @@ pub mod data;
 pub mod server;
 pub mod session;
 pub mod stream;
+pub mod tls;

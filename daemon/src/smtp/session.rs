@@ -10,8 +10,7 @@ use super::stream::{Conn, Line, Stream};
 use crate::config::{first_match, Config, Matcher, Rule, RuleAction, Subject};
 use crate::envelope::{Envelope, QueueId, Recipient};
 use crate::events::{
-    MessageAccepted, MessageRejected, RejectReason, SessionClosed, SessionOpened, SessionTimedOut,
-    TimeoutPhase,
+    MessageRejected, RejectReason, SessionClosed, SessionOpened, SessionTimedOut, TimeoutPhase,
 };
 use crate::gateway::{Gateway, SessionSlot};
 use std::net::SocketAddr;
@@ -725,24 +724,18 @@ impl Session {
         bytes.extend_from_slice(received.as_bytes());
         bytes.extend_from_slice(&msg.body);
         let bytes = std::sync::Arc::new(bytes);
-        let envelope = Envelope {
-            id: id.clone(),
-            received_at: chrono::Utc::now().timestamp(),
-            client_ip: self.peer.ip(),
-            helo: self.helo.clone().unwrap_or_default(),
-            mail_from: tx.from,
-            ret: tx.params.ret,
-            envid: tx.params.envid,
-            eight_bit: msg.eight_bit || tx.params.eight_bit,
-            size: bytes.len() as u64,
-            rcpts: tx.rcpts,
-            attempts: 0,
-            next_attempt: 0,
-            delay_notified: false,
-            is_bounce: false,
-            scanned: false,
-            added_headers: String::new(),
-        };
+        let mut envelope = Envelope::new(
+            id.clone(),
+            self.peer.ip(),
+            self.helo.clone().unwrap_or_default(),
+            tx.from,
+        );
+        envelope.ret = tx.params.ret;
+        envelope.envid = tx.params.envid;
+        envelope.eight_bit = msg.eight_bit || tx.params.eight_bit;
+        envelope.size = bytes.len() as u64;
+        envelope.rcpts = tx.rcpts;
+        envelope.tls = conn.is_tls();
         if let Err(e) = self.gw.spool.accept(&envelope, bytes.clone()).await {
             tracing::error!(target: "smtp", queue_id = %id, error = %e, "Cannot spool the message.");
             self.reject(
@@ -752,34 +745,52 @@ impl Session {
             );
             return Flow::Continue;
         }
-        // The message is safe on disk. The scan verdict is awaited here, up
-        // to scan_in_session, so that refusals can happen in the session;
-        // a longer scan is settled in the background after the 250.
-        let (policy, group) = crate::policy::effective(&self.cfg, &envelope);
-        let policy = std::sync::Arc::new(policy);
-        let mut scan = Box::pin(crate::screen::scan(&self.gw, &policy, bytes.clone()));
-        let scan_wait = self.cfg.timeouts.scan_in_session.get();
-        match tokio::time::timeout(scan_wait.max(Duration::from_millis(1)), &mut scan).await {
-            Ok(outcome) => {
-                let fate =
-                    crate::screen::settle(&self.gw, envelope, outcome, &policy, &group, true).await;
-                if let crate::policy::Fate::Reject(reply) = fate {
-                    self.reject(conn, RejectReason::Policy, &reply);
-                    return Flow::Continue;
+        // The message is safe on disk. Its checks and plans are awaited
+        // here, up to scan_in_session, so that a refusal can be given in
+        // the session; checks that take longer are carried out after the
+        // 250, where a refusal becomes a block.
+        use crate::policy::execute::{self, Answer};
+        let (handoff, mut verdict) = tokio::sync::oneshot::channel();
+        {
+            let (gw, env, raw) = (self.gw.clone(), envelope.clone(), bytes.clone());
+            tokio::spawn(async move {
+                let v = execute::judge(&gw, &env, raw.clone(), true).await;
+                // The session gave up waiting: carry it out here.
+                if let Err(v) = handoff.send(v) {
+                    execute::execute(&gw, env, raw, v, false).await;
                 }
-            }
+            });
+        }
+        let answer = match tokio::time::timeout(execute::session_wait(&self.gw), &mut verdict).await
+        {
+            Ok(Ok(v)) => execute::execute(&self.gw, envelope, bytes, v, true).await,
+            // The task ended without a verdict (it cannot, short of a bug):
+            // the message stays unchecked in the spool for the next start.
+            Ok(Err(_)) => Answer::Accepted,
             Err(_) => {
-                tracing::info!(target: "scan", queue_id = %id,
-                    "The scan goes on after the reply (timeouts.scan_in_session).");
-                MessageAccepted {
-                    envelope: &envelope,
+                // A verdict that came in the same instant is carried out in
+                // the background like any later one.
+                verdict.close();
+                if let Ok(v) = verdict.try_recv() {
+                    let gw = self.gw.clone();
+                    tokio::spawn(async move {
+                        execute::execute(&gw, envelope, bytes, v, false).await;
+                    });
                 }
-                .emit(&self.gw.stats);
-                let gw = self.gw.clone();
-                tokio::spawn(async move {
-                    let outcome = scan.await;
-                    crate::screen::settle(&gw, envelope, outcome, &policy, &group, false).await;
-                });
+                tracing::info!(target: "scan", queue_id = %id,
+                    "The checks go on after the reply (timeouts.scan_in_session).");
+                Answer::Accepted
+            }
+        };
+        match answer {
+            Answer::Accepted => {}
+            Answer::Refused(reply) => {
+                self.reject(conn, RejectReason::Policy, &reply);
+                return Flow::Continue;
+            }
+            Answer::TempFail(reply) => {
+                self.reject(conn, RejectReason::Tempfail, &reply);
+                return Flow::Continue;
             }
         }
         self.messages += 1;

@@ -147,13 +147,51 @@ impl Index {
     }
 }
 
+/// One record to append.
+#[derive(Debug, Clone)]
+pub struct Record {
+    pub kind: RecordKind,
+    pub envelope: Envelope,
+    /// The message bytes (accepted records only). Shared, not copied: the
+    /// session keeps the bytes for the checks.
+    pub data: Option<Arc<Vec<u8>>>,
+}
+
+impl Record {
+    /// A new message, or new bytes for one already spooled (same ID).
+    pub fn accepted(envelope: Envelope, data: impl Into<Arc<Vec<u8>>>) -> Record {
+        Record {
+            kind: RecordKind::Accepted,
+            envelope,
+            data: Some(data.into()),
+        }
+    }
+
+    /// A new state of a message's envelope.
+    pub fn updated(envelope: Envelope) -> Record {
+        Record {
+            kind: RecordKind::Updated,
+            envelope,
+            data: None,
+        }
+    }
+
+    /// The message has left the queue.
+    pub fn removed(envelope: Envelope) -> Record {
+        Record {
+            kind: RecordKind::Removed,
+            envelope,
+            data: None,
+        }
+    }
+}
+
 /// One request to the writer thread.
 pub(crate) enum Op {
+    /// Records made durable by one flush and acknowledged together: after
+    /// a crash, either all of them were acknowledged or none was.
     Append {
-        kind: RecordKind,
-        envelope: Box<Envelope>,
-        /// Shared, not copied: the session keeps the bytes for the scan.
-        data: Option<Arc<Vec<u8>>>,
+        records: Vec<Record>,
         done: oneshot::Sender<Result<(), String>>,
     },
     Compact,
@@ -214,14 +252,24 @@ impl Spool {
         envelope: &Envelope,
         data: Option<Arc<Vec<u8>>>,
     ) -> Result<(), SpoolError> {
+        self.commit(vec![Record {
+            kind,
+            envelope: envelope.clone(),
+            data,
+        }])
+        .await
+    }
+
+    /// Appends `records` together: one flush covers all of them, and they
+    /// are acknowledged together (a message's groups and notifications,
+    /// and its own new state, are never half written).
+    pub async fn commit(&self, records: Vec<Record>) -> Result<(), SpoolError> {
+        if records.is_empty() {
+            return Ok(());
+        }
         let (done, wait) = oneshot::channel();
         self.tx
-            .send(Op::Append {
-                kind,
-                envelope: Box::new(envelope.clone()),
-                data,
-                done,
-            })
+            .send(Op::Append { records, done })
             .await
             .map_err(|_| SpoolError::WriterGone)?;
         match wait.await {

@@ -20,6 +20,7 @@ fn envelope(n: u32) -> Envelope {
         is_bounce: false,
         scanned: false,
         added_headers: String::new(),
+        tls: false,
     }
 }
 

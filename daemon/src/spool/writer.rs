@@ -144,8 +144,12 @@ impl Writer {
             while ops.len() < MAX_BATCH && bytes < MAX_BATCH_BYTES {
                 match rx.try_recv() {
                     Ok(op) => {
-                        if let Op::Append { data: Some(d), .. } = &op {
-                            bytes += d.len();
+                        if let Op::Append { records, .. } = &op {
+                            bytes += records
+                                .iter()
+                                .filter_map(|r| r.data.as_ref())
+                                .map(|d| d.len())
+                                .sum::<usize>();
                         }
                         ops.push(op);
                     }
@@ -158,12 +162,7 @@ impl Writer {
             let mut appends = Vec::with_capacity(ops.len());
             for op in ops {
                 match op {
-                    Op::Append {
-                        kind,
-                        envelope,
-                        data,
-                        done,
-                    } => appends.push((kind, envelope, data, done)),
+                    Op::Append { records, done } => appends.push((records, done)),
                     Op::Compact => compact = true,
                     Op::Maintain => maintain = true,
                     Op::Stop(done) => stop = Some(done),
@@ -188,12 +187,7 @@ impl Writer {
 
     fn write_batch(
         &mut self,
-        appends: Vec<(
-            RecordKind,
-            Box<crate::envelope::Envelope>,
-            Option<Arc<Vec<u8>>>,
-            oneshot::Sender<Result<(), String>>,
-        )>,
+        appends: Vec<(Vec<super::Record>, oneshot::Sender<Result<(), String>>)>,
     ) {
         // Free dead space before new data lands in a segment that only dead
         // messages use: once a live message is written there, the segment
@@ -206,7 +200,7 @@ impl Writer {
             if let Err(e) = self.rotate() {
                 let msg = e.to_string();
                 self.failed(&msg);
-                for (_, _, _, done) in appends {
+                for (_, done) in appends {
                     let _ = done.send(Err(msg.clone()));
                 }
                 return;
@@ -214,29 +208,39 @@ impl Writer {
         }
         let mut buf = Vec::new();
         let mut pending = Vec::with_capacity(appends.len());
-        for (kind, envelope, data, done) in appends {
-            let env = match serde_json::to_vec(&envelope) {
-                Ok(v) => v,
-                Err(e) => {
-                    let _ = done.send(Err(format!("cannot encode envelope: {e}")));
-                    continue;
+        'ops: for (records, done) in appends {
+            // Encoded first, so that a record that cannot be encoded fails
+            // its whole group before anything of it is written.
+            let mut envs = Vec::with_capacity(records.len());
+            for r in &records {
+                match serde_json::to_vec(&r.envelope) {
+                    Ok(v) => envs.push(v),
+                    Err(e) => {
+                        let _ = done.send(Err(format!("cannot encode envelope: {e}")));
+                        continue 'ops;
+                    }
                 }
-            };
-            let start = self.segment.len + buf.len() as u64;
-            let data: &[u8] = data.as_deref().map_or(&[], Vec::as_slice);
-            let data_at = record::encode(&mut buf, kind, &env, data);
-            let loc = (kind == RecordKind::Accepted).then_some(Location {
-                segment: self.segment.number,
-                offset: start + data_at,
-                len: data.len() as u64,
-            });
-            pending.push(Pending {
-                kind,
-                id: envelope.id.clone(),
-                envelope: env,
-                loc,
-                done: Some(done),
-            });
+            }
+            let last = records.len().saturating_sub(1);
+            let mut done = Some(done);
+            for (i, (r, env)) in records.into_iter().zip(envs).enumerate() {
+                let start = self.segment.len + buf.len() as u64;
+                let data: &[u8] = r.data.as_deref().map_or(&[], Vec::as_slice);
+                let data_at = record::encode(&mut buf, r.kind, &env, data);
+                let loc = (r.kind == RecordKind::Accepted).then_some(Location {
+                    segment: self.segment.number,
+                    offset: start + data_at,
+                    len: data.len() as u64,
+                });
+                pending.push(Pending {
+                    kind: r.kind,
+                    id: r.envelope.id.clone(),
+                    envelope: env,
+                    loc,
+                    // The group is acknowledged once, with its last record.
+                    done: if i == last { done.take() } else { None },
+                });
+            }
         }
         let result = self
             .segment

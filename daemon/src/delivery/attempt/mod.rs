@@ -280,6 +280,14 @@ impl Delivery {
                 }
             }
         }
+        // The outgoing archive gets what was sent, before the message
+        // leaves the spool (after a crash it is sent and archived again,
+        // under the same entry).
+        if decision.done && cfg.archive.outgoing {
+            if let Ok(message) = &data {
+                self.archive_sent(&env, message).await;
+            }
+        }
         let persisted = if decision.done {
             self.gw.spool.remove(&env).await
         } else {
@@ -419,6 +427,50 @@ impl Delivery {
         Vec::new()
     }
 
+    /// Copies a delivered message, as sent, to the outgoing archive.
+    async fn archive_sent(&self, env: &Envelope, message: &Arc<Vec<u8>>) {
+        use crate::envelope::RcptState;
+        let delivered: Vec<String> = env
+            .rcpts
+            .iter()
+            .filter(|r| matches!(r.state, RcptState::Delivered { .. }))
+            .map(|r| r.address.clone())
+            .collect();
+        if delivered.is_empty() {
+            return;
+        }
+        let meta = crate::store::EntryMeta {
+            queue_id: env.id.0.clone(),
+            received: env.received_at,
+            sender: env.mail_from.clone(),
+            recipients: delivered,
+            client_ip: env.client_ip.to_string(),
+            helo: env.helo.clone(),
+            statuses: Vec::new(),
+            findings: Vec::new(),
+            group: String::new(),
+            reason: "outgoing".into(),
+            size: message.len() as u64,
+        };
+        let direction = crate::store::Direction::Outgoing;
+        match self
+            .gw
+            .stores
+            .archive(direction)
+            .put(&env.id.0, message, &meta)
+            .await
+        {
+            Ok(bytes) => crate::events::MessageArchived {
+                id: &env.id,
+                direction,
+                bytes,
+            }
+            .emit(&self.gw.stats),
+            Err(e) => tracing::error!(target: "backup", queue_id = %env.id, error = %e,
+                "Cannot copy a delivered message to the outgoing archive."),
+        }
+    }
+
     /// Builds, spools and queues the DSNs of a decision.
     async fn queue_dsns(
         &self,
@@ -478,6 +530,7 @@ impl Delivery {
                 is_bounce: true,
                 scanned: true,
                 added_headers: String::new(),
+                tls: false,
             };
             match self.gw.spool.accept(&dsn_env, bytes).await {
                 Ok(()) => {

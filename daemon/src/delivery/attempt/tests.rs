@@ -26,6 +26,7 @@ fn env(rcpts: &[(&str, Option<&str>)]) -> Envelope {
         is_bounce: false,
         scanned: false,
         added_headers: String::new(),
+        tls: false,
     }
 }
 

@@ -205,6 +205,7 @@ mod tests {
             is_bounce: false,
             scanned: false,
             added_headers: String::new(),
+            tls: false,
         }
     }
 

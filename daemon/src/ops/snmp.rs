@@ -32,7 +32,7 @@ pub enum Trap {
     },
     BasesReloaded,
     UpdateStatus {
-        result: crate::bases::UpdateResult,
+        result: crate::check::bases::UpdateResult,
         message: String,
     },
     ObsoleteBases,
@@ -102,7 +102,7 @@ fn extras(gw: &Gateway, snap: &mailward_metrics::Snapshot) -> view::Extras {
             .reload_failures
             .load(std::sync::atomic::Ordering::Relaxed) as u32,
         groups,
-        bases_obsolete: crate::bases::is_obsolete(
+        bases_obsolete: crate::check::bases::is_obsolete(
             bases.as_ref(),
             cfg.bases.obsolete_after.get(),
             chrono::Utc::now().timestamp(),
@@ -374,7 +374,7 @@ pub async fn watch(gw: Arc<Gateway>, snmp: Arc<Snmp>) {
         }
         if now >= next_obsolete_check {
             let bases = gw.bases();
-            if crate::bases::is_obsolete(
+            if crate::check::bases::is_obsolete(
                 bases.as_ref(),
                 cfg.bases.obsolete_after.get(),
                 chrono::Utc::now().timestamp(),

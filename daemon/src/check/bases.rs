@@ -243,11 +243,11 @@ pub fn validate(dir: &Path) -> Result<BasesInfo, BasesError> {
 pub const DEFAULT_SET: &[(&str, &str)] = &[
     (
         "manifest.toml",
-        include_str!("../../bases/default/manifest.toml"),
+        include_str!("../../../bases/default/manifest.toml"),
     ),
     (
         "mailward-default.yar",
-        include_str!("../../bases/default/mailward-default.yar"),
+        include_str!("../../../bases/default/mailward-default.yar"),
     ),
 ];
 

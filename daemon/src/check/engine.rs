@@ -1,5 +1,8 @@
 //! The scan engine: the compiled rules in use and the pool of worker
-//! threads that scan with them.
+//! threads that run the checks (and the policy decisions that need the
+//! parsed message) with them. The work itself is given as a closure that
+//! receives the worker's [`Tools`]: the engine knows threads and rules, not
+//! what a verdict is.
 //!
 //! - One compiled rule set is shared by all workers (yara-x `Rules` is
 //!   immutable and thread-safe); each worker has its own `Scanner`.
@@ -12,14 +15,12 @@
 //!   started with, and a set that fails to compile never replaces one that
 //!   works.
 
-use super::{scan_message_within, MemoryPool, ScanOutcome};
-use crate::bases::{BasesError, BasesInfo};
-use crate::config::Policy;
+use super::{MemoryPool, Tools};
+use crate::check::bases::{BasesError, BasesInfo};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Duration;
 use tokio::sync::oneshot;
 
 /// One compiled rule set.
@@ -33,12 +34,8 @@ pub struct Loaded {
     generation: u64,
 }
 
-struct Job {
-    data: Arc<Vec<u8>>,
-    policy: Arc<Policy>,
-    timeout: Duration,
-    done: oneshot::Sender<ScanOutcome>,
-}
+/// One piece of work for a worker; it sends its own result.
+type Job = Box<dyn FnOnce(&mut Tools<'_, '_>) + Send>;
 
 pub struct Engine {
     loaded: RwLock<Arc<Loaded>>,
@@ -125,55 +122,36 @@ impl Engine {
         Ok(info)
     }
 
-    /// Queues one message for a worker; the receiver gets the outcome.
-    pub fn submit(
+    /// Queues `work` for a worker; the receiver gets its result, or an
+    /// error when no worker can run it or it failed (a panic in a parser
+    /// costs one message's verdict, never the worker).
+    pub fn run<R: Send + 'static>(
         &self,
-        data: Arc<Vec<u8>>,
-        policy: Arc<Policy>,
-        timeout: Duration,
-    ) -> oneshot::Receiver<ScanOutcome> {
+        work: impl FnOnce(&mut Tools<'_, '_>) -> R + Send + 'static,
+    ) -> oneshot::Receiver<R> {
         let (done, rx) = oneshot::channel();
-        let job = Job {
-            data,
-            policy,
-            timeout,
-            done,
-        };
+        let job: Job = Box::new(move |tools| {
+            let _ = done.send(work(tools));
+        });
         self.waiting.fetch_add(1, Ordering::Relaxed);
         let sent = match self.jobs.lock() {
-            Ok(tx) => tx.send(job).map_err(|e| e.0),
-            Err(_) => Err(job),
+            Ok(tx) => tx.send(job).is_ok(),
+            Err(_) => false,
         };
-        if let Err(job) = sent {
+        if !sent {
             self.waiting.fetch_sub(1, Ordering::Relaxed);
-            let _ = job.done.send(ScanOutcome::failed(
-                "no scan worker is running (see the log)",
-                Duration::ZERO,
-            ));
+            tracing::error!(target: "scan", "No scan worker is running; the message gets av/error.");
         }
         rx
-    }
-
-    /// Scans one message and waits for the outcome.
-    pub async fn scan(
-        &self,
-        data: Arc<Vec<u8>>,
-        policy: Arc<Policy>,
-        timeout: Duration,
-    ) -> ScanOutcome {
-        let started = std::time::Instant::now();
-        self.submit(data, policy, timeout)
-            .await
-            .unwrap_or_else(|_| ScanOutcome::failed("the scan worker stopped", started.elapsed()))
     }
 }
 
 fn load(dir: &Path, generation: u64) -> Result<Loaded, BasesError> {
-    let info = crate::bases::read(dir)?.ok_or_else(|| BasesError::Manifest {
+    let info = crate::check::bases::read(dir)?.ok_or_else(|| BasesError::Manifest {
         path: dir.join("manifest.toml"),
         problem: "missing: no signature bases installed".into(),
     })?;
-    let (rules, count) = crate::bases::compile(dir)?;
+    let (rules, count) = crate::check::bases::compile(dir)?;
     Ok(Loaded {
         rules: Some(rules),
         info: Some(info),
@@ -206,31 +184,17 @@ fn worker(engine: &Engine, rx: &Mutex<Receiver<Job>>) {
                 break;
             }
             engine.waiting.fetch_sub(1, Ordering::Relaxed);
-            let started = std::time::Instant::now();
-            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                scan_message_within(
-                    scanner.as_mut(),
-                    loaded.info.as_ref(),
-                    &job.data,
-                    &job.policy,
-                    job.timeout,
-                    &engine.pool,
-                )
-            }));
-            match result {
-                Ok(outcome) => {
-                    let _ = job.done.send(outcome);
-                }
-                Err(_) => {
-                    // A bug in a parser must cost one message's verdict,
-                    // not the worker: answer "error" and start afresh.
-                    tracing::error!(target: "scan", "The scanner failed on a message (internal error); its status is av/error.");
-                    let _ = job.done.send(ScanOutcome::failed(
-                        "internal scanner error",
-                        started.elapsed(),
-                    ));
-                    break;
-                }
+            let mut tools = Tools {
+                scanner: scanner.as_mut(),
+                bases: loaded.info.as_ref(),
+                pool: &engine.pool,
+            };
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(&mut tools)));
+            if result.is_err() {
+                // The job's result sender is gone with the unwinding: its
+                // caller sees the failure. Start afresh with a new scanner.
+                tracing::error!(target: "scan", "A check failed on a message (internal error); its status is av/error.");
+                break;
             }
         }
     }

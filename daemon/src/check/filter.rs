@@ -8,7 +8,42 @@
 //! whatever its declared type. The rule reported (statistics, logs,
 //! raw records) is the include that matched, as `name:GLOB` or `mime:GLOB`.
 
+use super::{Check, Context, Finding, Kind, Report, Tools};
 use crate::config::{Pattern, Policy};
+
+/// The content filter as a check: each group's rules over every object.
+/// Its findings are the group's own (another group may filter nothing).
+pub struct ContentFilter;
+
+impl Check for ContentFilter {
+    fn name(&self) -> &'static str {
+        "filter"
+    }
+
+    fn wanted(&self, policy: &Policy) -> bool {
+        policy.check_av
+    }
+
+    fn run(&self, cx: &mut Context<'_, '_, '_>, _tools: &mut Tools<'_, '_>, report: &mut Report) {
+        for p in cx.partitions.iter().filter(|p| self.wanted(&p.policy)) {
+            if report.filtered.contains_key(&p.group) {
+                continue;
+            }
+            let filters = Filters::new(&p.policy);
+            let found: Vec<Finding> = cx
+                .unpacked
+                .objects
+                .iter()
+                .filter_map(|o| {
+                    filters
+                        .check(o.name.as_deref(), &o.mime)
+                        .map(|rule| Finding::new(Kind::Filtered, rule, o.path.clone(), o.part))
+                })
+                .collect();
+            report.filtered.insert(p.group.clone(), found);
+        }
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct Filters {

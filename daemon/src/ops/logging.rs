@@ -2,9 +2,9 @@
 //!
 //! The log categories of the configuration (`config app smtp scan cfilter
 //! spam policy delivery backup notif admin`) are tracing targets: code logs
-//! with `info!(target: "smtp", ...)`, and events from module
-//! `mailward::CATEGORY` (e.g. `mailward::smtp::session`) count as that
-//! category too; other events of this crate are `app`. `log.options` becomes
+//! with `info!(target: "smtp", ...)`, and events without a target count
+//! by their module ([`module_of`]: `mailward::smtp::session` is `smtp`,
+//! `mailward::check::av` is `scan`); other events of this crate are `app`. `log.options` becomes
 //! an `EnvFilter` (see [`directives`]); the environment variable
 //! `MAILWARD_LOG`, when set, replaces it with an `EnvFilter` of its own for
 //! debugging. Lines go to stderr or are appended to a file, as text or JSON.
@@ -207,13 +207,28 @@ pub fn directives(options: &[String]) -> Result<String, LogError> {
     for category in LOG_CATEGORIES {
         let level = filter_level(level_of(category));
         out.push(format!("{category}={level}"));
-        if *category == "app" {
-            out.push(format!("mailward={level}"));
-        } else {
-            out.push(format!("mailward::{category}={level}"));
+        if let Some(module) = module_of(category) {
+            out.push(format!("{module}={level}"));
         }
     }
     Ok(out.join(","))
+}
+
+/// The module whose events (those without a target) count as `category`.
+pub fn module_of(category: &str) -> Option<&'static str> {
+    Some(match category {
+        "app" => "mailward",
+        "config" => "mailward::config",
+        "smtp" => "mailward::smtp",
+        "scan" => "mailward::check",
+        "cfilter" => "mailward::check::filter",
+        "policy" => "mailward::policy",
+        "delivery" => "mailward::delivery",
+        "backup" => "mailward::store",
+        "notif" => "mailward::policy::notify",
+        "admin" => "mailward::ops",
+        _ => return None,
+    })
 }
 
 #[cfg(test)]
@@ -250,7 +265,7 @@ mod tests {
             has(&d, "smtp=trace") && has(&d, "mailward::smtp=trace"),
             "{d}"
         );
-        assert!(has(&d, "scan=off") && has(&d, "mailward::scan=off"), "{d}");
+        assert!(has(&d, "scan=off") && has(&d, "mailward::check=off"), "{d}");
         assert!(has(&d, "delivery=debug"), "{d}");
         assert!(has(&d, "spam=warn"), "{d}");
         assert!(has(&d, "config=info") && has(&d, "mailward=info"), "{d}");

@@ -4,6 +4,8 @@
 //! the source does not trip other scanners.
 
 use super::*;
+use crate::config::Action;
+use crate::policy::verdict::{scan_message, ScanOutcome};
 use std::io::Write;
 
 fn eicar() -> Vec<u8> {
@@ -15,8 +17,8 @@ fn eicar() -> Vec<u8> {
 fn rules() -> yara_x::Rules {
     let dir = tempfile::tempdir().unwrap();
     let av = dir.path().join("av");
-    assert!(crate::bases::install_default(&av).unwrap());
-    crate::bases::compile(&av).unwrap().0
+    assert!(crate::check::bases::install_default(&av).unwrap());
+    crate::check::bases::compile(&av).unwrap().0
 }
 
 fn policy() -> Policy {
@@ -119,7 +121,7 @@ Content-Transfer-Encoding: quoted-printable\r\n\r\n{}\r\n",
             "uuencoded",
             format!(
                 "Subject: t\r\n\r\nSee the file:\r\n\r\n{}\r\n",
-                super::uuencode::encode("eicar.com", &e).replace('\n', "\r\n")
+                super::unpack::uuencode::encode("eicar.com", &e).replace('\n', "\r\n")
             )
             .into_bytes(),
         ),
@@ -128,7 +130,7 @@ Content-Transfer-Encoding: quoted-printable\r\n\r\n{}\r\n",
             format!(
                 "Subject: t\r\nMIME-Version: 1.0\r\nContent-Type: application/octet-stream; \
 name=\"eicar.com\"\r\nContent-Transfer-Encoding: x-uuencode\r\n\r\n{}",
-                super::uuencode::encode("eicar.com", &e).replace('\n', "\r\n")
+                super::unpack::uuencode::encode("eicar.com", &e).replace('\n', "\r\n")
             )
             .into_bytes(),
         ),

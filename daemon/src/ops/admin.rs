@@ -5,6 +5,7 @@
 
 use crate::envelope::{Envelope, QueueId, RcptState};
 use crate::gateway::Gateway;
+use crate::store::Direction;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -41,15 +42,60 @@ pub enum AdminError {
 #[serde(tag = "cmd", rename_all = "snake_case")]
 pub enum Request {
     QueueList,
-    QueueShow { id: String },
+    QueueShow {
+        id: String,
+    },
     QueueFlush,
-    QueueRemove { id: String },
+    QueueRemove {
+        id: String,
+    },
     BasesStatus,
-    BasesUpdate { from: Option<String> },
+    BasesUpdate {
+        from: Option<String>,
+    },
     BasesRollback,
     StatsShow,
     StatsWrite,
     StatsReset,
+    QuarantineList {
+        #[serde(flatten)]
+        filter: super::stores::Filter,
+    },
+    QuarantineShow {
+        id: String,
+    },
+    QuarantineRelease {
+        id: String,
+        to: Option<String>,
+    },
+    QuarantineRemove {
+        id: String,
+    },
+    QuarantinePurge {
+        older_than: u64,
+    },
+    ArchiveList {
+        #[serde(flatten)]
+        filter: super::stores::Filter,
+        direction: Option<Direction>,
+    },
+    ArchiveShow {
+        id: String,
+        direction: Option<Direction>,
+    },
+    ArchiveSend {
+        id: String,
+        direction: Option<Direction>,
+        to: Option<String>,
+    },
+    ArchiveRemove {
+        id: String,
+        direction: Option<Direction>,
+    },
+    ArchivePurge {
+        older_than: u64,
+        direction: Option<Direction>,
+    },
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -134,13 +180,79 @@ fn parse_id(id: &str) -> Result<QueueId, Response> {
         Ok(QueueId(id.to_string()))
     } else {
         Err(err(format!(
-            "`{id}` is not a queue ID (16 upper-case hex digits, as `mailward queue list` shows)"
+            "`{id}` is not a queue ID (16 upper-case hex digits, maybe with a .N suffix, as `mailward queue list` shows)"
         )))
     }
 }
 
+/// The reply to a store command.
+fn answer(r: Result<serde_json::Value, String>) -> Response {
+    r.map_or_else(err, ok)
+}
+
 async fn handle(gw: &Gateway, req: Request) -> Response {
+    use super::stores;
+    let archives = |d: Option<Direction>| match d {
+        Some(d) => vec![d],
+        None => vec![Direction::Incoming, Direction::Outgoing],
+    };
     match req {
+        Request::QuarantineList { filter } => answer(
+            stores::list(&gw.stores.quarantine, filter, None)
+                .await
+                .and_then(|l| serde_json::to_value(l).map_err(|e| e.to_string())),
+        ),
+        Request::QuarantineShow { id } => answer(stores::show(&gw.stores.quarantine, id).await),
+        Request::QuarantineRelease { id, to } => answer(stores::release(gw, id, to).await),
+        Request::QuarantineRemove { id } => answer(stores::remove(&gw.stores.quarantine, id).await),
+        Request::QuarantinePurge { older_than } => {
+            answer(stores::purge(&gw.stores.quarantine, older_than).await)
+        }
+        Request::ArchiveList { filter, direction } => {
+            let mut all = Vec::new();
+            for d in archives(direction) {
+                match stores::list(gw.stores.archive(d), filter.clone(), Some(d)).await {
+                    Ok(l) => all.extend(l),
+                    Err(e) => return err(e),
+                }
+            }
+            all.sort_by(|a, b| (&a.stored, &a.id).cmp(&(&b.stored, &b.id)));
+            answer(serde_json::to_value(all).map_err(|e| e.to_string()))
+        }
+        Request::ArchiveShow { id, direction } => {
+            let (store, _) = stores::archive_of(gw, &id, direction);
+            answer(stores::show(&store, id).await)
+        }
+        Request::ArchiveSend { id, direction, to } => {
+            let (store, d) = stores::archive_of(gw, &id, direction);
+            let what = format!("archive {}", d.as_str());
+            answer(
+                stores::send_again(gw, &store, id.clone(), to, &what)
+                    .await
+                    .map(|(q, to)| {
+                        tracing::info!(target: "admin", archive_id = %id, queue_id = %q,
+                            to = %to.join(","), "Archived message sent again.");
+                        serde_json::json!({ "id": id, "queue_id": q.0, "to": to })
+                    }),
+            )
+        }
+        Request::ArchiveRemove { id, direction } => {
+            let (store, _) = stores::archive_of(gw, &id, direction);
+            answer(stores::remove(&store, id).await)
+        }
+        Request::ArchivePurge {
+            older_than,
+            direction,
+        } => {
+            let mut removed = 0;
+            for d in archives(direction) {
+                match stores::purge(gw.stores.archive(d), older_than).await {
+                    Ok(v) => removed += v["removed"].as_u64().unwrap_or(0),
+                    Err(e) => return err(e),
+                }
+            }
+            ok(serde_json::json!({ "removed": removed }))
+        }
         Request::QueueList => {
             let items: Vec<QueueItem> = gw.queue.list().iter().map(QueueItem::from).collect();
             serde_json::to_value(items).map_or_else(|e| err(e.to_string()), ok)
@@ -164,7 +276,7 @@ async fn handle(gw: &Gateway, req: Request) -> Response {
         Request::BasesUpdate { from } => bases_update(gw, from).await,
         Request::BasesRollback => bases_rollback(gw).await,
         Request::StatsShow => ok(gw.snapshot().to_json()),
-        Request::StatsWrite => match crate::stats_file::write(gw) {
+        Request::StatsWrite => match crate::ops::stats_file::write(gw) {
             Ok(path) => ok(serde_json::json!({ "path": path })),
             Err(e) => err(e.to_string()),
         },
@@ -206,7 +318,7 @@ async fn handle(gw: &Gateway, req: Request) -> Response {
 fn bases_status(gw: &Gateway) -> Response {
     use std::sync::atomic::Ordering::Relaxed;
     let cfg = gw.config();
-    let info = |b: Option<crate::bases::BasesInfo>| {
+    let info = |b: Option<crate::check::bases::BasesInfo>| {
         b.map(|b| {
             serde_json::json!({
                 "version": b.version, "released": b.released, "records": b.records, "loaded_at": b.loaded_at,
@@ -214,10 +326,10 @@ fn bases_status(gw: &Gateway) -> Response {
         })
     };
     // The previous set is not loaded: it has no load time.
-    let previous = crate::bases::read(&crate::bases::previous_dir(&cfg.bases.av))
+    let previous = crate::check::bases::read(&crate::check::bases::previous_dir(&cfg.bases.av))
         .ok()
         .flatten()
-        .map(|b| crate::bases::BasesInfo { loaded_at: 0, ..b });
+        .map(|b| crate::check::bases::BasesInfo { loaded_at: 0, ..b });
     let current = gw.bases();
     let result = mailward_metrics::catalogue::UPDATE_RESULTS
         .get(gw.update_last_result.load(Relaxed))
@@ -225,7 +337,7 @@ fn bases_status(gw: &Gateway) -> Response {
         .unwrap_or("unknown");
     ok(serde_json::json!({
         "directory": cfg.bases.av,
-        "obsolete": crate::bases::is_obsolete(
+        "obsolete": crate::check::bases::is_obsolete(
             current.as_ref(),
             cfg.bases.obsolete_after.get(),
             chrono::Utc::now().timestamp()
@@ -240,7 +352,7 @@ fn bases_status(gw: &Gateway) -> Response {
 }
 
 async fn bases_update(gw: &Gateway, from: Option<String>) -> Response {
-    use crate::bases::UpdateResult;
+    use crate::check::bases::UpdateResult;
     let cfg = gw.config();
     let from =
         from.or_else(|| (!cfg.bases.update_from.is_empty()).then(|| cfg.bases.update_from.clone()));
@@ -248,8 +360,9 @@ async fn bases_update(gw: &Gateway, from: Option<String>) -> Response {
         return err("no source to update from: give --from DIR or set bases.update_from".into());
     };
     let dir = cfg.bases.av.clone();
-    let source = crate::bases::source_dir(&from);
-    let outcome = tokio::task::spawn_blocking(move || crate::bases::install(&dir, &source)).await;
+    let source = crate::check::bases::source_dir(&from);
+    let outcome =
+        tokio::task::spawn_blocking(move || crate::check::bases::install(&dir, &source)).await;
     match outcome {
         Ok(Ok((result, info))) => {
             let message = match result {
@@ -278,17 +391,17 @@ async fn bases_update(gw: &Gateway, from: Option<String>) -> Response {
 
 async fn bases_rollback(gw: &Gateway) -> Response {
     let dir = gw.config().bases.av.clone();
-    match tokio::task::spawn_blocking(move || crate::bases::rollback(&dir)).await {
+    match tokio::task::spawn_blocking(move || crate::check::bases::rollback(&dir)).await {
         Ok(Ok(info)) => {
             let message = format!(
                 "Rolled back to bases {} ({} records).",
                 info.version, info.records
             );
             match gw
-                .update_attempted(crate::bases::UpdateResult::RolledBack, message)
+                .update_attempted(crate::check::bases::UpdateResult::RolledBack, message)
                 .await
             {
-                (crate::bases::UpdateResult::Error, message) => err(message),
+                (crate::check::bases::UpdateResult::Error, message) => err(message),
                 (_, message) => {
                     ok(serde_json::json!({ "result": "RolledBack", "message": message }))
                 }

@@ -1,0 +1,308 @@
+//! The check pipeline (DESIGN 1): one MIME parse of a spooled message, one
+//! decomposition of it into objects ([`unpack`]: parts, nested messages,
+//! uuencoded files, archive members), then an ordered list of checks, each
+//! adding what it finds to one [`Report`]: the anti-virus check ([`av`],
+//! YARA rules of the signature bases) and the content filter ([`filter`],
+//! names and MIME types), later the spam check.
+//!
+//! The checks report; they never decide. What happens to the message is the
+//! policy's: `policy::plan::decide` reads the report with each policy
+//! group's settings. Evidence that is the same for every group (a virus is
+//! a virus) is kept once; evidence that depends on a group's settings (its
+//! filter rules) is kept per group.
+//!
+//! Everything here is synchronous CPU work on bytes: [`engine`] runs it on
+//! the scan worker threads, never on the async runtime.
+
+pub mod av;
+pub mod bases;
+pub mod engine;
+pub mod filter;
+pub mod unpack;
+
+use crate::check::bases::BasesInfo;
+use crate::config::Policy;
+use crate::envelope::Envelope;
+pub use engine::Engine;
+use mail_parser::{Message, MessageParser};
+pub use mailward_metrics::event::{AvStatus, SpamStatus};
+use std::collections::BTreeMap;
+use std::sync::{Arc, LazyLock};
+use std::time::{Duration, Instant};
+pub use unpack::budget::MemoryPool;
+use unpack::Unpacked;
+
+/// The parser of the pipeline, built once. Only the MIME headers are parsed:
+/// types, names, encodings and boundaries are all the checks and the part
+/// edits read. The others (Received, addresses, dates) are skipped unparsed:
+/// mail-parser's default parses them all, which took a tenth of the scan
+/// step on a 1 KiB message (bench/scan-bench.sh).
+static PARSER: LazyLock<MessageParser> = LazyLock::new(|| {
+    MessageParser::new()
+        .with_mime_headers()
+        .default_header_ignore()
+});
+
+/// Parses a message as the pipeline does (None: not a message at all).
+pub fn parse(raw: &[u8]) -> Option<Message<'_>> {
+    PARSER.parse(raw)
+}
+
+/// What one finding means, from least to most severe (the order decides
+/// the message status).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Kind {
+    Filtered,
+    Error,
+    Protected,
+    Suspicious,
+    Infected,
+}
+
+impl Kind {
+    pub fn status(self) -> AvStatus {
+        match self {
+            Kind::Filtered => AvStatus::Filtered,
+            Kind::Error => AvStatus::Error,
+            Kind::Protected => AvStatus::Protected,
+            Kind::Suspicious => AvStatus::Suspicious,
+            Kind::Infected => AvStatus::Infected,
+        }
+    }
+}
+
+/// One thing found in a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    pub kind: Kind,
+    /// The detection (rule identifier), the filter rule (`name:*.exe`) or
+    /// the problem ("encrypted", "damaged zip archive: ...").
+    pub name: String,
+    /// Where: "invoice.zip/docs/readme.exe", "part 1".
+    pub path: String,
+    /// The top-level MIME part it was found under (None: the message as a
+    /// whole could not be parsed).
+    pub part: Option<usize>,
+}
+
+impl Finding {
+    pub fn new(
+        kind: Kind,
+        name: impl Into<String>,
+        path: impl Into<String>,
+        part: Option<usize>,
+    ) -> Finding {
+        Finding {
+            kind,
+            name: name.into(),
+            path: path.into(),
+            part,
+        }
+    }
+}
+
+/// A policy group's share of a message: its recipients (indices into the
+/// envelope's) and the policy in force for them.
+#[derive(Debug, Clone)]
+pub struct Partition {
+    /// The group's name; "" for the default group (`[policy]`).
+    pub group: String,
+    pub policy: Arc<Policy>,
+    pub rcpts: Vec<usize>,
+}
+
+/// What the checks found about one message, for policy to judge.
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    /// Whether the anti-virus check ran (a group with `check_av` wanted it).
+    pub av_checked: bool,
+    /// What it found, and what could not be looked into: the same for
+    /// every group.
+    pub av: Vec<Finding>,
+    /// Content-filter findings by group name (each group has its rules).
+    pub filtered: BTreeMap<String, Vec<Finding>>,
+    /// Objects looked at (parts, nested messages, members, decoded files).
+    pub objects: usize,
+    /// Unpacking stopped because the workers' shared memory was in use.
+    pub memory_refused: bool,
+    /// The signature bases the anti-virus check used.
+    pub bases: Option<BasesInfo>,
+    /// Time the pipeline took.
+    pub duration: Duration,
+}
+
+impl Report {
+    /// A report for a message that could not be checked at all (no worker,
+    /// an internal error): `av/error`, never a silent "clean".
+    pub fn failed(problem: &str, duration: Duration) -> Report {
+        Report {
+            av_checked: true,
+            av: vec![Finding::new(Kind::Error, problem, "message", None)],
+            duration,
+            ..Report::default()
+        }
+    }
+
+    /// The findings that count for one group: the anti-virus ones when its
+    /// policy checks for viruses, and its own content-filter ones.
+    pub fn findings_for<'r>(
+        &'r self,
+        group: &str,
+        policy: &Policy,
+    ) -> impl Iterator<Item = &'r Finding> + 'r {
+        let av = policy.check_av.then_some(self.av.iter());
+        let filtered = policy
+            .check_av
+            .then(|| self.filtered.get(group).map(|v| v.iter()))
+            .flatten();
+        av.into_iter()
+            .flatten()
+            .chain(filtered.into_iter().flatten())
+    }
+
+    /// The anti-virus status for one group (None: it does not check).
+    pub fn av_status(&self, group: &str, policy: &Policy) -> Option<AvStatus> {
+        policy.check_av.then(|| {
+            self.findings_for(group, policy)
+                .map(|f| f.kind)
+                .max()
+                .map_or(AvStatus::Clean, Kind::status)
+        })
+    }
+
+    /// The spam status for one group (None: it does not check). There is
+    /// no spam check yet: a checked message is `as/clean`.
+    pub fn spam_status(&self, policy: &Policy) -> Option<SpamStatus> {
+        policy.check_spam.then_some(SpamStatus::Clean)
+    }
+
+    /// Detection names (infected and suspicious), each once.
+    pub fn viruses(&self) -> Vec<String> {
+        unique(
+            self.av
+                .iter()
+                .filter(|f| matches!(f.kind, Kind::Infected | Kind::Suspicious))
+                .map(|f| f.name.clone()),
+        )
+    }
+
+    /// Filter rules that matched for a group, each once.
+    pub fn filter_rules(&self, group: &str) -> Vec<String> {
+        unique(
+            self.filtered
+                .get(group)
+                .into_iter()
+                .flatten()
+                .map(|f| f.name.clone()),
+        )
+    }
+}
+
+/// Each name once, in the order first seen.
+pub fn unique(names: impl Iterator<Item = String>) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for n in names {
+        if !out.contains(&n) {
+            out.push(n);
+        }
+    }
+    out
+}
+
+/// What a check is given: the message, taken apart, and the groups its
+/// recipients fall in.
+pub struct Context<'a, 'm, 'p> {
+    pub envelope: &'a Envelope,
+    pub raw: &'m [u8],
+    pub message: Option<&'m Message<'m>>,
+    pub unpacked: &'a mut Unpacked<'m, 'p>,
+    pub partitions: &'a [Partition],
+}
+
+/// The worker's own tools: its YARA scanner (None: no bases loaded), and
+/// what every worker shares.
+pub struct Tools<'w, 'r> {
+    pub scanner: Option<&'w mut yara_x::Scanner<'r>>,
+    pub bases: Option<&'w BasesInfo>,
+    pub pool: &'w MemoryPool,
+}
+
+/// One check of the pipeline. A new check is a new file with one of these,
+/// and one line in [`run`]: the others do not change.
+pub trait Check {
+    /// For logs.
+    fn name(&self) -> &'static str;
+    /// Whether a group's policy asks for this check.
+    fn wanted(&self, policy: &Policy) -> bool;
+    /// Adds what it finds to `report`.
+    fn run(&self, cx: &mut Context<'_, '_, '_>, tools: &mut Tools<'_, '_>, report: &mut Report);
+}
+
+/// Runs every check that some partition wants, in order, on one message
+/// (the deadline is `timeout` from now, for all of them together).
+pub fn run(
+    envelope: &Envelope,
+    raw: &[u8],
+    partitions: &[Partition],
+    tools: &mut Tools<'_, '_>,
+    timeout: Duration,
+) -> Report {
+    let started = Instant::now();
+    let checks: [&dyn Check; 2] = [&av::Av, &filter::ContentFilter];
+    let wanted: Vec<&dyn Check> = checks
+        .into_iter()
+        .filter(|c| partitions.iter().any(|p| c.wanted(&p.policy)))
+        .collect();
+    let mut report = Report::default();
+    if wanted.is_empty() {
+        return report;
+    }
+    // A message in several groups is taken apart to the deepest and
+    // largest limits among them.
+    let depth = partitions
+        .iter()
+        .map(|p| p.policy.max_scan_depth)
+        .max()
+        .unwrap_or(0);
+    let size = partitions
+        .iter()
+        .map(|p| p.policy.max_unpacked_size.0)
+        .max()
+        .unwrap_or(0);
+    let parsed = parse(raw);
+    let mut unpacked = unpack::unpack(
+        parsed.as_ref(),
+        raw,
+        depth,
+        unpack::budget::Budget::new(size, tools.pool),
+        started + timeout,
+    );
+    if parsed.is_none() {
+        unpacked.findings.push(Finding::new(
+            Kind::Error,
+            "not a parseable message",
+            "message",
+            None,
+        ));
+    }
+    let mut cx = Context {
+        envelope,
+        raw,
+        message: parsed.as_ref(),
+        unpacked: &mut unpacked,
+        partitions,
+    };
+    for check in wanted {
+        check.run(&mut cx, tools, &mut report);
+    }
+    report.objects = unpacked.objects.len();
+    report.memory_refused = unpacked.memory_refused();
+    // What could not be looked into counts where the viruses do: a part
+    // that could not be unpacked is av/error for every group.
+    report.av.append(&mut unpacked.findings);
+    report.duration = started.elapsed();
+    report
+}
+
+#[cfg(test)]
+mod tests;

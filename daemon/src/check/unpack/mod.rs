@@ -1,0 +1,380 @@
+//! Taking a message apart for the checks: every leaf MIME part
+//! (transfer-decoded), every message nested in it, every uuencoded file (in
+//! a text body, or a part sent as `x-uuencode`) and every member of a zip,
+//! gzip or tar archive, down to `max_scan_depth` levels, within the
+//! unpacking budget ([`budget`]) and the deadline. Each becomes an
+//! [`Object`]; what cannot be looked into becomes a finding (encrypted:
+//! protected; damaged, too deep, over a limit, out of time: error). The
+//! checks look at the objects; none of them unpacks anything itself.
+//!
+//! Objects are tied to the top-level MIME part they were found under,
+//! because that is the unit the actions work on: an infected file inside a
+//! zip attachment, or inside a forwarded message, makes the whole
+//! attachment the part to remove or replace.
+
+pub mod archive;
+pub mod budget;
+pub(crate) mod uuencode;
+
+use super::{Finding, Kind};
+use archive::Member;
+use budget::{Budget, Exhausted};
+use mail_parser::{Encoding, Message, MessagePart, MimeHeaders, PartType};
+use std::borrow::Cow;
+use std::time::Instant;
+
+/// Nesting is capped here whatever `max_scan_depth` says: a zip that
+/// contains itself must not recurse until the stack runs out.
+pub const DEPTH_CAP: u32 = 32;
+
+/// One thing a check may look at.
+#[derive(Debug)]
+pub struct Object<'m> {
+    /// The top-level MIME part it was found under (None: the message as a
+    /// whole could not be parsed).
+    pub part: Option<usize>,
+    /// Where it is: "invoice.zip/docs/readme.exe", "part 1".
+    pub path: String,
+    /// Its file name, when it has one (attachments, members).
+    pub name: Option<String>,
+    /// "type/subtype", lower case.
+    pub mime: String,
+    /// Its bytes, decoded; empty for a nested message (its parts are
+    /// objects of their own).
+    pub data: Cow<'m, [u8]>,
+    /// The object it was found in (an archive, a text holding uuencoded
+    /// files), so that a check does not report the same thing twice.
+    pub parent: Option<usize>,
+    /// A nested message: named and typed, but its bytes are its parts.
+    pub is_message: bool,
+}
+
+/// A message taken apart.
+pub struct Unpacked<'m, 'p> {
+    pub objects: Vec<Object<'m>>,
+    /// What could not be looked into.
+    pub findings: Vec<Finding>,
+    /// The bytes unpacked, held until the checks are done.
+    pub budget: Budget<'p>,
+    pub deadline: Instant,
+    timed_out: bool,
+    max_depth: u32,
+}
+
+/// The content type of a part as "type/subtype", lower case.
+pub fn mime_of(part: &MessagePart<'_>) -> String {
+    match part.content_type() {
+        Some(ct) => match ct.subtype() {
+            Some(sub) => format!("{}/{}", ct.ctype(), sub).to_ascii_lowercase(),
+            None => ct.ctype().to_ascii_lowercase(),
+        },
+        None if part.is_message() => "message/rfc822".into(),
+        None => "text/plain".into(),
+    }
+}
+
+/// The transfer-decoded bytes of a part. mail-parser converts text parts
+/// to UTF-8 from their charset; a scanner needs the bytes as sent, so for
+/// text the raw body is decoded here when it is at hand.
+///
+/// A part mail-parser could not decode (`is_encoding_problem`: the last
+/// part of a multipart that lacks its closing delimiter, for one) it keeps
+/// as undecoded text; such a part is decoded here by the transfer encoding
+/// its header declares, as a mail client would show it.
+fn part_bytes<'m>(part: &'m MessagePart<'_>, raw: Option<&[u8]>) -> Cow<'m, [u8]> {
+    let encoding = if part.is_encoding_problem {
+        declared_encoding(part)
+    } else {
+        part.encoding
+    };
+    if let (true, Some(raw)) = (part.is_text(), raw) {
+        let (b, e) = (part.offset_body as usize, part.offset_end as usize);
+        if b <= e && e <= raw.len() {
+            if let Some(d) = decode(encoding, &raw[b..e]) {
+                return Cow::Owned(d);
+            }
+        }
+    }
+    if part.is_encoding_problem && encoding != Encoding::None {
+        if let Some(d) = decode(encoding, part.contents()) {
+            return Cow::Owned(d);
+        }
+    }
+    Cow::Borrowed(part.contents())
+}
+
+/// The transfer encoding a part's header declares.
+fn declared_encoding(part: &MessagePart<'_>) -> Encoding {
+    match part.content_transfer_encoding().map(str::trim) {
+        Some(e) if e.eq_ignore_ascii_case("base64") => Encoding::Base64,
+        Some(e) if e.eq_ignore_ascii_case("quoted-printable") => Encoding::QuotedPrintable,
+        _ => Encoding::None,
+    }
+}
+
+fn decode(encoding: Encoding, body: &[u8]) -> Option<Vec<u8>> {
+    match encoding {
+        Encoding::None => Some(body.to_vec()),
+        Encoding::Base64 => mail_parser::decoders::base64::base64_decode(body),
+        Encoding::QuotedPrintable => {
+            mail_parser::decoders::quoted_printable::quoted_printable_decode(body)
+        }
+    }
+}
+
+/// Takes `raw` apart, using its parse when there is one.
+pub fn unpack<'m, 'p>(
+    parsed: Option<&'m Message<'m>>,
+    raw: &'m [u8],
+    max_depth: u32,
+    budget: Budget<'p>,
+    deadline: Instant,
+) -> Unpacked<'m, 'p> {
+    let mut u = Unpacked {
+        objects: Vec::new(),
+        findings: Vec::new(),
+        budget,
+        deadline,
+        timed_out: false,
+        max_depth: max_depth.min(DEPTH_CAP),
+    };
+    match parsed {
+        Some(msg) => u.message(msg, Some(raw), None, "", 0),
+        None => u.object(
+            None,
+            None,
+            "message".into(),
+            None,
+            "message/rfc822".into(),
+            Cow::Borrowed(raw),
+            0,
+        ),
+    }
+    u
+}
+
+impl<'m> Unpacked<'m, '_> {
+    fn find(&mut self, part: Option<usize>, kind: Kind, name: impl Into<String>, path: &str) {
+        self.findings.push(Finding::new(kind, name, path, part));
+    }
+
+    /// Checks the deadline; reports it once.
+    pub fn out_of_time(&mut self, part: Option<usize>, path: &str) -> bool {
+        if !self.timed_out && Instant::now() >= self.deadline {
+            self.time_is_up(part, path);
+        }
+        self.timed_out
+    }
+
+    /// The checks of this message stop here: `av/error`.
+    pub fn time_is_up(&mut self, part: Option<usize>, path: &str) {
+        if !self.timed_out {
+            self.timed_out = true;
+            self.find(
+                part,
+                Kind::Error,
+                "scan time limit (timeouts.scan) reached",
+                path,
+            );
+        }
+    }
+
+    /// Whether the shared pool ran out for this message.
+    pub fn memory_refused(&self) -> bool {
+        self.budget.exhausted == Some(Exhausted::Shared)
+    }
+
+    /// Walks a parsed message. `raw` is its bytes when offsets into them
+    /// are valid (the top-level message); `top` the top-level part that a
+    /// nested message hangs under.
+    fn message(
+        &mut self,
+        msg: &'m Message<'m>,
+        raw: Option<&[u8]>,
+        top: Option<usize>,
+        path: &str,
+        depth: u32,
+    ) {
+        for (i, part) in msg.parts.iter().enumerate() {
+            if matches!(part.body, PartType::Multipart(_)) {
+                continue;
+            }
+            let unit = top.or(Some(i));
+            let name = part.attachment_name();
+            let label = match name {
+                Some(n) => n.to_string(),
+                None => format!("part {}", i + 1),
+            };
+            let here = if path.is_empty() {
+                label
+            } else {
+                format!("{path}/{label}")
+            };
+            if self.out_of_time(unit, &here) {
+                return;
+            }
+            let mime = mime_of(part);
+            match &part.body {
+                PartType::Message(inner) => {
+                    self.objects.push(Object {
+                        part: unit,
+                        path: here.clone(),
+                        name: name.map(str::to_string),
+                        mime,
+                        data: Cow::Borrowed(&[]),
+                        parent: None,
+                        is_message: true,
+                    });
+                    if depth + 1 > self.max_depth {
+                        self.find(
+                            unit,
+                            Kind::Error,
+                            "nested deeper than max_scan_depth",
+                            &here,
+                        );
+                    } else {
+                        self.message(inner, None, unit, &here, depth + 1);
+                    }
+                }
+                _ => {
+                    let data = part_bytes(part, raw);
+                    self.object(
+                        unit,
+                        None,
+                        here,
+                        name.map(str::to_string),
+                        mime,
+                        data,
+                        depth,
+                    );
+                }
+            }
+        }
+    }
+
+    /// Adds one object, then whatever is inside it.
+    #[allow(clippy::too_many_arguments)]
+    fn object(
+        &mut self,
+        part: Option<usize>,
+        parent: Option<usize>,
+        path: String,
+        name: Option<String>,
+        mime: String,
+        data: Cow<'m, [u8]>,
+        depth: u32,
+    ) {
+        if self.out_of_time(part, &path) {
+            return;
+        }
+        let format = archive::detect(&data);
+        let uuencoded = format.is_none()
+            && ((mime.starts_with("text/") && memchr_begin(&data)) || starts_uuencoded(&data));
+        let index = self.objects.len();
+        let holds_more = format.is_some() || uuencoded;
+        self.objects.push(Object {
+            part,
+            path: path.clone(),
+            name: name.clone(),
+            mime,
+            data,
+            parent,
+            is_message: false,
+        });
+        if !holds_more {
+            return;
+        }
+        // Borrowed back while what is inside is added after it (no copy),
+        // and put in place again below.
+        let inner = std::mem::take(&mut self.objects[index].data);
+        self.inside(index, format, &inner, depth);
+        self.objects[index].data = inner;
+    }
+
+    /// Adds what is inside object `index`: archive members, or the files
+    /// uuencoded in it.
+    fn inside(&mut self, index: usize, format: Option<archive::Format>, inner: &[u8], depth: u32) {
+        let (part, path, name) = {
+            let o = &self.objects[index];
+            (o.part, o.path.clone(), o.name.clone())
+        };
+        if let Some(format) = format {
+            if depth + 1 > self.max_depth {
+                self.find(
+                    part,
+                    Kind::Error,
+                    "nested deeper than max_scan_depth",
+                    &path,
+                );
+                return;
+            }
+            let members = archive::unpack(
+                format,
+                name.as_deref().unwrap_or("archive"),
+                inner,
+                &mut self.budget,
+                self.deadline,
+            );
+            for m in members {
+                match m {
+                    Member::File { name: n, data: d } => self.object(
+                        part,
+                        Some(index),
+                        format!("{path}/{n}"),
+                        Some(n),
+                        "application/octet-stream".into(),
+                        Cow::Owned(d),
+                        depth + 1,
+                    ),
+                    Member::Encrypted { name: n } => {
+                        self.find(part, Kind::Protected, "encrypted", &format!("{path}/{n}"))
+                    }
+                    Member::Damaged { problem } => self.find(
+                        part,
+                        Kind::Error,
+                        format!("damaged {} archive: {problem}", format.as_str()),
+                        &path,
+                    ),
+                    Member::Limit { problem } => self.find(part, Kind::Error, problem, &path),
+                }
+            }
+        } else {
+            for f in uuencode::find(inner) {
+                let at = format!("{path}/{}", f.name);
+                if depth + 1 > self.max_depth {
+                    self.find(part, Kind::Error, "nested deeper than max_scan_depth", &at);
+                    continue;
+                }
+                let n = f.data.len() as u64;
+                if self.budget.grant(n) < n {
+                    let why = self.budget.exhausted.unwrap_or(Exhausted::Message);
+                    self.find(part, Kind::Error, why.problem(), &at);
+                    return;
+                }
+                self.object(
+                    part,
+                    Some(index),
+                    at,
+                    Some(f.name),
+                    "application/octet-stream".into(),
+                    Cow::Owned(f.data),
+                    depth + 1,
+                );
+            }
+        }
+    }
+}
+
+/// Whether a text may hold a uuencoded block (a cheap test before parsing).
+fn memchr_begin(data: &[u8]) -> bool {
+    data.windows(6).any(|w| w == b"begin ")
+}
+
+/// Whether an object of any type is itself a uuencoded file (it starts
+/// with a `begin ` line). mail-parser does not decode a part sent with
+/// `Content-Transfer-Encoding: x-uuencode`: it arrives here as that text,
+/// typed as its attachment (`application/octet-stream`).
+fn starts_uuencoded(data: &[u8]) -> bool {
+    let text = data.trim_ascii_start();
+    text.starts_with(b"begin ")
+}

@@ -1,0 +1,322 @@
+//! The command line (clap): `mailward run | check-config | config | queue |
+//! bases | stats | quarantine | archive`.
+//! Every command has `--help` with an example.
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "mailward",
+    version,
+    about = "Mailward: an SMTP filtering gateway that relays, scans and reports.",
+    after_help = "Examples:\n  mailward run                          # on the embedded default configuration\n  mailward run --config /etc/mailward/mailward.toml\n  mailward check-config --config mailward.toml\n  mailward queue list --config mailward.toml"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct ConfigArg {
+    /// The configuration file (TOML). Without it, the embedded default
+    /// configuration is used (see `mailward config default`).
+    #[arg(long, short = 'c', value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Runs the gateway in the foreground until SIGTERM or SIGINT.
+    #[command(
+        after_help = "Signals: SIGHUP reloads the configuration (a bad one is refused and the running one kept); SIGTERM/SIGINT stop gracefully.\nExit status: 0 after a clean stop, 64 for a bad configuration, 71 when the gateway cannot start (port in use, spool unreadable).\n\nExample:\n  mailward run --config mailward.toml"
+    )]
+    Run(ConfigArg),
+    /// Validates a configuration file and prints every problem as FILE:LINE: key: problem.
+    #[command(
+        after_help = "Exit status: 0 when valid, 1 when not.\n\nExample:\n  mailward check-config --config mailward.toml"
+    )]
+    CheckConfig(ConfigArg),
+    /// Prints configuration documents.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Lists, shows, retries or removes messages in the working queue of the running daemon.
+    #[command(subcommand)]
+    Queue(QueueCommand),
+    /// Shows, updates or rolls back the signature bases of the running daemon.
+    #[command(subcommand)]
+    Bases(BasesCommand),
+    /// Shows, writes or resets the statistics of the running daemon.
+    #[command(subcommand)]
+    Stats(StatsCommand),
+    /// Lists, shows, releases, removes or purges quarantined messages.
+    #[command(subcommand)]
+    Quarantine(QuarantineCommand),
+    /// Lists, shows, sends again, removes or purges archived messages.
+    #[command(subcommand)]
+    Archive(ArchiveCommand),
+}
+
+/// `--status` and `--since` of the list commands.
+#[derive(Debug, Args)]
+pub struct ListFilter {
+    /// Prints one JSON object per line (for scripts) instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Only entries with this status, e.g. av/infected (av/all, as/all for any).
+    #[arg(long, value_name = "STATUS")]
+    pub status: Option<String>,
+    /// Only entries stored within this long, e.g. 2h, 7d.
+    #[arg(long, value_name = "DURATION", value_parser = duration)]
+    pub since: Option<u64>,
+}
+
+/// A duration like "30m" or "7d", in seconds.
+fn duration(s: &str) -> Result<u64, String> {
+    s.parse::<crate::config::Dur>()
+        .map(|d| d.get().as_secs())
+        .map_err(|e| e.to_string())
+}
+
+#[derive(Debug, Subcommand)]
+pub enum QuarantineCommand {
+    /// Lists quarantined messages: ID, age, size, why, sender and recipients.
+    #[command(
+        after_help = "Example:\n  mailward quarantine list --since 1d --status av/infected --config mailward.toml\n  mailward quarantine list --json --config mailward.toml | jq -r .id"
+    )]
+    List {
+        #[command(flatten)]
+        filter: ListFilter,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Shows one quarantined message: what Mailward knows about it, then the message.
+    #[command(
+        after_help = "Example:\n  mailward quarantine show 1A22E10E77891C7A --config mailward.toml\n  mailward quarantine show 1A22E10E77891C7A --raw --config mailward.toml > message.eml"
+    )]
+    Show {
+        /// The entry ID (from `quarantine list`: the queue ID, maybe with a .N suffix).
+        id: String,
+        /// Prints only the message, byte for byte as it was received.
+        #[arg(long)]
+        raw: bool,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Queues a quarantined message for its recipients (or --to), without checking it again.
+    #[command(
+        after_help = "The entry stays (with the release noted) until it expires or is removed.\n\nExample:\n  mailward quarantine release 1A22E10E77891C7A --config mailward.toml\n  mailward quarantine release 1A22E10E77891C7A --to analyst@example.com --config mailward.toml"
+    )]
+    Release {
+        /// The entry ID.
+        id: String,
+        /// Sends it to this address instead of its recipients.
+        #[arg(long, value_name = "ADDRESS")]
+        to: Option<String>,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Removes one quarantined message for good.
+    #[command(
+        after_help = "Example:\n  mailward quarantine remove 1A22E10E77891C7A --config mailward.toml"
+    )]
+    Remove {
+        /// The entry ID.
+        id: String,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Removes every quarantined message stored longer ago than a duration.
+    #[command(
+        after_help = "Example:\n  mailward quarantine purge --older-than 14d --config mailward.toml"
+    )]
+    Purge {
+        /// e.g. 14d, 12h.
+        #[arg(long, value_name = "DURATION", value_parser = duration)]
+        older_than: u64,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+}
+
+/// `--incoming` / `--outgoing`.
+#[derive(Debug, Args)]
+pub struct WhichArchive {
+    /// Only the archive of incoming mail (as received).
+    #[arg(long, conflicts_with = "outgoing")]
+    pub incoming: bool,
+    /// Only the archive of outgoing mail (as delivered).
+    #[arg(long)]
+    pub outgoing: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ArchiveCommand {
+    /// Lists archived messages, incoming and outgoing.
+    #[command(
+        after_help = "Example:\n  mailward archive list --since 1d --config mailward.toml\n  mailward archive list --outgoing --json --config mailward.toml"
+    )]
+    List {
+        #[command(flatten)]
+        filter: ListFilter,
+        #[command(flatten)]
+        which: WhichArchive,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Shows one archived message.
+    #[command(
+        after_help = "Example:\n  mailward archive show 1A22E10E77891C7A --raw --config mailward.toml"
+    )]
+    Show {
+        /// The entry ID.
+        id: String,
+        /// Prints only the message.
+        #[arg(long)]
+        raw: bool,
+        #[command(flatten)]
+        which: WhichArchive,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Queues an archived message again, for its recipients or --to.
+    #[command(
+        after_help = "Example:\n  mailward archive send 1A22E10E77891C7A --to legal@example.com --config mailward.toml"
+    )]
+    Send {
+        /// The entry ID.
+        id: String,
+        /// Sends it to this address instead of its recipients.
+        #[arg(long, value_name = "ADDRESS")]
+        to: Option<String>,
+        #[command(flatten)]
+        which: WhichArchive,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Removes one archived message.
+    #[command(
+        after_help = "Example:\n  mailward archive remove 1A22E10E77891C7A --config mailward.toml"
+    )]
+    Remove {
+        /// The entry ID.
+        id: String,
+        #[command(flatten)]
+        which: WhichArchive,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Removes every archived message stored longer ago than a duration.
+    #[command(
+        after_help = "Example:\n  mailward archive purge --older-than 365d --config mailward.toml"
+    )]
+    Purge {
+        /// e.g. 365d.
+        #[arg(long, value_name = "DURATION", value_parser = duration)]
+        older_than: u64,
+        #[command(flatten)]
+        which: WhichArchive,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BasesCommand {
+    /// Shows the bases in use, the previous set kept for rollback, and the last update.
+    #[command(after_help = "Example:\n  mailward bases status --config mailward.toml")]
+    Status {
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Installs a new set (checked first; the current one is kept for rollback).
+    #[command(
+        after_help = "The source is a directory of .yar files with a manifest.toml (version, released, records).\nWithout --from, bases.update_from is used.\n\nExample:\n  mailward bases update --from /srv/mailward-bases/2026-11-24 --config mailward.toml"
+    )]
+    Update {
+        /// A directory (or file:// URL) holding the new set.
+        #[arg(long, value_name = "DIR")]
+        from: Option<String>,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Goes back to the previous set (and keeps the current one as the previous).
+    #[command(after_help = "Example:\n  mailward bases rollback --config mailward.toml")]
+    Rollback {
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StatsCommand {
+    /// Prints the statistics as a table (or the stats file's JSON with --json).
+    #[command(after_help = "Example:\n  mailward stats show --config mailward.toml")]
+    Show {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Prints the JSON of the statistics file instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Writes the statistics file (`statistics.destination`) now.
+    #[command(after_help = "Example:\n  mailward stats write --config mailward.toml")]
+    Write {
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Zeroes the counters and top-N tables; SNMP and Prometheus see the new discontinuity time.
+    #[command(after_help = "Example:\n  mailward stats reset --config mailward.toml")]
+    Reset {
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Prints the embedded default configuration, with a comment on every key.
+    #[command(after_help = "Example:\n  mailward config default > mailward.toml")]
+    Default,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum QueueCommand {
+    /// Lists queued messages: ID, size, age, sender, recipients and their state.
+    #[command(
+        after_help = "Example:\n  mailward queue list --config mailward.toml\n  mailward queue list --json --config mailward.toml | jq '.[].id'"
+    )]
+    List {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Prints a JSON array instead of a table (for scripts).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Shows one message: envelope, recipients' state and the message itself.
+    #[command(
+        after_help = "Example:\n  mailward queue show 0193F1A2B3C4D0001 --config mailward.toml"
+    )]
+    Show {
+        /// The queue ID (from the 250 reply, the logs or `queue list`).
+        id: String,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Retries every queued message now instead of waiting for its back-off.
+    #[command(after_help = "Example:\n  mailward queue flush --config mailward.toml")]
+    Flush {
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Removes a message from the queue without delivering it and without a bounce.
+    #[command(
+        after_help = "Example:\n  mailward queue remove 0193F1A2B3C4D0001 --config mailward.toml"
+    )]
+    Remove {
+        /// The queue ID.
+        id: String,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+}

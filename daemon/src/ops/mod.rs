@@ -1,0 +1,12 @@
+//! The operator's side of the gateway, beside the path of the mail: the
+//! command line and the admin socket it talks to, logging, the Prometheus
+//! endpoint, the SNMP subagent and notifications, and the statistics file.
+//! None of these holds up mail: they read snapshots and send commands.
+
+pub mod admin;
+pub mod cli;
+pub mod logging;
+pub mod metrics_http;
+pub mod snmp;
+pub mod stats_file;
+pub mod stores;

@@ -1,0 +1,250 @@
+//! The admin side of the quarantine and the archive: what the daemon does
+//! for `mailward quarantine ...` and `mailward archive ...` (list, show,
+//! release or send, remove, purge). The CLI only asks; the daemon, which
+//! owns the stores and the spool, does it, so that a released message is
+//! spooled durably and queued like any other.
+
+use crate::envelope::{Envelope, QueueId, Recipient};
+use crate::events::QuarantineReleased;
+use crate::gateway::Gateway;
+use crate::store::{Direction, Entry, Released, Store, StoreError};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
+/// Which entries `list` shows.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Filter {
+    /// Only entries with this status ("av/infected"; "av/all" for any AV
+    /// status).
+    #[serde(default)]
+    pub status: Option<String>,
+    /// Only entries stored in the last this many seconds.
+    #[serde(default)]
+    pub since: Option<u64>,
+}
+
+/// One entry as `list --json` prints it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Listed {
+    pub id: String,
+    pub queue_id: String,
+    /// When the message was received, RFC 3339.
+    pub received: String,
+    /// When the entry was stored, RFC 3339.
+    pub stored: String,
+    pub sender: String,
+    pub recipients: Vec<String>,
+    pub statuses: Vec<String>,
+    pub reason: String,
+    pub group: String,
+    pub size: u64,
+    pub client_ip: String,
+    pub findings: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub direction: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub released: Vec<Released>,
+}
+
+fn rfc3339(t: i64) -> String {
+    chrono::DateTime::from_timestamp(t, 0)
+        .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+        .unwrap_or_default()
+}
+
+impl Listed {
+    pub fn new(e: &Entry, direction: Option<Direction>) -> Listed {
+        Listed {
+            id: e.id.clone(),
+            queue_id: e.meta.queue_id.clone(),
+            received: rfc3339(e.meta.received),
+            stored: rfc3339(e.stored),
+            sender: e.meta.sender.clone(),
+            recipients: e.meta.recipients.clone(),
+            statuses: e.meta.statuses.clone(),
+            reason: e.meta.reason.clone(),
+            group: e.meta.group.clone(),
+            size: e.meta.size,
+            client_ip: e.meta.client_ip.clone(),
+            findings: e.meta.findings.clone(),
+            direction: direction.map(|d| d.as_str().to_string()),
+            released: e.released.clone(),
+        }
+    }
+}
+
+fn matches(e: &Entry, f: &Filter, now: i64) -> bool {
+    let by_status = f.status.as_deref().is_none_or(|s| {
+        crate::config::Status::parse(s)
+            .map(|st| e.meta.statuses.iter().any(|x| st.covers(x)))
+            .unwrap_or(false)
+    });
+    let by_age = f
+        .since
+        .is_none_or(|secs| e.stored >= now.saturating_sub(secs as i64));
+    by_status && by_age
+}
+
+/// Runs blocking store work off the runtime.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, String> {
+    match tokio::task::spawn_blocking(work).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(e) => Err(format!("the store task failed: {e}")),
+    }
+}
+
+/// The entries of `store` that `filter` selects, oldest first.
+pub async fn list(
+    store: &Arc<Store>,
+    filter: Filter,
+    direction: Option<Direction>,
+) -> Result<Vec<Listed>, String> {
+    let s = store.clone();
+    let entries = blocking(move || s.list()).await?;
+    let now = chrono::Utc::now().timestamp();
+    if let Some(st) = &filter.status {
+        crate::config::Status::parse(st)?;
+    }
+    Ok(entries
+        .iter()
+        .filter(|e| matches(e, &filter, now))
+        .map(|e| Listed::new(e, direction))
+        .collect())
+}
+
+/// One entry and its message (as text, lossily, for the terminal).
+pub async fn show(store: &Arc<Store>, id: String) -> Result<serde_json::Value, String> {
+    let s = store.clone();
+    let (entry, bytes) = blocking(move || s.get(&id)).await?;
+    Ok(serde_json::json!({
+        "entry": Listed::new(&entry, None),
+        "message": String::from_utf8_lossy(&bytes),
+    }))
+}
+
+/// Queues the message of entry `id` again: for its original recipients,
+/// or `to`. It skips the checks (an administrator decided), gets a trace
+/// header saying where it came from, and is spooled before it is queued.
+/// Returns (the new queue ID, the recipients).
+pub async fn send_again(
+    gw: &Gateway,
+    store: &Arc<Store>,
+    id: String,
+    to: Option<String>,
+    what: &str,
+) -> Result<(QueueId, Vec<String>), String> {
+    let s = store.clone();
+    let entry_id = id.clone();
+    let (entry, bytes) = blocking(move || s.get(&entry_id)).await?;
+    let rcpts: Vec<String> = match to {
+        Some(a) => {
+            let a = a
+                .trim()
+                .trim_start_matches('<')
+                .trim_end_matches('>')
+                .to_string();
+            if !a.contains('@') || a.contains(char::is_whitespace) {
+                return Err(format!("`{a}` is not an address like user@example.com"));
+            }
+            vec![a]
+        }
+        None => entry.meta.recipients.clone(),
+    };
+    if rcpts.is_empty() {
+        return Err(format!("{id} has no recipients: give --to ADDRESS"));
+    }
+    let cfg = gw.config();
+    let new_id = QueueId::generate();
+    let client = entry
+        .meta
+        .client_ip
+        .parse()
+        .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST));
+    let mut env = Envelope::new(
+        new_id.clone(),
+        client,
+        entry.meta.helo.clone(),
+        entry.meta.sender.clone(),
+    );
+    env.rcpts = rcpts.iter().cloned().map(Recipient::new).collect();
+    env.scanned = true;
+    env.size = bytes.len() as u64;
+    env.eight_bit = bytes.iter().any(|&b| b >= 0x80);
+    env.added_headers = format!(
+        "Received: from {what} (entry {id}) by {} (Mailward) with local id {new_id};\r\n\t{}\r\n",
+        cfg.server.hostname,
+        chrono::Utc::now().to_rfc2822()
+    );
+    gw.spool
+        .accept(&env, bytes)
+        .await
+        .map_err(|e| format!("cannot spool the message: {e}"))?;
+    gw.queue.enqueue(env);
+    Ok((new_id, rcpts))
+}
+
+/// `quarantine release`: sends the message on, and records the release in
+/// the entry (which stays until it expires or is removed).
+pub async fn release(
+    gw: &Gateway,
+    id: String,
+    to: Option<String>,
+) -> Result<serde_json::Value, String> {
+    let store = gw.stores.quarantine.clone();
+    let (queue_id, rcpts) = send_again(gw, &store, id.clone(), to, "quarantine").await?;
+    let record = Released {
+        at: chrono::Utc::now().timestamp(),
+        queue_id: queue_id.0.clone(),
+        to: rcpts.clone(),
+    };
+    let (s, entry_id) = (store.clone(), id.clone());
+    if let Err(e) = blocking(move || s.released(&entry_id, record)).await {
+        tracing::warn!(target: "admin", quarantine_id = %id, error = %e,
+            "Released, but the release could not be noted in the entry.");
+    }
+    QuarantineReleased {
+        entry: &id,
+        queue_id: &queue_id,
+        to: &rcpts,
+    }
+    .emit(&gw.stats);
+    Ok(serde_json::json!({ "id": id, "queue_id": queue_id.0, "to": rcpts }))
+}
+
+/// `remove`: one entry.
+pub async fn remove(store: &Arc<Store>, id: String) -> Result<serde_json::Value, String> {
+    let s = store.clone();
+    let e = blocking(move || s.remove(&id)).await?;
+    tracing::info!(target: "admin", id = %e.id, "Store entry removed by an administrator.");
+    Ok(serde_json::json!({ "removed": e.id }))
+}
+
+/// `purge --older-than`: every entry stored more than `older_than` seconds ago.
+pub async fn purge(store: &Arc<Store>, older_than: u64) -> Result<serde_json::Value, String> {
+    let s = store.clone();
+    let before = chrono::Utc::now()
+        .timestamp()
+        .saturating_sub(older_than as i64);
+    let gone = blocking(move || s.purge(before)).await?;
+    tracing::info!(target: "admin", entries = gone.len(), "Store entries purged by an administrator.");
+    Ok(serde_json::json!({ "removed": gone.len() }))
+}
+
+/// The archive store of an entry: the one asked for, else incoming, then
+/// outgoing, whichever holds `id`.
+pub fn archive_of(gw: &Gateway, id: &str, direction: Option<Direction>) -> (Arc<Store>, Direction) {
+    if let Some(d) = direction {
+        return (gw.stores.archive(d).clone(), d);
+    }
+    let incoming = gw.stores.archive(Direction::Incoming);
+    if incoming.entry(id).is_ok() {
+        return (incoming.clone(), Direction::Incoming);
+    }
+    (
+        gw.stores.archive(Direction::Outgoing).clone(),
+        Direction::Outgoing,
+    )
+}

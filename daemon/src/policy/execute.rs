@@ -1,0 +1,402 @@
+//! Carrying out the plans of a spooled message (DESIGN 1): the checks and
+//! the plans are made on a scan worker ([`super::verdict`]); here they are
+//! done, in an order that a crash at any point can repeat without loss or
+//! duplicates, and everything that happens is said with events.
+//!
+//! 1. Quarantine copies (the message as received, with its metadata) and
+//!    the incoming archive copy are written durably, under names derived
+//!    from the queue ID (a second run writes the same entry again).
+//! 2. One spool commit holds what is delivered and the message's own new
+//!    state: the first delivered group keeps the queue ID (with new bytes
+//!    when its plan changed them), each other group that is delivered gets
+//!    its own copy `ID.N`, each notification `ID.nN`, and a message nothing
+//!    is delivered from is removed. Before that commit the message is
+//!    still "unchecked" in the spool; a crash there means it is checked
+//!    again at the next start (and counted again in the statistics).
+//! 3. The queue gets the deliverable messages.
+//!
+//! The SMTP session waits for this up to `timeouts.scan_in_session`, so that
+//! a refusal can still be given in the session; a message whose checks take
+//! longer got its 250 already, and its refusals become blocks. The one
+//! refusal possible after DATA is for the whole message: when only some
+//! groups refuse, their recipients are blocked instead and the others get
+//! the message.
+
+use super::plan::Delivery;
+use super::verdict::{Judged, Verdict};
+use crate::check::Partition;
+use crate::envelope::Envelope;
+use crate::events::{
+    MessageAccepted, MessageArchived, MessageBlocked, MessageChecked, MessageQuarantined,
+    NotificationQueued, ScanMemoryRefused,
+};
+use crate::gateway::Gateway;
+use crate::spool::Record;
+use crate::store::{Direction, EntryMeta};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Findings of one message logged one line each; the rest are summed up.
+pub const MAX_LOGGED_FINDINGS: usize = 20;
+
+/// What the SMTP client is told (when it still waits).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answer {
+    /// 250: the plans are carried out (or will be, after a restart).
+    Accepted,
+    /// Refused by content policy: this reply, nothing kept.
+    Refused(String),
+    /// A copy or the spool could not be written: try again later.
+    TempFail(String),
+}
+
+/// The groups of `env` and the checks and plans for them, on a scan
+/// worker. Never fails: a message the workers cannot check is `av/error`
+/// for every group that checks for viruses.
+pub async fn judge(gw: &Gateway, env: &Envelope, raw: Arc<Vec<u8>>, in_session: bool) -> Verdict {
+    let cfg = gw.config();
+    let partitions = super::partition(&cfg, env);
+    let timeout = cfg.timeouts.scan.get();
+    let started = std::time::Instant::now();
+    let job_env = env.clone();
+    let job_parts = partitions.clone();
+    let job = gw.scanner.run(move |tools| {
+        super::verdict::judge(&job_env, &raw, job_parts, tools, timeout, in_session)
+    });
+    match job.await {
+        Ok(v) => v,
+        Err(_) => Verdict::from_report(
+            crate::check::Report::failed("internal error in the checks", started.elapsed()),
+            partitions,
+            in_session,
+            env.mail_from.is_empty(),
+        ),
+    }
+}
+
+/// The ID of group `k` (of `n`) of a message: the queue ID itself when
+/// there is one group, else `ID.k`.
+fn group_id(env: &Envelope, k: usize, n: usize) -> crate::envelope::QueueId {
+    if n <= 1 {
+        env.id.clone()
+    } else {
+        env.id.derived(&(k + 1).to_string())
+    }
+}
+
+/// The envelope of one group's copy: its recipients only.
+fn group_envelope(env: &Envelope, p: &Partition) -> Envelope {
+    let mut e = env.clone();
+    e.rcpts = p
+        .rcpts
+        .iter()
+        .filter_map(|&i| env.rcpts.get(i).cloned())
+        .collect();
+    e
+}
+
+/// What a store keeps about a message beside its bytes: the recipients
+/// `rcpts` (indices), and what the checks and the policy made of it.
+fn meta(
+    env: &Envelope,
+    rcpts: &[usize],
+    statuses: Vec<String>,
+    findings: Vec<String>,
+    group: &str,
+    reason: &str,
+) -> EntryMeta {
+    EntryMeta {
+        queue_id: env.id.0.clone(),
+        received: env.received_at,
+        sender: env.mail_from.clone(),
+        recipients: rcpts
+            .iter()
+            .filter_map(|&i| env.rcpts.get(i).map(|r| r.address.clone()))
+            .collect(),
+        client_ip: env.client_ip.to_string(),
+        helo: env.helo.clone(),
+        statuses,
+        findings,
+        group: group.to_string(),
+        reason: reason.to_string(),
+        size: env.size,
+    }
+}
+
+/// The findings of a group, one line each.
+fn finding_lines(verdict: &Verdict, j: &Judged) -> Vec<String> {
+    verdict
+        .report
+        .findings_for(&j.partition.group, &j.partition.policy)
+        .map(|f| format!("{} {} in {}", f.kind.status().as_str(), f.name, f.path))
+        .collect()
+}
+
+/// Carries out `verdict` for the spooled message `env` (bytes `raw`).
+/// `in_session`: the client still waits for its reply to DATA.
+pub async fn execute(
+    gw: &Gateway,
+    env: Envelope,
+    raw: Arc<Vec<u8>>,
+    mut verdict: Verdict,
+    in_session: bool,
+) -> Answer {
+    let cfg = gw.config();
+    let refusing = |j: &Judged| matches!(j.plan.delivery, Delivery::Refuse(_));
+    if in_session && !verdict.groups.is_empty() && verdict.groups.iter().all(refusing) {
+        let reply = match &verdict.groups[0].plan.delivery {
+            Delivery::Refuse(r) => r.clone(),
+            _ => String::new(),
+        };
+        MessageChecked {
+            envelope: &env,
+            verdict: &verdict,
+            accepted: false,
+        }
+        .emit(&gw.stats);
+        if let Err(e) = gw.spool.remove(&env).await {
+            tracing::error!(target: "policy", queue_id = %env.id, error = %e,
+                "Cannot remove a refused message from the spool; it is checked again at the next start.");
+        }
+        tracing::info!(target: "policy", queue_id = %env.id, reply = %reply,
+            "Message refused by content policy.");
+        return Answer::Refused(reply);
+    }
+    // Past this point the message is accepted: a refusal for some groups
+    // (or after the 250) is a block for them.
+    for j in &mut verdict.groups {
+        if let Delivery::Refuse(_) = j.plan.delivery {
+            tracing::info!(target: "policy", queue_id = %env.id, group = %j.partition.group,
+                "The refusal of this group becomes a block: the message is accepted for other recipients, or the 250 was given.");
+            j.plan.delivery = Delivery::Block;
+        }
+    }
+    MessageAccepted { envelope: &env }.emit(&gw.stats);
+    MessageChecked {
+        envelope: &env,
+        verdict: &verdict,
+        accepted: true,
+    }
+    .emit(&gw.stats);
+    if verdict.report.memory_refused {
+        ScanMemoryRefused { id: &env.id }.emit(&gw.stats);
+    }
+    log_findings(&env, &verdict);
+
+    // 1. Copies that must exist before anything goes on.
+    let n = verdict.groups.len();
+    for (k, j) in verdict.groups.iter().enumerate() {
+        let Some(reason) = &j.plan.quarantine else {
+            continue;
+        };
+        let id = group_id(&env, k, n);
+        let m = meta(
+            &env,
+            &j.partition.rcpts,
+            j.plan.statuses(),
+            finding_lines(&verdict, j),
+            &j.partition.group,
+            reason,
+        );
+        match gw.stores.quarantine.put(&id.0, &raw, &m).await {
+            Ok(bytes) => MessageQuarantined {
+                id: &id,
+                group: &j.partition.group,
+                reason,
+                bytes,
+            }
+            .emit(&gw.stats),
+            Err(e) => {
+                tracing::error!(target: "policy", queue_id = %env.id, error = %e,
+                    "Cannot write the quarantine copy the policy asks for; the message is not delivered until it can be.");
+                return not_now(gw, &env, in_session).await;
+            }
+        }
+    }
+    if cfg.archive.incoming {
+        let mut statuses: Vec<String> = verdict
+            .groups
+            .iter()
+            .flat_map(|j| j.plan.statuses())
+            .collect();
+        statuses.sort();
+        statuses.dedup();
+        let findings = verdict
+            .report
+            .av
+            .iter()
+            .map(|f| format!("{} {} in {}", f.kind.status().as_str(), f.name, f.path))
+            .collect();
+        let all: Vec<usize> = (0..env.rcpts.len()).collect();
+        let m = meta(&env, &all, statuses, findings, "", "incoming");
+        match gw
+            .stores
+            .archive(Direction::Incoming)
+            .put(&env.id.0, &raw, &m)
+            .await
+        {
+            Ok(bytes) => MessageArchived {
+                id: &env.id,
+                direction: Direction::Incoming,
+                bytes,
+            }
+            .emit(&gw.stats),
+            Err(e) => {
+                tracing::error!(target: "policy", queue_id = %env.id, error = %e,
+                    "Cannot write the archive copy; the message is not delivered until it can be.");
+                return not_now(gw, &env, in_session).await;
+            }
+        }
+    }
+
+    // 2. One commit: the groups' copies, the notifications, the message.
+    let mut records = Vec::new();
+    let mut queued = Vec::new();
+    let mut blocked = Vec::new();
+    let mut notices = Vec::new();
+    let mut keeps_id = false;
+    for (k, j) in verdict.groups.iter().enumerate() {
+        match j.plan.delivery {
+            Delivery::Deliver => {
+                let mut e = group_envelope(&env, &j.partition);
+                e.scanned = true;
+                e.added_headers = j.plan.headers.clone();
+                let bytes: Option<Arc<Vec<u8>>> = j.bytes.clone().map(Arc::new);
+                if !keeps_id {
+                    keeps_id = true;
+                    match bytes {
+                        Some(b) => {
+                            e.size = b.len() as u64;
+                            records.push(Record::accepted(e.clone(), b));
+                        }
+                        None => records.push(Record::updated(e.clone())),
+                    }
+                } else {
+                    e.id = env.id.derived(&(k + 1).to_string());
+                    let b = bytes.unwrap_or_else(|| raw.clone());
+                    e.size = b.len() as u64;
+                    records.push(Record::accepted(e.clone(), b));
+                    tracing::info!(target: "policy", queue_id = %env.id, copy = %e.id,
+                        group = %j.partition.group, rcpts = e.rcpts.len(),
+                        "The recipients of this group get their own copy.");
+                }
+                queued.push(e);
+            }
+            Delivery::Block | Delivery::Refuse(_) => blocked.push(k),
+        }
+        for &to in &j.plan.notify {
+            let nid = env.id.derived(&format!("n{}", notices.len() + 1));
+            match super::notify::compose(&cfg, &env, &raw, j, &verdict, to, nid) {
+                Ok(Some((e, bytes))) => {
+                    records.push(Record::accepted(e.clone(), bytes));
+                    notices.push((to, e));
+                }
+                Ok(None) => {}
+                Err(problem) => tracing::error!(target: "notif", queue_id = %env.id,
+                    to = to.as_str(), problem = %problem, "Cannot make a notification."),
+            }
+        }
+    }
+    if !keeps_id {
+        records.push(Record::removed(env.clone()));
+    }
+    if let Err(e) = gw.spool.commit(records).await {
+        tracing::error!(target: "policy", queue_id = %env.id, error = %e,
+            "Cannot record what becomes of the message.");
+        return not_now(gw, &env, in_session).await;
+    }
+
+    // 3. The queue, and what happened.
+    for k in blocked {
+        let j = &verdict.groups[k];
+        MessageBlocked {
+            id: &env.id,
+            group: &j.partition.group,
+            status: &j.plan.shown_status(),
+            rcpts: j.partition.rcpts.len(),
+        }
+        .emit(&gw.stats);
+    }
+    for (to, e) in notices {
+        NotificationQueued {
+            about: &env.id,
+            id: &e.id,
+            to,
+            address: e.rcpts.first().map_or("", |r| r.address.as_str()),
+        }
+        .emit(&gw.stats);
+        gw.queue.enqueue(e);
+    }
+    for e in queued {
+        if e.size != env.size {
+            tracing::info!(target: "policy", queue_id = %e.id, size = e.size,
+                "Delivered as changed by policy (parts removed or replaced, subject marked).");
+        }
+        gw.queue.enqueue(e);
+    }
+    Answer::Accepted
+}
+
+/// What cannot be written stops the message here. In the session the
+/// client gets 451 and tries again later, so the spooled copy goes (or it
+/// would be delivered twice); after the session, the message stays
+/// unchecked in the spool and is checked again at the next start.
+async fn not_now(gw: &Gateway, env: &Envelope, in_session: bool) -> Answer {
+    if !in_session {
+        return Answer::Accepted;
+    }
+    if let Err(e) = gw.spool.remove(env).await {
+        tracing::error!(target: "policy", queue_id = %env.id, error = %e,
+            "Cannot remove the message after a 451 either; it may be delivered twice.");
+    }
+    Answer::TempFail("451 4.3.0 Local error writing the message, try again later".into())
+}
+
+/// One line per finding, up to a cap: an archive of 10,000 infected
+/// members must not write 10,000 lines (the statistics count them all).
+fn log_findings(env: &Envelope, verdict: &Verdict) {
+    let mut all: Vec<&crate::check::Finding> = verdict.report.av.iter().collect();
+    for f in verdict.report.filtered.values().flatten() {
+        if !all.contains(&f) {
+            all.push(f);
+        }
+    }
+    for f in all.iter().take(MAX_LOGGED_FINDINGS) {
+        tracing::info!(target: "scan", queue_id = %env.id, status = f.kind.status().as_str(),
+            detection = %f.name, object = %f.path, "Finding.");
+    }
+    if all.len() > MAX_LOGGED_FINDINGS {
+        let kinds: std::collections::BTreeSet<&str> = all[MAX_LOGGED_FINDINGS..]
+            .iter()
+            .map(|f| f.kind.status().as_str())
+            .collect();
+        tracing::info!(target: "scan", queue_id = %env.id,
+            more = all.len() - MAX_LOGGED_FINDINGS,
+            statuses = %kinds.into_iter().collect::<Vec<_>>().join(","),
+            "More findings in this message, not logged one by one.");
+    }
+}
+
+/// Checks a message found unchecked in the spool at start, then carries out
+/// its plans (a refusal is no longer possible: it becomes a block).
+pub async fn recheck(gw: Arc<Gateway>, env: Envelope) {
+    let data = match gw.spool.read(&env.id) {
+        Ok(d) => Arc::new(d),
+        Err(e) => {
+            tracing::error!(target: "scan", queue_id = %env.id, error = %e,
+                "Cannot read an unchecked message from the spool; it stays there.");
+            return;
+        }
+    };
+    let verdict = judge(&gw, &env, data.clone(), false).await;
+    execute(&gw, env, data, verdict, false).await;
+}
+
+/// How long the session waits before it gives its 250 anyway.
+pub fn session_wait(gw: &Gateway) -> Duration {
+    gw.config()
+        .timeouts
+        .scan_in_session
+        .get()
+        .max(Duration::from_millis(1))
+}

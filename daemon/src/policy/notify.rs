@@ -1,0 +1,429 @@
+//! Notifications: the messages Mailward sends about a checked message to its
+//! sender, its recipients and the administrator (`notify_sender`,
+//! `notify_recipients`, `notify_admin`), made from templates.
+//!
+//! - Templates use Jinja syntax (the `minijinja` crate). A built-in set is
+//!   compiled in (`policy/templates/`); a group's `notify_templates`
+//!   directory may hold its own `sender.txt`, `recipients.txt` and
+//!   `admin.txt`. A template starts with its `Subject:` line, then an empty
+//!   line, then the body.
+//! - Variables: see [`VARIABLES`]. `check-config` refuses a template with a
+//!   syntax error or an unknown variable, as `FILE:LINE: problem`.
+//! - A notification is a new message from the null sender (`<>`, so that
+//!   nothing ever bounces back to us), `Auto-Submitted: auto-generated`
+//!   (RFC 3834), queued like a DSN. Whom it never goes to is the plan's
+//!   rule ([`super::plan`]): the null sender, and the sender of spam.
+
+use super::plan::NotifyTo;
+use super::verdict::{Judged, Verdict};
+use crate::config::Config;
+use crate::envelope::{Envelope, Notify, QueueId, Recipient};
+use std::path::Path;
+
+/// The variables a template may use.
+pub const VARIABLES: &[(&str, &str)] = &[
+    ("queue_id", "the queue ID given in the 250 reply"),
+    ("sender", "the envelope sender (<> for none)"),
+    ("recipients", "the recipients of the group, a list"),
+    ("subject", "the message's Subject, decoded"),
+    (
+        "status",
+        "the verdict shown in logs: av/infected, as/spam, ...",
+    ),
+    ("statuses", "every status of the message, a list"),
+    ("findings", "what the checks found, a list of lines"),
+    (
+        "action",
+        "what was done: delivered, parts removed, blocked, ...",
+    ),
+    ("group", "the policy group (default for [policy])"),
+    ("client", "the client's address"),
+    (
+        "quarantine_id",
+        "the quarantine entry, when a copy was kept",
+    ),
+    ("hostname", "server.hostname"),
+    ("date", "when the message was received (RFC 5322)"),
+];
+
+/// The built-in templates.
+const BUILT_IN: [(NotifyTo, &str, &str); 3] = [
+    (
+        NotifyTo::Sender,
+        "sender.txt",
+        include_str!("templates/sender.txt"),
+    ),
+    (
+        NotifyTo::Recipients,
+        "recipients.txt",
+        include_str!("templates/recipients.txt"),
+    ),
+    (
+        NotifyTo::Admin,
+        "admin.txt",
+        include_str!("templates/admin.txt"),
+    ),
+];
+
+/// The file a template for `to` is read from in a templates directory.
+fn file_name(to: NotifyTo) -> &'static str {
+    BUILT_IN
+        .iter()
+        .find(|(t, _, _)| *t == to)
+        .map_or("admin.txt", |(_, f, _)| f)
+}
+
+fn built_in(to: NotifyTo) -> &'static str {
+    BUILT_IN
+        .iter()
+        .find(|(t, _, _)| *t == to)
+        .map_or("", |(_, _, text)| text)
+}
+
+/// A problem in a template: its line (1-based, 0 when unknown) and what.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TemplateProblem {
+    pub line: usize,
+    pub problem: String,
+}
+
+fn environment() -> minijinja::Environment<'static> {
+    let mut env = minijinja::Environment::new();
+    env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
+    // Plain text: nothing is HTML-escaped.
+    env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
+    env
+}
+
+/// Checks one template's text: syntax, the Subject line, and that it
+/// uses only [`VARIABLES`].
+pub fn check_template(name: &str, text: &str) -> Vec<TemplateProblem> {
+    let env = environment();
+    let tmpl = match env.template_from_named_str(name, text) {
+        Ok(t) => t,
+        Err(e) => {
+            return vec![TemplateProblem {
+                line: e.line().unwrap_or(0),
+                problem: format!("template syntax: {}", e.detail().unwrap_or("invalid")),
+            }]
+        }
+    };
+    let mut out = Vec::new();
+    if !text
+        .lines()
+        .next()
+        .is_some_and(|l| l.to_ascii_lowercase().starts_with("subject:"))
+    {
+        out.push(TemplateProblem {
+            line: 1,
+            problem:
+                "a template starts with its \"Subject:\" line, then an empty line, then the body"
+                    .into(),
+        });
+    }
+    let mut unknown: Vec<String> = tmpl
+        .undeclared_variables(false)
+        .into_iter()
+        .filter(|v| !VARIABLES.iter().any(|(k, _)| k == v))
+        .collect();
+    unknown.sort();
+    for v in unknown {
+        let line = text
+            .lines()
+            .position(|l| l.contains(&v))
+            .map_or(0, |i| i + 1);
+        out.push(TemplateProblem {
+            line,
+            problem: format!(
+                "unknown variable `{v}` (variables: {})",
+                VARIABLES
+                    .iter()
+                    .map(|(k, _)| *k)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        });
+    }
+    out
+}
+
+/// Checks the templates in a `notify_templates` directory: each file that
+/// is there (the others are the built-in ones). (file, problem) pairs.
+pub fn check_dir(dir: &Path) -> Vec<(String, TemplateProblem)> {
+    if !dir.is_dir() {
+        return vec![(
+            dir.display().to_string(),
+            TemplateProblem {
+                line: 0,
+                problem: "not a directory of notification templates".into(),
+            },
+        )];
+    }
+    let mut out = Vec::new();
+    for (_, file, _) in BUILT_IN {
+        let path = dir.join(file);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => out.extend(
+                check_template(file, &text)
+                    .into_iter()
+                    .map(|p| (path.display().to_string(), p)),
+            ),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => out.push((
+                path.display().to_string(),
+                TemplateProblem {
+                    line: 0,
+                    problem: format!("cannot read: {e}"),
+                },
+            )),
+        }
+    }
+    out
+}
+
+/// The template text for `to` in a group: its directory's file, else the
+/// built-in one.
+fn template(dir: &str, to: NotifyTo) -> String {
+    if !dir.is_empty() {
+        if let Ok(text) = std::fs::read_to_string(Path::new(dir).join(file_name(to))) {
+            return text;
+        }
+    }
+    built_in(to).to_string()
+}
+
+/// The message's Subject, decoded (empty when it has none).
+fn subject_of(raw: &[u8]) -> String {
+    mail_parser::MessageParser::default()
+        .parse_headers(raw)
+        .and_then(|m| m.subject().map(str::to_string))
+        .unwrap_or_default()
+}
+
+/// What was done, in words.
+fn action(j: &Judged, quarantined: bool) -> String {
+    use super::plan::Delivery;
+    let mut a = match j.plan.delivery {
+        Delivery::Deliver if !j.plan.edits.is_empty() => {
+            "delivered with parts removed or replaced".to_string()
+        }
+        Delivery::Deliver => "delivered".to_string(),
+        Delivery::Block => "blocked (not delivered)".to_string(),
+        Delivery::Refuse(_) => "refused".to_string(),
+    };
+    if quarantined {
+        a.push_str("; a copy is kept in quarantine");
+    }
+    a
+}
+
+/// Keeps a header value on one line and in ASCII (RFC 2047 for the rest).
+fn header_value(text: &str) -> String {
+    let one_line: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    if one_line.is_ascii() {
+        one_line
+    } else {
+        use std::fmt::Write as _;
+        let mut out = String::new();
+        // Encoded words of at most 45 octets of text each (RFC 2047 2.).
+        let mut chunk = String::new();
+        for c in one_line.chars() {
+            if chunk.len() + c.len_utf8() > 45 {
+                let _ = write!(out, "=?UTF-8?Q?{}?= ", q_encode(&chunk));
+                chunk.clear();
+            }
+            chunk.push(c);
+        }
+        if !chunk.is_empty() {
+            let _ = write!(out, "=?UTF-8?Q?{}?=", q_encode(&chunk));
+        }
+        out.trim_end().to_string()
+    }
+}
+
+fn q_encode(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        match b {
+            b' ' => out.push('_'),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'!' | b'*' | b'+' | b'-' | b'/' => {
+                out.push(b as char)
+            }
+            _ => out.push_str(&format!("={b:02X}")),
+        }
+    }
+    out
+}
+
+/// The notification to `to` about the message `env` (bytes `raw`, group
+/// `j` of `verdict`), as an envelope and bytes ready to spool with ID `id`; None
+/// when there is nobody to send it to (the null sender, no admin address).
+pub fn compose(
+    cfg: &Config,
+    env: &Envelope,
+    raw: &[u8],
+    j: &Judged,
+    verdict: &Verdict,
+    to: NotifyTo,
+    id: QueueId,
+) -> Result<Option<(Envelope, Vec<u8>)>, String> {
+    let group_rcpts: Vec<String> = j
+        .partition
+        .rcpts
+        .iter()
+        .filter_map(|&i| env.rcpts.get(i).map(|r| r.address.clone()))
+        .collect();
+    let addresses: Vec<String> = match to {
+        NotifyTo::Sender => vec![env.mail_from.clone()],
+        NotifyTo::Recipients => group_rcpts.clone(),
+        NotifyTo::Admin => vec![j.partition.policy.admin_address.clone()],
+    }
+    .into_iter()
+    .filter(|a| !a.is_empty())
+    .collect();
+    if addresses.is_empty() {
+        return Ok(None);
+    }
+    let received = chrono::DateTime::from_timestamp(env.received_at, 0)
+        .unwrap_or_default()
+        .to_rfc2822();
+    let quarantine_id = j.plan.quarantine.as_ref().map(|_| {
+        if verdict.groups.len() > 1 {
+            let k = verdict
+                .groups
+                .iter()
+                .position(|g| g.partition.group == j.partition.group)
+                .unwrap_or(0);
+            env.id.derived(&(k + 1).to_string()).0
+        } else {
+            env.id.0.clone()
+        }
+    });
+    let findings: Vec<String> = verdict
+        .report
+        .findings_for(&j.partition.group, &j.partition.policy)
+        .map(|f| format!("{} {} in {}", f.kind.status().as_str(), f.name, f.path))
+        .collect();
+    let context = minijinja::context! {
+        queue_id => env.id.0.clone(),
+        sender => if env.mail_from.is_empty() { "<>".to_string() } else { env.mail_from.clone() },
+        recipients => group_rcpts,
+        subject => subject_of(raw),
+        status => j.plan.shown_status(),
+        statuses => j.plan.statuses(),
+        findings => findings,
+        action => action(j, quarantine_id.is_some()),
+        group => if j.partition.group.is_empty() { "default".to_string() } else { j.partition.group.clone() },
+        client => env.client_ip.to_string(),
+        quarantine_id => quarantine_id.unwrap_or_default(),
+        hostname => cfg.server.hostname.clone(),
+        date => received,
+    };
+    let text = template(&j.partition.policy.notify_templates.0, to);
+    let menv = environment();
+    let rendered = menv
+        .template_from_named_str(file_name(to), &text)
+        .and_then(|t| t.render(context))
+        .map_err(|e| format!("{}: {e}", file_name(to)))?;
+    let (subject, body) = match rendered.split_once("\n\n") {
+        Some((head, body)) => (
+            head.lines()
+                .next()
+                .and_then(|l| l.split_once(':'))
+                .map_or(String::new(), |(_, v)| v.trim().to_string()),
+            body.to_string(),
+        ),
+        None => (String::from("Mailward notification"), rendered),
+    };
+    let mut msg = String::new();
+    msg.push_str(&format!(
+        "From: Mailward on {} <{}>\r\n",
+        header_value(&cfg.server.hostname),
+        cfg.server.postmaster
+    ));
+    msg.push_str(&format!("To: {}\r\n", addresses.join(",\r\n ")));
+    msg.push_str(&format!("Subject: {}\r\n", header_value(&subject)));
+    msg.push_str(&format!("Date: {}\r\n", chrono::Utc::now().to_rfc2822()));
+    msg.push_str(&format!("Message-ID: <{}@{}>\r\n", id, cfg.server.hostname));
+    msg.push_str("Auto-Submitted: auto-generated\r\n");
+    msg.push_str("MIME-Version: 1.0\r\n");
+    msg.push_str("Content-Type: text/plain; charset=utf-8\r\n");
+    msg.push_str("Content-Transfer-Encoding: 8bit\r\n\r\n");
+    for line in body.lines() {
+        // RFC 5322 2.1.1: cut what a template made too long.
+        let mut end = line.len().min(998);
+        while !line.is_char_boundary(end) {
+            end -= 1;
+        }
+        msg.push_str(&line[..end]);
+        msg.push_str("\r\n");
+    }
+    let bytes = msg.into_bytes();
+    let mut e = Envelope::new(
+        id,
+        std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+        cfg.server.hostname.clone(),
+        String::new(),
+    );
+    e.rcpts = addresses
+        .into_iter()
+        .map(|a| {
+            let mut r = Recipient::new(a);
+            r.notify = Some(Notify {
+                never: true,
+                ..Notify::default()
+            });
+            r
+        })
+        .collect();
+    e.is_bounce = true;
+    e.scanned = true;
+    e.eight_bit = !bytes.is_ascii();
+    e.size = bytes.len() as u64;
+    Ok(Some((e, bytes)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_built_in_templates_are_valid() {
+        for (_, name, text) in BUILT_IN {
+            assert_eq!(check_template(name, text), Vec::new(), "{name}");
+        }
+    }
+
+    #[test]
+    fn a_broken_template_is_reported_with_its_line() {
+        let p = check_template(
+            "admin.txt",
+            "Subject: x\n\nline two\n{% if status %}\nno end\n",
+        );
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(p[0].problem.starts_with("template syntax"), "{p:?}");
+        assert!(p[0].line >= 4, "{p:?}");
+        let p = check_template("admin.txt", "Subject: x\n\nHello {{ nobody }}\n");
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert_eq!(p[0].line, 3);
+        assert!(
+            p[0].problem.starts_with("unknown variable `nobody`"),
+            "{p:?}"
+        );
+        let p = check_template("admin.txt", "no subject\n\nbody\n");
+        assert_eq!(p[0].line, 1);
+    }
+
+    #[test]
+    fn header_values_stay_on_one_ascii_line() {
+        assert_eq!(header_value("a\r\nb"), "a  b");
+        let v = header_value("Überweisung für Sie");
+        assert!(
+            v.is_ascii() && v.starts_with("=?UTF-8?Q?=C3=9Cberweisung_f"),
+            "{v}"
+        );
+    }
+}

@@ -1,0 +1,235 @@
+//! The plan for one policy group of a message, decided purely from the
+//! group's policy and the checks' report (DESIGN 1). Carrying it out is
+//! [`super::execute`]'s job; nothing here does I/O.
+//!
+//! - **Delivery**: a status in `reject` refuses the message in the SMTP
+//!   session (550 5.7.1, no bounce, no backscatter); once the 250 has been
+//!   given, a refusal is no longer possible and becomes a block. A status
+//!   in `block` accepts the message and never delivers it. Otherwise the
+//!   message is delivered.
+//! - **Part edits** (`action_*`): a top-level part with a finding is kept,
+//!   removed or replaced by a notice, by the action for its worst finding.
+//! - **Subject and headers**: a status in `mark_subject` puts
+//!   `subject_prefix` for it in front of the Subject; `add_headers` adds the
+//!   verdict headers.
+//! - **Quarantine**: a status in `quarantine` keeps a copy of the message as
+//!   received. It never stops delivery by itself (seed: "Creation of message
+//!   copy in backup storage or quarantine directory does not block
+//!   delivery"): that is `block`'s job.
+//! - **Notifications** to the sender, the recipients and the administrator
+//!   (`notify_*`). Never to the null sender, and never to the sender for a
+//!   spam status (`as/*`): spam senders are forged, and notifying them is
+//!   backscatter.
+
+use super::edit::{ascii, Edit};
+use crate::check::{av, Report};
+use crate::config::{statuses_cover, Action, Policy, Status};
+use mailward_metrics::event::{AvStatus, SpamStatus};
+use std::collections::BTreeMap;
+
+/// What happens to the group's recipients.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Delivery {
+    Deliver,
+    /// Refused in the session with this reply.
+    Refuse(String),
+    /// Accepted, never delivered.
+    Block,
+}
+
+/// Who a notification goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum NotifyTo {
+    Sender,
+    Recipients,
+    Admin,
+}
+
+impl NotifyTo {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NotifyTo::Sender => "sender",
+            NotifyTo::Recipients => "recipients",
+            NotifyTo::Admin => "admin",
+        }
+    }
+}
+
+/// The plan for one group.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    /// The group's anti-virus status (None: it does not check).
+    pub av: Option<AvStatus>,
+    /// Its spam status (None: it does not check).
+    pub spam: Option<SpamStatus>,
+    pub delivery: Delivery,
+    /// Top-level part index -> the edit and its notice text.
+    pub edits: BTreeMap<usize, (Edit, String)>,
+    /// Put in front of the Subject.
+    pub subject_prefix: Option<String>,
+    /// Verdict header lines, each with its CRLF.
+    pub headers: String,
+    /// Keep a copy in quarantine, for this status.
+    pub quarantine: Option<String>,
+    pub notify: Vec<NotifyTo>,
+}
+
+impl Plan {
+    /// The statuses as policy lists write them: `["av/infected", "as/clean"]`.
+    pub fn statuses(&self) -> Vec<String> {
+        self.av
+            .map(|s| format!("av/{}", s.as_str()))
+            .into_iter()
+            .chain(self.spam.map(|s| format!("as/{}", s.as_str())))
+            .collect()
+    }
+
+    /// The status that raw records and logs show: the AV status unless it
+    /// is clean, then the spam status ("av/clean" when spam is not checked).
+    pub fn shown_status(&self) -> String {
+        match (self.av, self.spam) {
+            (Some(AvStatus::Clean) | None, Some(s)) => format!("as/{}", s.as_str()),
+            (Some(a), _) => format!("av/{}", a.as_str()),
+            (None, None) => "av/clean".into(),
+        }
+    }
+
+    /// Whether the group's copy differs from the message as received.
+    pub fn changes_bytes(&self) -> bool {
+        self.delivery == Delivery::Deliver
+            && (!self.edits.is_empty() || self.subject_prefix.is_some())
+    }
+}
+
+/// The first of the message's statuses that `list` covers.
+fn covered<'s>(list: &[Status], statuses: &'s [String]) -> Option<&'s String> {
+    statuses.iter().find(|s| statuses_cover(list, s))
+}
+
+/// Decides the plan of group `group` (its `policy`) for a message with
+/// `report`. `in_session`: the client still waits for its reply to DATA.
+/// `null_sender`: the message came from `<>` (a bounce or the like).
+pub fn decide(
+    policy: &Policy,
+    group: &str,
+    report: &Report,
+    in_session: bool,
+    null_sender: bool,
+) -> Plan {
+    let av = report.av_status(group, policy);
+    let spam = report.spam_status(policy);
+    let mut plan = Plan {
+        av,
+        spam,
+        delivery: Delivery::Deliver,
+        edits: BTreeMap::new(),
+        subject_prefix: None,
+        headers: String::new(),
+        quarantine: None,
+        notify: Vec::new(),
+    };
+    let statuses = plan.statuses();
+    let findings: Vec<_> = report.findings_for(group, policy).collect();
+    if let Some(status) = covered(&policy.reject, &statuses) {
+        plan.delivery = if in_session {
+            let names = crate::check::unique(findings.iter().map(|f| f.name.clone()));
+            let why = if names.is_empty() {
+                String::new()
+            } else {
+                let shown: Vec<&str> = names.iter().take(3).map(String::as_str).collect();
+                format!(" ({})", ascii(&shown.join(", ")))
+            };
+            Delivery::Refuse(format!(
+                "550 5.7.1 Message refused by content policy: {status}{why}"
+            ))
+        } else {
+            Delivery::Block
+        };
+    } else if covered(&policy.block, &statuses).is_some() {
+        plan.delivery = Delivery::Block;
+    }
+    plan.quarantine = covered(&policy.quarantine, &statuses).cloned();
+    let av_only: Vec<String> = plan
+        .av
+        .map(|s| format!("av/{}", s.as_str()))
+        .into_iter()
+        .collect();
+    if !null_sender && covered(&policy.notify_sender, &av_only).is_some() {
+        plan.notify.push(NotifyTo::Sender);
+    }
+    if covered(&policy.notify_recipients, &statuses).is_some() {
+        plan.notify.push(NotifyTo::Recipients);
+    }
+    if covered(&policy.notify_admin, &statuses).is_some() {
+        plan.notify.push(NotifyTo::Admin);
+    }
+    if plan.delivery != Delivery::Deliver {
+        return plan;
+    }
+    plan.edits = edits(&findings, policy);
+    if let Some(status) = covered(&policy.mark_subject, &statuses) {
+        plan.subject_prefix = Some(
+            policy
+                .subject_prefix
+                .get(status)
+                .cloned()
+                .unwrap_or_else(|| format!("[{status}]")),
+        );
+    }
+    if policy.add_headers {
+        if let Some(status) = av {
+            plan.headers
+                .push_str(&av::header(status, &findings, report.bases.as_ref()));
+        }
+    }
+    plan
+}
+
+/// The action for parts with a finding of this kind.
+fn action(kind: crate::check::Kind, policy: &Policy) -> Action {
+    use crate::check::Kind;
+    match kind {
+        Kind::Filtered => policy.action_filtered,
+        Kind::Error => policy.action_error,
+        Kind::Protected => policy.action_protected,
+        Kind::Suspicious => policy.action_suspicious,
+        Kind::Infected => policy.action_infected,
+    }
+}
+
+/// The edit of each top-level part: the action for its worst finding.
+fn edits(findings: &[&crate::check::Finding], policy: &Policy) -> BTreeMap<usize, (Edit, String)> {
+    let mut worst: BTreeMap<usize, &crate::check::Finding> = BTreeMap::new();
+    for f in findings {
+        if let Some(p) = f.part {
+            let e = worst.entry(p).or_insert(f);
+            if f.kind > e.kind {
+                *e = f;
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    for (part, f) in worst {
+        let edit = match action(f.kind, policy) {
+            Action::Pass => continue,
+            Action::Remove => Edit::Remove,
+            Action::Placeholder => Edit::Placeholder,
+        };
+        let verb = match edit {
+            Edit::Remove => "removed",
+            Edit::Placeholder => "replaced",
+        };
+        // The part's label is filled in by the edit (it knows the parse).
+        let notice = format!(
+            "Mailward {verb} {{part}} of this message: {} ({} in {}).",
+            f.kind.status().as_str(),
+            f.name,
+            f.path
+        );
+        out.insert(part, (edit, notice));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,208 @@
+//! Table tests of the plan: every status × list × in-session combination,
+//! every status × action, and the notification rules.
+
+use super::*;
+use crate::check::{Finding, Kind, Report};
+use crate::config::{Action, Status};
+
+fn policy() -> Policy {
+    crate::config::parse("", "t.toml").unwrap().policy
+}
+
+/// A report whose only finding (in part 0) has `kind`; None: clean.
+fn report(kind: Option<Kind>) -> Report {
+    Report {
+        av_checked: true,
+        av: kind
+            .into_iter()
+            .filter(|k| *k != Kind::Filtered)
+            .map(|k| Finding::new(k, "Rule_X", "a.zip/x.exe", Some(0)))
+            .collect(),
+        filtered: [(
+            String::new(),
+            kind.into_iter()
+                .filter(|k| *k == Kind::Filtered)
+                .map(|k| Finding::new(k, "name:*.exe", "x.exe", Some(0)))
+                .collect(),
+        )]
+        .into(),
+        ..Report::default()
+    }
+}
+
+const KINDS: [Option<Kind>; 6] = [
+    None,
+    Some(Kind::Infected),
+    Some(Kind::Suspicious),
+    Some(Kind::Protected),
+    Some(Kind::Error),
+    Some(Kind::Filtered),
+];
+
+fn status_of(kind: Option<Kind>) -> String {
+    format!("av/{}", kind.map_or(AvStatus::Clean, Kind::status).as_str())
+}
+
+#[test]
+fn every_status_with_every_list_in_and_after_the_session() {
+    #[derive(Clone, Copy, Debug)]
+    enum List {
+        None,
+        Reject,
+        Block,
+        Quarantine,
+    }
+    for kind in KINDS {
+        let status = status_of(kind);
+        for list in [List::None, List::Reject, List::Block, List::Quarantine] {
+            for in_session in [true, false] {
+                let mut p = policy();
+                let entry = vec![Status(status.clone())];
+                match list {
+                    List::None => {}
+                    List::Reject => p.reject = entry,
+                    List::Block => p.block = entry,
+                    List::Quarantine => p.quarantine = entry,
+                }
+                let plan = decide(&p, "", &report(kind), in_session, false);
+                let want = match (list, in_session) {
+                    (List::Reject, true) => "refuse",
+                    // After the 250 a refusal is a block.
+                    (List::Reject, false) | (List::Block, _) => "block",
+                    // A quarantine copy alone never stops delivery.
+                    (List::None | List::Quarantine, _) => "deliver",
+                };
+                let got = match &plan.delivery {
+                    Delivery::Deliver => "deliver",
+                    Delivery::Block => "block",
+                    Delivery::Refuse(reply) => {
+                        assert!(
+                            reply.starts_with(&format!(
+                                "550 5.7.1 Message refused by content policy: {status}"
+                            )),
+                            "{reply}"
+                        );
+                        "refuse"
+                    }
+                };
+                assert_eq!(got, want, "{status} in {list:?}, in session: {in_session}");
+                assert_eq!(
+                    plan.quarantine.is_some(),
+                    matches!(list, List::Quarantine),
+                    "{status} in {list:?}"
+                );
+                assert_eq!(
+                    plan.av.map(|s| format!("av/{}", s.as_str())),
+                    Some(status.clone())
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn every_status_with_every_part_action() {
+    for kind in KINDS.into_iter().flatten() {
+        for action in [Action::Pass, Action::Remove, Action::Placeholder] {
+            let mut p = policy();
+            match kind {
+                Kind::Infected => p.action_infected = action,
+                Kind::Suspicious => p.action_suspicious = action,
+                Kind::Protected => p.action_protected = action,
+                Kind::Error => p.action_error = action,
+                Kind::Filtered => p.action_filtered = action,
+            }
+            let plan = decide(&p, "", &report(Some(kind)), true, false);
+            let want = match action {
+                Action::Pass => None,
+                Action::Remove => Some(Edit::Remove),
+                Action::Placeholder => Some(Edit::Placeholder),
+            };
+            assert_eq!(plan.edits.get(&0).map(|e| e.0), want, "{kind:?} {action:?}");
+            if let Some((_, notice)) = plan.edits.get(&0) {
+                assert!(notice.contains(kind.status().as_str()), "{notice}");
+            }
+        }
+    }
+}
+
+#[test]
+fn a_blocked_or_refused_message_gets_no_edits_mark_or_headers() {
+    let mut p = policy();
+    p.block = vec![Status("av/infected".into())];
+    p.mark_subject = vec![Status("av/infected".into())];
+    let plan = decide(&p, "", &report(Some(Kind::Infected)), true, false);
+    assert_eq!(plan.delivery, Delivery::Block);
+    assert!(plan.edits.is_empty() && plan.subject_prefix.is_none() && plan.headers.is_empty());
+}
+
+#[test]
+fn subject_marks_and_verdict_headers() {
+    let mut p = policy();
+    p.mark_subject = vec![Status("av/infected".into()), Status("as/spam".into())];
+    let plan = decide(&p, "", &report(Some(Kind::Infected)), true, false);
+    // No prefix configured for this status: the status itself.
+    assert_eq!(plan.subject_prefix.as_deref(), Some("[av/infected]"));
+    assert!(plan
+        .headers
+        .starts_with("X-Mailward-AV: infected; detection=\"Rule_X\""));
+    p.subject_prefix
+        .insert("av/infected".into(), "[VIRUS]".into());
+    let plan = decide(&p, "", &report(Some(Kind::Infected)), true, false);
+    assert_eq!(plan.subject_prefix.as_deref(), Some("[VIRUS]"));
+    let plan = decide(&p, "", &report(None), true, false);
+    assert_eq!(plan.subject_prefix, None, "clean: not marked");
+    p.add_headers = false;
+    assert!(decide(&p, "", &report(None), true, false)
+        .headers
+        .is_empty());
+}
+
+#[test]
+fn notifications_never_go_to_the_null_sender_nor_to_the_sender_of_spam() {
+    let mut p = policy();
+    p.notify_sender = vec![Status("av/all".into()), Status("as/all".into())];
+    p.notify_recipients = vec![Status("av/infected".into())];
+    p.notify_admin = vec![Status("av/all".into())];
+    let plan = decide(&p, "", &report(Some(Kind::Infected)), true, false);
+    assert_eq!(
+        plan.notify,
+        [NotifyTo::Sender, NotifyTo::Recipients, NotifyTo::Admin]
+    );
+    let plan = decide(&p, "", &report(Some(Kind::Infected)), true, true);
+    assert_eq!(
+        plan.notify,
+        [NotifyTo::Recipients, NotifyTo::Admin],
+        "null sender"
+    );
+    // A clean message: av/clean is in av/all (admin), as/clean must not
+    // reach the sender even though the list names as/all.
+    let plan = decide(&p, "", &report(None), true, false);
+    assert_eq!(plan.notify, [NotifyTo::Sender, NotifyTo::Admin]);
+    p.notify_sender = vec![Status("as/all".into())];
+    let plan = decide(&p, "", &report(None), true, false);
+    assert!(!plan.notify.contains(&NotifyTo::Sender), "never for as/*");
+}
+
+#[test]
+fn a_group_that_does_not_check_for_viruses_ignores_them() {
+    let mut p = policy();
+    p.check_av = false;
+    p.block = vec![Status("av/infected".into())];
+    let plan = decide(&p, "", &report(Some(Kind::Infected)), true, false);
+    assert_eq!(plan.delivery, Delivery::Deliver);
+    assert_eq!(plan.av, None);
+    assert!(plan.edits.is_empty() && plan.headers.is_empty());
+}
+
+#[test]
+fn filter_findings_are_the_groups_own() {
+    let mut r = report(Some(Kind::Filtered));
+    let p = policy();
+    let plan = decide(&p, "", &r, true, false);
+    assert_eq!(plan.av, Some(AvStatus::Filtered));
+    let plan = decide(&p, "lab", &r, true, false);
+    assert_eq!(plan.av, Some(AvStatus::Clean), "no filter hit in group lab");
+    r.filtered.clear();
+    assert_eq!(decide(&p, "", &r, true, false).av, Some(AvStatus::Clean));
+}

@@ -1,0 +1,514 @@
+//! The message stores: quarantine and archive. Each keeps whole messages
+//! with what Mailward knew about them, for an administrator to list, read,
+//! release or send on, and remove; old entries expire by age and by the
+//! store's total size, the oldest first.
+//!
+//! An entry is two files in the store's directory: `ID.eml` (the message as
+//! received, before any part edit) and `ID.json` (its [`Entry`]). Both are
+//! written to a temporary name, flushed, and renamed, and the directory is
+//! flushed: an entry exists whole or not at all, and one written again
+//! under the same ID (the same work done again after a crash) replaces
+//! itself instead of adding a second. Directories are 0700, files 0600.
+//!
+//! Stores live on the local disk under `data_dir` (`quarantine/`,
+//! `archive/incoming/`, `archive/outgoing/`). DESIGN 9 names object storage
+//! for sites whose quarantine outgrows one host; that is not built yet.
+
+use crate::config::Config;
+use crate::files;
+use serde::{Deserialize, Serialize};
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}: no such entry (see `mailward quarantine list` or `archive list`)")]
+    NotFound(String),
+    #[error("`{0}` is not an entry ID (a queue ID, maybe with a .N suffix)")]
+    BadId(String),
+    #[error("{path}: unreadable entry: {problem}")]
+    Corrupt { path: PathBuf, problem: String },
+    #[error("the store task failed: {0}")]
+    Task(String),
+}
+
+fn io(path: &Path, source: std::io::Error) -> StoreError {
+    StoreError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Which archive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    /// A copy of every accepted message, as received.
+    Incoming,
+    /// A copy of what was delivered, as sent.
+    Outgoing,
+}
+
+impl Direction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::Incoming => "incoming",
+            Direction::Outgoing => "outgoing",
+        }
+    }
+}
+
+/// What a store keeps about a message beside its bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EntryMeta {
+    pub queue_id: String,
+    /// Unix time of the 250.
+    pub received: i64,
+    pub sender: String,
+    pub recipients: Vec<String>,
+    pub client_ip: String,
+    pub helo: String,
+    /// "av/infected", "as/clean", ...
+    pub statuses: Vec<String>,
+    /// One line per finding.
+    pub findings: Vec<String>,
+    /// The policy group ("" = the default group).
+    pub group: String,
+    /// Why the copy was kept: the status, or "incoming"/"outgoing".
+    pub reason: String,
+    /// Octets as received.
+    pub size: u64,
+}
+
+/// A release of a quarantined message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Released {
+    pub at: i64,
+    /// The queue ID it was queued under.
+    pub queue_id: String,
+    pub to: Vec<String>,
+}
+
+/// One entry as listed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    pub id: String,
+    /// Unix time it was stored.
+    pub stored: i64,
+    #[serde(flatten)]
+    pub meta: EntryMeta,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub released: Vec<Released>,
+}
+
+/// Whether `id` may name an entry (also keeps paths inside the store).
+fn valid_id(id: &str) -> bool {
+    crate::envelope::QueueId::is_valid(id)
+}
+
+/// One store: a directory of entries, with its retention.
+#[derive(Debug)]
+pub struct Store {
+    dir: PathBuf,
+    /// "quarantine", "archive incoming", ...
+    what: &'static str,
+    max_age: Duration,
+    max_size: u64,
+    /// (entries, octets of their messages), kept for the statistics.
+    totals: Mutex<(u64, u64)>,
+    /// One writer at a time (rename and expiry on the same directory).
+    write: Mutex<()>,
+}
+
+impl Store {
+    /// Opens (creating) the store in `dir` and counts what is there.
+    pub fn open(
+        dir: &Path,
+        what: &'static str,
+        max_age: Duration,
+        max_size: u64,
+    ) -> Result<Store, StoreError> {
+        files::ensure_dir(dir, files::PRIVATE_DIR).map_err(|e| io(dir, e))?;
+        let store = Store {
+            dir: dir.to_path_buf(),
+            what,
+            max_age,
+            max_size,
+            totals: Mutex::new((0, 0)),
+            write: Mutex::new(()),
+        };
+        let entries = store.list()?;
+        let bytes = entries.iter().map(|e| e.meta.size).sum();
+        if let Ok(mut t) = store.totals.lock() {
+            *t = (entries.len() as u64, bytes);
+        }
+        Ok(store)
+    }
+
+    fn path(&self, id: &str, ext: &str) -> PathBuf {
+        self.dir.join(format!("{id}.{ext}"))
+    }
+
+    /// (entries, octets) now.
+    pub fn totals(&self) -> (u64, u64) {
+        self.totals.lock().map(|t| *t).unwrap_or((0, 0))
+    }
+
+    /// Writes one entry durably (blocking: call from a blocking context);
+    /// returns the octets stored.
+    pub fn put_blocking(
+        &self,
+        id: &str,
+        bytes: &[u8],
+        meta: &EntryMeta,
+    ) -> Result<u64, StoreError> {
+        if !valid_id(id) {
+            return Err(StoreError::BadId(id.to_string()));
+        }
+        let _w = self
+            .write
+            .lock()
+            .map_err(|_| StoreError::Task("poisoned".into()))?;
+        let existed = self.path(id, "json").exists();
+        let entry = Entry {
+            id: id.to_string(),
+            stored: chrono::Utc::now().timestamp(),
+            meta: EntryMeta {
+                size: bytes.len() as u64,
+                ..meta.clone()
+            },
+            released: Vec::new(),
+        };
+        let json = serde_json::to_vec_pretty(&entry)
+            .map_err(|e| io(&self.path(id, "json"), std::io::Error::other(e)))?;
+        // The message first, its description last: an entry is listed
+        // only once both are in place.
+        write_durably(&self.path(id, "eml"), bytes)?;
+        write_durably(&self.path(id, "json"), &json)?;
+        files::sync_dir(&self.dir).map_err(|e| io(&self.dir, e))?;
+        if !existed {
+            if let Ok(mut t) = self.totals.lock() {
+                t.0 += 1;
+                t.1 += bytes.len() as u64;
+            }
+        }
+        drop(_w);
+        if self.totals().1 > self.max_size {
+            self.expire(chrono::Utc::now().timestamp());
+        }
+        Ok(bytes.len() as u64)
+    }
+
+    /// [`Store::put_blocking`] off the async runtime.
+    pub async fn put(
+        self: &std::sync::Arc<Self>,
+        id: &str,
+        bytes: &std::sync::Arc<Vec<u8>>,
+        meta: &EntryMeta,
+    ) -> Result<u64, StoreError> {
+        let (store, id, bytes, meta) = (self.clone(), id.to_string(), bytes.clone(), meta.clone());
+        tokio::task::spawn_blocking(move || store.put_blocking(&id, &bytes, &meta))
+            .await
+            .map_err(|e| StoreError::Task(e.to_string()))?
+    }
+
+    /// Every entry, oldest first.
+    pub fn list(&self) -> Result<Vec<Entry>, StoreError> {
+        let mut out = Vec::new();
+        for e in std::fs::read_dir(&self.dir).map_err(|e| io(&self.dir, e))? {
+            let e = e.map_err(|e| io(&self.dir, e))?;
+            let name = e.file_name().to_string_lossy().into_owned();
+            let Some(id) = name.strip_suffix(".json") else {
+                continue;
+            };
+            if !valid_id(id) {
+                continue;
+            }
+            match self.entry(id) {
+                Ok(entry) => out.push(entry),
+                Err(err) => {
+                    tracing::warn!(target: "backup", store = self.what, id, error = %err,
+                        "Skipping an unreadable store entry.")
+                }
+            }
+        }
+        out.sort_by(|a, b| (a.stored, &a.id).cmp(&(b.stored, &b.id)));
+        Ok(out)
+    }
+
+    /// One entry's description.
+    pub fn entry(&self, id: &str) -> Result<Entry, StoreError> {
+        if !valid_id(id) {
+            return Err(StoreError::BadId(id.to_string()));
+        }
+        let path = self.path(id, "json");
+        let text = match std::fs::read(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(StoreError::NotFound(id.to_string()))
+            }
+            Err(e) => return Err(io(&path, e)),
+        };
+        serde_json::from_slice(&text).map_err(|e| StoreError::Corrupt {
+            path,
+            problem: e.to_string(),
+        })
+    }
+
+    /// One entry and its message.
+    pub fn get(&self, id: &str) -> Result<(Entry, Vec<u8>), StoreError> {
+        let entry = self.entry(id)?;
+        let path = self.path(id, "eml");
+        let bytes = std::fs::read(&path).map_err(|e| io(&path, e))?;
+        Ok((entry, bytes))
+    }
+
+    /// Records a release in the entry (which stays, for the record).
+    pub fn released(&self, id: &str, release: Released) -> Result<(), StoreError> {
+        let _w = self
+            .write
+            .lock()
+            .map_err(|_| StoreError::Task("poisoned".into()))?;
+        let mut entry = self.entry(id)?;
+        entry.released.push(release);
+        let json = serde_json::to_vec_pretty(&entry)
+            .map_err(|e| io(&self.path(id, "json"), std::io::Error::other(e)))?;
+        write_durably(&self.path(id, "json"), &json)?;
+        files::sync_dir(&self.dir).map_err(|e| io(&self.dir, e))
+    }
+
+    /// Removes one entry.
+    pub fn remove(&self, id: &str) -> Result<Entry, StoreError> {
+        let _w = self
+            .write
+            .lock()
+            .map_err(|_| StoreError::Task("poisoned".into()))?;
+        self.remove_locked(id)
+    }
+
+    fn remove_locked(&self, id: &str) -> Result<Entry, StoreError> {
+        let entry = self.entry(id)?;
+        // The description first: a half-removed entry is not listed.
+        for ext in ["json", "eml"] {
+            let path = self.path(id, ext);
+            match std::fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io(&path, e)),
+            }
+        }
+        if let Ok(mut t) = self.totals.lock() {
+            t.0 = t.0.saturating_sub(1);
+            t.1 = t.1.saturating_sub(entry.meta.size);
+        }
+        Ok(entry)
+    }
+
+    /// Removes the entries stored before `before` (unix time); returns them.
+    pub fn purge(&self, before: i64) -> Result<Vec<Entry>, StoreError> {
+        let _w = self
+            .write
+            .lock()
+            .map_err(|_| StoreError::Task("poisoned".into()))?;
+        let mut out = Vec::new();
+        for e in self.list()? {
+            if e.stored < before {
+                out.push(self.remove_locked(&e.id)?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Expires entries older than the store's `max_age`, then the oldest
+    /// until its total is under `max_size`. Returns how many went.
+    pub fn expire(&self, now: i64) -> usize {
+        let Ok(_w) = self.write.lock() else {
+            return 0;
+        };
+        let Ok(entries) = self.list() else {
+            return 0;
+        };
+        let oldest_kept = now.saturating_sub(self.max_age.as_secs() as i64);
+        let mut total: u64 = entries.iter().map(|e| e.meta.size).sum();
+        let mut gone = 0;
+        for e in entries {
+            if e.stored >= oldest_kept && total <= self.max_size {
+                break;
+            }
+            match self.remove_locked(&e.id) {
+                Ok(_) => {
+                    total = total.saturating_sub(e.meta.size);
+                    gone += 1;
+                }
+                Err(err) => {
+                    tracing::warn!(target: "backup", store = self.what, id = %e.id, error = %err,
+                        "Cannot expire a store entry.");
+                    break;
+                }
+            }
+        }
+        if gone > 0 {
+            tracing::info!(target: "backup", store = self.what, entries = gone,
+                "Expired store entries (max_age, max_size).");
+        }
+        gone
+    }
+}
+
+/// Writes `bytes` to `path` through a temporary file: flushed, then renamed.
+fn write_durably(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+    let tmp = PathBuf::from(format!("{}.tmp", path.display()));
+    let mut f = files::create(&tmp, files::PRIVATE_FILE).map_err(|e| io(&tmp, e))?;
+    f.write_all(bytes).map_err(|e| io(&tmp, e))?;
+    f.sync_all().map_err(|e| io(&tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| io(path, e))
+}
+
+/// The stores of a gateway.
+#[derive(Debug)]
+pub struct Stores {
+    pub quarantine: std::sync::Arc<Store>,
+    archive_in: std::sync::Arc<Store>,
+    archive_out: std::sync::Arc<Store>,
+}
+
+impl Stores {
+    /// Opens the stores under `data_dir` with the retention of `cfg`.
+    pub fn open(cfg: &Config) -> Result<Stores, StoreError> {
+        let data = &cfg.server.data_dir;
+        let q = &cfg.quarantine;
+        let a = &cfg.archive;
+        Ok(Stores {
+            quarantine: std::sync::Arc::new(Store::open(
+                &data.join("quarantine"),
+                "quarantine",
+                q.max_age.get(),
+                q.max_size.0,
+            )?),
+            archive_in: std::sync::Arc::new(Store::open(
+                &data.join("archive").join("incoming"),
+                "archive incoming",
+                a.max_age.get(),
+                a.max_size.0,
+            )?),
+            archive_out: std::sync::Arc::new(Store::open(
+                &data.join("archive").join("outgoing"),
+                "archive outgoing",
+                a.max_age.get(),
+                a.max_size.0,
+            )?),
+        })
+    }
+
+    pub fn archive(&self, d: Direction) -> &std::sync::Arc<Store> {
+        match d {
+            Direction::Incoming => &self.archive_in,
+            Direction::Outgoing => &self.archive_out,
+        }
+    }
+
+    /// Expires old entries in every store, once a minute, until shutdown.
+    pub async fn expire_periodically(
+        stores: std::sync::Arc<Stores>,
+        mut shutdown: tokio::sync::watch::Receiver<bool>,
+    ) {
+        loop {
+            let s = stores.clone();
+            let _ = tokio::task::spawn_blocking(move || {
+                let now = chrono::Utc::now().timestamp();
+                s.quarantine.expire(now);
+                s.archive_in.expire(now);
+                s.archive_out.expire(now);
+            })
+            .await;
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(60)) => {}
+                _ = shutdown.wait_for(|s| *s) => return,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(size: u64) -> EntryMeta {
+        EntryMeta {
+            queue_id: "1A22E10E77891C7A".into(),
+            received: 1,
+            sender: "a@x".into(),
+            recipients: vec!["b@y".into()],
+            client_ip: "127.0.0.1".into(),
+            helo: "h".into(),
+            statuses: vec!["av/infected".into()],
+            findings: vec!["infected EICAR in x".into()],
+            group: String::new(),
+            reason: "av/infected".into(),
+            size,
+        }
+    }
+
+    #[test]
+    fn entries_are_written_whole_replaced_not_doubled_and_expired_oldest_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), "test", Duration::from_secs(3600), 25).unwrap();
+        store
+            .put_blocking("1A22E10E77891C7A", b"0123456789", &meta(0))
+            .unwrap();
+        // The same work again after a crash: the same entry.
+        store
+            .put_blocking("1A22E10E77891C7A", b"0123456789", &meta(0))
+            .unwrap();
+        assert_eq!(store.totals(), (1, 10));
+        store
+            .put_blocking("1A22E10E77891C7B.2", b"0123456789", &meta(0))
+            .unwrap();
+        let (e, bytes) = store.get("1A22E10E77891C7B.2").unwrap();
+        assert_eq!(bytes, b"0123456789");
+        assert_eq!(e.meta.size, 10);
+        // Over max_size (25): the oldest goes.
+        store
+            .put_blocking("1A22E10E77891C7C", b"0123456789", &meta(0))
+            .unwrap();
+        let ids: Vec<String> = store.list().unwrap().into_iter().map(|e| e.id).collect();
+        assert_eq!(ids.len(), 2, "{ids:?}");
+        assert!(!ids.contains(&"1A22E10E77891C7A".to_string()), "{ids:?}");
+        assert_eq!(store.totals(), (2, 20));
+        assert!(matches!(
+            store.get("../etc/passwd"),
+            Err(StoreError::BadId(_))
+        ));
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.path().join("1A22E10E77891C7C.eml"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+
+    #[test]
+    fn purge_and_age() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), "test", Duration::from_secs(60), u64::MAX).unwrap();
+        store
+            .put_blocking("1A22E10E77891C7A", b"x", &meta(0))
+            .unwrap();
+        let now = chrono::Utc::now().timestamp();
+        assert_eq!(store.expire(now), 0);
+        assert_eq!(store.expire(now + 120), 1, "older than max_age");
+        store
+            .put_blocking("1A22E10E77891C7A", b"x", &meta(0))
+            .unwrap();
+        assert_eq!(store.purge(now + 10).unwrap().len(), 1);
+        assert_eq!(store.totals(), (0, 0));
+    }
+}
