@@ -13,7 +13,7 @@
 //!
 //! Beside them: [`config`], [`envelope`], [`events`] (what happened, counted
 //! and logged), [`gateway`] (the state they share), [`run`] (start and
-//! signals), [`files`] and [`dns`], and [`ops`], the operator's side (CLI,
+//! signals), [`files`], [`dns`] and [`text`], and [`ops`], the operator's side (CLI,
 //! admin socket, logging, metrics endpoint, SNMP, statistics file).
 #![forbid(unsafe_code)]
 
@@ -39,3 +39,4 @@ pub mod files;
 pub mod gateway;
 pub mod ops;
 pub mod run;
+pub mod text;

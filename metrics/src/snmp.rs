@@ -834,13 +834,18 @@ impl Default for Services {
     }
 }
 
-fn text(s: &str) -> SnmpValue {
-    // MwUtf8String is at most 255 octets: cut on a character boundary.
+/// A `MwUtf8String`: at most 255 octets, cut on a character boundary (the
+/// one cut of SNMP strings, also for the daemon's notifications).
+pub fn utf8_string(s: &str) -> Vec<u8> {
     let mut end = s.len().min(255);
     while !s.is_char_boundary(end) {
         end -= 1;
     }
-    SnmpValue::OctetString(s.as_bytes()[..end].to_vec())
+    s.as_bytes()[..end].to_vec()
+}
+
+fn text(s: &str) -> SnmpValue {
+    SnmpValue::OctetString(utf8_string(s))
 }
 
 fn truth(b: bool) -> SnmpValue {

@@ -10,8 +10,9 @@
 //! CR or LF can inject a line; every line of the result is CRLF-terminated and
 //! at most 998 octets long.
 
-use crate::delivery::client::{is_status_code, xtext_encode};
+use crate::delivery::client::is_status_code;
 use crate::envelope::{Envelope, QueueId, Ret};
+use crate::text::{ascii, xtext_decode, xtext_encode};
 use std::fmt::Write as _;
 
 /// Above this size the original message is returned as headers only, even
@@ -550,24 +551,6 @@ fn original_recipient(orcpt: &str) -> Option<String> {
     Some(format!("{kind}; {decoded}"))
 }
 
-/// Undoes RFC 3461 xtext ("+2B" is "+"); `None` if it is not valid.
-fn xtext_decode(value: &str) -> Option<String> {
-    let bytes = value.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'+' {
-            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
-}
-
 /// The host name out of "mx.example.com[192.0.2.1]:25"; "[192.0.2.1]" when
 /// there is no name.
 fn remote_mta_name(peer: &str) -> String {
@@ -701,13 +684,6 @@ fn clean_host(s: &str) -> String {
     } else {
         host
     }
-}
-
-/// Non-ASCII characters as "?" (for the ASCII-only report fields).
-fn ascii(s: &str) -> String {
-    s.chars()
-        .map(|c| if c.is_ascii() { c } else { '?' })
-        .collect()
 }
 
 /// RFC 5322 date of a Unix time (UTC).

@@ -72,11 +72,7 @@ fn to_value(v: SnmpValue) -> Value {
 }
 
 fn text(s: &str) -> Value {
-    let mut end = s.len().min(255);
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    Value::OctetString(s.as_bytes()[..end].to_vec())
+    Value::OctetString(view::utf8_string(s))
 }
 
 /// The view's extras from the gateway's state.

@@ -32,19 +32,7 @@ fn rfind(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).rposition(|w| w == needle)
 }
 
-/// Keeps only 7-bit printable text, so that a notice is always valid in
-/// a 7bit part whatever a rule or file name holds.
-pub fn ascii(text: &str) -> String {
-    text.chars()
-        .map(|c| {
-            if c.is_ascii_graphic() || c == ' ' {
-                c
-            } else {
-                '?'
-            }
-        })
-        .collect()
-}
+pub use crate::text::ascii;
 
 /// Applies `edits` (top-level part index -> edit and notice text) to `raw`.
 pub fn apply(raw: &[u8], msg: &Message<'_>, edits: &BTreeMap<usize, (Edit, String)>) -> Vec<u8> {

@@ -2,6 +2,7 @@
 //! Pure: no I/O, no policy. Each error carries the reply the client gets.
 
 use crate::envelope::{Notify, Ret};
+use crate::text::xtext_decode;
 
 /// One parsed command.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -309,40 +310,6 @@ fn rcpt_params(text: &str) -> Result<RcptParams, ParseError> {
     Ok(out)
 }
 
-/// Decodes RFC 3461 xtext ("+2B" for '+'); None when malformed.
-pub fn xtext_decode(s: &str) -> Option<String> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let b = bytes[i];
-        if b == b'+' {
-            let hex = s.get(i + 1..i + 3)?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else if (33..=126).contains(&b) && b != b'=' {
-            out.push(b);
-            i += 1;
-        } else {
-            return None;
-        }
-    }
-    String::from_utf8(out).ok()
-}
-
-/// Encodes as RFC 3461 xtext.
-pub fn xtext_encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if (33..=126).contains(&b) && b != b'+' && b != b'=' {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("+{b:02X}"));
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -436,14 +403,5 @@ mod tests {
             .is_some_and(|n| n.success && n.failure && !n.delay));
         assert_eq!(params.orcpt.as_deref(), Some("rfc822;u@example.com"));
         assert!(parse(b"RCPT TO:<Postmaster>").is_ok());
-    }
-
-    #[test]
-    fn xtext_round_trips() {
-        assert_eq!(
-            xtext_decode(&xtext_encode("a+b=c d")).as_deref(),
-            Some("a+b=c d")
-        );
-        assert_eq!(xtext_decode("+G1"), None);
     }
 }
