@@ -45,25 +45,22 @@ impl Check for ContentFilter {
     }
 }
 
-#[derive(Debug, Clone)]
-pub struct Filters {
-    include_name: Vec<Pattern>,
-    exclude_name: Vec<Pattern>,
-    include_mime: Vec<Pattern>,
-    exclude_mime: Vec<Pattern>,
+/// A policy's filter rules, as compiled when the configuration was loaded.
+#[derive(Debug, Clone, Copy)]
+pub struct Filters<'p> {
+    include_name: &'p [Pattern],
+    exclude_name: &'p [Pattern],
+    include_mime: &'p [Pattern],
+    exclude_mime: &'p [Pattern],
 }
 
-fn patterns(list: &[String]) -> Vec<Pattern> {
-    list.iter().map(|s| Pattern::new(s)).collect()
-}
-
-impl Filters {
-    pub fn new(policy: &Policy) -> Filters {
+impl<'p> Filters<'p> {
+    pub fn new(policy: &'p Policy) -> Filters<'p> {
         Filters {
-            include_name: patterns(&policy.include_by_name),
-            exclude_name: patterns(&policy.exclude_by_name),
-            include_mime: patterns(&policy.include_by_mime),
-            exclude_mime: patterns(&policy.exclude_by_mime),
+            include_name: &policy.include_by_name,
+            exclude_name: &policy.exclude_by_name,
+            include_mime: &policy.include_by_mime,
+            exclude_mime: &policy.exclude_by_mime,
         }
     }
 
@@ -73,15 +70,15 @@ impl Filters {
         // Only the last path element: a member "docs/a.exe" is named "a.exe".
         let base = name.map(|n| n.rsplit(['/', '\\']).next().unwrap_or(n));
         let any = |list: &[Pattern], s: &str| list.iter().find(|p| p.matches(s)).cloned();
-        if base.is_some_and(|n| any(&self.exclude_name, n).is_some())
-            || any(&self.exclude_mime, mime).is_some()
+        if base.is_some_and(|n| any(self.exclude_name, n).is_some())
+            || any(self.exclude_mime, mime).is_some()
         {
             return None;
         }
-        if let Some(p) = base.and_then(|n| any(&self.include_name, n)) {
+        if let Some(p) = base.and_then(|n| any(self.include_name, n)) {
             return Some(format!("name:{p}"));
         }
-        any(&self.include_mime, mime).map(|p| format!("mime:{p}"))
+        any(self.include_mime, mime).map(|p| format!("mime:{p}"))
     }
 }
 
@@ -92,10 +89,11 @@ mod tests {
     #[test]
     fn includes_and_excludes_combined() {
         let mut p = crate::config::parse("", "t.toml").unwrap().policy;
-        p.include_by_name = vec!["*.exe".into(), "*.scr".into()];
-        p.exclude_by_name = vec!["setup-*.exe".into()];
-        p.include_by_mime = vec!["application/x-ms*".into(), "video/*".into()];
-        p.exclude_by_mime = vec!["video/mp4".into()];
+        let globs = |l: &[&str]| l.iter().map(|g| Pattern::new(g)).collect();
+        p.include_by_name = globs(&["*.exe", "*.scr"]);
+        p.exclude_by_name = globs(&["setup-*.exe"]);
+        p.include_by_mime = globs(&["application/x-ms*", "video/*"]);
+        p.exclude_by_mime = globs(&["video/mp4"]);
         let f = Filters::new(&p);
         let table = [
             (

@@ -306,8 +306,8 @@ fn broken_mime_is_scanned_as_far_as_it_goes() {
 fn filtered_parts_and_no_rules() {
     let rules = rules();
     let mut p = policy();
-    p.include_by_name = vec!["*.exe".into()];
-    p.exclude_by_name = vec!["setup-*.exe".into()];
+    p.include_by_name = vec![crate::config::Pattern::new("*.exe")];
+    p.exclude_by_name = vec![crate::config::Pattern::new("setup-*.exe")];
     let out = run(
         &rules,
         &p,

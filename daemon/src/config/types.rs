@@ -458,13 +458,13 @@ pub struct Policy {
     /// notification templates (each optional; "" = the built-in ones).
     pub notify_templates: TemplatesDir,
     /// File-name globs that make a part `av/filtered`.
-    pub include_by_name: Vec<String>,
+    pub include_by_name: Vec<Pattern>,
     /// File-name globs never filtered (win over the includes).
-    pub exclude_by_name: Vec<String>,
+    pub exclude_by_name: Vec<Pattern>,
     /// MIME-type globs that make a part `av/filtered`.
-    pub include_by_mime: Vec<String>,
+    pub include_by_mime: Vec<Pattern>,
     /// MIME-type globs never filtered (win over the includes).
-    pub exclude_by_mime: Vec<String>,
+    pub exclude_by_mime: Vec<Pattern>,
     /// Nesting of messages and archives scanned at most.
     pub max_scan_depth: u32,
     /// Bytes unpacked from one message at most; beyond, `av/error`.

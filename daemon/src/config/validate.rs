@@ -397,9 +397,9 @@ fn glob_file(path: &std::path::Path) -> Result<Vec<String>, String> {
         .collect())
 }
 
-impl Convert for Vec<String> {
+impl Convert for Vec<Pattern> {
     /// The name and MIME globs (`include_by_name`, ...): any non-empty
-    /// string.
+    /// string, compiled once here.
     /// `"file:PATH"` stands for the globs in that file, one per line (`#`
     /// starts a comment); a relative PATH is relative to the config file.
     fn read(ctx: &mut Ctx<'_>, path: &KeyPath, value: Option<&Value>) -> Option<Self> {
@@ -414,7 +414,13 @@ impl Convert for Vec<String> {
                 None => Ok(vec![s]),
             },
         })
-        .map(|lists| lists.into_iter().flatten().collect())
+        .map(|lists| {
+            lists
+                .into_iter()
+                .flatten()
+                .map(|g| Pattern::new(&g))
+                .collect()
+        })
     }
 }
 

@@ -66,6 +66,10 @@ pub async fn serve(gw: Arc<Gateway>, listeners: Vec<TcpListener>, grace: Duratio
             _ = shutdown.wait_for(|stop| *stop) => break,
             Some((tcp, peer)) = conn_rx.recv() => {
                 let _ = tcp.set_nodelay(true);
+                // An IPv4 client of a [::] listener arrives as ::ffff:a.b.c.d:
+                // from here on it is a.b.c.d, for the limits, the access
+                // rules, relay_networks, DNSBL, logs and statistics alike.
+                let peer = std::net::SocketAddr::new(peer.ip().to_canonical(), peer.port());
                 match gw.open_session(peer.ip()) {
                     Ok(slot) => {
                         let session = Session::new(gw.clone(), peer, slot);

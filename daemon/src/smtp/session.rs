@@ -586,18 +586,8 @@ impl Session {
             return Flow::Continue;
         }
         let domain = crate::envelope::domain_of(&to);
-        let protected = self
-            .cfg
-            .network
-            .protected_domains
-            .iter()
-            .any(|p| p.matches(&domain));
-        let relay_client = self
-            .cfg
-            .network
-            .relay_networks
-            .iter()
-            .any(|n| n.contains(&ip));
+        let protected = self.cfg.network.is_protected(&domain);
+        let relay_client = self.cfg.network.may_relay(ip);
         if !protected && !relay_client {
             let reply = format!("554 5.7.1 <{to}>: Relay access denied");
             self.reject(conn, RejectReason::Relay, &reply);
