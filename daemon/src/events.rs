@@ -41,6 +41,80 @@ impl SessionClosed {
     }
 }
 
+/// What operators are told about the gateway itself: the SNMP
+/// notifications of MAILWARD-MIB (`snmp.traps` chooses which are sent). The
+/// gateway raises them with [`crate::gateway::Gateway::notify`]; the SNMP
+/// side sends them.
+#[derive(Debug, Clone)]
+pub enum Notification {
+    ProductStart,
+    ProductStop,
+    ProductError {
+        message: String,
+    },
+    ConfigReloaded {
+        ok: bool,
+        message: String,
+    },
+    BasesReloaded,
+    UpdateStatus {
+        result: crate::check::bases::UpdateResult,
+        message: String,
+    },
+    ObsoleteBases,
+    AlertThreshold {
+        name: String,
+        value: u64,
+        threshold: u64,
+        raised: bool,
+    },
+}
+
+/// A configuration was put in force by a reload, or a reload refused.
+pub struct ConfigReloaded<'a> {
+    pub ok: bool,
+    pub message: &'a str,
+}
+
+impl ConfigReloaded<'_> {
+    pub fn emit(&self, gw: &crate::gateway::Gateway) {
+        gw.stats.record(&Event::ConfigLoaded {
+            ok: self.ok,
+            reload: true,
+            at: chrono::Utc::now().timestamp(),
+        });
+        if self.ok {
+            tracing::info!(target: "config", origin = %gw.config().origin, "Configuration reloaded.");
+        } else {
+            tracing::error!(target: "config", "{}", self.message);
+        }
+        gw.notify(Notification::ConfigReloaded {
+            ok: self.ok,
+            message: self.message.to_string(),
+        });
+    }
+}
+
+/// An update (or rollback) of the signature bases was attempted.
+pub struct UpdateAttempted<'a> {
+    pub result: crate::check::bases::UpdateResult,
+    pub message: &'a str,
+}
+
+impl UpdateAttempted<'_> {
+    pub fn emit(&self, gw: &crate::gateway::Gateway) {
+        gw.stats.record(&Event::UpdateAttempted {
+            result: self.result as usize,
+            at: chrono::Utc::now().timestamp(),
+        });
+        tracing::info!(target: "admin", result = ?self.result, "{}", self.message);
+        gw.notify(Notification::UpdateStatus {
+            result: self.result,
+            message: self.message.to_string(),
+        });
+    }
+}
+
 /// An outbound session to a next hop was opened.
 pub struct OutboundSessionOpened<'a> {
     pub peer: &'a str,
@@ -52,6 +126,17 @@ impl OutboundSessionOpened<'_> {
             direction: Direction::Out,
         });
         tracing::debug!(target: "delivery", peer = %self.peer, "Connected to the next hop.");
+    }
+}
+
+/// An outbound session (in use or idle) was closed.
+pub struct OutboundSessionClosed;
+
+impl OutboundSessionClosed {
+    pub fn emit(&self, stats: &Stats) {
+        stats.record(&Event::SessionClosed {
+            direction: Direction::Out,
+        });
     }
 }
 

@@ -9,7 +9,7 @@ use crate::dns::Dns;
 use crate::spool::Spool;
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
@@ -54,8 +54,6 @@ pub struct Gateway {
         std::sync::OnceLock<Box<dyn Fn() -> mailward_agentx::Health + Send + Sync>>,
     /// The one statistics model.
     pub stats: Arc<mailward_metrics::Stats>,
-    /// Outbound connections open now (kept by the delivery pool).
-    pub outbound_open: Arc<AtomicU64>,
     /// Open inbound sessions, for `limits.incoming_sessions`.
     sessions: AtomicU32,
     /// Whether the gateway is under stress now; sessions waiting for a
@@ -66,20 +64,11 @@ pub struct Gateway {
     per_ip: Mutex<HashMap<IpAddr, u32>>,
     /// Becomes true when the gateway stops.
     pub shutdown: watch::Receiver<bool>,
-    /// Successful reloads since start.
-    pub reloads: AtomicU64,
-    /// Refused reloads since start.
-    pub reload_failures: AtomicU64,
-    /// When the configuration in force was loaded (unix time).
-    pub config_loaded_at: std::sync::atomic::AtomicI64,
     /// The scan engine: compiled signature bases and scan workers.
     pub scanner: Arc<crate::check::Engine>,
-    /// When an update of the bases was last attempted (unix time, 0 = never).
-    pub update_last_check: std::sync::atomic::AtomicI64,
-    /// Its result, as an index into `catalogue::UPDATE_RESULTS` (4 = unknown).
-    pub update_last_result: std::sync::atomic::AtomicUsize,
-    /// The SNMP side, once started (notifications from anywhere).
-    pub snmp: std::sync::OnceLock<Arc<crate::ops::snmp::Snmp>>,
+    /// Where notifications go (the SNMP side registers itself at start;
+    /// until then, and without it, they are only logged).
+    notifier: std::sync::OnceLock<Box<dyn Fn(&crate::events::Notification) + Send + Sync>>,
 }
 
 impl Gateway {
@@ -103,20 +92,12 @@ impl Gateway {
             stores,
             stats,
             subagent_health: std::sync::OnceLock::new(),
-            outbound_open: Arc::new(AtomicU64::new(0)),
             sessions: AtomicU32::new(0),
             stress: watch::Sender::new(false),
             per_ip: Mutex::new(HashMap::new()),
             shutdown,
-            reloads: AtomicU64::new(0),
-            reload_failures: AtomicU64::new(0),
-            config_loaded_at: std::sync::atomic::AtomicI64::new(chrono::Utc::now().timestamp()),
             scanner,
-            update_last_check: std::sync::atomic::AtomicI64::new(0),
-            update_last_result: std::sync::atomic::AtomicUsize::new(
-                mailward_metrics::catalogue::UPDATE_RESULTS.len() - 1,
-            ),
-            snmp: std::sync::OnceLock::new(),
+            notifier: std::sync::OnceLock::new(),
         }
     }
 
@@ -152,9 +133,6 @@ impl Gateway {
         if let Ok(mut c) = self.config.write() {
             *c = Arc::new(config);
         }
-        self.reloads.fetch_add(1, Ordering::Relaxed);
-        self.config_loaded_at
-            .store(chrono::Utc::now().timestamp(), Ordering::Relaxed);
     }
 
     /// A snapshot of the statistics, with the levels sampled now.
@@ -166,12 +144,9 @@ impl Gateway {
             queue_messages: queue_messages as u64,
             queue_bytes,
             spool_free_bytes: self.spool.free_space().unwrap_or(0),
-            sessions_out: self.outbound_open.load(Ordering::Relaxed),
             bases_records: bases.as_ref().map_or(0, |b| b.records),
             bases_released: bases.as_ref().map_or(0, |b| b.released),
             bases_loaded: bases.as_ref().map_or(0, |b| b.loaded_at),
-            update_last_check: self.update_last_check.load(Ordering::Relaxed),
-            update_last_result: self.update_last_result.load(Ordering::Relaxed),
             agentx_connected: subagent.as_ref().is_some_and(|h| h.connected),
             agentx_reconnects: subagent.as_ref().map_or(0, |h| h.reconnects),
             snmp_notifications_dropped: subagent.as_ref().map_or(0, |h| h.notifications_dropped),
@@ -190,11 +165,16 @@ impl Gateway {
         self.stats.snapshot(&gauges)
     }
 
-    /// Sends an SNMP notification (when the subagent runs and `snmp.traps`
-    /// enables it).
-    pub fn notify(&self, trap: crate::ops::snmp::Trap) {
-        if let Some(snmp) = self.snmp.get() {
-            snmp.send(self, trap);
+    /// Sets where notifications go (once; the SNMP side at start).
+    pub fn set_notifier(&self, f: Box<dyn Fn(&crate::events::Notification) + Send + Sync>) {
+        let _ = self.notifier.set(f);
+    }
+
+    /// Raises a notification for operators (an SNMP notification when the
+    /// subagent runs and `snmp.traps` enables it).
+    pub fn notify(&self, n: crate::events::Notification) {
+        if let Some(f) = self.notifier.get() {
+            f(&n);
         }
     }
 
@@ -213,7 +193,7 @@ impl Gateway {
                 | crate::check::bases::UpdateResult::RolledBack
         ) {
             match self.reload_bases().await {
-                Ok(Some(_)) => self.notify(crate::ops::snmp::Trap::BasesReloaded),
+                Ok(Some(_)) => self.notify(crate::events::Notification::BasesReloaded),
                 Ok(None) => {}
                 Err(e) => {
                     result = crate::check::bases::UpdateResult::Error;
@@ -223,15 +203,11 @@ impl Gateway {
                 }
             }
         }
-        self.update_last_check
-            .store(chrono::Utc::now().timestamp(), Ordering::Relaxed);
-        self.update_last_result
-            .store(result as usize, Ordering::Relaxed);
-        tracing::info!(target: "admin", result = ?result, "{message}");
-        self.notify(crate::ops::snmp::Trap::UpdateStatus {
+        crate::events::UpdateAttempted {
             result,
-            message: message.clone(),
-        });
+            message: &message,
+        }
+        .emit(self);
         (result, message)
     }
 

@@ -7,8 +7,9 @@ use crate::config::{self, Config};
 use crate::delivery::attempt::Delivery;
 use crate::delivery::pool::Pool;
 use crate::delivery::queue::Queue;
+use crate::events::{ConfigReloaded, Notification};
 use crate::gateway::{self, Gateway};
-use crate::ops::snmp::{Snmp, Trap};
+use crate::ops::snmp::Snmp;
 use crate::spool::Spool;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -127,8 +128,7 @@ pub async fn run(config: Config, path: Option<PathBuf>) -> Result<(), RunError> 
         gw.shutdown.clone(),
     ));
     crate::ops::admin::start(gw.clone(), &admin_socket)?;
-    let snmp = Arc::new(Snmp::start(&gw)?);
-    let _ = gw.snmp.set(snmp.clone());
+    let snmp = Snmp::start(&gw)?;
     if let Some(addr) = metrics_listen {
         crate::ops::metrics_http::start(gw.clone(), addr).await?;
     }
@@ -138,14 +138,13 @@ pub async fn run(config: Config, path: Option<PathBuf>) -> Result<(), RunError> 
             limits.outgoing_sessions as usize,
             limits.outgoing_sessions_per_host as usize,
             stats,
-            gw.outbound_open.clone(),
         ),
     });
     tokio::spawn(crate::ops::stats_file::periodic(gw.clone()));
     let mut deliveries = tokio::spawn(crate::delivery::runner::run(delivery, GRACE));
     let mut server = tokio::spawn(crate::smtp::server::serve(gw.clone(), listeners, GRACE));
-    tokio::spawn(crate::ops::snmp::watch(gw.clone(), snmp.clone()));
-    snmp.send(&gw, Trap::ProductStart);
+    tokio::spawn(crate::ops::snmp::watch(gw.clone()));
+    gw.notify(Notification::ProductStart);
     tracing::info!(target: "app", version = env!("CARGO_PKG_VERSION"),
         listen = ?listen, config = %gw.config().origin, "Mailward started.");
     let mut failed = false;
@@ -156,18 +155,18 @@ pub async fn run(config: Config, path: Option<PathBuf>) -> Result<(), RunError> 
             r = &mut server => {
                 let message = format!("The SMTP listener stopped unexpectedly ({r:?}); stopping.");
                 tracing::error!(target: "app", "{message}");
-                snmp.send(&gw, Trap::ProductError { message });
+                gw.notify(Notification::ProductError { message });
                 failed = true;
                 break;
             }
             r = &mut deliveries => {
                 let message = format!("The delivery loop stopped unexpectedly ({r:?}); stopping.");
                 tracing::error!(target: "app", "{message}");
-                snmp.send(&gw, Trap::ProductError { message });
+                gw.notify(Notification::ProductError { message });
                 failed = true;
                 break;
             }
-            _ = hup.recv() => reload(&gw, &snmp, path.as_deref()).await,
+            _ = hup.recv() => reload(&gw, path.as_deref()).await,
             _ = usr1.recv() => match crate::ops::stats_file::write(&gw) {
                 Ok(p) => tracing::info!(target: "app", path = %p.display(), "Statistics written (SIGUSR1)."),
                 Err(e) => tracing::warn!(target: "app", error = %e, "Cannot write the statistics file."),
@@ -177,7 +176,7 @@ pub async fn run(config: Config, path: Option<PathBuf>) -> Result<(), RunError> 
         }
     }
     tracing::info!(target: "app", "Stopping: no new mail; finishing what is in flight.");
-    snmp.send(&gw, Trap::ProductStop);
+    gw.notify(Notification::ProductStop);
     let _ = stop_tx.send(true);
     if !server.is_finished() {
         let _ = server.await;
@@ -221,22 +220,22 @@ fn statistics(config: &Config) -> mailward_metrics::Stats {
 
 /// Re-reads and validates the configuration; installs it only when all of
 /// it is good.
-async fn reload(gw: &Gateway, snmp: &Snmp, path: Option<&Path>) {
+async fn reload(gw: &Gateway, path: Option<&Path>) {
     let new = match config::load(path) {
         Ok(c) => c,
         Err(errors) => {
             for p in &errors.0 {
                 tracing::error!(target: "config", "{p}");
             }
-            gw.reload_failures
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            tracing::error!(target: "config", problems = errors.0.len(),
-                "Reload refused; the running configuration stays in force.");
             let first = errors.0.first().map(|p| p.to_string()).unwrap_or_default();
-            snmp.send(gw, Trap::ConfigReloaded {
+            ConfigReloaded {
                 ok: false,
-                message: format!("Reload refused ({} problems; first: {first}); the running configuration stays.", errors.0.len()),
-            });
+                message: &format!(
+                    "Reload refused ({} problems; first: {first}); the running configuration stays.",
+                    errors.0.len()
+                ),
+            }
+            .emit(gw);
             return;
         }
     };
@@ -248,44 +247,34 @@ async fn reload(gw: &Gateway, snmp: &Snmp, path: Option<&Path>) {
     match gateway::build(&new) {
         Ok(built) => {
             gw.install(new, built);
-            tracing::info!(target: "config", origin = %gw.config().origin, "Configuration reloaded.");
-            snmp.send(
-                gw,
-                Trap::ConfigReloaded {
-                    ok: true,
-                    message: if kept.is_empty() {
-                        "The new configuration is in force.".into()
-                    } else {
-                        format!(
-                            "The new configuration is in force, but for {} key(s) that need a restart: {}.",
-                            kept.len(),
-                            kept.join("; ")
-                        )
-                    },
-                },
-            );
+            let message = if kept.is_empty() {
+                "The new configuration is in force.".to_string()
+            } else {
+                format!(
+                    "The new configuration is in force, but for {} key(s) that need a restart: {}.",
+                    kept.len(),
+                    kept.join("; ")
+                )
+            };
+            ConfigReloaded {
+                ok: true,
+                message: &message,
+            }
+            .emit(gw);
             match gw.reload_bases().await {
                 Ok(Some(b)) => {
                     tracing::info!(target: "app", version = %b.version, records = b.records, "New signature bases in use.");
-                    snmp.send(gw, Trap::BasesReloaded);
+                    gw.notify(Notification::BasesReloaded);
                 }
                 Ok(None) => {}
                 Err(e) => tracing::error!(target: "app", error = %e,
                     "The signature bases cannot be reloaded; the rules in use stay."),
             }
         }
-        Err(e) => {
-            gw.reload_failures
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            tracing::error!(target: "config", error = %e,
-                "Reload refused; the running configuration stays in force.");
-            snmp.send(
-                gw,
-                Trap::ConfigReloaded {
-                    ok: false,
-                    message: format!("Reload refused: {e}"),
-                },
-            );
+        Err(e) => ConfigReloaded {
+            ok: false,
+            message: &format!("Reload refused: {e}; the running configuration stays in force."),
         }
+        .emit(gw),
     }
 }

@@ -145,6 +145,19 @@ pub enum Event<'a> {
     ScanMemoryRefused,
     /// A quarantined message was released by an administrator.
     QuarantineReleased,
+    /// A configuration was put in force (`ok`, also at start) or a reload
+    /// was refused, at unix time `at`.
+    ConfigLoaded {
+        ok: bool,
+        reload: bool,
+        at: i64,
+    },
+    /// An update of the bases was attempted (result: index into
+    /// `catalogue::UPDATE_RESULTS`), at unix time `at`.
+    UpdateAttempted {
+        result: usize,
+        at: i64,
+    },
 }
 
 /// What an inbound session was doing when its deadline passed.

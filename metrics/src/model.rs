@@ -28,13 +28,9 @@ pub struct Gauges {
     pub queue_messages: u64,
     pub queue_bytes: u64,
     pub spool_free_bytes: u64,
-    pub sessions_out: u64,
     pub bases_records: u64,
     pub bases_released: i64,
     pub bases_loaded: i64,
-    pub update_last_check: i64,
-    /// Index into `catalogue::UPDATE_RESULTS`.
-    pub update_last_result: usize,
     pub agentx_connected: bool,
     pub agentx_reconnects: u64,
     pub snmp_notifications_dropped: u64,
@@ -62,6 +58,8 @@ pub struct Stats {
     recent: Mutex<VecDeque<RawRecord>>,
     /// Messages per policy group ("" = default), for mwPolicyGroupTable.
     groups: Mutex<std::collections::BTreeMap<String, u64>>,
+    /// The configuration's life (since start).
+    config: Mutex<crate::snapshot::ConfigState>,
     raw: Option<RawLog>,
     enabled: Vec<Category>,
     top_n: usize,
@@ -88,7 +86,7 @@ impl Stats {
             total += s.width();
         }
         let started = now();
-        Stats {
+        let stats = Stats {
             lock: RwLock::new(()),
             cells: (0..total).map(|_| AtomicU64::new(0)).collect(),
             offsets: Arc::new(offsets),
@@ -103,6 +101,10 @@ impl Stats {
                 .collect(),
             recent: Mutex::new(VecDeque::with_capacity(RECENT_RAW)),
             groups: Mutex::new(std::collections::BTreeMap::new()),
+            config: Mutex::new(crate::snapshot::ConfigState {
+                loaded_at: started,
+                ..Default::default()
+            }),
             raw: if enabled.contains(&Category::Raw) {
                 raw
             } else {
@@ -113,7 +115,14 @@ impl Stats {
             start_time: started,
             reset_time: AtomicI64::new(started),
             version: version.to_string(),
-        }
+        };
+        // No update attempted yet: the last result is "unknown".
+        stats.store(
+            StatId::UpdateLastResult,
+            catalogue::UPDATE_RESULTS.len() - 1,
+            1,
+        );
+        stats
     }
 
     pub fn is_enabled(&self, c: Category) -> bool {
@@ -131,6 +140,12 @@ impl Stats {
     fn add(&self, id: StatId, label: usize, n: u64) {
         if let Some(c) = self.cell(id, label) {
             c.fetch_add(n, Relaxed);
+        }
+    }
+
+    fn store(&self, id: StatId, label: usize, v: u64) {
+        if let Some(c) = self.cell(id, label) {
+            c.store(v, Relaxed);
         }
     }
 
@@ -249,6 +264,24 @@ impl Stats {
             }
             Event::ScanMemoryRefused => self.add(StatId::ScanMemoryRefused, 0, 1),
             Event::QuarantineReleased => self.add(StatId::QuarantineReleases, 0, 1),
+            Event::ConfigLoaded { ok, reload, at } => {
+                if let Ok(mut c) = self.config.lock() {
+                    match (ok, reload) {
+                        (true, true) => {
+                            c.reloads += 1;
+                            c.loaded_at = *at;
+                        }
+                        (true, false) => c.loaded_at = *at,
+                        (false, _) => c.reload_failures += 1,
+                    }
+                }
+            }
+            Event::UpdateAttempted { result, at } => {
+                self.store(StatId::UpdateLastCheck, 0, (*at).max(0) as u64);
+                for i in 0..catalogue::UPDATE_RESULTS.len() {
+                    self.store(StatId::UpdateLastResult, i, (i == *result) as u64);
+                }
+            }
         }
     }
 
@@ -329,7 +362,6 @@ impl Stats {
             set(StatId::ArchiveMessages, i, *n);
             set(StatId::ArchiveBytes, i, *b);
         }
-        set(StatId::Sessions, 1, gauges.sessions_out);
         set(StatId::CpuSeconds, 0, proc.cpu_micros);
         set(StatId::ResidentMemory, 0, proc.rss_bytes);
         set(StatId::OpenFds, 0, proc.open_fds);
@@ -346,18 +378,6 @@ impl Stats {
             gauges.bases_released.max(0) as u64,
         );
         set(StatId::BasesLoaded, 0, gauges.bases_loaded.max(0) as u64);
-        set(
-            StatId::UpdateLastCheck,
-            0,
-            gauges.update_last_check.max(0) as u64,
-        );
-        for i in 0..catalogue::UPDATE_RESULTS.len() {
-            set(
-                StatId::UpdateLastResult,
-                i,
-                (i == gauges.update_last_result) as u64,
-            );
-        }
         set(StatId::AgentxConnected, 0, gauges.agentx_connected as u64);
         set(StatId::AgentxReconnects, 0, gauges.agentx_reconnects);
         set(
@@ -391,6 +411,7 @@ impl Stats {
             .map(|g| g.iter().map(|(k, v)| (k.clone(), *v)).collect())
             .unwrap_or_default();
         Snapshot {
+            config: self.config.lock().map(|c| *c).unwrap_or_default(),
             groups,
             taken_at: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)

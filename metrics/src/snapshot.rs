@@ -33,6 +33,17 @@ pub struct Snapshot {
     pub groups: Vec<(String, u64)>,
     /// The most recent raw records, oldest first.
     pub recent: Vec<RawRecord>,
+    /// The configuration in force: when it was loaded, successful and
+    /// refused reloads since start (not zeroed by `stats reset`).
+    pub config: ConfigState,
+}
+
+/// What the model knows of the configuration's life.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ConfigState {
+    pub loaded_at: i64,
+    pub reloads: u64,
+    pub reload_failures: u64,
 }
 
 impl Snapshot {

@@ -56,13 +56,13 @@ pub fn smtp_command(line: &[u8]) {
             }
             if let Some(envid) = &params.envid {
                 // Delivery sends it on as xtext: it must mean the same there.
-                let sent = command::xtext_encode(envid);
+                let sent = mailward::text::xtext_encode(envid);
                 assert!(
                     sent.bytes().all(|b| b.is_ascii_graphic() && b != b'='),
                     "ENVID re-encoded as {sent:?}"
                 );
                 assert_eq!(
-                    command::xtext_decode(&sent).as_deref(),
+                    mailward::text::xtext_decode(&sent).as_deref(),
                     Some(envid.as_str())
                 );
             }
@@ -75,7 +75,10 @@ pub fn smtp_command(line: &[u8]) {
                     orcpt.bytes().all(|b| b.is_ascii_graphic()),
                     "ORCPT {orcpt:?}"
                 );
-                assert!(command::xtext_decode(orcpt).is_some(), "ORCPT {orcpt:?}");
+                assert!(
+                    mailward::text::xtext_decode(orcpt).is_some(),
+                    "ORCPT {orcpt:?}"
+                );
             }
         }
         Ok(_) | Err(_) => {}

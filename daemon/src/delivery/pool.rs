@@ -8,7 +8,6 @@ use super::route::{self, Candidate, Destination, RouteError};
 use crate::dns::Dns;
 use mailward_metrics::Stats;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -16,19 +15,13 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 /// An idle connection older than this is closed rather than reused.
 const IDLE_TTL: Duration = Duration::from_secs(5);
 
-/// Counts an open outbound connection while it lives.
-pub struct OpenGuard(Arc<AtomicU64>);
-
-impl OpenGuard {
-    fn new(counter: &Arc<AtomicU64>) -> OpenGuard {
-        counter.fetch_add(1, Ordering::Relaxed);
-        OpenGuard(counter.clone())
-    }
-}
+/// An open outbound connection, counted in the statistics while it lives
+/// (the opening is counted where it is made, with its peer).
+pub struct OpenGuard(Arc<Stats>);
 
 impl Drop for OpenGuard {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+        crate::events::OutboundSessionClosed.emit(&self.0);
     }
 }
 
@@ -48,8 +41,6 @@ pub struct Pool {
     per_host_limit: usize,
     per_host: Mutex<HashMap<Destination, Arc<Semaphore>>>,
     idle: Mutex<HashMap<Destination, Vec<(SmtpClient, OpenGuard, Instant)>>>,
-    /// Outbound connections open now (in use or idle).
-    open: Arc<AtomicU64>,
     stats: Arc<Stats>,
 }
 
@@ -84,9 +75,8 @@ impl PoolError {
 impl Pool {
     /// `open` counts the outbound connections (shared with the gateway's
     /// statistics).
-    pub fn new(total: usize, per_host: usize, stats: Arc<Stats>, open: Arc<AtomicU64>) -> Pool {
+    pub fn new(total: usize, per_host: usize, stats: Arc<Stats>) -> Pool {
         Pool {
-            open,
             stats,
             total: Arc::new(Semaphore::new(total.max(1))),
             per_host_limit: per_host.max(1),
@@ -139,7 +129,7 @@ impl Pool {
         }
         .emit(&self.stats);
         Ok(Leased {
-            _open: OpenGuard::new(&self.open),
+            _open: OpenGuard(self.stats.clone()),
             client,
             reused: false,
             dest: dest.clone(),

@@ -316,8 +316,9 @@ async fn handle(gw: &Gateway, req: Request) -> Response {
 }
 
 fn bases_status(gw: &Gateway) -> Response {
-    use std::sync::atomic::Ordering::Relaxed;
+    use mailward_metrics::StatId;
     let cfg = gw.config();
+    let snap = gw.snapshot();
     let info = |b: Option<crate::check::bases::BasesInfo>| {
         b.map(|b| {
             serde_json::json!({
@@ -331,10 +332,12 @@ fn bases_status(gw: &Gateway) -> Response {
         .flatten()
         .map(|b| crate::check::bases::BasesInfo { loaded_at: 0, ..b });
     let current = gw.bases();
+    // The statistics keep the last update (one flag per result).
     let result = mailward_metrics::catalogue::UPDATE_RESULTS
-        .get(gw.update_last_result.load(Relaxed))
-        .copied()
-        .unwrap_or("unknown");
+        .iter()
+        .enumerate()
+        .find(|(i, _)| snap.value(StatId::UpdateLastResult, *i) == 1)
+        .map_or("unknown", |(_, r)| r);
     ok(serde_json::json!({
         "directory": cfg.bases.av,
         "obsolete": crate::check::bases::is_obsolete(
@@ -346,7 +349,7 @@ fn bases_status(gw: &Gateway) -> Response {
         "rules_compiled": gw.scanner.current().count,
         "scans_waiting": gw.scanner.waiting(),
         "previous": info(previous),
-        "last_check": gw.update_last_check.load(Relaxed),
+        "last_check": snap.value(StatId::UpdateLastCheck, 0),
         "last_result": result,
     }))
 }

@@ -5,6 +5,7 @@
 //! answered from an immutable view rebuilt at most once a second, and
 //! notifications wait in a bounded queue while no master is connected.
 
+use crate::events::Notification;
 use crate::gateway::Gateway;
 use mailward_agentx::{
     self as agentx, Oid, Registration, Subagent, SubagentConfig, Value, VarBind,
@@ -18,46 +19,54 @@ use std::time::{Duration, Instant};
 /// second at most.
 const VIEW_TTL: Duration = Duration::from_secs(1);
 
-/// The notifications of MAILWARD-MIB.
-#[derive(Debug, Clone)]
-pub enum Trap {
-    ProductStart,
-    ProductStop,
-    ProductError {
-        message: String,
-    },
-    ConfigReloaded {
-        ok: bool,
-        message: String,
-    },
-    BasesReloaded,
-    UpdateStatus {
-        result: crate::check::bases::UpdateResult,
-        message: String,
-    },
-    ObsoleteBases,
-    AlertThreshold {
-        name: String,
-        value: u64,
-        threshold: u64,
-        raised: bool,
-    },
+/// The MIB name of a notification, and the `snmp.traps` category that
+/// enables it. Its number and the objects it carries are the MIB's
+/// (`mailward_metrics::mib::NOTIFICATIONS`), not written here again.
+fn mib_name(n: &Notification) -> (&'static str, &'static str) {
+    match n {
+        Notification::ProductStart => ("mwProductStart", "admin"),
+        Notification::ProductStop => ("mwProductStop", "admin"),
+        Notification::ProductError { .. } => ("mwProductError", "admin"),
+        Notification::ConfigReloaded { .. } => ("mwConfigReloaded", "config"),
+        Notification::BasesReloaded => ("mwBasesReloaded", "update"),
+        Notification::UpdateStatus { .. } => ("mwUpdateStatus", "update"),
+        Notification::ObsoleteBases => ("mwObsoleteBases", "update"),
+        Notification::AlertThreshold { .. } => ("mwAlertThreshold", "admin"),
+    }
 }
 
-impl Trap {
-    /// (arc under mwNotifications, `snmp.traps` category that enables it)
-    fn arc_and_category(&self) -> (u32, &'static str) {
-        match self {
-            Trap::ProductStart => (1, "admin"),
-            Trap::ProductStop => (2, "admin"),
-            Trap::ProductError { .. } => (3, "admin"),
-            Trap::ConfigReloaded { .. } => (4, "config"),
-            Trap::BasesReloaded => (5, "update"),
-            Trap::UpdateStatus { .. } => (6, "update"),
-            Trap::ObsoleteBases => (7, "update"),
-            Trap::AlertThreshold { .. } => (8, "admin"),
+/// The value of one object a notification carries.
+fn object_value(object: &str, n: &Notification, gw: &Gateway) -> Option<Value> {
+    let cfg = gw.config();
+    let bases = gw.bases();
+    let gauge = |v: u64| Value::Gauge32(v.min(u64::from(u32::MAX)) as u32);
+    Some(match (object, n) {
+        ("mwVersion", _) => text(env!("CARGO_PKG_VERSION")),
+        ("mwConfigFile", _) => text(&cfg.origin),
+        ("mwNotifyMessage", Notification::ProductError { message })
+        | ("mwNotifyMessage", Notification::ConfigReloaded { message, .. })
+        | ("mwNotifyMessage", Notification::UpdateStatus { message, .. }) => text(message),
+        ("mwReloadResult", Notification::ConfigReloaded { ok, .. }) => {
+            Value::Integer(if *ok { 1 } else { 2 })
         }
-    }
+        ("mwBasesRecords", _) => gauge(bases.as_ref().map_or(0, |b| b.records)),
+        ("mwBasesReleased", _) => Value::OctetString(view::date_and_time(
+            bases.as_ref().map_or(0, |b| b.released),
+        )),
+        ("mwUpdateLastResult", Notification::UpdateStatus { result, .. }) => {
+            Value::Integer(*result as i32 + 1)
+        }
+        ("mwBasesObsolete", _) => Value::Integer(1),
+        ("mwAlertName", Notification::AlertThreshold { name, .. }) => text(name),
+        ("mwAlertValue", Notification::AlertThreshold { value, .. }) => gauge(*value),
+        ("mwAlertThresholdValue", Notification::AlertThreshold { threshold, .. }) => {
+            gauge(*threshold)
+        }
+        ("mwAlertState", Notification::AlertThreshold { raised, .. }) => {
+            Value::Integer(if *raised { 1 } else { 2 })
+        }
+        _ => return None,
+    })
 }
 
 fn to_value(v: SnmpValue) -> Value {
@@ -90,13 +99,9 @@ fn extras(gw: &Gateway, snap: &mailward_metrics::Snapshot) -> view::Extras {
     let bases = gw.bases();
     view::Extras {
         config_file: cfg.origin.clone(),
-        config_loaded_at: gw
-            .config_loaded_at
-            .load(std::sync::atomic::Ordering::Relaxed),
-        reloads: gw.reloads.load(std::sync::atomic::Ordering::Relaxed) as u32,
-        reload_failures: gw
-            .reload_failures
-            .load(std::sync::atomic::Ordering::Relaxed) as u32,
+        config_loaded_at: snap.config.loaded_at,
+        reloads: snap.config.reloads.min(u64::from(u32::MAX)) as u32,
+        reload_failures: snap.config.reload_failures.min(u64::from(u32::MAX)) as u32,
         groups,
         bases_obsolete: crate::check::bases::is_obsolete(
             bases.as_ref(),
@@ -125,6 +130,9 @@ pub fn build_view(gw: &Gateway, root: &Oid, objects: &[Oid]) -> agentx::MibView 
 
 pub struct Snmp {
     root: Oid,
+    /// The MIB's scalars by name, with their instance OID (`.0`), for the
+    /// objects notifications carry.
+    objects: Vec<(String, Oid)>,
     subagent: Mutex<Option<Subagent>>,
     handle: Option<agentx::SubagentHandle>,
 }
@@ -138,8 +146,9 @@ pub enum SnmpError {
 }
 
 impl Snmp {
-    /// Starts the subagent (it connects in the background and keeps trying).
-    pub fn start(gw: &Arc<Gateway>) -> Result<Snmp, SnmpError> {
+    /// Starts the subagent (it connects in the background and keeps trying)
+    /// and becomes where the gateway's notifications go.
+    pub fn start(gw: &Arc<Gateway>) -> Result<Arc<Snmp>, SnmpError> {
         let cfg = gw.config();
         let endpoint = agentx::Endpoint::parse(&cfg.agentx.socket)?;
         let root: Oid = cfg.agentx.root_oid.parse()?;
@@ -190,86 +199,59 @@ impl Snmp {
         let handle = subagent.handle();
         let h2 = handle.clone();
         let _ = gw.subagent_health.set(Box::new(move || h2.health()));
-        Ok(Snmp {
+        let scalars = view::objects()
+            .into_iter()
+            .filter(|o| matches!(o.node, view::Node::Scalar))
+            .map(|o| (o.name.clone(), root.join(&o.oid).join(&[0])))
+            .collect();
+        let snmp = Arc::new(Snmp {
+            objects: scalars,
             root,
             subagent: Mutex::new(Some(subagent)),
             handle: Some(handle),
-        })
+        });
+        // The gateway raises notifications without knowing about SNMP.
+        let (weak, sender) = (Arc::downgrade(gw), snmp.clone());
+        gw.set_notifier(Box::new(move |n| {
+            if let Some(gw) = weak.upgrade() {
+                sender.send(&gw, n);
+            }
+        }));
+        Ok(snmp)
     }
 
     /// Sends a notification if `snmp.traps` enables its category.
-    pub fn send(&self, gw: &Gateway, trap: Trap) {
+    pub fn send(&self, gw: &Gateway, trap: &Notification) {
         let cfg = gw.config();
-        let (arc, category) = trap.arc_and_category();
+        let (name, category) = mib_name(trap);
         if !cfg.snmp.traps.iter().any(|t| t == category) {
             return;
         }
         let Some(handle) = &self.handle else {
             return;
         };
-        let o = |path: &[u32]| self.root.join(path);
-        let version = || VarBind::new(o(&[1, 4, 1, 0]), text(env!("CARGO_PKG_VERSION")));
-        let config_file = || VarBind::new(o(&[1, 1, 1, 0]), text(&cfg.origin));
-        let message = |m: &str| VarBind::new(o(&[1, 5, 1, 0]), text(m));
-        let bases = gw.bases();
-        let released = || {
-            VarBind::new(
-                o(&[1, 3, 4, 0]),
-                Value::OctetString(view::date_and_time(
-                    bases.as_ref().map_or(0, |b| b.released),
-                )),
-            )
+        let Some((_, arc, objects, _)) = mailward_metrics::mib::NOTIFICATIONS
+            .iter()
+            .find(|(n, ..)| *n == name)
+        else {
+            tracing::error!(target: "admin", notification = name, "Not a notification of MAILWARD-MIB.");
+            return;
         };
-        let varbinds = match &trap {
-            Trap::ProductStart => vec![version(), config_file()],
-            Trap::ProductStop => vec![version()],
-            Trap::ProductError { message: m } => vec![message(m)],
-            Trap::ConfigReloaded { ok, message: m } => vec![
-                config_file(),
-                VarBind::new(o(&[1, 5, 2, 0]), Value::Integer(if *ok { 1 } else { 2 })),
-                message(m),
-            ],
-            Trap::BasesReloaded => vec![
-                VarBind::new(
-                    o(&[1, 3, 5, 0]),
-                    Value::Gauge32(
-                        bases
-                            .as_ref()
-                            .map_or(0, |b| b.records.min(u64::from(u32::MAX)) as u32),
-                    ),
-                ),
-                released(),
-            ],
-            Trap::UpdateStatus { result, message: m } => vec![
-                VarBind::new(o(&[1, 3, 2, 0]), Value::Integer(*result as i32 + 1)),
-                message(m),
-            ],
-            Trap::ObsoleteBases => vec![
-                released(),
-                VarBind::new(o(&[1, 3, 6, 0]), Value::Integer(1)),
-            ],
-            Trap::AlertThreshold {
-                name,
-                value,
-                threshold,
-                raised,
-            } => vec![
-                VarBind::new(o(&[1, 5, 3, 0]), text(name)),
-                VarBind::new(
-                    o(&[1, 5, 4, 0]),
-                    Value::Gauge32((*value).min(u64::from(u32::MAX)) as u32),
-                ),
-                VarBind::new(
-                    o(&[1, 5, 5, 0]),
-                    Value::Gauge32((*threshold).min(u64::from(u32::MAX)) as u32),
-                ),
-                VarBind::new(
-                    o(&[1, 5, 6, 0]),
-                    Value::Integer(if *raised { 1 } else { 2 }),
-                ),
-            ],
-        };
-        handle.notify(o(&[0, arc]), varbinds);
+        let arc = *arc;
+        let mut varbinds = Vec::with_capacity(objects.len());
+        for object in objects.iter() {
+            let oid = self
+                .objects
+                .iter()
+                .find(|(n, _)| n == object)
+                .map(|(_, o)| o);
+            match (oid, object_value(object, trap, gw)) {
+                (Some(oid), Some(value)) => varbinds.push(VarBind::new(oid.clone(), value)),
+                _ => tracing::error!(target: "admin", notification = name, object,
+                    "A notification object has no value here; it is left out."),
+            }
+        }
+        handle.notify(self.root.join(&[0, arc]), varbinds);
         gw.stats.record(&mailward_metrics::Event::SnmpNotification {
             index: arc as usize - 1,
         });
@@ -291,7 +273,7 @@ pub const ALERT_EVERY: Duration = Duration::from_secs(10);
 
 /// Watches `snmp.alert_thresholds` and the age of the bases; raises and
 /// clears mwAlertThreshold, and sends mwObsoleteBases at start and daily.
-pub async fn watch(gw: Arc<Gateway>, snmp: Arc<Snmp>) {
+pub async fn watch(gw: Arc<Gateway>) {
     let mut shutdown = gw.shutdown.clone();
     let mut raised: std::collections::HashSet<String> = Default::default();
     // (time, received, infected) samples of the last hour.
@@ -357,15 +339,12 @@ pub async fn watch(gw: Arc<Gateway>, snmp: Arc<Snmp>) {
                 }
                 tracing::warn!(target: "admin", alert = %name, value, threshold = threshold_shown,
                     state = if over { "raised" } else { "cleared" }, "Alert threshold crossed.");
-                snmp.send(
-                    &gw,
-                    Trap::AlertThreshold {
-                        name: name.clone(),
-                        value,
-                        threshold: threshold_shown,
-                        raised: over,
-                    },
-                );
+                gw.notify(Notification::AlertThreshold {
+                    name: name.clone(),
+                    value,
+                    threshold: threshold_shown,
+                    raised: over,
+                });
             }
         }
         if now >= next_obsolete_check {
@@ -376,7 +355,7 @@ pub async fn watch(gw: Arc<Gateway>, snmp: Arc<Snmp>) {
                 chrono::Utc::now().timestamp(),
             ) {
                 tracing::warn!(target: "admin", "The signature bases are obsolete (older than bases.obsolete_after).");
-                snmp.send(&gw, Trap::ObsoleteBases);
+                gw.notify(Notification::ObsoleteBases);
             }
             next_obsolete_check = now + Duration::from_secs(86400);
         }
