@@ -143,6 +143,11 @@ const EXPECT: &[(&str, Expect)] = &[
     ("Stress mode", Exported),
     ("Spool reclaimable", Exported),
     ("Scans refused for memory", Exported),
+    // Quarantine and archive
+    ("Quarantined messages", Exported),
+    ("Quarantine size", Exported),
+    ("Quarantined and released", Exported),
+    ("Archive size", Exported),
 ];
 
 /// Grafana's variables, replaced as Grafana would for the live queries:
