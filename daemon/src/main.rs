@@ -510,6 +510,12 @@ fn print_stats(data: &serde_json::Value) {
         when("start_time"),
         when("reset_time")
     );
+    if let Some(groups) = data.get("groups").and_then(|v| v.as_object()) {
+        out!("\n[groups]");
+        for (g, n) in groups {
+            out!("  {:<48} {n}", format!("messages{{group={g}}}"));
+        }
+    }
     for cat in mailward_metrics::Category::ALL {
         let Some(section) = data.get(cat.as_str()).and_then(|v| v.as_object()) else {
             continue;

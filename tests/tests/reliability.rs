@@ -210,7 +210,8 @@ fn the_end_of_data_after_an_over_long_last_line_is_answered() -> Result<()> {
 
 #[test]
 fn trickling_clients_are_cut_off_by_whole_command_and_data_deadlines() -> Result<()> {
-    let stats = StatsSetup::new(&std::env::temp_dir());
+    let stats_dir = TestDir::new("stats")?;
+    let stats = StatsSetup::new(stats_dir.path());
     let gw = Gateway::start("slowloris", |c| {
         stats
             .apply(c)
@@ -273,7 +274,8 @@ fn trickling_clients_are_cut_off_by_whole_command_and_data_deadlines() -> Result
 
 #[test]
 fn stress_mode_shortens_the_timeouts_and_is_counted() -> Result<()> {
-    let stats = StatsSetup::new(&std::env::temp_dir());
+    let stats_dir = TestDir::new("stats")?;
+    let stats = StatsSetup::new(stats_dir.path());
     let gw = Gateway::start("stress", |c| {
         stats
             .apply(c)
@@ -503,7 +505,8 @@ fn sighup_keeps_the_running_value_of_restart_only_keys() -> Result<()> {
 
 #[test]
 fn zip_bombs_scanned_at_once_share_one_memory_bound() -> Result<()> {
-    let stats = StatsSetup::new(&std::env::temp_dir());
+    let stats_dir = TestDir::new("stats")?;
+    let stats = StatsSetup::new(stats_dir.path());
     let gw = Gateway::start("bombs-at-once", |c| {
         stats
             .apply(c)

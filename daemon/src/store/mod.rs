@@ -312,7 +312,8 @@ impl Store {
         Ok(entry)
     }
 
-    /// Removes the entries stored before `before` (unix time); returns them.
+    /// Removes the entries stored at or before `before` (unix time); returns
+    /// them.
     pub fn purge(&self, before: i64) -> Result<Vec<Entry>, StoreError> {
         let _w = self
             .write
@@ -320,7 +321,7 @@ impl Store {
             .map_err(|_| StoreError::Task("poisoned".into()))?;
         let mut out = Vec::new();
         for e in self.list()? {
-            if e.stored < before {
+            if e.stored <= before {
                 out.push(self.remove_locked(&e.id)?);
             }
         }

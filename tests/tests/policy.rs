@@ -1,0 +1,490 @@
+//! The policy engine end to end (issue "policy engine"): per-recipient
+//! plans for recipients in different groups, quarantine through the CLI,
+//! notifications from templates, subject marks, the archive, a kill -9
+//! while quarantining, and a `[::]` listener's relay check for IPv4
+//! clients. Every check is what a user sees: the sink, the CLI, /metrics.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::Duration;
+
+use anyhow::{ensure, Context, Result};
+use mailward_e2e::failures::Failures;
+use mailward_e2e::mime::{self, Part};
+use mailward_e2e::samples::{eicar, zip_of};
+use mailward_e2e::stats::StatsSetup;
+use mailward_e2e::*;
+
+/// A message with the EICAR test file zipped, and a harmless note.
+fn infected(subject: &str) -> Result<Vec<u8>> {
+    let zip = zip_of(&[("eicar.com", &eicar())])?;
+    Ok(mime::multipart(
+        subject,
+        "b-policy",
+        &[
+            Part::text("Please see the attachment.\r\n"),
+            Part::attachment("invoice.zip", "application/zip", &zip),
+        ],
+    ))
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+fn send(port: u16, from: &str, rcpts: &[&str], message: &[u8]) -> Result<String> {
+    let mut c = SmtpClient::connect_ok(port)?;
+    c.ehlo("client.test")?;
+    c.send_mail_ok(from, rcpts, message)
+}
+
+/// `mailward quarantine list --json`: one object per line.
+fn quarantine_list(d: &Daemon, extra: &[&str]) -> Result<Vec<serde_json::Value>> {
+    let mut args = vec!["quarantine", "list", "--json"];
+    args.extend_from_slice(extra);
+    let out = d.cli_ok(&args)?;
+    out.lines()
+        .map(|l| serde_json::from_str(l).with_context(|| format!("not JSON: {l}")))
+        .collect()
+}
+
+#[test]
+fn recipients_in_two_groups_get_their_own_plans() -> Result<()> {
+    let stats_dir = TestDir::new("stats")?;
+    let stats = StatsSetup::new(stats_dir.path());
+    let gw = Gateway::start("policy-groups", |c| {
+        stats
+            .apply(c)
+            .set_list("group.strict", "recipients", &["*@strict.example.com"])
+            .set_list("group.strict", "block", &["av/infected"])
+            .set_list("group.lenient", "recipients", &["*@lenient.example.com"])
+            .set_str("group.lenient", "action_infected", "placeholder")
+    })?;
+    let mut f = Failures::default();
+    let id = send(
+        gw.port(),
+        "alice@sender.test",
+        &[
+            "user@example.com",
+            "boss@strict.example.com",
+            "ann@lenient.example.com",
+        ],
+        &infected("three groups")?,
+    )?;
+    gw.sink.wait_for_count(2, DELIVERY_TIMEOUT)?;
+    thread::sleep(Duration::from_millis(500));
+    let delivered: Vec<SinkMessage> = gw.sink.messages()?;
+    f.check(delivered.len() == 2, || {
+        format!("{} messages at the sink, want 2 (one group blocks)", delivered.len())
+    });
+    let by_rcpt: BTreeMap<String, &SinkMessage> = delivered
+        .iter()
+        .flat_map(|m| m.recipients().into_iter().map(move |r| (r, m)))
+        .collect();
+    f.check(!by_rcpt.contains_key("boss@strict.example.com"), || {
+        "the strict group blocks: boss gets nothing".into()
+    });
+    match (
+        by_rcpt.get("user@example.com"),
+        by_rcpt.get("ann@lenient.example.com"),
+    ) {
+        (Some(user), Some(ann)) => {
+            f.check(user.recipients().len() == 1, || {
+                format!("the default group's copy is for user only: {:?}", user.recipients())
+            });
+            f.check(!contains(user.message.as_bytes(), b"invoice.zip\""), || {
+                "default group: the infected part is removed".into()
+            });
+            f.check(ann.message.contains("Mailward replaced \"invoice.zip\""), || {
+                "lenient group: the part is replaced by a notice".into()
+            });
+            // One message, two copies: both carry its queue ID (the copy
+            // is queued as ID.N, which the log names).
+            f.check(
+                user.queue_ids().contains(&id) && ann.queue_ids().contains(&id),
+                || format!("copies of {id}: {:?} {:?}", user.queue_ids(), ann.queue_ids()),
+            );
+            f.check(
+                gw.daemon.full_log().contains(&format!("copy={id}.")),
+                || "the log names the group's own copy".into(),
+            );
+            for m in [user, ann] {
+                f.check(
+                    m.header("X-Mailward-AV").is_some_and(|h| h.starts_with("infected")),
+                    || "both copies carry the verdict".into(),
+                );
+            }
+        }
+        _ => f.push("user and ann must both get a copy"),
+    }
+    // Counted once per message, once per group; one raw record per recipient.
+    let m = stats.scrape()?;
+    f.check(
+        m.value("mailward_av_results_total", &[("status", "infected")])? == 1.0,
+        || "the verdict is counted once for the message".into(),
+    );
+    f.check(m.value("mailward_messages_blocked_total", &[])? == 1.0, || {
+        "one group blocked".into()
+    });
+    let json = stats.write_file(&gw.daemon)?;
+    for g in ["default", "strict", "lenient"] {
+        f.check(json["groups"][g].as_u64() == Some(1), || {
+            format!("group {g} counts the message once: {}", json["groups"])
+        });
+    }
+    let raw = stats.raw_lines()?;
+    let groups: Vec<(String, String)> = raw
+        .iter()
+        .map(|r| (r.recipient.clone(), r.group.clone()))
+        .collect();
+    f.check(raw.len() == 3, || format!("raw records {groups:?}"));
+    f.check(
+        groups.contains(&("boss@strict.example.com".into(), "strict".into())),
+        || format!("raw records {groups:?}"),
+    );
+    f.finish(|| gw.daemon.log())
+}
+
+#[test]
+fn quarantine_list_show_release_remove_and_purge() -> Result<()> {
+    let stats_dir = TestDir::new("stats")?;
+    let stats = StatsSetup::new(stats_dir.path());
+    let gw = Gateway::start("policy-quarantine", |c| {
+        stats
+            .apply(c)
+            .set_list("policy", "quarantine", &["av/infected"])
+            .set_list("policy", "block", &["av/infected"])
+    })?;
+    let mut f = Failures::default();
+    let sent = infected("for the quarantine")?;
+    let id = send(gw.port(), "alice@sender.test", &["bob@example.com"], &sent)?;
+    let list = quarantine_list(&gw.daemon, &[])?;
+    ensure!(list.len() == 1, "one entry: {list:?}");
+    let e = &list[0];
+    for key in ["id", "queue_id", "received", "sender", "recipients", "statuses", "reason"] {
+        f.check(!e[key].is_null(), || format!("`{key}` in {e}"));
+    }
+    f.check(e["queue_id"] == id.as_str() && e["id"] == id.as_str(), || {
+        format!("{e}")
+    });
+    f.check(e["reason"] == "av/infected", || format!("{e}"));
+    f.check(
+        quarantine_list(&gw.daemon, &["--status", "as/spam"])?.is_empty(),
+        || "--status filters".into(),
+    );
+    f.check(
+        quarantine_list(&gw.daemon, &["--status", "av/all", "--since", "1h"])?.len() == 1,
+        || "--status av/all --since 1h".into(),
+    );
+    let shown = gw.daemon.cli_ok(&["quarantine", "show", &id])?;
+    f.check(
+        shown.contains(&format!("Queue ID:   {id}")) && shown.contains("Reason:     av/infected"),
+        || format!("show: {shown}"),
+    );
+    let raw = gw.daemon.cli_ok(&["quarantine", "show", &id, "--raw"])?;
+    f.check(raw.ends_with(&*String::from_utf8_lossy(&sent)), || {
+        "show --raw: the message as received".into()
+    });
+    f.check(gw.sink.count() == 0, || "blocked: nothing delivered".into());
+    // Release: to its recipient, then to another address.
+    let out = gw.daemon.cli_ok(&["quarantine", "release", &id])?;
+    f.check(out.starts_with(&format!("Released {id} as queue ID ")), || out.clone());
+    let out = gw
+        .daemon
+        .cli_ok(&["quarantine", "release", &id, "--to", "analyst@example.com"])?;
+    f.check(out.ends_with("to analyst@example.com.\n"), || out.clone());
+    let delivered = gw.sink.wait_for_count(2, DELIVERY_TIMEOUT)?;
+    for m in &delivered {
+        // Byte for byte what was quarantined, apart from the trace header
+        // the release added on top (the sink's dump has LF line ends).
+        let body = mail::strip_added_headers(m.message.as_bytes());
+        f.check(body == raw.replace("\r\n", "\n").as_bytes(), || {
+            format!(
+                "released copy differs from the entry:\n--- released (stripped)\n{}\n--- entry\n{raw}",
+                String::from_utf8_lossy(&body)
+            )
+        });
+        f.check(
+            m.message.starts_with(&format!("Received: from quarantine (entry {id})")),
+            || format!("trace header: {}", &m.message[..120.min(m.message.len())]),
+        );
+    }
+    let rcpts: HashSet<String> = delivered.iter().flat_map(|m| m.recipients()).collect();
+    f.check(
+        rcpts == HashSet::from(["bob@example.com".into(), "analyst@example.com".into()]),
+        || format!("{rcpts:?}"),
+    );
+    f.check(
+        stats.scrape()?.value("mailward_quarantine_releases_total", &[])? == 2.0,
+        || "two releases counted".into(),
+    );
+    let listed = quarantine_list(&gw.daemon, &[])?;
+    f.check(
+        listed[0]["released"].as_array().is_some_and(|r| r.len() == 2),
+        || format!("the entry notes its releases: {}", listed[0]),
+    );
+    // Remove, purge.
+    gw.daemon.cli_ok(&["quarantine", "remove", &id])?;
+    f.check(quarantine_list(&gw.daemon, &[])?.is_empty(), || "removed".into());
+    send(gw.port(), "alice@sender.test", &["bob@example.com"], &sent)?;
+    thread::sleep(Duration::from_millis(2100));
+    let out = gw
+        .daemon
+        .cli_ok(&["quarantine", "purge", "--older-than", "1s"])?;
+    f.check(out.starts_with("1 entr"), || out.clone());
+    f.check(quarantine_list(&gw.daemon, &[])?.is_empty(), || "purged".into());
+    let bad = gw.daemon.cli(&["quarantine", "show", "../../etc/passwd"])?;
+    f.check(!bad.status.success(), || "a path is not an entry ID".into());
+    f.finish(|| gw.daemon.log())
+}
+
+#[test]
+fn notifications_reach_the_admin_and_the_recipients() -> Result<()> {
+    let stats_dir = TestDir::new("stats")?;
+    let stats = StatsSetup::new(stats_dir.path());
+    let dir = TestDir::new("policy-notify-templates")?;
+    // A group with its own admin template.
+    std::fs::write(
+        dir.join("admin.txt"),
+        "Subject: Custom {{ status }} for {{ queue_id }}\n\nGroup {{ group }} saw {{ findings | length }} finding(s).\n",
+    )?;
+    let templates = dir.path().display().to_string();
+    let gw = Gateway::start("policy-notify", |c| {
+        stats
+            .apply(c)
+            .set_list("policy", "notify_admin", &["av/infected"])
+            .set_list("policy", "notify_recipients", &["av/infected"])
+            .set_list("policy", "notify_sender", &["av/infected"])
+            .set_str("policy", "admin_address", "admin@example.com")
+            .set_list("group.custom", "recipients", &["*@custom.example.com"])
+            .set_str("group.custom", "notify_templates", &templates)
+    })?;
+    let mut f = Failures::default();
+    let id = send(gw.port(), "alice@sender.test", &["bob@example.com"], &infected("hello")?)?;
+    // The message, and notices to the admin, the recipient and the sender.
+    let all = gw.sink.wait_for_count(4, DELIVERY_TIMEOUT)?;
+    let to = |who: &str, subject: &str| {
+        all.iter().find(|m| {
+            m.recipients().contains(&who.to_string())
+                && m.header("Subject").is_some_and(|s| s.contains(subject))
+        })
+    };
+    match to("admin@example.com", "[Mailward] av/infected") {
+        Some(m) => {
+            f.check(m.sender().is_empty(), || "notices come from <>".into());
+            f.check(m.body().contains(&format!("Queue ID:   {id}")), || m.body().to_string());
+            f.check(m.body().contains("EICAR"), || m.body().to_string());
+            f.check(
+                m.header("Auto-Submitted").as_deref() == Some("auto-generated"),
+                || "Auto-Submitted".into(),
+            );
+        }
+        None => f.push("no admin notice"),
+    }
+    f.check(to("bob@example.com", "A message for you was checked").is_some(), || {
+        "no recipient notice".into()
+    });
+    f.check(to("alice@sender.test", "not delivered as sent").is_some(), || {
+        "no sender notice (asked for av/infected)".into()
+    });
+    // The group's own template.
+    let id2 = send(
+        gw.port(),
+        "alice@sender.test",
+        &["carol@custom.example.com"],
+        &infected("custom")?,
+    )?;
+    let all = gw.sink.wait_for_count(8, DELIVERY_TIMEOUT)?;
+    let custom = all.iter().find(|m| {
+        m.header("Subject").as_deref() == Some(&format!("Custom av/infected for {id2}"))
+    });
+    match custom {
+        Some(m) => f.check(m.body().contains("Group custom saw 1 finding(s)."), || {
+            m.body().to_string()
+        }),
+        None => f.push("the custom template was not used"),
+    }
+    let m = stats.scrape()?;
+    for (to, n) in [("admin", 2.0), ("recipients", 2.0), ("sender", 2.0)] {
+        let got = m.value("mailward_notifications_sent_total", &[("to", to)])?;
+        f.check(got == n, || format!("notifications to {to}: {got}"));
+    }
+    f.finish(|| gw.daemon.log())
+}
+
+#[test]
+fn a_broken_template_is_refused_by_check_config_with_file_and_line() -> Result<()> {
+    let dir = TestDir::new("policy-bad-template")?;
+    std::fs::write(
+        dir.join("admin.txt"),
+        "Subject: x\n\nline three {{ nobody }}\n",
+    )?;
+    std::fs::write(dir.join("sender.txt"), "Subject: y\n\n{% if status %}\n")?;
+    let config = Config::new(dir.path())
+        .route_to_port("*", free_port())
+        .set_str("policy", "notify_templates", &dir.path().display().to_string());
+    let daemon = Daemon::new(&config)?;
+    let out = daemon.cli(&["check-config"])?;
+    let text = tools::output_text(&out);
+    ensure!(out.status.code() == Some(1), "check-config must refuse: {text}");
+    let admin = dir.join("admin.txt").display().to_string();
+    let sender = dir.join("sender.txt").display().to_string();
+    ensure!(
+        text.contains(&format!("{admin}:3: unknown variable `nobody`")),
+        "{text}"
+    );
+    ensure!(text.contains(&format!("{sender}:")) && text.contains("template syntax"), "{text}");
+    Ok(())
+}
+
+#[test]
+fn a_subject_mark_survives_an_encoded_subject() -> Result<()> {
+    let gw = Gateway::start("policy-subject", |c| {
+        c.set_list("policy", "mark_subject", &["av/infected"])
+            .set("policy", "subject_prefix", r#"{ "av/infected" = "[VIRUS]" }"#)
+    })?;
+    let message = String::from_utf8(infected("=?UTF-8?B?w5xiZXJ3ZWlzdW5n?=")?)?;
+    send(gw.port(), "alice@sender.test", &["bob@example.com"], message.as_bytes())?;
+    let m = gw.sink.wait_for_count(1, DELIVERY_TIMEOUT)?.remove(0);
+    let parsed = mail_parser::MessageParser::default()
+        .parse(m.message.as_bytes())
+        .context("parse")?;
+    ensure!(
+        parsed.subject() == Some("[VIRUS] Überweisung"),
+        "subject: {:?}",
+        parsed.subject()
+    );
+    // Nothing else of the header changed.
+    for h in ["From", "To", "Date", "Message-ID"] {
+        ensure!(
+            m.header(h) == mail::header(&message, h),
+            "{h} changed: {:?}",
+            m.header(h)
+        );
+    }
+    Ok(())
+}
+
+#[test]
+fn the_archive_keeps_what_came_in_and_what_went_out() -> Result<()> {
+    let gw = Gateway::start("policy-archive", |c| {
+        c.set("archive", "incoming", "true")
+            .set("archive", "outgoing", "true")
+    })?;
+    let msg = b"From: a@sender.test\r\nSubject: keep me\r\n\r\nArchive this.\r\n";
+    let id = send(gw.port(), "a@sender.test", &["bob@example.com"], msg)?;
+    gw.sink.wait_for_count(1, DELIVERY_TIMEOUT)?;
+    let list = wait_until("both copies in the archive", Duration::from_secs(10), || {
+        let out = gw.daemon.cli_ok(&["archive", "list", "--json"])?;
+        let l: Vec<serde_json::Value> = out
+            .lines()
+            .map(serde_json::from_str)
+            .collect::<Result<_, _>>()?;
+        Ok((l.len() == 2).then_some(l))
+    })?;
+    let dirs: HashSet<&str> = list.iter().filter_map(|e| e["direction"].as_str()).collect();
+    ensure!(dirs == HashSet::from(["incoming", "outgoing"]), "{list:?}");
+    ensure!(list.iter().all(|e| e["queue_id"] == id.as_str()), "{list:?}");
+    let incoming = gw
+        .daemon
+        .cli_ok(&["archive", "show", &id, "--raw", "--incoming"])?;
+    ensure!(incoming.ends_with("Archive this.\r\n"), "{incoming}");
+    let outgoing = gw
+        .daemon
+        .cli_ok(&["archive", "show", &id, "--raw", "--outgoing"])?;
+    ensure!(
+        outgoing.starts_with("X-Mailward-AV: clean"),
+        "the outgoing copy is as sent, verdict included: {outgoing}"
+    );
+    gw.daemon
+        .cli_ok(&["archive", "send", &id, "--to", "legal@example.com"])?;
+    let all = gw.sink.wait_for_count(2, DELIVERY_TIMEOUT)?;
+    ensure!(
+        all.iter().any(|m| m.recipients() == ["legal@example.com"]),
+        "archive send"
+    );
+    gw.daemon.cli_ok(&["archive", "purge", "--older-than", "1d"])?;
+    Ok(())
+}
+
+#[test]
+fn kill_9_while_quarantining_loses_nothing_and_duplicates_no_entry() -> Result<()> {
+    let mut gw = Gateway::start("policy-kill9", |c| {
+        c.set_list("policy", "quarantine", &["av/infected"])
+    })?;
+    let accepted: Arc<Mutex<Vec<String>>> = Arc::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let message = infected("kill")?;
+    let clients: Vec<_> = (0..2)
+        .map(|_| {
+            let (port, accepted, stop, message) =
+                (gw.port(), accepted.clone(), stop.clone(), message.clone());
+            thread::spawn(move || {
+                while !stop.load(Ordering::SeqCst) {
+                    if let Ok(id) = send(port, "alice@sender.test", &["bob@example.com"], &message)
+                    {
+                        if let Ok(mut a) = accepted.lock() {
+                            a.push(id);
+                        }
+                    } else {
+                        thread::sleep(Duration::from_millis(20));
+                    }
+                }
+            })
+        })
+        .collect();
+    let count = || accepted.lock().map(|a| a.len()).unwrap_or(0);
+    for target in [30, 60] {
+        wait_until("accepted messages", Duration::from_secs(120), || {
+            Ok((count() >= target).then_some(()))
+        })?;
+        gw.daemon.kill9()?;
+        gw.daemon.restart()?;
+    }
+    wait_until("more accepted", Duration::from_secs(120), || {
+        Ok((count() >= 80).then_some(()))
+    })?;
+    stop.store(true, Ordering::SeqCst);
+    for c in clients {
+        let _ = c.join();
+    }
+    let accepted: Vec<String> = accepted.lock().map(|a| a.clone()).unwrap_or_default();
+    let delivered = wait_until("every accepted message at the sink", Duration::from_secs(120), || {
+        let ids: HashSet<String> = gw.sink.messages()?.iter().flat_map(|m| m.queue_ids()).collect();
+        Ok(accepted.iter().all(|id| ids.contains(id)).then_some(ids))
+    })?;
+    ensure!(accepted.iter().all(|id| delivered.contains(id)), "lost messages");
+    let entries = quarantine_list(&gw.daemon, &[])?;
+    let ids: Vec<&str> = entries.iter().filter_map(|e| e["id"].as_str()).collect();
+    let unique: HashSet<&str> = ids.iter().copied().collect();
+    ensure!(ids.len() == unique.len(), "duplicate quarantine entries: {ids:?}");
+    for id in &accepted {
+        ensure!(unique.contains(id.as_str()), "{id} got a 250 but has no quarantine entry");
+    }
+    Ok(())
+}
+
+#[test]
+fn an_any_address_listener_relays_for_ipv4_loopback_clients_only() -> Result<()> {
+    for (relay, want) in [("127.0.0.0/8", 250), ("10.0.0.0/8", 554)] {
+        let dir = TestDir::new("policy-v6-listener")?;
+        let sink = Sink::start(dir.path(), "sink")?;
+        let config = Config::new(dir.path()).route_to_port("*", sink.port);
+        let any = format!("[\"[::]:{}\"]", config.port);
+        let config = config
+            .set("network", "listen_on", &any)
+            .set_list("network", "relay_networks", &[relay]);
+        let daemon = Daemon::start(&config)?;
+        let mut c = SmtpClient::connect_ok(daemon.port)?;
+        c.ehlo("client.test")?;
+        c.command("MAIL FROM:<a@sender.test>")?.expect_code(250)?;
+        let r = c.command("RCPT TO:<someone@elsewhere.test>")?;
+        ensure!(
+            r.code == want,
+            "relay_networks = {relay}: RCPT to another domain got {r}, want {want}"
+        );
+    }
+    Ok(())
+}
