@@ -256,7 +256,7 @@ impl MessageChecked<'_> {
                     tracing::warn!(target: "app", queue_id = %e.id, error = %err, "Cannot write a raw record.");
                 }
             }
-            tracing::info!(target: "scan", queue_id = %e.id, group = %g.partition.group,
+            tracing::info!(target: "scan", queue_id = %e.id, group = %g.partition.label(),
                 rcpts = g.partition.rcpts.len(), status = %status, detail = %detail,
                 duration_ms = v.report.duration.as_millis() as u64,
                 accepted = self.accepted, "Message checked.");

@@ -36,6 +36,12 @@ pub fn markdown() -> String {
         );
     }
     s.push_str("| `mailward_build_info` | gauge | `version` | 1 | - | `mwVersion` | Mailward's version; always 1. |\n");
+    let _ = writeln!(
+        s,
+        "| `{}` | counter | `group`: default and the `[group.NAME]`s | count | - | `mwPolicyGroupMessages` | {} |",
+        crate::prometheus::GROUP_MESSAGES,
+        crate::prometheus::GROUP_MESSAGES_HELP
+    );
     s.push_str("\n## Top-N tables\n\nBounded by `statistics.top`; one gauge per row, labelled `rank` (1 = most) and the item. \
         Ties rank by item name. Counts are kept for up to 10,000 distinct items per table, so an item that falls \
         out of the top N keeps its count; past that the smallest is forgotten.\n\n");

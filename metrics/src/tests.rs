@@ -91,6 +91,13 @@ fn events_are_counted_and_both_renderings_of_one_snapshot_agree() {
         json["viruses"]["mailward_top_infected_sender_messages"][0]["item"],
         "bad@x"
     );
+    // Both scans fell in the default group: the same count in Prometheus,
+    // the stats file and mwPolicyGroupTable.
+    assert_eq!(
+        sample(&text, "mailward_group_messages_total{group=\"default\"}"),
+        Some(2.0)
+    );
+    assert_eq!(json["groups"]["default"], 2);
     assert!(text.contains("mailward_build_info{version=\"9.9.9\"} 1"));
     assert_eq!(
         prometheus::render(&snap).unwrap(),

@@ -111,6 +111,17 @@ pub struct Partition {
     pub rcpts: Vec<usize>,
 }
 
+impl Partition {
+    /// The group's name as logs and notices show it ("default" for `[policy]`).
+    pub fn label(&self) -> &str {
+        if self.group.is_empty() {
+            "default"
+        } else {
+            &self.group
+        }
+    }
+}
+
 /// What the checks found about one message, for policy to judge.
 #[derive(Debug, Clone, Default)]
 pub struct Report {

@@ -166,7 +166,7 @@ pub async fn execute(
     // (or after the 250) is a block for them.
     for j in &mut verdict.groups {
         if let Delivery::Refuse(_) = j.plan.delivery {
-            tracing::info!(target: "policy", queue_id = %env.id, group = %j.partition.group,
+            tracing::info!(target: "policy", queue_id = %env.id, group = %j.partition.label(),
                 "The refusal of this group becomes a block: the message is accepted for other recipients, or the 250 was given.");
             j.plan.delivery = Delivery::Block;
         }
@@ -201,7 +201,7 @@ pub async fn execute(
         match gw.stores.quarantine.put(&id.0, &raw, &m).await {
             Ok(bytes) => MessageQuarantined {
                 id: &id,
-                group: &j.partition.group,
+                group: j.partition.label(),
                 reason,
                 bytes,
             }
@@ -277,7 +277,7 @@ pub async fn execute(
                     e.size = b.len() as u64;
                     records.push(Record::accepted(e.clone(), b));
                     tracing::info!(target: "policy", queue_id = %env.id, copy = %e.id,
-                        group = %j.partition.group, rcpts = e.rcpts.len(),
+                        group = %j.partition.label(), rcpts = e.rcpts.len(),
                         "The recipients of this group get their own copy.");
                 }
                 queued.push(e);
@@ -311,7 +311,7 @@ pub async fn execute(
         let j = &verdict.groups[k];
         MessageBlocked {
             id: &env.id,
-            group: &j.partition.group,
+            group: j.partition.label(),
             status: &j.plan.shown_status(),
             rcpts: j.partition.rcpts.len(),
         }
@@ -330,7 +330,7 @@ pub async fn execute(
     for e in queued {
         if e.size != env.size {
             tracing::info!(target: "policy", queue_id = %e.id, size = e.size,
-                "Delivered as changed by policy (parts removed or replaced, subject marked).");
+                "Queued for delivery as changed by policy (verdict headers, subject mark or part edits).");
         }
         gw.queue.enqueue(e);
     }

@@ -316,7 +316,7 @@ pub fn compose(
         statuses => j.plan.statuses(),
         findings => findings,
         action => action(j, quarantine_id.is_some()),
-        group => if j.partition.group.is_empty() { "default".to_string() } else { j.partition.group.clone() },
+        group => j.partition.label(),
         client => env.client_ip.to_string(),
         quarantine_id => quarantine_id.unwrap_or_default(),
         hostname => cfg.server.hostname.clone(),
