@@ -90,19 +90,6 @@ impl Snapshot {
         root.insert("taken_at".into(), json!(self.taken_at));
         root.insert("start_time".into(), json!(self.start_time));
         root.insert("reset_time".into(), json!(self.reset_time));
-        // Messages per policy group (mwPolicyGroupTable in SNMP).
-        root.insert(
-            "groups".into(),
-            Value::Object(
-                self.groups
-                    .iter()
-                    .map(|(g, n)| {
-                        let name = if g.is_empty() { "default" } else { g.as_str() };
-                        (name.to_string(), json!(n))
-                    })
-                    .collect(),
-            ),
-        );
         for cat in Category::ALL {
             if !self.is_enabled(cat) {
                 continue;
@@ -135,6 +122,22 @@ impl Snapshot {
             }
             if cat == Category::Raw {
                 section.insert("recent".into(), json!(self.recent));
+            }
+            if cat == Category::Messages {
+                // Messages per policy group, as on /metrics
+                // (mwPolicyGroupTable in SNMP).
+                section.insert(
+                    crate::prometheus::GROUP_MESSAGES.into(),
+                    Value::Object(
+                        self.groups
+                            .iter()
+                            .map(|(g, n)| {
+                                let name = if g.is_empty() { "default" } else { g.as_str() };
+                                (name.to_string(), json!(n))
+                            })
+                            .collect(),
+                    ),
+                );
             }
             root.insert(cat.as_str().to_string(), Value::Object(section));
         }

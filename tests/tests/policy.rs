@@ -130,8 +130,8 @@ fn recipients_in_two_groups_get_their_own_plans() -> Result<()> {
     });
     let json = stats.write_file(&gw.daemon)?;
     for g in ["default", "strict", "lenient"] {
-        f.check(json["groups"][g].as_u64() == Some(1), || {
-            format!("group {g} counts the message once: {}", json["groups"])
+        f.check(json["messages"]["mailward_group_messages_total"][g].as_u64() == Some(1), || {
+            format!("group {g} counts the message once: {}", json["messages"]["mailward_group_messages_total"])
         });
     }
     let raw = stats.raw_lines()?;
