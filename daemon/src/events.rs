@@ -261,6 +261,11 @@ impl MessageChecked<'_> {
                 duration_ms = v.report.duration.as_millis() as u64,
                 accepted = self.accepted, "Message checked.");
         }
+        if let Some(ev) = &v.report.spam {
+            tracing::info!(target: "scan", queue_id = %e.id, score = format!("{:.1}", ev.score()),
+                classifier = ev.probability.map(|p| format!("{p:.4}")).unwrap_or_else(|| "abstained".into()),
+                formal = ev.formal.unwrap_or("-"), tests = %ev.weighed(), "Spam tests.");
+        }
     }
 }
 

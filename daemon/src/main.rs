@@ -9,7 +9,7 @@ use mailward::config;
 use mailward::ops::admin::{self, QueueItem, Request};
 use mailward::ops::cli::{
     ArchiveCommand, BasesCommand, Cli, Command, ConfigCommand, ListFilter, QuarantineCommand,
-    QueueCommand, StatsCommand, WhichArchive,
+    QueueCommand, SpamCommand, StatsCommand, WhichArchive,
 };
 use mailward::ops::stores::{Filter, Listed};
 use mailward::store::Direction;
@@ -51,6 +51,7 @@ fn main() -> ExitCode {
         Command::Queue(q) => queue(q),
         Command::Stats(c) => stats(c),
         Command::Bases(c) => bases(c),
+        Command::Spam(c) => spam(c),
         Command::Quarantine(c) => quarantine(c),
         Command::Archive(c) => archive(c),
     }
@@ -418,6 +419,110 @@ fn queue(cmd: QueueCommand) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+fn spam(cmd: SpamCommand) -> ExitCode {
+    use mailward::ops::spam_cli;
+    let path = match &cmd {
+        SpamCommand::Learn { config, .. }
+        | SpamCommand::Forget { config, .. }
+        | SpamCommand::Status { config, .. }
+        | SpamCommand::Check { config, .. }
+        | SpamCommand::Export { config, .. }
+        | SpamCommand::Import { config, .. }
+        | SpamCommand::Rollback { config } => config.config.clone(),
+    };
+    let cfg = match config::load(path.as_deref()) {
+        Ok(c) => c,
+        Err(errors) => {
+            eprintln!("{errors}");
+            return ExitCode::from(EX_CONFIG);
+        }
+    };
+    let result = match cmd {
+        SpamCommand::Learn { spam, ham, .. } => {
+            if spam.is_empty() && ham.is_empty() {
+                Err(spam_cli::SpamCliError::Usage(
+                    "say what to learn: --spam PATH... and/or --ham PATH...".into(),
+                ))
+            } else {
+                spam_cli::learn(&cfg, &spam, &ham, &mut std::io::stderr()).map(|t| {
+                    out!(
+                        "Learnt {} new message(s); {} already known; {} moved to the other class.",
+                        t.new,
+                        t.already,
+                        t.moved
+                    );
+                })
+            }
+        }
+        SpamCommand::Forget { paths, .. } => spam_cli::forget(&cfg, &paths).map(|t| {
+            out!("Forgot {} message(s); {} were not learnt.", t.forgotten, t.unknown);
+        }),
+        SpamCommand::Status { json, .. } => {
+            let v = spam_cli::status(&cfg);
+            if json {
+                out!("{v}");
+            } else {
+                out!("Spam knowledge in {}", v["dir"].as_str().unwrap_or("?"));
+                match &v["base"] {
+                    serde_json::Value::Null => out!("  base:       none"),
+                    b => out!("  base:       {} spam, {} ham, {} tokens", b["spam"], b["ham"], b["tokens"]),
+                }
+                let s = &v["site"];
+                out!("  site:       {} spam, {} ham, {} tokens", s["spam"], s["ham"], s["tokens"]);
+                out!(
+                    "  classifier: {} (scores from {} of each)",
+                    v["classifier"].as_str().unwrap_or("?"),
+                    v["min_learnt"]
+                );
+                out!("  rules:      {}", v["rules"]);
+                out!("  level:      {} (policy.spam_level)", v["level"].as_str().unwrap_or("?"));
+                for p in v["problems"].as_array().into_iter().flatten() {
+                    out!("  problem:    {}", p.as_str().unwrap_or_default());
+                }
+            }
+            Ok(())
+        }
+        SpamCommand::Check { paths, json, .. } => {
+            spam_cli::check(&cfg, &paths, json, &mut std::io::stdout())
+        }
+        SpamCommand::Export { file, .. } => spam_cli::export(&cfg, &file).map(|m| {
+            out!(
+                "Exported {} spam and {} ham message(s) to {}.",
+                m.spam_messages,
+                m.ham_messages,
+                file.display()
+            );
+        }),
+        SpamCommand::Import { file, base, .. } => spam_cli::import(&cfg, &file, base).map(|m| {
+            if base {
+                out!(
+                    "Installed {} as the base ({} spam, {} ham); the previous base is kept for `spam rollback`.",
+                    file.display(),
+                    m.spam_messages,
+                    m.ham_messages
+                );
+            } else {
+                out!(
+                    "Imported {}: the site has learnt {} spam and {} ham message(s).",
+                    file.display(),
+                    m.spam_messages,
+                    m.ham_messages
+                );
+            }
+        }),
+        SpamCommand::Rollback { .. } => spam_cli::rollback(&cfg).map(|()| {
+            out!("The previous base is in use again.");
+        }),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("mailward: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
 fn bases(cmd: BasesCommand) -> ExitCode {
     let (path, req) = match &cmd {
         BasesCommand::Status { config } => (&config.config, Request::BasesStatus),
@@ -510,12 +615,6 @@ fn print_stats(data: &serde_json::Value) {
         when("start_time"),
         when("reset_time")
     );
-    if let Some(groups) = data.get("groups").and_then(|v| v.as_object()) {
-        out!("\n[groups]");
-        for (g, n) in groups {
-            out!("  {:<48} {n}", format!("messages{{group={g}}}"));
-        }
-    }
     for cat in mailward_metrics::Category::ALL {
         let Some(section) = data.get(cat.as_str()).and_then(|v| v.as_object()) else {
             continue;

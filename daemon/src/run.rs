@@ -87,10 +87,16 @@ pub async fn run(config: Config, path: Option<PathBuf>) -> Result<(), RunError> 
             tracing::error!(target: "app", error = %e, "Cannot install the built-in default bases.")
         }
     }
+    let (spam, spam_problems) = crate::check::spam::knowledge::Shared::open(Arc::new(config.clone()));
+    for p in &spam_problems {
+        tracing::error!(target: "app", problem = %p,
+            "Cannot load spam knowledge; the spam check runs without it (rules, or an empty model).");
+    }
     let (scanner, bases_problem) = crate::check::Engine::start(
         config.limits.antiviral_sessions as usize,
         &bases_dir,
         config.limits.scan_memory.0,
+        spam,
     );
     match (&bases_problem, scanner.info()) {
         (Some(e), _) => tracing::error!(target: "app", error = %e,
@@ -246,6 +252,7 @@ async fn reload(gw: &Gateway, path: Option<&Path>) {
     }
     match gateway::build(&new) {
         Ok(built) => {
+            gw.scanner.spam.reconfigure(Arc::new(new.clone()));
             gw.install(new, built);
             let message = if kept.is_empty() {
                 "The new configuration is in force.".to_string()

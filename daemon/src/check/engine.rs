@@ -45,6 +45,8 @@ pub struct Engine {
     waiting: AtomicU64,
     /// What all workers together may hold unpacked (`limits.scan_memory`).
     pool: MemoryPool,
+    /// The spam check's rules and models, shared by the workers.
+    pub spam: Arc<crate::check::spam::knowledge::Shared>,
 }
 
 impl Engine {
@@ -52,7 +54,12 @@ impl Engine {
     /// compile; otherwise with none, and the error is returned beside the
     /// engine so that the caller can report it). Together they unpack at
     /// most `memory` bytes at a time.
-    pub fn start(workers: usize, dir: &Path, memory: u64) -> (Arc<Engine>, Option<BasesError>) {
+    pub fn start(
+        workers: usize,
+        dir: &Path,
+        memory: u64,
+        spam: Arc<crate::check::spam::knowledge::Shared>,
+    ) -> (Arc<Engine>, Option<BasesError>) {
         let (loaded, problem) = match load(dir, 1) {
             Ok(l) => (l, None),
             Err(e) => (
@@ -72,6 +79,7 @@ impl Engine {
             jobs: Mutex::new(tx),
             waiting: AtomicU64::new(0),
             pool: MemoryPool::new(memory),
+            spam,
         });
         let rx = Arc::new(Mutex::new(rx));
         for n in 0..workers.max(1) {
@@ -188,6 +196,7 @@ fn worker(engine: &Engine, rx: &Mutex<Receiver<Job>>) {
                 scanner: scanner.as_mut(),
                 bases: loaded.info.as_ref(),
                 pool: &engine.pool,
+                spam: Some(engine.spam.current()),
             };
             let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(&mut tools)));
             if result.is_err() {

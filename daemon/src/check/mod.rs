@@ -3,7 +3,7 @@
 //! uuencoded files, archive members), then an ordered list of checks, each
 //! adding what it finds to one [`Report`]: the anti-virus check ([`av`],
 //! YARA rules of the signature bases) and the content filter ([`filter`],
-//! names and MIME types), later the spam check.
+//! names and MIME types), then the spam check ([`spam`]).
 //!
 //! The checks report; they never decide. What happens to the message is the
 //! policy's: `policy::plan::decide` reads the report with each policy
@@ -18,6 +18,7 @@ pub mod av;
 pub mod bases;
 pub mod engine;
 pub mod filter;
+pub mod spam;
 pub mod unpack;
 
 use crate::check::bases::BasesInfo;
@@ -138,6 +139,8 @@ pub struct Report {
     pub memory_refused: bool,
     /// The signature bases the anti-virus check used.
     pub bases: Option<BasesInfo>,
+    /// What the spam check found (None: it did not run).
+    pub spam: Option<spam::Evidence>,
     /// Time the pipeline took.
     pub duration: Duration,
 }
@@ -181,10 +184,14 @@ impl Report {
         })
     }
 
-    /// The spam status for one group (None: it does not check). There is
-    /// no spam check yet: a checked message is `as/clean`.
+    /// The spam status for one group, at its `spam_level` (None: it does
+    /// not check).
     pub fn spam_status(&self, policy: &Policy) -> Option<SpamStatus> {
-        policy.check_spam.then_some(SpamStatus::Clean)
+        policy.check_spam.then(|| {
+            self.spam
+                .as_ref()
+                .map_or(SpamStatus::Clean, |e| e.status(policy.spam_level))
+        })
     }
 
     /// Detection names (infected and suspicious), each once.
@@ -236,6 +243,8 @@ pub struct Tools<'w, 'r> {
     pub scanner: Option<&'w mut yara_x::Scanner<'r>>,
     pub bases: Option<&'w BasesInfo>,
     pub pool: &'w MemoryPool,
+    /// The spam check's rules and models (None: rules only, built in).
+    pub spam: Option<Arc<spam::knowledge::Knowledge>>,
 }
 
 /// One check of the pipeline. A new check is a new file with one of these,
@@ -259,7 +268,7 @@ pub fn run(
     timeout: Duration,
 ) -> Report {
     let started = Instant::now();
-    let checks: [&dyn Check; 2] = [&av::Av, &filter::ContentFilter];
+    let checks: [&dyn Check; 3] = [&av::Av, &filter::ContentFilter, &spam::Spam];
     let wanted: Vec<&dyn Check> = checks
         .into_iter()
         .filter(|c| partitions.iter().any(|p| c.wanted(&p.policy)))

@@ -62,6 +62,7 @@ for_policy_keys!(raw_policy!(RawGroup; senders, recipients;));
 raw_table!(RawArchive; incoming, outgoing, max_age, max_size);
 raw_table!(RawQuarantine; max_age, max_size);
 raw_table!(RawBases; av, update_from, obsolete_after);
+raw_table!(RawSpam; dir, min_learnt, rules);
 raw_table!(RawStatistics; options, destination, raw_destination, write_interval, top);
 raw_table!(RawSnmp; services, traps, alert_thresholds);
 raw_table!(RawAgentx; socket, timeout, retries, ping_interval, root_oid);
@@ -83,6 +84,7 @@ pub struct RawConfig {
     pub archive: RawArchive,
     pub quarantine: RawQuarantine,
     pub bases: RawBases,
+    pub spam: RawSpam,
     pub statistics: RawStatistics,
     pub snmp: RawSnmp,
     pub agentx: RawAgentx,
@@ -103,6 +105,7 @@ pub const SECTIONS: &[&str] = &[
     "archive",
     "quarantine",
     "bases",
+    "spam",
     "statistics",
     "snmp",
     "agentx",
@@ -127,6 +130,7 @@ pub fn known_keys(parent: &[super::locate::Seg]) -> &'static [&'static str] {
             "archive" => RawArchive::FIELDS,
             "quarantine" => RawQuarantine::FIELDS,
             "bases" => RawBases::FIELDS,
+            "spam" => RawSpam::FIELDS,
             "statistics" => RawStatistics::FIELDS,
             "snmp" => RawSnmp::FIELDS,
             "agentx" => RawAgentx::FIELDS,

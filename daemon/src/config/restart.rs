@@ -33,6 +33,7 @@ pub fn keep_restart_only(running: &Config, new: &mut Config) -> Vec<String> {
         limits.outgoing_sessions,
         limits.outgoing_sessions_per_host,
         limits.scan_memory,
+        spam.dir,
         metrics.listen,
         statistics.options,
         statistics.raw_destination,

@@ -40,6 +40,8 @@ pub struct Config {
     pub archive: Archive,
     /// `[quarantine]`: how long quarantined mail is kept.
     pub quarantine: Quarantine,
+    /// `[spam]`: learning and rules of the spam check.
+    pub spam: Spam,
     /// `[bases]`: signature bases and their updates.
     pub bases: Bases,
     /// `[statistics]`: statistics categories and files.
@@ -553,6 +555,19 @@ pub struct Bases {
     pub update_from: String,
     /// Age of the bases' release after which they are reported obsolete.
     pub obsolete_after: Dur,
+}
+
+/// `[spam]`: where the spam check keeps what it has learnt, and its rules.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Spam {
+    /// The site's learning and the installed classifier base (default
+    /// `data_dir/spam`).
+    pub dir: PathBuf,
+    /// Spam and ham messages the classifier must have learnt (each) before
+    /// it scores.
+    pub min_learnt: u64,
+    /// A file of content rules added to the built-in ones ("" = none).
+    pub rules: Option<PathBuf>,
 }
 
 /// Statistics categories of DESIGN section 6.

@@ -721,6 +721,16 @@ fn archive(ctx: &mut Ctx<'_>, raw: &RawArchive) -> Archive {
     }
 }
 
+fn spam(ctx: &mut Ctx<'_>, raw: &RawSpam, data_dir: &Path) -> Spam {
+    let p = KeyPath::root("spam");
+    let rules = parsed("a path or \"\"", |s| Ok((!s.is_empty()).then(|| PathBuf::from(s))));
+    Spam {
+        dir: get!(ctx, p, raw.dir, path).unwrap_or_else(|| data_dir.join("spam")),
+        min_learnt: get!(ctx, p, raw.min_learnt, uint64).unwrap_or(200),
+        rules: get!(ctx, p, raw.rules, rules).flatten(),
+    }
+}
+
 fn quarantine(ctx: &mut Ctx<'_>, raw: &RawQuarantine) -> Quarantine {
     let p = KeyPath::root("quarantine");
     Quarantine {
@@ -894,6 +904,7 @@ pub fn build(ctx: &mut Ctx<'_>, raw: &RawConfig) -> Config {
         archive: archive(ctx, &raw.archive),
         quarantine: quarantine(ctx, &raw.quarantine),
         bases: bases(ctx, &raw.bases, &server.data_dir),
+        spam: spam(ctx, &raw.spam, &server.data_dir),
         statistics: statistics(ctx, &raw.statistics, &server.data_dir),
         snmp: snmp(ctx, &raw.snmp),
         agentx: agentx(ctx, &raw.agentx),
@@ -944,6 +955,26 @@ fn templates(ctx: &mut Ctx<'_>, config: &Config) {
 
 fn cross_checks(ctx: &mut Ctx<'_>, config: &Config) {
     templates(ctx, config);
+    if let Some(file) = &config.spam.rules {
+        match std::fs::read_to_string(file) {
+            Err(e) => ctx.report(
+                &KeyPath::root("spam").key("rules"),
+                format!("cannot read {}: {e}", file.display()),
+            ),
+            Ok(text) => {
+                if let Err(problems) = crate::check::spam::rules::parse(&text) {
+                    for (line, problem) in problems {
+                        ctx.problems.push(ConfigProblem {
+                            file: file.display().to_string(),
+                            line,
+                            key: String::new(),
+                            problem,
+                        });
+                    }
+                }
+            }
+        }
+    }
     let net = KeyPath::root("network");
     match (&config.network.tls_certificate, &config.network.tls_key) {
         (Some(_), None) => ctx.report(&net.key("tls_certificate"), "set `tls_key` too, or neither"),

@@ -46,6 +46,9 @@ pub enum Command {
     /// Shows, updates or rolls back the signature bases of the running daemon.
     #[command(subcommand)]
     Bases(BasesCommand),
+    /// Teaches, checks and shows the spam classifier (offline, on files).
+    #[command(subcommand)]
+    Spam(SpamCommand),
     /// Shows, writes or resets the statistics of the running daemon.
     #[command(subcommand)]
     Stats(StatsCommand),
@@ -242,6 +245,81 @@ pub enum BasesCommand {
     },
     /// Goes back to the previous set (and keeps the current one as the previous).
     #[command(after_help = "Example:\n  mailward bases rollback --config mailward.toml")]
+    Rollback {
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SpamCommand {
+    /// Learns messages as spam or as ham (a running daemon uses it within seconds).
+    #[command(
+        after_help = "A PATH is a message file (it may start with an mbox \"From \" line), an mbox, or a directory of message files.\nA message learnt twice counts once; learnt as the other class, it moves.\n\nExample:\n  mailward spam learn --spam ~/Junk/ --ham ~/Mail/inbox.mbox --config mailward.toml"
+    )]
+    Learn {
+        /// Messages that are spam.
+        #[arg(long, value_name = "PATH", num_args = 1..)]
+        spam: Vec<PathBuf>,
+        /// Messages that are not spam.
+        #[arg(long, value_name = "PATH", num_args = 1..)]
+        ham: Vec<PathBuf>,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Forgets messages learnt before.
+    #[command(after_help = "Example:\n  mailward spam forget ~/Junk/not-really-spam.eml --config mailward.toml")]
+    Forget {
+        #[arg(value_name = "PATH", required = true)]
+        paths: Vec<PathBuf>,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Shows what the classifier has learnt and whether it scores yet.
+    #[command(after_help = "Example:\n  mailward spam status --config mailward.toml")]
+    Status {
+        /// Prints JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Judges message files as the gateway would (rules, heuristics, classifier; no network tests).
+    #[command(
+        after_help = "Prints one line per message: FILE: STATUS score=N.N TEST=+W ...; with --json one object per line with file, status, score, tests, probability, formal.\n\nExample:\n  mailward spam check --json suspicious.eml --config mailward.toml"
+    )]
+    Check {
+        #[arg(value_name = "PATH", required = true)]
+        paths: Vec<PathBuf>,
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Writes the site's learning to a file (for another gateway's `spam import`).
+    #[command(after_help = "Example:\n  mailward spam export /tmp/site.model --config mailward.toml")]
+    Export {
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Adds a model file to the site's learning, or installs it as the base (--base).
+    #[command(
+        after_help = "The file is checked whole (format, tokenizer version, checksum) before anything changes.\nWith --base the base in use is kept for `spam rollback`; the site's own learning stays either way.\n\nExample:\n  mailward spam import --base /srv/mailward/spam-base.model --config mailward.toml"
+    )]
+    Import {
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        /// Installs the file as the base instead of adding it to the site's learning.
+        #[arg(long)]
+        base: bool,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Goes back to the previous base.
+    #[command(after_help = "Example:\n  mailward spam rollback --config mailward.toml")]
     Rollback {
         #[command(flatten)]
         config: ConfigArg,

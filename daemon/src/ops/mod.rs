@@ -8,5 +8,6 @@ pub mod cli;
 pub mod logging;
 pub mod metrics_http;
 pub mod snmp;
+pub mod spam_cli;
 pub mod stats_file;
 pub mod stores;

@@ -181,6 +181,9 @@ pub fn decide(
             plan.headers
                 .push_str(&av::header(status, &findings, report.bases.as_ref()));
         }
+        if let (Some(status), Some(evidence)) = (spam, report.spam.as_ref()) {
+            plan.headers.push_str(&evidence.header(status));
+        }
     }
     plan
 }

@@ -187,6 +187,7 @@ pub fn scan_message(
         scanner,
         bases,
         pool: &POOL,
+        spam: None,
     };
     let envelope = Envelope::new(
         QueueId::generate(),

@@ -1,0 +1,139 @@
+//! The statistical classifier: Robinson's per-token probabilities combined
+//! with Fisher's chi-square method (as SpamBayes does it), over the counts
+//! of the shipped base and the site's own learning added together.
+//!
+//! It abstains (None) until it has learnt `min_learnt` spam and as many
+//! ham messages: a model that has seen ten messages is noise.
+
+use super::model::{Counts, Model};
+
+/// Strength of the prior for a rarely seen token (Robinson's s).
+const PRIOR_STRENGTH: f64 = 0.45;
+/// The prior itself (Robinson's x).
+const PRIOR: f64 = 0.5;
+/// Tokens whose probability is within this of 0.5 say nothing.
+const MIN_STRENGTH: f64 = 0.1;
+/// The most telling tokens used at most.
+const MAX_CLUES: usize = 150;
+
+/// The models the classifier reads: the base (shipped or installed) and
+/// the site's overlay.
+#[derive(Debug, Default)]
+pub struct Classifier {
+    pub base: Option<Model>,
+    pub site: Model,
+    pub min_learnt: u64,
+}
+
+impl Classifier {
+    pub fn spam_messages(&self) -> u64 {
+        self.base.as_ref().map_or(0, |b| b.spam_messages) + self.site.spam_messages
+    }
+
+    pub fn ham_messages(&self) -> u64 {
+        self.base.as_ref().map_or(0, |b| b.ham_messages) + self.site.ham_messages
+    }
+
+    /// Whether it has learnt enough to speak.
+    pub fn ready(&self) -> bool {
+        self.spam_messages() >= self.min_learnt.max(1) && self.ham_messages() >= self.min_learnt.max(1)
+    }
+
+    fn counts(&self, token: u64) -> Counts {
+        let mut c = self.site.tokens.get(&token).copied().unwrap_or_default();
+        if let Some(b) = self.base.as_ref().and_then(|b| b.tokens.get(&token)) {
+            c.spam = c.spam.saturating_add(b.spam);
+            c.ham = c.ham.saturating_add(b.ham);
+        }
+        c
+    }
+
+    /// The probability that a message with these tokens is spam, in [0, 1];
+    /// None while the classifier abstains.
+    pub fn spam_probability(&self, tokens: impl Iterator<Item = u64>) -> Option<f64> {
+        if !self.ready() {
+            return None;
+        }
+        let (ns, nh) = (self.spam_messages() as f64, self.ham_messages() as f64);
+        let mut clues: Vec<f64> = tokens
+            .filter_map(|t| {
+                let c = self.counts(t);
+                let n = f64::from(c.spam) + f64::from(c.ham);
+                if n == 0.0 {
+                    return None;
+                }
+                let sr = f64::from(c.spam) / ns;
+                let hr = f64::from(c.ham) / nh;
+                let p = sr / (sr + hr);
+                let f = (PRIOR_STRENGTH * PRIOR + n * p) / (PRIOR_STRENGTH + n);
+                ((f - 0.5).abs() >= MIN_STRENGTH).then_some(f)
+            })
+            .collect();
+        if clues.is_empty() {
+            return Some(0.5);
+        }
+        // The most telling first; equal strengths keep a stable order.
+        clues.sort_by(|a, b| (b - 0.5).abs().total_cmp(&(a - 0.5).abs()).then(a.total_cmp(b)));
+        clues.truncate(MAX_CLUES);
+        let n = clues.len();
+        let (mut ln_ham, mut ln_spam) = (0.0f64, 0.0f64);
+        for f in &clues {
+            let f = f.clamp(1e-9, 1.0 - 1e-9);
+            ln_ham += f.ln();
+            ln_spam += (1.0 - f).ln();
+        }
+        let s = 1.0 - chi2q(-2.0 * ln_spam, 2 * n);
+        let h = 1.0 - chi2q(-2.0 * ln_ham, 2 * n);
+        Some(((s - h + 1.0) / 2.0).clamp(0.0, 1.0))
+    }
+}
+
+/// The chi-square survival function for an even number of degrees of
+/// freedom `v`: the probability that chi2 >= `x2`.
+fn chi2q(x2: f64, v: usize) -> f64 {
+    let m = x2 / 2.0;
+    let mut term = (-m).exp();
+    let mut sum = term;
+    for i in 1..v / 2 {
+        term *= m / i as f64;
+        sum += term;
+    }
+    sum.min(1.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::model::Class;
+    use super::*;
+
+    #[test]
+    fn chi2q_matches_known_values() {
+        // Q(chi2 = 2, v = 2) = e^-1; Q(0, v) = 1.
+        assert!((chi2q(2.0, 2) - (-1.0f64).exp()).abs() < 1e-12);
+        assert!((chi2q(0.0, 10) - 1.0).abs() < 1e-12);
+        assert!(chi2q(200.0, 4) < 1e-40);
+    }
+
+    #[test]
+    fn it_abstains_until_it_has_learnt_enough_then_tells_the_classes_apart() {
+        let mut c = Classifier {
+            min_learnt: 5,
+            ..Classifier::default()
+        };
+        let spam = |i: u64| vec![1, 2, 3, 100 + i];
+        let ham = |i: u64| vec![4, 5, 6, 200 + i];
+        for i in 0..4 {
+            c.site.learn(i, &spam(i), Class::Spam);
+            c.site.learn(1000 + i, &ham(i), Class::Ham);
+        }
+        assert_eq!(c.spam_probability([1, 2, 3].into_iter()), None, "4 of each is not enough");
+        c.site.learn(4, &spam(4), Class::Spam);
+        c.site.learn(1004, &ham(4), Class::Ham);
+        let p_spam = c.spam_probability([1, 2, 3, 999].into_iter()).unwrap();
+        let p_ham = c.spam_probability([4, 5, 6, 999].into_iter()).unwrap();
+        let p_none = c.spam_probability([999].into_iter()).unwrap();
+        assert!(p_spam > 0.95, "{p_spam}");
+        assert!(p_ham < 0.05, "{p_ham}");
+        assert_eq!(p_none, 0.5);
+    }
+}

@@ -1,0 +1,70 @@
+//! "Formal" mail (`as/formal`): automatically generated messages that are
+//! not spam, in the sense of Kaspersky's anti-spam: delivery status
+//! notifications (RFC 3464), read receipts (RFC 8098), auto-replies marked
+//! `Auto-Submitted` (RFC 3834) and vacation replies. A policy can treat
+//! them apart (deliver them unmarked, or keep them from some groups).
+//! Spam that dresses as a bounce still scores as spam: formal only applies
+//! below the probable threshold.
+
+use mail_parser::{Message, MimeHeaders};
+
+/// Subjects that vacation programs use (several languages).
+const VACATION_SUBJECTS: &[&str] = &[
+    "out of office",
+    "out of the office",
+    "automatic reply",
+    "auto reply",
+    "autoreply",
+    "auto-reply",
+    "auto:",
+    "vacation",
+    "abwesenheitsnotiz",
+    "absence du bureau",
+    "réponse automatique",
+    "respuesta automática",
+];
+
+/// Why a message is formal, or None.
+pub fn formal(headers: Option<&Message<'_>>, body: Option<&Message<'_>>) -> Option<&'static str> {
+    if let Some(m) = body {
+        for part in &m.parts {
+            let Some(ct) = part.content_type() else { continue };
+            let (t, sub) = (ct.ctype(), ct.subtype().unwrap_or_default());
+            if t.eq_ignore_ascii_case("multipart") && sub.eq_ignore_ascii_case("report") {
+                match ct.attribute("report-type").map(str::to_ascii_lowercase).as_deref() {
+                    Some("delivery-status") => return Some("delivery status notification"),
+                    Some("disposition-notification") => return Some("read receipt"),
+                    _ => {}
+                }
+            }
+            if t.eq_ignore_ascii_case("message") {
+                if sub.eq_ignore_ascii_case("delivery-status") || sub.eq_ignore_ascii_case("global-delivery-status") {
+                    return Some("delivery status notification");
+                }
+                if sub.eq_ignore_ascii_case("disposition-notification") {
+                    return Some("read receipt");
+                }
+            }
+        }
+    }
+    let h = headers?;
+    if let Some(v) = h.header_raw("auto-submitted") {
+        let v = v.trim().to_ascii_lowercase();
+        if !v.starts_with("no") {
+            return Some("Auto-Submitted");
+        }
+    }
+    if h.header_raw("x-autoreply").is_some()
+        || h.header_raw("x-autorespond").is_some()
+        || h.header_raw("x-auto-response-suppress").is_some_and(|v| v.to_ascii_lowercase().contains("oof"))
+    {
+        return Some("vacation reply");
+    }
+    if let Some(s) = h.subject() {
+        let s = s.trim().to_lowercase();
+        if VACATION_SUBJECTS.iter().any(|v| s.starts_with(v)) {
+            return Some("vacation reply");
+        }
+    }
+    None
+}

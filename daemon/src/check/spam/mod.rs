@@ -1,0 +1,232 @@
+//! The spam check (`as/*`), the pipeline's second check: what it finds
+//! goes into the report as [`Evidence`] (the tests that fired, each with its
+//! weight, the classifier's probability, whether the message is formal),
+//! and each policy group turns that into a status with its own
+//! `spam_level` ([`Evidence::status`]).
+//!
+//! - [`text`]: the body text, HTML tags and URLs, gathered once;
+//! - [`rules`]: content rules (regular expressions) and header heuristics;
+//! - [`formal`]: delivery reports, read receipts, auto-replies;
+//! - [`tokens`], [`classifier`], [`model`]: the statistical classifier and
+//!   the files it learns into;
+//! - [`knowledge`]: what the workers share (rules and models), reloaded
+//!   when the site learns.
+
+pub mod classifier;
+pub mod formal;
+pub mod knowledge;
+pub mod model;
+pub mod rules;
+pub mod text;
+pub mod tokens;
+
+use super::{Check, Context, Report, Tools};
+use crate::config::{Policy, SpamLevel};
+use mail_parser::{Message, MessageParser};
+pub use mailward_metrics::event::SpamStatus;
+use rules::Hit;
+use std::sync::LazyLock;
+
+/// The header parser of the spam check: every header decoded (the
+/// pipeline's parse only reads the MIME ones), no body.
+static HEADERS: LazyLock<MessageParser> = LazyLock::new(MessageParser::default);
+
+/// What the spam check found.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Evidence {
+    /// Tests that fired, with their weights (the classifier's band
+    /// included, as `BAYES_NN`).
+    pub hits: Vec<Hit>,
+    /// The classifier's spam probability (None: it abstained).
+    pub probability: Option<f64>,
+    /// Why the message is formal (an automatic message), if it is.
+    pub formal: Option<&'static str>,
+}
+
+/// The two thresholds (probable, spam) of a level, in points.
+pub fn thresholds(level: SpamLevel) -> (f64, f64) {
+    match level {
+        SpamLevel::Minimum => (8.0, 12.0),
+        SpamLevel::Standard => (5.0, 8.0),
+        SpamLevel::High => (4.0, 6.0),
+        SpamLevel::Maximum => (3.0, 4.5),
+    }
+}
+
+/// The classifier's bands: a probability at or above the first number is
+/// worth the points (SpamAssassin's BAYES_NN shape, our weights).
+/// Weights chosen by 5-fold cross-validation on the development list
+/// (bench/spam-eval.sh; docs/spam.md has the figures).
+const BANDS: &[(f64, &str, f64)] = &[
+    (0.999, "BAYES_999", 9.0),
+    (0.99, "BAYES_99", 8.0),
+    (0.95, "BAYES_95", 7.0),
+    (0.80, "BAYES_80", 5.0),
+    (0.60, "BAYES_60", 1.0),
+    (0.40, "BAYES_50", 0.0),
+    (0.20, "BAYES_20", -0.5),
+    (0.05, "BAYES_05", -1.0),
+    (0.0, "BAYES_00", -2.5),
+];
+
+/// The classifier's test for a probability.
+pub fn band(p: f64) -> Hit {
+    let (_, name, weight) = BANDS
+        .iter()
+        .find(|(at, _, _)| p >= *at)
+        .copied()
+        .unwrap_or((0.0, "BAYES_00", -2.5));
+    Hit::new(name, weight)
+}
+
+impl Evidence {
+    /// The sum of the weights.
+    pub fn score(&self) -> f64 {
+        self.hits.iter().map(|h| h.weight).sum()
+    }
+
+    /// The status at a level.
+    pub fn status(&self, level: SpamLevel) -> SpamStatus {
+        let (probable, spam) = thresholds(level);
+        let score = self.score();
+        if score >= spam {
+            SpamStatus::Spam
+        } else if score >= probable {
+            SpamStatus::Probable
+        } else if self.formal.is_some() {
+            SpamStatus::Formal
+        } else {
+            SpamStatus::Clean
+        }
+    }
+
+    /// The test names, for headers and logs.
+    pub fn test_names(&self) -> Vec<&str> {
+        self.hits.iter().map(|h| h.name.as_str()).collect()
+    }
+
+    /// `NAME=+1.0 NAME=-2.5`, for the log.
+    pub fn weighed(&self) -> String {
+        self.hits
+            .iter()
+            .map(|h| format!("{}={:+.1}", h.name, h.weight))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    /// The verdict header for `status`.
+    pub fn header(&self, status: SpamStatus) -> String {
+        // Folded between tests so that no line passes 78 characters
+        // however many fire (RFC 5322 2.1.1).
+        let mut h = format!("X-Mailward-Spam: as/{}; score={:.1}; tests=", status.as_str(), self.score());
+        let mut line = h.len();
+        if self.hits.is_empty() {
+            h.push_str("none");
+        }
+        for (i, name) in self.test_names().iter().enumerate() {
+            let name = crate::text::ascii(name);
+            if i > 0 {
+                if line + name.len() + 1 > 76 {
+                    h.push_str(",\r\n\t");
+                    line = 1;
+                } else {
+                    h.push(',');
+                    line += 1;
+                }
+            }
+            line += name.len();
+            h.push_str(&name);
+        }
+        h.push_str("\r\n");
+        h
+    }
+}
+
+/// Judges one message: everything but the network tests.
+pub fn examine(
+    knowledge: &knowledge::Knowledge,
+    raw: &[u8],
+    message: Option<&Message<'_>>,
+) -> Evidence {
+    let headers = HEADERS.parse_headers(raw);
+    let raw_headers = header_block(raw);
+    let text = text::gather(message);
+    let mut hits = Vec::new();
+    rules::heuristics(headers.as_ref(), message, &text, &mut hits);
+    rules::content(&knowledge.rules, headers.as_ref(), raw_headers, &text, &mut hits);
+    let tokens = tokens::tokenize(headers.as_ref(), message, &text);
+    let probability = knowledge.classifier.spam_probability(tokens.iter());
+    if let Some(p) = probability {
+        hits.push(band(p));
+    }
+    Evidence {
+        hits,
+        probability,
+        formal: formal::formal(headers.as_ref(), message),
+    }
+}
+
+/// The header block of a raw message (up to the first empty line), as text.
+pub fn header_block(raw: &[u8]) -> &str {
+    let end = memchr_blank_line(raw).unwrap_or(raw.len().min(256 * 1024));
+    let block = &raw[..end];
+    match std::str::from_utf8(block) {
+        Ok(s) => s,
+        Err(e) => std::str::from_utf8(&block[..e.valid_up_to()]).unwrap_or_default(),
+    }
+}
+
+fn memchr_blank_line(raw: &[u8]) -> Option<usize> {
+    raw.windows(2)
+        .position(|w| w == b"\n\n")
+        .into_iter()
+        .chain(raw.windows(4).position(|w| w == b"\r\n\r\n"))
+        .min()
+}
+
+/// A message's identity for learning: its Message-ID and its body, so that
+/// the same message learnt twice (from two mailboxes, or after passing
+/// through a gateway that added headers) counts once.
+pub fn digest(raw: &[u8]) -> u64 {
+    let headers = header_block(raw);
+    let body = &raw[headers.len().min(raw.len())..];
+    let message_id = HEADERS
+        .parse_headers(raw)
+        .and_then(|h| h.message_id().map(str::to_string))
+        .unwrap_or_default();
+    let body = String::from_utf8_lossy(body);
+    tokens::hash(&["digest", &message_id, body.trim()])
+}
+
+/// The tokens of a raw message (for learning).
+pub fn tokens_of(raw: &[u8]) -> Vec<u64> {
+    let headers = HEADERS.parse_headers(raw);
+    let message = super::parse(raw);
+    let text = text::gather(message.as_ref());
+    tokens::tokenize(headers.as_ref(), message.as_ref(), &text).into_vec()
+}
+
+/// The spam check of the pipeline.
+pub struct Spam;
+
+impl Check for Spam {
+    fn name(&self) -> &'static str {
+        "spam"
+    }
+
+    fn wanted(&self, policy: &Policy) -> bool {
+        policy.check_spam
+    }
+
+    fn run(&self, cx: &mut Context<'_, '_, '_>, tools: &mut Tools<'_, '_>, report: &mut Report) {
+        static RULES_ONLY: LazyLock<knowledge::Knowledge> = LazyLock::new(|| knowledge::Knowledge {
+            rules: rules::built_in(),
+            ..knowledge::Knowledge::default()
+        });
+        let k = tools.spam.as_deref().unwrap_or(&RULES_ONLY);
+        report.spam = Some(examine(k, cx.raw, cx.message));
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,279 @@
+//! Content rules and header heuristics: named tests, each with a weight.
+//!
+//! Content rules are regular expressions, one per line of a rules file:
+//!
+//! ```text
+//! # NAME             WEIGHT  WHERE            /PATTERN/FLAGS
+//! MONEY_BACK           1.2   body             /money[- ]back guarantee/i
+//! SUBJ_FREE            0.8   header:Subject   /\bfree\b/i
+//! URI_NUMERIC_HOST     1.5   uri              /^https?:\/\/\d+\.\d+\.\d+\.\d+/
+//! ```
+//!
+//! WHERE is `body` (the text of the body, HTML turned into text), `uri`
+//! (each URL, `http://host/path`), `header:NAME` (that header, decoded) or
+//! `headers` (the whole header block as received). FLAGS: `i` ignores
+//! case. A rule fires once per message, whatever the number of matches.
+//! The built-in rules are `rules.txt` beside this file; `[spam] rules`
+//! adds a file of the same format.
+//!
+//! The header heuristics are code ([`heuristics`]): what cannot be said
+//! with one regular expression (a missing header, a ratio).
+
+use super::text::Text;
+use mail_parser::{Message, MimeHeaders, PartType};
+use regex::{Regex, RegexBuilder};
+
+/// The built-in content rules.
+pub const BUILT_IN: &str = include_str!("rules.txt");
+
+/// A compiled regex may take at most this much memory: a rule file is
+/// configuration, not code, and a huge automaton would slow every message.
+const REGEX_SIZE_LIMIT: usize = 1 << 20;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Where {
+    Body,
+    Uri,
+    Header(String),
+    Headers,
+}
+
+#[derive(Debug, Clone)]
+pub struct Rule {
+    pub name: String,
+    pub weight: f64,
+    pub on: Where,
+    pub regex: Regex,
+}
+
+/// One test that fired, with its weight.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Hit {
+    pub name: String,
+    pub weight: f64,
+}
+
+impl Hit {
+    pub fn new(name: &str, weight: f64) -> Hit {
+        Hit {
+            name: name.to_string(),
+            weight,
+        }
+    }
+}
+
+/// Parses a rules file; the problems are (1-based line, problem).
+pub fn parse(text: &str) -> Result<Vec<Rule>, Vec<(usize, String)>> {
+    let mut rules = Vec::new();
+    let mut problems = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        match parse_line(line) {
+            Ok(r) => {
+                if rules.iter().any(|o: &Rule| o.name == r.name) {
+                    problems.push((i + 1, format!("rule {} is defined twice", r.name)));
+                } else {
+                    rules.push(r);
+                }
+            }
+            Err(p) => problems.push((i + 1, p)),
+        }
+    }
+    if problems.is_empty() {
+        Ok(rules)
+    } else {
+        Err(problems)
+    }
+}
+
+fn parse_line(line: &str) -> Result<Rule, String> {
+    let mut fields = line.splitn(4, char::is_whitespace).filter(|f| !f.is_empty());
+    let rest_after = |s: &str| s.to_string();
+    let name = fields.next().ok_or("expected NAME WEIGHT WHERE /PATTERN/")?.to_string();
+    if !name.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_') {
+        return Err(format!("rule name {name:?}: use A-Z, 0-9 and _"));
+    }
+    // The pattern may hold spaces: take it from the first '/' after WHERE.
+    let after_name = line[name.len()..].trim_start();
+    let (weight, after_weight) = after_name
+        .split_once(char::is_whitespace)
+        .ok_or_else(|| format!("rule {name}: expected WEIGHT WHERE /PATTERN/"))?;
+    let weight: f64 = weight
+        .parse()
+        .ok()
+        .filter(|w: &f64| w.is_finite() && w.abs() <= 100.0)
+        .ok_or_else(|| format!("rule {name}: weight {weight:?} is not a number from -100 to 100"))?;
+    let after_weight = after_weight.trim_start();
+    let (on, pattern) = after_weight
+        .split_once(char::is_whitespace)
+        .map(|(a, b)| (a, rest_after(b.trim())))
+        .ok_or_else(|| format!("rule {name}: expected WHERE /PATTERN/ after the weight"))?;
+    let on = match on {
+        "body" => Where::Body,
+        "uri" => Where::Uri,
+        "headers" => Where::Headers,
+        h if h.starts_with("header:") && h.len() > 7 => Where::Header(h[7..].to_ascii_lowercase()),
+        other => {
+            return Err(format!(
+                "rule {name}: WHERE {other:?} is not body, uri, headers or header:NAME"
+            ))
+        }
+    };
+    let (body, flags) = pattern
+        .strip_prefix('/')
+        .and_then(|p| p.rsplit_once('/'))
+        .ok_or_else(|| format!("rule {name}: the pattern must be written /PATTERN/ or /PATTERN/i"))?;
+    if !flags.chars().all(|c| c == 'i') {
+        return Err(format!("rule {name}: unknown flag in {flags:?} (only i)"));
+    }
+    let regex = RegexBuilder::new(body)
+        .case_insensitive(flags.contains('i'))
+        .size_limit(REGEX_SIZE_LIMIT)
+        .build()
+        .map_err(|e| format!("rule {name}: {}", e.to_string().lines().last().unwrap_or("bad pattern")))?;
+    Ok(Rule {
+        name,
+        weight,
+        on,
+        regex,
+    })
+}
+
+/// The built-in rules (they are tested to compile; an empty set if not).
+pub fn built_in() -> Vec<Rule> {
+    parse(BUILT_IN).unwrap_or_default()
+}
+
+/// Runs the content rules.
+pub fn content(rules: &[Rule], headers: Option<&Message<'_>>, raw_headers: &str, text: &Text, out: &mut Vec<Hit>) {
+    for r in rules {
+        let fired = match &r.on {
+            Where::Body => r.regex.is_match(&text.body),
+            Where::Uri => text
+                .urls
+                .iter()
+                .any(|u| r.regex.is_match(&format!("http://{}{}", u.host, u.path))),
+            Where::Headers => r.regex.is_match(raw_headers),
+            Where::Header(name) => headers.is_some_and(|h| {
+                let value = if name == "subject" {
+                    h.subject().map(str::to_string)
+                } else {
+                    h.header_raw(name.as_str()).map(str::to_string)
+                };
+                value.is_some_and(|v| r.regex.is_match(&v))
+            }),
+        };
+        if fired {
+            out.push(Hit::new(&r.name, r.weight));
+        }
+    }
+}
+
+/// Charsets of scripts that the site's own mail rarely uses; a weak hint.
+const FAR_EAST: &[&str] = &["gb2312", "gbk", "big5", "ks_c_5601-1987", "euc-kr", "iso-2022-kr"];
+
+/// The header heuristics.
+pub fn heuristics(headers: Option<&Message<'_>>, body: Option<&Message<'_>>, text: &Text, out: &mut Vec<Hit>) {
+    let mut hit = |name: &str, weight: f64| out.push(Hit::new(name, weight));
+    if let Some(h) = headers {
+        if h.header_raw("date").is_none() {
+            hit("MISSING_DATE", 1.0);
+        }
+        if h.header_raw("message-id").is_none() {
+            hit("MISSING_MESSAGE_ID", 0.8);
+        }
+        if h.header_raw("to").is_none() && h.header_raw("cc").is_none() {
+            hit("MISSING_TO", 0.5);
+        }
+        match h.subject() {
+            None => hit("MISSING_SUBJECT", 0.5),
+            Some(s) => {
+                let letters: Vec<char> = s.chars().filter(|c| c.is_alphabetic()).collect();
+                if letters.len() >= 10 && letters.iter().all(|c| c.is_uppercase()) {
+                    hit("SUBJ_ALL_CAPS", 1.0);
+                }
+                if s.contains("!!") || s.contains("$$") {
+                    hit("SUBJ_EXCLAIM", 0.5);
+                }
+                if s.len() > 20 && s.trim_end().ends_with(|c: char| c.is_ascii_digit()) && s.contains("   ") {
+                    hit("SUBJ_PADDED_ID", 1.0);
+                }
+            }
+        }
+        if h.header_raw("x-priority").is_some_and(|v| v.trim().starts_with('1')) {
+            hit("X_PRIORITY_HIGH", 0.3);
+        }
+        if let Some(from) = h.from().and_then(|a| a.first()).and_then(|a| a.address()) {
+            let local = from.split('@').next().unwrap_or_default();
+            if local.chars().filter(|c| c.is_ascii_digit()).count() >= 4 {
+                hit("FROM_LOCAL_DIGITS", 0.5);
+            }
+        }
+    }
+    if let Some(m) = body {
+        let mut base64_text = false;
+        let mut far_east = false;
+        for part in &m.parts {
+            let is_text = matches!(part.body, PartType::Text(_) | PartType::Html(_));
+            if is_text && part.content_transfer_encoding().is_some_and(|c| c.eq_ignore_ascii_case("base64")) {
+                base64_text = true;
+            }
+            if let Some(cs) = part.content_type().and_then(|c| c.attribute("charset")) {
+                if FAR_EAST.iter().any(|f| cs.eq_ignore_ascii_case(f)) {
+                    far_east = true;
+                }
+            }
+        }
+        if base64_text {
+            hit("MIME_BASE64_TEXT", 0.8);
+        }
+        if far_east {
+            hit("CHARSET_FAREAST", 1.0);
+        }
+    }
+    if text.html_bytes > 0 && text.plain_bytes == 0 {
+        hit("HTML_ONLY", 0.5);
+        let words = text.body.split_whitespace().count();
+        if text.images > 0 && words < 40 || text.html_tags.contains("img") && words < 20 {
+            hit("HTML_IMAGE_ONLY", 1.5);
+        }
+    }
+    let letters = text.body.chars().filter(|c| c.is_alphabetic()).take(20_000);
+    let (mut n, mut upper) = (0usize, 0usize);
+    for c in letters {
+        n += 1;
+        upper += usize::from(c.is_uppercase());
+    }
+    if n >= 200 && upper * 2 > n {
+        hit("BODY_SHOUTING", 1.0);
+    }
+    if text.urls.iter().any(|u| u.host.parse::<std::net::IpAddr>().is_ok()) {
+        hit("URI_NUMERIC_HOST", 1.2);
+    }
+    if text.urls_cut {
+        hit("URI_MANY", 0.5);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_built_in_rules_compile() {
+        let rules = parse(BUILT_IN).unwrap_or_else(|p| panic!("{p:?}"));
+        assert!(rules.len() >= 10, "{}", rules.len());
+    }
+
+    #[test]
+    fn a_bad_rules_file_is_reported_by_line() {
+        let text = "# comment\nGOOD 1.0 body /free/i\nbad-name 1 body /x/\nW 1e9 body /x/\nX 1 nowhere /x/\nY 1 body /(/\nZ 1 body x\nGOOD 2 uri /y/\n";
+        let problems = parse(text).unwrap_err();
+        let lines: Vec<usize> = problems.iter().map(|(l, _)| *l).collect();
+        assert_eq!(lines, [3, 4, 5, 6, 7, 8], "{problems:?}");
+        assert!(problems[3].1.contains("rule Y"), "{problems:?}");
+    }
+}
