@@ -217,11 +217,18 @@ impl MessageChecked<'_> {
             .iter()
             .map(|g| g.partition.group.as_str())
             .collect();
+        let spam_tests: Vec<String> = v
+            .report
+            .spam
+            .as_ref()
+            .map(|e| e.test_names().into_iter().map(str::to_string).collect())
+            .unwrap_or_default();
         stats.record(&Event::ScanFinished {
             av,
             spam,
             viruses: &viruses,
             filter_rules: &filter_rules,
+            spam_tests: &spam_tests,
             sender: &e.mail_from,
             client: e.client_ip,
             duration: v.report.duration,

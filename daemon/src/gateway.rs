@@ -161,6 +161,10 @@ impl Gateway {
                     .archive(crate::store::Direction::Outgoing)
                     .totals(),
             ],
+            spam_learnt: {
+                let k = self.scanner.spam.current();
+                [k.classifier.spam_messages(), k.classifier.ham_messages()]
+            },
         };
         self.stats.snapshot(&gauges)
     }

@@ -41,6 +41,7 @@ fn main() {
             spam: Some(SpamStatus::Clean),
             viruses: if i.is_multiple_of(10) { &viruses } else { &[] },
             filter_rules: &[],
+            spam_tests: &[],
             sender: "sender@example.com",
             client: "192.0.2.1"
                 .parse()
@@ -116,6 +117,7 @@ fn main() {
             spam: None,
             viruses: &v,
             filter_rules: &[format!("rule-{n}")],
+            spam_tests: &[],
             sender: &format!("s{n}@example.com"),
             client: std::net::IpAddr::from([192, 0, 2, n as u8]),
             duration: Duration::from_micros(10),

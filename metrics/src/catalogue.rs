@@ -163,6 +163,8 @@ pub enum StatId {
     QuarantineReleases,
     ArchiveMessages,
     ArchiveBytes,
+    SpamTestHits,
+    SpamLearnt,
 }
 
 pub const REJECT_REASONS: &[&str] = &[
@@ -178,6 +180,7 @@ pub const AV_STATUSES: &[&str] = &[
 ];
 pub const SPAM_STATUSES: &[&str] = &["spam", "probable", "formal", "blacklisted", "clean"];
 pub const DIRECTIONS_ARCHIVE: &[&str] = &["incoming", "outgoing"];
+pub const SPAM_CLASSES: &[&str] = &["spam", "ham"];
 pub const DELIVERY_RESULTS: &[&str] = &["delivered", "deferred", "bounced"];
 pub const NOTIFY_TARGETS: &[&str] = &["sender", "recipients", "admin", "dsn"];
 pub const SESSION_DIRECTIONS: &[&str] = &["in", "out"];
@@ -710,6 +713,28 @@ pub static CATALOGUE: &[Stat] = &[
         Some(("direction", DIRECTIONS_ARCHIVE)),
         "Octets of the messages in the archive now, incoming and outgoing.",
     ),
+    def(
+        StatId::SpamTestHits,
+        Filters,
+        4,
+        "mwSpamTestHits",
+        "mailward_spam_test_hits_total",
+        Counter,
+        Unit::Count,
+        None,
+        "Spam tests that fired (rules, heuristics and the classifier's band), summed over messages.",
+    ),
+    def(
+        StatId::SpamLearnt,
+        Resources,
+        30,
+        "mwSpamLearnt",
+        "mailward_spam_learnt_messages",
+        Gauge,
+        Unit::Count,
+        Some(("class", SPAM_CLASSES)),
+        "Messages the spam classifier has learnt (base and site together), by class.",
+    ),
 ];
 
 /// A top-N table (DESIGN 6), bounded by `statistics.top`; its number is its
@@ -733,6 +758,7 @@ pub enum TopId {
     InfectedSenders,
     InfectedClients,
     FilterRules,
+    SpamTests,
 }
 
 pub static TOP_TABLES: &[TopTable] = &[
@@ -771,6 +797,15 @@ pub static TOP_TABLES: &[TopTable] = &[
         prom: "mailward_top_filter_rule_hits",
         item_label: "rule",
         help: "The name and MIME type rules with the most hits, ranked.",
+    },
+    TopTable {
+        id: TopId::SpamTests,
+        category: Filters,
+        arc: 3,
+        name: "mwTopSpamTest",
+        prom: "mailward_top_spam_test_hits",
+        item_label: "test",
+        help: "The spam tests that fired most often, ranked.",
     },
 ];
 

@@ -109,6 +109,8 @@ pub enum Event<'a> {
         viruses: &'a [String],
         /// Name/MIME rules that filtered parts.
         filter_rules: &'a [String],
+        /// The spam tests that fired (names), once each.
+        spam_tests: &'a [String],
         sender: &'a str,
         client: IpAddr,
         duration: Duration,

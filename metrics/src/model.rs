@@ -40,6 +40,8 @@ pub struct Gauges {
     pub quarantine: (u64, u64),
     /// (entries, octets) in the archive, incoming and outgoing.
     pub archive: [(u64, u64); 2],
+    /// Messages the spam classifier has learnt: spam, ham.
+    pub spam_learnt: [u64; 2],
 }
 
 struct Histogram {
@@ -191,6 +193,7 @@ impl Stats {
                 spam,
                 viruses,
                 filter_rules,
+                spam_tests,
                 sender,
                 client,
                 duration,
@@ -229,6 +232,10 @@ impl Stats {
                 for rule in filter_rules.iter() {
                     self.add(StatId::FilterHits, 0, 1);
                     self.top(TopId::FilterRules, rule);
+                }
+                for test in spam_tests.iter() {
+                    self.add(StatId::SpamTestHits, 0, 1);
+                    self.top(TopId::SpamTests, test);
                 }
             }
             Event::DeliveryAttempted {
@@ -362,6 +369,8 @@ impl Stats {
             set(StatId::ArchiveMessages, i, *n);
             set(StatId::ArchiveBytes, i, *b);
         }
+        set(StatId::SpamLearnt, 0, gauges.spam_learnt[0]);
+        set(StatId::SpamLearnt, 1, gauges.spam_learnt[1]);
         set(StatId::CpuSeconds, 0, proc.cpu_micros);
         set(StatId::ResidentMemory, 0, proc.rss_bytes);
         set(StatId::OpenFds, 0, proc.open_fds);

@@ -999,6 +999,7 @@ mod tests {
             spam: None,
             viruses: &["V".to_string()],
             filter_rules: &["*.exe".to_string()],
+            spam_tests: &["BAYES_99".to_string()],
             sender: "s@x",
             client: "192.0.2.1".parse().unwrap(),
             duration: std::time::Duration::from_millis(1),

@@ -16,6 +16,7 @@ fn scan(stats: &Stats, virus: &[String], sender: &str) {
         spam: Some(SpamStatus::Clean),
         viruses: virus,
         filter_rules: &[],
+        spam_tests: &[],
         sender,
         client: "192.0.2.7".parse().unwrap(),
         duration: Duration::from_millis(3),

@@ -148,6 +148,10 @@ const EXPECT: &[(&str, Expect)] = &[
     ("Quarantine size", Exported),
     ("Quarantined and released", Exported),
     ("Archive size", Exported),
+    // Spam check
+    ("Spam tests fired", Exported),
+    ("Top spam tests", Parses),
+    ("Classifier learnt", Exported),
 ];
 
 /// Grafana's variables, replaced as Grafana would for the live queries:

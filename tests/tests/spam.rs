@@ -1,0 +1,239 @@
+//! The spam check end to end: what a mail administrator sees when spam
+//! arrives (the SMTP reply, the header and subject at the next hop, the
+//! quarantine), formal mail, levels per group, and learning with
+//! `mailward spam learn` picked up by the running daemon without a restart.
+//! The messages are written here (no corpus message is used).
+
+use std::thread;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use mailward_e2e::failures::Failures;
+use mailward_e2e::stats::StatsSetup;
+use mailward_e2e::*;
+
+/// An obvious spam: shouting subject, HTML only, money phrases, a link to
+/// a numeric host.
+fn spam(n: usize) -> Vec<u8> {
+    format!(
+        "From: Best Deals <deals{n}12345@hotmail.com>\r\nTo: undisclosed-recipients:;\r\n\
+         Subject: FREE CASH OFFER FOR YOU!!\r\nMIME-Version: 1.0\r\nContent-Type: text/html\r\n\r\n\
+         <html><body><font size=5>Dear Friend, earn money from home! 100% free, risk-free, \
+         money-back guarantee. Act now! Click here: http://192.0.2.7/offer{n} and to be removed \
+         click here http://cheap.example.biz/remove</font></body></html>\r\n"
+    )
+    .into_bytes()
+}
+
+/// A plain note between colleagues.
+fn ham(subject: &str, n: usize) -> Vec<u8> {
+    format!(
+        "From: Ann <ann@example.com>\r\nTo: bob@example.com\r\nSubject: {subject}\r\n\
+         Date: Mon, 30 Nov 2026 10:00:00 +0000\r\nMessage-ID: <{n}.note@example.com>\r\n\r\n\
+         Shall we meet at noon by the station? The patch for the parser is in review, \
+         number {n}.\r\n"
+    )
+    .into_bytes()
+}
+
+/// A message that the rules alone find only a little suspect (4.6
+/// points: between the high (4) and the standard (5) thresholds).
+fn borderline() -> Vec<u8> {
+    b"From: Sales <sales@shop.example>\r\nTo: bob@example.com\r\nSubject: Our free offer\r\n\
+      Date: Mon, 30 Nov 2026 10:00:00 +0000\r\nMessage-ID: <b@shop.example>\r\n\r\n\
+      Dear friend, this is a limited time offer, risk-free with a money-back guarantee. \
+      Click here to order now.\r\n"
+        .to_vec()
+}
+
+fn send(port: u16, rcpts: &[&str], message: &[u8]) -> Result<Reply> {
+    let mut c = SmtpClient::connect_ok(port)?;
+    c.ehlo("client.test")?;
+    c.send_mail("sender@sender.test", rcpts, message)
+}
+
+#[test]
+fn spam_is_refused_in_session_marked_or_quarantined_per_group() -> Result<()> {
+    let gw = Gateway::start("spam-policy", |c| {
+        c.set_list("policy", "reject", &["as/spam"])
+            .set_list("group.marked", "recipients", &["*@marked.example.com"])
+            .set_list("group.marked", "reject", &[])
+            .set_list("group.marked", "quarantine", &["as/spam"])
+    })?;
+    let mut f = Failures::default();
+    // The default group refuses in the session: no bounce from us.
+    let reply = send(gw.port(), &["user@example.com"], &spam(1))?;
+    f.check(reply.code == 550, || format!("spam to the default group: {reply:?}"));
+    f.check(
+        reply.lines.iter().any(|l| l.starts_with("5.7.1") && l.contains("as/spam")),
+        || format!("the refusal says why: {reply:?}"),
+    );
+    // The marked group gets it with the subject marked and the verdict
+    // header, and a quarantine copy.
+    let reply = send(gw.port(), &["boss@marked.example.com"], &spam(2))?;
+    f.check(reply.code == 250, || format!("spam to the marked group: {reply:?}"));
+    // A clean note passes untouched but for the headers.
+    let reply = send(gw.port(), &["user@example.com"], &ham("Lunch on Friday", 1))?;
+    f.check(reply.code == 250, || format!("ham: {reply:?}"));
+    let got = gw.sink.wait_for_count(2, DELIVERY_TIMEOUT)?;
+    for m in &got {
+        let to = m.recipients();
+        let spam_header = m.header("X-Mailward-Spam").unwrap_or_default();
+        if to.contains(&"boss@marked.example.com".to_string()) {
+            f.check(
+                m.header("Subject").is_some_and(|s| s.starts_with("[!!SPAM] FREE CASH")),
+                || format!("subject marked: {:?}", m.header("Subject")),
+            );
+            f.check(spam_header.starts_with("as/spam; score="), || {
+                format!("verdict header: {spam_header}")
+            });
+            for t in ["SUBJ_ALL_CAPS", "HTML_ONLY", "URI_NUMERIC_HOST"] {
+                f.check(spam_header.contains(t), || format!("{t} named in {spam_header}"));
+            }
+        } else {
+            f.check(spam_header.starts_with("as/clean;"), || {
+                format!("ham's verdict: {spam_header}")
+            });
+            f.check(m.header("Subject").as_deref() == Some("Lunch on Friday"), || {
+                format!("ham's subject unchanged: {:?}", m.header("Subject"))
+            });
+        }
+    }
+    let q = gw.daemon.cli_ok(&["quarantine", "list", "--json", "--status", "as/spam"])?;
+    f.check(q.lines().count() == 1, || format!("one spam in quarantine: {q}"));
+    // The log names every test with its weight.
+    let log = gw.daemon.full_log();
+    f.check(log.contains("Spam tests.") && log.contains("SUBJ_ALL_CAPS=+1.0"), || {
+        "the log line of the spam tests".into()
+    });
+    f.finish(|| gw.daemon.full_log())
+}
+
+#[test]
+fn levels_and_formal_mail() -> Result<()> {
+    let gw = Gateway::start("spam-levels", |c| {
+        c.set_list("group.keen", "recipients", &["*@keen.example.com"])
+            .set_str("group.keen", "spam_level", "high")
+            .set_list("group.keen", "mark_subject", &["as/probable", "as/formal"])
+            .set_list("policy", "mark_subject", &["as/probable", "as/formal"])
+    })?;
+    let mut f = Failures::default();
+    for rcpt in ["user@example.com", "ann@keen.example.com"] {
+        let reply = send(gw.port(), &[rcpt], &borderline())?;
+        f.check(reply.code == 250, || format!("{rcpt}: {reply:?}"));
+    }
+    let dsn = b"From: MAILER-DAEMON@example.org\r\nTo: ann@example.com\r\nSubject: Undelivered Mail\r\n\
+        Date: Mon, 30 Nov 2026 10:00:00 +0000\r\nMessage-ID: <dsn@example.org>\r\nMIME-Version: 1.0\r\n\
+        Content-Type: multipart/report; report-type=delivery-status; boundary=b\r\n\r\n--b\r\n\
+        Content-Type: text/plain\r\n\r\nYour message could not be delivered.\r\n--b\r\n\
+        Content-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.example.org\r\n\r\n\
+        Final-Recipient: rfc822; x@example.org\r\nAction: failed\r\nStatus: 5.1.1\r\n--b--\r\n";
+    let reply = send(gw.port(), &["user@example.com"], dsn)?;
+    f.check(reply.code == 250, || format!("dsn: {reply:?}"));
+    let got = gw.sink.wait_for_count(3, DELIVERY_TIMEOUT)?;
+    let status_of = |rcpt: &str, subject_start: &str| {
+        got.iter()
+            .find(|m| {
+                m.recipients().iter().any(|r| r == rcpt)
+                    && m.header("Subject").unwrap_or_default().contains(subject_start)
+            })
+            .and_then(|m| m.header("X-Mailward-Spam"))
+            .unwrap_or_default()
+    };
+    let standard = status_of("user@example.com", "Our free offer");
+    let high = status_of("ann@keen.example.com", "Our free offer");
+    f.check(standard.starts_with("as/clean;"), || {
+        format!("standard level: {standard}")
+    });
+    f.check(high.starts_with("as/probable;"), || format!("high level: {high}"));
+    let formal = status_of("user@example.com", "Undelivered Mail");
+    f.check(formal.starts_with("as/formal;"), || format!("a DSN: {formal}"));
+    f.finish(|| gw.daemon.full_log())
+}
+
+#[test]
+fn learning_reaches_the_running_daemon_and_round_trips() -> Result<()> {
+    let stats_dir = TestDir::new("stats")?;
+    let stats = StatsSetup::new(stats_dir.path());
+    let gw = Gateway::start("spam-learn", |c| stats.apply(c).set("spam", "min_learnt", "5"))?;
+    let mut f = Failures::default();
+    let corpus = TestDir::new("spam-corpus")?;
+    let (spam_dir, ham_dir) = (corpus.path().join("spam"), corpus.path().join("ham"));
+    std::fs::create_dir_all(&spam_dir)?;
+    std::fs::create_dir_all(&ham_dir)?;
+    for n in 0..8 {
+        std::fs::write(spam_dir.join(format!("{n}.eml")), spam(n))?;
+        std::fs::write(ham_dir.join(format!("{n}.eml")), ham("Project notes", n))?;
+    }
+    // An mbox of two messages, the first line of each a "From " line; a
+    // body line "From here" is not a separator.
+    let mbox = corpus.path().join("more-ham.mbox");
+    let mut text = Vec::new();
+    for n in 100..102 {
+        text.extend_from_slice(b"From ann@example.com Mon Nov 30 10:00:00 2026\n");
+        text.extend_from_slice(&ham("Project notes", n));
+        text.extend_from_slice(b"From here we go on.\n\n");
+    }
+    std::fs::write(&mbox, text)?;
+    let status = gw.daemon.cli_ok(&["spam", "status", "--json"])?;
+    f.check(status.contains("\"classifier\":\"abstaining\""), || status.clone());
+    let out = gw.daemon.cli_ok(&[
+        "spam",
+        "learn",
+        "--spam",
+        &spam_dir.display().to_string(),
+        "--ham",
+        &ham_dir.display().to_string(),
+        &mbox.display().to_string(),
+    ])?;
+    f.check(out.contains("Learnt 18 new message(s); 0 already known"), || out.clone());
+    let again = gw.daemon.cli_ok(&["spam", "learn", "--ham", &mbox.display().to_string()])?;
+    f.check(again.contains("Learnt 0 new message(s); 2 already known"), || again.clone());
+    // The daemon scores with it without a restart (it looks every 2 s).
+    thread::sleep(Duration::from_millis(2500));
+    let reply = send(gw.port(), &["user@example.com"], &spam(50))?;
+    f.check(reply.code == 250, || format!("{reply:?}"));
+    let got = gw.sink.wait_for_count(1, DELIVERY_TIMEOUT)?;
+    let header = got[0].header("X-Mailward-Spam").unwrap_or_default();
+    f.check(header.contains("BAYES_9"), || format!("the classifier spoke: {header}"));
+    let metrics = stats.scrape_text()?;
+    f.check(metrics.contains("mailward_spam_learnt_messages{class=\"spam\"} 8"), || {
+        "learnt counts on /metrics".into()
+    });
+    // Export, then import into a fresh gateway's directory.
+    let export = corpus.path().join("site.model");
+    let out = gw.daemon.cli_ok(&["spam", "export", &export.display().to_string()])?;
+    f.check(out.contains("8 spam and 10 ham"), || out.clone());
+    let other = Gateway::start("spam-import", |c| c.set("spam", "min_learnt", "5"))?;
+    let out = other.daemon.cli_ok(&["spam", "import", &export.display().to_string()])?;
+    f.check(out.contains("8 spam and 10 ham"), || out.clone());
+    let out = other.daemon.cli(&["spam", "import", &export.display().to_string()])?;
+    let err = String::from_utf8_lossy(&out.stderr);
+    f.check(!out.status.success() && err.contains("learnt here already"), || {
+        format!("importing the same learning twice is refused: {err}")
+    });
+    // A base installed over it keeps the site's learning.
+    let out = other.daemon.cli_ok(&["spam", "import", "--base", &export.display().to_string()])?;
+    f.check(out.contains("Installed"), || out.clone());
+    let status = other.daemon.cli_ok(&["spam", "status", "--json"])?;
+    let v: serde_json::Value = serde_json::from_str(&status).context("status JSON")?;
+    f.check(v["site"]["spam"] == 8 && v["base"]["spam"] == 8, || status.clone());
+    // Forget: the counts go back.
+    let out = gw.daemon.cli_ok(&["spam", "forget", &spam_dir.display().to_string()])?;
+    f.check(out.contains("Forgot 8 message(s)"), || out.clone());
+    // A damaged model file is refused with its path, and nothing changes.
+    let damaged = corpus.path().join("damaged.model");
+    let mut bytes = std::fs::read(&export)?;
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    std::fs::write(&damaged, bytes)?;
+    let out = other.daemon.cli(&["spam", "import", &damaged.display().to_string()])?;
+    let err = String::from_utf8_lossy(&out.stderr);
+    f.check(!out.status.success() && err.contains("checksum"), || format!("{err}"));
+    // Judging offline, as the gateway does.
+    let one = spam_dir.join("0.eml");
+    let out = gw.daemon.cli_ok(&["spam", "check", "--json", &one.display().to_string()])?;
+    let v: serde_json::Value = serde_json::from_str(out.trim()).context("check JSON")?;
+    f.check(v["status"] == "as/spam" && v["score"].as_f64().is_some(), || out.clone());
+    f.finish(|| gw.daemon.full_log())
+}
