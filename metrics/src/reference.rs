@@ -36,12 +36,7 @@ pub fn markdown() -> String {
         );
     }
     s.push_str("| `mailward_build_info` | gauge | `version` | 1 | - | `mwVersion` | Mailward's version; always 1. |\n");
-    let _ = writeln!(
-        s,
-        "| `{}` | counter | `group`: default and the `[group.NAME]`s | count | - | `mwPolicyGroupMessages` | {} |",
-        crate::prometheus::GROUP_MESSAGES,
-        crate::prometheus::GROUP_MESSAGES_HELP
-    );
+
     s.push_str("\n## Top-N tables\n\nBounded by `statistics.top`; one gauge per row, labelled `rank` (1 = most) and the item. \
         Ties rank by item name. Counts are kept for up to 10,000 distinct items per table, so an item that falls \
         out of the top N keeps its count; past that the smallest is forgotten.\n\n");
@@ -58,6 +53,15 @@ pub fn markdown() -> String {
             t.help
         );
     }
+    s.push_str("\n## Policy groups\n\nA counter per policy group of the configuration (`default` and each `[group.NAME]`); \
+        its series appear when a message first falls in the group.\n\n");
+    s.push_str("| Prometheus name | label | MIB table | meaning |\n| --- | --- | --- | --- |\n");
+    let _ = writeln!(
+        s,
+        "| `{}` | `group` | `mwPolicyGroupTable` (`mwPolicyGroupMessages`) | {} |",
+        crate::prometheus::GROUP_MESSAGES,
+        crate::prometheus::GROUP_MESSAGES_HELP
+    );
     s.push_str("\n## Kinds\n\n");
     for k in [Kind::Counter, Kind::Gauge, Kind::Histogram] {
         let what = match k {

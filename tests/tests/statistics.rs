@@ -242,7 +242,9 @@ fn assert_top_tables_empty(metrics: &Metrics, file: &Value) -> Result<()> {
     let rows: Vec<&str> = metrics
         .samples
         .iter()
-        .filter(|s| s.name.starts_with("mailward_top_"))
+        // The spam tests fire on ordinary mail too (a missing Date, say):
+        // their table is not empty after clean traffic.
+        .filter(|s| s.name.starts_with("mailward_top_") && s.name != "mailward_top_spam_test_hits")
         .map(|s| s.name.as_str())
         .collect();
     ensure!(rows.is_empty(), "top-N rows in /metrics: {rows:?}");

@@ -286,8 +286,9 @@ pub fn scan_message(data: &[u8]) {
     }
 }
 
-/// One header field: "Name: value" CRLF, continuation lines start with
-/// white space, ASCII only.
+/// The verdict header fields: "X-Mailward-AV: value" CRLF, then maybe
+/// "X-Mailward-Spam: value" CRLF; continuation lines start with white
+/// space, ASCII only.
 fn check_header(h: &str) {
     assert!(
         h.starts_with("X-Mailward-AV: ") && h.ends_with("\r\n"),
@@ -301,7 +302,10 @@ fn check_header(h: &str) {
             b'\n' => {
                 assert!(i > 0 && b[i - 1] == b'\r', "bare LF in {h:?}");
                 if let Some(&next) = b.get(i + 1) {
-                    assert!(next == b' ' || next == b'\t', "unfolded line in {h:?}");
+                    assert!(
+                        next == b' ' || next == b'\t' || h[i + 1..].starts_with("X-Mailward-Spam: "),
+                        "unfolded line in {h:?}"
+                    );
                 }
             }
             _ => {}

@@ -62,6 +62,7 @@ mod tests {
         let mut new = super::super::parse(
             "[server]\ndata_dir = \"elsewhere\"\nadmin_socket = \"mailward-data/admin.sock\"\n\
              [statistics]\nraw_destination = \"mailward-data/stats/raw.log\"\n\
+             [spam]\ndir = \"mailward-data/spam\"\n\
              [limits]\nmax_rcpts_per_message = 7\nantiviral_sessions = 9\n",
             "a.toml",
         )

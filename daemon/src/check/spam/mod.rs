@@ -80,9 +80,9 @@ pub fn band(p: f64) -> Hit {
 }
 
 impl Evidence {
-    /// The sum of the weights.
+    /// The sum of the weights (never -0.0, which would print as such).
     pub fn score(&self) -> f64 {
-        self.hits.iter().map(|h| h.weight).sum()
+        self.hits.iter().map(|h| h.weight).sum::<f64>() + 0.0
     }
 
     /// The status at a level.

@@ -133,7 +133,11 @@ fn parse_line(line: &str) -> Result<Rule, String> {
         .case_insensitive(flags.contains('i'))
         .size_limit(REGEX_SIZE_LIMIT)
         .build()
-        .map_err(|e| format!("rule {name}: {}", e.to_string().lines().last().unwrap_or("bad pattern")))?;
+        .map_err(|e| {
+            let text = e.to_string();
+            let last = text.lines().last().unwrap_or("bad pattern");
+            format!("rule {name}: {}", last.trim_start_matches("error: "))
+        })?;
     Ok(Rule {
         name,
         weight,
