@@ -181,6 +181,15 @@ impl Dns {
         None
     }
 
+    /// Every zone of `zones` that lists `ip`, looked up together; a zone
+    /// that does not answer in time counts as "not listed".
+    pub async fn dnsbl_all(&self, ip: IpAddr, zones: &[String]) -> Vec<String> {
+        let lookups = zones.iter().map(|z| async move {
+            self.dnsbl(ip, std::slice::from_ref(z)).await.map(|(zone, _)| zone)
+        });
+        futures_util::future::join_all(lookups).await.into_iter().flatten().collect()
+    }
+
     /// The reverse name of `ip`, confirmed by a forward look-up, or None.
     pub async fn verified_name(&self, ip: IpAddr) -> Option<String> {
         let names = self

@@ -247,6 +247,10 @@ pub struct Envelope {
     /// The client sent the message over TLS (STARTTLS).
     #[serde(default)]
     pub tls: bool,
+    /// The `[spam] dnsbl` zones that list the client (looked up at
+    /// connect; the spam check scores them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dnsbl_listed: Vec<String>,
 }
 
 impl Envelope {
@@ -270,6 +274,7 @@ impl Envelope {
             scanned: false,
             added_headers: String::new(),
             tls: false,
+            dnsbl_listed: Vec::new(),
         }
     }
 

@@ -99,6 +99,7 @@ async fn write_spool_seeds() {
             scanned: false,
             added_headers: String::new(),
             tls: false,
+            dnsbl_listed: Vec::new(),
         }
     }
     /// The only segment a fresh spool wrote, after `ops`.

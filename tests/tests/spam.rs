@@ -237,3 +237,46 @@ fn learning_reaches_the_running_daemon_and_round_trips() -> Result<()> {
     f.check(v["status"] == "as/spam" && v["score"].as_f64().is_some(), || out.clone());
     f.finish(|| gw.daemon.full_log())
 }
+
+#[test]
+fn dnsbl_listings_score_or_blacklist() -> Result<()> {
+    // A real DNS server: 127.0.0.1 is listed in score.test and final.test.
+    let dns_dir = TestDir::new("spam-dnsbl-dns")?;
+    let dns = Dns::start(
+        dns_dir.path(),
+        &[
+            "--host-record=1.0.0.127.score.test,127.0.0.2",
+            "--host-record=1.0.0.127.final.test,127.0.0.2",
+        ],
+    )?;
+    let resolver = dns.resolver();
+    let gw = Gateway::start("spam-dnsbl", |c| {
+        c.set_str("access", "dns_resolver", &resolver)
+            .set_list("spam", "dnsbl", &["score.test:2.5", "clean.test:9"])
+            .set_list("group.strict", "recipients", &["*@strict.example.com"])
+    })?;
+    let mut f = Failures::default();
+    let reply = send(gw.port(), &["user@example.com"], &ham("Lunch on Friday", 7))?;
+    f.check(reply.code == 250, || format!("a listed client is not refused: {reply:?}"));
+    let got = gw.sink.wait_for_count(1, DELIVERY_TIMEOUT)?;
+    let header = got[0].header("X-Mailward-Spam").unwrap_or_default();
+    f.check(header.contains("DNSBL_SCORE_TEST"), || format!("the listing is a test: {header}"));
+    f.check(!header.contains("DNSBL_CLEAN_TEST"), || format!("an unlisted zone is not: {header}"));
+    f.check(header.starts_with("as/clean;"), || format!("2.5 points alone stay clean: {header}"));
+    let log = gw.daemon.full_log();
+    f.check(log.contains("DNSBL_SCORE_TEST=+2.5"), || "the log names the weight".into());
+    drop(gw);
+
+    let gw = Gateway::start("spam-dnsbl-final", |c| {
+        c.set_str("access", "dns_resolver", &resolver)
+            .set_list("spam", "dnsbl", &["final.test:final"])
+            .set_list("policy", "block", &["as/blacklisted"])
+    })?;
+    let reply = send(gw.port(), &["user@example.com"], &ham("Lunch on Friday", 8))?;
+    f.check(reply.code == 250, || format!("{reply:?}"));
+    thread::sleep(Duration::from_millis(1500));
+    f.check(gw.sink.messages()?.is_empty(), || "as/blacklisted is blocked".into());
+    let log = gw.daemon.full_log();
+    f.check(log.contains("status=as/blacklisted"), || "the verdict is as/blacklisted".into());
+    f.finish(|| gw.daemon.full_log())
+}

@@ -558,7 +558,7 @@ pub struct Bases {
 }
 
 /// `[spam]`: where the spam check keeps what it has learnt, and its rules.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Spam {
     /// The site's learning and the installed classifier base (default
     /// `data_dir/spam`).
@@ -568,6 +568,42 @@ pub struct Spam {
     pub min_learnt: u64,
     /// A file of content rules added to the built-in ones ("" = none).
     pub rules: Option<PathBuf>,
+    /// DNSBL zones whose listing of the client is a spam test.
+    pub dnsbl: Vec<ScoredZone>,
+}
+
+/// A DNS list zone of the spam check: a listing adds `weight` to the
+/// score, or (None) makes the message `as/blacklisted`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScoredZone {
+    pub zone: String,
+    pub weight: Option<f64>,
+}
+
+impl ScoredZone {
+    /// `"bl.example.org:3.5"` or `"bl.example.org:final"`.
+    pub fn parse(s: &str) -> Result<ScoredZone, String> {
+        let expected = || format!("expected a zone and a weight like \"bl.example.org:3.5\" or \"bl.example.org:final\", got {s:?}");
+        let (zone, w) = s.rsplit_once(':').ok_or_else(expected)?;
+        if !super::pattern::is_domain(zone) {
+            return Err(expected());
+        }
+        let weight = match w {
+            "final" => None,
+            w => Some(w.parse::<f64>().ok().filter(|w| w.is_finite() && w.abs() <= 100.0).ok_or_else(expected)?),
+        };
+        Ok(ScoredZone { zone: zone.to_string(), weight })
+    }
+
+    /// The test's name: `DNSBL_` and the zone in capitals.
+    pub fn test_name(&self) -> String {
+        let z: String = self
+            .zone
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' })
+            .collect();
+        format!("DNSBL_{z}")
+    }
 }
 
 /// Statistics categories of DESIGN section 6.

@@ -728,6 +728,8 @@ fn spam(ctx: &mut Ctx<'_>, raw: &RawSpam, data_dir: &Path) -> Spam {
         dir: get!(ctx, p, raw.dir, path).unwrap_or_else(|| data_dir.join("spam")),
         min_learnt: get!(ctx, p, raw.min_learnt, uint64).unwrap_or(200),
         rules: get!(ctx, p, raw.rules, rules).flatten(),
+        dnsbl: get_list!(ctx, p, raw.dnsbl, parsed("a zone like \"bl.example.org:3.5\"", ScoredZone::parse))
+            .unwrap_or_default(),
     }
 }
 

@@ -206,6 +206,7 @@ mod tests {
             scanned: false,
             added_headers: String::new(),
             tls: false,
+            dnsbl_listed: Vec::new(),
         }
     }
 

@@ -59,6 +59,8 @@ pub struct Session {
     peer: SocketAddr,
     /// The client's verified reverse name, looked up only when a rule needs it.
     rdns: Option<String>,
+    /// The `[spam] dnsbl` zones that list the client.
+    dnsbl_listed: Vec<String>,
     helo: Option<String>,
     esmtp: bool,
     state: State,
@@ -157,6 +159,7 @@ impl Session {
             cfg,
             peer,
             rdns: None,
+            dnsbl_listed: Vec::new(),
             helo: None,
             esmtp: false,
             state: State::Start,
@@ -223,6 +226,11 @@ impl Session {
                 let _ = conn.flush().await;
                 return false;
             }
+        }
+        if !self.cfg.spam.dnsbl.is_empty() {
+            // Scored by the spam check, not refused: one listing is a hint.
+            let zones: Vec<String> = self.cfg.spam.dnsbl.iter().map(|z| z.zone.clone()).collect();
+            self.dnsbl_listed = self.gw.dns().dnsbl_all(ip, &zones).await;
         }
         conn.reply(&format!("220 {} ESMTP Mailward", self.cfg.server.hostname));
         conn.flush().await.is_ok()
@@ -726,6 +734,7 @@ impl Session {
         envelope.size = bytes.len() as u64;
         envelope.rcpts = tx.rcpts;
         envelope.tls = conn.is_tls();
+        envelope.dnsbl_listed = self.dnsbl_listed.clone();
         if let Err(e) = self.gw.spool.accept(&envelope, bytes.clone()).await {
             tracing::error!(target: "smtp", queue_id = %id, error = %e, "Cannot spool the message.");
             self.reject(

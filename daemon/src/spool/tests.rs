@@ -21,6 +21,7 @@ fn envelope(n: u32) -> Envelope {
         scanned: false,
         added_headers: String::new(),
         tls: false,
+        dnsbl_listed: Vec::new(),
     }
 }
 

@@ -28,6 +28,8 @@ pub const BASE: &str = "base.model";
 pub struct Knowledge {
     pub rules: Vec<Rule>,
     pub classifier: Classifier,
+    /// `[spam] dnsbl`: what a listing of the client is worth.
+    pub dnsbl: Vec<crate::config::ScoredZone>,
 }
 
 impl Knowledge {
@@ -66,7 +68,8 @@ impl Knowledge {
             Ok(site) => classifier.site = site.unwrap_or_default(),
             Err(e) => problems.push(e.to_string()),
         }
-        (Knowledge { rules, classifier }, problems)
+        let dnsbl = cfg.spam.dnsbl.clone();
+        (Knowledge { rules, classifier, dnsbl }, problems)
     }
 }
 

@@ -41,6 +41,8 @@ pub struct Evidence {
     pub probability: Option<f64>,
     /// Why the message is formal (an automatic message), if it is.
     pub formal: Option<&'static str>,
+    /// The list that makes the message `as/blacklisted`, if one does.
+    pub blacklisted: Option<String>,
 }
 
 /// The two thresholds (probable, spam) of a level, in points.
@@ -89,7 +91,9 @@ impl Evidence {
     pub fn status(&self, level: SpamLevel) -> SpamStatus {
         let (probable, spam) = thresholds(level);
         let score = self.score();
-        if score >= spam {
+        if self.blacklisted.is_some() {
+            SpamStatus::Blacklisted
+        } else if score >= spam {
             SpamStatus::Spam
         } else if score >= probable {
             SpamStatus::Probable
@@ -142,16 +146,28 @@ impl Evidence {
     }
 }
 
-/// Judges one message: everything but the network tests.
+/// Judges one message. `dnsbl_listed`: the `[spam] dnsbl` zones that
+/// listed the client at connect (none offline).
 pub fn examine(
     knowledge: &knowledge::Knowledge,
     raw: &[u8],
     message: Option<&Message<'_>>,
+    dnsbl_listed: &[String],
 ) -> Evidence {
     let headers = HEADERS.parse_headers(raw);
     let raw_headers = header_block(raw);
     let text = text::gather(message);
     let mut hits = Vec::new();
+    let mut blacklisted = None;
+    for zone in knowledge.dnsbl.iter().filter(|z| dnsbl_listed.contains(&z.zone)) {
+        match zone.weight {
+            Some(w) => hits.push(Hit::new(&zone.test_name(), w)),
+            None => {
+                hits.push(Hit::new(&zone.test_name(), 0.0));
+                blacklisted.get_or_insert_with(|| zone.zone.clone());
+            }
+        }
+    }
     rules::heuristics(headers.as_ref(), message, &text, &mut hits);
     rules::content(&knowledge.rules, headers.as_ref(), raw_headers, &text, &mut hits);
     let tokens = tokens::tokenize(headers.as_ref(), message, &text);
@@ -163,6 +179,7 @@ pub fn examine(
         hits,
         probability,
         formal: formal::formal(headers.as_ref(), message),
+        blacklisted,
     }
 }
 
@@ -224,7 +241,7 @@ impl Check for Spam {
             ..knowledge::Knowledge::default()
         });
         let k = tools.spam.as_deref().unwrap_or(&RULES_ONLY);
-        report.spam = Some(examine(k, cx.raw, cx.message));
+        report.spam = Some(examine(k, cx.raw, cx.message, &cx.envelope.dnsbl_listed));
     }
 }
 

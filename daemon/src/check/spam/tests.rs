@@ -5,7 +5,7 @@ use crate::config::SpamLevel;
 
 fn judge(raw: &str, k: &knowledge::Knowledge) -> Evidence {
     let m = crate::check::parse(raw.as_bytes());
-    examine(k, raw.as_bytes(), m.as_ref())
+    examine(k, raw.as_bytes(), m.as_ref(), &[])
 }
 
 fn rules_only() -> knowledge::Knowledge {

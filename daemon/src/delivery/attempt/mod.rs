@@ -531,6 +531,7 @@ impl Delivery {
                 scanned: true,
                 added_headers: String::new(),
                 tls: false,
+                dnsbl_listed: Vec::new(),
             };
             match self.gw.spool.accept(&dsn_env, bytes).await {
                 Ok(()) => {

@@ -27,6 +27,7 @@ fn env(rcpts: &[(&str, Option<&str>)]) -> Envelope {
         scanned: false,
         added_headers: String::new(),
         tls: false,
+        dnsbl_listed: Vec::new(),
     }
 }
 
