@@ -93,20 +93,23 @@ fn a_second_start_exits_75_and_leaves_the_running_instance_alone() -> Result<()>
 
 #[test]
 fn a_full_disk_is_recovered_from_without_a_restart() -> Result<()> {
-    // With room kept free (min_queue_free_space), new mail gets 452 at MAIL
-    // before the disk is full; with almost none, a write fails and the
-    // message gets 451. Either way the gateway must take mail again, by
-    // itself, once the queue has emptied.
+    // With room kept free (min_queue_free_space, more than one message of
+    // the test: a message is not declared with SIZE, so the check at MAIL
+    // cannot know its size), new mail gets 452 at MAIL before the disk is
+    // full; with almost none, a write usually fails and the message gets
+    // 451 (or the check at MAIL sees the last KiB go first: 452). Either
+    // way the gateway must take mail again, by itself, once the queue has
+    // emptied.
     let mut f = Failures::default();
-    for (min_free, code) in [("64KiB", 452), ("1KiB", 451)] {
-        if let Err(e) = fill_then_recover(min_free, code) {
+    for (min_free, codes) in [("256KiB", &[452][..]), ("1KiB", &[451, 452][..])] {
+        if let Err(e) = fill_then_recover(min_free, codes) {
             f.push(format!("min_queue_free_space = {min_free}: {e:#}"));
         }
     }
     f.finish(String::new)
 }
 
-fn fill_then_recover(min_free: &str, code: u16) -> Result<()> {
+fn fill_then_recover(min_free: &str, codes: &[u16]) -> Result<()> {
     let dir = TestDir::new("full-disk")?;
     let disk = Tmpfs::mount(&dir.join("data"), "6m")?;
     let sink_port = free_port();
@@ -143,8 +146,8 @@ fn fill_then_recover(min_free: &str, code: u16) -> Result<()> {
     }
     let refusal = refusal.context("the 6 MiB disk never filled")?;
     ensure!(
-        refusal.code == code,
-        "a full disk must give {code}, got {refusal}\n{}",
+        codes.contains(&refusal.code),
+        "a full disk must give {codes:?}, got {refusal}\n{}",
         daemon.log()
     );
     ensure!(!accepted.is_empty(), "some mail fit before the disk filled");

@@ -570,6 +570,11 @@ pub struct Spam {
     pub rules: Option<PathBuf>,
     /// DNSBL zones whose listing of the client is a spam test.
     pub dnsbl: Vec<ScoredZone>,
+    /// Senders (address globs) and clients (`ip NET`) whose mail is
+    /// `as/blacklisted`.
+    pub blacklist: Vec<GroupEntry>,
+    /// Clients (`ip NET`) whose mail is `as/clean` whatever it scores.
+    pub whitelist: Vec<GroupEntry>,
 }
 
 /// A DNS list zone of the spam check: a listing adds `weight` to the

@@ -186,7 +186,7 @@ pub fn forget(cfg: &Config, paths: &[PathBuf]) -> Result<Tally, SpamCliError> {
 /// heuristics, classifier; no network tests).
 pub fn check_one(k: &Knowledge, raw: &[u8]) -> Evidence {
     let parsed = crate::check::parse(raw);
-    spam::examine(k, raw, parsed.as_ref(), &[])
+    spam::examine(k, raw, parsed.as_ref(), None)
 }
 
 /// `spam check`: one line (or JSON object) per message.

@@ -30,6 +30,9 @@ pub struct Knowledge {
     pub classifier: Classifier,
     /// `[spam] dnsbl`: what a listing of the client is worth.
     pub dnsbl: Vec<crate::config::ScoredZone>,
+    /// `[spam] blacklist` and `whitelist`.
+    pub blacklist: Vec<crate::config::GroupEntry>,
+    pub whitelist: Vec<crate::config::GroupEntry>,
 }
 
 impl Knowledge {
@@ -68,8 +71,14 @@ impl Knowledge {
             Ok(site) => classifier.site = site.unwrap_or_default(),
             Err(e) => problems.push(e.to_string()),
         }
-        let dnsbl = cfg.spam.dnsbl.clone();
-        (Knowledge { rules, classifier, dnsbl }, problems)
+        let k = Knowledge {
+            rules,
+            classifier,
+            dnsbl: cfg.spam.dnsbl.clone(),
+            blacklist: cfg.spam.blacklist.clone(),
+            whitelist: cfg.spam.whitelist.clone(),
+        };
+        (k, problems)
     }
 }
 

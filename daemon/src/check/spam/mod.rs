@@ -43,6 +43,9 @@ pub struct Evidence {
     pub formal: Option<&'static str>,
     /// The list that makes the message `as/blacklisted`, if one does.
     pub blacklisted: Option<String>,
+    /// The `[spam] whitelist` entry of the client, if any: `as/clean`
+    /// whatever the score.
+    pub whitelisted: bool,
 }
 
 /// The two thresholds (probable, spam) of a level, in points.
@@ -93,6 +96,8 @@ impl Evidence {
         let score = self.score();
         if self.blacklisted.is_some() {
             SpamStatus::Blacklisted
+        } else if self.whitelisted {
+            SpamStatus::Clean
         } else if score >= spam {
             SpamStatus::Spam
         } else if score >= probable {
@@ -146,14 +151,22 @@ impl Evidence {
     }
 }
 
-/// Judges one message. `dnsbl_listed`: the `[spam] dnsbl` zones that
-/// listed the client at connect (none offline).
+/// Who sent a message, as the lists see it (None offline: no client).
+pub struct Origin<'a> {
+    pub client: std::net::IpAddr,
+    pub sender: &'a str,
+    /// The `[spam] dnsbl` zones that listed the client at connect.
+    pub dnsbl_listed: &'a [String],
+}
+
+/// Judges one message.
 pub fn examine(
     knowledge: &knowledge::Knowledge,
     raw: &[u8],
     message: Option<&Message<'_>>,
-    dnsbl_listed: &[String],
+    origin: Option<&Origin<'_>>,
 ) -> Evidence {
+    let dnsbl_listed = origin.map_or(&[][..], |o| o.dnsbl_listed);
     let headers = HEADERS.parse_headers(raw);
     let raw_headers = header_block(raw);
     let text = text::gather(message);
@@ -168,6 +181,21 @@ pub fn examine(
             }
         }
     }
+    let mut whitelisted = false;
+    if let Some(o) = origin {
+        let matches = |e: &crate::config::GroupEntry| match e {
+            crate::config::GroupEntry::Net(net) => crate::config::rules::net_contains(net, o.client),
+            crate::config::GroupEntry::Address(p) => !o.sender.is_empty() && p.matches(o.sender),
+        };
+        if knowledge.blacklist.iter().any(matches) {
+            hits.push(Hit::new("BLACKLIST", 0.0));
+            blacklisted.get_or_insert_with(|| "[spam] blacklist".to_string());
+        }
+        if knowledge.whitelist.iter().any(matches) {
+            hits.push(Hit::new("WHITELIST", 0.0));
+            whitelisted = true;
+        }
+    }
     rules::heuristics(headers.as_ref(), message, &text, &mut hits);
     rules::content(&knowledge.rules, headers.as_ref(), raw_headers, &text, &mut hits);
     let tokens = tokens::tokenize(headers.as_ref(), message, &text);
@@ -180,6 +208,7 @@ pub fn examine(
         probability,
         formal: formal::formal(headers.as_ref(), message),
         blacklisted,
+        whitelisted,
     }
 }
 
@@ -241,7 +270,12 @@ impl Check for Spam {
             ..knowledge::Knowledge::default()
         });
         let k = tools.spam.as_deref().unwrap_or(&RULES_ONLY);
-        report.spam = Some(examine(k, cx.raw, cx.message, &cx.envelope.dnsbl_listed));
+        let origin = Origin {
+            client: cx.envelope.client_ip,
+            sender: &cx.envelope.mail_from,
+            dnsbl_listed: &cx.envelope.dnsbl_listed,
+        };
+        report.spam = Some(examine(k, cx.raw, cx.message, Some(&origin)));
     }
 }
 

@@ -5,7 +5,7 @@ use crate::config::SpamLevel;
 
 fn judge(raw: &str, k: &knowledge::Knowledge) -> Evidence {
     let m = crate::check::parse(raw.as_bytes());
-    examine(k, raw.as_bytes(), m.as_ref(), &[])
+    examine(k, raw.as_bytes(), m.as_ref(), None)
 }
 
 fn rules_only() -> knowledge::Knowledge {
@@ -103,4 +103,36 @@ fn hostile_mail_is_judged_with_bounds() {
         // to catch quadratic behaviour.
         assert!(t.elapsed() < std::time::Duration::from_secs(20), "{}", e.weighed());
     }
+}
+
+#[test]
+fn lists_blacklist_senders_and_clients_and_whitelist_clients() {
+    let cfg = crate::config::parse(
+        "[spam]\nblacklist = [\"*@spammer.example\", \"ip 192.0.2.0/24\"]\nwhitelist = [\"ip 10.0.0.0/8\"]\n",
+        "t.toml",
+    )
+    .unwrap();
+    let (k, problems) = knowledge::Knowledge::load(&cfg);
+    assert!(problems.is_empty(), "{problems:?}");
+    let judge_from = |client: &str, sender: &str, raw: &str| {
+        let origin = Origin {
+            client: client.parse().unwrap(),
+            sender,
+            dnsbl_listed: &[],
+        };
+        let m = crate::check::parse(raw.as_bytes());
+        examine(&k, raw.as_bytes(), m.as_ref(), Some(&origin))
+    };
+    let by_sender = judge_from("198.51.100.1", "bulk@spammer.example", HAM);
+    assert_eq!(by_sender.status(SpamLevel::Standard), SpamStatus::Blacklisted);
+    let by_client = judge_from("192.0.2.9", "ann@example.com", HAM);
+    assert_eq!(by_client.status(SpamLevel::Standard), SpamStatus::Blacklisted);
+    let white = judge_from("10.1.2.3", "deals@example.biz", SPAM);
+    assert!(white.score() >= 8.0, "{}", white.weighed());
+    assert_eq!(white.status(SpamLevel::Maximum), SpamStatus::Clean);
+    let neither = judge_from("198.51.100.1", "ann@example.com", HAM);
+    assert_eq!(neither.status(SpamLevel::Standard), SpamStatus::Clean);
+    // A sender address cannot be whitelisted: it is forged at will.
+    let e = crate::config::parse("[spam]\nwhitelist = [\"*@example.com\"]\n", "t.toml").unwrap_err();
+    assert!(e.to_string().contains("t.toml:2: spam.whitelist"), "{e}");
 }
