@@ -269,8 +269,8 @@ impl MessageChecked<'_> {
                 accepted = self.accepted, "Message checked.");
         }
         if let Some(ev) = &v.report.spam {
-            tracing::info!(target: "scan", queue_id = %e.id, score = format!("{:.1}", ev.score()),
-                classifier = ev.probability.map(|p| format!("{p:.4}")).unwrap_or_else(|| "abstained".into()),
+            tracing::info!(target: "scan", queue_id = %e.id, score = %format!("{:.1}", ev.score()),
+                classifier = %ev.probability.map(|p| format!("{p:.4}")).unwrap_or_else(|| "abstained".into()),
                 formal = ev.formal.unwrap_or("-"), tests = %ev.weighed(), "Spam tests.");
         }
     }
