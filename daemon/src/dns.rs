@@ -42,6 +42,24 @@ impl DnsError {
     }
 }
 
+/// What DNSBL look-ups gave, for the statistics.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct DnsblTally {
+    pub listed: u64,
+    pub not_listed: u64,
+    pub failed: u64,
+}
+
+impl DnsblTally {
+    pub fn event(self) -> mailward_metrics::Event<'static> {
+        mailward_metrics::Event::DnsblLookups {
+            listed: self.listed,
+            not_listed: self.not_listed,
+            failed: self.failed,
+        }
+    }
+}
+
 pub struct Dns {
     resolver: TokioAsyncResolver,
     timeout: Duration,
@@ -144,9 +162,27 @@ impl Dns {
         Ok(ips)
     }
 
-    /// The first zone of `zones` that lists `ip`, with the answer.
-    /// A zone that does not answer in time counts as "not listed".
-    pub async fn dnsbl(&self, ip: IpAddr, zones: &[String]) -> Option<(String, IpAddr)> {
+    /// The first zone of `zones` that lists `ip`, with the answer, and what
+    /// the look-ups gave. A zone that does not answer in time counts as
+    /// "not listed" (and as failed in the tally).
+    pub async fn dnsbl(&self, ip: IpAddr, zones: &[String]) -> (Option<(String, IpAddr)>, DnsblTally) {
+        let mut tally = DnsblTally::default();
+        for zone in zones {
+            match self.dnsbl_zone(ip, zone).await {
+                Ok(Some(answer)) => {
+                    tally.listed += 1;
+                    return (Some((zone.clone(), answer)), tally);
+                }
+                Ok(None) => tally.not_listed += 1,
+                Err(()) => tally.failed += 1,
+            }
+        }
+        (None, tally)
+    }
+
+    /// One zone: Ok(Some(answer)) listed, Ok(None) not listed, Err: no
+    /// usable answer (logged).
+    async fn dnsbl_zone(&self, ip: IpAddr, zone: &str) -> Result<Option<IpAddr>, ()> {
         let reversed = match ip {
             IpAddr::V4(v4) => {
                 let o = v4.octets();
@@ -161,33 +197,38 @@ impl Dns {
                 nibbles.join(".")
             }
         };
-        for zone in zones {
-            let name = format!("{reversed}.{}", zone.trim_end_matches('.'));
-            match self
-                .bounded(&name, "A", self.resolver.ipv4_lookup(fqdn(&name).as_str()))
-                .await
-            {
-                Ok(answer) => {
-                    if let Some(a) = answer.iter().next() {
-                        return Some((zone.clone(), IpAddr::V4(a.0)));
-                    }
-                }
-                Err(DnsError::NotFound { .. }) => {}
-                Err(e) => {
-                    tracing::warn!(target: "smtp", zone = %zone, error = %e, "DNSBL look-up failed; treating the client as not listed.")
-                }
+        let name = format!("{reversed}.{}", zone.trim_end_matches('.'));
+        match self
+            .bounded(&name, "A", self.resolver.ipv4_lookup(fqdn(&name).as_str()))
+            .await
+        {
+            Ok(answer) => Ok(answer.iter().next().map(|a| IpAddr::V4(a.0))),
+            Err(DnsError::NotFound { .. }) => Ok(None),
+            Err(e) => {
+                tracing::warn!(target: "smtp", zone = %zone, error = %e, "DNSBL look-up failed; treating the client as not listed.");
+                Err(())
             }
         }
-        None
     }
 
-    /// Every zone of `zones` that lists `ip`, looked up together; a zone
-    /// that does not answer in time counts as "not listed".
-    pub async fn dnsbl_all(&self, ip: IpAddr, zones: &[String]) -> Vec<String> {
-        let lookups = zones.iter().map(|z| async move {
-            self.dnsbl(ip, std::slice::from_ref(z)).await.map(|(zone, _)| zone)
-        });
-        futures_util::future::join_all(lookups).await.into_iter().flatten().collect()
+    /// Every zone of `zones` that lists `ip`, looked up together, and what
+    /// the look-ups gave; a zone that does not answer in time counts as
+    /// "not listed".
+    pub async fn dnsbl_all(&self, ip: IpAddr, zones: &[String]) -> (Vec<String>, DnsblTally) {
+        let lookups = zones.iter().map(|z| async move { (z, self.dnsbl_zone(ip, z).await) });
+        let mut tally = DnsblTally::default();
+        let mut listed = Vec::new();
+        for (zone, r) in futures_util::future::join_all(lookups).await {
+            match r {
+                Ok(Some(_)) => {
+                    tally.listed += 1;
+                    listed.push(zone.clone());
+                }
+                Ok(None) => tally.not_listed += 1,
+                Err(()) => tally.failed += 1,
+            }
+        }
+        (listed, tally)
     }
 
     /// The reverse name of `ip`, confirmed by a forward look-up, or None.

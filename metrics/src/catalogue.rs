@@ -165,6 +165,7 @@ pub enum StatId {
     ArchiveBytes,
     SpamTestHits,
     SpamLearnt,
+    DnsblLookups,
 }
 
 pub const REJECT_REASONS: &[&str] = &[
@@ -181,6 +182,7 @@ pub const AV_STATUSES: &[&str] = &[
 pub const SPAM_STATUSES: &[&str] = &["spam", "probable", "formal", "blacklisted", "clean"];
 pub const DIRECTIONS_ARCHIVE: &[&str] = &["incoming", "outgoing"];
 pub const SPAM_CLASSES: &[&str] = &["spam", "ham"];
+pub const DNSBL_RESULTS: &[&str] = &["listed", "not_listed", "failed"];
 pub const DELIVERY_RESULTS: &[&str] = &["delivered", "deferred", "bounced"];
 pub const NOTIFY_TARGETS: &[&str] = &["sender", "recipients", "admin", "dsn"];
 pub const SESSION_DIRECTIONS: &[&str] = &["in", "out"];
@@ -734,6 +736,17 @@ pub static CATALOGUE: &[Stat] = &[
         Unit::Count,
         Some(("class", SPAM_CLASSES)),
         "Messages the spam classifier has learnt (base and site together), by class.",
+    ),
+    def(
+        StatId::DnsblLookups,
+        Resources,
+        31,
+        "mwDnsblLookups",
+        "mailward_dnsbl_lookups_total",
+        Counter,
+        Unit::Count,
+        Some(("result", DNSBL_RESULTS)),
+        "DNSBL look-ups (access.dnsbl and spam.dnsbl zones), by result; failed = no answer in time or a DNS error (the client counts as not listed).",
     ),
 ];
 

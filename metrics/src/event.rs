@@ -89,6 +89,12 @@ pub enum ArchiveDirection {
 
 #[derive(Debug, Clone)]
 pub enum Event<'a> {
+    /// DNSBL look-ups made for one client, by outcome.
+    DnsblLookups {
+        listed: u64,
+        not_listed: u64,
+        failed: u64,
+    },
     SessionOpened {
         direction: Direction,
     },

@@ -270,6 +270,15 @@ impl Stats {
                 }
             }
             Event::ScanMemoryRefused => self.add(StatId::ScanMemoryRefused, 0, 1),
+            Event::DnsblLookups {
+                listed,
+                not_listed,
+                failed,
+            } => {
+                self.add(StatId::DnsblLookups, 0, *listed);
+                self.add(StatId::DnsblLookups, 1, *not_listed);
+                self.add(StatId::DnsblLookups, 2, *failed);
+            }
             Event::QuarantineReleased => self.add(StatId::QuarantineReleases, 0, 1),
             Event::ConfigLoaded { ok, reload, at } => {
                 if let Ok(mut c) = self.config.lock() {

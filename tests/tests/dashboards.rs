@@ -152,6 +152,7 @@ const EXPECT: &[(&str, Expect)] = &[
     ("Spam tests fired", Exported),
     ("Top spam tests", Parses),
     ("Classifier learnt", Exported),
+    ("DNSBL look-ups", Exported),
 ];
 
 /// Grafana's variables, replaced as Grafana would for the live queries:

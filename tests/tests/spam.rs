@@ -250,8 +250,12 @@ fn dnsbl_listings_score_or_blacklist() -> Result<()> {
         ],
     )?;
     let resolver = dns.resolver();
+    let stats_dir = TestDir::new("stats")?;
+    let stats = StatsSetup::new(stats_dir.path());
     let gw = Gateway::start("spam-dnsbl", |c| {
-        c.set_str("access", "dns_resolver", &resolver)
+        stats
+            .apply(c)
+            .set_str("access", "dns_resolver", &resolver)
             .set_list("spam", "dnsbl", &["score.test:2.5", "clean.test:9"])
             .set_list("group.strict", "recipients", &["*@strict.example.com"])
     })?;
@@ -265,6 +269,21 @@ fn dnsbl_listings_score_or_blacklist() -> Result<()> {
     f.check(header.starts_with("as/clean;"), || format!("2.5 points alone stay clean: {header}"));
     let log = gw.daemon.full_log();
     f.check(log.contains("DNSBL_SCORE_TEST=+2.5"), || "the log names the weight".into());
+    // Two zones asked for each session's client (the start-up probe is a
+    // session too): one listed it, one did not, none failed.
+    let metrics = stats.scrape_text()?;
+    let value = |result: &str| {
+        let prefix = format!("mailward_dnsbl_lookups_total{{result=\"{result}\"}} ");
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+    };
+    let (listed, not_listed, failed) = (value("listed"), value("not_listed"), value("failed"));
+    f.check(
+        listed.is_some_and(|n| n >= 1.0) && listed == not_listed && failed == Some(0.0),
+        || format!("DNSBL look-ups on /metrics: listed {listed:?}, not listed {not_listed:?}, failed {failed:?}"),
+    );
     drop(gw);
 
     let gw = Gateway::start("spam-dnsbl-final", |c| {

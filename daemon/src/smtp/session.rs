@@ -219,7 +219,9 @@ impl Session {
             return false;
         }
         if !self.cfg.access.dnsbl.is_empty() {
-            if let Some((zone, _answer)) = self.gw.dns().dnsbl(ip, &self.cfg.access.dnsbl).await {
+            let (listed, tally) = self.gw.dns().dnsbl(ip, &self.cfg.access.dnsbl).await;
+            self.gw.stats.record(&tally.event());
+            if let Some((zone, _answer)) = listed {
                 let reply =
                     format!("554 5.7.1 Service unavailable; client [{ip}] blocked using {zone}");
                 self.reject(conn, RejectReason::Dnsbl, &reply);
@@ -230,7 +232,9 @@ impl Session {
         if !self.cfg.spam.dnsbl.is_empty() {
             // Scored by the spam check, not refused: one listing is a hint.
             let zones: Vec<String> = self.cfg.spam.dnsbl.iter().map(|z| z.zone.clone()).collect();
-            self.dnsbl_listed = self.gw.dns().dnsbl_all(ip, &zones).await;
+            let (listed, tally) = self.gw.dns().dnsbl_all(ip, &zones).await;
+            self.gw.stats.record(&tally.event());
+            self.dnsbl_listed = listed;
         }
         conn.reply(&format!("220 {} ESMTP Mailward", self.cfg.server.hostname));
         conn.flush().await.is_ok()
