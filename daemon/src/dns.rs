@@ -165,7 +165,11 @@ impl Dns {
     /// The first zone of `zones` that lists `ip`, with the answer, and what
     /// the look-ups gave. A zone that does not answer in time counts as
     /// "not listed" (and as failed in the tally).
-    pub async fn dnsbl(&self, ip: IpAddr, zones: &[String]) -> (Option<(String, IpAddr)>, DnsblTally) {
+    pub async fn dnsbl(
+        &self,
+        ip: IpAddr,
+        zones: &[String],
+    ) -> (Option<(String, IpAddr)>, DnsblTally) {
         let mut tally = DnsblTally::default();
         for zone in zones {
             match self.dnsbl_zone(ip, zone).await {
@@ -215,7 +219,9 @@ impl Dns {
     /// the look-ups gave; a zone that does not answer in time counts as
     /// "not listed".
     pub async fn dnsbl_all(&self, ip: IpAddr, zones: &[String]) -> (Vec<String>, DnsblTally) {
-        let lookups = zones.iter().map(|z| async move { (z, self.dnsbl_zone(ip, z).await) });
+        let lookups = zones
+            .iter()
+            .map(|z| async move { (z, self.dnsbl_zone(ip, z).await) });
         let mut tally = DnsblTally::default();
         let mut listed = Vec::new();
         for (zone, r) in futures_util::future::join_all(lookups).await {

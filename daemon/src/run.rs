@@ -87,7 +87,8 @@ pub async fn run(config: Config, path: Option<PathBuf>) -> Result<(), RunError> 
             tracing::error!(target: "app", error = %e, "Cannot install the built-in default bases.")
         }
     }
-    let (spam, spam_problems) = crate::check::spam::knowledge::Shared::open(Arc::new(config.clone()));
+    let (spam, spam_problems) =
+        crate::check::spam::knowledge::Shared::open(Arc::new(config.clone()));
     for p in &spam_problems {
         tracing::error!(target: "app", problem = %p,
             "Cannot load spam knowledge; the spam check runs without it (rules, or an empty model).");

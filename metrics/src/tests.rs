@@ -98,7 +98,10 @@ fn events_are_counted_and_both_renderings_of_one_snapshot_agree() {
         sample(&text, "mailward_group_messages_total{group=\"default\"}"),
         Some(2.0)
     );
-    assert_eq!(json["messages"]["mailward_group_messages_total"]["default"], 2);
+    assert_eq!(
+        json["messages"]["mailward_group_messages_total"]["default"],
+        2
+    );
     assert!(text.contains("mailward_build_info{version=\"9.9.9\"} 1"));
     assert_eq!(
         prometheus::render(&snap).unwrap(),

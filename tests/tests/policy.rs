@@ -77,7 +77,10 @@ fn recipients_in_two_groups_get_their_own_plans() -> Result<()> {
     thread::sleep(Duration::from_millis(500));
     let delivered: Vec<SinkMessage> = gw.sink.messages()?;
     f.check(delivered.len() == 2, || {
-        format!("{} messages at the sink, want 2 (one group blocks)", delivered.len())
+        format!(
+            "{} messages at the sink, want 2 (one group blocks)",
+            delivered.len()
+        )
     });
     let by_rcpt: BTreeMap<String, &SinkMessage> = delivered
         .iter()
@@ -92,19 +95,29 @@ fn recipients_in_two_groups_get_their_own_plans() -> Result<()> {
     ) {
         (Some(user), Some(ann)) => {
             f.check(user.recipients().len() == 1, || {
-                format!("the default group's copy is for user only: {:?}", user.recipients())
+                format!(
+                    "the default group's copy is for user only: {:?}",
+                    user.recipients()
+                )
             });
             f.check(!contains(user.message.as_bytes(), b"invoice.zip\""), || {
                 "default group: the infected part is removed".into()
             });
-            f.check(ann.message.contains("Mailward replaced \"invoice.zip\""), || {
-                "lenient group: the part is replaced by a notice".into()
-            });
+            f.check(
+                ann.message.contains("Mailward replaced \"invoice.zip\""),
+                || "lenient group: the part is replaced by a notice".into(),
+            );
             // One message, two copies: both carry its queue ID (the copy
             // is queued as ID.N, which the log names).
             f.check(
                 user.queue_ids().contains(&id) && ann.queue_ids().contains(&id),
-                || format!("copies of {id}: {:?} {:?}", user.queue_ids(), ann.queue_ids()),
+                || {
+                    format!(
+                        "copies of {id}: {:?} {:?}",
+                        user.queue_ids(),
+                        ann.queue_ids()
+                    )
+                },
             );
             f.check(
                 gw.daemon.full_log().contains(&format!("copy={id}.")),
@@ -112,7 +125,8 @@ fn recipients_in_two_groups_get_their_own_plans() -> Result<()> {
             );
             for m in [user, ann] {
                 f.check(
-                    m.header("X-Mailward-AV").is_some_and(|h| h.starts_with("infected")),
+                    m.header("X-Mailward-AV")
+                        .is_some_and(|h| h.starts_with("infected")),
                     || "both copies carry the verdict".into(),
                 );
             }
@@ -125,14 +139,21 @@ fn recipients_in_two_groups_get_their_own_plans() -> Result<()> {
         m.value("mailward_av_results_total", &[("status", "infected")])? == 1.0,
         || "the verdict is counted once for the message".into(),
     );
-    f.check(m.value("mailward_messages_blocked_total", &[])? == 1.0, || {
-        "one group blocked".into()
-    });
+    f.check(
+        m.value("mailward_messages_blocked_total", &[])? == 1.0,
+        || "one group blocked".into(),
+    );
     let json = stats.write_file(&gw.daemon)?;
     for g in ["default", "strict", "lenient"] {
-        f.check(json["messages"]["mailward_group_messages_total"][g].as_u64() == Some(1), || {
-            format!("group {g} counts the message once: {}", json["messages"]["mailward_group_messages_total"])
-        });
+        f.check(
+            json["messages"]["mailward_group_messages_total"][g].as_u64() == Some(1),
+            || {
+                format!(
+                    "group {g} counts the message once: {}",
+                    json["messages"]["mailward_group_messages_total"]
+                )
+            },
+        );
     }
     let raw = stats.raw_lines()?;
     let groups: Vec<(String, String)> = raw
@@ -163,12 +184,21 @@ fn quarantine_list_show_release_remove_and_purge() -> Result<()> {
     let list = quarantine_list(&gw.daemon, &[])?;
     ensure!(list.len() == 1, "one entry: {list:?}");
     let e = &list[0];
-    for key in ["id", "queue_id", "received", "sender", "recipients", "statuses", "reason"] {
+    for key in [
+        "id",
+        "queue_id",
+        "received",
+        "sender",
+        "recipients",
+        "statuses",
+        "reason",
+    ] {
         f.check(!e[key].is_null(), || format!("`{key}` in {e}"));
     }
-    f.check(e["queue_id"] == id.as_str() && e["id"] == id.as_str(), || {
-        format!("{e}")
-    });
+    f.check(
+        e["queue_id"] == id.as_str() && e["id"] == id.as_str(),
+        || format!("{e}"),
+    );
     f.check(e["reason"] == "av/infected", || format!("{e}"));
     f.check(
         quarantine_list(&gw.daemon, &["--status", "as/spam"])?.is_empty(),
@@ -190,7 +220,10 @@ fn quarantine_list_show_release_remove_and_purge() -> Result<()> {
     f.check(gw.sink.count() == 0, || "blocked: nothing delivered".into());
     // Release: to its recipient, then to another address.
     let out = gw.daemon.cli_ok(&["quarantine", "release", &id])?;
-    f.check(out.starts_with(&format!("Released {id} as queue ID ")), || out.clone());
+    f.check(
+        out.starts_with(&format!("Released {id} as queue ID ")),
+        || out.clone(),
+    );
     let out = gw
         .daemon
         .cli_ok(&["quarantine", "release", &id, "--to", "analyst@example.com"])?;
@@ -207,7 +240,8 @@ fn quarantine_list_show_release_remove_and_purge() -> Result<()> {
             )
         });
         f.check(
-            m.message.starts_with(&format!("Received: from quarantine (entry {id})")),
+            m.message
+                .starts_with(&format!("Received: from quarantine (entry {id})")),
             || format!("trace header: {}", &m.message[..120.min(m.message.len())]),
         );
     }
@@ -217,24 +251,33 @@ fn quarantine_list_show_release_remove_and_purge() -> Result<()> {
         || format!("{rcpts:?}"),
     );
     f.check(
-        stats.scrape()?.value("mailward_quarantine_releases_total", &[])? == 2.0,
+        stats
+            .scrape()?
+            .value("mailward_quarantine_releases_total", &[])?
+            == 2.0,
         || "two releases counted".into(),
     );
     let listed = quarantine_list(&gw.daemon, &[])?;
     f.check(
-        listed[0]["released"].as_array().is_some_and(|r| r.len() == 2),
+        listed[0]["released"]
+            .as_array()
+            .is_some_and(|r| r.len() == 2),
         || format!("the entry notes its releases: {}", listed[0]),
     );
     // Remove, purge.
     gw.daemon.cli_ok(&["quarantine", "remove", &id])?;
-    f.check(quarantine_list(&gw.daemon, &[])?.is_empty(), || "removed".into());
+    f.check(quarantine_list(&gw.daemon, &[])?.is_empty(), || {
+        "removed".into()
+    });
     send(gw.port(), "alice@sender.test", &["bob@example.com"], &sent)?;
     thread::sleep(Duration::from_millis(2100));
     let out = gw
         .daemon
         .cli_ok(&["quarantine", "purge", "--older-than", "1s"])?;
     f.check(out.starts_with("1 entr"), || out.clone());
-    f.check(quarantine_list(&gw.daemon, &[])?.is_empty(), || "purged".into());
+    f.check(quarantine_list(&gw.daemon, &[])?.is_empty(), || {
+        "purged".into()
+    });
     let bad = gw.daemon.cli(&["quarantine", "show", "../../etc/passwd"])?;
     f.check(!bad.status.success(), || "a path is not an entry ID".into());
     f.finish(|| gw.daemon.log())
@@ -262,7 +305,12 @@ fn notifications_reach_the_admin_and_the_recipients() -> Result<()> {
             .set_str("group.custom", "notify_templates", &templates)
     })?;
     let mut f = Failures::default();
-    let id = send(gw.port(), "alice@sender.test", &["bob@example.com"], &infected("hello")?)?;
+    let id = send(
+        gw.port(),
+        "alice@sender.test",
+        &["bob@example.com"],
+        &infected("hello")?,
+    )?;
     // The message, and notices to the admin, the recipient and the sender.
     let all = gw.sink.wait_for_count(4, DELIVERY_TIMEOUT)?;
     let to = |who: &str, subject: &str| {
@@ -274,7 +322,9 @@ fn notifications_reach_the_admin_and_the_recipients() -> Result<()> {
     match to("admin@example.com", "[Mailward] av/infected") {
         Some(m) => {
             f.check(m.sender().is_empty(), || "notices come from <>".into());
-            f.check(m.body().contains(&format!("Queue ID:   {id}")), || m.body().to_string());
+            f.check(m.body().contains(&format!("Queue ID:   {id}")), || {
+                m.body().to_string()
+            });
             f.check(m.body().contains("EICAR"), || m.body().to_string());
             f.check(
                 m.header("Auto-Submitted").as_deref() == Some("auto-generated"),
@@ -283,12 +333,14 @@ fn notifications_reach_the_admin_and_the_recipients() -> Result<()> {
         }
         None => f.push("no admin notice"),
     }
-    f.check(to("bob@example.com", "A message for you was checked").is_some(), || {
-        "no recipient notice".into()
-    });
-    f.check(to("alice@sender.test", "not delivered as sent").is_some(), || {
-        "no sender notice (asked for av/infected)".into()
-    });
+    f.check(
+        to("bob@example.com", "A message for you was checked").is_some(),
+        || "no recipient notice".into(),
+    );
+    f.check(
+        to("alice@sender.test", "not delivered as sent").is_some(),
+        || "no sender notice (asked for av/infected)".into(),
+    );
     // The group's own template.
     let id2 = send(
         gw.port(),
@@ -297,9 +349,9 @@ fn notifications_reach_the_admin_and_the_recipients() -> Result<()> {
         &infected("custom")?,
     )?;
     let all = gw.sink.wait_for_count(8, DELIVERY_TIMEOUT)?;
-    let custom = all.iter().find(|m| {
-        m.header("Subject").as_deref() == Some(&format!("Custom av/infected for {id2}"))
-    });
+    let custom = all
+        .iter()
+        .find(|m| m.header("Subject").as_deref() == Some(&format!("Custom av/infected for {id2}")));
     match custom {
         Some(m) => f.check(m.body().contains("Group custom saw 1 finding(s)."), || {
             m.body().to_string()
@@ -324,29 +376,47 @@ fn a_broken_template_is_refused_by_check_config_with_file_and_line() -> Result<(
     std::fs::write(dir.join("sender.txt"), "Subject: y\n\n{% if status %}\n")?;
     let config = Config::new(dir.path())
         .route_to_port("*", free_port())
-        .set_str("policy", "notify_templates", &dir.path().display().to_string());
+        .set_str(
+            "policy",
+            "notify_templates",
+            &dir.path().display().to_string(),
+        );
     let daemon = Daemon::new(&config)?;
     let out = daemon.cli(&["check-config"])?;
     let text = tools::output_text(&out);
-    ensure!(out.status.code() == Some(1), "check-config must refuse: {text}");
+    ensure!(
+        out.status.code() == Some(1),
+        "check-config must refuse: {text}"
+    );
     let admin = dir.join("admin.txt").display().to_string();
     let sender = dir.join("sender.txt").display().to_string();
     ensure!(
         text.contains(&format!("{admin}:3: unknown variable `nobody`")),
         "{text}"
     );
-    ensure!(text.contains(&format!("{sender}:")) && text.contains("template syntax"), "{text}");
+    ensure!(
+        text.contains(&format!("{sender}:")) && text.contains("template syntax"),
+        "{text}"
+    );
     Ok(())
 }
 
 #[test]
 fn a_subject_mark_survives_an_encoded_subject() -> Result<()> {
     let gw = Gateway::start("policy-subject", |c| {
-        c.set_list("policy", "mark_subject", &["av/infected"])
-            .set("policy", "subject_prefix", r#"{ "av/infected" = "[VIRUS]" }"#)
+        c.set_list("policy", "mark_subject", &["av/infected"]).set(
+            "policy",
+            "subject_prefix",
+            r#"{ "av/infected" = "[VIRUS]" }"#,
+        )
     })?;
     let message = String::from_utf8(infected("=?UTF-8?B?w5xiZXJ3ZWlzdW5n?=")?)?;
-    send(gw.port(), "alice@sender.test", &["bob@example.com"], message.as_bytes())?;
+    send(
+        gw.port(),
+        "alice@sender.test",
+        &["bob@example.com"],
+        message.as_bytes(),
+    )?;
     let m = gw.sink.wait_for_count(1, DELIVERY_TIMEOUT)?.remove(0);
     let parsed = mail_parser::MessageParser::default()
         .parse(m.message.as_bytes())
@@ -376,17 +446,27 @@ fn the_archive_keeps_what_came_in_and_what_went_out() -> Result<()> {
     let msg = b"From: a@sender.test\r\nSubject: keep me\r\n\r\nArchive this.\r\n";
     let id = send(gw.port(), "a@sender.test", &["bob@example.com"], msg)?;
     gw.sink.wait_for_count(1, DELIVERY_TIMEOUT)?;
-    let list = wait_until("both copies in the archive", Duration::from_secs(10), || {
-        let out = gw.daemon.cli_ok(&["archive", "list", "--json"])?;
-        let l: Vec<serde_json::Value> = out
-            .lines()
-            .map(serde_json::from_str)
-            .collect::<Result<_, _>>()?;
-        Ok((l.len() == 2).then_some(l))
-    })?;
-    let dirs: HashSet<&str> = list.iter().filter_map(|e| e["direction"].as_str()).collect();
+    let list = wait_until(
+        "both copies in the archive",
+        Duration::from_secs(10),
+        || {
+            let out = gw.daemon.cli_ok(&["archive", "list", "--json"])?;
+            let l: Vec<serde_json::Value> = out
+                .lines()
+                .map(serde_json::from_str)
+                .collect::<Result<_, _>>()?;
+            Ok((l.len() == 2).then_some(l))
+        },
+    )?;
+    let dirs: HashSet<&str> = list
+        .iter()
+        .filter_map(|e| e["direction"].as_str())
+        .collect();
     ensure!(dirs == HashSet::from(["incoming", "outgoing"]), "{list:?}");
-    ensure!(list.iter().all(|e| e["queue_id"] == id.as_str()), "{list:?}");
+    ensure!(
+        list.iter().all(|e| e["queue_id"] == id.as_str()),
+        "{list:?}"
+    );
     let incoming = gw
         .daemon
         .cli_ok(&["archive", "show", &id, "--raw", "--incoming"])?;
@@ -405,7 +485,8 @@ fn the_archive_keeps_what_came_in_and_what_went_out() -> Result<()> {
         all.iter().any(|m| m.recipients() == ["legal@example.com"]),
         "archive send"
     );
-    gw.daemon.cli_ok(&["archive", "purge", "--older-than", "1d"])?;
+    gw.daemon
+        .cli_ok(&["archive", "purge", "--older-than", "1d"])?;
     Ok(())
 }
 
@@ -451,17 +532,35 @@ fn kill_9_while_quarantining_loses_nothing_and_duplicates_no_entry() -> Result<(
         let _ = c.join();
     }
     let accepted: Vec<String> = accepted.lock().map(|a| a.clone()).unwrap_or_default();
-    let delivered = wait_until("every accepted message at the sink", Duration::from_secs(120), || {
-        let ids: HashSet<String> = gw.sink.messages()?.iter().flat_map(|m| m.queue_ids()).collect();
-        Ok(accepted.iter().all(|id| ids.contains(id)).then_some(ids))
-    })?;
-    ensure!(accepted.iter().all(|id| delivered.contains(id)), "lost messages");
+    let delivered = wait_until(
+        "every accepted message at the sink",
+        Duration::from_secs(120),
+        || {
+            let ids: HashSet<String> = gw
+                .sink
+                .messages()?
+                .iter()
+                .flat_map(|m| m.queue_ids())
+                .collect();
+            Ok(accepted.iter().all(|id| ids.contains(id)).then_some(ids))
+        },
+    )?;
+    ensure!(
+        accepted.iter().all(|id| delivered.contains(id)),
+        "lost messages"
+    );
     let entries = quarantine_list(&gw.daemon, &[])?;
     let ids: Vec<&str> = entries.iter().filter_map(|e| e["id"].as_str()).collect();
     let unique: HashSet<&str> = ids.iter().copied().collect();
-    ensure!(ids.len() == unique.len(), "duplicate quarantine entries: {ids:?}");
+    ensure!(
+        ids.len() == unique.len(),
+        "duplicate quarantine entries: {ids:?}"
+    );
     for id in &accepted {
-        ensure!(unique.contains(id.as_str()), "{id} got a 250 but has no quarantine entry");
+        ensure!(
+            unique.contains(id.as_str()),
+            "{id} got a 250 but has no quarantine entry"
+        );
     }
     Ok(())
 }
@@ -473,9 +572,11 @@ fn an_any_address_listener_relays_for_ipv4_loopback_clients_only() -> Result<()>
         let sink = Sink::start(dir.path(), "sink")?;
         let config = Config::new(dir.path()).route_to_port("*", sink.port);
         let any = format!("[\"[::]:{}\"]", config.port);
-        let config = config
-            .set("network", "listen_on", &any)
-            .set_list("network", "relay_networks", &[relay]);
+        let config = config.set("network", "listen_on", &any).set_list(
+            "network",
+            "relay_networks",
+            &[relay],
+        );
         let daemon = Daemon::start(&config)?;
         let mut c = SmtpClient::connect_ok(daemon.port)?;
         c.ehlo("client.test")?;

@@ -63,15 +63,22 @@ fn spam_is_refused_in_session_marked_or_quarantined_per_group() -> Result<()> {
     let mut f = Failures::default();
     // The default group refuses in the session: no bounce from us.
     let reply = send(gw.port(), &["user@example.com"], &spam(1))?;
-    f.check(reply.code == 550, || format!("spam to the default group: {reply:?}"));
+    f.check(reply.code == 550, || {
+        format!("spam to the default group: {reply:?}")
+    });
     f.check(
-        reply.lines.iter().any(|l| l.starts_with("5.7.1") && l.contains("as/spam")),
+        reply
+            .lines
+            .iter()
+            .any(|l| l.starts_with("5.7.1") && l.contains("as/spam")),
         || format!("the refusal says why: {reply:?}"),
     );
     // The marked group gets it with the subject marked and the verdict
     // header, and a quarantine copy.
     let reply = send(gw.port(), &["boss@marked.example.com"], &spam(2))?;
-    f.check(reply.code == 250, || format!("spam to the marked group: {reply:?}"));
+    f.check(reply.code == 250, || {
+        format!("spam to the marked group: {reply:?}")
+    });
     // A clean note passes untouched but for the headers.
     let reply = send(gw.port(), &["user@example.com"], &ham("Lunch on Friday", 1))?;
     f.check(reply.code == 250, || format!("ham: {reply:?}"));
@@ -81,31 +88,40 @@ fn spam_is_refused_in_session_marked_or_quarantined_per_group() -> Result<()> {
         let spam_header = m.header("X-Mailward-Spam").unwrap_or_default();
         if to.contains(&"boss@marked.example.com".to_string()) {
             f.check(
-                m.header("Subject").is_some_and(|s| s.starts_with("[!!SPAM] FREE CASH")),
+                m.header("Subject")
+                    .is_some_and(|s| s.starts_with("[!!SPAM] FREE CASH")),
                 || format!("subject marked: {:?}", m.header("Subject")),
             );
             f.check(spam_header.starts_with("as/spam; score="), || {
                 format!("verdict header: {spam_header}")
             });
             for t in ["SUBJ_ALL_CAPS", "HTML_ONLY", "URI_NUMERIC_HOST"] {
-                f.check(spam_header.contains(t), || format!("{t} named in {spam_header}"));
+                f.check(spam_header.contains(t), || {
+                    format!("{t} named in {spam_header}")
+                });
             }
         } else {
             f.check(spam_header.starts_with("as/clean;"), || {
                 format!("ham's verdict: {spam_header}")
             });
-            f.check(m.header("Subject").as_deref() == Some("Lunch on Friday"), || {
-                format!("ham's subject unchanged: {:?}", m.header("Subject"))
-            });
+            f.check(
+                m.header("Subject").as_deref() == Some("Lunch on Friday"),
+                || format!("ham's subject unchanged: {:?}", m.header("Subject")),
+            );
         }
     }
-    let q = gw.daemon.cli_ok(&["quarantine", "list", "--json", "--status", "as/spam"])?;
-    f.check(q.lines().count() == 1, || format!("one spam in quarantine: {q}"));
+    let q = gw
+        .daemon
+        .cli_ok(&["quarantine", "list", "--json", "--status", "as/spam"])?;
+    f.check(q.lines().count() == 1, || {
+        format!("one spam in quarantine: {q}")
+    });
     // The log names every test with its weight.
     let log = gw.daemon.full_log();
-    f.check(log.contains("Spam tests.") && log.contains("SUBJ_ALL_CAPS=+1.0"), || {
-        "the log line of the spam tests".into()
-    });
+    f.check(
+        log.contains("Spam tests.") && log.contains("SUBJ_ALL_CAPS=+1.0"),
+        || "the log line of the spam tests".into(),
+    );
     f.finish(|| gw.daemon.full_log())
 }
 
@@ -135,7 +151,9 @@ fn levels_and_formal_mail() -> Result<()> {
         got.iter()
             .find(|m| {
                 m.recipients().iter().any(|r| r == rcpt)
-                    && m.header("Subject").unwrap_or_default().contains(subject_start)
+                    && m.header("Subject")
+                        .unwrap_or_default()
+                        .contains(subject_start)
             })
             .and_then(|m| m.header("X-Mailward-Spam"))
             .unwrap_or_default()
@@ -145,9 +163,13 @@ fn levels_and_formal_mail() -> Result<()> {
     f.check(standard.starts_with("as/clean;"), || {
         format!("standard level: {standard}")
     });
-    f.check(high.starts_with("as/probable;"), || format!("high level: {high}"));
+    f.check(high.starts_with("as/probable;"), || {
+        format!("high level: {high}")
+    });
     let formal = status_of("user@example.com", "Undelivered Mail");
-    f.check(formal.starts_with("as/formal;"), || format!("a DSN: {formal}"));
+    f.check(formal.starts_with("as/formal;"), || {
+        format!("a DSN: {formal}")
+    });
     f.finish(|| gw.daemon.full_log())
 }
 
@@ -155,7 +177,9 @@ fn levels_and_formal_mail() -> Result<()> {
 fn learning_reaches_the_running_daemon_and_round_trips() -> Result<()> {
     let stats_dir = TestDir::new("stats")?;
     let stats = StatsSetup::new(stats_dir.path());
-    let gw = Gateway::start("spam-learn", |c| stats.apply(c).set("spam", "min_learnt", "5"))?;
+    let gw = Gateway::start("spam-learn", |c| {
+        stats.apply(c).set("spam", "min_learnt", "5")
+    })?;
     let mut f = Failures::default();
     let corpus = TestDir::new("spam-corpus")?;
     let (spam_dir, ham_dir) = (corpus.path().join("spam"), corpus.path().join("ham"));
@@ -176,7 +200,9 @@ fn learning_reaches_the_running_daemon_and_round_trips() -> Result<()> {
     }
     std::fs::write(&mbox, text)?;
     let status = gw.daemon.cli_ok(&["spam", "status", "--json"])?;
-    f.check(status.contains("\"classifier\":\"abstaining\""), || status.clone());
+    f.check(status.contains("\"classifier\":\"abstaining\""), || {
+        status.clone()
+    });
     let out = gw.daemon.cli_ok(&[
         "spam",
         "learn",
@@ -186,40 +212,64 @@ fn learning_reaches_the_running_daemon_and_round_trips() -> Result<()> {
         &ham_dir.display().to_string(),
         &mbox.display().to_string(),
     ])?;
-    f.check(out.contains("Learnt 18 new message(s); 0 already known"), || out.clone());
-    let again = gw.daemon.cli_ok(&["spam", "learn", "--ham", &mbox.display().to_string()])?;
-    f.check(again.contains("Learnt 0 new message(s); 2 already known"), || again.clone());
+    f.check(
+        out.contains("Learnt 18 new message(s); 0 already known"),
+        || out.clone(),
+    );
+    let again = gw
+        .daemon
+        .cli_ok(&["spam", "learn", "--ham", &mbox.display().to_string()])?;
+    f.check(
+        again.contains("Learnt 0 new message(s); 2 already known"),
+        || again.clone(),
+    );
     // The daemon scores with it without a restart (it looks every 2 s).
     thread::sleep(Duration::from_millis(2500));
     let reply = send(gw.port(), &["user@example.com"], &spam(50))?;
     f.check(reply.code == 250, || format!("{reply:?}"));
     let got = gw.sink.wait_for_count(1, DELIVERY_TIMEOUT)?;
     let header = got[0].header("X-Mailward-Spam").unwrap_or_default();
-    f.check(header.contains("BAYES_9"), || format!("the classifier spoke: {header}"));
-    let metrics = stats.scrape_text()?;
-    f.check(metrics.contains("mailward_spam_learnt_messages{class=\"spam\"} 8"), || {
-        "learnt counts on /metrics".into()
+    f.check(header.contains("BAYES_9"), || {
+        format!("the classifier spoke: {header}")
     });
+    let metrics = stats.scrape_text()?;
+    f.check(
+        metrics.contains("mailward_spam_learnt_messages{class=\"spam\"} 8"),
+        || "learnt counts on /metrics".into(),
+    );
     // Export, then import into a fresh gateway's directory.
     let export = corpus.path().join("site.model");
-    let out = gw.daemon.cli_ok(&["spam", "export", &export.display().to_string()])?;
+    let out = gw
+        .daemon
+        .cli_ok(&["spam", "export", &export.display().to_string()])?;
     f.check(out.contains("8 spam and 10 ham"), || out.clone());
     let other = Gateway::start("spam-import", |c| c.set("spam", "min_learnt", "5"))?;
-    let out = other.daemon.cli_ok(&["spam", "import", &export.display().to_string()])?;
+    let out = other
+        .daemon
+        .cli_ok(&["spam", "import", &export.display().to_string()])?;
     f.check(out.contains("8 spam and 10 ham"), || out.clone());
-    let out = other.daemon.cli(&["spam", "import", &export.display().to_string()])?;
+    let out = other
+        .daemon
+        .cli(&["spam", "import", &export.display().to_string()])?;
     let err = String::from_utf8_lossy(&out.stderr);
-    f.check(!out.status.success() && err.contains("learnt here already"), || {
-        format!("importing the same learning twice is refused: {err}")
-    });
+    f.check(
+        !out.status.success() && err.contains("learnt here already"),
+        || format!("importing the same learning twice is refused: {err}"),
+    );
     // A base installed over it keeps the site's learning.
-    let out = other.daemon.cli_ok(&["spam", "import", "--base", &export.display().to_string()])?;
+    let out = other
+        .daemon
+        .cli_ok(&["spam", "import", "--base", &export.display().to_string()])?;
     f.check(out.contains("Installed"), || out.clone());
     let status = other.daemon.cli_ok(&["spam", "status", "--json"])?;
     let v: serde_json::Value = serde_json::from_str(&status).context("status JSON")?;
-    f.check(v["site"]["spam"] == 8 && v["base"]["spam"] == 8, || status.clone());
+    f.check(v["site"]["spam"] == 8 && v["base"]["spam"] == 8, || {
+        status.clone()
+    });
     // Forget: the counts go back.
-    let out = gw.daemon.cli_ok(&["spam", "forget", &spam_dir.display().to_string()])?;
+    let out = gw
+        .daemon
+        .cli_ok(&["spam", "forget", &spam_dir.display().to_string()])?;
     f.check(out.contains("Forgot 8 message(s)"), || out.clone());
     // A damaged model file is refused with its path, and nothing changes.
     let damaged = corpus.path().join("damaged.model");
@@ -227,14 +277,23 @@ fn learning_reaches_the_running_daemon_and_round_trips() -> Result<()> {
     let mid = bytes.len() / 2;
     bytes[mid] ^= 0xff;
     std::fs::write(&damaged, bytes)?;
-    let out = other.daemon.cli(&["spam", "import", &damaged.display().to_string()])?;
+    let out = other
+        .daemon
+        .cli(&["spam", "import", &damaged.display().to_string()])?;
     let err = String::from_utf8_lossy(&out.stderr);
-    f.check(!out.status.success() && err.contains("checksum"), || format!("{err}"));
+    f.check(!out.status.success() && err.contains("checksum"), || {
+        format!("{err}")
+    });
     // Judging offline, as the gateway does.
     let one = spam_dir.join("0.eml");
-    let out = gw.daemon.cli_ok(&["spam", "check", "--json", &one.display().to_string()])?;
+    let out = gw
+        .daemon
+        .cli_ok(&["spam", "check", "--json", &one.display().to_string()])?;
     let v: serde_json::Value = serde_json::from_str(out.trim()).context("check JSON")?;
-    f.check(v["status"] == "as/spam" && v["score"].as_f64().is_some(), || out.clone());
+    f.check(
+        v["status"] == "as/spam" && v["score"].as_f64().is_some(),
+        || out.clone(),
+    );
     f.finish(|| gw.daemon.full_log())
 }
 
@@ -261,14 +320,24 @@ fn dnsbl_listings_score_or_blacklist() -> Result<()> {
     })?;
     let mut f = Failures::default();
     let reply = send(gw.port(), &["user@example.com"], &ham("Lunch on Friday", 7))?;
-    f.check(reply.code == 250, || format!("a listed client is not refused: {reply:?}"));
+    f.check(reply.code == 250, || {
+        format!("a listed client is not refused: {reply:?}")
+    });
     let got = gw.sink.wait_for_count(1, DELIVERY_TIMEOUT)?;
     let header = got[0].header("X-Mailward-Spam").unwrap_or_default();
-    f.check(header.contains("DNSBL_SCORE_TEST"), || format!("the listing is a test: {header}"));
-    f.check(!header.contains("DNSBL_CLEAN_TEST"), || format!("an unlisted zone is not: {header}"));
-    f.check(header.starts_with("as/clean;"), || format!("2.5 points alone stay clean: {header}"));
+    f.check(header.contains("DNSBL_SCORE_TEST"), || {
+        format!("the listing is a test: {header}")
+    });
+    f.check(!header.contains("DNSBL_CLEAN_TEST"), || {
+        format!("an unlisted zone is not: {header}")
+    });
+    f.check(header.starts_with("as/clean;"), || {
+        format!("2.5 points alone stay clean: {header}")
+    });
     let log = gw.daemon.full_log();
-    f.check(log.contains("DNSBL_SCORE_TEST=+2.5"), || "the log names the weight".into());
+    f.check(log.contains("DNSBL_SCORE_TEST=+2.5"), || {
+        "the log names the weight".into()
+    });
     // Two zones asked for each session's client (the start-up probe is a
     // session too): one listed it, one did not, none failed.
     let metrics = stats.scrape_text()?;
@@ -294,8 +363,12 @@ fn dnsbl_listings_score_or_blacklist() -> Result<()> {
     let reply = send(gw.port(), &["user@example.com"], &ham("Lunch on Friday", 8))?;
     f.check(reply.code == 250, || format!("{reply:?}"));
     thread::sleep(Duration::from_millis(1500));
-    f.check(gw.sink.messages()?.is_empty(), || "as/blacklisted is blocked".into());
+    f.check(gw.sink.messages()?.is_empty(), || {
+        "as/blacklisted is blocked".into()
+    });
     let log = gw.daemon.full_log();
-    f.check(log.contains("status=as/blacklisted"), || "the verdict is as/blacklisted".into());
+    f.check(log.contains("status=as/blacklisted"), || {
+        "the verdict is as/blacklisted".into()
+    });
     f.finish(|| gw.daemon.full_log())
 }

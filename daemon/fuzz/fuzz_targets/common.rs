@@ -303,7 +303,9 @@ fn check_header(h: &str) {
                 assert!(i > 0 && b[i - 1] == b'\r', "bare LF in {h:?}");
                 if let Some(&next) = b.get(i + 1) {
                     assert!(
-                        next == b' ' || next == b'\t' || h[i + 1..].starts_with("X-Mailward-Spam: "),
+                        next == b' '
+                            || next == b'\t'
+                            || h[i + 1..].starts_with("X-Mailward-Spam: "),
                         "unfolded line in {h:?}"
                     );
                 }

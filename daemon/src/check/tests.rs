@@ -196,7 +196,10 @@ fn a_clean_message_is_left_alone_with_a_header() {
     assert!(out.rewritten.is_none());
     // The AV verdict first, then the spam check's (it runs by default).
     let header = out.header.unwrap_or_default();
-    assert!(header.starts_with("X-Mailward-AV: clean; bases=none\r\nX-Mailward-Spam: as/clean; score="), "{header}");
+    assert!(
+        header.starts_with("X-Mailward-AV: clean; bases=none\r\nX-Mailward-Spam: as/clean; score="),
+        "{header}"
+    );
 }
 
 #[test]

@@ -575,7 +575,11 @@ fn spam_dnsbl_zones_score_or_are_final_and_bad_ones_are_named() {
     assert_eq!(c.spam.dnsbl[0].weight, Some(3.5));
     assert_eq!(c.spam.dnsbl[0].test_name(), "DNSBL_ZEN_EXAMPLE_ORG");
     assert_eq!(c.spam.dnsbl[1].weight, None);
-    let errors = parse("[spam]\n\ndnsbl = [\"zen.example.org\", \"x:y\"]\n", "t.toml").unwrap_err();
+    let errors = parse(
+        "[spam]\n\ndnsbl = [\"zen.example.org\", \"x:y\"]\n",
+        "t.toml",
+    )
+    .unwrap_err();
     let lines: Vec<(usize, &str)> = errors.0.iter().map(|p| (p.line, p.key.as_str())).collect();
     assert_eq!(lines, [(3, "spam.dnsbl"), (3, "spam.dnsbl")], "{errors}");
     assert!(errors.to_string().contains("got \"x:y\""), "{errors}");

@@ -588,16 +588,26 @@ pub struct ScoredZone {
 impl ScoredZone {
     /// `"bl.example.org:3.5"` or `"bl.example.org:final"`.
     pub fn parse(s: &str) -> Result<ScoredZone, String> {
-        let expected = || format!("expected a zone and a weight like \"bl.example.org:3.5\" or \"bl.example.org:final\", got {s:?}");
+        let expected = || {
+            format!("expected a zone and a weight like \"bl.example.org:3.5\" or \"bl.example.org:final\", got {s:?}")
+        };
         let (zone, w) = s.rsplit_once(':').ok_or_else(expected)?;
         if !super::pattern::is_domain(zone) {
             return Err(expected());
         }
         let weight = match w {
             "final" => None,
-            w => Some(w.parse::<f64>().ok().filter(|w| w.is_finite() && w.abs() <= 100.0).ok_or_else(expected)?),
+            w => Some(
+                w.parse::<f64>()
+                    .ok()
+                    .filter(|w| w.is_finite() && w.abs() <= 100.0)
+                    .ok_or_else(expected)?,
+            ),
         };
-        Ok(ScoredZone { zone: zone.to_string(), weight })
+        Ok(ScoredZone {
+            zone: zone.to_string(),
+            weight,
+        })
     }
 
     /// The test's name: `DNSBL_` and the zone in capitals.
@@ -605,7 +615,13 @@ impl ScoredZone {
         let z: String = self
             .zone
             .chars()
-            .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' })
+            .map(|c| {
+                if c.is_ascii_alphanumeric() {
+                    c.to_ascii_uppercase()
+                } else {
+                    '_'
+                }
+            })
             .collect();
         format!("DNSBL_{z}")
     }

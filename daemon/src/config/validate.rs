@@ -723,13 +723,20 @@ fn archive(ctx: &mut Ctx<'_>, raw: &RawArchive) -> Archive {
 
 fn spam(ctx: &mut Ctx<'_>, raw: &RawSpam, data_dir: &Path) -> Spam {
     let p = KeyPath::root("spam");
-    let rules = parsed("a path or \"\"", |s| Ok((!s.is_empty()).then(|| PathBuf::from(s))));
+    let rules = parsed("a path or \"\"", |s| {
+        Ok((!s.is_empty()).then(|| PathBuf::from(s)))
+    });
     Spam {
         dir: get!(ctx, p, raw.dir, path).unwrap_or_else(|| data_dir.join("spam")),
         min_learnt: get!(ctx, p, raw.min_learnt, uint64).unwrap_or(200),
         rules: get!(ctx, p, raw.rules, rules).flatten(),
-        dnsbl: get_list!(ctx, p, raw.dnsbl, parsed("a zone like \"bl.example.org:3.5\"", ScoredZone::parse))
-            .unwrap_or_default(),
+        dnsbl: get_list!(
+            ctx,
+            p,
+            raw.dnsbl,
+            parsed("a zone like \"bl.example.org:3.5\"", ScoredZone::parse)
+        )
+        .unwrap_or_default(),
         blacklist: get_list!(ctx, p, raw.blacklist, group_member).unwrap_or_default(),
         whitelist: get_list!(ctx, p, raw.whitelist, whitelist_entry).unwrap_or_default(),
     }

@@ -268,7 +268,9 @@ pub enum SpamCommand {
         config: ConfigArg,
     },
     /// Forgets messages learnt before.
-    #[command(after_help = "Example:\n  mailward spam forget ~/Junk/not-really-spam.eml --config mailward.toml")]
+    #[command(
+        after_help = "Example:\n  mailward spam forget ~/Junk/not-really-spam.eml --config mailward.toml"
+    )]
     Forget {
         #[arg(value_name = "PATH", required = true)]
         paths: Vec<PathBuf>,
@@ -298,7 +300,9 @@ pub enum SpamCommand {
         config: ConfigArg,
     },
     /// Writes the site's learning to a file (for another gateway's `spam import`).
-    #[command(after_help = "Example:\n  mailward spam export /tmp/site.model --config mailward.toml")]
+    #[command(
+        after_help = "Example:\n  mailward spam export /tmp/site.model --config mailward.toml"
+    )]
     Export {
         #[arg(value_name = "FILE")]
         file: PathBuf,

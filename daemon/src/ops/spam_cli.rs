@@ -71,9 +71,13 @@ fn read_file(path: &Path, out: &mut Vec<Source>) -> Result<(), SpamCliError> {
     // line. Bodies often hold unescaped "From " lines (the SpamAssassin
     // corpus does), so a line counts only with the asctime date that
     // delivery agents write after the sender.
-    static SEPARATOR: std::sync::LazyLock<Option<regex::bytes::Regex>> = std::sync::LazyLock::new(|| {
-        regex::bytes::Regex::new(r"\nFrom \S+ +[A-Z][a-z]{2} [A-Z][a-z]{2} +\d{1,2} \d{1,2}:\d{2}(:\d{2})? ").ok()
-    });
+    static SEPARATOR: std::sync::LazyLock<Option<regex::bytes::Regex>> =
+        std::sync::LazyLock::new(|| {
+            regex::bytes::Regex::new(
+                r"\nFrom \S+ +[A-Z][a-z]{2} [A-Z][a-z]{2} +\d{1,2} \d{1,2}:\d{2}(:\d{2})? ",
+            )
+            .ok()
+        });
     let mut starts = vec![0usize];
     if let Some(sep) = SEPARATOR.as_ref() {
         for m in sep.find_iter(&bytes) {
@@ -93,7 +97,11 @@ fn read_file(path: &Path, out: &mut Vec<Source>) -> Result<(), SpamCliError> {
             None => continue,
         };
         out.push(Source {
-            name: if n == 1 { name.clone() } else { format!("{name}#{}", k + 1) },
+            name: if n == 1 {
+                name.clone()
+            } else {
+                format!("{name}#{}", k + 1)
+            },
             bytes: body.to_vec(),
         });
     }
@@ -141,7 +149,12 @@ fn progress(done: usize, total: usize, err: &mut dyn Write) {
 }
 
 /// Learns `spam` and `ham` into the site model.
-pub fn learn(cfg: &Config, spam: &[PathBuf], ham: &[PathBuf], err: &mut dyn Write) -> Result<Tally, SpamCliError> {
+pub fn learn(
+    cfg: &Config,
+    spam: &[PathBuf],
+    ham: &[PathBuf],
+    err: &mut dyn Write,
+) -> Result<Tally, SpamCliError> {
     let dir = &cfg.spam.dir;
     let _lock = Lock::take(dir)?;
     let mut model = knowledge::read_site(dir)?;
@@ -151,7 +164,12 @@ pub fn learn(cfg: &Config, spam: &[PathBuf], ham: &[PathBuf], err: &mut dyn Writ
             continue;
         }
         let msgs = messages(paths)?;
-        let _ = writeln!(err, "Learning {} message(s) as {}.", msgs.len(), class.as_str());
+        let _ = writeln!(
+            err,
+            "Learning {} message(s) as {}.",
+            msgs.len(),
+            class.as_str()
+        );
         for (i, m) in msgs.iter().enumerate() {
             match model.learn(spam::digest(&m.bytes), &spam::tokens_of(&m.bytes), class) {
                 Learnt::New => tally.new += 1,
@@ -190,10 +208,17 @@ pub fn check_one(k: &Knowledge, raw: &[u8]) -> Evidence {
 }
 
 /// `spam check`: one line (or JSON object) per message.
-pub fn check(cfg: &Config, paths: &[PathBuf], json: bool, out: &mut dyn Write) -> Result<(), SpamCliError> {
+pub fn check(
+    cfg: &Config,
+    paths: &[PathBuf],
+    json: bool,
+    out: &mut dyn Write,
+) -> Result<(), SpamCliError> {
     let (k, problems) = Knowledge::load(cfg);
     if let Some(p) = problems.first() {
-        return Err(SpamCliError::Usage(format!("cannot load the spam knowledge: {p}")));
+        return Err(SpamCliError::Usage(format!(
+            "cannot load the spam knowledge: {p}"
+        )));
     }
     let level = cfg.policy.spam_level;
     for m in messages(paths)? {
@@ -259,7 +284,8 @@ pub fn export(cfg: &Config, to: &Path) -> Result<Model, SpamCliError> {
 /// (`merge`), or installs it as the base (the base in use is kept as
 /// `base.model.bak` for `spam rollback`). The file is checked whole first.
 pub fn import(cfg: &Config, from: &Path, as_base: bool) -> Result<Model, SpamCliError> {
-    let incoming = Model::read(from)?.ok_or_else(|| SpamCliError::Usage(format!("{}: no such file", from.display())))?;
+    let incoming = Model::read(from)?
+        .ok_or_else(|| SpamCliError::Usage(format!("{}: no such file", from.display())))?;
     let dir = &cfg.spam.dir;
     let _lock = Lock::take(dir)?;
     if as_base {
@@ -284,7 +310,8 @@ pub fn import(cfg: &Config, from: &Path, as_base: bool) -> Result<Model, SpamCli
         }
         site.spam_messages += incoming.spam_messages;
         site.ham_messages += incoming.ham_messages;
-        site.learnt.extend(incoming.learnt.iter().map(|(d, c)| (*d, *c)));
+        site.learnt
+            .extend(incoming.learnt.iter().map(|(d, c)| (*d, *c)));
     } else {
         return Err(SpamCliError::Usage(format!(
             "{}: {} of its messages are learnt here already; import it with --base, or forget them first",
@@ -302,7 +329,8 @@ pub fn rollback(cfg: &Config) -> Result<(), SpamCliError> {
     let _lock = Lock::take(dir)?;
     let bak = dir.join(format!("{BASE}.bak"));
     let base = dir.join(BASE);
-    let previous = Model::read(&bak)?.ok_or_else(|| SpamCliError::Usage("no previous base to roll back to".into()))?;
+    let previous = Model::read(&bak)?
+        .ok_or_else(|| SpamCliError::Usage("no previous base to roll back to".into()))?;
     if base.exists() {
         std::fs::rename(&base, dir.join(format!("{BASE}.tmp-old"))).map_err(io(&base))?;
     }

@@ -36,7 +36,8 @@ impl Classifier {
 
     /// Whether it has learnt enough to speak.
     pub fn ready(&self) -> bool {
-        self.spam_messages() >= self.min_learnt.max(1) && self.ham_messages() >= self.min_learnt.max(1)
+        self.spam_messages() >= self.min_learnt.max(1)
+            && self.ham_messages() >= self.min_learnt.max(1)
     }
 
     fn counts(&self, token: u64) -> Counts {
@@ -73,7 +74,12 @@ impl Classifier {
             return Some(0.5);
         }
         // The most telling first; equal strengths keep a stable order.
-        clues.sort_by(|a, b| (b - 0.5).abs().total_cmp(&(a - 0.5).abs()).then(a.total_cmp(b)));
+        clues.sort_by(|a, b| {
+            (b - 0.5)
+                .abs()
+                .total_cmp(&(a - 0.5).abs())
+                .then(a.total_cmp(b))
+        });
         clues.truncate(MAX_CLUES);
         let n = clues.len();
         let (mut ln_ham, mut ln_spam) = (0.0f64, 0.0f64);
@@ -126,7 +132,11 @@ mod tests {
             c.site.learn(i, &spam(i), Class::Spam);
             c.site.learn(1000 + i, &ham(i), Class::Ham);
         }
-        assert_eq!(c.spam_probability([1, 2, 3].into_iter()), None, "4 of each is not enough");
+        assert_eq!(
+            c.spam_probability([1, 2, 3].into_iter()),
+            None,
+            "4 of each is not enough"
+        );
         c.site.learn(4, &spam(4), Class::Spam);
         c.site.learn(1004, &ham(4), Class::Ham);
         let p_spam = c.spam_probability([1, 2, 3, 999].into_iter()).unwrap();

@@ -28,17 +28,25 @@ const VACATION_SUBJECTS: &[&str] = &[
 pub fn formal(headers: Option<&Message<'_>>, body: Option<&Message<'_>>) -> Option<&'static str> {
     if let Some(m) = body {
         for part in &m.parts {
-            let Some(ct) = part.content_type() else { continue };
+            let Some(ct) = part.content_type() else {
+                continue;
+            };
             let (t, sub) = (ct.ctype(), ct.subtype().unwrap_or_default());
             if t.eq_ignore_ascii_case("multipart") && sub.eq_ignore_ascii_case("report") {
-                match ct.attribute("report-type").map(str::to_ascii_lowercase).as_deref() {
+                match ct
+                    .attribute("report-type")
+                    .map(str::to_ascii_lowercase)
+                    .as_deref()
+                {
                     Some("delivery-status") => return Some("delivery status notification"),
                     Some("disposition-notification") => return Some("read receipt"),
                     _ => {}
                 }
             }
             if t.eq_ignore_ascii_case("message") {
-                if sub.eq_ignore_ascii_case("delivery-status") || sub.eq_ignore_ascii_case("global-delivery-status") {
+                if sub.eq_ignore_ascii_case("delivery-status")
+                    || sub.eq_ignore_ascii_case("global-delivery-status")
+                {
                     return Some("delivery status notification");
                 }
                 if sub.eq_ignore_ascii_case("disposition-notification") {
@@ -56,7 +64,8 @@ pub fn formal(headers: Option<&Message<'_>>, body: Option<&Message<'_>>) -> Opti
     }
     if h.header_raw("x-autoreply").is_some()
         || h.header_raw("x-autorespond").is_some()
-        || h.header_raw("x-auto-response-suppress").is_some_and(|v| v.to_ascii_lowercase().contains("oof"))
+        || h.header_raw("x-auto-response-suppress")
+            .is_some_and(|v| v.to_ascii_lowercase().contains("oof"))
     {
         return Some("vacation reply");
     }

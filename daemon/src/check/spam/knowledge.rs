@@ -43,14 +43,16 @@ impl Knowledge {
         let mut problems = Vec::new();
         let mut rules = rules::built_in();
         if let Some(file) = &cfg.spam.rules {
-            match std::fs::read_to_string(file).map_err(|e| e.to_string()).and_then(|t| {
-                rules::parse(&t).map_err(|p| {
-                    p.iter()
-                        .map(|(l, m)| format!("{}:{l}: {m}", file.display()))
-                        .collect::<Vec<_>>()
-                        .join("; ")
-                })
-            }) {
+            match std::fs::read_to_string(file)
+                .map_err(|e| e.to_string())
+                .and_then(|t| {
+                    rules::parse(&t).map_err(|p| {
+                        p.iter()
+                            .map(|(l, m)| format!("{}:{l}: {m}", file.display()))
+                            .collect::<Vec<_>>()
+                            .join("; ")
+                    })
+                }) {
                 Ok(extra) => {
                     // A site rule of a built-in name replaces it.
                     rules.retain(|r| !extra.iter().any(|e| e.name == r.name));
@@ -94,7 +96,11 @@ pub struct Shared {
 type Stamp = (Option<SystemTime>, Option<SystemTime>);
 
 fn stamp(dir: &Path) -> Stamp {
-    let m = |f: &str| std::fs::metadata(dir.join(f)).and_then(|m| m.modified()).ok();
+    let m = |f: &str| {
+        std::fs::metadata(dir.join(f))
+            .and_then(|m| m.modified())
+            .ok()
+    };
     (m(BASE), m(SITE))
 }
 

@@ -127,7 +127,11 @@ impl Evidence {
     pub fn header(&self, status: SpamStatus) -> String {
         // Folded between tests so that no line passes 78 characters
         // however many fire (RFC 5322 2.1.1).
-        let mut h = format!("X-Mailward-Spam: as/{}; score={:.1}; tests=", status.as_str(), self.score());
+        let mut h = format!(
+            "X-Mailward-Spam: as/{}; score={:.1}; tests=",
+            status.as_str(),
+            self.score()
+        );
         let mut line = h.len();
         if self.hits.is_empty() {
             h.push_str("none");
@@ -172,7 +176,11 @@ pub fn examine(
     let text = text::gather(message);
     let mut hits = Vec::new();
     let mut blacklisted = None;
-    for zone in knowledge.dnsbl.iter().filter(|z| dnsbl_listed.contains(&z.zone)) {
+    for zone in knowledge
+        .dnsbl
+        .iter()
+        .filter(|z| dnsbl_listed.contains(&z.zone))
+    {
         match zone.weight {
             Some(w) => hits.push(Hit::new(&zone.test_name(), w)),
             None => {
@@ -184,7 +192,9 @@ pub fn examine(
     let mut whitelisted = false;
     if let Some(o) = origin {
         let matches = |e: &crate::config::GroupEntry| match e {
-            crate::config::GroupEntry::Net(net) => crate::config::rules::net_contains(net, o.client),
+            crate::config::GroupEntry::Net(net) => {
+                crate::config::rules::net_contains(net, o.client)
+            }
             crate::config::GroupEntry::Address(p) => !o.sender.is_empty() && p.matches(o.sender),
         };
         if knowledge.blacklist.iter().any(matches) {
@@ -197,7 +207,13 @@ pub fn examine(
         }
     }
     rules::heuristics(headers.as_ref(), message, &text, &mut hits);
-    rules::content(&knowledge.rules, headers.as_ref(), raw_headers, &text, &mut hits);
+    rules::content(
+        &knowledge.rules,
+        headers.as_ref(),
+        raw_headers,
+        &text,
+        &mut hits,
+    );
     let tokens = tokens::tokenize(headers.as_ref(), message, &text);
     let probability = knowledge.classifier.spam_probability(tokens.iter());
     if let Some(p) = probability {
@@ -265,10 +281,11 @@ impl Check for Spam {
     }
 
     fn run(&self, cx: &mut Context<'_, '_, '_>, tools: &mut Tools<'_, '_>, report: &mut Report) {
-        static RULES_ONLY: LazyLock<knowledge::Knowledge> = LazyLock::new(|| knowledge::Knowledge {
-            rules: rules::built_in(),
-            ..knowledge::Knowledge::default()
-        });
+        static RULES_ONLY: LazyLock<knowledge::Knowledge> =
+            LazyLock::new(|| knowledge::Knowledge {
+                rules: rules::built_in(),
+                ..knowledge::Knowledge::default()
+            });
         let k = tools.spam.as_deref().unwrap_or(&RULES_ONLY);
         let origin = Origin {
             client: cx.envelope.client_ip,

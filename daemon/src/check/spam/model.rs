@@ -110,13 +110,21 @@ impl Model {
 
     fn count(&mut self, tokens: &[u64], class: Class, add: bool) {
         let step = |n: &mut u32| {
-            *n = if add { n.saturating_add(1) } else { n.saturating_sub(1) };
+            *n = if add {
+                n.saturating_add(1)
+            } else {
+                n.saturating_sub(1)
+            };
         };
         let total = match class {
             Class::Spam => &mut self.spam_messages,
             Class::Ham => &mut self.ham_messages,
         };
-        *total = if add { total.saturating_add(1) } else { total.saturating_sub(1) };
+        *total = if add {
+            total.saturating_add(1)
+        } else {
+            total.saturating_sub(1)
+        };
         for t in tokens {
             let c = self.tokens.entry(*t).or_default();
             match class {
@@ -175,7 +183,9 @@ impl Model {
         let mut r = Reader { b: body, at: 8 };
         let format = r.u32().ok_or_else(|| bad("cut short"))?;
         if format != FORMAT {
-            return Err(bad(&format!("format version {format}, this Mailward reads {FORMAT}")));
+            return Err(bad(&format!(
+                "format version {format}, this Mailward reads {FORMAT}"
+            )));
         }
         let tv = r.u32().ok_or_else(|| bad("cut short"))?;
         if tv != super::tokens::VERSION {
@@ -203,8 +213,13 @@ impl Model {
         }
         let mut learnt = HashMap::with_capacity(n as usize);
         for _ in 0..n {
-            let d = r.u64().ok_or_else(|| bad("cut short in the learnt messages"))?;
-            let c = match r.u8().ok_or_else(|| bad("cut short in the learnt messages"))? {
+            let d = r
+                .u64()
+                .ok_or_else(|| bad("cut short in the learnt messages"))?;
+            let c = match r
+                .u8()
+                .ok_or_else(|| bad("cut short in the learnt messages"))?
+            {
                 1 => Class::Spam,
                 0 => Class::Ham,
                 _ => return Err(bad("a learnt message of no class")),

@@ -90,10 +90,18 @@ pub fn parse(text: &str) -> Result<Vec<Rule>, Vec<(usize, String)>> {
 }
 
 fn parse_line(line: &str) -> Result<Rule, String> {
-    let mut fields = line.splitn(4, char::is_whitespace).filter(|f| !f.is_empty());
+    let mut fields = line
+        .splitn(4, char::is_whitespace)
+        .filter(|f| !f.is_empty());
     let rest_after = |s: &str| s.to_string();
-    let name = fields.next().ok_or("expected NAME WEIGHT WHERE /PATTERN/")?.to_string();
-    if !name.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_') {
+    let name = fields
+        .next()
+        .ok_or("expected NAME WEIGHT WHERE /PATTERN/")?
+        .to_string();
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+    {
         return Err(format!("rule name {name:?}: use A-Z, 0-9 and _"));
     }
     // The pattern may hold spaces: take it from the first '/' after WHERE.
@@ -105,7 +113,9 @@ fn parse_line(line: &str) -> Result<Rule, String> {
         .parse()
         .ok()
         .filter(|w: &f64| w.is_finite() && w.abs() <= 100.0)
-        .ok_or_else(|| format!("rule {name}: weight {weight:?} is not a number from -100 to 100"))?;
+        .ok_or_else(|| {
+            format!("rule {name}: weight {weight:?} is not a number from -100 to 100")
+        })?;
     let after_weight = after_weight.trim_start();
     let (on, pattern) = after_weight
         .split_once(char::is_whitespace)
@@ -125,7 +135,9 @@ fn parse_line(line: &str) -> Result<Rule, String> {
     let (body, flags) = pattern
         .strip_prefix('/')
         .and_then(|p| p.rsplit_once('/'))
-        .ok_or_else(|| format!("rule {name}: the pattern must be written /PATTERN/ or /PATTERN/i"))?;
+        .ok_or_else(|| {
+            format!("rule {name}: the pattern must be written /PATTERN/ or /PATTERN/i")
+        })?;
     if !flags.chars().all(|c| c == 'i') {
         return Err(format!("rule {name}: unknown flag in {flags:?} (only i)"));
     }
@@ -152,7 +164,13 @@ pub fn built_in() -> Vec<Rule> {
 }
 
 /// Runs the content rules.
-pub fn content(rules: &[Rule], headers: Option<&Message<'_>>, raw_headers: &str, text: &Text, out: &mut Vec<Hit>) {
+pub fn content(
+    rules: &[Rule],
+    headers: Option<&Message<'_>>,
+    raw_headers: &str,
+    text: &Text,
+    out: &mut Vec<Hit>,
+) {
     for r in rules {
         let fired = match &r.on {
             Where::Body => r.regex.is_match(&text.body),
@@ -177,10 +195,22 @@ pub fn content(rules: &[Rule], headers: Option<&Message<'_>>, raw_headers: &str,
 }
 
 /// Charsets of scripts that the site's own mail rarely uses; a weak hint.
-const FAR_EAST: &[&str] = &["gb2312", "gbk", "big5", "ks_c_5601-1987", "euc-kr", "iso-2022-kr"];
+const FAR_EAST: &[&str] = &[
+    "gb2312",
+    "gbk",
+    "big5",
+    "ks_c_5601-1987",
+    "euc-kr",
+    "iso-2022-kr",
+];
 
 /// The header heuristics.
-pub fn heuristics(headers: Option<&Message<'_>>, body: Option<&Message<'_>>, text: &Text, out: &mut Vec<Hit>) {
+pub fn heuristics(
+    headers: Option<&Message<'_>>,
+    body: Option<&Message<'_>>,
+    text: &Text,
+    out: &mut Vec<Hit>,
+) {
     let mut hit = |name: &str, weight: f64| out.push(Hit::new(name, weight));
     if let Some(h) = headers {
         if h.header_raw("date").is_none() {
@@ -202,12 +232,17 @@ pub fn heuristics(headers: Option<&Message<'_>>, body: Option<&Message<'_>>, tex
                 if s.contains("!!") || s.contains("$$") {
                     hit("SUBJ_EXCLAIM", 0.5);
                 }
-                if s.len() > 20 && s.trim_end().ends_with(|c: char| c.is_ascii_digit()) && s.contains("   ") {
+                if s.len() > 20
+                    && s.trim_end().ends_with(|c: char| c.is_ascii_digit())
+                    && s.contains("   ")
+                {
                     hit("SUBJ_PADDED_ID", 1.0);
                 }
             }
         }
-        if h.header_raw("x-priority").is_some_and(|v| v.trim().starts_with('1')) {
+        if h.header_raw("x-priority")
+            .is_some_and(|v| v.trim().starts_with('1'))
+        {
             hit("X_PRIORITY_HIGH", 0.3);
         }
         if let Some(from) = h.from().and_then(|a| a.first()).and_then(|a| a.address()) {
@@ -222,7 +257,11 @@ pub fn heuristics(headers: Option<&Message<'_>>, body: Option<&Message<'_>>, tex
         let mut far_east = false;
         for part in &m.parts {
             let is_text = matches!(part.body, PartType::Text(_) | PartType::Html(_));
-            if is_text && part.content_transfer_encoding().is_some_and(|c| c.eq_ignore_ascii_case("base64")) {
+            if is_text
+                && part
+                    .content_transfer_encoding()
+                    .is_some_and(|c| c.eq_ignore_ascii_case("base64"))
+            {
                 base64_text = true;
             }
             if let Some(cs) = part.content_type().and_then(|c| c.attribute("charset")) {
@@ -254,7 +293,11 @@ pub fn heuristics(headers: Option<&Message<'_>>, body: Option<&Message<'_>>, tex
     if n >= 200 && upper * 2 > n {
         hit("BODY_SHOUTING", 1.0);
     }
-    if text.urls.iter().any(|u| u.host.parse::<std::net::IpAddr>().is_ok()) {
+    if text
+        .urls
+        .iter()
+        .any(|u| u.host.parse::<std::net::IpAddr>().is_ok())
+    {
         hit("URI_NUMERIC_HOST", 1.2);
     }
     if text.urls_cut {

@@ -26,11 +26,30 @@ fn rules_and_heuristics_tell_an_obvious_spam_from_a_plain_note() {
     let spam = judge(SPAM, &k);
     assert!(ham.score() < 1.0, "{}", ham.weighed());
     assert_eq!(ham.status(SpamLevel::Standard), SpamStatus::Clean);
-    for name in ["MISSING_DATE", "SUBJ_ALL_CAPS", "HTML_ONLY", "DEAR_FRIEND", "URI_NUMERIC_HOST", "MONEY_BACK"] {
-        assert!(spam.test_names().contains(&name), "{name} in {}", spam.weighed());
+    for name in [
+        "MISSING_DATE",
+        "SUBJ_ALL_CAPS",
+        "HTML_ONLY",
+        "DEAR_FRIEND",
+        "URI_NUMERIC_HOST",
+        "MONEY_BACK",
+    ] {
+        assert!(
+            spam.test_names().contains(&name),
+            "{name} in {}",
+            spam.weighed()
+        );
     }
-    assert_eq!(spam.status(SpamLevel::Standard), SpamStatus::Spam, "{}", spam.weighed());
-    assert_eq!(spam.probability, None, "nothing learnt: the classifier abstains");
+    assert_eq!(
+        spam.status(SpamLevel::Standard),
+        SpamStatus::Spam,
+        "{}",
+        spam.weighed()
+    );
+    assert_eq!(
+        spam.probability, None,
+        "nothing learnt: the classifier abstains"
+    );
     let h = spam.header(SpamStatus::Spam);
     assert!(h.starts_with("X-Mailward-Spam: as/spam; score="), "{h}");
     assert!(h.lines().all(|l| l.len() <= 78), "{h}");
@@ -53,14 +72,33 @@ fn delivery_reports_read_receipts_and_vacation_replies_are_formal() {
     let k = rules_only();
     let dsn = "From: MAILER-DAEMON@example.com\r\nTo: ann@example.com\r\nSubject: Undelivered Mail\r\nDate: Mon, 30 Nov 2026 10:00:00 +0000\r\nMessage-ID: <2@example.com>\r\nMIME-Version: 1.0\r\nContent-Type: multipart/report; report-type=delivery-status; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nYour message could not be delivered.\r\n--b\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; gw.example.com\r\n\r\nFinal-Recipient: rfc822; x@example.org\r\nAction: failed\r\nStatus: 5.1.1\r\n--b--\r\n";
     let mdn = dsn
-        .replace("report-type=delivery-status", "report-type=disposition-notification")
-        .replace("message/delivery-status", "message/disposition-notification");
-    let vacation = HAM.replace("Subject: Lunch on Friday", "Subject: Out of Office: Lunch on Friday");
+        .replace(
+            "report-type=delivery-status",
+            "report-type=disposition-notification",
+        )
+        .replace(
+            "message/delivery-status",
+            "message/disposition-notification",
+        );
+    let vacation = HAM.replace(
+        "Subject: Lunch on Friday",
+        "Subject: Out of Office: Lunch on Friday",
+    );
     let auto = HAM.replace("Subject:", "Auto-Submitted: auto-replied\r\nSubject:");
-    for (what, raw) in [("dsn", dsn.to_string()), ("mdn", mdn), ("vacation", vacation), ("auto", auto)] {
+    for (what, raw) in [
+        ("dsn", dsn.to_string()),
+        ("mdn", mdn),
+        ("vacation", vacation),
+        ("auto", auto),
+    ] {
         let e = judge(&raw, &k);
         assert!(e.formal.is_some(), "{what}");
-        assert_eq!(e.status(SpamLevel::Standard), SpamStatus::Formal, "{what}: {}", e.weighed());
+        assert_eq!(
+            e.status(SpamLevel::Standard),
+            SpamStatus::Formal,
+            "{what}: {}",
+            e.weighed()
+        );
     }
     assert_eq!(judge(HAM, &k).formal, None);
 }
@@ -73,35 +111,66 @@ fn the_classifier_learns_and_the_same_message_counts_once() {
         // Different bodies: the digest is the Message-ID and the body.
         let spam = SPAM.replace("Dear Friend", &format!("Dear Friend {i}"));
         let ham = HAM.replace("the station", &format!("the station {i}"));
-        k.classifier.site.learn(digest(spam.as_bytes()), &tokens_of(spam.as_bytes()), model::Class::Spam);
-        k.classifier.site.learn(digest(ham.as_bytes()), &tokens_of(ham.as_bytes()), model::Class::Ham);
+        k.classifier.site.learn(
+            digest(spam.as_bytes()),
+            &tokens_of(spam.as_bytes()),
+            model::Class::Spam,
+        );
+        k.classifier.site.learn(
+            digest(ham.as_bytes()),
+            &tokens_of(ham.as_bytes()),
+            model::Class::Ham,
+        );
     }
     let before = k.classifier.spam_messages();
     let again = SPAM.replace("Dear Friend", "Dear Friend 0");
     let d = digest(again.as_bytes());
-    assert_eq!(k.classifier.site.learn(d, &tokens_of(again.as_bytes()), model::Class::Spam), model::Learnt::Already);
+    assert_eq!(
+        k.classifier
+            .site
+            .learn(d, &tokens_of(again.as_bytes()), model::Class::Spam),
+        model::Learnt::Already
+    );
     // Added trace headers do not make it another message.
     let traced = format!("Received: from x by y; Mon, 30 Nov 2026 10:00:00 +0000\r\n{again}");
     assert_eq!(digest(traced.as_bytes()), d);
     assert_eq!(k.classifier.spam_messages(), before);
-    let p_spam = judge(&SPAM.replace("Dear Friend", "Dear Friend 9"), &k).probability.unwrap();
-    let p_ham = judge(&HAM.replace("the station", "the station 9"), &k).probability.unwrap();
+    let p_spam = judge(&SPAM.replace("Dear Friend", "Dear Friend 9"), &k)
+        .probability
+        .unwrap();
+    let p_ham = judge(&HAM.replace("the station", "the station 9"), &k)
+        .probability
+        .unwrap();
     assert!(p_spam > 0.9 && p_ham < 0.1, "{p_spam} {p_ham}");
 }
 
 #[test]
 fn hostile_mail_is_judged_with_bounds() {
     let k = rules_only();
-    let long_line = format!("{}\r\n\r\n{}\r\n", HAM.split("\r\n\r\n").next().unwrap_or_default(), "A".repeat(5 << 20));
-    let many_urls: String = (0..100_000).map(|i| format!("http://h{i}.example.com/p ")).collect();
+    let long_line = format!(
+        "{}\r\n\r\n{}\r\n",
+        HAM.split("\r\n\r\n").next().unwrap_or_default(),
+        "A".repeat(5 << 20)
+    );
+    let many_urls: String = (0..100_000)
+        .map(|i| format!("http://h{i}.example.com/p "))
+        .collect();
     let urls = format!("Subject: u\r\n\r\n{many_urls}\r\n");
-    let deep = format!("Subject: d\r\nContent-Type: text/html\r\n\r\n{}x{}\r\n", "<div>".repeat(200_000), "</div>".repeat(200_000));
+    let deep = format!(
+        "Subject: d\r\nContent-Type: text/html\r\n\r\n{}x{}\r\n",
+        "<div>".repeat(200_000),
+        "</div>".repeat(200_000)
+    );
     for raw in [long_line, urls, deep] {
         let t = std::time::Instant::now();
         let e = judge(&raw, &k);
         // Not a timing assertion: a sanity bound far above the real cost,
         // to catch quadratic behaviour.
-        assert!(t.elapsed() < std::time::Duration::from_secs(20), "{}", e.weighed());
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(20),
+            "{}",
+            e.weighed()
+        );
     }
 }
 
@@ -124,15 +193,22 @@ fn lists_blacklist_senders_and_clients_and_whitelist_clients() {
         examine(&k, raw.as_bytes(), m.as_ref(), Some(&origin))
     };
     let by_sender = judge_from("198.51.100.1", "bulk@spammer.example", HAM);
-    assert_eq!(by_sender.status(SpamLevel::Standard), SpamStatus::Blacklisted);
+    assert_eq!(
+        by_sender.status(SpamLevel::Standard),
+        SpamStatus::Blacklisted
+    );
     let by_client = judge_from("192.0.2.9", "ann@example.com", HAM);
-    assert_eq!(by_client.status(SpamLevel::Standard), SpamStatus::Blacklisted);
+    assert_eq!(
+        by_client.status(SpamLevel::Standard),
+        SpamStatus::Blacklisted
+    );
     let white = judge_from("10.1.2.3", "deals@example.biz", SPAM);
     assert!(white.score() >= 8.0, "{}", white.weighed());
     assert_eq!(white.status(SpamLevel::Maximum), SpamStatus::Clean);
     let neither = judge_from("198.51.100.1", "ann@example.com", HAM);
     assert_eq!(neither.status(SpamLevel::Standard), SpamStatus::Clean);
     // A sender address cannot be whitelisted: it is forged at will.
-    let e = crate::config::parse("[spam]\nwhitelist = [\"*@example.com\"]\n", "t.toml").unwrap_err();
+    let e =
+        crate::config::parse("[spam]\nwhitelist = [\"*@example.com\"]\n", "t.toml").unwrap_err();
     assert!(e.to_string().contains("t.toml:2: spam.whitelist"), "{e}");
 }

@@ -58,10 +58,15 @@ pub fn gather(message: Option<&Message<'_>>) -> Text {
                 let html = cut(s, MAX_HTML);
                 tags(&mut t, html);
                 urls(&mut t, html);
-                push(&mut t.body, &mail_parser::decoders::html::html_to_text(html));
+                push(
+                    &mut t.body,
+                    &mail_parser::decoders::html::html_to_text(html),
+                );
             }
             _ => {
-                if mail_parser::MimeHeaders::content_type(part).is_some_and(|c| c.ctype().eq_ignore_ascii_case("image")) {
+                if mail_parser::MimeHeaders::content_type(part)
+                    .is_some_and(|c| c.ctype().eq_ignore_ascii_case("image"))
+                {
                     t.images += 1;
                 }
             }
@@ -153,10 +158,19 @@ mod tests {
     #[test]
     fn urls_hosts_and_paths_are_found_and_bounded() {
         let mut t = Text::default();
-        urls(&mut t, "see http://User@Cheap.Example.BIZ:8080/buy?now=1 and www.x.org, also http://a");
-        let v: Vec<_> = t.urls.iter().map(|u| (u.host.as_str(), u.path.as_str())).collect();
+        urls(
+            &mut t,
+            "see http://User@Cheap.Example.BIZ:8080/buy?now=1 and www.x.org, also http://a",
+        );
+        let v: Vec<_> = t
+            .urls
+            .iter()
+            .map(|u| (u.host.as_str(), u.path.as_str()))
+            .collect();
         assert_eq!(v, [("cheap.example.biz", "/buy?now=1"), ("www.x.org", "")]);
-        let many: String = (0..10_000).map(|i| format!("http://h{i}.example.com/ ")).collect();
+        let many: String = (0..10_000)
+            .map(|i| format!("http://h{i}.example.com/ "))
+            .collect();
         let mut t = Text::default();
         urls(&mut t, &many);
         assert_eq!(t.urls.len(), MAX_URLS);

@@ -101,7 +101,11 @@ const WORD_HEADERS: &[&str] = &[
 /// The tokens of one message: `headers` is a full parse of its header
 /// block, `body` the pipeline's parse (None: not parseable), `text` the
 /// message's text as [`super::text::Text`] gathered it.
-pub fn tokenize(headers: Option<&Message<'_>>, body: Option<&Message<'_>>, text: &super::text::Text) -> Tokens {
+pub fn tokenize(
+    headers: Option<&Message<'_>>,
+    body: Option<&Message<'_>>,
+    text: &super::text::Text,
+) -> Tokens {
     let mut t = Tokens::default();
     if let Some(h) = headers {
         for (name, value) in h.headers_raw() {
@@ -164,7 +168,11 @@ pub fn tokenize(headers: Option<&Message<'_>>, body: Option<&Message<'_>>, text:
             t.add(&["url-domain", parent]);
             rest = parent;
         }
-        for w in url.path.split(|c: char| !c.is_alphanumeric()).filter(|w| w.len() >= 2) {
+        for w in url
+            .path
+            .split(|c: char| !c.is_alphanumeric())
+            .filter(|w| w.len() >= 2)
+        {
             t.add(&["url-path", &w.to_lowercase()]);
         }
     }
@@ -194,7 +202,10 @@ fn received(t: &mut Tokens, value: &str) {
         if let Ok(std::net::IpAddr::V4(ip)) = w.parse::<std::net::IpAddr>() {
             let o = ip.octets();
             t.add(&["received-net", &format!("{}.{}.{}", o[0], o[1], o[2])]);
-        } else if w.contains('.') && w.chars().all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-') {
+        } else if w.contains('.')
+            && w.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-')
+        {
             let host = w.to_ascii_lowercase();
             // The domain part only: per-host names are noise.
             let domain = host.splitn(2, '.').nth(1).unwrap_or(&host).to_string();
@@ -242,9 +253,11 @@ fn body_words(t: &mut Tokens, body: &str) {
         cut -= 1;
     }
     let ws: Vec<String> = split_words(&body[..cut])
-        .filter(|w| w.chars().count() <= MAX_WORD || {
-            word(t, "body", w);
-            false
+        .filter(|w| {
+            w.chars().count() <= MAX_WORD || {
+                word(t, "body", w);
+                false
+            }
         })
         .map(|w| w.to_lowercase())
         .collect();
@@ -265,6 +278,10 @@ mod tests {
         assert_eq!(hash(&["body", "free"]), hash(&["body", "free"]));
         assert_ne!(hash(&["body", "free"]), hash(&["subject", "free"]));
         assert_ne!(hash(&["bo", "dyfree"]), hash(&["body", "free"]));
-        assert_eq!(hash(&["body", "free"]), 0xe82a_82ba_33ee_fa2d, "token hash changed: bump tokens::VERSION");
+        assert_eq!(
+            hash(&["body", "free"]),
+            0xe82a_82ba_33ee_fa2d,
+            "token hash changed: bump tokens::VERSION"
+        );
     }
 }
