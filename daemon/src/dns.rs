@@ -218,9 +218,13 @@ impl Dns {
     /// Every zone of `zones` that lists `ip`, looked up together, and what
     /// the look-ups gave; a zone that does not answer in time counts as
     /// "not listed".
-    pub async fn dnsbl_all(&self, ip: IpAddr, zones: &[String]) -> (Vec<String>, DnsblTally) {
+    pub async fn dnsbl_all<'z>(
+        &self,
+        ip: IpAddr,
+        zones: impl IntoIterator<Item = &'z str>,
+    ) -> (Vec<String>, DnsblTally) {
         let lookups = zones
-            .iter()
+            .into_iter()
             .map(|z| async move { (z, self.dnsbl_zone(ip, z).await) });
         let mut tally = DnsblTally::default();
         let mut listed = Vec::new();
@@ -228,7 +232,7 @@ impl Dns {
             match r {
                 Ok(Some(_)) => {
                     tally.listed += 1;
-                    listed.push(zone.clone());
+                    listed.push(zone.to_string());
                 }
                 Ok(None) => tally.not_listed += 1,
                 Err(()) => tally.failed += 1,

@@ -162,7 +162,7 @@ impl Gateway {
                     .totals(),
             ],
             spam_learnt: {
-                let k = self.scanner.spam.current();
+                let k = self.scanner.spam.loaded();
                 [k.classifier.spam_messages(), k.classifier.ham_messages()]
             },
         };

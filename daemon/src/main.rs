@@ -288,11 +288,7 @@ fn print_entry(data: &serde_json::Value, raw: bool) {
         out!("Recipients: {}", e.recipients.join(", "));
         out!(
             "Group:      {}",
-            if e.group.is_empty() {
-                "default"
-            } else {
-                &e.group
-            }
+            mailward_metrics::snapshot::group_name(&e.group)
         );
         out!("Statuses:   {}", e.statuses.join(", "));
         out!("Reason:     {}", e.reason);

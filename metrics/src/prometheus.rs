@@ -121,8 +121,11 @@ pub fn families(snap: &Snapshot) -> Vec<MetricFamily> {
             .groups
             .iter()
             .map(|(g, n)| {
-                let name = if g.is_empty() { "default" } else { g.as_str() };
-                sample(Kind::Counter, *n as f64, vec![label("group", name)])
+                sample(
+                    Kind::Counter,
+                    *n as f64,
+                    vec![label("group", crate::snapshot::group_name(g))],
+                )
             })
             .collect();
         out.push(family(

@@ -46,6 +46,16 @@ pub struct ConfigState {
     pub reload_failures: u64,
 }
 
+/// How a policy group is named in the renderings: "" is the default
+/// group (`[policy]`).
+pub fn group_name(group: &str) -> &str {
+    if group.is_empty() {
+        "default"
+    } else {
+        group
+    }
+}
+
 impl Snapshot {
     /// The stored values of a statistic, one per label value.
     pub fn values(&self, id: StatId) -> &[u64] {
@@ -131,10 +141,7 @@ impl Snapshot {
                     Value::Object(
                         self.groups
                             .iter()
-                            .map(|(g, n)| {
-                                let name = if g.is_empty() { "default" } else { g.as_str() };
-                                (name.to_string(), json!(n))
-                            })
+                            .map(|(g, n)| (group_name(g).to_string(), json!(n)))
                             .collect(),
                     ),
                 );

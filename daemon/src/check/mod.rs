@@ -115,11 +115,7 @@ pub struct Partition {
 impl Partition {
     /// The group's name as logs and notices show it ("default" for `[policy]`).
     pub fn label(&self) -> &str {
-        if self.group.is_empty() {
-            "default"
-        } else {
-            &self.group
-        }
+        mailward_metrics::snapshot::group_name(&self.group)
     }
 }
 

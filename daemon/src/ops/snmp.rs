@@ -93,7 +93,10 @@ fn extras(gw: &Gateway, snap: &mailward_metrics::Snapshot) -> view::Extras {
             .find(|(g, _)| g == name)
             .map_or(0, |(_, n)| *n)
     };
-    let mut groups = vec![("default".to_string(), count(""))];
+    let mut groups = vec![(
+        mailward_metrics::snapshot::group_name("").to_string(),
+        count(""),
+    )];
     groups.extend(cfg.group.keys().map(|name| (name.clone(), count(name))));
     let has = |s: &str| cfg.snmp.services.iter().any(|x| x == s);
     let bases = gw.bases();

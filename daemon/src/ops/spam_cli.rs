@@ -171,7 +171,8 @@ pub fn learn(
             class.as_str()
         );
         for (i, m) in msgs.iter().enumerate() {
-            match model.learn(spam::digest(&m.bytes), &spam::tokens_of(&m.bytes), class) {
+            let (digest, tokens) = spam::for_learning(&m.bytes);
+            match model.learn(digest, &tokens, class) {
                 Learnt::New => tally.new += 1,
                 Learnt::Already => tally.already += 1,
                 Learnt::Moved => tally.moved += 1,
@@ -190,7 +191,8 @@ pub fn forget(cfg: &Config, paths: &[PathBuf]) -> Result<Tally, SpamCliError> {
     let mut model = knowledge::read_site(dir)?;
     let mut tally = Tally::default();
     for m in messages(paths)? {
-        if model.forget(spam::digest(&m.bytes), &spam::tokens_of(&m.bytes)) {
+        let (digest, tokens) = spam::for_learning(&m.bytes);
+        if model.forget(digest, &tokens) {
             tally.forgotten += 1;
         } else {
             tally.unknown += 1;
@@ -300,25 +302,18 @@ pub fn import(cfg: &Config, from: &Path, as_base: bool) -> Result<Model, SpamCli
     let mut site = knowledge::read_site(dir)?;
     // Per message where the other side knows which messages it learnt, so
     // that a message both learnt counts once.
-    let mut merged = incoming.clone();
-    merged.learnt.retain(|d, _| !site.learnt.contains_key(d));
-    if merged.learnt.len() == incoming.learnt.len() {
-        for (t, c) in &incoming.tokens {
-            let s = site.tokens.entry(*t).or_default();
-            s.spam = s.spam.saturating_add(c.spam);
-            s.ham = s.ham.saturating_add(c.ham);
-        }
-        site.spam_messages += incoming.spam_messages;
-        site.ham_messages += incoming.ham_messages;
-        site.learnt
-            .extend(incoming.learnt.iter().map(|(d, c)| (*d, *c)));
-    } else {
+    let overlap = incoming
+        .learnt
+        .keys()
+        .filter(|d| site.learnt.contains_key(d))
+        .count();
+    if overlap > 0 {
         return Err(SpamCliError::Usage(format!(
-            "{}: {} of its messages are learnt here already; import it with --base, or forget them first",
-            from.display(),
-            incoming.learnt.len() - merged.learnt.len()
+            "{}: {overlap} of its messages are learnt here already; import it with --base, or forget them first",
+            from.display()
         )));
     }
+    site.absorb(&incoming);
     site.write(&dir.join(SITE))?;
     Ok(site)
 }

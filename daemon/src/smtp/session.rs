@@ -231,8 +231,8 @@ impl Session {
         }
         if !self.cfg.spam.dnsbl.is_empty() {
             // Scored by the spam check, not refused: one listing is a hint.
-            let zones: Vec<String> = self.cfg.spam.dnsbl.iter().map(|z| z.zone.clone()).collect();
-            let (listed, tally) = self.gw.dns().dnsbl_all(ip, &zones).await;
+            let zones = self.cfg.spam.dnsbl.iter().map(|z| z.zone.as_str());
+            let (listed, tally) = self.gw.dns().dnsbl_all(ip, zones).await;
             self.gw.stats.record(&tally.event());
             self.dnsbl_listed = listed;
         }

@@ -40,7 +40,15 @@ impl Knowledge {
     /// returned beside what could be loaded (an empty model in its place):
     /// mail is still checked by the rules.
     pub fn load(cfg: &Config) -> (Knowledge, Vec<String>) {
+        let (k, problems, _) = Knowledge::load_parts(cfg);
+        (k, problems)
+    }
+
+    /// As [`Knowledge::load`], also saying which models could not be read
+    /// (base, site), so that a reload keeps the ones in use for those.
+    fn load_parts(cfg: &Config) -> (Knowledge, Vec<String>, (bool, bool)) {
         let mut problems = Vec::new();
+        let mut failed = (false, false);
         let mut rules = rules::built_in();
         if let Some(file) = &cfg.spam.rules {
             match std::fs::read_to_string(file)
@@ -67,11 +75,17 @@ impl Knowledge {
         };
         match Model::read(&cfg.spam.dir.join(BASE)) {
             Ok(base) => classifier.base = base,
-            Err(e) => problems.push(e.to_string()),
+            Err(e) => {
+                failed.0 = true;
+                problems.push(e.to_string());
+            }
         }
         match Model::read(&cfg.spam.dir.join(SITE)) {
             Ok(site) => classifier.site = site.unwrap_or_default(),
-            Err(e) => problems.push(e.to_string()),
+            Err(e) => {
+                failed.1 = true;
+                problems.push(e.to_string());
+            }
         }
         let k = Knowledge {
             rules,
@@ -80,7 +94,7 @@ impl Knowledge {
             blacklist: cfg.spam.blacklist.clone(),
             whitelist: cfg.spam.whitelist.clone(),
         };
-        (k, problems)
+        (k, problems, failed)
     }
 }
 
@@ -133,6 +147,12 @@ impl Shared {
         if changed {
             self.reload();
         }
+        self.loaded()
+    }
+
+    /// The knowledge in use, without looking for new files: for readers on
+    /// the async runtime (statistics), which must not read models.
+    pub fn loaded(&self) -> Arc<Knowledge> {
         match self.current.read() {
             Ok(k) => k.clone(),
             Err(p) => p.into_inner().clone(),
@@ -146,22 +166,17 @@ impl Shared {
             Ok(c) => c.clone(),
             Err(p) => p.into_inner().clone(),
         };
-        let (mut k, problems) = Knowledge::load(&cfg);
-        let old = match self.current.read() {
-            Ok(k) => k.clone(),
-            Err(p) => p.into_inner().clone(),
-        };
+        let (mut k, problems, (base_failed, site_failed)) = Knowledge::load_parts(&cfg);
+        let old = self.loaded();
         for p in &problems {
             tracing::error!(target: "scan", problem = %p, "Cannot load spam knowledge; the models in use stay.");
         }
-        if !problems.is_empty() {
-            // Keep what was good before for whatever failed now.
-            if k.classifier.site.tokens.is_empty() {
-                k.classifier.site = old.classifier.site.clone();
-            }
-            if k.classifier.base.is_none() {
-                k.classifier.base = old.classifier.base.clone();
-            }
+        // Keep what was good before for whatever failed now.
+        if site_failed {
+            k.classifier.site = old.classifier.site.clone();
+        }
+        if base_failed {
+            k.classifier.base = old.classifier.base.clone();
         }
         tracing::info!(target: "scan", spam = k.classifier.spam_messages(), ham = k.classifier.ham_messages(),
             rules = k.rules.len(), "Spam knowledge loaded.");

@@ -228,44 +228,47 @@ pub fn examine(
     }
 }
 
-/// The header block of a raw message (up to the first empty line), as text.
+/// Where the header block of a raw message ends: the offset of the empty
+/// line that closes it (LF or CRLF line ends), or the whole message.
+fn header_end(raw: &[u8]) -> usize {
+    let mut at = 0;
+    while let Some(nl) = raw[at..].iter().position(|b| *b == b'\n') {
+        let next = at + nl + 1;
+        let rest = &raw[next..];
+        if rest.starts_with(b"\n") || rest.starts_with(b"\r\n") {
+            return next;
+        }
+        at = next;
+    }
+    raw.len()
+}
+
+/// The header block of a raw message (up to the first empty line), as text
+/// (256 KiB at most, cut at the last whole character).
 pub fn header_block(raw: &[u8]) -> &str {
-    let end = memchr_blank_line(raw).unwrap_or(raw.len().min(256 * 1024));
-    let block = &raw[..end];
+    let block = &raw[..header_end(raw).min(256 * 1024)];
     match std::str::from_utf8(block) {
         Ok(s) => s,
         Err(e) => std::str::from_utf8(&block[..e.valid_up_to()]).unwrap_or_default(),
     }
 }
 
-fn memchr_blank_line(raw: &[u8]) -> Option<usize> {
-    raw.windows(2)
-        .position(|w| w == b"\n\n")
-        .into_iter()
-        .chain(raw.windows(4).position(|w| w == b"\r\n\r\n"))
-        .min()
-}
-
-/// A message's identity for learning: its Message-ID and its body, so that
-/// the same message learnt twice (from two mailboxes, or after passing
-/// through a gateway that added headers) counts once.
-pub fn digest(raw: &[u8]) -> u64 {
-    let headers = header_block(raw);
-    let body = &raw[headers.len().min(raw.len())..];
-    let message_id = HEADERS
-        .parse_headers(raw)
-        .and_then(|h| h.message_id().map(str::to_string))
-        .unwrap_or_default();
-    let body = String::from_utf8_lossy(body);
-    tokens::hash(&["digest", &message_id, body.trim()])
-}
-
-/// The tokens of a raw message (for learning).
-pub fn tokens_of(raw: &[u8]) -> Vec<u64> {
+/// What learning needs of one message: its identity and its tokens, from
+/// one parse. The identity is its Message-ID and its body, so that the same
+/// message learnt twice (from two mailboxes, or after passing through a
+/// gateway that added headers) counts once.
+pub fn for_learning(raw: &[u8]) -> (u64, Vec<u64>) {
     let headers = HEADERS.parse_headers(raw);
+    let message_id = headers
+        .as_ref()
+        .and_then(|h| h.message_id())
+        .unwrap_or_default();
+    let body = String::from_utf8_lossy(&raw[header_end(raw)..]);
+    let digest = tokens::hash(&["digest", message_id, body.trim()]);
     let message = super::parse(raw);
     let text = text::gather(message.as_ref());
-    tokens::tokenize(headers.as_ref(), message.as_ref(), &text).into_vec()
+    let tokens = tokens::tokenize(headers.as_ref(), message.as_ref(), &text).into_vec();
+    (digest, tokens)
 }
 
 /// The spam check of the pipeline.

@@ -108,6 +108,20 @@ impl Model {
         }
     }
 
+    /// Adds another model's counts and learnt messages to this one (the
+    /// caller makes sure no message is in both).
+    pub fn absorb(&mut self, other: &Model) {
+        for (t, c) in &other.tokens {
+            let s = self.tokens.entry(*t).or_default();
+            s.spam = s.spam.saturating_add(c.spam);
+            s.ham = s.ham.saturating_add(c.ham);
+        }
+        self.spam_messages = self.spam_messages.saturating_add(other.spam_messages);
+        self.ham_messages = self.ham_messages.saturating_add(other.ham_messages);
+        self.learnt
+            .extend(other.learnt.iter().map(|(d, c)| (*d, *c)));
+    }
+
     fn count(&mut self, tokens: &[u64], class: Class, add: bool) {
         let step = |n: &mut u32| {
             *n = if add {

@@ -3,6 +3,7 @@
 //! the URLs, each with a bound so that hostile mail (5 MB on one line,
 //! 100,000 URLs, HTML nested a million deep) costs a bounded time.
 
+use crate::text::cut;
 use mail_parser::{Message, PartType};
 use std::collections::BTreeSet;
 
@@ -75,15 +76,6 @@ pub fn gather(message: Option<&Message<'_>>) -> Text {
     t
 }
 
-/// The longest prefix of `s` of at most `max` bytes, on a char boundary.
-fn cut(s: &str, max: usize) -> &str {
-    let mut end = s.len().min(max);
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
-}
-
 fn push(body: &mut String, s: &str) {
     if body.len() >= MAX_BODY {
         return;
@@ -111,14 +103,15 @@ fn tags(t: &mut Text, html: &str) {
 fn urls(t: &mut Text, s: &str) {
     let s = cut(s, MAX_HTML);
     let lower = s.to_ascii_lowercase();
+    let mut starts = Starts::default();
     let mut at = 0;
-    while let Some(i) = next_url(&lower, at) {
-        let (start, skip) = i;
+    while let Some((start, skip)) = starts.next(&lower, at) {
         let rest = &s[start + skip..];
         let end = rest
             .find(|c: char| c.is_whitespace() || "\"'<>()[]{}\\^`|".contains(c))
             .unwrap_or(rest.len());
-        at = start + skip + end.max(1);
+        // Past this URL (at least one whole character).
+        at = start + skip + end.max(rest.chars().next().map_or(1, char::len_utf8));
         let url = rest[..end].trim_end_matches(|c: char| ".,;:!?".contains(c));
         let (authority, path) = match url.find(['/', '?', '#']) {
             Some(p) => (&url[..p], &url[p..]),
@@ -140,15 +133,39 @@ fn urls(t: &mut Text, s: &str) {
     }
 }
 
-/// The next URL start at or after `from` in `lower`: (index, length of the
-/// scheme to skip).
-fn next_url(lower: &str, from: usize) -> Option<(usize, usize)> {
-    let hay = lower.get(from..)?;
-    let candidates = [("http://", 7), ("https://", 8), ("www.", 0)];
-    candidates
-        .iter()
-        .filter_map(|(p, skip)| hay.find(p).map(|i| (from + i, *skip)))
-        .min_by_key(|(i, _)| *i)
+/// What starts a URL, and how much of it is the scheme to skip.
+const STARTS: [(&str, usize); 3] = [("http://", 7), ("https://", 8), ("www.", 0)];
+
+/// Where each of [`STARTS`] occurs next, remembered between calls: a
+/// pattern is searched again only once the scan has passed its last hit,
+/// so finding every URL is linear in the text however many there are.
+#[derive(Default)]
+struct Starts {
+    /// Per pattern: None = not searched yet, Some(None) = no more.
+    next: [Option<Option<usize>>; 3],
+}
+
+impl Starts {
+    /// The next URL start at or after `from` in `lower`: (index, length
+    /// of the scheme to skip).
+    fn next(&mut self, lower: &str, from: usize) -> Option<(usize, usize)> {
+        let hay = lower.get(from..)?;
+        let mut best: Option<(usize, usize)> = None;
+        for (k, (pattern, skip)) in STARTS.iter().enumerate() {
+            let pos = match self.next[k] {
+                Some(Some(p)) if p >= from => Some(p),
+                Some(None) => None,
+                _ => hay.find(pattern).map(|i| from + i),
+            };
+            self.next[k] = Some(pos);
+            if let Some(p) = pos {
+                if best.is_none_or(|(b, _)| p < b) {
+                    best = Some((p, *skip));
+                }
+            }
+        }
+        best
+    }
 }
 
 #[cfg(test)]

@@ -248,21 +248,17 @@ fn osb(t: &mut Tokens, tag: &str, ws: &[String]) {
 }
 
 fn body_words(t: &mut Tokens, body: &str) {
-    let mut cut = body.len().min(MAX_TEXT);
-    while !body.is_char_boundary(cut) {
-        cut -= 1;
-    }
-    let ws: Vec<String> = split_words(&body[..cut])
-        .filter(|w| {
-            w.chars().count() <= MAX_WORD || {
-                word(t, "body", w);
-                false
-            }
-        })
-        .map(|w| w.to_lowercase())
-        .collect();
-    for w in &ws {
-        word(t, "body", w);
+    // Every word is a token (a long one summarised); the pairs are made of
+    // the words of vocabulary length only.
+    let mut ws: Vec<String> = Vec::new();
+    for w in split_words(crate::text::cut(body, MAX_TEXT)) {
+        if w.chars().count() > MAX_WORD {
+            word(t, "body", w);
+        } else {
+            let w = w.to_lowercase();
+            word(t, "body", &w);
+            ws.push(w);
+        }
     }
     osb(t, "body", &ws);
 }
