@@ -205,8 +205,15 @@ impl Daemon {
     }
 
     /// Replaces the config file (for SIGHUP tests).
+    ///
+    /// Written beside and renamed into place, as an editor or configuration
+    /// management does: a SIGHUP that comes while the file is half written
+    /// must not read a shorter file that is still valid TOML (one cut just
+    /// before `[[route]]` would put a configuration without routes in force).
     pub fn write_config(&self, text: &str) -> Result<()> {
-        fs::write(&self.config_path, text)?;
+        let tmp = self.config_path.with_extension("toml.tmp");
+        fs::write(&tmp, text)?;
+        fs::rename(&tmp, &self.config_path)?;
         Ok(())
     }
 
