@@ -21,6 +21,11 @@
 #   clamav-testfiles   the ClamAV project's harmless test samples (clam.exe
 #                      packed and archived in many formats), sent through
 #                      the scanner by the scanning test
+#   python3-spf        ships the RFC 7208 SPF test suite (rfc7208-tests.yml.gz)
+#   python3-dnslib     the DNS server that serves the suite's zone data
+#   python3-yaml       reads the suite (for Debian's /usr/bin/python3)
+#   python3-dkim       dkimpy's dknewkey and dkimsign: an independent DKIM
+#                      signer for the DKIM/DMARC test
 #   npm                only when no `npm` is on PATH: fetches the IETF base
 #                      MIBs (SNMPv2-SMI/TC/CONF), which Debian's free
 #                      packages lack, from the npm registry's net-snmp
@@ -38,7 +43,8 @@
 set -euo pipefail
 
 packages=(postfix swaks libnet-ssleay-perl dnsmasq-base openssl ca-certificates prometheus
-    snmpd snmptrapd snmp smitools zip clamav-testfiles)
+    snmpd snmptrapd snmp smitools zip clamav-testfiles python3-spf python3-dnslib python3-yaml
+    python3-dkim)
 command -v npm >/dev/null 2>&1 || packages+=(npm)
 
 # The base MIBs go below the workspace's target/, owned by whoever runs the

@@ -4,9 +4,13 @@
 //! must never stop mail: every look-up is bounded by `timeouts.dns`, and the
 //! callers decide what a failure means (DNSBL: not listed; MX: try later).
 
-use hickory_resolver::config::{NameServerConfigGroup, ResolverConfig, ResolverOpts};
-use hickory_resolver::error::{ResolveError, ResolveErrorKind};
-use hickory_resolver::TokioAsyncResolver;
+use hickory_resolver::config::{
+    ConnectionConfig, NameServerConfig, ResolveHosts, ResolverConfig, ResolverOpts,
+};
+use hickory_resolver::net::runtime::TokioRuntimeProvider;
+use hickory_resolver::net::NetError;
+use hickory_resolver::proto::rr::RData;
+use hickory_resolver::TokioResolver;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
@@ -27,17 +31,18 @@ pub enum DnsError {
 }
 
 impl DnsError {
-    fn from_resolve(name: &str, kind: &'static str, e: ResolveError) -> DnsError {
-        match e.kind() {
-            ResolveErrorKind::NoRecordsFound { .. } => DnsError::NotFound {
+    fn from_resolve(name: &str, kind: &'static str, e: NetError) -> DnsError {
+        if e.is_no_records_found() || e.is_nx_domain() {
+            DnsError::NotFound {
                 name: name.to_string(),
                 kind,
-            },
-            _ => DnsError::Temporary {
+            }
+        } else {
+            DnsError::Temporary {
                 name: name.to_string(),
                 kind,
                 message: e.to_string(),
-            },
+            }
         }
     }
 }
@@ -61,7 +66,9 @@ impl DnsblTally {
 }
 
 pub struct Dns {
-    resolver: TokioAsyncResolver,
+    resolver: TokioResolver,
+    /// SPF, DKIM and DMARC (mail-auth) over the same resolver.
+    authenticator: mail_auth::MessageAuthenticator,
     timeout: Duration,
 }
 
@@ -87,11 +94,18 @@ impl Dns {
         opts.timeout = timeout;
         opts.attempts = 1;
         opts.cache_size = 1024;
-        opts.use_hosts_file = false;
-        let resolver = match server {
+        opts.use_hosts_file = ResolveHosts::Never;
+        let (config, opts) = match server {
             Some(addr) => {
-                let group = NameServerConfigGroup::from_ips_clear(&[addr.ip()], addr.port(), true);
-                TokioAsyncResolver::tokio(ResolverConfig::from_parts(None, vec![], group), opts)
+                let connections = [ConnectionConfig::udp(), ConnectionConfig::tcp()]
+                    .into_iter()
+                    .map(|mut c| {
+                        c.port = addr.port();
+                        c
+                    })
+                    .collect();
+                let ns = NameServerConfig::new(addr.ip(), true, connections);
+                (ResolverConfig::from_parts(None, vec![], vec![ns]), opts)
             }
             None => {
                 let (config, mut sys) = hickory_resolver::system_conf::read_system_conf()
@@ -99,10 +113,30 @@ impl Dns {
                 sys.timeout = timeout;
                 sys.attempts = 1;
                 sys.cache_size = 1024;
-                TokioAsyncResolver::tokio(config, sys)
+                (config, sys)
             }
         };
-        Ok(Dns { resolver, timeout })
+        let resolver = TokioResolver::builder_with_config(config, TokioRuntimeProvider::default())
+            .with_options(opts)
+            .build()
+            .map_err(|e| DnsError::Setup(e.to_string()))?;
+        let authenticator = mail_auth::MessageAuthenticator(resolver.clone());
+        Ok(Dns {
+            resolver,
+            authenticator,
+            timeout,
+        })
+    }
+
+    /// SPF, DKIM and DMARC (through mail-auth) on the gateway's resolver:
+    /// one server and one timeout for all of the gateway's look-ups.
+    pub fn authenticator(&self) -> &mail_auth::MessageAuthenticator {
+        &self.authenticator
+    }
+
+    /// The configured per-look-up timeout.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
     }
 
     /// Bounds a look-up by the configured timeout (hickory's own timeout is
@@ -111,7 +145,7 @@ impl Dns {
         &self,
         name: &str,
         kind: &'static str,
-        fut: impl std::future::Future<Output = Result<T, ResolveError>>,
+        fut: impl std::future::Future<Output = Result<T, NetError>>,
     ) -> Result<T, DnsError> {
         match tokio::time::timeout(self.timeout + Duration::from_millis(100), fut).await {
             Ok(r) => r.map_err(|e| DnsError::from_resolve(name, kind, e)),
@@ -130,10 +164,14 @@ impl Dns {
             .bounded(domain, "MX", self.resolver.mx_lookup(name.as_str()))
             .await?;
         let mut out: Vec<Mx> = lookup
+            .answers()
             .iter()
-            .map(|mx| Mx {
-                preference: mx.preference(),
-                host: mx.exchange().to_ascii().trim_end_matches('.').to_string(),
+            .filter_map(|r| match &r.data {
+                RData::MX(mx) => Some(Mx {
+                    preference: mx.preference,
+                    host: mx.exchange.to_ascii().trim_end_matches('.').to_string(),
+                }),
+                _ => None,
             })
             .collect();
         out.sort_by_key(|m| m.preference);
@@ -202,17 +240,61 @@ impl Dns {
             }
         };
         let name = format!("{reversed}.{}", zone.trim_end_matches('.'));
+        self.list_entry(&name).await.map_err(|e| {
+            tracing::warn!(target: "smtp", zone = %zone, error = %e, "DNSBL look-up failed; treating the client as not listed.");
+        })
+    }
+
+    /// A DNS list entry: the A record of `name` (Some: listed, with the
+    /// answer), None when there is none.
+    async fn list_entry(&self, name: &str) -> Result<Option<IpAddr>, DnsError> {
         match self
-            .bounded(&name, "A", self.resolver.ipv4_lookup(fqdn(&name).as_str()))
+            .bounded(name, "A", self.resolver.ipv4_lookup(fqdn(name).as_str()))
             .await
         {
-            Ok(answer) => Ok(answer.iter().next().map(|a| IpAddr::V4(a.0))),
+            Ok(answer) => Ok(answer.answers().iter().find_map(|r| match &r.data {
+                RData::A(a) => Some(IpAddr::V4(a.0)),
+                _ => None,
+            })),
             Err(DnsError::NotFound { .. }) => Ok(None),
-            Err(e) => {
-                tracing::warn!(target: "smtp", zone = %zone, error = %e, "DNSBL look-up failed; treating the client as not listed.");
-                Err(())
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Which of `domains` the URI lists `zones` hold (SURBL, URIBL: the
+    /// zone lists registered domains as `DOMAIN.ZONE`), all asked at once:
+    /// (index of the zone, domain) per listing, and what the look-ups gave.
+    /// An answer outside 127.0.0.0/8 is not a listing (a wildcard or a
+    /// hijacked zone) and neither is 127.0.0.1 (SURBL's "query refused").
+    pub async fn uri_listed(
+        &self,
+        domains: &[String],
+        zones: &[&str],
+    ) -> (Vec<(usize, String)>, DnsblTally) {
+        let lookups = zones.iter().enumerate().flat_map(|(z, zone)| {
+            domains.iter().map(move |d| async move {
+                let name = format!("{d}.{}", zone.trim_end_matches('.'));
+                (z, d, self.list_entry(&name).await)
+            })
+        });
+        let mut tally = DnsblTally::default();
+        let mut listed = Vec::new();
+        for (z, d, r) in futures_util::future::join_all(lookups).await {
+            match r {
+                Ok(Some(IpAddr::V4(a)))
+                    if a.octets()[0] == 127 && a != std::net::Ipv4Addr::new(127, 0, 0, 1) =>
+                {
+                    tally.listed += 1;
+                    listed.push((z, d.clone()));
+                }
+                Ok(_) => tally.not_listed += 1,
+                Err(e) => {
+                    tally.failed += 1;
+                    tracing::warn!(target: "scan", zone = %zones[z], error = %e, "URI list look-up failed; treating the link as not listed.");
+                }
             }
         }
+        (listed, tally)
     }
 
     /// Every zone of `zones` that lists `ip`, looked up together, and what
@@ -247,8 +329,11 @@ impl Dns {
             .bounded("PTR", "PTR", self.resolver.reverse_lookup(ip))
             .await
             .ok()?;
-        for name in names.iter() {
-            let host = name.to_ascii().trim_end_matches('.').to_string();
+        for record in names.answers() {
+            let RData::PTR(name) = &record.data else {
+                continue;
+            };
+            let host = name.0.to_ascii().trim_end_matches('.').to_string();
             if let Ok(ips) = self.ips(&host).await {
                 if ips.contains(&ip) {
                     return Some(host);

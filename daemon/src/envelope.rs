@@ -251,6 +251,9 @@ pub struct Envelope {
     /// connect; the spam check scores them).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub dnsbl_listed: Vec<String>,
+    /// SPF (from the session), DKIM and DMARC (after DATA) results.
+    #[serde(default, skip_serializing_if = "crate::auth::Auth::is_empty")]
+    pub auth: crate::auth::Auth,
 }
 
 impl Envelope {
@@ -275,6 +278,7 @@ impl Envelope {
             added_headers: String::new(),
             tls: false,
             dnsbl_listed: Vec::new(),
+            auth: Default::default(),
         }
     }
 

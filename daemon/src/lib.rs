@@ -31,6 +31,7 @@ pub mod store;
 
 pub mod delivery;
 
+pub mod auth;
 pub mod config;
 pub mod dns;
 pub mod envelope;

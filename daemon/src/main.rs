@@ -424,7 +424,8 @@ fn spam(cmd: SpamCommand) -> ExitCode {
         | SpamCommand::Check { config, .. }
         | SpamCommand::Export { config, .. }
         | SpamCommand::Import { config, .. }
-        | SpamCommand::Rollback { config } => config.config.clone(),
+        | SpamCommand::Rollback { config }
+        | SpamCommand::Spf { config, .. } => config.config.clone(),
     };
     let cfg = match config::load(path.as_deref()) {
         Ok(c) => c,
@@ -508,6 +509,20 @@ fn spam(cmd: SpamCommand) -> ExitCode {
         }),
         SpamCommand::Rollback { .. } => spam_cli::rollback(&cfg).map(|()| {
             out!("The previous base is in use again.");
+        }),
+        SpamCommand::Spf {
+            ip,
+            helo,
+            sender,
+            dns,
+            json,
+            ..
+        } => spam_cli::spf(&cfg, ip, &helo, &sender, dns).map(|s| {
+            if json {
+                out!("{}", serde_json::json!({"result": s.result.as_str(), "domain": s.domain}));
+            } else {
+                out!("spf={} domain={}", s.result, s.domain);
+            }
         }),
     };
     match result {

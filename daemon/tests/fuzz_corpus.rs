@@ -100,6 +100,7 @@ async fn write_spool_seeds() {
             added_headers: String::new(),
             tls: false,
             dnsbl_listed: Vec::new(),
+            auth: Default::default(),
         }
     }
     /// The only segment a fresh spool wrote, after `ops`.

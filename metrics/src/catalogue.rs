@@ -166,6 +166,10 @@ pub enum StatId {
     SpamTestHits,
     SpamLearnt,
     DnsblLookups,
+    SpfResults,
+    DkimResults,
+    DmarcResults,
+    SurblLookups,
 }
 
 pub const REJECT_REASONS: &[&str] = &[
@@ -183,6 +187,16 @@ pub const SPAM_STATUSES: &[&str] = &["spam", "probable", "formal", "blacklisted"
 pub const DIRECTIONS_ARCHIVE: &[&str] = &["incoming", "outgoing"];
 pub const SPAM_CLASSES: &[&str] = &["spam", "ham"];
 pub const DNSBL_RESULTS: &[&str] = &["listed", "not_listed", "failed"];
+/// SPF, DKIM and DMARC results (RFC 8601 words).
+pub const AUTH_RESULTS: &[&str] = &[
+    "pass",
+    "fail",
+    "softfail",
+    "neutral",
+    "none",
+    "temperror",
+    "permerror",
+];
 pub const DELIVERY_RESULTS: &[&str] = &["delivered", "deferred", "bounced"];
 pub const NOTIFY_TARGETS: &[&str] = &["sender", "recipients", "admin", "dsn"];
 pub const SESSION_DIRECTIONS: &[&str] = &["in", "out"];
@@ -747,6 +761,50 @@ pub static CATALOGUE: &[Stat] = &[
         Unit::Count,
         Some(("result", DNSBL_RESULTS)),
         "DNSBL look-ups (access.dnsbl and spam.dnsbl zones), by result; failed = no answer in time or a DNS error (the client counts as not listed).",
+    ),
+    def(
+        StatId::SpfResults,
+        Resources,
+        32,
+        "mwSpfResults",
+        "mailward_spf_checks_total",
+        Counter,
+        Unit::Count,
+        Some(("result", AUTH_RESULTS)),
+        "SPF checks at MAIL FROM (clients outside relay_networks), by result; temperror = the DNS did not answer in time.",
+    ),
+    def(
+        StatId::DkimResults,
+        Resources,
+        33,
+        "mwDkimResults",
+        "mailward_dkim_signatures_total",
+        Counter,
+        Unit::Count,
+        Some(("result", AUTH_RESULTS)),
+        "DKIM signatures verified after DATA, by result.",
+    ),
+    def(
+        StatId::DmarcResults,
+        Resources,
+        34,
+        "mwDmarcResults",
+        "mailward_dmarc_checks_total",
+        Counter,
+        Unit::Count,
+        Some(("result", AUTH_RESULTS)),
+        "DMARC evaluations of the From domain (messages whose domain publishes a policy), by result.",
+    ),
+    def(
+        StatId::SurblLookups,
+        Resources,
+        35,
+        "mwSurblLookups",
+        "mailward_surbl_lookups_total",
+        Counter,
+        Unit::Count,
+        Some(("result", DNSBL_RESULTS)),
+        "URI DNS list look-ups (spam.surbl zones) of the registered domains of links, by result.",
     ),
 ];
 

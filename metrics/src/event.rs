@@ -95,6 +95,24 @@ pub enum Event<'a> {
         not_listed: u64,
         failed: u64,
     },
+    /// URI DNS list look-ups for one message, by outcome.
+    SurblLookups {
+        listed: u64,
+        not_listed: u64,
+        failed: u64,
+    },
+    /// One SPF check; `result` is one of `catalogue::AUTH_RESULTS`.
+    SpfChecked {
+        result: &'static str,
+    },
+    /// One DKIM signature verified.
+    DkimChecked {
+        result: &'static str,
+    },
+    /// One DMARC evaluation.
+    DmarcChecked {
+        result: &'static str,
+    },
     SessionOpened {
         direction: Direction,
     },

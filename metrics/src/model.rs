@@ -145,6 +145,16 @@ impl Stats {
         }
     }
 
+    /// One SPF/DKIM/DMARC result, by its RFC 8601 word.
+    fn add_auth(&self, id: StatId, result: &str) {
+        if let Some(i) = crate::catalogue::AUTH_RESULTS
+            .iter()
+            .position(|r| *r == result)
+        {
+            self.add(id, i, 1);
+        }
+    }
+
     fn store(&self, id: StatId, label: usize, v: u64) {
         if let Some(c) = self.cell(id, label) {
             c.store(v, Relaxed);
@@ -279,6 +289,18 @@ impl Stats {
                 self.add(StatId::DnsblLookups, 1, *not_listed);
                 self.add(StatId::DnsblLookups, 2, *failed);
             }
+            Event::SurblLookups {
+                listed,
+                not_listed,
+                failed,
+            } => {
+                self.add(StatId::SurblLookups, 0, *listed);
+                self.add(StatId::SurblLookups, 1, *not_listed);
+                self.add(StatId::SurblLookups, 2, *failed);
+            }
+            Event::SpfChecked { result } => self.add_auth(StatId::SpfResults, result),
+            Event::DkimChecked { result } => self.add_auth(StatId::DkimResults, result),
+            Event::DmarcChecked { result } => self.add_auth(StatId::DmarcResults, result),
             Event::QuarantineReleased => self.add(StatId::QuarantineReleases, 0, 1),
             Event::ConfigLoaded { ok, reload, at } => {
                 if let Ok(mut c) = self.config.lock() {

@@ -153,6 +153,9 @@ const EXPECT: &[(&str, Expect)] = &[
     ("Top spam tests", Parses),
     ("Classifier learnt", Exported),
     ("DNSBL look-ups", Exported),
+    ("SPF results", Exported),
+    ("DKIM and DMARC", Exported),
+    ("URI list look-ups", Exported),
 ];
 
 /// Grafana's variables, replaced as Grafana would for the live queries:

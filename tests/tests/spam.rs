@@ -372,3 +372,243 @@ fn dnsbl_listings_score_or_blacklist() -> Result<()> {
     });
     f.finish(|| gw.daemon.full_log())
 }
+
+/// SPF at MAIL FROM, the whitelist that a forged sender cannot use, and a
+/// URI list that lists a link's registered domain, against a real DNS
+/// server. Loopback is taken out of relay_networks: SPF and DKIM are not
+/// asked for the site's own clients.
+#[test]
+fn spf_whitelist_and_uri_lists() -> Result<()> {
+    let dns_dir = TestDir::new("spam-auth-dns")?;
+    let dns = Dns::start(
+        dns_dir.path(),
+        &[
+            // partner.test sends from 192.0.2.1 only; trusted.test from us.
+            "--txt-record=partner.test,v=spf1 ip4:192.0.2.1 -all",
+            "--txt-record=trusted.test,v=spf1 ip4:127.0.0.1 -all",
+            "--txt-record=soft.test,v=spf1 ~all",
+            // The URI list holds shop.test (links to www.deals.shop.test).
+            "--host-record=shop.test.uri.test,127.0.0.2",
+        ],
+    )?;
+    let resolver = dns.resolver();
+    let stats_dir = TestDir::new("stats")?;
+    let stats = StatsSetup::new(stats_dir.path());
+    let gw = Gateway::start("spam-auth", |c| {
+        stats
+            .apply(c)
+            .set("network", "relay_networks", "[]")
+            .set_str("access", "dns_resolver", &resolver)
+            .set_list("spam", "whitelist", &["*@partner.test", "*@trusted.test"])
+            .set_list("spam", "surbl", &["uri.test:3.5"])
+    })?;
+    let mut f = Failures::default();
+    let from = |sender: &str, message: &[u8]| -> Result<Reply> {
+        let mut c = SmtpClient::connect_ok(gw.port())?;
+        c.ehlo("client.test")?;
+        c.send_mail(sender, &["bob@example.com"], message)
+    };
+    // A forged partner: SPF fails for 127.0.0.1, so the whitelist does not
+    // apply and the spam is judged as spam.
+    let r = from("news@partner.test", &spam(1))?;
+    f.check(r.code == 250, || format!("{r:?}"));
+    // The real trusted sender: SPF passes, the same spam is whitelisted.
+    let r = from("news@trusted.test", &spam(2))?;
+    f.check(r.code == 250, || format!("{r:?}"));
+    // A link whose host is a subdomain of a listed registered domain.
+    let link = b"From: Ann <ann@soft.test>\r\nTo: bob@example.com\r\nSubject: Have a look\r\n\
+        Date: Mon, 30 Nov 2026 10:00:00 +0000\r\nMessage-ID: <l@soft.test>\r\n\r\n\
+        The catalogue is at http://www.deals.shop.test/spring and nowhere else.\r\n";
+    let r = from("ann@soft.test", link)?;
+    f.check(r.code == 250, || format!("{r:?}"));
+    let got = gw.sink.wait_for_count(3, DELIVERY_TIMEOUT)?;
+    let header_of = |sender: &str| {
+        got.iter()
+            .find(|m| m.mail_args.contains(sender))
+            .and_then(|m| m.header("X-Mailward-Spam"))
+            .unwrap_or_default()
+    };
+    let forged = header_of("partner.test");
+    f.check(
+        forged.starts_with("as/spam;")
+            && forged.contains("SPF_FAIL")
+            && forged.contains("WHITELIST_UNVERIFIED"),
+        || format!("a forged whitelisted sender is not whitelisted: {forged}"),
+    );
+    let trusted = header_of("trusted.test");
+    f.check(
+        trusted.starts_with("as/clean;")
+            && trusted.contains("SPF_PASS")
+            && trusted.contains("WHITELIST"),
+        || format!("an SPF-verified whitelisted sender is: {trusted}"),
+    );
+    let linked = header_of("soft.test");
+    f.check(
+        linked.contains("URIBL_URI_TEST") && linked.contains("SPF_SOFTFAIL"),
+        || format!("the listed link and the softfail are tests: {linked}"),
+    );
+    let log = gw.daemon.full_log();
+    f.check(log.contains("URIBL_URI_TEST=+3.5"), || {
+        "the log names the URI list's weight".into()
+    });
+    let metrics = stats.scrape_text()?;
+    let value = |line: &str| {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(line))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+    };
+    for (line, want) in [
+        ("mailward_spf_checks_total{result=\"fail\"} ", 1.0),
+        ("mailward_spf_checks_total{result=\"pass\"} ", 1.0),
+        ("mailward_spf_checks_total{result=\"softfail\"} ", 1.0),
+        ("mailward_surbl_lookups_total{result=\"listed\"} ", 1.0),
+    ] {
+        f.check(value(line) == Some(want), || {
+            format!("{line}on /metrics is {:?}, not {want}", value(line))
+        });
+    }
+    drop(gw);
+
+    // spf = "reject": a fail is refused at MAIL FROM, with RFC 7372's code.
+    let gw = Gateway::start("spam-spf-reject", |c| {
+        c.set("network", "relay_networks", "[]")
+            .set_str("access", "dns_resolver", &resolver)
+            .set_str("spam", "spf", "reject")
+    })?;
+    let mut c = SmtpClient::connect_ok(gw.port())?;
+    c.ehlo("client.test")?;
+    let r = c.command("MAIL FROM:<news@partner.test>")?;
+    f.check(
+        r.code == 550 && r.lines.join(" ").contains("5.7.23"),
+        || format!("an SPF fail is refused at MAIL FROM: {r:?}"),
+    );
+    let r = c.command("MAIL FROM:<ann@soft.test>")?;
+    f.check(r.code == 250, || format!("a softfail is not: {r:?}"));
+    f.finish(|| gw.daemon.full_log())
+}
+
+/// Lone LFs to CRLF (dkimsign writes its header with LF).
+fn crlf(text: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(text.len() + 64);
+    for (i, b) in text.iter().enumerate() {
+        if *b == b'\n' && (i == 0 || text[i - 1] != b'\r') {
+            out.push(b'\r');
+        }
+        out.push(*b);
+    }
+    out
+}
+
+/// DKIM and DMARC as tests, with messages signed by an independent signer
+/// (dkimpy's dkimsign, Debian python3-dkim) and the key and the DMARC
+/// policy in a real DNS server: a valid signature, and the same message
+/// changed after signing (DKIM fails, and with it DMARC, p=reject).
+#[test]
+fn dkim_and_dmarc_results_are_tests() -> Result<()> {
+    let keys = TestDir::new("spam-dkim-keys")?;
+    let dknewkey = require("dknewkey", "python3-dkim")?;
+    let dkimsign = require("dkimsign", "python3-dkim")?;
+    let out = std::process::Command::new(&dknewkey)
+        .arg("sel")
+        .current_dir(keys.path())
+        .output()?;
+    anyhow::ensure!(out.status.success(), "dknewkey failed: {out:?}");
+    let record = std::fs::read_to_string(keys.join("sel.dns"))?;
+    // A TXT string holds 255 octets at most: the key goes in pieces, which
+    // DKIM joins again.
+    let pieces: Vec<String> = record
+        .trim()
+        .as_bytes()
+        .chunks(200)
+        .map(|c| String::from_utf8_lossy(c).into_owned())
+        .collect();
+    let key_record = format!(
+        "--txt-record=sel._domainkey.signed.test,{}",
+        pieces.join(",")
+    );
+    let dns = Dns::start(
+        keys.path(),
+        &[
+            &key_record,
+            "--txt-record=_dmarc.signed.test,v=DMARC1; p=reject",
+        ],
+    )?;
+    let message = |n: usize| {
+        format!(
+            "From: Ann <ann@signed.test>\r\nTo: bob@example.com\r\nSubject: Minutes {n}\r\n\
+             Date: Mon, 30 Nov 2026 10:00:00 +0000\r\nMessage-ID: <{n}.minutes@signed.test>\r\n\r\n\
+             The minutes of the meeting are below; the next one is on Friday.\r\n"
+        )
+    };
+    let sign = |text: &str| -> Result<Vec<u8>> {
+        use std::io::Write;
+        let mut child = std::process::Command::new(&dkimsign)
+            .args(["sel", "signed.test"])
+            .arg(keys.join("sel.key"))
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()?;
+        if let Some(mut stdin) = child.stdin.take() {
+            stdin.write_all(text.as_bytes())?;
+        }
+        let out = child.wait_with_output()?;
+        anyhow::ensure!(out.status.success(), "dkimsign failed");
+        Ok(crlf(&out.stdout))
+    };
+    let signed = sign(&message(1))?;
+    let tampered = String::from_utf8_lossy(&sign(&message(2))?)
+        .replace("on Friday", "on Monday")
+        .into_bytes();
+    let stats_dir = TestDir::new("stats")?;
+    let stats = StatsSetup::new(stats_dir.path());
+    let resolver = dns.resolver();
+    let gw = Gateway::start("spam-dkim", |c| {
+        stats
+            .apply(c)
+            .set("network", "relay_networks", "[]")
+            .set_str("access", "dns_resolver", &resolver)
+    })?;
+    let mut f = Failures::default();
+    for m in [&signed, &tampered] {
+        let mut c = SmtpClient::connect_ok(gw.port())?;
+        c.ehlo("client.test")?;
+        let r = c.send_mail("ann@signed.test", &["bob@example.com"], m)?;
+        f.check(r.code == 250, || format!("{r:?}"));
+    }
+    let got = gw.sink.wait_for_count(2, DELIVERY_TIMEOUT)?;
+    let header_of = |subject: &str| {
+        got.iter()
+            .find(|m| m.header("Subject").as_deref() == Some(subject))
+            .and_then(|m| m.header("X-Mailward-Spam"))
+            .unwrap_or_default()
+    };
+    let good = header_of("Minutes 1");
+    f.check(
+        good.contains("DKIM_VALID") && good.contains("DMARC_PASS"),
+        || format!("a valid signature of the From domain: {good}"),
+    );
+    let bad = header_of("Minutes 2");
+    f.check(
+        bad.contains("DKIM_INVALID") && bad.contains("DMARC_REJECT"),
+        || format!("a message changed after signing: {bad}"),
+    );
+    let metrics = stats.scrape_text()?;
+    let value = |line: &str| {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(line))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+    };
+    for (line, want) in [
+        ("mailward_dkim_signatures_total{result=\"pass\"} ", 1.0),
+        ("mailward_dkim_signatures_total{result=\"fail\"} ", 1.0),
+        ("mailward_dmarc_checks_total{result=\"pass\"} ", 1.0),
+        ("mailward_dmarc_checks_total{result=\"fail\"} ", 1.0),
+    ] {
+        f.check(value(line) == Some(want), || {
+            format!("{line}on /metrics is {:?}, not {want}", value(line))
+        });
+    }
+    f.finish(|| gw.daemon.full_log())
+}

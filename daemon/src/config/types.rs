@@ -573,8 +573,28 @@ pub struct Spam {
     /// Senders (address globs) and clients (`ip NET`) whose mail is
     /// `as/blacklisted`.
     pub blacklist: Vec<GroupEntry>,
-    /// Clients (`ip NET`) whose mail is `as/clean` whatever it scores.
+    /// Clients (`ip NET`) and senders (address globs) whose mail is
+    /// `as/clean` whatever it scores; a sender only when SPF or DKIM
+    /// vouches for it.
     pub whitelist: Vec<GroupEntry>,
+    /// What SPF does at MAIL FROM.
+    pub spf: SpfMode,
+    /// Whether DKIM signatures and DMARC are verified after DATA.
+    pub dkim: bool,
+    /// URI DNS list zones (SURBL, URIBL) for the registered domains of the
+    /// message's links.
+    pub surbl: Vec<ScoredZone>,
+}
+
+/// `[spam] spf`: what the SPF check at MAIL FROM does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpfMode {
+    /// Not checked.
+    Off,
+    /// A signal for the score (and the proof a whitelisted sender needs).
+    Score,
+    /// As `Score`, and a `fail` refuses the sender (550 5.7.23).
+    Reject,
 }
 
 /// A DNS list zone of the spam check: a listing adds `weight` to the
@@ -612,6 +632,11 @@ impl ScoredZone {
 
     /// The test's name: `DNSBL_` and the zone in capitals.
     pub fn test_name(&self) -> String {
+        self.test_name_with("DNSBL")
+    }
+
+    /// `PREFIX_ZONE_IN_CAPITALS`.
+    pub fn test_name_with(&self, prefix: &str) -> String {
         let z: String = self
             .zone
             .chars()
@@ -623,7 +648,7 @@ impl ScoredZone {
                 }
             })
             .collect();
-        format!("DNSBL_{z}")
+        format!("{prefix}_{z}")
     }
 }
 

@@ -738,21 +738,22 @@ fn spam(ctx: &mut Ctx<'_>, raw: &RawSpam, data_dir: &Path) -> Spam {
         )
         .unwrap_or_default(),
         blacklist: get_list!(ctx, p, raw.blacklist, group_member).unwrap_or_default(),
-        whitelist: get_list!(ctx, p, raw.whitelist, whitelist_entry).unwrap_or_default(),
-    }
-}
-
-/// A `[spam] whitelist` entry: client networks only. A sender address is
-/// forged at will; it may be whitelisted only once SPF or DKIM can vouch
-/// for it, which Mailward does not check yet.
-fn whitelist_entry(v: &Value) -> Result<GroupEntry, String> {
-    match group_member(v)? {
-        GroupEntry::Address(_) => Err(format!(
-            "expected a client network like \"ip 10.0.0.0/8\", got {}: a sender address can be forged, and \
-             Mailward does not verify senders (SPF, DKIM) yet",
-            show(v)
-        )),
-        net => Ok(net),
+        whitelist: get_list!(ctx, p, raw.whitelist, group_member).unwrap_or_default(),
+        spf: get!(ctx, p, raw.spf, one_of(&["off", "score", "reject"]))
+            .map(|m| match m.as_str() {
+                "off" => SpfMode::Off,
+                "reject" => SpfMode::Reject,
+                _ => SpfMode::Score,
+            })
+            .unwrap_or(SpfMode::Score),
+        dkim: get!(ctx, p, raw.dkim, boolean).unwrap_or(true),
+        surbl: get_list!(
+            ctx,
+            p,
+            raw.surbl,
+            parsed("a zone like \"multi.surbl.example:4.0\"", ScoredZone::parse)
+        )
+        .unwrap_or_default(),
     }
 }
 

@@ -207,6 +207,7 @@ mod tests {
             added_headers: String::new(),
             tls: false,
             dnsbl_listed: Vec::new(),
+            auth: Default::default(),
         }
     }
 

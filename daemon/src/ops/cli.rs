@@ -328,6 +328,29 @@ pub enum SpamCommand {
         #[command(flatten)]
         config: ConfigArg,
     },
+    /// Checks SPF for a client and sender as the gateway does at MAIL FROM.
+    #[command(
+        after_help = "Uses access.dns_resolver (or the system's) and timeouts.dns of the configuration, or --dns.\nAn empty --sender (\"\") checks the HELO name, as for the null sender.\nPrints: spf=RESULT domain=DOMAIN; with --json {\"result\":...,\"domain\":...}.\nExit status 0 whatever the result; 1 when it cannot run.\n\nExample:\n  mailward spam spf --ip 192.0.2.10 --helo mail.example.org --sender ceo@example.org --config mailward.toml"
+    )]
+    Spf {
+        /// The client's address.
+        #[arg(long)]
+        ip: std::net::IpAddr,
+        /// The client's HELO/EHLO name.
+        #[arg(long, default_value = "")]
+        helo: String,
+        /// The MAIL FROM address ("" for the null sender).
+        #[arg(long)]
+        sender: String,
+        /// A DNS server (ADDRESS:PORT) instead of the configuration's.
+        #[arg(long, value_name = "ADDRESS:PORT")]
+        dns: Option<std::net::SocketAddr>,
+        /// Prints JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
 }
 
 #[derive(Debug, Subcommand)]

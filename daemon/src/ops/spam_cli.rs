@@ -336,3 +336,32 @@ pub fn rollback(cfg: &Config) -> Result<(), SpamCliError> {
     }
     Ok(())
 }
+
+/// SPF for `ip` and `sender` (HELO `helo`), as the session checks it: the
+/// configuration's resolver and timeout, or the DNS server `dns`.
+pub fn spf(
+    cfg: &Config,
+    ip: std::net::IpAddr,
+    helo: &str,
+    sender: &str,
+    dns: Option<std::net::SocketAddr>,
+) -> Result<crate::auth::Spf, SpamCliError> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| SpamCliError::Usage(format!("cannot start the DNS client: {e}")))?;
+    runtime.block_on(async {
+        let timeout = cfg.timeouts.dns.get();
+        let dns = crate::dns::Dns::new(dns.or(cfg.access.dns_resolver), timeout)
+            .map_err(|e| SpamCliError::Usage(e.to_string()))?;
+        Ok(crate::auth::spf(
+            dns.authenticator(),
+            ip,
+            helo,
+            &cfg.server.hostname,
+            sender,
+            timeout,
+        )
+        .await)
+    })
+}

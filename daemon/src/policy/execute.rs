@@ -58,19 +58,102 @@ pub async fn judge(gw: &Gateway, env: &Envelope, raw: Arc<Vec<u8>>, in_session: 
     let partitions = super::partition(&cfg, env);
     let timeout = cfg.timeouts.scan.get();
     let started = std::time::Instant::now();
-    let job_env = env.clone();
-    let job_parts = partitions.clone();
+    let spam_wanted = partitions.iter().any(|p| p.policy.check_spam);
+    let mut env = env.clone();
+    if spam_wanted {
+        authenticate(gw, &cfg, &mut env, &raw).await;
+    }
+    let env = Arc::new(env);
+    // The checks, and the plans in the same job when no URI list must be
+    // asked in between (the usual case: one trip to a worker).
+    let surbl = !cfg.spam.surbl.is_empty();
+    let (job_env, job_parts, job_raw) = (env.clone(), partitions.clone(), raw.clone());
     let job = gw.scanner.run(move |tools| {
-        super::verdict::judge(&job_env, &raw, job_parts, tools, timeout, in_session)
+        let report = crate::check::run(&job_env, &job_raw, &job_parts, tools, timeout);
+        if surbl
+            && report
+                .spam
+                .as_ref()
+                .is_some_and(|e| !e.uri_domains.is_empty())
+        {
+            Err(report)
+        } else {
+            Ok(super::verdict::decide(
+                &job_env, &job_raw, report, job_parts, in_session,
+            ))
+        }
     });
-    match job.await {
-        Ok(v) => v,
-        Err(_) => Verdict::from_report(
+    let failed = |partitions| {
+        Verdict::from_report(
             crate::check::Report::failed("internal error in the checks", started.elapsed()),
             partitions,
             in_session,
             env.mail_from.is_empty(),
-        ),
+        )
+    };
+    let mut report = match job.await {
+        Ok(Ok(v)) => return v,
+        Ok(Err(report)) => report,
+        Err(_) => return failed(partitions),
+    };
+    uri_lists(gw, &cfg, &mut report).await;
+    let (job_env, job_parts) = (env.clone(), partitions.clone());
+    let job = gw
+        .scanner
+        .run(move |_tools| super::verdict::decide(&job_env, &raw, report, job_parts, in_session));
+    match job.await {
+        Ok(v) => v,
+        Err(_) => failed(partitions),
+    }
+}
+
+/// DKIM and DMARC for a message from outside (`[spam] dkim`), into the
+/// envelope the checks read; counted by result.
+async fn authenticate(gw: &Gateway, cfg: &crate::config::Config, env: &mut Envelope, raw: &[u8]) {
+    if !cfg.spam.dkim || cfg.network.may_relay(env.client_ip) || !env.auth.dkim.is_empty() {
+        return;
+    }
+    let dns = gw.dns();
+    let (dkim, dmarc) = crate::auth::dkim_dmarc(
+        dns.authenticator(),
+        raw,
+        &env.mail_from,
+        &env.helo,
+        env.auth.spf.as_ref(),
+        dns.timeout(),
+    )
+    .await;
+    for d in &dkim {
+        gw.stats.record(&mailward_metrics::Event::DkimChecked {
+            result: d.result.as_str(),
+        });
+    }
+    if let Some(d) = &dmarc {
+        gw.stats.record(&mailward_metrics::Event::DmarcChecked {
+            result: d.result.as_str(),
+        });
+    }
+    env.auth.dkim = dkim;
+    env.auth.dmarc = dmarc;
+}
+
+/// The URI DNS lists (`[spam] surbl`) for the registered domains the spam
+/// check found, into its evidence; counted by result.
+async fn uri_lists(gw: &Gateway, cfg: &crate::config::Config, report: &mut crate::check::Report) {
+    let Some(evidence) = report.spam.as_mut() else {
+        return;
+    };
+    let zones: Vec<&str> = cfg.spam.surbl.iter().map(|z| z.zone.as_str()).collect();
+    let (listed, tally) = gw.dns().uri_listed(&evidence.uri_domains, &zones).await;
+    gw.stats.record(&mailward_metrics::Event::SurblLookups {
+        listed: tally.listed,
+        not_listed: tally.not_listed,
+        failed: tally.failed,
+    });
+    for (zone, domain) in listed {
+        if let Some(z) = cfg.spam.surbl.get(zone) {
+            evidence.uri_listed(z, &domain);
+        }
     }
 }
 

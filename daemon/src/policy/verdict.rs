@@ -96,6 +96,18 @@ pub fn judge(
     in_session: bool,
 ) -> Verdict {
     let report = check::run(envelope, raw, &partitions, tools, timeout);
+    decide(envelope, raw, report, partitions, in_session)
+}
+
+/// Decides each group's plan from the checks' `report` (and makes the
+/// copies of the groups whose plans change the message).
+pub fn decide(
+    envelope: &Envelope,
+    raw: &[u8],
+    report: Report,
+    partitions: Vec<Partition>,
+    in_session: bool,
+) -> Verdict {
     let null_sender = envelope.mail_from.is_empty();
     let groups = partitions
         .into_iter()

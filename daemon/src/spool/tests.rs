@@ -22,6 +22,7 @@ fn envelope(n: u32) -> Envelope {
         added_headers: String::new(),
         tls: false,
         dnsbl_listed: Vec::new(),
+        auth: Default::default(),
     }
 }
 

@@ -10,13 +10,17 @@
 //! - [`tokens`], [`classifier`], [`model`]: the statistical classifier and
 //!   the files it learns into;
 //! - [`knowledge`]: what the workers share (rules and models), reloaded
-//!   when the site learns.
+//!   when the site learns;
+//! - [`signals`]: SPF, DKIM, DMARC and URI list results as tests (the
+//!   look-ups themselves are made on the async side, `crate::auth` and
+//!   `crate::dns`, never on a scan worker).
 
 pub mod classifier;
 pub mod formal;
 pub mod knowledge;
 pub mod model;
 pub mod rules;
+pub mod signals;
 pub mod text;
 pub mod tokens;
 
@@ -46,6 +50,9 @@ pub struct Evidence {
     /// The `[spam] whitelist` entry of the client, if any: `as/clean`
     /// whatever the score.
     pub whitelisted: bool,
+    /// Registered domains of the message's links (public suffix list), for
+    /// the URI DNS lists; at most [`signals::MAX_URI_DOMAINS`].
+    pub uri_domains: Vec<String>,
 }
 
 /// The two thresholds (probable, spam) of a level, in points.
@@ -161,6 +168,8 @@ pub struct Origin<'a> {
     pub sender: &'a str,
     /// The `[spam] dnsbl` zones that listed the client at connect.
     pub dnsbl_listed: &'a [String],
+    /// SPF, DKIM and DMARC results.
+    pub auth: &'a crate::auth::Auth,
 }
 
 /// Judges one message.
@@ -201,10 +210,19 @@ pub fn examine(
             hits.push(Hit::new("BLACKLIST", 0.0));
             blacklisted.get_or_insert_with(|| "[spam] blacklist".to_string());
         }
-        if knowledge.whitelist.iter().any(matches) {
+        // A sender address counts only when SPF or DKIM vouches for it:
+        // anyone can write any address in MAIL FROM.
+        let vouched = |e: &crate::config::GroupEntry| match e {
+            crate::config::GroupEntry::Net(_) => matches(e),
+            crate::config::GroupEntry::Address(_) => matches(e) && o.auth.vouches_for(o.sender),
+        };
+        if knowledge.whitelist.iter().any(vouched) {
             hits.push(Hit::new("WHITELIST", 0.0));
             whitelisted = true;
+        } else if knowledge.whitelist.iter().any(matches) {
+            hits.push(Hit::new("WHITELIST_UNVERIFIED", 0.0));
         }
+        signals::sender_auth(o.auth, o.sender.is_empty(), &mut hits);
     }
     rules::heuristics(headers.as_ref(), message, &text, &mut hits);
     rules::content(
@@ -225,6 +243,7 @@ pub fn examine(
         formal: formal::formal(headers.as_ref(), message),
         blacklisted,
         whitelisted,
+        uri_domains: signals::uri_domains(&text),
     }
 }
 
@@ -294,6 +313,7 @@ impl Check for Spam {
             client: cx.envelope.client_ip,
             sender: &cx.envelope.mail_from,
             dnsbl_listed: &cx.envelope.dnsbl_listed,
+            auth: &cx.envelope.auth,
         };
         report.spam = Some(examine(k, cx.raw, cx.message, Some(&origin)));
     }

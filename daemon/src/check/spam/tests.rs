@@ -189,6 +189,7 @@ fn lists_blacklist_senders_and_clients_and_whitelist_clients() {
             client: client.parse().unwrap(),
             sender,
             dnsbl_listed: &[],
+            auth: &crate::auth::Auth::default(),
         };
         let m = crate::check::parse(raw.as_bytes());
         examine(&k, raw.as_bytes(), m.as_ref(), Some(&origin))
@@ -208,10 +209,33 @@ fn lists_blacklist_senders_and_clients_and_whitelist_clients() {
     assert_eq!(white.status(SpamLevel::Maximum), SpamStatus::Clean);
     let neither = judge_from("198.51.100.1", "ann@example.com", HAM);
     assert_eq!(neither.status(SpamLevel::Standard), SpamStatus::Clean);
-    // A sender address cannot be whitelisted: it is forged at will.
-    let e =
-        crate::config::parse("[spam]\nwhitelist = [\"*@example.com\"]\n", "t.toml").unwrap_err();
-    assert!(e.to_string().contains("t.toml:2: spam.whitelist"), "{e}");
+    // A whitelisted sender counts only when SPF or DKIM vouches for it:
+    // the address alone is forged at will.
+    let cfg =
+        crate::config::parse("[spam]\nwhitelist = [\"*@partner.example\"]\n", "t.toml").unwrap();
+    let (k, _) = knowledge::Knowledge::load(&cfg);
+    let from_partner = |auth: &crate::auth::Auth| {
+        let origin = Origin {
+            client: "198.51.100.1".parse().unwrap(),
+            sender: "news@partner.example",
+            dnsbl_listed: &[],
+            auth,
+        };
+        let m = crate::check::parse(SPAM.as_bytes());
+        examine(&k, SPAM.as_bytes(), m.as_ref(), Some(&origin))
+    };
+    let forged = from_partner(&crate::auth::Auth::default());
+    assert_eq!(forged.status(SpamLevel::Standard), SpamStatus::Spam);
+    assert!(forged.test_names().contains(&"WHITELIST_UNVERIFIED"));
+    let vouched = from_partner(&crate::auth::Auth {
+        spf: Some(crate::auth::Spf {
+            result: crate::auth::Outcome::Pass,
+            domain: "partner.example".into(),
+        }),
+        ..Default::default()
+    });
+    assert_eq!(vouched.status(SpamLevel::Standard), SpamStatus::Clean);
+    assert!(vouched.test_names().contains(&"WHITELIST"));
 }
 
 #[test]

@@ -532,6 +532,7 @@ impl Delivery {
                 added_headers: String::new(),
                 tls: false,
                 dnsbl_listed: Vec::new(),
+                auth: Default::default(),
             };
             match self.gw.spool.accept(&dsn_env, bytes).await {
                 Ok(()) => {

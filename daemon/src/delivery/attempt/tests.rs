@@ -28,6 +28,7 @@ fn env(rcpts: &[(&str, Option<&str>)]) -> Envelope {
         added_headers: String::new(),
         tls: false,
         dnsbl_listed: Vec::new(),
+        auth: Default::default(),
     }
 }
 

@@ -1,0 +1,289 @@
+//! Sender authentication: SPF (RFC 7208) for the MAIL FROM identity (HELO
+//! for the null sender), DKIM signatures (RFC 6376) and the DMARC policy of
+//! the From domain (RFC 7489), with the `mail-auth` crate over the gateway's
+//! one resolver. The results are signals for the spam check and the proof a
+//! whitelisted sender needs; they never stop mail on their own unless
+//! `[spam] spf = "reject"` says so.
+//!
+//! Every look-up is bounded: a slow DNS server gives `temperror`, never a
+//! stuck session. The results are kept in the envelope (spooled), so that a
+//! message checked again after a restart is judged on what the session saw.
+
+use mail_auth::{
+    dmarc::verify::DmarcParameters, dmarc::Policy, spf::verify::SpfParameters,
+    AuthenticatedMessage, DkimResult, DmarcResult, MessageAuthenticator, SpfOutput, SpfResult,
+};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::net::IpAddr;
+use std::time::Duration;
+
+/// One authentication result, in the words of RFC 8601.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    Pass,
+    Fail,
+    SoftFail,
+    Neutral,
+    None,
+    TempError,
+    PermError,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Pass => "pass",
+            Outcome::Fail => "fail",
+            Outcome::SoftFail => "softfail",
+            Outcome::Neutral => "neutral",
+            Outcome::None => "none",
+            Outcome::TempError => "temperror",
+            Outcome::PermError => "permerror",
+        }
+    }
+}
+
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The SPF result for the identity checked (the MAIL FROM domain, or the
+/// HELO name for the null sender).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Spf {
+    pub result: Outcome,
+    pub domain: String,
+}
+
+/// One DKIM signature's result and its signing domain (d=).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Dkim {
+    pub result: Outcome,
+    pub domain: String,
+}
+
+/// The DMARC result for the From domain and the policy it publishes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Dmarc {
+    pub result: Outcome,
+    pub domain: String,
+    /// "none", "quarantine", "reject" ("" when no record was found).
+    pub policy: String,
+}
+
+/// What is known of the sender's authenticity (kept in the envelope).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Auth {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spf: Option<Spf>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dkim: Vec<Dkim>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dmarc: Option<Dmarc>,
+}
+
+impl Auth {
+    pub fn is_empty(&self) -> bool {
+        self.spf.is_none() && self.dkim.is_empty() && self.dmarc.is_none()
+    }
+
+    /// Whether `sender` (an address) is vouched for: SPF passed for its
+    /// domain, or a valid DKIM signature comes from that domain or a parent
+    /// of it. A whitelist entry for a sender counts only then.
+    pub fn vouches_for(&self, sender: &str) -> bool {
+        let Some((_, domain)) = sender.rsplit_once('@') else {
+            return false;
+        };
+        let domain = domain.to_ascii_lowercase();
+        let spf = self
+            .spf
+            .as_ref()
+            .is_some_and(|s| s.result == Outcome::Pass && s.domain.eq_ignore_ascii_case(&domain));
+        let dkim = self.dkim.iter().any(|d| {
+            let d_dom = d.domain.to_ascii_lowercase();
+            d.result == Outcome::Pass && (domain == d_dom || domain.ends_with(&format!(".{d_dom}")))
+        });
+        spf || dkim
+    }
+}
+
+fn spf_outcome(r: SpfResult) -> Outcome {
+    match r {
+        SpfResult::Pass => Outcome::Pass,
+        SpfResult::Fail => Outcome::Fail,
+        SpfResult::SoftFail => Outcome::SoftFail,
+        SpfResult::Neutral => Outcome::Neutral,
+        SpfResult::TempError => Outcome::TempError,
+        SpfResult::PermError => Outcome::PermError,
+        SpfResult::None => Outcome::None,
+    }
+}
+
+fn dkim_outcome(r: &DkimResult) -> Outcome {
+    use mail_auth::{dkim::DkimError, Error};
+    match r {
+        DkimResult::Pass => Outcome::Pass,
+        // mail-auth calls a body that no longer matches its hash neutral;
+        // RFC 6376 6.1.3 makes it a failed signature, and so do we.
+        DkimResult::Neutral(Error::Dkim(DkimError::FailedBodyHashMatch)) => Outcome::Fail,
+        DkimResult::Neutral(_) => Outcome::Neutral,
+        DkimResult::Fail(_) => Outcome::Fail,
+        DkimResult::PermError(_) => Outcome::PermError,
+        DkimResult::TempError(_) => Outcome::TempError,
+        DkimResult::None => Outcome::None,
+    }
+}
+
+fn dmarc_outcome(r: &DmarcResult) -> Outcome {
+    match r {
+        DmarcResult::Pass => Outcome::Pass,
+        DmarcResult::Fail(_) => Outcome::Fail,
+        DmarcResult::TempError(_) => Outcome::TempError,
+        DmarcResult::PermError(_) => Outcome::PermError,
+        DmarcResult::None => Outcome::None,
+    }
+}
+
+/// The SPF check of one transaction. `helo` is the client's HELO/EHLO
+/// name, `host` ours (for the `%{r}` macro), `sender` the MAIL FROM
+/// address ("" for the null sender: then the HELO identity is checked).
+/// At most `limit` in all, however many look-ups the record asks for.
+pub async fn spf(
+    auth: &MessageAuthenticator,
+    ip: IpAddr,
+    helo: &str,
+    host: &str,
+    sender: &str,
+    limit: Duration,
+) -> Spf {
+    let params = if sender.is_empty() {
+        SpfParameters::verify_ehlo(ip, helo, host)
+    } else {
+        SpfParameters::verify_mail_from(ip, helo, host, sender)
+    };
+    let domain = if sender.is_empty() {
+        helo.to_string()
+    } else {
+        sender.rsplit_once('@').map_or(helo, |(_, d)| d).to_string()
+    };
+    match tokio::time::timeout(limit, auth.verify_spf(params)).await {
+        Ok(out) => Spf {
+            result: spf_outcome(out.result()),
+            domain: out.domain().to_string(),
+        },
+        Err(_) => Spf {
+            result: Outcome::TempError,
+            domain,
+        },
+    }
+}
+
+/// DKIM signatures and DMARC for a received message (`raw`, our Received
+/// header first), with the SPF result the session had. At most `limit`.
+pub async fn dkim_dmarc(
+    auth: &MessageAuthenticator,
+    raw: &[u8],
+    mail_from: &str,
+    helo: &str,
+    spf: Option<&Spf>,
+    limit: Duration,
+) -> (Vec<Dkim>, Option<Dmarc>) {
+    let Some(message) = AuthenticatedMessage::parse(raw) else {
+        return (Vec::new(), None);
+    };
+    let work = async {
+        let outputs = auth.verify_dkim(&message).await;
+        let dkim: Vec<Dkim> = outputs
+            .iter()
+            .map(|o| Dkim {
+                result: dkim_outcome(o.result()),
+                domain: o.signature().map(|s| s.d.clone()).unwrap_or_default(),
+            })
+            .collect();
+        let mail_from_domain = match mail_from.rsplit_once('@') {
+            Some((_, d)) => d,
+            None => helo,
+        };
+        let spf_output = match spf {
+            Some(s) => SpfOutput::new(s.domain.clone()).with_result(match s.result {
+                Outcome::Pass => SpfResult::Pass,
+                Outcome::Fail => SpfResult::Fail,
+                Outcome::SoftFail => SpfResult::SoftFail,
+                Outcome::Neutral => SpfResult::Neutral,
+                Outcome::TempError => SpfResult::TempError,
+                Outcome::PermError => SpfResult::PermError,
+                Outcome::None => SpfResult::None,
+            }),
+            None => SpfOutput::new(mail_from_domain.to_string()),
+        };
+        let out = auth
+            .verify_dmarc(DmarcParameters::new(
+                &message,
+                &outputs,
+                mail_from_domain,
+                &spf_output,
+            ))
+            .await;
+        let result = out.result();
+        let dmarc = (!out.domain().is_empty() && result != DmarcResult::None).then(|| Dmarc {
+            result: dmarc_outcome(&result),
+            domain: out.domain().to_string(),
+            policy: match out.policy() {
+                Policy::None => "none",
+                Policy::Quarantine => "quarantine",
+                Policy::Reject => "reject",
+                Policy::Unspecified => "",
+            }
+            .to_string(),
+        });
+        (dkim, dmarc)
+    };
+    tokio::time::timeout(limit, work).await.unwrap_or_else(|_| {
+        (
+            vec![Dkim {
+                result: Outcome::TempError,
+                domain: String::new(),
+            }],
+            None,
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spf(result: Outcome, domain: &str) -> Option<Spf> {
+        Some(Spf {
+            result,
+            domain: domain.into(),
+        })
+    }
+
+    #[test]
+    fn only_a_pass_for_the_senders_domain_vouches() {
+        let mut a = Auth {
+            spf: spf(Outcome::Pass, "example.org"),
+            ..Auth::default()
+        };
+        assert!(a.vouches_for("ceo@example.org"));
+        assert!(a.vouches_for("ceo@EXAMPLE.org"));
+        assert!(!a.vouches_for("ceo@other.example"));
+        a.spf = spf(Outcome::SoftFail, "example.org");
+        assert!(!a.vouches_for("ceo@example.org"));
+        a.dkim = vec![Dkim {
+            result: Outcome::Pass,
+            domain: "example.org".into(),
+        }];
+        assert!(a.vouches_for("ceo@example.org"));
+        assert!(a.vouches_for("ceo@mail.example.org"));
+        assert!(!a.vouches_for("ceo@badexample.org"));
+        a.dkim[0].result = Outcome::Fail;
+        assert!(!a.vouches_for("ceo@example.org"));
+        assert!(!a.vouches_for(""));
+    }
+}
