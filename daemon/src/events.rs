@@ -226,6 +226,7 @@ impl MessageChecked<'_> {
         stats.record(&Event::ScanFinished {
             av,
             spam,
+            spam_score: v.report.spam.as_ref().map(|e| e.score()),
             viruses: &viruses,
             filter_rules: &filter_rules,
             spam_tests: &spam_tests,

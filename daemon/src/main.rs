@@ -633,14 +633,11 @@ fn print_stats(data: &serde_json::Value) {
         out!("\n[{}]", cat.as_str());
         for (name, value) in section {
             match value {
-                serde_json::Value::Object(map)
-                    if name.ends_with("_seconds") && map.contains_key("count") =>
-                {
-                    out!(
-                        "  {name:<48} count {} sum {}s",
-                        map["count"],
-                        map["sum_seconds"]
-                    );
+                serde_json::Value::Object(map) if map.contains_key("buckets") => {
+                    match map.get("sum_seconds") {
+                        Some(sum) => out!("  {name:<48} count {} sum {sum}s", map["count"]),
+                        None => out!("  {name:<48} count {} sum {}", map["count"], map["sum"]),
+                    }
                 }
                 serde_json::Value::Object(map) => {
                     for (label, v) in map {

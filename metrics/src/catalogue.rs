@@ -77,6 +77,8 @@ pub enum Unit {
     Timestamp,
     /// 0 or 1.
     Flag,
+    /// Spam-score points (histogram sums stored in thousandths).
+    Points,
 }
 
 impl Unit {
@@ -87,6 +89,7 @@ impl Unit {
             Unit::Micros => "seconds",
             Unit::Timestamp => "unix seconds",
             Unit::Flag => "0/1",
+            Unit::Points => "points",
         }
     }
 }
@@ -170,6 +173,7 @@ pub enum StatId {
     DkimResults,
     DmarcResults,
     SurblLookups,
+    SpamScore,
 }
 
 pub const REJECT_REASONS: &[&str] = &[
@@ -805,6 +809,17 @@ pub static CATALOGUE: &[Stat] = &[
         Unit::Count,
         Some(("result", DNSBL_RESULTS)),
         "URI DNS list look-ups (spam.surbl zones) of the registered domains of links, by result.",
+    ),
+    def(
+        StatId::SpamScore,
+        Filters,
+        5,
+        "mwSpamScore",
+        "mailward_spam_score_points",
+        Histogram,
+        Unit::Points,
+        None,
+        "Spam scores of checked messages (a score below 0 counts as 0); the bounds include every level's thresholds.",
     ),
 ];
 

@@ -129,6 +129,8 @@ pub enum Event<'a> {
     ScanFinished {
         av: AvStatus,
         spam: Option<SpamStatus>,
+        /// The spam score (None: the spam check did not run).
+        spam_score: Option<f64>,
         /// Detection names (a message may carry several).
         viruses: &'a [String],
         /// Name/MIME rules that filtered parts.

@@ -18,6 +18,19 @@ pub const SCAN_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
     60.0,
 ];
+/// Upper bounds of the spam-score histogram, in points: every level's
+/// thresholds (3, 4, 4.5, 5, 6, 8, 12) are bounds, so the share of mail
+/// each level would mark can be read off it.
+pub const SPAM_SCORE_BUCKETS: &[f64] = &[
+    0.0, 1.0, 2.0, 3.0, 4.0, 4.5, 5.0, 6.0, 8.0, 10.0, 12.0, 15.0, 20.0, 30.0,
+];
+
+/// The histograms of the catalogue: their bounds, and how many stored
+/// units make one exposed unit (sums are kept as integers).
+const HISTOGRAMS: &[(StatId, &[f64], f64)] = &[
+    (StatId::ScanDuration, SCAN_BUCKETS, 1e6),
+    (StatId::SpamScore, SPAM_SCORE_BUCKETS, 1e3),
+];
 /// Raw records kept in memory for the SNMP table of recent records.
 pub const RECENT_RAW: usize = 50;
 
@@ -45,9 +58,52 @@ pub struct Gauges {
 }
 
 struct Histogram {
+    id: StatId,
+    bounds: &'static [f64],
+    /// Stored units per exposed unit (1e6: microseconds for seconds).
+    scale: f64,
     buckets: Vec<AtomicU64>,
-    sum_micros: AtomicU64,
+    /// The sum, in stored units.
+    sum: AtomicU64,
     count: AtomicU64,
+}
+
+impl Histogram {
+    fn observe(&self, value: f64) {
+        if let Some(i) = self.bounds.iter().position(|le| value <= *le) {
+            self.buckets[i].fetch_add(1, Relaxed);
+        }
+        self.sum
+            .fetch_add((value.max(0.0) * self.scale) as u64, Relaxed);
+        self.count.fetch_add(1, Relaxed);
+    }
+
+    fn zero(&self) {
+        for b in &self.buckets {
+            b.store(0, Relaxed);
+        }
+        self.sum.store(0, Relaxed);
+        self.count.store(0, Relaxed);
+    }
+
+    fn snapshot(&self) -> HistogramSnapshot {
+        let mut cumulative = 0;
+        let buckets = self
+            .bounds
+            .iter()
+            .zip(&self.buckets)
+            .map(|(le, n)| {
+                cumulative += n.load(Relaxed);
+                (*le, cumulative)
+            })
+            .collect();
+        HistogramSnapshot {
+            id: self.id,
+            buckets,
+            sum: self.sum.load(Relaxed) as f64 / self.scale,
+            count: self.count.load(Relaxed),
+        }
+    }
 }
 
 pub struct Stats {
@@ -55,7 +111,7 @@ pub struct Stats {
     lock: RwLock<()>,
     cells: Vec<AtomicU64>,
     offsets: Arc<Vec<usize>>,
-    scan: Histogram,
+    histograms: Vec<Histogram>,
     tops: Vec<Mutex<Top>>,
     recent: Mutex<VecDeque<RawRecord>>,
     /// Messages per policy group ("" = default), for mwPolicyGroupTable.
@@ -92,11 +148,17 @@ impl Stats {
             lock: RwLock::new(()),
             cells: (0..total).map(|_| AtomicU64::new(0)).collect(),
             offsets: Arc::new(offsets),
-            scan: Histogram {
-                buckets: SCAN_BUCKETS.iter().map(|_| AtomicU64::new(0)).collect(),
-                sum_micros: AtomicU64::new(0),
-                count: AtomicU64::new(0),
-            },
+            histograms: HISTOGRAMS
+                .iter()
+                .map(|(id, bounds, scale)| Histogram {
+                    id: *id,
+                    bounds,
+                    scale: *scale,
+                    buckets: bounds.iter().map(|_| AtomicU64::new(0)).collect(),
+                    sum: AtomicU64::new(0),
+                    count: AtomicU64::new(0),
+                })
+                .collect(),
             tops: catalogue::TOP_TABLES
                 .iter()
                 .map(|_| Mutex::new(Top::default()))
@@ -155,6 +217,12 @@ impl Stats {
         }
     }
 
+    fn observe(&self, id: StatId, value: f64) {
+        if let Some(h) = self.histograms.iter().find(|h| h.id == id) {
+            h.observe(value);
+        }
+    }
+
     fn store(&self, id: StatId, label: usize, v: u64) {
         if let Some(c) = self.cell(id, label) {
             c.store(v, Relaxed);
@@ -201,6 +269,7 @@ impl Stats {
             Event::ScanFinished {
                 av,
                 spam,
+                spam_score,
                 viruses,
                 filter_rules,
                 spam_tests,
@@ -219,14 +288,10 @@ impl Stats {
                     self.add(StatId::SpamResults, *s as usize, 1);
                 }
                 if self.is_enabled(Category::Resources) {
-                    let secs = duration.as_secs_f64();
-                    if let Some(i) = SCAN_BUCKETS.iter().position(|le| secs <= *le) {
-                        self.scan.buckets[i].fetch_add(1, Relaxed);
-                    }
-                    self.scan
-                        .sum_micros
-                        .fetch_add(duration.as_micros() as u64, Relaxed);
-                    self.scan.count.fetch_add(1, Relaxed);
+                    self.observe(StatId::ScanDuration, duration.as_secs_f64());
+                }
+                if let (Some(score), true) = (spam_score, self.is_enabled(Category::Filters)) {
+                    self.observe(StatId::SpamScore, *score);
                 }
                 if !viruses.is_empty() {
                     self.add(StatId::VirusesDetected, 0, viruses.len() as u64);
@@ -358,11 +423,9 @@ impl Stats {
                 }
             }
         }
-        for b in &self.scan.buckets {
-            b.store(0, Relaxed);
+        for h in &self.histograms {
+            h.zero();
         }
-        self.scan.sum_micros.store(0, Relaxed);
-        self.scan.count.store(0, Relaxed);
         for t in &self.tops {
             if let Ok(mut t) = t.lock() {
                 t.clear();
@@ -425,16 +488,6 @@ impl Stats {
             0,
             gauges.snmp_notifications_dropped,
         );
-        let mut cumulative = 0;
-        let buckets = SCAN_BUCKETS
-            .iter()
-            .zip(&self.scan.buckets)
-            .map(|(le, n)| {
-                cumulative += n.load(Relaxed);
-                (*le, cumulative)
-            })
-            .collect();
-        let count = self.scan.count.load(Relaxed);
         let tops = self
             .tops
             .iter()
@@ -463,11 +516,7 @@ impl Stats {
             enabled: self.enabled.clone(),
             cells,
             offsets: self.offsets.clone(),
-            scan: HistogramSnapshot {
-                buckets,
-                sum_seconds: self.scan.sum_micros.load(Relaxed) as f64 / 1e6,
-                count,
-            },
+            histograms: self.histograms.iter().map(Histogram::snapshot).collect(),
             tops,
             recent,
         }

@@ -57,12 +57,14 @@ pub fn families(snap: &Snapshot) -> Vec<MetricFamily> {
     for s in CATALOGUE.iter().filter(|s| snap.is_enabled(s.category)) {
         let metrics = match s.kind {
             Kind::Histogram => {
+                let Some(hs) = snap.histogram(s.id) else {
+                    continue;
+                };
                 let mut h = Histogram::default();
-                h.set_sample_count(snap.scan.count);
-                h.set_sample_sum(snap.scan.sum_seconds);
+                h.set_sample_count(hs.count);
+                h.set_sample_sum(hs.sum);
                 h.set_bucket(
-                    snap.scan
-                        .buckets
+                    hs.buckets
                         .iter()
                         .map(|(le, n)| {
                             let mut b = Bucket::default();

@@ -9,9 +9,11 @@ use std::sync::Arc;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct HistogramSnapshot {
-    /// (upper bound in seconds, cumulative count)
+    pub id: StatId,
+    /// (upper bound in the exposed unit, cumulative count)
     pub buckets: Vec<(f64, u64)>,
-    pub sum_seconds: f64,
+    /// The sum of the observations in the exposed unit (seconds, points).
+    pub sum: f64,
     pub count: u64,
 }
 
@@ -26,7 +28,8 @@ pub struct Snapshot {
     pub enabled: Vec<Category>,
     pub(crate) cells: Vec<u64>,
     pub(crate) offsets: Arc<Vec<usize>>,
-    pub scan: HistogramSnapshot,
+    /// The catalogue's histograms.
+    pub histograms: Vec<HistogramSnapshot>,
     /// Indexed by [`catalogue::TopId`].
     pub tops: Vec<Vec<TopEntry>>,
     /// Messages per policy group ("" = the default group), by name.
@@ -57,6 +60,11 @@ pub fn group_name(group: &str) -> &str {
 }
 
 impl Snapshot {
+    /// The histogram `id` (None: not a histogram of the catalogue).
+    pub fn histogram(&self, id: StatId) -> Option<&HistogramSnapshot> {
+        self.histograms.iter().find(|h| h.id == id)
+    }
+
     /// The stored values of a statistic, one per label value.
     pub fn values(&self, id: StatId) -> &[u64] {
         let start = self.offsets[id as usize];
@@ -107,11 +115,20 @@ impl Snapshot {
             let mut section = Map::new();
             for s in CATALOGUE.iter().filter(|s| s.category == cat) {
                 let v = if s.kind == Kind::Histogram {
+                    let h = self.histogram(s.id);
+                    // "sum_seconds" for times (as the file always had it),
+                    // "sum" otherwise.
+                    let sum_key = if s.unit == catalogue::Unit::Micros {
+                        "sum_seconds"
+                    } else {
+                        "sum"
+                    };
                     json!({
-                        "count": self.scan.count,
-                        "sum_seconds": self.scan.sum_seconds,
-                        "buckets": self.scan.buckets.iter()
-                            .map(|(le, n)| json!({"le": le, "count": n})).collect::<Vec<_>>(),
+                        "count": h.map_or(0, |h| h.count),
+                        sum_key: h.map_or(0.0, |h| h.sum),
+                        "buckets": h.map(|h| h.buckets.iter()
+                            .map(|(le, n)| json!({"le": le, "count": n})).collect::<Vec<_>>())
+                            .unwrap_or_default(),
                     })
                 } else {
                     match s.label {

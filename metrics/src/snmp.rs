@@ -524,7 +524,10 @@ fn stat_objects(s: &catalogue::Stat) -> Vec<Object> {
                 Node::Scalar,
                 Some(Syntax::Counter64),
                 Access::ReadOnly,
-                Some("microseconds"),
+                Some(match s.unit {
+                    catalogue::Unit::Micros => "microseconds",
+                    _ => "thousandths",
+                }),
                 group,
                 format!(
                     "{} Sum of the measurements (divide by the count for the mean).",
@@ -898,13 +901,14 @@ pub fn view(snap: &Snapshot, extras: &Extras) -> Vec<(Vec<u32>, SnmpValue)> {
         }
         let oid = base(p);
         if s.kind == Kind::Histogram {
+            let (count, sum) = snap.histogram(s.id).map_or((0, 0.0), |h| (h.count, h.sum));
             out.push((
                 [oid.as_slice(), &[1, 0]].concat(),
-                SnmpValue::Counter64(snap.scan.count),
+                SnmpValue::Counter64(count),
             ));
             out.push((
                 [oid.as_slice(), &[2, 0]].concat(),
-                SnmpValue::Counter64((snap.scan.sum_seconds * 1e6) as u64),
+                SnmpValue::Counter64((sum * histogram_scale(s.unit)) as u64),
             ));
         } else if s.id == catalogue::StatId::UpdateLastResult {
             let current = snap
@@ -997,6 +1001,7 @@ mod tests {
         stats.record(&crate::Event::ScanFinished {
             av: crate::event::AvStatus::Infected,
             spam: None,
+            spam_score: None,
             viruses: &["V".to_string()],
             filter_rules: &["*.exe".to_string()],
             spam_tests: &["BAYES_99".to_string()],
@@ -1076,5 +1081,14 @@ mod tests {
             assert!(names.insert(o.name.clone()), "{} twice", o.name);
             assert!(o.name.len() <= 64, "{} too long", o.name);
         }
+    }
+}
+
+/// The SNMP sum of a histogram is an integer: microseconds for times,
+/// thousandths of a point for spam scores.
+fn histogram_scale(unit: catalogue::Unit) -> f64 {
+    match unit {
+        catalogue::Unit::Micros => 1e6,
+        _ => 1e3,
     }
 }

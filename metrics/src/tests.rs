@@ -14,6 +14,7 @@ fn scan(stats: &Stats, virus: &[String], sender: &str) {
             AvStatus::Infected
         },
         spam: Some(SpamStatus::Clean),
+        spam_score: Some(1.5),
         viruses: virus,
         filter_rules: &[],
         spam_tests: &[],
@@ -130,7 +131,12 @@ fn reset_zeroes_counters_keeps_levels_and_moves_the_discontinuity_time() {
     );
     assert!(after.top(TopId::Viruses).is_empty());
     assert!(after.reset_time > before.reset_time);
-    assert_eq!(after.scan.count, 0);
+    assert_eq!(
+        after
+            .histogram(crate::StatId::ScanDuration)
+            .map_or(0, |h| h.count),
+        0
+    );
 }
 
 #[test]
@@ -183,4 +189,43 @@ fn concurrent_events_are_neither_lost_nor_doubled() {
     let snap = stats.snapshot(&Gauges::default());
     assert_eq!(snap.value(StatId::MessagesReceived, 0), 80_000);
     assert_eq!(snap.values(StatId::AvResults).iter().sum::<u64>(), 80_000);
+}
+
+#[test]
+fn spam_scores_fill_a_histogram_with_the_level_thresholds_as_bounds() {
+    let stats = model();
+    for score in [-3.0, 4.6, 4.6, 13.0] {
+        stats.record(&Event::ScanFinished {
+            av: AvStatus::Clean,
+            spam: Some(SpamStatus::Clean),
+            spam_score: Some(score),
+            viruses: &[],
+            filter_rules: &[],
+            spam_tests: &[],
+            sender: "a@b.example",
+            client: "192.0.2.7".parse().unwrap(),
+            duration: Duration::from_millis(1),
+            groups: &[""],
+        });
+    }
+    let snap = stats.snapshot(&Gauges::default());
+    let text = prometheus::render(&snap).unwrap();
+    let at = |le: &str| {
+        sample(
+            &text,
+            &format!("mailward_spam_score_points_bucket{{le=\"{le}\"}}"),
+        )
+    };
+    // A negative score counts as 0.
+    assert_eq!(at("0"), Some(1.0), "{text}");
+    assert_eq!(at("4.5"), Some(1.0));
+    assert_eq!(at("5"), Some(3.0));
+    assert_eq!(at("12"), Some(3.0));
+    assert_eq!(at("15"), Some(4.0));
+    assert_eq!(at("+Inf"), Some(4.0));
+    assert_eq!(sample(&text, "mailward_spam_score_points_count"), Some(4.0));
+    assert_eq!(sample(&text, "mailward_spam_score_points_sum"), Some(22.2));
+    // The stats file has it too.
+    let json = snap.to_json();
+    assert_eq!(json["filters"]["mailward_spam_score_points"]["count"], 4);
 }

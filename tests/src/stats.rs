@@ -308,7 +308,8 @@ pub fn flatten_json(doc: &Value) -> Result<BTreeMap<String, f64>> {
                             .with_context(|| format!("{section}.{name}.{k}"))
                     };
                     out.insert(format!("{name}_count"), num("count")?);
-                    out.insert(format!("{name}_sum"), num("sum_seconds")?);
+                    let sum = num("sum_seconds").or_else(|_| num("sum"))?;
+                    out.insert(format!("{name}_sum"), sum);
                     for b in map["buckets"].as_array().context("buckets")? {
                         let le = b["le"].as_f64().context("le")?;
                         let n = b["count"].as_f64().context("bucket count")?;

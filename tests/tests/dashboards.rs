@@ -156,6 +156,7 @@ const EXPECT: &[(&str, Expect)] = &[
     ("SPF results", Exported),
     ("DKIM and DMARC", Exported),
     ("URI list look-ups", Exported),
+    ("Spam scores", Exported),
 ];
 
 /// Grafana's variables, replaced as Grafana would for the live queries:

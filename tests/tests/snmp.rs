@@ -475,9 +475,10 @@ fn compare_with_metrics(
                     format!("{}Count", e.mib),
                     format!("{}_count", e.prometheus),
                 ));
-                // The SNMP total is in microseconds, truncated.
+                // The SNMP total is an integer, truncated: microseconds
+                // for seconds, thousandths for points.
                 pairs.push(Twin {
-                    scale: 1e6,
+                    scale: if e.unit == "seconds" { 1e6 } else { 1e3 },
                     tolerance: 1.0,
                     ..Twin::scalar(format!("{}Total", e.mib), format!("{}_sum", e.prometheus))
                 });
