@@ -26,6 +26,9 @@
 #   python3-yaml       reads the suite (for Debian's /usr/bin/python3)
 #   python3-dkim       dkimpy's dknewkey and dkimsign: an independent DKIM
 #                      signer for the DKIM/DMARC test
+#   redis-server       the shared store of the spam classifier (two gateways
+#                      on one Redis); its system service is disabled like
+#                      Prometheus's, the tests start their own
 #   npm                only when no `npm` is on PATH: fetches the IETF base
 #                      MIBs (SNMPv2-SMI/TC/CONF), which Debian's free
 #                      packages lack, from the npm registry's net-snmp
@@ -35,8 +38,9 @@
 # Nothing here starts a service: Postfix is installed with "No
 # configuration" (no main.cf, nothing runs), dnsmasq-base has no service,
 # and a policy-rc.d forbids service starts while apt runs. Debian's
-# prometheus enables a system service: it is disabled (and stopped, should
-# something have started it), so it never holds port 9090. The tests start
+# prometheus and redis-server enable system services: they are disabled (and
+# stopped, should something have started them), so they never hold ports
+# 9090 and 6379. The tests start
 # their own private instances on loopback ports.
 #
 # Reruns are fast: when every package is installed already, apt is skipped.
@@ -44,7 +48,7 @@ set -euo pipefail
 
 packages=(postfix swaks libnet-ssleay-perl dnsmasq-base openssl ca-certificates prometheus
     snmpd snmptrapd snmp smitools zip clamav-testfiles python3-spf python3-dnslib python3-yaml
-    python3-dkim)
+    python3-dkim redis-server)
 command -v npm >/dev/null 2>&1 || packages+=(npm)
 
 # The base MIBs go below the workspace's target/, owned by whoever runs the
@@ -93,11 +97,13 @@ export DEBIAN_FRONTEND=noninteractive
 apt-get update
 echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
 apt-get install -y --no-install-recommends "${packages[@]}"
-if command -v systemctl >/dev/null 2>&1 && [ -e /lib/systemd/system/prometheus.service ]; then
-    systemctl disable prometheus >/dev/null 2>&1 || true
-    if [ -d /run/systemd/system ]; then
-        systemctl stop prometheus >/dev/null 2>&1 || true
+for service in prometheus redis-server; do
+    if command -v systemctl >/dev/null 2>&1 && [ -e "/lib/systemd/system/$service.service" ]; then
+        systemctl disable "$service" >/dev/null 2>&1 || true
+        if [ -d /run/systemd/system ]; then
+            systemctl stop "$service" >/dev/null 2>&1 || true
+        fi
     fi
-fi
+done
 base_mibs
 echo "install-deps: done"

@@ -270,8 +270,16 @@ impl MessageChecked<'_> {
                 accepted = self.accepted, "Message checked.");
         }
         if let Some(ev) = &v.report.spam {
+            if ev.classifier_unavailable {
+                stats.record(&Event::SpamClassifierUnavailable);
+            }
+            let classifier = match (ev.probability, ev.classifier_unavailable) {
+                (Some(p), _) => format!("{p:.4}"),
+                (None, true) => "unavailable".into(),
+                (None, false) => "abstained".into(),
+            };
             tracing::info!(target: "scan", queue_id = %e.id, score = %format!("{:.1}", ev.score()),
-                classifier = %ev.probability.map(|p| format!("{p:.4}")).unwrap_or_else(|| "abstained".into()),
+                classifier = %classifier,
                 formal = ev.formal.unwrap_or("-"), tests = %ev.weighed(), "Spam tests.");
         }
     }

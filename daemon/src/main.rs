@@ -465,7 +465,8 @@ fn spam(cmd: SpamCommand) -> ExitCode {
                     b => out!("  base:       {} spam, {} ham, {} tokens", b["spam"], b["ham"], b["tokens"]),
                 }
                 let s = &v["site"];
-                out!("  site:       {} spam, {} ham, {} tokens", s["spam"], s["ham"], s["tokens"]);
+                out!("  site:       {} spam, {} ham, {} tokens ({})", s["spam"], s["ham"], s["tokens"],
+                    v["store"].as_str().unwrap_or("?"));
                 out!(
                     "  classifier: {} (scores from {} of each)",
                     v["classifier"].as_str().unwrap_or("?"),

@@ -174,6 +174,7 @@ pub enum StatId {
     DmarcResults,
     SurblLookups,
     SpamScore,
+    SpamClassifierUnavailable,
 }
 
 pub const REJECT_REASONS: &[&str] = &[
@@ -820,6 +821,17 @@ pub static CATALOGUE: &[Stat] = &[
         Unit::Points,
         None,
         "Spam scores of checked messages (a score below 0 counts as 0); the bounds include every level's thresholds.",
+    ),
+    def(
+        StatId::SpamClassifierUnavailable,
+        Resources,
+        36,
+        "mwSpamClassifierUnavailable",
+        "mailward_spam_classifier_unavailable_total",
+        Counter,
+        Unit::Count,
+        None,
+        "Messages judged without the spam classifier because its shared store (spam.store, Redis) could not be read.",
     ),
 ];
 

@@ -101,6 +101,9 @@ pub enum Event<'a> {
         not_listed: u64,
         failed: u64,
     },
+    /// A message judged without the classifier because its shared store
+    /// (Redis) could not be read.
+    SpamClassifierUnavailable,
     /// One SPF check; `result` is one of `catalogue::AUTH_RESULTS`.
     SpfChecked {
         result: &'static str,

@@ -363,6 +363,7 @@ impl Stats {
                 self.add(StatId::SurblLookups, 1, *not_listed);
                 self.add(StatId::SurblLookups, 2, *failed);
             }
+            Event::SpamClassifierUnavailable => self.add(StatId::SpamClassifierUnavailable, 0, 1),
             Event::SpfChecked { result } => self.add_auth(StatId::SpfResults, result),
             Event::DkimChecked { result } => self.add_auth(StatId::DkimResults, result),
             Event::DmarcChecked { result } => self.add_auth(StatId::DmarcResults, result),

@@ -17,6 +17,7 @@ pub mod load;
 pub mod mail;
 pub mod mime;
 pub mod prometheus;
+pub mod redis;
 pub mod samples;
 pub mod scripted;
 pub mod sink;

@@ -157,6 +157,7 @@ const EXPECT: &[(&str, Expect)] = &[
     ("DKIM and DMARC", Exported),
     ("URI list look-ups", Exported),
     ("Spam scores", Exported),
+    ("Classifier unavailable", Exported),
 ];
 
 /// Grafana's variables, replaced as Grafana would for the live queries:

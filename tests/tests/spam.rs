@@ -612,3 +612,145 @@ fn dkim_and_dmarc_results_are_tests() -> Result<()> {
     }
     f.finish(|| gw.daemon.full_log())
 }
+
+/// Two gateways on one Redis (`[spam] store`): what one site learns (with
+/// `mailward spam learn` on the first gateway's configuration) the other
+/// scores with, without a restart. With Redis gone, mail still flows: the
+/// classifier says it is unavailable, and that is counted and logged.
+#[test]
+fn two_gateways_share_learning_through_redis() -> Result<()> {
+    let redis_dir = TestDir::new("spam-redis")?;
+    let mut redis = mailward_e2e::redis::Redis::start(redis_dir.path())?;
+    let url = redis.url();
+    let stats_dir = TestDir::new("stats")?;
+    let stats = StatsSetup::new(stats_dir.path());
+    let one = Gateway::start("spam-redis-one", |c| {
+        c.set_str("spam", "store", &url)
+            .set("spam", "min_learnt", "5")
+    })?;
+    let two = Gateway::start("spam-redis-two", |c| {
+        stats
+            .apply(c)
+            .set_str("spam", "store", &url)
+            .set("spam", "min_learnt", "5")
+    })?;
+    let mut f = Failures::default();
+    let corpus = TestDir::new("spam-redis-corpus")?;
+    let (spam_dir, ham_dir) = (corpus.path().join("spam"), corpus.path().join("ham"));
+    std::fs::create_dir_all(&spam_dir)?;
+    std::fs::create_dir_all(&ham_dir)?;
+    for n in 0..8 {
+        std::fs::write(spam_dir.join(format!("{n}.eml")), spam(n))?;
+        std::fs::write(ham_dir.join(format!("{n}.eml")), ham("Project notes", n))?;
+    }
+    let out = one.daemon.cli_ok(&[
+        "spam",
+        "learn",
+        "--spam",
+        &spam_dir.display().to_string(),
+        "--ham",
+        &ham_dir.display().to_string(),
+    ])?;
+    f.check(out.contains("Learnt 16 new message(s)"), || out.clone());
+    let status = two.daemon.cli_ok(&["spam", "status"])?;
+    f.check(
+        status.contains("8 spam, 8 ham") && status.contains(&url),
+        || format!("the second gateway's status reads the shared store: {status}"),
+    );
+    // The second gateway's poller picks it up within 2 s.
+    thread::sleep(Duration::from_millis(3000));
+    let reply = send(two.port(), &["user@example.com"], &spam(50))?;
+    f.check(reply.code == 250, || format!("{reply:?}"));
+    let got = two.sink.wait_for_count(1, DELIVERY_TIMEOUT)?;
+    let header = got[0].header("X-Mailward-Spam").unwrap_or_default();
+    f.check(header.contains("BAYES_9"), || {
+        format!("the second gateway scores with the first one's learning: {header}")
+    });
+    // Redis goes away: mail flows, the classifier is unavailable.
+    redis.stop();
+    thread::sleep(Duration::from_millis(3000));
+    let reply = send(two.port(), &["user@example.com"], &spam(51))?;
+    f.check(reply.code == 250, || {
+        format!("mail is taken with Redis down: {reply:?}")
+    });
+    let got = two.sink.wait_for_count(2, DELIVERY_TIMEOUT)?;
+    let header = got
+        .iter()
+        .map(|m| m.header("X-Mailward-Spam").unwrap_or_default())
+        .find(|h| !h.contains("BAYES_"))
+        .unwrap_or_default();
+    f.check(header.starts_with("as/spam;"), || {
+        format!("the rules still judge: {header}")
+    });
+    let log = two.daemon.full_log();
+    f.check(
+        log.contains("Cannot read the spam store; the classifier abstains")
+            && log.contains("classifier=unavailable"),
+        || "the outage is logged".into(),
+    );
+    let metrics = stats.scrape_text()?;
+    f.check(
+        metrics.contains("mailward_spam_classifier_unavailable_total 1"),
+        || "the outage is counted on /metrics".into(),
+    );
+    // Back again: the classifier is back without a restart.
+    redis.resume()?;
+    thread::sleep(Duration::from_millis(3000));
+    let log = two.daemon.full_log();
+    f.check(log.contains("The spam store answers again"), || {
+        "the recovery is logged".into()
+    });
+    drop(one);
+    f.finish(|| two.daemon.full_log())
+}
+
+/// A spam trap, autolearn from it, and a blacklisted sender refused at RCPT
+/// for a group that refuses as/blacklisted.
+#[test]
+fn traps_autolearn_and_early_blacklist_refusals() -> Result<()> {
+    let gw = Gateway::start("spam-traps", |c| {
+        c.set_list("spam", "traps", &["trap@example.com"])
+            .set("spam", "autolearn", "true")
+            .set_list("spam", "blacklist", &["*@spammer.example"])
+            .set_list("policy", "reject", &["as/blacklisted"])
+            .set_list("group.lenient", "recipients", &["*@lenient.example.com"])
+            .set_list("group.lenient", "reject", &[])
+    })?;
+    let mut f = Failures::default();
+    // A plain message to a trap and a colleague: blacklisted as a whole.
+    let mut c = SmtpClient::connect_ok(gw.port())?;
+    c.ehlo("client.test")?;
+    c.command("MAIL FROM:<bulk@sender.test>")?
+        .expect_code(250)?;
+    c.command("RCPT TO:<trap@example.com>")?.expect_code(250)?;
+    c.command("RCPT TO:<bob@example.com>")?.expect_code(250)?;
+    let reply = c.data(&ham("Hello", 1))?;
+    f.check(reply.code == 550, || {
+        format!("mail to a trap is as/blacklisted, refused by policy: {reply:?}")
+    });
+    let log = gw.daemon.full_log();
+    f.check(log.contains("SPAM_TRAP"), || "the trap is a test".into());
+    // Autolearn took it as spam (batches are written within 5 s).
+    let learnt = wait_until("autolearn to write", Duration::from_secs(15), || {
+        let s = gw.daemon.cli_ok(&["spam", "status"])?;
+        Ok(s.contains("site:       1 spam").then_some(s))
+    });
+    f.check(learnt.is_ok(), || {
+        format!("autolearn learnt the trapped message: {learnt:?}")
+    });
+    // A blacklisted sender is refused at RCPT where the group refuses
+    // as/blacklisted, and taken where it does not.
+    let mut c = SmtpClient::connect_ok(gw.port())?;
+    c.ehlo("client.test")?;
+    c.command("MAIL FROM:<bulk@spammer.example>")?
+        .expect_code(250)?;
+    let strict = c.command("RCPT TO:<bob@example.com>")?;
+    f.check(strict.code == 550, || {
+        format!("refused at RCPT before the message: {strict:?}")
+    });
+    let lenient = c.command("RCPT TO:<ann@lenient.example.com>")?;
+    f.check(lenient.code == 250, || {
+        format!("taken for a group that does not refuse: {lenient:?}")
+    });
+    f.finish(|| gw.daemon.full_log())
+}

@@ -584,6 +584,14 @@ pub struct Spam {
     /// URI DNS list zones (SURBL, URIBL) for the registered domains of the
     /// message's links.
     pub surbl: Vec<ScoredZone>,
+    /// Where the site's learning lives: "" = `dir`, or a Redis URL that
+    /// several gateways share.
+    pub store: String,
+    /// Whether confident verdicts that do not rest on the classifier are
+    /// learnt by it.
+    pub autolearn: bool,
+    /// Spam-trap addresses: mail to one of them is `as/blacklisted`.
+    pub traps: Vec<Pattern>,
 }
 
 /// `[spam] spf`: what the SPF check at MAIL FROM does.

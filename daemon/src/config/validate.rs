@@ -291,6 +291,20 @@ fn quoted(names: &[&str]) -> String {
         .join(", ")
 }
 
+/// An address glob (`[spam] traps`).
+fn address_pattern(v: &Value) -> Result<Pattern, String> {
+    parsed("an address glob like \"trap@example.com\"", |s| {
+        let trimmed = s.trim();
+        if trimmed.is_empty() || trimmed.contains(char::is_whitespace) || !trimmed.contains('@') {
+            Err(format!(
+                "expected an address glob like \"trap@example.com\", got {s:?}"
+            ))
+        } else {
+            Ok(Pattern::new(trimmed))
+        }
+    })(v)
+}
+
 /// An entry of `group.*.senders` / `recipients`: `"ip NET"` or an address
 /// glob, compiled.
 fn group_member(v: &Value) -> Result<GroupEntry, String> {
@@ -754,7 +768,26 @@ fn spam(ctx: &mut Ctx<'_>, raw: &RawSpam, data_dir: &Path) -> Spam {
             parsed("a zone like \"multi.surbl.example:4.0\"", ScoredZone::parse)
         )
         .unwrap_or_default(),
+        store: get!(ctx, p, raw.store, redis_url).unwrap_or_default(),
+        autolearn: get!(ctx, p, raw.autolearn, boolean).unwrap_or(false),
+        traps: get_list!(ctx, p, raw.traps, address_pattern).unwrap_or_default(),
     }
+}
+
+/// `[spam] store`: "" or a `redis://HOST:PORT/DB` URL.
+fn redis_url(v: &Value) -> Result<String, String> {
+    let s = text(v)?;
+    if s.is_empty() {
+        return Ok(s);
+    }
+    if !s.starts_with("redis://") {
+        return Err(format!(
+            "expected \"\" (the spam directory) or a URL like \"redis://127.0.0.1:6379/0\", got {s:?}"
+        ));
+    }
+    redis::Client::open(s.as_str())
+        .map(|_| s.clone())
+        .map_err(|e| format!("not a usable Redis URL {s:?}: {e}"))
 }
 
 fn quarantine(ctx: &mut Ctx<'_>, raw: &RawQuarantine) -> Quarantine {

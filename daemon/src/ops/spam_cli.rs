@@ -3,8 +3,9 @@
 //! `[spam] dir` directly (a lock file keeps two learners apart); a running
 //! daemon picks the new learning up within seconds, without a restart.
 
-use crate::check::spam::knowledge::{self, Knowledge, BASE, SITE};
+use crate::check::spam::knowledge::{Knowledge, BASE};
 use crate::check::spam::model::{Class, Learnt, Model, ModelError};
+use crate::check::spam::store::Store;
 use crate::check::spam::{self, Evidence};
 use crate::config::Config;
 use std::io::Write;
@@ -19,6 +20,8 @@ pub enum SpamCliError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Store(#[from] crate::check::spam::store::StoreError),
     #[error("{0}")]
     Usage(String),
 }
@@ -155,10 +158,9 @@ pub fn learn(
     ham: &[PathBuf],
     err: &mut dyn Write,
 ) -> Result<Tally, SpamCliError> {
-    let dir = &cfg.spam.dir;
-    let _lock = Lock::take(dir)?;
-    let mut model = knowledge::read_site(dir)?;
-    let mut tally = Tally::default();
+    // The messages are read and tokenised first, outside the store's lock
+    // (and once, even when a shared store makes the change run again).
+    let mut learning = Vec::new();
     for (paths, class) in [(spam, Class::Spam), (ham, Class::Ham)] {
         if paths.is_empty() {
             continue;
@@ -166,40 +168,56 @@ pub fn learn(
         let msgs = messages(paths)?;
         let _ = writeln!(
             err,
-            "Learning {} message(s) as {}.",
+            "Reading {} message(s) to learn as {}.",
             msgs.len(),
             class.as_str()
         );
         for (i, m) in msgs.iter().enumerate() {
             let (digest, tokens) = spam::for_learning(&m.bytes);
-            match model.learn(digest, &tokens, class) {
+            learning.push((digest, tokens, class));
+            progress(i + 1, msgs.len(), err);
+        }
+    }
+    let store = site_store(cfg)?;
+    let _ = writeln!(err, "Learning into {}.", store.describe());
+    Ok(store.update(|model| {
+        let mut tally = Tally::default();
+        for (digest, tokens, class) in &learning {
+            match model.learn(*digest, tokens, *class) {
                 Learnt::New => tally.new += 1,
                 Learnt::Already => tally.already += 1,
                 Learnt::Moved => tally.moved += 1,
             }
-            progress(i + 1, msgs.len(), err);
         }
-    }
-    model.write(&dir.join(SITE))?;
-    Ok(tally)
+        tally
+    })?)
+}
+
+/// The site's learning store of the configuration.
+fn site_store(cfg: &Config) -> Result<crate::check::spam::store::Store, SpamCliError> {
+    Ok(crate::check::spam::store::Store::new(
+        &cfg.spam.dir,
+        &cfg.spam.store,
+    )?)
 }
 
 /// Forgets messages learnt before.
 pub fn forget(cfg: &Config, paths: &[PathBuf]) -> Result<Tally, SpamCliError> {
-    let dir = &cfg.spam.dir;
-    let _lock = Lock::take(dir)?;
-    let mut model = knowledge::read_site(dir)?;
-    let mut tally = Tally::default();
-    for m in messages(paths)? {
-        let (digest, tokens) = spam::for_learning(&m.bytes);
-        if model.forget(digest, &tokens) {
-            tally.forgotten += 1;
-        } else {
-            tally.unknown += 1;
+    let forgetting: Vec<(u64, Vec<u64>)> = messages(paths)?
+        .iter()
+        .map(|m| spam::for_learning(&m.bytes))
+        .collect();
+    Ok(site_store(cfg)?.update(|model| {
+        let mut tally = Tally::default();
+        for (digest, tokens) in &forgetting {
+            if model.forget(*digest, tokens) {
+                tally.forgotten += 1;
+            } else {
+                tally.unknown += 1;
+            }
         }
-    }
-    model.write(&dir.join(SITE))?;
-    Ok(tally)
+        tally
+    })?)
 }
 
 /// Judges one message as the gateway's default group would (rules,
@@ -258,6 +276,7 @@ pub fn status(cfg: &Config) -> serde_json::Value {
     let c = &k.classifier;
     serde_json::json!({
         "dir": cfg.spam.dir.display().to_string(),
+        "store": Store::new(&cfg.spam.dir, &cfg.spam.store).map(|s| s.describe()).unwrap_or_else(|e| e.to_string()),
         "base": c.base.as_ref().map(|b| serde_json::json!({
             "spam": b.spam_messages, "ham": b.ham_messages, "tokens": b.tokens.len(),
         })),
@@ -275,9 +294,7 @@ pub fn status(cfg: &Config) -> serde_json::Value {
 
 /// `spam export FILE`: the site's learning, as a model file.
 pub fn export(cfg: &Config, to: &Path) -> Result<Model, SpamCliError> {
-    let dir = &cfg.spam.dir;
-    let _lock = Lock::take(dir)?;
-    let model = knowledge::read_site(dir)?;
+    let model = site_store(cfg)?.read()?;
     model.write(to)?;
     Ok(model)
 }
@@ -299,23 +316,27 @@ pub fn import(cfg: &Config, from: &Path, as_base: bool) -> Result<Model, SpamCli
         incoming.write(&base)?;
         return Ok(incoming);
     }
-    let mut site = knowledge::read_site(dir)?;
-    // Per message where the other side knows which messages it learnt, so
-    // that a message both learnt counts once.
-    let overlap = incoming
-        .learnt
-        .keys()
-        .filter(|d| site.learnt.contains_key(d))
-        .count();
-    if overlap > 0 {
-        return Err(SpamCliError::Usage(format!(
-            "{}: {overlap} of its messages are learnt here already; import it with --base, or forget them first",
-            from.display()
-        )));
-    }
-    site.absorb(&incoming);
-    site.write(&dir.join(SITE))?;
-    Ok(site)
+    drop(_lock);
+    site_store(cfg)?
+        .update(|site| {
+            // Per message where the other side knows which messages it
+            // learnt, so that a message both learnt counts once.
+            let overlap = incoming
+                .learnt
+                .keys()
+                .filter(|d| site.learnt.contains_key(d))
+                .count();
+            if overlap > 0 {
+                return Err(SpamCliError::Usage(format!(
+                    "{}: {overlap} of its messages are learnt here already; import it with --base, or forget them first",
+                    from.display()
+                )));
+            }
+            site.absorb(&incoming);
+            Ok(site.clone())
+        })?
+    // A refused import changed nothing worth keeping: the model was
+    // written back as it was read.
 }
 
 /// `spam rollback`: the previous base back.

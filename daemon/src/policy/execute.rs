@@ -54,6 +54,19 @@ pub enum Answer {
 /// worker. Never fails: a message the workers cannot check is `av/error`
 /// for every group that checks for viruses.
 pub async fn judge(gw: &Gateway, env: &Envelope, raw: Arc<Vec<u8>>, in_session: bool) -> Verdict {
+    let v = judge_checks(gw, env, raw.clone(), in_session).await;
+    if let Some(e) = &v.report.spam {
+        gw.scanner.spam.autolearn(&raw, e);
+    }
+    v
+}
+
+async fn judge_checks(
+    gw: &Gateway,
+    env: &Envelope,
+    raw: Arc<Vec<u8>>,
+    in_session: bool,
+) -> Verdict {
     let cfg = gw.config();
     let partitions = super::partition(&cfg, env);
     let timeout = cfg.timeouts.scan.get();

@@ -658,6 +658,10 @@ impl Session {
             self.reject(conn, RejectReason::Relay, &reply);
             return Flow::Continue;
         }
+        if let Some(reply) = self.refused_as_blacklisted(&to) {
+            self.reject(conn, RejectReason::Policy, &reply);
+            return Flow::Continue;
+        }
         let State::Mail(tx) = &mut self.state else {
             return Flow::Continue;
         };
@@ -669,6 +673,53 @@ impl Session {
         }
         conn.reply("250 2.1.5 Ok");
         Flow::Continue
+    }
+
+    /// The earliest point a `[spam] blacklist` can decide: when the sender
+    /// or the client is listed, the message will be `as/blacklisted` for
+    /// every recipient (nothing overrides a blacklisting), so a recipient
+    /// whose group refuses that status (`reject`, with `check_spam`) is
+    /// refused now instead of after the whole message came in.
+    fn refused_as_blacklisted(&self, to: &str) -> Option<String> {
+        let State::Mail(tx) = &self.state else {
+            return None;
+        };
+        let ip = self.peer.ip();
+        let listed = self.cfg.spam.blacklist.iter().any(|e| match e {
+            crate::config::GroupEntry::Net(net) => crate::config::rules::net_contains(net, ip),
+            crate::config::GroupEntry::Address(p) => !tx.from.is_empty() && p.matches(&tx.from),
+        });
+        if !listed {
+            return None;
+        }
+        let probe = Envelope::new(
+            crate::envelope::QueueId(String::new()),
+            ip,
+            self.helo.clone().unwrap_or_default(),
+            tx.from.clone(),
+        );
+        let (check_spam, rejects) = match crate::policy::group_of(&self.cfg, &probe, to)
+            .and_then(|g| self.cfg.group.get(g))
+        {
+            Some(g) => {
+                let p = g.effective(&self.cfg.policy);
+                (
+                    p.check_spam,
+                    p.reject.iter().any(|s| s.covers("as/blacklisted")),
+                )
+            }
+            None => (
+                self.cfg.policy.check_spam,
+                self.cfg
+                    .policy
+                    .reject
+                    .iter()
+                    .any(|s| s.covers("as/blacklisted")),
+            ),
+        };
+        (check_spam && rejects).then(|| {
+            format!("550 5.7.1 <{to}>: Message refused: the sender or client is blacklisted")
+        })
     }
 
     async fn data(&mut self, conn: &mut Conn) -> Flow {

@@ -20,9 +20,14 @@ const MAX_CLUES: usize = 150;
 /// the site's overlay.
 #[derive(Debug, Default)]
 pub struct Classifier {
-    pub base: Option<Model>,
-    pub site: Model,
+    /// Shared with the knowledge before it: a reload that keeps a model
+    /// does not copy it.
+    pub base: Option<std::sync::Arc<Model>>,
+    pub site: std::sync::Arc<Model>,
     pub min_learnt: u64,
+    /// The site's store cannot be read (Redis down): the classifier
+    /// abstains rather than speak from learning it cannot see.
+    pub unavailable: bool,
 }
 
 impl Classifier {
@@ -36,7 +41,8 @@ impl Classifier {
 
     /// Whether it has learnt enough to speak.
     pub fn ready(&self) -> bool {
-        self.spam_messages() >= self.min_learnt.max(1)
+        !self.unavailable
+            && self.spam_messages() >= self.min_learnt.max(1)
             && self.ham_messages() >= self.min_learnt.max(1)
     }
 
@@ -129,16 +135,16 @@ mod tests {
         let spam = |i: u64| vec![1, 2, 3, 100 + i];
         let ham = |i: u64| vec![4, 5, 6, 200 + i];
         for i in 0..4 {
-            c.site.learn(i, &spam(i), Class::Spam);
-            c.site.learn(1000 + i, &ham(i), Class::Ham);
+            std::sync::Arc::make_mut(&mut c.site).learn(i, &spam(i), Class::Spam);
+            std::sync::Arc::make_mut(&mut c.site).learn(1000 + i, &ham(i), Class::Ham);
         }
         assert_eq!(
             c.spam_probability([1, 2, 3].into_iter()),
             None,
             "4 of each is not enough"
         );
-        c.site.learn(4, &spam(4), Class::Spam);
-        c.site.learn(1004, &ham(4), Class::Ham);
+        std::sync::Arc::make_mut(&mut c.site).learn(4, &spam(4), Class::Spam);
+        std::sync::Arc::make_mut(&mut c.site).learn(1004, &ham(4), Class::Ham);
         let p_spam = c.spam_probability([1, 2, 3, 999].into_iter()).unwrap();
         let p_ham = c.spam_probability([4, 5, 6, 999].into_iter()).unwrap();
         let p_none = c.spam_probability([999].into_iter()).unwrap();

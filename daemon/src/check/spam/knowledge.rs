@@ -1,26 +1,31 @@
 //! What the spam check knows, shared by the scan workers: the content rules
-//! and the classifier's models. The site's learning is a file that
-//! `mailward spam learn` rewrites (atomically); the daemon notices a new one
-//! within [`RECHECK`] and swaps it in without a restart. A damaged file is
-//! refused and the models in use stay.
+//! and the classifier's models. The site's learning is in its store
+//! ([`super::store`]): `site.model`, which `mailward spam learn` rewrites
+//! (atomically) and the daemon looks at every [`RECHECK`], or a Redis
+//! server that a thread of its own polls as often. New learning is swapped
+//! in without a restart; a damaged model is refused and the one in use
+//! stays; a Redis that cannot be read makes the classifier abstain until it
+//! can be again.
 //!
 //! Files, under `[spam] dir` (default `DATA_DIR/spam`):
-//! - `site.model`: what this site learnt (and which messages);
+//! - `site.model`: what this site learnt (and which messages), unless
+//!   `[spam] store` names a Redis;
 //! - `base.model`: an installed base (`mailward spam import --base`), the
 //!   previous one kept as `base.model.bak` for `spam rollback`.
 
 use super::classifier::Classifier;
-use super::model::{Model, ModelError};
+use super::model::Model;
 use super::rules::{self, Rule};
+use super::store::{Store, Version};
 use crate::config::Config;
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::{Duration, Instant, SystemTime};
 
 /// How often the daemon looks for new learning.
 const RECHECK: Duration = Duration::from_secs(2);
 
-pub const SITE: &str = "site.model";
+pub use super::store::SITE;
 pub const BASE: &str = "base.model";
 
 /// Rules and models, as one immutable value.
@@ -33,6 +38,8 @@ pub struct Knowledge {
     /// `[spam] blacklist` and `whitelist`.
     pub blacklist: Vec<crate::config::GroupEntry>,
     pub whitelist: Vec<crate::config::GroupEntry>,
+    /// `[spam] traps`.
+    pub traps: Vec<crate::config::Pattern>,
 }
 
 impl Knowledge {
@@ -40,13 +47,15 @@ impl Knowledge {
     /// returned beside what could be loaded (an empty model in its place):
     /// mail is still checked by the rules.
     pub fn load(cfg: &Config) -> (Knowledge, Vec<String>) {
-        let (k, problems, _) = Knowledge::load_parts(cfg);
+        let (k, problems, _) = Knowledge::load_parts(cfg, true);
         (k, problems)
     }
 
     /// As [`Knowledge::load`], also saying which models could not be read
     /// (base, site), so that a reload keeps the ones in use for those.
-    fn load_parts(cfg: &Config) -> (Knowledge, Vec<String>, (bool, bool)) {
+    /// `site`: read the site's store too (false: leave it empty, for the
+    /// caller to fill).
+    fn load_parts(cfg: &Config, site: bool) -> (Knowledge, Vec<String>, (bool, bool)) {
         let mut problems = Vec::new();
         let mut failed = (false, false);
         let mut rules = rules::built_in();
@@ -74,18 +83,23 @@ impl Knowledge {
             ..Classifier::default()
         };
         match Model::read(&cfg.spam.dir.join(BASE)) {
-            Ok(base) => classifier.base = base,
+            Ok(base) => classifier.base = base.map(Arc::new),
             Err(e) => {
                 failed.0 = true;
                 problems.push(e.to_string());
             }
         }
-        match Model::read(&cfg.spam.dir.join(SITE)) {
-            Ok(site) => classifier.site = site.unwrap_or_default(),
-            Err(e) => {
-                failed.1 = true;
-                problems.push(e.to_string());
+        if site {
+            match Store::new(&cfg.spam.dir, &cfg.spam.store).and_then(|s| s.read()) {
+                Ok(m) => classifier.site = Arc::new(m),
+                Err(e) => {
+                    failed.1 = true;
+                    classifier.unavailable = !cfg.spam.store.is_empty();
+                    problems.push(e.to_string());
+                }
             }
+        } else {
+            failed.1 = true;
         }
         let k = Knowledge {
             rules,
@@ -93,42 +107,95 @@ impl Knowledge {
             dnsbl: cfg.spam.dnsbl.clone(),
             blacklist: cfg.spam.blacklist.clone(),
             whitelist: cfg.spam.whitelist.clone(),
+            traps: cfg.spam.traps.clone(),
         };
         (k, problems, failed)
     }
 }
 
-/// The knowledge in use, reloaded when its files change.
+/// The knowledge in use, reloaded when its files or its store change.
 pub struct Shared {
-    dir: PathBuf,
+    store: Store,
+    base_path: std::path::PathBuf,
     current: RwLock<Arc<Knowledge>>,
-    /// When the files were last looked at, and their modification times.
+    /// When the files were last looked at, and what they were then.
     seen: Mutex<(Instant, Stamp)>,
     config: RwLock<Arc<Config>>,
+    /// The Redis store could not be read at the last look.
+    store_down: AtomicBool,
+    /// Autolearn's thread (`[spam] autolearn`).
+    learner: Option<super::autolearn::Learner>,
 }
 
-type Stamp = (Option<SystemTime>, Option<SystemTime>);
-
-fn stamp(dir: &Path) -> Stamp {
-    let m = |f: &str| {
-        std::fs::metadata(dir.join(f))
-            .and_then(|m| m.modified())
-            .ok()
-    };
-    (m(BASE), m(SITE))
-}
+/// The base file's time, and the site's version when it is a file.
+type Stamp = (Option<SystemTime>, Option<Version>);
 
 impl Shared {
     pub fn open(cfg: Arc<Config>) -> (Arc<Shared>, Vec<String>) {
-        let (k, problems) = Knowledge::load(&cfg);
-        let dir = cfg.spam.dir.clone();
-        let shared = Shared {
-            seen: Mutex::new((Instant::now(), stamp(&dir))),
-            dir,
+        let (k, mut problems) = Knowledge::load(&cfg);
+        let store = match Store::new(&cfg.spam.dir, &cfg.spam.store) {
+            Ok(s) => s,
+            Err(e) => {
+                problems.push(e.to_string());
+                Store::Dir(cfg.spam.dir.clone())
+            }
+        };
+        let down = k.classifier.unavailable;
+        let learner = super::autolearn::Learner::start(store.clone());
+        let shared = Arc::new(Shared {
+            learner,
+            base_path: cfg.spam.dir.join(BASE),
+            seen: Mutex::new((Instant::now(), (None, None))),
+            store,
             current: RwLock::new(Arc::new(k)),
             config: RwLock::new(cfg),
+            store_down: AtomicBool::new(down),
+        });
+        if let Ok(mut seen) = shared.seen.lock() {
+            seen.1 = shared.stamp();
+        }
+        if matches!(shared.store, Store::Redis { .. }) {
+            let weak = Arc::downgrade(&shared);
+            let spawned = std::thread::Builder::new()
+                .name("spam-store".into())
+                .spawn(move || poll_redis(&weak));
+            if let Err(e) = spawned {
+                problems.push(format!("cannot start the spam store poller: {e}"));
+            }
+        }
+        (shared, problems)
+    }
+
+    /// The site's store.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Autolearn: when `[spam] autolearn` is on and the verdict teaches
+    /// something ([`super::autolearn::lesson`]), the message is queued to be
+    /// learnt.
+    pub fn autolearn(&self, raw: &Arc<Vec<u8>>, evidence: &super::Evidence) {
+        let on = match self.config.read() {
+            Ok(c) => c.spam.autolearn,
+            Err(p) => p.into_inner().spam.autolearn,
         };
-        (Arc::new(shared), problems)
+        if let (true, Some(learner), Some(class)) =
+            (on, &self.learner, super::autolearn::lesson(evidence))
+        {
+            learner.offer(raw.clone(), class);
+        }
+    }
+
+    fn stamp(&self) -> Stamp {
+        let base = std::fs::metadata(&self.base_path)
+            .and_then(|m| m.modified())
+            .ok();
+        let site = match &self.store {
+            Store::Dir(_) => self.store.version().ok(),
+            // Polled by its own thread.
+            Store::Redis { .. } => None,
+        };
+        (base, site)
     }
 
     /// The knowledge to check a message with; reloads first when a file
@@ -137,7 +204,7 @@ impl Shared {
         let changed = match self.seen.lock() {
             Ok(mut seen) if seen.0.elapsed() >= RECHECK => {
                 seen.0 = Instant::now();
-                let now = stamp(&self.dir);
+                let now = self.stamp();
                 let changed = now != seen.1;
                 seen.1 = now;
                 changed
@@ -159,14 +226,23 @@ impl Shared {
         }
     }
 
+    fn install(&self, k: Knowledge) {
+        match self.current.write() {
+            Ok(mut c) => *c = Arc::new(k),
+            Err(p) => *p.into_inner() = Arc::new(k),
+        }
+    }
+
     /// Loads again (a new configuration, or new learning); a model that
-    /// cannot be read leaves the one in use.
+    /// cannot be read leaves the one in use. A Redis site is not read here
+    /// (this may run on a scan worker): its poller keeps it.
     pub fn reload(&self) {
         let cfg = match self.config.read() {
             Ok(c) => c.clone(),
             Err(p) => p.into_inner().clone(),
         };
-        let (mut k, problems, (base_failed, site_failed)) = Knowledge::load_parts(&cfg);
+        let from_file = matches!(self.store, Store::Dir(_));
+        let (mut k, problems, (base_failed, site_failed)) = Knowledge::load_parts(&cfg, from_file);
         let old = self.loaded();
         for p in &problems {
             tracing::error!(target: "scan", problem = %p, "Cannot load spam knowledge; the models in use stay.");
@@ -178,12 +254,30 @@ impl Shared {
         if base_failed {
             k.classifier.base = old.classifier.base.clone();
         }
+        k.classifier.unavailable = self.store_down.load(Ordering::Relaxed);
         tracing::info!(target: "scan", spam = k.classifier.spam_messages(), ham = k.classifier.ham_messages(),
             rules = k.rules.len(), "Spam knowledge loaded.");
-        match self.current.write() {
-            Ok(mut c) => *c = Arc::new(k),
-            Err(p) => *p.into_inner() = Arc::new(k),
-        }
+        self.install(k);
+    }
+
+    /// The knowledge in use with another site model or availability (the
+    /// Redis poller): everything else is shared, not copied.
+    fn with_site(&self, site: Option<Arc<Model>>, unavailable: bool) {
+        let old = self.loaded();
+        let k = Knowledge {
+            rules: old.rules.clone(),
+            classifier: Classifier {
+                base: old.classifier.base.clone(),
+                site: site.unwrap_or_else(|| old.classifier.site.clone()),
+                min_learnt: old.classifier.min_learnt,
+                unavailable,
+            },
+            dnsbl: old.dnsbl.clone(),
+            blacklist: old.blacklist.clone(),
+            whitelist: old.whitelist.clone(),
+            traps: old.traps.clone(),
+        };
+        self.install(k);
     }
 
     /// A new configuration (SIGHUP): its rules and `min_learnt`.
@@ -196,7 +290,41 @@ impl Shared {
     }
 }
 
-/// Reads the site model for changing it (the CLI).
-pub fn read_site(dir: &Path) -> Result<Model, ModelError> {
-    Ok(Model::read(&dir.join(SITE))?.unwrap_or_default())
+/// The Redis poller: every [`RECHECK`], the version; a new one, the model.
+/// Ends when the knowledge is dropped.
+fn poll_redis(shared: &Weak<Shared>) {
+    let mut seen: Option<Version> = None;
+    loop {
+        let Some(s) = shared.upgrade() else { return };
+        let was_down = s.store_down.load(Ordering::Relaxed);
+        let result = s.store.version().and_then(|v| {
+            if Some(v) == seen && !was_down {
+                return Ok(None);
+            }
+            s.store.read().map(|m| Some((v, m)))
+        });
+        match result {
+            Ok(None) => {}
+            Ok(Some((v, model))) => {
+                seen = Some(v);
+                s.store_down.store(false, Ordering::Relaxed);
+                if was_down {
+                    tracing::info!(target: "scan", store = %s.store.describe(), "The spam store answers again; the classifier is back.");
+                }
+                tracing::info!(target: "scan", spam = model.spam_messages, ham = model.ham_messages,
+                    store = %s.store.describe(), "Spam learning loaded from the shared store.");
+                s.with_site(Some(Arc::new(model)), false);
+            }
+            Err(e) => {
+                if !was_down {
+                    tracing::error!(target: "scan", error = %e,
+                        "Cannot read the spam store; the classifier abstains until it can (mail still flows).");
+                    s.store_down.store(true, Ordering::Relaxed);
+                    s.with_site(None, true);
+                }
+            }
+        }
+        drop(s);
+        std::thread::sleep(RECHECK);
+    }
 }

@@ -15,12 +15,14 @@
 //!   look-ups themselves are made on the async side, `crate::auth` and
 //!   `crate::dns`, never on a scan worker).
 
+pub mod autolearn;
 pub mod classifier;
 pub mod formal;
 pub mod knowledge;
 pub mod model;
 pub mod rules;
 pub mod signals;
+pub mod store;
 pub mod text;
 pub mod tokens;
 
@@ -53,6 +55,8 @@ pub struct Evidence {
     /// Registered domains of the message's links (public suffix list), for
     /// the URI DNS lists; at most [`signals::MAX_URI_DOMAINS`].
     pub uri_domains: Vec<String>,
+    /// The classifier could not speak because its shared store was down.
+    pub classifier_unavailable: bool,
 }
 
 /// The two thresholds (probable, spam) of a level, in points.
@@ -170,6 +174,8 @@ pub struct Origin<'a> {
     pub dnsbl_listed: &'a [String],
     /// SPF, DKIM and DMARC results.
     pub auth: &'a crate::auth::Auth,
+    /// A recipient that is a `[spam] traps` address, if one is.
+    pub trapped: Option<&'a str>,
 }
 
 /// Judges one message.
@@ -206,6 +212,10 @@ pub fn examine(
             }
             crate::config::GroupEntry::Address(p) => !o.sender.is_empty() && p.matches(o.sender),
         };
+        if let Some(trap) = o.trapped {
+            hits.push(Hit::new("SPAM_TRAP", 0.0));
+            blacklisted.get_or_insert_with(|| format!("spam trap <{trap}>"));
+        }
         if knowledge.blacklist.iter().any(matches) {
             hits.push(Hit::new("BLACKLIST", 0.0));
             blacklisted.get_or_insert_with(|| "[spam] blacklist".to_string());
@@ -244,6 +254,7 @@ pub fn examine(
         blacklisted,
         whitelisted,
         uri_domains: signals::uri_domains(&text),
+        classifier_unavailable: knowledge.classifier.unavailable,
     }
 }
 
@@ -314,6 +325,12 @@ impl Check for Spam {
             sender: &cx.envelope.mail_from,
             dnsbl_listed: &cx.envelope.dnsbl_listed,
             auth: &cx.envelope.auth,
+            trapped: cx
+                .envelope
+                .rcpts
+                .iter()
+                .map(|r| r.address.as_str())
+                .find(|a| k.traps.iter().any(|t| t.matches(a))),
         };
         report.spam = Some(examine(k, cx.raw, cx.message, Some(&origin)));
     }

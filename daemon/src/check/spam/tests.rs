@@ -112,15 +112,15 @@ fn the_classifier_learns_and_the_same_message_counts_once() {
         let spam = SPAM.replace("Dear Friend", &format!("Dear Friend {i}"));
         let ham = HAM.replace("the station", &format!("the station {i}"));
         let (d, t) = for_learning(spam.as_bytes());
-        k.classifier.site.learn(d, &t, model::Class::Spam);
+        std::sync::Arc::make_mut(&mut k.classifier.site).learn(d, &t, model::Class::Spam);
         let (d, t) = for_learning(ham.as_bytes());
-        k.classifier.site.learn(d, &t, model::Class::Ham);
+        std::sync::Arc::make_mut(&mut k.classifier.site).learn(d, &t, model::Class::Ham);
     }
     let before = k.classifier.spam_messages();
     let again = SPAM.replace("Dear Friend", "Dear Friend 0");
     let (d, t) = for_learning(again.as_bytes());
     assert_eq!(
-        k.classifier.site.learn(d, &t, model::Class::Spam),
+        std::sync::Arc::make_mut(&mut k.classifier.site).learn(d, &t, model::Class::Spam),
         model::Learnt::Already
     );
     // Added trace headers do not make it another message.
@@ -190,6 +190,7 @@ fn lists_blacklist_senders_and_clients_and_whitelist_clients() {
             sender,
             dnsbl_listed: &[],
             auth: &crate::auth::Auth::default(),
+            trapped: None,
         };
         let m = crate::check::parse(raw.as_bytes());
         examine(&k, raw.as_bytes(), m.as_ref(), Some(&origin))
@@ -220,6 +221,7 @@ fn lists_blacklist_senders_and_clients_and_whitelist_clients() {
             sender: "news@partner.example",
             dnsbl_listed: &[],
             auth,
+            trapped: None,
         };
         let m = crate::check::parse(SPAM.as_bytes());
         examine(&k, SPAM.as_bytes(), m.as_ref(), Some(&origin))

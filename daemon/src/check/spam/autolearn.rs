@@ -1,0 +1,154 @@
+//! Autolearn (`[spam] autolearn`, off by default): the classifier learns
+//! from verdicts it did not make itself. Only confident ones, and never on
+//! the strength of its own score (that would feed its mistakes back):
+//!
+//! - spam: a list, a spam trap or a final zone blacklists the message, or
+//!   the tests other than the classifier's reach [`SPAM_POINTS`];
+//! - ham: a whitelisted sender or client, or SPF or DKIM vouches for the
+//!   sender and the tests other than the classifier's stay at or below
+//!   [`HAM_POINTS`].
+//!
+//! Learning happens on a thread of its own, in batches (one write of the
+//! store per [`BATCH_WAIT`]): never on a scan worker or the async runtime.
+//! A full queue drops the message's learning, never the message.
+
+use super::model::Class;
+use super::store::Store;
+use super::Evidence;
+use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// The other tests' points at which a message is learnt as spam.
+pub const SPAM_POINTS: f64 = 12.0;
+/// The other tests' points at or below which a vouched-for message is
+/// learnt as ham.
+pub const HAM_POINTS: f64 = 0.0;
+/// How long learning waits to gather a batch.
+const BATCH_WAIT: Duration = Duration::from_secs(5);
+/// Messages waiting to be learnt, at most.
+const QUEUE: usize = 1000;
+
+/// What a verdict teaches, if anything.
+pub fn lesson(e: &Evidence) -> Option<Class> {
+    let others: f64 = e
+        .hits
+        .iter()
+        .filter(|h| !h.name.starts_with("BAYES_"))
+        .map(|h| h.weight)
+        .sum();
+    if e.blacklisted.is_some() || others >= SPAM_POINTS {
+        return Some(Class::Spam);
+    }
+    let vouched = e
+        .hits
+        .iter()
+        .any(|h| matches!(h.name.as_str(), "SPF_PASS" | "DKIM_VALID" | "DMARC_PASS"));
+    (e.whitelisted || (vouched && others <= HAM_POINTS)).then_some(Class::Ham)
+}
+
+/// The learning thread's mailbox.
+pub struct Learner {
+    tx: SyncSender<(Arc<Vec<u8>>, Class)>,
+}
+
+impl Learner {
+    /// Starts the thread that learns into `store`.
+    pub fn start(store: Store) -> Option<Learner> {
+        let (tx, rx) = sync_channel(QUEUE);
+        std::thread::Builder::new()
+            .name("spam-autolearn".into())
+            .spawn(move || run(&store, &rx))
+            .map_err(
+                |e| tracing::error!(target: "scan", error = %e, "Cannot start spam autolearn."),
+            )
+            .ok()?;
+        Some(Learner { tx })
+    }
+
+    /// Queues a message to be learnt as `class` (dropped when the queue is
+    /// full: learning is a bonus, never a backlog).
+    pub fn offer(&self, raw: Arc<Vec<u8>>, class: Class) {
+        if let Err(TrySendError::Full(_)) = self.tx.try_send((raw, class)) {
+            tracing::debug!(target: "scan", "Autolearn queue full; a message is not learnt.");
+        }
+    }
+}
+
+fn run(store: &Store, rx: &Receiver<(Arc<Vec<u8>>, Class)>) {
+    let mut batch: Vec<(u64, Vec<u64>, Class)> = Vec::new();
+    let mut since = Instant::now();
+    loop {
+        match rx.recv_timeout(BATCH_WAIT) {
+            Ok((raw, class)) => {
+                if batch.is_empty() {
+                    since = Instant::now();
+                }
+                let (digest, tokens) = super::for_learning(&raw);
+                batch.push((digest, tokens, class));
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => return,
+        }
+        if batch.is_empty() || since.elapsed() < BATCH_WAIT {
+            continue;
+        }
+        let learnt = store.update(|model| {
+            let mut n = (0, 0);
+            for (digest, tokens, class) in &batch {
+                if model.learn(*digest, tokens, *class) != super::model::Learnt::Already {
+                    match class {
+                        Class::Spam => n.0 += 1,
+                        Class::Ham => n.1 += 1,
+                    }
+                }
+            }
+            n
+        });
+        match learnt {
+            Ok((spam, ham)) => tracing::info!(target: "scan", spam, ham, store = %store.describe(),
+                "Autolearn: learnt from confident verdicts."),
+            Err(e) => tracing::warn!(target: "scan", error = %e,
+                "Autolearn cannot write the spam store; this batch is not learnt."),
+        }
+        batch.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::check::spam::rules::Hit;
+
+    fn evidence(hits: &[(&str, f64)]) -> Evidence {
+        Evidence {
+            hits: hits.iter().map(|(n, w)| Hit::new(n, *w)).collect(),
+            ..Evidence::default()
+        }
+    }
+
+    #[test]
+    fn only_confident_verdicts_that_do_not_rest_on_the_classifier_teach() {
+        // The classifier's own certainty teaches nothing.
+        assert_eq!(
+            lesson(&evidence(&[("BAYES_999", 9.0), ("HTML_ONLY", 0.5)])),
+            None
+        );
+        assert_eq!(
+            lesson(&evidence(&[
+                ("BAYES_00", -2.5),
+                ("SPF_PASS", -0.1),
+                ("HTML_ONLY", 0.5)
+            ])),
+            None
+        );
+        let mut e = evidence(&[("EARN_MONEY", 6.0), ("DEAR_FRIEND", 6.0)]);
+        assert_eq!(lesson(&e), Some(Class::Spam));
+        e = evidence(&[("BAYES_00", -2.5), ("DKIM_VALID", -0.1)]);
+        assert_eq!(lesson(&e), Some(Class::Ham));
+        // Not vouched for: not ham, however low.
+        assert_eq!(lesson(&evidence(&[("BAYES_00", -2.5)])), None);
+        e.blacklisted = Some("spam trap <t@x>".into());
+        assert_eq!(lesson(&e), Some(Class::Spam));
+    }
+}

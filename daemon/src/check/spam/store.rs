@@ -1,0 +1,273 @@
+//! Where the site's learning lives: `site.model` under `[spam] dir` (the
+//! default), or one Redis server that several gateways share (`[spam] store
+//! = "redis://HOST:PORT/DB"`, DESIGN 9). The base model is a file either
+//! way: it is installed per gateway, like the signature bases.
+//!
+//! Every change is a read-modify-write of the whole model under a lock: a
+//! file lock (`learn.lock`) for the directory, WATCH/MULTI for Redis (a
+//! change made by another gateway in between makes this one start again).
+//! Readers need no lock: the file is replaced by rename, and the Redis value
+//! in one SET, each with a version that changes with it.
+//!
+//! Redis is asked with short timeouts: the daemon reads it from its own
+//! thread, never from a scan worker or the async runtime, and a Redis that
+//! is down or slow costs the classifier's opinion, never a message.
+
+use super::model::{Model, ModelError};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+pub const SITE: &str = "site.model";
+
+/// How long one Redis command may take.
+const REDIS_TIMEOUT: Duration = Duration::from_secs(1);
+/// Attempts of one change when other writers keep getting in between.
+const REDIS_TRIES: usize = 20;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("Redis {url}: {message}")]
+    Redis { url: String, message: String },
+}
+
+/// The site's learning store.
+#[derive(Debug, Clone)]
+pub enum Store {
+    Dir(PathBuf),
+    Redis {
+        client: redis::Client,
+        /// The URL as configured (without a password), for messages.
+        url: String,
+    },
+}
+
+/// What changes when the stored model does: the file's modification time,
+/// or the Redis version counter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Version {
+    File(Option<SystemTime>),
+    Redis(Option<i64>),
+}
+
+const SITE_KEY: &str = "mailward:spam:site";
+const VERSION_KEY: &str = "mailward:spam:version";
+
+/// Holds the learning lock of a spam directory while alive.
+struct Lock(std::fs::File);
+
+impl Lock {
+    fn take(dir: &Path) -> Result<Lock, StoreError> {
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| StoreError::Io { path, source }
+        };
+        std::fs::create_dir_all(dir).map_err(io(dir))?;
+        let path = dir.join("learn.lock");
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(io(&path))?;
+        f.lock().map_err(io(&path))?;
+        Ok(Lock(f))
+    }
+}
+
+impl Drop for Lock {
+    fn drop(&mut self) {
+        let _ = self.0.unlock();
+    }
+}
+
+impl Store {
+    /// The store of `[spam]`: `store` "" is the directory `dir`.
+    pub fn new(dir: &Path, store: &str) -> Result<Store, StoreError> {
+        if store.is_empty() {
+            return Ok(Store::Dir(dir.to_path_buf()));
+        }
+        let client = redis::Client::open(store).map_err(|e| StoreError::Redis {
+            url: shown(store),
+            message: e.to_string(),
+        })?;
+        Ok(Store::Redis {
+            client,
+            url: shown(store),
+        })
+    }
+
+    /// What `status` shows.
+    pub fn describe(&self) -> String {
+        match self {
+            Store::Dir(dir) => dir.join(SITE).display().to_string(),
+            Store::Redis { url, .. } => url.clone(),
+        }
+    }
+
+    fn redis_error(&self, e: impl std::fmt::Display) -> StoreError {
+        StoreError::Redis {
+            url: self.describe(),
+            message: e.to_string(),
+        }
+    }
+
+    fn connect(&self, client: &redis::Client) -> Result<redis::Connection, StoreError> {
+        let con = client
+            .get_connection_with_timeout(REDIS_TIMEOUT)
+            .map_err(|e| self.redis_error(e))?;
+        con.set_read_timeout(Some(REDIS_TIMEOUT))
+            .and_then(|()| con.set_write_timeout(Some(REDIS_TIMEOUT)))
+            .map_err(|e| self.redis_error(e))?;
+        Ok(con)
+    }
+
+    /// The version of the stored model (cheap: a stat or one GET).
+    pub fn version(&self) -> Result<Version, StoreError> {
+        match self {
+            Store::Dir(dir) => Ok(Version::File(
+                std::fs::metadata(dir.join(SITE))
+                    .and_then(|m| m.modified())
+                    .ok(),
+            )),
+            Store::Redis { client, .. } => {
+                let mut con = self.connect(client)?;
+                let v: Option<i64> = redis::cmd("GET")
+                    .arg(VERSION_KEY)
+                    .query(&mut con)
+                    .map_err(|e| self.redis_error(e))?;
+                Ok(Version::Redis(v))
+            }
+        }
+    }
+
+    /// The site's model (empty when nothing was learnt yet).
+    pub fn read(&self) -> Result<Model, StoreError> {
+        match self {
+            Store::Dir(dir) => Ok(Model::read(&dir.join(SITE))?.unwrap_or_default()),
+            Store::Redis { client, .. } => {
+                let mut con = self.connect(client)?;
+                let blob: Option<Vec<u8>> = redis::cmd("GET")
+                    .arg(SITE_KEY)
+                    .query(&mut con)
+                    .map_err(|e| self.redis_error(e))?;
+                self.decode(blob)
+            }
+        }
+    }
+
+    fn decode(&self, blob: Option<Vec<u8>>) -> Result<Model, StoreError> {
+        match blob {
+            Some(b) => Ok(Model::from_bytes(&b, Path::new(&self.describe()))?),
+            None => Ok(Model::default()),
+        }
+    }
+
+    /// Changes the site's model with `change` under the store's lock and
+    /// writes it back; `change` may run more than once (Redis, when another
+    /// gateway wrote in between), on the model as it is then.
+    pub fn update<R>(&self, mut change: impl FnMut(&mut Model) -> R) -> Result<R, StoreError> {
+        match self {
+            Store::Dir(dir) => {
+                let _lock = Lock::take(dir)?;
+                let mut model = Model::read(&dir.join(SITE))?.unwrap_or_default();
+                let r = change(&mut model);
+                model.write(&dir.join(SITE))?;
+                Ok(r)
+            }
+            Store::Redis { client, .. } => {
+                let mut con = self.connect(client)?;
+                for _ in 0..REDIS_TRIES {
+                    redis::cmd("WATCH")
+                        .arg(SITE_KEY)
+                        .query::<()>(&mut con)
+                        .map_err(|e| self.redis_error(e))?;
+                    let blob: Option<Vec<u8>> = redis::cmd("GET")
+                        .arg(SITE_KEY)
+                        .query(&mut con)
+                        .map_err(|e| self.redis_error(e))?;
+                    let mut model = self.decode(blob)?;
+                    let r = change(&mut model);
+                    // EXEC answers nil when the watched key changed.
+                    let done: Option<(i64,)> = redis::pipe()
+                        .atomic()
+                        .cmd("SET")
+                        .arg(SITE_KEY)
+                        .arg(model.to_bytes())
+                        .ignore()
+                        .cmd("INCR")
+                        .arg(VERSION_KEY)
+                        .query(&mut con)
+                        .map_err(|e| self.redis_error(e))?;
+                    if done.is_some() {
+                        return Ok(r);
+                    }
+                }
+                Err(self.redis_error(format!(
+                    "the model kept changing under {REDIS_TRIES} attempts; try again"
+                )))
+            }
+        }
+    }
+}
+
+/// A Redis URL without its password, for logs and messages.
+fn shown(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            format!("{}://***@{}", &url[..scheme], &url[at + 1..])
+        }
+        _ => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::check::spam::model::Class;
+
+    #[test]
+    fn passwords_are_not_shown() {
+        assert_eq!(
+            shown("redis://:s3cret@10.0.0.1:6379/2"),
+            "redis://***@10.0.0.1:6379/2"
+        );
+        assert_eq!(
+            shown("redis://127.0.0.1:6379/0"),
+            "redis://127.0.0.1:6379/0"
+        );
+    }
+
+    #[test]
+    fn a_directory_store_learns_under_its_lock_and_versions_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path(), "").unwrap();
+        assert_eq!(store.read().unwrap().spam_messages, 0);
+        let before = store.version().unwrap();
+        store
+            .update(|m| m.learn(7, &[1, 2, 3], Class::Spam))
+            .unwrap();
+        assert_eq!(store.read().unwrap().spam_messages, 1);
+        assert_ne!(store.version().unwrap(), before);
+    }
+
+    #[test]
+    fn an_unreachable_redis_is_an_error_not_a_wait() {
+        // Port 1 on loopback: refused at once.
+        let store = Store::new(Path::new("/nonexistent"), "redis://127.0.0.1:1/0").unwrap();
+        let started = std::time::Instant::now();
+        let e = store.read().unwrap_err();
+        assert!(
+            e.to_string().starts_with("Redis redis://127.0.0.1:1/0:"),
+            "{e}"
+        );
+        assert!(started.elapsed() < Duration::from_secs(5));
+        assert!(Store::new(Path::new("/x"), "http://nope").is_err());
+    }
+}
