@@ -11,7 +11,14 @@
 # table shows msgs/s for both and the ratio Mailward/Postfix.
 #
 # Mailward scans every message as it does by default: anti-virus (the
-# built-in bases), the content filter and the spam check.
+# built-in bases), the content filter and the spam check, here with its
+# network tests on and answered by a local DNS server (dnsmasq on a free
+# loopback port): a DNSBL zone asked at connect, SPF at MAIL FROM (an
+# ip4:127.0.0.1 record for example.com), DKIM and DMARC after DATA, a URI
+# list, and sender black and white lists. For that the client is not in
+# relay_networks (the recipients are in a protected domain), since Mailward
+# asks SPF and DKIM only of clients from outside. NETWORK_TESTS=0 runs the
+# spam check without them (no DNS at all).
 # Both relays run with their defaults, except what the load needs:
 # Mailward incoming_sessions_per_ip = 100 (50 sessions come from one
 # address), Postfix smtpd_client_connection_count_limit = 0. Each keeps its
@@ -31,6 +38,8 @@
 #   SESSIONS       client sessions to try (default "1 10 50")
 #   CASE_TIMEOUT   seconds one run may take (default 600)
 #   KEEP=1         keep the temporary directory (logs, configs)
+#   NETWORK_TESTS  1 (default): DNSBL, SPF, DKIM/DMARC, URI list and lists
+#                  on, DNS from a local dnsmasq; 0: off
 #   SPAM_MODEL     a spam model file (`mailward spam export`) installed as
 #                  the classifier's base before the run, so that the
 #                  classifier scores every message (without it the spam
@@ -66,7 +75,9 @@ work=$(mktemp -d /tmp/mailward-bench.XXXXXX)
 chmod 755 "$work"
 mailward_pid=
 sink_pid=
+dns_pid=
 postfix_dir=
+NETWORK_TESTS=${NETWORK_TESTS:-1}
 
 cleanup() {
     set +e
@@ -80,6 +91,10 @@ cleanup() {
     if [ -n "$sink_pid" ]; then
         kill "$sink_pid" 2>/dev/null
         wait "$sink_pid" 2>/dev/null
+    fi
+    if [ -n "$dns_pid" ]; then
+        kill "$dns_pid" 2>/dev/null
+        wait "$dns_pid" 2>/dev/null
     fi
     if [ -n "${KEEP:-}" ]; then
         say "Kept $work"
@@ -163,6 +178,37 @@ sink_pid=$!
 wait_for_220 "$sink_port" smtp-sink
 say "-- smtp-sink (counting only) on 127.0.0.1:$sink_port"
 
+# The DNS of the network tests.
+relay_networks='["127.0.0.0/8"]'
+network_tests=""
+if [ "$NETWORK_TESTS" = 1 ]; then
+    command -v dnsmasq >/dev/null || die "\`dnsmasq\` not found: install the Debian package dnsmasq-base (tests/install-deps.sh)"
+    dns_port=$(free_port)
+    dnsmasq --no-daemon --port="$dns_port" --listen-address=127.0.0.1 --bind-interfaces \
+        --no-resolv --no-hosts --no-poll --conf-file=/dev/null --pid-file= \
+        --local=/test/ --local=/example.com/ --log-queries \
+        "--txt-record=example.com,v=spf1 ip4:127.0.0.1 -all" \
+        --host-record=ready.bench.test,127.0.0.1 \
+        >"$work/dnsmasq.log" 2>&1 &
+    dns_pid=$!
+    sleep 0.5
+    kill -0 "$dns_pid" 2>/dev/null || die "dnsmasq did not start; see $work/dnsmasq.log (KEEP=1 keeps it)"
+    relay_networks='[]'
+    network_tests="
+[access]
+dns_resolver = \"127.0.0.1:$dns_port\"
+
+[spam]
+dnsbl = [\"bl.bench.test:2.5\"]
+surbl = [\"uri.bench.test:3.5\"]
+blacklist = [\"*@spammer.bench.test\"]
+whitelist = [\"*@partner.bench.test\"]
+spf = \"score\"
+dkim = true
+"
+    say "-- dnsmasq on 127.0.0.1:$dns_port: DNSBL, SPF, DMARC and URI-list look-ups answered locally"
+fi
+
 # Mailward.
 mw_port=$(free_port)
 mkdir -p "$work/mailward"
@@ -175,7 +221,7 @@ data_dir = "$work/mailward/data"
 [network]
 listen_on = ["127.0.0.1:$mw_port"]
 protected_domains = ["example.com"]
-relay_networks = ["127.0.0.0/8"]
+relay_networks = $relay_networks
 
 [limits]
 incoming_sessions_per_ip = 100
@@ -189,6 +235,7 @@ listen = ""
 
 [agentx]
 socket = "tcp:127.0.0.1:1"
+$network_tests
 EOF
 if [ -n "${SPAM_MODEL:-}" ]; then
     "$MAILWARD_BIN" spam import --base "$SPAM_MODEL" --config "$work/mailward/mailward.toml" >/dev/null \
@@ -281,4 +328,10 @@ for spec in "1 KiB:1024:$SMALL_COUNT" "100 KiB:102400:$LARGE_COUNT"; do
     done
 done
 say ""
+if [ "$NETWORK_TESTS" = 1 ]; then
+    # Proof that the network tests ran, from Mailward's own log lines.
+    spf=$(grep -c 'tests=.*SPF_PASS' "$work/mailward/mailward.log" || true)
+    dnsq=$(grep -c 'query\[' "$work/dnsmasq.log" || true)
+    say "Network tests: SPF_PASS on $spf messages; dnsmasq was asked $dnsq times."
+fi
 say "Done; stopping Mailward, Postfix and the sink."
