@@ -17,7 +17,8 @@
 # ip4:127.0.0.1 record for example.com), DKIM and DMARC after DATA, a URI
 # list, and sender black and white lists. For that the client is not in
 # relay_networks (the recipients are in a protected domain), since Mailward
-# asks SPF and DKIM only of clients from outside. NETWORK_TESTS=0 runs the
+# asks SPF and DKIM only of clients from outside. Answers carry a 300 s TTL,
+# as real zones do, so a resolver may cache them. NETWORK_TESTS=0 runs the
 # spam check without them (no DNS at all).
 # Both relays run with their defaults, except what the load needs:
 # Mailward incoming_sessions_per_ip = 100 (50 sessions come from one
@@ -186,7 +187,7 @@ if [ "$NETWORK_TESTS" = 1 ]; then
     dns_port=$(free_port)
     dnsmasq --no-daemon --port="$dns_port" --listen-address=127.0.0.1 --bind-interfaces \
         --no-resolv --no-hosts --no-poll --conf-file=/dev/null --pid-file= \
-        --local=/test/ --local=/example.com/ --log-queries \
+        --local=/test/ --local=/example.com/ --log-queries --local-ttl=300 --neg-ttl=300 \
         "--txt-record=example.com,v=spf1 ip4:127.0.0.1 -all" \
         --host-record=ready.bench.test,127.0.0.1 \
         >"$work/dnsmasq.log" 2>&1 &
