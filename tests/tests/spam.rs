@@ -46,6 +46,15 @@ fn borderline() -> Vec<u8> {
         .to_vec()
 }
 
+/// The value of the /metrics line that starts with `line` (name, labels
+/// and the space).
+fn sample(metrics: &str, line: &str) -> Option<f64> {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(line))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+}
+
 fn send(port: u16, rcpts: &[&str], message: &[u8]) -> Result<Reply> {
     let mut c = SmtpClient::connect_ok(port)?;
     c.ehlo("client.test")?;
@@ -452,12 +461,7 @@ fn spf_whitelist_and_uri_lists() -> Result<()> {
         "the log names the URI list's weight".into()
     });
     let metrics = stats.scrape_text()?;
-    let value = |line: &str| {
-        metrics
-            .lines()
-            .find_map(|l| l.strip_prefix(line))
-            .and_then(|v| v.trim().parse::<f64>().ok())
-    };
+    let value = |line: &str| sample(&metrics, line);
     for (line, want) in [
         ("mailward_spf_checks_total{result=\"fail\"} ", 1.0),
         ("mailward_spf_checks_total{result=\"pass\"} ", 1.0),
@@ -594,12 +598,7 @@ fn dkim_and_dmarc_results_are_tests() -> Result<()> {
         || format!("a message changed after signing: {bad}"),
     );
     let metrics = stats.scrape_text()?;
-    let value = |line: &str| {
-        metrics
-            .lines()
-            .find_map(|l| l.strip_prefix(line))
-            .and_then(|v| v.trim().parse::<f64>().ok())
-    };
+    let value = |line: &str| sample(&metrics, line);
     for (line, want) in [
         ("mailward_dkim_signatures_total{result=\"pass\"} ", 1.0),
         ("mailward_dkim_signatures_total{result=\"fail\"} ", 1.0),

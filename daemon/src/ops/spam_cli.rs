@@ -111,30 +111,6 @@ fn read_file(path: &Path, out: &mut Vec<Source>) -> Result<(), SpamCliError> {
     Ok(())
 }
 
-/// Holds the learning lock of a spam directory while alive.
-struct Lock(std::fs::File);
-
-impl Lock {
-    fn take(dir: &Path) -> Result<Lock, SpamCliError> {
-        std::fs::create_dir_all(dir).map_err(io(dir))?;
-        let path = dir.join("learn.lock");
-        let f = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(io(&path))?;
-        f.lock().map_err(io(&path))?;
-        Ok(Lock(f))
-    }
-}
-
-impl Drop for Lock {
-    fn drop(&mut self) {
-        let _ = self.0.unlock();
-    }
-}
-
 /// What a learn or forget run did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Tally {
@@ -306,7 +282,7 @@ pub fn import(cfg: &Config, from: &Path, as_base: bool) -> Result<Model, SpamCli
     let incoming = Model::read(from)?
         .ok_or_else(|| SpamCliError::Usage(format!("{}: no such file", from.display())))?;
     let dir = &cfg.spam.dir;
-    let _lock = Lock::take(dir)?;
+    let _lock = crate::check::spam::store::Lock::take(dir)?;
     if as_base {
         let base = dir.join(BASE);
         if base.exists() {
@@ -342,7 +318,7 @@ pub fn import(cfg: &Config, from: &Path, as_base: bool) -> Result<Model, SpamCli
 /// `spam rollback`: the previous base back.
 pub fn rollback(cfg: &Config) -> Result<(), SpamCliError> {
     let dir = &cfg.spam.dir;
-    let _lock = Lock::take(dir)?;
+    let _lock = crate::check::spam::store::Lock::take(dir)?;
     let bak = dir.join(format!("{BASE}.bak"));
     let base = dir.join(BASE);
     let previous = Model::read(&bak)?

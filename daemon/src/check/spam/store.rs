@@ -59,11 +59,12 @@ pub enum Version {
 const SITE_KEY: &str = "mailward:spam:site";
 const VERSION_KEY: &str = "mailward:spam:version";
 
-/// Holds the learning lock of a spam directory while alive.
-struct Lock(std::fs::File);
+/// Holds the learning lock of a spam directory while alive (site changes,
+/// and the CLI's base installs and rollbacks).
+pub struct Lock(std::fs::File);
 
 impl Lock {
-    fn take(dir: &Path) -> Result<Lock, StoreError> {
+    pub fn take(dir: &Path) -> Result<Lock, StoreError> {
         let io = |path: &Path| {
             let path = path.to_path_buf();
             move |source| StoreError::Io { path, source }
