@@ -205,6 +205,12 @@ const FAR_EAST: &[&str] = &[
 ];
 
 /// The header heuristics.
+/// How far after the topmost Received a Date may be (clock skew, time
+/// zones written wrong) before [`heuristics`] calls it DATE_IN_FUTURE.
+const DATE_FUTURE_SECS: i64 = 3 * 3600;
+/// Chosen by cross-validation on the development list (docs/spam.md).
+const DATE_FUTURE_WEIGHT: f64 = 1.5;
+
 pub fn heuristics(
     headers: Option<&Message<'_>>,
     body: Option<&Message<'_>>,
@@ -215,6 +221,20 @@ pub fn heuristics(
     if let Some(h) = headers {
         if h.header_raw("date").is_none() {
             hit("MISSING_DATE", 1.0);
+        }
+        // Written "later" than the topmost relay received it: bulk tools
+        // that stamp a made-up date. (A Date long in the past is common in
+        // ham: mail fetched or resent days later.)
+        let written = h.date().map(|d| d.to_timestamp());
+        let received = h
+            .received_all()
+            .next()
+            .and_then(|r| r.date())
+            .map(|d| d.to_timestamp());
+        if let (Some(w), Some(r)) = (written, received) {
+            if w - r > DATE_FUTURE_SECS {
+                hit("DATE_IN_FUTURE", DATE_FUTURE_WEIGHT);
+            }
         }
         if h.header_raw("message-id").is_none() {
             hit("MISSING_MESSAGE_ID", 0.8);

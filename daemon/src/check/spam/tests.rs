@@ -255,3 +255,29 @@ fn the_header_block_ends_at_the_first_empty_line_whatever_the_line_ends() {
     let other = b"A: \xfe\r\n\r\nbody one\r\n";
     assert_eq!(for_learning(raw).0, for_learning(other).0);
 }
+
+#[test]
+fn a_date_after_the_topmost_relay_is_in_the_future() {
+    let k = rules_only();
+    let relayed = |date: &str| {
+        format!(
+            "Received: from a.example by mx.example; Mon, 30 Nov 2026 10:00:00 +0000\r\n{}",
+            HAM.replace("Date: Mon, 30 Nov 2026 10:00:00 +0000", date)
+        )
+    };
+    let names = |raw: &str| {
+        judge(raw, &k)
+            .test_names()
+            .into_iter()
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    // Five hours ahead of the relay: made up.
+    let ahead = names(&relayed("Date: Mon, 30 Nov 2026 15:00:00 +0000"));
+    assert!(ahead.contains(&"DATE_IN_FUTURE".to_string()), "{ahead:?}");
+    // The same instant in another zone, and a date days in the past, are not.
+    let zone = names(&relayed("Date: Mon, 30 Nov 2026 12:00:00 +0200"));
+    assert!(!zone.contains(&"DATE_IN_FUTURE".to_string()), "{zone:?}");
+    let past = names(&relayed("Date: Mon, 23 Nov 2026 10:00:00 +0000"));
+    assert!(!past.contains(&"DATE_IN_FUTURE".to_string()), "{past:?}");
+}
