@@ -448,7 +448,8 @@ fn spf_whitelist_and_uri_lists() -> Result<()> {
     f.check(
         trusted.starts_with("as/clean;")
             && trusted.contains("SPF_PASS")
-            && trusted.contains("WHITELIST"),
+            && trusted.contains("WHITELIST")
+            && !trusted.contains("WHITELIST_UNVERIFIED"),
         || format!("an SPF-verified whitelisted sender is: {trusted}"),
     );
     let linked = header_of("soft.test");

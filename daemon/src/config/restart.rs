@@ -49,6 +49,14 @@ pub fn keep_restart_only(running: &Config, new: &mut Config) -> Vec<String> {
         log.rotate_size,
         log.rotate_rounds,
     );
+    // The spam store is opened once (its poller thread holds it); its URL
+    // may carry a password, so the values are not repeated.
+    if new.spam.store != running.spam.store {
+        kept.push(
+            "spam.store changed: it takes effect only at restart; the running store stays".into(),
+        );
+        new.spam.store = running.spam.store.clone();
+    }
     kept
 }
 
@@ -62,13 +70,18 @@ mod tests {
         let mut new = super::super::parse(
             "[server]\ndata_dir = \"elsewhere\"\nadmin_socket = \"mailward-data/admin.sock\"\n\
              [statistics]\nraw_destination = \"mailward-data/stats/raw.log\"\n\
-             [spam]\ndir = \"mailward-data/spam\"\n\
+             [spam]\ndir = \"mailward-data/spam\"\nstore = \"redis://:pw@127.0.0.1:6379/0\"\n\
              [limits]\nmax_rcpts_per_message = 7\nantiviral_sessions = 9\n",
             "a.toml",
         )
         .unwrap();
         let kept = keep_restart_only(&running, &mut new);
-        assert_eq!(kept.len(), 2, "{kept:?}");
+        assert_eq!(kept.len(), 3, "{kept:?}");
+        assert_eq!(
+            kept[2],
+            "spam.store changed: it takes effect only at restart; the running store stays"
+        );
+        assert!(new.spam.store.is_empty());
         assert!(
             kept[0].starts_with("server.data_dir changed"),
             "{}",

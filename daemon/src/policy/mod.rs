@@ -49,6 +49,15 @@ pub fn group_of<'c>(cfg: &'c Config, env: &Envelope, rcpt: &str) -> Option<&'c s
     })
 }
 
+/// The policy in force for group `name` ("" or an unknown name: the
+/// default `[policy]`): the group's own keys over `[policy]`.
+pub fn policy_of(cfg: &Config, name: &str) -> crate::config::Policy {
+    match cfg.group.get(name) {
+        Some(g) => g.effective(&cfg.policy),
+        None => cfg.policy.clone(),
+    }
+}
+
 /// The pending recipients of `env` by group, each group with the policy in
 /// force for it (its own keys over `[policy]`). The default group comes
 /// first, then the others by name.
@@ -62,13 +71,9 @@ pub fn partition(cfg: &Config, env: &Envelope) -> Vec<Partition> {
         match out.iter_mut().find(|p| p.group == name) {
             Some(p) => p.rcpts.push(i),
             None => {
-                let policy = match cfg.group.get(name) {
-                    Some(g) => g.effective(&cfg.policy),
-                    None => cfg.policy.clone(),
-                };
                 out.push(Partition {
                     group: name.to_string(),
-                    policy: Arc::new(policy),
+                    policy: Arc::new(policy_of(cfg, name)),
                     rcpts: vec![i],
                 });
             }

@@ -685,11 +685,7 @@ impl Session {
             return None;
         };
         let ip = self.peer.ip();
-        let listed = self.cfg.spam.blacklist.iter().any(|e| match e {
-            crate::config::GroupEntry::Net(net) => crate::config::rules::net_contains(net, ip),
-            crate::config::GroupEntry::Address(p) => !tx.from.is_empty() && p.matches(&tx.from),
-        });
-        if !listed {
+        if !crate::check::spam::blacklisted(&self.cfg, ip, &tx.from) {
             return None;
         }
         let probe = Envelope::new(
@@ -698,26 +694,9 @@ impl Session {
             self.helo.clone().unwrap_or_default(),
             tx.from.clone(),
         );
-        let (check_spam, rejects) = match crate::policy::group_of(&self.cfg, &probe, to)
-            .and_then(|g| self.cfg.group.get(g))
-        {
-            Some(g) => {
-                let p = g.effective(&self.cfg.policy);
-                (
-                    p.check_spam,
-                    p.reject.iter().any(|s| s.covers("as/blacklisted")),
-                )
-            }
-            None => (
-                self.cfg.policy.check_spam,
-                self.cfg
-                    .policy
-                    .reject
-                    .iter()
-                    .any(|s| s.covers("as/blacklisted")),
-            ),
-        };
-        (check_spam && rejects).then(|| {
+        let group = crate::policy::group_of(&self.cfg, &probe, to).unwrap_or("");
+        let policy = crate::policy::policy_of(&self.cfg, group);
+        (policy.check_spam && policy.reject.iter().any(|s| s.covers("as/blacklisted"))).then(|| {
             format!("550 5.7.1 <{to}>: Message refused: the sender or client is blacklisted")
         })
     }

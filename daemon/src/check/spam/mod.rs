@@ -178,6 +178,29 @@ pub struct Origin<'a> {
     pub trapped: Option<&'a str>,
 }
 
+/// Whether one `[spam] blacklist`/`whitelist` entry matches the client or
+/// the sender (the null sender matches no address entry). The session asks
+/// it at RCPT too ([`blacklisted`]).
+pub fn list_matches(
+    entry: &crate::config::GroupEntry,
+    client: std::net::IpAddr,
+    sender: &str,
+) -> bool {
+    match entry {
+        crate::config::GroupEntry::Net(net) => crate::config::rules::net_contains(net, client),
+        crate::config::GroupEntry::Address(p) => !sender.is_empty() && p.matches(sender),
+    }
+}
+
+/// Whether `[spam] blacklist` lists the client or the sender: then every
+/// recipient's verdict is `as/blacklisted`, whatever else is found.
+pub fn blacklisted(cfg: &crate::config::Config, client: std::net::IpAddr, sender: &str) -> bool {
+    cfg.spam
+        .blacklist
+        .iter()
+        .any(|e| list_matches(e, client, sender))
+}
+
 /// Judges one message.
 pub fn examine(
     knowledge: &knowledge::Knowledge,
@@ -206,12 +229,7 @@ pub fn examine(
     }
     let mut whitelisted = false;
     if let Some(o) = origin {
-        let matches = |e: &crate::config::GroupEntry| match e {
-            crate::config::GroupEntry::Net(net) => {
-                crate::config::rules::net_contains(net, o.client)
-            }
-            crate::config::GroupEntry::Address(p) => !o.sender.is_empty() && p.matches(o.sender),
-        };
+        let matches = |e: &crate::config::GroupEntry| list_matches(e, o.client, o.sender);
         if let Some(trap) = o.trapped {
             hits.push(Hit::new("SPAM_TRAP", 0.0));
             blacklisted.get_or_insert_with(|| format!("spam trap <{trap}>"));
