@@ -165,6 +165,7 @@ impl Gateway {
                 let k = self.scanner.spam.loaded();
                 [k.classifier.spam_messages(), k.classifier.ham_messages()]
             },
+            log_lines_dropped: crate::ops::logging::dropped(),
         };
         self.stats.snapshot(&gauges)
     }

@@ -8,8 +8,8 @@ use clap::Parser;
 use mailward::config;
 use mailward::ops::admin::{self, QueueItem, Request};
 use mailward::ops::cli::{
-    ArchiveCommand, BasesCommand, Cli, Command, ConfigCommand, ListFilter, QuarantineCommand,
-    QueueCommand, SpamCommand, StatsCommand, WhichArchive,
+    ArchiveCommand, BasesCommand, Cli, Command, ConfigCommand, ListFilter, LogCommand,
+    QuarantineCommand, QueueCommand, SpamCommand, StatsCommand, WhichArchive,
 };
 use mailward::ops::stores::{Filter, Listed};
 use mailward::store::Direction;
@@ -50,6 +50,7 @@ fn main() -> ExitCode {
         }
         Command::Queue(q) => queue(q),
         Command::Stats(c) => stats(c),
+        Command::Log(c) => log_command(c),
         Command::Bases(c) => bases(c),
         Command::Spam(c) => spam(c),
         Command::Quarantine(c) => quarantine(c),
@@ -617,6 +618,26 @@ fn bases(cmd: BasesCommand) -> ExitCode {
             );
         }
         _ => out!("{}", data["message"].as_str().unwrap_or("done")),
+    }
+    ExitCode::SUCCESS
+}
+
+fn log_command(cmd: LogCommand) -> ExitCode {
+    let LogCommand::Reopen { config } = cmd;
+    let data = match call(config.config.as_deref(), &Request::LogReopen) {
+        Ok(d) => d,
+        Err(code) => return code,
+    };
+    let mut reopened: Vec<&str> = Vec::new();
+    for key in ["log", "raw"] {
+        if let Some(p) = data.get(key).and_then(|p| p.as_str()) {
+            reopened.push(p);
+        }
+    }
+    if reopened.is_empty() {
+        out!("Nothing to reopen: the log does not go to a file and raw records are off.");
+    } else {
+        out!("Reopened {}.", reopened.join(" and "));
     }
     ExitCode::SUCCESS
 }

@@ -173,7 +173,13 @@ pub async fn run(config: Config, path: Option<PathBuf>) -> Result<(), RunError> 
                 failed = true;
                 break;
             }
-            _ = hup.recv() => reload(&gw, path.as_deref()).await,
+            _ = hup.recv() => {
+                // As most daemons do, SIGHUP also reopens the log files
+                // (logrotate's postrotate may send it instead of
+                // `mailward log reopen`).
+                crate::ops::logging::reopen_all(&gw);
+                reload(&gw, path.as_deref()).await
+            }
             _ = usr1.recv() => match crate::ops::stats_file::write(&gw) {
                 Ok(p) => tracing::info!(target: "app", path = %p.display(), "Statistics written (SIGUSR1)."),
                 Err(e) => tracing::warn!(target: "app", error = %e, "Cannot write the statistics file."),

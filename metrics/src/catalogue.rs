@@ -175,6 +175,7 @@ pub enum StatId {
     SurblLookups,
     SpamScore,
     SpamClassifierUnavailable,
+    LogLinesDropped,
 }
 
 pub const REJECT_REASONS: &[&str] = &[
@@ -832,6 +833,17 @@ pub static CATALOGUE: &[Stat] = &[
         Unit::Count,
         None,
         "Messages judged without the spam classifier because its shared store (spam.store, Redis) could not be read.",
+    ),
+    def(
+        StatId::LogLinesDropped,
+        Resources,
+        37,
+        "mwLogLinesDropped",
+        "mailward_log_lines_dropped_total",
+        Counter,
+        Unit::Count,
+        None,
+        "Log lines not written: the syslog daemon was unreachable or too slow (its queue full), or the log file could not be written. Mail is never held up for the log.",
     ),
 ];
 

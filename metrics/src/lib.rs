@@ -13,6 +13,7 @@ pub mod process;
 pub mod prometheus;
 pub mod raw;
 pub mod reference;
+pub mod rotate;
 pub mod snapshot;
 pub mod snmp;
 pub mod top;
@@ -21,6 +22,7 @@ pub use catalogue::{Category, Kind, Stat, StatId, TopId, CATALOGUE, TOP_TABLES};
 pub use event::Event;
 pub use model::{Gauges, Stats};
 pub use raw::{RawLog, RawRecord};
+pub use rotate::RotatingFile;
 pub use snapshot::Snapshot;
 
 #[cfg(test)]

@@ -55,6 +55,9 @@ pub struct Gauges {
     pub archive: [(u64, u64); 2],
     /// Messages the spam classifier has learnt: spam, ham.
     pub spam_learnt: [u64; 2],
+    /// Log lines dropped since start (the logger keeps the count: it runs
+    /// before and beside the model).
+    pub log_lines_dropped: u64,
 }
 
 struct Histogram {
@@ -389,6 +392,14 @@ impl Stats {
         }
     }
 
+    /// Closes the raw record file; the next record opens its path again
+    /// (`mailward log reopen`, SIGHUP).
+    pub fn reopen_raw(&self) {
+        if let Some(raw) = &self.raw {
+            raw.reopen();
+        }
+    }
+
     /// Writes one raw record (file and the ring of recent ones) and counts it.
     /// A write error is returned for the caller to log; mail goes on.
     pub fn record_raw(&self, record: RawRecord) -> Result<(), crate::raw::RawError> {
@@ -489,6 +500,7 @@ impl Stats {
             0,
             gauges.snmp_notifications_dropped,
         );
+        set(StatId::LogLinesDropped, 0, gauges.log_lines_dropped);
         let tops = self
             .tops
             .iter()

@@ -7,16 +7,14 @@
 //! see a partial line from us. Fields are escaped (backslash, tab, CR, LF and
 //! other control characters as `\\`, `\t`, `\r`, `\n`, `\xHH`), so a hostile
 //! address cannot add a column or a line; an empty field is written `-`.
-//! The file is rotated like the log: past `rotate_size`, FILE becomes
-//! FILE.1, FILE.1 becomes FILE.2, ... up to `rotate_rounds` files.
+//! The file is rotated and reopened like the log ([`RotatingFile`]).
 
-use std::fs::{File, OpenOptions};
+use std::path::{Path, PathBuf};
+
+use crate::rotate::RotatingFile;
 
 /// The mode of the raw record file and its rotated copies.
 pub const RAW_FILE_MODE: u32 = 0o640;
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct RawRecord {
@@ -83,99 +81,30 @@ impl RawRecord {
     }
 }
 
+/// The raw record file: a [`RotatingFile`] of mode [`RAW_FILE_MODE`].
 pub struct RawLog {
-    path: PathBuf,
-    rotate_size: u64,
-    rotate_rounds: u32,
-    file: Mutex<Option<(File, u64)>>,
+    file: RotatingFile,
 }
 
 impl RawLog {
     pub fn new(path: &Path, rotate_size: u64, rotate_rounds: u32) -> RawLog {
         RawLog {
-            path: path.to_path_buf(),
-            rotate_size,
-            rotate_rounds,
-            file: Mutex::new(None),
+            file: RotatingFile::new(path, rotate_size, rotate_rounds, RAW_FILE_MODE),
         }
-    }
-
-    fn err(&self, source: std::io::Error) -> RawError {
-        RawError {
-            path: self.path.clone(),
-            source,
-        }
-    }
-
-    /// Opens (creating) the file for appending. Raw records name senders
-    /// and recipients: the file is 0640 (the daemon's group may read it,
-    /// other users may not) in a 0750 directory, whatever the umask, and a
-    /// file left wider by an older version is narrowed.
-    fn open(&self) -> Result<(File, u64), RawError> {
-        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
-        if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o750)
-                .create(dir)
-                .map_err(|e| self.err(e))?;
-        }
-        let f = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .mode(RAW_FILE_MODE)
-            .open(&self.path)
-            .map_err(|e| self.err(e))?;
-        let meta = f.metadata().map_err(|e| self.err(e))?;
-        if meta.permissions().mode() & 0o777 != RAW_FILE_MODE {
-            f.set_permissions(std::fs::Permissions::from_mode(RAW_FILE_MODE))
-                .map_err(|e| self.err(e))?;
-        }
-        Ok((f, meta.len()))
-    }
-
-    fn rotate(&self) -> Result<(), RawError> {
-        let name = |i: u32| PathBuf::from(format!("{}.{i}", self.path.display()));
-        if self.rotate_rounds == 0 {
-            return std::fs::remove_file(&self.path).map_err(|e| self.err(e));
-        }
-        let _ = std::fs::remove_file(name(self.rotate_rounds));
-        for i in (1..self.rotate_rounds).rev() {
-            let _ = std::fs::rename(name(i), name(i + 1));
-        }
-        std::fs::rename(&self.path, name(1)).map_err(|e| self.err(e))
     }
 
     pub fn append(&self, record: &RawRecord) -> Result<(), RawError> {
-        let line = record.line();
-        let mut guard = self
-            .file
-            .lock()
-            .map_err(|_| self.err(std::io::Error::other("lock poisoned")))?;
-        if guard.is_none() {
-            *guard = Some(self.open()?);
-        }
-        if let Some((_, len)) = guard.as_ref() {
-            if self.rotate_size > 0 && *len + line.len() as u64 > self.rotate_size && *len > 0 {
-                *guard = None;
-                self.rotate()?;
-                *guard = Some(self.open()?);
-            }
-        }
-        let Some((file, len)) = guard.as_mut() else {
-            return Ok(());
-        };
-        match file.write_all(line.as_bytes()) {
-            Ok(()) => {
-                *len += line.len() as u64;
-                Ok(())
-            }
-            Err(e) => {
-                // Reopen next time (the file may have been moved away).
-                *guard = None;
-                Err(self.err(e))
-            }
-        }
+        self.file
+            .append(record.line().as_bytes())
+            .map_err(|source| RawError {
+                path: self.file.path().to_path_buf(),
+                source,
+            })
+    }
+
+    /// Closes the file; the next record opens its path again.
+    pub fn reopen(&self) {
+        self.file.reopen();
     }
 }
 

@@ -67,7 +67,7 @@ raw_table!(RawStatistics; options, destination, raw_destination, write_interval,
 raw_table!(RawSnmp; services, traps, alert_thresholds);
 raw_table!(RawAgentx; socket, timeout, retries, ping_interval, root_oid);
 raw_table!(RawMetrics; listen);
-raw_table!(RawLog; destination, options, format, rotate_size, rotate_rounds);
+raw_table!(RawLog; destination, syslog_format, options, format, rotate_size, rotate_rounds);
 
 /// The whole file.
 #[derive(Debug, Default, Deserialize)]

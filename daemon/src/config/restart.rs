@@ -46,6 +46,7 @@ pub fn keep_restart_only(running: &Config, new: &mut Config) -> Vec<String> {
         log.destination,
         log.options,
         log.format,
+        log.syslog_format,
         log.rotate_size,
         log.rotate_rounds,
     );

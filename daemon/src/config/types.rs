@@ -785,9 +785,12 @@ pub struct Log {
     pub options: Vec<String>,
     /// Text or JSON lines.
     pub format: LogFormat,
-    /// Size at which the log file is rotated (not done yet).
+    /// The framing of syslog lines.
+    pub syslog_format: SyslogFormat,
+    /// Size at which the log file and the raw records are rotated (0:
+    /// never, e.g. when logrotate does it).
     pub rotate_size: ByteSize,
-    /// Rotated files kept (not done yet).
+    /// Rotated files kept beside the current one.
     pub rotate_rounds: u32,
 }
 
@@ -807,52 +810,174 @@ impl Log {
 pub enum LogDestination {
     /// `"stderr"`.
     Stderr,
-    /// `"file:PATH"`: appended to.
+    /// `"file:PATH"`: appended to, rotated at `rotate_size`.
     File(PathBuf),
-    /// `"syslog:NAME@FACILITY"` (`"syslog:"` = `mailward@mail`).
-    Syslog { name: String, facility: String },
+    /// `"syslog"`, `"syslog:FACILITY"`, `"syslog:unix:/PATH"`,
+    /// `"syslog:udp:HOST:PORT"`, `"syslog:tcp:HOST:PORT"`; the last three
+    /// take a facility after `@` (`"syslog:udp:10.0.0.5:514@local3"`).
+    Syslog(SyslogTarget),
 }
 
-/// Syslog facilities accepted in `syslog:NAME@FACILITY`.
+/// Where syslog lines go, and with which facility.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyslogTarget {
+    pub transport: SyslogTransport,
+    /// One of [`SYSLOG_FACILITIES`]; `mail` unless given.
+    pub facility: String,
+}
+
+/// How syslog lines travel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SyslogTransport {
+    /// The local syslog daemon's datagram socket, `/dev/log`.
+    Local,
+    /// A unix datagram socket at this path (rsyslog's `imuxsock`).
+    Unix(PathBuf),
+    /// `HOST:PORT` over UDP, a datagram per line (RFC 5426).
+    Udp(String),
+    /// `HOST:PORT` over TCP, octet-counted frames (RFC 6587 3.4.1).
+    Tcp(String),
+}
+
+impl std::fmt::Display for SyslogTransport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SyslogTransport::Local => write!(f, "unix:/dev/log"),
+            SyslogTransport::Unix(p) => write!(f, "unix:{}", p.display()),
+            SyslogTransport::Udp(a) => write!(f, "udp:{a}"),
+            SyslogTransport::Tcp(a) => write!(f, "tcp:{a}"),
+        }
+    }
+}
+
+/// Syslog facilities accepted in `log.destination`.
 pub const SYSLOG_FACILITIES: &[&str] = &[
     "kern", "user", "mail", "daemon", "auth", "syslog", "lpr", "news", "uucp", "cron", "authpriv",
     "ftp", "local0", "local1", "local2", "local3", "local4", "local5", "local6", "local7",
 ];
 
+/// What `log.destination` accepts, for error messages.
+pub const LOG_DESTINATIONS: &str = "\"stderr\", \"file:PATH\", \"syslog\", \"syslog:FACILITY\", \"syslog:unix:/PATH\", \"syslog:udp:HOST:PORT\" or \"syslog:tcp:HOST:PORT\"";
+
+/// Checks `HOST:PORT` (`[V6]:PORT` for IPv6 literals).
+fn host_port(text: &str) -> Result<String, String> {
+    let (host, port) = text
+        .rsplit_once(':')
+        .ok_or_else(|| format!("{text:?} has no port (HOST:PORT)"))?;
+    match port.parse::<u16>() {
+        Ok(p) if p > 0 => {}
+        _ => return Err(format!("{port:?} in {text:?} is not a port (1-65535)")),
+    }
+    let bare = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    let bracketed = bare.len() != host.len();
+    if bare.is_empty()
+        || (bare.contains(':') && (!bracketed || bare.parse::<std::net::Ipv6Addr>().is_err()))
+    {
+        return Err(format!(
+            "{host:?} in {text:?} is not a host (an IPv6 address goes in brackets)"
+        ));
+    }
+    Ok(text.to_string())
+}
+
 impl LogDestination {
-    /// Parses `stderr`, `file:PATH` or `syslog:NAME@FACILITY`.
+    /// Parses the forms of [`LOG_DESTINATIONS`].
     pub fn parse(text: &str) -> Result<LogDestination, String> {
-        let example = "expected \"stderr\", \"file:PATH\" or \"syslog:NAME@FACILITY\"";
+        let example = format!("expected {LOG_DESTINATIONS}");
+        let facility_of = |f: &str| -> Result<String, String> {
+            if SYSLOG_FACILITIES.contains(&f) {
+                Ok(f.to_string())
+            } else {
+                Err(format!(
+                    "{example}, got {text:?} ({f:?} is not a facility; facilities: {})",
+                    SYSLOG_FACILITIES.join(", ")
+                ))
+            }
+        };
         if text == "stderr" {
-            Ok(LogDestination::Stderr)
-        } else if let Some(path) = text.strip_prefix("file:") {
-            if path.is_empty() {
+            return Ok(LogDestination::Stderr);
+        }
+        if let Some(path) = text.strip_prefix("file:") {
+            return if path.is_empty() {
                 Err(format!(
                     "{example}, got {text:?} (the file path is missing)"
                 ))
             } else {
                 Ok(LogDestination::File(PathBuf::from(path)))
-            }
-        } else if let Some(rest) = text.strip_prefix("syslog:") {
-            let (name, facility) = rest.split_once('@').unwrap_or((rest, ""));
-            let name = if name.is_empty() { "mailward" } else { name };
-            let facility = if facility.is_empty() {
-                "mail"
-            } else {
-                facility
             };
-            if !SYSLOG_FACILITIES.contains(&facility) {
+        }
+        if text == "syslog" || text == "syslog:" {
+            return Ok(LogDestination::Syslog(SyslogTarget {
+                transport: SyslogTransport::Local,
+                facility: "mail".into(),
+            }));
+        }
+        let Some(rest) = text.strip_prefix("syslog:") else {
+            return Err(format!("{example}, got {text:?}"));
+        };
+        // A facility may follow the transport after the last '@'.
+        let split = |s: &str| -> Result<(String, String), String> {
+            match s.rsplit_once('@') {
+                Some((t, f)) if SYSLOG_FACILITIES.contains(&f) => Ok((t.to_string(), f.into())),
+                _ => Ok((s.to_string(), "mail".into())),
+            }
+        };
+        let target = if let Some(path) = rest.strip_prefix("unix:") {
+            let (path, facility) = split(path)?;
+            if !path.starts_with('/') {
                 return Err(format!(
-                    "{example}, got {text:?} (facilities: {})",
-                    SYSLOG_FACILITIES.join(", ")
+                    "{example}, got {text:?} (the socket path must be absolute)"
                 ));
             }
-            Ok(LogDestination::Syslog {
-                name: name.to_string(),
-                facility: facility.to_string(),
-            })
+            SyslogTarget {
+                transport: SyslogTransport::Unix(PathBuf::from(path)),
+                facility,
+            }
+        } else if let Some(addr) = rest.strip_prefix("udp:") {
+            let (addr, facility) = split(addr)?;
+            SyslogTarget {
+                transport: SyslogTransport::Udp(
+                    host_port(&addr).map_err(|e| format!("{example}: {e}"))?,
+                ),
+                facility,
+            }
+        } else if let Some(addr) = rest.strip_prefix("tcp:") {
+            let (addr, facility) = split(addr)?;
+            SyslogTarget {
+                transport: SyslogTransport::Tcp(
+                    host_port(&addr).map_err(|e| format!("{example}: {e}"))?,
+                ),
+                facility,
+            }
         } else {
-            Err(format!("{example}, got {text:?}"))
+            SyslogTarget {
+                transport: SyslogTransport::Local,
+                facility: facility_of(rest)?,
+            }
+        };
+        Ok(LogDestination::Syslog(target))
+    }
+}
+
+/// `log.syslog_format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyslogFormat {
+    /// BSD syslog, what rsyslog and syslog-ng expect on `/dev/log`.
+    Rfc3164,
+    /// The syslog protocol, with structured data (category, queue ID).
+    Rfc5424,
+}
+
+impl SyslogFormat {
+    /// Parses `rfc3164|rfc5424`.
+    pub fn parse(text: &str) -> Result<SyslogFormat, String> {
+        match text {
+            "rfc3164" => Ok(SyslogFormat::Rfc3164),
+            "rfc5424" => Ok(SyslogFormat::Rfc5424),
+            _ => Err(format!("expected \"rfc3164\" or \"rfc5424\", got {text:?}")),
         }
     }
 }
@@ -1089,21 +1214,50 @@ mod tests {
             LogDestination::parse("file:/var/log/mailward.log").unwrap(),
             LogDestination::File(PathBuf::from("/var/log/mailward.log"))
         );
-        assert_eq!(
-            LogDestination::parse("syslog:mw@local3").unwrap(),
-            LogDestination::Syslog {
-                name: "mw".into(),
-                facility: "local3".into()
-            }
-        );
-        assert_eq!(
-            LogDestination::parse("syslog:").unwrap(),
-            LogDestination::Syslog {
-                name: "mailward".into(),
-                facility: "mail".into()
-            }
-        );
-        for bad in ["", "file:", "syslog:x@nowhere", "stdout"] {
+        let syslog = |transport, facility: &str| {
+            LogDestination::Syslog(SyslogTarget {
+                transport,
+                facility: facility.into(),
+            })
+        };
+        for (text, want) in [
+            ("syslog", syslog(SyslogTransport::Local, "mail")),
+            ("syslog:", syslog(SyslogTransport::Local, "mail")),
+            ("syslog:local3", syslog(SyslogTransport::Local, "local3")),
+            (
+                "syslog:unix:/run/x.sock",
+                syslog(SyslogTransport::Unix("/run/x.sock".into()), "mail"),
+            ),
+            (
+                "syslog:udp:127.0.0.1:514@daemon",
+                syslog(SyslogTransport::Udp("127.0.0.1:514".into()), "daemon"),
+            ),
+            (
+                "syslog:tcp:[::1]:601",
+                syslog(SyslogTransport::Tcp("[::1]:601".into()), "mail"),
+            ),
+            (
+                "syslog:tcp:logs.example.com:6514@local7",
+                syslog(
+                    SyslogTransport::Tcp("logs.example.com:6514".into()),
+                    "local7",
+                ),
+            ),
+        ] {
+            assert_eq!(LogDestination::parse(text).unwrap(), want, "{text}");
+        }
+        for bad in [
+            "",
+            "file:",
+            "syslog:x@nowhere",
+            "syslog:mw@local3",
+            "syslog:nowhere",
+            "syslog:udp:127.0.0.1",
+            "syslog:udp:127.0.0.1:0",
+            "syslog:tcp::::514",
+            "syslog:unix:relative.sock",
+            "stdout",
+        ] {
             assert!(LogDestination::parse(bad).is_err(), "{bad}");
         }
     }

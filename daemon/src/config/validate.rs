@@ -921,10 +921,7 @@ fn log(ctx: &mut Ctx<'_>, raw: &RawLog) -> Log {
             ctx,
             p,
             raw.destination,
-            parsed(
-                "\"stderr\", \"file:PATH\" or \"syslog:NAME@FACILITY\"",
-                LogDestination::parse
-            )
+            parsed(LOG_DESTINATIONS, LogDestination::parse)
         )
         .unwrap_or(LogDestination::Stderr),
         options: get_list!(
@@ -943,6 +940,13 @@ fn log(ctx: &mut Ctx<'_>, raw: &RawLog) -> Log {
             parsed("\"text\" or \"json\"", LogFormat::parse)
         )
         .unwrap_or(LogFormat::Text),
+        syslog_format: get!(
+            ctx,
+            p,
+            raw.syslog_format,
+            parsed("\"rfc3164\" or \"rfc5424\"", SyslogFormat::parse)
+        )
+        .unwrap_or(SyslogFormat::Rfc3164),
         rotate_size: get!(ctx, p, raw.rotate_size, size).unwrap_or(ByteSize::mib(10)),
         rotate_rounds: get!(ctx, p, raw.rotate_rounds, uint32).unwrap_or(5),
     }

@@ -57,6 +57,7 @@ pub enum Request {
     StatsShow,
     StatsWrite,
     StatsReset,
+    LogReopen,
     QuarantineList {
         #[serde(flatten)]
         filter: super::stores::Filter,
@@ -280,6 +281,11 @@ async fn handle(gw: &Gateway, req: Request) -> Response {
             Ok(path) => ok(serde_json::json!({ "path": path })),
             Err(e) => err(e.to_string()),
         },
+        Request::LogReopen => {
+            let (log, raw) = crate::ops::logging::reopen_all(gw);
+            tracing::info!(target: "admin", "Log files reopened.");
+            ok(serde_json::json!({ "log": log, "raw": raw }))
+        }
         Request::StatsReset => {
             gw.stats.reset();
             tracing::info!(target: "admin", "Statistics reset.");

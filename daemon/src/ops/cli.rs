@@ -1,5 +1,5 @@
 //! The command line (clap): `mailward run | check-config | config | queue |
-//! bases | stats | quarantine | archive`.
+//! bases | spam | stats | log | quarantine | archive`.
 //! Every command has `--help` with an example.
 
 use clap::{Args, Parser, Subcommand};
@@ -52,6 +52,9 @@ pub enum Command {
     /// Shows, writes or resets the statistics of the running daemon.
     #[command(subcommand)]
     Stats(StatsCommand),
+    /// Reopens the log and raw record files of the running daemon (after logrotate).
+    #[command(subcommand)]
+    Log(LogCommand),
     /// Lists, shows, releases, removes or purges quarantined messages.
     #[command(subcommand)]
     Quarantine(QuarantineCommand),
@@ -348,6 +351,18 @@ pub enum SpamCommand {
         /// Prints JSON.
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LogCommand {
+    /// Closes and reopens the log file and the raw records file, so that lines go to new files after logrotate moved the old ones (SIGHUP does the same).
+    #[command(
+        after_help = "In /etc/logrotate.d/mailward, with `create` (no copytruncate needed):\n  postrotate\n    mailward log reopen --config /etc/mailward/mailward.toml >/dev/null\n  endscript\n\nExample:\n  mailward log reopen --config mailward.toml"
+    )]
+    Reopen {
         #[command(flatten)]
         config: ConfigArg,
     },

@@ -7,21 +7,138 @@
 //! `mailward::check::av` is `scan`); other events of this crate are `app`. `log.options` becomes
 //! an `EnvFilter` (see [`directives`]); the environment variable
 //! `MAILWARD_LOG`, when set, replaces it with an `EnvFilter` of its own for
-//! debugging. Lines go to stderr or are appended to a file, as text or JSON.
-//! This module does not rotate files yet (`rotate_size`, `rotate_rounds` are
-//! accepted but unused) and has no syslog output.
+//! debugging.
+//!
+//! Lines go to stderr, to a file, or to syslog ([`super::syslog`]). A file
+//! is a [`RotatingFile`]: each line is one append, rotated at
+//! `log.rotate_size`, reopened by [`reopen`] (SIGHUP, `mailward log
+//! reopen`). In a file a line stays one line: a newline inside a value (a
+//! client's text in a `%` field) is written as `\n`. JSON lines are
+//! serde_json's, valid for any input. Lines that cannot be written are
+//! dropped and counted ([`dropped`]): mail never waits for the log (a file
+//! line is one local append; syslog is queued to its own thread).
 
-use std::fs::OpenOptions;
 use std::io::IsTerminal;
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
+use mailward_metrics::RotatingFile;
 use tracing::Dispatch;
 use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::EnvFilter;
 
 use crate::config::{Log, LogDestination, LogFormat, LogLevel, LogOption, LOG_CATEGORIES};
+
+/// The mode of log files: they name senders, recipients and clients.
+pub const LOG_FILE_MODE: u32 = 0o640;
+
+/// Log lines dropped since start (see [`dropped`]).
+static DROPPED: AtomicU64 = AtomicU64::new(0);
+
+/// The installed log file, for [`reopen`].
+static LOG_FILE: Mutex<Option<Arc<RotatingFile>>> = Mutex::new(None);
+
+/// Log lines not written since start: syslog unreachable or too slow, or a
+/// log file that could not be written (`mailward_log_lines_dropped_total`).
+pub fn dropped() -> u64 {
+    DROPPED.load(Ordering::Relaxed)
+}
+
+/// Counts lines lost on their way out.
+pub(crate) fn count_dropped(lines: u64) {
+    DROPPED.fetch_add(lines, Ordering::Relaxed);
+}
+
+/// Closes the log file so that the next line opens its path again (after
+/// logrotate moved it). Returns the path, or `None` when the log does not
+/// go to a file.
+pub fn reopen() -> Option<PathBuf> {
+    let file = LOG_FILE.lock().ok()?.clone()?;
+    file.reopen();
+    Some(file.path().to_path_buf())
+}
+
+/// Reopens the log file and the raw records file (`mailward log reopen`,
+/// SIGHUP); returns the paths reopened.
+pub fn reopen_all(gw: &crate::gateway::Gateway) -> (Option<PathBuf>, Option<PathBuf>) {
+    let log = reopen();
+    gw.stats.reopen_raw();
+    let config = gw.config();
+    let raw = config
+        .statistics
+        .options
+        .iter()
+        .any(|o| o == "raw")
+        .then(|| config.statistics.raw_destination.clone());
+    (log, raw)
+}
+
+/// The log category of an event's target: a category itself, or the
+/// category of the module it comes from (the longest [`module_of`] that
+/// prefixes it); other targets of this crate are `app`, and other crates'
+/// keep their own name.
+pub fn category_of(target: &str) -> &str {
+    if let Some(c) = LOG_CATEGORIES.iter().find(|c| **c == target) {
+        return c;
+    }
+    let mut best: Option<(&str, usize)> = None;
+    for c in LOG_CATEGORIES {
+        if let Some(m) = module_of(c) {
+            let under =
+                target == m || (target.starts_with(m) && target[m.len()..].starts_with("::"));
+            if under && best.is_none_or(|(_, len)| m.len() > len) {
+                best = Some((c, m.len()));
+            }
+        }
+    }
+    best.map_or(target, |(c, _)| c)
+}
+
+/// Lines to a [`RotatingFile`]; see the module documentation.
+#[derive(Clone)]
+struct FileLines(Arc<RotatingFile>);
+
+struct FileLine<'a>(&'a RotatingFile);
+
+impl<'a> MakeWriter<'a> for FileLines {
+    type Writer = FileLine<'a>;
+
+    fn make_writer(&'a self) -> FileLine<'a> {
+        FileLine(&self.0)
+    }
+}
+
+impl std::io::Write for FileLine<'_> {
+    /// The formatter hands over one whole line per event.
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let body = buf.strip_suffix(b"\n").unwrap_or(buf);
+        let written = if body.contains(&b'\n') {
+            let mut one = Vec::with_capacity(buf.len() + 8);
+            for &b in body {
+                if b == b'\n' {
+                    one.extend_from_slice(b"\\n");
+                } else {
+                    one.push(b);
+                }
+            }
+            one.push(b'\n');
+            self.0.append(&one)
+        } else {
+            self.0.append(buf)
+        };
+        if written.is_err() {
+            count_dropped(1);
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
 
 /// The environment variable that overrides `log.options` (EnvFilter syntax,
 /// e.g. `MAILWARD_LOG=info,smtp=trace`).
@@ -30,9 +147,9 @@ pub const ENV_VAR: &str = "MAILWARD_LOG";
 /// Why logging could not be set up.
 #[derive(Debug, thiserror::Error)]
 pub enum LogError {
-    /// `log.destination = "syslog:..."`.
-    #[error("syslog destination is not supported yet; use stderr or file:PATH")]
-    SyslogUnsupported,
+    /// The syslog writer thread could not be started.
+    #[error("cannot start the syslog writer: {0}")]
+    Syslog(std::io::Error),
     /// The log file could not be opened for appending.
     #[error("cannot open log file {}: {source}", path.display())]
     OpenFile {
@@ -63,10 +180,13 @@ pub struct LogGuard {
 
 /// Installs the global subscriber described by `log`.
 pub fn init(log: &Log) -> Result<LogGuard, LogError> {
-    let dispatch = dispatch(log)?;
+    let (dispatch, file) = build(log)?;
     dispatch
         .try_init()
         .map_err(|e| LogError::AlreadyInstalled(e.to_string()))?;
+    if let Ok(mut slot) = LOG_FILE.lock() {
+        *slot = file;
+    }
     Ok(LogGuard { _private: () })
 }
 
@@ -84,34 +204,54 @@ pub fn init_cli() {
 /// The subscriber described by `log`, not installed (for [`init`] and
 /// tests).
 pub fn dispatch(log: &Log) -> Result<Dispatch, LogError> {
+    build(log).map(|(d, _)| d)
+}
+
+/// The subscriber and, for a file destination, its file.
+fn build(log: &Log) -> Result<(Dispatch, Option<Arc<RotatingFile>>), LogError> {
     let filter = match env_filter()? {
         Some(filter) => filter,
         None => EnvFilter::try_new(directives(&log.options)?)
             .map_err(|e| LogError::BadOptions(e.to_string()))?,
     };
     match &log.destination {
-        LogDestination::Stderr => Ok(match log.format {
-            LogFormat::Text => {
-                text_dispatch(filter, std::io::stderr, std::io::stderr().is_terminal())
-            }
-            LogFormat::Json => json_dispatch(filter, std::io::stderr),
-        }),
+        LogDestination::Stderr => Ok((
+            match log.format {
+                LogFormat::Text => {
+                    text_dispatch(filter, std::io::stderr, std::io::stderr().is_terminal())
+                }
+                LogFormat::Json => json_dispatch(filter, std::io::stderr),
+            },
+            None,
+        )),
         LogDestination::File(path) => {
-            let file = OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
-                .map_err(|source| LogError::OpenFile {
-                    path: path.clone(),
-                    source,
-                })?;
-            let writer = Mutex::new(file);
-            Ok(match log.format {
-                LogFormat::Text => text_dispatch(filter, writer, false),
-                LogFormat::Json => json_dispatch(filter, writer),
-            })
+            let file = Arc::new(RotatingFile::new(
+                path,
+                log.rotate_size.0,
+                log.rotate_rounds,
+                LOG_FILE_MODE,
+            ));
+            file.open_now().map_err(|source| LogError::OpenFile {
+                path: path.clone(),
+                source,
+            })?;
+            let writer = FileLines(file.clone());
+            Ok((
+                match log.format {
+                    LogFormat::Text => text_dispatch(filter, writer, false),
+                    LogFormat::Json => json_dispatch(filter, writer),
+                },
+                Some(file),
+            ))
         }
-        LogDestination::Syslog { .. } => Err(LogError::SyslogUnsupported),
+        LogDestination::Syslog(target) => {
+            let layer = super::syslog::SyslogLayer::start(target, log.syslog_format)
+                .map_err(LogError::Syslog)?;
+            Ok((
+                Dispatch::new(tracing_subscriber::registry().with(filter).with(layer)),
+                None,
+            ))
+        }
     }
 }
 
@@ -303,6 +443,7 @@ mod tests {
             destination,
             options: opts(options),
             format,
+            syslog_format: crate::config::SyslogFormat::Rfc3164,
             rotate_size: ByteSize::mib(10),
             rotate_rounds: 5,
         }
@@ -368,30 +509,54 @@ mod tests {
     }
 
     #[test]
-    fn unsupported_and_unopenable_destinations() {
+    fn categories_of_targets() {
+        assert_eq!(category_of("smtp"), "smtp");
+        assert_eq!(category_of("mailward::smtp::session"), "smtp");
+        assert_eq!(category_of("mailward::check::filter::names"), "cfilter");
+        assert_eq!(category_of("mailward::check::av"), "scan");
+        assert_eq!(category_of("mailward::policy::notify"), "notif");
+        assert_eq!(category_of("mailward::gateway"), "app");
+        assert_eq!(category_of("mailward_agentx"), "mailward_agentx");
+        assert_eq!(category_of("hickory_proto::udp"), "hickory_proto::udp");
+    }
+
+    #[test]
+    fn a_newline_in_a_value_stays_on_its_line() {
+        if std::env::var_os(ENV_VAR).is_some() {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.log");
         let log = log_to(
-            LogDestination::Syslog {
-                name: "mailward".into(),
-                facility: "mail".into(),
-            },
+            LogDestination::File(path.clone()),
             LogFormat::Text,
             &["all.info"],
         );
-        let e = dispatch(&log).unwrap_err();
-        assert_eq!(
-            e.to_string(),
-            "syslog destination is not supported yet; use stderr or file:PATH"
-        );
+        let dispatch = dispatch(&log).unwrap();
+        tracing::dispatcher::with_default(&dispatch, || {
+            tracing::info!(target: "smtp", helo = %"evil\nFAKE LINE", "HELO seen.");
+        });
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text.lines().count(), 1, "{text}");
+        assert!(text.contains("helo=evil\\nFAKE LINE"), "{text}");
+    }
 
+    #[test]
+    fn unopenable_destinations() {
+        // Under a regular file: not a directory, even for root.
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("file");
+        std::fs::write(&file, "").unwrap();
+        let path = file.join("x.log");
         let log = log_to(
-            LogDestination::File("/nonexistent/dir/x.log".into()),
+            LogDestination::File(path.clone()),
             LogFormat::Text,
             &["all.info"],
         );
         let e = dispatch(&log).unwrap_err();
         assert!(
             e.to_string()
-                .starts_with("cannot open log file /nonexistent/dir/x.log: "),
+                .starts_with(&format!("cannot open log file {}: ", path.display())),
             "{e}"
         );
     }

@@ -11,3 +11,4 @@ pub mod snmp;
 pub mod spam_cli;
 pub mod stats_file;
 pub mod stores;
+pub mod syslog;

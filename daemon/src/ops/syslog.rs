@@ -1,0 +1,453 @@
+//! Syslog output (`log.destination = "syslog..."`): a `tracing` layer that
+//! turns each event into one syslog line and hands it to a writer thread.
+//!
+//! The promise is that logging never holds up mail:
+//!
+//! - the layer formats the line in the caller's thread (so the timestamp is
+//!   the event's) and *tries* to queue it; a full queue (a slow or stuck
+//!   syslog daemon) drops the line and counts it;
+//! - the writer thread owns the socket. Local and UDP sockets are
+//!   non-blocking, a TCP connection has a short write timeout; a failed
+//!   send drops the line, counts it, and closes the connection, which is
+//!   tried again at most once a second while lines come;
+//! - when lines get through again, one warning says how many were dropped
+//!   meanwhile. The count since start is `mailward_log_lines_dropped_total`.
+//!
+//! Formatting (PRI, RFC 3164 and RFC 5424 headers, structured-data
+//! escaping) is the `fasyslog` crate's; the transport is ours, because its
+//! senders block, and its TCP sender frames with a newline where we want
+//! octet counting (RFC 6587 3.4.1: a message may hold any byte).
+//!
+//! Each line: ident `mailward`, our PID, facility from the destination,
+//! severity from the level (ERROR err, WARN warning, INFO info, DEBUG and
+//! TRACE debug). The text is `CATEGORY: MESSAGE key=value ...`; in RFC 5424
+//! the category is also the MSGID and every field is a parameter of the
+//! structured-data element `mailward@32473` (32473: the documentation
+//! enterprise number the MIB uses), so a collector can index queue IDs.
+//! Control characters in values are escaped (`\n`, `\xHH`): one event is
+//! one line, whatever a client sent.
+
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::net::{TcpStream, ToSocketAddrs, UdpSocket};
+use std::os::unix::net::UnixDatagram;
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use fasyslog::format::SyslogContext;
+use fasyslog::{Facility, SDElement, Severity};
+use tracing::field::{Field, Visit};
+use tracing::{Event, Level, Subscriber};
+use tracing_subscriber::layer::Context;
+use tracing_subscriber::Layer;
+
+use crate::config::{SyslogFormat, SyslogTarget, SyslogTransport};
+
+/// Lines waiting for the writer; past this, lines are dropped.
+const QUEUE: usize = 8192;
+/// How long a TCP write or connect may take before the line is dropped.
+const TCP_TIMEOUT: Duration = Duration::from_secs(2);
+/// How often a lost connection is tried again (while lines come).
+const RETRY: Duration = Duration::from_secs(1);
+/// The structured-data ID of our fields (RFC 5424 6.3.2: NAME@PEN).
+pub const SD_ID: &str = "mailward@32473";
+
+/// The facility code of a configuration name (validated at load).
+fn facility(name: &str) -> Facility {
+    match name {
+        "kern" => Facility::KERN,
+        "user" => Facility::USER,
+        "daemon" => Facility::DAEMON,
+        "auth" => Facility::AUTH,
+        "syslog" => Facility::SYSLOG,
+        "lpr" => Facility::LPR,
+        "news" => Facility::NEWS,
+        "uucp" => Facility::UUCP,
+        "cron" => Facility::CRON,
+        "authpriv" => Facility::AUTHPRIV,
+        "ftp" => Facility::FTP,
+        "local0" => Facility::LOCAL0,
+        "local1" => Facility::LOCAL1,
+        "local2" => Facility::LOCAL2,
+        "local3" => Facility::LOCAL3,
+        "local4" => Facility::LOCAL4,
+        "local5" => Facility::LOCAL5,
+        "local6" => Facility::LOCAL6,
+        "local7" => Facility::LOCAL7,
+        _ => Facility::MAIL,
+    }
+}
+
+fn severity(level: &Level) -> Severity {
+    match *level {
+        Level::ERROR => Severity::ERROR,
+        Level::WARN => Severity::WARNING,
+        Level::INFO => Severity::INFORMATIONAL,
+        _ => Severity::DEBUG,
+    }
+}
+
+/// Escapes control characters so that a value stays on its line.
+fn push_escaped(out: &mut String, text: &str) {
+    for c in text.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() => {
+                let _ = write!(out, "\\x{:02X}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+}
+
+/// The message and fields of one event.
+#[derive(Default)]
+struct Fields {
+    message: String,
+    pairs: Vec<(&'static str, String)>,
+}
+
+impl Visit for Fields {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if field.name() == "message" {
+            push_escaped(&mut self.message, value);
+        } else {
+            let mut v = String::new();
+            push_escaped(&mut v, value);
+            self.pairs.push((field.name(), v));
+        }
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        let text = format!("{value:?}");
+        if field.name() == "message" {
+            push_escaped(&mut self.message, &text);
+        } else {
+            let mut v = String::new();
+            push_escaped(&mut v, &text);
+            self.pairs.push((field.name(), v));
+        }
+    }
+}
+
+/// Builds the bytes of one syslog message (without transport framing).
+pub struct Formatter {
+    context: SyslogContext,
+    format: SyslogFormat,
+}
+
+impl Formatter {
+    pub fn new(target: &SyslogTarget, format: SyslogFormat) -> Formatter {
+        let mut context = SyslogContext::new();
+        context
+            .facility(facility(&target.facility))
+            .appname("mailward")
+            .procid(std::process::id().to_string());
+        Formatter { context, format }
+    }
+
+    /// One line: `CATEGORY: MESSAGE key=value ...`, with the fields as
+    /// structured data too under RFC 5424.
+    pub fn line(
+        &self,
+        level: &Level,
+        category: &str,
+        message: &str,
+        pairs: &[(&str, String)],
+    ) -> Vec<u8> {
+        let mut text = String::with_capacity(message.len() + 64);
+        text.push_str(category);
+        text.push_str(": ");
+        text.push_str(message);
+        for (k, v) in pairs {
+            let _ = write!(text, " {k}={v}");
+        }
+        let severity = severity(level);
+        match self.format {
+            SyslogFormat::Rfc3164 => self
+                .context
+                .format_rfc3164(severity, Some(text))
+                .to_string()
+                .into_bytes(),
+            SyslogFormat::Rfc5424 => {
+                let mut elements = Vec::new();
+                if let Ok(mut e) = SDElement::new(SD_ID) {
+                    let _ = e.add_param("category", category);
+                    for (k, v) in pairs {
+                        // A name syslog cannot carry is only in the text.
+                        let _ = e.add_param(*k, v.as_str());
+                    }
+                    elements.push(e);
+                }
+                self.context
+                    .format_rfc5424(severity, Some(category), elements, Some(text))
+                    .to_string()
+                    .into_bytes()
+            }
+        }
+    }
+}
+
+/// The layer: formats and queues; see the module documentation.
+pub struct SyslogLayer {
+    formatter: Arc<Formatter>,
+    queue: SyncSender<Vec<u8>>,
+}
+
+impl SyslogLayer {
+    /// The layer and its writer thread (which ends when the layer is gone).
+    pub fn start(target: &SyslogTarget, format: SyslogFormat) -> std::io::Result<SyslogLayer> {
+        let formatter = Arc::new(Formatter::new(target, format));
+        let (queue, lines) = std::sync::mpsc::sync_channel(QUEUE);
+        let mut writer = Writer {
+            transport: target.transport.clone(),
+            conn: None,
+            next_try: Instant::now(),
+            dropped_since_ok: 0,
+            formatter: formatter.clone(),
+        };
+        // Connect now so that a first failure is said once on stderr (the
+        // journal under systemd); mail starts either way.
+        if let Err(e) = writer.connect() {
+            eprintln!(
+                "mailward: syslog at {} is not reachable ({e}); log lines are dropped and counted until it is",
+                target.transport
+            );
+        }
+        std::thread::Builder::new()
+            .name("syslog".into())
+            .spawn(move || writer.run(lines))?;
+        Ok(SyslogLayer { formatter, queue })
+    }
+}
+
+impl<S: Subscriber> Layer<S> for SyslogLayer {
+    fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
+        let mut fields = Fields::default();
+        event.record(&mut fields);
+        let meta = event.metadata();
+        let line = self.formatter.line(
+            meta.level(),
+            super::logging::category_of(meta.target()),
+            &fields.message,
+            &fields.pairs,
+        );
+        match self.queue.try_send(line) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
+                super::logging::count_dropped(1)
+            }
+        }
+    }
+}
+
+enum Conn {
+    Unix(UnixDatagram),
+    Udp(UdpSocket),
+    Tcp(TcpStream),
+}
+
+struct Writer {
+    transport: SyslogTransport,
+    conn: Option<Conn>,
+    next_try: Instant,
+    /// Lines lost since the last one that got through.
+    dropped_since_ok: u64,
+    formatter: Arc<Formatter>,
+}
+
+impl Writer {
+    fn connect(&mut self) -> std::io::Result<()> {
+        self.next_try = Instant::now() + RETRY;
+        let conn = match &self.transport {
+            SyslogTransport::Local => Conn::Unix(unix("/dev/log".as_ref())?),
+            SyslogTransport::Unix(p) => Conn::Unix(unix(p)?),
+            SyslogTransport::Udp(addr) => {
+                let to = resolve(addr)?;
+                let bind: std::net::SocketAddr = if to.is_ipv4() {
+                    ([0, 0, 0, 0], 0).into()
+                } else {
+                    (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+                };
+                let s = UdpSocket::bind(bind)?;
+                s.connect(to)?;
+                s.set_nonblocking(true)?;
+                Conn::Udp(s)
+            }
+            SyslogTransport::Tcp(addr) => {
+                let s = TcpStream::connect_timeout(&resolve(addr)?, TCP_TIMEOUT)?;
+                s.set_write_timeout(Some(TCP_TIMEOUT))?;
+                s.set_nodelay(true)?;
+                Conn::Tcp(s)
+            }
+        };
+        self.conn = Some(conn);
+        Ok(())
+    }
+
+    fn send(&mut self, line: &[u8]) -> std::io::Result<()> {
+        match self.conn.as_mut() {
+            None => Err(std::io::Error::from(std::io::ErrorKind::NotConnected)),
+            Some(Conn::Unix(s)) => s.send(line).map(|_| ()),
+            Some(Conn::Udp(s)) => s.send(line).map(|_| ()),
+            Some(Conn::Tcp(s)) => {
+                let mut frame = Vec::with_capacity(line.len() + 8);
+                let _ = write!(frame, "{} ", line.len());
+                frame.extend_from_slice(line);
+                s.write_all(&frame)
+            }
+        }
+    }
+
+    /// Sends one line, connecting first if needed; counts it when lost.
+    fn deliver(&mut self, line: &[u8]) {
+        if self.conn.is_none() && Instant::now() >= self.next_try {
+            let _ = self.connect();
+        }
+        match self.send(line) {
+            Ok(()) => {
+                if self.dropped_since_ok > 0 {
+                    let n = std::mem::take(&mut self.dropped_since_ok);
+                    let notice = self.formatter.line(
+                        &Level::WARN,
+                        "app",
+                        &format!(
+                            "{n} log line(s) were dropped while syslog at {} was unreachable or too slow.",
+                            self.transport
+                        ),
+                        &[],
+                    );
+                    let _ = self.send(&notice);
+                }
+            }
+            Err(e) => {
+                // A full socket buffer (a slow reader) loses this line only;
+                // anything else closes the connection for a later retry.
+                if e.kind() != std::io::ErrorKind::WouldBlock {
+                    self.conn = None;
+                }
+                self.dropped_since_ok += 1;
+                super::logging::count_dropped(1);
+            }
+        }
+    }
+
+    fn run(mut self, lines: Receiver<Vec<u8>>) {
+        while let Ok(line) = lines.recv() {
+            self.deliver(&line);
+        }
+    }
+}
+
+fn unix(path: &std::path::Path) -> std::io::Result<UnixDatagram> {
+    let s = UnixDatagram::unbound()?;
+    s.connect(path)?;
+    s.set_nonblocking(true)?;
+    Ok(s)
+}
+
+fn resolve(addr: &str) -> std::io::Result<std::net::SocketAddr> {
+    addr.to_socket_addrs()?
+        .next()
+        .ok_or_else(|| std::io::Error::other(format!("{addr} has no address")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target(transport: SyslogTransport) -> SyslogTarget {
+        SyslogTarget {
+            transport,
+            facility: "local3".into(),
+        }
+    }
+
+    #[test]
+    fn rfc3164_line() {
+        let f = Formatter::new(&target(SyslogTransport::Local), SyslogFormat::Rfc3164);
+        let line = f.line(
+            &Level::WARN,
+            "smtp",
+            "Session refused.",
+            &[("client", "192.0.2.1".into())],
+        );
+        let text = String::from_utf8(line).unwrap();
+        // local3 = 19, warning = 4: 19*8+4 = 156.
+        assert!(text.starts_with("<156>"), "{text}");
+        let pid = std::process::id();
+        assert!(
+            text.ends_with(&format!(
+                " mailward[{pid}]: smtp: Session refused. client=192.0.2.1"
+            )),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn rfc5424_line_carries_fields_as_structured_data() {
+        let f = Formatter::new(&target(SyslogTransport::Local), SyslogFormat::Rfc5424);
+        let line = f.line(
+            &Level::INFO,
+            "delivery",
+            "Delivered.",
+            &[("queue_id", "Q1".into()), ("reply", "250 \"ok\" ]".into())],
+        );
+        let text = String::from_utf8(line).unwrap();
+        // local3 info = 158, version 1.
+        assert!(text.starts_with("<158>1 "), "{text}");
+        let pid = std::process::id();
+        assert!(text.contains(&format!(" mailward {pid} delivery [mailward@32473 category=\"delivery\" queue_id=\"Q1\" reply=\"250 \\\"ok\\\" \\]\"] delivery: Delivered. queue_id=Q1")), "{text}");
+    }
+
+    #[test]
+    fn control_characters_stay_on_the_line() {
+        let mut out = String::new();
+        push_escaped(&mut out, "a\nb\r\u{1b}[31m\u{0}é");
+        assert_eq!(out, "a\\nb\\r\\x1B[31m\\x00é");
+    }
+
+    #[test]
+    fn tcp_frames_are_octet_counted_and_a_dead_peer_is_counted_not_waited_for() {
+        use std::io::Read;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let f = Arc::new(Formatter::new(
+            &target(SyslogTransport::Tcp(addr.clone())),
+            SyslogFormat::Rfc3164,
+        ));
+        let mut w = Writer {
+            transport: SyslogTransport::Tcp(addr),
+            conn: None,
+            next_try: Instant::now(),
+            dropped_since_ok: 0,
+            formatter: f,
+        };
+        w.deliver(b"hello");
+        w.deliver("two\nlines".as_bytes());
+        let (mut peer, _) = listener.accept().unwrap();
+        drop(w);
+        let mut got = String::new();
+        peer.read_to_string(&mut got).unwrap();
+        assert_eq!(got, "5 hello9 two\nlines");
+
+        // Nobody listening: the line is dropped and counted at once.
+        let before = super::super::logging::dropped();
+        let mut w = Writer {
+            transport: SyslogTransport::Unix("/nonexistent/log.sock".into()),
+            conn: None,
+            next_try: Instant::now(),
+            dropped_since_ok: 0,
+            formatter: Arc::new(Formatter::new(
+                &target(SyslogTransport::Local),
+                SyslogFormat::Rfc3164,
+            )),
+        };
+        w.deliver(b"lost");
+        assert_eq!(w.dropped_since_ok, 1);
+        assert!(super::super::logging::dropped() > before);
+    }
+}
