@@ -29,6 +29,11 @@
 #   redis-server       the shared store of the spam classifier (two gateways
 #                      on one Redis); its system service is disabled like
 #                      Prometheus's, the tests start their own
+#   rsyslog            the syslog daemon of the logging test (a private
+#                      rsyslogd on its own socket and ports; the system
+#                      service is not started)
+#   logrotate          rotates the log file in the logging test (create +
+#                      postrotate `mailward log reopen`)
 #   npm                only when no `npm` is on PATH: fetches the IETF base
 #                      MIBs (SNMPv2-SMI/TC/CONF), which Debian's free
 #                      packages lack, from the npm registry's net-snmp
@@ -38,7 +43,7 @@
 # Nothing here starts a service: Postfix is installed with "No
 # configuration" (no main.cf, nothing runs), dnsmasq-base has no service,
 # and a policy-rc.d forbids service starts while apt runs. Debian's
-# prometheus and redis-server enable system services: they are disabled (and
+# prometheus, redis-server and rsyslog enable system services: they are disabled (and
 # stopped, should something have started them), so they never hold ports
 # 9090 and 6379. The tests start
 # their own private instances on loopback ports.
@@ -48,7 +53,7 @@ set -euo pipefail
 
 packages=(postfix swaks libnet-ssleay-perl dnsmasq-base openssl ca-certificates prometheus
     snmpd snmptrapd snmp smitools zip clamav-testfiles python3-spf python3-dnslib python3-yaml
-    python3-dkim redis-server)
+    python3-dkim redis-server rsyslog logrotate)
 command -v npm >/dev/null 2>&1 || packages+=(npm)
 
 # The base MIBs go below the workspace's target/, owned by whoever runs the
@@ -97,7 +102,7 @@ export DEBIAN_FRONTEND=noninteractive
 apt-get update
 echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
 apt-get install -y --no-install-recommends "${packages[@]}"
-for service in prometheus redis-server; do
+for service in prometheus redis-server rsyslog; do
     if command -v systemctl >/dev/null 2>&1 && [ -e "/lib/systemd/system/$service.service" ]; then
         systemctl disable "$service" >/dev/null 2>&1 || true
         if [ -d /run/systemd/system ]; then

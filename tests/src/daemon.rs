@@ -151,6 +151,11 @@ impl Daemon {
         .with_context(|| format!("log:\n{}", tools::tail(&self.log_path, 40)))
     }
 
+    /// The configuration file it runs on.
+    pub fn config_path(&self) -> &Path {
+        &self.config_path
+    }
+
     /// The process ID, when running.
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)

@@ -18,6 +18,7 @@ pub mod mail;
 pub mod mime;
 pub mod prometheus;
 pub mod redis;
+pub mod rsyslog;
 pub mod samples;
 pub mod scripted;
 pub mod sink;
