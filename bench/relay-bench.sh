@@ -216,6 +216,8 @@ mkdir -p "$work/mailward"
 cat >"$work/mailward/mailward.toml" <<EOF
 [server]
 hostname = "mailward-bench.test"
+# Whoever runs the bench (root must say so: [server] user).
+user = "$(id -un)"
 postmaster = "postmaster@mailward-bench.test"
 data_dir = "$work/mailward/data"
 

@@ -368,6 +368,18 @@ fn run(path: Option<&Path>) -> ExitCode {
             return ExitCode::from(EX_CONFIG);
         }
     };
+    use mailward::ops::privileges;
+    let switch = match privileges::plan(
+        config.server.user.as_deref(),
+        config.server.group.as_deref(),
+        path.is_none(),
+    ) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("mailward: {e}");
+            return ExitCode::from(EX_CONFIG);
+        }
+    };
     let _guard = match mailward::ops::logging::init(&config.log) {
         Ok(g) => g,
         Err(e) => {
@@ -375,11 +387,26 @@ fn run(path: Option<&Path>) -> ExitCode {
             return ExitCode::from(EX_CONFIG);
         }
     };
+    if let (Some(s), Some(log)) = (&switch, mailward::ops::logging::file_path()) {
+        // Opened as root; the user must be able to reopen it after a
+        // rotation.
+        if let Err(e) = s.hand_over(&log) {
+            eprintln!("mailward: {e}");
+            return ExitCode::from(EX_CONFIG);
+        }
+    }
+    if let Some(why) = privileges::mismatch(config.server.user.as_deref()) {
+        tracing::warn!(target: "app", "{why}.");
+    }
     let rt = match runtime() {
         Ok(rt) => rt,
         Err(code) => return code,
     };
-    match rt.block_on(mailward::run::run(config, path.map(Path::to_path_buf))) {
+    match rt.block_on(mailward::run::run(
+        config,
+        path.map(Path::to_path_buf),
+        switch,
+    )) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(target: "app", error = %e, "Mailward cannot run.");

@@ -41,6 +41,8 @@ pub enum RunError {
     Locked(#[from] crate::files::LockError),
     #[error("quarantine or archive: {0}")]
     Store(#[from] crate::store::StoreError),
+    #[error(transparent)]
+    Privilege(#[from] crate::ops::privileges::PrivilegeError),
 }
 
 impl RunError {
@@ -57,12 +59,36 @@ impl RunError {
 
 /// Runs the gateway until SIGTERM/SIGINT. `path` is the configuration file
 /// (None: the embedded default), re-read on SIGHUP.
-pub async fn run(config: Config, path: Option<PathBuf>) -> Result<(), RunError> {
+/// `switch`: the user to become once the ports are bound (started as root;
+/// see [`crate::ops::privileges`]).
+pub async fn run(
+    config: Config,
+    path: Option<PathBuf>,
+    switch: Option<crate::ops::privileges::Switch>,
+) -> Result<(), RunError> {
+    if let Some(s) = &switch {
+        s.prepare(&config.server.data_dir, &config.server.admin_socket)?;
+    }
     // The data directory has one owner. Before anything else (the spool,
     // the bases, the admin socket, the listeners), so that a second start
     // on the same configuration changes nothing of the running instance.
     let lock = crate::files::DataDirLock::take(&config.server.data_dir)?;
+    if let Some(s) = &switch {
+        s.hand_over(lock.path())?;
+    }
     tracing::debug!(target: "app", lock = %lock.path().display(), "Data directory locked.");
+    // The ports (25 needs root), then root is given up: everything after
+    // this, mail, the spool, the bases, the admin socket, runs as the user.
+    let listeners = crate::smtp::server::bind(&config.network.listen_on).await?;
+    let metrics_listener = match config.metrics.listen {
+        Some(addr) => Some(crate::ops::metrics_http::bind(addr).await?),
+        None => None,
+    };
+    if let Some(s) = &switch {
+        s.apply()?;
+        tracing::info!(target: "app", user = %s.user, uid = s.uid.as_raw(), gid = s.gid.as_raw(),
+            "Ports bound; switched to the unprivileged user.");
+    }
     let built = gateway::build(&config)?;
     let (spool, recovered) = Spool::open(&config.server.spool_dir())?;
     let queue = Arc::new(Queue::new());
@@ -106,7 +132,6 @@ pub async fn run(config: Config, path: Option<PathBuf>) -> Result<(), RunError> 
             rules = scanner.current().count, "Signature bases loaded."),
         (None, None) => {}
     }
-    let listeners = crate::smtp::server::bind(&config.network.listen_on).await?;
     let mut hup = signal(SignalKind::hangup()).map_err(RunError::Signals)?;
     let mut term = signal(SignalKind::terminate()).map_err(RunError::Signals)?;
     let mut int = signal(SignalKind::interrupt()).map_err(RunError::Signals)?;
@@ -116,7 +141,6 @@ pub async fn run(config: Config, path: Option<PathBuf>) -> Result<(), RunError> 
     let admin_socket = config.server.admin_socket.clone();
     let limits = config.limits.clone();
     let listen = config.network.listen_on.clone();
-    let metrics_listen = config.metrics.listen;
     let gw = Arc::new(Gateway::new(
         config,
         built,
@@ -136,8 +160,8 @@ pub async fn run(config: Config, path: Option<PathBuf>) -> Result<(), RunError> 
     ));
     crate::ops::admin::start(gw.clone(), &admin_socket)?;
     let snmp = Snmp::start(&gw)?;
-    if let Some(addr) = metrics_listen {
-        crate::ops::metrics_http::start(gw.clone(), addr).await?;
+    if let Some(listener) = metrics_listener {
+        crate::ops::metrics_http::serve(gw.clone(), listener);
     }
     let delivery = Arc::new(Delivery {
         gw: gw.clone(),

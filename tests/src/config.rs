@@ -27,7 +27,7 @@ impl Config {
     pub fn new(dir: &Path) -> Config {
         let port = free_port();
         let data_dir = dir.join("data");
-        Config {
+        let config = Config {
             dir: dir.to_path_buf(),
             port,
             sections: Vec::new(),
@@ -47,7 +47,13 @@ impl Config {
         // Nothing listens there; the daemon must run without a master.
         .set_str("agentx", "socket", "tcp:127.0.0.1:1")
         .set_str("timeouts", "min_backoff", "1s")
-        .set_str("timeouts", "max_backoff", "2s")
+        .set_str("timeouts", "max_backoff", "2s");
+        // Run as root (the tests are), a configuration must say so.
+        if crate::tools::is_root() {
+            config.set_str("server", "user", "root")
+        } else {
+            config
+        }
     }
 
     /// Sets `key` in `[section]` to a raw TOML value (`3`, `"2s"`,

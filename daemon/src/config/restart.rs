@@ -28,6 +28,8 @@ pub fn keep_restart_only(running: &Config, new: &mut Config) -> Vec<String> {
     keep!(
         server.data_dir,
         server.admin_socket,
+        server.user,
+        server.group,
         network.listen_on,
         limits.antiviral_sessions,
         limits.outgoing_sessions,

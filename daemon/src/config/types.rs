@@ -68,6 +68,12 @@ pub struct Server {
     pub data_dir: PathBuf,
     /// The admin socket the CLI talks to (default `data_dir/admin.sock`).
     pub admin_socket: PathBuf,
+    /// Started as root, the user `mailward run` switches to once its ports
+    /// are bound (`"root"` to stay root).
+    pub user: Option<String>,
+    /// The group it switches to (default: the user's own group); it may
+    /// use the admin socket and read the logs.
+    pub group: Option<String>,
 }
 
 impl Server {

@@ -486,6 +486,26 @@ macro_rules! get_list {
     };
 }
 
+/// A user or group name as `useradd` accepts it (existence is checked by
+/// `mailward run`, on the machine that runs it).
+fn account(v: &Value) -> Result<String, String> {
+    let name = text(v)?;
+    let ok = !name.is_empty()
+        && name.len() <= 32
+        && !name.starts_with('-')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '$'));
+    if ok {
+        Ok(name)
+    } else {
+        Err(format!(
+            "expected a user or group name like \"mailward\", got {}",
+            show(v)
+        ))
+    }
+}
+
 fn server(ctx: &mut Ctx<'_>, raw: &RawServer) -> Server {
     let p = KeyPath::root("server");
     let data_dir =
@@ -497,6 +517,8 @@ fn server(ctx: &mut Ctx<'_>, raw: &RawServer) -> Server {
         admin_socket: get!(ctx, p, raw.admin_socket, path)
             .unwrap_or_else(|| data_dir.join("admin.sock")),
         data_dir,
+        user: get!(ctx, p, raw.user, account),
+        group: get!(ctx, p, raw.group, account),
     }
 }
 

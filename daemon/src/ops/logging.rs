@@ -61,6 +61,12 @@ pub fn reopen() -> Option<PathBuf> {
     Some(file.path().to_path_buf())
 }
 
+/// The log file, when the log goes to one.
+pub fn file_path() -> Option<PathBuf> {
+    let file = LOG_FILE.lock().ok()?.clone()?;
+    Some(file.path().to_path_buf())
+}
+
 /// Reopens the log file and the raw records file (`mailward log reopen`,
 /// SIGHUP); returns the paths reopened.
 pub fn reopen_all(gw: &crate::gateway::Gateway) -> (Option<PathBuf>, Option<PathBuf>) {

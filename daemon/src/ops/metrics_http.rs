@@ -61,11 +61,15 @@ async fn handle(
     })
 }
 
-/// Binds now (so a bad address stops the start), serves in the background.
-pub async fn start(gw: Arc<Gateway>, addr: SocketAddr) -> Result<(), MetricsError> {
-    let listener = TcpListener::bind(addr)
+/// Binds the metrics port (at start, before the gateway gives up root).
+pub async fn bind(addr: SocketAddr) -> Result<TcpListener, MetricsError> {
+    TcpListener::bind(addr)
         .await
-        .map_err(|source| MetricsError { addr, source })?;
+        .map_err(|source| MetricsError { addr, source })
+}
+
+/// Serves `listener` in the background.
+pub fn serve(gw: Arc<Gateway>, listener: TcpListener) {
     tokio::spawn(async move {
         loop {
             let (tcp, _) = match listener.accept().await {
@@ -86,5 +90,4 @@ pub async fn start(gw: Arc<Gateway>, addr: SocketAddr) -> Result<(), MetricsErro
             });
         }
     });
-    Ok(())
 }

@@ -7,6 +7,7 @@ pub mod admin;
 pub mod cli;
 pub mod logging;
 pub mod metrics_http;
+pub mod privileges;
 pub mod snmp;
 pub mod spam_cli;
 pub mod stats_file;

@@ -1,0 +1,244 @@
+//! Giving up root (`[server] user`, `group`).
+//!
+//! Started as root, `mailward run`:
+//!
+//! 1. resolves the user and group ([`plan`]) before anything else, so a
+//!    typo stops it at once;
+//! 2. hands them the data directory and the admin socket's directory when
+//!    it creates them, and the log file it opened ([`Switch::prepare`],
+//!    [`Switch::hand_over`]); a data directory that exists and belongs to
+//!    someone else is refused with the `chown` to run;
+//! 3. binds the SMTP listeners and the metrics port (ports below 1024 need
+//!    root or CAP_NET_BIND_SERVICE);
+//! 4. switches: supplementary groups (`initgroups`), then gid, then uid,
+//!    and checks that the real and effective ids are the new ones and that
+//!    root cannot be taken back ([`Switch::apply`]);
+//! 5. and only then locks the data directory, opens the spool, and reads
+//!    mail.
+//!
+//! A configuration file run as root without `user` is refused: running a
+//! mail gateway as root is a choice to write down (`user = "root"`). The
+//! embedded default configuration (no `--config`) is a local trial on
+//! 127.0.0.1 and runs as whoever started it. Not started as root, there is
+//! nothing to switch: a `user` other than ours is said in the log.
+
+use std::ffi::CString;
+use std::path::{Path, PathBuf};
+
+use nix::unistd::{Gid, Group, Uid, User};
+
+/// Why the switch cannot be made.
+#[derive(Debug, thiserror::Error)]
+pub enum PrivilegeError {
+    #[error("mailward is started as root but server.user is not set: set [server] user = \"mailward\" (an unprivileged user it switches to once its ports are bound), or user = \"root\" to run as root anyway")]
+    RootWithoutUser,
+    #[error("server.user: there is no user {0:?} on this machine (create it: adduser --system --group {0})")]
+    NoSuchUser(String),
+    #[error(
+        "server.group: there is no group {0:?} on this machine (create it: addgroup --system {0})"
+    )]
+    NoSuchGroup(String),
+    #[error("cannot look up {what} {name:?}: {source}")]
+    Lookup {
+        what: &'static str,
+        name: String,
+        #[source]
+        source: nix::Error,
+    },
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path} belongs to uid {owner}, not to {user} (uid {uid}), which mailward runs as: chown -R {user}: {path}")]
+    NotOwned {
+        path: PathBuf,
+        owner: u32,
+        user: String,
+        uid: u32,
+    },
+    #[error("cannot switch to user {user} (uid {uid}, gid {gid}): {step} failed: {source}")]
+    Switch {
+        user: String,
+        uid: u32,
+        gid: u32,
+        step: &'static str,
+        #[source]
+        source: nix::Error,
+    },
+    #[error("switched to user {user}, but {what}: refusing to go on")]
+    Check { user: String, what: String },
+}
+
+/// The user and group to become.
+#[derive(Debug, Clone)]
+pub struct Switch {
+    pub user: String,
+    pub uid: Uid,
+    pub gid: Gid,
+}
+
+/// What the process should do about its user: `None` to stay as it is.
+/// `embedded` is true on the embedded default configuration.
+pub fn plan(
+    user: Option<&str>,
+    group: Option<&str>,
+    embedded: bool,
+) -> Result<Option<Switch>, PrivilegeError> {
+    if !Uid::effective().is_root() {
+        return Ok(None);
+    }
+    let name = match user {
+        None if embedded => return Ok(None),
+        None => return Err(PrivilegeError::RootWithoutUser),
+        Some(name) => name,
+    };
+    let found = User::from_name(name)
+        .map_err(|source| PrivilegeError::Lookup {
+            what: "user",
+            name: name.to_string(),
+            source,
+        })?
+        .ok_or_else(|| PrivilegeError::NoSuchUser(name.to_string()))?;
+    let gid = match group {
+        None => found.gid,
+        Some(g) => {
+            Group::from_name(g)
+                .map_err(|source| PrivilegeError::Lookup {
+                    what: "group",
+                    name: g.to_string(),
+                    source,
+                })?
+                .ok_or_else(|| PrivilegeError::NoSuchGroup(g.to_string()))?
+                .gid
+        }
+    };
+    if found.uid.is_root() && gid.as_raw() == 0 {
+        // user = "root": written down, nothing to switch.
+        return Ok(None);
+    }
+    Ok(Some(Switch {
+        user: name.to_string(),
+        uid: found.uid,
+        gid,
+    }))
+}
+
+/// The `user` of a configuration not started as root, when it names
+/// someone else: a sentence for the log, or `None`.
+pub fn mismatch(user: Option<&str>) -> Option<String> {
+    let wanted = user?;
+    if Uid::effective().is_root() {
+        return None;
+    }
+    let me = User::from_uid(Uid::effective()).ok().flatten()?;
+    (me.name != wanted).then(|| {
+        format!(
+            "server.user is {wanted:?}, but mailward was not started as root and runs as {:?}; there is nothing to switch",
+            me.name
+        )
+    })
+}
+
+impl Switch {
+    fn io(path: &Path) -> impl FnOnce(std::io::Error) -> PrivilegeError + '_ {
+        move |source| PrivilegeError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+
+    /// Makes `dir` (mode `mode`) for the user when it is missing; refuses
+    /// one that exists and belongs to someone else.
+    fn own_dir(&self, dir: &Path, mode: u32) -> Result<(), PrivilegeError> {
+        use std::os::unix::fs::MetadataExt;
+        match std::fs::metadata(dir) {
+            Ok(meta) => {
+                if meta.uid() != self.uid.as_raw() {
+                    return Err(PrivilegeError::NotOwned {
+                        path: dir.to_path_buf(),
+                        owner: meta.uid(),
+                        user: self.user.clone(),
+                        uid: self.uid.as_raw(),
+                    });
+                }
+                Ok(())
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                crate::files::ensure_dir(dir, mode).map_err(Self::io(dir))?;
+                self.hand_over(dir)
+            }
+            Err(e) => Err(Self::io(dir)(e)),
+        }
+    }
+
+    /// Gives the user what it must write before the switch: the data
+    /// directory and the admin socket's directory.
+    pub fn prepare(&self, data_dir: &Path, admin_socket: &Path) -> Result<(), PrivilegeError> {
+        self.own_dir(data_dir, crate::files::GROUP_DIR)?;
+        if let Some(dir) = admin_socket.parent().filter(|d| !d.as_os_str().is_empty()) {
+            if !dir.exists() {
+                self.own_dir(dir, crate::files::GROUP_DIR)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes `path` the user's (and the group's).
+    pub fn hand_over(&self, path: &Path) -> Result<(), PrivilegeError> {
+        nix::unistd::chown(path, Some(self.uid), Some(self.gid)).map_err(|e| PrivilegeError::Io {
+            path: path.to_path_buf(),
+            source: std::io::Error::from(e),
+        })
+    }
+
+    /// Switches the whole process (glibc applies set*id to every thread)
+    /// and checks the result.
+    pub fn apply(&self) -> Result<(), PrivilegeError> {
+        let fail = |step: &'static str| {
+            let (user, uid, gid) = (self.user.clone(), self.uid.as_raw(), self.gid.as_raw());
+            move |source| PrivilegeError::Switch {
+                user,
+                uid,
+                gid,
+                step,
+                source,
+            }
+        };
+        let name = CString::new(self.user.as_str()).map_err(|_| PrivilegeError::Check {
+            user: self.user.clone(),
+            what: "its name holds a NUL byte".into(),
+        })?;
+        nix::unistd::initgroups(&name, self.gid).map_err(fail("initgroups"))?;
+        nix::unistd::setgid(self.gid).map_err(fail("setgid"))?;
+        nix::unistd::setuid(self.uid).map_err(fail("setuid"))?;
+        let check = |ok: bool, what: String| {
+            if ok {
+                Ok(())
+            } else {
+                Err(PrivilegeError::Check {
+                    user: self.user.clone(),
+                    what,
+                })
+            }
+        };
+        let (ruid, euid) = (Uid::current(), Uid::effective());
+        let (rgid, egid) = (Gid::current(), Gid::effective());
+        check(
+            ruid == self.uid && euid == self.uid,
+            format!("the uids are {ruid}/{euid}"),
+        )?;
+        check(
+            rgid == self.gid && egid == self.gid,
+            format!("the gids are {rgid}/{egid}"),
+        )?;
+        if !self.uid.is_root() {
+            check(
+                nix::unistd::setuid(Uid::from_raw(0)).is_err(),
+                "root could be taken back".into(),
+            )?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,249 @@
+//! Giving up root, as an operator checks it: started as root with
+//! `[server] user`, the daemon runs with that user's uid and gid (real,
+//! effective, saved and filesystem ids, and no supplementary groups of
+//! root's), everything it wrote under data_dir is that user's and closed
+//! to others, the admin socket is 0660 to the group, and a local user
+//! outside the group can neither read spooled mail nor use the admin
+//! socket, while one inside the group can. Started as root without `user`,
+//! or with a user that does not exist, it refuses with exit 64 and says
+//! what to set.
+//!
+//! The test makes two system users (`mw-e2e`, the daemon's, and
+//! `mw-e2e-out`, an outsider) with `useradd` when they are missing, and
+//! runs commands as them with util-linux's `setpriv`. It needs root.
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+use anyhow::{bail, ensure, Context, Result};
+use mailward_e2e::daemon::mailward_bin;
+use mailward_e2e::tools::{is_root, output_text, require};
+use mailward_e2e::*;
+
+const USER: &str = "mw-e2e";
+const OUTSIDER: &str = "mw-e2e-out";
+
+fn id_of(flag: &str, name: &str) -> Result<u32> {
+    let out = Command::new("id").args([flag, name]).output()?;
+    ensure!(
+        out.status.success(),
+        "id {flag} {name}: {}",
+        output_text(&out)
+    );
+    Ok(String::from_utf8(out.stdout)?.trim().parse()?)
+}
+
+/// Makes a system user with its own group when it is missing.
+fn ensure_user(name: &str) -> Result<(u32, u32)> {
+    if id_of("-u", name).is_err() {
+        let useradd = require("useradd", "passwd")?;
+        let out = Command::new(useradd)
+            .args(["--system", "--user-group", "--no-create-home"])
+            .args(["--shell", "/usr/sbin/nologin", name])
+            .output()?;
+        // Two test binaries may race to make it; the loser finds it made.
+        if !out.status.success() && id_of("-u", name).is_err() {
+            bail!("useradd {name}: {}", output_text(&out));
+        }
+    }
+    Ok((id_of("-u", name)?, id_of("-g", name)?))
+}
+
+/// Runs `program args` as `user` with group `group` and no other group.
+fn as_user(user: &str, group: &str, program: &Path, args: &[&str]) -> Result<Output> {
+    let setpriv = require("setpriv", "util-linux")?;
+    Ok(Command::new(setpriv)
+        .arg(format!("--reuid={user}"))
+        .arg(format!("--regid={group}"))
+        .arg("--clear-groups")
+        .arg(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()?)
+}
+
+/// The numbers after `key:` in /proc/PID/status.
+fn status_ids(pid: u32, key: &str) -> Result<Vec<u32>> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let line = status
+        .lines()
+        .find(|l| l.starts_with(&format!("{key}:")))
+        .with_context(|| format!("no {key} in /proc/{pid}/status"))?;
+    Ok(line[key.len() + 1..]
+        .split_whitespace()
+        .filter_map(|n| n.parse().ok())
+        .collect())
+}
+
+#[test]
+fn root_switches_to_the_user_and_outsiders_stay_out() -> Result<()> {
+    ensure!(
+        is_root(),
+        "this test starts mailward as root and makes system users: run it as root (tests/run does)"
+    );
+    let (uid, gid) = ensure_user(USER)?;
+    ensure_user(OUTSIDER)?;
+    let dir = TestDir::new("privileges")?;
+    // The user must reach data_dir through the test directory.
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o711))?;
+    let config = Config::new(dir.path())
+        .set_str("server", "user", USER)
+        // Kept in the spool: the next hop never answers.
+        .route_to_port("*", free_port());
+    let daemon = Daemon::start(&config)?;
+    let pid = daemon.pid().context("pid")?;
+    ensure!(
+        status_ids(pid, "Uid")? == [uid; 4],
+        "uids (real, effective, saved, fs): {:?}, want {uid}",
+        status_ids(pid, "Uid")?
+    );
+    ensure!(
+        status_ids(pid, "Gid")? == [gid; 4],
+        "gids: {:?}, want {gid}",
+        status_ids(pid, "Gid")?
+    );
+    let groups = status_ids(pid, "Groups")?;
+    ensure!(
+        groups.iter().all(|g| *g == gid),
+        "no supplementary group but the user's: {groups:?}"
+    );
+    ensure!(
+        daemon.log().contains("switched to the unprivileged user"),
+        "{}",
+        daemon.log()
+    );
+
+    let mut c = SmtpClient::connect_ok(daemon.port)?;
+    c.ehlo("client.test")?;
+    let id = c.send_mail_ok(
+        "a@sender.test",
+        &["b@example.com"],
+        b"Subject: secret\r\n\r\nThe secret.\r\n",
+    )?;
+    c.quit();
+
+    // Everything under data_dir is the user's and closed to others.
+    let data = config.data_dir();
+    let mut files = Vec::new();
+    let mut dirs = vec![data.clone()];
+    while let Some(d) = dirs.pop() {
+        for e in std::fs::read_dir(&d)? {
+            let p = e?.path();
+            let meta = std::fs::symlink_metadata(&p)?;
+            ensure!(
+                meta.uid() == uid,
+                "{} belongs to uid {}, not {uid}",
+                p.display(),
+                meta.uid()
+            );
+            let mode = meta.permissions().mode() & 0o777;
+            ensure!(
+                mode & 0o007 == 0,
+                "{} is open to others: {mode:o}",
+                p.display()
+            );
+            if meta.is_dir() {
+                dirs.push(p);
+            } else {
+                files.push(p);
+            }
+        }
+    }
+    let socket = data.join("admin.sock");
+    let meta = std::fs::metadata(&socket)?;
+    ensure!(
+        meta.permissions().mode() & 0o777 == 0o660 && meta.gid() == gid,
+        "admin socket: mode {:o}, gid {}",
+        meta.permissions().mode() & 0o777,
+        meta.gid()
+    );
+    let spooled = files
+        .iter()
+        .find(|p| {
+            std::fs::read(p)
+                .map(|b| b.windows(11).any(|w| w == b"The secret."))
+                .unwrap_or(false)
+        })
+        .context("the message is somewhere in the spool")?;
+
+    // The outsider: no mail, no admin socket.
+    let cat = require("cat", "coreutils")?;
+    let out = as_user(OUTSIDER, OUTSIDER, &cat, &[&spooled.display().to_string()])?;
+    ensure!(
+        !out.status.success() && output_text(&out).contains("Permission denied"),
+        "an outsider read the spool: {}",
+        output_text(&out)
+    );
+    let bin = mailward_bin()?;
+    let config = daemon.config_path().display().to_string();
+    let out = as_user(
+        OUTSIDER,
+        OUTSIDER,
+        &bin,
+        &["queue", "list", "--config", &config],
+    )?;
+    ensure!(
+        !out.status.success() && output_text(&out).contains("ermission denied"),
+        "an outsider used the admin socket: {}",
+        output_text(&out)
+    );
+    // The same person given the group may.
+    wait_until("the message in the queue", DELIVERY_TIMEOUT, || {
+        Ok(daemon.queue_ids()?.contains(&id).then_some(()))
+    })?;
+    let out = as_user(
+        OUTSIDER,
+        USER,
+        &bin,
+        &["queue", "list", "--config", &config],
+    )?;
+    ensure!(
+        out.status.success() && output_text(&out).contains(&id),
+        "a member of the group lists the queue: {}",
+        output_text(&out)
+    );
+    Ok(())
+}
+
+#[test]
+fn root_without_a_user_or_with_an_unknown_one_is_refused() -> Result<()> {
+    ensure!(
+        is_root(),
+        "this test starts mailward as root: run it as root"
+    );
+    let dir = TestDir::new("privileges-refused")?;
+    let config = Config::new(dir.path()).render();
+    let bin = mailward_bin()?;
+    for (text, wanted) in [
+        (
+            config
+                .lines()
+                .filter(|l| !l.starts_with("user = "))
+                .collect::<Vec<_>>()
+                .join("\n"),
+            "server.user is not set: set [server] user = \"mailward\"",
+        ),
+        (
+            config.replace("user = \"root\"", "user = \"no-such-user-mw\""),
+            "server.user: there is no user \"no-such-user-mw\"",
+        ),
+    ] {
+        let path = dir.join("refused.toml");
+        std::fs::write(&path, &text)?;
+        let out = Command::new(&bin)
+            .args(["run", "--config"])
+            .arg(&path)
+            .current_dir(dir.path())
+            .stdin(Stdio::null())
+            .output()?;
+        let said = output_text(&out);
+        ensure!(out.status.code() == Some(64), "exit 64: {said}");
+        ensure!(said.contains(wanted), "{said}");
+        ensure!(
+            !dir.join("data").exists(),
+            "nothing is made before the refusal"
+        );
+    }
+    Ok(())
+}
