@@ -138,6 +138,7 @@ pub async fn run(
     let mut usr1 = signal(SignalKind::user_defined1()).map_err(RunError::Signals)?;
     let stats = Arc::new(statistics(&config));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stop_rx_for_watchdog = stop_rx.clone();
     let admin_socket = config.server.admin_socket.clone();
     let limits = config.limits.clone();
     let listen = config.network.listen_on.clone();
@@ -178,6 +179,8 @@ pub async fn run(
     gw.notify(Notification::ProductStart);
     tracing::info!(target: "app", version = env!("CARGO_PKG_VERSION"),
         listen = ?listen, config = %gw.config().origin, "Mailward started.");
+    crate::ops::systemd::ready(&format!("Accepting mail on {listen:?}."));
+    crate::ops::systemd::start_watchdog(stop_rx_for_watchdog);
     let mut failed = false;
     loop {
         tokio::select! {
@@ -202,7 +205,9 @@ pub async fn run(
                 // (logrotate's postrotate may send it instead of
                 // `mailward log reopen`).
                 crate::ops::logging::reopen_all(&gw);
-                reload(&gw, path.as_deref()).await
+                crate::ops::systemd::reloading();
+                let status = reload(&gw, path.as_deref()).await;
+                crate::ops::systemd::reloaded(&status);
             }
             _ = usr1.recv() => match crate::ops::stats_file::write(&gw) {
                 Ok(p) => tracing::info!(target: "app", path = %p.display(), "Statistics written (SIGUSR1)."),
@@ -213,6 +218,7 @@ pub async fn run(
         }
     }
     tracing::info!(target: "app", "Stopping: no new mail; finishing what is in flight.");
+    crate::ops::systemd::stopping();
     gw.notify(Notification::ProductStop);
     let _ = stop_tx.send(true);
     if !server.is_finished() {
@@ -256,8 +262,8 @@ fn statistics(config: &Config) -> mailward_metrics::Stats {
 }
 
 /// Re-reads and validates the configuration; installs it only when all of
-/// it is good.
-async fn reload(gw: &Gateway, path: Option<&Path>) {
+/// it is good. Returns a status line for the service manager.
+async fn reload(gw: &Gateway, path: Option<&Path>) -> String {
     let new = match config::load(path) {
         Ok(c) => c,
         Err(errors) => {
@@ -265,15 +271,16 @@ async fn reload(gw: &Gateway, path: Option<&Path>) {
                 tracing::error!(target: "config", "{p}");
             }
             let first = errors.0.first().map(|p| p.to_string()).unwrap_or_default();
+            let message = format!(
+                "Reload refused ({} problems; first: {first}); the running configuration stays.",
+                errors.0.len()
+            );
             ConfigReloaded {
                 ok: false,
-                message: &format!(
-                    "Reload refused ({} problems; first: {first}); the running configuration stays.",
-                    errors.0.len()
-                ),
+                message: &message,
             }
             .emit(gw);
-            return;
+            return message;
         }
     };
     let mut new = new;
@@ -308,11 +315,16 @@ async fn reload(gw: &Gateway, path: Option<&Path>) {
                 Err(e) => tracing::error!(target: "app", error = %e,
                     "The signature bases cannot be reloaded; the rules in use stay."),
             }
+            message
         }
-        Err(e) => ConfigReloaded {
-            ok: false,
-            message: &format!("Reload refused: {e}; the running configuration stays in force."),
+        Err(e) => {
+            let message = format!("Reload refused: {e}; the running configuration stays in force.");
+            ConfigReloaded {
+                ok: false,
+                message: &message,
+            }
+            .emit(gw);
+            message
         }
-        .emit(gw),
     }
 }

@@ -61,6 +61,8 @@ pub struct Daemon {
     child: Option<Child>,
     /// Starts so far, to mark each in the log.
     starts: u32,
+    /// Extra environment for the process (e.g. NOTIFY_SOCKET).
+    env: Vec<(String, String)>,
 }
 
 impl Daemon {
@@ -101,6 +103,7 @@ impl Daemon {
             log_path: dir.join("mailward.log"),
             child: None,
             starts: 0,
+            env: Vec::new(),
         })
     }
 
@@ -116,6 +119,7 @@ impl Daemon {
             .open(&self.log_path)?;
         writeln!(log, "===== e2e: start #{} =====", self.starts)?;
         let child = Command::new(&self.bin)
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .arg("run")
             .arg("--config")
             .arg(&self.config_path)
@@ -149,6 +153,11 @@ impl Daemon {
             },
         )
         .with_context(|| format!("log:\n{}", tools::tail(&self.log_path, 40)))
+    }
+
+    /// Sets an environment variable for the next [`Daemon::spawn`].
+    pub fn set_env(&mut self, key: &str, value: &str) {
+        self.env.push((key.to_string(), value.to_string()));
     }
 
     /// The configuration file it runs on.

@@ -13,3 +13,4 @@ pub mod spam_cli;
 pub mod stats_file;
 pub mod stores;
 pub mod syslog;
+pub mod systemd;
