@@ -28,6 +28,8 @@ macro_rules! out {
 const EX_CONFIG: u8 = 64;
 const EX_UNAVAILABLE: u8 = 69;
 const EX_OSERR: u8 = 71;
+/// sysexits EX_CANTCREAT: an output file cannot be written.
+const EX_CANTCREAT: u8 = 73;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -51,6 +53,20 @@ fn main() -> ExitCode {
         Command::Queue(q) => queue(q),
         Command::Stats(c) => stats(c),
         Command::Log(c) => log_command(c),
+        Command::Completions { shell } => {
+            mailward::ops::manual::completions(shell, &mut std::io::stdout());
+            ExitCode::SUCCESS
+        }
+        Command::ManPages { out } => match mailward::ops::manual::write_man_pages(&out) {
+            Ok(pages) => {
+                out!("Wrote {} man pages to {}.", pages.len(), out.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("mailward: {e}");
+                ExitCode::from(EX_CANTCREAT)
+            }
+        },
         Command::Bases(c) => bases(c),
         Command::Spam(c) => spam(c),
         Command::Quarantine(c) => quarantine(c),

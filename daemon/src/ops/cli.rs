@@ -61,6 +61,24 @@ pub enum Command {
     /// Lists, shows, sends again, removes or purges archived messages.
     #[command(subcommand)]
     Archive(ArchiveCommand),
+    /// Prints a shell completion script (bash, zsh, fish, elvish, powershell).
+    #[command(
+        after_help = "The Debian package installs them; by hand:\n  mailward completions bash > /etc/bash_completion.d/mailward\n  mailward completions zsh > /usr/local/share/zsh/site-functions/_mailward\n  mailward completions fish > ~/.config/fish/completions/mailward.fish\n\nExample:\n  source <(mailward completions bash)"
+    )]
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Writes the man pages (one per command, section 8) into a directory.
+    #[command(
+        hide = true,
+        after_help = "Example:\n  mailward man-pages --out target/man && man -l target/man/mailward-queue-list.8"
+    )]
+    ManPages {
+        /// Where to write mailward.8, mailward-run.8, mailward-queue-list.8, ...
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
 }
 
 /// `--status` and `--since` of the list commands.

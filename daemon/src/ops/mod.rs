@@ -6,6 +6,7 @@
 pub mod admin;
 pub mod cli;
 pub mod logging;
+pub mod manual;
 pub mod metrics_http;
 pub mod privileges;
 pub mod snmp;
