@@ -34,6 +34,7 @@
 #                      service is not started)
 #   logrotate          rotates the log file in the logging test (create +
 #                      postrotate `mailward log reopen`)
+#   lintian            checks the Debian package (the package test)
 #   npm                only when no `npm` is on PATH: fetches the IETF base
 #                      MIBs (SNMPv2-SMI/TC/CONF), which Debian's free
 #                      packages lack, from the npm registry's net-snmp
@@ -53,7 +54,7 @@ set -euo pipefail
 
 packages=(postfix swaks libnet-ssleay-perl dnsmasq-base openssl ca-certificates prometheus
     snmpd snmptrapd snmp smitools zip clamav-testfiles python3-spf python3-dnslib python3-yaml
-    python3-dkim redis-server rsyslog logrotate)
+    python3-dkim redis-server rsyslog logrotate lintian)
 command -v npm >/dev/null 2>&1 || packages+=(npm)
 
 # The base MIBs go below the workspace's target/, owned by whoever runs the
@@ -68,6 +69,18 @@ base_mibs() {
     fi
 }
 
+# cargo-deb packs the Debian package (packaging/build-deb.sh, the package
+# test): a cargo subcommand from crates.io, pinned to a release that builds
+# on this toolchain, installed for whoever runs the tests (about 90 s, once).
+cargo_deb() {
+    local cmd="cargo deb --version >/dev/null 2>&1 || cargo install cargo-deb --version 3.8.0 --locked"
+    if [ "$(id -u)" -eq 0 ] && [ -n "${SUDO_USER:-}" ] && [ "$SUDO_USER" != root ]; then
+        sudo -u "$SUDO_USER" -i bash -c "$cmd"
+    else
+        bash -c "$cmd"
+    fi
+}
+
 missing=()
 for pkg in "${packages[@]}"; do
     if [ "$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null)" != "install ok installed" ]; then
@@ -77,6 +90,7 @@ done
 if [ "${#missing[@]}" -eq 0 ]; then
     echo "install-deps: all test packages are installed (${packages[*]})"
     base_mibs
+    cargo_deb
     exit 0
 fi
 echo "install-deps: installing ${missing[*]}"
@@ -111,4 +125,5 @@ for service in prometheus redis-server rsyslog; do
     fi
 done
 base_mibs
+cargo_deb
 echo "install-deps: done"
