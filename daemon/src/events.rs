@@ -118,6 +118,12 @@ impl UpdateAttempted<'_> {
 /// An outbound session to a next hop was opened.
 pub struct OutboundSessionOpened<'a> {
     pub peer: &'a str,
+    /// What STARTTLS negotiated, if it did.
+    pub tls: Option<&'a crate::delivery::tls::TlsInfo>,
+    /// The route's `tls`.
+    pub tls_mode: crate::config::TlsMode,
+    /// `may`: STARTTLS failed or was refused; this connection is plain.
+    pub fell_back: bool,
 }
 
 impl OutboundSessionOpened<'_> {
@@ -125,7 +131,32 @@ impl OutboundSessionOpened<'_> {
         stats.record(&Event::SessionOpened {
             direction: Direction::Out,
         });
-        tracing::debug!(target: "delivery", peer = %self.peer, "Connected to the next hop.");
+        let result = match (self.tls, self.fell_back) {
+            (Some(_), _) => "tls",
+            (None, true) => "fallback",
+            (None, false) => "plain",
+        };
+        stats.record(&Event::OutboundTls { result });
+        match self.tls {
+            Some(t) => tracing::debug!(target: "delivery", peer = %self.peer, tls = %t,
+                "Connected to the next hop."),
+            None => tracing::debug!(target: "delivery", peer = %self.peer, tls = "none",
+                tls_mode = self.tls_mode.as_str(), "Connected to the next hop."),
+        }
+    }
+}
+
+/// `encrypt`/`verify`: the next hop could not give the TLS required.
+pub struct OutboundTlsFailed<'a> {
+    pub peer: &'a str,
+    pub error: &'a dyn std::fmt::Display,
+}
+
+impl OutboundTlsFailed<'_> {
+    pub fn emit(&self, stats: &Stats) {
+        stats.record(&Event::OutboundTls { result: "failed" });
+        tracing::warn!(target: "delivery", peer = %self.peer, error = %self.error,
+            "TLS required but not had; delivery to this hop is deferred.");
     }
 }
 
@@ -396,6 +427,8 @@ pub struct DeliveryAttempted<'a> {
     pub result: DeliveryResult,
     pub relay: &'a str,
     pub detail: &'a str,
+    /// For a delivery: the TLS version and cipher, or "none".
+    pub tls: &'a str,
 }
 
 impl DeliveryAttempted<'_> {
@@ -408,7 +441,7 @@ impl DeliveryAttempted<'_> {
         match self.result {
             DeliveryResult::Delivered => {
                 tracing::info!(target: "delivery", queue_id = %self.id, to = %self.rcpt,
-                relay = %self.relay, reply = %self.detail, "Delivered.")
+                relay = %self.relay, tls = %self.tls, reply = %self.detail, "Delivered.")
             }
             DeliveryResult::Deferred => {
                 tracing::info!(target: "delivery", queue_id = %self.id, to = %self.rcpt,

@@ -176,6 +176,7 @@ pub enum StatId {
     SpamScore,
     SpamClassifierUnavailable,
     LogLinesDropped,
+    OutboundTls,
 }
 
 pub const REJECT_REASONS: &[&str] = &[
@@ -192,6 +193,10 @@ pub const AV_STATUSES: &[&str] = &[
 pub const SPAM_STATUSES: &[&str] = &["spam", "probable", "formal", "blacklisted", "clean"];
 pub const DIRECTIONS_ARCHIVE: &[&str] = &["incoming", "outgoing"];
 pub const SPAM_CLASSES: &[&str] = &["spam", "ham"];
+/// Outbound connections by STARTTLS outcome: encrypted, plain (not tried
+/// or not offered), fallback (tried under "may", went on in plain text),
+/// failed (required by "encrypt"/"verify" and not had: deferred).
+pub const OUTBOUND_TLS_RESULTS: &[&str] = &["tls", "plain", "fallback", "failed"];
 pub const DNSBL_RESULTS: &[&str] = &["listed", "not_listed", "failed"];
 /// SPF, DKIM and DMARC results (RFC 8601 words).
 pub const AUTH_RESULTS: &[&str] = &[
@@ -844,6 +849,17 @@ pub static CATALOGUE: &[Stat] = &[
         Unit::Count,
         None,
         "Log lines not written: the syslog daemon was unreachable or too slow (its queue full), or the log file could not be written. Mail is never held up for the log.",
+    ),
+    def(
+        StatId::OutboundTls,
+        Resources,
+        38,
+        "mwOutboundTls",
+        "mailward_outbound_tls_total",
+        Counter,
+        Unit::Count,
+        Some(("result", OUTBOUND_TLS_RESULTS)),
+        "Outbound connections by STARTTLS outcome: tls (encrypted), plain (TLS off or not offered), fallback (a failed or refused STARTTLS under tls = \"may\": delivered in plain text), failed (required by \"encrypt\"/\"verify\" and not had: deferred).",
     ),
 ];
 

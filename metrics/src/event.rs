@@ -104,6 +104,11 @@ pub enum Event<'a> {
     /// A message judged without the classifier because its shared store
     /// (Redis) could not be read.
     SpamClassifierUnavailable,
+    /// One outbound connection's STARTTLS outcome; `result` is one of
+    /// `catalogue::OUTBOUND_TLS_RESULTS`.
+    OutboundTls {
+        result: &'static str,
+    },
     /// One SPF check; `result` is one of `catalogue::AUTH_RESULTS`.
     SpfChecked {
         result: &'static str,

@@ -368,6 +368,14 @@ impl Stats {
             }
             Event::SpamClassifierUnavailable => self.add(StatId::SpamClassifierUnavailable, 0, 1),
             Event::SpfChecked { result } => self.add_auth(StatId::SpfResults, result),
+            Event::OutboundTls { result } => {
+                if let Some(i) = catalogue::OUTBOUND_TLS_RESULTS
+                    .iter()
+                    .position(|r| r == result)
+                {
+                    self.add(StatId::OutboundTls, i, 1);
+                }
+            }
             Event::DkimChecked { result } => self.add_auth(StatId::DkimResults, result),
             Event::DmarcChecked { result } => self.add_auth(StatId::DmarcResults, result),
             Event::QuarantineReleased => self.add(StatId::QuarantineReleases, 0, 1),

@@ -17,8 +17,8 @@ pub struct Config {
     pub port: u16,
     /// Sections in order, each with its keys and raw TOML values.
     sections: Vec<(String, Vec<(String, String)>)>,
-    /// `[[route]]` entries: (match, to).
-    routes: Vec<(String, String)>,
+    /// `[[route]]` entries: (match, to, more keys as raw TOML values).
+    routes: Vec<(String, String, Vec<(String, String)>)>,
 }
 
 impl Config {
@@ -87,7 +87,20 @@ impl Config {
 
     /// Adds a `[[route]]` (checked in the order added).
     pub fn route(mut self, pattern: &str, to: &str) -> Config {
-        self.routes.push((pattern.to_string(), to.to_string()));
+        self.routes
+            .push((pattern.to_string(), to.to_string(), Vec::new()));
+        self
+    }
+
+    /// Adds a `[[route]]` with more keys, as strings (`tls`, `tls_ca`, ...).
+    pub fn route_with(mut self, pattern: &str, to: &str, keys: &[(&str, &str)]) -> Config {
+        self.routes.push((
+            pattern.to_string(),
+            to.to_string(),
+            keys.iter()
+                .map(|(k, v)| (k.to_string(), toml_str(v)))
+                .collect(),
+        ));
         self
     }
 
@@ -105,13 +118,16 @@ impl Config {
                 let _ = writeln!(out, "{key} = {value}");
             }
         }
-        for (pattern, to) in &self.routes {
+        for (pattern, to, keys) in &self.routes {
             let _ = writeln!(
                 out,
                 "\n[[route]]\nmatch = {}\nto = {}",
                 toml_str(pattern),
                 toml_str(to)
             );
+            for (key, value) in keys {
+                let _ = writeln!(out, "{key} = {value}");
+            }
         }
         out
     }

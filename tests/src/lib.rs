@@ -16,6 +16,7 @@ pub mod failures;
 pub mod load;
 pub mod mail;
 pub mod mime;
+pub mod postfix;
 pub mod prometheus;
 pub mod redis;
 pub mod rsyslog;

@@ -255,3 +255,78 @@ pub fn self_signed(dir: &Path, cn: &str) -> Result<(String, String)> {
     );
     Ok((cert, key))
 }
+
+/// A test CA and a server certificate it signs for `name` (subjectAltName
+/// DNS:`name`, serverAuth), made with openssl in `dir`: what a real
+/// next hop with a certificate from a (private) CA has. Returns the paths
+/// of (CA certificate, server certificate, server key).
+pub fn ca_and_leaf(dir: &Path, name: &str) -> Result<(String, String, String)> {
+    let openssl = require("openssl", "openssl")?;
+    let p = |f: &str| dir.join(f).display().to_string();
+    let (ca, ca_key, leaf, key, csr, ext) = (
+        p("ca.pem"),
+        p("ca.key"),
+        p("leaf.pem"),
+        p("leaf.key"),
+        p("leaf.csr"),
+        p("leaf.ext"),
+    );
+    std::fs::write(
+        &ext,
+        format!(
+            "subjectAltName=DNS:{name}\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n"
+        ),
+    )?;
+    let steps: [Vec<&str>; 3] = [
+        vec![
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=Mailward Test CA",
+            "-days",
+            "2",
+            "-keyout",
+            &ca_key,
+            "-out",
+            &ca,
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign",
+        ],
+        vec![
+            "req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=leaf", "-keyout", &key, "-out",
+            &csr,
+        ],
+        vec![
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            &ca,
+            "-CAkey",
+            &ca_key,
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-out",
+            &leaf,
+            "-extfile",
+            &ext,
+        ],
+    ];
+    for args in &steps {
+        let out = run(&openssl, args)?;
+        ensure!(
+            out.status.success(),
+            "openssl {}:\n{}",
+            args.join(" "),
+            output_text(&out)
+        );
+    }
+    Ok((ca, leaf, key))
+}

@@ -48,6 +48,14 @@ fn starttls_is_offered_and_swaks_sends_through_it() -> Result<()> {
     let m = &sink.wait_for_count(1, DELIVERY_TIMEOUT)?[0];
     assert_eq!(m.queue_ids(), [queued]);
     assert_eq!(m.header("Subject").as_deref(), Some("over TLS"));
+    // The Received header says what the session negotiated, as Postfix's
+    // smtpd_tls_received_header does.
+    let received = m.header("Received").unwrap_or_default();
+    ensure!(
+        received.contains("(using TLSv1.3 with cipher TLS13_")
+            && received.contains("with ESMTPS id"),
+        "{received}"
+    );
     Ok(())
 }
 

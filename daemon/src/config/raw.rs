@@ -56,7 +56,7 @@ raw_table!(RawLimits;
 raw_table!(RawTimeouts;
     min_backoff, max_backoff, max_queue_lifetime, delay_notice, command, data, scan,
     scan_in_session, connect, dns, stress_command, stress_data);
-raw_table!(RawRoute; match_ as "match", to);
+raw_table!(RawRoute; match_ as "match", to, tls, tls_ca, tls_name);
 for_policy_keys!(raw_policy!(RawPolicy;;));
 for_policy_keys!(raw_policy!(RawGroup; senders, recipients;));
 raw_table!(RawArchive; incoming, outgoing, max_age, max_size);

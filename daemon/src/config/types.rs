@@ -202,6 +202,73 @@ pub struct Route {
     pub pattern: Pattern,
     /// Where they go.
     pub to: NextHop,
+    /// STARTTLS towards that hop (`tls`, `tls_ca`, `tls_name`).
+    pub tls: OutboundTls,
+}
+
+/// A route's `tls`: how delivery uses STARTTLS (Postfix's
+/// `smtp_tls_security_level`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum TlsMode {
+    /// Never (plain text even when offered).
+    None,
+    /// When offered, without checking the certificate; a failed handshake
+    /// falls back to plain text (the default).
+    May,
+    /// Always, without checking the certificate; no STARTTLS or a failed
+    /// handshake defers (4.7.x).
+    Encrypt,
+    /// Always, with a certificate that chains to `tls_ca` and names
+    /// `tls_name`; anything else defers.
+    Verify,
+}
+
+impl TlsMode {
+    pub fn parse(text: &str) -> Result<TlsMode, String> {
+        match text {
+            "none" => Ok(TlsMode::None),
+            "may" => Ok(TlsMode::May),
+            "encrypt" => Ok(TlsMode::Encrypt),
+            "verify" => Ok(TlsMode::Verify),
+            _ => Err(format!(
+                "expected \"none\", \"may\", \"encrypt\" or \"verify\", got {text:?}"
+            )),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TlsMode::None => "none",
+            TlsMode::May => "may",
+            TlsMode::Encrypt => "encrypt",
+            TlsMode::Verify => "verify",
+        }
+    }
+}
+
+/// The CA bundle `verify` uses unless `tls_ca` names another (Debian's
+/// ca-certificates).
+pub const SYSTEM_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
+
+/// STARTTLS settings of one route (or of MX delivery: `may`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct OutboundTls {
+    pub mode: TlsMode,
+    /// PEM CA certificates for `verify`.
+    pub ca: PathBuf,
+    /// The name the certificate must carry under `verify` (default: the
+    /// next hop's host name).
+    pub name: Option<String>,
+}
+
+impl Default for OutboundTls {
+    fn default() -> OutboundTls {
+        OutboundTls {
+            mode: TlsMode::May,
+            ca: PathBuf::from(SYSTEM_CA_BUNDLE),
+            name: None,
+        }
+    }
 }
 
 /// The next hop of a route.

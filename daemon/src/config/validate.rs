@@ -665,8 +665,43 @@ fn routes(ctx: &mut Ctx<'_>, raw: &[RawRoute]) -> Vec<Route> {
                 "missing: a route needs `match` and `to` (the next hop)",
             );
         }
+        let mode = get!(
+            ctx,
+            p,
+            r.tls,
+            parsed(
+                "\"none\", \"may\", \"encrypt\" or \"verify\"",
+                TlsMode::parse
+            )
+        )
+        .unwrap_or(TlsMode::May);
+        let ca = get!(ctx, p, r.tls_ca, path).unwrap_or_else(|| PathBuf::from(SYSTEM_CA_BUNDLE));
+        let name = get!(ctx, p, r.tls_name, domain);
+        if mode == TlsMode::Verify && !ca.is_file() {
+            ctx.report(
+                &p.key("tls_ca"),
+                format!(
+                    "{} is not a file: tls = \"verify\" needs the CA certificates (PEM) the next hop's certificate chains to",
+                    ca.display()
+                ),
+            );
+        }
+        if mode != TlsMode::Verify && (r.tls_ca.is_some() || r.tls_name.is_some()) {
+            ctx.report(
+                &p.key(if r.tls_ca.is_some() {
+                    "tls_ca"
+                } else {
+                    "tls_name"
+                }),
+                "only used with tls = \"verify\"",
+            );
+        }
         if let (Some(pattern), Some(to)) = (pattern, to) {
-            out.push(Route { pattern, to });
+            out.push(Route {
+                pattern,
+                to,
+                tls: OutboundTls { mode, ca, name },
+            });
         }
     }
     out

@@ -4,20 +4,26 @@
 //! connects, greets, sends transactions and reports the final reply for each
 //! recipient, keeping the server's text so that DSNs can quote it. It does not
 //! choose hops, retry, decide about bounces or touch the spool: that is the
-//! delivery worker's job. Outbound STARTTLS is not implemented yet.
+//! delivery worker's job. STARTTLS (RFC 3207) follows the route's `tls`
+//! mode ([`super::tls`]): under `may` a refused or failed STARTTLS goes on
+//! (or starts again) in plain text, under `encrypt`/`verify` it is an error
+//! that defers with 4.7.x.
 //!
 //! Everything read from the server is bounded: a reply line is at most
 //! [`MAX_REPLY_LINE`] octets and a reply at most [`MAX_REPLY_LINES`] lines, and
 //! every read and write runs under a timeout.
 
+use super::tls::{Stream, TlsInfo};
+use crate::config::{OutboundTls, TlsMode};
 use crate::envelope::{Notify, Ret};
 use crate::text::{is_xtext, xtext_encode};
 use std::fmt::{self, Write as _};
 use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
-use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWriteExt, BufReader, BufWriter};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{
+    AsyncBufRead, AsyncBufReadExt, AsyncWriteExt, BufReader, BufWriter, ReadHalf, WriteHalf,
+};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
 
@@ -191,6 +197,13 @@ pub enum ClientError {
     EightBitNotSupported,
     #[error("the message is larger than the next hop's limit of {limit} octets")]
     TooBig { limit: u64 },
+    /// `encrypt`/`verify`: STARTTLS not offered, refused, or the handshake
+    /// or certificate check failed.
+    #[error("TLS is required (tls = \"{mode}\") but {why}")]
+    TlsRequired { mode: &'static str, why: String },
+    /// `may`: the handshake failed; the caller starts again in plain text.
+    #[error("the TLS handshake failed: {0}")]
+    TlsHandshake(String),
 }
 
 impl ClientError {
@@ -216,6 +229,11 @@ impl ClientError {
             ClientError::Rejected { .. } => "4.0.0",
             ClientError::EightBitNotSupported => "5.6.3",
             ClientError::TooBig { .. } => "5.3.4",
+            // RFC 3463: 4.7.4 security features not supported, 4.7.5
+            // cryptographic failure.
+            ClientError::TlsRequired { why, .. } if why.starts_with("the next hop") => "4.7.4",
+            ClientError::TlsRequired { .. } => "4.7.5",
+            ClientError::TlsHandshake(_) => "4.7.5",
         }
     }
 
@@ -273,9 +291,13 @@ pub struct TxOutcome {
 #[derive(Debug)]
 pub struct SmtpClient {
     /// Replies come in through here, read line by line with a cap.
-    reader: BufReader<OwnedReadHalf>,
+    reader: BufReader<ReadHalf<Stream>>,
     /// Commands and the body go out through here, flushed once per batch.
-    writer: BufWriter<OwnedWriteHalf>,
+    writer: BufWriter<WriteHalf<Stream>>,
+    /// What STARTTLS negotiated; None in plain text.
+    tls: Option<TlsInfo>,
+    /// `may`: TLS was tried and failed, and this connection is plain text.
+    tls_fell_back: bool,
     /// "mx.example.com[127.0.0.1]:2526", for logs and Remote-MTA.
     peer: String,
     /// What the hop offered in its EHLO reply.
@@ -288,13 +310,36 @@ pub struct SmtpClient {
 }
 
 impl SmtpClient {
-    /// Connects to `addr` (within `connect_timeout`), reads the 220 banner and
-    /// says EHLO, falling back to HELO when EHLO is refused with 5yz.
-    /// `peer_name` is the host name the address was found for ("" if none).
+    /// Connects to `addr` (within `connect_timeout`), reads the 220 banner,
+    /// says EHLO (HELO when EHLO is refused with 5yz) and, as `tls` says,
+    /// STARTTLS and EHLO again. `peer_name` is the host name the address
+    /// was found for ("" if none). Under `may`, a failed handshake leaves
+    /// the connection in an unknown state: it is closed and a new one is
+    /// made without STARTTLS ([`SmtpClient::tls_fell_back`]).
     pub async fn connect(
         addr: SocketAddr,
         peer_name: &str,
         settings: &ClientSettings,
+        tls: &OutboundTls,
+    ) -> Result<SmtpClient, ClientError> {
+        match Self::open(addr, peer_name, settings, tls, true).await {
+            Err(ClientError::TlsHandshake(why)) if tls.mode == TlsMode::May => {
+                tracing::info!(target: "delivery", relay = %peer_label(peer_name, addr), error = %why,
+                    "STARTTLS failed; delivering in plain text (tls = \"may\").");
+                let mut client = Self::open(addr, peer_name, settings, tls, false).await?;
+                client.tls_fell_back = true;
+                Ok(client)
+            }
+            other => other,
+        }
+    }
+
+    async fn open(
+        addr: SocketAddr,
+        peer_name: &str,
+        settings: &ClientSettings,
+        tls: &OutboundTls,
+        try_tls: bool,
     ) -> Result<SmtpClient, ClientError> {
         let stream = match timeout(settings.connect_timeout, TcpStream::connect(addr)).await {
             Ok(Ok(stream)) => stream,
@@ -303,10 +348,12 @@ impl SmtpClient {
         };
         // Commands are flushed in whole batches; Nagle would only delay them.
         let _ = stream.set_nodelay(true);
-        let (read, write) = stream.into_split();
+        let (read, write) = tokio::io::split(Stream::Plain(stream));
         let mut client = SmtpClient {
             reader: BufReader::with_capacity(8 * 1024, read),
             writer: BufWriter::with_capacity(CHUNK, write),
+            tls: None,
+            tls_fell_back: false,
             peer: peer_label(peer_name, addr),
             extensions: Extensions::default(),
             settings: settings.clone(),
@@ -323,34 +370,151 @@ impl SmtpClient {
             });
         }
 
-        let helo_name = clean_helo(&settings.helo_name);
-        client
-            .command(format!("EHLO {helo_name}\r\n").as_bytes(), "ehlo")
-            .await?;
-        let ehlo = client.read("ehlo", command_timeout).await?;
-        if ehlo.is_positive() {
-            client.extensions = Extensions::from_ehlo(&ehlo);
+        let ehlo = match client.greet().await {
+            Ok(ehlo) => ehlo,
+            Err(e) => {
+                client.quit().await;
+                return Err(e);
+            }
+        };
+        let required = tls.mode >= TlsMode::Encrypt;
+        if tls.mode == TlsMode::None || !try_tls {
             return Ok(client);
         }
+        if !ehlo || !client.extensions.starttls {
+            if required {
+                client.quit().await;
+                return Err(ClientError::TlsRequired {
+                    mode: tls.mode.as_str(),
+                    why: "the next hop does not offer STARTTLS".into(),
+                });
+            }
+            return Ok(client);
+        }
+        client.command(b"STARTTLS\r\n", "starttls").await?;
+        let reply = client.read("starttls", command_timeout).await?;
+        if reply.code != 220 {
+            if required {
+                client.quit().await;
+                return Err(ClientError::TlsRequired {
+                    mode: tls.mode.as_str(),
+                    why: format!("the next hop refused STARTTLS: {}", reply.to_line()),
+                });
+            }
+            // RFC 3207: the session goes on in plain text.
+            client.tls_fell_back = true;
+            return Ok(client);
+        }
+        client.start_tls(addr, peer_name, tls).await
+    }
+
+    /// EHLO, or HELO when EHLO is refused for good; true after EHLO.
+    async fn greet(&mut self) -> Result<bool, ClientError> {
+        let command_timeout = self.settings.command_timeout;
+        let helo_name = clean_helo(&self.settings.helo_name);
+        self.command(format!("EHLO {helo_name}\r\n").as_bytes(), "ehlo")
+            .await?;
+        let ehlo = self.read("ehlo", command_timeout).await?;
+        if ehlo.is_positive() {
+            self.extensions = Extensions::from_ehlo(&ehlo);
+            return Ok(true);
+        }
         if !ehlo.is_permanent() {
-            client.quit().await;
             return Err(ClientError::Rejected {
                 stage: "ehlo",
                 reply: ehlo,
             });
         }
-        client
-            .command(format!("HELO {helo_name}\r\n").as_bytes(), "helo")
+        self.command(format!("HELO {helo_name}\r\n").as_bytes(), "helo")
             .await?;
-        let helo = client.read("helo", command_timeout).await?;
+        let helo = self.read("helo", command_timeout).await?;
         if helo.is_positive() {
-            return Ok(client);
+            self.extensions = Extensions::default();
+            return Ok(false);
         }
-        client.quit().await;
         Err(ClientError::Rejected {
             stage: "helo",
             reply: helo,
         })
+    }
+
+    /// The handshake after "220 Ready to start TLS", then EHLO again (RFC
+    /// 3207 4.2: everything learnt before is forgotten).
+    async fn start_tls(
+        self,
+        addr: SocketAddr,
+        peer_name: &str,
+        tls: &OutboundTls,
+    ) -> Result<SmtpClient, ClientError> {
+        let failed = |why: String| {
+            if tls.mode == TlsMode::May {
+                ClientError::TlsHandshake(why)
+            } else {
+                ClientError::TlsRequired {
+                    mode: tls.mode.as_str(),
+                    why: format!("the handshake failed: {why}"),
+                }
+            }
+        };
+        // Bytes that came with the 220 were sent before the handshake: a
+        // man in the middle's injection (CVE-2011-0411's kind) is refused.
+        if !self.reader.buffer().is_empty() {
+            return Err(failed(
+                "the next hop sent data after its 220 to STARTTLS".into(),
+            ));
+        }
+        let SmtpClient {
+            reader,
+            writer,
+            peer,
+            settings,
+            ..
+        } = self;
+        let stream = reader.into_inner().unsplit(writer.into_inner());
+        let Stream::Plain(tcp) = stream else {
+            return Err(failed("STARTTLS on a connection already encrypted".into()));
+        };
+        let config = super::tls::client_config(tls).map_err(|e| failed(e.to_string()))?;
+        let name = super::tls::server_name(tls, peer_name, addr.ip())
+            .map_err(|e| failed(e.to_string()))?;
+        let connector = tokio_rustls::TlsConnector::from(config);
+        let handshake = timeout(settings.command_timeout, connector.connect(name, tcp)).await;
+        let tls_stream = match handshake {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => return Err(failed(e.to_string())),
+            Err(_) => return Err(failed("timed out".into())),
+        };
+        let info = TlsInfo::of(tls_stream.get_ref().1, tls.mode == TlsMode::Verify);
+        let (read, write) = tokio::io::split(Stream::Tls(Box::new(tls_stream)));
+        let mut client = SmtpClient {
+            reader: BufReader::with_capacity(8 * 1024, read),
+            writer: BufWriter::with_capacity(CHUNK, write),
+            tls: Some(info),
+            tls_fell_back: false,
+            peer,
+            extensions: Extensions::default(),
+            settings,
+            broken: false,
+        };
+        if !client.greet().await? {
+            client.quit().await;
+            return Err(ClientError::Protocol {
+                stage: "ehlo",
+                line: "EHLO refused after STARTTLS".into(),
+            });
+        }
+        Ok(client)
+    }
+
+    /// What STARTTLS negotiated; None in plain text.
+    pub fn tls(&self) -> Option<&TlsInfo> {
+        self.tls.as_ref()
+    }
+
+    /// `may`: TLS was tried on this hop and failed or was refused, so this
+    /// connection is plain text.
+    pub fn tls_fell_back(&self) -> bool {
+        self.tls_fell_back
     }
 
     /// What the hop offered in its EHLO reply.
@@ -1397,6 +1561,13 @@ mod tests {
         (addr, task)
     }
 
+    fn no_tls() -> OutboundTls {
+        OutboundTls {
+            mode: TlsMode::None,
+            ..OutboundTls::default()
+        }
+    }
+
     fn settings() -> ClientSettings {
         ClientSettings {
             helo_name: "gw.test".into(),
@@ -1436,7 +1607,7 @@ mod tests {
     #[tokio::test]
     async fn pipelined_transaction() {
         let (addr, server) = fake_server(Script::new(ALL)).await;
-        let mut client = SmtpClient::connect(addr, "mx.b.test", &settings())
+        let mut client = SmtpClient::connect(addr, "mx.b.test", &settings(), &no_tls())
             .await
             .unwrap();
         assert_eq!(
@@ -1483,7 +1654,9 @@ mod tests {
     #[tokio::test]
     async fn stepwise_transaction_without_extensions() {
         let (addr, server) = fake_server(Script::new(&["8BITMIME"])).await;
-        let mut client = SmtpClient::connect(addr, "", &settings()).await.unwrap();
+        let mut client = SmtpClient::connect(addr, "", &settings(), &no_tls())
+            .await
+            .unwrap();
         assert_eq!(client.peer(), format!("[127.0.0.1]:{}", addr.port()));
         let out = client.send(&two_rcpts(b"x", true)).await.unwrap();
         assert_eq!(out.rcpts[0].code, 550);
@@ -1522,7 +1695,9 @@ mod tests {
             let mut script = Script::new(extensions);
             script.mail_reply = Some("553 5.7.1 Sender rejected");
             let (addr, server) = fake_server(script).await;
-            let mut client = SmtpClient::connect(addr, "mx", &settings()).await.unwrap();
+            let mut client = SmtpClient::connect(addr, "mx", &settings(), &no_tls())
+                .await
+                .unwrap();
             let out = client.send(&two_rcpts(b"x", false)).await.unwrap();
             assert_eq!(out.rcpts, vec![reply(553, "5.7.1 Sender rejected"); 2]);
             client.reset().await.unwrap();
@@ -1543,7 +1718,9 @@ mod tests {
         let mut script = Script::new(ALL);
         script.always_354 = true;
         let (addr, server) = fake_server(script).await;
-        let mut client = SmtpClient::connect(addr, "mx", &settings()).await.unwrap();
+        let mut client = SmtpClient::connect(addr, "mx", &settings(), &no_tls())
+            .await
+            .unwrap();
         let mut tx = two_rcpts(b"secret body", false);
         tx.rcpts.remove(1);
         let out = client.send(&tx).await.unwrap();
@@ -1557,7 +1734,9 @@ mod tests {
     #[tokio::test]
     async fn eight_bit_body_needs_8bitmime() {
         let (addr, server) = fake_server(Script::new(&["PIPELINING", "SIZE 10"])).await;
-        let mut client = SmtpClient::connect(addr, "mx", &settings()).await.unwrap();
+        let mut client = SmtpClient::connect(addr, "mx", &settings(), &no_tls())
+            .await
+            .unwrap();
         let err = client.send(&two_rcpts(b"\xe9", true)).await.unwrap_err();
         assert!(matches!(err, ClientError::EightBitNotSupported), "{err}");
         assert!(err.is_permanent());
@@ -1577,7 +1756,9 @@ mod tests {
         let mut script = Script::new(ALL);
         script.refuse_ehlo = true;
         let (addr, server) = fake_server(script).await;
-        let client = SmtpClient::connect(addr, "mx", &settings()).await.unwrap();
+        let client = SmtpClient::connect(addr, "mx", &settings(), &no_tls())
+            .await
+            .unwrap();
         assert_eq!(client.extensions(), &Extensions::default());
         client.quit().await;
         let seen = server.await.unwrap();
@@ -1587,7 +1768,9 @@ mod tests {
     #[tokio::test]
     async fn unsendable_addresses_are_refused_here() {
         let (addr, server) = fake_server(Script::new(ALL)).await;
-        let mut client = SmtpClient::connect(addr, "mx", &settings()).await.unwrap();
+        let mut client = SmtpClient::connect(addr, "mx", &settings(), &no_tls())
+            .await
+            .unwrap();
         let mut tx = two_rcpts(b"x", false);
         tx.rcpts[0].address = "evil>\r\nRSET";
         let out = client.send(&tx).await.unwrap();
@@ -1619,12 +1802,14 @@ mod tests {
         });
         let mut quick = settings();
         quick.command_timeout = Duration::from_millis(200);
-        let err = SmtpClient::connect(addr, "mx", &quick).await.unwrap_err();
+        let err = SmtpClient::connect(addr, "mx", &quick, &no_tls())
+            .await
+            .unwrap_err();
         assert!(
             matches!(err, ClientError::Timeout { stage: "banner" }),
             "{err}"
         );
-        let err = SmtpClient::connect(addr, "mx", &settings())
+        let err = SmtpClient::connect(addr, "mx", &settings(), &no_tls())
             .await
             .unwrap_err();
         assert!(err.is_permanent(), "{err}");

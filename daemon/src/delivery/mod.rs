@@ -1,7 +1,7 @@
 //! Delivery: taking deliverable messages from the spool to the next hop.
 //! `client` speaks SMTP to one next hop over one connection and reports the
 //! reply for each recipient; `dsn` builds the RFC 3464 delivery status
-//! notifications sent back to senders. Choosing the hop, queueing, retrying
+//! notifications sent back to senders; `tls` is outbound STARTTLS. Choosing the hop, queueing, retrying
 //! and deciding when a DSN is due live in the modules beside them, not here.
 
 pub mod attempt;
@@ -11,3 +11,4 @@ pub mod pool;
 pub mod queue;
 pub mod route;
 pub mod runner;
+pub mod tls;

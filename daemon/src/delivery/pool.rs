@@ -123,9 +123,12 @@ impl Pool {
             });
         }
         let candidates = route::candidates(dns, dest).await?;
-        let client = connect_first(&candidates, settings).await?;
+        let client = connect_first(&candidates, settings, dest.tls(), &self.stats).await?;
         crate::events::OutboundSessionOpened {
             peer: client.peer(),
+            tls: client.tls(),
+            tls_mode: dest.tls().mode,
+            fell_back: client.tls_fell_back(),
         }
         .emit(&self.stats);
         Ok(Leased {
@@ -210,12 +213,21 @@ async fn quit(client: SmtpClient, open: OpenGuard) {
 async fn connect_first(
     candidates: &[Candidate],
     settings: &ClientSettings,
+    tls: &crate::config::OutboundTls,
+    stats: &Stats,
 ) -> Result<SmtpClient, PoolError> {
     let mut last = None;
     for c in candidates {
-        match SmtpClient::connect(c.addr, &c.name, settings).await {
+        match SmtpClient::connect(c.addr, &c.name, settings, tls).await {
             Ok(client) => return Ok(client),
             Err(e) => {
+                if matches!(e, crate::delivery::client::ClientError::TlsRequired { .. }) {
+                    crate::events::OutboundTlsFailed {
+                        peer: &format!("{}[{}]", c.name, c.addr),
+                        error: &e,
+                    }
+                    .emit(stats);
+                }
                 tracing::info!(target: "delivery", host = %c.name, addr = %c.addr, error = %e, "Next-hop address failed; trying the next address, if any.");
                 // A 5xx greeting from one MX does not stop us trying others.
                 last = Some(e);

@@ -2,7 +2,7 @@
 //! matches the recipient, else the MX of the recipient's domain (RFC 5321
 //! section 5.1), and the ordered list of addresses to try for it.
 
-use crate::config::{NextHop, Route};
+use crate::config::{NextHop, OutboundTls, Route};
 use crate::dns::{Dns, DnsError};
 use std::net::SocketAddr;
 
@@ -10,16 +10,33 @@ use std::net::SocketAddr;
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Destination {
     /// This host and port, no MX look-up.
-    Direct { host: String, port: u16 },
+    Direct {
+        host: String,
+        port: u16,
+        tls: OutboundTls,
+    },
     /// The MX hosts of this domain, on this port.
-    Mx { domain: String, port: u16 },
+    Mx {
+        domain: String,
+        port: u16,
+        tls: OutboundTls,
+    },
+}
+
+impl Destination {
+    /// The STARTTLS settings for this hop.
+    pub fn tls(&self) -> &OutboundTls {
+        match self {
+            Destination::Direct { tls, .. } | Destination::Mx { tls, .. } => tls,
+        }
+    }
 }
 
 impl std::fmt::Display for Destination {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Destination::Direct { host, port } => write!(f, "[{host}]:{port}"),
-            Destination::Mx { domain, port } => write!(f, "{domain}:{port}"),
+            Destination::Direct { host, port, .. } => write!(f, "[{host}]:{port}"),
+            Destination::Mx { domain, port, .. } => write!(f, "{domain}:{port}"),
         }
     }
 }
@@ -32,17 +49,21 @@ pub fn destination(routes: &[Route], rcpt: &str) -> Destination {
                 NextHop::Direct { host, port } => Destination::Direct {
                     host: host.clone(),
                     port: *port,
+                    tls: route.tls.clone(),
                 },
                 NextHop::Mx { domain, port } => Destination::Mx {
                     domain: domain.clone(),
                     port: *port,
+                    tls: route.tls.clone(),
                 },
             };
         }
     }
+    // MX delivery without a route: opportunistic, as Postfix's "may".
     Destination::Mx {
         domain: crate::envelope::domain_of(rcpt),
         port: 25,
+        tls: OutboundTls::default(),
     }
 }
 
@@ -84,8 +105,8 @@ fn dns_error(e: DnsError, what: &str) -> RouteError {
 /// addresses in the order DNS gave them), or the host itself.
 pub async fn candidates(dns: &Dns, dest: &Destination) -> Result<Vec<Candidate>, RouteError> {
     let (hosts, port) = match dest {
-        Destination::Direct { host, port } => (vec![host.clone()], *port),
-        Destination::Mx { domain, port } => {
+        Destination::Direct { host, port, .. } => (vec![host.clone()], *port),
+        Destination::Mx { domain, port, .. } => {
             let hosts = match dns.mx(domain).await {
                 Ok(mx) if mx.len() == 1 && (mx[0].host.is_empty() || mx[0].host == ".") => {
                     return Err(RouteError::Permanent(format!(

@@ -795,7 +795,7 @@ impl Session {
         msg: super::data::Assembled,
     ) -> Flow {
         let id = QueueId::generate();
-        let received = self.received_header(&id, conn.is_tls(), &tx.rcpts);
+        let received = self.received_header(&id, conn.tls_summary(), &tx.rcpts);
         let mut bytes = Vec::with_capacity(received.len() + msg.body.len());
         bytes.extend_from_slice(received.as_bytes());
         bytes.extend_from_slice(&msg.body);
@@ -877,8 +877,8 @@ impl Session {
         Flow::Continue
     }
 
-    fn received_header(&self, id: &QueueId, tls: bool, rcpts: &[Recipient]) -> String {
-        let proto = match (self.esmtp, tls) {
+    fn received_header(&self, id: &QueueId, tls: Option<String>, rcpts: &[Recipient]) -> String {
+        let proto = match (self.esmtp, tls.is_some()) {
             (true, true) => "ESMTPS",
             (true, false) => "ESMTP",
             (false, true) => "SMTPS",
@@ -890,8 +890,11 @@ impl Session {
             [only] => format!("\r\n\tfor <{}>", only.address),
             _ => String::new(),
         };
+        let using = tls
+            .map(|t| format!("\r\n\t(using {t})"))
+            .unwrap_or_default();
         format!(
-            "Received: from {helo} ({rdns} [{}])\r\n\tby {} (Mailward) with {proto} id {id}{for_clause};\r\n\t{}\r\n",
+            "Received: from {helo} ({rdns} [{}]){using}\r\n\tby {} (Mailward) with {proto} id {id}{for_clause};\r\n\t{}\r\n",
             self.peer.ip(),
             self.cfg.server.hostname,
             chrono::Utc::now().to_rfc2822(),

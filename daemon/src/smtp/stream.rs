@@ -161,6 +161,22 @@ impl Conn {
         matches!(self.reader.get_ref(), Stream::Tls(_))
     }
 
+    /// "TLSv1.3 with cipher TLS13_AES_256_GCM_SHA384" on a TLS session (for
+    /// the Received header, as Postfix writes it).
+    pub fn tls_summary(&self) -> Option<String> {
+        let Stream::Tls(s) = self.reader.get_ref() else {
+            return None;
+        };
+        let conn = s.get_ref().1;
+        let version = match conn.protocol_version()? {
+            rustls::ProtocolVersion::TLSv1_3 => "TLSv1.3".to_string(),
+            rustls::ProtocolVersion::TLSv1_2 => "TLSv1.2".to_string(),
+            other => format!("{other:?}"),
+        };
+        let cipher = conn.negotiated_cipher_suite()?.suite();
+        Some(format!("{version} with cipher {cipher:?}"))
+    }
+
     /// Takes the TCP stream for the TLS handshake, throwing away anything
     /// the client sent after STARTTLS before the handshake: such bytes would
     /// be plaintext injected into the protected session (CVE-2011-0411).

@@ -25,6 +25,8 @@ pub enum Outcome {
         reply: String,
         relay: String,
         hop_dsn: bool,
+        /// "TLSv1.3 TLS13_AES_256_GCM_SHA384", or "none".
+        tls: String,
     },
     /// Refused for good.
     Failed {
@@ -36,13 +38,14 @@ pub enum Outcome {
     Deferred { reply: String, relay: String },
 }
 
-fn reply_outcome(reply: &Reply, relay: &str, hop_dsn: bool) -> Outcome {
+fn reply_outcome(reply: &Reply, relay: &str, hop_dsn: bool, tls: &str) -> Outcome {
     let line = reply.to_line();
     if reply.is_positive() {
         Outcome::Delivered {
             reply: line,
             relay: relay.to_string(),
             hop_dsn,
+            tls: tls.to_string(),
         }
     } else if reply.is_permanent() {
         Outcome::Failed {
@@ -109,6 +112,7 @@ pub fn decide(env: &mut Envelope, outcomes: Vec<(usize, Outcome)>, t: &Timing) -
                 reply,
                 relay,
                 hop_dsn,
+                ..
             } => {
                 if !hop_dsn && r.notify.is_some_and(|n| n.success) {
                     relayed.push((i, "2.0.0".to_string(), format!("smtp; {reply}"), relay));
@@ -244,12 +248,16 @@ impl Delivery {
         };
         for (i, o) in &outcomes {
             if let Some(r) = env.rcpts.get(*i) {
-                let (result, relay, detail) = match o {
-                    Outcome::Delivered { reply, relay, .. } => {
-                        (DeliveryResult::Delivered, relay, reply)
+                let (result, relay, detail, tls) = match o {
+                    Outcome::Delivered {
+                        reply, relay, tls, ..
+                    } => (DeliveryResult::Delivered, relay, reply, tls.as_str()),
+                    Outcome::Failed { reply, relay, .. } => {
+                        (DeliveryResult::Bounced, relay, reply, "")
                     }
-                    Outcome::Failed { reply, relay, .. } => (DeliveryResult::Bounced, relay, reply),
-                    Outcome::Deferred { reply, relay } => (DeliveryResult::Deferred, relay, reply),
+                    Outcome::Deferred { reply, relay } => {
+                        (DeliveryResult::Deferred, relay, reply, "")
+                    }
                 };
                 DeliveryAttempted {
                     id: &env.id,
@@ -257,6 +265,7 @@ impl Delivery {
                     result,
                     relay,
                     detail,
+                    tls,
                 }
                 .emit(&self.gw.stats);
             }
@@ -380,6 +389,10 @@ impl Delivery {
             };
             let relay = leased.client.peer().to_string();
             let hop_dsn = leased.client.extensions().dsn;
+            let tls = leased
+                .client
+                .tls()
+                .map_or_else(|| "none".to_string(), |t| t.to_string());
             match leased.client.send(&tx).await {
                 Ok(outcome) => {
                     if outcome.rcpts.iter().any(Reply::is_positive) {
@@ -392,7 +405,7 @@ impl Delivery {
                     let results = idxs
                         .iter()
                         .zip(outcome.rcpts.iter())
-                        .map(|(&i, reply)| (i, reply_outcome(reply, &relay, hop_dsn)))
+                        .map(|(&i, reply)| (i, reply_outcome(reply, &relay, hop_dsn, &tls)))
                         .collect();
                     if leased.client.reset().await.is_ok() {
                         self.pool.release(leased);

@@ -47,6 +47,7 @@ fn delivered(hop_dsn: bool) -> Outcome {
         reply: "250 2.0.0 ok".into(),
         relay: "sink".into(),
         hop_dsn,
+        tls: "none".into(),
     }
 }
 fn failed() -> Outcome {

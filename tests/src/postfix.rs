@@ -1,0 +1,162 @@
+//! A private Postfix: its own config_directory, queue_directory and
+//! maillog under the test directory, one smtpd on a loopback port, relaying
+//! everything to a next hop (a sink), started with `postfix -c DIR start`
+//! and stopped on drop. Needs root (Postfix's daemons become `postfix`) and
+//! Debian's postfix package, installed with "No configuration".
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+
+use crate::sink::banner_is_220;
+use crate::tools::{free_port, output_text, require, wait_until, READY_TIMEOUT};
+
+pub struct Postfix {
+    /// The smtpd's port.
+    pub port: u16,
+    dir: PathBuf,
+    running: bool,
+}
+
+/// How the private Postfix is set up.
+#[derive(Debug, Clone, Default)]
+pub struct PostfixSetup {
+    /// Where it relays everything (`relayhost = [127.0.0.1]:PORT`).
+    pub relay_port: u16,
+    /// (certificate, key) for STARTTLS; none: no STARTTLS offered.
+    pub tls: Option<(String, String)>,
+    /// More main.cf lines.
+    pub extra: Vec<String>,
+}
+
+impl Postfix {
+    /// Writes main.cf and master.cf under `dir/postfix-NAME/` and starts it.
+    pub fn start(dir: &Path, name: &str, setup: &PostfixSetup) -> Result<Postfix> {
+        let postfix = require("postfix", "postfix")?;
+        let dir = dir.join(format!("postfix-{name}"));
+        for sub in ["etc", "spool", "data"] {
+            std::fs::create_dir_all(dir.join(sub))?;
+        }
+        let chown = Command::new("chown")
+            .arg("postfix")
+            .arg(dir.join("data"))
+            .output()?;
+        if !chown.status.success() {
+            bail!(
+                "chown postfix {}: {} (the private Postfix needs root)",
+                dir.join("data").display(),
+                output_text(&chown)
+            );
+        }
+        let port = free_port();
+        let mut main = format!(
+            "compatibility_level = 3.6
+queue_directory = {d}/spool
+data_directory = {d}/data
+meta_directory = /etc/postfix
+mail_owner = postfix
+setgid_group = postdrop
+myhostname = postfix-{name}.test
+mydestination =
+local_transport = error:local delivery is disabled
+local_recipient_maps =
+alias_maps =
+alias_database =
+inet_interfaces = 127.0.0.1
+inet_protocols = ipv4
+mynetworks = 127.0.0.0/8
+relayhost = [127.0.0.1]:{relay}
+smtpd_relay_restrictions = permit_mynetworks, reject_unauth_destination
+maillog_file = {d}/maillog
+maillog_file_prefixes = {d}
+",
+            d = dir.display(),
+            relay = setup.relay_port,
+        );
+        if let Some((cert, key)) = &setup.tls {
+            main.push_str(&format!(
+                "smtpd_tls_cert_file = {cert}\nsmtpd_tls_key_file = {key}\nsmtpd_tls_security_level = may\nsmtpd_tls_received_header = yes\nsmtpd_tls_loglevel = 1\n"
+            ));
+        }
+        for line in &setup.extra {
+            main.push_str(line);
+            main.push('\n');
+        }
+        std::fs::write(dir.join("etc/main.cf"), main)?;
+        // chroot off everywhere: the private queue has no chroot jail.
+        std::fs::write(
+            dir.join("etc/master.cf"),
+            format!(
+                "127.0.0.1:{port} inet n - n - - smtpd
+pickup    unix  n       -       n       60      1       pickup
+cleanup   unix  n       -       n       -       0       cleanup
+qmgr      unix  n       -       n       300     1       qmgr
+rewrite   unix  -       -       n       -       -       trivial-rewrite
+bounce    unix  -       -       n       -       0       bounce
+defer     unix  -       -       n       -       0       bounce
+trace     unix  -       -       n       -       0       bounce
+verify    unix  -       -       n       -       1       verify
+flush     unix  n       -       n       1000?   0       flush
+proxymap  unix  -       -       n       -       -       proxymap
+smtp      unix  -       -       n       -       -       smtp
+relay     unix  -       -       n       -       -       smtp
+showq     unix  n       -       n       -       -       showq
+error     unix  -       -       n       -       -       error
+retry     unix  -       -       n       -       -       error
+discard   unix  -       -       n       -       -       discard
+anvil     unix  -       -       n       -       1       anvil
+scache    unix  -       -       n       -       1       scache
+postlog   unix-dgram n  -       n       -       1       postlogd
+tlsmgr    unix  -       -       n       1000?   1       tlsmgr
+"
+            ),
+        )?;
+        let etc = dir.join("etc").display().to_string();
+        // `check` makes the queue directories.
+        let _ = Command::new(&postfix).args(["-c", &etc, "check"]).output();
+        let out = Command::new(&postfix)
+            .args(["-c", &etc, "start"])
+            .output()
+            .context("starting postfix")?;
+        let pf = Postfix {
+            port,
+            dir: dir.clone(),
+            running: out.status.success(),
+        };
+        if !out.status.success() {
+            bail!(
+                "postfix -c {etc} start: {}\n{}",
+                output_text(&out),
+                pf.log()
+            );
+        }
+        wait_until("Postfix to greet", READY_TIMEOUT, || {
+            Ok(banner_is_220(port).then_some(()))
+        })
+        .with_context(|| pf.log())?;
+        Ok(pf)
+    }
+
+    /// Its maillog.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("maillog")).unwrap_or_default()
+    }
+
+    /// Stops it.
+    pub fn stop(&mut self) {
+        if self.running {
+            if let Ok(postfix) = require("postfix", "postfix") {
+                let etc = self.dir.join("etc").display().to_string();
+                let _ = Command::new(postfix).args(["-c", &etc, "stop"]).output();
+            }
+            self.running = false;
+        }
+    }
+}
+
+impl Drop for Postfix {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

@@ -1,0 +1,174 @@
+//! Outbound STARTTLS against a real next hop: a private Postfix smtpd with
+//! a certificate from a test CA (openssl), relaying to an smtp-sink, so
+//! Postfix's own `Received:` header (smtpd_tls_received_header) says what
+//! our connection to it negotiated. One gateway, one route per `tls` mode:
+//!
+//! - `may` (the default) encrypts, and the delivery log line names the
+//!   version and cipher;
+//! - `verify` with the CA and the certificate's name encrypts and says
+//!   "verified"; with another name it defers with 4.7.5;
+//! - `encrypt` to a hop without STARTTLS (the sink itself) defers with 4.7.4;
+//! - `may` to a Postfix whose TLS no client of ours can speak (TLSv1.1 and
+//!   older only) falls back to plain text, and is counted;
+//! - `none` never tries.
+//!
+//! `mailward_outbound_tls_total` counts each outcome.
+
+use std::time::Duration;
+
+use anyhow::{ensure, Context, Result};
+use mailward_e2e::postfix::{Postfix, PostfixSetup};
+use mailward_e2e::stats::StatsSetup;
+use mailward_e2e::tools::{ca_and_leaf, is_root};
+use mailward_e2e::*;
+
+const NAME: &str = "mx.verify.test";
+
+fn send(port: u16, rcpt: &str) -> Result<String> {
+    let mut c = SmtpClient::connect_ok(port)?;
+    c.ehlo("client.test")?;
+    let msg =
+        format!("From: a@sender.test\r\nTo: {rcpt}\r\nSubject: tls to {rcpt}\r\n\r\nHello.\r\n");
+    let id = c.send_mail_ok("a@sender.test", &[rcpt], msg.as_bytes())?;
+    c.quit();
+    Ok(id)
+}
+
+#[test]
+fn starttls_modes_against_a_real_postfix() -> Result<()> {
+    ensure!(
+        is_root(),
+        "the private Postfix needs root: run as root (tests/run does)"
+    );
+    let dir = TestDir::new("outbound-tls")?;
+    let sink = Sink::start(dir.path(), "sink")?;
+    let (ca, cert, key) = ca_and_leaf(dir.path(), NAME)?;
+    let good = Postfix::start(
+        dir.path(),
+        "tls",
+        &PostfixSetup {
+            relay_port: sink.port,
+            tls: Some((cert.clone(), key.clone())),
+            extra: Vec::new(),
+        },
+    )?;
+    // Offers STARTTLS, but only protocols rustls will not speak.
+    let old = Postfix::start(
+        dir.path(),
+        "old-tls",
+        &PostfixSetup {
+            relay_port: sink.port,
+            tls: Some((cert, key)),
+            extra: vec!["smtpd_tls_protocols = !TLSv1.2, !TLSv1.3".into()],
+        },
+    )?;
+    let stats = StatsSetup::new(dir.path());
+    let hop = |port: u16| format!("[127.0.0.1:{port}]");
+    let config = stats
+        .apply(Config::new(dir.path()))
+        .set_list("log", "options", &["all.info", "delivery.activity"])
+        .route("*@may.test", &hop(good.port))
+        .route_with(
+            "*@verify.test",
+            &hop(good.port),
+            &[("tls", "verify"), ("tls_ca", &ca), ("tls_name", NAME)],
+        )
+        .route_with(
+            "*@wrongname.test",
+            &hop(good.port),
+            &[
+                ("tls", "verify"),
+                ("tls_ca", &ca),
+                ("tls_name", "other.test"),
+            ],
+        )
+        .route_with("*@encrypt.test", &hop(sink.port), &[("tls", "encrypt")])
+        .route("*@old.test", &hop(old.port))
+        .route_with("*@none.test", &hop(good.port), &[("tls", "none")]);
+    let daemon = Daemon::start(&config)?;
+
+    let mut ids = std::collections::BTreeMap::new();
+    for rcpt in [
+        "u@may.test",
+        "u@verify.test",
+        "u@wrongname.test",
+        "u@encrypt.test",
+        "u@old.test",
+        "u@none.test",
+    ] {
+        ids.insert(rcpt, send(daemon.port, rcpt)?);
+    }
+    let arrived = sink.wait_for_count(4, DELIVERY_TIMEOUT)?;
+    let received_by_postfix = |rcpt: &str| -> Result<String> {
+        let m = arrived
+            .iter()
+            .find(|m| m.recipients().iter().any(|r| r == rcpt))
+            .with_context(|| format!("{rcpt} did not arrive"))?;
+        Ok(m.headers()
+            .into_iter()
+            .find(|(n, v)| n.eq_ignore_ascii_case("received") && v.contains("postfix-"))
+            .map(|(_, v)| v)
+            .unwrap_or_default())
+    };
+    for rcpt in ["u@may.test", "u@verify.test"] {
+        let r = received_by_postfix(rcpt)?;
+        ensure!(
+            r.contains("(using TLSv1.3 with cipher") || r.contains("(using TLSv1.2 with cipher"),
+            "{rcpt}: Postfix saw no TLS: {r}"
+        );
+    }
+    for rcpt in ["u@none.test", "u@old.test"] {
+        let r = received_by_postfix(rcpt)?;
+        ensure!(!r.contains("(using TLS"), "{rcpt} went plain: {r}");
+    }
+
+    let log = wait_until("the deferrals", Duration::from_secs(30), || {
+        let log = daemon.log();
+        let deferred = ["u@wrongname.test", "u@encrypt.test"].iter().all(|r| {
+            log.lines()
+                .any(|l| l.contains("Deferred; will retry.") && l.contains(ids[r].as_str()))
+        });
+        Ok(deferred.then_some(log))
+    })?;
+    let line_of = |rcpt: &str, what: &str| {
+        log.lines()
+            .find(|l| l.contains(what) && l.contains(ids[rcpt].as_str()))
+            .unwrap_or("")
+            .to_string()
+    };
+    let may = line_of("u@may.test", "Delivered.");
+    ensure!(
+        may.contains("tls=TLSv1.3 TLS13_"),
+        "the log names version and cipher: {may}"
+    );
+    let verified = line_of("u@verify.test", "Delivered.");
+    ensure!(verified.contains(" verified"), "{verified}");
+    ensure!(line_of("u@none.test", "Delivered.").contains("tls=none"));
+    let wrong = line_of("u@wrongname.test", "Deferred; will retry.");
+    ensure!(
+        wrong.contains("4.7.5 TLS is required (tls = \"verify\")"),
+        "{wrong}"
+    );
+    let encrypt = line_of("u@encrypt.test", "Deferred; will retry.");
+    ensure!(
+        encrypt.contains(
+            "4.7.4 TLS is required (tls = \"encrypt\") but the next hop does not offer STARTTLS"
+        ),
+        "{encrypt}"
+    );
+    ensure!(
+        log.contains("STARTTLS failed; delivering in plain text"),
+        "the fallback is logged"
+    );
+
+    let m = stats.scrape()?;
+    let count = |result: &str| {
+        m.get("mailward_outbound_tls_total", &[("result", result)])
+            .unwrap_or(0.0)
+    };
+    ensure!(count("tls") >= 2.0, "tls: {}", count("tls"));
+    ensure!(count("fallback") >= 1.0, "fallback: {}", count("fallback"));
+    ensure!(count("failed") >= 2.0, "failed: {}", count("failed"));
+    ensure!(count("plain") >= 1.0, "plain: {}", count("plain"));
+    Ok(())
+}
