@@ -30,7 +30,7 @@ use nix::unistd::{Gid, Group, Uid, User};
 /// Why the switch cannot be made.
 #[derive(Debug, thiserror::Error)]
 pub enum PrivilegeError {
-    #[error("mailward is started as root but server.user is not set: set [server] user = \"mailward\" (an unprivileged user it switches to once its ports are bound), or user = \"root\" to run as root anyway")]
+    #[error("started as root, but server.user is not set: set [server] user = \"mailward\" (an unprivileged user it switches to once its ports are bound), or user = \"root\" to run as root anyway")]
     RootWithoutUser,
     #[error("server.user: there is no user {0:?} on this machine (create it: adduser --system --group {0})")]
     NoSuchUser(String),
