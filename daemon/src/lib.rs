@@ -38,6 +38,7 @@ pub mod envelope;
 pub mod events;
 pub mod files;
 pub mod gateway;
+pub mod maybe_tls;
 pub mod ops;
 pub mod run;
 pub mod text;

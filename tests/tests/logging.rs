@@ -163,6 +163,25 @@ fn mail_flows_while_rsyslog_is_dead_and_the_lost_lines_are_counted() -> Result<(
     Ok(())
 }
 
+/// `messages` messages over `sessions` parallel sessions with smtp-source,
+/// all delivered to the sink.
+fn load(gw: &Gateway, sessions: usize, messages: usize) -> Result<()> {
+    let out = smtp_source(&[
+        "-s",
+        &sessions.to_string(),
+        "-m",
+        &messages.to_string(),
+        "-f",
+        "a@sender.test",
+        "-t",
+        "b@example.com",
+        &format!("127.0.0.1:{}", gw.port()),
+    ])?;
+    ensure!(out.status.success(), "smtp-source: {}", output_text(&out));
+    gw.sink.wait_for_count(messages, DELIVERY_TIMEOUT)?;
+    Ok(())
+}
+
 /// Every line of a text log: a timestamp, a level, a target.
 fn well_formed(line: &str) -> bool {
     line.len() > 30
@@ -199,19 +218,7 @@ fn a_log_file_rotates_under_load_without_losing_or_splitting_a_line() -> Result<
         .set_str("log", "rotate_size", "16KiB")
         .set("log", "rotate_rounds", "100")
     })?;
-    let out = smtp_source(&[
-        "-s",
-        "10",
-        "-m",
-        &messages.to_string(),
-        "-f",
-        "a@sender.test",
-        "-t",
-        "b@example.com",
-        &format!("127.0.0.1:{}", gw.port()),
-    ])?;
-    ensure!(out.status.success(), "smtp-source: {}", output_text(&out));
-    gw.sink.wait_for_count(messages, DELIVERY_TIMEOUT)?;
+    load(&gw, 10, messages)?;
     let logs = gw.dir.join("logs");
     let files = wait_until("the delivery lines", Duration::from_secs(20), || {
         let files = log_files(&logs, "mailward.log")?;
@@ -275,19 +282,7 @@ fn a_log_file_rotates_under_load_without_losing_or_splitting_a_line() -> Result<
         .set_str("log", "rotate_size", "4KiB")
         .set("log", "rotate_rounds", "2")
     })?;
-    let out = smtp_source(&[
-        "-s",
-        "5",
-        "-m",
-        "100",
-        "-f",
-        "a@sender.test",
-        "-t",
-        "b@example.com",
-        &format!("127.0.0.1:{}", gw.port()),
-    ])?;
-    ensure!(out.status.success(), "smtp-source: {}", output_text(&out));
-    gw.sink.wait_for_count(100, DELIVERY_TIMEOUT)?;
+    load(&gw, 5, 100)?;
     let files = log_files(&gw.dir.join("logs"), "m.log")?;
     let names: Vec<_> = files
         .iter()
