@@ -158,6 +158,9 @@ const EXPECT: &[(&str, Expect)] = &[
     ("URI list look-ups", Exported),
     ("Spam scores", Exported),
     ("Classifier unavailable", Exported),
+    // Outbound TLS and logging
+    ("Outbound TLS", Exported),
+    ("Log lines dropped", Exported),
 ];
 
 /// Grafana's variables, replaced as Grafana would for the live queries:
