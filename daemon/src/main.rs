@@ -54,7 +54,8 @@ fn main() -> ExitCode {
         Command::Stats(c) => stats(c),
         Command::Log(c) => log_command(c),
         Command::Completions { shell } => {
-            mailward::ops::manual::completions(shell, &mut std::io::stdout());
+            // A closed pipe (`| head`) is not an error worth a message.
+            let _ = mailward::ops::manual::completions(shell, &mut std::io::stdout());
             ExitCode::SUCCESS
         }
         Command::ManPages { out } => match mailward::ops::manual::write_man_pages(&out) {

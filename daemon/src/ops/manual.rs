@@ -68,10 +68,18 @@ fn page(
     Ok(())
 }
 
-/// Prints the completion script for `shell` to `out`.
-pub fn completions(shell: clap_complete::Shell, out: &mut dyn std::io::Write) {
+/// Writes the completion script for `shell` to `out`. The script is made
+/// in memory first: `clap_complete` panics on a failed write (a closed
+/// pipe, `| head`), and a write error here is only returned.
+pub fn completions(
+    shell: clap_complete::Shell,
+    out: &mut dyn std::io::Write,
+) -> std::io::Result<()> {
     let mut cmd = super::cli::Cli::command();
-    clap_complete::generate(shell, &mut cmd, "mailward", out);
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut cmd, "mailward", &mut script);
+    out.write_all(&script)?;
+    out.flush()
 }
 
 #[cfg(test)]
@@ -109,7 +117,7 @@ mod tests {
     #[test]
     fn completions_know_the_commands() {
         let mut out = Vec::new();
-        completions(clap_complete::Shell::Bash, &mut out);
+        completions(clap_complete::Shell::Bash, &mut out).unwrap();
         let text = String::from_utf8(out).unwrap();
         assert!(
             text.contains("quarantine") && text.contains("reopen"),
