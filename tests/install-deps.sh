@@ -35,6 +35,8 @@
 #   logrotate          rotates the log file in the logging test (create +
 #                      postrotate `mailward log reopen`)
 #   lintian            checks the Debian package (the package test)
+#   systemd            systemd-analyze verify on the packaged unit (usually
+#                      installed already; nothing is started)
 #   npm                only when no `npm` is on PATH: fetches the IETF base
 #                      MIBs (SNMPv2-SMI/TC/CONF), which Debian's free
 #                      packages lack, from the npm registry's net-snmp
@@ -54,7 +56,7 @@ set -euo pipefail
 
 packages=(postfix swaks libnet-ssleay-perl dnsmasq-base openssl ca-certificates prometheus
     snmpd snmptrapd snmp smitools zip clamav-testfiles python3-spf python3-dnslib python3-yaml
-    python3-dkim redis-server rsyslog logrotate lintian)
+    python3-dkim redis-server rsyslog logrotate lintian systemd)
 command -v npm >/dev/null 2>&1 || packages+=(npm)
 
 # The base MIBs go below the workspace's target/, owned by whoever runs the
