@@ -142,13 +142,13 @@ fn mail_flows_while_rsyslog_is_dead_and_the_lost_lines_are_counted() -> Result<(
 
     rsyslog.resume()?;
     // The writer tries again at most once a second, when lines come.
-    let after = wait_until(
+    wait_until(
         "a line to get through again",
         Duration::from_secs(20),
         || {
             let id = send_one(&gw, "after")?;
             let text = rsyslog.text();
-            Ok(text.contains(&format!("queue_id={id}")).then_some(id))
+            Ok(text.contains(&format!("queue_id={id}")).then_some(()))
         },
     )?;
     let notice = rsyslog.wait_line(&[&ident, "were dropped while syslog at unix:"])?;
@@ -159,7 +159,6 @@ fn mail_flows_while_rsyslog_is_dead_and_the_lost_lines_are_counted() -> Result<(
             "{id} was logged while rsyslog was dead?"
         );
     }
-    ensure!(!after.is_empty());
     Ok(())
 }
 

@@ -197,10 +197,14 @@ pub enum ClientError {
     EightBitNotSupported,
     #[error("the message is larger than the next hop's limit of {limit} octets")]
     TooBig { limit: u64 },
-    /// `encrypt`/`verify`: STARTTLS not offered, refused, or the handshake
-    /// or certificate check failed.
+    /// `encrypt`/`verify`: STARTTLS not offered or refused (`status`
+    /// 4.7.4), or the handshake or certificate check failed (4.7.5).
     #[error("TLS is required (tls = \"{mode}\") but {why}")]
-    TlsRequired { mode: &'static str, why: String },
+    TlsRequired {
+        mode: &'static str,
+        why: String,
+        status: &'static str,
+    },
     /// `may`: the handshake failed; the caller starts again in plain text.
     #[error("the TLS handshake failed: {0}")]
     TlsHandshake(String),
@@ -231,8 +235,7 @@ impl ClientError {
             ClientError::TooBig { .. } => "5.3.4",
             // RFC 3463: 4.7.4 security features not supported, 4.7.5
             // cryptographic failure.
-            ClientError::TlsRequired { why, .. } if why.starts_with("the next hop") => "4.7.4",
-            ClientError::TlsRequired { .. } => "4.7.5",
+            ClientError::TlsRequired { status, .. } => status,
             ClientError::TlsHandshake(_) => "4.7.5",
         }
     }
@@ -387,6 +390,7 @@ impl SmtpClient {
                 return Err(ClientError::TlsRequired {
                     mode: tls.mode.as_str(),
                     why: "the next hop does not offer STARTTLS".into(),
+                    status: "4.7.4",
                 });
             }
             return Ok(client);
@@ -399,6 +403,7 @@ impl SmtpClient {
                 return Err(ClientError::TlsRequired {
                     mode: tls.mode.as_str(),
                     why: format!("the next hop refused STARTTLS: {}", reply.to_line()),
+                    status: "4.7.4",
                 });
             }
             // RFC 3207: the session goes on in plain text.
@@ -453,6 +458,7 @@ impl SmtpClient {
                 ClientError::TlsRequired {
                     mode: tls.mode.as_str(),
                     why: format!("the handshake failed: {why}"),
+                    status: "4.7.5",
                 }
             }
         };

@@ -8,13 +8,14 @@
 //!    it creates them, and the log file it opened ([`Switch::prepare`],
 //!    [`Switch::hand_over`]); a data directory that exists and belongs to
 //!    someone else is refused with the `chown` to run;
-//! 3. binds the SMTP listeners and the metrics port (ports below 1024 need
+//! 3. locks the data directory (first, so a second start changes nothing)
+//!    and hands the lock file over too;
+//! 4. binds the SMTP listeners and the metrics port (ports below 1024 need
 //!    root or CAP_NET_BIND_SERVICE);
-//! 4. switches: supplementary groups (`initgroups`), then gid, then uid,
-//!    and checks that the real and effective ids are the new ones and that
-//!    root cannot be taken back ([`Switch::apply`]);
-//! 5. and only then locks the data directory, opens the spool, and reads
-//!    mail.
+//! 5. switches: supplementary groups (`initgroups`), then gid, then uid,
+//!    and checks that the real, effective and saved ids are the new ones
+//!    and that root cannot be taken back ([`Switch::apply`]);
+//! 6. and only then opens the spool, loads the bases and reads mail.
 //!
 //! A configuration file run as root without `user` is refused: running a
 //! mail gateway as root is a choice to write down (`user = "root"`). The
