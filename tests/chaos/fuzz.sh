@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Runs every cargo-fuzz target of Mailward for N seconds each (default 60):
 # the daemon's (daemon/fuzz: smtp_command, data_reader, scan_message,
-# spool_record, config_load) and the AgentX decoder's (agentx/fuzz: decode).
+# spool_record, config_load), the AgentX decoder's (agentx/fuzz: decode) and
+# the milter codec's (milter/fuzz: decode, named milter_decode here so that
+# the two decode targets keep distinct names).
 # Prints one line per target: its name, the seconds it ran, the inputs it
 # executed, the new corpus entries it kept and the crashes it found (with the
 # distinct panic sites under it); then a summary. Exits 1 when any target
@@ -35,7 +37,10 @@ usage() {
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 DAEMON_TARGETS=(smtp_command data_reader scan_message spool_record config_load)
 AGENTX_TARGETS=(decode)
-ALL=("${DAEMON_TARGETS[@]}" "${AGENTX_TARGETS[@]}")
+# milter/fuzz's target is called decode too: the script names it
+# milter_decode, and bin_of gives back the name cargo-fuzz knows.
+MILTER_TARGETS=(milter_decode)
+ALL=("${DAEMON_TARGETS[@]}" "${AGENTX_TARGETS[@]}" "${MILTER_TARGETS[@]}")
 
 SECONDS_EACH=60
 if [[ $# -gt 0 ]]; then
@@ -76,8 +81,19 @@ cargo_locked() {
 fuzz_dir_of() {
     if [[ " ${AGENTX_TARGETS[*]} " == *" $1 "* ]]; then
         echo "$ROOT/agentx/fuzz"
+    elif [[ " ${MILTER_TARGETS[*]} " == *" $1 "* ]]; then
+        echo "$ROOT/milter/fuzz"
     else
         echo "$ROOT/daemon/fuzz"
+    fi
+}
+
+# The cargo-fuzz target (bin, corpus and artifacts directory) of a script name.
+bin_of() {
+    if [[ " ${MILTER_TARGETS[*]} " == *" $1 "* ]]; then
+        echo "${1#milter_}"
+    else
+        echo "$1"
     fi
 }
 
@@ -86,7 +102,7 @@ count_files() {
 }
 
 # Build each fuzz crate once for the targets wanted.
-for dir in "$ROOT/daemon/fuzz" "$ROOT/agentx/fuzz"; do
+for dir in "$ROOT/daemon/fuzz" "$ROOT/agentx/fuzz" "$ROOT/milter/fuzz"; do
     targets=()
     for t in "${WANTED[@]}"; do
         if [[ $(fuzz_dir_of "$t") == "$dir" ]]; then
@@ -101,7 +117,7 @@ for dir in "$ROOT/daemon/fuzz" "$ROOT/agentx/fuzz"; do
     fi
     echo "building ${targets[*]} in ${dir#"$ROOT"/} ..." >&2
     for t in "${targets[@]}"; do
-        (cd "$dir" && cargo_locked fuzz build "$t") >&2
+        (cd "$dir" && cargo_locked fuzz build "$(bin_of "$t")") >&2
     done
 done
 
@@ -109,15 +125,15 @@ printf '%-14s %8s %12s %12s %8s\n' target seconds executions new_corpus crashes
 total_execs=0 total_new=0 total_crashes=0 failed=()
 for t in "${WANTED[@]}"; do
     dir=$(fuzz_dir_of "$t")
-    corpus="$dir/corpus/$t"
-    artifacts="$dir/artifacts/$t"
+    corpus="$dir/corpus/$(bin_of "$t")"
+    artifacts="$dir/artifacts/$(bin_of "$t")"
     mkdir -p "$corpus" "$artifacts"
     log=$(mktemp "${TMPDIR:-/tmp}/fuzz-$t.XXXXXX")
     corpus_before=$(count_files "$corpus")
     find "$artifacts" -maxdepth 1 -type f | sort >"$log.before"
     start=$(date +%s)
     status=0
-    bin="$dir/target/$HOST/release/$t"
+    bin="$dir/target/$HOST/release/$(bin_of "$t")"
     "$bin" "${FUZZ_FLAGS[@]}" "-artifact_prefix=$artifacts/" "$corpus" >"$log" 2>&1 ||
         status=$?
     took=$(($(date +%s) - start))
