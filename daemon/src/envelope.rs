@@ -254,7 +254,22 @@ pub struct Envelope {
     /// SPF (from the session), DKIM and DMARC (after DATA) results.
     #[serde(default, skip_serializing_if = "crate::auth::Auth::is_empty")]
     pub auth: crate::auth::Auth,
+    /// The MTA that handed the message over and named its original client
+    /// with XFORWARD (Postfix as content filter or before-queue proxy);
+    /// `client_ip` and `helo` are then that client's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forwarded_by: Option<IpAddr>,
+    /// That MTA's own ID for the message (XFORWARD IDENT), logged beside ours.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream_id: Option<String>,
+    /// The message is checked for an MTA over the milter protocol and never
+    /// spooled here (so never read back).
+    #[serde(skip)]
+    pub milter: bool,
 }
+
+/// How a message reached the checks: the `mode` of the statistics.
+pub use mailward_metrics::event::Mode;
 
 impl Envelope {
     /// A new envelope: nothing delivered, nothing decided yet.
@@ -279,6 +294,19 @@ impl Envelope {
             tls: false,
             dnsbl_listed: Vec::new(),
             auth: Default::default(),
+            forwarded_by: None,
+            upstream_id: None,
+            milter: false,
+        }
+    }
+
+    pub fn mode(&self) -> Mode {
+        if self.milter {
+            Mode::Milter
+        } else if self.forwarded_by.is_some() {
+            Mode::Filter
+        } else {
+            Mode::Smtp
         }
     }
 

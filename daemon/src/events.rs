@@ -179,8 +179,16 @@ impl MessageAccepted<'_> {
     pub fn emit(&self, stats: &Stats) {
         let e = self.envelope;
         stats.record(&Event::MessageAccepted { size: e.size });
-        tracing::info!(target: "smtp", queue_id = %e.id, client = %e.client_ip, from = %e.mail_from,
-            rcpts = e.rcpts.len(), size = e.size, "Message accepted.");
+        match (&e.forwarded_by, &e.upstream_id) {
+            (Some(by), upstream) => {
+                tracing::info!(target: "smtp", queue_id = %e.id, client = %e.client_ip,
+                from = %e.mail_from, rcpts = e.rcpts.len(), size = e.size, mode = e.mode().as_str(),
+                forwarded_by = %by, upstream_id = upstream.as_deref().unwrap_or("-"), "Message accepted.")
+            }
+            (None, _) => tracing::info!(target: "smtp", queue_id = %e.id, client = %e.client_ip,
+                from = %e.mail_from, rcpts = e.rcpts.len(), size = e.size, mode = e.mode().as_str(),
+                "Message accepted."),
+        }
     }
 }
 
@@ -265,6 +273,7 @@ impl MessageChecked<'_> {
             client: e.client_ip,
             duration: v.report.duration,
             groups: &groups,
+            mode: e.mode(),
         });
         for g in &v.groups {
             let status = g.plan.shown_status();
@@ -290,6 +299,7 @@ impl MessageChecked<'_> {
                     client_ip: e.client_ip.to_string(),
                     queue_id: e.id.0.clone(),
                     group: g.partition.group.clone(),
+                    mode: e.mode().as_str(),
                 };
                 if let Err(err) = stats.record_raw(record) {
                     tracing::warn!(target: "app", queue_id = %e.id, error = %err, "Cannot write a raw record.");

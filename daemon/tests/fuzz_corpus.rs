@@ -101,6 +101,9 @@ async fn write_spool_seeds() {
             tls: false,
             dnsbl_listed: Vec::new(),
             auth: Default::default(),
+            forwarded_by: None,
+            upstream_id: None,
+            milter: false,
         }
     }
     /// The only segment a fresh spool wrote, after `ops`.

@@ -48,6 +48,7 @@ fn main() {
                 .unwrap_or(std::net::IpAddr::from([0, 0, 0, 0])),
             duration: Duration::from_micros(16),
             groups: &[""],
+            mode: mailward_metrics::event::Mode::Smtp,
         });
         stats.record(&Event::DeliveryAttempted {
             result: DeliveryResult::Delivered,
@@ -122,6 +123,7 @@ fn main() {
             client: std::net::IpAddr::from([192, 0, 2, n as u8]),
             duration: Duration::from_micros(10),
             groups: &[""],
+            mode: mailward_metrics::event::Mode::Smtp,
         });
         top.with_label_values(&[&format!("Virus-{n}")]).inc();
     }

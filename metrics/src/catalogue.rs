@@ -177,6 +177,7 @@ pub enum StatId {
     SpamClassifierUnavailable,
     LogLinesDropped,
     OutboundTls,
+    MessagesChecked,
 }
 
 pub const REJECT_REASONS: &[&str] = &[
@@ -209,6 +210,10 @@ pub const AUTH_RESULTS: &[&str] = &[
     "permerror",
 ];
 pub const DELIVERY_RESULTS: &[&str] = &["delivered", "deferred", "bounced"];
+/// How messages reach the checks: smtp (Mailward is the relay), filter
+/// (from an MTA that forwarded its client with XFORWARD: a Postfix content
+/// filter or before-queue proxy), milter. In the order of `event::Mode`.
+pub const MODES: &[&str] = &["smtp", "filter", "milter"];
 pub const NOTIFY_TARGETS: &[&str] = &["sender", "recipients", "admin", "dsn"];
 pub const SESSION_DIRECTIONS: &[&str] = &["in", "out"];
 /// What an inbound session was doing when its deadline passed.
@@ -860,6 +865,17 @@ pub static CATALOGUE: &[Stat] = &[
         Unit::Count,
         Some(("result", OUTBOUND_TLS_RESULTS)),
         "Outbound connections by STARTTLS outcome: tls (encrypted), plain (TLS off or not offered), fallback (a failed or refused STARTTLS under tls = \"may\": delivered in plain text), failed (required by \"encrypt\"/\"verify\" and not had: deferred).",
+    ),
+    def(
+        StatId::MessagesChecked,
+        Messages,
+        13,
+        "mwMessagesChecked",
+        "mailward_messages_checked_total",
+        Counter,
+        Unit::Count,
+        Some(("mode", MODES)),
+        "Messages checked (refused ones too), by how they came: smtp (as relay), filter (from an MTA that forwarded its client with XFORWARD), milter.",
     ),
 ];
 

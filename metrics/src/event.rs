@@ -81,6 +81,24 @@ pub enum NotifyTarget {
     Dsn,
 }
 
+/// How a message reached the checks (the `mode` label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Over SMTP from its own client: Mailward as the relay.
+    Smtp,
+    /// Over SMTP from an MTA that named its client with XFORWARD (Postfix
+    /// content filter or before-queue proxy).
+    Filter,
+    /// For an MTA over the milter protocol.
+    Milter,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        crate::catalogue::MODES[self as usize]
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ArchiveDirection {
     Incoming,
@@ -151,6 +169,7 @@ pub enum Event<'a> {
         /// The policy groups its recipients fall in ("" = the default
         /// group): the message counts once for each.
         groups: &'a [&'a str],
+        mode: Mode,
     },
     DeliveryAttempted {
         result: DeliveryResult,

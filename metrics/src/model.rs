@@ -280,7 +280,9 @@ impl Stats {
                 client,
                 duration,
                 groups,
+                mode,
             } => {
+                self.add(StatId::MessagesChecked, *mode as usize, 1);
                 if let Ok(mut g) = self.groups.lock() {
                     for group in groups.iter() {
                         *g.entry(group.to_string()).or_insert(0) += 1;

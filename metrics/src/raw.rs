@@ -1,6 +1,9 @@
 //! Raw records (DESIGN 6): one tab-separated line per message and recipient,
 //!
-//! `UNIXTIME SIZE SENDER RECIPIENT STATUS DETAIL CLIENT_IP QUEUE_ID GROUP`
+//! `UNIXTIME SIZE SENDER RECIPIENT STATUS DETAIL CLIENT_IP QUEUE_ID GROUP MODE`
+//!
+//! (MODE, how the message came: smtp, filter or milter, was added last so
+//! that readers of the nine older fields keep working.)
 //!
 //! appended to `statistics.raw_destination`. A line is built whole and
 //! written with one `write` to a file opened for appending, so readers never
@@ -29,6 +32,8 @@ pub struct RawRecord {
     pub client_ip: String,
     pub queue_id: String,
     pub group: String,
+    /// smtp, filter or milter (`catalogue::MODES`).
+    pub mode: &'static str,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -65,13 +70,14 @@ impl RawRecord {
         out.push('\t');
         out.push_str(&self.size.to_string());
         for f in [
-            &self.sender,
-            &self.recipient,
-            &self.status,
-            &self.detail,
-            &self.client_ip,
-            &self.queue_id,
-            &self.group,
+            self.sender.as_str(),
+            self.recipient.as_str(),
+            self.status.as_str(),
+            self.detail.as_str(),
+            self.client_ip.as_str(),
+            self.queue_id.as_str(),
+            self.group.as_str(),
+            self.mode,
         ] {
             out.push('\t');
             escape(f, &mut out);
@@ -123,13 +129,14 @@ mod tests {
             client_ip: "127.0.0.1".into(),
             queue_id: "Q".into(),
             group: String::new(),
+            mode: "smtp",
         }
     }
 
     #[test]
     fn hostile_fields_cannot_add_columns_or_lines() {
         let line = rec("a\tb\nc\\d\u{1}\"é").line();
-        assert_eq!(line.matches('\t').count(), 8);
+        assert_eq!(line.matches('\t').count(), 9);
         assert_eq!(line.matches('\n').count(), 1);
         assert!(line.contains("a\\tb\\nc\\\\d\\x01\"é"), "{line}");
         assert!(line.contains("\t-\t127.0.0.1"), "empty detail is -: {line}");
@@ -149,7 +156,7 @@ mod tests {
         assert!(!dir.path().join("raw.log.3").exists());
         for p in ["raw.log", "raw.log.1"] {
             let text = std::fs::read_to_string(dir.path().join(p)).unwrap();
-            assert!(text.ends_with('\n') && text.lines().all(|l| l.split('\t').count() == 9));
+            assert!(text.ends_with('\n') && text.lines().all(|l| l.split('\t').count() == 10));
         }
     }
 }

@@ -721,6 +721,11 @@ pub const RAW_COLUMNS: &[(&str, Syntax, &str)] = &[
         Syntax::Text,
         "The policy group (empty for the default).",
     ),
+    (
+        "mwRawRecentMode",
+        Syntax::Text,
+        "How the message came: smtp (to Mailward as relay), filter (from an MTA that forwarded its client with XFORWARD), milter.",
+    ),
 ];
 
 fn raw_objects() -> Vec<Object> {
@@ -959,6 +964,7 @@ pub fn view(snap: &Snapshot, extras: &Extras) -> Vec<(Vec<u32>, SnmpValue)> {
                     text(&r.client_ip),
                     text(&r.queue_id),
                     text(&r.group),
+                    text(r.mode),
                 ];
                 for (c, v) in cols.into_iter().enumerate() {
                     out.push(([oid.as_slice(), &[c as u32 + 2, row]].concat(), v));
@@ -1009,6 +1015,7 @@ mod tests {
             client: "192.0.2.1".parse().unwrap(),
             duration: std::time::Duration::from_millis(1),
             groups: &[""],
+            mode: crate::event::Mode::Smtp,
         });
         let _ = stats.record_raw(crate::RawRecord {
             time: 1,
@@ -1020,6 +1027,7 @@ mod tests {
             client_ip: "192.0.2.1".into(),
             queue_id: "Q".into(),
             group: String::new(),
+            mode: "smtp",
         });
         let snap = stats.snapshot(&crate::Gauges::default());
         let extras = Extras {

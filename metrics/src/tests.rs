@@ -22,6 +22,7 @@ fn scan(stats: &Stats, virus: &[String], sender: &str) {
         client: "192.0.2.7".parse().unwrap(),
         duration: Duration::from_millis(3),
         groups: &[""],
+        mode: crate::event::Mode::Smtp,
     });
 }
 
@@ -206,6 +207,7 @@ fn spam_scores_fill_a_histogram_with_the_level_thresholds_as_bounds() {
             client: "192.0.2.7".parse().unwrap(),
             duration: Duration::from_millis(1),
             groups: &[""],
+            mode: crate::event::Mode::Smtp,
         });
     }
     let snap = stats.snapshot(&Gauges::default());

@@ -372,16 +372,18 @@ pub struct RawLine {
     pub client_ip: String,
     pub queue_id: String,
     pub group: String,
+    /// smtp, filter or milter.
+    pub mode: String,
 }
 
 impl RawLine {
-    /// Parses one line (without its newline): exactly 9 tab-separated
+    /// Parses one line (without its newline): exactly 10 tab-separated
     /// fields, `-` for an empty one.
     pub fn parse(line: &str) -> Result<RawLine> {
         let f: Vec<&str> = line.split('\t').collect();
         ensure!(
-            f.len() == 9,
-            "raw record with {} fields, not 9: {line:?}",
+            f.len() == 10,
+            "raw record with {} fields, not 10: {line:?}",
             f.len()
         );
         ensure!(!line.contains('\r'), "raw record with a bare CR: {line:?}");
@@ -399,6 +401,7 @@ impl RawLine {
             client_ip: field(6)?,
             queue_id: field(7)?,
             group: field(8)?,
+            mode: field(9)?,
         })
     }
 }

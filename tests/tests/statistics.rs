@@ -464,6 +464,9 @@ fn a_known_mix_is_counted_exactly_in_metrics_the_stats_file_and_raw_records() ->
             }
             Some(_) => {}
         }
+        if r.mode != "smtp" {
+            problems.push(format!("MODE {:?}, expected smtp: {:?}", r.mode, r.line));
+        }
         if r.status != "as/clean" || !r.detail.is_empty() || r.client_ip != "127.0.0.1" {
             problems.push(format!(
                 "status/detail/client: expected as/clean, -, 127.0.0.1: {:?}",
@@ -593,6 +596,11 @@ fn a_known_mix_is_counted_exactly_in_metrics_the_stats_file_and_raw_records() ->
     e.eq("mailward_viruses_detected_total", 0.0);
     e.eq("mailward_filter_hits_total", 0.0);
     e.eq("mailward_raw_records_total", rcpt_count as f64);
+    e.labels(
+        "mailward_messages_checked_total",
+        &["smtp", "filter", "milter"],
+        &[("smtp", accepted as f64)],
+    );
     let start_time = m.value("mailward_start_time_seconds", &[])?;
     e.eq("mailward_stats_reset_timestamp_seconds", start_time);
     e.finish("after the known mix")?;

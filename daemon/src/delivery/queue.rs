@@ -208,6 +208,9 @@ mod tests {
             tls: false,
             dnsbl_listed: Vec::new(),
             auth: Default::default(),
+            forwarded_by: None,
+            upstream_id: None,
+            milter: false,
         }
     }
 

@@ -9,8 +9,14 @@ use crate::text::xtext_decode;
 pub enum Command {
     Ehlo(String),
     Helo(String),
-    Mail { from: String, params: MailParams },
-    Rcpt { to: String, params: RcptParams },
+    Mail {
+        from: String,
+        params: MailParams,
+    },
+    Rcpt {
+        to: String,
+        params: RcptParams,
+    },
     Data,
     Rset,
     Noop,
@@ -18,6 +24,9 @@ pub enum Command {
     Vrfy,
     Help,
     StartTls,
+    /// XFORWARD with its attribute text (applied by the session, which
+    /// knows whether the client may use it: [`super::xforward`]).
+    Xforward(String),
 }
 
 /// ESMTP parameters of MAIL FROM that Mailward knows (RFC 1870, 6152, 3461).
@@ -118,6 +127,7 @@ pub fn parse(line: &[u8]) -> Result<Command, ParseError> {
         }
         "HELP" => Ok(Command::Help),
         "STARTTLS" => no_arg(rest, Command::StartTls),
+        "XFORWARD" => Ok(Command::Xforward(rest.to_string())),
         _ => Err(UNKNOWN),
     }
 }

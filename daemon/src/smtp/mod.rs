@@ -8,3 +8,4 @@ pub mod server;
 pub mod session;
 pub mod stream;
 pub mod tls;
+pub mod xforward;

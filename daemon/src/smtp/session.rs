@@ -7,6 +7,7 @@
 use super::command::{self, Command, MailParams};
 use super::data::Assembler;
 use super::stream::{Conn, Line, Stream};
+use super::xforward::{self, Forwarded};
 use crate::config::{first_match, Config, Matcher, Rule, RuleAction, Subject};
 use crate::envelope::{Envelope, QueueId, Recipient};
 use crate::events::{
@@ -33,8 +34,9 @@ enum State {
     Start,
     /// Greeted, no transaction.
     Ready,
-    /// MAIL given; recipients being collected.
-    Mail(Transaction),
+    /// MAIL given; recipients being collected (boxed: the other states
+    /// are empty).
+    Mail(Box<Transaction>),
 }
 
 struct Transaction {
@@ -43,6 +45,28 @@ struct Transaction {
     rcpts: Vec<Recipient>,
     /// The SPF result for the sender (None: not checked).
     spf: Option<crate::auth::Spf>,
+    /// Who the message is from: the peer, or the original client an MTA
+    /// in front of us forwarded (XFORWARD).
+    client: Client,
+}
+
+/// The client a transaction is recorded and scored for (logs, raw records,
+/// statistics, spam lists, DNSBL scoring, SPF, the Received line). Access
+/// rules and relay permission always use the connecting peer.
+#[derive(Debug, Clone)]
+struct Client {
+    ip: std::net::IpAddr,
+    helo: String,
+    /// Its verified host name, when known.
+    name: Option<String>,
+    /// SMTP or ESMTP, when forwarded.
+    proto: Option<String>,
+    /// The `[spam] dnsbl` zones that list it.
+    dnsbl_listed: Vec<String>,
+    /// The MTA that forwarded this identity (the peer), and its own
+    /// message ID.
+    forwarded_by: Option<std::net::IpAddr>,
+    upstream_id: Option<String>,
 }
 
 /// What the command loop does next.
@@ -64,6 +88,8 @@ pub struct Session {
     /// The `[spam] dnsbl` zones that list the client.
     dnsbl_listed: Vec<String>,
     helo: Option<String>,
+    /// XFORWARD attributes given since the last transaction.
+    forwarded: Forwarded,
     esmtp: bool,
     state: State,
     messages: u32,
@@ -163,6 +189,7 @@ impl Session {
             rdns: None,
             dnsbl_listed: Vec::new(),
             helo: None,
+            forwarded: Forwarded::default(),
             esmtp: false,
             state: State::Start,
             messages: 0,
@@ -355,9 +382,11 @@ impl Session {
                 if !matches!(self.state, State::Start) {
                     self.state = State::Ready;
                 }
+                self.forwarded = Forwarded::default();
                 conn.reply("250 2.0.0 Ok");
                 Flow::Continue
             }
+            Command::Xforward(args) => self.xforward(conn, &args),
             Command::Noop => {
                 conn.reply("250 2.0.0 Ok");
                 Flow::Continue
@@ -476,6 +505,9 @@ impl Session {
                 lines.push("STARTTLS".to_string());
             }
             lines.push("DSN".to_string());
+            if self.may_forward() {
+                lines.push(xforward::ANNOUNCED.to_string());
+            }
             let last = lines.len() - 1;
             for (i, l) in lines.iter().enumerate() {
                 let sep = if i == last { ' ' } else { '-' };
@@ -487,7 +519,88 @@ impl Session {
         self.helo = Some(name);
         self.esmtp = esmtp;
         self.state = State::Ready;
+        self.forwarded = Forwarded::default();
         Flow::Continue
+    }
+
+    /// Only an MTA of ours (relay_networks) may say who its client was:
+    /// anyone else could make a spammer's mail look like a partner's.
+    fn may_forward(&self) -> bool {
+        self.cfg.network.may_relay(self.peer.ip())
+    }
+
+    fn xforward(&mut self, conn: &mut Conn, args: &str) -> Flow {
+        if !self.may_forward() {
+            return self.flow_refuse(
+                conn,
+                RejectReason::Access,
+                "550 5.7.0 Error: insufficient authorization",
+            );
+        }
+        match self.state {
+            State::Start => {
+                return self.flow_refuse(
+                    conn,
+                    RejectReason::Syntax,
+                    "503 5.5.1 Error: send HELO/EHLO first",
+                )
+            }
+            State::Mail(_) => {
+                return self.flow_refuse(
+                    conn,
+                    RejectReason::Syntax,
+                    "503 5.5.1 Error: MAIL transaction in progress",
+                )
+            }
+            State::Ready => {}
+        }
+        match self.forwarded.apply(args) {
+            Ok(()) => {
+                conn.reply("250 2.0.0 Ok");
+                Flow::Continue
+            }
+            Err(e) => self.flow_refuse(conn, RejectReason::Syntax, e.reply),
+        }
+    }
+
+    /// The client of a transaction starting now: the forwarded one where
+    /// XFORWARD said (attribute by attribute), else the peer. A forwarded
+    /// address is looked up in the scoring DNSBL zones here (the peer's
+    /// were at the greeting).
+    async fn transaction_client(&mut self) -> Client {
+        let f = std::mem::take(&mut self.forwarded);
+        let forwarded_by = (!f.is_empty()).then(|| self.peer.ip());
+        let (ip, dnsbl_listed, name) = match f.addr {
+            Some(ip) if ip != self.peer.ip() => {
+                let listed = if self.cfg.spam.dnsbl.is_empty() {
+                    Vec::new()
+                } else {
+                    let zones = self.cfg.spam.dnsbl.iter().map(|z| z.zone.as_str());
+                    let (listed, tally) = self.gw.dns().dnsbl_all(ip, zones).await;
+                    self.gw.stats.record(&tally.event());
+                    listed
+                };
+                (ip, listed, f.name)
+            }
+            _ => (
+                self.peer.ip(),
+                self.dnsbl_listed.clone(),
+                f.name.or_else(|| self.rdns.clone()),
+            ),
+        };
+        if let Some(by) = forwarded_by {
+            tracing::debug!(target: "smtp", client = %ip, forwarded_by = %by,
+                upstream_id = f.ident.as_deref().unwrap_or("-"), "Client forwarded (XFORWARD).");
+        }
+        Client {
+            ip,
+            helo: f.helo.or_else(|| self.helo.clone()).unwrap_or_default(),
+            name,
+            proto: f.proto,
+            dnsbl_listed,
+            forwarded_by,
+            upstream_id: f.ident,
+        }
     }
 
     async fn mail(&mut self, conn: &mut Conn, from: String, params: MailParams) -> Flow {
@@ -561,7 +674,8 @@ impl Session {
             );
             return Flow::Continue;
         }
-        let spf = self.spf(&from).await;
+        let client = self.transaction_client().await;
+        let spf = self.spf(&client, &from).await;
         if let Some(s) = &spf {
             if s.result == crate::auth::Outcome::Fail
                 && self.cfg.spam.spf == crate::config::SpfMode::Reject
@@ -569,19 +683,19 @@ impl Session {
                 // RFC 7372: 5.7.23, SPF validation failed.
                 let reply = format!(
                     "550 5.7.23 SPF validation failed: {} does not allow {} to send for it",
-                    s.domain,
-                    self.peer.ip()
+                    s.domain, client.ip
                 );
                 self.reject(conn, RejectReason::Policy, &reply);
                 return Flow::Continue;
             }
         }
-        self.state = State::Mail(Transaction {
+        self.state = State::Mail(Box::new(Transaction {
             from,
             params,
             rcpts: Vec::new(),
             spf,
-        });
+            client,
+        }));
         conn.reply("250 2.1.0 Ok");
         Flow::Continue
     }
@@ -589,13 +703,13 @@ impl Session {
     /// SPF for `from` (the HELO name for `<>`), unless it is off or the
     /// client is one of ours (relay_networks: SPF says nothing about mail
     /// the site itself sends out). Counted by result.
-    async fn spf(&self, from: &str) -> Option<crate::auth::Spf> {
-        let ip = self.peer.ip();
+    async fn spf(&self, client: &Client, from: &str) -> Option<crate::auth::Spf> {
+        let ip = client.ip;
         if self.cfg.spam.spf == crate::config::SpfMode::Off || self.cfg.network.may_relay(ip) {
             return None;
         }
         let dns = self.gw.dns();
-        let helo = self.helo.as_deref().unwrap_or_default();
+        let helo = client.helo.as_str();
         let s = crate::auth::spf(
             dns.authenticator(),
             ip,
@@ -684,14 +798,14 @@ impl Session {
         let State::Mail(tx) = &self.state else {
             return None;
         };
-        let ip = self.peer.ip();
+        let ip = tx.client.ip;
         if !crate::check::spam::blacklisted(&self.cfg, ip, &tx.from) {
             return None;
         }
         let probe = Envelope::new(
             crate::envelope::QueueId(String::new()),
             ip,
-            self.helo.clone().unwrap_or_default(),
+            tx.client.helo.clone(),
             tx.from.clone(),
         );
         let group = crate::policy::group_of(&self.cfg, &probe, to).unwrap_or("");
@@ -785,7 +899,7 @@ impl Session {
             );
             return Flow::Close;
         }
-        self.accept(conn, tx, msg).await
+        self.accept(conn, *tx, msg).await
     }
 
     async fn accept(
@@ -795,24 +909,21 @@ impl Session {
         msg: super::data::Assembled,
     ) -> Flow {
         let id = QueueId::generate();
-        let received = self.received_header(&id, conn.tls_summary(), &tx.rcpts);
+        let received = self.received_header(&id, conn.tls_summary(), &tx);
         let mut bytes = Vec::with_capacity(received.len() + msg.body.len());
         bytes.extend_from_slice(received.as_bytes());
         bytes.extend_from_slice(&msg.body);
         let bytes = std::sync::Arc::new(bytes);
-        let mut envelope = Envelope::new(
-            id.clone(),
-            self.peer.ip(),
-            self.helo.clone().unwrap_or_default(),
-            tx.from,
-        );
+        let mut envelope = Envelope::new(id.clone(), tx.client.ip, tx.client.helo, tx.from);
         envelope.ret = tx.params.ret;
         envelope.envid = tx.params.envid;
         envelope.eight_bit = msg.eight_bit || tx.params.eight_bit;
         envelope.size = bytes.len() as u64;
         envelope.rcpts = tx.rcpts;
         envelope.tls = conn.is_tls();
-        envelope.dnsbl_listed = self.dnsbl_listed.clone();
+        envelope.dnsbl_listed = tx.client.dnsbl_listed;
+        envelope.forwarded_by = tx.client.forwarded_by;
+        envelope.upstream_id = tx.client.upstream_id;
         envelope.auth.spf = tx.spf;
         if let Err(e) = self.gw.spool.accept(&envelope, bytes.clone()).await {
             tracing::error!(target: "smtp", queue_id = %id, error = %e, "Cannot spool the message.");
@@ -877,16 +988,26 @@ impl Session {
         Flow::Continue
     }
 
-    fn received_header(&self, id: &QueueId, tls: Option<String>, rcpts: &[Recipient]) -> String {
-        let proto = match (self.esmtp, tls.is_some()) {
+    /// The Received line. With XFORWARD it names the original client, as
+    /// Postfix's own after-filter smtpd does, so the trace reads as if the
+    /// filter were not there.
+    fn received_header(&self, id: &QueueId, tls: Option<String>, tx: &Transaction) -> String {
+        let esmtp = match tx.client.proto.as_deref() {
+            Some(p) => p.eq_ignore_ascii_case("ESMTP"),
+            None => self.esmtp,
+        };
+        let proto = match (esmtp, tls.is_some()) {
             (true, true) => "ESMTPS",
             (true, false) => "ESMTP",
             (false, true) => "SMTPS",
             (false, false) => "SMTP",
         };
-        let helo = self.helo.as_deref().unwrap_or("unknown");
-        let rdns = self.rdns.as_deref().unwrap_or("unknown");
-        let for_clause = match rcpts {
+        let helo = match tx.client.helo.as_str() {
+            "" => "unknown",
+            h => h,
+        };
+        let rdns = tx.client.name.as_deref().unwrap_or("unknown");
+        let for_clause = match tx.rcpts.as_slice() {
             [only] => format!("\r\n\tfor <{}>", only.address),
             _ => String::new(),
         };
@@ -895,7 +1016,7 @@ impl Session {
             .unwrap_or_default();
         format!(
             "Received: from {helo} ({rdns} [{}]){using}\r\n\tby {} (Mailward) with {proto} id {id}{for_clause};\r\n\t{}\r\n",
-            self.peer.ip(),
+            tx.client.ip,
             self.cfg.server.hostname,
             chrono::Utc::now().to_rfc2822(),
         )

@@ -23,6 +23,9 @@ fn envelope(n: u32) -> Envelope {
         tls: false,
         dnsbl_listed: Vec::new(),
         auth: Default::default(),
+        forwarded_by: None,
+        upstream_id: None,
+        milter: false,
     }
 }
 

@@ -546,6 +546,9 @@ impl Delivery {
                 tls: false,
                 dnsbl_listed: Vec::new(),
                 auth: Default::default(),
+                forwarded_by: None,
+                upstream_id: None,
+                milter: false,
             };
             match self.gw.spool.accept(&dsn_env, bytes).await {
                 Ok(()) => {

@@ -29,6 +29,9 @@ fn env(rcpts: &[(&str, Option<&str>)]) -> Envelope {
         tls: false,
         dnsbl_listed: Vec::new(),
         auth: Default::default(),
+        forwarded_by: None,
+        upstream_id: None,
+        milter: false,
     }
 }
 
