@@ -2,7 +2,9 @@
 //! thin CLI over it; the end-to-end tests in `tests/` drive the binary.
 //!
 //! The modules, in the order a message travels:
-//! - [`smtp`]: the inbound sessions (access rules, anti-relay, limits, DATA);
+//! - [`smtp`]: the inbound sessions (access rules, anti-relay, limits, DATA,
+//!   XFORWARD from an MTA in front); or [`milter`]: messages an MTA keeps,
+//!   handed over by the milter protocol;
 //! - [`spool`]: the durable log every accepted message is in before its 250;
 //! - [`check`]: one parse of the message, then the checks (anti-virus and
 //!   content filter, later spam), each adding to one report;
@@ -20,6 +22,8 @@
 // The path of a message, in its order (blank lines keep rustfmt from
 // sorting these).
 pub mod smtp;
+
+pub mod milter;
 
 pub mod spool;
 

@@ -34,7 +34,8 @@ const EX_CANTCREAT: u8 = 73;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Run(arg) => run(arg.config.as_deref()),
+        Command::Run(arg) => run(arg.config.as_deref(), None),
+        Command::Milter(arg) => run(arg.config.config.as_deref(), Some(arg.listen)),
         Command::CheckConfig(arg) => match config::load(arg.config.as_deref()) {
             Ok(c) => {
                 out!("{}: configuration is valid", c.origin);
@@ -373,11 +374,13 @@ fn with_malloc_tunable() {
     eprintln!("mailward: cannot restart with {MALLOC_TUNABLE} ({e}); going on without it.");
 }
 
-fn run(path: Option<&Path>) -> ExitCode {
+/// `milter`: Some for `mailward milter` (with its --listen): no SMTP
+/// listener, the milter socket required.
+fn run(path: Option<&Path>, milter: Option<Option<String>>) -> ExitCode {
     with_malloc_tunable();
     // Before any thread or file: nothing the daemon creates is for others.
     mailward::files::restrict_umask();
-    let config = match config::load(path) {
+    let mut config = match config::load(path) {
         Ok(c) => c,
         Err(errors) => {
             eprintln!("{errors}");
@@ -385,6 +388,23 @@ fn run(path: Option<&Path>) -> ExitCode {
             return ExitCode::from(EX_CONFIG);
         }
     };
+    if let Some(listen) = milter {
+        if let Some(at) = listen {
+            match config::MilterListen::parse(&at) {
+                Ok(l) => config.milter.listen = Some(l),
+                Err(e) => {
+                    eprintln!("mailward milter: --listen: {e}");
+                    return ExitCode::from(EX_CONFIG);
+                }
+            }
+        }
+        if config.milter.listen.is_none() {
+            eprintln!("mailward milter: no milter socket: give --listen inet:10031@127.0.0.1 or set [milter] listen.");
+            return ExitCode::from(EX_CONFIG);
+        }
+        // A milter only: the MTA owns the SMTP port.
+        config.network.listen_on.clear();
+    }
     use mailward::ops::privileges;
     let switch = match privileges::plan(
         config.server.user.as_deref(),

@@ -43,6 +43,8 @@ pub enum RunError {
     Store(#[from] crate::store::StoreError),
     #[error(transparent)]
     Privilege(#[from] crate::ops::privileges::PrivilegeError),
+    #[error(transparent)]
+    Milter(#[from] crate::milter::server::MilterBindError),
 }
 
 impl RunError {
@@ -84,6 +86,13 @@ pub async fn run(
         Some(addr) => Some(crate::ops::metrics_http::bind(addr).await?),
         None => None,
     };
+    let milter_listener = match &config.milter.listen {
+        Some(at) => Some(crate::milter::server::bind(at).await?),
+        None => None,
+    };
+    if let (Some(s), Some(path)) = (&switch, milter_listener.as_ref().and_then(|l| l.path())) {
+        s.hand_over(path)?;
+    }
     if let Some(s) = &switch {
         s.apply()?;
         tracing::info!(target: "app", user = %s.user, uid = s.uid.as_raw(), gid = s.gid.as_raw(),
@@ -175,11 +184,20 @@ pub async fn run(
     tokio::spawn(crate::ops::stats_file::periodic(gw.clone()));
     let mut deliveries = tokio::spawn(crate::delivery::runner::run(delivery, GRACE));
     let mut server = tokio::spawn(crate::smtp::server::serve(gw.clone(), listeners, GRACE));
+    let milter_at = gw.config().milter.listen.as_ref().map(|l| l.to_string());
+    let mut milter = match milter_listener {
+        Some(l) => tokio::spawn(crate::milter::server::serve(gw.clone(), l, GRACE)),
+        None => tokio::spawn(std::future::pending::<()>()),
+    };
     tokio::spawn(crate::ops::snmp::watch(gw.clone()));
     gw.notify(Notification::ProductStart);
     tracing::info!(target: "app", version = env!("CARGO_PKG_VERSION"),
-        listen = ?listen, config = %gw.config().origin, "Mailward started.");
-    crate::ops::systemd::ready(&format!("Accepting mail on {listen:?}."));
+        listen = ?listen, milter = milter_at.as_deref().unwrap_or("-"),
+        config = %gw.config().origin, "Mailward started.");
+    crate::ops::systemd::ready(&match &milter_at {
+        Some(m) => format!("Accepting mail on {listen:?}, milter on {m}."),
+        None => format!("Accepting mail on {listen:?}."),
+    });
     crate::ops::systemd::start_watchdog(stop_rx_for_watchdog);
     let mut failed = false;
     loop {
@@ -188,6 +206,13 @@ pub async fn run(
             // and stop, so that a supervisor restarts the whole gateway.
             r = &mut server => {
                 let message = format!("The SMTP listener stopped unexpectedly ({r:?}); stopping.");
+                tracing::error!(target: "app", "{message}");
+                gw.notify(Notification::ProductError { message });
+                failed = true;
+                break;
+            }
+            r = &mut milter => {
+                let message = format!("The milter listener stopped unexpectedly ({r:?}); stopping.");
                 tracing::error!(target: "app", "{message}");
                 gw.notify(Notification::ProductError { message });
                 failed = true;
@@ -223,6 +248,11 @@ pub async fn run(
     let _ = stop_tx.send(true);
     if !server.is_finished() {
         let _ = server.await;
+    }
+    if milter_at.is_some() && !milter.is_finished() {
+        let _ = milter.await;
+    } else {
+        milter.abort();
     }
     if !deliveries.is_finished() {
         let _ = deliveries.await;

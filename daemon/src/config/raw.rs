@@ -67,6 +67,7 @@ raw_table!(RawStatistics; options, destination, raw_destination, write_interval,
 raw_table!(RawSnmp; services, traps, alert_thresholds);
 raw_table!(RawAgentx; socket, timeout, retries, ping_interval, root_oid);
 raw_table!(RawMetrics; listen);
+raw_table!(RawMilter; listen, max_connections);
 raw_table!(RawLog; destination, syslog_format, options, format, rotate_size, rotate_rounds);
 
 /// The whole file.
@@ -89,6 +90,7 @@ pub struct RawConfig {
     pub snmp: RawSnmp,
     pub agentx: RawAgentx,
     pub metrics: RawMetrics,
+    pub milter: RawMilter,
     pub log: RawLog,
 }
 
@@ -110,6 +112,7 @@ pub const SECTIONS: &[&str] = &[
     "snmp",
     "agentx",
     "metrics",
+    "milter",
     "log",
 ];
 
@@ -135,6 +138,7 @@ pub fn known_keys(parent: &[super::locate::Seg]) -> &'static [&'static str] {
             "snmp" => RawSnmp::FIELDS,
             "agentx" => RawAgentx::FIELDS,
             "metrics" => RawMetrics::FIELDS,
+            "milter" => RawMilter::FIELDS,
             "log" => RawLog::FIELDS,
             _ => &[],
         },

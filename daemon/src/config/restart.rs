@@ -37,6 +37,8 @@ pub fn keep_restart_only(running: &Config, new: &mut Config) -> Vec<String> {
         limits.scan_memory,
         spam.dir,
         metrics.listen,
+        milter.listen,
+        milter.max_connections,
         statistics.options,
         statistics.raw_destination,
         statistics.top,

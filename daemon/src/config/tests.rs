@@ -318,7 +318,7 @@ fn backoff_order_is_checked() {
 fn empty_listen_on_is_refused() {
     assert_eq!(
         problems("[server]\nhostname = \"a.example\"\n\n[network]\nlisten_on = []\n"),
-        vec!["mailward.toml:5: network.listen_on: must not be empty"]
+        vec!["mailward.toml:5: network.listen_on: must not be empty (unless [milter] listen is set: a milter-only gateway)"]
     );
 }
 

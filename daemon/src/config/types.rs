@@ -52,6 +52,8 @@ pub struct Config {
     pub agentx: Agentx,
     /// `[metrics]`: the Prometheus endpoint.
     pub metrics: Metrics,
+    /// `[milter]`: the milter listener for Postfix/Sendmail.
+    pub milter: Milter,
     /// `[log]`: where logs go and how much.
     pub log: Log,
 }
@@ -838,6 +840,67 @@ pub fn parse_oid(text: &str) -> Result<Vec<u32>, String> {
             Ok(arcs)
         }
         _ => Err(bad()),
+    }
+}
+
+/// `[milter]`
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Milter {
+    /// Where MTAs connect to speak the milter protocol; `None` = off.
+    pub listen: Option<MilterListen>,
+    /// Milter connections served at once; more wait to be accepted.
+    pub max_connections: u32,
+}
+
+/// A milter socket as Postfix and Sendmail write it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MilterListen {
+    /// `inet:PORT@ADDRESS` (or `inet6:PORT@ADDRESS`).
+    Inet(SocketAddr),
+    /// `unix:/PATH` (or `local:/PATH`).
+    Unix(PathBuf),
+}
+
+impl MilterListen {
+    pub const EXAMPLE: &'static str =
+        "\"inet:10031@127.0.0.1\", \"inet6:10031@[::1]\" or \"unix:/run/mailward/milter.sock\"";
+
+    pub fn parse(s: &str) -> Result<MilterListen, String> {
+        let bad = || {
+            format!(
+                "expected {}, or \"\" for no milter, got {s:?}",
+                Self::EXAMPLE
+            )
+        };
+        let (kind, rest) = s.split_once(':').ok_or_else(bad)?;
+        match kind {
+            "unix" | "local" => {
+                if !rest.starts_with('/') {
+                    return Err(format!("{}: the socket path must be absolute", bad()));
+                }
+                Ok(MilterListen::Unix(PathBuf::from(rest)))
+            }
+            "inet" | "inet6" => {
+                let (port, host) = rest.split_once('@').ok_or_else(bad)?;
+                let port: u16 = port.parse().map_err(|_| bad())?;
+                let host = host.trim_start_matches('[').trim_end_matches(']');
+                let ip: std::net::IpAddr = host.parse().map_err(|_| {
+                    format!("{}: the address must be an IP address (a milter port is not for the world: use 127.0.0.1)", bad())
+                })?;
+                Ok(MilterListen::Inet(SocketAddr::new(ip, port)))
+            }
+            _ => Err(bad()),
+        }
+    }
+}
+
+impl std::fmt::Display for MilterListen {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MilterListen::Inet(a) if a.is_ipv6() => write!(f, "inet6:{}@[{}]", a.port(), a.ip()),
+            MilterListen::Inet(a) => write!(f, "inet:{}@{}", a.port(), a.ip()),
+            MilterListen::Unix(p) => write!(f, "unix:{}", p.display()),
+        }
     }
 }
 

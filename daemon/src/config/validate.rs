@@ -522,17 +522,30 @@ fn server(ctx: &mut Ctx<'_>, raw: &RawServer) -> Server {
     }
 }
 
-fn network(ctx: &mut Ctx<'_>, raw: &RawNetwork) -> Network {
+/// Whether `[milter] listen` is set: a gateway that only serves milter
+/// may have no SMTP listener.
+fn milter_only(raw: &RawMilter) -> bool {
+    raw.listen
+        .as_ref()
+        .and_then(Value::as_str)
+        .is_some_and(|s| !s.is_empty())
+}
+
+fn network(ctx: &mut Ctx<'_>, raw: &RawNetwork, milter_only: bool) -> Network {
     let p = KeyPath::root("network");
     let listen_on = get_list!(ctx, p, raw.listen_on, socket_addr)
         .unwrap_or_else(|| vec![SocketAddr::from(([127, 0, 0, 1], 2525))]);
     if listen_on.is_empty()
+        && !milter_only
         && raw
             .listen_on
             .as_ref()
             .is_some_and(|v| v.as_array().is_some_and(Vec::is_empty))
     {
-        ctx.report(&p.key("listen_on"), "must not be empty");
+        ctx.report(
+            &p.key("listen_on"),
+            "must not be empty (unless [milter] listen is set: a milter-only gateway)",
+        );
     }
     Network {
         listen_on,
@@ -971,6 +984,25 @@ fn metrics(ctx: &mut Ctx<'_>, raw: &RawMetrics) -> Metrics {
     }
 }
 
+fn milter(ctx: &mut Ctx<'_>, raw: &RawMilter) -> Milter {
+    let p = KeyPath::root("milter");
+    let listen = parsed("a milter socket", |s| {
+        if s.is_empty() {
+            Ok(None)
+        } else {
+            MilterListen::parse(s).map(Some)
+        }
+    });
+    let max = |v: &Value| match uint32(v)? {
+        0 => Err("must be at least 1".to_string()),
+        n => Ok(n),
+    };
+    Milter {
+        listen: get!(ctx, p, raw.listen, listen).flatten(),
+        max_connections: get!(ctx, p, raw.max_connections, max).unwrap_or(64),
+    }
+}
+
 fn log(ctx: &mut Ctx<'_>, raw: &RawLog) -> Log {
     let p = KeyPath::root("log");
     Log {
@@ -1014,7 +1046,7 @@ pub fn build(ctx: &mut Ctx<'_>, raw: &RawConfig) -> Config {
     let server = server(ctx, &raw.server);
     let config = Config {
         origin: ctx.origin.to_string(),
-        network: network(ctx, &raw.network),
+        network: network(ctx, &raw.network, milter_only(&raw.milter)),
         access: access(ctx, &raw.access),
         limits: limits(ctx, &raw.limits),
         timeouts: timeouts(ctx, &raw.timeouts),
@@ -1029,6 +1061,7 @@ pub fn build(ctx: &mut Ctx<'_>, raw: &RawConfig) -> Config {
         snmp: snmp(ctx, &raw.snmp),
         agentx: agentx(ctx, &raw.agentx),
         metrics: metrics(ctx, &raw.metrics),
+        milter: milter(ctx, &raw.milter),
         log: log(ctx, &raw.log),
         server,
     };

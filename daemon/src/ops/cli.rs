@@ -25,6 +25,16 @@ pub struct ConfigArg {
     pub config: Option<PathBuf>,
 }
 
+#[derive(Debug, Args)]
+pub struct MilterArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// Where the MTA connects: "inet:PORT@ADDRESS", "inet6:PORT@[ADDRESS]"
+    /// or "unix:/PATH" (overrides [milter] listen).
+    #[arg(long, value_name = "SOCKET")]
+    pub listen: Option<String>,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Runs the gateway in the foreground until SIGTERM or SIGINT.
@@ -55,6 +65,11 @@ pub enum Command {
     /// Reopens the log and raw record files of the running daemon (after logrotate).
     #[command(subcommand)]
     Log(LogCommand),
+    /// Runs the gateway as a milter only: no SMTP listener; Postfix or Sendmail hands each message over the milter protocol and gets the verdict.
+    #[command(
+        after_help = "The checks and policy are those of the configuration, as for `mailward run`; the MTA keeps the message (see docs/postfix.md). The socket is --listen, else [milter] listen.\n\nExample:\n  mailward milter --config mailward.toml --listen inet:10031@127.0.0.1\n\nPostfix main.cf:\n  smtpd_milters = inet:127.0.0.1:10031\n  milter_default_action = tempfail"
+    )]
+    Milter(MilterArgs),
     /// Lists, shows, releases, removes or purges quarantined messages.
     #[command(subcommand)]
     Quarantine(QuarantineCommand),

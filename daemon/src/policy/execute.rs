@@ -238,12 +238,7 @@ pub async fn execute(
     in_session: bool,
 ) -> Answer {
     let cfg = gw.config();
-    let refusing = |j: &Judged| matches!(j.plan.delivery, Delivery::Refuse(_));
-    if in_session && !verdict.groups.is_empty() && verdict.groups.iter().all(refusing) {
-        let reply = match &verdict.groups[0].plan.delivery {
-            Delivery::Refuse(r) => r.clone(),
-            _ => String::new(),
-        };
+    if let Some(reply) = in_session.then(|| refusal(&verdict)).flatten() {
         MessageChecked {
             envelope: &env,
             verdict: &verdict,
@@ -258,98 +253,17 @@ pub async fn execute(
             "Message refused by content policy.");
         return Answer::Refused(reply);
     }
-    // Past this point the message is accepted: a refusal for some groups
-    // (or after the 250) is a block for them.
-    for j in &mut verdict.groups {
-        if let Delivery::Refuse(_) = j.plan.delivery {
-            tracing::info!(target: "policy", queue_id = %env.id, group = %j.partition.label(),
-                "The refusal of this group becomes a block: the message is accepted for other recipients, or the 250 was given.");
-            j.plan.delivery = Delivery::Block;
-        }
-    }
-    MessageAccepted { envelope: &env }.emit(&gw.stats);
-    MessageChecked {
-        envelope: &env,
-        verdict: &verdict,
-        accepted: true,
-    }
-    .emit(&gw.stats);
-    if verdict.report.memory_refused {
-        ScanMemoryRefused { id: &env.id }.emit(&gw.stats);
-    }
-    log_findings(&env, &verdict);
+    accept(gw, &env, &mut verdict);
 
     // 1. Copies that must exist before anything goes on.
-    let n = verdict.groups.len();
-    for (k, j) in verdict.groups.iter().enumerate() {
-        let Some(reason) = &j.plan.quarantine else {
-            continue;
-        };
-        let id = group_id(&env, k, n);
-        let m = meta(
-            &env,
-            &j.partition.rcpts,
-            j.plan.statuses(),
-            finding_lines(&verdict, j),
-            &j.partition.group,
-            reason,
-        );
-        match gw.stores.quarantine.put(&id.0, &raw, &m).await {
-            Ok(bytes) => MessageQuarantined {
-                id: &id,
-                group: j.partition.label(),
-                reason,
-                bytes,
-            }
-            .emit(&gw.stats),
-            Err(e) => {
-                tracing::error!(target: "policy", queue_id = %env.id, error = %e,
-                    "Cannot write the quarantine copy the policy asks for; the message is not delivered until it can be.");
-                return not_now(gw, &env, in_session).await;
-            }
-        }
-    }
-    if cfg.archive.incoming {
-        let mut statuses: Vec<String> = verdict
-            .groups
-            .iter()
-            .flat_map(|j| j.plan.statuses())
-            .collect();
-        statuses.sort();
-        statuses.dedup();
-        let findings = verdict
-            .report
-            .av
-            .iter()
-            .map(|f| format!("{} {} in {}", f.kind.status().as_str(), f.name, f.path))
-            .collect();
-        let all: Vec<usize> = (0..env.rcpts.len()).collect();
-        let m = meta(&env, &all, statuses, findings, "", "incoming");
-        match gw
-            .stores
-            .archive(Direction::Incoming)
-            .put(&env.id.0, &raw, &m)
-            .await
-        {
-            Ok(bytes) => MessageArchived {
-                id: &env.id,
-                direction: Direction::Incoming,
-                bytes,
-            }
-            .emit(&gw.stats),
-            Err(e) => {
-                tracing::error!(target: "policy", queue_id = %env.id, error = %e,
-                    "Cannot write the archive copy; the message is not delivered until it can be.");
-                return not_now(gw, &env, in_session).await;
-            }
-        }
+    if write_copies(gw, &cfg, &env, &raw, &verdict).await.is_err() {
+        return not_now(gw, &env, in_session).await;
     }
 
     // 2. One commit: the groups' copies, the notifications, the message.
     let mut records = Vec::new();
     let mut queued = Vec::new();
     let mut blocked = Vec::new();
-    let mut notices = Vec::new();
     let mut keeps_id = false;
     for (k, j) in verdict.groups.iter().enumerate() {
         match j.plan.delivery {
@@ -380,19 +294,8 @@ pub async fn execute(
             }
             Delivery::Block | Delivery::Refuse(_) => blocked.push(k),
         }
-        for &to in &j.plan.notify {
-            let nid = env.id.derived(&format!("n{}", notices.len() + 1));
-            match super::notify::compose(&cfg, &env, &raw, j, &verdict, to, nid) {
-                Ok(Some((e, bytes))) => {
-                    records.push(Record::accepted(e.clone(), bytes));
-                    notices.push((to, e));
-                }
-                Ok(None) => {}
-                Err(problem) => tracing::error!(target: "notif", queue_id = %env.id,
-                    to = to.as_str(), problem = %problem, "Cannot make a notification."),
-            }
-        }
     }
+    let notices = compose_notifications(&cfg, &env, &raw, &verdict, &mut records);
     if !keeps_id {
         records.push(Record::removed(env.clone()));
     }
@@ -413,6 +316,165 @@ pub async fn execute(
         }
         .emit(&gw.stats);
     }
+    queue_notifications(gw, &env, notices);
+    for e in queued {
+        if e.size != env.size {
+            tracing::info!(target: "policy", queue_id = %e.id, size = e.size,
+                "Queued for delivery as changed by policy (verdict headers, subject mark or part edits).");
+        }
+        gw.queue.enqueue(e);
+    }
+    Answer::Accepted
+}
+
+/// The reply when every group refuses the message (the one refusal
+/// possible after DATA is for the whole message); None otherwise.
+pub(crate) fn refusal(verdict: &Verdict) -> Option<String> {
+    let refusing = |j: &Judged| matches!(j.plan.delivery, Delivery::Refuse(_));
+    if verdict.groups.is_empty() || !verdict.groups.iter().all(refusing) {
+        return None;
+    }
+    match &verdict.groups[0].plan.delivery {
+        Delivery::Refuse(r) => Some(r.clone()),
+        _ => None,
+    }
+}
+
+/// The message is accepted: a refusal for some groups (or after the 250)
+/// becomes a block for them; counted and its findings logged.
+pub(crate) fn accept(gw: &Gateway, env: &Envelope, verdict: &mut Verdict) {
+    for j in &mut verdict.groups {
+        if let Delivery::Refuse(_) = j.plan.delivery {
+            tracing::info!(target: "policy", queue_id = %env.id, group = %j.partition.label(),
+                "The refusal of this group becomes a block: the message is accepted for other recipients, or the 250 was given.");
+            j.plan.delivery = Delivery::Block;
+        }
+    }
+    MessageAccepted { envelope: env }.emit(&gw.stats);
+    MessageChecked {
+        envelope: env,
+        verdict,
+        accepted: true,
+    }
+    .emit(&gw.stats);
+    if verdict.report.memory_refused {
+        ScanMemoryRefused { id: &env.id }.emit(&gw.stats);
+    }
+    log_findings(env, verdict);
+}
+
+/// Writes the copies that must exist before anything goes on: each
+/// group's quarantine copy and the incoming archive copy. Err when one
+/// cannot be written (logged); what was written stays (a second run
+/// writes the same entries again).
+pub(crate) async fn write_copies(
+    gw: &Gateway,
+    cfg: &crate::config::Config,
+    env: &Envelope,
+    raw: &Arc<Vec<u8>>,
+    verdict: &Verdict,
+) -> Result<(), ()> {
+    let n = verdict.groups.len();
+    for (k, j) in verdict.groups.iter().enumerate() {
+        let Some(reason) = &j.plan.quarantine else {
+            continue;
+        };
+        let id = group_id(env, k, n);
+        let m = meta(
+            env,
+            &j.partition.rcpts,
+            j.plan.statuses(),
+            finding_lines(verdict, j),
+            &j.partition.group,
+            reason,
+        );
+        match gw.stores.quarantine.put(&id.0, raw, &m).await {
+            Ok(bytes) => MessageQuarantined {
+                id: &id,
+                group: j.partition.label(),
+                reason,
+                bytes,
+            }
+            .emit(&gw.stats),
+            Err(e) => {
+                tracing::error!(target: "policy", queue_id = %env.id, error = %e,
+                    "Cannot write the quarantine copy the policy asks for; the message is not delivered until it can be.");
+                return Err(());
+            }
+        }
+    }
+    if cfg.archive.incoming {
+        let mut statuses: Vec<String> = verdict
+            .groups
+            .iter()
+            .flat_map(|j| j.plan.statuses())
+            .collect();
+        statuses.sort();
+        statuses.dedup();
+        let findings = verdict
+            .report
+            .av
+            .iter()
+            .map(|f| format!("{} {} in {}", f.kind.status().as_str(), f.name, f.path))
+            .collect();
+        let all: Vec<usize> = (0..env.rcpts.len()).collect();
+        let m = meta(env, &all, statuses, findings, "", "incoming");
+        match gw
+            .stores
+            .archive(Direction::Incoming)
+            .put(&env.id.0, raw, &m)
+            .await
+        {
+            Ok(bytes) => MessageArchived {
+                id: &env.id,
+                direction: Direction::Incoming,
+                bytes,
+            }
+            .emit(&gw.stats),
+            Err(e) => {
+                tracing::error!(target: "policy", queue_id = %env.id, error = %e,
+                    "Cannot write the archive copy; the message is not delivered until it can be.");
+                return Err(());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The notifications the plans ask for, composed: their spool records are
+/// added to `records` (committed with the rest), and their envelopes
+/// returned for [`queue_notifications`] once the commit is done.
+pub(crate) fn compose_notifications(
+    cfg: &crate::config::Config,
+    env: &Envelope,
+    raw: &[u8],
+    verdict: &Verdict,
+    records: &mut Vec<Record>,
+) -> Vec<(super::plan::NotifyTo, Envelope)> {
+    let mut notices = Vec::new();
+    for j in &verdict.groups {
+        for &to in &j.plan.notify {
+            let nid = env.id.derived(&format!("n{}", notices.len() + 1));
+            match super::notify::compose(cfg, env, raw, j, verdict, to, nid) {
+                Ok(Some((e, bytes))) => {
+                    records.push(Record::accepted(e.clone(), bytes));
+                    notices.push((to, e));
+                }
+                Ok(None) => {}
+                Err(problem) => tracing::error!(target: "notif", queue_id = %env.id,
+                    to = to.as_str(), problem = %problem, "Cannot make a notification."),
+            }
+        }
+    }
+    notices
+}
+
+/// Queues the committed notifications, and says so.
+pub(crate) fn queue_notifications(
+    gw: &Gateway,
+    env: &Envelope,
+    notices: Vec<(super::plan::NotifyTo, Envelope)>,
+) {
     for (to, e) in notices {
         NotificationQueued {
             about: &env.id,
@@ -423,14 +485,6 @@ pub async fn execute(
         .emit(&gw.stats);
         gw.queue.enqueue(e);
     }
-    for e in queued {
-        if e.size != env.size {
-            tracing::info!(target: "policy", queue_id = %e.id, size = e.size,
-                "Queued for delivery as changed by policy (verdict headers, subject mark or part edits).");
-        }
-        gw.queue.enqueue(e);
-    }
-    Answer::Accepted
 }
 
 /// What cannot be written stops the message here. In the session the

@@ -16,6 +16,7 @@
 
 pub mod edit;
 pub mod execute;
+pub mod milter;
 pub mod notify;
 pub mod plan;
 pub mod subject;

@@ -1,0 +1,457 @@
+//! One milter connection: option negotiation, then the MTA's SMTP
+//! sessions one after another (SMFIC_QUIT_NC starts the next), each with
+//! its transactions. The message is rebuilt from the header and body
+//! callbacks exactly as the MTA has it (CRLF line ends; with
+//! SMFIP_HDR_LEADSPC the header values keep their own leading space), and
+//! at end of message it goes through the same checks and plans as SMTP.
+//!
+//! The envelope comes from the callbacks and the macros Postfix sends:
+//! the client from SMFIC_CONNECT (or `{client_addr}`), `i` (Postfix's
+//! queue ID, logged as `upstream_id`), `{auth_authen}` (logged),
+//! `{tls_version}` (the message came over TLS). SPF is checked at MAIL
+//! and the scoring DNSBL zones at connect, as in an SMTP session; access
+//! rules, relay control and refusing DNSBLs are the MTA's job here.
+
+use crate::envelope::{Envelope, QueueId, Recipient};
+use crate::events::{MessageRejected, RejectReason};
+use crate::gateway::Gateway;
+use crate::policy::milter::{Change, Outcome};
+use mailward_milter::{
+    negotiate, read_packet, replace_body, Actions, Client, Command, Protocol, ReplyCode, Response,
+    MAX_PACKET,
+};
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+
+/// A connected socket of either kind.
+pub trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
+
+/// What we ask the MTA for: verdict headers and subject marks (add,
+/// insert, change), part edits (the body), per-group blocks (delete
+/// recipients) and quarantine.
+const ACTIONS: Actions = Actions(
+    Actions::ADDHDRS.0
+        | Actions::CHGHDRS.0
+        | Actions::CHGBODY.0
+        | Actions::DELRCPT.0
+        | Actions::QUARANTINE.0,
+);
+/// Steps we do not need (unknown commands, DATA), and header values with
+/// their leading space, so that the message is rebuilt byte for byte.
+const PROTOCOL: Protocol =
+    Protocol(Protocol::NOUNKNOWN.0 | Protocol::NODATA.0 | Protocol::HDR_LEADSPC.0);
+
+/// One message being received.
+#[derive(Default)]
+struct Transaction {
+    from: String,
+    rcpts: Vec<String>,
+    spf: Option<crate::auth::Spf>,
+    message: Vec<u8>,
+    /// Over `limits.max_message_size`: refused at end of message.
+    too_big: bool,
+}
+
+pub struct Session {
+    gw: Arc<Gateway>,
+    peer: String,
+    /// Agreed at negotiation.
+    protocol: Protocol,
+    actions: Actions,
+    macros: HashMap<String, String>,
+    client: Option<IpAddr>,
+    client_name: String,
+    dnsbl_listed: Vec<String>,
+    helo: String,
+    tx: Option<Transaction>,
+}
+
+/// Why a connection ends early.
+#[derive(Debug, thiserror::Error)]
+enum Fault {
+    #[error(transparent)]
+    Wire(#[from] mailward_milter::WireError),
+    #[error("malformed packet: {0}")]
+    Decode(#[from] mailward_milter::DecodeError),
+    #[error("negotiation failed: {0}")]
+    Negotiate(#[from] mailward_milter::NegotiateError),
+    #[error("writing to the MTA: {0}")]
+    Write(std::io::Error),
+    #[error("no command from the MTA within {0:?}")]
+    Idle(std::time::Duration),
+}
+
+impl Session {
+    pub fn new(gw: Arc<Gateway>, peer: String) -> Session {
+        Session {
+            gw,
+            peer,
+            protocol: Protocol::NONE,
+            actions: Actions::NONE,
+            macros: HashMap::new(),
+            client: None,
+            client_name: String::new(),
+            dnsbl_listed: Vec::new(),
+            helo: String::new(),
+            tx: None,
+        }
+    }
+
+    pub async fn run(mut self, mut stream: Box<dyn Stream>) {
+        tracing::debug!(target: "smtp", peer = %self.peer, "Milter connection opened.");
+        match self.serve(&mut stream).await {
+            Ok(()) => {
+                tracing::debug!(target: "smtp", peer = %self.peer, "Milter connection closed.")
+            }
+            Err(e) => tracing::warn!(target: "smtp", peer = %self.peer, error = %e,
+                "Milter connection closed on an error; the MTA applies its milter_default_action to what was under way."),
+        }
+        let _ = stream.shutdown().await;
+    }
+
+    async fn serve(&mut self, stream: &mut Box<dyn Stream>) -> Result<(), Fault> {
+        // The MTA may keep the connection while its SMTP client is idle:
+        // wait for a command as long as an SMTP session may wait for one.
+        let idle = self.gw.config().timeouts.command.get();
+        let mut shutdown = self.gw.shutdown.clone();
+        loop {
+            let packet = tokio::select! {
+                p = tokio::time::timeout(idle, read_packet(stream, MAX_PACKET)) => match p {
+                    Ok(p) => p?,
+                    Err(_) => return Err(Fault::Idle(idle)),
+                },
+                // Between messages only: a message under way is finished.
+                _ = shutdown.wait_for(|s| *s), if self.tx.is_none() => return Ok(()),
+            };
+            let Some(packet) = packet else {
+                return Ok(());
+            };
+            let command = Command::decode(&packet)?;
+            let wants_reply = command.expects_reply(self.protocol);
+            let (responses, go_on) = self.handle(command).await?;
+            if wants_reply || matches!(responses.first(), Some(Response::OptNeg(_))) {
+                let mut out = Vec::new();
+                for r in &responses {
+                    if let Err(e) = r.encode(&mut out) {
+                        tracing::error!(target: "smtp", peer = %self.peer, response = r.name(), error = %e,
+                            "Cannot encode a milter response; it is left out.");
+                    }
+                }
+                stream.write_all(&out).await.map_err(Fault::Write)?;
+                stream.flush().await.map_err(Fault::Write)?;
+            }
+            if !go_on {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Answers one command; false when the connection ends.
+    async fn handle(&mut self, command: Command) -> Result<(Vec<Response>, bool), Fault> {
+        let cont = |r| Ok((vec![r], true));
+        match command {
+            Command::OptNeg(offer) => {
+                let n = negotiate(&offer, ACTIONS, PROTOCOL)?;
+                if !n.missing_actions.is_empty() {
+                    tracing::warn!(target: "smtp", peer = %self.peer, missing = %n.missing_actions,
+                        "The MTA does not offer every action the policy may need; those are left out.");
+                }
+                self.protocol = n.reply.protocol;
+                self.actions = n.reply.actions;
+                Ok((vec![Response::OptNeg(n.reply)], true))
+            }
+            Command::Macro(m) => {
+                self.macros.extend(m.pairs);
+                Ok((Vec::new(), true))
+            }
+            Command::Connect(c) => {
+                self.client = match c.client {
+                    Client::Inet { ip, .. } => Some(ip.to_canonical()),
+                    _ => self
+                        .macros
+                        .get("{client_addr}")
+                        .and_then(|a| a.parse::<IpAddr>().ok())
+                        .map(|ip| ip.to_canonical()),
+                };
+                self.client_name = c.hostname;
+                self.dnsbl_listed = self.scoring_dnsbl().await;
+                cont(Response::Continue)
+            }
+            Command::Helo { name } => {
+                self.helo = name;
+                cont(Response::Continue)
+            }
+            Command::Mail { sender, .. } => {
+                let from = strip_brackets(&sender);
+                let spf = self.spf(&from).await;
+                if let Some(s) = &spf {
+                    if s.result == crate::auth::Outcome::Fail
+                        && self.gw.config().spam.spf == crate::config::SpfMode::Reject
+                    {
+                        let reply = format!(
+                            "550 5.7.23 SPF validation failed: {} does not allow {} to send for it",
+                            s.domain,
+                            self.client_ip()
+                        );
+                        self.rejected(RejectReason::Policy, &reply);
+                        self.tx = None;
+                        return cont(reply_code(&reply));
+                    }
+                }
+                self.tx = Some(Transaction {
+                    from,
+                    spf,
+                    ..Transaction::default()
+                });
+                cont(Response::Continue)
+            }
+            Command::Rcpt { recipient, .. } => {
+                if let Some(tx) = &mut self.tx {
+                    tx.rcpts.push(strip_brackets(&recipient));
+                }
+                cont(Response::Continue)
+            }
+            Command::Data | Command::Unknown { .. } => cont(Response::Continue),
+            Command::Header { name, value } => {
+                let leading = self.protocol.contains(Protocol::HDR_LEADSPC);
+                let max = self.gw.config().limits.max_message_size.0;
+                let tx = self.tx.get_or_insert_with(Transaction::default);
+                let mut line = Vec::with_capacity(name.len() + value.len() + 4);
+                line.extend_from_slice(name.as_bytes());
+                line.push(b':');
+                if !leading {
+                    line.push(b' ');
+                }
+                // Folded lines come with bare LF: the message is CRLF.
+                for (i, part) in value.split(|&b| b == b'\n').enumerate() {
+                    if i > 0 {
+                        line.extend_from_slice(b"\r\n");
+                    }
+                    line.extend_from_slice(part.strip_suffix(b"\r").unwrap_or(part));
+                }
+                line.extend_from_slice(b"\r\n");
+                append(tx, &line, max);
+                cont(Response::Continue)
+            }
+            Command::EndOfHeaders => {
+                let max = self.gw.config().limits.max_message_size.0;
+                let tx = self.tx.get_or_insert_with(Transaction::default);
+                append(tx, b"\r\n", max);
+                cont(Response::Continue)
+            }
+            Command::Body(chunk) => {
+                let max = self.gw.config().limits.max_message_size.0;
+                let tx = self.tx.get_or_insert_with(Transaction::default);
+                append(tx, &chunk, max);
+                cont(Response::Continue)
+            }
+            Command::EndOfMessage(chunk) => {
+                let max = self.gw.config().limits.max_message_size.0;
+                let mut tx = self.tx.take().unwrap_or_default();
+                append(&mut tx, &chunk, max);
+                Ok((self.end_of_message(tx).await, true))
+            }
+            Command::Abort => {
+                self.tx = None;
+                Ok((Vec::new(), true))
+            }
+            Command::QuitNc => {
+                // A new SMTP session on this connection: forget the last.
+                self.macros.clear();
+                self.client = None;
+                self.client_name.clear();
+                self.dnsbl_listed.clear();
+                self.helo.clear();
+                self.tx = None;
+                Ok((Vec::new(), true))
+            }
+            Command::Quit => Ok((Vec::new(), false)),
+        }
+    }
+
+    fn client_ip(&self) -> IpAddr {
+        self.client.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
+    }
+
+    fn rejected(&self, reason: RejectReason, reply: &str) {
+        MessageRejected {
+            reason,
+            client: self.client_ip(),
+            reply,
+        }
+        .emit(&self.gw.stats);
+    }
+
+    /// The `[spam] dnsbl` zones that list the client (scored, not refused).
+    async fn scoring_dnsbl(&self) -> Vec<String> {
+        let cfg = self.gw.config();
+        let Some(ip) = self.client else {
+            return Vec::new();
+        };
+        if cfg.spam.dnsbl.is_empty() {
+            return Vec::new();
+        }
+        let zones = cfg.spam.dnsbl.iter().map(|z| z.zone.as_str());
+        let (listed, tally) = self.gw.dns().dnsbl_all(ip, zones).await;
+        self.gw.stats.record(&tally.event());
+        listed
+    }
+
+    /// SPF for the sender, as an SMTP session checks it (not for clients in
+    /// relay_networks, nor when off).
+    async fn spf(&self, from: &str) -> Option<crate::auth::Spf> {
+        let cfg = self.gw.config();
+        let ip = self.client?;
+        if cfg.spam.spf == crate::config::SpfMode::Off || cfg.network.may_relay(ip) {
+            return None;
+        }
+        let dns = self.gw.dns();
+        let s = crate::auth::spf(
+            dns.authenticator(),
+            ip,
+            &self.helo,
+            &cfg.server.hostname,
+            from,
+            dns.timeout(),
+        )
+        .await;
+        self.gw.stats.record(&mailward_metrics::Event::SpfChecked {
+            result: s.result.as_str(),
+        });
+        Some(s)
+    }
+
+    /// The checks, the plans, and what the MTA is told.
+    async fn end_of_message(&mut self, tx: Transaction) -> Vec<Response> {
+        if tx.too_big {
+            let reply = "552 5.3.4 Message size exceeds fixed limit";
+            self.rejected(RejectReason::Size, reply);
+            return vec![reply_code(reply)];
+        }
+        if tx.rcpts.is_empty() {
+            // Nothing to decide for (the MTA refused every recipient).
+            return vec![Response::Continue];
+        }
+        let mut env = Envelope::new(
+            QueueId::generate(),
+            self.client_ip(),
+            self.helo.clone(),
+            tx.from,
+        );
+        env.milter = true;
+        env.upstream_id = self.macros.get("i").cloned();
+        env.rcpts = tx.rcpts.into_iter().map(Recipient::new).collect();
+        env.size = tx.message.len() as u64;
+        env.eight_bit = tx.message.iter().any(|&b| b >= 0x80);
+        env.tls = self.macros.contains_key("{tls_version}");
+        env.dnsbl_listed = self.dnsbl_listed.clone();
+        env.auth.spf = tx.spf;
+        tracing::info!(target: "smtp", queue_id = %env.id, upstream_id = env.upstream_id.as_deref().unwrap_or("-"),
+            client = %env.client_ip, from = %env.mail_from, rcpts = env.rcpts.len(), size = env.size,
+            auth = self.macros.get("{auth_authen}").map_or("-", String::as_str),
+            "Message from the MTA.");
+        let raw = Arc::new(tx.message);
+        let verdict = crate::policy::execute::judge(&self.gw, &env, raw.clone(), true).await;
+        let leading = self.protocol.contains(Protocol::HDR_LEADSPC);
+        match crate::policy::milter::carry_out(&self.gw, &env, raw, verdict, leading).await {
+            Outcome::Reject(reply) => {
+                self.rejected(RejectReason::Policy, &reply);
+                vec![reply_code(&reply)]
+            }
+            Outcome::TempFail(reply) => {
+                self.rejected(RejectReason::Tempfail, &reply);
+                vec![reply_code(&reply)]
+            }
+            Outcome::Accept(changes) => {
+                let mut out = self.changes(&env, changes);
+                out.push(Response::Accept);
+                out
+            }
+            Outcome::Discard(changes) => {
+                let mut out = self.changes(&env, changes);
+                out.push(Response::Discard);
+                out
+            }
+        }
+    }
+
+    /// The modifications as responses, leaving out (with a log line)
+    /// those the MTA did not agree to.
+    fn changes(&self, env: &Envelope, changes: Vec<Change>) -> Vec<Response> {
+        let mut out = Vec::new();
+        for c in changes {
+            let (needs, responses) = match c {
+                Change::InsertHeader { index, name, value } => (
+                    Actions::ADDHDRS,
+                    vec![Response::InsertHeader {
+                        index,
+                        name,
+                        value: value.into_bytes(),
+                    }],
+                ),
+                Change::AddHeader { name, value } => (
+                    Actions::ADDHDRS,
+                    vec![Response::AddHeader {
+                        name,
+                        value: value.into_bytes(),
+                    }],
+                ),
+                Change::ChangeHeader { name, index, value } => (
+                    Actions::CHGHDRS,
+                    vec![Response::ChangeHeader {
+                        index,
+                        name,
+                        value: value.into_bytes(),
+                    }],
+                ),
+                Change::ReplaceBody(body) => (Actions::CHGBODY, replace_body(&body)),
+                Change::DeleteRcpt(rcpt) => (Actions::DELRCPT, vec![Response::DelRcpt { rcpt }]),
+                Change::Quarantine(reason) => {
+                    (Actions::QUARANTINE, vec![Response::Quarantine { reason }])
+                }
+            };
+            if self.actions.contains(needs) {
+                out.extend(responses);
+            } else {
+                tracing::warn!(target: "smtp", queue_id = %env.id, action = %needs,
+                    "The MTA did not agree to this change; it is left out.");
+            }
+        }
+        out
+    }
+}
+
+/// Adds `bytes` to the message, up to `max` octets.
+fn append(tx: &mut Transaction, bytes: &[u8], max: u64) {
+    if tx.too_big {
+        return;
+    }
+    if (tx.message.len() + bytes.len()) as u64 > max {
+        tx.too_big = true;
+        tx.message = Vec::new();
+        return;
+    }
+    tx.message.extend_from_slice(bytes);
+}
+
+/// `<a@b>` -> `a@b`; `<>` -> "".
+fn strip_brackets(s: &str) -> String {
+    let s = s.trim();
+    s.strip_prefix('<')
+        .and_then(|s| s.strip_suffix('>'))
+        .unwrap_or(s)
+        .to_string()
+}
+
+/// SMFIR_REPLYCODE for `reply`, or a plain reject/tempfail when the text
+/// cannot be sent as it is.
+fn reply_code(reply: &str) -> Response {
+    match ReplyCode::new(reply) {
+        Ok(r) => Response::ReplyCode(r),
+        Err(_) if reply.starts_with('4') => Response::Tempfail,
+        Err(_) => Response::Reject,
+    }
+}

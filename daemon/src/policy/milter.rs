@@ -1,0 +1,352 @@
+//! Carrying out a verdict for a message the MTA keeps (milter mode,
+//! docs/postfix.md). The checks and the plans are the same as for SMTP;
+//! what differs is who holds the message: the MTA queues and delivers it,
+//! so the plans become what the milter protocol can say at end of message.
+//!
+//! - Every group refuses: the MTA is told to reject with our reply (the
+//!   client sees 550 5.7.1, nothing is queued anywhere).
+//! - A group that blocks: its recipients are deleted from the message; when
+//!   no group delivers, the message is discarded (accepted, never
+//!   delivered: `block`).
+//! - Quarantine: our store keeps the copy (as for SMTP), and the MTA is
+//!   asked to quarantine it too (Postfix: the hold queue), because the
+//!   message is the MTA's: `postsuper -H` releases it there.
+//! - The delivered copy: the verdict headers go on top, and the subject
+//!   mark and part edits become header changes and a new body. The MTA
+//!   delivers one copy to every remaining recipient, so when delivered
+//!   groups' plans change the message differently, the first group whose
+//!   plan changes it gives the copy (the safer one: parts removed), and a
+//!   log line says so.
+//! - Archive copies and notifications are ours, as for SMTP.
+//!
+//! A store or spool that cannot be written makes the answer a temporary
+//! failure: the MTA keeps the message and its client tries again.
+
+use super::execute;
+use super::plan::Delivery;
+use super::verdict::Verdict;
+use crate::envelope::Envelope;
+use crate::events::{MessageBlocked, MessageChecked};
+use crate::gateway::Gateway;
+use std::sync::Arc;
+
+/// One modification the MTA is asked for, in the order sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// Insert a header field at `index` (0: on top).
+    InsertHeader {
+        index: u32,
+        name: String,
+        value: String,
+    },
+    AddHeader {
+        name: String,
+        value: String,
+    },
+    /// Change the `index`th (from 1) field called `name`; "" deletes it.
+    ChangeHeader {
+        name: String,
+        index: u32,
+        value: String,
+    },
+    ReplaceBody(Vec<u8>),
+    DeleteRcpt(String),
+    Quarantine(String),
+}
+
+/// What the MTA is told at end of message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Accept, after these changes.
+    Accept(Vec<Change>),
+    /// Reject with this reply.
+    Reject(String),
+    /// Temporary failure with this reply.
+    TempFail(String),
+    /// Accept and never deliver, after these changes (a quarantine).
+    Discard(Vec<Change>),
+}
+
+const NOT_NOW: &str = "451 4.3.0 Local error writing the message, try again later";
+
+/// Carries out `verdict` for the message `env` (bytes `raw`, never
+/// spooled). `leading_space`: header values go to the MTA with their
+/// leading white space (SMFIP_HDR_LEADSPC was agreed).
+pub async fn carry_out(
+    gw: &Gateway,
+    env: &Envelope,
+    raw: Arc<Vec<u8>>,
+    mut verdict: Verdict,
+    leading_space: bool,
+) -> Outcome {
+    if let Some(reply) = execute::refusal(&verdict) {
+        MessageChecked {
+            envelope: env,
+            verdict: &verdict,
+            accepted: false,
+        }
+        .emit(&gw.stats);
+        tracing::info!(target: "policy", queue_id = %env.id, reply = %reply,
+            "Message refused by content policy.");
+        return Outcome::Reject(reply);
+    }
+    execute::accept(gw, env, &mut verdict);
+    let cfg = gw.config();
+    if execute::write_copies(gw, &cfg, env, &raw, &verdict)
+        .await
+        .is_err()
+    {
+        return Outcome::TempFail(NOT_NOW.into());
+    }
+    let mut records = Vec::new();
+    let notices = execute::compose_notifications(&cfg, env, &raw, &verdict, &mut records);
+    if !records.is_empty() {
+        if let Err(e) = gw.spool.commit(records).await {
+            tracing::error!(target: "policy", queue_id = %env.id, error = %e,
+                "Cannot spool the notifications.");
+            return Outcome::TempFail(NOT_NOW.into());
+        }
+    }
+    execute::queue_notifications(gw, env, notices);
+
+    let mut changes = Vec::new();
+    if let Some(reason) = verdict
+        .groups
+        .iter()
+        .find_map(|j| j.plan.quarantine.clone())
+    {
+        changes.push(Change::Quarantine(format!("Mailward: {reason}")));
+    }
+    let delivered: Vec<_> = verdict
+        .groups
+        .iter()
+        .filter(|j| j.plan.delivery == Delivery::Deliver)
+        .collect();
+    for j in verdict
+        .groups
+        .iter()
+        .filter(|j| j.plan.delivery != Delivery::Deliver)
+    {
+        MessageBlocked {
+            id: &env.id,
+            group: j.partition.label(),
+            status: &j.plan.shown_status(),
+            rcpts: j.partition.rcpts.len(),
+        }
+        .emit(&gw.stats);
+        if !delivered.is_empty() {
+            for &i in &j.partition.rcpts {
+                if let Some(r) = env.rcpts.get(i) {
+                    changes.push(Change::DeleteRcpt(format!("<{}>", r.address)));
+                }
+            }
+        }
+    }
+    let Some(first) = delivered.first() else {
+        return Outcome::Discard(changes);
+    };
+    // The copy: the first delivered group whose plan changes the message.
+    let chosen = delivered
+        .iter()
+        .find(|j| j.bytes.is_some())
+        .unwrap_or(first);
+    if delivered
+        .iter()
+        .any(|j| j.bytes != chosen.bytes || j.plan.headers != chosen.plan.headers)
+    {
+        tracing::warn!(target: "policy", queue_id = %env.id, group = %chosen.partition.label(),
+            "Policy groups would change this message differently; the MTA delivers one copy, so every recipient gets this group's.");
+    }
+    for (index, (name, value)) in fields(chosen.plan.headers.as_bytes())
+        .into_iter()
+        .enumerate()
+    {
+        changes.push(Change::InsertHeader {
+            index: index as u32,
+            name,
+            value: milter_value(&value, leading_space),
+        });
+    }
+    if let Some(new) = &chosen.bytes {
+        changes.extend(differences(&raw, new, leading_space));
+    }
+    Outcome::Accept(changes)
+}
+
+/// The header block and the body of a message (CRLF line ends).
+fn split(message: &[u8]) -> (&[u8], &[u8]) {
+    if message.starts_with(b"\r\n") {
+        return (&[], &message[2..]);
+    }
+    match message.windows(4).position(|w| w == b"\r\n\r\n") {
+        Some(i) => (&message[..i + 2], &message[i + 4..]),
+        None => (message, &[]),
+    }
+}
+
+/// The header fields of a header block: name and raw value (everything
+/// after the colon, folding included, without the final CRLF).
+fn fields(block: &[u8]) -> Vec<(String, Vec<u8>)> {
+    let mut out: Vec<(String, Vec<u8>)> = Vec::new();
+    for line in block.split_inclusive(|&b| b == b'\n') {
+        let line = line.strip_suffix(b"\n").unwrap_or(line);
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.starts_with(b" ") || line.starts_with(b"\t") {
+            if let Some((_, v)) = out.last_mut() {
+                v.extend_from_slice(b"\r\n");
+                v.extend_from_slice(line);
+            }
+            continue;
+        }
+        if let Some(colon) = line.iter().position(|&b| b == b':') {
+            let name = String::from_utf8_lossy(&line[..colon])
+                .trim_end()
+                .to_string();
+            out.push((name, line[colon + 1..].to_vec()));
+        }
+    }
+    out
+}
+
+/// A raw value as the milter protocol carries it: folding with LF (as the
+/// MTA keeps headers), and without the leading white space unless the MTA
+/// agreed to see it (SMFIP_HDR_LEADSPC).
+fn milter_value(raw: &[u8], leading_space: bool) -> String {
+    let text = String::from_utf8_lossy(raw).replace("\r\n", "\n");
+    if leading_space {
+        text
+    } else {
+        text.trim_start_matches([' ', '\t']).to_string()
+    }
+}
+
+/// The changes that turn message `old` into `new`: header fields changed,
+/// deleted or added (by name and position among fields of that name), and
+/// the body when it differs. Deletions of one name go from the last, so
+/// that earlier positions stay valid.
+pub fn differences(old: &[u8], new: &[u8], leading_space: bool) -> Vec<Change> {
+    let (old_head, old_body) = split(old);
+    let (new_head, new_body) = split(new);
+    let (old_fields, new_fields) = (fields(old_head), fields(new_head));
+    let mut names: Vec<String> = Vec::new();
+    for (n, _) in old_fields.iter().chain(new_fields.iter()) {
+        if !names.iter().any(|k| k.eq_ignore_ascii_case(n)) {
+            names.push(n.clone());
+        }
+    }
+    let mut out = Vec::new();
+    for name in names {
+        let of = |f: &[(String, Vec<u8>)]| -> Vec<Vec<u8>> {
+            f.iter()
+                .filter(|(n, _)| n.eq_ignore_ascii_case(&name))
+                .map(|(_, v)| v.clone())
+                .collect()
+        };
+        let (o, n) = (of(&old_fields), of(&new_fields));
+        for (i, (a, b)) in o.iter().zip(n.iter()).enumerate() {
+            if a != b {
+                out.push(Change::ChangeHeader {
+                    name: name.clone(),
+                    index: i as u32 + 1,
+                    value: milter_value(b, leading_space),
+                });
+            }
+        }
+        for i in (n.len()..o.len()).rev() {
+            out.push(Change::ChangeHeader {
+                name: name.clone(),
+                index: i as u32 + 1,
+                value: String::new(),
+            });
+        }
+        for b in n.iter().skip(o.len()) {
+            out.push(Change::AddHeader {
+                name: name.clone(),
+                value: milter_value(b, leading_space),
+            });
+        }
+    }
+    if old_body != new_body {
+        out.push(Change::ReplaceBody(new_body.to_vec()));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const OLD: &[u8] = b"From: a@b.test\r\nSubject: Hello\r\n\tworld\r\nContent-Type: multipart/mixed; boundary=x\r\nX-One: 1\r\nX-One: 2\r\n\r\nbody\r\n";
+
+    #[test]
+    fn unchanged_message_needs_nothing() {
+        assert!(differences(OLD, OLD, true).is_empty());
+    }
+
+    #[test]
+    fn a_subject_mark_changes_the_first_subject_keeping_its_folding() {
+        let new = b"From: a@b.test\r\nSubject: [VIRUS] Hello\r\n\tworld\r\nContent-Type: multipart/mixed; boundary=x\r\nX-One: 1\r\nX-One: 2\r\n\r\nbody\r\n";
+        assert_eq!(
+            differences(OLD, new, true),
+            vec![Change::ChangeHeader {
+                name: "Subject".into(),
+                index: 1,
+                value: " [VIRUS] Hello\n\tworld".into()
+            }]
+        );
+        assert_eq!(
+            differences(OLD, new, false),
+            vec![Change::ChangeHeader {
+                name: "Subject".into(),
+                index: 1,
+                value: "[VIRUS] Hello\n\tworld".into()
+            }]
+        );
+    }
+
+    #[test]
+    fn removed_fields_are_deleted_from_the_last_and_new_ones_added() {
+        let new = b"From: a@b.test\r\nSubject: Hello\r\n\tworld\r\nContent-Type: text/plain\r\nX-Two: new\r\n\r\nnotice\r\n";
+        assert_eq!(
+            differences(OLD, new, false),
+            vec![
+                Change::ChangeHeader {
+                    name: "Content-Type".into(),
+                    index: 1,
+                    value: "text/plain".into()
+                },
+                Change::ChangeHeader {
+                    name: "X-One".into(),
+                    index: 2,
+                    value: String::new()
+                },
+                Change::ChangeHeader {
+                    name: "X-One".into(),
+                    index: 1,
+                    value: String::new()
+                },
+                Change::AddHeader {
+                    name: "X-Two".into(),
+                    value: "new".into()
+                },
+                Change::ReplaceBody(b"notice\r\n".to_vec()),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_message_without_a_body_splits_cleanly() {
+        assert_eq!(split(b"A: b\r\n"), (&b"A: b\r\n"[..], &b""[..]));
+        assert_eq!(split(b"\r\nbody"), (&b""[..], &b"body"[..]));
+        assert_eq!(split(b"A: b\r\n\r\n"), (&b"A: b\r\n"[..], &b""[..]));
+    }
+
+    #[test]
+    fn verdict_header_lines_become_fields() {
+        let f =
+            fields(b"X-Mailward-AV: infected; Eicar\r\nX-Mailward-Spam: as/clean;\r\n score=0\r\n");
+        assert_eq!(f.len(), 2);
+        assert_eq!(f[0].0, "X-Mailward-AV");
+        assert_eq!(milter_value(&f[1].1, false), "as/clean;\n score=0");
+    }
+}
