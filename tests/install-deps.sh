@@ -40,6 +40,8 @@
 #   adduser            the package's dependency (its postinst makes the
 #                      mailward user), so the package test's dpkg -i
 #                      finds it (Debian images usually have it)
+#   miltertest         opendkim's scripted milter MTA (Lua): drives a milter
+#                      session against `mailward milter` in the milter test
 #   npm                only when no `npm` is on PATH: fetches the IETF base
 #                      MIBs (SNMPv2-SMI/TC/CONF), which Debian's free
 #                      packages lack, from the npm registry's net-snmp
@@ -59,7 +61,7 @@ set -euo pipefail
 
 packages=(postfix swaks libnet-ssleay-perl dnsmasq-base openssl ca-certificates prometheus
     snmpd snmptrapd snmp smitools zip clamav-testfiles python3-spf python3-dnslib python3-yaml
-    python3-dkim redis-server rsyslog logrotate lintian systemd adduser)
+    python3-dkim redis-server rsyslog logrotate lintian systemd adduser miltertest)
 command -v npm >/dev/null 2>&1 || packages+=(npm)
 
 # The base MIBs go below the workspace's target/, owned by whoever runs the

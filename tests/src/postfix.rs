@@ -28,6 +28,12 @@ pub struct PostfixSetup {
     pub tls: Option<(String, String)>,
     /// More main.cf lines.
     pub extra: Vec<String>,
+    /// `-o name=value` options of the public smtpd (a before-queue proxy,
+    /// a milter), one per entry without the `-o`.
+    pub smtpd_options: Vec<String>,
+    /// More master.cf lines, as written there (a content filter's
+    /// transport and its re-injection smtpd).
+    pub master: Vec<String>,
 }
 
 impl Postfix {
@@ -84,12 +90,18 @@ maillog_file_prefixes = {d}
             main.push('\n');
         }
         std::fs::write(dir.join("etc/main.cf"), main)?;
+        let options: String = setup
+            .smtpd_options
+            .iter()
+            .map(|o| format!("  -o {o}\n"))
+            .collect();
+        let extra_master: String = setup.master.iter().map(|l| format!("{l}\n")).collect();
         // chroot off everywhere: the private queue has no chroot jail.
         std::fs::write(
             dir.join("etc/master.cf"),
             format!(
                 "127.0.0.1:{port} inet n - n - - smtpd
-pickup    unix  n       -       n       60      1       pickup
+{options}pickup    unix  n       -       n       60      1       pickup
 cleanup   unix  n       -       n       -       0       cleanup
 qmgr      unix  n       -       n       300     1       qmgr
 rewrite   unix  -       -       n       -       -       trivial-rewrite
@@ -109,7 +121,7 @@ anvil     unix  -       -       n       -       1       anvil
 scache    unix  -       -       n       -       1       scache
 postlog   unix-dgram n  -       n       -       1       postlogd
 tlsmgr    unix  -       -       n       1000?   1       tlsmgr
-"
+{extra_master}"
             ),
         )?;
         let etc = dir.join("etc").display().to_string();
@@ -136,6 +148,49 @@ tlsmgr    unix  -       -       n       1000?   1       tlsmgr
         })
         .with_context(|| pf.log())?;
         Ok(pf)
+    }
+
+    fn etc(&self) -> String {
+        self.dir.join("etc").display().to_string()
+    }
+
+    /// Its queue as `postqueue -j` shows it: one JSON object per message
+    /// (queue_name, queue_id, recipients with delay_reason, ...).
+    pub fn queue(&self) -> Result<Vec<serde_json::Value>> {
+        let postqueue = require("postqueue", "postfix")?;
+        let out = Command::new(postqueue)
+            .args(["-c", &self.etc(), "-j"])
+            .output()
+            .context("running postqueue -j")?;
+        if !out.status.success() {
+            bail!("postqueue -j: {}", output_text(&out));
+        }
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| serde_json::from_str(l).with_context(|| format!("postqueue -j line {l}")))
+            .collect()
+    }
+
+    /// Waits until its queue is empty; fails with the queue and the log.
+    pub fn wait_queue_empty(&self, timeout: std::time::Duration) -> Result<()> {
+        wait_until("Postfix's queue to be empty", timeout, || {
+            Ok(self.queue()?.is_empty().then_some(()))
+        })
+        .with_context(|| format!("{:?}\n{}", self.queue(), self.log()))
+    }
+
+    /// `postqueue -f`: tries every deferred message now.
+    pub fn flush(&self) -> Result<()> {
+        let postqueue = require("postqueue", "postfix")?;
+        let out = Command::new(postqueue)
+            .args(["-c", &self.etc(), "-f"])
+            .output()
+            .context("running postqueue -f")?;
+        if !out.status.success() {
+            bail!("postqueue -f: {}", output_text(&out));
+        }
+        Ok(())
     }
 
     /// Its maillog.

@@ -50,6 +50,7 @@ fn starttls_modes_against_a_real_postfix() -> Result<()> {
             relay_port: sink.port,
             tls: Some((cert.clone(), key.clone())),
             extra: Vec::new(),
+            ..Default::default()
         },
     )?;
     // Offers STARTTLS, but only protocols rustls will not speak.
@@ -60,6 +61,7 @@ fn starttls_modes_against_a_real_postfix() -> Result<()> {
             relay_port: sink.port,
             tls: Some((cert, key)),
             extra: vec!["smtpd_tls_protocols = !TLSv1.2, !TLSv1.3".into()],
+            ..Default::default()
         },
     )?;
     let stats = StatsSetup::new(dir.path());

@@ -1,0 +1,348 @@
+//! Mailward as a milter (docs/postfix.md): a private Postfix with
+//! `smtpd_milters` pointing at Mailward's `[milter] listen`, relaying to an
+//! smtp-sink, and Debian's `miltertest` (opendkim's scripted MTA) against
+//! `mailward milter`:
+//!
+//! - a refusal reaches Postfix's client (550 5.7.1), nothing is queued;
+//! - the verdict header and the subject mark appear at the sink, and the
+//!   infected attachment is gone (header changes and a new body);
+//! - quarantine puts the message on Postfix's hold queue (`postqueue -j`)
+//!   and our quarantine store has its copy;
+//! - garbage on the milter port closes that connection only: mail goes on;
+//! - the statistics count the messages with `mode="milter"`.
+
+use std::io::Write as _;
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{bail, ensure, Context, Result};
+use mailward_e2e::mime::{self, Part};
+use mailward_e2e::postfix::{Postfix, PostfixSetup};
+use mailward_e2e::samples::{eicar, zip_of};
+use mailward_e2e::stats::StatsSetup;
+use mailward_e2e::tools::{self, is_root, output_text};
+use mailward_e2e::*;
+
+fn infected(subject: &str) -> Result<Vec<u8>> {
+    let zip = zip_of(&[("eicar.com", &eicar())])?;
+    Ok(mime::multipart(
+        subject,
+        "b-milter",
+        &[
+            Part::text("Please see the attachment.\r\n"),
+            Part::attachment("invoice.zip", "application/zip", &zip),
+        ],
+    ))
+}
+
+/// swaks to Postfix; (exit ok, transcript).
+fn swaks_to(
+    dir: &TestDir,
+    port: u16,
+    name: &str,
+    rcpt: &str,
+    message: &[u8],
+) -> Result<(bool, String)> {
+    let file = dir.join(format!("{name}.eml"));
+    std::fs::write(&file, message)?;
+    let server = format!("127.0.0.1:{port}");
+    let file = file.display().to_string();
+    let out = swaks(&[
+        "--server",
+        &server,
+        "--ehlo",
+        "client.test",
+        "--from",
+        "alice@sender.test",
+        "--to",
+        rcpt,
+        "--data",
+        &file,
+    ])?;
+    Ok((out.status.success(), output_text(&out)))
+}
+
+/// Writes bytes that are not the milter protocol to the port, in a few
+/// shapes (a huge length, a zero length, an unknown command, a truncated
+/// packet), each on its own connection.
+fn garbage(port: u16) -> Result<()> {
+    let shapes: [&[u8]; 5] = [
+        b"\xff\xff\xff\xffhello",
+        b"\x00\x00\x00\x00",
+        b"\x00\x00\x00\x02Z!",
+        b"\x00\x00\x00\x10O\x00\x00",
+        b"GET / HTTP/1.0\r\n\r\n",
+    ];
+    for bytes in shapes {
+        let mut s = TcpStream::connect(("127.0.0.1", port))?;
+        s.set_read_timeout(Some(Duration::from_secs(5)))?;
+        let _ = s.write_all(bytes);
+        // The connection is closed by Mailward (or dropped here).
+        let mut buf = [0u8; 64];
+        let _ = std::io::Read::read(&mut s, &mut buf);
+    }
+    Ok(())
+}
+
+#[test]
+fn postfix_with_mailward_as_milter() -> Result<()> {
+    ensure!(
+        is_root(),
+        "the private Postfix needs root: run as root (tests/run does)"
+    );
+    let dir = TestDir::new("milter-postfix")?;
+    let sink = Sink::start(dir.path(), "sink")?;
+    let milter_port = free_port();
+    let stats = StatsSetup::new(dir.path());
+    let config = stats
+        .apply(Config::new(dir.path()))
+        .route_to_port("*", sink.port)
+        .set_str("milter", "listen", &format!("inet:{milter_port}@127.0.0.1"))
+        .set_list("policy", "mark_subject", &["av/infected"])
+        .set(
+            "policy",
+            "subject_prefix",
+            r#"{ "av/infected" = "[VIRUS]" }"#,
+        )
+        .set_list("group.strict", "recipients", &["*@strict.example.com"])
+        .set_list("group.strict", "reject", &["av/infected"])
+        .set_list("group.hold", "recipients", &["*@hold.example.com"])
+        .set_list("group.hold", "quarantine", &["av/infected"]);
+    let daemon = Daemon::start(&config)?;
+    let postfix = Postfix::start(
+        dir.path(),
+        "milter",
+        &PostfixSetup {
+            relay_port: sink.port,
+            extra: vec![
+                format!("smtpd_milters = inet:127.0.0.1:{milter_port}"),
+                "milter_default_action = tempfail".into(),
+                "milter_protocol = 6".into(),
+            ],
+            ..Default::default()
+        },
+    )?;
+
+    // A refusal reaches the client; nothing is queued.
+    let (ok, t) = swaks_to(
+        &dir,
+        postfix.port,
+        "strict",
+        "boss@strict.example.com",
+        &infected("for the boss")?,
+    )?;
+    ensure!(
+        !ok && t.contains("<** 550 5.7.1"),
+        "the client must see 550 5.7.1:\n{t}\n{}",
+        postfix.log()
+    );
+    postfix.wait_queue_empty(Duration::from_secs(5))?;
+
+    // Delivered cleaned: verdict header, subject mark, attachment gone.
+    let (ok, t) = swaks_to(
+        &dir,
+        postfix.port,
+        "user",
+        "user@example.com",
+        &infected("invoice")?,
+    )?;
+    ensure!(ok, "refused: {t}\n{}", postfix.log());
+    let got = sink
+        .wait_for_count(1, DELIVERY_TIMEOUT)
+        .with_context(|| format!("{}\n{}", postfix.log(), daemon.log()))?;
+    let m = &got[0];
+    ensure!(
+        m.header("X-Mailward-AV")
+            .is_some_and(|h| h.starts_with("infected")),
+        "verdict header at the sink:\n{}",
+        m.message
+    );
+    ensure!(
+        m.header("Subject").as_deref() == Some("[VIRUS] invoice"),
+        "subject mark: {:?}",
+        m.header("Subject")
+    );
+    ensure!(
+        !m.message.contains("invoice.zip\"") && m.message.contains("Please see the attachment."),
+        "the infected attachment is removed, the text kept:\n{}",
+        m.message
+    );
+    ensure!(
+        m.header("Received")
+            .is_some_and(|r| r.contains("postfix-milter.test")),
+        "Postfix delivered it itself: {:?}",
+        m.header("Received")
+    );
+
+    // Quarantine: Postfix's hold queue, and our store's copy.
+    let (ok, t) = swaks_to(
+        &dir,
+        postfix.port,
+        "hold",
+        "ann@hold.example.com",
+        &infected("hold me")?,
+    )?;
+    ensure!(ok, "refused: {t}");
+    let held = wait_until("the message on hold", Duration::from_secs(20), || {
+        Ok(postfix
+            .queue()?
+            .into_iter()
+            .find(|m| m["queue_name"] == "hold"))
+    })
+    .with_context(|| postfix.log())?;
+    ensure!(
+        held["recipients"][0]["address"] == "ann@hold.example.com",
+        "held: {held}"
+    );
+    let listed = daemon.cli_ok(&["quarantine", "list", "--json"])?;
+    ensure!(
+        listed.lines().count() == 1 && listed.contains("ann@hold.example.com"),
+        "our quarantine has the copy: {listed}"
+    );
+
+    // Garbage on the milter port does not disturb mail.
+    garbage(milter_port)?;
+    let clean = b"From: alice@sender.test\r\nTo: user@example.com\r\nSubject: after garbage\r\n\r\nStill here.\r\n";
+    let (ok, t) = swaks_to(&dir, postfix.port, "clean", "user@example.com", clean)?;
+    ensure!(ok, "refused after garbage: {t}\n{}", daemon.log());
+    let got = sink.wait_for_count(2, DELIVERY_TIMEOUT)?;
+    let m = got
+        .iter()
+        .find(|m| m.message.contains("Subject: after garbage"))
+        .context("the message after the garbage did not arrive")?;
+    ensure!(
+        m.header("X-Mailward-AV")
+            .is_some_and(|h| h.starts_with("clean")),
+        "checked by the milter: {:?}",
+        m.header("X-Mailward-AV")
+    );
+    let log = daemon.full_log();
+    ensure!(
+        log.contains("Milter connection closed on an error"),
+        "the garbage is logged"
+    );
+
+    let metrics = stats.scrape()?;
+    let checked = metrics.get("mailward_messages_checked_total", &[("mode", "milter")]);
+    ensure!(checked == Some(4.0), "checked by milter: {checked:?}");
+    let raw = stats.raw_lines()?;
+    ensure!(
+        raw.len() == 4 && raw.iter().all(|r| r.mode == "milter"),
+        "raw records with mode milter: {:?}",
+        raw.iter().map(|r| &r.line).collect::<Vec<_>>()
+    );
+    ensure!(
+        daemon.queue_ids()?.is_empty(),
+        "nothing of the MTA's mail is queued in Mailward"
+    );
+    Ok(())
+}
+
+/// `mailward milter` started by hand; killed on drop.
+struct MilterProcess(std::process::Child);
+
+impl Drop for MilterProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn miltertest_scripted_session_against_mailward_milter() -> Result<()> {
+    let miltertest = require("miltertest", "miltertest")?;
+    let dir = TestDir::new("miltertest")?;
+    let port = free_port();
+    let config = Config::new(dir.path())
+        .set_list("policy", "reject", &["av/infected"])
+        .set_list("policy", "mark_subject", &["av/infected"]);
+    let daemon = Daemon::new(&config)?;
+    let bin = mailward_e2e::daemon::mailward_bin()?;
+    let log = std::fs::File::create(dir.join("milter.log"))?;
+    let listen = format!("inet:{port}@127.0.0.1");
+    let child = Command::new(bin)
+        .args(["milter", "--config"])
+        .arg(daemon.config_path())
+        .args(["--listen", &listen])
+        .current_dir(dir.path())
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()?;
+    let _process = MilterProcess(child);
+    wait_until("mailward milter to listen", Duration::from_secs(20), || {
+        Ok(TcpStream::connect(("127.0.0.1", port)).ok().map(|_| ()))
+    })
+    .with_context(|| tools::tail(&dir.join("milter.log"), 30))?;
+    ensure!(
+        TcpStream::connect(("127.0.0.1", config.port)).is_err(),
+        "mailward milter opens no SMTP port"
+    );
+
+    let eicar = String::from_utf8(eicar())?;
+    let script = format!(
+        r#"
+local conn = mt.connect("inet:{port}@127.0.0.1")
+if conn == nil then error("connect failed") end
+mt.set_timeout(30)
+local function step(what, rc, want)
+  if rc ~= nil then error(what .. " failed") end
+  local r = mt.getreply(conn)
+  if r ~= want then error(what .. ": reply " .. tostring(r)) end
+end
+mt.macro(conn, SMFIC_CONNECT, "j", "mta.test", "{{client_addr}}", "192.0.2.7")
+step("connect", mt.conninfo(conn, "client.example.net", "192.0.2.7"), SMFIR_CONTINUE)
+step("helo", mt.helo(conn, "client.example.net"), SMFIR_CONTINUE)
+mt.macro(conn, SMFIC_MAIL, "i", "4XyzQ1")
+step("mail", mt.mailfrom(conn, "<alice@sender.test>"), SMFIR_CONTINUE)
+step("rcpt", mt.rcptto(conn, "<user@example.com>"), SMFIR_CONTINUE)
+step("header", mt.header(conn, "From", "alice@sender.test"), SMFIR_CONTINUE)
+step("header", mt.header(conn, "Subject", "clean"), SMFIR_CONTINUE)
+step("eoh", mt.eoh(conn), SMFIR_CONTINUE)
+step("body", mt.bodystring(conn, "Hello.\r\n"), SMFIR_CONTINUE)
+step("eom", mt.eom(conn), SMFIR_ACCEPT)
+if not mt.eom_check(conn, MT_HDRINSERT, "X-Mailward-AV") then error("no verdict header") end
+print("CLEAN: accepted with X-Mailward-AV")
+step("mail", mt.mailfrom(conn, "<alice@sender.test>"), SMFIR_CONTINUE)
+step("rcpt", mt.rcptto(conn, "<user@example.com>"), SMFIR_CONTINUE)
+step("header", mt.header(conn, "Subject", "infected"), SMFIR_CONTINUE)
+step("eoh", mt.eoh(conn), SMFIR_CONTINUE)
+step("body", mt.bodystring(conn, [[{eicar}]] .. "\r\n"), SMFIR_CONTINUE)
+step("eom", mt.eom(conn), SMFIR_REPLYCODE)
+print("INFECTED: refused")
+mt.disconnect(conn)
+"#
+    );
+    let script_path = dir.join("session.lua");
+    std::fs::write(&script_path, script)?;
+    let out = Command::new(miltertest)
+        .arg("-v")
+        .arg("-s")
+        .arg(&script_path)
+        .output()
+        .context("running miltertest")?;
+    let text = output_text(&out);
+    if !out.status.success() {
+        bail!(
+            "miltertest failed:\n{text}\n--- mailward milter log\n{}",
+            tools::tail(&dir.join("milter.log"), 40)
+        );
+    }
+    ensure!(
+        text.contains("CLEAN: accepted with X-Mailward-AV") && text.contains("INFECTED: refused"),
+        "{text}"
+    );
+    let log = std::fs::read_to_string(dir.join("milter.log"))?;
+    ensure!(
+        log.lines().any(|l| l.contains("Message from the MTA.")
+            && l.contains("upstream_id=\"4XyzQ1\"")
+            && l.contains("client=192.0.2.7")),
+        "the macros feed the envelope:\n{log}"
+    );
+    ensure!(
+        log.contains("reply=550 5.7.1"),
+        "the refusal is logged:\n{log}"
+    );
+    Ok(())
+}

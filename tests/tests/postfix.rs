@@ -1,0 +1,342 @@
+//! Mailward beside a real Postfix (docs/postfix.md), each way a site can
+//! put it there, with a private Postfix (own config and queue directories,
+//! loopback ports) relaying to an smtp-sink:
+//!
+//! - **after-queue content filter** (`content_filter`): Postfix hands each
+//!   queued message to Mailward, which checks it and re-injects it into
+//!   Postfix's second smtpd. EICAR arrives cleaned with the verdict, a
+//!   clean message byte for byte (trace headers apart), Postfix's queue
+//!   ends empty, Mailward down means Postfix defers and delivers once it
+//!   is back, and XFORWARD puts the original client in the raw record;
+//! - **before-queue proxy** (`smtpd_proxy_filter`): the verdict is given in
+//!   the client's own session: `reject = ["av/infected"]` makes swaks see
+//!   550 5.7.1 from Postfix, and nothing is queued anywhere.
+//!
+//! The client talks from 127.0.0.2 so that the original client differs
+//! from the Postfix that forwards it (127.0.0.1).
+
+use std::time::Duration;
+
+use anyhow::{ensure, Context, Result};
+use mailward_e2e::mime::{self, Part};
+use mailward_e2e::postfix::{Postfix, PostfixSetup};
+use mailward_e2e::samples::{eicar, zip_of};
+use mailward_e2e::stats::StatsSetup;
+use mailward_e2e::tools::{is_root, output_text};
+use mailward_e2e::*;
+
+/// Where the original client connects from.
+const CLIENT_IP: &str = "127.0.0.2";
+const CLIENT_HELO: &str = "origin.client.test";
+
+fn infected(subject: &str) -> Result<Vec<u8>> {
+    let zip = zip_of(&[("eicar.com", &eicar())])?;
+    Ok(mime::multipart(
+        subject,
+        "b-postfix",
+        &[
+            Part::text("Please see the attachment.\r\n"),
+            Part::attachment("invoice.zip", "application/zip", &zip),
+        ],
+    ))
+}
+
+/// A clean message with every header Postfix would otherwise add.
+fn clean(n: u32) -> Vec<u8> {
+    format!(
+        "From: Alice <alice@sender.test>\r\nTo: user@example.com\r\nSubject: clean {n}\r\n\
+         Date: Tue, 01 Dec 2026 10:00:00 +0000\r\nMessage-ID: <clean-{n}@sender.test>\r\n\
+         MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n\
+         Line one of message {n}.\r\n..a line that starts with a dot\r\n\r\nThe end.\r\n"
+    )
+    .into_bytes()
+}
+
+/// swaks to Postfix from the original client's address; the transcript.
+fn swaks_via(dir: &TestDir, port: u16, name: &str, message: &[u8]) -> Result<(bool, String)> {
+    let file = dir.join(format!("{name}.eml"));
+    std::fs::write(&file, message)?;
+    let server = format!("127.0.0.1:{port}");
+    let file = file.display().to_string();
+    let out = swaks(&[
+        "--server",
+        &server,
+        "--local-interface",
+        CLIENT_IP,
+        "--ehlo",
+        CLIENT_HELO,
+        "--from",
+        "alice@sender.test",
+        "--to",
+        "user@example.com",
+        "--data",
+        &file,
+    ])?;
+    Ok((out.status.success(), output_text(&out)))
+}
+
+/// The message without trace fields (`Received:`, ours `X-Mailward-*`),
+/// with LF line ends and without trailing empty lines: what must be
+/// unchanged end to end.
+fn without_trace(message: &[u8]) -> String {
+    let text = String::from_utf8_lossy(message).replace("\r\n", "\n");
+    let (head, body) = text.split_once("\n\n").unwrap_or((&text, ""));
+    let mut kept = String::new();
+    let mut dropping = false;
+    for line in head.lines() {
+        if !line.starts_with([' ', '\t']) {
+            let lower = line.to_ascii_lowercase();
+            dropping = lower.starts_with("received:") || lower.starts_with("x-mailward-");
+        }
+        if !dropping {
+            kept.push_str(line);
+            kept.push('\n');
+        }
+    }
+    // swaks puts one more CRLF before the final dot than the file has:
+    // trailing empty lines are its, not ours.
+    format!("{kept}\n{}", body.trim_end_matches('\n'))
+}
+
+/// master.cf lines of the smtpd Mailward re-injects into (Postfix's
+/// FILTER_README): no second filter, no repeated checks, XFORWARD taken
+/// from Mailward so Postfix's log names the original client too.
+fn reinjection(port: u16) -> Vec<String> {
+    [
+        &format!("127.0.0.1:{port} inet n - n - - smtpd"),
+        "  -o content_filter=",
+        "  -o receive_override_options=no_unknown_recipient_checks,no_header_body_checks,no_milters",
+        "  -o smtpd_helo_restrictions=",
+        "  -o smtpd_client_restrictions=",
+        "  -o smtpd_sender_restrictions=",
+        "  -o smtpd_recipient_restrictions=",
+        "  -o smtpd_relay_restrictions=permit_mynetworks,reject",
+        "  -o mynetworks=127.0.0.0/8",
+        "  -o smtpd_authorized_xforward_hosts=127.0.0.0/8",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+#[test]
+fn after_queue_content_filter() -> Result<()> {
+    ensure!(
+        is_root(),
+        "the private Postfix needs root: run as root (tests/run does)"
+    );
+    let dir = TestDir::new("postfix-after-queue")?;
+    let sink = Sink::start(dir.path(), "sink")?;
+    let reinject = free_port();
+    let stats = StatsSetup::new(dir.path());
+    let config = stats
+        .apply(Config::new(dir.path()))
+        .route_to_port("*", reinject);
+    let mut daemon = Daemon::start(&config)?;
+    let mut master = vec![
+        "mailward unix - - n - 4 smtp".to_string(),
+        "  -o smtp_send_xforward_command=yes".into(),
+        "  -o disable_mime_output_conversion=yes".into(),
+        "  -o smtp_generic_maps=".into(),
+    ];
+    master.extend(reinjection(reinject));
+    let postfix = Postfix::start(
+        dir.path(),
+        "after",
+        &PostfixSetup {
+            relay_port: sink.port,
+            extra: vec![format!(
+                "content_filter = mailward:[127.0.0.1]:{}",
+                config.port
+            )],
+            master,
+            ..Default::default()
+        },
+    )?;
+
+    // EICAR: cleaned by Mailward, delivered by Postfix with the verdict.
+    let (ok, transcript) = swaks_via(&dir, postfix.port, "eicar", &infected("invoice")?)?;
+    ensure!(ok, "Postfix refused the message: {transcript}");
+    let got = sink
+        .wait_for_count(1, DELIVERY_TIMEOUT)
+        .with_context(|| format!("{}\n{}", postfix.log(), daemon.log()))?;
+    let m = &got[0];
+    ensure!(
+        m.header("X-Mailward-AV")
+            .is_some_and(|h| h.starts_with("infected")),
+        "no infected verdict at the sink:\n{}",
+        m.message
+    );
+    ensure!(
+        !m.message.contains("invoice.zip\"") && m.message.contains("Please see the attachment."),
+        "the infected part is removed, the text kept:\n{}",
+        m.message
+    );
+    let received: Vec<String> = m
+        .headers()
+        .into_iter()
+        .filter(|(n, _)| n.eq_ignore_ascii_case("received"))
+        .map(|(_, v)| v)
+        .collect();
+    let ours = received
+        .iter()
+        .find(|v| v.contains("(Mailward)"))
+        .context("no Received of ours")?;
+    ensure!(
+        ours.contains(CLIENT_HELO) && ours.contains(&format!("[{CLIENT_IP}]")),
+        "our Received names the original client (XFORWARD): {ours}"
+    );
+
+    // A clean message: byte for byte, apart from trace fields.
+    let sent = clean(1);
+    let (ok, transcript) = swaks_via(&dir, postfix.port, "clean", &sent)?;
+    ensure!(ok, "Postfix refused the message: {transcript}");
+    let got = sink.wait_for_count(2, DELIVERY_TIMEOUT)?;
+    let m = got
+        .iter()
+        .find(|m| m.message.contains("Subject: clean 1"))
+        .context("the clean message did not arrive")?;
+    ensure!(
+        m.header("X-Mailward-AV")
+            .is_some_and(|h| h.starts_with("clean")),
+        "clean verdict: {:?}",
+        m.header("X-Mailward-AV")
+    );
+    let (want, have) = (without_trace(&sent), without_trace(m.message.as_bytes()));
+    ensure!(
+        want == have,
+        "the clean message changed on the way:\n--- sent\n{want}\n--- arrived\n{have}"
+    );
+    postfix.wait_queue_empty(Duration::from_secs(30))?;
+
+    // The raw records and statistics see the original client.
+    let raw = stats.raw_lines()?;
+    ensure!(raw.len() == 2, "{} raw records, want 2", raw.len());
+    for r in &raw {
+        ensure!(
+            r.client_ip == CLIENT_IP && r.mode == "filter",
+            "raw record with client {} and mode {}, want {CLIENT_IP} and filter: {}",
+            r.client_ip,
+            r.mode,
+            r.line
+        );
+    }
+    let log = daemon.log();
+    ensure!(
+        log.lines().any(|l| l.contains("Message accepted.")
+            && l.contains("forwarded_by=127.0.0.1")
+            && l.contains("mode=\"filter\"")),
+        "the log names the forwarding MTA:\n{log}"
+    );
+    let metrics = stats.scrape()?;
+    ensure!(
+        metrics.get("mailward_messages_checked_total", &[("mode", "filter")]) == Some(2.0),
+        "mailward_messages_checked_total{{mode=\"filter\"}}: {:?}",
+        metrics.get("mailward_messages_checked_total", &[("mode", "filter")])
+    );
+
+    // Mailward down: Postfix defers (never bounces), and delivers once it
+    // is back.
+    daemon.sigterm()?;
+    let (ok, transcript) = swaks_via(&dir, postfix.port, "while-down", &clean(2))?;
+    ensure!(
+        ok,
+        "Postfix must take the message while Mailward is down: {transcript}"
+    );
+    let deferred = wait_until(
+        "Postfix to defer the message",
+        Duration::from_secs(30),
+        || {
+            let q = postfix.queue()?;
+            let reason = q
+                .iter()
+                .flat_map(|m| m["recipients"].as_array().cloned().unwrap_or_default())
+                .filter_map(|r| r["delay_reason"].as_str().map(str::to_string))
+                .next();
+            Ok(reason)
+        },
+    )?;
+    ensure!(
+        deferred.contains("Connection refused"),
+        "deferred because Mailward is not there: {deferred}"
+    );
+    ensure!(
+        !postfix.log().contains("status=bounced"),
+        "Postfix bounced:\n{}",
+        postfix.log()
+    );
+    daemon.restart()?;
+    postfix.flush()?;
+    let got = sink.wait_for_count(3, DELIVERY_TIMEOUT)?;
+    ensure!(
+        got.iter().any(|m| m.message.contains("Subject: clean 2")),
+        "the deferred message arrived once Mailward was back"
+    );
+    postfix.wait_queue_empty(Duration::from_secs(30))?;
+    Ok(())
+}
+
+#[test]
+fn before_queue_proxy_refuses_in_the_clients_session() -> Result<()> {
+    ensure!(
+        is_root(),
+        "the private Postfix needs root: run as root (tests/run does)"
+    );
+    let dir = TestDir::new("postfix-before-queue")?;
+    let sink = Sink::start(dir.path(), "sink")?;
+    let reinject = free_port();
+    let stats = StatsSetup::new(dir.path());
+    let config = stats
+        .apply(Config::new(dir.path()))
+        .set_list("policy", "reject", &["av/infected"])
+        .route_to_port("*", reinject);
+    let daemon = Daemon::start(&config)?;
+    let postfix = Postfix::start(
+        dir.path(),
+        "before",
+        &PostfixSetup {
+            relay_port: sink.port,
+            smtpd_options: vec![
+                format!("smtpd_proxy_filter=127.0.0.1:{}", config.port),
+                "smtpd_proxy_options=speed_adjust".into(),
+            ],
+            master: reinjection(reinject),
+            ..Default::default()
+        },
+    )?;
+
+    let (ok, transcript) = swaks_via(&dir, postfix.port, "eicar", &infected("invoice")?)?;
+    ensure!(
+        !ok && transcript.contains("<** 550 5.7.1"),
+        "the client must see 550 5.7.1 from Postfix:\n{transcript}"
+    );
+    postfix.wait_queue_empty(Duration::from_secs(5))?;
+    ensure!(
+        daemon.queue_ids()?.is_empty(),
+        "nothing is queued in Mailward either"
+    );
+
+    // A clean message goes through (Mailward -> re-injection -> sink).
+    let (ok, transcript) = swaks_via(&dir, postfix.port, "clean", &clean(3))?;
+    ensure!(ok, "the clean message was refused:\n{transcript}");
+    let got = sink.wait_for_count(1, DELIVERY_TIMEOUT)?;
+    ensure!(got.len() == 1 && got[0].message.contains("Subject: clean 3"));
+    postfix.wait_queue_empty(Duration::from_secs(30))?;
+    std::thread::sleep(Duration::from_millis(300));
+    ensure!(sink.count() == 1, "the refused message never arrives");
+
+    let raw = stats.raw_lines()?;
+    ensure!(
+        raw.iter()
+            .any(|r| r.status == "av/infected" && r.client_ip == CLIENT_IP),
+        "the refusal is recorded for the original client: {:?}",
+        raw.iter().map(|r| &r.line).collect::<Vec<_>>()
+    );
+    let m = stats.scrape()?;
+    ensure!(
+        m.get("mailward_messages_rejected_total", &[("reason", "policy")]) == Some(1.0),
+        "one refusal by policy: {:?}",
+        m.get("mailward_messages_rejected_total", &[("reason", "policy")])
+    );
+    Ok(())
+}
