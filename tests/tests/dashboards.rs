@@ -161,6 +161,8 @@ const EXPECT: &[(&str, Expect)] = &[
     // Outbound TLS and logging
     ("Outbound TLS", Exported),
     ("Log lines dropped", Exported),
+    // Ways in
+    ("Checked by way in", Traffic),
 ];
 
 /// Grafana's variables, replaced as Grafana would for the live queries:

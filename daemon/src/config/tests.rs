@@ -323,6 +323,49 @@ fn empty_listen_on_is_refused() {
 }
 
 #[test]
+fn milter_sockets_parse_and_bad_ones_are_named() {
+    assert_eq!(
+        MilterListen::parse("inet:10031@127.0.0.1"),
+        Ok(MilterListen::Inet("127.0.0.1:10031".parse().unwrap()))
+    );
+    assert_eq!(
+        MilterListen::parse("inet6:10031@[::1]"),
+        Ok(MilterListen::Inet("[::1]:10031".parse().unwrap()))
+    );
+    assert_eq!(
+        MilterListen::parse("unix:/run/mailward/milter.sock"),
+        Ok(MilterListen::Unix(PathBuf::from(
+            "/run/mailward/milter.sock"
+        )))
+    );
+    for (text, shown) in [
+        ("inet:10031@127.0.0.1", "inet:10031@127.0.0.1"),
+        ("inet6:10031@[::1]", "inet6:10031@[::1]"),
+        ("local:/x.sock", "unix:/x.sock"),
+    ] {
+        assert_eq!(MilterListen::parse(text).unwrap().to_string(), shown);
+    }
+    let p = problems("[milter]\nlisten = \"inet:10031@localhost\"\n");
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert!(
+        p[0].starts_with("mailward.toml:2: milter.listen: expected") && p[0].contains("IP address"),
+        "{p:?}"
+    );
+    let p = problems("[milter]\nlisten = \"unix:relative.sock\"\nmax_connections = 0\n");
+    assert_eq!(p.len(), 2, "{p:?}");
+    assert!(p[0].contains("must be absolute"), "{p:?}");
+    assert_eq!(
+        p[1],
+        "mailward.toml:3: milter.max_connections: must be at least 1"
+    );
+    // A milter-only gateway needs no SMTP listener.
+    assert!(
+        problems("[network]\nlisten_on = []\n\n[milter]\nlisten = \"inet:10031@127.0.0.1\"\n")
+            .is_empty()
+    );
+}
+
+#[test]
 fn syntax_and_shape_errors_have_lines() {
     let p = problems("[server]\nhostname = \"a\"\nhostname = \"b\"\n");
     assert_eq!(p.len(), 1, "{p:?}");
