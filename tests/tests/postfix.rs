@@ -138,6 +138,7 @@ fn after_queue_content_filter() -> Result<()> {
         "  -o smtp_send_xforward_command=yes".into(),
         "  -o disable_mime_output_conversion=yes".into(),
         "  -o smtp_generic_maps=".into(),
+        "  -o smtp_connection_reuse_count_limit=90".into(),
     ];
     master.extend(reinjection(reinject));
     let postfix = Postfix::start(
