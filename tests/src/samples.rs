@@ -23,6 +23,21 @@ pub fn zip_of(files: &[(&str, &[u8])]) -> Result<Vec<u8>> {
     Ok(w.finish()?.into_inner())
 }
 
+/// A message with a short text part and `invoice.zip` holding the EICAR
+/// test file: what the policy and Postfix tests send as infected mail (the
+/// default action removes the zip and keeps the text).
+pub fn infected_message(subject: &str, boundary: &str) -> Result<Vec<u8>> {
+    let zip = zip_of(&[("eicar.com", &eicar())])?;
+    Ok(crate::mime::multipart(
+        subject,
+        boundary,
+        &[
+            crate::mime::Part::text("Please see the attachment.\r\n"),
+            crate::mime::Part::attachment("invoice.zip", "application/zip", &zip),
+        ],
+    ))
+}
+
 /// A zip of one member `zeros.bin`, `mib` MiB of zeros (about 1 KiB packed
 /// per MiB).
 pub fn zip_bomb(mib: usize) -> Result<Vec<u8>> {

@@ -17,23 +17,14 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{bail, ensure, Context, Result};
-use mailward_e2e::mime::{self, Part};
 use mailward_e2e::postfix::{Postfix, PostfixSetup};
-use mailward_e2e::samples::{eicar, zip_of};
+use mailward_e2e::samples::{eicar, infected_message};
 use mailward_e2e::stats::StatsSetup;
 use mailward_e2e::tools::{self, is_root, output_text};
 use mailward_e2e::*;
 
 fn infected(subject: &str) -> Result<Vec<u8>> {
-    let zip = zip_of(&[("eicar.com", &eicar())])?;
-    Ok(mime::multipart(
-        subject,
-        "b-milter",
-        &[
-            Part::text("Please see the attachment.\r\n"),
-            Part::attachment("invoice.zip", "application/zip", &zip),
-        ],
-    ))
+    infected_message(subject, "b-milter")
 }
 
 /// swaks to Postfix; (exit ok, transcript).

@@ -12,22 +12,13 @@ use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
 use mailward_e2e::failures::Failures;
-use mailward_e2e::mime::{self, Part};
-use mailward_e2e::samples::{eicar, zip_of};
+use mailward_e2e::samples::infected_message;
 use mailward_e2e::stats::StatsSetup;
 use mailward_e2e::*;
 
 /// A message with the EICAR test file zipped, and a harmless note.
 fn infected(subject: &str) -> Result<Vec<u8>> {
-    let zip = zip_of(&[("eicar.com", &eicar())])?;
-    Ok(mime::multipart(
-        subject,
-        "b-policy",
-        &[
-            Part::text("Please see the attachment.\r\n"),
-            Part::attachment("invoice.zip", "application/zip", &zip),
-        ],
-    ))
+    infected_message(subject, "b-policy")
 }
 
 fn contains(hay: &[u8], needle: &[u8]) -> bool {

@@ -18,9 +18,8 @@
 use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
-use mailward_e2e::mime::{self, Part};
 use mailward_e2e::postfix::{Postfix, PostfixSetup};
-use mailward_e2e::samples::{eicar, zip_of};
+use mailward_e2e::samples::infected_message;
 use mailward_e2e::stats::StatsSetup;
 use mailward_e2e::tools::{is_root, output_text};
 use mailward_e2e::*;
@@ -30,15 +29,7 @@ const CLIENT_IP: &str = "127.0.0.2";
 const CLIENT_HELO: &str = "origin.client.test";
 
 fn infected(subject: &str) -> Result<Vec<u8>> {
-    let zip = zip_of(&[("eicar.com", &eicar())])?;
-    Ok(mime::multipart(
-        subject,
-        "b-postfix",
-        &[
-            Part::text("Please see the attachment.\r\n"),
-            Part::attachment("invoice.zip", "application/zip", &zip),
-        ],
-    ))
+    infected_message(subject, "b-postfix")
 }
 
 /// A clean message with every header Postfix would otherwise add.
