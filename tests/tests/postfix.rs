@@ -194,6 +194,16 @@ fn after_queue_content_filter() -> Result<()> {
         "clean verdict: {:?}",
         m.header("X-Mailward-AV")
     );
+    // Mailward passes the client on to the re-injection smtpd (XFORWARD):
+    // Postfix's log of the re-injected message names it and our queue ID.
+    let ours = m.queue_ids();
+    let id = ours.first().context("no queue ID of ours at the sink")?;
+    let line = format!("orig_queue_id={id}, orig_client=unknown[{CLIENT_IP}]");
+    ensure!(
+        postfix.log().contains(&line),
+        "Postfix's re-injection log names the original client ({line}):\n{}",
+        postfix.log()
+    );
     let (want, have) = (without_trace(&sent), without_trace(m.message.as_bytes()));
     ensure!(
         want == have,

@@ -66,6 +66,9 @@ pub struct Extensions {
     pub starttls: bool,
     /// RFC 2034: the hop puts enhanced status codes in its replies.
     pub enhanced_status_codes: bool,
+    /// Postfix's XFORWARD: the attribute names the hop takes (upper case);
+    /// empty when it does not offer it (to us).
+    pub xforward: Vec<String>,
 }
 
 impl Extensions {
@@ -85,6 +88,7 @@ impl Extensions {
                 "DSN" => ext.dsn = true,
                 "STARTTLS" => ext.starttls = true,
                 "ENHANCEDSTATUSCODES" => ext.enhanced_status_codes = true,
+                "XFORWARD" => ext.xforward = words.map(|w| w.to_ascii_uppercase()).collect(),
                 _ => {}
             }
         }
@@ -266,6 +270,22 @@ pub struct Transaction<'a> {
     /// The message with CRLF line ends, not dot-stuffed (this client stuffs
     /// it and turns bare CR or LF into CRLF).
     pub body: &'a [u8],
+    /// Who the message came from, told to a hop that offers XFORWARD.
+    pub origin: Option<Origin<'a>>,
+}
+
+/// The client a message came from, as XFORWARD tells the next hop: an MTA
+/// offers XFORWARD only to clients it lets use it (Postfix:
+/// `smtpd_authorized_xforward_hosts`), so that offer is the hop's consent,
+/// and its logs then name the original client instead of us (Postfix's
+/// FILTER_README asks a content filter to do so).
+#[derive(Debug, Clone, Copy)]
+pub struct Origin<'a> {
+    pub addr: std::net::IpAddr,
+    /// Its HELO name ("" when unknown).
+    pub helo: &'a str,
+    /// Our queue ID (XFORWARD IDENT: the ID on the up-stream hop).
+    pub ident: &'a str,
 }
 
 /// One recipient of a [`Transaction`].
@@ -562,7 +582,9 @@ impl SmtpClient {
                 rcpts: vec![reply; tx.rcpts.len()],
             });
         }
-        let mail = self.mail_command(tx);
+        let mut mail = self.xforward_command(tx).unwrap_or_default();
+        let forwarded = !mail.is_empty();
+        mail.push_str(&self.mail_command(tx));
         let mut rcpts = Vec::with_capacity(tx.rcpts.len());
         for (i, rcpt) in tx.rcpts.iter().enumerate() {
             if rcpt.address.is_empty() || !address_is_sendable(rcpt.address) {
@@ -576,9 +598,11 @@ impl SmtpClient {
         }
         if !rcpts.is_empty() {
             if self.extensions.pipelining {
-                self.send_pipelined(tx, &mail, &rcpts, &mut finals).await?;
+                self.send_pipelined(tx, &mail, forwarded, &rcpts, &mut finals)
+                    .await?;
             } else {
-                self.send_stepwise(tx, &mail, &rcpts, &mut finals).await?;
+                self.send_stepwise(tx, &mail, forwarded, &rcpts, &mut finals)
+                    .await?;
             }
         }
         Ok(outcome(finals))
@@ -619,6 +643,7 @@ impl SmtpClient {
         &mut self,
         tx: &Transaction<'_>,
         mail: &str,
+        forwarded: bool,
         rcpts: &[(usize, String)],
         finals: &mut [Option<Reply>],
     ) -> Result<(), ClientError> {
@@ -630,6 +655,9 @@ impl SmtpClient {
         }
         batch.push_str("DATA\r\n");
         self.command(batch.as_bytes(), "mail").await?;
+        if forwarded {
+            self.xforward_reply().await?;
+        }
 
         let reply = self.read("mail", command_timeout).await?;
         if !reply.is_positive() {
@@ -677,10 +705,21 @@ impl SmtpClient {
         &mut self,
         tx: &Transaction<'_>,
         mail: &str,
+        forwarded: bool,
         rcpts: &[(usize, String)],
         finals: &mut [Option<Reply>],
     ) -> Result<(), ClientError> {
         let command_timeout = self.settings.command_timeout;
+        let mail = if forwarded {
+            // XFORWARD's line first, and its reply, then MAIL.
+            let (xforward, rest) = mail.split_once("\r\n").unwrap_or((mail, ""));
+            self.command(format!("{xforward}\r\n").as_bytes(), "xforward")
+                .await?;
+            self.xforward_reply().await?;
+            rest
+        } else {
+            mail
+        };
         self.command(mail.as_bytes(), "mail").await?;
         let reply = self.read("mail", command_timeout).await?;
         if !reply.is_positive() {
@@ -803,6 +842,52 @@ impl SmtpClient {
             self.broken = true;
         }
         self.broken
+    }
+
+    /// The XFORWARD line for the attributes the hop takes, when it offers
+    /// XFORWARD and the message has an origin.
+    fn xforward_command(&self, tx: &Transaction<'_>) -> Option<String> {
+        let origin = tx.origin?;
+        let takes = |name: &str| self.extensions.xforward.iter().any(|n| n == name);
+        let addr = match origin.addr {
+            std::net::IpAddr::V6(a) => format!("IPv6:{a}"),
+            a => a.to_string(),
+        };
+        let helo = if origin.helo.is_empty() {
+            "[UNAVAILABLE]".to_string()
+        } else {
+            xtext_encode(origin.helo)
+        };
+        let mut cmd = String::from("XFORWARD");
+        for (name, value) in [
+            ("ADDR", addr),
+            ("HELO", helo),
+            ("IDENT", xtext_encode(origin.ident)),
+        ] {
+            if takes(name) {
+                let _ = write!(cmd, " {name}={value}");
+            }
+        }
+        (cmd.len() > "XFORWARD".len()).then(|| cmd + "\r\n")
+    }
+
+    /// The reply to XFORWARD: a refusal only costs the hop's logs the
+    /// original client (the message goes on); a closing reply ends the
+    /// connection like any other.
+    async fn xforward_reply(&mut self) -> Result<(), ClientError> {
+        let reply = self.read("xforward", self.settings.command_timeout).await?;
+        if !reply.is_positive() {
+            tracing::debug!(target: "delivery", relay = %self.peer(), reply = %reply.to_line(),
+                "The next hop refused XFORWARD; sending without it.");
+            if reply.code == 421 {
+                self.broken = true;
+                return Err(ClientError::Rejected {
+                    stage: "xforward",
+                    reply,
+                });
+            }
+        }
+        Ok(())
     }
 
     fn mail_command(&self, tx: &Transaction<'_>) -> String {
@@ -1344,7 +1429,7 @@ mod tests {
     fn reads_extensions_from_ehlo() {
         let r = reply(
             250,
-            "mx.test greets you\nPIPELINING\nsize 10240000\n8BITMIME\nDSN\nSTARTTLS\nENHANCEDSTATUSCODES\nAUTH PLAIN",
+            "mx.test greets you\nPIPELINING\nsize 10240000\n8BITMIME\nDSN\nSTARTTLS\nENHANCEDSTATUSCODES\nAUTH PLAIN\nXFORWARD NAME addr",
         );
         let ext = Extensions::from_ehlo(&r);
         assert_eq!(
@@ -1356,6 +1441,7 @@ mod tests {
                 dsn: true,
                 starttls: true,
                 enhanced_status_codes: true,
+                xforward: vec!["NAME".to_string(), "ADDR".to_string()],
             }
         );
         let bare = Extensions::from_ehlo(&reply(250, "mx.test\nSIZE"));
@@ -1543,14 +1629,14 @@ mod tests {
                         seen.bodies.push(body);
                         "250 2.0.0 Ok: queued as ABC\r\n".to_string()
                     }
-                    "RSET" => "250 2.0.0 Ok\r\n".to_string(),
+                    "RSET" | "XFORWARD" => "250 2.0.0 Ok\r\n".to_string(),
                     "QUIT" => {
                         write.write_all(b"221 2.0.0 Bye\r\n").await.unwrap();
                         break;
                     }
                     _ => "500 5.5.2 What?\r\n".to_string(),
                 };
-                let in_batch = pipelining && matches!(verb.as_str(), "MAIL" | "RCPT");
+                let in_batch = pipelining && matches!(verb.as_str(), "XFORWARD" | "MAIL" | "RCPT");
                 let data_refused = verb == "DATA" && answer.starts_with('5');
                 pending.push_str(&answer);
                 if !in_batch || data_refused || verb == "DATA" {
@@ -1590,6 +1676,7 @@ mod tests {
             size: body.len() as u64,
             ret: Some(Ret::Hdrs),
             envid: Some("id+1"),
+            origin: None,
             rcpts: vec![
                 TxRcpt {
                     address: "bad@b.test",
@@ -1655,6 +1742,53 @@ mod tests {
             seen.bodies,
             vec![b"Subject: hi\r\n\r\n..leading dot\r\nbare lf \xc3\xa9\r\n".to_vec()]
         );
+    }
+
+    /// A hop that offers XFORWARD is told the original client before MAIL,
+    /// the attributes it takes only, in the pipelined batch or on its own;
+    /// one that does not offer it hears nothing of it.
+    #[tokio::test]
+    async fn xforward_names_the_origin_to_a_hop_that_offers_it() {
+        let origin = Origin {
+            addr: "2001:db8::7".parse().unwrap(),
+            helo: "client example",
+            ident: "1A2B",
+        };
+        let cases: [(&'static [&'static str], Option<&str>); 3] = [
+            (
+                &["PIPELINING", "XFORWARD NAME ADDR PROTO HELO IDENT SOURCE"],
+                Some("XFORWARD ADDR=IPv6:2001:db8::7 HELO=client+20example IDENT=1A2B"),
+            ),
+            (&["XFORWARD ADDR"], Some("XFORWARD ADDR=IPv6:2001:db8::7")),
+            (&["PIPELINING"], None),
+        ];
+        for (extensions, want) in cases {
+            let (addr, server) = fake_server(Script::new(extensions)).await;
+            let mut client = SmtpClient::connect(addr, "", &settings(), &no_tls())
+                .await
+                .unwrap();
+            let mut tx = two_rcpts(b"x", false);
+            tx.origin = Some(origin);
+            let out = tokio::time::timeout(Duration::from_secs(10), client.send(&tx))
+                .await
+                .expect("XFORWARD's reply was awaited inside the pipelined batch")
+                .unwrap();
+            assert_eq!(out.rcpts[1].code, 250, "{extensions:?}");
+            client.quit().await;
+            let seen = server.await.unwrap();
+            assert_eq!(seen.commands[0], "EHLO gw.test");
+            match want {
+                Some(line) => {
+                    assert_eq!(seen.commands[1], line);
+                    assert!(seen.commands[2].starts_with("MAIL FROM:"));
+                }
+                None => assert!(
+                    seen.commands.iter().all(|c| !c.starts_with("XFORWARD")),
+                    "{:?}",
+                    seen.commands
+                ),
+            }
+        }
     }
 
     #[tokio::test]

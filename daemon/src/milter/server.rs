@@ -78,13 +78,15 @@ pub async fn serve(gw: Arc<Gateway>, listener: Listener, grace: Duration) {
     let mut shutdown = gw.shutdown.clone();
     let mut backoff = Duration::from_millis(5);
     loop {
+        // Finished connections are reaped before each accept, so that the
+        // set holds only open ones.
+        while connections.try_join_next().is_some() {}
         let permit = tokio::select! {
             _ = shutdown.wait_for(|stop| *stop) => break,
             p = permits.clone().acquire_owned() => match p {
                 Ok(p) => p,
                 Err(_) => break,
             },
-            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
         };
         let accepted = tokio::select! {
             _ = shutdown.wait_for(|stop| *stop) => break,

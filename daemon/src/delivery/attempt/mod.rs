@@ -386,6 +386,13 @@ impl Delivery {
                 envid: env.envid.as_deref(),
                 rcpts,
                 body: data,
+                // Mail we made ourselves (DSNs, notifications) has no
+                // client to name.
+                origin: (!env.is_bounce).then_some(crate::delivery::client::Origin {
+                    addr: env.client_ip,
+                    helo: &env.helo,
+                    ident: &env.id.0,
+                }),
             };
             let relay = leased.client.peer().to_string();
             let hop_dsn = leased.client.extensions().dsn;
