@@ -148,6 +148,18 @@ fn dmarc_outcome(r: &DmarcResult) -> Outcome {
     }
 }
 
+/// The refusal at MAIL for an SPF `fail` when `[spam] spf = "reject"`
+/// (RFC 7372: 5.7.23), None otherwise.
+pub fn spf_refusal(mode: crate::config::SpfMode, spf: Option<&Spf>, ip: IpAddr) -> Option<String> {
+    let s = spf?;
+    (s.result == Outcome::Fail && mode == crate::config::SpfMode::Reject).then(|| {
+        format!(
+            "550 5.7.23 SPF validation failed: {} does not allow {ip} to send for it",
+            s.domain
+        )
+    })
+}
+
 /// The SPF check of one transaction. `helo` is the client's HELO/EHLO
 /// name, `host` ours (for the `%{r}` macro), `sender` the MAIL FROM
 /// address ("" for the null sender: then the HELO identity is checked).

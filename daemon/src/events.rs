@@ -179,16 +179,12 @@ impl MessageAccepted<'_> {
     pub fn emit(&self, stats: &Stats) {
         let e = self.envelope;
         stats.record(&Event::MessageAccepted { size: e.size });
-        match (&e.forwarded_by, &e.upstream_id) {
-            (Some(by), upstream) => {
-                tracing::info!(target: "smtp", queue_id = %e.id, client = %e.client_ip,
-                from = %e.mail_from, rcpts = e.rcpts.len(), size = e.size, mode = e.mode().as_str(),
-                forwarded_by = %by, upstream_id = upstream.as_deref().unwrap_or("-"), "Message accepted.")
-            }
-            (None, _) => tracing::info!(target: "smtp", queue_id = %e.id, client = %e.client_ip,
-                from = %e.mail_from, rcpts = e.rcpts.len(), size = e.size, mode = e.mode().as_str(),
-                "Message accepted."),
-        }
+        // forwarded_by and upstream_id only when an MTA forwarded the
+        // client (an absent Option is not written).
+        tracing::info!(target: "smtp", queue_id = %e.id, client = %e.client_ip,
+            from = %e.mail_from, rcpts = e.rcpts.len(), size = e.size, mode = e.mode().as_str(),
+            forwarded_by = e.forwarded_by.map(tracing::field::display),
+            upstream_id = e.upstream_id.as_deref(), "Message accepted.");
     }
 }
 

@@ -122,6 +122,50 @@ impl Gateway {
         }
     }
 
+    /// The `[spam] dnsbl` zones that list client `ip`, counted: scored by
+    /// the spam check, not refused (one listing is a hint). Asked for the
+    /// client of an SMTP session, of XFORWARD and of a milter connection.
+    pub async fn scoring_dnsbl(&self, cfg: &Config, ip: IpAddr) -> Vec<String> {
+        if cfg.spam.dnsbl.is_empty() {
+            return Vec::new();
+        }
+        let zones = cfg.spam.dnsbl.iter().map(|z| z.zone.as_str());
+        let (listed, tally) = self.dns().dnsbl_all(ip, zones).await;
+        self.stats.record(&tally.event());
+        listed
+    }
+
+    /// SPF for `from` (the HELO name for `<>`) sent by client `ip`, counted
+    /// by result; None when SPF is off or the client is one of ours
+    /// (relay_networks: SPF says nothing about mail the site itself sends
+    /// out). The same for SMTP and milter clients.
+    pub async fn spf(
+        &self,
+        cfg: &Config,
+        ip: IpAddr,
+        helo: &str,
+        from: &str,
+    ) -> Option<crate::auth::Spf> {
+        if cfg.spam.spf == crate::config::SpfMode::Off || cfg.network.may_relay(ip) {
+            return None;
+        }
+        let dns = self.dns();
+        let s = crate::auth::spf(
+            dns.authenticator(),
+            ip,
+            helo,
+            &cfg.server.hostname,
+            from,
+            dns.timeout(),
+        )
+        .await;
+        self.stats.record(&mailward_metrics::Event::SpfChecked {
+            result: s.result.as_str(),
+        });
+        tracing::debug!(target: "smtp", client = %ip, domain = %s.domain, result = %s.result, "SPF checked.");
+        Some(s)
+    }
+
     /// Swaps in a new configuration that has been validated and built.
     pub fn install(&self, config: Config, built: Built) {
         if let Ok(mut t) = self.tls.write() {

@@ -388,22 +388,23 @@ fn run(path: Option<&Path>, milter: Option<Option<String>>) -> ExitCode {
             return ExitCode::from(EX_CONFIG);
         }
     };
+    let mut overrides = mailward::run::Overrides::default();
     if let Some(listen) = milter {
+        overrides.milter_only = true;
         if let Some(at) = listen {
             match config::MilterListen::parse(&at) {
-                Ok(l) => config.milter.listen = Some(l),
+                Ok(l) => overrides.milter_listen = Some(l),
                 Err(e) => {
                     eprintln!("mailward milter: --listen: {e}");
                     return ExitCode::from(EX_CONFIG);
                 }
             }
         }
+        overrides.apply(&mut config);
         if config.milter.listen.is_none() {
             eprintln!("mailward milter: no milter socket: give --listen inet:10031@127.0.0.1 or set [milter] listen.");
             return ExitCode::from(EX_CONFIG);
         }
-        // A milter only: the MTA owns the SMTP port.
-        config.network.listen_on.clear();
     }
     use mailward::ops::privileges;
     let switch = match privileges::plan(
@@ -442,6 +443,7 @@ fn run(path: Option<&Path>, milter: Option<Option<String>>) -> ExitCode {
     match rt.block_on(mailward::run::run(
         config,
         path.map(Path::to_path_buf),
+        overrides,
         switch,
     )) {
         Ok(()) => ExitCode::SUCCESS,

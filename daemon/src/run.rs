@@ -59,6 +59,28 @@ impl RunError {
     }
 }
 
+/// What the command line sets over the configuration file, applied at start
+/// and again at every reload, so that a SIGHUP neither undoes it nor warns
+/// that it "needs a restart": `mailward milter` has no SMTP listener and may
+/// name its socket with --listen.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub milter_only: bool,
+    pub milter_listen: Option<config::MilterListen>,
+}
+
+impl Overrides {
+    pub fn apply(&self, config: &mut Config) {
+        if let Some(l) = &self.milter_listen {
+            config.milter.listen = Some(l.clone());
+        }
+        if self.milter_only {
+            // A milter only: the MTA owns the SMTP port.
+            config.network.listen_on.clear();
+        }
+    }
+}
+
 /// Runs the gateway until SIGTERM/SIGINT. `path` is the configuration file
 /// (None: the embedded default), re-read on SIGHUP.
 /// `switch`: the user to become once the ports are bound (started as root;
@@ -66,6 +88,7 @@ impl RunError {
 pub async fn run(
     config: Config,
     path: Option<PathBuf>,
+    overrides: Overrides,
     switch: Option<crate::ops::privileges::Switch>,
 ) -> Result<(), RunError> {
     if let Some(s) = &switch {
@@ -231,7 +254,7 @@ pub async fn run(
                 // `mailward log reopen`).
                 crate::ops::logging::reopen_all(&gw);
                 crate::ops::systemd::reloading();
-                let status = reload(&gw, path.as_deref()).await;
+                let status = reload(&gw, path.as_deref(), &overrides).await;
                 crate::ops::systemd::reloaded(&status);
             }
             _ = usr1.recv() => match crate::ops::stats_file::write(&gw) {
@@ -293,7 +316,7 @@ fn statistics(config: &Config) -> mailward_metrics::Stats {
 
 /// Re-reads and validates the configuration; installs it only when all of
 /// it is good. Returns a status line for the service manager.
-async fn reload(gw: &Gateway, path: Option<&Path>) -> String {
+async fn reload(gw: &Gateway, path: Option<&Path>, overrides: &Overrides) -> String {
     let new = match config::load(path) {
         Ok(c) => c,
         Err(errors) => {
@@ -314,6 +337,7 @@ async fn reload(gw: &Gateway, path: Option<&Path>) -> String {
         }
     };
     let mut new = new;
+    overrides.apply(&mut new);
     let kept = config::keep_restart_only(&gw.config(), &mut new);
     for k in &kept {
         tracing::warn!(target: "config", "{k}.");

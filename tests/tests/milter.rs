@@ -192,12 +192,33 @@ fn postfix_with_mailward_as_milter() -> Result<()> {
         "our quarantine has the copy: {listed}"
     );
 
+    // One recipient's group refuses, the other's delivers: the refusal
+    // becomes a block, and the MTA deletes that recipient (SMFIR_DELRCPT).
+    let (ok, t) = swaks_to(
+        &dir,
+        postfix.port,
+        "mixed",
+        "user@example.com,boss@strict.example.com",
+        &infected("for both")?,
+    )?;
+    ensure!(ok, "refused although one group delivers: {t}");
+    let got = sink.wait_for_count(2, DELIVERY_TIMEOUT)?;
+    let m = got
+        .iter()
+        .find(|m| m.header("Subject").is_some_and(|s| s.ends_with("for both")))
+        .context("the message for both did not arrive")?;
+    ensure!(
+        m.recipients() == ["user@example.com"],
+        "only the delivering group's recipient gets it: {:?}",
+        m.recipients()
+    );
+
     // Garbage on the milter port does not disturb mail.
     garbage(milter_port)?;
     let clean = b"From: alice@sender.test\r\nTo: user@example.com\r\nSubject: after garbage\r\n\r\nStill here.\r\n";
     let (ok, t) = swaks_to(&dir, postfix.port, "clean", "user@example.com", clean)?;
     ensure!(ok, "refused after garbage: {t}\n{}", daemon.log());
-    let got = sink.wait_for_count(2, DELIVERY_TIMEOUT)?;
+    let got = sink.wait_for_count(3, DELIVERY_TIMEOUT)?;
     let m = got
         .iter()
         .find(|m| m.message.contains("Subject: after garbage"))
@@ -216,10 +237,11 @@ fn postfix_with_mailward_as_milter() -> Result<()> {
 
     let metrics = stats.scrape()?;
     let checked = metrics.get("mailward_messages_checked_total", &[("mode", "milter")]);
-    ensure!(checked == Some(4.0), "checked by milter: {checked:?}");
+    ensure!(checked == Some(5.0), "checked by milter: {checked:?}");
     let raw = stats.raw_lines()?;
     ensure!(
-        raw.len() == 4 && raw.iter().all(|r| r.mode == "milter"),
+        // One per message and recipient: the mixed message has two.
+        raw.len() == 6 && raw.iter().all(|r| r.mode == "milter"),
         "raw records with mode milter: {:?}",
         raw.iter().map(|r| &r.line).collect::<Vec<_>>()
     );
@@ -261,6 +283,7 @@ fn miltertest_scripted_session_against_mailward_milter() -> Result<()> {
         .stdout(log.try_clone()?)
         .stderr(log)
         .spawn()?;
+    let pid = child.id().to_string();
     let _process = MilterProcess(child);
     wait_until("mailward milter to listen", Duration::from_secs(20), || {
         Ok(TcpStream::connect(("127.0.0.1", port)).ok().map(|_| ()))
@@ -269,6 +292,20 @@ fn miltertest_scripted_session_against_mailward_milter() -> Result<()> {
     ensure!(
         TcpStream::connect(("127.0.0.1", config.port)).is_err(),
         "mailward milter opens no SMTP port"
+    );
+    // A reload keeps what the command line said (no SMTP listener, the
+    // --listen socket) without calling it a change that needs a restart.
+    let hup = Command::new("kill").args(["-HUP", &pid]).output()?;
+    ensure!(hup.status.success(), "kill -HUP: {}", output_text(&hup));
+    let log = wait_until("the reload", Duration::from_secs(20), || {
+        let log = std::fs::read_to_string(dir.join("milter.log"))?;
+        Ok(log
+            .contains("The new configuration is in force")
+            .then_some(log))
+    })?;
+    ensure!(
+        !log.contains("restart"),
+        "a reload of `mailward milter` warns of nothing:\n{log}"
     );
 
     let eicar = String::from_utf8(eicar())?;

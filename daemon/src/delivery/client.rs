@@ -582,9 +582,8 @@ impl SmtpClient {
                 rcpts: vec![reply; tx.rcpts.len()],
             });
         }
-        let mut mail = self.xforward_command(tx).unwrap_or_default();
-        let forwarded = !mail.is_empty();
-        mail.push_str(&self.mail_command(tx));
+        let xforward = self.xforward_command(tx);
+        let mail = self.mail_command(tx);
         let mut rcpts = Vec::with_capacity(tx.rcpts.len());
         for (i, rcpt) in tx.rcpts.iter().enumerate() {
             if rcpt.address.is_empty() || !address_is_sendable(rcpt.address) {
@@ -598,10 +597,10 @@ impl SmtpClient {
         }
         if !rcpts.is_empty() {
             if self.extensions.pipelining {
-                self.send_pipelined(tx, &mail, forwarded, &rcpts, &mut finals)
+                self.send_pipelined(tx, xforward.as_deref(), &mail, &rcpts, &mut finals)
                     .await?;
             } else {
-                self.send_stepwise(tx, &mail, forwarded, &rcpts, &mut finals)
+                self.send_stepwise(tx, xforward.as_deref(), &mail, &rcpts, &mut finals)
                     .await?;
             }
         }
@@ -642,20 +641,21 @@ impl SmtpClient {
     async fn send_pipelined(
         &mut self,
         tx: &Transaction<'_>,
+        xforward: Option<&str>,
         mail: &str,
-        forwarded: bool,
         rcpts: &[(usize, String)],
         finals: &mut [Option<Reply>],
     ) -> Result<(), ClientError> {
         let command_timeout = self.settings.command_timeout;
         let mut batch = String::with_capacity(mail.len() + rcpts.len() * 64 + 8);
+        batch.push_str(xforward.unwrap_or_default());
         batch.push_str(mail);
         for (_, rcpt) in rcpts {
             batch.push_str(rcpt);
         }
         batch.push_str("DATA\r\n");
         self.command(batch.as_bytes(), "mail").await?;
-        if forwarded {
+        if xforward.is_some() {
             self.xforward_reply().await?;
         }
 
@@ -704,22 +704,16 @@ impl SmtpClient {
     async fn send_stepwise(
         &mut self,
         tx: &Transaction<'_>,
+        xforward: Option<&str>,
         mail: &str,
-        forwarded: bool,
         rcpts: &[(usize, String)],
         finals: &mut [Option<Reply>],
     ) -> Result<(), ClientError> {
         let command_timeout = self.settings.command_timeout;
-        let mail = if forwarded {
-            // XFORWARD's line first, and its reply, then MAIL.
-            let (xforward, rest) = mail.split_once("\r\n").unwrap_or((mail, ""));
-            self.command(format!("{xforward}\r\n").as_bytes(), "xforward")
-                .await?;
+        if let Some(line) = xforward {
+            self.command(line.as_bytes(), "xforward").await?;
             self.xforward_reply().await?;
-            rest
-        } else {
-            mail
-        };
+        }
         self.command(mail.as_bytes(), "mail").await?;
         let reply = self.read("mail", command_timeout).await?;
         if !reply.is_positive() {
@@ -879,8 +873,7 @@ impl SmtpClient {
         if !reply.is_positive() {
             tracing::debug!(target: "delivery", relay = %self.peer(), reply = %reply.to_line(),
                 "The next hop refused XFORWARD; sending without it.");
-            if reply.code == 421 {
-                self.broken = true;
+            if self.closing(&reply) {
                 return Err(ClientError::Rejected {
                     stage: "xforward",
                     reply,

@@ -66,7 +66,6 @@ pub struct Session {
     actions: Actions,
     macros: HashMap<String, String>,
     client: Option<IpAddr>,
-    client_name: String,
     dnsbl_listed: Vec<String>,
     helo: String,
     tx: Option<Transaction>,
@@ -96,7 +95,6 @@ impl Session {
             actions: Actions::NONE,
             macros: HashMap::new(),
             client: None,
-            client_name: String::new(),
             dnsbl_listed: Vec::new(),
             helo: String::new(),
             tx: None,
@@ -135,7 +133,7 @@ impl Session {
             let command = Command::decode(&packet)?;
             let wants_reply = command.expects_reply(self.protocol);
             let (responses, go_on) = self.handle(command).await?;
-            if wants_reply || matches!(responses.first(), Some(Response::OptNeg(_))) {
+            if wants_reply {
                 let mut out = Vec::new();
                 for r in &responses {
                     if let Err(e) = r.encode(&mut out) {
@@ -179,8 +177,10 @@ impl Session {
                         .and_then(|a| a.parse::<IpAddr>().ok())
                         .map(|ip| ip.to_canonical()),
                 };
-                self.client_name = c.hostname;
-                self.dnsbl_listed = self.scoring_dnsbl().await;
+                self.dnsbl_listed = match self.client {
+                    Some(ip) => self.gw.scoring_dnsbl(&self.gw.config(), ip).await,
+                    None => Vec::new(),
+                };
                 cont(Response::Continue)
             }
             Command::Helo { name } => {
@@ -189,20 +189,17 @@ impl Session {
             }
             Command::Mail { sender, .. } => {
                 let from = strip_brackets(&sender);
-                let spf = self.spf(&from).await;
-                if let Some(s) = &spf {
-                    if s.result == crate::auth::Outcome::Fail
-                        && self.gw.config().spam.spf == crate::config::SpfMode::Reject
-                    {
-                        let reply = format!(
-                            "550 5.7.23 SPF validation failed: {} does not allow {} to send for it",
-                            s.domain,
-                            self.client_ip()
-                        );
-                        self.rejected(RejectReason::Policy, &reply);
-                        self.tx = None;
-                        return cont(reply_code(&reply));
-                    }
+                let cfg = self.gw.config();
+                let spf = match self.client {
+                    Some(ip) => self.gw.spf(&cfg, ip, &self.helo, &from).await,
+                    None => None,
+                };
+                if let Some(reply) =
+                    crate::auth::spf_refusal(cfg.spam.spf, spf.as_ref(), self.client_ip())
+                {
+                    self.rejected(RejectReason::Policy, &reply);
+                    self.tx = None;
+                    return cont(reply_code(&reply));
                 }
                 self.tx = Some(Transaction {
                     from,
@@ -265,7 +262,6 @@ impl Session {
                 // A new SMTP session on this connection: forget the last.
                 self.macros.clear();
                 self.client = None;
-                self.client_name.clear();
                 self.dnsbl_listed.clear();
                 self.helo.clear();
                 self.tx = None;
@@ -286,45 +282,6 @@ impl Session {
             reply,
         }
         .emit(&self.gw.stats);
-    }
-
-    /// The `[spam] dnsbl` zones that list the client (scored, not refused).
-    async fn scoring_dnsbl(&self) -> Vec<String> {
-        let cfg = self.gw.config();
-        let Some(ip) = self.client else {
-            return Vec::new();
-        };
-        if cfg.spam.dnsbl.is_empty() {
-            return Vec::new();
-        }
-        let zones = cfg.spam.dnsbl.iter().map(|z| z.zone.as_str());
-        let (listed, tally) = self.gw.dns().dnsbl_all(ip, zones).await;
-        self.gw.stats.record(&tally.event());
-        listed
-    }
-
-    /// SPF for the sender, as an SMTP session checks it (not for clients in
-    /// relay_networks, nor when off).
-    async fn spf(&self, from: &str) -> Option<crate::auth::Spf> {
-        let cfg = self.gw.config();
-        let ip = self.client?;
-        if cfg.spam.spf == crate::config::SpfMode::Off || cfg.network.may_relay(ip) {
-            return None;
-        }
-        let dns = self.gw.dns();
-        let s = crate::auth::spf(
-            dns.authenticator(),
-            ip,
-            &self.helo,
-            &cfg.server.hostname,
-            from,
-            dns.timeout(),
-        )
-        .await;
-        self.gw.stats.record(&mailward_metrics::Event::SpfChecked {
-            result: s.result.as_str(),
-        });
-        Some(s)
     }
 
     /// The checks, the plans, and what the MTA is told.

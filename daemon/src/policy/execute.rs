@@ -239,18 +239,11 @@ pub async fn execute(
 ) -> Answer {
     let cfg = gw.config();
     if let Some(reply) = in_session.then(|| refusal(&verdict)).flatten() {
-        MessageChecked {
-            envelope: &env,
-            verdict: &verdict,
-            accepted: false,
-        }
-        .emit(&gw.stats);
+        refused(gw, &env, &verdict, &reply);
         if let Err(e) = gw.spool.remove(&env).await {
             tracing::error!(target: "policy", queue_id = %env.id, error = %e,
                 "Cannot remove a refused message from the spool; it is checked again at the next start.");
         }
-        tracing::info!(target: "policy", queue_id = %env.id, reply = %reply,
-            "Message refused by content policy.");
         return Answer::Refused(reply);
     }
     accept(gw, &env, &mut verdict);
@@ -307,14 +300,7 @@ pub async fn execute(
 
     // 3. The queue, and what happened.
     for k in blocked {
-        let j = &verdict.groups[k];
-        MessageBlocked {
-            id: &env.id,
-            group: j.partition.label(),
-            status: &j.plan.shown_status(),
-            rcpts: j.partition.rcpts.len(),
-        }
-        .emit(&gw.stats);
+        blocked_for(gw, &env, &verdict.groups[k]);
     }
     queue_notifications(gw, &env, notices);
     for e in queued {
@@ -338,6 +324,30 @@ pub(crate) fn refusal(verdict: &Verdict) -> Option<String> {
         Delivery::Refuse(r) => Some(r.clone()),
         _ => None,
     }
+}
+
+/// The message is refused for every group, in the session: counted (the
+/// verdict and raw records) and logged.
+pub(crate) fn refused(gw: &Gateway, env: &Envelope, verdict: &Verdict, reply: &str) {
+    MessageChecked {
+        envelope: env,
+        verdict,
+        accepted: false,
+    }
+    .emit(&gw.stats);
+    tracing::info!(target: "policy", queue_id = %env.id, reply = %reply,
+        "Message refused by content policy.");
+}
+
+/// The recipients of group `j` get nothing: counted and logged.
+pub(crate) fn blocked_for(gw: &Gateway, env: &Envelope, j: &Judged) {
+    MessageBlocked {
+        id: &env.id,
+        group: j.partition.label(),
+        status: &j.plan.shown_status(),
+        rcpts: j.partition.rcpts.len(),
+    }
+    .emit(&gw.stats);
 }
 
 /// The message is accepted: a refusal for some groups (or after the 250)

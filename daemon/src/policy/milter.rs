@@ -26,7 +26,6 @@ use super::execute;
 use super::plan::Delivery;
 use super::verdict::Verdict;
 use crate::envelope::Envelope;
-use crate::events::{MessageBlocked, MessageChecked};
 use crate::gateway::Gateway;
 use std::sync::Arc;
 
@@ -80,14 +79,7 @@ pub async fn carry_out(
     leading_space: bool,
 ) -> Outcome {
     if let Some(reply) = execute::refusal(&verdict) {
-        MessageChecked {
-            envelope: env,
-            verdict: &verdict,
-            accepted: false,
-        }
-        .emit(&gw.stats);
-        tracing::info!(target: "policy", queue_id = %env.id, reply = %reply,
-            "Message refused by content policy.");
+        execute::refused(gw, env, &verdict, &reply);
         return Outcome::Reject(reply);
     }
     execute::accept(gw, env, &mut verdict);
@@ -127,13 +119,7 @@ pub async fn carry_out(
         .iter()
         .filter(|j| j.plan.delivery != Delivery::Deliver)
     {
-        MessageBlocked {
-            id: &env.id,
-            group: j.partition.label(),
-            status: &j.plan.shown_status(),
-            rcpts: j.partition.rcpts.len(),
-        }
-        .emit(&gw.stats);
+        execute::blocked_for(gw, env, j);
         if !delivered.is_empty() {
             for &i in &j.partition.rcpts {
                 if let Some(r) = env.rcpts.get(i) {

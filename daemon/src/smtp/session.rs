@@ -258,13 +258,7 @@ impl Session {
                 return false;
             }
         }
-        if !self.cfg.spam.dnsbl.is_empty() {
-            // Scored by the spam check, not refused: one listing is a hint.
-            let zones = self.cfg.spam.dnsbl.iter().map(|z| z.zone.as_str());
-            let (listed, tally) = self.gw.dns().dnsbl_all(ip, zones).await;
-            self.gw.stats.record(&tally.event());
-            self.dnsbl_listed = listed;
-        }
+        self.dnsbl_listed = self.gw.scoring_dnsbl(&self.cfg, ip).await;
         conn.reply(&format!("220 {} ESMTP Mailward", self.cfg.server.hostname));
         conn.flush().await.is_ok()
     }
@@ -572,15 +566,7 @@ impl Session {
         let forwarded_by = (!f.is_empty()).then(|| self.peer.ip());
         let (ip, dnsbl_listed, name) = match f.addr {
             Some(ip) if ip != self.peer.ip() => {
-                let listed = if self.cfg.spam.dnsbl.is_empty() {
-                    Vec::new()
-                } else {
-                    let zones = self.cfg.spam.dnsbl.iter().map(|z| z.zone.as_str());
-                    let (listed, tally) = self.gw.dns().dnsbl_all(ip, zones).await;
-                    self.gw.stats.record(&tally.event());
-                    listed
-                };
-                (ip, listed, f.name)
+                (ip, self.gw.scoring_dnsbl(&self.cfg, ip).await, f.name)
             }
             _ => (
                 self.peer.ip(),
@@ -675,19 +661,10 @@ impl Session {
             return Flow::Continue;
         }
         let client = self.transaction_client().await;
-        let spf = self.spf(&client, &from).await;
-        if let Some(s) = &spf {
-            if s.result == crate::auth::Outcome::Fail
-                && self.cfg.spam.spf == crate::config::SpfMode::Reject
-            {
-                // RFC 7372: 5.7.23, SPF validation failed.
-                let reply = format!(
-                    "550 5.7.23 SPF validation failed: {} does not allow {} to send for it",
-                    s.domain, client.ip
-                );
-                self.reject(conn, RejectReason::Policy, &reply);
-                return Flow::Continue;
-            }
+        let spf = self.gw.spf(&self.cfg, client.ip, &client.helo, &from).await;
+        if let Some(reply) = crate::auth::spf_refusal(self.cfg.spam.spf, spf.as_ref(), client.ip) {
+            self.reject(conn, RejectReason::Policy, &reply);
+            return Flow::Continue;
         }
         self.state = State::Mail(Box::new(Transaction {
             from,
@@ -698,32 +675,6 @@ impl Session {
         }));
         conn.reply("250 2.1.0 Ok");
         Flow::Continue
-    }
-
-    /// SPF for `from` (the HELO name for `<>`), unless it is off or the
-    /// client is one of ours (relay_networks: SPF says nothing about mail
-    /// the site itself sends out). Counted by result.
-    async fn spf(&self, client: &Client, from: &str) -> Option<crate::auth::Spf> {
-        let ip = client.ip;
-        if self.cfg.spam.spf == crate::config::SpfMode::Off || self.cfg.network.may_relay(ip) {
-            return None;
-        }
-        let dns = self.gw.dns();
-        let helo = client.helo.as_str();
-        let s = crate::auth::spf(
-            dns.authenticator(),
-            ip,
-            helo,
-            &self.cfg.server.hostname,
-            from,
-            dns.timeout(),
-        )
-        .await;
-        self.gw.stats.record(&mailward_metrics::Event::SpfChecked {
-            result: s.result.as_str(),
-        });
-        tracing::debug!(target: "smtp", client = %ip, domain = %s.domain, result = %s.result, "SPF checked.");
-        Some(s)
     }
 
     fn rcpt(&mut self, conn: &mut Conn, to: String, params: command::RcptParams) -> Flow {

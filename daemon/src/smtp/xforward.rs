@@ -14,6 +14,7 @@
 //! the end of each transaction too, and its client sends them again before
 //! every MAIL).
 
+use super::command::ParseError;
 use crate::text::xtext_decode;
 use std::net::IpAddr;
 
@@ -37,22 +38,16 @@ pub struct Forwarded {
     pub source: Option<String>,
 }
 
-/// Why an XFORWARD line was refused, with the reply (Postfix's wording).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct XforwardError {
-    pub reply: &'static str,
-}
-
-const SYNTAX: XforwardError = XforwardError {
+const SYNTAX: ParseError = ParseError {
     reply: "501 5.5.4 Syntax: XFORWARD attribute=value...",
 };
-const BAD_NAME: XforwardError = XforwardError {
+const BAD_NAME: ParseError = ParseError {
     reply: "501 5.5.4 Bad XFORWARD attribute name",
 };
-const BAD_VALUE: XforwardError = XforwardError {
+const BAD_VALUE: ParseError = ParseError {
     reply: "501 5.5.4 Bad XFORWARD attribute value",
 };
-const BAD_ADDR: XforwardError = XforwardError {
+const BAD_ADDR: ParseError = ParseError {
     reply: "501 5.5.4 Bad XFORWARD address syntax",
 };
 
@@ -64,8 +59,8 @@ impl Forwarded {
     /// Applies the attributes of one XFORWARD command (the text after the
     /// verb) on top of what earlier commands of this transaction said:
     /// attributes may come in several commands. Nothing is changed when the
-    /// line is refused.
-    pub fn apply(&mut self, args: &str) -> Result<(), XforwardError> {
+    /// line is refused (the error carries the reply, in Postfix's wording).
+    pub fn apply(&mut self, args: &str) -> Result<(), ParseError> {
         let mut next = self.clone();
         let mut any = false;
         for item in args.split_ascii_whitespace() {
@@ -110,7 +105,7 @@ impl Forwarded {
 /// An address as Postfix forwards it: IPv4 text, or IPv6 text with an
 /// optional `IPv6:` prefix; IPv4-mapped IPv6 becomes IPv4, as a direct
 /// client's address does at session start.
-fn parse_addr(text: &str) -> Result<IpAddr, XforwardError> {
+fn parse_addr(text: &str) -> Result<IpAddr, ParseError> {
     let text = text
         .get(..5)
         .filter(|p| p.eq_ignore_ascii_case("ipv6:"))
