@@ -18,7 +18,6 @@
 //! dropped and counted ([`dropped`]): mail never waits for the log (a file
 //! line is one local append; syslog is queued to its own thread).
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -120,22 +119,7 @@ impl<'a> MakeWriter<'a> for FileLines {
 impl std::io::Write for FileLine<'_> {
     /// The formatter hands over one whole line per event.
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let body = buf.strip_suffix(b"\n").unwrap_or(buf);
-        let written = if body.contains(&b'\n') {
-            let mut one = Vec::with_capacity(buf.len() + 8);
-            for &b in body {
-                if b == b'\n' {
-                    one.extend_from_slice(b"\\n");
-                } else {
-                    one.push(b);
-                }
-            }
-            one.push(b'\n');
-            self.0.append(&one)
-        } else {
-            self.0.append(buf)
-        };
-        if written.is_err() {
+        if self.0.append(&one_line(buf)).is_err() {
             count_dropped(1);
         }
         Ok(buf.len())
@@ -144,6 +128,52 @@ impl std::io::Write for FileLine<'_> {
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
     }
+}
+
+/// Lines to standard error, escaped as [`one_line`] does.
+#[derive(Clone, Copy)]
+struct StderrLines;
+
+struct StderrLine;
+
+impl MakeWriter<'_> for StderrLines {
+    type Writer = StderrLine;
+
+    fn make_writer(&self) -> StderrLine {
+        StderrLine
+    }
+}
+
+impl std::io::Write for StderrLine {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        // One write_all of the whole line: stderr is unbuffered, and lines
+        // of two threads must not interleave.
+        std::io::stderr().write_all(&one_line(buf))?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
+}
+
+/// One formatted event as one line, with its control characters escaped
+/// the way the syslog writer escapes them (`\n`, `\r`, `\t`, `\xHH`).
+/// Values can come from the network (a decoded subject, an attachment
+/// name, a peer's reply): none of them may start a line that looks like
+/// ours, or send escape sequences to the terminal of whoever tails the
+/// log. JSON lines have none to escape (the encoder escapes them).
+fn one_line(buf: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    let body = buf.strip_suffix(b"\n").unwrap_or(buf);
+    // Fast path: printable ASCII and UTF-8 sequences that cannot be C1
+    // controls (those are encoded 0xC2 0x80..=0x9F).
+    if body.iter().all(|&b| b >= 0x20 && b != 0x7f && b != 0xc2) && body.len() + 1 == buf.len() {
+        return std::borrow::Cow::Borrowed(buf);
+    }
+    let mut out = String::with_capacity(body.len() + 16);
+    super::syslog::push_escaped(&mut out, &String::from_utf8_lossy(body));
+    out.push('\n');
+    std::borrow::Cow::Owned(out.into_bytes())
 }
 
 /// The environment variable that overrides `log.options` (EnvFilter syntax,
@@ -203,7 +233,7 @@ pub fn init_cli() {
         .ok()
         .flatten()
         .unwrap_or_else(|| EnvFilter::new("warn"));
-    let dispatch = text_dispatch(filter, std::io::stderr, std::io::stderr().is_terminal());
+    let dispatch = text_dispatch(filter, StderrLines, false);
     let _ = dispatch.try_init();
 }
 
@@ -223,10 +253,10 @@ fn build(log: &Log) -> Result<(Dispatch, Option<Arc<RotatingFile>>), LogError> {
     match &log.destination {
         LogDestination::Stderr => Ok((
             match log.format {
-                LogFormat::Text => {
-                    text_dispatch(filter, std::io::stderr, std::io::stderr().is_terminal())
-                }
-                LogFormat::Json => json_dispatch(filter, std::io::stderr),
+                // No colours even on a terminal: their escape sequences
+                // would be escaped like a client's.
+                LogFormat::Text => text_dispatch(filter, StderrLines, false),
+                LogFormat::Json => json_dispatch(filter, StderrLines),
             },
             None,
         )),
@@ -545,6 +575,50 @@ mod tests {
         let text = std::fs::read_to_string(&path).unwrap();
         assert_eq!(text.lines().count(), 1, "{text}");
         assert!(text.contains("helo=evil\\nFAKE LINE"), "{text}");
+    }
+
+    #[test]
+    fn control_characters_from_the_network_are_escaped() {
+        if std::env::var_os(ENV_VAR).is_some() {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.log");
+        let log = log_to(
+            LogDestination::File(path.clone()),
+            LogFormat::Text,
+            &["all.info"],
+        );
+        let dispatch = dispatch(&log).unwrap();
+        tracing::dispatcher::with_default(&dispatch, || {
+            tracing::info!(
+                target: "smtp",
+                name = %"inv\u{1b}[2J\roice\u{9b}31m.zip",
+                subject = %"Caf\u{e9} \u{2603}",
+                "Attachment seen."
+            );
+        });
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text.lines().count(), 1, "{text}");
+        assert!(
+            !text.chars().any(|c| c.is_control() && c != '\n'),
+            "a control character reached the file: {text:?}"
+        );
+        assert!(
+            text.contains("name=inv\\x1B[2J\\roice\\x9B31m.zip"),
+            "{text}"
+        );
+        // Letters outside ASCII stay as they are.
+        assert!(text.contains("subject=Caf\u{e9} \u{2603}"), "{text}");
+        assert!(text.ends_with('\n'));
+    }
+
+    #[test]
+    fn one_line_leaves_clean_lines_alone() {
+        let clean = b"2026-12-01T13:00:00Z  INFO smtp: Message accepted. from=a@b.test\n";
+        assert!(matches!(one_line(clean), std::borrow::Cow::Borrowed(_)));
+        assert_eq!(&*one_line(b"a\tb\n"), b"a\\tb\n");
+        assert_eq!(&*one_line(b"no newline"), b"no newline\n");
     }
 
     #[test]

@@ -89,7 +89,7 @@ fn severity(level: &Level) -> Severity {
 }
 
 /// Escapes control characters so that a value stays on its line.
-fn push_escaped(out: &mut String, text: &str) {
+pub(crate) fn push_escaped(out: &mut String, text: &str) {
     for c in text.chars() {
         match c {
             '\n' => out.push_str("\\n"),
