@@ -31,6 +31,30 @@ const EX_OSERR: u8 = 71;
 /// sysexits EX_CANTCREAT: an output file cannot be written.
 const EX_CANTCREAT: u8 = 73;
 
+/// `check-config`: says which of the configuration's accounts this machine
+/// lacks (a warning: the file itself is valid, and may be meant for
+/// another machine).
+fn account_warnings(c: &config::Config, path: Option<&std::path::Path>) {
+    let missing = mailward::ops::privileges::missing_accounts(
+        c.server.user.as_deref(),
+        c.server.group.as_deref(),
+    );
+    if missing.is_empty() {
+        return;
+    }
+    let text = path
+        .and_then(|p| std::fs::read_to_string(p).ok())
+        .unwrap_or_default();
+    for (key, problem) in missing {
+        let line = config::line_of_key(&text, "server", key);
+        // NoSuchUser/NoSuchGroup begin with their key already.
+        eprintln!(
+            "{}:{line}: warning: {problem}; mailward run refuses to start as root here",
+            c.origin
+        );
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
@@ -39,6 +63,7 @@ fn main() -> ExitCode {
         Command::CheckConfig(arg) => match config::load(arg.config.as_deref()) {
             Ok(c) => {
                 out!("{}: configuration is valid", c.origin);
+                account_warnings(&c, arg.config.as_deref());
                 ExitCode::SUCCESS
             }
             Err(errors) => {

@@ -91,6 +91,43 @@ fn check_config_reports_a_toml_syntax_error_with_its_line() -> Result<()> {
 }
 
 #[test]
+fn check_config_warns_of_a_user_this_machine_lacks() -> Result<()> {
+    // A valid file that names a user and group nobody created: still
+    // valid (exit 0, it may be meant for another machine), but the
+    // operator hears about it with the line, before `run` refuses as root.
+    let dir = TestDir::new("check-user")?;
+    let file = dir.path().join("m.toml");
+    std::fs::write(
+        &file,
+        "[server]\nhostname = \"gw.test\"\nuser = \"mw-nobody-here\"\ngroup = \"mw-no-group\"\n",
+    )?;
+    let file = file.display().to_string();
+    let out = mailward(&dir, &["check-config", "--config", &file])?;
+    let text = output_text(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.contains("configuration is valid"), "{text}");
+    for (line, key, name) in [
+        (3, "server.user", "mw-nobody-here"),
+        (4, "server.group", "mw-no-group"),
+    ] {
+        let prefix = format!("{file}:{line}: warning: {key}: there is no ");
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with(&prefix) && l.contains(&format!("{name:?}"))),
+            "no {prefix}... line in:\n{text}"
+        );
+    }
+    // An account the machine has gives no warning.
+    std::fs::write(dir.path().join("root.toml"), "[server]\nuser = \"root\"\n")?;
+    let root = dir.path().join("root.toml").display().to_string();
+    let out = mailward(&dir, &["check-config", "--config", &root])?;
+    let text = output_text(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(!text.contains("warning"), "{text}");
+    Ok(())
+}
+
+#[test]
 fn run_refuses_a_bad_config_with_exit_64() -> Result<()> {
     let dir = TestDir::new("run-bad-config")?;
     let file = resource("config/several-problems.toml")

@@ -116,6 +116,12 @@ fn lines(problems: &[ConfigProblem]) -> String {
         .join("\n")
 }
 
+/// The line of a top-level table's key (`("server", "user")`) in
+/// configuration `text`; 0 when it is not written there.
+pub fn line_of_key(text: &str, table: &str, key: &str) -> usize {
+    Locator::new(text).line_of(&KeyPath::root(table).key(key))
+}
+
 /// Reads and checks the configuration file at `path`, or the embedded
 /// default when `path` is `None`.
 pub fn load(path: Option<&Path>) -> Result<Config, ConfigErrors> {

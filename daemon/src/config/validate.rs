@@ -487,7 +487,7 @@ macro_rules! get_list {
 }
 
 /// A user or group name as `useradd` accepts it (existence is checked by
-/// `mailward run`, on the machine that runs it).
+/// `mailward run` on the machine that runs it; `check-config` warns).
 fn account(v: &Value) -> Result<String, String> {
     let name = text(v)?;
     let ok = !name.is_empty()

@@ -126,6 +126,31 @@ pub fn plan(
     }))
 }
 
+/// The accounts a configuration names (`server.user`, `server.group`) that
+/// this machine does not have, as (key, problem). `mailward run` started
+/// as root refuses them; `check-config` warns, since a configuration may
+/// be checked on another machine than the one that runs it.
+pub fn missing_accounts(user: Option<&str>, group: Option<&str>) -> Vec<(&'static str, String)> {
+    let mut missing = Vec::new();
+    if let Some(name) = user {
+        if matches!(User::from_name(name), Ok(None)) {
+            missing.push((
+                "user",
+                PrivilegeError::NoSuchUser(name.to_string()).to_string(),
+            ));
+        }
+    }
+    if let Some(name) = group {
+        if matches!(Group::from_name(name), Ok(None)) {
+            missing.push((
+                "group",
+                PrivilegeError::NoSuchGroup(name.to_string()).to_string(),
+            ));
+        }
+    }
+    missing
+}
+
 /// The `user` of a configuration not started as root, when it names
 /// someone else: a sentence for the log, or `None`.
 pub fn mismatch(user: Option<&str>) -> Option<String> {
