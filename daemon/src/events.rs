@@ -41,6 +41,39 @@ impl SessionClosed {
     }
 }
 
+/// The MTA opened a milter connection.
+pub struct MilterConnectionOpened<'a> {
+    pub peer: &'a str,
+}
+
+impl MilterConnectionOpened<'_> {
+    pub fn emit(&self, stats: &Stats) {
+        stats.record(&Event::MilterConnectionOpened);
+        tracing::debug!(target: "smtp", peer = %self.peer, "Milter connection opened.");
+    }
+}
+
+/// A milter connection ended; `error` says why when it was not the MTA's
+/// choice.
+pub struct MilterConnectionClosed<'a> {
+    pub peer: &'a str,
+    pub error: Option<(m::MilterError, &'a dyn std::fmt::Display)>,
+}
+
+impl MilterConnectionClosed<'_> {
+    pub fn emit(&self, stats: &Stats) {
+        stats.record(&Event::MilterConnectionClosed {
+            error: self.error.map(|(reason, _)| reason),
+        });
+        match self.error {
+            None => tracing::debug!(target: "smtp", peer = %self.peer, "Milter connection closed."),
+            Some((reason, error)) => tracing::warn!(target: "smtp", peer = %self.peer,
+                reason = reason.as_str(), %error,
+                "Milter connection closed on an error; the MTA applies its milter_default_action to what was under way."),
+        }
+    }
+}
+
 /// What operators are told about the gateway itself: the SNMP
 /// notifications of MAILWARD-MIB (`snmp.traps` chooses which are sent). The
 /// gateway raises them with [`crate::gateway::Gateway::notify`]; the SNMP

@@ -178,6 +178,9 @@ pub enum StatId {
     LogLinesDropped,
     OutboundTls,
     MessagesChecked,
+    MilterConnectionsOpened,
+    MilterConnections,
+    MilterConnectionErrors,
 }
 
 pub const REJECT_REASONS: &[&str] = &[
@@ -214,6 +217,11 @@ pub const DELIVERY_RESULTS: &[&str] = &["delivered", "deferred", "bounced"];
 /// (from an MTA that forwarded its client with XFORWARD: a Postfix content
 /// filter or before-queue proxy), milter. In the order of `event::Mode`.
 pub const MODES: &[&str] = &["smtp", "filter", "milter"];
+/// Why a milter connection was closed on an error: malformed (not the
+/// milter protocol, or a failed negotiation), idle (no command within
+/// timeouts.command), io (the socket failed). In the order of
+/// `event::MilterError`.
+pub const MILTER_ERRORS: &[&str] = &["malformed", "idle", "io"];
 pub const NOTIFY_TARGETS: &[&str] = &["sender", "recipients", "admin", "dsn"];
 pub const SESSION_DIRECTIONS: &[&str] = &["in", "out"];
 /// What an inbound session was doing when its deadline passed.
@@ -876,6 +884,39 @@ pub static CATALOGUE: &[Stat] = &[
         Unit::Count,
         Some(("mode", MODES)),
         "Messages checked (refused ones too), by how they came: smtp (as relay), filter (from an MTA that forwarded its client with XFORWARD), milter.",
+    ),
+    def(
+        StatId::MilterConnectionsOpened,
+        Resources,
+        39,
+        "mwMilterConnectionsOpened",
+        "mailward_milter_connections_opened_total",
+        Counter,
+        Unit::Count,
+        None,
+        "Milter connections accepted from the MTA ([milter] listen). Postfix keeps one per SMTP session of its own.",
+    ),
+    def(
+        StatId::MilterConnections,
+        Resources,
+        40,
+        "mwMilterConnections",
+        "mailward_milter_connections",
+        Gauge,
+        Unit::Count,
+        None,
+        "Milter connections open now (at most [milter] max_connections).",
+    ),
+    def(
+        StatId::MilterConnectionErrors,
+        Resources,
+        41,
+        "mwMilterConnectionErrors",
+        "mailward_milter_connection_errors_total",
+        Counter,
+        Unit::Count,
+        Some(("reason", MILTER_ERRORS)),
+        "Milter connections closed on an error, by reason: malformed (not the milter protocol, or no common protocol in the negotiation), idle (no command within timeouts.command), io (the socket failed). The MTA applies its milter_default_action to what was under way.",
     ),
 ];
 

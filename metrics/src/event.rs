@@ -99,6 +99,20 @@ impl Mode {
     }
 }
 
+/// Why a milter connection ended on an error (the `reason` label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MilterError {
+    Malformed,
+    Idle,
+    Io,
+}
+
+impl MilterError {
+    pub fn as_str(self) -> &'static str {
+        crate::catalogue::MILTER_ERRORS[self as usize]
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ArchiveDirection {
     Incoming,
@@ -195,6 +209,12 @@ pub enum Event<'a> {
         phase: TimeoutPhase,
         /// The shorter timeouts of stress mode applied.
         stress: bool,
+    },
+    /// The MTA opened a milter connection.
+    MilterConnectionOpened,
+    /// A milter connection ended, on an error or not.
+    MilterConnectionClosed {
+        error: Option<MilterError>,
     },
     /// A scan was cut short by the shared unpacking budget.
     ScanMemoryRefused,

@@ -262,6 +262,16 @@ impl Stats {
             Event::SessionClosed { direction } => {
                 self.sub(StatId::Sessions, (*direction == Direction::Out) as usize)
             }
+            Event::MilterConnectionOpened => {
+                self.add(StatId::MilterConnectionsOpened, 0, 1);
+                self.add(StatId::MilterConnections, 0, 1);
+            }
+            Event::MilterConnectionClosed { error } => {
+                self.sub(StatId::MilterConnections, 0);
+                if let Some(e) = error {
+                    self.add(StatId::MilterConnectionErrors, *e as usize, 1);
+                }
+            }
             Event::MessageAccepted { size } => {
                 self.add(StatId::MessagesReceived, 0, 1);
                 self.add(StatId::ReceivedBytes, 0, *size);

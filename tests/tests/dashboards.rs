@@ -163,6 +163,7 @@ const EXPECT: &[(&str, Expect)] = &[
     ("Log lines dropped", Exported),
     // Ways in
     ("Checked by way in", Traffic),
+    ("Milter connections", Exported),
 ];
 
 /// Grafana's variables, replaced as Grafana would for the live queries:

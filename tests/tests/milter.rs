@@ -9,7 +9,8 @@
 //! - quarantine puts the message on Postfix's hold queue (`postqueue -j`)
 //!   and our quarantine store has its copy;
 //! - garbage on the milter port closes that connection only: mail goes on;
-//! - the statistics count the messages with `mode="milter"`.
+//! - the statistics count the messages with `mode="milter"`, and the
+//!   garbage as malformed milter connections.
 
 use std::io::Write as _;
 use std::net::TcpStream;
@@ -238,6 +239,33 @@ fn postfix_with_mailward_as_milter() -> Result<()> {
     let metrics = stats.scrape()?;
     let checked = metrics.get("mailward_messages_checked_total", &[("mode", "milter")]);
     ensure!(checked == Some(5.0), "checked by milter: {checked:?}");
+    // The five kinds of garbage are five malformed connections, and
+    // Postfix's own connections closed without an error.
+    let errors = |reason| {
+        metrics.get(
+            "mailward_milter_connection_errors_total",
+            &[("reason", reason)],
+        )
+    };
+    ensure!(
+        errors("malformed") == Some(5.0)
+            && errors("idle") == Some(0.0)
+            && errors("io") == Some(0.0),
+        "milter connection errors: malformed {:?} idle {:?} io {:?}",
+        errors("malformed"),
+        errors("idle"),
+        errors("io")
+    );
+    let opened = metrics
+        .get("mailward_milter_connections_opened_total", &[])
+        .unwrap_or(0.0);
+    let open = metrics
+        .get("mailward_milter_connections", &[])
+        .unwrap_or(-1.0);
+    ensure!(
+        opened >= 6.0 && (0.0..=opened - 5.0).contains(&open),
+        "milter connections: {opened} opened, {open} open now"
+    );
     let raw = stats.raw_lines()?;
     ensure!(
         // One per message and recipient: the mixed message has two.

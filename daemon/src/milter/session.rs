@@ -13,9 +13,10 @@
 //! rules, relay control and refusing DNSBLs are the MTA's job here.
 
 use crate::envelope::{Envelope, QueueId, Recipient};
-use crate::events::{MessageRejected, RejectReason};
+use crate::events::{self, MessageRejected, RejectReason};
 use crate::gateway::Gateway;
 use crate::policy::milter::{Change, Outcome};
+use mailward_metrics::event::MilterError;
 use mailward_milter::{
     negotiate, read_packet, replace_body, Actions, Client, Command, Protocol, ReplyCode, Response,
     MAX_PACKET,
@@ -86,6 +87,18 @@ enum Fault {
     Idle(std::time::Duration),
 }
 
+impl Fault {
+    /// The `reason` label of mailward_milter_connection_errors_total.
+    fn reason(&self) -> MilterError {
+        use mailward_milter::WireError;
+        match self {
+            Fault::Wire(WireError::Io(_)) | Fault::Write(_) => MilterError::Io,
+            Fault::Wire(_) | Fault::Decode(_) | Fault::Negotiate(_) => MilterError::Malformed,
+            Fault::Idle(_) => MilterError::Idle,
+        }
+    }
+}
+
 impl Session {
     pub fn new(gw: Arc<Gateway>, peer: String) -> Session {
         Session {
@@ -102,14 +115,18 @@ impl Session {
     }
 
     pub async fn run(mut self, mut stream: Box<dyn Stream>) {
-        tracing::debug!(target: "smtp", peer = %self.peer, "Milter connection opened.");
-        match self.serve(&mut stream).await {
-            Ok(()) => {
-                tracing::debug!(target: "smtp", peer = %self.peer, "Milter connection closed.")
-            }
-            Err(e) => tracing::warn!(target: "smtp", peer = %self.peer, error = %e,
-                "Milter connection closed on an error; the MTA applies its milter_default_action to what was under way."),
+        let stats = &self.gw.stats;
+        events::MilterConnectionOpened { peer: &self.peer }.emit(stats);
+        let outcome = self.serve(&mut stream).await;
+        let error = outcome
+            .as_ref()
+            .err()
+            .map(|e| (e.reason(), e as &dyn std::fmt::Display));
+        events::MilterConnectionClosed {
+            peer: &self.peer,
+            error,
         }
+        .emit(&self.gw.stats);
         let _ = stream.shutdown().await;
     }
 
