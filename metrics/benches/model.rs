@@ -39,6 +39,7 @@ fn main() {
                 AvStatus::Clean
             },
             spam: Some(SpamStatus::Clean),
+            spam_score: Some(-2.5),
             viruses: if i.is_multiple_of(10) { &viruses } else { &[] },
             filter_rules: &[],
             spam_tests: &[],
@@ -116,6 +117,7 @@ fn main() {
         stats.record(&Event::ScanFinished {
             av: AvStatus::Infected,
             spam: None,
+            spam_score: None,
             viruses: &v,
             filter_rules: &[format!("rule-{n}")],
             spam_tests: &[],
