@@ -120,6 +120,10 @@ pub async fn run(
         s.apply()?;
         tracing::info!(target: "app", user = %s.user, uid = s.uid.as_raw(), gid = s.gid.as_raw(),
             "Ports bound; switched to the unprivileged user.");
+        if let Some(why) = crate::ops::logging::rotation_possible(&config.log) {
+            tracing::warn!(target: "app", user = %s.user, problem = %why,
+                "The log file cannot be rotated by the unprivileged user: its lines will go on past log.rotate_size. Give the directory to the user, or leave rotation to logrotate (rotate_size = \"0\").");
+        }
     }
     let built = gateway::build(&config)?;
     let (spool, recovered) = Spool::open(&config.server.spool_dir())?;
@@ -213,6 +217,7 @@ pub async fn run(
         None => tokio::spawn(std::future::pending::<()>()),
     };
     tokio::spawn(crate::ops::snmp::watch(gw.clone()));
+    tokio::spawn(crate::ops::logging::watch_rotation(gw.clone()));
     gw.notify(Notification::ProductStart);
     tracing::info!(target: "app", version = env!("CARGO_PKG_VERSION"),
         listen = ?listen, milter = milter_at.as_deref().unwrap_or("-"),

@@ -420,6 +420,14 @@ impl Stats {
         }
     }
 
+    /// Rotations of the raw record file that failed so far, and the last
+    /// one's error (0 without a raw record file).
+    pub fn raw_rotation_failure(&self) -> (u64, Option<String>) {
+        self.raw
+            .as_ref()
+            .map_or((0, None), |raw| raw.rotation_failure())
+    }
+
     /// Writes one raw record (file and the ring of recent ones) and counts it.
     /// A write error is returned for the caller to log; mail goes on.
     pub fn record_raw(&self, record: RawRecord) -> Result<(), crate::raw::RawError> {

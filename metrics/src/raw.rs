@@ -112,6 +112,11 @@ impl RawLog {
     pub fn reopen(&self) {
         self.file.reopen();
     }
+
+    /// Rotations that failed so far, and the last one's error.
+    pub fn rotation_failure(&self) -> (u64, Option<String>) {
+        self.file.rotation_failure()
+    }
 }
 
 #[cfg(test)]

@@ -11,7 +11,11 @@
 //!   simply started anew);
 //! - [`RotatingFile::reopen`] closes the file so that the next line opens
 //!   PATH again: after logrotate's `create` has moved the old file away, lines
-//!   land in the new one without `copytruncate`.
+//!   land in the new one without `copytruncate`;
+//! - a rotation that fails (a directory the unprivileged user may not write
+//!   to) never costs a line: lines go on to PATH past `rotate_size`, the
+//!   failure is counted and kept ([`RotatingFile::rotation_failure`]), and
+//!   rotation is tried again after another `rotate_size` bytes.
 //!
 //! The file is created with the given mode (logs and raw records name
 //! senders and recipients: 0640), whatever the umask, in a directory made
@@ -20,6 +24,7 @@
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 /// See the module documentation.
@@ -31,6 +36,11 @@ pub struct RotatingFile {
     mode: u32,
     /// The open file and its length; `None` until the next line opens it.
     file: Mutex<Option<(File, u64)>>,
+    /// After a failed rotation: the length PATH must reach before the
+    /// next try (0: no failure pending).
+    retry_at: AtomicU64,
+    failures: AtomicU64,
+    last_failure: Mutex<Option<String>>,
 }
 
 impl RotatingFile {
@@ -42,7 +52,16 @@ impl RotatingFile {
             rotate_rounds,
             mode,
             file: Mutex::new(None),
+            retry_at: AtomicU64::new(0),
+            failures: AtomicU64::new(0),
+            last_failure: Mutex::new(None),
         }
+    }
+
+    /// Rotations that failed so far, and the last one's error.
+    pub fn rotation_failure(&self) -> (u64, Option<String>) {
+        let last = self.last_failure.lock().ok().and_then(|g| g.clone());
+        (self.failures.load(Ordering::Relaxed), last)
     }
 
     /// The path lines go to.
@@ -116,9 +135,23 @@ impl RotatingFile {
             *guard = Some(self.open()?);
         }
         if let Some((_, len)) = guard.as_ref() {
-            if self.rotate_size > 0 && *len > 0 && *len + line.len() as u64 > self.rotate_size {
+            let len = *len;
+            let due = self.rotate_size.max(self.retry_at.load(Ordering::Relaxed));
+            if self.rotate_size > 0 && len > 0 && len + line.len() as u64 > due {
                 *guard = None;
-                self.rotate()?;
+                match self.rotate() {
+                    Ok(()) => self.retry_at.store(0, Ordering::Relaxed),
+                    Err(e) => {
+                        // Keep the line: go on past the size, and try
+                        // again after another rotate_size bytes.
+                        self.failures.fetch_add(1, Ordering::Relaxed);
+                        if let Ok(mut last) = self.last_failure.lock() {
+                            *last = Some(format!("cannot rotate {}: {e}", self.path.display()));
+                        }
+                        self.retry_at
+                            .store(len.saturating_add(self.rotate_size), Ordering::Relaxed);
+                    }
+                }
                 *guard = Some(self.open()?);
             }
         }
@@ -169,6 +202,40 @@ mod tests {
         let numbers: Vec<u32> = seen.iter().map(|l| l[5..9].parse().unwrap()).collect();
         assert_eq!(*numbers.last().unwrap(), 99);
         assert!(numbers.windows(2).all(|w| w[1] == w[0] + 1), "{numbers:?}");
+    }
+
+    #[test]
+    fn a_rotation_that_fails_keeps_every_line_and_is_tried_again() {
+        // A directory where PATH.1 should go makes the rename fail, even
+        // for root (as a directory the user may not write to does in
+        // production).
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.log");
+        let blocker = dir.path().join("x.log.1");
+        std::fs::create_dir(&blocker).unwrap();
+        std::fs::write(blocker.join("keep"), b"").unwrap();
+        let f = RotatingFile::new(&path, 100, 1, 0o640);
+        for i in 0..20 {
+            f.append(format!("line {i:04} of the test\n").as_bytes())
+                .unwrap();
+        }
+        let (failures, last) = f.rotation_failure();
+        // 20 lines of 23 bytes: tried at 100 bytes, then after each further
+        // 100 (at most 4 times), never at every line.
+        assert!((2..=4).contains(&failures), "{failures}");
+        assert!(last.unwrap().starts_with("cannot rotate"));
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text.lines().count(), 20, "every line kept: {text}");
+        // Once the obstacle is gone, the next due rotation works.
+        std::fs::remove_dir_all(&blocker).unwrap();
+        for i in 0..3 {
+            f.append(format!("more {i:04} of the test\n").as_bytes())
+                .unwrap();
+        }
+        assert!(std::fs::read_to_string(&blocker)
+            .unwrap()
+            .starts_with("line 0000"));
+        assert_eq!(f.rotation_failure().0, failures);
     }
 
     #[test]

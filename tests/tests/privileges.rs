@@ -207,6 +207,63 @@ fn root_switches_to_the_user_and_outsiders_stay_out() -> Result<()> {
 }
 
 #[test]
+fn a_log_directory_the_user_cannot_write_costs_no_line() -> Result<()> {
+    // Started as root, Mailward gives the log file to the user but not its
+    // directory (it may be /var/log itself): rotating there would fail.
+    // It says so at start, and lines go on past rotate_size, none lost.
+    ensure!(
+        is_root(),
+        "this test starts mailward as root and makes a system user: run it as root (tests/run does)"
+    );
+    ensure_user(USER)?;
+    let dir = TestDir::new("privileges-log")?;
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o711))?;
+    let logs = dir.join("logs");
+    std::fs::create_dir(&logs)?;
+    std::fs::set_permissions(&logs, std::fs::Permissions::from_mode(0o755))?;
+    let log = logs.join("mailward.log");
+    let config = Config::new(dir.path())
+        .set_str("server", "user", USER)
+        .set_str("log", "destination", &format!("file:{}", log.display()))
+        .set_str("log", "rotate_size", "2KiB")
+        .route_to_port("*", free_port());
+    let daemon = Daemon::start(&config)?;
+    let mut c = SmtpClient::connect_ok(daemon.port)?;
+    c.ehlo("client.test")?;
+    let mut ids = Vec::new();
+    for i in 0..12 {
+        ids.push(c.send_mail_ok(
+            "a@sender.test",
+            &["b@example.com"],
+            format!("Subject: n{i}\r\n\r\nBody {i}.\r\n").as_bytes(),
+        )?);
+    }
+    c.quit();
+    let text = std::fs::read_to_string(&log)?;
+    ensure!(
+        text.contains("The log file cannot be rotated by the unprivileged user"),
+        "no warning at start in:\n{text}"
+    );
+    ensure!(
+        text.len() > 2048,
+        "the log stopped at {} bytes:\n{text}",
+        text.len()
+    );
+    for id in &ids {
+        ensure!(
+            text.lines()
+                .any(|l| l.contains("Message accepted.") && l.contains(id.as_str())),
+            "no \"Message accepted.\" line for {id} in:\n{text}"
+        );
+    }
+    ensure!(
+        !logs.join("mailward.log.1").exists(),
+        "rotated in a directory the user cannot write?"
+    );
+    Ok(())
+}
+
+#[test]
 fn root_without_a_user_or_with_an_unknown_one_is_refused() -> Result<()> {
     ensure!(
         is_root(),

@@ -66,6 +66,54 @@ pub fn file_path() -> Option<PathBuf> {
     Some(file.path().to_path_buf())
 }
 
+/// Says in the log, once a minute at most, when the log file or the raw
+/// records file could not be rotated (a directory the unprivileged user
+/// may not write to): their lines go on past `rotate_size`, none is lost,
+/// but the operator has to act.
+pub async fn watch_rotation(gw: Arc<crate::gateway::Gateway>) {
+    let mut shutdown = gw.shutdown.clone();
+    let mut seen = (0u64, 0u64);
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(std::time::Duration::from_secs(60)) => {}
+            _ = shutdown.wait_for(|s| *s) => return,
+        }
+        let log = LOG_FILE
+            .lock()
+            .ok()
+            .and_then(|g| g.clone())
+            .map_or((0, None), |f| f.rotation_failure());
+        let raw = gw.stats.raw_rotation_failure();
+        for ((failures, last), seen) in [(log, &mut seen.0), (raw, &mut seen.1)] {
+            if failures > *seen {
+                *seen = failures;
+                tracing::warn!(target: "app", failures, error = last.as_deref().unwrap_or("-"),
+                    "A file could not be rotated; its lines go on past log.rotate_size and none is lost. \
+                     Make its directory writable by the user Mailward runs as, or leave rotation to logrotate (rotate_size = \"0\").");
+            }
+        }
+    }
+}
+
+/// Whether the directory of the log file can take a rotation (checked
+/// after the switch to the unprivileged user): a warning for the log
+/// when `rotate_size` is set and it cannot.
+pub fn rotation_possible(log: &Log) -> Option<String> {
+    let LogDestination::File(path) = &log.destination else {
+        return None;
+    };
+    if log.rotate_size.0 == 0 {
+        return None;
+    }
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty())?;
+    nix::unistd::access(
+        dir,
+        nix::unistd::AccessFlags::W_OK | nix::unistd::AccessFlags::X_OK,
+    )
+    .err()
+    .map(|e| format!("{} is not writable by this user ({e})", dir.display()))
+}
+
 /// Reopens the log file and the raw records file (`mailward log reopen`,
 /// SIGHUP); returns the paths reopened.
 pub fn reopen_all(gw: &crate::gateway::Gateway) -> (Option<PathBuf>, Option<PathBuf>) {
