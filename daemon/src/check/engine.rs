@@ -40,6 +40,10 @@ type Job = Box<dyn FnOnce(&mut Tools<'_, '_>) + Send>;
 pub struct Engine {
     loaded: RwLock<Arc<Loaded>>,
     generation: AtomicU64,
+    /// One reload at a time: two at once (a SIGHUP during `bases update`)
+    /// would both take the same generation number, and the one that read
+    /// the directory first could be swapped in last.
+    reloading: Mutex<()>,
     jobs: Mutex<Sender<Job>>,
     /// Messages waiting for a worker.
     waiting: AtomicU64,
@@ -76,6 +80,7 @@ impl Engine {
         let engine = Arc::new(Engine {
             loaded: RwLock::new(Arc::new(loaded)),
             generation: AtomicU64::new(1),
+            reloading: Mutex::new(()),
             jobs: Mutex::new(tx),
             waiting: AtomicU64::new(0),
             pool: MemoryPool::new(memory),
@@ -116,16 +121,23 @@ impl Engine {
     /// in use stay. Blocking (compiling takes a while for large sets): call
     /// it from a blocking context.
     pub fn reload(&self, dir: &Path) -> Result<BasesInfo, BasesError> {
+        let _one_at_a_time = self
+            .reloading
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let generation = self.generation.load(Ordering::Acquire) + 1;
         let loaded = load(dir, generation)?;
         let info = loaded.info.clone().ok_or_else(|| BasesError::Manifest {
             path: dir.join("manifest.toml"),
             problem: "missing".into(),
         })?;
-        match self.loaded.write() {
-            Ok(mut l) => *l = Arc::new(loaded),
-            Err(poisoned) => *poisoned.into_inner() = Arc::new(loaded),
-        }
+        let mut slot = self
+            .loaded
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *slot = Arc::new(loaded);
+        // Under the write lock: a worker that sees the new number finds
+        // the new set.
         self.generation.store(generation, Ordering::Release);
         Ok(info)
     }
@@ -206,5 +218,33 @@ fn worker(engine: &Engine, rx: &Mutex<Receiver<Job>>) {
                 break;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn concurrent_reloads_each_take_their_own_generation() {
+        let dir = tempfile::tempdir().unwrap();
+        crate::check::bases::install_default(dir.path()).unwrap();
+        let cfg = Arc::new(crate::config::parse(crate::config::DEFAULT_TOML, "<test>").unwrap());
+        let (spam, _) = crate::check::spam::knowledge::Shared::open(cfg);
+        let (engine, problem) = Engine::start(1, dir.path(), 1 << 20, spam);
+        assert!(problem.is_none(), "{problem:?}");
+        std::thread::scope(|s| {
+            for _ in 0..4 {
+                s.spawn(|| {
+                    for _ in 0..3 {
+                        engine.reload(dir.path()).unwrap();
+                    }
+                });
+            }
+        });
+        // Twelve reloads after the start's generation 1: none lost, and
+        // the set in use is the last one's.
+        assert_eq!(engine.generation.load(Ordering::Acquire), 13);
+        assert_eq!(engine.current().generation, 13);
     }
 }
