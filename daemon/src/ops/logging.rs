@@ -571,21 +571,11 @@ mod tests {
 
     #[test]
     fn json_format() {
-        if std::env::var_os(ENV_VAR).is_some() {
-            return;
-        }
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("mailward.json");
-        let log = log_to(
-            LogDestination::File(path.clone()),
-            LogFormat::Json,
-            &["all.info"],
-        );
-        let dispatch = dispatch(&log).unwrap();
-        tracing::dispatcher::with_default(&dispatch, || {
+        let Some(text) = logged(LogFormat::Json, || {
             tracing::info!(target: "delivery", queue_id = "Q1", "Message delivered.");
-        });
-        let text = std::fs::read_to_string(&path).unwrap();
+        }) else {
+            return;
+        };
         let line: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
         assert_eq!(line["target"], "delivery");
         assert_eq!(line["fields"]["message"], "Message delivered.");
@@ -604,49 +594,42 @@ mod tests {
         assert_eq!(category_of("hickory_proto::udp"), "hickory_proto::udp");
     }
 
-    #[test]
-    fn a_newline_in_a_value_stays_on_its_line() {
+    /// What a file destination in `format` (all.info) holds after
+    /// `emit`; None when MAILWARD_LOG overrides the filter.
+    fn logged(format: LogFormat, emit: impl FnOnce()) -> Option<String> {
         if std::env::var_os(ENV_VAR).is_some() {
-            return;
+            return None;
         }
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("x.log");
-        let log = log_to(
-            LogDestination::File(path.clone()),
-            LogFormat::Text,
-            &["all.info"],
-        );
-        let dispatch = dispatch(&log).unwrap();
-        tracing::dispatcher::with_default(&dispatch, || {
+        let log = log_to(LogDestination::File(path.clone()), format, &["all.info"]);
+        tracing::dispatcher::with_default(&dispatch(&log).unwrap(), emit);
+        Some(std::fs::read_to_string(&path).unwrap())
+    }
+
+    #[test]
+    fn a_newline_in_a_value_stays_on_its_line() {
+        let Some(text) = logged(LogFormat::Text, || {
             tracing::info!(target: "smtp", helo = %"evil\nFAKE LINE", "HELO seen.");
-        });
-        let text = std::fs::read_to_string(&path).unwrap();
+        }) else {
+            return;
+        };
         assert_eq!(text.lines().count(), 1, "{text}");
         assert!(text.contains("helo=evil\\nFAKE LINE"), "{text}");
     }
 
     #[test]
     fn control_characters_from_the_network_are_escaped() {
-        if std::env::var_os(ENV_VAR).is_some() {
-            return;
-        }
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("x.log");
-        let log = log_to(
-            LogDestination::File(path.clone()),
-            LogFormat::Text,
-            &["all.info"],
-        );
-        let dispatch = dispatch(&log).unwrap();
-        tracing::dispatcher::with_default(&dispatch, || {
+        let Some(text) = logged(LogFormat::Text, || {
             tracing::info!(
                 target: "smtp",
                 name = %"inv\u{1b}[2J\roice\u{9b}31m.zip",
                 subject = %"Caf\u{e9} \u{2603}",
                 "Attachment seen."
             );
-        });
-        let text = std::fs::read_to_string(&path).unwrap();
+        }) else {
+            return;
+        };
         assert_eq!(text.lines().count(), 1, "{text}");
         assert!(
             !text.chars().any(|c| c.is_control() && c != '\n'),
