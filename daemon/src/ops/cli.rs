@@ -48,22 +48,40 @@ pub enum Command {
     )]
     CheckConfig(ConfigArg),
     /// Prints configuration documents.
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Example:\n  mailward config default > mailward.toml"
+    )]
     Config(ConfigCommand),
     /// Lists, shows, retries or removes messages in the working queue of the running daemon.
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  mailward queue list --config mailward.toml\n  mailward queue show 1A22E10E77891C7A --config mailward.toml\n  mailward queue flush --config mailward.toml"
+    )]
     Queue(QueueCommand),
     /// Shows, updates or rolls back the signature bases of the running daemon.
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  mailward bases status --config mailward.toml\n  mailward bases update --from /srv/mailward-bases/2026-11-24 --config mailward.toml\n  mailward bases rollback --config mailward.toml"
+    )]
     Bases(BasesCommand),
     /// Teaches, checks and shows the spam classifier (offline, on files).
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  mailward spam learn --spam ~/Junk/ --ham ~/Mail/inbox.mbox --config mailward.toml\n  mailward spam check --json message.eml --config mailward.toml\n  mailward spam status --config mailward.toml"
+    )]
     Spam(SpamCommand),
     /// Shows, writes or resets the statistics of the running daemon.
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  mailward stats show --config mailward.toml\n  mailward stats reset --config mailward.toml"
+    )]
     Stats(StatsCommand),
     /// Reopens the log and raw record files of the running daemon (after logrotate).
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Example (logrotate postrotate):\n  mailward log reopen --config /etc/mailward/mailward.toml"
+    )]
     Log(LogCommand),
     /// Runs the gateway as a milter only: no SMTP listener; Postfix or Sendmail hands each message over the milter protocol and gets the verdict.
     #[command(
@@ -71,10 +89,16 @@ pub enum Command {
     )]
     Milter(MilterArgs),
     /// Lists, shows, releases, removes or purges quarantined messages.
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  mailward quarantine list --since 1d --config mailward.toml\n  mailward quarantine show 1A22E10E77891C7A --config mailward.toml\n  mailward quarantine release 1A22E10E77891C7A --config mailward.toml"
+    )]
     Quarantine(QuarantineCommand),
     /// Lists, shows, sends again, removes or purges archived messages.
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  mailward archive list --since 1d --config mailward.toml\n  mailward archive send 1A22E10E77891C7A --to legal@example.com --config mailward.toml"
+    )]
     Archive(ArchiveCommand),
     /// Prints a shell completion script (bash, zsh, fish, elvish, powershell).
     #[command(

@@ -115,6 +115,33 @@ mod tests {
     }
 
     #[test]
+    fn every_command_says_how_it_is_used_by_an_example() {
+        // Groups (`mailward queue`) as well as leaves (`mailward queue
+        // list`): an operator reads the first help they reach.
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            let path = format!("{path} {}", cmd.get_name()).trim().to_string();
+            let after = cmd
+                .get_after_help()
+                .or(cmd.get_after_long_help())
+                .map(|s| s.to_string())
+                .unwrap_or_default();
+            if !after.contains("Example") || !after.contains("mailward ") {
+                missing.push(path.clone());
+            }
+            for sub in cmd.get_subcommands().filter(|c| c.get_name() != "help") {
+                walk(sub, &path, missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(
+            &<crate::ops::cli::Cli as clap::CommandFactory>::command(),
+            "",
+            &mut missing,
+        );
+        assert!(missing.is_empty(), "no example in the help of: {missing:?}");
+    }
+
+    #[test]
     fn completions_know_the_commands() {
         let mut out = Vec::new();
         completions(clap_complete::Shell::Bash, &mut out).unwrap();
