@@ -115,8 +115,7 @@ impl Session {
     }
 
     pub async fn run(mut self, mut stream: Box<dyn Stream>) {
-        let stats = &self.gw.stats;
-        events::MilterConnectionOpened { peer: &self.peer }.emit(stats);
+        events::MilterConnectionOpened { peer: &self.peer }.emit(&self.gw.stats);
         let outcome = self.serve(&mut stream).await;
         let error = outcome
             .as_ref()

@@ -152,22 +152,22 @@ pub fn category_of(target: &str) -> &str {
 
 /// Lines to a [`RotatingFile`]; see the module documentation.
 #[derive(Clone)]
-struct FileLines(Arc<RotatingFile>);
+struct FileLines(Arc<RotatingFile>, LogFormat);
 
-struct FileLine<'a>(&'a RotatingFile);
+struct FileLine<'a>(&'a RotatingFile, LogFormat);
 
 impl<'a> MakeWriter<'a> for FileLines {
     type Writer = FileLine<'a>;
 
     fn make_writer(&'a self) -> FileLine<'a> {
-        FileLine(&self.0)
+        FileLine(&self.0, self.1)
     }
 }
 
 impl std::io::Write for FileLine<'_> {
     /// The formatter hands over one whole line per event.
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        if self.0.append(&one_line(buf)).is_err() {
+        if self.0.append(&one_line(buf, self.1)).is_err() {
             count_dropped(1);
         }
         Ok(buf.len())
@@ -180,15 +180,15 @@ impl std::io::Write for FileLine<'_> {
 
 /// Lines to standard error, escaped as [`one_line`] does.
 #[derive(Clone, Copy)]
-struct StderrLines;
+struct StderrLines(LogFormat);
 
-struct StderrLine;
+struct StderrLine(LogFormat);
 
 impl MakeWriter<'_> for StderrLines {
     type Writer = StderrLine;
 
     fn make_writer(&self) -> StderrLine {
-        StderrLine
+        StderrLine(self.0)
     }
 }
 
@@ -196,7 +196,7 @@ impl std::io::Write for StderrLine {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         // One write_all of the whole line: stderr is unbuffered, and lines
         // of two threads must not interleave.
-        std::io::stderr().write_all(&one_line(buf))?;
+        std::io::stderr().write_all(&one_line(buf, self.0))?;
         Ok(buf.len())
     }
 
@@ -205,21 +205,37 @@ impl std::io::Write for StderrLine {
     }
 }
 
-/// One formatted event as one line, with its control characters escaped
-/// the way the syslog writer escapes them (`\n`, `\r`, `\t`, `\xHH`).
+/// One formatted event as one line, with its control characters escaped.
 /// Values can come from the network (a decoded subject, an attachment
 /// name, a peer's reply): none of them may start a line that looks like
 /// ours, or send escape sequences to the terminal of whoever tails the
-/// log. JSON lines have none to escape (the encoder escapes them).
-fn one_line(buf: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+/// log. Text is escaped the way the syslog writer escapes it (`\n`, `\r`,
+/// `\t`, `\xHH`). In JSON the encoder has escaped C0 controls already but
+/// not C1 ones (U+0080 to U+009F, CSI among them), which can only stand
+/// inside strings there: they become `\u00XX`, so the line stays valid
+/// JSON with the same value.
+fn one_line(buf: &[u8], format: LogFormat) -> std::borrow::Cow<'_, [u8]> {
     let body = buf.strip_suffix(b"\n").unwrap_or(buf);
     // Fast path: printable ASCII and UTF-8 sequences that cannot be C1
     // controls (those are encoded 0xC2 0x80..=0x9F).
     if body.iter().all(|&b| b >= 0x20 && b != 0x7f && b != 0xc2) && body.len() + 1 == buf.len() {
         return std::borrow::Cow::Borrowed(buf);
     }
+    let text = String::from_utf8_lossy(body);
     let mut out = String::with_capacity(body.len() + 16);
-    super::syslog::push_escaped(&mut out, &String::from_utf8_lossy(body));
+    match format {
+        LogFormat::Text => super::syslog::push_escaped(&mut out, &text),
+        LogFormat::Json => {
+            use std::fmt::Write as _;
+            for c in text.chars() {
+                if c.is_control() {
+                    let _ = write!(out, "\\u{:04x}", c as u32);
+                } else {
+                    out.push(c);
+                }
+            }
+        }
+    }
     out.push('\n');
     std::borrow::Cow::Owned(out.into_bytes())
 }
@@ -281,7 +297,7 @@ pub fn init_cli() {
         .ok()
         .flatten()
         .unwrap_or_else(|| EnvFilter::new("warn"));
-    let dispatch = text_dispatch(filter, StderrLines, false);
+    let dispatch = text_dispatch(filter, StderrLines(LogFormat::Text), false);
     let _ = dispatch.try_init();
 }
 
@@ -303,8 +319,8 @@ fn build(log: &Log) -> Result<(Dispatch, Option<Arc<RotatingFile>>), LogError> {
             match log.format {
                 // No colours even on a terminal: their escape sequences
                 // would be escaped like a client's.
-                LogFormat::Text => text_dispatch(filter, StderrLines, false),
-                LogFormat::Json => json_dispatch(filter, StderrLines),
+                LogFormat::Text => text_dispatch(filter, StderrLines(log.format), false),
+                LogFormat::Json => json_dispatch(filter, StderrLines(log.format)),
             },
             None,
         )),
@@ -319,7 +335,7 @@ fn build(log: &Log) -> Result<(Dispatch, Option<Arc<RotatingFile>>), LogError> {
                 path: path.clone(),
                 source,
             })?;
-            let writer = FileLines(file.clone());
+            let writer = FileLines(file.clone(), log.format);
             Ok((
                 match log.format {
                     LogFormat::Text => text_dispatch(filter, writer, false),
@@ -645,11 +661,31 @@ mod tests {
     }
 
     #[test]
+    fn json_lines_stay_valid_json_with_c1_controls_escaped() {
+        let name = "inv\u{9b}31m\u{1b}[2J.zip";
+        let Some(text) = logged(LogFormat::Json, || {
+            tracing::info!(target: "smtp", name = %name, "Attachment seen.");
+        }) else {
+            return;
+        };
+        assert_eq!(text.lines().count(), 1, "{text}");
+        assert!(
+            !text.chars().any(|c| c.is_control() && c != '\n'),
+            "a control character reached the file: {text:?}"
+        );
+        let line: serde_json::Value = serde_json::from_str(text.trim_end()).unwrap();
+        assert_eq!(line["fields"]["name"], name, "the value is kept");
+    }
+
+    #[test]
     fn one_line_leaves_clean_lines_alone() {
         let clean = b"2026-12-01T13:00:00Z  INFO smtp: Message accepted. from=a@b.test\n";
-        assert!(matches!(one_line(clean), std::borrow::Cow::Borrowed(_)));
-        assert_eq!(&*one_line(b"a\tb\n"), b"a\\tb\n");
-        assert_eq!(&*one_line(b"no newline"), b"no newline\n");
+        assert!(matches!(
+            one_line(clean, LogFormat::Text),
+            std::borrow::Cow::Borrowed(_)
+        ));
+        assert_eq!(&*one_line(b"a\tb\n", LogFormat::Text), b"a\\tb\n");
+        assert_eq!(&*one_line(b"no newline", LogFormat::Text), b"no newline\n");
     }
 
     #[test]
