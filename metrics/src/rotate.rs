@@ -85,6 +85,9 @@ impl RotatingFile {
         if let Ok(mut guard) = self.file.lock() {
             *guard = None;
         }
+        // A new file starts with the usual size; a failure with the old
+        // one says nothing of it.
+        self.retry_at.store(0, Ordering::Relaxed);
     }
 
     fn lock(&self) -> std::io::Result<std::sync::MutexGuard<'_, Option<(File, u64)>>> {
