@@ -39,6 +39,8 @@ pub(crate) enum Event<'a> {
         subtree: &'a Oid,
         priority: u8,
         status: ErrorStatus,
+        /// When it is sent again (on this session).
+        retry_in: Duration,
     },
     /// The master refused an AddAgentCaps.
     AgentCapsRefused { id: &'a Oid, status: ErrorStatus },
@@ -126,16 +128,17 @@ impl Event<'_> {
                 subtree,
                 priority,
                 status,
+                retry_in,
             } => {
                 if status == ErrorStatus::DUPLICATE_REGISTRATION {
-                    error!(target: "snmp", %subtree, priority, %status,
+                    error!(target: "snmp", %subtree, priority, %status, retry_in = ?retry_in,
                         "The AgentX master refused to register the subtree: another subagent \
                          registered it already at this priority. The other subtrees are \
-                         served; this one is tried again after the next reconnect.");
+                         served; this one is sent again after retry_in (and after a reconnect).");
                 } else {
-                    error!(target: "snmp", %subtree, priority, %status,
+                    error!(target: "snmp", %subtree, priority, %status, retry_in = ?retry_in,
                         "The AgentX master refused to register the subtree. The other subtrees \
-                         are served; this one is tried again after the next reconnect.");
+                         are served; this one is sent again after retry_in (and after a reconnect).");
                 }
                 health.error(format!(
                     "registration of {subtree} (priority {priority}) refused: {status}"

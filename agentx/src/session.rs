@@ -40,6 +40,12 @@ const RESPONSE_TIMEOUT_MAX: Duration = Duration::from_secs(3600);
 const READ_CHUNK: usize = 16 * 1024;
 /// A deadline that never comes (in practice).
 const FAR: Duration = Duration::from_secs(86_400);
+/// A registration the master refused (another subagent holds the subtree
+/// at that priority) is sent again after this long, doubling up to
+/// [`REGISTER_RETRY_MAX`], for as long as the session lasts: when the
+/// other subagent goes, ours takes the subtree over without a reconnect.
+const REGISTER_RETRY_FIRST: Duration = Duration::from_secs(5);
+const REGISTER_RETRY_MAX: Duration = Duration::from_secs(300);
 
 /// Why a connection ended or could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -93,6 +99,7 @@ enum Wake {
     Overdue,
     Ping,
     Notify,
+    RetryRegistrations,
 }
 
 /// A request we sent and whose response we await.
@@ -147,6 +154,11 @@ struct Connection {
     setup_outstanding: usize,
     /// Whether a Ping is awaiting its response.
     ping_outstanding: bool,
+    /// Registrations the master refused (indices), sent again at
+    /// `retry_at`; the next wait after that is `retry_delay`.
+    refused: Vec<usize>,
+    retry_at: Option<Instant>,
+    retry_delay: Duration,
 }
 
 impl Connection {
@@ -158,6 +170,9 @@ impl Connection {
             pending: BTreeMap::new(),
             setup_outstanding: 0,
             ping_outstanding: false,
+            refused: Vec::new(),
+            retry_at: None,
+            retry_delay: REGISTER_RETRY_FIRST,
         }
     }
 
@@ -477,6 +492,8 @@ impl Session {
                 _ = sleep_until(deadline) => Wake::Overdue,
                 _ = ping_tick(&mut ping) => Wake::Ping,
                 _ = self.shared.wake.notified(), if conn.setup_outstanding == 0 => Wake::Notify,
+                _ = sleep_until(conn.retry_at.unwrap_or_else(|| Instant::now() + FAR)),
+                    if conn.retry_at.is_some() => Wake::RetryRegistrations,
             };
             let result = match wake {
                 Wake::Stop => return End::Shutdown,
@@ -490,6 +507,7 @@ impl Session {
                         .await
                 }
                 Wake::Notify => Ok(()),
+                Wake::RetryRegistrations => self.retry_registrations(conn).await,
             };
             if let Err(e) = result {
                 return End::Lost(e);
@@ -502,16 +520,7 @@ impl Session {
     /// they come, while requests are served.
     async fn register_all(&mut self, conn: &mut Connection) -> Result<(), LinkError> {
         for i in 0..self.config.registrations.len() {
-            let r = &self.config.registrations[i];
-            let payload = Payload::Register(Register {
-                context: None,
-                timeout: 0,
-                priority: r.priority,
-                range_subid: 0,
-                subtree: r.subtree.clone(),
-                upper_bound: 0,
-            });
-            self.request(conn, payload, Awaited::Register(i)).await?;
+            self.register(conn, i).await?;
         }
         for i in 0..self.config.agent_caps.len() {
             let (id, descr) = &self.config.agent_caps[i];
@@ -521,6 +530,31 @@ impl Session {
                 description: descr.as_bytes().to_vec(),
             });
             self.request(conn, payload, Awaited::AgentCaps(i)).await?;
+        }
+        Ok(())
+    }
+
+    /// Sends the Register-PDU of `registrations[i]`.
+    async fn register(&mut self, conn: &mut Connection, i: usize) -> Result<(), LinkError> {
+        let Some(r) = self.config.registrations.get(i) else {
+            return Ok(());
+        };
+        let payload = Payload::Register(Register {
+            context: None,
+            timeout: 0,
+            priority: r.priority,
+            range_subid: 0,
+            subtree: r.subtree.clone(),
+            upper_bound: 0,
+        });
+        self.request(conn, payload, Awaited::Register(i)).await
+    }
+
+    /// Sends the refused registrations again.
+    async fn retry_registrations(&mut self, conn: &mut Connection) -> Result<(), LinkError> {
+        conn.retry_at = None;
+        for i in std::mem::take(&mut conn.refused) {
+            self.register(conn, i).await?;
         }
         Ok(())
     }
@@ -689,11 +723,21 @@ impl Session {
                             priority: reg.priority,
                         }
                         .emit(health);
+                        if conn.refused.is_empty() && conn.retry_at.is_none() {
+                            conn.retry_delay = REGISTER_RETRY_FIRST;
+                        }
                     } else {
+                        let retry_in = conn.retry_delay;
+                        if conn.retry_at.is_none() {
+                            conn.retry_at = Some(Instant::now() + retry_in);
+                            conn.retry_delay = (retry_in * 2).min(REGISTER_RETRY_MAX);
+                        }
+                        conn.refused.push(i);
                         Event::RegistrationRefused {
                             subtree: &reg.subtree,
                             priority: reg.priority,
                             status: r.error,
+                            retry_in,
                         }
                         .emit(health);
                     }

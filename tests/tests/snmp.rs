@@ -7,7 +7,8 @@
 //! private `snmptrapd` with its trap OID and varbinds; a restarted snmpd
 //! gets the subtree back within seconds; neither a missing master nor one
 //! that sends garbage touches the mail flow; and a second gateway on the
-//! same subtree is told duplicateRegistration while the first serves on.
+//! same subtree is told duplicateRegistration while the first serves on,
+//! and takes the subtree over when the first stops.
 //!
 //! Each test collects what is wrong and reports it all at once, each item
 //! with what was expected and what was found. Needs the Debian packages
@@ -1647,6 +1648,33 @@ fn a_second_gateway_on_the_same_subtree_is_told_duplicate_registration() -> Resu
             m2.get("mailward_agentx_connected", &[])
         );
     }
+    // The first gateway goes: the second sends its refused registration
+    // again on the same session (after 5 s, then 10, ...) and takes the
+    // subtree over without a reconnect.
+    let mut first = first;
+    f.step(
+        "stopping the first gateway",
+        first.daemon.sigterm().map(|_| ()),
+    );
+    let want = config.path().display().to_string();
+    let taken = wait_until(
+        "snmpd to answer mwConfigFile.0 from the second gateway once the first is gone",
+        // The retries back off (5 s, 10 s, 20 s, ...): normally well under
+        // this.
+        Duration::from_secs(120),
+        || {
+            let got = first
+                .snmp
+                .lines("snmpget", &[], &["MAILWARD-MIB::mwConfigFile.0"])
+                .ok()
+                .and_then(|v| v.first().map(|l| l.text().trim_matches('"').to_string()));
+            Ok((got.as_deref() == Some(want.as_str())).then_some(()))
+        },
+    );
+    f.step(
+        "the second gateway serving the subtree after the first stopped (its refused registration sent again)",
+        taken,
+    );
     let _ = second.sigterm();
     f.finish(|| {
         format!(
