@@ -623,6 +623,15 @@ mod tests {
         Some(std::fs::read_to_string(&path).unwrap())
     }
 
+    /// One line, and no control character but its newline.
+    fn assert_one_clean_line(text: &str) {
+        assert_eq!(text.lines().count(), 1, "{text}");
+        assert!(
+            !text.chars().any(|c| c.is_control() && c != '\n'),
+            "a control character reached the file: {text:?}"
+        );
+    }
+
     #[test]
     fn a_newline_in_a_value_stays_on_its_line() {
         let Some(text) = logged(LogFormat::Text, || {
@@ -646,11 +655,7 @@ mod tests {
         }) else {
             return;
         };
-        assert_eq!(text.lines().count(), 1, "{text}");
-        assert!(
-            !text.chars().any(|c| c.is_control() && c != '\n'),
-            "a control character reached the file: {text:?}"
-        );
+        assert_one_clean_line(&text);
         assert!(
             text.contains("name=inv\\x1B[2J\\roice\\x9B31m.zip"),
             "{text}"
@@ -668,11 +673,7 @@ mod tests {
         }) else {
             return;
         };
-        assert_eq!(text.lines().count(), 1, "{text}");
-        assert!(
-            !text.chars().any(|c| c.is_control() && c != '\n'),
-            "a control character reached the file: {text:?}"
-        );
+        assert_one_clean_line(&text);
         let line: serde_json::Value = serde_json::from_str(text.trim_end()).unwrap();
         assert_eq!(line["fields"]["name"], name, "the value is kept");
     }
