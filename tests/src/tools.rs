@@ -196,6 +196,36 @@ pub fn swaks(args: &[&str]) -> Result<Output> {
     run(&swaks, args)
 }
 
+/// swaks sending `message` (written to DIR/NAME.eml first) from
+/// alice@sender.test to `rcpt` at 127.0.0.1:PORT, with `extra` arguments
+/// (`--ehlo`, `--local-interface`, ...): (exit ok, transcript).
+pub fn swaks_message(
+    dir: &Path,
+    port: u16,
+    name: &str,
+    rcpt: &str,
+    message: &[u8],
+    extra: &[&str],
+) -> Result<(bool, String)> {
+    let file = dir.join(format!("{name}.eml"));
+    std::fs::write(&file, message)?;
+    let server = format!("127.0.0.1:{port}");
+    let file = file.display().to_string();
+    let mut args = vec![
+        "--server",
+        &server,
+        "--from",
+        "alice@sender.test",
+        "--to",
+        rcpt,
+        "--data",
+        &file,
+    ];
+    args.extend_from_slice(extra);
+    let out = swaks(&args)?;
+    Ok((out.status.success(), output_text(&out)))
+}
+
 /// Fails unless swaks can do STARTTLS (it needs Perl's Net::SSLeay, which
 /// swaks only recommends).
 pub fn require_swaks_tls() -> Result<()> {

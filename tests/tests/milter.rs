@@ -21,7 +21,7 @@ use anyhow::{bail, ensure, Context, Result};
 use mailward_e2e::postfix::{Postfix, PostfixSetup};
 use mailward_e2e::samples::{eicar, infected_message};
 use mailward_e2e::stats::StatsSetup;
-use mailward_e2e::tools::{self, is_root, output_text};
+use mailward_e2e::tools::{self, is_root, output_text, swaks_message};
 use mailward_e2e::*;
 
 fn infected(subject: &str) -> Result<Vec<u8>> {
@@ -36,23 +36,14 @@ fn swaks_to(
     rcpt: &str,
     message: &[u8],
 ) -> Result<(bool, String)> {
-    let file = dir.join(format!("{name}.eml"));
-    std::fs::write(&file, message)?;
-    let server = format!("127.0.0.1:{port}");
-    let file = file.display().to_string();
-    let out = swaks(&[
-        "--server",
-        &server,
-        "--ehlo",
-        "client.test",
-        "--from",
-        "alice@sender.test",
-        "--to",
+    swaks_message(
+        dir.path(),
+        port,
+        name,
         rcpt,
-        "--data",
-        &file,
-    ])?;
-    Ok((out.status.success(), output_text(&out)))
+        message,
+        &["--ehlo", "client.test"],
+    )
 }
 
 /// Writes bytes that are not the milter protocol to the port, in a few

@@ -21,7 +21,7 @@ use anyhow::{ensure, Context, Result};
 use mailward_e2e::postfix::{Postfix, PostfixSetup};
 use mailward_e2e::samples::infected_message;
 use mailward_e2e::stats::StatsSetup;
-use mailward_e2e::tools::{is_root, output_text};
+use mailward_e2e::tools::{is_root, swaks_message};
 use mailward_e2e::*;
 
 /// Where the original client connects from.
@@ -45,25 +45,8 @@ fn clean(n: u32) -> Vec<u8> {
 
 /// swaks to Postfix from the original client's address; the transcript.
 fn swaks_via(dir: &TestDir, port: u16, name: &str, message: &[u8]) -> Result<(bool, String)> {
-    let file = dir.join(format!("{name}.eml"));
-    std::fs::write(&file, message)?;
-    let server = format!("127.0.0.1:{port}");
-    let file = file.display().to_string();
-    let out = swaks(&[
-        "--server",
-        &server,
-        "--local-interface",
-        CLIENT_IP,
-        "--ehlo",
-        CLIENT_HELO,
-        "--from",
-        "alice@sender.test",
-        "--to",
-        "user@example.com",
-        "--data",
-        &file,
-    ])?;
-    Ok((out.status.success(), output_text(&out)))
+    let extra = ["--local-interface", CLIENT_IP, "--ehlo", CLIENT_HELO];
+    swaks_message(dir.path(), port, name, "user@example.com", message, &extra)
 }
 
 /// The message without trace fields (`Received:`, ours `X-Mailward-*`),
