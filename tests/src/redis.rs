@@ -73,6 +73,31 @@ impl Redis {
         })
     }
 
+    /// The value of a short string `key` (GET over RESP), or None when
+    /// the key is not set.
+    pub fn get(&self, key: &str) -> Result<Option<String>> {
+        use std::io::{BufRead, BufReader, Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port))
+            .context("connecting to redis-server")?;
+        s.set_read_timeout(Some(std::time::Duration::from_secs(5)))?;
+        s.write_all(format!("GET {key}\r\n").as_bytes())?;
+        let mut r = BufReader::new(s);
+        let mut head = String::new();
+        r.read_line(&mut head)?;
+        let len: i64 = head
+            .trim_end()
+            .strip_prefix('$')
+            .and_then(|n| n.parse().ok())
+            .with_context(|| format!("GET {key}: unexpected answer {head:?}"))?;
+        if len < 0 {
+            return Ok(None);
+        }
+        let mut value = vec![0u8; len as usize + 2];
+        r.read_exact(&mut value)?;
+        value.truncate(len as usize);
+        Ok(Some(String::from_utf8_lossy(&value).into_owned()))
+    }
+
     /// Stops it (SIGKILL: as a crash, nothing saved).
     pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {

@@ -652,6 +652,19 @@ fn two_gateways_share_learning_through_redis() -> Result<()> {
         &ham_dir.display().to_string(),
     ])?;
     f.check(out.contains("Learnt 16 new message(s)"), || out.clone());
+    // Learning the same messages again changes nothing, so the store's
+    // version stays put and no gateway reloads the model for it.
+    let version = redis.get("mailward:spam:version")?;
+    let out = one
+        .daemon
+        .cli_ok(&["spam", "learn", "--spam", &spam_dir.display().to_string()])?;
+    f.check(out.contains("0 new message(s); 8 already known"), || {
+        out.clone()
+    });
+    let again = redis.get("mailward:spam:version")?;
+    f.check(version.is_some() && again == version, || {
+        format!("version {version:?} before, {again:?} after a learn that changed nothing")
+    });
     let status = two.daemon.cli_ok(&["spam", "status"])?;
     f.check(
         status.contains("8 spam, 8 ham") && status.contains(&url),

@@ -5,7 +5,7 @@
 
 use crate::check::spam::knowledge::{Knowledge, BASE};
 use crate::check::spam::model::{Class, Learnt, Model, ModelError};
-use crate::check::spam::store::Store;
+use crate::check::spam::store::{Edit, Store};
 use crate::check::spam::{self, Evidence};
 use crate::config::Config;
 use std::io::Write;
@@ -165,7 +165,7 @@ pub fn learn(
                 Learnt::Moved => tally.moved += 1,
             }
         }
-        tally
+        Edit::when(tally.new + tally.moved > 0, tally)
     })?)
 }
 
@@ -192,7 +192,7 @@ pub fn forget(cfg: &Config, paths: &[PathBuf]) -> Result<Tally, SpamCliError> {
                 tally.unknown += 1;
             }
         }
-        tally
+        Edit::when(tally.forgotten > 0, tally)
     })?)
 }
 
@@ -303,16 +303,14 @@ pub fn import(cfg: &Config, from: &Path, as_base: bool) -> Result<Model, SpamCli
                 .filter(|d| site.learnt.contains_key(d))
                 .count();
             if overlap > 0 {
-                return Err(SpamCliError::Usage(format!(
+                return Edit::Unchanged(Err(SpamCliError::Usage(format!(
                     "{}: {overlap} of its messages are learnt here already; import it with --base, or forget them first",
                     from.display()
-                )));
+                ))));
             }
             site.absorb(&incoming);
-            Ok(site.clone())
+            Edit::Changed(Ok(site.clone()))
         })?
-    // A refused import changed nothing worth keeping: the model was
-    // written back as it was read.
 }
 
 /// `spam rollback`: the previous base back.

@@ -13,7 +13,7 @@
 //! A full queue drops the message's learning, never the message.
 
 use super::model::Class;
-use super::store::Store;
+use super::store::{Edit, Store};
 use super::Evidence;
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::Arc;
@@ -103,7 +103,7 @@ fn run(store: &Store, rx: &Receiver<(Arc<Vec<u8>>, Class)>) {
                     }
                 }
             }
-            n
+            Edit::when(n != (0, 0), n)
         });
         match learnt {
             Ok((spam, ham)) => tracing::info!(target: "scan", spam, ham, store = %store.describe(),

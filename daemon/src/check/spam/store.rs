@@ -171,16 +171,27 @@ impl Store {
     }
 
     /// Changes the site's model with `change` under the store's lock and
-    /// writes it back; `change` may run more than once (Redis, when another
-    /// gateway wrote in between), on the model as it is then.
-    pub fn update<R>(&self, mut change: impl FnMut(&mut Model) -> R) -> Result<R, StoreError> {
+    /// writes it back when `change` says it changed it; `change` may run
+    /// more than once (Redis, when another gateway wrote in between), on
+    /// the model as it is then.
+    ///
+    /// An unchanged model is not written: writing it would move the
+    /// store's version and make every gateway reload the same model.
+    pub fn update<R>(
+        &self,
+        mut change: impl FnMut(&mut Model) -> Edit<R>,
+    ) -> Result<R, StoreError> {
         match self {
             Store::Dir(dir) => {
                 let _lock = Lock::take(dir)?;
                 let mut model = Model::read(&dir.join(SITE))?.unwrap_or_default();
-                let r = change(&mut model);
-                model.write(&dir.join(SITE))?;
-                Ok(r)
+                match change(&mut model) {
+                    Edit::Changed(r) => {
+                        model.write(&dir.join(SITE))?;
+                        Ok(r)
+                    }
+                    Edit::Unchanged(r) => Ok(r),
+                }
             }
             Store::Redis { client, .. } => {
                 let mut con = self.connect(client)?;
@@ -194,7 +205,15 @@ impl Store {
                         .query(&mut con)
                         .map_err(|e| self.redis_error(e))?;
                     let mut model = self.decode(blob)?;
-                    let r = change(&mut model);
+                    let r = match change(&mut model) {
+                        Edit::Changed(r) => r,
+                        Edit::Unchanged(r) => {
+                            redis::cmd("UNWATCH")
+                                .query::<()>(&mut con)
+                                .map_err(|e| self.redis_error(e))?;
+                            return Ok(r);
+                        }
+                    };
                     // EXEC answers nil when the watched key changed.
                     let done: Option<(i64,)> = redis::pipe()
                         .atomic()
@@ -218,6 +237,27 @@ impl Store {
     }
 }
 
+/// What a change given to [`Store::update`] did to the model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Edit<R> {
+    /// The model changed: it is written back.
+    Changed(R),
+    /// Nothing changed (all already learnt, nothing to forget, a refused
+    /// import): nothing is written.
+    Unchanged(R),
+}
+
+impl<R> Edit<R> {
+    /// `Changed(r)` when `changed`, else `Unchanged(r)`.
+    pub fn when(changed: bool, r: R) -> Self {
+        if changed {
+            Edit::Changed(r)
+        } else {
+            Edit::Unchanged(r)
+        }
+    }
+}
+
 /// A Redis URL without its password, for logs and messages.
 fn shown(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
@@ -231,7 +271,7 @@ fn shown(url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::check::spam::model::Class;
+    use crate::check::spam::model::{Class, Learnt};
 
     #[test]
     fn passwords_are_not_shown() {
@@ -251,11 +291,19 @@ mod tests {
         let store = Store::new(dir.path(), "").unwrap();
         assert_eq!(store.read().unwrap().spam_messages, 0);
         let before = store.version().unwrap();
-        store
-            .update(|m| m.learn(7, &[1, 2, 3], Class::Spam))
-            .unwrap();
+        let learn = |m: &mut Model| {
+            let l = m.learn(7, &[1, 2, 3], Class::Spam);
+            Edit::when(l != Learnt::Already, l)
+        };
+        assert_eq!(store.update(learn).unwrap(), Learnt::New);
         assert_eq!(store.read().unwrap().spam_messages, 1);
-        assert_ne!(store.version().unwrap(), before);
+        let after = store.version().unwrap();
+        assert_ne!(after, before);
+        // Learning it again changes nothing, so nothing is written and
+        // gateways watching the version do not reload.
+        std::thread::sleep(Duration::from_millis(20));
+        assert_eq!(store.update(learn).unwrap(), Learnt::Already);
+        assert_eq!(store.version().unwrap(), after);
     }
 
     #[test]
