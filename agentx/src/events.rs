@@ -114,6 +114,7 @@ impl Event<'_> {
                 session_id,
             } => {
                 health.connected.store(true, Ordering::Relaxed);
+                health.registered.store(0, Ordering::Relaxed);
                 let before = health.sessions_opened.fetch_add(1, Ordering::Relaxed);
                 if before > 0 {
                     HealthCounters::add(&health.reconnects);
@@ -122,6 +123,7 @@ impl Event<'_> {
                     "AgentX session opened.");
             }
             Event::Registered { subtree, priority } => {
+                HealthCounters::add(&health.registered);
                 info!(target: "snmp", %subtree, priority, "AgentX subtree registered.");
             }
             Event::RegistrationRefused {
@@ -155,12 +157,14 @@ impl Event<'_> {
                 reason,
             } => {
                 health.connected.store(false, Ordering::Relaxed);
+                health.registered.store(0, Ordering::Relaxed);
                 warn!(target: "snmp", %endpoint, session_id, %reason,
                     "AgentX session lost; reconnecting.");
                 health.error(format!("AgentX session {session_id} lost: {reason}"));
             }
             Event::ClosedByMaster { session_id, reason } => {
                 health.connected.store(false, Ordering::Relaxed);
+                health.registered.store(0, Ordering::Relaxed);
                 warn!(target: "snmp", session_id, reason = ?reason,
                     "The AgentX master closed the session; reconnecting.");
                 health.error(format!(
@@ -214,6 +218,7 @@ impl Event<'_> {
             }
             Event::SessionClosed { session_id } => {
                 health.connected.store(false, Ordering::Relaxed);
+                health.registered.store(0, Ordering::Relaxed);
                 info!(target: "snmp", session_id, "AgentX session closed.");
             }
         }

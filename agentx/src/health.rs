@@ -11,6 +11,10 @@ use std::sync::Mutex;
 pub struct Health {
     /// Whether an AgentX session with the master is open now.
     pub connected: bool,
+    /// Subtrees the master accepted on the current session: an open session
+    /// serves nothing while its registration is refused (another subagent
+    /// holds the subtree), so `connected` alone does not say "served".
+    pub registered: u64,
     /// Sessions opened after the first one (each is a recovery from a lost
     /// or refused session).
     pub reconnects: u64,
@@ -33,6 +37,8 @@ pub struct Health {
 pub(crate) struct HealthCounters {
     /// See [`Health::connected`].
     pub(crate) connected: AtomicBool,
+    /// See [`Health::registered`].
+    pub(crate) registered: AtomicU64,
     /// Sessions opened so far (the first one is not a reconnect).
     pub(crate) sessions_opened: AtomicU64,
     /// See [`Health::reconnects`].
@@ -53,6 +59,7 @@ impl HealthCounters {
     pub(crate) fn snapshot(&self) -> Health {
         Health {
             connected: self.connected.load(Ordering::Relaxed),
+            registered: self.registered.load(Ordering::Relaxed),
             reconnects: self.reconnects.load(Ordering::Relaxed),
             requests: self.requests.load(Ordering::Relaxed),
             errors: self.errors.load(Ordering::Relaxed),

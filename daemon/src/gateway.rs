@@ -192,6 +192,7 @@ impl Gateway {
             bases_released: bases.as_ref().map_or(0, |b| b.released),
             bases_loaded: bases.as_ref().map_or(0, |b| b.loaded_at),
             agentx_connected: subagent.as_ref().is_some_and(|h| h.connected),
+            agentx_registered: subagent.as_ref().is_some_and(|h| h.registered > 0),
             agentx_reconnects: subagent.as_ref().map_or(0, |h| h.reconnects),
             snmp_notifications_dropped: subagent.as_ref().map_or(0, |h| h.notifications_dropped),
             spool_reclaimable_bytes: self.spool.reclaimable(),

@@ -181,6 +181,7 @@ pub enum StatId {
     MilterConnectionsOpened,
     MilterConnections,
     MilterConnectionErrors,
+    AgentxRegistered,
 }
 
 pub const REJECT_REASONS: &[&str] = &[
@@ -917,6 +918,17 @@ pub static CATALOGUE: &[Stat] = &[
         Unit::Count,
         Some(("reason", MILTER_ERRORS)),
         "Milter connections closed on an error, by reason: malformed (not the milter protocol, or no common protocol in the negotiation), idle (no command within timeouts.command), io (the socket failed). The MTA applies its milter_default_action to what was under way.",
+    ),
+    def(
+        StatId::AgentxRegistered,
+        Resources,
+        42,
+        "mwAgentxRegistered",
+        "mailward_agentx_registered",
+        Gauge,
+        Unit::Flag,
+        None,
+        "1 while the AgentX master has accepted the registration of the gateway's subtree, so that the master serves it; 0 while no session is open or while the master refuses it (another subagent registered the same subtree: see the log for duplicateRegistration). mailward_agentx_connected says only that a session is open.",
     ),
 ];
 

@@ -45,6 +45,9 @@ pub struct Gauges {
     pub bases_released: i64,
     pub bases_loaded: i64,
     pub agentx_connected: bool,
+    /// The master accepted the subtree's registration (see
+    /// `mailward_agentx_registered`).
+    pub agentx_registered: bool,
     pub agentx_reconnects: u64,
     pub snmp_notifications_dropped: u64,
     pub spool_reclaimable_bytes: u64,
@@ -522,6 +525,7 @@ impl Stats {
         );
         set(StatId::BasesLoaded, 0, gauges.bases_loaded.max(0) as u64);
         set(StatId::AgentxConnected, 0, gauges.agentx_connected as u64);
+        set(StatId::AgentxRegistered, 0, gauges.agentx_registered as u64);
         set(StatId::AgentxReconnects, 0, gauges.agentx_reconnects);
         set(
             StatId::SnmpNotificationsDropped,

@@ -182,6 +182,12 @@ pub fn promtool_check_rules(file: &Path) -> Result<Output> {
     tools::run(&promtool, &[Path::new("check"), Path::new("rules"), file])
 }
 
+/// `promtool test rules FILE`: the alerting rules' unit tests.
+pub fn promtool_test_rules(file: &Path) -> Result<Output> {
+    let promtool = require("promtool", PACKAGE)?;
+    tools::run(&promtool, &[Path::new("test"), Path::new("rules"), file])
+}
+
 /// The answer to an instant query.
 #[derive(Debug, Clone)]
 pub struct QueryResult {

@@ -20,13 +20,16 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
-use mailward_e2e::prometheus::{self, promtool_check_metrics, promtool_check_rules, Prometheus};
+use mailward_e2e::prometheus::{
+    self, promtool_check_metrics, promtool_check_rules, promtool_test_rules, Prometheus,
+};
 use mailward_e2e::tools::{output_text, smtp_source, READY_TIMEOUT};
 use mailward_e2e::*;
 use serde_json::Value;
 
 const DASHBOARD: &str = "dashboards/mailward-overview.json";
 const ALERT_RULES: &str = "dashboards/prometheus/mailward-alerts.yaml";
+const ALERT_RULE_TESTS: &str = "dashboards/prometheus/mailward-alerts.test.yaml";
 const CATALOGUE: &str = "metrics/src/catalogue.rs";
 
 /// The metric names of DESIGN 8 that dashboards, alerts and operators'
@@ -984,6 +987,14 @@ fn alert_rules_use_catalogue_names_and_pass_promtool() -> Result<()> {
         "promtool check rules {ALERT_RULES}:\n{}",
         output_text(&out)
     );
+    // The rules' own unit tests: each alert fires for the series it is
+    // about, and not for the others.
+    let out = promtool_test_rules(&workspace().join(ALERT_RULE_TESTS))?;
+    assert!(
+        out.status.success(),
+        "promtool test rules {ALERT_RULE_TESTS}:\n{}",
+        output_text(&out)
+    );
     Ok(())
 }
 
@@ -1102,6 +1113,7 @@ fn state_checks() -> Vec<(String, f64, f64)> {
         // The built-in default bases (bases/default/manifest.toml).
         exactly(format!("sum(mailward_bases_records{{{j}}})"), 5.0),
         exactly(format!("sum(mailward_agentx_connected{{{j}}})"), 0.0),
+        exactly(format!("sum(mailward_agentx_registered{{{j}}})"), 0.0),
         exactly(format!(r#"sum(mailward_update_last_result{{{j},result="unknown"}})"#), 1.0),
         exactly(format!("sum(mailward_update_last_result{{{j}}})"), 1.0),
         // The daemon itself: one build, started less than ten minutes ago.

@@ -695,6 +695,7 @@ fn snmpwalk_names_every_object_and_counters_equal_metrics() -> Result<()> {
         ("mwPolicyGroupMessages.1", 6.0),
         ("mwRawRecords.0", 6.0),
         ("mwAgentxConnected.0", 1.0),
+        ("mwAgentxRegistered.0", 1.0),
         ("mwConfigReloads.0", 0.0),
     ] {
         let got = value(name);
@@ -1635,19 +1636,25 @@ fn a_second_gateway_on_the_same_subtree_is_told_duplicate_registration() -> Resu
         Err(e) => f.push(format!("snmpget mwConfigFile.0 with two gateways: {e:#}")),
     }
     let m = first.stats.scrape()?;
-    let connected = m.value("mailward_agentx_connected", &[])?;
-    f.check(connected == 1.0, || {
-        format!("the first gateway's mailward_agentx_connected = {connected}, expected 1")
+    let (connected, registered) = (
+        m.value("mailward_agentx_connected", &[])?,
+        m.value("mailward_agentx_registered", &[])?,
+    );
+    f.check(connected == 1.0 && registered == 1.0, || {
+        format!("the first gateway's mailward_agentx_connected = {connected}, _registered = {registered}, expected 1 and 1")
     });
     if let Some(line) = said {
         eprintln!("second gateway: {line}");
     }
-    if let Ok(m2) = stats.scrape() {
-        eprintln!(
-            "second gateway: mailward_agentx_connected = {:?} (its subtree is not registered)",
-            m2.get("mailward_agentx_connected", &[])
-        );
-    }
+    // The second has a session but serves nothing: the two gauges say so.
+    let m2 = stats.scrape()?;
+    let (connected, registered) = (
+        m2.value("mailward_agentx_connected", &[])?,
+        m2.value("mailward_agentx_registered", &[])?,
+    );
+    f.check(connected == 1.0 && registered == 0.0, || {
+        format!("the second gateway's mailward_agentx_connected = {connected}, _registered = {registered}, expected 1 and 0 (session open, subtree refused)")
+    });
     // The first gateway goes: the second sends its refused registration
     // again on the same session (after 5 s, then 10, ...) and takes the
     // subtree over without a reconnect.
@@ -1675,6 +1682,12 @@ fn a_second_gateway_on_the_same_subtree_is_told_duplicate_registration() -> Resu
         "the second gateway serving the subtree after the first stopped (its refused registration sent again)",
         taken,
     );
+    let registered = stats
+        .scrape()
+        .and_then(|m| m.value("mailward_agentx_registered", &[]));
+    f.check(matches!(registered, Ok(r) if r == 1.0), || {
+        format!("the second gateway's mailward_agentx_registered once it took over = {registered:?}, expected 1")
+    });
     let _ = second.sigterm();
     f.finish(|| {
         format!(
