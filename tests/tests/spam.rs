@@ -679,6 +679,16 @@ fn two_gateways_share_learning_through_redis() -> Result<()> {
     f.check(header.contains("BAYES_9"), || {
         format!("the second gateway scores with the first one's learning: {header}")
     });
+    // It read the store once at start and once for the learning: the
+    // watcher knows the version the start read.
+    let loads = two
+        .daemon
+        .full_log()
+        .matches("Spam learning loaded from the shared store.")
+        .count();
+    f.check(loads == 1, || {
+        format!("{loads} loads of the shared model after one change, expected 1")
+    });
     // Redis goes away: mail flows, the classifier is unavailable.
     redis.stop();
     thread::sleep(Duration::from_millis(3000));

@@ -208,7 +208,7 @@ fn worker(engine: &Engine, rx: &Mutex<Receiver<Job>>) {
                 scanner: scanner.as_mut(),
                 bases: loaded.info.as_ref(),
                 pool: &engine.pool,
-                spam: Some(engine.spam.current()),
+                spam: Some(engine.spam.loaded()),
             };
             let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(&mut tools)));
             if result.is_err() {

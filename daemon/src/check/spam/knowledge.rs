@@ -1,11 +1,12 @@
 //! What the spam check knows, shared by the scan workers: the content rules
 //! and the classifier's models. The site's learning is in its store
 //! ([`super::store`]): `site.model`, which `mailward spam learn` rewrites
-//! (atomically) and the daemon looks at every [`RECHECK`], or a Redis
-//! server that a thread of its own polls as often. New learning is swapped
-//! in without a restart; a damaged model is refused and the one in use
-//! stays; a Redis that cannot be read makes the classifier abstain until it
-//! can be again.
+//! (atomically), or a Redis server. A thread of its own (`spam-knowledge`)
+//! looks at the files and the store every [`RECHECK`] and swaps new
+//! learning in without a restart, so that no scan worker ever waits for a
+//! model to be read; a damaged model is refused and the one in use stays; a
+//! Redis that cannot be read makes the classifier abstain until it can be
+//! again.
 //!
 //! Files, under `[spam] dir` (default `DATA_DIR/spam`):
 //! - `site.model`: what this site learnt (and which messages), unless
@@ -20,7 +21,7 @@ use super::store::{Store, Version};
 use crate::config::Config;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 /// How often the daemon looks for new learning.
 const RECHECK: Duration = Duration::from_secs(2);
@@ -118,8 +119,8 @@ pub struct Shared {
     store: Store,
     base_path: std::path::PathBuf,
     current: RwLock<Arc<Knowledge>>,
-    /// When the files were last looked at, and what they were then.
-    seen: Mutex<(Instant, Stamp)>,
+    /// What the files were at the last look.
+    seen: Mutex<Stamp>,
     config: RwLock<Arc<Config>>,
     /// The Redis store could not be read at the last look.
     store_down: AtomicBool,
@@ -132,7 +133,7 @@ type Stamp = (Option<SystemTime>, Option<Version>);
 
 impl Shared {
     pub fn open(cfg: Arc<Config>) -> (Arc<Shared>, Vec<String>) {
-        let (k, mut problems) = Knowledge::load(&cfg);
+        let mut problems = Vec::new();
         let store = match Store::new(&cfg.spam.dir, &cfg.spam.store) {
             Ok(s) => s,
             Err(e) => {
@@ -140,28 +141,36 @@ impl Shared {
                 Store::Dir(cfg.spam.dir.clone())
             }
         };
+        // The Redis version before the model is read: a change in between
+        // only makes the watcher read it once more, never miss it.
+        let redis_version = match store {
+            Store::Redis { .. } => store.version().ok(),
+            Store::Dir(_) => None,
+        };
+        let (k, load_problems) = Knowledge::load(&cfg);
+        problems.extend(load_problems);
         let down = k.classifier.unavailable;
         let learner = super::autolearn::Learner::start(store.clone());
         let shared = Arc::new(Shared {
             learner,
             base_path: cfg.spam.dir.join(BASE),
-            seen: Mutex::new((Instant::now(), (None, None))),
+            seen: Mutex::new((None, None)),
             store,
             current: RwLock::new(Arc::new(k)),
             config: RwLock::new(cfg),
             store_down: AtomicBool::new(down),
         });
         if let Ok(mut seen) = shared.seen.lock() {
-            seen.1 = shared.stamp();
+            *seen = shared.stamp();
         }
-        if matches!(shared.store, Store::Redis { .. }) {
-            let weak = Arc::downgrade(&shared);
-            let spawned = std::thread::Builder::new()
-                .name("spam-store".into())
-                .spawn(move || poll_redis(&weak));
-            if let Err(e) = spawned {
-                problems.push(format!("cannot start the spam store poller: {e}"));
-            }
+        let weak = Arc::downgrade(&shared);
+        let spawned = std::thread::Builder::new()
+            .name("spam-knowledge".into())
+            .spawn(move || watch(&weak, redis_version));
+        if let Err(e) = spawned {
+            problems.push(format!(
+                "cannot start the spam knowledge watcher (new learning needs a restart): {e}"
+            ));
         }
         (shared, problems)
     }
@@ -192,33 +201,26 @@ impl Shared {
             .ok();
         let site = match &self.store {
             Store::Dir(_) => self.store.version().ok(),
-            // Polled by its own thread.
+            // Its version is a Redis call: see `poll_redis`.
             Store::Redis { .. } => None,
         };
         (base, site)
     }
 
-    /// The knowledge to check a message with; reloads first when a file
-    /// changed (looked at most every [`RECHECK`]).
-    pub fn current(&self) -> Arc<Knowledge> {
+    /// Reloads when a file changed since the last look (the watcher).
+    fn look_at_files(&self) {
+        let now = self.stamp();
         let changed = match self.seen.lock() {
-            Ok(mut seen) if seen.0.elapsed() >= RECHECK => {
-                seen.0 = Instant::now();
-                let now = self.stamp();
-                let changed = now != seen.1;
-                seen.1 = now;
-                changed
-            }
-            _ => false,
+            Ok(mut seen) => std::mem::replace(&mut *seen, now) != now,
+            Err(p) => std::mem::replace(&mut *p.into_inner(), now) != now,
         };
         if changed {
             self.reload();
         }
-        self.loaded()
     }
 
-    /// The knowledge in use, without looking for new files: for readers on
-    /// the async runtime (statistics), which must not read models.
+    /// The knowledge in use (never reads a file or the store: the watcher
+    /// keeps it up to date, so scan workers and the statistics may call it).
     pub fn loaded(&self) -> Arc<Knowledge> {
         match self.current.read() {
             Ok(k) => k.clone(),
@@ -234,8 +236,8 @@ impl Shared {
     }
 
     /// Loads again (a new configuration, or new learning); a model that
-    /// cannot be read leaves the one in use. A Redis site is not read here
-    /// (this may run on a scan worker): its poller keeps it.
+    /// cannot be read leaves the one in use. A Redis site is not read here:
+    /// the watcher keeps it (a SIGHUP must not wait for Redis).
     pub fn reload(&self) {
         let cfg = match self.config.read() {
             Ok(c) => c.clone(),
@@ -290,41 +292,49 @@ impl Shared {
     }
 }
 
-/// The Redis poller: every [`RECHECK`], the version; a new one, the model.
-/// Ends when the knowledge is dropped.
-fn poll_redis(shared: &Weak<Shared>) {
-    let mut seen: Option<Version> = None;
+/// The watcher: every [`RECHECK`], the files (the base, and the site when
+/// it is a file), then the Redis version and, when it moved, the model.
+/// `seen` is the Redis version the start read the model at. Ends when the
+/// knowledge is dropped.
+fn watch(shared: &Weak<Shared>, mut seen: Option<Version>) {
     loop {
+        std::thread::sleep(RECHECK);
         let Some(s) = shared.upgrade() else { return };
-        let was_down = s.store_down.load(Ordering::Relaxed);
-        let result = s.store.version().and_then(|v| {
-            if Some(v) == seen && !was_down {
-                return Ok(None);
+        s.look_at_files();
+        if matches!(s.store, Store::Redis { .. }) {
+            poll_redis(&s, &mut seen);
+        }
+    }
+}
+
+/// One look at the Redis store: the version; a new one, the model.
+fn poll_redis(s: &Shared, seen: &mut Option<Version>) {
+    let was_down = s.store_down.load(Ordering::Relaxed);
+    let result = s.store.version().and_then(|v| {
+        if Some(v) == *seen && !was_down {
+            return Ok(None);
+        }
+        s.store.read().map(|m| Some((v, m)))
+    });
+    match result {
+        Ok(None) => {}
+        Ok(Some((v, model))) => {
+            *seen = Some(v);
+            s.store_down.store(false, Ordering::Relaxed);
+            if was_down {
+                tracing::info!(target: "scan", store = %s.store.describe(), "The spam store answers again; the classifier is back.");
             }
-            s.store.read().map(|m| Some((v, m)))
-        });
-        match result {
-            Ok(None) => {}
-            Ok(Some((v, model))) => {
-                seen = Some(v);
-                s.store_down.store(false, Ordering::Relaxed);
-                if was_down {
-                    tracing::info!(target: "scan", store = %s.store.describe(), "The spam store answers again; the classifier is back.");
-                }
-                tracing::info!(target: "scan", spam = model.spam_messages, ham = model.ham_messages,
-                    store = %s.store.describe(), "Spam learning loaded from the shared store.");
-                s.with_site(Some(Arc::new(model)), false);
-            }
-            Err(e) => {
-                if !was_down {
-                    tracing::error!(target: "scan", error = %e,
-                        "Cannot read the spam store; the classifier abstains until it can (mail still flows).");
-                    s.store_down.store(true, Ordering::Relaxed);
-                    s.with_site(None, true);
-                }
+            tracing::info!(target: "scan", spam = model.spam_messages, ham = model.ham_messages,
+                store = %s.store.describe(), "Spam learning loaded from the shared store.");
+            s.with_site(Some(Arc::new(model)), false);
+        }
+        Err(e) => {
+            if !was_down {
+                tracing::error!(target: "scan", error = %e,
+                    "Cannot read the spam store; the classifier abstains until it can (mail still flows).");
+                s.store_down.store(true, Ordering::Relaxed);
+                s.with_site(None, true);
             }
         }
-        drop(s);
-        std::thread::sleep(RECHECK);
     }
 }
