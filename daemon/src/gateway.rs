@@ -211,6 +211,7 @@ impl Gateway {
                 [k.classifier.spam_messages(), k.classifier.ham_messages()]
             },
             log_lines_dropped: crate::ops::logging::dropped(),
+            log_rotation_failures: crate::ops::logging::rotation_failures(),
         };
         self.stats.snapshot(&gauges)
     }

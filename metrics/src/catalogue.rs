@@ -182,6 +182,7 @@ pub enum StatId {
     MilterConnections,
     MilterConnectionErrors,
     AgentxRegistered,
+    LogRotationFailures,
 }
 
 pub const REJECT_REASONS: &[&str] = &[
@@ -223,6 +224,8 @@ pub const MODES: &[&str] = &["smtp", "filter", "milter"];
 /// timeouts.command), io (the socket failed). In the order of
 /// `event::MilterError`.
 pub const MILTER_ERRORS: &[&str] = &["malformed", "idle", "io"];
+/// Files Mailward rotates itself: the log and the raw records.
+pub const ROTATED_FILES: &[&str] = &["log", "raw"];
 pub const NOTIFY_TARGETS: &[&str] = &["sender", "recipients", "admin", "dsn"];
 pub const SESSION_DIRECTIONS: &[&str] = &["in", "out"];
 /// What an inbound session was doing when its deadline passed.
@@ -929,6 +932,17 @@ pub static CATALOGUE: &[Stat] = &[
         Unit::Flag,
         None,
         "1 while the AgentX master has accepted the registration of the gateway's subtree, so that the master serves it; 0 while no session is open or while the master refuses it (another subagent registered the same subtree: see the log for duplicateRegistration). mailward_agentx_connected says only that a session is open.",
+    ),
+    def(
+        StatId::LogRotationFailures,
+        Resources,
+        43,
+        "mwLogRotationFailures",
+        "mailward_log_rotation_failures_total",
+        Counter,
+        Unit::Count,
+        Some(("file", ROTATED_FILES)),
+        "Rotations (at log.rotate_size) that failed, by file: log (the log file) or raw (the raw records file). No line is lost: the file grows past rotate_size and rotation is tried again after as many bytes, but the disk fills if nobody acts (usually a directory the unprivileged user cannot write).",
     ),
 ];
 

@@ -61,6 +61,9 @@ pub struct Gauges {
     /// Log lines dropped since start (the logger keeps the count: it runs
     /// before and beside the model).
     pub log_lines_dropped: u64,
+    /// Failed rotations of the log file (the logger keeps the count; the
+    /// raw records file's are the model's own).
+    pub log_rotation_failures: u64,
 }
 
 struct Histogram {
@@ -533,6 +536,12 @@ impl Stats {
             gauges.snmp_notifications_dropped,
         );
         set(StatId::LogLinesDropped, 0, gauges.log_lines_dropped);
+        set(StatId::LogRotationFailures, 0, gauges.log_rotation_failures);
+        set(
+            StatId::LogRotationFailures,
+            1,
+            self.raw_rotation_failure().0,
+        );
         let tops = self
             .tops
             .iter()

@@ -163,7 +163,7 @@ const EXPECT: &[(&str, Expect)] = &[
     ("Classifier unavailable", Exported),
     // Outbound TLS and logging
     ("Outbound TLS", Exported),
-    ("Log lines dropped", Exported),
+    ("Log lines dropped and failed rotations", Exported),
     // Ways in
     ("Checked by way in", Traffic),
     ("Milter connections", Exported),

@@ -18,6 +18,7 @@ use std::process::{Command, Output, Stdio};
 
 use anyhow::{bail, ensure, Context, Result};
 use mailward_e2e::daemon::mailward_bin;
+use mailward_e2e::stats::StatsSetup;
 use mailward_e2e::tools::{is_root, output_text, require};
 use mailward_e2e::*;
 
@@ -222,7 +223,9 @@ fn a_log_directory_the_user_cannot_write_costs_no_line() -> Result<()> {
     std::fs::create_dir(&logs)?;
     std::fs::set_permissions(&logs, std::fs::Permissions::from_mode(0o755))?;
     let log = logs.join("mailward.log");
-    let config = Config::new(dir.path())
+    let stats = StatsSetup::new(dir.path());
+    let config = stats
+        .apply(Config::new(dir.path()))
         .set_str("server", "user", USER)
         .set_str("log", "destination", &format!("file:{}", log.display()))
         .set_str("log", "rotate_size", "2KiB")
@@ -259,6 +262,18 @@ fn a_log_directory_the_user_cannot_write_costs_no_line() -> Result<()> {
     ensure!(
         !logs.join("mailward.log.1").exists(),
         "rotated in a directory the user cannot write?"
+    );
+    // The failed rotations are counted, for an alert before the disk fills.
+    let m = stats.scrape()?;
+    let failed = m.get("mailward_log_rotation_failures_total", &[("file", "log")]);
+    ensure!(
+        failed.is_some_and(|n| n >= 1.0),
+        "mailward_log_rotation_failures_total{{file=\"log\"}} = {failed:?}, expected at least 1"
+    );
+    let raw = m.get("mailward_log_rotation_failures_total", &[("file", "raw")]);
+    ensure!(
+        raw == Some(0.0),
+        "mailward_log_rotation_failures_total{{file=\"raw\"}} = {raw:?}, expected 0 (no raw records file)"
     );
     Ok(())
 }

@@ -66,6 +66,15 @@ pub fn file_path() -> Option<PathBuf> {
     Some(file.path().to_path_buf())
 }
 
+/// Failed rotations of the log file so far (0 when it is not a file).
+pub fn rotation_failures() -> u64 {
+    LOG_FILE
+        .lock()
+        .ok()
+        .and_then(|g| g.clone())
+        .map_or(0, |f| f.rotation_failure().0)
+}
+
 /// Says in the log, once a minute at most, when the log file or the raw
 /// records file could not be rotated (a directory the unprivileged user
 /// may not write to): their lines go on past `rotate_size`, none is lost,
