@@ -162,6 +162,15 @@ fn starttls_modes_against_a_real_postfix() -> Result<()> {
         log.contains("STARTTLS failed; delivering in plain text"),
         "the fallback is logged"
     );
+    // The warning names the hop as the delivery lines do (name[ip]:port).
+    let warned = log
+        .lines()
+        .find(|l| l.contains("TLS required but not had"))
+        .unwrap_or("");
+    ensure!(
+        warned.contains(&format!("peer=127.0.0.1[127.0.0.1]:{}", sink.port)),
+        "the TLS failure names its peer as name[ip]:port: {warned}"
+    );
 
     let m = stats.scrape()?;
     let count = |result: &str| {

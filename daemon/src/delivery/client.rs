@@ -1028,7 +1028,7 @@ fn outcome(finals: Vec<Option<Reply>>) -> TxOutcome {
 }
 
 /// "mx.example.com[127.0.0.1]:2526" (or "[127.0.0.1]:2526" without a name).
-fn peer_label(name: &str, addr: SocketAddr) -> String {
+pub(crate) fn peer_label(name: &str, addr: SocketAddr) -> String {
     let name: String = name
         .chars()
         .filter(|c| !c.is_control() && !c.is_whitespace())

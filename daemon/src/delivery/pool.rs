@@ -223,7 +223,7 @@ async fn connect_first(
             Err(e) => {
                 if matches!(e, crate::delivery::client::ClientError::TlsRequired { .. }) {
                     crate::events::OutboundTlsFailed {
-                        peer: &format!("{}[{}]", c.name, c.addr),
+                        peer: &crate::delivery::client::peer_label(&c.name, c.addr),
                         error: &e,
                     }
                     .emit(stats);
