@@ -78,6 +78,7 @@ fn main() -> ExitCode {
         }
         Command::Queue(q) => queue(q),
         Command::Stats(c) => stats(c),
+        Command::Status { config, json } => status(config.config.as_deref(), json),
         Command::Log(c) => log_command(c),
         Command::Completions { shell } => {
             // A closed pipe (`| head`) is not an error worth a message.
@@ -731,6 +732,28 @@ fn log_command(cmd: LogCommand) -> ExitCode {
         out!("Reopened {}.", reopened.join(" and "));
     }
     ExitCode::SUCCESS
+}
+
+fn status(path: Option<&Path>, json: bool) -> ExitCode {
+    let data = match call(path, &Request::Status) {
+        Ok(d) => d,
+        Err(code) => return code,
+    };
+    if json {
+        out!("{data}");
+        return ExitCode::SUCCESS;
+    }
+    match serde_json::from_value::<mailward::ops::status::Status>(data) {
+        Ok(s) => {
+            let text = mailward::ops::status::render(&s, chrono::Utc::now().timestamp());
+            out!("{}", text.trim_end());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("mailward: the daemon's status is unreadable ({e}): is it another version? Try --json.");
+            ExitCode::from(1)
+        }
+    }
 }
 
 fn stats(cmd: StatsCommand) -> ExitCode {

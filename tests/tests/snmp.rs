@@ -1646,6 +1646,25 @@ fn a_second_gateway_on_the_same_subtree_is_told_duplicate_registration() -> Resu
     if let Some(line) = said {
         eprintln!("second gateway: {line}");
     }
+    // `mailward status` tells the two apart: the first serves, the second
+    // is refused and says what to do about it.
+    match first.daemon.cli_ok(&["status", "--json"]) {
+        Ok(text) => {
+            let v: serde_json::Value = serde_json::from_str(&text).context("status JSON")?;
+            f.check(v["snmp"]["state"] == "serving", || {
+                format!("the first gateway's status: {text}")
+            });
+        }
+        Err(e) => f.push(format!("mailward status on the first gateway: {e:#}")),
+    }
+    match second.cli_ok(&["status"]) {
+        Ok(text) => f.check(
+            text.contains("\nsnmp:     refused (")
+                && text.contains("The AgentX master refuses the subtree 1.3.6.1.4.1.32473.25"),
+            || format!("the second gateway's status:\n{text}"),
+        ),
+        Err(e) => f.push(format!("mailward status on the second gateway: {e:#}")),
+    }
     // The second has a session but serves nothing: the two gauges say so.
     let m2 = stats.scrape()?;
     let (connected, registered) = (
@@ -1689,6 +1708,15 @@ fn a_second_gateway_on_the_same_subtree_is_told_duplicate_registration() -> Resu
         format!("the second gateway's mailward_agentx_registered once it took over = {registered:?}, expected 1")
     });
     let _ = second.sigterm();
+    // Stopped: `mailward status` says so, with exit status 69.
+    match second.cli(&["status"]) {
+        Ok(out) => f.check(
+            out.status.code() == Some(69)
+                && String::from_utf8_lossy(&out.stderr).contains("cannot reach the daemon"),
+            || format!("status of a stopped gateway: {out:?}"),
+        ),
+        Err(e) => f.push(format!("mailward status after the stop: {e:#}")),
+    }
     f.finish(|| {
         format!(
             "----- second gateway -----\n{}\n{}",

@@ -54,6 +54,7 @@ pub enum Request {
         from: Option<String>,
     },
     BasesRollback,
+    Status,
     StatsShow,
     StatsWrite,
     StatsReset,
@@ -277,6 +278,9 @@ async fn handle(gw: &Gateway, req: Request) -> Response {
         Request::BasesUpdate { from } => bases_update(gw, from).await,
         Request::BasesRollback => bases_rollback(gw).await,
         Request::StatsShow => ok(gw.snapshot().to_json()),
+        Request::Status => {
+            serde_json::to_value(super::status::of(gw)).map_or_else(|e| err(e.to_string()), ok)
+        }
         Request::StatsWrite => match crate::ops::stats_file::write(gw) {
             Ok(path) => ok(serde_json::json!({ "path": path })),
             Err(e) => err(e.to_string()),

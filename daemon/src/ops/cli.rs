@@ -1,5 +1,5 @@
-//! The command line (clap): `mailward run | check-config | config | queue |
-//! bases | spam | stats | log | quarantine | archive`.
+//! The command line (clap): `mailward run | check-config | config | status |
+//! queue | bases | spam | stats | log | quarantine | archive`.
 //! Every command has `--help` with an example.
 
 use clap::{Args, Parser, Subcommand};
@@ -71,6 +71,22 @@ pub enum Command {
         after_help = "Examples:\n  mailward spam learn --spam ~/Junk/ --ham ~/Mail/inbox.mbox --config mailward.toml\n  mailward spam check --json message.eml --config mailward.toml\n  mailward spam status --config mailward.toml"
     )]
     Spam(SpamCommand),
+    /// Says whether the daemon runs and what needs attention: listeners, queue, bases, spam classifier, SNMP, log.
+    #[command(
+        after_help = "Exit status: 0 when the daemon answers (its problems, if any, are listed), 69 when it does not (not running, or another configuration's admin socket).
+--json prints one object (problems: a list of sentences, empty when all is well), e.g. for a monitoring check:
+  mailward status --json --config mailward.toml | jq -e '.problems == []'
+
+Example:
+  mailward status --config /etc/mailward/mailward.toml"
+    )]
+    Status {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Prints the status as one JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Shows, writes or resets the statistics of the running daemon.
     #[command(
         subcommand,

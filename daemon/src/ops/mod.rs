@@ -12,6 +12,7 @@ pub mod privileges;
 pub mod snmp;
 pub mod spam_cli;
 pub mod stats_file;
+pub mod status;
 pub mod stores;
 pub mod syslog;
 pub mod systemd;

@@ -1,0 +1,470 @@
+//! `mailward status`: the running daemon on one screen, for the
+//! administrator who wants to know "is it up, and is anything wrong?"
+//! before reading logs or dashboards. Everything comes from what the
+//! daemon already keeps (the statistics snapshot, the bases, the spam
+//! knowledge, the subagent's health): asking costs no I/O.
+//!
+//! The same [`Status`] is the admin socket's answer and the `--json`
+//! output; `problems` lists, as sentences, what an operator should act on.
+
+use crate::config::{Config, LogDestination, SyslogTransport};
+use crate::gateway::Gateway;
+use mailward_metrics::StatId;
+use serde::{Deserialize, Serialize};
+
+/// The daemon's state, as `mailward status --json` prints it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Status {
+    pub version: String,
+    pub pid: u32,
+    /// Unix time of the start.
+    pub started: i64,
+    /// The configuration file, or `<default>`.
+    pub config: String,
+    /// Unix time the configuration in force was loaded.
+    pub config_loaded: i64,
+    pub reloads: u64,
+    pub reload_failures: u64,
+    /// SMTP listeners (none for `mailward milter`).
+    pub listen: Vec<String>,
+    pub milter: Option<String>,
+    /// Where `/metrics` is served.
+    pub metrics: Option<String>,
+    pub queue_messages: u64,
+    pub queue_bytes: u64,
+    pub spool_free_bytes: u64,
+    pub sessions_in: u64,
+    pub sessions_out: u64,
+    /// Limits reached: idle sessions get the stress deadlines.
+    pub stress: bool,
+    pub bases: Option<Bases>,
+    pub spam: Spam,
+    pub snmp: Snmp,
+    pub log: Log,
+    /// What needs an operator, one sentence each; empty when all is well.
+    pub problems: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Bases {
+    pub version: String,
+    pub records: u64,
+    /// Unix time of the release.
+    pub released: i64,
+    pub obsolete: bool,
+    /// The last update's result (updated, not_needed, error, rolled_back,
+    /// unknown).
+    pub last_update: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Spam {
+    /// ready, abstaining (not enough learnt) or unavailable (store down).
+    pub classifier: String,
+    pub learnt_spam: u64,
+    pub learnt_ham: u64,
+    pub min_learnt: u64,
+    /// `site.model`'s path or the Redis URL (without its password).
+    pub store: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Snmp {
+    /// serving (registered), refused (a session, but another subagent holds
+    /// the subtree), disconnected, or starting (before the first try).
+    pub state: String,
+    pub master: String,
+    pub root_oid: String,
+    pub last_error: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Log {
+    pub destination: String,
+    pub lines_dropped: u64,
+    pub rotation_failures: u64,
+}
+
+/// The status of `gw` now.
+pub fn of(gw: &Gateway) -> Status {
+    let cfg = gw.config();
+    let snap = gw.snapshot();
+    let now = chrono::Utc::now().timestamp();
+    let bases = gw.bases().map(|b| Bases {
+        obsolete: crate::check::bases::is_obsolete(Some(&b), cfg.bases.obsolete_after.get(), now),
+        version: b.version,
+        records: b.records,
+        released: b.released,
+        last_update: mailward_metrics::catalogue::UPDATE_RESULTS
+            .iter()
+            .enumerate()
+            .find(|(i, _)| snap.value(StatId::UpdateLastResult, *i) == 1)
+            .map_or("unknown", |(_, r)| r)
+            .to_string(),
+    });
+    let knowledge = gw.scanner.spam.loaded();
+    let c = &knowledge.classifier;
+    let spam = Spam {
+        classifier: if c.unavailable {
+            "unavailable"
+        } else if c.ready() {
+            "ready"
+        } else {
+            "abstaining"
+        }
+        .to_string(),
+        learnt_spam: c.spam_messages(),
+        learnt_ham: c.ham_messages(),
+        min_learnt: c.min_learnt,
+        store: gw.scanner.spam.store().describe(),
+    };
+    let health = gw.subagent_health.get().map(|h| h());
+    let snmp = Snmp {
+        state: match &health {
+            None => "starting",
+            Some(h) if h.registered > 0 => "serving",
+            Some(h) if h.connected => "refused",
+            Some(_) => "disconnected",
+        }
+        .to_string(),
+        master: cfg.agentx.socket.clone(),
+        root_oid: cfg.agentx.root_oid.clone(),
+        last_error: health.and_then(|h| h.last_error),
+    };
+    let log = Log {
+        destination: destination(&cfg),
+        lines_dropped: snap.value(StatId::LogLinesDropped, 0),
+        rotation_failures: snap.values(StatId::LogRotationFailures).iter().sum(),
+    };
+    let mut status = Status {
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        pid: std::process::id(),
+        started: snap.start_time,
+        config: cfg.origin.clone(),
+        config_loaded: snap.config.loaded_at,
+        reloads: snap.config.reloads,
+        reload_failures: snap.config.reload_failures,
+        listen: cfg
+            .network
+            .listen_on
+            .iter()
+            .map(ToString::to_string)
+            .collect(),
+        milter: cfg.milter.listen.as_ref().map(ToString::to_string),
+        metrics: cfg.metrics.listen.map(|a| a.to_string()),
+        queue_messages: snap.value(StatId::QueueMessages, 0),
+        queue_bytes: snap.value(StatId::QueueBytes, 0),
+        spool_free_bytes: snap.value(StatId::SpoolFreeBytes, 0),
+        sessions_in: snap.value(StatId::Sessions, 0),
+        sessions_out: snap.value(StatId::Sessions, 1),
+        stress: snap.value(StatId::StressMode, 0) == 1,
+        bases,
+        spam,
+        snmp,
+        log,
+        problems: Vec::new(),
+    };
+    status.problems = problems(&status);
+    status
+}
+
+/// What an operator should act on, one sentence each.
+pub fn problems(s: &Status) -> Vec<String> {
+    let mut p = Vec::new();
+    match &s.bases {
+        None => {
+            p.push("No signature bases are loaded: messages are not scanned for viruses.".into())
+        }
+        Some(b) => {
+            if b.records == 0 {
+                p.push(format!(
+                    "The signature bases {} have no records: nothing is detected.",
+                    b.version
+                ));
+            }
+            if b.obsolete {
+                p.push(format!(
+                    "The signature bases {} are older than bases.obsolete_after: update them (mailward bases update).",
+                    b.version
+                ));
+            }
+            if matches!(b.last_update.as_str(), "error" | "rolled_back") {
+                p.push(format!(
+                    "The last update of the bases ended with {} (see the log, target admin).",
+                    b.last_update
+                ));
+            }
+        }
+    }
+    if s.reload_failures > 0 {
+        p.push(format!(
+            "{} configuration reload(s) were refused since start: the file on disk is not the one in force (mailward check-config).",
+            s.reload_failures
+        ));
+    }
+    if s.stress {
+        p.push(
+            "Under stress (session limits reached): idle sessions get the short deadlines.".into(),
+        );
+    }
+    if s.spam.classifier == "unavailable" {
+        p.push(format!(
+            "The spam store {} cannot be read: the classifier abstains, mail is judged by the other tests.",
+            s.spam.store
+        ));
+    }
+    match s.snmp.state.as_str() {
+        "disconnected" => p.push(format!(
+            "No AgentX session with the master at {}: the NMS sees no Mailward objects and gets no traps{}.",
+            s.snmp.master,
+            s.snmp
+                .last_error
+                .as_ref()
+                .map_or(String::new(), |e| format!(" (last error: {e})"))
+        )),
+        "refused" => p.push(format!(
+            "The AgentX master refuses the subtree {}: another subagent (often a second gateway) holds it.",
+            s.snmp.root_oid
+        )),
+        _ => {}
+    }
+    if s.log.lines_dropped > 0 {
+        p.push(format!(
+            "{} log line(s) were dropped since start ({} unreachable or too slow).",
+            s.log.lines_dropped, s.log.destination
+        ));
+    }
+    if s.log.rotation_failures > 0 {
+        p.push(format!(
+            "{} rotation(s) of the log or raw records file failed: the file grows past log.rotate_size.",
+            s.log.rotation_failures
+        ));
+    }
+    p
+}
+
+/// `[log] destination` as written in the configuration.
+fn destination(cfg: &Config) -> String {
+    match &cfg.log.destination {
+        LogDestination::Stderr => "stderr".into(),
+        LogDestination::File(p) => format!("file:{}", p.display()),
+        LogDestination::Syslog(t) => match &t.transport {
+            SyslogTransport::Local => format!("syslog:{}", t.facility),
+            other => format!("syslog:{other}@{}", t.facility),
+        },
+    }
+}
+
+/// The status as text, one aspect per line, then the problems.
+pub fn render(s: &Status, now: i64) -> String {
+    let when = |t: i64| {
+        chrono::DateTime::from_timestamp(t, 0).map_or_else(|| "?".to_string(), |t| t.to_rfc3339())
+    };
+    let mut out = format!(
+        "Mailward {} is running: pid {}, up {} (since {})\n",
+        s.version,
+        s.pid,
+        age(now - s.started),
+        when(s.started)
+    );
+    out += &format!(
+        "config:   {} (loaded {}, {} reload(s), {} refused)\n",
+        s.config,
+        when(s.config_loaded),
+        s.reloads,
+        s.reload_failures
+    );
+    let mut ways: Vec<String> = s.listen.iter().map(|l| format!("SMTP {l}")).collect();
+    if let Some(m) = &s.milter {
+        ways.push(format!("milter {m}"));
+    }
+    if let Some(m) = &s.metrics {
+        ways.push(format!("metrics http://{m}/metrics"));
+    }
+    out += &format!("listens:  {}\n", ways.join(", "));
+    out += &format!(
+        "queue:    {} message(s), {}; spool {} free\n",
+        s.queue_messages,
+        bytes(s.queue_bytes),
+        bytes(s.spool_free_bytes)
+    );
+    out += &format!(
+        "sessions: {} in, {} out{}\n",
+        s.sessions_in,
+        s.sessions_out,
+        if s.stress { " (under stress)" } else { "" }
+    );
+    out += &match &s.bases {
+        None => "bases:    none loaded\n".to_string(),
+        Some(b) => format!(
+            "bases:    {}, {} records, released {}{}; last update {}\n",
+            b.version,
+            b.records,
+            when(b.released),
+            if b.obsolete { " (obsolete)" } else { "" },
+            b.last_update
+        ),
+    };
+    let needs = if s.spam.classifier == "abstaining" {
+        format!(", needs {} of each", s.spam.min_learnt)
+    } else {
+        String::new()
+    };
+    out += &format!(
+        "spam:     classifier {} (learnt {} spam and {} ham{needs}; {})\n",
+        s.spam.classifier, s.spam.learnt_spam, s.spam.learnt_ham, s.spam.store
+    );
+    out += &format!(
+        "snmp:     {} (master {}, subtree {})\n",
+        s.snmp.state, s.snmp.master, s.snmp.root_oid
+    );
+    out += &format!(
+        "log:      {}; {} line(s) dropped, {} failed rotation(s)\n",
+        s.log.destination, s.log.lines_dropped, s.log.rotation_failures
+    );
+    if s.problems.is_empty() {
+        out += "No problems.\n";
+    } else {
+        out += &format!("{} problem(s):\n", s.problems.len());
+        for p in &s.problems {
+            out += &format!("  - {p}\n");
+        }
+    }
+    out
+}
+
+/// "3d 4h", "2h 5m", "42s".
+fn age(secs: i64) -> String {
+    let s = secs.max(0);
+    let (d, h, m) = (s / 86_400, s % 86_400 / 3600, s % 3600 / 60);
+    if d > 0 {
+        format!("{d}d {h}h")
+    } else if h > 0 {
+        format!("{h}h {m}m")
+    } else if m > 0 {
+        format!("{m}m {}s", s % 60)
+    } else {
+        format!("{s}s")
+    }
+}
+
+/// Bytes in binary units, one decimal.
+fn bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn healthy() -> Status {
+        Status {
+            version: "0.1.0".into(),
+            pid: 42,
+            started: 1_000,
+            config: "/etc/mailward/mailward.toml".into(),
+            config_loaded: 1_000,
+            reloads: 0,
+            reload_failures: 0,
+            listen: vec!["127.0.0.1:2525".into()],
+            milter: None,
+            metrics: Some("127.0.0.1:9925".into()),
+            queue_messages: 3,
+            queue_bytes: 12_288,
+            spool_free_bytes: 40 << 30,
+            sessions_in: 2,
+            sessions_out: 1,
+            stress: false,
+            bases: Some(Bases {
+                version: "2026.11.24.1".into(),
+                records: 5,
+                released: 1_000,
+                obsolete: false,
+                last_update: "updated".into(),
+            }),
+            spam: Spam {
+                classifier: "ready".into(),
+                learnt_spam: 947,
+                learnt_ham: 2069,
+                min_learnt: 200,
+                store: "/var/lib/mailward/spam/site.model".into(),
+            },
+            snmp: Snmp {
+                state: "serving".into(),
+                master: "tcp:127.0.0.1:705".into(),
+                root_oid: "1.3.6.1.4.1.32473.25".into(),
+                last_error: None,
+            },
+            log: Log {
+                destination: "syslog:mail".into(),
+                lines_dropped: 0,
+                rotation_failures: 0,
+            },
+            problems: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_healthy_gateway_has_no_problems_and_reads_in_a_screen() {
+        let s = healthy();
+        assert!(problems(&s).is_empty());
+        let text = render(&s, 1_000 + 2 * 3600 + 5 * 60);
+        assert!(
+            text.starts_with("Mailward 0.1.0 is running: pid 42, up 2h 5m"),
+            "{text}"
+        );
+        assert!(text.contains("queue:    3 message(s), 12.0 KiB; spool 40.0 GiB free"));
+        assert!(text.contains("snmp:     serving (master tcp:127.0.0.1:705"));
+        assert!(text.ends_with("No problems.\n"), "{text}");
+    }
+
+    #[test]
+    fn each_degradation_is_a_problem_sentence() {
+        let mut s = healthy();
+        s.snmp.state = "refused".into();
+        s.spam.classifier = "unavailable".into();
+        s.spam.store = "redis://10.0.0.5:6379/0".into();
+        s.log.rotation_failures = 2;
+        s.reload_failures = 1;
+        if let Some(b) = s.bases.as_mut() {
+            b.obsolete = true;
+            b.last_update = "error".into();
+        }
+        let p = problems(&s);
+        assert_eq!(p.len(), 6, "{p:#?}");
+        assert!(p
+            .iter()
+            .any(|l| l.contains("refuses the subtree 1.3.6.1.4.1.32473.25")));
+        assert!(p
+            .iter()
+            .any(|l| l.contains("redis://10.0.0.5:6379/0 cannot be read")));
+        assert!(p
+            .iter()
+            .any(|l| l.contains("older than bases.obsolete_after")));
+        s.bases = None;
+        s.snmp.state = "disconnected".into();
+        let p = problems(&s);
+        assert!(p.iter().any(|l| l.starts_with("No signature bases")));
+        assert!(p.iter().any(|l| l.starts_with("No AgentX session")));
+    }
+
+    #[test]
+    fn ages_and_sizes_read_as_people_write_them() {
+        assert_eq!(age(42), "42s");
+        assert_eq!(age(125), "2m 5s");
+        assert_eq!(age(3 * 86_400 + 4 * 3600 + 59), "3d 4h");
+        assert_eq!(bytes(512), "512 B");
+        assert_eq!(bytes(1536), "1.5 KiB");
+    }
+}
