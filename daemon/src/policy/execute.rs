@@ -122,20 +122,45 @@ async fn judge_checks(
 
 /// DKIM and DMARC for a message from outside (`[spam] dkim`), into the
 /// envelope the checks read; counted by result.
-async fn authenticate(gw: &Gateway, cfg: &crate::config::Config, env: &mut Envelope, raw: &[u8]) {
+async fn authenticate(
+    gw: &Gateway,
+    cfg: &crate::config::Config,
+    env: &mut Envelope,
+    raw: &Arc<Vec<u8>>,
+) {
     if !cfg.spam.dkim || cfg.network.may_relay(env.client_ip) || !env.auth.dkim.is_empty() {
         return;
     }
     let dns = gw.dns();
-    let (dkim, dmarc) = crate::auth::dkim_dmarc(
-        dns.authenticator(),
-        raw,
-        &env.mail_from,
-        &env.helo,
-        env.auth.spf.as_ref(),
-        dns.timeout(),
-    )
-    .await;
+    let (raw, mail_from, helo, spf) = (
+        raw.clone(),
+        env.mail_from.clone(),
+        env.helo.clone(),
+        env.auth.spf.clone(),
+    );
+    // Parsing the message and hashing its body cost tens of milliseconds
+    // for a large signed message: not on the async runtime, whose few
+    // threads carry every session. The key and DMARC look-ups inside still
+    // wait on the runtime's drivers, bounded by the DNS timeout.
+    let runtime = tokio::runtime::Handle::current();
+    let work = tokio::task::spawn_blocking(move || {
+        runtime.block_on(crate::auth::dkim_dmarc(
+            dns.authenticator(),
+            &raw,
+            &mail_from,
+            &helo,
+            spf.as_ref(),
+            dns.timeout(),
+        ))
+    });
+    let (dkim, dmarc) = match work.await {
+        Ok(found) => found,
+        Err(e) => {
+            tracing::warn!(target: "scan", queue_id = %env.id, error = %e,
+                "The DKIM and DMARC check failed; the message is judged without them.");
+            return;
+        }
+    };
     for d in &dkim {
         gw.stats.record(&mailward_metrics::Event::DkimChecked {
             result: d.result.as_str(),
