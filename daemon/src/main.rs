@@ -502,7 +502,9 @@ fn call(path: Option<&Path>, req: &Request) -> Result<serde_json::Value, ExitCod
 
 fn queue(cmd: QueueCommand) -> ExitCode {
     let (path, req) = match &cmd {
-        QueueCommand::List { config, .. } => (&config.config, Request::QueueList),
+        QueueCommand::List { config, .. } | QueueCommand::Summary { config, .. } => {
+            (&config.config, Request::QueueList)
+        }
         QueueCommand::Show { id, config } => {
             (&config.config, Request::QueueShow { id: id.clone() })
         }
@@ -520,6 +522,28 @@ fn queue(cmd: QueueCommand) -> ExitCode {
         QueueCommand::List { .. } => {
             let items: Vec<QueueItem> = serde_json::from_value(data).unwrap_or_default();
             print_table(&items);
+        }
+        QueueCommand::Summary { json, .. } => {
+            use mailward::ops::queue_summary;
+            let items: Vec<QueueItem> = match serde_json::from_value(data) {
+                Ok(items) => items,
+                Err(e) => {
+                    eprintln!("mailward: the daemon's queue listing is unreadable ({e}): is it another version?");
+                    return ExitCode::from(1);
+                }
+            };
+            let summary = queue_summary::summarize(&items, chrono::Utc::now().timestamp());
+            if json {
+                match serde_json::to_string(&summary) {
+                    Ok(text) => out!("{text}"),
+                    Err(e) => {
+                        eprintln!("mailward: {e}");
+                        return ExitCode::from(1);
+                    }
+                }
+            } else {
+                out!("{}", queue_summary::render(&summary).trim_end());
+            }
         }
         QueueCommand::Show { .. } => {
             if let Some(env) = data.get("envelope") {

@@ -111,6 +111,26 @@ fn mail_is_held_while_the_next_hop_is_down_and_delivered_when_it_is_back() -> Re
         ensure!(!entry["received_at"].is_null(), "received_at in {entry}");
         ensure!(!entry["next_attempt"].is_null(), "next_attempt in {entry}");
     }
+    // The summary puts the three under their domain, young, with the
+    // reason they wait.
+    let summary = daemon.cli_ok(&["queue", "summary"])?;
+    let row = summary
+        .lines()
+        .find(|l| l.starts_with("example.com "))
+        .unwrap_or("");
+    let fields: Vec<&str> = row.split_whitespace().collect();
+    ensure!(
+        summary.starts_with("3 recipient(s) waiting in 3 message(s)")
+            && fields.get(1..3) == Some(&["3", "3"][..])
+            && row.contains("refused"),
+        "queue summary (3 waiting at example.com, under 5 minutes, connection refused):\n{summary}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&daemon.cli_ok(&["queue", "summary", "--json"])?)?;
+    ensure!(
+        json["total"]["waiting"] == 3 && json["domains"][0]["domain"] == "example.com",
+        "queue summary --json: {json}"
+    );
 
     let sink = Sink::start_with(dir.path(), "sink", next_hop_port, &[])?;
     daemon.queue_flush()?;

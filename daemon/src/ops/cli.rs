@@ -486,6 +486,21 @@ pub enum QueueCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Counts the waiting recipients per domain and age (as Postfix's qshape), with each domain's last error.
+    #[command(
+        after_help = "Age columns double: under 5 minutes, 10, 20, ... 320, then older; ages count from reception. The domain with the most waiting recipients comes first.
+
+Example:
+  mailward queue summary --config mailward.toml
+  mailward queue summary --json --config mailward.toml | jq '.domains[0]'"
+    )]
+    Summary {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Prints one JSON object (total, domains) instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Shows one message: envelope, recipients' state and the message itself.
     #[command(
         after_help = "Example:\n  mailward queue show 0193F1A2B3C4D0001 --config mailward.toml"

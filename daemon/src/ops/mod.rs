@@ -9,6 +9,7 @@ pub mod logging;
 pub mod manual;
 pub mod metrics_http;
 pub mod privileges;
+pub mod queue_summary;
 pub mod snmp;
 pub mod spam_cli;
 pub mod stats_file;

@@ -334,7 +334,7 @@ pub fn render(s: &Status, now: i64) -> String {
 }
 
 /// "3d 4h", "2h 5m", "42s".
-fn age(secs: i64) -> String {
+pub(crate) fn age(secs: i64) -> String {
     let s = secs.max(0);
     let (d, h, m) = (s / 86_400, s % 86_400 / 3600, s % 3600 / 60);
     if d > 0 {
