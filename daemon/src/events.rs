@@ -472,10 +472,19 @@ pub struct DeliveryAttempted<'a> {
 
 impl DeliveryAttempted<'_> {
     pub fn emit(&self, stats: &Stats) {
+        let domain = match self.result {
+            // Only deferrals are ranked by domain: no allocation otherwise.
+            DeliveryResult::Deferred => self
+                .rcpt
+                .rsplit_once('@')
+                .map_or(String::new(), |(_, d)| d.to_ascii_lowercase()),
+            _ => String::new(),
+        };
         stats.record(&Event::DeliveryAttempted {
             result: self.result,
             rcpts: 1,
             bytes: 0,
+            domain: &domain,
         });
         match self.result {
             DeliveryResult::Delivered => {
@@ -506,6 +515,7 @@ impl MessageSent<'_> {
             result: DeliveryResult::Delivered,
             rcpts: 0,
             bytes: self.bytes,
+            domain: "",
         });
         tracing::debug!(target: "delivery", queue_id = %self.id, bytes = self.bytes, "Message sent.");
     }

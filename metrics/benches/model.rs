@@ -55,6 +55,7 @@ fn main() {
             result: DeliveryResult::Delivered,
             rcpts: 1,
             bytes: 1024,
+            domain: "example.com",
         });
         stats.record(&Event::SessionClosed {
             direction: Direction::In,

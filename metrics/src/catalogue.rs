@@ -968,6 +968,7 @@ pub enum TopId {
     InfectedClients,
     FilterRules,
     SpamTests,
+    DeferredDomains,
 }
 
 pub static TOP_TABLES: &[TopTable] = &[
@@ -1015,6 +1016,15 @@ pub static TOP_TABLES: &[TopTable] = &[
         prom: "mailward_top_spam_test_hits",
         item_label: "test",
         help: "The spam tests that fired most often, ranked.",
+    },
+    TopTable {
+        id: TopId::DeferredDomains,
+        category: Messages,
+        arc: 14,
+        name: "mwTopDeferredDomain",
+        prom: "mailward_top_deferred_domain_recipients",
+        item_label: "domain",
+        help: "The recipient domains with the most deferred delivery attempts (one per recipient and attempt), ranked: where mail waits.",
     },
 ];
 

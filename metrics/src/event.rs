@@ -191,6 +191,9 @@ pub enum Event<'a> {
         rcpts: u64,
         /// Octets sent (counted once per accepted transaction).
         bytes: u64,
+        /// The recipients' domain, lower case ("" when it does not apply):
+        /// a deferral counts in the deferred domains' top-N table.
+        domain: &'a str,
     },
     NotificationSent {
         to: NotifyTarget,

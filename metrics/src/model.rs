@@ -5,7 +5,7 @@
 //! counted as received but not yet its verdict).
 
 use crate::catalogue::{self, Category, Kind, StatId, TopId, CATALOGUE};
-use crate::event::{ArchiveDirection, Direction, Event, NotifyTarget};
+use crate::event::{ArchiveDirection, DeliveryResult, Direction, Event, NotifyTarget};
 use crate::raw::{RawLog, RawRecord};
 use crate::snapshot::{HistogramSnapshot, Snapshot};
 use crate::top::Top;
@@ -338,9 +338,13 @@ impl Stats {
                 result,
                 rcpts,
                 bytes,
+                domain,
             } => {
                 self.add(StatId::Deliveries, *result as usize, *rcpts);
                 self.add(StatId::DeliveredBytes, 0, *bytes);
+                if *result == DeliveryResult::Deferred && *rcpts > 0 && !domain.is_empty() {
+                    self.top(TopId::DeferredDomains, domain);
+                }
             }
             Event::NotificationSent { to } => {
                 let i = match to {

@@ -1017,6 +1017,12 @@ mod tests {
             groups: &[""],
             mode: crate::event::Mode::Smtp,
         });
+        stats.record(&crate::Event::DeliveryAttempted {
+            result: crate::event::DeliveryResult::Deferred,
+            rcpts: 1,
+            bytes: 0,
+            domain: "slow.example",
+        });
         let _ = stats.record_raw(crate::RawRecord {
             time: 1,
             size: 2,

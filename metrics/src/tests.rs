@@ -52,6 +52,7 @@ fn events_are_counted_and_both_renderings_of_one_snapshot_agree() {
         result: DeliveryResult::Delivered,
         rcpts: 2,
         bytes: 200,
+        domain: "example.com",
     });
     let snap = stats.snapshot(&Gauges {
         queue_messages: 4,
@@ -230,4 +231,44 @@ fn spam_scores_fill_a_histogram_with_the_level_thresholds_as_bounds() {
     // The stats file has it too.
     let json = snap.to_json();
     assert_eq!(json["filters"]["mailward_spam_score_points"]["count"], 4);
+}
+
+#[test]
+fn deferrals_rank_their_domains_and_deliveries_do_not() {
+    let stats = model();
+    let attempt = |result, domain| {
+        stats.record(&Event::DeliveryAttempted {
+            result,
+            rcpts: 1,
+            bytes: 0,
+            domain,
+        })
+    };
+    for _ in 0..3 {
+        attempt(DeliveryResult::Deferred, "slow.example");
+    }
+    attempt(DeliveryResult::Deferred, "busy.example");
+    attempt(DeliveryResult::Delivered, "fine.example");
+    attempt(DeliveryResult::Bounced, "gone.example");
+    let snap = stats.snapshot(&Gauges::default());
+    let rows: Vec<(String, u64)> = snap
+        .top(catalogue::TopId::DeferredDomains)
+        .iter()
+        .map(|e| (e.item.clone(), e.count))
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            ("slow.example".to_string(), 3),
+            ("busy.example".to_string(), 1)
+        ]
+    );
+    let text = prometheus::render(&snap).unwrap();
+    assert_eq!(
+        sample(
+            &text,
+            "mailward_top_deferred_domain_recipients{rank=\"1\",domain=\"slow.example\"}"
+        ),
+        Some(3.0)
+    );
 }

@@ -118,6 +118,7 @@ const EXPECT: &[(&str, Expect)] = &[
     ("Mean scan time", Traffic),
     // Delivery and notifications
     ("Deliveries by result", Traffic),
+    ("Top deferred domains", Traffic),
     ("Notifications", Exported),
     // Viruses and filters
     ("Top viruses", Parses),

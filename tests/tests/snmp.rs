@@ -697,6 +697,8 @@ fn snmpwalk_names_every_object_and_counters_equal_metrics() -> Result<()> {
         ("mwAgentxConnected.0", 1.0),
         ("mwAgentxRegistered.0", 1.0),
         ("mwConfigReloads.0", 0.0),
+        // The one deferred recipient's domain heads its top-N table.
+        ("mwTopDeferredDomainCount.1", 1.0),
     ] {
         let got = value(name);
         f.check(got == Some(want), || {
@@ -717,6 +719,13 @@ fn snmpwalk_names_every_object_and_counters_equal_metrics() -> Result<()> {
     let want_file = rig.config.path().display().to_string();
     f.check(config_file.as_deref() == Some(want_file.as_str()), || {
         format!("mwConfigFile.0 = {config_file:?}, expected {want_file:?}")
+    });
+    let deferred = walk
+        .iter()
+        .find(|l| l.oid == "MAILWARD-MIB::mwTopDeferredDomainItem.1")
+        .map(|l| l.text().trim_matches('"').to_string());
+    f.check(deferred.as_deref() == Some("deferred.test"), || {
+        format!("mwTopDeferredDomainItem.1 = {deferred:?}, expected \"deferred.test\"")
     });
     let group = walk
         .iter()

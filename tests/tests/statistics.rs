@@ -237,17 +237,43 @@ const SPAM: &[&str] = &["spam", "probable", "formal", "blacklisted", "clean"];
 const RESULTS: &[&str] = &["delivered", "deferred", "bounced"];
 const TO: &[&str] = &["sender", "recipients", "admin", "dsn"];
 
-/// The top-N tables: no row in /metrics, an empty array in the file.
-fn assert_top_tables_empty(metrics: &Metrics, file: &Value) -> Result<()> {
+/// The top-N tables of viruses and filters: no row in /metrics, an empty
+/// array in the file; the deferred domains' table has one row per domain
+/// of `deferred` (each deferred once), in both.
+fn assert_top_tables_empty(metrics: &Metrics, file: &Value, deferred: &[&str]) -> Result<()> {
+    const DEFERRED: &str = "mailward_top_deferred_domain_recipients";
     let rows: Vec<&str> = metrics
         .samples
         .iter()
         // The spam tests fire on ordinary mail too (a missing Date, say):
         // their table is not empty after clean traffic.
-        .filter(|s| s.name.starts_with("mailward_top_") && s.name != "mailward_top_spam_test_hits")
+        .filter(|s| {
+            s.name.starts_with("mailward_top_")
+                && s.name != "mailward_top_spam_test_hits"
+                && s.name != DEFERRED
+        })
         .map(|s| s.name.as_str())
         .collect();
     ensure!(rows.is_empty(), "top-N rows in /metrics: {rows:?}");
+    let mut got: Vec<(String, f64)> = metrics
+        .all(DEFERRED)
+        .map(|s| (s.label("domain").unwrap_or("?").to_string(), s.value))
+        .collect();
+    got.sort_by(|a, b| a.0.cmp(&b.0));
+    let want: Vec<(String, f64)> = deferred.iter().map(|d| (d.to_string(), 1.0)).collect();
+    ensure!(
+        got == want,
+        "{DEFERRED} in /metrics: {got:?}, expected {want:?}"
+    );
+    let in_file: Vec<&str> = file["messages"][DEFERRED]
+        .as_array()
+        .map(|rows| rows.iter().filter_map(|r| r["item"].as_str()).collect())
+        .unwrap_or_default();
+    ensure!(
+        in_file.len() == deferred.len() && deferred.iter().all(|d| in_file.contains(d)),
+        "messages.{DEFERRED} in the stats file: {}",
+        file["messages"][DEFERRED]
+    );
     let mut seen = 0;
     for (section, tables) in [
         (
@@ -630,7 +656,8 @@ fn a_known_mix_is_counted_exactly_in_metrics_the_stats_file_and_raw_records() ->
         "version {} in the file, {version} in /metrics",
         file["version"]
     );
-    assert_top_tables_empty(&m, &file)?;
+    // The one deferral (dave@deferred.test) ranks its domain.
+    assert_top_tables_empty(&m, &file, &["deferred.test"])?;
 
     // The queue agrees about the held message.
     let queue = rig.daemon.queue_list()?;
@@ -1180,7 +1207,7 @@ fn hostile_addresses_and_helo_names_break_no_rendering() -> Result<()> {
     e.eq("mailward_raw_records_total", 6.0);
     e.eq("mailward_sessions_opened_total{in}", 3.0);
     e.finish("after hostile input")?;
-    assert_top_tables_empty(&m, &file)?;
+    assert_top_tables_empty(&m, &file, &[])?;
 
     // The exposition passes promtool's lint.
     let (ok, out) = promtool_check(&m.text)?;
