@@ -696,6 +696,21 @@ fn bases(cmd: BasesCommand) -> ExitCode {
         }
         BasesCommand::Rollback { config } => (&config.config, Request::BasesRollback),
     };
+    // The daemon checks and compiles the whole set before it answers: say
+    // what is going on rather than sit silent, to a person at a terminal
+    // (scripts and logs get the one line of the outcome).
+    let interactive = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    match &cmd {
+        _ if !interactive => {}
+        BasesCommand::Update { from, .. } => eprintln!(
+            "Installing the bases from {}: the daemon checks and compiles them first (mail keeps flowing); this can take a while for a large set...",
+            from.as_deref().unwrap_or("bases.update_from")
+        ),
+        BasesCommand::Rollback { .. } => {
+            eprintln!("Rolling back: the daemon compiles the previous bases first...")
+        }
+        BasesCommand::Status { .. } => {}
+    }
     let data = match call(path.as_deref(), &req) {
         Ok(d) => d,
         Err(code) => return code,
