@@ -565,6 +565,13 @@ fn dkim_and_dmarc_results_are_tests() -> Result<()> {
     let tampered = String::from_utf8_lossy(&sign(&message(2))?)
         .replace("on Friday", "on Monday")
         .into_bytes();
+    // Over 256 KiB: verified off the async runtime, with the same result.
+    let large = sign(&format!(
+        "{}{}",
+        message(3),
+        "The minutes go on, and every line of them is signed.\r\n".repeat(6000)
+    ))?;
+    anyhow::ensure!(large.len() > 300 * 1024, "{} octets", large.len());
     let stats_dir = TestDir::new("stats")?;
     let stats = StatsSetup::new(stats_dir.path());
     let resolver = dns.resolver();
@@ -575,13 +582,13 @@ fn dkim_and_dmarc_results_are_tests() -> Result<()> {
             .set_str("access", "dns_resolver", &resolver)
     })?;
     let mut f = Failures::default();
-    for m in [&signed, &tampered] {
+    for m in [&signed, &tampered, &large] {
         let mut c = SmtpClient::connect_ok(gw.port())?;
         c.ehlo("client.test")?;
         let r = c.send_mail("ann@signed.test", &["bob@example.com"], m)?;
         f.check(r.code == 250, || format!("{r:?}"));
     }
-    let got = gw.sink.wait_for_count(2, DELIVERY_TIMEOUT)?;
+    let got = gw.sink.wait_for_count(3, DELIVERY_TIMEOUT)?;
     let header_of = |subject: &str| {
         got.iter()
             .find(|m| m.header("Subject").as_deref() == Some(subject))
@@ -593,6 +600,11 @@ fn dkim_and_dmarc_results_are_tests() -> Result<()> {
         good.contains("DKIM_VALID") && good.contains("DMARC_PASS"),
         || format!("a valid signature of the From domain: {good}"),
     );
+    let big = header_of("Minutes 3");
+    f.check(
+        big.contains("DKIM_VALID") && big.contains("DMARC_PASS"),
+        || format!("a valid signature on a 300 KiB message: {big}"),
+    );
     let bad = header_of("Minutes 2");
     f.check(
         bad.contains("DKIM_INVALID") && bad.contains("DMARC_REJECT"),
@@ -601,9 +613,9 @@ fn dkim_and_dmarc_results_are_tests() -> Result<()> {
     let metrics = stats.scrape_text()?;
     let value = |line: &str| sample(&metrics, line);
     for (line, want) in [
-        ("mailward_dkim_signatures_total{result=\"pass\"} ", 1.0),
+        ("mailward_dkim_signatures_total{result=\"pass\"} ", 2.0),
         ("mailward_dkim_signatures_total{result=\"fail\"} ", 1.0),
-        ("mailward_dmarc_checks_total{result=\"pass\"} ", 1.0),
+        ("mailward_dmarc_checks_total{result=\"pass\"} ", 2.0),
         ("mailward_dmarc_checks_total{result=\"fail\"} ", 1.0),
     ] {
         f.check(value(line) == Some(want), || {

@@ -120,6 +120,13 @@ async fn judge_checks(
     }
 }
 
+/// Messages up to this size are authenticated on the async runtime: their
+/// parse and body hash take well under a millisecond, less than the hop to
+/// a blocking thread costs a single session in latency (about 6 % fewer
+/// 1 KiB messages per second in the relay benchmark when every message
+/// made the hop).
+const DKIM_ON_RUNTIME: usize = 256 * 1024;
+
 /// DKIM and DMARC for a message from outside (`[spam] dkim`), into the
 /// envelope the checks read; counted by result.
 async fn authenticate(
@@ -132,33 +139,45 @@ async fn authenticate(
         return;
     }
     let dns = gw.dns();
-    let (raw, mail_from, helo, spf) = (
-        raw.clone(),
-        env.mail_from.clone(),
-        env.helo.clone(),
-        env.auth.spf.clone(),
-    );
-    // Parsing the message and hashing its body cost tens of milliseconds
-    // for a large signed message: not on the async runtime, whose few
-    // threads carry every session. The key and DMARC look-ups inside still
-    // wait on the runtime's drivers, bounded by the DNS timeout.
-    let runtime = tokio::runtime::Handle::current();
-    let work = tokio::task::spawn_blocking(move || {
-        runtime.block_on(crate::auth::dkim_dmarc(
+    let (dkim, dmarc) = if raw.len() <= DKIM_ON_RUNTIME {
+        crate::auth::dkim_dmarc(
             dns.authenticator(),
-            &raw,
-            &mail_from,
-            &helo,
-            spf.as_ref(),
+            raw,
+            &env.mail_from,
+            &env.helo,
+            env.auth.spf.as_ref(),
             dns.timeout(),
-        ))
-    });
-    let (dkim, dmarc) = match work.await {
-        Ok(found) => found,
-        Err(e) => {
-            tracing::warn!(target: "scan", queue_id = %env.id, error = %e,
-                "The DKIM and DMARC check failed; the message is judged without them.");
-            return;
+        )
+        .await
+    } else {
+        // Parsing a large message and hashing its body take milliseconds:
+        // not on the async runtime, whose few threads carry every session.
+        // The key and DMARC look-ups inside still wait on the runtime's
+        // drivers, bounded by the DNS timeout.
+        let (raw, mail_from, helo, spf) = (
+            raw.clone(),
+            env.mail_from.clone(),
+            env.helo.clone(),
+            env.auth.spf.clone(),
+        );
+        let runtime = tokio::runtime::Handle::current();
+        let work = tokio::task::spawn_blocking(move || {
+            runtime.block_on(crate::auth::dkim_dmarc(
+                dns.authenticator(),
+                &raw,
+                &mail_from,
+                &helo,
+                spf.as_ref(),
+                dns.timeout(),
+            ))
+        });
+        match work.await {
+            Ok(found) => found,
+            Err(e) => {
+                tracing::warn!(target: "scan", queue_id = %env.id, error = %e,
+                    "The DKIM and DMARC check failed; the message is judged without them.");
+                return;
+            }
         }
     };
     for d in &dkim {
