@@ -266,6 +266,10 @@ pub struct Envelope {
     /// spooled here (so never read back).
     #[serde(skip)]
     pub milter: bool,
+    /// An administrator held it (`mailward queue hold`): no delivery
+    /// attempt until `mailward queue release`; it survives a restart.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub held: bool,
 }
 
 /// How a message reached the checks: the `mode` of the statistics.
@@ -297,6 +301,7 @@ impl Envelope {
             forwarded_by: None,
             upstream_id: None,
             milter: false,
+            held: false,
         }
     }
 

@@ -512,6 +512,12 @@ fn queue(cmd: QueueCommand) -> ExitCode {
         QueueCommand::Remove { id, config } => {
             (&config.config, Request::QueueRemove { id: id.clone() })
         }
+        QueueCommand::Hold { id, config } => {
+            (&config.config, Request::QueueHold { id: id.clone() })
+        }
+        QueueCommand::Release { id, config } => {
+            (&config.config, Request::QueueRelease { id: id.clone() })
+        }
     };
     let data = match call(path.as_deref(), &req) {
         Ok(d) => d,
@@ -564,6 +570,10 @@ fn queue(cmd: QueueCommand) -> ExitCode {
             out!("{n} message(s) scheduled for delivery now.");
         }
         QueueCommand::Remove { id, .. } => out!("{id} removed."),
+        QueueCommand::Hold { id, .. } => {
+            out!("{id} held: no delivery until `mailward queue release {id}`.")
+        }
+        QueueCommand::Release { id, .. } => out!("{id} released: it is tried now."),
     }
     ExitCode::SUCCESS
 }
@@ -896,7 +906,9 @@ fn print_table(items: &[QueueItem]) {
         } else {
             &it.sender
         };
-        let next = if it.next_attempt <= now {
+        let next = if it.held {
+            "held".to_string()
+        } else if it.next_attempt <= now {
             "now".to_string()
         } else {
             human(it.next_attempt - now)

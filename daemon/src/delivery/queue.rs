@@ -1,8 +1,9 @@
 //! The working queue: every message between acceptance and its last
 //! recipient's final result, in memory (the spool holds the durable copy).
 //! It knows when each message is due and hands due messages to delivery; it
-//! does not talk SMTP. The admin commands (`queue list|show|flush|remove`)
-//! read and change it.
+//! does not talk SMTP. The admin commands (`queue list|show|flush|remove|
+//! hold|release`) read and change it. A held message is never due: it
+//! waits, out of the schedule, until it is released.
 
 use crate::envelope::{Envelope, QueueId};
 use std::collections::{BTreeSet, HashMap};
@@ -15,6 +16,10 @@ pub enum QueueError {
     NotFound(QueueId),
     #[error("message {0} is being delivered right now; try again in a moment")]
     Busy(QueueId),
+    #[error("message {0} is held already")]
+    AlreadyHeld(QueueId),
+    #[error("message {0} is not held")]
+    NotHeld(QueueId),
     #[error("queue state is unavailable (internal error)")]
     Poisoned,
 }
@@ -53,7 +58,9 @@ impl Queue {
         if let Ok(mut inner) = self.inner.lock() {
             let id = envelope.id.clone();
             inner.bytes += envelope.size;
-            inner.due.insert((envelope.next_attempt, id.clone()));
+            if !envelope.held {
+                inner.due.insert((envelope.next_attempt, id.clone()));
+            }
             if let Some(old) = inner.entries.insert(
                 id,
                 Entry {
@@ -105,10 +112,12 @@ impl Queue {
                     inner.bytes -= old.envelope.size;
                 }
             } else if let Some(entry) = inner.entries.get_mut(&id) {
-                let due = envelope.next_attempt;
+                let (due, held) = (envelope.next_attempt, envelope.held);
                 entry.envelope = envelope;
                 entry.in_flight = false;
-                inner.due.insert((due, id));
+                if !held {
+                    inner.due.insert((due, id));
+                }
             }
         }
         self.wake.notify_one();
@@ -135,6 +144,46 @@ impl Queue {
         drop(inner);
         self.wake.notify_one();
         waiting.len()
+    }
+
+    /// Holds a message: out of the schedule until [`Queue::release`]. Returns
+    /// the envelope as it is now, for the caller to record in the spool.
+    pub fn hold(&self, id: &QueueId) -> Result<Envelope, QueueError> {
+        let mut inner = self.inner.lock().map_err(|_| QueueError::Poisoned)?;
+        let entry = inner
+            .entries
+            .get_mut(id)
+            .ok_or_else(|| QueueError::NotFound(id.clone()))?;
+        if entry.in_flight {
+            return Err(QueueError::Busy(id.clone()));
+        }
+        if entry.envelope.held {
+            return Err(QueueError::AlreadyHeld(id.clone()));
+        }
+        entry.envelope.held = true;
+        let env = entry.envelope.clone();
+        inner.due.remove(&(env.next_attempt, id.clone()));
+        Ok(env)
+    }
+
+    /// Releases a held message: due at once. Returns the envelope as it is
+    /// now, for the caller to record in the spool.
+    pub fn release(&self, id: &QueueId) -> Result<Envelope, QueueError> {
+        let mut inner = self.inner.lock().map_err(|_| QueueError::Poisoned)?;
+        let entry = inner
+            .entries
+            .get_mut(id)
+            .ok_or_else(|| QueueError::NotFound(id.clone()))?;
+        if !entry.envelope.held {
+            return Err(QueueError::NotHeld(id.clone()));
+        }
+        entry.envelope.held = false;
+        entry.envelope.next_attempt = 0;
+        let env = entry.envelope.clone();
+        inner.due.insert((0, id.clone()));
+        drop(inner);
+        self.wake.notify_one();
+        Ok(env)
     }
 
     /// Takes a message out of the queue (the caller records it in the spool).
@@ -211,6 +260,7 @@ mod tests {
             forwarded_by: None,
             upstream_id: None,
             milter: false,
+            held: false,
         }
     }
 
@@ -251,5 +301,30 @@ mod tests {
         q.enqueue(env(now() + 7200));
         assert_eq!(q.flush(), 2);
         assert_eq!(q.take_due(10).0.len(), 2);
+    }
+
+    #[test]
+    fn a_held_message_is_never_due_until_released() {
+        let q = Queue::new();
+        let e = env(0);
+        let id = e.id.clone();
+        q.enqueue(e);
+        assert!(q.hold(&id).unwrap().held);
+        assert!(matches!(q.hold(&id), Err(QueueError::AlreadyHeld(_))));
+        assert!(q.take_due(10).0.is_empty(), "held, yet due");
+        assert_eq!(q.flush(), 0, "a flush releases nothing");
+        assert!(q.take_due(10).0.is_empty());
+        // Recovered from the spool as held: still not due.
+        let mut again = q.get(&id).unwrap();
+        again.next_attempt = 0;
+        q.enqueue(again);
+        assert!(q.take_due(10).0.is_empty());
+        let released = q.release(&id).unwrap();
+        assert!(!released.held && released.next_attempt == 0);
+        assert!(matches!(q.release(&id), Err(QueueError::NotHeld(_))));
+        let (due, _) = q.take_due(10);
+        assert_eq!(due.len(), 1);
+        // In flight: it cannot be held until the attempt is over.
+        assert!(matches!(q.hold(&id), Err(QueueError::Busy(_))));
     }
 }

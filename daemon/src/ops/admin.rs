@@ -49,6 +49,12 @@ pub enum Request {
     QueueRemove {
         id: String,
     },
+    QueueHold {
+        id: String,
+    },
+    QueueRelease {
+        id: String,
+    },
     BasesStatus,
     BasesUpdate {
         from: Option<String>,
@@ -130,6 +136,9 @@ pub struct QueueItem {
     pub recipients: Vec<RcptView>,
     pub attempts: u32,
     pub next_attempt: i64,
+    /// Held by an administrator (`queue hold`): no attempt until released.
+    #[serde(default)]
+    pub held: bool,
 }
 
 impl From<&Envelope> for QueueItem {
@@ -157,6 +166,7 @@ impl From<&Envelope> for QueueItem {
                 .collect(),
             attempts: e.attempts,
             next_attempt: e.next_attempt,
+            held: e.held,
         }
     }
 }
@@ -300,6 +310,8 @@ async fn handle(gw: &Gateway, req: Request) -> Response {
             tracing::info!(target: "admin", messages = n, "Queue flush requested.");
             ok(serde_json::json!({ "scheduled": n }))
         }
+        Request::QueueHold { id } => hold_or_release(gw, &id, true).await,
+        Request::QueueRelease { id } => hold_or_release(gw, &id, false).await,
         Request::QueueRemove { id } => {
             let id = match parse_id(&id) {
                 Ok(id) => id,
@@ -322,6 +334,40 @@ async fn handle(gw: &Gateway, req: Request) -> Response {
                 Err(e) => err(e.to_string()),
             }
         }
+    }
+}
+
+/// `queue hold` (`hold`) or `queue release`: changed in the queue, then
+/// recorded in the spool so that it survives a restart; when the spool
+/// cannot record it, the queue is changed back.
+async fn hold_or_release(gw: &Gateway, id: &str, hold: bool) -> Response {
+    let id = match parse_id(id) {
+        Ok(id) => id,
+        Err(r) => return r,
+    };
+    let changed = if hold {
+        gw.queue.hold(&id)
+    } else {
+        gw.queue.release(&id)
+    };
+    let env = match changed {
+        Ok(env) => env,
+        Err(e) => return err(e.to_string()),
+    };
+    if let Err(e) = gw.spool.update(&env).await {
+        let _ = if hold {
+            gw.queue.release(&id)
+        } else {
+            gw.queue.hold(&id)
+        };
+        return err(format!("cannot record it in the spool: {e}"));
+    }
+    if hold {
+        tracing::info!(target: "admin", queue_id = %id, "Message held by an administrator; no delivery until it is released.");
+        ok(serde_json::json!({ "held": id.0 }))
+    } else {
+        tracing::info!(target: "admin", queue_id = %id, "Message released by an administrator; it is due now.");
+        ok(serde_json::json!({ "released": id.0 }))
     }
 }
 

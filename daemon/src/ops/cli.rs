@@ -53,7 +53,7 @@ pub enum Command {
         after_help = "Example:\n  mailward config default > mailward.toml"
     )]
     Config(ConfigCommand),
-    /// Lists, shows, retries or removes messages in the working queue of the running daemon.
+    /// Lists, summarises, shows, retries, holds, releases or removes messages in the working queue of the running daemon.
     #[command(
         subcommand,
         after_help = "Examples:\n  mailward queue list --config mailward.toml\n  mailward queue show 1A22E10E77891C7A --config mailward.toml\n  mailward queue flush --config mailward.toml"
@@ -514,6 +514,26 @@ Example:
     /// Retries every queued message now instead of waiting for its back-off.
     #[command(after_help = "Example:\n  mailward queue flush --config mailward.toml")]
     Flush {
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Holds a message: no delivery attempt until `queue release` (it survives a restart).
+    #[command(
+        after_help = "A held message keeps its place in the spool and its age: released after max_queue_lifetime, its next attempt bounces it. `queue flush` does not release it.\n\nExample:\n  mailward queue hold 0193F1A2B3C4D0001 --config mailward.toml"
+    )]
+    Hold {
+        /// The queue ID.
+        id: String,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Releases a held message: it is tried at once.
+    #[command(
+        after_help = "Example:\n  mailward queue release 0193F1A2B3C4D0001 --config mailward.toml"
+    )]
+    Release {
+        /// The queue ID.
+        id: String,
         #[command(flatten)]
         config: ConfigArg,
     },

@@ -35,6 +35,9 @@ pub struct Summary {
     /// The names of the age columns ("<5m" ... "older"), for `--json`.
     pub columns: Vec<String>,
     pub messages: u64,
+    /// Messages held by an administrator (`queue hold`): not counted in
+    /// the rows, since they do not wait for a next hop.
+    pub held: u64,
     pub total: Row,
     pub domains: Vec<Row>,
 }
@@ -49,7 +52,12 @@ pub fn summarize(items: &[QueueItem], now: i64) -> Summary {
     // last attempt is not kept, so the most recent message with an error).
     let mut by_domain: BTreeMap<String, (Row, i64)> = BTreeMap::new();
     let mut messages = 0;
+    let mut held = 0;
     for item in items {
+        if item.held {
+            held += 1;
+            continue;
+        }
         let age = (now - item.received_at).max(0);
         let column = BUCKETS
             .iter()
@@ -93,6 +101,7 @@ pub fn summarize(items: &[QueueItem], now: i64) -> Summary {
     Summary {
         columns: columns(),
         messages,
+        held,
         total,
         domains,
     }
@@ -109,8 +118,16 @@ fn columns() -> Vec<String> {
 
 /// The summary as a table, errors cut to fit a wide terminal.
 pub fn render(s: &Summary) -> String {
+    let held = if s.held > 0 {
+        format!(
+            "{} message(s) held by an administrator, not counted here (mailward queue release ID).\n",
+            s.held
+        )
+    } else {
+        String::new()
+    };
     if s.total.waiting == 0 {
-        return "No recipient is waiting: the queue is empty.\n".into();
+        return format!("No recipient is waiting for a next hop.\n{held}");
     }
     let width = s
         .domains
@@ -144,6 +161,7 @@ pub fn render(s: &Summary) -> String {
         out += &line;
         out.push('\n');
     }
+    out += &held;
     out
 }
 
@@ -168,6 +186,7 @@ mod tests {
                 .collect(),
             attempts: 1,
             next_attempt: 0,
+            held: false,
         }
     }
 
@@ -227,10 +246,15 @@ mod tests {
     }
 
     #[test]
-    fn an_empty_queue_says_so() {
+    fn an_empty_queue_says_so_and_held_mail_is_counted_apart() {
         assert_eq!(
             render(&summarize(&[], 0)),
-            "No recipient is waiting: the queue is empty.\n"
+            "No recipient is waiting for a next hop.\n"
         );
+        let mut held = item(0, &[("a@slow.example", "pending", None)]);
+        held.held = true;
+        let s = summarize(&[held], 60);
+        assert_eq!((s.held, s.total.waiting), (1, 0));
+        assert!(render(&s).contains("1 message(s) held by an administrator"));
     }
 }

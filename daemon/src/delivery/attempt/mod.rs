@@ -556,6 +556,7 @@ impl Delivery {
                 forwarded_by: None,
                 upstream_id: None,
                 milter: false,
+                held: false,
             };
             match self.gw.spool.accept(&dsn_env, bytes).await {
                 Ok(()) => {
