@@ -183,6 +183,7 @@ pub enum StatId {
     MilterConnectionErrors,
     AgentxRegistered,
     LogRotationFailures,
+    QueueHeldMessages,
 }
 
 pub const REJECT_REASONS: &[&str] = &[
@@ -943,6 +944,17 @@ pub static CATALOGUE: &[Stat] = &[
         Unit::Count,
         Some(("file", ROTATED_FILES)),
         "Rotations (at log.rotate_size) that failed, by file: log (the log file) or raw (the raw records file). No line is lost: the file grows past rotate_size and rotation is tried again after as many bytes, but the disk fills if nobody acts (usually a directory the unprivileged user cannot write).",
+    ),
+    def(
+        StatId::QueueHeldMessages,
+        Resources,
+        44,
+        "mwQueueHeldMessages",
+        "mailward_queue_held_messages",
+        Gauge,
+        Unit::Count,
+        None,
+        "Messages of the working queue held by an administrator (mailward queue hold): not delivered until released. Counted in mailward_queue_messages too.",
     ),
 ];
 

@@ -39,6 +39,8 @@ pub const RECENT_RAW: usize = 50;
 #[derive(Debug, Clone, Default)]
 pub struct Gauges {
     pub queue_messages: u64,
+    /// Of those, held by an administrator.
+    pub queue_held: u64,
     pub queue_bytes: u64,
     pub spool_free_bytes: u64,
     pub bases_records: u64,
@@ -499,6 +501,7 @@ impl Stats {
             }
         };
         set(StatId::QueueMessages, 0, gauges.queue_messages);
+        set(StatId::QueueHeldMessages, 0, gauges.queue_held);
         set(StatId::QueueBytes, 0, gauges.queue_bytes);
         set(StatId::SpoolFreeBytes, 0, gauges.spool_free_bytes);
         set(

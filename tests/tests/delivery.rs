@@ -393,6 +393,11 @@ fn a_held_message_waits_through_flush_and_restart_until_released() -> Result<()>
         }
     })?;
     ensure!(held.contains("held"), "queue hold: {held}");
+    let status: serde_json::Value = serde_json::from_str(&daemon.cli_ok(&["status", "--json"])?)?;
+    ensure!(
+        status["queue_held"] == 1 && status["queue_messages"] == 1,
+        "mailward status counts the held message (mailward_queue_held_messages): {status}"
+    );
     let again = daemon.cli(&["queue", "hold", &id])?;
     ensure!(
         !again.status.success() && output_text(&again).contains("held already"),
@@ -435,6 +440,11 @@ fn a_held_message_waits_through_flush_and_restart_until_released() -> Result<()>
     ensure!(
         got[0].queue_ids().contains(&id),
         "the released message is the one delivered"
+    );
+    let status: serde_json::Value = serde_json::from_str(&daemon.cli_ok(&["status", "--json"])?)?;
+    ensure!(
+        status["queue_held"] == 0,
+        "nothing held after the release: {status}"
     );
     let log = daemon.full_log();
     ensure!(

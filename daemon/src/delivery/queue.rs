@@ -222,6 +222,14 @@ impl Queue {
         out
     }
 
+    /// Messages held by an administrator.
+    pub fn held(&self) -> usize {
+        self.inner
+            .lock()
+            .map(|i| i.entries.values().filter(|e| e.envelope.held).count())
+            .unwrap_or(0)
+    }
+
     /// (messages, octets) in the queue.
     pub fn size(&self) -> (usize, u64) {
         self.inner
@@ -319,7 +327,9 @@ mod tests {
         again.next_attempt = 0;
         q.enqueue(again);
         assert!(q.take_due(10).0.is_empty());
+        assert_eq!(q.held(), 1);
         let released = q.release(&id).unwrap();
+        assert_eq!(q.held(), 0);
         assert!(!released.held && released.next_attempt == 0);
         assert!(matches!(q.release(&id), Err(QueueError::NotHeld(_))));
         let (due, _) = q.take_due(10);

@@ -31,6 +31,9 @@ pub struct Status {
     /// Where `/metrics` is served.
     pub metrics: Option<String>,
     pub queue_messages: u64,
+    /// Of those, held by an administrator (`mailward queue hold`).
+    #[serde(default)]
+    pub queue_held: u64,
     pub queue_bytes: u64,
     pub spool_free_bytes: u64,
     pub sessions_in: u64,
@@ -153,6 +156,7 @@ pub fn of(gw: &Gateway) -> Status {
         milter: cfg.milter.listen.as_ref().map(ToString::to_string),
         metrics: cfg.metrics.listen.map(|a| a.to_string()),
         queue_messages: snap.value(StatId::QueueMessages, 0),
+        queue_held: snap.value(StatId::QueueHeldMessages, 0),
         queue_bytes: snap.value(StatId::QueueBytes, 0),
         spool_free_bytes: snap.value(StatId::SpoolFreeBytes, 0),
         sessions_in: snap.value(StatId::Sessions, 0),
@@ -282,8 +286,13 @@ pub fn render(s: &Status, now: i64) -> String {
         ways.push(format!("metrics http://{m}/metrics"));
     }
     out += &format!("listens:  {}\n", ways.join(", "));
+    let held = if s.queue_held > 0 {
+        format!(" ({} held)", s.queue_held)
+    } else {
+        String::new()
+    };
     out += &format!(
-        "queue:    {} message(s), {}; spool {} free\n",
+        "queue:    {} message(s){held}, {}; spool {} free\n",
         s.queue_messages,
         bytes(s.queue_bytes),
         bytes(s.spool_free_bytes)
@@ -381,6 +390,7 @@ mod tests {
             milter: None,
             metrics: Some("127.0.0.1:9925".into()),
             queue_messages: 3,
+            queue_held: 0,
             queue_bytes: 12_288,
             spool_free_bytes: 40 << 30,
             sessions_in: 2,
