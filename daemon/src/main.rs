@@ -276,7 +276,7 @@ fn print_entries(data: &serde_json::Value, json: bool, store: &str) {
     let now = chrono::Utc::now().timestamp();
     let age = |t: &str| {
         chrono::DateTime::parse_from_rfc3339(t)
-            .map(|d| human(now - d.timestamp()))
+            .map(|d| mailward::text::age(now - d.timestamp()))
             .unwrap_or_default()
     };
     out!(
@@ -911,13 +911,13 @@ fn print_table(items: &[QueueItem]) {
         } else if it.next_attempt <= now {
             "now".to_string()
         } else {
-            human(it.next_attempt - now)
+            mailward::text::age(it.next_attempt - now)
         };
         out!(
             "{:<16}  {:>9}  {:>8}  {:>8}  {}",
             it.id,
             it.size,
-            human(now - it.received_at),
+            mailward::text::age(now - it.received_at),
             next,
             sender
         );
@@ -931,14 +931,4 @@ fn print_table(items: &[QueueItem]) {
         }
     }
     out!("{} message(s)", items.len());
-}
-
-fn human(secs: i64) -> String {
-    let s = secs.max(0);
-    match s {
-        0..=119 => format!("{s}s"),
-        120..=7199 => format!("{}m", s / 60),
-        7200..=172_799 => format!("{}h", s / 3600),
-        _ => format!("{}d", s / 86400),
-    }
 }

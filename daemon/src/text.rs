@@ -67,6 +67,22 @@ pub fn ascii(text: &str) -> String {
         .collect()
 }
 
+/// A duration in two units at most, as people write it: "3d 4h", "2h 5m",
+/// "42s" (negative: 0s). For ages in tables and status lines.
+pub fn age(secs: i64) -> String {
+    let s = secs.max(0);
+    let (d, h, m) = (s / 86_400, s % 86_400 / 3600, s % 3600 / 60);
+    if d > 0 {
+        format!("{d}d {h}h")
+    } else if h > 0 {
+        format!("{h}h {m}m")
+    } else if m > 0 {
+        format!("{m}m {}s", s % 60)
+    } else {
+        format!("{s}s")
+    }
+}
+
 /// `s` cut to at most `max` octets, on a character boundary.
 pub fn cut(s: &str, max: usize) -> &str {
     let mut end = s.len().min(max);
@@ -79,6 +95,15 @@ pub fn cut(s: &str, max: usize) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ages_read_as_people_write_them() {
+        assert_eq!(age(-5), "0s");
+        assert_eq!(age(42), "42s");
+        assert_eq!(age(125), "2m 5s");
+        assert_eq!(age(2 * 3600 + 5 * 60 + 9), "2h 5m");
+        assert_eq!(age(3 * 86_400 + 4 * 3600 + 59), "3d 4h");
+    }
 
     #[test]
     fn xtext_round_trips_and_is_strict() {

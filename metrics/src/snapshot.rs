@@ -72,6 +72,14 @@ impl Snapshot {
         self.cells.get(start..start + width).unwrap_or(&[])
     }
 
+    /// For a one-hot statistic (one label value at 1, the others at 0,
+    /// as `mailward_update_last_result`): the label value that is set.
+    pub fn flagged(&self, id: StatId) -> Option<&'static str> {
+        let labels = catalogue::stat(id).label?.1;
+        let i = self.values(id).iter().position(|v| *v == 1)?;
+        labels.get(i).copied()
+    }
+
     pub fn value(&self, id: StatId, label: usize) -> u64 {
         self.values(id).get(label).copied().unwrap_or(0)
     }

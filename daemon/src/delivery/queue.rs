@@ -48,6 +48,19 @@ fn now() -> i64 {
     chrono::Utc::now().timestamp()
 }
 
+/// The entry of `id`, unless a delivery attempt holds it (an administrator
+/// changes only messages at rest).
+fn at_rest<'a>(
+    entries: &'a mut HashMap<QueueId, Entry>,
+    id: &QueueId,
+) -> Result<&'a mut Entry, QueueError> {
+    match entries.get_mut(id) {
+        None => Err(QueueError::NotFound(id.clone())),
+        Some(e) if e.in_flight => Err(QueueError::Busy(id.clone())),
+        Some(e) => Ok(e),
+    }
+}
+
 impl Queue {
     pub fn new() -> Queue {
         Queue::default()
@@ -150,13 +163,7 @@ impl Queue {
     /// the envelope as it is now, for the caller to record in the spool.
     pub fn hold(&self, id: &QueueId) -> Result<Envelope, QueueError> {
         let mut inner = self.inner.lock().map_err(|_| QueueError::Poisoned)?;
-        let entry = inner
-            .entries
-            .get_mut(id)
-            .ok_or_else(|| QueueError::NotFound(id.clone()))?;
-        if entry.in_flight {
-            return Err(QueueError::Busy(id.clone()));
-        }
+        let entry = at_rest(&mut inner.entries, id)?;
         if entry.envelope.held {
             return Err(QueueError::AlreadyHeld(id.clone()));
         }
@@ -170,10 +177,7 @@ impl Queue {
     /// now, for the caller to record in the spool.
     pub fn release(&self, id: &QueueId) -> Result<Envelope, QueueError> {
         let mut inner = self.inner.lock().map_err(|_| QueueError::Poisoned)?;
-        let entry = inner
-            .entries
-            .get_mut(id)
-            .ok_or_else(|| QueueError::NotFound(id.clone()))?;
+        let entry = at_rest(&mut inner.entries, id)?;
         if !entry.envelope.held {
             return Err(QueueError::NotHeld(id.clone()));
         }
@@ -189,11 +193,7 @@ impl Queue {
     /// Takes a message out of the queue (the caller records it in the spool).
     pub fn take(&self, id: &QueueId) -> Result<Envelope, QueueError> {
         let mut inner = self.inner.lock().map_err(|_| QueueError::Poisoned)?;
-        match inner.entries.get(id) {
-            None => return Err(QueueError::NotFound(id.clone())),
-            Some(e) if e.in_flight => return Err(QueueError::Busy(id.clone())),
-            Some(_) => {}
-        }
+        at_rest(&mut inner.entries, id)?;
         let entry = inner
             .entries
             .remove(id)

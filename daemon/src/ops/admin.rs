@@ -389,11 +389,7 @@ fn bases_status(gw: &Gateway) -> Response {
         .map(|b| crate::check::bases::BasesInfo { loaded_at: 0, ..b });
     let current = gw.bases();
     // The statistics keep the last update (one flag per result).
-    let result = mailward_metrics::catalogue::UPDATE_RESULTS
-        .iter()
-        .enumerate()
-        .find(|(i, _)| snap.value(StatId::UpdateLastResult, *i) == 1)
-        .map_or("unknown", |(_, r)| r);
+    let result = snap.flagged(StatId::UpdateLastResult).unwrap_or("unknown");
     ok(serde_json::json!({
         "directory": cfg.bases.av,
         "obsolete": crate::check::bases::is_obsolete(

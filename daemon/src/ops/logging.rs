@@ -55,24 +55,24 @@ pub(crate) fn count_dropped(lines: u64) {
 /// logrotate moved it). Returns the path, or `None` when the log does not
 /// go to a file.
 pub fn reopen() -> Option<PathBuf> {
-    let file = LOG_FILE.lock().ok()?.clone()?;
+    let file = log_file()?;
     file.reopen();
     Some(file.path().to_path_buf())
 }
 
 /// The log file, when the log goes to one.
+fn log_file() -> Option<Arc<RotatingFile>> {
+    LOG_FILE.lock().ok()?.clone()
+}
+
+/// The log file's path, when the log goes to one.
 pub fn file_path() -> Option<PathBuf> {
-    let file = LOG_FILE.lock().ok()?.clone()?;
-    Some(file.path().to_path_buf())
+    Some(log_file()?.path().to_path_buf())
 }
 
 /// Failed rotations of the log file so far (0 when it is not a file).
 pub fn rotation_failures() -> u64 {
-    LOG_FILE
-        .lock()
-        .ok()
-        .and_then(|g| g.clone())
-        .map_or(0, |f| f.rotation_failure().0)
+    log_file().map_or(0, |f| f.rotation_failure().0)
 }
 
 /// Says in the log, once a minute at most, when the log file or the raw
@@ -87,11 +87,7 @@ pub async fn watch_rotation(gw: Arc<crate::gateway::Gateway>) {
             _ = tokio::time::sleep(std::time::Duration::from_secs(60)) => {}
             _ = shutdown.wait_for(|s| *s) => return,
         }
-        let log = LOG_FILE
-            .lock()
-            .ok()
-            .and_then(|g| g.clone())
-            .map_or((0, None), |f| f.rotation_failure());
+        let log = log_file().map_or((0, None), |f| f.rotation_failure());
         let raw = gw.stats.raw_rotation_failure();
         for ((failures, last), seen) in [(log, &mut seen.0), (raw, &mut seen.1)] {
             if failures > *seen {

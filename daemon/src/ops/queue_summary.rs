@@ -140,7 +140,7 @@ pub fn render(s: &Summary) -> String {
         "{} recipient(s) waiting in {} message(s), the oldest for {}.\n\n",
         s.total.waiting,
         s.messages,
-        super::status::age(s.total.oldest)
+        crate::text::age(s.total.oldest)
     );
     let mut header = format!("{:<width$} {:>7}", "domain", "waiting");
     for c in &s.columns {

@@ -261,7 +261,7 @@ pub fn status(cfg: &Config) -> serde_json::Value {
             "tokens": c.site.tokens.len(), "messages": c.site.learnt.len(),
         },
         "min_learnt": c.min_learnt,
-        "classifier": if c.ready() { "active" } else { "abstaining" },
+        "classifier": c.readiness().as_str(),
         "rules": k.rules.len(),
         "level": format!("{:?}", cfg.policy.spam_level).to_lowercase(),
         "problems": problems,

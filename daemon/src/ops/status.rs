@@ -7,6 +7,7 @@
 //! The same [`Status`] is the admin socket's answer and the `--json`
 //! output; `problems` lists, as sentences, what an operator should act on.
 
+use crate::check::spam::classifier::Readiness;
 use crate::config::{Config, LogDestination, SyslogTransport};
 use crate::gateway::Gateway;
 use mailward_metrics::StatId;
@@ -62,8 +63,9 @@ pub struct Bases {
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Spam {
-    /// ready, abstaining (not enough learnt) or unavailable (store down).
-    pub classifier: String,
+    /// active, abstaining (not enough learnt) or unavailable (store down),
+    /// as `spam status` says it.
+    pub classifier: Readiness,
     pub learnt_spam: u64,
     pub learnt_ham: u64,
     pub min_learnt: u64,
@@ -73,12 +75,36 @@ pub struct Spam {
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Snmp {
-    /// serving (registered), refused (a session, but another subagent holds
-    /// the subtree), disconnected, or starting (before the first try).
-    pub state: String,
+    pub state: SnmpState,
     pub master: String,
     pub root_oid: String,
     pub last_error: Option<String>,
+}
+
+/// What the AgentX subagent does for the NMS.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum SnmpState {
+    /// Not started yet (the first moments of the daemon).
+    Starting,
+    /// The master accepted the subtree: it is served.
+    Serving,
+    /// A session, but the master refused the subtree (another subagent
+    /// holds it).
+    Refused,
+    /// No session with the master.
+    Disconnected,
+}
+
+impl SnmpState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SnmpState::Starting => "starting",
+            SnmpState::Serving => "serving",
+            SnmpState::Refused => "refused",
+            SnmpState::Disconnected => "disconnected",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -98,24 +124,15 @@ pub fn of(gw: &Gateway) -> Status {
         version: b.version,
         records: b.records,
         released: b.released,
-        last_update: mailward_metrics::catalogue::UPDATE_RESULTS
-            .iter()
-            .enumerate()
-            .find(|(i, _)| snap.value(StatId::UpdateLastResult, *i) == 1)
-            .map_or("unknown", |(_, r)| r)
+        last_update: snap
+            .flagged(StatId::UpdateLastResult)
+            .unwrap_or("unknown")
             .to_string(),
     });
     let knowledge = gw.scanner.spam.loaded();
     let c = &knowledge.classifier;
     let spam = Spam {
-        classifier: if c.unavailable {
-            "unavailable"
-        } else if c.ready() {
-            "ready"
-        } else {
-            "abstaining"
-        }
-        .to_string(),
+        classifier: c.readiness(),
         learnt_spam: c.spam_messages(),
         learnt_ham: c.ham_messages(),
         min_learnt: c.min_learnt,
@@ -124,12 +141,11 @@ pub fn of(gw: &Gateway) -> Status {
     let health = gw.subagent_health.get().map(|h| h());
     let snmp = Snmp {
         state: match &health {
-            None => "starting",
-            Some(h) if h.registered > 0 => "serving",
-            Some(h) if h.connected => "refused",
-            Some(_) => "disconnected",
-        }
-        .to_string(),
+            None => SnmpState::Starting,
+            Some(h) if h.registered > 0 => SnmpState::Serving,
+            Some(h) if h.connected => SnmpState::Refused,
+            Some(_) => SnmpState::Disconnected,
+        },
         master: cfg.agentx.socket.clone(),
         root_oid: cfg.agentx.root_oid.clone(),
         last_error: health.and_then(|h| h.last_error),
@@ -211,14 +227,14 @@ pub fn problems(s: &Status) -> Vec<String> {
             "Under stress (session limits reached): idle sessions get the short deadlines.".into(),
         );
     }
-    if s.spam.classifier == "unavailable" {
+    if s.spam.classifier == Readiness::Unavailable {
         p.push(format!(
             "The spam store {} cannot be read: the classifier abstains, mail is judged by the other tests.",
             s.spam.store
         ));
     }
-    match s.snmp.state.as_str() {
-        "disconnected" => p.push(format!(
+    match s.snmp.state {
+        SnmpState::Disconnected => p.push(format!(
             "No AgentX session with the master at {}: the NMS sees no Mailward objects and gets no traps{}.",
             s.snmp.master,
             s.snmp
@@ -226,7 +242,7 @@ pub fn problems(s: &Status) -> Vec<String> {
                 .as_ref()
                 .map_or(String::new(), |e| format!(" (last error: {e})"))
         )),
-        "refused" => p.push(format!(
+        SnmpState::Refused => p.push(format!(
             "The AgentX master refuses the subtree {}: another subagent (often a second gateway) holds it.",
             s.snmp.root_oid
         )),
@@ -268,7 +284,7 @@ pub fn render(s: &Status, now: i64) -> String {
         "Mailward {} is running: pid {}, up {} (since {})\n",
         s.version,
         s.pid,
-        age(now - s.started),
+        crate::text::age(now - s.started),
         when(s.started)
     );
     out += &format!(
@@ -314,18 +330,23 @@ pub fn render(s: &Status, now: i64) -> String {
             b.last_update
         ),
     };
-    let needs = if s.spam.classifier == "abstaining" {
+    let needs = if s.spam.classifier == Readiness::Abstaining {
         format!(", needs {} of each", s.spam.min_learnt)
     } else {
         String::new()
     };
     out += &format!(
         "spam:     classifier {} (learnt {} spam and {} ham{needs}; {})\n",
-        s.spam.classifier, s.spam.learnt_spam, s.spam.learnt_ham, s.spam.store
+        s.spam.classifier.as_str(),
+        s.spam.learnt_spam,
+        s.spam.learnt_ham,
+        s.spam.store
     );
     out += &format!(
         "snmp:     {} (master {}, subtree {})\n",
-        s.snmp.state, s.snmp.master, s.snmp.root_oid
+        s.snmp.state.as_str(),
+        s.snmp.master,
+        s.snmp.root_oid
     );
     out += &format!(
         "log:      {}; {} line(s) dropped, {} failed rotation(s)\n",
@@ -340,21 +361,6 @@ pub fn render(s: &Status, now: i64) -> String {
         }
     }
     out
-}
-
-/// "3d 4h", "2h 5m", "42s".
-pub(crate) fn age(secs: i64) -> String {
-    let s = secs.max(0);
-    let (d, h, m) = (s / 86_400, s % 86_400 / 3600, s % 3600 / 60);
-    if d > 0 {
-        format!("{d}d {h}h")
-    } else if h > 0 {
-        format!("{h}h {m}m")
-    } else if m > 0 {
-        format!("{m}m {}s", s % 60)
-    } else {
-        format!("{s}s")
-    }
 }
 
 /// Bytes in binary units, one decimal.
@@ -404,14 +410,14 @@ mod tests {
                 last_update: "updated".into(),
             }),
             spam: Spam {
-                classifier: "ready".into(),
+                classifier: Readiness::Active,
                 learnt_spam: 947,
                 learnt_ham: 2069,
                 min_learnt: 200,
                 store: "/var/lib/mailward/spam/site.model".into(),
             },
             snmp: Snmp {
-                state: "serving".into(),
+                state: SnmpState::Serving,
                 master: "tcp:127.0.0.1:705".into(),
                 root_oid: "1.3.6.1.4.1.32473.25".into(),
                 last_error: None,
@@ -442,8 +448,8 @@ mod tests {
     #[test]
     fn each_degradation_is_a_problem_sentence() {
         let mut s = healthy();
-        s.snmp.state = "refused".into();
-        s.spam.classifier = "unavailable".into();
+        s.snmp.state = SnmpState::Refused;
+        s.spam.classifier = Readiness::Unavailable;
         s.spam.store = "redis://10.0.0.5:6379/0".into();
         s.log.rotation_failures = 2;
         s.reload_failures = 1;
@@ -463,17 +469,14 @@ mod tests {
             .iter()
             .any(|l| l.contains("older than bases.obsolete_after")));
         s.bases = None;
-        s.snmp.state = "disconnected".into();
+        s.snmp.state = SnmpState::Disconnected;
         let p = problems(&s);
         assert!(p.iter().any(|l| l.starts_with("No signature bases")));
         assert!(p.iter().any(|l| l.starts_with("No AgentX session")));
     }
 
     #[test]
-    fn ages_and_sizes_read_as_people_write_them() {
-        assert_eq!(age(42), "42s");
-        assert_eq!(age(125), "2m 5s");
-        assert_eq!(age(3 * 86_400 + 4 * 3600 + 59), "3d 4h");
+    fn sizes_read_as_people_write_them() {
         assert_eq!(bytes(512), "512 B");
         assert_eq!(bytes(1536), "1.5 KiB");
     }

@@ -16,6 +16,28 @@ const MIN_STRENGTH: f64 = 0.1;
 /// The most telling tokens used at most.
 const MAX_CLUES: usize = 150;
 
+/// Whether the classifier speaks (`spam status`, `mailward status`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Readiness {
+    /// It has learnt `min_learnt` spam and ham: it scores.
+    Active,
+    /// Not enough learnt yet.
+    Abstaining,
+    /// Its shared store (Redis) cannot be read.
+    Unavailable,
+}
+
+impl Readiness {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Readiness::Active => "active",
+            Readiness::Abstaining => "abstaining",
+            Readiness::Unavailable => "unavailable",
+        }
+    }
+}
+
 /// The models the classifier reads: the base (shipped or installed) and
 /// the site's overlay.
 #[derive(Debug, Default)]
@@ -41,9 +63,20 @@ impl Classifier {
 
     /// Whether it has learnt enough to speak.
     pub fn ready(&self) -> bool {
-        !self.unavailable
-            && self.spam_messages() >= self.min_learnt.max(1)
+        self.readiness() == Readiness::Active
+    }
+
+    /// Whether it speaks, and if not, why.
+    pub fn readiness(&self) -> Readiness {
+        if self.unavailable {
+            Readiness::Unavailable
+        } else if self.spam_messages() >= self.min_learnt.max(1)
             && self.ham_messages() >= self.min_learnt.max(1)
+        {
+            Readiness::Active
+        } else {
+            Readiness::Abstaining
+        }
     }
 
     fn counts(&self, token: u64) -> Counts {
