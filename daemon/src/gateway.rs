@@ -9,7 +9,7 @@ use crate::dns::Dns;
 use crate::spool::Spool;
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
@@ -55,7 +55,7 @@ pub struct Gateway {
     /// The one statistics model.
     pub stats: Arc<mailward_metrics::Stats>,
     /// Open inbound sessions, for `limits.incoming_sessions`.
-    sessions: AtomicU32,
+    sessions: SessionCount,
     /// Whether the gateway is under stress now; sessions waiting for a
     /// client watch it, so that idle ones get the stress deadline as soon
     /// as the load rises, not after their normal timeout.
@@ -92,7 +92,7 @@ impl Gateway {
             stores,
             stats,
             subagent_health: std::sync::OnceLock::new(),
-            sessions: AtomicU32::new(0),
+            sessions: SessionCount::default(),
             stress: watch::Sender::new(false),
             per_ip: Mutex::new(HashMap::new()),
             shutdown,
@@ -292,10 +292,7 @@ impl Gateway {
     /// get the shorter stress timeouts (Postfix's stress mode), so that idle
     /// or trickling clients give their slots back.
     pub fn under_stress(&self, cfg: &Config) -> bool {
-        let pct = u64::from(cfg.limits.stress_percent);
-        pct > 0
-            && u64::from(self.sessions.load(Ordering::Relaxed)) * 100
-                > u64::from(cfg.limits.incoming_sessions) * pct
+        above_stress_mark(self.sessions.0.load(Ordering::Relaxed), &cfg.limits)
     }
 
     /// Follows [`Gateway::under_stress`] as sessions open and close.
@@ -315,12 +312,13 @@ impl Gateway {
     /// Takes a session slot for a client, or says which limit refuses it.
     pub fn open_session(self: &Arc<Self>, ip: IpAddr) -> Result<SessionSlot, &'static str> {
         let cfg = self.config();
-        let total = self.sessions.fetch_add(1, Ordering::AcqRel) + 1;
+        let total = self.sessions.0.fetch_add(1, Ordering::AcqRel) + 1;
         self.update_stress();
         let slot = SessionSlot {
             gateway: self.clone(),
             ip,
             counted_ip: false,
+            released: AtomicBool::new(false),
         };
         if total > cfg.limits.incoming_sessions {
             return Err("421 4.7.0 Too many sessions, try again later");
@@ -342,16 +340,65 @@ impl Gateway {
     }
 }
 
+/// Whether `open` inbound sessions are more than `limits.stress_percent`
+/// of `limits.incoming_sessions` (0 %: never).
+fn above_stress_mark(open: u32, limits: &crate::config::Limits) -> bool {
+    let pct = u64::from(limits.stress_percent);
+    pct > 0 && u64::from(open) * 100 > u64::from(limits.incoming_sessions) * pct
+}
+
+/// The open inbound sessions.
+#[derive(Default)]
+struct SessionCount(AtomicU32);
+
+impl SessionCount {
+    /// Takes one session off the count if the count is above the stress
+    /// mark, in one step: of sessions asking at once, only as many as
+    /// bring the count down to the mark get a yes.
+    fn leave_if_stressed(&self, limits: &crate::config::Limits) -> bool {
+        self.0
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                above_stress_mark(n, limits).then(|| n - 1)
+            })
+            .is_ok()
+    }
+}
+
 /// A held session slot; dropping it frees the slot.
 pub struct SessionSlot {
     gateway: Arc<Gateway>,
     ip: IpAddr,
     counted_ip: bool,
+    /// Given back early by [`SessionSlot::release_for_stress`].
+    released: AtomicBool,
+}
+
+impl SessionSlot {
+    /// Gives the slot back ahead of the session's end, for a session about
+    /// to be cut by a stress deadline, but only while the load is still
+    /// above the stress mark. Idle sessions whose stress deadlines pass at
+    /// the same instant would otherwise each see the load above the mark
+    /// (the count drops only when a cut session is gone) and all be cut;
+    /// claiming the slot here stops the cuts exactly at the mark. False:
+    /// the load is no longer above it, the session keeps its slot.
+    pub fn release_for_stress(&self, cfg: &Config) -> bool {
+        if self.released.load(Ordering::Acquire) {
+            return true;
+        }
+        let claimed = self.gateway.sessions.leave_if_stressed(&cfg.limits);
+        if claimed {
+            self.released.store(true, Ordering::Release);
+            self.gateway.update_stress();
+        }
+        claimed
+    }
 }
 
 impl Drop for SessionSlot {
     fn drop(&mut self) {
-        self.gateway.sessions.fetch_sub(1, Ordering::AcqRel);
+        if !self.released.load(Ordering::Acquire) {
+            self.gateway.sessions.0.fetch_sub(1, Ordering::AcqRel);
+        }
         self.gateway.update_stress();
         if self.counted_ip {
             if let Ok(mut per_ip) = self.gateway.per_ip.lock() {
@@ -362,6 +409,57 @@ impl Drop for SessionSlot {
                     }
                 }
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits(sessions: u32, percent: u32) -> crate::config::Limits {
+        let mut cfg = match crate::config::load(None) {
+            Ok(c) => c,
+            Err(e) => panic!("the embedded default must load: {e}"),
+        };
+        cfg.limits.incoming_sessions = sessions;
+        cfg.limits.stress_percent = percent;
+        cfg.limits
+    }
+
+    #[test]
+    fn the_stress_mark_is_a_share_of_the_session_limit() {
+        let l = limits(10, 50);
+        assert!(!above_stress_mark(5, &l));
+        assert!(above_stress_mark(6, &l));
+        assert!(!above_stress_mark(1000, &limits(10, 0)), "0 % turns it off");
+    }
+
+    #[test]
+    fn sessions_cut_at_once_for_stress_stop_at_the_mark() {
+        // 7 of 10 open, mark 5: whatever the interleaving, two and only two
+        // of seven sessions whose stress deadlines pass together may leave.
+        let l = limits(10, 50);
+        for _ in 0..200 {
+            let count = SessionCount(AtomicU32::new(7));
+            let barrier = std::sync::Barrier::new(7);
+            let left = std::thread::scope(|s| {
+                let handles: Vec<_> = (0..7)
+                    .map(|_| {
+                        s.spawn(|| {
+                            barrier.wait();
+                            count.leave_if_stressed(&l)
+                        })
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| h.join())
+                    .filter(|r| matches!(r, Ok(true)))
+                    .count()
+            });
+            assert_eq!(left, 2);
+            assert_eq!(count.0.load(Ordering::Acquire), 5);
         }
     }
 }

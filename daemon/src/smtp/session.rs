@@ -95,7 +95,8 @@ pub struct Session {
     messages: u32,
     session_bytes: u64,
     errors: u32,
-    _slot: SessionSlot,
+    /// Held for the whole session (given back early when cut for stress).
+    slot: SessionSlot,
 }
 
 /// When a read must be over: `normal`, or `stressed` (the earlier one)
@@ -119,14 +120,18 @@ enum Read {
 
 /// Reads one line before its deadline. The stress state is watched while
 /// waiting: a session idle since before the load rose gets the stress
-/// deadline as soon as stress begins, not after its normal timeout. The
-/// read itself is started once, so a partial line is never lost.
+/// deadline as soon as stress begins, not after its normal timeout. A
+/// stress deadline cuts the session only if it can give its slot back
+/// while the load is still above the mark ([`SessionSlot::release_for_stress`]);
+/// otherwise it waits on, rechecking every [`STRESS_RECHECK`]. The read
+/// itself is started once, so a partial line is never lost.
 async fn read_by(
     conn: &mut Conn,
     line: &mut Vec<u8>,
     max: usize,
     deadlines: Deadlines,
     stress: &mut tokio::sync::watch::Receiver<bool>,
+    slot: (&SessionSlot, &Config),
     shutdown: Option<&mut tokio::sync::watch::Receiver<bool>>,
 ) -> Read {
     let read = conn.read_line(line, max);
@@ -141,22 +146,37 @@ async fn read_by(
     };
     tokio::pin!(stopping);
     let mut watching = true;
+    let mut recheck = deadlines.stressed;
     loop {
         let under = *stress.borrow_and_update();
         let stressed = under && deadlines.stressed < deadlines.normal;
         let deadline = if stressed {
-            deadlines.stressed
+            deadlines.stressed.max(recheck).min(deadlines.normal)
         } else {
             deadlines.normal
         };
         tokio::select! {
             r = &mut read => return Read::Line(r),
-            _ = tokio::time::sleep_until(deadline) => return Read::TimedOut { stress: stressed },
+            _ = tokio::time::sleep_until(deadline) => {
+                let now = tokio::time::Instant::now();
+                if now >= deadlines.normal {
+                    return Read::TimedOut { stress: false };
+                }
+                if stressed && slot.0.release_for_stress(slot.1) {
+                    return Read::TimedOut { stress: true };
+                }
+                recheck = now + STRESS_RECHECK;
+            }
             _ = &mut stopping => return Read::Shutdown,
             changed = stress.changed(), if watching => watching = changed.is_ok(),
         }
     }
 }
+
+/// How soon a session past its stress deadline, spared because the load
+/// had already fallen to the mark, looks again (the stress watch may not
+/// change in between when sessions open and close at once).
+const STRESS_RECHECK: Duration = Duration::from_millis(200);
 
 /// How long DATA may take after the 354 when `received` octets have come
 /// so far: the base timeout (shorter under stress) plus `received` at
@@ -195,7 +215,7 @@ impl Session {
             messages: 0,
             session_bytes: 0,
             errors: 0,
-            _slot: slot,
+            slot,
         }
     }
 
@@ -290,6 +310,7 @@ impl Session {
                     stressed: now + self.cfg.timeouts.stress_command.get(),
                 },
                 &mut stress,
+                (&self.slot, &*self.cfg),
                 Some(&mut shutdown),
             )
             .await;
@@ -801,7 +822,18 @@ impl Session {
                 normal: started + data_allowance(&self.cfg, asm.received(), false),
                 stressed: started + data_allowance(&self.cfg, asm.received(), true),
             };
-            match read_by(conn, &mut line, MAX_DATA_LINE, deadlines, &mut stress, None).await {
+            let slot = (&self.slot, &*self.cfg);
+            match read_by(
+                conn,
+                &mut line,
+                MAX_DATA_LINE,
+                deadlines,
+                &mut stress,
+                slot,
+                None,
+            )
+            .await
+            {
                 Read::TimedOut { stress } => {
                     self.timed_out(conn, TimeoutPhase::Data, stress);
                     return Flow::Close;
