@@ -9,6 +9,8 @@
 //! - quarantine puts the message on Postfix's hold queue (`postqueue -j`)
 //!   and our quarantine store has its copy;
 //! - garbage on the milter port closes that connection only: mail goes on;
+//! - a verdict slower than Postfix's `milter_content_timeout` is waited
+//!   for (SMFIR_PROGRESS) instead of ending in `milter_default_action`;
 //! - the statistics count the messages with `mode="milter"`, and the
 //!   garbage as malformed milter connections.
 
@@ -269,6 +271,94 @@ fn postfix_with_mailward_as_milter() -> Result<()> {
         "nothing of the MTA's mail is queued in Mailward"
     );
     Ok(())
+}
+
+#[test]
+fn a_verdict_slower_than_postfix_timeout_is_waited_for() -> Result<()> {
+    ensure!(
+        is_root(),
+        "the private Postfix needs root: run as root (tests/run does)"
+    );
+    let dir = TestDir::new("milter-progress")?;
+    let sink = Sink::start(dir.path(), "sink")?;
+    let milter_port = free_port();
+    // A DNS server that takes the queries and never answers: the URI list
+    // look-up at end of message takes timeouts.dns (4 s), twice Postfix's
+    // milter_content_timeout below.
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0")?;
+    let resolver = silent.local_addr()?.to_string();
+    let config = Config::new(dir.path())
+        .route_to_port("*", sink.port)
+        .set_str("milter", "listen", &format!("inet:{milter_port}@127.0.0.1"))
+        .set_str("access", "dns_resolver", &resolver)
+        .set_str("timeouts", "dns", "4s")
+        .set_list("spam", "surbl", &["uri.test:3.5"]);
+    let daemon = Daemon::start(&config)?;
+    let postfix = Postfix::start(
+        dir.path(),
+        "progress",
+        &PostfixSetup {
+            relay_port: sink.port,
+            extra: vec![
+                format!("smtpd_milters = inet:127.0.0.1:{milter_port}"),
+                "milter_default_action = tempfail".into(),
+                "milter_protocol = 6".into(),
+                "milter_content_timeout = 2s".into(),
+            ],
+            ..Default::default()
+        },
+    )?;
+    let message = b"From: alice@sender.test\r\nTo: user@example.com\r\nSubject: slow verdict\r\n\r\nSee http://www.deals.shop.test/offer for details.\r\n";
+    let (ok, t) = swaks_to(&dir, postfix.port, "slow", "user@example.com", message)?;
+    ensure!(
+        ok,
+        "Postfix gave up on the milter instead of waiting for the verdict:\n{t}\n{}\n{}",
+        postfix.log(),
+        daemon.log()
+    );
+    let got = sink
+        .wait_for_count(1, DELIVERY_TIMEOUT)
+        .with_context(|| format!("{}\n{}", postfix.log(), daemon.log()))?;
+    ensure!(
+        got[0]
+            .header("X-Mailward-AV")
+            .is_some_and(|h| h.starts_with("clean")),
+        "delivered with the milter's verdict:\n{}",
+        got[0].message
+    );
+    // The verdict did take longer than Postfix's timeout: from the end of
+    // the message ("Message from the MTA.") to the verdict ("Message
+    // accepted."), both logged by Mailward.
+    let log = daemon.full_log();
+    let at = |what: &str| {
+        log.lines()
+            .find(|l| l.contains(what))
+            .and_then(seconds_of_day)
+            .with_context(|| format!("no time on the line {what:?}:\n{log}"))
+    };
+    let took = at("Message accepted.")? - at("Message from the MTA.")?;
+    let took = if took < 0.0 { took + 86_400.0 } else { took };
+    ensure!(
+        took > 2.0,
+        "the verdict took {took:.1} s, not longer than milter_content_timeout (2 s)"
+    );
+    ensure!(
+        !postfix.log().contains("timeout"),
+        "Postfix logged a milter timeout:\n{}",
+        postfix.log()
+    );
+    drop(silent);
+    Ok(())
+}
+
+/// The time of day of a log line, in seconds (`2026-12-01T18:27:11.771500Z ...`).
+fn seconds_of_day(line: &str) -> Option<f64> {
+    let time = line.split_whitespace().next()?.split_once('T')?.1;
+    let mut hms = time.trim_end_matches('Z').split(':');
+    let h: f64 = hms.next()?.parse().ok()?;
+    let m: f64 = hms.next()?.parse().ok()?;
+    let s: f64 = hms.next()?.parse().ok()?;
+    Some(h * 3600.0 + m * 60.0 + s)
 }
 
 /// `mailward milter` started by hand; killed on drop.

@@ -48,6 +48,13 @@ const ACTIONS: Actions = Actions(
 /// by bench/postfix-bench.sh).
 const PROTOCOL: Protocol = Protocol(Protocol::NOUNKNOWN.0 | Protocol::HDR_LEADSPC.0);
 
+/// How often the MTA is told, while a message is being judged, that the
+/// verdict is still to come: well within any milter timeout an MTA is
+/// likely to be given (Postfix's defaults: 30 s per command, 300 s for the
+/// message), at a cost of 5 octets a second for the rare message that
+/// takes longer than a second.
+const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// One message being received.
 #[derive(Default)]
 struct Transaction {
@@ -148,7 +155,11 @@ impl Session {
             };
             let command = Command::decode(&packet)?;
             let wants_reply = command.expects_reply(self.protocol);
-            let (responses, go_on) = self.handle(command).await?;
+            let (responses, go_on) = if matches!(command, Command::EndOfMessage(_)) {
+                self.handle_with_progress(command, stream).await?
+            } else {
+                self.handle(command).await?
+            };
             if wants_reply {
                 let mut out = Vec::new();
                 for r in &responses {
@@ -162,6 +173,51 @@ impl Session {
             }
             if !go_on {
                 return Ok(());
+            }
+        }
+    }
+
+    /// Answers end of message, telling the MTA every [`PROGRESS_EVERY`]
+    /// that the checks are still under way (SMFIR_PROGRESS), so that a
+    /// message judged for longer than the MTA's timeout for the reply
+    /// (Postfix's `milter_content_timeout`, sendmail's `T=E:`) is waited
+    /// for rather than given its `milter_default_action`. The checks are
+    /// bounded by `timeouts.scan` and `timeouts.dns` themselves. When the
+    /// MTA cannot be written to, the checks still finish (a quarantine
+    /// copy is not left half made) and the final reply's write fails.
+    async fn handle_with_progress(
+        &mut self,
+        command: Command,
+        stream: &mut Box<dyn Stream>,
+    ) -> Result<(Vec<Response>, bool), Fault> {
+        let mut progress = Vec::new();
+        if let Err(e) = Response::Progress.encode(&mut progress) {
+            tracing::error!(target: "smtp", peer = %self.peer, error = %e,
+                "Cannot encode SMFIR_PROGRESS; the MTA gets the verdict only.");
+            return self.handle(command).await;
+        }
+        let peer = self.peer.clone();
+        let work = self.handle(command);
+        tokio::pin!(work);
+        let start = tokio::time::Instant::now() + PROGRESS_EVERY;
+        let mut tick = tokio::time::interval_at(start, PROGRESS_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut writable = true;
+        loop {
+            tokio::select! {
+                done = &mut work => return done,
+                _ = tick.tick(), if writable => {
+                    let sent = tokio::time::timeout(PROGRESS_EVERY, async {
+                        stream.write_all(&progress).await?;
+                        stream.flush().await
+                    })
+                    .await;
+                    if !matches!(sent, Ok(Ok(()))) {
+                        tracing::debug!(target: "smtp", peer = %peer,
+                            "Cannot tell the MTA that the checks go on; they finish all the same.");
+                        writable = false;
+                    }
+                }
             }
         }
     }
