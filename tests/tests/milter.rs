@@ -48,6 +48,32 @@ fn swaks_to(
     )
 }
 
+/// A private Postfix relaying to `relay_port`, with Mailward's milter on
+/// `milter_port` (tempfail when it fails), and `extra` main.cf lines.
+fn postfix_with_milter(
+    dir: &TestDir,
+    name: &str,
+    relay_port: u16,
+    milter_port: u16,
+    extra: &[&str],
+) -> Result<Postfix> {
+    let mut lines = vec![
+        format!("smtpd_milters = inet:127.0.0.1:{milter_port}"),
+        "milter_default_action = tempfail".into(),
+        "milter_protocol = 6".into(),
+    ];
+    lines.extend(extra.iter().map(|l| l.to_string()));
+    Postfix::start(
+        dir.path(),
+        name,
+        &PostfixSetup {
+            relay_port,
+            extra: lines,
+            ..Default::default()
+        },
+    )
+}
+
 /// Writes bytes that are not the milter protocol to the port, in a few
 /// shapes (a huge length, a zero length, an unknown command, a truncated
 /// packet), each on its own connection.
@@ -95,19 +121,7 @@ fn postfix_with_mailward_as_milter() -> Result<()> {
         .set_list("group.hold", "recipients", &["*@hold.example.com"])
         .set_list("group.hold", "quarantine", &["av/infected"]);
     let daemon = Daemon::start(&config)?;
-    let postfix = Postfix::start(
-        dir.path(),
-        "milter",
-        &PostfixSetup {
-            relay_port: sink.port,
-            extra: vec![
-                format!("smtpd_milters = inet:127.0.0.1:{milter_port}"),
-                "milter_default_action = tempfail".into(),
-                "milter_protocol = 6".into(),
-            ],
-            ..Default::default()
-        },
-    )?;
+    let postfix = postfix_with_milter(&dir, "milter", sink.port, milter_port, &[])?;
 
     // A refusal reaches the client; nothing is queued.
     let (ok, t) = swaks_to(
@@ -294,19 +308,12 @@ fn a_verdict_slower_than_postfix_timeout_is_waited_for() -> Result<()> {
         .set_str("timeouts", "dns", "4s")
         .set_list("spam", "surbl", &["uri.test:3.5"]);
     let daemon = Daemon::start(&config)?;
-    let postfix = Postfix::start(
-        dir.path(),
+    let postfix = postfix_with_milter(
+        &dir,
         "progress",
-        &PostfixSetup {
-            relay_port: sink.port,
-            extra: vec![
-                format!("smtpd_milters = inet:127.0.0.1:{milter_port}"),
-                "milter_default_action = tempfail".into(),
-                "milter_protocol = 6".into(),
-                "milter_content_timeout = 2s".into(),
-            ],
-            ..Default::default()
-        },
+        sink.port,
+        milter_port,
+        &["milter_content_timeout = 2s"],
     )?;
     let message = b"From: alice@sender.test\r\nTo: user@example.com\r\nSubject: slow verdict\r\n\r\nSee http://www.deals.shop.test/offer for details.\r\n";
     let (ok, t) = swaks_to(&dir, postfix.port, "slow", "user@example.com", message)?;
