@@ -1,5 +1,8 @@
 //! DNS against a real server (dnsmasq): a DNSBL refusing a listed client
-//! at connect, and routing by MX (and by the A record when there is no MX).
+//! at connect, and routing by MX (and by the A record when there is no MX);
+//! and against a server that never answers: mail is delayed by the DNS
+//! timeouts, judged without the look-ups, delivered, and the failures are
+//! counted.
 
 use std::time::Duration;
 
@@ -108,5 +111,65 @@ fn domain_without_mx_is_reached_by_its_address() -> Result<()> {
         .wait_for_count(1, DELIVERY_TIMEOUT)
         .map_err(|e| e.context(format!("dnsmasq log:\n{}", dns.log())))?;
     assert_eq!(messages[0].recipients(), ["user@amx.test"]);
+    Ok(())
+}
+
+#[test]
+fn a_dns_server_that_never_answers_delays_mail_but_does_not_stop_it() -> Result<()> {
+    // Every DNS test of the gateway at once (the refusing and the scoring
+    // DNSBL at connect, SPF at MAIL, DMARC and the URI list after DATA)
+    // against a server that takes the queries and never answers.
+    let dir = TestDir::new("dns-silent")?;
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0")?;
+    let resolver = silent.local_addr()?.to_string();
+    let sink = Sink::start(dir.path(), "sink")?;
+    let stats = mailward_e2e::stats::StatsSetup::new(dir.path());
+    let daemon = Daemon::start(
+        &stats
+            .apply(Config::new(dir.path()))
+            .route_to_port("*", sink.port)
+            // An outside client: SPF and DKIM/DMARC apply to it.
+            .set("network", "relay_networks", "[]")
+            .set_list("access", "dnsbl", &["bl.test", "bl2.test"])
+            .set_list("spam", "dnsbl", &["score.test:3.0"])
+            .set_list("spam", "surbl", &["uri.test:3.5"])
+            .set_str("access", "dns_resolver", &resolver)
+            .set_str("timeouts", "dns", "3s"),
+    )?;
+    // Three zones at connect, asked together: the greeting waits for one
+    // DNS timeout (3 s), not three in a row (9 s).
+    let asked = std::time::Instant::now();
+    let mut c = SmtpClient::connect_ok(daemon.port)?;
+    let greeted = asked.elapsed();
+    assert!(
+        greeted < Duration::from_secs(6),
+        "greeted after {greeted:?}: the DNSBL zones were asked one after another"
+    );
+    c.ehlo("client.test")?;
+    let message = b"From: alice@sender.test\r\nTo: bob@example.com\r\nSubject: while the DNS is dead\r\nDate: Tue, 1 Dec 2026 18:00:00 +0000\r\nMessage-ID: <dead-dns@sender.test>\r\n\r\nSee http://www.deals.shop.test/offer for details.\r\n";
+    c.send_mail_ok("alice@sender.test", &["bob@example.com"], message)?;
+    let got = sink
+        .wait_for_count(1, DELIVERY_TIMEOUT)
+        .map_err(|e| e.context(daemon.log()))?;
+    let spam = got[0].header("X-Mailward-Spam").unwrap_or_default();
+    assert!(
+        spam.starts_with("as/clean"),
+        "judged without the DNS, not refused or marked for it: {spam:?}"
+    );
+    // Each test's failure is counted where an operator looks for it.
+    let m = stats.scrape()?;
+    let failed = |name: &str, result: &str| m.get(name, &[("result", result)]).unwrap_or(0.0);
+    // (The harness's readiness probe was a session too.)
+    let dnsbl = failed("mailward_dnsbl_lookups_total", "failed");
+    assert!(
+        dnsbl >= 3.0,
+        "each session's three DNSBL look-ups failed: {dnsbl}"
+    );
+    assert_eq!(
+        failed("mailward_spf_checks_total", "temperror"),
+        1.0,
+        "SPF without an answer is temperror"
+    );
+    assert_eq!(failed("mailward_surbl_lookups_total", "failed"), 1.0);
     Ok(())
 }

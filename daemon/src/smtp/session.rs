@@ -267,18 +267,28 @@ impl Session {
             let _ = conn.flush().await;
             return false;
         }
-        if !self.cfg.access.dnsbl.is_empty() {
-            let (listed, tally) = self.gw.dns().dnsbl(ip, &self.cfg.access.dnsbl).await;
-            self.gw.stats.record(&tally.event());
-            if let Some((zone, _answer)) = listed {
-                let reply =
-                    format!("554 5.7.1 Service unavailable; client [{ip}] blocked using {zone}");
-                self.reject(conn, RejectReason::Dnsbl, &reply);
-                let _ = conn.flush().await;
-                return false;
-            }
+        // The refusing and the scoring zones are asked together: a slow
+        // DNS server delays the greeting by one timeouts.dns, not two.
+        let dns = self.gw.dns();
+        let (refusing, scoring) = tokio::join!(
+            async {
+                if self.cfg.access.dnsbl.is_empty() {
+                    return None;
+                }
+                let (listed, tally) = dns.dnsbl(ip, &self.cfg.access.dnsbl).await;
+                self.gw.stats.record(&tally.event());
+                listed
+            },
+            self.gw.scoring_dnsbl(&self.cfg, ip)
+        );
+        if let Some((zone, _answer)) = refusing {
+            let reply =
+                format!("554 5.7.1 Service unavailable; client [{ip}] blocked using {zone}");
+            self.reject(conn, RejectReason::Dnsbl, &reply);
+            let _ = conn.flush().await;
+            return false;
         }
-        self.dnsbl_listed = self.gw.scoring_dnsbl(&self.cfg, ip).await;
+        self.dnsbl_listed = scoring;
         conn.reply(&format!("220 {} ESMTP Mailward", self.cfg.server.hostname));
         conn.flush().await.is_ok()
     }
