@@ -292,7 +292,7 @@ impl Gateway {
     /// get the shorter stress timeouts (Postfix's stress mode), so that idle
     /// or trickling clients give their slots back.
     pub fn under_stress(&self, cfg: &Config) -> bool {
-        above_stress_mark(self.sessions.0.load(Ordering::Relaxed), &cfg.limits)
+        above_stress_mark(self.sessions.now(), &cfg.limits)
     }
 
     /// Follows [`Gateway::under_stress`] as sessions open and close.
@@ -312,7 +312,7 @@ impl Gateway {
     /// Takes a session slot for a client, or says which limit refuses it.
     pub fn open_session(self: &Arc<Self>, ip: IpAddr) -> Result<SessionSlot, &'static str> {
         let cfg = self.config();
-        let total = self.sessions.0.fetch_add(1, Ordering::AcqRel) + 1;
+        let total = self.sessions.enter();
         self.update_stress();
         let slot = SessionSlot {
             gateway: self.clone(),
@@ -352,6 +352,20 @@ fn above_stress_mark(open: u32, limits: &crate::config::Limits) -> bool {
 struct SessionCount(AtomicU32);
 
 impl SessionCount {
+    /// Counts a new session in; the count with it.
+    fn enter(&self) -> u32 {
+        self.0.fetch_add(1, Ordering::AcqRel) + 1
+    }
+
+    /// Counts a session out.
+    fn leave(&self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    fn now(&self) -> u32 {
+        self.0.load(Ordering::Acquire)
+    }
+
     /// Takes one session off the count if the count is above the stress
     /// mark, in one step: of sessions asking at once, only as many as
     /// bring the count down to the mark get a yes.
@@ -397,7 +411,7 @@ impl SessionSlot {
 impl Drop for SessionSlot {
     fn drop(&mut self) {
         if !self.released.load(Ordering::Acquire) {
-            self.gateway.sessions.0.fetch_sub(1, Ordering::AcqRel);
+            self.gateway.sessions.leave();
         }
         self.gateway.update_stress();
         if self.counted_ip {
@@ -459,7 +473,7 @@ mod tests {
                     .count()
             });
             assert_eq!(left, 2);
-            assert_eq!(count.0.load(Ordering::Acquire), 5);
+            assert_eq!(count.now(), 5);
         }
     }
 }
