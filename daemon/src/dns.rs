@@ -56,6 +56,11 @@ pub struct DnsblTally {
 }
 
 impl DnsblTally {
+    /// Look-ups that got an answer (listed or not).
+    pub fn answered(&self) -> u64 {
+        self.listed + self.not_listed
+    }
+
     pub fn event(self) -> mailward_metrics::Event<'static> {
         mailward_metrics::Event::DnsblLookups {
             listed: self.listed,

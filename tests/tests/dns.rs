@@ -171,5 +171,19 @@ fn a_dns_server_that_never_answers_delays_mail_but_does_not_stop_it() -> Result<
         "SPF without an answer is temperror"
     );
     assert_eq!(failed("mailward_surbl_lookups_total", "failed"), 1.0);
+    // And `mailward status` says what to look at.
+    let status: serde_json::Value = serde_json::from_str(&daemon.cli_ok(&["status", "--json"])?)?;
+    assert_eq!(status["dns"]["resolver"], resolver.as_str());
+    assert!(
+        status["dns"]["recent"].as_u64() >= Some(8)
+            && status["dns"]["recent_failed"] == status["dns"]["recent"],
+        "every recent look-up failed: {}",
+        status["dns"]
+    );
+    let problems = status["problems"].to_string();
+    assert!(
+        problems.contains("DNS look-ups got no answer from 127.0.0.1:"),
+        "a problem in the status: {problems}"
+    );
     Ok(())
 }

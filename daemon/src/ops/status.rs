@@ -45,6 +45,8 @@ pub struct Status {
     pub spam: Spam,
     pub snmp: Snmp,
     pub log: Log,
+    #[serde(default)]
+    pub dns: Dns,
     /// What needs an operator, one sentence each; empty when all is well.
     pub problems: Vec<String>,
 }
@@ -107,6 +109,21 @@ impl SnmpState {
     }
 }
 
+/// The DNS server and how its last look-ups went.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Dns {
+    /// `access.dns_resolver`, or `system` for /etc/resolv.conf's.
+    pub resolver: String,
+    /// Of the last DNS look-ups (DNSBL, URI list, SPF; at most 64), how
+    /// many there were and how many got no answer.
+    pub recent: u32,
+    pub recent_failed: u32,
+}
+
+/// Look-ups at least, before most of them failing is a problem (one
+/// client's broken domain is not the DNS server's fault).
+const DNS_SAMPLE: u32 = 5;
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Log {
     pub destination: String,
@@ -155,6 +172,15 @@ pub fn of(gw: &Gateway) -> Status {
         lines_dropped: snap.value(StatId::LogLinesDropped, 0),
         rotation_failures: snap.values(StatId::LogRotationFailures).iter().sum(),
     };
+    let (recent_failed, recent) = gw.dns_recent.failed_of();
+    let dns = Dns {
+        resolver: cfg
+            .access
+            .dns_resolver
+            .map_or_else(|| "system".to_string(), |a| a.to_string()),
+        recent,
+        recent_failed,
+    };
     let mut status = Status {
         version: env!("CARGO_PKG_VERSION").to_string(),
         pid: std::process::id(),
@@ -182,6 +208,7 @@ pub fn of(gw: &Gateway) -> Status {
         spam,
         snmp,
         log,
+        dns,
         problems: Vec::new(),
     };
     status.problems = problems(&status);
@@ -247,6 +274,12 @@ pub fn problems(s: &Status) -> Vec<String> {
             s.snmp.root_oid
         )),
         _ => {}
+    }
+    if s.dns.recent >= DNS_SAMPLE && s.dns.recent_failed * 2 > s.dns.recent {
+        p.push(format!(
+            "{} of the last {} DNS look-ups got no answer from {}: sessions wait up to timeouts.dns and the spam check judges without DNSBL, SPF and URI lists (check access.dns_resolver).",
+            s.dns.recent_failed, s.dns.recent, s.dns.resolver
+        ));
     }
     if s.log.lines_dropped > 0 {
         p.push(format!(
@@ -348,6 +381,18 @@ pub fn render(s: &Status, now: i64) -> String {
         s.snmp.master,
         s.snmp.root_oid
     );
+    let resolver = match s.dns.resolver.as_str() {
+        "system" => "the system's resolvers",
+        other => other,
+    };
+    out += &if s.dns.recent == 0 {
+        format!("dns:      {resolver}; no look-ups yet\n")
+    } else {
+        format!(
+            "dns:      {resolver}; {} of the last {} look-ups failed\n",
+            s.dns.recent_failed, s.dns.recent
+        )
+    };
     out += &format!(
         "log:      {}; {} line(s) dropped, {} failed rotation(s)\n",
         s.log.destination, s.log.lines_dropped, s.log.rotation_failures
@@ -427,6 +472,11 @@ mod tests {
                 lines_dropped: 0,
                 rotation_failures: 0,
             },
+            dns: Dns {
+                resolver: "127.0.0.1:53".into(),
+                recent: 64,
+                recent_failed: 2,
+            },
             problems: Vec::new(),
         }
     }
@@ -442,7 +492,27 @@ mod tests {
         );
         assert!(text.contains("queue:    3 message(s), 12.0 KiB; spool 40.0 GiB free"));
         assert!(text.contains("snmp:     serving (master tcp:127.0.0.1:705"));
+        assert!(text.contains("dns:      127.0.0.1:53; 2 of the last 64 look-ups failed"));
         assert!(text.ends_with("No problems.\n"), "{text}");
+    }
+
+    #[test]
+    fn a_dns_server_that_stopped_answering_is_a_problem_a_few_failures_are_not() {
+        let mut s = healthy();
+        s.dns.recent_failed = 33;
+        let p = problems(&s);
+        assert_eq!(p.len(), 1, "{p:#?}");
+        assert!(
+            p[0].starts_with("33 of the last 64 DNS look-ups got no answer from 127.0.0.1:53"),
+            "{}",
+            p[0]
+        );
+        s.dns.recent_failed = 32;
+        assert!(problems(&s).is_empty(), "half is not most");
+        // Too few look-ups to blame the server.
+        s.dns.recent = 4;
+        s.dns.recent_failed = 4;
+        assert!(problems(&s).is_empty());
     }
 
     #[test]

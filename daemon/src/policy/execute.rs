@@ -202,11 +202,15 @@ async fn uri_lists(gw: &Gateway, cfg: &crate::config::Config, report: &mut crate
     };
     let zones: Vec<&str> = cfg.spam.surbl.iter().map(|z| z.zone.as_str()).collect();
     let (listed, tally) = gw.dns().uri_listed(&evidence.uri_domains, &zones).await;
-    gw.stats.record(&mailward_metrics::Event::SurblLookups {
-        listed: tally.listed,
-        not_listed: tally.not_listed,
-        failed: tally.failed,
-    });
+    gw.count_lookups(
+        &mailward_metrics::Event::SurblLookups {
+            listed: tally.listed,
+            not_listed: tally.not_listed,
+            failed: tally.failed,
+        },
+        tally.answered(),
+        tally.failed,
+    );
     for (zone, domain) in listed {
         if let Some(z) = cfg.spam.surbl.get(zone) {
             evidence.uri_listed(z, &domain);

@@ -276,7 +276,8 @@ impl Session {
                     return None;
                 }
                 let (listed, tally) = dns.dnsbl(ip, &self.cfg.access.dnsbl).await;
-                self.gw.stats.record(&tally.event());
+                self.gw
+                    .count_lookups(&tally.event(), tally.answered(), tally.failed);
                 listed
             },
             self.gw.scoring_dnsbl(&self.cfg, ip)
