@@ -266,6 +266,11 @@ pub struct Envelope {
     /// spooled here (so never read back).
     #[serde(skip)]
     pub milter: bool,
+    /// The user the client authenticated as with the MTA (Postfix's
+    /// `{auth_authen}`): one of ours, like a relay_networks client, so SPF,
+    /// DKIM/DMARC and DNSBL scores say nothing about its mail. Milter only.
+    #[serde(skip)]
+    pub sasl_user: Option<String>,
     /// An administrator held it (`mailward queue hold`): no delivery
     /// attempt until `mailward queue release`; it survives a restart.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -301,8 +306,16 @@ impl Envelope {
             forwarded_by: None,
             upstream_id: None,
             milter: false,
+            sasl_user: None,
             held: false,
         }
+    }
+
+    /// Whether the client is one of ours: in `relay_networks`, or
+    /// authenticated with the MTA. Sender authentication (SPF, DKIM,
+    /// DMARC) and DNSBL scores are for mail from outside.
+    pub fn from_inside(&self, cfg: &crate::config::Config) -> bool {
+        self.sasl_user.is_some() || cfg.network.may_relay(self.client_ip)
     }
 
     pub fn mode(&self) -> Mode {

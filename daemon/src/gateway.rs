@@ -127,9 +127,10 @@ impl Gateway {
 
     /// The `[spam] dnsbl` zones that list client `ip`, counted: scored by
     /// the spam check, not refused (one listing is a hint). Asked for the
-    /// client of an SMTP session, of XFORWARD and of a milter connection.
+    /// client of an SMTP session, of XFORWARD and of a milter connection,
+    /// unless it is one of ours (relay_networks).
     pub async fn scoring_dnsbl(&self, cfg: &Config, ip: IpAddr) -> Vec<String> {
-        if cfg.spam.dnsbl.is_empty() {
+        if cfg.spam.dnsbl.is_empty() || cfg.network.may_relay(ip) {
             return Vec::new();
         }
         let zones = cfg.spam.dnsbl.iter().map(|z| z.zone.as_str());

@@ -104,6 +104,7 @@ async fn write_spool_seeds() {
             forwarded_by: None,
             upstream_id: None,
             milter: false,
+            sasl_user: None,
             held: false,
         }
     }

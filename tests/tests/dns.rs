@@ -22,6 +22,8 @@ fn listed_client_is_refused_at_connect() -> Result<()> {
     let daemon = Daemon::start(
         &Config::new(dir.path())
             .route_to_port("*", sink.port)
+            // An outside client: relay_networks are not looked up.
+            .set("network", "relay_networks", "[]")
             .set_list("access", "dnsbl", &["clean.test", "bl.test"])
             .set_str("access", "dns_resolver", &dns.resolver()),
     )?;
@@ -45,6 +47,7 @@ fn unlisted_client_is_welcome() -> Result<()> {
     let daemon = Daemon::start(
         &Config::new(dir.path())
             .route_to_port("*", sink.port)
+            .set("network", "relay_networks", "[]")
             .set_list("access", "dnsbl", &["bl.test"])
             .set_str("access", "dns_resolver", &dns.resolver()),
     )?;
@@ -56,6 +59,48 @@ fn unlisted_client_is_welcome() -> Result<()> {
         &read_resource("mail/plain.eml")?,
     )?;
     sink.wait_for_count(1, DELIVERY_TIMEOUT)?;
+    Ok(())
+}
+
+#[test]
+fn our_own_clients_are_not_looked_up_in_dnsbls() -> Result<()> {
+    // 127.0.0.1 is listed in both kinds of zone, but it is in
+    // relay_networks (the e2e default): an office behind a listed address
+    // keeps sending, as with Postfix's permit_mynetworks.
+    let dir = TestDir::new("dnsbl-ours")?;
+    let dns = Dns::start(
+        dir.path(),
+        &[&listed_in("bl.test"), &listed_in("score.test")],
+    )?;
+    let sink = Sink::start(dir.path(), "sink")?;
+    let stats = mailward_e2e::stats::StatsSetup::new(dir.path());
+    let daemon = Daemon::start(
+        &stats
+            .apply(Config::new(dir.path()))
+            .route_to_port("*", sink.port)
+            .set_list("access", "dnsbl", &["bl.test"])
+            .set_list("spam", "dnsbl", &["score.test:3.0"])
+            .set_str("access", "dns_resolver", &dns.resolver()),
+    )?;
+    let mut c = SmtpClient::connect_ok(daemon.port)?;
+    c.ehlo("client.test")?;
+    c.send_mail_ok(
+        "alice@example.com",
+        &["bob@elsewhere.test"],
+        &read_resource("mail/plain.eml")?,
+    )?;
+    let got = sink.wait_for_count(1, DELIVERY_TIMEOUT)?;
+    let spam = got[0].header("X-Mailward-Spam").unwrap_or_default();
+    assert!(!spam.contains("DNSBL_"), "no DNSBL score: {spam}");
+    let m = stats.scrape()?;
+    let asked: f64 = ["listed", "not_listed", "failed"]
+        .iter()
+        .map(|r| {
+            m.get("mailward_dnsbl_lookups_total", &[("result", r)])
+                .unwrap_or(0.0)
+        })
+        .sum();
+    assert_eq!(asked, 0.0, "no DNSBL look-up for a relay_networks client");
     Ok(())
 }
 

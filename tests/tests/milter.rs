@@ -11,6 +11,8 @@
 //! - garbage on the milter port closes that connection only: mail goes on;
 //! - a verdict slower than Postfix's `milter_content_timeout` is waited
 //!   for (SMFIR_PROGRESS) instead of ending in `milter_default_action`;
+//! - a client that authenticated with Postfix (`{auth_authen}`) is one of
+//!   ours: no SPF refusal or score for its mail;
 //! - the statistics count the messages with `mode="milter"`, and the
 //!   garbage as malformed milter connections.
 
@@ -355,6 +357,80 @@ fn a_verdict_slower_than_postfix_timeout_is_waited_for() -> Result<()> {
         postfix.log()
     );
     drop(silent);
+    Ok(())
+}
+
+#[test]
+fn a_client_that_authenticated_with_the_mta_is_not_held_to_spf() -> Result<()> {
+    let miltertest = require("miltertest", "miltertest")?;
+    let dir = TestDir::new("milter-sasl")?;
+    // strict.test sends from nowhere: SPF fails for every client.
+    let dns = Dns::start(dir.path(), &["--txt-record=strict.test,v=spf1 -all"])?;
+    let port = free_port();
+    let config = Config::new(dir.path())
+        .set_str("milter", "listen", &format!("inet:{port}@127.0.0.1"))
+        .set_str("access", "dns_resolver", &dns.resolver())
+        .set_str("spam", "spf", "reject");
+    let daemon = Daemon::start(&config)?;
+    // The same client and sender twice: first as a stranger (refused at
+    // MAIL for SPF), then after SMTP AUTH with Postfix, which sends the
+    // user as {auth_authen} with the MAIL macros (submission from home).
+    let script = format!(
+        r#"
+local conn = mt.connect("inet:{port}@127.0.0.1")
+if conn == nil then error("connect failed") end
+mt.set_timeout(30)
+local function step(what, rc, want)
+  if rc ~= nil then error(what .. " failed") end
+  local r = mt.getreply(conn)
+  if r ~= want then error(what .. ": reply " .. tostring(r)) end
+end
+step("connect", mt.conninfo(conn, "home.example.net", "192.0.2.7"), SMFIR_CONTINUE)
+step("helo", mt.helo(conn, "home.example.net"), SMFIR_CONTINUE)
+step("mail", mt.mailfrom(conn, "<alice@strict.test>"), SMFIR_REPLYCODE)
+print("STRANGER: refused for SPF")
+mt.macro(conn, SMFIC_MAIL, "{{auth_authen}}", "alice")
+step("mail", mt.mailfrom(conn, "<alice@strict.test>"), SMFIR_CONTINUE)
+step("rcpt", mt.rcptto(conn, "<bob@elsewhere.test>"), SMFIR_CONTINUE)
+step("header", mt.header(conn, "From", "alice@strict.test"), SMFIR_CONTINUE)
+step("header", mt.header(conn, "Subject", "from home"), SMFIR_CONTINUE)
+step("eoh", mt.eoh(conn), SMFIR_CONTINUE)
+step("body", mt.bodystring(conn, "Sent from home.\r\n"), SMFIR_CONTINUE)
+step("eom", mt.eom(conn), SMFIR_ACCEPT)
+print("AUTHENTICATED: accepted")
+mt.disconnect(conn)
+"#
+    );
+    let script_path = dir.join("sasl.lua");
+    std::fs::write(&script_path, script)?;
+    let out = Command::new(miltertest)
+        .arg("-v")
+        .arg("-s")
+        .arg(&script_path)
+        .output()
+        .context("running miltertest")?;
+    let text = output_text(&out);
+    ensure!(
+        out.status.success()
+            && text.contains("STRANGER: refused for SPF")
+            && text.contains("AUTHENTICATED: accepted"),
+        "miltertest:\n{text}\n--- mailward log\n{}",
+        daemon.log()
+    );
+    let log = daemon.full_log();
+    ensure!(
+        log.contains("reply=550 5.7.23"),
+        "the stranger's refusal is SPF's:\n{log}"
+    );
+    let tests = log
+        .lines()
+        .find(|l| l.contains("Spam tests."))
+        .with_context(|| format!("no spam test line:\n{log}"))?;
+    ensure!(
+        !tests.contains("SPF_") && !tests.contains("DMARC_"),
+        "no sender authentication for an authenticated client: {tests}"
+    );
+    ensure!(log.contains("auth=\"alice\""), "the user is logged:\n{log}");
     Ok(())
 }
 

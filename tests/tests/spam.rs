@@ -323,6 +323,8 @@ fn dnsbl_listings_score_or_blacklist() -> Result<()> {
     let gw = Gateway::start("spam-dnsbl", |c| {
         stats
             .apply(c)
+            // An outside client: relay_networks are not looked up.
+            .set("network", "relay_networks", "[]")
             .set_str("access", "dns_resolver", &resolver)
             .set_list("spam", "dnsbl", &["score.test:2.5", "clean.test:9"])
             .set_list("group.strict", "recipients", &["*@strict.example.com"])
@@ -365,7 +367,8 @@ fn dnsbl_listings_score_or_blacklist() -> Result<()> {
     drop(gw);
 
     let gw = Gateway::start("spam-dnsbl-final", |c| {
-        c.set_str("access", "dns_resolver", &resolver)
+        c.set("network", "relay_networks", "[]")
+            .set_str("access", "dns_resolver", &resolver)
             .set_list("spam", "dnsbl", &["final.test:final"])
             .set_list("policy", "block", &["as/blacklisted"])
     })?;

@@ -747,6 +747,7 @@ mod tests {
             forwarded_by: None,
             upstream_id: None,
             milter: false,
+            sasl_user: None,
             held: false,
         }
     }

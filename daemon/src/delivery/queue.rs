@@ -268,6 +268,7 @@ mod tests {
             forwarded_by: None,
             upstream_id: None,
             milter: false,
+            sasl_user: None,
             held: false,
         }
     }

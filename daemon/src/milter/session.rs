@@ -7,7 +7,8 @@
 //!
 //! The envelope comes from the callbacks and the macros Postfix sends:
 //! the client from SMFIC_CONNECT (or `{client_addr}`), `i` (Postfix's
-//! queue ID, logged as `upstream_id`), `{auth_authen}` (logged),
+//! queue ID, logged as `upstream_id`), `{auth_authen}` (logged; a client
+//! that authenticated is one of ours: no SPF, DKIM/DMARC or DNSBL score),
 //! `{tls_version}` (the message came over TLS). SPF is checked at MAIL
 //! and the scoring DNSBL zones at connect, as in an SMTP session; access
 //! rules, relay control and refusing DNSBLs are the MTA's job here.
@@ -262,9 +263,13 @@ impl Session {
             Command::Mail { sender, .. } => {
                 let from = strip_brackets(&sender);
                 let cfg = self.gw.config();
+                // A client that authenticated with the MTA (submission) is
+                // one of ours: SPF would fail its mail from home.
                 let spf = match self.client {
-                    Some(ip) => self.gw.spf(&cfg, ip, &self.helo, &from).await,
-                    None => None,
+                    Some(ip) if self.sasl_user().is_none() => {
+                        self.gw.spf(&cfg, ip, &self.helo, &from).await
+                    }
+                    _ => None,
                 };
                 if let Some(reply) =
                     crate::auth::spf_refusal(cfg.spam.spf, spf.as_ref(), self.client_ip())
@@ -343,6 +348,15 @@ impl Session {
         }
     }
 
+    /// `{auth_authen}`: who the client authenticated as with the MTA
+    /// (Postfix sends it with the MAIL macros), if it did.
+    fn sasl_user(&self) -> Option<String> {
+        self.macros
+            .get("{auth_authen}")
+            .filter(|u| !u.is_empty())
+            .cloned()
+    }
+
     fn client_ip(&self) -> IpAddr {
         self.client.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
     }
@@ -379,7 +393,10 @@ impl Session {
         env.size = tx.message.len() as u64;
         env.eight_bit = tx.message.iter().any(|&b| b >= 0x80);
         env.tls = self.macros.contains_key("{tls_version}");
-        env.dnsbl_listed = self.dnsbl_listed.clone();
+        env.sasl_user = self.sasl_user();
+        if env.sasl_user.is_none() {
+            env.dnsbl_listed = self.dnsbl_listed.clone();
+        }
         env.auth.spf = tx.spf;
         tracing::info!(target: "smtp", queue_id = %env.id, upstream_id = env.upstream_id.as_deref().unwrap_or("-"),
             client = %env.client_ip, from = %env.mail_from, rcpts = env.rcpts.len(), size = env.size,

@@ -135,7 +135,7 @@ async fn authenticate(
     env: &mut Envelope,
     raw: &Arc<Vec<u8>>,
 ) {
-    if !cfg.spam.dkim || cfg.network.may_relay(env.client_ip) || !env.auth.dkim.is_empty() {
+    if !cfg.spam.dkim || env.from_inside(cfg) || !env.auth.dkim.is_empty() {
         return;
     }
     let dns = gw.dns();

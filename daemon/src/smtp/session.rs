@@ -268,11 +268,15 @@ impl Session {
             return false;
         }
         // The refusing and the scoring zones are asked together: a slow
-        // DNS server delays the greeting by one timeouts.dns, not two.
+        // DNS server delays the greeting by one timeouts.dns, not two. Our
+        // own clients (relay_networks) are not asked about, as Postfix's
+        // postscreen permits mynetworks before its DNSBL test: an office
+        // behind an address on a policy list must not lose its mail.
         let dns = self.gw.dns();
+        let ours = self.cfg.network.may_relay(ip);
         let (refusing, scoring) = tokio::join!(
             async {
-                if self.cfg.access.dnsbl.is_empty() {
+                if self.cfg.access.dnsbl.is_empty() || ours {
                     return None;
                 }
                 let (listed, tally) = dns.dnsbl(ip, &self.cfg.access.dnsbl).await;

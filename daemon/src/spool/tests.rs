@@ -26,6 +26,7 @@ fn envelope(n: u32) -> Envelope {
         forwarded_by: None,
         upstream_id: None,
         milter: false,
+        sasl_user: None,
         held: false,
     }
 }

@@ -534,29 +534,18 @@ impl Delivery {
                 ..Notify::default()
             });
             let dsn_env = Envelope {
-                id: QueueId::generate(),
                 received_at: now,
-                client_ip: std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
-                helo: cfg.server.hostname.clone(),
-                mail_from: String::new(),
-                ret: None,
-                envid: None,
                 eight_bit: dsn::is_eight_bit(&bytes),
                 size: bytes.len() as u64,
                 rcpts: vec![to],
-                attempts: 0,
-                next_attempt: 0,
-                delay_notified: false,
                 is_bounce: true,
                 scanned: true,
-                added_headers: String::new(),
-                tls: false,
-                dnsbl_listed: Vec::new(),
-                auth: Default::default(),
-                forwarded_by: None,
-                upstream_id: None,
-                milter: false,
-                held: false,
+                ..Envelope::new(
+                    QueueId::generate(),
+                    std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+                    cfg.server.hostname.clone(),
+                    String::new(),
+                )
             };
             match self.gw.spool.accept(&dsn_env, bytes).await {
                 Ok(()) => {

@@ -32,6 +32,7 @@ fn env(rcpts: &[(&str, Option<&str>)]) -> Envelope {
         forwarded_by: None,
         upstream_id: None,
         milter: false,
+        sasl_user: None,
         held: false,
     }
 }
