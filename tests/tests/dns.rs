@@ -14,6 +14,14 @@ fn listed_in(zone: &str) -> String {
     format!("--host-record=1.0.0.127.{zone},127.0.0.2")
 }
 
+/// One session with one plain message from `from` to `to`, accepted.
+fn send_plain(port: u16, from: &str, to: &str) -> Result<()> {
+    let mut c = SmtpClient::connect_ok(port)?;
+    c.ehlo("client.test")?;
+    c.send_mail_ok(from, &[to], &read_resource("mail/plain.eml")?)?;
+    Ok(())
+}
+
 #[test]
 fn listed_client_is_refused_at_connect() -> Result<()> {
     let dir = TestDir::new("dnsbl-listed")?;
@@ -51,13 +59,7 @@ fn unlisted_client_is_welcome() -> Result<()> {
             .set_list("access", "dnsbl", &["bl.test"])
             .set_str("access", "dns_resolver", &dns.resolver()),
     )?;
-    let mut c = SmtpClient::connect_ok(daemon.port)?;
-    c.ehlo("client.test")?;
-    c.send_mail_ok(
-        "alice@sender.test",
-        &["bob@example.com"],
-        &read_resource("mail/plain.eml")?,
-    )?;
+    send_plain(daemon.port, "alice@sender.test", "bob@example.com")?;
     sink.wait_for_count(1, DELIVERY_TIMEOUT)?;
     Ok(())
 }
@@ -82,13 +84,7 @@ fn our_own_clients_are_not_looked_up_in_dnsbls() -> Result<()> {
             .set_list("spam", "dnsbl", &["score.test:3.0"])
             .set_str("access", "dns_resolver", &dns.resolver()),
     )?;
-    let mut c = SmtpClient::connect_ok(daemon.port)?;
-    c.ehlo("client.test")?;
-    c.send_mail_ok(
-        "alice@example.com",
-        &["bob@elsewhere.test"],
-        &read_resource("mail/plain.eml")?,
-    )?;
+    send_plain(daemon.port, "alice@example.com", "bob@elsewhere.test")?;
     let got = sink.wait_for_count(1, DELIVERY_TIMEOUT)?;
     let spam = got[0].header("X-Mailward-Spam").unwrap_or_default();
     assert!(!spam.contains("DNSBL_"), "no DNSBL score: {spam}");

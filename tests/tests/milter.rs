@@ -375,16 +375,9 @@ fn a_client_that_authenticated_with_the_mta_is_not_held_to_spf() -> Result<()> {
     // The same client and sender twice: first as a stranger (refused at
     // MAIL for SPF), then after SMTP AUTH with Postfix, which sends the
     // user as {auth_authen} with the MAIL macros (submission from home).
+    let prelude = lua_prelude(port);
     let script = format!(
-        r#"
-local conn = mt.connect("inet:{port}@127.0.0.1")
-if conn == nil then error("connect failed") end
-mt.set_timeout(30)
-local function step(what, rc, want)
-  if rc ~= nil then error(what .. " failed") end
-  local r = mt.getreply(conn)
-  if r ~= want then error(what .. ": reply " .. tostring(r)) end
-end
+        r#"{prelude}
 step("connect", mt.conninfo(conn, "home.example.net", "192.0.2.7"), SMFIR_CONTINUE)
 step("helo", mt.helo(conn, "home.example.net"), SMFIR_CONTINUE)
 step("mail", mt.mailfrom(conn, "<alice@strict.test>"), SMFIR_REPLYCODE)
@@ -401,18 +394,9 @@ print("AUTHENTICATED: accepted")
 mt.disconnect(conn)
 "#
     );
-    let script_path = dir.join("sasl.lua");
-    std::fs::write(&script_path, script)?;
-    let out = Command::new(miltertest)
-        .arg("-v")
-        .arg("-s")
-        .arg(&script_path)
-        .output()
-        .context("running miltertest")?;
-    let text = output_text(&out);
+    let (ok, text) = run_miltertest(&miltertest, &dir, "sasl.lua", &script)?;
     ensure!(
-        out.status.success()
-            && text.contains("STRANGER: refused for SPF")
+        ok && text.contains("STRANGER: refused for SPF")
             && text.contains("AUTHENTICATED: accepted"),
         "miltertest:\n{text}\n--- mailward log\n{}",
         daemon.log()
@@ -432,6 +416,40 @@ mt.disconnect(conn)
     );
     ensure!(log.contains("auth=\"alice\""), "the user is logged:\n{log}");
     Ok(())
+}
+
+/// The start of a miltertest script: connect to the milter on `port` and
+/// a `step(what, rc, want)` that fails unless the reply is `want`.
+fn lua_prelude(port: u16) -> String {
+    format!(
+        r#"
+local conn = mt.connect("inet:{port}@127.0.0.1")
+if conn == nil then error("connect failed") end
+mt.set_timeout(30)
+local function step(what, rc, want)
+  if rc ~= nil then error(what .. " failed") end
+  local r = mt.getreply(conn)
+  if r ~= want then error(what .. ": reply " .. tostring(r)) end
+end"#
+    )
+}
+
+/// Runs a miltertest script written to `name` in `dir`: (exit ok, output).
+fn run_miltertest(
+    miltertest: &std::path::Path,
+    dir: &TestDir,
+    name: &str,
+    script: &str,
+) -> Result<(bool, String)> {
+    let path = dir.join(name);
+    std::fs::write(&path, script)?;
+    let out = Command::new(miltertest)
+        .arg("-v")
+        .arg("-s")
+        .arg(&path)
+        .output()
+        .context("running miltertest")?;
+    Ok((out.status.success(), output_text(&out)))
 }
 
 /// The time of day of a log line, in seconds (`2026-12-01T18:27:11.771500Z ...`).
@@ -501,16 +519,9 @@ fn miltertest_scripted_session_against_mailward_milter() -> Result<()> {
     );
 
     let eicar = String::from_utf8(eicar())?;
+    let prelude = lua_prelude(port);
     let script = format!(
-        r#"
-local conn = mt.connect("inet:{port}@127.0.0.1")
-if conn == nil then error("connect failed") end
-mt.set_timeout(30)
-local function step(what, rc, want)
-  if rc ~= nil then error(what .. " failed") end
-  local r = mt.getreply(conn)
-  if r ~= want then error(what .. ": reply " .. tostring(r)) end
-end
+        r#"{prelude}
 mt.macro(conn, SMFIC_CONNECT, "j", "mta.test", "{{client_addr}}", "192.0.2.7")
 step("connect", mt.conninfo(conn, "client.example.net", "192.0.2.7"), SMFIR_CONTINUE)
 step("helo", mt.helo(conn, "client.example.net"), SMFIR_CONTINUE)
@@ -534,16 +545,8 @@ print("INFECTED: refused")
 mt.disconnect(conn)
 "#
     );
-    let script_path = dir.join("session.lua");
-    std::fs::write(&script_path, script)?;
-    let out = Command::new(miltertest)
-        .arg("-v")
-        .arg("-s")
-        .arg(&script_path)
-        .output()
-        .context("running miltertest")?;
-    let text = output_text(&out);
-    if !out.status.success() {
+    let (ok, text) = run_miltertest(&miltertest, &dir, "session.lua", &script)?;
+    if !ok {
         bail!(
             "miltertest failed:\n{text}\n--- mailward milter log\n{}",
             tools::tail(&dir.join("milter.log"), 40)
