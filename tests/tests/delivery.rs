@@ -386,7 +386,7 @@ fn a_held_message_waits_through_flush_and_restart_until_released() -> Result<()>
         let text = output_text(&out);
         if out.status.success() {
             Ok(Some(text))
-        } else if text.contains("being delivered right now") {
+        } else if text.contains("right now; try again") {
             Ok(None)
         } else {
             anyhow::bail!("queue hold {id}: {text}")

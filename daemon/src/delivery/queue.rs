@@ -14,7 +14,7 @@ use tokio::sync::Notify;
 pub enum QueueError {
     #[error("no message {0} in the queue")]
     NotFound(QueueId),
-    #[error("message {0} is being delivered right now; try again in a moment")]
+    #[error("message {0} is being delivered or changed right now; try again in a moment")]
     Busy(QueueId),
     #[error("message {0} is held already")]
     AlreadyHeld(QueueId),
@@ -26,7 +26,8 @@ pub enum QueueError {
 
 struct Entry {
     envelope: Envelope,
-    /// A delivery attempt holds it; it is not due again until it returns.
+    /// A delivery attempt, or an administrator's change being recorded,
+    /// holds it; it is not due again until it returns.
     in_flight: bool,
 }
 
@@ -36,6 +37,35 @@ struct Inner {
     /// (due time, id) of every entry not in flight.
     due: BTreeSet<(i64, QueueId)>,
     bytes: u64,
+    /// Entries whose envelope says held: kept as a running count, since the
+    /// statistics read it every second and the queue may be long.
+    held: usize,
+}
+
+impl Inner {
+    /// Counts an envelope coming into (`+1`) or leaving (`-1`) the entries.
+    fn count(&mut self, envelope: &Envelope, sign: i8) {
+        let held = usize::from(envelope.held);
+        if sign > 0 {
+            self.bytes += envelope.size;
+            self.held += held;
+        } else {
+            self.bytes -= envelope.size;
+            self.held -= held;
+        }
+    }
+}
+
+/// An administrator's hold or release, taken out of the schedule until the
+/// spool has recorded it: [`Queue::settle`] then puts the message back as
+/// changed, or as it was when the spool could not record the change. While
+/// it is pending, delivery cannot take the message, so a release that the
+/// spool fails to record cannot race an attempt that already started.
+#[must_use = "a pending change keeps its message out of the schedule until it is settled"]
+pub struct Pending {
+    before: Envelope,
+    /// The envelope as the change makes it: what the spool records.
+    pub after: Envelope,
 }
 
 #[derive(Default)]
@@ -70,22 +100,23 @@ impl Queue {
     pub fn enqueue(&self, envelope: Envelope) {
         if let Ok(mut inner) = self.inner.lock() {
             let id = envelope.id.clone();
-            inner.bytes += envelope.size;
+            inner.count(&envelope, 1);
+            if let Some(old) = inner.entries.remove(&id) {
+                inner.count(&old.envelope, -1);
+                inner
+                    .due
+                    .remove(&(old.envelope.next_attempt, old.envelope.id));
+            }
             if !envelope.held {
                 inner.due.insert((envelope.next_attempt, id.clone()));
             }
-            if let Some(old) = inner.entries.insert(
+            inner.entries.insert(
                 id,
                 Entry {
                     envelope,
                     in_flight: false,
                 },
-            ) {
-                inner.bytes -= old.envelope.size;
-                inner
-                    .due
-                    .remove(&(old.envelope.next_attempt, old.envelope.id));
-            }
+            );
         }
         self.wake.notify_one();
     }
@@ -120,17 +151,23 @@ impl Queue {
     pub fn complete(&self, envelope: Envelope) {
         if let Ok(mut inner) = self.inner.lock() {
             let id = envelope.id.clone();
-            if envelope.is_done() {
-                if let Some(old) = inner.entries.remove(&id) {
-                    inner.bytes -= old.envelope.size;
+            let Some(old) = inner.entries.remove(&id) else {
+                return;
+            };
+            inner.count(&old.envelope, -1);
+            inner.due.remove(&(old.envelope.next_attempt, id.clone()));
+            if !envelope.is_done() {
+                inner.count(&envelope, 1);
+                if !envelope.held {
+                    inner.due.insert((envelope.next_attempt, id.clone()));
                 }
-            } else if let Some(entry) = inner.entries.get_mut(&id) {
-                let (due, held) = (envelope.next_attempt, envelope.held);
-                entry.envelope = envelope;
-                entry.in_flight = false;
-                if !held {
-                    inner.due.insert((due, id));
-                }
+                inner.entries.insert(
+                    id,
+                    Entry {
+                        envelope,
+                        in_flight: false,
+                    },
+                );
             }
         }
         self.wake.notify_one();
@@ -159,35 +196,55 @@ impl Queue {
         waiting.len()
     }
 
-    /// Holds a message: out of the schedule until [`Queue::release`]. Returns
-    /// the envelope as it is now, for the caller to record in the spool.
-    pub fn hold(&self, id: &QueueId) -> Result<Envelope, QueueError> {
-        let mut inner = self.inner.lock().map_err(|_| QueueError::Poisoned)?;
-        let entry = at_rest(&mut inner.entries, id)?;
-        if entry.envelope.held {
-            return Err(QueueError::AlreadyHeld(id.clone()));
-        }
-        entry.envelope.held = true;
-        let env = entry.envelope.clone();
-        inner.due.remove(&(env.next_attempt, id.clone()));
-        Ok(env)
+    /// Holds a message: out of the schedule until it is released. The
+    /// change takes effect when it is settled, after the spool recorded it.
+    pub fn hold(&self, id: &QueueId) -> Result<Pending, QueueError> {
+        self.change(id, |env| {
+            if env.held {
+                return Err(QueueError::AlreadyHeld(env.id.clone()));
+            }
+            env.held = true;
+            Ok(())
+        })
     }
 
-    /// Releases a held message: due at once. Returns the envelope as it is
-    /// now, for the caller to record in the spool.
-    pub fn release(&self, id: &QueueId) -> Result<Envelope, QueueError> {
+    /// Releases a held message, due at once once the change is settled.
+    pub fn release(&self, id: &QueueId) -> Result<Pending, QueueError> {
+        self.change(id, |env| {
+            if !env.held {
+                return Err(QueueError::NotHeld(env.id.clone()));
+            }
+            env.held = false;
+            env.next_attempt = 0;
+            Ok(())
+        })
+    }
+
+    /// Takes a message at rest out of the schedule, as a delivery attempt
+    /// would, with `edit` applied to a copy of its envelope.
+    fn change(
+        &self,
+        id: &QueueId,
+        edit: impl FnOnce(&mut Envelope) -> Result<(), QueueError>,
+    ) -> Result<Pending, QueueError> {
         let mut inner = self.inner.lock().map_err(|_| QueueError::Poisoned)?;
         let entry = at_rest(&mut inner.entries, id)?;
-        if !entry.envelope.held {
-            return Err(QueueError::NotHeld(id.clone()));
-        }
-        entry.envelope.held = false;
-        entry.envelope.next_attempt = 0;
-        let env = entry.envelope.clone();
-        inner.due.insert((0, id.clone()));
-        drop(inner);
-        self.wake.notify_one();
-        Ok(env)
+        let mut after = entry.envelope.clone();
+        edit(&mut after)?;
+        entry.in_flight = true;
+        let before = entry.envelope.clone();
+        inner.due.remove(&(before.next_attempt, id.clone()));
+        Ok(Pending { before, after })
+    }
+
+    /// Ends a pending change: the message goes back to the schedule as
+    /// changed when the spool `recorded` it, as it was otherwise.
+    pub fn settle(&self, pending: Pending, recorded: bool) {
+        self.complete(if recorded {
+            pending.after
+        } else {
+            pending.before
+        });
     }
 
     /// Takes a message out of the queue (the caller records it in the spool).
@@ -198,7 +255,7 @@ impl Queue {
             .entries
             .remove(id)
             .ok_or_else(|| QueueError::NotFound(id.clone()))?;
-        inner.bytes -= entry.envelope.size;
+        inner.count(&entry.envelope, -1);
         inner.due.remove(&(entry.envelope.next_attempt, id.clone()));
         Ok(entry.envelope)
     }
@@ -224,10 +281,7 @@ impl Queue {
 
     /// Messages held by an administrator.
     pub fn held(&self) -> usize {
-        self.inner
-            .lock()
-            .map(|i| i.entries.values().filter(|e| e.envelope.held).count())
-            .unwrap_or(0)
+        self.inner.lock().map(|i| i.held).unwrap_or(0)
     }
 
     /// (messages, octets) in the queue.
@@ -312,24 +366,33 @@ mod tests {
         assert_eq!(q.take_due(10).0.len(), 2);
     }
 
+    /// Holds or releases `id` as the admin command does when the spool
+    /// records the change.
+    fn recorded(q: &Queue, p: Result<Pending, QueueError>) -> Result<Envelope, QueueError> {
+        let p = p?;
+        let after = p.after.clone();
+        q.settle(p, true);
+        Ok(after)
+    }
+
     #[test]
     fn a_held_message_is_never_due_until_released() {
         let q = Queue::new();
         let e = env(0);
         let id = e.id.clone();
         q.enqueue(e);
-        assert!(q.hold(&id).unwrap().held);
+        assert!(recorded(&q, q.hold(&id)).unwrap().held);
         assert!(matches!(q.hold(&id), Err(QueueError::AlreadyHeld(_))));
         assert!(q.take_due(10).0.is_empty(), "held, yet due");
         assert_eq!(q.flush(), 0, "a flush releases nothing");
         assert!(q.take_due(10).0.is_empty());
-        // Recovered from the spool as held: still not due.
+        // Recovered from the spool as held: still not due, counted once.
         let mut again = q.get(&id).unwrap();
         again.next_attempt = 0;
         q.enqueue(again);
         assert!(q.take_due(10).0.is_empty());
         assert_eq!(q.held(), 1);
-        let released = q.release(&id).unwrap();
+        let released = recorded(&q, q.release(&id)).unwrap();
         assert_eq!(q.held(), 0);
         assert!(!released.held && released.next_attempt == 0);
         assert!(matches!(q.release(&id), Err(QueueError::NotHeld(_))));
@@ -337,5 +400,38 @@ mod tests {
         assert_eq!(due.len(), 1);
         // In flight: it cannot be held until the attempt is over.
         assert!(matches!(q.hold(&id), Err(QueueError::Busy(_))));
+        assert_eq!(q.size(), (1, 10));
+    }
+
+    #[test]
+    fn a_change_the_spool_has_not_recorded_yet_keeps_delivery_away() {
+        let q = Queue::new();
+        let e = env(0);
+        let id = e.id.clone();
+        q.enqueue(e);
+        recorded(&q, q.hold(&id)).unwrap();
+        // A release being recorded: not due yet, and not changeable twice.
+        let pending = q.release(&id).unwrap();
+        assert!(!pending.after.held);
+        assert!(
+            q.take_due(10).0.is_empty(),
+            "taken before the spool said yes"
+        );
+        assert!(matches!(q.hold(&id), Err(QueueError::Busy(_))));
+        assert!(q.get(&id).unwrap().held, "changed before it was recorded");
+        // The spool could not record it: still held, and holdable again
+        // later, never half released.
+        q.settle(pending, false);
+        assert!(q.get(&id).unwrap().held);
+        assert_eq!(q.held(), 1);
+        assert!(q.take_due(10).0.is_empty());
+        // A hold the spool cannot record leaves the message due as before.
+        recorded(&q, q.release(&id)).unwrap();
+        let pending = q.hold(&id).unwrap();
+        assert!(q.take_due(10).0.is_empty(), "due while a hold is recorded");
+        q.settle(pending, false);
+        assert_eq!(q.held(), 0);
+        assert_eq!(q.take_due(10).0.len(), 1);
+        assert_eq!(q.size(), (1, 10));
     }
 }

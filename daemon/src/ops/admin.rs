@@ -337,30 +337,30 @@ async fn handle(gw: &Gateway, req: Request) -> Response {
     }
 }
 
-/// `queue hold` (`hold`) or `queue release`: changed in the queue, then
-/// recorded in the spool so that it survives a restart; when the spool
-/// cannot record it, the queue is changed back.
+/// `queue hold` (`hold`) or `queue release`: recorded in the spool, so that
+/// it survives a restart, before it takes effect in the queue; delivery
+/// cannot take the message meanwhile, and when the spool cannot record the
+/// change the message stays as it was.
 async fn hold_or_release(gw: &Gateway, id: &str, hold: bool) -> Response {
     let id = match parse_id(id) {
         Ok(id) => id,
         Err(r) => return r,
     };
-    let changed = if hold {
+    let pending = if hold {
         gw.queue.hold(&id)
     } else {
         gw.queue.release(&id)
     };
-    let env = match changed {
-        Ok(env) => env,
+    let pending = match pending {
+        Ok(p) => p,
         Err(e) => return err(e.to_string()),
     };
-    if let Err(e) = gw.spool.update(&env).await {
-        let _ = if hold {
-            gw.queue.release(&id)
-        } else {
-            gw.queue.hold(&id)
-        };
-        return err(format!("cannot record it in the spool: {e}"));
+    let recorded = gw.spool.update(&pending.after).await;
+    gw.queue.settle(pending, recorded.is_ok());
+    if let Err(e) = recorded {
+        return err(format!(
+            "cannot record it in the spool, so nothing changed: {e}"
+        ));
     }
     if hold {
         tracing::info!(target: "admin", queue_id = %id, "Message held by an administrator; no delivery until it is released.");
