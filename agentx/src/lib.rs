@@ -15,6 +15,9 @@
 //! Log target: `snmp`.
 
 #![forbid(unsafe_code)]
+// Nothing that can fail at run time may panic: errors are returned, typed
+// and with context (the tests may unwrap).
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 mod endpoint;
 mod events;

@@ -41,6 +41,9 @@ pub fn build(config: &Config) -> Result<Built, BuildError> {
     Ok(Built { tls, dns })
 }
 
+/// Sends a notification on (the SNMP side's trap sender).
+type Notifier = Box<dyn Fn(&crate::events::Notification) + Send + Sync>;
+
 pub struct Gateway {
     config: RwLock<Arc<Config>>,
     tls: RwLock<Option<TlsAcceptor>>,
@@ -70,7 +73,7 @@ pub struct Gateway {
     pub scanner: Arc<crate::check::Engine>,
     /// Where notifications go (the SNMP side registers itself at start;
     /// until then, and without it, they are only logged).
-    notifier: std::sync::OnceLock<Box<dyn Fn(&crate::events::Notification) + Send + Sync>>,
+    notifier: std::sync::OnceLock<Notifier>,
 }
 
 impl Gateway {

@@ -18,6 +18,9 @@
 //! signals), [`files`], [`dns`] and [`text`], and [`ops`], the operator's side (CLI,
 //! admin socket, logging, metrics endpoint, SNMP, statistics file).
 #![forbid(unsafe_code)]
+// Nothing that can fail at run time may panic: errors are returned, typed
+// and with context (the tests may unwrap).
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 // The path of a message, in its order (blank lines keep rustfmt from
 // sorting these).

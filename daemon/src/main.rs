@@ -3,6 +3,9 @@
 //! unreachable, 71 cannot start, 75 another instance holds the data
 //! directory.
 #![forbid(unsafe_code)]
+// Nothing that can fail at run time may panic: errors are returned, typed
+// and with context (the tests may unwrap).
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 use clap::Parser;
 use mailward::config;

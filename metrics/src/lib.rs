@@ -4,6 +4,9 @@
 //! stats file, the SNMP view) reads a snapshot, so two renderings of one
 //! snapshot always agree. The [`catalogue`] declares each statistic once.
 #![forbid(unsafe_code)]
+// Nothing that can fail at run time may panic: errors are returned, typed
+// and with context (the tests may unwrap).
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod catalogue;
 pub mod event;

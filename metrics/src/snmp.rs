@@ -987,6 +987,15 @@ pub fn view(snap: &Snapshot, extras: &Extras) -> Vec<(Vec<u32>, SnmpValue)> {
     out
 }
 
+/// The SNMP sum of a histogram is an integer: microseconds for times,
+/// thousandths of a point for spam scores.
+fn histogram_scale(unit: catalogue::Unit) -> f64 {
+    match unit {
+        catalogue::Unit::Micros => 1e6,
+        _ => 1e3,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1095,14 +1104,5 @@ mod tests {
             assert!(names.insert(o.name.clone()), "{} twice", o.name);
             assert!(o.name.len() <= 64, "{} too long", o.name);
         }
-    }
-}
-
-/// The SNMP sum of a histogram is an integer: microseconds for times,
-/// thousandths of a point for spam scores.
-fn histogram_scale(unit: catalogue::Unit) -> f64 {
-    match unit {
-        catalogue::Unit::Micros => 1e6,
-        _ => 1e3,
     }
 }

@@ -23,6 +23,9 @@
 //! the GPL `milter`/`indymilter` crates.
 
 #![forbid(unsafe_code)]
+// Nothing that can fail at run time may panic: errors are returned, typed
+// and with context (the tests may unwrap).
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 mod command;
 mod flags;

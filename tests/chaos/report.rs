@@ -58,8 +58,8 @@ pub struct Report {
 impl Report {
     pub fn new() -> Report {
         println!(
-            "{:<12} {:<52} {:>10} {:>10}  {}",
-            "case", "measure", "value", "goal", "result"
+            "{:<12} {:<52} {:>10} {:>10}  result",
+            "case", "measure", "value", "goal"
         );
         Report {
             started: Instant::now(),

@@ -8,6 +8,9 @@ use std::path::{Path, PathBuf};
 
 use crate::tools::free_port;
 
+/// A `[[route]]` entry: match, to, more keys as raw TOML values.
+type Route = (String, String, Vec<(String, String)>);
+
 /// A Mailward config being put together.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -18,7 +21,7 @@ pub struct Config {
     /// Sections in order, each with its keys and raw TOML values.
     sections: Vec<(String, Vec<(String, String)>)>,
     /// `[[route]]` entries: (match, to, more keys as raw TOML values).
-    routes: Vec<(String, String, Vec<(String, String)>)>,
+    routes: Vec<Route>,
 }
 
 impl Config {

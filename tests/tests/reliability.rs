@@ -11,6 +11,7 @@
 //! - findings logged per message are capped; SIZE and duplicate
 //!   parameters get the right replies; SIGHUP keeps restart-only keys;
 //!   zip bombs scanned at once share one memory bound.
+//!
 //! The chaos suite (`tests/chaos/run`) drives the same faults at scale.
 
 use std::collections::BTreeSet;

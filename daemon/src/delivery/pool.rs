@@ -36,11 +36,14 @@ pub struct Leased {
     _host: OwnedSemaphorePermit,
 }
 
+/// A connection kept open for reuse, with its slot and when it was parked.
+type Idle = (SmtpClient, OpenGuard, Instant);
+
 pub struct Pool {
     total: Arc<Semaphore>,
     per_host_limit: usize,
     per_host: Mutex<HashMap<Destination, Arc<Semaphore>>>,
-    idle: Mutex<HashMap<Destination, Vec<(SmtpClient, OpenGuard, Instant)>>>,
+    idle: Mutex<HashMap<Destination, Vec<Idle>>>,
     stats: Arc<Stats>,
 }
 

@@ -19,6 +19,9 @@ use std::time::{Duration, Instant};
 /// second at most.
 const VIEW_TTL: Duration = Duration::from_secs(1);
 
+/// The view being served, and when it was built.
+type CachedView = (Instant, Arc<dyn agentx::OidView>);
+
 /// The MIB name of a notification, and the `snmp.traps` category that
 /// enables it. Its number and the objects it carries are the MIB's
 /// (`mailward_metrics::mib::NOTIFICATIONS`), not written here again.
@@ -173,8 +176,7 @@ impl Snmp {
             root.join(&[2, 1, 1]),
             "MAILWARD-MIB: mwCompliance".to_string(),
         )];
-        let cache: Arc<Mutex<Option<(Instant, Arc<dyn agentx::OidView>)>>> =
-            Arc::new(Mutex::new(None));
+        let cache: Arc<Mutex<Option<CachedView>>> = Arc::new(Mutex::new(None));
         let provider: agentx::ViewProvider = {
             let gw = Arc::downgrade(gw);
             let root = root.clone();

@@ -122,7 +122,7 @@ pub struct Tally {
 }
 
 fn progress(done: usize, total: usize, err: &mut dyn Write) {
-    if done % 500 == 0 || done == total {
+    if done.is_multiple_of(500) || done == total {
         let _ = writeln!(err, "  {done}/{total} messages");
     }
 }

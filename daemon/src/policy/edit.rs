@@ -127,7 +127,7 @@ pub fn apply(raw: &[u8], msg: &Message<'_>, edits: &BTreeMap<usize, (Edit, Strin
             }
         }
     }
-    cuts.sort_by(|a, b| b.0.cmp(&a.0));
+    cuts.sort_by_key(|c| std::cmp::Reverse(c.0));
     let mut out = raw.to_vec();
     let mut floor = usize::MAX;
     for (start, end, with) in cuts {

@@ -89,9 +89,9 @@ async fn judge_checks(
                 .as_ref()
                 .is_some_and(|e| !e.uri_domains.is_empty())
         {
-            Err(report)
+            FirstTrip::AskUriLists(report)
         } else {
-            Ok(super::verdict::decide(
+            FirstTrip::Decided(super::verdict::decide(
                 &job_env, &job_raw, report, job_parts, in_session,
             ))
         }
@@ -105,8 +105,8 @@ async fn judge_checks(
         )
     };
     let mut report = match job.await {
-        Ok(Ok(v)) => return v,
-        Ok(Err(report)) => report,
+        Ok(FirstTrip::Decided(v)) => return v,
+        Ok(FirstTrip::AskUriLists(report)) => report,
         Err(_) => return failed(partitions),
     };
     uri_lists(gw, &cfg, &mut report).await;
@@ -118,6 +118,15 @@ async fn judge_checks(
         Ok(v) => v,
         Err(_) => failed(partitions),
     }
+}
+
+/// What the first trip to a scan worker ends with.
+enum FirstTrip {
+    /// The checks and the plans are done.
+    Decided(Verdict),
+    /// The checks found URI domains to look up in the `[spam] surbl` lists:
+    /// asked on the runtime, then decided in a second trip.
+    AskUriLists(crate::check::Report),
 }
 
 /// Messages up to this size are authenticated on the async runtime: their

@@ -186,13 +186,16 @@ impl Record {
     }
 }
 
+/// Where the writer thread says whether a batch of records is durable.
+pub(crate) type Ack = oneshot::Sender<Result<(), String>>;
+
 /// One request to the writer thread.
 pub(crate) enum Op {
     /// Records made durable by one flush and acknowledged together: after
     /// a crash, either all of them were acknowledged or none was.
     Append {
         records: Vec<Record>,
-        done: oneshot::Sender<Result<(), String>>,
+        done: Ack,
     },
     Compact,
     /// The periodic look for space to reclaim.

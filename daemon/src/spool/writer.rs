@@ -15,7 +15,7 @@ use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
 /// Most records one flush covers; bounds the latency of the first in a batch.
 const MAX_BATCH: usize = 1024;
@@ -133,7 +133,7 @@ struct Pending {
     id: QueueId,
     envelope: Vec<u8>,
     loc: Option<Location>,
-    done: Option<oneshot::Sender<Result<(), String>>>,
+    done: Option<super::Ack>,
 }
 
 impl Writer {
@@ -185,10 +185,7 @@ impl Writer {
         }
     }
 
-    fn write_batch(
-        &mut self,
-        appends: Vec<(Vec<super::Record>, oneshot::Sender<Result<(), String>>)>,
-    ) {
+    fn write_batch(&mut self, appends: Vec<(Vec<super::Record>, super::Ack)>) {
         // Free dead space before new data lands in a segment that only dead
         // messages use: once a live message is written there, the segment
         // (and the space of every delivered message in it) is pinned until

@@ -208,8 +208,8 @@ fn received(t: &mut Tokens, value: &str) {
         {
             let host = w.to_ascii_lowercase();
             // The domain part only: per-host names are noise.
-            let domain = host.splitn(2, '.').nth(1).unwrap_or(&host).to_string();
-            t.add(&["received-domain", &domain]);
+            let domain = host.split_once('.').map_or(host.as_str(), |(_, d)| d);
+            t.add(&["received-domain", domain]);
         }
     }
 }
