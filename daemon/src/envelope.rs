@@ -311,11 +311,9 @@ impl Envelope {
         }
     }
 
-    /// Whether the client is one of ours: in `relay_networks`, or
-    /// authenticated with the MTA. Sender authentication (SPF, DKIM,
-    /// DMARC) and DNSBL scores are for mail from outside.
-    pub fn from_inside(&self, cfg: &crate::config::Config) -> bool {
-        self.sasl_user.is_some() || cfg.network.may_relay(self.client_ip)
+    /// Who the client is to us (see [`crate::standing`]).
+    pub fn standing(&self, cfg: &crate::config::Config) -> crate::standing::Standing {
+        crate::standing::Standing::of(cfg, self.client_ip, self.sasl_user.as_deref())
     }
 
     pub fn mode(&self) -> Mode {

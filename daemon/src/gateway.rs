@@ -7,6 +7,7 @@ use crate::config::Config;
 use crate::delivery::queue::Queue;
 use crate::dns::Dns;
 use crate::spool::Spool;
+use crate::standing::Standing;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -131,9 +132,14 @@ impl Gateway {
     /// The `[spam] dnsbl` zones that list client `ip`, counted: scored by
     /// the spam check, not refused (one listing is a hint). Asked for the
     /// client of an SMTP session, of XFORWARD and of a milter connection,
-    /// unless it is one of ours (relay_networks).
-    pub async fn scoring_dnsbl(&self, cfg: &Config, ip: IpAddr) -> Vec<String> {
-        if cfg.spam.dnsbl.is_empty() || cfg.network.may_relay(ip) {
+    /// when it comes from outside.
+    pub async fn scoring_dnsbl(
+        &self,
+        cfg: &Config,
+        ip: IpAddr,
+        standing: &Standing,
+    ) -> Vec<String> {
+        if cfg.spam.dnsbl.is_empty() || !standing.is_outside() {
             return Vec::new();
         }
         let zones = cfg.spam.dnsbl.iter().map(|z| z.zone.as_str());
@@ -143,17 +149,18 @@ impl Gateway {
     }
 
     /// SPF for `from` (the HELO name for `<>`) sent by client `ip`, counted
-    /// by result; None when SPF is off or the client is one of ours
-    /// (relay_networks: SPF says nothing about mail the site itself sends
-    /// out). The same for SMTP and milter clients.
+    /// by result; None when SPF is off or the client is one of ours (SPF
+    /// says nothing about mail the site itself sends out). The same for
+    /// SMTP and milter clients.
     pub async fn spf(
         &self,
         cfg: &Config,
         ip: IpAddr,
+        standing: &Standing,
         helo: &str,
         from: &str,
     ) -> Option<crate::auth::Spf> {
-        if cfg.spam.spf == crate::config::SpfMode::Off || cfg.network.may_relay(ip) {
+        if cfg.spam.spf == crate::config::SpfMode::Off || !standing.is_outside() {
             return None;
         }
         let dns = self.dns();

@@ -15,8 +15,9 @@
 //!
 //! Beside them: [`config`], [`envelope`], [`events`] (what happened, counted
 //! and logged), [`gateway`] (the state they share), [`run`] (start and
-//! signals), [`files`], [`dns`] and [`text`], and [`ops`], the operator's side (CLI,
-//! admin socket, logging, metrics endpoint, SNMP, statistics file).
+//! signals), [`standing`] (whether a client is one of ours), [`files`],
+//! [`dns`] and [`text`], and [`ops`], the operator's side (CLI, admin
+//! socket, logging, metrics endpoint, SNMP, statistics file).
 #![forbid(unsafe_code)]
 // Nothing that can fail at run time may panic: errors are returned, typed
 // and with context (the tests may unwrap).
@@ -48,4 +49,5 @@ pub mod gateway;
 pub mod maybe_tls;
 pub mod ops;
 pub mod run;
+pub mod standing;
 pub mod text;

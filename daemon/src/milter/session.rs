@@ -17,6 +17,7 @@ use crate::envelope::{Envelope, QueueId, Recipient};
 use crate::events::{self, MessageRejected, RejectReason};
 use crate::gateway::Gateway;
 use crate::policy::milter::{Change, Outcome};
+use crate::standing::Standing;
 use mailward_metrics::event::MilterError;
 use mailward_milter::{
     negotiate, read_packet, replace_body, Actions, Client, Command, Protocol, ReplyCode, Response,
@@ -250,8 +251,14 @@ impl Session {
                         .and_then(|a| a.parse::<IpAddr>().ok())
                         .map(|ip| ip.to_canonical()),
                 };
+                // Whether the client authenticated is known at MAIL only:
+                // its listings are dropped then if it did.
                 self.dnsbl_listed = match self.client {
-                    Some(ip) => self.gw.scoring_dnsbl(&self.gw.config(), ip).await,
+                    Some(ip) => {
+                        let cfg = self.gw.config();
+                        let standing = Standing::of(&cfg, ip, None);
+                        self.gw.scoring_dnsbl(&cfg, ip, &standing).await
+                    }
                     None => Vec::new(),
                 };
                 cont(Response::Continue)
@@ -266,10 +273,11 @@ impl Session {
                 // A client that authenticated with the MTA (submission) is
                 // one of ours: SPF would fail its mail from home.
                 let spf = match self.client {
-                    Some(ip) if self.sasl_user().is_none() => {
-                        self.gw.spf(&cfg, ip, &self.helo, &from).await
+                    Some(ip) => {
+                        let standing = Standing::of(&cfg, ip, self.sasl_user().as_deref());
+                        self.gw.spf(&cfg, ip, &standing, &self.helo, &from).await
                     }
-                    _ => None,
+                    None => None,
                 };
                 if let Some(reply) =
                     crate::auth::spf_refusal(cfg.spam.spf, spf.as_ref(), self.client_ip())
@@ -394,7 +402,7 @@ impl Session {
         env.eight_bit = tx.message.iter().any(|&b| b >= 0x80);
         env.tls = self.macros.contains_key("{tls_version}");
         env.sasl_user = self.sasl_user();
-        if env.sasl_user.is_none() {
+        if env.standing(&self.gw.config()).is_outside() {
             env.dnsbl_listed = self.dnsbl_listed.clone();
         }
         env.auth.spf = tx.spf;

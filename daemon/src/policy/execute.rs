@@ -144,7 +144,7 @@ async fn authenticate(
     env: &mut Envelope,
     raw: &Arc<Vec<u8>>,
 ) {
-    if !cfg.spam.dkim || env.from_inside(cfg) || !env.auth.dkim.is_empty() {
+    if !cfg.spam.dkim || !env.standing(cfg).is_outside() || !env.auth.dkim.is_empty() {
         return;
     }
     let dns = gw.dns();

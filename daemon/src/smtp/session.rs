@@ -14,6 +14,7 @@ use crate::events::{
     MessageRejected, RejectReason, SessionClosed, SessionOpened, SessionTimedOut, TimeoutPhase,
 };
 use crate::gateway::{Gateway, SessionSlot};
+use crate::standing::Standing;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -56,6 +57,8 @@ struct Transaction {
 #[derive(Debug, Clone)]
 struct Client {
     ip: std::net::IpAddr,
+    /// Who it is to us: the peer's standing, or the forwarded client's.
+    standing: Standing,
     helo: String,
     /// Its verified host name, when known.
     name: Option<String>,
@@ -85,6 +88,9 @@ pub struct Session {
     peer: SocketAddr,
     /// The client's verified reverse name, looked up only when a rule needs it.
     rdns: Option<String>,
+    /// Who the peer is to us (relay permission, XFORWARD, the tests for
+    /// mail from outside).
+    standing: Standing,
     /// The `[spam] dnsbl` zones that list the client.
     dnsbl_listed: Vec<String>,
     helo: Option<String>,
@@ -202,10 +208,12 @@ fn rules_need_host(rules: &[&[Rule]]) -> bool {
 impl Session {
     pub fn new(gw: Arc<Gateway>, peer: SocketAddr, slot: SessionSlot) -> Session {
         let cfg = gw.config();
+        let standing = Standing::of(&cfg, peer.ip(), None);
         Session {
             gw,
             cfg,
             peer,
+            standing,
             rdns: None,
             dnsbl_listed: Vec::new(),
             helo: None,
@@ -269,14 +277,11 @@ impl Session {
         }
         // The refusing and the scoring zones are asked together: a slow
         // DNS server delays the greeting by one timeouts.dns, not two. Our
-        // own clients (relay_networks) are not asked about, as Postfix's
-        // postscreen permits mynetworks before its DNSBL test: an office
-        // behind an address on a policy list must not lose its mail.
+        // own clients are not asked about (crate::standing).
         let dns = self.gw.dns();
-        let ours = self.cfg.network.may_relay(ip);
         let (refusing, scoring) = tokio::join!(
             async {
-                if self.cfg.access.dnsbl.is_empty() || ours {
+                if self.cfg.access.dnsbl.is_empty() || !self.standing.is_outside() {
                     return None;
                 }
                 let (listed, tally) = dns.dnsbl(ip, &self.cfg.access.dnsbl).await;
@@ -284,7 +289,7 @@ impl Session {
                     .count_lookups(&tally.event(), tally.answered(), tally.failed);
                 listed
             },
-            self.gw.scoring_dnsbl(&self.cfg, ip)
+            self.gw.scoring_dnsbl(&self.cfg, ip, &self.standing)
         );
         if let Some((zone, _answer)) = refusing {
             let reply =
@@ -556,7 +561,7 @@ impl Session {
     /// Only an MTA of ours (relay_networks) may say who its client was:
     /// anyone else could make a spammer's mail look like a partner's.
     fn may_forward(&self) -> bool {
-        self.cfg.network.may_relay(self.peer.ip())
+        self.standing.may_relay()
     }
 
     fn xforward(&mut self, conn: &mut Conn, args: &str) -> Flow {
@@ -600,12 +605,15 @@ impl Session {
     async fn transaction_client(&mut self) -> Client {
         let f = std::mem::take(&mut self.forwarded);
         let forwarded_by = (!f.is_empty()).then(|| self.peer.ip());
-        let (ip, dnsbl_listed, name) = match f.addr {
+        let (ip, standing, dnsbl_listed, name) = match f.addr {
             Some(ip) if ip != self.peer.ip() => {
-                (ip, self.gw.scoring_dnsbl(&self.cfg, ip).await, f.name)
+                let standing = Standing::of(&self.cfg, ip, None);
+                let listed = self.gw.scoring_dnsbl(&self.cfg, ip, &standing).await;
+                (ip, standing, listed, f.name)
             }
             _ => (
                 self.peer.ip(),
+                self.standing.clone(),
                 self.dnsbl_listed.clone(),
                 f.name.or_else(|| self.rdns.clone()),
             ),
@@ -616,6 +624,7 @@ impl Session {
         }
         Client {
             ip,
+            standing,
             helo: f.helo.or_else(|| self.helo.clone()).unwrap_or_default(),
             name,
             proto: f.proto,
@@ -697,7 +706,9 @@ impl Session {
             return Flow::Continue;
         }
         let client = self.transaction_client().await;
-        let spf = self.gw.spf(&self.cfg, client.ip, &client.helo, &from).await;
+        let spf = (self.gw)
+            .spf(&self.cfg, client.ip, &client.standing, &client.helo, &from)
+            .await;
         if let Some(reply) = crate::auth::spf_refusal(self.cfg.spam.spf, spf.as_ref(), client.ip) {
             self.reject(conn, RejectReason::Policy, &reply);
             return Flow::Continue;
@@ -744,7 +755,7 @@ impl Session {
         }
         let domain = crate::envelope::domain_of(&to);
         let protected = self.cfg.network.is_protected(&domain);
-        let relay_client = self.cfg.network.may_relay(ip);
+        let relay_client = self.standing.may_relay();
         if !protected && !relay_client {
             let reply = format!("554 5.7.1 <{to}>: Relay access denied");
             self.reject(conn, RejectReason::Relay, &reply);
