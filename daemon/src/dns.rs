@@ -12,6 +12,7 @@ use hickory_resolver::net::NetError;
 use hickory_resolver::proto::rr::RData;
 use hickory_resolver::TokioResolver;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Mutex;
 use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
@@ -183,12 +184,10 @@ impl Dns {
         Ok(out)
     }
 
-    /// Addresses of `host` (A and AAAA).
+    /// Addresses of `host` (A and AAAA); an address literal is its own,
+    /// without a look-up.
     pub async fn ips(&self, host: &str) -> Result<Vec<IpAddr>, DnsError> {
-        if let Ok(ip) = host
-            .trim_matches(|c| c == '[' || c == ']')
-            .parse::<IpAddr>()
-        {
+        if let Some(ip) = address_literal(host) {
             return Ok(vec![ip]);
         }
         let name = fqdn(host);
@@ -352,5 +351,103 @@ impl Dns {
             }
         }
         None
+    }
+}
+
+/// The address `host` is when it is one ("192.0.2.1", "[2001:db8::1]").
+pub fn address_literal(host: &str) -> Option<IpAddr> {
+    host.trim_matches(|c| c == '[' || c == ']').parse().ok()
+}
+
+/// Whether the last [`RecentLookups::SPAN`] DNS look-ups (DNSBL, URI list,
+/// SPF, and delivery's MX and address look-ups) got an answer. The
+/// statistics count failures since start; this says whether the DNS server
+/// answers now, for `mailward status`.
+#[derive(Default)]
+pub struct RecentLookups(Mutex<Window>);
+
+/// One bit per look-up, the newest lowest: 1 failed.
+#[derive(Default, Clone, Copy)]
+struct Window {
+    bits: u64,
+    len: u32,
+}
+
+impl RecentLookups {
+    pub const SPAN: u32 = u64::BITS;
+
+    /// Adds a batch of look-ups (their order within the batch is lost).
+    pub fn note(&self, answered: u64, failed: u64) {
+        let mut w = match self.0.lock() {
+            Ok(w) => w,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let span = u64::from(Self::SPAN);
+        for fail in std::iter::repeat_n(false, answered.min(span) as usize)
+            .chain(std::iter::repeat_n(true, failed.min(span) as usize))
+        {
+            w.bits = (w.bits << 1) | u64::from(fail);
+            w.len = (w.len + 1).min(Self::SPAN);
+        }
+    }
+
+    /// Adds one look-up: "no such name" is an answer, a timeout or a
+    /// server failure is not.
+    pub fn note_result<T>(&self, result: &Result<T, DnsError>) {
+        match result {
+            Ok(_) | Err(DnsError::NotFound { .. }) => self.note(1, 0),
+            Err(_) => self.note(0, 1),
+        }
+    }
+
+    /// (failed, looked up) over the window.
+    pub fn failed_of(&self) -> (u32, u32) {
+        let w = match self.0.lock() {
+            Ok(w) => *w,
+            Err(poisoned) => *poisoned.into_inner(),
+        };
+        let mask = if w.len >= Self::SPAN {
+            u64::MAX
+        } else {
+            (1u64 << w.len) - 1
+        };
+        ((w.bits & mask).count_ones(), w.len)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_recent_window_keeps_the_last_64_look_ups() {
+        let r = RecentLookups::default();
+        assert_eq!(r.failed_of(), (0, 0));
+        r.note(3, 2);
+        assert_eq!(r.failed_of(), (2, 5));
+        // A server that stops answering: its failures push the answers out.
+        r.note(0, 70);
+        assert_eq!(r.failed_of(), (64, 64));
+        // And one that answers again.
+        r.note(60, 0);
+        assert_eq!(r.failed_of(), (4, 64));
+        r.note(1000, 0);
+        assert_eq!(r.failed_of(), (0, 64));
+    }
+
+    #[test]
+    fn a_name_that_does_not_exist_was_answered_a_timeout_was_not() {
+        let r = RecentLookups::default();
+        r.note_result::<()>(&Err(DnsError::NotFound {
+            name: "x.test".into(),
+            kind: "MX",
+        }));
+        r.note_result::<()>(&Err(DnsError::Temporary {
+            name: "x.test".into(),
+            kind: "MX",
+            message: "timed out".into(),
+        }));
+        r.note_result(&Ok(()));
+        assert_eq!(r.failed_of(), (1, 3));
     }
 }

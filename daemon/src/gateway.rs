@@ -50,7 +50,7 @@ pub struct Gateway {
     tls: RwLock<Option<TlsAcceptor>>,
     dns: RwLock<Arc<Dns>>,
     /// Whether the last DNS look-ups were answered, for `mailward status`.
-    pub dns_recent: RecentLookups,
+    pub dns_recent: crate::dns::RecentLookups,
     pub spool: Spool,
     pub queue: Arc<Queue>,
     /// Quarantine and archive.
@@ -93,7 +93,7 @@ impl Gateway {
             config: RwLock::new(Arc::new(config)),
             tls: RwLock::new(built.tls),
             dns: RwLock::new(built.dns),
-            dns_recent: RecentLookups::default(),
+            dns_recent: crate::dns::RecentLookups::default(),
             spool,
             queue,
             stores,
@@ -366,52 +366,6 @@ impl Gateway {
     }
 }
 
-/// Whether the last [`RecentLookups::SPAN`] DNS look-ups (DNSBL, URI list,
-/// SPF) got an answer. The statistics count failures since start; this
-/// says whether the DNS server answers now, for `mailward status`.
-#[derive(Default)]
-pub struct RecentLookups(Mutex<Window>);
-
-/// One bit per look-up, the newest lowest: 1 failed.
-#[derive(Default, Clone, Copy)]
-struct Window {
-    bits: u64,
-    len: u32,
-}
-
-impl RecentLookups {
-    pub const SPAN: u32 = u64::BITS;
-
-    /// Adds a batch of look-ups (their order within the batch is lost).
-    pub fn note(&self, answered: u64, failed: u64) {
-        let mut w = match self.0.lock() {
-            Ok(w) => w,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        let span = u64::from(Self::SPAN);
-        for fail in std::iter::repeat_n(false, answered.min(span) as usize)
-            .chain(std::iter::repeat_n(true, failed.min(span) as usize))
-        {
-            w.bits = (w.bits << 1) | u64::from(fail);
-            w.len = (w.len + 1).min(Self::SPAN);
-        }
-    }
-
-    /// (failed, looked up) over the window.
-    pub fn failed_of(&self) -> (u32, u32) {
-        let w = match self.0.lock() {
-            Ok(w) => *w,
-            Err(poisoned) => *poisoned.into_inner(),
-        };
-        let mask = if w.len >= Self::SPAN {
-            u64::MAX
-        } else {
-            (1u64 << w.len) - 1
-        };
-        ((w.bits & mask).count_ones(), w.len)
-    }
-}
-
 /// Whether `open` inbound sessions are more than `limits.stress_percent`
 /// of `limits.incoming_sessions` (0 %: never).
 fn above_stress_mark(open: u32, limits: &crate::config::Limits) -> bool {
@@ -511,22 +465,6 @@ mod tests {
         cfg.limits.incoming_sessions = sessions;
         cfg.limits.stress_percent = percent;
         cfg.limits
-    }
-
-    #[test]
-    fn the_recent_window_keeps_the_last_64_look_ups() {
-        let r = RecentLookups::default();
-        assert_eq!(r.failed_of(), (0, 0));
-        r.note(3, 2);
-        assert_eq!(r.failed_of(), (2, 5));
-        // A server that stops answering: its failures push the answers out.
-        r.note(0, 70);
-        assert_eq!(r.failed_of(), (64, 64));
-        // And one that answers again.
-        r.note(60, 0);
-        assert_eq!(r.failed_of(), (4, 64));
-        r.note(1000, 0);
-        assert_eq!(r.failed_of(), (0, 64));
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! at connect, and routing by MX (and by the A record when there is no MX);
 //! and against a server that never answers: mail is delayed by the DNS
 //! timeouts, judged without the look-ups, delivered, and the failures are
-//! counted.
+//! counted; a relay that only asks the DNS to deliver by MX says so too.
 
 use std::time::Duration;
 
@@ -225,6 +225,57 @@ fn a_dns_server_that_never_answers_delays_mail_but_does_not_stop_it() -> Result<
     assert!(
         problems.contains("DNS look-ups got no answer from 127.0.0.1:"),
         "a problem in the status: {problems}"
+    );
+    Ok(())
+}
+
+#[test]
+fn a_relay_routing_by_mx_says_when_its_dns_server_is_dead() -> Result<()> {
+    // No DNSBL, SPF or URI list here (the client is one of ours): only
+    // delivery asks the DNS, and `mailward status` must still see that the
+    // server does not answer, and say that mail waits for it.
+    let dir = TestDir::new("dns-silent-mx")?;
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0")?;
+    let resolver = silent.local_addr()?.to_string();
+    let daemon = Daemon::start(
+        &Config::new(dir.path())
+            .route("*", "mx.test")
+            .set_str("access", "dns_resolver", &resolver)
+            .set_str("timeouts", "dns", "1s"),
+    )?;
+    for n in 0..5 {
+        send_plain(
+            daemon.port,
+            "alice@example.com",
+            &format!("user{n}@mx.test"),
+        )?;
+    }
+    let status = wait_until(
+        "five failed look-ups in the status",
+        Duration::from_secs(30),
+        || {
+            let s: serde_json::Value =
+                serde_json::from_str(&daemon.cli_ok(&["status", "--json"])?)?;
+            Ok((s["dns"]["recent_failed"].as_u64() >= Some(5)).then_some(s))
+        },
+    )
+    .map_err(|e| e.context(daemon.log()))?;
+    assert_eq!(
+        status["dns"]["recent_failed"], status["dns"]["recent"],
+        "every MX look-up failed, and nothing else was asked: {}",
+        status["dns"]
+    );
+    let problems = status["problems"].to_string();
+    assert!(
+        problems.contains(&format!("DNS look-ups got no answer from {resolver}"))
+            && problems.contains("mail routed by MX waits in the queue"),
+        "a problem in the status: {problems}"
+    );
+    // The mail waits, deferred for the DNS, not bounced.
+    let queue = daemon.cli_ok(&["queue", "list"])?;
+    assert!(
+        queue.contains("5 message(s)") && queue.contains("4.4.3") && queue.contains("MX look-up"),
+        "deferred for the MX look-up: {queue}"
     );
     Ok(())
 }

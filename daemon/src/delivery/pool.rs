@@ -5,7 +5,7 @@
 
 use super::client::{ClientError, ClientSettings, SmtpClient};
 use super::route::{self, Candidate, Destination, RouteError};
-use crate::dns::Dns;
+use crate::dns::{Dns, RecentLookups};
 use mailward_metrics::Stats;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -97,10 +97,11 @@ impl Pool {
     }
 
     /// A connection to `dest`: a cached idle one, or a new one to the first
-    /// candidate address that answers.
+    /// candidate address that answers (its DNS look-ups noted in `recent`).
     pub async fn lease(
         &self,
         dns: &Dns,
+        recent: &RecentLookups,
         dest: &Destination,
         settings: &ClientSettings,
     ) -> Result<Leased, PoolError> {
@@ -125,7 +126,7 @@ impl Pool {
                 _host: host,
             });
         }
-        let candidates = route::candidates(dns, dest).await?;
+        let candidates = route::candidates(dns, recent, dest).await?;
         let client = connect_first(&candidates, settings, dest.tls(), &self.stats).await?;
         crate::events::OutboundSessionOpened {
             peer: client.peer(),

@@ -3,7 +3,7 @@
 //! section 5.1), and the ordered list of addresses to try for it.
 
 use crate::config::{NextHop, OutboundTls, Route};
-use crate::dns::{Dns, DnsError};
+use crate::dns::{Dns, DnsError, RecentLookups};
 use std::net::SocketAddr;
 
 /// A next hop, as the key that groups recipients and pools connections.
@@ -102,12 +102,20 @@ fn dns_error(e: DnsError, what: &str) -> RouteError {
 }
 
 /// The addresses to try, in order: MX hosts by preference (each host's
-/// addresses in the order DNS gave them), or the host itself.
-pub async fn candidates(dns: &Dns, dest: &Destination) -> Result<Vec<Candidate>, RouteError> {
+/// addresses in the order DNS gave them), or the host itself. Each DNS
+/// look-up is noted in `recent`, so that `mailward status` sees a dead DNS
+/// server on a gateway that only relays.
+pub async fn candidates(
+    dns: &Dns,
+    recent: &RecentLookups,
+    dest: &Destination,
+) -> Result<Vec<Candidate>, RouteError> {
     let (hosts, port) = match dest {
         Destination::Direct { host, port, .. } => (vec![host.clone()], *port),
         Destination::Mx { domain, port, .. } => {
-            let hosts = match dns.mx(domain).await {
+            let mx = dns.mx(domain).await;
+            recent.note_result(&mx);
+            let hosts = match mx {
                 Ok(mx) if mx.len() == 1 && (mx[0].host.is_empty() || mx[0].host == ".") => {
                     return Err(RouteError::Permanent(format!(
                         "{domain} does not accept mail (null MX, RFC 7505)"
@@ -124,7 +132,11 @@ pub async fn candidates(dns: &Dns, dest: &Destination) -> Result<Vec<Candidate>,
     let mut out = Vec::new();
     let mut last_err = None;
     for host in hosts {
-        match dns.ips(&host).await {
+        let ips = dns.ips(&host).await;
+        if crate::dns::address_literal(&host).is_none() {
+            recent.note_result(&ips);
+        }
+        match ips {
             Ok(ips) => out.extend(ips.into_iter().map(|ip| Candidate {
                 name: host.clone(),
                 addr: SocketAddr::new(ip, port),

@@ -114,8 +114,9 @@ impl SnmpState {
 pub struct Dns {
     /// `access.dns_resolver`, or `system` for /etc/resolv.conf's.
     pub resolver: String,
-    /// Of the last DNS look-ups (DNSBL, URI list, SPF; at most 64), how
-    /// many there were and how many got no answer.
+    /// Of the last DNS look-ups (DNSBL, URI list, SPF, delivery's MX and
+    /// address look-ups; at most 64), how many there were and how many got
+    /// no answer.
     pub recent: u32,
     pub recent_failed: u32,
 }
@@ -277,7 +278,7 @@ pub fn problems(s: &Status) -> Vec<String> {
     }
     if s.dns.recent >= DNS_SAMPLE && s.dns.recent_failed * 2 > s.dns.recent {
         p.push(format!(
-            "{} of the last {} DNS look-ups got no answer from {}: sessions wait up to timeouts.dns and the spam check judges without DNSBL, SPF and URI lists (check access.dns_resolver).",
+            "{} of the last {} DNS look-ups got no answer from {}: sessions wait up to timeouts.dns, the spam check judges without DNSBL, SPF and URI lists, and mail routed by MX waits in the queue (check access.dns_resolver).",
             s.dns.recent_failed, s.dns.recent, s.dns.resolver
         ));
     }

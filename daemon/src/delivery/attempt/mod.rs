@@ -351,7 +351,11 @@ impl Delivery {
         // A cached connection may have been closed by the peer meanwhile:
         // one retry on a fresh connection.
         for round in 0..2 {
-            let mut leased = match self.pool.lease(&dns, &dest, settings).await {
+            let mut leased = match self
+                .pool
+                .lease(&dns, &self.gw.dns_recent, &dest, settings)
+                .await
+            {
                 Ok(l) => l,
                 Err(e) => {
                     let relay = dest.to_string();
