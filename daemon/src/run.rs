@@ -79,6 +79,40 @@ impl Overrides {
             config.network.listen_on.clear();
         }
     }
+
+    /// What `config` asks for that this mode does not do, one warning
+    /// each: `mailward milter` sees each message only after the MTA has
+    /// let its client in, so who may connect, send and relay is the MTA's
+    /// decision. Logged at start and at each reload, so that an operator
+    /// who set them does not believe they hold.
+    pub fn ignored(&self, config: &Config) -> Vec<String> {
+        if !self.milter_only {
+            return Vec::new();
+        }
+        let a = &config.access;
+        let mut out = Vec::new();
+        if !a.dnsbl.is_empty() {
+            out.push(
+                "access.dnsbl is not applied by `mailward milter`: the MTA decides who may connect \
+                 (Postfix: postscreen_dnsbl_sites or reject_rbl_client); the [spam] dnsbl zones still score"
+                    .to_string(),
+            );
+        }
+        for (key, rules) in [
+            ("connect_rules", &a.connect_rules),
+            ("helo_rules", &a.helo_rules),
+            ("mail_from_rules", &a.mail_from_rules),
+            ("rcpt_rules", &a.rcpt_rules),
+        ] {
+            if !rules.is_empty() {
+                out.push(format!(
+                    "access.{key} is not applied by `mailward milter`: the MTA's own \
+                     restrictions decide (Postfix: smtpd_*_restrictions, check_*_access)"
+                ));
+            }
+        }
+        out
+    }
 }
 
 /// Runs the gateway until SIGTERM/SIGINT. `path` is the configuration file
@@ -222,6 +256,9 @@ pub async fn run(
     tracing::info!(target: "app", version = env!("CARGO_PKG_VERSION"),
         listen = ?listen, milter = milter_at.as_deref().unwrap_or("-"),
         config = %gw.config().origin, "Mailward started.");
+    for w in overrides.ignored(&gw.config()) {
+        tracing::warn!(target: "config", "{w}.");
+    }
     crate::ops::systemd::ready(&match &milter_at {
         Some(m) => format!("Accepting mail on {listen:?}, milter on {m}."),
         None => format!("Accepting mail on {listen:?}."),
@@ -347,6 +384,9 @@ async fn reload(gw: &Gateway, path: Option<&Path>, overrides: &Overrides) -> Str
     for k in &kept {
         tracing::warn!(target: "config", "{k}.");
     }
+    for w in overrides.ignored(&new) {
+        tracing::warn!(target: "config", "{w}.");
+    }
     match gateway::build(&new) {
         Ok(built) => {
             gw.scanner.spam.reconfigure(Arc::new(new.clone()));
@@ -385,5 +425,37 @@ async fn reload(gw: &Gateway, path: Option<&Path>, overrides: &Overrides) -> Str
             .emit(gw);
             message
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_milter_names_the_access_settings_it_does_not_apply() {
+        let mut cfg = match config::load(None) {
+            Ok(c) => c,
+            Err(e) => panic!("the embedded default must load: {e}"),
+        };
+        let milter = Overrides {
+            milter_only: true,
+            milter_listen: None,
+        };
+        assert!(milter.ignored(&cfg).is_empty(), "the default sets none");
+        cfg.access.dnsbl = vec!["bl.example.org".into()];
+        cfg.access.rcpt_rules = config::parse(
+            "[access]\nrcpt_rules = [\"deny address *@example.org\"]\n",
+            "t.toml",
+        )
+        .map(|c| c.access.rcpt_rules)
+        .unwrap_or_default();
+        assert_eq!(cfg.access.rcpt_rules.len(), 1, "the rule parses");
+        let ignored = milter.ignored(&cfg);
+        assert_eq!(ignored.len(), 2, "{ignored:?}");
+        assert!(ignored[0].starts_with("access.dnsbl is not applied"));
+        assert!(ignored[1].starts_with("access.rcpt_rules is not applied"));
+        // The SMTP gateway applies them all.
+        assert!(Overrides::default().ignored(&cfg).is_empty());
     }
 }

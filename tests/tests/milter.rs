@@ -477,9 +477,12 @@ fn miltertest_scripted_session_against_mailward_milter() -> Result<()> {
     let miltertest = require("miltertest", "miltertest")?;
     let dir = TestDir::new("miltertest")?;
     let port = free_port();
+    // A refusing DNSBL zone that the milter does not apply (Postfix
+    // decides who may connect): it says so, and lets the client in.
     let config = Config::new(dir.path())
         .set_list("policy", "reject", &["av/infected"])
-        .set_list("policy", "mark_subject", &["av/infected"]);
+        .set_list("policy", "mark_subject", &["av/infected"])
+        .set_list("access", "dnsbl", &["bl.test"]);
     let daemon = Daemon::new(&config)?;
     let bin = mailward_e2e::daemon::mailward_bin()?;
     let log = std::fs::File::create(dir.join("milter.log"))?;
@@ -515,7 +518,13 @@ fn miltertest_scripted_session_against_mailward_milter() -> Result<()> {
     })?;
     ensure!(
         !log.contains("restart"),
-        "a reload of `mailward milter` warns of nothing:\n{log}"
+        "a reload of `mailward milter` warns of nothing that needs a restart:\n{log}"
+    );
+    ensure!(
+        log.matches("access.dnsbl is not applied by `mailward milter`")
+            .count()
+            == 2,
+        "the unused access.dnsbl is named at start and at the reload:\n{log}"
     );
 
     let eicar = String::from_utf8(eicar())?;
