@@ -71,6 +71,39 @@ impl DnsblTally {
     }
 }
 
+/// What delivery's look-ups for one next hop gave (MX, A/AAAA).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct LookupTally {
+    pub answered: u64,
+    /// No such name or record: an answer too.
+    pub not_found: u64,
+    /// A timeout or a server failure: no answer.
+    pub failed: u64,
+}
+
+impl LookupTally {
+    /// Adds one look-up's result.
+    pub fn note<T>(&mut self, result: &Result<T, DnsError>) {
+        match result {
+            Ok(_) => self.answered += 1,
+            Err(DnsError::NotFound { .. }) => self.not_found += 1,
+            Err(_) => self.failed += 1,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        *self == LookupTally::default()
+    }
+
+    pub fn event(self) -> mailward_metrics::Event<'static> {
+        mailward_metrics::Event::DeliveryDnsLookups {
+            answered: self.answered,
+            not_found: self.not_found,
+            failed: self.failed,
+        }
+    }
+}
+
 pub struct Dns {
     resolver: TokioResolver,
     /// SPF, DKIM and DMARC (mail-auth) over the same resolver.
@@ -391,15 +424,6 @@ impl RecentLookups {
         }
     }
 
-    /// Adds one look-up: "no such name" is an answer, a timeout or a
-    /// server failure is not.
-    pub fn note_result<T>(&self, result: &Result<T, DnsError>) {
-        match result {
-            Ok(_) | Err(DnsError::NotFound { .. }) => self.note(1, 0),
-            Err(_) => self.note(0, 1),
-        }
-    }
-
     /// (failed, looked up) over the window.
     pub fn failed_of(&self) -> (u32, u32) {
         let w = match self.0.lock() {
@@ -437,17 +461,25 @@ mod tests {
 
     #[test]
     fn a_name_that_does_not_exist_was_answered_a_timeout_was_not() {
-        let r = RecentLookups::default();
-        r.note_result::<()>(&Err(DnsError::NotFound {
+        let mut t = LookupTally::default();
+        assert!(t.is_empty());
+        t.note::<()>(&Err(DnsError::NotFound {
             name: "x.test".into(),
             kind: "MX",
         }));
-        r.note_result::<()>(&Err(DnsError::Temporary {
+        t.note::<()>(&Err(DnsError::Temporary {
             name: "x.test".into(),
             kind: "MX",
             message: "timed out".into(),
         }));
-        r.note_result(&Ok(()));
-        assert_eq!(r.failed_of(), (1, 3));
+        t.note(&Ok(()));
+        assert_eq!(
+            t,
+            LookupTally {
+                answered: 1,
+                not_found: 1,
+                failed: 1
+            }
+        );
     }
 }

@@ -184,6 +184,7 @@ pub enum StatId {
     AgentxRegistered,
     LogRotationFailures,
     QueueHeldMessages,
+    DeliveryDnsLookups,
 }
 
 pub const REJECT_REASONS: &[&str] = &[
@@ -205,6 +206,10 @@ pub const SPAM_CLASSES: &[&str] = &["spam", "ham"];
 /// failed (required by "encrypt"/"verify" and not had: deferred).
 pub const OUTBOUND_TLS_RESULTS: &[&str] = &["tls", "plain", "fallback", "failed"];
 pub const DNSBL_RESULTS: &[&str] = &["listed", "not_listed", "failed"];
+/// Delivery's DNS look-ups (MX, A/AAAA): answered with records, answered
+/// that there is no such name or record, or no answer (timeout, server
+/// failure).
+pub const LOOKUP_RESULTS: &[&str] = &["answered", "not_found", "failed"];
 /// SPF, DKIM and DMARC results (RFC 8601 words).
 pub const AUTH_RESULTS: &[&str] = &[
     "pass",
@@ -955,6 +960,17 @@ pub static CATALOGUE: &[Stat] = &[
         Unit::Count,
         None,
         "Messages of the working queue held by an administrator (mailward queue hold): not delivered until released. Counted in mailward_queue_messages too.",
+    ),
+    def(
+        StatId::DeliveryDnsLookups,
+        Resources,
+        45,
+        "mwDeliveryDnsLookups",
+        "mailward_delivery_dns_lookups_total",
+        Counter,
+        Unit::Count,
+        Some(("result", LOOKUP_RESULTS)),
+        "DNS look-ups of delivery (MX, then A/AAAA of the hosts to connect to; not for address literals or reused connections), by result.",
     ),
 ];
 

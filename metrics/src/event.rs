@@ -133,6 +133,12 @@ pub enum Event<'a> {
         not_listed: u64,
         failed: u64,
     },
+    /// Delivery's DNS look-ups for one next hop, by outcome.
+    DeliveryDnsLookups {
+        answered: u64,
+        not_found: u64,
+        failed: u64,
+    },
     /// A message judged without the classifier because its shared store
     /// (Redis) could not be read.
     SpamClassifierUnavailable,

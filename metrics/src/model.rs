@@ -390,6 +390,15 @@ impl Stats {
                 self.add(StatId::SurblLookups, 1, *not_listed);
                 self.add(StatId::SurblLookups, 2, *failed);
             }
+            Event::DeliveryDnsLookups {
+                answered,
+                not_found,
+                failed,
+            } => {
+                self.add(StatId::DeliveryDnsLookups, 0, *answered);
+                self.add(StatId::DeliveryDnsLookups, 1, *not_found);
+                self.add(StatId::DeliveryDnsLookups, 2, *failed);
+            }
             Event::SpamClassifierUnavailable => self.add(StatId::SpamClassifierUnavailable, 0, 1),
             Event::SpfChecked { result } => self.add_auth(StatId::SpfResults, result),
             Event::OutboundTls { result } => {

@@ -119,6 +119,7 @@ const EXPECT: &[(&str, Expect)] = &[
     // Delivery and notifications
     ("Deliveries by result", Traffic),
     ("Top deferred domains", Traffic),
+    ("Delivery DNS look-ups", Exported),
     ("Notifications", Exported),
     // Viruses and filters
     ("Top viruses", Parses),

@@ -116,8 +116,10 @@ fn route_by_mx_reaches_the_mx_host() -> Result<()> {
         ],
     )?;
     let sink = Sink::start(dir.path(), "sink")?;
+    let stats = mailward_e2e::stats::StatsSetup::new(dir.path());
     let daemon = Daemon::start(
-        &Config::new(dir.path())
+        &stats
+            .apply(Config::new(dir.path()))
             .route("*@mx.test", &format!("mx.test:{}", sink.port))
             .set_str("access", "dns_resolver", &dns.resolver()),
     )?;
@@ -133,6 +135,17 @@ fn route_by_mx_reaches_the_mx_host() -> Result<()> {
         .map_err(|e| e.context(format!("dnsmasq log:\n{}", dns.log())))?;
     assert_eq!(messages[0].recipients(), ["user@mx.test"]);
     assert_eq!(messages[0].queue_ids(), [id]);
+    // The MX and the MX host's address, both answered.
+    let m = stats.scrape()?;
+    let lookups = |r: &str| {
+        m.get("mailward_delivery_dns_lookups_total", &[("result", r)])
+            .unwrap_or(-1.0)
+    };
+    assert_eq!(
+        (lookups("answered"), lookups("not_found"), lookups("failed")),
+        (2.0, 0.0, 0.0),
+        "delivery's look-ups (answered, not found, failed)"
+    );
     Ok(())
 }
 
@@ -242,8 +255,10 @@ fn a_relay_routing_by_mx_says_when_its_dns_server_is_dead() -> Result<()> {
     let dir = TestDir::new("dns-silent-mx")?;
     let silent = std::net::UdpSocket::bind("127.0.0.1:0")?;
     let resolver = silent.local_addr()?.to_string();
+    let stats = mailward_e2e::stats::StatsSetup::new(dir.path());
     let daemon = Daemon::start(
-        &Config::new(dir.path())
+        &stats
+            .apply(Config::new(dir.path()))
             .route("*", "mx.test")
             .set_str("access", "dns_resolver", &resolver)
             .set_str("timeouts", "dns", "1s"),
@@ -275,6 +290,20 @@ fn a_relay_routing_by_mx_says_when_its_dns_server_is_dead() -> Result<()> {
         problems.contains(&format!("DNS look-ups got no answer from {resolver}"))
             && problems.contains("mail routed by MX waits in the queue"),
         "a problem in the status: {problems}"
+    );
+    // The SRE's side of it: the delivery look-ups by result (what the
+    // MailwardDnsFailing alert reads).
+    let m = stats.scrape()?;
+    let lookups = |r: &str| {
+        m.get("mailward_delivery_dns_lookups_total", &[("result", r)])
+            .unwrap_or(-1.0)
+    };
+    assert!(
+        lookups("failed") >= 5.0 && lookups("answered") == 0.0 && lookups("not_found") == 0.0,
+        "delivery's look-ups counted as failed: {} failed, {} answered, {} not found",
+        lookups("failed"),
+        lookups("answered"),
+        lookups("not_found")
     );
     // The mail waits, deferred for the DNS, not bounced.
     let queue = daemon.cli_ok(&["queue", "list"])?;

@@ -5,7 +5,7 @@
 
 use super::client::{ClientError, ClientSettings, SmtpClient};
 use super::route::{self, Candidate, Destination, RouteError};
-use crate::dns::{Dns, RecentLookups};
+use crate::dns::{Dns, LookupTally, RecentLookups};
 use mailward_metrics::Stats;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -126,7 +126,13 @@ impl Pool {
                 _host: host,
             });
         }
-        let candidates = route::candidates(dns, recent, dest).await?;
+        let mut tally = LookupTally::default();
+        let candidates = route::candidates(dns, &mut tally, dest).await;
+        if !tally.is_empty() {
+            recent.note(tally.answered + tally.not_found, tally.failed);
+            self.stats.record(&tally.event());
+        }
+        let candidates = candidates?;
         let client = connect_first(&candidates, settings, dest.tls(), &self.stats).await?;
         crate::events::OutboundSessionOpened {
             peer: client.peer(),

@@ -3,7 +3,7 @@
 //! section 5.1), and the ordered list of addresses to try for it.
 
 use crate::config::{NextHop, OutboundTls, Route};
-use crate::dns::{Dns, DnsError, RecentLookups};
+use crate::dns::{Dns, DnsError, LookupTally};
 use std::net::SocketAddr;
 
 /// A next hop, as the key that groups recipients and pools connections.
@@ -103,18 +103,18 @@ fn dns_error(e: DnsError, what: &str) -> RouteError {
 
 /// The addresses to try, in order: MX hosts by preference (each host's
 /// addresses in the order DNS gave them), or the host itself. Each DNS
-/// look-up is noted in `recent`, so that `mailward status` sees a dead DNS
-/// server on a gateway that only relays.
+/// look-up is added to `tally`, so that the statistics and `mailward
+/// status` see a dead DNS server on a gateway that only relays.
 pub async fn candidates(
     dns: &Dns,
-    recent: &RecentLookups,
+    tally: &mut LookupTally,
     dest: &Destination,
 ) -> Result<Vec<Candidate>, RouteError> {
     let (hosts, port) = match dest {
         Destination::Direct { host, port, .. } => (vec![host.clone()], *port),
         Destination::Mx { domain, port, .. } => {
             let mx = dns.mx(domain).await;
-            recent.note_result(&mx);
+            tally.note(&mx);
             let hosts = match mx {
                 Ok(mx) if mx.len() == 1 && (mx[0].host.is_empty() || mx[0].host == ".") => {
                     return Err(RouteError::Permanent(format!(
@@ -134,7 +134,7 @@ pub async fn candidates(
     for host in hosts {
         let ips = dns.ips(&host).await;
         if crate::dns::address_literal(&host).is_none() {
-            recent.note_result(&ips);
+            tally.note(&ips);
         }
         match ips {
             Ok(ips) => out.extend(ips.into_iter().map(|ip| Candidate {
