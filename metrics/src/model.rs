@@ -218,6 +218,13 @@ impl Stats {
         }
     }
 
+    /// `counts[i]` to label `i` of `id` (in the catalogue's label order).
+    fn add_each(&self, id: StatId, counts: &[u64]) {
+        for (label, n) in counts.iter().enumerate() {
+            self.add(id, label, *n);
+        }
+    }
+
     /// One SPF/DKIM/DMARC result, by its RFC 8601 word.
     fn add_auth(&self, id: StatId, result: &str) {
         if let Some(i) = crate::catalogue::AUTH_RESULTS
@@ -376,29 +383,20 @@ impl Stats {
                 listed,
                 not_listed,
                 failed,
-            } => {
-                self.add(StatId::DnsblLookups, 0, *listed);
-                self.add(StatId::DnsblLookups, 1, *not_listed);
-                self.add(StatId::DnsblLookups, 2, *failed);
-            }
+            } => self.add_each(StatId::DnsblLookups, &[*listed, *not_listed, *failed]),
             Event::SurblLookups {
                 listed,
                 not_listed,
                 failed,
-            } => {
-                self.add(StatId::SurblLookups, 0, *listed);
-                self.add(StatId::SurblLookups, 1, *not_listed);
-                self.add(StatId::SurblLookups, 2, *failed);
-            }
+            } => self.add_each(StatId::SurblLookups, &[*listed, *not_listed, *failed]),
             Event::DeliveryDnsLookups {
                 answered,
                 not_found,
                 failed,
-            } => {
-                self.add(StatId::DeliveryDnsLookups, 0, *answered);
-                self.add(StatId::DeliveryDnsLookups, 1, *not_found);
-                self.add(StatId::DeliveryDnsLookups, 2, *failed);
-            }
+            } => self.add_each(
+                StatId::DeliveryDnsLookups,
+                &[*answered, *not_found, *failed],
+            ),
             Event::SpamClassifierUnavailable => self.add(StatId::SpamClassifierUnavailable, 0, 1),
             Event::SpfChecked { result } => self.add_auth(StatId::SpfResults, result),
             Event::OutboundTls { result } => {

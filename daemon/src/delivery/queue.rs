@@ -43,16 +43,31 @@ struct Inner {
 }
 
 impl Inner {
-    /// Counts an envelope coming into (`+1`) or leaving (`-1`) the entries.
-    fn count(&mut self, envelope: &Envelope, sign: i8) {
-        let held = usize::from(envelope.held);
-        if sign > 0 {
-            self.bytes += envelope.size;
-            self.held += held;
-        } else {
-            self.bytes -= envelope.size;
-            self.held -= held;
+    /// Puts `envelope` in at rest, counted and (unless held) scheduled.
+    /// Its id must not be in the entries (see [`Inner::remove`]).
+    fn put(&mut self, envelope: Envelope) {
+        self.bytes += envelope.size;
+        self.held += usize::from(envelope.held);
+        if !envelope.held {
+            self.due
+                .insert((envelope.next_attempt, envelope.id.clone()));
         }
+        self.entries.insert(
+            envelope.id.clone(),
+            Entry {
+                envelope,
+                in_flight: false,
+            },
+        );
+    }
+
+    /// Takes the entry of `id` out, uncounted and unscheduled.
+    fn remove(&mut self, id: &QueueId) -> Option<Entry> {
+        let entry = self.entries.remove(id)?;
+        self.bytes -= entry.envelope.size;
+        self.held -= usize::from(entry.envelope.held);
+        self.due.remove(&(entry.envelope.next_attempt, id.clone()));
+        Some(entry)
     }
 }
 
@@ -99,24 +114,8 @@ impl Queue {
     /// Adds a spooled message; it is due at `next_attempt` (0 = now).
     pub fn enqueue(&self, envelope: Envelope) {
         if let Ok(mut inner) = self.inner.lock() {
-            let id = envelope.id.clone();
-            inner.count(&envelope, 1);
-            if let Some(old) = inner.entries.remove(&id) {
-                inner.count(&old.envelope, -1);
-                inner
-                    .due
-                    .remove(&(old.envelope.next_attempt, old.envelope.id));
-            }
-            if !envelope.held {
-                inner.due.insert((envelope.next_attempt, id.clone()));
-            }
-            inner.entries.insert(
-                id,
-                Entry {
-                    envelope,
-                    in_flight: false,
-                },
-            );
+            inner.remove(&envelope.id);
+            inner.put(envelope);
         }
         self.wake.notify_one();
     }
@@ -150,24 +149,8 @@ impl Queue {
     /// `next_attempt`), or drop the message when it is done.
     pub fn complete(&self, envelope: Envelope) {
         if let Ok(mut inner) = self.inner.lock() {
-            let id = envelope.id.clone();
-            let Some(old) = inner.entries.remove(&id) else {
-                return;
-            };
-            inner.count(&old.envelope, -1);
-            inner.due.remove(&(old.envelope.next_attempt, id.clone()));
-            if !envelope.is_done() {
-                inner.count(&envelope, 1);
-                if !envelope.held {
-                    inner.due.insert((envelope.next_attempt, id.clone()));
-                }
-                inner.entries.insert(
-                    id,
-                    Entry {
-                        envelope,
-                        in_flight: false,
-                    },
-                );
+            if inner.remove(&envelope.id).is_some() && !envelope.is_done() {
+                inner.put(envelope);
             }
         }
         self.wake.notify_one();
@@ -252,11 +235,8 @@ impl Queue {
         let mut inner = self.inner.lock().map_err(|_| QueueError::Poisoned)?;
         at_rest(&mut inner.entries, id)?;
         let entry = inner
-            .entries
             .remove(id)
             .ok_or_else(|| QueueError::NotFound(id.clone()))?;
-        inner.count(&entry.envelope, -1);
-        inner.due.remove(&(entry.envelope.next_attempt, id.clone()));
         Ok(entry.envelope)
     }
 
