@@ -41,6 +41,9 @@ pub(crate) enum Event<'a> {
         status: ErrorStatus,
         /// When it is sent again (on this session).
         retry_in: Duration,
+        /// The first refusal of this registration with this status on this
+        /// session: logged as an error; the retries' refusals only at debug.
+        first: bool,
     },
     /// The master refused an AddAgentCaps.
     AgentCapsRefused { id: &'a Oid, status: ErrorStatus },
@@ -131,8 +134,12 @@ impl Event<'_> {
                 priority,
                 status,
                 retry_in,
+                first,
             } => {
-                if status == ErrorStatus::DUPLICATE_REGISTRATION {
+                if !first {
+                    debug!(target: "snmp", %subtree, priority, %status, retry_in = ?retry_in,
+                        "The AgentX master still refuses the subtree.");
+                } else if status == ErrorStatus::DUPLICATE_REGISTRATION {
                     error!(target: "snmp", %subtree, priority, %status, retry_in = ?retry_in,
                         "The AgentX master refused to register the subtree: another subagent \
                          registered it already at this priority. The other subtrees are \

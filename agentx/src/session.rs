@@ -159,6 +159,9 @@ struct Connection {
     refused: Vec<usize>,
     retry_at: Option<Instant>,
     retry_delay: Duration,
+    /// (registration, status) refusals logged as errors on this session:
+    /// a master that keeps refusing is said once, not every retry.
+    refusals_told: Vec<(usize, ErrorStatus)>,
 }
 
 impl Connection {
@@ -173,6 +176,7 @@ impl Connection {
             refused: Vec::new(),
             retry_at: None,
             retry_delay: REGISTER_RETRY_FIRST,
+            refusals_told: Vec::new(),
         }
     }
 
@@ -718,6 +722,7 @@ impl Session {
                 conn.setup_outstanding = conn.setup_outstanding.saturating_sub(1);
                 if let Some(reg) = self.config.registrations.get(i) {
                     if r.error.is_ok() {
+                        conn.refusals_told.retain(|(j, _)| *j != i);
                         Event::Registered {
                             subtree: &reg.subtree,
                             priority: reg.priority,
@@ -733,11 +738,16 @@ impl Session {
                             conn.retry_delay = (retry_in * 2).min(REGISTER_RETRY_MAX);
                         }
                         conn.refused.push(i);
+                        let first = !conn.refusals_told.contains(&(i, r.error));
+                        if first {
+                            conn.refusals_told.push((i, r.error));
+                        }
                         Event::RegistrationRefused {
                             subtree: &reg.subtree,
                             priority: reg.priority,
                             status: r.error,
                             retry_in,
+                            first,
                         }
                         .emit(health);
                     }

@@ -645,6 +645,28 @@ async fn duplicate_registration_is_logged_and_the_rest_is_served() {
         }))
         .await;
     assert_eq!(response(&resp).varbinds[0].value, Value::Gauge32(9));
+    // The refused registration is sent again on this session (after 5 s),
+    // and refused again: counted, but not logged as an error a second
+    // time (a master that keeps refusing would fill the log).
+    let retry = loop {
+        let pdu = m.recv().await;
+        match &pdu.payload {
+            Payload::Register(_) => break pdu,
+            Payload::Ping(_) => m.respond(&pdu, 1, ErrorStatus::NO_ERROR).await,
+            other => panic!("unexpected {other:?}"),
+        }
+    };
+    m.respond(&retry, 1, ErrorStatus::DUPLICATE_REGISTRATION)
+        .await;
+    wait_health(&sub, "the second refusal", |h| h.errors == 2).await;
+    let text = logs.text();
+    assert_eq!(
+        text.lines()
+            .filter(|l| l.contains("ERROR") && l.contains("duplicateRegistration"))
+            .count(),
+        1,
+        "one error line for one cause:\n{text}"
+    );
     // After a reconnect, the refused registration is tried again.
     drop(m);
     let mut m = Master::accept(&listener).await;
