@@ -131,11 +131,17 @@ fn quarantine(cmd: QuarantineCommand) -> ExitCode {
         QuarantineCommand::Show { id, config, .. } => {
             (&config.config, Request::QuarantineShow { id: id.clone() })
         }
-        QuarantineCommand::Release { id, to, config } => (
+        QuarantineCommand::Release {
+            id,
+            to,
+            learn_ham,
+            config,
+        } => (
             &config.config,
             Request::QuarantineRelease {
                 id: id.clone(),
                 to: to.clone(),
+                learn_ham: *learn_ham,
             },
         ),
         QuarantineCommand::Remove { id, config } => {
@@ -155,19 +161,32 @@ fn quarantine(cmd: QuarantineCommand) -> ExitCode {
     match cmd {
         QuarantineCommand::List { filter, .. } => print_entries(&data, filter.json, "quarantine"),
         QuarantineCommand::Show { raw, .. } => print_entry(&data, raw),
-        QuarantineCommand::Release { .. } => out!(
-            "Released {} as queue ID {} to {}.",
-            data["id"].as_str().unwrap_or("?"),
-            data["queue_id"].as_str().unwrap_or("?"),
-            data["to"]
-                .as_array()
-                .map(|a| a
-                    .iter()
-                    .filter_map(|v| v.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", "))
-                .unwrap_or_default()
-        ),
+        QuarantineCommand::Release { .. } => {
+            out!(
+                "Released {} as queue ID {} to {}.",
+                data["id"].as_str().unwrap_or("?"),
+                data["queue_id"].as_str().unwrap_or("?"),
+                data["to"]
+                    .as_array()
+                    .map(|a| a
+                        .iter()
+                        .filter_map(|v| v.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "))
+                    .unwrap_or_default()
+            );
+            match data["learnt"].as_str() {
+                Some("new") => out!("Learnt as ham."),
+                Some("moved") => out!("Learnt as ham (it had been learnt as spam)."),
+                Some(_) => out!("Already learnt as ham."),
+                None => {}
+            }
+            // The release stands: a failed lesson is a warning, and the
+            // exit status stays 0 so that a script does not release twice.
+            if let Some(e) = data["learn_error"].as_str() {
+                eprintln!("mailward: warning: released, but not learnt as ham: {e}");
+            }
+        }
         QuarantineCommand::Remove { id, .. } => out!("{id} removed."),
         QuarantineCommand::Purge { .. } => {
             out!(

@@ -125,6 +125,36 @@ fn spam_is_refused_in_session_marked_or_quarantined_per_group() -> Result<()> {
     f.check(q.lines().count() == 1, || {
         format!("one spam in quarantine: {q}")
     });
+    // The administrator decides it was wanted after all: released, and
+    // taught to the classifier as ham (once, however often it is said).
+    let entry: serde_json::Value =
+        serde_json::from_str(q.lines().next().context("no quarantine entry")?)?;
+    let id = entry["id"].as_str().context("no entry id")?.to_string();
+    let out = gw
+        .daemon
+        .cli_ok(&["quarantine", "release", &id, "--learn-ham"])?;
+    f.check(
+        out.contains(&format!("Released {id} as queue ID ")) && out.contains("Learnt as ham."),
+        || format!("release --learn-ham: {out}"),
+    );
+    let again = gw.daemon.cli_ok(&[
+        "quarantine",
+        "release",
+        &id,
+        "--learn-ham",
+        "--to",
+        "analyst@example.com",
+    ])?;
+    f.check(again.contains("Already learnt as ham."), || {
+        format!("the second lesson: {again}")
+    });
+    let status: serde_json::Value =
+        serde_json::from_str(&gw.daemon.cli_ok(&["spam", "status", "--json"])?)?;
+    f.check(
+        status["site"]["ham"] == 1 && status["site"]["spam"] == 0,
+        || format!("one ham learnt in the site model: {status}"),
+    );
+    gw.sink.wait_for_count(4, DELIVERY_TIMEOUT)?;
     // The log names every test with its weight.
     let log = gw.daemon.full_log();
     f.check(

@@ -75,6 +75,9 @@ pub enum Request {
     QuarantineRelease {
         id: String,
         to: Option<String>,
+        /// Also teach the spam classifier that it is ham.
+        #[serde(default)]
+        learn_ham: bool,
     },
     QuarantineRemove {
         id: String,
@@ -215,7 +218,9 @@ async fn handle(gw: &Gateway, req: Request) -> Response {
                 .and_then(|l| serde_json::to_value(l).map_err(|e| e.to_string())),
         ),
         Request::QuarantineShow { id } => answer(stores::show(&gw.stores.quarantine, id).await),
-        Request::QuarantineRelease { id, to } => answer(stores::release(gw, id, to).await),
+        Request::QuarantineRelease { id, to, learn_ham } => {
+            answer(stores::release(gw, id, to, learn_ham).await)
+        }
         Request::QuarantineRemove { id } => answer(stores::remove(&gw.stores.quarantine, id).await),
         Request::QuarantinePurge { older_than } => {
             answer(stores::purge(&gw.stores.quarantine, older_than).await)

@@ -184,7 +184,7 @@ pub enum QuarantineCommand {
     },
     /// Queues a quarantined message for its recipients (or --to), without checking it again.
     #[command(
-        after_help = "The entry stays (with the release noted) until it expires or is removed.\n\nExample:\n  mailward quarantine release 1A22E10E77891C7A --config mailward.toml\n  mailward quarantine release 1A22E10E77891C7A --to analyst@example.com --config mailward.toml"
+        after_help = "The entry stays (with the release noted) until it expires or is removed.\n\nExample:\n  mailward quarantine release 1A22E10E77891C7A --config mailward.toml\n  mailward quarantine release 1A22E10E77891C7A --to analyst@example.com --config mailward.toml\n  mailward quarantine release 1A22E10E77891C7A --learn-ham --config mailward.toml   # a spam false positive"
     )]
     Release {
         /// The entry ID.
@@ -192,6 +192,10 @@ pub enum QuarantineCommand {
         /// Sends it to this address instead of its recipients.
         #[arg(long, value_name = "ADDRESS")]
         to: Option<String>,
+        /// Also teaches the spam classifier that the message is ham (a
+        /// false positive); the running gateway uses it within 2 s.
+        #[arg(long)]
+        learn_ham: bool,
         #[command(flatten)]
         config: ConfigArg,
     },

@@ -187,11 +187,15 @@ pub async fn send_again(
 }
 
 /// `quarantine release`: sends the message on, and records the release in
-/// the entry (which stays until it expires or is removed).
+/// the entry (which stays until it expires or is removed). With
+/// `learn_ham`, the spam classifier also learns the message as ham (a
+/// false positive released): after the release, which stands whether or
+/// not the learning works.
 pub async fn release(
     gw: &Gateway,
     id: String,
     to: Option<String>,
+    learn_ham: bool,
 ) -> Result<serde_json::Value, String> {
     let store = gw.stores.quarantine.clone();
     let (queue_id, rcpts) = send_again(gw, &store, id.clone(), to, "quarantine").await?;
@@ -211,7 +215,30 @@ pub async fn release(
         to: &rcpts,
     }
     .emit(&gw.stats);
-    Ok(serde_json::json!({ "id": id, "queue_id": queue_id.0, "to": rcpts }))
+    let mut answer = serde_json::json!({ "id": id, "queue_id": queue_id.0, "to": rcpts });
+    if learn_ham {
+        let (s, entry_id, spam) = (store.clone(), id.clone(), gw.scanner.spam.clone());
+        let learnt = tokio::task::spawn_blocking(move || {
+            let (_, bytes) = s.get(&entry_id).map_err(|e| e.to_string())?;
+            spam.learn_now(&bytes, crate::check::spam::model::Class::Ham)
+                .map_err(|e| e.to_string())
+        })
+        .await
+        .unwrap_or_else(|e| Err(format!("the learning task failed: {e}")));
+        match learnt {
+            Ok(l) => {
+                tracing::info!(target: "admin", quarantine_id = %id, learnt = l.as_str(),
+                    "Released message learnt as ham by an administrator.");
+                answer["learnt"] = l.as_str().into();
+            }
+            Err(e) => {
+                tracing::warn!(target: "admin", quarantine_id = %id, error = %e,
+                    "Released, but not learnt as ham.");
+                answer["learn_error"] = e.into();
+            }
+        }
+    }
+    Ok(answer)
 }
 
 /// `remove`: one entry.

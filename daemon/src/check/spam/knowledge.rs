@@ -183,6 +183,22 @@ impl Shared {
     /// Autolearn: when `[spam] autolearn` is on and the verdict teaches
     /// something ([`super::autolearn::lesson`]), the message is queued to be
     /// learnt.
+    /// Learns one message as `class` now, into the site's store: an
+    /// administrator's verdict (a quarantined message released as not
+    /// spam). Unlike autolearn it is not queued or dropped; the watcher
+    /// reads the new model within [`RECHECK`] like any other change.
+    pub fn learn_now(
+        &self,
+        raw: &[u8],
+        class: super::model::Class,
+    ) -> Result<super::model::Learnt, super::store::StoreError> {
+        let (digest, tokens) = super::for_learning(raw);
+        self.store.update(|model| {
+            let learnt = model.learn(digest, &tokens, class);
+            super::store::Edit::when(learnt != super::model::Learnt::Already, learnt)
+        })
+    }
+
     pub fn autolearn(&self, raw: &Arc<Vec<u8>>, evidence: &super::Evidence) {
         let on = match self.config.read() {
             Ok(c) => c.spam.autolearn,

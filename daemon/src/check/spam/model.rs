@@ -81,6 +81,16 @@ pub enum Learnt {
     Moved,
 }
 
+impl Learnt {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Learnt::New => "new",
+            Learnt::Already => "already",
+            Learnt::Moved => "moved",
+        }
+    }
+}
+
 impl Model {
     /// Learns one message (its digest and tokens) as `class`.
     pub fn learn(&mut self, digest: u64, tokens: &[u64], class: Class) -> Learnt {
