@@ -129,8 +129,10 @@ impl Pool {
         let mut tally = LookupTally::default();
         let candidates = route::candidates(dns, &mut tally, dest).await;
         if !tally.is_empty() {
-            recent.note(tally.answered + tally.not_found, tally.failed);
+            // The statistics first: whoever sees the look-ups in the status
+            // window finds them counted too.
             self.stats.record(&tally.event());
+            recent.note(tally.answered + tally.not_found, tally.failed);
         }
         let candidates = candidates?;
         let client = connect_first(&candidates, settings, dest.tls(), &self.stats).await?;
