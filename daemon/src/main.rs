@@ -144,9 +144,17 @@ fn quarantine(cmd: QuarantineCommand) -> ExitCode {
                 learn_ham: *learn_ham,
             },
         ),
-        QuarantineCommand::Remove { id, config } => {
-            (&config.config, Request::QuarantineRemove { id: id.clone() })
-        }
+        QuarantineCommand::Remove {
+            id,
+            learn_spam,
+            config,
+        } => (
+            &config.config,
+            Request::QuarantineRemove {
+                id: id.clone(),
+                learn_spam: *learn_spam,
+            },
+        ),
         QuarantineCommand::Purge { older_than, config } => (
             &config.config,
             Request::QuarantinePurge {
@@ -187,7 +195,15 @@ fn quarantine(cmd: QuarantineCommand) -> ExitCode {
                 eprintln!("mailward: warning: released, but not learnt as ham: {e}");
             }
         }
-        QuarantineCommand::Remove { id, .. } => out!("{id} removed."),
+        QuarantineCommand::Remove { id, .. } => {
+            match data["learnt"].as_str() {
+                Some("new") => out!("Learnt as spam."),
+                Some("moved") => out!("Learnt as spam (it had been learnt as ham)."),
+                Some(_) => out!("Already learnt as spam."),
+                None => {}
+            }
+            out!("{id} removed.")
+        }
         QuarantineCommand::Purge { .. } => {
             out!(
                 "{} entr(ies) removed.",

@@ -154,6 +154,26 @@ fn spam_is_refused_in_session_marked_or_quarantined_per_group() -> Result<()> {
         status["site"]["ham"] == 1 && status["site"]["spam"] == 0,
         || format!("one ham learnt in the site model: {status}"),
     );
+    // On second thoughts it was spam: learnt as spam (moved from ham), then
+    // removed.
+    let out = gw
+        .daemon
+        .cli_ok(&["quarantine", "remove", &id, "--learn-spam"])?;
+    f.check(
+        out.contains("Learnt as spam (it had been learnt as ham).")
+            && out.contains(&format!("{id} removed.")),
+        || format!("remove --learn-spam: {out}"),
+    );
+    let status: serde_json::Value =
+        serde_json::from_str(&gw.daemon.cli_ok(&["spam", "status", "--json"])?)?;
+    f.check(
+        status["site"]["ham"] == 0 && status["site"]["spam"] == 1,
+        || format!("moved to spam in the site model: {status}"),
+    );
+    let left = gw.daemon.cli_ok(&["quarantine", "list", "--json"])?;
+    f.check(left.trim().is_empty(), || {
+        format!("the entry is gone: {left}")
+    });
     gw.sink.wait_for_count(4, DELIVERY_TIMEOUT)?;
     // The log names every test with its weight.
     let log = gw.daemon.full_log();

@@ -81,6 +81,9 @@ pub enum Request {
     },
     QuarantineRemove {
         id: String,
+        /// Teach the spam classifier that it is spam before removing it.
+        #[serde(default)]
+        learn_spam: bool,
     },
     QuarantinePurge {
         older_than: u64,
@@ -221,7 +224,11 @@ async fn handle(gw: &Gateway, req: Request) -> Response {
         Request::QuarantineRelease { id, to, learn_ham } => {
             answer(stores::release(gw, id, to, learn_ham).await)
         }
-        Request::QuarantineRemove { id } => answer(stores::remove(&gw.stores.quarantine, id).await),
+        Request::QuarantineRemove { id, learn_spam } => answer(if learn_spam {
+            stores::remove_as_spam(gw, id).await
+        } else {
+            stores::remove(&gw.stores.quarantine, id).await
+        }),
         Request::QuarantinePurge { older_than } => {
             answer(stores::purge(&gw.stores.quarantine, older_than).await)
         }

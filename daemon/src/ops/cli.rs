@@ -201,11 +201,15 @@ pub enum QuarantineCommand {
     },
     /// Removes one quarantined message for good.
     #[command(
-        after_help = "Example:\n  mailward quarantine remove 1A22E10E77891C7A --config mailward.toml"
+        after_help = "Example:\n  mailward quarantine remove 1A22E10E77891C7A --config mailward.toml\n  mailward quarantine remove 1A22E10E77891C7A --learn-spam --config mailward.toml   # spam indeed"
     )]
     Remove {
         /// The entry ID.
         id: String,
+        /// First teaches the spam classifier that the message is spam (it
+        /// is removed only once learnt); the running gateway uses it within 2 s.
+        #[arg(long)]
+        learn_spam: bool,
         #[command(flatten)]
         config: ConfigArg,
     },

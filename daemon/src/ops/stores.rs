@@ -4,6 +4,7 @@
 //! owns the stores and the spool, does it, so that a released message is
 //! spooled durably and queued like any other.
 
+use crate::check::spam::model::{Class, Learnt};
 use crate::envelope::{Envelope, QueueId, Recipient};
 use crate::events::QuarantineReleased;
 use crate::gateway::Gateway;
@@ -217,15 +218,7 @@ pub async fn release(
     .emit(&gw.stats);
     let mut answer = serde_json::json!({ "id": id, "queue_id": queue_id.0, "to": rcpts });
     if learn_ham {
-        let (s, entry_id, spam) = (store.clone(), id.clone(), gw.scanner.spam.clone());
-        let learnt = tokio::task::spawn_blocking(move || {
-            let (_, bytes) = s.get(&entry_id).map_err(|e| e.to_string())?;
-            spam.learn_now(&bytes, crate::check::spam::model::Class::Ham)
-                .map_err(|e| e.to_string())
-        })
-        .await
-        .unwrap_or_else(|e| Err(format!("the learning task failed: {e}")));
-        match learnt {
+        match learn_entry(gw, &store, &id, Class::Ham).await {
             Ok(l) => {
                 tracing::info!(target: "admin", quarantine_id = %id, learnt = l.as_str(),
                     "Released message learnt as ham by an administrator.");
@@ -238,6 +231,37 @@ pub async fn release(
             }
         }
     }
+    Ok(answer)
+}
+
+/// Teaches the spam classifier entry `id` of `store` as `class`, now.
+async fn learn_entry(
+    gw: &Gateway,
+    store: &Arc<Store>,
+    id: &str,
+    class: Class,
+) -> Result<Learnt, String> {
+    let (s, entry_id, spam) = (store.clone(), id.to_string(), gw.scanner.spam.clone());
+    tokio::task::spawn_blocking(move || {
+        let (_, bytes) = s.get(&entry_id).map_err(|e| e.to_string())?;
+        spam.learn_now(&bytes, class).map_err(|e| e.to_string())
+    })
+    .await
+    .unwrap_or_else(|e| Err(format!("the learning task failed: {e}")))
+}
+
+/// `quarantine remove --learn-spam`: the administrator confirms a
+/// quarantined message is spam. It is learnt first and removed only once
+/// learnt, so a lesson that fails loses nothing (try again).
+pub async fn remove_as_spam(gw: &Gateway, id: String) -> Result<serde_json::Value, String> {
+    let store = gw.stores.quarantine.clone();
+    let learnt = learn_entry(gw, &store, &id, Class::Spam)
+        .await
+        .map_err(|e| format!("not learnt as spam, so not removed: {e}"))?;
+    tracing::info!(target: "admin", quarantine_id = %id, learnt = learnt.as_str(),
+        "Quarantined message learnt as spam by an administrator.");
+    let mut answer = remove(&store, id).await?;
+    answer["learnt"] = learnt.as_str().into();
     Ok(answer)
 }
 
