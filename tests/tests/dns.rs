@@ -14,6 +14,24 @@ fn listed_in(zone: &str) -> String {
     format!("--host-record=1.0.0.127.{zone},127.0.0.2")
 }
 
+/// A DNS server that takes queries and never answers: the socket (keep
+/// it) and its address for `access.dns_resolver`.
+fn silent_dns() -> Result<(std::net::UdpSocket, String)> {
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0")?;
+    let address = silent.local_addr()?.to_string();
+    Ok((silent, address))
+}
+
+/// Delivery's DNS look-ups so far: (answered, not found, failed).
+fn delivery_lookups(stats: &mailward_e2e::stats::StatsSetup) -> Result<(f64, f64, f64)> {
+    let m = stats.scrape()?;
+    let n = |r: &str| {
+        m.get("mailward_delivery_dns_lookups_total", &[("result", r)])
+            .unwrap_or(-1.0)
+    };
+    Ok((n("answered"), n("not_found"), n("failed")))
+}
+
 /// One session with one plain message from `from` to `to`, accepted.
 fn send_plain(port: u16, from: &str, to: &str) -> Result<()> {
     let mut c = SmtpClient::connect_ok(port)?;
@@ -136,13 +154,8 @@ fn route_by_mx_reaches_the_mx_host() -> Result<()> {
     assert_eq!(messages[0].recipients(), ["user@mx.test"]);
     assert_eq!(messages[0].queue_ids(), [id]);
     // The MX and the MX host's address, both answered.
-    let m = stats.scrape()?;
-    let lookups = |r: &str| {
-        m.get("mailward_delivery_dns_lookups_total", &[("result", r)])
-            .unwrap_or(-1.0)
-    };
     assert_eq!(
-        (lookups("answered"), lookups("not_found"), lookups("failed")),
+        delivery_lookups(&stats)?,
         (2.0, 0.0, 0.0),
         "delivery's look-ups (answered, not found, failed)"
     );
@@ -179,8 +192,7 @@ fn a_dns_server_that_never_answers_delays_mail_but_does_not_stop_it() -> Result<
     // DNSBL at connect, SPF at MAIL, DMARC and the URI list after DATA)
     // against a server that takes the queries and never answers.
     let dir = TestDir::new("dns-silent")?;
-    let silent = std::net::UdpSocket::bind("127.0.0.1:0")?;
-    let resolver = silent.local_addr()?.to_string();
+    let (_silent, resolver) = silent_dns()?;
     let sink = Sink::start(dir.path(), "sink")?;
     let stats = mailward_e2e::stats::StatsSetup::new(dir.path());
     let daemon = Daemon::start(
@@ -253,8 +265,7 @@ fn a_relay_routing_by_mx_says_when_its_dns_server_is_dead() -> Result<()> {
     // delivery asks the DNS, and `mailward status` must still see that the
     // server does not answer, and say that mail waits for it.
     let dir = TestDir::new("dns-silent-mx")?;
-    let silent = std::net::UdpSocket::bind("127.0.0.1:0")?;
-    let resolver = silent.local_addr()?.to_string();
+    let (_silent, resolver) = silent_dns()?;
     let stats = mailward_e2e::stats::StatsSetup::new(dir.path());
     let daemon = Daemon::start(
         &stats
@@ -293,17 +304,10 @@ fn a_relay_routing_by_mx_says_when_its_dns_server_is_dead() -> Result<()> {
     );
     // The SRE's side of it: the delivery look-ups by result (what the
     // MailwardDnsFailing alert reads).
-    let m = stats.scrape()?;
-    let lookups = |r: &str| {
-        m.get("mailward_delivery_dns_lookups_total", &[("result", r)])
-            .unwrap_or(-1.0)
-    };
+    let (answered, not_found, failed) = delivery_lookups(&stats)?;
     assert!(
-        lookups("failed") >= 5.0 && lookups("answered") == 0.0 && lookups("not_found") == 0.0,
-        "delivery's look-ups counted as failed: {} failed, {} answered, {} not found",
-        lookups("failed"),
-        lookups("answered"),
-        lookups("not_found")
+        failed >= 5.0 && answered == 0.0 && not_found == 0.0,
+        "delivery's look-ups counted as failed: {failed} failed, {answered} answered, {not_found} not found"
     );
     // The mail waits, deferred for the DNS, not bounced (each attempt
     // records its deferral a moment after its look-up failed).

@@ -72,15 +72,43 @@ impl Inner {
 }
 
 /// An administrator's hold or release, taken out of the schedule until the
-/// spool has recorded it: [`Queue::settle`] then puts the message back as
+/// spool has recorded it: [`Pending::settle`] then puts the message back as
 /// changed, or as it was when the spool could not record the change. While
 /// it is pending, delivery cannot take the message, so a release that the
-/// spool fails to record cannot race an attempt that already started.
+/// spool fails to record cannot race an attempt that already started. A
+/// change dropped unsettled (its task cancelled) puts the message back as
+/// it was, rather than leaving it out of the schedule until a restart.
 #[must_use = "a pending change keeps its message out of the schedule until it is settled"]
-pub struct Pending {
-    before: Envelope,
+pub struct Pending<'q> {
+    queue: &'q Queue,
+    /// The envelope as it was; None once settled.
+    before: Option<Envelope>,
     /// The envelope as the change makes it: what the spool records.
     pub after: Envelope,
+}
+
+impl Pending<'_> {
+    /// Ends the change: the message goes back to the schedule as changed
+    /// when the spool `recorded` it, as it was otherwise.
+    pub fn settle(mut self, recorded: bool) {
+        let before = self.before.take();
+        let back = if recorded {
+            Some(self.after.clone())
+        } else {
+            before
+        };
+        if let Some(env) = back {
+            self.queue.complete(env);
+        }
+    }
+}
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        if let Some(before) = self.before.take() {
+            self.queue.complete(before);
+        }
+    }
 }
 
 #[derive(Default)]
@@ -181,7 +209,7 @@ impl Queue {
 
     /// Holds a message: out of the schedule until it is released. The
     /// change takes effect when it is settled, after the spool recorded it.
-    pub fn hold(&self, id: &QueueId) -> Result<Pending, QueueError> {
+    pub fn hold(&self, id: &QueueId) -> Result<Pending<'_>, QueueError> {
         self.change(id, |env| {
             if env.held {
                 return Err(QueueError::AlreadyHeld(env.id.clone()));
@@ -192,7 +220,7 @@ impl Queue {
     }
 
     /// Releases a held message, due at once once the change is settled.
-    pub fn release(&self, id: &QueueId) -> Result<Pending, QueueError> {
+    pub fn release(&self, id: &QueueId) -> Result<Pending<'_>, QueueError> {
         self.change(id, |env| {
             if !env.held {
                 return Err(QueueError::NotHeld(env.id.clone()));
@@ -209,7 +237,7 @@ impl Queue {
         &self,
         id: &QueueId,
         edit: impl FnOnce(&mut Envelope) -> Result<(), QueueError>,
-    ) -> Result<Pending, QueueError> {
+    ) -> Result<Pending<'_>, QueueError> {
         let mut inner = self.inner.lock().map_err(|_| QueueError::Poisoned)?;
         let entry = at_rest(&mut inner.entries, id)?;
         let mut after = entry.envelope.clone();
@@ -217,17 +245,11 @@ impl Queue {
         entry.in_flight = true;
         let before = entry.envelope.clone();
         inner.due.remove(&(before.next_attempt, id.clone()));
-        Ok(Pending { before, after })
-    }
-
-    /// Ends a pending change: the message goes back to the schedule as
-    /// changed when the spool `recorded` it, as it was otherwise.
-    pub fn settle(&self, pending: Pending, recorded: bool) {
-        self.complete(if recorded {
-            pending.after
-        } else {
-            pending.before
-        });
+        Ok(Pending {
+            queue: self,
+            before: Some(before),
+            after,
+        })
     }
 
     /// Takes a message out of the queue (the caller records it in the spool).
@@ -348,10 +370,10 @@ mod tests {
 
     /// Holds or releases `id` as the admin command does when the spool
     /// records the change.
-    fn recorded(q: &Queue, p: Result<Pending, QueueError>) -> Result<Envelope, QueueError> {
+    fn recorded(p: Result<Pending<'_>, QueueError>) -> Result<Envelope, QueueError> {
         let p = p?;
         let after = p.after.clone();
-        q.settle(p, true);
+        p.settle(true);
         Ok(after)
     }
 
@@ -361,7 +383,7 @@ mod tests {
         let e = env(0);
         let id = e.id.clone();
         q.enqueue(e);
-        assert!(recorded(&q, q.hold(&id)).unwrap().held);
+        assert!(recorded(q.hold(&id)).unwrap().held);
         assert!(matches!(q.hold(&id), Err(QueueError::AlreadyHeld(_))));
         assert!(q.take_due(10).0.is_empty(), "held, yet due");
         assert_eq!(q.flush(), 0, "a flush releases nothing");
@@ -372,7 +394,7 @@ mod tests {
         q.enqueue(again);
         assert!(q.take_due(10).0.is_empty());
         assert_eq!(q.held(), 1);
-        let released = recorded(&q, q.release(&id)).unwrap();
+        let released = recorded(q.release(&id)).unwrap();
         assert_eq!(q.held(), 0);
         assert!(!released.held && released.next_attempt == 0);
         assert!(matches!(q.release(&id), Err(QueueError::NotHeld(_))));
@@ -389,7 +411,7 @@ mod tests {
         let e = env(0);
         let id = e.id.clone();
         q.enqueue(e);
-        recorded(&q, q.hold(&id)).unwrap();
+        recorded(q.hold(&id)).unwrap();
         // A release being recorded: not due yet, and not changeable twice.
         let pending = q.release(&id).unwrap();
         assert!(!pending.after.held);
@@ -401,17 +423,28 @@ mod tests {
         assert!(q.get(&id).unwrap().held, "changed before it was recorded");
         // The spool could not record it: still held, and holdable again
         // later, never half released.
-        q.settle(pending, false);
+        pending.settle(false);
         assert!(q.get(&id).unwrap().held);
         assert_eq!(q.held(), 1);
         assert!(q.take_due(10).0.is_empty());
         // A hold the spool cannot record leaves the message due as before.
-        recorded(&q, q.release(&id)).unwrap();
+        recorded(q.release(&id)).unwrap();
         let pending = q.hold(&id).unwrap();
         assert!(q.take_due(10).0.is_empty(), "due while a hold is recorded");
-        q.settle(pending, false);
+        pending.settle(false);
         assert_eq!(q.held(), 0);
         assert_eq!(q.take_due(10).0.len(), 1);
         assert_eq!(q.size(), (1, 10));
+    }
+
+    #[test]
+    fn a_change_dropped_unsettled_puts_the_message_back_as_it_was() {
+        let q = Queue::new();
+        let e = env(0);
+        let id = e.id.clone();
+        q.enqueue(e);
+        drop(q.hold(&id).unwrap());
+        assert!(!q.get(&id).unwrap().held);
+        assert_eq!(q.take_due(10).0.len(), 1, "due again, not stuck in flight");
     }
 }

@@ -368,7 +368,7 @@ async fn hold_or_release(gw: &Gateway, id: &str, hold: bool) -> Response {
         Err(e) => return err(e.to_string()),
     };
     let recorded = gw.spool.update(&pending.after).await;
-    gw.queue.settle(pending, recorded.is_ok());
+    pending.settle(recorded.is_ok());
     if let Err(e) = recorded {
         return err(format!(
             "cannot record it in the spool, so nothing changed: {e}"
