@@ -48,6 +48,10 @@ impl DnsError {
     }
 }
 
+/// Less DNS time than this left for the URI lists of a message: not worth
+/// a query (an answer cannot come back in time, short of a cached one).
+const MIN_URI_BUDGET: Duration = Duration::from_millis(10);
+
 /// What DNSBL look-ups gave, for the statistics.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct DnsblTally {
@@ -305,23 +309,47 @@ impl Dns {
     }
 
     /// Which of `domains` the URI lists `zones` hold (SURBL, URIBL: the
-    /// zone lists registered domains as `DOMAIN.ZONE`), all asked at once:
-    /// (index of the zone, domain) per listing, and what the look-ups gave.
-    /// An answer outside 127.0.0.0/8 is not a listing (a wildcard or a
-    /// hijacked zone) and neither is 127.0.0.1 (SURBL's "query refused").
+    /// zone lists registered domains as `DOMAIN.ZONE`), all asked at once
+    /// and waited for at most `budget` (what is left of the message's DNS
+    /// time after DKIM and DMARC): (index of the zone, domain) per listing,
+    /// and what the look-ups gave. A look-up without an answer in time,
+    /// or not asked because the budget was spent, counts as failed (the
+    /// link as not listed), and the failures of one message make one log
+    /// line. An answer outside 127.0.0.0/8 is not a listing (a wildcard or
+    /// a hijacked zone) and neither is 127.0.0.1 (SURBL's "query refused").
     pub async fn uri_listed(
         &self,
         domains: &[String],
         zones: &[&str],
+        budget: Duration,
+        queue_id: &str,
     ) -> (Vec<(usize, String)>, DnsblTally) {
+        let mut tally = DnsblTally::default();
+        let mut listed = Vec::new();
+        let asked = (domains.len() * zones.len()) as u64;
+        if budget < MIN_URI_BUDGET {
+            tally.failed = asked;
+            if asked > 0 {
+                tracing::warn!(target: "scan", queue_id = %queue_id, lookups = asked,
+                    "URI lists not asked: DKIM and DMARC used up this message's DNS time (timeouts.dns); its links count as not listed.");
+            }
+            return (listed, tally);
+        }
         let lookups = zones.iter().enumerate().flat_map(|(z, zone)| {
             domains.iter().map(move |d| async move {
                 let name = format!("{d}.{}", zone.trim_end_matches('.'));
-                (z, d, self.list_entry(&name).await)
+                let answer = match tokio::time::timeout(budget, self.list_entry(&name)).await {
+                    Ok(r) => r,
+                    Err(_) => Err(DnsError::Temporary {
+                        name,
+                        kind: "A",
+                        message: "timed out".into(),
+                    }),
+                };
+                (z, d, answer)
             })
         });
-        let mut tally = DnsblTally::default();
-        let mut listed = Vec::new();
+        let mut first_failure = None;
         for (z, d, r) in futures_util::future::join_all(lookups).await {
             match r {
                 Ok(Some(IpAddr::V4(a)))
@@ -333,9 +361,14 @@ impl Dns {
                 Ok(_) => tally.not_listed += 1,
                 Err(e) => {
                     tally.failed += 1;
-                    tracing::warn!(target: "scan", zone = %zones[z], error = %e, "URI list look-up failed; treating the link as not listed.");
+                    first_failure.get_or_insert((z, e));
                 }
             }
+        }
+        if let Some((z, e)) = first_failure {
+            tracing::warn!(target: "scan", queue_id = %queue_id, failed = tally.failed, lookups = asked,
+                zone = %zones[z], error = %e,
+                "URI list look-ups failed; those links count as not listed.");
         }
         (listed, tally)
     }
@@ -457,6 +490,38 @@ mod tests {
         assert_eq!(r.failed_of(), (4, 64));
         r.note(1000, 0);
         assert_eq!(r.failed_of(), (0, 64));
+    }
+
+    #[tokio::test]
+    async fn uri_lists_wait_no_longer_than_the_budget_left_to_the_message() {
+        // A server that takes the queries and never answers.
+        let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let dns = Dns::new(Some(silent.local_addr().unwrap()), Duration::from_secs(5)).unwrap();
+        let domains = vec!["deals.test".to_string(), "other.test".to_string()];
+        let zones = ["uri.test", "uri2.test"];
+        // What DKIM/DMARC left: 300 ms of the 5 s.
+        let asked = std::time::Instant::now();
+        let (listed, tally) = dns
+            .uri_listed(&domains, &zones, Duration::from_millis(300), "Q1")
+            .await;
+        let waited = asked.elapsed();
+        assert!(listed.is_empty());
+        assert_eq!(tally.failed, 4, "every look-up without an answer failed");
+        assert!(
+            waited < Duration::from_secs(4),
+            "waited {waited:?}: the look-ups had 300 ms, not timeouts.dns"
+        );
+        // Nothing left: nothing asked, every look-up counted as failed.
+        let (listed, tally) = dns.uri_listed(&domains, &zones, Duration::ZERO, "Q2").await;
+        assert!(listed.is_empty());
+        assert_eq!(
+            tally,
+            DnsblTally {
+                listed: 0,
+                not_listed: 0,
+                failed: 4
+            }
+        );
     }
 
     #[test]

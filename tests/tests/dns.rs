@@ -205,7 +205,12 @@ fn a_dns_server_that_never_answers_delays_mail_but_does_not_stop_it() -> Result<
             .set_list("spam", "dnsbl", &["score.test:3.0"])
             .set_list("spam", "surbl", &["uri.test:3.5"])
             .set_str("access", "dns_resolver", &resolver)
-            .set_str("timeouts", "dns", "3s"),
+            .set_str("timeouts", "dns", "3s")
+            // DKIM/DMARC and the URI list share one DNS timeout after
+            // DATA (3 s): one after the other, each with its own (6 s),
+            // they would outlast this, and the verdict would come after
+            // the 250.
+            .set_str("timeouts", "scan_in_session", "5s"),
     )?;
     // Three zones at connect, asked together: the greeting waits for one
     // DNS timeout (3 s), not three in a row (9 s).
@@ -242,6 +247,17 @@ fn a_dns_server_that_never_answers_delays_mail_but_does_not_stop_it() -> Result<
         "SPF without an answer is temperror"
     );
     assert_eq!(failed("mailward_surbl_lookups_total", "failed"), 1.0);
+    let log = daemon.log();
+    assert!(
+        !log.contains("The checks go on after the reply"),
+        "the verdict was given in the session (within timeouts.scan_in_session):\n{log}"
+    );
+    assert_eq!(
+        log.matches("URI lists not asked: DKIM and DMARC used up this message's DNS time")
+            .count(),
+        1,
+        "the URI list was not asked once DMARC had waited the DNS timeout:\n{log}"
+    );
     // And `mailward status` says what to look at.
     let status: serde_json::Value = serde_json::from_str(&daemon.cli_ok(&["status", "--json"])?)?;
     assert_eq!(status["dns"]["resolver"], resolver.as_str());

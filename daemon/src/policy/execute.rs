@@ -73,9 +73,16 @@ async fn judge_checks(
     let started = std::time::Instant::now();
     let spam_wanted = partitions.iter().any(|p| p.policy.check_spam);
     let mut env = env.clone();
+    // After DATA the DNS gets one `timeouts.dns` per message, shared by
+    // DKIM/DMARC and the URI lists (asked after the scan, which reads the
+    // DKIM/DMARC results): with a dead DNS server the reply to DATA waits
+    // one timeout, not two, and stays within `timeouts.scan_in_session`.
+    let dns_time = gw.dns().timeout();
+    let authenticating = std::time::Instant::now();
     if spam_wanted {
         authenticate(gw, &cfg, &mut env, &raw).await;
     }
+    let uri_budget = dns_time.saturating_sub(authenticating.elapsed());
     let env = Arc::new(env);
     // The checks, and the plans in the same job when no URI list must be
     // asked in between (the usual case: one trip to a worker).
@@ -109,7 +116,7 @@ async fn judge_checks(
         Ok(FirstTrip::AskUriLists(report)) => report,
         Err(_) => return failed(partitions),
     };
-    uri_lists(gw, &cfg, &mut report).await;
+    uri_lists(gw, &cfg, &mut report, uri_budget, &env.id.0).await;
     let (job_env, job_parts) = (env.clone(), partitions.clone());
     let job = gw
         .scanner
@@ -205,12 +212,22 @@ async fn authenticate(
 
 /// The URI DNS lists (`[spam] surbl`) for the registered domains the spam
 /// check found, into its evidence; counted by result.
-async fn uri_lists(gw: &Gateway, cfg: &crate::config::Config, report: &mut crate::check::Report) {
+/// `budget`: the DNS time left to this message.
+async fn uri_lists(
+    gw: &Gateway,
+    cfg: &crate::config::Config,
+    report: &mut crate::check::Report,
+    budget: std::time::Duration,
+    queue_id: &str,
+) {
     let Some(evidence) = report.spam.as_mut() else {
         return;
     };
     let zones: Vec<&str> = cfg.spam.surbl.iter().map(|z| z.zone.as_str()).collect();
-    let (listed, tally) = gw.dns().uri_listed(&evidence.uri_domains, &zones).await;
+    let (listed, tally) = gw
+        .dns()
+        .uri_listed(&evidence.uri_domains, &zones, budget, queue_id)
+        .await;
     gw.count_lookups(
         &mailward_metrics::Event::SurblLookups {
             listed: tally.listed,
