@@ -256,6 +256,7 @@ impl Dns {
             futures_util::future::join_all(zones.iter().map(|z| self.dnsbl_zone(ip, z))).await;
         let mut tally = DnsblTally::default();
         let mut first = None;
+        let mut failures = DnsblFailures::default();
         for (zone, r) in zones.iter().zip(answers) {
             match r {
                 Ok(Some(answer)) => {
@@ -263,15 +264,19 @@ impl Dns {
                     first = first.or_else(|| Some((zone.clone(), answer)));
                 }
                 Ok(None) => tally.not_listed += 1,
-                Err(()) => tally.failed += 1,
+                Err(e) => {
+                    tally.failed += 1;
+                    failures.note(zone, e);
+                }
             }
         }
+        failures.log(ip);
         (first, tally)
     }
 
     /// One zone: Ok(Some(answer)) listed, Ok(None) not listed, Err: no
-    /// usable answer (logged).
-    async fn dnsbl_zone(&self, ip: IpAddr, zone: &str) -> Result<Option<IpAddr>, ()> {
+    /// usable answer.
+    async fn dnsbl_zone(&self, ip: IpAddr, zone: &str) -> Result<Option<IpAddr>, DnsError> {
         let reversed = match ip {
             IpAddr::V4(v4) => {
                 let o = v4.octets();
@@ -287,9 +292,7 @@ impl Dns {
             }
         };
         let name = format!("{reversed}.{}", zone.trim_end_matches('.'));
-        self.list_entry(&name).await.map_err(|e| {
-            tracing::warn!(target: "smtp", zone = %zone, error = %e, "DNSBL look-up failed; treating the client as not listed.");
-        })
+        self.list_entry(&name).await
     }
 
     /// A DNS list entry: the A record of `name` (Some: listed, with the
@@ -386,6 +389,7 @@ impl Dns {
             .map(|z| async move { (z, self.dnsbl_zone(ip, z).await) });
         let mut tally = DnsblTally::default();
         let mut listed = Vec::new();
+        let mut failures = DnsblFailures::default();
         for (zone, r) in futures_util::future::join_all(lookups).await {
             match r {
                 Ok(Some(_)) => {
@@ -393,9 +397,13 @@ impl Dns {
                     listed.push(zone.to_string());
                 }
                 Ok(None) => tally.not_listed += 1,
-                Err(()) => tally.failed += 1,
+                Err(e) => {
+                    tally.failed += 1;
+                    failures.note(zone, e);
+                }
             }
         }
+        failures.log(ip);
         (listed, tally)
     }
 
@@ -469,6 +477,29 @@ impl RecentLookups {
             (1u64 << w.len) - 1
         };
         ((w.bits & mask).count_ones(), w.len)
+    }
+}
+
+/// The DNSBL zones that gave no usable answer for one client, logged as
+/// one line (a dead DNS server would otherwise log a line per zone and
+/// connection).
+#[derive(Default)]
+struct DnsblFailures {
+    zones: Vec<String>,
+    first: Option<DnsError>,
+}
+
+impl DnsblFailures {
+    fn note(&mut self, zone: &str, e: DnsError) {
+        self.zones.push(zone.to_string());
+        self.first.get_or_insert(e);
+    }
+
+    fn log(self, client: IpAddr) {
+        if let Some(e) = self.first {
+            tracing::warn!(target: "smtp", client = %client, zones = %self.zones.join(","), error = %e,
+                "DNSBL look-ups failed; the client counts as not listed by those zones.");
+        }
     }
 }
 

@@ -249,6 +249,10 @@ fn a_dns_server_that_never_answers_delays_mail_but_does_not_stop_it() -> Result<
     assert_eq!(failed("mailward_surbl_lookups_total", "failed"), 1.0);
     let log = daemon.log();
     assert!(
+        log.contains("client=127.0.0.1 zones=bl.test,bl2.test error="),
+        "the refusing zones that failed for a client make one log line:\n{log}"
+    );
+    assert!(
         !log.contains("The checks go on after the reply"),
         "the verdict was given in the session (within timeouts.scan_in_session):\n{log}"
     );
