@@ -27,6 +27,10 @@ pub enum DnsError {
         kind: &'static str,
         message: String,
     },
+    /// A DNS list zone that has not answered lately was not asked
+    /// ([`ZoneHealth`]).
+    #[error("{zone}: not asked: its last look-ups got no answer")]
+    Resting { zone: String },
     #[error("cannot set up the resolver: {0}")]
     Setup(String),
 }
@@ -113,6 +117,8 @@ pub struct Dns {
     /// SPF, DKIM and DMARC (mail-auth) over the same resolver.
     authenticator: mail_auth::MessageAuthenticator,
     timeout: Duration,
+    /// Which DNS list zones answer lately (a reload starts afresh).
+    zones: ZoneHealth,
 }
 
 /// One MX record.
@@ -168,6 +174,7 @@ impl Dns {
             resolver,
             authenticator,
             timeout,
+            zones: ZoneHealth::default(),
         })
     }
 
@@ -175,6 +182,41 @@ impl Dns {
     /// one server and one timeout for all of the gateway's look-ups.
     pub fn authenticator(&self) -> &mail_auth::MessageAuthenticator {
         &self.authenticator
+    }
+
+    /// The DNS list zones resting now (no answer to their last look-ups),
+    /// by name.
+    pub fn resting_zones(&self) -> Vec<String> {
+        self.zones.resting()
+    }
+
+    /// Asks DNS list `zone` for `name`, unless the zone rests
+    /// ([`ZoneHealth`]); what it gave is noted for the zone.
+    async fn ask_list(&self, zone: &str, name: &str) -> Result<Option<IpAddr>, DnsError> {
+        let zone = zone.trim_end_matches('.');
+        if !self.zones.may_ask(zone, std::time::Instant::now()) {
+            return Err(DnsError::Resting {
+                zone: zone.to_string(),
+            });
+        }
+        let r = self.list_entry(name).await;
+        self.noted(zone, r.is_ok());
+        r
+    }
+
+    /// Notes for DNS list `zone` whether a look-up got an answer, and logs
+    /// when the zone begins or ends a rest.
+    fn noted(&self, zone: &str, answered: bool) {
+        let zone = zone.trim_end_matches('.');
+        match self.zones.note(zone, answered, std::time::Instant::now()) {
+            Some(true) => tracing::warn!(target: "app", zone = %zone,
+                failed_in_a_row = ZoneHealth::REST_AFTER,
+                probe_every_s = ZoneHealth::PROBE_EVERY.as_secs(),
+                "DNS list zone rests: its last look-ups got no answer, so it is not asked (it lists nothing) until a probe is answered."),
+            Some(false) => tracing::info!(target: "app", zone = %zone,
+                "DNS list zone answers again: it is asked again."),
+            None => {}
+        }
     }
 
     /// The configured per-look-up timeout.
@@ -292,7 +334,7 @@ impl Dns {
             }
         };
         let name = format!("{reversed}.{}", zone.trim_end_matches('.'));
-        self.list_entry(&name).await
+        self.ask_list(zone, &name).await
     }
 
     /// A DNS list entry: the A record of `name` (Some: listed, with the
@@ -341,13 +383,20 @@ impl Dns {
         let lookups = zones.iter().enumerate().flat_map(|(z, zone)| {
             domains.iter().map(move |d| async move {
                 let name = format!("{d}.{}", zone.trim_end_matches('.'));
-                let answer = match tokio::time::timeout(budget, self.list_entry(&name)).await {
+                let answer = match tokio::time::timeout(budget, self.ask_list(zone, &name)).await {
                     Ok(r) => r,
-                    Err(_) => Err(DnsError::Temporary {
-                        name,
-                        kind: "A",
-                        message: "timed out".into(),
-                    }),
+                    Err(_) => {
+                        // Cut by the budget: the zone's fault only if it
+                        // had most of a timeout to answer in.
+                        if budget >= self.timeout / 2 {
+                            self.noted(zone, false);
+                        }
+                        Err(DnsError::Temporary {
+                            name,
+                            kind: "A",
+                            message: "timed out".into(),
+                        })
+                    }
                 };
                 (z, d, answer)
             })
@@ -364,7 +413,10 @@ impl Dns {
                 Ok(_) => tally.not_listed += 1,
                 Err(e) => {
                     tally.failed += 1;
-                    first_failure.get_or_insert((z, e));
+                    // A resting zone was logged once, when it began to rest.
+                    if !matches!(e, DnsError::Resting { .. }) {
+                        first_failure.get_or_insert((z, e));
+                    }
                 }
             }
         }
@@ -480,6 +532,89 @@ impl RecentLookups {
     }
 }
 
+/// How each DNS list zone (`[access] dnsbl`, `[spam] dnsbl`, `[spam]
+/// surbl`) answers lately. A zone whose last [`ZoneHealth::REST_AFTER`]
+/// look-ups got no answer (a dead DNS server, or a dead list) *rests*: it
+/// is not asked, and lists nothing, except for one probe every
+/// [`ZoneHealth::PROBE_EVERY`]; the first answer ends the rest. Each
+/// would otherwise make its client wait `timeouts.dns` to learn nothing.
+/// Per zone, so one dead list does not silence the others, and only for
+/// the lists: their names are the configuration's and a client's own
+/// domain cannot make them fail (SPF, DKIM and delivery's look-ups, whose
+/// names a sender chooses, are never skipped).
+#[derive(Default)]
+pub struct ZoneHealth(Mutex<std::collections::HashMap<String, ZoneState>>);
+
+/// One zone that has failed lately (zones that answer are not kept).
+#[derive(Debug, Default)]
+struct ZoneState {
+    failed_in_a_row: u32,
+    /// When it began to rest or was last probed.
+    last_probe: Option<std::time::Instant>,
+}
+
+impl ZoneHealth {
+    /// Look-ups in a row without an answer after which a zone rests.
+    pub const REST_AFTER: u32 = 8;
+    /// A resting zone is asked once this often.
+    pub const PROBE_EVERY: Duration = Duration::from_secs(5);
+
+    fn map(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, ZoneState>> {
+        match self.0.lock() {
+            Ok(m) => m,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
+    /// Whether `zone` may be asked at `now`: yes unless it rests, and then
+    /// once per [`Self::PROBE_EVERY`].
+    pub fn may_ask(&self, zone: &str, now: std::time::Instant) -> bool {
+        let mut m = self.map();
+        let Some(s) = m.get_mut(zone) else {
+            return true;
+        };
+        if s.failed_in_a_row < Self::REST_AFTER {
+            return true;
+        }
+        match s.last_probe {
+            Some(t) if now.saturating_duration_since(t) < Self::PROBE_EVERY => false,
+            _ => {
+                s.last_probe = Some(now);
+                true
+            }
+        }
+    }
+
+    /// What a look-up of `zone` gave. Some(true): the zone begins to rest
+    /// with it; Some(false): it answered after resting.
+    pub fn note(&self, zone: &str, answered: bool, now: std::time::Instant) -> Option<bool> {
+        let mut m = self.map();
+        if answered {
+            let was = m.remove(zone)?;
+            return (was.failed_in_a_row >= Self::REST_AFTER).then_some(false);
+        }
+        let s = m.entry(zone.to_string()).or_default();
+        s.failed_in_a_row = s.failed_in_a_row.saturating_add(1);
+        if s.failed_in_a_row == Self::REST_AFTER {
+            s.last_probe = Some(now);
+            return Some(true);
+        }
+        None
+    }
+
+    /// The zones resting now, by name.
+    pub fn resting(&self) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .map()
+            .iter()
+            .filter(|(_, s)| s.failed_in_a_row >= Self::REST_AFTER)
+            .map(|(z, _)| z.clone())
+            .collect();
+        v.sort();
+        v
+    }
+}
+
 /// The DNSBL zones that gave no usable answer for one client, logged as
 /// one line (a dead DNS server would otherwise log a line per zone and
 /// connection).
@@ -491,6 +626,10 @@ struct DnsblFailures {
 
 impl DnsblFailures {
     fn note(&mut self, zone: &str, e: DnsError) {
+        // A resting zone was logged once, when it began to rest.
+        if matches!(e, DnsError::Resting { .. }) {
+            return;
+        }
         self.zones.push(zone.to_string());
         self.first.get_or_insert(e);
     }
@@ -521,6 +660,49 @@ mod tests {
         assert_eq!(r.failed_of(), (4, 64));
         r.note(1000, 0);
         assert_eq!(r.failed_of(), (0, 64));
+    }
+
+    #[test]
+    fn a_zone_rests_after_eight_failures_in_a_row_and_is_probed() {
+        let h = ZoneHealth::default();
+        let t0 = std::time::Instant::now();
+        for _ in 0..7 {
+            assert_eq!(h.note("bl.test", false, t0), None);
+        }
+        assert!(h.may_ask("bl.test", t0), "seven are not enough");
+        assert_eq!(
+            h.note("bl.test", true, t0),
+            None,
+            "an answer starts the count again"
+        );
+        for _ in 0..7 {
+            h.note("bl.test", false, t0);
+        }
+        assert_eq!(h.note("bl.test", false, t0), Some(true), "eight in a row");
+        assert_eq!(h.note("bl.test", false, t0), None, "said once");
+        assert_eq!(h.resting(), ["bl.test"]);
+        assert!(h.may_ask("other.test", t0), "other zones are asked");
+        assert!(
+            !h.may_ask("bl.test", t0 + Duration::from_secs(4)),
+            "resting"
+        );
+        let probe = t0 + ZoneHealth::PROBE_EVERY;
+        assert!(h.may_ask("bl.test", probe), "one probe");
+        assert!(!h.may_ask("bl.test", probe), "one at a time");
+        assert_eq!(
+            h.note("bl.test", false, probe),
+            None,
+            "the probe failed: still resting"
+        );
+        assert!(!h.may_ask("bl.test", probe + Duration::from_secs(1)));
+        let next = probe + ZoneHealth::PROBE_EVERY;
+        assert!(h.may_ask("bl.test", next));
+        assert_eq!(
+            h.note("bl.test", true, next),
+            Some(false),
+            "answered: asked again"
+        );
+        assert!(h.may_ask("bl.test", next) && h.resting().is_empty());
     }
 
     #[tokio::test]

@@ -31,8 +31,12 @@ impl Dns {
     /// `--mx-host=mx.test,mail.mx.test,10`, `--host-record=mail.mx.test,127.0.0.1`,
     /// `--txt-record=...`.
     pub fn start(dir: &Path, records: &[&str]) -> Result<Dns> {
+        Dns::start_at(dir, free_port(), records)
+    }
+
+    /// The same on a given port (e.g. where a dead server was).
+    pub fn start_at(dir: &Path, port: u16, records: &[&str]) -> Result<Dns> {
         let program = require("dnsmasq", "dnsmasq-base")?;
-        let port = free_port();
         let log_path = dir.join("dnsmasq.log");
         let log = File::options().create(true).append(true).open(&log_path)?;
         let child = Command::new(program)

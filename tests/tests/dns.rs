@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{ensure, Result};
 use mailward_e2e::*;
 
 /// dnsmasq option listing 127.0.0.1 (looked up as 1.0.0.127.ZONE) in `zone`.
@@ -275,6 +275,113 @@ fn a_dns_server_that_never_answers_delays_mail_but_does_not_stop_it() -> Result<
     assert!(
         problems.contains("DNS look-ups got no answer from 127.0.0.1:"),
         "a problem in the status: {problems}"
+    );
+    Ok(())
+}
+
+#[test]
+fn dns_lists_that_keep_failing_rest_until_a_probe_is_answered() -> Result<()> {
+    // A DNS list zone whose last eight look-ups got no answer is not asked
+    // (each would make its client wait timeouts.dns to learn nothing),
+    // except for one probe every 5 s; the first answer ends the rest.
+    let dir = TestDir::new("dns-rest")?;
+    let (silent, resolver) = silent_dns()?;
+    let port: u16 = resolver.rsplit_once(':').map_or("", |(_, p)| p).parse()?;
+    let sink = Sink::start(dir.path(), "sink")?;
+    let stats = mailward_e2e::stats::StatsSetup::new(dir.path());
+    let daemon = Daemon::start(
+        &stats
+            .apply(Config::new(dir.path()))
+            .route_to_port("*", sink.port)
+            // An outside client, asked about in both kinds of list; no
+            // SPF or DKIM, whose look-ups are never skipped.
+            .set("network", "relay_networks", "[]")
+            .set_list("access", "dnsbl", &["bl.test"])
+            .set_list("spam", "dnsbl", &["score.test:3.0"])
+            .set_str("spam", "spf", "off")
+            .set("spam", "dkim", "false")
+            .set_str("access", "dns_resolver", &resolver)
+            .set_str("timeouts", "dns", "2s"),
+    )?;
+    let rests = "DNS list zone rests";
+    // Each session asks both zones once (the harness's readiness probe
+    // was a session too): eight sessions make both rest.
+    let mut sessions = 0;
+    while daemon.log().matches(rests).count() < 2 {
+        ensure!(sessions < 9, "the zones never rested:\n{}", daemon.log());
+        SmtpClient::connect_ok(daemon.port)?.quit();
+        sessions += 1;
+    }
+    // Now a client is greeted at once, not after the 2 s timeout, and its
+    // message goes through.
+    let asked = std::time::Instant::now();
+    let mut c = SmtpClient::connect_ok(daemon.port)?;
+    let greeted = asked.elapsed();
+    ensure!(
+        greeted < Duration::from_millis(1500),
+        "greeted after {greeted:?}: a resting zone was asked"
+    );
+    c.ehlo("client.test")?;
+    c.send_mail_ok(
+        "alice@sender.test",
+        &["bob@example.com"],
+        b"From: alice@sender.test\r\nTo: bob@example.com\r\nSubject: resting lists\r\n\r\nHello.\r\n",
+    )?;
+    c.quit();
+    sessions += 1;
+    sink.wait_for_count(1, DELIVERY_TIMEOUT)
+        .map_err(|e| e.context(daemon.log()))?;
+    // The look-ups not made count as failed, as timeouts did, and
+    // `mailward status` names the resting zones.
+    let m = stats.scrape()?;
+    let failed = m
+        .get("mailward_dnsbl_lookups_total", &[("result", "failed")])
+        .unwrap_or(0.0);
+    ensure!(
+        failed >= 2.0 * sessions as f64,
+        "both zones of every session ({sessions}) counted as failed: {failed}"
+    );
+    let status: serde_json::Value = serde_json::from_str(&daemon.cli_ok(&["status", "--json"])?)?;
+    ensure!(
+        status["dns"]["resting_zones"] == serde_json::json!(["bl.test", "score.test"]),
+        "{}",
+        status["dns"]
+    );
+    ensure!(
+        daemon
+            .cli_ok(&["status"])?
+            .contains("not asking (no answer lately): bl.test, score.test"),
+        "the status text names them"
+    );
+    ensure!(
+        daemon.log().matches(rests).count() == 2,
+        "said once per zone:\n{}",
+        daemon.log()
+    );
+    // The DNS server comes back on the same address: within a probe
+    // interval each zone is asked again, answers, and is asked from then on.
+    drop(silent);
+    let live = Dns::start_at(dir.path(), port, &[])?;
+    wait_until(
+        "the zones to answer a probe",
+        Duration::from_secs(20),
+        || {
+            SmtpClient::connect_ok(daemon.port)?.quit();
+            std::thread::sleep(Duration::from_millis(300));
+            Ok((daemon.log().matches("DNS list zone answers again").count() == 2).then_some(()))
+        },
+    )
+    .map_err(|e| e.context(daemon.log()))?;
+    let status: serde_json::Value = serde_json::from_str(&daemon.cli_ok(&["status", "--json"])?)?;
+    ensure!(
+        status["dns"]["resting_zones"] == serde_json::json!([]),
+        "{}",
+        status["dns"]
+    );
+    ensure!(
+        live.log().contains("bl.test") && live.log().contains("score.test"),
+        "the live server was asked:\n{}",
+        live.log()
     );
     Ok(())
 }

@@ -119,6 +119,10 @@ pub struct Dns {
     /// no answer.
     pub recent: u32,
     pub recent_failed: u32,
+    /// DNS list zones not asked now: their last look-ups got no answer
+    /// ([`crate::dns::ZoneHealth`]).
+    #[serde(default)]
+    pub resting_zones: Vec<String>,
 }
 
 /// Look-ups at least, before most of them failing is a problem (one
@@ -181,6 +185,7 @@ pub fn of(gw: &Gateway) -> Status {
             .map_or_else(|| "system".to_string(), |a| a.to_string()),
         recent,
         recent_failed,
+        resting_zones: gw.dns().resting_zones(),
     };
     let mut status = Status {
         version: env!("CARGO_PKG_VERSION").to_string(),
@@ -278,7 +283,7 @@ pub fn problems(s: &Status) -> Vec<String> {
     }
     if s.dns.recent >= DNS_SAMPLE && s.dns.recent_failed * 2 > s.dns.recent {
         p.push(format!(
-            "{} of the last {} DNS look-ups got no answer from {}: sessions wait up to timeouts.dns, the spam check judges without DNSBL, SPF and URI lists, and mail routed by MX waits in the queue (check access.dns_resolver).",
+            "{} of the last {} DNS look-ups got no answer from {}: sessions wait up to timeouts.dns (but for DNS lists that rest), the spam check judges without DNSBL, SPF and URI lists, and mail routed by MX waits in the queue (check access.dns_resolver).",
             s.dns.recent_failed, s.dns.recent, s.dns.resolver
         ));
     }
@@ -390,8 +395,17 @@ pub fn render(s: &Status, now: i64) -> String {
         format!("dns:      {resolver}; no look-ups yet\n")
     } else {
         format!(
-            "dns:      {resolver}; {} of the last {} look-ups failed\n",
-            s.dns.recent_failed, s.dns.recent
+            "dns:      {resolver}; {} of the last {} look-ups failed{}\n",
+            s.dns.recent_failed,
+            s.dns.recent,
+            if s.dns.resting_zones.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "; not asking (no answer lately): {}",
+                    s.dns.resting_zones.join(", ")
+                )
+            }
         )
     };
     out += &format!(
@@ -477,6 +491,7 @@ mod tests {
                 resolver: "127.0.0.1:53".into(),
                 recent: 64,
                 recent_failed: 2,
+                resting_zones: Vec::new(),
             },
             problems: Vec::new(),
         }

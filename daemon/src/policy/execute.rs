@@ -79,10 +79,11 @@ async fn judge_checks(
     // one timeout, not two, and stays within `timeouts.scan_in_session`.
     let dns_time = gw.dns().timeout();
     let authenticating = std::time::Instant::now();
-    if spam_wanted {
-        authenticate(gw, &cfg, &mut env, &raw).await;
-    }
-    let uri_budget = dns_time.saturating_sub(authenticating.elapsed());
+    let uri_budget = if spam_wanted && authenticate(gw, &cfg, &mut env, &raw).await {
+        dns_time.saturating_sub(authenticating.elapsed())
+    } else {
+        dns_time
+    };
     let env = Arc::new(env);
     // The checks, and the plans in the same job when no URI list must be
     // asked in between (the usual case: one trip to a worker).
@@ -144,15 +145,15 @@ enum FirstTrip {
 const DKIM_ON_RUNTIME: usize = 256 * 1024;
 
 /// DKIM and DMARC for a message from outside (`[spam] dkim`), into the
-/// envelope the checks read; counted by result.
+/// envelope the checks read; counted by result. Whether it asked the DNS.
 async fn authenticate(
     gw: &Gateway,
     cfg: &crate::config::Config,
     env: &mut Envelope,
     raw: &Arc<Vec<u8>>,
-) {
+) -> bool {
     if !cfg.spam.dkim || !env.standing(cfg).is_outside() || !env.auth.dkim.is_empty() {
-        return;
+        return false;
     }
     let dns = gw.dns();
     let (dkim, dmarc) = if raw.len() <= DKIM_ON_RUNTIME {
@@ -192,7 +193,7 @@ async fn authenticate(
             Err(e) => {
                 tracing::warn!(target: "scan", queue_id = %env.id, error = %e,
                     "The DKIM and DMARC check failed; the message is judged without them.");
-                return;
+                return true;
             }
         }
     };
@@ -208,6 +209,7 @@ async fn authenticate(
     }
     env.auth.dkim = dkim;
     env.auth.dmarc = dmarc;
+    true
 }
 
 /// The URI DNS lists (`[spam] surbl`) for the registered domains the spam
