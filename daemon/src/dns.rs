@@ -190,6 +190,11 @@ impl Dns {
         self.zones.resting()
     }
 
+    /// How many DNS list zones rest now.
+    pub fn resting_count(&self) -> usize {
+        self.zones.resting_count()
+    }
+
     /// Asks DNS list `zone` for `name`, unless the zone rests
     /// ([`ZoneHealth`]); what it gave is noted for the zone.
     async fn ask_list(&self, zone: &str, name: &str) -> Result<Option<IpAddr>, DnsError> {
@@ -600,6 +605,14 @@ impl ZoneHealth {
             return Some(true);
         }
         None
+    }
+
+    /// How many zones rest now.
+    pub fn resting_count(&self) -> usize {
+        self.map()
+            .values()
+            .filter(|s| s.failed_in_a_row >= Self::REST_AFTER)
+            .count()
     }
 
     /// The zones resting now, by name.

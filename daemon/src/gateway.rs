@@ -213,6 +213,7 @@ impl Gateway {
         let gauges = mailward_metrics::Gauges {
             queue_messages: queue_messages as u64,
             queue_held: self.queue.held() as u64,
+            dns_lists_resting: self.dns().resting_count() as u64,
             queue_bytes,
             spool_free_bytes: self.spool.free_space().unwrap_or(0),
             bases_records: bases.as_ref().map_or(0, |b| b.records),

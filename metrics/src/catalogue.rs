@@ -185,6 +185,7 @@ pub enum StatId {
     LogRotationFailures,
     QueueHeldMessages,
     DeliveryDnsLookups,
+    DnsListsResting,
 }
 
 pub const REJECT_REASONS: &[&str] = &[
@@ -971,6 +972,17 @@ pub static CATALOGUE: &[Stat] = &[
         Unit::Count,
         Some(("result", LOOKUP_RESULTS)),
         "DNS look-ups of delivery (MX, then A/AAAA of the hosts to connect to; not for address literals or reused connections), by result.",
+    ),
+    def(
+        StatId::DnsListsResting,
+        Resources,
+        46,
+        "mwDnsListsResting",
+        "mailward_dns_lists_resting",
+        Gauge,
+        Unit::Count,
+        None,
+        "DNS list zones ([access] dnsbl, [spam] dnsbl, [spam] surbl) not asked now because their last 8 look-ups got no answer: they list nothing, and their look-ups count as failed, until one of the probes (one every 5 s per zone) is answered. mailward status names them.",
     ),
 ];
 

@@ -66,6 +66,8 @@ pub struct Gauges {
     /// Failed rotations of the log file (the logger keeps the count; the
     /// raw records file's are the model's own).
     pub log_rotation_failures: u64,
+    /// DNS list zones not asked now (no answer to their last look-ups).
+    pub dns_lists_resting: u64,
 }
 
 struct Histogram {
@@ -509,6 +511,7 @@ impl Stats {
         };
         set(StatId::QueueMessages, 0, gauges.queue_messages);
         set(StatId::QueueHeldMessages, 0, gauges.queue_held);
+        set(StatId::DnsListsResting, 0, gauges.dns_lists_resting);
         set(StatId::QueueBytes, 0, gauges.queue_bytes);
         set(StatId::SpoolFreeBytes, 0, gauges.spool_free_bytes);
         set(

@@ -186,6 +186,22 @@ fn domain_without_mx_is_reached_by_its_address() -> Result<()> {
     Ok(())
 }
 
+/// A gateway that relays to the sink on `sink_port`, takes every client
+/// for an outside one (DNS tests apply) and asks `resolver`, with the
+/// statistics of `stats`.
+fn outside_client(
+    stats: &mailward_e2e::stats::StatsSetup,
+    dir: &std::path::Path,
+    sink_port: u16,
+    resolver: &str,
+) -> Config {
+    stats
+        .apply(Config::new(dir))
+        .route_to_port("*", sink_port)
+        .set("network", "relay_networks", "[]")
+        .set_str("access", "dns_resolver", resolver)
+}
+
 #[test]
 fn a_dns_server_that_never_answers_delays_mail_but_does_not_stop_it() -> Result<()> {
     // Every DNS test of the gateway at once (the refusing and the scoring
@@ -196,15 +212,11 @@ fn a_dns_server_that_never_answers_delays_mail_but_does_not_stop_it() -> Result<
     let sink = Sink::start(dir.path(), "sink")?;
     let stats = mailward_e2e::stats::StatsSetup::new(dir.path());
     let daemon = Daemon::start(
-        &stats
-            .apply(Config::new(dir.path()))
-            .route_to_port("*", sink.port)
-            // An outside client: SPF and DKIM/DMARC apply to it.
-            .set("network", "relay_networks", "[]")
+        &outside_client(&stats, dir.path(), sink.port, &resolver)
+            // SPF and DKIM/DMARC apply to an outside client.
             .set_list("access", "dnsbl", &["bl.test", "bl2.test"])
             .set_list("spam", "dnsbl", &["score.test:3.0"])
             .set_list("spam", "surbl", &["uri.test:3.5"])
-            .set_str("access", "dns_resolver", &resolver)
             .set_str("timeouts", "dns", "3s")
             // DKIM/DMARC and the URI list share one DNS timeout after
             // DATA (3 s): one after the other, each with its own (6 s),
@@ -290,17 +302,13 @@ fn dns_lists_that_keep_failing_rest_until_a_probe_is_answered() -> Result<()> {
     let sink = Sink::start(dir.path(), "sink")?;
     let stats = mailward_e2e::stats::StatsSetup::new(dir.path());
     let daemon = Daemon::start(
-        &stats
-            .apply(Config::new(dir.path()))
-            .route_to_port("*", sink.port)
-            // An outside client, asked about in both kinds of list; no
-            // SPF or DKIM, whose look-ups are never skipped.
-            .set("network", "relay_networks", "[]")
+        &outside_client(&stats, dir.path(), sink.port, &resolver)
+            // Asked about in both kinds of list; no SPF or DKIM, whose
+            // look-ups are never skipped.
             .set_list("access", "dnsbl", &["bl.test"])
             .set_list("spam", "dnsbl", &["score.test:3.0"])
             .set_str("spam", "spf", "off")
             .set("spam", "dkim", "false")
-            .set_str("access", "dns_resolver", &resolver)
             .set_str("timeouts", "dns", "2s"),
     )?;
     let rests = "DNS list zone rests";
@@ -341,6 +349,11 @@ fn dns_lists_that_keep_failing_rest_until_a_probe_is_answered() -> Result<()> {
         failed >= 2.0 * sessions as f64,
         "both zones of every session ({sessions}) counted as failed: {failed}"
     );
+    ensure!(
+        m.get("mailward_dns_lists_resting", &[]) == Some(2.0),
+        "the gauge counts the resting zones: {:?}",
+        m.get("mailward_dns_lists_resting", &[])
+    );
     let status: serde_json::Value = serde_json::from_str(&daemon.cli_ok(&["status", "--json"])?)?;
     ensure!(
         status["dns"]["resting_zones"] == serde_json::json!(["bl.test", "score.test"]),
@@ -378,6 +391,9 @@ fn dns_lists_that_keep_failing_rest_until_a_probe_is_answered() -> Result<()> {
         "{}",
         status["dns"]
     );
+    wait_until("the gauge to fall to 0", Duration::from_secs(5), || {
+        Ok((stats.scrape()?.get("mailward_dns_lists_resting", &[]) == Some(0.0)).then_some(()))
+    })?;
     ensure!(
         live.log().contains("bl.test") && live.log().contains("score.test"),
         "the live server was asked:\n{}",
