@@ -122,6 +122,17 @@ fn which(w: &WhichArchive) -> Option<Direction> {
     }
 }
 
+/// What the daemon's answer says the classifier learnt (`learnt`: new,
+/// moved or already), as `class` (the other class being `other`).
+fn print_learnt(data: &serde_json::Value, class: &str, other: &str) {
+    match data["learnt"].as_str() {
+        Some("new") => out!("Learnt as {class}."),
+        Some("moved") => out!("Learnt as {class} (it had been learnt as {other})."),
+        Some(_) => out!("Already learnt as {class}."),
+        None => {}
+    }
+}
+
 fn quarantine(cmd: QuarantineCommand) -> ExitCode {
     let (path, req) = match &cmd {
         QuarantineCommand::List { filter: f, config } => (
@@ -183,12 +194,7 @@ fn quarantine(cmd: QuarantineCommand) -> ExitCode {
                         .join(", "))
                     .unwrap_or_default()
             );
-            match data["learnt"].as_str() {
-                Some("new") => out!("Learnt as ham."),
-                Some("moved") => out!("Learnt as ham (it had been learnt as spam)."),
-                Some(_) => out!("Already learnt as ham."),
-                None => {}
-            }
+            print_learnt(&data, "ham", "spam");
             // The release stands: a failed lesson is a warning, and the
             // exit status stays 0 so that a script does not release twice.
             if let Some(e) = data["learn_error"].as_str() {
@@ -196,12 +202,7 @@ fn quarantine(cmd: QuarantineCommand) -> ExitCode {
             }
         }
         QuarantineCommand::Remove { id, .. } => {
-            match data["learnt"].as_str() {
-                Some("new") => out!("Learnt as spam."),
-                Some("moved") => out!("Learnt as spam (it had been learnt as ham)."),
-                Some(_) => out!("Already learnt as spam."),
-                None => {}
-            }
+            print_learnt(&data, "spam", "ham");
             out!("{id} removed.")
         }
         QuarantineCommand::Purge { .. } => {

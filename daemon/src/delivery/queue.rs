@@ -368,6 +368,15 @@ mod tests {
         assert_eq!(q.take_due(10).0.len(), 2);
     }
 
+    /// A queue with one message, due now, and its ID.
+    fn one_queued() -> (Queue, QueueId) {
+        let q = Queue::new();
+        let e = env(0);
+        let id = e.id.clone();
+        q.enqueue(e);
+        (q, id)
+    }
+
     /// Holds or releases `id` as the admin command does when the spool
     /// records the change.
     fn recorded(p: Result<Pending<'_>, QueueError>) -> Result<Envelope, QueueError> {
@@ -379,10 +388,7 @@ mod tests {
 
     #[test]
     fn a_held_message_is_never_due_until_released() {
-        let q = Queue::new();
-        let e = env(0);
-        let id = e.id.clone();
-        q.enqueue(e);
+        let (q, id) = one_queued();
         assert!(recorded(q.hold(&id)).unwrap().held);
         assert!(matches!(q.hold(&id), Err(QueueError::AlreadyHeld(_))));
         assert!(q.take_due(10).0.is_empty(), "held, yet due");
@@ -407,10 +413,7 @@ mod tests {
 
     #[test]
     fn a_change_the_spool_has_not_recorded_yet_keeps_delivery_away() {
-        let q = Queue::new();
-        let e = env(0);
-        let id = e.id.clone();
-        q.enqueue(e);
+        let (q, id) = one_queued();
         recorded(q.hold(&id)).unwrap();
         // A release being recorded: not due yet, and not changeable twice.
         let pending = q.release(&id).unwrap();
@@ -439,10 +442,7 @@ mod tests {
 
     #[test]
     fn a_change_dropped_unsettled_puts_the_message_back_as_it_was() {
-        let q = Queue::new();
-        let e = env(0);
-        let id = e.id.clone();
-        q.enqueue(e);
+        let (q, id) = one_queued();
         drop(q.hold(&id).unwrap());
         assert!(!q.get(&id).unwrap().held);
         assert_eq!(q.take_due(10).0.len(), 1, "due again, not stuck in flight");

@@ -180,12 +180,9 @@ impl Shared {
         &self.store
     }
 
-    /// Autolearn: when `[spam] autolearn` is on and the verdict teaches
-    /// something ([`super::autolearn::lesson`]), the message is queued to be
-    /// learnt.
     /// Learns one message as `class` now, into the site's store: an
     /// administrator's verdict (a quarantined message released as not
-    /// spam). Unlike autolearn it is not queued or dropped; the watcher
+    /// spam, or removed as spam indeed). Unlike autolearn it is not queued or dropped; the watcher
     /// reads the new model within [`RECHECK`] like any other change.
     pub fn learn_now(
         &self,
@@ -199,6 +196,9 @@ impl Shared {
         })
     }
 
+    /// Autolearn: when `[spam] autolearn` is on and the verdict teaches
+    /// something ([`super::autolearn::lesson`]), the message is queued to be
+    /// learnt.
     pub fn autolearn(&self, raw: &Arc<Vec<u8>>, evidence: &super::Evidence) {
         let on = match self.config.read() {
             Ok(c) => c.spam.autolearn,
