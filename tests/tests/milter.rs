@@ -12,7 +12,9 @@
 //! - a verdict slower than Postfix's `milter_content_timeout` is waited
 //!   for (SMFIR_PROGRESS) instead of ending in `milter_default_action`;
 //! - a client that authenticated with Postfix (`{auth_authen}`) is one of
-//!   ours: no SPF refusal or score for its mail;
+//!   ours: no SPF refusal or score for its mail, and the scoring DNSBL
+//!   zones are not asked about it (they are at MAIL, once the macros say
+//!   who is sending);
 //! - the statistics count the messages with `mode="milter"`, and the
 //!   garbage as malformed milter connections.
 
@@ -361,27 +363,35 @@ fn a_verdict_slower_than_postfix_timeout_is_waited_for() -> Result<()> {
 }
 
 #[test]
-fn a_client_that_authenticated_with_the_mta_is_not_held_to_spf() -> Result<()> {
+fn a_client_that_authenticated_with_the_mta_is_not_held_to_spf_or_dnsbls() -> Result<()> {
     let miltertest = require("miltertest", "miltertest")?;
     let dir = TestDir::new("milter-sasl")?;
-    // strict.test sends from nowhere: SPF fails for every client.
-    let dns = Dns::start(dir.path(), &["--txt-record=strict.test,v=spf1 -all"])?;
+    // strict.test sends from nowhere: SPF fails for every client; and the
+    // client's address is listed in the scoring zone score.test.
+    let dns = Dns::start(
+        dir.path(),
+        &[
+            "--txt-record=strict.test,v=spf1 -all",
+            "--host-record=7.2.0.192.score.test,127.0.0.2",
+        ],
+    )?;
     let port = free_port();
     let config = Config::new(dir.path())
         .set_str("milter", "listen", &format!("inet:{port}@127.0.0.1"))
         .set_str("access", "dns_resolver", &dns.resolver())
+        .set_list("spam", "dnsbl", &["score.test:3.0"])
         .set_str("spam", "spf", "reject");
     let daemon = Daemon::start(&config)?;
-    // The same client and sender twice: first as a stranger (refused at
-    // MAIL for SPF), then after SMTP AUTH with Postfix, which sends the
-    // user as {auth_authen} with the MAIL macros (submission from home).
+    // The same client and sender twice. First after SMTP AUTH with
+    // Postfix, which sends the user as {auth_authen} with the MAIL macros
+    // (submission from home): accepted, and the zone that lists the
+    // client's address is not even asked, since whether the client
+    // authenticated is known at MAIL, not at connect.
     let prelude = lua_prelude(port);
     let script = format!(
         r#"{prelude}
 step("connect", mt.conninfo(conn, "home.example.net", "192.0.2.7"), SMFIR_CONTINUE)
 step("helo", mt.helo(conn, "home.example.net"), SMFIR_CONTINUE)
-step("mail", mt.mailfrom(conn, "<alice@strict.test>"), SMFIR_REPLYCODE)
-print("STRANGER: refused for SPF")
 mt.macro(conn, SMFIC_MAIL, "{{auth_authen}}", "alice")
 step("mail", mt.mailfrom(conn, "<alice@strict.test>"), SMFIR_CONTINUE)
 step("rcpt", mt.rcptto(conn, "<bob@elsewhere.test>"), SMFIR_CONTINUE)
@@ -396,8 +406,47 @@ mt.disconnect(conn)
     );
     let (ok, text) = run_miltertest(&miltertest, &dir, "sasl.lua", &script)?;
     ensure!(
-        ok && text.contains("STRANGER: refused for SPF")
-            && text.contains("AUTHENTICATED: accepted"),
+        ok && text.contains("AUTHENTICATED: accepted"),
+        "miltertest:\n{text}\n--- mailward log\n{}",
+        daemon.log()
+    );
+    let log = daemon.full_log();
+    let tests = log
+        .lines()
+        .find(|l| l.contains("Spam tests."))
+        .with_context(|| format!("no spam test line:\n{log}"))?;
+    ensure!(
+        !tests.contains("SPF_") && !tests.contains("DMARC_") && !tests.contains("DNSBL_"),
+        "no sender authentication or DNSBL score for an authenticated client: {tests}"
+    );
+    ensure!(log.contains("auth=\"alice\""), "the user is logged:\n{log}");
+    ensure!(
+        !dns.log().contains("7.2.0.192.score.test"),
+        "the DNSBL was asked about an authenticated client:\n{}",
+        dns.log()
+    );
+    // Then as a stranger: refused at MAIL for SPF; and in the same
+    // session, from a sender without SPF, accepted with the zone's score.
+    let script = format!(
+        r#"{prelude}
+step("connect", mt.conninfo(conn, "home.example.net", "192.0.2.7"), SMFIR_CONTINUE)
+step("helo", mt.helo(conn, "home.example.net"), SMFIR_CONTINUE)
+step("mail", mt.mailfrom(conn, "<alice@strict.test>"), SMFIR_REPLYCODE)
+print("STRANGER: refused for SPF")
+step("mail", mt.mailfrom(conn, "<carol@nospf.test>"), SMFIR_CONTINUE)
+step("rcpt", mt.rcptto(conn, "<bob@elsewhere.test>"), SMFIR_CONTINUE)
+step("header", mt.header(conn, "From", "carol@nospf.test"), SMFIR_CONTINUE)
+step("header", mt.header(conn, "Subject", "from a stranger"), SMFIR_CONTINUE)
+step("eoh", mt.eoh(conn), SMFIR_CONTINUE)
+step("body", mt.bodystring(conn, "Sent from outside.\r\n"), SMFIR_CONTINUE)
+step("eom", mt.eom(conn), SMFIR_ACCEPT)
+print("STRANGER: judged")
+mt.disconnect(conn)
+"#
+    );
+    let (ok, text) = run_miltertest(&miltertest, &dir, "stranger.lua", &script)?;
+    ensure!(
+        ok && text.contains("STRANGER: refused for SPF") && text.contains("STRANGER: judged"),
         "miltertest:\n{text}\n--- mailward log\n{}",
         daemon.log()
     );
@@ -406,15 +455,11 @@ mt.disconnect(conn)
         log.contains("reply=550 5.7.23"),
         "the stranger's refusal is SPF's:\n{log}"
     );
-    let tests = log
-        .lines()
-        .find(|l| l.contains("Spam tests."))
-        .with_context(|| format!("no spam test line:\n{log}"))?;
+    let tests: Vec<&str> = log.lines().filter(|l| l.contains("Spam tests.")).collect();
     ensure!(
-        !tests.contains("SPF_") && !tests.contains("DMARC_"),
-        "no sender authentication for an authenticated client: {tests}"
+        tests.len() == 2 && tests[1].contains("DNSBL_SCORE_TEST"),
+        "the stranger's message has the DNSBL score: {tests:?}"
     );
-    ensure!(log.contains("auth=\"alice\""), "the user is logged:\n{log}");
     Ok(())
 }
 

@@ -76,7 +76,9 @@ pub struct Session {
     actions: Actions,
     macros: HashMap<String, String>,
     client: Option<IpAddr>,
-    dnsbl_listed: Vec<String>,
+    /// The scoring DNSBL zones that list the client; None until the first
+    /// MAIL of the SMTP session has asked them.
+    dnsbl_listed: Option<Vec<String>>,
     helo: String,
     tx: Option<Transaction>,
 }
@@ -117,7 +119,7 @@ impl Session {
             actions: Actions::NONE,
             macros: HashMap::new(),
             client: None,
-            dnsbl_listed: Vec::new(),
+            dnsbl_listed: None,
             helo: String::new(),
             tx: None,
         }
@@ -251,16 +253,11 @@ impl Session {
                         .and_then(|a| a.parse::<IpAddr>().ok())
                         .map(|ip| ip.to_canonical()),
                 };
-                // Whether the client authenticated is known at MAIL only:
-                // its listings are dropped then if it did.
-                self.dnsbl_listed = match self.client {
-                    Some(ip) => {
-                        let cfg = self.gw.config();
-                        let standing = Standing::of(&cfg, ip, None);
-                        self.gw.scoring_dnsbl(&cfg, ip, &standing).await
-                    }
-                    None => Vec::new(),
-                };
+                // The scoring DNSBL zones are asked at the first MAIL, not
+                // here: whether the client authenticated with the MTA
+                // ({auth_authen}) is known only then, and one of ours is
+                // not looked up at all.
+                self.dnsbl_listed = None;
                 cont(Response::Continue)
             }
             Command::Helo { name } => {
@@ -271,14 +268,31 @@ impl Session {
                 let from = strip_brackets(&sender);
                 let cfg = self.gw.config();
                 // A client that authenticated with the MTA (submission) is
-                // one of ours: SPF would fail its mail from home.
-                let spf = match self.client {
+                // one of ours: SPF would fail its mail from home, and the
+                // DNSBLs list home connections. For anyone else SPF and
+                // the scoring zones (once per SMTP session) are asked
+                // together, so a slow DNS costs one wait, not two.
+                let (spf, listed) = match self.client {
                     Some(ip) => {
                         let standing = Standing::of(&cfg, ip, self.sasl_user().as_deref());
-                        self.gw.spf(&cfg, ip, &standing, &self.helo, &from).await
+                        let ask_lists = self.dnsbl_listed.is_none() && standing.is_outside();
+                        let (spf, listed) = tokio::join!(
+                            self.gw.spf(&cfg, ip, &standing, &self.helo, &from),
+                            async {
+                                if ask_lists {
+                                    Some(self.gw.scoring_dnsbl(&cfg, ip, &standing).await)
+                                } else {
+                                    None
+                                }
+                            }
+                        );
+                        (spf, listed)
                     }
-                    None => None,
+                    None => (None, None),
                 };
+                if listed.is_some() {
+                    self.dnsbl_listed = listed;
+                }
                 if let Some(reply) =
                     crate::auth::spf_refusal(cfg.spam.spf, spf.as_ref(), self.client_ip())
                 {
@@ -347,7 +361,7 @@ impl Session {
                 // A new SMTP session on this connection: forget the last.
                 self.macros.clear();
                 self.client = None;
-                self.dnsbl_listed.clear();
+                self.dnsbl_listed = None;
                 self.helo.clear();
                 self.tx = None;
                 Ok((Vec::new(), true))
@@ -403,7 +417,7 @@ impl Session {
         env.tls = self.macros.contains_key("{tls_version}");
         env.sasl_user = self.sasl_user();
         if env.standing(&self.gw.config()).is_outside() {
-            env.dnsbl_listed = self.dnsbl_listed.clone();
+            env.dnsbl_listed = self.dnsbl_listed.clone().unwrap_or_default();
         }
         env.auth.spf = tx.spf;
         tracing::info!(target: "smtp", queue_id = %env.id, upstream_id = env.upstream_id.as_deref().unwrap_or("-"),
