@@ -160,6 +160,16 @@ pub fn spf_refusal(mode: crate::config::SpfMode, spf: Option<&Spf>, ip: IpAddr) 
     })
 }
 
+/// The identity SPF checks: the MAIL FROM domain, or the HELO name for
+/// the null sender.
+pub fn spf_domain<'a>(helo: &'a str, sender: &'a str) -> &'a str {
+    if sender.is_empty() {
+        helo
+    } else {
+        sender.rsplit_once('@').map_or(helo, |(_, d)| d)
+    }
+}
+
 /// The SPF check of one transaction. `helo` is the client's HELO/EHLO
 /// name, `host` ours (for the `%{r}` macro), `sender` the MAIL FROM
 /// address ("" for the null sender: then the HELO identity is checked).
@@ -177,11 +187,7 @@ pub async fn spf(
     } else {
         SpfParameters::verify_mail_from(ip, helo, host, sender)
     };
-    let domain = if sender.is_empty() {
-        helo.to_string()
-    } else {
-        sender.rsplit_once('@').map_or(helo, |(_, d)| d).to_string()
-    };
+    let domain = spf_domain(helo, sender).to_string();
     match tokio::time::timeout(limit, auth.verify_spf(params)).await {
         Ok(out) => Spf {
             result: spf_outcome(out.result()),

@@ -119,6 +119,8 @@ pub struct Dns {
     timeout: Duration,
     /// Which DNS list zones answer lately (a reload starts afresh).
     zones: ZoneHealth,
+    /// Whether the DNS server itself answers (shared with its probes).
+    server: std::sync::Arc<ServerHealth>,
 }
 
 /// One MX record.
@@ -175,7 +177,65 @@ impl Dns {
             authenticator,
             timeout,
             zones: ZoneHealth::default(),
+            server: std::sync::Arc::default(),
         })
+    }
+
+    /// Whether the DNS server answers, as far as the last probe knows:
+    /// false from a probe that got no answer until one that does. SPF and
+    /// DKIM/DMARC are not asked meanwhile (temperror at once): every
+    /// message would otherwise wait `timeouts.dns` at MAIL and again after
+    /// DATA to learn nothing.
+    pub fn server_answers(&self) -> bool {
+        self.server.silent_since().is_none()
+    }
+
+    /// Since when the DNS server has not answered (None: it answers).
+    pub fn server_silent_since(&self) -> Option<std::time::SystemTime> {
+        self.server.silent_since()
+    }
+
+    /// A sender authentication look-up failed, or was skipped because the
+    /// server is silent: probe the server (in the background; at most one
+    /// probe in flight and one start per [`ServerHealth::PROBE_EVERY`]).
+    /// The probe asks for a name made up for it, so that no cache (ours or
+    /// the server's) can answer for the server: any reply, even "no such
+    /// name" or "refused", shows the server answers; no reply within
+    /// `timeouts.dns` shows it does not. A failed SPF look-up alone says
+    /// nothing of the server (the sender's own name servers may be the
+    /// dead ones), which is why the probe decides.
+    pub fn doubt_server(&self) {
+        if !self.server.probe_due(std::time::Instant::now()) {
+            return;
+        }
+        let (resolver, health, timeout) =
+            (self.resolver.clone(), self.server.clone(), self.timeout);
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            health.probed(true);
+            return;
+        };
+        runtime.spawn(async move {
+            let name = probe_name();
+            let answered = match tokio::time::timeout(
+                timeout + Duration::from_millis(100),
+                resolver.ipv4_lookup(name.as_str()),
+            )
+            .await
+            {
+                Ok(Ok(_)) => true,
+                // A reply of any kind: the server is there.
+                Ok(Err(NetError::Dns(_))) => true,
+                Ok(Err(_)) | Err(_) => false,
+            };
+            match health.probed(answered) {
+                Some(true) => tracing::warn!(target: "app", probe = %name, timeout_s = timeout.as_secs_f64(),
+                    probe_every_s = ServerHealth::PROBE_EVERY.as_secs(),
+                    "DNS server does not answer: SPF and DKIM/DMARC are not asked (temperror) until a probe is answered."),
+                Some(false) => tracing::info!(target: "app",
+                    "DNS server answers again: SPF and DKIM/DMARC are asked again."),
+                None => {}
+            }
+        });
     }
 
     /// SPF, DKIM and DMARC (through mail-auth) on the gateway's resolver:
@@ -628,6 +688,83 @@ impl ZoneHealth {
     }
 }
 
+/// Whether the DNS server itself answers, as its probes found
+/// ([`Dns::doubt_server`]).
+#[derive(Default)]
+pub struct ServerHealth(Mutex<ServerState>);
+
+#[derive(Debug, Default)]
+struct ServerState {
+    /// Since when the last probe got no answer (None: it answers).
+    silent_since: Option<std::time::SystemTime>,
+    /// When the last probe started.
+    last_probe: Option<std::time::Instant>,
+    probing: bool,
+}
+
+impl ServerHealth {
+    /// Probes start at most this often.
+    pub const PROBE_EVERY: Duration = Duration::from_secs(5);
+
+    fn state(&self) -> std::sync::MutexGuard<'_, ServerState> {
+        match self.0.lock() {
+            Ok(s) => s,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
+    pub fn silent_since(&self) -> Option<std::time::SystemTime> {
+        self.state().silent_since
+    }
+
+    /// Whether a probe should start at `now` (none in flight and none
+    /// started in the last [`Self::PROBE_EVERY`]); if so it counts as
+    /// started.
+    pub fn probe_due(&self, now: std::time::Instant) -> bool {
+        let mut s = self.state();
+        let recent = s
+            .last_probe
+            .is_some_and(|t| now.saturating_duration_since(t) < Self::PROBE_EVERY);
+        if s.probing || recent {
+            return false;
+        }
+        s.probing = true;
+        s.last_probe = Some(now);
+        true
+    }
+
+    /// What a probe found. Some(true): the server falls silent with it;
+    /// Some(false): it answers again; None: no change.
+    pub fn probed(&self, answered: bool) -> Option<bool> {
+        let mut s = self.state();
+        s.probing = false;
+        match (answered, s.silent_since.is_some()) {
+            (true, true) => {
+                s.silent_since = None;
+                Some(false)
+            }
+            (false, false) => {
+                s.silent_since = Some(std::time::SystemTime::now());
+                Some(true)
+            }
+            _ => None,
+        }
+    }
+}
+
+/// A name of a made-up top-level domain, new for each probe: the server
+/// answers it (no such name, or refused) without a cache to answer for it.
+/// Not under `.invalid`: the resolver library answers that itself
+/// (RFC 6761), without asking the server.
+fn probe_name() -> String {
+    static PROBES: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = PROBES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    format!("mailward-probe-{nanos:08x}{n:x}.")
+}
+
 /// The DNSBL zones that gave no usable answer for one client, logged as
 /// one line (a dead DNS server would otherwise log a line per zone and
 /// connection).
@@ -748,6 +885,54 @@ mod tests {
                 failed: 4
             }
         );
+    }
+
+    #[test]
+    fn the_server_falls_silent_on_a_failed_probe_and_answers_on_the_next_good_one() {
+        let h = ServerHealth::default();
+        let t0 = std::time::Instant::now();
+        assert!(h.silent_since().is_none(), "answers until a probe says not");
+        assert!(h.probe_due(t0));
+        assert!(!h.probe_due(t0), "one probe in flight at a time");
+        assert_eq!(h.probed(true), None, "it answered: no change");
+        assert!(
+            !h.probe_due(t0 + Duration::from_secs(4)),
+            "one start per 5 s"
+        );
+        assert!(h.probe_due(t0 + Duration::from_secs(5)));
+        assert_eq!(h.probed(false), Some(true), "no answer: silent");
+        assert!(h.silent_since().is_some());
+        assert!(h.probe_due(t0 + Duration::from_secs(10)));
+        assert_eq!(h.probed(false), None, "still silent");
+        assert!(h.probe_due(t0 + Duration::from_secs(15)));
+        assert_eq!(h.probed(true), Some(false), "answers again");
+        assert!(h.silent_since().is_none());
+    }
+
+    #[tokio::test]
+    async fn a_probe_of_a_server_that_never_answers_finds_it_silent() {
+        // A socket that takes queries and never answers.
+        let silent = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let addr = silent.local_addr().unwrap();
+        let dns = Dns::new(Some(addr), Duration::from_millis(300)).unwrap();
+        assert!(dns.server_answers());
+        dns.doubt_server();
+        let mut buf = [0u8; 512];
+        let (n, _) = tokio::time::timeout(Duration::from_secs(2), silent.recv_from(&mut buf))
+            .await
+            .expect("the probe reaches the server")
+            .unwrap();
+        let query = String::from_utf8_lossy(&buf[..n]).to_string();
+        assert!(query.contains("mailward-probe-"), "{query:?}");
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        assert!(!dns.server_answers(), "no answer within the timeout");
+    }
+
+    #[test]
+    fn probe_names_are_new_each_time_and_not_special_use() {
+        let (a, b) = (probe_name(), probe_name());
+        assert_ne!(a, b);
+        assert!(a.starts_with("mailward-probe-") && a.ends_with('.') && !a.contains(".invalid"));
     }
 
     #[test]

@@ -164,16 +164,28 @@ impl Gateway {
             return None;
         }
         let dns = self.dns();
-        let s = crate::auth::spf(
-            dns.authenticator(),
-            ip,
-            helo,
-            &cfg.server.hostname,
-            from,
-            dns.timeout(),
-        )
-        .await;
+        let s = if dns.server_answers() {
+            crate::auth::spf(
+                dns.authenticator(),
+                ip,
+                helo,
+                &cfg.server.hostname,
+                from,
+                dns.timeout(),
+            )
+            .await
+        } else {
+            // The server did not answer its last probe: temperror at once
+            // rather than after timeouts.dns.
+            crate::auth::Spf {
+                result: crate::auth::Outcome::TempError,
+                domain: crate::auth::spf_domain(helo, from).to_string(),
+            }
+        };
         let failed = u64::from(s.result == crate::auth::Outcome::TempError);
+        if failed > 0 {
+            dns.doubt_server();
+        }
         self.count_lookups(
             &mailward_metrics::Event::SpfChecked {
                 result: s.result.as_str(),
@@ -214,6 +226,7 @@ impl Gateway {
             queue_messages: queue_messages as u64,
             queue_held: self.queue.held() as u64,
             dns_lists_resting: self.dns().resting_count() as u64,
+            dns_server_silent: !self.dns().server_answers(),
             queue_bytes,
             spool_free_bytes: self.spool.free_space().unwrap_or(0),
             bases_records: bases.as_ref().map_or(0, |b| b.records),

@@ -186,6 +186,7 @@ pub enum StatId {
     QueueHeldMessages,
     DeliveryDnsLookups,
     DnsListsResting,
+    DnsServerSilent,
 }
 
 pub const REJECT_REASONS: &[&str] = &[
@@ -983,6 +984,17 @@ pub static CATALOGUE: &[Stat] = &[
         Unit::Count,
         None,
         "DNS list zones ([access] dnsbl, [spam] dnsbl, [spam] surbl) not asked now because their last 8 look-ups got no answer: they list nothing, and their look-ups count as failed, until one of the probes (one every 5 s per zone) is answered. mailward status names them.",
+    ),
+    def(
+        StatId::DnsServerSilent,
+        Resources,
+        47,
+        "mwDnsServerSilent",
+        "mailward_dns_server_silent",
+        Gauge,
+        Unit::Flag,
+        None,
+        "1 while the DNS server does not answer: a probe (a made-up name, sent after an SPF, DKIM or DMARC look-up failed) got no reply within timeouts.dns. Meanwhile SPF and DKIM/DMARC give temperror at once instead of waiting, and probes go on (at most one every 5 s, while mail comes in) until one is answered.",
     ),
 ];
 

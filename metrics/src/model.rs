@@ -68,6 +68,8 @@ pub struct Gauges {
     pub log_rotation_failures: u64,
     /// DNS list zones not asked now (no answer to their last look-ups).
     pub dns_lists_resting: u64,
+    /// The DNS server did not answer its last probe.
+    pub dns_server_silent: bool,
 }
 
 struct Histogram {
@@ -512,6 +514,7 @@ impl Stats {
         set(StatId::QueueMessages, 0, gauges.queue_messages);
         set(StatId::QueueHeldMessages, 0, gauges.queue_held);
         set(StatId::DnsListsResting, 0, gauges.dns_lists_resting);
+        set(StatId::DnsServerSilent, 0, gauges.dns_server_silent as u64);
         set(StatId::QueueBytes, 0, gauges.queue_bytes);
         set(StatId::SpoolFreeBytes, 0, gauges.spool_free_bytes);
         set(

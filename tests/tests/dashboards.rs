@@ -163,7 +163,7 @@ const EXPECT: &[(&str, Expect)] = &[
     ("URI list look-ups", Exported),
     ("Spam scores", Exported),
     ("Classifier unavailable", Exported),
-    ("DNS lists resting", Exported),
+    ("DNS lists resting, server silent", Exported),
     // Outbound TLS and logging
     ("Outbound TLS", Exported),
     ("Log lines dropped and failed rotations", Exported),

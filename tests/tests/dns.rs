@@ -274,7 +274,19 @@ fn a_dns_server_that_never_answers_delays_mail_but_does_not_stop_it() -> Result<
         1,
         "the URI list was not asked once DMARC had waited the DNS timeout:\n{log}"
     );
-    // And `mailward status` says what to look at.
+    // And `mailward status` says what to look at: SPF's failure sent a
+    // probe of the server itself, which got no answer either.
+    wait_until(
+        "the probe to find the server silent",
+        Duration::from_secs(15),
+        || {
+            Ok(daemon
+                .full_log()
+                .contains("DNS server does not answer")
+                .then_some(()))
+        },
+    )
+    .map_err(|e| e.context(daemon.full_log()))?;
     let status: serde_json::Value = serde_json::from_str(&daemon.cli_ok(&["status", "--json"])?)?;
     assert_eq!(status["dns"]["resolver"], resolver.as_str());
     assert!(
@@ -285,7 +297,9 @@ fn a_dns_server_that_never_answers_delays_mail_but_does_not_stop_it() -> Result<
     );
     let problems = status["problems"].to_string();
     assert!(
-        problems.contains("DNS look-ups got no answer from 127.0.0.1:"),
+        problems.contains(&format!(
+            "The DNS server {resolver} has not answered a probe since"
+        )),
         "a problem in the status: {problems}"
     );
     Ok(())
@@ -415,6 +429,146 @@ fn dns_lists_that_keep_failing_rest_until_a_probe_is_answered() -> Result<()> {
         "the live server was asked:\n{}",
         live.log()
     );
+    Ok(())
+}
+
+/// The names asked of `socket` since the last call (the question of each
+/// datagram waiting on it).
+fn asked_names(socket: &std::net::UdpSocket) -> Result<Vec<String>> {
+    socket.set_nonblocking(true)?;
+    let mut buf = [0u8; 512];
+    let mut names = Vec::new();
+    while let Ok(n) = socket.recv(&mut buf) {
+        // The question follows the 12-byte header, as length-prefixed labels.
+        let mut at = 12;
+        let mut labels = Vec::new();
+        while at < n && buf[at] != 0 {
+            let len = usize::from(buf[at]);
+            let end = (at + 1 + len).min(n);
+            labels.push(String::from_utf8_lossy(&buf[at + 1..end]).to_string());
+            at = end;
+        }
+        names.push(labels.join("."));
+    }
+    Ok(names)
+}
+
+#[test]
+fn a_dns_server_that_does_not_answer_a_probe_is_not_waited_for() -> Result<()> {
+    // SPF and DKIM/DMARC look up names that the sender chooses, so their
+    // own failures cannot switch anything off (the sender's name servers
+    // may be the dead ones); a failure makes Mailward probe the server
+    // itself with a name of its own, and while the probes get no answer,
+    // SPF and DKIM/DMARC give temperror without asking.
+    let dir = TestDir::new("dns-server-silent")?;
+    let (silent, resolver) = silent_dns()?;
+    let port: u16 = resolver.rsplit_once(':').map_or("", |(_, p)| p).parse()?;
+    let sink = Sink::start(dir.path(), "sink")?;
+    let stats = mailward_e2e::stats::StatsSetup::new(dir.path());
+    let daemon = Daemon::start(
+        // SPF (score) and DKIM/DMARC are on by default for outside clients.
+        &outside_client(&stats, dir.path(), sink.port, &resolver).set_str("timeouts", "dns", "2s"),
+    )?;
+    let message = |n: usize| {
+        format!("From: alice@sender.test\r\nTo: bob@example.com\r\nSubject: dead DNS {n}\r\nMessage-ID: <server-silent-{n}@sender.test>\r\n\r\nHello.\r\n")
+    };
+    // The first message waits for SPF and for DMARC (timeouts.dns each),
+    // and SPF's failure sends a probe, which gets no answer either.
+    let mut sent = 1;
+    send_message(daemon.port, &message(sent))?;
+    sink.wait_for_count(sent, DELIVERY_TIMEOUT)
+        .map_err(|e| e.context(daemon.log()))?;
+    let silent_line = "DNS server does not answer";
+    wait_until(
+        "the probe to find the server silent",
+        Duration::from_secs(15),
+        || Ok(daemon.full_log().contains(silent_line).then_some(())),
+    )
+    .map_err(|e| e.context(daemon.full_log()))?;
+    // The next message is not held up for the dead server: nothing but a
+    // probe reaches it.
+    asked_names(&silent)?;
+    sent += 1;
+    send_message(daemon.port, &message(sent))?;
+    sink.wait_for_count(sent, DELIVERY_TIMEOUT)
+        .map_err(|e| e.context(daemon.log()))?;
+    let asked = asked_names(&silent)?;
+    ensure!(
+        asked.iter().all(|n| n.starts_with("mailward-probe-")),
+        "SPF or DKIM/DMARC asked the silent server: {asked:?}"
+    );
+    let m = stats.scrape()?;
+    ensure!(
+        m.get("mailward_spf_checks_total", &[("result", "temperror")]) == Some(2.0),
+        "both messages' SPF counted as temperror: {:?}",
+        m.get("mailward_spf_checks_total", &[("result", "temperror")])
+    );
+    ensure!(
+        m.get("mailward_dns_server_silent", &[]) == Some(1.0),
+        "the gauge says the server is silent: {:?}",
+        m.get("mailward_dns_server_silent", &[])
+    );
+    let status: serde_json::Value = serde_json::from_str(&daemon.cli_ok(&["status", "--json"])?)?;
+    ensure!(
+        status["dns"]["server_silent_since"].is_i64(),
+        "{}",
+        status["dns"]
+    );
+    let text = daemon.cli_ok(&["status"])?;
+    ensure!(
+        text.contains("server not answering since") && text.contains("(SPF, DKIM/DMARC not asked)"),
+        "the status text says so:\n{text}"
+    );
+    ensure!(
+        text.contains(&format!(
+            "The DNS server {resolver} has not answered a probe since"
+        )),
+        "and names it as a problem:\n{text}"
+    );
+    ensure!(
+        daemon.full_log().matches(silent_line).count() == 1,
+        "said once:\n{}",
+        daemon.full_log()
+    );
+    // The server comes back on the same address: a later probe (one every
+    // 5 s at most, while mail comes in) is answered, and SPF is asked again.
+    drop(silent);
+    let live = Dns::start_at(dir.path(), port, &[])?;
+    wait_until("a probe to be answered", Duration::from_secs(30), || {
+        sent += 1;
+        send_message(daemon.port, &message(sent))?;
+        std::thread::sleep(Duration::from_millis(300));
+        Ok(daemon
+            .full_log()
+            .contains("DNS server answers again")
+            .then_some(()))
+    })
+    .map_err(|e| e.context(format!("{}\n{}", daemon.full_log(), live.log())))?;
+    sent += 1;
+    send_message(daemon.port, &message(sent))?;
+    sink.wait_for_count(sent, DELIVERY_TIMEOUT)
+        .map_err(|e| e.context(daemon.log()))?;
+    ensure!(
+        live.log().contains("sender.test"),
+        "SPF asks the server again:\n{}",
+        live.log()
+    );
+    wait_until("the gauge to fall to 0", Duration::from_secs(10), || {
+        Ok((stats.scrape()?.get("mailward_dns_server_silent", &[]) == Some(0.0)).then_some(()))
+    })?;
+    Ok(())
+}
+
+/// One session with one message from alice@sender.test to bob@example.com.
+fn send_message(port: u16, message: &str) -> Result<()> {
+    let mut c = SmtpClient::connect_ok(port)?;
+    c.ehlo("client.test")?;
+    c.send_mail_ok(
+        "alice@sender.test",
+        &["bob@example.com"],
+        message.as_bytes(),
+    )?;
+    c.quit();
     Ok(())
 }
 

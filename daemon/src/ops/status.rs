@@ -123,6 +123,11 @@ pub struct Dns {
     /// ([`crate::dns::ZoneHealth`]).
     #[serde(default)]
     pub resting_zones: Vec<String>,
+    /// Since when (Unix time) the DNS server has not answered its probes,
+    /// so that SPF and DKIM/DMARC are not asked ([`crate::dns::Dns::doubt_server`]);
+    /// None while it answers.
+    #[serde(default)]
+    pub server_silent_since: Option<i64>,
 }
 
 /// Look-ups at least, before most of them failing is a problem (one
@@ -186,6 +191,10 @@ pub fn of(gw: &Gateway) -> Status {
         recent,
         recent_failed,
         resting_zones: gw.dns().resting_zones(),
+        server_silent_since: gw.dns().server_silent_since().map(|t| {
+            t.duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs() as i64)
+        }),
     };
     let mut status = Status {
         version: env!("CARGO_PKG_VERSION").to_string(),
@@ -281,9 +290,16 @@ pub fn problems(s: &Status) -> Vec<String> {
         )),
         _ => {}
     }
-    if s.dns.recent >= DNS_SAMPLE && s.dns.recent_failed * 2 > s.dns.recent {
+    if let Some(t) = s.dns.server_silent_since {
+        // A probe found it: no need for a sample of failures.
         p.push(format!(
-            "{} of the last {} DNS look-ups got no answer from {}: sessions wait up to timeouts.dns (but for DNS lists that rest), the spam check judges without DNSBL, SPF and URI lists, and mail routed by MX waits in the queue (check access.dns_resolver).",
+            "The DNS server {} has not answered a probe since {}: SPF and DKIM/DMARC give temperror without asking until one is answered (a probe every 5 s while mail comes in), DNS lists rest, and mail routed by MX waits in the queue (check access.dns_resolver).",
+            s.dns.resolver,
+            chrono::DateTime::from_timestamp(t, 0).map_or_else(|| "?".to_string(), |t| t.to_rfc3339())
+        ));
+    } else if s.dns.recent >= DNS_SAMPLE && s.dns.recent_failed * 2 > s.dns.recent {
+        p.push(format!(
+            "{} of the last {} DNS look-ups got no answer from {}: sessions wait up to timeouts.dns (but for DNS lists that rest, and for SPF and DKIM/DMARC once a probe finds the server silent), the spam check judges without DNSBL, SPF and URI lists, and mail routed by MX waits in the queue (check access.dns_resolver).",
             s.dns.recent_failed, s.dns.recent, s.dns.resolver
         ));
     }
@@ -395,9 +411,16 @@ pub fn render(s: &Status, now: i64) -> String {
         format!("dns:      {resolver}; no look-ups yet\n")
     } else {
         format!(
-            "dns:      {resolver}; {} of the last {} look-ups failed{}\n",
+            "dns:      {resolver}; {} of the last {} look-ups failed{}{}\n",
             s.dns.recent_failed,
             s.dns.recent,
+            match s.dns.server_silent_since {
+                Some(t) => format!(
+                    "; server not answering since {} (SPF, DKIM/DMARC not asked)",
+                    when(t)
+                ),
+                None => String::new(),
+            },
             if s.dns.resting_zones.is_empty() {
                 String::new()
             } else {
@@ -492,6 +515,7 @@ mod tests {
                 recent: 64,
                 recent_failed: 2,
                 resting_zones: Vec::new(),
+                server_silent_since: None,
             },
             problems: Vec::new(),
         }
@@ -525,6 +549,21 @@ mod tests {
         );
         s.dns.recent_failed = 32;
         assert!(problems(&s).is_empty(), "half is not most");
+        // A probe that got no answer says it, whatever the sample: one
+        // problem, not two.
+        s.dns.server_silent_since = Some(1_000);
+        s.dns.recent_failed = 64;
+        let p = problems(&s);
+        assert_eq!(p.len(), 1, "{p:#?}");
+        assert!(
+            p[0].starts_with("The DNS server 127.0.0.1:53 has not answered a probe since 1970-01-01T00:16:40+00:00: SPF and DKIM/DMARC give temperror"),
+            "{}",
+            p[0]
+        );
+        assert!(render(&s, 2_000).contains(
+            "dns:      127.0.0.1:53; 64 of the last 64 look-ups failed; server not answering since 1970-01-01T00:16:40+00:00 (SPF, DKIM/DMARC not asked)"
+        ));
+        s.dns.server_silent_since = None;
         // Too few look-ups to blame the server.
         s.dns.recent = 4;
         s.dns.recent_failed = 4;

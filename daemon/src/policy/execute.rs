@@ -156,6 +156,20 @@ async fn authenticate(
         return false;
     }
     let dns = gw.dns();
+    if !dns.server_answers() {
+        // The server did not answer its last probe: no DKIM key or DMARC
+        // record can come (temperror, as a timeout would give), and the
+        // message does not wait timeouts.dns to learn that.
+        dns.doubt_server();
+        gw.stats.record(&mailward_metrics::Event::DkimChecked {
+            result: crate::auth::Outcome::TempError.as_str(),
+        });
+        env.auth.dkim = vec![crate::auth::Dkim {
+            result: crate::auth::Outcome::TempError,
+            domain: String::new(),
+        }];
+        return false;
+    }
     let (dkim, dmarc) = if raw.len() <= DKIM_ON_RUNTIME {
         crate::auth::dkim_dmarc(
             dns.authenticator(),
@@ -206,6 +220,15 @@ async fn authenticate(
         gw.stats.record(&mailward_metrics::Event::DmarcChecked {
             result: d.result.as_str(),
         });
+    }
+    let failed = dkim
+        .iter()
+        .any(|d| d.result == crate::auth::Outcome::TempError)
+        || dmarc
+            .as_ref()
+            .is_some_and(|d| d.result == crate::auth::Outcome::TempError);
+    if failed {
+        gw.dns().doubt_server();
     }
     env.auth.dkim = dkim;
     env.auth.dmarc = dmarc;
