@@ -211,7 +211,9 @@ impl Dns {
         let (resolver, health, timeout) =
             (self.resolver.clone(), self.server.clone(), self.timeout);
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            health.probed(true);
+            // Outside the runtime (never, for the gateway's callers):
+            // nothing learnt, so nothing changes.
+            health.abandon();
             return;
         };
         runtime.spawn(async move {
@@ -731,6 +733,11 @@ impl ServerHealth {
         s.probing = true;
         s.last_probe = Some(now);
         true
+    }
+
+    /// A probe that could not be sent: another may start.
+    fn abandon(&self) {
+        self.state().probing = false;
     }
 
     /// What a probe found. Some(true): the server falls silent with it;
