@@ -568,6 +568,9 @@ struct Window {
 
 impl RecentLookups {
     pub const SPAN: u32 = u64::BITS;
+    /// Look-ups at least before their failures say anything of the
+    /// server (one client's broken domain is not the server's fault).
+    pub const SAMPLE: u32 = 5;
 
     /// Adds a batch of look-ups (their order within the batch is lost).
     pub fn note(&self, answered: u64, failed: u64) {
@@ -596,6 +599,13 @@ impl RecentLookups {
             (1u64 << w.len) - 1
         };
         ((w.bits & mask).count_ones(), w.len)
+    }
+
+    /// The share of the window's look-ups that failed, in percent; None
+    /// below [`Self::SAMPLE`] look-ups.
+    pub fn failed_percent(&self) -> Option<u64> {
+        let (failed, recent) = self.failed_of();
+        (recent >= Self::SAMPLE).then(|| u64::from(failed) * 100 / u64::from(recent))
     }
 }
 
@@ -892,6 +902,17 @@ mod tests {
                 failed: 4
             }
         );
+    }
+
+    #[test]
+    fn the_failed_share_needs_a_sample() {
+        let r = RecentLookups::default();
+        r.note(0, 4);
+        assert_eq!(r.failed_percent(), None, "four look-ups say nothing");
+        r.note(1, 0);
+        assert_eq!(r.failed_percent(), Some(80));
+        r.note(95, 0);
+        assert_eq!(r.failed_percent(), Some(0), "only the last 64 count");
     }
 
     #[test]

@@ -405,7 +405,7 @@ pub fn objects() -> Vec<Object> {
         "Whether a reload succeeded.",
     );
     push("mwAlertName", nfy(3), Node::Scalar, Some(Syntax::Text), ForNotify, None, "mwNotificationObjectsGroup",
-        "The threshold: queue_messages, infected_share_percent, infected_per_minute or spool_free_bytes (snmp.alert_thresholds).");
+        "The threshold: queue_messages, infected_share_percent, infected_per_minute, spool_free_bytes or dns_failed_percent (snmp.alert_thresholds).");
     push(
         "mwAlertValue",
         nfy(4),

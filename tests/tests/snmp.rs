@@ -1298,6 +1298,48 @@ fn every_notification_arrives_with_its_trap_oid_and_varbinds() -> Result<()> {
 // ---- 5. snmpd restarts under the daemon ------------------------------------------
 
 #[test]
+fn a_dns_server_that_stops_answering_raises_the_dns_alert() -> Result<()> {
+    // `dns_failed_percent` is the SNMP twin of the MailwardDnsFailing
+    // Prometheus alert: most of the last DNS look-ups without an answer.
+    let mib = Mib::load()?;
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0")?;
+    let resolver = silent.local_addr()?.to_string();
+    let rig = Rig::start("snmp-dns-alert", |c, _| {
+        c.set("snmp", "alert_thresholds", "{ dns_failed_percent = 50 }")
+            // An outside client, asked about in one DNSBL zone per session.
+            .set("network", "relay_networks", "[]")
+            .set_list("access", "dnsbl", &["bl.test"])
+            .set_str("access", "dns_resolver", &resolver)
+            .set_str("timeouts", "dns", "1s")
+    })?;
+    // Five look-ups make a sample (the harness's readiness session was one).
+    for _ in 0..5 {
+        SmtpClient::connect_ok(rig.daemon.port)?.quit();
+    }
+    let mut f = Failures::default();
+    let quoted = |s: &str| format!("STRING: \"{s}\"");
+    if let Some((_, t)) = f.step(
+        "mwAlertThreshold raised for dns_failed_percent",
+        rig.snmp.wait_trap(8, 0, ALERT_DEADLINE),
+    ) {
+        check_trap(
+            &mut f,
+            &mib,
+            "mwAlertThreshold",
+            &t,
+            &[
+                ("mwAlertName", Want::Is(quoted("dns_failed_percent"))),
+                ("mwAlertValue", Want::Is("Gauge32: 100".into())),
+                ("mwAlertThresholdValue", Want::Is("Gauge32: 50".into())),
+                ("mwAlertState", Want::Is("INTEGER: 1".into())),
+            ],
+        );
+    }
+    drop(silent);
+    f.finish(|| rig.context())
+}
+
+#[test]
 fn a_restarted_snmpd_gets_the_subtree_back_and_no_notification_is_lost_silently() -> Result<()> {
     let mut rig = Rig::start("snmp-restart", |c, _| c)?;
     let mut f = Failures::default();

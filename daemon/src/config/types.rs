@@ -772,6 +772,7 @@ pub const SNMP_THRESHOLDS: &[&str] = &[
     "infected_per_minute",
     "infected_share_percent",
     "spool_free_bytes",
+    "dns_failed_percent",
 ];
 
 /// `[snmp]`

@@ -324,6 +324,11 @@ pub async fn watch(gw: Arc<Gateway>) {
                     let share = (inf * 100).checked_div(rec).unwrap_or(0);
                     (share, share > threshold)
                 }
+                "dns_failed_percent" => {
+                    // Nothing to say below a sample of look-ups.
+                    let share = gw.dns_recent.failed_percent().unwrap_or(0);
+                    (share, share > threshold)
+                }
                 "spool_free_bytes" => {
                     let free = snap.value(mailward_metrics::StatId::SpoolFreeBytes, 0);
                     (free / (1024 * 1024), free < threshold)

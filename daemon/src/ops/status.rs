@@ -130,10 +130,6 @@ pub struct Dns {
     pub server_silent_since: Option<i64>,
 }
 
-/// Look-ups at least, before most of them failing is a problem (one
-/// client's broken domain is not the DNS server's fault).
-const DNS_SAMPLE: u32 = 5;
-
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Log {
     pub destination: String,
@@ -297,7 +293,9 @@ pub fn problems(s: &Status) -> Vec<String> {
             s.dns.resolver,
             chrono::DateTime::from_timestamp(t, 0).map_or_else(|| "?".to_string(), |t| t.to_rfc3339())
         ));
-    } else if s.dns.recent >= DNS_SAMPLE && s.dns.recent_failed * 2 > s.dns.recent {
+    } else if s.dns.recent >= crate::dns::RecentLookups::SAMPLE
+        && s.dns.recent_failed * 2 > s.dns.recent
+    {
         p.push(format!(
             "{} of the last {} DNS look-ups got no answer from {}: sessions wait up to timeouts.dns (but for DNS lists that rest, and for SPF and DKIM/DMARC once a probe finds the server silent), the spam check judges without DNSBL, SPF and URI lists, and mail routed by MX waits in the queue (check access.dns_resolver).",
             s.dns.recent_failed, s.dns.recent, s.dns.resolver
