@@ -162,12 +162,32 @@ pub fn spf_refusal(mode: crate::config::SpfMode, spf: Option<&Spf>, ip: IpAddr) 
 
 /// The identity SPF checks: the MAIL FROM domain, or the HELO name for
 /// the null sender.
-pub fn spf_domain<'a>(helo: &'a str, sender: &'a str) -> &'a str {
+fn spf_domain<'a>(helo: &'a str, sender: &'a str) -> &'a str {
     if sender.is_empty() {
         helo
     } else {
         sender.rsplit_once('@').map_or(helo, |(_, d)| d)
     }
+}
+
+/// SPF's result when the DNS gave no answer (in time, or at all:
+/// [`crate::dns::Dns::server_answers`]).
+pub fn spf_unanswered(helo: &str, sender: &str) -> Spf {
+    Spf {
+        result: Outcome::TempError,
+        domain: spf_domain(helo, sender).to_string(),
+    }
+}
+
+/// DKIM's and DMARC's results when the DNS gave no answer.
+pub fn dkim_dmarc_unanswered() -> (Vec<Dkim>, Option<Dmarc>) {
+    (
+        vec![Dkim {
+            result: Outcome::TempError,
+            domain: String::new(),
+        }],
+        None,
+    )
 }
 
 /// The SPF check of one transaction. `helo` is the client's HELO/EHLO
@@ -187,16 +207,12 @@ pub async fn spf(
     } else {
         SpfParameters::verify_mail_from(ip, helo, host, sender)
     };
-    let domain = spf_domain(helo, sender).to_string();
     match tokio::time::timeout(limit, auth.verify_spf(params)).await {
         Ok(out) => Spf {
             result: spf_outcome(out.result()),
             domain: out.domain().to_string(),
         },
-        Err(_) => Spf {
-            result: Outcome::TempError,
-            domain,
-        },
+        Err(_) => spf_unanswered(helo, sender),
     }
 }
 
@@ -260,15 +276,9 @@ pub async fn dkim_dmarc(
         });
         (dkim, dmarc)
     };
-    tokio::time::timeout(limit, work).await.unwrap_or_else(|_| {
-        (
-            vec![Dkim {
-                result: Outcome::TempError,
-                domain: String::new(),
-            }],
-            None,
-        )
-    })
+    tokio::time::timeout(limit, work)
+        .await
+        .unwrap_or_else(|_| dkim_dmarc_unanswered())
 }
 
 #[cfg(test)]

@@ -177,10 +177,7 @@ impl Gateway {
         } else {
             // The server did not answer its last probe: temperror at once
             // rather than after timeouts.dns.
-            crate::auth::Spf {
-                result: crate::auth::Outcome::TempError,
-                domain: crate::auth::spf_domain(helo, from).to_string(),
-            }
+            crate::auth::spf_unanswered(helo, from)
         };
         let failed = u64::from(s.result == crate::auth::Outcome::TempError);
         if failed > 0 {
@@ -221,12 +218,13 @@ impl Gateway {
     pub fn snapshot(&self) -> mailward_metrics::Snapshot {
         let (queue_messages, queue_bytes) = self.queue.size();
         let bases = self.bases();
+        let dns = self.dns();
         let subagent = self.subagent_health.get().map(|h| h());
         let gauges = mailward_metrics::Gauges {
             queue_messages: queue_messages as u64,
             queue_held: self.queue.held() as u64,
-            dns_lists_resting: self.dns().resting_count() as u64,
-            dns_server_silent: !self.dns().server_answers(),
+            dns_lists_resting: dns.resting_count() as u64,
+            dns_server_silent: !dns.server_answers(),
             queue_bytes,
             spool_free_bytes: self.spool.free_space().unwrap_or(0),
             bases_records: bases.as_ref().map_or(0, |b| b.records),

@@ -291,7 +291,7 @@ pub fn problems(s: &Status) -> Vec<String> {
         p.push(format!(
             "The DNS server {} has not answered a probe since {}: SPF and DKIM/DMARC give temperror without asking until one is answered (a probe every 5 s while mail comes in), DNS lists rest, and mail routed by MX waits in the queue (check access.dns_resolver).",
             s.dns.resolver,
-            chrono::DateTime::from_timestamp(t, 0).map_or_else(|| "?".to_string(), |t| t.to_rfc3339())
+            rfc3339(t)
         ));
     } else if s.dns.recent >= crate::dns::RecentLookups::SAMPLE
         && s.dns.recent_failed * 2 > s.dns.recent
@@ -328,22 +328,24 @@ fn destination(cfg: &Config) -> String {
     }
 }
 
+/// A Unix time as RFC 3339 ("?" when out of range).
+fn rfc3339(t: i64) -> String {
+    chrono::DateTime::from_timestamp(t, 0).map_or_else(|| "?".to_string(), |t| t.to_rfc3339())
+}
+
 /// The status as text, one aspect per line, then the problems.
 pub fn render(s: &Status, now: i64) -> String {
-    let when = |t: i64| {
-        chrono::DateTime::from_timestamp(t, 0).map_or_else(|| "?".to_string(), |t| t.to_rfc3339())
-    };
     let mut out = format!(
         "Mailward {} is running: pid {}, up {} (since {})\n",
         s.version,
         s.pid,
         crate::text::age(now - s.started),
-        when(s.started)
+        rfc3339(s.started)
     );
     out += &format!(
         "config:   {} (loaded {}, {} reload(s), {} refused)\n",
         s.config,
-        when(s.config_loaded),
+        rfc3339(s.config_loaded),
         s.reloads,
         s.reload_failures
     );
@@ -378,7 +380,7 @@ pub fn render(s: &Status, now: i64) -> String {
             "bases:    {}, {} records, released {}{}; last update {}\n",
             b.version,
             b.records,
-            when(b.released),
+            rfc3339(b.released),
             if b.obsolete { " (obsolete)" } else { "" },
             b.last_update
         ),
@@ -415,7 +417,7 @@ pub fn render(s: &Status, now: i64) -> String {
             match s.dns.server_silent_since {
                 Some(t) => format!(
                     "; server not answering since {} (SPF, DKIM/DMARC not asked)",
-                    when(t)
+                    rfc3339(t)
                 ),
                 None => String::new(),
             },

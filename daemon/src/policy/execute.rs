@@ -156,21 +156,12 @@ async fn authenticate(
         return false;
     }
     let dns = gw.dns();
-    if !dns.server_answers() {
+    let (dkim, dmarc) = if !dns.server_answers() {
         // The server did not answer its last probe: no DKIM key or DMARC
         // record can come (temperror, as a timeout would give), and the
         // message does not wait timeouts.dns to learn that.
-        dns.doubt_server();
-        gw.stats.record(&mailward_metrics::Event::DkimChecked {
-            result: crate::auth::Outcome::TempError.as_str(),
-        });
-        env.auth.dkim = vec![crate::auth::Dkim {
-            result: crate::auth::Outcome::TempError,
-            domain: String::new(),
-        }];
-        return false;
-    }
-    let (dkim, dmarc) = if raw.len() <= DKIM_ON_RUNTIME {
+        crate::auth::dkim_dmarc_unanswered()
+    } else if raw.len() <= DKIM_ON_RUNTIME {
         crate::auth::dkim_dmarc(
             dns.authenticator(),
             raw,
