@@ -31,11 +31,24 @@ pub enum DnsError {
     /// ([`ZoneHealth`]).
     #[error("{zone}: not asked: its last look-ups got no answer")]
     Resting { zone: String },
+    /// A DNS list was not asked because the DNS server does not answer
+    /// its probes ([`Dns::doubt_server`]).
+    #[error("{zone}: not asked: the DNS server does not answer")]
+    ServerSilent { zone: String },
     #[error("cannot set up the resolver: {0}")]
     Setup(String),
 }
 
 impl DnsError {
+    /// A look-up not made (a resting zone, a silent server), as opposed
+    /// to one that was made and failed.
+    pub fn is_skip(&self) -> bool {
+        matches!(
+            self,
+            DnsError::Resting { .. } | DnsError::ServerSilent { .. }
+        )
+    }
+
     fn from_resolve(name: &str, kind: &'static str, e: NetError) -> DnsError {
         if e.is_no_records_found() || e.is_nx_domain() {
             DnsError::NotFound {
@@ -117,8 +130,12 @@ pub struct Dns {
     /// SPF, DKIM and DMARC (mail-auth) over the same resolver.
     authenticator: mail_auth::MessageAuthenticator,
     timeout: Duration,
-    /// Which DNS list zones answer lately (a reload starts afresh).
-    zones: ZoneHealth,
+    /// The servers asked (address and port of each connection), to tell
+    /// whether a reload changed them.
+    servers: Vec<SocketAddr>,
+    /// Which DNS list zones answer lately (kept by a reload that leaves
+    /// the servers alone: [`Dns::keep_health_of`]).
+    zones: std::sync::Arc<ZoneHealth>,
     /// Whether the DNS server itself answers (shared with its probes).
     server: std::sync::Arc<ServerHealth>,
 }
@@ -167,6 +184,15 @@ impl Dns {
                 (config, sys)
             }
         };
+        let servers = config
+            .name_servers()
+            .iter()
+            .flat_map(|ns| {
+                ns.connections
+                    .iter()
+                    .map(|c| SocketAddr::new(ns.ip, c.port))
+            })
+            .collect();
         let resolver = TokioResolver::builder_with_config(config, TokioRuntimeProvider::default())
             .with_options(opts)
             .build()
@@ -176,9 +202,27 @@ impl Dns {
             resolver,
             authenticator,
             timeout,
-            zones: ZoneHealth::default(),
+            servers,
+            zones: std::sync::Arc::default(),
             server: std::sync::Arc::default(),
         })
+    }
+
+    /// Takes over what `old` learnt of the DNS server (silent or not) and
+    /// of the list zones (which rest) when both ask the same servers with
+    /// the same timeout; returns whether it did. A reload that leaves the
+    /// DNS alone (logrotate's SIGHUP, a new rule) must not make the next
+    /// clients wait again for a server or a zone known not to answer; a
+    /// reload that names another server, or a resolv.conf that now does,
+    /// starts afresh. The answers cached by the old resolver are not
+    /// taken over (a reload also flushes them, as before).
+    pub fn keep_health_of(&mut self, old: &Dns) -> bool {
+        if self.servers != old.servers || self.timeout != old.timeout {
+            return false;
+        }
+        self.zones = old.zones.clone();
+        self.server = old.server.clone();
+        true
     }
 
     /// Whether the DNS server answers, as far as the last probe knows:
@@ -195,8 +239,8 @@ impl Dns {
         self.server.silent_since()
     }
 
-    /// A sender authentication look-up failed, or was skipped because the
-    /// server is silent: probe the server (in the background; at most one
+    /// A look-up failed (sender authentication, a DNS list), or was
+    /// skipped because the server is silent: probe the server (in the background; at most one
     /// probe in flight and one start per [`ServerHealth::PROBE_EVERY`]).
     /// The probe asks for a name made up for it, so that no cache (ours or
     /// the server's) can answer for the server: any reply, even "no such
@@ -232,9 +276,9 @@ impl Dns {
             match health.probed(answered) {
                 Some(true) => tracing::warn!(target: "app", probe = %name, timeout_s = timeout.as_secs_f64(),
                     probe_every_s = ServerHealth::PROBE_EVERY.as_secs(),
-                    "DNS server does not answer: SPF and DKIM/DMARC are not asked (temperror) until a probe is answered."),
+                    "DNS server does not answer: SPF and DKIM/DMARC (temperror) and the DNS lists (not listed) are not asked until a probe is answered."),
                 Some(false) => tracing::info!(target: "app",
-                    "DNS server answers again: SPF and DKIM/DMARC are asked again."),
+                    "DNS server answers again: SPF, DKIM/DMARC and the DNS lists are asked again."),
                 None => {}
             }
         });
@@ -257,10 +301,22 @@ impl Dns {
         self.zones.resting_count()
     }
 
-    /// Asks DNS list `zone` for `name`, unless the zone rests
-    /// ([`ZoneHealth`]); what it gave is noted for the zone.
+    /// Asks DNS list `zone` for `name`, unless the DNS server is known
+    /// not to answer or the zone rests ([`ZoneHealth`]); what it gave is
+    /// noted for the zone. A look-up without an answer, or not made because
+    /// the server is silent, has the server probed: a dead server is then
+    /// found, and its return noticed, with only the lists configured (no
+    /// SPF), and while it is silent no list look-up waits for it (each zone
+    /// would otherwise wait its [`ZoneHealth::REST_AFTER`] look-ups before
+    /// resting, and all of them again after the server's return).
     async fn ask_list(&self, zone: &str, name: &str) -> Result<Option<IpAddr>, DnsError> {
         let zone = zone.trim_end_matches('.');
+        if !self.server_answers() {
+            self.doubt_server();
+            return Err(DnsError::ServerSilent {
+                zone: zone.to_string(),
+            });
+        }
         if !self.zones.may_ask(zone, std::time::Instant::now()) {
             return Err(DnsError::Resting {
                 zone: zone.to_string(),
@@ -268,6 +324,9 @@ impl Dns {
         }
         let r = self.list_entry(name).await;
         self.noted(zone, r.is_ok());
+        if r.is_err() {
+            self.doubt_server();
+        }
         r
     }
 
@@ -457,6 +516,7 @@ impl Dns {
                         // had most of a timeout to answer in.
                         if budget >= self.timeout / 2 {
                             self.noted(zone, false);
+                            self.doubt_server();
                         }
                         Err(DnsError::Temporary {
                             name,
@@ -480,8 +540,9 @@ impl Dns {
                 Ok(_) => tally.not_listed += 1,
                 Err(e) => {
                     tally.failed += 1;
-                    // A resting zone was logged once, when it began to rest.
-                    if !matches!(e, DnsError::Resting { .. }) {
+                    // A resting zone was logged once, when it began to
+                    // rest, and a silent server when its probe failed.
+                    if !e.is_skip() {
                         first_failure.get_or_insert((z, e));
                     }
                 }
@@ -618,7 +679,9 @@ impl RecentLookups {
 /// Per zone, so one dead list does not silence the others, and only for
 /// the lists: their names are the configuration's and a client's own
 /// domain cannot make them fail (SPF, DKIM and delivery's look-ups, whose
-/// names a sender chooses, are never skipped).
+/// names a sender chooses, never rest this way; SPF and DKIM are skipped
+/// only while the server itself is silent, [`Dns::doubt_server`], and so
+/// are the lists).
 #[derive(Default)]
 pub struct ZoneHealth(Mutex<std::collections::HashMap<String, ZoneState>>);
 
@@ -793,8 +856,9 @@ struct DnsblFailures {
 
 impl DnsblFailures {
     fn note(&mut self, zone: &str, e: DnsError) {
-        // A resting zone was logged once, when it began to rest.
-        if matches!(e, DnsError::Resting { .. }) {
+        // A resting zone was logged once, when it began to rest, and a
+        // silent server when its probe failed.
+        if e.is_skip() {
             return;
         }
         self.zones.push(zone.to_string());
@@ -960,6 +1024,60 @@ mod tests {
         })
         .await;
         assert!(found.is_ok(), "no answer within the timeout: silent");
+    }
+
+    #[tokio::test]
+    async fn while_the_server_is_silent_the_lists_are_not_asked() {
+        let silent = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let dns = Dns::new(Some(silent.local_addr().unwrap()), Duration::from_secs(30)).unwrap();
+        dns.server.probed(false);
+        let zones = vec!["bl.test".to_string(), "score.test".to_string()];
+        // Not asked, so not waited for (30 s would be the timeout), and
+        // counted as failed, as a timeout would be.
+        let (listed, tally) = tokio::time::timeout(
+            Duration::from_secs(5),
+            dns.dnsbl("192.0.2.1".parse().unwrap(), &zones),
+        )
+        .await
+        .expect("not waited for");
+        assert_eq!((listed, tally.failed), (None, 2));
+        // Nor does the zones' health suffer for the server's silence.
+        assert_eq!(dns.resting_count(), 0);
+        assert!(dns.zones.map().is_empty());
+        // The skip had the server probed, and only the probe reached it.
+        let mut buf = [0u8; 512];
+        let (n, _) = tokio::time::timeout(Duration::from_secs(2), silent.recv_from(&mut buf))
+            .await
+            .expect("a probe reaches the server")
+            .unwrap();
+        assert!(String::from_utf8_lossy(&buf[..n]).contains("mailward-probe-"));
+    }
+
+    #[test]
+    fn a_reload_keeps_what_is_known_of_the_same_servers_only() {
+        let at: SocketAddr = "127.0.0.1:5353".parse().unwrap();
+        let t = Duration::from_secs(2);
+        let old = Dns::new(Some(at), t).unwrap();
+        old.server.probed(false);
+        for _ in 0..ZoneHealth::REST_AFTER {
+            old.zones.note("bl.test", false, std::time::Instant::now());
+        }
+        let mut same = Dns::new(Some(at), t).unwrap();
+        assert!(same.keep_health_of(&old));
+        assert!(!same.server_answers());
+        assert_eq!(same.resting_zones(), vec!["bl.test".to_string()]);
+        // Shared, not copied: a probe of the old resolver still in flight
+        // speaks for the new one.
+        old.server.probed(true);
+        assert!(same.server_answers());
+        for other in [
+            Dns::new(Some("127.0.0.1:5354".parse().unwrap()), t),
+            Dns::new(Some(at), Duration::from_secs(3)),
+        ] {
+            let mut other = other.unwrap();
+            assert!(!other.keep_health_of(&old));
+            assert_eq!(other.resting_count(), 0);
+        }
     }
 
     #[test]

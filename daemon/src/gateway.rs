@@ -30,16 +30,24 @@ pub enum BuildError {
 }
 
 /// Builds what `config` needs; fails without touching the running state.
-pub fn build(config: &Config) -> Result<Built, BuildError> {
+/// On a reload, `running` is the resolver in use: what it learnt of the
+/// DNS server and the list zones is kept when the new one asks the same
+/// servers ([`Dns::keep_health_of`]).
+pub fn build(config: &Config, running: Option<&Dns>) -> Result<Built, BuildError> {
     let tls = match (&config.network.tls_certificate, &config.network.tls_key) {
         (Some(cert), Some(key)) => Some(crate::smtp::tls::acceptor(cert, key)?),
         _ => None,
     };
-    let dns = Arc::new(Dns::new(
-        config.access.dns_resolver,
-        config.timeouts.dns.get(),
-    )?);
-    Ok(Built { tls, dns })
+    let mut dns = Dns::new(config.access.dns_resolver, config.timeouts.dns.get())?;
+    if let Some(old) = running {
+        if dns.keep_health_of(old) {
+            tracing::debug!(target: "config", "Same DNS servers: what is known of their health is kept.");
+        }
+    }
+    Ok(Built {
+        tls,
+        dns: Arc::new(dns),
+    })
 }
 
 /// Sends a notification on (the SNMP side's trap sender).

@@ -159,7 +159,7 @@ pub async fn run(
                 "The log file cannot be rotated by the unprivileged user: its lines will go on past log.rotate_size. Give the directory to the user, or leave rotation to logrotate (rotate_size = \"0\").");
         }
     }
-    let built = gateway::build(&config)?;
+    let built = gateway::build(&config, None)?;
     let (spool, recovered) = Spool::open(&config.server.spool_dir())?;
     let queue = Arc::new(Queue::new());
     if !recovered.is_empty() {
@@ -387,7 +387,7 @@ async fn reload(gw: &Gateway, path: Option<&Path>, overrides: &Overrides) -> Str
     for w in overrides.ignored(&new) {
         tracing::warn!(target: "config", "{w}.");
     }
-    match gateway::build(&new) {
+    match gateway::build(&new, Some(&gw.dns())) {
         Ok(built) => {
             gw.scanner.spam.reconfigure(Arc::new(new.clone()));
             gw.install(new, built);

@@ -994,7 +994,7 @@ pub static CATALOGUE: &[Stat] = &[
         Gauge,
         Unit::Flag,
         None,
-        "1 while the DNS server does not answer: a probe (a made-up name, sent after an SPF, DKIM or DMARC look-up failed) got no reply within timeouts.dns. Meanwhile SPF and DKIM/DMARC give temperror at once instead of waiting, and probes go on (at most one every 5 s, while mail comes in) until one is answered.",
+        "1 while the DNS server does not answer: a probe (a made-up name, sent after a DNS list, SPF, DKIM or DMARC look-up failed) got no reply within timeouts.dns. Meanwhile SPF and DKIM/DMARC give temperror and the DNS lists list nothing, at once, instead of waiting, and probes go on (at most one every 5 s, while mail comes in) until one is answered.",
     ),
 ];
 

@@ -203,12 +203,32 @@ fn outside_client(
 }
 
 #[test]
-fn a_dns_server_that_never_answers_delays_mail_but_does_not_stop_it() -> Result<()> {
+fn names_that_never_get_an_answer_delay_mail_but_do_not_stop_it() -> Result<()> {
     // Every DNS test of the gateway at once (the refusing and the scoring
     // DNSBL at connect, SPF at MAIL, DMARC and the URI list after DATA)
-    // against a server that takes the queries and never answers.
+    // against names whose name servers take the queries and never answer:
+    // dnsmasq, the gateway's DNS server, forwards their zones to a socket
+    // that never replies, and answers the rest itself (so it answers the
+    // gateway's probes: nothing is skipped, every test waits its bounded
+    // time; a server that is silent itself is the next test's).
     let dir = TestDir::new("dns-silent")?;
-    let (_silent, resolver) = silent_dns()?;
+    let (_silent, silent_at) = silent_dns()?;
+    let port: u16 = silent_at.rsplit_once(':').map_or("", |(_, p)| p).parse()?;
+    let forward: Vec<String> = [
+        "bl.test",
+        "bl2.test",
+        "score.test",
+        "uri.test",
+        "sender.test",
+    ]
+    .iter()
+    .map(|zone| format!("--server=/{zone}/127.0.0.1#{port}"))
+    .collect();
+    let server = Dns::start(
+        dir.path(),
+        &forward.iter().map(String::as_str).collect::<Vec<_>>(),
+    )?;
+    let resolver = server.resolver();
     let sink = Sink::start(dir.path(), "sink")?;
     let stats = mailward_e2e::stats::StatsSetup::new(dir.path());
     let daemon = Daemon::start(
@@ -274,19 +294,9 @@ fn a_dns_server_that_never_answers_delays_mail_but_does_not_stop_it() -> Result<
         1,
         "the URI list was not asked once DMARC had waited the DNS timeout:\n{log}"
     );
-    // And `mailward status` says what to look at: SPF's failure sent a
-    // probe of the server itself, which got no answer either.
-    wait_until(
-        "the probe to find the server silent",
-        Duration::from_secs(15),
-        || {
-            Ok(daemon
-                .full_log()
-                .contains("DNS server does not answer")
-                .then_some(()))
-        },
-    )
-    .map_err(|e| e.context(daemon.full_log()))?;
+    // And `mailward status` says what to look at: most look-ups failed.
+    // The failures had the server probed, and it answered: it is not
+    // taken for silent (which would skip SPF, DKIM and the lists).
     let status: serde_json::Value = serde_json::from_str(&daemon.cli_ok(&["status", "--json"])?)?;
     assert_eq!(status["dns"]["resolver"], resolver.as_str());
     assert!(
@@ -297,10 +307,14 @@ fn a_dns_server_that_never_answers_delays_mail_but_does_not_stop_it() -> Result<
     );
     let problems = status["problems"].to_string();
     assert!(
-        problems.contains(&format!(
-            "The DNS server {resolver} has not answered a probe since"
-        )),
+        problems.contains(&format!("DNS look-ups got no answer from {resolver}")),
         "a problem in the status: {problems}"
+    );
+    assert!(
+        status["dns"]["server_silent_since"].is_null()
+            && !daemon.full_log().contains("DNS server does not answer"),
+        "the server that answers its probes was taken for silent: {}",
+        status["dns"]
     );
     Ok(())
 }
@@ -310,15 +324,26 @@ fn dns_lists_that_keep_failing_rest_until_a_probe_is_answered() -> Result<()> {
     // A DNS list zone whose last eight look-ups got no answer is not asked
     // (each would make its client wait timeouts.dns to learn nothing),
     // except for one probe every 5 s; the first answer ends the rest.
+    // The DNS server itself answers (a dnsmasq, whose answer to a probe
+    // is "refused"); it forwards the two list zones to a socket that takes
+    // the queries and never answers, as a list whose own servers are dead.
     let dir = TestDir::new("dns-rest")?;
-    let (silent, resolver) = silent_dns()?;
-    let port: u16 = resolver.rsplit_once(':').map_or("", |(_, p)| p).parse()?;
+    let (silent, silent_at) = silent_dns()?;
+    let port: u16 = silent_at.rsplit_once(':').map_or("", |(_, p)| p).parse()?;
+    let server = Dns::start(
+        dir.path(),
+        &[
+            &format!("--server=/bl.test/127.0.0.1#{port}"),
+            &format!("--server=/score.test/127.0.0.1#{port}"),
+        ],
+    )?;
+    let resolver = server.resolver();
     let sink = Sink::start(dir.path(), "sink")?;
     let stats = mailward_e2e::stats::StatsSetup::new(dir.path());
     let daemon = Daemon::start(
         &outside_client(&stats, dir.path(), sink.port, &resolver)
-            // Asked about in both kinds of list; no SPF or DKIM, whose
-            // look-ups are never skipped.
+            // Asked about in both kinds of list; no SPF or DKIM, so that
+            // only the lists ask.
             .set_list("access", "dnsbl", &["bl.test"])
             .set_list("spam", "dnsbl", &["score.test:3.0"])
             .set_str("spam", "spf", "off")
@@ -385,6 +410,13 @@ fn dns_lists_that_keep_failing_rest_until_a_probe_is_answered() -> Result<()> {
         "{}",
         status["dns"]
     );
+    // The problem names the lists, not the server, which answers.
+    let problems = status["problems"].to_string();
+    ensure!(
+        problems.contains(&format!("The DNS list zone(s) bl.test, score.test got no answer to their last 8 look-ups while the DNS server {resolver} answers"))
+            && !problems.contains("DNS look-ups got no answer from"),
+        "the problem in the status: {problems}"
+    );
     ensure!(
         daemon
             .cli_ok(&["status"])?
@@ -396,10 +428,18 @@ fn dns_lists_that_keep_failing_rest_until_a_probe_is_answered() -> Result<()> {
         "said once per zone:\n{}",
         daemon.log()
     );
-    // The DNS server comes back on the same address: within a probe
+    // The server was never taken for silent: its probes were answered.
+    ensure!(
+        !daemon.full_log().contains("DNS server does not answer"),
+        "the zones' silence was blamed on the server:\n{}",
+        daemon.full_log()
+    );
+    // The lists' servers come back on the same address: within a probe
     // interval each zone is asked again, answers, and is asked from then on.
     drop(silent);
-    let live = Dns::start_at(dir.path(), port, &[])?;
+    let live_dir = dir.path().join("lists");
+    std::fs::create_dir_all(&live_dir)?;
+    let live = Dns::start_at(&live_dir, port, &[])?;
     wait_until(
         "the zones to answer a probe",
         Duration::from_secs(20),
@@ -459,7 +499,8 @@ fn a_dns_server_that_does_not_answer_a_probe_is_not_waited_for() -> Result<()> {
     // own failures cannot switch anything off (the sender's name servers
     // may be the dead ones); a failure makes Mailward probe the server
     // itself with a name of its own, and while the probes get no answer,
-    // SPF and DKIM/DMARC give temperror without asking.
+    // SPF and DKIM/DMARC give temperror without asking, and the DNS lists
+    // are not asked either.
     let dir = TestDir::new("dns-server-silent")?;
     let (silent, resolver) = silent_dns()?;
     let port: u16 = resolver.rsplit_once(':').map_or("", |(_, p)| p).parse()?;
@@ -467,7 +508,9 @@ fn a_dns_server_that_does_not_answer_a_probe_is_not_waited_for() -> Result<()> {
     let stats = mailward_e2e::stats::StatsSetup::new(dir.path());
     let daemon = Daemon::start(
         // SPF (score) and DKIM/DMARC are on by default for outside clients.
-        &outside_client(&stats, dir.path(), sink.port, &resolver).set_str("timeouts", "dns", "2s"),
+        &outside_client(&stats, dir.path(), sink.port, &resolver)
+            .set_list("spam", "dnsbl", &["score.test:3.0"])
+            .set_str("timeouts", "dns", "2s"),
     )?;
     let message = |n: usize| {
         format!("From: alice@sender.test\r\nTo: bob@example.com\r\nSubject: dead DNS {n}\r\nMessage-ID: <server-silent-{n}@sender.test>\r\n\r\nHello.\r\n")
@@ -495,7 +538,7 @@ fn a_dns_server_that_does_not_answer_a_probe_is_not_waited_for() -> Result<()> {
     let asked = asked_names(&silent)?;
     ensure!(
         asked.iter().all(|n| n.starts_with("mailward-probe-")),
-        "SPF or DKIM/DMARC asked the silent server: {asked:?}"
+        "the DNS list, SPF or DKIM/DMARC asked the silent server: {asked:?}"
     );
     let m = stats.scrape()?;
     ensure!(
@@ -516,7 +559,8 @@ fn a_dns_server_that_does_not_answer_a_probe_is_not_waited_for() -> Result<()> {
     );
     let text = daemon.cli_ok(&["status"])?;
     ensure!(
-        text.contains("server not answering since") && text.contains("(SPF, DKIM/DMARC not asked)"),
+        text.contains("server not answering since")
+            && text.contains("(SPF, DKIM/DMARC, DNS lists not asked)"),
         "the status text says so:\n{text}"
     );
     ensure!(
@@ -529,6 +573,37 @@ fn a_dns_server_that_does_not_answer_a_probe_is_not_waited_for() -> Result<()> {
         daemon.full_log().matches(silent_line).count() == 1,
         "said once:\n{}",
         daemon.full_log()
+    );
+    ensure!(
+        !daemon.full_log().contains("DNS list zone rests"),
+        "the list zone was not blamed for the server:\n{}",
+        daemon.full_log()
+    );
+    // A reload that leaves the DNS settings alone (logrotate's SIGHUP)
+    // keeps what is known of the server: the next message is not held up
+    // for it again.
+    daemon.sighup()?;
+    wait_until("the reload", Duration::from_secs(10), || {
+        Ok(daemon
+            .full_log()
+            .contains("The new configuration is in force")
+            .then_some(()))
+    })?;
+    asked_names(&silent)?;
+    sent += 1;
+    send_message(daemon.port, &message(sent))?;
+    sink.wait_for_count(sent, DELIVERY_TIMEOUT)
+        .map_err(|e| e.context(daemon.log()))?;
+    let asked = asked_names(&silent)?;
+    ensure!(
+        asked.iter().all(|n| n.starts_with("mailward-probe-")),
+        "after the reload, the silent server was asked again: {asked:?}"
+    );
+    ensure!(
+        daemon
+            .cli_ok(&["status"])?
+            .contains("server not answering since"),
+        "the status still says so after the reload"
     );
     // The server comes back on the same address: a later probe (one every
     // 5 s at most, while mail comes in) is answered, and SPF is asked again.

@@ -289,15 +289,26 @@ pub fn problems(s: &Status) -> Vec<String> {
     if let Some(t) = s.dns.server_silent_since {
         // A probe found it: no need for a sample of failures.
         p.push(format!(
-            "The DNS server {} has not answered a probe since {}: SPF and DKIM/DMARC give temperror without asking until one is answered (a probe every 5 s while mail comes in), DNS lists rest, and mail routed by MX waits in the queue (check access.dns_resolver).",
+            "The DNS server {} has not answered a probe since {}: SPF and DKIM/DMARC give temperror and the DNS lists list nothing, without asking, until one is answered (a probe every 5 s while mail comes in), and mail routed by MX waits in the queue (check access.dns_resolver).",
             s.dns.resolver,
             rfc3339(t)
+        ));
+    } else if !s.dns.resting_zones.is_empty() {
+        // The server answers its probes (each list failure has it probed,
+        // so a dead server would be silent above): the lists themselves
+        // are dead, and the failures of the sample are theirs, so the
+        // sentence below would send the operator to the wrong place.
+        p.push(format!(
+            "The DNS list zone(s) {} got no answer to their last {} look-ups while the DNS server {} answers: they list nothing, without being asked, until one answers a probe (every 5 s); check that they still serve you ([access] dnsbl, [spam] dnsbl, [spam] surbl).",
+            s.dns.resting_zones.join(", "),
+            crate::dns::ZoneHealth::REST_AFTER,
+            s.dns.resolver
         ));
     } else if s.dns.recent >= crate::dns::RecentLookups::SAMPLE
         && s.dns.recent_failed * 2 > s.dns.recent
     {
         p.push(format!(
-            "{} of the last {} DNS look-ups got no answer from {}: sessions wait up to timeouts.dns (but for DNS lists that rest, and for SPF and DKIM/DMARC once a probe finds the server silent), the spam check judges without DNSBL, SPF and URI lists, and mail routed by MX waits in the queue (check access.dns_resolver).",
+            "{} of the last {} DNS look-ups got no answer from {}: sessions wait up to timeouts.dns (but not for DNS lists that rest, nor for any DNS test once a probe finds the server silent), the spam check judges without DNSBL, SPF and URI lists, and mail routed by MX waits in the queue (check access.dns_resolver).",
             s.dns.recent_failed, s.dns.recent, s.dns.resolver
         ));
     }
@@ -416,7 +427,7 @@ pub fn render(s: &Status, now: i64) -> String {
             s.dns.recent,
             match s.dns.server_silent_since {
                 Some(t) => format!(
-                    "; server not answering since {} (SPF, DKIM/DMARC not asked)",
+                    "; server not answering since {} (SPF, DKIM/DMARC, DNS lists not asked)",
                     rfc3339(t)
                 ),
                 None => String::new(),
@@ -561,9 +572,22 @@ mod tests {
             p[0]
         );
         assert!(render(&s, 2_000).contains(
-            "dns:      127.0.0.1:53; 64 of the last 64 look-ups failed; server not answering since 1970-01-01T00:16:40+00:00 (SPF, DKIM/DMARC not asked)"
+            "dns:      127.0.0.1:53; 64 of the last 64 look-ups failed; server not answering since 1970-01-01T00:16:40+00:00 (SPF, DKIM/DMARC, DNS lists not asked)"
         ));
+        // Resting zones while the server answers: the lists are named,
+        // not the server.
         s.dns.server_silent_since = None;
+        s.dns.resting_zones = vec!["bl.test".into(), "score.test".into()];
+        let p = problems(&s);
+        assert_eq!(p.len(), 1, "{p:#?}");
+        assert!(
+            p[0].starts_with("The DNS list zone(s) bl.test, score.test got no answer to their last 8 look-ups while the DNS server 127.0.0.1:53 answers"),
+            "{}",
+            p[0]
+        );
+        s.dns.recent_failed = 0;
+        assert_eq!(problems(&s).len(), 1, "a dead list is a problem by itself");
+        s.dns.resting_zones.clear();
         // Too few look-ups to blame the server.
         s.dns.recent = 4;
         s.dns.recent_failed = 4;
