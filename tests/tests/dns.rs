@@ -528,14 +528,19 @@ fn a_dns_server_that_does_not_answer_a_probe_is_not_waited_for() -> Result<()> {
         || Ok(daemon.full_log().contains(silent_line).then_some(())),
     )
     .map_err(|e| e.context(daemon.full_log()))?;
+    // Sends message `n` and returns what the dead server was asked
+    // meanwhile.
+    let send_and_ask = |n: usize| -> Result<Vec<String>> {
+        asked_names(&silent)?;
+        send_message(daemon.port, &message(n))?;
+        sink.wait_for_count(n, DELIVERY_TIMEOUT)
+            .map_err(|e| e.context(daemon.log()))?;
+        asked_names(&silent)
+    };
     // The next message is not held up for the dead server: nothing but a
     // probe reaches it.
-    asked_names(&silent)?;
     sent += 1;
-    send_message(daemon.port, &message(sent))?;
-    sink.wait_for_count(sent, DELIVERY_TIMEOUT)
-        .map_err(|e| e.context(daemon.log()))?;
-    let asked = asked_names(&silent)?;
+    let asked = send_and_ask(sent)?;
     ensure!(
         asked.iter().all(|n| n.starts_with("mailward-probe-")),
         "the DNS list, SPF or DKIM/DMARC asked the silent server: {asked:?}"
@@ -589,12 +594,8 @@ fn a_dns_server_that_does_not_answer_a_probe_is_not_waited_for() -> Result<()> {
             .contains("The new configuration is in force")
             .then_some(()))
     })?;
-    asked_names(&silent)?;
     sent += 1;
-    send_message(daemon.port, &message(sent))?;
-    sink.wait_for_count(sent, DELIVERY_TIMEOUT)
-        .map_err(|e| e.context(daemon.log()))?;
-    let asked = asked_names(&silent)?;
+    let asked = send_and_ask(sent)?;
     ensure!(
         asked.iter().all(|n| n.starts_with("mailward-probe-")),
         "after the reload, the silent server was asked again: {asked:?}"
