@@ -842,3 +842,64 @@ fn update_refusal_and_rollback_of_the_bases_as_an_operator_sees_them() -> Result
     f.check(running, || "the daemon is not running at the end".into());
     f.finish(|| rig.context())
 }
+
+#[test]
+fn a_gateway_on_its_built_in_set_is_told_to_install_a_real_one() -> Result<()> {
+    // The built-in set (a few test rules, installed at the first start)
+    // grows obsolete like any set, but there is nothing to update it
+    // from: `mailward status` asks for a real set instead of an update.
+    let dir = TestDir::new("bases-built-in")?;
+    let daemon = Daemon::start(
+        &Config::new(dir.path())
+            // Obsolete whatever the day the test runs.
+            .set_str("bases", "obsolete_after", "1s"),
+    )?;
+    let status: serde_json::Value = serde_json::from_str(&daemon.cli_ok(&["status", "--json"])?)?;
+    anyhow::ensure!(
+        status["bases"]["builtin"] == true && status["bases"]["version"] == DEFAULT.version,
+        "the built-in set in use: {}",
+        status["bases"]
+    );
+    let problems = status["problems"].to_string();
+    anyhow::ensure!(
+        problems.contains(&format!(
+            "The signature bases in use are the built-in default set {} ({} records",
+            DEFAULT.version, DEFAULT.records
+        )) && problems.contains("install a real set (mailward bases update --from DIR"),
+        "the problem asks for a real set: {problems}"
+    );
+    let text = daemon.cli_ok(&["status"])?;
+    anyhow::ensure!(
+        text.contains(&format!(
+            "bases:    {} (built-in default set), ",
+            DEFAULT.version
+        )),
+        "{text}"
+    );
+    wait_until(
+        "the obsolete-bases warning",
+        Duration::from_secs(10),
+        || {
+            Ok(daemon
+                .full_log()
+                .contains("they are the built-in default set; install a real set")
+                .then_some(()))
+        },
+    )
+    .map_err(|e| e.context(daemon.full_log()))?;
+    // A real set, once old, is to be updated.
+    let v1 = set_dir(&V1).display().to_string();
+    daemon.cli_ok(&["bases", "update", "--from", &v1])?;
+    let status: serde_json::Value = serde_json::from_str(&daemon.cli_ok(&["status", "--json"])?)?;
+    let problems = status["problems"].to_string();
+    anyhow::ensure!(
+        status["bases"]["builtin"] == false
+            && problems.contains(&format!(
+                "The signature bases {} are older than bases.obsolete_after: update them",
+                V1.version
+            )),
+        "{}\n{problems}",
+        status["bases"]
+    );
+    Ok(())
+}

@@ -251,6 +251,24 @@ pub const DEFAULT_SET: &[(&str, &str)] = &[
     ),
 ];
 
+/// Whether a set of this version is the built-in default set (a fresh
+/// gateway's, until the operator installs one): its few rules are test
+/// files and file-name tricks, so when it grows obsolete the operator is
+/// told to install a real set, not to "update" (there is nothing to update
+/// it from but what the operator brings).
+pub fn is_builtin(version: &str) -> bool {
+    builtin_version().is_some_and(|v| v == version)
+}
+
+/// The version of the built-in default set.
+pub fn builtin_version() -> Option<String> {
+    DEFAULT_SET
+        .iter()
+        .find(|(name, _)| *name == "manifest.toml")
+        .and_then(|(_, text)| toml::from_str::<Manifest>(text).ok())
+        .map(|m| m.version)
+}
+
 /// Writes the default set into `dir` when `dir` does not exist or is
 /// empty (a directory with files but no manifest is the operator's: it is
 /// left alone and reported). Returns whether it did.

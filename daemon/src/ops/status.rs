@@ -58,6 +58,9 @@ pub struct Bases {
     /// Unix time of the release.
     pub released: i64,
     pub obsolete: bool,
+    /// The built-in default set (installed at the first start).
+    #[serde(default)]
+    pub builtin: bool,
     /// The last update's result (updated, not_needed, error, rolled_back,
     /// unknown).
     pub last_update: String,
@@ -144,6 +147,7 @@ pub fn of(gw: &Gateway) -> Status {
     let now = chrono::Utc::now().timestamp();
     let bases = gw.bases().map(|b| Bases {
         obsolete: crate::check::bases::is_obsolete(Some(&b), cfg.bases.obsolete_after.get(), now),
+        builtin: crate::check::bases::is_builtin(&b.version),
         version: b.version,
         records: b.records,
         released: b.released,
@@ -240,7 +244,12 @@ pub fn problems(s: &Status) -> Vec<String> {
                     b.version
                 ));
             }
-            if b.obsolete {
+            if b.obsolete && b.builtin {
+                p.push(format!(
+                    "The signature bases in use are the built-in default set {} ({} records: test files and file-name tricks, no real malware) and older than bases.obsolete_after: install a real set (mailward bases update --from DIR, or set bases.update_from; docs/bases.md).",
+                    b.version, b.records
+                ));
+            } else if b.obsolete {
                 p.push(format!(
                     "The signature bases {} are older than bases.obsolete_after: update them (mailward bases update).",
                     b.version
@@ -388,8 +397,13 @@ pub fn render(s: &Status, now: i64) -> String {
     out += &match &s.bases {
         None => "bases:    none loaded\n".to_string(),
         Some(b) => format!(
-            "bases:    {}, {} records, released {}{}; last update {}\n",
+            "bases:    {}{}, {} records, released {}{}; last update {}\n",
             b.version,
+            if b.builtin {
+                " (built-in default set)"
+            } else {
+                ""
+            },
             b.records,
             rfc3339(b.released),
             if b.obsolete { " (obsolete)" } else { "" },
@@ -497,10 +511,11 @@ mod tests {
             sessions_out: 1,
             stress: false,
             bases: Some(Bases {
-                version: "2026.11.24.1".into(),
-                records: 5,
+                version: "2026.12.01.3".into(),
+                records: 1204,
                 released: 1_000,
                 obsolete: false,
+                builtin: false,
                 last_update: "updated".into(),
             }),
             spam: Spam {
@@ -622,6 +637,32 @@ mod tests {
         let p = problems(&s);
         assert!(p.iter().any(|l| l.starts_with("No signature bases")));
         assert!(p.iter().any(|l| l.starts_with("No AgentX session")));
+    }
+
+    #[test]
+    fn an_obsolete_built_in_set_asks_for_a_real_one() {
+        let mut s = healthy();
+        let builtin = crate::check::bases::builtin_version().unwrap();
+        if let Some(b) = s.bases.as_mut() {
+            b.version = builtin.clone();
+            b.records = 5;
+            b.builtin = crate::check::bases::is_builtin(&b.version);
+            b.obsolete = true;
+        }
+        let p = problems(&s);
+        assert_eq!(p.len(), 1, "{p:#?}");
+        assert!(
+            p[0].starts_with(&format!(
+                "The signature bases in use are the built-in default set {builtin} (5 records"
+            )) && p[0].contains("install a real set (mailward bases update --from DIR"),
+            "{}",
+            p[0]
+        );
+        assert!(render(&s, 2_000).contains(&format!(
+            "bases:    {builtin} (built-in default set), 5 records"
+        )));
+        // Any other set is told to update.
+        assert!(!crate::check::bases::is_builtin("2026.12.01.3"));
     }
 
     #[test]
