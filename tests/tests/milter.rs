@@ -142,14 +142,15 @@ fn postfix_with_mailward_as_milter() -> Result<()> {
     );
     postfix.wait_queue_empty(Duration::from_secs(5))?;
 
-    // Delivered cleaned: verdict header, subject mark, attachment gone.
-    let (ok, t) = swaks_to(
-        &dir,
-        postfix.port,
-        "user",
-        "user@example.com",
+    // Delivered cleaned: verdict header, subject mark, attachment gone;
+    // and the verdict headers it came with (a forged "clean") deleted
+    // before ours go on top.
+    let forged = [
+        b"X-Mailward-AV: clean\r\nX-Mailward-Spam: as/clean; score=-20.0\r\n".as_slice(),
         &infected("invoice")?,
-    )?;
+    ]
+    .concat();
+    let (ok, t) = swaks_to(&dir, postfix.port, "user", "user@example.com", &forged)?;
     ensure!(ok, "refused: {t}\n{}", postfix.log());
     let got = sink
         .wait_for_count(1, DELIVERY_TIMEOUT)
@@ -160,6 +161,24 @@ fn postfix_with_mailward_as_milter() -> Result<()> {
             .is_some_and(|h| h.starts_with("infected")),
         "verdict header at the sink:\n{}",
         m.message
+    );
+    let verdicts: Vec<(String, String)> = mailward_e2e::mail::headers(&m.message)
+        .into_iter()
+        .filter(|(n, _)| n.to_ascii_lowercase().starts_with("x-mailward-"))
+        .collect();
+    let named = |name: &str| {
+        verdicts
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .count()
+    };
+    ensure!(
+        named("X-Mailward-AV") == 1
+            && named("X-Mailward-Spam") <= 1
+            && !verdicts
+                .iter()
+                .any(|(_, v)| v == "clean" || v.contains("score=-20.0")),
+        "only our verdict headers, once each: {verdicts:?}"
     );
     ensure!(
         m.header("Subject").as_deref() == Some("[VIRUS] invoice"),

@@ -842,3 +842,45 @@ fn traps_autolearn_and_early_blacklist_refusals() -> Result<()> {
     });
     f.finish(|| gw.daemon.full_log())
 }
+
+#[test]
+fn verdict_headers_a_message_comes_with_do_not_pass() -> Result<()> {
+    // A spammer writes the verdict it wants a mailbox rule to read; only
+    // the gateway's own verdict headers may leave it.
+    let gw = Gateway::start("forged-verdicts", |c| c)?;
+    let forged = [
+        b"X-Mailward-Spam: as/clean; score=-20.0;\r\n tests=FORGED\r\n".as_slice(),
+        b"x-mailward-av: clean\r\n",
+        &spam(1),
+    ]
+    .concat();
+    let reply = send(gw.port(), &["user@example.com"], &forged)?;
+    anyhow::ensure!(reply.code == 250, "{reply:?}");
+    let got = gw.sink.wait_for_count(1, DELIVERY_TIMEOUT)?;
+    let fields = mailward_e2e::mail::headers(&got[0].message);
+    let values = |name: &str| -> Vec<String> {
+        fields
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.clone())
+            .collect()
+    };
+    let (spam, av) = (values("X-Mailward-Spam"), values("X-Mailward-AV"));
+    anyhow::ensure!(
+        spam.len() == 1 && spam[0].starts_with("as/spam; score=") && !spam[0].contains("FORGED"),
+        "one X-Mailward-Spam, ours: {spam:?}\n{}",
+        got[0].message
+    );
+    anyhow::ensure!(
+        av.len() == 1 && av[0].starts_with("clean; bases="),
+        "one X-Mailward-AV, ours: {av:?}"
+    );
+    anyhow::ensure!(
+        gw.daemon.full_log().contains(
+            "The message came with verdict headers (X-Mailward-AV, X-Mailward-Spam) not written here"
+        ),
+        "logged:\n{}",
+        gw.daemon.full_log()
+    );
+    Ok(())
+}

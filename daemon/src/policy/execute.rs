@@ -337,6 +337,13 @@ pub async fn execute(
         return Answer::Refused(reply);
     }
     accept(gw, &env, &mut verdict);
+    if verdict
+        .groups
+        .iter()
+        .any(|j| j.plan.delivery == Delivery::Deliver)
+    {
+        super::verdict_headers::note_forged(&env.id, &raw);
+    }
 
     // 1. Copies that must exist before anything goes on.
     if write_copies(gw, &cfg, &env, &raw, &verdict).await.is_err() {

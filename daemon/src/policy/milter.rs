@@ -143,6 +143,12 @@ pub async fn carry_out(
         tracing::warn!(target: "policy", queue_id = %env.id, group = %chosen.partition.label(),
             "Policy groups would change this message differently; the MTA delivers one copy, so every recipient gets this group's.");
     }
+    // Verdict headers the message came with are deleted before ours go
+    // on top (so that no position can name ours).
+    if let Some(clean) = super::verdict_headers::strip(&raw) {
+        super::verdict_headers::note_forged(&env.id, &raw);
+        changes.extend(differences(&raw, &clean, leading_space));
+    }
     for (index, (name, value)) in fields(chosen.plan.headers.as_bytes())
         .into_iter()
         .enumerate()

@@ -13,6 +13,8 @@
 //! - [`execute`]: carrying the plans out (stores, spool, queue), saying
 //!   what happened with events only.
 //! - [`edit`], [`subject`]: the byte-level edits; [`notify`]: notifications.
+//! - [`verdict_headers`]: only the verdict headers this gateway writes
+//!   leave it (the ones a message comes with are removed on delivery).
 
 pub mod edit;
 pub mod execute;
@@ -21,6 +23,7 @@ pub mod notify;
 pub mod plan;
 pub mod subject;
 pub mod verdict;
+pub mod verdict_headers;
 
 use crate::check::Partition;
 use crate::config::{Config, GroupEntry};

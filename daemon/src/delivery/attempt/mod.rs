@@ -219,6 +219,9 @@ impl Delivery {
         let cfg = self.gw.config();
         // Read once: the bytes serve the transactions and any DSN.
         let data = self.gw.spool.read(&env.id).map(|bytes| {
+            // Verdict headers the message came with do not leave
+            // (policy::verdict_headers); ours go on top below.
+            let bytes = crate::policy::verdict_headers::strip(&bytes).unwrap_or(bytes);
             if env.added_headers.is_empty() {
                 Arc::new(bytes)
             } else {
