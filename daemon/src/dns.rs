@@ -240,8 +240,9 @@ impl Dns {
     }
 
     /// A look-up failed (sender authentication, a DNS list), or was
-    /// skipped because the server is silent: probe the server (in the background; at most one
-    /// probe in flight and one start per [`ServerHealth::PROBE_EVERY`]).
+    /// skipped because the server is silent: probe the server (in the
+    /// background; at most one probe in flight and one start per
+    /// [`ServerHealth::PROBE_EVERY`]).
     /// The probe asks for a name made up for it, so that no cache (ours or
     /// the server's) can answer for the server: any reply, even "no such
     /// name" or "refused", shows the server answers; no reply within
