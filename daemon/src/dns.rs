@@ -309,7 +309,10 @@ impl Dns {
     /// found, and its return noticed, with only the lists configured (no
     /// SPF), and while it is silent no list look-up waits for it (each zone
     /// would otherwise wait its [`ZoneHealth::REST_AFTER`] look-ups before
-    /// resting, and all of them again after the server's return).
+    /// resting, and all of them again after the server's return). The
+    /// failed probe of a resting zone is no news and probes nothing: a
+    /// list that has died for good would otherwise have the server probed
+    /// every 5 s for as long as mail comes in.
     async fn ask_list(&self, zone: &str, name: &str) -> Result<Option<IpAddr>, DnsError> {
         let zone = zone.trim_end_matches('.');
         if !self.server_answers() {
@@ -318,6 +321,7 @@ impl Dns {
                 zone: zone.to_string(),
             });
         }
+        let resting = self.zones.is_resting(zone);
         if !self.zones.may_ask(zone, std::time::Instant::now()) {
             return Err(DnsError::Resting {
                 zone: zone.to_string(),
@@ -325,7 +329,7 @@ impl Dns {
         }
         let r = self.list_entry(name).await;
         self.noted(zone, r.is_ok());
-        if r.is_err() {
+        if r.is_err() && !resting {
             self.doubt_server();
         }
         r
@@ -743,6 +747,13 @@ impl ZoneHealth {
         None
     }
 
+    /// Whether `zone` rests now.
+    pub fn is_resting(&self, zone: &str) -> bool {
+        self.map()
+            .get(zone)
+            .is_some_and(|s| s.failed_in_a_row >= Self::REST_AFTER)
+    }
+
     /// How many zones rest now.
     pub fn resting_count(&self) -> usize {
         self.map()
@@ -1052,6 +1063,49 @@ mod tests {
             .expect("a probe reaches the server")
             .unwrap();
         assert!(String::from_utf8_lossy(&buf[..n]).contains("mailward-probe-"));
+    }
+
+    #[tokio::test]
+    async fn a_failed_list_look_up_probes_the_server_a_resting_zone_probe_does_not() {
+        let silent = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let at = silent.local_addr().unwrap();
+        // What reached the socket until it stayed quiet for 800 ms.
+        let heard = || async {
+            let mut got = Vec::new();
+            let mut buf = [0u8; 512];
+            while let Ok(Ok((n, _))) =
+                tokio::time::timeout(Duration::from_millis(800), silent.recv_from(&mut buf)).await
+            {
+                got.push(String::from_utf8_lossy(&buf[..n]).to_string());
+            }
+            got
+        };
+        let zones = vec!["dead.test".to_string()];
+        let ip = "192.0.2.1".parse().unwrap();
+        // A zone that answered lately: its failure has the server probed.
+        let dns = Dns::new(Some(at), Duration::from_millis(300)).unwrap();
+        dns.dnsbl(ip, &zones).await;
+        let got = heard().await;
+        assert!(got.iter().any(|q| q.contains("dead")), "{got:?}");
+        assert!(got.iter().any(|q| q.contains("mailward-probe-")), "{got:?}");
+        // A resting zone (its probe due now) on a gateway that has not
+        // probed the server yet: the zone's probe goes out, fails, and
+        // that is all.
+        let dns = Dns::new(Some(at), Duration::from_millis(300)).unwrap();
+        let long_ago = std::time::Instant::now()
+            .checked_sub(ZoneHealth::PROBE_EVERY + Duration::from_secs(1))
+            .unwrap();
+        for _ in 0..ZoneHealth::REST_AFTER {
+            dns.zones.note("dead.test", false, long_ago);
+        }
+        assert!(dns.zones.is_resting("dead.test"));
+        dns.dnsbl(ip, &zones).await;
+        let got = heard().await;
+        assert!(got.iter().any(|q| q.contains("dead")), "{got:?}");
+        assert!(
+            !got.iter().any(|q| q.contains("mailward-probe-")),
+            "a resting zone's failed probe probed the server: {got:?}"
+        );
     }
 
     #[test]
