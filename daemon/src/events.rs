@@ -371,6 +371,23 @@ impl MessageBlocked<'_> {
     }
 }
 
+/// A message to be delivered came with verdict headers this gateway did
+/// not write; the delivered copies go without them
+/// ([`crate::policy::verdict_headers`]).
+pub struct ForeignVerdictHeaders<'a> {
+    pub id: &'a QueueId,
+    /// How many fields.
+    pub fields: usize,
+}
+
+impl ForeignVerdictHeaders<'_> {
+    pub fn emit(&self, stats: &Stats) {
+        stats.record(&Event::ForeignVerdictHeaders);
+        tracing::info!(target: "policy", queue_id = %self.id, fields = self.fields,
+            "The message came with verdict headers (X-Mailward-AV, X-Mailward-Spam) not written here; the copies delivered go without them.");
+    }
+}
+
 /// A copy of a message was kept in quarantine.
 pub struct MessageQuarantined<'a> {
     /// The quarantine entry (the queue ID, or ID.N for one group's copy).

@@ -187,6 +187,7 @@ pub enum StatId {
     DeliveryDnsLookups,
     DnsListsResting,
     DnsServerSilent,
+    ForeignVerdictHeaders,
 }
 
 pub const REJECT_REASONS: &[&str] = &[
@@ -995,6 +996,17 @@ pub static CATALOGUE: &[Stat] = &[
         Unit::Flag,
         None,
         "1 while the DNS server does not answer: a probe (a made-up name, sent after a DNS list, SPF, DKIM or DMARC look-up failed) got no reply within timeouts.dns. Meanwhile SPF and DKIM/DMARC give temperror and the DNS lists list nothing, at once, instead of waiting, and probes go on (at most one every 5 s, while mail comes in) until one is answered.",
+    ),
+    def(
+        StatId::ForeignVerdictHeaders,
+        Messages,
+        15,
+        "mwForeignVerdictHeaders",
+        "mailward_foreign_verdict_headers_total",
+        Counter,
+        Unit::Count,
+        None,
+        "Messages that arrived with X-Mailward-AV or X-Mailward-Spam fields this gateway did not write (a forged verdict, or another gateway's): the copies delivered go without them.",
     ),
 ];
 

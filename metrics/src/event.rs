@@ -205,6 +205,9 @@ pub enum Event<'a> {
         to: NotifyTarget,
     },
     MessageBlocked,
+    /// A message to be delivered came with verdict headers not written
+    /// here (they are removed).
+    ForeignVerdictHeaders,
     MessageQuarantined,
     MessageArchived {
         direction: ArchiveDirection,

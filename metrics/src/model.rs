@@ -369,6 +369,7 @@ impl Stats {
                 self.add(StatId::NotificationsSent, i, 1)
             }
             Event::MessageBlocked => self.add(StatId::MessagesBlocked, 0, 1),
+            Event::ForeignVerdictHeaders => self.add(StatId::ForeignVerdictHeaders, 0, 1),
             Event::MessageQuarantined => self.add(StatId::MessagesQuarantined, 0, 1),
             Event::MessageArchived { direction } => self.add(
                 StatId::MessagesArchived,

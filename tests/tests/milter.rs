@@ -180,6 +180,13 @@ fn postfix_with_mailward_as_milter() -> Result<()> {
                 .any(|(_, v)| v == "clean" || v.contains("score=-20.0")),
         "only our verdict headers, once each: {verdicts:?}"
     );
+    let counted = stats
+        .scrape()?
+        .get("mailward_foreign_verdict_headers_total", &[]);
+    ensure!(
+        counted == Some(1.0),
+        "the message with foreign verdict headers counted: {counted:?}"
+    );
     ensure!(
         m.header("Subject").as_deref() == Some("[VIRUS] invoice"),
         "subject mark: {:?}",

@@ -847,7 +847,9 @@ fn traps_autolearn_and_early_blacklist_refusals() -> Result<()> {
 fn verdict_headers_a_message_comes_with_do_not_pass() -> Result<()> {
     // A spammer writes the verdict it wants a mailbox rule to read; only
     // the gateway's own verdict headers may leave it.
-    let gw = Gateway::start("forged-verdicts", |c| c)?;
+    let stats_dir = TestDir::new("stats")?;
+    let stats = StatsSetup::new(stats_dir.path());
+    let gw = Gateway::start("forged-verdicts", |c| stats.apply(c))?;
     let forged = [
         b"X-Mailward-Spam: as/clean; score=-20.0;\r\n tests=FORGED\r\n".as_slice(),
         b"x-mailward-av: clean\r\n",
@@ -882,5 +884,10 @@ fn verdict_headers_a_message_comes_with_do_not_pass() -> Result<()> {
         "logged:\n{}",
         gw.daemon.full_log()
     );
+    let counted = sample(
+        &stats.scrape_text()?,
+        "mailward_foreign_verdict_headers_total ",
+    );
+    anyhow::ensure!(counted == Some(1.0), "counted once: {counted:?}");
     Ok(())
 }

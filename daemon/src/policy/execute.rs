@@ -342,7 +342,7 @@ pub async fn execute(
         .iter()
         .any(|j| j.plan.delivery == Delivery::Deliver)
     {
-        super::verdict_headers::note_forged(&env.id, &raw);
+        super::verdict_headers::note_foreign(&gw.stats, &env.id, &raw);
     }
 
     // 1. Copies that must exist before anything goes on.

@@ -26,15 +26,21 @@ pub fn count(raw: &[u8]) -> usize {
     fields(raw).filter(|&(_, _, ours)| ours).count()
 }
 
-/// Logs, once per message, that `raw` came with verdict fields (which the
-/// delivered copies lose); returns how many.
-pub fn note_forged(queue_id: &crate::envelope::QueueId, raw: &[u8]) -> usize {
-    let n = count(raw);
-    if n > 0 {
-        tracing::info!(target: "policy", queue_id = %queue_id, fields = n,
-            "The message came with verdict headers (X-Mailward-AV, X-Mailward-Spam) not written here; the copies delivered go without them.");
+/// Counts and logs, once per message, that `raw` came with verdict
+/// fields (which the delivered copies lose).
+pub fn note_foreign(
+    stats: &mailward_metrics::Stats,
+    queue_id: &crate::envelope::QueueId,
+    raw: &[u8],
+) {
+    let fields = count(raw);
+    if fields > 0 {
+        crate::events::ForeignVerdictHeaders {
+            id: queue_id,
+            fields,
+        }
+        .emit(stats);
     }
-    n
 }
 
 /// `raw` without the verdict fields of its header block (each with its
