@@ -309,10 +309,7 @@ impl Dns {
     /// found, and its return noticed, with only the lists configured (no
     /// SPF), and while it is silent no list look-up waits for it (each zone
     /// would otherwise wait its [`ZoneHealth::REST_AFTER`] look-ups before
-    /// resting, and all of them again after the server's return). The
-    /// failed probe of a resting zone is no news and probes nothing: a
-    /// list that has died for good would otherwise have the server probed
-    /// every 5 s for as long as mail comes in.
+    /// resting, and all of them again after the server's return).
     async fn ask_list(&self, zone: &str, name: &str) -> Result<Option<IpAddr>, DnsError> {
         let zone = zone.trim_end_matches('.');
         if !self.server_answers() {
@@ -321,7 +318,6 @@ impl Dns {
                 zone: zone.to_string(),
             });
         }
-        let resting = self.zones.is_resting(zone);
         if !self.zones.may_ask(zone, std::time::Instant::now()) {
             return Err(DnsError::Resting {
                 zone: zone.to_string(),
@@ -329,16 +325,20 @@ impl Dns {
         }
         let r = self.list_entry(name).await;
         self.noted(zone, r.is_ok());
-        if r.is_err() && !resting {
-            self.doubt_server();
-        }
         r
     }
 
     /// Notes for DNS list `zone` whether a look-up got an answer, and logs
-    /// when the zone begins or ends a rest.
+    /// when the zone begins or ends a rest. A failure of a zone that is not
+    /// resting has the server probed ([`Self::doubt_server`]); the failed
+    /// probe of a resting zone is no news and probes nothing (a list that
+    /// has died for good would otherwise have the server probed every 5 s
+    /// for as long as mail comes in).
     fn noted(&self, zone: &str, answered: bool) {
         let zone = zone.trim_end_matches('.');
+        if !answered && !self.zones.is_resting(zone) {
+            self.doubt_server();
+        }
         match self.zones.note(zone, answered, std::time::Instant::now()) {
             Some(true) => tracing::warn!(target: "app", zone = %zone,
                 failed_in_a_row = ZoneHealth::REST_AFTER,
@@ -521,7 +521,6 @@ impl Dns {
                         // had most of a timeout to answer in.
                         if budget >= self.timeout / 2 {
                             self.noted(zone, false);
-                            self.doubt_server();
                         }
                         Err(DnsError::Temporary {
                             name,
@@ -698,6 +697,12 @@ struct ZoneState {
     last_probe: Option<std::time::Instant>,
 }
 
+impl ZoneState {
+    fn rests(&self) -> bool {
+        self.failed_in_a_row >= ZoneHealth::REST_AFTER
+    }
+}
+
 impl ZoneHealth {
     /// Look-ups in a row without an answer after which a zone rests.
     pub const REST_AFTER: u32 = 8;
@@ -718,7 +723,7 @@ impl ZoneHealth {
         let Some(s) = m.get_mut(zone) else {
             return true;
         };
-        if s.failed_in_a_row < Self::REST_AFTER {
+        if !s.rests() {
             return true;
         }
         match s.last_probe {
@@ -736,7 +741,7 @@ impl ZoneHealth {
         let mut m = self.map();
         if answered {
             let was = m.remove(zone)?;
-            return (was.failed_in_a_row >= Self::REST_AFTER).then_some(false);
+            return was.rests().then_some(false);
         }
         let s = m.entry(zone.to_string()).or_default();
         s.failed_in_a_row = s.failed_in_a_row.saturating_add(1);
@@ -749,17 +754,12 @@ impl ZoneHealth {
 
     /// Whether `zone` rests now.
     pub fn is_resting(&self, zone: &str) -> bool {
-        self.map()
-            .get(zone)
-            .is_some_and(|s| s.failed_in_a_row >= Self::REST_AFTER)
+        self.map().get(zone).is_some_and(ZoneState::rests)
     }
 
     /// How many zones rest now.
     pub fn resting_count(&self) -> usize {
-        self.map()
-            .values()
-            .filter(|s| s.failed_in_a_row >= Self::REST_AFTER)
-            .count()
+        self.map().values().filter(|s| s.rests()).count()
     }
 
     /// The zones resting now, by name.
@@ -767,7 +767,7 @@ impl ZoneHealth {
         let mut v: Vec<String> = self
             .map()
             .iter()
-            .filter(|(_, s)| s.failed_in_a_row >= Self::REST_AFTER)
+            .filter(|(_, s)| s.rests())
             .map(|(z, _)| z.clone())
             .collect();
         v.sort();

@@ -364,14 +364,15 @@ pub async fn watch(gw: Arc<Gateway>) {
                 cfg.bases.obsolete_after.get(),
                 chrono::Utc::now().timestamp(),
             ) {
-                if bases
+                let builtin = bases
                     .as_ref()
-                    .is_some_and(|b| crate::check::bases::is_builtin(&b.version))
-                {
-                    tracing::warn!(target: "admin", "The signature bases are obsolete (older than bases.obsolete_after): they are the built-in default set; install a real set (mailward bases update --from DIR, docs/bases.md).");
+                    .is_some_and(|b| crate::check::bases::is_builtin(&b.version));
+                let what_to_do = if builtin {
+                    ": they are the built-in default set; install a real set (mailward bases update --from DIR, docs/bases.md)"
                 } else {
-                    tracing::warn!(target: "admin", "The signature bases are obsolete (older than bases.obsolete_after).");
-                }
+                    ""
+                };
+                tracing::warn!(target: "admin", "The signature bases are obsolete (older than bases.obsolete_after){what_to_do}.");
                 gw.notify(Notification::ObsoleteBases);
             }
             next_obsolete_check = now + Duration::from_secs(86400);
