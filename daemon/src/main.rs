@@ -720,11 +720,18 @@ fn spam(cmd: SpamCommand) -> ExitCode {
             dns,
             json,
             ..
-        } => spam_cli::spf(&cfg, ip, &helo, &sender, dns).map(|s| {
+        } => spam_cli::spf(&cfg, ip, &helo, &sender, dns).map(|(s, why)| {
             if json {
-                out!("{}", serde_json::json!({"result": s.result.as_str(), "domain": s.domain}));
+                let mut v = serde_json::json!({"result": s.result.as_str(), "domain": s.domain});
+                if let Some(why) = &why {
+                    v["why"] = serde_json::Value::from(why.as_str());
+                }
+                out!("{v}");
             } else {
-                out!("spf={} domain={}", s.result, s.domain);
+                match why {
+                    Some(why) => out!("spf={} domain={} why={why}", s.result, s.domain),
+                    None => out!("spf={} domain={}", s.result, s.domain),
+                }
             }
         }),
     };

@@ -333,14 +333,15 @@ pub fn rollback(cfg: &Config) -> Result<(), SpamCliError> {
 }
 
 /// SPF for `ip` and `sender` (HELO `helo`), as the session checks it: the
-/// configuration's resolver and timeout, or the DNS server `dns`.
+/// configuration's resolver and timeout, or the DNS server `dns`; for an
+/// error, why.
 pub fn spf(
     cfg: &Config,
     ip: std::net::IpAddr,
     helo: &str,
     sender: &str,
     dns: Option<std::net::SocketAddr>,
-) -> Result<crate::auth::Spf, SpamCliError> {
+) -> Result<(crate::auth::Spf, Option<String>), SpamCliError> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -349,7 +350,7 @@ pub fn spf(
         let timeout = cfg.timeouts.dns.get();
         let dns = crate::dns::Dns::new(dns.or(cfg.access.dns_resolver), timeout)
             .map_err(|e| SpamCliError::Usage(e.to_string()))?;
-        Ok(crate::auth::spf(
+        Ok(crate::auth::spf_explained(
             dns.authenticator(),
             ip,
             helo,

@@ -112,7 +112,11 @@ class Zone(BaseResolver):
     def resolve(self, request, handler):
         reply = request.reply()
         reply.header.aa = 1
-        name = str(request.q.qname).lower().rstrip(".")
+        # The labels as they are: str() would escape a space as "\\032",
+        # and the suite has names with spaces (macro-mania-in-domain).
+        name = ".".join(
+            l.decode("latin-1") for l in request.q.qname.label
+        ).lower()
         self.answer(reply, name, request.q.qtype)
         return reply
 

@@ -1,7 +1,7 @@
 //! Sender authentication: SPF (RFC 7208) for the MAIL FROM identity (HELO
-//! for the null sender), DKIM signatures (RFC 6376) and the DMARC policy of
-//! the From domain (RFC 7489), with the `mail-auth` crate over the gateway's
-//! one resolver. The results are signals for the spam check and the proof a
+//! for the null sender; our own evaluation, `spf_check`), DKIM signatures
+//! (RFC 6376) and the DMARC policy of the From domain (RFC 7489, with the
+//! `mail-auth` crate), all over the gateway's one resolver. The results are signals for the spam check and the proof a
 //! whitelisted sender needs; they never stop mail on their own unless
 //! `[spam] spf = "reject"` says so.
 //!
@@ -9,9 +9,13 @@
 //! stuck session. The results are kept in the envelope (spooled), so that a
 //! message checked again after a restart is judged on what the session saw.
 
+mod spf_check;
+mod spf_macro;
+mod spf_record;
+
 use mail_auth::{
-    dmarc::verify::DmarcParameters, dmarc::Policy, spf::verify::SpfParameters,
-    AuthenticatedMessage, DkimResult, DmarcResult, MessageAuthenticator, SpfOutput, SpfResult,
+    dmarc::verify::DmarcParameters, dmarc::Policy, AuthenticatedMessage, DkimResult, DmarcResult,
+    MessageAuthenticator, SpfOutput, SpfResult,
 };
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -111,18 +115,6 @@ impl Auth {
     }
 }
 
-fn spf_outcome(r: SpfResult) -> Outcome {
-    match r {
-        SpfResult::Pass => Outcome::Pass,
-        SpfResult::Fail => Outcome::Fail,
-        SpfResult::SoftFail => Outcome::SoftFail,
-        SpfResult::Neutral => Outcome::Neutral,
-        SpfResult::TempError => Outcome::TempError,
-        SpfResult::PermError => Outcome::PermError,
-        SpfResult::None => Outcome::None,
-    }
-}
-
 fn dkim_outcome(r: &DkimResult) -> Outcome {
     use mail_auth::{dkim::DkimError, Error};
     match r {
@@ -202,17 +194,39 @@ pub async fn spf(
     sender: &str,
     limit: Duration,
 ) -> Spf {
-    let params = if sender.is_empty() {
-        SpfParameters::verify_ehlo(ip, helo, host)
-    } else {
-        SpfParameters::verify_mail_from(ip, helo, host, sender)
-    };
-    match tokio::time::timeout(limit, auth.verify_spf(params)).await {
-        Ok(out) => Spf {
-            result: spf_outcome(out.result()),
-            domain: out.domain().to_string(),
-        },
-        Err(_) => spf_unanswered(helo, sender),
+    spf_explained(auth, ip, helo, host, sender, limit).await.0
+}
+
+/// [`spf`], and for a `permerror` or `temperror` a sentence saying why
+/// (which term of whose record, which look-up), for the log and for
+/// `mailward spam spf`.
+pub async fn spf_explained(
+    auth: &MessageAuthenticator,
+    ip: IpAddr,
+    helo: &str,
+    host: &str,
+    sender: &str,
+    limit: Duration,
+) -> (Spf, Option<String>) {
+    let domain = spf_domain(helo, sender);
+    let check = spf_check::Check::new(&auth.0, ip, sender, helo, host, domain);
+    match tokio::time::timeout(limit, check.run(domain)).await {
+        Ok(verdict) => {
+            if let Some(why) = &verdict.why {
+                tracing::debug!(target: "spam", domain, result = %verdict.result, why = %why, "SPF");
+            }
+            (
+                Spf {
+                    result: verdict.result,
+                    domain: domain.to_string(),
+                },
+                verdict.why,
+            )
+        }
+        Err(_) => (
+            spf_unanswered(helo, sender),
+            Some(format!("no answer within {} s", limit.as_secs_f64())),
+        ),
     }
 }
 
