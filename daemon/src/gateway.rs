@@ -182,6 +182,7 @@ impl Gateway {
                 dns.timeout(),
             )
             .await
+            .0
         } else {
             // The server did not answer its last probe: temperror at once
             // rather than after timeouts.dns.

@@ -186,21 +186,10 @@ pub fn dkim_dmarc_unanswered() -> (Vec<Dkim>, Option<Dmarc>) {
 /// name, `host` ours (for the `%{r}` macro), `sender` the MAIL FROM
 /// address ("" for the null sender: then the HELO identity is checked).
 /// At most `limit` in all, however many look-ups the record asks for.
-pub async fn spf(
-    auth: &MessageAuthenticator,
-    ip: IpAddr,
-    helo: &str,
-    host: &str,
-    sender: &str,
-    limit: Duration,
-) -> Spf {
-    spf_explained(auth, ip, helo, host, sender, limit).await.0
-}
-
-/// [`spf`], and for a `permerror` or `temperror` a sentence saying why
-/// (which term of whose record, which look-up), for the log and for
+/// With the result, for a `permerror` or `temperror`, a sentence saying
+/// why (which term of whose record, which look-up), for the log and for
 /// `mailward spam spf`.
-pub async fn spf_explained(
+pub async fn spf(
     auth: &MessageAuthenticator,
     ip: IpAddr,
     helo: &str,

@@ -350,7 +350,7 @@ pub fn spf(
         let timeout = cfg.timeouts.dns.get();
         let dns = crate::dns::Dns::new(dns.or(cfg.access.dns_resolver), timeout)
             .map_err(|e| SpamCliError::Usage(e.to_string()))?;
-        Ok(crate::auth::spf_explained(
+        Ok(crate::auth::spf(
             dns.authenticator(),
             ip,
             helo,
