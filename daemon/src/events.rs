@@ -384,7 +384,7 @@ impl ForeignVerdictHeaders<'_> {
     pub fn emit(&self, stats: &Stats) {
         stats.record(&Event::ForeignVerdictHeaders);
         tracing::info!(target: "policy", queue_id = %self.id, fields = self.fields,
-            "The message came with verdict headers (X-Mailward-AV, X-Mailward-Spam) not written here; the copies delivered go without them.");
+            "The message came with verdict headers (X-Mailward-AV, X-Mailward-Spam, Authentication-Results in our name) not written here; the copies delivered go without them.");
     }
 }
 

@@ -561,7 +561,9 @@ fn crlf(text: &[u8]) -> Vec<u8> {
 /// DKIM and DMARC as tests, with messages signed by an independent signer
 /// (dkimpy's dkimsign, Debian python3-dkim) and the key and the DMARC
 /// policy in a real DNS server: a valid signature, and the same message
-/// changed after signing (DKIM fails, and with it DMARC, p=reject).
+/// changed after signing (DKIM fails, and with it DMARC, p=reject). The
+/// results reach the next hop as `Authentication-Results` in the gateway's
+/// name; one the sender wrote in that name does not.
 #[test]
 fn dkim_and_dmarc_results_are_tests() -> Result<()> {
     let keys = TestDir::new("spam-dkim-keys")?;
@@ -615,9 +617,15 @@ fn dkim_and_dmarc_results_are_tests() -> Result<()> {
         Ok(crlf(&out.stdout))
     };
     let signed = sign(&message(1))?;
-    let tampered = String::from_utf8_lossy(&sign(&message(2))?)
-        .replace("on Friday", "on Monday")
-        .into_bytes();
+    // Changed after signing, and with results written by the sender: one
+    // in the gateway's name (forged: it must not pass) and one of another
+    // host (someone else's verdict: it stays).
+    let tampered = format!(
+        "Authentication-Results: mw.test; dkim=pass header.d=signed.test\r\n\
+         Authentication-Results: mx.other.test; spf=pass smtp.mailfrom=signed.test\r\n{}",
+        String::from_utf8_lossy(&sign(&message(2))?).replace("on Friday", "on Monday")
+    )
+    .into_bytes();
     // Over 256 KiB: verified off the async runtime, with the same result.
     let large = sign(&format!(
         "{}{}",
@@ -663,9 +671,41 @@ fn dkim_and_dmarc_results_are_tests() -> Result<()> {
         bad.contains("DKIM_INVALID") && bad.contains("DMARC_REJECT"),
         || format!("a message changed after signing: {bad}"),
     );
+    // What the gateway found, for the MTAs and mailbox rules after it
+    // (RFC 8601), in its own name only (server.hostname is mw.test).
+    let results_of = |subject: &str| -> Vec<String> {
+        got.iter()
+            .find(|m| m.header("Subject").as_deref() == Some(subject))
+            .map(|m| {
+                mailward_e2e::mail::headers(&m.message)
+                    .into_iter()
+                    .filter(|(n, _)| n.eq_ignore_ascii_case("Authentication-Results"))
+                    .map(|(_, v)| v)
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let good = results_of("Minutes 1");
+    f.check(
+        good == [
+            "mw.test; spf=none smtp.mailfrom=signed.test; dkim=pass header.d=signed.test; \
+                 dmarc=pass (p=reject) header.from=signed.test",
+        ],
+        || format!("Authentication-Results of a valid signature: {good:?}"),
+    );
+    let bad = results_of("Minutes 2");
+    f.check(
+        bad == [
+            "mw.test; spf=none smtp.mailfrom=signed.test; dkim=fail header.d=signed.test; \
+             dmarc=fail (p=reject) header.from=signed.test",
+            "mx.other.test; spf=pass smtp.mailfrom=signed.test",
+        ],
+        || format!("ours only in our name, the other host's kept: {bad:?}"),
+    );
     let metrics = stats.scrape_text()?;
     let value = |line: &str| sample(&metrics, line);
     for (line, want) in [
+        ("mailward_foreign_verdict_headers_total ", 1.0),
         ("mailward_dkim_signatures_total{result=\"pass\"} ", 2.0),
         ("mailward_dkim_signatures_total{result=\"fail\"} ", 1.0),
         ("mailward_dmarc_checks_total{result=\"pass\"} ", 2.0),
@@ -879,7 +919,7 @@ fn verdict_headers_a_message_comes_with_do_not_pass() -> Result<()> {
     );
     anyhow::ensure!(
         gw.daemon.full_log().contains(
-            "The message came with verdict headers (X-Mailward-AV, X-Mailward-Spam) not written here"
+            "The message came with verdict headers (X-Mailward-AV, X-Mailward-Spam, Authentication-Results in our name) not written here"
         ),
         "logged:\n{}",
         gw.daemon.full_log()

@@ -9,6 +9,7 @@
 //! stuck session. The results are kept in the envelope (spooled), so that a
 //! message checked again after a restart is judged on what the session saw.
 
+pub mod results;
 mod spf_check;
 mod spf_macro;
 mod spf_record;

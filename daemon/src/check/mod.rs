@@ -137,6 +137,10 @@ pub struct Report {
     pub bases: Option<BasesInfo>,
     /// What the spam check found (None: it did not run).
     pub spam: Option<spam::Evidence>,
+    /// The `Authentication-Results` field of the message (SPF, DKIM and
+    /// DMARC as the session and the checks found them; None when none was
+    /// checked). Written with the verdict headers (`add_headers`).
+    pub authentication: Option<String>,
     /// Time the pipeline took.
     pub duration: Duration,
 }

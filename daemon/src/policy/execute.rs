@@ -89,8 +89,12 @@ async fn judge_checks(
     // asked in between (the usual case: one trip to a worker).
     let surbl = !cfg.spam.surbl.is_empty();
     let (job_env, job_parts, job_raw) = (env.clone(), partitions.clone(), raw.clone());
+    let authentication = env
+        .auth
+        .results_header(&cfg.server.hostname, env.mail_from.is_empty());
     let job = gw.scanner.run(move |tools| {
-        let report = crate::check::run(&job_env, &job_raw, &job_parts, tools, timeout);
+        let mut report = crate::check::run(&job_env, &job_raw, &job_parts, tools, timeout);
+        report.authentication = authentication;
         if surbl
             && report
                 .spam
@@ -342,7 +346,7 @@ pub async fn execute(
         .iter()
         .any(|j| j.plan.delivery == Delivery::Deliver)
     {
-        super::verdict_headers::note_foreign(&gw.stats, &env.id, &raw);
+        super::verdict_headers::note_foreign(&gw.stats, &env.id, &raw, &cfg.server.hostname);
     }
 
     // 1. Copies that must exist before anything goes on.

@@ -11,7 +11,7 @@
 //!   removed or replaced by a notice, by the action for its worst finding.
 //! - **Subject and headers**: a status in `mark_subject` puts
 //!   `subject_prefix` for it in front of the Subject; `add_headers` adds the
-//!   verdict headers.
+//!   verdict headers and `Authentication-Results`.
 //! - **Quarantine**: a status in `quarantine` keeps a copy of the message as
 //!   received. It never stops delivery by itself (seed: "Creation of message
 //!   copy in backup storage or quarantine directory does not block
@@ -177,6 +177,9 @@ pub fn decide(
         );
     }
     if policy.add_headers {
+        if let Some(field) = &report.authentication {
+            plan.headers.push_str(field);
+        }
         if let Some(status) = av {
             plan.headers
                 .push_str(&av::header(status, &findings, report.bases.as_ref()));

@@ -221,7 +221,8 @@ impl Delivery {
         let data = self.gw.spool.read(&env.id).map(|bytes| {
             // Verdict headers the message came with do not leave
             // (policy::verdict_headers); ours go on top below.
-            let bytes = crate::policy::verdict_headers::strip(&bytes).unwrap_or(bytes);
+            let bytes = crate::policy::verdict_headers::strip(&bytes, &cfg.server.hostname)
+                .unwrap_or(bytes);
             if env.added_headers.is_empty() {
                 Arc::new(bytes)
             } else {
