@@ -200,7 +200,7 @@ pub async fn spf(
 ) -> (Spf, Option<String>) {
     let domain = spf_domain(helo, sender);
     let check = spf_check::Check::new(&auth.0, ip, sender, helo, host, domain);
-    match tokio::time::timeout(limit, check.run(domain)).await {
+    match tokio::time::timeout(limit, check.run()).await {
         Ok(verdict) => {
             if let Some(why) = &verdict.why {
                 tracing::debug!(target: "spam", domain, result = %verdict.result, why = %why, "SPF");

@@ -65,16 +65,26 @@ pub struct Check<'a> {
     sender: String,
     helo: &'a str,
     receiver: &'a str,
+    /// The identity checked: the MAIL FROM domain or the HELO name.
+    domain: String,
     lookups: u32,
     voids: u32,
-    /// `%{p}`: the client's validated name, looked up once when a macro
-    /// needs it.
-    validated: Option<String>,
+    /// The client's validated names, looked up once for every `ptr` term
+    /// and `%{p}` macro of the check.
+    names: Option<Vec<String>>,
+}
+
+/// A domain-spec expanded: the text (for include and redirect, and the
+/// messages) and the DNS name it stands for.
+struct Target {
+    text: String,
+    name: Name,
 }
 
 impl<'a> Check<'a> {
     /// `sender` is the MAIL FROM address, or "" when the HELO identity is
-    /// checked (then `postmaster@HELO` stands for it, section 4.3).
+    /// checked (then `postmaster@HELO` stands for it, section 4.3);
+    /// `domain` is the identity's domain.
     pub fn new(
         resolver: &'a TokioResolver,
         ip: IpAddr,
@@ -100,19 +110,21 @@ impl<'a> Check<'a> {
             sender,
             helo,
             receiver,
+            domain: domain.to_string(),
             lookups: 0,
             voids: 0,
-            validated: None,
+            names: None,
         }
     }
 
-    /// check_host() for `domain` (section 4).
-    pub async fn run(mut self, domain: &str) -> Verdict {
+    /// check_host() for the identity's domain (section 4).
+    pub async fn run(mut self) -> Verdict {
+        let domain = std::mem::take(&mut self.domain);
         // Section 4.3: a malformed or single-label identity has no policy.
-        if to_name(domain).is_none_or(|n| n.num_labels() < 2) || domain.starts_with('[') {
+        if to_name(&domain).is_none_or(|n| n.num_labels() < 2) || domain.starts_with('[') {
             return Verdict::of(Outcome::None);
         }
-        self.host(domain.to_string()).await
+        self.host(domain).await
     }
 
     /// The evaluation of one domain's record; boxed, since include and
@@ -151,11 +163,11 @@ impl<'a> Check<'a> {
                     format!("{domain}: redirect= names no valid domain"),
                 );
             };
-            let verdict = self.host(target.clone()).await;
+            let verdict = self.host(target.text.clone()).await;
             if verdict.result == Outcome::None {
                 return Verdict::error(
                     Outcome::PermError,
-                    format!("{domain}: redirect={target} has no SPF record"),
+                    format!("{domain}: redirect={} has no SPF record", target.text),
                 );
             }
             verdict
@@ -168,7 +180,7 @@ impl<'a> Check<'a> {
         let Some(name) = to_name(domain) else {
             return Ok(None);
         };
-        let txts = match self.ask(name, RecordType::TXT, domain).await? {
+        let txts = match self.ask(&name, RecordType::TXT).await? {
             Answer::Found(records) => records,
             Answer::Void => return Ok(None),
         };
@@ -220,14 +232,14 @@ impl<'a> Check<'a> {
                     ));
                 };
                 // Section 5.2: what an included record's result means.
-                let verdict = self.host(target.clone()).await;
+                let verdict = self.host(target.text.clone()).await;
                 match verdict.result {
                     Outcome::Pass => Ok(true),
                     Outcome::Fail | Outcome::SoftFail | Outcome::Neutral => Ok(false),
                     Outcome::TempError => Err(verdict),
                     Outcome::None => Err(Verdict::error(
                         Outcome::PermError,
-                        format!("{domain}: include:{target} has no SPF record"),
+                        format!("{domain}: include:{} has no SPF record", target.text),
                     )),
                     Outcome::PermError => Err(verdict),
                 }
@@ -237,20 +249,14 @@ impl<'a> Check<'a> {
                 let Some(target) = self.target_or(name.as_ref(), domain).await else {
                     return self.void(domain).map(|()| false);
                 };
-                let Some(qname) = to_name(&target) else {
-                    return self.void(domain).map(|()| false);
-                };
-                self.address_matches(qname, *v4, *v6, true).await
+                self.address_matches(&target.name, *v4, *v6, true).await
             }
             Mechanism::Mx { name, v4, v6 } => {
                 self.count_lookup()?;
                 let Some(target) = self.target_or(name.as_ref(), domain).await else {
                     return self.void(domain).map(|()| false);
                 };
-                let Some(qname) = to_name(&target) else {
-                    return self.void(domain).map(|()| false);
-                };
-                let exchanges: Vec<Name> = match self.ask(qname, RecordType::MX, &target).await? {
+                let exchanges: Vec<Name> = match self.ask(&target.name, RecordType::MX).await? {
                     Answer::Found(records) => records
                         .into_iter()
                         .filter_map(|r| match r {
@@ -263,10 +269,10 @@ impl<'a> Check<'a> {
                 if exchanges.len() > MAX_NAMES {
                     return Err(Verdict::error(
                         Outcome::PermError,
-                        format!("{target} has more than {MAX_NAMES} MX records"),
+                        format!("{} has more than {MAX_NAMES} MX records", target.text),
                     ));
                 }
-                for exchange in exchanges {
+                for exchange in &exchanges {
                     if self.address_matches(exchange, *v4, *v6, false).await? {
                         return Ok(true);
                     }
@@ -278,7 +284,7 @@ impl<'a> Check<'a> {
                 let Some(target) = self.target_or(spec.as_ref(), domain).await else {
                     return Ok(false);
                 };
-                let target = target.to_ascii_lowercase();
+                let target = target.text.to_ascii_lowercase();
                 // Section 5.5: a DNS error while looking up PTR records
                 // means no match, not an error.
                 let names = self.validated_names().await;
@@ -293,11 +299,8 @@ impl<'a> Check<'a> {
                 let Some(target) = self.target(spec, domain).await else {
                     return self.void(domain).map(|()| false);
                 };
-                let Some(qname) = to_name(&target) else {
-                    return self.void(domain).map(|()| false);
-                };
                 // Always an A query, whatever the client (section 5.7).
-                match self.ask(qname, RecordType::A, &target).await? {
+                match self.ask(&target.name, RecordType::A).await? {
                     Answer::Found(r) => Ok(r.iter().any(|d| matches!(d, RData::A(_)))),
                     Answer::Void => self.void(domain).map(|()| false),
                 }
@@ -312,21 +315,18 @@ impl<'a> Check<'a> {
     /// DNS are asked as they came, label by label, not through text.
     async fn address_matches(
         &mut self,
-        host: Name,
+        host: &Name,
         v4: u8,
         v6: u8,
         own: bool,
     ) -> Result<bool, Verdict> {
-        let what = text_of(&host);
-        let qname = host;
-        let host = what.as_str();
         let kind = match self.ip {
             IpAddr::V4(_) => RecordType::A,
             IpAddr::V6(_) => RecordType::AAAA,
         };
-        let records = match self.ask(qname, kind, host).await? {
+        let records = match self.ask(host, kind).await? {
             Answer::Found(r) => r,
-            Answer::Void if own => return self.void(host).map(|()| false),
+            Answer::Void if own => return self.void(&text_of(host)).map(|()| false),
             Answer::Void => return Ok(false),
         };
         Ok(records.iter().any(|r| match (r, self.ip) {
@@ -337,41 +337,38 @@ impl<'a> Check<'a> {
     }
 
     /// The client's names that lead back to it (PTR, then A/AAAA of each
-    /// of at most ten names), lower case, without the final dot.
+    /// of at most ten names), lower case, without the final dot; looked up
+    /// once per check.
     async fn validated_names(&mut self) -> Vec<String> {
-        let Ok(Answer::Found(ptrs)) = self.ask(Name::from(self.ip), RecordType::PTR, "PTR").await
-        else {
-            return Vec::new();
-        };
+        if let Some(names) = &self.names {
+            return names.clone();
+        }
         let mut names = Vec::new();
-        for ptr in ptrs.into_iter().take(MAX_NAMES) {
-            let RData::PTR(ptr) = ptr else { continue };
-            let name = text_of(&ptr.0).to_ascii_lowercase();
-            if let Ok(true) = self.address_matches(ptr.0, 32, 128, false).await {
-                names.push(name);
+        if let Ok(Answer::Found(ptrs)) = self.ask(&Name::from(self.ip), RecordType::PTR).await {
+            for ptr in ptrs.into_iter().take(MAX_NAMES) {
+                let RData::PTR(ptr) = ptr else { continue };
+                if let Ok(true) = self.address_matches(&ptr.0, 32, 128, false).await {
+                    names.push(text_of(&ptr.0).to_ascii_lowercase());
+                }
             }
         }
+        self.names = Some(names.clone());
         names
     }
 
     /// A domain-spec expanded (section 4.8): names over 253 characters
     /// lose labels on the left. None when the expansion is no name.
-    async fn target(&mut self, spec: &MacroString, domain: &str) -> Option<String> {
+    async fn target(&mut self, spec: &MacroString, domain: &str) -> Option<Target> {
         let validated = if spec.needs_validated_name() {
-            if self.validated.is_none() {
-                let names = self.validated_names().await;
-                // RFC 7208 7.3: prefer the domain itself or a subdomain.
-                let best = names
-                    .iter()
-                    .find(|n| {
-                        *n == &domain.to_ascii_lowercase()
-                            || n.ends_with(&format!(".{}", domain.to_ascii_lowercase()))
-                    })
-                    .or(names.first())
-                    .cloned();
-                self.validated = Some(best.unwrap_or_else(|| "unknown".to_string()));
-            }
-            self.validated.as_deref()
+            let names = self.validated_names().await;
+            // RFC 7208 7.3: prefer the domain itself or a subdomain.
+            let domain = domain.to_ascii_lowercase();
+            let suffix = format!(".{domain}");
+            names
+                .iter()
+                .find(|n| **n == domain || n.ends_with(&suffix))
+                .or(names.first())
+                .cloned()
         } else {
             None
         };
@@ -381,7 +378,7 @@ impl<'a> Check<'a> {
             ip: self.ip,
             helo: self.helo,
             receiver: self.receiver,
-            validated,
+            validated: validated.as_deref(),
         };
         let mut name = spec.expand(&vars);
         if name.ends_with('.') {
@@ -390,14 +387,21 @@ impl<'a> Check<'a> {
         while name.len() > 253 {
             name = name.split_once('.')?.1.to_string();
         }
-        to_name(&name).map(|_| name)
+        let dns = to_name(&name)?;
+        Some(Target {
+            text: name,
+            name: dns,
+        })
     }
 
     /// A mechanism's domain-spec, or the current domain when it has none.
-    async fn target_or(&mut self, spec: Option<&MacroString>, domain: &str) -> Option<String> {
+    async fn target_or(&mut self, spec: Option<&MacroString>, domain: &str) -> Option<Target> {
         match spec {
             Some(spec) => self.target(spec, domain).await,
-            None => Some(domain.to_string()),
+            None => to_name(domain).map(|name| Target {
+                text: domain.to_string(),
+                name,
+            }),
         }
     }
 
@@ -426,13 +430,8 @@ impl<'a> Check<'a> {
 
     /// One question to the resolver; a failure (timeout, SERVFAIL) is a
     /// temperror.
-    async fn ask(
-        &mut self,
-        name: Name,
-        kind: RecordType,
-        what: &str,
-    ) -> Result<Answer<RData>, Verdict> {
-        match self.resolver.lookup(name, kind).await {
+    async fn ask(&mut self, name: &Name, kind: RecordType) -> Result<Answer<RData>, Verdict> {
+        match self.resolver.lookup(name.clone(), kind).await {
             Ok(lookup) => {
                 let records: Vec<RData> = lookup
                     .answers()
@@ -449,7 +448,7 @@ impl<'a> Check<'a> {
             Err(e) if is_void(&e) => Ok(Answer::Void),
             Err(e) => Err(Verdict::error(
                 Outcome::TempError,
-                format!("{what}: {kind} look-up failed: {e}"),
+                format!("{}: {kind} look-up failed: {e}", text_of(name)),
             )),
         }
     }

@@ -60,12 +60,14 @@ pub fn note_foreign(
 /// folded lines), or None when it has none (no copy is made). The body,
 /// and any message attached in it, is left alone.
 pub fn strip(raw: &[u8], authserv_id: &str) -> Option<Vec<u8>> {
-    if count(raw, authserv_id) == 0 {
+    // One pass over the header block: the fields are few.
+    let fields: Vec<(usize, usize, bool)> = fields(raw, authserv_id).collect();
+    if !fields.iter().any(|&(_, _, ours)| ours) {
         return None;
     }
     let mut out = Vec::with_capacity(raw.len());
     let mut end = 0;
-    for (start, stop, ours) in fields(raw, authserv_id) {
+    for (start, stop, ours) in fields {
         if !ours {
             out.extend_from_slice(&raw[start..stop]);
         }
