@@ -6,7 +6,9 @@
 //!   pairs (sparse bigrams with a window of [`WINDOW`], the distance part
 //!   of the pair) so that phrases count;
 //! - HTML tag names, URL hosts (and their parent domains) and path words;
-//! - MIME types, charsets and transfer encodings of the parts.
+//! - MIME types, charsets and transfer encodings of the parts;
+//! - not what a mailing list added (its headers, and the footer of a
+//!   message that has them): see [`is_list_header`].
 //!
 //! Each token counts once per message (presence, as in Robinson's and
 //! Graham's work): repeating a word does not push the score. The hash is
@@ -92,7 +94,6 @@ const WORD_HEADERS: &[&str] = &[
     "user-agent",
     "content-type",
     "message-id",
-    "list-id",
     "precedence",
     "x-priority",
     "importance",
@@ -107,9 +108,14 @@ pub fn tokenize(
     text: &super::text::Text,
 ) -> Tokens {
     let mut t = Tokens::default();
+    let mut via_list = false;
     if let Some(h) = headers {
         for (name, value) in h.headers_raw() {
             let lname = name.to_ascii_lowercase();
+            if is_list_header(&lname) {
+                via_list = true;
+                continue;
+            }
             // Which headers there are says a lot about the software that
             // wrote the message.
             t.add(&["hdr", &lname]);
@@ -157,7 +163,16 @@ pub fn tokenize(
     for tag in &text.html_tags {
         t.add(&["tag", tag]);
     }
+    // A list's footer is the list's words, not the author's: see
+    // `is_list_header`.
+    let (body, footer) = match via_list {
+        true => split_list_footer(&text.body),
+        false => (text.body.as_str(), ""),
+    };
     for url in &text.urls {
+        if !footer.is_empty() && footer.contains(url.host.as_str()) {
+            continue;
+        }
         t.add(&["url-host", &url.host]);
         // Parent domains: `www.cheap.example.biz` also says `example.biz`.
         let mut rest = url.host.as_str();
@@ -176,8 +191,56 @@ pub fn tokenize(
             t.add(&["url-path", &w.to_lowercase()]);
         }
     }
-    body_words(&mut t, &text.body);
+    body_words(&mut t, body);
     t
+}
+
+/// Headers a mailing list adds (RFC 2369 and RFC 2919's `List-*`, and
+/// Mailman's, ezmlm's and SmartList's own). They say which list passed the
+/// message on, not what its author wrote, so they are not tokens: on most
+/// sites most list mail is wanted, and a spam that got through a list
+/// would otherwise borrow the list's good name (cross-validation on the
+/// development list: docs/spam.md, "Quality, measured").
+fn is_list_header(name: &str) -> bool {
+    name.starts_with("list-")
+        || name.starts_with("x-mailman-")
+        || matches!(name, "x-beenthere" | "mailing-list" | "x-mailing-list")
+}
+
+/// Bytes at the end of the text searched for a list's footer.
+const FOOTER_BYTES: usize = 1500;
+
+/// Splits `body` before the footer a list appended, if there is one: the
+/// earliest separator line (`--`, a rule of `_`, `-` or `~`, or Yahoo!
+/// Groups' sponsor line) in the last [`FOOTER_BYTES`] after which the text
+/// speaks of subscribing. The earliest, because lists stack their parts
+/// (SourceForge's sponsor notice above Mailman's footer), so a signature
+/// between the author's text and the footer goes with it. Used on list
+/// mail only; a footer that is not found stays body.
+fn split_list_footer(body: &str) -> (&str, &str) {
+    let mut at = body.len().saturating_sub(FOOTER_BYTES);
+    while !body.is_char_boundary(at) {
+        at += 1;
+    }
+    // The window may start mid-line; that part line is never a separator.
+    let window_start = at;
+    for line in body[window_start..].split_inclusive('\n') {
+        let t = line.trim();
+        let rule = t.len() >= 10 && t.chars().all(|c| matches!(c, '_' | '-' | '~'));
+        let separator =
+            t == "--" || rule || (t.starts_with("---") && t.contains("Yahoo! Groups Sponsor"));
+        if separator && at > window_start {
+            let rest = body[at..].to_ascii_lowercase();
+            if ["listinfo", "mailing list", "unsubscribe", "groups sponsor"]
+                .iter()
+                .any(|m| rest.contains(m))
+            {
+                return body.split_at(at);
+            }
+        }
+        at += line.len();
+    }
+    (body, "")
 }
 
 /// The words of one header value, tagged; `pairs` adds OSB pairs too (the
@@ -279,5 +342,64 @@ mod tests {
             0xe82a_82ba_33ee_fa2d,
             "token hash changed: bump tokens::VERSION"
         );
+    }
+
+    fn tokens_of(raw: &str) -> HashSet<u64> {
+        crate::check::spam::for_learning(raw.as_bytes())
+            .1
+            .into_iter()
+            .collect()
+    }
+
+    const FOOTER: &str = "-- \nWanted words.\n\n\
+        _______________________________________________\n\
+        Exmh-users mailing list\n\
+        https://listman.example.com/mailman/listinfo/exmh-users\n";
+
+    #[test]
+    fn a_lists_headers_and_footer_are_not_the_authors_words() {
+        let body = format!("Cheap pills here.\n{FOOTER}");
+        let direct = format!("From: a@example.org\nSubject: hi\n\n{body}");
+        let listed = format!(
+            "From: a@example.org\nSubject: hi\nList-Id: <exmh-users.example.com>\n\
+             X-Mailman-Version: 2.0.13\n\n{body}"
+        );
+        let (direct, listed) = (tokens_of(&direct), tokens_of(&listed));
+        for t in [
+            hash(&["hdr", "list-id"]),
+            hash(&["hdr", "x-mailman-version"]),
+        ] {
+            assert!(!listed.contains(&t), "a list header is a token");
+        }
+        // The author's words count either way; the footer's (from the
+        // first separator, so a signature before it too) only when no list
+        // header says a list passed the message on.
+        assert!(listed.contains(&hash(&["body", "pills"])));
+        for t in [
+            hash(&["body", "wanted"]),
+            hash(&["body", "exmh-users"]),
+            hash(&["url-host", "listman.example.com"]),
+        ] {
+            assert!(direct.contains(&t));
+            assert!(!listed.contains(&t), "a list's footer is tokenised");
+        }
+    }
+
+    #[test]
+    fn a_footer_is_cut_at_its_first_separator_and_only_if_it_speaks_of_the_list() {
+        let text = format!("Hello.\n{FOOTER}");
+        let (body, footer) = split_list_footer(&text);
+        assert_eq!(body, "Hello.\n");
+        assert!(footer.starts_with("-- \n"));
+        // A signature that names no list stays.
+        let signed = "Hello.\n-- \nJo Bloggs, Example Ltd\n";
+        assert_eq!(split_list_footer(signed), (signed, ""));
+        // Only the end of a long text is searched, from a character
+        // boundary.
+        let long = format!("{}\n{FOOTER}", "é".repeat(FOOTER_BYTES));
+        let (body, footer) = split_list_footer(&long);
+        assert!(body.ends_with("é\n") && footer.starts_with("-- "));
+        let early = format!("Hi\n{FOOTER}{}", "x ".repeat(FOOTER_BYTES));
+        assert_eq!(split_list_footer(&early).1, "");
     }
 }
