@@ -830,7 +830,7 @@ pub static CATALOGUE: &[Stat] = &[
         Counter,
         Unit::Count,
         Some(("result", AUTH_RESULTS)),
-        "DMARC evaluations of the From domain (messages whose domain publishes a policy), by result.",
+        "DMARC evaluations of the From domain after DATA (with DKIM), by result; none = the domain publishes no policy.",
     ),
     def(
         StatId::SurblLookups,

@@ -563,7 +563,8 @@ fn crlf(text: &[u8]) -> Vec<u8> {
 /// policy in a real DNS server: a valid signature, and the same message
 /// changed after signing (DKIM fails, and with it DMARC, p=reject). The
 /// results reach the next hop as `Authentication-Results` in the gateway's
-/// name; one the sender wrote in that name does not.
+/// name; one the sender wrote in that name does not. An unsigned message
+/// from a domain without a policy is `dkim=none` and `dmarc=none`.
 #[test]
 fn dkim_and_dmarc_results_are_tests() -> Result<()> {
     let keys = TestDir::new("spam-dkim-keys")?;
@@ -633,6 +634,7 @@ fn dkim_and_dmarc_results_are_tests() -> Result<()> {
         "The minutes go on, and every line of them is signed.\r\n".repeat(6000)
     ))?;
     anyhow::ensure!(large.len() > 300 * 1024, "{} octets", large.len());
+    let unsigned = message(4).replace("signed.test", "plain.test").into_bytes();
     let stats_dir = TestDir::new("stats")?;
     let stats = StatsSetup::new(stats_dir.path());
     let resolver = dns.resolver();
@@ -643,13 +645,18 @@ fn dkim_and_dmarc_results_are_tests() -> Result<()> {
             .set_str("access", "dns_resolver", &resolver)
     })?;
     let mut f = Failures::default();
-    for m in [&signed, &tampered, &large] {
+    for (from, m) in [
+        ("ann@signed.test", &signed),
+        ("ann@signed.test", &tampered),
+        ("ann@signed.test", &large),
+        ("ann@plain.test", &unsigned),
+    ] {
         let mut c = SmtpClient::connect_ok(gw.port())?;
         c.ehlo("client.test")?;
-        let r = c.send_mail("ann@signed.test", &["bob@example.com"], m)?;
+        let r = c.send_mail(from, &["bob@example.com"], m)?;
         f.check(r.code == 250, || format!("{r:?}"));
     }
-    let got = gw.sink.wait_for_count(3, DELIVERY_TIMEOUT)?;
+    let got = gw.sink.wait_for_count(4, DELIVERY_TIMEOUT)?;
     let header_of = |subject: &str| {
         got.iter()
             .find(|m| m.header("Subject").as_deref() == Some(subject))
@@ -702,6 +709,13 @@ fn dkim_and_dmarc_results_are_tests() -> Result<()> {
         ],
         || format!("ours only in our name, the other host's kept: {bad:?}"),
     );
+    let plain = results_of("Minutes 4");
+    f.check(
+        plain
+            == ["mw.test; spf=none smtp.mailfrom=plain.test; dkim=none; \
+                 dmarc=none header.from=plain.test"],
+        || format!("Authentication-Results of unsigned mail: {plain:?}"),
+    );
     let metrics = stats.scrape_text()?;
     let value = |line: &str| sample(&metrics, line);
     for (line, want) in [
@@ -710,6 +724,7 @@ fn dkim_and_dmarc_results_are_tests() -> Result<()> {
         ("mailward_dkim_signatures_total{result=\"fail\"} ", 1.0),
         ("mailward_dmarc_checks_total{result=\"pass\"} ", 2.0),
         ("mailward_dmarc_checks_total{result=\"fail\"} ", 1.0),
+        ("mailward_dmarc_checks_total{result=\"none\"} ", 1.0),
     ] {
         f.check(value(line) == Some(want), || {
             format!("{line}on /metrics is {:?}, not {want}", value(line))

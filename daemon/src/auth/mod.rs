@@ -85,15 +85,22 @@ pub struct Dmarc {
 pub struct Auth {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub spf: Option<Spf>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub dkim: Vec<Dkim>,
+    /// The signatures' results. None: DKIM was not checked (`[spam] dkim`
+    /// off, a client inside, a message the check could not read, or an
+    /// envelope spooled before "none" was told apart); empty: the message
+    /// carries no signature (`dkim=none`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dkim: Option<Vec<Dkim>>,
+    /// None when DMARC was not evaluated (with DKIM) or the From field
+    /// names no single domain; `Outcome::None` when the domain publishes no
+    /// policy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dmarc: Option<Dmarc>,
 }
 
 impl Auth {
     pub fn is_empty(&self) -> bool {
-        self.spf.is_none() && self.dkim.is_empty() && self.dmarc.is_none()
+        self.spf.is_none() && self.dkim.is_none() && self.dmarc.is_none()
     }
 
     /// Whether `sender` (an address) is vouched for: SPF passed for its
@@ -108,7 +115,7 @@ impl Auth {
             .spf
             .as_ref()
             .is_some_and(|s| s.result == Outcome::Pass && s.domain.eq_ignore_ascii_case(&domain));
-        let dkim = self.dkim.iter().any(|d| {
+        let dkim = self.dkim.iter().flatten().any(|d| {
             let d_dom = d.domain.to_ascii_lowercase();
             d.result == Outcome::Pass && (domain == d_dom || domain.ends_with(&format!(".{d_dom}")))
         });
@@ -173,12 +180,12 @@ pub fn spf_unanswered(helo: &str, sender: &str) -> Spf {
 }
 
 /// DKIM's and DMARC's results when the DNS gave no answer.
-pub fn dkim_dmarc_unanswered() -> (Vec<Dkim>, Option<Dmarc>) {
+pub fn dkim_dmarc_unanswered() -> (Option<Vec<Dkim>>, Option<Dmarc>) {
     (
-        vec![Dkim {
+        Some(vec![Dkim {
             result: Outcome::TempError,
             domain: String::new(),
-        }],
+        }]),
         None,
     )
 }
@@ -222,6 +229,7 @@ pub async fn spf(
 
 /// DKIM signatures and DMARC for a received message (`raw`, our Received
 /// header first), with the SPF result the session had. At most `limit`.
+/// No DKIM result (None) when the message cannot be read as one.
 pub async fn dkim_dmarc(
     auth: &MessageAuthenticator,
     raw: &[u8],
@@ -229,9 +237,9 @@ pub async fn dkim_dmarc(
     helo: &str,
     spf: Option<&Spf>,
     limit: Duration,
-) -> (Vec<Dkim>, Option<Dmarc>) {
+) -> (Option<Vec<Dkim>>, Option<Dmarc>) {
     let Some(message) = AuthenticatedMessage::parse(raw) else {
-        return (Vec::new(), None);
+        return (None, None);
     };
     let work = async {
         let outputs = auth.verify_dkim(&message).await;
@@ -267,7 +275,9 @@ pub async fn dkim_dmarc(
             ))
             .await;
         let result = out.result();
-        let dmarc = (!out.domain().is_empty() && result != DmarcResult::None).then(|| Dmarc {
+        // A domain without a policy is `dmarc=none` (RFC 7489 11.2), as
+        // OpenDMARC writes it; no domain (several in From) is nothing.
+        let dmarc = (!out.domain().is_empty()).then(|| Dmarc {
             result: dmarc_outcome(&result),
             domain: out.domain().to_string(),
             policy: match out.policy() {
@@ -278,7 +288,7 @@ pub async fn dkim_dmarc(
             }
             .to_string(),
         });
-        (dkim, dmarc)
+        (Some(dkim), dmarc)
     };
     tokio::time::timeout(limit, work)
         .await
@@ -307,14 +317,17 @@ mod tests {
         assert!(!a.vouches_for("ceo@other.example"));
         a.spf = spf(Outcome::SoftFail, "example.org");
         assert!(!a.vouches_for("ceo@example.org"));
-        a.dkim = vec![Dkim {
+        a.dkim = Some(vec![Dkim {
             result: Outcome::Pass,
             domain: "example.org".into(),
-        }];
+        }]);
         assert!(a.vouches_for("ceo@example.org"));
         assert!(a.vouches_for("ceo@mail.example.org"));
         assert!(!a.vouches_for("ceo@badexample.org"));
-        a.dkim[0].result = Outcome::Fail;
+        a.dkim = Some(vec![Dkim {
+            result: Outcome::Fail,
+            domain: "example.org".into(),
+        }]);
         assert!(!a.vouches_for("ceo@example.org"));
         assert!(!a.vouches_for(""));
     }

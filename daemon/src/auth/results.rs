@@ -25,7 +25,12 @@ impl Auth {
                 value(&spf.domain)
             ));
         }
-        for dkim in &self.dkim {
+        match &self.dkim {
+            // Checked, and the message carries no signature.
+            Some(signatures) if signatures.is_empty() => results.push("dkim=none".into()),
+            _ => {}
+        }
+        for dkim in self.dkim.iter().flatten() {
             results.push(if dkim.domain.is_empty() {
                 format!("dkim={}", dkim.result)
             } else {
@@ -146,13 +151,37 @@ mod tests {
     use super::*;
 
     #[test]
+    fn an_unsigned_message_and_a_domain_without_policy_are_none() {
+        let unsigned = Auth {
+            dkim: Some(Vec::new()),
+            dmarc: Some(Dmarc {
+                result: Outcome::None,
+                domain: "example.org".into(),
+                policy: String::new(),
+            }),
+            ..Auth::default()
+        };
+        assert_eq!(
+            unsigned.results_header("mw.example.net", false).unwrap(),
+            "Authentication-Results: mw.example.net;\r\n\
+             \tdkim=none;\r\n\
+             \tdmarc=none header.from=example.org\r\n"
+        );
+        // Not checked is not "none": nothing is said.
+        assert_eq!(
+            Auth::default().results_header("mw.example.net", false),
+            None
+        );
+    }
+
+    #[test]
     fn the_results_go_one_per_line_in_our_name() {
         let auth = Auth {
             spf: Some(Spf {
                 result: Outcome::Pass,
                 domain: "example.org".into(),
             }),
-            dkim: vec![
+            dkim: Some(vec![
                 Dkim {
                     result: Outcome::Pass,
                     domain: "example.org".into(),
@@ -161,7 +190,7 @@ mod tests {
                     result: Outcome::Fail,
                     domain: "bad;domain x".into(),
                 },
-            ],
+            ]),
             dmarc: Some(Dmarc {
                 result: Outcome::Pass,
                 domain: "example.org".into(),

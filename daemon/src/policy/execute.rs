@@ -156,7 +156,7 @@ async fn authenticate(
     env: &mut Envelope,
     raw: &Arc<Vec<u8>>,
 ) -> bool {
-    if !cfg.spam.dkim || !env.standing(cfg).is_outside() || !env.auth.dkim.is_empty() {
+    if !cfg.spam.dkim || !env.standing(cfg).is_outside() || env.auth.dkim.is_some() {
         return false;
     }
     let dns = gw.dns();
@@ -206,7 +206,7 @@ async fn authenticate(
             }
         }
     };
-    for d in &dkim {
+    for d in dkim.iter().flatten() {
         gw.stats.record(&mailward_metrics::Event::DkimChecked {
             result: d.result.as_str(),
         });
@@ -218,6 +218,7 @@ async fn authenticate(
     }
     let failed = dkim
         .iter()
+        .flatten()
         .any(|d| d.result == crate::auth::Outcome::TempError)
         || dmarc
             .as_ref()

@@ -35,9 +35,10 @@ pub fn sender_auth(auth: &Auth, helo_identity: bool, hits: &mut Vec<Hit>) {
             hits.push(Hit::new(&format!("{prefix}{word}"), w));
         }
     }
-    if auth.dkim.iter().any(|d| d.result == Outcome::Pass) {
+    let dkim = auth.dkim.iter().flatten();
+    if dkim.clone().any(|d| d.result == Outcome::Pass) {
         hits.push(Hit::new("DKIM_VALID", -0.1));
-    } else if auth.dkim.iter().any(|d| {
+    } else if dkim.clone().any(|d| {
         matches!(
             d.result,
             Outcome::Fail | Outcome::PermError | Outcome::Neutral
@@ -151,7 +152,7 @@ mod tests {
         assert_eq!(names(&a, false), ["SPF_FAIL"]);
         assert_eq!(names(&a, true), ["SPF_HELO_FAIL"]);
         a.spf = None;
-        a.dkim = vec![
+        a.dkim = Some(vec![
             Dkim {
                 result: Outcome::Fail,
                 domain: "a.example".into(),
@@ -160,9 +161,11 @@ mod tests {
                 result: Outcome::Pass,
                 domain: "b.example".into(),
             },
-        ];
+        ]);
         assert_eq!(names(&a, false), ["DKIM_VALID"]);
-        a.dkim.pop();
+        if let Some(signatures) = a.dkim.as_mut() {
+            signatures.pop();
+        }
         a.dmarc = Some(Dmarc {
             result: Outcome::Fail,
             domain: "a.example".into(),
