@@ -5,6 +5,7 @@
 //! - body words (text parts, and HTML parts turned into text), with word
 //!   pairs (sparse bigrams with a window of [`WINDOW`], the distance part
 //!   of the pair) so that phrases count;
+//! - words in capitals, as written too ([`is_shouted`]);
 //! - HTML tag names, URL hosts (and their parent domains) and path words;
 //! - MIME types, charsets and transfer encodings of the parts;
 //! - not what a mailing list added (its headers, and the footer of a
@@ -318,12 +319,25 @@ fn body_words(t: &mut Tokens, body: &str) {
         if w.chars().count() > MAX_WORD {
             word(t, "body", w);
         } else {
+            if is_shouted(w) {
+                word(t, "caps", w);
+            }
             let w = w.to_lowercase();
             word(t, "body", &w);
             ws.push(w);
         }
     }
     osb(t, "body", &ws);
+}
+
+/// A word in capitals (three letters or more, none small): it is also a
+/// token as written, besides its lower-case form, because "FREE" is not
+/// said the way "free" is (Graham's "Better Bayesian Filtering" keeps case
+/// for the same reason). Cross-validation on the development list: about
+/// +0.2 to +0.5 points of recall, the same or one fewer false positive
+/// with 3, 5 and 10 folds (docs/spam.md).
+fn is_shouted(w: &str) -> bool {
+    w.chars().filter(|c| c.is_alphabetic()).count() >= 3 && !w.chars().any(char::is_lowercase)
 }
 
 #[cfg(test)]
@@ -382,6 +396,18 @@ mod tests {
         ] {
             assert!(direct.contains(&t));
             assert!(!listed.contains(&t), "a list's footer is tokenised");
+        }
+    }
+
+    #[test]
+    fn a_word_in_capitals_is_also_a_token_as_written() {
+        let t = tokens_of("Subject: x\n\nBuy NOW, it is FREE! Ask IBM or B.B.C. or Mr OK\n");
+        for w in ["NOW", "FREE!", "IBM", "B.B.C"] {
+            assert!(t.contains(&hash(&["caps", w])), "{w}");
+            assert!(t.contains(&hash(&["body", &w.to_lowercase()])), "{w}");
+        }
+        for w in ["Buy", "OK", "Mr"] {
+            assert!(!t.contains(&hash(&["caps", w])), "{w}");
         }
     }
 
