@@ -225,13 +225,15 @@ fn split_list_footer(body: &str) -> (&str, &str) {
     }
     // The window may start mid-line; that part line is never a separator.
     let window_start = at;
+    // Lower-cased once (same byte offsets), however many separators.
+    let lower = body[window_start..].to_ascii_lowercase();
     for line in body[window_start..].split_inclusive('\n') {
         let t = line.trim();
         let rule = t.len() >= 10 && t.chars().all(|c| matches!(c, '_' | '-' | '~'));
         let separator =
             t == "--" || rule || (t.starts_with("---") && t.contains("Yahoo! Groups Sponsor"));
         if separator && at > window_start {
-            let rest = body[at..].to_ascii_lowercase();
+            let rest = &lower[at - window_start..];
             if ["listinfo", "mailing list", "unsubscribe", "groups sponsor"]
                 .iter()
                 .any(|m| rest.contains(m))
