@@ -89,12 +89,15 @@ async fn judge_checks(
     // asked in between (the usual case: one trip to a worker).
     let surbl = !cfg.spam.surbl.is_empty();
     let (job_env, job_parts, job_raw) = (env.clone(), partitions.clone(), raw.clone());
+    // What the session and DKIM found holds whatever becomes of the checks,
+    // so a message they failed on carries it too.
     let authentication = env
         .auth
-        .results_header(&cfg.server.hostname, env.mail_from.is_empty());
+        .results_header(&cfg.server.authserv_id, env.mail_from.is_empty());
+    let job_authentication = authentication.clone();
     let job = gw.scanner.run(move |tools| {
         let mut report = crate::check::run(&job_env, &job_raw, &job_parts, tools, timeout);
-        report.authentication = authentication;
+        report.authentication = job_authentication;
         if surbl
             && report
                 .spam
@@ -109,12 +112,10 @@ async fn judge_checks(
         }
     });
     let failed = |partitions| {
-        Verdict::from_report(
-            crate::check::Report::failed("internal error in the checks", started.elapsed()),
-            partitions,
-            in_session,
-            env.mail_from.is_empty(),
-        )
+        let mut report =
+            crate::check::Report::failed("internal error in the checks", started.elapsed());
+        report.authentication = authentication.clone();
+        Verdict::from_report(report, partitions, in_session, env.mail_from.is_empty())
     };
     let mut report = match job.await {
         Ok(FirstTrip::Decided(v)) => return v,
@@ -347,7 +348,7 @@ pub async fn execute(
         .iter()
         .any(|j| j.plan.delivery == Delivery::Deliver)
     {
-        super::verdict_headers::note_foreign(&gw.stats, &env.id, &raw, &cfg.server.hostname);
+        super::verdict_headers::note_foreign(&gw.stats, &env.id, &raw, &cfg.server.authserv_id);
     }
 
     // 1. Copies that must exist before anything goes on.
