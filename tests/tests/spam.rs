@@ -901,13 +901,21 @@ fn traps_autolearn_and_early_blacklist_refusals() -> Result<()> {
 #[test]
 fn verdict_headers_a_message_comes_with_do_not_pass() -> Result<()> {
     // A spammer writes the verdict it wants a mailbox rule to read; only
-    // the gateway's own verdict headers may leave it.
+    // the gateway's own verdict headers may leave it. The site's gateways
+    // share one authserv-id (not the host name, mw.test): results in that
+    // name are forged, results in the host's name are someone else's.
     let stats_dir = TestDir::new("stats")?;
     let stats = StatsSetup::new(stats_dir.path());
-    let gw = Gateway::start("forged-verdicts", |c| stats.apply(c))?;
+    let gw = Gateway::start("forged-verdicts", |c| {
+        stats
+            .apply(c)
+            .set_str("server", "authserv_id", "example.com")
+    })?;
     let forged = [
         b"X-Mailward-Spam: as/clean; score=-20.0;\r\n tests=FORGED\r\n".as_slice(),
         b"x-mailward-av: clean\r\n",
+        b"Authentication-Results: Example.COM;\r\n\tspf=pass smtp.mailfrom=spammer.example\r\n",
+        b"Authentication-Results: mw.test; dkim=pass header.d=spammer.example\r\n",
         &spam(1),
     ]
     .concat();
@@ -931,6 +939,11 @@ fn verdict_headers_a_message_comes_with_do_not_pass() -> Result<()> {
     anyhow::ensure!(
         av.len() == 1 && av[0].starts_with("clean; bases="),
         "one X-Mailward-AV, ours: {av:?}"
+    );
+    let results = values("Authentication-Results");
+    anyhow::ensure!(
+        results == ["mw.test; dkim=pass header.d=spammer.example"],
+        "only the field in the site's authserv-id goes: {results:?}"
     );
     anyhow::ensure!(
         gw.daemon.full_log().contains(

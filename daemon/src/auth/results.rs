@@ -1,7 +1,7 @@
 //! The `Authentication-Results` header field (RFC 8601): what the gateway
 //! found of the sender's authenticity (SPF, DKIM, DMARC), written for the
 //! MTAs, filters and mailbox rules after it, in the name of its host
-//! (`server.hostname`, the authserv-id). Reading the authserv-id of a field
+//! (`server.authserv_id`, by default `server.hostname`). Reading the authserv-id of a field
 //! that came with a message is here too: fields in our name that we did
 //! not write are removed (`policy::verdict_headers`).
 

@@ -46,7 +46,7 @@ macro_rules! raw_policy {
     };
 }
 
-raw_table!(RawServer; hostname, user, group, postmaster, data_dir, admin_socket);
+raw_table!(RawServer; hostname, authserv_id, user, group, postmaster, data_dir, admin_socket);
 raw_table!(RawNetwork; listen_on, protected_domains, relay_networks, tls_certificate, tls_key);
 raw_table!(RawAccess; connect_rules, helo_rules, mail_from_rules, rcpt_rules, dnsbl, dns_resolver);
 raw_table!(RawLimits;

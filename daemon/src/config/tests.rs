@@ -18,6 +18,7 @@ fn default_parses_and_validates() {
     let c = load(None).unwrap_or_else(|e| panic!("default.toml:\n{e}"));
     assert_eq!(c.origin, "<default>");
     assert_eq!(c.server.hostname, "gw.example.com");
+    assert_eq!(c.server.authserv_id, "gw.example.com");
     assert_eq!(c.server.data_dir, PathBuf::from("mailward-data"));
     assert_eq!(
         c.server.admin_socket,
@@ -626,4 +627,26 @@ fn spam_dnsbl_zones_score_or_are_final_and_bad_ones_are_named() {
     let lines: Vec<(usize, &str)> = errors.0.iter().map(|p| (p.line, p.key.as_str())).collect();
     assert_eq!(lines, [(3, "spam.dnsbl"), (3, "spam.dnsbl")], "{errors}");
     assert!(errors.to_string().contains("got \"x:y\""), "{errors}");
+}
+
+#[test]
+fn the_authserv_id_is_the_hostname_unless_set_and_must_be_a_name() {
+    let c = parse(
+        "[server]\nhostname = \"mx1.example.com\"\n",
+        "mailward.toml",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.server.authserv_id, "mx1.example.com");
+    let c = parse(
+        "[server]\nhostname = \"mx1.example.com\"\nauthserv_id = \"example.com\"\n",
+        "mailward.toml",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.server.authserv_id, "example.com");
+    let p = problems("[server]\nauthserv_id = \"example.com; spf=pass\"\n");
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert!(
+        p[0].starts_with("mailward.toml:2: server.authserv_id:"),
+        "{p:?}"
+    );
 }

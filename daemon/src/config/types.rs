@@ -63,6 +63,10 @@ pub struct Config {
 pub struct Server {
     /// Our name in the SMTP banner, `Received:` headers and DSNs.
     pub hostname: String,
+    /// The name `Authentication-Results` fields are written in (RFC 8601's
+    /// authserv-id), and whose fields a message comes with are removed.
+    /// Default: `hostname`; several gateways of one site share one.
+    pub authserv_id: String,
     /// Where mail to `postmaster` and operator notices go.
     pub postmaster: String,
     /// The directory under which the spool, quarantine, archive, statistics

@@ -510,8 +510,11 @@ fn server(ctx: &mut Ctx<'_>, raw: &RawServer) -> Server {
     let p = KeyPath::root("server");
     let data_dir =
         get!(ctx, p, raw.data_dir, path).unwrap_or_else(|| PathBuf::from("mailward-data"));
+    let hostname: String =
+        get!(ctx, p, raw.hostname, domain).unwrap_or_else(|| "gw.example.com".into());
     Server {
-        hostname: get!(ctx, p, raw.hostname, domain).unwrap_or_else(|| "gw.example.com".into()),
+        authserv_id: get!(ctx, p, raw.authserv_id, domain).unwrap_or_else(|| hostname.clone()),
+        hostname,
         postmaster: get!(ctx, p, raw.postmaster, address)
             .unwrap_or_else(|| "postmaster@example.com".into()),
         admin_socket: get!(ctx, p, raw.admin_socket, path)

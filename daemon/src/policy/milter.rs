@@ -145,8 +145,8 @@ pub async fn carry_out(
     }
     // Verdict headers the message came with are deleted before ours go
     // on top (so that no position can name ours).
-    if let Some(clean) = super::verdict_headers::strip(&raw, &cfg.server.hostname) {
-        super::verdict_headers::note_foreign(&gw.stats, &env.id, &raw, &cfg.server.hostname);
+    if let Some(clean) = super::verdict_headers::strip(&raw, &cfg.server.authserv_id) {
+        super::verdict_headers::note_foreign(&gw.stats, &env.id, &raw, &cfg.server.authserv_id);
         changes.extend(differences(&raw, &clean, leading_space));
     }
     for (index, (name, value)) in fields(chosen.plan.headers.as_bytes())

@@ -16,7 +16,7 @@ pub const NAMES: [&str; 2] = ["X-Mailward-AV", "X-Mailward-Spam"];
 
 /// Whether `field` (with its folded lines) is one of ours: a verdict
 /// field, or an `Authentication-Results` whose authserv-id is
-/// `authserv_id` (ours: `server.hostname`).
+/// `authserv_id` (ours: `server.authserv_id`, by default `server.hostname`).
 fn is_verdict_field(field: &[u8], authserv_id: &str) -> bool {
     let Some(colon) = field.iter().position(|&b| b == b':') else {
         return false;

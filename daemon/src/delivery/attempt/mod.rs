@@ -221,7 +221,7 @@ impl Delivery {
         let data = self.gw.spool.read(&env.id).map(|bytes| {
             // Verdict headers the message came with do not leave
             // (policy::verdict_headers); ours go on top below.
-            let bytes = crate::policy::verdict_headers::strip(&bytes, &cfg.server.hostname)
+            let bytes = crate::policy::verdict_headers::strip(&bytes, &cfg.server.authserv_id)
                 .unwrap_or(bytes);
             if env.added_headers.is_empty() {
                 Arc::new(bytes)
