@@ -331,4 +331,24 @@ mod tests {
         assert!(!a.vouches_for("ceo@example.org"));
         assert!(!a.vouches_for(""));
     }
+
+    #[test]
+    fn spooled_results_read_back_and_unsigned_is_not_unchecked() {
+        // An envelope spooled before DKIM's "none" was told apart: its
+        // signatures still count, and no signatures means "not checked".
+        let old: Auth =
+            serde_json::from_str(r#"{"dkim":[{"result":"pass","domain":"example.org"}]}"#)
+                .unwrap_or_else(|e| panic!("{e}"));
+        assert!(old.vouches_for("ceo@example.org"));
+        let old: Auth = serde_json::from_str("{}").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(old.dkim, None);
+        // Checked and unsigned survives the spool as such.
+        let unsigned = Auth {
+            dkim: Some(Vec::new()),
+            ..Auth::default()
+        };
+        let text = serde_json::to_string(&unsigned).unwrap_or_else(|e| panic!("{e}"));
+        let back: Auth = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(back.dkim, Some(Vec::new()), "{text}");
+    }
 }
