@@ -682,8 +682,10 @@ fn spam(cmd: SpamCommand) -> ExitCode {
             }
             Ok(())
         }
-        SpamCommand::Check { paths, json, .. } => {
-            spam_cli::check(&cfg, &paths, json, &mut std::io::stdout())
+        SpamCommand::Check {
+            paths, json, clues, ..
+        } => {
+            spam_cli::check(&cfg, &paths, json, clues, &mut std::io::stdout())
         }
         SpamCommand::Export { file, .. } => spam_cli::export(&cfg, &file).map(|m| {
             out!(

@@ -296,6 +296,39 @@ fn learning_reaches_the_running_daemon_and_round_trips() -> Result<()> {
         metrics.contains("mailward_spam_learnt_messages{class=\"spam\"} 8"),
         || "learnt counts on /metrics".into(),
     );
+    // Why the classifier said so: its most telling tokens, by their text,
+    // with the learnt counts behind them.
+    let out = gw.daemon.cli_ok(&[
+        "spam",
+        "check",
+        "--json",
+        "--clues",
+        "3",
+        &spam_dir.join("0.eml").display().to_string(),
+    ])?;
+    let v: serde_json::Value = serde_json::from_str(out.trim()).context("clues JSON")?;
+    let clues = v["clues"].as_array().cloned().unwrap_or_default();
+    f.check(
+        clues.len() == 3
+            && clues.iter().all(|c| {
+                c["token"].as_str().is_some_and(|t| t.contains(':'))
+                    && c["probability"].as_f64().is_some_and(|p| p > 0.9)
+                    && c["spam"].as_u64().is_some_and(|n| n >= 1)
+                    && c["ham"] == 0
+            }),
+        || format!("three spam clues named by their text: {out}"),
+    );
+    let out = gw.daemon.cli_ok(&[
+        "spam",
+        "check",
+        "--clues",
+        "2",
+        &spam_dir.join("0.eml").display().to_string(),
+    ])?;
+    f.check(
+        out.lines().count() == 3 && out.lines().skip(1).all(|l| l.starts_with("  0.")),
+        || format!("two clue lines under the verdict: {out}"),
+    );
     // Export, then import into a fresh gateway's directory.
     let export = corpus.path().join("site.model");
     let out = gw

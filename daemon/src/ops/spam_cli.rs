@@ -203,11 +203,13 @@ pub fn check_one(k: &Knowledge, raw: &[u8]) -> Evidence {
     spam::examine(k, raw, parsed.as_ref(), None)
 }
 
-/// `spam check`: one line (or JSON object) per message.
+/// `spam check`: one line (or JSON object) per message; with `clues` > 0
+/// the classifier's most telling tokens of each, by their text.
 pub fn check(
     cfg: &Config,
     paths: &[PathBuf],
     json: bool,
+    clues: usize,
     out: &mut dyn Write,
 ) -> Result<(), SpamCliError> {
     let (k, problems) = Knowledge::load(cfg);
@@ -220,30 +222,69 @@ pub fn check(
     for m in messages(paths)? {
         let e = check_one(&k, &m.bytes);
         let status = e.status(level);
+        let telling = match clues {
+            0 => Vec::new(),
+            n => named_clues(&k, &m.bytes, n),
+        };
         let line = if json {
-            serde_json::json!({
+            let mut v = serde_json::json!({
                 "file": m.name,
                 "status": format!("as/{}", status.as_str()),
                 "score": (e.score() * 10.0).round() / 10.0,
                 "tests": e.test_names(),
                 "probability": e.probability,
                 "formal": e.formal,
-            })
-            .to_string()
+            });
+            if clues > 0 {
+                v["clues"] = telling
+                    .iter()
+                    .map(|(c, name)| {
+                        serde_json::json!({
+                            "token": name,
+                            "probability": (c.probability * 10_000.0).round() / 10_000.0,
+                            "spam": c.spam,
+                            "ham": c.ham,
+                        })
+                    })
+                    .collect();
+            }
+            v.to_string()
         } else {
-            format!(
+            let mut line = format!(
                 "{}: as/{} score={:.1} {}",
                 m.name,
                 status.as_str(),
                 e.score(),
                 e.weighed()
-            )
+            );
+            for (c, name) in &telling {
+                line.push_str(&format!(
+                    "\n  {:.4} spam={} ham={} {name}",
+                    c.probability, c.spam, c.ham
+                ));
+            }
+            line
         };
         if writeln!(out, "{line}").is_err() {
             break;
         }
     }
     Ok(())
+}
+
+/// The `n` most telling clues of a message with their tokens' texts
+/// (none while the classifier abstains).
+fn named_clues(k: &Knowledge, raw: &[u8], n: usize) -> Vec<(spam::classifier::Clue, String)> {
+    let tokens = spam::named_tokens(raw);
+    let clues = k.classifier.clues(tokens.iter()).unwrap_or_default();
+    clues
+        .into_iter()
+        .take(n)
+        .map(|c| {
+            let name = tokens.name(c.token).unwrap_or("?").to_string();
+            (c, name)
+        })
+        .collect()
 }
 
 /// `spam status`.

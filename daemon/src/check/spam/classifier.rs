@@ -91,13 +91,20 @@ impl Classifier {
     /// The probability that a message with these tokens is spam, in [0, 1];
     /// None while the classifier abstains.
     pub fn spam_probability(&self, tokens: impl Iterator<Item = u64>) -> Option<f64> {
+        self.clues(tokens).map(|c| combine(&c))
+    }
+
+    /// The tokens the verdict rests on: the [`MAX_CLUES`] most telling
+    /// ones, the strongest first (equal strengths in a stable order); None
+    /// while the classifier abstains.
+    pub fn clues(&self, tokens: impl Iterator<Item = u64>) -> Option<Vec<Clue>> {
         if !self.ready() {
             return None;
         }
         let (ns, nh) = (self.spam_messages() as f64, self.ham_messages() as f64);
-        let mut clues: Vec<f64> = tokens
-            .filter_map(|t| {
-                let c = self.counts(t);
+        let mut clues: Vec<Clue> = tokens
+            .filter_map(|token| {
+                let c = self.counts(token);
                 let n = f64::from(c.spam) + f64::from(c.ham);
                 if n == 0.0 {
                     return None;
@@ -106,31 +113,52 @@ impl Classifier {
                 let hr = f64::from(c.ham) / nh;
                 let p = sr / (sr + hr);
                 let f = (PRIOR_STRENGTH * PRIOR + n * p) / (PRIOR_STRENGTH + n);
-                ((f - 0.5).abs() >= MIN_STRENGTH).then_some(f)
+                ((f - 0.5).abs() >= MIN_STRENGTH).then_some(Clue {
+                    token,
+                    spam: c.spam,
+                    ham: c.ham,
+                    probability: f,
+                })
             })
             .collect();
-        if clues.is_empty() {
-            return Some(0.5);
-        }
-        // The most telling first; equal strengths keep a stable order.
         clues.sort_by(|a, b| {
+            let (a, b) = (a.probability, b.probability);
             (b - 0.5)
                 .abs()
                 .total_cmp(&(a - 0.5).abs())
-                .then(a.total_cmp(b))
+                .then(a.total_cmp(&b))
         });
         clues.truncate(MAX_CLUES);
-        let n = clues.len();
-        let (mut ln_ham, mut ln_spam) = (0.0f64, 0.0f64);
-        for f in &clues {
-            let f = f.clamp(1e-9, 1.0 - 1e-9);
-            ln_ham += f.ln();
-            ln_spam += (1.0 - f).ln();
-        }
-        let s = 1.0 - chi2q(-2.0 * ln_spam, 2 * n);
-        let h = 1.0 - chi2q(-2.0 * ln_ham, 2 * n);
-        Some(((s - h + 1.0) / 2.0).clamp(0.0, 1.0))
+        Some(clues)
     }
+}
+
+/// One token a verdict rests on: its hash, how many learnt spam and ham
+/// messages had it (base and site together), and its spam probability
+/// (Robinson's, with the prior).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Clue {
+    pub token: u64,
+    pub spam: u32,
+    pub ham: u32,
+    pub probability: f64,
+}
+
+/// Fisher's chi-square combination of the clues (0.5 when there are none).
+fn combine(clues: &[Clue]) -> f64 {
+    if clues.is_empty() {
+        return 0.5;
+    }
+    let n = clues.len();
+    let (mut ln_ham, mut ln_spam) = (0.0f64, 0.0f64);
+    for c in clues {
+        let f = c.probability.clamp(1e-9, 1.0 - 1e-9);
+        ln_ham += f.ln();
+        ln_spam += (1.0 - f).ln();
+    }
+    let s = 1.0 - chi2q(-2.0 * ln_spam, 2 * n);
+    let h = 1.0 - chi2q(-2.0 * ln_ham, 2 * n);
+    ((s - h + 1.0) / 2.0).clamp(0.0, 1.0)
 }
 
 /// The chi-square survival function for an even number of degrees of
@@ -184,5 +212,30 @@ mod tests {
         assert!(p_spam > 0.95, "{p_spam}");
         assert!(p_ham < 0.05, "{p_ham}");
         assert_eq!(p_none, 0.5);
+    }
+
+    #[test]
+    fn the_clues_are_the_most_telling_tokens_first_with_their_counts() {
+        let mut c = Classifier {
+            min_learnt: 2,
+            ..Classifier::default()
+        };
+        let site = std::sync::Arc::make_mut(&mut c.site);
+        // Token 1 in every spam, 2 in one spam and one ham, 3 in both ham.
+        site.learn(1, &[1, 2], Class::Spam);
+        site.learn(2, &[1], Class::Spam);
+        site.learn(3, &[2, 3], Class::Ham);
+        site.learn(4, &[3], Class::Ham);
+        let clues = c.clues([3, 1, 2, 999].into_iter()).unwrap_or_default();
+        // Token 2 says nothing (0.5), 999 was never seen; 1 and 3 are as
+        // strong, the hammy one first (stable order).
+        let tokens: Vec<u64> = clues.iter().map(|k| k.token).collect();
+        assert_eq!(tokens, [3, 1]);
+        assert_eq!((clues[1].spam, clues[1].ham), (2, 0));
+        assert!(clues[1].probability > 0.8, "{clues:?}");
+        assert_eq!(
+            c.spam_probability([3, 1, 2, 999].into_iter()),
+            Some(combine(&clues))
+        );
     }
 }

@@ -319,6 +319,17 @@ pub fn for_learning(raw: &[u8]) -> (u64, Vec<u64>) {
     (digest, tokens)
 }
 
+/// A message's tokens with their texts, as the check makes them (for
+/// `mailward spam check --clues`; the check itself keeps only hashes).
+pub fn named_tokens(raw: &[u8]) -> tokens::Tokens {
+    let headers = HEADERS.parse_headers(raw);
+    let message = super::parse(raw);
+    let text = text::gather(message.as_ref());
+    let mut t = tokens::Tokens::named();
+    tokens::tokenize_into(&mut t, headers.as_ref(), message.as_ref(), &text);
+    t
+}
+
 /// The spam check of the pipeline.
 pub struct Spam;
 

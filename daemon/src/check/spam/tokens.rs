@@ -52,17 +52,37 @@ pub fn hash(parts: &[&str]) -> u64 {
     h
 }
 
-/// A message's token set.
+/// A message's token set; with [`Tokens::named`], also what each hash
+/// stands for (for `mailward spam check --clues`: a hash cannot be read
+/// back).
 #[derive(Default)]
 pub struct Tokens {
     set: HashSet<u64>,
+    names: Option<std::collections::HashMap<u64, String>>,
 }
 
 impl Tokens {
+    /// An empty set that keeps each token's text too.
+    pub fn named() -> Tokens {
+        Tokens {
+            set: HashSet::new(),
+            names: Some(std::collections::HashMap::new()),
+        }
+    }
+
     fn add(&mut self, parts: &[&str]) {
         if self.set.len() < MAX_TOKENS {
-            self.set.insert(hash(parts));
+            let h = hash(parts);
+            self.set.insert(h);
+            if let Some(names) = self.names.as_mut() {
+                names.entry(h).or_insert_with(|| parts.join(":"));
+            }
         }
+    }
+
+    /// The text of a token, when the set was made [`Tokens::named`].
+    pub fn name(&self, token: u64) -> Option<&str> {
+        self.names.as_ref()?.get(&token).map(String::as_str)
     }
 
     pub fn len(&self) -> usize {
@@ -109,6 +129,17 @@ pub fn tokenize(
     text: &super::text::Text,
 ) -> Tokens {
     let mut t = Tokens::default();
+    tokenize_into(&mut t, headers, body, text);
+    t
+}
+
+/// [`tokenize`] into `t` (a [`Tokens::named`] set keeps the texts).
+pub fn tokenize_into(
+    t: &mut Tokens,
+    headers: Option<&Message<'_>>,
+    body: Option<&Message<'_>>,
+    text: &super::text::Text,
+) {
     let mut via_list = false;
     if let Some(h) = headers {
         for (name, value) in h.headers_raw() {
@@ -121,18 +152,18 @@ pub fn tokenize(
             // wrote the message.
             t.add(&["hdr", &lname]);
             if lname == "received" {
-                received(&mut t, value);
+                received(t, value);
             }
         }
         if let Some(s) = h.subject() {
-            words(&mut t, "subject", s, true);
+            words(t, "subject", s, true);
         }
         for name in WORD_HEADERS {
             if *name == "subject" {
                 continue;
             }
             if let Some(v) = h.header_raw(*name) {
-                words(&mut t, name, v, false);
+                words(t, name, v, false);
             }
         }
     }
@@ -192,8 +223,7 @@ pub fn tokenize(
             t.add(&["url-path", &w.to_lowercase()]);
         }
     }
-    body_words(&mut t, body);
-    t
+    body_words(t, body);
 }
 
 /// Headers a mailing list adds (RFC 2369 and RFC 2919's `List-*`, and
