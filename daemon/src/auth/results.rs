@@ -228,33 +228,29 @@ mod tests {
             unanswered.results_header("mw.example.net", false).unwrap(),
             "Authentication-Results: mw.example.net;\r\n\tdmarc=temperror header.from=example.org\r\n"
         );
-        assert_eq!(
-            Auth::default().results_header("mw.example.net", false),
-            None
-        );
     }
 
     #[test]
     fn the_authserv_id_is_read_past_comments_and_folds() {
-        let id = |v: &[u8]| authserv_id(v).map(|i| String::from_utf8(i).unwrap());
-        assert_eq!(
-            id(b" mw.example.net; spf=pass").as_deref(),
-            Some("mw.example.net")
-        );
-        assert_eq!(
-            id(b" mw.example.net 1; none").as_deref(),
-            Some("mw.example.net")
-        );
-        assert_eq!(
-            id(b" (a (nested) \\) comment)\r\n\tmw.example.net;").as_deref(),
-            Some("mw.example.net")
-        );
-        assert_eq!(
-            id(b" \"mw.ex\\\"ample\"; none").as_deref(),
-            Some("mw.ex\"ample")
-        );
-        assert_eq!(id(b" (unclosed comment"), None);
-        assert_eq!(id(b"   "), None);
-        assert_eq!(id(b" ;spf=pass"), None);
+        let cases: [(&[u8], Option<&[u8]>); 7] = [
+            (b" mw.example.net; spf=pass", Some(b"mw.example.net")),
+            (b" mw.example.net 1; none", Some(b"mw.example.net")),
+            (
+                b" (a (nested) \\) comment)\r\n\tmw.example.net;",
+                Some(b"mw.example.net"),
+            ),
+            (b" \"mw.ex\\\"ample\"; none", Some(b"mw.ex\"ample")),
+            (b" (unclosed comment", None),
+            (b"   ", None),
+            (b" ;spf=pass", None),
+        ];
+        for (value, want) in cases {
+            assert_eq!(
+                authserv_id(value).as_deref(),
+                want,
+                "{}",
+                String::from_utf8_lossy(value)
+            );
+        }
     }
 }

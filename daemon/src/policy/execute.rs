@@ -157,7 +157,7 @@ async fn authenticate(
     env: &mut Envelope,
     raw: &Arc<Vec<u8>>,
 ) -> bool {
-    if !cfg.spam.dkim || !env.standing(cfg).is_outside() || env.auth.dkim.is_some() {
+    if !cfg.spam.dkim || !env.standing(cfg).is_outside() {
         return false;
     }
     let dns = gw.dns();
