@@ -67,6 +67,30 @@ fn levels_move_the_thresholds() {
     assert_eq!(e.status(SpamLevel::Maximum), SpamStatus::Spam);
 }
 
+/// What docs/spam.md's band table promises: a surer classifier is never
+/// worth fewer points, 0.95 or more is spam on its own at the standard
+/// level, 0.80 is probable on its own, and an unsure one adds nothing.
+#[test]
+fn the_classifier_bands_rise_with_the_probability() {
+    let mut last = f64::NEG_INFINITY;
+    for p in [0.0, 0.05, 0.2, 0.4, 0.6, 0.8, 0.95, 0.99, 0.999, 1.0] {
+        let hit = band(p);
+        assert!(hit.weight >= last, "{p}: {} after {last}", hit.weight);
+        last = hit.weight;
+    }
+    let alone = |p: f64| Evidence {
+        hits: vec![band(p)],
+        ..Evidence::default()
+    };
+    assert_eq!(alone(0.95).status(SpamLevel::Standard), SpamStatus::Spam);
+    assert_eq!(
+        alone(0.949).status(SpamLevel::Standard),
+        SpamStatus::Probable
+    );
+    assert_eq!(alone(0.8).status(SpamLevel::Standard), SpamStatus::Probable);
+    assert_eq!(alone(0.5).status(SpamLevel::Standard), SpamStatus::Clean);
+    assert_eq!(band(0.5).weight, 0.0);
+}
 #[test]
 fn delivery_reports_read_receipts_and_vacation_replies_are_formal() {
     let k = rules_only();
