@@ -645,8 +645,15 @@ fn the_authserv_id_is_the_hostname_unless_set_and_must_be_a_name() {
     assert_eq!(c.server.authserv_id, "example.com");
     let p = problems("[server]\nauthserv_id = \"example.com; spf=pass\"\n");
     assert_eq!(p.len(), 1, "{p:?}");
-    assert!(
-        p[0].starts_with("mailward.toml:2: server.authserv_id:"),
-        "{p:?}"
+    assert_eq!(
+        p[0],
+        "mailward.toml:2: server.authserv_id: expected a domain like \"mail.example.org\", \
+         got \"example.com; spf=pass\""
     );
+    // Each domain key's error shows an example of its own kind: a DNSBL
+    // zone for a zone, a host name for a host.
+    let p = problems("[server]\nhostname = \"bad host\"\n\n[access]\ndnsbl = [\"a b\"]\n");
+    assert_eq!(p.len(), 2, "{p:?}");
+    assert!(p[0].contains("like \"mx.example.org\""), "{p:?}");
+    assert!(p[1].contains("like \"zen.example.org\""), "{p:?}");
 }

@@ -232,16 +232,17 @@ fn net(v: &Value) -> Result<IpNet, String> {
     })(v)
 }
 
-fn domain(v: &Value) -> Result<String, String> {
-    parsed("a domain like \"zen.example.org\"", |s| {
-        if is_domain(s) {
-            Ok(s.to_string())
-        } else {
-            Err(format!(
-                "expected a domain like \"zen.example.org\", got {s:?}"
-            ))
-        }
-    })(v)
+/// A domain name, with an example that fits the key: a DNSBL zone's error
+/// should not suggest a host name, nor a host name's a DNSBL zone.
+fn domain_like(example: &'static str) -> impl Fn(&Value) -> Result<String, String> {
+    move |v| match v.as_str() {
+        Some(s) if is_domain(s) => Ok(s.to_string()),
+        Some(s) => Err(format!("expected a domain like {example:?}, got {s:?}")),
+        None => Err(format!(
+            "expected a domain like {example:?}, got {}",
+            show(v)
+        )),
+    }
 }
 
 fn domain_pattern(v: &Value) -> Result<DomainPattern, String> {
@@ -510,10 +511,11 @@ fn server(ctx: &mut Ctx<'_>, raw: &RawServer) -> Server {
     let p = KeyPath::root("server");
     let data_dir =
         get!(ctx, p, raw.data_dir, path).unwrap_or_else(|| PathBuf::from("mailward-data"));
-    let hostname: String =
-        get!(ctx, p, raw.hostname, domain).unwrap_or_else(|| "gw.example.com".into());
+    let hostname: String = get!(ctx, p, raw.hostname, domain_like("mx.example.org"))
+        .unwrap_or_else(|| "gw.example.com".into());
     Server {
-        authserv_id: get!(ctx, p, raw.authserv_id, domain).unwrap_or_else(|| hostname.clone()),
+        authserv_id: get!(ctx, p, raw.authserv_id, domain_like("mail.example.org"))
+            .unwrap_or_else(|| hostname.clone()),
         hostname,
         postmaster: get!(ctx, p, raw.postmaster, address)
             .unwrap_or_else(|| "postmaster@example.com".into()),
@@ -591,7 +593,7 @@ fn access(ctx: &mut Ctx<'_>, raw: &RawAccess) -> Access {
         helo_rules: get_list!(ctx, p, raw.helo_rules, rule).unwrap_or_default(),
         mail_from_rules: get_list!(ctx, p, raw.mail_from_rules, rule).unwrap_or_default(),
         rcpt_rules: get_list!(ctx, p, raw.rcpt_rules, rule).unwrap_or_default(),
-        dnsbl: get_list!(ctx, p, raw.dnsbl, domain).unwrap_or_default(),
+        dnsbl: get_list!(ctx, p, raw.dnsbl, domain_like("zen.example.org")).unwrap_or_default(),
         dns_resolver: get!(ctx, p, raw.dns_resolver, resolver).flatten(),
     }
 }
@@ -692,7 +694,7 @@ fn routes(ctx: &mut Ctx<'_>, raw: &[RawRoute]) -> Vec<Route> {
         )
         .unwrap_or(TlsMode::May);
         let ca = get!(ctx, p, r.tls_ca, path).unwrap_or_else(|| PathBuf::from(SYSTEM_CA_BUNDLE));
-        let name = get!(ctx, p, r.tls_name, domain);
+        let name = get!(ctx, p, r.tls_name, domain_like("mx.example.org"));
         if mode == TlsMode::Verify && !ca.is_file() {
             ctx.report(
                 &p.key("tls_ca"),
