@@ -6,6 +6,7 @@
 //!   pairs (sparse bigrams with a window of [`WINDOW`], the distance part
 //!   of the pair) so that phrases count;
 //! - words in capitals, as written too ([`is_shouted`]);
+//! - Chinese and Japanese text as pairs of characters ([`CjkPairs`]);
 //! - HTML tag names, URL hosts (and their parent domains) and path words;
 //! - MIME types, charsets and transfer encodings of the parts;
 //! - not what a mailing list added (its headers, and the footer of a
@@ -310,11 +311,84 @@ fn received(t: &mut Tokens, value: &str) {
     }
 }
 
-/// Words of a text: runs of letters, digits and a few joiners.
+/// Words of a text: runs of letters, digits and a few joiners; Chinese
+/// and Japanese text as overlapping pairs of characters ([`CjkPairs`]).
 fn split_words(text: &str) -> impl Iterator<Item = &str> {
     text.split(|c: char| !(c.is_alphanumeric() || "$'-!@._%".contains(c)))
+        .flat_map(CjkPairs::new)
         .map(|w| w.trim_matches(|c: char| "'-._".contains(c)))
         .filter(|w| !w.is_empty())
+}
+
+/// Han ideographs, hiragana and katakana: scripts written without spaces
+/// between words. Hangul is not among them (Korean puts spaces between
+/// words).
+fn is_cjk(c: char) -> bool {
+    matches!(c,
+        '\u{3040}'..='\u{30FF}'       // hiragana, katakana
+        | '\u{31F0}'..='\u{31FF}'     // katakana phonetic extensions
+        | '\u{3400}'..='\u{4DBF}'     // CJK extension A
+        | '\u{4E00}'..='\u{9FFF}'     // CJK unified ideographs
+        | '\u{F900}'..='\u{FAFF}'     // CJK compatibility ideographs
+        | '\u{FF66}'..='\u{FF9F}'     // half-width katakana
+        | '\u{20000}'..='\u{2FA1F}') // CJK extensions B to F, supplement
+}
+
+/// A word of [`split_words`] cut for Chinese and Japanese: a run of those
+/// scripts gives each pair of neighbouring characters (a lone character
+/// itself), and the text around it stays whole. Without a dictionary there
+/// is no telling where such words end; a sentence would otherwise be one
+/// word, summarised as a long run and never seen twice. Pairs are what
+/// CJK search engines index without a dictionary (Lucene's CJK bigrams),
+/// and most words of these languages are one or two characters long. Every
+/// piece is a slice of the word: nothing is allocated.
+struct CjkPairs<'a> {
+    rest: &'a str,
+    /// The first character of `rest` ended the previous pair.
+    paired: bool,
+}
+
+impl<'a> CjkPairs<'a> {
+    fn new(word: &'a str) -> CjkPairs<'a> {
+        CjkPairs {
+            rest: word,
+            paired: false,
+        }
+    }
+}
+
+impl<'a> Iterator for CjkPairs<'a> {
+    type Item = &'a str;
+
+    fn next(&mut self) -> Option<&'a str> {
+        loop {
+            let mut chars = self.rest.chars();
+            let first = chars.next()?;
+            if !is_cjk(first) {
+                let end = self.rest.find(is_cjk).unwrap_or(self.rest.len());
+                let (piece, rest) = self.rest.split_at(end);
+                self.rest = rest;
+                self.paired = false;
+                return Some(piece);
+            }
+            let one = first.len_utf8();
+            match chars.next() {
+                Some(second) if is_cjk(second) => {
+                    let piece = &self.rest[..one + second.len_utf8()];
+                    self.rest = &self.rest[one..];
+                    self.paired = true;
+                    return Some(piece);
+                }
+                _ => {
+                    let (piece, rest) = self.rest.split_at(one);
+                    self.rest = rest;
+                    if !std::mem::replace(&mut self.paired, false) {
+                        return Some(piece);
+                    }
+                }
+            }
+        }
+    }
 }
 
 fn word(t: &mut Tokens, tag: &str, w: &str) {
@@ -441,6 +515,41 @@ mod tests {
         for w in ["Buy", "OK", "Mr"] {
             assert!(!t.contains(&hash(&["caps", w])), "{w}");
         }
+    }
+
+    #[test]
+    fn chinese_and_japanese_are_cut_into_pairs_of_characters() {
+        let words: Vec<&str> = split_words("免费发票，价格$100 テスト中 한국어 word 中").collect();
+        assert_eq!(
+            words,
+            [
+                "免费",
+                "费发",
+                "发票",
+                "价格",
+                "$100",
+                "テス",
+                "スト",
+                "ト中",
+                "한국어",
+                "word",
+                "中"
+            ]
+        );
+        // As tokens: the pairs, the pairs' bigrams, in the subject too.
+        let t = tokens_of("Subject: 免费发票\n\n代开发票，免费咨询\n");
+        for tok in [
+            hash(&["body", "发票"]),
+            hash(&["body", "免费"]),
+            hash(&["body", "osb", "开发", "发票", "1"]),
+            hash(&["subject", "免费"]),
+        ] {
+            assert!(t.contains(&tok));
+        }
+        assert!(!t.contains(&hash(&["body", "代开发票"])));
+        // Text in other scripts is cut as before.
+        let plain: Vec<&str> = split_words("Grüße, naïve café-au-lait!").collect();
+        assert_eq!(plain, ["Grüße", "naïve", "café-au-lait!"]);
     }
 
     #[test]
