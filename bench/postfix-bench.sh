@@ -141,12 +141,7 @@ filters=()
 teardown() {
     local pid entry i
     if [ -n "$pf_dir" ]; then
-        pid=$(cat "$pf_dir/spool/pid/master.pid" 2>/dev/null | tr -d ' ' || true)
-        postfix -c "$pf_dir/etc" stop >/dev/null 2>&1 || true
-        for ((i = 0; i < 100; i++)); do
-            [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || break
-            sleep 0.1
-        done
+        private_postfix_stop "$pf_dir"
         pf_dir=
     fi
     for entry in "${filters[@]}"; do
@@ -180,37 +175,9 @@ trap 'exit 130' INT TERM
 
 now() { date +%s.%N; }
 
-# A port nothing listens on (bash's /dev/tcp cannot connect to it).
-free_port() {
-    local port
-    while :; do
-        port=$((20000 + RANDOM % 40000))
-        if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-            echo "$port"
-            return
-        fi
-    done
-}
-
-# Waits until 127.0.0.1:PORT greets with 220, for up to SECS seconds (and
-# as long as PID, when given, runs).
-wait_for_220() {
-    local port=$1 what=$2 secs=${3:-30} pid=${4:-} deadline line
-    deadline=$((SECONDS + secs))
-    while [ "$SECONDS" -lt "$deadline" ]; do
-        [ -z "$pid" ] || kill -0 "$pid" 2>/dev/null ||
-            die "$what exited before it greeted (see its log under $work; KEEP=1 keeps it)"
-        if { exec 3<>"/dev/tcp/127.0.0.1/$port"; } 2>/dev/null; then
-            line=
-            read -r -t 5 line <&3 || true
-            printf 'QUIT\r\n' >&3 2>/dev/null || true
-            exec 3<&- 3>&-
-            case $line in 220*) return 0 ;; esac
-        fi
-        sleep 0.1
-    done
-    die "$what did not greet on port $port within $secs s"
-}
+# free_port, wait_for_220, private_postfix_start/_stop.
+# shellcheck source=bench/lib/peers.sh
+. bench/lib/peers.sh
 
 # Waits until 127.0.0.1:PORT accepts a TCP connection (a milter says
 # nothing first). PID: the process that should be listening.
@@ -385,62 +352,10 @@ eicar_check() {
 start_postfix() {
     local name=$1 extra_main=$2 extra_master=$3
     pf_port=$(free_port)
-    local dir=$work/$name/postfix
-    mkdir -p "$dir/etc" "$dir/spool" "$dir/data"
-    chown postfix "$dir/data"
-    cat >"$dir/etc/main.cf" <<EOF
-compatibility_level = 3.6
-queue_directory = $dir/spool
-data_directory = $dir/data
-meta_directory = /etc/postfix
-mail_owner = postfix
-setgid_group = postdrop
-myhostname = postfix-bench.test
-mydestination =
-local_transport = error:local delivery is disabled
-local_recipient_maps =
-alias_maps =
-alias_database =
-inet_interfaces = 127.0.0.1
-inet_protocols = ipv4
-mynetworks = 127.0.0.0/8
-relayhost = [127.0.0.1]:$sink_port
-smtpd_relay_restrictions = permit_mynetworks, reject_unauth_destination
-smtpd_client_connection_count_limit = 0
-maillog_file = $dir/maillog
-maillog_file_prefixes = $dir
-$extra_main
-EOF
-    # chroot off everywhere: the private queue has no chroot jail.
-    cat >"$dir/etc/master.cf" <<EOF
-127.0.0.1:$pf_port inet n - n - - smtpd
-pickup    unix  n       -       n       60      1       pickup
-cleanup   unix  n       -       n       -       0       cleanup
-qmgr      unix  n       -       n       300     1       qmgr
-rewrite   unix  -       -       n       -       -       trivial-rewrite
-bounce    unix  -       -       n       -       0       bounce
-defer     unix  -       -       n       -       0       bounce
-trace     unix  -       -       n       -       0       bounce
-verify    unix  -       -       n       -       1       verify
-flush     unix  n       -       n       1000?   0       flush
-proxymap  unix  -       -       n       -       -       proxymap
-smtp      unix  -       -       n       -       -       smtp
-relay     unix  -       -       n       -       -       smtp
-showq     unix  n       -       n       -       -       showq
-error     unix  -       -       n       -       -       error
-retry     unix  -       -       n       -       -       error
-discard   unix  -       -       n       -       -       discard
-anvil     unix  -       -       n       -       1       anvil
-scache    unix  -       -       n       -       1       scache
-postlog   unix-dgram n  -       n       -       1       postlogd
-$extra_master
-EOF
-    postfix -c "$dir/etc" check >/dev/null 2>&1 || true # creates the queue directories
-    pf_dir=$dir
-    postfix -c "$dir/etc" start >/dev/null 2>&1 ||
-        die "postfix -c $dir/etc start failed; see $dir/maillog (KEEP=1 keeps it)"
+    pf_dir=$work/$name/postfix
+    private_postfix_start "$pf_dir" "$pf_port" "$sink_port" "$extra_main" "$extra_master"
     wait_for_220 "$pf_port" "Postfix ($name)"
-    say "   Postfix on 127.0.0.1:$pf_port (postfix -c $dir/etc; log $name/postfix/maillog)"
+    say "   Postfix on 127.0.0.1:$pf_port (postfix -c $pf_dir/etc; log $name/postfix/maillog)"
 }
 
 # The after-queue filter's Postfix side: the transport NAME to the filter,

@@ -87,7 +87,7 @@ cleanup() {
         wait "$mailward_pid" 2>/dev/null
     fi
     if [ -n "$postfix_dir" ]; then
-        postfix -c "$postfix_dir/etc" stop >/dev/null 2>&1
+        private_postfix_stop "$postfix_dir"
     fi
     if [ -n "$sink_pid" ]; then
         kill "$sink_pid" 2>/dev/null
@@ -108,33 +108,9 @@ trap 'exit 130' INT TERM
 
 now() { date +%s.%N; }
 
-# A port nothing listens on (bash's /dev/tcp cannot connect to it).
-free_port() {
-    local port
-    while :; do
-        port=$((20000 + RANDOM % 40000))
-        if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-            echo "$port"
-            return
-        fi
-    done
-}
-
-# Waits until 127.0.0.1:PORT greets with 220.
-wait_for_220() {
-    local port=$1 what=$2 deadline=$((SECONDS + 30)) line
-    while [ "$SECONDS" -lt "$deadline" ]; do
-        if { exec 3<>"/dev/tcp/127.0.0.1/$port"; } 2>/dev/null; then
-            line=
-            read -r -t 5 line <&3 || true
-            printf 'QUIT\r\n' >&3 2>/dev/null || true
-            exec 3<&- 3>&-
-            case $line in 220*) return 0 ;; esac
-        fi
-        sleep 0.1
-    done
-    die "$what did not greet on port $port within 30 s"
-}
+# free_port, wait_for_220, private_postfix_start/_stop.
+# shellcheck source=bench/lib/peers.sh
+. bench/lib/peers.sh
 
 # Messages the sink has received so far (its -c counter line is "sess=N
 # quit=N mesg=N", rewritten in place with \r).
@@ -255,56 +231,7 @@ pf_port=
 if [ "$with_postfix" = 1 ]; then
     pf_port=$(free_port)
     postfix_dir=$work/postfix
-    mkdir -p "$postfix_dir/etc" "$postfix_dir/spool" "$postfix_dir/data"
-    chown postfix "$postfix_dir/data"
-    cat >"$postfix_dir/etc/main.cf" <<EOF
-compatibility_level = 3.6
-queue_directory = $postfix_dir/spool
-data_directory = $postfix_dir/data
-meta_directory = /etc/postfix
-mail_owner = postfix
-setgid_group = postdrop
-myhostname = postfix-bench.test
-mydestination =
-local_transport = error:local delivery is disabled
-local_recipient_maps =
-alias_maps =
-alias_database =
-inet_interfaces = 127.0.0.1
-inet_protocols = ipv4
-mynetworks = 127.0.0.0/8
-relayhost = [127.0.0.1]:$sink_port
-smtpd_relay_restrictions = permit_mynetworks, reject_unauth_destination
-smtpd_client_connection_count_limit = 0
-maillog_file = $postfix_dir/maillog
-maillog_file_prefixes = $postfix_dir
-EOF
-    # chroot off everywhere: the private queue has no chroot jail.
-    cat >"$postfix_dir/etc/master.cf" <<EOF
-127.0.0.1:$pf_port inet n - n - - smtpd
-pickup    unix  n       -       n       60      1       pickup
-cleanup   unix  n       -       n       -       0       cleanup
-qmgr      unix  n       -       n       300     1       qmgr
-rewrite   unix  -       -       n       -       -       trivial-rewrite
-bounce    unix  -       -       n       -       0       bounce
-defer     unix  -       -       n       -       0       bounce
-trace     unix  -       -       n       -       0       bounce
-verify    unix  -       -       n       -       1       verify
-flush     unix  n       -       n       1000?   0       flush
-proxymap  unix  -       -       n       -       -       proxymap
-smtp      unix  -       -       n       -       -       smtp
-relay     unix  -       -       n       -       -       smtp
-showq     unix  n       -       n       -       -       showq
-error     unix  -       -       n       -       -       error
-retry     unix  -       -       n       -       -       error
-discard   unix  -       -       n       -       -       discard
-anvil     unix  -       -       n       -       1       anvil
-scache    unix  -       -       n       -       1       scache
-postlog   unix-dgram n  -       n       -       1       postlogd
-EOF
-    postfix -c "$postfix_dir/etc" check >/dev/null 2>&1 || true # creates the queue directories
-    postfix -c "$postfix_dir/etc" start >/dev/null 2>&1 ||
-        die "postfix -c $postfix_dir/etc start failed; see $postfix_dir/maillog (KEEP=1 keeps it)"
+    private_postfix_start "$postfix_dir" "$pf_port" "$sink_port"
     wait_for_220 "$pf_port" Postfix
     say "-- Postfix on 127.0.0.1:$pf_port (postfix -c $postfix_dir/etc; log postfix/maillog)"
 fi

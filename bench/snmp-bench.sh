@@ -83,18 +83,10 @@ export SNMP_PERSISTENT_DIR=$work/persist SNMPCONFPATH=$work MIBS= MIBDIRS=
 
 now() { date +%s.%N; }
 
-# A port that is free for TCP (bash's /dev/tcp cannot connect to it); UDP
-# ports are taken from the same range and checked by the daemons binding.
-free_port() {
-    local port
-    while :; do
-        port=$((20000 + RANDOM % 40000))
-        if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-            echo "$port"
-            return
-        fi
-    done
-}
+# free_port (TCP; UDP ports are taken from the same range and checked by
+# the daemons binding).
+# shellcheck source=bench/lib/peers.sh
+. bench/lib/peers.sh
 
 # Waits until COMMAND... succeeds, for at most 30 s.
 wait_for() {

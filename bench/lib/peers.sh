@@ -1,0 +1,113 @@
+# Shared by the benchmark scripts (sourced, not run): free loopback ports,
+# waiting for a greeting, and the private Postfix instance the benchmarks
+# measure against. The sourcing script defines `die` and `say`.
+
+# A port nothing listens on (bash's /dev/tcp cannot connect to it).
+free_port() {
+    local port
+    while :; do
+        port=$((20000 + RANDOM % 40000))
+        if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+            echo "$port"
+            return
+        fi
+    done
+}
+
+# Waits until 127.0.0.1:PORT greets with 220, for up to SECS seconds (30;
+# and as long as PID, when given, runs).
+wait_for_220() {
+    local port=$1 what=$2 secs=${3:-30} pid=${4:-} deadline line
+    deadline=$((SECONDS + secs))
+    while [ "$SECONDS" -lt "$deadline" ]; do
+        [ -z "$pid" ] || kill -0 "$pid" 2>/dev/null ||
+            die "$what exited before it greeted (see its log under $work; KEEP=1 keeps it)"
+        if { exec 3<>"/dev/tcp/127.0.0.1/$port"; } 2>/dev/null; then
+            line=
+            read -r -t 5 line <&3 || true
+            printf 'QUIT\r\n' >&3 2>/dev/null || true
+            exec 3<&- 3>&-
+            case $line in 220*) return 0 ;; esac
+        fi
+        sleep 0.1
+    done
+    die "$what did not greet on port $port within $secs s"
+}
+
+# Writes main.cf and master.cf for a new private Postfix under DIR that
+# listens on 127.0.0.1:PORT and relays everything to 127.0.0.1:SINK_PORT,
+# and starts it (`postfix -c DIR/etc start`, as root: its daemons become
+# the `postfix` user). EXTRA_MAIN and EXTRA_MASTER are appended to main.cf
+# and master.cf. Logs go to DIR/maillog. When Postfix does not start, what
+# `postfix start` said and the end of the log are printed before dying:
+# the work directory is usually gone by the time anyone looks.
+private_postfix_start() {
+    local dir=$1 port=$2 sink_port=$3 extra_main=${4:-} extra_master=${5:-}
+    mkdir -p "$dir/etc" "$dir/spool" "$dir/data"
+    chown postfix "$dir/data"
+    cat >"$dir/etc/main.cf" <<EOF
+compatibility_level = 3.6
+queue_directory = $dir/spool
+data_directory = $dir/data
+meta_directory = /etc/postfix
+mail_owner = postfix
+setgid_group = postdrop
+myhostname = postfix-bench.test
+mydestination =
+local_transport = error:local delivery is disabled
+local_recipient_maps =
+alias_maps =
+alias_database =
+inet_interfaces = 127.0.0.1
+inet_protocols = ipv4
+mynetworks = 127.0.0.0/8
+relayhost = [127.0.0.1]:$sink_port
+smtpd_relay_restrictions = permit_mynetworks, reject_unauth_destination
+smtpd_client_connection_count_limit = 0
+maillog_file = $dir/maillog
+maillog_file_prefixes = $dir
+$extra_main
+EOF
+    # chroot off everywhere: the private queue has no chroot jail.
+    cat >"$dir/etc/master.cf" <<EOF
+127.0.0.1:$port inet n - n - - smtpd
+pickup    unix  n       -       n       60      1       pickup
+cleanup   unix  n       -       n       -       0       cleanup
+qmgr      unix  n       -       n       300     1       qmgr
+rewrite   unix  -       -       n       -       -       trivial-rewrite
+bounce    unix  -       -       n       -       0       bounce
+defer     unix  -       -       n       -       0       bounce
+trace     unix  -       -       n       -       0       bounce
+verify    unix  -       -       n       -       1       verify
+flush     unix  n       -       n       1000?   0       flush
+proxymap  unix  -       -       n       -       -       proxymap
+smtp      unix  -       -       n       -       -       smtp
+relay     unix  -       -       n       -       -       smtp
+showq     unix  n       -       n       -       -       showq
+error     unix  -       -       n       -       -       error
+retry     unix  -       -       n       -       -       error
+discard   unix  -       -       n       -       -       discard
+anvil     unix  -       -       n       -       1       anvil
+scache    unix  -       -       n       -       1       scache
+postlog   unix-dgram n  -       n       -       1       postlogd
+$extra_master
+EOF
+    postfix -c "$dir/etc" check >/dev/null 2>&1 || true # creates the queue directories
+    if ! postfix -c "$dir/etc" start >"$dir/start.log" 2>&1; then
+        sed 's/^/  postfix start: /' "$dir/start.log" >&2
+        [ -f "$dir/maillog" ] && tail -n 20 "$dir/maillog" | sed 's/^/  maillog: /' >&2
+        die "postfix -c $dir/etc start failed (above: what it said, and the end of its log)"
+    fi
+}
+
+# Stops the private Postfix under DIR and waits (up to 10 s) until its
+# master process is gone, so that the next one can take the ports.
+private_postfix_stop() {
+    local dir=$1 pid i
+    pid=$(tr -d ' ' <"$dir/spool/pid/master.pid" 2>/dev/null || true)
+    postfix -c "$dir/etc" stop >/dev/null 2>&1 || true
+    for ((i = 0; i < 100; i++)); do
+        [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+}
