@@ -37,66 +37,30 @@ wait_for_220() {
 # Writes main.cf and master.cf for a new private Postfix under DIR that
 # listens on 127.0.0.1:PORT and relays everything to 127.0.0.1:SINK_PORT,
 # and starts it (`postfix -c DIR/etc start`, as root: its daemons become
-# the `postfix` user). EXTRA_MAIN and EXTRA_MASTER are appended to main.cf
-# and master.cf. Logs go to DIR/maillog. When Postfix does not start, what
-# `postfix start` said and the end of the log are printed before dying:
-# the work directory is usually gone by the time anyone looks.
+# the `postfix` user). The files are the end-to-end tests' own
+# (tests/resources/postfix/), with no limit on connections per client;
+# EXTRA_MAIN and EXTRA_MASTER are appended. Logs go to DIR/maillog. When
+# Postfix does not start, the end of its log is printed before dying: the
+# work directory is usually gone by the time anyone looks.
 private_postfix_start() {
     local dir=$1 port=$2 sink_port=$3 extra_main=${4:-} extra_master=${5:-}
+    local templates=tests/resources/postfix
     mkdir -p "$dir/etc" "$dir/spool" "$dir/data"
     chown postfix "$dir/data"
-    cat >"$dir/etc/main.cf" <<EOF
-compatibility_level = 3.6
-queue_directory = $dir/spool
-data_directory = $dir/data
-meta_directory = /etc/postfix
-mail_owner = postfix
-setgid_group = postdrop
-myhostname = postfix-bench.test
-mydestination =
-local_transport = error:local delivery is disabled
-local_recipient_maps =
-alias_maps =
-alias_database =
-inet_interfaces = 127.0.0.1
-inet_protocols = ipv4
-mynetworks = 127.0.0.0/8
-relayhost = [127.0.0.1]:$sink_port
-smtpd_relay_restrictions = permit_mynetworks, reject_unauth_destination
-smtpd_client_connection_count_limit = 0
-maillog_file = $dir/maillog
-maillog_file_prefixes = $dir
-$extra_main
-EOF
-    # chroot off everywhere: the private queue has no chroot jail.
-    cat >"$dir/etc/master.cf" <<EOF
-127.0.0.1:$port inet n - n - - smtpd
-pickup    unix  n       -       n       60      1       pickup
-cleanup   unix  n       -       n       -       0       cleanup
-qmgr      unix  n       -       n       300     1       qmgr
-rewrite   unix  -       -       n       -       -       trivial-rewrite
-bounce    unix  -       -       n       -       0       bounce
-defer     unix  -       -       n       -       0       bounce
-trace     unix  -       -       n       -       0       bounce
-verify    unix  -       -       n       -       1       verify
-flush     unix  n       -       n       1000?   0       flush
-proxymap  unix  -       -       n       -       -       proxymap
-smtp      unix  -       -       n       -       -       smtp
-relay     unix  -       -       n       -       -       smtp
-showq     unix  n       -       n       -       -       showq
-error     unix  -       -       n       -       -       error
-retry     unix  -       -       n       -       -       error
-discard   unix  -       -       n       -       -       discard
-anvil     unix  -       -       n       -       1       anvil
-scache    unix  -       -       n       -       1       scache
-postlog   unix-dgram n  -       n       -       1       postlogd
-$extra_master
-EOF
+    {
+        sed -e "s|@DIR@|$dir|g" -e "s|@NAME@|bench|g" -e "s|@RELAY@|$sink_port|g" "$templates/main.cf"
+        printf 'smtpd_client_connection_count_limit = 0\n%s\n' "$extra_main"
+    } >"$dir/etc/main.cf"
+    {
+        printf '127.0.0.1:%s inet n - n - - smtpd\n' "$port"
+        cat "$templates/master.cf"
+        printf '%s\n' "$extra_master"
+    } >"$dir/etc/master.cf"
     postfix -c "$dir/etc" check >/dev/null 2>&1 || true # creates the queue directories
     if ! postfix -c "$dir/etc" start >"$dir/start.log" 2>&1; then
-        sed 's/^/  postfix start: /' "$dir/start.log" >&2
+        sed 's/^/  postfix start: /' "$dir/start.log" >&2 # usually empty: it logs
         [ -f "$dir/maillog" ] && tail -n 20 "$dir/maillog" | sed 's/^/  maillog: /' >&2
-        die "postfix -c $dir/etc start failed (above: what it said, and the end of its log)"
+        die "postfix -c $dir/etc start failed (above: the end of its log)"
     fi
 }
 

@@ -36,6 +36,11 @@ pub struct PostfixSetup {
     pub master: Vec<String>,
 }
 
+/// The private instance's main.cf and master.cf (its services after the
+/// public smtpd line), shared with the benchmarks (bench/lib/peers.sh).
+const MAIN_CF: &str = include_str!("../resources/postfix/main.cf");
+const MASTER_CF: &str = include_str!("../resources/postfix/master.cf");
+
 impl Postfix {
     /// Writes main.cf and master.cf under `dir/postfix-NAME/` and starts it.
     pub fn start(dir: &Path, name: &str, setup: &PostfixSetup) -> Result<Postfix> {
@@ -56,30 +61,10 @@ impl Postfix {
             );
         }
         let port = free_port();
-        let mut main = format!(
-            "compatibility_level = 3.6
-queue_directory = {d}/spool
-data_directory = {d}/data
-meta_directory = /etc/postfix
-mail_owner = postfix
-setgid_group = postdrop
-myhostname = postfix-{name}.test
-mydestination =
-local_transport = error:local delivery is disabled
-local_recipient_maps =
-alias_maps =
-alias_database =
-inet_interfaces = 127.0.0.1
-inet_protocols = ipv4
-mynetworks = 127.0.0.0/8
-relayhost = [127.0.0.1]:{relay}
-smtpd_relay_restrictions = permit_mynetworks, reject_unauth_destination
-maillog_file = {d}/maillog
-maillog_file_prefixes = {d}
-",
-            d = dir.display(),
-            relay = setup.relay_port,
-        );
+        let mut main = MAIN_CF
+            .replace("@DIR@", &dir.display().to_string())
+            .replace("@NAME@", name)
+            .replace("@RELAY@", &setup.relay_port.to_string());
         if let Some((cert, key)) = &setup.tls {
             main.push_str(&format!(
                 "smtpd_tls_cert_file = {cert}\nsmtpd_tls_key_file = {key}\nsmtpd_tls_security_level = may\nsmtpd_tls_received_header = yes\nsmtpd_tls_loglevel = 1\n"
@@ -96,33 +81,9 @@ maillog_file_prefixes = {d}
             .map(|o| format!("  -o {o}\n"))
             .collect();
         let extra_master: String = setup.master.iter().map(|l| format!("{l}\n")).collect();
-        // chroot off everywhere: the private queue has no chroot jail.
         std::fs::write(
             dir.join("etc/master.cf"),
-            format!(
-                "127.0.0.1:{port} inet n - n - - smtpd
-{options}pickup    unix  n       -       n       60      1       pickup
-cleanup   unix  n       -       n       -       0       cleanup
-qmgr      unix  n       -       n       300     1       qmgr
-rewrite   unix  -       -       n       -       -       trivial-rewrite
-bounce    unix  -       -       n       -       0       bounce
-defer     unix  -       -       n       -       0       bounce
-trace     unix  -       -       n       -       0       bounce
-verify    unix  -       -       n       -       1       verify
-flush     unix  n       -       n       1000?   0       flush
-proxymap  unix  -       -       n       -       -       proxymap
-smtp      unix  -       -       n       -       -       smtp
-relay     unix  -       -       n       -       -       smtp
-showq     unix  n       -       n       -       -       showq
-error     unix  -       -       n       -       -       error
-retry     unix  -       -       n       -       -       error
-discard   unix  -       -       n       -       -       discard
-anvil     unix  -       -       n       -       1       anvil
-scache    unix  -       -       n       -       1       scache
-postlog   unix-dgram n  -       n       -       1       postlogd
-tlsmgr    unix  -       -       n       1000?   1       tlsmgr
-{extra_master}"
-            ),
+            format!("127.0.0.1:{port} inet n - n - - smtpd\n{options}{MASTER_CF}{extra_master}"),
         )?;
         let etc = dir.join("etc").display().to_string();
         // `check` makes the queue directories.
