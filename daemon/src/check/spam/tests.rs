@@ -91,6 +91,7 @@ fn the_classifier_bands_rise_with_the_probability() {
     assert_eq!(alone(0.5).status(SpamLevel::Standard), SpamStatus::Clean);
     assert_eq!(band(0.5).weight, 0.0);
 }
+
 #[test]
 fn delivery_reports_read_receipts_and_vacation_replies_are_formal() {
     let k = rules_only();
