@@ -125,6 +125,15 @@ pub async fn run(
     overrides: Overrides,
     switch: Option<crate::ops::privileges::Switch>,
 ) -> Result<(), RunError> {
+    // The signals first: once a port is bound, a client or a supervisor
+    // can see the gateway and signal it, and loading the bases can take
+    // seconds. A SIGHUP (logrotate's postrotate, a test) or SIGUSR1 whose
+    // default action still stood would kill the process; caught here, it
+    // waits until the main loop takes it (a reload right after the start).
+    let mut hup = signal(SignalKind::hangup()).map_err(RunError::Signals)?;
+    let mut term = signal(SignalKind::terminate()).map_err(RunError::Signals)?;
+    let mut int = signal(SignalKind::interrupt()).map_err(RunError::Signals)?;
+    let mut usr1 = signal(SignalKind::user_defined1()).map_err(RunError::Signals)?;
     if let Some(s) = &switch {
         s.prepare(&config.server.data_dir, &config.server.admin_socket)?;
     }
@@ -202,10 +211,6 @@ pub async fn run(
             rules = scanner.current().count, "Signature bases loaded."),
         (None, None) => {}
     }
-    let mut hup = signal(SignalKind::hangup()).map_err(RunError::Signals)?;
-    let mut term = signal(SignalKind::terminate()).map_err(RunError::Signals)?;
-    let mut int = signal(SignalKind::interrupt()).map_err(RunError::Signals)?;
-    let mut usr1 = signal(SignalKind::user_defined1()).map_err(RunError::Signals)?;
     let stats = Arc::new(statistics(&config));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stop_rx_for_watchdog = stop_rx.clone();
