@@ -180,6 +180,8 @@ impl Gateway {
                 &cfg.server.hostname,
                 from,
                 dns.timeout(),
+                // Only a refusal quotes the explanation.
+                cfg.spam.spf == crate::config::SpfMode::Reject,
             )
             .await
             .0

@@ -728,12 +728,19 @@ fn spam(cmd: SpamCommand) -> ExitCode {
                 if let Some(why) = &why {
                     v["why"] = serde_json::Value::from(why.as_str());
                 }
+                if let Some(text) = &s.explanation {
+                    v["explanation"] = serde_json::Value::from(text.as_str());
+                }
                 out!("{v}");
             } else {
-                match why {
-                    Some(why) => out!("spf={} domain={} why={why}", s.result, s.domain),
-                    None => out!("spf={} domain={}", s.result, s.domain),
+                let mut line = format!("spf={} domain={}", s.result, s.domain);
+                if let Some(why) = why {
+                    line.push_str(&format!(" why={why}"));
                 }
+                if let Some(text) = &s.explanation {
+                    line.push_str(&format!(" explanation={text:?}"));
+                }
+                out!("{line}");
             }
         }),
     };

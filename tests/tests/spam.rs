@@ -478,8 +478,10 @@ fn spf_whitelist_and_uri_lists() -> Result<()> {
     let dns = Dns::start(
         dns_dir.path(),
         &[
-            // partner.test sends from 192.0.2.1 only; trusted.test from us.
-            "--txt-record=partner.test,v=spf1 ip4:192.0.2.1 -all",
+            // partner.test sends from 192.0.2.1 only, and explains a
+            // fail (exp=); trusted.test sends from us.
+            "--txt-record=partner.test,v=spf1 ip4:192.0.2.1 -all exp=why.partner.test",
+            "--txt-record=why.partner.test,%{i} may not send for %{o}: see https://%{d}/mail",
             "--txt-record=trusted.test,v=spf1 ip4:127.0.0.1 -all",
             "--txt-record=soft.test,v=spf1 ~all",
             // The URI list holds shop.test (links to www.deals.shop.test).
@@ -561,7 +563,8 @@ fn spf_whitelist_and_uri_lists() -> Result<()> {
     }
     drop(gw);
 
-    // spf = "reject": a fail is refused at MAIL FROM, with RFC 7372's code.
+    // spf = "reject": a fail is refused at MAIL FROM, with RFC 7372's
+    // code and the domain's explanation, macros expanded, as its words.
     let gw = Gateway::start("spam-spf-reject", |c| {
         c.set("network", "relay_networks", "[]")
             .set_str("access", "dns_resolver", &resolver)
@@ -573,6 +576,12 @@ fn spf_whitelist_and_uri_lists() -> Result<()> {
     f.check(
         r.code == 550 && r.lines.join(" ").contains("5.7.23"),
         || format!("an SPF fail is refused at MAIL FROM: {r:?}"),
+    );
+    f.check(
+        r.lines.join(" ").ends_with(
+            "partner.test explains: 127.0.0.1 may not send for partner.test: see https://partner.test/mail",
+        ),
+        || format!("the refusal quotes partner.test's explanation: {r:?}"),
     );
     let r = c.command("MAIL FROM:<ann@soft.test>")?;
     f.check(r.code == 250, || format!("a softfail is not: {r:?}"));

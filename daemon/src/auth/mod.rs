@@ -62,6 +62,11 @@ impl fmt::Display for Outcome {
 pub struct Spf {
     pub result: Outcome,
     pub domain: String,
+    /// For a `fail`, the domain's own explanation (its `exp=` text), when
+    /// it was asked for: a refusal quotes it. Not spooled (a message
+    /// refused at MAIL is never queued).
+    #[serde(skip)]
+    pub explanation: Option<String>,
 }
 
 /// One DKIM signature's result and its signing domain (d=).
@@ -148,15 +153,36 @@ fn dmarc_outcome(r: &DmarcResult) -> Outcome {
     }
 }
 
+/// The most of a domain's explanation a refusal quotes: the reply line
+/// stays well inside SMTP's 512 octets (RFC 5321 4.5.3.1.5).
+const MAX_EXPLANATION: usize = 200;
+
 /// The refusal at MAIL for an SPF `fail` when `[spam] spf = "reject"`
-/// (RFC 7372: 5.7.23), None otherwise.
+/// (RFC 7372: 5.7.23), None otherwise. The domain's explanation, when it
+/// gave one, follows as its words ("DOMAIN explains: ...", as RFC 7208
+/// 6.2 and 8.4 suggest, so that no one takes it for ours): printable
+/// ASCII only, cut at [`MAX_EXPLANATION`] characters.
 pub fn spf_refusal(mode: crate::config::SpfMode, spf: Option<&Spf>, ip: IpAddr) -> Option<String> {
     let s = spf?;
     (s.result == Outcome::Fail && mode == crate::config::SpfMode::Reject).then(|| {
-        format!(
+        let mut reply = format!(
             "550 5.7.23 SPF validation failed: {} does not allow {ip} to send for it",
             s.domain
-        )
+        );
+        if let Some(text) = s.explanation.as_deref().map(str::trim) {
+            if !text.is_empty() {
+                let mut quoted: String = text
+                    .chars()
+                    .take(MAX_EXPLANATION)
+                    .map(|c| if (' '..='~').contains(&c) { c } else { '?' })
+                    .collect();
+                if text.chars().count() > MAX_EXPLANATION {
+                    quoted.push_str("...");
+                }
+                reply.push_str(&format!("; {} explains: {quoted}", s.domain));
+            }
+        }
+        reply
     })
 }
 
@@ -176,6 +202,7 @@ pub fn spf_unanswered(helo: &str, sender: &str) -> Spf {
     Spf {
         result: Outcome::TempError,
         domain: spf_domain(helo, sender).to_string(),
+        explanation: None,
     }
 }
 
@@ -196,7 +223,8 @@ pub fn dkim_dmarc_unanswered() -> (Option<Vec<Dkim>>, Option<Dmarc>) {
 /// At most `limit` in all, however many look-ups the record asks for.
 /// With the result, for a `permerror` or `temperror`, a sentence saying
 /// why (which term of whose record, which look-up), for the log and for
-/// `mailward spam spf`.
+/// `mailward spam spf`. With `explain`, a `fail` also fetches the
+/// domain's explanation (`exp=`).
 pub async fn spf(
     auth: &MessageAuthenticator,
     ip: IpAddr,
@@ -204,11 +232,21 @@ pub async fn spf(
     host: &str,
     sender: &str,
     limit: Duration,
+    explain: bool,
 ) -> (Spf, Option<String>) {
     let domain = spf_domain(helo, sender);
-    let check = spf_check::Check::new(&auth.0, ip, sender, helo, host, domain);
-    match tokio::time::timeout(limit, check.run()).await {
-        Ok(verdict) => {
+    let mut check = spf_check::Check::new(&auth.0, ip, sender, helo, host, domain);
+    let deadline = tokio::time::Instant::now() + limit;
+    match tokio::time::timeout_at(deadline, check.run()).await {
+        Ok(mut verdict) => {
+            if explain && verdict.result == Outcome::Fail {
+                // In what is left of the limit: a slow explanation loses
+                // its text, never the result.
+                verdict.explanation = tokio::time::timeout_at(deadline, check.explanation())
+                    .await
+                    .ok()
+                    .flatten();
+            }
             if let Some(why) = &verdict.why {
                 tracing::debug!(target: "spam", domain, result = %verdict.result, why = %why, "SPF");
             }
@@ -216,6 +254,7 @@ pub async fn spf(
                 Spf {
                     result: verdict.result,
                     domain: domain.to_string(),
+                    explanation: verdict.explanation,
                 },
                 verdict.why,
             )
@@ -303,7 +342,37 @@ mod tests {
         Some(Spf {
             result,
             domain: domain.into(),
+            explanation: None,
         })
+    }
+
+    #[test]
+    fn a_refusal_quotes_the_domains_explanation_as_its_words() {
+        use crate::config::SpfMode;
+        let ip: IpAddr = "192.0.2.7".parse().unwrap();
+        let mut s = spf(Outcome::Fail, "example.org").unwrap();
+        let plain =
+            "550 5.7.23 SPF validation failed: example.org does not allow 192.0.2.7 to send for it";
+        assert_eq!(spf_refusal(SpfMode::Reject, Some(&s), ip).unwrap(), plain);
+        assert_eq!(spf_refusal(SpfMode::Score, Some(&s), ip), None);
+        s.explanation = Some("See https://example.org/spf?ip=192.0.2.7".into());
+        assert_eq!(
+            spf_refusal(SpfMode::Reject, Some(&s), ip).unwrap(),
+            format!("{plain}; example.org explains: See https://example.org/spf?ip=192.0.2.7")
+        );
+        // What could break the reply line is replaced; a long text is cut.
+        s.explanation = Some(format!("a\r\nb\u{e9} {}", "x".repeat(500)));
+        let reply = spf_refusal(SpfMode::Reject, Some(&s), ip).unwrap();
+        assert!(reply.contains("explains: a??b? xxx"), "{reply}");
+        assert!(reply.ends_with("x..."), "{reply}");
+        assert!(reply.len() < 400, "{}", reply.len());
+        assert!(reply.bytes().all(|b| (0x20..0x7f).contains(&b)));
+        // An empty explanation says nothing.
+        s.explanation = Some("  ".into());
+        assert_eq!(spf_refusal(SpfMode::Reject, Some(&s), ip).unwrap(), plain);
+        let mut pass = spf(Outcome::Pass, "example.org").unwrap();
+        pass.explanation = Some("never quoted".into());
+        assert_eq!(spf_refusal(SpfMode::Reject, Some(&pass), ip), None);
     }
 
     #[test]

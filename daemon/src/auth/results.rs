@@ -180,6 +180,7 @@ mod tests {
             spf: Some(Spf {
                 result: Outcome::Pass,
                 domain: "example.org".into(),
+                explanation: None,
             }),
             dkim: Some(vec![
                 Dkim {
@@ -209,6 +210,7 @@ mod tests {
             spf: Some(Spf {
                 result: Outcome::None,
                 domain: "mx.example.org".into(),
+                explanation: None,
             }),
             ..Auth::default()
         };

@@ -12,7 +12,7 @@
 //! macros and this evaluation are ours; mail-auth still checks DKIM and
 //! DMARC.
 
-use super::spf_macro::{MacroString, Vars};
+use super::spf_macro::{MacroString, Place, Vars};
 use super::spf_record::{is_spf, Mechanism, Qualifier, Record};
 use super::Outcome;
 use hickory_resolver::net::NetError;
@@ -35,17 +35,25 @@ const MAX_NAMES: usize = 10;
 pub struct Verdict {
     pub result: Outcome,
     pub why: Option<String>,
+    /// For a `fail`, the failing domain's own explanation (its `exp=`
+    /// text, section 6.2), when asked for and usable.
+    pub explanation: Option<String>,
 }
 
 impl Verdict {
     fn of(result: Outcome) -> Verdict {
-        Verdict { result, why: None }
+        Verdict {
+            result,
+            why: None,
+            explanation: None,
+        }
     }
 
     fn error(result: Outcome, why: String) -> Verdict {
         Verdict {
             result,
             why: Some(why),
+            explanation: None,
         }
     }
 }
@@ -72,6 +80,9 @@ pub struct Check<'a> {
     /// The client's validated names, looked up once for every `ptr` term
     /// and `%{p}` macro of the check.
     names: Option<Vec<String>>,
+    /// The `exp=` of the record whose directive failed last, and that
+    /// record's domain: what [`Check::explanation`] fetches.
+    failed_exp: Option<(MacroString, String)>,
 }
 
 /// A domain-spec expanded: the text (for include and redirect, and the
@@ -114,11 +125,12 @@ impl<'a> Check<'a> {
             lookups: 0,
             voids: 0,
             names: None,
+            failed_exp: None,
         }
     }
 
     /// check_host() for the identity's domain (section 4).
-    pub async fn run(mut self) -> Verdict {
+    pub async fn run(&mut self) -> Verdict {
         let domain = std::mem::take(&mut self.domain);
         // Section 4.3: a malformed or single-label identity has no policy.
         if to_name(&domain).is_none_or(|n| n.num_labels() < 2) || domain.starts_with('[') {
@@ -139,12 +151,21 @@ impl<'a> Check<'a> {
             for directive in &record.directives {
                 match self.matches(&directive.mechanism, &domain).await {
                     Ok(true) => {
+                        if directive.qualifier == Qualifier::Fail {
+                            // The last record to fail is the one whose
+                            // explanation counts (section 6.2): an
+                            // included record's fail is overwritten by the
+                            // including record's own (include only
+                            // matches), and a redirect's target writes its
+                            // own, or none.
+                            self.failed_exp = record.exp.clone().map(|e| (e, domain.clone()));
+                        }
                         return Verdict::of(match directive.qualifier {
                             Qualifier::Pass => Outcome::Pass,
                             Qualifier::Fail => Outcome::Fail,
                             Qualifier::SoftFail => Outcome::SoftFail,
                             Qualifier::Neutral => Outcome::Neutral,
-                        })
+                        });
                     }
                     Ok(false) => {}
                     Err(v) => return v,
@@ -359,28 +380,8 @@ impl<'a> Check<'a> {
     /// A domain-spec expanded (section 4.8): names over 253 characters
     /// lose labels on the left. None when the expansion is no name.
     async fn target(&mut self, spec: &MacroString, domain: &str) -> Option<Target> {
-        let validated = if spec.needs_validated_name() {
-            let names = self.validated_names().await;
-            // RFC 7208 7.3: prefer the domain itself or a subdomain.
-            let domain = domain.to_ascii_lowercase();
-            let suffix = format!(".{domain}");
-            names
-                .iter()
-                .find(|n| **n == domain || n.ends_with(&suffix))
-                .or(names.first())
-                .cloned()
-        } else {
-            None
-        };
-        let vars = Vars {
-            sender: &self.sender,
-            domain,
-            ip: self.ip,
-            helo: self.helo,
-            receiver: self.receiver,
-            validated: validated.as_deref(),
-        };
-        let mut name = spec.expand(&vars);
+        let validated = self.validated_for(spec, domain).await;
+        let mut name = spec.expand(&self.vars(domain, validated.as_deref()));
         if name.ends_with('.') {
             name.pop();
         }
@@ -392,6 +393,78 @@ impl<'a> Check<'a> {
             text: name,
             name: dns,
         })
+    }
+
+    /// The validated name `%{p}` stands for, when `spec` has one.
+    async fn validated_for(&mut self, spec: &MacroString, domain: &str) -> Option<String> {
+        if !spec.needs_validated_name() {
+            return None;
+        }
+        let names = self.validated_names().await;
+        // RFC 7208 7.3: prefer the domain itself or a subdomain.
+        let domain = domain.to_ascii_lowercase();
+        let suffix = format!(".{domain}");
+        names
+            .iter()
+            .find(|n| **n == domain || n.ends_with(&suffix))
+            .or(names.first())
+            .cloned()
+    }
+
+    fn vars<'v>(&'v self, domain: &'v str, validated: Option<&'v str>) -> Vars<'v> {
+        Vars {
+            sender: &self.sender,
+            domain,
+            ip: self.ip,
+            helo: self.helo,
+            receiver: self.receiver,
+            validated,
+        }
+    }
+
+    /// After [`Check::run`] gave `fail`, the failing domain's explanation
+    /// (section 6.2): the one TXT record of its `exp=` name, read as an
+    /// explain-string and expanded. None, as if there were no `exp=`,
+    /// when the look-up fails or finds no record or several, or the text
+    /// is not ASCII or breaks the macro syntax. One more look-up, not
+    /// counted as a term or a void one (section 4.6.4 lists the terms
+    /// that count; the suite's `exp-void`), so worth making only where
+    /// someone reads the text (a refusal, `mailward spam spf`).
+    pub async fn explanation(&mut self) -> Option<String> {
+        let (spec, domain) = self.failed_exp.take()?;
+        let domain = domain.as_str();
+        let target = self.target(&spec, domain).await?;
+        let lookup = self
+            .resolver
+            .lookup(target.name.clone(), RecordType::TXT)
+            .await
+            .ok()?;
+        let mut texts = lookup.answers().iter().filter_map(|r| match &r.data {
+            RData::TXT(txt) => Some(txt),
+            _ => None,
+        });
+        let (Some(txt), None) = (texts.next(), texts.next()) else {
+            return None;
+        };
+        // The record's strings joined with nothing between them.
+        let joined: Vec<u8> = txt
+            .txt_data
+            .iter()
+            .flat_map(|s| s.iter().copied())
+            .collect();
+        let text = String::from_utf8(joined).ok().filter(|t| t.is_ascii())?;
+        // explain-string = *( macro-string / SP ): the spaces stay as
+        // they are, the words between them are macro strings.
+        let mut words = Vec::new();
+        for word in text.split(' ') {
+            words.push(MacroString::parse(word, Place::Explanation).ok()?);
+        }
+        let mut out = Vec::with_capacity(words.len());
+        for word in &words {
+            let validated = self.validated_for(word, domain).await;
+            out.push(word.expand(&self.vars(domain, validated.as_deref())));
+        }
+        Some(out.join(" "))
     }
 
     /// A mechanism's domain-spec, or the current domain when it has none.

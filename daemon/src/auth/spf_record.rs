@@ -55,8 +55,8 @@ pub struct Directive {
 pub struct Record {
     pub directives: Vec<Directive>,
     pub redirect: Option<MacroString>,
-    /// Kept for its syntax only: the gateway's replies do not quote
-    /// explanations, so the `exp=` text is never fetched.
+    /// Where the explanation of a `fail` is published (fetched only when
+    /// someone will read it: [`super::spf_check::Check::explaining`]).
     pub exp: Option<MacroString>,
 }
 

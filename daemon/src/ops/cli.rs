@@ -417,7 +417,7 @@ pub enum SpamCommand {
     },
     /// Checks SPF for a client and sender as the gateway does at MAIL FROM.
     #[command(
-        after_help = "Uses access.dns_resolver (or the system's) and timeouts.dns of the configuration, or --dns.\nAn empty --sender (\"\") checks the HELO name, as for the null sender.\nPrints: spf=RESULT domain=DOMAIN, and for permerror and temperror why=REASON (which term of whose record, which look-up); with --json {\"result\":...,\"domain\":...,\"why\":...}.\nExit status 0 whatever the result; 1 when it cannot run.\n\nExample:\n  mailward spam spf --ip 192.0.2.10 --helo mail.example.org --sender ceo@example.org --config mailward.toml"
+        after_help = "Uses access.dns_resolver (or the system's) and timeouts.dns of the configuration, or --dns.\nAn empty --sender (\"\") checks the HELO name, as for the null sender.\nPrints: spf=RESULT domain=DOMAIN, for permerror and temperror why=REASON (which term of whose record, which look-up), and for a fail the domain's own explanation=\"TEXT\" when it publishes one (exp=); with --json {\"result\":...,\"domain\":...,\"why\":...,\"explanation\":...}.\nExit status 0 whatever the result; 1 when it cannot run.\n\nExample:\n  mailward spam spf --ip 192.0.2.10 --helo mail.example.org --sender ceo@example.org --config mailward.toml"
     )]
     Spf {
         /// The client's address.

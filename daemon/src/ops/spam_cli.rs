@@ -398,6 +398,7 @@ pub fn spf(
             &cfg.server.hostname,
             sender,
             timeout,
+            true,
         )
         .await)
     })

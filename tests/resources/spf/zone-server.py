@@ -134,6 +134,8 @@ def main():
                     "mailfrom": str(t.get("mailfrom", "")),
                     "result": r if isinstance(r, list) else [r],
                 }
+                if "explanation" in t:
+                    tests[name]["explanation"] = str(t["explanation"])
             out.append({"index": i, "description": s.get("description", ""), "tests": tests})
         json.dump(out, sys.stdout)
         return 0

@@ -146,6 +146,7 @@ mod tests {
             spf: Some(Spf {
                 result: Outcome::Fail,
                 domain: "example.org".into(),
+                explanation: None,
             }),
             ..Auth::default()
         };
@@ -177,6 +178,7 @@ mod tests {
             spf: Some(Spf {
                 result: Outcome::TempError,
                 domain: "x.example".into(),
+                explanation: None,
             }),
             ..Auth::default()
         };

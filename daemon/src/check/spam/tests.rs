@@ -258,6 +258,7 @@ fn lists_blacklist_senders_and_clients_and_whitelist_clients() {
         spf: Some(crate::auth::Spf {
             result: crate::auth::Outcome::Pass,
             domain: "partner.example".into(),
+            explanation: None,
         }),
         ..Default::default()
     });
