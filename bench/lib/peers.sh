@@ -47,8 +47,15 @@ private_postfix_start() {
     local templates=tests/resources/postfix
     mkdir -p "$dir/etc" "$dir/spool" "$dir/data"
     chown postfix "$dir/data"
+    # Filled in by bash, not sed: a path holding sed's delimiter or `&`
+    # would break a sed script (the quoted replacements are literal).
+    local main
+    main=$(<"$templates/main.cf")
+    main=${main//@DIR@/"$dir"}
+    main=${main//@NAME@/bench}
+    main=${main//@RELAY@/"$sink_port"}
     {
-        sed -e "s|@DIR@|$dir|g" -e "s|@NAME@|bench|g" -e "s|@RELAY@|$sink_port|g" "$templates/main.cf"
+        printf '%s\n' "$main"
         printf 'smtpd_client_connection_count_limit = 0\n%s\n' "$extra_main"
     } >"$dir/etc/main.cf"
     {
