@@ -14,7 +14,7 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
 use crate::config::Config;
-use crate::sink::greeting;
+use crate::sink::greeting_within;
 use crate::tools::{self, output_text, wait_until, READY_TIMEOUT};
 
 /// How long a SIGTERM may take to stop the daemon.
@@ -149,7 +149,10 @@ impl Daemon {
                         tools::tail(&log_path, 40)
                     );
                 }
-                Ok(greeting(port).map(|_| ()))
+                // One probe that waits for the greeting: a connection is
+                // made only once the port is bound, and probes that gave
+                // up early would each count as a session of the daemon's.
+                Ok(greeting_within(port, READY_TIMEOUT).map(|_| ()))
             },
         )
         .with_context(|| format!("log:\n{}", tools::tail(&self.log_path, 40)))
@@ -268,6 +271,33 @@ impl Daemon {
             );
         }
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// Like [`cli_ok`](Self::cli_ok) for a command on one queued message
+    /// (`queue hold`, `remove`, `release`): while a delivery attempt holds
+    /// the message, the command says "right now; try again" (the message
+    /// is in flight until the attempt's outcome is on disk), so it is asked
+    /// again for up to 10 s, as an operator would.
+    pub fn queue_cli_ok(&self, args: &[&str]) -> Result<String> {
+        crate::wait_until(
+            &format!("`mailward {}` to find the message idle", args.join(" ")),
+            Duration::from_secs(10),
+            || {
+                let out = self.cli(args)?;
+                let text = output_text(&out);
+                if out.status.success() {
+                    Ok(Some(String::from_utf8_lossy(&out.stdout).into_owned()))
+                } else if text.contains("right now; try again") {
+                    Ok(None)
+                } else {
+                    bail!(
+                        "`mailward {} --config ...` failed ({}):\n{text}",
+                        args.join(" "),
+                        out.status
+                    )
+                }
+            },
+        )
     }
 
     /// `mailward queue list --json`: the messages in the queue.

@@ -174,9 +174,15 @@ pub fn banner_is_220(port: u16) -> bool {
 /// The code of the greeting 127.0.0.1:`port` sends, if it accepts and
 /// sends one (220, or 554/421 when it refuses us).
 pub fn greeting(port: u16) -> Option<u16> {
-    let client =
-        crate::smtp::SmtpClient::connect_with_timeout(port, std::time::Duration::from_secs(5))
-            .ok()?;
+    greeting_within(port, std::time::Duration::from_secs(5))
+}
+
+/// As [`greeting`], waiting up to `timeout` for the greeting once the
+/// connection is made. A daemon that has bound its port but is still
+/// starting (spool recovery, bases) greets late; a probe that gave up
+/// would still be served later, as one more session in its statistics.
+pub fn greeting_within(port: u16, timeout: std::time::Duration) -> Option<u16> {
+    let client = crate::smtp::SmtpClient::connect_with_timeout(port, timeout).ok()?;
     let code = client.banner.code;
     client.quit();
     Some(code)

@@ -48,6 +48,17 @@ fn borderline() -> Vec<u8> {
 
 /// The value of the /metrics line that starts with `line` (name, labels
 /// and the space).
+/// Waits until the gateway's /metrics say it scores with `spam` learnt
+/// spam messages (the installed model's count, so the model is in use).
+fn wait_for_learnt(stats: &StatsSetup, spam: u32) -> Result<()> {
+    let line = format!("mailward_spam_learnt_messages{{class=\"spam\"}} {spam}\n");
+    wait_until(
+        "the running gateway to use the new learning",
+        Duration::from_secs(15),
+        || Ok(stats.scrape_text()?.contains(&line).then_some(())),
+    )
+}
+
 fn sample(metrics: &str, line: &str) -> Option<f64> {
     metrics
         .lines()
@@ -282,8 +293,9 @@ fn learning_reaches_the_running_daemon_and_round_trips() -> Result<()> {
         again.contains("Learnt 0 new message(s); 2 already known"),
         || again.clone(),
     );
-    // The daemon scores with it without a restart (it looks every 2 s).
-    thread::sleep(Duration::from_millis(2500));
+    // The daemon scores with it without a restart (it looks every 2 s):
+    // the learnt counts on /metrics are the installed model's.
+    wait_for_learnt(&stats, 8)?;
     let reply = send(gw.port(), &["user@example.com"], &spam(50))?;
     f.check(reply.code == 250, || format!("{reply:?}"));
     let got = gw.sink.wait_for_count(1, DELIVERY_TIMEOUT)?;
@@ -832,8 +844,8 @@ fn two_gateways_share_learning_through_redis() -> Result<()> {
         status.contains("8 spam, 8 ham") && status.contains(&url),
         || format!("the second gateway's status reads the shared store: {status}"),
     );
-    // The second gateway's poller picks it up within 2 s.
-    thread::sleep(Duration::from_millis(3000));
+    // The second gateway's poller picks it up (it asks every 2 s).
+    wait_for_learnt(&stats, 8)?;
     let reply = send(two.port(), &["user@example.com"], &spam(50))?;
     f.check(reply.code == 250, || format!("{reply:?}"));
     let got = two.sink.wait_for_count(1, DELIVERY_TIMEOUT)?;
@@ -880,10 +892,15 @@ fn two_gateways_share_learning_through_redis() -> Result<()> {
     );
     // Back again: the classifier is back without a restart.
     redis.resume()?;
-    thread::sleep(Duration::from_millis(3000));
-    let log = two.daemon.full_log();
-    f.check(log.contains("The spam store answers again"), || {
-        "the recovery is logged".into()
+    let recovered = wait_until("the recovery to be logged", Duration::from_secs(15), || {
+        Ok(two
+            .daemon
+            .full_log()
+            .contains("The spam store answers again")
+            .then_some(()))
+    });
+    f.check(recovered.is_ok(), || {
+        format!("the recovery is logged: {recovered:?}")
     });
     drop(one);
     f.finish(|| two.daemon.full_log())

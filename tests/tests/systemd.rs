@@ -56,8 +56,9 @@ fn notify_socket_gets_ready_watchdog_reloading_ready_and_stopping_in_order() -> 
     let config = Config::new(dir.path()).route_to_port("*", sink.port);
     let mut daemon = Daemon::new(&config)?;
     daemon.set_env("NOTIFY_SOCKET", &path.display().to_string());
-    // WatchdogSec=1s: a ping at least every half second.
-    daemon.set_env("WATCHDOG_USEC", "1000000");
+    // WatchdogSec=2s: a ping every second. (With 1 s, one stall of half
+    // a second on a loaded test machine was a failure.)
+    daemon.set_env("WATCHDOG_USEC", "2000000");
     daemon.spawn()?;
     daemon.wait_ready()?;
 
@@ -68,9 +69,9 @@ fn notify_socket_gets_ready_watchdog_reloading_ready_and_stopping_in_order() -> 
             &["READY=1", "STATUS=Accepting mail"],
         ))
     })?;
-    // Three seconds of watchdog: about six pings, none more than a
+    // Five seconds of watchdog: about five pings, none more than a
     // period apart.
-    std::thread::sleep(Duration::from_secs(3));
+    std::thread::sleep(Duration::from_secs(5));
     let pings: Vec<Instant> = got
         .lock()
         .map(|v| {
@@ -80,14 +81,14 @@ fn notify_socket_gets_ready_watchdog_reloading_ready_and_stopping_in_order() -> 
                 .collect()
         })
         .unwrap_or_default();
-    ensure!(pings.len() >= 4, "watchdog pings in 3 s: {}", pings.len());
+    ensure!(pings.len() >= 3, "watchdog pings in 5 s: {}", pings.len());
     let gap = pings
         .windows(2)
         .map(|w| w[1] - w[0])
         .max()
         .unwrap_or_default();
     ensure!(
-        gap < Duration::from_millis(1000),
+        gap < Duration::from_millis(2000),
         "the longest gap between pings, {gap:?}, is past WatchdogSec"
     );
 
