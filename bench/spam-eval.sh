@@ -66,6 +66,9 @@ die() {
     exit 1
 }
 log() { printf '[spam-eval %s] %s\n' "$(date +%T)" "$*" >&2; }
+# free_port, shared with the other benchmarks.
+# shellcheck source=bench/lib/peers.sh
+. "$here/lib/peers.sh"
 
 FOLDS=5
 FOLDS_SET=
@@ -288,7 +291,7 @@ if [ "$DO_SA" = 1 ]; then
     start_spamd() {
         local d=$1 pid t
         shift
-        port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+        port=$(free_port)
         spamd -L -x -u nobody -H "$work/sa/home" -A 127.0.0.1 --listen="127.0.0.1:$port" \
             --max-children="$SA_CHILDREN" --min-children=1 --min-spare=1 --max-spare="$SA_CHILDREN" \
             --syslog=stderr "$@" >"$d/spamd.log" 2>&1 &

@@ -3,10 +3,20 @@
 # measure against. The sourcing script defines `die` and `say`.
 
 # A port nothing listens on (bash's /dev/tcp cannot connect to it).
+#
+# Picked below the kernel's ephemeral range (where the source ports of
+# outgoing connections come from), so that no connection the benchmark
+# makes can take the port before its peer binds it.
 free_port() {
-    local port
+    local port low=32768 span
+    read -r low _ </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || low=32768
+    span=$((low - 10000))
     while :; do
-        port=$((20000 + RANDOM % 40000))
+        if [ "$span" -ge 1000 ]; then
+            port=$((10000 + (RANDOM * 32768 + RANDOM) % span))
+        else
+            port=$((20000 + RANDOM % 40000))
+        fi
         if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
             echo "$port"
             return

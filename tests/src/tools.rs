@@ -48,13 +48,54 @@ pub fn require(cmd: &str, debian_package: &str) -> Result<PathBuf> {
 /// parallel never get the same one between its release and its reuse.
 static HANDED_OUT: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
 
+/// The lowest port `free_port` hands out: above the well-known and most
+/// registered services' ports.
+const LOWEST_PORT: u16 = 10_000;
+
+/// The first port of the kernel's ephemeral range (Linux's
+/// `net.ipv4.ip_local_port_range`), where it picks the source port of an
+/// outgoing connection and the port of a `bind(0)`; 32768 when it cannot
+/// be read, Linux's default.
+fn ephemeral_low() -> u16 {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse().ok())
+        .unwrap_or(32_768)
+}
+
 /// A loopback TCP port that is free now (and free for UDP too, so that a
 /// DNS server can use it).
+///
+/// The port is picked below the ephemeral range. A test hands the port
+/// to a peer (the daemon, smtp-sink, dnsmasq) that binds it later,
+/// sometimes seconds later; a port from the ephemeral range could be
+/// taken in that gap by any outgoing connection on the machine (the
+/// test's own clients, the daemon's deliveries, the AgentX session)
+/// as its source port, and the peer would then fail to start. Below the
+/// range only another listener can take it, and this process's own are
+/// never handed out twice. Where the range starts too low to leave room
+/// (a tuned machine), the kernel's pick is used as before.
 pub fn free_port() -> u16 {
+    let high = ephemeral_low();
+    // Where this process starts looking: spread by the process id so that
+    // two test processes (a test and its chaos run, say) seldom probe the
+    // same ports in the same order.
+    let span = u32::from(high.saturating_sub(LOWEST_PORT));
+    let mut next = if span >= 1_000 {
+        std::process::id().wrapping_mul(2_654_435_761) % span
+    } else {
+        0
+    };
     loop {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-        let port = listener.local_addr().expect("local_addr").port();
-        if UdpSocket::bind(("127.0.0.1", port)).is_err() {
+        let port = if span >= 1_000 {
+            next = (next + 1) % span;
+            // In range by construction: next < span <= u16::MAX.
+            LOWEST_PORT + u16::try_from(next).unwrap_or(0)
+        } else {
+            let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+            listener.local_addr().expect("local_addr").port()
+        };
+        if !tcp_port_unused(port) || UdpSocket::bind(("127.0.0.1", port)).is_err() {
             continue;
         }
         let mut guard = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
@@ -62,6 +103,30 @@ pub fn free_port() -> u16 {
             return port;
         }
     }
+}
+
+/// Whether no TCP socket on 127.0.0.1 holds `port`, not even one in
+/// TIME_WAIT: the probe binds without `SO_REUSEADDR` (which
+/// `TcpListener::bind` sets), because a port an earlier test's daemon
+/// served on is in TIME_WAIT for a minute, and a peer that binds without
+/// that option would fail on it.
+fn tcp_port_unused(port: u16) -> bool {
+    use nix::sys::socket::{bind, socket, AddressFamily, SockFlag, SockType, SockaddrIn};
+    use std::net::{Ipv4Addr, SocketAddrV4};
+    use std::os::fd::AsRawFd;
+    let Ok(fd) = socket(
+        AddressFamily::Inet,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    ) else {
+        return false;
+    };
+    bind(
+        fd.as_raw_fd(),
+        &SockaddrIn::from(SocketAddrV4::new(Ipv4Addr::LOCALHOST, port)),
+    )
+    .is_ok()
 }
 
 /// Whether the test processes run as root (then smtp-sink must be told

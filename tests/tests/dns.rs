@@ -15,9 +15,13 @@ fn listed_in(zone: &str) -> String {
 }
 
 /// A DNS server that takes queries and never answers: the socket (keep
-/// it) and its address for `access.dns_resolver`.
+/// it) and its address for `access.dns_resolver`. Its port is one of
+/// `free_port`'s (free for TCP too, and below the ephemeral range), since
+/// a test may start a real DNS server on it afterwards, and dnsmasq binds
+/// TCP as well as UDP: a port the kernel picked for UDP can be any
+/// outgoing TCP connection's source port by then.
 fn silent_dns() -> Result<(std::net::UdpSocket, String)> {
-    let silent = std::net::UdpSocket::bind("127.0.0.1:0")?;
+    let silent = std::net::UdpSocket::bind(("127.0.0.1", free_port()))?;
     let address = silent.local_addr()?.to_string();
     Ok((silent, address))
 }

@@ -148,3 +148,33 @@ fn scripted_server_refuses_one_recipient_and_keeps_wire_bytes() -> Result<()> {
     assert_eq!(server.rcpt_attempts("bad@example.com"), 1);
     Ok(())
 }
+
+/// The ports handed to peers come from below the kernel's ephemeral range,
+/// where no outgoing connection can take one before the peer binds it;
+/// they are distinct and free for both TCP and UDP when handed out.
+#[test]
+fn free_ports_are_below_the_ephemeral_range_and_distinct() -> Result<()> {
+    let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")?;
+    let low: u16 = range
+        .split_whitespace()
+        .next()
+        .and_then(|l| l.parse().ok())
+        .unwrap_or(32_768);
+    let ports: Vec<u16> = (0..50).map(|_| free_port()).collect();
+    let distinct: std::collections::HashSet<u16> = ports.iter().copied().collect();
+    ensure!(
+        distinct.len() == ports.len(),
+        "a port was handed out twice: {ports:?}"
+    );
+    for &port in &ports {
+        if low > 11_000 {
+            ensure!(
+                (10_000..low).contains(&port),
+                "port {port} is not in 10000..{low} (below the ephemeral range)"
+            );
+        }
+        std::net::TcpListener::bind(("127.0.0.1", port))?;
+        std::net::UdpSocket::bind(("127.0.0.1", port))?;
+    }
+    Ok(())
+}
