@@ -241,18 +241,26 @@ impl Session {
     pub async fn run(mut self, tcp: TcpStream) {
         SessionOpened { client: self.peer }.emit(&self.gw.stats);
         let mut conn = Conn::new(Stream::Plain(tcp));
-        if self.greet(&mut conn).await {
-            if let Some(mut conn) = self.command_loop(conn).await {
-                conn.shutdown().await;
-            }
+        let open = if self.greet(&mut conn).await {
+            self.command_loop(conn).await
         } else {
-            conn.shutdown().await;
-        }
+            Some(conn)
+        };
         SessionClosed {
             client: self.peer,
             messages: self.messages,
         }
         .emit(&self.gw.stats);
+        // The session is over: its slot goes back before the connection
+        // is closed, and before the 221 that answers QUIT leaves (the last
+        // replies are buffered until `shutdown` flushes them). A client
+        // that connects again as soon as it has read 221 (a sending MTA's
+        // next batch, a monitoring probe) must find the slot free, not be
+        // refused by `incoming_sessions_per_ip` for a session that ended.
+        drop(self.slot);
+        if let Some(mut conn) = open {
+            conn.shutdown().await;
+        }
     }
 
     async fn greet(&mut self, conn: &mut Conn) -> bool {
