@@ -203,6 +203,40 @@ fn log_files(dir: &Path, stem: &str) -> Result<Vec<std::path::PathBuf>> {
     Ok(out)
 }
 
+/// The log files and their texts, read as one snapshot: the listing and
+/// every file's length are taken again after the reading, and the whole
+/// read is done again if a rotation came in between (it renames every
+/// file one round up, so the texts would no longer match their names: a
+/// line read twice, or one missed).
+fn read_log_files(dir: &Path, stem: &str) -> Result<Vec<(std::path::PathBuf, String)>> {
+    // Names and lengths; an error is a file renamed away in between.
+    let shape = || -> Result<Vec<(std::path::PathBuf, u64)>> {
+        let mut out = Vec::new();
+        for p in log_files(dir, stem)? {
+            let len = p.metadata()?.len();
+            out.push((p, len));
+        }
+        Ok(out)
+    };
+    for _ in 0..50 {
+        let Ok(before) = shape() else { continue };
+        let texts = before
+            .iter()
+            .map(|(p, _)| Ok((p.clone(), std::fs::read_to_string(p)?)))
+            .collect::<Result<Vec<_>>>();
+        let (Ok(texts), Ok(after)) = (texts, shape()) else {
+            continue;
+        };
+        if after == before {
+            return Ok(texts);
+        }
+    }
+    anyhow::bail!(
+        "the log files of {} kept rotating while read",
+        dir.display()
+    )
+}
+
 #[test]
 fn a_log_file_rotates_under_load_without_losing_or_splitting_a_line() -> Result<()> {
     let messages = 300;
@@ -220,21 +254,18 @@ fn a_log_file_rotates_under_load_without_losing_or_splitting_a_line() -> Result<
     load(&gw, 10, messages)?;
     let logs = gw.dir.join("logs");
     let files = wait_until("the delivery lines", Duration::from_secs(20), || {
-        let files = log_files(&logs, "mailward.log")?;
-        let mut delivered = 0;
-        for f in &files {
-            delivered += std::fs::read_to_string(f)?
-                .lines()
-                .filter(|l| l.contains("Delivered."))
-                .count();
-        }
+        let files = read_log_files(&logs, "mailward.log")?;
+        let delivered: usize = files
+            .iter()
+            .map(|(_, text)| text.lines().filter(|l| l.contains("Delivered.")).count())
+            .sum();
         Ok((delivered >= messages).then_some(files))
     })?;
-    ensure!(files.len() > 3, "rotated: {files:?}");
+    let names: Vec<_> = files.iter().map(|(p, _)| p).collect();
+    ensure!(files.len() > 3, "rotated: {names:?}");
     let mut accepted = BTreeSet::new();
     let mut delivered = BTreeSet::new();
-    for f in &files {
-        let text = std::fs::read_to_string(f)?;
+    for (f, text) in &files {
         ensure!(
             text.len() <= 16 * 1024,
             "{} is {} bytes",
