@@ -84,7 +84,8 @@ enum Stop {
 /// archive declares: the buffer is reserved once, up to what the budget
 /// allows, so that it does not grow by doubling (a doubling buffer makes
 /// resident memory peak at twice the bytes unpacked). Reserved pages that
-/// a lying header never fills are never touched, so never resident.
+/// a lying header never fills are never touched, so never resident; and
+/// what the member did not fill is given back before it is kept (below).
 fn read_bounded(
     r: &mut dyn Read,
     budget: &mut Budget<'_>,
@@ -92,23 +93,43 @@ fn read_bounded(
     size_hint: u64,
 ) -> (Vec<u8>, Option<Stop>) {
     let mut out = Vec::with_capacity(size_hint.min(budget.available()).min(MAX_RESERVE) as usize);
+    let stop = fill(r, &mut out, budget, deadline);
+    // The member is kept until the scan ends, and so would its unfilled
+    // reservation be: an archive of 10,000 members that each declare
+    // 100 MiB and hold nothing would keep a terabyte of address space
+    // (nested, tens of them), which a process under an address-space
+    // limit or strict overcommit cannot get, and an allocation failure
+    // aborts. An honest header fills its buffer exactly: nothing to copy.
+    if out.capacity() > out.len() {
+        out.shrink_to_fit();
+    }
+    (out, stop)
+}
+
+/// Reads `r` into `out` until its end, the budget or the deadline.
+fn fill(
+    r: &mut dyn Read,
+    out: &mut Vec<u8>,
+    budget: &mut Budget<'_>,
+    deadline: Instant,
+) -> Option<Stop> {
     let mut chunk = vec![0u8; 64 * 1024];
     loop {
         if Instant::now() >= deadline {
-            return (out, Some(Stop::Deadline));
+            return Some(Stop::Deadline);
         }
         match r.read(&mut chunk) {
-            Ok(0) => return (out, None),
+            Ok(0) => return None,
             Ok(n) => {
                 let keep = budget.grant(n as u64) as usize;
                 out.extend_from_slice(&chunk[..keep]);
                 if keep < n {
                     let why = budget.exhausted.unwrap_or(Exhausted::Message);
-                    return (out, Some(Stop::Budget(why)));
+                    return Some(Stop::Budget(why));
                 }
             }
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return (out, Some(Stop::Read(e))),
+            Err(e) => return Some(Stop::Read(e)),
         }
     }
 }
@@ -359,6 +380,23 @@ mod tests {
             w.write_all(data).unwrap();
         }
         w.finish().unwrap().into_inner()
+    }
+
+    #[test]
+    fn a_member_keeps_no_more_memory_than_it_holds_whatever_its_header_says() {
+        // A zip or tar header may declare 100 MiB for a member of 3 bytes:
+        // the buffer reserved for it shrinks to the bytes read, so that
+        // thousands of such members do not keep their reservations.
+        let pool = MemoryPool::unbounded();
+        let mut budget = Budget::new(200 << 20, &pool);
+        let (data, stop) = read_bounded(&mut &b"abc"[..], &mut budget, far(), 100 << 20);
+        assert!(stop.is_none());
+        assert_eq!(data, b"abc");
+        assert!(data.capacity() < 4096, "kept {} bytes", data.capacity());
+        // An honest header: one buffer of the right size, filled.
+        let body = vec![7u8; 300_000];
+        let (data, _) = read_bounded(&mut &body[..], &mut budget, far(), 300_000);
+        assert_eq!((data.len(), data.capacity()), (300_000, 300_000));
     }
 
     #[test]
