@@ -9,6 +9,13 @@ use std::time::Duration;
 
 /// What a duration looks like, for error messages.
 pub const DURATION_EXAMPLE: &str = "a duration like \"30s\" or \"5m\"";
+
+/// The longest duration a setting may have: a hundred years. A deadline is
+/// an instant plus a duration, and an instant plus `u64::MAX` seconds
+/// overflows (a panic in every session that computes its deadline), so a
+/// value past any use (the longest, archive retention, is years) is
+/// refused where it is read, with its file, line and key.
+pub const MAX_DURATION: Duration = Duration::from_secs(36_500 * 86_400);
 /// What a size looks like, for error messages.
 pub const SIZE_EXAMPLE: &str = "a size like \"20MiB\"";
 
@@ -93,7 +100,8 @@ impl FromStr for Dur {
             };
             total = part
                 .and_then(|p| total.checked_add(p))
-                .ok_or_else(|| bad(" (too large)"))?;
+                .filter(|t| *t <= MAX_DURATION)
+                .ok_or_else(|| bad(" (too large: at most 36500d)"))?;
         }
         Ok(Dur(total))
     }
@@ -233,6 +241,9 @@ mod tests {
             "1.5h",
             "5x",
             "99999999999999999999s",
+            "9223372036854775808s",
+            "36501d",
+            "36500d 1s",
         ] {
             let e = bad.parse::<Dur>().unwrap_err().to_string();
             assert!(
@@ -245,6 +256,11 @@ mod tests {
             "expected a duration like \"30s\" or \"5m\", got \"5\" (a unit is needed: ms, s, m, h, d or w)"
         );
         assert_eq!(Dur::secs(5400).to_string(), "1h30m");
+        assert_eq!("36500d".parse::<Dur>().unwrap().get(), MAX_DURATION);
+        assert_eq!(
+            "9223372036854775808s".parse::<Dur>().unwrap_err().to_string(),
+            "expected a duration like \"30s\" or \"5m\", got \"9223372036854775808s\" (too large: at most 36500d)"
+        );
     }
 
     #[test]
