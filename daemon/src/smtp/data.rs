@@ -84,7 +84,7 @@ impl Assembler {
             if content.is_empty() {
                 self.in_header = false;
             } else if content.len() >= 9 && content[..9].eq_ignore_ascii_case(b"received:") {
-                self.out.hops += 1;
+                self.out.hops = self.out.hops.saturating_add(1);
             }
         }
         if !self.out.eight_bit && content.iter().any(|&b| b >= 0x80) {
