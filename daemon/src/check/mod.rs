@@ -73,7 +73,7 @@ impl Kind {
 }
 
 /// One thing found in a message.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Finding {
     pub kind: Kind,
     /// The detection (rule identifier), the filter rule (`name:*.exe`) or

@@ -619,8 +619,11 @@ async fn not_now(gw: &Gateway, env: &Envelope, in_session: bool) -> Answer {
 /// members must not write 10,000 lines (the statistics count them all).
 fn log_findings(env: &Envelope, verdict: &Verdict) {
     let mut all: Vec<&crate::check::Finding> = verdict.report.av.iter().collect();
+    // A set, not `all.contains`: 10,000 findings of each kind would be
+    // 10^8 comparisons for a log line.
+    let mut seen: std::collections::HashSet<&crate::check::Finding> = all.iter().copied().collect();
     for f in verdict.report.filtered.values().flatten() {
-        if !all.contains(&f) {
+        if seen.insert(f) {
             all.push(f);
         }
     }
