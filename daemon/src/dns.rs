@@ -592,24 +592,58 @@ impl Dns {
     }
 
     /// The reverse name of `ip`, confirmed by a forward look-up, or None.
+    ///
+    /// For the access rules' `host` patterns, asked before the greeting, so
+    /// it may not hold a client longer than the DNS tests do: nothing is
+    /// asked while the DNS server is known silent (the client then has no
+    /// name, as with an unanswered look-up), a PTR look-up without an
+    /// answer has the server probed, and the whole of it (the PTR and the
+    /// forward look-ups of at most [`Self::MAX_PTR_NAMES`] names, made
+    /// together) takes at most one `timeouts.dns`.
     pub async fn verified_name(&self, ip: IpAddr) -> Option<String> {
-        let names = self
-            .bounded("PTR", "PTR", self.resolver.reverse_lookup(ip))
-            .await
-            .ok()?;
-        for record in names.answers() {
-            let RData::PTR(name) = &record.data else {
-                continue;
-            };
-            let host = name.0.to_ascii().trim_end_matches('.').to_string();
-            if let Ok(ips) = self.ips(&host).await {
-                if ips.contains(&ip) {
-                    return Some(host);
-                }
-            }
+        if !self.server_answers() {
+            self.doubt_server();
+            return None;
         }
-        None
+        let whole = async {
+            let names = match self
+                .bounded("PTR", "PTR", self.resolver.reverse_lookup(ip))
+                .await
+            {
+                Ok(names) => names,
+                Err(DnsError::Temporary { .. }) => {
+                    self.doubt_server();
+                    return None;
+                }
+                Err(_) => return None,
+            };
+            let hosts: Vec<String> = names
+                .answers()
+                .iter()
+                .filter_map(|record| match &record.data {
+                    RData::PTR(name) => Some(name.0.to_ascii().trim_end_matches('.').to_string()),
+                    _ => None,
+                })
+                .take(Self::MAX_PTR_NAMES)
+                .collect();
+            let confirmed =
+                futures_util::future::join_all(hosts.iter().map(|host| self.ips(host))).await;
+            hosts
+                .iter()
+                .zip(confirmed)
+                .find(|(_, ips)| ips.as_ref().is_ok_and(|ips| ips.contains(&ip)))
+                .map(|(host, _)| host.clone())
+        };
+        tokio::time::timeout(self.timeout + Duration::from_millis(100), whole)
+            .await
+            .ok()
+            .flatten()
     }
+
+    /// The PTR names of a client that are looked up forward, at most (as
+    /// SPF's `ptr` mechanism, RFC 7208 5.5): a reverse zone may list any
+    /// number.
+    pub const MAX_PTR_NAMES: usize = 10;
 }
 
 /// The address `host` is when it is one ("192.0.2.1", "[2001:db8::1]").
@@ -1036,6 +1070,42 @@ mod tests {
         })
         .await;
         assert!(found.is_ok(), "no answer within the timeout: silent");
+    }
+
+    #[tokio::test]
+    async fn a_clients_name_is_not_waited_for_past_one_timeout_nor_asked_of_a_silent_server() {
+        // The access rules' host names: a server that takes the PTR query
+        // and never answers costs one timeouts.dns and has the server
+        // probed; once it is known silent, nothing is asked at all.
+        let silent = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let dns = Dns::new(
+            Some(silent.local_addr().unwrap()),
+            Duration::from_millis(500),
+        )
+        .unwrap();
+        let ip: IpAddr = "192.0.2.1".parse().unwrap();
+        let asked = std::time::Instant::now();
+        assert_eq!(dns.verified_name(ip).await, None);
+        let waited = asked.elapsed();
+        assert!(waited < Duration::from_secs(2), "waited {waited:?}");
+        // The failed PTR look-up had the server probed: silent soon.
+        let found = tokio::time::timeout(Duration::from_secs(5), async {
+            while dns.server_answers() {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await;
+        assert!(found.is_ok(), "the PTR look-up's failure probed the server");
+        // Now nothing is asked: no query reaches the socket, no wait.
+        let mut buf = [0u8; 512];
+        while silent.try_recv_from(&mut buf).is_ok() {}
+        let asked = std::time::Instant::now();
+        assert_eq!(dns.verified_name(ip).await, None);
+        assert!(asked.elapsed() < Duration::from_millis(100));
+        assert!(
+            silent.try_recv_from(&mut buf).is_err(),
+            "a silent server was asked for a PTR record"
+        );
     }
 
     #[tokio::test]
