@@ -31,6 +31,11 @@ use tokio::time::timeout;
 pub const MAX_REPLY_LINE: usize = 4096;
 /// The most lines one reply may have (an EHLO reply has about a dozen).
 pub const MAX_REPLY_LINES: usize = 100;
+/// The longest a reply is quoted, on one line ([`Reply::to_line`]): in a
+/// recipient's last error, kept in the queue and the spool until the
+/// message leaves, in DSNs and in logs. A next hop may answer with 100
+/// lines of 4 KiB; what a reader needs is in the first few hundred octets.
+pub const MAX_QUOTED_REPLY: usize = 1000;
 /// Size of the write buffer and of the chunks the body is encoded in.
 const CHUNK: usize = 64 * 1024;
 /// How long QUIT may take at most, whatever the command timeout.
@@ -131,7 +136,8 @@ impl Reply {
 
     /// The reply on one line, as DSNs and logs quote it:
     /// "550 5.1.1 User unknown". The enhanced code repeated at the start of
-    /// continuation lines is dropped; control characters become spaces.
+    /// continuation lines is dropped; control characters become spaces;
+    /// past [`MAX_QUOTED_REPLY`] octets it is cut, and ends in "...".
     pub fn to_line(&self) -> String {
         let enhanced = self.enhanced();
         let mut out = self.code.to_string();
@@ -149,6 +155,12 @@ impl Reply {
             }
             out.push(' ');
             out.extend(line.chars().map(|c| if c.is_control() { ' ' } else { c }));
+            if out.len() > MAX_QUOTED_REPLY {
+                let keep = crate::text::cut(&out, MAX_QUOTED_REPLY - 3).len();
+                out.truncate(keep);
+                out.push_str("...");
+                break;
+            }
         }
         out
     }
@@ -1416,6 +1428,24 @@ mod tests {
         assert_eq!(reply(550, "User unknown").enhanced(), None);
         assert_eq!(reply(550, "").enhanced(), None);
         assert_eq!(reply(550, "bad\tbyte").to_line(), "550 bad byte");
+    }
+
+    #[test]
+    fn a_long_reply_is_quoted_cut_to_a_thousand_octets() {
+        // 100 lines of 4 KiB (the most a reply may be) are kept in every
+        // deferred recipient's last error and quoted in DSNs: cut, on a
+        // character boundary, marked.
+        let line = format!("4.7.1 {}", "é".repeat(2000));
+        let text = vec![line; MAX_REPLY_LINES].join("\n");
+        let quoted = reply(451, &text).to_line();
+        assert!(quoted.len() <= MAX_QUOTED_REPLY, "{}", quoted.len());
+        assert!(quoted.starts_with("451 4.7.1 éé"));
+        assert!(quoted.ends_with("é..."), "{}", &quoted[quoted.len() - 10..]);
+        // Short replies are whole.
+        assert_eq!(
+            reply(451, "4.7.1 Try later").to_line(),
+            "451 4.7.1 Try later"
+        );
     }
 
     #[test]
