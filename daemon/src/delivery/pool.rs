@@ -198,6 +198,17 @@ impl Pool {
             }
         }
         idle.retain(|_, l| !l.is_empty());
+        drop(idle);
+        // The per-destination limits of hops nobody is delivering to: one
+        // entry per destination ever used would otherwise stay for the
+        // daemon's life, and without routes destinations are recipients'
+        // domains (DSNs go to any sender's). One no lease holds (only the
+        // map refers to it, all its permits back) is made anew when needed.
+        if let Ok(mut hosts) = self.per_host.lock() {
+            hosts.retain(|_, s| {
+                Arc::strong_count(s) > 1 || s.available_permits() < self.per_host_limit
+            });
+        }
     }
 
     /// Closes every idle connection (shutdown).
@@ -250,4 +261,42 @@ async fn connect_first(
         Some(e) => PoolError::Connect(e),
         None => PoolError::Route(RouteError::Temporary("no address to try".into())),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::OutboundTls;
+
+    fn mx(domain: &str) -> Destination {
+        Destination::Mx {
+            domain: domain.to_string(),
+            port: 25,
+            tls: OutboundTls::default(),
+        }
+    }
+
+    #[test]
+    fn the_limits_of_destinations_nobody_delivers_to_are_let_go() {
+        let stats = Arc::new(mailward_metrics::Stats::new(&[], 10, None, "test"));
+        let pool = Pool::new(10, 2, stats);
+        for n in 0..1000 {
+            pool.host_semaphore(&mx(&format!("d{n}.test"))).unwrap();
+        }
+        // One destination in use: a permit held, and its semaphore shared.
+        let busy = pool.host_semaphore(&mx("busy.test")).unwrap();
+        let permit = busy.clone().try_acquire_owned().unwrap();
+        drop(busy);
+        assert_eq!(pool.per_host.lock().unwrap().len(), 1001);
+        pool.reap();
+        let left: Vec<Destination> = pool.per_host.lock().unwrap().keys().cloned().collect();
+        assert_eq!(left, vec![mx("busy.test")], "only the one in use stays");
+        // Its limit holds while it is in use: the same semaphore comes back.
+        let again = pool.host_semaphore(&mx("busy.test")).unwrap();
+        assert_eq!(again.available_permits(), 1);
+        drop(permit);
+        drop(again);
+        pool.reap();
+        assert!(pool.per_host.lock().unwrap().is_empty());
+    }
 }
