@@ -304,10 +304,17 @@ pub async fn run(
                 let status = reload(&gw, path.as_deref(), &overrides).await;
                 crate::ops::systemd::reloaded(&status);
             }
-            _ = usr1.recv() => match crate::ops::stats_file::write(&gw) {
-                Ok(p) => tracing::info!(target: "app", path = %p.display(), "Statistics written (SIGUSR1)."),
-                Err(e) => tracing::warn!(target: "app", error = %e, "Cannot write the statistics file."),
-            },
+            // In a task of its own: the main loop must go on answering
+            // signals while the file is written.
+            _ = usr1.recv() => {
+                let gw = gw.clone();
+                tokio::spawn(async move {
+                    match crate::ops::stats_file::write(&gw).await {
+                        Ok(p) => tracing::info!(target: "app", path = %p.display(), "Statistics written (SIGUSR1)."),
+                        Err(e) => tracing::warn!(target: "app", error = %e, "Cannot write the statistics file."),
+                    }
+                });
+            }
             _ = term.recv() => break,
             _ = int.recv() => break,
         }

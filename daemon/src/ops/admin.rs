@@ -303,7 +303,7 @@ async fn handle(gw: &Gateway, req: Request) -> Response {
         Request::Status => {
             serde_json::to_value(super::status::of(gw)).map_or_else(|e| err(e.to_string()), ok)
         }
-        Request::StatsWrite => match crate::ops::stats_file::write(gw) {
+        Request::StatsWrite => match crate::ops::stats_file::write(gw).await {
             Ok(path) => ok(serde_json::json!({ "path": path })),
             Err(e) => err(e.to_string()),
         },
