@@ -63,6 +63,10 @@ pub struct Daemon {
     starts: u32,
     /// Extra environment for the process (e.g. NOTIFY_SOCKET).
     env: Vec<(String, String)>,
+    /// Standard error to a pipe nobody reads ([`Daemon::leave_stderr_unread`]),
+    /// and that pipe's read end, held open while the daemon runs.
+    stderr_unread: bool,
+    unread: Option<std::process::ChildStderr>,
 }
 
 impl Daemon {
@@ -104,6 +108,8 @@ impl Daemon {
             child: None,
             starts: 0,
             env: Vec::new(),
+            stderr_unread: false,
+            unread: None,
         })
     }
 
@@ -118,19 +124,32 @@ impl Daemon {
             .append(true)
             .open(&self.log_path)?;
         writeln!(log, "===== e2e: start #{} =====", self.starts)?;
-        let child = Command::new(&self.bin)
+        let stderr = if self.stderr_unread {
+            Stdio::piped()
+        } else {
+            Stdio::from(log.try_clone()?)
+        };
+        let mut child = Command::new(&self.bin)
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .arg("run")
             .arg("--config")
             .arg(&self.config_path)
             .current_dir(&self.dir)
             .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
+            .stdout(log)
+            .stderr(stderr)
             .spawn()
             .with_context(|| format!("starting {}", self.bin.display()))?;
+        self.unread = child.stderr.take();
         self.child = Some(child);
         Ok(())
+    }
+
+    /// From the next [`Daemon::spawn`] on, the daemon's standard error is
+    /// a pipe that nobody reads, as when journald or a container's log
+    /// driver stalls: once its 64 KiB are full, writes to it block.
+    pub fn leave_stderr_unread(&mut self) {
+        self.stderr_unread = true;
     }
 
     /// Waits until the SMTP port greets (with 220, or with a refusal when

@@ -181,6 +181,48 @@ fn load(gw: &Gateway, sessions: usize, messages: usize) -> Result<()> {
     Ok(())
 }
 
+#[test]
+fn mail_flows_while_nobody_reads_the_daemons_standard_error() -> Result<()> {
+    // Standard error (the default destination) is a pipe to journald or a
+    // container's log driver; when that stalls the pipe fills and a write
+    // to it blocks. Here nobody ever reads it: 300 messages at all.info
+    // log about 300 KiB, several times the pipe, and every one goes
+    // through; the lines wait in the daemon's queue (or are dropped and
+    // counted), and no thread that handles mail waits for them.
+    let dir = TestDir::new("log-stderr-stalled")?;
+    let sink = Sink::start(dir.path(), "sink")?;
+    let stats = StatsSetup::new(dir.path());
+    let config = stats
+        .apply(Config::new(dir.path()).route_to_port("*", sink.port))
+        .set_str("log", "destination", "stderr")
+        .set_list("log", "options", &["all.info"]);
+    let mut daemon = Daemon::new(&config)?;
+    daemon.leave_stderr_unread();
+    daemon.spawn()?;
+    daemon.wait_ready()?;
+    let messages = 300;
+    let out = smtp_source(&[
+        "-s",
+        "5",
+        "-m",
+        &messages.to_string(),
+        "-f",
+        "a@sender.test",
+        "-t",
+        "b@example.com",
+        &format!("127.0.0.1:{}", daemon.port),
+    ])?;
+    ensure!(out.status.success(), "smtp-source: {}", output_text(&out));
+    sink.wait_for_count(messages, DELIVERY_TIMEOUT)?;
+    // The statistics still answer, and say how the log is doing.
+    let m = stats.scrape()?;
+    ensure!(
+        m.get("mailward_log_lines_dropped_total", &[]).is_some(),
+        "/metrics answers while standard error is stuck"
+    );
+    Ok(())
+}
+
 /// Every line of a text log: a timestamp, a level, a target.
 fn well_formed(line: &str) -> bool {
     line.len() > 30

@@ -16,7 +16,8 @@
 //! client's text in a `%` field) is written as `\n`. JSON lines are
 //! serde_json's, valid for any input. Lines that cannot be written are
 //! dropped and counted ([`dropped`]): mail never waits for the log (a file
-//! line is one local append; syslog is queued to its own thread).
+//! line is one local append; syslog and the daemon's standard error are
+//! queued to threads of their own).
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -40,8 +41,9 @@ static DROPPED: AtomicU64 = AtomicU64::new(0);
 /// The installed log file, for [`reopen`].
 static LOG_FILE: Mutex<Option<Arc<RotatingFile>>> = Mutex::new(None);
 
-/// Log lines not written since start: syslog unreachable or too slow, or a
-/// log file that could not be written (`mailward_log_lines_dropped_total`).
+/// Log lines not written since start: syslog or the reader of standard
+/// error unreachable or too slow, or a log file that could not be written
+/// (`mailward_log_lines_dropped_total`).
 pub fn dropped() -> u64 {
     DROPPED.load(Ordering::Relaxed)
 }
@@ -183,30 +185,125 @@ impl std::io::Write for FileLine<'_> {
     }
 }
 
-/// Lines to standard error, escaped as [`one_line`] does.
+/// Lines to standard error, escaped as [`one_line`] does: through
+/// [`StderrQueue`] for the daemon, directly for one-shot commands.
 #[derive(Clone, Copy)]
-struct StderrLines(LogFormat);
+struct StderrLines {
+    format: LogFormat,
+    queued: bool,
+}
 
-struct StderrLine(LogFormat);
+struct StderrLine(StderrLines);
 
 impl MakeWriter<'_> for StderrLines {
     type Writer = StderrLine;
 
     fn make_writer(&self) -> StderrLine {
-        StderrLine(self.0)
+        StderrLine(*self)
     }
 }
 
 impl std::io::Write for StderrLine {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        // One write_all of the whole line: stderr is unbuffered, and lines
-        // of two threads must not interleave.
-        std::io::stderr().write_all(&one_line(buf, self.0))?;
+        let line = one_line(buf, self.0.format);
+        if self.0.queued {
+            StderrQueue::get().push(line.into_owned());
+        } else {
+            // One write_all of the whole line: stderr is unbuffered, and
+            // lines of two threads must not interleave.
+            std::io::stderr().write_all(&line)?;
+        }
         Ok(buf.len())
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
-        std::io::stderr().flush()
+        Ok(())
+    }
+}
+
+/// The daemon's lines to standard error, written by a thread of their
+/// own. Standard error is a pipe to journald or a container's log driver,
+/// and a write to a full pipe blocks: with journald stalled, or Docker's
+/// blocking log mode behind a dead collector, every thread that logs (the
+/// sessions' runtime threads, the scanners, the spool writer) would stop
+/// in `write(2)`, and mail with them. Lines queue instead (as syslog's
+/// do); past [`STDERR_QUEUE`] waiting lines they are dropped and counted
+/// (`mailward_log_lines_dropped_total`). [`LogGuard`] waits a moment for
+/// the queue at exit, so that the last lines (a stop, a start-up error)
+/// are not lost.
+struct StderrQueue(std::sync::mpsc::SyncSender<StderrMsg>);
+
+enum StderrMsg {
+    Line(Vec<u8>),
+    /// Answered once every line queued before it is written.
+    Flush(std::sync::mpsc::SyncSender<()>),
+}
+
+/// Lines that may wait for standard error.
+const STDERR_QUEUE: usize = 8192;
+
+impl StderrQueue {
+    fn get() -> &'static StderrQueue {
+        static QUEUE: std::sync::OnceLock<StderrQueue> = std::sync::OnceLock::new();
+        QUEUE.get_or_init(|| {
+            let (queue, lines) = std::sync::mpsc::sync_channel(STDERR_QUEUE);
+            // Should the thread not start, the receiver is gone and every
+            // line is written directly, as before.
+            let _ = std::thread::Builder::new()
+                .name("stderr-log".into())
+                .spawn(move || {
+                    use std::io::Write as _;
+                    for msg in lines {
+                        match msg {
+                            StderrMsg::Line(line) => {
+                                if std::io::stderr().write_all(&line).is_err() {
+                                    count_dropped(1);
+                                }
+                            }
+                            StderrMsg::Flush(done) => {
+                                let _ = done.send(());
+                            }
+                        }
+                    }
+                });
+            StderrQueue(queue)
+        })
+    }
+
+    fn push(&self, line: Vec<u8>) {
+        use std::sync::mpsc::TrySendError;
+        match self.0.try_send(StderrMsg::Line(line)) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => count_dropped(1),
+            Err(TrySendError::Disconnected(StderrMsg::Line(line))) => {
+                use std::io::Write as _;
+                if std::io::stderr().write_all(&line).is_err() {
+                    count_dropped(1);
+                }
+            }
+            Err(TrySendError::Disconnected(_)) => {}
+        }
+    }
+
+    /// Waits up to `wait` for the lines queued so far to be written.
+    fn flush(&self, wait: std::time::Duration) {
+        let until = std::time::Instant::now() + wait;
+        let (done, written) = std::sync::mpsc::sync_channel(1);
+        let mut msg = StderrMsg::Flush(done);
+        loop {
+            match self.0.try_send(msg) {
+                Ok(()) => break,
+                Err(std::sync::mpsc::TrySendError::Full(back)) => {
+                    if std::time::Instant::now() >= until {
+                        return;
+                    }
+                    msg = back;
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                Err(std::sync::mpsc::TrySendError::Disconnected(_)) => return,
+            }
+        }
+        let _ = written.recv_timeout(until.saturating_duration_since(std::time::Instant::now()));
     }
 }
 
@@ -274,13 +371,21 @@ pub enum LogError {
     AlreadyInstalled(String),
 }
 
-/// Returned by [`init`]; keep it for the life of the process. Nothing needs
-/// flushing today (every line is written as it comes), but a later buffered
-/// or rotating writer will flush when it drops.
+/// Returned by [`init`]; keep it for the life of the process. When it
+/// drops (the daemon's end), the lines still queued for standard error
+/// are given two seconds to be written.
 #[derive(Debug)]
-#[must_use = "logging stays installed, but keep the guard so later writers can flush on drop"]
+#[must_use = "logging stays installed, but keep the guard so that queued lines are written at exit"]
 pub struct LogGuard {
-    _private: (),
+    stderr: bool,
+}
+
+impl Drop for LogGuard {
+    fn drop(&mut self) {
+        if self.stderr {
+            StderrQueue::get().flush(std::time::Duration::from_secs(2));
+        }
+    }
 }
 
 /// Installs the global subscriber described by `log`.
@@ -292,7 +397,9 @@ pub fn init(log: &Log) -> Result<LogGuard, LogError> {
     if let Ok(mut slot) = LOG_FILE.lock() {
         *slot = file;
     }
-    Ok(LogGuard { _private: () })
+    Ok(LogGuard {
+        stderr: matches!(log.destination, LogDestination::Stderr),
+    })
 }
 
 /// Logging for one-shot CLI commands: warnings and errors to stderr as text
@@ -302,8 +409,11 @@ pub fn init_cli() {
         .ok()
         .flatten()
         .unwrap_or_else(|| EnvFilter::new("warn"));
-    let dispatch = text_dispatch(filter, StderrLines(LogFormat::Text), false);
-    let _ = dispatch.try_init();
+    let lines = StderrLines {
+        format: LogFormat::Text,
+        queued: false,
+    };
+    let _ = text_dispatch(filter, lines, false).try_init();
 }
 
 /// The subscriber described by `log`, not installed (for [`init`] and
@@ -320,15 +430,21 @@ fn build(log: &Log) -> Result<(Dispatch, Option<Arc<RotatingFile>>), LogError> {
             .map_err(|e| LogError::BadOptions(e.to_string()))?,
     };
     match &log.destination {
-        LogDestination::Stderr => Ok((
-            match log.format {
-                // No colours even on a terminal: their escape sequences
-                // would be escaped like a client's.
-                LogFormat::Text => text_dispatch(filter, StderrLines(log.format), false),
-                LogFormat::Json => json_dispatch(filter, StderrLines(log.format)),
-            },
-            None,
-        )),
+        LogDestination::Stderr => {
+            let lines = StderrLines {
+                format: log.format,
+                queued: true,
+            };
+            Ok((
+                match log.format {
+                    // No colours even on a terminal: their escape sequences
+                    // would be escaped like a client's.
+                    LogFormat::Text => text_dispatch(filter, lines, false),
+                    LogFormat::Json => json_dispatch(filter, lines),
+                },
+                None,
+            ))
+        }
         LogDestination::File(path) => {
             let file = Arc::new(RotatingFile::new(
                 path,
