@@ -9,7 +9,10 @@
 //! - the writer thread owns the socket. Local and UDP sockets are
 //!   non-blocking, a TCP connection has a short write timeout; a failed
 //!   send drops the line, counts it, and closes the connection, which is
-//!   tried again at most once a second while lines come;
+//!   tried again at most once a second while lines come (a full datagram
+//!   buffer loses its line only; a TCP write that timed out always closes,
+//!   since part of its frame may have left and the next frame must start
+//!   on a frame boundary);
 //! - when lines get through again, one warning says how many were dropped
 //!   meanwhile. The count since start is `mailward_log_lines_dropped_total`.
 //!
@@ -324,9 +327,15 @@ impl Writer {
                 }
             }
             Err(e) => {
-                // A full socket buffer (a slow reader) loses this line only;
-                // anything else closes the connection for a later retry.
-                if e.kind() != std::io::ErrorKind::WouldBlock {
+                // A full datagram socket buffer (a slow reader) loses this
+                // line only; anything else closes the connection for a
+                // later retry. So does a TCP write that timed out: part of
+                // the frame may be on the wire, and the next frame after
+                // it would be read from the middle of this one (octet
+                // counting has no resynchronisation).
+                let keep = e.kind() == std::io::ErrorKind::WouldBlock
+                    && !matches!(self.conn, Some(Conn::Tcp(_)));
+                if !keep {
                     self.conn = None;
                 }
                 self.dropped_since_ok += 1;
@@ -449,5 +458,62 @@ mod tests {
         w.deliver(b"lost");
         assert_eq!(w.dropped_since_ok, 1);
         assert!(super::super::logging::dropped() > before);
+    }
+
+    #[test]
+    fn a_tcp_write_that_times_out_never_leaves_a_broken_frame_behind() {
+        use std::io::Read;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let mut w = Writer {
+            transport: SyslogTransport::Tcp(addr.clone()),
+            conn: None,
+            next_try: Instant::now(),
+            dropped_since_ok: 0,
+            formatter: Arc::new(Formatter::new(
+                &target(SyslogTransport::Tcp(addr)),
+                SyslogFormat::Rfc3164,
+            )),
+        };
+        w.connect().unwrap();
+        let Some(Conn::Tcp(s)) = &w.conn else {
+            panic!("not connected")
+        };
+        s.set_write_timeout(Some(Duration::from_millis(50)))
+            .unwrap();
+        // The collector accepts and does not read: frames of 64 KiB fill
+        // both socket buffers until a write times out part-way.
+        let (mut peer, _) = listener.accept().unwrap();
+        let line = vec![b'x'; 64 * 1024];
+        let mut sent = 0;
+        while w.dropped_since_ok == 0 {
+            w.deliver(&line);
+            sent += 1;
+            assert!(sent < 10_000, "the socket never filled");
+        }
+        // The connection that holds a part frame is given up; what the
+        // collector reads on it is whole frames and then at most one cut
+        // frame, never a frame that starts inside another one.
+        assert!(w.conn.is_none(), "a timed-out TCP connection is kept");
+        let mut got = Vec::new();
+        peer.read_to_end(&mut got).unwrap();
+        let head = format!("{} ", line.len());
+        let mut rest = &got[..];
+        while rest.len() >= head.len() + line.len() {
+            assert!(
+                rest.starts_with(head.as_bytes()),
+                "a frame starts mid-frame"
+            );
+            assert!(rest[head.len()..head.len() + line.len()] == line[..]);
+            rest = &rest[head.len() + line.len()..];
+        }
+        // The next line goes out on a new connection, from a frame's start.
+        w.next_try = Instant::now();
+        w.deliver(b"after");
+        let (mut peer, _) = listener.accept().unwrap();
+        drop(w);
+        let mut got = String::new();
+        peer.read_to_string(&mut got).unwrap();
+        assert!(got.starts_with("5 after"), "{got:.40}");
     }
 }
