@@ -1221,3 +1221,78 @@ fn hostile_addresses_and_helo_names_break_no_rendering() -> Result<()> {
     );
     Ok(())
 }
+
+#[test]
+fn idle_metrics_and_admin_connections_past_their_limits_are_refused_and_mail_flows() -> Result<()> {
+    use std::io::Read;
+    use std::os::unix::net::UnixStream;
+    // Someone opens connections to the metrics port and the admin socket
+    // and leaves them idle (a broken scraper, a script gone wild). Past
+    // their limits (32 and 16) the gateway refuses more at once, with an
+    // answer that says why, instead of spending the descriptors that SMTP
+    // sessions need; idle ones are closed after 10 s.
+    let rig = Rig::start("stats-conn-limits", |c| c)?;
+    let metrics = format!("127.0.0.1:{}", rig.stats.metrics_port);
+    let mut idle_http = Vec::new();
+    for _ in 0..32 {
+        idle_http.push(std::net::TcpStream::connect(&metrics)?);
+    }
+    let socket = rig.dir.path().join("data").join("admin.sock");
+    let mut idle_admin = Vec::new();
+    for _ in 0..16 {
+        idle_admin.push(UnixStream::connect(&socket)?);
+    }
+    // The accept loops take the idle connections in order; the next ones
+    // are refused. Asked again until they are (accepts are asynchronous).
+    let refused = wait_until(
+        "a 33rd metrics connection refused",
+        Duration::from_secs(10),
+        || {
+            let mut extra = std::net::TcpStream::connect(&metrics)?;
+            extra.set_read_timeout(Some(Duration::from_secs(2)))?;
+            let mut answer = String::new();
+            let _ = extra.read_to_string(&mut answer);
+            Ok(answer.starts_with("HTTP/1.1 503").then_some(answer))
+        },
+    )?;
+    ensure!(
+        refused.contains("at most 32 metrics connections"),
+        "the 503 does not say why: {refused}"
+    );
+    let out = rig.daemon.cli(&["queue", "list"])?;
+    let text = output_text(&out);
+    ensure!(
+        !out.status.success() && text.contains("16 admin connections"),
+        "a 17th admin connection was not refused with a reason: {text}"
+    );
+    // Mail does not notice.
+    send_one(rig.daemon.port, "someone@example.com")?;
+    rig.sink.wait_for_count(1, DELIVERY_TIMEOUT)?;
+    // An idle connection is closed once its 10 s for a request are over:
+    // the admin one is told so, the metrics one simply closed.
+    let mut answer = String::new();
+    idle_admin[0].set_read_timeout(Some(Duration::from_secs(20)))?;
+    idle_admin[0].read_to_string(&mut answer)?;
+    ensure!(
+        answer.contains("no request within 10 s"),
+        "idle admin connection: {answer}"
+    );
+    let mut rest = Vec::new();
+    idle_http[0].set_read_timeout(Some(Duration::from_secs(20)))?;
+    let closed = matches!(idle_http[0].read_to_end(&mut rest), Ok(_));
+    ensure!(closed, "an idle metrics connection stayed open past 20 s");
+    // With the idle ones gone, scrapes and commands are served again.
+    drop(idle_http);
+    drop(idle_admin);
+    wait_until(
+        "a scrape after the idle connections closed",
+        Duration::from_secs(5),
+        || Ok(Some(rig.stats.scrape()?)),
+    )?;
+    wait_until(
+        "a command after the idle connections closed",
+        Duration::from_secs(5),
+        || Ok(Some(rig.daemon.cli_ok(&["queue", "list"])?)),
+    )?;
+    Ok(())
+}

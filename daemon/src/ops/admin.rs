@@ -16,6 +16,17 @@ use tokio::net::{UnixListener, UnixStream};
 /// Longest request we read.
 const MAX_REQUEST: u64 = 64 * 1024;
 
+/// Admin connections served at once (`mailward` commands, scripts); past
+/// this one is refused with an error it can show.
+const MAX_CONNECTIONS: usize = 16;
+
+/// Time for a connection's request line to arrive. The CLI sends it at
+/// once; a client that connects and says nothing gives its slot back.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Time for a response to be taken by a client that does not read.
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(60);
+
 #[derive(Debug, thiserror::Error)]
 pub enum AdminError {
     #[error("admin socket {path}: {source}")]
@@ -498,26 +509,46 @@ pub fn start(gw: Arc<Gateway>, path: &Path) -> Result<(), AdminError> {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660)).map_err(io)?;
     tokio::spawn(async move {
+        let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
         loop {
             let Ok((stream, _)) = listener.accept().await else {
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             };
+            let Ok(slot) = slots.clone().try_acquire_owned() else {
+                // Answered at once and never waited for: a command left
+                // hanging (or a script gone wild) must not take the
+                // descriptors that SMTP sessions need.
+                if let Ok(mut bytes) = serde_json::to_vec(&err(format!(
+                    "the daemon is serving {MAX_CONNECTIONS} admin connections already; try again in a moment"
+                ))) {
+                    bytes.push(b'\n');
+                    let _ = stream.try_write(&bytes);
+                }
+                continue;
+            };
             let gw = gw.clone();
             tokio::spawn(async move {
+                let _slot = slot;
                 let (read, mut write) = stream.into_split();
                 let mut line = String::new();
                 let mut reader = BufReader::new(read.take(MAX_REQUEST));
-                let response = match reader.read_line(&mut line).await {
-                    Ok(_) => match serde_json::from_str::<Request>(&line) {
+                let response = match tokio::time::timeout(
+                    REQUEST_TIMEOUT,
+                    reader.read_line(&mut line),
+                )
+                .await
+                {
+                    Ok(Ok(_)) => match serde_json::from_str::<Request>(&line) {
                         Ok(req) => handle(&gw, req).await,
                         Err(e) => err(format!("bad request: {e}")),
                     },
-                    Err(e) => err(format!("cannot read request: {e}")),
+                    Ok(Err(e)) => err(format!("cannot read request: {e}")),
+                    Err(_) => err(format!("no request within {} s", REQUEST_TIMEOUT.as_secs())),
                 };
                 if let Ok(mut bytes) = serde_json::to_vec(&response) {
                     bytes.push(b'\n');
-                    let _ = write.write_all(&bytes).await;
+                    let _ = tokio::time::timeout(RESPONSE_TIMEOUT, write.write_all(&bytes)).await;
                 }
             });
         }
@@ -539,9 +570,16 @@ pub async fn call(path: &Path, req: &Request) -> Result<serde_json::Value, Admin
         path: path.to_path_buf(),
         source,
     };
-    stream.write_all(&bytes).await.map_err(io)?;
+    // A daemon that refuses the connection (too many at once) answers and
+    // closes without reading: the write may fail, and its answer is still
+    // there to read.
+    let written = stream.write_all(&bytes).await;
     let mut out = Vec::new();
-    stream.read_to_end(&mut out).await.map_err(io)?;
+    let read = stream.read_to_end(&mut out).await;
+    if out.is_empty() {
+        written.map_err(io)?;
+        read.map_err(io)?;
+    }
     let resp: Response =
         serde_json::from_slice(&out).map_err(|e| AdminError::BadResponse(e.to_string()))?;
     if resp.ok {

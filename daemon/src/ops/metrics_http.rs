@@ -1,17 +1,22 @@
 //! The Prometheus endpoint: `GET /metrics` on `metrics.listen` renders one
 //! snapshot of the statistics model. Anything else gets 404. A scrape never
 //! waits on mail processing (the snapshot copies atomics), and a failing or
-//! absent scraper never affects mail.
+//! absent scraper never affects mail: at most [`MAX_CONNECTIONS`] are served
+//! at once (the daemon's descriptors are the sessions' too), a connection
+//! that sends no request head within [`HEAD_TIMEOUT`] is closed, and one is
+//! never kept past [`CONNECTION_LIFETIME`].
 
 use crate::gateway::Gateway;
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 
 #[derive(Debug, thiserror::Error)]
 #[error("cannot serve metrics on {addr}: {source}")]
@@ -68,25 +73,65 @@ pub async fn bind(addr: SocketAddr) -> Result<TcpListener, MetricsError> {
         .map_err(|source| MetricsError { addr, source })
 }
 
+/// Connections served at once. A Prometheus server keeps one; a handful
+/// of scrapers, health checks and a person with curl fit many times over.
+/// Past this, a connection is answered 503 and closed: a scrape storm or a
+/// client that opens connections and leaves them idle must not take the
+/// descriptors and memory that SMTP sessions need.
+pub const MAX_CONNECTIONS: usize = 32;
+
+/// Time for a request head to arrive, first or next on a kept connection.
+pub const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A connection is closed this long after it opened, whatever it does.
+pub const CONNECTION_LIFETIME: Duration = Duration::from_secs(60);
+
+/// What a connection past [`MAX_CONNECTIONS`] reads before it is closed.
+fn busy_response() -> Vec<u8> {
+    let body = format!("Mailward serves at most {MAX_CONNECTIONS} metrics connections at once.\n");
+    format!(
+        "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nRetry-After: 1\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
 /// Serves `listener` in the background.
 pub fn serve(gw: Arc<Gateway>, listener: TcpListener) {
     tokio::spawn(async move {
+        let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+        let busy = busy_response();
+        let mut last_warning: Option<Instant> = None;
         loop {
             let (tcp, _) = match listener.accept().await {
                 Ok(pair) => pair,
                 Err(e) => {
                     tracing::warn!(target: "app", error = %e, "Metrics accept failed.");
-                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
                     continue;
                 }
             };
+            let Ok(slot) = slots.clone().try_acquire_owned() else {
+                // Best effort and never waited for: the socket's buffer
+                // takes these few octets, or the client goes without.
+                let _ = tcp.try_write(&busy);
+                drop(tcp);
+                if last_warning.is_none_or(|t| t.elapsed() >= Duration::from_secs(60)) {
+                    last_warning = Some(Instant::now());
+                    tracing::warn!(target: "app", limit = MAX_CONNECTIONS, "Metrics connections over the limit are answered 503 (this warning is given at most once a minute).");
+                }
+                continue;
+            };
             let gw = gw.clone();
             tokio::spawn(async move {
+                let _slot = slot;
                 let service = hyper::service::service_fn(move |req| handle(gw.clone(), req));
                 let conn = hyper::server::conn::http1::Builder::new()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(HEAD_TIMEOUT)
                     .serve_connection(TokioIo::new(tcp), service);
                 // A scraper that stalls is cut off rather than held forever.
-                let _ = tokio::time::timeout(std::time::Duration::from_secs(60), conn).await;
+                let _ = tokio::time::timeout(CONNECTION_LIFETIME, conn).await;
             });
         }
     });
