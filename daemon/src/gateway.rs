@@ -74,7 +74,8 @@ pub struct Gateway {
     /// client watch it, so that idle ones get the stress deadline as soon
     /// as the load rises, not after their normal timeout.
     stress: watch::Sender<bool>,
-    /// Open inbound sessions per client address.
+    /// Open inbound sessions per client address (per network for IPv6:
+    /// [`client_network`]).
     per_ip: Mutex<HashMap<IpAddr, u32>>,
     /// Becomes true when the gateway stops.
     pub shutdown: watch::Receiver<bool>,
@@ -375,17 +376,39 @@ impl Gateway {
         let Ok(mut per_ip) = self.per_ip.lock() else {
             return Err("421 4.3.0 Internal error, try again later");
         };
-        let n = per_ip.entry(ip).or_insert(0);
+        let mut slot = slot;
+        // Counted by the network the slot remembers, so that a reload
+        // that changes the prefix gives the slot back where it was taken.
+        slot.ip = client_network(ip, cfg.limits.incoming_sessions_per_ipv6_prefix);
+        let n = per_ip.entry(slot.ip).or_insert(0);
         *n += 1;
         let over = *n > cfg.limits.incoming_sessions_per_ip;
         // The guard must go before `slot` can drop: its Drop takes the lock.
         drop(per_ip);
-        let mut slot = slot;
         slot.counted_ip = true;
         if over {
             return Err("421 4.7.0 Too many sessions from your address, try again later");
         }
         Ok(slot)
+    }
+}
+
+/// What `limits.incoming_sessions_per_ip` counts a client by: an IPv4
+/// address itself (an IPv4-mapped IPv6 one as IPv4), an IPv6 address by
+/// its first `ipv6_prefix` bits. One IPv6 site is given a /64 or more, and
+/// a client that picks a new address from it for every connection would
+/// otherwise never meet the limit.
+pub fn client_network(ip: IpAddr, ipv6_prefix: u8) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let bits = u32::from(ipv6_prefix.min(128));
+                let mask = u128::MAX.checked_shl(128 - bits).unwrap_or(0);
+                IpAddr::V6(std::net::Ipv6Addr::from(u128::from(v6) & mask))
+            }
+        },
     }
 }
 
@@ -430,6 +453,7 @@ impl SessionCount {
 /// A held session slot; dropping it frees the slot.
 pub struct SessionSlot {
     gateway: Arc<Gateway>,
+    /// What `per_ip` counts this client by ([`client_network`]).
     ip: IpAddr,
     counted_ip: bool,
     /// Given back early by [`SessionSlot::release_for_stress`].
@@ -488,6 +512,31 @@ mod tests {
         cfg.limits.incoming_sessions = sessions;
         cfg.limits.stress_percent = percent;
         cfg.limits
+    }
+
+    #[test]
+    fn ipv6_clients_are_counted_by_their_network() {
+        let ip = |s: &str| match s.parse::<IpAddr>() {
+            Ok(ip) => ip,
+            Err(e) => panic!("{s}: {e}"),
+        };
+        // IPv4 as it is, mapped IPv4 as IPv4, whatever the prefix.
+        assert_eq!(client_network(ip("192.0.2.7"), 64), ip("192.0.2.7"));
+        assert_eq!(client_network(ip("::ffff:192.0.2.7"), 64), ip("192.0.2.7"));
+        // Two addresses of one /64 are one client at 64, two at 128.
+        let a = ip("2001:db8:1:2:aaaa::1");
+        let b = ip("2001:db8:1:2:bbbb:cccc:dddd:eeee");
+        assert_eq!(client_network(a, 64), ip("2001:db8:1:2::"));
+        assert_eq!(client_network(a, 64), client_network(b, 64));
+        assert_ne!(client_network(a, 128), client_network(b, 128));
+        assert_eq!(client_network(a, 128), a);
+        // Prefixes not on a group boundary, and the edges.
+        assert_eq!(
+            client_network(ip("2001:db8:ffff::1"), 36),
+            ip("2001:db8:f000::")
+        );
+        assert_eq!(client_network(ip("2001:db8::1"), 0), ip("::"));
+        assert_eq!(client_network(ip("2001:db8::1"), 200), ip("2001:db8::1"));
     }
 
     #[test]

@@ -50,7 +50,7 @@ raw_table!(RawServer; hostname, authserv_id, user, group, postmaster, data_dir, 
 raw_table!(RawNetwork; listen_on, protected_domains, relay_networks, tls_certificate, tls_key);
 raw_table!(RawAccess; connect_rules, helo_rules, mail_from_rules, rcpt_rules, dnsbl, dns_resolver);
 raw_table!(RawLimits;
-    incoming_sessions, incoming_sessions_per_ip, outgoing_sessions, outgoing_sessions_per_host,
+    incoming_sessions, incoming_sessions_per_ip, incoming_sessions_per_ipv6_prefix, outgoing_sessions, outgoing_sessions_per_host,
     antiviral_sessions, max_message_size, max_messages_per_session, max_rcpts_per_message,
     max_session_size, max_hops, min_queue_free_space, min_data_rate, stress_percent, scan_memory);
 raw_table!(RawTimeouts;

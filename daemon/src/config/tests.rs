@@ -657,3 +657,17 @@ fn the_authserv_id_is_the_hostname_unless_set_and_must_be_a_name() {
     assert!(p[0].contains("like \"mx.example.org\""), "{p:?}");
     assert!(p[1].contains("like \"zen.example.org\""), "{p:?}");
 }
+
+#[test]
+fn the_ipv6_prefix_of_the_per_ip_limit_is_a_prefix_length_that_keeps_clients_apart() {
+    let ok = |v: &str| {
+        let text = format!("[limits]\nincoming_sessions_per_ipv6_prefix = {v}\n");
+        problems(&text)
+    };
+    assert!(ok("48").is_empty() && ok("128").is_empty());
+    assert_eq!(
+        ok("16"),
+        vec!["mailward.toml:2: limits.incoming_sessions_per_ipv6_prefix: must be a prefix length from 32 to 128, got 16 (shorter would count a whole provider as one client)".to_string()]
+    );
+    assert_eq!(ok("129").len(), 1);
+}

@@ -142,6 +142,9 @@ pub struct Limits {
     pub incoming_sessions: u32,
     /// Open inbound sessions from one client address at most.
     pub incoming_sessions_per_ip: u32,
+    /// Leading bits by which IPv6 clients are counted for
+    /// `incoming_sessions_per_ip` (32 to 128).
+    pub incoming_sessions_per_ipv6_prefix: u8,
     /// Open outbound SMTP sessions at most.
     pub outgoing_sessions: u32,
     /// Open outbound sessions to one next hop at most.

@@ -611,6 +611,18 @@ fn limits(ctx: &mut Ctx<'_>, raw: &RawLimits) -> Limits {
     Limits {
         incoming_sessions: get!(ctx, p, raw.incoming_sessions, count).unwrap_or(200),
         incoming_sessions_per_ip: get!(ctx, p, raw.incoming_sessions_per_ip, count).unwrap_or(20),
+        incoming_sessions_per_ipv6_prefix: get!(
+            ctx,
+            p,
+            raw.incoming_sessions_per_ipv6_prefix,
+            |v: &Value| match uint32(v)? {
+                n @ 32..=128 => Ok(n as u8),
+                n => Err(format!(
+                    "must be a prefix length from 32 to 128, got {n} (shorter would count a whole provider as one client)"
+                )),
+            }
+        )
+        .unwrap_or(64),
         outgoing_sessions: get!(ctx, p, raw.outgoing_sessions, count).unwrap_or(100),
         outgoing_sessions_per_host: get!(ctx, p, raw.outgoing_sessions_per_host, count)
             .unwrap_or(10),
