@@ -81,6 +81,8 @@ pub struct Gateway {
     pub shutdown: watch::Receiver<bool>,
     /// The scan engine: compiled signature bases and scan workers.
     pub scanner: Arc<crate::check::Engine>,
+    /// Messages whose checks go on after the reply, bounded.
+    pub backlog: Arc<crate::policy::backlog::Backlog>,
     /// Where notifications go (the SNMP side registers itself at start;
     /// until then, and without it, they are only logged).
     notifier: std::sync::OnceLock<Notifier>,
@@ -113,6 +115,7 @@ impl Gateway {
             per_ip: Mutex::new(HashMap::new()),
             shutdown,
             scanner,
+            backlog: Arc::default(),
             notifier: std::sync::OnceLock::new(),
         }
     }

@@ -227,9 +227,7 @@ pub async fn run(
         scanner,
         stop_rx,
     ));
-    for env in unscanned {
-        tokio::spawn(crate::policy::execute::recheck(gw.clone(), env));
-    }
+    tokio::spawn(recheck_all(gw.clone(), unscanned));
     tokio::spawn(crate::store::Stores::expire_periodically(
         stores,
         gw.shutdown.clone(),
@@ -437,6 +435,30 @@ async fn reload(gw: &Gateway, path: Option<&Path>, overrides: &Overrides) -> Str
             .emit(gw);
             message
         }
+    }
+}
+
+/// Checks the messages a stop left spooled but unchecked, a few at a time:
+/// each is read from the spool only when a worker is about to be free for
+/// it, so that thousands left by a crash are not all in memory at once
+/// (and new mail gets its turn at the workers meanwhile).
+async fn recheck_all(gw: Arc<Gateway>, unscanned: Vec<crate::envelope::Envelope>) {
+    if unscanned.is_empty() {
+        return;
+    }
+    let total = unscanned.len();
+    let at_once = (gw.config().limits.antiviral_sessions as usize).max(1) * 2;
+    let slots = Arc::new(tokio::sync::Semaphore::new(at_once));
+    tracing::info!(target: "scan", messages = total, "Checking the messages a stop left unchecked.");
+    for env in unscanned {
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return;
+        };
+        let gw = gw.clone();
+        tokio::spawn(async move {
+            crate::policy::execute::recheck(gw, env).await;
+            drop(slot);
+        });
     }
 }
 

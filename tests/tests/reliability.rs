@@ -10,7 +10,8 @@
 //! - queued mail is private whatever the umask;
 //! - findings logged per message are capped; SIZE and duplicate
 //!   parameters get the right replies; SIGHUP keeps restart-only keys;
-//!   zip bombs scanned at once share one memory bound.
+//!   zip bombs scanned at once share one memory bound; the checks left
+//!   behind a reply hold at most limits.scan_memory, then clients wait.
 //!
 //! The chaos suite (`tests/chaos/run`) drives the same faults at scale.
 
@@ -560,5 +561,68 @@ fn zip_bombs_scanned_at_once_share_one_memory_bound() -> Result<()> {
         errors >= refused as usize,
         "a refused scan is av/error, never clean ({errors} errors)"
     );
+    Ok(())
+}
+
+#[test]
+fn checks_left_behind_the_reply_are_bounded_and_then_clients_wait() -> Result<()> {
+    // Sessions wait 1 ms for their checks, then answer 250 and leave the
+    // checks to the background; the background holds at most
+    // limits.scan_memory (64 KiB here) of messages, one always. The
+    // checks are slow for sure: the DNS server takes the DMARC look-up
+    // after DATA and never answers (2 s). Eight clients end their 200 KB
+    // messages together: one leaves its checks behind, the others find
+    // the background full and wait for their verdicts; every message is
+    // delivered, checked.
+    let silent = std::net::UdpSocket::bind(("127.0.0.1", free_port()))?;
+    let resolver = silent.local_addr()?.to_string();
+    let gw = Gateway::start("backlog", |c| {
+        c.set_str("timeouts", "scan_in_session", "1ms")
+            .set_str("limits", "scan_memory", "64KiB")
+            // An outside client: DKIM and DMARC are checked after DATA.
+            .set("network", "relay_networks", "[]")
+            .set_str("access", "dns_resolver", &resolver)
+            .set_str("timeouts", "dns", "2s")
+            .set_str("spam", "spf", "off")
+    })?;
+    let messages = 8;
+    let out = tools::smtp_source(&[
+        "-s",
+        "8",
+        "-m",
+        &messages.to_string(),
+        "-l",
+        "200000",
+        "-f",
+        "a@sender.test",
+        "-t",
+        "b@example.com",
+        &format!("127.0.0.1:{}", gw.daemon.port),
+    ])?;
+    ensure!(
+        out.status.success(),
+        "smtp-source: {}",
+        tools::output_text(&out)
+    );
+    let got = gw
+        .sink
+        .wait_for_count(messages, DELIVERY_TIMEOUT)
+        .map_err(|e| e.context(gw.daemon.log()))?;
+    for m in &got {
+        ensure!(
+            m.header("X-Mailward-AV")
+                .is_some_and(|v| v.starts_with("clean;")),
+            "a message was delivered without its verdict: {:?}",
+            m.headers()
+        );
+    }
+    let log = gw.daemon.log();
+    let behind = log.matches("The checks go on after the reply").count();
+    let waited = log.matches("this session waits for its verdict").count();
+    ensure!(
+        behind >= 1 && waited >= 1 && behind + waited == messages,
+        "{behind} messages left their checks behind the reply and {waited} sessions waited; want both, {messages} in all:\n{log}"
+    );
+    drop(silent);
     Ok(())
 }

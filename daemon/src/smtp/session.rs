@@ -957,18 +957,57 @@ impl Session {
         // 250, where a refusal becomes a block.
         use crate::policy::execute::{self, Answer};
         let (handoff, mut verdict) = tokio::sync::oneshot::channel();
+        // The message's place in the background backlog, once the session
+        // leaves its checks there; freed when the last holder of `place`
+        // (the session's same-instant task or the judging task) is done.
+        let place = std::sync::Arc::new(std::sync::OnceLock::new());
         {
             let (gw, env, raw) = (self.gw.clone(), envelope.clone(), bytes.clone());
+            let place = place.clone();
             tokio::spawn(async move {
                 let v = execute::judge(&gw, &env, raw.clone(), true).await;
                 // The session gave up waiting: carry it out here.
                 if let Err(v) = handoff.send(v) {
                     execute::execute(&gw, env, raw, v, false).await;
                 }
+                drop(place);
             });
         }
-        let answer = match tokio::time::timeout(execute::session_wait(&self.gw), &mut verdict).await
-        {
+        let waited = tokio::time::timeout(execute::session_wait(&self.gw), &mut verdict).await;
+        let waited = match waited {
+            Err(elapsed) => {
+                let cfg = self.gw.config();
+                let size = bytes.len() as u64;
+                match self.gw.backlog.take(size, cfg.limits.scan_memory.0) {
+                    Some(p) => {
+                        let _ = place.set(p);
+                        Err(elapsed)
+                    }
+                    None => {
+                        // The background is full: this client waits for
+                        // its verdict, and so sends no more meanwhile; for
+                        // timeouts.scan at most, so that the reply still
+                        // comes within a client's (or Postfix's proxy)
+                        // patience. Then the message goes to the
+                        // background whatever it holds.
+                        tracing::info!(target: "scan", queue_id = %id,
+                            backlog_bytes = self.gw.backlog.bytes(),
+                            "The checks after the reply are behind (limits.scan_memory); this session waits for its verdict.");
+                        match tokio::time::timeout(cfg.timeouts.scan.get(), &mut verdict).await {
+                            Ok(done) => Ok(done),
+                            Err(elapsed) => {
+                                if let Some(p) = self.gw.backlog.take(size, u64::MAX) {
+                                    let _ = place.set(p);
+                                }
+                                Err(elapsed)
+                            }
+                        }
+                    }
+                }
+            }
+            done => done,
+        };
+        let answer = match waited {
             Ok(Ok(v)) => execute::execute(&self.gw, envelope, bytes, v, true).await,
             // The task ended without a verdict (it cannot, short of a bug):
             // the message stays unchecked in the spool for the next start.
@@ -979,8 +1018,10 @@ impl Session {
                 verdict.close();
                 if let Ok(v) = verdict.try_recv() {
                     let gw = self.gw.clone();
+                    let place = place.clone();
                     tokio::spawn(async move {
                         execute::execute(&gw, envelope, bytes, v, false).await;
+                        drop(place);
                     });
                 }
                 tracing::info!(target: "scan", queue_id = %id,
