@@ -39,7 +39,9 @@ pub use dns::Dns;
 pub use scripted::ScriptedServer;
 pub use sink::{Sink, SinkMessage};
 pub use smtp::{Reply, SmtpClient};
-pub use tools::{free_port, read_resource, require, resource, swaks, wait_until, TestDir};
+pub use tools::{
+    bind_free_udp, free_port, read_resource, require, resource, swaks, wait_until, TestDir,
+};
 
 /// How long a relayed message may take to reach the next hop.
 pub const DELIVERY_TIMEOUT: Duration = Duration::from_secs(60);

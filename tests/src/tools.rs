@@ -105,6 +105,22 @@ pub fn free_port() -> u16 {
     }
 }
 
+/// A UDP socket bound on 127.0.0.1 to one of [`free_port`]'s ports. The
+/// port can be taken between the probe and this bind (the daemons' DNS
+/// resolver sends from random ports, below the ephemeral range too), so
+/// another port is tried then.
+pub fn bind_free_udp() -> std::io::Result<UdpSocket> {
+    let mut last = None;
+    for _ in 0..50 {
+        match UdpSocket::bind(("127.0.0.1", free_port())) {
+            Ok(socket) => return Ok(socket),
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => last = Some(e),
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| std::io::Error::other("no free UDP port")))
+}
+
 /// Whether no TCP socket on 127.0.0.1 holds `port`, not even one in
 /// TIME_WAIT: the probe binds without `SO_REUSEADDR` (which
 /// `TcpListener::bind` sets), because a port an earlier test's daemon

@@ -21,7 +21,7 @@ fn listed_in(zone: &str) -> String {
 /// TCP as well as UDP: a port the kernel picked for UDP can be any
 /// outgoing TCP connection's source port by then.
 fn silent_dns() -> Result<(std::net::UdpSocket, String)> {
-    let silent = std::net::UdpSocket::bind(("127.0.0.1", free_port()))?;
+    let silent = bind_free_udp()?;
     let address = silent.local_addr()?.to_string();
     Ok((silent, address))
 }

@@ -574,7 +574,7 @@ fn checks_left_behind_the_reply_are_bounded_and_then_clients_wait() -> Result<()
     // messages together: one leaves its checks behind, the others find
     // the background full and wait for their verdicts; every message is
     // delivered, checked.
-    let silent = std::net::UdpSocket::bind(("127.0.0.1", free_port()))?;
+    let silent = bind_free_udp()?;
     let resolver = silent.local_addr()?.to_string();
     let gw = Gateway::start("backlog", |c| {
         c.set_str("timeouts", "scan_in_session", "1ms")
