@@ -523,7 +523,11 @@ pub fn start(gw: Arc<Gateway>, path: &Path) -> Result<(), AdminError> {
                     "the daemon is serving {MAX_CONNECTIONS} admin connections already; try again in a moment"
                 ))) {
                     bytes.push(b'\n');
-                    let _ = stream.try_write(&bytes);
+                    // Tried at once on the std socket (non-blocking).
+                    if let Ok(mut std_stream) = stream.into_std() {
+                        use std::io::Write as _;
+                        let _ = std_stream.write(&bytes);
+                    }
                 }
                 continue;
             };

@@ -113,9 +113,19 @@ pub fn serve(gw: Arc<Gateway>, listener: TcpListener) {
             };
             let Ok(slot) = slots.clone().try_acquire_owned() else {
                 // Best effort and never waited for: the socket's buffer
-                // takes these few octets, or the client goes without.
-                let _ = tcp.try_write(&busy);
-                drop(tcp);
+                // takes these few octets, or the client goes without. (As
+                // a std socket, still non-blocking, the write is tried at
+                // once; tokio's would wait for the reactor to have seen
+                // the new socket writable.)
+                if let Ok(mut std_tcp) = tcp.into_std() {
+                    use std::io::{Read as _, Write as _};
+                    let _ = std_tcp.write(&busy);
+                    // A request already here is read off, so that closing
+                    // sends FIN after the 503 rather than a reset that
+                    // could make the client lose it.
+                    let _ = std_tcp.shutdown(std::net::Shutdown::Write);
+                    let _ = std_tcp.read(&mut [0u8; 4096]);
+                }
                 if last_warning.is_none_or(|t| t.elapsed() >= Duration::from_secs(60)) {
                     last_warning = Some(Instant::now());
                     tracing::warn!(target: "app", limit = MAX_CONNECTIONS, "Metrics connections over the limit are answered 503 (this warning is given at most once a minute).");
