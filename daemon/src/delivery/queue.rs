@@ -277,6 +277,9 @@ impl Queue {
             return Vec::new();
         };
         let mut out: Vec<Envelope> = inner.entries.values().map(|e| e.envelope.clone()).collect();
+        // Sorted after the lock is let go: deliveries and new mail wait
+        // for the copy only, not for the sort of a long queue.
+        drop(inner);
         out.sort_by(|a, b| (a.received_at, &a.id).cmp(&(b.received_at, &b.id)));
         out
     }
