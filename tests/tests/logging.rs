@@ -165,6 +165,11 @@ fn mail_flows_while_rsyslog_is_dead_and_the_lost_lines_are_counted() -> Result<(
 /// `messages` messages over `sessions` parallel sessions with smtp-source,
 /// all delivered to the sink.
 fn load(gw: &Gateway, sessions: usize, messages: usize) -> Result<()> {
+    load_to(gw.port(), &gw.sink, sessions, messages)
+}
+
+/// [`load`] for a daemon on `port` that delivers to `sink`.
+fn load_to(port: u16, sink: &Sink, sessions: usize, messages: usize) -> Result<()> {
     let out = smtp_source(&[
         "-s",
         &sessions.to_string(),
@@ -174,10 +179,10 @@ fn load(gw: &Gateway, sessions: usize, messages: usize) -> Result<()> {
         "a@sender.test",
         "-t",
         "b@example.com",
-        &format!("127.0.0.1:{}", gw.port()),
+        &format!("127.0.0.1:{port}"),
     ])?;
     ensure!(out.status.success(), "smtp-source: {}", output_text(&out));
-    gw.sink.wait_for_count(messages, DELIVERY_TIMEOUT)?;
+    sink.wait_for_count(messages, DELIVERY_TIMEOUT)?;
     Ok(())
 }
 
@@ -200,20 +205,7 @@ fn mail_flows_while_nobody_reads_the_daemons_standard_error() -> Result<()> {
     daemon.leave_stderr_unread();
     daemon.spawn()?;
     daemon.wait_ready()?;
-    let messages = 300;
-    let out = smtp_source(&[
-        "-s",
-        "5",
-        "-m",
-        &messages.to_string(),
-        "-f",
-        "a@sender.test",
-        "-t",
-        "b@example.com",
-        &format!("127.0.0.1:{}", daemon.port),
-    ])?;
-    ensure!(out.status.success(), "smtp-source: {}", output_text(&out));
-    sink.wait_for_count(messages, DELIVERY_TIMEOUT)?;
+    load_to(daemon.port, &sink, 5, 300)?;
     // The statistics still answer, and say how the log is doing.
     let m = stats.scrape()?;
     ensure!(
