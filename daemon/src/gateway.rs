@@ -81,8 +81,9 @@ pub struct Gateway {
     pub shutdown: watch::Receiver<bool>,
     /// The scan engine: compiled signature bases and scan workers.
     pub scanner: Arc<crate::check::Engine>,
-    /// Messages whose checks go on after the reply, bounded.
-    pub backlog: Arc<crate::policy::backlog::Backlog>,
+    /// Messages whose checks go on after the reply, bounded by
+    /// `limits.scan_memory` ([`crate::budget`]).
+    pub backlog: Arc<crate::budget::Budget>,
     /// Where notifications go (the SNMP side registers itself at start;
     /// until then, and without it, they are only logged).
     notifier: std::sync::OnceLock<Notifier>,

@@ -40,6 +40,7 @@ pub mod store;
 pub mod delivery;
 
 pub mod auth;
+pub mod budget;
 pub mod config;
 pub mod dns;
 pub mod envelope;

@@ -10,15 +10,12 @@
 //!   archive copies; notifications.
 //! - [`verdict`]: the checks and the plans of one message, on a scan worker
 //!   (the part edits need the parsed message), with each group's bytes.
-//! - [`backlog`]: the checks that go on after the reply, held within
-//!   `limits.scan_memory`.
 //! - [`execute`]: carrying the plans out (stores, spool, queue), saying
 //!   what happened with events only.
 //! - [`edit`], [`subject`]: the byte-level edits; [`notify`]: notifications.
 //! - [`verdict_headers`]: only the verdict headers this gateway writes
 //!   leave it (the ones a message comes with are removed on delivery).
 
-pub mod backlog;
 pub mod edit;
 pub mod execute;
 pub mod milter;

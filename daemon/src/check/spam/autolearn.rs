@@ -15,6 +15,7 @@
 use super::model::Class;
 use super::store::{Edit, Store};
 use super::Evidence;
+use crate::budget::{Budget, Share};
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -28,6 +29,9 @@ pub const HAM_POINTS: f64 = 0.0;
 const BATCH_WAIT: Duration = Duration::from_secs(5);
 /// Messages waiting to be learnt, at most.
 const QUEUE: usize = 1000;
+/// Their bytes together, at most: they wait while the store is slow
+/// (Redis), and 1,000 messages of 20 MiB would be 20 GiB.
+const QUEUE_BYTES: u64 = 64 * 1024 * 1024;
 
 /// What a verdict teaches, if anything.
 pub fn lesson(e: &Evidence) -> Option<Class> {
@@ -49,7 +53,8 @@ pub fn lesson(e: &Evidence) -> Option<Class> {
 
 /// The learning thread's mailbox.
 pub struct Learner {
-    tx: SyncSender<(Arc<Vec<u8>>, Class)>,
+    tx: SyncSender<(Arc<Vec<u8>>, Class, Share)>,
+    queued: Arc<Budget>,
 }
 
 impl Learner {
@@ -63,29 +68,41 @@ impl Learner {
                 |e| tracing::error!(target: "scan", error = %e, "Cannot start spam autolearn."),
             )
             .ok()?;
-        Some(Learner { tx })
+        Some(Learner {
+            tx,
+            queued: Arc::default(),
+        })
     }
 
     /// Queues a message to be learnt as `class` (dropped when the queue is
-    /// full: learning is a bonus, never a backlog).
+    /// full, in messages or in bytes: learning is a bonus, never a backlog).
     pub fn offer(&self, raw: Arc<Vec<u8>>, class: Class) {
-        if let Err(TrySendError::Full(_)) = self.tx.try_send((raw, class)) {
+        let full = match self.queued.take(raw.len() as u64, QUEUE_BYTES) {
+            Some(share) => matches!(
+                self.tx.try_send((raw, class, share)),
+                Err(TrySendError::Full(_))
+            ),
+            None => true,
+        };
+        if full {
             tracing::debug!(target: "scan", "Autolearn queue full; a message is not learnt.");
         }
     }
 }
 
-fn run(store: &Store, rx: &Receiver<(Arc<Vec<u8>>, Class)>) {
+fn run(store: &Store, rx: &Receiver<(Arc<Vec<u8>>, Class, Share)>) {
     let mut batch: Vec<(u64, Vec<u64>, Class)> = Vec::new();
     let mut since = Instant::now();
     loop {
         match rx.recv_timeout(BATCH_WAIT) {
-            Ok((raw, class)) => {
+            Ok((raw, class, share)) => {
                 if batch.is_empty() {
                     since = Instant::now();
                 }
                 let (digest, tokens) = super::for_learning(&raw);
                 batch.push((digest, tokens, class));
+                // The message's bytes are given back once it is tokens.
+                drop((raw, share));
             }
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => return,
