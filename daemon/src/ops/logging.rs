@@ -231,16 +231,25 @@ impl std::io::Write for StderrLine {
 /// (`mailward_log_lines_dropped_total`). [`LogGuard`] waits a moment for
 /// the queue at exit, so that the last lines (a stop, a start-up error)
 /// are not lost.
-struct StderrQueue(std::sync::mpsc::SyncSender<StderrMsg>);
+struct StderrQueue {
+    tx: std::sync::mpsc::SyncSender<StderrMsg>,
+    queued: Arc<crate::budget::Budget>,
+}
 
 enum StderrMsg {
-    Line(Vec<u8>),
+    /// A line and its share of [`QUEUED_BYTES`], given back once written.
+    Line(Vec<u8>, crate::budget::Share),
     /// Answered once every line queued before it is written.
     Flush(std::sync::mpsc::SyncSender<()>),
 }
 
 /// Lines that may wait for standard error.
 const STDERR_QUEUE: usize = 8192;
+
+/// Bytes that may wait in the stderr or the syslog queue (the lines are
+/// bounded where their fields come from the network, but a queue must
+/// not rest on that).
+pub(crate) const QUEUED_BYTES: u64 = 16 * 1024 * 1024;
 
 impl StderrQueue {
     fn get() -> &'static StderrQueue {
@@ -255,7 +264,7 @@ impl StderrQueue {
                     use std::io::Write as _;
                     for msg in lines {
                         match msg {
-                            StderrMsg::Line(line) => {
+                            StderrMsg::Line(line, _share) => {
                                 if std::io::stderr().write_all(&line).is_err() {
                                     count_dropped(1);
                                 }
@@ -266,16 +275,23 @@ impl StderrQueue {
                         }
                     }
                 });
-            StderrQueue(queue)
+            StderrQueue {
+                tx: queue,
+                queued: Arc::default(),
+            }
         })
     }
 
     fn push(&self, line: Vec<u8>) {
         use std::sync::mpsc::TrySendError;
-        match self.0.try_send(StderrMsg::Line(line)) {
+        let Some(share) = self.queued.take(line.len() as u64, QUEUED_BYTES) else {
+            count_dropped(1);
+            return;
+        };
+        match self.tx.try_send(StderrMsg::Line(line, share)) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => count_dropped(1),
-            Err(TrySendError::Disconnected(StderrMsg::Line(line))) => {
+            Err(TrySendError::Disconnected(StderrMsg::Line(line, _))) => {
                 use std::io::Write as _;
                 if std::io::stderr().write_all(&line).is_err() {
                     count_dropped(1);
@@ -291,7 +307,7 @@ impl StderrQueue {
         let (done, written) = std::sync::mpsc::sync_channel(1);
         let mut msg = StderrMsg::Flush(done);
         loop {
-            match self.0.try_send(msg) {
+            match self.tx.try_send(msg) {
                 Ok(()) => break,
                 Err(std::sync::mpsc::TrySendError::Full(back)) => {
                     if std::time::Instant::now() >= until {

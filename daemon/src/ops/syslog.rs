@@ -45,6 +45,7 @@ use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::layer::Context;
 use tracing_subscriber::Layer;
 
+use crate::budget::{Budget, Share};
 use crate::config::{SyslogFormat, SyslogTarget, SyslogTransport};
 
 /// Lines waiting for the writer; past this, lines are dropped.
@@ -197,7 +198,9 @@ impl Formatter {
 /// The layer: formats and queues; see the module documentation.
 pub struct SyslogLayer {
     formatter: Arc<Formatter>,
-    queue: SyncSender<Vec<u8>>,
+    queue: SyncSender<(Vec<u8>, Share)>,
+    /// The waiting lines' bytes, bounded by [`super::logging::QUEUED_BYTES`].
+    queued: Arc<Budget>,
 }
 
 impl SyslogLayer {
@@ -223,7 +226,11 @@ impl SyslogLayer {
         std::thread::Builder::new()
             .name("syslog".into())
             .spawn(move || writer.run(lines))?;
-        Ok(SyslogLayer { formatter, queue })
+        Ok(SyslogLayer {
+            formatter,
+            queue,
+            queued: Arc::default(),
+        })
     }
 }
 
@@ -238,7 +245,14 @@ impl<S: Subscriber> Layer<S> for SyslogLayer {
             &fields.message,
             &fields.pairs,
         );
-        match self.queue.try_send(line) {
+        let Some(share) = self
+            .queued
+            .take(line.len() as u64, super::logging::QUEUED_BYTES)
+        else {
+            super::logging::count_dropped(1);
+            return;
+        };
+        match self.queue.try_send((line, share)) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
                 super::logging::count_dropped(1)
@@ -344,8 +358,9 @@ impl Writer {
         }
     }
 
-    fn run(mut self, lines: Receiver<Vec<u8>>) {
-        while let Ok(line) = lines.recv() {
+    fn run(mut self, lines: Receiver<(Vec<u8>, Share)>) {
+        // A line's share of the queue's bytes goes back once it is sent.
+        while let Ok((line, _share)) = lines.recv() {
             self.deliver(&line);
         }
     }
