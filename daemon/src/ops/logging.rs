@@ -19,6 +19,7 @@
 //! line is one local append; syslog and the daemon's standard error are
 //! queued to threads of their own).
 
+use std::io::Write as _;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -30,6 +31,7 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::EnvFilter;
 
+use super::line_queue::LineQueue;
 use crate::config::{Log, LogDestination, LogFormat, LogLevel, LogOption, LOG_CATEGORIES};
 
 /// The mode of log files: they name senders, recipients and clients.
@@ -207,7 +209,7 @@ impl std::io::Write for StderrLine {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         let line = one_line(buf, self.0.format);
         if self.0.queued {
-            StderrQueue::get().push(line.into_owned());
+            StderrQueue::push(line.into_owned());
         } else {
             // One write_all of the whole line: stderr is unbuffered, and
             // lines of two threads must not interleave.
@@ -222,104 +224,41 @@ impl std::io::Write for StderrLine {
 }
 
 /// The daemon's lines to standard error, written by a thread of their
-/// own. Standard error is a pipe to journald or a container's log driver,
-/// and a write to a full pipe blocks: with journald stalled, or Docker's
-/// blocking log mode behind a dead collector, every thread that logs (the
-/// sessions' runtime threads, the scanners, the spool writer) would stop
-/// in `write(2)`, and mail with them. Lines queue instead (as syslog's
-/// do); past [`STDERR_QUEUE`] waiting lines they are dropped and counted
-/// (`mailward_log_lines_dropped_total`). [`LogGuard`] waits a moment for
-/// the queue at exit, so that the last lines (a stop, a start-up error)
-/// are not lost.
-struct StderrQueue {
-    tx: std::sync::mpsc::SyncSender<StderrMsg>,
-    queued: Arc<crate::budget::Budget>,
-}
-
-enum StderrMsg {
-    /// A line and its share of [`QUEUED_BYTES`], given back once written.
-    Line(Vec<u8>, crate::budget::Share),
-    /// Answered once every line queued before it is written.
-    Flush(std::sync::mpsc::SyncSender<()>),
-}
-
-/// Lines that may wait for standard error.
-const STDERR_QUEUE: usize = 8192;
-
-/// Bytes that may wait in the stderr or the syslog queue (the lines are
-/// bounded where their fields come from the network, but a queue must
-/// not rest on that).
-pub(crate) const QUEUED_BYTES: u64 = 16 * 1024 * 1024;
+/// own ([`LineQueue`]). Standard error is a pipe to journald or a
+/// container's log driver, and a write to a full pipe blocks: with
+/// journald stalled, or Docker's blocking log mode behind a dead
+/// collector, every thread that logs (the sessions' runtime threads, the
+/// scanners, the spool writer) would stop in `write(2)`, and mail with
+/// them. [`LogGuard`] waits a moment for the queue at exit, so that the
+/// last lines (a stop, a start-up error) are not lost. Should its thread
+/// not start, lines are written directly, as one-shot commands write them.
+struct StderrQueue;
 
 impl StderrQueue {
-    fn get() -> &'static StderrQueue {
-        static QUEUE: std::sync::OnceLock<StderrQueue> = std::sync::OnceLock::new();
-        QUEUE.get_or_init(|| {
-            let (queue, lines) = std::sync::mpsc::sync_channel(STDERR_QUEUE);
-            // Should the thread not start, the receiver is gone and every
-            // line is written directly, as before.
-            let _ = std::thread::Builder::new()
-                .name("stderr-log".into())
-                .spawn(move || {
-                    use std::io::Write as _;
-                    for msg in lines {
-                        match msg {
-                            StderrMsg::Line(line, _share) => {
-                                if std::io::stderr().write_all(&line).is_err() {
-                                    count_dropped(1);
-                                }
-                            }
-                            StderrMsg::Flush(done) => {
-                                let _ = done.send(());
-                            }
-                        }
+    fn get() -> Option<&'static LineQueue> {
+        static QUEUE: std::sync::OnceLock<Option<LineQueue>> = std::sync::OnceLock::new();
+        QUEUE
+            .get_or_init(|| {
+                LineQueue::start("stderr-log", |line| {
+                    if std::io::stderr().write_all(line).is_err() {
+                        count_dropped(1);
                     }
-                });
-            StderrQueue {
-                tx: queue,
-                queued: Arc::default(),
-            }
-        })
+                })
+                .ok()
+            })
+            .as_ref()
     }
 
-    fn push(&self, line: Vec<u8>) {
-        use std::sync::mpsc::TrySendError;
-        let Some(share) = self.queued.take(line.len() as u64, QUEUED_BYTES) else {
-            count_dropped(1);
-            return;
+    fn push(line: Vec<u8>) {
+        let unsent = match Self::get() {
+            Some(queue) => queue.push(line),
+            None => Err(line),
         };
-        match self.tx.try_send(StderrMsg::Line(line, share)) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) => count_dropped(1),
-            Err(TrySendError::Disconnected(StderrMsg::Line(line, _))) => {
-                use std::io::Write as _;
-                if std::io::stderr().write_all(&line).is_err() {
-                    count_dropped(1);
-                }
-            }
-            Err(TrySendError::Disconnected(_)) => {}
-        }
-    }
-
-    /// Waits up to `wait` for the lines queued so far to be written.
-    fn flush(&self, wait: std::time::Duration) {
-        let until = std::time::Instant::now() + wait;
-        let (done, written) = std::sync::mpsc::sync_channel(1);
-        let mut msg = StderrMsg::Flush(done);
-        loop {
-            match self.tx.try_send(msg) {
-                Ok(()) => break,
-                Err(std::sync::mpsc::TrySendError::Full(back)) => {
-                    if std::time::Instant::now() >= until {
-                        return;
-                    }
-                    msg = back;
-                    std::thread::sleep(std::time::Duration::from_millis(10));
-                }
-                Err(std::sync::mpsc::TrySendError::Disconnected(_)) => return,
+        if let Err(line) = unsent {
+            if std::io::stderr().write_all(&line).is_err() {
+                count_dropped(1);
             }
         }
-        let _ = written.recv_timeout(until.saturating_duration_since(std::time::Instant::now()));
     }
 }
 
@@ -398,8 +337,8 @@ pub struct LogGuard {
 
 impl Drop for LogGuard {
     fn drop(&mut self) {
-        if self.stderr {
-            StderrQueue::get().flush(std::time::Duration::from_secs(2));
+        if let (true, Some(queue)) = (self.stderr, StderrQueue::get()) {
+            queue.flush(std::time::Duration::from_secs(2));
         }
     }
 }

@@ -5,6 +5,7 @@
 
 pub mod admin;
 pub mod cli;
+pub mod line_queue;
 pub mod logging;
 pub mod manual;
 pub mod metrics_http;

@@ -4,8 +4,9 @@
 //! The promise is that logging never holds up mail:
 //!
 //! - the layer formats the line in the caller's thread (so the timestamp is
-//!   the event's) and *tries* to queue it; a full queue (a slow or stuck
-//!   syslog daemon) drops the line and counts it;
+//!   the event's) and *tries* to queue it ([`super::line_queue`], shared
+//!   with standard error); a full queue (a slow or stuck syslog daemon)
+//!   drops the line and counts it;
 //! - the writer thread owns the socket. Local and UDP sockets are
 //!   non-blocking, a TCP connection has a short write timeout; a failed
 //!   send drops the line, counts it, and closes the connection, which is
@@ -34,7 +35,6 @@ use std::fmt::Write as _;
 use std::io::Write as _;
 use std::net::{TcpStream, ToSocketAddrs, UdpSocket};
 use std::os::unix::net::UnixDatagram;
-use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -45,11 +45,9 @@ use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::layer::Context;
 use tracing_subscriber::Layer;
 
-use crate::budget::{Budget, Share};
+use super::line_queue::LineQueue;
 use crate::config::{SyslogFormat, SyslogTarget, SyslogTransport};
 
-/// Lines waiting for the writer; past this, lines are dropped.
-const QUEUE: usize = 8192;
 /// How long a TCP write or connect may take before the line is dropped.
 const TCP_TIMEOUT: Duration = Duration::from_secs(2);
 /// How often a lost connection is tried again (while lines come).
@@ -198,16 +196,13 @@ impl Formatter {
 /// The layer: formats and queues; see the module documentation.
 pub struct SyslogLayer {
     formatter: Arc<Formatter>,
-    queue: SyncSender<(Vec<u8>, Share)>,
-    /// The waiting lines' bytes, bounded by [`super::logging::QUEUED_BYTES`].
-    queued: Arc<Budget>,
+    queue: LineQueue,
 }
 
 impl SyslogLayer {
     /// The layer and its writer thread (which ends when the layer is gone).
     pub fn start(target: &SyslogTarget, format: SyslogFormat) -> std::io::Result<SyslogLayer> {
         let formatter = Arc::new(Formatter::new(target, format));
-        let (queue, lines) = std::sync::mpsc::sync_channel(QUEUE);
         let mut writer = Writer {
             transport: target.transport.clone(),
             conn: None,
@@ -223,14 +218,8 @@ impl SyslogLayer {
                 target.transport
             );
         }
-        std::thread::Builder::new()
-            .name("syslog".into())
-            .spawn(move || writer.run(lines))?;
-        Ok(SyslogLayer {
-            formatter,
-            queue,
-            queued: Arc::default(),
-        })
+        let queue = LineQueue::start("syslog", move |line| writer.deliver(line))?;
+        Ok(SyslogLayer { formatter, queue })
     }
 }
 
@@ -245,18 +234,8 @@ impl<S: Subscriber> Layer<S> for SyslogLayer {
             &fields.message,
             &fields.pairs,
         );
-        let Some(share) = self
-            .queued
-            .take(line.len() as u64, super::logging::QUEUED_BYTES)
-        else {
+        if self.queue.push(line).is_err() {
             super::logging::count_dropped(1);
-            return;
-        };
-        match self.queue.try_send((line, share)) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
-                super::logging::count_dropped(1)
-            }
         }
     }
 }
@@ -355,13 +334,6 @@ impl Writer {
                 self.dropped_since_ok += 1;
                 super::logging::count_dropped(1);
             }
-        }
-    }
-
-    fn run(mut self, lines: Receiver<(Vec<u8>, Share)>) {
-        // A line's share of the queue's bytes goes back once it is sent.
-        while let Ok((line, _share)) = lines.recv() {
-            self.deliver(&line);
         }
     }
 }
