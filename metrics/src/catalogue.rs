@@ -874,7 +874,7 @@ pub static CATALOGUE: &[Stat] = &[
         Counter,
         Unit::Count,
         None,
-        "Log lines not written: the syslog daemon or the reader of standard error (journald, a container's log driver) was unreachable or too slow (its queue full), or the log file could not be written. Mail is never held up for the log.",
+        "Log lines not written: the syslog daemon, the reader of standard error (journald, a container's log driver) or the log file's disk was unreachable, failing or too slow (its queue full). Mail is never held up for the log.",
     ),
     def(
         StatId::OutboundTls,

@@ -10,6 +10,7 @@
 use std::collections::BTreeSet;
 use std::io::{Read, Write};
 use std::path::Path;
+use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
@@ -212,6 +213,77 @@ fn mail_flows_while_nobody_reads_the_daemons_standard_error() -> Result<()> {
         m.get("mailward_log_lines_dropped_total", &[]).is_some(),
         "/metrics answers while standard error is stuck"
     );
+    Ok(())
+}
+
+#[test]
+fn mail_flows_while_the_log_file_cannot_be_written() -> Result<()> {
+    // A log file on a disk or an NFS server that stopped answering holds
+    // write(2) for as long as it likes. A FIFO whose reader never reads
+    // does the same once its 64 KiB are full: 1,500 messages at all.debug
+    // (about 12,000 lines) log far more than that and than the daemon's
+    // queue holds (8,192 lines), and every
+    // one goes through; the lines wait in the queue or are dropped and
+    // counted. `log reopen`
+    // (logrotate's postrotate) answers at once too, rather than waiting
+    // behind the stuck write.
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = TestDir::new("log-file-stalled")?;
+    let fifo = dir.path().join("stuck.log");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600))
+        .context("mkfifo")?;
+    // Held open and never read; opened first so that the daemon's open for
+    // writing does not wait for a reader.
+    let _reader = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::fcntl::OFlag::O_NONBLOCK.bits())
+        .open(&fifo)
+        .context("opening the FIFO for reading")?;
+    let sink = Sink::start(dir.path(), "sink")?;
+    let stats = StatsSetup::new(dir.path());
+    let config = stats
+        .apply(Config::new(dir.path()).route_to_port("*", sink.port))
+        .set_str("log", "destination", &format!("file:{}", fifo.display()))
+        .set_str("log", "rotate_size", "0")
+        .set_list("log", "options", &["all.debug"]);
+    let mut daemon = Daemon::new(&config)?;
+    daemon.spawn()?;
+    daemon.wait_ready()?;
+    load_to(daemon.port, &sink, 5, 1500)?;
+    let m = stats.scrape()?;
+    let dropped = m
+        .get("mailward_log_lines_dropped_total", &[])
+        .context("mailward_log_lines_dropped_total")?;
+    ensure!(
+        dropped > 0.0,
+        "the lines that did not fit are counted: {dropped}"
+    );
+    let out = Command::new("timeout")
+        .arg("10")
+        .arg(mailward_e2e::daemon::mailward_bin()?)
+        .args(["log", "reopen", "--config"])
+        .arg(daemon.config_path())
+        .output()
+        .context("running timeout(1) and mailward log reopen")?;
+    ensure!(
+        out.status.success(),
+        "`mailward log reopen` while the log is stuck: {}",
+        output_text(&out)
+    );
+    // And mail still flows after it.
+    let out = smtp_source(&[
+        "-s",
+        "2",
+        "-m",
+        "20",
+        "-f",
+        "a@sender.test",
+        "-t",
+        "b@example.com",
+        &format!("127.0.0.1:{}", daemon.port),
+    ])?;
+    ensure!(out.status.success(), "smtp-source: {}", output_text(&out));
+    sink.wait_for_count(1520, DELIVERY_TIMEOUT)?;
     Ok(())
 }
 

@@ -2,8 +2,9 @@
 //! a thread of its own that writes them. Mail never waits for the log, so
 //! a thread that logs only queues its line; past [`LINES`] lines or
 //! [`BYTES`] waiting, the line is dropped and counted
-//! (`mailward_log_lines_dropped_total`). Syslog (`ops::syslog`) and the
-//! daemon's standard error (`ops::logging`) write through one each.
+//! (`mailward_log_lines_dropped_total`). Syslog (`ops::syslog`), the
+//! daemon's standard error and its log file (`ops::logging`) write through
+//! one each.
 
 use crate::budget::{Budget, Share};
 use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
@@ -71,6 +72,16 @@ impl LineQueue {
             Err(TrySendError::Disconnected(Msg::Line(line, _))) => Err(line),
             Err(TrySendError::Disconnected(Msg::Flush(_))) => Ok(()),
         }
+    }
+
+    /// Hands the writer an empty line after those queued so far, for a
+    /// writer that has something to do in order with its lines (the log
+    /// file's reopen). False when the queue is full: nothing was queued.
+    pub fn wake(&self) -> bool {
+        let Some(share) = self.queued.take(0, BYTES) else {
+            return false;
+        };
+        self.tx.try_send(Msg::Line(Vec::new(), share)).is_ok()
     }
 
     /// Waits up to `wait` for the lines queued so far to be written.

@@ -15,13 +15,13 @@
 //! reopen`). In a file a line stays one line: a newline inside a value (a
 //! client's text in a `%` field) is written as `\n`. JSON lines are
 //! serde_json's, valid for any input. Lines that cannot be written are
-//! dropped and counted ([`dropped`]): mail never waits for the log (a file
-//! line is one local append; syslog and the daemon's standard error are
-//! queued to threads of their own).
+//! dropped and counted ([`dropped`]): mail never waits for the log (the
+//! daemon's lines to a file, to syslog or to standard error are queued to
+//! a thread of their own each, [`LineQueue`]).
 
 use std::io::Write as _;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 
 use mailward_metrics::RotatingFile;
@@ -41,7 +41,7 @@ pub const LOG_FILE_MODE: u32 = 0o640;
 static DROPPED: AtomicU64 = AtomicU64::new(0);
 
 /// The installed log file, for [`reopen`].
-static LOG_FILE: Mutex<Option<Arc<RotatingFile>>> = Mutex::new(None);
+static LOG_FILE: Mutex<Option<Arc<FileLog>>> = Mutex::new(None);
 
 /// Log lines not written since start: syslog or the reader of standard
 /// error unreachable or too slow, or a log file that could not be written
@@ -59,24 +59,24 @@ pub(crate) fn count_dropped(lines: u64) {
 /// logrotate moved it). Returns the path, or `None` when the log does not
 /// go to a file.
 pub fn reopen() -> Option<PathBuf> {
-    let file = log_file()?;
-    file.reopen();
-    Some(file.path().to_path_buf())
+    let log = log_file()?;
+    log.reopen();
+    Some(log.file.path().to_path_buf())
 }
 
 /// The log file, when the log goes to one.
-fn log_file() -> Option<Arc<RotatingFile>> {
+fn log_file() -> Option<Arc<FileLog>> {
     LOG_FILE.lock().ok()?.clone()
 }
 
 /// The log file's path, when the log goes to one.
 pub fn file_path() -> Option<PathBuf> {
-    Some(log_file()?.path().to_path_buf())
+    Some(log_file()?.file.path().to_path_buf())
 }
 
 /// Failed rotations of the log file so far (0 when it is not a file).
 pub fn rotation_failures() -> u64 {
-    log_file().map_or(0, |f| f.rotation_failure().0)
+    log_file().map_or(0, |f| f.file.rotation_failure().0)
 }
 
 /// Says in the log, once a minute at most, when the log file or the raw
@@ -91,7 +91,7 @@ pub async fn watch_rotation(gw: Arc<crate::gateway::Gateway>) {
             _ = tokio::time::sleep(std::time::Duration::from_secs(60)) => {}
             _ = shutdown.wait_for(|s| *s) => return,
         }
-        let log = log_file().map_or((0, None), |f| f.rotation_failure());
+        let log = log_file().map_or((0, None), |f| f.file.rotation_failure());
         let raw = gw.stats.raw_rotation_failure();
         for ((failures, last), seen) in [(log, &mut seen.0), (raw, &mut seen.1)] {
             if failures > *seen {
@@ -159,11 +159,95 @@ pub fn category_of(target: &str) -> &str {
     best.map_or(target, |(c, _)| c)
 }
 
-/// Lines to a [`RotatingFile`]; see the module documentation.
-#[derive(Clone)]
-struct FileLines(Arc<RotatingFile>, LogFormat);
+/// The log file: a [`RotatingFile`], written by a thread of its own for
+/// the daemon. A local append is quick until the disk is not: a full or
+/// failing disk, or a log directory on NFS whose server went away, can
+/// hold a `write(2)` for minutes, and with it every thread that logs (the
+/// sessions' runtime threads, the scanners, the spool writer), so mail
+/// would stop behind the log. Queued, a line waits for the writer (up to
+/// [`super::line_queue::LINES`] of them) and past that is dropped and
+/// counted, as for syslog and standard error. One-shot uses (the tests of
+/// this module) write directly.
+struct FileLog {
+    file: Arc<RotatingFile>,
+    queue: Option<LineQueue>,
+    /// A [`FileLog::reopen`] not done yet: [`REOPEN_QUEUED`] when its
+    /// turn among the lines is queued, [`REOPEN_AT_NEXT_LINE`] when the
+    /// queue was full.
+    reopen: Arc<AtomicU8>,
+}
 
-struct FileLine<'a>(&'a RotatingFile, LogFormat);
+const REOPEN_QUEUED: u8 = 1;
+const REOPEN_AT_NEXT_LINE: u8 = 2;
+
+impl FileLog {
+    fn new(file: Arc<RotatingFile>, queued: bool) -> FileLog {
+        let reopen = Arc::new(AtomicU8::new(0));
+        let queue = queued
+            .then(|| {
+                let (file, reopen) = (file.clone(), reopen.clone());
+                // An empty line is a reopen's turn (LineQueue::wake): lines
+                // queued before it still go to the file logrotate moved,
+                // those after it to the new one.
+                LineQueue::start("file-log", move |line| {
+                    let due = reopen.load(Ordering::Acquire);
+                    if (line.is_empty() && due != 0) || due == REOPEN_AT_NEXT_LINE {
+                        reopen.store(0, Ordering::Release);
+                        file.reopen();
+                    }
+                    if !line.is_empty() && file.append(line).is_err() {
+                        count_dropped(1);
+                    }
+                })
+                .ok()
+            })
+            .flatten();
+        FileLog {
+            file,
+            queue,
+            reopen,
+        }
+    }
+
+    /// Closes the file so that the next line opens its path again, after
+    /// the lines already queued; never waits for the writer (which may be
+    /// the one stuck).
+    fn reopen(&self) {
+        match &self.queue {
+            Some(queue) => {
+                self.reopen.store(REOPEN_QUEUED, Ordering::Release);
+                if !queue.wake() {
+                    self.reopen.store(REOPEN_AT_NEXT_LINE, Ordering::Release);
+                }
+            }
+            None => self.file.reopen(),
+        }
+    }
+
+    fn write(&self, line: Vec<u8>) {
+        let unsent = match &self.queue {
+            Some(queue) => queue.push(line),
+            None => Err(line),
+        };
+        if let Err(line) = unsent {
+            if self.file.append(&line).is_err() {
+                count_dropped(1);
+            }
+        }
+    }
+
+    fn flush(&self, wait: std::time::Duration) {
+        if let Some(queue) = &self.queue {
+            queue.flush(wait);
+        }
+    }
+}
+
+/// Lines to the [`FileLog`]; see the module documentation.
+#[derive(Clone)]
+struct FileLines(Arc<FileLog>, LogFormat);
+
+struct FileLine<'a>(&'a FileLog, LogFormat);
 
 impl<'a> MakeWriter<'a> for FileLines {
     type Writer = FileLine<'a>;
@@ -176,9 +260,7 @@ impl<'a> MakeWriter<'a> for FileLines {
 impl std::io::Write for FileLine<'_> {
     /// The formatter hands over one whole line per event.
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        if self.0.append(&one_line(buf, self.1)).is_err() {
-            count_dropped(1);
-        }
+        self.0.write(one_line(buf, self.1).into_owned());
         Ok(buf.len())
     }
 
@@ -328,7 +410,7 @@ pub enum LogError {
 
 /// Returned by [`init`]; keep it for the life of the process. When it
 /// drops (the daemon's end), the lines still queued for standard error
-/// are given two seconds to be written.
+/// or the log file are given two seconds to be written.
 #[derive(Debug)]
 #[must_use = "logging stays installed, but keep the guard so that queued lines are written at exit"]
 pub struct LogGuard {
@@ -337,15 +419,19 @@ pub struct LogGuard {
 
 impl Drop for LogGuard {
     fn drop(&mut self) {
+        let wait = std::time::Duration::from_secs(2);
         if let (true, Some(queue)) = (self.stderr, StderrQueue::get()) {
-            queue.flush(std::time::Duration::from_secs(2));
+            queue.flush(wait);
+        }
+        if let Some(log) = log_file() {
+            log.flush(wait);
         }
     }
 }
 
 /// Installs the global subscriber described by `log`.
 pub fn init(log: &Log) -> Result<LogGuard, LogError> {
-    let (dispatch, file) = build(log)?;
+    let (dispatch, file) = build(log, true)?;
     dispatch
         .try_init()
         .map_err(|e| LogError::AlreadyInstalled(e.to_string()))?;
@@ -374,11 +460,13 @@ pub fn init_cli() {
 /// The subscriber described by `log`, not installed (for [`init`] and
 /// tests).
 pub fn dispatch(log: &Log) -> Result<Dispatch, LogError> {
-    build(log).map(|(d, _)| d)
+    build(log, false).map(|(d, _)| d)
 }
 
-/// The subscriber and, for a file destination, its file.
-fn build(log: &Log) -> Result<(Dispatch, Option<Arc<RotatingFile>>), LogError> {
+/// The subscriber and, for a file destination, its file; `queued`: the
+/// daemon's lines to a file or to standard error go through a
+/// [`LineQueue`].
+fn build(log: &Log, queued: bool) -> Result<(Dispatch, Option<Arc<FileLog>>), LogError> {
     let filter = match env_filter()? {
         Some(filter) => filter,
         None => EnvFilter::try_new(directives(&log.options)?)
@@ -388,7 +476,7 @@ fn build(log: &Log) -> Result<(Dispatch, Option<Arc<RotatingFile>>), LogError> {
         LogDestination::Stderr => {
             let lines = StderrLines {
                 format: log.format,
-                queued: true,
+                queued,
             };
             Ok((
                 match log.format {
@@ -411,6 +499,7 @@ fn build(log: &Log) -> Result<(Dispatch, Option<Arc<RotatingFile>>), LogError> {
                 path: path.clone(),
                 source,
             })?;
+            let file = Arc::new(FileLog::new(file, queued));
             let writer = FileLines(file.clone(), log.format);
             Ok((
                 match log.format {
@@ -659,6 +748,87 @@ mod tests {
         assert!(!text.contains("Scan removed."), "{text}");
         assert!(!text.contains("Config activity hidden."), "{text}");
         assert!(!text.contains('\u{1b}'), "no colours in files: {text}");
+    }
+
+    #[test]
+    fn a_queued_log_file_reopens_in_turn_with_its_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.log");
+        let file = Arc::new(RotatingFile::new(&path, 0, 0, LOG_FILE_MODE));
+        let log = FileLog::new(file, true);
+        assert!(log.queue.is_some());
+        let wait = std::time::Duration::from_secs(10);
+        log.write(b"before\n".to_vec());
+        log.flush(wait);
+        // logrotate's `create`: the file moves, then `log reopen`.
+        std::fs::rename(&path, dir.path().join("m.log.1")).unwrap();
+        log.write(b"between\n".to_vec());
+        log.reopen();
+        log.write(b"after\n".to_vec());
+        log.flush(wait);
+        let old = std::fs::read_to_string(dir.path().join("m.log.1")).unwrap();
+        let new = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(old, "before\nbetween\n");
+        assert_eq!(new, "after\n");
+    }
+
+    #[test]
+    fn a_log_file_nobody_drains_costs_counted_lines_not_waits() {
+        // A FIFO whose reader never reads stands for a disk or an NFS
+        // server that stopped answering: the writer blocks in write(2)
+        // once the pipe is full. The threads that log must not.
+        use std::os::unix::fs::OpenOptionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("stuck.log");
+        nix::unistd::mkfifo(&path, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        let mut reader = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(nix::fcntl::OFlag::O_NONBLOCK.bits())
+            .open(&path)
+            .unwrap();
+        let file = Arc::new(RotatingFile::new(&path, 0, 0, 0o600));
+        file.open_now().unwrap();
+        let log = FileLog::new(file, true);
+        let before = dropped();
+        // About 2 MiB of lines, 30 times a pipe's buffer: the writer
+        // stalls, the queue fills, and the rest are dropped at once.
+        let lines = 20_000usize;
+        let line = |i: usize| format!("{i:08} {}\n", "x".repeat(90)).into_bytes();
+        for i in 0..lines {
+            log.write(line(i));
+        }
+        let lost = dropped() - before;
+        // The reader comes back: what was queued is written, in order.
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let drain = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                use std::io::Read as _;
+                let (mut got, mut buf) = (Vec::new(), vec![0u8; 1 << 16]);
+                loop {
+                    match reader.read(&mut buf) {
+                        Ok(n) if n > 0 => got.extend_from_slice(&buf[..n]),
+                        _ if stop.load(Ordering::Acquire) => return got,
+                        _ => std::thread::sleep(std::time::Duration::from_millis(5)),
+                    }
+                }
+            })
+        };
+        log.flush(std::time::Duration::from_secs(30));
+        stop.store(true, Ordering::Release);
+        let text = String::from_utf8(drain.join().unwrap()).unwrap();
+        let numbers: Vec<usize> = text.lines().map(|l| l[..8].parse().unwrap()).collect();
+        assert!(
+            numbers.len() >= super::super::line_queue::LINES && numbers.len() < lines,
+            "the queue's lines are written, the rest dropped: {} of {lines}",
+            numbers.len()
+        );
+        assert!(
+            lost >= (lines - numbers.len()) as u64,
+            "every line dropped is counted"
+        );
+        assert_eq!(numbers[0], 0);
+        assert!(numbers.windows(2).all(|p| p[0] < p[1]), "in order");
     }
 
     #[test]
