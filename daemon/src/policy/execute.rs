@@ -658,8 +658,76 @@ pub async fn recheck(gw: Arc<Gateway>, env: Envelope) {
     execute(&gw, env, data, verdict, false).await;
 }
 
+/// Judges a message the SMTP session has just spooled and carries out its
+/// plans while the client waits for its reply, up to
+/// `timeouts.scan_in_session`. Checks that take longer go on after the
+/// reply, where a refusal becomes a block, and the answer is `Accepted`.
+/// Those left behind a reply hold at most `limits.scan_memory` of messages
+/// together (`gw.backlog`, one message always taken): past it the session
+/// waits for its own verdict up to `timeouts.scan` more, and so sends no
+/// more meanwhile, then leaves it anyway so that the reply still comes
+/// within a client's (or Postfix's proxy) patience.
+pub async fn in_session(gw: &Arc<Gateway>, env: Envelope, raw: Arc<Vec<u8>>) -> Answer {
+    let (handoff, mut verdict) = tokio::sync::oneshot::channel();
+    // The message's place in the backlog, once the session leaves its
+    // checks there; freed when the last holder of `place` (the judging
+    // task, or the one carrying out a verdict of the same instant) is done.
+    let place = Arc::new(std::sync::OnceLock::new());
+    {
+        let (gw, env, raw) = (gw.clone(), env.clone(), raw.clone());
+        let place = place.clone();
+        tokio::spawn(async move {
+            let v = judge(&gw, &env, raw.clone(), true).await;
+            // The session gave up waiting: carry it out here.
+            if let Err(v) = handoff.send(v) {
+                execute(&gw, env, raw, v, false).await;
+            }
+            drop(place);
+        });
+    }
+    match tokio::time::timeout(session_wait(gw), &mut verdict).await {
+        Ok(Ok(v)) => return execute(gw, env, raw, v, true).await,
+        // The task ended without a verdict (it cannot, short of a bug):
+        // the message stays unchecked in the spool for the next start.
+        Ok(Err(_)) => return Answer::Accepted,
+        Err(_) => {}
+    }
+    let cfg = gw.config();
+    let size = raw.len() as u64;
+    if let Some(p) = gw.backlog.take(size, cfg.limits.scan_memory.0) {
+        let _ = place.set(p);
+    } else {
+        tracing::info!(target: "scan", queue_id = %env.id,
+            backlog_bytes = gw.backlog.bytes(),
+            "The checks after the reply are behind (limits.scan_memory); this session waits for its verdict.");
+        match tokio::time::timeout(cfg.timeouts.scan.get(), &mut verdict).await {
+            Ok(Ok(v)) => return execute(gw, env, raw, v, true).await,
+            Ok(Err(_)) => return Answer::Accepted,
+            Err(_) => {
+                if let Some(p) = gw.backlog.take(size, u64::MAX) {
+                    let _ = place.set(p);
+                }
+            }
+        }
+    }
+    // A verdict that came in the same instant is carried out in the
+    // background like any later one.
+    verdict.close();
+    let id = env.id.clone();
+    if let Ok(v) = verdict.try_recv() {
+        let gw = gw.clone();
+        tokio::spawn(async move {
+            execute(&gw, env, raw, v, false).await;
+            drop(place);
+        });
+    }
+    tracing::info!(target: "scan", queue_id = %id,
+        "The checks go on after the reply (timeouts.scan_in_session).");
+    Answer::Accepted
+}
+
 /// How long the session waits before it gives its 250 anyway.
-pub fn session_wait(gw: &Gateway) -> Duration {
+fn session_wait(gw: &Gateway) -> Duration {
     gw.config()
         .timeouts
         .scan_in_session
