@@ -26,6 +26,13 @@ const MAGIC: &[u8; 8] = b"MWSPAM\r\n";
 /// Version of the layout above.
 pub const FORMAT: u32 = 1;
 
+/// Tokens the site's learning keeps at most (see [`Model::trim`]): about
+/// 32 MB on disk and in a Redis value, the distinct tokens of some 15,000
+/// messages.
+pub const SITE_TOKENS: usize = 2_000_000;
+/// What a trim leaves, in tenths of the maximum.
+const TRIM_TO: usize = 9;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
     #[error("{path}: {source}")]
@@ -130,6 +137,39 @@ impl Model {
         self.ham_messages = self.ham_messages.saturating_add(other.ham_messages);
         self.learnt
             .extend(other.learnt.iter().map(|(d, c)| (*d, *c)));
+    }
+
+    /// Keeps the site's learning bounded: past `max` tokens, the rarest are
+    /// forgotten until [`TRIM_TO`] of `max` remain (the fewest spam and ham
+    /// together first, ties by hash, so two gateways trimming the same
+    /// model agree). Each message adds new tokens, about 140 of them in the
+    /// SpamAssassin corpus, so autolearn on a busy gateway would otherwise
+    /// grow the model (rewritten whole on every change, and held whole in
+    /// every gateway's memory) without end. A token seen once or twice
+    /// says little: the classifier weighs a token by how often it was seen
+    /// (SpamAssassin expires its Bayes tokens by age for the same reason).
+    /// The message counts and the learnt digests stay, so a forgotten
+    /// message's tokens that were trimmed are simply not there to take
+    /// back. Returns how many tokens were forgotten.
+    pub fn trim(&mut self, max: usize) -> usize {
+        if self.tokens.len() <= max {
+            return 0;
+        }
+        let keep = max.saturating_mul(TRIM_TO) / 10;
+        let excess = self.tokens.len() - keep;
+        let mut order: Vec<(u64, u64)> = self
+            .tokens
+            .iter()
+            .map(|(h, c)| (u64::from(c.spam) + u64::from(c.ham), *h))
+            .collect();
+        if excess < order.len() {
+            // The `excess` rarest before it, in no particular order.
+            order.select_nth_unstable(excess);
+        }
+        for (_, h) in &order[..excess] {
+            self.tokens.remove(h);
+        }
+        excess
     }
 
     fn count(&mut self, tokens: &[u64], class: Class, add: bool) {
@@ -335,6 +375,42 @@ mod tests {
         assert!(m.forget(1, &[10, 11]));
         assert!(!m.forget(1, &[10, 11]));
         assert_eq!(m, Model::default());
+    }
+
+    #[test]
+    fn trimming_forgets_the_rarest_tokens_and_keeps_the_counts() {
+        let mut m = Model::default();
+        // Token t is seen in t messages (1 to 100), each its own message.
+        let mut digest = 0;
+        for t in 1..=100u64 {
+            for _ in 0..t {
+                digest += 1;
+                m.learn(digest, &[t], Class::Spam);
+            }
+        }
+        let before = m.clone();
+        assert_eq!(m.trim(100), 0, "at the maximum nothing goes");
+        assert_eq!(m, before);
+        assert_eq!(m.trim(50), 55, "past it, down to nine tenths");
+        assert_eq!(m.tokens.len(), 45);
+        assert!(m.tokens.keys().all(|t| *t > 55), "the rarest went first");
+        assert_eq!(m.tokens[&100], Counts { spam: 100, ham: 0 });
+        assert_eq!(m.spam_messages, before.spam_messages);
+        assert_eq!(m.learnt, before.learnt);
+        // Forgetting a message whose token was trimmed takes back the rest.
+        assert!(m.forget(1, &[1]));
+        assert_eq!(m.spam_messages, before.spam_messages - 1);
+        assert!(!m.tokens.contains_key(&1));
+        // Ties go by hash, the same on every gateway.
+        let mut a = Model::default();
+        for t in 0..20u64 {
+            a.learn(t, &[t], Class::Ham);
+        }
+        let mut b = a.clone();
+        a.trim(10);
+        b.trim(10);
+        assert_eq!(a, b);
+        assert!(a.tokens.keys().all(|t| *t >= 11), "{:?}", a.tokens.keys());
     }
 
     #[test]

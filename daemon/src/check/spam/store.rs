@@ -3,7 +3,8 @@
 //! = "redis://HOST:PORT/DB"`, DESIGN 9). The base model is a file either
 //! way: it is installed per gateway, like the signature bases.
 //!
-//! Every change is a read-modify-write of the whole model under a lock: a
+//! Every change is a read-modify-write of the whole model under a lock
+//! (and keeps it within [`SITE_TOKENS`], the rarest tokens forgotten): a
 //! file lock (`learn.lock`) for the directory, WATCH/MULTI for Redis (a
 //! change made by another gateway in between makes this one start again).
 //! Readers need no lock: the file is replaced by rename, and the Redis value
@@ -13,7 +14,7 @@
 //! thread, never from a scan worker or the async runtime, and a Redis that
 //! is down or slow costs the classifier's opinion, never a message.
 
-use super::model::{Model, ModelError};
+use super::model::{Model, ModelError, SITE_TOKENS};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
@@ -187,6 +188,7 @@ impl Store {
                 let mut model = Model::read(&dir.join(SITE))?.unwrap_or_default();
                 match change(&mut model) {
                     Edit::Changed(r) => {
+                        trim(&mut model);
                         model.write(&dir.join(SITE))?;
                         Ok(r)
                     }
@@ -206,7 +208,10 @@ impl Store {
                         .map_err(|e| self.redis_error(e))?;
                     let mut model = self.decode(blob)?;
                     let r = match change(&mut model) {
-                        Edit::Changed(r) => r,
+                        Edit::Changed(r) => {
+                            trim(&mut model);
+                            r
+                        }
                         Edit::Unchanged(r) => {
                             redis::cmd("UNWATCH")
                                 .query::<()>(&mut con)
@@ -234,6 +239,15 @@ impl Store {
                 )))
             }
         }
+    }
+}
+
+/// Every change keeps the site's learning within [`SITE_TOKENS`].
+fn trim(model: &mut Model) {
+    let forgotten = model.trim(SITE_TOKENS);
+    if forgotten > 0 {
+        tracing::info!(target: "scan", forgotten, kept = model.tokens.len(),
+            "The site's spam learning passed its maximum of tokens; the rarest were forgotten.");
     }
 }
 
