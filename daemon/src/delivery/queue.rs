@@ -7,7 +7,7 @@
 
 use crate::envelope::{Envelope, QueueId};
 use std::collections::{BTreeSet, HashMap};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use tokio::sync::Notify;
 
 #[derive(Debug, thiserror::Error)]
@@ -25,7 +25,9 @@ pub enum QueueError {
 }
 
 struct Entry {
-    envelope: Envelope,
+    /// Shared, so that `queue list` copies pointers under the lock, not
+    /// every envelope of a long queue (a change copies it on write).
+    envelope: Arc<Envelope>,
     /// A delivery attempt, or an administrator's change being recorded,
     /// holds it; it is not due again until it returns.
     in_flight: bool,
@@ -55,7 +57,7 @@ impl Inner {
         self.entries.insert(
             envelope.id.clone(),
             Entry {
-                envelope,
+                envelope: Arc::new(envelope),
                 in_flight: false,
             },
         );
@@ -166,7 +168,7 @@ impl Queue {
             inner.due.remove(&first);
             if let Some(entry) = inner.entries.get_mut(&first.1) {
                 entry.in_flight = true;
-                out.push(entry.envelope.clone());
+                out.push(Envelope::clone(&entry.envelope));
             }
         }
         let next = inner.due.first().map(|(t, _)| *t);
@@ -198,7 +200,7 @@ impl Queue {
         inner.due.clear();
         for (_, id) in &waiting {
             if let Some(e) = inner.entries.get_mut(id) {
-                e.envelope.next_attempt = 0;
+                Arc::make_mut(&mut e.envelope).next_attempt = 0;
             }
             inner.due.insert((0, id.clone()));
         }
@@ -240,10 +242,10 @@ impl Queue {
     ) -> Result<Pending<'_>, QueueError> {
         let mut inner = self.inner.lock().map_err(|_| QueueError::Poisoned)?;
         let entry = at_rest(&mut inner.entries, id)?;
-        let mut after = entry.envelope.clone();
+        let mut after = Envelope::clone(&entry.envelope);
         edit(&mut after)?;
         entry.in_flight = true;
-        let before = entry.envelope.clone();
+        let before = Envelope::clone(&entry.envelope);
         inner.due.remove(&(before.next_attempt, id.clone()));
         Ok(Pending {
             queue: self,
@@ -259,7 +261,7 @@ impl Queue {
         let entry = inner
             .remove(id)
             .ok_or_else(|| QueueError::NotFound(id.clone()))?;
-        Ok(entry.envelope)
+        Ok(Arc::unwrap_or_clone(entry.envelope))
     }
 
     pub fn get(&self, id: &QueueId) -> Option<Envelope> {
@@ -268,15 +270,16 @@ impl Queue {
             .ok()?
             .entries
             .get(id)
-            .map(|e| e.envelope.clone())
+            .map(|e| Envelope::clone(&e.envelope))
     }
 
     /// Every message, oldest first.
-    pub fn list(&self) -> Vec<Envelope> {
+    pub fn list(&self) -> Vec<Arc<Envelope>> {
         let Ok(inner) = self.inner.lock() else {
             return Vec::new();
         };
-        let mut out: Vec<Envelope> = inner.entries.values().map(|e| e.envelope.clone()).collect();
+        let mut out: Vec<Arc<Envelope>> =
+            inner.entries.values().map(|e| e.envelope.clone()).collect();
         // Sorted after the lock is let go: deliveries and new mail wait
         // for the copy only, not for the sort of a long queue.
         drop(inner);

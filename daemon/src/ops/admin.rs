@@ -289,7 +289,12 @@ async fn handle(gw: &Gateway, req: Request) -> Response {
             ok(serde_json::json!({ "removed": removed }))
         }
         Request::QueueList => {
-            let items: Vec<QueueItem> = gw.queue.list().iter().map(QueueItem::from).collect();
+            let items: Vec<QueueItem> = gw
+                .queue
+                .list()
+                .iter()
+                .map(|e| QueueItem::from(e.as_ref()))
+                .collect();
             serde_json::to_value(items).map_or_else(|e| err(e.to_string()), ok)
         }
         Request::QueueShow { id } => {
