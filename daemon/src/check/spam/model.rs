@@ -30,6 +30,9 @@ pub const FORMAT: u32 = 1;
 /// 32 MB on disk and in a Redis value, the distinct tokens of some 15,000
 /// messages.
 pub const SITE_TOKENS: usize = 2_000_000;
+/// Learnt messages whose identities the site's learning keeps at most
+/// (9 bytes each: about 18 MB); see [`Model::trim`].
+pub const SITE_MESSAGES: usize = 2_000_000;
 /// What a trim leaves, in tenths of the maximum.
 const TRIM_TO: usize = 9;
 
@@ -148,30 +151,47 @@ impl Model {
     /// every gateway's memory) without end. A token seen once or twice
     /// says little: the classifier weighs a token by how often it was seen
     /// (SpamAssassin expires its Bayes tokens by age for the same reason).
-    /// The message counts and the learnt digests stay, so a forgotten
-    /// message's tokens that were trimmed are simply not there to take
-    /// back. Returns how many tokens were forgotten.
+    /// The message counts and the learnt digests stay (those have their
+    /// own bound, [`Model::trim_learnt`]), so a forgotten message's tokens
+    /// that were trimmed are simply not there to take back. Returns how
+    /// many tokens were forgotten.
     pub fn trim(&mut self, max: usize) -> usize {
-        if self.tokens.len() <= max {
-            return 0;
-        }
-        let keep = max.saturating_mul(TRIM_TO) / 10;
-        let excess = self.tokens.len() - keep;
-        let mut order: Vec<(u64, u64)> = self
-            .tokens
-            .iter()
-            .map(|(h, c)| (u64::from(c.spam) + u64::from(c.ham), *h))
-            .collect();
-        if excess < order.len() {
-            // The `excess` rarest before it, in no particular order.
-            order.select_nth_unstable(excess);
-        }
-        for (_, h) in &order[..excess] {
-            self.tokens.remove(h);
-        }
-        excess
+        trim_rarest(&mut self.tokens, max, |c| {
+            u64::from(c.spam) + u64::from(c.ham)
+        })
     }
 
+    /// Keeps at most `max` learnt messages' identities (down to nine
+    /// tenths, the lowest digests first: the digests carry no age, and a
+    /// hash picks as fairly as anything would). A message whose identity
+    /// is gone still counts in the tokens; learnt again, it would count
+    /// twice, and `spam forget` no longer finds it. Returns how many were
+    /// let go.
+    pub fn trim_learnt(&mut self, max: usize) -> usize {
+        trim_rarest(&mut self.learnt, max, |_| 0)
+    }
+}
+
+/// Removes the entries of `map` with the lowest (`weight`, key) until nine
+/// tenths of `max` remain, when it holds more than `max`.
+fn trim_rarest<V>(map: &mut HashMap<u64, V>, max: usize, weight: impl Fn(&V) -> u64) -> usize {
+    if map.len() <= max {
+        return 0;
+    }
+    let keep = max.saturating_mul(TRIM_TO) / 10;
+    let excess = map.len() - keep;
+    let mut order: Vec<(u64, u64)> = map.iter().map(|(k, v)| (weight(v), *k)).collect();
+    if excess < order.len() {
+        // The `excess` lowest before it, in no particular order.
+        order.select_nth_unstable(excess);
+    }
+    for (_, k) in &order[..excess] {
+        map.remove(k);
+    }
+    excess
+}
+
+impl Model {
     fn count(&mut self, tokens: &[u64], class: Class, add: bool) {
         let step = |n: &mut u32| {
             *n = if add {
@@ -411,6 +431,14 @@ mod tests {
         b.trim(10);
         assert_eq!(a, b);
         assert!(a.tokens.keys().all(|t| *t >= 11), "{:?}", a.tokens.keys());
+        // Identities have a bound of their own; the counts stay.
+        let counts = a.tokens.clone();
+        assert_eq!(a.trim_learnt(20), 0);
+        assert_eq!(a.trim_learnt(10), 11);
+        assert_eq!(a.learnt.len(), 9);
+        assert!(a.learnt.keys().all(|d| *d >= 11));
+        assert_eq!((a.tokens.clone(), a.ham_messages), (counts, 20));
+        assert!(!a.forget(3, &[3]), "an identity let go is not found");
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! way: it is installed per gateway, like the signature bases.
 //!
 //! Every change is a read-modify-write of the whole model under a lock
-//! (and keeps it within [`SITE_TOKENS`], the rarest tokens forgotten): a
+//! (and keeps it within [`SITE_TOKENS`] and [`SITE_MESSAGES`]): a
 //! file lock (`learn.lock`) for the directory, WATCH/MULTI for Redis (a
 //! change made by another gateway in between makes this one start again).
 //! Readers need no lock: the file is replaced by rename, and the Redis value
@@ -14,7 +14,7 @@
 //! thread, never from a scan worker or the async runtime, and a Redis that
 //! is down or slow costs the classifier's opinion, never a message.
 
-use super::model::{Model, ModelError, SITE_TOKENS};
+use super::model::{Model, ModelError, SITE_MESSAGES, SITE_TOKENS};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
@@ -242,12 +242,18 @@ impl Store {
     }
 }
 
-/// Every change keeps the site's learning within [`SITE_TOKENS`].
+/// Every change keeps the site's learning within [`SITE_TOKENS`] tokens
+/// and [`SITE_MESSAGES`] learnt messages' identities.
 fn trim(model: &mut Model) {
     let forgotten = model.trim(SITE_TOKENS);
     if forgotten > 0 {
         tracing::info!(target: "scan", forgotten, kept = model.tokens.len(),
             "The site's spam learning passed its maximum of tokens; the rarest were forgotten.");
+    }
+    let let_go = model.trim_learnt(SITE_MESSAGES);
+    if let_go > 0 {
+        tracing::info!(target: "scan", let_go, kept = model.learnt.len(),
+            "The site's spam learning passed its maximum of learnt messages; some messages' identities were let go (their counts stay).");
     }
 }
 
