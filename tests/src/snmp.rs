@@ -138,14 +138,26 @@ pub struct NetSnmp {
 impl NetSnmp {
     /// Starts snmptrapd, then snmpd, under `dir/snmp/`; returns once snmpd
     /// answers a request for its own sysUpTime.0.
+    ///
+    /// Their UDP ports can be taken between [`free_port`]'s probe and
+    /// their bind (the daemons' resolvers send from random ports): either
+    /// then exits saying so, and both start again on other ports.
     pub fn start(dir: &Path) -> Result<NetSnmp> {
+        let mut tries = 0;
+        loop {
+            match NetSnmp::start_on(dir, free_port(), free_port()) {
+                Err(e) if tries < 5 && port_taken(&format!("{e:#}")) => tries += 1,
+                other => return other,
+            }
+        }
+    }
+
+    fn start_on(dir: &Path, port: u16, trap_port: u16) -> Result<NetSnmp> {
         let mib_path = mib_path()?;
         let snmptrapd = require("snmptrapd", "snmptrapd")?;
         require("snmpd", "snmpd")?;
         let home = dir.join("snmp");
         make_persistent_dir(&home)?;
-        let port = free_port();
-        let trap_port = free_port();
         fs::write(
             home.join("snmpd.conf"),
             format!(
@@ -184,7 +196,11 @@ impl NetSnmp {
             starts: 0,
         };
         let log = rig.traps_log();
+        let trapd = &mut rig.snmptrapd;
         wait_until("snmptrapd to open its log", READY_TIMEOUT, || {
+            if let Some(status) = trapd.as_mut().map(Child::try_wait).transpose()?.flatten() {
+                bail!("snmptrapd exited ({status})");
+            }
             Ok(fs::read_to_string(&log)
                 .unwrap_or_default()
                 .contains("NET-SNMP version")
@@ -357,6 +373,11 @@ impl Drop for NetSnmp {
             let _ = child.wait();
         }
     }
+}
+
+/// Whether net-snmp's words in `text` say that a port was in use.
+fn port_taken(text: &str) -> bool {
+    text.contains("Error opening specified endpoint") || text.contains("Address already in use")
 }
 
 /// `DIR/persist/` with the `cert_indexes/` that net-snmp would otherwise
