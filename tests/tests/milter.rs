@@ -558,7 +558,8 @@ fn miltertest_scripted_session_against_mailward_milter() -> Result<()> {
     let config = Config::new(dir.path())
         .set_list("policy", "reject", &["av/infected"])
         .set_list("policy", "mark_subject", &["av/infected"])
-        .set_list("access", "dnsbl", &["bl.test"]);
+        .set_list("access", "dnsbl", &["bl.test"])
+        .set("limits", "max_rcpts_per_message", "2");
     let daemon = Daemon::new(&config)?;
     let bin = mailward_e2e::daemon::mailward_bin()?;
     let log = std::fs::File::create(dir.join("milter.log"))?;
@@ -613,6 +614,9 @@ step("helo", mt.helo(conn, "client.example.net"), SMFIR_CONTINUE)
 mt.macro(conn, SMFIC_MAIL, "i", "4XyzQ1")
 step("mail", mt.mailfrom(conn, "<alice@sender.test>"), SMFIR_CONTINUE)
 step("rcpt", mt.rcptto(conn, "<user@example.com>"), SMFIR_CONTINUE)
+step("rcpt", mt.rcptto(conn, "<two@example.com>"), SMFIR_CONTINUE)
+step("rcpt", mt.rcptto(conn, "<three@example.com>"), SMFIR_REPLYCODE)
+print("RCPTS: the third of max_rcpts_per_message = 2 refused")
 step("header", mt.header(conn, "From", "alice@sender.test"), SMFIR_CONTINUE)
 step("header", mt.header(conn, "Subject", "clean"), SMFIR_CONTINUE)
 step("eoh", mt.eoh(conn), SMFIR_CONTINUE)
@@ -638,7 +642,9 @@ mt.disconnect(conn)
         );
     }
     ensure!(
-        text.contains("CLEAN: accepted with X-Mailward-AV") && text.contains("INFECTED: refused"),
+        text.contains("CLEAN: accepted with X-Mailward-AV")
+            && text.contains("INFECTED: refused")
+            && text.contains("RCPTS: the third"),
         "{text}"
     );
     let log = std::fs::read_to_string(dir.join("milter.log"))?;
@@ -651,6 +657,10 @@ mt.disconnect(conn)
     ensure!(
         log.contains("reply=550 5.7.1"),
         "the refusal is logged:\n{log}"
+    );
+    ensure!(
+        log.contains("452 4.5.3 Too many recipients"),
+        "the recipient past the limit is logged:\n{log}"
     );
     Ok(())
 }

@@ -308,6 +308,15 @@ impl Session {
                 cont(Response::Continue)
             }
             Command::Rcpt { recipient, .. } => {
+                // The same bound as an SMTP session's: the MTA's own limit
+                // may be higher (Postfix's smtpd_recipient_limit is 1,000),
+                // and each recipient gets its group's plan and a delivery.
+                let max = self.gw.config().limits.max_rcpts_per_message as usize;
+                if self.tx.as_ref().is_some_and(|tx| tx.rcpts.len() >= max) {
+                    let reply = "452 4.5.3 Too many recipients";
+                    self.rejected(RejectReason::Limit, reply);
+                    return cont(reply_code(reply));
+                }
                 if let Some(tx) = &mut self.tx {
                     tx.rcpts.push(strip_brackets(&recipient));
                 }
