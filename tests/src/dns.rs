@@ -31,20 +31,13 @@ impl Dns {
     /// `--mx-host=mx.test,mail.mx.test,10`, `--host-record=mail.mx.test,127.0.0.1`,
     /// `--txt-record=...`.
     ///
-    /// The port can be taken between [`free_port`]'s probe and dnsmasq's
-    /// bind (the daemons' resolvers send from random UDP ports, below the
-    /// ephemeral range too): dnsmasq then exits saying so, and another
-    /// port is tried.
+    /// Another port is tried when dnsmasq found its port taken
+    /// ([`tools::on_free_ports`]).
     pub fn start(dir: &Path, records: &[&str]) -> Result<Dns> {
-        let mut tries = 0;
-        loop {
-            match Dns::start_at(dir, free_port(), records) {
-                Err(e) if tries < 5 && format!("{e:#}").contains("Address already in use") => {
-                    tries += 1;
-                }
-                other => return other,
-            }
-        }
+        tools::on_free_ports(
+            || Dns::start_at(dir, free_port(), records),
+            |e| e.contains("Address already in use"),
+        )
     }
 
     /// The same on a given port (e.g. where a dead server was).

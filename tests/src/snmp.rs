@@ -138,18 +138,13 @@ pub struct NetSnmp {
 impl NetSnmp {
     /// Starts snmptrapd, then snmpd, under `dir/snmp/`; returns once snmpd
     /// answers a request for its own sysUpTime.0.
-    ///
-    /// Their UDP ports can be taken between [`free_port`]'s probe and
-    /// their bind (the daemons' resolvers send from random ports): either
-    /// then exits saying so, and both start again on other ports.
+    /// Both start again on other ports when either found its port taken
+    /// ([`crate::tools::on_free_ports`]).
     pub fn start(dir: &Path) -> Result<NetSnmp> {
-        let mut tries = 0;
-        loop {
-            match NetSnmp::start_on(dir, free_port(), free_port()) {
-                Err(e) if tries < 5 && port_taken(&format!("{e:#}")) => tries += 1,
-                other => return other,
-            }
-        }
+        crate::tools::on_free_ports(
+            || NetSnmp::start_on(dir, free_port(), free_port()),
+            port_taken,
+        )
     }
 
     fn start_on(dir: &Path, port: u16, trap_port: u16) -> Result<NetSnmp> {

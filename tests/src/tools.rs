@@ -105,6 +105,24 @@ pub fn free_port() -> u16 {
     }
 }
 
+/// Starts a peer on ports from [`free_port`] with `start`, again (five
+/// times at most) when it failed because one of them was taken between
+/// the probe and the peer's bind (the daemons' resolvers send from random
+/// UDP ports, below the ephemeral range too): `taken` reads the error
+/// (with its context: the peer's log tail) for the peer's words for it.
+pub fn on_free_ports<T>(
+    mut start: impl FnMut() -> anyhow::Result<T>,
+    taken: impl Fn(&str) -> bool,
+) -> anyhow::Result<T> {
+    let mut tries = 0;
+    loop {
+        match start() {
+            Err(e) if tries < 5 && taken(&format!("{e:#}")) => tries += 1,
+            other => return other,
+        }
+    }
+}
+
 /// A UDP socket bound on 127.0.0.1 to one of [`free_port`]'s ports. The
 /// port can be taken between the probe and this bind (the daemons' DNS
 /// resolver sends from random ports, below the ephemeral range too), so

@@ -74,6 +74,25 @@ impl LineQueue {
         }
     }
 
+    /// Queues `line` on `queue`; with no queue (its thread did not start)
+    /// or its writer gone, writes it with `direct` instead, counting a
+    /// failure. The log file and standard error write this way.
+    pub fn push_or_write(
+        queue: Option<&LineQueue>,
+        line: Vec<u8>,
+        direct: impl FnOnce(&[u8]) -> std::io::Result<()>,
+    ) {
+        let unsent = match queue {
+            Some(queue) => queue.push(line),
+            None => Err(line),
+        };
+        if let Err(line) = unsent {
+            if direct(&line).is_err() {
+                super::logging::count_dropped(1);
+            }
+        }
+    }
+
     /// Hands the writer an empty line after those queued so far, for a
     /// writer that has something to do in order with its lines (the log
     /// file's reopen). False when the queue is full: nothing was queued.

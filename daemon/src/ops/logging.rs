@@ -225,15 +225,7 @@ impl FileLog {
     }
 
     fn write(&self, line: Vec<u8>) {
-        let unsent = match &self.queue {
-            Some(queue) => queue.push(line),
-            None => Err(line),
-        };
-        if let Err(line) = unsent {
-            if self.file.append(&line).is_err() {
-                count_dropped(1);
-            }
-        }
+        LineQueue::push_or_write(self.queue.as_ref(), line, |l| self.file.append(l));
     }
 
     fn flush(&self, wait: std::time::Duration) {
@@ -332,15 +324,7 @@ impl StderrQueue {
     }
 
     fn push(line: Vec<u8>) {
-        let unsent = match Self::get() {
-            Some(queue) => queue.push(line),
-            None => Err(line),
-        };
-        if let Err(line) = unsent {
-            if std::io::stderr().write_all(&line).is_err() {
-                count_dropped(1);
-            }
-        }
+        LineQueue::push_or_write(Self::get(), line, |l| std::io::stderr().write_all(l));
     }
 }
 

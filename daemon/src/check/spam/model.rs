@@ -170,28 +170,7 @@ impl Model {
     pub fn trim_learnt(&mut self, max: usize) -> usize {
         trim_rarest(&mut self.learnt, max, |_| 0)
     }
-}
 
-/// Removes the entries of `map` with the lowest (`weight`, key) until nine
-/// tenths of `max` remain, when it holds more than `max`.
-fn trim_rarest<V>(map: &mut HashMap<u64, V>, max: usize, weight: impl Fn(&V) -> u64) -> usize {
-    if map.len() <= max {
-        return 0;
-    }
-    let keep = max.saturating_mul(TRIM_TO) / 10;
-    let excess = map.len() - keep;
-    let mut order: Vec<(u64, u64)> = map.iter().map(|(k, v)| (weight(v), *k)).collect();
-    if excess < order.len() {
-        // The `excess` lowest before it, in no particular order.
-        order.select_nth_unstable(excess);
-    }
-    for (_, k) in &order[..excess] {
-        map.remove(k);
-    }
-    excess
-}
-
-impl Model {
     fn count(&mut self, tokens: &[u64], class: Class, add: bool) {
         let step = |n: &mut u32| {
             *n = if add {
@@ -376,6 +355,25 @@ impl Reader<'_> {
     fn u64(&mut self) -> Option<u64> {
         self.take::<8>().map(u64::from_le_bytes)
     }
+}
+
+/// Removes the entries of `map` with the lowest (`weight`, key) until nine
+/// tenths of `max` remain, when it holds more than `max`.
+fn trim_rarest<V>(map: &mut HashMap<u64, V>, max: usize, weight: impl Fn(&V) -> u64) -> usize {
+    if map.len() <= max {
+        return 0;
+    }
+    let keep = max.saturating_mul(TRIM_TO) / 10;
+    let excess = map.len() - keep;
+    let mut order: Vec<(u64, u64)> = map.iter().map(|(k, v)| (weight(v), *k)).collect();
+    if excess < order.len() {
+        // The `excess` lowest before it, in no particular order.
+        order.select_nth_unstable(excess);
+    }
+    for (_, k) in &order[..excess] {
+        map.remove(k);
+    }
+    excess
 }
 
 #[cfg(test)]
