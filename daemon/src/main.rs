@@ -653,7 +653,7 @@ fn spam(cmd: SpamCommand) -> ExitCode {
                 })
             }
         }
-        SpamCommand::Forget { paths, .. } => spam_cli::forget(&cfg, &paths).map(|t| {
+        SpamCommand::Forget { paths, .. } => spam_cli::forget(&cfg, &paths, &mut std::io::stderr()).map(|t| {
             out!("Forgot {} message(s); {} were not learnt.", t.forgotten, t.unknown);
         }),
         SpamCommand::Status { json, .. } => {
@@ -667,8 +667,8 @@ fn spam(cmd: SpamCommand) -> ExitCode {
                     b => out!("  base:       {} spam, {} ham, {} tokens", b["spam"], b["ham"], b["tokens"]),
                 }
                 let s = &v["site"];
-                out!("  site:       {} spam, {} ham, {} tokens ({})", s["spam"], s["ham"], s["tokens"],
-                    v["store"].as_str().unwrap_or("?"));
+                out!("  site:       {} spam, {} ham, {} tokens of at most {} ({})", s["spam"], s["ham"], s["tokens"],
+                    s["max_tokens"], v["store"].as_str().unwrap_or("?"));
                 out!(
                     "  classifier: {} (scores from {} of each)",
                     v["classifier"].as_str().unwrap_or("?"),
@@ -695,7 +695,7 @@ fn spam(cmd: SpamCommand) -> ExitCode {
                 file.display()
             );
         }),
-        SpamCommand::Import { file, base, .. } => spam_cli::import(&cfg, &file, base).map(|m| {
+        SpamCommand::Import { file, base, .. } => spam_cli::import(&cfg, &file, base, &mut std::io::stderr()).map(|m| {
             if base {
                 out!(
                     "Installed {} as the base ({} spam, {} ham); the previous base is kept for `spam rollback`.",

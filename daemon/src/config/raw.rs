@@ -62,7 +62,7 @@ for_policy_keys!(raw_policy!(RawGroup; senders, recipients;));
 raw_table!(RawArchive; incoming, outgoing, max_age, max_size);
 raw_table!(RawQuarantine; max_age, max_size);
 raw_table!(RawBases; av, update_from, obsolete_after);
-raw_table!(RawSpam; dir, min_learnt, rules, dnsbl, blacklist, whitelist, spf, dkim, surbl, store, autolearn, traps);
+raw_table!(RawSpam; dir, min_learnt, rules, dnsbl, blacklist, whitelist, spf, dkim, surbl, store, autolearn, traps, max_tokens, max_learnt);
 raw_table!(RawStatistics; options, destination, raw_destination, write_interval, top);
 raw_table!(RawSnmp; services, traps, alert_thresholds);
 raw_table!(RawAgentx; socket, timeout, retries, ping_interval, root_oid);

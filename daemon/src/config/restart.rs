@@ -36,6 +36,8 @@ pub fn keep_restart_only(running: &Config, new: &mut Config) -> Vec<String> {
         limits.outgoing_sessions_per_host,
         limits.scan_memory,
         spam.dir,
+        spam.max_tokens,
+        spam.max_learnt,
         metrics.listen,
         milter.listen,
         milter.max_connections,

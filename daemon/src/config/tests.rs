@@ -671,3 +671,14 @@ fn the_ipv6_prefix_of_the_per_ip_limit_is_a_prefix_length_that_keeps_clients_apa
     );
     assert_eq!(ok("129").len(), 1);
 }
+
+#[test]
+fn spam_limits_refuse_values_that_would_trim_away_a_days_learning() {
+    let p = problems("[spam]\nmax_tokens = 5000\nmax_learnt = 20000\n");
+    assert_eq!(
+        p,
+        vec!["mailward.toml:2: spam.max_tokens: must be at least 100000, got 5000"]
+    );
+    let c = parse("[spam]\nmax_tokens = 300000\n", "x").unwrap();
+    assert_eq!((c.spam.max_tokens, c.spam.max_learnt), (300_000, 2_000_000));
+}

@@ -674,6 +674,12 @@ pub struct Spam {
     pub autolearn: bool,
     /// Spam-trap addresses: mail to one of them is `as/blacklisted`.
     pub traps: Vec<Pattern>,
+    /// Distinct tokens the site's learning keeps; past it the rarest are
+    /// forgotten.
+    pub max_tokens: u64,
+    /// Learnt messages whose identities the site's learning keeps (for
+    /// "learnt twice counts once" and `spam forget`).
+    pub max_learnt: u64,
 }
 
 /// `[spam] spf`: what the SPF check at MAIL FROM does.

@@ -827,6 +827,13 @@ fn spam(ctx: &mut Ctx<'_>, raw: &RawSpam, data_dir: &Path) -> Spam {
     let rules = parsed("a path or \"\"", |s| {
         Ok((!s.is_empty()).then(|| PathBuf::from(s)))
     });
+    // Below these a site's learning would be trimmed by a few days of mail.
+    let at_least = |least: u64| {
+        move |v: &Value| match uint64(v)? {
+            n if n < least => Err(format!("must be at least {least}, got {n}")),
+            n => Ok(n),
+        }
+    };
     Spam {
         dir: get!(ctx, p, raw.dir, path).unwrap_or_else(|| data_dir.join("spam")),
         min_learnt: get!(ctx, p, raw.min_learnt, uint64).unwrap_or(200),
@@ -858,6 +865,8 @@ fn spam(ctx: &mut Ctx<'_>, raw: &RawSpam, data_dir: &Path) -> Spam {
         store: get!(ctx, p, raw.store, redis_url).unwrap_or_default(),
         autolearn: get!(ctx, p, raw.autolearn, boolean).unwrap_or(false),
         traps: get_list!(ctx, p, raw.traps, address_pattern).unwrap_or_default(),
+        max_tokens: get!(ctx, p, raw.max_tokens, at_least(100_000)).unwrap_or(2_000_000),
+        max_learnt: get!(ctx, p, raw.max_learnt, at_least(10_000)).unwrap_or(2_000_000),
     }
 }
 

@@ -5,7 +5,7 @@
 
 use crate::check::spam::knowledge::{Knowledge, BASE};
 use crate::check::spam::model::{Class, Learnt, Model, ModelError};
-use crate::check::spam::store::{Edit, Store};
+use crate::check::spam::store::{Edit, Store, Trimmed};
 use crate::check::spam::{self, Evidence};
 use crate::config::Config;
 use std::io::Write;
@@ -156,7 +156,7 @@ pub fn learn(
     }
     let store = site_store(cfg)?;
     let _ = writeln!(err, "Learning into {}.", store.describe());
-    Ok(store.update(|model| {
+    let (tally, trimmed) = store.update(|model| {
         let mut tally = Tally::default();
         for (digest, tokens, class) in &learning {
             match model.learn(*digest, tokens, *class) {
@@ -166,24 +166,44 @@ pub fn learn(
             }
         }
         Edit::when(tally.new + tally.moved > 0, tally)
-    })?)
+    })?;
+    tell_trimmed(cfg, trimmed, err);
+    Ok(tally)
 }
 
 /// The site's learning store of the configuration.
-fn site_store(cfg: &Config) -> Result<crate::check::spam::store::Store, SpamCliError> {
-    Ok(crate::check::spam::store::Store::new(
-        &cfg.spam.dir,
-        &cfg.spam.store,
-    )?)
+fn site_store(cfg: &Config) -> Result<Store, SpamCliError> {
+    Ok(Store::of(&cfg.spam)?)
+}
+
+/// Says on the terminal what a change forgot to stay within `[spam]
+/// max_tokens` and `max_learnt` (the daemon's log has it at info, which
+/// the commands do not show): an operator teaching a large corpus by hand
+/// should not have to find it in `spam status`.
+fn tell_trimmed(cfg: &Config, trimmed: Trimmed, err: &mut dyn Write) {
+    if trimmed.tokens > 0 {
+        let _ = writeln!(
+            err,
+            "The site's learning passed spam.max_tokens ({}): the {} rarest tokens were forgotten.",
+            cfg.spam.max_tokens, trimmed.tokens
+        );
+    }
+    if trimmed.learnt > 0 {
+        let _ = writeln!(
+            err,
+            "The site's learning passed spam.max_learnt ({}): {} learnt messages' identities were let go; their counts stay, but `spam forget` no longer finds them.",
+            cfg.spam.max_learnt, trimmed.learnt
+        );
+    }
 }
 
 /// Forgets messages learnt before.
-pub fn forget(cfg: &Config, paths: &[PathBuf]) -> Result<Tally, SpamCliError> {
+pub fn forget(cfg: &Config, paths: &[PathBuf], err: &mut dyn Write) -> Result<Tally, SpamCliError> {
     let forgetting: Vec<(u64, Vec<u64>)> = messages(paths)?
         .iter()
         .map(|m| spam::for_learning(&m.bytes))
         .collect();
-    Ok(site_store(cfg)?.update(|model| {
+    let (tally, trimmed) = site_store(cfg)?.update(|model| {
         let mut tally = Tally::default();
         for (digest, tokens) in &forgetting {
             if model.forget(*digest, tokens) {
@@ -193,7 +213,10 @@ pub fn forget(cfg: &Config, paths: &[PathBuf]) -> Result<Tally, SpamCliError> {
             }
         }
         Edit::when(tally.forgotten > 0, tally)
-    })?)
+    })?;
+    // Only when the limits were lowered since the last change.
+    tell_trimmed(cfg, trimmed, err);
+    Ok(tally)
 }
 
 /// Judges one message as the gateway's default group would (rules,
@@ -293,13 +316,14 @@ pub fn status(cfg: &Config) -> serde_json::Value {
     let c = &k.classifier;
     serde_json::json!({
         "dir": cfg.spam.dir.display().to_string(),
-        "store": Store::new(&cfg.spam.dir, &cfg.spam.store).map(|s| s.describe()).unwrap_or_else(|e| e.to_string()),
+        "store": Store::of(&cfg.spam).map(|s| s.describe()).unwrap_or_else(|e| e.to_string()),
         "base": c.base.as_ref().map(|b| serde_json::json!({
             "spam": b.spam_messages, "ham": b.ham_messages, "tokens": b.tokens.len(),
         })),
         "site": {
             "spam": c.site.spam_messages, "ham": c.site.ham_messages,
             "tokens": c.site.tokens.len(), "messages": c.site.learnt.len(),
+            "max_tokens": cfg.spam.max_tokens, "max_learnt": cfg.spam.max_learnt,
         },
         "min_learnt": c.min_learnt,
         "classifier": c.readiness().as_str(),
@@ -319,7 +343,12 @@ pub fn export(cfg: &Config, to: &Path) -> Result<Model, SpamCliError> {
 /// `spam import FILE`: adds another gateway's learning to this site's
 /// (`merge`), or installs it as the base (the base in use is kept as
 /// `base.model.bak` for `spam rollback`). The file is checked whole first.
-pub fn import(cfg: &Config, from: &Path, as_base: bool) -> Result<Model, SpamCliError> {
+pub fn import(
+    cfg: &Config,
+    from: &Path,
+    as_base: bool,
+    err: &mut dyn Write,
+) -> Result<Model, SpamCliError> {
     let incoming = Model::read(from)?
         .ok_or_else(|| SpamCliError::Usage(format!("{}: no such file", from.display())))?;
     let dir = &cfg.spam.dir;
@@ -334,7 +363,7 @@ pub fn import(cfg: &Config, from: &Path, as_base: bool) -> Result<Model, SpamCli
         return Ok(incoming);
     }
     drop(_lock);
-    site_store(cfg)?
+    let (merged, trimmed) = site_store(cfg)?
         .update(|site| {
             // Per message where the other side knows which messages it
             // learnt, so that a message both learnt counts once.
@@ -351,7 +380,9 @@ pub fn import(cfg: &Config, from: &Path, as_base: bool) -> Result<Model, SpamCli
             }
             site.absorb(&incoming);
             Edit::Changed(Ok(site.clone()))
-        })?
+        })?;
+    tell_trimmed(cfg, trimmed, err);
+    merged
 }
 
 /// `spam rollback`: the previous base back.
@@ -402,4 +433,46 @@ pub fn spf(
         )
         .await)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn learning_past_max_tokens_says_so_on_the_terminal() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = crate::config::parse("", "t.toml").unwrap();
+        cfg.spam.dir = dir.path().join("spam");
+        // Below what the configuration accepts, so that a few messages pass it.
+        cfg.spam.max_tokens = 20;
+        let mail = dir.path().join("mail");
+        std::fs::create_dir(&mail).unwrap();
+        for i in 0..3 {
+            std::fs::write(
+                mail.join(format!("{i}.eml")),
+                format!(
+                    "From: a{i}@example.com\r\nSubject: offer {i}\r\n\r\n\
+                     cheap pills number{i} lottery winnings{i} click here now {i}\r\n"
+                ),
+            )
+            .unwrap();
+        }
+        let mut err = Vec::new();
+        let tally = learn(&cfg, &[mail], &[], &mut err).unwrap();
+        assert_eq!(tally.new, 3);
+        let err = String::from_utf8(err).unwrap();
+        assert!(
+            err.contains("The site's learning passed spam.max_tokens (20): the "),
+            "{err}"
+        );
+        let site = site_store(&cfg).unwrap().read().unwrap();
+        assert_eq!(site.tokens.len(), 18, "nine tenths of the limit kept");
+        assert_eq!(site.spam_messages, 3);
+        // Within the limit, nothing is said.
+        cfg.spam.max_tokens = 2_000_000;
+        let mut err = Vec::new();
+        forget(&cfg, &[dir.path().join("mail/0.eml")], &mut err).unwrap();
+        assert!(!String::from_utf8(err).unwrap().contains("passed"));
+    }
 }

@@ -123,8 +123,10 @@ fn run(store: &Store, rx: &Receiver<(Arc<Vec<u8>>, Class, Share)>) {
             Edit::when(n != (0, 0), n)
         });
         match learnt {
-            Ok((spam, ham)) => tracing::info!(target: "scan", spam, ham, store = %store.describe(),
-                "Autolearn: learnt from confident verdicts."),
+            Ok(((spam, ham), _)) => {
+                tracing::info!(target: "scan", spam, ham, store = %store.describe(),
+                "Autolearn: learnt from confident verdicts.")
+            }
             Err(e) => tracing::warn!(target: "scan", error = %e,
                 "Autolearn cannot write the spam store; this batch is not learnt."),
         }

@@ -17,7 +17,7 @@
 use super::classifier::Classifier;
 use super::model::Model;
 use super::rules::{self, Rule};
-use super::store::{Store, Version};
+use super::store::{Limits, Store, Version};
 use crate::config::Config;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
@@ -91,7 +91,7 @@ impl Knowledge {
             }
         }
         if site {
-            match Store::new(&cfg.spam.dir, &cfg.spam.store).and_then(|s| s.read()) {
+            match Store::of(&cfg.spam).and_then(|s| s.read()) {
                 Ok(m) => classifier.site = Arc::new(m),
                 Err(e) => {
                     failed.1 = true;
@@ -134,18 +134,19 @@ type Stamp = (Option<SystemTime>, Option<Version>);
 impl Shared {
     pub fn open(cfg: Arc<Config>) -> (Arc<Shared>, Vec<String>) {
         let mut problems = Vec::new();
-        let store = match Store::new(&cfg.spam.dir, &cfg.spam.store) {
+        let store = match Store::of(&cfg.spam) {
             Ok(s) => s,
             Err(e) => {
                 problems.push(e.to_string());
-                Store::Dir(cfg.spam.dir.clone())
+                Store::dir(&cfg.spam.dir, Limits::of(&cfg.spam))
             }
         };
         // The Redis version before the model is read: a change in between
         // only makes the watcher read it once more, never miss it.
-        let redis_version = match store {
-            Store::Redis { .. } => store.version().ok(),
-            Store::Dir(_) => None,
+        let redis_version = if store.is_shared() {
+            store.version().ok()
+        } else {
+            None
         };
         let (k, load_problems) = Knowledge::load(&cfg);
         problems.extend(load_problems);
@@ -190,10 +191,12 @@ impl Shared {
         class: super::model::Class,
     ) -> Result<super::model::Learnt, super::store::StoreError> {
         let (digest, tokens) = super::for_learning(raw);
-        self.store.update(|model| {
-            let learnt = model.learn(digest, &tokens, class);
-            super::store::Edit::when(learnt != super::model::Learnt::Already, learnt)
-        })
+        self.store
+            .update(|model| {
+                let learnt = model.learn(digest, &tokens, class);
+                super::store::Edit::when(learnt != super::model::Learnt::Already, learnt)
+            })
+            .map(|(learnt, _)| learnt)
     }
 
     /// Autolearn: when `[spam] autolearn` is on and the verdict teaches
@@ -215,10 +218,11 @@ impl Shared {
         let base = std::fs::metadata(&self.base_path)
             .and_then(|m| m.modified())
             .ok();
-        let site = match &self.store {
-            Store::Dir(_) => self.store.version().ok(),
-            // Its version is a Redis call: see `poll_redis`.
-            Store::Redis { .. } => None,
+        // A Redis version is a network call: see `poll_redis`.
+        let site = if self.store.is_shared() {
+            None
+        } else {
+            self.store.version().ok()
         };
         (base, site)
     }
@@ -259,7 +263,7 @@ impl Shared {
             Ok(c) => c.clone(),
             Err(p) => p.into_inner().clone(),
         };
-        let from_file = matches!(self.store, Store::Dir(_));
+        let from_file = !self.store.is_shared();
         let (mut k, problems, (base_failed, site_failed)) = Knowledge::load_parts(&cfg, from_file);
         let old = self.loaded();
         for p in &problems {
@@ -317,7 +321,7 @@ fn watch(shared: &Weak<Shared>, mut seen: Option<Version>) {
         std::thread::sleep(RECHECK);
         let Some(s) = shared.upgrade() else { return };
         s.look_at_files();
-        if matches!(s.store, Store::Redis { .. }) {
+        if s.store.is_shared() {
             poll_redis(&s, &mut seen);
         }
     }

@@ -26,13 +26,6 @@ const MAGIC: &[u8; 8] = b"MWSPAM\r\n";
 /// Version of the layout above.
 pub const FORMAT: u32 = 1;
 
-/// Tokens the site's learning keeps at most (see [`Model::trim`]): about
-/// 32 MB on disk and in a Redis value, the distinct tokens of some 15,000
-/// messages.
-pub const SITE_TOKENS: usize = 2_000_000;
-/// Learnt messages whose identities the site's learning keeps at most
-/// (9 bytes each: about 18 MB); see [`Model::trim`].
-pub const SITE_MESSAGES: usize = 2_000_000;
 /// What a trim leaves, in tenths of the maximum.
 const TRIM_TO: usize = 9;
 

@@ -4,7 +4,8 @@
 //! way: it is installed per gateway, like the signature bases.
 //!
 //! Every change is a read-modify-write of the whole model under a lock
-//! (and keeps it within [`SITE_TOKENS`] and [`SITE_MESSAGES`]): a
+//! (and keeps it within the [`Limits`] of `[spam] max_tokens` and
+//! `max_learnt`): a
 //! file lock (`learn.lock`) for the directory, WATCH/MULTI for Redis (a
 //! change made by another gateway in between makes this one start again).
 //! Readers need no lock: the file is replaced by rename, and the Redis value
@@ -14,7 +15,7 @@
 //! thread, never from a scan worker or the async runtime, and a Redis that
 //! is down or slow costs the classifier's opinion, never a message.
 
-use super::model::{Model, ModelError, SITE_MESSAGES, SITE_TOKENS};
+use super::model::{Model, ModelError};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
@@ -38,15 +39,52 @@ pub enum StoreError {
     Redis { url: String, message: String },
 }
 
-/// The site's learning store.
+/// The site's learning store: where it is, and how much it keeps.
 #[derive(Debug, Clone)]
-pub enum Store {
+pub struct Store {
+    at: Place,
+    limits: Limits,
+}
+
+#[derive(Debug, Clone)]
+enum Place {
     Dir(PathBuf),
     Redis {
         client: redis::Client,
         /// The URL as configured (without a password), for messages.
         url: String,
     },
+}
+
+/// How much the site's learning keeps (`[spam] max_tokens` and
+/// `max_learnt`): every change that passes one forgets down to nine
+/// tenths of it ([`Model::trim`], [`Model::trim_learnt`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Distinct tokens (16 bytes each in the file or Redis value).
+    pub tokens: usize,
+    /// Learnt messages' identities (9 bytes each).
+    pub learnt: usize,
+}
+
+impl Limits {
+    /// The limits of a configuration.
+    pub fn of(spam: &crate::config::Spam) -> Limits {
+        let size = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
+        Limits {
+            tokens: size(spam.max_tokens),
+            learnt: size(spam.max_learnt),
+        }
+    }
+}
+
+/// What a change forgot to stay within the [`Limits`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Trimmed {
+    /// Tokens forgotten, the rarest first.
+    pub tokens: usize,
+    /// Learnt messages' identities let go (their counts stay).
+    pub learnt: usize,
 }
 
 /// What changes when the stored model does: the file's modification time,
@@ -90,26 +128,49 @@ impl Drop for Lock {
 }
 
 impl Store {
-    /// The store of `[spam]`: `store` "" is the directory `dir`.
-    pub fn new(dir: &Path, store: &str) -> Result<Store, StoreError> {
+    /// The store of a configuration's `[spam]`: `store` "" is the
+    /// directory `dir`.
+    pub fn of(spam: &crate::config::Spam) -> Result<Store, StoreError> {
+        Store::new(&spam.dir, &spam.store, Limits::of(spam))
+    }
+
+    /// The store `store` ("" is the directory `dir`).
+    pub fn new(dir: &Path, store: &str, limits: Limits) -> Result<Store, StoreError> {
         if store.is_empty() {
-            return Ok(Store::Dir(dir.to_path_buf()));
+            return Ok(Store::dir(dir, limits));
         }
         let client = redis::Client::open(store).map_err(|e| StoreError::Redis {
             url: shown(store),
             message: e.to_string(),
         })?;
-        Ok(Store::Redis {
-            client,
-            url: shown(store),
+        Ok(Store {
+            at: Place::Redis {
+                client,
+                url: shown(store),
+            },
+            limits,
         })
+    }
+
+    /// The directory store in `dir`.
+    pub fn dir(dir: &Path, limits: Limits) -> Store {
+        Store {
+            at: Place::Dir(dir.to_path_buf()),
+            limits,
+        }
+    }
+
+    /// Whether several gateways may share it (Redis): its version is a
+    /// network call, so it is polled apart from the files.
+    pub fn is_shared(&self) -> bool {
+        matches!(self.at, Place::Redis { .. })
     }
 
     /// What `status` shows.
     pub fn describe(&self) -> String {
-        match self {
-            Store::Dir(dir) => dir.join(SITE).display().to_string(),
-            Store::Redis { url, .. } => url.clone(),
+        match &self.at {
+            Place::Dir(dir) => dir.join(SITE).display().to_string(),
+            Place::Redis { url, .. } => url.clone(),
         }
     }
 
@@ -132,13 +193,13 @@ impl Store {
 
     /// The version of the stored model (cheap: a stat or one GET).
     pub fn version(&self) -> Result<Version, StoreError> {
-        match self {
-            Store::Dir(dir) => Ok(Version::File(
+        match &self.at {
+            Place::Dir(dir) => Ok(Version::File(
                 std::fs::metadata(dir.join(SITE))
                     .and_then(|m| m.modified())
                     .ok(),
             )),
-            Store::Redis { client, .. } => {
+            Place::Redis { client, .. } => {
                 let mut con = self.connect(client)?;
                 let v: Option<i64> = redis::cmd("GET")
                     .arg(VERSION_KEY)
@@ -151,9 +212,9 @@ impl Store {
 
     /// The site's model (empty when nothing was learnt yet).
     pub fn read(&self) -> Result<Model, StoreError> {
-        match self {
-            Store::Dir(dir) => Ok(Model::read(&dir.join(SITE))?.unwrap_or_default()),
-            Store::Redis { client, .. } => {
+        match &self.at {
+            Place::Dir(dir) => Ok(Model::read(&dir.join(SITE))?.unwrap_or_default()),
+            Place::Redis { client, .. } => {
                 let mut con = self.connect(client)?;
                 let blob: Option<Vec<u8>> = redis::cmd("GET")
                     .arg(SITE_KEY)
@@ -178,24 +239,27 @@ impl Store {
     ///
     /// An unchanged model is not written: writing it would move the
     /// store's version and make every gateway reload the same model.
+    ///
+    /// A change that takes the model past its [`Limits`] also forgets
+    /// what [`Trimmed`] says (and logs it).
     pub fn update<R>(
         &self,
         mut change: impl FnMut(&mut Model) -> Edit<R>,
-    ) -> Result<R, StoreError> {
-        match self {
-            Store::Dir(dir) => {
+    ) -> Result<(R, Trimmed), StoreError> {
+        match &self.at {
+            Place::Dir(dir) => {
                 let _lock = Lock::take(dir)?;
                 let mut model = Model::read(&dir.join(SITE))?.unwrap_or_default();
                 match change(&mut model) {
                     Edit::Changed(r) => {
-                        trim(&mut model);
+                        let trimmed = self.trim(&mut model);
                         model.write(&dir.join(SITE))?;
-                        Ok(r)
+                        Ok((r, trimmed))
                     }
-                    Edit::Unchanged(r) => Ok(r),
+                    Edit::Unchanged(r) => Ok((r, Trimmed::default())),
                 }
             }
-            Store::Redis { client, .. } => {
+            Place::Redis { client, .. } => {
                 let mut con = self.connect(client)?;
                 for _ in 0..REDIS_TRIES {
                     redis::cmd("WATCH")
@@ -208,15 +272,12 @@ impl Store {
                         .map_err(|e| self.redis_error(e))?;
                     let mut model = self.decode(blob)?;
                     let r = match change(&mut model) {
-                        Edit::Changed(r) => {
-                            trim(&mut model);
-                            r
-                        }
+                        Edit::Changed(r) => (r, self.trim(&mut model)),
                         Edit::Unchanged(r) => {
                             redis::cmd("UNWATCH")
                                 .query::<()>(&mut con)
                                 .map_err(|e| self.redis_error(e))?;
-                            return Ok(r);
+                            return Ok((r, Trimmed::default()));
                         }
                     };
                     // EXEC answers nil when the watched key changed.
@@ -240,20 +301,24 @@ impl Store {
             }
         }
     }
-}
 
-/// Every change keeps the site's learning within [`SITE_TOKENS`] tokens
-/// and [`SITE_MESSAGES`] learnt messages' identities.
-fn trim(model: &mut Model) {
-    let forgotten = model.trim(SITE_TOKENS);
-    if forgotten > 0 {
-        tracing::info!(target: "scan", forgotten, kept = model.tokens.len(),
-            "The site's spam learning passed its maximum of tokens; the rarest were forgotten.");
-    }
-    let let_go = model.trim_learnt(SITE_MESSAGES);
-    if let_go > 0 {
-        tracing::info!(target: "scan", let_go, kept = model.learnt.len(),
-            "The site's spam learning passed its maximum of learnt messages; some messages' identities were let go (their counts stay).");
+    /// Keeps a changed model within the store's [`Limits`].
+    fn trim(&self, model: &mut Model) -> Trimmed {
+        let trimmed = Trimmed {
+            tokens: model.trim(self.limits.tokens),
+            learnt: model.trim_learnt(self.limits.learnt),
+        };
+        if trimmed.tokens > 0 {
+            tracing::info!(target: "scan", forgotten = trimmed.tokens, kept = model.tokens.len(),
+                max_tokens = self.limits.tokens,
+                "The site's spam learning passed spam.max_tokens; the rarest tokens were forgotten.");
+        }
+        if trimmed.learnt > 0 {
+            tracing::info!(target: "scan", let_go = trimmed.learnt, kept = model.learnt.len(),
+                max_learnt = self.limits.learnt,
+                "The site's spam learning passed spam.max_learnt; some messages' identities were let go (their counts stay).");
+        }
+        trimmed
     }
 }
 
@@ -293,6 +358,11 @@ mod tests {
     use super::*;
     use crate::check::spam::model::{Class, Learnt};
 
+    const LIMITS: Limits = Limits {
+        tokens: 1000,
+        learnt: 1000,
+    };
+
     #[test]
     fn passwords_are_not_shown() {
         assert_eq!(
@@ -308,28 +378,66 @@ mod tests {
     #[test]
     fn a_directory_store_learns_under_its_lock_and_versions_change() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::new(dir.path(), "").unwrap();
+        let store = Store::dir(dir.path(), LIMITS);
         assert_eq!(store.read().unwrap().spam_messages, 0);
         let before = store.version().unwrap();
         let learn = |m: &mut Model| {
             let l = m.learn(7, &[1, 2, 3], Class::Spam);
             Edit::when(l != Learnt::Already, l)
         };
-        assert_eq!(store.update(learn).unwrap(), Learnt::New);
+        assert_eq!(store.update(learn).unwrap().0, Learnt::New);
         assert_eq!(store.read().unwrap().spam_messages, 1);
         let after = store.version().unwrap();
         assert_ne!(after, before);
         // Learning it again changes nothing, so nothing is written and
         // gateways watching the version do not reload.
         std::thread::sleep(Duration::from_millis(20));
-        assert_eq!(store.update(learn).unwrap(), Learnt::Already);
+        assert_eq!(store.update(learn).unwrap().0, Learnt::Already);
         assert_eq!(store.version().unwrap(), after);
+    }
+
+    #[test]
+    fn a_change_past_the_limits_forgets_and_says_how_much() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::dir(
+            dir.path(),
+            Limits {
+                tokens: 100,
+                learnt: 10,
+            },
+        );
+        // Twelve messages of ten tokens each, all new: 120 tokens.
+        let ((), trimmed) = store
+            .update(|m| {
+                for d in 0..12u64 {
+                    let tokens: Vec<u64> = (d * 10..d * 10 + 10).collect();
+                    m.learn(d, &tokens, Class::Spam);
+                }
+                Edit::Changed(())
+            })
+            .unwrap();
+        assert_eq!(
+            trimmed,
+            Trimmed {
+                tokens: 30,
+                learnt: 3
+            },
+            "both down to nine tenths of their limit"
+        );
+        let kept = store.read().unwrap();
+        assert_eq!((kept.tokens.len(), kept.learnt.len()), (90, 9));
+        assert_eq!(kept.spam_messages, 12, "the counts stay");
+        // Within the limits nothing more goes.
+        let (_, trimmed) = store
+            .update(|m| Edit::when(m.learn(99, &[5000], Class::Ham) == Learnt::New, ()))
+            .unwrap();
+        assert_eq!(trimmed, Trimmed::default());
     }
 
     #[test]
     fn an_unreachable_redis_is_an_error_not_a_wait() {
         // Port 1 on loopback: refused at once.
-        let store = Store::new(Path::new("/nonexistent"), "redis://127.0.0.1:1/0").unwrap();
+        let store = Store::new(Path::new("/nonexistent"), "redis://127.0.0.1:1/0", LIMITS).unwrap();
         let started = std::time::Instant::now();
         let e = store.read().unwrap_err();
         assert!(
@@ -337,6 +445,6 @@ mod tests {
             "{e}"
         );
         assert!(started.elapsed() < Duration::from_secs(5));
-        assert!(Store::new(Path::new("/x"), "http://nope").is_err());
+        assert!(Store::new(Path::new("/x"), "http://nope", LIMITS).is_err());
     }
 }
