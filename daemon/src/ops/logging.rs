@@ -757,6 +757,64 @@ mod tests {
     }
 
     #[test]
+    fn a_reopen_waits_its_turn_behind_a_stalled_writer() {
+        // The writer is held in write(2) on a FIFO nobody reads yet, with
+        // a backlog queued behind it: a reopen now must still let every
+        // line logged before it reach the moved file, and only the lines
+        // after it go to the new one, however long the writer was stuck.
+        use std::os::unix::fs::OpenOptionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.log");
+        nix::unistd::mkfifo(&path, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        let mut reader = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(nix::fcntl::OFlag::O_NONBLOCK.bits())
+            .open(&path)
+            .unwrap();
+        let file = Arc::new(RotatingFile::new(&path, 0, 0, 0o600));
+        file.open_now().unwrap();
+        let log = FileLog::new(file, true);
+        // 1,000 lines of 100 bytes: more than a pipe holds (64 KiB), so the
+        // writer is stuck before the last of them, let alone "between".
+        let backlog = 1000usize;
+        for i in 0..backlog {
+            log.write(format!("{i:08} {}\n", "x".repeat(90)).into_bytes());
+        }
+        // logrotate's `create`: the file moves, then `log reopen`.
+        std::fs::rename(&path, dir.path().join("m.log.1")).unwrap();
+        log.write(b"between\n".to_vec());
+        log.reopen();
+        log.write(b"after\n".to_vec());
+        // Now the disk comes back.
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let drain = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                use std::io::Read as _;
+                let (mut got, mut buf) = (Vec::new(), vec![0u8; 1 << 16]);
+                loop {
+                    match reader.read(&mut buf) {
+                        Ok(n) if n > 0 => got.extend_from_slice(&buf[..n]),
+                        _ if stop.load(Ordering::Acquire) => return got,
+                        _ => std::thread::sleep(std::time::Duration::from_millis(5)),
+                    }
+                }
+            })
+        };
+        log.flush(std::time::Duration::from_secs(30));
+        stop.store(true, Ordering::Release);
+        let old = String::from_utf8(drain.join().unwrap()).unwrap();
+        let old: Vec<&str> = old.lines().collect();
+        assert_eq!(
+            old.len(),
+            backlog + 1,
+            "the backlog and \"between\" went to the moved file"
+        );
+        assert_eq!(old[backlog], "between");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "after\n");
+    }
+
+    #[test]
     fn a_log_file_nobody_drains_costs_counted_lines_not_waits() {
         // A FIFO whose reader never reads stands for a disk or an NFS
         // server that stopped answering: the writer blocks in write(2)
