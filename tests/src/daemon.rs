@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::Duration;
 
+use crate::give_up;
 use anyhow::{bail, Context, Result};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
@@ -163,7 +164,7 @@ impl Daemon {
             READY_TIMEOUT,
             || {
                 if let Some(status) = child.try_wait()? {
-                    bail!(
+                    give_up!(
                         "mailward exited before greeting ({status}); its log:\n{}",
                         tools::tail(&log_path, 40)
                     );

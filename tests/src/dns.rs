@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use crate::give_up;
 use anyhow::{bail, Context, Result};
 
 use crate::tools::{self, free_port, require, wait_until, READY_TIMEOUT};
@@ -81,7 +82,7 @@ impl Dns {
         let child = &mut self.child;
         wait_until("dnsmasq to answer", READY_TIMEOUT, || {
             if let Some(status) = child.try_wait()? {
-                bail!("dnsmasq exited ({status}): {}", tools::tail(&log_path, 20));
+                give_up!("dnsmasq exited ({status}): {}", tools::tail(&log_path, 20));
             }
             Ok(query(port, PROBE_NAME, QTYPE_A)
                 .ok()

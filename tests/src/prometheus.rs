@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
+use crate::give_up;
 use anyhow::{anyhow, bail, Context, Result};
 use serde_json::Value;
 
@@ -306,7 +307,7 @@ impl Prometheus {
         // The TSDB is created and replayed before it answers; allow time.
         wait_until("prometheus to be ready", READY_TIMEOUT * 2, || {
             if let Some(status) = child.try_wait()? {
-                bail!(
+                give_up!(
                     "prometheus exited ({status}): {}",
                     tools::tail(&log_path, 30)
                 );

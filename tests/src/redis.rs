@@ -6,7 +6,8 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
-use anyhow::{bail, Context, Result};
+use crate::give_up;
+use anyhow::{Context, Result};
 
 use crate::tools::{self, free_port, require, wait_until, READY_TIMEOUT};
 
@@ -63,7 +64,7 @@ impl Redis {
         wait_until("redis-server to answer", READY_TIMEOUT, || {
             if let Some(c) = self.child.as_mut() {
                 if let Some(status) = c.try_wait()? {
-                    bail!(
+                    give_up!(
                         "redis-server exited ({status}): {}",
                         tools::tail(&log_path, 20)
                     );

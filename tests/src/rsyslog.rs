@@ -12,9 +12,15 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use crate::give_up;
+use anyhow::{Context, Result};
 
 use crate::tools::{self, free_port, require, wait_until, READY_TIMEOUT};
+
+/// What rsyslogd logs (and then runs on without that input) when one of
+/// its ports is taken: "imudp: Could not create udp listener, ignoring
+/// port ..." and "Could not create tcp listener, ignoring port ...".
+const PORT_TAKEN: &str = "listener, ignoring port";
 
 pub struct Rsyslog {
     pub socket: PathBuf,
@@ -29,17 +35,32 @@ pub struct Rsyslog {
 impl Rsyslog {
     /// Starts rsyslogd with its state under `dir/rsyslog/`.
     pub fn start(dir: &Path) -> Result<Rsyslog> {
+        Rsyslog::start_on(dir, free_port)
+    }
+
+    /// As [`Rsyslog::start`], with its ports from `port`.
+    fn start_on(dir: &Path, mut port: impl FnMut() -> u16) -> Result<Rsyslog> {
         let dir = dir.join("rsyslog");
         std::fs::create_dir_all(&dir)?;
         let mut r = Rsyslog {
             socket: dir.join("log.sock"),
-            udp_port: free_port(),
-            tcp_port: free_port(),
+            udp_port: 0,
+            tcp_port: 0,
             output: dir.join("messages"),
             dir,
             child: None,
         };
-        r.resume()?;
+        // free_port's probe and rsyslogd's bind can be raced by another
+        // test's socket; rsyslogd then logs it and keeps running without
+        // that input, so `resume` reads its log and this tries other ports.
+        tools::on_free_ports(
+            || {
+                r.udp_port = port();
+                r.tcp_port = port();
+                r.resume()
+            },
+            |e| e.contains(PORT_TAKEN),
+        )?;
         Ok(r)
     }
 
@@ -70,6 +91,15 @@ template(name="test" type="string"
         )?;
         let log_path = self.dir.join("rsyslogd.log");
         let log = File::options().create(true).append(true).open(&log_path)?;
+        // What this start logs: the log is kept across starts.
+        let from = log.metadata()?.len();
+        let taken = || {
+            let text = std::fs::read(&log_path).unwrap_or_default();
+            let text = String::from_utf8_lossy(text.get(from as usize..).unwrap_or_default());
+            text.lines()
+                .find(|l| l.contains(PORT_TAKEN))
+                .map(str::to_string)
+        };
         let child = Command::new(program)
             .arg("-n")
             .arg("-f")
@@ -83,15 +113,31 @@ template(name="test" type="string"
             .context("starting rsyslogd")?;
         self.child = Some(child);
         let (socket, tcp) = (self.socket.clone(), self.tcp_port);
-        wait_until("rsyslogd to listen", READY_TIMEOUT, || {
+        let listening = wait_until("rsyslogd to listen", READY_TIMEOUT, || {
             if let Some(c) = self.child.as_mut() {
                 if let Some(status) = c.try_wait()? {
-                    bail!("rsyslogd exited ({status}): {}", tools::tail(&log_path, 20));
+                    give_up!("rsyslogd exited ({status}): {}", tools::tail(&log_path, 20));
                 }
+            }
+            if let Some(line) = taken() {
+                give_up!("{line}");
             }
             let up = socket.exists() && std::net::TcpStream::connect(("127.0.0.1", tcp)).is_ok();
             Ok(up.then_some(()))
         })
+        .and_then(|()| {
+            // A connect can reach whoever else holds the TCP port before
+            // rsyslogd has said it could not: give it a moment to say so.
+            std::thread::sleep(Duration::from_millis(200));
+            match taken() {
+                Some(line) => give_up!("{line}"),
+                None => Ok(()),
+            }
+        });
+        if listening.is_err() {
+            self.stop();
+        }
+        listening
     }
 
     /// Stops it (SIGKILL) and removes its socket, as a crashed daemon would
@@ -128,5 +174,26 @@ template(name="test" type="string"
 impl Drop for Rsyslog {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rsyslog_moves_to_other_ports_when_one_was_taken() -> Result<()> {
+        // What a race between free_port's probe and rsyslogd's bind looks
+        // like: the first UDP port it is given is held by someone else.
+        let held = std::net::UdpSocket::bind("127.0.0.1:0")?;
+        let taken = held.local_addr()?.port();
+        let dir = tempfile::tempdir()?;
+        let mut first = Some(taken);
+        let r = Rsyslog::start_on(dir.path(), || first.take().unwrap_or_else(free_port))?;
+        assert_ne!(r.udp_port, taken);
+        let sender = std::net::UdpSocket::bind("127.0.0.1:0")?;
+        sender.send_to(b"<22>probe[7]: over UDP", ("127.0.0.1", r.udp_port))?;
+        r.wait_line(&["mail.info", "over UDP"])?;
+        Ok(())
     }
 }

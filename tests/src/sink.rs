@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::give_up;
 use anyhow::{bail, Context, Result};
 
 use crate::mail;
@@ -76,7 +77,7 @@ impl Sink {
         let child = self.child.as_mut().expect("started");
         wait_until("smtp-sink to greet", READY_TIMEOUT, || {
             if let Some(status) = child.try_wait()? {
-                bail!(
+                give_up!(
                     "smtp-sink on port {port} exited ({status}): {}",
                     tools::tail(&log_path, 20)
                 );

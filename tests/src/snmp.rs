@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::give_up;
 use anyhow::{bail, ensure, Context, Result};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
@@ -194,7 +195,7 @@ impl NetSnmp {
         let trapd = &mut rig.snmptrapd;
         wait_until("snmptrapd to open its log", READY_TIMEOUT, || {
             if let Some(status) = trapd.as_mut().map(Child::try_wait).transpose()?.flatten() {
-                bail!("snmptrapd exited ({status})");
+                give_up!("snmptrapd exited ({status})");
             }
             Ok(fs::read_to_string(&log)
                 .unwrap_or_default()
@@ -240,7 +241,7 @@ impl NetSnmp {
         wait_until("snmpd to answer", READY_TIMEOUT, || {
             if let Some(child) = self.snmpd.as_mut() {
                 if let Some(status) = child.try_wait()? {
-                    bail!("snmpd exited ({status})");
+                    give_up!("snmpd exited ({status})");
                 }
             }
             if !self.socket().exists() {

@@ -237,8 +237,31 @@ pub fn read_resource(name: &str) -> Result<Vec<u8>> {
     std::fs::read(&path).with_context(|| format!("reading fixture {}", path.display()))
 }
 
+/// An error that [`wait_until`] returns at once instead of polling on:
+/// the peer it waits for has exited (or said it cannot start), and no
+/// amount of waiting will change that.
+#[derive(Debug)]
+pub struct GaveUp(pub String);
+
+impl std::fmt::Display for GaveUp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for GaveUp {}
+
+/// `return Err(...)` from a [`wait_until`] check that should not wait on.
+#[macro_export]
+macro_rules! give_up {
+    ($($arg:tt)*) => {
+        return Err($crate::tools::GaveUp(format!($($arg)*)).into())
+    };
+}
+
 /// Polls `check` until it returns Some, or fails after `timeout` saying
-/// what it waited for (and the last error `check` gave, if any).
+/// what it waited for (and the last error `check` gave, if any); an error
+/// of [`give_up!`] ends the wait at once.
 pub fn wait_until<T>(
     what: &str,
     timeout: Duration,
@@ -250,6 +273,9 @@ pub fn wait_until<T>(
         match check() {
             Ok(Some(value)) => return Ok(value),
             Ok(None) => {}
+            Err(e) if e.downcast_ref::<GaveUp>().is_some() => {
+                return Err(e.context(format!("while waiting for {what}")))
+            }
             Err(e) => last_error = Some(e),
         }
         if start.elapsed() > timeout {
