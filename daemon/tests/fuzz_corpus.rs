@@ -70,6 +70,16 @@ fn config_load_corpus() {
     replay("config_load", common::config_load);
 }
 
+#[test]
+fn spam_examine_corpus() {
+    replay("spam_examine", common::spam_examine);
+}
+
+#[test]
+fn spam_model_corpus() {
+    replay("spam_model", common::spam_model);
+}
+
 /// Writes the spool_record seeds with the real `Spool`: one accepted
 /// message; accepted, updated and removed messages; the same with a torn
 /// record at the end (a crash in the middle of a write). Run by hand after

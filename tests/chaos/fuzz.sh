@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every cargo-fuzz target of Mailward for N seconds each (default 60):
 # the daemon's (daemon/fuzz: smtp_command, data_reader, scan_message,
-# spool_record, config_load), the AgentX decoder's (agentx/fuzz: decode) and
+# spool_record, config_load, spam_examine, spam_model), the AgentX
+# decoder's (agentx/fuzz: decode) and
 # the milter codec's (milter/fuzz: decode, named milter_decode here so that
 # the two decode targets keep distinct names).
 # Prints one line per target: its name, the seconds it ran, the inputs it
@@ -35,7 +36,7 @@ usage() {
 }
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-DAEMON_TARGETS=(smtp_command data_reader scan_message spool_record config_load)
+DAEMON_TARGETS=(smtp_command data_reader scan_message spool_record config_load spam_examine spam_model)
 AGENTX_TARGETS=(decode)
 # milter/fuzz's target is called decode too: the script names it
 # milter_decode, and bin_of gives back the name cargo-fuzz knows.

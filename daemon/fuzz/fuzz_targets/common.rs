@@ -433,3 +433,137 @@ pub fn config_load(data: &[u8]) {
         }
     }
 }
+
+// ---------------------------------------------------------------- spam_examine
+
+use mailward::check::spam::{self as spam, knowledge::Knowledge, model::Class};
+use mailward::check::SpamStatus;
+use mailward::config::SpamLevel;
+
+/// The spam check's knowledge here: the built-in rules, and a classifier
+/// that has learnt two small messages of each class and scores from one,
+/// so that the tokenizer, the rules, the formal tests and the classifier
+/// all run on every input.
+static SPAM_KNOWLEDGE: LazyLock<Knowledge> = LazyLock::new(|| {
+    let mut k = Knowledge {
+        rules: spam::rules::built_in(),
+        ..Knowledge::default()
+    };
+    k.classifier.min_learnt = 1;
+    let site = std::sync::Arc::make_mut(&mut k.classifier.site);
+    for (raw, class) in [
+        (
+            &b"Subject: FREE money now\r\n\r\nclick here http://192.0.2.1/x earn cash\r\n"[..],
+            Class::Spam,
+        ),
+        (
+            b"Subject: cheap pills\r\nContent-Type: text/html\r\n\r\n<b>act now</b>\r\n",
+            Class::Spam,
+        ),
+        (
+            b"Subject: lunch\r\n\r\nshall we meet at noon by the station\r\n",
+            Class::Ham,
+        ),
+        (
+            b"Subject: patch\r\n\r\nthe parser change is in review\r\n",
+            Class::Ham,
+        ),
+    ] {
+        let (digest, tokens) = spam::for_learning(raw);
+        site.learn(digest, &tokens, class);
+    }
+    k
+});
+
+/// What each level may say, least spammy first (formal and clean are the
+/// same rank: neither is marked).
+fn rank(s: SpamStatus) -> u8 {
+    match s {
+        SpamStatus::Clean | SpamStatus::Formal => 0,
+        SpamStatus::Probable => 1,
+        SpamStatus::Spam => 2,
+        SpamStatus::Blacklisted => 3,
+    }
+}
+
+/// `spam::examine` on a whole message, parsed as the pipeline parses it,
+/// then learning and forgetting it: no panic; the score is finite and the
+/// sum of the hits' weights, no test fires twice, a probability is within
+/// 0..=1 (and None only when the classifier did not score); a higher level
+/// never judges the message less spammy; the `X-Mailward-Spam` field is
+/// ASCII, CRLF-ended and folded within 78 octets a line; and learning the
+/// message then forgetting it leaves the model as it was.
+pub fn spam_examine(data: &[u8]) {
+    let k = LazyLock::force(&SPAM_KNOWLEDGE);
+    let parsed = mailward::check::parse(data);
+    let e = spam::examine(k, data, parsed.as_ref(), None);
+    let score = e.score();
+    assert!(score.is_finite(), "score {score} of {:?}", e.hits);
+    let sum: f64 = e.hits.iter().map(|h| h.weight).sum();
+    assert!((score - sum).abs() < 1e-9, "score {score} against {sum}");
+    let names = e.test_names();
+    for (i, n) in names.iter().enumerate() {
+        assert!(!names[..i].contains(n), "{n} fired twice: {names:?}");
+        assert!(
+            !n.is_empty()
+                && n.bytes()
+                    .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_'),
+            "test name {n:?}"
+        );
+    }
+    if let Some(p) = e.probability {
+        assert!((0.0..=1.0).contains(&p), "probability {p}");
+        assert!(names.iter().any(|n| n.starts_with("BAYES_")), "{names:?}");
+    }
+    let levels = [
+        SpamLevel::Minimum,
+        SpamLevel::Standard,
+        SpamLevel::High,
+        SpamLevel::Maximum,
+    ];
+    let ranks: Vec<u8> = levels.iter().map(|l| rank(e.status(*l))).collect();
+    assert!(
+        ranks.windows(2).all(|w| w[0] <= w[1]),
+        "levels {ranks:?} for {score}"
+    );
+    let header = e.header(e.status(SpamLevel::Standard));
+    assert!(header.is_ascii() && header.ends_with("\r\n"), "{header:?}");
+    for line in header.trim_end_matches("\r\n").split("\r\n") {
+        assert!(
+            line.len() <= 78,
+            "a line of {} octets in {header:?}",
+            line.len()
+        );
+    }
+
+    let (digest, tokens) = spam::for_learning(data);
+    let mut model = k.classifier.site.as_ref().clone();
+    let before = model.clone();
+    if model.learn(digest, &tokens, Class::Spam) == spam::model::Learnt::New {
+        assert!(
+            model.forget(digest, &tokens),
+            "a message just learnt is forgotten"
+        );
+        assert!(model == before, "learn then forget changed the model");
+    }
+}
+
+// ------------------------------------------------------------------ spam_model
+
+/// `Model::from_bytes` on a model file or Redis value (a gateway reads
+/// both, and `spam import` reads files from elsewhere): no panic, no
+/// allocation beyond the input's size; a model it accepts writes back to
+/// the same bytes.
+pub fn spam_model(data: &[u8]) {
+    use mailward::check::spam::model::Model;
+    if let Ok(m) = Model::from_bytes(data, Path::new("fuzz.model")) {
+        let again = m.to_bytes();
+        let back = Model::from_bytes(&again, Path::new("again.model"));
+        assert!(back.as_ref().is_ok_and(|b| *b == m), "{back:?}");
+        assert_eq!(
+            again.len(),
+            data.len(),
+            "a model accepted with bytes it does not keep"
+        );
+    }
+}

@@ -261,7 +261,11 @@ impl Model {
             let h = r.u64().ok_or_else(|| bad("cut short in the tokens"))?;
             let spam = r.u32().ok_or_else(|| bad("cut short in the tokens"))?;
             let ham = r.u32().ok_or_else(|| bad("cut short in the tokens"))?;
-            tokens.insert(h, Counts { spam, ham });
+            // A model written by Mailward lists each token once: a second
+            // entry would be silently summed or lost, so the file is foreign.
+            if tokens.insert(h, Counts { spam, ham }).is_some() {
+                return Err(bad("a token listed twice"));
+            }
         }
         let n = r.u64().ok_or_else(|| bad("cut short"))?;
         if n > (body.len() as u64) / 9 {
@@ -280,7 +284,9 @@ impl Model {
                 0 => Class::Ham,
                 _ => return Err(bad("a learnt message of no class")),
             };
-            learnt.insert(d, c);
+            if learnt.insert(d, c).is_some() {
+                return Err(bad("a learnt message listed twice"));
+            }
         }
         if r.at != body.len() {
             return Err(bad("bytes after the end"));
@@ -447,5 +453,28 @@ mod tests {
         flipped[40] ^= 1;
         let e = Model::from_bytes(&flipped, p).unwrap_err().to_string();
         assert!(e.contains("checksum"), "{e}");
+    }
+
+    #[test]
+    fn a_file_listing_a_token_twice_is_refused() {
+        // One token, written twice by hand, with a valid checksum.
+        let mut b = MAGIC.to_vec();
+        b.extend(FORMAT.to_le_bytes());
+        b.extend(super::super::tokens::VERSION.to_le_bytes());
+        b.extend(1u64.to_le_bytes());
+        b.extend(0u64.to_le_bytes());
+        b.extend(2u64.to_le_bytes());
+        for _ in 0..2 {
+            b.extend(42u64.to_le_bytes());
+            b.extend(1u32.to_le_bytes());
+            b.extend(0u32.to_le_bytes());
+        }
+        b.extend(0u64.to_le_bytes());
+        let crc = crc32fast::hash(&b);
+        b.extend(crc.to_le_bytes());
+        let e = Model::from_bytes(&b, Path::new("t.model"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("a token listed twice"), "{e}");
     }
 }
