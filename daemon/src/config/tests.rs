@@ -630,6 +630,29 @@ fn spam_dnsbl_zones_score_or_are_final_and_bad_ones_are_named() {
 }
 
 #[test]
+fn spam_zones_may_be_written_as_tables_as_design_shows_them() {
+    let c = parse(
+        "[spam]\ndnsbl = [{ zone = \"zen.example.org\", weight = 4.0 }, { zone = \"bl.example.net\", weight = \"final\" }]\nsurbl = [{ zone = \"multi.surbl.example\", weight = 3 }]\n",
+        "t.toml",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.spam.dnsbl[0].zone, "zen.example.org");
+    assert_eq!(c.spam.dnsbl[0].weight, Some(4.0));
+    assert_eq!(c.spam.dnsbl[1].weight, None);
+    assert_eq!(c.spam.surbl[0].weight, Some(3.0));
+    let p = problems(
+        "[spam]\ndnsbl = [{ zone = \"zen.example.org\", wieght = 4.0 }, { zone = \"a b\", weight = 1.0 }, { zone = \"z.example\", weight = \"high\" }]\n",
+    );
+    assert_eq!(p.len(), 3, "{p:#?}");
+    assert!(
+        p[0].starts_with("mailward.toml:2: spam.dnsbl: unknown key \"wieght\""),
+        "{p:#?}"
+    );
+    assert!(p[1].contains("zone = \"a b\""), "{p:#?}");
+    assert!(p[2].contains("weight = \"high\""), "{p:#?}");
+}
+
+#[test]
 fn the_authserv_id_is_the_hostname_unless_set_and_must_be_a_name() {
     let c = parse(
         "[server]\nhostname = \"mx1.example.com\"\n",

@@ -838,13 +838,7 @@ fn spam(ctx: &mut Ctx<'_>, raw: &RawSpam, data_dir: &Path) -> Spam {
         dir: get!(ctx, p, raw.dir, path).unwrap_or_else(|| data_dir.join("spam")),
         min_learnt: get!(ctx, p, raw.min_learnt, uint64).unwrap_or(200),
         rules: get!(ctx, p, raw.rules, rules).flatten(),
-        dnsbl: get_list!(
-            ctx,
-            p,
-            raw.dnsbl,
-            parsed("a zone like \"bl.example.org:3.5\"", ScoredZone::parse)
-        )
-        .unwrap_or_default(),
+        dnsbl: get_list!(ctx, p, raw.dnsbl, scored_zone("bl.example.org")).unwrap_or_default(),
         blacklist: get_list!(ctx, p, raw.blacklist, group_member).unwrap_or_default(),
         whitelist: get_list!(ctx, p, raw.whitelist, group_member).unwrap_or_default(),
         spf: get!(ctx, p, raw.spf, one_of(&["off", "score", "reject"]))
@@ -855,18 +849,45 @@ fn spam(ctx: &mut Ctx<'_>, raw: &RawSpam, data_dir: &Path) -> Spam {
             })
             .unwrap_or(SpfMode::Score),
         dkim: get!(ctx, p, raw.dkim, boolean).unwrap_or(true),
-        surbl: get_list!(
-            ctx,
-            p,
-            raw.surbl,
-            parsed("a zone like \"multi.surbl.example:4.0\"", ScoredZone::parse)
-        )
-        .unwrap_or_default(),
+        surbl: get_list!(ctx, p, raw.surbl, scored_zone("multi.surbl.example")).unwrap_or_default(),
         store: get!(ctx, p, raw.store, redis_url).unwrap_or_default(),
         autolearn: get!(ctx, p, raw.autolearn, boolean).unwrap_or(false),
         traps: get_list!(ctx, p, raw.traps, address_pattern).unwrap_or_default(),
         max_tokens: get!(ctx, p, raw.max_tokens, at_least(100_000)).unwrap_or(2_000_000),
         max_learnt: get!(ctx, p, raw.max_learnt, at_least(10_000)).unwrap_or(2_000_000),
+    }
+}
+
+/// A `[spam] dnsbl` or `surbl` zone, written `"ZONE:WEIGHT"` /
+/// `"ZONE:final"` or as a table `{ zone = "ZONE", weight = 4.0 }` /
+/// `{ zone = "ZONE", weight = "final" }` (DESIGN's form).
+fn scored_zone(example: &'static str) -> impl Fn(&Value) -> Result<ScoredZone, String> {
+    move |v| {
+        let expected = || {
+            format!(
+                "expected a zone and a weight like \"{example}:3.5\", \"{example}:final\" or {{ zone = \"{example}\", weight = 3.5 }}, got {}",
+                show(v)
+            )
+        };
+        match v {
+            Value::String(s) => ScoredZone::parse(s),
+            Value::Table(t) => {
+                if let Some(k) = t.keys().find(|k| *k != "zone" && *k != "weight") {
+                    return Err(format!(
+                        "unknown key {k:?} in a zone (it has zone and weight)"
+                    ));
+                }
+                let zone = t.get("zone").and_then(Value::as_str).ok_or_else(expected)?;
+                let weight = match t.get("weight") {
+                    Some(Value::Float(w)) => w.to_string(),
+                    Some(Value::Integer(w)) => w.to_string(),
+                    Some(Value::String(w)) if w == "final" => w.clone(),
+                    _ => return Err(expected()),
+                };
+                ScoredZone::parse(&format!("{zone}:{weight}")).map_err(|_| expected())
+            }
+            _ => Err(expected()),
+        }
     }
 }
 
