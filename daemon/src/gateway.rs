@@ -249,6 +249,8 @@ impl Gateway {
             agentx_connected: subagent.as_ref().is_some_and(|h| h.connected),
             agentx_registered: subagent.as_ref().is_some_and(|h| h.registered > 0),
             agentx_reconnects: subagent.as_ref().map_or(0, |h| h.reconnects),
+            agentx_requests: subagent.as_ref().map_or(0, |h| h.requests),
+            agentx_errors: subagent.as_ref().map_or(0, |h| h.errors),
             snmp_notifications_dropped: subagent.as_ref().map_or(0, |h| h.notifications_dropped),
             spool_reclaimable_bytes: self.spool.reclaimable(),
             stress_mode: self.under_stress(&self.config()),

@@ -188,6 +188,8 @@ pub enum StatId {
     DnsListsResting,
     DnsServerSilent,
     ForeignVerdictHeaders,
+    AgentxRequests,
+    AgentxErrors,
 }
 
 pub const REJECT_REASONS: &[&str] = &[
@@ -1007,6 +1009,28 @@ pub static CATALOGUE: &[Stat] = &[
         Unit::Count,
         None,
         "Messages that arrived with X-Mailward-AV or X-Mailward-Spam fields, or Authentication-Results in this gateway's name (server.authserv_id), that it did not write (a forged verdict, or another gateway's): the copies delivered go without them.",
+    ),
+    def(
+        StatId::AgentxRequests,
+        Resources,
+        48,
+        "mwAgentxRequests",
+        "mailward_agentx_requests_total",
+        Counter,
+        Unit::Count,
+        None,
+        "Requests from the AgentX master that the subagent answered (Get, GetNext, GetBulk and each Set phase): what the NMS's polls of the gateway's subtree cost it.",
+    ),
+    def(
+        StatId::AgentxErrors,
+        Resources,
+        49,
+        "mwAgentxErrors",
+        "mailward_agentx_errors_total",
+        Counter,
+        Unit::Count,
+        None,
+        "AgentX errors: a master that cannot be reached (once per outage), an Open, Register, AddAgentCaps or Notify the master refused, a PDU that could not be parsed, a session lost. Mail is not affected; mailward status and the log give the last one.",
     ),
 ];
 

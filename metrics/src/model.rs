@@ -51,6 +51,9 @@ pub struct Gauges {
     /// `mailward_agentx_registered`).
     pub agentx_registered: bool,
     pub agentx_reconnects: u64,
+    /// Requests from the AgentX master answered, and the subagent's errors.
+    pub agentx_requests: u64,
+    pub agentx_errors: u64,
     pub snmp_notifications_dropped: u64,
     pub spool_reclaimable_bytes: u64,
     pub stress_mode: bool,
@@ -551,6 +554,8 @@ impl Stats {
         set(StatId::AgentxConnected, 0, gauges.agentx_connected as u64);
         set(StatId::AgentxRegistered, 0, gauges.agentx_registered as u64);
         set(StatId::AgentxReconnects, 0, gauges.agentx_reconnects);
+        set(StatId::AgentxRequests, 0, gauges.agentx_requests);
+        set(StatId::AgentxErrors, 0, gauges.agentx_errors);
         set(
             StatId::SnmpNotificationsDropped,
             0,

@@ -136,7 +136,7 @@ const EXPECT: &[(&str, Expect)] = &[
     ("Bases age over time", Parses),
     // SNMP subagent
     ("AgentX session", Exported),
-    ("AgentX reconnects", Exported),
+    ("AgentX requests, errors, reconnects", Exported),
     ("SNMP notifications", Exported),
     // Process
     ("CPU", Exported),

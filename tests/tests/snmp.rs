@@ -1348,6 +1348,15 @@ fn a_restarted_snmpd_gets_the_subtree_back_and_no_notification_is_lost_silently(
     let m = rig.stats.scrape()?;
     let reconnects = m.value("mailward_agentx_reconnects_total", &[])?;
     let dropped = m.value("mailward_snmp_notifications_dropped_total", &[])?;
+    let errors = m.value("mailward_agentx_errors_total", &[])?;
+    // The walk above was answered by the subagent, request by request.
+    let requests = m.value("mailward_agentx_requests_total", &[])?;
+    f.check(requests > 0.0, || {
+        format!(
+            "mailward_agentx_requests_total = {requests} after a walk of {} objects",
+            before.len()
+        )
+    });
 
     let stopped = Instant::now();
     rig.snmp.stop_snmpd()?;
@@ -1420,6 +1429,11 @@ fn a_restarted_snmpd_gets_the_subtree_back_and_no_notification_is_lost_silently(
     let connected = m.value("mailward_agentx_connected", &[])?;
     f.check(connected == 1.0, || {
         format!("mailward_agentx_connected = {connected} after the restart, expected 1")
+    });
+    // Losing the master is the subagent's error, counted (mail is not).
+    let errors_now = m.value("mailward_agentx_errors_total", &[])?;
+    f.check(errors_now > errors, || {
+        format!("mailward_agentx_errors_total {errors} -> {errors_now} across an snmpd restart, expected an increase")
     });
 
     match rig.snmp.lines("snmpbulkwalk", &[], &[root]) {
