@@ -59,9 +59,11 @@ const ALERT_DEADLINE: Duration = Duration::from_secs(15);
 
 /// Objects whose values move between two readings however still the
 /// traffic is (time, CPU, memory, descriptors, disk, idle outbound
-/// connections): compared for presence and type only.
+/// connections, and the AgentX requests that the readings themselves
+/// make): compared for presence and type only.
 const MOVING_OBJECTS: &[&str] = &[
     "mwUptime",
+    "mwAgentxRequests",
     "mwCpuTime",
     "mwMemoryResident",
     "mwOpenFiles",
@@ -72,6 +74,7 @@ const MOVING_OBJECTS: &[&str] = &[
 /// The same for /metrics, by flat key.
 const MOVING_METRICS: &[&str] = &[
     "process_cpu_seconds_total",
+    "mailward_agentx_requests_total",
     "process_resident_memory_bytes",
     "process_open_fds",
     "mailward_spool_free_bytes",
