@@ -232,11 +232,22 @@ impl Gateway {
 
     /// A snapshot of the statistics, with the levels sampled now.
     pub fn snapshot(&self) -> mailward_metrics::Snapshot {
+        self.stats.snapshot(&self.gauges())
+    }
+
+    /// `mailward stats reset`: the model's counters, and those kept
+    /// outside it (the subagent's, the logger's) count from now.
+    pub fn reset_stats(&self) {
+        self.stats.reset(&self.gauges());
+    }
+
+    /// The levels, and the counters kept outside the model, as they are now.
+    fn gauges(&self) -> mailward_metrics::Gauges {
         let (queue_messages, queue_bytes) = self.queue.size();
         let bases = self.bases();
         let dns = self.dns();
         let subagent = self.subagent_health.get().map(|h| h());
-        let gauges = mailward_metrics::Gauges {
+        mailward_metrics::Gauges {
             queue_messages: queue_messages as u64,
             queue_held: self.queue.held() as u64,
             dns_lists_resting: dns.resting_count() as u64,
@@ -269,8 +280,7 @@ impl Gateway {
             },
             log_lines_dropped: crate::ops::logging::dropped(),
             log_rotation_failures: crate::ops::logging::rotation_failures(),
-        };
-        self.stats.snapshot(&gauges)
+        }
     }
 
     /// Sets where notifications go (once; the SNMP side at start).

@@ -9,7 +9,7 @@ use crate::event::{ArchiveDirection, DeliveryResult, Direction, Event, NotifyTar
 use crate::raw::{RawLog, RawRecord};
 use crate::snapshot::{HistogramSnapshot, Snapshot};
 use crate::top::Top;
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, RwLock};
 
@@ -142,6 +142,11 @@ pub struct Stats {
     start_time: i64,
     reset_time: AtomicI64,
     version: String,
+    /// The counters kept outside the model (the subagent's, the logger's,
+    /// the raw file's rotations) as they were at the last reset: a
+    /// snapshot shows what they counted since, so that `stats reset`
+    /// zeroes them like the model's own.
+    outside_at_reset: Mutex<HashMap<(StatId, usize), u64>>,
 }
 
 fn now() -> i64 {
@@ -197,6 +202,7 @@ impl Stats {
             start_time: started,
             reset_time: AtomicI64::new(started),
             version: version.to_string(),
+            outside_at_reset: Mutex::new(HashMap::new()),
         };
         // No update attempted yet: the last result is "unknown".
         stats.store(
@@ -478,10 +484,39 @@ impl Stats {
         written
     }
 
+    /// The counters kept outside the model, as `gauges` and the raw file
+    /// give them now, by statistic and label.
+    fn outside_counters(&self, gauges: &Gauges) -> [((StatId, usize), u64); 7] {
+        [
+            ((StatId::AgentxReconnects, 0), gauges.agentx_reconnects),
+            ((StatId::AgentxRequests, 0), gauges.agentx_requests),
+            ((StatId::AgentxErrors, 0), gauges.agentx_errors),
+            (
+                (StatId::SnmpNotificationsDropped, 0),
+                gauges.snmp_notifications_dropped,
+            ),
+            ((StatId::LogLinesDropped, 0), gauges.log_lines_dropped),
+            (
+                (StatId::LogRotationFailures, 0),
+                gauges.log_rotation_failures,
+            ),
+            (
+                (StatId::LogRotationFailures, 1),
+                self.raw_rotation_failure().0,
+            ),
+        ]
+    }
+
     /// Zeroes the counters, histogram and top-N tables and moves the
-    /// discontinuity time (levels such as open sessions are kept).
-    pub fn reset(&self) {
+    /// discontinuity time (levels such as open sessions are kept);
+    /// `gauges` gives the counters kept outside the model as they are now,
+    /// which count from there.
+    pub fn reset(&self, gauges: &Gauges) {
+        let outside = self.outside_counters(gauges);
         let _exclusive = self.lock.write();
+        if let Ok(mut at) = self.outside_at_reset.lock() {
+            *at = outside.into_iter().collect();
+        }
         for s in CATALOGUE.iter().filter(|s| s.kind != Kind::Gauge) {
             let base = self.offsets[s.id as usize];
             for i in 0..s.width() {
@@ -553,21 +588,15 @@ impl Stats {
         set(StatId::BasesLoaded, 0, gauges.bases_loaded.max(0) as u64);
         set(StatId::AgentxConnected, 0, gauges.agentx_connected as u64);
         set(StatId::AgentxRegistered, 0, gauges.agentx_registered as u64);
-        set(StatId::AgentxReconnects, 0, gauges.agentx_reconnects);
-        set(StatId::AgentxRequests, 0, gauges.agentx_requests);
-        set(StatId::AgentxErrors, 0, gauges.agentx_errors);
-        set(
-            StatId::SnmpNotificationsDropped,
-            0,
-            gauges.snmp_notifications_dropped,
-        );
-        set(StatId::LogLinesDropped, 0, gauges.log_lines_dropped);
-        set(StatId::LogRotationFailures, 0, gauges.log_rotation_failures);
-        set(
-            StatId::LogRotationFailures,
-            1,
-            self.raw_rotation_failure().0,
-        );
+        let at_reset = self
+            .outside_at_reset
+            .lock()
+            .map(|m| m.clone())
+            .unwrap_or_default();
+        for ((id, label), now) in self.outside_counters(gauges) {
+            let since = now.saturating_sub(at_reset.get(&(id, label)).copied().unwrap_or(0));
+            set(id, label, since);
+        }
         let tops = self
             .tops
             .iter()

@@ -123,7 +123,7 @@ fn reset_zeroes_counters_keeps_levels_and_moves_the_discontinuity_time() {
     scan(&stats, &["V".into()], "s@x");
     let before = stats.snapshot(&Gauges::default());
     std::thread::sleep(Duration::from_millis(1100));
-    stats.reset();
+    stats.reset(&Gauges::default());
     let after = stats.snapshot(&Gauges::default());
     assert_eq!(after.value(StatId::MessagesReceived, 0), 0);
     assert_eq!(
@@ -270,5 +270,47 @@ fn deferrals_rank_their_domains_and_deliveries_do_not() {
             "mailward_top_deferred_domain_recipients{rank=\"1\",domain=\"slow.example\"}"
         ),
         Some(3.0)
+    );
+}
+
+#[test]
+fn reset_zeroes_the_counters_kept_outside_the_model_too() {
+    // The subagent and the logger keep their own counts; the model shows
+    // what they counted since the last reset.
+    let stats = model();
+    let outside = |n: u64| Gauges {
+        agentx_reconnects: n,
+        agentx_requests: 10 * n,
+        agentx_errors: n,
+        snmp_notifications_dropped: n,
+        log_lines_dropped: n,
+        log_rotation_failures: n,
+        ..Gauges::default()
+    };
+    let counters = [
+        StatId::AgentxReconnects,
+        StatId::AgentxRequests,
+        StatId::AgentxErrors,
+        StatId::SnmpNotificationsDropped,
+        StatId::LogLinesDropped,
+        StatId::LogRotationFailures,
+    ];
+    let before = stats.snapshot(&outside(3));
+    assert_eq!(before.value(StatId::AgentxRequests, 0), 30);
+    stats.reset(&outside(3));
+    let after = stats.snapshot(&outside(3));
+    for id in counters {
+        assert_eq!(after.value(id, 0), 0, "{id:?} after reset");
+    }
+    let later = stats.snapshot(&outside(5));
+    assert_eq!(later.value(StatId::AgentxRequests, 0), 20);
+    assert_eq!(later.value(StatId::AgentxErrors, 0), 2);
+    assert_eq!(later.value(StatId::LogLinesDropped, 0), 2);
+    // Levels are not counters: they are shown as they are.
+    let mut connected = outside(5);
+    connected.agentx_connected = true;
+    assert_eq!(
+        stats.snapshot(&connected).value(StatId::AgentxConnected, 0),
+        1
     );
 }

@@ -329,7 +329,7 @@ async fn handle(gw: &Gateway, req: Request) -> Response {
             ok(serde_json::json!({ "log": log, "raw": raw }))
         }
         Request::StatsReset => {
-            gw.stats.reset();
+            gw.reset_stats();
             tracing::info!(target: "admin", "Statistics reset.");
             ok(serde_json::json!({ "reset_time": gw.snapshot().reset_time }))
         }
