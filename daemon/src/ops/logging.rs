@@ -756,36 +756,26 @@ mod tests {
         assert_eq!(new, "after\n");
     }
 
-    #[test]
-    fn a_reopen_waits_its_turn_behind_a_stalled_writer() {
-        // The writer is held in write(2) on a FIFO nobody reads yet, with
-        // a backlog queued behind it: a reopen now must still let every
-        // line logged before it reach the moved file, and only the lines
-        // after it go to the new one, however long the writer was stuck.
+    /// A queued log file on a FIFO at `path` (made here), and the FIFO's
+    /// reader, opened first and non-blocking, that nobody reads yet: the
+    /// writer stalls in write(2) once the pipe is full, as on a disk or an
+    /// NFS server that stopped answering.
+    fn fifo_log(path: &std::path::Path) -> (FileLog, std::fs::File) {
         use std::os::unix::fs::OpenOptionsExt;
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("m.log");
-        nix::unistd::mkfifo(&path, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
-        let mut reader = std::fs::OpenOptions::new()
+        nix::unistd::mkfifo(path, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        let reader = std::fs::OpenOptions::new()
             .read(true)
             .custom_flags(nix::fcntl::OFlag::O_NONBLOCK.bits())
-            .open(&path)
+            .open(path)
             .unwrap();
-        let file = Arc::new(RotatingFile::new(&path, 0, 0, 0o600));
+        let file = Arc::new(RotatingFile::new(path, 0, 0, 0o600));
         file.open_now().unwrap();
-        let log = FileLog::new(file, true);
-        // 1,000 lines of 100 bytes: more than a pipe holds (64 KiB), so the
-        // writer is stuck before the last of them, let alone "between".
-        let backlog = 1000usize;
-        for i in 0..backlog {
-            log.write(format!("{i:08} {}\n", "x".repeat(90)).into_bytes());
-        }
-        // logrotate's `create`: the file moves, then `log reopen`.
-        std::fs::rename(&path, dir.path().join("m.log.1")).unwrap();
-        log.write(b"between\n".to_vec());
-        log.reopen();
-        log.write(b"after\n".to_vec());
-        // Now the disk comes back.
+        (FileLog::new(file, true), reader)
+    }
+
+    /// The FIFO's reader comes back: everything the writer sends it until
+    /// `log` is flushed.
+    fn drain_while_flushing(log: &FileLog, mut reader: std::fs::File) -> Vec<u8> {
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let drain = {
             let stop = stop.clone();
@@ -803,7 +793,32 @@ mod tests {
         };
         log.flush(std::time::Duration::from_secs(30));
         stop.store(true, Ordering::Release);
-        let old = String::from_utf8(drain.join().unwrap()).unwrap();
+        drain.join().unwrap()
+    }
+
+    #[test]
+    fn a_reopen_waits_its_turn_behind_a_stalled_writer() {
+        // The writer is held in write(2) on a FIFO nobody reads yet, with
+        // a backlog queued behind it: a reopen now must still let every
+        // line logged before it reach the moved file, and only the lines
+        // after it go to the new one, however long the writer was stuck.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.log");
+        let (log, reader) = fifo_log(&path);
+        // 1,000 lines of 100 bytes: more than a pipe holds (64 KiB), so the
+        // writer is stuck before the last of them, let alone "between".
+        let backlog = 1000usize;
+        for i in 0..backlog {
+            log.write(format!("{i:08} {}\n", "x".repeat(90)).into_bytes());
+        }
+        // logrotate's `create`: the file moves, then `log reopen`.
+        std::fs::rename(&path, dir.path().join("m.log.1")).unwrap();
+        log.write(b"between\n".to_vec());
+        log.reopen();
+        log.write(b"after\n".to_vec());
+        // Now the disk comes back.
+        let written = drain_while_flushing(&log, reader);
+        let old = String::from_utf8(written).unwrap();
         let old: Vec<&str> = old.lines().collect();
         assert_eq!(
             old.len(),
@@ -819,18 +834,8 @@ mod tests {
         // A FIFO whose reader never reads stands for a disk or an NFS
         // server that stopped answering: the writer blocks in write(2)
         // once the pipe is full. The threads that log must not.
-        use std::os::unix::fs::OpenOptionsExt;
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("stuck.log");
-        nix::unistd::mkfifo(&path, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
-        let mut reader = std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(nix::fcntl::OFlag::O_NONBLOCK.bits())
-            .open(&path)
-            .unwrap();
-        let file = Arc::new(RotatingFile::new(&path, 0, 0, 0o600));
-        file.open_now().unwrap();
-        let log = FileLog::new(file, true);
+        let (log, reader) = fifo_log(&dir.path().join("stuck.log"));
         let before = dropped();
         // About 2 MiB of lines, 30 times a pipe's buffer: the writer
         // stalls, the queue fills, and the rest are dropped at once.
@@ -841,24 +846,8 @@ mod tests {
         }
         let lost = dropped() - before;
         // The reader comes back: what was queued is written, in order.
-        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let drain = {
-            let stop = stop.clone();
-            std::thread::spawn(move || {
-                use std::io::Read as _;
-                let (mut got, mut buf) = (Vec::new(), vec![0u8; 1 << 16]);
-                loop {
-                    match reader.read(&mut buf) {
-                        Ok(n) if n > 0 => got.extend_from_slice(&buf[..n]),
-                        _ if stop.load(Ordering::Acquire) => return got,
-                        _ => std::thread::sleep(std::time::Duration::from_millis(5)),
-                    }
-                }
-            })
-        };
-        log.flush(std::time::Duration::from_secs(30));
-        stop.store(true, Ordering::Release);
-        let text = String::from_utf8(drain.join().unwrap()).unwrap();
+        let written = drain_while_flushing(&log, reader);
+        let text = String::from_utf8(written).unwrap();
         let numbers: Vec<usize> = text.lines().map(|l| l[..8].parse().unwrap()).collect();
         assert!(
             numbers.len() >= super::super::line_queue::LINES && numbers.len() < lines,
