@@ -9,7 +9,7 @@ use crate::event::{ArchiveDirection, DeliveryResult, Direction, Event, NotifyTar
 use crate::raw::{RawLog, RawRecord};
 use crate::snapshot::{HistogramSnapshot, Snapshot};
 use crate::top::Top;
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, RwLock};
 
@@ -146,8 +146,12 @@ pub struct Stats {
     /// the raw file's rotations) as they were at the last reset: a
     /// snapshot shows what they counted since, so that `stats reset`
     /// zeroes them like the model's own.
-    outside_at_reset: Mutex<HashMap<(StatId, usize), u64>>,
+    /// In the order of [`Stats::outside_counters`].
+    outside_at_reset: Mutex<[u64; OUTSIDE]>,
 }
+
+/// How many counters are kept outside the model ([`Stats::outside_counters`]).
+const OUTSIDE: usize = 7;
 
 fn now() -> i64 {
     std::time::SystemTime::now()
@@ -202,7 +206,7 @@ impl Stats {
             start_time: started,
             reset_time: AtomicI64::new(started),
             version: version.to_string(),
-            outside_at_reset: Mutex::new(HashMap::new()),
+            outside_at_reset: Mutex::new([0; OUTSIDE]),
         };
         // No update attempted yet: the last result is "unknown".
         stats.store(
@@ -486,7 +490,7 @@ impl Stats {
 
     /// The counters kept outside the model, as `gauges` and the raw file
     /// give them now, by statistic and label.
-    fn outside_counters(&self, gauges: &Gauges) -> [((StatId, usize), u64); 7] {
+    fn outside_counters(&self, gauges: &Gauges) -> [((StatId, usize), u64); OUTSIDE] {
         [
             ((StatId::AgentxReconnects, 0), gauges.agentx_reconnects),
             ((StatId::AgentxRequests, 0), gauges.agentx_requests),
@@ -515,7 +519,7 @@ impl Stats {
         let outside = self.outside_counters(gauges);
         let _exclusive = self.lock.write();
         if let Ok(mut at) = self.outside_at_reset.lock() {
-            *at = outside.into_iter().collect();
+            *at = outside.map(|(_, now)| now);
         }
         for s in CATALOGUE.iter().filter(|s| s.kind != Kind::Gauge) {
             let base = self.offsets[s.id as usize];
@@ -588,14 +592,9 @@ impl Stats {
         set(StatId::BasesLoaded, 0, gauges.bases_loaded.max(0) as u64);
         set(StatId::AgentxConnected, 0, gauges.agentx_connected as u64);
         set(StatId::AgentxRegistered, 0, gauges.agentx_registered as u64);
-        let at_reset = self
-            .outside_at_reset
-            .lock()
-            .map(|m| m.clone())
-            .unwrap_or_default();
-        for ((id, label), now) in self.outside_counters(gauges) {
-            let since = now.saturating_sub(at_reset.get(&(id, label)).copied().unwrap_or(0));
-            set(id, label, since);
+        let at_reset = self.outside_at_reset.lock().map_or([0; OUTSIDE], |a| *a);
+        for (((id, label), now), then) in self.outside_counters(gauges).into_iter().zip(at_reset) {
+            set(id, label, now.saturating_sub(then));
         }
         let tops = self
             .tops

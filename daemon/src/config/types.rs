@@ -708,19 +708,18 @@ impl ScoredZone {
             format!("expected a zone and a weight like \"bl.example.org:3.5\" or \"bl.example.org:final\", got {s:?}")
         };
         let (zone, w) = s.rsplit_once(':').ok_or_else(expected)?;
-        if !super::pattern::is_domain(zone) {
-            return Err(expected());
-        }
         let weight = match w {
             "final" => None,
-            w => Some(
-                w.parse::<f64>()
-                    .ok()
-                    .filter(|w| w.is_finite() && w.abs() <= 100.0)
-                    .ok_or_else(expected)?,
-            ),
+            w => Some(w.parse::<f64>().map_err(|_| expected())?),
         };
-        Ok(ScoredZone {
+        ScoredZone::new(zone, weight).ok_or_else(expected)
+    }
+
+    /// A zone that is a domain name, with a finite weight of at most 100
+    /// either way (None: final); None when either is not.
+    pub fn new(zone: &str, weight: Option<f64>) -> Option<ScoredZone> {
+        let weight_ok = weight.is_none_or(|w| w.is_finite() && w.abs() <= 100.0);
+        (super::pattern::is_domain(zone) && weight_ok).then(|| ScoredZone {
             zone: zone.to_string(),
             weight,
         })

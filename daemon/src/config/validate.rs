@@ -879,12 +879,12 @@ fn scored_zone(example: &'static str) -> impl Fn(&Value) -> Result<ScoredZone, S
                 }
                 let zone = t.get("zone").and_then(Value::as_str).ok_or_else(expected)?;
                 let weight = match t.get("weight") {
-                    Some(Value::Float(w)) => w.to_string(),
-                    Some(Value::Integer(w)) => w.to_string(),
-                    Some(Value::String(w)) if w == "final" => w.clone(),
+                    Some(Value::Float(w)) => Some(*w),
+                    Some(Value::Integer(w)) => Some(*w as f64),
+                    Some(Value::String(w)) if w == "final" => None,
                     _ => return Err(expected()),
                 };
-                ScoredZone::parse(&format!("{zone}:{weight}")).map_err(|_| expected())
+                ScoredZone::new(zone, weight).ok_or_else(expected)
             }
             _ => Err(expected()),
         }

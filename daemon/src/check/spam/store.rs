@@ -3,11 +3,11 @@
 //! = "redis://HOST:PORT/DB"`, DESIGN 9). The base model is a file either
 //! way: it is installed per gateway, like the signature bases.
 //!
-//! Every change is a read-modify-write of the whole model under a lock
-//! (and keeps it within the [`Limits`] of `[spam] max_tokens` and
-//! `max_learnt`): a
+//! Every change is a read-modify-write of the whole model under a lock: a
 //! file lock (`learn.lock`) for the directory, WATCH/MULTI for Redis (a
 //! change made by another gateway in between makes this one start again).
+//! It keeps the model within the [`Limits`] of `[spam] max_tokens` and
+//! `max_learnt`.
 //! Readers need no lock: the file is replaced by rename, and the Redis value
 //! in one SET, each with a version that changes with it.
 //!
