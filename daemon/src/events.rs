@@ -7,6 +7,8 @@
 use crate::envelope::{Envelope, QueueId};
 use crate::policy::verdict::Verdict;
 use mailward_metrics::event::{self as m, Direction};
+use mailward_metrics::group::GroupOutcome;
+use mailward_metrics::snapshot::group_name;
 use mailward_metrics::{Event, RawRecord, Stats};
 use std::net::IpAddr;
 
@@ -280,10 +282,18 @@ impl MessageChecked<'_> {
                 }
             }
         }
-        let groups: Vec<&str> = v
+        let groups: Vec<GroupOutcome> = v
             .groups
             .iter()
-            .map(|g| g.partition.group.as_str())
+            .map(|g| GroupOutcome {
+                group: g.partition.group.as_str(),
+                infected: g.plan.av == Some(AvStatus::Infected),
+                spam: matches!(
+                    g.plan.spam,
+                    Some(SpamStatus::Spam | SpamStatus::Blacklisted)
+                ),
+                refused: !self.accepted,
+            })
             .collect();
         let spam_tests: Vec<String> = v
             .report
@@ -358,6 +368,7 @@ impl MessageChecked<'_> {
 /// A group's recipients do not get the message (policy `block`).
 pub struct MessageBlocked<'a> {
     pub id: &'a QueueId,
+    /// The group ("" = the default group).
     pub group: &'a str,
     pub status: &'a str,
     pub rcpts: usize,
@@ -365,8 +376,8 @@ pub struct MessageBlocked<'a> {
 
 impl MessageBlocked<'_> {
     pub fn emit(&self, stats: &Stats) {
-        stats.record(&Event::MessageBlocked);
-        tracing::info!(target: "policy", queue_id = %self.id, group = %self.group,
+        stats.record(&Event::MessageBlocked { group: self.group });
+        tracing::info!(target: "policy", queue_id = %self.id, group = %group_name(self.group),
             status = %self.status, rcpts = self.rcpts, "Message blocked for these recipients: accepted, not delivered.");
     }
 }
@@ -392,6 +403,7 @@ impl ForeignVerdictHeaders<'_> {
 pub struct MessageQuarantined<'a> {
     /// The quarantine entry (the queue ID, or ID.N for one group's copy).
     pub id: &'a QueueId,
+    /// The group ("" = the default group).
     pub group: &'a str,
     pub reason: &'a str,
     pub bytes: u64,
@@ -399,8 +411,8 @@ pub struct MessageQuarantined<'a> {
 
 impl MessageQuarantined<'_> {
     pub fn emit(&self, stats: &Stats) {
-        stats.record(&Event::MessageQuarantined);
-        tracing::info!(target: "backup", quarantine_id = %self.id, group = %self.group,
+        stats.record(&Event::MessageQuarantined { group: self.group });
+        tracing::info!(target: "backup", quarantine_id = %self.id, group = %group_name(self.group),
             reason = %self.reason, size = self.bytes, "Message copied to quarantine.");
     }
 }

@@ -5,6 +5,7 @@
 //! operation over several rounds and the ratio.
 
 use mailward_metrics::event::*;
+use mailward_metrics::group::GroupOutcome;
 use mailward_metrics::{prometheus as render, Category, Event, Gauges, Stats};
 use prometheus::{Encoder, IntCounter, IntCounterVec, Opts, Registry};
 use std::hint::black_box;
@@ -48,7 +49,12 @@ fn main() {
                 .parse()
                 .unwrap_or(std::net::IpAddr::from([0, 0, 0, 0])),
             duration: Duration::from_micros(16),
-            groups: &[""],
+            groups: &[GroupOutcome {
+                group: "",
+                infected: i.is_multiple_of(10),
+                spam: false,
+                refused: false,
+            }],
             mode: mailward_metrics::event::Mode::Smtp,
         });
         stats.record(&Event::DeliveryAttempted {
@@ -125,7 +131,12 @@ fn main() {
             sender: &format!("s{n}@example.com"),
             client: std::net::IpAddr::from([192, 0, 2, n as u8]),
             duration: Duration::from_micros(10),
-            groups: &[""],
+            groups: &[GroupOutcome {
+                group: "",
+                infected: true,
+                spam: false,
+                refused: false,
+            }],
             mode: mailward_metrics::event::Mode::Smtp,
         });
         top.with_label_values(&[&format!("Virus-{n}")]).inc();

@@ -186,9 +186,9 @@ pub enum Event<'a> {
         sender: &'a str,
         client: IpAddr,
         duration: Duration,
-        /// The policy groups its recipients fall in ("" = the default
-        /// group): the message counts once for each.
-        groups: &'a [&'a str],
+        /// The policy groups its recipients fall in, with what each
+        /// group's plan made of it: the message counts once for each.
+        groups: &'a [crate::group::GroupOutcome<'a>],
         mode: Mode,
     },
     DeliveryAttempted {
@@ -204,11 +204,18 @@ pub enum Event<'a> {
     NotificationSent {
         to: NotifyTarget,
     },
-    MessageBlocked,
+    /// A group's recipients do not get the message.
+    MessageBlocked {
+        /// The group ("" = the default group).
+        group: &'a str,
+    },
     /// A message to be delivered came with verdict headers not written
     /// here (they are removed).
     ForeignVerdictHeaders,
-    MessageQuarantined,
+    MessageQuarantined {
+        /// The group whose policy asked for the copy ("" = the default).
+        group: &'a str,
+    },
     MessageArchived {
         direction: ArchiveDirection,
     },

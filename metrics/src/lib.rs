@@ -10,6 +10,7 @@
 
 pub mod catalogue;
 pub mod event;
+pub mod group;
 pub mod mib;
 pub mod model;
 pub mod process;

@@ -9,6 +9,42 @@ use std::fmt::Write;
 /// The module root under `enterprises`.
 pub const ENTERPRISE_ARCS: &str = "25";
 
+/// One REVISION of the module, newest first in [`REVISIONS`].
+pub struct Revision {
+    /// `YYYYMMDDHHMMZ` (UTC).
+    pub date: &'static str,
+    /// How many objects the tree of [`crate::snmp::objects`] has in this
+    /// revision: a test fails when objects are added without a revision
+    /// that says so.
+    pub objects: usize,
+    pub description: &'static str,
+}
+
+/// The module's revisions, newest first (LAST-UPDATED is the first). An
+/// NMS that loaded an older copy of the MIB sees from them what it lacks.
+/// Objects are only ever added; none is renumbered or removed.
+pub const REVISIONS: &[Revision] = &[
+    Revision {
+        date: "202612030000Z",
+        objects: 217,
+        description: "Added the counters of what each policy group's plan did \
+            (mwPolicyGroupInfected, mwPolicyGroupSpam, mwPolicyGroupRefused, \
+            mwPolicyGroupBlocked, mwPolicyGroupQuarantined), and the objects of \
+            the policy engine (quarantine, archive), the spam check (results by \
+            test, DNSBL, SPF, DKIM, DMARC and URI list look-ups, the classifier, \
+            the score histogram), reliability (session time-outs, stress mode, \
+            scans refused for memory, spool space to reclaim, held messages), \
+            delivery (outbound TLS, DNS look-ups, deferred domains), logging, \
+            the milter and the AgentX subagent's own health. None of the first \
+            version's objects changed.",
+    },
+    Revision {
+        date: "202611240000Z",
+        objects: 123,
+        description: "First version.",
+    },
+];
+
 /// (name, arc, objects, description)
 pub const NOTIFICATIONS: &[(&str, u32, &[&str], &str)] = &[
     ("mwProductStart", 1, &["mwVersion", "mwConfigFile"], "Mailward has started and accepts mail."),
@@ -109,10 +145,13 @@ pub fn text() -> String {
     m.push_str(
         "    MODULE-COMPLIANCE, OBJECT-GROUP, NOTIFICATION-GROUP\n        FROM SNMPv2-CONF;\n\n",
     );
+    let last_updated = REVISIONS.first().map_or("202611240000Z", |r| r.date);
+    let _ = write!(
+        m,
+        "mailwardMIB MODULE-IDENTITY\n    LAST-UPDATED \"{last_updated}\"\n"
+    );
     m.push_str(
-        r#"mailwardMIB MODULE-IDENTITY
-    LAST-UPDATED "202611240000Z"
-    ORGANIZATION "The Mailward project"
+        r#"    ORGANIZATION "The Mailward project"
     CONTACT-INFO
         "The Mailward developers.
          Issues and questions: the project's issue tracker."
@@ -122,11 +161,17 @@ pub fn text() -> String {
          subagent. 32473 is the enterprise number RFC 5612 reserves
          for documentation and examples: a site with its own number
          changes this module's root and agentx.root_oid together."
-    REVISION "202611240000Z"
-    DESCRIPTION
-        "First version."
-    ::= { mwEnterprise "#,
+"#,
     );
+    for r in REVISIONS {
+        let _ = write!(
+            m,
+            "    REVISION \"{}\"\n    DESCRIPTION\n        \"{}\"\n",
+            r.date,
+            wrap(r.description, "         ").trim_start()
+        );
+    }
+    m.push_str("    ::= { mwEnterprise ");
     m.push_str(ENTERPRISE_ARCS);
     m.push_str(" }\n\n");
     m.push_str("-- The enterprise arc (see DESCRIPTION above).\n");
@@ -302,6 +347,22 @@ MwUpdateResult ::= TEXTUAL-CONVENTION
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn every_object_added_comes_with_a_revision() {
+        let now = crate::snmp::objects().len();
+        let last = super::REVISIONS[0].objects;
+        assert!(
+            now == last,
+            "the MIB has {now} objects, its newest REVISION says {last}: add a Revision to \
+             REVISIONS in metrics/src/mib.rs naming what was added (objects: {now})"
+        );
+        let dates: Vec<&str> = super::REVISIONS.iter().map(|r| r.date).collect();
+        assert!(
+            dates.windows(2).all(|w| w[0] > w[1]),
+            "REVISIONS must be newest first: {dates:?}"
+        );
+    }
+
     #[test]
     fn mib_file_matches_the_catalogue() {
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../mibs/MAILWARD-MIB.txt");

@@ -6,6 +6,7 @@
 
 use crate::catalogue::{self, Category, Kind, StatId, TopId, CATALOGUE};
 use crate::event::{ArchiveDirection, DeliveryResult, Direction, Event, NotifyTarget};
+use crate::group::GroupCounts;
 use crate::raw::{RawLog, RawRecord};
 use crate::snapshot::{HistogramSnapshot, Snapshot};
 use crate::top::Top;
@@ -132,8 +133,8 @@ pub struct Stats {
     histograms: Vec<Histogram>,
     tops: Vec<Mutex<Top>>,
     recent: Mutex<VecDeque<RawRecord>>,
-    /// Messages per policy group ("" = default), for mwPolicyGroupTable.
-    groups: Mutex<std::collections::BTreeMap<String, u64>>,
+    /// Counts per policy group ("" = default), for mwPolicyGroupTable.
+    groups: Mutex<std::collections::BTreeMap<String, GroupCounts>>,
     /// The configuration's life (since start).
     config: Mutex<crate::snapshot::ConfigState>,
     raw: Option<RawLog>,
@@ -227,6 +228,16 @@ impl Stats {
             return None;
         }
         self.cells.get(self.offsets[id as usize] + label)
+    }
+
+    /// Counts in the row of policy group `group` (made at its first message).
+    fn count_group(&self, group: &str, f: impl FnOnce(&mut GroupCounts)) {
+        if let Ok(mut g) = self.groups.lock() {
+            match g.get_mut(group) {
+                Some(c) => f(c),
+                None => f(g.entry(group.to_string()).or_default()),
+            }
+        }
     }
 
     fn add(&self, id: StatId, label: usize, n: u64) {
@@ -325,10 +336,13 @@ impl Stats {
                 mode,
             } => {
                 self.add(StatId::MessagesChecked, *mode as usize, 1);
-                if let Ok(mut g) = self.groups.lock() {
-                    for group in groups.iter() {
-                        *g.entry(group.to_string()).or_insert(0) += 1;
-                    }
+                for o in groups.iter() {
+                    self.count_group(o.group, |c| {
+                        c.messages += 1;
+                        c.infected += u64::from(o.infected);
+                        c.spam += u64::from(o.spam);
+                        c.refused += u64::from(o.refused);
+                    });
                 }
                 self.add(StatId::AvResults, *av as usize, 1);
                 if let Some(s) = spam {
@@ -381,9 +395,15 @@ impl Stats {
                 };
                 self.add(StatId::NotificationsSent, i, 1)
             }
-            Event::MessageBlocked => self.add(StatId::MessagesBlocked, 0, 1),
+            Event::MessageBlocked { group } => {
+                self.add(StatId::MessagesBlocked, 0, 1);
+                self.count_group(group, |c| c.blocked += 1);
+            }
             Event::ForeignVerdictHeaders => self.add(StatId::ForeignVerdictHeaders, 0, 1),
-            Event::MessageQuarantined => self.add(StatId::MessagesQuarantined, 0, 1),
+            Event::MessageQuarantined { group } => {
+                self.add(StatId::MessagesQuarantined, 0, 1);
+                self.count_group(group, |c| c.quarantined += 1);
+            }
             Event::MessageArchived { direction } => self.add(
                 StatId::MessagesArchived,
                 (*direction == ArchiveDirection::Outgoing) as usize,
@@ -609,7 +629,7 @@ impl Stats {
         let groups = self
             .groups
             .lock()
-            .map(|g| g.iter().map(|(k, v)| (k.clone(), *v)).collect())
+            .map(|g| g.iter().map(|(k, c)| (k.clone(), *c)).collect())
             .unwrap_or_default();
         Snapshot {
             config: self.config.lock().map(|c| *c).unwrap_or_default(),

@@ -46,11 +46,6 @@ fn sample(kind: Kind, value: f64, labels: Vec<LabelPair>) -> Metric {
     m
 }
 
-/// Messages per policy group (`mwPolicyGroupMessages` in SNMP).
-pub const GROUP_MESSAGES: &str = "mailward_group_messages_total";
-pub const GROUP_MESSAGES_HELP: &str =
-    "Messages handled under each policy group's policy (a message with recipients in two groups counts in both).";
-
 /// The metric families of a snapshot (enabled categories only).
 pub fn families(snap: &Snapshot) -> Vec<MetricFamily> {
     let mut out = Vec::new();
@@ -115,27 +110,24 @@ pub fn families(snap: &Snapshot) -> Vec<MetricFamily> {
             out.push(family(t.prom, t.help, MetricType::GAUGE, rows));
         }
     }
-    // Messages per policy group: the same counts as mwPolicyGroupTable.
+    // The counts of each policy group: the same as mwPolicyGroupTable.
     // Groups come from the configuration, so they are labels, not catalogue
     // entries; absent until a message falls in one.
     if snap.is_enabled(crate::catalogue::Category::Messages) && !snap.groups.is_empty() {
-        let rows = snap
-            .groups
-            .iter()
-            .map(|(g, n)| {
-                sample(
-                    Kind::Counter,
-                    *n as f64,
-                    vec![label("group", crate::snapshot::group_name(g))],
-                )
-            })
-            .collect();
-        out.push(family(
-            GROUP_MESSAGES,
-            GROUP_MESSAGES_HELP,
-            MetricType::COUNTER,
-            rows,
-        ));
+        for col in crate::group::GROUP_COLUMNS {
+            let rows = snap
+                .groups
+                .iter()
+                .map(|(g, c)| {
+                    sample(
+                        Kind::Counter,
+                        (col.read)(c) as f64,
+                        vec![label("group", crate::snapshot::group_name(g))],
+                    )
+                })
+                .collect();
+            out.push(family(col.prom, col.help, MetricType::COUNTER, rows));
+        }
     }
     out.push(family(
         "mailward_build_info",

@@ -53,15 +53,17 @@ pub fn markdown() -> String {
             t.help
         );
     }
-    s.push_str("\n## Policy groups\n\nA counter per policy group of the configuration (`default` and each `[group.NAME]`); \
-        its series appear when a message first falls in the group.\n\n");
-    s.push_str("| Prometheus name | label | MIB table | meaning |\n| --- | --- | --- | --- |\n");
-    let _ = writeln!(
-        s,
-        "| `{}` | `group` | `mwPolicyGroupTable` (`mwPolicyGroupMessages`) | {} |",
-        crate::prometheus::GROUP_MESSAGES,
-        crate::prometheus::GROUP_MESSAGES_HELP
-    );
+    s.push_str("\n## Policy groups\n\nCounters per policy group of the configuration (`default` and each `[group.NAME]`); \
+        their series appear when a message first falls in the group. A message with recipients in two groups \
+        counts in both, each by its own plan.\n\n");
+    s.push_str("| Prometheus name | label | MIB column (`mwPolicyGroupTable`) | meaning |\n| --- | --- | --- | --- |\n");
+    for col in crate::group::GROUP_COLUMNS {
+        let _ = writeln!(
+            s,
+            "| `{}` | `group` | `{}` (.{}) | {} |",
+            col.prom, col.mib, col.arc, col.help
+        );
+    }
     s.push_str("\n## Kinds\n\n");
     for k in [Kind::Counter, Kind::Gauge, Kind::Histogram] {
         let what = match k {

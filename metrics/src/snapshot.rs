@@ -32,8 +32,8 @@ pub struct Snapshot {
     pub histograms: Vec<HistogramSnapshot>,
     /// Indexed by [`catalogue::TopId`].
     pub tops: Vec<Vec<TopEntry>>,
-    /// Messages per policy group ("" = the default group), by name.
-    pub groups: Vec<(String, u64)>,
+    /// The counts of each policy group ("" = the default group), by name.
+    pub groups: Vec<(String, crate::group::GroupCounts)>,
     /// The most recent raw records, oldest first.
     pub recent: Vec<RawRecord>,
     /// The configuration in force: when it was loaded, successful and
@@ -159,17 +159,19 @@ impl Snapshot {
                 section.insert("recent".into(), json!(self.recent));
             }
             if cat == Category::Messages {
-                // Messages per policy group, as on /metrics
+                // The counts of each policy group, as on /metrics
                 // (mwPolicyGroupTable in SNMP).
-                section.insert(
-                    crate::prometheus::GROUP_MESSAGES.into(),
-                    Value::Object(
-                        self.groups
-                            .iter()
-                            .map(|(g, n)| (group_name(g).to_string(), json!(n)))
-                            .collect(),
-                    ),
-                );
+                for col in crate::group::GROUP_COLUMNS {
+                    section.insert(
+                        col.prom.into(),
+                        Value::Object(
+                            self.groups
+                                .iter()
+                                .map(|(g, c)| (group_name(g).to_string(), json!((col.read)(c))))
+                                .collect(),
+                        ),
+                    );
+                }
             }
             root.insert(cat.as_str().to_string(), Value::Object(section));
         }

@@ -228,7 +228,7 @@ pub fn objects() -> Vec<Object> {
         NotAccessible,
         None,
         "",
-        "The policy groups of the configuration, with the messages that fell in each.",
+        "The policy groups of the configuration, with what happened to the messages that fell in each.",
     );
     push(
         "mwPolicyGroupEntry",
@@ -252,16 +252,18 @@ pub fn objects() -> Vec<Object> {
         "mwConfigGroup",
         "The group's name (\"default\" for the default group).",
     );
-    push(
-        "mwPolicyGroupMessages",
-        [CONFIG, &[5, 1, 3]].concat(),
-        Node::Column,
-        Some(Syntax::Counter64),
-        ro,
-        None,
-        "mwConfigGroup",
-        "Messages handled under this group's policy since the last statistics reset.",
-    );
+    for col in crate::group::GROUP_COLUMNS {
+        push(
+            col.mib,
+            [CONFIG, &[5, 1, col.arc]].concat(),
+            Node::Column,
+            Some(Syntax::Counter64),
+            ro,
+            None,
+            "mwConfigGroup",
+            col.mib_help,
+        );
+    }
     // mwStatistics
     push(
         "mwStatistics",
@@ -816,8 +818,8 @@ pub struct Extras {
     pub config_loaded_at: i64,
     pub reloads: u32,
     pub reload_failures: u32,
-    /// (name, messages) with the default group first.
-    pub groups: Vec<(String, u64)>,
+    /// (name, counts) with the default group first.
+    pub groups: Vec<(String, crate::group::GroupCounts)>,
     pub bases_obsolete: bool,
     /// Which subtrees are served (`snmp.services`).
     pub services: Services,
@@ -888,10 +890,16 @@ pub fn view(snap: &Snapshot, extras: &Extras) -> Vec<(Vec<u32>, SnmpValue)> {
             [CONFIG, &[4, 0]].concat(),
             SnmpValue::Counter32(extras.reload_failures),
         ));
-        for (i, (name, n)) in extras.groups.iter().enumerate() {
-            let row = i as u32 + 1;
-            out.push(([CONFIG, &[5, 1, 2, row]].concat(), text(name)));
-            out.push(([CONFIG, &[5, 1, 3, row]].concat(), SnmpValue::Counter64(*n)));
+        for (i, (name, _)) in extras.groups.iter().enumerate() {
+            out.push(([CONFIG, &[5, 1, 2, i as u32 + 1]].concat(), text(name)));
+        }
+        for col in crate::group::GROUP_COLUMNS {
+            for (i, (_, c)) in extras.groups.iter().enumerate() {
+                out.push((
+                    [CONFIG, &[5, 1, col.arc, i as u32 + 1]].concat(),
+                    SnmpValue::Counter64((col.read)(c)),
+                ));
+            }
         }
     }
     for s in CATALOGUE {
@@ -1023,7 +1031,12 @@ mod tests {
             sender: "s@x",
             client: "192.0.2.1".parse().unwrap(),
             duration: std::time::Duration::from_millis(1),
-            groups: &[""],
+            groups: &[crate::group::GroupOutcome {
+                group: "",
+                infected: true,
+                spam: false,
+                refused: false,
+            }],
             mode: crate::event::Mode::Smtp,
         });
         stats.record(&crate::Event::DeliveryAttempted {
@@ -1046,7 +1059,7 @@ mod tests {
         });
         let snap = stats.snapshot(&crate::Gauges::default());
         let extras = Extras {
-            groups: vec![("default".into(), 1)],
+            groups: vec![("default".into(), crate::group::GroupCounts::default())],
             ..Extras::default()
         };
         let objs = objects();

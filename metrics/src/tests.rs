@@ -21,7 +21,12 @@ fn scan(stats: &Stats, virus: &[String], sender: &str) {
         sender,
         client: "192.0.2.7".parse().unwrap(),
         duration: Duration::from_millis(3),
-        groups: &[""],
+        groups: &[crate::group::GroupOutcome {
+            group: "",
+            infected: !virus.is_empty(),
+            spam: false,
+            refused: false,
+        }],
         mode: crate::event::Mode::Smtp,
     });
 }
@@ -111,6 +116,99 @@ fn events_are_counted_and_both_renderings_of_one_snapshot_agree() {
         text,
         "one snapshot, one rendering"
     );
+}
+
+/// One scanned message with recipients in `groups`, each with its outcome.
+fn scan_in(stats: &Stats, groups: &[crate::group::GroupOutcome<'_>]) {
+    stats.record(&Event::ScanFinished {
+        av: AvStatus::Clean,
+        spam: Some(SpamStatus::Clean),
+        spam_score: Some(0.0),
+        viruses: &[],
+        filter_rules: &[],
+        spam_tests: &[],
+        sender: "a@b.example",
+        client: "192.0.2.7".parse().unwrap(),
+        duration: Duration::from_millis(1),
+        groups,
+        mode: crate::event::Mode::Smtp,
+    });
+}
+
+#[test]
+fn each_policy_group_counts_its_own_outcomes_in_every_rendering() {
+    use crate::group::GroupOutcome;
+    let stats = model();
+    let outcome = |group, infected, spam, refused| GroupOutcome {
+        group,
+        infected,
+        spam,
+        refused,
+    };
+    // A message for both groups: spam at the managers' level only.
+    scan_in(
+        &stats,
+        &[
+            outcome("", false, false, false),
+            outcome("managers", false, true, false),
+        ],
+    );
+    stats.record(&Event::MessageBlocked { group: "managers" });
+    // An infected message for the default group, quarantined there.
+    scan_in(&stats, &[outcome("", true, false, false)]);
+    stats.record(&Event::MessageQuarantined { group: "" });
+    // A message refused in the session by the managers' policy.
+    scan_in(&stats, &[outcome("managers", false, true, true)]);
+
+    let snap = stats.snapshot(&Gauges::default());
+    let text = prometheus::render(&snap).unwrap();
+    let json = snap.to_json();
+    let extras = crate::snmp::Extras {
+        groups: snap
+            .groups
+            .iter()
+            .map(|(g, c)| (crate::snapshot::group_name(g).to_string(), *c))
+            .collect(),
+        ..crate::snmp::Extras::default()
+    };
+    let view = crate::snmp::view(&snap, &extras);
+    // mwPolicyGroupTable is mwConfig.5 (.1.1.5); rows: 1 default, 2 managers.
+    let column = |arc: u32, row: u32| {
+        view.iter()
+            .find(|(oid, _)| oid[..] == [1, 1, 5, 1, arc, row])
+            .map(|(_, v)| v.clone())
+    };
+    let expected: [(&str, u64, u64); 6] = [
+        ("mailward_group_messages_total", 2, 2),
+        ("mailward_group_infected_total", 1, 0),
+        ("mailward_group_spam_total", 0, 2),
+        ("mailward_group_refused_total", 0, 1),
+        ("mailward_group_blocked_total", 0, 1),
+        ("mailward_group_quarantined_total", 1, 0),
+    ];
+    for (col, (name, default, managers)) in crate::group::GROUP_COLUMNS.iter().zip(expected) {
+        assert_eq!(col.prom, name);
+        for (group, row, n) in [("default", 1, default), ("managers", 2, managers)] {
+            assert_eq!(
+                sample(&text, &format!("{name}{{group=\"{group}\"}}")),
+                Some(n as f64),
+                "{name} of {group} on /metrics"
+            );
+            assert_eq!(
+                json["messages"][name][group], n,
+                "{name} of {group} in the stats file"
+            );
+            assert_eq!(
+                column(col.arc, row),
+                Some(crate::snmp::SnmpValue::Counter64(n)),
+                "{} of {group} in SNMP",
+                col.mib
+            );
+        }
+    }
+    // The model's own counters count the same events once, whatever the groups.
+    assert_eq!(snap.value(StatId::MessagesBlocked, 0), 1);
+    assert_eq!(snap.value(StatId::MessagesQuarantined, 0), 1);
 }
 
 #[test]
@@ -207,7 +305,7 @@ fn spam_scores_fill_a_histogram_with_the_level_thresholds_as_bounds() {
             sender: "a@b.example",
             client: "192.0.2.7".parse().unwrap(),
             duration: Duration::from_millis(1),
-            groups: &[""],
+            groups: &[],
             mode: crate::event::Mode::Smtp,
         });
     }

@@ -1032,6 +1032,9 @@ pub struct TopTable {
 pub struct Catalogue {
     pub entries: Vec<CatalogueEntry>,
     pub top_tables: Vec<TopTable>,
+    /// The per-policy-group columns: (Prometheus family labelled `group`,
+    /// column of mwPolicyGroupTable).
+    pub group_columns: Vec<(String, String)>,
 }
 
 impl Catalogue {
@@ -1042,6 +1045,7 @@ impl Catalogue {
             fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
         let mut entries = Vec::new();
         let mut top_tables = Vec::new();
+        let mut group_columns = Vec::new();
         for line in text.lines() {
             let cells: Vec<String> = line.split('|').map(|c| c.trim().replace('`', "")).collect();
             // "| a | b |" splits into ["", a, b, ""].
@@ -1072,6 +1076,14 @@ impl Catalogue {
                         mib: cells[5].clone(),
                     });
                 }
+                4 if cells[1] == "group" => group_columns.push((
+                    cells[0].clone(),
+                    cells[2]
+                        .split_whitespace()
+                        .next()
+                        .unwrap_or_default()
+                        .to_string(),
+                )),
                 5 => top_tables.push(TopTable {
                     prometheus: cells[0].clone(),
                     item_label: cells[1].clone(),
@@ -1081,15 +1093,17 @@ impl Catalogue {
             }
         }
         ensure!(
-            entries.len() >= 20 && !top_tables.is_empty(),
-            "{}: found {} catalogue rows and {} top-N tables; has its layout changed?",
+            entries.len() >= 20 && !top_tables.is_empty() && group_columns.len() > 1,
+            "{}: found {} catalogue rows, {} top-N tables and {} policy group columns; has its layout changed?",
             path.display(),
             entries.len(),
-            top_tables.len()
+            top_tables.len(),
+            group_columns.len()
         );
         Ok(Catalogue {
             entries,
             top_tables,
+            group_columns,
         })
     }
 }

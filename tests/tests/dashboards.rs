@@ -31,6 +31,8 @@ const DASHBOARD: &str = "dashboards/mailward-overview.json";
 const ALERT_RULES: &str = "dashboards/prometheus/mailward-alerts.yaml";
 const ALERT_RULE_TESTS: &str = "dashboards/prometheus/mailward-alerts.test.yaml";
 const CATALOGUE: &str = "metrics/src/catalogue.rs";
+/// The per-policy-group families (label `group`, values from the configuration).
+const GROUP_COLUMNS: &str = "metrics/src/group.rs";
 
 /// The metric names of DESIGN 8 that dashboards, alerts and operators'
 /// scripts depend on (the top-N tables are added from the catalogue).
@@ -170,6 +172,10 @@ const EXPECT: &[(&str, Expect)] = &[
     // Ways in
     ("Checked by way in", Traffic),
     ("Milter connections", Exported),
+    // Policy groups: every column of a group is exported from its first
+    // message (the default group's, from the test's clean mail).
+    ("Messages by policy group", Traffic),
+    ("Outcomes by policy group", Traffic),
 ];
 
 /// Grafana's variables, replaced as Grafana would for the live queries:
@@ -245,6 +251,7 @@ impl Catalogue {
 
 /// Parses `metrics/src/catalogue.rs`: the label value constants
 /// (`pub const X: &[&str] = &[...]`), every entry of CATALOGUE, and the `prom`/`item_label` pairs of TOP_TABLES. Adds
+/// the per-group families of `metrics/src/group.rs` and
 /// `mailward_build_info{version}`, which the exposition adds beside them.
 fn load_catalogue() -> Result<Catalogue> {
     let text = read_workspace_file(CATALOGUE)?;
@@ -337,6 +344,21 @@ fn load_catalogue() -> Result<Catalogue> {
                 label: None,
                 histogram: false,
                 top_item: Some(item),
+            },
+        );
+    }
+    let groups = read_workspace_file(GROUP_COLUMNS)?;
+    let groups = groups
+        .find("pub const GROUP_COLUMNS")
+        .map(|at| &groups[at..])
+        .context("no GROUP_COLUMNS in the group module")?;
+    for prom in field_literals(groups, "prom:") {
+        catalogue.families.insert(
+            prom,
+            Family {
+                label: Some(("group".to_string(), Vec::new())),
+                histogram: false,
+                top_item: None,
             },
         );
     }

@@ -135,16 +135,29 @@ fn recipients_in_two_groups_get_their_own_plans() -> Result<()> {
         || "one group blocked".into(),
     );
     let json = stats.write_file(&gw.daemon)?;
-    for g in ["default", "strict", "lenient"] {
-        f.check(
-            json["messages"]["mailward_group_messages_total"][g].as_u64() == Some(1),
-            || {
+    // Each group counts the message once, with what its own plan did: all
+    // three found the virus, only strict blocked it. /metrics and the stats
+    // file say the same.
+    for (g, blocked) in [("default", 0), ("strict", 1), ("lenient", 0)] {
+        for (family, want) in [
+            ("mailward_group_messages_total", 1),
+            ("mailward_group_infected_total", 1),
+            ("mailward_group_spam_total", 0),
+            ("mailward_group_refused_total", 0),
+            ("mailward_group_blocked_total", blocked),
+            ("mailward_group_quarantined_total", 0),
+        ] {
+            f.check(json["messages"][family][g].as_u64() == Some(want), || {
                 format!(
-                    "group {g} counts the message once: {}",
-                    json["messages"]["mailward_group_messages_total"]
+                    "stats file: {family} of group {g} should be {want}: {}",
+                    json["messages"][family]
                 )
-            },
-        );
+            });
+            let scraped = m.value(family, &[("group", g)]).ok();
+            f.check(scraped == Some(want as f64), || {
+                format!("/metrics: {family}{{group=\"{g}\"}} = {scraped:?}, want {want}")
+            });
+        }
     }
     let raw = stats.raw_lines()?;
     let groups: Vec<(String, String)> = raw

@@ -545,6 +545,14 @@ fn compare_with_metrics(
             }
         }
     }
+    // mwPolicyGroupTable: row 1 is the default group.
+    for (prom, column) in &catalogue.group_columns {
+        pairs.push(Twin {
+            instance: "1".into(),
+            label: Some(("group".into(), "default".into())),
+            ..Twin::scalar(column.clone(), prom.clone())
+        });
+    }
     for Twin {
         object,
         instance,

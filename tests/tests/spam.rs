@@ -46,8 +46,6 @@ fn borderline() -> Vec<u8> {
         .to_vec()
 }
 
-/// The value of the /metrics line that starts with `line` (name, labels
-/// and the space).
 /// Waits until the gateway's /metrics say it scores with `spam` learnt
 /// spam messages (the installed model's count, so the model is in use).
 fn wait_for_learnt(stats: &StatsSetup, spam: u32) -> Result<()> {
@@ -59,6 +57,8 @@ fn wait_for_learnt(stats: &StatsSetup, spam: u32) -> Result<()> {
     )
 }
 
+/// The value of the /metrics line that starts with `line` (name and
+/// labels).
 fn sample(metrics: &str, line: &str) -> Option<f64> {
     metrics
         .lines()
@@ -74,8 +74,12 @@ fn send(port: u16, rcpts: &[&str], message: &[u8]) -> Result<Reply> {
 
 #[test]
 fn spam_is_refused_in_session_marked_or_quarantined_per_group() -> Result<()> {
+    let stats_dir = TestDir::new("stats")?;
+    let stats = StatsSetup::new(stats_dir.path());
     let gw = Gateway::start("spam-policy", |c| {
-        c.set_list("policy", "reject", &["as/spam"])
+        stats
+            .apply(c)
+            .set_list("policy", "reject", &["as/spam"])
             .set_list("group.marked", "recipients", &["*@marked.example.com"])
             .set_list("group.marked", "reject", &[])
             .set_list("group.marked", "quarantine", &["as/spam"])
@@ -129,6 +133,25 @@ fn spam_is_refused_in_session_marked_or_quarantined_per_group() -> Result<()> {
                 || format!("ham's subject unchanged: {:?}", m.header("Subject")),
             );
         }
+    }
+    // Each group's counters say what its policy did: the default group
+    // refused one spam and passed the ham; the marked group kept its spam
+    // in quarantine.
+    let metrics = stats.scrape_text()?;
+    for (line, want) in [
+        ("mailward_group_messages_total{group=\"default\"}", 2.0),
+        ("mailward_group_spam_total{group=\"default\"}", 1.0),
+        ("mailward_group_refused_total{group=\"default\"}", 1.0),
+        ("mailward_group_quarantined_total{group=\"default\"}", 0.0),
+        ("mailward_group_messages_total{group=\"marked\"}", 1.0),
+        ("mailward_group_spam_total{group=\"marked\"}", 1.0),
+        ("mailward_group_refused_total{group=\"marked\"}", 0.0),
+        ("mailward_group_quarantined_total{group=\"marked\"}", 1.0),
+    ] {
+        let got = sample(&metrics, line);
+        f.check(got == Some(want), || {
+            format!("{line} on /metrics is {got:?}, not {want}")
+        });
     }
     let q = gw
         .daemon

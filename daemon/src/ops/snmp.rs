@@ -94,7 +94,7 @@ fn extras(gw: &Gateway, snap: &mailward_metrics::Snapshot) -> view::Extras {
         snap.groups
             .iter()
             .find(|(g, _)| g == name)
-            .map_or(0, |(_, n)| *n)
+            .map_or_else(Default::default, |(_, c)| *c)
     };
     let mut groups = vec![(
         mailward_metrics::snapshot::group_name("").to_string(),

@@ -446,7 +446,7 @@ pub(crate) fn refused(gw: &Gateway, env: &Envelope, verdict: &Verdict, reply: &s
 pub(crate) fn blocked_for(gw: &Gateway, env: &Envelope, j: &Judged) {
     MessageBlocked {
         id: &env.id,
-        group: j.partition.label(),
+        group: &j.partition.group,
         status: &j.plan.shown_status(),
         rcpts: j.partition.rcpts.len(),
     }
@@ -504,7 +504,7 @@ pub(crate) async fn write_copies(
         match gw.stores.quarantine.put(&id.0, raw, &m).await {
             Ok(bytes) => MessageQuarantined {
                 id: &id,
-                group: j.partition.label(),
+                group: &j.partition.group,
                 reason,
                 bytes,
             }
