@@ -1735,6 +1735,12 @@ fn a_second_gateway_on_the_same_subtree_is_told_duplicate_registration() -> Resu
             f.check(v["snmp"]["state"] == "serving", || {
                 format!("the first gateway's status: {text}")
             });
+            // It answered the snmpget above: status counts it, as
+            // mwAgentxRequests does.
+            f.check(
+                v["snmp"]["requests"].as_u64().is_some_and(|n| n >= 1),
+                || format!("the first gateway's status counts no AgentX request: {text}"),
+            );
         }
         Err(e) => f.push(format!("mailward status on the first gateway: {e:#}")),
     }

@@ -84,6 +84,14 @@ pub struct Snmp {
     pub master: String,
     pub root_oid: String,
     pub last_error: Option<String>,
+    /// Since the last statistics reset, as mwAgentxRequests,
+    /// mwAgentxErrors and mwAgentxReconnects count them.
+    #[serde(default)]
+    pub requests: u64,
+    #[serde(default)]
+    pub errors: u64,
+    #[serde(default)]
+    pub reconnects: u64,
 }
 
 /// What the AgentX subagent does for the NMS.
@@ -176,6 +184,9 @@ pub fn of(gw: &Gateway) -> Status {
         master: cfg.agentx.socket.clone(),
         root_oid: cfg.agentx.root_oid.clone(),
         last_error: health.and_then(|h| h.last_error),
+        requests: snap.value(StatId::AgentxRequests, 0),
+        errors: snap.value(StatId::AgentxErrors, 0),
+        reconnects: snap.value(StatId::AgentxReconnects, 0),
     };
     let log = Log {
         destination: destination(&cfg),
@@ -323,7 +334,7 @@ pub fn problems(s: &Status) -> Vec<String> {
     }
     if s.log.lines_dropped > 0 {
         p.push(format!(
-            "{} log line(s) were dropped since start ({} unreachable or too slow).",
+            "{} log line(s) were dropped since the last statistics reset ({} unreachable or too slow).",
             s.log.lines_dropped, s.log.destination
         ));
     }
@@ -423,10 +434,13 @@ pub fn render(s: &Status, now: i64) -> String {
         s.spam.store
     );
     out += &format!(
-        "snmp:     {} (master {}, subtree {})\n",
+        "snmp:     {} (master {}, subtree {}); {} request(s), {} error(s), {} reconnect(s)\n",
         s.snmp.state.as_str(),
         s.snmp.master,
-        s.snmp.root_oid
+        s.snmp.root_oid,
+        s.snmp.requests,
+        s.snmp.errors,
+        s.snmp.reconnects
     );
     let resolver = match s.dns.resolver.as_str() {
         "system" => "the system's resolvers",
@@ -530,6 +544,9 @@ mod tests {
                 master: "tcp:127.0.0.1:705".into(),
                 root_oid: "1.3.6.1.4.1.32473.25".into(),
                 last_error: None,
+                requests: 120,
+                errors: 0,
+                reconnects: 1,
             },
             log: Log {
                 destination: "syslog:mail".into(),
@@ -557,7 +574,10 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("queue:    3 message(s), 12.0 KiB; spool 40.0 GiB free"));
-        assert!(text.contains("snmp:     serving (master tcp:127.0.0.1:705"));
+        assert!(
+            text.contains("snmp:     serving (master tcp:127.0.0.1:705, subtree 1.3.6.1.4.1.32473.25); 120 request(s), 0 error(s), 1 reconnect(s)\n"),
+            "{text}"
+        );
         assert!(text.contains("dns:      127.0.0.1:53; 2 of the last 64 look-ups failed"));
         assert!(text.ends_with("No problems.\n"), "{text}");
     }
