@@ -118,12 +118,13 @@ fn events_are_counted_and_both_renderings_of_one_snapshot_agree() {
     );
 }
 
-/// One scanned message with recipients in `groups`, each with its outcome.
-fn scan_in(stats: &Stats, groups: &[crate::group::GroupOutcome<'_>]) {
+/// One clean scanned message with spam score `score` and recipients in
+/// `groups`, each with its outcome.
+fn scan_in(stats: &Stats, score: f64, groups: &[crate::group::GroupOutcome<'_>]) {
     stats.record(&Event::ScanFinished {
         av: AvStatus::Clean,
         spam: Some(SpamStatus::Clean),
-        spam_score: Some(0.0),
+        spam_score: Some(score),
         viruses: &[],
         filter_rules: &[],
         spam_tests: &[],
@@ -148,6 +149,7 @@ fn each_policy_group_counts_its_own_outcomes_in_every_rendering() {
     // A message for both groups: spam at the managers' level only.
     scan_in(
         &stats,
+        0.0,
         &[
             outcome("", false, false, false),
             outcome("managers", false, true, false),
@@ -155,10 +157,10 @@ fn each_policy_group_counts_its_own_outcomes_in_every_rendering() {
     );
     stats.record(&Event::MessageBlocked { group: "managers" });
     // An infected message for the default group, quarantined there.
-    scan_in(&stats, &[outcome("", true, false, false)]);
+    scan_in(&stats, 0.0, &[outcome("", true, false, false)]);
     stats.record(&Event::MessageQuarantined { group: "" });
     // A message refused in the session by the managers' policy.
-    scan_in(&stats, &[outcome("managers", false, true, true)]);
+    scan_in(&stats, 0.0, &[outcome("managers", false, true, true)]);
 
     let snap = stats.snapshot(&Gauges::default());
     let text = prometheus::render(&snap).unwrap();
@@ -295,19 +297,7 @@ fn concurrent_events_are_neither_lost_nor_doubled() {
 fn spam_scores_fill_a_histogram_with_the_level_thresholds_as_bounds() {
     let stats = model();
     for score in [-3.0, 4.6, 4.6, 13.0] {
-        stats.record(&Event::ScanFinished {
-            av: AvStatus::Clean,
-            spam: Some(SpamStatus::Clean),
-            spam_score: Some(score),
-            viruses: &[],
-            filter_rules: &[],
-            spam_tests: &[],
-            sender: "a@b.example",
-            client: "192.0.2.7".parse().unwrap(),
-            duration: Duration::from_millis(1),
-            groups: &[],
-            mode: crate::event::Mode::Smtp,
-        });
+        scan_in(&stats, score, &[]);
     }
     let snap = stats.snapshot(&Gauges::default());
     let text = prometheus::render(&snap).unwrap();
