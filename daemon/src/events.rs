@@ -113,10 +113,13 @@ pub struct ConfigReloaded<'a> {
 
 impl ConfigReloaded<'_> {
     pub fn emit(&self, gw: &crate::gateway::Gateway) {
+        let cfg = gw.config();
+        let groups: Vec<&str> = cfg.group.keys().map(String::as_str).collect();
         gw.stats.record(&Event::ConfigLoaded {
             ok: self.ok,
             reload: true,
             at: chrono::Utc::now().timestamp(),
+            groups: &groups,
         });
         if self.ok {
             tracing::info!(target: "config", origin = %gw.config().origin, "Configuration reloaded.");

@@ -358,12 +358,22 @@ fn statistics(config: &Config) -> mailward_metrics::Stats {
         config.log.rotate_size.0,
         config.log.rotate_rounds,
     );
-    mailward_metrics::Stats::new(
+    let stats = mailward_metrics::Stats::new(
         &enabled,
         s.top as usize,
         Some(raw),
         env!("CARGO_PKG_VERSION"),
-    )
+    );
+    // The policy groups get their rows in mwPolicyGroupTable from the
+    // start, by name, before any message counts in one.
+    let groups: Vec<&str> = config.group.keys().map(String::as_str).collect();
+    stats.record(&mailward_metrics::Event::ConfigLoaded {
+        ok: true,
+        reload: false,
+        at: chrono::Utc::now().timestamp(),
+        groups: &groups,
+    });
+    stats
 }
 
 /// Re-reads and validates the configuration; installs it only when all of

@@ -245,6 +245,9 @@ pub enum Event<'a> {
         ok: bool,
         reload: bool,
         at: i64,
+        /// The configuration's policy groups (`[group.NAME]`, by name)
+        /// when it is put in force; ignored for a refused reload.
+        groups: &'a [&'a str],
     },
     /// An update of the bases was attempted (result: index into
     /// `catalogue::UPDATE_RESULTS`), at unix time `at`.

@@ -97,3 +97,105 @@ pub const GROUP_COLUMNS: &[GroupColumn] = &[
         read: |c| c.quarantined,
     },
 ];
+
+/// The rows of the per-group table, in the order SNMP numbers them
+/// (`mwPolicyGroupIndex` is the position + 1).
+///
+/// An NMS keeps a row's history by its index, so an index must not move
+/// to another group while the daemon runs: the default group is row 1,
+/// the configuration's groups at start follow by name, and a group that a
+/// reload adds gets the next free row. A group a reload removes keeps its
+/// row (its counters stand still) until the next restart or `stats reset`,
+/// which number the rows afresh (and move mwCounterDiscontinuityTime, so
+/// an NMS knows to read the names again).
+#[derive(Debug, Clone)]
+pub struct GroupTable {
+    rows: Vec<(String, GroupCounts)>,
+    /// The groups of the configuration in force, by name ("" not included).
+    configured: Vec<String>,
+}
+
+impl Default for GroupTable {
+    fn default() -> GroupTable {
+        GroupTable {
+            rows: vec![(String::new(), GroupCounts::default())],
+            configured: Vec::new(),
+        }
+    }
+}
+
+impl GroupTable {
+    /// The groups of a configuration put in force (at start or by a
+    /// reload): those without a row get the next ones, in the order given.
+    pub fn configure(&mut self, groups: &[&str]) {
+        self.configured = groups.iter().map(|g| g.to_string()).collect();
+        for g in groups {
+            self.row(g);
+        }
+    }
+
+    /// Counts in `group`'s row; a group without one (a message judged
+    /// under a configuration the table was not told of) gets the next.
+    pub fn count(&mut self, group: &str, f: impl FnOnce(&mut GroupCounts)) {
+        f(self.row(group))
+    }
+
+    fn row(&mut self, group: &str) -> &mut GroupCounts {
+        let at = match self.rows.iter().position(|(g, _)| g == group) {
+            Some(at) => at,
+            None => {
+                self.rows.push((group.to_string(), GroupCounts::default()));
+                self.rows.len() - 1
+            }
+        };
+        &mut self.rows[at].1
+    }
+
+    /// `stats reset`: every count to zero, and the rows numbered afresh
+    /// from the configuration in force (the default group, then its groups
+    /// by name); rows of groups since removed are gone.
+    pub fn reset(&mut self) {
+        let mut configured = self.configured.clone();
+        configured.sort();
+        self.rows = std::iter::once(String::new())
+            .chain(configured)
+            .map(|g| (g, GroupCounts::default()))
+            .collect();
+    }
+
+    /// The rows, row 1 first.
+    pub fn rows(&self) -> &[(String, GroupCounts)] {
+        &self.rows
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(t: &GroupTable) -> Vec<&str> {
+        t.rows().iter().map(|(g, _)| g.as_str()).collect()
+    }
+
+    #[test]
+    fn a_row_keeps_its_index_across_reloads_until_a_reset() {
+        let mut t = GroupTable::default();
+        t.configure(&["beta", "gamma"]);
+        assert_eq!(names(&t), ["", "beta", "gamma"]);
+        t.count("gamma", |c| c.messages += 1);
+        // A reload adds alpha (first by name) and removes beta: no row moves.
+        t.configure(&["alpha", "gamma"]);
+        assert_eq!(names(&t), ["", "beta", "gamma", "alpha"]);
+        assert_eq!(t.rows()[2].1.messages, 1, "gamma keeps row 3 and its count");
+        // A message judged under the old configuration still counts in beta.
+        t.count("beta", |c| c.blocked += 1);
+        assert_eq!(t.rows()[1].1.blocked, 1);
+        // A group the table was not told of gets the next row.
+        t.count("delta", |c| c.messages += 1);
+        assert_eq!(names(&t), ["", "beta", "gamma", "alpha", "delta"]);
+        // stats reset: the configuration's groups by name, all at zero.
+        t.reset();
+        assert_eq!(names(&t), ["", "alpha", "gamma"]);
+        assert!(t.rows().iter().all(|(_, c)| *c == GroupCounts::default()));
+    }
+}

@@ -35,8 +35,9 @@ pub const REVISIONS: &[Revision] = &[
             the score histogram), reliability (session time-outs, stress mode, \
             scans refused for memory, spool space to reclaim, held messages), \
             delivery (outbound TLS, DNS look-ups, deferred domains), logging, \
-            the milter and the AgentX subagent's own health. None of the first \
-            version's objects changed.",
+            the milter and the AgentX subagent's own health. A policy group \
+            keeps its mwPolicyGroupIndex while Mailward runs (a reload no longer \
+            renumbers the rows). No other object of the first version changed.",
     },
     Revision {
         date: "202611240000Z",

@@ -6,7 +6,7 @@
 
 use crate::catalogue::{self, Category, Kind, StatId, TopId, CATALOGUE};
 use crate::event::{ArchiveDirection, DeliveryResult, Direction, Event, NotifyTarget};
-use crate::group::GroupCounts;
+use crate::group::{GroupCounts, GroupTable};
 use crate::raw::{RawLog, RawRecord};
 use crate::snapshot::{HistogramSnapshot, Snapshot};
 use crate::top::Top;
@@ -133,8 +133,8 @@ pub struct Stats {
     histograms: Vec<Histogram>,
     tops: Vec<Mutex<Top>>,
     recent: Mutex<VecDeque<RawRecord>>,
-    /// Counts per policy group ("" = default), for mwPolicyGroupTable.
-    groups: Mutex<std::collections::BTreeMap<String, GroupCounts>>,
+    /// Counts per policy group ("" = default), in mwPolicyGroupTable's rows.
+    groups: Mutex<GroupTable>,
     /// The configuration's life (since start).
     config: Mutex<crate::snapshot::ConfigState>,
     raw: Option<RawLog>,
@@ -192,7 +192,7 @@ impl Stats {
                 .map(|_| Mutex::new(Top::default()))
                 .collect(),
             recent: Mutex::new(VecDeque::with_capacity(RECENT_RAW)),
-            groups: Mutex::new(std::collections::BTreeMap::new()),
+            groups: Mutex::new(GroupTable::default()),
             config: Mutex::new(crate::snapshot::ConfigState {
                 loaded_at: started,
                 ..Default::default()
@@ -230,13 +230,10 @@ impl Stats {
         self.cells.get(self.offsets[id as usize] + label)
     }
 
-    /// Counts in the row of policy group `group` (made at its first message).
+    /// Counts in the row of policy group `group`.
     fn count_group(&self, group: &str, f: impl FnOnce(&mut GroupCounts)) {
         if let Ok(mut g) = self.groups.lock() {
-            match g.get_mut(group) {
-                Some(c) => f(c),
-                None => f(g.entry(group.to_string()).or_default()),
-            }
+            g.count(group, f);
         }
     }
 
@@ -448,7 +445,17 @@ impl Stats {
             Event::DkimChecked { result } => self.add_auth(StatId::DkimResults, result),
             Event::DmarcChecked { result } => self.add_auth(StatId::DmarcResults, result),
             Event::QuarantineReleased => self.add(StatId::QuarantineReleases, 0, 1),
-            Event::ConfigLoaded { ok, reload, at } => {
+            Event::ConfigLoaded {
+                ok,
+                reload,
+                at,
+                groups,
+            } => {
+                if *ok {
+                    if let Ok(mut g) = self.groups.lock() {
+                        g.configure(groups);
+                    }
+                }
                 if let Ok(mut c) = self.config.lock() {
                     match (ok, reload) {
                         (true, true) => {
@@ -558,7 +565,7 @@ impl Stats {
             }
         }
         if let Ok(mut g) = self.groups.lock() {
-            g.clear();
+            g.reset();
         }
         self.reset_time.store(now(), Relaxed);
     }
@@ -629,7 +636,7 @@ impl Stats {
         let groups = self
             .groups
             .lock()
-            .map(|g| g.iter().map(|(k, c)| (k.clone(), *c)).collect())
+            .map(|g| g.rows().to_vec())
             .unwrap_or_default();
         Snapshot {
             config: self.config.lock().map(|c| *c).unwrap_or_default(),

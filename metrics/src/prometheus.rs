@@ -112,7 +112,7 @@ pub fn families(snap: &Snapshot) -> Vec<MetricFamily> {
     }
     // The counts of each policy group: the same as mwPolicyGroupTable.
     // Groups come from the configuration, so they are labels, not catalogue
-    // entries; absent until a message falls in one.
+    // entries; each is exported (at 0) from the configuration that names it.
     if snap.is_enabled(crate::catalogue::Category::Messages) && !snap.groups.is_empty() {
         for col in crate::group::GROUP_COLUMNS {
             let rows = snap

@@ -54,8 +54,9 @@ pub fn markdown() -> String {
         );
     }
     s.push_str("\n## Policy groups\n\nCounters per policy group of the configuration (`default` and each `[group.NAME]`); \
-        their series appear when a message first falls in the group. A message with recipients in two groups \
-        counts in both, each by its own plan.\n\n");
+        exported from start (or from the reload that adds the group), at 0 until a message falls in it. \
+        A message with recipients in two groups counts in both, each by its own plan. A group a reload \
+        removes keeps its series, standing still, until the next restart or `stats reset`.\n\n");
     s.push_str("| Prometheus name | label | MIB column (`mwPolicyGroupTable`) | meaning |\n| --- | --- | --- | --- |\n");
     for col in crate::group::GROUP_COLUMNS {
         let _ = writeln!(

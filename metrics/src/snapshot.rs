@@ -32,7 +32,8 @@ pub struct Snapshot {
     pub histograms: Vec<HistogramSnapshot>,
     /// Indexed by [`catalogue::TopId`].
     pub tops: Vec<Vec<TopEntry>>,
-    /// The counts of each policy group ("" = the default group), by name.
+    /// The counts of each policy group ("" = the default group), in the
+    /// order of mwPolicyGroupTable's rows ([`crate::group::GroupTable`]).
     pub groups: Vec<(String, crate::group::GroupCounts)>,
     /// The most recent raw records, oldest first.
     pub recent: Vec<RawRecord>,

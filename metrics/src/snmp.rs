@@ -241,7 +241,7 @@ pub fn objects() -> Vec<Object> {
         "One policy group.",
     );
     push("mwPolicyGroupIndex", [CONFIG, &[5, 1, 1]].concat(), Node::Column, Some(Syntax::Index), NotAccessible, None, "",
-        "The group's position: 1 is the default group, then the groups of the configuration by name.");
+        "The group's row: 1 is the default group, then the groups of the configuration by name. A group a reload adds gets the next index, and a group a reload removes keeps its row, so that an index stays with its group while Mailward runs; a restart or a statistics reset (mwCounterDiscontinuityTime) numbers the rows afresh.");
     push(
         "mwPolicyGroupName",
         [CONFIG, &[5, 1, 2]].concat(),

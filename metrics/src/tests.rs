@@ -402,3 +402,58 @@ fn reset_zeroes_the_counters_kept_outside_the_model_too() {
         1
     );
 }
+
+#[test]
+fn configured_groups_are_rows_from_start_and_keep_them_across_reloads() {
+    let stats = model();
+    let load = |ok, reload, groups: &[&str]| {
+        stats.record(&Event::ConfigLoaded {
+            ok,
+            reload,
+            at: 1,
+            groups,
+        })
+    };
+    load(true, false, &["beta"]);
+    let names =
+        |snap: &Snapshot| -> Vec<String> { snap.groups.iter().map(|(g, _)| g.clone()).collect() };
+    let snap = stats.snapshot(&Gauges::default());
+    assert_eq!(names(&snap), ["", "beta"]);
+    // Exported at 0 before any message, so rate() sees the group.
+    let text = prometheus::render(&snap).unwrap();
+    assert_eq!(
+        sample(&text, "mailward_group_spam_total{group=\"beta\"}"),
+        Some(0.0)
+    );
+    // A refused reload changes nothing; a good one appends alpha.
+    load(false, true, &["alpha", "beta", "zeta"]);
+    load(true, true, &["alpha", "beta"]);
+    let snap = stats.snapshot(&Gauges::default());
+    assert_eq!(names(&snap), ["", "beta", "alpha"]);
+    let view = crate::snmp::view(
+        &snap,
+        &crate::snmp::Extras {
+            groups: snap.groups.clone(),
+            ..crate::snmp::Extras::default()
+        },
+    );
+    let name_of_row = |row: u32| {
+        view.iter()
+            .find(|(oid, _)| oid[..] == [1, 1, 5, 1, 2, row])
+            .map(|(_, v)| v.clone())
+    };
+    assert_eq!(
+        name_of_row(2),
+        Some(crate::snmp::SnmpValue::OctetString(b"beta".to_vec()))
+    );
+    assert_eq!(
+        name_of_row(3),
+        Some(crate::snmp::SnmpValue::OctetString(b"alpha".to_vec()))
+    );
+    // stats reset numbers the rows afresh, by name.
+    stats.reset(&Gauges::default());
+    assert_eq!(
+        names(&stats.snapshot(&Gauges::default())),
+        ["", "alpha", "beta"]
+    );
+}

@@ -770,6 +770,100 @@ fn snmpwalk_names_every_object_and_counters_equal_metrics() -> Result<()> {
 
 // ---- 3. snmpbulkwalk, missing instances, the end of the subtree -----------
 
+/// mwPolicyGroupTable as (index, name, messages), from a walk of it.
+fn group_rows(rig: &Rig) -> Result<Vec<(String, String, Option<f64>)>> {
+    let walk = rig
+        .snmp
+        .lines("snmpwalk", &[], &["MAILWARD-MIB::mwPolicyGroupTable"])
+        .with_context(|| rig.context())?;
+    let rows = walk
+        .iter()
+        .filter_map(|l| {
+            let row = l.oid.strip_prefix("MAILWARD-MIB::mwPolicyGroupName.")?;
+            let messages = walk
+                .iter()
+                .find(|m| m.oid == format!("MAILWARD-MIB::mwPolicyGroupMessages.{row}"))
+                .and_then(walk_number);
+            Some((
+                row.to_string(),
+                l.text().trim_matches('"').to_string(),
+                messages,
+            ))
+        })
+        .collect();
+    Ok(rows)
+}
+
+#[test]
+fn a_policy_group_keeps_its_row_across_a_reload_until_stats_reset() -> Result<()> {
+    let rig = Rig::start("snmp-groups", |c, _| {
+        c.set_list("group.beta", "recipients", &["beta@example.com"])
+    })?;
+    let mut f = Failures::default();
+    let row = |i: &str, name: &str, n: f64| (i.to_string(), name.to_string(), Some(n));
+    send(rig.daemon.port, "carol@sender.test", "beta@example.com")?;
+    rig.settle(1, 0).with_context(|| rig.context())?;
+    pause(VIEW_TTL);
+    let before = group_rows(&rig)?;
+    f.check(
+        before == [row("1", "default", 0.0), row("2", "beta", 1.0)],
+        || format!("mwPolicyGroupTable at start: {before:?}"),
+    );
+    // A reload adds alpha, whose name sorts first: beta keeps row 2 and its
+    // count, alpha gets row 3.
+    let reloads = rig
+        .daemon
+        .full_log()
+        .matches("Configuration reloaded.")
+        .count();
+    rig.daemon.write_config(
+        &rig.config
+            .clone()
+            .set_list("group.alpha", "recipients", &["alpha@example.com"])
+            .render(),
+    )?;
+    rig.daemon.sighup()?;
+    wait_until("the reload", Duration::from_secs(10), || {
+        Ok((rig
+            .daemon
+            .full_log()
+            .matches("Configuration reloaded.")
+            .count()
+            > reloads)
+            .then_some(()))
+    })?;
+    pause(VIEW_TTL);
+    let reloaded = group_rows(&rig)?;
+    f.check(
+        reloaded
+            == [
+                row("1", "default", 0.0),
+                row("2", "beta", 1.0),
+                row("3", "alpha", 0.0),
+            ],
+        || format!("mwPolicyGroupTable after the reload that adds alpha: {reloaded:?}"),
+    );
+    let m = rig.stats.scrape()?;
+    f.check(
+        m.get("mailward_group_messages_total", &[("group", "alpha")]) == Some(0.0),
+        || "alpha is exported at 0 from the reload on".into(),
+    );
+    // stats reset numbers the rows afresh, by name, all at zero.
+    rig.daemon.cli_ok(&["stats", "reset"])?;
+    pause(VIEW_TTL);
+    let after = group_rows(&rig)?;
+    f.check(
+        after
+            == [
+                row("1", "default", 0.0),
+                row("2", "alpha", 0.0),
+                row("3", "beta", 0.0),
+            ],
+        || format!("mwPolicyGroupTable after stats reset: {after:?}"),
+    );
+    f.finish(|| rig.context())
+}
+
 #[test]
 fn snmpbulkwalk_of_hundreds_of_rows_matches_the_walk_and_ends_at_our_subtree() -> Result<()> {
     let mib = Mib::load()?;

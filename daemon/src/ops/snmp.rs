@@ -90,17 +90,13 @@ fn text(s: &str) -> Value {
 /// The view's extras from the gateway's state.
 fn extras(gw: &Gateway, snap: &mailward_metrics::Snapshot) -> view::Extras {
     let cfg = gw.config();
-    let count = |name: &str| {
-        snap.groups
-            .iter()
-            .find(|(g, _)| g == name)
-            .map_or_else(Default::default, |(_, c)| *c)
-    };
-    let mut groups = vec![(
-        mailward_metrics::snapshot::group_name("").to_string(),
-        count(""),
-    )];
-    groups.extend(cfg.group.keys().map(|name| (name.clone(), count(name))));
+    // The rows as the model numbers them: an index stays with its group
+    // while the daemon runs (mailward_metrics::group::GroupTable).
+    let groups = snap
+        .groups
+        .iter()
+        .map(|(g, c)| (mailward_metrics::snapshot::group_name(g).to_string(), *c))
+        .collect();
     let has = |s: &str| cfg.snmp.services.iter().any(|x| x == s);
     let bases = gw.bases();
     view::Extras {
