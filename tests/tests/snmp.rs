@@ -794,21 +794,40 @@ fn group_rows(rig: &Rig) -> Result<Vec<(String, String, Option<f64>)>> {
     Ok(rows)
 }
 
+/// Checks that mwPolicyGroupTable, walked after the view's cache expired,
+/// has the rows `want` (index, name, messages).
+fn check_group_rows(
+    f: &mut Failures,
+    rig: &Rig,
+    when: &str,
+    want: &[(&str, &str, f64)],
+) -> Result<()> {
+    pause(VIEW_TTL);
+    let got = group_rows(rig)?;
+    let want: Vec<(String, String, Option<f64>)> = want
+        .iter()
+        .map(|(i, name, n)| (i.to_string(), name.to_string(), Some(*n)))
+        .collect();
+    f.check(got == want, || {
+        format!("mwPolicyGroupTable {when}: {got:?}, expected {want:?}")
+    });
+    Ok(())
+}
+
 #[test]
 fn a_policy_group_keeps_its_row_across_a_reload_until_stats_reset() -> Result<()> {
     let rig = Rig::start("snmp-groups", |c, _| {
         c.set_list("group.beta", "recipients", &["beta@example.com"])
     })?;
     let mut f = Failures::default();
-    let row = |i: &str, name: &str, n: f64| (i.to_string(), name.to_string(), Some(n));
     send(rig.daemon.port, "carol@sender.test", "beta@example.com")?;
     rig.settle(1, 0).with_context(|| rig.context())?;
-    pause(VIEW_TTL);
-    let before = group_rows(&rig)?;
-    f.check(
-        before == [row("1", "default", 0.0), row("2", "beta", 1.0)],
-        || format!("mwPolicyGroupTable at start: {before:?}"),
-    );
+    check_group_rows(
+        &mut f,
+        &rig,
+        "at start",
+        &[("1", "default", 0.0), ("2", "beta", 1.0)],
+    )?;
     // A reload adds alpha, whose name sorts first: beta keeps row 2 and its
     // count, alpha gets row 3.
     let reloads = rig
@@ -832,17 +851,16 @@ fn a_policy_group_keeps_its_row_across_a_reload_until_stats_reset() -> Result<()
             > reloads)
             .then_some(()))
     })?;
-    pause(VIEW_TTL);
-    let reloaded = group_rows(&rig)?;
-    f.check(
-        reloaded
-            == [
-                row("1", "default", 0.0),
-                row("2", "beta", 1.0),
-                row("3", "alpha", 0.0),
-            ],
-        || format!("mwPolicyGroupTable after the reload that adds alpha: {reloaded:?}"),
-    );
+    check_group_rows(
+        &mut f,
+        &rig,
+        "after the reload that adds alpha",
+        &[
+            ("1", "default", 0.0),
+            ("2", "beta", 1.0),
+            ("3", "alpha", 0.0),
+        ],
+    )?;
     let m = rig.stats.scrape()?;
     f.check(
         m.get("mailward_group_messages_total", &[("group", "alpha")]) == Some(0.0),
@@ -850,17 +868,16 @@ fn a_policy_group_keeps_its_row_across_a_reload_until_stats_reset() -> Result<()
     );
     // stats reset numbers the rows afresh, by name, all at zero.
     rig.daemon.cli_ok(&["stats", "reset"])?;
-    pause(VIEW_TTL);
-    let after = group_rows(&rig)?;
-    f.check(
-        after
-            == [
-                row("1", "default", 0.0),
-                row("2", "alpha", 0.0),
-                row("3", "beta", 0.0),
-            ],
-        || format!("mwPolicyGroupTable after stats reset: {after:?}"),
-    );
+    check_group_rows(
+        &mut f,
+        &rig,
+        "after stats reset",
+        &[
+            ("1", "default", 0.0),
+            ("2", "alpha", 0.0),
+            ("3", "beta", 0.0),
+        ],
+    )?;
     f.finish(|| rig.context())
 }
 
