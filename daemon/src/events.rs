@@ -375,11 +375,16 @@ pub struct MessageBlocked<'a> {
     pub group: &'a str,
     pub status: &'a str,
     pub rcpts: usize,
+    /// The first group blocked for this message (it counts once).
+    pub first: bool,
 }
 
 impl MessageBlocked<'_> {
     pub fn emit(&self, stats: &Stats) {
-        stats.record(&Event::MessageBlocked { group: self.group });
+        stats.record(&Event::MessageBlocked {
+            group: self.group,
+            first: self.first,
+        });
         tracing::info!(target: "policy", queue_id = %self.id, group = %group_name(self.group),
             status = %self.status, rcpts = self.rcpts, "Message blocked for these recipients: accepted, not delivered.");
     }

@@ -348,7 +348,7 @@ pub static CATALOGUE: &[Stat] = &[
         Counter,
         Unit::Count,
         None,
-        "Messages accepted but not delivered because policy blocked them.",
+        "Messages accepted but not delivered to some or all of their recipients because policy blocked them (once per message; mailward_group_blocked_total counts each group).",
     ),
     def(
         StatId::MessagesQuarantined,

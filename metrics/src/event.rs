@@ -208,6 +208,10 @@ pub enum Event<'a> {
     MessageBlocked {
         /// The group ("" = the default group).
         group: &'a str,
+        /// The first group blocked for this message: the message counts
+        /// once in `mailward_messages_blocked_total`, however many of its
+        /// groups block it (each counts in its own row).
+        first: bool,
     },
     /// A message to be delivered came with verdict headers not written
     /// here (they are removed).

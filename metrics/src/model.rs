@@ -392,8 +392,10 @@ impl Stats {
                 };
                 self.add(StatId::NotificationsSent, i, 1)
             }
-            Event::MessageBlocked { group } => {
-                self.add(StatId::MessagesBlocked, 0, 1);
+            Event::MessageBlocked { group, first } => {
+                if *first {
+                    self.add(StatId::MessagesBlocked, 0, 1);
+                }
                 self.count_group(group, |c| c.blocked += 1);
             }
             Event::ForeignVerdictHeaders => self.add(StatId::ForeignVerdictHeaders, 0, 1),

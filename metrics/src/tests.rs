@@ -155,7 +155,10 @@ fn each_policy_group_counts_its_own_outcomes_in_every_rendering() {
             outcome("managers", false, true, false),
         ],
     );
-    stats.record(&Event::MessageBlocked { group: "managers" });
+    stats.record(&Event::MessageBlocked {
+        group: "managers",
+        first: true,
+    });
     // An infected message for the default group, quarantined there.
     scan_in(&stats, 0.0, &[outcome("", true, false, false)]);
     stats.record(&Event::MessageQuarantined { group: "" });
@@ -456,4 +459,25 @@ fn configured_groups_are_rows_from_start_and_keep_them_across_reloads() {
         names(&stats.snapshot(&Gauges::default())),
         ["", "alpha", "beta"]
     );
+}
+
+#[test]
+fn a_message_blocked_for_two_groups_counts_once_and_once_in_each() {
+    let stats = model();
+    stats.record(&Event::MessageBlocked {
+        group: "",
+        first: true,
+    });
+    stats.record(&Event::MessageBlocked {
+        group: "strict",
+        first: false,
+    });
+    let snap = stats.snapshot(&Gauges::default());
+    assert_eq!(snap.value(StatId::MessagesBlocked, 0), 1);
+    let blocked: Vec<(&str, u64)> = snap
+        .groups
+        .iter()
+        .map(|(g, c)| (g.as_str(), c.blocked))
+        .collect();
+    assert_eq!(blocked, [("", 1), ("strict", 1)]);
 }

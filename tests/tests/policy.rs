@@ -173,6 +173,43 @@ fn recipients_in_two_groups_get_their_own_plans() -> Result<()> {
 }
 
 #[test]
+fn a_message_blocked_for_two_groups_counts_once_and_in_each_group() -> Result<()> {
+    let stats_dir = TestDir::new("stats")?;
+    let stats = StatsSetup::new(stats_dir.path());
+    let gw = Gateway::start("policy-two-blocks", |c| {
+        stats
+            .apply(c)
+            .set_list("policy", "block", &["av/infected"])
+            .set_list("group.strict", "recipients", &["*@strict.example.com"])
+            .set_list("group.strict", "block", &["av/infected"])
+    })?;
+    let mut f = Failures::default();
+    send(
+        gw.port(),
+        "alice@sender.test",
+        &["user@example.com", "boss@strict.example.com"],
+        &infected("blocked twice")?,
+    )?;
+    let blocked = |m: &mailward_e2e::stats::Metrics, g: &str| {
+        m.get("mailward_group_blocked_total", &[("group", g)])
+    };
+    let m = wait_until("both groups to block", Duration::from_secs(10), || {
+        let m = stats.scrape()?;
+        Ok(
+            (blocked(&m, "default") == Some(1.0) && blocked(&m, "strict") == Some(1.0))
+                .then_some(m),
+        )
+    })?;
+    // One message: counted once gateway-wide, once in each group.
+    let total = m.value("mailward_messages_blocked_total", &[])?;
+    f.check(total == 1.0, || {
+        format!("mailward_messages_blocked_total = {total}, want 1 for one message blocked in two groups")
+    });
+    f.check(gw.sink.count() == 0, || "nothing is delivered".into());
+    f.finish(|| gw.daemon.log())
+}
+
+#[test]
 fn quarantine_list_show_release_remove_and_purge() -> Result<()> {
     let stats_dir = TestDir::new("stats")?;
     let stats = StatsSetup::new(stats_dir.path());

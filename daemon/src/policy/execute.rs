@@ -402,8 +402,8 @@ pub async fn execute(
     }
 
     // 3. The queue, and what happened.
-    for k in blocked {
-        blocked_for(gw, &env, &verdict.groups[k]);
+    for (n, k) in blocked.into_iter().enumerate() {
+        blocked_for(gw, &env, &verdict.groups[k], n == 0);
     }
     queue_notifications(gw, &env, notices);
     for e in queued {
@@ -442,13 +442,15 @@ pub(crate) fn refused(gw: &Gateway, env: &Envelope, verdict: &Verdict, reply: &s
         "Message refused by content policy.");
 }
 
-/// The recipients of group `j` get nothing: counted and logged.
-pub(crate) fn blocked_for(gw: &Gateway, env: &Envelope, j: &Judged) {
+/// The recipients of group `j` get nothing: counted (the message once, at
+/// its `first` blocked group) and logged.
+pub(crate) fn blocked_for(gw: &Gateway, env: &Envelope, j: &Judged, first: bool) {
     MessageBlocked {
         id: &env.id,
         group: &j.partition.group,
         status: &j.plan.shown_status(),
         rcpts: j.partition.rcpts.len(),
+        first,
     }
     .emit(&gw.stats);
 }

@@ -115,12 +115,13 @@ pub async fn carry_out(
         .iter()
         .filter(|j| j.plan.delivery == Delivery::Deliver)
         .collect();
-    for j in verdict
+    for (n, j) in verdict
         .groups
         .iter()
         .filter(|j| j.plan.delivery != Delivery::Deliver)
+        .enumerate()
     {
-        execute::blocked_for(gw, env, j);
+        execute::blocked_for(gw, env, j, n == 0);
         if !delivered.is_empty() {
             for &i in &j.partition.rcpts {
                 if let Some(r) = env.rcpts.get(i) {
