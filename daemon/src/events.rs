@@ -122,7 +122,7 @@ impl ConfigReloaded<'_> {
             groups: &groups,
         });
         if self.ok {
-            tracing::info!(target: "config", origin = %gw.config().origin, "Configuration reloaded.");
+            tracing::info!(target: "config", origin = %cfg.origin, "Configuration reloaded.");
         } else {
             tracing::error!(target: "config", "{}", self.message);
         }

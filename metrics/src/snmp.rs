@@ -818,8 +818,6 @@ pub struct Extras {
     pub config_loaded_at: i64,
     pub reloads: u32,
     pub reload_failures: u32,
-    /// (name, counts) with the default group first.
-    pub groups: Vec<(String, crate::group::GroupCounts)>,
     pub bases_obsolete: bool,
     /// Which subtrees are served (`snmp.services`).
     pub services: Services,
@@ -890,11 +888,15 @@ pub fn view(snap: &Snapshot, extras: &Extras) -> Vec<(Vec<u32>, SnmpValue)> {
             [CONFIG, &[4, 0]].concat(),
             SnmpValue::Counter32(extras.reload_failures),
         ));
-        for (i, (name, _)) in extras.groups.iter().enumerate() {
-            out.push(([CONFIG, &[5, 1, 2, i as u32 + 1]].concat(), text(name)));
+        // The rows as the model numbers them (crate::group::GroupTable).
+        for (i, (name, _)) in snap.groups.iter().enumerate() {
+            out.push((
+                [CONFIG, &[5, 1, 2, i as u32 + 1]].concat(),
+                text(crate::snapshot::group_name(name)),
+            ));
         }
         for col in crate::group::GROUP_COLUMNS {
-            for (i, (_, c)) in extras.groups.iter().enumerate() {
+            for (i, (_, c)) in snap.groups.iter().enumerate() {
                 out.push((
                     [CONFIG, &[5, 1, col.arc, i as u32 + 1]].concat(),
                     SnmpValue::Counter64((col.read)(c)),
@@ -1058,10 +1060,7 @@ mod tests {
             mode: "smtp",
         });
         let snap = stats.snapshot(&crate::Gauges::default());
-        let extras = Extras {
-            groups: vec![("default".into(), crate::group::GroupCounts::default())],
-            ..Extras::default()
-        };
+        let extras = Extras::default();
         let objs = objects();
         let mut seen = std::collections::HashSet::new();
         for (oid, value) in view(&snap, &extras) {

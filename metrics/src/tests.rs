@@ -168,15 +168,7 @@ fn each_policy_group_counts_its_own_outcomes_in_every_rendering() {
     let snap = stats.snapshot(&Gauges::default());
     let text = prometheus::render(&snap).unwrap();
     let json = snap.to_json();
-    let extras = crate::snmp::Extras {
-        groups: snap
-            .groups
-            .iter()
-            .map(|(g, c)| (crate::snapshot::group_name(g).to_string(), *c))
-            .collect(),
-        ..crate::snmp::Extras::default()
-    };
-    let view = crate::snmp::view(&snap, &extras);
+    let view = crate::snmp::view(&snap, &crate::snmp::Extras::default());
     // mwPolicyGroupTable is mwConfig.5 (.1.1.5); rows: 1 default, 2 managers.
     let column = |arc: u32, row: u32| {
         view.iter()
@@ -433,13 +425,7 @@ fn configured_groups_are_rows_from_start_and_keep_them_across_reloads() {
     load(true, true, &["alpha", "beta"]);
     let snap = stats.snapshot(&Gauges::default());
     assert_eq!(names(&snap), ["", "beta", "alpha"]);
-    let view = crate::snmp::view(
-        &snap,
-        &crate::snmp::Extras {
-            groups: snap.groups.clone(),
-            ..crate::snmp::Extras::default()
-        },
-    );
+    let view = crate::snmp::view(&snap, &crate::snmp::Extras::default());
     let name_of_row = |row: u32| {
         view.iter()
             .find(|(oid, _)| oid[..] == [1, 1, 5, 1, 2, row])

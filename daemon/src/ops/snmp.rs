@@ -90,13 +90,6 @@ fn text(s: &str) -> Value {
 /// The view's extras from the gateway's state.
 fn extras(gw: &Gateway, snap: &mailward_metrics::Snapshot) -> view::Extras {
     let cfg = gw.config();
-    // The rows as the model numbers them: an index stays with its group
-    // while the daemon runs (mailward_metrics::group::GroupTable).
-    let groups = snap
-        .groups
-        .iter()
-        .map(|(g, c)| (mailward_metrics::snapshot::group_name(g).to_string(), *c))
-        .collect();
     let has = |s: &str| cfg.snmp.services.iter().any(|x| x == s);
     let bases = gw.bases();
     view::Extras {
@@ -104,7 +97,6 @@ fn extras(gw: &Gateway, snap: &mailward_metrics::Snapshot) -> view::Extras {
         config_loaded_at: snap.config.loaded_at,
         reloads: snap.config.reloads.min(u64::from(u32::MAX)) as u32,
         reload_failures: snap.config.reload_failures.min(u64::from(u32::MAX)) as u32,
-        groups,
         bases_obsolete: crate::check::bases::is_obsolete(
             bases.as_ref(),
             cfg.bases.obsolete_after.get(),
