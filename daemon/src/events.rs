@@ -362,7 +362,7 @@ impl MessageChecked<'_> {
                 (None, false) => "abstained".into(),
             };
             tracing::info!(target: "scan", queue_id = %e.id, score = %format!("{:.1}", ev.score()),
-                classifier = %classifier,
+                rating = ev.rating(), classifier = %classifier,
                 formal = ev.formal.unwrap_or("-"), tests = %ev.weighed(), "Spam tests.");
         }
     }
@@ -403,7 +403,7 @@ impl ForeignVerdictHeaders<'_> {
     pub fn emit(&self, stats: &Stats) {
         stats.record(&Event::ForeignVerdictHeaders);
         tracing::info!(target: "policy", queue_id = %self.id, fields = self.fields,
-            "The message came with verdict headers (X-Mailward-AV, X-Mailward-Spam, Authentication-Results in our name) not written here; the copies delivered go without them.");
+            "The message came with verdict headers (X-Mailward-AV, X-Mailward-Spam, X-Mailward-Spam-Rating, Authentication-Results in our name) not written here; the copies delivered go without them.");
     }
 }
 

@@ -1008,7 +1008,7 @@ pub static CATALOGUE: &[Stat] = &[
         Counter,
         Unit::Count,
         None,
-        "Messages that arrived with X-Mailward-AV or X-Mailward-Spam fields, or Authentication-Results in this gateway's name (server.authserv_id), that it did not write (a forged verdict, or another gateway's): the copies delivered go without them.",
+        "Messages that arrived with X-Mailward-AV, X-Mailward-Spam or X-Mailward-Spam-Rating fields, or Authentication-Results in this gateway's name (server.authserv_id), that it did not write (a forged verdict, or another gateway's): the copies delivered go without them.",
     ),
     def(
         StatId::AgentxRequests,

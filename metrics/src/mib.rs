@@ -25,6 +25,12 @@ pub struct Revision {
 /// Objects are only ever added; none is renumbered or removed.
 pub const REVISIONS: &[Revision] = &[
     Revision {
+        date: "202612031800Z",
+        objects: 217,
+        description: "mwForeignVerdictHeaders also counts the X-Mailward-Spam-Rating \
+            fields a message comes with. No object was added.",
+    },
+    Revision {
         date: "202612030000Z",
         objects: 217,
         description: "Added the counters of what each policy group's plan did \

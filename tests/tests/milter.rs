@@ -146,7 +146,7 @@ fn postfix_with_mailward_as_milter() -> Result<()> {
     // and the verdict headers it came with (a forged "clean") deleted
     // before ours go on top.
     let forged = [
-        b"X-Mailward-AV: clean\r\nX-Mailward-Spam: as/clean; score=-20.0\r\n".as_slice(),
+        b"X-Mailward-AV: clean\r\nX-Mailward-Spam: as/clean; score=-20.0\r\nX-Mailward-Spam-Rating: 0\r\n".as_slice(),
         &infected("invoice")?,
     ]
     .concat();
@@ -175,6 +175,7 @@ fn postfix_with_mailward_as_milter() -> Result<()> {
     ensure!(
         named("X-Mailward-AV") == 1
             && named("X-Mailward-Spam") <= 1
+            && named("X-Mailward-Spam-Rating") == named("X-Mailward-Spam")
             && !verdicts
                 .iter()
                 .any(|(_, v)| v == "clean" || v.contains("score=-20.0")),

@@ -185,15 +185,16 @@ fn message_is_delivered_byte_identical() -> Result<()> {
     c.quit();
     let t = &next_hop.wait_for_transactions(1, DELIVERY_TIMEOUT)?[0];
     let delivered = t.message();
-    // On top the scan verdicts (AV on two lines, then spam), then our
-    // Received: field.
+    // On top the scan verdicts (AV on two lines, then spam and its
+    // rating), then our Received: field.
     let text = String::from_utf8_lossy(&delivered);
     let lines: Vec<&str> = text.split("\r\n").collect();
     assert!(
         lines[0] == "X-Mailward-AV: clean;"
             && lines[1].starts_with("\tbases=")
             && lines[2].starts_with("X-Mailward-Spam: as/clean; score=")
-            && lines[3].starts_with("Received: "),
+            && lines[3].starts_with("X-Mailward-Spam-Rating: ")
+            && lines[4].starts_with("Received: "),
         "the X-Mailward-AV and X-Mailward-Spam verdicts, then a Received: header on top: {text}"
     );
     assert_eq!(

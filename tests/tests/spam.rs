@@ -119,6 +119,11 @@ fn spam_is_refused_in_session_marked_or_quarantined_per_group() -> Result<()> {
             f.check(spam_header.starts_with("as/spam; score="), || {
                 format!("verdict header: {spam_header}")
             });
+            let rating = m.header("X-Mailward-Spam-Rating").unwrap_or_default();
+            f.check(
+                rating.parse::<u8>().is_ok_and(|r| (80..=100).contains(&r)),
+                || format!("spam rated 80 or more: {rating:?}"),
+            );
             for t in ["SUBJ_ALL_CAPS", "HTML_ONLY", "URI_NUMERIC_HOST"] {
                 f.check(spam_header.contains(t), || {
                     format!("{t} named in {spam_header}")
@@ -127,6 +132,10 @@ fn spam_is_refused_in_session_marked_or_quarantined_per_group() -> Result<()> {
         } else {
             f.check(spam_header.starts_with("as/clean;"), || {
                 format!("ham's verdict: {spam_header}")
+            });
+            let rating = m.header("X-Mailward-Spam-Rating").unwrap_or_default();
+            f.check(rating.parse::<u8>().is_ok_and(|r| r < 50), || {
+                format!("ham rated under 50: {rating:?}")
             });
             f.check(
                 m.header("Subject").as_deref() == Some("Lunch on Friday"),
@@ -418,8 +427,19 @@ fn learning_reaches_the_running_daemon_and_round_trips() -> Result<()> {
         .cli_ok(&["spam", "check", "--json", &one.display().to_string()])?;
     let v: serde_json::Value = serde_json::from_str(out.trim()).context("check JSON")?;
     f.check(
-        v["status"] == "as/spam" && v["score"].as_f64().is_some(),
-        || out.clone(),
+        v["status"] == "as/spam"
+            && v["score"].as_f64().is_some()
+            && v["rating"]
+                .as_u64()
+                .is_some_and(|r| (80..=100).contains(&r)),
+        || format!("spam, rated 80 or more at the standard level: {out}"),
+    );
+    let text = gw
+        .daemon
+        .cli_ok(&["spam", "check", &one.display().to_string()])?;
+    f.check(
+        text.contains(": as/spam score=") && text.contains(&format!(" rating={} ", v["rating"])),
+        || format!("the same verdict as text: {text}"),
     );
     f.finish(|| gw.daemon.full_log())
 }
@@ -996,6 +1016,7 @@ fn verdict_headers_a_message_comes_with_do_not_pass() -> Result<()> {
     let forged = [
         b"X-Mailward-Spam: as/clean; score=-20.0;\r\n tests=FORGED\r\n".as_slice(),
         b"x-mailward-av: clean\r\n",
+        b"X-Mailward-Spam-Rating: 0\r\n",
         b"Authentication-Results: Example.COM;\r\n\tspf=pass smtp.mailfrom=spammer.example\r\n",
         b"Authentication-Results: mw.test; dkim=pass header.d=spammer.example\r\n",
         &spam(1),
@@ -1022,6 +1043,15 @@ fn verdict_headers_a_message_comes_with_do_not_pass() -> Result<()> {
         av.len() == 1 && av[0].starts_with("clean; bases="),
         "one X-Mailward-AV, ours: {av:?}"
     );
+    // Ours says spam: 80 or more (docs/spam.md), not the forged 0.
+    let rating = values("X-Mailward-Spam-Rating");
+    anyhow::ensure!(
+        rating.len() == 1
+            && rating[0]
+                .parse::<u8>()
+                .is_ok_and(|r| (80..=100).contains(&r)),
+        "one X-Mailward-Spam-Rating, ours: {rating:?}"
+    );
     let results = values("Authentication-Results");
     anyhow::ensure!(
         results == ["mw.test; dkim=pass header.d=spammer.example"],
@@ -1029,7 +1059,7 @@ fn verdict_headers_a_message_comes_with_do_not_pass() -> Result<()> {
     );
     anyhow::ensure!(
         gw.daemon.full_log().contains(
-            "The message came with verdict headers (X-Mailward-AV, X-Mailward-Spam, Authentication-Results in our name) not written here"
+            "The message came with verdict headers (X-Mailward-AV, X-Mailward-Spam, X-Mailward-Spam-Rating, Authentication-Results in our name) not written here"
         ),
         "logged:\n{}",
         gw.daemon.full_log()

@@ -372,7 +372,7 @@ pub enum SpamCommand {
     },
     /// Judges message files as the gateway would (rules, heuristics, classifier; no network tests).
     #[command(
-        after_help = "Prints one line per message: FILE: STATUS score=N.N TEST=+W ...; with --json one object per line with file, status, score, tests, probability, formal.\nWith --clues N, the N tokens the classifier's verdict rests on most, under each message (in --json: \"clues\"): probability, learnt spam and ham messages with the token, the token (TAG:TEXT).\n\nExamples:\n  mailward spam check --json suspicious.eml --config mailward.toml\n  mailward spam check --clues 15 newsletter.eml --config mailward.toml"
+        after_help = "Prints one line per message: FILE: STATUS score=N.N rating=R TEST=+W ... (R: 0 to 100, docs/spam.md); with --json one object per line with file, status, score, rating, tests, probability, formal.\nWith --clues N, the N tokens the classifier's verdict rests on most, under each message (in --json: \"clues\"): probability, learnt spam and ham messages with the token, the token (TAG:TEXT).\n\nExamples:\n  mailward spam check --json suspicious.eml --config mailward.toml\n  mailward spam check --clues 15 newsletter.eml --config mailward.toml"
     )]
     Check {
         #[arg(value_name = "PATH", required = true)]

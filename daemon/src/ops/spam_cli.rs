@@ -254,6 +254,7 @@ pub fn check(
                 "file": m.name,
                 "status": format!("as/{}", status.as_str()),
                 "score": (e.score() * 10.0).round() / 10.0,
+                "rating": e.rating(),
                 "tests": e.test_names(),
                 "probability": e.probability,
                 "formal": e.formal,
@@ -274,10 +275,11 @@ pub fn check(
             v.to_string()
         } else {
             let mut line = format!(
-                "{}: as/{} score={:.1} {}",
+                "{}: as/{} score={:.1} rating={} {}",
                 m.name,
                 status.as_str(),
                 e.score(),
+                e.rating(),
                 e.weighed()
             );
             for (c, name) in &telling {

@@ -1,4 +1,5 @@
-//! The verdict headers, `X-Mailward-AV`, `X-Mailward-Spam` and the
+//! The verdict headers, `X-Mailward-AV`, `X-Mailward-Spam`,
+//! `X-Mailward-Spam-Rating` and the
 //! `Authentication-Results` fields in our name: only the ones this gateway
 //! writes leave it. A message that arrives with fields of those names (a
 //! spammer's `X-Mailward-Spam: as/clean`, an upstream gateway's verdict,
@@ -12,7 +13,7 @@
 
 /// The names of the fields the checks write (see `check::av::header` and
 /// the spam evidence's `header`).
-pub const NAMES: [&str; 2] = ["X-Mailward-AV", "X-Mailward-Spam"];
+pub const NAMES: [&str; 3] = ["X-Mailward-AV", "X-Mailward-Spam", "X-Mailward-Spam-Rating"];
 
 /// Whether `field` (with its folded lines) is one of ours: a verdict
 /// field, or an `Authentication-Results` whose authserv-id is
@@ -118,8 +119,8 @@ mod tests {
 
     #[test]
     fn forged_verdict_fields_go_with_their_folded_lines_and_nothing_else() {
-        let raw = b"Received: from x\r\n\tby y\r\nX-Mailward-Spam: as/clean;\r\n score=-5.0\r\nSubject: hi\r\nx-mailward-av : clean\r\nX-Mailward-Other: kept\r\n\r\nX-Mailward-AV: in the body\r\n";
-        assert_eq!(count(raw, ID), 2);
+        let raw = b"Received: from x\r\n\tby y\r\nX-Mailward-Spam: as/clean;\r\n score=-5.0\r\nX-Mailward-Spam-Rating: 0\r\nSubject: hi\r\nx-mailward-av : clean\r\nX-Mailward-Other: kept\r\n\r\nX-Mailward-AV: in the body\r\n";
+        assert_eq!(count(raw, ID), 3);
         assert_eq!(
             strip(raw, ID).unwrap(),
             b"Received: from x\r\n\tby y\r\nSubject: hi\r\nX-Mailward-Other: kept\r\n\r\nX-Mailward-AV: in the body\r\n"

@@ -99,7 +99,42 @@ pub fn band(p: f64) -> Hit {
     Hit::new(name, weight)
 }
 
+/// The 0-100 rating of a score (DESIGN 9a), the same at every level so
+/// that a mailbox rule or a report can compare it across groups: ten per
+/// point up to 8 points (at the standard level probable starts at 50 and
+/// spam at 80), then the rest of the way to 100 at 20 points, where a
+/// message is spam at every level. Rounded down, so that a rating of 50 or
+/// 80 means what the standard level's status says: a score a hair under a
+/// threshold is under it for the status too. A score of 0 or less (and
+/// NaN, which no sum of finite weights gives) is 0.
+pub fn rating_of(score: f64) -> u8 {
+    let r = if score >= 20.0 {
+        100.0
+    } else if score >= 8.0 {
+        80.0 + (score - 8.0) * 20.0 / 12.0
+    } else if score > 0.0 {
+        score * 10.0
+    } else {
+        0.0
+    };
+    // In 0..=100 by construction; the cast saturates in any case.
+    r.floor() as u8
+}
+
 impl Evidence {
+    /// The message's rating, 0 to 100 ([`rating_of`] its score): a list
+    /// verdict settles it, as it settles the status, at 100 for a
+    /// blacklisted message and 0 for a whitelisted one.
+    pub fn rating(&self) -> u8 {
+        if self.blacklisted.is_some() {
+            100
+        } else if self.whitelisted {
+            0
+        } else {
+            rating_of(self.score())
+        }
+    }
+
     /// The sum of the weights (never -0.0, which would print as such).
     pub fn score(&self) -> f64 {
         self.hits.iter().map(|h| h.weight).sum::<f64>() + 0.0
@@ -138,7 +173,10 @@ impl Evidence {
             .join(" ")
     }
 
-    /// The verdict header for `status`.
+    /// The verdict fields for `status`: `X-Mailward-Spam` (status, score,
+    /// tests) and `X-Mailward-Spam-Rating` (the rating alone, so that a
+    /// Sieve rule can compare it as a number: `header :value "ge"
+    /// :comparator "i;ascii-numeric"`, RFC 5231).
     pub fn header(&self, status: SpamStatus) -> String {
         // Folded between tests so that no line passes 78 characters
         // however many fire (RFC 5322 2.1.1).
@@ -165,7 +203,10 @@ impl Evidence {
             line += name.len();
             h.push_str(&name);
         }
-        h.push_str("\r\n");
+        h.push_str(&format!(
+            "\r\nX-Mailward-Spam-Rating: {}\r\n",
+            self.rating()
+        ));
         h
     }
 }

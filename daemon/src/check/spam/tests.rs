@@ -53,6 +53,74 @@ fn rules_and_heuristics_tell_an_obvious_spam_from_a_plain_note() {
     let h = spam.header(SpamStatus::Spam);
     assert!(h.starts_with("X-Mailward-Spam: as/spam; score="), "{h}");
     assert!(h.lines().all(|l| l.len() <= 78), "{h}");
+    assert!(
+        h.ends_with(&format!(
+            "\r\nX-Mailward-Spam-Rating: {}\r\n",
+            spam.rating()
+        )),
+        "{h}"
+    );
+}
+
+#[test]
+fn the_rating_reads_the_standard_thresholds_and_rises_with_the_score() {
+    // The anchors docs/spam.md gives.
+    for (score, rating) in [
+        (-3.0, 0),
+        (0.0, 0),
+        (0.35, 3),
+        (4.99, 49),
+        (5.0, 50),
+        (7.99, 79),
+        (8.0, 80),
+        (12.0, 86),
+        (14.0, 90),
+        (19.99, 99),
+        (20.0, 100),
+        (250.0, 100),
+        (f64::NAN, 0),
+        (f64::INFINITY, 100),
+    ] {
+        assert_eq!(rating_of(score), rating, "score {score}");
+    }
+    // Never falls as the score rises.
+    let mut last = 0;
+    for i in -100..=300 {
+        let r = rating_of(f64::from(i) / 10.0);
+        assert!(r >= last, "{r} after {last} at {}", f64::from(i) / 10.0);
+        last = r;
+    }
+    // At the standard level, 50 and more is probable or spam, 80 and more
+    // spam, for sums of weights that do not land on round numbers too.
+    let (probable, spam) = thresholds(SpamLevel::Standard);
+    for weights in [
+        [0.7, 0.1, 4.2],
+        [2.5, 2.5, 0.0],
+        [5.5, 1.5, 0.9],
+        [5.5, 2.5, 0.0],
+    ] {
+        let e = Evidence {
+            hits: weights.iter().map(|&w| rules::Hit::new("X", w)).collect(),
+            ..Evidence::default()
+        };
+        let status = e.status(SpamLevel::Standard);
+        assert_eq!(e.rating() >= 50, e.score() >= probable, "{weights:?}");
+        assert_eq!(e.rating() >= 80, e.score() >= spam, "{weights:?}");
+        assert_eq!(e.rating() >= 80, status == SpamStatus::Spam, "{weights:?}");
+    }
+    // A list verdict settles the rating as it settles the status.
+    let listed = Evidence {
+        hits: vec![rules::Hit::new("X", -4.0)],
+        blacklisted: Some("blacklist".into()),
+        ..Evidence::default()
+    };
+    assert_eq!(listed.rating(), 100);
+    let trusted = Evidence {
+        hits: vec![rules::Hit::new("X", 30.0)],
+        whitelisted: true,
+        ..Evidence::default()
+    };
+    assert_eq!(trusted.rating(), 0);
 }
 
 #[test]
