@@ -359,7 +359,7 @@ pub static CATALOGUE: &[Stat] = &[
         Counter,
         Unit::Count,
         None,
-        "Messages copied to quarantine.",
+        "Quarantine copies written: one per policy group whose plan quarantines a message, each an entry of mailward quarantine list (mailward_group_quarantined_total counts them by group).",
     ),
     def(
         StatId::MessagesArchived,

@@ -28,7 +28,9 @@ pub const REVISIONS: &[Revision] = &[
         date: "202612031800Z",
         objects: 217,
         description: "mwForeignVerdictHeaders also counts the X-Mailward-Spam-Rating \
-            fields a message comes with. No object was added.",
+            fields a message comes with; mwMessagesQuarantined says that it counts \
+            quarantine copies (one per policy group), as it always has. No object \
+            was added.",
     },
     Revision {
         date: "202612030000Z",
