@@ -870,13 +870,16 @@ fn clean_protected_and_damaged_messages() -> Result<()> {
     if let Some(m) = got("clean") {
         let what = "a clean multipart message";
         check_verdict(&mut f, what, m, "clean", None);
-        // Below the verdicts (AV on two lines, spam on one): our Received
-        // field, then exactly what was sent.
+        // Below the verdicts (AV on two lines, spam and its rating on one
+        // each): our Received field, then exactly what was sent.
         let lines: Vec<&str> = m.message.lines().collect();
         f.check(
             lines
                 .get(3)
-                .is_some_and(|l| l.starts_with("Received: from "))
+                .is_some_and(|l| l.starts_with("X-Mailward-Spam-Rating: "))
+                && lines
+                    .get(4)
+                    .is_some_and(|l| l.starts_with("Received: from "))
                 && m.message.contains("\tby mw.test (Mailward) with ESMTP id "),
             || {
                 format!(

@@ -287,9 +287,16 @@ pub fn scan_message(data: &[u8]) {
 }
 
 /// The verdict header fields: "X-Mailward-AV: value" CRLF, then maybe
-/// "X-Mailward-Spam: value" CRLF; continuation lines start with white
-/// space, ASCII only.
+/// "X-Mailward-Spam: value" CRLF and "X-Mailward-Spam-Rating: N" CRLF (N
+/// from 0 to 100); continuation lines start with white space, ASCII only.
 fn check_header(h: &str) {
+    if let Some(at) = h.find("X-Mailward-Spam-Rating: ") {
+        let rating = h[at + "X-Mailward-Spam-Rating: ".len()..].trim_end_matches("\r\n");
+        assert!(
+            rating.parse::<u8>().is_ok_and(|r| r <= 100),
+            "rating {rating:?} in {h:?}"
+        );
+    }
     assert!(
         h.starts_with("X-Mailward-AV: ") && h.ends_with("\r\n"),
         "{h:?}"
@@ -305,7 +312,8 @@ fn check_header(h: &str) {
                     assert!(
                         next == b' '
                             || next == b'\t'
-                            || h[i + 1..].starts_with("X-Mailward-Spam: "),
+                            || h[i + 1..].starts_with("X-Mailward-Spam: ")
+                            || h[i + 1..].starts_with("X-Mailward-Spam-Rating: "),
                         "unfolded line in {h:?}"
                     );
                 }
