@@ -173,6 +173,29 @@ fn spam_is_refused_in_session_marked_or_quarantined_per_group() -> Result<()> {
     let entry: serde_json::Value =
         serde_json::from_str(q.lines().next().context("no quarantine entry")?)?;
     let id = entry["id"].as_str().context("no entry id")?.to_string();
+    // What the administrator weighs: the verdict, its score, rating and
+    // tests, in the entry's findings (and so in `quarantine show`).
+    let findings: Vec<&str> = entry["findings"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|v| v.as_str()).collect())
+        .unwrap_or_default();
+    f.check(
+        findings.iter().any(|l| {
+            l.starts_with("as/spam score=")
+                && l.split(" rating=")
+                    .nth(1)
+                    .and_then(|r| r.split(' ').next())
+                    .and_then(|r| r.parse::<u8>().ok())
+                    .is_some_and(|r| r >= 80)
+                && l.contains(" tests=")
+                && l.contains("SUBJ_ALL_CAPS")
+        }),
+        || format!("the spam verdict in the quarantine entry's findings: {findings:?}"),
+    );
+    let shown = gw.daemon.cli_ok(&["quarantine", "show", &id])?;
+    f.check(shown.contains("as/spam score="), || {
+        format!("quarantine show names the spam verdict: {shown}")
+    });
     let out = gw
         .daemon
         .cli_ok(&["quarantine", "release", &id, "--learn-ham"])?;

@@ -315,15 +315,6 @@ fn meta(
     }
 }
 
-/// The findings of a group, one line each.
-fn finding_lines(verdict: &Verdict, j: &Judged) -> Vec<String> {
-    verdict
-        .report
-        .findings_for(&j.partition.group, &j.partition.policy)
-        .map(|f| format!("{} {} in {}", f.kind.status().as_str(), f.name, f.path))
-        .collect()
-}
-
 /// Carries out `verdict` for the spooled message `env` (bytes `raw`).
 /// `in_session`: the client still waits for its reply to DATA.
 pub async fn execute(
@@ -499,7 +490,7 @@ pub(crate) async fn write_copies(
             env,
             &j.partition.rcpts,
             j.plan.statuses(),
-            finding_lines(verdict, j),
+            verdict.finding_lines(j, true),
             &j.partition.group,
             reason,
         );

@@ -302,11 +302,7 @@ pub fn compose(
             env.id.0.clone()
         }
     });
-    let findings: Vec<String> = verdict
-        .report
-        .findings_for(&j.partition.group, &j.partition.policy)
-        .map(|f| format!("{} {} in {}", f.kind.status().as_str(), f.name, f.path))
-        .collect();
+    let findings = verdict.finding_lines(j, to != NotifyTo::Sender);
     let context = minijinja::context! {
         queue_id => env.id.0.clone(),
         sender => if env.mail_from.is_empty() { "<>".to_string() } else { env.mail_from.clone() },

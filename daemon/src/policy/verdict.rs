@@ -30,6 +30,25 @@ pub struct Verdict {
 }
 
 impl Verdict {
+    /// A group's findings, one line each, for its quarantine copy and its
+    /// notices: the parts' findings, then (`with_spam`) the spam verdict
+    /// when it is not `as/clean` (status, list, score, rating and tests),
+    /// which is what an administrator weighs before a release. A notice to
+    /// the sender goes without it: a spammer has no use for our tests.
+    pub fn finding_lines(&self, j: &Judged, with_spam: bool) -> Vec<String> {
+        let mut lines: Vec<String> = self
+            .report
+            .findings_for(&j.partition.group, &j.partition.policy)
+            .map(|f| format!("{} {} in {}", f.kind.status().as_str(), f.name, f.path))
+            .collect();
+        if let (true, Some(status), Some(e)) = (with_spam, j.plan.spam, self.report.spam.as_ref()) {
+            if status != SpamStatus::Clean {
+                lines.push(spam_line(status, e));
+            }
+        }
+        lines
+    }
+
     /// Decides every group's plan from `report` (no group gets new bytes:
     /// for a report made without the message, such as a failure).
     pub fn from_report(
@@ -239,5 +258,82 @@ pub fn scan_message(
         rewritten: g.bytes,
         header: (!g.plan.headers.is_empty()).then(|| g.plan.headers.clone()),
         duration: r.duration,
+    }
+}
+
+/// `as/spam score=9.5 rating=82 tests=REMOVE_ME,BAYES_999`, with the list
+/// in brackets after `as/blacklisted`.
+fn spam_line(status: SpamStatus, e: &check::spam::Evidence) -> String {
+    let list = match (&e.blacklisted, status) {
+        (Some(list), SpamStatus::Blacklisted) => format!(" ({})", crate::text::ascii(list)),
+        _ => String::new(),
+    };
+    let tests = match e.test_names().join(",") {
+        t if t.is_empty() => "none".to_string(),
+        t => t,
+    };
+    format!(
+        "as/{}{list} score={:.1} rating={} tests={tests}",
+        status.as_str(),
+        e.score(),
+        e.rating()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::check::spam::{rules::Hit, Evidence};
+    use crate::check::Kind;
+
+    /// The verdict of an infected message with this spam evidence, for
+    /// the default group.
+    fn judged(spam: Evidence) -> Verdict {
+        let policy = Arc::new(crate::config::parse("", "t.toml").unwrap().policy);
+        let report = Report {
+            av_checked: true,
+            av: vec![Finding::new(Kind::Infected, "EICAR", "eicar.com", Some(0))],
+            spam: Some(spam),
+            ..Report::default()
+        };
+        let partition = Partition {
+            group: String::new(),
+            policy,
+            rcpts: vec![0],
+        };
+        Verdict::from_report(report, vec![partition], false, false)
+    }
+
+    #[test]
+    fn findings_name_the_spam_verdict_for_the_administrator_not_the_sender() {
+        let v = judged(Evidence {
+            hits: vec![Hit::new("REMOVE_ME", 0.5), Hit::new("BAYES_999", 9.0)],
+            ..Evidence::default()
+        });
+        let j = &v.groups[0];
+        assert_eq!(
+            v.finding_lines(j, true),
+            [
+                "infected EICAR in eicar.com",
+                "as/spam score=9.5 rating=82 tests=REMOVE_ME,BAYES_999"
+            ]
+        );
+        assert_eq!(v.finding_lines(j, false), ["infected EICAR in eicar.com"]);
+
+        let v = judged(Evidence {
+            blacklisted: Some("dnsbl zen.example".into()),
+            ..Evidence::default()
+        });
+        assert_eq!(
+            v.finding_lines(&v.groups[0], true)[1],
+            "as/blacklisted (dnsbl zen.example) score=0.0 rating=100 tests=none"
+        );
+
+        // A clean verdict is no finding.
+        let v = judged(Evidence {
+            hits: vec![Hit::new("BAYES_00", -2.5)],
+            ..Evidence::default()
+        });
+        assert_eq!(v.finding_lines(&v.groups[0], true).len(), 1);
     }
 }
