@@ -402,8 +402,11 @@ pub struct ForeignVerdictHeaders<'a> {
 impl ForeignVerdictHeaders<'_> {
     pub fn emit(&self, stats: &Stats) {
         stats.record(&Event::ForeignVerdictHeaders);
+        // The names come from the list that strips them, so that the
+        // sentence cannot fall behind a new verdict header.
         tracing::info!(target: "policy", queue_id = %self.id, fields = self.fields,
-            "The message came with verdict headers (X-Mailward-AV, X-Mailward-Spam, X-Mailward-Spam-Rating, Authentication-Results in our name) not written here; the copies delivered go without them.");
+            "The message came with verdict headers ({}, Authentication-Results in our name) not written here; the copies delivered go without them.",
+            crate::policy::verdict_headers::NAMES.join(", "));
     }
 }
 
