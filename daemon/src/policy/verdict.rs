@@ -43,7 +43,7 @@ impl Verdict {
             .collect();
         if let (true, Some(status), Some(e)) = (with_spam, j.plan.spam, self.report.spam.as_ref()) {
             if status != SpamStatus::Clean {
-                lines.push(spam_line(status, e));
+                lines.push(e.finding_line(status));
             }
         }
         lines
@@ -259,25 +259,6 @@ pub fn scan_message(
         header: (!g.plan.headers.is_empty()).then(|| g.plan.headers.clone()),
         duration: r.duration,
     }
-}
-
-/// `as/spam score=9.5 rating=82 tests=REMOVE_ME,BAYES_999`, with the list
-/// in brackets after `as/blacklisted`.
-fn spam_line(status: SpamStatus, e: &check::spam::Evidence) -> String {
-    let list = match (&e.blacklisted, status) {
-        (Some(list), SpamStatus::Blacklisted) => format!(" ({})", crate::text::ascii(list)),
-        _ => String::new(),
-    };
-    let tests = match e.test_names().join(",") {
-        t if t.is_empty() => "none".to_string(),
-        t => t,
-    };
-    format!(
-        "as/{}{list} score={:.1} rating={} tests={tests}",
-        status.as_str(),
-        e.score(),
-        e.rating()
-    )
 }
 
 #[cfg(test)]

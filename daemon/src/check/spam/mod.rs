@@ -173,6 +173,27 @@ impl Evidence {
             .join(" ")
     }
 
+    /// The spam verdict as a line of a quarantine copy or a notice to the
+    /// administrator or recipients: `as/spam score=9.5 rating=82
+    /// tests=REMOVE_ME,BAYES_999`, with the list in brackets after
+    /// `as/blacklisted`.
+    pub fn finding_line(&self, status: SpamStatus) -> String {
+        let list = match (&self.blacklisted, status) {
+            (Some(list), SpamStatus::Blacklisted) => format!(" ({})", crate::text::ascii(list)),
+            _ => String::new(),
+        };
+        let tests = match self.test_names().join(",") {
+            t if t.is_empty() => "none".to_string(),
+            t => t,
+        };
+        format!(
+            "as/{}{list} score={:.1} rating={} tests={tests}",
+            status.as_str(),
+            self.score(),
+            self.rating()
+        )
+    }
+
     /// The verdict fields for `status`: `X-Mailward-Spam` (status, score,
     /// tests) and `X-Mailward-Spam-Rating` (the rating alone, so that a
     /// Sieve rule can compare it as a number: `header :value "ge"
