@@ -561,9 +561,23 @@ pub fn spam_examine(data: &[u8]) {
 /// `Model::from_bytes` on a model file or Redis value (a gateway reads
 /// both, and `spam import` reads files from elsewhere): no panic, no
 /// allocation beyond the input's size; a model it accepts writes back to
-/// the same bytes.
+/// the same bytes. The same bytes as journal records (a `site.journal`
+/// after its header, or the Redis journal's elements): the records read
+/// encode back to the bytes they came from, and applying them to a model
+/// does not panic.
 pub fn spam_model(data: &[u8]) {
-    use mailward::check::spam::model::Model;
+    use mailward::check::spam::{journal, model::Model};
+    let (changes, n) = journal::records(data);
+    let again: Vec<u8> = changes.iter().flat_map(|c| c.to_record()).collect();
+    assert_eq!(
+        again[..],
+        data[..n],
+        "a journal record read as something else"
+    );
+    let mut learnt = Model::default();
+    for c in &changes {
+        learnt.apply(c);
+    }
     if let Ok(m) = Model::from_bytes(data, Path::new("fuzz.model")) {
         let again = m.to_bytes();
         let back = Model::from_bytes(&again, Path::new("again.model"));

@@ -381,7 +381,7 @@ pub fn import(
                 ))));
             }
             site.absorb(&incoming);
-            Edit::Changed(Ok(site.clone()))
+            Edit::Changed(Ok((**site).clone()))
         })?;
     tell_trimmed(cfg, trimmed, err);
     merged

@@ -1,23 +1,25 @@
 //! What the spam check knows, shared by the scan workers: the content rules
 //! and the classifier's models. The site's learning is in its store
-//! ([`super::store`]): `site.model`, which `mailward spam learn` rewrites
-//! (atomically), or a Redis server. A thread of its own (`spam-knowledge`)
-//! looks at the files and the store every [`RECHECK`] and swaps new
-//! learning in without a restart, so that no scan worker ever waits for a
-//! model to be read; a damaged model is refused and the one in use stays; a
-//! Redis that cannot be read makes the classifier abstain until it can be
-//! again.
+//! ([`super::store`]): `site.model` and `site.journal`, which `mailward
+//! spam learn` and autolearn change, or a Redis server. A thread of its own
+//! (`spam-knowledge`) looks at the files and the store every [`RECHECK`]
+//! and swaps new learning in without a restart, so that no scan worker
+//! ever waits for a model to be read: it applies the journal's new records
+//! to a copy of the model in use, and reads the whole learning only when
+//! the snapshot was rewritten. A damaged model is refused and the one in
+//! use stays; a Redis that cannot be read makes the classifier abstain
+//! until it can be again.
 //!
 //! Files, under `[spam] dir` (default `DATA_DIR/spam`):
-//! - `site.model`: what this site learnt (and which messages), unless
-//!   `[spam] store` names a Redis;
+//! - `site.model` and `site.journal`: what this site learnt (and which
+//!   messages), unless `[spam] store` names a Redis;
 //! - `base.model`: an installed base (`mailward spam import --base`), the
 //!   previous one kept as `base.model.bak` for `spam rollback`.
 
 use super::classifier::Classifier;
 use super::model::Model;
 use super::rules::{self, Rule};
-use super::store::{Limits, Store, Version};
+use super::store::{Cursor, Limits, Since, Store, Version};
 use crate::config::Config;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
@@ -119,17 +121,20 @@ pub struct Shared {
     store: Store,
     base_path: std::path::PathBuf,
     current: RwLock<Arc<Knowledge>>,
-    /// What the files were at the last look.
-    seen: Mutex<Stamp>,
+    /// What the base file was at the last look.
+    seen: Mutex<Option<SystemTime>>,
+    /// Where the site's learning in use was read up to.
+    site_at: Mutex<Option<Cursor>>,
+    /// Held while new knowledge is built from the knowledge in use and
+    /// installed (the watcher, a reload): two at once would lose one's
+    /// change, and the watcher's cursor would run ahead of its model.
+    installing: Mutex<()>,
     config: RwLock<Arc<Config>>,
     /// The Redis store could not be read at the last look.
     store_down: AtomicBool,
     /// Autolearn's thread (`[spam] autolearn`).
     learner: Option<super::autolearn::Learner>,
 }
-
-/// The base file's time, and the site's version when it is a file.
-type Stamp = (Option<SystemTime>, Option<Version>);
 
 impl Shared {
     pub fn open(cfg: Arc<Config>) -> (Arc<Shared>, Vec<String>) {
@@ -141,21 +146,32 @@ impl Shared {
                 Store::dir(&cfg.spam.dir, Limits::of(&cfg.spam))
             }
         };
-        // The Redis version before the model is read: a change in between
-        // only makes the watcher read it once more, never miss it.
-        let redis_version = if store.is_shared() {
-            store.version().ok()
-        } else {
-            None
-        };
-        let (k, load_problems) = Knowledge::load(&cfg);
+        let (mut k, load_problems, _) = Knowledge::load_parts(&cfg, false);
         problems.extend(load_problems);
+        // The version before the site is read: a change in between only
+        // makes the watcher look once more, never miss it; and a damaged
+        // file reported here is not reported again until it changes.
+        let version = store.version().ok();
+        // The site with where it was read up to, for the watcher to go on.
+        let site_at = match store.read_at() {
+            Ok((model, at)) => {
+                k.classifier.site = Arc::new(model);
+                Some(at)
+            }
+            Err(e) => {
+                k.classifier.unavailable = store.is_shared();
+                problems.push(e.to_string());
+                None
+            }
+        };
         let down = k.classifier.unavailable;
         let learner = super::autolearn::Learner::start(store.clone());
         let shared = Arc::new(Shared {
             learner,
             base_path: cfg.spam.dir.join(BASE),
-            seen: Mutex::new((None, None)),
+            seen: Mutex::new(None),
+            site_at: Mutex::new(site_at),
+            installing: Mutex::new(()),
             store,
             current: RwLock::new(Arc::new(k)),
             config: RwLock::new(cfg),
@@ -167,7 +183,7 @@ impl Shared {
         let weak = Arc::downgrade(&shared);
         let spawned = std::thread::Builder::new()
             .name("spam-knowledge".into())
-            .spawn(move || watch(&weak, redis_version));
+            .spawn(move || watch(&weak, version));
         if let Err(e) = spawned {
             problems.push(format!(
                 "cannot start the spam knowledge watcher (new learning needs a restart): {e}"
@@ -214,21 +230,16 @@ impl Shared {
         }
     }
 
-    fn stamp(&self) -> Stamp {
-        let base = std::fs::metadata(&self.base_path)
+    /// The base file's time.
+    fn stamp(&self) -> Option<SystemTime> {
+        std::fs::metadata(&self.base_path)
             .and_then(|m| m.modified())
-            .ok();
-        // A Redis version is a network call: see `poll_redis`.
-        let site = if self.store.is_shared() {
-            None
-        } else {
-            self.store.version().ok()
-        };
-        (base, site)
+            .ok()
     }
 
-    /// Reloads when a file changed since the last look (the watcher).
-    fn look_at_files(&self) {
+    /// Reloads when the base file changed since the last look (the
+    /// watcher).
+    fn look_at_base(&self) {
         let now = self.stamp();
         let changed = match self.seen.lock() {
             Ok(mut seen) => std::mem::replace(&mut *seen, now) != now,
@@ -237,6 +248,49 @@ impl Shared {
         if changed {
             self.reload();
         }
+    }
+
+    /// What changed in the site's store since the learning in use was
+    /// read, and where that leaves the reader (network or file reads: the
+    /// caller installs it).
+    fn fetch_site(&self) -> Result<(Since, Cursor), super::store::StoreError> {
+        let at = match self.site_at.lock() {
+            Ok(a) => *a,
+            Err(p) => *p.into_inner(),
+        };
+        match at {
+            Some(c) => self.store.read_since(c),
+            None => self.store.read_at().map(|(m, c)| (Since::Whole(m), c)),
+        }
+    }
+
+    /// Installs what [`Shared::fetch_site`] found: the model in use with
+    /// the journal's new records applied (on a copy: scan workers may be
+    /// reading it), or the whole learning. Returns the new model, how it
+    /// was read ("journal" or "snapshot") and how many journal records were
+    /// applied; None when nothing changed. The caller holds `installing`.
+    fn install_site(
+        &self,
+        since: Since,
+        cursor: Cursor,
+    ) -> Option<(Arc<Model>, &'static str, usize)> {
+        match self.site_at.lock() {
+            Ok(mut a) => *a = Some(cursor),
+            Err(p) => *p.into_inner() = Some(cursor),
+        }
+        let (model, read, n) = match since {
+            Since::Whole(m) => (Arc::new(m), "snapshot", 0),
+            Since::Changes(c) if c.is_empty() => return None,
+            Since::Changes(changes) => {
+                let mut m = Model::clone(&self.loaded().classifier.site);
+                for c in &changes {
+                    m.apply(c);
+                }
+                (Arc::new(m), "journal", changes.len())
+            }
+        };
+        self.with_site(Some(model.clone()), false);
+        Some((model, read, n))
     }
 
     /// The knowledge in use (never reads a file or the store: the watcher
@@ -255,16 +309,17 @@ impl Shared {
         }
     }
 
-    /// Loads again (a new configuration, or new learning); a model that
-    /// cannot be read leaves the one in use. A Redis site is not read here:
-    /// the watcher keeps it (a SIGHUP must not wait for Redis).
+    /// Loads again (a new configuration, or a new base); a model that
+    /// cannot be read leaves the one in use. The site's learning is not
+    /// read here: the watcher follows it (and a SIGHUP must not wait for
+    /// Redis).
     pub fn reload(&self) {
         let cfg = match self.config.read() {
             Ok(c) => c.clone(),
             Err(p) => p.into_inner().clone(),
         };
-        let from_file = !self.store.is_shared();
-        let (mut k, problems, (base_failed, site_failed)) = Knowledge::load_parts(&cfg, from_file);
+        let (mut k, problems, (base_failed, site_failed)) = Knowledge::load_parts(&cfg, false);
+        let _installing = self.installing.lock().unwrap_or_else(|p| p.into_inner());
         let old = self.loaded();
         for p in &problems {
             tracing::error!(target: "scan", problem = %p, "Cannot load spam knowledge; the models in use stay.");
@@ -312,49 +367,61 @@ impl Shared {
     }
 }
 
-/// The watcher: every [`RECHECK`], the files (the base, and the site when
-/// it is a file), then the Redis version and, when it moved, the model.
-/// `seen` is the Redis version the start read the model at. Ends when the
-/// knowledge is dropped.
+/// The watcher: every [`RECHECK`], the base file, then the site's version
+/// and, when it moved, what changed. `seen` is the version the start read
+/// the site at. Ends when the knowledge is dropped.
 fn watch(shared: &Weak<Shared>, mut seen: Option<Version>) {
     loop {
         std::thread::sleep(RECHECK);
         let Some(s) = shared.upgrade() else { return };
-        s.look_at_files();
-        if s.store.is_shared() {
-            poll_redis(&s, &mut seen);
-        }
+        s.look_at_base();
+        poll_site(&s, &mut seen);
     }
 }
 
-/// One look at the Redis store: the version; a new one, the model.
-fn poll_redis(s: &Shared, seen: &mut Option<Version>) {
+/// One look at the site's store: the version; a new one, what changed.
+/// A Redis that cannot be read makes the classifier abstain; a damaged file
+/// leaves the model in use (and is said once per change of the files).
+fn poll_site(s: &Shared, seen: &mut Option<Version>) {
     let was_down = s.store_down.load(Ordering::Relaxed);
+    let mut version = None;
     let result = s.store.version().and_then(|v| {
+        version = Some(v);
         if Some(v) == *seen && !was_down {
             return Ok(None);
         }
-        s.store.read().map(|m| Some((v, m)))
+        s.fetch_site().map(Some)
     });
+    let _installing = s.installing.lock().unwrap_or_else(|p| p.into_inner());
     match result {
         Ok(None) => {}
-        Ok(Some((v, model))) => {
-            *seen = Some(v);
-            s.store_down.store(false, Ordering::Relaxed);
+        Ok(Some((since, cursor))) => {
+            *seen = version;
             if was_down {
+                s.store_down.store(false, Ordering::Relaxed);
                 tracing::info!(target: "scan", store = %s.store.describe(), "The spam store answers again; the classifier is back.");
             }
-            tracing::info!(target: "scan", spam = model.spam_messages, ham = model.ham_messages,
-                store = %s.store.describe(), "Spam learning loaded from the shared store.");
-            s.with_site(Some(Arc::new(model)), false);
+            match s.install_site(since, cursor) {
+                Some((model, read, changes)) => {
+                    tracing::info!(target: "scan", spam = model.spam_messages, ham = model.ham_messages,
+                        read = %read, changes, store = %s.store.describe(), "Spam learning loaded from the site's store.");
+                }
+                None if was_down => s.with_site(None, false),
+                None => {}
+            }
         }
-        Err(e) => {
+        Err(e) if s.store.is_shared() => {
             if !was_down {
                 tracing::error!(target: "scan", error = %e,
                     "Cannot read the spam store; the classifier abstains until it can (mail still flows).");
                 s.store_down.store(true, Ordering::Relaxed);
                 s.with_site(None, true);
             }
+        }
+        Err(e) => {
+            // Not again until the files change again.
+            *seen = version;
+            tracing::error!(target: "scan", problem = %e, "Cannot load spam knowledge; the models in use stay.");
         }
     }
 }

@@ -164,7 +164,7 @@ impl Model {
         trim_rarest(&mut self.learnt, max, |_| 0)
     }
 
-    fn count(&mut self, tokens: &[u64], class: Class, add: bool) {
+    pub(super) fn count(&mut self, tokens: &[u64], class: Class, add: bool) {
         let step = |n: &mut u32| {
             *n = if add {
                 n.saturating_add(1)

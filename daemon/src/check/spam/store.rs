@@ -1,25 +1,39 @@
-//! Where the site's learning lives: `site.model` under `[spam] dir` (the
-//! default), or one Redis server that several gateways share (`[spam] store
-//! = "redis://HOST:PORT/DB"`, DESIGN 9). The base model is a file either
-//! way: it is installed per gateway, like the signature bases.
+//! Where the site's learning lives: `site.model` and `site.journal` under
+//! `[spam] dir` (the default), or one Redis server that several gateways
+//! share (`[spam] store = "redis://HOST:PORT/DB"`, DESIGN 9). The base
+//! model is a file either way: it is installed per gateway, like the
+//! signature bases.
 //!
-//! Every change is a read-modify-write of the whole model under a lock: a
-//! file lock (`learn.lock`) for the directory, WATCH/MULTI for Redis (a
-//! change made by another gateway in between makes this one start again).
-//! It keeps the model within the [`Limits`] of `[spam] max_tokens` and
-//! `max_learnt`.
-//! Readers need no lock: the file is replaced by rename, and the Redis value
-//! in one SET, each with a version that changes with it.
+//! The learning is a snapshot and a journal of the changes since it
+//! ([`super::journal`]). Every change reads both under a lock (a file lock,
+//! `learn.lock`, for the directory; WATCH/MULTI for Redis, where a change
+//! made by another gateway in between makes this one start again) and
+//! appends what it did to the journal; it rewrites the snapshot instead
+//! (and empties the journal) when the journal has grown to a quarter of
+//! the snapshot, when the change passes the [`Limits`] of `[spam]
+//! max_tokens` and `max_learnt`, or for an import.
+//! Readers need no lock: the snapshot is replaced by rename (or in one
+//! MULTI), the journal only grows, and a daemon reads only the journal's
+//! records it has not seen ([`Store::read_since`]).
 //!
 //! Redis is asked with short timeouts: the daemon reads it from its own
 //! thread, never from a scan worker or the async runtime, and a Redis that
 //! is down or slow costs the classifier's opinion, never a message.
 
-use super::model::{Model, ModelError};
+use super::journal::{self, Change, Follows};
+use super::model::{Class, Learnt, Model, ModelError};
+use std::io::{Read as _, Seek as _, SeekFrom, Write as _};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 pub const SITE: &str = "site.model";
+/// The changes since `site.model` ([`super::journal`]).
+pub const JOURNAL: &str = "site.journal";
+
+/// Journal bytes past which a change rewrites the snapshot instead: a
+/// quarter of the snapshot, and at least this much (so that a young,
+/// small model is not rewritten on every change either).
+const COMPACT_AT_LEAST: u64 = 1 << 20;
 
 /// How long one Redis command may take.
 const REDIS_TIMEOUT: Duration = Duration::from_secs(1);
@@ -87,16 +101,111 @@ pub struct Trimmed {
     pub learnt: usize,
 }
 
-/// What changes when the stored model does: the file's modification time,
-/// or the Redis version counter.
+/// What changes when the stored learning does: the snapshot's
+/// modification time and the journal's length and time, or the Redis
+/// version counter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Version {
-    File(Option<SystemTime>),
+    File(Option<SystemTime>, Option<(u64, SystemTime)>),
     Redis(Option<i64>),
 }
 
+/// Where a reader stopped: which snapshot it read and how far into the
+/// journal after it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cursor {
+    File { follows: Follows, end: u64 },
+    Redis { generation: i64, next: usize },
+}
+
+/// What [`Store::read_since`] found.
+#[derive(Debug)]
+pub enum Since {
+    /// The same snapshot: these changes came after the cursor (none when
+    /// nothing did).
+    Changes(Vec<Change>),
+    /// A new snapshot (compacted, imported): the whole learning again.
+    Whole(Model),
+}
+
+/// The snapshot, one model in the file format.
 const SITE_KEY: &str = "mailward:spam:site";
+/// The journal: a list of records ([`super::journal`]).
+const JOURNAL_KEY: &str = "mailward:spam:journal";
+/// Counts snapshots: the journal follows the snapshot of this generation.
+const GENERATION_KEY: &str = "mailward:spam:generation";
+/// Counts changes of either: what gateways poll.
 const VERSION_KEY: &str = "mailward:spam:version";
+
+/// A change in progress, given to [`Store::update`]'s closure: the model
+/// as it is (read through `Deref`), and the ways to change it, each of
+/// which keeps what it did for the journal.
+pub struct Changing<'a> {
+    model: &'a mut Model,
+    changes: Vec<Change>,
+    /// The change is not a list of messages (an import): the snapshot is
+    /// rewritten.
+    whole: bool,
+}
+
+impl std::ops::Deref for Changing<'_> {
+    type Target = Model;
+    fn deref(&self) -> &Model {
+        self.model
+    }
+}
+
+impl Changing<'_> {
+    /// [`Model::learn`], journalled.
+    pub fn learn(&mut self, digest: u64, tokens: &[u64], class: Class) -> Learnt {
+        let from = self.model.learnt.get(&digest).copied();
+        let learnt = self.model.learn(digest, tokens, class);
+        if learnt != Learnt::Already {
+            self.changes.push(Change {
+                digest,
+                from,
+                to: Some(class),
+                tokens: tokens.to_vec(),
+            });
+        }
+        learnt
+    }
+
+    /// [`Model::forget`], journalled.
+    pub fn forget(&mut self, digest: u64, tokens: &[u64]) -> bool {
+        let from = self.model.learnt.get(&digest).copied();
+        let forgot = self.model.forget(digest, tokens);
+        if forgot {
+            self.changes.push(Change {
+                digest,
+                from,
+                to: None,
+                tokens: tokens.to_vec(),
+            });
+        }
+        forgot
+    }
+
+    /// [`Model::absorb`]: too big for the journal, so the snapshot is
+    /// rewritten.
+    pub fn absorb(&mut self, other: &Model) {
+        self.model.absorb(other);
+        self.whole = true;
+    }
+
+    /// The journal's records of this change, or None when it must be
+    /// written as a new snapshot.
+    fn records(&self) -> Option<Vec<u8>> {
+        (!self.whole && !self.changes.is_empty())
+            .then(|| self.changes.iter().flat_map(Change::to_record).collect())
+    }
+}
+
+/// Whether a journal of `journal` bytes, `adding` more, behind a snapshot
+/// of `snapshot` bytes, is due to be folded into a new snapshot.
+fn compaction_due(snapshot: u64, journal: u64, adding: u64) -> bool {
+    journal.saturating_add(adding) > (snapshot / 4).max(COMPACT_AT_LEAST)
+}
 
 /// Holds the learning lock of a spam directory while alive (site changes,
 /// and the CLI's base installs and rollbacks).
@@ -191,14 +300,18 @@ impl Store {
         Ok(con)
     }
 
-    /// The version of the stored model (cheap: a stat or one GET).
+    /// The version of the stored learning (cheap: two stats or one GET).
     pub fn version(&self) -> Result<Version, StoreError> {
         match &self.at {
-            Place::Dir(dir) => Ok(Version::File(
-                std::fs::metadata(dir.join(SITE))
+            Place::Dir(dir) => {
+                let snapshot = std::fs::metadata(dir.join(SITE))
                     .and_then(|m| m.modified())
-                    .ok(),
-            )),
+                    .ok();
+                let journal = std::fs::metadata(dir.join(JOURNAL))
+                    .and_then(|m| Ok((m.len(), m.modified()?)))
+                    .ok();
+                Ok(Version::File(snapshot, journal))
+            }
             Place::Redis { client, .. } => {
                 let mut con = self.connect(client)?;
                 let v: Option<i64> = redis::cmd("GET")
@@ -210,19 +323,179 @@ impl Store {
         }
     }
 
-    /// The site's model (empty when nothing was learnt yet).
+    /// The site's learning (empty when nothing was learnt yet).
     pub fn read(&self) -> Result<Model, StoreError> {
+        self.read_at().map(|(m, _)| m)
+    }
+
+    /// The site's learning, and where a reader that wants only what comes
+    /// after it should go on ([`Store::read_since`]).
+    pub fn read_at(&self) -> Result<(Model, Cursor), StoreError> {
         match &self.at {
-            Place::Dir(dir) => Ok(Model::read(&dir.join(SITE))?.unwrap_or_default()),
+            Place::Dir(dir) => {
+                let (model, snapshot, records, end) = self.read_dir(dir)?;
+                let mut model = model;
+                for c in &records {
+                    model.apply(c);
+                }
+                Ok((
+                    model,
+                    Cursor::File {
+                        follows: snapshot,
+                        end,
+                    },
+                ))
+            }
             Place::Redis { client, .. } => {
                 let mut con = self.connect(client)?;
-                let blob: Option<Vec<u8>> = redis::cmd("GET")
-                    .arg(SITE_KEY)
-                    .query(&mut con)
-                    .map_err(|e| self.redis_error(e))?;
-                self.decode(blob)
+                let (blob, elements, generation): (Option<Vec<u8>>, Vec<Vec<u8>>, Option<i64>) =
+                    redis::pipe()
+                        .atomic()
+                        .cmd("GET")
+                        .arg(SITE_KEY)
+                        .cmd("LRANGE")
+                        .arg(JOURNAL_KEY)
+                        .arg(0)
+                        .arg(-1)
+                        .cmd("GET")
+                        .arg(GENERATION_KEY)
+                        .query(&mut con)
+                        .map_err(|e| self.redis_error(e))?;
+                let mut model = self.decode(blob)?;
+                for c in self.records(&elements, 0)? {
+                    model.apply(&c);
+                }
+                Ok((
+                    model,
+                    Cursor::Redis {
+                        generation: generation.unwrap_or(0),
+                        next: elements.len(),
+                    },
+                ))
             }
         }
+    }
+
+    /// What changed since `at`: the journal's new records when the
+    /// snapshot is the same, the whole learning when it is not. Cheap in
+    /// the first case (the journal's new bytes, or one LRANGE), which is
+    /// what lets every gateway follow autolearn without reading the whole
+    /// model again.
+    pub fn read_since(&self, at: Cursor) -> Result<(Since, Cursor), StoreError> {
+        match (&self.at, at) {
+            (Place::Dir(dir), Cursor::File { follows, end }) => {
+                let path = dir.join(JOURNAL);
+                let io = |source| StoreError::Io {
+                    path: path.clone(),
+                    source,
+                };
+                let mut tail = Vec::new();
+                match std::fs::File::open(&path) {
+                    Ok(mut f) => {
+                        let mut head = vec![0; journal::HEADER];
+                        let same = f.read_exact(&mut head).is_ok()
+                            && head == journal::header(follows)
+                            && self.snapshot_follows(dir)? == follows;
+                        if same {
+                            let start = end.max(journal::HEADER as u64);
+                            f.seek(SeekFrom::Start(start)).map_err(io)?;
+                            f.read_to_end(&mut tail).map_err(io)?;
+                            let (changes, n) = journal::records(&tail);
+                            let end = start + n as u64;
+                            return Ok((Since::Changes(changes), Cursor::File { follows, end }));
+                        }
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                        if self.snapshot_follows(dir)? == follows && end == 0 {
+                            return Ok((Since::Changes(Vec::new()), at));
+                        }
+                    }
+                    Err(e) => return Err(io(e)),
+                }
+                let (model, cursor) = self.read_at()?;
+                Ok((Since::Whole(model), cursor))
+            }
+            (Place::Redis { client, .. }, Cursor::Redis { generation, next }) => {
+                let mut con = self.connect(client)?;
+                let (now, elements): (Option<i64>, Vec<Vec<u8>>) = redis::pipe()
+                    .atomic()
+                    .cmd("GET")
+                    .arg(GENERATION_KEY)
+                    .cmd("LRANGE")
+                    .arg(JOURNAL_KEY)
+                    .arg(next)
+                    .arg(-1)
+                    .query(&mut con)
+                    .map_err(|e| self.redis_error(e))?;
+                if now.unwrap_or(0) == generation {
+                    let changes = self.records(&elements, next)?;
+                    let next = next + elements.len();
+                    return Ok((Since::Changes(changes), Cursor::Redis { generation, next }));
+                }
+                let (model, cursor) = self.read_at()?;
+                Ok((Since::Whole(model), cursor))
+            }
+            // A cursor of another kind of store: start again.
+            _ => {
+                let (model, cursor) = self.read_at()?;
+                Ok((Since::Whole(model), cursor))
+            }
+        }
+    }
+
+    /// The snapshot and journal of a directory: the snapshot's model and
+    /// identity, the journal's records for it and where they end.
+    fn read_dir(&self, dir: &Path) -> Result<(Model, Follows, Vec<Change>, u64), StoreError> {
+        let site = dir.join(SITE);
+        let snapshot = read_optional(&site)?;
+        let model = match &snapshot {
+            Some(b) => Model::from_bytes(b, &site)?,
+            None => Model::default(),
+        };
+        let follows = journal::follows(snapshot.as_deref());
+        let r = match read_optional(&dir.join(JOURNAL))? {
+            Some(b) => journal::read(&b, follows, 0),
+            None => journal::Read::default(),
+        };
+        Ok((model, follows, r.changes, r.end))
+    }
+
+    /// The identity of the directory's snapshot as it is now, read from
+    /// its size and last four bytes (not the whole file).
+    fn snapshot_follows(&self, dir: &Path) -> Result<Follows, StoreError> {
+        let path = dir.join(SITE);
+        let io = |source| StoreError::Io {
+            path: path.clone(),
+            source,
+        };
+        let mut f = match std::fs::File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((0, 0)),
+            Err(e) => return Err(io(e)),
+        };
+        let len = f.metadata().map_err(io)?.len();
+        if len < 4 {
+            return Ok((0, 0));
+        }
+        let mut crc = [0; 4];
+        f.seek(SeekFrom::Start(len - 4)).map_err(io)?;
+        f.read_exact(&mut crc).map_err(io)?;
+        Ok((len, u32::from_le_bytes(crc)))
+    }
+
+    /// Redis journal elements, the first being element `first` of the list.
+    fn records(&self, elements: &[Vec<u8>], first: usize) -> Result<Vec<Change>, StoreError> {
+        elements
+            .iter()
+            .enumerate()
+            .map(|(i, e)| match Change::from_record(e) {
+                Some((c, n)) if n == e.len() => Ok(c),
+                _ => Err(self.redis_error(format!(
+                    "{JOURNAL_KEY} element {} is not a Mailward journal record",
+                    first + i
+                ))),
+            })
+            .collect()
     }
 
     fn decode(&self, blob: Option<Vec<u8>>) -> Result<Model, StoreError> {
@@ -232,47 +505,93 @@ impl Store {
         }
     }
 
-    /// Changes the site's model with `change` under the store's lock and
-    /// writes it back when `change` says it changed it; `change` may run
-    /// more than once (Redis, when another gateway wrote in between), on
-    /// the model as it is then.
+    /// Changes the site's learning with `change` under the store's lock
+    /// and records it when `change` says it changed it: appended to the
+    /// journal, or as a new snapshot (see the module's text). `change` may
+    /// run more than once (Redis, when another gateway wrote in between),
+    /// on the learning as it is then.
     ///
     /// An unchanged model is not written: writing it would move the
-    /// store's version and make every gateway reload the same model.
+    /// store's version and make every gateway look again.
     ///
     /// A change that takes the model past its [`Limits`] also forgets
     /// what [`Trimmed`] says (and logs it).
     pub fn update<R>(
         &self,
-        mut change: impl FnMut(&mut Model) -> Edit<R>,
+        mut change: impl FnMut(&mut Changing<'_>) -> Edit<R>,
     ) -> Result<(R, Trimmed), StoreError> {
         match &self.at {
             Place::Dir(dir) => {
                 let _lock = Lock::take(dir)?;
-                let mut model = Model::read(&dir.join(SITE))?.unwrap_or_default();
-                match change(&mut model) {
-                    Edit::Changed(r) => {
+                let (mut model, follows, records, end) = self.read_dir(dir)?;
+                for c in &records {
+                    model.apply(c);
+                }
+                let mut changing = Changing {
+                    model: &mut model,
+                    changes: Vec::new(),
+                    whole: false,
+                };
+                let r = match change(&mut changing) {
+                    Edit::Changed(r) => r,
+                    Edit::Unchanged(r) => return Ok((r, Trimmed::default())),
+                };
+                let appended = changing.records();
+                match appended {
+                    Some(new)
+                        if !self.past_limits(&model)
+                            && !compaction_due(follows.0, end, new.len() as u64) =>
+                    {
+                        self.append(dir, follows, end, &new)?;
+                        Ok((r, Trimmed::default()))
+                    }
+                    _ => {
                         let trimmed = self.trim(&mut model);
                         model.write(&dir.join(SITE))?;
+                        // The journal is in the snapshot now. Were this cut
+                        // short, the journal would name the old snapshot and
+                        // be ignored.
+                        let path = dir.join(JOURNAL);
+                        match std::fs::remove_file(&path) {
+                            Ok(()) => {}
+                            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                            Err(source) => return Err(StoreError::Io { path, source }),
+                        }
                         Ok((r, trimmed))
                     }
-                    Edit::Unchanged(r) => Ok((r, Trimmed::default())),
                 }
             }
             Place::Redis { client, .. } => {
                 let mut con = self.connect(client)?;
                 for _ in 0..REDIS_TRIES {
+                    // Every writer moves the version: watching it is
+                    // watching the snapshot and the journal.
                     redis::cmd("WATCH")
-                        .arg(SITE_KEY)
+                        .arg(VERSION_KEY)
                         .query::<()>(&mut con)
                         .map_err(|e| self.redis_error(e))?;
-                    let blob: Option<Vec<u8>> = redis::cmd("GET")
+                    let (blob, elements): (Option<Vec<u8>>, Vec<Vec<u8>>) = redis::pipe()
+                        .cmd("GET")
                         .arg(SITE_KEY)
+                        .cmd("LRANGE")
+                        .arg(JOURNAL_KEY)
+                        .arg(0)
+                        .arg(-1)
                         .query(&mut con)
                         .map_err(|e| self.redis_error(e))?;
+                    let snapshot = blob.as_ref().map_or(0, |b| b.len() as u64);
+                    let journalled: u64 = elements.iter().map(|e| e.len() as u64).sum();
                     let mut model = self.decode(blob)?;
-                    let r = match change(&mut model) {
-                        Edit::Changed(r) => (r, self.trim(&mut model)),
+                    for c in self.records(&elements, 0)? {
+                        model.apply(&c);
+                    }
+                    let mut changing = Changing {
+                        model: &mut model,
+                        changes: Vec::new(),
+                        whole: false,
+                    };
+                    let r = match change(&mut changing) {
+                        Edit::Changed(r) => r,
                         Edit::Unchanged(r) => {
                             redis::cmd("UNWATCH")
                                 .query::<()>(&mut con)
@@ -280,19 +599,46 @@ impl Store {
                             return Ok((r, Trimmed::default()));
                         }
                     };
+                    let appended: Option<Vec<Vec<u8>>> = (!changing.whole
+                        && !changing.changes.is_empty())
+                    .then(|| changing.changes.iter().map(Change::to_record).collect());
+                    let mut pipe = redis::pipe();
+                    pipe.atomic();
+                    let trimmed = match appended {
+                        Some(new)
+                            if !self.past_limits(&model)
+                                && !compaction_due(
+                                    snapshot,
+                                    journalled,
+                                    new.iter().map(|e| e.len() as u64).sum(),
+                                ) =>
+                        {
+                            pipe.cmd("RPUSH").arg(JOURNAL_KEY).arg(new).ignore();
+                            Trimmed::default()
+                        }
+                        _ => {
+                            let trimmed = self.trim(&mut model);
+                            pipe.cmd("SET")
+                                .arg(SITE_KEY)
+                                .arg(model.to_bytes())
+                                .ignore()
+                                .cmd("DEL")
+                                .arg(JOURNAL_KEY)
+                                .ignore()
+                                .cmd("INCR")
+                                .arg(GENERATION_KEY)
+                                .ignore();
+                            trimmed
+                        }
+                    };
                     // EXEC answers nil when the watched key changed.
-                    let done: Option<(i64,)> = redis::pipe()
-                        .atomic()
-                        .cmd("SET")
-                        .arg(SITE_KEY)
-                        .arg(model.to_bytes())
-                        .ignore()
+                    let done: Option<(i64,)> = pipe
                         .cmd("INCR")
                         .arg(VERSION_KEY)
                         .query(&mut con)
                         .map_err(|e| self.redis_error(e))?;
                     if done.is_some() {
-                        return Ok(r);
+                        return Ok((r, trimmed));
                     }
                 }
                 Err(self.redis_error(format!(
@@ -300,6 +646,52 @@ impl Store {
                 )))
             }
         }
+    }
+
+    /// Appends records to the directory's journal, durably: a new journal
+    /// (with its header) when there is none for this snapshot, and a
+    /// record cut short by a writer that stopped is cut off first.
+    fn append(
+        &self,
+        dir: &Path,
+        follows: Follows,
+        end: u64,
+        records: &[u8],
+    ) -> Result<(), StoreError> {
+        let path = dir.join(JOURNAL);
+        let io = |source| StoreError::Io {
+            path: path.clone(),
+            source,
+        };
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(io)?;
+        let end = if end == 0 {
+            f.set_len(0).map_err(io)?;
+            f.write_all(&journal::header(follows)).map_err(io)?;
+            journal::HEADER as u64
+        } else {
+            f.set_len(end).map_err(io)?;
+            end
+        };
+        f.seek(SeekFrom::Start(end)).map_err(io)?;
+        f.write_all(records).map_err(io)?;
+        f.sync_data().map_err(io)?;
+        if end == journal::HEADER as u64 {
+            if let Ok(d) = std::fs::File::open(dir) {
+                let _ = d.sync_all();
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether a model is past the store's limits (and so is trimmed and
+    /// written whole).
+    fn past_limits(&self, model: &Model) -> bool {
+        model.tokens.len() > self.limits.tokens || model.learnt.len() > self.limits.learnt
     }
 
     /// Keeps a changed model within the store's [`Limits`].
@@ -343,6 +735,18 @@ impl<R> Edit<R> {
     }
 }
 
+/// A file's bytes; None when there is no such file.
+fn read_optional(path: &Path) -> Result<Option<Vec<u8>>, StoreError> {
+    match std::fs::read(path) {
+        Ok(b) => Ok(Some(b)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(StoreError::Io {
+            path: path.to_path_buf(),
+            source,
+        }),
+    }
+}
+
 /// A Redis URL without its password, for logs and messages.
 fn shown(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
@@ -356,7 +760,6 @@ fn shown(url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::check::spam::model::{Class, Learnt};
 
     const LIMITS: Limits = Limits {
         tokens: 1000,
@@ -381,7 +784,7 @@ mod tests {
         let store = Store::dir(dir.path(), LIMITS);
         assert_eq!(store.read().unwrap().spam_messages, 0);
         let before = store.version().unwrap();
-        let learn = |m: &mut Model| {
+        let learn = |m: &mut Changing<'_>| {
             let l = m.learn(7, &[1, 2, 3], Class::Spam);
             Edit::when(l != Learnt::Already, l)
         };
@@ -432,6 +835,133 @@ mod tests {
             .update(|m| Edit::when(m.learn(99, &[5000], Class::Ham) == Learnt::New, ()))
             .unwrap();
         assert_eq!(trimmed, Trimmed::default());
+    }
+
+    fn learn(store: &Store, digest: u64, tokens: &[u64], class: Class) -> Learnt {
+        store
+            .update(|m| {
+                let l = m.learn(digest, tokens, class);
+                Edit::when(l != Learnt::Already, l)
+            })
+            .unwrap()
+            .0
+    }
+
+    #[test]
+    fn changes_are_journalled_and_a_reader_follows_only_what_is_new() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::dir(dir.path(), LIMITS);
+        learn(&store, 1, &[1, 2, 3], Class::Spam);
+        // A small change is appended, not a rewrite of the model.
+        assert!(!dir.path().join(SITE).exists());
+        let journal_len = || std::fs::metadata(dir.path().join(JOURNAL)).unwrap().len();
+        let first = journal_len();
+        let (model, at) = store.read_at().unwrap();
+        assert_eq!(model.spam_messages, 1);
+        learn(&store, 2, &[3, 4], Class::Ham);
+        assert!(journal_len() > first);
+        let (since, at) = store.read_since(at).unwrap();
+        let Since::Changes(changes) = since else {
+            panic!("the same snapshot: only the new records")
+        };
+        assert_eq!(changes.len(), 1);
+        let mut followed = model;
+        followed.apply(&changes[0]);
+        assert_eq!(followed, store.read().unwrap());
+        // Nothing new, nothing read.
+        let (since, again) = store.read_since(at).unwrap();
+        assert!(matches!(since, Since::Changes(ref c) if c.is_empty()));
+        assert_eq!(again, at);
+        // A forget is journalled too, and the reader follows it.
+        let (forgot, _) = store
+            .update(|m| {
+                let f = m.forget(1, &[1, 2, 3]);
+                Edit::when(f, f)
+            })
+            .unwrap();
+        assert!(forgot);
+        let Since::Changes(changes) = store.read_since(at).unwrap().0 else {
+            panic!("still the same snapshot")
+        };
+        for c in &changes {
+            followed.apply(c);
+        }
+        assert_eq!(followed, store.read().unwrap());
+        assert_eq!((followed.spam_messages, followed.ham_messages), (0, 1));
+    }
+
+    #[test]
+    fn a_grown_journal_is_folded_into_a_new_snapshot() {
+        assert!(!compaction_due(0, 0, 1000));
+        assert!(compaction_due(0, COMPACT_AT_LEAST, 1));
+        assert!(!compaction_due(8 * COMPACT_AT_LEAST, COMPACT_AT_LEAST, 1));
+        assert!(compaction_due(
+            8 * COMPACT_AT_LEAST,
+            2 * COMPACT_AT_LEAST,
+            1
+        ));
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::dir(
+            dir.path(),
+            Limits {
+                tokens: 1_000_000,
+                learnt: 1000,
+            },
+        );
+        learn(&store, 1, &[1, 2], Class::Spam);
+        let (_, at) = store.read_at().unwrap();
+        // One message of 150,000 tokens is a record past 1 MiB.
+        let big: Vec<u64> = (100..150_100).collect();
+        learn(&store, 2, &big, Class::Ham);
+        assert!(dir.path().join(SITE).exists(), "a new snapshot");
+        assert!(!dir.path().join(JOURNAL).exists(), "the journal is in it");
+        let (since, _) = store.read_since(at).unwrap();
+        let Since::Whole(model) = since else {
+            panic!("a reader of the old snapshot reads the new one whole")
+        };
+        assert_eq!((model.spam_messages, model.ham_messages), (1, 1));
+        assert_eq!(model.tokens.len(), 150_002);
+        // The next small change goes to a journal of the new snapshot.
+        learn(&store, 3, &[7], Class::Spam);
+        assert!(dir.path().join(JOURNAL).exists());
+        assert_eq!(store.read().unwrap().spam_messages, 2);
+    }
+
+    #[test]
+    fn a_torn_record_or_a_stale_journal_is_not_used() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::dir(dir.path(), LIMITS);
+        learn(&store, 1, &[1, 2, 3], Class::Spam);
+        let journal = dir.path().join(JOURNAL);
+        // A writer stopped in the middle of its record.
+        let mut torn = Change {
+            digest: 2,
+            from: None,
+            to: Some(Class::Ham),
+            tokens: vec![9, 9],
+        }
+        .to_record();
+        torn.truncate(torn.len() - 3);
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&journal)
+            .unwrap();
+        f.write_all(&torn).unwrap();
+        drop(f);
+        let m = store.read().unwrap();
+        assert_eq!((m.spam_messages, m.ham_messages), (1, 0));
+        // The next writer cuts it off before it appends.
+        learn(&store, 3, &[4], Class::Ham);
+        let m = store.read().unwrap();
+        assert_eq!((m.spam_messages, m.ham_messages), (1, 1));
+        assert!(!m.learnt.contains_key(&2));
+        // A compaction cut short between the new snapshot and removing the
+        // journal: the journal names the old snapshot and is ignored.
+        let old_journal = std::fs::read(&journal).unwrap();
+        let now = store.read().unwrap();
+        now.write(&dir.path().join(SITE)).unwrap();
+        std::fs::write(&journal, old_journal).unwrap();
+        assert_eq!(store.read().unwrap(), now, "not counted twice");
     }
 
     #[test]
