@@ -23,10 +23,16 @@
 //! tokenizer version u32 LE
 //! snapshot length  u64 LE  the site.model it follows (0: none)
 //! snapshot CRC-32  u32 LE  that file's last four bytes
+//! journal id       u64 LE  random, new with each journal
 //! then records:    length u32 LE, payload, CRC-32 of the payload u32 LE
 //! payload:         digest u64, from u8, to u8 (0 none, 1 spam, 2 ham),
 //!                  then the tokens, u64 LE each
 //! ```
+//!
+//! The id tells a reader that the journal it follows is still the one it
+//! read: a journal removed and begun again (the learning reset by hand and
+//! learnt anew between two looks) has another id, and the reader reads it
+//! from its start instead of going on at its old offset.
 //!
 //! A journal whose header names another snapshot is stale (a compaction
 //! replaced the snapshot and was cut short before the journal went) and
@@ -34,8 +40,9 @@
 //! was being appended when the writer stopped, and nothing after it was
 //! acknowledged. The next writer cuts it off before appending.
 //!
-//! In Redis the same records are the elements of one list, and a
-//! generation counter says which snapshot they follow.
+//! In Redis the same records are the elements of one list, and a random
+//! generation, new with each snapshot (and set by the first change to a
+//! store that has none), says which snapshot they follow.
 
 use super::model::{Class, Model};
 
@@ -43,7 +50,7 @@ const MAGIC: &[u8; 8] = b"MWSPJRN\n";
 /// Version of the layout above.
 pub const FORMAT: u32 = 1;
 /// Bytes of the file header.
-pub const HEADER: usize = 8 + 4 + 4 + 8 + 4;
+pub const HEADER: usize = 8 + 4 + 4 + 8 + 4 + 8;
 
 /// One learnt, moved or forgotten message, as it changed the counts.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -155,15 +162,35 @@ pub fn follows(snapshot: Option<&[u8]>) -> Follows {
     }
 }
 
-/// A file journal's header for the snapshot it follows.
-pub fn header(of: Follows) -> Vec<u8> {
+/// A file journal's header for the snapshot it follows, with its id.
+pub fn header(of: Follows, id: u64) -> Vec<u8> {
     let mut b = Vec::with_capacity(HEADER);
     b.extend_from_slice(MAGIC);
     b.extend_from_slice(&FORMAT.to_le_bytes());
     b.extend_from_slice(&super::tokens::VERSION.to_le_bytes());
     b.extend_from_slice(&of.0.to_le_bytes());
     b.extend_from_slice(&of.1.to_le_bytes());
+    b.extend_from_slice(&id.to_le_bytes());
     b
+}
+
+/// The id of the journal whose bytes start with `b`, when it is a journal
+/// this Mailward reads that follows snapshot `of`.
+pub fn id_for(b: &[u8], of: Follows) -> Option<u64> {
+    let head = b.get(..HEADER)?;
+    let id = u64::from_le_bytes(head[HEADER - 8..].try_into().ok()?);
+    (head[..HEADER - 8] == header(of, id)[..HEADER - 8] && id != 0).then_some(id)
+}
+
+/// A new journal id or Redis generation: random, never 0 (0 is "none").
+pub fn new_id() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    if let Ok(t) = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
+        h.write_u128(t.as_nanos());
+    }
+    h.write_u32(std::process::id());
+    h.finish() | 1
 }
 
 /// What a file journal holds for a snapshot.
@@ -173,20 +200,23 @@ pub struct Read {
     /// Bytes up to the end of the last intact record (the header
     /// included); 0 when the journal does not follow this snapshot.
     pub end: u64,
+    /// The journal's id (0 when it does not follow this snapshot).
+    pub id: u64,
 }
 
 /// The records of file journal bytes `b` from byte `from` on (the header
 /// when 0) that follow snapshot `of`. A stale or foreign journal reads as
 /// empty with `end` 0; reading stops at the first record cut short.
 pub fn read(b: &[u8], of: Follows, from: u64) -> Read {
-    if b.len() < HEADER || b[..HEADER] != header(of)[..] {
+    let Some(id) = id_for(b, of) else {
         return Read::default();
-    }
+    };
     let at = usize::try_from(from).unwrap_or(usize::MAX).max(HEADER);
     let (changes, n) = records(b.get(at..).unwrap_or_default());
     Read {
         changes,
         end: (at.min(b.len()) + n) as u64,
+        id,
     }
 }
 
@@ -225,7 +255,7 @@ mod tests {
             to: Some(Class::Ham),
             tokens: vec![10, 11, 12],
         };
-        let mut file = header(of);
+        let mut file = header(of, new_id());
         file.extend(a.to_record());
         let after_a = file.len() as u64;
         file.extend(b.to_record());

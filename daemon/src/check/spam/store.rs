@@ -114,8 +114,17 @@ pub enum Version {
 /// journal after it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Cursor {
-    File { follows: Follows, end: u64 },
-    Redis { generation: i64, next: usize },
+    /// `journal`: the id of the journal read (0: there was none).
+    File {
+        follows: Follows,
+        journal: u64,
+        end: u64,
+    },
+    /// `generation`: the snapshot's (None: the store had none yet).
+    Redis {
+        generation: Option<u64>,
+        next: usize,
+    },
 }
 
 /// What [`Store::read_since`] found.
@@ -132,7 +141,8 @@ pub enum Since {
 const SITE_KEY: &str = "mailward:spam:site";
 /// The journal: a list of records ([`super::journal`]).
 const JOURNAL_KEY: &str = "mailward:spam:journal";
-/// Counts snapshots: the journal follows the snapshot of this generation.
+/// The snapshot's generation, random and new with each snapshot: the
+/// journal follows the snapshot of this generation.
 const GENERATION_KEY: &str = "mailward:spam:generation";
 /// Counts changes of either: what gateways poll.
 const VERSION_KEY: &str = "mailward:spam:version";
@@ -333,22 +343,22 @@ impl Store {
     pub fn read_at(&self) -> Result<(Model, Cursor), StoreError> {
         match &self.at {
             Place::Dir(dir) => {
-                let (model, snapshot, records, end) = self.read_dir(dir)?;
-                let mut model = model;
-                for c in &records {
+                let (mut model, follows, read) = self.read_dir(dir)?;
+                for c in &read.changes {
                     model.apply(c);
                 }
                 Ok((
                     model,
                     Cursor::File {
-                        follows: snapshot,
-                        end,
+                        follows,
+                        journal: read.id,
+                        end: read.end,
                     },
                 ))
             }
             Place::Redis { client, .. } => {
                 let mut con = self.connect(client)?;
-                let (blob, elements, generation): (Option<Vec<u8>>, Vec<Vec<u8>>, Option<i64>) =
+                let (blob, elements, generation): (Option<Vec<u8>>, Vec<Vec<u8>>, Option<u64>) =
                     redis::pipe()
                         .atomic()
                         .cmd("GET")
@@ -368,7 +378,7 @@ impl Store {
                 Ok((
                     model,
                     Cursor::Redis {
-                        generation: generation.unwrap_or(0),
+                        generation,
                         next: elements.len(),
                     },
                 ))
@@ -383,7 +393,14 @@ impl Store {
     /// model again.
     pub fn read_since(&self, at: Cursor) -> Result<(Since, Cursor), StoreError> {
         match (&self.at, at) {
-            (Place::Dir(dir), Cursor::File { follows, end }) => {
+            (
+                Place::Dir(dir),
+                Cursor::File {
+                    follows,
+                    journal: seen,
+                    end,
+                },
+            ) => {
                 let path = dir.join(JOURNAL);
                 let io = |source| StoreError::Io {
                     path: path.clone(),
@@ -393,20 +410,34 @@ impl Store {
                 match std::fs::File::open(&path) {
                     Ok(mut f) => {
                         let mut head = vec![0; journal::HEADER];
-                        let same = f.read_exact(&mut head).is_ok()
-                            && head == journal::header(follows)
-                            && self.snapshot_follows(dir)? == follows;
-                        if same {
-                            let start = end.max(journal::HEADER as u64);
-                            f.seek(SeekFrom::Start(start)).map_err(io)?;
-                            f.read_to_end(&mut tail).map_err(io)?;
-                            let (changes, n) = journal::records(&tail);
-                            let end = start + n as u64;
-                            return Ok((Since::Changes(changes), Cursor::File { follows, end }));
+                        let id = match f.read_exact(&mut head) {
+                            Ok(()) => journal::id_for(&head, follows),
+                            Err(_) => None,
+                        };
+                        // Going on: the journal read before. From its start:
+                        // a journal begun since a read that found none.
+                        let start = match id {
+                            Some(id) if id == seen => Some(end.max(journal::HEADER as u64)),
+                            Some(_) if seen == 0 => Some(journal::HEADER as u64),
+                            _ => None,
+                        };
+                        if let (Some(start), Some(id)) = (start, id) {
+                            if self.snapshot_follows(dir)? == follows {
+                                f.seek(SeekFrom::Start(start)).map_err(io)?;
+                                f.read_to_end(&mut tail).map_err(io)?;
+                                let (changes, n) = journal::records(&tail);
+                                let end = start + n as u64;
+                                let at = Cursor::File {
+                                    follows,
+                                    journal: id,
+                                    end,
+                                };
+                                return Ok((Since::Changes(changes), at));
+                            }
                         }
                     }
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                        if self.snapshot_follows(dir)? == follows && end == 0 {
+                        if self.snapshot_follows(dir)? == follows && seen == 0 {
                             return Ok((Since::Changes(Vec::new()), at));
                         }
                     }
@@ -417,7 +448,7 @@ impl Store {
             }
             (Place::Redis { client, .. }, Cursor::Redis { generation, next }) => {
                 let mut con = self.connect(client)?;
-                let (now, elements): (Option<i64>, Vec<Vec<u8>>) = redis::pipe()
+                let (now, elements): (Option<u64>, Vec<Vec<u8>>) = redis::pipe()
                     .atomic()
                     .cmd("GET")
                     .arg(GENERATION_KEY)
@@ -427,7 +458,7 @@ impl Store {
                     .arg(-1)
                     .query(&mut con)
                     .map_err(|e| self.redis_error(e))?;
-                if now.unwrap_or(0) == generation {
+                if now == generation {
                     let changes = self.records(&elements, next)?;
                     let next = next + elements.len();
                     return Ok((Since::Changes(changes), Cursor::Redis { generation, next }));
@@ -444,8 +475,8 @@ impl Store {
     }
 
     /// The snapshot and journal of a directory: the snapshot's model and
-    /// identity, the journal's records for it and where they end.
-    fn read_dir(&self, dir: &Path) -> Result<(Model, Follows, Vec<Change>, u64), StoreError> {
+    /// identity, the journal's records for it, where they end and its id.
+    fn read_dir(&self, dir: &Path) -> Result<(Model, Follows, journal::Read), StoreError> {
         let site = dir.join(SITE);
         let snapshot = read_optional(&site)?;
         let model = match &snapshot {
@@ -457,7 +488,7 @@ impl Store {
             Some(b) => journal::read(&b, follows, 0),
             None => journal::Read::default(),
         };
-        Ok((model, follows, r.changes, r.end))
+        Ok((model, follows, r))
     }
 
     /// The identity of the directory's snapshot as it is now, read from
@@ -523,10 +554,11 @@ impl Store {
         match &self.at {
             Place::Dir(dir) => {
                 let _lock = Lock::take(dir)?;
-                let (mut model, follows, records, end) = self.read_dir(dir)?;
-                for c in &records {
+                let (mut model, follows, read) = self.read_dir(dir)?;
+                for c in &read.changes {
                     model.apply(c);
                 }
+                let end = read.end;
                 let mut changing = Changing {
                     model: &mut model,
                     changes: Vec::new(),
@@ -570,15 +602,18 @@ impl Store {
                         .arg(VERSION_KEY)
                         .query::<()>(&mut con)
                         .map_err(|e| self.redis_error(e))?;
-                    let (blob, elements): (Option<Vec<u8>>, Vec<Vec<u8>>) = redis::pipe()
-                        .cmd("GET")
-                        .arg(SITE_KEY)
-                        .cmd("LRANGE")
-                        .arg(JOURNAL_KEY)
-                        .arg(0)
-                        .arg(-1)
-                        .query(&mut con)
-                        .map_err(|e| self.redis_error(e))?;
+                    let (blob, elements, generation): (Option<Vec<u8>>, Vec<Vec<u8>>, Option<u64>) =
+                        redis::pipe()
+                            .cmd("GET")
+                            .arg(SITE_KEY)
+                            .cmd("LRANGE")
+                            .arg(JOURNAL_KEY)
+                            .arg(0)
+                            .arg(-1)
+                            .cmd("GET")
+                            .arg(GENERATION_KEY)
+                            .query(&mut con)
+                            .map_err(|e| self.redis_error(e))?;
                     let snapshot = blob.as_ref().map_or(0, |b| b.len() as u64);
                     let journalled: u64 = elements.iter().map(|e| e.len() as u64).sum();
                     let mut model = self.decode(blob)?;
@@ -614,6 +649,15 @@ impl Store {
                                 ) =>
                         {
                             pipe.cmd("RPUSH").arg(JOURNAL_KEY).arg(new).ignore();
+                            if generation.is_none() {
+                                // A store that was never folded (or was
+                                // emptied): readers must not take this
+                                // journal for one they read part of.
+                                pipe.cmd("SET")
+                                    .arg(GENERATION_KEY)
+                                    .arg(journal::new_id())
+                                    .ignore();
+                            }
                             Trimmed::default()
                         }
                         _ => {
@@ -625,8 +669,9 @@ impl Store {
                                 .cmd("DEL")
                                 .arg(JOURNAL_KEY)
                                 .ignore()
-                                .cmd("INCR")
+                                .cmd("SET")
                                 .arg(GENERATION_KEY)
+                                .arg(journal::new_id())
                                 .ignore();
                             trimmed
                         }
@@ -649,7 +694,8 @@ impl Store {
     }
 
     /// Appends records to the directory's journal, durably: a new journal
-    /// (with its header) when there is none for this snapshot, and a
+    /// (with its header and a new id) when there is none for this
+    /// snapshot (`end` 0), and a
     /// record cut short by a writer that stopped is cut off first.
     fn append(
         &self,
@@ -671,7 +717,8 @@ impl Store {
             .map_err(io)?;
         let end = if end == 0 {
             f.set_len(0).map_err(io)?;
-            f.write_all(&journal::header(follows)).map_err(io)?;
+            f.write_all(&journal::header(follows, journal::new_id()))
+                .map_err(io)?;
             journal::HEADER as u64
         } else {
             f.set_len(end).map_err(io)?;
@@ -962,6 +1009,26 @@ mod tests {
         now.write(&dir.path().join(SITE)).unwrap();
         std::fs::write(&journal, old_journal).unwrap();
         assert_eq!(store.read().unwrap(), now, "not counted twice");
+    }
+
+    #[test]
+    fn a_journal_begun_again_is_read_from_its_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::dir(dir.path(), LIMITS);
+        learn(&store, 1, &[1], Class::Spam);
+        let (_, at) = store.read_at().unwrap();
+        // The learning reset by hand, and two other messages learnt, all
+        // between two looks of a reader: the new journal is longer than
+        // where the reader stopped in the old one.
+        std::fs::remove_file(dir.path().join(JOURNAL)).unwrap();
+        learn(&store, 2, &[2], Class::Ham);
+        learn(&store, 3, &[3], Class::Ham);
+        let (since, _) = store.read_since(at).unwrap();
+        let Since::Whole(model) = since else {
+            panic!("another journal: the reader starts again")
+        };
+        assert_eq!((model.spam_messages, model.ham_messages), (0, 2));
+        assert_eq!(model, store.read().unwrap());
     }
 
     #[test]
