@@ -448,7 +448,7 @@ impl Store {
             }
             (Place::Redis { client, .. }, Cursor::Redis { generation, next }) => {
                 let mut con = self.connect(client)?;
-                let (now, elements): (Option<u64>, Vec<Vec<u8>>) = redis::pipe()
+                let (now, elements, snapshot): (Option<u64>, Vec<Vec<u8>>, bool) = redis::pipe()
                     .atomic()
                     .cmd("GET")
                     .arg(GENERATION_KEY)
@@ -456,9 +456,15 @@ impl Store {
                     .arg(JOURNAL_KEY)
                     .arg(next)
                     .arg(-1)
+                    .cmd("EXISTS")
+                    .arg(SITE_KEY)
                     .query(&mut con)
                     .map_err(|e| self.redis_error(e))?;
-                if now == generation {
+                // The same journal; or a first journal of a store that was
+                // empty when read (no snapshot then or now): all of it is new.
+                let first = generation.is_none() && next == 0 && !snapshot;
+                if now == generation || first {
+                    let generation = now;
                     let changes = self.records(&elements, next)?;
                     let next = next + elements.len();
                     return Ok((Since::Changes(changes), Cursor::Redis { generation, next }));
