@@ -137,6 +137,9 @@ pub enum Since {
     Whole(Model),
 }
 
+/// A Redis store's snapshot, journal elements and generation.
+type RedisLearning = (Option<Vec<u8>>, Vec<Vec<u8>>, Option<u64>);
+
 /// The snapshot, one model in the file format.
 const SITE_KEY: &str = "mailward:spam:site";
 /// The journal: a list of records ([`super::journal`]).
@@ -358,19 +361,8 @@ impl Store {
             }
             Place::Redis { client, .. } => {
                 let mut con = self.connect(client)?;
-                let (blob, elements, generation): (Option<Vec<u8>>, Vec<Vec<u8>>, Option<u64>) =
-                    redis::pipe()
-                        .atomic()
-                        .cmd("GET")
-                        .arg(SITE_KEY)
-                        .cmd("LRANGE")
-                        .arg(JOURNAL_KEY)
-                        .arg(0)
-                        .arg(-1)
-                        .cmd("GET")
-                        .arg(GENERATION_KEY)
-                        .query(&mut con)
-                        .map_err(|e| self.redis_error(e))?;
+                // In one MULTI: the three as one moment of the store.
+                let (blob, elements, generation) = self.redis_learning(&mut con, true)?;
                 let mut model = self.decode(blob)?;
                 for c in self.records(&elements, 0)? {
                     model.apply(&c);
@@ -520,6 +512,29 @@ impl Store {
         Ok((len, u32::from_le_bytes(crc)))
     }
 
+    /// The snapshot, the journal's elements and the generation of a Redis
+    /// store, `atomic`ally (in one MULTI) or not.
+    fn redis_learning(
+        &self,
+        con: &mut redis::Connection,
+        atomic: bool,
+    ) -> Result<RedisLearning, StoreError> {
+        let mut pipe = redis::pipe();
+        if atomic {
+            pipe.atomic();
+        }
+        pipe.cmd("GET")
+            .arg(SITE_KEY)
+            .cmd("LRANGE")
+            .arg(JOURNAL_KEY)
+            .arg(0)
+            .arg(-1)
+            .cmd("GET")
+            .arg(GENERATION_KEY)
+            .query(con)
+            .map_err(|e| self.redis_error(e))
+    }
+
     /// Redis journal elements, the first being element `first` of the list.
     fn records(&self, elements: &[Vec<u8>], first: usize) -> Result<Vec<Change>, StoreError> {
         elements
@@ -608,18 +623,8 @@ impl Store {
                         .arg(VERSION_KEY)
                         .query::<()>(&mut con)
                         .map_err(|e| self.redis_error(e))?;
-                    let (blob, elements, generation): (Option<Vec<u8>>, Vec<Vec<u8>>, Option<u64>) =
-                        redis::pipe()
-                            .cmd("GET")
-                            .arg(SITE_KEY)
-                            .cmd("LRANGE")
-                            .arg(JOURNAL_KEY)
-                            .arg(0)
-                            .arg(-1)
-                            .cmd("GET")
-                            .arg(GENERATION_KEY)
-                            .query(&mut con)
-                            .map_err(|e| self.redis_error(e))?;
+                    // Not in a MULTI: its EXEC would end the WATCH.
+                    let (blob, elements, generation) = self.redis_learning(&mut con, false)?;
                     let snapshot = blob.as_ref().map_or(0, |b| b.len() as u64);
                     let journalled: u64 = elements.iter().map(|e| e.len() as u64).sum();
                     let mut model = self.decode(blob)?;
