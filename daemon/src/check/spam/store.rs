@@ -168,7 +168,15 @@ impl std::ops::Deref for Changing<'_> {
     }
 }
 
-impl Changing<'_> {
+impl<'a> Changing<'a> {
+    fn new(model: &'a mut Model) -> Changing<'a> {
+        Changing {
+            model,
+            changes: Vec::new(),
+            whole: false,
+        }
+    }
+
     /// [`Model::learn`], journalled.
     pub fn learn(&mut self, digest: u64, tokens: &[u64], class: Class) -> Learnt {
         let from = self.model.learnt.get(&digest).copied();
@@ -580,11 +588,7 @@ impl Store {
                     model.apply(c);
                 }
                 let end = read.end;
-                let mut changing = Changing {
-                    model: &mut model,
-                    changes: Vec::new(),
-                    whole: false,
-                };
+                let mut changing = Changing::new(&mut model);
                 let r = match change(&mut changing) {
                     Edit::Changed(r) => r,
                     Edit::Unchanged(r) => return Ok((r, Trimmed::default())),
@@ -631,11 +635,7 @@ impl Store {
                     for c in self.records(&elements, 0)? {
                         model.apply(&c);
                     }
-                    let mut changing = Changing {
-                        model: &mut model,
-                        changes: Vec::new(),
-                        whole: false,
-                    };
+                    let mut changing = Changing::new(&mut model);
                     let r = match change(&mut changing) {
                         Edit::Changed(r) => r,
                         Edit::Unchanged(r) => {
