@@ -140,8 +140,8 @@ impl Model {
     /// together first, ties by hash, so two gateways trimming the same
     /// model agree). Each message adds new tokens, about 140 of them in the
     /// SpamAssassin corpus, so autolearn on a busy gateway would otherwise
-    /// grow the model (rewritten whole on every change, and held whole in
-    /// every gateway's memory) without end. A token seen once or twice
+    /// grow the model (rewritten whole at every fold of its journal, and
+    /// held whole in every gateway's memory) without end. A token seen once or twice
     /// says little: the classifier weighs a token by how often it was seen
     /// (SpamAssassin expires its Bayes tokens by age for the same reason).
     /// The message counts and the learnt digests stay (those have their
