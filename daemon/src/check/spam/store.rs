@@ -732,6 +732,15 @@ impl Store {
                 .map_err(io)?;
             journal::HEADER as u64
         } else {
+            // Past `end` is a record cut short (a writer that stopped) or
+            // damaged, and whatever followed it: never counted by any
+            // reader. Cutting it off is what lets the journal go on, but
+            // it is said, not done silently.
+            let len = f.metadata().map_err(io)?.len();
+            if len > end {
+                tracing::warn!(target: "scan", journal = %path.display(), cut = len - end,
+                    "The spam journal ended in a record cut short or damaged; those bytes were never counted and are cut off.");
+            }
             f.set_len(end).map_err(io)?;
             end
         };
