@@ -99,6 +99,19 @@ impl Redis {
         Ok(Some(String::from_utf8_lossy(&value).into_owned()))
     }
 
+    /// One command in Redis's inline form (`RPUSH key value`, words
+    /// without spaces), and the first line of its answer.
+    pub fn inline(&self, command: &str) -> Result<String> {
+        use std::io::{BufRead, BufReader, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port))
+            .context("connecting to redis-server")?;
+        s.set_read_timeout(Some(std::time::Duration::from_secs(5)))?;
+        s.write_all(format!("{command}\r\n").as_bytes())?;
+        let mut answer = String::new();
+        BufReader::new(s).read_line(&mut answer)?;
+        Ok(answer.trim_end().to_string())
+    }
+
     /// Stops it (SIGKILL: as a crash, nothing saved).
     pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {

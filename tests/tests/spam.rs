@@ -970,6 +970,51 @@ fn two_gateways_share_learning_through_redis() -> Result<()> {
     f.check(recovered.is_ok(), || {
         format!("the recovery is logged: {recovered:?}")
     });
+    // That Redis kept nothing (no persistence): learnt again, then an
+    // element that is no journal record is pushed behind the 16 records.
+    // The status says so; `spam fold` keeps the 16 and drops it, and the
+    // second gateway reads the new snapshot whole.
+    one.daemon.cli_ok(&[
+        "spam",
+        "learn",
+        "--spam",
+        &spam_dir.display().to_string(),
+        "--ham",
+        &ham_dir.display().to_string(),
+    ])?;
+    let pushed = redis.inline("RPUSH mailward:spam:journal not-a-journal-record")?;
+    f.check(pushed == ":17", || format!("RPUSH answered {pushed}"));
+    let status = one.daemon.cli_ok(&["spam", "status"])?;
+    f.check(
+        status.contains("journal:    16 change(s)")
+            && status
+                .contains("the journal ends in 20 byte(s) after a record cut short or damaged"),
+        || format!("the status shows the damage: {status}"),
+    );
+    let out = one.daemon.cli_ok(&["spam", "fold"])?;
+    f.check(
+        out.contains("Folded 16 change(s)") && out.contains("Dropped 20 byte(s)"),
+        || out.clone(),
+    );
+    let status = one.daemon.cli_ok(&["spam", "status"])?;
+    f.check(
+        status.contains("8 spam, 8 ham") && status.contains("journal:    0 change(s)"),
+        || format!("all in the snapshot: {status}"),
+    );
+    let reread = wait_until("the folded snapshot read", Duration::from_secs(15), || {
+        Ok(two
+            .daemon
+            .full_log()
+            .lines()
+            .any(|l| {
+                l.contains("Spam learning loaded from the site's store.")
+                    && l.contains("spam=8 ham=8 read=snapshot")
+            })
+            .then_some(()))
+    });
+    f.check(reread.is_ok(), || {
+        format!("the second gateway reads the folded snapshot: {reread:?}")
+    });
     drop(one);
     f.finish(|| two.daemon.full_log())
 }

@@ -5,7 +5,7 @@
 
 use crate::check::spam::knowledge::{Knowledge, BASE};
 use crate::check::spam::model::{Class, Learnt, Model, ModelError};
-use crate::check::spam::store::{Edit, Store, Trimmed};
+use crate::check::spam::store::{Edit, Journalled, Store, Trimmed};
 use crate::check::spam::{self, Evidence};
 use crate::config::Config;
 use std::io::Write;
@@ -327,12 +327,28 @@ pub fn status(cfg: &Config) -> serde_json::Value {
             "tokens": c.site.tokens.len(), "messages": c.site.learnt.len(),
             "max_tokens": cfg.spam.max_tokens, "max_learnt": cfg.spam.max_learnt,
         },
+        "journal": match Store::of(&cfg.spam).and_then(|s| s.journalled()) {
+            Ok(j) => serde_json::json!({
+                "records": j.records, "bytes": j.bytes, "unread": j.unread,
+                "snapshot": j.snapshot, "fold_at": j.fold_at(),
+            }),
+            Err(e) => serde_json::Value::from(e.to_string()),
+        },
         "min_learnt": c.min_learnt,
         "classifier": c.readiness().as_str(),
         "rules": k.rules.len(),
         "level": format!("{:?}", cfg.policy.spam_level).to_lowercase(),
         "problems": problems,
     })
+}
+
+/// `spam fold`: the journal folded into a new snapshot now.
+pub fn fold(cfg: &Config, err: &mut dyn Write) -> Result<Journalled, SpamCliError> {
+    let store = site_store(cfg)?;
+    let _ = writeln!(err, "Folding the journal of {}.", store.describe());
+    let (folded, trimmed) = store.fold()?;
+    tell_trimmed(cfg, trimmed, err);
+    Ok(folded)
 }
 
 /// `spam export FILE`: the site's learning, as a model file.

@@ -202,6 +202,10 @@ pub struct Read {
     pub end: u64,
     /// The journal's id (0 when it does not follow this snapshot).
     pub id: u64,
+    /// The journal's length: past `end` are bytes no reader counts (a
+    /// record cut short or damaged and what follows it, or a whole stale
+    /// journal).
+    pub len: u64,
 }
 
 /// The records of file journal bytes `b` from byte `from` on (the header
@@ -209,7 +213,10 @@ pub struct Read {
 /// empty with `end` 0; reading stops at the first record cut short.
 pub fn read(b: &[u8], of: Follows, from: u64) -> Read {
     let Some(id) = id_for(b, of) else {
-        return Read::default();
+        return Read {
+            len: b.len() as u64,
+            ..Read::default()
+        };
     };
     let at = usize::try_from(from).unwrap_or(usize::MAX).max(HEADER);
     let (changes, n) = records(b.get(at..).unwrap_or_default());
@@ -217,6 +224,7 @@ pub fn read(b: &[u8], of: Follows, from: u64) -> Read {
         changes,
         end: (at.min(b.len()) + n) as u64,
         id,
+        len: b.len() as u64,
     }
 }
 

@@ -14,7 +14,8 @@
 //! max_tokens` and `max_learnt`, or for an import.
 //! Readers need no lock: the snapshot is replaced by rename (or in one
 //! MULTI), the journal only grows, and a daemon reads only the journal's
-//! records it has not seen ([`Store::read_since`]).
+//! records it has not seen ([`Store::read_since`]). `mailward spam fold`
+//! rewrites the snapshot on demand ([`Store::fold`]).
 //!
 //! Redis is asked with short timeouts: the daemon reads it from its own
 //! thread, never from a scan worker or the async runtime, and a Redis that
@@ -150,15 +151,40 @@ const GENERATION_KEY: &str = "mailward:spam:generation";
 /// Counts changes of either: what gateways poll.
 const VERSION_KEY: &str = "mailward:spam:version";
 
+/// What a store's journal holds beside its snapshot (`spam status`, and
+/// what [`Store::fold`] folds in).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Journalled {
+    /// Changes recorded since the snapshot, read by every gateway.
+    pub records: usize,
+    /// Their bytes (a file journal's header included).
+    pub bytes: u64,
+    /// Bytes after the last intact record: a record cut short or damaged
+    /// and whatever follows it. No reader counts them; the next change
+    /// (or `spam fold`) removes them.
+    pub unread: u64,
+    /// The snapshot's bytes.
+    pub snapshot: u64,
+}
+
+impl Journalled {
+    /// Journal bytes past which the next change rewrites the snapshot.
+    pub fn fold_at(&self) -> u64 {
+        (self.snapshot / 4).max(COMPACT_AT_LEAST)
+    }
+}
+
 /// A change in progress, given to [`Store::update`]'s closure: the model
 /// as it is (read through `Deref`), and the ways to change it, each of
 /// which keeps what it did for the journal.
 pub struct Changing<'a> {
     model: &'a mut Model,
     changes: Vec<Change>,
-    /// The change is not a list of messages (an import): the snapshot is
-    /// rewritten.
+    /// The change is not a list of messages (an import, a fold): the
+    /// snapshot is rewritten.
     whole: bool,
+    /// The journal as the change found it.
+    behind: Journalled,
 }
 
 impl std::ops::Deref for Changing<'_> {
@@ -169,12 +195,23 @@ impl std::ops::Deref for Changing<'_> {
 }
 
 impl<'a> Changing<'a> {
-    fn new(model: &'a mut Model) -> Changing<'a> {
+    fn new(model: &'a mut Model, behind: Journalled) -> Changing<'a> {
         Changing {
             model,
             changes: Vec::new(),
             whole: false,
+            behind,
         }
+    }
+
+    /// The journal behind the model as this change found it.
+    pub fn behind(&self) -> Journalled {
+        self.behind
+    }
+
+    /// Writes the model as a new snapshot, whatever the change was.
+    pub fn fold(&mut self) {
+        self.whole = true;
     }
 
     /// [`Model::learn`], journalled.
@@ -222,10 +259,20 @@ impl<'a> Changing<'a> {
     }
 }
 
-/// Whether a journal of `journal` bytes, `adding` more, behind a snapshot
-/// of `snapshot` bytes, is due to be folded into a new snapshot.
-fn compaction_due(snapshot: u64, journal: u64, adding: u64) -> bool {
-    journal.saturating_add(adding) > (snapshot / 4).max(COMPACT_AT_LEAST)
+/// Whether `adding` more bytes to the journal `behind` is due to be
+/// folded into a new snapshot instead.
+fn compaction_due(behind: &Journalled, adding: u64) -> bool {
+    behind.bytes.saturating_add(adding) > behind.fold_at()
+}
+
+/// Says that bytes of a journal no reader counted are being dropped: a
+/// record cut short by a writer that stopped, or damaged, takes the
+/// records after it along, and that is said, not done silently.
+fn warn_unread(journal: &str, bytes: u64) {
+    if bytes > 0 {
+        tracing::warn!(target: "scan", journal, cut = bytes,
+            "The spam journal ended in a record cut short or damaged; those bytes were never counted and are cut off.");
+    }
 }
 
 /// Holds the learning lock of a spam directory while alive (site changes,
@@ -480,6 +527,56 @@ impl Store {
         }
     }
 
+    /// What the journal holds beside the snapshot now (`spam status`).
+    pub fn journalled(&self) -> Result<Journalled, StoreError> {
+        match &self.at {
+            Place::Dir(dir) => {
+                let follows = self.snapshot_follows(dir)?;
+                let read = match read_optional(&dir.join(JOURNAL))? {
+                    Some(b) => journal::read(&b, follows, 0),
+                    None => journal::Read::default(),
+                };
+                Ok(Journalled {
+                    records: read.changes.len(),
+                    bytes: read.end,
+                    unread: file_unread(&read),
+                    snapshot: follows.0,
+                })
+            }
+            Place::Redis { client, .. } => {
+                let mut con = self.connect(client)?;
+                let (snapshot, elements): (u64, Vec<Vec<u8>>) = redis::pipe()
+                    .atomic()
+                    .cmd("STRLEN")
+                    .arg(SITE_KEY)
+                    .cmd("LRANGE")
+                    .arg(JOURNAL_KEY)
+                    .arg(0)
+                    .arg(-1)
+                    .query(&mut con)
+                    .map_err(|e| self.redis_error(e))?;
+                Ok(intact(&elements, snapshot).1)
+            }
+        }
+    }
+
+    /// Folds the journal into a new snapshot now, keeping the records
+    /// before a damaged one, and says what it folded (nothing is written
+    /// when the journal is empty). What a change does by itself once the
+    /// journal is large; on demand it repairs a damaged Redis journal, and
+    /// leaves the whole learning in the snapshot for a gateway too old to
+    /// read journals.
+    pub fn fold(&self) -> Result<(Journalled, Trimmed), StoreError> {
+        self.update(|c| {
+            let behind = c.behind();
+            let due = behind.records > 0 || behind.unread > 0;
+            if due {
+                c.fold();
+            }
+            Edit::when(due, behind)
+        })
+    }
+
     /// The snapshot and journal of a directory: the snapshot's model and
     /// identity, the journal's records for it, where they end and its id.
     fn read_dir(&self, dir: &Path) -> Result<(Model, Follows, journal::Read), StoreError> {
@@ -551,7 +648,7 @@ impl Store {
             .map(|(i, e)| match Change::from_record(e) {
                 Some((c, n)) if n == e.len() => Ok(c),
                 _ => Err(self.redis_error(format!(
-                    "{JOURNAL_KEY} element {} is not a Mailward journal record",
+                    "{JOURNAL_KEY} element {} is not a Mailward journal record; `mailward spam fold` keeps the records before it and drops the rest",
                     first + i
                 ))),
             })
@@ -588,7 +685,13 @@ impl Store {
                     model.apply(c);
                 }
                 let end = read.end;
-                let mut changing = Changing::new(&mut model);
+                let behind = Journalled {
+                    records: read.changes.len(),
+                    bytes: end,
+                    unread: file_unread(&read),
+                    snapshot: follows.0,
+                };
+                let mut changing = Changing::new(&mut model, behind);
                 let r = match change(&mut changing) {
                     Edit::Changed(r) => r,
                     Edit::Unchanged(r) => return Ok((r, Trimmed::default())),
@@ -597,7 +700,7 @@ impl Store {
                 match appended {
                     Some(new)
                         if !self.past_limits(&model)
-                            && !compaction_due(follows.0, end, new.len() as u64) =>
+                            && !compaction_due(&behind, new.len() as u64) =>
                     {
                         self.append(dir, follows, end, &new)?;
                         Ok((r, Trimmed::default()))
@@ -609,6 +712,7 @@ impl Store {
                         // short, the journal would name the old snapshot and
                         // be ignored.
                         let path = dir.join(JOURNAL);
+                        warn_unread(&path.display().to_string(), behind.unread);
                         match std::fs::remove_file(&path) {
                             Ok(()) => {}
                             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -630,12 +734,12 @@ impl Store {
                     // Not in a MULTI: its EXEC would end the WATCH.
                     let (blob, elements, generation) = self.redis_learning(&mut con, false)?;
                     let snapshot = blob.as_ref().map_or(0, |b| b.len() as u64);
-                    let journalled: u64 = elements.iter().map(|e| e.len() as u64).sum();
                     let mut model = self.decode(blob)?;
-                    for c in self.records(&elements, 0)? {
-                        model.apply(&c);
+                    let (changes, behind) = intact(&elements, snapshot);
+                    for c in &changes {
+                        model.apply(c);
                     }
-                    let mut changing = Changing::new(&mut model);
+                    let mut changing = Changing::new(&mut model, behind);
                     let r = match change(&mut changing) {
                         Edit::Changed(r) => r,
                         Edit::Unchanged(r) => {
@@ -645,17 +749,19 @@ impl Store {
                             return Ok((r, Trimmed::default()));
                         }
                     };
-                    let appended: Option<Vec<Vec<u8>>> = (!changing.whole
-                        && !changing.changes.is_empty())
-                    .then(|| changing.changes.iter().map(Change::to_record).collect());
+                    // After a damaged element nothing can be appended (no
+                    // reader would get past it): the snapshot is rewritten
+                    // with the records before it.
+                    let appended: Option<Vec<Vec<u8>>> =
+                        (!changing.whole && !changing.changes.is_empty() && behind.unread == 0)
+                            .then(|| changing.changes.iter().map(Change::to_record).collect());
                     let mut pipe = redis::pipe();
                     pipe.atomic();
                     let trimmed = match appended {
                         Some(new)
                             if !self.past_limits(&model)
                                 && !compaction_due(
-                                    snapshot,
-                                    journalled,
+                                    &behind,
                                     new.iter().map(|e| e.len() as u64).sum(),
                                 ) =>
                         {
@@ -672,6 +778,7 @@ impl Store {
                             Trimmed::default()
                         }
                         _ => {
+                            warn_unread(JOURNAL_KEY, behind.unread);
                             let trimmed = self.trim(&mut model);
                             pipe.cmd("SET")
                                 .arg(SITE_KEY)
@@ -737,10 +844,7 @@ impl Store {
             // reader. Cutting it off is what lets the journal go on, but
             // it is said, not done silently.
             let len = f.metadata().map_err(io)?.len();
-            if len > end {
-                tracing::warn!(target: "scan", journal = %path.display(), cut = len - end,
-                    "The spam journal ended in a record cut short or damaged; those bytes were never counted and are cut off.");
-            }
+            warn_unread(&path.display().to_string(), len.saturating_sub(end));
             f.set_len(end).map_err(io)?;
             end
         };
@@ -803,6 +907,42 @@ impl<R> Edit<R> {
 }
 
 /// A file's bytes; None when there is no such file.
+/// Bytes of a file journal past its last intact record (none for a stale
+/// journal: that one is only a fold cut short, harmless and replaced by
+/// the next change).
+fn file_unread(read: &journal::Read) -> u64 {
+    if read.id == 0 {
+        0
+    } else {
+        read.len.saturating_sub(read.end)
+    }
+}
+
+/// The intact records at the start of a Redis journal, and what they are
+/// beside a snapshot of `snapshot` bytes (the elements from the first
+/// damaged one on are `unread`).
+fn intact(elements: &[Vec<u8>], snapshot: u64) -> (Vec<Change>, Journalled) {
+    let mut changes = Vec::new();
+    let mut bytes = 0;
+    for e in elements {
+        match Change::from_record(e) {
+            Some((c, n)) if n == e.len() => {
+                changes.push(c);
+                bytes += e.len() as u64;
+            }
+            _ => break,
+        }
+    }
+    let all: u64 = elements.iter().map(|e| e.len() as u64).sum();
+    let j = Journalled {
+        records: changes.len(),
+        bytes,
+        unread: all - bytes,
+        snapshot,
+    };
+    (changes, j)
+}
+
 fn read_optional(path: &Path) -> Result<Option<Vec<u8>>, StoreError> {
     match std::fs::read(path) {
         Ok(b) => Ok(Some(b)),
@@ -959,12 +1099,19 @@ mod tests {
 
     #[test]
     fn a_grown_journal_is_folded_into_a_new_snapshot() {
-        assert!(!compaction_due(0, 0, 1000));
-        assert!(compaction_due(0, COMPACT_AT_LEAST, 1));
-        assert!(!compaction_due(8 * COMPACT_AT_LEAST, COMPACT_AT_LEAST, 1));
+        let behind = |snapshot, bytes| Journalled {
+            snapshot,
+            bytes,
+            ..Journalled::default()
+        };
+        assert!(!compaction_due(&behind(0, 0), 1000));
+        assert!(compaction_due(&behind(0, COMPACT_AT_LEAST), 1));
+        assert!(!compaction_due(
+            &behind(8 * COMPACT_AT_LEAST, COMPACT_AT_LEAST),
+            1
+        ));
         assert!(compaction_due(
-            8 * COMPACT_AT_LEAST,
-            2 * COMPACT_AT_LEAST,
+            &behind(8 * COMPACT_AT_LEAST, 2 * COMPACT_AT_LEAST),
             1
         ));
         let dir = tempfile::tempdir().unwrap();
@@ -1029,6 +1176,66 @@ mod tests {
         now.write(&dir.path().join(SITE)).unwrap();
         std::fs::write(&journal, old_journal).unwrap();
         assert_eq!(store.read().unwrap(), now, "not counted twice");
+    }
+
+    #[test]
+    fn a_damaged_journal_is_shown_and_folded_keeping_the_records_before_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::dir(dir.path(), LIMITS);
+        assert_eq!(
+            store.fold().unwrap().0,
+            Journalled::default(),
+            "nothing yet"
+        );
+        learn(&store, 1, &[1, 2, 3], Class::Spam);
+        learn(&store, 2, &[3, 4], Class::Ham);
+        let journal = dir.path().join(JOURNAL);
+        let intact = std::fs::metadata(&journal).unwrap().len();
+        // A record with a flipped byte, and one good record after it: no
+        // reader gets past the first.
+        let record = |digest| {
+            Change {
+                digest,
+                from: None,
+                to: Some(Class::Ham),
+                tokens: vec![digest],
+            }
+            .to_record()
+        };
+        let mut damaged = record(3);
+        damaged[6] ^= 0xff;
+        let tail = [damaged, record(4)].concat();
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&journal)
+            .unwrap();
+        f.write_all(&tail).unwrap();
+        drop(f);
+        let before = store.read().unwrap();
+        assert_eq!((before.spam_messages, before.ham_messages), (1, 1));
+        let j = store.journalled().unwrap();
+        assert_eq!(
+            (j.records, j.bytes, j.unread, j.snapshot),
+            (2, intact, tail.len() as u64, 0)
+        );
+        assert_eq!(j.fold_at(), COMPACT_AT_LEAST);
+        // Folding keeps what every reader counted and drops the rest.
+        let (folded, _) = store.fold().unwrap();
+        assert_eq!(folded, j);
+        assert!(!journal.exists());
+        let snapshot = std::fs::metadata(dir.path().join(SITE)).unwrap().len();
+        assert_eq!(
+            store.journalled().unwrap(),
+            Journalled {
+                snapshot,
+                ..Journalled::default()
+            }
+        );
+        assert_eq!(store.read().unwrap(), before);
+        // Folded already: nothing is written again, the version stays.
+        let version = store.version().unwrap();
+        assert_eq!(store.fold().unwrap().0.records, 0);
+        assert_eq!(store.version().unwrap(), version);
     }
 
     #[test]
