@@ -736,12 +736,6 @@ fn spam(cmd: SpamCommand) -> ExitCode {
             } else {
                 out!("Folded {} change(s) ({} bytes of journal) into a new snapshot.", j.records, j.bytes);
             }
-            if j.unread > 0 {
-                out!(
-                    "Dropped {} byte(s) after the last intact record (a record cut short or damaged, and what followed it; no gateway had counted them).",
-                    j.unread
-                );
-            }
         }),
         SpamCommand::Rollback { .. } => spam_cli::rollback(&cfg).map(|()| {
             out!("The previous base is in use again.");

@@ -10,6 +10,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use mailward_e2e::failures::Failures;
 use mailward_e2e::stats::StatsSetup;
+use mailward_e2e::tools::output_text;
 use mailward_e2e::*;
 
 /// An obvious spam: shouting subject, HTML only, money phrases, a link to
@@ -991,10 +992,13 @@ fn two_gateways_share_learning_through_redis() -> Result<()> {
                 .contains("the journal ends in 20 byte(s) after a record cut short or damaged"),
         || format!("the status shows the damage: {status}"),
     );
-    let out = one.daemon.cli_ok(&["spam", "fold"])?;
+    let out = one.daemon.cli(&["spam", "fold"])?;
+    let text = output_text(&out);
     f.check(
-        out.contains("Folded 16 change(s)") && out.contains("Dropped 20 byte(s)"),
-        || out.clone(),
+        out.status.success()
+            && text.contains("Folded 16 change(s)")
+            && text.contains("Dropped 20 byte(s) of the journal"),
+        || text.clone(),
     );
     let status = one.daemon.cli_ok(&["spam", "status"])?;
     f.check(
@@ -1015,6 +1019,27 @@ fn two_gateways_share_learning_through_redis() -> Result<()> {
     f.check(reread.is_ok(), || {
         format!("the second gateway reads the folded snapshot: {reread:?}")
     });
+    // A learn that finds such an element does the same by itself.
+    redis.inline("RPUSH mailward:spam:journal not-a-journal-record")?;
+    let more = corpus.path().join("more.eml");
+    std::fs::write(&more, ham("Project notes", 99))?;
+    let out = one
+        .daemon
+        .cli(&["spam", "learn", "--ham", &more.display().to_string()])?;
+    let text = output_text(&out);
+    f.check(
+        out.status.success()
+            && text.contains("Learnt 1 new message(s)")
+            && text.contains("Dropped 20 byte(s) of the journal"),
+        || text.clone(),
+    );
+    let status = one.daemon.cli_ok(&["spam", "status"])?;
+    f.check(
+        status.contains("8 spam, 9 ham")
+            && status.contains("journal:    0 change(s)")
+            && !status.contains("problem:"),
+        || format!("learnt, and the store is whole again: {status}"),
+    );
     drop(one);
     f.finish(|| two.daemon.full_log())
 }

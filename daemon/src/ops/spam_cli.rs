@@ -177,10 +177,18 @@ fn site_store(cfg: &Config) -> Result<Store, SpamCliError> {
 }
 
 /// Says on the terminal what a change forgot to stay within `[spam]
-/// max_tokens` and `max_learnt` (the daemon's log has it at info, which
-/// the commands do not show): an operator teaching a large corpus by hand
-/// should not have to find it in `spam status`.
+/// max_tokens` and `max_learnt`, and what it dropped of a damaged journal
+/// (the daemon's log has them, which the commands do not show): an
+/// operator teaching a large corpus by hand should not have to find it in
+/// `spam status`.
 fn tell_trimmed(cfg: &Config, trimmed: Trimmed, err: &mut dyn Write) {
+    if trimmed.journal > 0 {
+        let _ = writeln!(
+            err,
+            "Dropped {} byte(s) of the journal after its last intact record (a record cut short or damaged, and what followed it; no gateway had counted them).",
+            trimmed.journal
+        );
+    }
     if trimmed.tokens > 0 {
         let _ = writeln!(
             err,

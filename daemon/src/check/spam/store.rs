@@ -93,13 +93,18 @@ impl Limits {
     }
 }
 
-/// What a change forgot to stay within the [`Limits`].
+/// What a change let go besides what it was asked to: what it forgot to
+/// stay within the [`Limits`], and the journal's bytes it dropped after a
+/// record cut short or damaged.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Trimmed {
     /// Tokens forgotten, the rarest first.
     pub tokens: usize,
     /// Learnt messages' identities let go (their counts stay).
     pub learnt: usize,
+    /// Journal bytes after its last intact record, dropped (no reader had
+    /// counted them).
+    pub journal: u64,
 }
 
 /// What changes when the stored learning does: the snapshot's
@@ -702,11 +707,20 @@ impl Store {
                         if !self.past_limits(&model)
                             && !compaction_due(&behind, new.len() as u64) =>
                     {
-                        self.append(dir, follows, end, &new)?;
-                        Ok((r, Trimmed::default()))
+                        let cut = self.append(dir, follows, end, &new)?;
+                        Ok((
+                            r,
+                            Trimmed {
+                                journal: cut,
+                                ..Trimmed::default()
+                            },
+                        ))
                     }
                     _ => {
-                        let trimmed = self.trim(&mut model);
+                        let trimmed = Trimmed {
+                            journal: behind.unread,
+                            ..self.trim(&mut model)
+                        };
                         model.write(&dir.join(SITE))?;
                         // The journal is in the snapshot now. Were this cut
                         // short, the journal would name the old snapshot and
@@ -779,7 +793,10 @@ impl Store {
                         }
                         _ => {
                             warn_unread(JOURNAL_KEY, behind.unread);
-                            let trimmed = self.trim(&mut model);
+                            let trimmed = Trimmed {
+                                journal: behind.unread,
+                                ..self.trim(&mut model)
+                            };
                             pipe.cmd("SET")
                                 .arg(SITE_KEY)
                                 .arg(model.to_bytes())
@@ -813,15 +830,15 @@ impl Store {
 
     /// Appends records to the directory's journal, durably: a new journal
     /// (with its header and a new id) when there is none for this
-    /// snapshot (`end` 0), and a
-    /// record cut short by a writer that stopped is cut off first.
+    /// snapshot (`end` 0), and a record cut short by a writer that stopped
+    /// is cut off first (how many bytes that was is the answer).
     fn append(
         &self,
         dir: &Path,
         follows: Follows,
         end: u64,
         records: &[u8],
-    ) -> Result<(), StoreError> {
+    ) -> Result<u64, StoreError> {
         let path = dir.join(JOURNAL);
         let io = |source| StoreError::Io {
             path: path.clone(),
@@ -833,6 +850,7 @@ impl Store {
             .write(true)
             .open(&path)
             .map_err(io)?;
+        let mut cut = 0;
         let end = if end == 0 {
             f.set_len(0).map_err(io)?;
             f.write_all(&journal::header(follows, journal::new_id()))
@@ -844,7 +862,8 @@ impl Store {
             // reader. Cutting it off is what lets the journal go on, but
             // it is said, not done silently.
             let len = f.metadata().map_err(io)?.len();
-            warn_unread(&path.display().to_string(), len.saturating_sub(end));
+            cut = len.saturating_sub(end);
+            warn_unread(&path.display().to_string(), cut);
             f.set_len(end).map_err(io)?;
             end
         };
@@ -856,7 +875,7 @@ impl Store {
                 let _ = d.sync_all();
             }
         }
-        Ok(())
+        Ok(cut)
     }
 
     /// Whether a model is past the store's limits (and so is trimmed and
@@ -870,6 +889,7 @@ impl Store {
         let trimmed = Trimmed {
             tokens: model.trim(self.limits.tokens),
             learnt: model.trim_learnt(self.limits.learnt),
+            journal: 0,
         };
         if trimmed.tokens > 0 {
             tracing::info!(target: "scan", forgotten = trimmed.tokens, kept = model.tokens.len(),
@@ -1030,7 +1050,8 @@ mod tests {
             trimmed,
             Trimmed {
                 tokens: 30,
-                learnt: 3
+                learnt: 3,
+                journal: 0
             },
             "both down to nine tenths of their limit"
         );
@@ -1164,8 +1185,11 @@ mod tests {
         drop(f);
         let m = store.read().unwrap();
         assert_eq!((m.spam_messages, m.ham_messages), (1, 0));
-        // The next writer cuts it off before it appends.
-        learn(&store, 3, &[4], Class::Ham);
+        // The next writer cuts it off before it appends, and says so.
+        let ((), trimmed) = store
+            .update(|m| Edit::when(m.learn(3, &[4], Class::Ham) == Learnt::New, ()))
+            .unwrap();
+        assert_eq!(trimmed.journal, torn.len() as u64);
         let m = store.read().unwrap();
         assert_eq!((m.spam_messages, m.ham_messages), (1, 1));
         assert!(!m.learnt.contains_key(&2));
@@ -1220,8 +1244,13 @@ mod tests {
         );
         assert_eq!(j.fold_at(), COMPACT_AT_LEAST);
         // Folding keeps what every reader counted and drops the rest.
-        let (folded, _) = store.fold().unwrap();
+        let (folded, trimmed) = store.fold().unwrap();
         assert_eq!(folded, j);
+        assert_eq!(
+            trimmed.journal,
+            tail.len() as u64,
+            "what was dropped is said"
+        );
         assert!(!journal.exists());
         let snapshot = std::fs::metadata(dir.path().join(SITE)).unwrap().len();
         assert_eq!(
