@@ -681,12 +681,6 @@ fn spam(cmd: SpamCommand) -> ExitCode {
                         j["fold_at"]
                     ),
                 }
-                if j["unread"].as_u64().unwrap_or(0) > 0 {
-                    out!(
-                        "  problem:    the journal ends in {} byte(s) after a record cut short or damaged, never counted; the next change or `mailward spam fold` drops them",
-                        j["unread"]
-                    );
-                }
                 out!(
                     "  classifier: {} (scores from {} of each)",
                     v["classifier"].as_str().unwrap_or("?"),
