@@ -67,6 +67,15 @@ fn sample(metrics: &str, line: &str) -> Option<f64> {
         .and_then(|v| v.trim().parse::<f64>().ok())
 }
 
+/// Runs `mailward ARGS` on `daemon`'s configuration: whether it succeeded
+/// and said each of `wanted` (on stdout or stderr), and what it said.
+fn says(daemon: &Daemon, args: &[&str], wanted: &[&str]) -> Result<(bool, String)> {
+    let out = daemon.cli(args)?;
+    let text = output_text(&out);
+    let ok = out.status.success() && wanted.iter().all(|w| text.contains(w));
+    Ok((ok, text))
+}
+
 fn send(port: u16, rcpts: &[&str], message: &[u8]) -> Result<Reply> {
     let mut c = SmtpClient::connect_ok(port)?;
     c.ehlo("client.test")?;
@@ -992,14 +1001,12 @@ fn two_gateways_share_learning_through_redis() -> Result<()> {
                 .contains("the journal ends in 20 byte(s) after a record cut short or damaged"),
         || format!("the status shows the damage: {status}"),
     );
-    let out = one.daemon.cli(&["spam", "fold"])?;
-    let text = output_text(&out);
-    f.check(
-        out.status.success()
-            && text.contains("Folded 16 change(s)")
-            && text.contains("Dropped 20 byte(s) of the journal"),
-        || text.clone(),
-    );
+    let (ok, text) = says(
+        &one.daemon,
+        &["spam", "fold"],
+        &["Folded 16 change(s)", "Dropped 20 byte(s) of the journal"],
+    )?;
+    f.check(ok, || text.clone());
     let status = one.daemon.cli_ok(&["spam", "status"])?;
     f.check(
         status.contains("8 spam, 8 ham") && status.contains("journal:    0 change(s)"),
@@ -1023,16 +1030,15 @@ fn two_gateways_share_learning_through_redis() -> Result<()> {
     redis.inline("RPUSH mailward:spam:journal not-a-journal-record")?;
     let more = corpus.path().join("more.eml");
     std::fs::write(&more, ham("Project notes", 99))?;
-    let out = one
-        .daemon
-        .cli(&["spam", "learn", "--ham", &more.display().to_string()])?;
-    let text = output_text(&out);
-    f.check(
-        out.status.success()
-            && text.contains("Learnt 1 new message(s)")
-            && text.contains("Dropped 20 byte(s) of the journal"),
-        || text.clone(),
-    );
+    let (ok, text) = says(
+        &one.daemon,
+        &["spam", "learn", "--ham", &more.display().to_string()],
+        &[
+            "Learnt 1 new message(s)",
+            "Dropped 20 byte(s) of the journal",
+        ],
+    )?;
+    f.check(ok, || text.clone());
     let status = one.daemon.cli_ok(&["spam", "status"])?;
     f.check(
         status.contains("8 spam, 9 ham")
