@@ -19,6 +19,7 @@ mod bombs;
 mod connections;
 mod disk;
 mod kill9;
+mod learning;
 mod lifecycle;
 mod outage;
 mod report;
@@ -53,6 +54,11 @@ const CASES: &[(&str, &str, CaseFn)] = &[
         "kill-9",
         "SIGKILL under load, N cycles: every 250 reaches the next hop (lost 0; duplicates printed)",
         kill9::run,
+    ),
+    (
+        "learn-kill-9",
+        "`spam learn` killed at spread-out moments, N times (folds included): every \"Learnt\" is learnt, the store stays readable",
+        learning::run,
     ),
     (
         "outage",
