@@ -33,9 +33,14 @@ pub struct Sink {
 }
 
 impl Sink {
-    /// Starts a sink on a free port, dumping into `dir/NAME/`.
+    /// Starts a sink on a free port, dumping into `dir/NAME/` (on another
+    /// port when something bound that one between the probe and the
+    /// sink's bind: a CI run lost a test to that once).
     pub fn start(dir: &Path, name: &str) -> Result<Sink> {
-        Self::start_with(dir, name, free_port(), &[])
+        tools::on_free_ports(
+            || Self::start_with(dir, name, free_port(), &[]),
+            |e| e.contains("Address already in use"),
+        )
     }
 
     /// Starts a sink on `port` with extra smtp-sink options (such as
