@@ -874,9 +874,13 @@ fn two_gateways_share_learning_through_redis() -> Result<()> {
     let url = redis.url();
     let stats_dir = TestDir::new("stats")?;
     let stats = StatsSetup::new(stats_dir.path());
+    // The first one gets no mail until the end, where autolearn learns
+    // from its trap into the shared store.
     let one = Gateway::start("spam-redis-one", |c| {
         c.set_str("spam", "store", &url)
             .set("spam", "min_learnt", "5")
+            .set_list("spam", "traps", &["trap@example.com"])
+            .set("spam", "autolearn", "true")
     })?;
     let two = Gateway::start("spam-redis-two", |c| {
         stats
@@ -1046,6 +1050,39 @@ fn two_gateways_share_learning_through_redis() -> Result<()> {
             && !status.contains("problem:"),
         || format!("learnt, and the store is whole again: {status}"),
     );
+    // Autolearn writes from the model the gateway has in use and the
+    // journal since (not a whole read): one record appended, and the
+    // counts right for both gateways.
+    let reply = send(one.port(), &["trap@example.com"], &ham("Trapped", 77))?;
+    f.check(reply.code == 250, || format!("{reply:?}"));
+    let learnt = wait_until("autolearn to write", Duration::from_secs(15), || {
+        let s = one.daemon.cli_ok(&["spam", "status"])?;
+        Ok(s.contains("9 spam, 9 ham").then_some(s))
+    });
+    f.check(
+        learnt
+            .as_ref()
+            .is_ok_and(|s| s.contains("journal:    1 change(s)")),
+        || format!("autolearn appended one record: {learnt:?}"),
+    );
+    let followed = wait_until(
+        "the second gateway to follow",
+        Duration::from_secs(15),
+        || {
+            Ok(two
+                .daemon
+                .full_log()
+                .lines()
+                .any(|l| {
+                    l.contains("Spam learning loaded from the site's store.")
+                        && l.contains("spam=9 ham=9 read=journal changes=1")
+                })
+                .then_some(()))
+        },
+    );
+    f.check(followed.is_ok(), || {
+        format!("the second gateway reads autolearn's record: {followed:?}")
+    });
     drop(one);
     f.finish(|| two.daemon.full_log())
 }

@@ -10,10 +10,12 @@
 //!
 //! Learning happens on a thread of its own, in batches (one write of the
 //! store per [`BATCH_WAIT`]): never on a scan worker or the async runtime.
-//! A full queue drops the message's learning, never the message.
+//! A full queue drops the message's learning, never the message. A batch
+//! starts from the daemon's model in use ([`Start`]) and reads only what
+//! the store got since, not the whole learning.
 
-use super::model::Class;
-use super::store::{Edit, Store};
+use super::model::{Class, Model};
+use super::store::{Cursor, Edit, Store};
 use super::Evidence;
 use crate::budget::{Budget, Share};
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
@@ -51,6 +53,11 @@ pub fn lesson(e: &Evidence) -> Option<Class> {
     (e.whitelisted || (vouched && others <= HAM_POINTS)).then_some(Class::Ham)
 }
 
+/// Where a batch may start: the site's model in use and the store's cursor
+/// it was read at (None when there is none yet, as when the store could
+/// not be read).
+pub type Start = Box<dyn Fn() -> Option<(Arc<Model>, Cursor)> + Send>;
+
 /// The learning thread's mailbox.
 pub struct Learner {
     tx: SyncSender<(Arc<Vec<u8>>, Class, Share)>,
@@ -58,12 +65,13 @@ pub struct Learner {
 }
 
 impl Learner {
-    /// Starts the thread that learns into `store`.
-    pub fn start(store: Store) -> Option<Learner> {
+    /// Starts the thread that learns into `store`, each batch from what
+    /// `start` gives.
+    pub fn start(store: Store, start: Start) -> Option<Learner> {
         let (tx, rx) = sync_channel(QUEUE);
         std::thread::Builder::new()
             .name("spam-autolearn".into())
-            .spawn(move || run(&store, &rx))
+            .spawn(move || run(&store, &start, &rx))
             .map_err(
                 |e| tracing::error!(target: "scan", error = %e, "Cannot start spam autolearn."),
             )
@@ -90,7 +98,7 @@ impl Learner {
     }
 }
 
-fn run(store: &Store, rx: &Receiver<(Arc<Vec<u8>>, Class, Share)>) {
+fn run(store: &Store, start: &Start, rx: &Receiver<(Arc<Vec<u8>>, Class, Share)>) {
     let mut batch: Vec<(u64, Vec<u64>, Class)> = Vec::new();
     let mut since = Instant::now();
     loop {
@@ -110,7 +118,8 @@ fn run(store: &Store, rx: &Receiver<(Arc<Vec<u8>>, Class, Share)>) {
         if batch.is_empty() || since.elapsed() < BATCH_WAIT {
             continue;
         }
-        let learnt = store.update(|model| {
+        let from = start();
+        let learnt = store.update_from(from.as_ref().map(|(m, at)| (&**m, *at)), |model| {
             let mut n = (0, 0);
             for (digest, tokens, class) in &batch {
                 if model.learn(*digest, tokens, *class) != super::model::Learnt::Already {

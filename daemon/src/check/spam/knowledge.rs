@@ -165,17 +165,23 @@ impl Shared {
             }
         };
         let down = k.classifier.unavailable;
-        let learner = super::autolearn::Learner::start(store.clone());
-        let shared = Arc::new(Shared {
-            learner,
-            base_path: cfg.spam.dir.join(BASE),
-            seen: Mutex::new(None),
-            site_at: Mutex::new(site_at),
-            installing: Mutex::new(()),
-            store,
-            current: RwLock::new(Arc::new(k)),
-            config: RwLock::new(cfg),
-            store_down: AtomicBool::new(down),
+        let shared = Arc::new_cyclic(|me: &std::sync::Weak<Shared>| {
+            let me = me.clone();
+            let learner = super::autolearn::Learner::start(
+                store.clone(),
+                Box::new(move || me.upgrade()?.site_in_use()),
+            );
+            Shared {
+                learner,
+                base_path: cfg.spam.dir.join(BASE),
+                seen: Mutex::new(None),
+                site_at: Mutex::new(site_at),
+                installing: Mutex::new(()),
+                store,
+                current: RwLock::new(Arc::new(k)),
+                config: RwLock::new(cfg),
+                store_down: AtomicBool::new(down),
+            }
         });
         if let Ok(mut seen) = shared.seen.lock() {
             *seen = shared.stamp();
@@ -207,8 +213,9 @@ impl Shared {
         class: super::model::Class,
     ) -> Result<super::model::Learnt, super::store::StoreError> {
         let (digest, tokens) = super::for_learning(raw);
+        let from = self.site_in_use();
         self.store
-            .update(|model| {
+            .update_from(from.as_ref().map(|(m, at)| (&**m, *at)), |model| {
                 let learnt = model.learn(digest, &tokens, class);
                 super::store::Edit::when(learnt != super::model::Learnt::Already, learnt)
             })
@@ -248,6 +255,19 @@ impl Shared {
         if changed {
             self.reload();
         }
+    }
+
+    /// The site's model in use and the cursor it was read at, as one pair
+    /// (taken under `installing`, which the watcher holds while it moves
+    /// both): where autolearn starts a batch instead of reading the whole
+    /// learning. None before the store could be read once.
+    fn site_in_use(&self) -> Option<(Arc<Model>, Cursor)> {
+        let _installing = self.installing.lock().unwrap_or_else(|p| p.into_inner());
+        let at = match self.site_at.lock() {
+            Ok(a) => *a,
+            Err(p) => *p.into_inner(),
+        }?;
+        Some((self.loaded().classifier.site.clone(), at))
     }
 
     /// What changed in the site's store since the learning in use was

@@ -5,9 +5,11 @@
 //! signature bases.
 //!
 //! The learning is a snapshot and a journal of the changes since it
-//! ([`super::journal`]). Every change reads both under a lock (a file lock,
-//! `learn.lock`, for the directory; WATCH/MULTI for Redis, where a change
-//! made by another gateway in between makes this one start again) and
+//! ([`super::journal`]). Every change reads both (a daemon's, only what
+//! came after the model it has in use: [`Store::update_from`]) under a
+//! lock (a file lock, `learn.lock`, for the directory; WATCH/MULTI for
+//! Redis, where a change made by another gateway in between makes this
+//! one start again) and
 //! appends what it did to the journal; it rewrites the snapshot instead
 //! (and empties the journal) when the journal has grown to a quarter of
 //! the snapshot, when the change passes the [`Limits`] of `[spam]
@@ -120,16 +122,20 @@ pub enum Version {
 /// journal after it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Cursor {
-    /// `journal`: the id of the journal read (0: there was none).
+    /// `journal`: the id of the journal read (0: there was none); `end`
+    /// where its last intact record ends, after `records` records.
     File {
         follows: Follows,
         journal: u64,
         end: u64,
+        records: usize,
     },
-    /// `generation`: the snapshot's (None: the store had none yet).
+    /// `generation`: the snapshot's (None: the store had none yet); `next`
+    /// the journal elements read, of `bytes` bytes in all.
     Redis {
         generation: Option<u64>,
         next: usize,
+        bytes: u64,
     },
 }
 
@@ -145,6 +151,15 @@ pub enum Since {
 
 /// A Redis store's snapshot, journal elements and generation.
 type RedisLearning = (Option<Vec<u8>>, Vec<Vec<u8>>, Option<u64>);
+
+/// What a Redis journal holds after a cursor ([`Store::redis_tail`]).
+struct RedisTail {
+    elements: Vec<Vec<u8>>,
+    /// After them.
+    cursor: Cursor,
+    /// The snapshot's bytes.
+    snapshot: u64,
+}
 
 /// The snapshot, one model in the file format.
 const SITE_KEY: &str = "mailward:spam:site";
@@ -416,6 +431,7 @@ impl Store {
                         follows,
                         journal: read.id,
                         end: read.end,
+                        records: read.changes.len(),
                     },
                 ))
             }
@@ -432,6 +448,7 @@ impl Store {
                     Cursor::Redis {
                         generation,
                         next: elements.len(),
+                        bytes: elements.iter().map(|e| e.len() as u64).sum(),
                     },
                 ))
             }
@@ -451,6 +468,7 @@ impl Store {
                     follows,
                     journal: seen,
                     end,
+                    records,
                 },
             ) => {
                 let path = dir.join(JOURNAL);
@@ -479,10 +497,13 @@ impl Store {
                                 f.read_to_end(&mut tail).map_err(io)?;
                                 let (changes, n) = journal::records(&tail);
                                 let end = start + n as u64;
+                                // From the start only when none was seen
+                                // before, when `records` is 0.
                                 let at = Cursor::File {
                                     follows,
                                     journal: id,
                                     end,
+                                    records: records + changes.len(),
                                 };
                                 return Ok((Since::Changes(changes), at));
                             }
@@ -498,28 +519,11 @@ impl Store {
                 let (model, cursor) = self.read_at()?;
                 Ok((Since::Whole(model), cursor))
             }
-            (Place::Redis { client, .. }, Cursor::Redis { generation, next }) => {
+            (Place::Redis { client, .. }, at @ Cursor::Redis { next, .. }) => {
                 let mut con = self.connect(client)?;
-                let (now, elements, snapshot): (Option<u64>, Vec<Vec<u8>>, bool) = redis::pipe()
-                    .atomic()
-                    .cmd("GET")
-                    .arg(GENERATION_KEY)
-                    .cmd("LRANGE")
-                    .arg(JOURNAL_KEY)
-                    .arg(next)
-                    .arg(-1)
-                    .cmd("EXISTS")
-                    .arg(SITE_KEY)
-                    .query(&mut con)
-                    .map_err(|e| self.redis_error(e))?;
-                // The same journal; or a first journal of a store that was
-                // empty when read (no snapshot then or now): all of it is new.
-                let first = generation.is_none() && next == 0 && !snapshot;
-                if now == generation || first {
-                    let generation = now;
-                    let changes = self.records(&elements, next)?;
-                    let next = next + elements.len();
-                    return Ok((Since::Changes(changes), Cursor::Redis { generation, next }));
+                if let Some(tail) = self.redis_tail(&mut con, at, true)? {
+                    let changes = self.records(&tail.elements, next)?;
+                    return Ok((Since::Changes(changes), tail.cursor));
                 }
                 let (model, cursor) = self.read_at()?;
                 Ok((Since::Whole(model), cursor))
@@ -580,6 +584,57 @@ impl Store {
             }
             Edit::when(due, behind)
         })
+    }
+
+    /// The Redis journal's elements after cursor `at`, the cursor after
+    /// them and the snapshot's size, `atomic`ally (in one MULTI) or not (a
+    /// writer under WATCH); None when the snapshot is not the one `at` was
+    /// read from (read it whole then).
+    fn redis_tail(
+        &self,
+        con: &mut redis::Connection,
+        at: Cursor,
+        atomic: bool,
+    ) -> Result<Option<RedisTail>, StoreError> {
+        let Cursor::Redis {
+            generation,
+            next,
+            bytes,
+        } = at
+        else {
+            return Ok(None);
+        };
+        let mut pipe = redis::pipe();
+        if atomic {
+            pipe.atomic();
+        }
+        let (now, elements, snapshot): (Option<u64>, Vec<Vec<u8>>, u64) = pipe
+            .cmd("GET")
+            .arg(GENERATION_KEY)
+            .cmd("LRANGE")
+            .arg(JOURNAL_KEY)
+            .arg(next)
+            .arg(-1)
+            .cmd("STRLEN")
+            .arg(SITE_KEY)
+            .query(con)
+            .map_err(|e| self.redis_error(e))?;
+        // The same journal; or a first journal of a store that was empty
+        // when read (no snapshot then or now): all of it is new.
+        let first = generation.is_none() && next == 0 && snapshot == 0;
+        if now != generation && !first {
+            return Ok(None);
+        }
+        let cursor = Cursor::Redis {
+            generation: now,
+            next: next + elements.len(),
+            bytes: bytes + elements.iter().map(|e| e.len() as u64).sum::<u64>(),
+        };
+        Ok(Some(RedisTail {
+            elements,
+            cursor,
+            snapshot,
+        }))
     }
 
     /// The snapshot and journal of a directory: the snapshot's model and
@@ -680,22 +735,30 @@ impl Store {
     /// what [`Trimmed`] says (and logs it).
     pub fn update<R>(
         &self,
+        change: impl FnMut(&mut Changing<'_>) -> Edit<R>,
+    ) -> Result<(R, Trimmed), StoreError> {
+        self.update_from(None, change)
+    }
+
+    /// [`Store::update`], starting from `start`: a model this store held
+    /// at a cursor (a daemon's model in use). Only what changed since is
+    /// read under the lock, and `start` is copied, instead of reading and
+    /// checking the whole learning: what autolearn does once per batch.
+    /// Without `start`, or when the snapshot changed since, the whole
+    /// learning is read, as `update` does.
+    pub fn update_from<R>(
+        &self,
+        start: Option<(&Model, Cursor)>,
         mut change: impl FnMut(&mut Changing<'_>) -> Edit<R>,
     ) -> Result<(R, Trimmed), StoreError> {
         match &self.at {
             Place::Dir(dir) => {
                 let _lock = Lock::take(dir)?;
-                let (mut model, follows, read) = self.read_dir(dir)?;
-                for c in &read.changes {
-                    model.apply(c);
-                }
-                let end = read.end;
-                let behind = Journalled {
-                    records: read.changes.len(),
-                    bytes: end,
-                    unread: file_unread(&read),
-                    snapshot: follows.0,
+                let (mut model, follows, behind) = match start {
+                    Some((from, at)) => self.dir_since(dir, from, at)?,
+                    None => self.dir_whole(dir)?,
                 };
+                let end = behind.bytes;
                 let mut changing = Changing::new(&mut model, behind);
                 let r = match change(&mut changing) {
                     Edit::Changed(r) => r,
@@ -746,13 +809,14 @@ impl Store {
                         .query::<()>(&mut con)
                         .map_err(|e| self.redis_error(e))?;
                     // Not in a MULTI: its EXEC would end the WATCH.
-                    let (blob, elements, generation) = self.redis_learning(&mut con, false)?;
-                    let snapshot = blob.as_ref().map_or(0, |b| b.len() as u64);
-                    let mut model = self.decode(blob)?;
-                    let (changes, behind) = intact(&elements, snapshot);
-                    for c in &changes {
-                        model.apply(c);
-                    }
+                    let since = match start {
+                        Some((from, at)) => self.redis_since(&mut con, from, at)?,
+                        None => None,
+                    };
+                    let (mut model, behind, generation) = match since {
+                        Some(since) => since,
+                        None => self.redis_whole(&mut con)?,
+                    };
                     let mut changing = Changing::new(&mut model, behind);
                     let r = match change(&mut changing) {
                         Edit::Changed(r) => r,
@@ -826,6 +890,122 @@ impl Store {
                 )))
             }
         }
+    }
+
+    /// A directory's whole learning (under its lock): the model, the
+    /// snapshot it follows and the journal behind it.
+    fn dir_whole(&self, dir: &Path) -> Result<(Model, Follows, Journalled), StoreError> {
+        let (mut model, follows, read) = self.read_dir(dir)?;
+        for c in &read.changes {
+            model.apply(c);
+        }
+        let behind = Journalled {
+            records: read.changes.len(),
+            bytes: read.end,
+            unread: file_unread(&read),
+            snapshot: follows.0,
+        };
+        Ok((model, follows, behind))
+    }
+
+    /// [`Store::dir_whole`] from `from`, the learning at cursor `at`: a
+    /// copy of it with the journal's new records, or the whole learning
+    /// when the snapshot changed since.
+    fn dir_since(
+        &self,
+        dir: &Path,
+        from: &Model,
+        at: Cursor,
+    ) -> Result<(Model, Follows, Journalled), StoreError> {
+        let (since, cursor) = self.read_since(at)?;
+        let Cursor::File {
+            follows,
+            journal: id,
+            end,
+            records,
+        } = cursor
+        else {
+            return self.dir_whole(dir);
+        };
+        let model = match since {
+            Since::Whole(model) => model,
+            Since::Changes(changes) => {
+                let mut model = from.clone();
+                for c in &changes {
+                    model.apply(c);
+                }
+                model
+            }
+        };
+        let path = dir.join(JOURNAL);
+        let len = match std::fs::metadata(&path) {
+            Ok(m) => m.len(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
+            Err(source) => return Err(StoreError::Io { path, source }),
+        };
+        let behind = Journalled {
+            records,
+            bytes: end,
+            // A journal that does not follow this snapshot is stale, not
+            // damaged (as in `file_unread`).
+            unread: if id == 0 { 0 } else { len.saturating_sub(end) },
+            snapshot: follows.0,
+        };
+        Ok((model, follows, behind))
+    }
+
+    /// A Redis store's whole learning, read under the caller's WATCH: the
+    /// model, the journal behind it and the generation.
+    fn redis_whole(
+        &self,
+        con: &mut redis::Connection,
+    ) -> Result<(Model, Journalled, Option<u64>), StoreError> {
+        let (blob, elements, generation) = self.redis_learning(con, false)?;
+        let snapshot = blob.as_ref().map_or(0, |b| b.len() as u64);
+        let mut model = self.decode(blob)?;
+        let (changes, behind) = intact(&elements, snapshot);
+        for c in &changes {
+            model.apply(c);
+        }
+        Ok((model, behind, generation))
+    }
+
+    /// [`Store::redis_whole`] from `from`, the learning at cursor `at`: a
+    /// copy of it with the journal's new elements. None when the snapshot
+    /// changed since or a new element is damaged: read it whole then
+    /// (which folds the damage away).
+    fn redis_since(
+        &self,
+        con: &mut redis::Connection,
+        from: &Model,
+        at: Cursor,
+    ) -> Result<Option<(Model, Journalled, Option<u64>)>, StoreError> {
+        let Some(tail) = self.redis_tail(con, at, false)? else {
+            return Ok(None);
+        };
+        let Cursor::Redis {
+            generation,
+            next,
+            bytes,
+        } = tail.cursor
+        else {
+            return Ok(None);
+        };
+        let (changes, new) = intact(&tail.elements, tail.snapshot);
+        if new.unread > 0 {
+            return Ok(None);
+        }
+        let mut model = from.clone();
+        for c in &changes {
+            model.apply(c);
+        }
+        let behind = Journalled {
+            records: next,
+            bytes,
+            unread: 0,
+            snapshot: tail.snapshot,
+        };
+        Ok(Some((model, behind, generation)))
     }
 
     /// Appends records to the directory's journal, durably: a new journal
@@ -1265,6 +1445,54 @@ mod tests {
         let version = store.version().unwrap();
         assert_eq!(store.fold().unwrap().0.records, 0);
         assert_eq!(store.version().unwrap(), version);
+    }
+
+    #[test]
+    fn a_writer_from_a_model_in_use_reads_only_what_came_since() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::dir(dir.path(), LIMITS);
+        learn(&store, 1, &[1, 2], Class::Spam);
+        store.fold().unwrap();
+        learn(&store, 2, &[2, 3], Class::Ham);
+        // A daemon's model in use, then a change by another writer.
+        let (in_use, at) = store.read_at().unwrap();
+        learn(&store, 3, &[3, 4], Class::Ham);
+        // The snapshot damaged in its middle (its size and checksum
+        // trailer kept): a writer that read it would stop; one that starts
+        // from the model in use does not read it.
+        let site = dir.path().join(SITE);
+        let mut bytes = std::fs::read(&site).unwrap();
+        let middle = bytes.len() / 2;
+        bytes[middle] ^= 0xff;
+        let good = std::fs::read(&site).unwrap();
+        std::fs::write(&site, &bytes).unwrap();
+        let from_scratch =
+            store.update(|m| Edit::when(m.learn(4, &[5], Class::Spam) == Learnt::New, ()));
+        assert!(from_scratch.is_err(), "a whole read checks the snapshot");
+        let ((), _) = store
+            .update_from(Some((&in_use, at)), |m| {
+                assert_eq!(m.behind().records, 2, "the journal as it is now");
+                Edit::when(m.learn(4, &[5], Class::Spam) == Learnt::New, ())
+            })
+            .unwrap();
+        assert_eq!(store.journalled().unwrap().records, 3, "appended");
+        std::fs::write(&site, &good).unwrap();
+        let after = store.read().unwrap();
+        assert_eq!((after.spam_messages, after.ham_messages), (2, 2));
+        assert_eq!(after.learnt.len(), 4);
+        // A model in use from before a fold: the new snapshot is read
+        // whole, and nothing is counted twice.
+        let (old, old_at) = store.read_at().unwrap();
+        store.fold().unwrap();
+        learn(&store, 5, &[6], Class::Ham);
+        store
+            .update_from(Some((&old, old_at)), |m| {
+                Edit::when(m.learn(6, &[7], Class::Ham) == Learnt::New, ())
+            })
+            .unwrap();
+        let after = store.read().unwrap();
+        assert_eq!((after.spam_messages, after.ham_messages), (2, 4));
+        assert_eq!(after.learnt.len(), 6);
     }
 
     #[test]
