@@ -67,6 +67,21 @@ fn sample(metrics: &str, line: &str) -> Option<f64> {
         .and_then(|v| v.trim().parse::<f64>().ok())
 }
 
+/// Waits until `daemon` logs a load of the site's learning with `fields`
+/// (`spam=8 ham=8 read=snapshot`, say).
+fn wait_for_load(daemon: &Daemon, fields: &str) -> Result<()> {
+    let what = format!("a load of the site's learning with {fields}");
+    wait_until(&what, Duration::from_secs(15), || {
+        let log = daemon.full_log();
+        Ok(log
+            .lines()
+            .any(|l| {
+                l.contains("Spam learning loaded from the site's store.") && l.contains(fields)
+            })
+            .then_some(()))
+    })
+}
+
 /// Runs `mailward ARGS` on `daemon`'s configuration: whether it succeeded
 /// and said each of `wanted` (on stdout or stderr), and what it said.
 fn says(daemon: &Daemon, args: &[&str], wanted: &[&str]) -> Result<(bool, String)> {
@@ -897,14 +912,12 @@ fn two_gateways_share_learning_through_redis() -> Result<()> {
         std::fs::write(spam_dir.join(format!("{n}.eml")), spam(n))?;
         std::fs::write(ham_dir.join(format!("{n}.eml")), ham("Project notes", n))?;
     }
-    let out = one.daemon.cli_ok(&[
-        "spam",
-        "learn",
-        "--spam",
-        &spam_dir.display().to_string(),
-        "--ham",
-        &ham_dir.display().to_string(),
-    ])?;
+    let (spam_arg, ham_arg) = (
+        spam_dir.display().to_string(),
+        ham_dir.display().to_string(),
+    );
+    let learn_all = ["spam", "learn", "--spam", &spam_arg, "--ham", &ham_arg];
+    let out = one.daemon.cli_ok(&learn_all)?;
     f.check(out.contains("Learnt 16 new message(s)"), || out.clone());
     // Learning the same messages again changes nothing, so the store's
     // version stays put and no gateway reloads the model for it.
@@ -988,14 +1001,7 @@ fn two_gateways_share_learning_through_redis() -> Result<()> {
     // element that is no journal record is pushed behind the 16 records.
     // The status says so; `spam fold` keeps the 16 and drops it, and the
     // second gateway reads the new snapshot whole.
-    one.daemon.cli_ok(&[
-        "spam",
-        "learn",
-        "--spam",
-        &spam_dir.display().to_string(),
-        "--ham",
-        &ham_dir.display().to_string(),
-    ])?;
+    one.daemon.cli_ok(&learn_all)?;
     let pushed = redis.inline("RPUSH mailward:spam:journal not-a-journal-record")?;
     f.check(pushed == ":17", || format!("RPUSH answered {pushed}"));
     let status = one.daemon.cli_ok(&["spam", "status"])?;
@@ -1016,17 +1022,7 @@ fn two_gateways_share_learning_through_redis() -> Result<()> {
         status.contains("8 spam, 8 ham") && status.contains("journal:    0 change(s)"),
         || format!("all in the snapshot: {status}"),
     );
-    let reread = wait_until("the folded snapshot read", Duration::from_secs(15), || {
-        Ok(two
-            .daemon
-            .full_log()
-            .lines()
-            .any(|l| {
-                l.contains("Spam learning loaded from the site's store.")
-                    && l.contains("spam=8 ham=8 read=snapshot")
-            })
-            .then_some(()))
-    });
+    let reread = wait_for_load(&two.daemon, "spam=8 ham=8 read=snapshot");
     f.check(reread.is_ok(), || {
         format!("the second gateway reads the folded snapshot: {reread:?}")
     });
@@ -1065,21 +1061,7 @@ fn two_gateways_share_learning_through_redis() -> Result<()> {
             .is_ok_and(|s| s.contains("journal:    1 change(s)")),
         || format!("autolearn appended one record: {learnt:?}"),
     );
-    let followed = wait_until(
-        "the second gateway to follow",
-        Duration::from_secs(15),
-        || {
-            Ok(two
-                .daemon
-                .full_log()
-                .lines()
-                .any(|l| {
-                    l.contains("Spam learning loaded from the site's store.")
-                        && l.contains("spam=9 ham=9 read=journal changes=1")
-                })
-                .then_some(()))
-        },
-    );
+    let followed = wait_for_load(&two.daemon, "spam=9 ham=9 read=journal changes=1");
     f.check(followed.is_ok(), || {
         format!("the second gateway reads autolearn's record: {followed:?}")
     });
