@@ -324,7 +324,11 @@ fn named_clues(k: &Knowledge, raw: &[u8], n: usize) -> Vec<(spam::classifier::Cl
 pub fn status(cfg: &Config) -> serde_json::Value {
     let (k, mut problems) = Knowledge::load(cfg);
     let c = &k.classifier;
-    let journal = Store::of(&cfg.spam).and_then(|s| s.journalled());
+    let store = Store::of(&cfg.spam);
+    let journal = match &store {
+        Ok(s) => s.journalled().map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
     if let Ok(j) = &journal {
         if j.unread > 0 {
             problems.push(format!(
@@ -335,7 +339,7 @@ pub fn status(cfg: &Config) -> serde_json::Value {
     }
     serde_json::json!({
         "dir": cfg.spam.dir.display().to_string(),
-        "store": Store::of(&cfg.spam).map(|s| s.describe()).unwrap_or_else(|e| e.to_string()),
+        "store": store.as_ref().map(|s| s.describe()).unwrap_or_else(|e| e.to_string()),
         "base": c.base.as_ref().map(|b| serde_json::json!({
             "spam": b.spam_messages, "ham": b.ham_messages, "tokens": b.tokens.len(),
         })),
@@ -349,7 +353,7 @@ pub fn status(cfg: &Config) -> serde_json::Value {
                 "records": j.records, "bytes": j.bytes, "unread": j.unread,
                 "snapshot": j.snapshot, "fold_at": j.fold_at(),
             }),
-            Err(e) => serde_json::Value::from(e.to_string()),
+            Err(e) => serde_json::Value::from(e),
         },
         "min_learnt": c.min_learnt,
         "classifier": c.readiness().as_str(),

@@ -545,12 +545,7 @@ impl Store {
                     Some(b) => journal::read(&b, follows, 0),
                     None => journal::Read::default(),
                 };
-                Ok(Journalled {
-                    records: read.changes.len(),
-                    bytes: read.end,
-                    unread: file_unread(&read),
-                    snapshot: follows.0,
-                })
+                Ok(file_journalled(&read, follows))
             }
             Place::Redis { client, .. } => {
                 let mut con = self.connect(client)?;
@@ -899,13 +894,7 @@ impl Store {
         for c in &read.changes {
             model.apply(c);
         }
-        let behind = Journalled {
-            records: read.changes.len(),
-            bytes: read.end,
-            unread: file_unread(&read),
-            snapshot: follows.0,
-        };
-        Ok((model, follows, behind))
+        Ok((model, follows, file_journalled(&read, follows)))
     }
 
     /// [`Store::dir_whole`] from `from`, the learning at cursor `at`: a
@@ -947,7 +936,7 @@ impl Store {
             records,
             bytes: end,
             // A journal that does not follow this snapshot is stale, not
-            // damaged (as in `file_unread`).
+            // damaged (as in `file_journalled`).
             unread: if id == 0 { 0 } else { len.saturating_sub(end) },
             snapshot: follows.0,
         };
@@ -1106,15 +1095,20 @@ impl<R> Edit<R> {
     }
 }
 
-/// A file's bytes; None when there is no such file.
-/// Bytes of a file journal past its last intact record (none for a stale
-/// journal: that one is only a fold cut short, harmless and replaced by
-/// the next change).
-fn file_unread(read: &journal::Read) -> u64 {
-    if read.id == 0 {
-        0
-    } else {
-        read.len.saturating_sub(read.end)
+/// What a file journal read for snapshot `follows` holds beside it. Its
+/// bytes past the last intact record are `unread`, except for a stale
+/// journal (one that follows another snapshot: a fold cut short, harmless
+/// and replaced by the next change).
+fn file_journalled(read: &journal::Read, follows: Follows) -> Journalled {
+    Journalled {
+        records: read.changes.len(),
+        bytes: read.end,
+        unread: if read.id == 0 {
+            0
+        } else {
+            read.len.saturating_sub(read.end)
+        },
+        snapshot: follows.0,
     }
 }
 
@@ -1143,6 +1137,7 @@ fn intact(elements: &[Vec<u8>], snapshot: u64) -> (Vec<Change>, Journalled) {
     (changes, j)
 }
 
+/// A file's bytes; None when there is no such file.
 fn read_optional(path: &Path) -> Result<Option<Vec<u8>>, StoreError> {
     match std::fs::read(path) {
         Ok(b) => Ok(Some(b)),
@@ -1243,6 +1238,16 @@ mod tests {
             .update(|m| Edit::when(m.learn(99, &[5000], Class::Ham) == Learnt::New, ()))
             .unwrap();
         assert_eq!(trimmed, Trimmed::default());
+    }
+
+    /// Bytes written at the end of a journal by hand (a writer cut short,
+    /// a damaged record).
+    fn append_raw(journal: &Path, bytes: &[u8]) {
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(journal)
+            .unwrap();
+        f.write_all(bytes).unwrap();
     }
 
     fn learn(store: &Store, digest: u64, tokens: &[u64], class: Class) -> Learnt {
@@ -1357,12 +1362,7 @@ mod tests {
         }
         .to_record();
         torn.truncate(torn.len() - 3);
-        let mut f = std::fs::OpenOptions::new()
-            .append(true)
-            .open(&journal)
-            .unwrap();
-        f.write_all(&torn).unwrap();
-        drop(f);
+        append_raw(&journal, &torn);
         let m = store.read().unwrap();
         assert_eq!((m.spam_messages, m.ham_messages), (1, 0));
         // The next writer cuts it off before it appends, and says so.
@@ -1409,12 +1409,7 @@ mod tests {
         let mut damaged = record(3);
         damaged[6] ^= 0xff;
         let tail = [damaged, record(4)].concat();
-        let mut f = std::fs::OpenOptions::new()
-            .append(true)
-            .open(&journal)
-            .unwrap();
-        f.write_all(&tail).unwrap();
-        drop(f);
+        append_raw(&journal, &tail);
         let before = store.read().unwrap();
         assert_eq!((before.spam_messages, before.ham_messages), (1, 1));
         let j = store.journalled().unwrap();
