@@ -40,10 +40,13 @@ fn ham(subject: &str, n: usize) -> Vec<u8> {
 /// A message that the rules alone find only a little suspect (4.6
 /// points: between the high (4) and the standard (5) thresholds).
 fn borderline() -> Vec<u8> {
-    b"From: Sales <sales@shop.example>\r\nTo: bob@example.com\r\nSubject: Our free offer\r\n\
+    // DEAR_FRIEND 1.0, RISK_FREE 0.8 and CLICK_HERE 0.5, doubled while
+    // the classifier has learnt nothing (RULES_ALONE): 4.6 points, under
+    // the standard level's 5 and over the high level's 4.
+    b"From: Sales <sales@shop.example>\r\nTo: bob@example.com\r\nSubject: Our spring catalogue\r\n\
       Date: Mon, 30 Nov 2026 10:00:00 +0000\r\nMessage-ID: <b@shop.example>\r\n\r\n\
-      Dear friend, this is a limited time offer, risk-free with a money-back guarantee. \
-      Click here to order now.\r\n"
+      Dear friend, our spring catalogue is out, and trying it is risk-free. \
+      Click here to see it.\r\n"
         .to_vec()
 }
 
@@ -266,10 +269,11 @@ fn spam_is_refused_in_session_marked_or_quarantined_per_group() -> Result<()> {
         format!("the entry is gone: {left}")
     });
     gw.sink.wait_for_count(4, DELIVERY_TIMEOUT)?;
-    // The log names every test with its weight.
+    // The log names every test with the weight it counted for: double
+    // while the classifier has learnt nothing (RULES_ALONE).
     let log = gw.daemon.full_log();
     f.check(
-        log.contains("Spam tests.") && log.contains("SUBJ_ALL_CAPS=+1.0"),
+        log.contains("Spam tests.") && log.contains("SUBJ_ALL_CAPS=+2.0"),
         || "the log line of the spam tests".into(),
     );
     f.finish(|| gw.daemon.full_log())
@@ -308,8 +312,8 @@ fn levels_and_formal_mail() -> Result<()> {
             .and_then(|m| m.header("X-Mailward-Spam"))
             .unwrap_or_default()
     };
-    let standard = status_of("user@example.com", "Our free offer");
-    let high = status_of("ann@keen.example.com", "Our free offer");
+    let standard = status_of("user@example.com", "Our spring catalogue");
+    let high = status_of("ann@keen.example.com", "Our spring catalogue");
     f.check(standard.starts_with("as/clean;"), || {
         format!("standard level: {standard}")
     });

@@ -230,6 +230,53 @@ fn the_classifier_learns_and_the_same_message_counts_once() {
 }
 
 #[test]
+fn rules_weigh_double_until_the_classifier_speaks() {
+    let mut k = rules_only();
+    let silent = judge(SPAM, &k);
+    k.classifier.min_learnt = 1;
+    let (d, t) = for_learning(SPAM.replace("Dear Friend", "Dear Friend 1").as_bytes());
+    std::sync::Arc::make_mut(&mut k.classifier.site).learn(d, &t, model::Class::Spam);
+    let (d, t) = for_learning(HAM.as_bytes());
+    std::sync::Arc::make_mut(&mut k.classifier.site).learn(d, &t, model::Class::Ham);
+    let speaking = judge(SPAM, &k);
+    assert!(speaking.probability.is_some(), "{}", speaking.weighed());
+    let weight = |e: &Evidence, name: &str| {
+        e.hits
+            .iter()
+            .find(|h| h.name == name)
+            .map(|h| h.weight)
+            .unwrap_or_else(|| panic!("{name} in {}", e.weighed()))
+    };
+    // A header heuristic and a content rule alike; what the log shows is
+    // what counted.
+    for name in ["MISSING_DATE", "MONEY_BACK"] {
+        assert_eq!(
+            weight(&silent, name),
+            RULES_ALONE * weight(&speaking, name),
+            "{name}"
+        );
+    }
+    assert!(
+        silent.weighed().contains("MONEY_BACK=+2.0"),
+        "{}",
+        silent.weighed()
+    );
+    let rules = |e: &Evidence| -> f64 {
+        e.hits
+            .iter()
+            .filter(|h| !h.name.starts_with("BAYES_"))
+            .map(|h| h.weight)
+            .sum()
+    };
+    assert!(
+        (rules(&silent) - RULES_ALONE * rules(&speaking)).abs() < 1e-9,
+        "{} / {}",
+        silent.weighed(),
+        speaking.weighed()
+    );
+}
+
+#[test]
 fn hostile_mail_is_judged_with_bounds() {
     let k = rules_only();
     let long_line = format!(
