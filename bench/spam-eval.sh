@@ -21,7 +21,9 @@
 # [server] data_dir, `mailward spam learn --spam FILE...` and `--ham FILE...`
 # on the training folds, then one `mailward spam check --json FILE...` over
 # the held-out fold. Marked spam = as/spam or as/blacklisted; as/probable is
-# shown apart.
+# shown apart. "Mailward, nothing learnt" is one `spam check` over every
+# message with an empty data directory: a new gateway's first day, rules
+# and header heuristics alone.
 #
 # SpamAssassin (Debian packages spamassassin and spamc; installed with apt-get
 # when missing and we are root): per fold a fresh Bayes database
@@ -185,6 +187,7 @@ notes=()
 
 # ---------------------------------------------------------------- Mailward
 MW_NAME=Mailward
+MW_NL_NAME="Mailward, nothing learnt"
 if [ "$DO_MW" = 1 ]; then
     [ -n "$MW_BIN" ] || MW_BIN=$repo/target/release/mailward
     if [ ! -x "$MW_BIN" ]; then
@@ -238,6 +241,24 @@ if [ "$DO_MW" = 1 ]; then
         fi
     done
     results+=("$work/results-mw.tsv")
+
+    # The first day: nothing learnt, so the classifier abstains and the
+    # rules weigh double (RULES_ALONE, docs/spam.md). Nothing is learnt
+    # from any message, so one pass over all of them, as for
+    # SpamAssassin without Bayes.
+    d=$work/mw/nothing-learnt
+    mkdir -p "$d/data"
+    printf '[server]\ndata_dir = "%s/data"\n' "$d" >"$d/mailward.toml"
+    awk -F'\t' 'BEGIN { OFS = "\t" } { print $1, $5, $6 }' "$work/labels.tsv" >"$d/all.tsv"
+    mapfile -t every < <(cut -f3 "$d/all.tsv")
+    log "$MW_NL_NAME: checking all ${#every[@]} messages"
+    rc=0
+    "$MW_BIN" spam check --json --config "$d/mailward.toml" "${every[@]}" >"$d/check.jsonl" 2>"$d/check.err" || rc=$?
+    python3 "$kit" mw-collect "$d/all.tsv" "$d/check.jsonl" "$MW_NL_NAME" >"$work/results-mw-nothing.tsv" || {
+        tail -n 20 "$d/check.err" >&2
+        die "mailward spam check (nothing learnt) gave no usable output (exit $rc)"
+    }
+    results+=("$work/results-mw-nothing.tsv")
 fi
 
 # ---------------------------------------------------------------- SpamAssassin
