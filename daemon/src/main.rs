@@ -681,10 +681,15 @@ fn spam(cmd: SpamCommand) -> ExitCode {
                         j["fold_at"]
                     ),
                 }
+                let classifier = v["classifier"].as_str().unwrap_or("?");
                 out!(
-                    "  classifier: {} (scores from {} of each)",
-                    v["classifier"].as_str().unwrap_or("?"),
-                    v["min_learnt"]
+                    "  classifier: {classifier} (scores from {} of each{})",
+                    v["min_learnt"],
+                    match classifier {
+                        "active" => "",
+                        "abstaining" => "; until then the rules weigh double",
+                        _ => "; the rules weigh double while it cannot",
+                    }
                 );
                 out!("  rules:      {}", v["rules"]);
                 out!("  level:      {} (policy.spam_level)", v["level"].as_str().unwrap_or("?"));

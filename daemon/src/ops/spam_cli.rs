@@ -283,13 +283,16 @@ pub fn check(
             v.to_string()
         } else {
             let mut line = format!(
-                "{}: as/{} score={:.1} rating={} {}",
+                "{}: as/{} score={:.1} rating={}",
                 m.name,
                 status.as_str(),
                 e.score(),
                 e.rating(),
-                e.weighed()
             );
+            if !e.hits.is_empty() {
+                line.push(' ');
+                line.push_str(&e.weighed());
+            }
             for (c, name) in &telling {
                 line.push_str(&format!(
                     "\n  {:.4} spam={} ham={} {name}",

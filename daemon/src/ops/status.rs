@@ -422,7 +422,10 @@ pub fn render(s: &Status, now: i64) -> String {
         ),
     };
     let needs = if s.spam.classifier == Readiness::Abstaining {
-        format!(", needs {} of each", s.spam.min_learnt)
+        format!(
+            ", needs {} of each; until then the rules weigh double",
+            s.spam.min_learnt
+        )
     } else {
         String::new()
     };

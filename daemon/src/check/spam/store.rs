@@ -851,7 +851,6 @@ impl Store {
                             Trimmed::default()
                         }
                         _ => {
-                            warn_unread(JOURNAL_KEY, behind.unread);
                             let trimmed = Trimmed {
                                 journal: behind.unread,
                                 ..self.trim(&mut model)
@@ -877,6 +876,9 @@ impl Store {
                         .query(&mut con)
                         .map_err(|e| self.redis_error(e))?;
                     if done.is_some() {
+                        // Said once the fold is done: an attempt that lost
+                        // the race may not have folded anything.
+                        warn_unread(JOURNAL_KEY, trimmed.journal);
                         return Ok((r, trimmed));
                     }
                 }
