@@ -688,7 +688,7 @@ fn spam(cmd: SpamCommand) -> ExitCode {
                     match classifier {
                         "active" => "",
                         "abstaining" => "; until then the rules weigh double",
-                        _ => "; the rules weigh double while it cannot",
+                        _ => "; the rules weigh double until its store can be read",
                     }
                 );
                 out!("  rules:      {}", v["rules"]);

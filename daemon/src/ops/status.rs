@@ -287,7 +287,7 @@ pub fn problems(s: &Status) -> Vec<String> {
     }
     if s.spam.classifier == Readiness::Unavailable {
         p.push(format!(
-            "The spam store {} cannot be read: the classifier abstains, mail is judged by the other tests.",
+            "The spam store {} cannot be read: the classifier abstains, mail is judged by the other tests (the rules at double weight).",
             s.spam.store
         ));
     }
@@ -421,13 +421,13 @@ pub fn render(s: &Status, now: i64) -> String {
             b.last_update
         ),
     };
-    let needs = if s.spam.classifier == Readiness::Abstaining {
-        format!(
+    let needs = match s.spam.classifier {
+        Readiness::Abstaining => format!(
             ", needs {} of each; until then the rules weigh double",
             s.spam.min_learnt
-        )
-    } else {
-        String::new()
+        ),
+        Readiness::Unavailable => "; the rules weigh double until the store can be read".into(),
+        Readiness::Active => String::new(),
     };
     out += &format!(
         "spam:     classifier {} (learnt {} spam and {} ham{needs}; {})\n",
