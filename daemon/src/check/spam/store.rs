@@ -155,10 +155,24 @@ type RedisLearning = (Option<Vec<u8>>, Vec<Vec<u8>>, Option<u64>);
 /// What a Redis journal holds after a cursor ([`Store::redis_tail`]).
 struct RedisTail {
     elements: Vec<Vec<u8>>,
-    /// After them.
-    cursor: Cursor,
+    /// The generation they belong to.
+    generation: Option<u64>,
+    /// The index after them, and the journal's bytes up to there.
+    next: usize,
+    bytes: u64,
     /// The snapshot's bytes.
     snapshot: u64,
+}
+
+impl RedisTail {
+    /// The cursor after the elements.
+    fn cursor(&self) -> Cursor {
+        Cursor::Redis {
+            generation: self.generation,
+            next: self.next,
+            bytes: self.bytes,
+        }
+    }
 }
 
 /// The snapshot, one model in the file format.
@@ -523,7 +537,7 @@ impl Store {
                 let mut con = self.connect(client)?;
                 if let Some(tail) = self.redis_tail(&mut con, at, true)? {
                     let changes = self.records(&tail.elements, next)?;
-                    return Ok((Since::Changes(changes), tail.cursor));
+                    return Ok((Since::Changes(changes), tail.cursor()));
                 }
                 let (model, cursor) = self.read_at()?;
                 Ok((Since::Whole(model), cursor))
@@ -620,14 +634,11 @@ impl Store {
         if now != generation && !first {
             return Ok(None);
         }
-        let cursor = Cursor::Redis {
+        Ok(Some(RedisTail {
             generation: now,
             next: next + elements.len(),
             bytes: bytes + elements.iter().map(|e| e.len() as u64).sum::<u64>(),
-        };
-        Ok(Some(RedisTail {
             elements,
-            cursor,
             snapshot,
         }))
     }
@@ -974,14 +985,6 @@ impl Store {
         let Some(tail) = self.redis_tail(con, at, false)? else {
             return Ok(None);
         };
-        let Cursor::Redis {
-            generation,
-            next,
-            bytes,
-        } = tail.cursor
-        else {
-            return Ok(None);
-        };
         let (changes, new) = intact(&tail.elements, tail.snapshot);
         if new.unread > 0 {
             return Ok(None);
@@ -991,12 +994,12 @@ impl Store {
             model.apply(c);
         }
         let behind = Journalled {
-            records: next,
-            bytes,
+            records: tail.next,
+            bytes: tail.bytes,
             unread: 0,
             snapshot: tail.snapshot,
         };
-        Ok(Some((model, behind, generation)))
+        Ok(Some((model, behind, tail.generation)))
     }
 
     /// Appends records to the directory's journal, durably: a new journal
