@@ -230,6 +230,29 @@ fn the_classifier_learns_and_the_same_message_counts_once() {
 }
 
 #[test]
+fn a_reply_to_at_a_webmail_address_is_seen_whatever_the_domain_is_written() {
+    let k = rules_only();
+    for (reply_to, fires) in [
+        ("win@hotmail.com", true),
+        ("win@yahoo.co.uk", true),
+        ("win@mail.com", true),
+        ("win@usa.net", true),
+        ("win@mail.ru", true),
+        ("win@example.com", false),
+        ("win@email.community.example", false),
+    ] {
+        let raw = HAM.replace("To: bob", &format!("Reply-To: <{reply_to}>\r\nTo: bob"));
+        let e = judge(&raw, &k);
+        assert_eq!(
+            e.test_names().contains(&"REPLYTO_FREEMAIL"),
+            fires,
+            "{reply_to}: {}",
+            e.weighed()
+        );
+    }
+}
+
+#[test]
 fn rules_weigh_double_until_the_classifier_speaks() {
     let mut k = rules_only();
     let silent = judge(SPAM, &k);
