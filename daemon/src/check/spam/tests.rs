@@ -253,6 +253,25 @@ fn a_reply_to_at_a_webmail_address_is_seen_whatever_the_domain_is_written() {
 }
 
 #[test]
+fn a_message_id_without_a_domain_is_seen_however_the_field_name_is_cased() {
+    let k = rules_only();
+    for (field, fires) in [
+        ("Message-ID: <1@example.com>", false),
+        ("Message-ID: <20021123.abc>", true),
+        ("Message-Id: <20021123.abc>", true),
+        ("message-id: <20021123.abc>", true),
+    ] {
+        let e = judge(&HAM.replace("Message-ID: <1@example.com>", field), &k);
+        assert_eq!(
+            e.test_names().contains(&"MSGID_NO_AT"),
+            fires,
+            "{field}: {}",
+            e.weighed()
+        );
+    }
+}
+
+#[test]
 fn rules_weigh_double_until_the_classifier_speaks() {
     let mut k = rules_only();
     let silent = judge(SPAM, &k);
