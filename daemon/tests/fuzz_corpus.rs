@@ -92,30 +92,14 @@ async fn write_spool_seeds() {
 
     fn envelope(n: u32) -> Envelope {
         Envelope {
-            id: QueueId::generate(),
             received_at: 1_700_000_000 + i64::from(n),
-            client_ip: "192.0.2.1".parse().expect("an address"),
-            helo: "client.example".into(),
-            mail_from: format!("sender{n}@example.com"),
-            ret: None,
-            envid: None,
-            eight_bit: false,
-            size: 0,
             rcpts: vec![Recipient::new(format!("rcpt{n}@example.net"))],
-            attempts: 0,
-            next_attempt: 0,
-            delay_notified: false,
-            is_bounce: false,
-            scanned: false,
-            added_headers: String::new(),
-            tls: false,
-            dnsbl_listed: Vec::new(),
-            auth: Default::default(),
-            forwarded_by: None,
-            upstream_id: None,
-            milter: false,
-            sasl_user: None,
-            held: false,
+            ..Envelope::new(
+                QueueId::generate(),
+                "192.0.2.1".parse().expect("an address"),
+                "client.example".into(),
+                format!("sender{n}@example.com"),
+            )
         }
     }
     /// The only segment a fresh spool wrote, after `ops`.

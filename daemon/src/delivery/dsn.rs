@@ -725,30 +725,17 @@ mod tests {
 
     fn envelope(mail_from: &str, ret: Option<Ret>) -> Envelope {
         Envelope {
-            id: QueueId("0123456789ABCDEF".into()),
             received_at: 1_700_000_000,
-            client_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
-            helo: "client.test".into(),
-            mail_from: mail_from.into(),
             ret,
             envid: Some("env+id\r\nX: y".into()),
-            eight_bit: false,
-            size: 0,
             rcpts: vec![Recipient::new("a@b.test".into())],
             attempts: 1,
-            next_attempt: 0,
-            delay_notified: false,
-            is_bounce: false,
-            scanned: false,
-            added_headers: String::new(),
-            tls: false,
-            dnsbl_listed: Vec::new(),
-            auth: Default::default(),
-            forwarded_by: None,
-            upstream_id: None,
-            milter: false,
-            sasl_user: None,
-            held: false,
+            ..Envelope::new(
+                QueueId("0123456789ABCDEF".into()),
+                IpAddr::V4(Ipv4Addr::LOCALHOST),
+                "client.test".into(),
+                mail_from.into(),
+            )
         }
     }
 

@@ -308,30 +308,16 @@ mod tests {
 
     fn env(next: i64) -> Envelope {
         Envelope {
-            id: QueueId::generate(),
             received_at: 1,
-            client_ip: "127.0.0.1".parse().unwrap(),
-            helo: "h".into(),
-            mail_from: "a@b".into(),
-            ret: None,
-            envid: None,
-            eight_bit: false,
             size: 10,
             rcpts: vec![Recipient::new("c@d".into())],
-            attempts: 0,
             next_attempt: next,
-            delay_notified: false,
-            is_bounce: false,
-            scanned: false,
-            added_headers: String::new(),
-            tls: false,
-            dnsbl_listed: Vec::new(),
-            auth: Default::default(),
-            forwarded_by: None,
-            upstream_id: None,
-            milter: false,
-            sasl_user: None,
-            held: false,
+            ..Envelope::new(
+                QueueId::generate(),
+                "127.0.0.1".parse().unwrap(),
+                "h".into(),
+                "a@b".into(),
+            )
         }
     }
 

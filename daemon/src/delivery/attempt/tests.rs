@@ -3,14 +3,7 @@ use crate::envelope::QueueId;
 
 fn env(rcpts: &[(&str, Option<&str>)]) -> Envelope {
     Envelope {
-        id: QueueId::generate(),
         received_at: 1000,
-        client_ip: "127.0.0.1".parse().unwrap(),
-        helo: "h".into(),
-        mail_from: "sender@example.com".into(),
-        ret: None,
-        envid: None,
-        eight_bit: false,
         size: 10,
         rcpts: rcpts
             .iter()
@@ -20,20 +13,12 @@ fn env(rcpts: &[(&str, Option<&str>)]) -> Envelope {
                 r
             })
             .collect(),
-        attempts: 0,
-        next_attempt: 0,
-        delay_notified: false,
-        is_bounce: false,
-        scanned: false,
-        added_headers: String::new(),
-        tls: false,
-        dnsbl_listed: Vec::new(),
-        auth: Default::default(),
-        forwarded_by: None,
-        upstream_id: None,
-        milter: false,
-        sasl_user: None,
-        held: false,
+        ..Envelope::new(
+            QueueId::generate(),
+            "127.0.0.1".parse().unwrap(),
+            "h".into(),
+            "sender@example.com".into(),
+        )
     }
 }
 
