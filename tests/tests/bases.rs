@@ -604,6 +604,46 @@ fn mail_flows(f: &mut Failures, rig: &Rig, what: &str, to: &str, count: usize) {
     );
 }
 
+/// A change that puts a set in use (an update or a rollback): `mailward
+/// ARGS` exits 0 saying `msg`; then the state, the mwBasesReloaded trap
+/// and the mwUpdateStatus trap (`status`) follow. When it ran.
+struct PutInUse<'a> {
+    what: &'a str,
+    args: &'a [&'a str],
+    msg: String,
+    in_use: &'a Set,
+    previous: &'a Set,
+    result: &'a str,
+    status: u32,
+}
+
+fn put_in_use(f: &mut Failures, rig: &Rig, c: PutInUse) -> Result<(i64, i64)> {
+    let (what, msg) = (c.what, &c.msg);
+    let n = rig.snmp.traps().len();
+    let out = rig.cli(c.args)?;
+    f.check(out.code == Some(0) && out.stdout == *msg, || {
+        format!(
+            "{what}: exit {:?} and {:?}, expected exit 0 and {msg:?}:\n{}",
+            out.code, out.stdout, out.text
+        )
+    });
+    check_state(
+        f,
+        rig,
+        &Expect {
+            what,
+            in_use: Some(c.in_use),
+            previous: Some(c.previous),
+            result: c.result,
+            checked: (out.before, out.after),
+            loaded: (out.before, out.after),
+        },
+    );
+    check_bases_reloaded(f, rig, what, n, c.in_use);
+    check_update_status(f, rig, what, n, c.status, msg);
+    Ok((out.before, out.after))
+}
+
 #[test]
 fn update_refusal_and_rollback_of_the_bases_as_an_operator_sees_them() -> Result<()> {
     let starting = unix_now();
@@ -640,34 +680,22 @@ fn update_refusal_and_rollback_of_the_bases_as_an_operator_sees_them() -> Result
 
     // 2. A good set.
     let v1 = set_dir(&V1).display().to_string();
-    let n = rig.snmp.traps().len();
-    let out = rig.cli(&["bases", "update", "--from", &v1])?;
-    let what = "update --from v1";
-    let msg = format!(
-        "Bases {} ({} records) from {v1} are in use.",
-        V1.version, V1.records
-    );
-    f.check(out.code == Some(0) && out.stdout == msg, || {
-        format!(
-            "{what}: exit {:?} and {:?}, expected exit 0 and {msg:?}:\n{}",
-            out.code, out.stdout, out.text
-        )
-    });
-    check_state(
+    let v1_loaded = put_in_use(
         &mut f,
         &rig,
-        &Expect {
-            what,
-            in_use: Some(&V1),
-            previous: Some(&DEFAULT),
+        PutInUse {
+            what: "update --from v1",
+            args: &["bases", "update", "--from", &v1],
+            msg: format!(
+                "Bases {} ({} records) from {v1} are in use.",
+                V1.version, V1.records
+            ),
+            in_use: &V1,
+            previous: &DEFAULT,
             result: "updated",
-            checked: (out.before, out.after),
-            loaded: (out.before, out.after),
+            status: 1,
         },
-    );
-    let v1_loaded = (out.before, out.after);
-    check_bases_reloaded(&mut f, &rig, what, n, &V1);
-    check_update_status(&mut f, &rig, what, n, 1, &msg);
+    )?;
 
     // 3. The same set again: nothing to do.
     let n = rig.snmp.traps().len();
@@ -756,61 +784,38 @@ fn update_refusal_and_rollback_of_the_bases_as_an_operator_sees_them() -> Result
 
     // 5. A newer set, then back to the older one.
     let v2 = set_dir(&V2).display().to_string();
-    let n = rig.snmp.traps().len();
-    let out = rig.cli(&["bases", "update", "--from", &v2])?;
-    let what = "update --from v2";
-    let msg = format!(
-        "Bases {} ({} records) from {v2} are in use.",
-        V2.version, V2.records
-    );
-    f.check(out.code == Some(0) && out.stdout == msg, || {
-        format!(
-            "{what}: exit {:?} and {:?}, expected exit 0 and {msg:?}:\n{}",
-            out.code, out.stdout, out.text
-        )
-    });
-    check_state(
+    put_in_use(
         &mut f,
         &rig,
-        &Expect {
-            what,
-            in_use: Some(&V2),
-            previous: Some(&V1),
+        PutInUse {
+            what: "update --from v2",
+            args: &["bases", "update", "--from", &v2],
+            msg: format!(
+                "Bases {} ({} records) from {v2} are in use.",
+                V2.version, V2.records
+            ),
+            in_use: &V2,
+            previous: &V1,
             result: "updated",
-            checked: (out.before, out.after),
-            loaded: (out.before, out.after),
+            status: 1,
         },
-    );
-    check_bases_reloaded(&mut f, &rig, what, n, &V2);
-    check_update_status(&mut f, &rig, what, n, 1, &msg);
-
-    let n = rig.snmp.traps().len();
-    let out = rig.cli(&["bases", "rollback"])?;
-    let what = "rollback after v2";
-    let msg = format!(
-        "Rolled back to bases {} ({} records).",
-        V1.version, V1.records
-    );
-    f.check(out.code == Some(0) && out.stdout == msg, || {
-        format!(
-            "{what}: exit {:?} and {:?}, expected exit 0 and {msg:?}:\n{}",
-            out.code, out.stdout, out.text
-        )
-    });
-    check_state(
+    )?;
+    put_in_use(
         &mut f,
         &rig,
-        &Expect {
-            what,
-            in_use: Some(&V1),
-            previous: Some(&V2),
+        PutInUse {
+            what: "rollback after v2",
+            args: &["bases", "rollback"],
+            msg: format!(
+                "Rolled back to bases {} ({} records).",
+                V1.version, V1.records
+            ),
+            in_use: &V1,
+            previous: &V2,
             result: "rolled_back",
-            checked: (out.before, out.after),
-            loaded: (out.before, out.after),
+            status: 4,
         },
-    );
-    check_bases_reloaded(&mut f, &rig, what, n, &V1);
-    check_update_status(&mut f, &rig, what, n, 4, &msg);
+    )?;
 
     // 6. Mail still flows, and the notifications were counted as sent.
     mail_flows(&mut f, &rig, "at the end", "last@example.com", 2);
