@@ -8,13 +8,15 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::{bail, ensure, Context, Result};
 use serde_json::Value;
 
 use crate::config::Config;
 use crate::daemon::Daemon;
-use crate::tools::{free_port, output_text};
+use crate::sink::Sink;
+use crate::tools::{free_port, output_text, wait_until};
 
 /// Where a test's statistics go, and the port /metrics is served on.
 #[derive(Debug, Clone)]
@@ -74,6 +76,41 @@ impl StatsSetup {
     pub fn scrape(&self) -> Result<Metrics> {
         let text = self.scrape_text()?;
         Metrics::parse(&text).with_context(|| format!("parsing /metrics:\n{text}"))
+    }
+
+    /// Waits (up to `timeout`) until `sink` has `delivered` messages, the
+    /// queue holds `queued` (each tried once), no inbound session is open
+    /// and `more` holds of the scrape; returns that scrape. Counters read
+    /// before then may still be moving.
+    pub fn settle(
+        &self,
+        daemon: &Daemon,
+        sink: &Sink,
+        (delivered, queued): (usize, usize),
+        timeout: Duration,
+        more: impl Fn(&Metrics) -> bool,
+    ) -> Result<Metrics> {
+        let mut last = String::new();
+        wait_until("the traffic to settle", timeout, || {
+            let at_sink = sink.count();
+            let queue = daemon.queue_list()?;
+            let tried = queue
+                .iter()
+                .all(|m| m["attempts"].as_u64().unwrap_or(0) >= 1);
+            let m = self.scrape()?;
+            let open_in = m.value("mailward_sessions", &[("direction", "in")])?;
+            last = format!(
+                "sink {at_sink}/{delivered}, queue {}/{queued} (all tried: {tried}), open inbound sessions {open_in}",
+                queue.len()
+            );
+            Ok((at_sink == delivered
+                && queue.len() == queued
+                && tried
+                && open_in == 0.0
+                && more(&m))
+                .then_some(m))
+        })
+        .with_context(|| format!("last seen: {last}"))
     }
 
     /// `mailward stats write`, then the file it wrote, parsed. Fails unless

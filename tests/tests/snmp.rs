@@ -125,23 +125,13 @@ impl Rig {
     /// `queued` (each tried once), and no inbound session is open; returns
     /// the last scrape.
     fn settle(&self, delivered: usize, queued: usize) -> Result<Metrics> {
-        let mut last = String::new();
-        wait_until("the traffic to settle", SETTLE_TIMEOUT, || {
-            let at_sink = self.sink.count();
-            let queue = self.daemon.queue_list()?;
-            let tried = queue
-                .iter()
-                .all(|m| m["attempts"].as_u64().unwrap_or(0) >= 1);
-            let m = self.stats.scrape()?;
-            let open_in = m.value("mailward_sessions", &[("direction", "in")])?;
-            last = format!(
-                "sink {at_sink}/{delivered}, queue {}/{queued} (all tried: {tried}), open inbound sessions {open_in}",
-                queue.len()
-            );
-            Ok((at_sink == delivered && queue.len() == queued && tried && open_in == 0.0)
-                .then_some(m))
-        })
-        .with_context(|| format!("last seen: {last}"))
+        self.stats.settle(
+            &self.daemon,
+            &self.sink,
+            (delivered, queued),
+            SETTLE_TIMEOUT,
+            |_| true,
+        )
     }
 
     /// The daemon's and net-snmp's logs, for failure messages.

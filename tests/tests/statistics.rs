@@ -83,27 +83,13 @@ impl Rig {
         queued: usize,
         more: impl Fn(&Metrics) -> bool,
     ) -> Result<Metrics> {
-        let mut last = String::new();
-        wait_until("the traffic to settle", SETTLE_TIMEOUT, || {
-            let at_sink = self.sink.count();
-            let queue = self.daemon.queue_list()?;
-            let tried = queue
-                .iter()
-                .all(|m| m["attempts"].as_u64().unwrap_or(0) >= 1);
-            let m = self.stats.scrape()?;
-            let open_in = m.value("mailward_sessions", &[("direction", "in")])?;
-            last = format!(
-                "sink {at_sink}/{delivered}, queue {}/{queued} (all tried: {tried}), open inbound sessions {open_in}",
-                queue.len()
-            );
-            Ok((at_sink == delivered
-                && queue.len() == queued
-                && tried
-                && open_in == 0.0
-                && more(&m))
-            .then_some(m))
-        })
-        .with_context(|| format!("last seen: {last}"))
+        self.stats.settle(
+            &self.daemon,
+            &self.sink,
+            (delivered, queued),
+            SETTLE_TIMEOUT,
+            more,
+        )
     }
 }
 
