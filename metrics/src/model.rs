@@ -463,9 +463,13 @@ impl Stats {
                         (true, true) => {
                             c.reloads += 1;
                             c.loaded_at = *at;
+                            c.refused_at = 0;
                         }
                         (true, false) => c.loaded_at = *at,
-                        (false, _) => c.reload_failures += 1,
+                        (false, _) => {
+                            c.reload_failures += 1;
+                            c.refused_at = *at;
+                        }
                     }
                 }
             }

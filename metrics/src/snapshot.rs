@@ -48,6 +48,9 @@ pub struct ConfigState {
     pub loaded_at: i64,
     pub reloads: u64,
     pub reload_failures: u64,
+    /// When the last reload was refused, while no reload has succeeded
+    /// since (0: the file on disk was in force at the last attempt).
+    pub refused_at: i64,
 }
 
 /// How a policy group is named in the renderings: "" is the default

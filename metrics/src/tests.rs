@@ -399,6 +399,27 @@ fn reset_zeroes_the_counters_kept_outside_the_model_too() {
 }
 
 #[test]
+fn a_refused_reload_stands_until_a_later_one_succeeds() {
+    let stats = model();
+    let load = |ok, at| {
+        stats.record(&Event::ConfigLoaded {
+            ok,
+            reload: true,
+            at,
+            groups: &[],
+        })
+    };
+    let config = || stats.snapshot(&Gauges::default()).config;
+    load(false, 100);
+    load(false, 200);
+    assert_eq!((config().reload_failures, config().refused_at), (2, 200));
+    load(true, 300);
+    let c = config();
+    assert_eq!((c.reloads, c.reload_failures, c.refused_at), (1, 2, 0));
+    assert_eq!(c.loaded_at, 300);
+}
+
+#[test]
 fn configured_groups_are_rows_from_start_and_keep_them_across_reloads() {
     let stats = model();
     let load = |ok, reload, groups: &[&str]| {

@@ -26,6 +26,10 @@ pub struct Status {
     pub config_loaded: i64,
     pub reloads: u64,
     pub reload_failures: u64,
+    /// Unix time of the last refused reload while none succeeded since (0:
+    /// none): the file on disk is not the configuration in force.
+    #[serde(default)]
+    pub reload_refused_at: i64,
     /// SMTP listeners (none for `mailward milter`).
     pub listen: Vec<String>,
     pub milter: Option<String>,
@@ -215,6 +219,7 @@ pub fn of(gw: &Gateway) -> Status {
         config_loaded: snap.config.loaded_at,
         reloads: snap.config.reloads,
         reload_failures: snap.config.reload_failures,
+        reload_refused_at: snap.config.refused_at,
         listen: cfg
             .network
             .listen_on
@@ -274,10 +279,12 @@ pub fn problems(s: &Status) -> Vec<String> {
             }
         }
     }
-    if s.reload_failures > 0 {
+    // A refused reload is a problem until a later one succeeds: only then
+    // is the file on disk the configuration in force again.
+    if s.reload_refused_at > 0 {
         p.push(format!(
-            "{} configuration reload(s) were refused since start: the file on disk is not the one in force (mailward check-config).",
-            s.reload_failures
+            "The configuration reload of {} was refused: the file on disk is not the one in force (mailward check-config).",
+            rfc3339(s.reload_refused_at)
         ));
     }
     if s.stress {
@@ -517,6 +524,7 @@ mod tests {
             config_loaded: 1_000,
             reloads: 0,
             reload_failures: 0,
+            reload_refused_at: 0,
             listen: vec!["127.0.0.1:2525".into()],
             milter: None,
             metrics: Some("127.0.0.1:9925".into()),
@@ -640,6 +648,7 @@ mod tests {
         s.spam.store = "redis://10.0.0.5:6379/0".into();
         s.log.rotation_failures = 2;
         s.reload_failures = 1;
+        s.reload_refused_at = 1_764_000_000;
         if let Some(b) = s.bases.as_mut() {
             b.obsolete = true;
             b.last_update = "error".into();
