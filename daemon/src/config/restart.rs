@@ -5,21 +5,100 @@
 //! so, and applies the rest of the new configuration; changing them needs a
 //! restart.
 
+use super::types::{LogDestination, LogFormat, MilterListen, SyslogFormat};
+use super::units::{ByteSize, Dur};
 use super::Config;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// A key's value as an administrator writes it in the file (`"5s"`,
+/// `["127.0.0.1:25"]`), for the message that says it was kept.
+trait Written {
+    fn written(&self) -> String;
+}
+
+/// A TOML string.
+fn quoted(text: &str) -> String {
+    format!("{text:?}")
+}
+
+macro_rules! written_as_string {
+    ($($t:ty),*) => {$(
+        impl Written for $t {
+            fn written(&self) -> String {
+                quoted(&self.to_string())
+            }
+        }
+    )*};
+}
+written_as_string!(
+    String,
+    SocketAddr,
+    MilterListen,
+    Dur,
+    ByteSize,
+    LogDestination,
+    LogFormat,
+    SyslogFormat
+);
+
+impl Written for u32 {
+    fn written(&self) -> String {
+        self.to_string()
+    }
+}
+
+impl Written for u64 {
+    fn written(&self) -> String {
+        self.to_string()
+    }
+}
+
+impl Written for PathBuf {
+    fn written(&self) -> String {
+        quoted(&self.display().to_string())
+    }
+}
+
+impl<T: Written> Written for Option<T> {
+    fn written(&self) -> String {
+        self.as_ref()
+            .map_or_else(|| "(not set)".to_string(), T::written)
+    }
+}
+
+impl<T: Written> Written for Vec<T> {
+    fn written(&self) -> String {
+        let items: Vec<String> = self.iter().map(T::written).collect();
+        format!("[{}]", items.join(", "))
+    }
+}
 
 /// Restores, in `new`, the running value of every key that takes effect only
 /// at restart; returns one sentence per key that was changed.
 pub fn keep_restart_only(running: &Config, new: &mut Config) -> Vec<String> {
     let mut kept = Vec::new();
+    // Paths that default to places inside the data directory were worked
+    // out from the new one: they follow the data directory that stays.
+    // (Without this a reload that changed data_dir read the bases from
+    // the new directory while saying the old one stays.)
+    if new.server.data_dir != running.server.data_dir {
+        let (from, to) = (new.server.data_dir.clone(), &running.server.data_dir);
+        for path in [&mut new.bases.av, &mut new.statistics.destination] {
+            if let Ok(inside) = path.strip_prefix(&from) {
+                *path = to.join(inside);
+            }
+        }
+    }
     macro_rules! keep {
         ($($section:ident . $key:ident),* $(,)?) => {$(
             if new.$section.$key != running.$section.$key {
                 kept.push(format!(
-                    "{}.{} changed ({:?} -> {:?}): it takes effect only at restart; the running value stays",
+                    "{}.{} changed ({} -> {}): it takes effect only at restart; the running value stays",
                     stringify!($section),
                     stringify!($key),
-                    running.$section.$key,
-                    new.$section.$key,
+                    running.$section.$key.written(),
+                    new.$section.$key.written(),
                 ));
                 new.$section.$key = running.$section.$key.clone();
             }
@@ -89,11 +168,14 @@ mod tests {
             "spam.store changed: it takes effect only at restart; the running store stays"
         );
         assert!(new.spam.store.is_empty());
-        assert!(
-            kept[0].starts_with("server.data_dir changed"),
-            "{}",
-            kept[0]
+        assert_eq!(
+            kept[0],
+            "server.data_dir changed (\"mailward-data\" -> \"elsewhere\"): it takes effect only at restart; the running value stays"
         );
+        // What defaults to inside the data directory follows the one that
+        // stays.
+        assert_eq!(new.bases.av, running.bases.av);
+        assert_eq!(new.statistics.destination, running.statistics.destination);
         assert!(
             kept[1].starts_with("limits.antiviral_sessions changed (4 -> 9)"),
             "{}",
@@ -102,5 +184,42 @@ mod tests {
         assert_eq!(new.server, running.server);
         assert_eq!(new.limits.max_rcpts_per_message, 7, "the rest applies");
         assert!(keep_restart_only(&running, &mut running.clone()).is_empty());
+    }
+
+    #[test]
+    fn kept_values_are_shown_as_written_in_the_file() {
+        let running = super::super::parse("", "a.toml").unwrap();
+        let mut new = super::super::parse(
+            "[log]\ndestination = \"syslog:udp:127.0.0.1:25514@local3\"\nsyslog_format = \"rfc5424\"\n\
+             rotate_size = \"1MiB\"\n[network]\nlisten_on = [\"127.0.0.1:2600\", \"[::1]:2600\"]\n",
+            "a.toml",
+        )
+        .unwrap();
+        let kept = keep_restart_only(&running, &mut new);
+        let said = |key: &str| {
+            kept.iter()
+                .find(|k| k.starts_with(key))
+                .unwrap_or_else(|| panic!("{key} in {kept:?}"))
+                .split(": it takes")
+                .next()
+                .unwrap_or_default()
+                .to_string()
+        };
+        assert_eq!(
+            said("log.destination"),
+            "log.destination changed (\"stderr\" -> \"syslog:udp:127.0.0.1:25514@local3\")"
+        );
+        assert_eq!(
+            said("log.syslog_format"),
+            "log.syslog_format changed (\"rfc3164\" -> \"rfc5424\")"
+        );
+        assert!(
+            said("network.listen_on").ends_with("-> [\"127.0.0.1:2600\", \"[::1]:2600\"])"),
+            "{kept:?}"
+        );
+        assert!(
+            said("log.rotate_size").ends_with("-> \"1MiB\")"),
+            "{kept:?}"
+        );
     }
 }

@@ -1111,6 +1111,25 @@ impl LogDestination {
     }
 }
 
+/// As written in the configuration (`"file:/var/log/mailward.log"`,
+/// `"syslog:udp:10.0.0.5:514@local3"`): what a message about the key shows.
+impl std::fmt::Display for LogDestination {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LogDestination::Stderr => write!(f, "stderr"),
+            LogDestination::File(p) => write!(f, "file:{}", p.display()),
+            LogDestination::Syslog(SyslogTarget {
+                transport: SyslogTransport::Local,
+                facility,
+            }) => write!(f, "syslog:{facility}"),
+            LogDestination::Syslog(SyslogTarget {
+                transport,
+                facility,
+            }) => write!(f, "syslog:{transport}@{facility}"),
+        }
+    }
+}
+
 /// `log.syslog_format`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SyslogFormat {
@@ -1118,6 +1137,15 @@ pub enum SyslogFormat {
     Rfc3164,
     /// The syslog protocol, with structured data (category, queue ID).
     Rfc5424,
+}
+
+impl std::fmt::Display for SyslogFormat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            SyslogFormat::Rfc3164 => "rfc3164",
+            SyslogFormat::Rfc5424 => "rfc5424",
+        })
+    }
 }
 
 impl SyslogFormat {
@@ -1138,6 +1166,15 @@ pub enum LogFormat {
     Text,
     /// One JSON object per line.
     Json,
+}
+
+impl std::fmt::Display for LogFormat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            LogFormat::Text => "text",
+            LogFormat::Json => "json",
+        })
+    }
 }
 
 impl LogFormat {
