@@ -410,6 +410,7 @@ async fn reload(gw: &Gateway, path: Option<&Path>, overrides: &Overrides) -> Str
     match gateway::build(&new, Some(&gw.dns())) {
         Ok(built) => {
             gw.scanner.spam.reconfigure(Arc::new(new.clone()));
+            gw.stores.set_retention(&new);
             gw.install(new, built);
             let message = if kept.is_empty() {
                 "The new configuration is in force.".to_string()

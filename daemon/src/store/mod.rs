@@ -19,6 +19,7 @@ use crate::files;
 use serde::{Deserialize, Serialize};
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -120,8 +121,10 @@ pub struct Store {
     dir: PathBuf,
     /// "quarantine", "archive incoming", ...
     what: &'static str,
-    max_age: Duration,
-    max_size: u64,
+    /// `max_age` in seconds and `max_size` in octets: a reload sets them
+    /// ([`Stores::set_retention`]).
+    max_age: AtomicU64,
+    max_size: AtomicU64,
     /// (entries, octets of their messages), kept for the statistics.
     totals: Mutex<(u64, u64)>,
     /// One writer at a time (rename and expiry on the same directory).
@@ -140,8 +143,8 @@ impl Store {
         let store = Store {
             dir: dir.to_path_buf(),
             what,
-            max_age,
-            max_size,
+            max_age: AtomicU64::new(max_age.as_secs()),
+            max_size: AtomicU64::new(max_size),
             totals: Mutex::new((0, 0)),
             write: Mutex::new(()),
         };
@@ -201,7 +204,7 @@ impl Store {
             }
         }
         drop(_w);
-        if self.totals().1 > self.max_size {
+        if self.totals().1 > self.max_size.load(Ordering::Relaxed) {
             self.expire(chrono::Utc::now().timestamp());
         }
         Ok(bytes.len() as u64)
@@ -328,6 +331,13 @@ impl Store {
         Ok(out)
     }
 
+    /// Sets the retention (a reload): the next expiry, within a minute,
+    /// applies it.
+    pub fn set_retention(&self, max_age: Duration, max_size: u64) {
+        self.max_age.store(max_age.as_secs(), Ordering::Relaxed);
+        self.max_size.store(max_size, Ordering::Relaxed);
+    }
+
     /// Expires entries older than the store's `max_age`, then the oldest
     /// until its total is under `max_size`. Returns how many went.
     pub fn expire(&self, now: i64) -> usize {
@@ -337,11 +347,13 @@ impl Store {
         let Ok(entries) = self.list() else {
             return 0;
         };
-        let oldest_kept = now.saturating_sub(self.max_age.as_secs() as i64);
+        let max_age = self.max_age.load(Ordering::Relaxed);
+        let max_size = self.max_size.load(Ordering::Relaxed);
+        let oldest_kept = now.saturating_sub(i64::try_from(max_age).unwrap_or(i64::MAX));
         let mut total: u64 = entries.iter().map(|e| e.meta.size).sum();
         let mut gone = 0;
         for e in entries {
-            if e.stored >= oldest_kept && total <= self.max_size {
+            if e.stored >= oldest_kept && total <= max_size {
                 break;
             }
             match self.remove_locked(&e.id) {
@@ -407,6 +419,16 @@ impl Stores {
                 a.max_size.0,
             )?),
         })
+    }
+
+    /// Puts the retention of a reloaded `cfg` in force (the directories
+    /// stay: they follow data_dir, which needs a restart).
+    pub fn set_retention(&self, cfg: &Config) {
+        let (q, a) = (&cfg.quarantine, &cfg.archive);
+        self.quarantine.set_retention(q.max_age.get(), q.max_size.0);
+        for store in [&self.archive_in, &self.archive_out] {
+            store.set_retention(a.max_age.get(), a.max_size.0);
+        }
     }
 
     pub fn archive(&self, d: Direction) -> &std::sync::Arc<Store> {
@@ -511,5 +533,36 @@ mod tests {
             .unwrap();
         assert_eq!(store.purge(now + 10).unwrap().len(), 1);
         assert_eq!(store.totals(), (0, 0));
+    }
+
+    #[test]
+    fn a_reloaded_retention_applies_at_the_next_expiry_both_ways() {
+        let cfg = |text: &str| crate::config::parse(text, "a.toml").unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = cfg("");
+        c.server.data_dir = dir.path().to_path_buf();
+        let stores = Stores::open(&c).unwrap();
+        for id in ["1A22E10E77891C7A", "1A22E10E77891C7B"] {
+            stores
+                .quarantine
+                .put_blocking(id, b"0123456789", &meta(0))
+                .unwrap();
+        }
+        let now = chrono::Utc::now().timestamp();
+        assert_eq!(stores.quarantine.expire(now), 0);
+        // A reload lowers max_size: the oldest goes at the next expiry.
+        stores.set_retention(&cfg("[quarantine]\nmax_size = \"15B\"\n"));
+        assert_eq!(stores.quarantine.expire(now), 1);
+        // And raises it again: a new entry no longer pushes one out.
+        stores.set_retention(&cfg(
+            "[quarantine]\nmax_size = \"1MiB\"\nmax_age = \"5s\"\n",
+        ));
+        stores
+            .quarantine
+            .put_blocking("1A22E10E77891C7C", b"0123456789", &meta(0))
+            .unwrap();
+        assert_eq!(stores.quarantine.totals().0, 2);
+        // max_age from the reload too.
+        assert_eq!(stores.quarantine.expire(now + 60), 2);
     }
 }
