@@ -1,6 +1,8 @@
 //! Small text helpers the protocol code shares, so that each exists once:
-//! RFC 3461 xtext (ENVID, ORCPT), the ASCII sanitiser for what goes into
-//! headers, notices and reports, and a cut on a character boundary.
+//! RFC 3461 xtext (ENVID, ORCPT), the RFC 5321 mailbox syntax (for RCPT TO
+//! and for the addresses administrators give the CLI), the ASCII sanitiser
+//! for what goes into headers, notices and reports, and a cut on a
+//! character boundary.
 
 use std::fmt::Write as _;
 
@@ -51,6 +53,176 @@ pub fn xtext_decode(value: &str) -> Option<String> {
         }
     }
     String::from_utf8(out).ok()
+}
+
+/// Longest local part (RFC 5321 4.5.3.1.1).
+const MAX_LOCAL: usize = 64;
+/// Longest mailbox: a path is 256 octets with its angle brackets (RFC 5321
+/// 4.5.3.1.3), which leaves 254 for the address.
+const MAX_MAILBOX: usize = 254;
+/// Longest domain (RFC 5321 4.5.3.1.2).
+const MAX_DOMAIN: usize = 255;
+
+/// Why a text is not a mailbox (RFC 5321 4.1.2 `Mailbox`), as a phrase
+/// that fits after "... is not an address: ".
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MailboxError {
+    #[error("it is empty")]
+    Empty,
+    #[error("it has no @ between a local part and a domain")]
+    NoAt,
+    #[error("it has more than one @ outside quotes (one address only)")]
+    TwoAts,
+    #[error("the part before the @ is empty")]
+    EmptyLocal,
+    #[error("the domain after the @ is empty")]
+    EmptyDomain,
+    #[error("the part before the @ is longer than {MAX_LOCAL} characters")]
+    LocalTooLong,
+    #[error("it is longer than {MAX_MAILBOX} characters")]
+    TooLong,
+    #[error("it holds non-ASCII or control characters (SMTPUTF8 is not offered)")]
+    NotAscii,
+    #[error(
+        "{0:?} is not allowed in it (one address only, without spaces, commas or angle brackets)"
+    )]
+    BadChar(char),
+    #[error("the quoted part before the @ is not closed or not followed by @")]
+    BadQuote,
+    #[error(
+        "`{0}` is not a host name (labels of letters, digits and hyphens between dots, none empty)"
+    )]
+    BadDomain(String),
+    #[error("`{0}` is not an address literal like [192.0.2.1] or [IPv6:2001:db8::1]")]
+    BadLiteral(String),
+}
+
+/// Whether `addr` (without angle brackets) is a mailbox a forward path may
+/// name: one local part (dot-atom or quoted string) and one domain (a host
+/// name or an address literal), ASCII only since Mailward does not offer
+/// SMTPUTF8. The SMTP server checks MAIL FROM and RCPT TO with it, and the
+/// admin commands check `--to` with it, so that both agree on what an
+/// address is.
+pub fn check_mailbox(addr: &str) -> Result<(), MailboxError> {
+    if addr.is_empty() {
+        return Err(MailboxError::Empty);
+    }
+    if !addr.is_ascii() || addr.bytes().any(|b| b < 0x20 || b == 0x7f) {
+        return Err(MailboxError::NotAscii);
+    }
+    let (local, domain) = split_mailbox(addr)?;
+    if local.is_empty() {
+        return Err(MailboxError::EmptyLocal);
+    }
+    if domain.is_empty() {
+        return Err(MailboxError::EmptyDomain);
+    }
+    if local.len() > MAX_LOCAL {
+        return Err(MailboxError::LocalTooLong);
+    }
+    if addr.len() > MAX_MAILBOX {
+        return Err(MailboxError::TooLong);
+    }
+    if !local.starts_with('"') {
+        // Dots are taken anywhere (".a", "a..b"): not RFC dot-atoms, but
+        // real mailboxes that Postfix and others accept and deliver.
+        if let Some(c) = local
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || "!#$%&'*+-/=?^_`{|}~.".contains(*c)))
+        {
+            return Err(MailboxError::BadChar(c));
+        }
+    }
+    if let Some(literal) = domain.strip_prefix('[') {
+        return match literal.strip_suffix(']') {
+            Some(inner) if is_address_literal(inner) => Ok(()),
+            _ => Err(MailboxError::BadLiteral(domain.to_string())),
+        };
+    }
+    if is_hostname(domain) {
+        Ok(())
+    } else {
+        Err(MailboxError::BadDomain(domain.to_string()))
+    }
+}
+
+/// Splits a mailbox at its @: after the closing quote of a quoted local
+/// part (which may hold an @), else at the only @.
+fn split_mailbox(addr: &str) -> Result<(&str, &str), MailboxError> {
+    if let Some(quoted) = addr.strip_prefix('"') {
+        let mut escaped = false;
+        for (i, c) in quoted.char_indices() {
+            match c {
+                _ if escaped => escaped = false,
+                '\\' => escaped = true,
+                // qtextSMTP is printable ASCII but `"` and `\`; angle
+                // brackets are legal there, but no relay (ours included)
+                // passes them on safely.
+                '<' | '>' => return Err(MailboxError::BadChar(c)),
+                '"' => {
+                    let end = i + 2; // the opening quote, then this one
+                    let rest = &addr[end..];
+                    let Some(domain) = rest.strip_prefix('@') else {
+                        return Err(MailboxError::BadQuote);
+                    };
+                    if domain.contains('@') {
+                        return Err(MailboxError::TwoAts);
+                    }
+                    return Ok((&addr[..end], domain));
+                }
+                _ => {}
+            }
+        }
+        return Err(MailboxError::BadQuote);
+    }
+    let mut parts = addr.split('@');
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some(local), Some(domain), None) => Ok((local, domain)),
+        (_, None, _) => Err(MailboxError::NoAt),
+        _ => Err(MailboxError::TwoAts),
+    }
+}
+
+/// A host name: labels of 1 to 63 letters, digits and hyphens (not at
+/// either end) between single dots, 255 octets at most.
+pub fn is_hostname(name: &str) -> bool {
+    name.len() <= MAX_DOMAIN
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+}
+
+/// The inside of an RFC 5321 4.1.3 address literal: IPv4, "IPv6:" and an
+/// IPv6 address, or a standardized tag, a colon and printable text.
+fn is_address_literal(inner: &str) -> bool {
+    if inner.parse::<std::net::Ipv4Addr>().is_ok() {
+        return true;
+    }
+    if let Some(v6) = inner
+        .get(..5)
+        .filter(|tag| tag.eq_ignore_ascii_case("IPv6:"))
+        .and_then(|_| inner.get(5..))
+    {
+        return v6.parse::<std::net::Ipv6Addr>().is_ok();
+    }
+    match inner.split_once(':') {
+        Some((tag, content)) => {
+            !tag.is_empty()
+                && tag.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && !tag.ends_with('-')
+                && !content.is_empty()
+                && content
+                    .bytes()
+                    .all(|b| (33..=90).contains(&b) || (94..=126).contains(&b))
+        }
+        None => false,
+    }
 }
 
 /// Keeps printable ASCII and spaces; anything else becomes `?`, so that
@@ -123,5 +295,61 @@ mod tests {
         assert_eq!(ascii("caf\u{e9}\r\n\t !"), "caf???? !");
         assert_eq!(cut("h\u{e9}llo", 2), "h");
         assert_eq!(cut("hello", 255), "hello");
+    }
+
+    #[test]
+    fn mailboxes_are_one_local_part_at_one_domain() {
+        for good in [
+            "user@example.com",
+            "a@b",
+            "first.last+tag@sub.example-mail.org",
+            "a..b@example.com",
+            "\"john doe\"@example.com",
+            "\"a@b\"@example.com",
+            "\"a\\\"b\"@example.com",
+            "postmaster@[192.0.2.1]",
+            "u@[IPv6:2001:db8::1]",
+            "u@[x-tag:content]",
+        ] {
+            assert_eq!(check_mailbox(good), Ok(()), "{good}");
+        }
+        let long_local = format!("{}@example.com", "a".repeat(65));
+        // Each part within its limit, the whole beyond 254.
+        let long_whole = format!(
+            "{}@{}com",
+            "a".repeat(60),
+            format!("{}.", "b".repeat(60)).repeat(4)
+        );
+        use MailboxError::*;
+        for (bad, why) in [
+            ("", Empty),
+            ("notanaddress", NoAt),
+            ("@reject.test", EmptyLocal),
+            ("a@", EmptyDomain),
+            ("x@", EmptyDomain),
+            ("a@b@c", TwoAts),
+            ("a@example.com,b@example.com", TwoAts),
+            ("a,b@example.com", BadChar(',')),
+            ("x y@example.com", BadChar(' ')),
+            ("a@example.com ", BadDomain("example.com ".into())),
+            ("a@exa mple.com", BadDomain("exa mple.com".into())),
+            ("a@example..com", BadDomain("example..com".into())),
+            ("a@example.com.", BadDomain("example.com.".into())),
+            ("a@-example.com", BadDomain("-example.com".into())),
+            ("a@exam_ple.com", BadDomain("exam_ple.com".into())),
+            ("a@[300.1.1.1]", BadLiteral("[300.1.1.1]".into())),
+            ("a@[IPv6:nope]", BadLiteral("[IPv6:nope]".into())),
+            ("a@[192.0.2.1", BadLiteral("[192.0.2.1".into())),
+            ("\"x<y>\"@example.com", BadChar('<')),
+            ("<a@example.com>", BadChar('<')),
+            ("\"open@example.com", BadQuote),
+            ("\"a\"b@example.com", BadQuote),
+            ("caf\u{e9}@example.com", NotAscii),
+            ("a\r\nRCPT TO:<b@example.com>", NotAscii),
+            (long_local.as_str(), LocalTooLong),
+            (long_whole.as_str(), TooLong),
+        ] {
+            assert_eq!(check_mailbox(bad), Err(why), "{bad}");
+        }
     }
 }

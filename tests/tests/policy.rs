@@ -259,6 +259,28 @@ fn quarantine_list_show_release_remove_and_purge() -> Result<()> {
         "show --raw: the message as received".into()
     });
     f.check(gw.sink.count() == 0, || "blocked: nothing delivered".into());
+    // A --to that is not one mailbox is refused before anything is sent:
+    // accepted, it would bounce the released virus to the sender.
+    for bad in [
+        "@reject.test",
+        "a@",
+        "a@b@c",
+        "a@example.com,b@example.com",
+        "<>",
+    ] {
+        let out = gw
+            .daemon
+            .cli(&["quarantine", "release", &id, "--to", bad])?;
+        let err = String::from_utf8_lossy(&out.stderr);
+        f.check(
+            out.status.code() == Some(2) && err.contains(&format!("`{bad}`")),
+            || format!("release --to {bad}: {:?} {err}", out.status.code()),
+        );
+    }
+    let listed = quarantine_list(&gw.daemon, &[])?;
+    f.check(listed.len() == 1 && listed[0]["released"].is_null(), || {
+        format!("refused releases leave the entry as it was: {listed:?}")
+    });
     // Release: to its recipient, then to another address.
     let out = gw.daemon.cli_ok(&["quarantine", "release", &id])?;
     f.check(

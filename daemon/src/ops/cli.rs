@@ -157,6 +157,12 @@ fn duration(s: &str) -> Result<u64, String> {
         .map_err(|e| e.to_string())
 }
 
+/// A `--to` address: refused here, before anything is asked of the
+/// daemon, with the usage errors' exit status (2).
+fn address(s: &str) -> Result<String, String> {
+    super::stores::forward_path(s)
+}
+
 #[derive(Debug, Subcommand)]
 pub enum QuarantineCommand {
     /// Lists quarantined messages: ID, age, size, why, sender and recipients.
@@ -184,13 +190,14 @@ pub enum QuarantineCommand {
     },
     /// Queues a quarantined message for its recipients (or --to), without checking it again.
     #[command(
-        after_help = "The entry stays (with the release noted) until it expires or is removed.\n\nExample:\n  mailward quarantine release 1A22E10E77891C7A --config mailward.toml\n  mailward quarantine release 1A22E10E77891C7A --to analyst@example.com --config mailward.toml\n  mailward quarantine release 1A22E10E77891C7A --learn-ham --config mailward.toml   # a spam false positive"
+        after_help = "The entry stays (with the release noted) until it expires or is removed.\nExit status: 0 released, 1 refused by the daemon (no such entry), 2 bad arguments (a --to that is not one address), 69 daemon not reachable.\n\nExample:\n  mailward quarantine release 1A22E10E77891C7A --config mailward.toml\n  mailward quarantine release 1A22E10E77891C7A --to analyst@example.com --config mailward.toml\n  mailward quarantine release 1A22E10E77891C7A --learn-ham --config mailward.toml   # a spam false positive"
     )]
     Release {
         /// The entry ID.
         id: String,
-        /// Sends it to this address instead of its recipients.
-        #[arg(long, value_name = "ADDRESS")]
+        /// Sends it to this one address instead of its recipients
+        /// (user@example.com; no lists, no null address).
+        #[arg(long, value_name = "ADDRESS", value_parser = address)]
         to: Option<String>,
         /// Also teaches the spam classifier that the message is ham (a
         /// false positive); the running gateway uses it within 2 s.
@@ -273,8 +280,9 @@ pub enum ArchiveCommand {
     Send {
         /// The entry ID.
         id: String,
-        /// Sends it to this address instead of its recipients.
-        #[arg(long, value_name = "ADDRESS")]
+        /// Sends it to this one address instead of its recipients
+        /// (user@example.com; no lists, no null address).
+        #[arg(long, value_name = "ADDRESS", value_parser = address)]
         to: Option<String>,
         #[command(flatten)]
         which: WhichArchive,

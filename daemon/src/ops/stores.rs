@@ -86,6 +86,30 @@ fn matches(e: &Entry, f: &Filter, now: i64) -> bool {
     by_status && by_age
 }
 
+/// The address of a `--to ADDRESS` (`quarantine release`, `archive send`)
+/// as it goes into RCPT TO: one mailbox (RFC 5321), maybe in angle
+/// brackets; else a sentence that names it and shows the expected form.
+pub fn forward_path(given: &str) -> Result<String, String> {
+    let trimmed = given.trim();
+    let addr = trimmed
+        .strip_prefix('<')
+        .and_then(|a| a.strip_suffix('>'))
+        .unwrap_or(trimmed);
+    if trimmed.is_empty() {
+        return Err("the address is empty: give one address like user@example.com".into());
+    }
+    if addr.is_empty() {
+        return Err(format!(
+            "`{given}` is the null address, which cannot receive mail: give one address like user@example.com"
+        ));
+    }
+    crate::text::check_mailbox(addr)
+        .map(|()| addr.to_string())
+        .map_err(|why| {
+            format!("`{given}` is not an address: {why}; give one address like user@example.com")
+        })
+}
+
 /// Runs blocking store work off the runtime.
 async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
@@ -137,21 +161,15 @@ pub async fn send_again(
     to: Option<String>,
     what: &str,
 ) -> Result<(QueueId, Vec<String>), String> {
+    // Checked again here, not only by the CLI: a script may talk to the
+    // socket itself, and a bad address is delivered to no one but bounced,
+    // with the released message, to its sender.
+    let to = to.as_deref().map(forward_path).transpose()?;
     let s = store.clone();
     let entry_id = id.clone();
     let (entry, bytes) = blocking(move || s.get(&entry_id)).await?;
     let rcpts: Vec<String> = match to {
-        Some(a) => {
-            let a = a
-                .trim()
-                .trim_start_matches('<')
-                .trim_end_matches('>')
-                .to_string();
-            if !a.contains('@') || a.contains(char::is_whitespace) {
-                return Err(format!("`{a}` is not an address like user@example.com"));
-            }
-            vec![a]
-        }
+        Some(a) => vec![a],
         None => entry.meta.recipients.clone(),
     };
     if rcpts.is_empty() {
@@ -298,4 +316,48 @@ pub fn archive_of(gw: &Gateway, id: &str, direction: Option<Direction>) -> (Arc<
         gw.stores.archive(Direction::Outgoing).clone(),
         Direction::Outgoing,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn to_takes_one_address_and_names_a_bad_one() {
+        for (given, want) in [
+            ("analyst@example.com", "analyst@example.com"),
+            ("<analyst@example.com>", "analyst@example.com"),
+            (" analyst@example.com ", "analyst@example.com"),
+            ("abuse@[192.0.2.7]", "abuse@[192.0.2.7]"),
+        ] {
+            assert_eq!(forward_path(given).as_deref(), Ok(want), "{given}");
+        }
+        for bad in [
+            "@reject.test",
+            "a@",
+            "x@",
+            "a@b@c",
+            "a@example.com,b@example.com",
+            "notanaddress",
+            "x y@example.com",
+            "<a@example.com",
+            "a@example.com>",
+            "<<a@example.com>>",
+            "a@exa_mple.com",
+        ] {
+            let e = forward_path(bad).err().unwrap_or_default();
+            assert!(
+                e.starts_with(&format!("`{bad}` is not an address: "))
+                    && e.ends_with("give one address like user@example.com"),
+                "{bad}: {e}"
+            );
+        }
+        let e = forward_path("<>").err().unwrap_or_default();
+        assert!(e.starts_with("`<>` is the null address"), "{e}");
+        let e = forward_path("").err().unwrap_or_default();
+        assert_eq!(
+            e,
+            "the address is empty: give one address like user@example.com"
+        );
+    }
 }

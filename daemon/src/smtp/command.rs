@@ -210,46 +210,16 @@ fn closing_bracket(s: &str) -> Option<usize> {
     None
 }
 
-/// An address: a local part (dot-atom or quoted) @ a domain or literal.
-/// Only ASCII: Mailward does not offer SMTPUTF8.
+/// An address: a local part (dot-atom or quoted) @ a domain or literal,
+/// as [`crate::text::check_mailbox`] (shared with the admin commands'
+/// `--to`) has it. Only ASCII: Mailward does not offer SMTPUTF8.
 fn check_address(path: &str, bad: ParseError) -> Result<(), ParseError> {
-    let Some((local, domain)) = path.rsplit_once('@') else {
-        return Err(bad);
-    };
-    if local.is_empty() || local.len() > 64 || domain.is_empty() || domain.len() > 255 {
-        return Err(bad);
-    }
-    // Angle brackets are legal inside a quoted local part, but no relay
-    // (ours included) passes them on safely: refuse them here rather than
-    // accept and bounce later.
-    if path.contains(['<', '>']) {
-        return Err(bad);
-    }
-    if !path.is_ascii() || path.bytes().any(|b| b < 0x20 || b == 0x7f) {
-        return Err(ParseError {
+    match crate::text::check_mailbox(path) {
+        Ok(()) => Ok(()),
+        Err(crate::text::MailboxError::NotAscii) => Err(ParseError {
             reply: "553 5.6.7 Non-ASCII or control characters in address (SMTPUTF8 is not offered)",
-        });
-    }
-    let local_ok = if local.starts_with('"') {
-        local.len() >= 2 && local.ends_with('"')
-    } else {
-        local
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-/=?^_`{|}~.".contains(&b))
-    };
-    let domain_ok = if domain.starts_with('[') {
-        domain.ends_with(']')
-    } else {
-        domain
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
-            && !domain.starts_with('.')
-            && !domain.contains("..")
-    };
-    if local_ok && domain_ok {
-        Ok(())
-    } else {
-        Err(bad)
+        }),
+        Err(_) => Err(bad),
     }
 }
 
