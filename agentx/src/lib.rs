@@ -38,7 +38,7 @@ pub use endpoint::{Endpoint, EndpointError, AGENTX_TCP_PORT};
 pub use health::Health;
 pub use oid::{well_known, Oid, OidParseError, MAX_SUBIDS};
 pub use subagent::{
-    start, Registration, Subagent, SubagentConfig, SubagentHandle, DEFAULT_PRIORITY,
+    start, Registration, SentHook, Subagent, SubagentConfig, SubagentHandle, DEFAULT_PRIORITY,
     DEFAULT_QUEUE_LIMIT,
 };
 pub use value::{Value, VarBind};

@@ -19,11 +19,13 @@ use tracing::{debug, trace};
 use crate::endpoint::{Endpoint, Stream};
 use crate::events::Event;
 use crate::handler;
+use crate::oid::{well_known, Oid};
 use crate::pdu::{
     AddAgentCaps, Close, CloseReason, DecodeError, EncodeError, ErrorStatus, Header, Open, Payload,
     Pdu, PduType, Ping, Register, Response, VarBindPdu, HEADER_LEN,
 };
 use crate::subagent::{Notification, Shared, SubagentConfig};
+use crate::value::{Value, VarBind};
 use crate::view::ViewProvider;
 
 /// The first reconnect delay.
@@ -563,12 +565,25 @@ impl Session {
         Ok(())
     }
 
-    /// Sends every queued notification.
+    /// Sends every queued notification. Each one's sysUpTime.0 is stamped
+    /// now, on the clock of this session's master, as of when it was
+    /// raised (a notification sent again after a reconnect is stamped
+    /// again, on the new master's clock).
     async fn flush_notifications(&mut self, conn: &mut Connection) -> Result<(), LinkError> {
         while let Some(n) = self.shared.pop() {
+            let mut varbinds = Vec::with_capacity(n.varbinds.len() + 2);
+            varbinds.push(VarBind::new(
+                Oid::from_slice(well_known::SYS_UPTIME_0),
+                Value::TimeTicks(self.shared.sys_uptime_of(n.raised)),
+            ));
+            varbinds.push(VarBind::new(
+                Oid::from_slice(well_known::SNMP_TRAP_OID_0),
+                Value::ObjectIdentifier(n.trap_oid.clone()),
+            ));
+            varbinds.extend(n.varbinds.iter().cloned());
             let payload = Payload::Notify(VarBindPdu {
                 context: None,
-                varbinds: n.varbinds.clone(),
+                varbinds,
             });
             self.request(conn, payload, Awaited::Notify(n)).await?;
         }
@@ -764,7 +779,12 @@ impl Session {
                 }
             }
             Awaited::Ping => conn.ping_outstanding = false,
-            Awaited::Notify(_) if r.error.is_ok() => Event::NotificationSent.emit(health),
+            Awaited::Notify(n) if r.error.is_ok() => {
+                Event::NotificationSent.emit(health);
+                if let Some(hook) = &self.config.on_sent {
+                    (hook.0)(&n.trap_oid);
+                }
+            }
             Awaited::Notify(_) => Event::NotificationRefused {
                 status: r.error,
                 index: r.index,

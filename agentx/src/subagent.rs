@@ -13,9 +13,9 @@ use tokio::task::JoinHandle;
 use crate::endpoint::Endpoint;
 use crate::events::Event;
 use crate::health::{Health, HealthCounters};
-use crate::oid::{well_known, Oid};
+use crate::oid::Oid;
 use crate::session::Session;
-use crate::value::{Value, VarBind};
+use crate::value::VarBind;
 use crate::view::ViewProvider;
 
 /// The registration priority RFC 2741 recommends by default.
@@ -70,6 +70,22 @@ pub struct SubagentConfig {
     /// How many notifications may wait while no session is open; when
     /// full, the oldest is dropped (and counted).
     pub queue_limit: usize,
+    /// Told the snmpTrapOID.0 of each notification the master acknowledged:
+    /// the owner counts notifications sent (not merely raised) where it
+    /// keeps its own statistics. None: nobody is told.
+    pub on_sent: Option<SentHook>,
+}
+
+/// A function the session task calls, with the notification's
+/// snmpTrapOID.0, when the master acknowledges a Notify-PDU. It runs on
+/// the session task: it must be quick and must not block.
+#[derive(Clone)]
+pub struct SentHook(pub Arc<dyn Fn(&Oid) + Send + Sync>);
+
+impl std::fmt::Debug for SentHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SentHook")
+    }
 }
 
 impl SubagentConfig {
@@ -86,15 +102,21 @@ impl SubagentConfig {
             registrations: Vec::new(),
             agent_caps: Vec::new(),
             queue_limit: DEFAULT_QUEUE_LIMIT,
+            on_sent: None,
         }
     }
 }
 
-/// A queued notification: its complete VarBindList (sysUpTime.0 and
-/// snmpTrapOID.0 first).
+/// A queued notification. Its sysUpTime.0 is not part of it: that is
+/// computed when it is sent, on the clock of the master it is sent to.
 #[derive(Clone, Debug)]
 pub(crate) struct Notification {
-    /// The VarBinds of the Notify-PDU.
+    /// When it was raised: its sysUpTime.0 is the master's uptime at that
+    /// moment, however long it waited in the queue.
+    pub(crate) raised: Instant,
+    /// snmpTrapOID.0.
+    pub(crate) trap_oid: Oid,
+    /// The VarBinds after sysUpTime.0 and snmpTrapOID.0.
     pub(crate) varbinds: Vec<VarBind>,
 }
 
@@ -106,12 +128,14 @@ pub(crate) struct Shared {
     queue: Mutex<VecDeque<Notification>>,
     /// Wakes the session task when a notification is queued.
     pub(crate) wake: Notify,
-    /// When the subagent started: the origin of the notifications'
-    /// sysUpTime.0.
+    /// When the subagent started: the origin of sysUpTime.0 should a
+    /// notification ever be stamped before any master was seen (the
+    /// session only sends after an Open, which sets `master_clock`).
     started: Instant,
-    /// The master's sysUpTime (from the response to our Open) and when we
-    /// learnt it: notifications carry the master's clock, so that an NMS
-    /// sees one sysUpTime from one agent address.
+    /// The master's sysUpTime (from the response to our Open on the
+    /// current session) and when we learnt it: notifications carry the
+    /// master's clock, so that an NMS sees one sysUpTime from one agent
+    /// address.
     master_clock: Mutex<Option<(u32, Instant)>>,
     /// The queue's bound (at least 1).
     queue_limit: usize,
@@ -129,17 +153,19 @@ impl Shared {
         }
     }
 
-    /// The master's uptime now, in hundredths of a second (wrapping, as
-    /// TimeTicks do); before any master was seen, the subagent's own.
-    fn uptime_ticks(&self) -> u32 {
+    /// sysUpTime.0 of a notification raised at `raised` and sent now, on
+    /// the clock of the master of the current session.
+    pub(crate) fn sys_uptime_of(&self, raised: Instant) -> u32 {
         let clock = *self.master_clock.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
         match clock {
-            Some((ticks, at)) => ticks.wrapping_add((at.elapsed().as_millis() / 10) as u32),
-            None => (self.started.elapsed().as_millis() / 10) as u32,
+            Some(master) => sys_uptime_at(master, raised, now),
+            None => sys_uptime_at((0, self.started), raised, now),
         }
     }
 
-    /// Records the master's sysUpTime from the response to an Open.
+    /// Records the master's sysUpTime from the response to an Open (each
+    /// new session: a restarted master starts its clock again).
     pub(crate) fn set_master_uptime(&self, ticks: u32) {
         *self.master_clock.lock().unwrap_or_else(|e| e.into_inner()) =
             Some((ticks, Instant::now()));
@@ -230,10 +256,15 @@ pub struct Subagent {
 }
 
 impl Subagent {
-    /// Sends a notification: a Notify-PDU whose VarBinds are sysUpTime.0
-    /// (TimeTicks since the subagent started), snmpTrapOID.0 = `trap_oid`,
-    /// then `varbinds`. While no session is open it waits in the bounded
-    /// queue. Never blocks.
+    /// Sends a notification: a Notify-PDU whose VarBinds are sysUpTime.0,
+    /// snmpTrapOID.0 = `trap_oid`, then `varbinds`. While no session is
+    /// open it waits in the bounded queue. Never blocks.
+    ///
+    /// sysUpTime.0 is the uptime of the master it is sent to, at the
+    /// moment of this call: computed when the Notify-PDU is sent, from the
+    /// master's sysUpTime learnt at the Open, so a notification that waited
+    /// for a master still carries the time it was raised; one raised before
+    /// that master started carries 0.
     pub fn notify(&self, trap_oid: Oid, varbinds: Vec<VarBind>) {
         self.handle.notify(trap_oid, varbinds)
     }
@@ -267,17 +298,11 @@ pub struct SubagentHandle {
 impl SubagentHandle {
     /// See [`Subagent::notify`].
     pub fn notify(&self, trap_oid: Oid, varbinds: Vec<VarBind>) {
-        let mut all = Vec::with_capacity(varbinds.len() + 2);
-        all.push(VarBind::new(
-            Oid::from_slice(well_known::SYS_UPTIME_0),
-            Value::TimeTicks(self.shared.uptime_ticks()),
-        ));
-        all.push(VarBind::new(
-            Oid::from_slice(well_known::SNMP_TRAP_OID_0),
-            Value::ObjectIdentifier(trap_oid),
-        ));
-        all.extend(varbinds);
-        self.shared.enqueue(Notification { varbinds: all });
+        self.shared.enqueue(Notification {
+            raised: Instant::now(),
+            trap_oid,
+            varbinds,
+        });
     }
 
     /// See [`Subagent::health`].
@@ -286,19 +311,75 @@ impl SubagentHandle {
     }
 }
 
+/// The hundredths of a second in `d` (TimeTicks' unit).
+fn ticks(d: Duration) -> u64 {
+    (d.as_millis() / 10).min(u128::from(u64::MAX)) as u64
+}
+
+/// sysUpTime.0 of a notification raised at `raised` and sent at `now` to
+/// a master whose sysUpTime was `master.0` at `master.1`: the master's
+/// uptime now, less the time since the notification was raised. 0 when it
+/// was raised before that master started (it cannot carry a time from
+/// before the clock it is told on). Wraps like TimeTicks.
+fn sys_uptime_at(master: (u32, Instant), raised: Instant, now: Instant) -> u32 {
+    let (at_open, learnt) = master;
+    // The master's uptime now, unwrapped: its clock ran on since we learnt it.
+    let master_now = u64::from(at_open) + ticks(now.saturating_duration_since(learnt));
+    let age = ticks(now.saturating_duration_since(raised));
+    // TimeTicks wrap at 2^32; the truncation is that wrap.
+    master_now.saturating_sub(age) as u32
+}
+
 #[cfg(test)]
 mod clock_tests {
     use super::*;
 
+    const S: Duration = Duration::from_secs(1);
+
     #[test]
-    fn notifications_carry_the_masters_clock_once_known() {
+    fn a_notification_sent_at_once_carries_the_masters_uptime_now() {
+        let open = Instant::now();
+        // The master said 1234.56 s at the Open; 10 s later a trap is
+        // raised and sent at once.
+        let now = open + 10 * S;
+        assert_eq!(sys_uptime_at((123_456, open), now, now), 124_456);
+    }
+
+    #[test]
+    fn a_notification_raised_before_the_session_carries_when_it_was_raised() {
+        // snmpd up 60 s when we open; the trap was raised 2 s before the
+        // Open and sent 0.5 s after it: 58 s on snmpd's clock, not 0.
+        let raised = Instant::now();
+        let open = raised + 2 * S;
+        let sent = open + S / 2;
+        assert_eq!(sys_uptime_at((6_000, open), raised, sent), 5_800);
+    }
+
+    #[test]
+    fn a_notification_raised_before_this_master_started_carries_zero() {
+        // Raised during an outage, 30 s before the new snmpd (up 2 s at
+        // the Open) started: not the old master's clock extrapolated.
+        let raised = Instant::now();
+        let open = raised + 32 * S;
+        assert_eq!(sys_uptime_at((200, open), raised, open + S), 0);
+    }
+
+    #[test]
+    fn sys_uptime_wraps_like_timeticks() {
+        let open = Instant::now();
+        assert_eq!(sys_uptime_at((u32::MAX, open), open + S, open + S), 99);
+    }
+
+    #[test]
+    fn shared_uses_the_clock_of_the_latest_open() {
         let shared = Shared::new(10);
-        assert!(shared.uptime_ticks() < 100, "own clock before any master");
-        shared.set_master_uptime(123_456);
-        let t = shared.uptime_ticks();
-        assert!((123_456..123_556).contains(&t), "{t}");
-        shared.set_master_uptime(u32::MAX);
-        std::thread::sleep(std::time::Duration::from_millis(30));
-        assert!(shared.uptime_ticks() < 100, "TimeTicks wrap");
+        let raised = Instant::now();
+        shared.set_master_uptime(500_000);
+        let t = shared.sys_uptime_of(raised);
+        assert!((499_900..=500_100).contains(&t), "{t}");
+        // A restarted master: its own, younger clock from now on.
+        shared.set_master_uptime(3);
+        let t = shared.sys_uptime_of(Instant::now());
+        assert!(t < 100, "{t}");
     }
 }

@@ -15,8 +15,8 @@ use mailward_agentx::pdu::{
     SearchRange, VarBindPdu, HEADER_LEN,
 };
 use mailward_agentx::{
-    fixed_view, start, well_known, Endpoint, Health, MibView, Oid, Registration, Subagent,
-    SubagentConfig, Value, VarBind,
+    fixed_view, start, well_known, Endpoint, Health, MibView, Oid, Registration, SentHook,
+    Subagent, SubagentConfig, Value, VarBind,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, UnixListener};
@@ -103,6 +103,9 @@ struct Master {
     notifies: Vec<Vec<VarBind>>,
     /// Whether to answer the subagent's Pings.
     answer_pings: bool,
+    /// The sysUpTime this master puts in its responses (its clock at the
+    /// Open is what the subagent stamps notifications with).
+    uptime: u32,
 }
 
 impl Master {
@@ -129,6 +132,7 @@ impl Master {
             next_packet: 1000,
             notifies: Vec::new(),
             answer_pings: true,
+            uptime: 1,
         }
     }
 
@@ -169,7 +173,7 @@ impl Master {
             to.transaction_id,
             to.packet_id,
             Payload::Response(Response {
-                sys_uptime: 1,
+                sys_uptime: self.uptime,
                 error,
                 index: 0,
                 varbinds: Vec::new(),
@@ -782,6 +786,88 @@ async fn notifications_wait_while_down_and_overflow_is_counted() {
     assert_eq!(trap, oid(ROOT).join(&[0, 9]));
     assert!(rest.is_empty());
     assert!(ticks < 100 * 60, "uptime {ticks} ticks");
+    sub.shutdown().await;
+}
+
+#[tokio::test]
+async fn notifications_carry_the_masters_clock_as_of_when_they_were_raised() {
+    let rig = Rig::new();
+    let mut config = rig.config();
+    let sent: Arc<Mutex<Vec<Oid>>> = Arc::default();
+    let told = Arc::clone(&sent);
+    config.on_sent = Some(SentHook(Arc::new(move |trap: &Oid| {
+        told.lock().unwrap().push(trap.clone())
+    })));
+    // Raised before any master: queued, not yet sent.
+    let sub = start_subagent(config);
+    sub.notify(oid(ROOT).join(&[0, 1]), Vec::new());
+    assert!(sent.lock().unwrap().is_empty(), "told sent while queued");
+
+    // A master that has been up for an hour (360000 ticks) opens the
+    // session: the trap says when it was raised on that master's clock,
+    // an hour less the moments it waited, not the subagent's own (near 0).
+    let listener = rig.listen();
+    let mut m = Master::accept(&listener).await;
+    m.uptime = 360_000;
+    m.handshake(1).await;
+    let got = m.notifications(1).await;
+    let (ticks, trap, _) = trap_varbinds(&got[0]);
+    assert_eq!(trap, oid(ROOT).join(&[0, 1]));
+    assert!(
+        (350_000..=360_000).contains(&ticks),
+        "sysUpTime.0 {ticks}, expected the master's 360000 less the wait"
+    );
+    wait_health(&sub, "acknowledged", |h| h.notifications_sent == 1).await;
+    assert_eq!(*sent.lock().unwrap(), vec![oid(ROOT).join(&[0, 1])]);
+
+    // The master goes; a trap raised during the outage goes to the next
+    // master, which started after it was raised (the reconnect waits at
+    // least 0.5 s; this master says it has been up 0.01 s): 0, not the
+    // first master's clock run on.
+    drop(m);
+    wait_health(&sub, "disconnected", |h| !h.connected).await;
+    sub.notify(oid(ROOT).join(&[0, 2]), Vec::new());
+    let mut m = Master::accept(&listener).await;
+    m.uptime = 1;
+    m.handshake(2).await;
+    let got = m.notifications(1).await;
+    let (ticks, trap, _) = trap_varbinds(&got[0]);
+    assert_eq!(trap, oid(ROOT).join(&[0, 2]));
+    assert_eq!(
+        ticks, 0,
+        "sysUpTime.0 of a trap raised before this master started"
+    );
+    wait_health(&sub, "acknowledged", |h| h.notifications_sent == 2).await;
+    assert_eq!(
+        *sent.lock().unwrap(),
+        vec![oid(ROOT).join(&[0, 1]), oid(ROOT).join(&[0, 2])]
+    );
+    sub.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_refused_notification_is_not_told_sent() {
+    let rig = Rig::new();
+    let mut config = rig.config();
+    let sent: Arc<Mutex<Vec<Oid>>> = Arc::default();
+    let told = Arc::clone(&sent);
+    config.on_sent = Some(SentHook(Arc::new(move |trap: &Oid| {
+        told.lock().unwrap().push(trap.clone())
+    })));
+    let listener = rig.listen();
+    let sub = start_subagent(config);
+    let mut m = Master::accept(&listener).await;
+    m.handshake(1).await;
+    sub.notify(oid(ROOT).join(&[0, 3]), Vec::new());
+    let pdu = m.recv().await;
+    assert_eq!(pdu.pdu_type(), PduType::Notify);
+    m.respond(&pdu, 1, ErrorStatus::PROCESSING_ERROR).await;
+    let h = wait_health(&sub, "the refusal", |h| h.errors > 0).await;
+    assert_eq!(h.notifications_sent, 0);
+    assert!(
+        sent.lock().unwrap().is_empty(),
+        "a refused trap was told sent"
+    );
     sub.shutdown().await;
 }
 
