@@ -201,9 +201,26 @@ fn message_is_bounced_to_its_sender_when_the_next_hop_stays_down() -> Result<()>
         text.contains("Subject: A plain message"),
         "the DSN returns the original headers:\n{text}"
     );
+    // RFC 3463 X.4.7 "delivery time expired", permanent: it was returned.
+    assert!(
+        text.contains("Status: 5.4.7"),
+        "the DSN says the delivery time expired:\n{text}"
+    );
     wait_until("the queue to empty", Duration::from_secs(30), || {
         Ok(daemon.queue_ids()?.is_empty().then_some(()))
     })?;
+    // The last attempt is logged (and counted) as the bounce it became,
+    // not as a deferral that will be retried.
+    let log = daemon.log();
+    let last = log
+        .lines()
+        .filter(|l| l.contains(&id) && l.contains("bob@example.com") && l.contains("delivery"))
+        .last()
+        .unwrap_or_default();
+    assert!(
+        last.contains("Delivery failed for good") && last.contains("max_queue_lifetime"),
+        "the last delivery line for bob@ says it expired:\n{last}\n----- log -----\n{log}"
+    );
     assert_eq!(dsn_sink.settle(QUIET)?.len(), 1, "exactly one DSN");
     Ok(())
 }

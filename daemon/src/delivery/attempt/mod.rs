@@ -12,6 +12,7 @@ use crate::config::Config;
 use crate::envelope::{Envelope, Notify, QueueId, RcptState, Recipient};
 use crate::events::{DeliveryAttempted, DeliveryResult, DsnQueued, MessageRemoved};
 use crate::gateway::Gateway;
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -86,6 +87,39 @@ pub struct Timing {
     pub delay_notice: Duration,
 }
 
+impl Timing {
+    /// Whether a message received at `received_at` has outlived
+    /// `max_queue_lifetime`: what is still pending after this attempt fails.
+    pub fn expired(&self, received_at: i64) -> bool {
+        self.age(received_at) >= self.lifetime
+    }
+
+    fn age(&self, received_at: i64) -> Duration {
+        Duration::from_secs(u64::try_from(self.now - received_at).unwrap_or(0))
+    }
+}
+
+/// The enhanced status code in an SMTP reply line of class 4 ("451 4.4.1
+/// Connection refused"), or 4.0.0: what a delay DSN reports.
+fn temporary_status(reply: Option<&str>) -> String {
+    reply
+        .and_then(|r| {
+            r.split_whitespace()
+                .take(2)
+                .find(|w| w.starts_with('4') && crate::delivery::client::is_status_code(w))
+        })
+        .unwrap_or("4.0.0")
+        .to_string()
+}
+
+/// Why a recipient failed when its message outlived the queue.
+fn expiry_reason(attempts: u32, last_error: Option<&str>) -> String {
+    format!(
+        "Message expired after {attempts} attempts (max_queue_lifetime); last error: {}",
+        last_error.unwrap_or("none")
+    )
+}
+
 /// Back-off before attempt `attempts + 1`: min_backoff doubled per attempt
 /// made, capped at max_backoff.
 pub fn backoff(attempts: u32, min: Duration, max: Duration) -> Duration {
@@ -139,17 +173,15 @@ pub fn decide(env: &mut Envelope, outcomes: Vec<(usize, Outcome)>, t: &Timing) -
     env.attempts += 1;
     let mut delayed = Vec::new();
     if !env.is_done() {
-        let age = Duration::from_secs(u64::try_from(t.now - env.received_at).unwrap_or(0));
-        if age >= t.lifetime {
+        let age = t.age(env.received_at);
+        if t.expired(env.received_at) {
             for (i, r) in env.rcpts.iter_mut().enumerate() {
                 if let RcptState::Pending { last_error } = &r.state {
-                    let reason = format!(
-                        "Message expired after {} attempts; last error: {}",
-                        env.attempts,
-                        last_error.as_deref().unwrap_or("none")
-                    );
+                    let reason = expiry_reason(env.attempts, last_error.as_deref());
+                    // RFC 3463: X.4.7 "delivery time expired", of the
+                    // permanent class since the message is returned.
                     if wants_failure(r.notify) {
-                        failed.push((i, "4.4.7".into(), reason.clone(), String::new()));
+                        failed.push((i, "5.4.7".into(), reason.clone(), String::new()));
                     }
                     r.state = RcptState::Failed {
                         reply: reason,
@@ -162,9 +194,11 @@ pub fn decide(env: &mut Envelope, outcomes: Vec<(usize, Outcome)>, t: &Timing) -
                 for (i, r) in env.rcpts.iter().enumerate() {
                     if let RcptState::Pending { last_error } = &r.state {
                         if r.notify.is_some_and(|n| n.delay) {
+                            // Not 4.4.7: the message has not expired; the
+                            // last error says what holds it up.
                             delayed.push((
                                 i,
-                                "4.4.7".to_string(),
+                                temporary_status(last_error.as_deref()),
                                 last_error.clone().unwrap_or_default(),
                                 String::new(),
                             ));
@@ -250,30 +284,6 @@ impl Delivery {
                     .collect()
             }
         };
-        for (i, o) in &outcomes {
-            if let Some(r) = env.rcpts.get(*i) {
-                let (result, relay, detail, tls) = match o {
-                    Outcome::Delivered {
-                        reply, relay, tls, ..
-                    } => (DeliveryResult::Delivered, relay, reply, tls.as_str()),
-                    Outcome::Failed { reply, relay, .. } => {
-                        (DeliveryResult::Bounced, relay, reply, "")
-                    }
-                    Outcome::Deferred { reply, relay } => {
-                        (DeliveryResult::Deferred, relay, reply, "")
-                    }
-                };
-                DeliveryAttempted {
-                    id: &env.id,
-                    rcpt: &r.address,
-                    result,
-                    relay,
-                    detail,
-                    tls,
-                }
-                .emit(&self.gw.stats);
-            }
-        }
         let timing = Timing {
             now: chrono::Utc::now().timestamp(),
             min_backoff: cfg.timeouts.min_backoff.get(),
@@ -281,6 +291,51 @@ impl Delivery {
             lifetime: cfg.timeouts.max_queue_lifetime.get(),
             delay_notice: cfg.timeouts.delay_notice.get(),
         };
+        // A deferral past max_queue_lifetime is the recipient's last
+        // attempt: it is logged and counted as the bounce it becomes
+        // (`decide` fails it and plans the DSN).
+        let expired = timing.expired(env.received_at);
+        for (i, o) in &outcomes {
+            if let Some(r) = env.rcpts.get(*i) {
+                let (result, relay, detail, tls) = match o {
+                    Outcome::Delivered {
+                        reply, relay, tls, ..
+                    } => (
+                        DeliveryResult::Delivered,
+                        relay,
+                        Cow::Borrowed(reply.as_str()),
+                        tls.as_str(),
+                    ),
+                    Outcome::Failed { reply, relay, .. } => (
+                        DeliveryResult::Bounced,
+                        relay,
+                        Cow::Borrowed(reply.as_str()),
+                        "",
+                    ),
+                    Outcome::Deferred { reply, relay } if expired => (
+                        DeliveryResult::Bounced,
+                        relay,
+                        Cow::Owned(expiry_reason(env.attempts + 1, Some(reply))),
+                        "",
+                    ),
+                    Outcome::Deferred { reply, relay } => (
+                        DeliveryResult::Deferred,
+                        relay,
+                        Cow::Borrowed(reply.as_str()),
+                        "",
+                    ),
+                };
+                DeliveryAttempted {
+                    id: &env.id,
+                    rcpt: &r.address,
+                    result,
+                    relay,
+                    detail: &detail,
+                    tls,
+                }
+                .emit(&self.gw.stats);
+            }
+        }
         let decision = decide(&mut env, outcomes, &timing);
         if !decision.dsns.is_empty() {
             match &data {

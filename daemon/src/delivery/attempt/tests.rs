@@ -190,3 +190,30 @@ fn a_delay_notice_is_sent_once() {
     let second = decide(&mut e, vec![(0, deferred())], &t);
     assert!(second.dsns.is_empty());
 }
+
+#[test]
+fn dsn_statuses_say_expired_only_when_the_message_expired() {
+    // deferred() replies "451 4.3.0 later": the delay notice reports it.
+    let mut e = env(&[("a@x", Some("DELAY,FAILURE"))]);
+    let delayed = decide(&mut e, vec![(0, deferred())], &timing(1000 + 5 * 3600));
+    let status = |d: &Decision| d.dsns[0].rcpts[0].1.clone();
+    assert_eq!(status(&delayed), "4.3.0");
+    // Past max_queue_lifetime: failed, 5.4.7 (RFC 3463 "delivery time
+    // expired", permanent class), with the last error in the reason.
+    let failed = decide(&mut e, vec![(0, deferred())], &timing(1000 + 6 * 86400));
+    assert_eq!(failed.dsns[0].action, DsnAction::Failed);
+    assert_eq!(status(&failed), "5.4.7");
+    let reason = &failed.dsns[0].rcpts[0].2;
+    assert!(
+        reason.contains("max_queue_lifetime") && reason.contains("451 4.3.0 later"),
+        "{reason}"
+    );
+    assert_eq!(
+        temporary_status(Some("4.3.0 local spool error: x")),
+        "4.3.0"
+    );
+    assert_eq!(temporary_status(Some("421 Service not available")), "4.0.0");
+    assert_eq!(temporary_status(None), "4.0.0");
+    assert!(timing(1000 + 6 * 86400).expired(1000));
+    assert!(!timing(1000 + 4 * 86400).expired(1000));
+}
