@@ -520,23 +520,51 @@ fn run(path: Option<&Path>, milter: Option<Option<String>>) -> ExitCode {
     }
 }
 
+/// The admin socket of the configuration at `path`. When the file does not
+/// load, the socket is read from it leniently, with a warning: the daemon
+/// refused the file on SIGHUP and runs on the one it loaded before, and
+/// the admin commands (logrotate's `log reopen`, monitoring's `status`)
+/// must still reach it. Only when even that fails is it an error.
+fn admin_socket(path: Option<&Path>) -> Result<std::path::PathBuf, ExitCode> {
+    let errors = match config::load(path) {
+        Ok(cfg) => return Ok(cfg.server.admin_socket),
+        Err(errors) => errors,
+    };
+    let lenient = path
+        .and_then(|p| std::fs::read_to_string(p).ok())
+        .and_then(|text| admin::socket_of_text(&text));
+    match (lenient, errors.0.first()) {
+        (Some(socket), Some(first)) => {
+            let more = match errors.0.len() - 1 {
+                0 => String::new(),
+                n => format!(" (and {n} more problem(s))"),
+            };
+            eprintln!(
+                "mailward: warning: {first}{more}; a running daemon keeps the configuration it loaded before (see `mailward check-config`); asking it at {}.",
+                socket.display()
+            );
+            Ok(socket)
+        }
+        _ => {
+            eprintln!("{errors}");
+            Err(ExitCode::from(EX_CONFIG))
+        }
+    }
+}
+
 /// Sends one request to the daemon found through the configuration's admin
 /// socket; prints the error and gives the exit code when it fails.
 fn call(path: Option<&Path>, req: &Request) -> Result<serde_json::Value, ExitCode> {
     mailward::ops::logging::init_cli();
-    let cfg = config::load(path).map_err(|errors| {
-        eprintln!("{errors}");
-        ExitCode::from(EX_CONFIG)
-    })?;
+    let socket = admin_socket(path)?;
     let rt = runtime()?;
-    rt.block_on(admin::call(&cfg.server.admin_socket, req))
-        .map_err(|e| {
-            eprintln!("mailward: {e}");
-            match e {
-                admin::AdminError::Refused(_) => ExitCode::from(1),
-                _ => ExitCode::from(EX_UNAVAILABLE),
-            }
-        })
+    rt.block_on(admin::call(&socket, req)).map_err(|e| {
+        eprintln!("mailward: {e}");
+        match e {
+            admin::AdminError::Refused(_) => ExitCode::from(1),
+            _ => ExitCode::from(EX_UNAVAILABLE),
+        }
+    })
 }
 
 fn queue(cmd: QueueCommand) -> ExitCode {

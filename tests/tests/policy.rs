@@ -346,6 +346,74 @@ fn quarantine_list_show_release_remove_and_purge() -> Result<()> {
     f.finish(|| gw.daemon.log())
 }
 
+/// logrotate's `log reopen`, monitoring's `status` and the quarantine
+/// commands still reach a daemon whose file on disk it refused on SIGHUP
+/// (it runs on the configuration it loaded before), and say in one line
+/// what is wrong with the file.
+#[test]
+fn admin_commands_reach_the_daemon_when_its_file_no_longer_loads() -> Result<()> {
+    let gw = Gateway::start("policy-broken-file", |c| {
+        c.set_list("policy", "quarantine", &["av/infected"])
+            .set_list("policy", "block", &["av/infected"])
+    })?;
+    let mut f = Failures::default();
+    let id = send(
+        gw.port(),
+        "alice@sender.test",
+        &["bob@example.com"],
+        &infected("before the edit")?,
+    )?;
+    let broken = gw.config.render() + "\n[no_such_section]\nno_such_key = 1\n";
+    gw.daemon.write_config(&broken)?;
+    gw.daemon.sighup()?;
+    wait_until(
+        "the daemon to refuse the broken file",
+        Duration::from_secs(30),
+        || {
+            Ok(gw
+                .daemon
+                .full_log()
+                .contains("no_such_section")
+                .then_some(()))
+        },
+    )?;
+    let file = gw.daemon.config_path().display().to_string();
+    for args in [
+        &["status", "--json"][..],
+        &["log", "reopen"],
+        &["quarantine", "list", "--json"],
+    ] {
+        let out = gw.daemon.cli(args)?;
+        let err = String::from_utf8_lossy(&out.stderr);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        f.check(out.status.success(), || {
+            format!("`{}` exits 0 with a broken file: {err}", args.join(" "))
+        });
+        f.check(
+            err.lines().count() == 1
+                && err.starts_with(&format!("mailward: warning: {file}:"))
+                && err.contains("no_such_section")
+                && err.contains("keeps the configuration it loaded before"),
+            || {
+                format!(
+                    "`{}`: one warning line naming the problem: {err}",
+                    args.join(" ")
+                )
+            },
+        );
+        if args[0] == "quarantine" {
+            f.check(stdout.contains(&id), || {
+                format!("the entry is listed: {stdout}")
+            });
+        }
+    }
+    let check = gw.daemon.cli(&["check-config"])?;
+    f.check(check.status.code() == Some(1), || {
+        "check-config still refuses the file".into()
+    });
+    f.finish(|| gw.daemon.log())
+}
+
 #[test]
 fn notifications_reach_the_admin_and_the_recipients() -> Result<()> {
     let stats_dir = TestDir::new("stats")?;

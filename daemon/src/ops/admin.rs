@@ -565,6 +565,33 @@ pub fn start(gw: Arc<Gateway>, path: &Path) -> Result<(), AdminError> {
     Ok(())
 }
 
+/// The admin socket of configuration `text`, read leniently: only
+/// `server.data_dir` and `server.admin_socket`, with the defaults of a full
+/// load, whatever else the file gets wrong. For the admin commands when the
+/// file on disk no longer loads: the daemon refused it on SIGHUP and runs
+/// on the one it loaded before, and `mailward status` or the `log reopen`
+/// of logrotate must still reach it. None when even these two keys cannot
+/// be read (not TOML, or not paths).
+pub fn socket_of_text(text: &str) -> Option<PathBuf> {
+    let doc: toml::Table = toml::from_str(text).ok()?;
+    let server = match doc.get("server") {
+        Some(toml::Value::Table(t)) => Some(t),
+        None => None,
+        Some(_) => return None,
+    };
+    // A key that is set must be a non-empty string, as the full load
+    // wants; a key left out takes the default.
+    let path = |key: &str| -> Option<Option<PathBuf>> {
+        match server.and_then(|t| t.get(key)) {
+            None => Some(None),
+            Some(toml::Value::String(s)) if !s.is_empty() => Some(Some(PathBuf::from(s))),
+            Some(_) => None,
+        }
+    };
+    let data_dir = path("data_dir")?.unwrap_or_else(|| PathBuf::from("mailward-data"));
+    Some(path("admin_socket")?.unwrap_or_else(|| data_dir.join("admin.sock")))
+}
+
 /// Sends one request to the daemon behind `path` (CLI side).
 pub async fn call(path: &Path, req: &Request) -> Result<serde_json::Value, AdminError> {
     let mut stream = UnixStream::connect(path)
@@ -597,5 +624,53 @@ pub async fn call(path: &Path, req: &Request) -> Result<serde_json::Value, Admin
         Err(AdminError::Refused(
             resp.error.unwrap_or_else(|| "the daemon refused".into()),
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config;
+
+    #[test]
+    fn the_socket_is_found_in_a_file_that_does_not_load() {
+        // Where the full load puts it, for files that load.
+        let without_data_dir = config::DEFAULT_TOML.replace("data_dir = \"mailward-data\"", "");
+        for text in [
+            config::DEFAULT_TOML.to_string(),
+            without_data_dir,
+            config::DEFAULT_TOML.replace("data_dir = \"mailward-data\"", "data_dir = \"/srv/mw\""),
+            config::DEFAULT_TOML.replace(
+                "# admin_socket = \"mailward-data/admin.sock\"",
+                "admin_socket = \"/run/mailward/admin.sock\"",
+            ),
+        ] {
+            let full = config::parse(&text, "mailward.toml")
+                .unwrap_or_else(|e| panic!("{e}"))
+                .server
+                .admin_socket;
+            assert_eq!(socket_of_text(&text), Some(full));
+        }
+        // A file the daemon would refuse: the socket is still found.
+        let broken = "[server]\ndata_dir = \"/srv/mw\"\nno_such_key = 1\n[limits]\nmax_message_size = \"big\"\n";
+        assert!(config::parse(broken, "mailward.toml").is_err());
+        assert_eq!(
+            socket_of_text(broken),
+            Some(PathBuf::from("/srv/mw/admin.sock"))
+        );
+        assert_eq!(
+            socket_of_text("[limits]\nmax_message_size = \"big\"\n"),
+            Some(PathBuf::from("mailward-data/admin.sock"))
+        );
+        // Unless the two keys themselves cannot be read.
+        for unreadable in [
+            "[server\ndata_dir = \"/srv/mw\"\n",
+            "[server]\ndata_dir = 5\n",
+            "[server]\ndata_dir = \"\"\n",
+            "[server]\nadmin_socket = [\"a\"]\n",
+            "server = 1\n",
+        ] {
+            assert_eq!(socket_of_text(unreadable), None, "{unreadable}");
+        }
     }
 }
