@@ -612,7 +612,7 @@ pub static CATALOGUE: &[Stat] = &[
         Counter,
         Unit::Count,
         Some(("name", SNMP_NOTIFICATIONS)),
-        "SNMP notifications sent, by name.",
+        "SNMP notifications sent, by name: counted when the AgentX master acknowledges one (it then goes to the master's trap sinks), so one raised while no master is connected counts once it is sent, and one dropped from the full queue never does (see mwSnmpNotificationsDropped).",
     ),
     def(
         StatId::SnmpNotificationsDropped,

@@ -223,7 +223,8 @@ pub enum Event<'a> {
     MessageArchived {
         direction: ArchiveDirection,
     },
-    /// An SNMP notification was sent (index into SNMP_NOTIFICATIONS).
+    /// The AgentX master acknowledged an SNMP notification (index into
+    /// SNMP_NOTIFICATIONS): sent, not merely raised.
     SnmpNotification {
         index: usize,
     },

@@ -25,6 +25,13 @@ pub struct Revision {
 /// Objects are only ever added; none is renumbered or removed.
 pub const REVISIONS: &[Revision] = &[
     Revision {
+        date: "202612042100Z",
+        objects: 217,
+        description: "mwSnmpNotificationsCount says that it counts the notifications \
+            the AgentX master acknowledged (sent), as it now does; before, it \
+            counted them when raised, also those later dropped. No object was added.",
+    },
+    Revision {
         date: "202612031800Z",
         objects: 217,
         description: "mwForeignVerdictHeaders also counts the X-Mailward-Spam-Rating \

@@ -301,6 +301,17 @@ impl NetSnmp {
         Ok(parse_var_lines(&String::from_utf8_lossy(&out.stdout)))
     }
 
+    /// snmpd's own sysUpTime.0, in hundredths of a second: the clock the
+    /// notifications it forwards for Mailward must carry.
+    pub fn sys_uptime(&self) -> Result<u64> {
+        let out = self.run("snmpget", &["-On"], &[&format!(".{SYS_UPTIME_0}")])?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        text.split_once("Timeticks: (")
+            .and_then(|(_, rest)| rest.split(')').next())
+            .and_then(|n| n.parse().ok())
+            .with_context(|| format!("no Timeticks in snmpget sysUpTime.0: {}", output_text(&out)))
+    }
+
     /// Waits until our subtree answers through snmpd (`mwVersion.0` is a
     /// string), i.e. the subagent is connected and registered.
     pub fn wait_subtree(&self, timeout: Duration) -> Result<()> {

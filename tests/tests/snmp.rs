@@ -98,8 +98,27 @@ impl Rig {
     /// Starts snmptrapd, snmpd, a sink and Mailward (config changed by
     /// `tweak`); returns once Mailward's subtree answers through snmpd.
     fn start(name: &str, tweak: impl FnOnce(Config, &Path) -> Config) -> Result<Rig> {
+        Rig::start_after(name, 0, tweak)
+    }
+
+    /// Like [`Rig::start`], but Mailward starts only once snmpd's
+    /// sysUpTime.0 has reached `master_ticks`: its first notifications
+    /// are raised on a master clock well past 0, so a trap stamped on any
+    /// other clock shows.
+    fn start_after(
+        name: &str,
+        master_ticks: u64,
+        tweak: impl FnOnce(Config, &Path) -> Config,
+    ) -> Result<Rig> {
         let dir = TestDir::new(name)?;
         let snmp = NetSnmp::start(dir.path())?;
+        if master_ticks > 0 {
+            wait_until(
+                "snmpd's sysUpTime.0 to pass the head start",
+                Duration::from_secs(30),
+                || Ok((snmp.sys_uptime()? >= master_ticks).then_some(())),
+            )?;
+        }
         let sink = Sink::start(dir.path(), "sink")?;
         let stats = StatsSetup::new(dir.path());
         let config = snmp_config(Config::new(dir.path()), &snmp.agentx_setting())
@@ -1120,7 +1139,9 @@ fn every_notification_arrives_with_its_trap_oid_and_varbinds() -> Result<()> {
     let mib = Mib::load()?;
     const OLD_RELEASE: i64 = 1_577_836_800; // 2020-01-01, older than 7 days
     let mut bases_dir = None;
-    let mut rig = Rig::start("snmp-traps", |c, dir| {
+    // snmpd runs 2 s before Mailward starts (see the mwProductStart check).
+    const HEAD_START: u64 = 200;
+    let mut rig = Rig::start_after("snmp-traps", HEAD_START, |c, dir| {
         let bases = dir.join("bases");
         write_manifest(&bases, "2020.01.01", OLD_RELEASE, 12).expect("writing the manifest");
         bases_dir = Some(bases.clone());
@@ -1145,6 +1166,14 @@ fn every_notification_arrives_with_its_trap_oid_and_varbinds() -> Result<()> {
         "mwProductStart at start",
         rig.snmp.wait_trap(1, 0, TRAP_TIMEOUT),
     ) {
+        // Raised before the AgentX session opened, it carries snmpd's
+        // clock when it was raised: after the head start snmpd had before
+        // Mailward started, and not after snmpd's clock now.
+        let now = rig.snmp.sys_uptime()?;
+        let at = t.uptime();
+        f.check(at.is_some_and(|u| u >= HEAD_START && u <= now), || {
+            format!("mwProductStart's sysUpTime.0 = {at:?}, expected snmpd's clock when Mailward started: between {HEAD_START} (snmpd's uptime before Mailward started) and {now} (snmpd's uptime now)")
+        });
         check_trap(
             &mut f,
             &mib,
@@ -1488,6 +1517,14 @@ fn a_restarted_snmpd_gets_the_subtree_back_and_no_notification_is_lost_silently(
         ),
     );
     // A notification raised while the master is away.
+    let reloads_sent = |m: &Metrics| {
+        m.get(
+            "mailward_snmp_notifications_total",
+            &[("name", "mwConfigReloaded")],
+        )
+        .unwrap_or(0.0)
+    };
+    let sent_before = reloads_sent(&rig.stats.scrape()?);
     let n = rig.snmp.traps().len();
     rig.daemon.sighup()?;
     wait_until(
@@ -1502,6 +1539,11 @@ fn a_restarted_snmpd_gets_the_subtree_back_and_no_notification_is_lost_silently(
         },
     )?;
 
+    // Raised is not sent: it waits in the queue, uncounted.
+    let sent_while_down = reloads_sent(&rig.stats.scrape()?);
+    f.check(sent_while_down == sent_before, || {
+        format!("mailward_snmp_notifications_total{{name=\"mwConfigReloaded\"}} {sent_before} -> {sent_while_down} while snmpd was down, expected no change: nothing was sent")
+    });
     rig.snmp.start_snmpd()?;
     let restarted = Instant::now();
     // The subagent's reconnect back-off doubles (0.5 s, 1 s, 2 s, ...), so
@@ -1527,9 +1569,30 @@ fn a_restarted_snmpd_gets_the_subtree_back_and_no_notification_is_lost_silently(
         Err(_) => eprintln!("the notification raised while snmpd was down did not arrive (dropped: {dropped} -> {dropped_now})"),
     }
     match arrived {
-        Ok((_, t)) => f.check(t.value(&format!("{ROOT}.1.5.2.0")) == Some("INTEGER: 1"), || {
-            format!("the mwConfigReloaded raised while snmpd was down arrived, but not as success(1):\n{}", t.line)
-        }),
+        Ok((_, t)) => {
+            f.check(t.value(&format!("{ROOT}.1.5.2.0")) == Some("INTEGER: 1"), || {
+                format!("the mwConfigReloaded raised while snmpd was down arrived, but not as success(1):\n{}", t.line)
+            });
+            // Counted when snmpd acknowledges it, just after it forwards it.
+            let counted = wait_until(
+                "mwConfigReloaded to be counted as sent",
+                TRAP_TIMEOUT,
+                || {
+                    let sent = reloads_sent(&rig.stats.scrape()?);
+                    Ok((sent == sent_before + 1.0).then_some(()))
+                },
+            );
+            f.check(counted.is_ok(), || {
+                let sent_after = rig.stats.scrape().map(|m| reloads_sent(&m));
+                format!("mailward_snmp_notifications_total{{name=\"mwConfigReloaded\"}} {sent_before} -> {sent_after:?} once the queued notification reached snmptrapd, expected one more")
+            });
+            // Raised before this snmpd started: 0 on its clock, not the
+            // old snmpd's clock run on (which the new one is far behind).
+            let now = rig.snmp.sys_uptime()?;
+            f.check(t.uptime() == Some(0), || {
+                format!("the mwConfigReloaded raised while snmpd was down carries sysUpTime.0 = {:?}, expected 0 (raised before this snmpd started; its uptime is {now} now)", t.uptime())
+            });
+        }
         Err(e) => f.check(dropped_now > dropped, || {
             format!("the mwConfigReloaded raised while snmpd was down neither arrived ({e:#}) nor was counted in mailward_snmp_notifications_dropped_total ({dropped} -> {dropped_now})")
         }),

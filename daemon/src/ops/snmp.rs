@@ -164,6 +164,27 @@ impl Snmp {
             root.join(&[2, 1, 1]),
             "MAILWARD-MIB: mwCompliance".to_string(),
         )];
+        // mwSnmpNotificationsCount counts what the master acknowledged
+        // (handed on to its sinks), by name: a notification queued while
+        // no master is up counts when it is finally sent, and one dropped
+        // from the full queue never does (it counts in
+        // mwSnmpNotificationsDropped instead).
+        sc.on_sent = Some(agentx::SentHook({
+            let stats = Arc::clone(&gw.stats);
+            let notifications = root.join(&[0]);
+            Arc::new(move |trap: &Oid| {
+                let arc = trap
+                    .as_slice()
+                    .strip_prefix(notifications.as_slice())
+                    .and_then(|rest| match rest {
+                        [arc] => Some(*arc as usize),
+                        _ => None,
+                    });
+                if let Some(index) = arc.and_then(|a| a.checked_sub(1)) {
+                    stats.record(&mailward_metrics::Event::SnmpNotification { index });
+                }
+            })
+        }));
         let cache: Arc<Mutex<Option<CachedView>>> = Arc::new(Mutex::new(None));
         let provider: agentx::ViewProvider = {
             let gw = Arc::downgrade(gw);
@@ -244,10 +265,9 @@ impl Snmp {
                     "A notification object has no value here; it is left out."),
             }
         }
+        // Counted in mwSnmpNotificationsCount once the master acknowledges
+        // it (the subagent's `on_sent`, set in `start`), not here.
         handle.notify(self.root.join(&[0, arc]), varbinds);
-        gw.stats.record(&mailward_metrics::Event::SnmpNotification {
-            index: arc as usize - 1,
-        });
         tracing::info!(target: "admin", notification = mailward_metrics::catalogue::SNMP_NOTIFICATIONS[arc as usize - 1],
             detail = ?trap, "SNMP notification raised.");
     }
