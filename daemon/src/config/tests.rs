@@ -705,3 +705,26 @@ fn spam_limits_refuse_values_that_would_trim_away_a_days_learning() {
     let c = parse("[spam]\nmax_tokens = 300000\n", "x").unwrap();
     assert_eq!((c.spam.max_tokens, c.spam.max_learnt), (300_000, 2_000_000));
 }
+
+#[test]
+fn a_sender_notice_for_anything_but_a_virus_is_refused_where_it_is_written() {
+    let text = "[policy]\nnotify_sender = [\"av/infected\", \"as/spam\"]\n\n\
+                [group.sales]\nrecipients = [\"*@sales.example\"]\nnotify_sender = [\n  \"cf/filtered\",\n]\n";
+    let errors = parse(text, "n.toml").unwrap_err();
+    let got: Vec<(usize, &str)> = errors.0.iter().map(|p| (p.line, p.key.as_str())).collect();
+    assert_eq!(
+        got,
+        [
+            (2, "policy.notify_sender"),
+            (7, "group.sales.notify_sender")
+        ],
+        "{errors}"
+    );
+    assert!(
+        errors.0[0]
+            .problem
+            .starts_with("as/spam is never notified to the sender"),
+        "{errors}"
+    );
+    assert!(parse("[policy]\nnotify_sender = [\"av/all\"]\n", "n.toml").is_ok());
+}

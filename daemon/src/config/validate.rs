@@ -774,7 +774,30 @@ pub fn default_policy() -> Policy {
 fn policy(ctx: &mut Ctx<'_>, raw: &RawPolicy) -> Policy {
     let p = KeyPath::root("policy");
     let overrides = for_policy_keys!(read_policy_keys!(ctx, p, raw, Vec::new(), Vec::new();));
-    overrides.effective(&default_policy())
+    let policy = overrides.effective(&default_policy());
+    sender_notices(ctx, &p, &policy.notify_sender);
+    policy
+}
+
+/// `notify_sender` may name only `av/` statuses: the sender of spam or of
+/// filtered mail is almost always forged, so a notice would go to an
+/// innocent third party (backscatter) and the policy never sends one. A
+/// list that asks for it anyway is refused rather than quietly ignored.
+fn sender_notices(ctx: &mut Ctx<'_>, p: &KeyPath, list: &[Status]) {
+    let path = p.key("notify_sender");
+    for (i, s) in list.iter().enumerate() {
+        if !s.as_str().starts_with("av/") {
+            ctx.report_elem(
+                &path,
+                i,
+                format!(
+                    "{s} is never notified to the sender, only av/ statuses are (its sender is \
+                     most likely forged: a notice would be backscatter); use reject, \
+                     notify_recipients or notify_admin"
+                ),
+            );
+        }
+    }
 }
 
 fn groups(ctx: &mut Ctx<'_>, raw: &BTreeMap<String, RawGroup>) -> BTreeMap<String, Group> {
@@ -807,6 +830,7 @@ fn groups(ctx: &mut Ctx<'_>, raw: &BTreeMap<String, RawGroup>) -> BTreeMap<Strin
             );
         }
         let group = for_policy_keys!(read_policy_keys!(ctx, p, g, senders, recipients;));
+        sender_notices(ctx, &p, group.notify_sender.as_deref().unwrap_or_default());
         out.insert(name.clone(), group);
     }
     out
