@@ -77,6 +77,9 @@ pub struct DsnRecipient<'a> {
 /// Everything a DSN is made of.
 #[derive(Debug, Clone)]
 pub struct DsnInput<'a> {
+    /// The DSN's own queue ID: its Message-ID holds it, so that the
+    /// `dsn_id` of the log line finds the message a sender holds.
+    pub id: &'a QueueId,
     /// Our host name (`server.hostname`): Reporting-MTA, From, Message-ID.
     pub reporting_mta: &'a str,
     /// Named in the text as the contact for help ("" to leave it out).
@@ -139,7 +142,7 @@ pub fn build(input: &DsnInput<'_>) -> Vec<u8> {
     push_field(
         &mut head,
         "Message-ID",
-        &format!("<{}.dsn@{host}>", QueueId::generate()),
+        &format!("<{}.dsn@{host}>", input.id),
     );
     push_field(&mut head, "Auto-Submitted", "auto-replied");
     push_field(&mut head, "MIME-Version", "1.0");
@@ -804,6 +807,7 @@ mod tests {
     fn failure_report_has_three_parts_and_returns_the_message() {
         let env = envelope("sender@a.test", None);
         let input = DsnInput {
+            id: &QueueId("1A22E10E77891C7D".into()),
             reporting_mta: "gw.example.com",
             postmaster: "postmaster@example.com",
             original: &env,
@@ -837,7 +841,8 @@ mod tests {
             head.starts_with("Date: Tue, 14 Nov 2023 22:16:40 +0000\r\n"),
             "{head}"
         );
-        assert!(head.contains("Message-ID: <") && head.contains(".dsn@gw.example.com>"));
+        // The DSN's own queue ID, as the log line names it (dsn_id).
+        assert!(head.contains("Message-ID: <1A22E10E77891C7D.dsn@gw.example.com>"));
         assert!(head.contains("multipart/report; report-type=delivery-status;"));
         assert_eq!(parts.len(), 3);
 
@@ -884,6 +889,7 @@ mod tests {
         rcpt.status = "4.4.1".into();
         rcpt.will_retry_until = Some(1_700_432_000);
         let input = DsnInput {
+            id: &QueueId("1A22E10E77891C7D".into()),
             reporting_mta: "gw.example.com",
             postmaster: "",
             original: &env,
@@ -937,6 +943,7 @@ mod tests {
         for (ret, message, kind, noted) in cases {
             let env = envelope("s@a.test", ret);
             let input = DsnInput {
+                id: &QueueId("1A22E10E77891C7D".into()),
                 reporting_mta: "gw",
                 postmaster: "pm@gw",
                 original: &env,
@@ -965,6 +972,7 @@ mod tests {
         rcpt.orcpt = Some("rfc822;x+0D+0ABcc:+20v3@c.test");
         rcpt.remote_mta = Some("mx\r\nBcc: v4@c.test".into());
         let input = DsnInput {
+            id: &QueueId("1A22E10E77891C7D".into()),
             reporting_mta: "gw.test\r\nBcc: v5@c.test",
             postmaster: "pm@gw.test\r\n",
             original: &env,
@@ -997,6 +1005,7 @@ mod tests {
         let address = "l".repeat(1500);
         let message = [b"X-Long: ", &[b'h'; 3000][..], b"\r\n\r\nbody\r\n"].concat();
         let input = DsnInput {
+            id: &QueueId("1A22E10E77891C7D".into()),
             reporting_mta: "gw",
             postmaster: "",
             original: &env,
@@ -1021,6 +1030,7 @@ mod tests {
         let env = envelope("s@a.test", Some(Ret::Full));
         let message = "Subject: caf\u{e9}\r\n\r\nna\u{ef}ve\r\n";
         let input = DsnInput {
+            id: &QueueId("1A22E10E77891C7D".into()),
             reporting_mta: "gw",
             postmaster: "",
             original: &env,

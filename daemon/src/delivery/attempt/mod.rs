@@ -583,7 +583,9 @@ impl Delivery {
                     })
                 })
                 .collect();
+            let dsn_id = QueueId::generate();
             let bytes = dsn::build(&DsnInput {
+                id: &dsn_id,
                 reporting_mta: &cfg.server.hostname,
                 postmaster: &cfg.server.postmaster,
                 original: env,
@@ -604,7 +606,7 @@ impl Delivery {
                 is_bounce: true,
                 scanned: true,
                 ..Envelope::new(
-                    QueueId::generate(),
+                    dsn_id,
                     std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
                     cfg.server.hostname.clone(),
                     String::new(),
