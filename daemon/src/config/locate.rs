@@ -75,6 +75,8 @@ pub struct Locator {
     line_starts: Vec<usize>,
     /// The document with spans, when the text is valid TOML.
     doc: Option<ImDocument<String>>,
+    /// The text, for [`Locator::key_at`] when it is not valid TOML.
+    text: String,
 }
 
 /// A node of the document while walking a path.
@@ -98,6 +100,7 @@ impl Locator {
         Locator {
             line_starts,
             doc: ImDocument::parse(text.to_string()).ok(),
+            text: text.to_string(),
         }
     }
 
@@ -151,11 +154,48 @@ impl Locator {
     /// The dotted key whose value contains byte `offset`, or `""`.
     pub fn key_at(&self, offset: usize) -> String {
         let Some(doc) = &self.doc else {
-            return String::new();
+            return self.key_on_line(offset);
         };
         let mut found = None;
         walk_table(doc.as_table(), &KeyPath::default(), offset, &mut found);
         found.map(|p| p.to_string()).unwrap_or_default()
+    }
+}
+
+impl Locator {
+    /// [`Locator::key_at`] for text that is not valid TOML (a number too
+    /// large, say): the `key = ...` written on the line of `offset`, under
+    /// the last `[table]` header above it; `""` when the line has no key.
+    /// Good for the one-line `key = value` where such errors are made.
+    fn key_on_line(&self, offset: usize) -> String {
+        let line = self.line_at(offset);
+        let lines: Vec<&str> = self.text.lines().take(line).collect();
+        let Some(here) = lines.last() else {
+            return String::new();
+        };
+        let Some((key, _)) = here.split_once('=') else {
+            return String::new();
+        };
+        let key = key.trim();
+        let bare = |k: &str| {
+            !k.is_empty()
+                && k.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.')
+        };
+        if !bare(key) {
+            return String::new();
+        }
+        let table = lines
+            .iter()
+            .rev()
+            .skip(1)
+            .map(|l| l.trim())
+            .find(|l| l.starts_with('['))
+            .map(|l| l.trim_matches(|c| c == '[' || c == ']').trim());
+        match table {
+            Some(t) if bare(t) => format!("{t}.{key}"),
+            _ => key.to_string(),
+        }
     }
 }
 
@@ -294,5 +334,17 @@ block = []
         assert_eq!(l.key_at(at("# comment")), "");
         assert_eq!(l.line_at(0), 1);
         assert_eq!(l.line_at(at("[server]")), 2);
+    }
+
+    #[test]
+    fn keys_on_lines_of_text_that_is_not_toml() {
+        let text =
+            "[server]\nhostname = \"a\"\n\n[limits]\nincoming_sessions = 99999999999999999999\n";
+        let l = Locator::new(text);
+        let at = |needle: &str| text.find(needle).unwrap();
+        assert_eq!(l.key_at(at("9999")), "limits.incoming_sessions");
+        assert_eq!(l.key_at(at("[limits]")), "");
+        let top = Locator::new("max = 99999999999999999999\n");
+        assert_eq!(top.key_at(4), "max");
     }
 }

@@ -728,3 +728,19 @@ fn a_sender_notice_for_anything_but_a_virus_is_refused_where_it_is_written() {
     );
     assert!(parse("[policy]\nnotify_sender = [\"av/all\"]\n", "n.toml").is_ok());
 }
+
+#[test]
+fn a_number_too_large_for_toml_is_reported_with_its_key() {
+    let errors = parse(
+        "[limits]\nincoming_sessions = 99999999999999999999\n",
+        "huge.toml",
+    )
+    .unwrap_err();
+    assert_eq!(errors.0.len(), 1, "{errors}");
+    let p = &errors.0[0];
+    assert_eq!(
+        (p.line, p.key.as_str()),
+        (2, "limits.incoming_sessions"),
+        "{errors}"
+    );
+}
