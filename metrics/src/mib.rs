@@ -29,7 +29,10 @@ pub const REVISIONS: &[Revision] = &[
         objects: 217,
         description: "mwSnmpNotificationsCount says that it counts the notifications \
             the AgentX master acknowledged (sent), as it now does; before, it \
-            counted them when raised, also those later dropped. No object was added.",
+            counted them when raised, also those later dropped. A DateAndTime \
+            that has no time (mwUpdateLastCheck before any update, mwBasesReleased \
+            and mwBasesLoaded without bases) is '0000000000000000'H, as their \
+            DESCRIPTIONs now say; before, it was 1970-01-01. No object was added.",
     },
     Revision {
         date: "202612031800Z",

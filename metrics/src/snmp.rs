@@ -552,6 +552,13 @@ fn stat_objects(s: &catalogue::Stat) -> Vec<Object> {
                 .to_string(),
         )];
     }
+    // The catalogue says "(0: never)" as Prometheus shows it; SNMP serves
+    // that 0 as the all-zero DateAndTime.
+    let help = if value_syntax(s) == Syntax::DateAndTime {
+        s.help.replace("(0: ", "('0000000000000000'H: ")
+    } else {
+        s.help.to_string()
+    };
     match s.label {
         None => vec![mk(
             s.name.to_string(),
@@ -561,7 +568,7 @@ fn stat_objects(s: &catalogue::Stat) -> Vec<Object> {
             Access::ReadOnly,
             units(s),
             group,
-            s.help.to_string(),
+            help,
         )],
         Some((label, values)) => {
             let index = format!("{}{}", s.name, cap(label));
@@ -780,9 +787,19 @@ fn raw_objects() -> Vec<Object> {
     out
 }
 
-/// RFC 2579 DateAndTime in UTC (11 octets); 0 = 1970-01-01 ("never").
+/// What a DateAndTime says for "never" or "none" (unix time 0 in the
+/// model): all eight octets zero, the usual "unknown" of RFC 2579
+/// DateAndTime (a year 0 that no real time has), rather than a real
+/// 1970-01-01 that an NMS would show as a date.
+pub const DATE_AND_TIME_NEVER: [u8; 8] = [0; 8];
+
+/// RFC 2579 DateAndTime in UTC (11 octets); 0 (or before 1970), the
+/// model's "never", is [`DATE_AND_TIME_NEVER`].
 pub fn date_and_time(unix: i64) -> Vec<u8> {
-    let secs = unix.max(0);
+    if unix <= 0 {
+        return DATE_AND_TIME_NEVER.to_vec();
+    }
+    let secs = unix;
     let days = secs / 86400;
     let rem = secs % 86400;
     // Civil from days (H. Hinnant's algorithm).
@@ -1017,7 +1034,46 @@ mod tests {
             date_and_time(1_795_483_268),
             vec![0x07, 0xEA, 11, 24, 1, 21, 8, 0, b'+', 0, 0]
         );
-        assert_eq!(&date_and_time(0)[..4], &[0x07, 0xB2, 1, 1]);
+        assert_eq!(
+            date_and_time(1),
+            vec![0x07, 0xB2, 1, 1, 0, 0, 1, 0, b'+', 0, 0]
+        );
+    }
+
+    #[test]
+    fn never_is_the_all_zero_date_and_time_everywhere() {
+        // A fresh start: no update attempted, no bases loaded.
+        let stats = crate::Stats::new(&Category::ALL, 10, None, "1.0");
+        let snap = stats.snapshot(&crate::Gauges::default());
+        let view = view(&snap, &Extras::default());
+        let objs = objects();
+        for name in ["mwUpdateLastCheck", "mwBasesReleased", "mwBasesLoaded"] {
+            let obj = objs.iter().find(|o| o.name == name).unwrap();
+            let served = view
+                .iter()
+                .find(|(oid, _)| *oid == [obj.oid.as_slice(), &[0]].concat())
+                .map(|(_, v)| v.clone());
+            assert_eq!(
+                served,
+                Some(SnmpValue::OctetString(vec![0; 8])),
+                "{name} on a fresh start"
+            );
+            assert!(
+                obj.description.contains("'0000000000000000'H"),
+                "{name}'s DESCRIPTION does not say what never is: {}",
+                obj.description
+            );
+        }
+        // A real time is never mistaken for "never".
+        let start = objs.iter().find(|o| o.name == "mwStartTime").unwrap();
+        let served = view
+            .iter()
+            .find(|(oid, _)| *oid == [start.oid.as_slice(), &[0]].concat())
+            .map(|(_, v)| v.clone());
+        assert!(
+            matches!(&served, Some(SnmpValue::OctetString(b)) if b.len() == 11),
+            "mwStartTime = {served:?}"
+        );
     }
 
     #[test]
@@ -1084,7 +1140,9 @@ mod tests {
                 (Some(Syntax::Gauge32 | Syntax::Unsigned32), SnmpValue::Gauge32(_)) => true,
                 (Some(Syntax::TimeTicks), SnmpValue::TimeTicks(_)) => true,
                 (Some(Syntax::Text), SnmpValue::OctetString(_)) => true,
-                (Some(Syntax::DateAndTime), SnmpValue::OctetString(b)) => b.len() == 11,
+                (Some(Syntax::DateAndTime), SnmpValue::OctetString(b)) => {
+                    b.len() == 11 || *b == DATE_AND_TIME_NEVER
+                }
                 (
                     Some(Syntax::TruthValue | Syntax::UpdateResult | Syntax::Enum(_)),
                     SnmpValue::Integer(_),

@@ -585,6 +585,10 @@ pub fn parse_date_and_time_text(text: &str) -> Option<i64> {
         .collect::<Option<_>>()?;
     ensure_len(&date, 3)?;
     ensure_len(&hms, 3)?;
+    // '0000000000000000'H ("0-0-0,0:0:0.0"): never, 0 as /metrics says.
+    if date == [0, 0, 0] {
+        return Some(0);
+    }
     let mut unix =
         days_from_civil(date[0], date[1], date[2]) * 86_400 + hms[0] * 3600 + hms[1] * 60 + hms[2];
     if let Some(zone) = parts.next() {
@@ -610,6 +614,10 @@ pub fn parse_date_and_time_hex(value: &str) -> Option<i64> {
         .collect::<Option<_>>()?;
     if b.len() != 8 && b.len() != 11 {
         return None;
+    }
+    // '0000000000000000'H: never, 0 as /metrics says.
+    if b.iter().all(|x| *x == 0) {
+        return Some(0);
     }
     let mut unix =
         days_from_civil(b[0] * 256 + b[1], b[2], b[3]) * 86_400 + b[4] * 3600 + b[5] * 60 + b[6];
@@ -1194,6 +1202,12 @@ mod tests {
             Some(1_795_483_268)
         );
         assert_eq!(parse_date_and_time_text("1970-1-1,0:0:0.0,+0:0"), Some(0));
+        // The all-zero DateAndTime of "never".
+        assert_eq!(parse_date_and_time_text("0-0-0,0:0:0.0"), Some(0));
+        assert_eq!(
+            parse_date_and_time_hex("Hex-STRING: 00 00 00 00 00 00 00 00"),
+            Some(0)
+        );
         assert_eq!(
             parse_date_and_time_text("2026-11-24,3:21:8.0,+2:0"),
             Some(1_795_483_268)

@@ -764,6 +764,21 @@ fn snmpwalk_names_every_object_and_counters_equal_metrics() -> Result<()> {
         format!("mwStartTime.0 = {started:?}, expected within the last 5 minutes of {now}")
     });
 
+    // No update attempted yet: "never", the all-zero DateAndTime the MIB
+    // documents, not a date in 1970.
+    let last_check = walk
+        .iter()
+        .find(|l| l.oid == "MAILWARD-MIB::mwUpdateLastCheck.0")
+        .map(|l| l.value.clone());
+    f.check(
+        last_check
+            .as_deref()
+            .is_some_and(|v| v.ends_with(" 0-0-0,0:0:0.0")),
+        || {
+            format!("mwUpdateLastCheck.0 = {last_check:?} before any update, expected STRING: 0-0-0,0:0:0.0 ('0000000000000000'H: never)")
+        },
+    );
+
     eprintln!(
         "snmpwalk: {} objects, {compared} compared with their /metrics twins",
         walk.len()
