@@ -1,7 +1,7 @@
 //! The `mailward` binary: parses the command line and hands over to the
 //! library. Exit statuses follow sysexits: 64 bad configuration, 69 daemon
 //! unreachable, 71 cannot start, 75 another instance holds the data
-//! directory.
+//! directory, 77 this user may not use the admin socket.
 #![forbid(unsafe_code)]
 // Nothing that can fail at run time may panic: errors are returned, typed
 // and with context (the tests may unwrap).
@@ -29,7 +29,6 @@ macro_rules! out {
 }
 
 const EX_CONFIG: u8 = 64;
-const EX_UNAVAILABLE: u8 = 69;
 const EX_OSERR: u8 = 71;
 /// sysexits EX_CANTCREAT: an output file cannot be written.
 const EX_CANTCREAT: u8 = 73;
@@ -560,10 +559,7 @@ fn call(path: Option<&Path>, req: &Request) -> Result<serde_json::Value, ExitCod
     let rt = runtime()?;
     rt.block_on(admin::call(&socket, req)).map_err(|e| {
         eprintln!("mailward: {e}");
-        match e {
-            admin::AdminError::Refused(_) => ExitCode::from(1),
-            _ => ExitCode::from(EX_UNAVAILABLE),
-        }
+        ExitCode::from(e.exit_code())
     })
 }
 

@@ -43,10 +43,137 @@ pub enum AdminError {
         #[source]
         source: std::io::Error,
     },
+    /// The socket is there (or its directory is), but this user may not
+    /// use it: not a daemon that is down, so not [`AdminError::Unreachable`].
+    #[error("this user ({user}) may not use the admin socket {path}: {access} ({source}), so whether the daemon runs is not known. Run the command as root or as the daemon's user, or add {user} to the group that may (then log in again).")]
+    NotPermitted {
+        path: PathBuf,
+        /// Who runs the command.
+        user: String,
+        /// Whose the socket (or the directory that bars the way) is.
+        access: Box<Access>,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("the daemon answered something unreadable: {0}")]
     BadResponse(String),
     #[error("{0}")]
     Refused(String),
+}
+
+impl AdminError {
+    /// The exit status of a CLI command that fails with this error
+    /// (sysexits): 77 when this user may not use the socket, 69 when no
+    /// daemon answers, 1 when the daemon refused the request.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            AdminError::Refused(_) => 1,
+            AdminError::NotPermitted { .. } => 77,
+            _ => 69,
+        }
+    }
+}
+
+/// Owner, group and mode of the socket or of the directory that bars the
+/// way to it, for a [`AdminError::NotPermitted`] message.
+#[derive(Debug)]
+pub enum Access {
+    Socket {
+        owner: String,
+        group: String,
+        mode: u32,
+    },
+    Directory {
+        path: PathBuf,
+        owner: String,
+        group: String,
+        mode: u32,
+    },
+    /// Neither could be read.
+    Unknown,
+}
+
+impl std::fmt::Display for Access {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Access::Socket { owner, group, mode } => {
+                write!(f, "it is {owner}:{group} mode {mode:04o}")
+            }
+            Access::Directory {
+                path,
+                owner,
+                group,
+                mode,
+            } => write!(
+                f,
+                "its directory {} is {owner}:{group} mode {mode:04o}",
+                path.display()
+            ),
+            Access::Unknown => write!(f, "its owner and mode cannot be read either"),
+        }
+    }
+}
+
+/// The name of user `uid` (or the number, when it has none).
+fn user_name(uid: u32) -> String {
+    use nix::unistd::{Uid, User};
+    User::from_uid(Uid::from_raw(uid))
+        .ok()
+        .flatten()
+        .map_or_else(|| uid.to_string(), |u| u.name)
+}
+
+/// The name of group `gid` (or the number).
+fn group_name(gid: u32) -> String {
+    use nix::unistd::{Gid, Group};
+    Group::from_gid(Gid::from_raw(gid))
+        .ok()
+        .flatten()
+        .map_or_else(|| gid.to_string(), |g| g.name)
+}
+
+/// Owner, group and mode of socket `path`, else of the nearest directory
+/// above it that can be read (one this user cannot enter hides the socket).
+fn access_of(path: &Path) -> Access {
+    use std::os::unix::fs::MetadataExt;
+    if let Ok(m) = std::fs::metadata(path) {
+        return Access::Socket {
+            owner: user_name(m.uid()),
+            group: group_name(m.gid()),
+            mode: m.mode() & 0o7777,
+        };
+    }
+    for dir in path.ancestors().skip(1) {
+        if let Ok(m) = std::fs::metadata(dir) {
+            return Access::Directory {
+                path: dir.to_path_buf(),
+                owner: user_name(m.uid()),
+                group: group_name(m.gid()),
+                mode: m.mode() & 0o7777,
+            };
+        }
+    }
+    Access::Unknown
+}
+
+/// The error of a failed connection to the socket at `path`: a permission
+/// problem is told apart from a daemon that does not run, so that a
+/// monitoring user outside the socket's group is not told the daemon is
+/// down.
+pub fn connect_error(path: &Path, source: std::io::Error) -> AdminError {
+    if source.kind() == std::io::ErrorKind::PermissionDenied {
+        AdminError::NotPermitted {
+            path: path.to_path_buf(),
+            user: user_name(nix::unistd::geteuid().as_raw()),
+            access: Box::new(access_of(path)),
+            source,
+        }
+    } else {
+        AdminError::Unreachable {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -596,10 +723,7 @@ pub fn socket_of_text(text: &str) -> Option<PathBuf> {
 pub async fn call(path: &Path, req: &Request) -> Result<serde_json::Value, AdminError> {
     let mut stream = UnixStream::connect(path)
         .await
-        .map_err(|source| AdminError::Unreachable {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        .map_err(|source| connect_error(path, source))?;
     let mut bytes = serde_json::to_vec(req).map_err(|e| AdminError::BadResponse(e.to_string()))?;
     bytes.push(b'\n');
     let io = |source| AdminError::Io {
@@ -672,5 +796,46 @@ mod tests {
         ] {
             assert_eq!(socket_of_text(unreadable), None, "{unreadable}");
         }
+    }
+
+    #[test]
+    fn a_socket_this_user_may_not_use_is_not_a_daemon_that_is_down() {
+        use std::io::{Error, ErrorKind};
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let sock = dir.path().join("admin.sock");
+        std::fs::write(&sock, "").unwrap();
+        std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o660)).unwrap();
+        let me = user_name(nix::unistd::geteuid().as_raw());
+        let group = group_name(nix::unistd::getegid().as_raw());
+        let e = connect_error(&sock, Error::from(ErrorKind::PermissionDenied));
+        assert_eq!(e.exit_code(), 77);
+        let text = e.to_string();
+        for part in [
+            format!(
+                "this user ({me}) may not use the admin socket {}: ",
+                sock.display()
+            ),
+            format!("it is {me}:{group} mode 0660"),
+            "Run the command as root or as the daemon's user".to_string(),
+            format!("add {me} to the group that may"),
+        ] {
+            assert!(text.contains(&part), "{part:?} in {text}");
+        }
+        assert!(!text.contains("Is `mailward run` running"), "{text}");
+        // Where the socket cannot be seen, its directory is named.
+        let hidden = dir.path().join("private").join("admin.sock");
+        let text = connect_error(&hidden, Error::from(ErrorKind::PermissionDenied)).to_string();
+        assert!(
+            text.contains(&format!("its directory {} is {me}:", dir.path().display())),
+            "{text}"
+        );
+        // A daemon that does not run stays 69, with its own advice.
+        for kind in [ErrorKind::NotFound, ErrorKind::ConnectionRefused] {
+            let e = connect_error(&sock, Error::from(kind));
+            assert_eq!(e.exit_code(), 69);
+            assert!(e.to_string().contains("Is `mailward run` running"), "{e}");
+        }
+        assert_eq!(AdminError::Refused("no such entry".into()).exit_code(), 1);
     }
 }

@@ -73,7 +73,7 @@ pub enum Command {
     Spam(SpamCommand),
     /// Says whether the daemon runs and what needs attention: listeners, queue, bases, spam classifier, SNMP, log.
     #[command(
-        after_help = "Exit status: 0 when the daemon answers (its problems, if any, are listed), 69 when it does not (not running, or another configuration's admin socket).
+        after_help = "Exit status: 0 when the daemon answers (its problems, if any, are listed), 69 when it does not (not running, or another configuration's admin socket), 77 when this user may not use the admin socket (run it as root or the daemon's user, or join the socket's group).
 --json prints one object (problems: a list of sentences, empty when all is well), e.g. for a monitoring check:
   mailward status --json --config mailward.toml | jq -e '.problems == []'
 
@@ -190,7 +190,7 @@ pub enum QuarantineCommand {
     },
     /// Queues a quarantined message for its recipients (or --to), without checking it again.
     #[command(
-        after_help = "The entry stays (with the release noted) until it expires or is removed.\nExit status: 0 released, 1 refused by the daemon (no such entry), 2 bad arguments (a --to that is not one address), 69 daemon not reachable.\n\nExample:\n  mailward quarantine release 1A22E10E77891C7A --config mailward.toml\n  mailward quarantine release 1A22E10E77891C7A --to analyst@example.com --config mailward.toml\n  mailward quarantine release 1A22E10E77891C7A --learn-ham --config mailward.toml   # a spam false positive"
+        after_help = "The entry stays (with the release noted) until it expires or is removed.\nExit status: 0 released, 1 refused by the daemon (no such entry), 2 bad arguments (a --to that is not one address), 69 daemon not reachable, 77 this user may not use the admin socket.\n\nExample:\n  mailward quarantine release 1A22E10E77891C7A --config mailward.toml\n  mailward quarantine release 1A22E10E77891C7A --to analyst@example.com --config mailward.toml\n  mailward quarantine release 1A22E10E77891C7A --learn-ham --config mailward.toml   # a spam false positive"
     )]
     Release {
         /// The entry ID.
