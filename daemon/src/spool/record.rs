@@ -189,7 +189,8 @@ pub(crate) fn recover(dir: &Path) -> Result<Recovered, SpoolError> {
                             offset,
                             problem: format!(
                                 "{problem}; this is not the newest segment, so it is not a torn write: \
-                                 move the file aside to start, and inspect it"
+                                 to start, move the file aside and keep it (the messages recorded \
+                                 only in it are then out of the queue; see docs/spool-and-delivery.md, Recovery)"
                             ),
                         });
                     }
