@@ -177,7 +177,16 @@ fn quarantine(cmd: QuarantineCommand) -> ExitCode {
         Err(code) => return code,
     };
     match cmd {
-        QuarantineCommand::List { filter, .. } => print_entries(&data, filter.json, "quarantine"),
+        QuarantineCommand::List { filter: f, config } => {
+            print_entries(&data, f.json, "quarantine", is_filtered(&f), || {
+                count(
+                    config.config.as_deref(),
+                    &Request::QuarantineList {
+                        filter: Filter::default(),
+                    },
+                )
+            })
+        }
         QuarantineCommand::Show { raw, .. } => print_entry(&data, raw),
         QuarantineCommand::Release { .. } => {
             out!(
@@ -280,7 +289,19 @@ fn archive(cmd: ArchiveCommand) -> ExitCode {
         Err(code) => return code,
     };
     match cmd {
-        ArchiveCommand::List { filter, .. } => print_entries(&data, filter.json, "archive"),
+        ArchiveCommand::List {
+            filter: f,
+            which: w,
+            config,
+        } => print_entries(&data, f.json, "archive", is_filtered(&f), || {
+            count(
+                config.config.as_deref(),
+                &Request::ArchiveList {
+                    filter: Filter::default(),
+                    direction: which(&w),
+                },
+            )
+        }),
         ArchiveCommand::Show { raw, .. } => print_entry(&data, raw),
         ArchiveCommand::Send { .. } => out!(
             "Sent {} again as queue ID {}.",
@@ -298,8 +319,30 @@ fn archive(cmd: ArchiveCommand) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// A store listing: JSON lines, or a table.
-fn print_entries(data: &serde_json::Value, json: bool, store: &str) {
+/// Whether `--status` or `--since` narrows a listing.
+fn is_filtered(f: &ListFilter) -> bool {
+    f.status.is_some() || f.since.is_some()
+}
+
+/// How many entries a listing without filter has; None when the daemon
+/// cannot be asked again (the listing it answered stands).
+fn count(path: Option<&Path>, req: &Request) -> Option<usize> {
+    let (socket, _) = locate_socket(path).ok()?;
+    let rt = runtime().ok()?;
+    let data = rt.block_on(admin::call(&socket, req)).ok()?;
+    data.as_array().map(Vec::len)
+}
+
+/// A store listing: JSON lines, or a table. `total` counts the entries
+/// without the filter, asked only when a filter left none: "empty" would
+/// tell the administrator there is nothing to look at.
+fn print_entries(
+    data: &serde_json::Value,
+    json: bool,
+    store: &str,
+    filtered: bool,
+    total: impl FnOnce() -> Option<usize>,
+) {
     let entries: Vec<Listed> = serde_json::from_value(data.clone()).unwrap_or_default();
     if json {
         for e in &entries {
@@ -308,7 +351,13 @@ fn print_entries(data: &serde_json::Value, json: bool, store: &str) {
         return;
     }
     if entries.is_empty() {
-        out!("The {store} is empty.");
+        match filtered.then(total) {
+            None | Some(Some(0)) => out!("The {store} is empty."),
+            Some(Some(n)) => {
+                out!("No entry matches the filter; the {store} holds {n} entr(ies) in all.")
+            }
+            Some(None) => out!("No entry matches the filter."),
+        }
         return;
     }
     let now = chrono::Utc::now().timestamp();
@@ -525,29 +574,46 @@ fn run(path: Option<&Path>, milter: Option<Option<String>>) -> ExitCode {
 /// the admin commands (logrotate's `log reopen`, monitoring's `status`)
 /// must still reach it. Only when even that fails is it an error.
 fn admin_socket(path: Option<&Path>) -> Result<std::path::PathBuf, ExitCode> {
-    let errors = match config::load(path) {
-        Ok(cfg) => return Ok(cfg.server.admin_socket),
-        Err(errors) => errors,
-    };
-    let lenient = path
-        .and_then(|p| std::fs::read_to_string(p).ok())
-        .and_then(|text| admin::socket_of_text(&text));
-    match (lenient, errors.0.first()) {
-        (Some(socket), Some(first)) => {
-            let more = match errors.0.len() - 1 {
+    match locate_socket(path) {
+        Ok((socket, None)) => Ok(socket),
+        Ok((socket, Some(errors))) => {
+            let more = match errors.0.len().saturating_sub(1) {
                 0 => String::new(),
                 n => format!(" (and {n} more problem(s))"),
             };
+            let first = errors
+                .0
+                .first()
+                .map(ToString::to_string)
+                .unwrap_or_default();
             eprintln!(
                 "mailward: warning: {first}{more}; a running daemon keeps the configuration it loaded before (see `mailward check-config`); asking it at {}.",
                 socket.display()
             );
             Ok(socket)
         }
-        _ => {
+        Err(errors) => {
             eprintln!("{errors}");
             Err(ExitCode::from(EX_CONFIG))
         }
+    }
+}
+
+/// The admin socket of the configuration at `path`, and the problems of a
+/// file that does not load but names its socket (see [`admin_socket`]).
+fn locate_socket(
+    path: Option<&Path>,
+) -> Result<(std::path::PathBuf, Option<config::ConfigErrors>), config::ConfigErrors> {
+    let errors = match config::load(path) {
+        Ok(cfg) => return Ok((cfg.server.admin_socket, None)),
+        Err(errors) => errors,
+    };
+    match path
+        .and_then(|p| std::fs::read_to_string(p).ok())
+        .and_then(|text| admin::socket_of_text(&text))
+    {
+        Some(socket) if !errors.0.is_empty() => Ok((socket, Some(errors))),
+        _ => Err(errors),
     }
 }
 

@@ -249,6 +249,28 @@ fn quarantine_list_show_release_remove_and_purge() -> Result<()> {
         quarantine_list(&gw.daemon, &["--status", "av/all", "--since", "1h"])?.len() == 1,
         || "--status av/all --since 1h".into(),
     );
+    // A filter that leaves nothing does not call the quarantine empty.
+    let out = gw
+        .daemon
+        .cli_ok(&["quarantine", "list", "--status", "as/spam"])?;
+    f.check(
+        out == "No entry matches the filter; the quarantine holds 1 entr(ies) in all.\n",
+        || format!("list --status as/spam: {out}"),
+    );
+    // A bad --status is a usage error like a bad --since, with the list.
+    for (flag, value) in [("--status", "as/nonsense"), ("--since", "soon")] {
+        let out = gw.daemon.cli(&["quarantine", "list", flag, value])?;
+        let err = String::from_utf8_lossy(&out.stderr);
+        f.check(out.status.code() == Some(2) && err.contains(value), || {
+            format!("list {flag} {value}: {:?} {err}", out.status.code())
+        });
+        if flag == "--status" {
+            f.check(
+                err.contains("av/infected") && err.contains("as/all"),
+                || format!("the valid statuses are listed: {err}"),
+            );
+        }
+    }
     let shown = gw.daemon.cli_ok(&["quarantine", "show", &id])?;
     f.check(
         shown.contains(&format!("Queue ID:   {id}")) && shown.contains("Reason:     av/infected"),

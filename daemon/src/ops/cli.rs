@@ -143,11 +143,17 @@ pub struct ListFilter {
     #[arg(long)]
     pub json: bool,
     /// Only entries with this status, e.g. av/infected (av/all, as/all for any).
-    #[arg(long, value_name = "STATUS")]
+    #[arg(long, value_name = "STATUS", value_parser = status)]
     pub status: Option<String>,
     /// Only entries stored within this long, e.g. 2h, 7d.
     #[arg(long, value_name = "DURATION", value_parser = duration)]
     pub since: Option<u64>,
+}
+
+/// A status of `--status`: refused here, as a bad `--since` is, with the
+/// list of statuses, rather than by the daemon after the connection.
+fn status(s: &str) -> Result<String, String> {
+    crate::config::Status::parse(s).map(|st| st.as_str().to_string())
 }
 
 /// A duration like "30m" or "7d", in seconds.
