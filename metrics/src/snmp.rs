@@ -1014,6 +1014,33 @@ pub fn view(snap: &Snapshot, extras: &Extras) -> Vec<(Vec<u32>, SnmpValue)> {
     out
 }
 
+/// Whether the object at `oid` (relative to the root) is implemented by
+/// the view of `snap` with `extras`: its subtree is served
+/// (`snmp.services`) and, under `mwStatistics`, its category is collected
+/// (`statistics.options`). A Get of an object that is not answers
+/// noSuchObject (RFC 3416 4.2.1: the object is not available), one of an
+/// implemented object without that instance (an empty table's row)
+/// noSuchInstance. Objects only notifications carry are never read.
+pub fn is_implemented(oid: &[u32], snap: &Snapshot, extras: &Extras) -> bool {
+    let sv = extras.services;
+    if oid.starts_with(CONFIG) {
+        sv.config
+    } else if let Some(rest) = oid.strip_prefix(STATISTICS) {
+        sv.statistics
+            && rest.first().is_some_and(|arc| {
+                Category::ALL
+                    .iter()
+                    .any(|c| *c as u32 == *arc && snap.is_enabled(*c))
+            })
+    } else if oid.starts_with(UPDATE) {
+        sv.update
+    } else if oid.starts_with(ADMIN) {
+        sv.admin
+    } else {
+        false
+    }
+}
+
 /// The SNMP sum of a histogram is an integer: microseconds for times,
 /// thousandths of a point for spam scores.
 fn histogram_scale(unit: catalogue::Unit) -> f64 {
@@ -1162,6 +1189,53 @@ mod tests {
         }) {
             assert!(seen.contains(&o.name), "{} is never served", o.name);
         }
+    }
+
+    #[test]
+    fn objects_not_served_are_not_implemented() {
+        let messages_only = crate::Stats::new(&[Category::Messages], 10, None, "1.0")
+            .snapshot(&crate::Gauges::default());
+        let find = |name: &str| objects().into_iter().find(|o| o.name == name).unwrap().oid;
+        let statistics_only = Extras {
+            services: Services {
+                config: false,
+                statistics: true,
+                update: false,
+                admin: false,
+            },
+            ..Extras::default()
+        };
+        // snmp.services = ["statistics"]: mwConfigFile and mwVersion are not
+        // implemented, the counters of a collected category are.
+        for name in ["mwConfigFile", "mwVersion", "mwBasesRecords"] {
+            assert!(
+                !is_implemented(&find(name), &messages_only, &statistics_only),
+                "{name}"
+            );
+        }
+        assert!(is_implemented(
+            &find("mwMessagesReceived"),
+            &messages_only,
+            &statistics_only
+        ));
+        // A category not collected: its objects are not implemented.
+        assert!(!is_implemented(
+            &find("mwSessionsCount"),
+            &messages_only,
+            &Extras::default()
+        ));
+        // Objects only notifications carry are never read.
+        assert!(!is_implemented(
+            &find("mwNotifyMessage"),
+            &messages_only,
+            &Extras::default()
+        ));
+        // Everything else, served by default, is.
+        assert!(is_implemented(
+            &find("mwVersion"),
+            &messages_only,
+            &Extras::default()
+        ));
     }
 
     #[test]

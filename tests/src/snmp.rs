@@ -312,17 +312,19 @@ impl NetSnmp {
             .with_context(|| format!("no Timeticks in snmpget sysUpTime.0: {}", output_text(&out)))
     }
 
-    /// Waits until our subtree answers through snmpd (`mwVersion.0` is a
-    /// string), i.e. the subagent is connected and registered.
+    /// Waits until our subtree answers through snmpd (a GetNext of the
+    /// root returns an object under it, whichever `snmp.services` serves),
+    /// i.e. the subagent is connected and registered.
     pub fn wait_subtree(&self, timeout: Duration) -> Result<()> {
-        let version = format!(".{ROOT}.1.4.1.0");
+        let root = format!(".{ROOT}");
+        let under = format!(".{ROOT}.");
         wait_until(
             "Mailward's subtree to answer through snmpd",
             timeout,
             || {
-                let out = self.run("snmpget", &["-t", "0.5", "-r", "0", "-On"], &[&version])?;
+                let out = self.run("snmpgetnext", &["-t", "0.5", "-r", "0", "-On"], &[&root])?;
                 Ok(String::from_utf8_lossy(&out.stdout)
-                    .contains("STRING:")
+                    .starts_with(&under)
                     .then_some(()))
             },
         )

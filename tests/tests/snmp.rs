@@ -124,7 +124,8 @@ impl Rig {
         let config = snmp_config(Config::new(dir.path()), &snmp.agentx_setting())
             .route_to_port("*@deferred.test", free_port())
             .route_to_port("*", sink.port);
-        let config = stats.apply(tweak(config, dir.path()));
+        // The tweak comes last: a test may narrow statistics.options.
+        let config = tweak(stats.apply(config), dir.path());
         let daemon = Daemon::start(&config)?;
         let rig = Rig {
             daemon,
@@ -1447,6 +1448,58 @@ fn every_notification_arrives_with_its_trap_oid_and_varbinds() -> Result<()> {
 
     eprintln!(
         "alert: raised {raised_after:?} after the deferred message was queued, cleared {cleared_after:?} after `queue remove`"
+    );
+    f.finish(|| rig.context())
+}
+
+#[test]
+fn objects_not_served_answer_no_such_object() -> Result<()> {
+    // Only the statistics subtree, and of it only two categories: the rest
+    // of the MIB is not implemented here, which SNMP says with noSuchObject
+    // (noSuchInstance would claim the object exists without that row).
+    let rig = Rig::start("snmp-not-served", |c, _| {
+        c.set_list("snmp", "services", &["statistics"]).set_list(
+            "statistics",
+            "options",
+            &["messages", "viruses"],
+        )
+    })?;
+    let mut f = Failures::default();
+    let no_object = "No Such Object available on this agent at this OID";
+    let asked = [
+        "MAILWARD-MIB::mwConfigFile.0",
+        "MAILWARD-MIB::mwVersion.0",
+        "MAILWARD-MIB::mwBasesRecords.0",
+        "MAILWARD-MIB::mwSessionsCount.in",
+        "MAILWARD-MIB::mwNotifyMessage.0",
+    ];
+    let out = rig.snmp.run("snmpget", &[], &asked)?;
+    let text = output_text(&out);
+    for oid in asked {
+        f.check(text.contains(&format!("{oid} = {no_object}")), || {
+            format!("snmpget {oid}: expected \"{no_object}\", got:\n{text}")
+        });
+    }
+    // What is served still answers, and an absent row of it is still
+    // noSuchInstance.
+    let out = rig.snmp.run(
+        "snmpget",
+        &[],
+        &[
+            "MAILWARD-MIB::mwMessagesReceived.0",
+            "MAILWARD-MIB::mwMessagesReceived.1",
+        ],
+    )?;
+    let text = output_text(&out);
+    f.check(
+        text.contains("mwMessagesReceived.0 = Counter64: 0")
+            && text
+                .contains("mwMessagesReceived.1 = No Such Instance currently exists at this OID"),
+        || {
+            format!(
+                "snmpget mwMessagesReceived.0 and .1: expected 0 and noSuchInstance, got:\n{text}"
+            )
+        },
     );
     f.finish(|| rig.context())
 }

@@ -111,15 +111,22 @@ fn extras(gw: &Gateway, snap: &mailward_metrics::Snapshot) -> view::Extras {
     }
 }
 
-/// Builds the MIB view of the gateway's current state.
-pub fn build_view(gw: &Gateway, root: &Oid, objects: &[Oid]) -> agentx::MibView {
+/// Builds the MIB view of the gateway's current state. `objects` are the
+/// MIB's scalars and columns, relative to the root; only those this view
+/// implements are declared to the subagent, so that a Get of one not
+/// served (`snmp.services`, a category not collected) answers noSuchObject.
+pub fn build_view(gw: &Gateway, root: &Oid, objects: &[Vec<u32>]) -> agentx::MibView {
     let snap = gw.snapshot();
     let ex = extras(gw, &snap);
     let values = view::view(&snap, &ex)
         .into_iter()
         .map(|(oid, v)| (root.join(&oid), to_value(v)))
         .collect();
-    agentx::MibView::new(values, objects.iter().cloned())
+    let implemented = objects
+        .iter()
+        .filter(|o| view::is_implemented(o, &snap, &ex))
+        .map(|o| root.join(o));
+    agentx::MibView::new(values, implemented)
 }
 
 pub struct Snmp {
@@ -146,11 +153,11 @@ impl Snmp {
         let cfg = gw.config();
         let endpoint = agentx::Endpoint::parse(&cfg.agentx.socket)?;
         let root: Oid = cfg.agentx.root_oid.parse()?;
-        let objects: Arc<Vec<Oid>> = Arc::new(
+        let objects: Arc<Vec<Vec<u32>>> = Arc::new(
             view::objects()
                 .into_iter()
                 .filter(|o| matches!(o.node, view::Node::Scalar | view::Node::Column))
-                .map(|o| root.join(&o.oid))
+                .map(|o| o.oid)
                 .collect(),
         );
         let mut sc = SubagentConfig::new(endpoint);
