@@ -631,12 +631,45 @@ fn the_archive_keeps_what_came_in_and_what_went_out() -> Result<()> {
         outgoing.starts_with("X-Mailward-AV: clean"),
         "the outgoing copy is as sent, verdict included: {outgoing}"
     );
-    gw.daemon
-        .cli_ok(&["archive", "send", &id, "--to", "legal@example.com"])?;
+    // The ID is in both archives: without --incoming or --outgoing, no
+    // command guesses which copy is meant.
+    for args in [
+        &["archive", "send", &id, "--to", "legal@example.com"][..],
+        &["archive", "show", &id],
+        &["archive", "remove", &id],
+    ] {
+        let out = gw.daemon.cli(args)?;
+        let err = String::from_utf8_lossy(&out.stderr);
+        ensure!(
+            !out.status.success()
+                && err.contains(&format!("{id} is in both archives"))
+                && err.contains("--incoming or --outgoing"),
+            "`{}` is refused: {:?} {err}",
+            args.join(" "),
+            out.status.code()
+        );
+    }
+    let out = gw.daemon.cli_ok(&["archive", "list", "--json"])?;
+    ensure!(out.lines().count() == 2, "nothing removed: {out}");
+    ensure!(gw.sink.count() == 1, "nothing sent again");
+    gw.daemon.cli_ok(&[
+        "archive",
+        "send",
+        &id,
+        "--outgoing",
+        "--to",
+        "legal@example.com",
+    ])?;
     let all = gw.sink.wait_for_count(2, DELIVERY_TIMEOUT)?;
+    let sent = all
+        .iter()
+        .find(|m| m.recipients() == ["legal@example.com"])
+        .context("archive send --outgoing")?;
     ensure!(
-        all.iter().any(|m| m.recipients() == ["legal@example.com"]),
-        "archive send"
+        sent.message
+            .starts_with(&format!("Received: from archive outgoing (entry {id})")),
+        "the outgoing copy was sent: {}",
+        sent.message
     );
     gw.daemon
         .cli_ok(&["archive", "purge", "--older-than", "1d"])?;

@@ -382,11 +382,17 @@ async fn handle(gw: &Gateway, req: Request) -> Response {
             answer(serde_json::to_value(all).map_err(|e| e.to_string()))
         }
         Request::ArchiveShow { id, direction } => {
-            let (store, _) = stores::archive_of(gw, &id, direction);
+            let (store, _) = match stores::archive_of(gw, &id, direction) {
+                Ok(found) => found,
+                Err(e) => return err(e),
+            };
             answer(stores::show(&store, id).await)
         }
         Request::ArchiveSend { id, direction, to } => {
-            let (store, d) = stores::archive_of(gw, &id, direction);
+            let (store, d) = match stores::archive_of(gw, &id, direction) {
+                Ok(found) => found,
+                Err(e) => return err(e),
+            };
             let what = format!("archive {}", d.as_str());
             answer(
                 stores::send_again(gw, &store, id.clone(), to, &what)
@@ -399,7 +405,10 @@ async fn handle(gw: &Gateway, req: Request) -> Response {
             )
         }
         Request::ArchiveRemove { id, direction } => {
-            let (store, _) = stores::archive_of(gw, &id, direction);
+            let (store, _) = match stores::archive_of(gw, &id, direction) {
+                Ok(found) => found,
+                Err(e) => return err(e),
+            };
             answer(stores::remove(&store, id).await)
         }
         Request::ArchivePurge {

@@ -113,7 +113,7 @@ Example:
     /// Lists, shows, sends again, removes or purges archived messages.
     #[command(
         subcommand,
-        after_help = "Examples:\n  mailward archive list --since 1d --config mailward.toml\n  mailward archive send 1A22E10E77891C7A --to legal@example.com --config mailward.toml"
+        after_help = "Examples:\n  mailward archive list --since 1d --config mailward.toml\n  mailward archive send 1A22E10E77891C7A --outgoing --to legal@example.com --config mailward.toml"
     )]
     Archive(ArchiveCommand),
     /// Prints a shell completion script (bash, zsh, fish, elvish, powershell).
@@ -266,7 +266,7 @@ pub enum ArchiveCommand {
     },
     /// Shows one archived message.
     #[command(
-        after_help = "Example:\n  mailward archive show 1A22E10E77891C7A --raw --config mailward.toml"
+        after_help = "An ID in both archives needs --incoming or --outgoing.\n\nExample:\n  mailward archive show 1A22E10E77891C7A --raw --incoming --config mailward.toml"
     )]
     Show {
         /// The entry ID.
@@ -281,7 +281,7 @@ pub enum ArchiveCommand {
     },
     /// Queues an archived message again, for its recipients or --to.
     #[command(
-        after_help = "Example:\n  mailward archive send 1A22E10E77891C7A --to legal@example.com --config mailward.toml"
+        after_help = "Both copies of a message have its ID: say which with --incoming (as received: without the policy's changes, unfiltered, for all its original recipients, even those the policy blocked it for) or --outgoing (as delivered); without either, an ID in both archives is refused.\n\nExample:\n  mailward archive send 1A22E10E77891C7A --outgoing --to legal@example.com --config mailward.toml"
     )]
     Send {
         /// The entry ID.
@@ -297,7 +297,7 @@ pub enum ArchiveCommand {
     },
     /// Removes one archived message.
     #[command(
-        after_help = "Example:\n  mailward archive remove 1A22E10E77891C7A --config mailward.toml"
+        after_help = "An ID in both archives needs --incoming or --outgoing (one copy is removed).\n\nExample:\n  mailward archive remove 1A22E10E77891C7A --outgoing --config mailward.toml"
     )]
     Remove {
         /// The entry ID.

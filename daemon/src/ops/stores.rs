@@ -302,20 +302,37 @@ pub async fn purge(store: &Arc<Store>, older_than: u64) -> Result<serde_json::Va
     Ok(serde_json::json!({ "removed": gone.len() }))
 }
 
-/// The archive store of an entry: the one asked for, else incoming, then
-/// outgoing, whichever holds `id`.
-pub fn archive_of(gw: &Gateway, id: &str, direction: Option<Direction>) -> (Arc<Store>, Direction) {
+/// The archive store of an entry: the one asked for, else the one that
+/// holds `id`. Both copies of a message share its ID, and they are not the
+/// same message: incoming is as received (before the checks and the
+/// policy), outgoing as delivered. When both hold `id`, the administrator
+/// must choose: `show`, `send` or `remove` of the wrong one would show,
+/// re-deliver unfiltered (to recipients the policy blocked it for) or
+/// delete the other copy than the one meant.
+pub fn archive_of(
+    gw: &Gateway,
+    id: &str,
+    direction: Option<Direction>,
+) -> Result<(Arc<Store>, Direction), String> {
     if let Some(d) = direction {
-        return (gw.stores.archive(d).clone(), d);
+        return Ok((gw.stores.archive(d).clone(), d));
     }
-    let incoming = gw.stores.archive(Direction::Incoming);
-    if incoming.entry(id).is_ok() {
-        return (incoming.clone(), Direction::Incoming);
+    let holds = |d: Direction| gw.stores.archive(d).entry(id).is_ok();
+    let d = pick_archive(holds(Direction::Incoming), holds(Direction::Outgoing), id)?;
+    Ok((gw.stores.archive(d).clone(), d))
+}
+
+/// Which archive to use for an ID found in incoming (`incoming`) and/or
+/// outgoing (`outgoing`), when the command did not say.
+fn pick_archive(incoming: bool, outgoing: bool, id: &str) -> Result<Direction, String> {
+    match (incoming, outgoing) {
+        (true, true) => Err(format!(
+            "{id} is in both archives: the incoming copy (as received, before the checks and the policy) and the outgoing one (as delivered); choose one with --incoming or --outgoing"
+        )),
+        (true, false) => Ok(Direction::Incoming),
+        // In neither, the outgoing store says that it has no such entry.
+        (false, _) => Ok(Direction::Outgoing),
     }
-    (
-        gw.stores.archive(Direction::Outgoing).clone(),
-        Direction::Outgoing,
-    )
 }
 
 #[cfg(test)]
@@ -359,5 +376,20 @@ mod tests {
             e,
             "the address is empty: give one address like user@example.com"
         );
+    }
+
+    #[test]
+    fn an_id_in_both_archives_needs_a_choice() {
+        let e = pick_archive(true, true, "1A22E10E77891C7A")
+            .err()
+            .unwrap_or_default();
+        assert!(
+            e.starts_with("1A22E10E77891C7A is in both archives")
+                && e.ends_with("choose one with --incoming or --outgoing"),
+            "{e}"
+        );
+        assert_eq!(pick_archive(true, false, "X"), Ok(Direction::Incoming));
+        assert_eq!(pick_archive(false, true, "X"), Ok(Direction::Outgoing));
+        assert_eq!(pick_archive(false, false, "X"), Ok(Direction::Outgoing));
     }
 }
