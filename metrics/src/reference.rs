@@ -10,11 +10,16 @@ pub fn markdown() -> String {
     s.push_str("Generated from `metrics/src/catalogue.rs` (`cargo test -p mailward-metrics` fails when this file drifts; \
         regenerate with `MAILWARD_UPDATE_DOCS=1 cargo test -p mailward-metrics reference`).\n\n");
     s.push_str("Every statistic is declared once and rendered from one snapshot to Prometheus (`/metrics`), \
-        the stats file (`mailward stats write`, keyed by the Prometheus name) and SNMP (MAILWARD-MIB, \
-        object `mwStatistics.CATEGORY.ARC`). Counters are 64-bit and monotonic until `mailward stats reset`, \
-        which sets `mailward_stats_reset_timestamp_seconds` (SNMP: `mwCounterDiscontinuityTime`).\n\n");
+        the stats file (`mailward stats write`, keyed by the Prometheus name) and SNMP (MAILWARD-MIB: \
+        the MIB object, at the MIB location, given as its parent's name and arc and as the OID under \
+        `mailwardMIB`, 1.3.6.1.4.1.32473.25 by default; a labelled statistic is a table `OBJECTTable` \
+        whose column `OBJECTCount` is indexed by the label, a histogram the scalars `OBJECTCount` and \
+        `OBJECTTotal`). The objects under `mwStatistics` (`mwMessages`, `mwResources`, `mwViruses`, \
+        `mwFilters`, `mwRaw`) are collected when their category is in `statistics.options`. Counters are \
+        64-bit and monotonic until `mailward stats reset`, which sets \
+        `mailward_stats_reset_timestamp_seconds` (SNMP: `mwCounterDiscontinuityTime`).\n\n");
     s.push_str(
-        "| Prometheus name | kind | labels | unit | category.arc | MIB object | meaning |\n",
+        "| Prometheus name | kind | labels | unit | MIB location | MIB object | meaning |\n",
     );
     s.push_str("| --- | --- | --- | --- | --- | --- | --- |\n");
     for st in CATALOGUE {
@@ -24,31 +29,33 @@ pub fn markdown() -> String {
             .unwrap_or_default();
         let _ = writeln!(
             s,
-            "| `{}` | {} | {} | {} | {}.{} | `{}` | {} |",
+            "| `{}` | {} | {} | {} | {} | `{}` | {} |",
             st.prom,
             st.kind.as_str(),
             labels,
             st.unit.as_str(),
-            st.category.as_str(),
-            st.arc,
+            location(&crate::snmp::base(crate::catalogue::place(st.id))),
             st.name,
             st.help
         );
     }
-    s.push_str("| `mailward_build_info` | gauge | `version` | 1 | - | `mwVersion` | Mailward's version; always 1. |\n");
+    let _ = writeln!(
+        s,
+        "| `mailward_build_info` | gauge | `version` | 1 | {} | `mwVersion` | Mailward's version; always 1. |",
+        location(&[crate::snmp::ADMIN, &[1]].concat())
+    );
 
     s.push_str("\n## Top-N tables\n\nBounded by `statistics.top`; one gauge per row, labelled `rank` (1 = most) and the item. \
         Ties rank by item name. Counts are kept for up to 10,000 distinct items per table, so an item that falls \
         out of the top N keeps its count; past that the smallest is forgotten.\n\n");
-    s.push_str("| Prometheus name | item label | category.arc | MIB table | meaning |\n| --- | --- | --- | --- | --- |\n");
+    s.push_str("| Prometheus name | item label | MIB location | MIB table | meaning |\n| --- | --- | --- | --- | --- |\n");
     for t in TOP_TABLES {
         let _ = writeln!(
             s,
-            "| `{}` | `{}` | {}.{} | `{}Table` | {} |",
+            "| `{}` | `{}` | {} | `{}Table` | {} |",
             t.prom,
             t.item_label,
-            t.category.as_str(),
-            t.arc,
+            location(&[crate::snmp::STATISTICS, &[t.category as u32, t.arc]].concat()),
             t.name,
             t.help
         );
@@ -69,9 +76,18 @@ pub fn markdown() -> String {
     for k in [Kind::Counter, Kind::Gauge, Kind::Histogram] {
         let what = match k {
             Kind::Counter => "monotonic until reset; SNMP Counter64",
-            Kind::Gauge => "a level or a time; SNMP Gauge32 / DateAndTime",
+            Kind::Gauge => {
+                "a level or a time. SNMP: a level is `MwGauge64`, a textual convention on \
+                 Counter64 like HCNUM-TC's CounterBasedGauge64 (snmpget shows `Counter64`), \
+                 except `mwBasesRecords`, a Gauge32 because notifications carry it and may not \
+                 carry Counter64; a 0/1 flag is a TruthValue (true(1), false(2)); a time is a \
+                 DateAndTime in UTC, the all-zero '0000000000000000'H where Prometheus says 0; \
+                 `mwUpdateLastResult` is one INTEGER (MwUpdateResult) naming the result where \
+                 Prometheus has a 0/1 series per result"
+            }
             Kind::Histogram => {
-                "Prometheus histogram `_bucket{le}`, `_sum`, `_count`; SNMP shows count and sum"
+                "Prometheus histogram `_bucket{le}`, `_sum`, `_count`; SNMP shows count and sum \
+                 (Counter64, the sum in microseconds or thousandths)"
             }
         };
         let _ = writeln!(s, "- **{}**: {what}", k.as_str());
@@ -79,8 +95,31 @@ pub fn markdown() -> String {
     s
 }
 
+/// Where an object stands in MAILWARD-MIB: its parent's name and its arc
+/// (`mwResources.10`), and its OID under the root (`.1.2.2.10`).
+fn location(oid: &[u32]) -> String {
+    let Some((last, parent)) = oid.split_last() else {
+        return String::new();
+    };
+    let parent_name = crate::snmp::objects()
+        .into_iter()
+        .find(|o| o.oid == parent)
+        .map_or_else(|| String::from("mailwardMIB"), |o| o.name);
+    let dotted: Vec<String> = oid.iter().map(u32::to_string).collect();
+    format!("`{parent_name}.{last}` (.{})", dotted.join("."))
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn locations_are_the_mibs() {
+        use crate::catalogue::{place, StatId};
+        let at = |id| super::location(&crate::snmp::base(place(id)));
+        assert_eq!(at(StatId::MessagesReceived), "`mwMessages.1` (.1.2.1.1)");
+        assert_eq!(at(StatId::StartTime), "`mwAdmin.2` (.1.4.2)");
+        assert_eq!(at(StatId::UpdateLastCheck), "`mwUpdate.1` (.1.3.1)");
+    }
+
     #[test]
     fn reference_matches_docs_metrics_md() {
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/metrics.md");

@@ -121,7 +121,8 @@ fn group_of(place: Place) -> &'static str {
     }
 }
 
-fn base(place: Place) -> Vec<u32> {
+/// The OID (relative to the root) of the object or table of a statistic.
+pub(crate) fn base(place: Place) -> Vec<u32> {
     match place {
         Place::Statistics(c, arc) => [STATISTICS, &[c as u32, arc]].concat(),
         Place::Update(arc) => [UPDATE, &[arc]].concat(),
