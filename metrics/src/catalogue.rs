@@ -1192,6 +1192,16 @@ pub enum Place {
     Admin(u32),
 }
 
+/// Whether a statistic is kept and exported whatever `statistics.options`
+/// says: the state of the daemon and of its bases (`mwAdmin`, `mwUpdate`)
+/// is not a category of statistics an operator opts out of, and
+/// `mwCounterDiscontinuityTime` must stand beside every counter served, or
+/// an NMS cannot tell a reset from a wrap. Prometheus, SNMP and the stats
+/// file all ask this, so they render the same set.
+pub fn always_collected(id: StatId) -> bool {
+    id == StatId::StatsReset || !matches!(place(id), Place::Statistics(..))
+}
+
 pub fn place(id: StatId) -> Place {
     match id {
         StatId::UpdateLastCheck => Place::Update(1),

@@ -224,7 +224,8 @@ impl Stats {
 
     fn cell(&self, id: StatId, label: usize) -> Option<&AtomicU64> {
         let s = catalogue::stat(id);
-        if !self.is_enabled(s.category) || label >= s.width() {
+        let collected = catalogue::always_collected(id) || self.is_enabled(s.category);
+        if !collected || label >= s.width() {
             return None;
         }
         self.cells.get(self.offsets[id as usize] + label)

@@ -46,10 +46,11 @@ fn sample(kind: Kind, value: f64, labels: Vec<LabelPair>) -> Metric {
     m
 }
 
-/// The metric families of a snapshot (enabled categories only).
+/// The metric families of a snapshot (the statistics it collects: the
+/// enabled categories and those always collected).
 pub fn families(snap: &Snapshot) -> Vec<MetricFamily> {
     let mut out = Vec::new();
-    for s in CATALOGUE.iter().filter(|s| snap.is_enabled(s.category)) {
+    for s in CATALOGUE.iter().filter(|s| snap.collects(s.id)) {
         let metrics = match s.kind {
             Kind::Histogram => {
                 let Some(hs) = snap.histogram(s.id) else {

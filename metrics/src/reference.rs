@@ -15,7 +15,9 @@ pub fn markdown() -> String {
         `mailwardMIB`, 1.3.6.1.4.1.32473.25 by default; a labelled statistic is a table `OBJECTTable` \
         whose column `OBJECTCount` is indexed by the label, a histogram the scalars `OBJECTCount` and \
         `OBJECTTotal`). The objects under `mwStatistics` (`mwMessages`, `mwResources`, `mwViruses`, \
-        `mwFilters`, `mwRaw`) are collected when their category is in `statistics.options`. Counters are \
+        `mwFilters`, `mwRaw`) are collected when their category is in `statistics.options`, except \
+        `mwCounterDiscontinuityTime`; those under `mwUpdate` and `mwAdmin` always are, on `/metrics` too \
+        ([statistics.md](statistics.md#categories)). Counters are \
         64-bit and monotonic until `mailward stats reset`, which sets \
         `mailward_stats_reset_timestamp_seconds` (SNMP: `mwCounterDiscontinuityTime`).\n\n");
     s.push_str(

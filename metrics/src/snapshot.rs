@@ -101,6 +101,13 @@ impl Snapshot {
         self.enabled.contains(&c)
     }
 
+    /// Whether statistic `id` is collected (and so rendered everywhere):
+    /// its category is in `statistics.options`, or it is always collected
+    /// ([`catalogue::always_collected`]).
+    pub fn collects(&self, id: StatId) -> bool {
+        catalogue::always_collected(id) || self.is_enabled(catalogue::stat(id).category)
+    }
+
     pub fn top(&self, id: catalogue::TopId) -> &[TopEntry] {
         self.tops.get(id as usize).map(Vec::as_slice).unwrap_or(&[])
     }
@@ -121,11 +128,19 @@ impl Snapshot {
         root.insert("start_time".into(), json!(self.start_time));
         root.insert("reset_time".into(), json!(self.reset_time));
         for cat in Category::ALL {
-            if !self.is_enabled(cat) {
+            let enabled = self.is_enabled(cat);
+            if !enabled
+                && !CATALOGUE
+                    .iter()
+                    .any(|s| s.category == cat && self.collects(s.id))
+            {
                 continue;
             }
             let mut section = Map::new();
-            for s in CATALOGUE.iter().filter(|s| s.category == cat) {
+            for s in CATALOGUE
+                .iter()
+                .filter(|s| s.category == cat && self.collects(s.id))
+            {
                 let v = if s.kind == Kind::Histogram {
                     let h = self.histogram(s.id);
                     // "sum_seconds" for times (as the file always had it),
@@ -156,13 +171,13 @@ impl Snapshot {
                 };
                 section.insert(s.prom.to_string(), v);
             }
-            for t in TOP_TABLES.iter().filter(|t| t.category == cat) {
+            for t in TOP_TABLES.iter().filter(|t| enabled && t.category == cat) {
                 section.insert(t.prom.to_string(), json!(self.top(t.id)));
             }
-            if cat == Category::Raw {
+            if enabled && cat == Category::Raw {
                 section.insert("recent".into(), json!(self.recent));
             }
-            if cat == Category::Messages {
+            if enabled && cat == Category::Messages {
                 // The counts of each policy group, as on /metrics
                 // (mwPolicyGroupTable in SNMP).
                 for col in crate::group::GROUP_COLUMNS {

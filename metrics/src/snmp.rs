@@ -925,7 +925,7 @@ pub fn view(snap: &Snapshot, extras: &Extras) -> Vec<(Vec<u32>, SnmpValue)> {
     for s in CATALOGUE {
         let p = place(s.id);
         let served = match p {
-            Place::Statistics(c, _) => sv.statistics && snap.is_enabled(c),
+            Place::Statistics(..) => sv.statistics && snap.collects(s.id),
             Place::Update(_) => sv.update,
             Place::Admin(_) => sv.admin,
         };
@@ -1027,12 +1027,19 @@ pub fn is_implemented(oid: &[u32], snap: &Snapshot, extras: &Extras) -> bool {
     if oid.starts_with(CONFIG) {
         sv.config
     } else if let Some(rest) = oid.strip_prefix(STATISTICS) {
-        sv.statistics
-            && rest.first().is_some_and(|arc| {
-                Category::ALL
-                    .iter()
-                    .any(|c| *c as u32 == *arc && snap.is_enabled(*c))
-            })
+        let category_collected = rest.first().is_some_and(|arc| {
+            Category::ALL
+                .iter()
+                .any(|c| *c as u32 == *arc && snap.is_enabled(*c))
+        });
+        // A statistic collected whatever the options (the discontinuity
+        // time) is implemented in a category that is not.
+        let always = CATALOGUE.iter().any(|s| {
+            catalogue::always_collected(s.id)
+                && matches!(place(s.id), Place::Statistics(..))
+                && oid.starts_with(&base(place(s.id)))
+        });
+        sv.statistics && (category_collected || always)
     } else if oid.starts_with(UPDATE) {
         sv.update
     } else if oid.starts_with(ADMIN) {
@@ -1237,6 +1244,53 @@ mod tests {
             &messages_only,
             &Extras::default()
         ));
+    }
+
+    #[test]
+    fn prometheus_and_snmp_render_the_same_statistics_whatever_the_options() {
+        // statistics.options = ["messages", "viruses"]: no resources.
+        let stats = crate::Stats::new(&[Category::Messages, Category::Viruses], 10, None, "1.0");
+        stats.record(&crate::Event::UpdateAttempted {
+            result: 1,
+            at: 1_800_000_000,
+        });
+        let snap = stats.snapshot(&crate::Gauges::default());
+        let text = crate::prometheus::render(&snap).unwrap();
+        let served = view(&snap, &Extras::default());
+        let objs = objects();
+        for s in CATALOGUE {
+            let in_prometheus = text.lines().any(|l| {
+                l.strip_prefix(s.prom)
+                    .is_some_and(|rest| rest.starts_with([' ', '{', '_']))
+            });
+            let base = base(place(s.id));
+            let in_snmp = served.iter().any(|(oid, _)| oid.starts_with(&base));
+            assert_eq!(
+                in_prometheus, in_snmp,
+                "{} / {}: on /metrics {in_prometheus}, in SNMP {in_snmp}",
+                s.prom, s.name
+            );
+            // What is rendered is what a Get finds implemented.
+            let obj = objs.iter().find(|o| o.oid == base).unwrap();
+            assert_eq!(
+                is_implemented(&obj.oid, &snap, &Extras::default()),
+                in_snmp,
+                "{}",
+                s.name
+            );
+        }
+        // The daemon's and the bases' state and the discontinuity time are
+        // there without the resources category, on both.
+        for prom in [
+            "mailward_start_time_seconds",
+            "mailward_stats_reset_timestamp_seconds",
+            "mailward_bases_records",
+            "mailward_update_last_check_timestamp_seconds 1800000000",
+            "mailward_update_last_result{result=\"not_needed\"} 1",
+        ] {
+            assert!(text.contains(prom), "/metrics lacks {prom}");
+        }
+        assert!(!text.contains("mailward_sessions_opened_total"));
     }
 
     #[test]

@@ -1501,6 +1501,31 @@ fn objects_not_served_answer_no_such_object() -> Result<()> {
             )
         },
     );
+    // Without the resources category, the discontinuity time still stands
+    // beside the counters served, and /metrics still has the daemon's and
+    // the bases' state, as SNMP does with those subtrees served.
+    let out = rig.snmp.run(
+        "snmpget",
+        &[],
+        &["MAILWARD-MIB::mwCounterDiscontinuityTime.0"],
+    )?;
+    let text = output_text(&out);
+    f.check(
+        text.contains("mwCounterDiscontinuityTime.0 = STRING: 2"),
+        || format!("snmpget mwCounterDiscontinuityTime.0: expected a DateAndTime, got:\n{text}"),
+    );
+    let m = rig.stats.scrape()?;
+    for family in [
+        "mailward_start_time_seconds",
+        "mailward_stats_reset_timestamp_seconds",
+        "mailward_bases_records",
+        "mailward_update_last_check_timestamp_seconds",
+    ] {
+        let v = m.value(family, &[]);
+        f.check(v.is_ok(), || {
+            format!("/metrics lacks {family} with statistics.options = [messages, viruses]: {v:?}")
+        });
+    }
     f.finish(|| rig.context())
 }
 
