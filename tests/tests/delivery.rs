@@ -214,8 +214,7 @@ fn message_is_bounced_to_its_sender_when_the_next_hop_stays_down() -> Result<()>
     let log = daemon.log();
     let last = log
         .lines()
-        .filter(|l| l.contains(&id) && l.contains("bob@example.com") && l.contains("delivery"))
-        .last()
+        .rfind(|l| l.contains(&id) && l.contains("bob@example.com") && l.contains("delivery"))
         .unwrap_or_default();
     assert!(
         last.contains("Delivery failed for good") && last.contains("max_queue_lifetime"),
