@@ -789,15 +789,21 @@ async fn notifications_wait_while_down_and_overflow_is_counted() {
     sub.shutdown().await;
 }
 
-#[tokio::test]
-async fn notifications_carry_the_masters_clock_as_of_when_they_were_raised() {
-    let rig = Rig::new();
-    let mut config = rig.config();
+/// Sets the subagent's on_sent hook to record what the master took.
+fn record_sent(config: &mut SubagentConfig) -> Arc<Mutex<Vec<Oid>>> {
     let sent: Arc<Mutex<Vec<Oid>>> = Arc::default();
     let told = Arc::clone(&sent);
     config.on_sent = Some(SentHook(Arc::new(move |trap: &Oid| {
         told.lock().unwrap().push(trap.clone())
     })));
+    sent
+}
+
+#[tokio::test]
+async fn notifications_carry_the_masters_clock_as_of_when_they_were_raised() {
+    let rig = Rig::new();
+    let mut config = rig.config();
+    let sent = record_sent(&mut config);
     // Raised before any master: queued, not yet sent.
     let sub = start_subagent(config);
     sub.notify(oid(ROOT).join(&[0, 1]), Vec::new());
@@ -849,11 +855,7 @@ async fn notifications_carry_the_masters_clock_as_of_when_they_were_raised() {
 async fn a_refused_notification_is_not_told_sent() {
     let rig = Rig::new();
     let mut config = rig.config();
-    let sent: Arc<Mutex<Vec<Oid>>> = Arc::default();
-    let told = Arc::clone(&sent);
-    config.on_sent = Some(SentHook(Arc::new(move |trap: &Oid| {
-        told.lock().unwrap().push(trap.clone())
-    })));
+    let sent = record_sent(&mut config);
     let listener = rig.listen();
     let sub = start_subagent(config);
     let mut m = Master::accept(&listener).await;

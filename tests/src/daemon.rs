@@ -254,6 +254,23 @@ impl Daemon {
         Ok(())
     }
 
+    /// Writes `text` in place of the file, sends SIGHUP and waits (30 s)
+    /// until the log shows the reload refused it by naming `marker` (a key
+    /// the broken file carries); fails if the daemon stopped.
+    pub fn refuse_reload_of(&mut self, text: &str, marker: &str) -> Result<()> {
+        self.write_config(text)?;
+        self.sighup()?;
+        wait_until(
+            "the daemon to refuse the broken file",
+            Duration::from_secs(30),
+            || Ok(self.full_log().contains(marker).then_some(())),
+        )?;
+        if !self.is_running() {
+            bail!("the daemon stopped on a broken configuration file");
+        }
+        Ok(())
+    }
+
     /// The daemon's log so far (the last lines).
     pub fn log(&self) -> String {
         tools::tail(&self.log_path, 80)

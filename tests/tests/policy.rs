@@ -374,7 +374,7 @@ fn quarantine_list_show_release_remove_and_purge() -> Result<()> {
 /// what is wrong with the file.
 #[test]
 fn admin_commands_reach_the_daemon_when_its_file_no_longer_loads() -> Result<()> {
-    let gw = Gateway::start("policy-broken-file", |c| {
+    let mut gw = Gateway::start("policy-broken-file", |c| {
         c.set_list("policy", "quarantine", &["av/infected"])
             .set_list("policy", "block", &["av/infected"])
     })?;
@@ -386,19 +386,7 @@ fn admin_commands_reach_the_daemon_when_its_file_no_longer_loads() -> Result<()>
         &infected("before the edit")?,
     )?;
     let broken = gw.config.render() + "\n[no_such_section]\nno_such_key = 1\n";
-    gw.daemon.write_config(&broken)?;
-    gw.daemon.sighup()?;
-    wait_until(
-        "the daemon to refuse the broken file",
-        Duration::from_secs(30),
-        || {
-            Ok(gw
-                .daemon
-                .full_log()
-                .contains("no_such_section")
-                .then_some(()))
-        },
-    )?;
+    gw.daemon.refuse_reload_of(&broken, "no_such_section")?;
     let file = gw.daemon.config_path().display().to_string();
     for args in [
         &["status", "--json"][..],
