@@ -81,10 +81,17 @@ pub fn keep_restart_only(running: &Config, new: &mut Config) -> Vec<String> {
     // Paths that default to places inside the data directory were worked
     // out from the new one: they follow the data directory that stays.
     // (Without this a reload that changed data_dir read the bases from
-    // the new directory while saying the old one stays.)
+    // the new directory while saying the old one stays, and each
+    // restart-only path under it was reported as a change of its own.)
     if new.server.data_dir != running.server.data_dir {
         let (from, to) = (new.server.data_dir.clone(), &running.server.data_dir);
-        for path in [&mut new.bases.av, &mut new.statistics.destination] {
+        for path in [
+            &mut new.bases.av,
+            &mut new.statistics.destination,
+            &mut new.statistics.raw_destination,
+            &mut new.server.admin_socket,
+            &mut new.spam.dir,
+        ] {
             if let Ok(inside) = path.strip_prefix(&from) {
                 *path = to.join(inside);
             }
@@ -184,6 +191,21 @@ mod tests {
         assert_eq!(new.server, running.server);
         assert_eq!(new.limits.max_rcpts_per_message, 7, "the rest applies");
         assert!(keep_restart_only(&running, &mut running.clone()).is_empty());
+    }
+
+    #[test]
+    fn a_new_data_dir_is_one_kept_key_not_one_per_path_under_it() {
+        let running = super::super::parse("", "a.toml").unwrap();
+        let mut new =
+            super::super::parse("[server]\ndata_dir = \"/srv/mailward\"\n", "a.toml").unwrap();
+        let kept = keep_restart_only(&running, &mut new);
+        assert_eq!(kept.len(), 1, "{kept:?}");
+        assert_eq!(new.server.admin_socket, running.server.admin_socket);
+        assert_eq!(new.spam.dir, running.spam.dir);
+        assert_eq!(
+            new.statistics.raw_destination,
+            running.statistics.raw_destination
+        );
     }
 
     #[test]
