@@ -744,3 +744,22 @@ fn a_number_too_large_for_toml_is_reported_with_its_key() {
         "{errors}"
     );
 }
+
+#[test]
+fn notice_addresses_are_mailboxes_as_rcpt_to_takes_them() {
+    for bad in ["a@b@c", "a@b.", "@example.com", "a@-b.com"] {
+        let text = format!("[policy]\nadmin_address = \"{bad}\"\n");
+        let errors = parse(&text, "a.toml").unwrap_err();
+        assert_eq!(
+            (errors.0[0].line, errors.0[0].key.as_str()),
+            (2, "policy.admin_address"),
+            "{bad}: {errors}"
+        );
+    }
+    let ok = parse(
+        "[policy]\nadmin_address = \"admin@example.com\"\n",
+        "a.toml",
+    )
+    .unwrap();
+    assert_eq!(ok.policy.admin_address, "admin@example.com");
+}

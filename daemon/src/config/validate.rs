@@ -256,19 +256,16 @@ fn status(v: &Value) -> Result<Status, String> {
     parsed("a status like \"av/infected\"", Status::parse)(v)
 }
 
-/// `local@domain`, loosely: one `@` with something on both sides, no spaces.
+/// One mailbox, as RCPT TO and `--to` take it ([`crate::text::check_mailbox`]):
+/// these addresses receive notices and DSNs, so one the next hop would
+/// refuse (`a@b@c`, `a@b.`) is refused here, at its line.
 fn address(v: &Value) -> Result<String, String> {
     parsed("an address like \"postmaster@example.com\"", |s| {
-        match s.rsplit_once('@') {
-            Some((local, dom))
-                if !local.is_empty() && is_domain(dom) && !s.contains(char::is_whitespace) =>
-            {
-                Ok(s.to_string())
-            }
-            _ => Err(format!(
-                "expected an address like \"postmaster@example.com\", got {s:?}"
-            )),
-        }
+        crate::text::check_mailbox(s)
+            .map(|()| s.to_string())
+            .map_err(|e| {
+                format!("expected an address like \"postmaster@example.com\", got {s:?}: {e}")
+            })
     })(v)
 }
 
