@@ -78,6 +78,12 @@ fn main() -> ExitCode {
             let _ = write!(std::io::stdout(), "{}", config::DEFAULT_TOML);
             ExitCode::SUCCESS
         }
+        Command::Queue(QueueCommand::Salvage {
+            file,
+            segment,
+            dry_run,
+            config,
+        }) => salvage(config.config.as_deref(), &file, segment, dry_run),
         Command::Queue(q) => queue(q),
         Command::Stats(c) => stats(c),
         Command::Status { config, json } => status(config.config.as_deref(), json),
@@ -629,8 +635,39 @@ fn call(path: Option<&Path>, req: &Request) -> Result<serde_json::Value, ExitCod
     })
 }
 
+/// `queue salvage`: offline, on the spool of the configuration's data
+/// directory (never through the admin socket: the gateway must be stopped).
+fn salvage(path: Option<&Path>, file: &Path, segment: Option<u64>, dry_run: bool) -> ExitCode {
+    let cfg = match config::load(path) {
+        Ok(c) => c,
+        Err(errors) => {
+            eprintln!("{errors}");
+            return ExitCode::from(EX_CONFIG);
+        }
+    };
+    match mailward::spool::salvage::salvage(&cfg.server.data_dir, file, segment, dry_run) {
+        Ok(report) => {
+            out!(
+                "{}",
+                mailward::ops::salvage_report::render(&report).trim_end()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("mailward: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
 fn queue(cmd: QueueCommand) -> ExitCode {
     let (path, req) = match &cmd {
+        QueueCommand::Salvage {
+            file,
+            segment,
+            dry_run,
+            config,
+        } => return salvage(config.config.as_deref(), file, *segment, *dry_run),
         QueueCommand::List { config, .. } | QueueCommand::Summary { config, .. } => {
             (&config.config, Request::QueueList)
         }
@@ -698,6 +735,8 @@ fn queue(cmd: QueueCommand) -> ExitCode {
             let n = data.get("scheduled").and_then(|n| n.as_u64()).unwrap_or(0);
             out!("{n} message(s) scheduled for delivery now.");
         }
+        // Answered in the first match, without the daemon.
+        QueueCommand::Salvage { .. } => {}
         QueueCommand::Remove { id, .. } => out!("{id} removed."),
         QueueCommand::Hold { id, .. } => {
             out!("{id} held: no delivery until `mailward queue release {id}`.")

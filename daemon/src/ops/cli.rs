@@ -570,6 +570,28 @@ Example:
         #[command(flatten)]
         config: ConfigArg,
     },
+    /// Puts back in the queue the intact messages of a spool segment moved aside because it was damaged (offline: stop the gateway first).
+    #[command(
+        after_help = "When the gateway refuses to start on a damaged record of an older spool segment, move that file aside (keep it), start the gateway, and when you can, stop it and salvage the file: its intact records go back into the spool as a repaired copy at the same place, so the last record of each message still wins (a message delivered since is not sent again). Past a damaged record the reading resumes at the next intact one. It prints what comes back, what leaves, and the messages lost in the damage (tell their senders). Exit status 75 while a gateway runs on the spool.
+
+Example:
+  systemctl stop mailward
+  mailward queue salvage /root/0000000000000003.seg --dry-run --config /etc/mailward/mailward.toml
+  mailward queue salvage /root/0000000000000003.seg --config /etc/mailward/mailward.toml
+  systemctl start mailward"
+    )]
+    Salvage {
+        /// The segment file moved aside (its name still starting with its number).
+        file: PathBuf,
+        /// The segment's number, when the file's name no longer starts with it.
+        #[arg(long, value_name = "N")]
+        segment: Option<u64>,
+        /// Says what would come back, and writes nothing.
+        #[arg(long)]
+        dry_run: bool,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
     /// Removes a message from the queue without delivering it and without a bounce.
     #[command(
         after_help = "Example:\n  mailward queue remove 0193F1A2B3C4D0001 --config mailward.toml"

@@ -11,6 +11,7 @@ pub mod manual;
 pub mod metrics_http;
 pub mod privileges;
 pub mod queue_summary;
+pub mod salvage_report;
 pub mod snmp;
 pub mod spam_cli;
 pub mod stats_file;

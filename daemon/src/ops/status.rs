@@ -496,7 +496,7 @@ pub fn render(s: &Status, now: i64) -> String {
 }
 
 /// Bytes in binary units, one decimal.
-fn bytes(n: u64) -> String {
+pub(crate) fn bytes(n: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut v = n as f64;
     let mut u = 0;

@@ -41,6 +41,7 @@
 //! a 0700 directory.
 
 mod record;
+pub mod salvage;
 mod writer;
 
 use crate::envelope::{Envelope, QueueId};

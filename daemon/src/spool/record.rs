@@ -78,6 +78,9 @@ pub(crate) struct Recovered {
     pub(crate) index: Index,
     pub(crate) envelopes: Vec<Envelope>,
     pub(crate) next_segment: u64,
+    /// Messages a *removed* record took out of the queue ([`Replay::Look`]
+    /// only: a start has no use for them).
+    pub(crate) removed: std::collections::HashSet<QueueId>,
 }
 
 /// Lists segment numbers in `dir`, sorted.
@@ -98,7 +101,7 @@ pub(crate) fn list_segments(dir: &Path) -> Result<Vec<u64>, SpoolError> {
     Ok(out)
 }
 
-enum Read1 {
+pub(super) enum Read1 {
     Record {
         kind: RecordKind,
         env: Vec<u8>,
@@ -110,7 +113,7 @@ enum Read1 {
     Torn(String),
 }
 
-fn read_record(r: &mut impl Read, offset: u64, file_len: u64) -> io::Result<Read1> {
+pub(super) fn read_record(r: &mut impl Read, offset: u64, file_len: u64) -> io::Result<Read1> {
     if offset == file_len {
         return Ok(Read1::End);
     }
@@ -163,18 +166,40 @@ fn read_record(r: &mut impl Read, offset: u64, file_len: u64) -> io::Result<Read
 /// Replays every segment in order. A torn record is tolerated only at the end
 /// of the newest segment, where it is cut off.
 pub(crate) fn recover(dir: &Path) -> Result<Recovered, SpoolError> {
-    let segments = list_segments(dir)?;
+    let segments: Vec<(u64, PathBuf)> = list_segments(dir)?
+        .into_iter()
+        .map(|n| (n, segment_path(dir, n)))
+        .collect();
+    replay(&segments, Replay::Repair)
+}
+
+/// What [`replay`] may change on disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Replay {
+    /// As at start: cut a torn end off the newest segment, make files private.
+    Repair,
+    /// Look only (the salvage's before and after): a torn end of the newest
+    /// segment ends the reading of it, and nothing is written.
+    Look,
+}
+
+/// Replays `segments` (number and file, oldest first): the last record of
+/// each message wins.
+pub(crate) fn replay(segments: &[(u64, PathBuf)], mode: Replay) -> Result<Recovered, SpoolError> {
     let mut index = Index::default();
     let mut live: HashMap<QueueId, (u64, Envelope)> = HashMap::new();
     let mut order = 0u64;
-    let last = segments.last().copied();
-    for &seg in &segments {
-        let path = segment_path(dir, seg);
+    let mut removed = std::collections::HashSet::new();
+    let last = segments.last().map(|(n, _)| *n);
+    for (seg, path) in segments {
+        let (seg, path) = (*seg, path.clone());
         let file = File::open(&path).map_err(|e| SpoolError::io(&path, e))?;
         let file_len = file.metadata().map_err(|e| SpoolError::io(&path, e))?.len();
         // Segments written by an older version may be world-readable.
-        crate::files::set_mode(&path, crate::files::PRIVATE_FILE)
-            .map_err(|e| SpoolError::io(&path, e))?;
+        if mode == Replay::Repair {
+            crate::files::set_mode(&path, crate::files::PRIVATE_FILE)
+                .map_err(|e| SpoolError::io(&path, e))?;
+        }
         let mut r = BufReader::with_capacity(256 * 1024, file);
         let mut offset = 0u64;
         index.live.entry(seg).or_insert(0);
@@ -190,9 +215,14 @@ pub(crate) fn recover(dir: &Path) -> Result<Recovered, SpoolError> {
                             problem: format!(
                                 "{problem}; this is not the newest segment, so it is not a torn write: \
                                  to start, move the file aside and keep it (the messages recorded \
-                                 only in it are then out of the queue; see docs/spool-and-delivery.md, Recovery)"
+                                 only in it are then out of the queue until `mailward queue salvage FILE` \
+                                 puts its intact ones back; see docs/spool-and-delivery.md, Recovery)"
                             ),
                         });
+                    }
+                    if mode == Replay::Look {
+                        index.bytes.insert(seg, offset);
+                        break;
                     }
                     tracing::warn!(target: "app", segment = %path.display(), offset, problem = %problem,
                         "Cutting off a torn record at the end of the spool (a write interrupted by a crash; it was never acknowledged).");
@@ -245,6 +275,9 @@ pub(crate) fn recover(dir: &Path) -> Result<Recovered, SpoolError> {
                         RecordKind::Removed => {
                             live.remove(&id);
                             index.remove(&id);
+                            if mode == Replay::Look {
+                                removed.insert(id);
+                            }
                         }
                     }
                     offset = next;
@@ -258,5 +291,6 @@ pub(crate) fn recover(dir: &Path) -> Result<Recovered, SpoolError> {
         index,
         envelopes: envelopes.into_iter().map(|(_, e)| e).collect(),
         next_segment: last.map_or(1, |n| n + 1),
+        removed,
     })
 }

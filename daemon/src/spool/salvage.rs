@@ -1,0 +1,372 @@
+//! Salvage of a damaged segment: `mailward queue salvage FILE`.
+//!
+//! Recovery refuses to start on a damaged record that is not the torn end
+//! of the newest segment, and the operator moves that segment aside. The
+//! messages whose last record was in it then leave the queue, although
+//! every record but the damaged ones is intact: each is framed by its
+//! length and checked by its CRC-32.
+//!
+//! Salvage copies the intact records of the file, in their order, into a
+//! new segment with the file's own number, back in the spool. Recovery then
+//! replays it in its place among the others, so the last record of each
+//! message still wins: a message delivered after the damaged segment was
+//! written (a *removed* record in a newer segment) stays delivered, and one
+//! that the file says was delivered (a *removed* record in it) is not sent
+//! again. Past a damaged record, the reading starts again at the next
+//! record whose header, checksum and envelope are right, so one bad block
+//! in the middle of a segment costs only the records it touches.
+//!
+//! It works offline: it takes the data directory's lock, so it refuses to
+//! run beside a gateway that owns the spool (which read the segments at its
+//! start and would not see the new one).
+
+use super::record::{self, Read1, RecordKind, Replay, MAGIC};
+use super::SpoolError;
+use crate::envelope::{Envelope, QueueId};
+use crate::files::{DataDirLock, LockError};
+use std::collections::HashSet;
+use std::io::{Cursor, Write};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SalvageError {
+    #[error(
+        "a gateway{} runs on {}: stop it first (salvage works offline: a running \
+         gateway read its segments at its start and would not see the repaired one)",
+        pid.as_deref().map(|p| format!(" (pid {p})")).unwrap_or_default(),
+        dir.display()
+    )]
+    Running { dir: PathBuf, pid: Option<String> },
+    #[error(transparent)]
+    Lock(LockError),
+    #[error(transparent)]
+    Spool(#[from] SpoolError),
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "cannot tell which segment {} was from its name: give --segment N, \
+         N being the number of its name in the spool (0000000000000003.seg is 3)",
+        path.display()
+    )]
+    NoNumber { path: PathBuf },
+    #[error(
+        "the spool already has segment {segment} ({}): salvage writes the repaired \
+         copy there. If that is the damaged file, stop the gateway and move it aside \
+         first (mv {} /root/); otherwise check the number (--segment)",
+        existing.display(),
+        existing.display()
+    )]
+    Taken { segment: u64, existing: PathBuf },
+    #[error(
+        "there is no spool at {}: give the gateway's configuration (--config FILE), \
+         whose server.data_dir holds spool/",
+        dir.display()
+    )]
+    NoSpool { dir: PathBuf },
+    #[error("{} holds no intact record: nothing to salvage (keep it for a closer look)", path.display())]
+    NothingIntact { path: PathBuf },
+    #[error("cannot write {}: {source}", path.display())]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl SalvageError {
+    /// The exit status: 75 (EX_TEMPFAIL) while a gateway owns the spool, as
+    /// a second `mailward run` gets; 64 for a configuration whose data
+    /// directory has no spool, as for any bad configuration; 2 when the
+    /// segment number must be given, as for any usage error; 66
+    /// (EX_NOINPUT) for a file that cannot be read; 73 (EX_CANTCREAT) when
+    /// the repaired copy cannot be written; 1 otherwise.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            SalvageError::Running { .. } => 75,
+            SalvageError::NoSpool { .. } => 64,
+            SalvageError::NoNumber { .. } => 2,
+            SalvageError::Read { .. } => 66,
+            SalvageError::Write { .. } => 73,
+            _ => 1,
+        }
+    }
+}
+
+/// A stretch of the file that could not be read as records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Damage {
+    pub offset: u64,
+    pub len: u64,
+    /// What was wrong with the record at `offset`.
+    pub problem: String,
+    /// The message the first damaged record was about, when its envelope
+    /// can still be read (only its message bytes are damaged).
+    pub about: Option<(RecordKind, Envelope)>,
+}
+
+/// What a salvage found and did.
+#[derive(Debug)]
+pub struct Salvage {
+    pub source: PathBuf,
+    pub segment: u64,
+    pub source_bytes: u64,
+    /// Where the repaired copy is (a dry run writes none).
+    pub written: Option<PathBuf>,
+    pub accepted: usize,
+    pub updated: usize,
+    pub removed: usize,
+    pub damage: Vec<Damage>,
+    /// Messages in the queue before, and after, counting the repaired copy.
+    pub queued_before: usize,
+    pub queued_after: usize,
+    /// Messages the salvage puts back in the queue.
+    pub back: Vec<Envelope>,
+    /// Messages that leave the queue: the file records that they were
+    /// delivered or removed (without it they would be sent again).
+    pub gone: Vec<Envelope>,
+    /// Messages whose damaged *accepted* record is not made up for by
+    /// another copy: they are lost, and their senders should be told.
+    pub lost: Vec<Envelope>,
+}
+
+/// Salvages `file` (a segment moved aside from `data_dir/spool`) as segment
+/// `segment` (by default the number its name starts with). With `dry_run`,
+/// the figures are the same and the spool is left as it was.
+pub fn salvage(
+    data_dir: &Path,
+    file: &Path,
+    segment: Option<u64>,
+    dry_run: bool,
+) -> Result<Salvage, SalvageError> {
+    let segment = match segment {
+        Some(n) => n,
+        None => number_of(file).ok_or_else(|| SalvageError::NoNumber {
+            path: file.to_path_buf(),
+        })?,
+    };
+    let dir = data_dir.join("spool");
+    if !dir.is_dir() {
+        return Err(SalvageError::NoSpool { dir });
+    }
+    let _lock = DataDirLock::take(data_dir).map_err(|e| match e {
+        LockError::Held { dir, pid, .. } => SalvageError::Running { dir, pid },
+        e => SalvageError::Lock(e),
+    })?;
+    let target = record::segment_path(&dir, segment);
+    if target.exists() {
+        return Err(SalvageError::Taken {
+            segment,
+            existing: target,
+        });
+    }
+    let bytes = std::fs::read(file).map_err(|source| SalvageError::Read {
+        path: file.to_path_buf(),
+        source,
+    })?;
+    let scan = scan(&bytes);
+    if scan.kept.is_empty() {
+        return Err(SalvageError::NothingIntact {
+            path: file.to_path_buf(),
+        });
+    }
+
+    let mut segments: Vec<(u64, PathBuf)> = record::list_segments(&dir)?
+        .into_iter()
+        .map(|n| (n, record::segment_path(&dir, n)))
+        .collect();
+    let before = record::replay(&segments, Replay::Look)?.envelopes;
+
+    // Written under a name recovery does not read (it ends in .tmp), made
+    // durable, and only then renamed into place: a crash halfway leaves
+    // the spool as it was.
+    let tmp = dir.join(format!(".salvage-{segment:016}.tmp"));
+    let write = |source| SalvageError::Write {
+        path: tmp.clone(),
+        source,
+    };
+    {
+        let mut out = crate::files::create(&tmp, crate::files::PRIVATE_FILE).map_err(write)?;
+        for (start, end) in &scan.kept {
+            out.write_all(&bytes[*start as usize..*end as usize])
+                .map_err(write)?;
+        }
+        out.sync_all().map_err(write)?;
+    }
+    let place = match segments.binary_search_by_key(&segment, |(n, _)| *n) {
+        Ok(i) | Err(i) => i,
+    };
+    segments.insert(place, (segment, tmp.clone()));
+    let after = record::replay(&segments, Replay::Look);
+    let written = if dry_run || after.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+        None
+    } else {
+        std::fs::rename(&tmp, &target).map_err(|source| SalvageError::Write {
+            path: target.clone(),
+            source,
+        })?;
+        crate::files::sync_dir(&dir).map_err(|source| SalvageError::Write {
+            path: dir.clone(),
+            source,
+        })?;
+        Some(target)
+    };
+    let after = after?;
+    let (after, delivered) = (after.envelopes, after.removed);
+
+    let ids = |list: &[Envelope]| {
+        list.iter()
+            .map(|e| e.id.clone())
+            .collect::<HashSet<QueueId>>()
+    };
+    let (had, has) = (ids(&before), ids(&after));
+    let back = after
+        .iter()
+        .filter(|e| !had.contains(&e.id))
+        .cloned()
+        .collect();
+    let gone = before
+        .iter()
+        .filter(|e| !has.contains(&e.id))
+        .cloned()
+        .collect();
+    let lost = scan
+        .damage
+        .iter()
+        .filter_map(|d| match &d.about {
+            Some((RecordKind::Accepted, e))
+                if !has.contains(&e.id) && !had.contains(&e.id) && !delivered.contains(&e.id) =>
+            {
+                Some(e.clone())
+            }
+            _ => None,
+        })
+        .collect();
+    Ok(Salvage {
+        source: file.to_path_buf(),
+        segment,
+        source_bytes: bytes.len() as u64,
+        written,
+        accepted: scan.count(RecordKind::Accepted),
+        updated: scan.count(RecordKind::Updated),
+        removed: scan.count(RecordKind::Removed),
+        damage: scan.damage,
+        queued_before: before.len(),
+        queued_after: after.len(),
+        back,
+        gone,
+        lost,
+    })
+}
+
+/// The number a segment's name starts with: `0000000000000003.seg`, or
+/// the same with a suffix the operator added (`.seg.damaged`).
+fn number_of(file: &Path) -> Option<u64> {
+    let name = file.file_name()?.to_str()?;
+    let digits: String = name.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok()
+}
+
+/// The intact records of a segment's bytes and the stretches between them.
+struct Scan {
+    /// (start, end) of each intact record, in file order.
+    kept: Vec<(u64, u64)>,
+    kinds: Vec<RecordKind>,
+    damage: Vec<Damage>,
+}
+
+impl Scan {
+    fn count(&self, kind: RecordKind) -> usize {
+        self.kinds.iter().filter(|k| **k == kind).count()
+    }
+}
+
+/// A record that reads right at `offset`: its header, its checksum and its
+/// envelope (a record whose checksum holds but whose envelope does not
+/// parse is of no use to recovery).
+fn record_at(bytes: &[u8], offset: u64) -> Result<(RecordKind, u64), String> {
+    let len = bytes.len() as u64;
+    let mut cursor = Cursor::new(bytes.get(offset as usize..).unwrap_or_default());
+    match record::read_record(&mut cursor, offset, len) {
+        Ok(Read1::Record {
+            kind, env, next, ..
+        }) => match serde_json::from_slice::<Envelope>(&env) {
+            Ok(_) => Ok((kind, next)),
+            Err(e) => Err(format!("envelope: {e}")),
+        },
+        Ok(Read1::Torn(problem)) => Err(problem),
+        Ok(Read1::End) => Err("end of file".into()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// The kind and envelope a damaged record still shows, if its header's
+/// envelope length holds and the envelope parses.
+fn readable_envelope(bytes: &[u8], offset: usize) -> Option<(RecordKind, Envelope)> {
+    let header = bytes.get(offset..offset + record::HEADER_LEN as usize)?;
+    if &header[0..4] != MAGIC {
+        return None;
+    }
+    let kind = match header[4] {
+        1 => RecordKind::Accepted,
+        2 => RecordKind::Updated,
+        3 => RecordKind::Removed,
+        _ => return None,
+    };
+    let env_len = u32::from_le_bytes([header[8], header[9], header[10], header[11]]) as usize;
+    let start = offset + record::HEADER_LEN as usize;
+    let env = bytes.get(start..start.checked_add(env_len)?)?;
+    serde_json::from_slice(env).ok().map(|e| (kind, e))
+}
+
+fn scan(bytes: &[u8]) -> Scan {
+    let mut scan = Scan {
+        kept: Vec::new(),
+        kinds: Vec::new(),
+        damage: Vec::new(),
+    };
+    let len = bytes.len() as u64;
+    let mut offset = 0u64;
+    while offset < len {
+        match record_at(bytes, offset) {
+            Ok((kind, next)) => {
+                scan.kept.push((offset, next));
+                scan.kinds.push(kind);
+                offset = next;
+            }
+            Err(problem) => {
+                // The next record that reads right: a record starts with
+                // the magic, so only those places are tried.
+                let mut at = offset + 1;
+                let resume = loop {
+                    let Some(found) = bytes
+                        .get(at as usize..)
+                        .and_then(|rest| rest.windows(MAGIC.len()).position(|w| w == MAGIC))
+                    else {
+                        break len;
+                    };
+                    let candidate = at + found as u64;
+                    if record_at(bytes, candidate).is_ok() {
+                        break candidate;
+                    }
+                    at = candidate + 1;
+                };
+                scan.damage.push(Damage {
+                    offset,
+                    len: resume - offset,
+                    problem,
+                    about: readable_envelope(bytes, offset as usize),
+                });
+                offset = resume;
+            }
+        }
+    }
+    scan
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,265 @@
+use super::*;
+use crate::envelope::Recipient;
+use crate::spool::{Record, Spool};
+
+fn envelope(name: &str) -> Envelope {
+    Envelope {
+        rcpts: vec![Recipient::new(format!("{name}@example.com"))],
+        ..Envelope::new(
+            QueueId::generate(),
+            "127.0.0.1".parse().unwrap(),
+            "client.test".into(),
+            format!("sender-{name}@example.com"),
+        )
+    }
+}
+
+/// One start of the gateway on the spool under `data` (so a new segment),
+/// writing `records` one after the other, then a clean stop.
+async fn start(data: &Path, records: Vec<Record>) {
+    let (spool, _) = Spool::open(&data.join("spool")).unwrap();
+    for r in records {
+        spool.commit(vec![r]).await.unwrap();
+    }
+    spool.stop().await;
+}
+
+fn bytes(name: &str) -> Vec<u8> {
+    format!("message {name}\r\n").into_bytes()
+}
+
+fn queued(data: &Path) -> Vec<String> {
+    let mut ids: Vec<String> = super::super::recover(&data.join("spool"))
+        .unwrap()
+        .into_iter()
+        .map(|e| e.id.0)
+        .collect();
+    ids.sort();
+    ids
+}
+
+fn sorted(list: &[&Envelope]) -> Vec<String> {
+    let mut ids: Vec<String> = list.iter().map(|e| e.id.0.clone()).collect();
+    ids.sort();
+    ids
+}
+
+fn ids(list: &[Envelope]) -> Vec<String> {
+    sorted(&list.iter().collect::<Vec<_>>())
+}
+
+/// Flips a byte of `needle`'s first occurrence in segment `n`.
+fn damage(data: &Path, n: u64, needle: &[u8]) -> PathBuf {
+    let path = record::segment_path(&data.join("spool"), n);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let at = bytes
+        .windows(needle.len())
+        .position(|w| w == needle)
+        .expect("the needle is in the segment");
+    bytes[at] ^= 0x20;
+    std::fs::write(&path, bytes).unwrap();
+    path
+}
+
+/// What an operator does when the gateway refuses to start.
+fn move_aside(path: &Path, aside: &Path) -> PathBuf {
+    std::fs::create_dir_all(aside).unwrap();
+    let to = aside.join(format!(
+        "{}.damaged",
+        path.file_name().unwrap().to_str().unwrap()
+    ));
+    std::fs::rename(path, &to).unwrap();
+    to
+}
+
+#[tokio::test]
+async fn a_damaged_segment_gives_back_its_intact_messages_and_names_the_lost_one() {
+    let top = tempfile::tempdir().unwrap();
+    let data = top.path().join("data");
+    let (a, b, c, d) = (envelope("a"), envelope("b"), envelope("c"), envelope("d"));
+    let mut b1 = b.clone();
+    b1.attempts = 2;
+    start(
+        &data,
+        vec![
+            Record::accepted(a.clone(), bytes("a")),
+            Record::accepted(b.clone(), bytes("b")),
+            Record::accepted(c.clone(), bytes("c")),
+            Record::updated(b1),
+        ],
+    )
+    .await;
+    start(
+        &data,
+        vec![
+            Record::accepted(d.clone(), bytes("d")),
+            Record::removed(a.clone()),
+        ],
+    )
+    .await;
+    let path = damage(&data, 1, b"message b");
+    assert!(matches!(
+        Spool::open(&data.join("spool")),
+        Err(SpoolError::Corrupt { .. })
+    ));
+    let aside = move_aside(&path, &top.path().join("aside"));
+    assert_eq!(
+        queued(&data),
+        ids(&[d.clone()]),
+        "b and c left with the file"
+    );
+
+    let s = salvage(&data, &aside, None, false).unwrap();
+    assert_eq!(s.segment, 1, "the number comes from the file's name");
+    assert_eq!(s.written.as_deref(), Some(path.as_path()));
+    assert_eq!((s.accepted, s.updated, s.removed), (2, 1, 0));
+    assert_eq!(s.damage.len(), 1, "{:?}", s.damage);
+    assert!(s.damage[0].problem.contains("checksum"), "{:?}", s.damage);
+    assert_eq!(ids(&s.back), ids(&[c.clone()]));
+    assert_eq!(ids(&s.lost), ids(&[b.clone()]), "b's bytes are damaged");
+    assert!(s.gone.is_empty());
+    assert_eq!((s.queued_before, s.queued_after), (1, 2));
+
+    // The next start delivers c with its own bytes; a was delivered
+    // before (its removed record is newer) and is not sent again.
+    let (spool, found) = Spool::open(&data.join("spool")).unwrap();
+    assert_eq!(ids(&found), ids(&[c.clone(), d]));
+    assert_eq!(spool.read(&c.id).unwrap(), b"message c\r\n");
+    spool.stop().await;
+}
+
+#[tokio::test]
+async fn a_removal_recorded_in_the_file_keeps_the_message_from_going_twice() {
+    let top = tempfile::tempdir().unwrap();
+    let data = top.path().join("data");
+    let (a, x, y) = (envelope("a"), envelope("x"), envelope("y"));
+    // k, still queued, keeps the first segment (and a's record) on disk.
+    let k = envelope("k");
+    start(
+        &data,
+        vec![
+            Record::accepted(a.clone(), bytes("a")),
+            Record::accepted(k.clone(), bytes("k")),
+        ],
+    )
+    .await;
+    start(
+        &data,
+        vec![
+            Record::accepted(x.clone(), bytes("x")),
+            Record::removed(a.clone()),
+            Record::accepted(y.clone(), bytes("y")),
+        ],
+    )
+    .await;
+    start(&data, vec![]).await;
+    let path = damage(&data, 2, b"message x");
+    let aside = move_aside(&path, &top.path().join("aside"));
+    assert_eq!(
+        queued(&data),
+        ids(&[a.clone(), k.clone()]),
+        "without the file, a (delivered) is back"
+    );
+
+    let s = salvage(&data, &aside, None, false).unwrap();
+    assert_eq!(ids(&s.back), ids(&[y.clone()]));
+    assert_eq!(ids(&s.gone), ids(&[a.clone()]));
+    assert_eq!(ids(&s.lost), ids(&[x.clone()]));
+    assert_eq!(queued(&data), ids(&[k, y]));
+}
+
+#[tokio::test]
+async fn a_dry_run_tells_the_same_and_writes_nothing() {
+    let top = tempfile::tempdir().unwrap();
+    let data = top.path().join("data");
+    let (a, b) = (envelope("a"), envelope("b"));
+    start(
+        &data,
+        vec![
+            Record::accepted(a.clone(), bytes("a")),
+            Record::accepted(b.clone(), bytes("b")),
+        ],
+    )
+    .await;
+    start(&data, vec![]).await;
+    let path = damage(&data, 1, b"message a");
+    let aside = move_aside(&path, &top.path().join("aside"));
+    let listing = || {
+        let mut names: Vec<_> = std::fs::read_dir(data.join("spool"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        names.sort();
+        names
+    };
+    let before = listing();
+
+    let s = salvage(&data, &aside, None, true).unwrap();
+    assert_eq!(s.written, None);
+    assert_eq!(ids(&s.back), ids(&[b]));
+    assert_eq!(ids(&s.lost), ids(&[a]));
+    assert_eq!(listing(), before, "a dry run leaves the spool as it was");
+    assert!(queued(&data).is_empty());
+}
+
+#[tokio::test]
+async fn it_refuses_a_running_gateway_a_taken_number_and_a_nameless_file() {
+    let top = tempfile::tempdir().unwrap();
+    let data = top.path().join("data");
+    start(&data, vec![Record::accepted(envelope("a"), bytes("a"))]).await;
+    let seg = record::segment_path(&data.join("spool"), 1);
+    let copy = top.path().join("copy.bin");
+    std::fs::copy(&seg, &copy).unwrap();
+
+    let e = salvage(&data, &copy, None, false).unwrap_err();
+    assert!(matches!(e, SalvageError::NoNumber { .. }), "{e}");
+    assert_eq!(e.exit_code(), 2);
+    assert!(e.to_string().contains("--segment"), "{e}");
+
+    let e = salvage(&data, &copy, Some(1), false).unwrap_err();
+    assert!(matches!(e, SalvageError::Taken { segment: 1, .. }), "{e}");
+
+    let held = DataDirLock::take(&data).unwrap();
+    let e = salvage(&data, &copy, Some(7), false).unwrap_err();
+    assert_eq!(e.exit_code(), 75, "{e}");
+    drop(held);
+
+    let e = salvage(&top.path().join("elsewhere"), &copy, Some(7), false).unwrap_err();
+    assert!(matches!(e, SalvageError::NoSpool { .. }), "{e}");
+
+    let empty = top.path().join("0000000000000009.seg");
+    std::fs::write(&empty, b"not a segment at all").unwrap();
+    let e = salvage(&data, &empty, None, false).unwrap_err();
+    assert!(matches!(e, SalvageError::NothingIntact { .. }), "{e}");
+    assert!(!record::segment_path(&data.join("spool"), 9).exists());
+}
+
+#[test]
+fn reading_resumes_at_the_next_intact_record_past_garbage() {
+    let record = |name: &str, data: &[u8]| {
+        let env = serde_json::to_vec(&envelope(name)).unwrap();
+        let mut out = Vec::new();
+        record::encode(&mut out, RecordKind::Accepted, &env, data);
+        out
+    };
+    let mut bytes = record("a", b"one\r\n");
+    let garbage_at = bytes.len() as u64;
+    // Garbage that even holds a magic, as a torn header would.
+    let garbage = b"\0\0MWR1\x01\0\0\0zzzzzzzzzzzzzzzzzzzzzzzz";
+    bytes.extend_from_slice(garbage);
+    bytes.extend_from_slice(&record("b", b"two\r\n"));
+    let mut last = record("c", b"three\r\n");
+    let n = last.len();
+    last[n - 3] ^= 1;
+    bytes.extend_from_slice(&last);
+
+    let scan = scan(&bytes);
+    assert_eq!(scan.kept.len(), 2);
+    assert_eq!(scan.damage.len(), 2, "{:?}", scan.damage);
+    assert_eq!(scan.damage[0].offset, garbage_at);
+    assert_eq!(scan.damage[0].len, garbage.len() as u64);
+    assert_eq!(scan.damage[0].about, None);
+    let (kind, env) = scan.damage[1].about.clone().unwrap();
+    assert_eq!(kind, RecordKind::Accepted);
+    assert_eq!(env.mail_from, "sender-c@example.com");
+}
