@@ -98,6 +98,10 @@ pub struct Network {
     pub protected_domains: Vec<DomainPattern>,
     /// Clients that may send mail to any domain.
     pub relay_networks: Vec<IpNet>,
+    /// Mailward is an MTA's after-queue content filter: every SMTP client
+    /// queued the message before and would bounce a refusal to its sender
+    /// (who may be forged), so policy refusals become blocks.
+    pub after_queue: bool,
     /// PEM certificate chain for STARTTLS; set together with `tls_key`.
     pub tls_certificate: Option<PathBuf>,
     /// PEM private key for STARTTLS; set together with `tls_certificate`.

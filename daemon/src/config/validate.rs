@@ -561,6 +561,7 @@ fn network(ctx: &mut Ctx<'_>, raw: &RawNetwork, milter_only: bool) -> Network {
         ),
         relay_networks: get_list!(ctx, p, raw.relay_networks, net)
             .unwrap_or_else(|| "127.0.0.0/8".parse().ok().into_iter().collect()),
+        after_queue: get!(ctx, p, raw.after_queue, boolean).unwrap_or(false),
         tls_certificate: get!(ctx, p, raw.tls_certificate, path),
         tls_key: get!(ctx, p, raw.tls_key, path),
     }
