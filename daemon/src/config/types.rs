@@ -456,8 +456,17 @@ pub const STATUSES: &[&str] = &[
     "as/all",
 ];
 
+/// The statuses that `av/all` and `as/all` leave out: they say the checks
+/// found nothing to act on. `*/clean` is the absence of a finding, and
+/// `as/formal` (a bounce, a read receipt, an auto-reply) is mail that is
+/// not spam: `block = ["as/all"]` must not stop delivery reports, and
+/// `block = ["av/all"]` must not stop clean mail. A group that wants to act
+/// on them names them.
+pub const NOT_IN_ALL: &[&str] = &["av/clean", "as/clean", "as/formal"];
+
 /// A scan status as written in policy lists: `"av/infected"`, `"as/spam"`,
-/// or `"av/all"`/`"as/all"` for every status of that kind.
+/// or `"av/all"`/`"as/all"` for every status of that kind that is a
+/// finding (all but [`NOT_IN_ALL`]).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Status(pub String);
 
@@ -480,12 +489,16 @@ impl Status {
     }
 
     /// Whether this list entry stands for `status` (`"av/all"` stands for
-    /// every `av/...`).
+    /// every `av/...` but `av/clean`; `"as/all"` for every `as/...` but
+    /// `as/clean` and `as/formal`: [`NOT_IN_ALL`]).
     pub fn covers(&self, status: &str) -> bool {
         match self.0.strip_suffix("/all") {
-            Some(kind) => status
-                .strip_prefix(kind)
-                .is_some_and(|rest| rest.starts_with('/')),
+            Some(kind) => {
+                status
+                    .strip_prefix(kind)
+                    .is_some_and(|rest| rest.starts_with('/'))
+                    && !NOT_IN_ALL.contains(&status)
+            }
             None => self.0 == status,
         }
     }
@@ -1347,6 +1360,33 @@ mod tests {
         assert!(one.covers("as/spam"));
         assert!(!one.covers("as/probable"));
         assert!(statuses_cover(&[one, all], "av/error"));
+    }
+
+    #[test]
+    fn all_stands_for_the_findings_of_its_kind_not_for_clean_mail() {
+        let av = Status::parse("av/all").unwrap();
+        let as_ = Status::parse("as/all").unwrap();
+        for s in STATUSES.iter().filter(|s| !s.ends_with("/all")) {
+            let finding = !NOT_IN_ALL.contains(s);
+            assert_eq!(av.covers(s), finding && s.starts_with("av/"), "av/all {s}");
+            assert_eq!(as_.covers(s), finding && s.starts_with("as/"), "as/all {s}");
+        }
+        // Spelt out, as the docs say it.
+        for s in ["av/clean", "as/clean", "as/formal"] {
+            assert!(!statuses_cover(&[av.clone(), as_.clone()], s), "{s}");
+        }
+        for s in [
+            "av/infected",
+            "av/filtered",
+            "as/spam",
+            "as/probable",
+            "as/blacklisted",
+        ] {
+            assert!(statuses_cover(&[av.clone(), as_.clone()], s), "{s}");
+        }
+        // Named on its own, a status left out of "all" is still matched.
+        assert!(Status::parse("as/formal").unwrap().covers("as/formal"));
+        assert!(Status::parse("av/clean").unwrap().covers("av/clean"));
     }
 
     #[test]

@@ -16,7 +16,7 @@ use std::sync::Arc;
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Filter {
     /// Only entries with this status ("av/infected"; "av/all" for any AV
-    /// status).
+    /// finding, not av/clean, as in policy lists).
     #[serde(default)]
     pub status: Option<String>,
     /// Only entries stored in the last this many seconds.
@@ -376,6 +376,56 @@ mod tests {
             e,
             "the address is empty: give one address like user@example.com"
         );
+    }
+
+    /// A stored entry of the default group with these statuses.
+    fn entry(statuses: &[&str]) -> Entry {
+        Entry {
+            id: "1A22E9FF2EB0B74B".into(),
+            stored: 1_000,
+            meta: crate::store::EntryMeta {
+                queue_id: "1A22E9FF2EB0B74B".into(),
+                received: 1_000,
+                sender: "me@example.com".into(),
+                recipients: vec!["user@example.com".into()],
+                client_ip: "127.0.0.1".into(),
+                helo: "client.test".into(),
+                statuses: statuses.iter().map(|s| s.to_string()).collect(),
+                findings: Vec::new(),
+                group: String::new(),
+                reason: statuses.first().map_or(String::new(), |s| s.to_string()),
+                size: 896,
+            },
+            released: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_status_filter_of_all_lists_findings_not_clean_entries() {
+        let by = |status: &str| Filter {
+            status: Some(status.into()),
+            since: None,
+        };
+        let infected = entry(&["av/infected", "as/clean"]);
+        let spam = entry(&["av/clean", "as/spam"]);
+        let formal = entry(&["av/clean", "as/formal"]);
+        for (filter, e, want) in [
+            ("av/all", &infected, true),
+            ("av/all", &spam, false),
+            ("av/all", &formal, false),
+            ("as/all", &infected, false),
+            ("as/all", &spam, true),
+            ("as/all", &formal, false),
+            ("as/formal", &formal, true),
+            ("av/clean", &spam, true),
+        ] {
+            assert_eq!(
+                matches(e, &by(filter), 2_000),
+                want,
+                "--status {filter} on {:?}",
+                e.meta.statuses
+            );
+        }
     }
 
     #[test]

@@ -175,13 +175,81 @@ fn notifications_never_go_to_the_null_sender_nor_to_the_sender_of_spam() {
         [NotifyTo::Recipients, NotifyTo::Admin],
         "null sender"
     );
-    // A clean message: av/clean is in av/all (admin), as/clean must not
-    // reach the sender even though the list names as/all.
+    // A clean message: av/clean is not in av/all, so nobody hears of it.
     let plan = decide(&p, "", &report(None), true, false);
-    assert_eq!(plan.notify, [NotifyTo::Sender, NotifyTo::Admin]);
-    p.notify_sender = vec![Status("as/all".into())];
+    assert_eq!(plan.notify, []);
+    // A status named on its own is still notified: av/clean to the sender,
+    // but never as/* (here as/clean), even though the list names as/all.
+    p.notify_sender = vec![Status("av/clean".into()), Status("as/all".into())];
+    let plan = decide(&p, "", &report(None), true, false);
+    assert_eq!(plan.notify, [NotifyTo::Sender]);
+    p.notify_sender = vec![Status("as/all".into()), Status("as/clean".into())];
     let plan = decide(&p, "", &report(None), true, false);
     assert!(!plan.notify.contains(&NotifyTo::Sender), "never for as/*");
+}
+
+/// A report of a message with no AV finding and this spam evidence.
+fn spam_report(evidence: crate::check::spam::Evidence) -> Report {
+    Report {
+        spam: Some(evidence),
+        ..report(None)
+    }
+}
+
+#[test]
+fn all_in_a_list_acts_on_findings_never_on_clean_or_formal_mail() {
+    use crate::check::spam::{rules::Hit, Evidence};
+    let formal = Evidence {
+        formal: Some("auto-submitted"),
+        ..Evidence::default()
+    };
+    let spam = Evidence {
+        hits: vec![Hit::new("BAYES_999", 9.0)],
+        ..Evidence::default()
+    };
+    let blacklisted = Evidence {
+        blacklisted: Some("sender *@spammer.example".into()),
+        ..Evidence::default()
+    };
+    let cases: [(&str, Report, bool); 6] = [
+        ("av/clean, as/clean", report(None), false),
+        ("av/clean, as/formal", spam_report(formal), false),
+        ("av/infected", report(Some(Kind::Infected)), true),
+        ("av/filtered", report(Some(Kind::Filtered)), true),
+        ("as/spam", spam_report(spam), true),
+        ("as/blacklisted", spam_report(blacklisted), true),
+    ];
+    for (what, r, finding) in cases {
+        for all in ["av/all", "as/all"] {
+            // "av/" or "as/": the list acts on findings of its own kind.
+            let acts = finding && what.starts_with(&all[..3]);
+            let mut p = policy();
+            p.block = vec![Status(all.into())];
+            p.mark_subject = vec![Status(all.into())];
+            p.quarantine = vec![Status(all.into())];
+            p.notify_admin = vec![Status(all.into())];
+            let plan = decide(&p, "", &r, false, false);
+            let blocked = plan.delivery == Delivery::Block;
+            assert_eq!(blocked, acts, "{what} with block = [{all}]");
+            assert_eq!(
+                plan.quarantine.is_some(),
+                acts,
+                "{what} with quarantine = [{all}]"
+            );
+            assert_eq!(
+                plan.notify.contains(&NotifyTo::Admin),
+                acts,
+                "{what} notify_admin = [{all}]"
+            );
+            p.block.clear();
+            let plan = decide(&p, "", &r, false, false);
+            assert_eq!(
+                plan.subject_prefix.is_some(),
+                acts,
+                "{what} with mark_subject = [{all}]"
+            );
+        }
+    }
 }
 
 #[test]
