@@ -132,7 +132,16 @@ pub fn decide(
     let findings: Vec<_> = report.findings_for(group, policy).collect();
     if let Some(status) = covered(&policy.reject, &statuses) {
         plan.delivery = if in_session {
-            let names = crate::check::unique(findings.iter().map(|f| f.name.clone()));
+            // Only the findings of the status refused are named: a refusal
+            // for as/spam that named a virus would tell the sender the spam
+            // verdict was "EICAR_Test_File". A spam status names nothing:
+            // its tests are ours, not the sender's business.
+            let names = crate::check::unique(
+                findings
+                    .iter()
+                    .filter(|f| status.strip_prefix("av/") == Some(f.kind.status().as_str()))
+                    .map(|f| f.name.clone()),
+            );
             let why = if names.is_empty() {
                 String::new()
             } else {

@@ -274,3 +274,50 @@ fn filter_findings_are_the_groups_own() {
     r.filtered.clear();
     assert_eq!(decide(&p, "", &r, true, false).av, Some(AvStatus::Clean));
 }
+
+#[test]
+fn a_refusal_names_the_findings_of_the_status_refused_only() {
+    use crate::check::spam::{rules::Hit, Evidence};
+    let spam = Evidence {
+        hits: vec![Hit::new("BAYES_999", 9.0)],
+        ..Evidence::default()
+    };
+    // An infected and spammy message, with a filter hit besides.
+    let mut r = Report {
+        spam: Some(spam),
+        ..report(Some(Kind::Infected))
+    };
+    r.filtered.insert(
+        String::new(),
+        vec![Finding::new(Kind::Filtered, "name:*.exe", "x.exe", Some(1))],
+    );
+    for (reject, want) in [
+        (
+            "as/spam",
+            "550 5.7.1 Message refused by content policy: as/spam",
+        ),
+        (
+            "av/infected",
+            "550 5.7.1 Message refused by content policy: av/infected (Rule_X)",
+        ),
+    ] {
+        let mut p = policy();
+        p.reject = vec![Status(reject.into())];
+        let plan = decide(&p, "", &r, true, false);
+        assert_eq!(
+            plan.delivery,
+            Delivery::Refuse(want.into()),
+            "reject = [{reject}]"
+        );
+    }
+    // A status whose findings are several names each once, at most three.
+    let mut p = policy();
+    p.reject = vec![Status("av/filtered".into())];
+    let plan = decide(&p, "", &report(Some(Kind::Filtered)), true, false);
+    assert_eq!(
+        plan.delivery,
+        Delivery::Refuse(
+            "550 5.7.1 Message refused by content policy: av/filtered (name:*.exe)".into()
+        )
+    );
+}
