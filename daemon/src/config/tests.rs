@@ -763,3 +763,45 @@ fn notice_addresses_are_mailboxes_as_rcpt_to_takes_them() {
     .unwrap();
     assert_eq!(ok.policy.admin_address, "admin@example.com");
 }
+
+#[test]
+fn bare_ips_networks_and_domains_in_sender_lists_are_refused_with_the_form_meant() {
+    // walkB finding 2: these were accepted as address globs that can never
+    // match an address, so the whitelist or group silently did nothing.
+    let text = "\
+[group.lan]
+senders = [\"10.0.0.0/8\", \"*.partner.example\"]
+block = [\"as/spam\"]
+[spam]
+whitelist = [\"127.0.0.1\", \"192.0.2.0/24\", \"partner.example\"]
+blacklist = [\"@spammer.example\", \"2001:db8::/32\", \"nobody\"]
+";
+    assert_eq!(
+        problems(text),
+        vec![
+            "mailward.toml:2: group.lan.senders: expected \"ip 10.0.0.0/8\" for a client network, or an address glob like \"*@example.com\", got \"10.0.0.0/8\"",
+            "mailward.toml:2: group.lan.senders: expected an address glob like \"*@*.partner.example\" for the addresses of a domain, or \"ip NET\" for a client network, got \"*.partner.example\"",
+            "mailward.toml:5: spam.whitelist: expected \"ip 127.0.0.1\" for a client address, or an address glob like \"*@example.com\", got \"127.0.0.1\"",
+            "mailward.toml:5: spam.whitelist: expected \"ip 192.0.2.0/24\" for a client network, or an address glob like \"*@example.com\", got \"192.0.2.0/24\"",
+            "mailward.toml:5: spam.whitelist: expected an address glob like \"*@partner.example\" for the addresses of a domain, or \"ip NET\" for a client network, got \"partner.example\"",
+            "mailward.toml:6: spam.blacklist: expected an address glob like \"*@spammer.example\" (a local part is needed: \"*\" for any), got \"@spammer.example\"",
+            "mailward.toml:6: spam.blacklist: expected \"ip 2001:db8::/32\" for a client network, or an address glob like \"*@example.com\", got \"2001:db8::/32\"",
+            "mailward.toml:6: spam.blacklist: expected an address glob like \"*@example.com\" or \"ip 10.0.0.0/8\", got \"nobody\" (without \"@\" it matches no address)",
+        ]
+    );
+    // The forms the docs give, and a catch-all `*`, are kept.
+    let c = parse(
+        "[group.lan]\nsenders = [\"ip 10.0.0.0/8\", \"*\"]\n[spam]\nwhitelist = [\"ip 127.0.0.1\", \"*@partner.example\"]\nblacklist = [\"*@*.spammer.example\"]\n",
+        "x",
+    )
+    .unwrap();
+    assert_eq!(c.group["lan"].senders.len(), 2);
+    assert_eq!(
+        c.spam.whitelist,
+        vec![
+            GroupEntry::Net("127.0.0.1/32".parse().unwrap()),
+            GroupEntry::Address(Pattern::new("*@partner.example"))
+        ]
+    );
+    assert_eq!(c.spam.blacklist.len(), 1);
+}

@@ -303,8 +303,8 @@ fn address_pattern(v: &Value) -> Result<Pattern, String> {
     })(v)
 }
 
-/// An entry of `group.*.senders` / `recipients`: `"ip NET"` or an address
-/// glob, compiled.
+/// An entry of `group.*.senders` / `recipients` and of `[spam] whitelist` /
+/// `blacklist`: `"ip NET"` or an address glob, compiled.
 fn group_member(v: &Value) -> Result<GroupEntry, String> {
     parsed(
         "an address glob like \"*@example.com\" or \"ip 10.0.0.0/8\"",
@@ -318,11 +318,55 @@ fn group_member(v: &Value) -> Result<GroupEntry, String> {
                 Err(format!(
                     "expected an address glob like \"*@example.com\" or \"ip 10.0.0.0/8\", got {s:?}"
                 ))
+            } else if let Some(problem) = never_matches(s, trimmed) {
+                Err(problem)
             } else {
                 Ok(GroupEntry::Address(Pattern::new(trimmed)))
             }
         },
     )(v)
+}
+
+/// Why an address glob can never match a sender or recipient, with the form
+/// that was most likely meant; `None` when it can match. A glob is matched
+/// against the whole address, so a bare IP, network or domain
+/// (`"127.0.0.1"`, `"partner.example"`) or a local part left empty
+/// (`"@partner.example"`) would be accepted and silently do nothing: a
+/// whitelist that whitelists no one. A glob of `*` alone matches everyone
+/// and is kept.
+fn never_matches(s: &str, glob: &str) -> Option<String> {
+    if let Some(domain) = glob.strip_prefix('@') {
+        return Some(format!(
+            "expected an address glob like \"*@{domain}\" (a local part is needed: \"*\" for \
+             any), got {s:?}"
+        ));
+    }
+    if glob.contains('@') || glob.chars().all(|c| c == '*') {
+        return None;
+    }
+    if let Ok(net) = parse_net(glob) {
+        let what = if net.prefix_len() == net.max_prefix_len() {
+            "a client address"
+        } else {
+            "a client network"
+        };
+        return Some(format!(
+            "expected \"ip {glob}\" for {what}, or an address glob like \"*@example.com\", \
+             got {s:?}"
+        ));
+    }
+    // A single word ("nobody") is more likely a local part than a domain.
+    let domain = glob.strip_prefix("*.").unwrap_or(glob);
+    if domain.contains('.') && is_domain(domain) {
+        return Some(format!(
+            "expected an address glob like \"*@{glob}\" for the addresses of a domain, or \
+             \"ip NET\" for a client network, got {s:?}"
+        ));
+    }
+    Some(format!(
+        "expected an address glob like \"*@example.com\" or \"ip 10.0.0.0/8\", got {s:?} \
+         (without \"@\" it matches no address)"
+    ))
 }
 
 // ---------------------------------------------------------------------------
