@@ -261,6 +261,110 @@ fn after_queue_content_filter() -> Result<()> {
     Ok(())
 }
 
+/// After the queue, a refusal would make Postfix bounce the message to
+/// its sender (who may be forged): with `network.after_queue`, a status in
+/// `reject` is a block instead, at the end of DATA (a virus) and at RCPT
+/// (a blacklisted client, named by XFORWARD), and Postfix bounces nothing.
+#[test]
+fn after_queue_refusals_become_blocks_not_bounces() -> Result<()> {
+    ensure!(
+        is_root(),
+        "the private Postfix needs root: run as root (tests/run does)"
+    );
+    let dir = TestDir::new("postfix-after-queue-reject")?;
+    let sink = Sink::start(dir.path(), "sink")?;
+    let reinject = free_port();
+    let stats = StatsSetup::new(dir.path());
+    let config = stats
+        .apply(Config::new(dir.path()))
+        .set("network", "after_queue", "true")
+        .set_list("policy", "reject", &["av/infected", "as/blacklisted"])
+        .set_list("spam", "blacklist", &[&format!("ip {CLIENT_IP}")])
+        .route_to_port("*", reinject);
+    let daemon = Daemon::start(&config)?;
+    let mut master = vec![
+        "mailward unix - - n - 4 smtp".to_string(),
+        "  -o smtp_send_xforward_command=yes".into(),
+        "  -o disable_mime_output_conversion=yes".into(),
+    ];
+    master.extend(reinjection(reinject));
+    let postfix = Postfix::start(
+        dir.path(),
+        "after-reject",
+        &PostfixSetup {
+            relay_port: sink.port,
+            extra: vec![format!(
+                "content_filter = mailward:[127.0.0.1]:{}",
+                config.port
+            )],
+            master,
+            ..Default::default()
+        },
+    )?;
+    // From a client that is not blacklisted: a virus, then a clean message.
+    let other = ["--local-interface", "127.0.0.3", "--ehlo", CLIENT_HELO];
+    let eicar = infected("invoice")?;
+    let (ok, t) = swaks_message(
+        dir.path(),
+        postfix.port,
+        "eicar",
+        "user@example.com",
+        &eicar,
+        &other,
+    )?;
+    ensure!(ok, "Postfix refused the message: {t}");
+    // From the blacklisted client (Mailward learns it from XFORWARD).
+    let (ok, t) = swaks_via(&dir, postfix.port, "blacklisted", &clean(4))?;
+    ensure!(ok, "Postfix refused the message: {t}");
+    let (ok, t) = swaks_message(
+        dir.path(),
+        postfix.port,
+        "clean",
+        "user@example.com",
+        &clean(5),
+        &other,
+    )?;
+    ensure!(ok, "Postfix refused the message: {t}");
+
+    let got = sink.wait_for_count(1, DELIVERY_TIMEOUT)?;
+    postfix.wait_queue_empty(Duration::from_secs(30))?;
+    let got = sink.settle(Duration::from_secs(3)).unwrap_or(got);
+    let subjects: Vec<String> = got
+        .iter()
+        .map(|m| m.header("Subject").unwrap_or_default())
+        .collect();
+    ensure!(
+        subjects == ["clean 5"],
+        "only the clean message arrives, and no bounce: {subjects:?}\n{}",
+        postfix.log()
+    );
+    ensure!(
+        !postfix.log().contains("status=bounced"),
+        "Postfix bounced:\n{}",
+        postfix.log()
+    );
+    let m = stats.scrape()?;
+    ensure!(
+        m.get("mailward_messages_blocked_total", &[]) == Some(2.0)
+            && m.get("mailward_messages_rejected_total", &[("reason", "policy")])
+                .unwrap_or(0.0)
+                == 0.0,
+        "two blocks, no refusal: blocked {:?}, refused {:?}\n{}",
+        m.get("mailward_messages_blocked_total", &[]),
+        m.get("mailward_messages_rejected_total", &[("reason", "policy")]),
+        daemon.log()
+    );
+    let raw = stats.raw_lines()?;
+    for status in ["av/infected", "as/blacklisted"] {
+        ensure!(
+            raw.iter().any(|r| r.status == status),
+            "a raw record of the {status} message: {:?}",
+            raw.iter().map(|r| &r.line).collect::<Vec<_>>()
+        );
+    }
+    Ok(())
+}
+
 #[test]
 fn before_queue_proxy_refuses_in_the_clients_session() -> Result<()> {
     ensure!(
@@ -316,6 +420,12 @@ fn before_queue_proxy_refuses_in_the_clients_session() -> Result<()> {
             .any(|r| r.status == "av/infected" && r.client_ip == CLIENT_IP),
         "the refusal is recorded for the original client: {:?}",
         raw.iter().map(|r| &r.line).collect::<Vec<_>>()
+    );
+    let log = daemon.log();
+    ensure!(
+        log.lines().any(|l| l.contains("Refused in the session.")
+            && l.contains(&format!("client={CLIENT_IP} "))),
+        "the refusal's log line names the original client, not Postfix:\n{log}"
     );
     let m = stats.scrape()?;
     ensure!(

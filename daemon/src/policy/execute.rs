@@ -659,8 +659,15 @@ pub async fn recheck(gw: Arc<Gateway>, env: Envelope) {
 /// together (`gw.backlog`, one message always taken): past it the session
 /// waits for its own verdict up to `timeouts.scan` more, and so sends no
 /// more meanwhile, then leaves it anyway so that the reply still comes
-/// within a client's (or Postfix's proxy) patience.
-pub async fn in_session(gw: &Arc<Gateway>, env: Envelope, raw: Arc<Vec<u8>>) -> Answer {
+/// within a client's (or Postfix's proxy) patience. `may_refuse` false
+/// (an after-queue filter's client) makes every refusal a block even in
+/// time: the client would bounce it.
+pub async fn in_session(
+    gw: &Arc<Gateway>,
+    env: Envelope,
+    raw: Arc<Vec<u8>>,
+    may_refuse: bool,
+) -> Answer {
     let (handoff, mut verdict) = tokio::sync::oneshot::channel();
     // The message's place in the backlog, once the session leaves its
     // checks there; freed when the last holder of `place` (the judging
@@ -670,7 +677,7 @@ pub async fn in_session(gw: &Arc<Gateway>, env: Envelope, raw: Arc<Vec<u8>>) -> 
         let (gw, env, raw) = (gw.clone(), env.clone(), raw.clone());
         let place = place.clone();
         tokio::spawn(async move {
-            let v = judge(&gw, &env, raw.clone(), true).await;
+            let v = judge(&gw, &env, raw.clone(), may_refuse).await;
             // The session gave up waiting: carry it out here.
             if let Err(v) = handoff.send(v) {
                 execute(&gw, env, raw, v, false).await;

@@ -228,9 +228,22 @@ impl Session {
     }
 
     fn reject(&self, conn: &mut Conn, reason: RejectReason, reply: &str) {
+        self.reject_for(conn, self.peer.ip(), reason, reply);
+    }
+
+    /// A refusal that concerns a transaction's client: the one XFORWARD
+    /// named (as the raw records and accepted lines say), not the MTA
+    /// that forwarded it.
+    fn reject_for(
+        &self,
+        conn: &mut Conn,
+        client: std::net::IpAddr,
+        reason: RejectReason,
+        reply: &str,
+    ) {
         MessageRejected {
             reason,
-            client: self.peer.ip(),
+            client,
             reply,
         }
         .emit(&self.gw.stats);
@@ -717,8 +730,12 @@ impl Session {
         let spf = (self.gw)
             .spf(&self.cfg, client.ip, &client.standing, &client.helo, &from)
             .await;
-        if let Some(reply) = crate::auth::spf_refusal(self.cfg.spam.spf, spf.as_ref(), client.ip) {
-            self.reject(conn, RejectReason::Policy, &reply);
+        // After the queue (network.after_queue), a refusal would come back
+        // to the sender as a bounce: the fail stays a spam test only.
+        let refusal = crate::auth::spf_refusal(self.cfg.spam.spf, spf.as_ref(), client.ip)
+            .filter(|_| !self.cfg.network.after_queue);
+        if let Some(reply) = refusal {
+            self.reject_for(conn, client.ip, RejectReason::Policy, &reply);
             return Flow::Continue;
         }
         self.state = State::Mail(Box::new(Transaction {
@@ -778,8 +795,8 @@ impl Session {
             self.reject(conn, RejectReason::Relay, &reply);
             return Flow::Continue;
         }
-        if let Some(reply) = self.refused_as_blacklisted(&to) {
-            self.reject(conn, RejectReason::Policy, &reply);
+        if let Some((client, reply)) = self.refused_as_blacklisted(&to) {
+            self.reject_for(conn, client, RejectReason::Policy, &reply);
             return Flow::Continue;
         }
         let State::Mail(tx) = &mut self.state else {
@@ -799,11 +816,16 @@ impl Session {
     /// or the client is listed, the message will be `as/blacklisted` for
     /// every recipient (nothing overrides a blacklisting), so a recipient
     /// whose group refuses that status (`reject`, with `check_spam`) is
-    /// refused now instead of after the whole message came in.
-    fn refused_as_blacklisted(&self, to: &str) -> Option<String> {
+    /// refused now instead of after the whole message came in. Never
+    /// after the queue (network.after_queue): the status becomes a block
+    /// once the message is in. Returns the client refused and the reply.
+    fn refused_as_blacklisted(&self, to: &str) -> Option<(std::net::IpAddr, String)> {
         let State::Mail(tx) = &self.state else {
             return None;
         };
+        if self.cfg.network.after_queue {
+            return None;
+        }
         let ip = tx.client.ip;
         if !crate::check::spam::blacklisted(&self.cfg, ip, &tx.from) {
             return None;
@@ -817,7 +839,10 @@ impl Session {
         let group = crate::policy::group_of(&self.cfg, &probe, to).unwrap_or("");
         let policy = crate::policy::policy_of(&self.cfg, group);
         (policy.check_spam && policy.reject.iter().any(|s| s.covers("as/blacklisted"))).then(|| {
-            format!("550 5.7.1 <{to}>: Message refused: the sender or client is blacklisted")
+            (
+                ip,
+                format!("550 5.7.1 <{to}>: Message refused: the sender or client is blacklisted"),
+            )
         })
     }
 
@@ -954,13 +979,17 @@ impl Session {
         // The message is safe on disk. Its checks and plans are awaited
         // here, up to scan_in_session, so that a refusal can be given in
         // the session; checks that take longer are carried out after the
-        // 250, where a refusal becomes a block.
+        // 250, where a refusal becomes a block. After the queue
+        // (network.after_queue) a refusal is a block from the start: the
+        // MTA that queued the message would bounce it to its sender.
         use crate::policy::execute::{self, Answer};
-        let answer = execute::in_session(&self.gw, envelope, bytes).await;
+        let client = envelope.client_ip;
+        let may_refuse = !self.cfg.network.after_queue;
+        let answer = execute::in_session(&self.gw, envelope, bytes, may_refuse).await;
         match answer {
             Answer::Accepted => {}
             Answer::Refused(reply) => {
-                self.reject(conn, RejectReason::Policy, &reply);
+                self.reject_for(conn, client, RejectReason::Policy, &reply);
                 return Flow::Continue;
             }
             Answer::TempFail(reply) => {
@@ -974,9 +1003,10 @@ impl Session {
         Flow::Continue
     }
 
-    /// The Received line. With XFORWARD it names the original client, as
-    /// Postfix's own after-filter smtpd does, so the trace reads as if the
-    /// filter were not there.
+    /// The Received line. With XFORWARD it names the original client, so
+    /// that the trace shows where the message came from (Postfix's own
+    /// re-injection smtpd names the connection instead: its line and ours
+    /// together show both).
     fn received_header(&self, id: &QueueId, tls: Option<String>, tx: &Transaction) -> String {
         let esmtp = match tx.client.proto.as_deref() {
             Some(p) => p.eq_ignore_ascii_case("ESMTP"),
