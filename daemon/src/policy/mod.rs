@@ -179,4 +179,72 @@ mod tests {
         assert_eq!(parts[1].group, "strict");
         assert_eq!(parts[1].policy.block[0].as_str(), "av/all");
     }
+
+    /// The ```toml blocks of a page of docs/.
+    fn toml_blocks(page: &str) -> Vec<String> {
+        let path = format!("{}/../docs/{page}", env!("CARGO_MANIFEST_DIR"));
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        text.split("```toml\n")
+            .skip(1)
+            .filter_map(|b| b.split_once("```").map(|(toml, _)| toml.to_string()))
+            .collect()
+    }
+
+    /// Blacklisted mail is `as/blacklisted`, never `as/spam`: an example in
+    /// the docs whose list names as/spam alone teaches a policy that
+    /// delivers blacklisted mail unmarked (walkB finding 5).
+    #[test]
+    fn the_docs_list_as_blacklisted_wherever_they_list_as_spam() {
+        let lists = ["reject", "block", "quarantine", "mark_subject"];
+        let mut examples = 0;
+        for page in ["policy.md", "spam.md"] {
+            for block in toml_blocks(page) {
+                for line in block.lines() {
+                    let Some((key, value)) = line.split_once(" = ") else {
+                        continue;
+                    };
+                    if lists.contains(&key.trim()) && value.contains("\"as/spam\"") {
+                        examples += 1;
+                        assert!(
+                            value.contains("\"as/blacklisted\"") || value.contains("\"as/all\""),
+                            "{page}: `{line}` names as/spam without as/blacklisted"
+                        );
+                    }
+                }
+            }
+        }
+        assert!(examples >= 3, "the pages show lists with as/spam");
+    }
+
+    /// The groups example of policy.md, as configured, blocks blacklisted
+    /// mail for the managers and delivers it to the others.
+    #[test]
+    fn the_groups_example_of_the_docs_blocks_blacklisted_mail() {
+        use crate::check::{spam::Evidence, Report};
+        use crate::policy::plan::{decide, Delivery};
+        let example = toml_blocks("policy.md")
+            .into_iter()
+            .find(|b| b.contains("[group.managers]"))
+            .unwrap();
+        let cfg = crate::config::parse(&example, "policy.md").unwrap();
+        let report = Report {
+            spam: Some(Evidence {
+                blacklisted: Some("sender *@spammer.example".into()),
+                ..Evidence::default()
+            }),
+            ..Report::default()
+        };
+        let e = env(
+            "x@spammer.example",
+            &["user@example.com", "boss@managers.example.com"],
+            "192.0.2.1",
+        );
+        let plans: Vec<_> = partition(&cfg, &e)
+            .iter()
+            .map(|p| decide(&p.policy, &p.group, &report, false, false))
+            .collect();
+        assert_eq!(plans.len(), 2);
+        assert_eq!(plans[0].delivery, Delivery::Deliver, "default group");
+        assert_eq!(plans[1].delivery, Delivery::Block, "managers");
+    }
 }
