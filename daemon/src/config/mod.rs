@@ -152,14 +152,10 @@ pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigErrors> {
             unknown.push(segments(&path))
         });
     for segs in unknown {
-        let hint = segs
-            .split_last()
-            .and_then(|(last, parent)| match last {
-                Seg::Key(k) => closest(k, raw::known_keys(parent)),
-                Seg::Index(_) => None,
-            })
-            .map(|k| format!(" (did you mean `{k}`?)"))
-            .unwrap_or_default();
+        let hint = match segs.split_last() {
+            Some((Seg::Key(k), parent)) => unknown_key_hint(k, parent),
+            _ => String::new(),
+        };
         ctx.report(&KeyPath(segs), format!("unknown key{hint}"));
     }
 
@@ -235,6 +231,53 @@ fn tidy_serde_message(message: &str) -> String {
             .into();
     }
     out
+}
+
+/// What to say after "unknown key" for `name` in the table at `parent`: a
+/// close spelling of a key of that table, and the tables where `name` is a
+/// key, so that a key put in the wrong section (`spam_level` under
+/// `[spam]`) says where it goes instead of only that it is wrong.
+fn unknown_key_hint(name: &str, parent: &[Seg]) -> String {
+    let here = table_label(parent);
+    let mut places: Vec<&str> = Vec::new();
+    for (label, keys) in raw::tables() {
+        if Some(label) != here && keys.contains(&name) && !places.contains(&label) {
+            places.push(label);
+        }
+    }
+    let near = closest(name, raw::known_keys(parent));
+    match (near, places.as_slice()) {
+        (None, []) => String::new(),
+        (Some(k), []) => format!(" (did you mean `{k}`?)"),
+        (None, places) => format!(" ({name} belongs in {})", either(places)),
+        (Some(k), places) => format!(
+            " (did you mean `{k}`? {name} is a key of {})",
+            either(places)
+        ),
+    }
+}
+
+/// The label [`raw::tables`] gives the table at `parent`; `None` for the
+/// root or a place that is no table.
+fn table_label(parent: &[Seg]) -> Option<&'static str> {
+    match parent {
+        [Seg::Key(s), Seg::Index(_)] if s == "route" => Some("[[route]]"),
+        [Seg::Key(s), Seg::Key(_)] if s == "group" => Some("a [group.NAME]"),
+        [Seg::Key(s)] => raw::tables()
+            .into_iter()
+            .map(|(label, _)| label)
+            .find(|label| label.strip_prefix('[').and_then(|l| l.strip_suffix(']')) == Some(s)),
+        _ => None,
+    }
+}
+
+/// `a`, `a or b`, `a, b or c`.
+fn either(items: &[&str]) -> String {
+    match items.split_last() {
+        None => String::new(),
+        Some((last, [])) => last.to_string(),
+        Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+    }
 }
 
 /// The name in `known` closest to `name`, if within 2 edits.

@@ -147,3 +147,29 @@ pub fn known_keys(parent: &[super::locate::Seg]) -> &'static [&'static str] {
         _ => &[],
     }
 }
+
+/// Every table that holds keys, labelled as a message names it
+/// (`"[spam]"`, `"[[route]]"`, `"a [group.NAME]"`), with its keys: where
+/// an unknown key is looked for in the other tables.
+pub fn tables() -> [(&'static str, &'static [&'static str]); 18] {
+    [
+        ("[server]", RawServer::FIELDS),
+        ("[network]", RawNetwork::FIELDS),
+        ("[access]", RawAccess::FIELDS),
+        ("[limits]", RawLimits::FIELDS),
+        ("[timeouts]", RawTimeouts::FIELDS),
+        ("[[route]]", RawRoute::FIELDS),
+        ("[policy]", RawPolicy::FIELDS),
+        ("a [group.NAME]", RawGroup::FIELDS),
+        ("[archive]", RawArchive::FIELDS),
+        ("[quarantine]", RawQuarantine::FIELDS),
+        ("[bases]", RawBases::FIELDS),
+        ("[spam]", RawSpam::FIELDS),
+        ("[statistics]", RawStatistics::FIELDS),
+        ("[snmp]", RawSnmp::FIELDS),
+        ("[agentx]", RawAgentx::FIELDS),
+        ("[metrics]", RawMetrics::FIELDS),
+        ("[milter]", RawMilter::FIELDS),
+        ("[log]", RawLog::FIELDS),
+    ]
+}

@@ -805,3 +805,80 @@ blacklist = [\"@spammer.example\", \"2001:db8::/32\", \"nobody\"]
     );
     assert_eq!(c.spam.blacklist.len(), 1);
 }
+
+#[test]
+fn a_key_of_another_section_says_where_it_belongs() {
+    // walkB finding 7: `spam.spam_level: unknown key` left the operator to
+    // guess that the key is a policy key.
+    let text = "\
+hostname = \"gw.example.com\"
+[server]
+listen = \"127.0.0.1:9925\"
+[policy]
+senders = [\"*@example.com\"]
+[group.g]
+recipients = [\"*@g.example.com\"]
+whitelist = []
+[spam]
+spam_level = \"high\"
+[limits]
+max_hop = 3
+";
+    assert_eq!(
+        problems(text),
+        vec![
+            "mailward.toml:1: hostname: unknown key (hostname belongs in [server])",
+            "mailward.toml:3: server.listen: unknown key (listen belongs in [metrics] or [milter])",
+            "mailward.toml:5: policy.senders: unknown key (senders belongs in a [group.NAME])",
+            "mailward.toml:8: group.g.whitelist: unknown key (whitelist belongs in [spam])",
+            "mailward.toml:10: spam.spam_level: unknown key (spam_level belongs in [policy] or a [group.NAME])",
+            "mailward.toml:12: limits.max_hop: unknown key (did you mean `max_hops`?)",
+        ]
+    );
+}
+
+#[test]
+fn a_subject_prefix_key_that_is_no_status_is_named_as_the_key() {
+    // walkB finding 7: the message ended in a stray "... as key".
+    let p = problems("[policy]\nsubject_prefix = { \"as/spamm\" = \"[SPAM]\" }\n");
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert!(
+        p[0].starts_with(
+            "mailward.toml:2: policy.subject_prefix.\"as/spamm\": \"as/spamm\" is not a status: \
+             each key is a status, like \"as/spam\" = \"[SPAM]\" (did you mean \"as/spam\"?); \
+             statuses: av/clean, "
+        ),
+        "{p:?}"
+    );
+    assert!(!p[0].contains("as key"), "{p:?}");
+}
+
+#[test]
+fn a_notify_templates_dir_that_is_missing_or_a_file_is_named_with_the_reason() {
+    // walkB finding 7: "not a directory of notification templates" named
+    // neither the path nor what was wrong with it.
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("nosuchdir");
+    let file = dir.path().join("sender.txt");
+    std::fs::write(&file, "x").unwrap();
+    let text = format!(
+        "[policy]\nnotify_templates = {:?}\n[group.g]\nrecipients = [\"*@g.example\"]\nnotify_templates = {:?}\n",
+        missing.display().to_string(),
+        file.display().to_string()
+    );
+    let tail = ": expected a directory of notification templates (sender.txt, recipients.txt, \
+                admin.txt), or \"\" for the built-in templates";
+    assert_eq!(
+        problems(&text),
+        vec![
+            format!(
+                "mailward.toml:2: policy.notify_templates: {} does not exist{tail}",
+                missing.display()
+            ),
+            format!(
+                "mailward.toml:5: group.g.notify_templates: {} is not a directory{tail}",
+                file.display()
+            ),
+        ]
+    );
+}

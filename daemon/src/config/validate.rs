@@ -481,10 +481,20 @@ impl Convert for Vec<Pattern> {
 }
 
 impl Convert for BTreeMap<String, String> {
-    /// `subject_prefix`: status to prefix.
+    /// `subject_prefix`: status to prefix. The problem of a key that is no
+    /// status is worded for a key (the value is not what is wrong), with
+    /// the closest status when it looks like a typo.
     fn read(ctx: &mut Ctx<'_>, path: &KeyPath, value: Option<&Value>) -> Option<Self> {
         ctx.map(path, value, |k, v| {
-            Status::parse(k).map_err(|e| format!("{e} as key"))?;
+            if Status::parse(k).is_err() {
+                let hint = super::closest(k, STATUSES)
+                    .map(|s| format!(" (did you mean {s:?}?)"))
+                    .unwrap_or_default();
+                return Err(format!(
+                    "{k:?} is not a status: each key is a status, like \"as/spam\" = \"[SPAM]\"{hint}; statuses: {}",
+                    STATUSES.join(", ")
+                ));
+            }
             text(v)
         })
     }
@@ -1204,6 +1214,10 @@ fn templates(ctx: &mut Ctx<'_>, config: &Config) {
             continue;
         }
         seen.push(dir);
+        if let Some(problem) = not_a_templates_dir(Path::new(dir)) {
+            ctx.report(&path, problem);
+            continue;
+        }
         for (file, p) in crate::policy::notify::check_dir(Path::new(dir)) {
             if file == dir {
                 ctx.report(&path, p.problem);
@@ -1217,6 +1231,23 @@ fn templates(ctx: &mut Ctx<'_>, config: &Config) {
             }
         }
     }
+}
+
+/// Why `dir` cannot be a `notify_templates` directory, naming it and what
+/// is wrong with it (missing, a file, unreadable) and the way back to the
+/// built-in templates; `None` when it is a directory.
+fn not_a_templates_dir(dir: &Path) -> Option<String> {
+    let why = match std::fs::metadata(dir) {
+        Ok(m) if m.is_dir() => return None,
+        Ok(_) => "is not a directory".to_string(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => "does not exist".to_string(),
+        Err(e) => format!("cannot be read ({e})"),
+    };
+    Some(format!(
+        "{} {why}: expected a directory of notification templates (sender.txt, recipients.txt, \
+         admin.txt), or \"\" for the built-in templates",
+        dir.display()
+    ))
 }
 
 fn cross_checks(ctx: &mut Ctx<'_>, config: &Config) {
