@@ -493,6 +493,23 @@ fn with_malloc_tunable() {
     eprintln!("mailward: cannot restart with {MALLOC_TUNABLE} ({e}); going on without it.");
 }
 
+/// What [`config::MilterListen::parse`] adds to its problem for `[milter]
+/// listen`, where "" means no milter.
+const NO_MILTER_CHOICE: &str = ", or \"\" for no milter";
+
+/// `mailward milter --listen AT`. Unlike `[milter] listen`, "" is no
+/// choice here (a milter-only gateway without a milter socket serves
+/// nothing), so the problem must not offer it.
+fn milter_listen_arg(at: &str) -> Result<config::MilterListen, String> {
+    if at.trim().is_empty() {
+        return Err(format!(
+            "expected {}, got {at:?} (`mailward milter` always serves a milter socket)",
+            config::MilterListen::EXAMPLE
+        ));
+    }
+    config::MilterListen::parse(at).map_err(|e| e.replacen(NO_MILTER_CHOICE, "", 1))
+}
+
 /// `milter`: Some for `mailward milter` (with its --listen): no SMTP
 /// listener, the milter socket required.
 fn run(path: Option<&Path>, milter: Option<Option<String>>) -> ExitCode {
@@ -511,7 +528,7 @@ fn run(path: Option<&Path>, milter: Option<Option<String>>) -> ExitCode {
     if let Some(listen) = milter {
         overrides.milter_only = true;
         if let Some(at) = listen {
-            match config::MilterListen::parse(&at) {
+            match milter_listen_arg(&at) {
                 Ok(l) => overrides.milter_listen = Some(l),
                 Err(e) => {
                     eprintln!("mailward milter: --listen: {e}");
@@ -1139,4 +1156,46 @@ fn print_table(items: &[QueueItem]) {
         }
     }
     out!("{} message(s)", items.len());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn milter_listen_never_offers_no_milter() {
+        // walkA finding 5: `--listen ""` was told `or "" for no milter`,
+        // then refused for being "".
+        let empty = milter_listen_arg("").unwrap_err();
+        assert_eq!(
+            empty,
+            "expected \"inet:10031@127.0.0.1\", \"inet6:10031@[::1]\" or \
+             \"unix:/run/mailward/milter.sock\", got \"\" (`mailward milter` always serves a \
+             milter socket)"
+        );
+        for bad in [
+            "inet:127.0.0.1:10031",
+            "unix:milter.sock",
+            "inet:10031@localhost",
+            "x",
+        ] {
+            let e = milter_listen_arg(bad).unwrap_err();
+            assert!(
+                e.starts_with("expected \"inet:10031@127.0.0.1\""),
+                "{bad}: {e}"
+            );
+            assert!(e.contains(&format!("got {bad:?}")), "{bad}: {e}");
+            assert!(!e.contains("\"\""), "{bad}: {e}");
+        }
+        assert_eq!(
+            milter_listen_arg("inet:10031@127.0.0.1")
+                .unwrap()
+                .to_string(),
+            "inet:10031@127.0.0.1"
+        );
+        // The config key keeps its "" choice.
+        assert!(config::MilterListen::parse("x")
+            .unwrap_err()
+            .contains(NO_MILTER_CHOICE));
+    }
 }

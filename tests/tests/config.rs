@@ -139,6 +139,27 @@ fn run_refuses_a_bad_config_with_exit_64() -> Result<()> {
 }
 
 #[test]
+fn milter_listen_problems_do_not_offer_no_milter() -> Result<()> {
+    // walkA finding 5: `mailward milter --listen ""` was told it could give
+    // "" for no milter, and was then refused for it.
+    let dir = TestDir::new("milter-listen")?;
+    for bad in ["", "inet:127.0.0.1:10031"] {
+        let out = mailward(&dir, &["milter", "--listen", bad])?;
+        let text = output_text(&out);
+        assert_eq!(out.status.code(), Some(64), "{bad:?}: {text}");
+        assert!(
+            text.contains(&format!(
+                "mailward milter: --listen: expected \"inet:10031@127.0.0.1\", \"inet6:10031@[::1]\" \
+                 or \"unix:/run/mailward/milter.sock\", got {bad:?}"
+            )),
+            "{bad:?}: {text}"
+        );
+        assert!(!text.contains("for no milter"), "{bad:?}: {text}");
+    }
+    Ok(())
+}
+
+#[test]
 fn default_config_is_commented_and_valid() -> Result<()> {
     let dir = TestDir::new("default-config")?;
     let out = mailward(&dir, &["config", "default"])?;
