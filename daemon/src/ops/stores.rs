@@ -64,7 +64,9 @@ impl Listed {
             recipients: e.meta.recipients.clone(),
             statuses: e.meta.statuses.clone(),
             reason: e.meta.reason.clone(),
-            group: e.meta.group.clone(),
+            // As `show`, the notices and the statistics name it: the
+            // default group is "default", not "".
+            group: mailward_metrics::snapshot::group_name(&e.meta.group).to_string(),
             size: e.meta.size,
             client_ip: e.meta.client_ip.clone(),
             findings: e.meta.findings.clone(),
@@ -426,6 +428,15 @@ mod tests {
                 e.meta.statuses
             );
         }
+    }
+
+    #[test]
+    fn the_listing_names_the_default_group_default() {
+        let mut e = entry(&["av/infected", "as/clean"]);
+        let json = serde_json::to_value(Listed::new(&e, None)).unwrap_or_default();
+        assert_eq!(json["group"], "default", "{json}");
+        e.meta.group = "managers".into();
+        assert_eq!(Listed::new(&e, None).group, "managers");
     }
 
     #[test]

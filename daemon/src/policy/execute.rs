@@ -557,11 +557,26 @@ pub(crate) fn compose_notifications(
     verdict: &Verdict,
     records: &mut Vec<Record>,
 ) -> Vec<(super::plan::NotifyTo, Envelope)> {
+    use super::plan::NotifyTo;
     let mut notices = Vec::new();
+    // The sender gets one notice for the whole message, made with the
+    // first group that asks for one (notify::compose says why).
+    let to_sender: Vec<&Judged> = verdict
+        .groups
+        .iter()
+        .filter(|j| j.plan.notify.contains(&NotifyTo::Sender))
+        .collect();
     for j in &verdict.groups {
         for &to in &j.plan.notify {
+            let about: Vec<&Judged> = match to {
+                NotifyTo::Sender if to_sender.first().is_some_and(|f| std::ptr::eq(*f, j)) => {
+                    to_sender.clone()
+                }
+                NotifyTo::Sender => continue,
+                NotifyTo::Recipients | NotifyTo::Admin => vec![j],
+            };
             let nid = env.id.derived(&format!("n{}", notices.len() + 1));
-            match super::notify::compose(cfg, env, raw, j, verdict, to, nid) {
+            match super::notify::compose(cfg, env, raw, &about, verdict, to, nid) {
                 Ok(Some((e, bytes))) => {
                     records.push(Record::accepted(e.clone(), bytes));
                     notices.push((to, e));

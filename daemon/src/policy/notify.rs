@@ -192,12 +192,35 @@ fn template(dir: &str, to: NotifyTo) -> String {
     built_in(to).to_string()
 }
 
-/// The message's Subject, decoded (empty when it has none).
+/// The message's Subject, decoded (empty when it has none), on one line.
 fn subject_of(raw: &[u8]) -> String {
-    mail_parser::MessageParser::default()
-        .parse_headers(raw)
-        .and_then(|m| m.subject().map(str::to_string))
-        .unwrap_or_default()
+    one_line(
+        &mail_parser::MessageParser::default()
+            .parse_headers(raw)
+            .and_then(|m| m.subject().map(str::to_string))
+            .unwrap_or_default(),
+    )
+}
+
+/// `text` with each run of control characters (CR, LF, TAB, ...) as one
+/// space. An RFC 2047 word may decode to line breaks: in a template's body
+/// they would start lines of the sender's choosing (`Bcc: ...`) in a
+/// notice that says it comes from us.
+fn one_line(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut in_run = false;
+    for c in text.chars() {
+        if c.is_control() {
+            if !in_run {
+                out.push(' ');
+            }
+            in_run = true;
+        } else {
+            out.push(c);
+            in_run = false;
+        }
+    }
+    out.trim().to_string()
 }
 
 /// What was done, in words.
@@ -258,24 +281,47 @@ fn q_encode(s: &str) -> String {
     out
 }
 
-/// The notification to `to` about the message `env` (bytes `raw`, group
-/// `j` of `verdict`), as an envelope and bytes ready to spool with ID `id`; None
-/// when there is nobody to send it to (the null sender, no admin address).
+/// The items of `lists` in order, each once.
+fn union(lists: impl IntoIterator<Item = Vec<String>>) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for item in lists.into_iter().flatten() {
+        if !out.contains(&item) {
+            out.push(item);
+        }
+    }
+    out
+}
+
+/// The notification to `to` about the message `env` (bytes `raw`, groups
+/// `about` of `verdict`), as an envelope and bytes ready to spool with ID
+/// `id`; None when there is nobody to send it to (the null sender, no admin
+/// address). `about` is one group, except for the sender's notice: a
+/// message whose recipients fall in several groups gets one notice to its
+/// sender for all of them (the sender is one person, and mostly forged:
+/// one notice per group would double the backscatter). Its template is
+/// the first group's; recipients, statuses and findings are those of every
+/// group, and the action says which recipients it was for when the groups
+/// differ. Empty `about`: nothing to say (None).
 pub fn compose(
     cfg: &Config,
     env: &Envelope,
     raw: &[u8],
-    j: &Judged,
+    about: &[&Judged],
     verdict: &Verdict,
     to: NotifyTo,
     id: QueueId,
 ) -> Result<Option<(Envelope, Vec<u8>)>, String> {
-    let group_rcpts: Vec<String> = j
-        .partition
-        .rcpts
-        .iter()
-        .filter_map(|&i| env.rcpts.get(i).map(|r| r.address.clone()))
-        .collect();
+    let Some(j) = about.first().copied() else {
+        return Ok(None);
+    };
+    let rcpts_of = |g: &Judged| -> Vec<String> {
+        g.partition
+            .rcpts
+            .iter()
+            .filter_map(|&i| env.rcpts.get(i).map(|r| r.address.clone()))
+            .collect()
+    };
+    let group_rcpts = union(about.iter().map(|g| rcpts_of(g)));
     let addresses: Vec<String> = match to {
         NotifyTo::Sender => vec![env.mail_from.clone()],
         NotifyTo::Recipients => group_rcpts.clone(),
@@ -290,29 +336,56 @@ pub fn compose(
     let received = chrono::DateTime::from_timestamp(env.received_at, 0)
         .unwrap_or_default()
         .to_rfc2822();
-    let quarantine_id = j.plan.quarantine.as_ref().map(|_| {
-        if verdict.groups.len() > 1 {
-            let k = verdict
-                .groups
-                .iter()
-                .position(|g| g.partition.group == j.partition.group)
-                .unwrap_or(0);
-            env.id.derived(&(k + 1).to_string()).0
-        } else {
-            env.id.0.clone()
-        }
-    });
-    let findings = verdict.finding_lines(j, to != NotifyTo::Sender);
+    let quarantine_id_of = |g: &Judged| {
+        g.plan.quarantine.as_ref().map(|_| {
+            if verdict.groups.len() > 1 {
+                let k = verdict
+                    .groups
+                    .iter()
+                    .position(|o| o.partition.group == g.partition.group)
+                    .unwrap_or(0);
+                env.id.derived(&(k + 1).to_string()).0
+            } else {
+                env.id.0.clone()
+            }
+        })
+    };
+    let quarantine_id = about.iter().find_map(|g| quarantine_id_of(g));
+    let findings = union(
+        about
+            .iter()
+            .map(|g| verdict.finding_lines(g, to != NotifyTo::Sender)),
+    );
+    let actions = union(
+        about
+            .iter()
+            .map(|g| vec![action(g, quarantine_id_of(g).is_some())]),
+    );
+    let action = if actions.len() == 1 {
+        actions.join("")
+    } else {
+        about
+            .iter()
+            .map(|g| {
+                format!(
+                    "{} for {}",
+                    action(g, quarantine_id_of(g).is_some()),
+                    rcpts_of(g).join(", ")
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
     let context = minijinja::context! {
         queue_id => env.id.0.clone(),
         sender => if env.mail_from.is_empty() { "<>".to_string() } else { env.mail_from.clone() },
         recipients => group_rcpts,
         subject => subject_of(raw),
-        status => j.plan.shown_status(),
-        statuses => j.plan.statuses(),
+        status => union(about.iter().map(|g| vec![g.plan.shown_status()])).join(", "),
+        statuses => union(about.iter().map(|g| g.plan.statuses())),
         findings => findings,
-        action => action(j, quarantine_id.is_some()),
-        group => j.partition.label(),
+        action => action,
+        group => union(about.iter().map(|g| vec![g.partition.label().to_string()])).join(", "),
         client => env.client_ip.to_string(),
         quarantine_id => quarantine_id.unwrap_or_default(),
         hostname => cfg.server.hostname.clone(),
@@ -411,6 +484,114 @@ mod tests {
         );
         let p = check_template("admin.txt", "no subject\n\nbody\n");
         assert_eq!(p[0].line, 1);
+    }
+
+    /// An infected message from alice to a recipient of the default group
+    /// and one of `managers`, with this raw Subject field; both groups
+    /// notify the sender and the recipients (managers also blocks it). The
+    /// notices composed, as (to, envelope, text).
+    fn notices(subject: &str) -> Vec<(NotifyTo, Envelope, String)> {
+        use crate::check::{Finding, Kind, Report};
+        let cfg = crate::config::parse(
+            "[policy]\nnotify_sender = [\"av/infected\"]\nnotify_recipients = [\"av/infected\"]\n\
+             [group.managers]\nrecipients = [\"*@managers.example.com\"]\nblock = [\"av/infected\"]\n",
+            "t.toml",
+        )
+        .unwrap();
+        let mut env = Envelope::new(
+            QueueId::generate(),
+            "192.0.2.1".parse().unwrap(),
+            "client.test".into(),
+            "alice@sender.test".into(),
+        );
+        env.rcpts = ["user@example.com", "boss@managers.example.com"]
+            .into_iter()
+            .map(|a| Recipient::new(a.into()))
+            .collect();
+        let raw = format!("Subject: {subject}\r\nFrom: alice@sender.test\r\n\r\nhello\r\n");
+        let report = Report {
+            av_checked: true,
+            av: vec![Finding::new(
+                Kind::Infected,
+                "EICAR_Test_File",
+                "eicar.com",
+                Some(0),
+            )],
+            ..Report::default()
+        };
+        let verdict =
+            Verdict::from_report(report, super::super::partition(&cfg, &env), false, false);
+        let mut records = Vec::new();
+        let composed = super::super::execute::compose_notifications(
+            &cfg,
+            &env,
+            raw.as_bytes(),
+            &verdict,
+            &mut records,
+        );
+        assert_eq!(records.len(), composed.len());
+        composed
+            .into_iter()
+            .zip(records)
+            .map(|((to, e), r)| {
+                let bytes = r.data.map(|d| d.to_vec()).unwrap_or_default();
+                (to, e, String::from_utf8_lossy(&bytes).into_owned())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_sender_gets_one_notice_for_all_groups() {
+        let n = notices("Invoice 4711");
+        let to_sender: Vec<_> = n
+            .iter()
+            .filter(|(to, ..)| *to == NotifyTo::Sender)
+            .collect();
+        assert_eq!(to_sender.len(), 1, "one notice to the sender: {n:#?}");
+        let (_, e, text) = to_sender[0];
+        assert_eq!(e.rcpts.len(), 1);
+        assert_eq!(e.rcpts[0].address, "alice@sender.test");
+        assert!(
+            text.contains("Recipients: user@example.com, boss@managers.example.com\r\n"),
+            "{text}"
+        );
+        // The groups did different things: the action says which was which.
+        assert!(
+            text.contains(
+                "Action:     delivered for user@example.com; \
+                 blocked (not delivered) for boss@managers.example.com\r\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("Found:      infected EICAR_Test_File in eicar.com\r\n"),
+            "{text}"
+        );
+        // Each group's recipients still get their own notice.
+        let to_rcpts: Vec<_> = n
+            .iter()
+            .filter(|(to, ..)| *to == NotifyTo::Recipients)
+            .map(|(_, e, _)| e.rcpts[0].address.as_str())
+            .collect();
+        assert_eq!(to_rcpts, ["user@example.com", "boss@managers.example.com"]);
+    }
+
+    #[test]
+    fn a_decoded_subject_stays_on_one_line_in_notices() {
+        // "Grüße\r\nBcc: victim@evil.example\r\n\r\nHi" once decoded.
+        let n = notices("=?UTF-8?Q?Gr=C3=BC=C3=9Fe=0D=0ABcc:_victim@evil.example=0D=0A=0D=0AHi?=");
+        assert!(!n.is_empty());
+        for (to, _, text) in &n {
+            assert!(
+                text.contains("Subject:    Grüße Bcc: victim@evil.example Hi\r\n"),
+                "{to:?}: {text}"
+            );
+            assert!(
+                !text.contains("\r\nBcc:") && !text.contains("\r\nHi\r\n"),
+                "{to:?}: {text}"
+            );
+        }
+        assert_eq!(one_line("a\r\n\tb\u{7}c\n"), "a b c");
     }
 
     #[test]
