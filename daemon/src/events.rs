@@ -105,6 +105,42 @@ pub enum Notification {
     },
 }
 
+/// What a notification says, for the log line that records it (the
+/// varbinds carry the same facts to the trap receiver).
+impl std::fmt::Display for Notification {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use crate::check::bases::UpdateResult;
+        match self {
+            Notification::ProductStart => f.write_str("Mailward started"),
+            Notification::ProductStop => f.write_str("Mailward is stopping"),
+            Notification::ProductError { message } => f.write_str(message),
+            Notification::ConfigReloaded { ok: true, message } => f.write_str(message),
+            Notification::ConfigReloaded { ok: false, message } => write!(f, "refused: {message}"),
+            Notification::BasesReloaded => f.write_str("new signature bases in use"),
+            Notification::UpdateStatus { result, message } => {
+                let result = match result {
+                    UpdateResult::Updated => "updated",
+                    UpdateResult::NotNeeded => "notNeeded",
+                    UpdateResult::Error => "error",
+                    UpdateResult::RolledBack => "rolledBack",
+                };
+                write!(f, "{result}: {message}")
+            }
+            Notification::ObsoleteBases => f.write_str("the signature bases are obsolete"),
+            Notification::AlertThreshold {
+                name,
+                value,
+                threshold,
+                raised,
+            } => write!(
+                f,
+                "{name} {} ({value}, threshold {threshold})",
+                if *raised { "raised" } else { "cleared" }
+            ),
+        }
+    }
+}
+
 /// A configuration was put in force by a reload, or a reload refused.
 pub struct ConfigReloaded<'a> {
     pub ok: bool,
@@ -589,5 +625,37 @@ pub struct MessageRemoved<'a> {
 impl MessageRemoved<'_> {
     pub fn emit(&self) {
         tracing::info!(target: "delivery", queue_id = %self.id, why = self.why, "Message removed from the queue.");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Notification;
+
+    #[test]
+    fn a_notification_reads_as_words_in_the_log() {
+        let reload = Notification::ConfigReloaded {
+            ok: false,
+            message: "mw.toml:3: limits.max_rcpts: unknown key".into(),
+        };
+        assert_eq!(
+            reload.to_string(),
+            "refused: mw.toml:3: limits.max_rcpts: unknown key"
+        );
+        let alert = Notification::AlertThreshold {
+            name: "queue_length".into(),
+            value: 1200,
+            threshold: 1000,
+            raised: true,
+        };
+        assert_eq!(
+            alert.to_string(),
+            "queue_length raised (1200, threshold 1000)"
+        );
+        let update = Notification::UpdateStatus {
+            result: crate::check::bases::UpdateResult::RolledBack,
+            message: "back to the previous set".into(),
+        };
+        assert_eq!(update.to_string(), "rolledBack: back to the previous set");
     }
 }

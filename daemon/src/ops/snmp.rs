@@ -276,7 +276,7 @@ impl Snmp {
         // it (the subagent's `on_sent`, set in `start`), not here.
         handle.notify(self.root.join(&[0, arc]), varbinds);
         tracing::info!(target: "admin", notification = mailward_metrics::catalogue::SNMP_NOTIFICATIONS[arc as usize - 1],
-            detail = ?trap, "SNMP notification raised.");
+            detail = %trap, "SNMP notification raised.");
     }
 
     /// Closes the AgentX session (after the queued notifications).
