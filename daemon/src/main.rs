@@ -800,9 +800,14 @@ fn spam(cmd: SpamCommand) -> ExitCode {
                 })
             }
         }
-        SpamCommand::Forget { paths, .. } => spam_cli::forget(&cfg, &paths, &mut std::io::stderr()).map(|t| {
-            out!("Forgot {} message(s); {} were not learnt.", t.forgotten, t.unknown);
-        }),
+        SpamCommand::Forget { paths, .. } => spam_cli::forget(&cfg, &paths, &mut std::io::stderr())
+            .map(|t| {
+                out!(
+                    "Forgot {} message(s); {} were not learnt.",
+                    t.forgotten,
+                    t.unknown
+                );
+            }),
         SpamCommand::Status { json, .. } => {
             let v = spam_cli::status(&cfg);
             if json {
@@ -811,11 +816,22 @@ fn spam(cmd: SpamCommand) -> ExitCode {
                 out!("Spam knowledge in {}", v["dir"].as_str().unwrap_or("?"));
                 match &v["base"] {
                     serde_json::Value::Null => out!("  base:       none"),
-                    b => out!("  base:       {} spam, {} ham, {} tokens", b["spam"], b["ham"], b["tokens"]),
+                    b => out!(
+                        "  base:       {} spam, {} ham, {} tokens",
+                        b["spam"],
+                        b["ham"],
+                        b["tokens"]
+                    ),
                 }
                 let s = &v["site"];
-                out!("  site:       {} spam, {} ham, {} tokens of at most {} ({})", s["spam"], s["ham"], s["tokens"],
-                    s["max_tokens"], v["store"].as_str().unwrap_or("?"));
+                out!(
+                    "  site:       {} spam, {} ham, {} tokens of at most {} ({})",
+                    s["spam"],
+                    s["ham"],
+                    s["tokens"],
+                    s["max_tokens"],
+                    v["store"].as_str().unwrap_or("?")
+                );
                 let j = &v["journal"];
                 match j.as_str() {
                     Some(e) => out!("  journal:    unreadable: {e}"),
@@ -838,7 +854,10 @@ fn spam(cmd: SpamCommand) -> ExitCode {
                     }
                 );
                 out!("  rules:      {}", v["rules"]);
-                out!("  level:      {} (policy.spam_level)", v["level"].as_str().unwrap_or("?"));
+                out!(
+                    "  level:      {} (policy.spam_level)",
+                    v["level"].as_str().unwrap_or("?")
+                );
                 for p in v["problems"].as_array().into_iter().flatten() {
                     out!("  problem:    {}", p.as_str().unwrap_or_default());
                 }
@@ -847,9 +866,7 @@ fn spam(cmd: SpamCommand) -> ExitCode {
         }
         SpamCommand::Check {
             paths, json, clues, ..
-        } => {
-            spam_cli::check(&cfg, &paths, json, clues, &mut std::io::stdout())
-        }
+        } => spam_cli::check(&cfg, &paths, json, clues, &mut std::io::stdout()),
         SpamCommand::Export { file, .. } => spam_cli::export(&cfg, &file).map(|m| {
             out!(
                 "Exported {} spam and {} ham message(s) to {}.",
@@ -858,28 +875,19 @@ fn spam(cmd: SpamCommand) -> ExitCode {
                 file.display()
             );
         }),
-        SpamCommand::Import { file, base, .. } => spam_cli::import(&cfg, &file, base, &mut std::io::stderr()).map(|m| {
-            if base {
-                out!(
-                    "Installed {} as the base ({} spam, {} ham); the previous base is kept for `spam rollback`.",
-                    file.display(),
-                    m.spam_messages,
-                    m.ham_messages
-                );
-            } else {
-                out!(
-                    "Imported {}: the site has learnt {} spam and {} ham message(s).",
-                    file.display(),
-                    m.spam_messages,
-                    m.ham_messages
-                );
-            }
-        }),
+        SpamCommand::Import { file, base, .. } => {
+            spam_cli::import(&cfg, &file, base, &mut std::io::stderr())
+                .map(|imported| out!("{}", imported.summary(&file)))
+        }
         SpamCommand::Fold { .. } => spam_cli::fold(&cfg, &mut std::io::stderr()).map(|j| {
             if j.records == 0 && j.unread == 0 {
                 out!("Nothing to fold: the journal holds no changes.");
             } else {
-                out!("Folded {} change(s) ({} bytes of journal) into a new snapshot.", j.records, j.bytes);
+                out!(
+                    "Folded {} change(s) ({} bytes of journal) into a new snapshot.",
+                    j.records,
+                    j.bytes
+                );
             }
         }),
         SpamCommand::Rollback { .. } => spam_cli::rollback(&cfg).map(|()| {

@@ -382,6 +382,47 @@ pub fn export(cfg: &Config, to: &Path) -> Result<Model, SpamCliError> {
     Ok(model)
 }
 
+/// What `spam import` did.
+#[derive(Debug)]
+pub struct Imported {
+    /// The site's learning after a merge, or the base installed.
+    pub model: Model,
+    /// With `--base`: the base file, and whether a base was there before
+    /// (and is now `base.model.bak`, for `spam rollback`).
+    pub base: Option<(PathBuf, bool)>,
+}
+
+impl Imported {
+    /// The line `spam import` prints. A first base cannot be rolled back
+    /// (there is no earlier base to go back to), so it says so and what
+    /// undoes it instead of promising a rollback.
+    pub fn summary(&self, from: &Path) -> String {
+        let m = &self.model;
+        match &self.base {
+            None => format!(
+                "Imported {}: the site has learnt {} spam and {} ham message(s).",
+                from.display(),
+                m.spam_messages,
+                m.ham_messages
+            ),
+            Some((_, true)) => format!(
+                "Installed {} as the base ({} spam, {} ham); the previous base is kept for `spam rollback`.",
+                from.display(),
+                m.spam_messages,
+                m.ham_messages
+            ),
+            Some((base, false)) => format!(
+                "Installed {} as the base ({} spam, {} ham). There was no base before, so \
+                 `spam rollback` has none to go back to: to go back to no base, remove {}.",
+                from.display(),
+                m.spam_messages,
+                m.ham_messages,
+                base.display()
+            ),
+        }
+    }
+}
+
 /// `spam import FILE`: adds another gateway's learning to this site's
 /// (`merge`), or installs it as the base (the base in use is kept as
 /// `base.model.bak` for `spam rollback`). The file is checked whole first.
@@ -390,19 +431,33 @@ pub fn import(
     from: &Path,
     as_base: bool,
     err: &mut dyn Write,
-) -> Result<Model, SpamCliError> {
+) -> Result<Imported, SpamCliError> {
     let incoming = Model::read(from)?
         .ok_or_else(|| SpamCliError::Usage(format!("{}: no such file", from.display())))?;
     let dir = &cfg.spam.dir;
     let _lock = crate::check::spam::store::Lock::take(dir)?;
     if as_base {
         let base = dir.join(BASE);
-        if base.exists() {
-            let bak = dir.join(format!("{BASE}.bak"));
+        let bak = dir.join(format!("{BASE}.bak"));
+        let replaced = base.exists();
+        if replaced {
             std::fs::copy(&base, &bak).map_err(io(&bak))?;
+        } else {
+            // A backup left from before the base was removed is not the
+            // base this install replaces (there was none): `spam rollback`
+            // must not bring it back.
+            match std::fs::remove_file(&bak) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(io(&bak)(e));
+                }
+                _ => {}
+            }
         }
         incoming.write(&base)?;
-        return Ok(incoming);
+        return Ok(Imported {
+            model: incoming,
+            base: Some((base, replaced)),
+        });
     }
     drop(_lock);
     let (merged, trimmed) = site_store(cfg)?
@@ -424,7 +479,7 @@ pub fn import(
             Edit::Changed(Ok((**site).clone()))
         })?;
     tell_trimmed(cfg, trimmed, err);
-    merged
+    merged.map(|model| Imported { model, base: None })
 }
 
 /// `spam rollback`: the previous base back.
@@ -516,5 +571,50 @@ mod tests {
         let mut err = Vec::new();
         forget(&cfg, &[dir.path().join("mail/0.eml")], &mut err).unwrap();
         assert!(!String::from_utf8(err).unwrap().contains("passed"));
+    }
+
+    #[test]
+    fn a_first_base_says_it_cannot_be_rolled_back_and_how_to_undo_it() {
+        // walkB finding 4: a first `import --base` promised `spam rollback`,
+        // which then found no previous base.
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = crate::config::parse("", "t.toml").unwrap();
+        cfg.spam.dir = dir.path().join("spam");
+        std::fs::create_dir(&cfg.spam.dir).unwrap();
+        let file = dir.path().join("export.model");
+        let model = Model {
+            spam_messages: 50,
+            ham_messages: 40,
+            ..Model::default()
+        };
+        model.write(&file).unwrap();
+        let base = cfg.spam.dir.join(BASE);
+        // A backup left by an earlier base that was then removed by hand.
+        std::fs::write(cfg.spam.dir.join("base.model.bak"), "stale").unwrap();
+
+        let first = import(&cfg, &file, true, &mut Vec::new()).unwrap();
+        assert_eq!(
+            first.summary(&file),
+            format!(
+                "Installed {} as the base (50 spam, 40 ham). There was no base before, so \
+                 `spam rollback` has none to go back to: to go back to no base, remove {}.",
+                file.display(),
+                base.display()
+            )
+        );
+        let e = rollback(&cfg).unwrap_err().to_string();
+        assert_eq!(e, "no previous base to roll back to");
+        assert!(base.exists(), "a failed rollback leaves the base");
+
+        let second = import(&cfg, &file, true, &mut Vec::new()).unwrap();
+        assert_eq!(
+            second.summary(&file),
+            format!(
+                "Installed {} as the base (50 spam, 40 ham); the previous base is kept for \
+                 `spam rollback`.",
+                file.display()
+            )
+        );
+        rollback(&cfg).unwrap();
     }
 }
