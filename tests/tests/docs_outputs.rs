@@ -1,0 +1,141 @@
+//! What docs/policy.md, docs/spam.md and docs/scanning.md paste as the
+//! daemon's output is what the daemon prints (walkB finding 6): the log
+//! lines have the fields the binary writes, quoted as it quotes them, and
+//! `spam status` counts the rules it counts. Values (IDs, sizes, times)
+//! are the example's own; their shape is the binary's.
+
+use std::collections::BTreeMap;
+
+use anyhow::{ensure, Context, Result};
+use mailward_e2e::failures::Failures;
+use mailward_e2e::samples::infected_message;
+use mailward_e2e::stats::StatsSetup;
+use mailward_e2e::*;
+
+/// The pages whose pasted outputs this test holds to the binary.
+const PAGES: &[&str] = &["policy.md", "spam.md", "scanning.md"];
+
+fn page(name: &str) -> Result<String> {
+    let path = format!("{}/../docs/{name}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read_to_string(&path).with_context(|| path)
+}
+
+/// A log line's message ("Delivered.") and its fields in order, each as
+/// (key, whether its value is quoted); None when the line is no log line.
+fn log_line(line: &str) -> Option<(String, Vec<(String, bool)>)> {
+    let start = line.find("INFO ")?;
+    let line = &line[start..];
+    let (_, rest) = line.split_once(": ")?;
+    // The message ends at the first ". " that a `key=` follows.
+    let end = rest.match_indices(". ").find_map(|(i, _)| {
+        let after = &rest[i + 2..];
+        let key = after.split('=').next()?;
+        (!key.is_empty()
+            && after.contains('=')
+            && key.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'))
+        .then_some(i + 1)
+    })?;
+    let fields = rest[end..]
+        .split_whitespace()
+        .filter_map(|t| {
+            let (k, v) = t.split_once('=')?;
+            (!k.is_empty() && k.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'))
+                .then(|| (k.to_string(), v.starts_with('"')))
+        })
+        .collect();
+    Some((rest[..end].to_string(), fields))
+}
+
+#[test]
+fn pasted_outputs_are_what_the_binary_prints() -> Result<()> {
+    let stats_dir = TestDir::new("stats")?;
+    let stats = StatsSetup::new(stats_dir.path());
+    let gw = Gateway::start("docs-outputs", |c| {
+        stats
+            .apply(c)
+            .set_list("policy", "quarantine", &["av/infected"])
+            .set_list("policy", "notify_admin", &["av/infected"])
+            .set_str("policy", "admin_address", "admin@example.com")
+    })?;
+    let mut f = Failures::default();
+    let mut c = SmtpClient::connect_ok(gw.port())?;
+    c.ehlo("client.test")?;
+    c.send_mail_ok(
+        "me@example.com",
+        &["user@example.com"],
+        &infected_message("Invoice 4711", "b-docs")?,
+    )?;
+    // The message and the admin notice.
+    gw.sink.wait_for_count(2, DELIVERY_TIMEOUT)?;
+    let mut printed: BTreeMap<String, Vec<(String, bool)>> = BTreeMap::new();
+    wait_until("two Delivered. log lines", DELIVERY_TIMEOUT, || {
+        Ok((gw.daemon.full_log().matches("Delivered.").count() >= 2).then_some(()))
+    })?;
+    for line in gw.daemon.full_log().lines() {
+        if let Some((message, fields)) = log_line(line) {
+            printed.entry(message).or_insert(fields);
+        }
+    }
+    let mut compared = Vec::new();
+    for name in PAGES {
+        for (n, line) in page(name)?.lines().enumerate() {
+            let Some((message, fields)) = log_line(line) else {
+                continue;
+            };
+            let Some(want) = printed.get(&message) else {
+                continue;
+            };
+            compared.push(message.clone());
+            f.check(&fields == want, || {
+                format!(
+                    "{name}:{}: `{message}` pasted with {fields:?}; the binary writes {want:?}",
+                    n + 1
+                )
+            });
+        }
+    }
+    for must in [
+        "Message accepted.",
+        "Message checked.",
+        "Spam tests.",
+        "Delivered.",
+        "Notification queued.",
+        "Message copied to quarantine.",
+    ] {
+        f.check(compared.iter().any(|m| m == must), || {
+            format!("no `{must}` line of the docs was compared: {compared:?}")
+        });
+    }
+
+    // The rule count `spam status` prints, in every pasted `spam status`.
+    let status: serde_json::Value =
+        serde_json::from_str(&gw.daemon.cli_ok(&["spam", "status", "--json"])?)?;
+    let rules = status["rules"].as_u64().context("rules in spam status")?;
+    ensure!(rules > 0, "{status}");
+    let spam = page("spam.md")?;
+    let mut shown = 0;
+    for (n, line) in spam.lines().enumerate() {
+        let count = line
+            .split_once("\"rules\":")
+            .or_else(|| line.trim_start().strip_prefix("rules:").map(|r| ("", r)))
+            .map(|(_, r)| {
+                r.trim_start()
+                    .chars()
+                    .take_while(char::is_ascii_digit)
+                    .collect::<String>()
+            });
+        if let Some(count) = count.filter(|c| !c.is_empty()) {
+            shown += 1;
+            f.check(count == rules.to_string(), || {
+                format!(
+                    "spam.md:{}: rules {count}, the binary counts {rules}",
+                    n + 1
+                )
+            });
+        }
+    }
+    f.check(shown >= 3, || {
+        format!("only {shown} rule counts in spam.md")
+    });
+    f.finish(|| gw.daemon.log())
+}
