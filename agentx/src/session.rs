@@ -885,3 +885,29 @@ impl Session {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The reconnect schedule a master that comes back meets: the wait
+    /// before the next attempt is never more than twice the outage so far
+    /// (plus the first half second), and never more than BACKOFF_MAX.
+    #[test]
+    fn reconnect_delays_double_from_half_a_second_up_to_the_cap_and_restart_after_success() {
+        let mut b = Backoff::new();
+        let delays: Vec<Duration> = (0..9).map(|_| b.next()).collect();
+        let ms: Vec<u128> = delays.iter().map(Duration::as_millis).collect();
+        assert_eq!(
+            ms,
+            [500, 1000, 2000, 4000, 8000, 16000, 30000, 30000, 30000]
+        );
+        let mut waited = Duration::ZERO;
+        for d in &delays[..6] {
+            assert!(*d <= waited * 2 + BACKOFF_MIN, "{d:?} after {waited:?}");
+            waited += *d;
+        }
+        b.reset();
+        assert_eq!(b.next(), BACKOFF_MIN);
+    }
+}

