@@ -37,7 +37,7 @@ pub enum AdminError {
     },
     #[error("admin socket {0} is in use: is another mailward running with this data directory?")]
     InUse(PathBuf),
-    #[error("cannot reach the daemon at {path}: {source}. Is `mailward run` running with this configuration?")]
+    #[error("cannot reach the daemon at {path}: {source}. Is `mailward run` running with this configuration? (A daemon keeps the server.data_dir and server.admin_socket it started with until it restarts: if the file changed them since, it listens at the old place.)")]
     Unreachable {
         path: PathBuf,
         #[source]
@@ -844,6 +844,7 @@ mod tests {
             let e = connect_error(&sock, Error::from(kind));
             assert_eq!(e.exit_code(), 69);
             assert!(e.to_string().contains("Is `mailward run` running"), "{e}");
+            assert!(e.to_string().contains("until it restarts"), "{e}");
         }
         assert_eq!(AdminError::Refused("no such entry".into()).exit_code(), 1);
     }
