@@ -74,9 +74,12 @@ impl Knowledge {
                     })
                 }) {
                 Ok(extra) => {
-                    // A site rule of a built-in name replaces it.
+                    // A site rule of a built-in name replaces it. One of
+                    // weight 0 switches the rule off (docs/spam.md): it is
+                    // dropped, not run and listed as `NAME=+0.0` in every
+                    // verdict (and not counted among the rules in use).
                     rules.retain(|r| !extra.iter().any(|e| e.name == r.name));
-                    rules.extend(extra);
+                    rules.extend(extra.into_iter().filter(|e| e.weight != 0.0));
                 }
                 Err(e) => problems.push(format!("spam rules {}: {e}", file.display())),
             }

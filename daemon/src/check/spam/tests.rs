@@ -474,3 +474,37 @@ fn a_date_after_the_topmost_relay_is_in_the_future() {
     let past = names(&relayed("Date: Mon, 23 Nov 2026 10:00:00 +0000"));
     assert!(!past.contains(&"DATE_IN_FUTURE".to_string()), "{past:?}");
 }
+
+#[test]
+fn a_rule_set_to_weight_0_is_switched_off_and_not_listed() {
+    // walkB finding 8: CLICK_HERE set to 0 still showed as CLICK_HERE=+0.0.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("rules.txt");
+    std::fs::write(
+        &file,
+        "CLICK_HERE 0 body /click here/i\nDEAR_FRIEND -0.0 body /dear friend/i\nMY_OFF 0 body /earn money/i\nMY_ON 1.5 body /risk-free/i\n",
+    )
+    .unwrap();
+    let cfg = crate::config::parse(
+        &format!("[spam]\nrules = {:?}\n", file.display().to_string()),
+        "t.toml",
+    )
+    .unwrap();
+    let (k, problems) = knowledge::Knowledge::load(&cfg);
+    assert!(problems.is_empty(), "{problems:?}");
+    let before = judge(SPAM, &rules_only());
+    for name in ["CLICK_HERE", "DEAR_FRIEND"] {
+        assert!(
+            before.test_names().contains(&name),
+            "{name} fires built in: {}",
+            before.weighed()
+        );
+    }
+    let e = judge(SPAM, &k);
+    for name in ["CLICK_HERE", "DEAR_FRIEND", "MY_OFF"] {
+        assert!(!e.test_names().contains(&name), "{name}: {}", e.weighed());
+        assert!(!k.rules.iter().any(|r| r.name == name), "{name} in use");
+    }
+    assert!(e.test_names().contains(&"MY_ON"), "{}", e.weighed());
+    assert!(!e.weighed().contains("=+0.0"), "{}", e.weighed());
+}
