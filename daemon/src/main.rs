@@ -366,20 +366,32 @@ fn print_entries(
         }
         return;
     }
-    let now = chrono::Utc::now().timestamp();
+    for line in store_table(&entries, chrono::Utc::now().timestamp()) {
+        out!("{line}");
+    }
+    out!("{} message(s)", entries.len());
+}
+
+/// The width of an AGE or NEXT TRY column: the longest age
+/// [`mailward::text::age`] writes in a listing ("59m 59s", "23h 59m",
+/// "999d 23h"), so that every row lines up whatever its age.
+const AGE_WIDTH: usize = 8;
+
+/// The rows of a quarantine or archive listing, header first, at time
+/// `now` (Unix seconds).
+fn store_table(entries: &[Listed], now: i64) -> Vec<String> {
     let age = |t: &str| {
         chrono::DateTime::parse_from_rfc3339(t)
             .map(|d| mailward::text::age(now - d.timestamp()))
             .unwrap_or_default()
     };
-    out!(
-        "{:<19} {:>5} {:>9}  {:<18} SENDER / RECIPIENTS",
-        "ID",
-        "AGE",
-        "SIZE",
-        "WHY"
-    );
-    for e in &entries {
+    // Recipients go under SENDER: the width of the columns before it.
+    let indent = 19 + 1 + AGE_WIDTH + 1 + 9 + 2 + 18 + 1;
+    let mut rows = vec![format!(
+        "{:<19} {:>AGE_WIDTH$} {:>9}  {:<18} SENDER / RECIPIENTS",
+        "ID", "AGE", "SIZE", "WHY"
+    )];
+    for e in entries {
         let why = match &e.direction {
             Some(d) => d.clone(),
             None => e.reason.clone(),
@@ -390,18 +402,18 @@ fn print_entries(
             format!(" (released {}x)", e.released.len())
         };
         let sender = if e.sender.is_empty() { "<>" } else { &e.sender };
-        out!(
-            "{:<19} {:>5} {:>9}  {:<18} {sender}{released}",
+        rows.push(format!(
+            "{:<19} {:>AGE_WIDTH$} {:>9}  {:<18} {sender}{released}",
             e.id,
             age(&e.stored),
             e.size,
             why
-        );
+        ));
         for r in &e.recipients {
-            out!("{:>56}-> {r}", "");
+            rows.push(format!("{:indent$}-> {r}", ""));
         }
     }
-    out!("{} message(s)", entries.len());
+    rows
 }
 
 /// One store entry: what is known about it, then the message (or only the
@@ -1125,14 +1137,20 @@ fn print_table(items: &[QueueItem]) {
         out!("The queue is empty.");
         return;
     }
-    let now = chrono::Utc::now().timestamp();
-    out!(
-        "{:<16}  {:>9}  {:>8}  {:>8}  SENDER / RECIPIENTS",
-        "QUEUE ID",
-        "SIZE",
-        "AGE",
-        "NEXT TRY"
-    );
+    for line in queue_table(items, chrono::Utc::now().timestamp()) {
+        out!("{line}");
+    }
+    out!("{} message(s)", items.len());
+}
+
+/// The rows of a queue listing, header first, at time `now` (Unix seconds).
+fn queue_table(items: &[QueueItem], now: i64) -> Vec<String> {
+    let mut rows = vec![format!(
+        "{:<16}  {:>9}  {:>AGE_WIDTH$}  {:>AGE_WIDTH$}  SENDER / RECIPIENTS",
+        "QUEUE ID", "SIZE", "AGE", "NEXT TRY"
+    )];
+    // Recipients go a little right of SENDER: the columns before it, and 3.
+    let indent = 16 + 2 + 9 + 2 + AGE_WIDTH + 2 + AGE_WIDTH + 2 + 3;
     for it in items {
         let sender = if it.sender.is_empty() {
             "<>"
@@ -1146,24 +1164,27 @@ fn print_table(items: &[QueueItem]) {
         } else {
             mailward::text::age(it.next_attempt - now)
         };
-        out!(
-            "{:<16}  {:>9}  {:>8}  {:>8}  {}",
+        rows.push(format!(
+            "{:<16}  {:>9}  {:>AGE_WIDTH$}  {:>AGE_WIDTH$}  {}",
             it.id,
             it.size,
             mailward::text::age(now - it.received_at),
             next,
             sender
-        );
+        ));
         for r in &it.recipients {
             let detail = r
                 .detail
                 .as_deref()
                 .map(|d| format!(" ({d})"))
                 .unwrap_or_default();
-            out!("{:>50}  -> {} [{}]{}", "", r.address, r.state, detail);
+            rows.push(format!(
+                "{:indent$}-> {} [{}]{}",
+                "", r.address, r.state, detail
+            ));
         }
     }
-    out!("{} message(s)", items.len());
+    rows
 }
 
 #[cfg(test)]
@@ -1205,5 +1226,90 @@ mod tests {
         assert!(config::MilterListen::parse("x")
             .unwrap_err()
             .contains(NO_MILTER_CHOICE));
+    }
+
+    /// The byte offset where `needle` starts in `row`.
+    fn column(row: &str, needle: &str) -> usize {
+        row.find(needle)
+            .unwrap_or_else(|| panic!("{needle:?} in {row:?}"))
+    }
+
+    #[test]
+    fn store_listings_stay_aligned_whatever_the_age() {
+        // walkB finding 8: an AGE of "1m 11s" was wider than its column and
+        // pushed the rest of its row one place right.
+        let now = 1_800_000_000;
+        let ages = [33, 71, 3599, 86_399, 999 * 86_400 + 23 * 3600];
+        let entries: Vec<Listed> = ages
+            .iter()
+            .enumerate()
+            .map(|(i, age)| {
+                let stored = chrono::DateTime::from_timestamp(now - age, 0)
+                    .unwrap()
+                    .to_rfc3339();
+                serde_json::from_value(serde_json::json!({
+                    "id": format!("1A243889A70D23E{i}"), "queue_id": "q", "received": stored,
+                    "stored": stored, "sender": format!("s{i}@example.com"),
+                    "recipients": ["user@example.com"], "statuses": [], "reason": "as/spam",
+                    "group": "default", "size": 898, "client_ip": "127.0.0.1", "findings": [],
+                }))
+                .unwrap()
+            })
+            .collect();
+        let rows = store_table(&entries, now);
+        let ages: Vec<&str> = rows
+            .iter()
+            .skip(1)
+            .step_by(2)
+            .map(|r| r[19..19 + 1 + AGE_WIDTH].trim())
+            .collect();
+        assert_eq!(ages, ["33s", "1m 11s", "59m 59s", "23h 59m", "999d 23h"]);
+        let size_end = column(&rows[0], "SIZE") + 4;
+        let sender = column(&rows[0], "SENDER");
+        for (i, row) in rows.iter().skip(1).step_by(2).enumerate() {
+            assert_eq!(column(row, " 898 ") + 4, size_end, "{rows:#?}");
+            assert_eq!(column(row, "as/spam"), column(&rows[0], "WHY"), "{rows:#?}");
+            assert_eq!(column(row, &format!("s{i}@")), sender, "{rows:#?}");
+        }
+        for row in rows.iter().skip(2).step_by(2) {
+            assert_eq!(column(row, "->"), sender, "{rows:#?}");
+        }
+    }
+
+    #[test]
+    fn queue_listings_stay_aligned_whatever_the_age() {
+        let now = 1_800_000_000;
+        let waits = [33, 71, 3599, 86_399, 999 * 86_400 + 23 * 3600];
+        let items: Vec<QueueItem> = waits
+            .iter()
+            .enumerate()
+            .map(|(i, wait)| {
+                serde_json::from_value(serde_json::json!({
+                    "id": format!("1A2327DB66E9180{i}"), "size": 421, "received_at": now - wait,
+                    "sender": format!("s{i}@example.net"), "attempts": 1,
+                    "next_attempt": now + wait,
+                    "recipients": [{"address": "ann@example.com", "state": "pending", "detail": null}],
+                }))
+                .unwrap()
+            })
+            .collect();
+        let rows = queue_table(&items, now);
+        let age_end = column(&rows[0], "AGE") + 3;
+        let next_end = column(&rows[0], "NEXT TRY") + 8;
+        let sender = column(&rows[0], "SENDER");
+        for (i, row) in rows.iter().skip(1).step_by(2).enumerate() {
+            let age = mailward::text::age(waits[i]);
+            assert_eq!(
+                column(row, &format!(" {age} ")) + 1 + age.len(),
+                age_end,
+                "{rows:#?}"
+            );
+            assert_eq!(
+                row.rfind(&format!("{age} ")).unwrap() + age.len(),
+                next_end,
+                "{rows:#?}"
+            );
+            assert_eq!(column(row, &format!("s{i}@")), sender, "{rows:#?}");
+        }
     }
 }
