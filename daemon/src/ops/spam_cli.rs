@@ -488,8 +488,18 @@ pub fn rollback(cfg: &Config) -> Result<(), SpamCliError> {
     let _lock = crate::check::spam::store::Lock::take(dir)?;
     let bak = dir.join(format!("{BASE}.bak"));
     let base = dir.join(BASE);
-    let previous = Model::read(&bak)?
-        .ok_or_else(|| SpamCliError::Usage("no previous base to roll back to".into()))?;
+    let previous = Model::read(&bak)?.ok_or_else(|| {
+        // After a first base there is none to go back to: say what undoes
+        // it instead.
+        SpamCliError::Usage(if base.exists() {
+            format!(
+                "no previous base to roll back to: {} is the first base installed; remove it to go back to no base",
+                base.display()
+            )
+        } else {
+            "no previous base to roll back to".into()
+        })
+    })?;
     if base.exists() {
         std::fs::rename(&base, dir.join(format!("{BASE}.tmp-old"))).map_err(io(&base))?;
     }
@@ -603,7 +613,14 @@ mod tests {
             )
         );
         let e = rollback(&cfg).unwrap_err().to_string();
-        assert_eq!(e, "no previous base to roll back to");
+        assert_eq!(
+            e,
+            format!(
+                "no previous base to roll back to: {} is the first base installed; remove it to \
+                 go back to no base",
+                base.display()
+            )
+        );
         assert!(base.exists(), "a failed rollback leaves the base");
 
         let second = import(&cfg, &file, true, &mut Vec::new()).unwrap();
