@@ -163,14 +163,112 @@ pub(super) fn read_record(r: &mut impl Read, offset: u64, file_len: u64) -> io::
     })
 }
 
+/// A record that reads right at `offset` of a segment's bytes: its header,
+/// its checksum and its envelope (a record whose checksum holds but whose
+/// envelope does not parse is of no use to recovery). Its kind and where
+/// the next record starts.
+pub(super) fn record_at(bytes: &[u8], offset: u64) -> Result<(RecordKind, u64), String> {
+    let len = bytes.len() as u64;
+    let mut cursor = io::Cursor::new(bytes.get(offset as usize..).unwrap_or_default());
+    match read_record(&mut cursor, offset, len) {
+        Ok(Read1::Record {
+            kind, env, next, ..
+        }) => match serde_json::from_slice::<Envelope>(&env) {
+            Ok(_) => Ok((kind, next)),
+            Err(e) => Err(format!("envelope: {e}")),
+        },
+        Ok(Read1::Torn(problem)) => Err(problem),
+        Ok(Read1::End) => Err("end of file".into()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// The first offset at or past `from` where a whole record reads right.
+/// A record starts with the magic, so only those places are tried.
+pub(super) fn next_intact(bytes: &[u8], from: u64) -> Option<u64> {
+    let mut at = from;
+    loop {
+        let found = bytes
+            .get(at as usize..)?
+            .windows(MAGIC.len())
+            .position(|w| w == MAGIC)?;
+        let candidate = at + found as u64;
+        if record_at(bytes, candidate).is_ok() {
+            return Some(candidate);
+        }
+        at = candidate + 1;
+    }
+}
+
+/// Whether the bytes from a bad record to the end of the newest segment
+/// can be the trace of a write cut short by a crash: nothing intact after
+/// them, and they begin as our writes begin (the magic, or as much of it
+/// as reached the disk) or are zeros (blocks allocated, never written).
+/// Anything else is damage, or a file that is not a segment, and is not
+/// cut off.
+pub(super) fn torn_tail(tail: &[u8]) -> Result<(), String> {
+    let head = &tail[..tail.len().min(MAGIC.len())];
+    if !(MAGIC.starts_with(head) || tail.iter().all(|b| *b == 0)) {
+        return Err("the bytes there are not the start of a record of ours".into());
+    }
+    match next_intact(tail, 1) {
+        Some(at) => Err(format!("an intact record follows {at} bytes further on")),
+        None => Ok(()),
+    }
+}
+
+/// The least number the next new segment may take, kept in `spool/` when
+/// recovery refuses a damaged segment: the operator moves that file aside,
+/// and if it was the newest, the next start would otherwise give its
+/// number (or a lower one) to a new segment, so that `queue salvage`
+/// could not put the file back before what was written since.
+pub(crate) const NEXT_MARK: &str = "next-segment";
+
 /// Replays every segment in order. A torn record is tolerated only at the end
 /// of the newest segment, where it is cut off.
 pub(crate) fn recover(dir: &Path) -> Result<Recovered, SpoolError> {
-    let segments: Vec<(u64, PathBuf)> = list_segments(dir)?
-        .into_iter()
-        .map(|n| (n, segment_path(dir, n)))
-        .collect();
-    replay(&segments, Replay::Repair)
+    let numbers = list_segments(dir)?;
+    let segments: Vec<(u64, PathBuf)> =
+        numbers.iter().map(|&n| (n, segment_path(dir, n))).collect();
+    match replay(&segments, Replay::Repair) {
+        Ok(mut r) => {
+            r.next_segment = r.next_segment.max(read_mark(dir));
+            Ok(r)
+        }
+        Err(e) => {
+            if let (SpoolError::Corrupt { .. }, Some(last)) = (&e, numbers.last()) {
+                write_mark(dir, (last + 1).max(read_mark(dir)));
+            }
+            Err(e)
+        }
+    }
+}
+
+/// The mark, or 0 when there is none (or it cannot be read: the numbers
+/// of the segments present still hold).
+fn read_mark(dir: &Path) -> u64 {
+    std::fs::read_to_string(dir.join(NEXT_MARK))
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Writes the mark durably (a new file renamed into place); a failure is
+/// logged, and only costs the salvage its place (it then says the number
+/// is taken).
+fn write_mark(dir: &Path, next: u64) {
+    let tmp = dir.join(format!(".{NEXT_MARK}.tmp"));
+    let done = crate::files::create(&tmp, crate::files::PRIVATE_FILE)
+        .and_then(|mut f| {
+            std::io::Write::write_all(&mut f, format!("{next}\n").as_bytes())?;
+            f.sync_all()
+        })
+        .and_then(|()| std::fs::rename(&tmp, dir.join(NEXT_MARK)))
+        .and_then(|()| crate::files::sync_dir(dir));
+    if let Err(e) = done {
+        tracing::warn!(target: "app", dir = %dir.display(), error = %e,
+            "Cannot keep the next segment number; a salvage may find the damaged segment's number taken.");
+    }
 }
 
 /// What [`replay`] may change on disk.
@@ -208,12 +306,22 @@ pub(crate) fn replay(segments: &[(u64, PathBuf)], mode: Replay) -> Result<Recove
             match read_record(&mut r, offset, file_len).map_err(|e| SpoolError::io(&path, e))? {
                 Read1::End => break,
                 Read1::Torn(problem) => {
-                    if Some(seg) != last {
+                    // In the newest segment, only a tail that a crash can
+                    // have left is cut off; damage with intact records
+                    // after it (acknowledged mail) is refused as anywhere
+                    // else.
+                    let not_torn = if Some(seg) == last {
+                        let bytes = std::fs::read(&path).map_err(|e| SpoolError::io(&path, e))?;
+                        torn_tail(bytes.get(offset as usize..).unwrap_or_default()).err()
+                    } else {
+                        Some("this is not the newest segment".to_string())
+                    };
+                    if let Some(why) = not_torn {
                         return Err(SpoolError::Corrupt {
                             path,
                             offset,
                             problem: format!(
-                                "{problem}; this is not the newest segment, so it is not a torn write: \
+                                "{problem}; {why}, so it is not a torn write: \
                                  to start, move the file aside and keep it (the messages recorded \
                                  only in it are then out of the queue until `mailward queue salvage FILE` \
                                  puts its intact ones back; see docs/spool-and-delivery.md, Recovery)"

@@ -20,12 +20,12 @@
 //! run beside a gateway that owns the spool (which read the segments at its
 //! start and would not see the new one).
 
-use super::record::{self, Read1, RecordKind, Replay, MAGIC};
+use super::record::{self, RecordKind, Replay, MAGIC};
 use super::SpoolError;
 use crate::envelope::{Envelope, QueueId};
 use crate::files::{DataDirLock, LockError};
 use std::collections::HashSet;
-use std::io::{Cursor, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
@@ -54,13 +54,18 @@ pub enum SalvageError {
     )]
     NoNumber { path: PathBuf },
     #[error(
-        "the spool already has segment {segment} ({}): salvage writes the repaired \
-         copy there. If that is the damaged file, stop the gateway and move it aside \
-         first (mv {} /root/); otherwise check the number (--segment)",
-        existing.display(),
+        "the spool already has a segment {segment} ({}): salvage writes the repaired \
+         copy there. Check the number (--segment N)",
         existing.display()
     )]
     Taken { segment: u64, existing: PathBuf },
+    #[error(
+        "{} is in the spool itself: stop the gateway, move it aside (mv {} /root/), \
+         start the gateway if you want mail to flow meanwhile, and salvage the moved file",
+        path.display(),
+        path.display()
+    )]
+    InSpool { path: PathBuf },
     #[error(
         "there is no spool at {}: give the gateway's configuration (--config FILE), \
          whose server.data_dir holds spool/",
@@ -142,6 +147,11 @@ pub fn salvage(
     segment: Option<u64>,
     dry_run: bool,
 ) -> Result<Salvage, SalvageError> {
+    // A file that is not there is said first: its name is no matter then.
+    std::fs::metadata(file).map_err(|source| SalvageError::Read {
+        path: file.to_path_buf(),
+        source,
+    })?;
     let segment = match segment {
         Some(n) => n,
         None => number_of(file).ok_or_else(|| SalvageError::NoNumber {
@@ -157,6 +167,11 @@ pub fn salvage(
         e => SalvageError::Lock(e),
     })?;
     let target = record::segment_path(&dir, segment);
+    if same_file(&target, file) {
+        return Err(SalvageError::InSpool {
+            path: file.to_path_buf(),
+        });
+    }
     if target.exists() {
         return Err(SalvageError::Taken {
             segment,
@@ -196,9 +211,7 @@ pub fn salvage(
         }
         out.sync_all().map_err(write)?;
     }
-    let place = match segments.binary_search_by_key(&segment, |(n, _)| *n) {
-        Ok(i) | Err(i) => i,
-    };
+    let place = segments.partition_point(|(n, _)| *n < segment);
     segments.insert(place, (segment, tmp.clone()));
     let after = record::replay(&segments, Replay::Look);
     let written = if dry_run || after.is_err() {
@@ -263,6 +276,16 @@ pub fn salvage(
     })
 }
 
+/// Whether `a` and `b` are one file (the same inode), e.g. the segment in
+/// the spool given as the file to salvage.
+fn same_file(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(x), Ok(y)) => x.dev() == y.dev() && x.ino() == y.ino(),
+        _ => false,
+    }
+}
+
 /// The number a segment's name starts with: `0000000000000003.seg`, or
 /// the same with a suffix the operator added (`.seg.damaged`).
 fn number_of(file: &Path) -> Option<u64> {
@@ -282,25 +305,6 @@ struct Scan {
 impl Scan {
     fn count(&self, kind: RecordKind) -> usize {
         self.kinds.iter().filter(|k| **k == kind).count()
-    }
-}
-
-/// A record that reads right at `offset`: its header, its checksum and its
-/// envelope (a record whose checksum holds but whose envelope does not
-/// parse is of no use to recovery).
-fn record_at(bytes: &[u8], offset: u64) -> Result<(RecordKind, u64), String> {
-    let len = bytes.len() as u64;
-    let mut cursor = Cursor::new(bytes.get(offset as usize..).unwrap_or_default());
-    match record::read_record(&mut cursor, offset, len) {
-        Ok(Read1::Record {
-            kind, env, next, ..
-        }) => match serde_json::from_slice::<Envelope>(&env) {
-            Ok(_) => Ok((kind, next)),
-            Err(e) => Err(format!("envelope: {e}")),
-        },
-        Ok(Read1::Torn(problem)) => Err(problem),
-        Ok(Read1::End) => Err("end of file".into()),
-        Err(e) => Err(e.to_string()),
     }
 }
 
@@ -332,29 +336,14 @@ fn scan(bytes: &[u8]) -> Scan {
     let len = bytes.len() as u64;
     let mut offset = 0u64;
     while offset < len {
-        match record_at(bytes, offset) {
+        match record::record_at(bytes, offset) {
             Ok((kind, next)) => {
                 scan.kept.push((offset, next));
                 scan.kinds.push(kind);
                 offset = next;
             }
             Err(problem) => {
-                // The next record that reads right: a record starts with
-                // the magic, so only those places are tried.
-                let mut at = offset + 1;
-                let resume = loop {
-                    let Some(found) = bytes
-                        .get(at as usize..)
-                        .and_then(|rest| rest.windows(MAGIC.len()).position(|w| w == MAGIC))
-                    else {
-                        break len;
-                    };
-                    let candidate = at + found as u64;
-                    if record_at(bytes, candidate).is_ok() {
-                        break candidate;
-                    }
-                    at = candidate + 1;
-                };
+                let resume = record::next_intact(bytes, offset + 1).unwrap_or(len);
                 scan.damage.push(Damage {
                     offset,
                     len: resume - offset,

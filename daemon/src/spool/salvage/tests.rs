@@ -203,7 +203,7 @@ async fn a_dry_run_tells_the_same_and_writes_nothing() {
 }
 
 #[tokio::test]
-async fn it_refuses_a_running_gateway_a_taken_number_and_a_nameless_file() {
+async fn it_refuses_a_running_gateway_the_spools_own_file_and_a_nameless_one() {
     let top = tempfile::tempdir().unwrap();
     let data = top.path().join("data");
     start(&data, vec![Record::accepted(envelope("a"), bytes("a"))]).await;
@@ -218,6 +218,10 @@ async fn it_refuses_a_running_gateway_a_taken_number_and_a_nameless_file() {
 
     let e = salvage(&data, &copy, Some(1), false).unwrap_err();
     assert!(matches!(e, SalvageError::Taken { segment: 1, .. }), "{e}");
+    let e = salvage(&data, &seg, None, false).unwrap_err();
+    assert!(matches!(e, SalvageError::InSpool { .. }), "{e}");
+    let e = salvage(&data, &top.path().join("gone.seg"), Some(3), false).unwrap_err();
+    assert_eq!(e.exit_code(), 66, "a missing file is said first: {e}");
 
     let held = DataDirLock::take(&data).unwrap();
     let e = salvage(&data, &copy, Some(7), false).unwrap_err();
@@ -262,4 +266,84 @@ fn reading_resumes_at_the_next_intact_record_past_garbage() {
     let (kind, env) = scan.damage[1].about.clone().unwrap();
     assert_eq!(kind, RecordKind::Accepted);
     assert_eq!(env.mail_from, "sender-c@example.com");
+}
+
+/// The newest segment damaged in the middle: recovery must not take it for
+/// a torn write (the records after the damage were acknowledged). Moved
+/// aside, its number is not given again: the salvage puts it back before
+/// what was written since, which still wins.
+#[tokio::test]
+async fn damage_in_the_newest_segment_is_refused_and_salvaged_before_what_came_since() {
+    let top = tempfile::tempdir().unwrap();
+    let data = top.path().join("data");
+    let (a, b, c, d) = (envelope("a"), envelope("b"), envelope("c"), envelope("d"));
+    start(&data, vec![Record::accepted(a.clone(), bytes("a"))]).await;
+    start(
+        &data,
+        vec![
+            Record::accepted(b.clone(), bytes("b")),
+            Record::accepted(c.clone(), bytes("c")),
+            Record::removed(a.clone()),
+        ],
+    )
+    .await;
+    let newest = *record::list_segments(&data.join("spool"))
+        .unwrap()
+        .last()
+        .unwrap();
+    let path = damage(&data, newest, b"message b");
+    match Spool::open(&data.join("spool")) {
+        Err(SpoolError::Corrupt { problem, .. }) => {
+            assert!(problem.contains("an intact record follows"), "{problem}")
+        }
+        Err(e) => panic!("unexpected error {e}"),
+        Ok(_) => panic!("damage before acknowledged records was cut off as a torn write"),
+    }
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().len() as usize,
+        std::fs::read(&path).unwrap().len(),
+        "nothing was cut"
+    );
+    let aside = move_aside(&path, &top.path().join("aside"));
+    // The next start (a was delivered again: it does not know the file's
+    // removal) numbers its segment past the one moved aside, although
+    // every segment below it is gone.
+    start(
+        &data,
+        vec![
+            Record::accepted(d.clone(), bytes("d")),
+            Record::removed(a.clone()),
+        ],
+    )
+    .await;
+    let now = record::list_segments(&data.join("spool")).unwrap();
+    assert!(now.iter().all(|n| *n > newest), "{newest}: {now:?}");
+
+    let s = salvage(&data, &aside, None, false).unwrap();
+    assert_eq!(ids(&s.back), ids(&[c.clone()]));
+    assert_eq!(ids(&s.lost), ids(&[b]));
+    let (spool, found) = Spool::open(&data.join("spool")).unwrap();
+    assert_eq!(ids(&found), ids(&[c.clone(), d.clone()]));
+    assert_eq!(spool.read(&d.id).unwrap(), b"message d\r\n");
+    assert_eq!(spool.read(&c.id).unwrap(), b"message c\r\n");
+    spool.stop().await;
+}
+
+#[test]
+fn a_torn_tail_is_what_a_crash_leaves_and_nothing_else() {
+    let env = serde_json::to_vec(&envelope("a")).unwrap();
+    let mut whole = Vec::new();
+    record::encode(&mut whole, RecordKind::Accepted, &env, b"one\r\n");
+    // A write cut short: any prefix of a record, or zeros.
+    for cut in [1, 3, 4, 10, whole.len() - 1] {
+        let tail = &whole[..cut];
+        assert!(record::torn_tail(tail).is_ok(), "cut at {cut}");
+    }
+    assert!(record::torn_tail(&[0u8; 512]).is_ok());
+    // Not ours: text, or a bad record before an intact one.
+    assert!(record::torn_tail(b"some operator notes, not a segment").is_err());
+    let mut damaged = whole.clone();
+    damaged[30] ^= 1;
+    damaged.extend_from_slice(&whole);
+    assert!(record::torn_tail(&damaged).is_err());
 }
