@@ -285,6 +285,16 @@ fn relay_is_denied_outside_relay_networks() -> Result<()> {
         .expect(554, "5.7.1")?;
     c.command("RCPT TO:<bob@example.com>")?
         .expect(250, "2.1.5")?;
+    // The postmaster is reachable from anyone (RFC 5321 4.5.1), bare or
+    // at our name, and so is the MAILER-DAEMON our DSNs come from: all
+    // are server.postmaster (postmaster@mw.test), outside the protected
+    // domains.
+    for rcpt in ["Postmaster", "POSTMASTER@MW.test", "mailer-daemon@mw.test"] {
+        c.command(&format!("RCPT TO:<{rcpt}>"))?
+            .expect(250, "2.1.5")?;
+    }
+    c.command("RCPT TO:<postmaster@elsewhere.test>")?
+        .expect(554, "5.7.1")?;
     let id = c.data(&read_resource("mail/plain.eml")?)?;
     id.expect(250, "2.0.0")?;
     // A transaction with only the refused recipient queues nothing.
@@ -299,7 +309,10 @@ fn relay_is_denied_outside_relay_networks() -> Result<()> {
     gw.sink.wait_for_count(1, DELIVERY_TIMEOUT)?;
     let messages = gw.sink.settle(QUIET)?;
     assert_eq!(messages.len(), 1);
-    assert_eq!(messages[0].recipients(), ["bob@example.com"]);
+    assert_eq!(
+        messages[0].recipients(),
+        ["bob@example.com", "postmaster@mw.test"]
+    );
     assert_eq!(messages[0].queue_ids(), [id.queue_id().unwrap_or_default()]);
     assert!(gw.daemon.queue_ids()?.is_empty(), "nothing left queued");
     Ok(())

@@ -758,8 +758,12 @@ impl Session {
             self.reject(conn, RejectReason::Limit, reply);
             return Flow::Continue;
         }
-        // "Postmaster" without a domain must always be accepted (RFC 5321 4.5.1).
-        let to = if to.eq_ignore_ascii_case("postmaster") {
+        // "Postmaster" without a domain must always be accepted (RFC 5321
+        // 4.5.1), from anyone, and so are postmaster and MAILER-DAEMON at
+        // our own name (the sender of our DSNs, whom people reply to): all
+        // go to server.postmaster.
+        let ours = to.eq_ignore_ascii_case("postmaster") || self.is_our_mailbox(&to);
+        let to = if ours {
             self.cfg.server.postmaster.clone()
         } else {
             to
@@ -781,7 +785,7 @@ impl Session {
         let domain = crate::envelope::domain_of(&to);
         let protected = self.cfg.network.is_protected(&domain);
         let relay_client = self.standing.may_relay();
-        if !protected && !relay_client {
+        if !protected && !relay_client && !ours {
             let reply = format!("554 5.7.1 <{to}>: Relay access denied");
             self.reject(conn, RejectReason::Relay, &reply);
             return Flow::Continue;
@@ -810,6 +814,16 @@ impl Session {
         }
         conn.reply("250 2.1.5 Ok");
         Flow::Continue
+    }
+
+    /// `postmaster@` or `mailer-daemon@` our host name (any case).
+    fn is_our_mailbox(&self, to: &str) -> bool {
+        let Some((local, domain)) = to.rsplit_once('@') else {
+            return false;
+        };
+        domain.eq_ignore_ascii_case(&self.cfg.server.hostname)
+            && (local.eq_ignore_ascii_case("postmaster")
+                || local.eq_ignore_ascii_case("mailer-daemon"))
     }
 
     /// The earliest point a `[spam] blacklist` can decide: when the sender
