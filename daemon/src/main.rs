@@ -946,9 +946,17 @@ fn spam(cmd: SpamCommand) -> ExitCode {
 fn bases(cmd: BasesCommand) -> ExitCode {
     let (path, req) = match &cmd {
         BasesCommand::Status { config } => (&config.config, Request::BasesStatus),
-        BasesCommand::Update { from, config } => {
-            (&config.config, Request::BasesUpdate { from: from.clone() })
-        }
+        BasesCommand::Update {
+            from,
+            allow_older,
+            config,
+        } => (
+            &config.config,
+            Request::BasesUpdate {
+                from: from.clone(),
+                allow_older: *allow_older,
+            },
+        ),
         BasesCommand::Rollback { config } => (&config.config, Request::BasesRollback),
     };
     // The daemon checks and compiles the whole set before it answers: say

@@ -40,6 +40,17 @@ pub enum BasesError {
     Manifest { path: PathBuf, problem: String },
     #[error("{problem}")]
     Compile { problem: String },
+    #[error(
+        "the set offered ({offered}, released {offered_on}) is older than the one in use \
+         ({in_use}, released {in_use_on}): a mirror that lags behind? To go back on \
+         purpose, use `mailward bases rollback`, or give --allow-older"
+    )]
+    Older {
+        offered: String,
+        offered_on: String,
+        in_use: String,
+        in_use_on: String,
+    },
 }
 
 /// The variables every rule set may use; the scanner sets them per object.
@@ -310,12 +321,32 @@ pub fn source_dir(from: &str) -> PathBuf {
 
 /// Installs the set in `from` as the bases in `dir`, keeping the current
 /// set as `DIR.previous`. The swap is two renames, so the bases in use are
-/// always a whole set.
-pub fn install(dir: &Path, from: &Path) -> Result<(UpdateResult, BasesInfo), BasesError> {
+/// always a whole set. A set released before the one in use is refused
+/// unless `allow_older` (an update source that lags behind must not take
+/// the rules back); the built-in default set gives way to any set.
+pub fn install(
+    dir: &Path,
+    from: &Path,
+    allow_older: bool,
+) -> Result<(UpdateResult, BasesInfo), BasesError> {
     let new = validate(from)?;
     if let Ok(Some(cur)) = read(dir) {
         if cur.version == new.version && cur.released == new.released {
             return Ok((UpdateResult::NotNeeded, cur));
+        }
+        if new.released < cur.released && !allow_older && !is_builtin(&cur.version) {
+            let day = |t: i64| {
+                chrono::DateTime::from_timestamp(t, 0).map_or_else(
+                    || t.to_string(),
+                    |d| d.format("%Y-%m-%d %H:%M UTC").to_string(),
+                )
+            };
+            return Err(BasesError::Older {
+                offered: new.version,
+                offered_on: day(new.released),
+                in_use: cur.version,
+                in_use_on: day(cur.released),
+            });
         }
     }
     let io = |path: &Path, source| BasesError::Read {
@@ -386,10 +417,10 @@ mod update_tests {
         set(&b, "2");
         std::fs::create_dir_all(&broken).unwrap();
         std::fs::write(broken.join("manifest.toml"), "version = \"3\"\n").unwrap();
-        assert_eq!(install(&av, &a).unwrap().0, UpdateResult::Updated);
-        assert_eq!(install(&av, &a).unwrap().0, UpdateResult::NotNeeded);
-        assert_eq!(install(&av, &b).unwrap().0, UpdateResult::Updated);
-        assert!(install(&av, &broken).is_err());
+        assert_eq!(install(&av, &a, false).unwrap().0, UpdateResult::Updated);
+        assert_eq!(install(&av, &a, false).unwrap().0, UpdateResult::NotNeeded);
+        assert_eq!(install(&av, &b, false).unwrap().0, UpdateResult::Updated);
+        assert!(install(&av, &broken, false).is_err());
         assert_eq!(
             read(&av).unwrap().unwrap().version,
             "2",
@@ -398,5 +429,24 @@ mod update_tests {
         assert_eq!(rollback(&av).unwrap().version, "1");
         assert_eq!(read(&av).unwrap().unwrap().version, "1");
         assert_eq!(read(&previous_dir(&av)).unwrap().unwrap().version, "2");
+    }
+
+    #[test]
+    fn an_older_set_is_refused_unless_allowed_and_the_built_in_set_gives_way() {
+        let tmp = tempfile::tempdir().unwrap();
+        let av = tmp.path().join("av");
+        let (old, new) = (tmp.path().join("old"), tmp.path().join("new"));
+        set(&old, "1");
+        set(&new, "2");
+        // The built-in set (released later than "1") gives way to any set.
+        assert!(install_default(&av).unwrap());
+        assert_eq!(install(&av, &old, false).unwrap().0, UpdateResult::Updated);
+        assert_eq!(install(&av, &new, false).unwrap().0, UpdateResult::Updated);
+        let e = install(&av, &old, false).unwrap_err();
+        assert!(matches!(e, BasesError::Older { .. }), "{e}");
+        assert!(e.to_string().contains("--allow-older"), "{e}");
+        assert_eq!(read(&av).unwrap().unwrap().version, "2", "nothing changed");
+        assert_eq!(install(&av, &old, true).unwrap().0, UpdateResult::Updated);
+        assert_eq!(read(&av).unwrap().unwrap().version, "1");
     }
 }

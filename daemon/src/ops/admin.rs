@@ -196,6 +196,9 @@ pub enum Request {
     BasesStatus,
     BasesUpdate {
         from: Option<String>,
+        /// Install a set released before the one in use.
+        #[serde(default)]
+        allow_older: bool,
     },
     BasesRollback,
     Status,
@@ -449,7 +452,7 @@ async fn handle(gw: &Gateway, req: Request) -> Response {
             ok(serde_json::json!({ "envelope": QueueItem::from(&env), "message": message }))
         }
         Request::BasesStatus => bases_status(gw),
-        Request::BasesUpdate { from } => bases_update(gw, from).await,
+        Request::BasesUpdate { from, allow_older } => bases_update(gw, from, allow_older).await,
         Request::BasesRollback => bases_rollback(gw).await,
         Request::StatsShow => ok(gw.snapshot().to_json()),
         Request::Status => {
@@ -570,7 +573,7 @@ fn bases_status(gw: &Gateway) -> Response {
     }))
 }
 
-async fn bases_update(gw: &Gateway, from: Option<String>) -> Response {
+async fn bases_update(gw: &Gateway, from: Option<String>, allow_older: bool) -> Response {
     use crate::check::bases::UpdateResult;
     let cfg = gw.config();
     let from =
@@ -580,8 +583,10 @@ async fn bases_update(gw: &Gateway, from: Option<String>) -> Response {
     };
     let dir = cfg.bases.av.clone();
     let source = crate::check::bases::source_dir(&from);
-    let outcome =
-        tokio::task::spawn_blocking(move || crate::check::bases::install(&dir, &source)).await;
+    let outcome = tokio::task::spawn_blocking(move || {
+        crate::check::bases::install(&dir, &source, allow_older)
+    })
+    .await;
     match outcome {
         Ok(Ok((result, info))) => {
             let message = match result {

@@ -338,6 +338,11 @@ pub enum BasesCommand {
         /// A directory (or file:// URL) holding the new set.
         #[arg(long, value_name = "DIR")]
         from: Option<String>,
+        /// Installs the set even if it was released before the one in use
+        /// (refused otherwise: an update source that lags behind must not
+        /// take the rules back).
+        #[arg(long)]
+        allow_older: bool,
         #[command(flatten)]
         config: ConfigArg,
     },
