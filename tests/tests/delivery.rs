@@ -461,3 +461,46 @@ fn a_held_message_waits_through_flush_and_restart_until_released() -> Result<()>
     );
     Ok(())
 }
+
+/// A next hop that greets with 554 (in maintenance, or blocking our
+/// address) has trouble of its own: the message waits and is tried again,
+/// it is not bounced (as Postfix's smtp_skip_5xx_greeting).
+#[test]
+fn a_5xx_greeting_defers_the_message_instead_of_bouncing_it() -> Result<()> {
+    let dir = TestDir::new("banner-554")?;
+    let dsn_sink = Sink::start(dir.path(), "dsn-sink")?;
+    let listener = std::net::TcpListener::bind(("127.0.0.1", free_port()))?;
+    let port = listener.local_addr()?.port();
+    let greeted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = greeted.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { break };
+            let _ = std::io::Write::write_all(&mut conn, b"554 5.7.1 hop in maintenance\r\n");
+            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    });
+    let daemon = Daemon::start(&config(&dir, port, &dsn_sink))?;
+    let id = send(&daemon, &["user@example.com"])?;
+    // Tried twice (min_backoff is 1 s here), and still queued.
+    wait_until("two greetings refused", DELIVERY_TIMEOUT, || {
+        Ok((greeted.load(std::sync::atomic::Ordering::SeqCst) >= 2).then_some(()))
+    })?;
+    let list = daemon.queue_list()?;
+    let entry = list
+        .iter()
+        .find(|m| m["id"] == id.as_str())
+        .with_context(|| format!("{id} left the queue: {list:?}\n{}", daemon.log()))?;
+    let rcpt = &entry["recipients"][0];
+    ensure!(
+        rcpt["state"] != "failed" && rcpt["state"] != "delivered",
+        "the recipient waits: {entry}"
+    );
+    ensure!(
+        daemon.log().contains("554 5.7.1 hop in maintenance"),
+        "the log gives the hop's greeting:\n{}",
+        daemon.log()
+    );
+    assert_eq!(dsn_sink.settle(QUIET)?.len(), 0, "no bounce");
+    Ok(())
+}

@@ -166,6 +166,37 @@ fn route_by_mx_reaches_the_mx_host() -> Result<()> {
     Ok(())
 }
 
+/// RFC 7505: a domain whose only MX is "." takes no mail; the sender is
+/// told at once, with the status the RFC registers (5.1.10).
+#[test]
+fn a_null_mx_fails_at_once_with_5_1_10() -> Result<()> {
+    let dir = TestDir::new("null-mx")?;
+    let dns = Dns::start(dir.path(), &["--mx-host=nullmx.test,.,0"])?;
+    let dsn_sink = Sink::start(dir.path(), "dsn-sink")?;
+    let daemon = Daemon::start(
+        &Config::new(dir.path())
+            .route_to_port("*@sender.test", dsn_sink.port)
+            .route("*@nullmx.test", "nullmx.test")
+            .set_str("access", "dns_resolver", &dns.resolver()),
+    )?;
+    let mut c = SmtpClient::connect_ok(daemon.port)?;
+    c.ehlo("client.test")?;
+    c.send_mail_ok(
+        "alice@sender.test",
+        &["user@nullmx.test"],
+        &read_resource("mail/plain.eml")?,
+    )?;
+    let dsns = dsn_sink
+        .wait_for_count(1, DELIVERY_TIMEOUT)
+        .map_err(|e| e.context(format!("{}\ndnsmasq log:\n{}", daemon.log(), dns.log())))?;
+    let text = &dsns[0].message;
+    assert!(
+        text.lines().any(|l| l.trim() == "Status: 5.1.10") && text.contains("null MX"),
+        "a failure DSN with Status: 5.1.10:\n{text}"
+    );
+    Ok(())
+}
+
 #[test]
 fn domain_without_mx_is_reached_by_its_address() -> Result<()> {
     let dir = TestDir::new("implicit-mx")?;

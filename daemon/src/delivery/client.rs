@@ -231,6 +231,13 @@ impl ClientError {
     /// not help: the message should bounce.
     pub fn is_permanent(&self) -> bool {
         match self {
+            // A 5xx greeting is that server's trouble (maintenance, a
+            // block of our address), not the message's: the next address
+            // is tried, and the message waits rather than bounce (Postfix:
+            // smtp_skip_5xx_greeting).
+            ClientError::Rejected {
+                stage: "banner", ..
+            } => false,
             ClientError::Rejected { reply, .. } => reply.is_permanent(),
             ClientError::EightBitNotSupported | ClientError::TooBig { .. } => true,
             _ => false,
@@ -245,6 +252,9 @@ impl ClientError {
             ClientError::Connect { .. } | ClientError::Timeout { .. } => "4.4.1",
             ClientError::Io { .. } => "4.4.2",
             ClientError::Protocol { .. } => "4.5.0",
+            ClientError::Rejected {
+                stage: "banner", ..
+            } => "4.0.0",
             ClientError::Rejected { reply, .. } if reply.is_permanent() => "5.0.0",
             ClientError::Rejected { .. } => "4.0.0",
             ClientError::EightBitNotSupported => "5.6.3",
@@ -1521,14 +1531,19 @@ mod tests {
 
     #[test]
     fn errors_say_whether_they_are_permanent() {
-        let rejected = |code| ClientError::Rejected {
-            stage: "banner",
+        let rejected = |stage, code| ClientError::Rejected {
+            stage,
             reply: reply(code, "go away"),
         };
-        assert!(rejected(554).is_permanent());
-        assert_eq!(rejected(554).status(), "5.0.0");
-        assert!(!rejected(421).is_permanent());
-        assert_eq!(rejected(421).status(), "4.0.0");
+        assert!(rejected("mail", 554).is_permanent());
+        assert_eq!(rejected("mail", 554).status(), "5.0.0");
+        assert!(!rejected("mail", 421).is_permanent());
+        assert_eq!(rejected("mail", 421).status(), "4.0.0");
+        // A 5xx greeting waits for another try, as a 4xx one does.
+        for code in [554, 421] {
+            assert!(!rejected("banner", code).is_permanent(), "{code}");
+            assert_eq!(rejected("banner", code).status(), "4.0.0");
+        }
         assert!(ClientError::EightBitNotSupported.is_permanent());
         assert_eq!(ClientError::EightBitNotSupported.status(), "5.6.3");
         assert_eq!(ClientError::TooBig { limit: 1 }.status(), "5.3.4");
@@ -1975,7 +1990,16 @@ mod tests {
         let err = SmtpClient::connect(addr, "mx", &settings(), &no_tls())
             .await
             .unwrap_err();
-        assert!(err.is_permanent(), "{err}");
+        assert!(
+            matches!(
+                err,
+                ClientError::Rejected {
+                    stage: "banner",
+                    ..
+                }
+            ) && !err.is_permanent(),
+            "a 5xx greeting is refused, and waits for another try: {err}"
+        );
         assert_eq!(
             err.reply().map(Reply::to_line).as_deref(),
             Some("554 5.7.1 No thanks")

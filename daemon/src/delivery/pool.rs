@@ -60,7 +60,7 @@ pub enum PoolError {
 impl PoolError {
     pub fn is_permanent(&self) -> bool {
         match self {
-            PoolError::Route(RouteError::Permanent(_)) => true,
+            PoolError::Route(RouteError::Permanent(_) | RouteError::NullMx(_)) => true,
             PoolError::Connect(e) => e.is_permanent(),
             _ => false,
         }

@@ -77,9 +77,12 @@ pub struct Candidate {
 /// Why no address could be found.
 #[derive(Debug, thiserror::Error)]
 pub enum RouteError {
-    /// The domain says it takes no mail (null MX, RFC 7505) or does not exist.
+    /// The domain does not exist, or has no address.
     #[error("{0}")]
     Permanent(String),
+    /// The domain says it takes no mail (null MX, RFC 7505).
+    #[error("{0}")]
+    NullMx(String),
     #[error("{0}")]
     Temporary(String),
 }
@@ -89,6 +92,8 @@ impl RouteError {
     pub fn status(&self) -> &'static str {
         match self {
             RouteError::Permanent(_) => "5.1.2",
+            // RFC 7505 section 4.1: "Recipient address has null MX".
+            RouteError::NullMx(_) => "5.1.10",
             RouteError::Temporary(_) => "4.4.3",
         }
     }
@@ -117,7 +122,7 @@ pub async fn candidates(
             tally.note(&mx);
             let hosts = match mx {
                 Ok(mx) if mx.len() == 1 && (mx[0].host.is_empty() || mx[0].host == ".") => {
-                    return Err(RouteError::Permanent(format!(
+                    return Err(RouteError::NullMx(format!(
                         "{domain} does not accept mail (null MX, RFC 7505)"
                     )))
                 }
