@@ -393,9 +393,11 @@ fn human_text(input: &DsnInput<'_>, host: &str, returned: &Returned) -> String {
              This is a permanent error: the mail system has given up on them. \
              The reasons are given below, and {attached}."
         ),
+        // No promise of a failure report: a recipient whose NOTIFY asked
+        // for delay notices only gets none (RFC 3461 5.2.1).
         Kind::Delayed => "Your message has not yet been delivered to one or more of its \
              recipients. The mail system will keep trying; you do not need to send it \
-             again. You will be told if delivery finally fails."
+             again."
             .to_string(),
         Kind::Delivered => "Your message was delivered to the recipients listed below.".to_string(),
         Kind::Relayed => "Your message was passed on to the recipients listed below through \
@@ -915,6 +917,8 @@ mod tests {
             .contains("Will-Retry-Until: Sun, 19 Nov 2023 22:13:20 +0000"));
         assert!(parts[0].1.contains("Will retry until: Sun, 19 Nov 2023"));
         assert!(!parts[0].1.contains("postmaster"));
+        // It promises no failure report: NOTIFY=DELAY alone gets none.
+        assert!(!parts[0].1.contains("told"), "{}", parts[0].1);
         assert!(parts[2].0.contains("Content-Type: text/rfc822-headers"));
         assert_eq!(
             parts[2].1,
