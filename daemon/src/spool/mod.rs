@@ -198,8 +198,8 @@ pub(crate) enum Op {
         records: Vec<Record>,
         done: Ack,
     },
-    Compact,
-    /// The periodic look for space to reclaim.
+    /// The periodic look for space to reclaim (and for old segments to
+    /// compact).
     Maintain,
     Stop(oneshot::Sender<()>),
 }
@@ -328,11 +328,6 @@ impl Spool {
         file.read_exact_at(&mut buf, loc.offset)
             .map_err(|e| SpoolError::io(&path, e))?;
         Ok(buf)
-    }
-
-    /// Asks the writer to copy live messages out of old segments.
-    pub fn compact(&self) {
-        let _ = self.tx.try_send(Op::Compact);
     }
 
     /// Free bytes on the file system that holds the spool.

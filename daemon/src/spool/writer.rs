@@ -138,6 +138,9 @@ struct Pending {
 
 impl Writer {
     fn run(&mut self, mut rx: mpsc::Receiver<Op>) {
+        // A start adds a segment: past the limit, the oldest is copied
+        // forward now rather than at the next rotation (64 MiB away).
+        self.compact();
         while let Some(first) = rx.blocking_recv() {
             let mut ops = vec![first];
             let mut bytes = 0usize;
@@ -157,22 +160,17 @@ impl Writer {
                 }
             }
             let mut stop = None;
-            let mut compact = false;
             let mut maintain = false;
             let mut appends = Vec::with_capacity(ops.len());
             for op in ops {
                 match op {
                     Op::Append { records, done } => appends.push((records, done)),
-                    Op::Compact => compact = true,
                     Op::Maintain => maintain = true,
                     Op::Stop(done) => stop = Some(done),
                 }
             }
             if !appends.is_empty() {
                 self.write_batch(appends);
-            }
-            if compact {
-                self.compact();
             }
             if maintain {
                 self.maintain();
@@ -361,6 +359,11 @@ impl Writer {
                     "Cannot start a new spool segment yet; will try again."),
             }
         }
+        // Segments pile up without a rotation too: every start opens one,
+        // and a message deferred for days pins them all. Compaction (one
+        // old segment per round, nothing when there are few) keeps disk
+        // use to the queue's.
+        self.compact();
         self.collect_garbage();
         self.publish();
     }
