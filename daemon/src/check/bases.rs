@@ -240,6 +240,14 @@ fn copy_dir(from: &Path, to: &Path) -> Result<(), BasesError> {
 /// Checks a candidate set before it may replace the bases in use: a valid
 /// manifest and rule files that compile.
 pub fn validate(dir: &Path) -> Result<BasesInfo, BasesError> {
+    // A directory that is not there is said as such, not as a missing
+    // manifest in it.
+    if let Err(source) = std::fs::metadata(dir) {
+        return Err(BasesError::Read {
+            path: dir.to_path_buf(),
+            source,
+        });
+    }
     let info = read(dir)?.ok_or_else(|| BasesError::Manifest {
         path: dir.join("manifest.toml"),
         problem: "missing: a bases directory needs a manifest.toml".into(),
@@ -421,6 +429,11 @@ mod update_tests {
         assert_eq!(install(&av, &a, false).unwrap().0, UpdateResult::NotNeeded);
         assert_eq!(install(&av, &b, false).unwrap().0, UpdateResult::Updated);
         assert!(install(&av, &broken, false).is_err());
+        let gone = install(&av, &tmp.path().join("gone"), false).unwrap_err();
+        assert!(
+            matches!(gone, BasesError::Read { .. }) && !gone.to_string().contains("manifest"),
+            "a missing directory is said as such: {gone}"
+        );
         assert_eq!(
             read(&av).unwrap().unwrap().version,
             "2",

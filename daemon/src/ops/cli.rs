@@ -142,7 +142,7 @@ pub struct ListFilter {
     /// Prints one JSON object per line (for scripts) instead of a table.
     #[arg(long)]
     pub json: bool,
-    /// Only entries with this status, e.g. av/infected (av/all, as/all for any).
+    /// Only entries with this status, e.g. av/infected (av/all, as/all for any finding of that kind).
     #[arg(long, value_name = "STATUS", value_parser = status)]
     pub status: Option<String>,
     /// Only entries stored within this long, e.g. 2h, 7d.
@@ -545,7 +545,7 @@ Example:
     },
     /// Shows one message: envelope, recipients' state and the message itself.
     #[command(
-        after_help = "Example:\n  mailward queue show 0193F1A2B3C4D0001 --config mailward.toml"
+        after_help = "Example:\n  mailward queue show 1A243A8795754F90 --config mailward.toml"
     )]
     Show {
         /// The queue ID (from the 250 reply, the logs or `queue list`).
@@ -561,7 +561,7 @@ Example:
     },
     /// Holds a message: no delivery attempt until `queue release` (it survives a restart).
     #[command(
-        after_help = "A held message keeps its place in the spool and its age: released after max_queue_lifetime, its next attempt bounces it. `queue flush` does not release it.\n\nExample:\n  mailward queue hold 0193F1A2B3C4D0001 --config mailward.toml"
+        after_help = "A held message keeps its place in the spool and its age: released after max_queue_lifetime, its next attempt bounces it. `queue flush` does not release it.\n\nExample:\n  mailward queue hold 1A243A8795754F90 --config mailward.toml"
     )]
     Hold {
         /// The queue ID.
@@ -571,7 +571,7 @@ Example:
     },
     /// Releases a held message: it is tried at once.
     #[command(
-        after_help = "Example:\n  mailward queue release 0193F1A2B3C4D0001 --config mailward.toml"
+        after_help = "Example:\n  mailward queue release 1A243A8795754F90 --config mailward.toml"
     )]
     Release {
         /// The queue ID.
@@ -603,7 +603,7 @@ Example:
     },
     /// Removes a message from the queue without delivering it and without a bounce.
     #[command(
-        after_help = "Example:\n  mailward queue remove 0193F1A2B3C4D0001 --config mailward.toml"
+        after_help = "Example:\n  mailward queue remove 1A243A8795754F90 --config mailward.toml"
     )]
     Remove {
         /// The queue ID.
@@ -630,6 +630,41 @@ mod tests {
         for sub in cmd.get_subcommands() {
             undescribed(sub, &path, out);
         }
+    }
+
+    #[test]
+    fn the_queue_ids_in_help_examples_are_queue_ids() {
+        // A reviewer pasted `mailward queue show 0193F1A2B3C4D0001` from
+        // the help and was told it is not a queue ID (17 digits).
+        let cli = Cli::command();
+        let queue = cli.find_subcommand("queue").expect("the queue command");
+        let mut seen = 0;
+        for sub in queue.get_subcommands() {
+            let help = sub
+                .get_after_help()
+                .map(|h| h.to_string())
+                .unwrap_or_default();
+            let prefix = format!("mailward queue {} ", sub.get_name());
+            for line in help.lines() {
+                let Some(rest) = line.trim().strip_prefix(&prefix) else {
+                    continue;
+                };
+                let arg = rest.split_whitespace().next().unwrap_or("");
+                if arg.starts_with('-') || arg.contains('/') {
+                    continue;
+                }
+                assert!(
+                    crate::envelope::QueueId::is_valid(arg),
+                    "{}: {arg} is not a queue ID",
+                    sub.get_name()
+                );
+                seen += 1;
+            }
+        }
+        assert!(
+            seen >= 4,
+            "show, hold, release and remove have examples: {seen}"
+        );
     }
 
     #[test]
