@@ -1046,9 +1046,34 @@ impl Session {
             .unwrap_or_default();
         format!(
             "Received: from {helo} ({rdns} [{}]){using}\r\n\tby {} (Mailward) with {proto} id {id}{for_clause};\r\n\t{}\r\n",
-            tx.client.ip,
+            address_literal(tx.client.ip),
             self.cfg.server.hostname,
             chrono::Utc::now().to_rfc2822(),
         )
+    }
+}
+
+/// An address as RFC 5321 4.1.3 writes it in brackets: IPv6 with its
+/// `IPv6:` tag (as Postfix writes it), IPv4 bare.
+fn address_literal(ip: std::net::IpAddr) -> String {
+    match ip {
+        std::net::IpAddr::V4(v4) => v4.to_string(),
+        std::net::IpAddr::V6(v6) => format!("IPv6:{v6}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn received_lines_write_ipv6_clients_with_their_tag() {
+        assert_eq!(super::address_literal("::1".parse().unwrap()), "IPv6:::1");
+        assert_eq!(
+            super::address_literal("2001:db8::25".parse().unwrap()),
+            "IPv6:2001:db8::25"
+        );
+        assert_eq!(
+            super::address_literal("192.0.2.7".parse().unwrap()),
+            "192.0.2.7"
+        );
     }
 }
