@@ -38,14 +38,10 @@ fn queued(data: &Path) -> Vec<String> {
     ids
 }
 
-fn sorted(list: &[&Envelope]) -> Vec<String> {
-    let mut ids: Vec<String> = list.iter().map(|e| e.id.0.clone()).collect();
+fn ids<'a>(list: impl IntoIterator<Item = &'a Envelope>) -> Vec<String> {
+    let mut ids: Vec<String> = list.into_iter().map(|e| e.id.0.clone()).collect();
     ids.sort();
     ids
-}
-
-fn ids(list: &[Envelope]) -> Vec<String> {
-    sorted(&list.iter().collect::<Vec<_>>())
 }
 
 /// Flips a byte of `needle`'s first occurrence in segment `n`.
@@ -103,11 +99,7 @@ async fn a_damaged_segment_gives_back_its_intact_messages_and_names_the_lost_one
         Err(SpoolError::Corrupt { .. })
     ));
     let aside = move_aside(&path, &top.path().join("aside"));
-    assert_eq!(
-        queued(&data),
-        ids(&[d.clone()]),
-        "b and c left with the file"
-    );
+    assert_eq!(queued(&data), ids([&d]), "b and c left with the file");
 
     let s = salvage(&data, &aside, None, false).unwrap();
     assert_eq!(s.segment, 1, "the number comes from the file's name");
@@ -115,15 +107,15 @@ async fn a_damaged_segment_gives_back_its_intact_messages_and_names_the_lost_one
     assert_eq!((s.accepted, s.updated, s.removed), (2, 1, 0));
     assert_eq!(s.damage.len(), 1, "{:?}", s.damage);
     assert!(s.damage[0].problem.contains("checksum"), "{:?}", s.damage);
-    assert_eq!(ids(&s.back), ids(&[c.clone()]));
-    assert_eq!(ids(&s.lost), ids(&[b.clone()]), "b's bytes are damaged");
+    assert_eq!(ids(&s.back), ids([&c]));
+    assert_eq!(ids(&s.lost), ids([&b]), "b's bytes are damaged");
     assert!(s.gone.is_empty());
     assert_eq!((s.queued_before, s.queued_after), (1, 2));
 
     // The next start delivers c with its own bytes; a was delivered
     // before (its removed record is newer) and is not sent again.
     let (spool, found) = Spool::open(&data.join("spool")).unwrap();
-    assert_eq!(ids(&found), ids(&[c.clone(), d]));
+    assert_eq!(ids(&found), ids([&c, &d]));
     assert_eq!(spool.read(&c.id).unwrap(), b"message c\r\n");
     spool.stop().await;
 }
@@ -157,15 +149,15 @@ async fn a_removal_recorded_in_the_file_keeps_the_message_from_going_twice() {
     let aside = move_aside(&path, &top.path().join("aside"));
     assert_eq!(
         queued(&data),
-        ids(&[a.clone(), k.clone()]),
+        ids([&a, &k]),
         "without the file, a (delivered) is back"
     );
 
     let s = salvage(&data, &aside, None, false).unwrap();
-    assert_eq!(ids(&s.back), ids(&[y.clone()]));
-    assert_eq!(ids(&s.gone), ids(&[a.clone()]));
-    assert_eq!(ids(&s.lost), ids(&[x.clone()]));
-    assert_eq!(queued(&data), ids(&[k, y]));
+    assert_eq!(ids(&s.back), ids([&y]));
+    assert_eq!(ids(&s.gone), ids([&a]));
+    assert_eq!(ids(&s.lost), ids([&x]));
+    assert_eq!(queued(&data), ids([&k, &y]));
 }
 
 #[tokio::test]
@@ -196,8 +188,8 @@ async fn a_dry_run_tells_the_same_and_writes_nothing() {
 
     let s = salvage(&data, &aside, None, true).unwrap();
     assert_eq!(s.written, None);
-    assert_eq!(ids(&s.back), ids(&[b]));
-    assert_eq!(ids(&s.lost), ids(&[a]));
+    assert_eq!(ids(&s.back), ids([&b]));
+    assert_eq!(ids(&s.lost), ids([&a]));
     assert_eq!(listing(), before, "a dry run leaves the spool as it was");
     assert!(queued(&data).is_empty());
 }
@@ -320,10 +312,10 @@ async fn damage_in_the_newest_segment_is_refused_and_salvaged_before_what_came_s
     assert!(now.iter().all(|n| *n > newest), "{newest}: {now:?}");
 
     let s = salvage(&data, &aside, None, false).unwrap();
-    assert_eq!(ids(&s.back), ids(&[c.clone()]));
-    assert_eq!(ids(&s.lost), ids(&[b]));
+    assert_eq!(ids(&s.back), ids([&c]));
+    assert_eq!(ids(&s.lost), ids([&b]));
     let (spool, found) = Spool::open(&data.join("spool")).unwrap();
-    assert_eq!(ids(&found), ids(&[c.clone(), d.clone()]));
+    assert_eq!(ids(&found), ids([&c, &d]));
     assert_eq!(spool.read(&d.id).unwrap(), b"message d\r\n");
     assert_eq!(spool.read(&c.id).unwrap(), b"message c\r\n");
     spool.stop().await;
