@@ -93,6 +93,38 @@ fn reinjection(port: u16) -> Vec<String> {
     .collect()
 }
 
+/// A private Postfix that hands every queued message to Mailward on
+/// `filter_port` (`content_filter`, the doc's `mailward` transport) and
+/// takes it back on `reinject`, relaying to `relay_port`.
+fn after_queue_postfix(
+    dir: &TestDir,
+    name: &str,
+    filter_port: u16,
+    reinject: u16,
+    relay_port: u16,
+) -> Result<Postfix> {
+    let mut master = vec![
+        "mailward unix - - n - 4 smtp".to_string(),
+        "  -o smtp_send_xforward_command=yes".into(),
+        "  -o disable_mime_output_conversion=yes".into(),
+        "  -o smtp_generic_maps=".into(),
+        "  -o smtp_connection_reuse_count_limit=90".into(),
+    ];
+    master.extend(reinjection(reinject));
+    Postfix::start(
+        dir.path(),
+        name,
+        &PostfixSetup {
+            relay_port,
+            extra: vec![format!(
+                "content_filter = mailward:[127.0.0.1]:{filter_port}"
+            )],
+            master,
+            ..Default::default()
+        },
+    )
+}
+
 #[test]
 fn after_queue_content_filter() -> Result<()> {
     ensure!(
@@ -107,27 +139,7 @@ fn after_queue_content_filter() -> Result<()> {
         .apply(Config::new(dir.path()))
         .route_to_port("*", reinject);
     let mut daemon = Daemon::start(&config)?;
-    let mut master = vec![
-        "mailward unix - - n - 4 smtp".to_string(),
-        "  -o smtp_send_xforward_command=yes".into(),
-        "  -o disable_mime_output_conversion=yes".into(),
-        "  -o smtp_generic_maps=".into(),
-        "  -o smtp_connection_reuse_count_limit=90".into(),
-    ];
-    master.extend(reinjection(reinject));
-    let postfix = Postfix::start(
-        dir.path(),
-        "after",
-        &PostfixSetup {
-            relay_port: sink.port,
-            extra: vec![format!(
-                "content_filter = mailward:[127.0.0.1]:{}",
-                config.port
-            )],
-            master,
-            ..Default::default()
-        },
-    )?;
+    let postfix = after_queue_postfix(&dir, "after", config.port, reinject, sink.port)?;
 
     // EICAR: cleaned by Mailward, delivered by Postfix with the verdict.
     let (ok, transcript) = swaks_via(&dir, postfix.port, "eicar", &infected("invoice")?)?;
@@ -282,25 +294,7 @@ fn after_queue_refusals_become_blocks_not_bounces() -> Result<()> {
         .set_list("spam", "blacklist", &[&format!("ip {CLIENT_IP}")])
         .route_to_port("*", reinject);
     let daemon = Daemon::start(&config)?;
-    let mut master = vec![
-        "mailward unix - - n - 4 smtp".to_string(),
-        "  -o smtp_send_xforward_command=yes".into(),
-        "  -o disable_mime_output_conversion=yes".into(),
-    ];
-    master.extend(reinjection(reinject));
-    let postfix = Postfix::start(
-        dir.path(),
-        "after-reject",
-        &PostfixSetup {
-            relay_port: sink.port,
-            extra: vec![format!(
-                "content_filter = mailward:[127.0.0.1]:{}",
-                config.port
-            )],
-            master,
-            ..Default::default()
-        },
-    )?;
+    let postfix = after_queue_postfix(&dir, "after-reject", config.port, reinject, sink.port)?;
     // From a client that is not blacklisted: a virus, then a clean message.
     let other = ["--local-interface", "127.0.0.3", "--ehlo", CLIENT_HELO];
     let eicar = infected("invoice")?;
