@@ -505,10 +505,6 @@ fn with_malloc_tunable() {
     eprintln!("mailward: cannot restart with {MALLOC_TUNABLE} ({e}); going on without it.");
 }
 
-/// What [`config::MilterListen::parse`] adds to its problem for `[milter]
-/// listen`, where "" means no milter.
-const NO_MILTER_CHOICE: &str = ", or \"\" for no milter";
-
 /// `mailward milter --listen AT`. Unlike `[milter] listen`, "" is no
 /// choice here (a milter-only gateway without a milter socket serves
 /// nothing), so the problem must not offer it.
@@ -519,7 +515,7 @@ fn milter_listen_arg(at: &str) -> Result<config::MilterListen, String> {
             config::MilterListen::EXAMPLE
         ));
     }
-    config::MilterListen::parse(at).map_err(|e| e.replacen(NO_MILTER_CHOICE, "", 1))
+    config::MilterListen::parse(at)
 }
 
 /// `milter`: Some for `mailward milter` (with its --listen): no SMTP
@@ -1231,9 +1227,9 @@ mod tests {
             "inet:10031@127.0.0.1"
         );
         // The config key keeps its "" choice.
-        assert!(config::MilterListen::parse("x")
+        assert!(config::MilterListen::parse_key("x")
             .unwrap_err()
-            .contains(NO_MILTER_CHOICE));
+            .contains(", or \"\" for no milter, got \"x\""));
     }
 
     /// The byte offset where `needle` starts in `row`.

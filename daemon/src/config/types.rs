@@ -895,13 +895,19 @@ impl MilterListen {
     pub const EXAMPLE: &'static str =
         "\"inet:10031@127.0.0.1\", \"inet6:10031@[::1]\" or \"unix:/run/mailward/milter.sock\"";
 
+    /// A socket as `mailward milter --listen` takes it.
     pub fn parse(s: &str) -> Result<MilterListen, String> {
-        let bad = || {
-            format!(
-                "expected {}, or \"\" for no milter, got {s:?}",
-                Self::EXAMPLE
-            )
-        };
+        Self::parse_offering(s, "")
+    }
+
+    /// A socket as `[milter] listen` takes it, whose problems also offer
+    /// "" (no milter), which the key allows and the command line does not.
+    pub fn parse_key(s: &str) -> Result<MilterListen, String> {
+        Self::parse_offering(s, ", or \"\" for no milter")
+    }
+
+    fn parse_offering(s: &str, also: &str) -> Result<MilterListen, String> {
+        let bad = || format!("expected {}{also}, got {s:?}", Self::EXAMPLE);
         let (kind, rest) = s.split_once(':').ok_or_else(bad)?;
         match kind {
             "unix" | "local" => {

@@ -1113,7 +1113,7 @@ fn milter(ctx: &mut Ctx<'_>, raw: &RawMilter) -> Milter {
         if s.is_empty() {
             Ok(None)
         } else {
-            MilterListen::parse(s).map(Some)
+            MilterListen::parse_key(s).map(Some)
         }
     });
     let max = |v: &Value| match uint32(v)? {
