@@ -109,7 +109,6 @@ pub enum Notification {
 /// varbinds carry the same facts to the trap receiver).
 impl std::fmt::Display for Notification {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        use crate::check::bases::UpdateResult;
         match self {
             Notification::ProductStart => f.write_str("Mailward started"),
             Notification::ProductStop => f.write_str("Mailward is stopping"),
@@ -118,12 +117,11 @@ impl std::fmt::Display for Notification {
             Notification::ConfigReloaded { ok: false, message } => write!(f, "refused: {message}"),
             Notification::BasesReloaded => f.write_str("new signature bases in use"),
             Notification::UpdateStatus { result, message } => {
-                let result = match result {
-                    UpdateResult::Updated => "updated",
-                    UpdateResult::NotNeeded => "notNeeded",
-                    UpdateResult::Error => "error",
-                    UpdateResult::RolledBack => "rolledBack",
-                };
+                // The MIB's own names, as mwUpdateLastResult gives them.
+                let result = mailward_metrics::snmp::UPDATE_RESULT_NAMES
+                    .get(*result as usize)
+                    .copied()
+                    .unwrap_or("unknown");
                 write!(f, "{result}: {message}")
             }
             Notification::ObsoleteBases => f.write_str("the signature bases are obsolete"),

@@ -35,7 +35,7 @@ pub enum RecordKind {
 }
 
 impl RecordKind {
-    fn from_u8(b: u8) -> Option<RecordKind> {
+    pub(super) fn from_u8(b: u8) -> Option<RecordKind> {
         match b {
             1 => Some(RecordKind::Accepted),
             2 => Some(RecordKind::Updated),

@@ -315,12 +315,7 @@ fn readable_envelope(bytes: &[u8], offset: usize) -> Option<(RecordKind, Envelop
     if &header[0..4] != MAGIC {
         return None;
     }
-    let kind = match header[4] {
-        1 => RecordKind::Accepted,
-        2 => RecordKind::Updated,
-        3 => RecordKind::Removed,
-        _ => return None,
-    };
+    let kind = RecordKind::from_u8(header[4])?;
     let env_len = u32::from_le_bytes([header[8], header[9], header[10], header[11]]) as usize;
     let start = offset + record::HEADER_LEN as usize;
     let env = bytes.get(start..start.checked_add(env_len)?)?;
