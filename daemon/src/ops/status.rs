@@ -271,7 +271,9 @@ pub fn problems(s: &Status) -> Vec<String> {
                     b.version
                 ));
             }
-            if matches!(b.last_update.as_str(), "error" | "rolled_back") {
+            // A rollback is an administrator's own choice, not something to
+            // act on: the bases line still names it as the last update.
+            if b.last_update == "error" {
                 p.push(format!(
                     "The last update of the bases ended with {} (see the log, target admin).",
                     b.last_update
@@ -669,6 +671,22 @@ mod tests {
         let p = problems(&s);
         assert!(p.iter().any(|l| l.starts_with("No signature bases")));
         assert!(p.iter().any(|l| l.starts_with("No AgentX session")));
+    }
+
+    #[test]
+    fn a_rollback_is_shown_but_not_a_problem() {
+        // walkC: `bases rollback` is the administrator's own act; status
+        // listed it among the problems as if it had failed.
+        let mut s = healthy();
+        if let Some(b) = s.bases.as_mut() {
+            b.last_update = "rolled_back".into();
+        }
+        assert!(problems(&s).is_empty(), "{:#?}", problems(&s));
+        assert!(render(&s, 2_000).contains("last update rolled_back"));
+        if let Some(b) = s.bases.as_mut() {
+            b.last_update = "error".into();
+        }
+        assert_eq!(problems(&s).len(), 1);
     }
 
     #[test]
