@@ -71,6 +71,11 @@ use locate::{KeyPath, Locator, Seg};
 /// uses without `--config`, and what `mailward config default` prints.
 pub const DEFAULT_TOML: &str = include_str!("default.toml");
 
+/// `server.data_dir` when the file leaves it out (relative to the working
+/// directory, as in the embedded default). One constant, because the CLI
+/// finds the admin socket from it without loading the whole file.
+pub const DEFAULT_DATA_DIR: &str = "mailward-data";
+
 /// The origin name of the embedded default.
 pub const DEFAULT_ORIGIN: &str = "<default>";
 

@@ -19,7 +19,7 @@ fn default_parses_and_validates() {
     assert_eq!(c.origin, "<default>");
     assert_eq!(c.server.hostname, "gw.example.com");
     assert_eq!(c.server.authserv_id, "gw.example.com");
-    assert_eq!(c.server.data_dir, PathBuf::from("mailward-data"));
+    assert_eq!(c.server.data_dir, PathBuf::from(super::DEFAULT_DATA_DIR));
     assert_eq!(
         c.server.admin_socket,
         PathBuf::from("mailward-data/admin.sock")

@@ -561,7 +561,7 @@ fn account(v: &Value) -> Result<String, String> {
 fn server(ctx: &mut Ctx<'_>, raw: &RawServer) -> Server {
     let p = KeyPath::root("server");
     let data_dir =
-        get!(ctx, p, raw.data_dir, path).unwrap_or_else(|| PathBuf::from("mailward-data"));
+        get!(ctx, p, raw.data_dir, path).unwrap_or_else(|| PathBuf::from(super::DEFAULT_DATA_DIR));
     let hostname: String = get!(ctx, p, raw.hostname, domain_like("mx.example.org"))
         .unwrap_or_else(|| "gw.example.com".into());
     Server {

@@ -729,7 +729,8 @@ pub fn socket_of_text(text: &str) -> Option<PathBuf> {
             Some(_) => None,
         }
     };
-    let data_dir = path("data_dir")?.unwrap_or_else(|| PathBuf::from("mailward-data"));
+    let data_dir =
+        path("data_dir")?.unwrap_or_else(|| PathBuf::from(crate::config::DEFAULT_DATA_DIR));
     Some(path("admin_socket")?.unwrap_or_else(|| data_dir.join("admin.sock")))
 }
 
