@@ -420,7 +420,7 @@ fn human_text(input: &DsnInput<'_>, host: &str, returned: &Returned) -> String {
             lines.extend(wrap(&format!("Remote server: {}", clean_line(mta)), "    "));
         }
         let reason = match &rcpt.diagnostic {
-            Some(d) => clean_line(d),
+            Some(d) => clean_line(human_reason(d)),
             None => format!("status {}", status_of(rcpt)),
         };
         lines.extend(wrap(&format!("Reason: {reason}"), "    "));
@@ -566,6 +566,19 @@ fn remote_mta_name(peer: &str) -> String {
         None => peer,
     };
     ascii(&name).replace(' ', "")
+}
+
+/// The reason as a person reads it: the text without the diagnostic type
+/// ("smtp; ", "X-Mailward; ") that the machine-readable part carries. The
+/// diagnostics come both ways, and the human part said "smtp; 250" for one
+/// recipient and "550" for the next.
+fn human_reason(diagnostic: &str) -> &str {
+    let typed = typed_diagnostic(diagnostic);
+    match (typed.split_once(';'), diagnostic.split_once(';')) {
+        // Given with its type: what follows it.
+        (Some((kind, _)), Some((given, rest))) if given.trim() == kind => rest.trim(),
+        _ => diagnostic,
+    }
 }
 
 /// "smtp; 550 ..." as given; a bare reply gets its type.
@@ -852,7 +865,7 @@ mod tests {
         assert!(h1.contains("Content-Type: text/plain; charset=us-ascii"));
         assert!(human.contains("0123456789ABCDEF"));
         assert!(human.contains("<u@b.test>: failed"));
-        assert!(human.contains("Reason: smtp; 550 5.1.1 User unknown"));
+        assert!(human.contains("Reason: 550 5.1.1 User unknown"), "{human}");
         assert!(human.contains("Remote server: mx.b.test[192.0.2.1]:25"));
         assert!(human.contains("<postmaster@example.com>"));
 
@@ -1115,6 +1128,12 @@ mod tests {
         assert_eq!(typed_diagnostic("smtp; 550 x"), "smtp; 550 x");
         assert_eq!(typed_diagnostic("550 x"), "smtp; 550 x");
         assert_eq!(typed_diagnostic("virus found"), "X-Mailward; virus found");
+        assert_eq!(human_reason("smtp; 250 2.0.0 queued"), "250 2.0.0 queued");
+        assert_eq!(human_reason("550 5.1.1 unknown"), "550 5.1.1 unknown");
+        assert_eq!(human_reason("X-Mailward; virus found"), "virus found");
+        assert_eq!(human_reason("a; b"), "b");
+        assert_eq!(human_reason("no type here"), "no type here");
+        assert_eq!(human_reason("two words; then"), "two words; then");
         let wrapped = wrap(&"abc ".repeat(40), "  ");
         assert!(wrapped
             .iter()
