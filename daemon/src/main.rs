@@ -1033,9 +1033,32 @@ fn log_command(cmd: LogCommand) -> ExitCode {
 }
 
 fn status(path: Option<&Path>, json: bool) -> ExitCode {
-    let data = match call(path, &Request::Status) {
-        Ok(d) => d,
-        Err(code) => return code,
+    let data = if json {
+        // A JSON consumer gets an object on stdout even when the daemon
+        // does not answer, with the same exit status as the text form, so
+        // that `jq -e '.problems == []'` fails on "down" by itself.
+        mailward::ops::logging::init_cli();
+        let socket = match admin_socket(path) {
+            Ok(s) => s,
+            Err(code) => return code,
+        };
+        let rt = match runtime() {
+            Ok(rt) => rt,
+            Err(code) => return code,
+        };
+        match rt.block_on(admin::call(&socket, &Request::Status)) {
+            Ok(d) => d,
+            Err(e) => {
+                eprintln!("mailward: {e}");
+                out!("{}", mailward::ops::status::unanswered(&e));
+                return ExitCode::from(e.exit_code());
+            }
+        }
+    } else {
+        match call(path, &Request::Status) {
+            Ok(d) => d,
+            Err(code) => return code,
+        }
     };
     if json {
         out!("{data}");

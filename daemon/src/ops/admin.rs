@@ -55,6 +55,11 @@ pub enum AdminError {
         #[source]
         source: std::io::Error,
     },
+    /// The socket took the connection (the kernel does, for a listening
+    /// socket, even when the daemon is stopped or hung) but no answer came
+    /// within the command's deadline ([`Request::deadline`]).
+    #[error("the daemon at {} accepted the connection but did not answer within {}: it may be stopped (kill -CONT) or hung. Look at `systemctl status mailward` and its log, and restart it if it stays so (`systemctl restart mailward`; without systemd, stop the pid in server.data_dir/mailward.lock and start it again).", .path.display(), seconds(*.after))]
+    NoAnswer { path: PathBuf, after: Duration },
     #[error("the daemon answered something unreadable: {0}")]
     BadResponse(String),
     #[error("{0}")]
@@ -71,6 +76,16 @@ impl AdminError {
             AdminError::NotPermitted { .. } => 77,
             _ => 69,
         }
+    }
+}
+
+/// A deadline as people read it: "10 s", "30 min", or milliseconds for
+/// the short ones of the tests.
+fn seconds(d: Duration) -> String {
+    match d.as_secs() {
+        0 => format!("{} ms", d.as_millis()),
+        s if s % 60 == 0 => format!("{} min", s / 60),
+        s => format!("{s} s"),
     }
 }
 
@@ -251,6 +266,61 @@ pub enum Request {
         older_than: u64,
         direction: Option<Direction>,
     },
+}
+
+/// How long the CLI waits for most answers: the daemon gives them from
+/// memory or with a few file operations, at once. Past it a daemon that
+/// accepts but does not answer (stopped, hung) is reported, rather than a
+/// monitoring check or logrotate's `postrotate` waiting for ever.
+pub const QUICK_DEADLINE: Duration = Duration::from_secs(10);
+
+/// For requests that go through a whole store on disk (listings, purges)
+/// or write and spool a message (release, send again, learning): tens of
+/// thousands of entries on a slow disk take more than [`QUICK_DEADLINE`].
+pub const STORE_DEADLINE: Duration = Duration::from_secs(300);
+
+/// For `bases update` and `bases rollback`: the daemon checks and compiles
+/// a whole rule set before it answers, which takes minutes for a large
+/// one (mail keeps flowing meanwhile).
+pub const BASES_DEADLINE: Duration = Duration::from_secs(1800);
+
+impl Request {
+    /// How long the CLI waits for the daemon's answer to this request,
+    /// from the connection on: by what the daemon does for it
+    /// ([`handle`]).
+    pub fn deadline(&self) -> Duration {
+        match self {
+            Request::BasesUpdate { .. } | Request::BasesRollback => BASES_DEADLINE,
+            Request::QuarantineList { .. }
+            | Request::QuarantineRelease { .. }
+            | Request::QuarantineRemove {
+                learn_spam: true, ..
+            }
+            | Request::QuarantinePurge { .. }
+            | Request::ArchiveList { .. }
+            | Request::ArchiveSend { .. }
+            | Request::ArchivePurge { .. } => STORE_DEADLINE,
+            // From memory (status, statistics, the queue, bases status, log
+            // reopen, which never waits for the log writer), or one entry's
+            // few files (show, hold, release, remove, stats write).
+            Request::QueueList
+            | Request::QueueShow { .. }
+            | Request::QueueFlush
+            | Request::QueueRemove { .. }
+            | Request::QueueHold { .. }
+            | Request::QueueRelease { .. }
+            | Request::BasesStatus
+            | Request::Status
+            | Request::StatsShow
+            | Request::StatsWrite
+            | Request::StatsReset
+            | Request::LogReopen
+            | Request::QuarantineShow { .. }
+            | Request::QuarantineRemove { .. }
+            | Request::ArchiveShow { .. }
+            | Request::ArchiveRemove { .. } => QUICK_DEADLINE,
+        }
+    }
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -734,27 +804,48 @@ pub fn socket_of_text(text: &str) -> Option<PathBuf> {
     Some(path("admin_socket")?.unwrap_or_else(|| data_dir.join("admin.sock")))
 }
 
-/// Sends one request to the daemon behind `path` (CLI side).
+/// Sends one request to the daemon behind `path` (CLI side), and waits
+/// for the answer up to the request's [`Request::deadline`].
 pub async fn call(path: &Path, req: &Request) -> Result<serde_json::Value, AdminError> {
-    let mut stream = UnixStream::connect(path)
-        .await
-        .map_err(|source| connect_error(path, source))?;
-    let mut bytes = serde_json::to_vec(req).map_err(|e| AdminError::BadResponse(e.to_string()))?;
-    bytes.push(b'\n');
-    let io = |source| AdminError::Io {
-        path: path.to_path_buf(),
-        source,
+    call_within(path, req, req.deadline()).await
+}
+
+/// [`call`] with the deadline given: connecting, sending and reading the
+/// answer must be done within `deadline`.
+pub async fn call_within(
+    path: &Path,
+    req: &Request,
+    deadline: Duration,
+) -> Result<serde_json::Value, AdminError> {
+    let exchange = async {
+        let mut stream = UnixStream::connect(path)
+            .await
+            .map_err(|source| connect_error(path, source))?;
+        let mut bytes =
+            serde_json::to_vec(req).map_err(|e| AdminError::BadResponse(e.to_string()))?;
+        bytes.push(b'\n');
+        let io = |source| AdminError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        // A daemon that refuses the connection (too many at once) answers
+        // and closes without reading: the write may fail, and its answer is
+        // still there to read.
+        let written = stream.write_all(&bytes).await;
+        let mut out = Vec::new();
+        let read = stream.read_to_end(&mut out).await;
+        if out.is_empty() {
+            written.map_err(io)?;
+            read.map_err(io)?;
+        }
+        Ok(out)
     };
-    // A daemon that refuses the connection (too many at once) answers and
-    // closes without reading: the write may fail, and its answer is still
-    // there to read.
-    let written = stream.write_all(&bytes).await;
-    let mut out = Vec::new();
-    let read = stream.read_to_end(&mut out).await;
-    if out.is_empty() {
-        written.map_err(io)?;
-        read.map_err(io)?;
-    }
+    let out = tokio::time::timeout(deadline, exchange)
+        .await
+        .map_err(|_| AdminError::NoAnswer {
+            path: path.to_path_buf(),
+            after: deadline,
+        })??;
     let resp: Response =
         serde_json::from_slice(&out).map_err(|e| AdminError::BadResponse(e.to_string()))?;
     if resp.ok {
@@ -853,5 +944,58 @@ mod tests {
             assert!(e.to_string().contains("until it restarts"), "{e}");
         }
         assert_eq!(AdminError::Refused("no such entry".into()).exit_code(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_daemon_that_accepts_but_never_answers_is_reported_not_waited_for() {
+        // walkF #2: a SIGSTOPped daemon's socket still accepts (the kernel
+        // does it); `status` and logrotate's `log reopen` waited for ever.
+        let dir = tempfile::tempdir().unwrap();
+        let sock = dir.path().join("admin.sock");
+        let listener = UnixListener::bind(&sock).unwrap();
+        // Accepts, keeps the connection open, never reads or answers.
+        let held = tokio::spawn(async move {
+            let mut open = Vec::new();
+            while let Ok((stream, _)) = listener.accept().await {
+                open.push(stream);
+            }
+        });
+        let deadline = Duration::from_millis(200);
+        let called = tokio::time::timeout(
+            Duration::from_secs(10),
+            call_within(&sock, &Request::LogReopen, deadline),
+        )
+        .await;
+        held.abort();
+        let Ok(Err(e)) = called else {
+            panic!("no error within the deadline: {called:?}");
+        };
+        assert!(matches!(e, AdminError::NoAnswer { .. }), "{e:?}");
+        assert_eq!(e.exit_code(), 69);
+        let text = e.to_string();
+        assert!(
+            text.starts_with(&format!(
+                "the daemon at {} accepted the connection but did not answer within 200 ms: it may be stopped (kill -CONT) or hung.",
+                sock.display()
+            )),
+            "{text}"
+        );
+        assert!(text.contains("systemctl status mailward"), "{text}");
+    }
+
+    #[test]
+    fn quick_requests_get_the_short_deadline_the_long_ones_more() {
+        assert_eq!(Request::Status.deadline(), Duration::from_secs(10));
+        assert_eq!(Request::LogReopen.deadline(), QUICK_DEADLINE);
+        assert_eq!(Request::QueueList.deadline(), QUICK_DEADLINE);
+        assert_eq!(Request::QueueFlush.deadline(), QUICK_DEADLINE);
+        let update = Request::BasesUpdate {
+            from: None,
+            allow_older: false,
+        };
+        assert!(update.deadline() >= Duration::from_secs(600));
+        assert!(Request::QuarantinePurge { older_than: 0 }.deadline() > QUICK_DEADLINE);
+        assert_eq!(seconds(QUICK_DEADLINE), "10 s");
+        assert_eq!(seconds(BASES_DEADLINE), "30 min");
     }
 }

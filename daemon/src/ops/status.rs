@@ -356,6 +356,20 @@ pub fn problems(s: &Status) -> Vec<String> {
     p
 }
 
+/// What `mailward status --json` prints when the daemon gave no status:
+/// `running` false when no daemon answers (not running, or hung), null
+/// when this user may not ask (whether it runs is not known), true when it
+/// answered with an error; `problems` holds the one sentence of `error`.
+pub fn unanswered(error: &super::admin::AdminError) -> serde_json::Value {
+    use super::admin::AdminError;
+    let running = match error {
+        AdminError::NotPermitted { .. } => serde_json::Value::Null,
+        AdminError::Refused(_) => serde_json::Value::Bool(true),
+        _ => serde_json::Value::Bool(false),
+    };
+    serde_json::json!({ "running": running, "problems": [error.to_string()] })
+}
+
 /// `[log] destination` as written in the configuration.
 fn destination(cfg: &Config) -> String {
     match &cfg.log.destination {
@@ -719,5 +733,30 @@ mod tests {
     fn sizes_read_as_people_write_them() {
         assert_eq!(bytes(512), "512 B");
         assert_eq!(bytes(1536), "1.5 KiB");
+    }
+
+    #[test]
+    fn a_daemon_that_does_not_answer_is_still_a_json_object_with_a_problem() {
+        // walkF #16: `status --json` printed nothing then.
+        use crate::ops::admin::AdminError;
+        let down = AdminError::Unreachable {
+            path: "/run/mailward/admin.sock".into(),
+            source: std::io::Error::from(std::io::ErrorKind::ConnectionRefused),
+        };
+        let v = unanswered(&down);
+        assert_eq!(v["running"], false);
+        let problems = v["problems"].as_array().unwrap();
+        assert_eq!(problems.len(), 1);
+        assert!(problems[0]
+            .as_str()
+            .unwrap()
+            .starts_with("cannot reach the daemon at /run/mailward/admin.sock: "));
+        assert_ne!(v["problems"], serde_json::json!([]));
+        let hung = AdminError::NoAnswer {
+            path: "/run/mailward/admin.sock".into(),
+            after: std::time::Duration::from_secs(10),
+        };
+        assert_eq!(unanswered(&hung)["running"], false);
+        assert_eq!(hung.exit_code(), 69);
     }
 }
