@@ -248,9 +248,11 @@ pub struct MessageAccepted<'a> {
 }
 
 impl MessageAccepted<'_> {
-    pub fn emit(&self, stats: &Stats) {
+    /// Logs the acceptance. It is counted with the message's verdict
+    /// ([`MessageChecked`] with `accepted`), in one step, so that no
+    /// snapshot shows the message received without its verdict.
+    pub fn log(&self) {
         let e = self.envelope;
-        stats.record(&Event::MessageAccepted { size: e.size });
         // forwarded_by and upstream_id only when an MTA forwarded the
         // client (an absent Option is not written).
         tracing::info!(target: "smtp", queue_id = %e.id, client = %e.client_ip,
@@ -338,7 +340,7 @@ impl MessageChecked<'_> {
             .as_ref()
             .map(|e| e.test_names().into_iter().map(str::to_string).collect())
             .unwrap_or_default();
-        stats.record(&Event::ScanFinished {
+        let checked = Event::ScanFinished {
             av,
             spam,
             spam_score: v.report.spam.as_ref().map(|e| e.score()),
@@ -350,7 +352,12 @@ impl MessageChecked<'_> {
             duration: v.report.duration,
             groups: &groups,
             mode: e.mode(),
-        });
+        };
+        if self.accepted {
+            stats.record_all(&[Event::MessageAccepted { size: e.size }, checked]);
+        } else {
+            stats.record(&checked);
+        }
         for g in &v.groups {
             let status = g.plan.shown_status();
             // The first of the worst findings (the AV ones come first).

@@ -294,6 +294,22 @@ impl Stats {
     /// Applies one event.
     pub fn record(&self, event: &Event<'_>) {
         let _shared = self.lock.read();
+        self.apply(event);
+    }
+
+    /// Applies events as one: a snapshot shows all of them or none. For
+    /// what is one fact to a reader but two events here, such as a message
+    /// accepted and its verdict (received must never run ahead of the
+    /// verdict counters in a scrape).
+    pub fn record_all(&self, events: &[Event<'_>]) {
+        let _shared = self.lock.read();
+        for e in events {
+            self.apply(e);
+        }
+    }
+
+    /// Applies one event; the caller holds the shared lock.
+    fn apply(&self, event: &Event<'_>) {
         match event {
             Event::SessionOpened { direction } => {
                 let d = (*direction == Direction::Out) as usize;
@@ -512,7 +528,11 @@ impl Stats {
             None => Ok(()),
         };
         let _shared = self.lock.read();
-        self.add(StatId::RawRecords, 0, 1);
+        // "Written": a record the file refused is not counted (the caller
+        // logs why); the recent ones still show it.
+        if written.is_ok() {
+            self.add(StatId::RawRecords, 0, 1);
+        }
         if let Ok(mut ring) = self.recent.lock() {
             if ring.len() == RECENT_RAW {
                 ring.pop_front();

@@ -488,3 +488,81 @@ fn a_message_blocked_for_two_groups_counts_once_and_once_in_each() {
         .collect();
     assert_eq!(blocked, [("", 1), ("strict", 1)]);
 }
+
+#[test]
+fn events_recorded_together_are_never_seen_apart() {
+    // walkD: a scrape under load showed a message received one ahead of
+    // every verdict counter, because acceptance and verdict were two
+    // records. Recorded together, no snapshot falls between them.
+    let stats = std::sync::Arc::new(model());
+    let writer = {
+        let stats = std::sync::Arc::clone(&stats);
+        std::thread::spawn(move || {
+            let groups = [crate::group::GroupOutcome {
+                group: "",
+                infected: false,
+                spam: false,
+                refused: false,
+            }];
+            for _ in 0..20_000 {
+                stats.record_all(&[
+                    Event::MessageAccepted { size: 10 },
+                    Event::ScanFinished {
+                        av: AvStatus::Clean,
+                        spam: Some(SpamStatus::Clean),
+                        spam_score: Some(0.0),
+                        viruses: &[],
+                        filter_rules: &[],
+                        spam_tests: &[],
+                        sender: "a@b",
+                        client: std::net::IpAddr::from([192, 0, 2, 7]),
+                        duration: Duration::from_millis(1),
+                        groups: &groups,
+                        mode: crate::event::Mode::Smtp,
+                    },
+                ]);
+            }
+        })
+    };
+    let mut seen = 0;
+    while !writer.is_finished() || seen == 0 {
+        let json = stats.snapshot(&Gauges::default()).to_json();
+        let received = json["messages"]["mailward_messages_received_total"].as_u64();
+        let clean = json["messages"]["mailward_av_results_total"]["clean"].as_u64();
+        assert_eq!(received, clean, "a snapshot fell between the two events");
+        seen += 1;
+    }
+    assert!(writer.join().is_ok());
+    let json = stats.snapshot(&Gauges::default()).to_json();
+    assert_eq!(json["messages"]["mailward_messages_received_total"], 20_000);
+}
+
+#[test]
+fn a_raw_record_the_file_refused_is_not_counted_as_written() {
+    // walkF: an unprivileged daemon could not create raw.log, and
+    // mailward_raw_records_total ("written") counted every record anyway.
+    let dir = tempfile::tempdir().unwrap();
+    let blocker = dir.path().join("not-a-dir");
+    std::fs::write(&blocker, b"").unwrap();
+    let stats = Stats::new(
+        &Category::ALL,
+        3,
+        Some(crate::RawLog::new(&blocker.join("raw.log"), 0, 1)),
+        "9.9.9",
+    );
+    let record = crate::RawRecord {
+        time: 1,
+        size: 2,
+        sender: "s@x".into(),
+        recipient: "r@x".into(),
+        status: "av/clean".into(),
+        detail: String::new(),
+        client_ip: "127.0.0.1".into(),
+        queue_id: "Q".into(),
+        group: String::new(),
+        mode: "smtp",
+    };
+    assert!(stats.record_raw(record).is_err());
+    let json = stats.snapshot(&Gauges::default()).to_json();
+    assert_eq!(json["raw"]["mailward_raw_records_total"], 0, "{json}");
+}

@@ -456,7 +456,7 @@ pub(crate) fn accept(gw: &Gateway, env: &Envelope, verdict: &mut Verdict) {
             j.plan.delivery = Delivery::Block;
         }
     }
-    MessageAccepted { envelope: env }.emit(&gw.stats);
+    MessageAccepted { envelope: env }.log();
     MessageChecked {
         envelope: env,
         verdict,
