@@ -312,15 +312,8 @@ impl MessageChecked<'_> {
         let e = self.envelope;
         let v = self.verdict;
         let (av, spam) = v.statuses();
-        let viruses = v.report.viruses();
-        let mut filter_rules: Vec<String> = Vec::new();
-        for g in &v.groups {
-            for r in v.report.filter_rules(&g.partition.group) {
-                if !filter_rules.contains(&r) {
-                    filter_rules.push(r);
-                }
-            }
-        }
+        let viruses = v.report.detections();
+        let filter_rules = v.report.filtered_parts();
         let groups: Vec<GroupOutcome> = v
             .groups
             .iter()

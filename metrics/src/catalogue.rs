@@ -634,7 +634,7 @@ pub static CATALOGUE: &[Stat] = &[
         Counter,
         Unit::Count,
         None,
-        "Detections (a message with two viruses counts two).",
+        "Viruses found, one per infected file (two infected attachments count two); suspicious findings count only in the AV results.",
     ),
     def(
         StatId::FilterHits,

@@ -204,6 +204,33 @@ impl Report {
         )
     }
 
+    /// What the virus statistics count: each infected file once, by its
+    /// detection name (two infected attachments are two detections, as
+    /// their two log lines are). Suspicious findings (a heuristic such as
+    /// a double extension) are not viruses: they count in the AV results
+    /// only, as `mailward_group_infected_total` leaves them out too.
+    pub fn detections(&self) -> Vec<String> {
+        let mut seen: Vec<(&str, &str)> = Vec::new();
+        for f in self.av.iter().filter(|f| f.kind == Kind::Infected) {
+            if !seen.contains(&(f.name.as_str(), f.path.as_str())) {
+                seen.push((f.name.as_str(), f.path.as_str()));
+            }
+        }
+        seen.into_iter().map(|(name, _)| name.to_string()).collect()
+    }
+
+    /// The filter rules that matched, once per part and rule whatever the
+    /// groups that share the finding (the statistics count parts).
+    pub fn filtered_parts(&self) -> Vec<String> {
+        let mut seen: Vec<(&str, &str)> = Vec::new();
+        for f in self.filtered.values().flatten() {
+            if !seen.contains(&(f.name.as_str(), f.path.as_str())) {
+                seen.push((f.name.as_str(), f.path.as_str()));
+            }
+        }
+        seen.into_iter().map(|(name, _)| name.to_string()).collect()
+    }
+
     /// Filter rules that matched for a group, each once.
     pub fn filter_rules(&self, group: &str) -> Vec<String> {
         unique(
