@@ -1,5 +1,5 @@
 //! The Prometheus endpoint: `GET /metrics` on `metrics.listen` renders one
-//! snapshot of the statistics model. Anything else gets 404. A scrape never
+//! snapshot of the statistics model. Another path gets 404, another method 405. A scrape never
 //! waits on mail processing (the snapshot copies atomics), and a failing or
 //! absent scraper never affects mail: at most [`MAX_CONNECTIONS`] are served
 //! at once (the daemon's descriptors are the sessions' too), a connection
@@ -35,18 +35,39 @@ fn respond(status: StatusCode, content_type: &str, body: String) -> Response<Ful
     r
 }
 
-async fn handle(
-    gw: Arc<Gateway>,
-    req: Request<Incoming>,
-) -> Result<Response<Full<Bytes>>, Infallible> {
-    // HEAD too: some health checkers use it (hyper leaves the body out).
-    let method_ok = req.method() == Method::GET || req.method() == Method::HEAD;
-    if !method_ok || req.uri().path() != "/metrics" {
-        return Ok(respond(
+/// The answer to a request that is not a scrape (None for a scrape): 404
+/// for another path, 405 naming the methods for another method on
+/// `/metrics` (the resource exists; HTTP says which methods it takes).
+fn refusal(method: &Method, path: &str) -> Option<Response<Full<Bytes>>> {
+    if path != "/metrics" {
+        return Some(respond(
             StatusCode::NOT_FOUND,
             "text/plain",
             "Mailward serves GET /metrics here.\n".into(),
         ));
+    }
+    // HEAD too: some health checkers use it (hyper leaves the body out).
+    if method == Method::GET || method == Method::HEAD {
+        return None;
+    }
+    let mut r = respond(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "text/plain",
+        "Mailward serves GET and HEAD on /metrics.\n".into(),
+    );
+    r.headers_mut().insert(
+        hyper::header::ALLOW,
+        hyper::header::HeaderValue::from_static("GET, HEAD"),
+    );
+    Some(r)
+}
+
+async fn handle(
+    gw: Arc<Gateway>,
+    req: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    if let Some(r) = refusal(req.method(), req.uri().path()) {
+        return Ok(r);
     }
     let snap = gw.snapshot();
     Ok(match mailward_metrics::prometheus::render(&snap) {
@@ -145,4 +166,31 @@ pub fn serve(gw: Arc<Gateway>, listener: TcpListener) {
             });
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn other_methods_on_metrics_get_405_and_other_paths_404() {
+        // walkD: POST /metrics got 404, as if there were no such resource.
+        let r = refusal(&Method::POST, "/metrics").map(|r| (r.status(), r.headers().clone()));
+        let (status, headers) = r.unwrap_or_else(|| panic!("POST served as a scrape"));
+        assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(
+            headers.get(hyper::header::ALLOW).map(|v| v.as_bytes()),
+            Some(&b"GET, HEAD"[..])
+        );
+        assert_eq!(
+            refusal(&Method::GET, "/").map(|r| r.status()),
+            Some(StatusCode::NOT_FOUND)
+        );
+        assert_eq!(
+            refusal(&Method::POST, "/x").map(|r| r.status()),
+            Some(StatusCode::NOT_FOUND)
+        );
+        assert!(refusal(&Method::GET, "/metrics").is_none());
+        assert!(refusal(&Method::HEAD, "/metrics").is_none());
+    }
 }
