@@ -190,10 +190,25 @@ pub enum StatId {
     ForeignVerdictHeaders,
     AgentxRequests,
     AgentxErrors,
+    RecipientsRejected,
 }
 
 pub const REJECT_REASONS: &[&str] = &[
     "relay", "access", "dnsbl", "size", "limit", "syntax", "policy", "tempfail",
+];
+/// What each reject reason counts, in the order of [`REJECT_REASONS`]
+/// (docs/metrics.md shows it). One transaction is one MAIL and what
+/// follows it up to the end of its DATA, RSET, a new HELO/EHLO or the end
+/// of the session.
+pub const REJECT_REASON_MEANINGS: &[&str] = &[
+    "a recipient refused because the client may not relay to its domain (554 5.7.1 Relay access denied), or because it asks for sender-specified routing (`user%other@`, `other!user@`)",
+    "refused by an access rule: `access.connect_rules` (the session), `access.helo_rules` (the session, at HELO/EHLO), `access.mail_from_rules` (the transaction), `access.rcpt_rules` (a recipient)",
+    "the session refused at connect because a zone of `access.dnsbl` lists the client",
+    "the message too big for `limits.max_message_size`: said by MAIL's SIZE= (the transaction) or found at DATA (the message)",
+    "a limit of `[limits]`: sessions at connect (`incoming_sessions`, `incoming_sessions_per_ip`), messages or octets per session (at MAIL or DATA), recipients per message (452 4.5.3 for each recipient past `max_rcpts_per_message`), hops (a mail loop)",
+    "bad syntax: a MAIL whose address or parameters are malformed (the transaction; 501, 553, 555), a RCPT likewise (a recipient), a message line over 998 octets, or a session closed after too many errors (421 4.7.0; unknown and out-of-sequence commands count only there)",
+    "content policy (`reject`) at DATA, SPF `fail` with `[spam] spf = \"reject\"` at MAIL, a blacklisted sender or client refused at RCPT (a recipient)",
+    "a temporary refusal: too little spool space (at MAIL), the spool not written, a check that failed or timed out (at DATA)",
 ];
 pub const AV_STATUSES: &[&str] = &[
     "clean",
@@ -315,7 +330,7 @@ pub static CATALOGUE: &[Stat] = &[
         Counter,
         Unit::Count,
         Some(("reason", REJECT_REASONS)),
-        "Transactions or sessions refused in the SMTP session, by reason.",
+        "Transactions or sessions refused in the SMTP session, once each, by reason: a session refused at connect, at HELO/EHLO or closed for too many errors, a refused MAIL, a message refused at or after DATA, and a transaction whose recipients were refused and that ended without a message accepted (with its first refused recipient's reason). A message accepted with 250 counts none, whatever recipients were refused (mwRecipientsRejected counts those).",
     ),
     def(
         StatId::AvResults,
@@ -1032,6 +1047,17 @@ pub static CATALOGUE: &[Stat] = &[
         None,
         "AgentX errors: a master that cannot be reached (once per outage), an Open, Register, AddAgentCaps or Notify the master refused, a PDU that could not be parsed, a session lost. Mail is not affected; mailward status and the log give the last one.",
     ),
+    def(
+        StatId::RecipientsRejected,
+        Messages,
+        16,
+        "mwRecipientsRejected",
+        "mailward_recipients_rejected_total",
+        Counter,
+        Unit::Count,
+        Some(("reason", REJECT_REASONS)),
+        "Recipients refused in the SMTP session (every RCPT of a transaction refused, with its syntax too), by reason; mwMessagesRejected counts their transaction once, and only when it ends without a message accepted.",
+    ),
 ];
 
 /// A top-N table (DESIGN 6), bounded by `statistics.top`; its number is its
@@ -1154,6 +1180,11 @@ mod tests {
             assert!(names.insert(s.prom), "{} twice", s.prom);
             assert!(names.insert(s.name), "{} twice", s.name);
         }
+    }
+
+    #[test]
+    fn every_reject_reason_says_what_it_counts() {
+        assert_eq!(REJECT_REASON_MEANINGS.len(), REJECT_REASONS.len());
     }
 
     #[test]

@@ -10,7 +10,8 @@ pub enum Direction {
     Out,
 }
 
-/// Why a transaction was refused in the session.
+/// Why a session, a transaction or a recipient was refused in the session
+/// (what each counts: `catalogue::REJECT_REASON_MEANINGS`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RejectReason {
     Relay,
@@ -168,7 +169,13 @@ pub enum Event<'a> {
     MessageAccepted {
         size: u64,
     },
+    /// A session or a transaction refused in the session: once each (a
+    /// transaction whose recipients were all refused counts when it ends).
     MessageRejected {
+        reason: RejectReason,
+    },
+    /// One RCPT refused in the session.
+    RecipientRejected {
         reason: RejectReason,
     },
     /// One message scanned.

@@ -25,6 +25,17 @@ pub struct Revision {
 /// Objects are only ever added; none is renumbered or removed.
 pub const REVISIONS: &[Revision] = &[
     Revision {
+        date: "202612050400Z",
+        objects: 221,
+        description: "Added mwRecipientsRejectedTable: every recipient (RCPT) \
+            refused in the SMTP session, by reason. mwMessagesRejectedCount now \
+            counts each refused session or transaction once, as its DESCRIPTION \
+            always said; before, it counted each refused recipient (a transaction \
+            with three refused recipients counted three, and one accepted with a \
+            refused recipient counted one), and a MAIL or RCPT refused for its \
+            syntax was not counted.",
+    },
+    Revision {
         date: "202612042100Z",
         objects: 217,
         description: "mwSnmpNotificationsCount says that it counts the notifications \

@@ -336,6 +336,9 @@ impl Stats {
             Event::MessageRejected { reason } => {
                 self.add(StatId::MessagesRejected, *reason as usize, 1)
             }
+            Event::RecipientRejected { reason } => {
+                self.add(StatId::RecipientsRejected, *reason as usize, 1)
+            }
             Event::ScanFinished {
                 av,
                 spam,

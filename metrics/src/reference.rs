@@ -47,6 +47,29 @@ pub fn markdown() -> String {
         location(&[crate::snmp::ADMIN, &[1]].concat())
     );
 
+    s.push_str("\n## Reject reasons\n\n`mailward_messages_rejected_total` (`mwMessagesRejected`) counts \
+        sessions and transactions refused in the SMTP session, once each. A transaction is one MAIL and \
+        what follows it up to the reply to its DATA, RSET, a new HELO/EHLO, or the end of the session \
+        (QUIT, the connection closed or timed out). It counts once when its MAIL is refused, when its \
+        message is refused at or after DATA, or when it ends without a message accepted after some of \
+        its recipients were refused (DATA answered `554 5.5.1 No valid recipients`, RSET, a new greeting, \
+        the end of the session), then with the reason of its first refused recipient; a message refused \
+        at DATA after some recipients were refused counts once, with the DATA reason. A message accepted \
+        with `250` counts none, even when some of its recipients were refused. A session counts once when \
+        it is refused at connect or at HELO/EHLO, or closed after too many errors. Unknown and \
+        out-of-sequence commands (a MAIL before HELO or inside a transaction, a RCPT before MAIL, DATA \
+        without any recipient given) are not transactions: they count only in that session close. \
+        `mailward_recipients_rejected_total` (`mwRecipientsRejected`) counts every RCPT refused in a \
+        transaction, by the same reasons, syntax included. Behind Postfix over the milter protocol the \
+        same rules apply to what Mailward itself refuses (recipients past `limits.max_rcpts_per_message`, \
+        SPF at MAIL, the message at its end); what the MTA refuses is counted by the MTA.\n\n");
+    s.push_str("| reason | counts |\n| --- | --- |\n");
+    for (reason, meaning) in crate::catalogue::REJECT_REASONS
+        .iter()
+        .zip(crate::catalogue::REJECT_REASON_MEANINGS)
+    {
+        let _ = writeln!(s, "| `{reason}` | {meaning} |");
+    }
     s.push_str("\n## Top-N tables\n\nBounded by `statistics.top`; one gauge per row, labelled `rank` (1 = most) and the item. \
         Ties rank by item name. Counts are kept for up to 10,000 distinct items per table, so an item that falls \
         out of the top N keeps its count; past that the smallest is forgotten.\n\n");

@@ -40,6 +40,42 @@ fn sample(text: &str, series: &str) -> Option<f64> {
 }
 
 #[test]
+fn refused_recipients_and_refused_transactions_are_two_counters() {
+    // A transaction with three refused recipients is three recipients and
+    // one transaction: the session reports both, and neither renders into
+    // the other.
+    let stats = model();
+    for _ in 0..3 {
+        stats.record(&Event::RecipientRejected {
+            reason: RejectReason::Access,
+        });
+    }
+    stats.record(&Event::MessageRejected {
+        reason: RejectReason::Access,
+    });
+    stats.record(&Event::RecipientRejected {
+        reason: RejectReason::Syntax,
+    });
+    let snap = stats.snapshot(&Gauges::default());
+    let text = prometheus::render(&snap).unwrap();
+    let json = snap.to_json();
+    let recipients = |r: &str| format!("mailward_recipients_rejected_total{{reason=\"{r}\"}}");
+    let messages = |r: &str| format!("mailward_messages_rejected_total{{reason=\"{r}\"}}");
+    assert_eq!(sample(&text, &recipients("access")), Some(3.0));
+    assert_eq!(sample(&text, &recipients("syntax")), Some(1.0));
+    assert_eq!(sample(&text, &messages("access")), Some(1.0));
+    assert_eq!(sample(&text, &messages("syntax")), Some(0.0));
+    assert_eq!(
+        json["messages"]["mailward_recipients_rejected_total"]["access"],
+        3
+    );
+    assert_eq!(
+        json["messages"]["mailward_messages_rejected_total"]["access"],
+        1
+    );
+}
+
+#[test]
 fn events_are_counted_and_both_renderings_of_one_snapshot_agree() {
     let stats = model();
     for _ in 0..5 {
