@@ -186,6 +186,33 @@ impl DataDirLock {
         Ok(DataDirLock { _file: file, path })
     }
 
+    /// Refuses as [`DataDirLock::take`] would when another process holds
+    /// the lock, without creating or changing anything: what a start
+    /// checks before it looks at who owns the directory, so that a second
+    /// gateway is told another one runs (exit 75), not to `chown` the
+    /// running one's directory.
+    pub fn ensure_free(data_dir: &Path) -> Result<(), LockError> {
+        let path = data_dir.join(LOCK_FILE);
+        let Ok(file) = OpenOptions::new().read(true).open(&path) else {
+            // No lock file (or none we may read): nothing to tell yet;
+            // take() decides.
+            return Ok(());
+        };
+        match file.try_lock_shared() {
+            Err(std::fs::TryLockError::WouldBlock) => Err(LockError::Held {
+                dir: data_dir.to_path_buf(),
+                lock: path.clone(),
+                pid: std::fs::read_to_string(&path)
+                    .ok()
+                    .map(|s| s.trim().to_string())
+                    .filter(|s| !s.is_empty()),
+            }),
+            // Free (the shared lock goes with the file), or not lockable:
+            // take() decides.
+            _ => Ok(()),
+        }
+    }
+
     /// The lock file.
     pub fn path(&self) -> &Path {
         &self.path
@@ -195,6 +222,22 @@ impl DataDirLock {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_held_lock_is_seen_without_taking_it() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(DataDirLock::ensure_free(dir.path()).is_ok(), "no lock file");
+        assert!(!dir.path().join(LOCK_FILE).exists(), "nothing created");
+        let first = DataDirLock::take(dir.path()).unwrap();
+        let e = DataDirLock::ensure_free(dir.path()).unwrap_err();
+        assert!(matches!(e, LockError::Held { .. }), "{e}");
+        assert!(
+            e.to_string().contains(&std::process::id().to_string()),
+            "{e}"
+        );
+        drop(first);
+        assert!(DataDirLock::ensure_free(dir.path()).is_ok(), "released");
+    }
 
     #[test]
     fn a_second_lock_on_the_same_directory_is_refused_with_the_holders_pid() {

@@ -115,6 +115,18 @@ impl Overrides {
     }
 }
 
+/// Why the directory of `file` cannot take a rotation by this user, if it
+/// cannot (checked after the switch).
+fn writable_dir(file: &Path) -> Option<String> {
+    let dir = file.parent().filter(|d| !d.as_os_str().is_empty())?;
+    nix::unistd::access(
+        dir,
+        nix::unistd::AccessFlags::W_OK | nix::unistd::AccessFlags::X_OK,
+    )
+    .err()
+    .map(|e| format!("{} is not writable by this user ({e})", dir.display()))
+}
+
 /// Runs the gateway until SIGTERM/SIGINT. `path` is the configuration file
 /// (None: the embedded default), re-read on SIGHUP.
 /// `switch`: the user to become once the ports are bound (started as root;
@@ -135,6 +147,10 @@ pub async fn run(
     let mut int = signal(SignalKind::interrupt()).map_err(RunError::Signals)?;
     let mut usr1 = signal(SignalKind::user_defined1()).map_err(RunError::Signals)?;
     if let Some(s) = &switch {
+        // A running gateway first: its directory is another user's when
+        // its configuration names another user, and this start must be
+        // told to stop, not to chown that directory.
+        crate::files::DataDirLock::ensure_free(&config.server.data_dir)?;
         s.prepare(&config.server.data_dir, &config.server.admin_socket)?;
     }
     // The data directory has one owner. Before anything else (the spool,
@@ -159,6 +175,13 @@ pub async fn run(
     if let (Some(s), Some(path)) = (&switch, milter_listener.as_ref().and_then(|l| l.path())) {
         s.hand_over(path)?;
     }
+    let raw_records = config.statistics.options.iter().any(|o| o == "raw");
+    if let (Some(s), true) = (&switch, raw_records) {
+        s.prepare_file(
+            &config.statistics.raw_destination,
+            mailward_metrics::raw::RAW_FILE_MODE,
+        )?;
+    }
     if let Some(s) = &switch {
         s.apply()?;
         tracing::info!(target: "app", user = %s.user, uid = s.uid.as_raw(), gid = s.gid.as_raw(),
@@ -166,6 +189,13 @@ pub async fn run(
         if let Some(why) = crate::ops::logging::rotation_possible(&config.log) {
             tracing::warn!(target: "app", user = %s.user, problem = %why,
                 "The log file cannot be rotated by the unprivileged user: its lines will go on past log.rotate_size. Give the directory to the user, or leave rotation to logrotate (rotate_size = \"0\").");
+        }
+        if let (true, Some(why)) = (
+            raw_records && config.log.rotate_size.0 > 0,
+            writable_dir(&config.statistics.raw_destination),
+        ) {
+            tracing::warn!(target: "app", user = %s.user, problem = %why,
+                "The raw records file cannot be rotated by the unprivileged user: it will go on past log.rotate_size. Give the directory to the user, or leave rotation to logrotate (rotate_size = \"0\").");
         }
     }
     let built = gateway::build(&config, None)?;

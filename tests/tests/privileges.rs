@@ -319,3 +319,112 @@ fn root_without_a_user_or_with_an_unknown_one_is_refused() -> Result<()> {
     }
     Ok(())
 }
+
+#[test]
+fn what_root_made_or_restored_does_not_stop_the_user() -> Result<()> {
+    // walkF: (1) a raw records file in a directory root made (the log's)
+    // could never be created by the user: every record lost, each one
+    // counted as written; (2) a second gateway with another user on a
+    // running one's data_dir was told to `chown -R` that directory
+    // instead of "another Mailward is running" (exit 75); (3) a spool
+    // restored as root failed after the switch with a bare "Permission
+    // denied".
+    ensure!(
+        is_root(),
+        "this test starts mailward as root and makes system users: run it as root (tests/run does)"
+    );
+    let (uid, _) = ensure_user(USER)?;
+    ensure_user(OUTSIDER)?;
+    let dir = TestDir::new("privileges-made")?;
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o711))?;
+    let logs = dir.join("logs");
+    std::fs::create_dir(&logs)?;
+    std::fs::set_permissions(&logs, std::fs::Permissions::from_mode(0o755))?;
+    let raw = logs.join("raw.log");
+    let stats = StatsSetup::new(dir.path());
+    let config = stats
+        .apply(Config::new(dir.path()))
+        .set_str("server", "user", USER)
+        .set_str("statistics", "raw_destination", &raw.display().to_string())
+        .route_to_port("*", free_port());
+    let daemon = Daemon::start(&config)?;
+    let mut c = SmtpClient::connect_ok(daemon.port)?;
+    c.ehlo("client.test")?;
+    let id = c.send_mail_ok(
+        "a@sender.test",
+        &["b@example.com"],
+        b"Subject: r\r\n\r\nr\r\n",
+    )?;
+    c.quit();
+    let meta = std::fs::metadata(&raw).with_context(|| format!("no {}", raw.display()))?;
+    ensure!(
+        meta.uid() == uid,
+        "{} belongs to uid {}, not {uid}",
+        raw.display(),
+        meta.uid()
+    );
+    let lines = std::fs::read_to_string(&raw)?;
+    ensure!(
+        lines.contains(id.as_str()),
+        "no raw record of {id} in {}:\n{lines}",
+        raw.display()
+    );
+    let m = stats.scrape()?;
+    ensure!(
+        m.get("mailward_raw_records_total", &[]) == Some(1.0),
+        "mailward_raw_records_total = {:?}",
+        m.get("mailward_raw_records_total", &[])
+    );
+    ensure!(
+        daemon
+            .log()
+            .contains("The raw records file cannot be rotated by the unprivileged user"),
+        "no warning that raw.log cannot be rotated in a root directory:\n{}",
+        daemon.log()
+    );
+
+    // A second gateway, another user, the same data_dir.
+    let second = Config::new(&dir.join("second"))
+        .set_str("server", "user", OUTSIDER)
+        .set_str(
+            "server",
+            "data_dir",
+            &config.data_dir().display().to_string(),
+        );
+    std::fs::create_dir_all(dir.join("second"))?;
+    std::fs::write(second.path(), second.render())?;
+    let out = Command::new(mailward_bin()?)
+        .args(["run", "--config"])
+        .arg(second.path())
+        .stdin(Stdio::null())
+        .output()?;
+    let text = output_text(&out);
+    ensure!(
+        out.status.code() == Some(75) && text.contains("another Mailward") && !text.contains("chown"),
+        "a second gateway on a running one's data_dir: exit {:?}, wanted 75 and no chown advice:\n{text}",
+        out.status.code()
+    );
+    drop(daemon);
+
+    // A spool restored as root.
+    let spool = config.data_dir().join("spool");
+    let out = Command::new("chown")
+        .args(["-R", "root:root"])
+        .arg(&spool)
+        .output()?;
+    ensure!(out.status.success(), "chown: {}", output_text(&out));
+    let out = Command::new(mailward_bin()?)
+        .args(["run", "--config"])
+        .arg(config.path())
+        .stdin(Stdio::null())
+        .output()?;
+    let text = output_text(&out);
+    ensure!(
+        out.status.code() == Some(71)
+            && text.contains(&format!("{} belongs to uid 0", spool.display()))
+            && text.contains(&format!("chown -R {USER}: {}", spool.display())),
+        "a root-owned spool: exit {:?}, wanted 71 naming the chown:\n{text}",
+        out.status.code()
+    );
+    Ok(())
+}

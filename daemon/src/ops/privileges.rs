@@ -199,16 +199,65 @@ impl Switch {
         }
     }
 
+    /// Refuses a directory right under the data directory (the spool,
+    /// quarantine, archive, bases, ...) that belongs to someone else: a
+    /// backup restored with `cp -r` as root is the usual case, and the
+    /// user would otherwise fail on it later with a bare "Permission
+    /// denied", after the switch, without the `chown` to run.
+    fn own_subdirs(&self, data_dir: &Path) -> Result<(), PrivilegeError> {
+        use std::os::unix::fs::MetadataExt;
+        let Ok(entries) = std::fs::read_dir(data_dir) else {
+            return Ok(());
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let Ok(meta) = std::fs::metadata(&path) else {
+                continue;
+            };
+            if meta.is_dir() && meta.uid() != self.uid.as_raw() {
+                return Err(PrivilegeError::NotOwned {
+                    path,
+                    owner: meta.uid(),
+                    user: self.user.clone(),
+                    uid: self.uid.as_raw(),
+                });
+            }
+        }
+        Ok(())
+    }
+
     /// Gives the user what it must write before the switch: the data
     /// directory and the admin socket's directory.
     pub fn prepare(&self, data_dir: &Path, admin_socket: &Path) -> Result<(), PrivilegeError> {
         self.own_dir(data_dir, crate::files::GROUP_DIR)?;
+        self.own_subdirs(data_dir)?;
         if let Some(dir) = admin_socket.parent().filter(|d| !d.as_os_str().is_empty()) {
             if !dir.exists() {
                 self.own_dir(dir, crate::files::GROUP_DIR)?;
             }
         }
         Ok(())
+    }
+
+    /// Makes a file the daemon appends to after the switch (the raw
+    /// records) the user's: its directory when it has to be made, and the
+    /// file itself, created empty if missing. Without it a directory made
+    /// by root (the log's, when both live there) lets the user write no
+    /// raw record at all.
+    pub fn prepare_file(&self, path: &Path, mode: u32) -> Result<(), PrivilegeError> {
+        use std::os::unix::fs::OpenOptionsExt;
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            if !dir.exists() {
+                self.own_dir(dir, crate::files::GROUP_DIR)?;
+            }
+        }
+        std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .mode(mode)
+            .open(path)
+            .map_err(Self::io(path))?;
+        self.hand_over(path)
     }
 
     /// Makes `path` the user's (and the group's).
