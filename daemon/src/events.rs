@@ -281,10 +281,33 @@ impl SessionTimedOut {
     }
 }
 
+/// What a refusal counted in `mailward_messages_rejected_total` refused:
+/// the log line says it, beside the recipients refused one by one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    /// The whole session: at connect (access rules, DNSBL, session
+    /// limits), at HELO/EHLO (access rules), or closed for too many errors.
+    Session,
+    /// A transaction: its MAIL, or its message at or after DATA.
+    Transaction,
+}
+
+impl Refused {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Refused::Session => "session",
+            Refused::Transaction => "transaction",
+        }
+    }
+}
+
+/// A session or a transaction refused with `reply`: counts once in
+/// `mailward_messages_rejected_total{reason}`, and one log line.
 pub struct MessageRejected<'a> {
     pub reason: RejectReason,
     pub client: IpAddr,
     pub reply: &'a str,
+    pub refused: Refused,
 }
 
 impl MessageRejected<'_> {
@@ -293,7 +316,46 @@ impl MessageRejected<'_> {
             reason: self.reason,
         });
         tracing::info!(target: "smtp", client = %self.client, reason = self.reason.as_str(),
-            reply = %self.reply, "Refused in the session.");
+            refused = self.refused.as_str(), reply = %self.reply, "Refused in the session.");
+    }
+}
+
+/// One RCPT refused with `reply`: counts in
+/// `mailward_recipients_rejected_total{reason}`, and one log line. Its
+/// transaction is counted once, when it ends (see [`TransactionRefused`]).
+pub struct RecipientRejected<'a> {
+    pub reason: RejectReason,
+    pub client: IpAddr,
+    pub reply: &'a str,
+}
+
+impl RecipientRejected<'_> {
+    pub fn emit(&self, stats: &Stats) {
+        stats.record(&Event::RecipientRejected {
+            reason: self.reason,
+        });
+        tracing::info!(target: "smtp", client = %self.client, reason = self.reason.as_str(),
+            refused = "recipient", reply = %self.reply, "Refused in the session.");
+    }
+}
+
+/// A transaction whose recipients were refused ended without a message
+/// accepted (no valid recipients at DATA, RSET, a new greeting, the end of
+/// the session): it counts once in `mailward_messages_rejected_total`, with
+/// the reason of its first refused recipient. Its refusals were each
+/// logged already, so this says so at debug level only.
+pub struct TransactionRefused {
+    pub reason: RejectReason,
+    pub client: IpAddr,
+}
+
+impl TransactionRefused {
+    pub fn emit(&self, stats: &Stats) {
+        stats.record(&Event::MessageRejected {
+            reason: self.reason,
+        });
+        tracing::debug!(target: "smtp", client = %self.client, reason = self.reason.as_str(),
+            "Transaction ended without a message after its recipients were refused; counted as refused.");
     }
 }
 

@@ -25,11 +25,11 @@ pub enum RunError {
     Build(#[from] gateway::BuildError),
     #[error(transparent)]
     Spool(#[from] crate::spool::SpoolError),
-    #[error(transparent)]
+    #[error("{0}{hint}", hint = bind_hint(&.0.source, .0.addr, "network.listen_on"))]
     Bind(#[from] crate::smtp::server::BindError),
     #[error(transparent)]
     Admin(#[from] crate::ops::admin::AdminError),
-    #[error(transparent)]
+    #[error("{0}{hint}", hint = bind_hint(&.0.source, .0.addr, "metrics.listen"))]
     Metrics(#[from] crate::ops::metrics_http::MetricsError),
     #[error("a component stopped unexpectedly (see the log)")]
     ComponentFailed,
@@ -45,6 +45,24 @@ pub enum RunError {
     Privilege(#[from] crate::ops::privileges::PrivilegeError),
     #[error(transparent)]
     Milter(#[from] crate::milter::server::MilterBindError),
+}
+
+/// What to do when a port cannot be bound: the two causes an operator
+/// meets, each with its remedy and the key that names the port.
+fn bind_hint(e: &std::io::Error, addr: std::net::SocketAddr, key: &str) -> String {
+    match e.kind() {
+        std::io::ErrorKind::AddrInUse => format!(
+            "; another program holds it (`ss -ltnp 'sport = :{}'` names it): stop it, or change {key}",
+            addr.port()
+        ),
+        std::io::ErrorKind::PermissionDenied if addr.port() < 1024 => format!(
+            "; ports below 1024 need root: start mailward as root with [server] user set (it binds, then gives up root), or give it CAP_NET_BIND_SERVICE, or change {key}"
+        ),
+        std::io::ErrorKind::AddrNotAvailable => {
+            format!("; no interface of this host has that address: change {key}")
+        }
+        _ => String::new(),
+    }
 }
 
 impl RunError {
@@ -362,6 +380,14 @@ pub async fn run(
     if !deliveries.is_finished() {
         let _ = deliveries.await;
     }
+    // The last figures of this run: the counters start again at 0 at the
+    // next start, so whatever happened since the last periodic write would
+    // otherwise be in no statistics file (bounded: a hung disk costs at
+    // most the file's own write deadline).
+    match crate::ops::stats_file::write(&gw).await {
+        Ok(p) => tracing::info!(target: "app", path = %p.display(), "Statistics written (stop)."),
+        Err(e) => tracing::warn!(target: "app", error = %e, "Cannot write the statistics file."),
+    }
     spool.stop().await;
     snmp.stop().await;
     let _ = std::fs::remove_file(&admin_socket);
@@ -506,6 +532,36 @@ async fn recheck_all(gw: Arc<Gateway>, unscanned: Vec<crate::envelope::Envelope>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_port_that_cannot_be_bound_says_what_to_do() {
+        // walkF: "Address already in use" alone, with no key and no way to
+        // find the holder.
+        let e = RunError::Bind(crate::smtp::server::BindError {
+            addr: "127.0.0.1:2525".parse().unwrap(),
+            source: std::io::Error::from(std::io::ErrorKind::AddrInUse),
+        });
+        let text = e.to_string();
+        assert!(
+            text.starts_with("cannot listen on 127.0.0.1:2525: "),
+            "{text}"
+        );
+        assert!(
+            text.contains("`ss -ltnp 'sport = :2525'`")
+                && text.ends_with("change network.listen_on"),
+            "{text}"
+        );
+        let e = RunError::Metrics(crate::ops::metrics_http::MetricsError {
+            addr: "127.0.0.1:25".parse().unwrap(),
+            source: std::io::Error::from(std::io::ErrorKind::PermissionDenied),
+        });
+        let text = e.to_string();
+        assert!(
+            text.contains("ports below 1024 need root") && text.ends_with("change metrics.listen"),
+            "{text}"
+        );
+        assert_eq!(e.exit_code(), 71);
+    }
 
     #[test]
     fn a_milter_names_the_access_settings_it_does_not_apply() {

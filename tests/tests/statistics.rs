@@ -565,10 +565,17 @@ fn a_known_mix_is_counted_exactly_in_metrics_the_stats_file_and_raw_records() ->
     let mut e = Expect::new(&mf, &ff);
     e.eq("mailward_messages_received_total", accepted as f64);
     e.eq("mailward_received_bytes_total", total_bytes as f64);
+    // Each relay attempt is one transaction (its one recipient refused,
+    // then QUIT): one each, and one refused recipient each.
     e.labels(
         "mailward_messages_rejected_total",
         REASONS,
         &[("relay", 3.0), ("size", 1.0)],
+    );
+    e.labels(
+        "mailward_recipients_rejected_total",
+        REASONS,
+        &[("relay", 3.0)],
     );
     e.labels(
         "mailward_av_results_total",
@@ -689,6 +696,127 @@ fn a_known_mix_is_counted_exactly_in_metrics_the_stats_file_and_raw_records() ->
         "`stats show` has no line 'mailward_messages_received_total {accepted}':\n{table}"
     );
     Ok(())
+}
+
+/// `mailward_messages_rejected_total` counts a transaction once, however
+/// many of its recipients were refused, and not at all when its message is
+/// accepted; `mailward_recipients_rejected_total` counts every refused RCPT,
+/// syntax too. Before, each refused RCPT counted as a rejected transaction
+/// (also beside a message received), and a MAIL or RCPT refused for its
+/// syntax was not counted at all.
+#[test]
+fn refusals_count_once_per_transaction_and_every_refused_recipient() -> Result<()> {
+    let rig = Rig::start("stats-refusals", |c| {
+        c.set_list(
+            "access",
+            "rcpt_rules",
+            &["deny address *@refused.example.com"],
+        )
+        .set("limits", "max_rcpts_per_message", "3")
+        .set_str("limits", "max_message_size", "10KiB")
+    })?;
+    let port = rig.daemon.port;
+    let message = read_resource("mail/plain.eml")?;
+
+    // Three recipients refused in one transaction (swaks, then QUIT):
+    // one transaction refused, three recipients.
+    let three = swaks_to(
+        port,
+        &[
+            "--from",
+            "alice@sender.test",
+            "--to",
+            "x@refused.example.com,y@refused.example.com,z@refused.example.com",
+        ],
+    )?;
+    ensure!(
+        three.text.matches("550 5.7.1").count() == 3 && three.queued.is_empty(),
+        "three refused recipients:\n{}",
+        three.text
+    );
+
+    // Accepted for ok@, refused for no@: a message received, no
+    // transaction refused, one recipient refused.
+    let mut c = SmtpClient::connect_ok(port)?;
+    c.ehlo("client.test")?;
+    c.command("MAIL FROM:<alice@sender.test>")?
+        .expect(250, "2.1.0")?;
+    c.command("RCPT TO:<ok@example.com>")?
+        .expect(250, "2.1.5")?;
+    c.command("RCPT TO:<no@refused.example.com>")?
+        .expect(550, "5.7.1")?;
+    c.data(&message)?.expect(250, "2.0.0")?;
+
+    // A RCPT with bad syntax in a transaction whose message is accepted:
+    // one recipient refused for syntax, no transaction.
+    c.command("MAIL FROM:<alice@sender.test>")?
+        .expect(250, "2.1.0")?;
+    c.command("RCPT TO:<bad address@example.com>")?
+        .expect(501, "5.1.3")?;
+    c.command("RCPT TO:<ok@example.com>")?
+        .expect(250, "2.1.5")?;
+    c.data(&message)?.expect(250, "2.0.0")?;
+
+    // Past max_rcpts_per_message (3): the fourth recipient is refused
+    // (452, limit), the message accepted for the other three.
+    c.command("MAIL FROM:<alice@sender.test>")?
+        .expect(250, "2.1.0")?;
+    for n in 0..3 {
+        c.command(&format!("RCPT TO:<many{n}@example.com>"))?
+            .expect(250, "2.1.5")?;
+    }
+    c.command("RCPT TO:<many3@example.com>")?
+        .expect(452, "4.5.3")?;
+    c.data(&message)?.expect(250, "2.0.0")?;
+
+    // A MAIL with bad syntax: one transaction refused for syntax.
+    c.command("MAIL FROM:<bad sender@sender.test>")?
+        .expect(501, "5.1.7")?;
+
+    // Every recipient refused, DATA answered 554, then RSET: counted once
+    // (at the 554), not again at the RSET.
+    c.command("MAIL FROM:<alice@sender.test>")?
+        .expect(250, "2.1.0")?;
+    c.command("RCPT TO:<w@refused.example.com>")?
+        .expect(550, "5.7.1")?;
+    c.command("DATA")?.expect(554, "5.5.1")?;
+    c.command("RSET")?.expect(250, "2.0.0")?;
+
+    // A recipient refused, then the message refused at DATA for its size:
+    // once, for the size (the DATA-time reason), not for access too.
+    c.command("MAIL FROM:<alice@sender.test>")?
+        .expect(250, "2.1.0")?;
+    c.command("RCPT TO:<v@refused.example.com>")?
+        .expect(550, "5.7.1")?;
+    c.command("RCPT TO:<ok@example.com>")?
+        .expect(250, "2.1.5")?;
+    let mut big = b"Subject: too big\r\n\r\n".to_vec();
+    while big.len() < 20 * 1024 {
+        big.extend_from_slice(
+            b"0123456789012345678901234567890123456789012345678901234567890123456789\r\n",
+        );
+    }
+    c.data(&big)?.expect(552, "5.3.4")?;
+    c.quit();
+
+    let received = 3;
+    let m = rig.settle(received, 0, |_| true)?;
+    let file = rig.stats.write_file(&rig.daemon)?;
+    let mf = m.flat();
+    let ff = flatten_json(&file)?;
+    let mut e = Expect::new(&mf, &ff);
+    e.eq("mailward_messages_received_total", received as f64);
+    e.labels(
+        "mailward_messages_rejected_total",
+        REASONS,
+        &[("access", 2.0), ("syntax", 1.0), ("size", 1.0)],
+    );
+    e.labels(
+        "mailward_recipients_rejected_total",
+        REASONS,
+        &[("access", 6.0), ("syntax", 1.0), ("limit", 1.0)],
+    );
+    e.finish("after the refusals")
 }
 
 /// One message from a new session; its queue ID.

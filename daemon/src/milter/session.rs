@@ -14,7 +14,9 @@
 //! rules, relay control and refusing DNSBLs are the MTA's job here.
 
 use crate::envelope::{Envelope, QueueId, Recipient};
-use crate::events::{self, MessageRejected, RejectReason};
+use crate::events::{
+    self, MessageRejected, RecipientRejected, Refused, RejectReason, TransactionRefused,
+};
 use crate::gateway::Gateway;
 use crate::policy::milter::{Change, Outcome};
 use crate::standing::Standing;
@@ -66,6 +68,11 @@ struct Transaction {
     message: Vec<u8>,
     /// Over `limits.max_message_size`: refused at end of message.
     too_big: bool,
+    /// The reason of the first recipient we refused: the transaction
+    /// counts once in `mailward_messages_rejected_total` with it if it ends
+    /// without a message (abort, a new MAIL, the end of the session), as
+    /// an SMTP session's does.
+    refused_rcpt: Option<RejectReason>,
 }
 
 pub struct Session {
@@ -128,6 +135,8 @@ impl Session {
     pub async fn run(mut self, mut stream: Box<dyn Stream>) {
         events::MilterConnectionOpened { peer: &self.peer }.emit(&self.gw.stats);
         let outcome = self.serve(&mut stream).await;
+        // However the connection ended, a transaction under way ends too.
+        self.end_transaction();
         let error = outcome
             .as_ref()
             .err()
@@ -293,11 +302,13 @@ impl Session {
                 if listed.is_some() {
                     self.dnsbl_listed = listed;
                 }
+                // A MAIL starts a new transaction: the last one, if any,
+                // ended without a message.
+                self.end_transaction();
                 if let Some(reply) =
                     crate::auth::spf_refusal(cfg.spam.spf, spf.as_ref(), self.client_ip())
                 {
                     self.rejected(RejectReason::Policy, &reply);
-                    self.tx = None;
                     return cont(reply_code(&reply));
                 }
                 self.tx = Some(Transaction {
@@ -312,9 +323,15 @@ impl Session {
                 // may be higher (Postfix's smtpd_recipient_limit is 1,000),
                 // and each recipient gets its group's plan and a delivery.
                 let max = self.gw.config().limits.max_rcpts_per_message as usize;
-                if self.tx.as_ref().is_some_and(|tx| tx.rcpts.len() >= max) {
+                if let Some(tx) = self.tx.as_mut().filter(|tx| tx.rcpts.len() >= max) {
                     let reply = "452 4.5.3 Too many recipients";
-                    self.rejected(RejectReason::Limit, reply);
+                    tx.refused_rcpt.get_or_insert(RejectReason::Limit);
+                    RecipientRejected {
+                        reason: RejectReason::Limit,
+                        client: self.client_ip(),
+                        reply,
+                    }
+                    .emit(&self.gw.stats);
                     return cont(reply_code(reply));
                 }
                 if let Some(tx) = &mut self.tx {
@@ -363,7 +380,7 @@ impl Session {
                 Ok((self.end_of_message(tx).await, true))
             }
             Command::Abort => {
-                self.tx = None;
+                self.end_transaction();
                 Ok((Vec::new(), true))
             }
             Command::QuitNc => {
@@ -372,7 +389,7 @@ impl Session {
                 self.client = None;
                 self.dnsbl_listed = None;
                 self.helo.clear();
-                self.tx = None;
+                self.end_transaction();
                 Ok((Vec::new(), true))
             }
             Command::Quit => Ok((Vec::new(), false)),
@@ -392,13 +409,28 @@ impl Session {
         self.client.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
     }
 
+    /// A transaction refused: its MAIL, or its message at end of message
+    /// (counted once; the recipients it had refused are not counted again).
     fn rejected(&self, reason: RejectReason, reply: &str) {
         MessageRejected {
             reason,
             client: self.client_ip(),
             reply,
+            refused: Refused::Transaction,
         }
         .emit(&self.gw.stats);
+    }
+
+    /// The transaction under way, if any, ends without a message: counted
+    /// as refused if we refused some of its recipients.
+    fn end_transaction(&mut self) {
+        if let Some(reason) = self.tx.take().and_then(|tx| tx.refused_rcpt) {
+            TransactionRefused {
+                reason,
+                client: self.client_ip(),
+            }
+            .emit(&self.gw.stats);
+        }
     }
 
     /// The checks, the plans, and what the MTA is told.

@@ -51,31 +51,45 @@ pub struct RcptParams {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ParseError {
     pub reply: &'static str,
+    /// The command it was meant to be: a MAIL or RCPT refused for its
+    /// syntax is a refused transaction or recipient in the statistics,
+    /// anything else a protocol error (the session decides, knowing its
+    /// state).
+    pub verb: Verb,
 }
 
-const UNKNOWN: ParseError = ParseError {
-    reply: "500 5.5.1 Command unrecognized",
-};
-const SYNTAX: ParseError = ParseError {
-    reply: "501 5.5.4 Syntax error in parameters or arguments",
-};
+/// Which command a refused line was, as far as the statistics care.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verb {
+    Mail,
+    Rcpt,
+    /// Any other line, known command or not.
+    Other,
+}
+
+impl ParseError {
+    /// The reply, for a line that is not MAIL or RCPT.
+    pub(super) const fn other(reply: &'static str) -> ParseError {
+        ParseError {
+            reply,
+            verb: Verb::Other,
+        }
+    }
+
+    fn of(self, verb: Verb) -> ParseError {
+        ParseError { verb, ..self }
+    }
+}
+
+const UNKNOWN: ParseError = ParseError::other("500 5.5.1 Command unrecognized");
+const SYNTAX: ParseError = ParseError::other("501 5.5.4 Syntax error in parameters or arguments");
 // The same replies as Postfix gives, so that clients and operators see
 // familiar text.
-const BAD_SENDER: ParseError = ParseError {
-    reply: "501 5.1.7 Bad sender address syntax",
-};
-const BAD_RECIPIENT: ParseError = ParseError {
-    reply: "501 5.1.3 Bad recipient address syntax",
-};
-const MAIL_SYNTAX: ParseError = ParseError {
-    reply: "501 5.5.4 Syntax: MAIL FROM:<address>",
-};
-const RCPT_SYNTAX: ParseError = ParseError {
-    reply: "501 5.5.4 Syntax: RCPT TO:<address>",
-};
-const BAD_PARAM: ParseError = ParseError {
-    reply: "555 5.5.4 Unsupported or malformed parameter",
-};
+const BAD_SENDER: ParseError = ParseError::other("501 5.1.7 Bad sender address syntax");
+const BAD_RECIPIENT: ParseError = ParseError::other("501 5.1.3 Bad recipient address syntax");
+const MAIL_SYNTAX: ParseError = ParseError::other("501 5.5.4 Syntax: MAIL FROM:<address>");
+const RCPT_SYNTAX: ParseError = ParseError::other("501 5.5.4 Syntax: RCPT TO:<address>");
+const BAD_PARAM: ParseError = ParseError::other("555 5.5.4 Unsupported or malformed parameter");
 
 /// Longest address we take (RFC 5321 4.5.3.1.3: a path is 256 octets).
 const MAX_PATH: usize = 256;
@@ -90,30 +104,8 @@ pub fn parse(line: &[u8]) -> Result<Command, ParseError> {
     match verb.to_ascii_uppercase().as_str() {
         "EHLO" => domain_arg(rest).map(Command::Ehlo),
         "HELO" => domain_arg(rest).map(Command::Helo),
-        "MAIL" => {
-            let (path, params) = path_arg(rest, "FROM:", MAIL_SYNTAX, BAD_SENDER)?;
-            if !path.is_empty() {
-                // (An empty path is the null reverse path.)
-                check_address(&path, BAD_SENDER)?;
-            }
-            Ok(Command::Mail {
-                from: path,
-                params: mail_params(params)?,
-            })
-        }
-        "RCPT" => {
-            let (path, params) = path_arg(rest, "TO:", RCPT_SYNTAX, BAD_RECIPIENT)?;
-            if path.is_empty() {
-                return Err(BAD_RECIPIENT);
-            }
-            if !path.eq_ignore_ascii_case("postmaster") {
-                check_address(&path, BAD_RECIPIENT)?;
-            }
-            Ok(Command::Rcpt {
-                to: path,
-                params: rcpt_params(params)?,
-            })
-        }
+        "MAIL" => mail(rest).map_err(|e| e.of(Verb::Mail)),
+        "RCPT" => rcpt(rest).map_err(|e| e.of(Verb::Rcpt)),
         "DATA" => no_arg(rest, Command::Data),
         "RSET" => no_arg(rest, Command::Rset),
         "NOOP" => Ok(Command::Noop),
@@ -132,6 +124,32 @@ pub fn parse(line: &[u8]) -> Result<Command, ParseError> {
     }
 }
 
+fn mail(rest: &str) -> Result<Command, ParseError> {
+    let (path, params) = path_arg(rest, "FROM:", MAIL_SYNTAX, BAD_SENDER)?;
+    if !path.is_empty() {
+        // (An empty path is the null reverse path.)
+        check_address(&path, BAD_SENDER)?;
+    }
+    Ok(Command::Mail {
+        from: path,
+        params: mail_params(params)?,
+    })
+}
+
+fn rcpt(rest: &str) -> Result<Command, ParseError> {
+    let (path, params) = path_arg(rest, "TO:", RCPT_SYNTAX, BAD_RECIPIENT)?;
+    if path.is_empty() {
+        return Err(BAD_RECIPIENT);
+    }
+    if !path.eq_ignore_ascii_case("postmaster") {
+        check_address(&path, BAD_RECIPIENT)?;
+    }
+    Ok(Command::Rcpt {
+        to: path,
+        params: rcpt_params(params)?,
+    })
+}
+
 fn no_arg(rest: &str, cmd: Command) -> Result<Command, ParseError> {
     if rest.is_empty() {
         Ok(cmd)
@@ -148,9 +166,7 @@ fn domain_arg(rest: &str) -> Result<String, ParseError> {
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"-._[]:".contains(&b))
     {
-        return Err(ParseError {
-            reply: "501 5.5.4 Syntax: EHLO hostname",
-        });
+        return Err(ParseError::other("501 5.5.4 Syntax: EHLO hostname"));
     }
     Ok(name.to_string())
 }
@@ -180,9 +196,7 @@ fn path_arg<'a>(
     let mut path = &rest[..end];
     let params = rest[end + 1..].trim();
     if path.len() > MAX_PATH {
-        return Err(ParseError {
-            reply: "501 5.1.3 Path too long",
-        });
+        return Err(ParseError::other("501 5.1.3 Path too long"));
     }
     // An obsolete source route "@a,@b:user@c" is ignored (RFC 5321 4.1.2).
     if path.starts_with('@') {
@@ -216,9 +230,9 @@ fn closing_bracket(s: &str) -> Option<usize> {
 fn check_address(path: &str, bad: ParseError) -> Result<(), ParseError> {
     match crate::text::check_mailbox(path) {
         Ok(()) => Ok(()),
-        Err(crate::text::MailboxError::NotAscii) => Err(ParseError {
-            reply: "553 5.6.7 Non-ASCII or control characters in address (SMTPUTF8 is not offered)",
-        }),
+        Err(crate::text::MailboxError::NotAscii) => Err(ParseError::other(
+            "553 5.6.7 Non-ASCII or control characters in address (SMTPUTF8 is not offered)",
+        )),
         Err(_) => Err(bad),
     }
 }
@@ -230,9 +244,7 @@ fn params_iter(text: &str) -> impl Iterator<Item = (String, Option<&str>)> {
     })
 }
 
-const DUPLICATE_PARAM: ParseError = ParseError {
-    reply: "501 5.5.4 Duplicate parameter",
-};
+const DUPLICATE_PARAM: ParseError = ParseError::other("501 5.5.4 Duplicate parameter");
 
 /// Refuses a parameter given twice (RFC 5321 4.1.2 has no meaning for it;
 /// which of two SIZEs should count?).
@@ -332,6 +344,27 @@ mod tests {
         for (line, want) in cases {
             let got = parse(line.as_bytes()).map_err(|e| e.reply);
             assert_eq!(&got, want, "{line}");
+        }
+    }
+
+    #[test]
+    fn a_refused_mail_or_rcpt_says_which_it_was() {
+        // The session counts these as a refused transaction or recipient;
+        // any other bad line is a protocol error.
+        let cases = [
+            ("MAIL FROM:a@b", Verb::Mail),
+            ("MAIL FROM:<a@b> SIZE=big", Verb::Mail),
+            ("MAIL TO:<a@b>", Verb::Mail),
+            ("MAIL FROM:<caf\u{e9}@b>", Verb::Mail),
+            ("RCPT TO:<>", Verb::Rcpt),
+            ("RCPT TO:<x@y> NOTIFY=BAD", Verb::Rcpt),
+            ("FROB", Verb::Other),
+            ("DATA now", Verb::Other),
+            ("EHLO", Verb::Other),
+        ];
+        for (line, want) in cases {
+            let got = parse(line.as_bytes()).map_err(|e| e.verb);
+            assert_eq!(got, Err(want), "{line}");
         }
     }
 

@@ -76,11 +76,13 @@ pub async fn serve(gw: Arc<Gateway>, listeners: Vec<TcpListener>, grace: Duratio
                         sessions.spawn(session.run(tcp));
                     }
                     Err(reply) => {
-                        tracing::info!(target: "smtp", client = %peer, reply, "Session refused by a limit.");
+                        // One log line, the event's (it names the client,
+                        // the reason and the reply).
                         crate::events::MessageRejected {
                             reason: crate::events::RejectReason::Limit,
                             client: peer.ip(),
                             reply,
+                            refused: crate::events::Refused::Session,
                         }
                         .emit(&gw.stats);
                         sessions.spawn(async move {

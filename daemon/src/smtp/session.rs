@@ -4,14 +4,15 @@
 //! queue. It owns no sockets beyond its own and no counters: what happens is
 //! said with events.
 
-use super::command::{self, Command, MailParams};
+use super::command::{self, Command, MailParams, Verb};
 use super::data::Assembler;
 use super::stream::{Conn, Line, Stream};
 use super::xforward::{self, Forwarded};
 use crate::config::{first_match, Config, Matcher, Rule, RuleAction, Subject};
 use crate::envelope::{Envelope, QueueId, Recipient};
 use crate::events::{
-    MessageRejected, RejectReason, SessionClosed, SessionOpened, SessionTimedOut, TimeoutPhase,
+    MessageRejected, RecipientRejected, Refused, RejectReason, SessionClosed, SessionOpened,
+    SessionTimedOut, TimeoutPhase, TransactionRefused,
 };
 use crate::gateway::{Gateway, SessionSlot};
 use crate::standing::Standing;
@@ -44,11 +45,55 @@ struct Transaction {
     from: String,
     params: MailParams,
     rcpts: Vec<Recipient>,
+    /// Its refused recipients, as `mailward_messages_rejected_total` sees
+    /// them: the transaction counts once if it ends without a message.
+    refusals: Refusals,
     /// The SPF result for the sender (None: not checked).
     spf: Option<crate::auth::Spf>,
     /// Who the message is from: the peer, or the original client an MTA
     /// in front of us forwarded (XFORWARD).
     client: Client,
+}
+
+/// What a transaction's refused recipients owe the statistics. Each refused
+/// RCPT counts in `mailward_recipients_rejected_total` at once; the
+/// transaction counts once in `mailward_messages_rejected_total`, and only
+/// if it ends without a message accepted (a message refused at DATA counts
+/// with its own reason instead, an accepted one not at all).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refusals {
+    /// No recipient refused.
+    None,
+    /// Recipients were refused; the first one's reason and client.
+    Pending {
+        reason: RejectReason,
+        client: std::net::IpAddr,
+    },
+    /// Already counted (DATA was answered "no valid recipients"): nothing
+    /// more this transaction does is counted again.
+    Counted,
+}
+
+impl Refusals {
+    /// A recipient was refused: the first one's reason stands.
+    fn recipient(&mut self, reason: RejectReason, client: std::net::IpAddr) {
+        if *self == Refusals::None {
+            *self = Refusals::Pending { reason, client };
+        }
+    }
+
+    /// The transaction ends here without a message: counted if its
+    /// recipients were refused and it was not counted yet.
+    fn settle(&mut self) -> Option<TransactionRefused> {
+        match std::mem::replace(self, Refusals::Counted) {
+            Refusals::Pending { reason, client } => Some(TransactionRefused { reason, client }),
+            Refusals::None => {
+                *self = Refusals::None;
+                None
+            }
+            Refusals::Counted => None,
+        }
+    }
 }
 
 /// The client a transaction is recorded and scored for (logs, raw records,
@@ -227,6 +272,8 @@ impl Session {
         }
     }
 
+    /// Refuses a transaction of the peer: its MAIL, or its message at or
+    /// after DATA. Counted once.
     fn reject(&self, conn: &mut Conn, reason: RejectReason, reply: &str) {
         self.reject_for(conn, self.peer.ip(), reason, reply);
     }
@@ -245,9 +292,55 @@ impl Session {
             reason,
             client,
             reply,
+            refused: Refused::Transaction,
         }
         .emit(&self.gw.stats);
         conn.reply(reply);
+    }
+
+    /// Refuses the whole session (at connect, at HELO/EHLO, or closing it
+    /// for too many errors). Counted once.
+    fn reject_session(&self, conn: &mut Conn, reason: RejectReason, reply: &str) {
+        MessageRejected {
+            reason,
+            client: self.peer.ip(),
+            reply,
+            refused: Refused::Session,
+        }
+        .emit(&self.gw.stats);
+        conn.reply(reply);
+    }
+
+    /// Refuses one RCPT of the open transaction: counted as a recipient
+    /// now, and the transaction remembers it (its first refused recipient
+    /// gives the reason it counts with if it ends without a message).
+    fn reject_rcpt(
+        &mut self,
+        conn: &mut Conn,
+        client: std::net::IpAddr,
+        reason: RejectReason,
+        reply: &str,
+    ) {
+        RecipientRejected {
+            reason,
+            client,
+            reply,
+        }
+        .emit(&self.gw.stats);
+        if let State::Mail(tx) = &mut self.state {
+            tx.refusals.recipient(reason, client);
+        }
+        conn.reply(reply);
+    }
+
+    /// Moves to `next`. A transaction left here ends without a message
+    /// accepted: it counts as refused if its recipients were.
+    fn leave(&mut self, next: State) {
+        if let State::Mail(mut tx) = std::mem::replace(&mut self.state, next) {
+            if let Some(refused) = tx.refusals.settle() {
+                refused.emit(&self.gw.stats);
+            }
+        }
     }
 
     /// Runs the session to its end.
@@ -259,6 +352,9 @@ impl Session {
         } else {
             Some(conn)
         };
+        // However the session ended (QUIT, the connection closed or timed
+        // out, too many errors, shutdown), an open transaction ends with it.
+        self.leave(State::Start);
         SessionClosed {
             client: self.peer,
             messages: self.messages,
@@ -292,7 +388,7 @@ impl Session {
             address: None,
         };
         if first_match(&self.cfg.access.connect_rules, &subject) == Some(RuleAction::Deny) {
-            self.reject(conn, RejectReason::Access, "554 5.7.1 Access denied");
+            self.reject_session(conn, RejectReason::Access, "554 5.7.1 Access denied");
             let _ = conn.flush().await;
             return false;
         }
@@ -315,7 +411,7 @@ impl Session {
         if let Some((zone, _answer)) = refusing {
             let reply =
                 format!("554 5.7.1 Service unavailable; client [{ip}] blocked using {zone}");
-            self.reject(conn, RejectReason::Dnsbl, &reply);
+            self.reject_session(conn, RejectReason::Dnsbl, &reply);
             let _ = conn.flush().await;
             return false;
         }
@@ -366,7 +462,7 @@ impl Session {
                 }
                 Read::Line(Err(_)) | Read::Line(Ok(Line::Eof)) => return None,
                 Read::Line(Ok(Line::TooLong { .. })) => {
-                    if self.refuse(&mut conn, RejectReason::Syntax, "500 5.5.2 Line too long") {
+                    if self.refuse(&mut conn, "500 5.5.2 Line too long") {
                         return Some(conn);
                     }
                     continue;
@@ -377,13 +473,7 @@ impl Session {
             let text = text.strip_suffix(b"\r").unwrap_or(text);
             let flow = match command::parse(text) {
                 Ok(cmd) => self.dispatch(&mut conn, cmd).await,
-                Err(e) => {
-                    if self.refuse(&mut conn, RejectReason::Syntax, e.reply) {
-                        Flow::Close
-                    } else {
-                        Flow::Continue
-                    }
-                }
+                Err(e) => self.malformed(&mut conn, e),
             };
             match flow {
                 Flow::Continue => {}
@@ -407,24 +497,51 @@ impl Session {
         ));
     }
 
-    /// Sends an error reply and counts it; true when the session must close
-    /// because the client keeps sending bad commands.
-    fn refuse(&mut self, conn: &mut Conn, reason: RejectReason, reply: &str) -> bool {
+    /// Sends an error reply to a command that is no transaction (unknown,
+    /// out of sequence, not allowed) and counts it against the error
+    /// limit; true when the session must close because the client keeps
+    /// sending bad commands (that close is what the statistics count).
+    fn refuse(&mut self, conn: &mut Conn, reply: &str) -> bool {
+        if self.too_many_errors(conn) {
+            return true;
+        }
+        conn.reply(reply);
+        false
+    }
+
+    /// Counts one more error; past the limit, refuses the session (421,
+    /// counted under syntax whatever the last error was) and says so with
+    /// true.
+    fn too_many_errors(&mut self, conn: &mut Conn) -> bool {
         self.errors += 1;
         if self.errors > HARD_ERROR_LIMIT {
-            self.reject(
+            self.reject_session(
                 conn,
-                reason,
+                RejectReason::Syntax,
                 "421 4.7.0 Too many errors, closing connection",
             );
             return true;
         }
-        if reason == RejectReason::Syntax {
-            conn.reply(reply);
-        } else {
-            self.reject(conn, reason, reply);
-        }
         false
+    }
+
+    /// Answers a line that is no valid command. A MAIL that would have
+    /// opened a transaction is a refused transaction, a RCPT inside one a
+    /// refused recipient (both reason syntax); anything else, or either
+    /// out of sequence, is a protocol error counted only in the error
+    /// limit.
+    fn malformed(&mut self, conn: &mut Conn, e: command::ParseError) -> Flow {
+        if self.too_many_errors(conn) {
+            return Flow::Close;
+        }
+        match (e.verb, &self.state) {
+            (Verb::Mail, State::Ready) => self.reject(conn, RejectReason::Syntax, e.reply),
+            (Verb::Rcpt, State::Mail(_)) => {
+                self.reject_rcpt(conn, self.peer.ip(), RejectReason::Syntax, e.reply)
+            }
+            _ => conn.reply(e.reply),
+        }
+        Flow::Continue
     }
 
     async fn dispatch(&mut self, conn: &mut Conn, cmd: Command) -> Flow {
@@ -436,7 +553,7 @@ impl Session {
             Command::Data => self.data(conn).await,
             Command::Rset => {
                 if !matches!(self.state, State::Start) {
-                    self.state = State::Ready;
+                    self.leave(State::Ready);
                 }
                 self.forwarded = Forwarded::default();
                 conn.reply("250 2.0.0 Ok");
@@ -467,17 +584,12 @@ impl Session {
             }
             Command::StartTls => {
                 if self.gw.tls().is_none() || conn.is_tls() {
-                    self.flow_refuse(
-                        conn,
-                        RejectReason::Syntax,
-                        "502 5.5.1 STARTTLS not available",
-                    )
+                    self.flow_refuse(conn, "502 5.5.1 STARTTLS not available")
                 } else if !self.esmtp {
-                    self.flow_refuse(conn, RejectReason::Syntax, "503 5.5.1 Send EHLO first")
+                    self.flow_refuse(conn, "503 5.5.1 Send EHLO first")
                 } else if matches!(self.state, State::Mail(_)) {
                     self.flow_refuse(
                         conn,
-                        RejectReason::Syntax,
                         "503 5.5.1 STARTTLS not allowed during a mail transaction",
                     )
                 } else {
@@ -488,8 +600,8 @@ impl Session {
         }
     }
 
-    fn flow_refuse(&mut self, conn: &mut Conn, reason: RejectReason, reply: &str) -> Flow {
-        if self.refuse(conn, reason, reply) {
+    fn flow_refuse(&mut self, conn: &mut Conn, reply: &str) -> Flow {
+        if self.refuse(conn, reply) {
             Flow::Close
         } else {
             Flow::Continue
@@ -514,7 +626,7 @@ impl Session {
         };
         match tokio::time::timeout(timeout, acceptor.accept(tcp)).await {
             Ok(Ok(tls)) => {
-                self.state = State::Start;
+                self.leave(State::Start);
                 self.helo = None;
                 self.esmtp = false;
                 Some(Conn::new(Stream::Tls(Box::new(tls))))
@@ -542,11 +654,17 @@ impl Session {
             address: None,
         };
         if first_match(&self.cfg.access.helo_rules, &subject) == Some(RuleAction::Deny) {
-            return self.flow_refuse(
+            // The client can start no transaction without a greeting: the
+            // session is refused (counted once per refused greeting).
+            if self.too_many_errors(conn) {
+                return Flow::Close;
+            }
+            self.reject_session(
                 conn,
                 RejectReason::Access,
                 "550 5.7.1 Helo command rejected: access denied",
             );
+            return Flow::Continue;
         }
         let host = &self.cfg.server.hostname;
         if esmtp {
@@ -574,7 +692,7 @@ impl Session {
         }
         self.helo = Some(name);
         self.esmtp = esmtp;
-        self.state = State::Ready;
+        self.leave(State::Ready);
         self.forwarded = Forwarded::default();
         Flow::Continue
     }
@@ -587,26 +705,14 @@ impl Session {
 
     fn xforward(&mut self, conn: &mut Conn, args: &str) -> Flow {
         if !self.may_forward() {
-            return self.flow_refuse(
-                conn,
-                RejectReason::Access,
-                "550 5.7.0 Error: insufficient authorization",
-            );
+            // Not a transaction (the next MAIL is the client's own): an
+            // error like an unknown command, counted only in the limit.
+            return self.flow_refuse(conn, "550 5.7.0 Error: insufficient authorization");
         }
         match self.state {
-            State::Start => {
-                return self.flow_refuse(
-                    conn,
-                    RejectReason::Syntax,
-                    "503 5.5.1 Error: send HELO/EHLO first",
-                )
-            }
+            State::Start => return self.flow_refuse(conn, "503 5.5.1 Error: send HELO/EHLO first"),
             State::Mail(_) => {
-                return self.flow_refuse(
-                    conn,
-                    RejectReason::Syntax,
-                    "503 5.5.1 Error: MAIL transaction in progress",
-                )
+                return self.flow_refuse(conn, "503 5.5.1 Error: MAIL transaction in progress")
             }
             State::Ready => {}
         }
@@ -615,7 +721,7 @@ impl Session {
                 conn.reply("250 2.0.0 Ok");
                 Flow::Continue
             }
-            Err(e) => self.flow_refuse(conn, RejectReason::Syntax, e.reply),
+            Err(e) => self.flow_refuse(conn, e.reply),
         }
     }
 
@@ -657,20 +763,8 @@ impl Session {
 
     async fn mail(&mut self, conn: &mut Conn, from: String, params: MailParams) -> Flow {
         match self.state {
-            State::Start => {
-                return self.flow_refuse(
-                    conn,
-                    RejectReason::Syntax,
-                    "503 5.5.1 Send HELO/EHLO first",
-                )
-            }
-            State::Mail(_) => {
-                return self.flow_refuse(
-                    conn,
-                    RejectReason::Syntax,
-                    "503 5.5.1 Nested MAIL command",
-                )
-            }
+            State::Start => return self.flow_refuse(conn, "503 5.5.1 Send HELO/EHLO first"),
+            State::Mail(_) => return self.flow_refuse(conn, "503 5.5.1 Nested MAIL command"),
             State::Ready => {}
         }
         let limits = &self.cfg.limits;
@@ -742,6 +836,7 @@ impl Session {
             from,
             params,
             rcpts: Vec::new(),
+            refusals: Refusals::None,
             spf,
             client,
         }));
@@ -751,11 +846,11 @@ impl Session {
 
     fn rcpt(&mut self, conn: &mut Conn, to: String, params: command::RcptParams) -> Flow {
         let State::Mail(tx) = &self.state else {
-            return self.flow_refuse(conn, RejectReason::Syntax, "503 5.5.1 Need MAIL command");
+            return self.flow_refuse(conn, "503 5.5.1 Need MAIL command");
         };
         if tx.rcpts.len() >= self.cfg.limits.max_rcpts_per_message as usize {
             let reply = "452 4.5.3 Too many recipients";
-            self.reject(conn, RejectReason::Limit, reply);
+            self.reject_rcpt(conn, self.peer.ip(), RejectReason::Limit, reply);
             return Flow::Continue;
         }
         // "Postmaster" without a domain must always be accepted (RFC 5321
@@ -775,8 +870,9 @@ impl Session {
             address: Some(&to),
         };
         if first_match(&self.cfg.access.rcpt_rules, &subject) == Some(RuleAction::Deny) {
-            self.reject(
+            self.reject_rcpt(
                 conn,
+                ip,
                 RejectReason::Access,
                 "550 5.7.1 Recipient address rejected: access denied",
             );
@@ -787,7 +883,7 @@ impl Session {
         let relay_client = self.standing.may_relay();
         if !protected && !relay_client && !ours {
             let reply = format!("554 5.7.1 <{to}>: Relay access denied");
-            self.reject(conn, RejectReason::Relay, &reply);
+            self.reject_rcpt(conn, ip, RejectReason::Relay, &reply);
             return Flow::Continue;
         }
         // "user%other@protected", "other!user@protected" and
@@ -796,11 +892,11 @@ impl Session {
         // may relay anyway may use them (Postfix: allow_untrusted_routing).
         if !relay_client && crate::envelope::has_sender_routing(&to) {
             let reply = format!("550 5.7.1 <{to}>: Sender-specified routing is not allowed");
-            self.reject(conn, RejectReason::Relay, &reply);
+            self.reject_rcpt(conn, ip, RejectReason::Relay, &reply);
             return Flow::Continue;
         }
         if let Some((client, reply)) = self.refused_as_blacklisted(&to) {
-            self.reject_for(conn, client, RejectReason::Policy, &reply);
+            self.reject_rcpt(conn, client, RejectReason::Policy, &reply);
             return Flow::Continue;
         }
         let State::Mail(tx) = &mut self.state else {
@@ -861,24 +957,34 @@ impl Session {
     }
 
     async fn data(&mut self, conn: &mut Conn) -> Flow {
-        match &self.state {
+        match &mut self.state {
             State::Mail(tx) if !tx.rcpts.is_empty() => {}
-            State::Mail(_) => {
-                return self.flow_refuse(
-                    conn,
-                    RejectReason::Syntax,
-                    "554 5.5.1 No valid recipients",
-                )
+            State::Mail(tx) => {
+                // Every recipient given was refused: the transaction ends
+                // here for the statistics (counted once, even if the client
+                // goes on with it). No RCPT at all is only out of sequence.
+                if let Some(refused) = tx.refusals.settle() {
+                    refused.emit(&self.gw.stats);
+                }
+                return self.flow_refuse(conn, "554 5.5.1 No valid recipients");
             }
-            _ => {
-                return self.flow_refuse(conn, RejectReason::Syntax, "503 5.5.1 Need MAIL command")
-            }
+            _ => return self.flow_refuse(conn, "503 5.5.1 Need MAIL command"),
         }
-        let State::Mail(tx) = std::mem::replace(&mut self.state, State::Ready) else {
+        let State::Mail(mut tx) = std::mem::replace(&mut self.state, State::Ready) else {
             return Flow::Continue;
+        };
+        // From here the transaction ends in this function. Refused with a
+        // reply, it counts with that reply's reason; accepted, not at all;
+        // cut short (connection lost, timed out), it is settled here.
+        let mut refusals = std::mem::replace(&mut tx.refusals, Refusals::Counted);
+        let mut settle = |stats: &mailward_metrics::Stats| {
+            if let Some(refused) = refusals.settle() {
+                refused.emit(stats);
+            }
         };
         conn.reply("354 End data with <CR><LF>.<CR><LF>");
         if conn.flush().await.is_err() {
+            settle(&self.gw.stats);
             return Flow::Close;
         }
         let limits = &self.cfg.limits;
@@ -909,10 +1015,12 @@ impl Session {
             {
                 Read::TimedOut { stress } => {
                     self.timed_out(conn, TimeoutPhase::Data, stress);
+                    settle(&self.gw.stats);
                     return Flow::Close;
                 }
                 Read::Shutdown | Read::Line(Err(_)) | Read::Line(Ok(Line::Eof)) => {
-                    return Flow::Close
+                    settle(&self.gw.stats);
+                    return Flow::Close;
                 }
                 Read::Line(Ok(Line::TooLong { crlf })) => asm.too_long(crlf),
                 Read::Line(Ok(Line::Complete)) => {
@@ -1064,6 +1172,34 @@ fn address_literal(ip: std::net::IpAddr) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::{Refusals, RejectReason};
+
+    fn ip() -> std::net::IpAddr {
+        std::net::IpAddr::from([192, 0, 2, 7])
+    }
+
+    #[test]
+    fn a_transaction_without_refused_recipients_is_never_counted() {
+        let mut r = Refusals::None;
+        assert!(r.settle().is_none());
+        assert!(r.settle().is_none());
+    }
+
+    #[test]
+    fn refused_recipients_count_their_transaction_once_with_the_first_reason() {
+        let mut r = Refusals::None;
+        r.recipient(RejectReason::Access, ip());
+        r.recipient(RejectReason::Relay, ip());
+        r.recipient(RejectReason::Syntax, ip());
+        let counted = r.settle().map(|t| t.reason);
+        assert_eq!(counted, Some(RejectReason::Access));
+        // DATA answered "no valid recipients", then RSET, or more refused
+        // recipients and QUIT: the same transaction, not counted again.
+        r.recipient(RejectReason::Limit, ip());
+        assert!(r.settle().is_none());
+        assert!(r.settle().is_none());
+    }
+
     #[test]
     fn received_lines_write_ipv6_clients_with_their_tag() {
         assert_eq!(super::address_literal("::1".parse().unwrap()), "IPv6:::1");

@@ -38,18 +38,10 @@ pub struct Forwarded {
     pub source: Option<String>,
 }
 
-const SYNTAX: ParseError = ParseError {
-    reply: "501 5.5.4 Syntax: XFORWARD attribute=value...",
-};
-const BAD_NAME: ParseError = ParseError {
-    reply: "501 5.5.4 Bad XFORWARD attribute name",
-};
-const BAD_VALUE: ParseError = ParseError {
-    reply: "501 5.5.4 Bad XFORWARD attribute value",
-};
-const BAD_ADDR: ParseError = ParseError {
-    reply: "501 5.5.4 Bad XFORWARD address syntax",
-};
+const SYNTAX: ParseError = ParseError::other("501 5.5.4 Syntax: XFORWARD attribute=value...");
+const BAD_NAME: ParseError = ParseError::other("501 5.5.4 Bad XFORWARD attribute name");
+const BAD_VALUE: ParseError = ParseError::other("501 5.5.4 Bad XFORWARD attribute value");
+const BAD_ADDR: ParseError = ParseError::other("501 5.5.4 Bad XFORWARD address syntax");
 
 /// Longest attribute value kept (Postfix limits a name to 255 octets; an
 /// IDENT or HELO beyond that is not something we want in a log line).
