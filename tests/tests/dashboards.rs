@@ -107,6 +107,7 @@ const EXPECT: &[(&str, Expect)] = &[
     ("Spam verdicts", Traffic),
     ("Policy outcomes", Exported),
     ("Rejects by reason", Traffic),
+    ("Recipients rejected by reason", Traffic),
     ("Rejects by reason, whole range", Traffic),
     // Queue, spool and sessions
     ("Queue messages", Traffic),
@@ -1122,6 +1123,10 @@ fn state_checks() -> Vec<(String, f64, f64)> {
         at_least(format!("sum(mailward_messages_received_total{{{j}}})"), RECEIVED),
         at_least(format!(r#"sum(mailward_messages_rejected_total{{{j},reason="relay"}})"#), 1),
         at_least(format!(r#"sum(mailward_messages_rejected_total{{{j},reason="size"}})"#), 1),
+        // The relay denial: one refused recipient, and its transaction
+        // (ended by QUIT without a message) counted once above.
+        exactly(format!(r#"sum(mailward_recipients_rejected_total{{{j},reason="relay"}})"#), 1.0),
+        exactly(format!(r#"sum(mailward_messages_rejected_total{{{j},reason="relay"}})"#), 1.0),
         at_least(format!(r#"sum(mailward_deliveries_total{{{j},result="delivered"}})"#), RECEIVED - 1),
         at_least(format!(r#"sum(mailward_deliveries_total{{{j},result="deferred"}})"#), 1),
         at_least(format!("sum(mailward_queue_messages{{{j}}})"), 1),
