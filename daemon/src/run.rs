@@ -304,6 +304,16 @@ pub async fn run(
     tokio::spawn(crate::ops::snmp::watch(gw.clone()));
     tokio::spawn(crate::ops::logging::watch_rotation(gw.clone()));
     gw.notify(Notification::ProductStart);
+    // The worst state of the AV check, and the one a poller may not watch
+    // for (mwBasesRecords 0): said as a fault, as mwObsoleteBases says
+    // the milder one.
+    if let Some(e) = &bases_problem {
+        gw.notify(Notification::ProductError {
+            message: format!(
+                "the signature bases cannot be used ({e}); every message gets av/error until they are fixed"
+            ),
+        });
+    }
     tracing::info!(target: "app", version = env!("CARGO_PKG_VERSION"),
         listen = ?listen, milter = milter_at.as_deref().unwrap_or("-"),
         config = %gw.config().origin, "Mailward started.");

@@ -291,11 +291,45 @@ impl Snmp {
 /// What the alert thresholds watch, sampled every [`ALERT_EVERY`].
 pub const ALERT_EVERY: Duration = Duration::from_secs(10);
 
+/// The (received, infected) counts of the newest sample at least `window`
+/// old (the oldest one when none is, the counts now being the caller's).
+/// Samples come every [`ALERT_EVERY`], never exactly `window` apart: the
+/// sample taken `window` ago lands a little past it, and taking only
+/// those within the window counted a message for 50 to 60 s of a minute.
+fn counts_since(
+    samples: &std::collections::VecDeque<(Instant, u64, u64)>,
+    now: Instant,
+    window: Duration,
+) -> (u64, u64) {
+    samples
+        .iter()
+        .rev()
+        .find(|(t, _, _)| now.duration_since(*t) >= window)
+        .or(samples.front())
+        .map_or((0, 0), |&(_, r, i)| (r, i))
+}
+
+/// The infected share in whole percent, rounded up, and whether it is
+/// above `threshold` percent, compared exactly: 2 infected of 221 (0.9 %)
+/// is over 0 and shown as 1, not as 0 and "cleared".
+fn share_over(infected: u64, received: u64, threshold: u64) -> (u64, bool) {
+    if received == 0 {
+        return (0, false);
+    }
+    let hundred = infected.saturating_mul(100);
+    (
+        hundred.div_ceil(received),
+        hundred > threshold.saturating_mul(received),
+    )
+}
+
 /// Watches `snmp.alert_thresholds` and the age of the bases; raises and
 /// clears mwAlertThreshold, and sends mwObsoleteBases at start and daily.
 pub async fn watch(gw: Arc<Gateway>) {
     let mut shutdown = gw.shutdown.clone();
-    let mut raised: std::collections::HashSet<String> = Default::default();
+    // The thresholds raised, with the threshold each was raised at (as
+    // shown), so that one a reload removes can still be cleared.
+    let mut raised: std::collections::HashMap<String, u64> = Default::default();
     // (time, received, infected) samples of the last hour.
     let mut samples: std::collections::VecDeque<(Instant, u64, u64)> = Default::default();
     let mut next_obsolete_check = Instant::now();
@@ -308,24 +342,19 @@ pub async fn watch(gw: Arc<Gateway>) {
         samples.push_back((now, received, infected));
         while samples
             .front()
-            .is_some_and(|(t, _, _)| now.duration_since(*t) > Duration::from_secs(3600))
+            .is_some_and(|(t, _, _)| now.duration_since(*t) > Duration::from_secs(3700))
         {
             samples.pop_front();
         }
         let since = |window: Duration| {
-            let base = samples
-                .iter()
-                .find(|(t, _, _)| now.duration_since(*t) <= window)
-                .copied()
-                .unwrap_or((now, received, infected));
-            (
-                received.saturating_sub(base.1),
-                infected.saturating_sub(base.2),
-            )
+            let (r, i) = counts_since(&samples, now, window);
+            (received.saturating_sub(r), infected.saturating_sub(i))
         };
-        for (name, &threshold) in &cfg.snmp.alert_thresholds {
-            // (value, over?) in the units the MIB documents.
-            let (value, over) = match name.as_str() {
+        let dns_failed = gw.dns_recent.failed_percent();
+        // (value shown, over?) in the units the MIB documents, for a
+        // threshold of `threshold` (None: not a threshold we know).
+        let measure = |name: &str, threshold: u64| -> Option<(u64, bool)> {
+            Some(match name {
                 "queue_messages" => {
                     let v = snap.value(mailward_metrics::StatId::QueueMessages, 0);
                     (v, v > threshold)
@@ -336,29 +365,33 @@ pub async fn watch(gw: Arc<Gateway>) {
                 }
                 "infected_share_percent" => {
                     let (rec, inf) = since(Duration::from_secs(3600));
-                    let share = (inf * 100).checked_div(rec).unwrap_or(0);
-                    (share, share > threshold)
+                    share_over(inf, rec, threshold)
                 }
                 "dns_failed_percent" => {
                     // Nothing to say below a sample of look-ups.
-                    let share = gw.dns_recent.failed_percent().unwrap_or(0);
+                    let share = dns_failed.unwrap_or(0);
                     (share, share > threshold)
                 }
                 "spool_free_bytes" => {
                     let free = snap.value(mailward_metrics::StatId::SpoolFreeBytes, 0);
                     (free / (1024 * 1024), free < threshold)
                 }
-                _ => continue,
+                _ => return None,
+            })
+        };
+        for (name, &threshold) in &cfg.snmp.alert_thresholds {
+            let Some((value, over)) = measure(name, threshold) else {
+                continue;
             };
             let threshold_shown = if name == "spool_free_bytes" {
                 threshold / (1024 * 1024)
             } else {
                 threshold
             };
-            let was = raised.contains(name);
+            let was = raised.contains_key(name);
             if over != was {
                 if over {
-                    raised.insert(name.clone());
+                    raised.insert(name.clone(), threshold_shown);
                 } else {
                     raised.remove(name);
                 }
@@ -371,6 +404,25 @@ pub async fn watch(gw: Arc<Gateway>) {
                     raised: over,
                 });
             }
+        }
+        // A raised threshold that a reload took away is cleared: no
+        // longer watched, it would stay open at the NMS for good.
+        let removed: Vec<(String, u64)> = raised
+            .iter()
+            .filter(|(name, _)| !cfg.snmp.alert_thresholds.contains_key(name.as_str()))
+            .map(|(name, &t)| (name.clone(), t))
+            .collect();
+        for (name, threshold_shown) in removed {
+            raised.remove(&name);
+            let value = measure(&name, 0).map_or(0, |(v, _)| v);
+            tracing::warn!(target: "admin", alert = %name, value, threshold = threshold_shown,
+                state = "cleared", "Alert threshold no longer configured; cleared.");
+            gw.notify(Notification::AlertThreshold {
+                name,
+                value,
+                threshold: threshold_shown,
+                raised: false,
+            });
         }
         if now >= next_obsolete_check {
             let bases = gw.bases();
@@ -396,5 +448,41 @@ pub async fn watch(gw: Arc<Gateway>) {
             _ = tokio::time::sleep(ALERT_EVERY) => {}
             _ = shutdown.wait_for(|s| *s) => return,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_message_counts_for_a_whole_minute() {
+        // walkE: an infected message dropped out of infected_per_minute
+        // after 50 to 60 s, one check early.
+        let start = Instant::now();
+        let at = |s: u64| start + Duration::from_millis(s * 10_000 + 7);
+        // Samples every 10 s; the message came between the 0 s and 10 s
+        // samples, so the 10 s one and all later count it.
+        let mut samples = std::collections::VecDeque::new();
+        for i in 0..=7u64 {
+            samples.push_back((at(i), 0, u64::from(i >= 1)));
+        }
+        let minute = Duration::from_secs(60);
+        // At 60 s the base is the 0 s sample: the message counts.
+        assert_eq!(counts_since(&samples, at(6), minute).1, 0);
+        // At 70 s the base is the 10 s sample, which has it: 70 s > a minute.
+        assert_eq!(counts_since(&samples, at(7), minute).1, 1);
+        // Before a minute has passed, the oldest sample is the base.
+        assert_eq!(counts_since(&samples, at(2), minute), (0, 0));
+        assert_eq!(counts_since(&Default::default(), at(2), minute), (0, 0));
+    }
+
+    #[test]
+    fn the_infected_share_is_compared_exactly_and_shown_rounded_up() {
+        assert_eq!(share_over(2, 221, 0), (1, true), "0.9 % is over 0");
+        assert_eq!(share_over(0, 221, 0), (0, false));
+        assert_eq!(share_over(2, 100, 2), (2, false), "2 % is not over 2");
+        assert_eq!(share_over(21, 1000, 2), (3, true), "2.1 % is over 2");
+        assert_eq!(share_over(5, 0, 0), (0, false), "nothing received");
     }
 }
