@@ -18,7 +18,7 @@ pub fn markdown() -> String {
         `mwFilters`, `mwRaw`) are collected when their category is in `statistics.options`, except \
         `mwCounterDiscontinuityTime`; those under `mwUpdate` and `mwAdmin` always are, on `/metrics` too \
         ([statistics.md](statistics.md#categories)). Counters are \
-        64-bit and monotonic until `mailward stats reset`, which sets \
+        64-bit and monotonic until `mailward stats reset` or a restart, either of which sets \
         `mailward_stats_reset_timestamp_seconds` (SNMP: `mwCounterDiscontinuityTime`).\n\n");
     s.push_str(
         "| Prometheus name | kind | labels | unit | MIB location | MIB object | meaning |\n",
@@ -177,9 +177,21 @@ pub fn snmp_markdown() -> String {
             Node::Entry(_) => "row",
             Node::Column => "column",
         };
+        // Enumerations by their MIB labels (`notListed`), as an NMS
+        // spells them, not by the Prometheus label values.
         let syntax = o
             .syntax
-            .map(|x| format!("{x:?}").replace("Enum(", "enum(").replace('"', ""))
+            .map(|x| match x {
+                crate::snmp::Syntax::Enum(names) => format!(
+                    "enum([{}])",
+                    names
+                        .iter()
+                        .map(|n| crate::snmp::smi_label(n))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                other => format!("{other:?}"),
+            })
             .unwrap_or_default();
         let access = match o.access {
             Access::NotAccessible => "not-accessible",
