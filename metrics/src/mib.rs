@@ -33,7 +33,9 @@ pub const REVISIONS: &[Revision] = &[
             always said; before, it counted each refused recipient (a transaction \
             with three refused recipients counted three, and one accepted with a \
             refused recipient counted one), and a MAIL or RCPT refused for its \
-            syntax was not counted.",
+            syntax was not counted. mwVirusesDetected counts infected files, one \
+            per file; before, one per virus name and message, suspicious \
+            findings included; mwFilterHits counts one per part and rule.",
     },
     Revision {
         date: "202612042100Z",
