@@ -1,6 +1,8 @@
 //! A private rsyslog: Debian's `rsyslogd` in the foreground on its own
-//! configuration, with a unix datagram socket (imuxsock, not /dev/log), a
-//! UDP port and a TCP port (octet-counted frames accepted), all on loopback,
+//! configuration, with a unix datagram socket (imuxsock, not /dev/log,
+//! with the input's default parsing, as a host's /dev/log has it, so that
+//! a test sees what the docs' recipe gets), a UDP port and a TCP port
+//! (octet-counted frames accepted), all on loopback,
 //! writing every message to one file as
 //!
 //! `FACILITY.SEVERITY PROGRAM[PID] MSGID STRUCTURED-DATA MSG`
@@ -73,7 +75,7 @@ impl Rsyslog {
             format!(
                 r#"global(workDirectory="{dir}")
 module(load="imuxsock" SysSock.Use="off")
-input(type="imuxsock" Socket="{socket}" UseSpecialParser="off" ParseHostname="on")
+input(type="imuxsock" Socket="{socket}")
 module(load="imudp")
 input(type="imudp" address="127.0.0.1" port="{udp}")
 module(load="imtcp")

@@ -39,6 +39,10 @@ fn refused_reload(gw: &Gateway) -> Result<()> {
     Ok(())
 }
 
+/// The unix socket case is the docs' rsyslog recipe: rsyslog's imuxsock
+/// input with its default parsing, as on a host's /dev/log, must find the
+/// program name `mailward` (`$programname == 'mailward'`), which it did
+/// not while RFC 3164 lines to a local socket carried the host name.
 #[test]
 fn syslog_reaches_rsyslog_with_facility_severity_and_ident_in_both_formats() -> Result<()> {
     let dir = TestDir::new("log-rsyslog")?;

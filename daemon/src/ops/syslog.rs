@@ -23,7 +23,12 @@
 //! octet counting (RFC 6587 3.4.1: a message may hold any byte).
 //!
 //! Each line: ident `mailward`, our PID, facility from the destination,
-//! severity from the level (ERROR err, WARN warning, INFO info, DEBUG and
+//! the host name in RFC 5424 and, in RFC 3164, only towards a network
+//! collector (UDP, TCP): to a local socket (`/dev/log`, `unix:PATH`) an
+//! RFC 3164 line has none, as glibc's syslog(3) sends it, since a local
+//! syslog daemon takes the word after the timestamp as the program name
+//! (rsyslog's imuxsock does by default, and journald) and would file our
+//! lines under the host's name; severity from the level (ERROR err, WARN warning, INFO info, DEBUG and
 //! TRACE debug). The text is `CATEGORY: MESSAGE key=value ...`; in RFC 5424
 //! the category is also the MSGID and every field is a parameter of the
 //! structured-data element `mailward@32473` (32473: the documentation
@@ -139,6 +144,11 @@ impl Visit for Fields {
 pub struct Formatter {
     context: SyslogContext,
     format: SyslogFormat,
+    /// The facility, for the RFC 3164 lines built here ([`Formatter::local`]).
+    facility: Facility,
+    /// To a local socket: RFC 3164 lines go without the host name, which
+    /// `fasyslog` always writes (see the module documentation).
+    local: bool,
 }
 
 impl Formatter {
@@ -148,7 +158,16 @@ impl Formatter {
             .facility(facility(&target.facility))
             .appname("mailward")
             .procid(std::process::id().to_string());
-        Formatter { context, format }
+        let local = matches!(
+            target.transport,
+            SyslogTransport::Local | SyslogTransport::Unix(_)
+        );
+        Formatter {
+            context,
+            format,
+            facility: facility(&target.facility),
+            local,
+        }
     }
 
     /// One line: `CATEGORY: MESSAGE key=value ...`, with the fields as
@@ -169,6 +188,15 @@ impl Formatter {
         }
         let severity = severity(level);
         match self.format {
+            // What glibc's syslog(3) sends to /dev/log: `<PRI>TIMESTAMP
+            // TAG[PID]: MSG`, the local time as RFC 3164 4.1.2 has it.
+            SyslogFormat::Rfc3164 if self.local => format!(
+                "<{}>{} mailward[{}]: {text}",
+                (self.facility.code() << 3) | severity.code(),
+                chrono::Local::now().format("%b %e %H:%M:%S"),
+                std::process::id()
+            )
+            .into_bytes(),
             SyslogFormat::Rfc3164 => self
                 .context
                 .format_rfc3164(severity, Some(text))
@@ -379,6 +407,52 @@ mod tests {
             text.ends_with(&format!(
                 " mailward[{pid}]: smtp: Session refused. client=192.0.2.1"
             )),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn rfc3164_names_the_host_to_a_collector_but_not_to_a_local_socket() {
+        // walkF #3: with the host name after the timestamp, rsyslog's
+        // default local input (imuxsock) took it as the program name, and
+        // the recipe's `$programname == 'mailward'` never matched.
+        let pid = std::process::id();
+        // `<14>Dec  5 03:24:19 HOST PROGRAM[PID]: x`
+        let host = SyslogContext::new()
+            .format_rfc3164(Severity::INFORMATIONAL, Some("x"))
+            .to_string();
+        let host = host.split(' ').nth_back(2).unwrap_or_default().to_string();
+        for transport in [
+            SyslogTransport::Local,
+            SyslogTransport::Unix("/run/x.sock".into()),
+        ] {
+            let f = Formatter::new(&target(transport), SyslogFormat::Rfc3164);
+            let text = String::from_utf8(f.line(&Level::INFO, "smtp", "Hi.", &[])).unwrap();
+            // `<158>Dec  5 03:24:19 mailward[PID]: smtp: Hi.`
+            let (head, rest) = text.split_at(20);
+            assert!(head.starts_with("<158>"), "{text}");
+            assert!(
+                chrono::NaiveTime::parse_from_str(&head[12..20], "%H:%M:%S").is_ok(),
+                "{text}"
+            );
+            assert_eq!(rest, format!(" mailward[{pid}]: smtp: Hi."), "{text}");
+        }
+        for transport in [
+            SyslogTransport::Udp("127.0.0.1:514".into()),
+            SyslogTransport::Tcp("127.0.0.1:601".into()),
+        ] {
+            let f = Formatter::new(&target(transport), SyslogFormat::Rfc3164);
+            let text = String::from_utf8(f.line(&Level::INFO, "smtp", "Hi.", &[])).unwrap();
+            assert!(
+                text.ends_with(&format!(" {host} mailward[{pid}]: smtp: Hi.")),
+                "{text}"
+            );
+        }
+        // RFC 5424 has a field for it, which its parsers expect: kept.
+        let f = Formatter::new(&target(SyslogTransport::Local), SyslogFormat::Rfc5424);
+        let text = String::from_utf8(f.line(&Level::INFO, "smtp", "Hi.", &[])).unwrap();
+        assert!(
+            text.contains(&format!(" {host} mailward {pid} smtp ")),
             "{text}"
         );
     }
