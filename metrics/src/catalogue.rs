@@ -715,7 +715,7 @@ pub static CATALOGUE: &[Stat] = &[
         Gauge,
         Unit::Bytes,
         None,
-        "Spool space held by delivered mail that the spool frees within a second; counted as available by the free-space check.",
+        "Spool space held by delivered mail only, which the spool may free at once (it does when the current segment holds 1 MiB of it, or when the space is needed); counted as available by the free-space check.",
     ),
     def(
         StatId::ScanMemoryRefused,

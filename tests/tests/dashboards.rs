@@ -914,6 +914,31 @@ fn dashboard_has_the_structure_grafana_imports() -> Result<()> {
                 problem(format!("{name}: refId {} twice", target["refId"]));
             }
         }
+        // A panel drawn in bytes draws counts as bytes too unless an
+        // override gives them their own unit (walkD: "Archive size" showed
+        // 2 messages as "2 B").
+        if panel["fieldConfig"]["defaults"]["unit"].as_str() == Some("bytes") {
+            let overrides = panel["fieldConfig"]["overrides"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            for target in &targets {
+                let expr = target["expr"].as_str().unwrap_or("");
+                let sized = expr.contains("_bytes");
+                let covered = overrides.iter().any(|o| {
+                    let by = o["matcher"]["id"].as_str();
+                    let what = o["matcher"]["options"].as_str();
+                    (by == Some("byFrameRefID") && what == target["refId"].as_str())
+                        || (by == Some("byName") && what == target["legendFormat"].as_str())
+                });
+                if !sized && !covered {
+                    problem(format!(
+                        "{name}: target {} counts no bytes ({expr}) but the panel's unit is bytes: add an override by its refId",
+                        target["refId"]
+                    ));
+                }
+            }
+        }
         if expectation(&title).is_none() {
             problem(format!(
                 "{name}: not in EXPECT of tests/tests/dashboards.rs: say what the live test may demand of it"
