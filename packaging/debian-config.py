@@ -24,6 +24,19 @@ EDITS = [
     ('rotate_size = "10MiB"\n',
      '# logrotate rotates the files (/etc/logrotate.d/mailward).\n'
      'rotate_size = "0"\n'),
+    # What the default says of itself is not true of this file.
+    ('# As shipped, Mailward listens on 127.0.0.1:2525, forwards all mail to\n'
+     '# 127.0.0.1:2526, serves metrics on 127.0.0.1:9925, looks for an AgentX\n'
+     '# master at tcp:127.0.0.1:705, and keeps its state under ./mailward-data/.\n',
+     '# As packaged, Mailward listens on port 25 of every IPv4 address, forwards\n'
+     '# all mail to 127.0.0.1:2526 until [[route]] says otherwise, serves metrics\n'
+     '# on 127.0.0.1:9925, looks for an AgentX master at tcp:127.0.0.1:705, and\n'
+     '# keeps its state under /var/lib/mailward/.\n'),
+    # The defaults that follow data_dir, shown where they are on Debian.
+    ('# dir = "mailward-data/spam"\n', '# dir = "/var/lib/mailward/spam"\n'),
+    ('# av = "mailward-data/bases/av"\n', '# av = "/var/lib/mailward/bases/av"\n'),
+    ('# destination = "mailward-data/stats/stats.json"\n',
+     '# destination = "/var/lib/mailward/stats/stats.json"\n'),
 ]
 
 text = sys.stdin.read()
