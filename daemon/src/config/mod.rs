@@ -96,7 +96,13 @@ pub struct ConfigProblem {
 
 impl fmt::Display for ConfigProblem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.key.is_empty() {
+        // No line applies: "FILE: problem", not a line 0 that no editor
+        // can go to.
+        if self.line == 0 && self.key.is_empty() {
+            write!(f, "{}: {}", self.file, self.problem)
+        } else if self.line == 0 {
+            write!(f, "{}: {}: {}", self.file, self.key, self.problem)
+        } else if self.key.is_empty() {
             write!(f, "{}:{}: {}", self.file, self.line, self.problem)
         } else {
             write!(
@@ -140,8 +146,54 @@ pub fn load(path: Option<&Path>) -> Result<Config, ConfigErrors> {
             file: origin,
             line: 0,
             key: String::new(),
-            problem: format!("cannot read the configuration: {e}"),
+            problem: unreadable(path, &e),
         }])),
+    }
+}
+
+/// Why the file cannot be read, and what to do: a file this user may not
+/// read names the user, the file's owner, group and mode (a daemon reading
+/// it after giving up root, or a monitoring user outside the group, is
+/// not the root who checked it with `check-config`).
+fn unreadable(path: &Path, e: &std::io::Error) -> String {
+    use std::os::unix::fs::MetadataExt;
+    match e.kind() {
+        std::io::ErrorKind::NotFound => format!(
+            "cannot read the configuration: {e}; give --config an existing file \
+             (`mailward config default > FILE` writes a commented one)"
+        ),
+        std::io::ErrorKind::PermissionDenied => {
+            let me = nix::unistd::User::from_uid(nix::unistd::Uid::effective())
+                .ok()
+                .flatten()
+                .map_or_else(
+                    || format!("uid {}", nix::unistd::Uid::effective()),
+                    |u| u.name,
+                );
+            let file = std::fs::metadata(path).ok().map(|m| {
+                let user = nix::unistd::User::from_uid(m.uid().into())
+                    .ok()
+                    .flatten()
+                    .map_or_else(|| m.uid().to_string(), |u| u.name);
+                let group = nix::unistd::Group::from_gid(m.gid().into())
+                    .ok()
+                    .flatten()
+                    .map_or_else(|| m.gid().to_string(), |g| g.name);
+                (user, group, m.mode() & 0o7777)
+            });
+            match file {
+                Some((user, group, mode)) => format!(
+                    "cannot read the configuration as {me}: {e} (the file is {user}:{group} {mode:04o}); \
+                     run as root or as a member of group {group}, or make the file readable by {me} \
+                     (the package's is root:mailward 0640)"
+                ),
+                None => format!(
+                    "cannot read the configuration as {me}: {e} (a directory on the way may \
+                     not be open to {me}); run as root, or open the path to {me}"
+                ),
+            }
+        }
+        _ => format!("cannot read the configuration: {e}"),
     }
 }
 

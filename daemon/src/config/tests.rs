@@ -577,10 +577,14 @@ fn load_from_files() {
     let missing = dir.path().join("missing.toml");
     let e = load(Some(&missing)).unwrap_err();
     assert_eq!(e.0.len(), 1);
-    assert!(e.to_string().starts_with(&format!(
-        "{}:0: cannot read the configuration: ",
-        missing.display()
-    )));
+    let text = e.to_string();
+    assert!(
+        text.starts_with(&format!(
+            "{}: cannot read the configuration: ",
+            missing.display()
+        )) && text.ends_with("(`mailward config default > FILE` writes a commented one)"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -880,5 +884,33 @@ fn a_notify_templates_dir_that_is_missing_or_a_file_is_named_with_the_reason() {
                 file.display()
             ),
         ]
+    );
+}
+
+#[test]
+fn a_file_this_user_may_not_read_says_who_reads_and_what_to_do() {
+    // walkF: "FILE:0: cannot read the configuration: Permission denied"
+    // for a daemon that reads it after giving up root, or a monitoring
+    // user outside the group; `check-config` as root said it was valid.
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("mw.toml");
+    std::fs::write(&file, "").unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let text = super::unreadable(
+        &file,
+        &std::io::Error::from(std::io::ErrorKind::PermissionDenied),
+    );
+    assert!(
+        text.starts_with("cannot read the configuration as "),
+        "{text}"
+    );
+    assert!(
+        text.contains(" 0600); run as root or as a member of group "),
+        "{text}"
+    );
+    assert!(
+        text.contains("(the package's is root:mailward 0640)"),
+        "{text}"
     );
 }
