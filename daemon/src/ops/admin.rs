@@ -533,9 +533,15 @@ async fn handle(gw: &Gateway, req: Request) -> Response {
             Err(e) => err(e.to_string()),
         },
         Request::LogReopen => {
-            let (log, raw) = crate::ops::logging::reopen_all(gw);
+            let reopened = crate::ops::logging::reopen_all(gw);
+            if !reopened.failed.is_empty() {
+                // Not "reopened": the command must fail so that the
+                // administrator (or logrotate's mail) hears of lost lines.
+                let why: Vec<String> = reopened.failed.iter().map(ToString::to_string).collect();
+                return err(why.join(" "));
+            }
             tracing::info!(target: "admin", "Log files reopened.");
-            ok(serde_json::json!({ "log": log, "raw": raw }))
+            ok(serde_json::json!({ "log": reopened.log, "raw": reopened.raw }))
         }
         Request::StatsReset => {
             gw.reset_stats();

@@ -43,6 +43,42 @@ static DROPPED: AtomicU64 = AtomicU64::new(0);
 /// The installed log file, for [`reopen`].
 static LOG_FILE: Mutex<Option<Arc<FileLog>>> = Mutex::new(None);
 
+/// Why the last line was lost on its way out, and when (Unix time), when
+/// the writer knows it (a log file that cannot be opened or written, a
+/// syslog socket that refuses): `mailward status` names it beside the
+/// count, where "unreachable or too slow" would send the operator after
+/// a slow disk (see [`last_error`]). A line dropped because the queue was
+/// full has no error of its own and leaves this alone.
+static LAST_ERROR: Mutex<Option<(String, i64)>> = Mutex::new(None);
+
+/// Why lines were last dropped, when known: the error and its Unix time.
+pub fn last_error() -> Option<(String, i64)> {
+    LAST_ERROR.lock().ok()?.clone()
+}
+
+/// Counts one line lost by a writer and keeps why ([`last_error`]).
+/// Called by the writer threads only, never where mail waits.
+pub(crate) fn dropped_because(error: String) {
+    count_dropped(1);
+    if let Ok(mut last) = LAST_ERROR.lock() {
+        *last = Some((error, chrono::Utc::now().timestamp()));
+    }
+}
+
+/// The name of the user this process runs as (its number when it has
+/// none), for messages about files it cannot open.
+pub(crate) fn running_user() -> String {
+    static NAME: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    NAME.get_or_init(|| {
+        let uid = nix::unistd::geteuid();
+        nix::unistd::User::from_uid(uid)
+            .ok()
+            .flatten()
+            .map_or_else(|| uid.to_string(), |u| u.name)
+    })
+    .clone()
+}
+
 /// Log lines not written since start: syslog or the reader of standard
 /// error unreachable or too slow, or a log file that could not be written
 /// (`mailward_log_lines_dropped_total`).
@@ -123,9 +159,58 @@ pub fn rotation_possible(log: &Log) -> Option<String> {
     .map(|e| format!("{} is not writable by this user ({e})", dir.display()))
 }
 
+/// What a reopen did: the files reopened, and those whose new file cannot
+/// be opened by this process (their lines are lost until it can).
+#[derive(Debug, Default)]
+pub struct Reopened {
+    pub log: Option<PathBuf>,
+    pub raw: Option<PathBuf>,
+    pub failed: Vec<ReopenError>,
+}
+
+/// A file a reopen could not open again: logrotate moved the old one away
+/// and the user the daemon runs as may not create the new one.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot open {} as user {user} after the reopen: {source}; until it can be, its lines are lost. Make {} writable by {user}, or have the file created for it (logrotate's `create 0640 {user} GROUP`, or `install -m 0640 -o {user} /dev/null {}`): lines are written again as soon as it can be opened.", .path.display(), .path.parent().map_or_else(|| ".".into(), |d| d.display().to_string()), .path.display())]
+pub struct ReopenError {
+    pub path: PathBuf,
+    /// The user the daemon runs as.
+    pub user: String,
+    #[source]
+    pub source: std::io::Error,
+}
+
+/// Whether the file at `path` can be opened for appending, made as the
+/// writers make it ([`RotatingFile`]: its directory 0750, the file `mode`)
+/// when it is missing. A reopen only closes the files, and the next line
+/// opens them: this tells the administrator now, rather than dropping
+/// that line and the next ones without a word.
+fn probe(path: &std::path::Path, mode: u32) -> Result<(), ReopenError> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    let opened = (|| {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o750)
+                .create(dir)?;
+        }
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(mode)
+            .open(path)
+            .map(drop)
+    })();
+    opened.map_err(|source| ReopenError {
+        path: path.to_path_buf(),
+        user: running_user(),
+        source,
+    })
+}
+
 /// Reopens the log file and the raw records file (`mailward log reopen`,
-/// SIGHUP); returns the paths reopened.
-pub fn reopen_all(gw: &crate::gateway::Gateway) -> (Option<PathBuf>, Option<PathBuf>) {
+/// SIGHUP); says which ones, and which of them cannot be opened again.
+pub fn reopen_all(gw: &crate::gateway::Gateway) -> Reopened {
     let log = reopen();
     gw.stats.reopen_raw();
     let config = gw.config();
@@ -135,7 +220,24 @@ pub fn reopen_all(gw: &crate::gateway::Gateway) -> (Option<PathBuf>, Option<Path
         .iter()
         .any(|o| o == "raw")
         .then(|| config.statistics.raw_destination.clone());
-    (log, raw)
+    let mut failed = Vec::new();
+    let files = log.iter().map(|p| (p, LOG_FILE_MODE, "log"));
+    let raws = raw
+        .iter()
+        .map(|p| (p, mailward_metrics::raw::RAW_FILE_MODE, "raw records"));
+    for (path, mode, what) in files.chain(raws) {
+        if let Err(e) = probe(path, mode) {
+            // Said for SIGHUP too, whose reopen has no one to answer; when
+            // it is the log file that cannot be opened, its own line would
+            // be lost, so standard error (the journal) gets it as well.
+            tracing::warn!(target: "app", file = what, error = %e, "A file could not be opened again after a reopen.");
+            if what == "log" {
+                eprintln!("mailward: {e}");
+            }
+            failed.push(e);
+        }
+    }
+    Reopened { log, raw, failed }
 }
 
 /// The log category of an event's target: a category itself, or the
@@ -195,8 +297,14 @@ impl FileLog {
                         reopen.store(0, Ordering::Release);
                         file.reopen();
                     }
-                    if !line.is_empty() && file.append(line).is_err() {
-                        count_dropped(1);
+                    if !line.is_empty() {
+                        if let Err(e) = file.append(line) {
+                            dropped_because(format!(
+                                "cannot write {} as user {}: {e}",
+                                file.path().display(),
+                                running_user()
+                            ));
+                        }
                     }
                 })
                 .ok()
@@ -964,6 +1072,74 @@ mod tests {
         ));
         assert_eq!(&*one_line(b"a\tb\n", LogFormat::Text), b"a\\tb\n");
         assert_eq!(&*one_line(b"no newline", LogFormat::Text), b"no newline\n");
+    }
+
+    #[test]
+    fn a_new_file_that_cannot_be_made_is_reported_with_the_user_and_the_fix() {
+        // walkF #5: `log reopen` said "Reopened" while the unprivileged
+        // daemon could not create the new file, and the lines vanished.
+        // A path under a regular file cannot be made, even by root.
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("file");
+        std::fs::write(&file, "").unwrap();
+        let path = file.join("mailward.log");
+        let e = probe(&path, LOG_FILE_MODE).unwrap_err();
+        let text = e.to_string();
+        let user = running_user();
+        assert!(
+            text.starts_with(&format!(
+                "cannot open {} as user {user} after the reopen: ",
+                path.display()
+            )),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("Make {} writable by {user}", file.display())),
+            "{text}"
+        );
+        // A file that can be made is made, with the log's mode.
+        let good = dir.path().join("logs").join("mailward.log");
+        probe(&good, LOG_FILE_MODE).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&good).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode & !LOG_FILE_MODE, 0, "{mode:o}");
+    }
+
+    #[test]
+    fn a_line_the_file_writer_cannot_write_keeps_its_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("file");
+        std::fs::write(&file, "").unwrap();
+        let path = file.join("m.log");
+        let log = FileLog::new(
+            Arc::new(RotatingFile::new(&path, 0, 0, LOG_FILE_MODE)),
+            true,
+        );
+        let before = dropped();
+        // Another test's writer (syslog's) may keep its own error in
+        // between: a few tries for this one's to be the last.
+        let mut last = None;
+        for _ in 0..5 {
+            log.write(b"lost\n".to_vec());
+            log.flush(std::time::Duration::from_secs(10));
+            last = last_error().map(|(e, _)| e);
+            if last
+                .as_deref()
+                .is_some_and(|e| e.contains(&path.display().to_string()))
+            {
+                break;
+            }
+        }
+        assert!(dropped() > before);
+        let error = last.unwrap_or_default();
+        assert!(
+            error.starts_with(&format!(
+                "cannot write {} as user {}: ",
+                path.display(),
+                running_user()
+            )),
+            "{error}"
+        );
     }
 
     #[test]

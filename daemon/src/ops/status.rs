@@ -40,6 +40,9 @@ pub struct Status {
     #[serde(default)]
     pub queue_held: u64,
     pub queue_bytes: u64,
+    /// The queued mail that was tried and waits for another attempt.
+    #[serde(default)]
+    pub deferred: Deferred,
     pub spool_free_bytes: u64,
     pub sessions_in: u64,
     pub sessions_out: u64,
@@ -150,6 +153,76 @@ pub struct Log {
     pub destination: String,
     pub lines_dropped: u64,
     pub rotation_failures: u64,
+    /// Why a line was last dropped, when its writer knew it (a file that
+    /// cannot be opened, a syslog socket that refuses), and when (Unix
+    /// time): the cause, rather than "unreachable or too slow".
+    #[serde(default)]
+    pub last_error: Option<String>,
+    #[serde(default)]
+    pub last_error_at: i64,
+}
+
+/// Mail tried at least once and still waiting: what says that mail is not
+/// leaving (a next hop down or refusing), which `queue:` alone hides.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Deferred {
+    /// Messages tried at least once with recipients still waiting (held
+    /// ones not counted: they wait for an administrator).
+    pub messages: u64,
+    /// Seconds since the oldest of them was received (0: none).
+    pub oldest: i64,
+    /// Of them, those received more than [`DEFERRED_PROBLEM_AFTER`] ago.
+    pub stuck: u64,
+    /// Among the stuck ones, the recipient domain with the most waiting
+    /// recipients, how many, and its last error, as `mailward queue
+    /// summary` gives them.
+    pub domain: Option<String>,
+    pub domain_waiting: u64,
+    pub last_error: Option<String>,
+}
+
+/// Age (seconds since it was received) past which a message that was
+/// tried and still waits is a problem. Past greylisting, which a retry at
+/// the default `timeouts.min_backoff` (5 min) gets through within about a
+/// quarter of an hour, and a next hop's short restart, but hours before
+/// `timeouts.delay_notice` (4 h) tells the senders: the operator should
+/// hear first. A fixed age rather than a key: the check must not depend
+/// on the retry settings it is meant to watch.
+pub const DEFERRED_PROBLEM_AFTER: i64 = 30 * 60;
+
+/// The deferred mail among `queue` at Unix time `now`.
+pub fn deferred_of(queue: &[std::sync::Arc<crate::envelope::Envelope>], now: i64) -> Deferred {
+    use crate::envelope::RcptState;
+    let mut d = Deferred::default();
+    let mut stuck = Vec::new();
+    for e in queue {
+        let waiting = e
+            .rcpts
+            .iter()
+            .any(|r| matches!(r.state, RcptState::Pending { .. }));
+        if e.held || e.attempts == 0 || !waiting {
+            continue;
+        }
+        let age = (now - e.received_at).max(0);
+        d.messages += 1;
+        d.oldest = d.oldest.max(age);
+        if age > DEFERRED_PROBLEM_AFTER {
+            d.stuck += 1;
+            stuck.push(super::admin::QueueItem::from(e.as_ref()));
+        }
+    }
+    // The stuck ones only: a summary of the whole queue would be an
+    // operator's `queue summary`, not a status.
+    if let Some(top) = super::queue_summary::summarize(&stuck, now)
+        .domains
+        .into_iter()
+        .next()
+    {
+        d.domain = Some(top.domain);
+        d.domain_waiting = top.waiting;
+        d.last_error = top.last_error;
+    }
+    d
 }
 
 /// The status of `gw` now.
@@ -192,10 +265,13 @@ pub fn of(gw: &Gateway) -> Status {
         errors: snap.value(StatId::AgentxErrors, 0),
         reconnects: snap.value(StatId::AgentxReconnects, 0),
     };
+    let last_error = super::logging::last_error();
     let log = Log {
         destination: destination(&cfg),
         lines_dropped: snap.value(StatId::LogLinesDropped, 0),
         rotation_failures: snap.values(StatId::LogRotationFailures).iter().sum(),
+        last_error_at: last_error.as_ref().map_or(0, |(_, t)| *t),
+        last_error: last_error.map(|(e, _)| e),
     };
     let (recent_failed, recent) = gw.dns_recent.failed_of();
     let dns = Dns {
@@ -231,6 +307,7 @@ pub fn of(gw: &Gateway) -> Status {
         queue_messages: snap.value(StatId::QueueMessages, 0),
         queue_held: snap.value(StatId::QueueHeldMessages, 0),
         queue_bytes: snap.value(StatId::QueueBytes, 0),
+        deferred: deferred_of(&gw.queue.list(), now),
         spool_free_bytes: snap.value(StatId::SpoolFreeBytes, 0),
         sessions_in: snap.value(StatId::Sessions, 0),
         sessions_out: snap.value(StatId::Sessions, 1),
@@ -341,11 +418,45 @@ pub fn problems(s: &Status) -> Vec<String> {
             s.dns.recent_failed, s.dns.recent, s.dns.resolver
         ));
     }
-    if s.log.lines_dropped > 0 {
+    if s.deferred.stuck > 0 {
+        let d = &s.deferred;
+        let most = match (&d.domain, &d.last_error) {
+            (Some(domain), Some(e)) => format!(
+                "; most for {domain} ({} recipient(s)), last error: {}",
+                d.domain_waiting,
+                crate::text::cut(e, 200).replace(['\r', '\n'], " ")
+            ),
+            (Some(domain), None) => {
+                format!("; most for {domain} ({} recipient(s))", d.domain_waiting)
+            }
+            _ => String::new(),
+        };
         p.push(format!(
-            "{} log line(s) were dropped since the last statistics reset ({} unreachable or too slow).",
-            s.log.lines_dropped, s.log.destination
+            "{} message(s) tried and still waiting for delivery after more than {} min, the oldest for {}{most}: mail is not leaving. See `mailward queue summary` and check that next hop (the route's address, its DNS, whether it takes connections); the messages are retried until timeouts.max_queue_lifetime.",
+            d.stuck,
+            DEFERRED_PROBLEM_AFTER / 60,
+            crate::text::age(d.oldest)
         ));
+    }
+    if s.log.lines_dropped > 0 {
+        let what_to_do = if s.log.destination.starts_with("file:") {
+            "make the file's directory writable by the user Mailward runs as, or have the file created for it (logrotate's `create`); lines are written again as soon as it can be opened"
+        } else if s.log.destination.starts_with("syslog") {
+            "check that the syslog daemon runs and takes lines there; they go out again as soon as it does"
+        } else {
+            "check what reads Mailward's standard error (the journal, a container's log driver)"
+        };
+        p.push(match &s.log.last_error {
+            Some(e) => format!(
+                "{} log line(s) were dropped since the last statistics reset; the last failure, at {}: {e}. To stop it, {what_to_do}.",
+                s.log.lines_dropped,
+                rfc3339(s.log.last_error_at)
+            ),
+            None => format!(
+                "{} log line(s) were dropped since the last statistics reset ({} unreachable or too slow): {what_to_do}.",
+                s.log.lines_dropped, s.log.destination
+            ),
+        });
     }
     if s.log.rotation_failures > 0 {
         p.push(format!(
@@ -411,10 +522,21 @@ pub fn render(s: &Status, now: i64) -> String {
         ways.push(format!("metrics http://{m}/metrics"));
     }
     out += &format!("listens:  {}\n", ways.join(", "));
-    let held = if s.queue_held > 0 {
-        format!(" ({} held)", s.queue_held)
-    } else {
+    let mut notes = Vec::new();
+    if s.queue_held > 0 {
+        notes.push(format!("{} held", s.queue_held));
+    }
+    if s.deferred.messages > 0 {
+        notes.push(format!(
+            "{} deferred, the oldest for {}",
+            s.deferred.messages,
+            crate::text::age(s.deferred.oldest)
+        ));
+    }
+    let held = if notes.is_empty() {
         String::new()
+    } else {
+        format!(" ({})", notes.join("; "))
     };
     out += &format!(
         "queue:    {} message(s){held}, {}; spool {} free\n",
@@ -547,6 +669,7 @@ mod tests {
             queue_messages: 3,
             queue_held: 0,
             queue_bytes: 12_288,
+            deferred: Deferred::default(),
             spool_free_bytes: 40 << 30,
             sessions_in: 2,
             sessions_out: 1,
@@ -579,6 +702,8 @@ mod tests {
                 destination: "syslog:mail".into(),
                 lines_dropped: 0,
                 rotation_failures: 0,
+                last_error: None,
+                last_error_at: 0,
             },
             dns: Dns {
                 resolver: "127.0.0.1:53".into(),
@@ -758,5 +883,99 @@ mod tests {
         };
         assert_eq!(unanswered(&hung)["running"], false);
         assert_eq!(hung.exit_code(), 69);
+    }
+
+    #[test]
+    fn mail_that_is_not_leaving_is_a_problem_with_its_domain_and_error() {
+        // walkF #8: with the next hop down, status listed no problem.
+        use crate::envelope::{Envelope, RcptState};
+        let now = 100_000;
+        let msg = |age: i64, attempts: u32, to: &str, error: Option<&str>, held: bool| {
+            let mut e = Envelope::new(
+                crate::envelope::QueueId("1A2443B7BB7C605B".into()),
+                std::net::Ipv4Addr::LOCALHOST.into(),
+                "client.test".into(),
+                "me@sender.test".into(),
+            );
+            e.rcpts.push(crate::envelope::Recipient::new(to.into()));
+            e.received_at = now - age;
+            e.attempts = attempts;
+            e.held = held;
+            for r in &mut e.rcpts {
+                r.state = RcptState::Pending {
+                    last_error: error.map(str::to_string),
+                };
+            }
+            std::sync::Arc::new(e)
+        };
+        let refused = "4.4.1 cannot connect to 127.0.0.1:2526: Connection refused (os error 111)";
+        let queue = [
+            // New, not tried yet: not deferred.
+            msg(10, 0, "a@example.com", None, false),
+            // Tried, but young (greylisting): deferred, not a problem.
+            msg(
+                300,
+                1,
+                "b@grey.example",
+                Some("451 4.7.1 greylisted"),
+                false,
+            ),
+            // Held: the administrator's.
+            msg(7200, 3, "c@example.com", Some(refused), true),
+            // Stuck at one domain.
+            msg(3 * 3600, 5, "d@example.com", Some(refused), false),
+            msg(2 * 3600, 4, "e@example.com", Some(refused), false),
+        ];
+        let d = deferred_of(&queue, now);
+        assert_eq!((d.messages, d.oldest, d.stuck), (3, 3 * 3600, 2), "{d:?}");
+        assert_eq!(d.domain.as_deref(), Some("example.com"));
+        assert_eq!(d.domain_waiting, 2);
+        assert_eq!(d.last_error.as_deref(), Some(refused));
+        let mut s = healthy();
+        s.deferred = d;
+        let p = problems(&s);
+        assert_eq!(p.len(), 1, "{p:#?}");
+        assert!(
+            p[0].starts_with(&format!(
+                "2 message(s) tried and still waiting for delivery after more than 30 min, the oldest for 3h 0m; most for example.com (2 recipient(s)), last error: {refused}: mail is not leaving. See `mailward queue summary`"
+            )),
+            "{}",
+            p[0]
+        );
+        assert!(
+            render(&s, now)
+                .contains("queue:    3 message(s) (3 deferred, the oldest for 3h 0m), 12.0 KiB;"),
+            "{}",
+            render(&s, now)
+        );
+        // Only young deferrals: shown, not a problem.
+        let d = deferred_of(&queue[..2], now);
+        assert_eq!((d.messages, d.stuck), (1, 0));
+        s.deferred = d;
+        assert!(problems(&s).is_empty());
+    }
+
+    #[test]
+    fn dropped_log_lines_name_their_cause_when_it_is_known() {
+        // walkF #5: a log file the daemon could not create was blamed on
+        // a destination "unreachable or too slow".
+        let mut s = healthy();
+        s.log.destination = "file:/var/log/mailward/mailward.log".into();
+        s.log.lines_dropped = 6;
+        let p = problems(&s);
+        assert_eq!(p.len(), 1, "{p:#?}");
+        assert!(p[0].contains("unreachable or too slow"), "{}", p[0]);
+        s.log.last_error = Some(
+            "cannot write /var/log/mailward/mailward.log as user mailward: Permission denied (os error 13)"
+                .into(),
+        );
+        s.log.last_error_at = 1_000;
+        let p = problems(&s);
+        assert!(
+            p[0].starts_with("6 log line(s) were dropped since the last statistics reset; the last failure, at 1970-01-01T00:16:40+00:00: cannot write /var/log/mailward/mailward.log as user mailward: Permission denied (os error 13). To stop it, make the file's directory writable"),
+            "{}",
+            p[0]
+        );
+        assert!(!p[0].contains("too slow"), "{}", p[0]);
     }
 }

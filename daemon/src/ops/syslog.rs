@@ -360,7 +360,7 @@ impl Writer {
                     self.conn = None;
                 }
                 self.dropped_since_ok += 1;
-                super::logging::count_dropped(1);
+                super::logging::dropped_because(format!("syslog at {}: {e}", self.transport));
             }
         }
     }
