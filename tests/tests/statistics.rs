@@ -1312,13 +1312,20 @@ fn hostile_addresses_and_helo_names_break_no_rendering() -> Result<()> {
         assert_eq!(from_json, want, "raw.recent in the {what}");
     }
 
-    // Counted as they happened: two messages; the lone bad commands are
-    // no refused transaction, the session closed for errors is one.
+    // Counted as they happened: two messages; the bad greetings are no
+    // refused transaction, but each of the three malformed MAILs is one,
+    // and so is the session closed for errors; the 300-octet recipient
+    // is a refused recipient of a transaction whose message was accepted.
     let (mf, ff) = (m.flat(), flatten_json(&file)?);
     let mut e = Expect::new(&mf, &ff);
     e.eq("mailward_messages_received_total", 2.0);
     e.labels(
         "mailward_messages_rejected_total",
+        REASONS,
+        &[("syntax", 4.0)],
+    );
+    e.labels(
+        "mailward_recipients_rejected_total",
         REASONS,
         &[("syntax", 1.0)],
     );
