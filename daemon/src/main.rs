@@ -57,6 +57,22 @@ fn account_warnings(c: &config::Config, path: Option<&std::path::Path>) {
     }
 }
 
+/// `check-config`: `[log]` settings that are valid but do nothing (a
+/// warning, exit status 0: the daemon runs the same with them).
+fn log_warnings(c: &config::Config, path: Option<&std::path::Path>) {
+    let warnings = mailward::ops::logging::config_warnings(&c.log);
+    if warnings.is_empty() {
+        return;
+    }
+    let text = path
+        .and_then(|p| std::fs::read_to_string(p).ok())
+        .unwrap_or_default();
+    for (key, problem) in warnings {
+        let line = config::line_of_key(&text, "log", key);
+        eprintln!("{}:{line}: warning: {problem}", c.origin);
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
@@ -66,6 +82,7 @@ fn main() -> ExitCode {
             Ok(c) => {
                 out!("{}: configuration is valid", c.origin);
                 account_warnings(&c, arg.config.as_deref());
+                log_warnings(&c, arg.config.as_deref());
                 ExitCode::SUCCESS
             }
             Err(errors) => {

@@ -208,6 +208,25 @@ fn probe(path: &std::path::Path, mode: u32) -> Result<(), ReopenError> {
     })
 }
 
+/// What `check-config` warns about in `[log]`: settings that are valid but
+/// do nothing, as (key, problem). `format` shapes the lines to standard
+/// error and files only; syslog lines are RFC 3164 or 5424 text whatever
+/// it says, and an operator who set "json" for a collector would wait for
+/// JSON that never comes.
+pub fn config_warnings(log: &Log) -> Vec<(&'static str, String)> {
+    let mut out = Vec::new();
+    if let (LogFormat::Json, LogDestination::Syslog(t)) = (log.format, &log.destination) {
+        out.push((
+            "format",
+            format!(
+                "log.format: \"json\" applies to stderr and file destinations only; to syslog ({}) lines go as syslog text (log.syslog_format). Remove the key, or log to a file to get JSON",
+                t.transport
+            ),
+        ));
+    }
+    out
+}
+
 /// Reopens the log file and the raw records file (`mailward log reopen`,
 /// SIGHUP); says which ones, and which of them cannot be opened again.
 pub fn reopen_all(gw: &crate::gateway::Gateway) -> Reopened {
@@ -1140,6 +1159,26 @@ mod tests {
             )),
             "{error}"
         );
+    }
+
+    #[test]
+    fn json_with_a_syslog_destination_is_warned_about() {
+        // walkF #17: the collector got RFC 3164 text, silently.
+        let syslog = LogDestination::Syslog(crate::config::SyslogTarget {
+            transport: crate::config::SyslogTransport::Tcp("127.0.0.1:601".into()),
+            facility: "local3".into(),
+        });
+        let w = config_warnings(&log_to(syslog.clone(), LogFormat::Json, &[]));
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert_eq!(w[0].0, "format");
+        assert!(
+            w[0].1.starts_with("log.format: \"json\" applies to stderr and file destinations only; to syslog (tcp:127.0.0.1:601)"),
+            "{}",
+            w[0].1
+        );
+        assert!(config_warnings(&log_to(syslog, LogFormat::Text, &[])).is_empty());
+        let file = LogDestination::File("/var/log/mailward/mailward.log".into());
+        assert!(config_warnings(&log_to(file, LogFormat::Json, &[])).is_empty());
     }
 
     #[test]
