@@ -126,7 +126,7 @@ pub enum LockError {
         lock: PathBuf,
         pid: Option<String>,
     },
-    #[error("cannot lock {}: {source}", path.display())]
+    #[error("cannot make or lock the data directory (server.data_dir) at {}: {source}", path.display())]
     Io {
         path: PathBuf,
         #[source]

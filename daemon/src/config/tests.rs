@@ -914,3 +914,35 @@ fn a_file_this_user_may_not_read_says_who_reads_and_what_to_do() {
         "{text}"
     );
 }
+
+#[test]
+fn an_admin_socket_path_too_long_for_unix_is_a_config_error() {
+    // walkF: check-config passed it; the start failed later with
+    // "path must be shorter than SUN_LEN", after making the directories.
+    let long = format!("/tmp/{}/admin.sock", "a".repeat(120));
+    let e = parse(&format!("[server]\nadmin_socket = {long:?}\n"), "t.toml").unwrap_err();
+    let text = e.to_string();
+    assert!(
+        text.starts_with("t.toml:2: server.admin_socket: a unix socket path is at most 107 bytes and this one is 136"),
+        "{text}"
+    );
+    let e = parse(
+        &format!("[server]\ndata_dir = \"/tmp/{}\"\n", "d".repeat(110)),
+        "t.toml",
+    )
+    .unwrap_err();
+    let text = e.to_string();
+    assert!(
+        text.starts_with("t.toml:2: server.data_dir: the admin socket under it, ")
+            && text.ends_with("choose a shorter one, or set server.admin_socket"),
+        "{text}"
+    );
+    let ok = format!(
+        "[server]\ndata_dir = \"/tmp/{}\"\nadmin_socket = \"/run/m.sock\"\n",
+        "d".repeat(110)
+    );
+    assert!(
+        parse(&ok, "t.toml").is_ok(),
+        "a short admin_socket frees data_dir"
+    );
+}

@@ -217,6 +217,28 @@ fn path(v: &Value) -> Result<PathBuf, String> {
     })(v)
 }
 
+/// The longest path a unix socket may have (`sun_path` holds 108 bytes
+/// with the terminating NUL on Linux).
+const MAX_SOCKET_PATH: usize = 107;
+
+fn fits_a_socket(p: &Path) -> Result<(), String> {
+    let n = p.as_os_str().len();
+    if n > MAX_SOCKET_PATH {
+        Err(format!(
+            "a unix socket path is at most {MAX_SOCKET_PATH} bytes and this one is {n}: choose a shorter one"
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+/// A path a unix socket can be made at.
+fn socket_path(v: &Value) -> Result<PathBuf, String> {
+    let p = path(v)?;
+    fits_a_socket(&p)?;
+    Ok(p)
+}
+
 fn socket_addr(v: &Value) -> Result<SocketAddr, String> {
     parsed("an address like \"127.0.0.1:2525\"", |s| {
         s.parse::<SocketAddr>().map_err(|_| {
@@ -570,8 +592,22 @@ fn server(ctx: &mut Ctx<'_>, raw: &RawServer) -> Server {
         hostname,
         postmaster: get!(ctx, p, raw.postmaster, address)
             .unwrap_or_else(|| "postmaster@example.com".into()),
-        admin_socket: get!(ctx, p, raw.admin_socket, path)
-            .unwrap_or_else(|| data_dir.join("admin.sock")),
+        admin_socket: match get!(ctx, p, raw.admin_socket, socket_path) {
+            Some(s) => s,
+            None => {
+                let s = data_dir.join("admin.sock");
+                if let Err(why) = fits_a_socket(&s) {
+                    ctx.report(
+                        &p.key("data_dir"),
+                        format!(
+                            "the admin socket under it, {}, is too long: {why}, or set server.admin_socket",
+                            s.display()
+                        ),
+                    );
+                }
+                s
+            }
+        },
         data_dir,
         user: get!(ctx, p, raw.user, account),
         group: get!(ctx, p, raw.group, account),
