@@ -1215,7 +1215,7 @@ impl LogFormat {
 /// module `mailward::CATEGORY` is in that category too).
 pub const LOG_CATEGORIES: &[&str] = &[
     "config", "app", "smtp", "scan", "cfilter", "spam", "policy", "delivery", "backup", "notif",
-    "admin",
+    "admin", "snmp",
 ];
 
 /// A log level of the configuration, least verbose first.

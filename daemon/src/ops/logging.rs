@@ -743,6 +743,9 @@ pub fn module_of(category: &str) -> Option<&'static str> {
         "backup" => "mailward::store",
         "notif" => "mailward::policy::notify",
         "admin" => "mailward::ops",
+        // The subagent's crate logs under target "snmp"; its events
+        // without a target come from its own modules.
+        "snmp" => "mailward_agentx",
         _ => return None,
     })
 }
@@ -1010,7 +1013,18 @@ mod tests {
         assert_eq!(category_of("mailward::check::av"), "scan");
         assert_eq!(category_of("mailward::policy::notify"), "notif");
         assert_eq!(category_of("mailward::gateway"), "app");
-        assert_eq!(category_of("mailward_agentx"), "mailward_agentx");
+        // walkE: the subagent's "AgentX session opened." (info) could not
+        // be logged at any log.options: its target was no category.
+        assert_eq!(category_of("snmp"), "snmp");
+        assert_eq!(category_of("mailward_agentx"), "snmp");
+        assert_eq!(category_of("mailward_agentx::subagent"), "snmp");
+        let d = directives(&opts(&["all.info"])).unwrap();
+        assert!(
+            has(&d, "snmp=info") && has(&d, "mailward_agentx=info"),
+            "{d}"
+        );
+        let d = directives(&opts(&["all.info", "snmp.debug"])).unwrap();
+        assert!(has(&d, "snmp=trace"), "{d}");
         assert_eq!(category_of("hickory_proto::udp"), "hickory_proto::udp");
     }
 
