@@ -966,7 +966,7 @@ fn bases(cmd: BasesCommand) -> ExitCode {
         } => (
             &config.config,
             Request::BasesUpdate {
-                from: from.clone(),
+                from: from.as_deref().map(mailward::check::bases::absolute_source),
                 allow_older: *allow_older,
             },
         ),

@@ -327,6 +327,16 @@ pub fn source_dir(from: &str) -> PathBuf {
     PathBuf::from(from.strip_prefix("file://").unwrap_or(from))
 }
 
+/// `--from` as the daemon must be given it: the daemon reads the set, from
+/// its own working directory, so a relative path is made absolute here, on
+/// the side of the person who typed it (a `file://` URL is left as it is).
+pub fn absolute_source(from: &str) -> String {
+    if from.starts_with("file://") || Path::new(from).is_absolute() {
+        return from.to_string();
+    }
+    std::path::absolute(from).map_or_else(|_| from.to_string(), |p| p.display().to_string())
+}
+
 /// Installs the set in `from` as the bases in `dir`, keeping the current
 /// set as `DIR.previous`. The swap is two renames, so the bases in use are
 /// always a whole set. A set released before the one in use is refused
@@ -401,6 +411,16 @@ pub fn rollback(dir: &Path) -> Result<BasesInfo, BasesError> {
 #[cfg(test)]
 mod update_tests {
     use super::*;
+
+    #[test]
+    fn a_relative_source_is_made_absolute_for_the_daemon() {
+        // walkF: `bases update --from nb` was read from the daemon's
+        // working directory, not the one the command was typed in.
+        let here = std::env::current_dir().unwrap();
+        assert_eq!(absolute_source("nb"), here.join("nb").display().to_string());
+        assert_eq!(absolute_source("/srv/b"), "/srv/b");
+        assert_eq!(absolute_source("file://srv/b"), "file://srv/b");
+    }
 
     fn set(dir: &Path, version: &str) {
         std::fs::create_dir_all(dir).unwrap();
