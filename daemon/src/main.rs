@@ -581,6 +581,13 @@ fn run(path: Option<&Path>, milter: Option<Option<String>>) -> ExitCode {
     };
     let _guard = match mailward::ops::logging::init(&config.log) {
         Ok(g) => g,
+        // A file or a writer the system refuses is not a configuration
+        // that check-config would refuse: 71, as for a port in use.
+        Err(e @ mailward::ops::logging::LogError::OpenFile { .. })
+        | Err(e @ mailward::ops::logging::LogError::Syslog(_)) => {
+            eprintln!("mailward: {e}; check log.destination and that its directory exists and is writable");
+            return ExitCode::from(EX_OSERR);
+        }
         Err(e) => {
             eprintln!("mailward: {e}");
             return ExitCode::from(EX_CONFIG);

@@ -139,6 +139,40 @@ fn run_refuses_a_bad_config_with_exit_64() -> Result<()> {
 }
 
 #[test]
+fn run_exits_71_when_the_system_refuses_what_check_config_accepts() -> Result<()> {
+    // walkF: a log file that cannot be opened exited 64 ("invalid
+    // configuration") although check-config called the file valid; and
+    // a port in use said nothing of what to do.
+    let dir = TestDir::new("run-refused")?;
+    let holder = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let taken = holder.local_addr()?.port();
+    let base = Config::new(dir.path());
+    let log = base
+        .clone()
+        .set_str("log", "destination", "file:/proc/no-such-dir/mailward.log")
+        .render();
+    let port = base
+        .set("network", "listen_on", &format!("[\"127.0.0.1:{taken}\"]"))
+        .render();
+    for (name, text, wanted) in [
+        ("log.toml", log, "check log.destination"),
+        ("port.toml", port, "another program holds it (`ss -ltnp"),
+    ] {
+        let file = dir.join(name);
+        std::fs::write(&file, text)?;
+        let path = file.display().to_string();
+        let check = mailward(&dir, &["check-config", "--config", &path])?;
+        assert_eq!(check.status.code(), Some(0), "{}", output_text(&check));
+        let out = mailward(&dir, &["run", "--config", &path])?;
+        let text = output_text(&out);
+        assert_eq!(out.status.code(), Some(71), "{name}: {text}");
+        assert!(text.contains(wanted), "{name}: no {wanted:?} in:\n{text}");
+    }
+    drop(holder);
+    Ok(())
+}
+
+#[test]
 fn milter_listen_problems_do_not_offer_no_milter() -> Result<()> {
     // walkA finding 5: `mailward milter --listen ""` was told it could give
     // "" for no milter, and was then refused for it.
