@@ -368,7 +368,7 @@ pub fn problems(s: &Status) -> Vec<String> {
     }
     if s.stress {
         p.push(
-            "Under stress (session limits reached): idle sessions get the short deadlines.".into(),
+            "Under stress (session limits reached): idle sessions get the short deadlines. If it lasts, raise limits.incoming_sessions (or lower limits.incoming_sessions_per_ip if one client holds them), or look for a client that opens sessions and leaves them idle (ss -tn 'sport = :25').".into(),
         );
     }
     if s.spam.classifier == Readiness::Unavailable {
@@ -387,7 +387,7 @@ pub fn problems(s: &Status) -> Vec<String> {
                 .map_or(String::new(), |e| format!(" (last error: {e})"))
         )),
         SnmpState::Refused => p.push(format!(
-            "The AgentX master refuses the subtree {}: another subagent (often a second gateway) holds it.",
+            "The AgentX master refuses the subtree {}: another subagent (often a second gateway) holds it. Give each gateway on one snmpd its own agentx.root_oid, or stop the other; this one takes the subtree over when it is free.",
             s.snmp.root_oid
         )),
         _ => {}
