@@ -120,10 +120,11 @@ impl RawLog {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn rec(sender: &str) -> RawRecord {
+    /// A record from `sender`, for the model's tests too.
+    pub(crate) fn rec(sender: &str) -> RawRecord {
         RawRecord {
             time: 1,
             size: 2,

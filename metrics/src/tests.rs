@@ -586,18 +586,7 @@ fn a_raw_record_the_file_refused_is_not_counted_as_written() {
         Some(crate::RawLog::new(&blocker.join("raw.log"), 0, 1)),
         "9.9.9",
     );
-    let record = crate::RawRecord {
-        time: 1,
-        size: 2,
-        sender: "s@x".into(),
-        recipient: "r@x".into(),
-        status: "av/clean".into(),
-        detail: String::new(),
-        client_ip: "127.0.0.1".into(),
-        queue_id: "Q".into(),
-        group: String::new(),
-        mode: "smtp",
-    };
+    let record = crate::raw::tests::rec("s@x");
     assert!(stats.record_raw(record).is_err());
     let json = stats.snapshot(&Gauges::default()).to_json();
     assert_eq!(json["raw"]["mailward_raw_records_total"], 0, "{json}");
