@@ -579,6 +579,14 @@ fn run(path: Option<&Path>, milter: Option<Option<String>>) -> ExitCode {
             return ExitCode::from(EX_CONFIG);
         }
     };
+    if let (Some(s), mailward::config::LogDestination::File(file)) =
+        (&switch, &config.log.destination)
+    {
+        if let Err(e) = s.prepare_dir_of(file) {
+            eprintln!("mailward: {e}");
+            return ExitCode::from(EX_OSERR);
+        }
+    }
     let _guard = match mailward::ops::logging::init(&config.log) {
         Ok(g) => g,
         // A file or a writer the system refuses is not a configuration

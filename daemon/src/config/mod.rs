@@ -182,10 +182,16 @@ fn unreadable(path: &Path, e: &std::io::Error) -> String {
                 (user, group, m.mode() & 0o7777)
             });
             match file {
-                Some((user, group, mode)) => format!(
+                // The group may read it: joining the group is the way.
+                Some((user, group, mode)) if mode & 0o040 != 0 => format!(
                     "cannot read the configuration as {me}: {e} (the file is {user}:{group} {mode:04o}); \
                      run as root or as a member of group {group}, or make the file readable by {me} \
                      (the package's is root:mailward 0640)"
+                ),
+                Some((user, group, mode)) => format!(
+                    "cannot read the configuration as {me}: {e} (the file is {user}:{group} {mode:04o}, \
+                     closed to its group); run as root, or make it readable by {me}: give it the \
+                     daemon's group and mode 0640 (the package's is root:mailward 0640)"
                 ),
                 None => format!(
                     "cannot read the configuration as {me}: {e} (a directory on the way may \

@@ -906,11 +906,21 @@ fn a_file_this_user_may_not_read_says_who_reads_and_what_to_do() {
         "{text}"
     );
     assert!(
-        text.contains(" 0600); run as root or as a member of group "),
+        text.contains(" 0600, closed to its group); run as root, or make it readable by "),
         "{text}"
     );
     assert!(
         text.contains("(the package's is root:mailward 0640)"),
+        "{text}"
+    );
+    // Open to its group: joining the group is the way.
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let text = super::unreadable(
+        &file,
+        &std::io::Error::from(std::io::ErrorKind::PermissionDenied),
+    );
+    assert!(
+        text.contains(" 0640); run as root or as a member of group "),
         "{text}"
     );
 }

@@ -58,7 +58,7 @@ pub enum AdminError {
     /// The socket took the connection (the kernel does, for a listening
     /// socket, even when the daemon is stopped or hung) but no answer came
     /// within the command's deadline ([`Request::deadline`]).
-    #[error("the daemon at {} accepted the connection but did not answer within {}: it may be stopped (kill -CONT) or hung. Look at `systemctl status mailward` and its log, and restart it if it stays so (`systemctl restart mailward`; without systemd, stop the pid in server.data_dir/mailward.lock and start it again).", .path.display(), seconds(*.after))]
+    #[error("the daemon at {} accepted the connection but did not answer within {}: it may be stopped (kill -CONT) or hung, and may still carry the request out if it resumes. Look at `systemctl status mailward` and its log, and restart it if it stays so (`systemctl restart mailward`; without systemd, stop the pid in server.data_dir/mailward.lock and start it again).", .path.display(), seconds(*.after))]
     NoAnswer { path: PathBuf, after: Duration },
     #[error("the daemon answered something unreadable: {0}")]
     BadResponse(String),
@@ -981,7 +981,7 @@ mod tests {
         let text = e.to_string();
         assert!(
             text.starts_with(&format!(
-                "the daemon at {} accepted the connection but did not answer within 200 ms: it may be stopped (kill -CONT) or hung.",
+                "the daemon at {} accepted the connection but did not answer within 200 ms: it may be stopped (kill -CONT) or hung, and may still carry the request out if it resumes.",
                 sock.display()
             )),
             "{text}"

@@ -239,6 +239,18 @@ impl Switch {
         Ok(())
     }
 
+    /// Makes the directory of a file the daemon opens before the switch
+    /// (the log file) the user's when it is missing: made by root, it
+    /// would be closed to the user, who could then neither rotate the log
+    /// nor create the raw records file beside it. An existing directory
+    /// (/var/log itself, say) is left as it is.
+    pub fn prepare_dir_of(&self, file: &Path) -> Result<(), PrivilegeError> {
+        match file.parent().filter(|d| !d.as_os_str().is_empty()) {
+            Some(dir) if !dir.exists() => self.own_dir(dir, crate::files::GROUP_DIR),
+            _ => Ok(()),
+        }
+    }
+
     /// Makes a file the daemon appends to after the switch (the raw
     /// records) the user's: its directory when it has to be made, and the
     /// file itself, created empty if missing. Without it a directory made
