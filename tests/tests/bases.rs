@@ -729,6 +729,9 @@ fn update_refusal_and_rollback_of_the_bases_as_an_operator_sees_them() -> Result
         (BROKEN_MANIFEST, "missing field `released`"),
         (BROKEN_NO_RULES, "no .yar rule files"),
         (BROKEN_RULE_SYNTAX, "rules.yar:6:"),
+        // No such directory: the message says the daemon reads it, as
+        // which user (walkF: root's CLI saw the set, the daemon did not).
+        ("no-such-set", "(the daemon reads the set itself, as "),
     ];
     for (name, problem) in broken {
         let dir = fixture(name).display().to_string();
@@ -823,7 +826,7 @@ fn update_refusal_and_rollback_of_the_bases_as_an_operator_sees_them() -> Result
     let m = f.step("the last scrape", rig.stats.scrape());
     for (name, arc, want) in [
         ("mwBasesReloaded", BASES_RELOADED, 3),
-        ("mwUpdateStatus", UPDATE_STATUS, 7),
+        ("mwUpdateStatus", UPDATE_STATUS, 8),
         ("mwObsoleteBases", 7, 0),
     ] {
         let oid = mw(&format!("0.{arc}"));

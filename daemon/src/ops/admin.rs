@@ -682,7 +682,30 @@ async fn bases_update(gw: &Gateway, from: Option<String>, allow_older: bool) -> 
             }
         }
         Ok(Err(e)) => {
-            let message = format!("Update from {from} refused: {e}; the bases in use stay.");
+            // The command may run as root and see the set; the daemon reads
+            // it as its own user, maybe in its own /tmp (PrivateTmp).
+            let reader = match &e {
+                crate::check::bases::BasesError::Read { source, .. }
+                    if matches!(
+                        source.kind(),
+                        std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::NotFound
+                    ) =>
+                {
+                    let me = nix::unistd::User::from_uid(nix::unistd::Uid::effective())
+                        .ok()
+                        .flatten()
+                        .map_or_else(
+                            || format!("uid {}", nix::unistd::Uid::effective()),
+                            |u| u.name,
+                        );
+                    format!(
+                        " (the daemon reads the set itself, as {me}: the directory must be open to {me}, and under systemd's PrivateTmp and ProtectHome not in /tmp or a home directory)"
+                    )
+                }
+                _ => String::new(),
+            };
+            let message =
+                format!("Update from {from} refused: {e}{reader}; the bases in use stay.");
             err(gw.update_attempted(UpdateResult::Error, message).await.1)
         }
         Err(e) => err(format!("update task failed: {e}")),
