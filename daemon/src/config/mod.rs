@@ -163,13 +163,7 @@ fn unreadable(path: &Path, e: &std::io::Error) -> String {
              (`mailward config default > FILE` writes a commented one)"
         ),
         std::io::ErrorKind::PermissionDenied => {
-            let me = nix::unistd::User::from_uid(nix::unistd::Uid::effective())
-                .ok()
-                .flatten()
-                .map_or_else(
-                    || format!("uid {}", nix::unistd::Uid::effective()),
-                    |u| u.name,
-                );
+            let me = crate::ops::privileges::current_user();
             let file = std::fs::metadata(path).ok().map(|m| {
                 let user = nix::unistd::User::from_uid(m.uid().into())
                     .ok()

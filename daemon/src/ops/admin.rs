@@ -691,13 +691,7 @@ async fn bases_update(gw: &Gateway, from: Option<String>, allow_older: bool) -> 
                         std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::NotFound
                     ) =>
                 {
-                    let me = nix::unistd::User::from_uid(nix::unistd::Uid::effective())
-                        .ok()
-                        .flatten()
-                        .map_or_else(
-                            || format!("uid {}", nix::unistd::Uid::effective()),
-                            |u| u.name,
-                        );
+                    let me = crate::ops::privileges::current_user();
                     format!(
                         " (the daemon reads the set itself, as {me}: the directory must be open to {me}, and under systemd's PrivateTmp and ProtectHome not in /tmp or a home directory)"
                     )

@@ -80,6 +80,16 @@ pub struct Switch {
     pub gid: Gid,
 }
 
+/// The name of the user this process runs as ("uid N" when it has none),
+/// for messages that must say who could not read or write something.
+pub fn current_user() -> String {
+    let uid = Uid::effective();
+    User::from_uid(uid)
+        .ok()
+        .flatten()
+        .map_or_else(|| format!("uid {uid}"), |u| u.name)
+}
+
 /// What the process should do about its user: `None` to stay as it is.
 /// `embedded` is true on the embedded default configuration.
 pub fn plan(
