@@ -65,20 +65,6 @@ pub(crate) fn dropped_because(error: String) {
     }
 }
 
-/// The name of the user this process runs as (its number when it has
-/// none), for messages about files it cannot open.
-pub(crate) fn running_user() -> String {
-    static NAME: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    NAME.get_or_init(|| {
-        let uid = nix::unistd::geteuid();
-        nix::unistd::User::from_uid(uid)
-            .ok()
-            .flatten()
-            .map_or_else(|| uid.to_string(), |u| u.name)
-    })
-    .clone()
-}
-
 /// Log lines not written since start: syslog or the reader of standard
 /// error unreachable or too slow, or a log file that could not be written
 /// (`mailward_log_lines_dropped_total`).
@@ -203,7 +189,7 @@ fn probe(path: &std::path::Path, mode: u32) -> Result<(), ReopenError> {
     })();
     opened.map_err(|source| ReopenError {
         path: path.to_path_buf(),
-        user: running_user(),
+        user: crate::ops::privileges::current_user(),
         source,
     })
 }
@@ -321,7 +307,7 @@ impl FileLog {
                             dropped_because(format!(
                                 "cannot write {} as user {}: {e}",
                                 file.path().display(),
-                                running_user()
+                                crate::ops::privileges::current_user()
                             ));
                         }
                     }
@@ -1118,7 +1104,7 @@ mod tests {
         let path = file.join("mailward.log");
         let e = probe(&path, LOG_FILE_MODE).unwrap_err();
         let text = e.to_string();
-        let user = running_user();
+        let user = crate::ops::privileges::current_user();
         assert!(
             text.starts_with(&format!(
                 "cannot open {} as user {user} after the reopen: ",
@@ -1169,7 +1155,7 @@ mod tests {
             error.starts_with(&format!(
                 "cannot write {} as user {}: ",
                 path.display(),
-                running_user()
+                crate::ops::privileges::current_user()
             )),
             "{error}"
         );

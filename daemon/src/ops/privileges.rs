@@ -81,13 +81,25 @@ pub struct Switch {
 }
 
 /// The name of the user this process runs as ("uid N" when it has none),
-/// for messages that must say who could not read or write something.
+/// for messages that must say who could not read or write something. The
+/// log writer says it for every line it cannot write, so the name is kept,
+/// but with its uid: the process starts as root and switches.
 pub fn current_user() -> String {
+    static NAME: std::sync::Mutex<Option<(u32, String)>> = std::sync::Mutex::new(None);
     let uid = Uid::effective();
-    User::from_uid(uid)
+    if let Ok(known) = NAME.lock() {
+        if let Some((_, name)) = known.as_ref().filter(|(u, _)| *u == uid.as_raw()) {
+            return name.clone();
+        }
+    }
+    let name = User::from_uid(uid)
         .ok()
         .flatten()
-        .map_or_else(|| format!("uid {uid}"), |u| u.name)
+        .map_or_else(|| format!("uid {uid}"), |u| u.name);
+    if let Ok(mut known) = NAME.lock() {
+        *known = Some((uid.as_raw(), name.clone()));
+    }
+    name
 }
 
 /// What the process should do about its user: `None` to stay as it is.
