@@ -1072,7 +1072,18 @@ fn status(path: Option<&Path>, json: bool) -> ExitCode {
         mailward::ops::logging::init_cli();
         let socket = match admin_socket(path) {
             Ok(s) => s,
-            Err(code) => return code,
+            Err(code) => {
+                // The configuration names the socket; without it the
+                // daemon cannot be asked, and whether it runs is unknown.
+                if let Err(errors) = locate_socket(path) {
+                    let problems: Vec<String> = errors.0.iter().map(ToString::to_string).collect();
+                    out!(
+                        "{}",
+                        serde_json::json!({ "running": null, "problems": problems })
+                    );
+                }
+                return code;
+            }
         };
         let rt = match runtime() {
             Ok(rt) => rt,

@@ -138,6 +138,25 @@ fn run_refuses_a_bad_config_with_exit_64() -> Result<()> {
     assert_every_problem(&output_text(&out), &file)
 }
 
+/// walkF: `status --json` printed nothing when the configuration could not
+/// be read, so a monitoring script's `jq` had no object to judge.
+#[test]
+fn status_json_reports_an_unreadable_config_as_json() -> Result<()> {
+    let dir = TestDir::new("status-json-bad-config")?;
+    let file = dir.path().join("missing.toml").display().to_string();
+    let out = mailward(&dir, &["status", "--json", "--config", &file])?;
+    assert_eq!(out.status.code(), Some(64), "{}", output_text(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .with_context(|| format!("stdout is not JSON: {}", output_text(&out)))?;
+    assert_eq!(v["running"], serde_json::Value::Null, "{v}");
+    let problem = v["problems"][0].as_str().unwrap_or_default();
+    ensure!(
+        problem.starts_with(&format!("{file}: cannot read the configuration")),
+        "{v}"
+    );
+    Ok(())
+}
+
 #[test]
 fn run_exits_71_when_the_system_refuses_what_check_config_accepts() -> Result<()> {
     // walkF: a log file that cannot be opened exited 64 ("invalid
