@@ -77,6 +77,10 @@ pub struct Gateway {
     /// Open inbound sessions per client address (per network for IPv6:
     /// [`client_network`]).
     per_ip: Mutex<HashMap<IpAddr, u32>>,
+    /// What the last successful reload could not change (keys that take
+    /// effect only at restart), as sentences; `mailward status` shows them
+    /// until a restart or a reload of a file that no longer changes them.
+    restart_pending: Mutex<Vec<String>>,
     /// Becomes true when the gateway stops.
     pub shutdown: watch::Receiver<bool>,
     /// The scan engine: compiled signature bases and scan workers.
@@ -114,10 +118,27 @@ impl Gateway {
             sessions: SessionCount::default(),
             stress: watch::Sender::new(false),
             per_ip: Mutex::new(HashMap::new()),
+            restart_pending: Mutex::new(Vec::new()),
             shutdown,
             scanner,
             backlog: Arc::default(),
             notifier: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// Records what the reload just made could not change.
+    pub fn set_restart_pending(&self, kept: Vec<String>) {
+        match self.restart_pending.lock() {
+            Ok(mut k) => *k = kept,
+            Err(poisoned) => *poisoned.into_inner() = kept,
+        }
+    }
+
+    /// The keys changed on disk that wait for a restart.
+    pub fn restart_pending(&self) -> Vec<String> {
+        match self.restart_pending.lock() {
+            Ok(k) => k.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
         }
     }
 

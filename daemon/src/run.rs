@@ -478,15 +478,17 @@ async fn reload(gw: &Gateway, path: Option<&Path>, overrides: &Overrides) -> Str
             gw.scanner.spam.reconfigure(Arc::new(new.clone()));
             gw.stores.set_retention(&new);
             gw.install(new, built);
-            let message = if kept.is_empty() {
-                "The new configuration is in force.".to_string()
-            } else {
-                format!(
+            gw.set_restart_pending(kept.iter().map(|k| k.change.clone()).collect());
+            let message =
+                if kept.is_empty() {
+                    "The new configuration is in force.".to_string()
+                } else {
+                    format!(
                     "The new configuration is in force, but for {} key(s) that need a restart: {}.",
                     kept.len(),
-                    kept.join("; ")
+                    kept.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
                 )
-            };
+                };
             ConfigReloaded {
                 ok: true,
                 message: &message,

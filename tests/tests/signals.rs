@@ -59,6 +59,72 @@ fn sighup_reloads_and_refuses_a_broken_config() -> Result<()> {
     Ok(())
 }
 
+/// walkF 19b: a reload that changed a key taking effect only at restart
+/// said so once in the log; `mailward status` then looked healthy although
+/// the file on disk was not what ran.
+#[test]
+fn status_names_the_keys_that_wait_for_a_restart() -> Result<()> {
+    let mut gw = Gateway::start("restart-pending", |c| {
+        c.set("limits", "antiviral_sessions", "2")
+    })?;
+    let pending = |gw: &Gateway| -> Result<serde_json::Value> {
+        Ok(serde_json::from_str(
+            &gw.daemon.cli_ok(&["status", "--json"])?,
+        )?)
+    };
+    let changed = gw
+        .config
+        .clone()
+        .set("limits", "antiviral_sessions", "3")
+        .set_str("server", "hostname", "mw2.test");
+    gw.daemon.write_config(&changed.render())?;
+    gw.daemon.sighup()?;
+    wait_until(
+        "the new hostname in the greeting",
+        Duration::from_secs(30),
+        || Ok((greeting_text(gw.port())? == "220 mw2.test ESMTP Mailward").then_some(())),
+    )?;
+    let status = pending(&gw)?;
+    let keys = status["restart_pending"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(keys.len(), 1, "{status}");
+    let key = keys[0].as_str().unwrap_or_default();
+    assert!(
+        key.starts_with("limits.antiviral_sessions changed ("),
+        "{status}"
+    );
+    let problems = status["problems"].to_string();
+    assert!(
+        problems.contains("take effect only at restart") && problems.contains(key),
+        "{status}"
+    );
+    let text = gw.daemon.cli_ok(&["status"])?;
+    assert!(text.contains("Restart the daemon"), "{text}");
+
+    // The file put back: nothing waits any more.
+    let back =
+        changed
+            .set_str("server", "hostname", "mw3.test")
+            .set("limits", "antiviral_sessions", "2");
+    gw.daemon.write_config(&back.render())?;
+    gw.daemon.sighup()?;
+    wait_until(
+        "the third hostname in the greeting",
+        Duration::from_secs(30),
+        || Ok((greeting_text(gw.port())? == "220 mw3.test ESMTP Mailward").then_some(())),
+    )?;
+    let status = pending(&gw)?;
+    assert_eq!(status["restart_pending"], serde_json::json!([]), "{status}");
+    assert!(
+        !status["problems"].to_string().contains("restart"),
+        "{status}"
+    );
+    gw.config = back;
+    Ok(())
+}
+
 #[test]
 fn sigterm_stops_cleanly_and_keeps_undelivered_mail() -> Result<()> {
     let dir = TestDir::new("sigterm")?;

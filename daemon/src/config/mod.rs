@@ -60,7 +60,7 @@ use std::fmt;
 use std::path::Path;
 
 pub use pattern::{DomainPattern, Pattern};
-pub use restart::keep_restart_only;
+pub use restart::{keep_restart_only, RestartOnly};
 pub use rules::{first_match, Matcher, Rule, RuleAction, Subject};
 pub use types::*;
 pub use units::{ByteSize, Dur, UnitError};

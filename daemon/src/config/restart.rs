@@ -74,9 +74,29 @@ impl<T: Written> Written for Vec<T> {
     }
 }
 
+/// A key a reload changed on disk but could not change in the daemon.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RestartOnly {
+    /// `server.user changed ("a" -> "b")`, or without the values for a key
+    /// that may hold a password.
+    pub change: String,
+    /// What stays until the restart: "value", or "store" for spam.store.
+    stays: &'static str,
+}
+
+impl std::fmt::Display for RestartOnly {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}: it takes effect only at restart; the running {} stays",
+            self.change, self.stays
+        )
+    }
+}
+
 /// Restores, in `new`, the running value of every key that takes effect only
-/// at restart; returns one sentence per key that was changed.
-pub fn keep_restart_only(running: &Config, new: &mut Config) -> Vec<String> {
+/// at restart; returns each key that was changed.
+pub fn keep_restart_only(running: &Config, new: &mut Config) -> Vec<RestartOnly> {
     let mut kept = Vec::new();
     // Paths that default to places inside the data directory were worked
     // out from the new one: they follow the data directory that stays.
@@ -100,13 +120,16 @@ pub fn keep_restart_only(running: &Config, new: &mut Config) -> Vec<String> {
     macro_rules! keep {
         ($($section:ident . $key:ident),* $(,)?) => {$(
             if new.$section.$key != running.$section.$key {
-                kept.push(format!(
-                    "{}.{} changed ({} -> {}): it takes effect only at restart; the running value stays",
-                    stringify!($section),
-                    stringify!($key),
-                    running.$section.$key.written(),
-                    new.$section.$key.written(),
-                ));
+                kept.push(RestartOnly {
+                    change: format!(
+                        "{}.{} changed ({} -> {})",
+                        stringify!($section),
+                        stringify!($key),
+                        running.$section.$key.written(),
+                        new.$section.$key.written(),
+                    ),
+                    stays: "value",
+                });
                 new.$section.$key = running.$section.$key.clone();
             }
         )*};
@@ -145,9 +168,10 @@ pub fn keep_restart_only(running: &Config, new: &mut Config) -> Vec<String> {
     // The spam store is opened once (its poller thread holds it); its URL
     // may carry a password, so the values are not repeated.
     if new.spam.store != running.spam.store {
-        kept.push(
-            "spam.store changed: it takes effect only at restart; the running store stays".into(),
-        );
+        kept.push(RestartOnly {
+            change: "spam.store changed".into(),
+            stays: "store",
+        });
         new.spam.store = running.spam.store.clone();
     }
     kept
@@ -171,12 +195,12 @@ mod tests {
         let kept = keep_restart_only(&running, &mut new);
         assert_eq!(kept.len(), 3, "{kept:?}");
         assert_eq!(
-            kept[2],
+            kept[2].to_string(),
             "spam.store changed: it takes effect only at restart; the running store stays"
         );
         assert!(new.spam.store.is_empty());
         assert_eq!(
-            kept[0],
+            kept[0].to_string(),
             "server.data_dir changed (\"mailward-data\" -> \"elsewhere\"): it takes effect only at restart; the running value stays"
         );
         // What defaults to inside the data directory follows the one that
@@ -184,7 +208,7 @@ mod tests {
         assert_eq!(new.bases.av, running.bases.av);
         assert_eq!(new.statistics.destination, running.statistics.destination);
         assert!(
-            kept[1].starts_with("limits.antiviral_sessions changed (4 -> 9)"),
+            kept[1].change == "limits.antiviral_sessions changed (4 -> 9)",
             "{}",
             kept[1]
         );
@@ -220,12 +244,10 @@ mod tests {
         let kept = keep_restart_only(&running, &mut new);
         let said = |key: &str| {
             kept.iter()
-                .find(|k| k.starts_with(key))
+                .find(|k| k.change.starts_with(key))
                 .unwrap_or_else(|| panic!("{key} in {kept:?}"))
-                .split(": it takes")
-                .next()
-                .unwrap_or_default()
-                .to_string()
+                .change
+                .clone()
         };
         assert_eq!(
             said("log.destination"),

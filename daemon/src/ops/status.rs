@@ -30,6 +30,10 @@ pub struct Status {
     /// none): the file on disk is not the configuration in force.
     #[serde(default)]
     pub reload_refused_at: i64,
+    /// Keys the file on disk changes that take effect only at restart (the
+    /// last reload kept their running values), one sentence each.
+    #[serde(default)]
+    pub restart_pending: Vec<String>,
     /// SMTP listeners (none for `mailward milter`).
     pub listen: Vec<String>,
     pub milter: Option<String>,
@@ -296,6 +300,7 @@ pub fn of(gw: &Gateway) -> Status {
         reloads: snap.config.reloads,
         reload_failures: snap.config.reload_failures,
         reload_refused_at: snap.config.refused_at,
+        restart_pending: gw.restart_pending(),
         listen: cfg
             .network
             .listen_on
@@ -364,6 +369,13 @@ pub fn problems(s: &Status) -> Vec<String> {
         p.push(format!(
             "The configuration reload of {} was refused: the file on disk is not the one in force (mailward check-config).",
             rfc3339(s.reload_refused_at)
+        ));
+    }
+    if !s.restart_pending.is_empty() {
+        p.push(format!(
+            "{} key(s) changed in the file take effect only at restart (the running values stay until then): {}. Restart the daemon (systemctl restart mailward) to use them.",
+            s.restart_pending.len(),
+            s.restart_pending.join("; ")
         ));
     }
     if s.stress {
@@ -663,6 +675,7 @@ mod tests {
             reloads: 0,
             reload_failures: 0,
             reload_refused_at: 0,
+            restart_pending: Vec::new(),
             listen: vec!["127.0.0.1:2525".into()],
             milter: None,
             metrics: Some("127.0.0.1:9925".into()),
