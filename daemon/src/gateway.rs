@@ -105,6 +105,7 @@ impl Gateway {
         scanner: Arc<crate::check::Engine>,
         shutdown: watch::Receiver<bool>,
     ) -> Gateway {
+        spool.set_free_floor(config.limits.min_queue_free_space.0);
         Gateway {
             config: RwLock::new(Arc::new(config)),
             tls: RwLock::new(built.tls),
@@ -246,6 +247,8 @@ impl Gateway {
         if let Ok(mut d) = self.dns.write() {
             *d = built.dns;
         }
+        self.spool
+            .set_free_floor(config.limits.min_queue_free_space.0);
         if let Ok(mut c) = self.config.write() {
             *c = Arc::new(config);
         }

@@ -183,6 +183,69 @@ fn fill_then_recover(min_free: &str, codes: &[u16]) -> Result<()> {
     Ok(())
 }
 
+/// walkJ: on a small disk, one message waiting for a dead next hop pinned
+/// the space of all the mail delivered after it (it shares their 64 MiB
+/// spool segment), and every new message got 452 for as long as it waited,
+/// restarts included. Now the spool compacts under pressure: the client's
+/// retry a moment later is taken.
+#[test]
+fn a_waiting_message_does_not_keep_a_small_disk_full() -> Result<()> {
+    let dir = TestDir::new("pinned-disk")?;
+    let _disk = Tmpfs::mount(&dir.join("data"), "8m")?;
+    let (sink_port, dead_port) = (free_port(), free_port());
+    let sink = Sink::start_with(dir.path(), "sink", sink_port, &[])?;
+    let config = Config::new(dir.path())
+        .route_to_port("*@down.test", dead_port)
+        .route_to_port("*", sink_port)
+        .set_str("limits", "min_queue_free_space", "1MiB");
+    let daemon = Daemon::start(&config)?;
+    let mut c = SmtpClient::connect_ok(daemon.port)?;
+    c.ehlo("client.test")?;
+    let waiting = c.send_mail_ok("a@example.com", &["x@down.test"], MESSAGE)?;
+    c.quit();
+    // Three times the disk in 150 KiB messages, each delivered at once.
+    let body = format!(
+        "Subject: filler\r\n\r\n{}",
+        format!("{}\r\n", "0123456789abcdef".repeat(4)).repeat(150 * 1024 / 66)
+    );
+    let (mut delivered, mut refused) = (0usize, 0usize);
+    for n in 0..160 {
+        // A refusal for space is temporary: the client comes back, as an
+        // MTA would (sooner, to keep the test short), up to 20 times.
+        let mut tries = 0;
+        loop {
+            let mut c = SmtpClient::connect_ok(daemon.port)?;
+            c.ehlo("client.test")?;
+            // The check is at MAIL (and again when the data is written).
+            let mut r = c.command("MAIL FROM:<a@example.com>")?;
+            if r.code == 250 {
+                c.command("RCPT TO:<b@example.com>")?.expect_code(250)?;
+                r = c.data(body.as_bytes())?;
+            }
+            if r.code == 250 {
+                break;
+            }
+            ensure!(r.code == 452, "message {n}: {r}\n{}", daemon.log());
+            refused += 1;
+            tries += 1;
+            ensure!(
+                tries < 20,
+                "message {n} still refused after {tries} tries ({delivered} delivered): {r}"
+            );
+            thread::sleep(Duration::from_millis(500));
+        }
+        delivered += 1;
+    }
+    sink.wait_for_count(delivered, DELIVERY_TIMEOUT)?;
+    let queued = daemon.queue_ids()?;
+    ensure!(
+        queued == [waiting.clone()],
+        "only the waiting message stays: {queued:?}"
+    );
+    eprintln!("pinned-disk: {delivered} delivered, {refused} refusals retried");
+    Ok(())
+}
+
 #[test]
 fn the_end_of_data_after_an_over_long_last_line_is_answered() -> Result<()> {
     let gw = Gateway::start("long-last-line", |c| c)?;

@@ -795,6 +795,10 @@ impl Session {
         }
         match self.gw.spool.available() {
             Ok(free) if free < limits.min_queue_free_space.0.saturating_add(declared) => {
+                // Delivered mail may be pinned in a segment by a waiting
+                // message: the writer compacts now rather than at its next
+                // tick, so that the client's retry finds the space.
+                self.gw.spool.reclaim_soon();
                 self.reject(
                     conn,
                     RejectReason::Tempfail,

@@ -25,6 +25,15 @@
 //! ("compaction") when the spool holds more than [`COMPACT_AFTER_SEGMENTS`]
 //! segments.
 //!
+//! Segments are large (64 MiB), so on a small disk one deferred message
+//! could pin all the delivered mail written after it in the same segment,
+//! and the admission check would refuse every new message for as long as
+//! that one waits. So when the free space comes within a segment of the
+//! admission floor ([`Spool::set_free_floor`], `limits.min_queue_free_space`)
+//! the writer also compacts under pressure: it closes the current segment
+//! and copies every live message forward, whenever that copies no more
+//! than it frees.
+//!
 //! # A full disk
 //! Space is reclaimed without waiting for the next successful write: once a
 //! second (and right away after a failed write) the writer rolls over from
@@ -211,6 +220,9 @@ pub(crate) struct Shared {
     pub(crate) reclaimable: std::sync::atomic::AtomicU64,
     /// Batches whose write or flush failed since start.
     pub(crate) write_errors: std::sync::atomic::AtomicU64,
+    /// The free space the admission check keeps (`limits.min_queue_free_space`):
+    /// within a segment of it, the writer compacts under pressure.
+    pub(crate) free_floor: std::sync::atomic::AtomicU64,
 }
 
 /// Handle to the spool; cheap to clone.
@@ -348,6 +360,20 @@ impl Spool {
     /// so that a spool full of delivered mail never refuses new mail.
     pub fn available(&self) -> Result<u64, SpoolError> {
         Ok(self.free_space()?.saturating_add(self.reclaimable()))
+    }
+
+    /// Sets the free space new mail must leave (`limits.min_queue_free_space`);
+    /// the writer compacts under pressure near it.
+    pub fn set_free_floor(&self, bytes: u64) {
+        self.shared
+            .free_floor
+            .store(bytes, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Asks the writer for a maintenance round now (the admission check is
+    /// about to refuse for space): it need not wait for the next tick.
+    pub fn reclaim_soon(&self) {
+        let _ = self.tx.try_send(Op::Maintain);
     }
 
     /// Batches that could not be written since start (a full disk, an I/O

@@ -365,7 +365,81 @@ impl Writer {
         // use to the queue's.
         self.compact();
         self.collect_garbage();
+        if self.under_pressure() {
+            self.relieve();
+        }
         self.publish();
+    }
+
+    /// Whether the free space is within one segment of the admission floor.
+    fn under_pressure(&self) -> bool {
+        let floor = self
+            .shared
+            .free_floor
+            .load(std::sync::atomic::Ordering::Relaxed);
+        super::free_space(&self.dir).is_ok_and(|free| free < floor.saturating_add(SEGMENT_SIZE))
+    }
+
+    /// Compaction under pressure: when the segments hold at least
+    /// [`ROLL_DEAD_AFTER`] dead bytes, and no fewer than the live message
+    /// bytes a full compaction would copy, closes the current segment (when
+    /// a live message pins dead bytes in it) and copies every live message
+    /// forward, oldest segment first, so that the old segments can go. The
+    /// rule keeps the copying no larger than the space it frees.
+    fn relieve(&mut self) {
+        let (dead, live, current_dead, current_live) = {
+            let Ok(idx) = self.index.lock() else {
+                return;
+            };
+            // What a copy of each live message takes: its record, with the
+            // envelope as it is now (counting only the message bytes would
+            // call the envelopes of many small messages dead, and copy them
+            // round after round without freeing anything).
+            let mut live_bytes: std::collections::BTreeMap<u64, u64> = Default::default();
+            for e in idx.messages.values() {
+                *live_bytes.entry(e.loc.segment).or_insert(0) +=
+                    record::HEADER_LEN + e.envelope.len() as u64 + e.loc.len;
+            }
+            let total: u64 = idx.bytes.values().sum();
+            let live: u64 = live_bytes.values().sum();
+            let current_live = live_bytes.get(&self.segment.number).copied().unwrap_or(0);
+            (
+                total.saturating_sub(live),
+                live,
+                self.segment.len.saturating_sub(current_live),
+                current_live,
+            )
+        };
+        if dead < ROLL_DEAD_AFTER || dead < live {
+            return;
+        }
+        if current_live > 0 && current_dead >= ROLL_DEAD_AFTER {
+            if let Err(e) = self.rotate() {
+                tracing::warn!(target: "app", error = %e,
+                    "Cannot start a new spool segment to free the space of delivered mail yet; will try again.");
+                return;
+            }
+        }
+        let old: Vec<u64> = match self.index.lock() {
+            Ok(idx) => idx
+                .live
+                .iter()
+                .filter(|(&seg, &n)| n > 0 && seg != self.segment.number)
+                .map(|(&seg, _)| seg)
+                .collect(),
+            Err(_) => return,
+        };
+        let mut moved = 0;
+        for seg in &old {
+            match self.copy_forward(*seg) {
+                Some(n) => moved += n,
+                // No room for the copy yet: what was copied stays copied.
+                None => break,
+            }
+        }
+        self.collect_garbage();
+        tracing::info!(target: "app", segments = old.len(), messages = moved, dead_bytes = dead,
+            "Spool space is short: copied the live messages forward to free the space of delivered mail.");
     }
 
     /// Publishes the bytes that deleting dead segments would free: the dead
@@ -419,28 +493,39 @@ impl Writer {
         if self.segment_count() <= COMPACT_AFTER_SEGMENTS {
             return;
         }
-        let (oldest, movers): (u64, Vec<(QueueId, Location, Vec<u8>)>) = {
-            let Ok(idx) = self.index.lock() else {
-                return;
-            };
-            let Some((&oldest, _)) = idx.live.iter().next() else {
-                return;
-            };
-            if oldest == self.segment.number {
-                return;
-            }
-            let movers = idx
-                .messages
-                .iter()
-                .filter(|(_, e)| e.loc.segment == oldest)
-                .map(|(id, e)| (id.clone(), e.loc, e.envelope.clone()))
-                .collect();
-            (oldest, movers)
+        let oldest = match self.index.lock() {
+            Ok(idx) => match idx.live.keys().next() {
+                Some(&oldest) => oldest,
+                None => return,
+            },
+            Err(_) => return,
         };
-        let path = record::segment_path(&self.dir, oldest);
-        let Ok(src) = File::open(&path) else {
+        if oldest == self.segment.number {
             return;
+        }
+        if let Some(count) = self.copy_forward(oldest) {
+            tracing::info!(target: "app", segment = oldest, messages = count, "Copied live messages out of an old spool segment.");
+        }
+        self.collect_garbage();
+    }
+
+    /// Copies the live messages of segment `seg` (not the current one) to
+    /// the current segment; returns how many, or None when they could not
+    /// be written (a full disk: nothing moved).
+    fn copy_forward(&mut self, seg: u64) -> Option<usize> {
+        if seg == self.segment.number {
+            return Some(0);
+        }
+        let movers: Vec<(QueueId, Location, Vec<u8>)> = {
+            let idx = self.index.lock().ok()?;
+            idx.messages
+                .iter()
+                .filter(|(_, e)| e.loc.segment == seg)
+                .map(|(id, e)| (id.clone(), e.loc, e.envelope.clone()))
+                .collect()
         };
+        let path = record::segment_path(&self.dir, seg);
+        let src = File::open(&path).ok()?;
         let mut buf = Vec::new();
         let mut moved = Vec::new();
         for (id, loc, env) in movers {
@@ -468,7 +553,7 @@ impl Writer {
             .is_err()
         {
             let _ = self.segment.file.set_len(self.segment.len);
-            return;
+            return None;
         }
         self.segment.len += buf.len() as u64;
         let count = moved.len();
@@ -481,7 +566,6 @@ impl Writer {
                 }
             }
         }
-        tracing::info!(target: "app", segment = oldest, messages = count, "Copied live messages out of an old spool segment.");
-        self.collect_garbage();
+        Some(count)
     }
 }
