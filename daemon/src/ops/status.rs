@@ -48,6 +48,13 @@ pub struct Status {
     #[serde(default)]
     pub deferred: Deferred,
     pub spool_free_bytes: u64,
+    /// Spool space held by delivered mail only, counted as available.
+    #[serde(default)]
+    pub spool_reclaimable_bytes: u64,
+    /// `limits.min_queue_free_space`: under it (free plus reclaimable), new
+    /// mail gets 452.
+    #[serde(default)]
+    pub min_queue_free_space: u64,
     pub sessions_in: u64,
     pub sessions_out: u64,
     /// Limits reached: idle sessions get the stress deadlines.
@@ -314,6 +321,8 @@ pub fn of(gw: &Gateway) -> Status {
         queue_bytes: snap.value(StatId::QueueBytes, 0),
         deferred: deferred_of(&gw.queue.list(), now),
         spool_free_bytes: snap.value(StatId::SpoolFreeBytes, 0),
+        spool_reclaimable_bytes: snap.value(StatId::SpoolReclaimableBytes, 0),
+        min_queue_free_space: cfg.limits.min_queue_free_space.0,
         sessions_in: snap.value(StatId::Sessions, 0),
         sessions_out: snap.value(StatId::Sessions, 1),
         stress: snap.value(StatId::StressMode, 0) == 1,
@@ -369,6 +378,14 @@ pub fn problems(s: &Status) -> Vec<String> {
         p.push(format!(
             "The configuration reload of {} was refused: the file on disk is not the one in force (mailward check-config).",
             rfc3339(s.reload_refused_at)
+        ));
+    }
+    let available = s.spool_free_bytes.saturating_add(s.spool_reclaimable_bytes);
+    if available < s.min_queue_free_space {
+        p.push(format!(
+            "New mail is refused (452 4.3.1): the spool's disk has {} available, under limits.min_queue_free_space ({}). Free space on that disk, or remove queued mail that cannot leave (mailward queue list).",
+            bytes(available),
+            bytes(s.min_queue_free_space)
         ));
     }
     if !s.restart_pending.is_empty() {
@@ -684,6 +701,8 @@ mod tests {
             queue_bytes: 12_288,
             deferred: Deferred::default(),
             spool_free_bytes: 40 << 30,
+            spool_reclaimable_bytes: 0,
+            min_queue_free_space: 100 << 20,
             sessions_in: 2,
             sessions_out: 1,
             stress: false,
@@ -792,6 +811,25 @@ mod tests {
         s.dns.recent = 4;
         s.dns.recent_failed = 4;
         assert!(problems(&s).is_empty());
+    }
+
+    /// walkJ: the gateway refused every message with 452 and status
+    /// named no problem.
+    #[test]
+    fn a_spool_under_its_floor_is_a_problem() {
+        let mut s = healthy();
+        s.spool_free_bytes = 3 << 20;
+        s.spool_reclaimable_bytes = 1 << 20;
+        s.min_queue_free_space = 4 << 20;
+        assert!(problems(&s).is_empty(), "reclaimable space counts");
+        s.spool_reclaimable_bytes = 0;
+        let p = problems(&s);
+        assert_eq!(p.len(), 1, "{p:#?}");
+        assert!(
+            p[0].starts_with("New mail is refused (452 4.3.1): the spool's disk has 3.0 MiB available, under limits.min_queue_free_space (4.0 MiB)."),
+            "{}",
+            p[0]
+        );
     }
 
     #[test]
