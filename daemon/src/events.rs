@@ -370,7 +370,17 @@ pub struct MessageChecked<'a> {
 }
 
 impl MessageChecked<'_> {
+    /// Counts and logs the verdict.
     pub fn emit(&self, stats: &Stats) {
+        self.count(stats);
+        self.log();
+    }
+
+    /// Counts the verdict and writes the raw records. For an accepted
+    /// message, only once its copies and its fate are stored: one answered
+    /// 451 because a copy could not be written comes again, and is counted
+    /// then.
+    pub fn count(&self, stats: &Stats) {
         let e = self.envelope;
         let v = self.verdict;
         let (av, spam) = v.statuses();
@@ -413,18 +423,7 @@ impl MessageChecked<'_> {
         } else {
             stats.record(&checked);
         }
-        for g in &v.groups {
-            let status = g.plan.shown_status();
-            // The first of the worst findings (the AV ones come first).
-            let detail = v
-                .report
-                .findings_for(&g.partition.group, &g.partition.policy)
-                .fold(None, |best: Option<&crate::check::Finding>, f| match best {
-                    Some(b) if b.kind >= f.kind => Some(b),
-                    _ => Some(f),
-                })
-                .map(|f| f.name.clone())
-                .unwrap_or_default();
+        for (g, status, detail) in self.shown() {
             for &i in &g.partition.rcpts {
                 let Some(r) = e.rcpts.get(i) else { continue };
                 let record = RawRecord {
@@ -443,15 +442,27 @@ impl MessageChecked<'_> {
                     tracing::warn!(target: "app", queue_id = %e.id, error = %err, "Cannot write a raw record.");
                 }
             }
+        }
+        if v.report
+            .spam
+            .as_ref()
+            .is_some_and(|ev| ev.classifier_unavailable)
+        {
+            stats.record(&Event::SpamClassifierUnavailable);
+        }
+    }
+
+    /// Logs the verdict: a line per group, and the spam tests.
+    pub fn log(&self) {
+        let e = self.envelope;
+        let v = self.verdict;
+        for (g, status, detail) in self.shown() {
             tracing::info!(target: "scan", queue_id = %e.id, group = %g.partition.label(),
                 rcpts = g.partition.rcpts.len(), status = %status, detail = %detail,
                 duration_ms = v.report.duration.as_millis() as u64,
                 accepted = self.accepted, "Message checked.");
         }
         if let Some(ev) = &v.report.spam {
-            if ev.classifier_unavailable {
-                stats.record(&Event::SpamClassifierUnavailable);
-            }
             let classifier = match (ev.probability, ev.classifier_unavailable) {
                 (Some(p), _) => format!("{p:.4}"),
                 (None, true) => "unavailable".into(),
@@ -461,6 +472,27 @@ impl MessageChecked<'_> {
                 rating = ev.rating(), classifier = %classifier,
                 formal = ev.formal.unwrap_or("-"), tests = %ev.weighed(), "Spam tests.");
         }
+    }
+
+    /// Each group with the status it shows and the first of its worst
+    /// findings (the AV ones come first).
+    fn shown(&self) -> Vec<(&crate::policy::verdict::Judged, String, String)> {
+        let v = self.verdict;
+        v.groups
+            .iter()
+            .map(|g| {
+                let detail = v
+                    .report
+                    .findings_for(&g.partition.group, &g.partition.policy)
+                    .fold(None, |best: Option<&crate::check::Finding>, f| match best {
+                        Some(b) if b.kind >= f.kind => Some(b),
+                        _ => Some(f),
+                    })
+                    .map(|f| f.name.clone())
+                    .unwrap_or_default();
+                (g, g.plan.shown_status(), detail)
+            })
+            .collect()
     }
 }
 

@@ -209,6 +209,74 @@ fn a_message_blocked_for_two_groups_counts_once_and_in_each_group() -> Result<()
     f.finish(|| gw.daemon.log())
 }
 
+/// walkH: a message answered 451 because its quarantine copy could not be
+/// written was counted as received (and its virus detected) although the
+/// client had to send it again; the retry counted it a second time.
+#[test]
+fn a_message_answered_451_is_counted_when_it_comes_again_once() -> Result<()> {
+    let stats_dir = TestDir::new("stats")?;
+    let stats = StatsSetup::new(stats_dir.path());
+    let gw = Gateway::start("policy-451-counted", |c| {
+        stats
+            .apply(c)
+            .set_list("policy", "quarantine", &["av/infected"])
+            .set_list("policy", "block", &["av/infected"])
+            .set_str("timeouts", "scan_in_session", "30s")
+    })?;
+    let store = gw.config.data_dir().join("quarantine");
+    let aside = gw.config.data_dir().join("quarantine.aside");
+    std::fs::rename(&store, &aside)?;
+    std::fs::write(&store, b"not a directory")?;
+    let message = infected("451 then 250")?;
+    let mut c = SmtpClient::connect_ok(gw.port())?;
+    c.ehlo("client.test")?;
+    let r = c.send_mail("alice@sender.test", &["user@example.com"], &message)?;
+    c.quit();
+    let mut f = Failures::default();
+    f.check(r.code == 451, || {
+        format!("the quarantine cannot be written: want 451, got {r}")
+    });
+    let counted = |m: &mailward_e2e::stats::Metrics| -> Result<(f64, f64, f64)> {
+        Ok((
+            m.value("mailward_messages_received_total", &[])?,
+            m.value("mailward_viruses_detected_total", &[])?,
+            m.value(
+                "mailward_messages_rejected_total",
+                &[("reason", "tempfail")],
+            )?,
+        ))
+    };
+    let m = wait_until("the 451 to be counted", Duration::from_secs(10), || {
+        let m = stats.scrape()?;
+        Ok((m.get(
+            "mailward_messages_rejected_total",
+            &[("reason", "tempfail")],
+        ) == Some(1.0))
+        .then_some(m))
+    })?;
+    let after_451 = counted(&m)?;
+    f.check(after_451 == (0.0, 0.0, 1.0), || {
+        format!("after the 451 (received, viruses, tempfail) = {after_451:?}, want (0, 0, 1)")
+    });
+    std::fs::remove_file(&store)?;
+    std::fs::rename(&aside, &store)?;
+    send(
+        gw.port(),
+        "alice@sender.test",
+        &["user@example.com"],
+        &message,
+    )?;
+    let m = wait_until("the retry to be counted", Duration::from_secs(10), || {
+        let m = stats.scrape()?;
+        Ok((m.get("mailward_messages_quarantined_total", &[]) == Some(1.0)).then_some(m))
+    })?;
+    let after_retry = counted(&m)?;
+    f.check(after_retry == (1.0, 1.0, 1.0), || {
+        format!("after the retry (received, viruses, tempfail) = {after_retry:?}, want (1, 1, 1)")
+    });
+    f.finish(|| gw.daemon.log())
+}
+
 #[test]
 fn quarantine_list_show_release_remove_and_purge() -> Result<()> {
     let stats_dir = TestDir::new("stats")?;

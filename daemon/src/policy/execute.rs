@@ -333,7 +333,7 @@ pub async fn execute(
         }
         return Answer::Refused(reply);
     }
-    accept(gw, &env, &mut verdict);
+    accept(&env, &mut verdict);
     if verdict
         .groups
         .iter()
@@ -393,6 +393,7 @@ pub async fn execute(
     }
 
     // 3. The queue, and what happened.
+    count_accepted(gw, &env, &verdict);
     for (n, k) in blocked.into_iter().enumerate() {
         blocked_for(gw, &env, &verdict.groups[k], n == 0);
     }
@@ -447,8 +448,9 @@ pub(crate) fn blocked_for(gw: &Gateway, env: &Envelope, j: &Judged, first: bool)
 }
 
 /// The message is accepted: a refusal for some groups (or after the 250)
-/// becomes a block for them; counted and its findings logged.
-pub(crate) fn accept(gw: &Gateway, env: &Envelope, verdict: &mut Verdict) {
+/// becomes a block for them; the verdict and findings logged (counted by
+/// [`count_accepted`] once stored).
+pub(crate) fn accept(env: &Envelope, verdict: &mut Verdict) {
     for j in &mut verdict.groups {
         if let Delivery::Refuse(_) = j.plan.delivery {
             tracing::info!(target: "policy", queue_id = %env.id, group = %j.partition.label(),
@@ -462,11 +464,24 @@ pub(crate) fn accept(gw: &Gateway, env: &Envelope, verdict: &mut Verdict) {
         verdict,
         accepted: true,
     }
-    .emit(&gw.stats);
+    .log();
+    log_findings(env, verdict);
+}
+
+/// Counts the accepted message: once its copies and its fate are stored,
+/// not before, so that a message answered 451 because a copy could not be
+/// written is counted when it comes again, once (walkH: it was counted as
+/// received twice, and its viruses twice).
+pub(crate) fn count_accepted(gw: &Gateway, env: &Envelope, verdict: &Verdict) {
+    MessageChecked {
+        envelope: env,
+        verdict,
+        accepted: true,
+    }
+    .count(&gw.stats);
     if verdict.report.memory_refused {
         ScanMemoryRefused { id: &env.id }.emit(&gw.stats);
     }
-    log_findings(env, verdict);
 }
 
 /// Writes the copies that must exist before anything goes on: each

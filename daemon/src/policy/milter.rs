@@ -83,7 +83,7 @@ pub async fn carry_out(
         execute::refused(gw, env, &verdict, &reply);
         return Outcome::Reject(reply);
     }
-    execute::accept(gw, env, &mut verdict);
+    execute::accept(env, &mut verdict);
     let cfg = gw.config();
     if execute::write_copies(gw, &cfg, env, &raw, &verdict)
         .await
@@ -100,6 +100,7 @@ pub async fn carry_out(
             return Outcome::TempFail(NOT_NOW.into());
         }
     }
+    execute::count_accepted(gw, env, &verdict);
     execute::queue_notifications(gw, env, notices);
 
     let mut changes = Vec::new();
