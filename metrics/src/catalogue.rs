@@ -869,7 +869,7 @@ pub static CATALOGUE: &[Stat] = &[
         Histogram,
         Unit::Points,
         None,
-        "Spam scores of checked messages (a score below 0 counts as 0); the bounds include every level's thresholds.",
+        "Spam scores of checked messages. A bucket counts the scores below its bound (a score at a bound counts in the next bucket, as a level marks a score at its threshold) and the bounds include every level's thresholds, so 1 - bucket le=8 / count is the share the standard level marks as spam. A score below 0 counts as 0 in the sum.",
     ),
     def(
         StatId::SpamClassifierUnavailable,

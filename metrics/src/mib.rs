@@ -25,6 +25,15 @@ pub struct Revision {
 /// Objects are only ever added; none is renumbered or removed.
 pub const REVISIONS: &[Revision] = &[
     Revision {
+        date: "202612050650Z",
+        objects: 221,
+        description: "The DESCRIPTIONs of mwSpamScoreCount and mwSpamScoreTotal say \
+            how the histogram's buckets (Prometheus only) now count: the scores \
+            below their bound, so that a score exactly at a level's threshold, \
+            which the level marks, counts above it. Their values are unchanged. \
+            No object was added.",
+    },
+    Revision {
         date: "202612050400Z",
         objects: 221,
         description: "Added mwRecipientsRejectedTable: every recipient (RCPT) \

@@ -21,17 +21,31 @@ pub const SCAN_BUCKETS: &[f64] = &[
 ];
 /// Upper bounds of the spam-score histogram, in points: every level's
 /// thresholds (3, 4, 4.5, 5, 6, 8, 12) are bounds, so the share of mail
-/// each level would mark can be read off it.
+/// each level would mark can be read off it. Its buckets count the scores
+/// below their bound ([`Edge::Above`]).
 pub const SPAM_SCORE_BUCKETS: &[f64] = &[
     0.0, 1.0, 2.0, 3.0, 4.0, 4.5, 5.0, 6.0, 8.0, 10.0, 12.0, 15.0, 20.0, 30.0,
 ];
 
 /// The histograms of the catalogue: their bounds, and how many stored
 /// units make one exposed unit (sums are kept as integers).
-const HISTOGRAMS: &[(StatId, &[f64], f64)] = &[
-    (StatId::ScanDuration, SCAN_BUCKETS, 1e6),
-    (StatId::SpamScore, SPAM_SCORE_BUCKETS, 1e3),
+const HISTOGRAMS: &[(StatId, &[f64], f64, Edge)] = &[
+    (StatId::ScanDuration, SCAN_BUCKETS, 1e6, Edge::Within),
+    (StatId::SpamScore, SPAM_SCORE_BUCKETS, 1e3, Edge::Above),
 ];
+
+/// Which bucket a value exactly at a bound counts in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Edge {
+    /// The bound's own (`value <= le`, Prometheus's usual reading).
+    Within,
+    /// The next one: the bucket counts the values below its bound. The
+    /// spam levels mark a score at their threshold (8.0 is spam at the
+    /// standard level, and BAYES_95 alone scores exactly 8.0), so with
+    /// `<=` the share a level marks, `1 - bucket{le="8"} / count`, missed
+    /// every message scoring exactly 8 (walkI finding 9).
+    Above,
+}
 /// Raw records kept in memory for the SNMP table of recent records.
 pub const RECENT_RAW: usize = 50;
 
@@ -79,6 +93,7 @@ pub struct Gauges {
 struct Histogram {
     id: StatId,
     bounds: &'static [f64],
+    edge: Edge,
     /// Stored units per exposed unit (1e6: microseconds for seconds).
     scale: f64,
     buckets: Vec<AtomicU64>,
@@ -89,7 +104,11 @@ struct Histogram {
 
 impl Histogram {
     fn observe(&self, value: f64) {
-        if let Some(i) = self.bounds.iter().position(|le| value <= *le) {
+        let within = |le: f64| match self.edge {
+            Edge::Within => value <= le,
+            Edge::Above => value < le,
+        };
+        if let Some(i) = self.bounds.iter().position(|le| within(*le)) {
             self.buckets[i].fetch_add(1, Relaxed);
         }
         self.sum
@@ -178,9 +197,10 @@ impl Stats {
             offsets: Arc::new(offsets),
             histograms: HISTOGRAMS
                 .iter()
-                .map(|(id, bounds, scale)| Histogram {
+                .map(|(id, bounds, scale, edge)| Histogram {
                     id: *id,
                     bounds,
+                    edge: *edge,
                     scale: *scale,
                     buckets: bounds.iter().map(|_| AtomicU64::new(0)).collect(),
                     sum: AtomicU64::new(0),

@@ -353,6 +353,37 @@ fn spam_scores_fill_a_histogram_with_the_level_thresholds_as_bounds() {
 }
 
 #[test]
+fn a_score_at_a_threshold_counts_above_its_bound() {
+    // walkI finding 9: BAYES_95 alone scores exactly 8.0, spam at the
+    // standard level; the share that level marks is 1 - bucket{le="8"} /
+    // count, so a score of 8 must not be in the le="8" bucket.
+    let stats = model();
+    for score in [7.5, 8.0, 8.0, 12.0, 4.5, 0.0] {
+        scan_in(&stats, score, &[]);
+    }
+    let text = prometheus::render(&stats.snapshot(&Gauges::default())).unwrap();
+    let at = |le: &str| {
+        sample(
+            &text,
+            &format!("mailward_spam_score_points_bucket{{le=\"{le}\"}}"),
+        )
+    };
+    assert_eq!(at("0"), Some(0.0), "{text}");
+    assert_eq!(at("1"), Some(1.0));
+    assert_eq!(at("4.5"), Some(1.0));
+    assert_eq!(at("5"), Some(2.0));
+    assert_eq!(
+        at("8"),
+        Some(3.0),
+        "7.5 and below; the three at 8 or more are spam"
+    );
+    assert_eq!(at("10"), Some(5.0));
+    assert_eq!(at("12"), Some(5.0));
+    assert_eq!(at("15"), Some(6.0));
+    assert_eq!(sample(&text, "mailward_spam_score_points_sum"), Some(40.0));
+}
+
+#[test]
 fn deferrals_rank_their_domains_and_deliveries_do_not() {
     let stats = model();
     let attempt = |result, domain| {
