@@ -6,8 +6,9 @@
 //! - a refusal reaches Postfix's client (550 5.7.1), nothing is queued;
 //! - the verdict header and the subject mark appear at the sink, and the
 //!   infected attachment is gone (header changes and a new body);
-//! - quarantine puts the message on Postfix's hold queue (`postqueue -j`)
-//!   and our quarantine store has its copy;
+//! - quarantine keeps a copy in our store and, as in SMTP mode, does not
+//!   stop delivery (Postfix's hold queue is not used); quarantine with
+//!   block discards;
 //! - garbage on the milter port closes that connection only: mail goes on;
 //! - a verdict slower than Postfix's `milter_content_timeout` is waited
 //!   for (SMFIR_PROGRESS) instead of ending in `milter_default_action`;
@@ -123,7 +124,10 @@ fn postfix_with_mailward_as_milter() -> Result<()> {
         .set_list("group.strict", "recipients", &["*@strict.example.com"])
         .set_list("group.strict", "reject", &["av/infected"])
         .set_list("group.hold", "recipients", &["*@hold.example.com"])
-        .set_list("group.hold", "quarantine", &["av/infected"]);
+        .set_list("group.hold", "quarantine", &["av/infected"])
+        .set_list("group.vault", "recipients", &["*@vault.example.com"])
+        .set_list("group.vault", "quarantine", &["av/infected"])
+        .set_list("group.vault", "block", &["av/infected"]);
     let daemon = Daemon::start(&config)?;
     let postfix = postfix_with_milter(&dir, "milter", sink.port, milter_port, &[])?;
 
@@ -205,30 +209,59 @@ fn postfix_with_mailward_as_milter() -> Result<()> {
         m.header("Received")
     );
 
-    // Quarantine: Postfix's hold queue, and our store's copy.
+    // Quarantine: our store's copy, and the message delivered as the plan
+    // says (a copy alone does not stop delivery, as in SMTP mode; walkH:
+    // it went to Postfix's hold queue, a second copy to release).
     let (ok, t) = swaks_to(
         &dir,
         postfix.port,
         "hold",
         "ann@hold.example.com",
-        &infected("hold me")?,
+        &infected("copy me")?,
     )?;
     ensure!(ok, "refused: {t}");
-    let held = wait_until("the message on hold", Duration::from_secs(20), || {
-        Ok(postfix
-            .queue()?
-            .into_iter()
-            .find(|m| m["queue_name"] == "hold"))
-    })
-    .with_context(|| postfix.log())?;
+    let got = sink
+        .wait_for_count(2, DELIVERY_TIMEOUT)
+        .with_context(|| format!("{}\n{}", postfix.log(), daemon.log()))?;
     ensure!(
-        held["recipients"][0]["address"] == "ann@hold.example.com",
-        "held: {held}"
+        got.iter()
+            .any(|m| m.recipients() == ["ann@hold.example.com"]),
+        "the quarantined message is delivered too"
+    );
+    ensure!(
+        !postfix.queue()?.iter().any(|m| m["queue_name"] == "hold"),
+        "nothing on Postfix's hold queue"
     );
     let listed = daemon.cli_ok(&["quarantine", "list", "--json"])?;
     ensure!(
         listed.lines().count() == 1 && listed.contains("ann@hold.example.com"),
         "our quarantine has the copy: {listed}"
+    );
+    // Quarantine with block: our copy, and Postfix discards the message.
+    let (ok, t) = swaks_to(
+        &dir,
+        postfix.port,
+        "vault",
+        "eve@vault.example.com",
+        &infected("keep me")?,
+    )?;
+    ensure!(ok, "refused: {t}");
+    wait_until(
+        "the second quarantine copy",
+        Duration::from_secs(20),
+        || {
+            let listed = daemon.cli_ok(&["quarantine", "list", "--json"])?;
+            Ok(
+                (listed.lines().count() == 2 && listed.contains("eve@vault.example.com"))
+                    .then_some(()),
+            )
+        },
+    )?;
+    postfix.wait_queue_empty(Duration::from_secs(10))?;
+    ensure!(
+        postfix.log().contains("milter-discard"),
+        "Postfix discards what every group blocks:\n{}",
+        postfix.log()
     );
 
     // One recipient's group refuses, the other's delivers: the refusal
@@ -241,7 +274,7 @@ fn postfix_with_mailward_as_milter() -> Result<()> {
         &infected("for both")?,
     )?;
     ensure!(ok, "refused although one group delivers: {t}");
-    let got = sink.wait_for_count(2, DELIVERY_TIMEOUT)?;
+    let got = sink.wait_for_count(3, DELIVERY_TIMEOUT)?;
     let m = got
         .iter()
         .find(|m| m.header("Subject").is_some_and(|s| s.ends_with("for both")))
@@ -257,7 +290,7 @@ fn postfix_with_mailward_as_milter() -> Result<()> {
     let clean = b"From: alice@sender.test\r\nTo: user@example.com\r\nSubject: after garbage\r\n\r\nStill here.\r\n";
     let (ok, t) = swaks_to(&dir, postfix.port, "clean", "user@example.com", clean)?;
     ensure!(ok, "refused after garbage: {t}\n{}", daemon.log());
-    let got = sink.wait_for_count(3, DELIVERY_TIMEOUT)?;
+    let got = sink.wait_for_count(4, DELIVERY_TIMEOUT)?;
     let m = got
         .iter()
         .find(|m| m.message.contains("Subject: after garbage"))
@@ -276,7 +309,7 @@ fn postfix_with_mailward_as_milter() -> Result<()> {
 
     let metrics = stats.scrape()?;
     let checked = metrics.get("mailward_messages_checked_total", &[("mode", "milter")]);
-    ensure!(checked == Some(5.0), "checked by milter: {checked:?}");
+    ensure!(checked == Some(6.0), "checked by milter: {checked:?}");
     // The five kinds of garbage are five malformed connections, and
     // Postfix's own connections closed without an error.
     let errors = |reason| {
@@ -301,13 +334,13 @@ fn postfix_with_mailward_as_milter() -> Result<()> {
         .get("mailward_milter_connections", &[])
         .unwrap_or(-1.0);
     ensure!(
-        opened >= 6.0 && (0.0..=opened - 5.0).contains(&open),
+        opened >= 7.0 && (0.0..=opened - 5.0).contains(&open),
         "milter connections: {opened} opened, {open} open now"
     );
     let raw = stats.raw_lines()?;
     ensure!(
         // One per message and recipient: the mixed message has two.
-        raw.len() == 6 && raw.iter().all(|r| r.mode == "milter"),
+        raw.len() == 7 && raw.iter().all(|r| r.mode == "milter"),
         "raw records with mode milter: {:?}",
         raw.iter().map(|r| &r.line).collect::<Vec<_>>()
     );

@@ -35,15 +35,10 @@ pub trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
 
 /// What we ask the MTA for: verdict headers and subject marks (add,
-/// insert, change), part edits (the body), per-group blocks (delete
-/// recipients) and quarantine.
-const ACTIONS: Actions = Actions(
-    Actions::ADDHDRS.0
-        | Actions::CHGHDRS.0
-        | Actions::CHGBODY.0
-        | Actions::DELRCPT.0
-        | Actions::QUARANTINE.0,
-);
+/// insert, change), part edits (the body) and per-group blocks (delete
+/// recipients). Not quarantine: the copy is ours (policy/milter.rs).
+const ACTIONS: Actions =
+    Actions(Actions::ADDHDRS.0 | Actions::CHGHDRS.0 | Actions::CHGBODY.0 | Actions::DELRCPT.0);
 /// Unknown commands are not needed; header values come with their leading
 /// space, so that the message is rebuilt byte for byte. The DATA step is
 /// taken (and answered) although nothing is done with it: skipped, Postfix
@@ -521,9 +516,6 @@ impl Session {
                 ),
                 Change::ReplaceBody(body) => (Actions::CHGBODY, replace_body(&body)),
                 Change::DeleteRcpt(rcpt) => (Actions::DELRCPT, vec![Response::DelRcpt { rcpt }]),
-                Change::Quarantine(reason) => {
-                    (Actions::QUARANTINE, vec![Response::Quarantine { reason }])
-                }
             };
             if self.actions.contains(needs) {
                 out.extend(responses);

@@ -8,9 +8,11 @@
 //! - A group that blocks: its recipients are deleted from the message; when
 //!   no group delivers, the message is discarded (accepted, never
 //!   delivered: `block`).
-//! - Quarantine: our store keeps the copy (as for SMTP), and the MTA is
-//!   asked to quarantine it too (Postfix: the hold queue), because the
-//!   message is the MTA's: `postsuper -H` releases it there.
+//! - Quarantine: our store keeps the copy, as for SMTP, and that is all:
+//!   a copy alone does not stop delivery, in both modes (`block` does).
+//!   The MTA is not asked to quarantine too (Postfix's hold queue): that
+//!   would stop mail the plan delivers, and leave two copies whose two
+//!   releases deliver the message twice (walkH).
 //! - The delivered copy: the verdict headers go on top, and the subject
 //!   mark and part edits become header changes and a new body. The MTA
 //!   delivers one copy to every remaining recipient, so when delivered
@@ -51,7 +53,6 @@ pub enum Change {
     },
     ReplaceBody(Vec<u8>),
     DeleteRcpt(String),
-    Quarantine(String),
 }
 
 /// What the MTA is told at end of message.
@@ -63,7 +64,7 @@ pub enum Outcome {
     Reject(String),
     /// Temporary failure with this reply.
     TempFail(String),
-    /// Accept and never deliver, after these changes (a quarantine).
+    /// Accept and never deliver, after these changes (every group blocks).
     Discard(Vec<Change>),
 }
 
@@ -104,13 +105,6 @@ pub async fn carry_out(
     execute::queue_notifications(gw, env, notices);
 
     let mut changes = Vec::new();
-    if let Some(reason) = verdict
-        .groups
-        .iter()
-        .find_map(|j| j.plan.quarantine.clone())
-    {
-        changes.push(Change::Quarantine(format!("Mailward: {reason}")));
-    }
     let delivered: Vec<_> = verdict
         .groups
         .iter()
