@@ -119,28 +119,52 @@ fn run(store: &Store, start: &Start, rx: &Receiver<(Arc<Vec<u8>>, Class, Share)>
             continue;
         }
         let from = start();
-        let learnt = store.update_from(from.as_ref().map(|(m, at)| (&**m, *at)), |model| {
-            let mut n = (0, 0);
-            for (digest, tokens, class) in &batch {
-                if model.learn(*digest, tokens, *class) != super::model::Learnt::Already {
-                    match class {
-                        Class::Spam => n.0 += 1,
-                        Class::Ham => n.1 += 1,
-                    }
-                }
+        match learn_batch(store, from.as_ref().map(|(m, at)| (&**m, *at)), &batch) {
+            // Only a batch that changed the learning says "learnt": one of
+            // messages learnt before writes nothing, and said so as
+            // `spam=0 ham=0` (walkI finding 20).
+            Ok(b) if b.spam + b.ham > 0 => {
+                tracing::info!(target: "scan", spam = b.spam, ham = b.ham, known = b.known,
+                    store = %store.describe(), "Autolearn: learnt from confident verdicts.")
             }
-            Edit::when(n != (0, 0), n)
-        });
-        match learnt {
-            Ok(((spam, ham), _)) => {
-                tracing::info!(target: "scan", spam, ham, store = %store.describe(),
-                "Autolearn: learnt from confident verdicts.")
-            }
+            Ok(b) => tracing::debug!(target: "scan", known = b.known,
+                "Autolearn: nothing new; the batch's messages were learnt before."),
             Err(e) => tracing::warn!(target: "scan", error = %e,
                 "Autolearn cannot write the spam store; this batch is not learnt."),
         }
         batch.clear();
     }
+}
+
+/// What one batch did: messages learnt as spam and as ham (new, or moved
+/// from the other class), and messages learnt before as they are.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct Batch {
+    spam: usize,
+    ham: usize,
+    known: usize,
+}
+
+/// Learns `batch` into `store` from `from` (the model in use); writes
+/// nothing when every message was learnt before.
+fn learn_batch(
+    store: &Store,
+    from: Option<(&Model, Cursor)>,
+    batch: &[(u64, Vec<u64>, Class)],
+) -> Result<Batch, super::store::StoreError> {
+    store
+        .update_from(from, |model| {
+            let mut n = Batch::default();
+            for (digest, tokens, class) in batch {
+                match (model.learn(*digest, tokens, *class), class) {
+                    (super::model::Learnt::Already, _) => n.known += 1,
+                    (_, Class::Spam) => n.spam += 1,
+                    (_, Class::Ham) => n.ham += 1,
+                }
+            }
+            Edit::when(n.spam + n.ham > 0, n)
+        })
+        .map(|(n, _)| n)
 }
 
 #[cfg(test)]
@@ -178,5 +202,43 @@ mod tests {
         assert_eq!(lesson(&evidence(&[("BAYES_00", -2.5)])), None);
         e.blacklisted = Some("spam trap <t@x>".into());
         assert_eq!(lesson(&e), Some(Class::Spam));
+    }
+
+    #[test]
+    fn a_batch_of_known_messages_learns_and_writes_nothing() {
+        // walkI finding 20: such a batch logged "learnt from confident
+        // verdicts. spam=0 ham=0".
+        let dir = tempfile::tempdir().unwrap();
+        let limits = super::super::store::Limits {
+            tokens: 1000,
+            learnt: 1000,
+        };
+        let store = Store::dir(dir.path(), limits);
+        let batch = vec![(7, vec![1, 2, 3], Class::Spam), (8, vec![4, 5], Class::Ham)];
+        let first = learn_batch(&store, None, &batch).unwrap();
+        assert_eq!(
+            first,
+            Batch {
+                spam: 1,
+                ham: 1,
+                known: 0
+            }
+        );
+        let journal = dir.path().join(super::super::store::JOURNAL);
+        let written = std::fs::metadata(&journal).map(|m| m.len()).unwrap_or(0);
+        let again = learn_batch(&store, None, &batch).unwrap();
+        assert_eq!(
+            again,
+            Batch {
+                spam: 0,
+                ham: 0,
+                known: 2
+            }
+        );
+        assert_eq!(
+            std::fs::metadata(&journal).map(|m| m.len()).unwrap_or(0),
+            written,
+            "nothing written"
+        );
     }
 }
