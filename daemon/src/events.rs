@@ -468,7 +468,7 @@ impl MessageChecked<'_> {
                 (None, true) => "unavailable".into(),
                 (None, false) => "abstained".into(),
             };
-            tracing::info!(target: "scan", queue_id = %e.id, score = %format!("{:.1}", ev.score()),
+            tracing::info!(target: "scan", queue_id = %e.id, score = %format!("{:.1}", ev.shown_score()),
                 rating = ev.rating(), classifier = %classifier,
                 formal = ev.formal.unwrap_or("-"), tests = %ev.weighed(), "Spam tests.");
         }

@@ -358,7 +358,7 @@ pub enum BasesCommand {
 pub enum SpamCommand {
     /// Learns messages as spam or as ham (a running daemon uses it within seconds).
     #[command(
-        after_help = "A PATH is a message file (it may start with an mbox \"From \" line), an mbox, or a directory of message files.\nA message learnt twice counts once; learnt as the other class, it moves.\n\nExample:\n  mailward spam learn --spam ~/Junk/ --ham ~/Mail/inbox.mbox --config mailward.toml"
+        after_help = "A PATH is a message file (it may start with an mbox \"From \" line), an mbox, or a directory of message files (one that holds none is an error, and nothing is learnt).\nA message learnt twice counts once; learnt as the other class, it moves.\n\nExample:\n  mailward spam learn --spam ~/Junk/ --ham ~/Mail/inbox.mbox --config mailward.toml"
     )]
     Learn {
         /// Messages that are spam.
@@ -392,7 +392,7 @@ pub enum SpamCommand {
     },
     /// Judges message files as the gateway would (rules, heuristics, classifier; no network tests).
     #[command(
-        after_help = "Prints one line per message: FILE: STATUS score=N.N rating=R TEST=+W ... (R: 0 to 100, docs/spam.md); with --json one object per line with file, status, score, rating, tests, probability, formal.\nWith --clues N, the N tokens the classifier's verdict rests on most, under each message (in --json: \"clues\"): probability, learnt spam and ham messages with the token, the token (TAG:TEXT).\n\nExamples:\n  mailward spam check --json suspicious.eml --config mailward.toml\n  mailward spam check --clues 15 newsletter.eml --config mailward.toml"
+        after_help = "Prints one line per message: FILE: STATUS score=N.N rating=R TEST=+W ... (N.N rounded down, as the status reads it; R: 0 to 100, docs/spam.md); with --json one object per line with file, status, score, rating, tests, probability, formal.\nA PATH that cannot be read is reported and the others are still judged; the exit status is then 1.\nWith --clues N, the N tokens the classifier's verdict rests on most, under each message (in --json: \"clues\"): probability, learnt spam and ham messages with the token, the token (TAG:TEXT).\n\nExamples:\n  mailward spam check --json suspicious.eml --config mailward.toml\n  mailward spam check --clues 15 newsletter.eml --config mailward.toml"
     )]
     Check {
         /// Messages to judge: message files, mboxes (each message judged on its own) or directories of message files.
@@ -409,12 +409,15 @@ pub enum SpamCommand {
     },
     /// Writes the site's learning to a file (for another gateway's `spam import`).
     #[command(
-        after_help = "Example:\n  mailward spam export /tmp/site.model --config mailward.toml"
+        after_help = "An existing FILE is replaced only with --force; its directory is not created.\n\nExample:\n  mailward spam export /tmp/site.model --config mailward.toml"
     )]
     Export {
-        /// The model file to write (replaced if it exists).
+        /// The model file to write, in a directory that exists.
         #[arg(value_name = "FILE")]
         file: PathBuf,
+        /// Replaces FILE if it exists.
+        #[arg(long)]
+        force: bool,
         #[command(flatten)]
         config: ConfigArg,
     },
@@ -440,8 +443,10 @@ pub enum SpamCommand {
         #[command(flatten)]
         config: ConfigArg,
     },
-    /// Goes back to the previous base.
-    #[command(after_help = "Example:\n  mailward spam rollback --config mailward.toml")]
+    /// Goes back to the previous base (once).
+    #[command(
+        after_help = "The previous base (base.model.bak) becomes the base; the base it replaces is kept as base.model.rolled-back. There is no previous base after that: a second rollback is refused (`spam import --base FILE` installs another).\n\nExample:\n  mailward spam rollback --config mailward.toml"
+    )]
     Rollback {
         #[command(flatten)]
         config: ConfigArg,
@@ -457,8 +462,8 @@ pub enum SpamCommand {
         /// The client's HELO/EHLO name.
         #[arg(long, default_value = "")]
         helo: String,
-        /// The MAIL FROM address ("" for the null sender).
-        #[arg(long)]
+        /// The MAIL FROM address, with or without angle brackets ("" for the null sender).
+        #[arg(long, value_parser = crate::ops::spam_cli::sender_arg)]
         sender: String,
         /// A DNS server (ADDRESS:PORT) instead of the configuration's.
         #[arg(long, value_name = "ADDRESS:PORT")]

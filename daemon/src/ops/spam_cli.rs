@@ -24,6 +24,10 @@ pub enum SpamCliError {
     Store(#[from] crate::check::spam::store::StoreError),
     #[error("{0}")]
     Usage(String),
+    /// `spam check`: PATHs that could not be read (each said on its own
+    /// line); the others were judged.
+    #[error("{0} of {1} path(s) could not be read; the others were judged")]
+    Unread(usize, usize),
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> SpamCliError + '_ {
@@ -53,6 +57,14 @@ pub fn messages(paths: &[PathBuf]) -> Result<Vec<Source>, SpamCliError> {
                 .filter(|f| f.is_file())
                 .collect();
             files.sort();
+            if files.is_empty() {
+                // An empty (or mistyped) directory would otherwise learn
+                // "0 new message(s)" without a word (walkI finding 22).
+                return Err(SpamCliError::Usage(format!(
+                    "{}: the directory holds no message files",
+                    p.display()
+                )));
+            }
             for f in files {
                 read_file(&f, &mut out)?;
             }
@@ -119,6 +131,26 @@ pub struct Tally {
     pub moved: usize,
     pub forgotten: usize,
     pub unknown: usize,
+}
+
+impl Tally {
+    /// The line `spam learn` prints.
+    pub fn learnt_summary(&self) -> String {
+        format!(
+            "Learnt {} new message(s); {} already known; {} moved to the other class.",
+            self.new, self.already, self.moved
+        )
+    }
+
+    /// The line `spam forget` prints.
+    pub fn forgot_summary(&self) -> String {
+        format!(
+            "Forgot {} message(s); {} {} not learnt.",
+            self.forgotten,
+            self.unknown,
+            if self.unknown == 1 { "was" } else { "were" }
+        )
+    }
 }
 
 fn progress(done: usize, total: usize, err: &mut dyn Write) {
@@ -230,18 +262,40 @@ pub fn forget(cfg: &Config, paths: &[PathBuf], err: &mut dyn Write) -> Result<Ta
 /// Judges one message as the gateway's default group would (rules,
 /// heuristics, classifier; no network tests).
 pub fn check_one(k: &Knowledge, raw: &[u8]) -> Evidence {
+    // The gateway adds its Received field on top of every message, so a
+    // message without a header block (a first line that is empty, or not a
+    // field) still has one there and gets the MISSING_* tests; a file here
+    // would have none and get none (walkI finding 22).
+    let with_received;
+    let raw = if mail_parser::MessageParser::default()
+        .parse_headers(raw)
+        .is_none()
+    {
+        with_received = [
+            &b"Received: by localhost (mailward spam check)\r\n"[..],
+            raw,
+        ]
+        .concat();
+        &with_received[..]
+    } else {
+        raw
+    };
     let parsed = crate::check::parse(raw);
     spam::examine(k, raw, parsed.as_ref(), None)
 }
 
 /// `spam check`: one line (or JSON object) per message; with `clues` > 0
 /// the classifier's most telling tokens of each, by their text.
+///
+/// A PATH that cannot be read is said on `err` and the others are still
+/// judged; the result is then [`SpamCliError::Unread`].
 pub fn check(
     cfg: &Config,
     paths: &[PathBuf],
     json: bool,
     clues: usize,
     out: &mut dyn Write,
+    err: &mut dyn Write,
 ) -> Result<(), SpamCliError> {
     let (k, problems) = Knowledge::load(cfg);
     if let Some(p) = problems.first() {
@@ -250,7 +304,18 @@ pub fn check(
         )));
     }
     let level = cfg.policy.spam_level;
-    for m in messages(paths)? {
+    let mut unread = 0;
+    let mut judged = Vec::new();
+    for p in paths {
+        match messages(std::slice::from_ref(p)) {
+            Ok(m) => judged.extend(m),
+            Err(e) => {
+                unread += 1;
+                let _ = writeln!(err, "mailward: {e}");
+            }
+        }
+    }
+    for m in judged {
         let e = check_one(&k, &m.bytes);
         let status = e.status(level);
         let telling = match clues {
@@ -261,7 +326,7 @@ pub fn check(
             let mut v = serde_json::json!({
                 "file": m.name,
                 "status": format!("as/{}", status.as_str()),
-                "score": (e.score() * 10.0).round() / 10.0,
+                "score": e.shown_score(),
                 "rating": e.rating(),
                 "tests": e.test_names(),
                 "probability": e.probability,
@@ -286,7 +351,7 @@ pub fn check(
                 "{}: as/{} score={:.1} rating={}",
                 m.name,
                 status.as_str(),
-                e.score(),
+                e.shown_score(),
                 e.rating(),
             );
             if !e.hits.is_empty() {
@@ -305,7 +370,10 @@ pub fn check(
             break;
         }
     }
-    Ok(())
+    match unread {
+        0 => Ok(()),
+        n => Err(SpamCliError::Unread(n, paths.len())),
+    }
 }
 
 /// The `n` most telling clues of a message with their tokens' texts
@@ -375,8 +443,23 @@ pub fn fold(cfg: &Config, err: &mut dyn Write) -> Result<Journalled, SpamCliErro
     Ok(folded)
 }
 
-/// `spam export FILE`: the site's learning, as a model file.
-pub fn export(cfg: &Config, to: &Path) -> Result<Model, SpamCliError> {
+/// `spam export FILE`: the site's learning, as a model file. The
+/// directory must exist (a typo in the path is not made a directory), and
+/// an existing file is replaced only with `force`.
+pub fn export(cfg: &Config, to: &Path, force: bool) -> Result<Model, SpamCliError> {
+    let parent = to.parent().filter(|p| !p.as_os_str().is_empty());
+    if let Some(dir) = parent.filter(|d| !d.is_dir()) {
+        return Err(SpamCliError::Usage(format!(
+            "{}: no such directory (spam export creates no directories)",
+            dir.display()
+        )));
+    }
+    if to.exists() && !force {
+        return Err(SpamCliError::Usage(format!(
+            "{} exists; --force replaces it",
+            to.display()
+        )));
+    }
     let model = site_store(cfg)?.read()?;
     model.write(to)?;
     Ok(model)
@@ -453,6 +536,14 @@ pub fn import(
                 _ => {}
             }
         }
+        // A base that `spam rollback` set aside is no longer the one just
+        // rolled back from.
+        match std::fs::remove_file(dir.join(ROLLED_BACK)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(io(&dir.join(ROLLED_BACK))(e));
+            }
+            _ => {}
+        }
         incoming.write(&base)?;
         return Ok(Imported {
             model: incoming,
@@ -482,33 +573,67 @@ pub fn import(
     merged.map(|model| Imported { model, base: None })
 }
 
-/// `spam rollback`: the previous base back.
-pub fn rollback(cfg: &Config) -> Result<(), SpamCliError> {
+/// Where `spam rollback` keeps the base it rolled back from: no command
+/// uses it again by itself (`spam import --base` it to go back to it).
+pub const ROLLED_BACK: &str = "base.model.rolled-back";
+
+/// `spam rollback`: the previous base back, once. The previous base
+/// (`base.model.bak`) becomes the base and the one it replaces is kept as
+/// [`ROLLED_BACK`]; there is no previous base after it, so a second
+/// rollback is refused instead of swapping the two back and forth while
+/// saying "the previous base is in use again" each time (walkI finding 8).
+/// Returns where the replaced base is kept.
+pub fn rollback(cfg: &Config) -> Result<PathBuf, SpamCliError> {
     let dir = &cfg.spam.dir;
     let _lock = crate::check::spam::store::Lock::take(dir)?;
     let bak = dir.join(format!("{BASE}.bak"));
     let base = dir.join(BASE);
-    let previous = Model::read(&bak)?.ok_or_else(|| {
-        // After a first base there is none to go back to: say what undoes
-        // it instead.
-        SpamCliError::Usage(if base.exists() {
+    let kept = dir.join(ROLLED_BACK);
+    // Read whole first: a damaged backup is refused before anything moves.
+    if Model::read(&bak)?.is_none() {
+        return Err(SpamCliError::Usage(if base.exists() && kept.exists() {
+            format!(
+                "the previous base is already in use (`spam rollback` was run; the base it \
+                 replaced is kept as {}); `spam import --base FILE` to install another",
+                kept.display()
+            )
+        } else if base.exists() {
+            // After a first base there is none to go back to: say what
+            // undoes it instead.
             format!(
                 "no previous base to roll back to: {} is the first base installed; remove it to go back to no base",
                 base.display()
             )
         } else {
             "no previous base to roll back to".into()
-        })
-    })?;
+        }));
+    }
     if base.exists() {
-        std::fs::rename(&base, dir.join(format!("{BASE}.tmp-old"))).map_err(io(&base))?;
+        std::fs::copy(&base, &kept).map_err(io(&kept))?;
     }
-    previous.write(&base)?;
-    let old = dir.join(format!("{BASE}.tmp-old"));
-    if old.exists() {
-        std::fs::rename(&old, &bak).map_err(io(&bak))?;
+    // One rename: a daemon sees the old base or the previous one, never
+    // none.
+    std::fs::rename(&bak, &base).map_err(io(&base))?;
+    Ok(kept)
+}
+
+/// The `--sender` of `spam spf`: an address as written in MAIL FROM, with
+/// or without its angle brackets (`<news@example.org>` as copied from a
+/// log), or empty for the null sender. Anything else without an `@` is
+/// refused: its "domain" would be checked as the empty name.
+pub fn sender_arg(s: &str) -> Result<String, String> {
+    let t = s.trim();
+    let t = t
+        .strip_prefix('<')
+        .and_then(|t| t.strip_suffix('>'))
+        .unwrap_or(t);
+    if t.is_empty() || t.contains('@') && !t.starts_with('@') && !t.ends_with('@') {
+        Ok(t.to_string())
+    } else {
+        Err(format!(
+            "{s:?} is not an address: give local@domain (angle brackets allowed) or \"\" for the null sender"
+        ))
     }
-    Ok(())
 }
 
 /// SPF for `ip` and `sender` (HELO `helo`), as the session checks it: the
@@ -633,5 +758,190 @@ mod tests {
             )
         );
         rollback(&cfg).unwrap();
+    }
+
+    fn config_in(dir: &Path) -> Config {
+        let mut cfg = crate::config::parse("", "t.toml").unwrap();
+        cfg.spam.dir = dir.join("spam");
+        std::fs::create_dir_all(&cfg.spam.dir).unwrap();
+        cfg
+    }
+
+    #[test]
+    fn a_second_rollback_is_refused_instead_of_swapping_back() {
+        // walkI finding 8: each rollback swapped base.model and its backup
+        // and said "The previous base is in use again."
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = config_in(dir.path());
+        let (older, newer) = (
+            dir.path().join("older.model"),
+            dir.path().join("newer.model"),
+        );
+        for (file, spam) in [(&older, 950), (&newer, 947)] {
+            Model {
+                spam_messages: spam,
+                ham_messages: 40,
+                ..Model::default()
+            }
+            .write(file)
+            .unwrap();
+        }
+        import(&cfg, &older, true, &mut Vec::new()).unwrap();
+        import(&cfg, &newer, true, &mut Vec::new()).unwrap();
+        let base = cfg.spam.dir.join(BASE);
+        let kept = rollback(&cfg).unwrap();
+        assert_eq!(kept, cfg.spam.dir.join(ROLLED_BACK));
+        let in_use = Model::read(&base).unwrap().unwrap();
+        assert_eq!(in_use.spam_messages, 950, "the previous base is in use");
+        assert_eq!(Model::read(&kept).unwrap().unwrap().spam_messages, 947);
+        let e = rollback(&cfg).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            format!(
+                "the previous base is already in use (`spam rollback` was run; the base it \
+                 replaced is kept as {}); `spam import --base FILE` to install another",
+                kept.display()
+            )
+        );
+        assert_eq!(Model::read(&base).unwrap().unwrap().spam_messages, 950);
+        // A new base can be rolled back again, to the one in use before it.
+        import(&cfg, &newer, true, &mut Vec::new()).unwrap();
+        assert!(
+            !kept.exists(),
+            "the set-aside base is not the one rolled back from now"
+        );
+        rollback(&cfg).unwrap();
+        assert_eq!(Model::read(&base).unwrap().unwrap().spam_messages, 950);
+    }
+
+    #[test]
+    fn spf_sender_takes_angle_brackets_and_refuses_a_non_address() {
+        // walkI finding 21: `--sender "<news@partner.test>"` checked the
+        // domain "partner.test>".
+        assert_eq!(
+            sender_arg("<news@partner.test>").unwrap(),
+            "news@partner.test"
+        );
+        assert_eq!(
+            sender_arg("news@partner.test").unwrap(),
+            "news@partner.test"
+        );
+        assert_eq!(sender_arg("").unwrap(), "");
+        assert_eq!(sender_arg("<>").unwrap(), "");
+        for bad in ["noatsign", "user@", "<@x.test>"] {
+            let e = sender_arg(bad).unwrap_err();
+            assert!(e.contains("is not an address"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn export_neither_creates_directories_nor_replaces_a_file_silently() {
+        // walkI finding 22.
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = config_in(dir.path());
+        let typo = dir.path().join("typo/dir/x.model");
+        let e = export(&cfg, &typo, false).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            format!(
+                "{}: no such directory (spam export creates no directories)",
+                dir.path().join("typo/dir").display()
+            )
+        );
+        assert!(!dir.path().join("typo").exists());
+        let to = dir.path().join("x.model");
+        export(&cfg, &to, false).unwrap();
+        let e = export(&cfg, &to, false).unwrap_err().to_string();
+        assert_eq!(e, format!("{} exists; --force replaces it", to.display()));
+        export(&cfg, &to, true).unwrap();
+    }
+
+    #[test]
+    fn check_judges_the_files_that_exist_and_reports_the_missing_one() {
+        // walkI finding 22: one missing file suppressed every verdict.
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = config_in(dir.path());
+        let (a, b) = (dir.path().join("a.eml"), dir.path().join("b.eml"));
+        let mail = "From: a@b.test\nTo: c@d.test\nSubject: hi\nDate: Fri, 04 Dec 2026 10:00:00 +0000\nMessage-ID: <x@b.test>\n\nhello\n";
+        std::fs::write(&a, mail).unwrap();
+        std::fs::write(&b, mail).unwrap();
+        let missing = dir.path().join("missing.eml");
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let r = check(
+            &cfg,
+            &[a.clone(), missing.clone(), b.clone()],
+            false,
+            0,
+            &mut out,
+            &mut err,
+        );
+        assert_eq!(
+            r.unwrap_err().to_string(),
+            "1 of 3 path(s) could not be read; the others were judged"
+        );
+        let out = String::from_utf8(out).unwrap();
+        assert!(
+            out.starts_with(&format!("{}: as/clean", a.display())),
+            "{out}"
+        );
+        assert!(
+            out.contains(&format!("\n{}: as/clean", b.display())),
+            "{out}"
+        );
+        let err = String::from_utf8(err).unwrap();
+        assert!(
+            err.starts_with(&format!("mailward: {}: ", missing.display())),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_file_without_a_header_block_is_judged_as_the_gateway_would() {
+        // walkI finding 22: the gateway adds Received on top, so such a
+        // message gets the MISSING_* tests there; `spam check` gave none.
+        let k = Knowledge::default();
+        for raw in ["\nhello there\n", "hello there\n\nmore\n"] {
+            let e = check_one(&k, raw.as_bytes());
+            for name in [
+                "MISSING_DATE",
+                "MISSING_MESSAGE_ID",
+                "MISSING_TO",
+                "MISSING_SUBJECT",
+            ] {
+                assert!(e.test_names().contains(&name), "{raw:?}: {}", e.weighed());
+            }
+        }
+    }
+
+    #[test]
+    fn forget_and_learn_say_what_they_did_in_words() {
+        // walkI finding 22: "1 were not learnt"; an empty directory learnt
+        // "0 new message(s)" without a word.
+        let one = Tally {
+            unknown: 1,
+            ..Tally::default()
+        };
+        assert_eq!(
+            one.forgot_summary(),
+            "Forgot 0 message(s); 1 was not learnt."
+        );
+        let two = Tally {
+            forgotten: 1,
+            unknown: 2,
+            ..Tally::default()
+        };
+        assert_eq!(
+            two.forgot_summary(),
+            "Forgot 1 message(s); 2 were not learnt."
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = config_in(dir.path());
+        let empty = dir.path().join("empty");
+        std::fs::create_dir(&empty).unwrap();
+        let e = learn(&cfg, &[empty.clone()], &[], &mut Vec::new()).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!("{}: the directory holds no message files", empty.display())
+        );
     }
 }

@@ -136,6 +136,30 @@ pub fn rating_of(score: f64) -> u8 {
     r.floor() as u8
 }
 
+/// A score as every output shows it (`spam check`, the `Spam tests.` log
+/// line, `X-Mailward-Spam`, quarantine findings): rounded down to one
+/// decimal, as the rating is, so that a score a hair under a threshold
+/// shows under it (7.95 shows 7.9, where rounding to nearest printed 8.0
+/// beside `as/probable`). Rounding the binary value to nearest was not even
+/// consistent: 7.95 is stored a hair above 7.95 and printed 8.0, 19.95 a
+/// hair below and printed 19.9. Print it with `{:.1}`.
+pub fn shown_score(score: f64) -> f64 {
+    // The nudge keeps a score of exactly N.N (stored a hair under it, like
+    // 0.3) at N.N; it is far below the millionth `score` rounds to.
+    ((score * 10.0 + 1e-6).floor() / 10.0) + 0.0
+}
+
+/// A test's weight as shown (`NAME=+7.95`): one decimal, more when the
+/// weight has them (up to six), so that the weights never show a sum the
+/// score does not have.
+pub fn shown_weight(weight: f64) -> String {
+    let mut w = format!("{:+.6}", (weight * 1e6).round() / 1e6 + 0.0);
+    while w.ends_with('0') && !w.ends_with(".0") {
+        w.pop();
+    }
+    w
+}
+
 impl Evidence {
     /// The message's rating, 0 to 100 ([`rating_of`] its score): a list
     /// verdict settles it, as it settles the status, at 100 for a
@@ -150,9 +174,19 @@ impl Evidence {
         }
     }
 
-    /// The sum of the weights (never -0.0, which would print as such).
+    /// The sum of the weights (never -0.0, which would print as such), to
+    /// a millionth of a point: a sum of decimal weights is not exact in
+    /// binary (3.975 + 3.975 is a hair above 7.95, 0.1 + 0.2 a hair above
+    /// 0.3), and a sum that should be 8 must not land a hair under it and
+    /// change the status.
     pub fn score(&self) -> f64 {
-        self.hits.iter().map(|h| h.weight).sum::<f64>() + 0.0
+        let sum = self.hits.iter().map(|h| h.weight).sum::<f64>();
+        (sum * 1e6).round() / 1e6 + 0.0
+    }
+
+    /// The score as shown: [`shown_score`].
+    pub fn shown_score(&self) -> f64 {
+        shown_score(self.score())
     }
 
     /// The status at a level.
@@ -183,7 +217,7 @@ impl Evidence {
     pub fn weighed(&self) -> String {
         self.hits
             .iter()
-            .map(|h| format!("{}={:+.1}", h.name, h.weight))
+            .map(|h| format!("{}={}", h.name, shown_weight(h.weight)))
             .collect::<Vec<_>>()
             .join(" ")
     }
@@ -204,7 +238,7 @@ impl Evidence {
         format!(
             "as/{}{list} score={:.1} rating={} tests={tests}",
             status.as_str(),
-            self.score(),
+            self.shown_score(),
             self.rating()
         )
     }
@@ -219,7 +253,7 @@ impl Evidence {
         let mut h = format!(
             "X-Mailward-Spam: as/{}; score={:.1}; tests=",
             status.as_str(),
-            self.score()
+            self.shown_score()
         );
         let mut line = h.len();
         if self.hits.is_empty() {
@@ -280,6 +314,18 @@ pub fn blacklisted(cfg: &crate::config::Config, client: std::net::IpAddr, sender
         .blacklist
         .iter()
         .any(|e| list_matches(e, client, sender))
+}
+
+/// Whether `[spam] whitelist` lists the client by address (`ip NET`): then
+/// `spf = "reject"` does not refuse its `fail` (the SPF result still goes
+/// into the verdict). Such a client is typically a forwarder or a
+/// partner's relay, exactly the mail SPF fails on. A sender glob does not
+/// count: it is only vouched for by SPF itself, or DKIM after DATA.
+pub fn whitelisted_client(cfg: &crate::config::Config, client: std::net::IpAddr) -> bool {
+    cfg.spam.whitelist.iter().any(|e| match e {
+        crate::config::GroupEntry::Net(net) => crate::config::rules::net_contains(net, client),
+        crate::config::GroupEntry::Address(_) => false,
+    })
 }
 
 /// Judges one message.

@@ -508,3 +508,38 @@ fn a_rule_set_to_weight_0_is_switched_off_and_not_listed() {
     assert!(e.test_names().contains(&"MY_ON"), "{}", e.weighed());
     assert!(!e.weighed().contains("=+0.0"), "{}", e.weighed());
 }
+
+#[test]
+fn a_score_under_a_threshold_never_shows_at_it() {
+    // walkI finding 10: 3.975 twice (7.95) printed `as/probable score=8.0`
+    // and `X_R795=+8.0`, while 19.95 printed 19.9: the binary sums were
+    // rounded to nearest, one a hair above and one a hair below.
+    for (weights, shown, status) in [
+        (vec![3.975, 3.975], "7.9", SpamStatus::Probable),
+        (vec![9.975, 9.975], "19.9", SpamStatus::Spam),
+        (vec![4.0, 4.0], "8.0", SpamStatus::Spam),
+        (vec![0.1, 0.2], "0.3", SpamStatus::Clean),
+        (vec![5.5, 2.5], "8.0", SpamStatus::Spam),
+        (vec![-0.55], "-0.6", SpamStatus::Clean),
+        (vec![0.7, 0.1, 4.2], "5.0", SpamStatus::Probable),
+    ] {
+        let e = Evidence {
+            hits: weights.iter().map(|&w| rules::Hit::new("X", w)).collect(),
+            ..Evidence::default()
+        };
+        assert_eq!(format!("{:.1}", e.shown_score()), shown, "{weights:?}");
+        assert_eq!(e.status(SpamLevel::Standard), status, "{weights:?}");
+        let finding = e.finding_line(status);
+        assert!(finding.contains(&format!(" score={shown} ")), "{finding}");
+        let header = e.header(status);
+        assert!(header.contains(&format!("; score={shown};")), "{header}");
+    }
+    // Each weight shows what it is, so the weights add up to what shows.
+    let e = Evidence {
+        hits: vec![rules::Hit::new("X_R795", 7.95), rules::Hit::new("B", 1.0)],
+        ..Evidence::default()
+    };
+    assert_eq!(e.weighed(), "X_R795=+7.95 B=+1.0");
+    assert_eq!(shown_weight(-2.5), "-2.5");
+    assert_eq!(shown_weight(0.0), "+0.0");
+}
