@@ -504,3 +504,39 @@ fn a_5xx_greeting_defers_the_message_instead_of_bouncing_it() -> Result<()> {
     assert_eq!(dsn_sink.settle(QUIET)?.len(), 0, "no bounce");
     Ok(())
 }
+
+/// walkK: a message declared `BODY=8BITMIME` whose content is all 7-bit was
+/// bounced 5.6.3 ("has 8-bit content") at a hop without 8BITMIME: many
+/// clients declare it for every message. The content decides; a message
+/// that does hold 8-bit octets still fails there, as documented.
+#[test]
+fn declared_8bitmime_with_7bit_content_goes_to_a_7bit_hop() -> Result<()> {
+    let dir = TestDir::new("declared-8bit")?;
+    let dsn_sink = Sink::start(dir.path(), "dsn-sink")?;
+    let seven_bit = Sink::start_with(dir.path(), "sink", free_port(), &["-8"])?;
+    let daemon = Daemon::start(&config(&dir, seven_bit.port, &dsn_sink))?;
+    let mut c = SmtpClient::connect_ok(daemon.port)?;
+    c.ehlo("client.test")?;
+    c.command(&format!("MAIL FROM:<{SENDER}> BODY=8BITMIME"))?
+        .expect_code(250)?;
+    c.command("RCPT TO:<bob@example.com>")?.expect_code(250)?;
+    c.data(b"Subject: declared 8bit\r\n\r\nplain ASCII\r\n")?
+        .expect_code(250)?;
+    c.command(&format!("MAIL FROM:<{SENDER}> BODY=8BITMIME"))?
+        .expect_code(250)?;
+    c.command("RCPT TO:<carol@example.com>")?.expect_code(250)?;
+    c.data(
+        "Subject: real 8bit\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nGr\u{fc}\u{df}e\r\n"
+            .as_bytes(),
+    )?
+    .expect_code(250)?;
+    c.quit();
+    let got = seven_bit.wait_for_count(1, DELIVERY_TIMEOUT)?;
+    assert_eq!(got[0].recipients(), ["bob@example.com"]);
+    // The 8-bit one fails for good, with a DSN to its sender.
+    let dsns = dsn_sink.wait_for_count(1, DELIVERY_TIMEOUT)?;
+    let text = assert_failure_dsn(&dsns[0], "carol@example.com")?;
+    assert!(text.contains("5.6.3"), "{text}");
+    assert_eq!(seven_bit.count(), 1, "only the 7-bit message went there");
+    Ok(())
+}

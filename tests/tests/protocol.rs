@@ -734,3 +734,77 @@ fn every_reply_carries_an_enhanced_status_code() -> Result<()> {
     );
     Ok(())
 }
+
+/// walkK: `RCPT TO:<postmaster>` is always accepted (RFC 5321 4.5.1), but
+/// `access.rcpt_rules` refused it when `server.postmaster` was outside the
+/// domains the rules allow.
+#[test]
+fn postmaster_is_accepted_whatever_the_recipient_rules_say() -> Result<()> {
+    let gw = Gateway::start("postmaster-rules", |c| {
+        c.set_str("server", "postmaster", "hostmaster@corp.example.org")
+            .set_list(
+                "access",
+                "rcpt_rules",
+                &["allow address *@example.com", "deny any"],
+            )
+    })?;
+    let mut c = gw.ehlo_client()?;
+    c.command("MAIL FROM:<alice@sender.test>")?
+        .expect(250, "2.1.0")?;
+    c.command("RCPT TO:<postmaster>")?.expect(250, "2.1.5")?;
+    c.command("RCPT TO:<postmaster@mw.test>")?
+        .expect(250, "2.1.5")?;
+    c.command("RCPT TO:<someone@elsewhere.test>")?
+        .expect(550, "5.7.1")?;
+    Ok(())
+}
+
+/// A bare HELO is told the syntax of HELO, not of EHLO (walkK).
+#[test]
+fn helo_without_a_name_is_told_helo_syntax() -> Result<()> {
+    let gw = Gateway::start("helo-syntax", |c| c)?;
+    let mut c = SmtpClient::connect_ok(gw.port())?;
+    let r = c.command("HELO")?;
+    r.expect(501, "5.5.4")?;
+    ensure!(r.to_string().contains("Syntax: HELO hostname"), "{r}");
+    Ok(())
+}
+
+/// walkH: behind an MTA that forwards its client (XFORWARD), a size
+/// refusal was logged and counted for the MTA, not the client it named.
+#[test]
+fn refusals_after_xforward_name_the_forwarded_client() -> Result<()> {
+    let gw = Gateway::start("xforward-refusals", |c| {
+        c.set_str("limits", "max_message_size", "10KiB")
+    })?;
+    let mut c = gw.ehlo_client()?;
+    c.command("XFORWARD NAME=spam.host.test ADDR=192.0.2.9")?
+        .expect(250, "2.0.0")?;
+    c.command("MAIL FROM:<a@sender.test> SIZE=999999")?
+        .expect(552, "5.3.4")?;
+    c.command("XFORWARD ADDR=192.0.2.10")?
+        .expect(250, "2.0.0")?;
+    let mut big = b"Subject: too big\r\n\r\n".to_vec();
+    while big.len() < 20 * 1024 {
+        big.extend_from_slice(&[b'x'; 70]);
+        big.extend_from_slice(b"\r\n");
+    }
+    c.send_mail("a@sender.test", &["bob@example.com"], &big)?
+        .expect(552, "5.3.4")?;
+    c.quit();
+    let log = wait_until("both refusals in the log", Duration::from_secs(10), || {
+        let log = gw.daemon.log();
+        Ok((log.matches("Refused in the session.").count() >= 2).then_some(log))
+    })?;
+    let refusals: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("Refused in the session."))
+        .collect();
+    ensure!(
+        refusals.len() == 2
+            && refusals[0].contains("client=192.0.2.9 ")
+            && refusals[1].contains("client=192.0.2.10 "),
+        "each refusal names the forwarded client: {refusals:#?}"
+    );
+    Ok(())
+}

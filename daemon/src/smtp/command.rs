@@ -102,8 +102,9 @@ pub fn parse(line: &[u8]) -> Result<Command, ParseError> {
         None => (line, ""),
     };
     match verb.to_ascii_uppercase().as_str() {
-        "EHLO" => domain_arg(rest).map(Command::Ehlo),
-        "HELO" => domain_arg(rest).map(Command::Helo),
+        "EHLO" => domain_arg(rest, "501 5.5.4 Syntax: EHLO hostname").map(Command::Ehlo),
+        // An old client that only speaks HELO is told its own verb.
+        "HELO" => domain_arg(rest, "501 5.5.4 Syntax: HELO hostname").map(Command::Helo),
         "MAIL" => mail(rest).map_err(|e| e.of(Verb::Mail)),
         "RCPT" => rcpt(rest).map_err(|e| e.of(Verb::Rcpt)),
         "DATA" => no_arg(rest, Command::Data),
@@ -158,7 +159,7 @@ fn no_arg(rest: &str, cmd: Command) -> Result<Command, ParseError> {
     }
 }
 
-fn domain_arg(rest: &str) -> Result<String, ParseError> {
+fn domain_arg(rest: &str, syntax: &'static str) -> Result<String, ParseError> {
     let name = rest.split_whitespace().next().unwrap_or("");
     if name.is_empty()
         || name.len() > 255
@@ -166,7 +167,7 @@ fn domain_arg(rest: &str) -> Result<String, ParseError> {
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"-._[]:".contains(&b))
     {
-        return Err(ParseError::other("501 5.5.4 Syntax: EHLO hostname"));
+        return Err(ParseError::other(syntax));
     }
     Ok(name.to_string())
 }
@@ -312,6 +313,7 @@ mod tests {
             ("EHLO client.test", Ok(Command::Ehlo("client.test".into()))),
             ("helo [127.0.0.1]", Ok(Command::Helo("[127.0.0.1]".into()))),
             ("EHLO", Err("501 5.5.4 Syntax: EHLO hostname")),
+            ("HELO", Err("501 5.5.4 Syntax: HELO hostname")),
             ("DATA", Ok(Command::Data)),
             ("DATA now", Err(SYNTAX.reply)),
             ("NOOP anything", Ok(Command::Noop)),

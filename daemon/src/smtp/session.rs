@@ -272,10 +272,13 @@ impl Session {
         }
     }
 
-    /// Refuses a transaction of the peer: its MAIL, or its message at or
-    /// after DATA. Counted once.
+    /// Refuses a MAIL command: counted once, for the client XFORWARD
+    /// named for the transaction it would start (walkH: size and limit
+    /// refusals logged the forwarding MTA), else the peer. Refusals at or
+    /// after DATA name their transaction's client with [`Self::reject_for`].
     fn reject(&self, conn: &mut Conn, reason: RejectReason, reply: &str) {
-        self.reject_for(conn, self.peer.ip(), reason, reply);
+        let client = self.forwarded.addr.unwrap_or_else(|| self.peer.ip());
+        self.reject_for(conn, client, reason, reply);
     }
 
     /// A refusal that concerns a transaction's client: the one XFORWARD
@@ -873,7 +876,9 @@ impl Session {
             host: self.rdns.as_deref(),
             address: Some(&to),
         };
-        if first_match(&self.cfg.access.rcpt_rules, &subject) == Some(RuleAction::Deny) {
+        // Postmaster is exempt from the recipient rules too (walkK: a
+        // `deny any` after the site's own domains refused it).
+        if !ours && first_match(&self.cfg.access.rcpt_rules, &subject) == Some(RuleAction::Deny) {
             self.reject_rcpt(
                 conn,
                 ip,
@@ -1036,32 +1041,36 @@ impl Session {
         }
         let msg = asm.finish();
         if msg.oversize {
-            self.reject(
+            self.reject_for(
                 conn,
+                tx.client.ip,
                 RejectReason::Size,
                 "552 5.3.4 Message size exceeds fixed limit",
             );
             return Flow::Continue;
         }
         if msg.long_line {
-            self.reject(
+            self.reject_for(
                 conn,
+                tx.client.ip,
                 RejectReason::Syntax,
                 "554 5.6.0 Message has a line longer than 998 octets (RFC 5322 section 2.1.1)",
             );
             return Flow::Continue;
         }
         if msg.hops >= limits.max_hops {
-            self.reject(
+            self.reject_for(
                 conn,
+                tx.client.ip,
                 RejectReason::Limit,
                 "554 5.4.6 Too many hops (mail loop?)",
             );
             return Flow::Continue;
         }
         if self.session_bytes + msg.size > limits.max_session_size.0 {
-            self.reject(
+            self.reject_for(
                 conn,
+                tx.client.ip,
                 RejectReason::Limit,
                 "421 4.7.0 Session size limit reached; continue in a new session",
             );
@@ -1085,7 +1094,10 @@ impl Session {
         let mut envelope = Envelope::new(id.clone(), tx.client.ip, tx.client.helo, tx.from);
         envelope.ret = tx.params.ret;
         envelope.envid = tx.params.envid;
-        envelope.eight_bit = msg.eight_bit || tx.params.eight_bit;
+        // The content says whether it is 8-bit, not BODY=: many clients
+        // declare 8BITMIME for every message, and a declared but 7-bit one
+        // may go to a hop without 8BITMIME (walkK: it was bounced 5.6.3).
+        envelope.eight_bit = msg.eight_bit;
         envelope.size = bytes.len() as u64;
         envelope.rcpts = tx.rcpts;
         envelope.tls = conn.is_tls();
@@ -1095,8 +1107,9 @@ impl Session {
         envelope.auth.spf = tx.spf;
         if let Err(e) = self.gw.spool.accept(&envelope, bytes.clone()).await {
             tracing::error!(target: "smtp", queue_id = %id, error = %e, "Cannot spool the message.");
-            self.reject(
+            self.reject_for(
                 conn,
+                envelope.client_ip,
                 RejectReason::Tempfail,
                 "451 4.3.0 Local error writing the message, try again later",
             );
@@ -1119,7 +1132,7 @@ impl Session {
                 return Flow::Continue;
             }
             Answer::TempFail(reply) => {
-                self.reject(conn, RejectReason::Tempfail, &reply);
+                self.reject_for(conn, client, RejectReason::Tempfail, &reply);
                 return Flow::Continue;
             }
         }
