@@ -138,6 +138,9 @@ pub struct Dns {
     zones: std::sync::Arc<ZoneHealth>,
     /// Whether the DNS server itself answers (shared with its probes).
     server: std::sync::Arc<ServerHealth>,
+    /// When each DNS list zone last had its error code logged, so that a
+    /// list refusing our resolver logs once an hour, not once a client.
+    refusals: std::sync::Arc<ListRefusals>,
 }
 
 /// One MX record.
@@ -205,6 +208,7 @@ impl Dns {
             servers,
             zones: std::sync::Arc::default(),
             server: std::sync::Arc::default(),
+            refusals: std::sync::Arc::default(),
         })
     }
 
@@ -222,6 +226,7 @@ impl Dns {
         }
         self.zones = old.zones.clone();
         self.server = old.server.clone();
+        self.refusals = old.refusals.clone();
         true
     }
 
@@ -325,7 +330,32 @@ impl Dns {
         }
         let r = self.list_entry(name).await;
         self.noted(zone, r.is_ok());
-        r
+        Ok(self.listing(zone, &r?))
+    }
+
+    /// The listing among a DNS list's answers (the first that is one, by
+    /// [`list_answer`]), if any; an error code among them is logged for
+    /// the zone, at most once per [`ListRefusals::LOG_EVERY`].
+    fn listing(&self, zone: &str, answers: &[std::net::Ipv4Addr]) -> Option<IpAddr> {
+        let mut refusal = None;
+        for a in answers {
+            match list_answer(*a) {
+                ListAnswer::Listed => return Some(IpAddr::V4(*a)),
+                ListAnswer::Refusal => refusal = refusal.or(Some(*a)),
+                ListAnswer::NotListing => {}
+            }
+        }
+        if let Some(a) = refusal {
+            if self
+                .refusals
+                .first_in_a_while(zone, std::time::Instant::now())
+            {
+                tracing::warn!(target: "app", zone = %zone, answer = %a,
+                    log_every_s = ListRefusals::LOG_EVERY.as_secs(),
+                    "DNS list answered with an error code, not a listing: it usually refuses queries from this resolver (a public or shared one, or one over the list's limit); until it answers properly it lists nothing. Logged once an hour per zone.");
+            }
+        }
+        None
     }
 
     /// Notes for DNS list `zone` whether a look-up got an answer, and logs
@@ -468,18 +498,22 @@ impl Dns {
         self.ask_list(zone, &name).await
     }
 
-    /// A DNS list entry: the A record of `name` (Some: listed, with the
-    /// answer), None when there is none.
-    async fn list_entry(&self, name: &str) -> Result<Option<IpAddr>, DnsError> {
+    /// A DNS list entry: the A records of `name` (none when there is no
+    /// such name), which [`list_answer`] reads.
+    async fn list_entry(&self, name: &str) -> Result<Vec<std::net::Ipv4Addr>, DnsError> {
         match self
             .bounded(name, "A", self.resolver.ipv4_lookup(fqdn(name).as_str()))
             .await
         {
-            Ok(answer) => Ok(answer.answers().iter().find_map(|r| match &r.data {
-                RData::A(a) => Some(IpAddr::V4(a.0)),
-                _ => None,
-            })),
-            Err(DnsError::NotFound { .. }) => Ok(None),
+            Ok(answer) => Ok(answer
+                .answers()
+                .iter()
+                .filter_map(|r| match &r.data {
+                    RData::A(a) => Some(a.0),
+                    _ => None,
+                })
+                .collect()),
+            Err(DnsError::NotFound { .. }) => Ok(Vec::new()),
             Err(e) => Err(e),
         }
     }
@@ -491,8 +525,8 @@ impl Dns {
     /// and what the look-ups gave. A look-up without an answer in time,
     /// or not asked because the budget was spent, counts as failed (the
     /// link as not listed), and the failures of one message make one log
-    /// line. An answer outside 127.0.0.0/8 is not a listing (a wildcard or
-    /// a hijacked zone) and neither is 127.0.0.1 (SURBL's "query refused").
+    /// line. What counts as a listing is [`list_answer`]'s (as for the
+    /// client lists).
     pub async fn uri_listed(
         &self,
         domains: &[String],
@@ -535,13 +569,11 @@ impl Dns {
         let mut first_failure = None;
         for (z, d, r) in futures_util::future::join_all(lookups).await {
             match r {
-                Ok(Some(IpAddr::V4(a)))
-                    if a.octets()[0] == 127 && a != std::net::Ipv4Addr::new(127, 0, 0, 1) =>
-                {
+                Ok(Some(_)) => {
                     tally.listed += 1;
                     listed.push((z, d.clone()));
                 }
-                Ok(_) => tally.not_listed += 1,
+                Ok(None) => tally.not_listed += 1,
                 Err(e) => {
                     tally.failed += 1;
                     // A resting zone was logged once, when it began to
@@ -644,6 +676,64 @@ impl Dns {
     /// SPF's `ptr` mechanism, RFC 7208 5.5): a reverse zone may list any
     /// number.
     pub const MAX_PTR_NAMES: usize = 10;
+}
+
+/// What one A record from a DNS list (`access.dnsbl`, `[spam] dnsbl`,
+/// `[spam] surbl`) says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListAnswer {
+    /// In 127.0.0.0/8 and no error code: the name is listed (what the
+    /// address says, 127.0.0.2 or 127.0.0.4 on Spamhaus, is not read).
+    Listed,
+    /// The list's own error code: 127.0.0.1 (SURBL's and URIBL's "query
+    /// refused") or 127.255.255.x (Spamhaus: .252 a mistyped zone name, .254
+    /// a query through a public or open resolver, .255 too many queries).
+    /// A list that answers every query so would list every client and
+    /// every link.
+    Refusal,
+    /// Outside 127.0.0.0/8: no list answers so; a wildcard record, a
+    /// hijacked or expired zone, or a resolver that rewrites "no such
+    /// name" into the address of its search page.
+    NotListing,
+}
+
+/// What `a`, an answer of a DNS list, says ([`ListAnswer`]).
+pub fn list_answer(a: std::net::Ipv4Addr) -> ListAnswer {
+    let o = a.octets();
+    if o[0] != 127 {
+        ListAnswer::NotListing
+    } else if o == [127, 0, 0, 1] || o[..3] == [127, 255, 255] {
+        ListAnswer::Refusal
+    } else {
+        ListAnswer::Listed
+    }
+}
+
+/// When each DNS list zone last had an error code logged
+/// ([`ListAnswer::Refusal`]): a list that refuses the resolver answers
+/// every look-up so, and one line per client would bury the log.
+#[derive(Default)]
+pub struct ListRefusals(Mutex<std::collections::HashMap<String, std::time::Instant>>);
+
+impl ListRefusals {
+    /// A zone's error code is logged at most this often.
+    pub const LOG_EVERY: Duration = Duration::from_secs(3600);
+
+    /// Whether `zone`'s error code at `now` is to be logged (none logged
+    /// in the last [`Self::LOG_EVERY`]); it is noted as logged if so.
+    pub fn first_in_a_while(&self, zone: &str, now: std::time::Instant) -> bool {
+        let mut m = match self.0.lock() {
+            Ok(m) => m,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        match m.get(zone) {
+            Some(last) if now.saturating_duration_since(*last) < Self::LOG_EVERY => false,
+            _ => {
+                m.insert(zone.to_string(), now);
+                true
+            }
+        }
+    }
 }
 
 /// The address `host` is when it is one ("192.0.2.1", "[2001:db8::1]").
@@ -922,6 +1012,42 @@ impl DnsblFailures {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_list_answer_in_127_8_that_is_no_error_code_is_a_listing() {
+        let answer = |s: &str| list_answer(s.parse().unwrap());
+        for listed in [
+            "127.0.0.2",
+            "127.0.0.4",
+            "127.0.0.10",
+            "127.0.1.2",
+            "127.1.0.1",
+        ] {
+            assert_eq!(answer(listed), ListAnswer::Listed, "{listed}");
+        }
+        // Spamhaus's and SURBL's "you may not ask me" answers.
+        for refused in [
+            "127.0.0.1",
+            "127.255.255.252",
+            "127.255.255.254",
+            "127.255.255.255",
+        ] {
+            assert_eq!(answer(refused), ListAnswer::Refusal, "{refused}");
+        }
+        for other in ["10.0.0.1", "192.0.2.1", "0.0.0.0", "128.0.0.2"] {
+            assert_eq!(answer(other), ListAnswer::NotListing, "{other}");
+        }
+    }
+
+    #[test]
+    fn a_zones_error_code_is_logged_once_an_hour() {
+        let r = ListRefusals::default();
+        let t0 = std::time::Instant::now();
+        assert!(r.first_in_a_while("zen.test", t0));
+        assert!(!r.first_in_a_while("zen.test", t0 + Duration::from_secs(60)));
+        assert!(r.first_in_a_while("other.test", t0 + Duration::from_secs(60)));
+        assert!(r.first_in_a_while("zen.test", t0 + ListRefusals::LOG_EVERY));
+    }
 
     #[test]
     fn the_recent_window_keeps_the_last_64_look_ups() {

@@ -749,3 +749,68 @@ fn a_relay_routing_by_mx_says_when_its_dns_server_is_dead() -> Result<()> {
     .map_err(|e| e.context(daemon.cli_ok(&["queue", "list"]).unwrap_or_default()))?;
     Ok(())
 }
+
+/// A DNS list's error code (Spamhaus's 127.255.255.254, "you query through
+/// a public resolver"), or an answer outside 127.0.0.0/8, is no listing:
+/// the client is neither refused at connect nor scored, and the error code
+/// is logged once per zone, naming it (walkI 2).
+#[test]
+fn a_lists_error_code_is_not_a_listing() -> Result<()> {
+    let dir = TestDir::new("dnsbl-error-code")?;
+    let dns = Dns::start(
+        dir.path(),
+        &[
+            "--host-record=1.0.0.127.err.test,127.255.255.254",
+            "--host-record=1.0.0.127.wild.test,10.0.0.1",
+            "--host-record=1.0.0.127.refused.test,127.0.0.1",
+            &listed_in("score.test"),
+        ],
+    )?;
+    let sink = Sink::start(dir.path(), "sink")?;
+    let stats = mailward_e2e::stats::StatsSetup::new(dir.path());
+    let daemon = Daemon::start(
+        &outside_client(&stats, dir.path(), sink.port, &dns.resolver())
+            .set_list("access", "dnsbl", &["err.test", "wild.test", "refused.test"])
+            .set_list(
+                "spam",
+                "dnsbl",
+                &["err.test:2.0", "wild.test:2.0", "score.test:3.0"],
+            )
+            .set_str("spam", "spf", "off"),
+    )?;
+    for _ in 0..2 {
+        // Greeted (not refused with 554), and the message taken.
+        send_plain(daemon.port, "alice@sender.test", "bob@example.com")?;
+    }
+    let got = sink
+        .wait_for_count(2, DELIVERY_TIMEOUT)
+        .map_err(|e| e.context(daemon.log()))?;
+    for m in &got {
+        let spam = m.header("X-Mailward-Spam").unwrap_or_default();
+        ensure!(
+            spam.contains("DNSBL_SCORE_TEST")
+                && !spam.contains("DNSBL_ERR_TEST")
+                && !spam.contains("DNSBL_WILD_TEST"),
+            "only the real listing scores: {spam}"
+        );
+    }
+    let log = daemon.full_log();
+    for zone in ["err.test", "refused.test"] {
+        let lines = log
+            .lines()
+            .filter(|l| {
+                l.contains("DNS list answered with an error code")
+                    && l.contains(&format!("zone={zone} "))
+            })
+            .count();
+        ensure!(
+            lines == 1,
+            "{zone}'s error code is logged once (not per client or list kind), got {lines}:\n{log}"
+        );
+    }
+    ensure!(
+        log.contains("zone=err.test answer=127.255.255.254"),
+        "the warning names the answer:\n{log}"
+    );
+    Ok(())
+}
