@@ -1195,3 +1195,68 @@ fn verdict_headers_a_message_comes_with_do_not_pass() -> Result<()> {
     anyhow::ensure!(counted == Some(1.0), "counted once: {counted:?}");
     Ok(())
 }
+
+/// The URI lists ask about the links a reader sees: the first ones of
+/// the message (padding after the link does not hide it), and a host as a
+/// browser reads it (HTML character references, percent-escapes, a
+/// scheme-relative link), walkI 3 and 4.
+#[test]
+fn uri_lists_ask_about_the_links_a_reader_follows() -> Result<()> {
+    let dns_dir = TestDir::new("spam-uri-dns")?;
+    let dns = Dns::start(dns_dir.path(), &["--host-record=evil.test.uri.test,127.0.0.2"])?;
+    let resolver = dns.resolver();
+    let gw = Gateway::start("spam-uri-links", |c| {
+        c.set("network", "relay_networks", "[]")
+            .set_str("access", "dns_resolver", &resolver)
+            .set_str("spam", "spf", "off")
+            .set_list("spam", "surbl", &["uri.test:4.5"])
+    })?;
+    let padding: String = (1..=20)
+        .map(|i| format!("<http://a{i}.test/x>\r\n"))
+        .collect();
+    let html = |n: usize, link: &str| {
+        format!(
+            "From: Ann <ann@other.test>\r\nTo: bob@example.com\r\nSubject: Case {n}\r\n\
+             Date: Mon, 30 Nov 2026 10:00:00 +0000\r\nMessage-ID: <{n}.case@other.test>\r\n\
+             Content-Type: text/html\r\n\r\n<html><body>{link}</body></html>\r\n"
+        )
+        .into_bytes()
+    };
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        (
+            "20 padding links after the listed one",
+            format!(
+                "From: Ann <ann@other.test>\r\nTo: bob@example.com\r\nSubject: Case 0\r\n\
+                 Date: Mon, 30 Nov 2026 10:00:00 +0000\r\nMessage-ID: <0.case@other.test>\r\n\r\n\
+                 Buy at http://www.evil.test/buy\r\n{padding}"
+            )
+            .into_bytes(),
+        ),
+        ("decimal reference", html(1, r#"<a href="http://&#101;vil.test/x">click</a>"#)),
+        ("hex reference", html(2, r#"<a href="http://ev&#x69;l.test/x">click</a>"#)),
+        ("named reference", html(3, r#"<a href="http://evil&period;test/x">x</a>"#)),
+        ("percent-escape", html(4, r#"<a href="http://%65vil.test/x">click</a>"#)),
+        ("scheme-relative", html(5, r#"<a href="//evil.test/x">click</a>"#)),
+    ];
+    let mut f = Failures::default();
+    for (_, message) in &cases {
+        let r = send(gw.port(), &["bob@example.com"], message)?;
+        f.check(r.code == 250, || format!("{r:?}"));
+    }
+    let got = gw.sink.wait_for_count(cases.len(), DELIVERY_TIMEOUT)?;
+    for (n, (why, _)) in cases.iter().enumerate() {
+        let spam = got
+            .iter()
+            // A marked message's subject has a prefix.
+            .find(|m| {
+                m.header("Subject")
+                    .is_some_and(|s| s.ends_with(&format!("Case {n}")))
+            })
+            .and_then(|m| m.header("X-Mailward-Spam"))
+            .unwrap_or_default();
+        f.check(spam.contains("URIBL_URI_TEST"), || {
+            format!("{why}: the link to evil.test is looked up and listed: {spam}")
+        });
+    }
+    f.finish(|| format!("{}\ndnsmasq log:\n{}", gw.daemon.full_log(), dns.log()))
+}

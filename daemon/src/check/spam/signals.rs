@@ -15,7 +15,10 @@ use crate::auth::{Auth, Outcome};
 use crate::config::ScoredZone;
 
 /// Registered domains looked up per message, at most: a message with
-/// thousands of links must not cost thousands of queries.
+/// thousands of links must not cost thousands of queries. They are the
+/// first distinct ones in the order of the message (docs/spam.md): a
+/// spammer may pad a message with 20 harmless links, but only after the
+/// link the reader is meant to follow, which is then asked.
 pub const MAX_URI_DOMAINS: usize = 20;
 
 /// SPF, DKIM and DMARC tests. `helo_identity`: SPF checked the HELO name
@@ -72,15 +75,17 @@ pub fn registered_domain(host: &str) -> Option<String> {
         .map(str::to_string)
 }
 
-/// The distinct registered domains of the links in `text`, in the order of
-/// the URLs, at most [`MAX_URI_DOMAINS`].
+/// The distinct registered domains of the links in `text`, in the order
+/// the message shows the links (first seen first), at most
+/// [`MAX_URI_DOMAINS`]; a host is taken as a browser resolves it
+/// (percent-escapes decoded).
 pub fn uri_domains(text: &Text) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     for url in &text.urls {
         if out.len() >= MAX_URI_DOMAINS {
             break;
         }
-        if let Some(d) = registered_domain(&url.host) {
+        if let Some(d) = registered_domain(&url.dns_host()) {
             if !out.contains(&d) {
                 out.push(d);
             }
@@ -183,6 +188,29 @@ mod tests {
             ..Auth::default()
         };
         assert!(names(&t, false).is_empty());
+    }
+
+    #[test]
+    fn padding_links_after_a_listed_one_do_not_hide_it() {
+        // The link to follow, then 20 harmless links whose names sort
+        // before it, and a second link into the same registered domain.
+        let padding: String = (1..=20)
+            .map(|i| format!("<http://a{i}.example/x>\r\n"))
+            .collect();
+        let raw = format!(
+            "Subject: s\r\n\r\nBuy at http://www.evil.example/buy\r\n{padding}http://shop.evil.example/\r\n"
+        );
+        let message = mail_parser::MessageParser::new().parse(raw.as_bytes());
+        let domains = uri_domains(&super::super::text::gather(message.as_ref()));
+        assert_eq!(domains.len(), MAX_URI_DOMAINS);
+        assert_eq!(domains[0], "evil.example");
+        assert_eq!(domains[1], "a1.example");
+        assert_eq!(domains[19], "a19.example");
+        // A percent-escaped host is asked as the host it stands for.
+        let raw = "Subject: s\r\n\r\nhttp://%65vil.example/ http://www.%45VIL.example/\r\n";
+        let message = mail_parser::MessageParser::new().parse(raw.as_bytes());
+        let domains = uri_domains(&super::super::text::gather(message.as_ref()));
+        assert_eq!(domains, ["evil.example"]);
     }
 
     #[test]
