@@ -814,3 +814,68 @@ fn a_lists_error_code_is_not_a_listing() -> Result<()> {
     );
     Ok(())
 }
+
+/// DKIM and DMARC whose look-ups get no answer: an unsigned message is
+/// `dkim=none` (it needs no DNS) and counts no signature, a signed one is
+/// `temperror` for its signature, and DMARC is `dmarc=temperror`, counted
+/// (walkI 6, walkJ F2). The server itself answers (dnsmasq), the From
+/// domain's zone is forwarded to a socket that never does.
+#[test]
+fn dkim_and_dmarc_without_an_answer_are_temperror_but_unsigned_is_none() -> Result<()> {
+    let dir = TestDir::new("dkim-no-answer")?;
+    let (_silent, silent_at) = silent_dns()?;
+    let port: u16 = silent_at.rsplit_once(':').map_or("", |(_, p)| p).parse()?;
+    let server = Dns::start(dir.path(), &[&format!("--server=/sender.test/127.0.0.1#{port}")])?;
+    let sink = Sink::start(dir.path(), "sink")?;
+    let stats = mailward_e2e::stats::StatsSetup::new(dir.path());
+    let daemon = Daemon::start(
+        &outside_client(&stats, dir.path(), sink.port, &server.resolver())
+            .set_str("spam", "spf", "off")
+            .set_str("timeouts", "dns", "2s")
+            .set_str("timeouts", "scan_in_session", "5s"),
+    )?;
+    let unsigned = b"From: alice@sender.test\r\nTo: bob@example.com\r\nSubject: unsigned\r\nDate: Tue, 1 Dec 2026 18:00:00 +0000\r\nMessage-ID: <unsigned@sender.test>\r\n\r\nHello.\r\n";
+    let signed = b"DKIM-Signature: v=1; a=rsa-sha256; c=simple/simple; d=sender.test;\r\n s=sel; h=from:to:subject; bh=AAAA; b=AAAA\r\nFrom: alice@sender.test\r\nTo: bob@example.com\r\nSubject: signed\r\nDate: Tue, 1 Dec 2026 18:00:00 +0000\r\nMessage-ID: <signed@sender.test>\r\n\r\nHello.\r\n";
+    for message in [&unsigned[..], &signed[..]] {
+        let mut c = SmtpClient::connect_ok(daemon.port)?;
+        c.ehlo("client.test")?;
+        c.send_mail_ok("alice@sender.test", &["bob@example.com"], message)?;
+    }
+    let got = sink
+        .wait_for_count(2, DELIVERY_TIMEOUT)
+        .map_err(|e| e.context(daemon.log()))?;
+    let results = |subject: &str| -> String {
+        got.iter()
+            .find(|m| m.header("Subject").as_deref() == Some(subject))
+            .and_then(|m| m.header("Authentication-Results"))
+            .unwrap_or_default()
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let unsigned = results("unsigned");
+    ensure!(
+        unsigned.contains("dkim=none;")
+            && unsigned.contains("dmarc=temperror header.from=sender.test"),
+        "unsigned: dkim=none, DMARC temperror: {unsigned}"
+    );
+    let signed = results("signed");
+    ensure!(
+        signed.contains("dkim=temperror header.d=sender.test;")
+            && signed.contains("dmarc=temperror header.from=sender.test"),
+        "signed: the signature and DMARC temperror: {signed}"
+    );
+    let m = stats.scrape()?;
+    let count = |name: &str, result: &str| m.get(name, &[("result", result)]).unwrap_or(0.0);
+    ensure!(
+        count("mailward_dkim_signatures_total", "temperror") == 1.0,
+        "one signature, the signed message's, is counted: {}",
+        count("mailward_dkim_signatures_total", "temperror")
+    );
+    ensure!(
+        count("mailward_dmarc_checks_total", "temperror") == 2.0,
+        "both DMARC evaluations are counted as temperror: {}",
+        count("mailward_dmarc_checks_total", "temperror")
+    );
+    Ok(())
+}

@@ -206,7 +206,11 @@ pub fn spf_unanswered(helo: &str, sender: &str) -> Spf {
     }
 }
 
-/// DKIM's and DMARC's results when the DNS gave no answer.
+/// DKIM's and DMARC's results when the DNS gave no answer, whatever the
+/// message: one `temperror` signature and no DMARC. Wrong for an unsigned
+/// message (which is `dkim=none`) and for DMARC (`temperror`): superseded
+/// by [`dkim_dmarc_silent`], which reads the message; kept only until its
+/// last caller (policy/execute.rs) moves to it.
 pub fn dkim_dmarc_unanswered() -> (Option<Vec<Dkim>>, Option<Dmarc>) {
     (
         Some(vec![Dkim {
@@ -215,6 +219,64 @@ pub fn dkim_dmarc_unanswered() -> (Option<Vec<Dkim>>, Option<Dmarc>) {
         }]),
         None,
     )
+}
+
+/// DKIM's and DMARC's results for `raw` when the DNS server is known
+/// silent, so that nothing is asked: what a look-up without an answer
+/// gives ([`unanswered`]). Only the header is parsed (no body hash: there
+/// is no key to check one against), so this is quick whatever the size.
+/// No DKIM result (None) when the message cannot be read as one.
+pub fn dkim_dmarc_silent(raw: &[u8]) -> (Option<Vec<Dkim>>, Option<Dmarc>) {
+    let header_end = [&b"\r\n\r\n"[..], &b"\n\n"[..]]
+        .iter()
+        .filter_map(|end| {
+            raw.windows(end.len())
+                .position(|w| w == *end)
+                .map(|at| at + end.len())
+        })
+        .min()
+        .unwrap_or(raw.len());
+    match AuthenticatedMessage::parse(&raw[..header_end]) {
+        Some(message) => unanswered(&message),
+        None => (None, None),
+    }
+}
+
+/// DKIM's and DMARC's results for `message` when the DNS gives no answer.
+/// A signature is `temperror` (its key could not be fetched; one that
+/// cannot be read at all is `neutral`, as mail-auth has it with an
+/// answer); an unsigned message has none (`dkim=none`: it needs no DNS).
+/// DMARC is `temperror` for the From domain (its policy could not be
+/// fetched), and nothing when From names no single domain, as with an
+/// answer.
+fn unanswered(message: &AuthenticatedMessage<'_>) -> (Option<Vec<Dkim>>, Option<Dmarc>) {
+    let malformed = message
+        .errors
+        .iter()
+        .filter(|e| matches!(e.header, mail_auth::Error::Dkim(_)))
+        .map(|_| Dkim {
+            result: Outcome::Neutral,
+            domain: String::new(),
+        });
+    let signed = message.dkim_headers.iter().map(|h| Dkim {
+        result: Outcome::TempError,
+        domain: h.header.d.clone(),
+    });
+    let dkim: Vec<Dkim> = malformed.chain(signed).collect();
+    let mut domains = message
+        .from
+        .iter()
+        .filter_map(|a| a.rsplit_once('@').map(|(_, d)| d.to_ascii_lowercase()));
+    let first = domains.next();
+    let dmarc = match first {
+        Some(d) if !d.is_empty() && domains.all(|o| o == d) => Some(Dmarc {
+            result: Outcome::TempError,
+            domain: d,
+            policy: String::new(),
+        }),
+        _ => None,
+    };
+    (Some(dkim), dmarc)
 }
 
 /// The SPF check of one transaction. `helo` is the client's HELO/EHLO
@@ -331,7 +393,7 @@ pub async fn dkim_dmarc(
     };
     tokio::time::timeout(limit, work)
         .await
-        .unwrap_or_else(|_| dkim_dmarc_unanswered())
+        .unwrap_or_else(|_| unanswered(&message))
 }
 
 #[cfg(test)]
@@ -373,6 +435,70 @@ mod tests {
         let mut pass = spf(Outcome::Pass, "example.org").unwrap();
         pass.explanation = Some("never quoted".into());
         assert_eq!(spf_refusal(SpfMode::Reject, Some(&pass), ip), None);
+    }
+
+    const UNSIGNED: &[u8] =
+        b"From: Ann <ann@Other.Example>\r\nTo: bob@example.com\r\nSubject: hi\r\n\r\nHello.\r\n";
+    const SIGNED: &[u8] = b"DKIM-Signature: v=1; a=rsa-sha256; c=simple/simple; d=other.example;\r\n s=sel; h=from:to:subject; bh=AAAA; b=AAAA\r\nFrom: ann@other.example\r\nTo: bob@example.com\r\nSubject: hi\r\n\r\nHello.\r\n";
+
+    fn tempfail_dmarc(domain: &str) -> Option<Dmarc> {
+        Some(Dmarc {
+            result: Outcome::TempError,
+            domain: domain.into(),
+            policy: String::new(),
+        })
+    }
+
+    #[test]
+    fn without_dns_unsigned_is_none_a_signature_and_dmarc_are_temperror() {
+        let (dkim, dmarc) = dkim_dmarc_silent(UNSIGNED);
+        assert_eq!(dkim, Some(Vec::new()), "unsigned: dkim=none");
+        assert_eq!(dmarc, tempfail_dmarc("other.example"));
+        let (dkim, dmarc) = dkim_dmarc_silent(SIGNED);
+        assert_eq!(
+            dkim,
+            Some(vec![Dkim {
+                result: Outcome::TempError,
+                domain: "other.example".into(),
+            }])
+        );
+        assert_eq!(dmarc, tempfail_dmarc("other.example"));
+        // Two From domains: DMARC does not apply, with or without DNS.
+        let two = b"From: a@one.example, b@two.example\r\nSubject: x\r\n\r\nx\r\n";
+        assert_eq!(dkim_dmarc_silent(two), (Some(Vec::new()), None));
+        let auth = Auth {
+            dkim: dkim_dmarc_silent(UNSIGNED).0,
+            dmarc: dkim_dmarc_silent(UNSIGNED).1,
+            ..Auth::default()
+        };
+        let header = auth.results_header("gw.example", false).unwrap_or_default();
+        assert!(
+            header.contains("dkim=none;")
+                && header.contains("dmarc=temperror header.from=other.example"),
+            "{header}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_look_up_without_an_answer_gives_the_same_as_a_silent_server() {
+        let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
+        let at = silent.local_addr().unwrap_or_else(|e| panic!("{e}"));
+        // The resolver's own timeout is longer than the limit: the limit
+        // cuts the work, as `timeouts.dns` does for the whole of it.
+        let dns = crate::dns::Dns::new(Some(at), Duration::from_secs(2))
+            .unwrap_or_else(|e| panic!("{e}"));
+        for raw in [UNSIGNED, SIGNED] {
+            let got = dkim_dmarc(
+                dns.authenticator(),
+                raw,
+                "ann@other.example",
+                "mx.other.example",
+                None,
+                Duration::from_millis(300),
+            )
+            .await;
+            assert_eq!(got, dkim_dmarc_silent(raw));
+        }
     }
 
     #[test]
