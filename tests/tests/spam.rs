@@ -1260,3 +1260,46 @@ fn uri_lists_ask_about_the_links_a_reader_follows() -> Result<()> {
     }
     f.finish(|| format!("{}\ndnsmasq log:\n{}", gw.daemon.full_log(), dns.log()))
 }
+
+/// `spf = "reject"` spares a client whitelisted by address (a forwarder,
+/// a partner's relay), whose SPF fail is then only a test; a sender glob
+/// does not spare it (walkI 12).
+#[test]
+fn spf_reject_spares_a_client_whitelisted_by_address() -> Result<()> {
+    let dns_dir = TestDir::new("spam-spf-wl-dns")?;
+    let dns = Dns::start(
+        dns_dir.path(),
+        &["--txt-record=partner.test,v=spf1 ip4:192.0.2.1 -all"],
+    )?;
+    let resolver = dns.resolver();
+    let start = |name: &str, whitelist: &[&str]| {
+        Gateway::start(name, |c| {
+            c.set("network", "relay_networks", "[]")
+                .set_str("access", "dns_resolver", &resolver)
+                .set_str("spam", "spf", "reject")
+                .set_list("spam", "whitelist", whitelist)
+        })
+    };
+    let mut f = Failures::default();
+    let gw = start("spam-spf-wl-ip", &["ip 127.0.0.1/32"])?;
+    let mut c = gw.ehlo_client()?;
+    let r = c.send_mail("news@partner.test", &["bob@example.com"], &ham("News", 1))?;
+    f.check(r.code == 250, || {
+        format!("a client whitelisted by address is not refused for an SPF fail: {r:?}")
+    });
+    let got = gw.sink.wait_for_count(1, DELIVERY_TIMEOUT)?;
+    let spam = got[0].header("X-Mailward-Spam").unwrap_or_default();
+    f.check(
+        spam.starts_with("as/clean;") && spam.contains("SPF_FAIL") && spam.contains("WHITELIST"),
+        || format!("whitelisted, with its SPF fail recorded: {spam}"),
+    );
+    let log = gw.daemon.full_log();
+    drop(gw);
+    let gw = start("spam-spf-wl-glob", &["*@partner.test"])?;
+    let mut c = gw.ehlo_client()?;
+    let r = c.command("MAIL FROM:<news@partner.test>")?;
+    f.check(r.code == 550 && r.lines.join(" ").contains("5.7.23"), || {
+        format!("a sender glob needs SPF itself: the fail is refused: {r:?}")
+    });
+    f.finish(|| format!("{log}\n{}", gw.daemon.full_log()))
+}

@@ -832,9 +832,11 @@ impl Session {
             .spf(&self.cfg, client.ip, &client.standing, &client.helo, &from)
             .await;
         // After the queue (network.after_queue), a refusal would come back
-        // to the sender as a bounce: the fail stays a spam test only.
+        // to the sender as a bounce: the fail stays a spam test only; so
+        // it does for a client whitelisted by address (a forwarder).
         let refusal = crate::auth::spf_refusal(self.cfg.spam.spf, spf.as_ref(), client.ip)
-            .filter(|_| !self.cfg.network.after_queue);
+            .filter(|_| !self.cfg.network.after_queue)
+            .filter(|_| !crate::check::spam::whitelisted_client(&self.cfg, client.ip));
         if let Some(reply) = refusal {
             self.reject_for(conn, client.ip, RejectReason::Policy, &reply);
             return Flow::Continue;
