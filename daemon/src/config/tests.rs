@@ -956,3 +956,151 @@ fn an_admin_socket_path_too_long_for_unix_is_a_config_error() {
         "a short admin_socket frees data_dir"
     );
 }
+
+#[test]
+fn a_sender_notice_for_a_message_without_finding_is_refused() {
+    // walkI 1: notify_sender = ["av/clean"] passed, and every message's
+    // sender (nearly all spam is av/clean) got a notice.
+    let text = "[policy]\nnotify_sender = [\"av/infected\", \"av/clean\"]\n\n\
+                [group.sales]\nrecipients = [\"*@sales.example\"]\nnotify_sender = [\"av/clean\"]\n";
+    let errors = parse(text, "n.toml").unwrap_err();
+    let got: Vec<(usize, &str)> = errors.0.iter().map(|p| (p.line, p.key.as_str())).collect();
+    assert_eq!(
+        got,
+        [
+            (2, "policy.notify_sender"),
+            (6, "group.sales.notify_sender")
+        ],
+        "{errors}"
+    );
+    assert!(
+        errors.0[0]
+            .problem
+            .starts_with("av/clean is never notified to the sender: it is no finding"),
+        "{errors}"
+    );
+    for ok in ["av/infected", "av/suspicious", "av/error", "av/all"] {
+        assert!(
+            parse(&format!("[policy]\nnotify_sender = [\"{ok}\"]\n"), "n.toml").is_ok(),
+            "{ok}"
+        );
+    }
+}
+
+/// The comment above `key` in the embedded default configuration.
+fn default_comment(table: &str, key: &str) -> String {
+    let text = include_str!("default.toml");
+    let section = text
+        .split(&format!("[{table}]\n"))
+        .nth(1)
+        .unwrap_or_default();
+    let mut comment = Vec::new();
+    for line in section.lines() {
+        if let Some(c) = line.strip_prefix('#') {
+            comment.push(c.trim());
+        } else if line.starts_with(&format!("{key} =")) {
+            return comment.join(" ");
+        } else {
+            comment.clear();
+        }
+    }
+    String::new()
+}
+
+#[test]
+fn the_default_config_says_what_max_hops_and_the_milter_keys_do() {
+    // walkJ F5: the daemon refuses at max_hops Received: fields, not
+    // "beyond" it.
+    let hops = default_comment("limits", "max_hops");
+    assert!(
+        hops.contains("this many Received: headers or more"),
+        "{hops}"
+    );
+    // walkH 8.7: a reload keeps these two.
+    for key in ["listen", "max_connections"] {
+        let c = default_comment("milter", key);
+        assert!(c.contains("takes effect at restart"), "milter.{key}: {c}");
+    }
+}
+
+#[test]
+fn two_listeners_on_one_port_are_refused() {
+    // walkH 8.4: check-config passed, `run` failed with "Address already
+    // in use".
+    let e = parse(
+        "[network]\nlisten_on = [\"127.0.0.1:27110\"]\n[milter]\nlisten = \"inet:27110@127.0.0.1\"\n",
+        "t.toml",
+    )
+    .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "t.toml:4: milter.listen: 127.0.0.1:27110 is also taken by network.listen_on \
+         (127.0.0.1:27110): each listener needs an address and port of its own"
+    );
+    let e = parse(
+        "[network]\nlisten_on = [\"127.0.0.1:25\",\n  \"0.0.0.0:9925\"]\n",
+        "t.toml",
+    )
+    .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "t.toml:3: network.listen_on: 0.0.0.0:9925 is also taken by metrics.listen \
+         (127.0.0.1:9925): each listener needs an address and port of its own",
+        "the default metrics address is not written: the written key is blamed"
+    );
+    let e = parse("[metrics]\nlisten = \"127.0.0.1:2525\"\n", "t.toml").unwrap_err();
+    assert!(
+        e.to_string().starts_with("t.toml:2: metrics.listen: "),
+        "{e}"
+    );
+    assert!(parse(
+        "[network]\nlisten_on = [\"127.0.0.1:25\"]\n[metrics]\nlisten = \"127.0.0.2:25\"\n[milter]\nlisten = \"inet:25@127.0.0.3\"\n",
+        "t.toml"
+    )
+    .is_ok());
+}
+
+#[test]
+fn a_zone_weight_out_of_range_says_the_range_and_a_zone_twice_is_refused() {
+    // walkI 17.
+    let text = "[spam]\ndnsbl = [\"z.test:100.5\", { zone = \"y.test\", weight = 1000 }]\n\
+                surbl = [\"u.test:3\",\n  \"U.test:final\"]\n";
+    let e = parse(text, "t.toml").unwrap_err();
+    let lines: Vec<String> = e.0.iter().map(|p| p.to_string()).collect();
+    assert_eq!(
+        lines,
+        [
+            "t.toml:2: spam.dnsbl: weight 100.5 is not a number from -100 to 100, in \"z.test:100.5\"",
+            "t.toml:2: spam.dnsbl: weight 1000 is not a number from -100 to 100",
+            "t.toml:4: spam.surbl: zone u.test is listed twice (entry 1 and entry 2): keep one, with the weight you mean",
+        ],
+        "{e}"
+    );
+    assert!(parse(
+        "[spam]\ndnsbl = [\"z.test:100\", \"y.test:-100\"]\n",
+        "t.toml"
+    )
+    .is_ok());
+}
+
+#[test]
+fn an_address_glob_without_a_domain_is_refused_with_a_usable_hint() {
+    // walkI 18: "*@" and "user@" were accepted and matched nothing; "@"
+    // was told to write "*@".
+    let text = "[spam]\nwhitelist = [\"@\", \"*@\", \"user@\"]\ntraps = [\"trap@\"]\n\
+                [group.g]\nrecipients = [\"*@\"]\n";
+    let e = parse(text, "t.toml").unwrap_err();
+    let lines: Vec<String> = e.0.iter().map(|p| p.to_string()).collect();
+    let star = "expected an address glob like \"*@example.com\" or \"*@*\" (a domain is needed: \"*\" for any)";
+    assert_eq!(
+        lines,
+        [
+            format!("t.toml:2: spam.whitelist: {star}, got \"@\""),
+            format!("t.toml:2: spam.whitelist: {star}, got \"*@\""),
+            "t.toml:2: spam.whitelist: expected an address glob like \"user@example.com\" or \"user@*\" (a domain is needed: \"*\" for any), got \"user@\"".to_string(),
+            "t.toml:3: spam.traps: expected an address glob like \"trap@example.com\" or \"trap@*\" (a domain is needed: \"*\" for any), got \"trap@\"".to_string(),
+            format!("t.toml:5: group.g.recipients: {star}, got \"*@\""),
+        ],
+        "{e}"
+    );
+}

@@ -163,7 +163,8 @@ pub struct Limits {
     pub max_rcpts_per_message: u32,
     /// Bytes per inbound session, all messages together.
     pub max_session_size: ByteSize,
-    /// `Received:` headers beyond which a message is refused as looping.
+    /// A message with this many `Received:` headers or more is refused as
+    /// looping (554 5.4.6).
     pub max_hops: u32,
     /// Free space below which new mail is refused with 452.
     pub min_queue_free_space: ByteSize,
@@ -729,7 +730,18 @@ impl ScoredZone {
             "final" => None,
             w => Some(w.parse::<f64>().map_err(|_| expected())?),
         };
+        if let Some(problem) = weight.and_then(ScoredZone::weight_problem) {
+            return Err(format!("{problem}, in {s:?}"));
+        }
         ScoredZone::new(zone, weight).ok_or_else(expected)
+    }
+
+    /// Why `weight` is not a zone's weight (None: it is one). Said apart
+    /// from the syntax, so that "z.test:100.5" is not told it has the wrong
+    /// form (walkI 17); the same range as the rules file's weights.
+    pub fn weight_problem(weight: f64) -> Option<String> {
+        (!(weight.is_finite() && weight.abs() <= 100.0))
+            .then(|| format!("weight {weight} is not a number from -100 to 100"))
     }
 
     /// A zone that is a domain name, with a finite weight of at most 100

@@ -319,6 +319,8 @@ fn address_pattern(v: &Value) -> Result<Pattern, String> {
             Err(format!(
                 "expected an address glob like \"trap@example.com\", got {s:?}"
             ))
+        } else if let Some(problem) = never_matches(s, trimmed) {
+            Err(problem)
         } else {
             Ok(Pattern::new(trimmed))
         }
@@ -357,10 +359,18 @@ fn group_member(v: &Value) -> Result<GroupEntry, String> {
 /// whitelist that whitelists no one. A glob of `*` alone matches everyone
 /// and is kept.
 fn never_matches(s: &str, glob: &str) -> Option<String> {
-    if let Some(domain) = glob.strip_prefix('@') {
+    if let Some(domain) = glob.strip_prefix('@').filter(|d| !d.is_empty()) {
         return Some(format!(
             "expected an address glob like \"*@{domain}\" (a local part is needed: \"*\" for \
              any), got {s:?}"
+        ));
+    }
+    if let Some(local) = glob.strip_suffix('@') {
+        // "*@", "user@": no address has an empty domain (walkI 18).
+        let local = if local.is_empty() { "*" } else { local };
+        return Some(format!(
+            "expected an address glob like \"{local}@example.com\" or \"{local}@*\" (a domain is \
+             needed: \"*\" for any), got {s:?}"
         ));
     }
     if glob.contains('@') || glob.chars().all(|c| c == '*') {
@@ -871,10 +881,22 @@ fn policy(ctx: &mut Ctx<'_>, raw: &RawPolicy) -> Policy {
 /// filtered mail is almost always forged, so a notice would go to an
 /// innocent third party (backscatter) and the policy never sends one. A
 /// list that asks for it anyway is refused rather than quietly ignored.
+/// `av/clean` is refused too: it is no finding, and nearly every spam is
+/// av/clean, so it would send a notice about every message (walkI 1).
 fn sender_notices(ctx: &mut Ctx<'_>, p: &KeyPath, list: &[Status]) {
     let path = p.key("notify_sender");
     for (i, s) in list.iter().enumerate() {
-        if !s.as_str().starts_with("av/") {
+        if NOT_IN_ALL.contains(&s.as_str()) && s.as_str().starts_with("av/") {
+            ctx.report_elem(
+                &path,
+                i,
+                format!(
+                    "{s} is never notified to the sender: it is no finding (nearly every \
+                     spam is {s}, so the sender of every message would get a notice); name \
+                     the findings, e.g. av/infected or av/all"
+                ),
+            );
+        } else if !s.as_str().starts_with("av/") {
             ctx.report_elem(
                 &path,
                 i,
@@ -934,8 +956,42 @@ fn archive(ctx: &mut Ctx<'_>, raw: &RawArchive) -> Archive {
     }
 }
 
+/// A zone written twice in one list (`["z.test:3.5", "z.test:final"]`):
+/// which entry counts would be a guess, so the later one is refused at its
+/// line (walkI 17).
+fn duplicate_zones(ctx: &mut Ctx<'_>, path: &KeyPath, value: Option<&Value>) {
+    let Some(Value::Array(items)) = value else {
+        return;
+    };
+    let mut seen: Vec<(String, usize)> = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let zone = match item {
+            Value::String(s) => s.rsplit_once(':').map(|(z, _)| z),
+            Value::Table(t) => t.get("zone").and_then(Value::as_str),
+            _ => None,
+        };
+        let Some(zone) = zone.map(|z| z.trim_end_matches('.').to_ascii_lowercase()) else {
+            continue;
+        };
+        match seen.iter().find(|(z, _)| *z == zone) {
+            Some((_, first)) => ctx.report_elem(
+                path,
+                i,
+                format!(
+                    "zone {zone} is listed twice (entry {} and entry {}): keep one, with the weight you mean",
+                    first + 1,
+                    i + 1
+                ),
+            ),
+            None => seen.push((zone, i)),
+        }
+    }
+}
+
 fn spam(ctx: &mut Ctx<'_>, raw: &RawSpam, data_dir: &Path) -> Spam {
     let p = KeyPath::root("spam");
+    duplicate_zones(ctx, &p.key("dnsbl"), raw.dnsbl.as_ref());
+    duplicate_zones(ctx, &p.key("surbl"), raw.surbl.as_ref());
     let rules = parsed("a path or \"\"", |s| {
         Ok((!s.is_empty()).then(|| PathBuf::from(s)))
     });
@@ -996,6 +1052,9 @@ fn scored_zone(example: &'static str) -> impl Fn(&Value) -> Result<ScoredZone, S
                     Some(Value::String(w)) if w == "final" => None,
                     _ => return Err(expected()),
                 };
+                if let Some(problem) = weight.and_then(ScoredZone::weight_problem) {
+                    return Err(problem);
+                }
                 ScoredZone::new(zone, weight).ok_or_else(expected)
             }
             _ => Err(expected()),
@@ -1225,6 +1284,7 @@ pub fn build(ctx: &mut Ctx<'_>, raw: &RawConfig) -> Config {
         server,
     };
     cross_checks(ctx, &config);
+    listener_clashes(ctx, &config, raw);
     config
 }
 
@@ -1358,6 +1418,54 @@ fn cross_checks(ctx: &mut Ctx<'_>, config: &Config) {
                 &KeyPath::root("log").key("destination"),
                 format!("{} is a directory", file.display()),
             );
+        }
+    }
+}
+
+/// Two listeners on one address and port: `run` would fail at its start
+/// with "Address already in use" after check-config said the file is
+/// valid (walkH 8.4). An unspecified address (`0.0.0.0`, `::`) takes the
+/// port on every address, so it clashes with any other on that port. The
+/// problem is reported at the later key written in the file (a default
+/// value is not written, so the other one is blamed).
+fn listener_clashes(ctx: &mut Ctx<'_>, config: &Config, raw: &RawConfig) {
+    let net = KeyPath::root("network").key("listen_on");
+    // (where, its index in a list, the address, whether the file sets it)
+    let mut listeners: Vec<(KeyPath, Option<usize>, SocketAddr, bool)> = Vec::new();
+    for (i, a) in config.network.listen_on.iter().enumerate() {
+        listeners.push((net.clone(), Some(i), *a, raw.network.listen_on.is_some()));
+    }
+    if let Some(MilterListen::Inet(a)) = &config.milter.listen {
+        let path = KeyPath::root("milter").key("listen");
+        listeners.push((path, None, *a, raw.milter.listen.is_some()));
+    }
+    if let Some(a) = config.metrics.listen {
+        let path = KeyPath::root("metrics").key("listen");
+        listeners.push((path, None, a, raw.metrics.listen.is_some()));
+    }
+    let name = |(path, _, _, _): &(KeyPath, Option<usize>, SocketAddr, bool)| path.to_string();
+    for later in 1..listeners.len() {
+        for earlier in 0..later {
+            let (a, b) = (listeners[earlier].2, listeners[later].2);
+            let overlaps = a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified();
+            if a.port() != b.port() || a.port() == 0 || !overlaps {
+                continue;
+            }
+            let (blamed, other) = if listeners[later].3 || !listeners[earlier].3 {
+                (&listeners[later], &listeners[earlier])
+            } else {
+                (&listeners[earlier], &listeners[later])
+            };
+            let problem = format!(
+                "{} is also taken by {} ({}): each listener needs an address and port of its own",
+                blamed.2,
+                name(other),
+                other.2
+            );
+            match blamed.1 {
+                Some(i) => ctx.report_elem(&blamed.0, i, problem),
+                None => ctx.report(&blamed.0, problem),
+            }
         }
     }
 }
