@@ -322,7 +322,7 @@ fn quarantine_list_show_release_remove_and_purge() -> Result<()> {
         .daemon
         .cli_ok(&["quarantine", "list", "--status", "as/spam"])?;
     f.check(
-        out == "No entry matches the filter; the quarantine holds 1 entr(ies) in all.\n",
+        out == "No entry matches the filter; the quarantine holds 1 entry in all.\n",
         || format!("list --status as/spam: {out}"),
     );
     // A bad --status is a usage error like a bad --since, with the list.
@@ -830,4 +830,142 @@ fn an_any_address_listener_relays_for_ipv4_loopback_clients_only() -> Result<()>
         );
     }
     Ok(())
+}
+
+/// walkI 7: a clean message to two groups that differ only in what they
+/// refuse is the same bytes for both: one queue entry, one delivery with
+/// both recipients, as policy.md says ("groups that deliver the same bytes
+/// share"), and still counted in each group.
+#[test]
+fn groups_that_deliver_the_same_bytes_share_one_delivery() -> Result<()> {
+    let stats_dir = TestDir::new("stats")?;
+    let stats = StatsSetup::new(stats_dir.path());
+    let gw = Gateway::start("policy-shared-copy", |c| {
+        stats
+            .apply(c)
+            .set_list("group.strict", "recipients", &["*@strict.example.com"])
+            .set_list("group.strict", "reject", &["av/infected"])
+    })?;
+    let mut f = Failures::default();
+    let message = b"From: ann@sender.test\r\nTo: user@example.com\r\nSubject: lunch\r\n\
+                    Message-ID: <shared@sender.test>\r\nDate: Sat, 05 Dec 2026 07:00:00 +0000\r\n\r\n\
+                    Lunch on Thursday?\r\n";
+    let id = send(
+        gw.port(),
+        "ann@sender.test",
+        &["user@example.com", "ceo@strict.example.com"],
+        message,
+    )?;
+    gw.sink.wait_for_count(1, DELIVERY_TIMEOUT)?;
+    thread::sleep(Duration::from_millis(1500));
+    let delivered = gw.sink.messages()?;
+    f.check(delivered.len() == 1, || {
+        format!("{} deliveries at the sink, want 1", delivered.len())
+    });
+    if let Some(m) = delivered.first() {
+        let mut rcpts = m.recipients();
+        rcpts.sort();
+        f.check(
+            rcpts == ["ceo@strict.example.com", "user@example.com"],
+            || format!("one transaction for both recipients: {rcpts:?}"),
+        );
+        f.check(m.queue_ids().contains(&id), || {
+            format!(
+                "the shared copy keeps the queue ID {id}: {:?}",
+                m.queue_ids()
+            )
+        });
+    }
+    let log = gw.daemon.full_log();
+    f.check(!log.contains("get their own copy"), || {
+        "no group gets its own copy".into()
+    });
+    f.check(log.contains("share a copy with another group"), || {
+        "the log says the copy is shared".into()
+    });
+    let m = stats.scrape()?;
+    for g in ["default", "strict"] {
+        let got = m
+            .value("mailward_group_messages_total", &[("group", g)])
+            .ok();
+        f.check(got == Some(1.0), || {
+            format!("group {g} still counts the message: {got:?}")
+        });
+    }
+    f.finish(|| gw.daemon.log())
+}
+
+/// walkI 5 and 11: the recipients' notice goes to each recipient alone
+/// (a Bcc recipient is not shown to the others), the log names each
+/// address, and a block for a blacklisted sender names as/blacklisted,
+/// not the virus the message also holds.
+#[test]
+fn each_recipient_is_notified_alone_and_a_block_names_its_cause() -> Result<()> {
+    let gw = Gateway::start("policy-notify-alone", |c| {
+        c.set_list(
+            "policy",
+            "notify_recipients",
+            &["av/infected", "as/blacklisted"],
+        )
+        .set_list("policy", "block", &["as/blacklisted"])
+        .set_list("spam", "blacklist", &["*@spammer.test"])
+    })?;
+    let mut f = Failures::default();
+    let id = send(
+        gw.port(),
+        "x@spammer.test",
+        &["user@example.com", "secret-bcc@example.com"],
+        &infected("bcc test")?,
+    )?;
+    gw.sink.wait_for_count(2, DELIVERY_TIMEOUT)?;
+    thread::sleep(Duration::from_millis(1000));
+    let all = gw.sink.messages()?;
+    f.check(all.len() == 2, || {
+        format!("two notices (the message is blocked), got {}", all.len())
+    });
+    for (who, other) in [
+        ("user@example.com", "secret-bcc@example.com"),
+        ("secret-bcc@example.com", "user@example.com"),
+    ] {
+        match all
+            .iter()
+            .find(|m| m.recipients().contains(&who.to_string()))
+        {
+            Some(m) => {
+                f.check(m.recipients() == [who], || {
+                    format!("{who}'s notice is for {who} alone: {:?}", m.recipients())
+                });
+                f.check(m.header("To").as_deref() == Some(who), || {
+                    format!("To: of {who}'s notice: {:?}", m.header("To"))
+                });
+                f.check(!m.message.contains(other), || {
+                    format!("{who}'s notice names {other}:\n{}", m.message)
+                });
+                f.check(
+                    m.header("Subject").as_deref()
+                        == Some("A message for you was checked: as/blacklisted"),
+                    || format!("the notice names the cause: {:?}", m.header("Subject")),
+                );
+            }
+            None => f.push(format!("no notice for {who}")),
+        }
+    }
+    let log = gw.daemon.full_log();
+    for who in ["user@example.com", "secret-bcc@example.com"] {
+        f.check(
+            log.lines().any(|l| {
+                l.contains("Notification queued.") && l.contains(&format!("address={who}"))
+            }),
+            || format!("a Notification queued. line for {who}"),
+        );
+    }
+    f.check(
+        log.lines().any(|l| {
+            l.contains("Message blocked for these recipients")
+                && l.contains(&format!("queue_id={id}"))
+                && l.contains("status=as/blacklisted")
+        }),
+        || "the block names as/blacklisted".into(),
+    );
+    f.finish(|| gw.daemon.log())
 }

@@ -9,7 +9,9 @@
 //! 2. One spool commit holds what is delivered and the message's own new
 //!    state: the first delivered group keeps the queue ID (with new bytes
 //!    when its plan changed them), each other group that is delivered gets
-//!    its own copy `ID.N`, each notification `ID.nN`, and a message nothing
+//!    its own copy `ID.N` (N: its position), unless an earlier entry has
+//!    the same bytes and headers, which it then shares; each notification
+//!    `ID.nN`, and a message nothing
 //!    is delivered from is removed. Before that commit the message is
 //!    still "unchecked" in the spool; a crash there means it is checked
 //!    again at the next start (and counted again in the statistics).
@@ -351,36 +353,56 @@ pub async fn execute(
     let mut records = Vec::new();
     let mut queued = Vec::new();
     let mut blocked = Vec::new();
-    let mut keeps_id = false;
+    // Groups whose copies are the same (the same bytes and the same added
+    // headers) share one queue entry: one delivery, one outgoing archive
+    // copy (walkI 7). Each entry: its envelope and its bytes (None: the
+    // message as spooled).
+    let mut entries: Vec<(Envelope, Option<Arc<Vec<u8>>>)> = Vec::new();
     for (k, j) in verdict.groups.iter().enumerate() {
         match j.plan.delivery {
             Delivery::Deliver => {
+                let same = entries.iter_mut().find(|(e, b)| {
+                    e.added_headers == j.plan.headers && b.as_deref() == j.bytes.as_ref()
+                });
+                if let Some((e, _)) = same {
+                    let mine = group_envelope(&env, &j.partition);
+                    e.rcpts.extend(mine.rcpts);
+                    tracing::info!(target: "policy", queue_id = %env.id, copy = %e.id,
+                        group = %j.partition.label(), rcpts = j.partition.rcpts.len(),
+                        "The recipients of this group share a copy with another group: the same bytes.");
+                    continue;
+                }
                 let mut e = group_envelope(&env, &j.partition);
                 e.scanned = true;
                 e.added_headers = j.plan.headers.clone();
-                let bytes: Option<Arc<Vec<u8>>> = j.bytes.clone().map(Arc::new);
-                if !keeps_id {
-                    keeps_id = true;
-                    match bytes {
-                        Some(b) => {
-                            e.size = b.len() as u64;
-                            records.push(Record::accepted(e.clone(), b));
-                        }
-                        None => records.push(Record::updated(e.clone())),
-                    }
-                } else {
+                if !entries.is_empty() {
                     e.id = env.id.derived(&(k + 1).to_string());
-                    let b = bytes.unwrap_or_else(|| raw.clone());
-                    e.size = b.len() as u64;
-                    records.push(Record::accepted(e.clone(), b));
                     tracing::info!(target: "policy", queue_id = %env.id, copy = %e.id,
                         group = %j.partition.label(), rcpts = e.rcpts.len(),
                         "The recipients of this group get their own copy.");
                 }
-                queued.push(e);
+                entries.push((e, j.bytes.clone().map(Arc::new)));
             }
             Delivery::Block | Delivery::Refuse(_) => blocked.push(k),
         }
+    }
+    let keeps_id = !entries.is_empty();
+    for (n, (mut e, bytes)) in entries.into_iter().enumerate() {
+        match (n, bytes) {
+            // The first entry keeps the queue ID: new bytes replace the
+            // spooled ones, or only its state changes.
+            (0, Some(b)) => {
+                e.size = b.len() as u64;
+                records.push(Record::accepted(e.clone(), b));
+            }
+            (0, None) => records.push(Record::updated(e.clone())),
+            (_, b) => {
+                let b = b.unwrap_or_else(|| raw.clone());
+                e.size = b.len() as u64;
+                records.push(Record::accepted(e.clone(), b));
+            }
+        }
+        queued.push(e);
     }
     let notices = compose_notifications(&cfg, &env, &raw, &verdict, &mut records);
     if !keeps_id {
@@ -440,7 +462,7 @@ pub(crate) fn blocked_for(gw: &Gateway, env: &Envelope, j: &Judged, first: bool)
     MessageBlocked {
         id: &env.id,
         group: &j.partition.group,
-        status: &j.plan.shown_status(),
+        status: &j.plan.outcome_status(),
         rcpts: j.partition.rcpts.len(),
         first,
     }
@@ -525,13 +547,14 @@ pub(crate) async fn write_copies(
         }
     }
     if cfg.archive.incoming {
-        let mut statuses: Vec<String> = verdict
-            .groups
-            .iter()
-            .flat_map(|j| j.plan.statuses())
-            .collect();
-        statuses.sort();
-        statuses.dedup();
+        // Anti-virus first, as the quarantine's entries have them.
+        let mut statuses: Vec<String> = Vec::new();
+        for s in verdict.groups.iter().flat_map(|j| j.plan.statuses()) {
+            if !statuses.contains(&s) {
+                statuses.push(s);
+            }
+        }
+        statuses.sort_by_key(|s| !s.starts_with("av/"));
         let findings = verdict
             .report
             .av
@@ -590,15 +613,28 @@ pub(crate) fn compose_notifications(
                 NotifyTo::Sender => continue,
                 NotifyTo::Recipients | NotifyTo::Admin => vec![j],
             };
-            let nid = env.id.derived(&format!("n{}", notices.len() + 1));
-            match super::notify::compose(cfg, env, raw, &about, verdict, to, nid) {
-                Ok(Some((e, bytes))) => {
-                    records.push(Record::accepted(e.clone(), bytes));
-                    notices.push((to, e));
+            // Each recipient gets a notice of their own: one message to
+            // all of them would show each the others, Bcc ones included.
+            let addressees: Vec<Option<&str>> = match to {
+                NotifyTo::Recipients => j
+                    .partition
+                    .rcpts
+                    .iter()
+                    .filter_map(|&i| env.rcpts.get(i).map(|r| Some(r.address.as_str())))
+                    .collect(),
+                NotifyTo::Sender | NotifyTo::Admin => vec![None],
+            };
+            for addressee in addressees {
+                let nid = env.id.derived(&format!("n{}", notices.len() + 1));
+                match super::notify::compose(cfg, env, raw, &about, verdict, to, addressee, nid) {
+                    Ok(Some((e, bytes))) => {
+                        records.push(Record::accepted(e.clone(), bytes));
+                        notices.push((to, e));
+                    }
+                    Ok(None) => {}
+                    Err(problem) => tracing::error!(target: "notif", queue_id = %env.id,
+                        to = to.as_str(), problem = %problem, "Cannot make a notification."),
                 }
-                Ok(None) => {}
-                Err(problem) => tracing::error!(target: "notif", queue_id = %env.id,
-                    to = to.as_str(), problem = %problem, "Cannot make a notification."),
             }
         }
     }

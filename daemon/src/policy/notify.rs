@@ -240,6 +240,30 @@ fn action(j: &Judged, quarantined: bool) -> String {
     a
 }
 
+/// The indent that lines up a continued field with its value in the
+/// built-in templates (`  Action:     `).
+const CONTINUED: &str = "\n              ";
+
+/// The actions of several groups, one line each, in the form
+/// `user@example.com: delivered; a copy is kept in quarantine`: one
+/// action can hold a `;` of its own, so a separator within a line would
+/// make one action read as two (walkI 19). One group: its action alone.
+fn actions_by_group(
+    about: &[&Judged],
+    rcpts_of: impl Fn(&Judged) -> Vec<String>,
+    quarantined: impl Fn(&Judged) -> bool,
+) -> String {
+    let actions = union(about.iter().map(|g| vec![action(g, quarantined(g))]));
+    if actions.len() == 1 {
+        return actions.join("");
+    }
+    about
+        .iter()
+        .map(|g| format!("{}: {}", rcpts_of(g).join(", "), action(g, quarantined(g))))
+        .collect::<Vec<_>>()
+        .join(CONTINUED)
+}
+
 /// Keeps a header value on one line and in ASCII (RFC 2047 for the rest).
 fn header_value(text: &str) -> String {
     let one_line: String = text
@@ -301,7 +325,17 @@ fn union(lists: impl IntoIterator<Item = Vec<String>>) -> Vec<String> {
 /// one notice per group would double the backscatter). Its template is
 /// the first group's; recipients, statuses and findings are those of every
 /// group, and the action says which recipients it was for when the groups
-/// differ. Empty `about`: nothing to say (None).
+/// differ, one line per group. Empty `about`: nothing to say (None).
+///
+/// What each addressee may learn: a recipients' notice goes to
+/// `addressee` alone (one notice per recipient) and names no other
+/// recipient, so that a Bcc recipient stays hidden (walkI 5). The sender's
+/// notice names the recipients of the groups it is about: the sender chose
+/// them, and knowing who did not get the message as sent is the point of
+/// the notice; its address may be forged, which is why it is off by
+/// default and only for viruses. It states anti-virus findings only, never
+/// a spam or clean verdict.
+#[allow(clippy::too_many_arguments)]
 pub fn compose(
     cfg: &Config,
     env: &Envelope,
@@ -309,6 +343,7 @@ pub fn compose(
     about: &[&Judged],
     verdict: &Verdict,
     to: NotifyTo,
+    addressee: Option<&str>,
     id: QueueId,
 ) -> Result<Option<(Envelope, Vec<u8>)>, String> {
     let Some(j) = about.first().copied() else {
@@ -321,7 +356,10 @@ pub fn compose(
             .filter_map(|&i| env.rcpts.get(i).map(|r| r.address.clone()))
             .collect()
     };
-    let group_rcpts = union(about.iter().map(|g| rcpts_of(g)));
+    let group_rcpts = match (to, addressee) {
+        (NotifyTo::Recipients, Some(a)) => vec![a.to_string()],
+        _ => union(about.iter().map(|g| rcpts_of(g))),
+    };
     let addresses: Vec<String> = match to {
         NotifyTo::Sender => vec![env.mail_from.clone()],
         NotifyTo::Recipients => group_rcpts.clone(),
@@ -356,33 +394,29 @@ pub fn compose(
             .iter()
             .map(|g| verdict.finding_lines(g, to != NotifyTo::Sender)),
     );
-    let actions = union(
-        about
-            .iter()
-            .map(|g| vec![action(g, quarantine_id_of(g).is_some())]),
-    );
-    let action = if actions.len() == 1 {
-        actions.join("")
+    let action = actions_by_group(about, rcpts_of, |g| quarantine_id_of(g).is_some());
+    // The sender hears of anti-virus findings only; the others of the
+    // status that decided what happened (the block's cause: walkI 11).
+    let (status, statuses) = if to == NotifyTo::Sender {
+        let av: Vec<String> = union(
+            about
+                .iter()
+                .map(|g| g.plan.av_finding().into_iter().collect()),
+        );
+        (av.join(", "), av)
     } else {
-        about
-            .iter()
-            .map(|g| {
-                format!(
-                    "{} for {}",
-                    action(g, quarantine_id_of(g).is_some()),
-                    rcpts_of(g).join(", ")
-                )
-            })
-            .collect::<Vec<_>>()
-            .join("; ")
+        (
+            union(about.iter().map(|g| vec![g.plan.outcome_status()])).join(", "),
+            union(about.iter().map(|g| g.plan.statuses())),
+        )
     };
     let context = minijinja::context! {
         queue_id => env.id.0.clone(),
         sender => if env.mail_from.is_empty() { "<>".to_string() } else { env.mail_from.clone() },
         recipients => group_rcpts,
         subject => subject_of(raw),
-        status => union(about.iter().map(|g| vec![g.plan.shown_status()])).join(", "),
-        statuses => union(about.iter().map(|g| g.plan.statuses())),
+        status => status,
+        statuses => statuses,
         findings => findings,
         action => action,
         group => union(about.iter().map(|g| vec![g.partition.label().to_string()])).join(", "),
@@ -558,8 +592,8 @@ mod tests {
         // The groups did different things: the action says which was which.
         assert!(
             text.contains(
-                "Action:     delivered for user@example.com; \
-                 blocked (not delivered) for boss@managers.example.com\r\n"
+                "Action:     user@example.com: delivered\r\n              \
+                 boss@managers.example.com: blocked (not delivered)\r\n"
             ),
             "{text}"
         );
@@ -574,6 +608,109 @@ mod tests {
             .map(|(_, e, _)| e.rcpts[0].address.as_str())
             .collect();
         assert_eq!(to_rcpts, ["user@example.com", "boss@managers.example.com"]);
+    }
+
+    /// Two recipients of one group, one of them a Bcc: each gets a notice
+    /// addressed to them alone, naming nobody else (walkI 5).
+    #[test]
+    fn each_recipient_gets_a_notice_of_their_own() {
+        use crate::check::{Finding, Kind, Report};
+        let cfg = crate::config::parse(
+            "[policy]\nnotify_recipients = [\"av/infected\"]\n",
+            "t.toml",
+        )
+        .unwrap();
+        let mut env = Envelope::new(
+            QueueId::generate(),
+            "192.0.2.1".parse().unwrap(),
+            "client.test".into(),
+            "me@other.example".into(),
+        );
+        env.rcpts = ["user@example.com", "secret-bcc@example.com"]
+            .into_iter()
+            .map(|a| Recipient::new(a.into()))
+            .collect();
+        let raw = b"To: user@example.com\r\nSubject: bcc test\r\n\r\nhi\r\n";
+        let report = Report {
+            av_checked: true,
+            av: vec![Finding::new(Kind::Infected, "EICAR", "eicar.com", Some(0))],
+            ..Report::default()
+        };
+        let verdict =
+            Verdict::from_report(report, super::super::partition(&cfg, &env), false, false);
+        let mut records = Vec::new();
+        let n =
+            super::super::execute::compose_notifications(&cfg, &env, raw, &verdict, &mut records);
+        let to: Vec<Vec<&str>> = n
+            .iter()
+            .map(|(_, e)| e.rcpts.iter().map(|r| r.address.as_str()).collect())
+            .collect();
+        assert_eq!(to, [["user@example.com"], ["secret-bcc@example.com"]]);
+        let texts: Vec<String> = records
+            .iter()
+            .map(|r| {
+                String::from_utf8_lossy(r.data.as_deref().map_or(&[][..], |d| &d[..])).into_owned()
+            })
+            .collect();
+        assert!(
+            texts[0].contains("To: user@example.com\r\n"),
+            "{}",
+            texts[0]
+        );
+        assert!(!texts[0].contains("secret-bcc"), "{}", texts[0]);
+        assert!(
+            texts[1].contains("To: secret-bcc@example.com\r\n"),
+            "{}",
+            texts[1]
+        );
+        assert!(!texts[1].contains("user@example.com"), "{}", texts[1]);
+    }
+
+    /// A sender's notice about an infected spam states the virus, never
+    /// the spam verdict (walkI 1).
+    #[test]
+    fn a_sender_notice_never_states_a_spam_status() {
+        use crate::check::{Finding, Kind, Report};
+        let cfg = crate::config::parse(
+            "[policy]\nnotify_sender = [\"av/infected\"]\nblock = [\"as/blacklisted\"]\n",
+            "t.toml",
+        )
+        .unwrap();
+        let mut env = Envelope::new(
+            QueueId::generate(),
+            "192.0.2.1".parse().unwrap(),
+            "client.test".into(),
+            "me@other.example".into(),
+        );
+        env.rcpts = vec![Recipient::new("user@example.com".into())];
+        let report = Report {
+            av_checked: true,
+            av: vec![Finding::new(Kind::Infected, "EICAR", "eicar.com", Some(0))],
+            spam: Some(crate::check::spam::Evidence {
+                blacklisted: Some("sender *@other.example".into()),
+                ..Default::default()
+            }),
+            ..Report::default()
+        };
+        let verdict =
+            Verdict::from_report(report, super::super::partition(&cfg, &env), false, false);
+        let mut records = Vec::new();
+        let n = super::super::execute::compose_notifications(
+            &cfg,
+            &env,
+            b"Subject: s\r\n\r\nx\r\n",
+            &verdict,
+            &mut records,
+        );
+        assert_eq!(n.len(), 1);
+        let text = String::from_utf8_lossy(records[0].data.as_deref().map_or(&[][..], |d| &d[..]))
+            .into_owned();
+        assert!(text.contains("Result:     av/infected\r\n"), "{text}");
+        assert!(
+            text.contains("Action:     blocked (not delivered)\r\n"),
+            "{text}"
+        );
+        assert!(!text.contains("as/"), "{text}");
     }
 
     #[test]

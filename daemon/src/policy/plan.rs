@@ -63,6 +63,11 @@ pub struct Plan {
     /// Its spam status (None: it does not check).
     pub spam: Option<SpamStatus>,
     pub delivery: Delivery,
+    /// The status that made `delivery` a refusal or a block (None when the
+    /// message is delivered): the one logs and notices name for it, which
+    /// is not always [`Plan::shown_status`] (a group that blocks as/spam
+    /// blocks a message that is also av/infected because of the spam).
+    pub cause: Option<String>,
     /// Top-level part index -> the edit and its notice text.
     pub edits: BTreeMap<usize, (Edit, String)>,
     /// Put in front of the Subject.
@@ -94,6 +99,21 @@ impl Plan {
         }
     }
 
+    /// The status named for what happened to the group's recipients: the
+    /// one that caused a block or refusal, else [`Plan::shown_status`].
+    pub fn outcome_status(&self) -> String {
+        self.cause.clone().unwrap_or_else(|| self.shown_status())
+    }
+
+    /// The group's anti-virus status when it is a finding (`av/clean` and
+    /// an unchecked message: None). The one status a sender's notice may
+    /// state: spam and clean verdicts are never told to a sender.
+    pub fn av_finding(&self) -> Option<String> {
+        self.av
+            .map(|s| format!("av/{}", s.as_str()))
+            .filter(|s| !crate::config::NOT_IN_ALL.contains(&s.as_str()))
+    }
+
     /// Whether the group's copy differs from the message as received.
     pub fn changes_bytes(&self) -> bool {
         self.delivery == Delivery::Deliver
@@ -122,6 +142,7 @@ pub fn decide(
         av,
         spam,
         delivery: Delivery::Deliver,
+        cause: None,
         edits: BTreeMap::new(),
         subject_prefix: None,
         headers: String::new(),
@@ -154,15 +175,16 @@ pub fn decide(
         } else {
             Delivery::Block
         };
-    } else if covered(&policy.block, &statuses).is_some() {
+        plan.cause = Some(status.clone());
+    } else if let Some(status) = covered(&policy.block, &statuses) {
         plan.delivery = Delivery::Block;
+        plan.cause = Some(status.clone());
     }
     plan.quarantine = covered(&policy.quarantine, &statuses).cloned();
-    let av_only: Vec<String> = plan
-        .av
-        .map(|s| format!("av/{}", s.as_str()))
-        .into_iter()
-        .collect();
+    // Only an anti-virus finding may reach the sender: never a spam or
+    // clean verdict, even if a list named one (the configuration refuses
+    // that; this holds for a Policy made any other way too).
+    let av_only: Vec<String> = plan.av_finding().into_iter().collect();
     if !null_sender && covered(&policy.notify_sender, &av_only).is_some() {
         plan.notify.push(NotifyTo::Sender);
     }

@@ -9,6 +9,7 @@
 //! - A folded subject keeps its folding; when the prefix would make the first
 //!   line longer than 998 octets, the line is folded after the prefix.
 //! - A message without a Subject gets one, at the end of its header.
+//! - A subject that already starts with the prefix is left as it is.
 
 /// RFC 5322 2.1.1: a line is at most 998 octets.
 const MAX_LINE: usize = 998;
@@ -79,6 +80,15 @@ pub fn mark(raw: &[u8], prefix: &str) -> Vec<u8> {
             let mut value = at + 8;
             while value < line_end && matches!(raw[value], b' ' | b'\t') {
                 value += 1;
+            }
+            // A subject that already starts with the mark (a reply, or a
+            // message marked by another gateway or an earlier pass) is not
+            // marked again: "[!!SPAM] [!!SPAM] ..." tells nobody more.
+            let mark = prefix.trim_end().as_bytes();
+            if raw[value..line_end].len() >= mark.len()
+                && raw[value..value + mark.len()].eq_ignore_ascii_case(mark)
+            {
+                return raw.to_vec();
             }
             let first_line_len = line.len() - if line.ends_with(b"\r\n") { 2 } else { 1 };
             let mut out = Vec::with_capacity(raw.len() + prefix.len() + 3);
@@ -180,6 +190,19 @@ mod tests {
         assert_eq!(
             s(mark(b"Subject:\r\n\r\nx", "[X]")),
             "Subject: [X]\r\n\r\nx"
+        );
+    }
+
+    /// walkI 22: "[!!SPAM] [!!SPAM] FREE MONEY".
+    #[test]
+    fn a_subject_already_marked_is_not_marked_again() {
+        let m = b"Subject: [!!SPAM] FREE MONEY\r\n\r\nx\r\n";
+        assert_eq!(mark(m, "[!!SPAM]"), m.to_vec());
+        let m = b"Subject: [!!spam] free\r\n\r\nx\r\n";
+        assert_eq!(mark(m, "[!!SPAM]"), m.to_vec(), "any case");
+        assert_eq!(
+            s(mark(b"Subject: Re: [!!SPAM] x\r\n\r\n", "[!!SPAM]")),
+            "Subject: [!!SPAM] Re: [!!SPAM] x\r\n\r\n"
         );
     }
 }

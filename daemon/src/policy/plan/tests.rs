@@ -178,11 +178,11 @@ fn notifications_never_go_to_the_null_sender_nor_to_the_sender_of_spam() {
     // A clean message: av/clean is not in av/all, so nobody hears of it.
     let plan = decide(&p, "", &report(None), true, false);
     assert_eq!(plan.notify, []);
-    // A status named on its own is still notified: av/clean to the sender,
-    // but never as/* (here as/clean), even though the list names as/all.
+    // The sender hears only of a virus finding: never of av/clean (nearly
+    // all spam is av/clean: walkI 1) nor of as/*, whatever the list says.
     p.notify_sender = vec![Status("av/clean".into()), Status("as/all".into())];
     let plan = decide(&p, "", &report(None), true, false);
-    assert_eq!(plan.notify, [NotifyTo::Sender]);
+    assert_eq!(plan.notify, [], "av/clean is not a finding");
     p.notify_sender = vec![Status("as/all".into()), Status("as/clean".into())];
     let plan = decide(&p, "", &report(None), true, false);
     assert!(!plan.notify.contains(&NotifyTo::Sender), "never for as/*");
@@ -320,4 +320,29 @@ fn a_refusal_names_the_findings_of_the_status_refused_only() {
             "550 5.7.1 Message refused by content policy: av/filtered (name:*.exe)".into()
         )
     );
+}
+
+/// A group that blocks as/spam blocks an infected spam because of the
+/// spam: the cause is as/spam, not the av/infected the logs showed
+/// (walkI 11).
+#[test]
+fn the_cause_of_a_block_is_the_status_the_group_blocks() {
+    let mut p = policy();
+    p.block = vec![Status("as/spam".into())];
+    let mut r = report(Some(Kind::Infected));
+    r.spam = Some(crate::check::spam::Evidence {
+        blacklisted: Some("sender *@x".into()),
+        ..Default::default()
+    });
+    p.block.push(Status("as/blacklisted".into()));
+    let plan = decide(&p, "", &r, true, false);
+    assert_eq!(plan.delivery, Delivery::Block);
+    assert_eq!(plan.shown_status(), "av/infected");
+    assert_eq!(plan.outcome_status(), "as/blacklisted");
+    p.block = vec![Status("av/all".into())];
+    let plan = decide(&p, "", &r, true, false);
+    assert_eq!(plan.outcome_status(), "av/infected");
+    p.block.clear();
+    let plan = decide(&p, "", &r, true, false);
+    assert_eq!((plan.delivery, plan.cause), (Delivery::Deliver, None));
 }
