@@ -13,7 +13,9 @@
 //! `mailward run` also sets the process umask to 027, so that a file
 //! created anywhere else (a temporary file, a rotated log) is never
 //! readable by other users either. Modes of directories and files left by
-//! an older version are corrected when they are opened.
+//! an older version are corrected when they are opened, and at start (when
+//! the data directory's lock is taken) for the lock file and the
+//! statistics under `data_dir`, which may not be opened for a while.
 //!
 //! This module also owns the data directory's lock: one running instance
 //! per `data_dir`, taken before anything under it is touched.
@@ -111,6 +113,48 @@ pub fn create(path: &Path, mode: u32) -> io::Result<File> {
     Ok(file)
 }
 
+/// What Mailward keeps under `data_dir` outside the stores and the spool
+/// (which correct their own modes when they open), with its mode: the
+/// statistics directory and files, written only every
+/// `statistics.write_interval` or at the first message, so that without
+/// this they kept a wider mode for a while after the start (walkJ F4).
+const LEFT_UNDER_DATA_DIR: &[(&str, u32)] = &[
+    ("stats", GROUP_DIR),
+    ("stats/stats.json", GROUP_FILE),
+    ("stats/raw.log", GROUP_FILE),
+];
+
+/// Narrows the modes of [`LEFT_UNDER_DATA_DIR`] that are wider than
+/// promised (bits are only taken away, never added; a symbolic link is
+/// left alone). At start, once the data directory is ours: a failure is
+/// logged and the start goes on (each file gets its mode again when it is
+/// next written).
+fn narrow_left_modes(data_dir: &Path) {
+    for (name, mode) in LEFT_UNDER_DATA_DIR {
+        let path = data_dir.join(name);
+        let meta = match std::fs::symlink_metadata(&path) {
+            Ok(m) if m.is_dir() || m.is_file() => m,
+            Ok(_) => continue,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => {
+                tracing::warn!(target: "app", path = %path.display(), error = %e,
+                    "Cannot read the mode of a file under the data directory.");
+                continue;
+            }
+        };
+        let current = meta.permissions().mode() & 0o7777;
+        let narrowed = current & mode;
+        if narrowed != current {
+            if let Err(e) =
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(narrowed))
+            {
+                tracing::warn!(target: "app", path = %path.display(), error = %e,
+                    "Cannot narrow the mode of a file under the data directory.");
+            }
+        }
+    }
+}
+
 /// Why the data directory cannot be taken.
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {
@@ -183,6 +227,14 @@ impl DataDirLock {
         }
         file.set_len(0).map_err(io)?;
         writeln!(file, "{}", std::process::id()).map_err(io)?;
+        // A lock file left wider by an older version (or by hand): the
+        // open above keeps the mode of a file that exists (walkJ F4).
+        let current = file.metadata().map_err(io)?.permissions().mode() & 0o7777;
+        if current != PRIVATE_FILE {
+            file.set_permissions(std::fs::Permissions::from_mode(PRIVATE_FILE))
+                .map_err(io)?;
+        }
+        narrow_left_modes(data_dir);
         Ok(DataDirLock { _file: file, path })
     }
 
@@ -270,5 +322,32 @@ mod tests {
         open_append(&file, PRIVATE_FILE).unwrap();
         let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
+    }
+
+    /// walkJ F4: a lock file and statistics left 0666/0777 kept those
+    /// modes after a start (the statistics until next written).
+    #[test]
+    fn wide_modes_left_under_the_data_dir_are_narrowed_when_it_is_taken() {
+        let dir = tempfile::tempdir().unwrap();
+        let stats = dir.path().join("stats");
+        std::fs::create_dir(&stats).unwrap();
+        let lock = dir.path().join(LOCK_FILE);
+        for f in [&lock, &stats.join("stats.json"), &stats.join("raw.log")] {
+            std::fs::write(f, "x").unwrap();
+            std::fs::set_permissions(f, std::fs::Permissions::from_mode(0o666)).unwrap();
+        }
+        std::fs::set_permissions(&stats, std::fs::Permissions::from_mode(0o777)).unwrap();
+        // Narrower than promised stays as it is: bits are only taken away.
+        std::fs::set_permissions(
+            stats.join("raw.log"),
+            std::fs::Permissions::from_mode(0o600),
+        )
+        .unwrap();
+        let _held = DataDirLock::take(dir.path()).unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&lock), 0o600, "lock file");
+        assert_eq!(mode(&stats), 0o750, "stats/");
+        assert_eq!(mode(&stats.join("stats.json")), 0o640, "stats.json");
+        assert_eq!(mode(&stats.join("raw.log")), 0o600, "raw.log");
     }
 }
