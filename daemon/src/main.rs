@@ -238,8 +238,8 @@ fn quarantine(cmd: QuarantineCommand) -> ExitCode {
         }
         QuarantineCommand::Purge { .. } => {
             out!(
-                "{} entr(ies) removed.",
-                data["removed"].as_u64().unwrap_or(0)
+                "{} removed.",
+                entries_count(data["removed"].as_u64().unwrap_or(0))
             )
         }
     }
@@ -316,15 +316,20 @@ fn archive(cmd: ArchiveCommand) -> ExitCode {
             filter: f,
             which: w,
             config,
-        } => print_entries(&data, f.json, "archive", is_filtered(&f), || {
-            count(
-                config.config.as_deref(),
-                &Request::ArchiveList {
-                    filter: Filter::default(),
-                    direction: which(&w),
-                },
-            )
-        }),
+        } => {
+            print_entries(&data, f.json, "archive", is_filtered(&f), || {
+                count(
+                    config.config.as_deref(),
+                    &Request::ArchiveList {
+                        filter: Filter::default(),
+                        direction: which(&w),
+                    },
+                )
+            });
+            if let Some(hint) = outgoing_status_hint(f.status.is_some(), which(&w)) {
+                eprintln!("mailward: {hint}");
+            }
+        }
         ArchiveCommand::Show { raw, .. } => print_entry(&data, raw),
         ArchiveCommand::Send { .. } => out!(
             "Sent {} again as queue ID {}.",
@@ -334,12 +339,49 @@ fn archive(cmd: ArchiveCommand) -> ExitCode {
         ArchiveCommand::Remove { id, .. } => out!("{id} removed."),
         ArchiveCommand::Purge { .. } => {
             out!(
-                "{} entr(ies) removed.",
-                data["removed"].as_u64().unwrap_or(0)
+                "{} removed.",
+                entries_count(data["removed"].as_u64().unwrap_or(0))
             )
         }
     }
     ExitCode::SUCCESS
+}
+
+/// What `archive list --outgoing --status S` must be told: the outgoing
+/// copies are written by the delivery, which knows no statuses, so the
+/// filter never matches one of them (walkI 13).
+fn outgoing_status_hint(status: bool, direction: Option<Direction>) -> Option<&'static str> {
+    (status && direction == Some(Direction::Outgoing)).then_some(
+        "outgoing copies carry no statuses, so --status selects incoming copies only: \
+         `archive list --incoming --status S` finds the messages, and their queue IDs \
+         their outgoing copies",
+    )
+}
+
+/// "1 entry", "2 entries": a count of store entries in words.
+fn entries_count(n: u64) -> String {
+    if n == 1 {
+        "1 entry".to_string()
+    } else {
+        format!("{n} entries")
+    }
+}
+
+/// A store entry's statuses in one order, anti-virus first, whatever the
+/// store wrote (the incoming archive wrote them sorted, as/ first, and the
+/// quarantine av/ first: walkI 22).
+fn statuses_in_order(statuses: &[String]) -> Vec<&str> {
+    let mut out: Vec<&str> = statuses.iter().map(String::as_str).collect();
+    out.sort_by_key(|s| !s.starts_with("av/"));
+    out
+}
+
+/// A time of a store entry as the store writes `received` and `stored`
+/// (`2026-12-05T06:26:14Z`), so that one record shows one style.
+fn entry_time(unix: i64) -> String {
+    chrono::DateTime::from_timestamp(unix, 0)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+        .unwrap_or_default()
 }
 
 /// Whether `--status` or `--since` narrows a listing.
@@ -377,7 +419,10 @@ fn print_entries(
         match filtered.then(total) {
             None | Some(Some(0)) => out!("The {store} is empty."),
             Some(Some(n)) => {
-                out!("No entry matches the filter; the {store} holds {n} entr(ies) in all.")
+                out!(
+                    "No entry matches the filter; the {store} holds {} in all.",
+                    entries_count(n as u64)
+                )
             }
             Some(None) => out!("No entry matches the filter."),
         }
@@ -457,7 +502,7 @@ fn print_entry(data: &serde_json::Value, raw: bool) {
             "Group:      {}",
             mailward_metrics::snapshot::group_name(&e.group)
         );
-        out!("Statuses:   {}", e.statuses.join(", "));
+        out!("Statuses:   {}", statuses_in_order(&e.statuses).join(", "));
         out!("Reason:     {}", e.reason);
         for f in &e.findings {
             out!("Finding:    {f}");
@@ -465,9 +510,7 @@ fn print_entry(data: &serde_json::Value, raw: bool) {
         for r in &e.released {
             out!(
                 "Released:   {} as {} to {}",
-                chrono::DateTime::from_timestamp(r.at, 0)
-                    .map(|t| t.to_rfc3339())
-                    .unwrap_or_default(),
+                entry_time(r.at),
                 r.queue_id,
                 r.to.join(", ")
             );
@@ -1379,5 +1422,29 @@ mod tests {
             );
             assert_eq!(column(row, &format!("s{i}@")), sender, "{rows:#?}");
         }
+    }
+
+    /// walkI 13: the filter cannot match an outgoing copy.
+    #[test]
+    fn archive_list_outgoing_with_status_says_why_it_finds_nothing() {
+        assert!(outgoing_status_hint(true, Some(Direction::Outgoing))
+            .is_some_and(|h| h.starts_with("outgoing copies carry no statuses")));
+        assert_eq!(outgoing_status_hint(false, Some(Direction::Outgoing)), None);
+        assert_eq!(outgoing_status_hint(true, Some(Direction::Incoming)), None);
+        assert_eq!(outgoing_status_hint(true, None), None);
+    }
+
+    /// walkI 22: "7 entr(ies)", two timestamp styles in one record, and
+    /// statuses in another order in the archive than in the quarantine.
+    #[test]
+    fn store_entries_are_counted_and_shown_in_one_style() {
+        assert_eq!(entries_count(0), "0 entries");
+        assert_eq!(entries_count(1), "1 entry");
+        assert_eq!(entries_count(7), "7 entries");
+        assert_eq!(entry_time(1_796_452_018), "2026-12-05T06:26:58Z");
+        let archived = vec!["as/clean".to_string(), "av/clean".to_string()];
+        assert_eq!(statuses_in_order(&archived), ["av/clean", "as/clean"]);
+        let quarantined = vec!["av/infected".to_string(), "as/spam".to_string()];
+        assert_eq!(statuses_in_order(&quarantined), ["av/infected", "as/spam"]);
     }
 }
