@@ -76,3 +76,43 @@ fn starttls_before_ehlo_is_refused() -> Result<()> {
     assert!(early.enhanced().is_some(), "{early}");
     Ok(())
 }
+
+/// walkK: check-config said "configuration is valid" for a certificate and
+/// a key that do not belong together (a renewal that swapped one file of
+/// two), and for a route's `tls_ca` that holds no certificate; `run` then
+/// exited, and every delivery on that route deferred 4.7.5.
+#[test]
+fn check_config_builds_the_tls_configurations() -> Result<()> {
+    let dir = TestDir::new("tls-check")?;
+    let (a, b) = (dir.join("a"), dir.join("b"));
+    std::fs::create_dir_all(&a)?;
+    std::fs::create_dir_all(&b)?;
+    let (cert, _) = self_signed(&a, "mw.test")?;
+    let (_, other_key) = self_signed(&b, "other.test")?;
+    let not_a_ca = dir.join("empty-ca.pem");
+    std::fs::write(&not_a_ca, "no certificate here\n")?;
+    let config = Config::new(dir.path())
+        .route_with(
+            "*@partner.test",
+            "[127.0.0.1:2626]",
+            &[
+                ("tls", "verify"),
+                ("tls_ca", &not_a_ca.display().to_string()),
+            ],
+        )
+        .set_str("network", "tls_certificate", &cert)
+        .set_str("network", "tls_key", &other_key);
+    let file = dir.join("mailward.toml");
+    std::fs::write(&file, config.render())?;
+    let out = std::process::Command::new(mailward_e2e::daemon::mailward_bin()?)
+        .args(["check-config", "--config", &file.display().to_string()])
+        .output()?;
+    let text = output_text(&out);
+    ensure!(out.status.code() == Some(1), "exit status: {text}");
+    ensure!(
+        text.contains(": network.tls_certificate: ") && text.contains(": route[0].tls: "),
+        "both problems named with their keys:\n{text}"
+    );
+    ensure!(!text.contains("configuration is valid"), "{text}");
+    Ok(())
+}
