@@ -57,6 +57,35 @@ fn account_warnings(c: &config::Config, path: Option<&std::path::Path>) {
     }
 }
 
+/// `check-config`: the TLS files as `run` and delivery will use them, so
+/// that a certificate renewal that swapped one file of two, or a CA file
+/// with no certificate, is found before the restart (walkK: check-config
+/// said valid, then `run` exited, or every delivery deferred 4.7.5).
+fn tls_problems(c: &config::Config, path: Option<&std::path::Path>) -> Vec<String> {
+    let text = path
+        .and_then(|p| std::fs::read_to_string(p).ok())
+        .unwrap_or_default();
+    let mut out = Vec::new();
+    if let (Some(cert), Some(key)) = (&c.network.tls_certificate, &c.network.tls_key) {
+        if let Err(e) = mailward::smtp::tls::acceptor(cert, key) {
+            let line = config::line_of_key(&text, "network", "tls_certificate");
+            out.push(format!(
+                "{}:{line}: network.tls_certificate: {e}",
+                c.origin
+            ));
+        }
+    }
+    for (n, route) in c.route.iter().enumerate() {
+        if route.tls.mode == config::TlsMode::None {
+            continue;
+        }
+        if let Err(e) = mailward::delivery::tls::client_config(&route.tls) {
+            out.push(format!("{}: route[{n}].tls: {e}", c.origin));
+        }
+    }
+    out
+}
+
 /// `check-config`: `[log]` settings that are valid but do nothing (a
 /// warning, exit status 0: the daemon runs the same with them).
 fn log_warnings(c: &config::Config, path: Option<&std::path::Path>) {
@@ -80,6 +109,13 @@ fn main() -> ExitCode {
         Command::Milter(arg) => run(arg.config.config.as_deref(), Some(arg.listen)),
         Command::CheckConfig(arg) => match config::load(arg.config.as_deref()) {
             Ok(c) => {
+                let tls = tls_problems(&c, arg.config.as_deref());
+                if !tls.is_empty() {
+                    for p in tls {
+                        eprintln!("{p}");
+                    }
+                    return ExitCode::from(1);
+                }
                 out!("{}: configuration is valid", c.origin);
                 account_warnings(&c, arg.config.as_deref());
                 log_warnings(&c, arg.config.as_deref());
