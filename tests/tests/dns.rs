@@ -770,7 +770,11 @@ fn a_lists_error_code_is_not_a_listing() -> Result<()> {
     let stats = mailward_e2e::stats::StatsSetup::new(dir.path());
     let daemon = Daemon::start(
         &outside_client(&stats, dir.path(), sink.port, &dns.resolver())
-            .set_list("access", "dnsbl", &["err.test", "wild.test", "refused.test"])
+            .set_list(
+                "access",
+                "dnsbl",
+                &["err.test", "wild.test", "refused.test"],
+            )
             .set_list(
                 "spam",
                 "dnsbl",
@@ -825,7 +829,10 @@ fn dkim_and_dmarc_without_an_answer_are_temperror_but_unsigned_is_none() -> Resu
     let dir = TestDir::new("dkim-no-answer")?;
     let (_silent, silent_at) = silent_dns()?;
     let port: u16 = silent_at.rsplit_once(':').map_or("", |(_, p)| p).parse()?;
-    let server = Dns::start(dir.path(), &[&format!("--server=/sender.test/127.0.0.1#{port}")])?;
+    let server = Dns::start(
+        dir.path(),
+        &[&format!("--server=/sender.test/127.0.0.1#{port}")],
+    )?;
     let sink = Sink::start(dir.path(), "sink")?;
     let stats = mailward_e2e::stats::StatsSetup::new(dir.path());
     let daemon = Daemon::start(

@@ -1203,7 +1203,10 @@ fn verdict_headers_a_message_comes_with_do_not_pass() -> Result<()> {
 #[test]
 fn uri_lists_ask_about_the_links_a_reader_follows() -> Result<()> {
     let dns_dir = TestDir::new("spam-uri-dns")?;
-    let dns = Dns::start(dns_dir.path(), &["--host-record=evil.test.uri.test,127.0.0.2"])?;
+    let dns = Dns::start(
+        dns_dir.path(),
+        &["--host-record=evil.test.uri.test,127.0.0.2"],
+    )?;
     let resolver = dns.resolver();
     let gw = Gateway::start("spam-uri-links", |c| {
         c.set("network", "relay_networks", "[]")
@@ -1232,11 +1235,26 @@ fn uri_lists_ask_about_the_links_a_reader_follows() -> Result<()> {
             )
             .into_bytes(),
         ),
-        ("decimal reference", html(1, r#"<a href="http://&#101;vil.test/x">click</a>"#)),
-        ("hex reference", html(2, r#"<a href="http://ev&#x69;l.test/x">click</a>"#)),
-        ("named reference", html(3, r#"<a href="http://evil&period;test/x">x</a>"#)),
-        ("percent-escape", html(4, r#"<a href="http://%65vil.test/x">click</a>"#)),
-        ("scheme-relative", html(5, r#"<a href="//evil.test/x">click</a>"#)),
+        (
+            "decimal reference",
+            html(1, r#"<a href="http://&#101;vil.test/x">click</a>"#),
+        ),
+        (
+            "hex reference",
+            html(2, r#"<a href="http://ev&#x69;l.test/x">click</a>"#),
+        ),
+        (
+            "named reference",
+            html(3, r#"<a href="http://evil&period;test/x">x</a>"#),
+        ),
+        (
+            "percent-escape",
+            html(4, r#"<a href="http://%65vil.test/x">click</a>"#),
+        ),
+        (
+            "scheme-relative",
+            html(5, r#"<a href="//evil.test/x">click</a>"#),
+        ),
     ];
     let mut f = Failures::default();
     for (_, message) in &cases {
