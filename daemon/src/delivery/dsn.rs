@@ -181,6 +181,10 @@ pub fn build(input: &DsnInput<'_>) -> Vec<u8> {
     push_field(&mut head, "Content-Description", "Delivery report");
     head.push_str("\r\n");
     head.push_str(&status);
+    // The CRLF before a delimiter belongs to it (RFC 2046 5.1.1): without
+    // one more, the last field would lose its line end (RFC 3464 2.1 ends
+    // every field with CRLF; walkK).
+    head.push_str("\r\n");
 
     // Part 3: what the sender sent.
     let _ = write!(head, "--{boundary}\r\n");
@@ -198,9 +202,13 @@ pub fn build(input: &DsnInput<'_>) -> Vec<u8> {
     let mut out = Vec::with_capacity(head.len() + returned.bytes.len() + 64);
     out.extend_from_slice(head.as_bytes());
     out.extend_from_slice(&returned.bytes);
-    // The CRLF ending the content belongs to the delimiter (RFC 2046 5.1.1).
-    if !out.ends_with(b"\r\n") {
+    // The CRLF before the delimiter belongs to it (RFC 2046 5.1.1): a
+    // returned message or header block that ends with a line end gets one
+    // more, so that its last line (the last header field) keeps its own.
+    if out.ends_with(b"\r\n") || returned.bytes.is_empty() {
         out.extend_from_slice(b"\r\n");
+    } else {
+        out.extend_from_slice(b"\r\n\r\n");
     }
     out.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
     out
@@ -416,7 +424,7 @@ fn human_text(input: &DsnInput<'_>, host: &str, returned: &Returned) -> String {
     for rcpt in &input.recipients {
         let address = clean_address(rcpt.address);
         lines.extend(wrap(&format!("<{address}>: {}", rcpt.action.as_str()), ""));
-        if let Some(mta) = &rcpt.remote_mta {
+        if let Some(mta) = reporting_mta(rcpt) {
             lines.extend(wrap(&format!("Remote server: {}", clean_line(mta)), "    "));
         }
         let reason = match &rcpt.diagnostic {
@@ -482,7 +490,7 @@ fn delivery_status(input: &DsnInput<'_>, host: &str) -> String {
         push_field(&mut out, "Final-Recipient", &typed_address(rcpt.address));
         push_field(&mut out, "Action", rcpt.action.as_str());
         push_field(&mut out, "Status", status_of(rcpt));
-        if let Some(mta) = rcpt.remote_mta.as_deref().map(remote_mta_name) {
+        if let Some(mta) = reporting_mta(rcpt).map(remote_mta_name) {
             if !mta.is_empty() {
                 push_field(&mut out, "Remote-MTA", &format!("dns; {mta}"));
             }
@@ -558,6 +566,19 @@ fn original_recipient(orcpt: &str) -> Option<String> {
 
 /// The host name out of "mx.example.com[192.0.2.1]:25"; "[192.0.2.1]" when
 /// there is no name.
+/// The MTA that reported the recipient's status: the hop, when its status
+/// is one of its replies (or a success). A status of our own (a null MX, a
+/// failed look-up, a refused connection: `X-Mailward;`) was reported by no
+/// remote MTA, and RFC 3464 2.3.5 then has no Remote-MTA (walkK: it said
+/// `dns; nullmx.test:25` for a domain that takes no mail).
+fn reporting_mta<'r>(rcpt: &'r DsnRecipient<'_>) -> Option<&'r str> {
+    let replied = rcpt
+        .diagnostic
+        .as_deref()
+        .is_none_or(|d| typed_diagnostic(d).starts_with("smtp;"));
+    rcpt.remote_mta.as_deref().filter(|_| replied)
+}
+
 fn remote_mta_name(peer: &str) -> String {
     let peer = clean_line(peer);
     let name = match peer.split_once('[') {
@@ -893,7 +914,8 @@ mod tests {
 
         let (h3, returned) = &parts[2];
         assert!(h3.contains("Content-Type: message/rfc822"));
-        assert_eq!(format!("{returned}\r\n"), text(MESSAGE));
+        // Whole, its last line with its own CRLF (walkK).
+        assert_eq!(returned, &text(MESSAGE));
     }
 
     #[test]
@@ -933,10 +955,43 @@ mod tests {
         // It promises no failure report: NOTIFY=DELAY alone gets none.
         assert!(!parts[0].1.contains("told"), "{}", parts[0].1);
         assert!(parts[2].0.contains("Content-Type: text/rfc822-headers"));
+        // The last field keeps its CRLF (walkK).
         assert_eq!(
             parts[2].1,
-            "From: a@a.test\r\nTo: u@b.test\r\nSubject: hello"
+            "From: a@a.test\r\nTo: u@b.test\r\nSubject: hello\r\n"
         );
+    }
+
+    /// walkK: a recipient whose domain takes no mail (null MX) was
+    /// reported with `Remote-MTA: dns; nullmx.test:25`, an MTA nobody
+    /// reached; and the status part's last field had no line end.
+    #[test]
+    fn no_remote_mta_for_a_status_of_our_own_and_every_field_ends_its_line() {
+        let env = envelope("sender@a.test", None);
+        let mut rcpt = failed(
+            "u@nullmx.test",
+            "5.1.10 nullmx.test does not accept mail (null MX, RFC 7505)",
+        );
+        rcpt.status = "5.1.10".into();
+        rcpt.remote_mta = Some("nullmx.test:25".into());
+        let input = DsnInput {
+            id: &QueueId("1A22E10E77891C7E".into()),
+            reporting_mta: "gw.example.com",
+            postmaster: "postmaster@example.com",
+            original: &env,
+            recipients: vec![rcpt],
+            message: MESSAGE,
+            now: 1_700_000_200,
+        };
+        let dsn = text(&build(&input));
+        let (_, parts) = parts(&dsn);
+        assert!(!parts[1].1.contains("Remote-MTA"), "{}", parts[1].1);
+        assert!(!parts[0].1.contains("Remote server"), "{}", parts[0].1);
+        assert!(parts[1].1.contains("Diagnostic-Code: X-Mailward; 5.1.10"));
+        assert!(parts[1].1.ends_with(" +0000\r\n"), "{:?}", parts[1].1);
+        // A hop's own reply still names the hop.
+        let replied = failed("u@b.test", "550 5.1.1 User unknown");
+        assert_eq!(reporting_mta(&replied), Some("mx.b.test[192.0.2.1]:25"));
     }
 
     #[test]
