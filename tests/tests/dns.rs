@@ -886,3 +886,54 @@ fn dkim_and_dmarc_without_an_answer_are_temperror_but_unsigned_is_none() -> Resu
     );
     Ok(())
 }
+
+/// The same when the whole DNS server is silent and known to be (its probe
+/// got no answer): the message does not wait, and gets the same results as
+/// a look-up without an answer: unsigned is `dkim=none`, DMARC `temperror`
+/// (it said `dkim=temperror` with no DMARC before).
+#[test]
+fn a_server_known_silent_gives_the_same_dkim_and_dmarc_results() -> Result<()> {
+    let dir = TestDir::new("dkim-silent-server")?;
+    let (_silent, silent_at) = silent_dns()?;
+    let sink = Sink::start(dir.path(), "sink")?;
+    let stats = mailward_e2e::stats::StatsSetup::new(dir.path());
+    let daemon = Daemon::start(
+        &outside_client(&stats, dir.path(), sink.port, &silent_at)
+            .set_str("spam", "spf", "off")
+            .set_str("timeouts", "dns", "1s")
+            .set_str("timeouts", "scan_in_session", "5s"),
+    )?;
+    let unsigned = b"From: alice@sender.test\r\nTo: bob@example.com\r\nSubject: unsigned\r\nDate: Tue, 1 Dec 2026 18:00:00 +0000\r\nMessage-ID: <unsigned@sender.test>\r\n\r\nHello.\r\n";
+    // Until the probe has marked the server silent, messages wait for
+    // their own look-ups; the ones after it do not.
+    wait_until("the server known silent", Duration::from_secs(30), || {
+        let mut c = SmtpClient::connect_ok(daemon.port)?;
+        c.ehlo("client.test")?;
+        c.send_mail_ok("alice@sender.test", &["bob@example.com"], unsigned)?;
+        let status: serde_json::Value =
+            serde_json::from_str(&daemon.cli_ok(&["status", "--json"])?)?;
+        Ok((!status["dns"]["server_silent_since"].is_null()).then_some(()))
+    })?;
+    let mut c = SmtpClient::connect_ok(daemon.port)?;
+    c.ehlo("client.test")?;
+    let id = c.send_mail_ok("alice@sender.test", &["bob@example.com"], unsigned)?;
+    let got = wait_until("the last message", DELIVERY_TIMEOUT, || {
+        Ok(sink
+            .messages()?
+            .into_iter()
+            .find(|m| m.queue_ids().contains(&id)))
+    })
+    .map_err(|e| e.context(daemon.log()))?;
+    let results = got
+        .header("Authentication-Results")
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    ensure!(
+        results.contains("dkim=none;")
+            && results.contains("dmarc=temperror header.from=sender.test"),
+        "unsigned with the server known silent: {results}"
+    );
+    Ok(())
+}

@@ -206,21 +206,6 @@ pub fn spf_unanswered(helo: &str, sender: &str) -> Spf {
     }
 }
 
-/// DKIM's and DMARC's results when the DNS gave no answer, whatever the
-/// message: one `temperror` signature and no DMARC. Wrong for an unsigned
-/// message (which is `dkim=none`) and for DMARC (`temperror`): superseded
-/// by [`dkim_dmarc_silent`], which reads the message; kept only until its
-/// last caller (policy/execute.rs) moves to it.
-pub fn dkim_dmarc_unanswered() -> (Option<Vec<Dkim>>, Option<Dmarc>) {
-    (
-        Some(vec![Dkim {
-            result: Outcome::TempError,
-            domain: String::new(),
-        }]),
-        None,
-    )
-}
-
 /// DKIM's and DMARC's results for `raw` when the DNS server is known
 /// silent, so that nothing is asked: what a look-up without an answer
 /// gives ([`unanswered`]). Only the header is parsed (no body hash: there

@@ -300,8 +300,11 @@ impl Session {
                 // A MAIL starts a new transaction: the last one, if any,
                 // ended without a message.
                 self.end_transaction();
+                // A client whitelisted by address (a forwarder) is spared
+                // the refusal, as in SMTP mode: the fail stays a test.
                 if let Some(reply) =
                     crate::auth::spf_refusal(cfg.spam.spf, spf.as_ref(), self.client_ip())
+                        .filter(|_| !crate::check::spam::whitelisted_client(&cfg, self.client_ip()))
                 {
                     self.rejected(RejectReason::Policy, &reply);
                     return cont(reply_code(&reply));

@@ -167,7 +167,7 @@ async fn authenticate(
         // The server did not answer its last probe: no DKIM key or DMARC
         // record can come (temperror, as a timeout would give), and the
         // message does not wait timeouts.dns to learn that.
-        crate::auth::dkim_dmarc_unanswered()
+        crate::auth::dkim_dmarc_silent(raw)
     } else if raw.len() <= DKIM_ON_RUNTIME {
         crate::auth::dkim_dmarc(
             dns.authenticator(),
