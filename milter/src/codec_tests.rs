@@ -1045,6 +1045,13 @@ async fn read_packet_errors() {
         err.to_string(),
         "packet of 1048577 bytes is over the limit of 1048576 bytes"
     );
+    // HTTP sent to the milter port says so (walkH: only the number).
+    let mut r: &[u8] = b"GET / HTTP/1.1\r\n";
+    let err = read_packet(&mut r, MAX_PACKET).await.unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "packet of 1195725856 bytes is over the limit of 1048576 bytes (the connection began with \"GET \": not the milter protocol; HTTP or SMTP sent to the milter port?)"
+    );
     let mut r: &[u8] = &[0xff, 0xff, 0xff, 0xff];
     assert!(matches!(
         read_packet(&mut r, 100).await,

@@ -46,13 +46,26 @@ pub enum WireError {
     #[error("packet of length 0 (no command byte)")]
     EmptyPacket,
     /// A length over the limit.
-    #[error("packet of {length} bytes is over the limit of {max} bytes")]
+    #[error("packet of {length} bytes is over the limit of {max} bytes{}", not_milter(*.length))]
     TooLong {
         /// The declared length.
         length: u32,
         /// The limit in force.
         max: u32,
     },
+}
+
+/// A length field whose four bytes are printable text is another protocol
+/// spoken to the milter port (`GET ` is 1195725856 as a length): say what
+/// came, which tells more than the number (walkH).
+fn not_milter(length: u32) -> String {
+    let bytes = length.to_be_bytes();
+    if bytes.iter().all(|b| b.is_ascii_graphic() || *b == b' ') {
+        let text: String = bytes.iter().map(|&b| char::from(b)).collect();
+        format!(" (the connection began with {text:?}: not the milter protocol; HTTP or SMTP sent to the milter port?)")
+    } else {
+        String::new()
+    }
 }
 
 /// Checks a length field.
