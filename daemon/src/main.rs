@@ -931,14 +931,22 @@ fn spam(cmd: SpamCommand) -> ExitCode {
                     ),
                 }
                 let s = &v["site"];
-                out!(
-                    "  site:       {} spam, {} ham, {} tokens of at most {} ({})",
-                    s["spam"],
-                    s["ham"],
-                    s["tokens"],
-                    s["max_tokens"],
-                    v["store"].as_str().unwrap_or("?")
-                );
+                if s["spam"].is_null() {
+                    // Not zeros: the learning is unknown, not lost.
+                    out!(
+                        "  site:       unknown: the store cannot be read ({}; see the problem below)",
+                        v["store"].as_str().unwrap_or("?")
+                    );
+                } else {
+                    out!(
+                        "  site:       {} spam, {} ham, {} tokens of at most {} ({})",
+                        s["spam"],
+                        s["ham"],
+                        s["tokens"],
+                        s["max_tokens"],
+                        v["store"].as_str().unwrap_or("?")
+                    );
+                }
                 let j = &v["journal"];
                 match j.as_str() {
                     Some(e) => out!("  journal:    unreadable: {e}"),

@@ -1316,8 +1316,91 @@ fn spf_reject_spares_a_client_whitelisted_by_address() -> Result<()> {
     let gw = start("spam-spf-wl-glob", &["*@partner.test"])?;
     let mut c = gw.ehlo_client()?;
     let r = c.command("MAIL FROM:<news@partner.test>")?;
-    f.check(r.code == 550 && r.lines.join(" ").contains("5.7.23"), || {
-        format!("a sender glob needs SPF itself: the fail is refused: {r:?}")
-    });
+    f.check(
+        r.code == 550 && r.lines.join(" ").contains("5.7.23"),
+        || format!("a sender glob needs SPF itself: the fail is refused: {r:?}"),
+    );
     f.finish(|| format!("{log}\n{}", gw.daemon.full_log()))
+}
+
+/// `spam status` of a Redis store shows what can be read: with a damaged
+/// journal element, the snapshot and the records before it (not zeros);
+/// with a Redis that does not answer, `unknown` (`null` in JSON) and that it
+/// did not answer within 1 s (not "Resource temporarily unavailable"). A
+/// gateway starting with such a Redis waits for it one second at most and
+/// logs the line docs/spam.md documents (walkI findings 15, 16; walkJ F3).
+#[test]
+fn spam_status_and_start_say_what_a_damaged_or_silent_redis_holds() -> Result<()> {
+    let redis_dir = TestDir::new("spam-redis-damaged")?;
+    let mut redis = mailward_e2e::redis::Redis::start(redis_dir.path())?;
+    let url = redis.url();
+    let gw = Gateway::start("spam-redis-damaged", |c| c.set_str("spam", "store", &url))?;
+    let mut f = Failures::default();
+    let corpus = TestDir::new("spam-redis-damaged-corpus")?;
+    let (spam_dir, ham_dir) = (corpus.path().join("spam"), corpus.path().join("ham"));
+    std::fs::create_dir_all(&spam_dir)?;
+    std::fs::create_dir_all(&ham_dir)?;
+    for n in 0..3 {
+        std::fs::write(spam_dir.join(format!("{n}.eml")), spam(n))?;
+        std::fs::write(ham_dir.join(format!("{n}.eml")), ham("Damage notes", n))?;
+    }
+    // One journal element per message learnt; the last one is damaged.
+    gw.daemon
+        .cli_ok(&["spam", "learn", "--spam", &spam_dir.display().to_string()])?;
+    gw.daemon
+        .cli_ok(&["spam", "learn", "--ham", &ham_dir.display().to_string()])?;
+    let set = redis.inline("LSET mailward:spam:journal -1 garbage")?;
+    f.check(set == "+OK", || format!("LSET: {set}"));
+    let json: serde_json::Value =
+        serde_json::from_str(&gw.daemon.cli_ok(&["spam", "status", "--json"])?)?;
+    f.check(
+        json["site"]["spam"] == 3 && json["site"]["ham"] == 2 && json["journal"]["records"] == 5,
+        || format!("the snapshot and the intact record are shown: {json}"),
+    );
+    let problems = json["problems"].to_string();
+    f.check(
+        problems.contains("element 5 is not a Mailward journal record")
+            && json["classifier"] == "unavailable",
+        || format!("the damage is a problem, and gateways cannot read it: {json}"),
+    );
+    let text = gw.daemon.cli_ok(&["spam", "status"])?;
+    f.check(text.contains("  site:       3 spam, 2 ham, "), || {
+        text.clone()
+    });
+    drop(gw);
+    redis.stop();
+
+    // A Redis that accepts connections and never answers.
+    let hung = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let hung_url = format!("redis://{}/0", hung.local_addr()?);
+    let started = std::time::Instant::now();
+    let gw = Gateway::start("spam-redis-hung", |c| c.set_str("spam", "store", &hung_url))?;
+    let took = started.elapsed();
+    f.check(took < Duration::from_millis(3500), || {
+        format!("the start waited {took:?} for a Redis that does not answer")
+    });
+    let log = gw.daemon.full_log();
+    f.check(
+        log.contains(
+            "Cannot read the spam store; the classifier abstains until it can (mail still flows).",
+        ) && log.contains("did not answer within 1 s")
+            && !log.contains("(os error 11)")
+            && !log.contains("Cannot load spam knowledge"),
+        || format!("the documented line, saying Redis did not answer: {log}"),
+    );
+    let out = gw.daemon.cli(&["spam", "status", "--json"])?;
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    f.check(
+        json["site"]["spam"].is_null()
+            && json["journal"]
+                .as_str()
+                .is_some_and(|j| j.ends_with("did not answer within 1 s")),
+        || format!("unknown, not zeros: {}", output_text(&out)),
+    );
+    let text = gw.daemon.cli_ok(&["spam", "status"])?;
+    f.check(
+        text.contains("  site:       unknown: the store cannot be read"),
+        || text.clone(),
+    );
+    f.finish(|| gw.daemon.full_log())
 }

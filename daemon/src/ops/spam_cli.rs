@@ -391,40 +391,69 @@ fn named_clues(k: &Knowledge, raw: &[u8], n: usize) -> Vec<(spam::classifier::Cl
         .collect()
 }
 
-/// `spam status`.
+/// `spam status`. The site's counts are what can be read of the store (a
+/// damaged journal's records before the damage, as gateways count them
+/// once it is folded), and `null` when it cannot be read at all: zeros
+/// would say the learning is lost (walkI findings 15 and 16).
 pub fn status(cfg: &Config) -> serde_json::Value {
-    let (k, mut problems) = Knowledge::load(cfg);
-    let c = &k.classifier;
+    let (mut k, mut problems) = Knowledge::load_without_site(cfg);
     let store = Store::of(&cfg.spam);
-    let journal = match &store {
-        Ok(s) => s.journalled().map_err(|e| e.to_string()),
+    // The store is read once: a Redis that does not answer costs one
+    // timeout, not one per question.
+    let readable = match &store {
+        Ok(s) => s.readable().map_err(|e| e.to_string()),
         Err(e) => Err(e.to_string()),
     };
-    if let Ok(j) = &journal {
-        if j.unread > 0 {
-            problems.push(format!(
-                "the journal ends in {} byte(s) after a record cut short or damaged, never counted; the next change or `mailward spam fold` drops them",
-                j.unread
-            ));
+    let shared = store.as_ref().is_ok_and(|s| s.is_shared());
+    let site = match &readable {
+        Ok(r) => {
+            if let Some(refused) = &r.refused {
+                // What every gateway's read says now: their classifier
+                // abstains until the journal is repaired.
+                problems.push(refused.to_string());
+                k.classifier.unavailable = true;
+            }
+            if r.journal.unread > 0 {
+                problems.push(format!(
+                    "the journal ends in {} byte(s) after a record cut short or damaged, never counted; the next change or `mailward spam fold` drops them",
+                    r.journal.unread
+                ));
+            }
+            k.classifier.site = std::sync::Arc::new(r.model.clone());
+            let m = &r.model;
+            serde_json::json!({
+                "spam": m.spam_messages, "ham": m.ham_messages,
+                "tokens": m.tokens.len(), "messages": m.learnt.len(),
+            })
         }
-    }
+        Err(e) => {
+            problems.push(e.clone());
+            k.classifier.unavailable = shared;
+            serde_json::json!({
+                "spam": null, "ham": null, "tokens": null, "messages": null,
+            })
+        }
+    };
+    let mut site = site;
+    site["max_tokens"] = cfg.spam.max_tokens.into();
+    site["max_learnt"] = cfg.spam.max_learnt.into();
+    let c = &k.classifier;
     serde_json::json!({
         "dir": cfg.spam.dir.display().to_string(),
         "store": store.as_ref().map(|s| s.describe()).unwrap_or_else(|e| e.to_string()),
         "base": c.base.as_ref().map(|b| serde_json::json!({
             "spam": b.spam_messages, "ham": b.ham_messages, "tokens": b.tokens.len(),
         })),
-        "site": {
-            "spam": c.site.spam_messages, "ham": c.site.ham_messages,
-            "tokens": c.site.tokens.len(), "messages": c.site.learnt.len(),
-            "max_tokens": cfg.spam.max_tokens, "max_learnt": cfg.spam.max_learnt,
-        },
-        "journal": match journal {
-            Ok(j) => serde_json::json!({
-                "records": j.records, "bytes": j.bytes, "unread": j.unread,
-                "snapshot": j.snapshot, "fold_at": j.fold_at(),
-            }),
-            Err(e) => serde_json::Value::from(e),
+        "site": site,
+        "journal": match &readable {
+            Ok(r) => {
+                let j = r.journal;
+                serde_json::json!({
+                    "records": j.records, "bytes": j.bytes, "unread": j.unread,
+                    "snapshot": j.snapshot, "fold_at": j.fold_at(),
+                })
+            }
+            Err(e) => serde_json::Value::from(e.as_str()),
         },
         "min_learnt": c.min_learnt,
         "classifier": c.readiness().as_str(),

@@ -19,7 +19,7 @@
 use super::classifier::Classifier;
 use super::model::Model;
 use super::rules::{self, Rule};
-use super::store::{Cursor, Limits, Since, Store, Version};
+use super::store::{Cursor, Limits, Since, Store, Version, REDIS_TIMEOUT};
 use crate::config::Config;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
@@ -51,6 +51,13 @@ impl Knowledge {
     /// mail is still checked by the rules.
     pub fn load(cfg: &Config) -> (Knowledge, Vec<String>) {
         let (k, problems, _) = Knowledge::load_parts(cfg, true);
+        (k, problems)
+    }
+
+    /// As [`Knowledge::load`] without the site's learning (an empty model
+    /// in its place): for `spam status`, which reads the store itself, once.
+    pub fn load_without_site(cfg: &Config) -> (Knowledge, Vec<String>) {
+        let (k, problems, _) = Knowledge::load_parts(cfg, false);
         (k, problems)
     }
 
@@ -154,15 +161,24 @@ impl Shared {
         // The version before the site is read: a change in between only
         // makes the watcher look once more, never miss it; and a damaged
         // file reported here is not reported again until it changes.
-        let version = store.version().ok();
+        let (version, first) = first_read(&store);
         // The site with where it was read up to, for the watcher to go on.
-        let site_at = match store.read_at() {
+        let site_at = match first {
             Ok((model, at)) => {
                 k.classifier.site = Arc::new(model);
                 Some(at)
             }
+            Err(e) if store.is_shared() => {
+                // The line the running daemon logs when Redis goes away
+                // (docs/spam.md), and the watcher's "answers again" once
+                // it is back: the classifier abstains meanwhile, the rules
+                // weigh double, mail flows.
+                tracing::error!(target: "scan", error = %e,
+                    "Cannot read the spam store; the classifier abstains until it can (mail still flows).");
+                k.classifier.unavailable = true;
+                None
+            }
             Err(e) => {
-                k.classifier.unavailable = store.is_shared();
                 problems.push(e.to_string());
                 None
             }
@@ -390,6 +406,56 @@ impl Shared {
     }
 }
 
+/// One step of [`first_read`]'s thread.
+enum FirstStep {
+    Version(Result<Version, super::store::StoreError>),
+    Read(Result<(Model, Cursor), super::store::StoreError>),
+}
+
+/// The store's version and learning at the daemon's start. A Redis store
+/// is asked from a thread of its own, and the start waits at most one
+/// [`REDIS_TIMEOUT`] for its first answer (the version, one GET): a Redis
+/// that accepts connections and never answers held the start up for about
+/// 4 s (a timeout for each connection's setup and each command; walkJ
+/// F3). Once it answered, its learning is read to the end (each command
+/// has its own timeout). A directory store is read here.
+fn first_read(
+    store: &Store,
+) -> (
+    Option<Version>,
+    Result<(Model, Cursor), super::store::StoreError>,
+) {
+    if !store.is_shared() {
+        return (store.version().ok(), store.read_at());
+    }
+    let (tx, rx) = std::sync::mpsc::channel();
+    let asked = store.clone();
+    let spawned = std::thread::Builder::new()
+        .name("spam-store-start".into())
+        .spawn(move || match asked.version() {
+            Ok(v) => {
+                // Nobody waits any more after a timeout: then stop.
+                if tx.send(FirstStep::Version(Ok(v))).is_ok() {
+                    let _ = tx.send(FirstStep::Read(asked.read_at()));
+                }
+            }
+            Err(e) => {
+                let _ = tx.send(FirstStep::Version(Err(e)));
+            }
+        });
+    if spawned.is_err() {
+        return (store.version().ok(), store.read_at());
+    }
+    match rx.recv_timeout(REDIS_TIMEOUT) {
+        Ok(FirstStep::Version(Ok(v))) => match rx.recv() {
+            Ok(FirstStep::Read(read)) => (Some(v), read),
+            _ => (Some(v), Err(store.no_answer())),
+        },
+        Ok(FirstStep::Version(Err(e))) => (None, Err(e)),
+        _ => (None, Err(store.no_answer())),
+    }
+}
+
 /// The watcher: every [`RECHECK`], the base file, then the site's version
 /// and, when it moved, what changed. `seen` is the version the start read
 /// the site at. Ends when the knowledge is dropped.
@@ -446,5 +512,30 @@ fn poll_site(s: &Shared, seen: &mut Option<Version>) {
             *seen = version;
             tracing::error!(target: "scan", problem = %e, "Cannot load spam knowledge; the models in use stay.");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_hung_redis_holds_the_start_up_one_timeout_at_most() {
+        // walkJ F3: a Redis that accepts connections and never answers
+        // held the start up about 4 s. A listener that never accepts.
+        let hung = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = crate::config::parse("", "t.toml").unwrap();
+        cfg.spam.dir = dir.path().join("spam");
+        cfg.spam.store = format!("redis://{}/0", hung.local_addr().unwrap());
+        let started = std::time::Instant::now();
+        let (shared, problems) = Shared::open(Arc::new(cfg));
+        let took = started.elapsed();
+        assert!(took < Duration::from_millis(1500), "{took:?}");
+        // Logged as the line the running daemon logs when Redis goes
+        // away, not as a knowledge file that cannot be loaded.
+        assert!(problems.is_empty(), "{problems:?}");
+        assert!(shared.loaded().classifier.unavailable);
+        assert!(shared.store_down.load(Ordering::Relaxed));
     }
 }

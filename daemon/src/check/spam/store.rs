@@ -39,7 +39,7 @@ pub const JOURNAL: &str = "site.journal";
 const COMPACT_AT_LEAST: u64 = 1 << 20;
 
 /// How long one Redis command may take.
-const REDIS_TIMEOUT: Duration = Duration::from_secs(1);
+pub const REDIS_TIMEOUT: Duration = Duration::from_secs(1);
 /// Attempts of one change when other writers keep getting in between.
 const REDIS_TRIES: usize = 20;
 
@@ -184,6 +184,16 @@ const JOURNAL_KEY: &str = "mailward:spam:journal";
 const GENERATION_KEY: &str = "mailward:spam:generation";
 /// Counts changes of either: what gateways poll.
 const VERSION_KEY: &str = "mailward:spam:version";
+
+/// The site's learning as far as it can be read ([`Store::readable`]).
+#[derive(Debug)]
+pub struct Readable {
+    pub model: Model,
+    pub journal: Journalled,
+    /// Why a gateway's read of the learning fails now, though this much
+    /// could be read.
+    pub refused: Option<StoreError>,
+}
 
 /// What a store's journal holds beside its snapshot (`spam status`, and
 /// what [`Store::fold`] folds in).
@@ -392,13 +402,34 @@ impl Store {
         }
     }
 
+    /// The error of a store that gave no answer in the time it was given
+    /// (the daemon's start waits this long at most).
+    pub fn no_answer(&self) -> StoreError {
+        self.redis_error(format!(
+            "did not answer within {} s",
+            REDIS_TIMEOUT.as_secs()
+        ))
+    }
+
+    /// A Redis client's error as the operator should read it: a socket
+    /// timeout reaches us as EAGAIN, "Resource temporarily unavailable (os
+    /// error 11)", which reads as a local shortage; it is a server that
+    /// did not answer in time (walkI finding 16, walkJ F3).
+    fn redis_failure(&self, e: redis::RedisError) -> StoreError {
+        if e.is_timeout() {
+            self.no_answer()
+        } else {
+            self.redis_error(e)
+        }
+    }
+
     fn connect(&self, client: &redis::Client) -> Result<redis::Connection, StoreError> {
         let con = client
             .get_connection_with_timeout(REDIS_TIMEOUT)
-            .map_err(|e| self.redis_error(e))?;
+            .map_err(|e| self.redis_failure(e))?;
         con.set_read_timeout(Some(REDIS_TIMEOUT))
             .and_then(|()| con.set_write_timeout(Some(REDIS_TIMEOUT)))
-            .map_err(|e| self.redis_error(e))?;
+            .map_err(|e| self.redis_failure(e))?;
         Ok(con)
     }
 
@@ -419,7 +450,7 @@ impl Store {
                 let v: Option<i64> = redis::cmd("GET")
                     .arg(VERSION_KEY)
                     .query(&mut con)
-                    .map_err(|e| self.redis_error(e))?;
+                    .map_err(|e| self.redis_failure(e))?;
                 Ok(Version::Redis(v))
             }
         }
@@ -550,6 +581,38 @@ impl Store {
         }
     }
 
+    /// What `spam status` shows of the site's learning: the snapshot with
+    /// the journal's intact records applied (a damaged Redis element and
+    /// those after it left out, as a file journal's damaged tail is), what
+    /// the journal holds, and why gateways cannot read the learning now
+    /// (a damaged Redis element: their reads refuse it until the next
+    /// change or `spam fold`). One read: a Redis that does not answer costs
+    /// one timeout.
+    pub fn readable(&self) -> Result<Readable, StoreError> {
+        match &self.at {
+            Place::Dir(_) => Ok(Readable {
+                model: self.read()?,
+                journal: self.journalled()?,
+                refused: None,
+            }),
+            Place::Redis { client, .. } => {
+                let mut con = self.connect(client)?;
+                let (blob, elements, _) = self.redis_learning(&mut con, true)?;
+                let snapshot = blob.as_ref().map_or(0, |b| b.len() as u64);
+                let mut model = self.decode(blob)?;
+                let (changes, journal) = intact(&elements, snapshot);
+                for c in &changes {
+                    model.apply(c);
+                }
+                Ok(Readable {
+                    model,
+                    journal,
+                    refused: self.records(&elements, 0).err(),
+                })
+            }
+        }
+    }
+
     /// What the journal holds beside the snapshot now (`spam status`).
     pub fn journalled(&self) -> Result<Journalled, StoreError> {
         match &self.at {
@@ -572,7 +635,7 @@ impl Store {
                     .arg(0)
                     .arg(-1)
                     .query(&mut con)
-                    .map_err(|e| self.redis_error(e))?;
+                    .map_err(|e| self.redis_failure(e))?;
                 Ok(intact(&elements, snapshot).1)
             }
         }
@@ -627,7 +690,7 @@ impl Store {
             .cmd("STRLEN")
             .arg(SITE_KEY)
             .query(con)
-            .map_err(|e| self.redis_error(e))?;
+            .map_err(|e| self.redis_failure(e))?;
         // The same journal; or a first journal of a store that was empty
         // when read (no snapshot then or now): all of it is new.
         let first = generation.is_none() && next == 0 && snapshot == 0;
@@ -703,7 +766,7 @@ impl Store {
             .cmd("GET")
             .arg(GENERATION_KEY)
             .query(con)
-            .map_err(|e| self.redis_error(e))
+            .map_err(|e| self.redis_failure(e))
     }
 
     /// Redis journal elements, the first being element `first` of the list.
@@ -813,7 +876,7 @@ impl Store {
                     redis::cmd("WATCH")
                         .arg(VERSION_KEY)
                         .query::<()>(&mut con)
-                        .map_err(|e| self.redis_error(e))?;
+                        .map_err(|e| self.redis_failure(e))?;
                     // Not in a MULTI: its EXEC would end the WATCH.
                     let since = match start {
                         Some((from, at)) => self.redis_since(&mut con, from, at)?,
@@ -829,7 +892,7 @@ impl Store {
                         Edit::Unchanged(r) => {
                             redis::cmd("UNWATCH")
                                 .query::<()>(&mut con)
-                                .map_err(|e| self.redis_error(e))?;
+                                .map_err(|e| self.redis_failure(e))?;
                             return Ok((r, Trimmed::default()));
                         }
                     };
@@ -885,7 +948,7 @@ impl Store {
                         .cmd("INCR")
                         .arg(VERSION_KEY)
                         .query(&mut con)
-                        .map_err(|e| self.redis_error(e))?;
+                        .map_err(|e| self.redis_failure(e))?;
                     if done.is_some() {
                         // Said once the fold is done: an attempt that lost
                         // the race may not have folded anything.
@@ -1527,5 +1590,32 @@ mod tests {
         );
         assert!(started.elapsed() < Duration::from_secs(5));
         assert!(Store::new(Path::new("/x"), "http://nope", LIMITS).is_err());
+    }
+
+    #[test]
+    fn a_redis_that_does_not_answer_is_said_so_in_one_timeout() {
+        // walkI findings 15 and 16: a hung Redis was reported as "Resource
+        // temporarily unavailable (os error 11)", and `spam status` showed
+        // its learning as zeros. A listener that never accepts: the
+        // connection is made (the kernel's backlog), no answer comes.
+        let hung = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("redis://{}/0", hung.local_addr().unwrap());
+        let store = Store::new(Path::new("/nonexistent"), &url, LIMITS).unwrap();
+        let started = std::time::Instant::now();
+        let e = store.readable().unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!("Redis {url}: did not answer within 1 s")
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(4),
+            "{:?}",
+            started.elapsed()
+        );
+        let e = store.version().unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!("Redis {url}: did not answer within 1 s")
+        );
     }
 }
