@@ -156,7 +156,12 @@ pub fn render(s: &Summary) -> String {
         }
         if let Some(e) = &row.last_error {
             line += "  ";
-            line += &crate::text::cut(e, 80).replace(['\r', '\n'], " ");
+            let shown = crate::text::cut(e, 80);
+            line += &shown.replace(['\r', '\n'], " ");
+            // Cut errors say so (walkK): `queue list` and --json have them whole.
+            if shown.len() < e.len() {
+                line.push('…');
+            }
         }
         out += &line;
         out.push('\n');
@@ -243,6 +248,22 @@ mod tests {
                 && l.ends_with("451 4.7.1 Try later")),
             "{text}"
         );
+    }
+
+    /// walkK: a long error was cut at 80 characters mid-word, unmarked.
+    #[test]
+    fn a_cut_error_ends_with_an_ellipsis() {
+        let long = format!("4.4.3 MX look-up: vm: {}", "x".repeat(100));
+        let s = summarize(&[item(0, &[("a@vm", "pending", Some(&long))])], 60);
+        let text = render(&s);
+        let row = text
+            .lines()
+            .find(|l| l.starts_with("vm"))
+            .unwrap_or_default();
+        assert!(row.ends_with('…'), "{text}");
+        assert!(row.contains(crate::text::cut(&long, 80)), "{text}");
+        let short = summarize(&[item(0, &[("a@vm", "pending", Some("421 busy"))])], 60);
+        assert!(render(&short).lines().any(|l| l.ends_with("421 busy")));
     }
 
     #[test]
