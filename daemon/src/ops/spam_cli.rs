@@ -967,7 +967,7 @@ mod tests {
         let cfg = config_in(dir.path());
         let empty = dir.path().join("empty");
         std::fs::create_dir(&empty).unwrap();
-        let e = learn(&cfg, &[empty.clone()], &[], &mut Vec::new()).unwrap_err();
+        let e = learn(&cfg, std::slice::from_ref(&empty), &[], &mut Vec::new()).unwrap_err();
         assert_eq!(
             e.to_string(),
             format!("{}: the directory holds no message files", empty.display())
