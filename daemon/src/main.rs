@@ -69,10 +69,7 @@ fn tls_problems(c: &config::Config, path: Option<&std::path::Path>) -> Vec<Strin
     if let (Some(cert), Some(key)) = (&c.network.tls_certificate, &c.network.tls_key) {
         if let Err(e) = mailward::smtp::tls::acceptor(cert, key) {
             let line = config::line_of_key(&text, "network", "tls_certificate");
-            out.push(format!(
-                "{}:{line}: network.tls_certificate: {e}",
-                c.origin
-            ));
+            out.push(format!("{}:{line}: network.tls_certificate: {e}", c.origin));
         }
     }
     for (n, route) in c.route.iter().enumerate() {
@@ -811,14 +808,29 @@ fn queue(cmd: QueueCommand) -> ExitCode {
             (&config.config, Request::QueueShow { id: id.clone() })
         }
         QueueCommand::Flush { config } => (&config.config, Request::QueueFlush),
-        QueueCommand::Remove { id, config } => {
-            (&config.config, Request::QueueRemove { id: id.clone() })
+        QueueCommand::Remove { ids, config } => {
+            return queue_each(
+                config.config.as_deref(),
+                ids,
+                |id| Request::QueueRemove { id },
+                |id| out!("{id} removed."),
+            )
         }
-        QueueCommand::Hold { id, config } => {
-            (&config.config, Request::QueueHold { id: id.clone() })
+        QueueCommand::Hold { ids, config } => {
+            return queue_each(
+                config.config.as_deref(),
+                ids,
+                |id| Request::QueueHold { id },
+                |id| out!("{id} held: no delivery until `mailward queue release {id}`."),
+            )
         }
-        QueueCommand::Release { id, config } => {
-            (&config.config, Request::QueueRelease { id: id.clone() })
+        QueueCommand::Release { ids, config } => {
+            return queue_each(
+                config.config.as_deref(),
+                ids,
+                |id| Request::QueueRelease { id },
+                |id| out!("{id} released: it is tried now."),
+            )
         }
     };
     let data = match call(path.as_deref(), &req) {
@@ -871,15 +883,68 @@ fn queue(cmd: QueueCommand) -> ExitCode {
             let n = data.get("scheduled").and_then(|n| n.as_u64()).unwrap_or(0);
             out!("{n} message(s) scheduled for delivery now.");
         }
-        // Answered in the first match, without the daemon.
-        QueueCommand::Salvage { .. } => {}
-        QueueCommand::Remove { id, .. } => out!("{id} removed."),
-        QueueCommand::Hold { id, .. } => {
-            out!("{id} held: no delivery until `mailward queue release {id}`.")
-        }
-        QueueCommand::Release { id, .. } => out!("{id} released: it is tried now."),
+        // Answered in the first match (salvage without the daemon).
+        QueueCommand::Salvage { .. }
+        | QueueCommand::Remove { .. }
+        | QueueCommand::Hold { .. }
+        | QueueCommand::Release { .. } => {}
     }
     ExitCode::SUCCESS
+}
+
+/// `queue hold|release|remove ID...`: each ID in turn (`-`: the IDs on
+/// standard input, as `postsuper -h -` takes them), over one connection
+/// set-up; an ID the daemon refuses is reported and the others go on
+/// (walkK: one ID at a time made "keep a destination's mail back" a
+/// script). The exit status is the last refusal's, or 0.
+fn queue_each(
+    path: Option<&Path>,
+    ids: &[String],
+    request: impl Fn(String) -> Request,
+    done: impl Fn(&str),
+) -> ExitCode {
+    let mut all = Vec::new();
+    for id in ids {
+        if id == "-" {
+            let mut text = String::new();
+            if let Err(e) = std::io::Read::read_to_string(&mut std::io::stdin(), &mut text) {
+                eprintln!("mailward: cannot read queue IDs from standard input: {e}");
+                return ExitCode::from(74); // EX_IOERR
+            }
+            all.extend(text.split_whitespace().map(str::to_string));
+        } else {
+            all.push(id.clone());
+        }
+    }
+    if all.is_empty() {
+        eprintln!("mailward: no queue ID given (standard input was empty)");
+        // As clap answers a missing argument.
+        return ExitCode::from(2);
+    }
+    mailward::ops::logging::init_cli();
+    let socket = match admin_socket(path) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(code) => return code,
+    };
+    let mut status = ExitCode::SUCCESS;
+    for id in all {
+        match rt.block_on(admin::call(&socket, &request(id.clone()))) {
+            Ok(_) => done(&id),
+            Err(e) => {
+                eprintln!("mailward: {e}");
+                status = ExitCode::from(e.exit_code());
+                // Without a daemon, the next IDs would say the same.
+                if matches!(e.exit_code(), 69 | 77) {
+                    return status;
+                }
+            }
+        }
+    }
+    status
 }
 
 fn spam(cmd: SpamCommand) -> ExitCode {

@@ -540,3 +540,55 @@ fn declared_8bitmime_with_7bit_content_goes_to_a_7bit_hop() -> Result<()> {
     assert_eq!(seven_bit.count(), 1, "only the 7-bit message went there");
     Ok(())
 }
+
+/// walkK: hold, release and remove took one ID at a time, so keeping one
+/// destination's mail back meant a loop of commands. They take several,
+/// and `-` reads them from standard input (`queue list --json | jq`).
+#[test]
+fn queue_hold_and_release_take_several_ids_and_standard_input() -> Result<()> {
+    let dir = TestDir::new("queue-hold-many")?;
+    let dsn_sink = Sink::start(dir.path(), "dsn-sink")?;
+    let next_hop_port = free_port(); // down: the messages wait
+    let daemon = Daemon::start(&config(&dir, next_hop_port, &dsn_sink))?;
+    let a = send(&daemon, &["carol@example.com"])?;
+    let b = send(&daemon, &["dave@example.com"])?;
+    let held = daemon.queue_cli_ok(&["queue", "hold", &a, &b])?;
+    ensure!(
+        held.lines().filter(|l| l.contains(" held: ")).count() == 2,
+        "queue hold A B: {held}"
+    );
+    let listed = daemon.queue_list()?;
+    ensure!(
+        listed.len() == 2 && listed.iter().all(|m| m["held"] == true),
+        "both held: {listed:?}"
+    );
+    // An unknown ID among others: the others are done, the status says so.
+    let mut child = std::process::Command::new(mailward_e2e::daemon::mailward_bin()?)
+        .args(["queue", "release", "-", "--config"])
+        .arg(daemon.config_path())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    if let Some(mut stdin) = child.stdin.take() {
+        use std::io::Write as _;
+        writeln!(stdin, "{a}\n1A0000000000DEAD {b}")?;
+    }
+    let out = child.wait_with_output()?;
+    let text = output_text(&out);
+    ensure!(!out.status.success(), "one ID was unknown: {text}");
+    ensure!(
+        text.contains(&format!("{a} released")) && text.contains(&format!("{b} released")),
+        "the known IDs are released: {text}"
+    );
+    ensure!(
+        text.contains("1A0000000000DEAD"),
+        "the unknown one is named: {text}"
+    );
+    let listed = daemon.queue_list()?;
+    ensure!(
+        listed.iter().all(|m| m["held"] == false),
+        "nothing held: {listed:?}"
+    );
+    Ok(())
+}

@@ -564,23 +564,25 @@ Example:
         #[command(flatten)]
         config: ConfigArg,
     },
-    /// Holds a message: no delivery attempt until `queue release` (it survives a restart).
+    /// Holds messages: no delivery attempt until `queue release` (it survives a restart).
     #[command(
-        after_help = "A held message keeps its place in the spool and its age: released after max_queue_lifetime, its next attempt bounces it. `queue flush` does not release it.\n\nExample:\n  mailward queue hold 1A243A8795754F90 --config mailward.toml"
+        after_help = "A held message keeps its place in the spool and its age: released after max_queue_lifetime, its next attempt bounces it. `queue flush` does not release it.\n\nExamples:\n  mailward queue hold 1A243A8795754F90 --config mailward.toml\n  mailward queue list --json --config mailward.toml \\\n    | jq -r '.[] | select(any(.recipients[]; .address | endswith(\"@example.org\"))) | .id' \\\n    | mailward queue hold - --config mailward.toml"
     )]
     Hold {
-        /// The queue ID.
-        id: String,
+        /// Queue IDs; `-` reads them from standard input (white space between them).
+        #[arg(required = true, value_name = "ID")]
+        ids: Vec<String>,
         #[command(flatten)]
         config: ConfigArg,
     },
-    /// Releases a held message: it is tried at once.
+    /// Releases held messages: they are tried at once.
     #[command(
-        after_help = "Example:\n  mailward queue release 1A243A8795754F90 --config mailward.toml"
+        after_help = "Example:\n  mailward queue release 1A243A8795754F90 1A243A8795754F91 --config mailward.toml"
     )]
     Release {
-        /// The queue ID.
-        id: String,
+        /// Queue IDs; `-` reads them from standard input (white space between them).
+        #[arg(required = true, value_name = "ID")]
+        ids: Vec<String>,
         #[command(flatten)]
         config: ConfigArg,
     },
@@ -606,13 +608,14 @@ Example:
         #[command(flatten)]
         config: ConfigArg,
     },
-    /// Removes a message from the queue without delivering it and without a bounce.
+    /// Removes messages from the queue without delivering them and without a bounce.
     #[command(
         after_help = "Example:\n  mailward queue remove 1A243A8795754F90 --config mailward.toml"
     )]
     Remove {
-        /// The queue ID.
-        id: String,
+        /// Queue IDs; `-` reads them from standard input (white space between them).
+        #[arg(required = true, value_name = "ID")]
+        ids: Vec<String>,
         #[command(flatten)]
         config: ConfigArg,
     },
