@@ -648,15 +648,17 @@ pub fn rollback(cfg: &Config) -> Result<PathBuf, SpamCliError> {
 
 /// The `--sender` of `spam spf`: an address as written in MAIL FROM, with
 /// or without its angle brackets (`<news@example.org>` as copied from a
-/// log), or empty for the null sender. Anything else without an `@` is
-/// refused: its "domain" would be checked as the empty name.
+/// log), or empty for the null sender. An empty local part is an address
+/// SPF checks as `postmaster@DOMAIN` (RFC 7208 4.3; the RFC's test suite
+/// has it). Anything else without a domain is refused: its "domain" would
+/// be checked as the empty name.
 pub fn sender_arg(s: &str) -> Result<String, String> {
     let t = s.trim();
     let t = t
         .strip_prefix('<')
         .and_then(|t| t.strip_suffix('>'))
         .unwrap_or(t);
-    if t.is_empty() || t.contains('@') && !t.starts_with('@') && !t.ends_with('@') {
+    if t.is_empty() || t.contains('@') && !t.ends_with('@') {
         Ok(t.to_string())
     } else {
         Err(format!(
@@ -857,7 +859,9 @@ mod tests {
         );
         assert_eq!(sender_arg("").unwrap(), "");
         assert_eq!(sender_arg("<>").unwrap(), "");
-        for bad in ["noatsign", "user@", "<@x.test>"] {
+        // No local part: SPF checks it as postmaster@ (RFC 7208 4.3).
+        assert_eq!(sender_arg("@example.net").unwrap(), "@example.net");
+        for bad in ["noatsign", "user@", "<@>"] {
             let e = sender_arg(bad).unwrap_err();
             assert!(e.contains("is not an address"), "{bad}: {e}");
         }
