@@ -808,3 +808,28 @@ fn refusals_after_xforward_name_the_forwarded_client() -> Result<()> {
     );
     Ok(())
 }
+
+/// walkK: a refused greeting counted a refused session each time the
+/// client tried again, so one client looping on HELO inflated the count.
+#[test]
+fn a_refused_greeting_counts_its_session_once() -> Result<()> {
+    let gw = Gateway::start("helo-refused-once", |c| {
+        c.set_list("access", "helo_rules", &["deny host bad.helo.test"])
+    })?;
+    let mut c = SmtpClient::connect_ok(gw.port())?;
+    for _ in 0..3 {
+        c.command("EHLO bad.helo.test")?.expect(550, "5.7.1")?;
+    }
+    c.command("EHLO good.helo.test")?.expect_code(250)?;
+    c.quit();
+    let log = wait_until("the refusal in the log", Duration::from_secs(10), || {
+        let log = gw.daemon.log();
+        Ok(log.contains("Refused in the session.").then_some(log))
+    })?;
+    // Give a second line, if one were coming, the time to be written.
+    std::thread::sleep(Duration::from_millis(300));
+    let log = gw.daemon.log();
+    let n = log.matches("Refused in the session.").count();
+    ensure!(n == 1, "{n} refusals logged for one session:\n{log}");
+    Ok(())
+}

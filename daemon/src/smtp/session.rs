@@ -138,6 +138,8 @@ pub struct Session {
     standing: Standing,
     /// The `[spam] dnsbl` zones that list the client.
     dnsbl_listed: Vec<String>,
+    /// A greeting was refused by `access.helo_rules` (counted once).
+    helo_refused: bool,
     helo: Option<String>,
     /// XFORWARD attributes given since the last transaction.
     forwarded: Forwarded,
@@ -262,6 +264,7 @@ impl Session {
             rdns: None,
             dnsbl_listed: Vec::new(),
             helo: None,
+            helo_refused: false,
             forwarded: Forwarded::default(),
             esmtp: false,
             state: State::Start,
@@ -658,15 +661,18 @@ impl Session {
         };
         if first_match(&self.cfg.access.helo_rules, &subject) == Some(RuleAction::Deny) {
             // The client can start no transaction without a greeting: the
-            // session is refused (counted once per refused greeting).
+            // session is refused, and counted once however often it tries
+            // again (walkK: each refused greeting counted a session).
             if self.too_many_errors(conn) {
                 return Flow::Close;
             }
-            self.reject_session(
-                conn,
-                RejectReason::Access,
-                "550 5.7.1 Helo command rejected: access denied",
-            );
+            let reply = "550 5.7.1 Helo command rejected: access denied";
+            if self.helo_refused {
+                conn.reply(reply);
+            } else {
+                self.helo_refused = true;
+                self.reject_session(conn, RejectReason::Access, reply);
+            }
             return Flow::Continue;
         }
         let host = &self.cfg.server.hostname;
