@@ -868,7 +868,16 @@ fn queue(cmd: QueueCommand) -> ExitCode {
         QueueCommand::Show { .. } => {
             if let Some(env) = data.get("envelope") {
                 if let Ok(item) = serde_json::from_value::<QueueItem>(env.clone()) {
-                    print_table(std::slice::from_ref(&item));
+                    for line in
+                        queue_table(std::slice::from_ref(&item), chrono::Utc::now().timestamp())
+                    {
+                        out!("{line}");
+                    }
+                }
+            }
+            if let Some(detail) = data.get("detail") {
+                for line in show_detail_lines(detail) {
+                    out!("{line}");
                 }
             }
             out!("");
@@ -1361,6 +1370,73 @@ fn print_table(items: &[QueueItem]) {
         out!("{line}");
     }
     out!("{} message(s)", items.len());
+}
+
+/// `queue show`'s lines under the listing row, from the daemon's `detail`.
+fn show_detail_lines(d: &serde_json::Value) -> Vec<String> {
+    let text = |key: &str| d.get(key).and_then(|v| v.as_str()).map(str::to_string);
+    let mut out = Vec::new();
+    let when = d
+        .get("received_at")
+        .and_then(|v| v.as_i64())
+        .and_then(|t| chrono::DateTime::from_timestamp(t, 0))
+        .map_or_else(|| "?".to_string(), |t| t.to_rfc3339());
+    let mut from = format!(
+        "Arrived:    {when} from {} (HELO {})",
+        text("client").unwrap_or_default(),
+        text("helo").unwrap_or_default()
+    );
+    if d.get("tls").and_then(|v| v.as_bool()) == Some(true) {
+        from += ", over TLS";
+    }
+    if let Some(by) = text("forwarded_by") {
+        from += &format!(", forwarded by {by}");
+    }
+    if let Some(up) = text("upstream_id") {
+        from += &format!(" (its ID {up})");
+    }
+    out.push(from);
+    let attempts = d.get("attempts").and_then(|v| v.as_u64()).unwrap_or(0);
+    let delay = if d.get("delay_notified").and_then(|v| v.as_bool()) == Some(true) {
+        "; a delay notice was sent"
+    } else {
+        ""
+    };
+    out.push(format!("Attempts:   {attempts}{delay}"));
+    let mut dsn = Vec::new();
+    if let Some(ret) = text("ret") {
+        dsn.push(format!("RET={ret}"));
+    }
+    if let Some(envid) = text("envid") {
+        dsn.push(format!("ENVID={envid}"));
+    }
+    out.push(format!(
+        "DSN:        {}",
+        if dsn.is_empty() {
+            "no RET or ENVID given".to_string()
+        } else {
+            dsn.join(" ")
+        }
+    ));
+    for r in d
+        .get("recipients")
+        .and_then(|v| v.as_array())
+        .into_iter()
+        .flatten()
+    {
+        let address = r.get("address").and_then(|v| v.as_str()).unwrap_or("");
+        let notify = r.get("notify").and_then(|v| v.as_str()).map_or_else(
+            || "NOTIFY not given (failures)".to_string(),
+            |n| format!("NOTIFY={n}"),
+        );
+        let orcpt = r
+            .get("orcpt")
+            .and_then(|v| v.as_str())
+            .map(|o| format!(" ORCPT={o}"))
+            .unwrap_or_default();
+        out.push(format!("Recipient:  {address} {notify}{orcpt}"));
+    }
+    out
 }
 
 /// The rows of a queue listing, header first, at time `now` (Unix seconds).

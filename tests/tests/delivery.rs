@@ -163,6 +163,32 @@ fn queue_show_and_remove_a_held_message() -> Result<()> {
         shown.contains(&id) && shown.contains("bob@example.com"),
         "queue show:\n{shown}"
     );
+    // walkK: the envelope its DSNs will use, and where it came from.
+    let mut c = SmtpClient::connect_ok(daemon.port)?;
+    c.ehlo("client.test")?;
+    c.command(&format!("MAIL FROM:<{SENDER}> RET=HDRS ENVID=SHOW1"))?
+        .expect_code(250)?;
+    c.command("RCPT TO:<s1@example.com> NOTIFY=DELAY ORCPT=rfc822;o@example.com")?
+        .expect_code(250)?;
+    let detailed = c
+        .data(&read_resource("mail/plain.eml")?)?
+        .queue_id()
+        .context("queue id")?;
+    c.quit();
+    let shown = daemon.cli_ok(&["queue", "show", &detailed])?;
+    for want in [
+        "Arrived:    ",
+        " from 127.0.0.1 (HELO client.test)",
+        "DSN:        RET=HDRS ENVID=SHOW1",
+        "Recipient:  s1@example.com NOTIFY=DELAY ORCPT=rfc822;o@example.com",
+    ] {
+        ensure!(shown.contains(want), "queue show lacks {want:?}:\n{shown}");
+    }
+    ensure!(
+        !shown.contains("message(s)"),
+        "no count line for one message:\n{shown}"
+    );
+    daemon.queue_cli_ok(&["queue", "remove", &detailed])?;
     let plain = daemon.cli_ok(&["queue", "list"])?;
     ensure!(plain.contains(&id), "queue list:\n{plain}");
     // An attempt may be under way (the next hop refuses at once).

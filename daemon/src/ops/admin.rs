@@ -358,6 +358,53 @@ pub struct QueueItem {
     pub held: bool,
 }
 
+/// What `queue show` prints beside the listing's row: where the message
+/// came from and the envelope as its DSNs will use it (walkK: RET, ENVID,
+/// NOTIFY and ORCPT were shown nowhere, so an administrator could not tell
+/// whether removing a message or letting it expire tells its sender).
+pub fn show_detail(env: &Envelope) -> serde_json::Value {
+    use crate::envelope::Ret;
+    let notify = |n: &crate::envelope::Notify| {
+        if n.never {
+            return "NEVER".to_string();
+        }
+        [
+            ("SUCCESS", n.success),
+            ("FAILURE", n.failure),
+            ("DELAY", n.delay),
+        ]
+        .iter()
+        .filter(|(_, on)| *on)
+        .map(|(w, _)| *w)
+        .collect::<Vec<_>>()
+        .join(",")
+    };
+    serde_json::json!({
+        "received_at": env.received_at,
+        "client": env.client_ip.to_string(),
+        "helo": env.helo,
+        "tls": env.tls,
+        "forwarded_by": env.forwarded_by.map(|a| a.to_string()),
+        "upstream_id": env.upstream_id,
+        "ret": env.ret.map(|r| match r {
+            Ret::Full => "FULL",
+            Ret::Hdrs => "HDRS",
+        }),
+        "envid": env.envid,
+        "attempts": env.attempts,
+        "delay_notified": env.delay_notified,
+        "recipients": env
+            .rcpts
+            .iter()
+            .map(|r| serde_json::json!({
+                "address": r.address,
+                "notify": r.notify.as_ref().map(notify),
+                "orcpt": r.orcpt,
+            }))
+            .collect::<Vec<_>>(),
+    })
+}
+
 impl From<&Envelope> for QueueItem {
     fn from(e: &Envelope) -> QueueItem {
         QueueItem {
@@ -519,7 +566,11 @@ async fn handle(gw: &Gateway, req: Request) -> Response {
                 .read(&id)
                 .map(|b| String::from_utf8_lossy(&b).into_owned())
                 .unwrap_or_else(|e| format!("(cannot read the message: {e})"));
-            ok(serde_json::json!({ "envelope": QueueItem::from(&env), "message": message }))
+            ok(serde_json::json!({
+                "envelope": QueueItem::from(&env),
+                "detail": show_detail(&env),
+                "message": message,
+            }))
         }
         Request::BasesStatus => bases_status(gw),
         Request::BasesUpdate { from, allow_older } => bases_update(gw, from, allow_older).await,
