@@ -858,7 +858,13 @@ pub fn start(gw: Arc<Gateway>, path: &Path) -> Result<(), AdminError> {
 /// of logrotate must still reach it. None when even these two keys cannot
 /// be read (not TOML, or not paths).
 pub fn socket_of_text(text: &str) -> Option<PathBuf> {
-    let doc: toml::Table = toml::from_str(text).ok()?;
+    // A file that is not TOML any more (a table written twice, say) still
+    // has its [server] table: read that one alone (walkJ: status could
+    // not reach a daemon that refused such a file and ran on).
+    let doc: toml::Table = match toml::from_str(text) {
+        Ok(doc) => doc,
+        Err(_) => toml::from_str(&server_table_of(text)?).ok()?,
+    };
     let server = match doc.get("server") {
         Some(toml::Value::Table(t)) => Some(t),
         None => None,
@@ -876,6 +882,20 @@ pub fn socket_of_text(text: &str) -> Option<PathBuf> {
     let data_dir =
         path("data_dir")?.unwrap_or_else(|| PathBuf::from(crate::config::DEFAULT_DATA_DIR));
     Some(path("admin_socket")?.unwrap_or_else(|| data_dir.join("admin.sock")))
+}
+
+/// The `[server]` table's lines of `text`, from its header to the next
+/// table's; None when the file has no such header line.
+fn server_table_of(text: &str) -> Option<String> {
+    let mut lines = text.lines();
+    lines.find(|l| {
+        let l = l.trim();
+        l == "[server]" || l.starts_with("[server]") && l[8..].trim_start().starts_with('#')
+    })?;
+    let body: Vec<&str> = lines
+        .take_while(|l| !l.trim_start().starts_with('['))
+        .collect();
+    Some(format!("[server]\n{}\n", body.join("\n")))
 }
 
 /// Sends one request to the daemon behind `path` (CLI side), and waits
@@ -965,6 +985,13 @@ mod tests {
         assert_eq!(
             socket_of_text("[limits]\nmax_message_size = \"big\"\n"),
             Some(PathBuf::from("mailward-data/admin.sock"))
+        );
+        // Not TOML any more (walkJ: a second [limits] table appended).
+        let twice = "[server]\ndata_dir = \"/srv/mw\" # ours\n[limits]\nmax_hops = 5\n[limits]\nmax_hops = 6\n";
+        assert!(toml::from_str::<toml::Table>(twice).is_err());
+        assert_eq!(
+            socket_of_text(twice),
+            Some(PathBuf::from("/srv/mw/admin.sock"))
         );
         // Unless the two keys themselves cannot be read.
         for unreadable in [
