@@ -466,11 +466,17 @@ mt.disconnect(conn)
         "miltertest:\n{text}\n--- mailward log\n{}",
         daemon.log()
     );
-    let log = daemon.full_log();
-    let tests = log
-        .lines()
-        .find(|l| l.contains("Spam tests."))
-        .with_context(|| format!("no spam test line:\n{log}"))?;
+    // The log is written by a thread of its own: the line may land a
+    // moment after miltertest has its answer.
+    let (log, tests) = wait_until("the spam test line", Duration::from_secs(10), || {
+        let log = daemon.full_log();
+        let line = log
+            .lines()
+            .find(|l| l.contains("Spam tests."))
+            .map(str::to_string);
+        Ok(line.map(|l| (log, l)))
+    })
+    .with_context(|| format!("no spam test line:\n{}", daemon.full_log()))?;
     ensure!(
         !tests.contains("SPF_") && !tests.contains("DMARC_") && !tests.contains("DNSBL_"),
         "no sender authentication or DNSBL score for an authenticated client: {tests}"
@@ -502,7 +508,11 @@ mt.disconnect(conn)
         "miltertest:\n{text}\n--- mailward log\n{}",
         daemon.log()
     );
-    let log = daemon.full_log();
+    let log = wait_until("the second spam test line", Duration::from_secs(10), || {
+        let log = daemon.full_log();
+        Ok((log.matches("Spam tests.").count() >= 2).then_some(log))
+    })
+    .with_context(|| daemon.full_log())?;
     ensure!(
         log.contains("reply=550 5.7.23"),
         "the stranger's refusal is SPF's:\n{log}"
