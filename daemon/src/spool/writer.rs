@@ -438,8 +438,13 @@ impl Writer {
             }
         }
         self.collect_garbage();
-        tracing::info!(target: "app", segments = old.len(), messages = moved, dead_bytes = dead,
-            "Spool space is short: copied the live messages forward to free the space of delivered mail.");
+        // Said only when something moved: a round with nothing to copy
+        // (the dead bytes in segments no live message pins) would say it
+        // every second while the disk stays short.
+        if moved > 0 {
+            tracing::info!(target: "app", segments = old.len(), messages = moved, dead_bytes = dead,
+                "Spool space is short: copied the live messages forward to free the space of delivered mail.");
+        }
     }
 
     /// Publishes the bytes that deleting dead segments would free: the dead
