@@ -636,6 +636,10 @@ pub struct DeliveryAttempted<'a> {
     pub detail: &'a str,
     /// For a delivery: the TLS version and cipher, or "none".
     pub tls: &'a str,
+    /// The message is a notice of ours (a DSN or a notification): when it
+    /// fails, nothing more is sent about it (RFC 3461 6.2), so the log
+    /// says that it is dropped.
+    pub notice: bool,
 }
 
 impl DeliveryAttempted<'_> {
@@ -662,6 +666,11 @@ impl DeliveryAttempted<'_> {
             DeliveryResult::Deferred => {
                 tracing::info!(target: "delivery", queue_id = %self.id, to = %self.rcpt,
                 relay = %self.relay, reason = %self.detail, "Deferred; will retry.")
+            }
+            DeliveryResult::Bounced if self.notice => {
+                tracing::warn!(target: "delivery", queue_id = %self.id, to = %self.rcpt,
+                relay = %self.relay, reason = %self.detail,
+                "Delivery of a notice (DSN or notification) failed for good; it is dropped, as no notice is sent about a notice.")
             }
             DeliveryResult::Bounced => {
                 tracing::warn!(target: "delivery", queue_id = %self.id, to = %self.rcpt,

@@ -533,10 +533,12 @@ fn a_5xx_greeting_defers_the_message_instead_of_bouncing_it() -> Result<()> {
 
 /// walkK: a message declared `BODY=8BITMIME` whose content is all 7-bit was
 /// bounced 5.6.3 ("has 8-bit content") at a hop without 8BITMIME: many
-/// clients declare it for every message. The content decides; a message
-/// that does hold 8-bit octets still fails there, as documented.
+/// clients declare it for every message. The content decides: 7-bit mail
+/// goes as it is, 8-bit mail is converted to 7-bit MIME (quoted-printable),
+/// and only what cannot be converted (a raw 8-bit header field) fails, with
+/// a DSN that says why.
 #[test]
-fn declared_8bitmime_with_7bit_content_goes_to_a_7bit_hop() -> Result<()> {
+fn a_7bit_hop_gets_7bit_mail_and_converted_8bit_mail() -> Result<()> {
     let dir = TestDir::new("declared-8bit")?;
     let dsn_sink = Sink::start(dir.path(), "dsn-sink")?;
     let seven_bit = Sink::start_with(dir.path(), "sink", free_port(), &["-8"])?;
@@ -556,14 +558,107 @@ fn declared_8bitmime_with_7bit_content_goes_to_a_7bit_hop() -> Result<()> {
             .as_bytes(),
     )?
     .expect_code(250)?;
+    c.command(&format!("MAIL FROM:<{SENDER}> BODY=8BITMIME"))?
+        .expect_code(250)?;
+    c.command("RCPT TO:<dave@example.com>")?.expect_code(250)?;
+    c.data("Subject: Gr\u{fc}\u{df}e\r\n\r\nGr\u{fc}\u{df}e\r\n".as_bytes())?
+        .expect_code(250)?;
     c.quit();
-    let got = seven_bit.wait_for_count(1, DELIVERY_TIMEOUT)?;
+    let mut got = seven_bit.wait_for_count(2, DELIVERY_TIMEOUT)?;
+    got.sort_by_key(|m| m.recipients());
     assert_eq!(got[0].recipients(), ["bob@example.com"]);
-    // The 8-bit one fails for good, with a DSN to its sender.
+    assert_eq!(
+        got[0].body().trim_end(),
+        "plain ASCII",
+        "7-bit mail goes as it came"
+    );
+    assert_eq!(got[1].recipients(), ["carol@example.com"]);
+    let converted = &got[1];
+    ensure!(
+        converted.message.is_ascii()
+            && converted.header("Content-Transfer-Encoding").as_deref() == Some("quoted-printable")
+            && converted.header("MIME-Version").as_deref() == Some("1.0")
+            && converted.body().trim_end() == "Gr=C3=BC=C3=9Fe",
+        "the 8-bit message arrives as quoted-printable:\n{}",
+        converted.message
+    );
+    ensure!(
+        daemon
+            .log()
+            .contains("Converted 8-bit content to 7-bit MIME for a hop without 8BITMIME."),
+        "the conversion is logged:\n{}",
+        daemon.log()
+    );
+    // The one with an 8-bit Subject fails for good, with a DSN that says why.
     let dsns = dsn_sink.wait_for_count(1, DELIVERY_TIMEOUT)?;
-    let text = assert_failure_dsn(&dsns[0], "carol@example.com")?;
-    assert!(text.contains("5.6.3"), "{text}");
-    assert_eq!(seven_bit.count(), 1, "only the 7-bit message went there");
+    let text = assert_failure_dsn(&dsns[0], "dave@example.com")?;
+    ensure!(
+        text.contains("5.6.3") && text.contains("a header field holds 8-bit octets"),
+        "{text}"
+    );
+    assert_eq!(seven_bit.count(), 2, "the 8-bit header did not go there");
+    Ok(())
+}
+
+/// walkK: the failure DSN of an 8-bit message returns it whole, so it was
+/// lost for good when the sender's own hop lacked 8BITMIME. It is converted
+/// like any other mail and arrives.
+#[test]
+fn the_bounce_of_an_8bit_message_reaches_a_7bit_sender_hop() -> Result<()> {
+    let dir = TestDir::new("8bit-bounce")?;
+    let dsn_sink = Sink::start_with(dir.path(), "dsn-sink", free_port(), &["-8"])?;
+    let refusing = Sink::start_with(dir.path(), "sink", free_port(), &["-f", "RCPT"])?;
+    let daemon = Daemon::start(&config(&dir, refusing.port, &dsn_sink))?;
+    let mut c = SmtpClient::connect_ok(daemon.port)?;
+    c.ehlo("client.test")?;
+    c.command(&format!("MAIL FROM:<{SENDER}> BODY=8BITMIME"))?
+        .expect_code(250)?;
+    c.command("RCPT TO:<bob@example.com>")?.expect_code(250)?;
+    c.data(
+        "Subject: 8bit\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nGr\u{fc}\u{df}e\r\n"
+            .as_bytes(),
+    )?
+    .expect_code(250)?;
+    c.quit();
+    let dsns = dsn_sink.wait_for_count(1, DELIVERY_TIMEOUT)?;
+    let text = assert_failure_dsn(&dsns[0], "bob@example.com")?;
+    ensure!(
+        text.is_ascii()
+            && text.contains("Content-Transfer-Encoding: quoted-printable\n")
+            && text.contains("\n\nGr=C3=BC=C3=9Fe\n"),
+        "the DSN arrives 7-bit, with the returned message quoted-printable:\n{text}"
+    );
+    Ok(())
+}
+
+/// walkK: when a DSN itself failed, the log said only "Delivery failed for
+/// good." about an ID nobody had sent: it says that a notice was dropped.
+#[test]
+fn a_dsn_that_fails_is_logged_as_a_dropped_notice() -> Result<()> {
+    let dir = TestDir::new("dsn-dropped")?;
+    let dsn_sink = Sink::start_with(dir.path(), "dsn-sink", free_port(), &["-f", "RCPT"])?;
+    let refusing = Sink::start_with(dir.path(), "sink", free_port(), &["-f", "RCPT"])?;
+    let daemon = Daemon::start(&config(&dir, refusing.port, &dsn_sink))?;
+    send(&daemon, &["bob@example.com"])?;
+    let dropped = "Delivery of a notice (DSN or notification) failed for good; it is dropped";
+    wait_until("the DSN's failure", DELIVERY_TIMEOUT, || {
+        Ok(daemon.log().contains(dropped).then_some(()))
+    })?;
+    let log = daemon.log();
+    let notice_line = log
+        .lines()
+        .find(|l| l.contains(dropped))
+        .unwrap_or_default();
+    ensure!(
+        notice_line.contains(&format!("to={SENDER}")),
+        "the notice to the sender is the one dropped: {notice_line}"
+    );
+    ensure!(
+        log.lines()
+            .filter(|l| l.contains("Delivery failed for good."))
+            .all(|l| l.contains("to=bob@example.com")),
+        "the original's failure keeps its line:\n{log}"
+    );
     Ok(())
 }
 

@@ -6,6 +6,7 @@
 
 pub mod attempt;
 pub mod client;
+pub mod downgrade;
 pub mod dsn;
 pub mod pool;
 pub mod queue;

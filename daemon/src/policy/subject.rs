@@ -11,6 +11,8 @@
 //! - A message without a Subject gets one, at the end of its header.
 //! - A subject that already starts with the prefix is left as it is.
 
+use base64::Engine as _;
+
 /// RFC 5322 2.1.1: a line is at most 998 octets.
 const MAX_LINE: usize = 998;
 
@@ -21,29 +23,11 @@ fn rendered(prefix: &str) -> String {
     if printable {
         format!("{prefix} ")
     } else {
-        format!("=?UTF-8?B?{}?= ", base64(format!("{prefix} ").as_bytes()))
+        format!(
+            "=?UTF-8?B?{}?= ",
+            base64::engine::general_purpose::STANDARD.encode(format!("{prefix} "))
+        )
     }
-}
-
-fn base64(data: &[u8]) -> String {
-    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
-    for chunk in data.chunks(3) {
-        let b = [
-            chunk[0],
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(T[((n >> (18 - 6 * i)) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
 }
 
 /// Where the header section ends: the index of the empty line's first

@@ -4,7 +4,7 @@
 //! decision is a pure function ([`decide`]) with table tests; the I/O around
 //! it is in [`Delivery::attempt`].
 
-use super::client::{ClientSettings, Reply, Transaction, TxRcpt};
+use super::client::{ClientError, ClientSettings, Reply, Transaction, TxRcpt};
 use super::dsn::{self, DsnAction, DsnInput, DsnRecipient};
 use super::pool::Pool;
 use super::route::{destination, Destination};
@@ -332,6 +332,7 @@ impl Delivery {
                     relay,
                     detail: &detail,
                     tls,
+                    notice: env.is_bounce,
                 }
                 .emit(&self.gw.stats);
             }
@@ -441,14 +442,34 @@ impl Delivery {
                     orcpt: r.orcpt.as_deref(),
                 })
                 .collect();
+            // A hop without 8BITMIME gets 8-bit mail converted to 7-bit
+            // MIME (RFC 6152 3, as Postfix does); what cannot be converted
+            // still goes to the client as 8-bit, which fails it with 5.6.3.
+            let converted = (env.eight_bit && !leased.client.extensions().eight_bit_mime)
+                .then(|| super::downgrade::seven_bit(data));
+            let (body, eight_bit, size) = match &converted {
+                Some(Ok(seven)) => {
+                    tracing::info!(target: "delivery", queue_id = %env.id,
+                        relay = %leased.client.peer(), bytes = seven.len(),
+                        "Converted 8-bit content to 7-bit MIME for a hop without 8BITMIME.");
+                    (seven.as_slice(), false, seven.len() as u64)
+                }
+                Some(Err(why)) => {
+                    tracing::warn!(target: "delivery", queue_id = %env.id,
+                        relay = %leased.client.peer(), reason = %why,
+                        "Cannot convert 8-bit content to 7-bit MIME for a hop without 8BITMIME.");
+                    (data, true, env.size)
+                }
+                None => (data, env.eight_bit, env.size),
+            };
             let tx = Transaction {
                 mail_from: &env.mail_from,
-                eight_bit: env.eight_bit,
-                size: env.size,
+                eight_bit,
+                size,
                 ret: env.ret,
                 envid: env.envid.as_deref(),
                 rcpts,
-                body: data,
+                body,
                 // Mail we made ourselves (DSNs, notifications) has no
                 // client to name.
                 origin: (!env.is_bounce).then_some(crate::delivery::client::Origin {
@@ -492,17 +513,23 @@ impl Delivery {
                         .reply()
                         .and_then(Reply::enhanced)
                         .unwrap_or_else(|| e.status().to_string());
+                    // The sender's DSN says why the message could not be
+                    // converted, not only that it is 8-bit.
+                    let reply = match (&e, &converted) {
+                        (ClientError::EightBitNotSupported, Some(Err(why))) => format!(
+                            "{status} the message has 8-bit content that cannot be converted \
+                             to 7-bit MIME ({why}) and the next hop does not offer 8BITMIME"
+                        ),
+                        _ => format!("{status} {e}"),
+                    };
                     return all(if e.is_permanent() {
                         Outcome::Failed {
                             status: status.clone(),
-                            reply: format!("{status} {e}"),
+                            reply,
                             relay,
                         }
                     } else {
-                        Outcome::Deferred {
-                            reply: format!("{status} {e}"),
-                            relay,
-                        }
+                        Outcome::Deferred { reply, relay }
                     });
                 }
             }
