@@ -247,6 +247,11 @@ pub struct Envelope {
     /// The client sent the message over TLS (STARTTLS).
     #[serde(default)]
     pub tls: bool,
+    /// The check statuses of this copy's recipients (`av/clean`,
+    /// `as/spam`, ...: the union of their groups' plans), for the outgoing
+    /// archive: the delivery writes that copy and knows no verdict.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub statuses: Vec<String>,
     /// The `[spam] dnsbl` zones that list the client (looked up at
     /// connect; the spam check scores them).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -301,6 +306,7 @@ impl Envelope {
             scanned: false,
             added_headers: String::new(),
             tls: false,
+            statuses: Vec::new(),
             dnsbl_listed: Vec::new(),
             auth: Default::default(),
             forwarded_by: None,

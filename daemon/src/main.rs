@@ -359,9 +359,6 @@ fn archive(cmd: ArchiveCommand) -> ExitCode {
                     },
                 )
             });
-            if let Some(hint) = outgoing_status_hint(f.status.is_some(), which(&w)) {
-                eprintln!("mailward: {hint}");
-            }
         }
         ArchiveCommand::Show { raw, .. } => print_entry(&data, raw),
         ArchiveCommand::Send { .. } => out!(
@@ -378,17 +375,6 @@ fn archive(cmd: ArchiveCommand) -> ExitCode {
         }
     }
     ExitCode::SUCCESS
-}
-
-/// What `archive list --outgoing --status S` must be told: the outgoing
-/// copies are written by the delivery, which knows no statuses, so the
-/// filter never matches one of them (walkI 13).
-fn outgoing_status_hint(status: bool, direction: Option<Direction>) -> Option<&'static str> {
-    (status && direction == Some(Direction::Outgoing)).then_some(
-        "outgoing copies carry no statuses, so --status selects incoming copies only: \
-         `archive list --incoming --status S` finds the messages, and their queue IDs \
-         their outgoing copies",
-    )
 }
 
 /// "1 entry", "2 entries": a count of store entries in words.
@@ -1607,16 +1593,6 @@ mod tests {
             );
             assert_eq!(column(row, &format!("s{i}@")), sender, "{rows:#?}");
         }
-    }
-
-    /// walkI 13: the filter cannot match an outgoing copy.
-    #[test]
-    fn archive_list_outgoing_with_status_says_why_it_finds_nothing() {
-        assert!(outgoing_status_hint(true, Some(Direction::Outgoing))
-            .is_some_and(|h| h.starts_with("outgoing copies carry no statuses")));
-        assert_eq!(outgoing_status_hint(false, Some(Direction::Outgoing)), None);
-        assert_eq!(outgoing_status_hint(true, Some(Direction::Incoming)), None);
-        assert_eq!(outgoing_status_hint(true, None), None);
     }
 
     /// walkI 22: "7 entr(ies)", two timestamp styles in one record, and

@@ -676,6 +676,17 @@ fn the_archive_keeps_what_came_in_and_what_went_out() -> Result<()> {
         list.iter().all(|e| e["queue_id"] == id.as_str()),
         "{list:?}"
     );
+    // walkI 13: the outgoing copy carries the statuses too, so `--status`
+    // finds it (it found incoming copies only).
+    for direction in ["--incoming", "--outgoing"] {
+        let out = gw.daemon.cli_ok(&[
+            "archive", "list", "--json", direction, "--status", "av/clean",
+        ])?;
+        ensure!(
+            out.lines().count() == 1 && out.contains(&id),
+            "archive list {direction} --status av/clean: {out}"
+        );
+    }
     let incoming = gw
         .daemon
         .cli_ok(&["archive", "show", &id, "--raw", "--incoming"])?;

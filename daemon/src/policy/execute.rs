@@ -367,6 +367,11 @@ pub async fn execute(
                 if let Some((e, _)) = same {
                     let mine = group_envelope(&env, &j.partition);
                     e.rcpts.extend(mine.rcpts);
+                    for s in j.plan.statuses() {
+                        if !e.statuses.contains(&s) {
+                            e.statuses.push(s);
+                        }
+                    }
                     tracing::info!(target: "policy", queue_id = %env.id, copy = %e.id,
                         group = %j.partition.label(), rcpts = j.partition.rcpts.len(),
                         "The recipients of this group share a copy with another group: the same bytes.");
@@ -375,6 +380,7 @@ pub async fn execute(
                 let mut e = group_envelope(&env, &j.partition);
                 e.scanned = true;
                 e.added_headers = j.plan.headers.clone();
+                e.statuses = j.plan.statuses();
                 if !entries.is_empty() {
                     e.id = env.id.derived(&(k + 1).to_string());
                     tracing::info!(target: "policy", queue_id = %env.id, copy = %e.id,

@@ -556,7 +556,12 @@ impl Delivery {
             recipients: delivered,
             client_ip: env.client_ip.to_string(),
             helo: env.helo.clone(),
-            statuses: Vec::new(),
+            statuses: {
+                // Anti-virus first, as in the other stores' entries.
+                let mut statuses = env.statuses.clone();
+                statuses.sort_by_key(|s| !s.starts_with("av/"));
+                statuses
+            },
             findings: Vec::new(),
             group: String::new(),
             reason: "outgoing".into(),
