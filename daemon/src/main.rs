@@ -1040,15 +1040,23 @@ fn spam(cmd: SpamCommand) -> ExitCode {
             Ok(())
         }
         SpamCommand::Check {
-            paths, json, clues, ..
-        } => spam_cli::check(
-            &cfg,
-            &paths,
+            paths,
             json,
             clues,
-            &mut std::io::stdout(),
-            &mut std::io::stderr(),
-        ),
+            level,
+            group,
+            ..
+        } => spam_cli::judging_level(&cfg, level.as_deref(), group.as_deref()).and_then(|level| {
+            spam_cli::check(
+                &cfg,
+                &paths,
+                json,
+                clues,
+                level,
+                &mut std::io::stdout(),
+                &mut std::io::stderr(),
+            )
+        }),
         SpamCommand::Export { file, force, .. } => spam_cli::export(&cfg, &file, force).map(|m| {
             out!(
                 "Exported {} spam and {} ham message(s) to {}.",

@@ -392,7 +392,7 @@ pub enum SpamCommand {
     },
     /// Judges message files as the gateway would (rules, heuristics, classifier; no network tests).
     #[command(
-        after_help = "Prints one line per message: FILE: STATUS score=N.N rating=R TEST=+W ... (N.N rounded down, as the status reads it; R: 0 to 100, docs/spam.md); with --json one object per line with file, status, score, rating, tests, probability, formal.\nA PATH that cannot be read is reported and the others are still judged; the exit status is then 1.\nWith --clues N, the N tokens the classifier's verdict rests on most, under each message (in --json: \"clues\"): probability, learnt spam and ham messages with the token, the token (TAG:TEXT).\n\nExamples:\n  mailward spam check --json suspicious.eml --config mailward.toml\n  mailward spam check --clues 15 newsletter.eml --config mailward.toml"
+        after_help = "Prints one line per message: FILE: STATUS score=N.N rating=R TEST=+W ... (N.N rounded down, as the status reads it; R: 0 to 100, docs/spam.md); with --json one object per line with file, status, score, rating, tests, probability, formal.\nA PATH that cannot be read is reported and the others are still judged; the exit status is then 1.\nWith --clues N, the N tokens the classifier's verdict rests on most, under each message (in --json: \"clues\"): probability, learnt spam and ham messages with the token, the token (TAG:TEXT).\nThe level is `[policy] spam_level`, or --level, or the level of --group NAME.\n\nExamples:\n  mailward spam check --json suspicious.eml --config mailward.toml\n  mailward spam check --clues 15 newsletter.eml --config mailward.toml\n  mailward spam check --group managers complaint.eml --config mailward.toml"
     )]
     Check {
         /// Messages to judge: message files, mboxes (each message judged on its own) or directories of message files.
@@ -404,6 +404,12 @@ pub enum SpamCommand {
         /// Also show the N most telling tokens of each message (why BAYES_* fired).
         #[arg(long, value_name = "N", default_value_t = 0)]
         clues: usize,
+        /// Judge at this spam level (minimum, standard, high, maximum) instead of `[policy] spam_level`.
+        #[arg(long, value_name = "LEVEL", conflicts_with = "group")]
+        level: Option<String>,
+        /// Judge at the spam level of `[group.NAME]` (a complaint from that group's users).
+        #[arg(long, value_name = "NAME")]
+        group: Option<String>,
         #[command(flatten)]
         config: ConfigArg,
     },
