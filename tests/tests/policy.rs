@@ -980,3 +980,34 @@ fn each_recipient_is_notified_alone_and_a_block_names_its_cause() -> Result<()> 
     );
     f.finish(|| gw.daemon.log())
 }
+
+/// walkL 9: a message refused in the session for a virus logged the
+/// refusal and the detection, but not where the virus was: the `Finding.`
+/// lines are written as for an accepted message.
+#[test]
+fn a_message_refused_for_a_virus_logs_where_the_virus_was() -> Result<()> {
+    let gw = Gateway::start("policy-refused-findings", |c| {
+        c.set_list("policy", "reject", &["av/infected"])
+    })?;
+    let mut c = SmtpClient::connect_ok(gw.port())?;
+    c.ehlo("client.test")?;
+    c.command("MAIL FROM:<alice@sender.test>")?
+        .expect_code(250)?;
+    c.command("RCPT TO:<bob@example.com>")?.expect_code(250)?;
+    let reply = c.data(&infected("refused")?)?;
+    ensure!(reply.code == 550, "refused in the session: {reply:?}");
+    c.quit();
+    let finding = wait_until("the finding line", Duration::from_secs(5), || {
+        Ok(gw
+            .daemon
+            .log()
+            .lines()
+            .find(|l| l.contains("Finding.") && l.contains("EICAR"))
+            .map(str::to_string))
+    })?;
+    ensure!(
+        finding.contains("object=") && finding.contains(".zip/"),
+        "the finding names the part: {finding}"
+    );
+    Ok(())
+}

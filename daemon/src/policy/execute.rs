@@ -458,6 +458,9 @@ pub(crate) fn refused(gw: &Gateway, env: &Envelope, verdict: &Verdict, reply: &s
         accepted: false,
     }
     .emit(&gw.stats);
+    // Where the virus was, as for an accepted message (walkL 9): the
+    // refusal names the detections, not the parts they were found in.
+    log_findings(env, verdict);
     tracing::info!(target: "policy", queue_id = %env.id, reply = %reply,
         "Message refused by content policy.");
 }
