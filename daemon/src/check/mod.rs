@@ -18,6 +18,7 @@ pub mod av;
 pub mod bases;
 pub mod engine;
 pub mod filter;
+pub mod mime_repair;
 pub mod spam;
 pub mod unpack;
 
@@ -45,8 +46,11 @@ static PARSER: LazyLock<MessageParser> = LazyLock::new(|| {
 });
 
 /// Parses a message as the pipeline does (None: not a message at all).
+/// Its structure is read as mail clients read it ([`mime_repair`]): when a
+/// repair was needed, the message's `raw_message` is the repaired copy and
+/// its offsets point there, not into `raw`.
 pub fn parse(raw: &[u8]) -> Option<Message<'_>> {
-    PARSER.parse(raw)
+    mime_repair::read(&PARSER, raw).message
 }
 
 /// What one finding means, from least to most severe (the order decides
@@ -316,7 +320,10 @@ pub fn run(
         .map(|p| p.policy.max_unpacked_size.0)
         .max()
         .unwrap_or(0);
-    let parsed = parse(raw);
+    let mime_repair::Read {
+        message: parsed,
+        unresolved,
+    } = mime_repair::read(&PARSER, raw);
     let mut unpacked = unpack::unpack(
         parsed.as_ref(),
         raw,
@@ -328,6 +335,15 @@ pub fn run(
         unpacked.findings.push(Finding::new(
             Kind::Error,
             "not a parseable message",
+            "message",
+            None,
+        ));
+    }
+    if unresolved {
+        // Some of it may be hidden from the parse: never "clean".
+        unpacked.findings.push(Finding::new(
+            Kind::Error,
+            "message structure not readable (a header without its empty line)",
             "message",
             None,
         ));

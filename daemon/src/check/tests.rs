@@ -351,3 +351,87 @@ fn a_stored_member_is_reported_once_where_it_is() {
     let paths: Vec<&str> = out.findings.iter().map(|f| f.path.as_str()).collect();
     assert_eq!(paths, ["e.zip/eicar.com"]);
 }
+
+/// A multipart message as `with_attachment` makes it, but with `cut` (an
+/// empty line) taken out: the header block after it runs into its body.
+fn without_empty_line(msg: &[u8], after: &str) -> Vec<u8> {
+    let text = String::from_utf8(msg.to_vec()).unwrap();
+    let at = text.find(after).unwrap() + after.len();
+    assert_eq!(&text[at..at + 2], "\r\n", "{after}");
+    [&text[..at], &text[at + 2..]].concat().into_bytes()
+}
+
+#[test]
+fn a_header_without_its_empty_line_ends_where_a_client_ends_it() {
+    let rules = rules();
+    let mut p = policy();
+    p.include_by_name = vec![crate::config::Pattern::new("*.exe")];
+    let e = eicar();
+    let zip = with_attachment("inv.zip", "application/zip", &zip_of("eicar.com", &e));
+    let cases: Vec<(&str, Vec<u8>, AvStatus)> = vec![
+        (
+            "top-level header of a multipart",
+            without_empty_line(&zip, "boundary=\"XX\"\r\n"),
+            AvStatus::Infected,
+        ),
+        (
+            "header of the attachment",
+            without_empty_line(&zip, "Content-Transfer-Encoding: base64\r\n"),
+            AvStatus::Infected,
+        ),
+        (
+            "both",
+            without_empty_line(
+                &without_empty_line(&zip, "boundary=\"XX\"\r\n"),
+                "Content-Transfer-Encoding: base64\r\n",
+            ),
+            AvStatus::Infected,
+        ),
+        (
+            "single part",
+            [
+                b"From: a@example.com\r\nSubject: t\r\n".as_slice(),
+                &e,
+                b"\r\nmore text\r\n",
+            ]
+            .concat(),
+            AvStatus::Infected,
+        ),
+        (
+            "body only",
+            [e.as_slice(), b"\r\n"].concat(),
+            AvStatus::Infected,
+        ),
+        (
+            "text line, then the virus",
+            [b"hello there\r\n".as_slice(), &e, b"\r\n"].concat(),
+            AvStatus::Infected,
+        ),
+        (
+            "named attachment",
+            without_empty_line(
+                &with_attachment("tool.exe", "application/octet-stream", b"MZ"),
+                "boundary=\"XX\"\r\n",
+            ),
+            AvStatus::Filtered,
+        ),
+    ];
+    for (case, msg, want) in cases {
+        let out = run(&rules, &p, &msg);
+        assert_eq!(out.report.av, want, "{case}: {:?}", out.findings);
+        if want == AvStatus::Infected {
+            // The part action works on the message as read: what is left
+            // scans clean.
+            let cleaned = out
+                .rewritten
+                .unwrap_or_else(|| panic!("{case}: not rewritten"));
+            let again = run(&rules, &p, &cleaned);
+            assert_eq!(
+                again.report.av,
+                AvStatus::Clean,
+                "{case}: {:?}",
+                again.findings
+            );
+        }
+    }
+}

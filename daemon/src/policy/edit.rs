@@ -34,8 +34,13 @@ fn rfind(hay: &[u8], needle: &[u8]) -> Option<usize> {
 
 pub use crate::text::ascii;
 
-/// Applies `edits` (top-level part index -> edit and notice text) to `raw`.
+/// Applies `edits` (top-level part index -> edit and notice text) to `raw`,
+/// the message `msg` was parsed from. When the parse repaired the message's
+/// structure (`check::parse`: a header without its empty line), `msg`
+/// holds the repaired copy and its offsets point there: the edits are made
+/// on that copy, which is what the recipient's client reads anyway.
 pub fn apply(raw: &[u8], msg: &Message<'_>, edits: &BTreeMap<usize, (Edit, String)>) -> Vec<u8> {
+    let raw = parsed_bytes(raw, msg);
     let mut parent: BTreeMap<usize, usize> = BTreeMap::new();
     for (i, p) in msg.parts.iter().enumerate() {
         if let PartType::Multipart(children) = &p.body {
@@ -140,6 +145,15 @@ pub fn apply(raw: &[u8], msg: &Message<'_>, edits: &BTreeMap<usize, (Edit, Strin
         floor = start;
     }
     out
+}
+
+/// The bytes `msg`'s offsets point into: its own copy when it has one.
+fn parsed_bytes<'a>(raw: &'a [u8], msg: &'a Message<'_>) -> &'a [u8] {
+    if msg.raw_message().is_empty() {
+        raw
+    } else {
+        msg.raw_message()
+    }
 }
 
 /// Content headers that describe the body being replaced.

@@ -139,7 +139,7 @@ pub fn unpack<'m, 'p>(
         max_depth: max_depth.min(DEPTH_CAP),
     };
     match parsed {
-        Some(msg) => u.message(msg, Some(raw), None, "", 0),
+        Some(msg) => u.message(msg, None, "", 0),
         None => u.object(
             None,
             None,
@@ -184,17 +184,12 @@ impl<'m> Unpacked<'m, '_> {
         self.budget.exhausted == Some(Exhausted::Shared)
     }
 
-    /// Walks a parsed message. `raw` is its bytes when offsets into them
-    /// are valid (the top-level message); `top` the top-level part that a
-    /// nested message hangs under.
-    fn message(
-        &mut self,
-        msg: &'m Message<'m>,
-        raw: Option<&[u8]>,
-        top: Option<usize>,
-        path: &str,
-        depth: u32,
-    ) {
+    /// Walks a parsed message; `top` is the top-level part that a nested
+    /// message hangs under. The parts' offsets point into the message's
+    /// `raw_message` (the whole message for one sent as is, the decoded
+    /// bytes for one sent encoded, the repaired copy for one whose
+    /// structure had to be repaired).
+    fn message(&mut self, msg: &'m Message<'m>, top: Option<usize>, path: &str, depth: u32) {
         for (i, part) in msg.parts.iter().enumerate() {
             if matches!(part.body, PartType::Multipart(_)) {
                 continue;
@@ -233,11 +228,11 @@ impl<'m> Unpacked<'m, '_> {
                             &here,
                         );
                     } else {
-                        self.message(inner, None, unit, &here, depth + 1);
+                        self.message(inner, unit, &here, depth + 1);
                     }
                 }
                 _ => {
-                    let data = part_bytes(part, raw);
+                    let data = part_bytes(part, Some(msg.raw_message()));
                     self.object(
                         unit,
                         None,

@@ -1,0 +1,291 @@
+//! Reading a message's structure as mail clients read it where mail-parser
+//! 0.11 reads it otherwise, so that the checks see what a recipient sees.
+//! It owns one repair, made on a copy of the bytes before they are parsed
+//! again (the message in the spool is never changed):
+//!
+//! - A header block without its empty line. Clients (and Python's `email`,
+//!   and Postfix's cleanup) end a header at the first line that is not a
+//!   header field; mail-parser skips such lines and reads on, so that the
+//!   body (a virus, an attachment) disappears into the header. The empty
+//!   line is put where the client's header ends: before the top-level
+//!   body, and before the body of each MIME part.
+//!
+//! Only the structure is repaired; what a part holds is the checks' and
+//! the unpacker's. A message whose repairs cannot all be made (a nested
+//! message sent base64-encoded, or more rounds than [`ROUNDS`]) is
+//! reported `unresolved`, and the scan gives `av/error`, never "clean".
+
+use mail_parser::{Message, MessageParser, MimeHeaders, PartType};
+use std::collections::BTreeMap;
+
+/// Parse-and-repair rounds at most. Each round repairs every header block
+/// the parse shows; a repair can reveal parts the previous parse could not
+/// see (a part's header that swallowed the rest of the message), so a few
+/// rounds are needed for a message damaged at several levels.
+const ROUNDS: usize = 16;
+
+/// A message as the checks read it.
+pub struct Read<'r> {
+    /// The parse (of a repaired copy when a repair was needed: its
+    /// `raw_message` is that copy, and its offsets point into it).
+    pub message: Option<Message<'r>>,
+    /// Some repair that was needed could not be made.
+    pub unresolved: bool,
+}
+
+/// One change to the bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fix {
+    /// Insert an empty line here (the end of a header block).
+    EmptyLine,
+}
+
+/// Parses `raw` with `parser`, repairing the structure as needed.
+pub fn read<'r>(parser: &MessageParser, raw: &'r [u8]) -> Read<'r> {
+    let first = parser.parse(raw);
+    let (fixes, unfixable) = needed(first.as_ref(), raw);
+    if fixes.is_empty() {
+        return Read {
+            message: first,
+            unresolved: unfixable,
+        };
+    }
+    drop(first);
+    let mut bytes = apply(raw, &fixes);
+    for _ in 1..ROUNDS {
+        let msg = parser.parse(&bytes);
+        let (fixes, unfixable) = needed(msg.as_ref(), &bytes);
+        if fixes.is_empty() {
+            return Read {
+                message: msg.map(Message::into_owned),
+                unresolved: unfixable,
+            };
+        }
+        drop(msg);
+        bytes = apply(&bytes, &fixes);
+    }
+    Read {
+        message: parser.parse(&bytes).map(Message::into_owned),
+        unresolved: true,
+    }
+}
+
+/// The repairs a parse of `bytes` shows to be needed, and whether some
+/// needed repair cannot be made in `bytes` (it lies in a nested message
+/// that was transfer-encoded).
+fn needed(msg: Option<&Message<'_>>, bytes: &[u8]) -> (BTreeMap<usize, Fix>, bool) {
+    let mut fixes = BTreeMap::new();
+    let mut unfixable = false;
+    match msg {
+        Some(m) => walk(m, bytes, &mut fixes, &mut unfixable, 0),
+        // No header field at all (a message that is only a body line):
+        // the header ends at once.
+        None => header_block(bytes, 0, &mut fixes),
+    }
+    (fixes, unfixable)
+}
+
+/// Messages nested deeper than this are not looked into for repairs (the
+/// unpacker stops far earlier, at `max_scan_depth`).
+const MAX_NESTING: u32 = 64;
+
+fn walk(
+    msg: &Message<'_>,
+    bytes: &[u8],
+    fixes: &mut BTreeMap<usize, Fix>,
+    unfixable: &mut bool,
+    depth: u32,
+) {
+    if depth > MAX_NESTING {
+        return;
+    }
+    for part in &msg.parts {
+        header_block(bytes, part.offset_header as usize, fixes);
+        match &part.body {
+            PartType::Multipart(children) => {
+                let Some(boundary) = part.content_type().and_then(|c| c.attribute("boundary"))
+                else {
+                    continue;
+                };
+                // A part whose header ran to the end of the message is not
+                // in the parse at all: look behind the last part read for
+                // the next delimiter and the header after it.
+                let from = children
+                    .last()
+                    .and_then(|&c| msg.parts.get(c as usize))
+                    .map_or(part.offset_body as usize, |c| {
+                        (c.offset_end as usize).max(c.offset_body as usize)
+                    });
+                if let Some(next) = next_part(bytes, from, boundary.as_bytes()) {
+                    header_block(bytes, next, fixes);
+                }
+            }
+            PartType::Message(inner) => {
+                if std::ptr::eq(inner.raw_message().as_ptr(), bytes.as_ptr()) {
+                    // Sent as is: its offsets point into these bytes.
+                    walk(inner, bytes, fixes, unfixable, depth + 1);
+                } else {
+                    // Transfer-encoded: its bytes are a decoded copy; what
+                    // it needs cannot be repaired here.
+                    let mut inner_fixes = BTreeMap::new();
+                    walk(
+                        inner,
+                        inner.raw_message(),
+                        &mut inner_fixes,
+                        unfixable,
+                        depth + 1,
+                    );
+                    *unfixable |= !inner_fixes.is_empty();
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// One line: where its content ends (before CR LF or LF) and where the
+/// next line starts.
+fn line_at(bytes: &[u8], at: usize) -> (usize, usize) {
+    let rest = bytes.get(at..).unwrap_or_default();
+    match rest.iter().position(|&b| b == b'\n') {
+        Some(n) => {
+            let end = if n > 0 && rest[n - 1] == b'\r' {
+                n - 1
+            } else {
+                n
+            };
+            (at + end, at + n + 1)
+        }
+        None => (bytes.len(), bytes.len()),
+    }
+}
+
+/// Whether a line (without its line end) is part of a header block as a
+/// client reads it: a field (`name:`, the name printable ASCII without
+/// white space), a continuation (starts with white space), or an mbox
+/// `From ` line. The same test as Python's `email.feedparser`.
+fn is_header_line(line: &[u8]) -> bool {
+    match line.first() {
+        None => false,
+        Some(b' ' | b'\t') => true,
+        Some(_) if line.starts_with(b"From ") => true,
+        Some(_) => match line.iter().position(|&b| b == b':') {
+            Some(colon) => line[..colon].iter().all(|&b| (33..=126).contains(&b)),
+            None => false,
+        },
+    }
+}
+
+/// Reads the header block that starts at `start`, noting the repair it
+/// needs: an empty line before its first line that is not a header line.
+fn header_block(bytes: &[u8], start: usize, fixes: &mut BTreeMap<usize, Fix>) {
+    let mut at = start;
+    while at < bytes.len() {
+        let (end, next) = line_at(bytes, at);
+        let line = &bytes[at..end];
+        if line.is_empty() {
+            return;
+        }
+        if !is_header_line(line) {
+            fixes.insert(at, Fix::EmptyLine);
+            return;
+        }
+        at = next;
+    }
+}
+
+/// Where the line holding byte `at` starts.
+fn line_start(bytes: &[u8], at: usize) -> usize {
+    bytes[..at]
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(0, |n| n + 1)
+}
+
+/// Where the header of the next part of a multipart starts: the line after
+/// the first delimiter line (`--boundary`, maybe with trailing white space)
+/// at or after `from`; None at a close delimiter or the end.
+fn next_part(bytes: &[u8], from: usize, boundary: &[u8]) -> Option<usize> {
+    let dash = [b"--".as_slice(), boundary].concat();
+    let mut at = line_start(bytes, from.min(bytes.len()));
+    while at < bytes.len() {
+        let (end, next) = line_at(bytes, at);
+        let line = &bytes[at..end];
+        if let Some(rest) = line.strip_prefix(dash.as_slice()) {
+            if rest.starts_with(b"--") {
+                return None;
+            }
+            if rest.iter().all(u8::is_ascii_whitespace) {
+                return Some(next);
+            }
+        }
+        at = next;
+    }
+    None
+}
+
+/// A copy of `bytes` with `fixes` made. An empty line takes the line end
+/// of the line it goes before (CR LF unless that line ends in a bare LF).
+fn apply(bytes: &[u8], fixes: &BTreeMap<usize, Fix>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(bytes.len() + 2 * fixes.len());
+    let mut copied = 0;
+    for (&at, fix) in fixes {
+        if at < copied {
+            continue;
+        }
+        out.extend_from_slice(&bytes[copied..at]);
+        copied = at;
+        match *fix {
+            Fix::EmptyLine => {
+                let (end, next) = line_at(bytes, at);
+                let bare_lf = next > end && next - end == 1;
+                out.extend_from_slice(if bare_lf { b"\n" } else { b"\r\n" });
+            }
+        }
+    }
+    out.extend_from_slice(&bytes[copied..]);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parser() -> MessageParser {
+        MessageParser::new().with_mime_headers()
+    }
+
+    #[test]
+    fn the_header_ends_at_the_first_line_that_is_not_a_field() {
+        let raw = b"From: a@b\r\nSubject: x\r\nbody line\r\nmore: text\r\n";
+        let r = read(&parser(), raw);
+        let m = r.message.unwrap();
+        assert_eq!(
+            m.raw_message(),
+            b"From: a@b\r\nSubject: x\r\n\r\nbody line\r\nmore: text\r\n"
+        );
+        assert!(!r.unresolved);
+        // A message that is only a body line gets an empty header.
+        let m = read(&parser(), b"body only\n").message.unwrap();
+        assert_eq!(m.raw_message(), b"\nbody only\n");
+        // A whole message is left as it is.
+        let raw = b"Subject: x\r\n\r\nbody\r\n";
+        assert!(matches!(
+            read(&parser(), raw).message.unwrap().raw_message,
+            std::borrow::Cow::Borrowed(_)
+        ));
+    }
+
+    #[test]
+    fn a_part_without_its_empty_line_is_found_and_repaired() {
+        let raw = b"Subject: x\r\nContent-Type: multipart/mixed; boundary=\"Q\"\r\n\
+--Q\r\nContent-Type: text/plain\r\n\r\nhi\r\n--Q\r\n\
+Content-Type: application/zip; name=\"a.zip\"\r\nContent-Transfer-Encoding: base64\r\n\
+UEsDBA==\r\n--Q--\r\n";
+        let r = read(&parser(), raw);
+        let m = r.message.unwrap();
+        let names: Vec<Option<&str>> = m.parts.iter().map(|p| p.attachment_name()).collect();
+        assert_eq!(names, [None, None, Some("a.zip")]);
+        assert_eq!(m.parts[2].contents(), b"PK\x03\x04");
+    }
+}
