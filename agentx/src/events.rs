@@ -142,12 +142,14 @@ impl Event<'_> {
                 } else if status == ErrorStatus::DUPLICATE_REGISTRATION {
                     error!(target: "snmp", %subtree, priority, %status, retry_in = ?retry_in,
                         "The AgentX master refused to register the subtree: another subagent \
-                         registered it already at this priority. The other subtrees are \
-                         served; this one is sent again after retry_in (and after a reconnect).");
+                         registered it already at this priority. Nothing under it is served \
+                         until it is registered; it is sent again after retry_in (and after a \
+                         reconnect).");
                 } else {
                     error!(target: "snmp", %subtree, priority, %status, retry_in = ?retry_in,
-                        "The AgentX master refused to register the subtree. The other subtrees \
-                         are served; this one is sent again after retry_in (and after a reconnect).");
+                        "The AgentX master refused to register the subtree. Nothing under it is \
+                         served until it is registered; it is sent again after retry_in (and after \
+                         a reconnect).");
                 }
                 health.error(format!(
                     "registration of {subtree} (priority {priority}) refused: {status}"

@@ -130,6 +130,10 @@ pub fn families(snap: &Snapshot) -> Vec<MetricFamily> {
             out.push(family(col.prom, col.help, MetricType::COUNTER, rows));
         }
     }
+    // The configuration's life, as mwConfigLoadedAt, mwConfigReloads and
+    // mwConfigReloadFailures say it (not zeroed by `stats reset`): kept
+    // outside the catalogue because it is not a statistic of a category.
+    out.extend(config_families(&snap.config));
     out.push(family(
         "mailward_build_info",
         "Mailward's version; always 1.",
@@ -150,4 +154,43 @@ pub fn render(snap: &Snapshot) -> Result<String, RenderError> {
         .encode(&families(snap), &mut buf)
         .map_err(|e| RenderError(e.to_string()))?;
     String::from_utf8(buf).map_err(|e| RenderError(e.to_string()))
+}
+
+/// The Prometheus names of the configuration state, with their MIB twins
+/// (for metrics.md).
+pub const CONFIG_METRICS: [(&str, &str, &str); 2] = [
+    (
+        "mailward_config_reloads_total",
+        "mwConfigReloads (.3) for result=\"ok\", mwConfigReloadFailures (.4) for result=\"refused\"",
+        "Reloads (SIGHUP) since start, by result: `ok` (the new configuration is in force) or `refused` (it was invalid; the one before stays). Not zeroed by `stats reset`.",
+    ),
+    (
+        "mailward_config_loaded_timestamp_seconds",
+        "mwConfigLoadedAt (.2)",
+        "When the configuration in force was loaded (Unix time).",
+    ),
+];
+
+fn config_families(c: &crate::snapshot::ConfigState) -> Vec<MetricFamily> {
+    vec![
+        family(
+            CONFIG_METRICS[0].0,
+            CONFIG_METRICS[0].2,
+            MetricType::COUNTER,
+            vec![
+                sample(Kind::Counter, c.reloads as f64, vec![label("result", "ok")]),
+                sample(
+                    Kind::Counter,
+                    c.reload_failures as f64,
+                    vec![label("result", "refused")],
+                ),
+            ],
+        ),
+        family(
+            CONFIG_METRICS[1].0,
+            CONFIG_METRICS[1].2,
+            MetricType::GAUGE,
+            vec![sample(Kind::Gauge, c.loaded_at as f64, vec![])],
+        ),
+    ]
 }

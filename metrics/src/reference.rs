@@ -97,6 +97,12 @@ pub fn markdown() -> String {
             col.prom, col.mib, col.arc, col.help
         );
     }
+    s.push_str("\n## Configuration\n\nThe configuration's life since start, under `mwConfig` in SNMP and in the \
+        stats file's `config` object; not zeroed by `stats reset`.\n\n");
+    s.push_str("| Prometheus name | MIB object | meaning |\n| --- | --- | --- |\n");
+    for (prom, mib, help) in crate::prometheus::CONFIG_METRICS {
+        let _ = writeln!(s, "| `{prom}` | {mib} | {help} |");
+    }
     s.push_str("\n## Kinds\n\n");
     for k in [Kind::Counter, Kind::Gauge, Kind::Histogram] {
         let what = match k {

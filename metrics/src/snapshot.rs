@@ -127,6 +127,17 @@ impl Snapshot {
         root.insert("taken_at".into(), json!(self.taken_at));
         root.insert("start_time".into(), json!(self.start_time));
         root.insert("reset_time".into(), json!(self.reset_time));
+        // The configuration's life, as on /metrics and under mwConfig.
+        root.insert(
+            "config".into(),
+            json!({
+                "mailward_config_reloads_total": {
+                    "ok": self.config.reloads,
+                    "refused": self.config.reload_failures,
+                },
+                "mailward_config_loaded_timestamp_seconds": self.config.loaded_at,
+            }),
+        );
         for cat in Category::ALL {
             let enabled = self.is_enabled(cat);
             if !enabled

@@ -486,6 +486,42 @@ fn a_refused_reload_stands_until_a_later_one_succeeds() {
     assert_eq!(c.loaded_at, 300);
 }
 
+/// walkM 2: the reload counters were SNMP-only, so a Prometheus shop could
+/// not alert on a refused reload; they are on /metrics and in the stats
+/// file from the same state.
+#[test]
+fn reloads_are_on_metrics_and_in_the_stats_file_as_in_snmp() {
+    let stats = model();
+    for (ok, at) in [(true, 100), (false, 200), (true, 300), (false, 400)] {
+        stats.record(&Event::ConfigLoaded {
+            ok,
+            reload: true,
+            at,
+            groups: &[],
+        });
+    }
+    let snap = stats.snapshot(&Gauges::default());
+    let text = crate::prometheus::render(&snap).unwrap();
+    for line in [
+        "mailward_config_reloads_total{result=\"ok\"} 2",
+        "mailward_config_reloads_total{result=\"refused\"} 2",
+        "mailward_config_loaded_timestamp_seconds 300",
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line} in:\n{text}");
+    }
+    let json = snap.to_json();
+    assert_eq!(
+        json["config"]["mailward_config_reloads_total"]["refused"],
+        2
+    );
+    assert_eq!(
+        json["config"]["mailward_config_loaded_timestamp_seconds"],
+        300
+    );
+    // The same values SNMP serves (mwConfigReloads, mwConfigReloadFailures).
+    assert_eq!((snap.config.reloads, snap.config.reload_failures), (2, 2));
+}
+
 #[test]
 fn configured_groups_are_rows_from_start_and_keep_them_across_reloads() {
     let stats = model();

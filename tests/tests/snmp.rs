@@ -1311,6 +1311,19 @@ fn every_notification_arrives_with_its_trap_oid_and_varbinds() -> Result<()> {
         }
         Err(e) => f.push(format!("snmpget of the reload counters: {e:#}")),
     }
+    // The same counts on /metrics (walkM 2: they were SNMP-only).
+    match rig.stats.scrape() {
+        Ok(m) => {
+            let got = ["ok", "refused"].map(|r| {
+                m.value("mailward_config_reloads_total", &[("result", r)])
+                    .ok()
+            });
+            f.check(got == [Some(2.0), Some(1.0)], || {
+                format!("mailward_config_reloads_total ok, refused = {got:?}, expected [2, 1]")
+            });
+        }
+        Err(e) => f.push(format!("scraping /metrics for the reload counters: {e:#}")),
+    }
 
     // The queue threshold: raised within ALERT_DEADLINE of the message...
     let raised = rig
