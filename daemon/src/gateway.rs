@@ -91,6 +91,16 @@ pub struct Gateway {
     /// Where notifications go (the SNMP side registers itself at start;
     /// until then, and without it, they are only logged).
     notifier: std::sync::OnceLock<Notifier>,
+    /// Why the set in the bases directory does not load, from the last
+    /// attempt to load it (start, SIGHUP, update, rollback); None once one
+    /// succeeds. The rules in use may be an older set that still works,
+    /// but this is what the next start would meet: `mailward status`
+    /// keeps saying so until the set is fixed or rolled back.
+    bases_on_disk: Mutex<Option<String>>,
+    /// One change of the bases directory at a time (`bases update`,
+    /// `bases rollback`, and the reload of SIGHUP, which must not read the
+    /// directory between the two renames of an install).
+    bases_change: tokio::sync::Mutex<()>,
 }
 
 impl Gateway {
@@ -124,6 +134,8 @@ impl Gateway {
             scanner,
             backlog: Arc::default(),
             notifier: std::sync::OnceLock::new(),
+            bases_on_disk: Mutex::new(None),
+            bases_change: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -358,20 +370,55 @@ impl Gateway {
         self.scanner.info()
     }
 
+    /// Why the set in the bases directory does not load (None: it loads,
+    /// or was not tried).
+    pub fn bases_on_disk_error(&self) -> Option<String> {
+        self.bases_on_disk
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Records how the last attempt to load the bases directory went (the
+    /// start records its own; reloads record theirs).
+    pub fn set_bases_on_disk_error(&self, error: Option<String>) {
+        *self
+            .bases_on_disk
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = error;
+    }
+
+    /// Takes the right to change the bases directory; None while another
+    /// update or rollback runs (it is refused, not queued: the person who
+    /// typed it learns at once, and the one running decides what is in
+    /// use).
+    pub fn try_change_bases(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+        self.bases_change.try_lock().ok()
+    }
+
+    /// Waits for the right to change (or reread) the bases directory.
+    pub async fn change_bases(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.bases_change.lock().await
+    }
+
     /// Compiles the bases directory and puts the rules in use (at start,
     /// on SIGHUP, after an update or rollback). Returns the new bases when
-    /// their version changed. On error the rules in use stay.
+    /// their version changed. On error the rules in use stay, and the
+    /// error is kept for `mailward status` until a load succeeds.
     pub async fn reload_bases(
         &self,
     ) -> Result<Option<crate::check::bases::BasesInfo>, crate::check::bases::BasesError> {
         let dir = self.config().bases.av.clone();
         let before = self.bases();
         let engine = self.scanner.clone();
-        let info = tokio::task::spawn_blocking(move || engine.reload(&dir))
+        let loaded = tokio::task::spawn_blocking(move || engine.reload(&dir))
             .await
             .map_err(|e| crate::check::bases::BasesError::Compile {
                 problem: format!("the compile task failed: {e}"),
-            })??;
+            })
+            .and_then(|r| r);
+        self.set_bases_on_disk_error(loaded.as_ref().err().map(ToString::to_string));
+        let info = loaded?;
         let changed =
             before.is_none_or(|b| b.version != info.version || b.released != info.released);
         Ok(changed.then_some(info))

@@ -275,6 +275,8 @@ pub async fn run(
         scanner,
         stop_rx,
     ));
+    // `mailward status` says why no bases are loaded.
+    gw.set_bases_on_disk_error(bases_problem.as_ref().map(ToString::to_string));
     tokio::spawn(recheck_all(gw.clone(), unscanned));
     tokio::spawn(crate::store::Stores::expire_periodically(
         stores,
@@ -494,14 +496,26 @@ async fn reload(gw: &Gateway, path: Option<&Path>, overrides: &Overrides) -> Str
                 message: &message,
             }
             .emit(gw);
+            // Not between the two renames of an update under way.
+            let _one_change = gw.change_bases().await;
             match gw.reload_bases().await {
                 Ok(Some(b)) => {
                     tracing::info!(target: "app", version = %b.version, records = b.records, "New signature bases in use.");
                     gw.notify(Notification::BasesReloaded);
                 }
                 Ok(None) => {}
-                Err(e) => tracing::error!(target: "app", error = %e,
-                    "The signature bases cannot be reloaded; the rules in use stay."),
+                Err(e) => {
+                    // The rules in use stay, but the set on disk is what the
+                    // next start loads: said as a fault, not only logged.
+                    let dir = gw.config().bases.av.display().to_string();
+                    tracing::error!(target: "app", error = %e, dir = %dir,
+                        "The signature bases cannot be reloaded; the rules in use stay, but a restart would run without AV rules until the set is fixed or rolled back (mailward bases rollback).");
+                    gw.notify(Notification::ProductError {
+                        message: format!(
+                            "the signature bases in {dir} do not load ({e}); the rules in use stay, but a restart would run without AV rules until the set is fixed or rolled back"
+                        ),
+                    });
+                }
             }
             message
         }

@@ -911,3 +911,109 @@ fn a_gateway_on_its_built_in_set_is_told_to_install_a_real_one() -> Result<()> {
     );
     Ok(())
 }
+
+/// `mwProductError`: arc 3 under mwNotifications.
+const PRODUCT_ERROR: u32 = 3;
+
+/// `mailward status --json`.
+fn status_json(daemon: &Daemon) -> Result<serde_json::Value> {
+    Ok(serde_json::from_str(
+        &daemon.cli_ok(&["status", "--json"])?,
+    )?)
+}
+
+#[test]
+fn a_set_broken_on_disk_is_reported_until_it_loads_again() -> Result<()> {
+    // walkL 5: a set that no longer compiled on SIGHUP was logged once;
+    // status said nothing, no trap was sent, and the next start ran with
+    // no AV rules at all.
+    let mut rig = Rig::start()?;
+    let mut f = Failures::default();
+    let av = rig.dir.join("bases").join("av");
+    let broken = av.join("broken.yar");
+    std::fs::write(&broken, "rule Broken {\n condition: $nope\n}\n")?;
+    let manifest = std::fs::read_to_string(av.join("manifest.toml"))?;
+    std::fs::write(
+        av.join("manifest.toml"),
+        manifest.replace(DEFAULT.version, "2026.12.03.1"),
+    )?;
+    let n = rig.snmp.traps().len();
+    rig.daemon.sighup()?;
+    let problem = "The signature bases on disk do not load: error[E025]: unknown pattern `$nope`";
+    let status = wait_until("the status problem", Duration::from_secs(10), || {
+        let s = status_json(&rig.daemon)?;
+        Ok(s["problems"].to_string().contains(problem).then_some(s))
+    });
+    match status {
+        Ok(s) => {
+            let problems = s["problems"].to_string();
+            f.check(
+                problems.contains(
+                    "a restart would run without AV rules until the set is fixed or rolled back",
+                ) && problems.contains(&format!("The rules in use ({})", DEFAULT.version))
+                    && s["bases_on_disk_error"]
+                        .as_str()
+                        .is_some_and(|e| e.contains("broken.yar:2:")),
+                || format!("after SIGHUP, status --json: {s}"),
+            );
+        }
+        Err(e) => f.push(format!("after SIGHUP: {e}")),
+    }
+    let text = f.step("status", rig.daemon.cli_ok(&["status"]));
+    f.check(text.as_deref().is_some_and(|t| t.contains(problem)), || {
+        format!("after SIGHUP, `mailward status` does not say {problem:?}: {text:?}")
+    });
+    let bases = f.step("bases status", rig.daemon.cli_ok(&["bases", "status"]));
+    f.check(
+        bases
+            .as_deref()
+            .is_some_and(|t| t.contains("on disk:     does not load: error[E025]")),
+        || format!("after SIGHUP, `bases status` does not name the set on disk: {bases:?}"),
+    );
+    let oid = mw(&format!("0.{PRODUCT_ERROR}"));
+    let trap = wait_until("mwProductError", TRAP_TIMEOUT, || {
+        Ok(rig.snmp.traps()[n..]
+            .iter()
+            .find(|t| t.trap_oid() == Some(oid.as_str()))
+            .cloned())
+    });
+    match trap {
+        Ok(t) => {
+            let message = t.value(&mw(MW_NOTIFY_MESSAGE_0)).unwrap_or_default();
+            f.check(message.contains("do not load"), || {
+                format!("mwProductError after SIGHUP says {message:?}")
+            });
+        }
+        Err(e) => f.push(format!("after SIGHUP: {e}")),
+    }
+
+    // An ordinary restart: none loaded, and status says why.
+    f.step("stopping", rig.daemon.sigterm());
+    rig.daemon.restart()?;
+    let s = status_json(&rig.daemon)?;
+    let problems = s["problems"].to_string();
+    f.check(
+        s["bases"].is_null()
+            && problems.contains("No signature bases are loaded")
+            && problems
+                .contains("The set on disk does not load: error[E025]: unknown pattern `$nope`"),
+        || format!("after the restart, status --json: {s}"),
+    );
+
+    // Fixed: the problem goes with the next reload.
+    std::fs::remove_file(&broken)?;
+    rig.daemon.sighup()?;
+    let fixed = wait_until("the set to load again", Duration::from_secs(10), || {
+        let s = status_json(&rig.daemon)?;
+        Ok((s["bases"]["version"] == "2026.12.03.1").then_some(s))
+    });
+    match fixed {
+        Ok(s) => f.check(
+            s["bases_on_disk_error"].is_null()
+                && !s["problems"].to_string().contains("do not load"),
+            || format!("after the fix, status --json: {s}"),
+        ),
+        Err(e) => f.push(format!("after the fix: {e}")),
+    }
+    f.finish(|| rig.context())
+}

@@ -697,6 +697,9 @@ fn bases_status(gw: &Gateway) -> Response {
         "previous": info(previous),
         "last_check": snap.value(StatId::UpdateLastCheck, 0),
         "last_result": result,
+        // The set in the directory, when it does not load: what the next
+        // start would meet.
+        "on_disk_error": gw.bases_on_disk_error(),
     }))
 }
 

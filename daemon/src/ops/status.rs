@@ -60,6 +60,12 @@ pub struct Status {
     /// Limits reached: idle sessions get the stress deadlines.
     pub stress: bool,
     pub bases: Option<Bases>,
+    /// Why the set in the bases directory does not load (the last attempt,
+    /// at start, SIGHUP, update or rollback, failed); None when it loads.
+    /// With bases in use, those are an older set kept in memory: a restart
+    /// would run without AV rules.
+    #[serde(default)]
+    pub bases_on_disk_error: Option<String>,
     pub spam: Spam,
     pub snmp: Snmp,
     pub log: Log,
@@ -327,6 +333,7 @@ pub fn of(gw: &Gateway) -> Status {
         sessions_out: snap.value(StatId::Sessions, 1),
         stress: snap.value(StatId::StressMode, 0) == 1,
         bases,
+        bases_on_disk_error: gw.bases_on_disk_error(),
         spam,
         snmp,
         log,
@@ -340,10 +347,21 @@ pub fn of(gw: &Gateway) -> Status {
 /// What an operator should act on, one sentence each.
 pub fn problems(s: &Status) -> Vec<String> {
     let mut p = Vec::new();
-    match &s.bases {
-        None => {
+    match (&s.bases, &s.bases_on_disk_error) {
+        (None, None) => {
             p.push("No signature bases are loaded: messages are not scanned for viruses.".into())
         }
+        (None, Some(e)) => p.push(format!(
+            "No signature bases are loaded: messages are not scanned for viruses (every message gets av/error). The set on disk does not load: {e}. Fix it, or go back to the previous set (mailward bases rollback)."
+        )),
+        (Some(b), Some(e)) => p.push(format!(
+            "The signature bases on disk do not load: {e}. The rules in use ({}) stay until the daemon stops, but a restart would run without AV rules until the set is fixed or rolled back (mailward bases rollback).",
+            b.version
+        )),
+        (Some(_), None) => {}
+    }
+    match &s.bases {
+        None => {}
         Some(b) => {
             if b.records == 0 {
                 p.push(format!(
@@ -714,6 +732,7 @@ mod tests {
                 builtin: false,
                 last_update: "updated".into(),
             }),
+            bases_on_disk_error: None,
             spam: Spam {
                 classifier: Readiness::Active,
                 learnt_spam: 947,
@@ -861,6 +880,38 @@ mod tests {
         let p = problems(&s);
         assert!(p.iter().any(|l| l.starts_with("No signature bases")));
         assert!(p.iter().any(|l| l.starts_with("No AgentX session")));
+    }
+
+    #[test]
+    fn a_set_on_disk_that_does_not_load_is_a_problem_until_it_loads() {
+        // walkL 5: a set broken on disk after a SIGHUP was only logged; the
+        // next start then ran with no AV rules, and nothing had warned.
+        let mut s = healthy();
+        let e = "error[E025]: unknown pattern `$nope` at /srv/av/broken.yar:2:13";
+        s.bases_on_disk_error = Some(e.into());
+        let p = problems(&s);
+        assert_eq!(p.len(), 1, "{p:#?}");
+        assert!(
+            p[0].starts_with(&format!("The signature bases on disk do not load: {e}."))
+                && p[0].contains("The rules in use (2026.12.01.3) stay")
+                && p[0].contains(
+                    "a restart would run without AV rules until the set is fixed or rolled back"
+                ),
+            "{}",
+            p[0]
+        );
+        // At a start where the set does not load: why none are loaded.
+        s.bases = None;
+        let p = problems(&s);
+        assert_eq!(p.len(), 1, "{p:#?}");
+        assert!(
+            p[0].starts_with("No signature bases are loaded")
+                && p[0].contains(&format!("The set on disk does not load: {e}.")),
+            "{}",
+            p[0]
+        );
+        let json = serde_json::to_value(&s).unwrap();
+        assert_eq!(json["bases_on_disk_error"], e);
     }
 
     #[test]
