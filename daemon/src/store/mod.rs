@@ -68,7 +68,7 @@ impl Direction {
 }
 
 /// What a store keeps about a message beside its bytes.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EntryMeta {
     pub queue_id: String,
     /// Unix time of the 250.
@@ -148,12 +148,70 @@ impl Store {
             totals: Mutex::new((0, 0)),
             write: Mutex::new(()),
         };
+        store.complete_interrupted();
         let entries = store.list()?;
         let bytes = entries.iter().map(|e| e.meta.size).sum();
         if let Ok(mut t) = store.totals.lock() {
             *t = (entries.len() as u64, bytes);
         }
         Ok(store)
+    }
+
+    /// At open (before any writer): what a stop in the middle of
+    /// [`Store::put_blocking`] left. A message without its description
+    /// (`ID.eml` alone) was neither listed nor expired (walkF): it gets a
+    /// description saying so, and is listed, counted and expired like any
+    /// entry (`quarantine release --to` sends it on, since its recipients
+    /// are unknown). Temporary files of an unfinished write are removed.
+    fn complete_interrupted(&self) {
+        let Ok(dir) = std::fs::read_dir(&self.dir) else {
+            return;
+        };
+        for e in dir.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.ends_with(".tmp") {
+                if let Err(err) = std::fs::remove_file(e.path()) {
+                    tracing::warn!(target: "backup", store = self.what, file = %e.path().display(),
+                        error = %err, "Cannot remove the temporary file of an unfinished store write.");
+                }
+                continue;
+            }
+            let Some(id) = name.strip_suffix(".eml") else {
+                continue;
+            };
+            if !valid_id(id) || self.path(id, "json").exists() {
+                continue;
+            }
+            let meta = e.metadata().ok();
+            let stored = meta
+                .as_ref()
+                .and_then(|m| m.modified().ok())
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map_or_else(|| chrono::Utc::now().timestamp(), |d| d.as_secs() as i64);
+            let size = meta.map_or(0, |m| m.len());
+            let entry = Entry {
+                id: id.to_string(),
+                stored,
+                meta: EntryMeta {
+                    queue_id: id.split('.').next().unwrap_or(id).to_string(),
+                    received: stored,
+                    reason: INTERRUPTED.to_string(),
+                    size,
+                    ..EntryMeta::default()
+                },
+                released: Vec::new(),
+            };
+            let written = serde_json::to_vec_pretty(&entry)
+                .map_err(|e| io(&self.path(id, "json"), std::io::Error::other(e)))
+                .and_then(|json| write_durably(&self.path(id, "json"), &json));
+            match written {
+                Ok(()) => tracing::warn!(target: "backup", store = self.what, id,
+                    "A message stored when the gateway stopped had no description; it is listed as \"interrupted\", with no sender, recipients or statuses."),
+                Err(err) => tracing::warn!(target: "backup", store = self.what, id, error = %err,
+                    "A message stored when the gateway stopped has no description and cannot get one: it is not listed."),
+            }
+        }
+        let _ = files::sync_dir(&self.dir);
     }
 
     fn path(&self, id: &str, ext: &str) -> PathBuf {
@@ -376,6 +434,9 @@ impl Store {
     }
 }
 
+/// The reason of an entry completed at open ([`Store::open`]).
+pub const INTERRUPTED: &str = "interrupted";
+
 /// Writes `bytes` to `path` through a temporary file: flushed, then renamed.
 fn write_durably(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
     let tmp = PathBuf::from(format!("{}.tmp", path.display()));
@@ -516,6 +577,35 @@ mod tests {
             .permissions()
             .mode();
         assert_eq!(mode & 0o777, 0o600);
+    }
+
+    #[test]
+    fn a_message_left_without_its_description_is_listed_at_the_next_open() {
+        // walkF: a stop between the two writes of an entry left `ID.eml`
+        // alone, never listed and never expired.
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("1A22E10E77891C7A.2.eml"),
+            b"Subject: x\r\n\r\nhi\r\n",
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("1A22E10E77891C7B.json.tmp"), b"{").unwrap();
+        let store = Store::open(dir.path(), "test", Duration::from_secs(3600), u64::MAX).unwrap();
+        let listed = store.list().unwrap();
+        assert_eq!(listed.len(), 1, "{listed:?}");
+        let e = &listed[0];
+        assert_eq!(e.id, "1A22E10E77891C7A.2");
+        assert_eq!(e.meta.queue_id, "1A22E10E77891C7A");
+        assert_eq!(e.meta.reason, INTERRUPTED);
+        assert_eq!(e.meta.size, 18);
+        assert!(e.meta.recipients.is_empty());
+        assert_eq!(store.totals(), (1, 18));
+        assert!(
+            !dir.path().join("1A22E10E77891C7B.json.tmp").exists(),
+            "the unfinished write is gone"
+        );
+        let (_, bytes) = store.get("1A22E10E77891C7A.2").unwrap();
+        assert_eq!(bytes, b"Subject: x\r\n\r\nhi\r\n");
     }
 
     #[test]
