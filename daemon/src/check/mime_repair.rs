@@ -1,7 +1,7 @@
 //! Reading a message's structure as mail clients read it where mail-parser
 //! 0.11 reads it otherwise, so that the checks see what a recipient sees.
-//! It owns one repair, made on a copy of the bytes before they are parsed
-//! again (the message in the spool is never changed):
+//! It owns two repairs, both made on a copy of the bytes before they are
+//! parsed again (the message in the spool is never changed):
 //!
 //! - A header block without its empty line. Clients (and Python's `email`,
 //!   and Postfix's cleanup) end a header at the first line that is not a
@@ -9,6 +9,11 @@
 //!   body (a virus, an attachment) disappears into the header. The empty
 //!   line is put where the client's header ends: before the top-level
 //!   body, and before the body of each MIME part.
+//! - Folding next to `=` in a `Content-Type` or `Content-Disposition`
+//!   parameter (`boundary=` CRLF ` "Q"`). RFC 5322 3.2.2 allows folding
+//!   white space there; mail-parser then loses the parameter (a multipart
+//!   read as one text part, an attachment without its name). Such a fold
+//!   is unfolded.
 //!
 //! Only the structure is repaired; what a part holds is the checks' and
 //! the unpacker's. A message whose repairs cannot all be made (a nested
@@ -38,6 +43,8 @@ pub struct Read<'r> {
 enum Fix {
     /// Insert an empty line here (the end of a header block).
     EmptyLine,
+    /// Remove this many bytes here (the line end of a fold next to `=`).
+    Unfold(usize),
 }
 
 /// Parses `raw` with `parser`, repairing the structure as needed.
@@ -176,10 +183,13 @@ fn is_header_line(line: &[u8]) -> bool {
     }
 }
 
-/// Reads the header block that starts at `start`, noting the repair it
-/// needs: an empty line before its first line that is not a header line.
+/// Reads the header block that starts at `start`, noting the repairs it
+/// needs: an empty line before its first line that is not a header line,
+/// and the unfolding of folds next to `=` in its content fields.
 fn header_block(bytes: &[u8], start: usize, fixes: &mut BTreeMap<usize, Fix>) {
     let mut at = start;
+    // Whether the field being read is Content-Type or -Disposition.
+    let mut content_field = false;
     while at < bytes.len() {
         let (end, next) = line_at(bytes, at);
         let line = &bytes[at..end];
@@ -189,6 +199,25 @@ fn header_block(bytes: &[u8], start: usize, fixes: &mut BTreeMap<usize, Fix>) {
         if !is_header_line(line) {
             fixes.insert(at, Fix::EmptyLine);
             return;
+        }
+        match line[0] {
+            b' ' | b'\t' => {
+                let before = bytes[start..at]
+                    .iter()
+                    .rev()
+                    .find(|b| !b.is_ascii_whitespace());
+                let after = line.iter().find(|b| !b.is_ascii_whitespace());
+                if content_field && (before == Some(&b'=') || after == Some(&b'=')) {
+                    // The previous line's end (CR LF or LF) goes.
+                    let (prev_end, _) = line_at(bytes, line_start(bytes, at - 1));
+                    fixes.insert(prev_end, Fix::Unfold(at - prev_end));
+                }
+            }
+            _ => {
+                let name = line.split(|&b| b == b':').next().unwrap_or_default();
+                content_field = name.eq_ignore_ascii_case(b"content-type")
+                    || name.eq_ignore_ascii_case(b"content-disposition");
+            }
         }
         at = next;
     }
@@ -241,6 +270,7 @@ fn apply(bytes: &[u8], fixes: &BTreeMap<usize, Fix>) -> Vec<u8> {
                 let bare_lf = next > end && next - end == 1;
                 out.extend_from_slice(if bare_lf { b"\n" } else { b"\r\n" });
             }
+            Fix::Unfold(n) => copied = (at + n).min(bytes.len()),
         }
     }
     out.extend_from_slice(&bytes[copied..]);
@@ -287,5 +317,18 @@ UEsDBA==\r\n--Q--\r\n";
         let names: Vec<Option<&str>> = m.parts.iter().map(|p| p.attachment_name()).collect();
         assert_eq!(names, [None, None, Some("a.zip")]);
         assert_eq!(m.parts[2].contents(), b"PK\x03\x04");
+    }
+
+    #[test]
+    fn a_fold_next_to_the_equals_sign_is_unfolded() {
+        for fold in ["boundary=\r\n \"Q\"", "boundary\r\n\t=Q", "boundary=\n\t Q"] {
+            let raw = format!(
+                "Subject: x\r\nContent-Type: multipart/mixed;\r\n {fold}\r\n\r\n--Q\r\n\
+Content-Disposition: attachment; filename=\r\n a.exe\r\n\r\nhi\r\n--Q--\r\n"
+            );
+            let m = read(&parser(), raw.as_bytes()).message.unwrap();
+            assert_eq!(m.parts.len(), 2, "{fold}");
+            assert_eq!(m.parts[1].attachment_name(), Some("a.exe"), "{fold}");
+        }
     }
 }

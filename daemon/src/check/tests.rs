@@ -435,3 +435,33 @@ fn a_header_without_its_empty_line_ends_where_a_client_ends_it() {
         }
     }
 }
+
+#[test]
+fn a_parameter_folded_next_to_its_equals_sign_is_read() {
+    let rules = rules();
+    let mut p = policy();
+    p.include_by_name = vec![crate::config::Pattern::new("*.exe")];
+    let e = eicar();
+    let zip = with_attachment("inv.zip", "application/zip", &zip_of("eicar.com", &e));
+    let text = String::from_utf8(zip).unwrap();
+    for fold in ["boundary=\r\n \"XX\"", "boundary\r\n\t= \"XX\""] {
+        let msg = text.replace("boundary=\"XX\"", fold);
+        let out = run(&rules, &p, msg.as_bytes());
+        assert_eq!(
+            out.report.av,
+            AvStatus::Infected,
+            "{fold}: {:?}",
+            out.findings
+        );
+    }
+    let exe = String::from_utf8(with_attachment(
+        "tool.exe",
+        "application/octet-stream",
+        b"MZ",
+    ))
+    .unwrap()
+    .replace("filename=\"tool.exe\"", "filename=\r\n \"tool.exe\"")
+    .replace("name=\"tool.exe\"", "name=\r\n\t\"tool.exe\"");
+    let out = run(&rules, &p, exe.as_bytes());
+    assert_eq!(out.report.av, AvStatus::Filtered, "{:?}", out.findings);
+}
