@@ -1017,3 +1017,118 @@ fn a_set_broken_on_disk_is_reported_until_it_loads_again() -> Result<()> {
     }
     f.finish(|| rig.context())
 }
+
+/// The version in `DIR/manifest.toml`, None without one.
+fn manifest_version(dir: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(dir.join("manifest.toml")).ok()?;
+    text.lines()
+        .find_map(|l| l.trim().strip_prefix("version"))
+        .and_then(|v| v.split('"').nth(1))
+        .map(str::to_string)
+}
+
+#[test]
+fn updates_started_together_are_one_at_a_time_and_a_refused_one_changes_nothing() -> Result<()> {
+    // walkL 4: four `bases update` at once renamed each other's
+    // directories: `av` vanished, half a set was kept as `av.previous`,
+    // and the outputs contradicted what was in use.
+    let rig = Rig::start()?;
+    let mut f = Failures::default();
+    let av = rig.dir.join("bases").join("av");
+    let rules = set_dir(&DEFAULT).join("mailward-default.yar");
+    let bin = mailward_e2e::daemon::mailward_bin()?;
+    for round in 1..=3 {
+        let mut sets = Vec::new();
+        for i in 1..=4 {
+            let dir = rig.dir.join(format!("set-{round}-{i}"));
+            std::fs::create_dir_all(&dir)?;
+            std::fs::copy(&rules, dir.join("mailward-default.yar"))?;
+            let version = format!("2026.12.{round:02}.{i}");
+            std::fs::write(
+                dir.join("manifest.toml"),
+                format!(
+                    "version = \"{version}\"\nreleased = \"2026-12-{round:02}T0{i}:00:00Z\"\nrecords = 5\n"
+                ),
+            )?;
+            sets.push((dir.display().to_string(), version));
+        }
+        let outcomes: Vec<(String, String, std::io::Result<std::process::Output>)> =
+            std::thread::scope(|s| {
+                let runs: Vec<_> = sets
+                    .iter()
+                    .map(|(dir, version)| {
+                        let bin = &bin;
+                        let config = rig.daemon.config_path();
+                        s.spawn(move || {
+                            let out = std::process::Command::new(bin)
+                                .args(["bases", "update", "--from", dir, "--config"])
+                                .arg(config)
+                                .stdin(std::process::Stdio::null())
+                                .output();
+                            (dir.clone(), version.clone(), out)
+                        })
+                    })
+                    .collect();
+                runs.into_iter().filter_map(|r| r.join().ok()).collect()
+            });
+        let mut installed = Vec::new();
+        for (dir, version, out) in outcomes {
+            let Some(out) = f.step(
+                &format!("round {round}: update --from {dir}"),
+                out.map_err(Into::into),
+            ) else {
+                continue;
+            };
+            let stdout = String::from_utf8_lossy(&out.stdout).trim_end().to_string();
+            let stderr = String::from_utf8_lossy(&out.stderr).trim_end().to_string();
+            let done = format!("Bases {version} (5 records) from {dir} are in use.");
+            if out.status.success() && stdout == done {
+                installed.push(version);
+            } else {
+                // Refused as busy, or (when it ran after a newer one) as
+                // older than the set in use: both leave everything as it was.
+                f.check(
+                    out.status.code() == Some(1)
+                        && (stderr.contains("another update or rollback of the bases is running; nothing was changed")
+                            || stderr.contains("is older than the one in use")),
+                    || {
+                        format!(
+                            "round {round}: update --from {dir}: exit {:?}, stdout {stdout:?}, stderr {stderr:?}; expected {done:?} or a refusal (busy, or older)",
+                            out.status.code()
+                        )
+                    },
+                );
+            }
+        }
+        f.check(!installed.is_empty(), || {
+            format!("round {round}: no update succeeded")
+        });
+        let on_disk = manifest_version(&av);
+        let previous = manifest_version(&bases_previous(&av));
+        let status = f.step("bases status", rig.status());
+        let in_use = status
+            .as_ref()
+            .and_then(|s| s.get("in use"))
+            .and_then(|v| v.strip_prefix("version "))
+            .and_then(|v| v.split(',').next())
+            .map(str::to_string);
+        f.check(
+            on_disk.is_some()
+                && on_disk == in_use
+                && in_use.as_ref().is_some_and(|v| installed.contains(v))
+                && previous.is_some()
+                && bases_previous(&av).join("mailward-default.yar").exists(),
+            || {
+                format!(
+                    "round {round}: on disk {on_disk:?}, in use {in_use:?}, previous {previous:?}, reported installed {installed:?}"
+                )
+            },
+        );
+    }
+    f.finish(|| rig.context())
+}
+
+/// `DIR.previous`.
+fn bases_previous(av: &Path) -> PathBuf {
+    PathBuf::from(format!("{}.previous", av.display()))
+}

@@ -703,8 +703,23 @@ fn bases_status(gw: &Gateway) -> Response {
     }))
 }
 
+/// The answer to an update or rollback while another one runs.
+pub const BASES_BUSY: &str = "another update or rollback of the bases is running; nothing was changed: try again when it has finished";
+
+/// Refuses a change of the bases while another runs: two at once renamed
+/// each other's directories away (walkL 4: `av` gone, half a set kept as
+/// `av.previous`). The refusal touches nothing and is not an update
+/// attempt: the last result stays that of the one running.
+fn refuse_busy(what: &str) -> Response {
+    tracing::warn!(target: "admin", "The bases {what} was refused: {BASES_BUSY}.");
+    err(BASES_BUSY.into())
+}
+
 async fn bases_update(gw: &Gateway, from: Option<String>, allow_older: bool) -> Response {
     use crate::check::bases::UpdateResult;
+    let Some(_one_change) = gw.try_change_bases() else {
+        return refuse_busy("update");
+    };
     let cfg = gw.config();
     let from =
         from.or_else(|| (!cfg.bases.update_from.is_empty()).then(|| cfg.bases.update_from.clone()));
@@ -761,6 +776,9 @@ async fn bases_update(gw: &Gateway, from: Option<String>, allow_older: bool) -> 
 }
 
 async fn bases_rollback(gw: &Gateway) -> Response {
+    let Some(_one_change) = gw.try_change_bases() else {
+        return refuse_busy("rollback");
+    };
     let dir = gw.config().bases.av.clone();
     match tokio::task::spawn_blocking(move || crate::check::bases::rollback(&dir)).await {
         Ok(Ok(info)) => {
