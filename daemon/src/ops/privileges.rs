@@ -351,3 +351,67 @@ impl Switch {
         Ok(())
     }
 }
+
+/// What a command run as root creates in the gateway's own directory
+/// (`spam learn` in `DATA_DIR/spam`) goes to the owner of the data
+/// directory when the guard is dropped, as if that user had made it
+/// (walkN: a root `spam learn` left root-owned files that the daemon's
+/// user could not lock, and the next start refused). The command itself
+/// stays root, so it can still read the files it was given (`~/Junk`).
+/// Nothing happens when not root or when the data directory is root's.
+pub struct OwnedByDataDir {
+    dir: PathBuf,
+    owner: Option<(Uid, Gid)>,
+}
+
+impl OwnedByDataDir {
+    pub fn new(dir: &Path, data_dir: &Path) -> OwnedByDataDir {
+        use std::os::unix::fs::MetadataExt as _;
+        let owner = Uid::effective()
+            .is_root()
+            .then(|| std::fs::metadata(data_dir).ok())
+            .flatten()
+            .filter(|m| m.uid() != 0)
+            .map(|m| (Uid::from_raw(m.uid()), Gid::from_raw(m.gid())));
+        OwnedByDataDir {
+            dir: dir.to_path_buf(),
+            owner,
+        }
+    }
+
+    /// Hands over `dir` and the files in it that root owns.
+    fn hand_over(&self) -> Vec<(PathBuf, std::io::Error)> {
+        use std::os::unix::fs::MetadataExt as _;
+        let Some((uid, gid)) = self.owner else {
+            return Vec::new();
+        };
+        let mut failed = Vec::new();
+        let mut give = |path: &Path| {
+            let root_owned =
+                std::fs::symlink_metadata(path).is_ok_and(|m| m.uid() == 0 && !m.is_symlink());
+            if root_owned {
+                if let Err(e) = nix::unistd::chown(path, Some(uid), Some(gid)) {
+                    failed.push((path.to_path_buf(), std::io::Error::from(e)));
+                }
+            }
+        };
+        give(&self.dir);
+        if let Ok(entries) = std::fs::read_dir(&self.dir) {
+            for e in entries.flatten() {
+                give(&e.path());
+            }
+        }
+        failed
+    }
+}
+
+impl Drop for OwnedByDataDir {
+    fn drop(&mut self) {
+        for (path, e) in self.hand_over() {
+            eprintln!(
+                "mailward: warning: {} stays root's: {e}; the daemon's user cannot write it: chown it to the owner of the data directory",
+                path.display()
+            );
+        }
+    }
+}

@@ -172,6 +172,7 @@ pub fn learn(
     ham: &[PathBuf],
     err: &mut dyn Write,
 ) -> Result<Tally, SpamCliError> {
+    let _owner = crate::ops::privileges::OwnedByDataDir::new(&cfg.spam.dir, &cfg.server.data_dir);
     // The messages are read and tokenised first, outside the store's lock
     // (and once, even when a shared store makes the change run again).
     let mut learning = Vec::new();
@@ -245,6 +246,7 @@ fn tell_trimmed(cfg: &Config, trimmed: Trimmed, err: &mut dyn Write) {
 
 /// Forgets messages learnt before.
 pub fn forget(cfg: &Config, paths: &[PathBuf], err: &mut dyn Write) -> Result<Tally, SpamCliError> {
+    let _owner = crate::ops::privileges::OwnedByDataDir::new(&cfg.spam.dir, &cfg.server.data_dir);
     let forgetting: Vec<(u64, Vec<u64>)> = messages(paths)?
         .iter()
         .map(|m| spam::for_learning(&m.bytes))
@@ -503,6 +505,7 @@ pub fn status(cfg: &Config) -> serde_json::Value {
 
 /// `spam fold`: the journal folded into a new snapshot now.
 pub fn fold(cfg: &Config, err: &mut dyn Write) -> Result<Journalled, SpamCliError> {
+    let _owner = crate::ops::privileges::OwnedByDataDir::new(&cfg.spam.dir, &cfg.server.data_dir);
     let store = site_store(cfg)?;
     let _ = writeln!(err, "Folding the journal of {}.", store.describe());
     let (folded, trimmed) = store.fold()?;
@@ -582,6 +585,7 @@ pub fn import(
     as_base: bool,
     err: &mut dyn Write,
 ) -> Result<Imported, SpamCliError> {
+    let _owner = crate::ops::privileges::OwnedByDataDir::new(&cfg.spam.dir, &cfg.server.data_dir);
     let incoming = Model::read(from)?
         .ok_or_else(|| SpamCliError::Usage(format!("{}: no such file", from.display())))?;
     let dir = &cfg.spam.dir;
@@ -651,6 +655,7 @@ pub const ROLLED_BACK: &str = "base.model.rolled-back";
 /// saying "the previous base is in use again" each time (walkI finding 8).
 /// Returns where the replaced base is kept.
 pub fn rollback(cfg: &Config) -> Result<PathBuf, SpamCliError> {
+    let _owner = crate::ops::privileges::OwnedByDataDir::new(&cfg.spam.dir, &cfg.server.data_dir);
     let dir = &cfg.spam.dir;
     let _lock = crate::check::spam::store::Lock::take(dir)?;
     let bak = dir.join(format!("{BASE}.bak"));
@@ -968,6 +973,40 @@ mod tests {
             at(None, Some("sales")).unwrap_err().to_string(),
             "--group sales: no [group.sales] in the configuration (groups: managers)"
         );
+    }
+
+    #[test]
+    fn learning_as_root_leaves_the_files_to_the_data_directory_s_owner() {
+        // walkN 2: a root `spam learn` made DATA_DIR/spam root's, and the
+        // daemon's user could then neither learn nor start.
+        use std::os::unix::fs::MetadataExt as _;
+        if !nix::unistd::Uid::effective().is_root() {
+            eprintln!("not root: nothing is handed over; run the tests as root to check it");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = config_in(dir.path());
+        cfg.server.data_dir = dir.path().to_path_buf();
+        nix::unistd::chown(
+            &cfg.server.data_dir,
+            Some(nix::unistd::Uid::from_raw(65534)),
+            Some(nix::unistd::Gid::from_raw(65534)),
+        )
+        .unwrap();
+        let ham = dir.path().join("ham.eml");
+        std::fs::write(&ham, "From: a@b.test\nSubject: hi\n\nhello\n").unwrap();
+        learn(&cfg, &[], std::slice::from_ref(&ham), &mut Vec::new()).unwrap();
+        let mut paths = vec![cfg.spam.dir.clone()];
+        paths.extend(
+            std::fs::read_dir(&cfg.spam.dir)
+                .unwrap()
+                .map(|e| e.unwrap().path()),
+        );
+        assert!(paths.len() > 1, "{paths:?}");
+        for p in paths {
+            let m = std::fs::metadata(&p).unwrap();
+            assert_eq!((m.uid(), m.gid()), (65534, 65534), "{}", p.display());
+        }
     }
 
     #[test]
