@@ -465,3 +465,30 @@ fn a_parameter_folded_next_to_its_equals_sign_is_read() {
     let out = run(&rules, &p, exe.as_bytes());
     assert_eq!(out.report.av, AvStatus::Filtered, "{:?}", out.findings);
 }
+
+#[test]
+fn base64_is_decoded_past_characters_outside_its_alphabet_and_without_padding() {
+    let rules = rules();
+    let e = eicar();
+    let good = b64(&e).replace("\r\n", "");
+    let forms = [
+        ("a dot", format!("{}.{}", &good[..40], &good[40..])),
+        (
+            "junk and a line end",
+            format!("{}!!**{}\r\n{}", &good[..20], &good[20..50], &good[50..]),
+        ),
+        ("no padding", good.trim_end_matches('=').to_string()),
+    ];
+    for (form, body) in forms {
+        let msg = String::from_utf8(with_attachment("a.bin", "application/octet-stream", b"x"))
+            .unwrap()
+            .replace(&b64(b"x"), &body);
+        let out = run(&rules, &policy(), msg.as_bytes());
+        assert_eq!(
+            out.report.viruses,
+            ["EICAR_Test_File"],
+            "{form}: {:?}",
+            out.findings
+        );
+    }
+}

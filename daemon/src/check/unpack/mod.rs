@@ -13,6 +13,7 @@
 //! attachment the part to remove or replace.
 
 pub mod archive;
+pub(crate) mod base64;
 pub mod budget;
 pub(crate) mod uuencode;
 
@@ -81,13 +82,21 @@ pub fn mime_of(part: &MessagePart<'_>) -> String {
 /// part of a multipart that lacks its closing delimiter, for one) it keeps
 /// as undecoded text; such a part is decoded here by the transfer encoding
 /// its header declares, as a mail client would show it.
+///
+/// Base64 is always decoded here ([`base64`]): mail-parser's decoder stops
+/// at a character outside the alphabet and drops a last group without its
+/// padding, where RFC 2045 and clients decode on.
 fn part_bytes<'m>(part: &'m MessagePart<'_>, raw: Option<&[u8]>) -> Cow<'m, [u8]> {
     let encoding = if part.is_encoding_problem {
         declared_encoding(part)
     } else {
         part.encoding
     };
-    if let (true, Some(raw)) = (part.is_text(), raw) {
+    let encoding = match declared_encoding(part) {
+        Encoding::Base64 => Encoding::Base64,
+        _ => encoding,
+    };
+    if let (true, Some(raw)) = (part.is_text() || encoding == Encoding::Base64, raw) {
         let (b, e) = (part.offset_body as usize, part.offset_end as usize);
         if b <= e && e <= raw.len() {
             if let Some(d) = decode(encoding, &raw[b..e]) {
@@ -115,7 +124,7 @@ fn declared_encoding(part: &MessagePart<'_>) -> Encoding {
 fn decode(encoding: Encoding, body: &[u8]) -> Option<Vec<u8>> {
     match encoding {
         Encoding::None => Some(body.to_vec()),
-        Encoding::Base64 => mail_parser::decoders::base64::base64_decode(body),
+        Encoding::Base64 => Some(base64::decode(body)),
         Encoding::QuotedPrintable => {
             mail_parser::decoders::quoted_printable::quoted_printable_decode(body)
         }
