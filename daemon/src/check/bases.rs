@@ -13,6 +13,7 @@
 //! version = "2026.11.24.1"
 //! released = "2026-11-24T00:00:00Z"   # RFC 3339
 //! records = 1204
+//! checksum = "sha256:..."             # optional, see [`checksum`]
 //! ```
 
 use serde::Deserialize;
@@ -132,9 +133,66 @@ struct Manifest {
     version: String,
     released: String,
     records: u64,
+    /// `sha256:` and 64 hex digits over the rule files ([`checksum`]):
+    /// a set cut short or altered on the way is refused.
     #[serde(default)]
-    #[allow(dead_code)]
     checksum: Option<String>,
+}
+
+/// SHA-256 as the TLS stack already provides it (ring, through rustls):
+/// the checksum needs no crate of its own.
+fn sha256() -> &'static dyn rustls::crypto::hash::Hash {
+    match rustls::crypto::ring::cipher_suite::TLS13_AES_128_GCM_SHA256 {
+        rustls::SupportedCipherSuite::Tls13(s) => s.common.hash_provider,
+        rustls::SupportedCipherSuite::Tls12(s) => s.common.hash_provider,
+    }
+}
+
+/// The checksum of the set in `dir`, as the manifest gives it:
+/// `sha256:` and the SHA-256 (lower-case hex) of the contents of its rule
+/// files (`*.yar`, `*.yara`) one after the other in name order (byte
+/// order, the compile order); what a publisher gets with
+/// `cat $(LC_ALL=C ls *.yar *.yara 2>/dev/null) | sha256sum`.
+pub fn checksum(dir: &Path) -> Result<String, BasesError> {
+    let mut hash = sha256().start();
+    for file in rule_files(dir)? {
+        let bytes = std::fs::read(&file).map_err(|source| BasesError::Read {
+            path: file.clone(),
+            source,
+        })?;
+        hash.update(&bytes);
+    }
+    let digest = hash.finish();
+    let hex: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+    Ok(format!("sha256:{hex}"))
+}
+
+/// Checks the manifest's `checksum` (when it has one) against the rule
+/// files of `dir`; the refusal gives the value the files have, so that a
+/// publisher can fill it in.
+fn verify_checksum(dir: &Path, path: &Path, declared: &str) -> Result<(), BasesError> {
+    let wanted = declared.trim().to_ascii_lowercase();
+    let well_formed = wanted
+        .strip_prefix("sha256:")
+        .is_some_and(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()));
+    if !well_formed {
+        return Err(BasesError::Manifest {
+            path: path.to_path_buf(),
+            problem: format!(
+                "checksum: expected \"sha256:\" and 64 hex digits, found {declared:?}"
+            ),
+        });
+    }
+    let actual = checksum(dir)?;
+    if actual != wanted {
+        return Err(BasesError::Manifest {
+            path: path.to_path_buf(),
+            problem: format!(
+                "checksum mismatch: the manifest says {wanted}, the rule files give {actual} (a set cut short or altered? docs/bases.md says what it covers)"
+            ),
+        });
+    }
+    Ok(())
 }
 
 /// Reads `DIR/manifest.toml`; Ok(None) when the directory has no manifest
@@ -161,6 +219,9 @@ pub fn read(dir: &Path) -> Result<Option<BasesInfo>, BasesError> {
             ),
         })?
         .timestamp();
+    if let Some(declared) = &m.checksum {
+        verify_checksum(dir, &path, declared)?;
+    }
     Ok(Some(BasesInfo {
         version: m.version,
         released,
@@ -196,6 +257,38 @@ mod tests {
         assert!(!is_obsolete(None, week, 0));
         std::fs::write(dir.path().join("manifest.toml"), "version = 1\n").unwrap();
         assert!(matches!(read(dir.path()), Err(BasesError::Manifest { .. })));
+    }
+
+    #[test]
+    fn the_manifest_checksum_is_verified_and_a_refusal_gives_the_right_one() {
+        // walkL 10: `checksum` was parsed and never checked.
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("b.yar"), "rule b { condition: false }\n").unwrap();
+        std::fs::write(dir.path().join("a.yar"), "rule a { condition: false }\n").unwrap();
+        std::fs::write(dir.path().join("notes.txt"), "not a rule file\n").unwrap();
+        // printf 'rule a { condition: false }\nrule b { condition: false }\n' | sha256sum
+        let right = "sha256:50adee39489bf89e8cd7b84a21169e8c4774f2e80428315e92209139826cd0c9";
+        assert_eq!(checksum(dir.path()).unwrap(), right);
+        let manifest = |sum: &str| {
+            std::fs::write(
+                dir.path().join("manifest.toml"),
+                format!("version = \"1\"\nreleased = \"2026-01-01T00:00:00Z\"\nrecords = 2\nchecksum = \"{sum}\"\n"),
+            )
+            .unwrap()
+        };
+        manifest(right);
+        assert_eq!(validate(dir.path()).unwrap().version, "1");
+        manifest(&right.to_uppercase().replace("SHA256", "sha256"));
+        assert!(validate(dir.path()).is_ok(), "hex in either case");
+        manifest(&format!("sha256:{}", "0".repeat(64)));
+        let e = validate(dir.path()).unwrap_err().to_string();
+        assert!(
+            e.contains("checksum mismatch") && e.contains(&format!("the rule files give {right}")),
+            "{e}"
+        );
+        manifest("md5:abc");
+        let e = validate(dir.path()).unwrap_err().to_string();
+        assert!(e.contains("expected \"sha256:\" and 64 hex digits"), "{e}");
     }
 }
 
