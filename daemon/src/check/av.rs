@@ -138,16 +138,19 @@ fn drop_container_duplicates(objects: &[Object<'_>], found: Vec<(usize, Finding)
 
 /// The `X-Mailward-AV` header (with its CRLF): the status, the detections
 /// or problems behind it, and the bases in use. Rule names are ASCII
-/// identifiers; the rest is made ASCII.
+/// identifiers; the rest is made ASCII, and each name is cut to
+/// [`MAX_QUOTED`](crate::policy::edit::MAX_QUOTED) octets (a problem can
+/// quote an archive member's name, of any length): with five names at
+/// most, the line stays far below RFC 5322's 998 octets.
 pub fn header(av: AvStatus, findings: &[&Finding], bases: Option<&BasesInfo>) -> String {
-    use crate::policy::edit::ascii;
+    use crate::policy::edit::{ascii, shorten, MAX_QUOTED};
     let mut h = format!("X-Mailward-AV: {}", av.as_str());
     let worst = findings.iter().map(|f| f.kind).max();
     let names = super::unique(
         findings
             .iter()
             .filter(|f| Some(f.kind) == worst)
-            .map(|f| ascii(&f.name).replace(';', ",")),
+            .map(|f| shorten(&ascii(&f.name).replace(';', ","), MAX_QUOTED)),
     );
     if !names.is_empty() {
         let shown: Vec<&str> = names.iter().take(5).map(String::as_str).collect();
@@ -191,6 +194,26 @@ mod tests {
             parent,
             is_message: false,
         }
+    }
+
+    #[test]
+    fn long_names_are_cut_so_that_no_header_line_passes_998_octets() {
+        let problem = format!(
+            "damaged zip archive: {}: unsupported method",
+            "L".repeat(3000)
+        );
+        let findings: Vec<Finding> = (0..5)
+            .map(|n| Finding::new(Kind::Error, format!("{problem}{n}"), "part 2", Some(1)))
+            .collect();
+        let refs: Vec<&Finding> = findings.iter().collect();
+        let h = header(AvStatus::Error, &refs, None);
+        for line in h.split("\r\n") {
+            assert!(line.len() <= 998, "{} octets: {line}", line.len());
+        }
+        // Cut in the middle: where the problem starts and how it ends.
+        assert!(h.contains("detection=\"damaged zip archive: LLL"), "{h}");
+        assert!(h.contains("LLL...LLL"), "{h}");
+        assert!(h.contains(": unsupported method4\""), "{h}");
     }
 
     #[test]

@@ -492,3 +492,26 @@ fn base64_is_decoded_past_characters_outside_its_alphabet_and_without_padding() 
         );
     }
 }
+
+#[test]
+fn a_placeholder_for_a_long_member_name_keeps_its_lines_short() {
+    let rules = rules();
+    let mut p = policy();
+    p.action_infected = Action::Placeholder;
+    let member = format!("{}.com", "M".repeat(2000));
+    let msg = with_attachment("z.zip", "application/zip", &zip_of(&member, &eicar()));
+    let out = run(&rules, &p, &msg);
+    assert_eq!(out.report.av, AvStatus::Infected, "{:?}", out.findings);
+    let text = String::from_utf8(out.rewritten.unwrap()).unwrap();
+    for line in text.split("\r\n") {
+        assert!(line.len() <= 998, "{} octets: {line}", line.len());
+    }
+    assert!(
+        text.contains(
+            "Mailward replaced \"z.zip\" of this message: infected (EICAR_Test_File in z.zip/MMM"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("MMM...MMM"), "{text}");
+    assert!(text.contains("MMM.com)."), "{text}");
+}

@@ -34,6 +34,52 @@ fn rfind(hay: &[u8], needle: &[u8]) -> Option<usize> {
 
 pub use crate::text::ascii;
 
+/// The longest run of text without a space a notice or header quotes
+/// whole; a longer one (an archive member name of 3,000 characters) is
+/// cut in the middle with an ellipsis.
+pub const MAX_QUOTED: usize = 120;
+
+/// Where a notice line is wrapped (at a space). A notice of ordinary
+/// length stays one line; RFC 5322 2.1.1 allows 998 octets at most.
+const NOTICE_WIDTH: usize = 200;
+
+/// `text` (ASCII) cut to `max` octets at most: its start and its end,
+/// with `...` between, so that a name keeps its extension.
+pub fn shorten(text: &str, max: usize) -> String {
+    if text.len() <= max || max < 8 {
+        return crate::text::cut(text, max).to_string();
+    }
+    let keep = max - 3;
+    let head = crate::text::cut(text, keep * 2 / 3);
+    let mut tail_at = text.len() - (keep - head.len());
+    while !text.is_char_boundary(tail_at) {
+        tail_at += 1;
+    }
+    format!("{head}...{}", &text[tail_at..])
+}
+
+/// A notice as it is written into a message: ASCII, long runs cut
+/// ([`MAX_QUOTED`]) and wrapped at spaces, each line ending in CRLF.
+fn notice_text(notice: &str) -> String {
+    let mut out = String::new();
+    let mut line = String::new();
+    for word in ascii(notice).split(' ') {
+        let word = shorten(word, MAX_QUOTED);
+        if !line.is_empty() && line.len() + 1 + word.len() > NOTICE_WIDTH {
+            out.push_str(&line);
+            out.push_str("\r\n");
+            line.clear();
+        }
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(&word);
+    }
+    out.push_str(&line);
+    out.push_str("\r\n");
+    out
+}
+
 /// Applies `edits` (top-level part index -> edit and notice text) to `raw`,
 /// the message `msg` was parsed from. When the parse repaired the message's
 /// structure (`check::parse`: a header without its empty line), `msg`
@@ -107,8 +153,7 @@ pub fn apply(raw: &[u8], msg: &Message<'_>, edits: &BTreeMap<usize, (Edit, Strin
             Edit::Placeholder => {
                 let mut text = NOTICE_HEADERS.as_bytes().to_vec();
                 text.extend_from_slice(b"\r\n");
-                text.extend_from_slice(ascii(notice).as_bytes());
-                text.extend_from_slice(b"\r\n");
+                text.extend_from_slice(notice_text(notice).as_bytes());
                 cuts.push((h, body_end, text));
             }
             Edit::Remove => {
@@ -205,8 +250,7 @@ fn single_part(raw: &[u8], msg: &Message<'_>, notice: &str) -> Vec<u8> {
     }
     out.extend_from_slice(NOTICE_HEADERS.as_bytes());
     out.extend_from_slice(b"\r\n");
-    out.extend_from_slice(ascii(notice).as_bytes());
-    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(notice_text(notice).as_bytes());
     out
 }
 
