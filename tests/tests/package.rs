@@ -77,6 +77,33 @@ fn the_package_builds_lints_installs_checks_and_purges() -> Result<()> {
     let errors: Vec<&str> = lint_text.lines().filter(|l| l.starts_with("E: ")).collect();
     ensure!(errors.is_empty(), "lintian errors:\n{lint_text}");
 
+    // walkN: an upgrade must neither stop nor restart a running gateway
+    // (operations.md: check the configuration, then restart). cargo-deb's
+    // default restarted it in postinst and stopped it in prerm.
+    let control = mailward_e2e::TestDir::new("deb-control")?;
+    sh(
+        &require("dpkg-deb", "dpkg")?,
+        &[
+            "-e",
+            &deb.display().to_string(),
+            &control.path().join("DEBIAN").display().to_string(),
+        ],
+    )?;
+    for script in ["postinst", "prerm"] {
+        let text =
+            std::fs::read_to_string(control.path().join("DEBIAN").join(script)).unwrap_or_default();
+        ensure!(
+            !text.contains("try-restart") && !text.contains("restart mailward"),
+            "{script} restarts the gateway on upgrade:\n{text}"
+        );
+        if script == "prerm" {
+            ensure!(
+                text.contains("\"$1\" = remove") || !text.contains("stop"),
+                "prerm stops the gateway on upgrade, not only on remove:\n{text}"
+            );
+        }
+    }
+
     sh(&dpkg, &["-i", &deb.display().to_string()])?;
     let result = installed_checks(&analyze);
     let purge = sh(&dpkg, &["--purge", "mailward"]);
