@@ -296,6 +296,9 @@ pub async fn run(
         ),
     });
     tokio::spawn(crate::ops::stats_file::periodic(gw.clone()));
+    tokio::spawn(crate::ops::admin::check_update_from_periodically(
+        gw.clone(),
+    ));
     let mut deliveries = tokio::spawn(crate::delivery::runner::run(delivery, GRACE));
     let mut server = tokio::spawn(crate::smtp::server::serve(gw.clone(), listeners, GRACE));
     let milter_at = gw.config().milter.listen.as_ref().map(|l| l.to_string());

@@ -1132,3 +1132,39 @@ fn updates_started_together_are_one_at_a_time_and_a_refused_one_changes_nothing(
 fn bases_previous(av: &Path) -> PathBuf {
     PathBuf::from(format!("{}.previous", av.display()))
 }
+
+#[test]
+fn bases_update_from_is_checked_at_start_without_a_command() -> Result<()> {
+    // walkL 11: the default configuration promised a periodic check of
+    // bases.update_from, and nothing ever looked there.
+    let dir = TestDir::new("bases-update-from")?;
+    let v1 = set_dir(&V1);
+    let daemon = Daemon::start(
+        &Config::new(dir.path())
+            .set_str("bases", "update_from", &format!("file://{}", v1.display()))
+            .set_str("bases", "obsolete_after", "3650d"),
+    )?;
+    let status = wait_until(
+        "the set of bases.update_from in use",
+        Duration::from_secs(20),
+        || {
+            let text = daemon.cli_ok(&["bases", "status"])?;
+            Ok(text
+                .contains(&format!("in use:      version {},", V1.version))
+                .then_some(text))
+        },
+    )
+    .map_err(|e| e.context(daemon.full_log()))?;
+    anyhow::ensure!(status.contains("(updated)"), "{status}");
+    let log = daemon.full_log();
+    anyhow::ensure!(
+        log.contains(&format!(
+            "Bases {} ({} records) from file://{} are in use.",
+            V1.version,
+            V1.records,
+            v1.display()
+        )),
+        "{log}"
+    );
+    Ok(())
+}

@@ -716,10 +716,44 @@ fn refuse_busy(what: &str) -> Response {
 }
 
 async fn bases_update(gw: &Gateway, from: Option<String>, allow_older: bool) -> Response {
-    use crate::check::bases::UpdateResult;
     let Some(_one_change) = gw.try_change_bases() else {
         return refuse_busy("update");
     };
+    update_holding_the_lock(gw, from, allow_older).await
+}
+
+/// How often `bases.update_from` is checked for a newer set (and once at
+/// start).
+pub const UPDATE_CHECK_INTERVAL: Duration = Duration::from_secs(3600);
+
+/// The periodic check of `bases.update_from`: at start, then every
+/// [`UPDATE_CHECK_INTERVAL`], the same update as `mailward bases update`
+/// without `--from` (logged, counted and sent as mwUpdateStatus), so that
+/// a site that publishes its sets there needs no cron job. It waits for an
+/// update or rollback under way rather than being refused. The key is read
+/// each time: a reload that sets or clears it takes effect at the next
+/// check.
+pub async fn check_update_from_periodically(gw: Arc<Gateway>) {
+    let mut shutdown = gw.shutdown.clone();
+    loop {
+        if !gw.config().bases.update_from.is_empty() {
+            let _one_change = gw.change_bases().await;
+            let _ = update_holding_the_lock(&gw, None, false).await;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(UPDATE_CHECK_INTERVAL) => {}
+            _ = shutdown.wait_for(|s| *s) => return,
+        }
+    }
+}
+
+/// `bases update`, once the caller holds the gateway's bases lock.
+async fn update_holding_the_lock(
+    gw: &Gateway,
+    from: Option<String>,
+    allow_older: bool,
+) -> Response {
+    use crate::check::bases::UpdateResult;
     let cfg = gw.config();
     let from =
         from.or_else(|| (!cfg.bases.update_from.is_empty()).then(|| cfg.bases.update_from.clone()));
