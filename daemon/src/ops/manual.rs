@@ -42,10 +42,16 @@ fn page(
     if cmd.is_hide_set() {
         return Ok(());
     }
-    let named = cmd
+    let mut named = cmd
         .clone()
         .name(name.to_string())
         .bin_name(name.replace('-', " "));
+    // clap's `help` subcommand gets no page of its own (below), so the
+    // parent's page does not list it either (walkN: mailward(8) named a
+    // mailward-help(8) that is not shipped).
+    if named.find_subcommand("help").is_some() {
+        named = named.mut_subcommand("help", |h| h.hide(true));
+    }
     let man = clap_mangen::Man::new(named)
         .section("8")
         .manual("Mailward")
@@ -105,6 +111,22 @@ mod tests {
             assert!(names.iter().any(|n| n == want), "{want} in {names:?}");
         }
         assert!(!names.iter().any(|n| n.contains("man-pages")), "{names:?}");
+        // Every page a page names is written (no mailward-help(8)).
+        for p in &pages {
+            // roff escapes the hyphens: "mailward\\-help(8)".
+            let text = std::fs::read_to_string(p).unwrap().replace("\\-", "-");
+            for named in text
+                .split(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '('))
+                .filter(|w| w.starts_with("mailward-") && w.ends_with("(8"))
+            {
+                let file = format!("{}.8", named.trim_end_matches("(8"));
+                assert!(
+                    names.contains(&file),
+                    "{} names {named}): {names:?}",
+                    p.display()
+                );
+            }
+        }
         let page = std::fs::read_to_string(dir.path().join("mailward-log-reopen.8")).unwrap();
         assert!(page.starts_with(".ie") || page.contains(".TH"), "{page}");
         assert!(page.contains("mailward log reopen"), "{page}");
