@@ -189,6 +189,7 @@ mod tests {
             part: Some(1),
             path: path.to_string(),
             name: None,
+            alias: None,
             mime: "application/octet-stream".to_string(),
             data: Cow::Borrowed(b""),
             parent,

@@ -7,6 +7,13 @@
 //! excludes always win, so `exclude_by_name = ["*.pdf"]` keeps every PDF
 //! whatever its declared type. The rule reported (statistics, logs,
 //! raw records) is the include that matched, as `name:GLOB` or `mime:GLOB`.
+//!
+//! A part may carry two names, the `Content-Disposition` `filename` and the
+//! `Content-Type` `name`, and clients differ in which they save under: each
+//! is matched, and a part is filtered when either name is included and not
+//! itself excluded. A name is matched as written and with its trailing
+//! dots and spaces taken off, as Windows saves it (`tool.exe.` is saved as
+//! `tool.exe`).
 
 use super::{Check, Context, Finding, Kind, Report, Tools};
 use crate::config::{Pattern, Policy};
@@ -35,8 +42,10 @@ impl Check for ContentFilter {
                 .objects
                 .iter()
                 .filter_map(|o| {
+                    let names: Vec<&str> =
+                        o.name.iter().chain(&o.alias).map(String::as_str).collect();
                     filters
-                        .check(o.name.as_deref(), &o.mime)
+                        .check(&names, &o.mime)
                         .map(|rule| Finding::new(Kind::Filtered, rule, o.path.clone(), o.part))
                 })
                 .collect();
@@ -64,19 +73,30 @@ impl<'p> Filters<'p> {
         }
     }
 
-    /// The rule that filters an object with this name (None when it has
-    /// none, as most body parts) and MIME type, if any.
-    pub fn check(&self, name: Option<&str>, mime: &str) -> Option<String> {
-        // Only the last path element: a member "docs/a.exe" is named "a.exe".
-        let base = name.map(|n| n.rsplit(['/', '\\']).next().unwrap_or(n));
+    /// The rule that filters an object with these names (none, as most
+    /// body parts have; or one or two, see the module) and MIME type, if
+    /// any.
+    pub fn check(&self, names: &[&str], mime: &str) -> Option<String> {
         let any = |list: &[Pattern], s: &str| list.iter().find(|p| p.matches(s)).cloned();
-        if base.is_some_and(|n| any(self.exclude_name, n).is_some())
-            || any(self.exclude_mime, mime).is_some()
-        {
+        if any(self.exclude_mime, mime).is_some() {
             return None;
         }
-        if let Some(p) = base.and_then(|n| any(self.include_name, n)) {
-            return Some(format!("name:{p}"));
+        let mut excluded = false;
+        for name in names {
+            // Only the last path element: a member "docs/a.exe" is "a.exe".
+            let base = name.rsplit(['/', '\\']).next().unwrap_or(name);
+            let saved = base.trim_end_matches(['.', ' ']);
+            let forms = [base, saved];
+            if forms.iter().any(|f| any(self.exclude_name, f).is_some()) {
+                excluded = true;
+                continue;
+            }
+            if let Some(p) = forms.iter().find_map(|f| any(self.include_name, f)) {
+                return Some(format!("name:{p}"));
+            }
+        }
+        if excluded {
+            return None;
         }
         any(self.include_mime, mime).map(|p| format!("mime:{p}"))
     }
@@ -119,7 +139,27 @@ mod tests {
             (None, "text/plain", None),
         ];
         for (name, mime, want) in table {
-            assert_eq!(f.check(name, mime).as_deref(), want, "{name:?} {mime}");
+            let names: Vec<&str> = name.into_iter().collect();
+            assert_eq!(f.check(&names, mime).as_deref(), want, "{name:?} {mime}");
+        }
+        // Two names: either may be the one saved; trailing dots and spaces
+        // go when Windows saves the file.
+        let two = [
+            (["tool.txt", "tool.exe"], Some("name:*.exe")),
+            (["tool.exe", "tool.txt"], Some("name:*.exe")),
+            (["setup-1.exe", "tool.exe"], Some("name:*.exe")),
+            (["setup-1.exe", "notes.txt"], None),
+            (["tool.exe.", "a"], Some("name:*.exe")),
+            (["tool.exe ", "a"], Some("name:*.exe")),
+            (["dir/tool.EXE. .", "a"], Some("name:*.exe")),
+            (["setup-2.exe.", "a"], None),
+        ];
+        for (names, want) in two {
+            assert_eq!(
+                f.check(&names, "application/octet-stream").as_deref(),
+                want,
+                "{names:?}"
+            );
         }
     }
 }

@@ -515,3 +515,46 @@ fn a_placeholder_for_a_long_member_name_keeps_its_lines_short() {
     assert!(text.contains("MMM...MMM"), "{text}");
     assert!(text.contains("MMM.com)."), "{text}");
 }
+
+#[test]
+fn the_name_filter_reads_both_names_and_names_as_windows_saves_them() {
+    let rules = rules();
+    let mut p = policy();
+    p.include_by_name = vec![crate::config::Pattern::new("*.exe")];
+    let plain = String::from_utf8(with_attachment(
+        "tool.exe",
+        "application/octet-stream",
+        b"plain bytes",
+    ))
+    .unwrap();
+    let cases = [
+        ("trailing dot", plain.replace("tool.exe", "tool.exe.")),
+        ("trailing space", plain.replace("tool.exe", "tool.exe ")),
+        (
+            "Content-Type name only says .exe",
+            plain.replace("filename=\"tool.exe\"", "filename=\"tool.txt\""),
+        ),
+    ];
+    for (case, msg) in cases {
+        let out = run(&rules, &p, msg.as_bytes());
+        assert_eq!(
+            out.report.av,
+            AvStatus::Filtered,
+            "{case}: {:?}",
+            out.findings
+        );
+        assert_eq!(out.report.filter_rules, ["name:*.exe"], "{case}");
+    }
+    let member = with_attachment(
+        "z.zip",
+        "application/zip",
+        &zip_of("tool.exe.", b"plain bytes"),
+    );
+    let out = run(&rules, &p, &member);
+    assert_eq!(
+        out.report.av,
+        AvStatus::Filtered,
+        "member: {:?}",
+        out.findings
+    );
+}

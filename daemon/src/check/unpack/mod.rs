@@ -38,6 +38,10 @@ pub struct Object<'m> {
     pub path: String,
     /// Its file name, when it has one (attachments, members).
     pub name: Option<String>,
+    /// A part's other name: the `Content-Type` `name` when the
+    /// `Content-Disposition` `filename` (the `name` above) says otherwise.
+    /// Clients differ in which one they save under.
+    pub alias: Option<String>,
     /// "type/subtype", lower case.
     pub mime: String,
     /// Its bytes, decoded; empty for a nested message (its parts are
@@ -110,6 +114,13 @@ fn part_bytes<'m>(part: &'m MessagePart<'_>, raw: Option<&[u8]>) -> Cow<'m, [u8]
         }
     }
     Cow::Borrowed(part.contents())
+}
+
+/// The `Content-Type` `name` of a part whose `Content-Disposition`
+/// `filename` (`name`, the one mail-parser gives first) differs from it.
+fn other_name(part: &MessagePart<'_>, name: Option<&str>) -> Option<String> {
+    let ct_name = part.content_type().and_then(|c| c.attribute("name"))?;
+    (Some(ct_name) != name).then(|| ct_name.to_string())
 }
 
 /// The transfer encoding a part's header declares.
@@ -224,6 +235,7 @@ impl<'m> Unpacked<'m, '_> {
                         part: unit,
                         path: here.clone(),
                         name: name.map(str::to_string),
+                        alias: None,
                         mime,
                         data: Cow::Borrowed(&[]),
                         parent: None,
@@ -242,6 +254,7 @@ impl<'m> Unpacked<'m, '_> {
                 }
                 _ => {
                     let data = part_bytes(part, Some(msg.raw_message()));
+                    let index = self.objects.len();
                     self.object(
                         unit,
                         None,
@@ -251,6 +264,9 @@ impl<'m> Unpacked<'m, '_> {
                         data,
                         depth,
                     );
+                    if let Some(o) = self.objects.get_mut(index) {
+                        o.alias = other_name(part, name);
+                    }
                 }
             }
         }
@@ -280,6 +296,7 @@ impl<'m> Unpacked<'m, '_> {
             part,
             path: path.clone(),
             name: name.clone(),
+            alias: None,
             mime,
             data,
             parent,
