@@ -558,3 +558,20 @@ fn the_name_filter_reads_both_names_and_names_as_windows_saves_them() {
         out.findings
     );
 }
+
+#[test]
+fn a_zip_with_a_byte_in_front_is_unpacked() {
+    let rules = rules();
+    let z = [b"\n".as_slice(), &zip_of("eicar.com", &eicar())].concat();
+    let out = run(
+        &rules,
+        &policy(),
+        &with_attachment("p.zip", "application/zip", &z),
+    );
+    assert_eq!(
+        out.report.viruses,
+        ["EICAR_Test_File"],
+        "{:?}",
+        out.findings
+    );
+}

@@ -36,6 +36,10 @@ impl Format {
 }
 
 /// Recognises an archive by its magic bytes (names lie; magic rarely does).
+/// A zip is also recognised by its end record: zip readers find the
+/// archive from its end, so bytes in front of it (a self-extractor's
+/// program, or a single stray byte) do not stop unzip, Windows or Python
+/// from opening it, and must not stop the scanner either.
 pub fn detect(data: &[u8]) -> Option<Format> {
     if data.starts_with(b"PK\x03\x04") || data.starts_with(b"PK\x05\x06") {
         Some(Format::Zip)
@@ -43,9 +47,28 @@ pub fn detect(data: &[u8]) -> Option<Format> {
         Some(Format::Gzip)
     } else if data.len() >= 262 && &data[257..262] == b"ustar" {
         Some(Format::Tar)
+    } else if has_zip_end_record(data) {
+        Some(Format::Zip)
     } else {
         None
     }
+}
+
+/// Whether `data` ends with a zip end-of-central-directory record: its
+/// signature, then 18 octets whose last two give the length of the comment
+/// that ends the data (so that four stray bytes `PK 05 06` in other data
+/// are not taken for one).
+fn has_zip_end_record(data: &[u8]) -> bool {
+    const RECORD: usize = 22;
+    let Some(last) = data.len().checked_sub(RECORD) else {
+        return false;
+    };
+    let first = last.saturating_sub(usize::from(u16::MAX));
+    (first..=last).rev().any(|at| {
+        data[at..].starts_with(b"PK\x05\x06")
+            && usize::from(u16::from_le_bytes([data[at + 20], data[at + 21]]))
+                == data.len() - at - RECORD
+    })
 }
 
 /// One thing found in an archive.
@@ -397,6 +420,22 @@ mod tests {
         let body = vec![7u8; 300_000];
         let (data, _) = read_bounded(&mut &body[..], &mut budget, far(), 300_000);
         assert_eq!((data.len(), data.capacity()), (300_000, 300_000));
+    }
+
+    #[test]
+    fn a_zip_with_bytes_in_front_is_found_by_its_end_record_and_read() {
+        let z = zip_of(&[("eicar.com", b"the member")]);
+        let prefixed = [b"\nMZ self-extractor".as_slice(), &z].concat();
+        assert_eq!(detect(&prefixed), Some(Format::Zip));
+        let pool = MemoryPool::unbounded();
+        let mut budget = Budget::new(1 << 20, &pool);
+        let m = unpack(Format::Zip, "p.zip", &prefixed, &mut budget, far());
+        assert!(
+            matches!(&m[..], [Member::File { name, data }] if name == "eicar.com" && data == b"the member"),
+            "{m:?}"
+        );
+        // The signature alone, not at the end record's place, is no zip.
+        assert_eq!(detect(b"text PK\x05\x06 and more text after it"), None);
     }
 
     #[test]
