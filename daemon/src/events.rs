@@ -179,7 +179,13 @@ impl UpdateAttempted<'_> {
             result: self.result as usize,
             at: chrono::Utc::now().timestamp(),
         });
-        tracing::info!(target: "admin", result = ?self.result, "{}", self.message);
+        // A refused update is worth a look, as a refused reload is.
+        let result = self.result.name();
+        if self.result == crate::check::bases::UpdateResult::Error {
+            tracing::warn!(target: "admin", result = %result, "{}", self.message);
+        } else {
+            tracing::info!(target: "admin", result = %result, "{}", self.message);
+        }
         gw.notify(Notification::UpdateStatus {
             result: self.result,
             message: self.message.to_string(),

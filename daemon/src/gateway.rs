@@ -101,6 +101,9 @@ pub struct Gateway {
     /// `bases rollback`, and the reload of SIGHUP, which must not read the
     /// directory between the two renames of an install).
     bases_change: tokio::sync::Mutex<()>,
+    /// What the last update or rollback said (since start), so that
+    /// `mailward status` can say what a failed one failed on.
+    last_update_message: Mutex<Option<String>>,
 }
 
 impl Gateway {
@@ -136,6 +139,7 @@ impl Gateway {
             notifier: std::sync::OnceLock::new(),
             bases_on_disk: Mutex::new(None),
             bases_change: tokio::sync::Mutex::new(()),
+            last_update_message: Mutex::new(None),
         }
     }
 
@@ -362,12 +366,24 @@ impl Gateway {
             message: &message,
         }
         .emit(self);
+        *self
+            .last_update_message
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(message.clone());
         (result, message)
     }
 
     /// The bases in use (None: none loaded).
     pub fn bases(&self) -> Option<crate::check::bases::BasesInfo> {
         self.scanner.info()
+    }
+
+    /// What the last update or rollback since start said (None: none).
+    pub fn last_update_message(&self) -> Option<String> {
+        self.last_update_message
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     /// Why the set in the bases directory does not load (None: it loads,

@@ -1191,6 +1191,11 @@ fn bases(cmd: BasesCommand) -> ExitCode {
                 when(&data["last_check"]),
                 data["last_result"].as_str().unwrap_or("unknown")
             );
+            if let (Some("error"), Some(m)) =
+                (data["last_result"].as_str(), data["last_message"].as_str())
+            {
+                out!("last error:  {m}");
+            }
             if let Some(e) = data["on_disk_error"].as_str() {
                 out!("on disk:     does not load: {e}; a restart would run without AV rules until it is fixed or rolled back");
             }

@@ -1163,8 +1163,34 @@ fn bases_update_from_is_checked_at_start_without_a_command() -> Result<()> {
             V1.version,
             V1.records,
             v1.display()
-        )),
+        )) && log.contains("result=updated"),
         "{log}"
     );
+
+    // walkL 15 and 16: a refused update is logged as a warning with the
+    // documented result name, and status says what it failed on.
+    let broken = fixture(BROKEN_RULE_SYNTAX).display().to_string();
+    let out = daemon.cli(&["bases", "update", "--from", &broken])?;
+    anyhow::ensure!(out.status.code() == Some(1), "{}", output_text(&out));
+    let refused = format!("Update from {broken} refused: ");
+    let log = daemon.full_log();
+    anyhow::ensure!(
+        log.lines().any(|l| l.contains("WARN admin: ")
+            && l.contains(&refused)
+            && l.contains("result=error")),
+        "{log}"
+    );
+    let status = status_json(&daemon)?;
+    let problems = status["problems"].to_string();
+    anyhow::ensure!(
+        problems.contains(&format!(
+            "The last update of the bases ended with error: {refused}"
+        )) && problems.contains("rules.yar:6:")
+            && problems.contains("category admin")
+            && !problems.contains("target admin"),
+        "{problems}"
+    );
+    let text = daemon.cli_ok(&["bases", "status"])?;
+    anyhow::ensure!(text.contains(&format!("last error:  {refused}")), "{text}");
     Ok(())
 }

@@ -303,6 +303,19 @@ pub enum UpdateResult {
     RolledBack = 3,
 }
 
+impl UpdateResult {
+    /// The documented name (docs/bases.md "Results", the label of
+    /// `mailward_update_last_result`), for logs and answers.
+    pub fn name(self) -> &'static str {
+        match self {
+            UpdateResult::Updated => "updated",
+            UpdateResult::NotNeeded => "not_needed",
+            UpdateResult::Error => "error",
+            UpdateResult::RolledBack => "rolled_back",
+        }
+    }
+}
+
 /// The backup of the previous bases: `DIR.previous` beside `DIR`.
 pub fn previous_dir(dir: &Path) -> PathBuf {
     PathBuf::from(format!("{}.previous", dir.display()))
@@ -513,6 +526,22 @@ mod update_tests {
         assert_eq!(absolute_source("nb"), here.join("nb").display().to_string());
         assert_eq!(absolute_source("/srv/b"), "/srv/b");
         assert_eq!(absolute_source("file://srv/b"), "file://srv/b");
+    }
+
+    #[test]
+    fn update_results_are_named_as_documented() {
+        // walkL 15: logs said `result=Error`, not the documented `error`.
+        for r in [
+            UpdateResult::Updated,
+            UpdateResult::NotNeeded,
+            UpdateResult::Error,
+            UpdateResult::RolledBack,
+        ] {
+            assert_eq!(
+                r.name(),
+                mailward_metrics::catalogue::UPDATE_RESULTS[r as usize]
+            );
+        }
     }
 
     fn set(dir: &Path, version: &str) {

@@ -700,6 +700,7 @@ fn bases_status(gw: &Gateway) -> Response {
         // The set in the directory, when it does not load: what the next
         // start would meet.
         "on_disk_error": gw.bases_on_disk_error(),
+        "last_message": gw.last_update_message(),
     }))
 }
 
@@ -780,7 +781,7 @@ async fn update_holding_the_lock(
             match gw.update_attempted(result, message).await {
                 (UpdateResult::Error, message) => err(message),
                 (result, message) => {
-                    ok(serde_json::json!({ "result": format!("{result:?}"), "message": message }))
+                    ok(serde_json::json!({ "result": result.name(), "message": message }))
                 }
             }
         }
@@ -825,9 +826,9 @@ async fn bases_rollback(gw: &Gateway) -> Response {
                 .await
             {
                 (crate::check::bases::UpdateResult::Error, message) => err(message),
-                (_, message) => {
-                    ok(serde_json::json!({ "result": "RolledBack", "message": message }))
-                }
+                (_, message) => ok(
+                    serde_json::json!({ "result": crate::check::bases::UpdateResult::RolledBack.name(), "message": message }),
+                ),
             }
         }
         Ok(Err(e)) => err(format!("cannot roll back: {e}")),

@@ -88,6 +88,9 @@ pub struct Bases {
     /// The last update's result (updated, not_needed, error, rolled_back,
     /// unknown).
     pub last_update: String,
+    /// What the last update said (since start): for an error, why.
+    #[serde(default)]
+    pub last_update_message: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -257,6 +260,7 @@ pub fn of(gw: &Gateway) -> Status {
             .flagged(StatId::UpdateLastResult)
             .unwrap_or("unknown")
             .to_string(),
+        last_update_message: gw.last_update_message(),
     });
     let knowledge = gw.scanner.spam.loaded();
     let c = &knowledge.classifier;
@@ -383,10 +387,12 @@ pub fn problems(s: &Status) -> Vec<String> {
             // A rollback is an administrator's own choice, not something to
             // act on: the bases line still names it as the last update.
             if b.last_update == "error" {
-                p.push(format!(
-                    "The last update of the bases ended with {} (see the log, target admin).",
-                    b.last_update
-                ));
+                p.push(match &b.last_update_message {
+                    Some(m) => format!(
+                        "The last update of the bases ended with error: {m} (the log, category admin, has each attempt)."
+                    ),
+                    None => "The last update of the bases ended with error (see the log, category admin).".into(),
+                });
             }
         }
     }
@@ -731,6 +737,7 @@ mod tests {
                 obsolete: false,
                 builtin: false,
                 last_update: "updated".into(),
+                last_update_message: None,
             }),
             bases_on_disk_error: None,
             spam: Spam {
@@ -928,6 +935,26 @@ mod tests {
             b.last_update = "error".into();
         }
         assert_eq!(problems(&s).len(), 1);
+    }
+
+    #[test]
+    fn a_failed_update_says_what_it_failed_on_and_where_to_look() {
+        // walkL 16: "(see the log, target admin)": tracing's word, and
+        // not what the error was.
+        let mut s = healthy();
+        let why = "Update from /srv/b refused: error[E001]: syntax error at /srv/b/r.yar:3:5; the bases in use stay.";
+        if let Some(b) = s.bases.as_mut() {
+            b.last_update = "error".into();
+            b.last_update_message = Some(why.into());
+        }
+        let p = problems(&s);
+        assert_eq!(
+            p,
+            vec![format!(
+                "The last update of the bases ended with error: {why} (the log, category admin, has each attempt)."
+            )]
+        );
+        assert!(!p[0].contains("target"));
     }
 
     #[test]
