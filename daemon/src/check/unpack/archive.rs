@@ -87,9 +87,14 @@ pub enum Member {
     Damaged {
         problem: String,
     },
-    /// The budget of unpacked bytes or the deadline ran out.
+    /// The budget of unpacked bytes ran out.
     Limit {
         problem: String,
+    },
+    /// The deadline passed while this member was read. The scan's own
+    /// time-out finding says so, once, where it happened.
+    Deadline {
+        name: String,
     },
 }
 
@@ -163,8 +168,8 @@ fn stopped(name: &str, stop: Stop) -> Member {
         Stop::Budget(why) => Member::Limit {
             problem: format!("{name}: {}", why.problem()),
         },
-        Stop::Deadline => Member::Limit {
-            problem: format!("{name}: scan time limit (timeouts.scan) reached"),
+        Stop::Deadline => Member::Deadline {
+            name: name.to_string(),
         },
         Stop::Read(e) => Member::Damaged {
             problem: format!("{name}: {e}"),

@@ -357,6 +357,7 @@ impl<'m> Unpacked<'m, '_> {
                         &path,
                     ),
                     Member::Limit { problem } => self.find(part, Kind::Error, problem, &path),
+                    Member::Deadline { name: n } => self.time_is_up(part, &format!("{path}/{n}")),
                 }
             }
         } else {
@@ -398,4 +399,57 @@ fn memchr_begin(data: &[u8]) -> bool {
 fn starts_uuencoded(data: &[u8]) -> bool {
     let text = data.trim_ascii_start();
     text.starts_with(b"begin ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use budget::MemoryPool;
+    use std::io::Write;
+
+    #[test]
+    fn a_time_out_inside_an_archive_is_one_finding_at_the_member_being_read() {
+        let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+        for n in ["f00000.txt", "f00001.txt"] {
+            w.start_file(n, zip::write::SimpleFileOptions::default())
+                .unwrap();
+            w.write_all(b"data").unwrap();
+        }
+        let z = w.finish().unwrap().into_inner();
+        let pool = MemoryPool::unbounded();
+        // The deadline has passed when the first member is read.
+        let mut u = Unpacked {
+            objects: Vec::new(),
+            findings: Vec::new(),
+            budget: Budget::new(1 << 20, &pool),
+            deadline: Instant::now(),
+            timed_out: false,
+            max_depth: 8,
+        };
+        u.objects.push(Object {
+            part: Some(1),
+            path: "many.zip".into(),
+            name: Some("many.zip".into()),
+            alias: None,
+            mime: "application/zip".into(),
+            data: Cow::Borrowed(&[]),
+            parent: None,
+            is_message: false,
+        });
+        u.inside(0, Some(archive::Format::Zip), &z, 0);
+        // Later checks find the time is up and add nothing.
+        assert!(u.out_of_time(Some(1), "many.zip/f00001.txt"));
+        let found: Vec<(&str, &str)> = u
+            .findings
+            .iter()
+            .map(|f| (f.name.as_str(), f.path.as_str()))
+            .collect();
+        assert_eq!(
+            found,
+            [(
+                "scan time limit (timeouts.scan) reached",
+                "many.zip/f00000.txt"
+            )]
+        );
+    }
 }
