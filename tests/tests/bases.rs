@@ -1192,5 +1192,38 @@ fn bases_update_from_is_checked_at_start_without_a_command() -> Result<()> {
     );
     let text = daemon.cli_ok(&["bases", "status"])?;
     anyhow::ensure!(text.contains(&format!("last error:  {refused}")), "{text}");
+
+    // walkL 12: a rollback to a previous set that does not compile says
+    // so (not "no previous bases"), and is recorded like a refused update.
+    let av = dir.join("data").join("bases").join("av");
+    std::fs::write(
+        bases_previous(&av).join("broken.yar"),
+        "rule Broken {\n condition: $nope\n}\n",
+    )?;
+    let out = daemon.cli(&["bases", "rollback"])?;
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    anyhow::ensure!(
+        out.status.code() == Some(1)
+            && stderr.contains("Rollback refused: ")
+            && stderr.contains(
+                "the previous set does not load, so it cannot be put in use: error[E025]"
+            )
+            && !stderr.contains("no previous bases"),
+        "{}",
+        output_text(&out)
+    );
+    let log = daemon.full_log();
+    anyhow::ensure!(
+        log.lines()
+            .any(|l| l.contains("WARN admin: Rollback refused: ") && l.contains("result=error")),
+        "{log}"
+    );
+    let text = daemon.cli_ok(&["bases", "status"])?;
+    anyhow::ensure!(
+        text.contains(&format!("in use:      version {},", V1.version))
+            && text.contains("(error)")
+            && text.contains("last error:  Rollback refused: "),
+        "{text}"
+    );
     Ok(())
 }

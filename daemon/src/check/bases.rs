@@ -496,9 +496,17 @@ pub fn install(
 /// Swaps the bases in use with the previous set.
 pub fn rollback(dir: &Path) -> Result<BasesInfo, BasesError> {
     let previous = previous_dir(dir);
+    // "None" only when there is none; a previous set that does not load is
+    // said as such (`bases status` lists it as the previous set).
+    if !previous.join("manifest.toml").exists() {
+        return Err(BasesError::Manifest {
+            path: previous,
+            problem: "no previous bases to go back to".into(),
+        });
+    }
     let info = validate(&previous).map_err(|e| BasesError::Manifest {
         path: previous.clone(),
-        problem: format!("no previous bases to go back to ({e})"),
+        problem: format!("the previous set does not load, so it cannot be put in use: {e}"),
     })?;
     let io = |path: &Path, source| BasesError::Read {
         path: path.to_path_buf(),
@@ -526,6 +534,29 @@ mod update_tests {
         assert_eq!(absolute_source("nb"), here.join("nb").display().to_string());
         assert_eq!(absolute_source("/srv/b"), "/srv/b");
         assert_eq!(absolute_source("file://srv/b"), "file://srv/b");
+    }
+
+    #[test]
+    fn a_rollback_to_a_broken_previous_set_says_so_and_swaps_nothing() {
+        // walkL 12: it said "no previous bases to go back to" while
+        // `bases status` listed the previous set.
+        let tmp = tempfile::tempdir().unwrap();
+        let av = tmp.path().join("av");
+        let e = rollback(&av).unwrap_err().to_string();
+        assert!(e.ends_with("no previous bases to go back to"), "{e}");
+        let a = tmp.path().join("a");
+        set(&a, "1");
+        assert_eq!(install(&av, &a, false).unwrap().0, UpdateResult::Updated);
+        let previous = previous_dir(&av);
+        set(&previous, "2");
+        std::fs::write(previous.join("broken.yar"), "rule x { condition: $nope }\n").unwrap();
+        let e = rollback(&av).unwrap_err().to_string();
+        assert!(
+            e.contains("the previous set does not load, so it cannot be put in use: error[E")
+                && !e.contains("no previous"),
+            "{e}"
+        );
+        assert_eq!(read(&av).unwrap().unwrap().version, "1", "nothing swapped");
     }
 
     #[test]

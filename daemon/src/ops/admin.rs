@@ -831,7 +831,14 @@ async fn bases_rollback(gw: &Gateway) -> Response {
                 ),
             }
         }
-        Ok(Err(e)) => err(format!("cannot roll back: {e}")),
+        // Refused like an update: logged, counted and sent as error.
+        Ok(Err(e)) => {
+            let message = format!("Rollback refused: {e}; the bases in use stay.");
+            err(gw
+                .update_attempted(crate::check::bases::UpdateResult::Error, message)
+                .await
+                .1)
+        }
         Err(e) => err(format!("rollback task failed: {e}")),
     }
 }
