@@ -1490,3 +1490,96 @@ fn clamav_testfiles_what_is_found_in_each() -> Result<()> {
     );
     f.finish(|| gw.daemon.log())
 }
+
+/// Base64 with line ends of 76 characters (a local encoder: the test crate
+/// has no base64 dependency).
+fn base64_lines(data: &[u8]) -> String {
+    const T: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut s = String::new();
+    for (n, c) in data.chunks(3).enumerate() {
+        if n > 0 && n % 19 == 0 {
+            s.push_str("\r\n");
+        }
+        let b = [c[0], *c.get(1).unwrap_or(&0), *c.get(2).unwrap_or(&0)];
+        let v = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            s.push(if i <= c.len() {
+                T[((v >> (18 - 6 * i)) & 63) as usize] as char
+            } else {
+                '='
+            });
+        }
+    }
+    s
+}
+
+#[test]
+fn structure_tricks_clients_read_through_do_not_hide_a_virus() -> Result<()> {
+    let dir = TestDir::new("scan-tricks")?;
+    let sink = Sink::start(dir.path(), "sink")?;
+    let stats = StatsSetup::new(dir.path());
+    let daemon = main_rig(&dir, &stats, &sink)?;
+    let mut f = Failures::default();
+    let zip = zip_of(&[("eicar.com", &eicar())])?;
+    let message = |subject: &str, ctype: &str, gap: &str, part_gap: &str, body: &str| {
+        format!(
+            "From: {SENDER}\r\nTo: bob@example.com\r\nSubject: {subject}\r\nMIME-Version: 1.0\r\n\
+Content-Type: multipart/mixed; {ctype}\r\n{gap}--Q\r\nContent-Type: text/plain\r\n\r\nhello\r\n\
+--Q\r\nContent-Type: application/zip; name=\"inv.zip\"\r\nContent-Transfer-Encoding: base64\r\n\
+Content-Disposition: attachment; filename=\"inv.zip\"\r\n{part_gap}{body}\r\n--Q--\r\n"
+        )
+    };
+    let b64 = base64_lines(&zip);
+    let flat = b64.replace("\r\n", "");
+    let cases = [
+        (
+            "no empty line after the header",
+            message("a", "boundary=\"Q\"", "", "\r\n", &b64),
+        ),
+        (
+            "no empty line after a part header",
+            message("b", "boundary=\"Q\"", "\r\n", "", &b64),
+        ),
+        (
+            "a dot in the base64",
+            message(
+                "c",
+                "boundary=\"Q\"",
+                "\r\n",
+                "\r\n",
+                &format!("{}.{}", &flat[..40], &flat[40..]),
+            ),
+        ),
+        (
+            "boundary folded after '='",
+            message("d", "boundary=\r\n \"Q\"", "\r\n", "\r\n", &b64),
+        ),
+        (
+            "a byte in front of the zip",
+            message(
+                "e",
+                "boundary=\"Q\"",
+                "\r\n",
+                "\r\n",
+                &base64_lines(&[b"\n".as_slice(), &zip].concat()),
+            ),
+        ),
+    ];
+    let mut ids = Vec::new();
+    for (what, msg) in &cases {
+        ids.push((
+            *what,
+            send_ok(daemon.port, "bob@example.com", msg.as_bytes())?,
+        ));
+    }
+    let id_list: Vec<&str> = ids.iter().map(|(_, id)| id.as_str()).collect();
+    let got = delivered(&sink, &id_list)?;
+    for (what, id) in &ids {
+        let Some(m) = got.get(id) else { continue };
+        check_verdict(&mut f, what, m, "infected", Some(EICAR_RULE));
+        f.check(!m.message.contains(&b64[..60]), || {
+            format!("{what}: the zip is still there:\n{}", m.message)
+        });
+    }
+    f.finish(|| format!("test directory {}\n{}", dir.path().display(), daemon.log()))
+}
