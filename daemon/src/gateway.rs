@@ -351,8 +351,18 @@ impl Gateway {
                 | crate::check::bases::UpdateResult::RolledBack
         ) {
             match self.reload_bases().await {
-                Ok(Some(_)) => self.notify(crate::events::Notification::BasesReloaded),
-                Ok(None) => {}
+                Ok(loaded) => {
+                    if loaded.is_some() {
+                        self.notify(crate::events::Notification::BasesReloaded);
+                    }
+                    // Said to the person who typed the command, too.
+                    let mismatch = self.bases().and_then(|b| {
+                        crate::check::bases::records_mismatch(&b, self.scanner.current().count)
+                    });
+                    if let Some(w) = mismatch {
+                        message = format!("{message} Note: {w}.");
+                    }
+                }
                 Err(e) => {
                     result = crate::check::bases::UpdateResult::Error;
                     message = format!(
@@ -435,6 +445,10 @@ impl Gateway {
             .and_then(|r| r);
         self.set_bases_on_disk_error(loaded.as_ref().err().map(ToString::to_string));
         let info = loaded?;
+        if let Some(w) = crate::check::bases::records_mismatch(&info, self.scanner.current().count)
+        {
+            tracing::warn!(target: "app", "The signature bases loaded, but {w}.");
+        }
         let changed =
             before.is_none_or(|b| b.version != info.version || b.released != info.released);
         Ok(changed.then_some(info))

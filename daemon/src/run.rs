@@ -255,8 +255,13 @@ pub async fn run(
     match (&bases_problem, scanner.info()) {
         (Some(e), _) => tracing::error!(target: "app", error = %e,
             "The signature bases cannot be used; every message gets av/error until they are fixed."),
-        (None, Some(b)) => tracing::info!(target: "app", version = %b.version, records = b.records,
-            rules = scanner.current().count, "Signature bases loaded."),
+        (None, Some(b)) => {
+            tracing::info!(target: "app", version = %b.version, records = b.records,
+                rules = scanner.current().count, "Signature bases loaded.");
+            if let Some(w) = crate::check::bases::records_mismatch(&b, scanner.current().count) {
+                tracing::warn!(target: "app", "The signature bases loaded, but {w}.");
+            }
+        }
         (None, None) => {}
     }
     let stats = Arc::new(statistics(&config));

@@ -1225,5 +1225,28 @@ fn bases_update_from_is_checked_at_start_without_a_command() -> Result<()> {
             && text.contains("last error:  Rollback refused: "),
         "{text}"
     );
+
+    // walkL 13: a manifest whose record count is not the set's is noted.
+    let wrong = dir.join("wrong-records");
+    std::fs::create_dir_all(&wrong)?;
+    std::fs::copy(v1.join("rules.yar"), wrong.join("rules.yar"))?;
+    std::fs::write(
+        wrong.join("manifest.toml"),
+        "version = \"2026.12.04.2\"\nreleased = \"2026-12-05T00:00:00Z\"\nrecords = 1204\n",
+    )?;
+    let said = daemon.cli_ok(&["bases", "update", "--from", &wrong.display().to_string()])?;
+    let note = format!(
+        "the manifest of bases 2026.12.04.2 says 1204 records, but the set has {} rules",
+        V1.records
+    );
+    anyhow::ensure!(said.contains(&note), "{said}");
+    anyhow::ensure!(
+        daemon
+            .full_log()
+            .lines()
+            .any(|l| l.contains("WARN app: ") && l.contains(&note)),
+        "{}",
+        daemon.full_log()
+    );
     Ok(())
 }

@@ -230,6 +230,18 @@ pub fn read(dir: &Path) -> Result<Option<BasesInfo>, BasesError> {
     }))
 }
 
+/// The warning when the manifest's `records` is not the number of rules
+/// the set compiled to (a feed cut short, or a wrong manifest): statistics
+/// and SNMP report the manifest's count, so the difference is said.
+pub fn records_mismatch(info: &BasesInfo, compiled: usize) -> Option<String> {
+    (info.records != compiled as u64).then(|| {
+        format!(
+            "the manifest of bases {} says {} records, but the set has {compiled} rules (a feed cut short, or a wrong manifest?); statistics and SNMP report the manifest's {}",
+            info.version, info.records, info.records
+        )
+    })
+}
+
 /// True when bases are loaded and older than `max_age` at `now`.
 pub fn is_obsolete(info: Option<&BasesInfo>, max_age: std::time::Duration, now: i64) -> bool {
     info.is_some_and(|b| now - b.released > max_age.as_secs() as i64)
@@ -257,6 +269,23 @@ mod tests {
         assert!(!is_obsolete(None, week, 0));
         std::fs::write(dir.path().join("manifest.toml"), "version = 1\n").unwrap();
         assert!(matches!(read(dir.path()), Err(BasesError::Manifest { .. })));
+    }
+
+    #[test]
+    fn a_manifest_record_count_unlike_the_rules_is_a_warning() {
+        // walkL 13: `records = 1204` for a set of 6 rules went unremarked.
+        let info = BasesInfo {
+            version: "2026.12.04.2".into(),
+            released: 0,
+            records: 1204,
+            loaded_at: 0,
+        };
+        let w = records_mismatch(&info, 6).unwrap();
+        assert!(
+            w.contains("says 1204 records, but the set has 6 rules"),
+            "{w}"
+        );
+        assert_eq!(records_mismatch(&BasesInfo { records: 6, ..info }, 6), None);
     }
 
     #[test]
