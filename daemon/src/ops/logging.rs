@@ -453,8 +453,13 @@ impl StderrQueue {
 fn one_line(buf: &[u8], format: LogFormat) -> std::borrow::Cow<'_, [u8]> {
     let body = buf.strip_suffix(b"\n").unwrap_or(buf);
     // Fast path: printable ASCII and UTF-8 sequences that cannot be C1
-    // controls (those are encoded 0xC2 0x80..=0x9F).
-    if body.iter().all(|&b| b >= 0x20 && b != 0x7f && b != 0xc2) && body.len() + 1 == buf.len() {
+    // controls (encoded 0xC2 0x80..=0x9F) or bidi controls (0xE2 0x80/0x81
+    // .., 0xD8 0x9C).
+    if body
+        .iter()
+        .all(|&b| b >= 0x20 && b != 0x7f && b != 0xc2 && b != 0xe2 && b != 0xd8)
+        && body.len() + 1 == buf.len()
+    {
         return std::borrow::Cow::Borrowed(buf);
     }
     let text = String::from_utf8_lossy(body);
@@ -464,7 +469,7 @@ fn one_line(buf: &[u8], format: LogFormat) -> std::borrow::Cow<'_, [u8]> {
         LogFormat::Json => {
             use std::fmt::Write as _;
             for c in text.chars() {
-                if c.is_control() {
+                if c.is_control() || super::syslog::is_bidi_control(c) {
                     let _ = write!(out, "\\u{:04x}", c as u32);
                 } else {
                     out.push(c);
@@ -1080,6 +1085,28 @@ mod tests {
         assert_one_clean_line(&text);
         let line: serde_json::Value = serde_json::from_str(text.trim_end()).unwrap();
         assert_eq!(line["fields"]["name"], name, "the value is kept");
+    }
+
+    #[test]
+    fn bidi_controls_are_escaped_so_a_line_reads_as_it_is() {
+        // walkL 19: `invoice\u{202E}fdp.exe` was written raw, and a
+        // terminal showed the rest of the line reversed ("invoiceexe.pdf").
+        let name = "invoice\u{202E}fdp.exe";
+        let Some(text) = logged(LogFormat::Text, || {
+            tracing::info!(target: "scan", object = %name, "Finding.");
+        }) else {
+            return;
+        };
+        assert!(text.contains("object=invoice\\u{202E}fdp.exe"), "{text}");
+        assert!(!text.contains('\u{202E}'), "{text}");
+        let Some(json) = logged(LogFormat::Json, || {
+            tracing::info!(target: "scan", object = %name, "Finding.");
+        }) else {
+            return;
+        };
+        assert!(!json.contains('\u{202E}'), "{json}");
+        let line: serde_json::Value = serde_json::from_str(json.trim_end()).unwrap();
+        assert_eq!(line["fields"]["object"], name, "the value is kept");
     }
 
     #[test]

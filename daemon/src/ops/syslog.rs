@@ -105,9 +105,20 @@ pub(crate) fn push_escaped(out: &mut String, text: &str) {
             c if c.is_control() => {
                 let _ = write!(out, "\\x{:02X}", c as u32);
             }
+            c if is_bidi_control(c) => {
+                let _ = write!(out, "\\u{{{:04X}}}", c as u32);
+            }
             c => out.push(c),
         }
     }
+}
+
+/// Unicode's bidirectional formatting characters (embeddings, overrides,
+/// isolates, marks): shown raw, U+202E turns the rest of a log line around
+/// in a terminal, the very trick `invoice\u{202E}fdp.exe` plays on a reader
+/// (walkL 19). They are escaped like control characters.
+pub(crate) fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{200E}' | '\u{200F}' | '\u{061C}')
 }
 
 /// The message and fields of one event.
