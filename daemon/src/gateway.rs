@@ -59,6 +59,10 @@ pub struct Gateway {
     dns: RwLock<Arc<Dns>>,
     /// Whether the last DNS look-ups were answered, for `mailward status`.
     pub dns_recent: crate::dns::RecentLookups,
+    /// Messages received and found infected before the `stats reset`s so
+    /// far: the alert windows (mwAlertThreshold) add them back, so that
+    /// zeroing the statistics does not clear an outbreak alert (walkM).
+    pub counted_before_resets: std::sync::Mutex<(u64, u64)>,
     pub spool: Spool,
     pub queue: Arc<Queue>,
     /// Quarantine and archive.
@@ -124,6 +128,7 @@ impl Gateway {
             tls: RwLock::new(built.tls),
             dns: RwLock::new(built.dns),
             dns_recent: crate::dns::RecentLookups::default(),
+            counted_before_resets: std::sync::Mutex::new((0, 0)),
             spool,
             queue,
             stores,
@@ -278,7 +283,23 @@ impl Gateway {
     /// `mailward stats reset`: the model's counters, and those kept
     /// outside it (the subagent's, the logger's) count from now.
     pub fn reset_stats(&self) {
+        // Under the lock the alert watcher reads with its snapshot, so that
+        // it never sees a count both carried and still in the model.
+        let mut carried = self.counted_before_resets.lock().ok();
+        if let Some(c) = carried.as_deref_mut() {
+            let before = self.snapshot();
+            c.0 += before.value(mailward_metrics::StatId::MessagesReceived, 0);
+            c.1 += before.value(mailward_metrics::StatId::AvResults, 1);
+        }
         self.stats.reset(&self.gauges());
+    }
+
+    /// A snapshot with the counts of [`Gateway::counted_before_resets`],
+    /// taken together.
+    pub fn snapshot_with_carried(&self) -> (mailward_metrics::Snapshot, (u64, u64)) {
+        let carried = self.counted_before_resets.lock().ok();
+        let snap = self.snapshot();
+        (snap, carried.as_deref().copied().unwrap_or((0, 0)))
     }
 
     /// The levels, and the counters kept outside the model, as they are now.

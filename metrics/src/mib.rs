@@ -25,6 +25,13 @@ pub struct Revision {
 /// Objects are only ever added; none is renumbered or removed.
 pub const REVISIONS: &[Revision] = &[
     Revision {
+        date: "202612051130Z",
+        objects: 221,
+        description: "mwObsoleteBases is also sent when another set of bases \
+            comes into use (a rollback, a reload, an update) and is obsolete, \
+            not only at start and daily. No object was added.",
+    },
+    Revision {
         date: "202612050650Z",
         objects: 221,
         description: "The DESCRIPTIONs of mwSpamScoreCount and mwSpamScoreTotal say \
@@ -96,7 +103,7 @@ pub const NOTIFICATIONS: &[(&str, u32, &[&str], &str)] = &[
     ("mwBasesReloaded", 5, &["mwBasesRecords", "mwBasesReleased"], "New signature bases are in use."),
     ("mwUpdateStatus", 6, &["mwUpdateLastResult", "mwNotifyMessage"], "An update of the signature bases was attempted."),
     ("mwObsoleteBases", 7, &["mwBasesReleased", "mwBasesObsolete"],
-        "The signature bases in use are older than bases.obsolete_after (sent at start and then daily while true)."),
+        "The signature bases in use are older than bases.obsolete_after (sent at start, when another set comes into use, and then daily while true)."),
     ("mwAlertThreshold", 8, &["mwAlertName", "mwAlertValue", "mwAlertThresholdValue", "mwAlertState"],
         "A threshold of snmp.alert_thresholds was crossed (mwAlertState raised) or is no longer (cleared)."),
 ];

@@ -909,6 +909,19 @@ fn a_gateway_on_its_built_in_set_is_told_to_install_a_real_one() -> Result<()> {
         "{}\n{problems}",
         status["bases"]
     );
+    // walkM 4: an obsolete set that comes into use is said (and trapped,
+    // mwObsoleteBases) within one alert period, not up to a day later.
+    wait_until(
+        "the obsolete-bases warning for the new set",
+        Duration::from_secs(25),
+        || {
+            Ok(daemon
+                .full_log()
+                .contains("The signature bases are obsolete (older than bases.obsolete_after).")
+                .then_some(()))
+        },
+    )
+    .map_err(|e| e.context(daemon.full_log()))?;
     Ok(())
 }
 

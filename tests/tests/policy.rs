@@ -1011,3 +1011,33 @@ fn a_message_refused_for_a_virus_logs_where_the_virus_was() -> Result<()> {
     );
     Ok(())
 }
+
+/// walkM 1: `mailward stats reset` emptied the alert windows, so zeroing
+/// the statistics cleared a raised infected alert at the NMS (a trap with
+/// value 0) while the infected mail was still within its minute. The
+/// windows count the mail, not the counters.
+#[test]
+fn a_stats_reset_does_not_clear_a_raised_infected_alert() -> Result<()> {
+    let gw = Gateway::start("policy-alert-reset", |c| {
+        c.set("snmp", "alert_thresholds", "{ infected_per_minute = 0 }")
+    })?;
+    send(
+        gw.port(),
+        "alice@sender.test",
+        &["bob@example.com"],
+        &infected("outbreak")?,
+    )?;
+    let raised = "alert=infected_per_minute value=1 threshold=0 state=\"raised\"";
+    wait_until("the raised alert", Duration::from_secs(25), || {
+        Ok(gw.daemon.log().contains(raised).then_some(()))
+    })?;
+    gw.daemon.cli_ok(&["stats", "reset"])?;
+    // Two alert periods (10 s each) after the reset, well within the minute.
+    thread::sleep(Duration::from_secs(21));
+    let log = gw.daemon.log();
+    ensure!(
+        !log.contains("alert=infected_per_minute value=0 threshold=0 state=\"cleared\""),
+        "the reset cleared the alert:\n{log}"
+    );
+    Ok(())
+}

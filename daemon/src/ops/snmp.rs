@@ -324,7 +324,8 @@ fn share_over(infected: u64, received: u64, threshold: u64) -> (u64, bool) {
 }
 
 /// Watches `snmp.alert_thresholds` and the age of the bases; raises and
-/// clears mwAlertThreshold, and sends mwObsoleteBases at start and daily.
+/// clears mwAlertThreshold, and sends mwObsoleteBases at start, when
+/// another set comes into use, and daily.
 pub async fn watch(gw: Arc<Gateway>) {
     let mut shutdown = gw.shutdown.clone();
     // The thresholds raised, with the threshold each was raised at (as
@@ -333,12 +334,18 @@ pub async fn watch(gw: Arc<Gateway>) {
     // (time, received, infected) samples of the last hour.
     let mut samples: std::collections::VecDeque<(Instant, u64, u64)> = Default::default();
     let mut next_obsolete_check = Instant::now();
+    // The set in use at the last look (version, released): another set
+    // that comes into use (a rollback, a reload, an update) is checked at
+    // once, not up to a day later (walkM).
+    let mut bases_seen: Option<Option<(String, i64)>> = None;
     loop {
         let cfg = gw.config();
-        let snap = gw.snapshot();
+        // Counted from start, `stats reset`s or not: the windows are about
+        // the mail, not about the counters an operator zeroed.
+        let (snap, (carried_received, carried_infected)) = gw.snapshot_with_carried();
         let now = Instant::now();
-        let received = snap.value(mailward_metrics::StatId::MessagesReceived, 0);
-        let infected = snap.value(mailward_metrics::StatId::AvResults, 1);
+        let received = carried_received + snap.value(mailward_metrics::StatId::MessagesReceived, 0);
+        let infected = carried_infected + snap.value(mailward_metrics::StatId::AvResults, 1);
         samples.push_back((now, received, infected));
         while samples
             .front()
@@ -424,6 +431,11 @@ pub async fn watch(gw: Arc<Gateway>) {
                 raised: false,
             });
         }
+        let in_use = gw.bases().map(|b| (b.version.clone(), b.released));
+        if bases_seen.as_ref().is_some_and(|seen| *seen != in_use) {
+            next_obsolete_check = now;
+        }
+        bases_seen = Some(in_use);
         if now >= next_obsolete_check {
             let bases = gw.bases();
             if crate::check::bases::is_obsolete(
