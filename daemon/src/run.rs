@@ -452,6 +452,30 @@ fn statistics(config: &Config) -> mailward_metrics::Stats {
     stats
 }
 
+/// What a refused reload says (log, mwNotifyMessage, systemd status): the
+/// first problem before the file's path, since mwNotifyMessage holds 255
+/// octets and a long path cut the problem off (walkM).
+fn refusal_message(problems: &[config::ConfigProblem]) -> String {
+    let Some(p) = problems.first() else {
+        return "Reload refused; the running configuration stays.".into();
+    };
+    let what = if p.key.is_empty() {
+        p.problem.clone()
+    } else {
+        format!("{}: {}", p.key, p.problem)
+    };
+    let place = if p.line == 0 {
+        p.file.clone()
+    } else {
+        format!("{}:{}", p.file, p.line)
+    };
+    let more = match problems.len() {
+        1 => String::new(),
+        n => format!("; {} more problem(s), see check-config", n - 1),
+    };
+    format!("Reload refused: {what} (in {place}{more}); the running configuration stays.")
+}
+
 /// Re-reads and validates the configuration; installs it only when all of
 /// it is good. Returns a status line for the service manager.
 async fn reload(gw: &Gateway, path: Option<&Path>, overrides: &Overrides) -> String {
@@ -461,11 +485,7 @@ async fn reload(gw: &Gateway, path: Option<&Path>, overrides: &Overrides) -> Str
             for p in &errors.0 {
                 tracing::error!(target: "config", "{p}");
             }
-            let first = errors.0.first().map(|p| p.to_string()).unwrap_or_default();
-            let message = format!(
-                "Reload refused ({} problems; first: {first}); the running configuration stays.",
-                errors.0.len()
-            );
+            let message = refusal_message(&errors.0);
             ConfigReloaded {
                 ok: false,
                 message: &message,
@@ -566,6 +586,37 @@ async fn recheck_all(gw: Arc<Gateway>, unscanned: Vec<crate::envelope::Envelope>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_refused_reload_says_the_problem_before_the_long_path() {
+        // walkM 5: "Reload refused (1 problems; first: /very/long/path...";
+        // mwNotifyMessage holds 255 octets, and the problem was cut off.
+        let long = format!("/etc/{}/mailward.toml", "verylongdirectoryname".repeat(10));
+        let problem = |line, key: &str| config::ConfigProblem {
+            file: long.clone(),
+            line,
+            key: key.into(),
+            problem: "invalid basic string".into(),
+        };
+        let one = refusal_message(&[problem(505, "log.bad")]);
+        assert!(
+            one.starts_with("Reload refused: log.bad: invalid basic string (in /etc/"),
+            "{one}"
+        );
+        assert!(
+            one.ends_with(":505); the running configuration stays."),
+            "{one}"
+        );
+        let two = refusal_message(&[problem(1, ""), problem(2, "a.b")]);
+        assert!(
+            two.starts_with("Reload refused: invalid basic string (in /etc/"),
+            "{two}"
+        );
+        assert!(
+            two.contains(":1; 1 more problem(s), see check-config)"),
+            "{two}"
+        );
+    }
 
     #[test]
     fn a_port_that_cannot_be_bound_says_what_to_do() {
