@@ -83,6 +83,52 @@ fn tls_problems(c: &config::Config, path: Option<&std::path::Path>) -> Vec<Strin
     out
 }
 
+/// `check-config` on a file: the names a site must make its own but that
+/// still hold the default's examples (RFC 2606 domains). A gateway set up
+/// by the package's steps greeted, wrote Received: and signed its DSNs as
+/// gw.example.com, and sent postmaster's mail to example.com (walkN).
+fn example_name_warnings(c: &config::Config, path: Option<&std::path::Path>) {
+    let Some(path) = path else {
+        return;
+    };
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    for (key, problem) in example_names(c) {
+        let line = config::line_of_key(&text, "server", key);
+        eprintln!("{}:{line}: warning: server.{key}: {problem}", c.origin);
+    }
+}
+
+/// (key, problem) for each `[server]` name that is an example.
+fn example_names(c: &config::Config) -> Vec<(&'static str, String)> {
+    let example = |name: &str| {
+        let name = name.trim_end_matches('.').to_ascii_lowercase();
+        let domain = name.rsplit_once('@').map_or(name.as_str(), |(_, d)| d);
+        ["example.com", "example.net", "example.org"]
+            .iter()
+            .any(|e| domain == *e || domain.ends_with(&format!(".{e}")))
+    };
+    let mut out = Vec::new();
+    if example(&c.server.hostname) {
+        out.push((
+            "hostname",
+            format!(
+                "{} is an example name: set this host's name in DNS (the greeting, EHLO to next hops, Received: and the DSNs' MAILER-DAEMON@ use it)",
+                c.server.hostname
+            ),
+        ));
+    }
+    if example(&c.server.postmaster) {
+        out.push((
+            "postmaster",
+            format!(
+                "{} is an example address: set the site's postmaster (DSNs about bounces go there)",
+                c.server.postmaster
+            ),
+        ));
+    }
+    out
+}
+
 /// `check-config`: `[log]` settings that are valid but do nothing (a
 /// warning, exit status 0: the daemon runs the same with them).
 fn log_warnings(c: &config::Config, path: Option<&std::path::Path>) {
@@ -116,6 +162,7 @@ fn main() -> ExitCode {
                 out!("{}: configuration is valid", c.origin);
                 account_warnings(&c, arg.config.as_deref());
                 log_warnings(&c, arg.config.as_deref());
+                example_name_warnings(&c, arg.config.as_deref());
                 ExitCode::SUCCESS
             }
             Err(errors) => {

@@ -118,12 +118,40 @@ fn check_config_warns_of_a_user_this_machine_lacks() -> Result<()> {
         );
     }
     // An account the machine has gives no warning.
-    std::fs::write(dir.path().join("root.toml"), "[server]\nuser = \"root\"\n")?;
+    std::fs::write(
+        dir.path().join("root.toml"),
+        "[server]\nuser = \"root\"\nhostname = \"mx1.mailward.test\"\npostmaster = \"postmaster@mailward.test\"\n",
+    )?;
     let root = dir.path().join("root.toml").display().to_string();
     let out = mailward(&dir, &["check-config", "--config", &root])?;
     let text = output_text(&out);
     assert_eq!(out.status.code(), Some(0), "{text}");
     assert!(!text.contains("warning"), "{text}");
+    Ok(())
+}
+
+/// walkN 4: a gateway set up by the package's steps kept the default's
+/// `gw.example.com` and `postmaster@example.com`: check-config says so
+/// (a warning: the file is valid).
+#[test]
+fn check_config_warns_about_the_example_names_left_in_place() -> Result<()> {
+    let dir = TestDir::new("check-example-names")?;
+    let file = dir.path().join("m.toml");
+    std::fs::write(&file, "[server]\nuser = \"root\"\n")?;
+    let file = file.display().to_string();
+    let out = mailward(&dir, &["check-config", "--config", &file])?;
+    let text = output_text(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    for key in [
+        "server.hostname: gw.example.com",
+        "server.postmaster: postmaster@example.com",
+    ] {
+        assert!(
+            text.lines()
+                .any(|l| l.contains(": warning: ") && l.contains(key)),
+            "no warning about {key} in:\n{text}"
+        );
+    }
     Ok(())
 }
 
