@@ -37,9 +37,12 @@ pub enum AdminError {
     },
     #[error("admin socket {0} is in use: is another mailward running with this data directory?")]
     InUse(PathBuf),
-    #[error("cannot reach the daemon at {path}: {source}. Is `mailward run` running with this configuration? (A daemon keeps the server.data_dir and server.admin_socket it started with until it restarts: if the file changed them since, it listens at the old place.)")]
+    #[error("cannot reach the daemon at {path}{hint}: {source}. Is `mailward run` running with this configuration? (A daemon keeps the server.data_dir and server.admin_socket it started with until it restarts: if the file changed them since, it listens at the old place.)")]
     Unreachable {
         path: PathBuf,
+        /// Where a relative path points, and the packaged configuration
+        /// when there is one ([`where_hint`]).
+        hint: String,
         #[source]
         source: std::io::Error,
     },
@@ -186,9 +189,35 @@ pub fn connect_error(path: &Path, source: std::io::Error) -> AdminError {
     } else {
         AdminError::Unreachable {
             path: path.to_path_buf(),
+            hint: where_hint(path, Path::new(PACKAGED_CONFIG)),
             source,
         }
     }
+}
+
+/// The Debian package's configuration file.
+pub const PACKAGED_CONFIG: &str = "/etc/mailward/mailward.toml";
+
+/// For a relative socket path (the embedded default's
+/// `mailward-data/admin.sock`, used when no --config is given): the
+/// directory it is relative to and, where the package is installed, the
+/// configuration to give (walkN: on a packaged host `mailward status`
+/// without --config said the daemon was not running).
+fn where_hint(path: &Path, packaged: &Path) -> String {
+    if path.is_absolute() {
+        return String::new();
+    }
+    let cwd = std::env::current_dir().map_or_else(|_| ".".into(), |d| d.display().to_string());
+    let mut hint = format!(" (relative to the current directory {cwd})");
+    if packaged.exists() {
+        hint.push_str(&format!(
+            "; the packaged gateway's configuration is {}: give --config {} or set MAILWARD_CONFIG={}",
+            packaged.display(),
+            packaged.display(),
+            packaged.display()
+        ));
+    }
+    hint
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -1017,6 +1046,32 @@ pub async fn call_within(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_relative_socket_says_where_it_looked_and_names_the_packaged_file() {
+        // walkN 5: `mailward status` without --config on a packaged host
+        // said the daemon was not running, asking mailward-data/admin.sock
+        // in whatever directory the admin stood in.
+        let dir = tempfile::tempdir().unwrap();
+        let packaged = dir.path().join("mailward.toml");
+        let rel = Path::new("mailward-data/admin.sock");
+        assert_eq!(
+            where_hint(Path::new("/run/mailward/admin.sock"), &packaged),
+            ""
+        );
+        let hint = where_hint(rel, &packaged);
+        assert!(
+            hint.starts_with(" (relative to the current directory /"),
+            "{hint}"
+        );
+        assert!(!hint.contains("packaged"), "{hint}");
+        std::fs::write(&packaged, "").unwrap();
+        let hint = where_hint(rel, &packaged);
+        assert!(
+            hint.ends_with(&format!("set MAILWARD_CONFIG={}", packaged.display())),
+            "{hint}"
+        );
+    }
     use crate::config;
 
     #[test]

@@ -19,9 +19,10 @@ pub struct Cli {
 
 #[derive(Debug, Args)]
 pub struct ConfigArg {
-    /// The configuration file (TOML). Without it, the embedded default
-    /// configuration is used (see `mailward config default`).
-    #[arg(long, short = 'c', value_name = "FILE")]
+    /// The configuration file (TOML). Without it (and without
+    /// MAILWARD_CONFIG), the embedded default configuration is used (see
+    /// `mailward config default`).
+    #[arg(long, short = 'c', value_name = "FILE", env = "MAILWARD_CONFIG")]
     pub config: Option<PathBuf>,
 }
 
@@ -39,7 +40,7 @@ pub struct MilterArgs {
 pub enum Command {
     /// Runs the gateway in the foreground until SIGTERM or SIGINT.
     #[command(
-        after_help = "Signals: SIGHUP reloads the configuration (a bad one is refused and the running one kept); SIGTERM/SIGINT stop gracefully.\nExit status: 0 after a clean stop, 64 for a bad configuration, 71 when the gateway cannot start (port in use, spool unreadable).\n\nExample:\n  mailward run --config mailward.toml"
+        after_help = "Signals: SIGHUP reloads the configuration (a bad one is refused and the running one kept); SIGTERM/SIGINT stop gracefully.\nExit status: 0 after a clean stop, 64 for a bad configuration, 71 when the gateway cannot start (port in use, spool unreadable), 75 when another Mailward runs on the same data_dir.\n\nExample:\n  mailward run --config mailward.toml"
     )]
     Run(ConfigArg),
     /// Validates a configuration file and prints every problem as FILE:LINE: key: problem.
@@ -486,7 +487,7 @@ pub enum SpamCommand {
 pub enum LogCommand {
     /// Closes and reopens the log file and the raw records file, so that lines go to new files after logrotate moved the old ones (SIGHUP does the same).
     #[command(
-        after_help = "In /etc/logrotate.d/mailward, with `create` (no copytruncate needed):\n  postrotate\n    mailward log reopen --config /etc/mailward/mailward.toml >/dev/null\n  endscript\n\nExample:\n  mailward log reopen --config mailward.toml"
+        after_help = "In /etc/logrotate.d/mailward, with `create` (no copytruncate needed; the test keeps a rotation while the gateway is stopped from failing):\n  postrotate\n    [ -S /run/mailward/admin.sock ] && mailward log reopen --config /etc/mailward/mailward.toml >/dev/null || true\n  endscript\n\nExample:\n  mailward log reopen --config mailward.toml"
     )]
     Reopen {
         #[command(flatten)]

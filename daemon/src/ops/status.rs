@@ -995,6 +995,7 @@ mod tests {
         use crate::ops::admin::AdminError;
         let down = AdminError::Unreachable {
             path: "/run/mailward/admin.sock".into(),
+            hint: String::new(),
             source: std::io::Error::from(std::io::ErrorKind::ConnectionRefused),
         };
         let v = unanswered(&down);
