@@ -33,6 +33,7 @@ const ALERT_RULE_TESTS: &str = "dashboards/prometheus/mailward-alerts.test.yaml"
 const CATALOGUE: &str = "metrics/src/catalogue.rs";
 /// The per-policy-group families (label `group`, values from the configuration).
 const GROUP_COLUMNS: &str = "metrics/src/group.rs";
+const CONFIG_METRICS: &str = "metrics/src/prometheus.rs";
 
 /// The metric names of DESIGN 8 that dashboards, alerts and operators'
 /// scripts depend on (the top-N tables are added from the catalogue).
@@ -358,6 +359,37 @@ fn load_catalogue() -> Result<Catalogue> {
             prom,
             Family {
                 label: Some(("group".to_string(), Vec::new())),
+                histogram: false,
+                top_item: None,
+            },
+        );
+    }
+    // The configuration's life (prometheus.rs CONFIG_METRICS, rendered
+    // outside the catalogue like the groups): its names, and the `result`
+    // label values config_families writes.
+    let prometheus = read_workspace_file(CONFIG_METRICS)?;
+    let config = prometheus
+        .find("pub const CONFIG_METRICS")
+        .map(|at| &prometheus[at..])
+        .context("no CONFIG_METRICS in the Prometheus renderer")?;
+    let results: Vec<String> = prometheus
+        .match_indices("label(\"result\", \"")
+        .filter_map(|(at, m)| {
+            let value = &prometheus[at + m.len()..];
+            value.split('"').next().map(str::to_string)
+        })
+        .collect();
+    for prom in string_literals(config.split("];").next().unwrap_or_default())
+        .into_iter()
+        .filter(|s| s.starts_with("mailward_config_"))
+    {
+        let label = prom
+            .ends_with("_total")
+            .then(|| ("result".to_string(), results.clone()));
+        catalogue.families.insert(
+            prom,
+            Family {
+                label,
                 histogram: false,
                 top_item: None,
             },
