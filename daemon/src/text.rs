@@ -264,6 +264,11 @@ pub fn cut(s: &str, max: usize) -> &str {
     &s[..end]
 }
 
+/// Where `needle` first occurs in `hay` (MIME boundaries, header ends).
+pub fn find_bytes(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -26,6 +26,7 @@
 //! with Postfix's conversion.
 
 use crate::delivery::dsn::is_eight_bit;
+use crate::text::find_bytes as find;
 use base64::Engine as _;
 
 /// How deep parts may nest before we give up (a bound on recursion for a
@@ -361,10 +362,6 @@ fn base64_lines(data: &[u8]) -> Vec<u8> {
         out.extend_from_slice(b"\r\n");
     }
     out
-}
-
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
 }
 
 /// The media type (lower case) and boundary of a Content-Type value.

@@ -12,6 +12,7 @@
 //! - A message that is a single part has no part to cut out: both actions
 //!   replace its body with the notice and its content headers with text/plain.
 
+use crate::text::find_bytes as find;
 use mail_parser::{Message, MimeHeaders, PartType};
 use std::collections::BTreeMap;
 
@@ -23,10 +24,6 @@ pub enum Edit {
 
 const NOTICE_HEADERS: &str = "Content-Type: text/plain; charset=us-ascii\r\n\
 Content-Disposition: inline\r\nContent-Transfer-Encoding: 7bit\r\n";
-
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
-}
 
 fn rfind(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).rposition(|w| w == needle)
