@@ -1,8 +1,8 @@
 //! Small text helpers the protocol code shares, so that each exists once:
 //! RFC 3461 xtext (ENVID, ORCPT), the RFC 5321 mailbox syntax (for RCPT TO
 //! and for the addresses administrators give the CLI), the ASCII sanitiser
-//! for what goes into headers, notices and reports, and a cut on a
-//! character boundary.
+//! for what goes into headers, notices and reports, a cut on a character
+//! boundary, and where a message's header block ends.
 
 use std::fmt::Write as _;
 
@@ -269,6 +269,60 @@ pub fn find_bytes(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }
 
+/// A message or MIME entity cut at the empty line that ends its header
+/// block (RFC 5322 2.1): `raw[..header]` is the header block with its last
+/// line end, `raw[header..header + blank]` the empty line, the rest the
+/// body. Line ends may be CRLF or bare LF, and even mixed (spool files,
+/// files given to the CLI, what a careless client sends), so the first line
+/// that is empty either way ends the block. Without an empty line the whole
+/// input is header and `blank` is 0; an input that starts with one has no
+/// header. One function for every reader (policy marks, spam rules, DSNs,
+/// DKIM, 7-bit conversion, milter changes), so that they all agree on where
+/// a message's body starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeaderEnd {
+    /// Octets of the header block, its last line end included.
+    pub header: usize,
+    /// Octets of the empty line: 2 (CRLF), 1 (LF) or 0 (none).
+    pub blank: usize,
+}
+
+impl HeaderEnd {
+    /// Where `raw`'s header block ends.
+    pub fn of(raw: &[u8]) -> HeaderEnd {
+        let mut at = 0;
+        loop {
+            let rest = &raw[at..];
+            if rest.starts_with(b"\r\n") {
+                return HeaderEnd {
+                    header: at,
+                    blank: 2,
+                };
+            }
+            if rest.starts_with(b"\n") {
+                return HeaderEnd {
+                    header: at,
+                    blank: 1,
+                };
+            }
+            match rest.iter().position(|&b| b == b'\n') {
+                Some(nl) => at += nl + 1,
+                None => {
+                    return HeaderEnd {
+                        header: raw.len(),
+                        blank: 0,
+                    }
+                }
+            }
+        }
+    }
+
+    /// Where the body starts (after the empty line).
+    pub fn body(self) -> usize {
+        self.header + self.blank
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -356,5 +410,24 @@ mod tests {
         ] {
             assert_eq!(check_mailbox(bad), Err(why), "{bad}");
         }
+    }
+
+    #[test]
+    fn the_header_block_ends_at_the_first_empty_line_whatever_the_line_ends() {
+        let cut = |raw: &[u8]| {
+            let end = HeaderEnd::of(raw);
+            (end.header, end.blank, end.body())
+        };
+        assert_eq!(cut(b"A: b\r\nC: d\r\n\r\nbody\r\n\r\n"), (12, 2, 14));
+        assert_eq!(cut(b"A: b\nC: d\n\nbody\n"), (10, 1, 11));
+        // Mixed: a CRLF header line, then a bare LF empty line.
+        assert_eq!(cut(b"A: b\r\n\nbody"), (6, 1, 7));
+        // A line holding only a CR is not empty.
+        assert_eq!(cut(b"A: b\n\r\r\n\r\nbody"), (8, 2, 10));
+        // No header, no empty line, nothing at all.
+        assert_eq!(cut(b"\r\nbody"), (0, 2, 2));
+        assert_eq!(cut(b"\nbody"), (0, 1, 1));
+        assert_eq!(cut(b"A: b\r\nC: d"), (10, 0, 10));
+        assert_eq!(cut(b""), (0, 0, 0));
     }
 }

@@ -212,15 +212,7 @@ pub fn spf_unanswered(helo: &str, sender: &str) -> Spf {
 /// is no key to check one against), so this is quick whatever the size.
 /// No DKIM result (None) when the message cannot be read as one.
 pub fn dkim_dmarc_silent(raw: &[u8]) -> (Option<Vec<Dkim>>, Option<Dmarc>) {
-    let header_end = [&b"\r\n\r\n"[..], &b"\n\n"[..]]
-        .iter()
-        .filter_map(|end| {
-            raw.windows(end.len())
-                .position(|w| w == *end)
-                .map(|at| at + end.len())
-        })
-        .min()
-        .unwrap_or(raw.len());
+    let header_end = crate::text::HeaderEnd::of(raw).body();
     match AuthenticatedMessage::parse(&raw[..header_end]) {
         Some(message) => unanswered(&message),
         None => (None, None),

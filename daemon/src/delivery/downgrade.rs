@@ -157,33 +157,11 @@ struct Entity<'a> {
 
 impl<'a> Entity<'a> {
     fn split(entity: &'a [u8]) -> Entity<'a> {
-        for eol in [&b"\r\n"[..], b"\n"] {
-            if entity.starts_with(eol) {
-                let (blank, body) = entity.split_at(eol.len());
-                return Entity {
-                    header: b"",
-                    blank,
-                    body,
-                };
-            }
-        }
-        let crlf = find(entity, b"\r\n\r\n").map(|i| (i + 2, 2));
-        let lf = find(entity, b"\n\n").map(|i| (i + 1, 1));
-        let cut = match (crlf, lf) {
-            (Some(a), Some(b)) => Some(if a.0 <= b.0 { a } else { b }),
-            (a, b) => a.or(b),
-        };
-        match cut {
-            Some((end, len)) => Entity {
-                header: &entity[..end],
-                blank: &entity[end..end + len],
-                body: &entity[end + len..],
-            },
-            None => Entity {
-                header: entity,
-                blank: b"",
-                body: b"",
-            },
+        let end = crate::text::HeaderEnd::of(entity);
+        Entity {
+            header: &entity[..end.header],
+            blank: &entity[end.header..end.body()],
+            body: &entity[end.body()..],
         }
     }
 

@@ -295,14 +295,9 @@ fn returned_content(input: &DsnInput<'_>) -> Returned {
 /// The header block of a message: up to the first empty line, without it.
 /// A message without an empty line is all headers (capped, cut at a line end).
 fn header_block(message: &[u8]) -> &[u8] {
-    if message.starts_with(b"\r\n") || message.starts_with(b"\n") {
-        return &[];
-    }
-    for (i, _) in message.iter().enumerate().filter(|(_, &b)| b == b'\n') {
-        let rest = &message[i + 1..];
-        if rest.starts_with(b"\n") || rest.starts_with(b"\r\n") {
-            return &message[..=i];
-        }
+    let end = crate::text::HeaderEnd::of(message);
+    if end.blank > 0 {
+        return &message[..end.header];
     }
     if message.len() <= RETURN_FULL_LIMIT {
         return message;

@@ -162,15 +162,10 @@ pub async fn carry_out(
     Outcome::Accept(changes)
 }
 
-/// The header block and the body of a message (CRLF line ends).
+/// The header block and the body of a message.
 fn split(message: &[u8]) -> (&[u8], &[u8]) {
-    if message.starts_with(b"\r\n") {
-        return (&[], &message[2..]);
-    }
-    match message.windows(4).position(|w| w == b"\r\n\r\n") {
-        Some(i) => (&message[..i + 2], &message[i + 4..]),
-        None => (message, &[]),
-    }
+    let end = crate::text::HeaderEnd::of(message);
+    (&message[..end.header], &message[end.body()..])
 }
 
 /// The header fields of a header block: name and raw value (everything

@@ -30,28 +30,10 @@ fn rendered(prefix: &str) -> String {
     }
 }
 
-/// Where the header section ends: the index of the empty line's first
-/// octet (the message's length when there is no body).
-fn header_end(raw: &[u8]) -> usize {
-    let mut at = 0;
-    while at < raw.len() {
-        let end = raw[at..]
-            .iter()
-            .position(|&b| b == b'\n')
-            .map_or(raw.len(), |i| at + i + 1);
-        let line = &raw[at..end];
-        if line == b"\r\n" || line == b"\n" {
-            return at;
-        }
-        at = end;
-    }
-    raw.len()
-}
-
 /// The message with `prefix` in front of its subject.
 pub fn mark(raw: &[u8], prefix: &str) -> Vec<u8> {
     let prefix = rendered(prefix);
-    let end = header_end(raw);
+    let end = crate::text::HeaderEnd::of(raw).header;
     let mut at = 0;
     while at < end {
         let line_end = raw[at..end]

@@ -408,25 +408,10 @@ pub fn examine(
     }
 }
 
-/// Where the header block of a raw message ends: the offset of the empty
-/// line that closes it (LF or CRLF line ends), or the whole message.
-fn header_end(raw: &[u8]) -> usize {
-    let mut at = 0;
-    while let Some(nl) = raw[at..].iter().position(|b| *b == b'\n') {
-        let next = at + nl + 1;
-        let rest = &raw[next..];
-        if rest.starts_with(b"\n") || rest.starts_with(b"\r\n") {
-            return next;
-        }
-        at = next;
-    }
-    raw.len()
-}
-
 /// The header block of a raw message (up to the first empty line), as text
 /// (256 KiB at most, cut at the last whole character).
 pub fn header_block(raw: &[u8]) -> &str {
-    let block = &raw[..header_end(raw).min(256 * 1024)];
+    let block = &raw[..crate::text::HeaderEnd::of(raw).header.min(256 * 1024)];
     match std::str::from_utf8(block) {
         Ok(s) => s,
         Err(e) => std::str::from_utf8(&block[..e.valid_up_to()]).unwrap_or_default(),
@@ -443,7 +428,7 @@ pub fn for_learning(raw: &[u8]) -> (u64, Vec<u64>) {
         .as_ref()
         .and_then(|h| h.message_id())
         .unwrap_or_default();
-    let body = String::from_utf8_lossy(&raw[header_end(raw)..]);
+    let body = String::from_utf8_lossy(&raw[crate::text::HeaderEnd::of(raw).header..]);
     let digest = tokens::hash(&["digest", message_id, body.trim()]);
     let message = super::parse(raw);
     let text = text::gather(message.as_ref());

@@ -441,6 +441,9 @@ fn the_header_block_ends_at_the_first_empty_line_whatever_the_line_ends() {
     );
     assert_eq!(header_block(b"A: 1\nB: 2\n\nbody\n"), "A: 1\nB: 2\n");
     assert_eq!(header_block(b"A: 1\r\n"), "A: 1\r\n");
+    // A message that starts with its empty line has no header block (it was
+    // read as all header, so its body text went to the header rules).
+    assert_eq!(header_block(b"\r\nSubject: body text\r\n"), "");
     // Bytes that are not UTF-8 cut the text, never the body's start: the
     // identity of a message is its body after the real header block.
     let raw = b"A: \xff\r\n\r\nbody one\r\n";
