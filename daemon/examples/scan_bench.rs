@@ -489,21 +489,12 @@ fn small_message(rng: &mut Rng, i: usize, size: usize, extra: Option<&str>) -> V
     out
 }
 
+/// Base64 in lines of 76 characters, each with its CRLF.
 fn base64_lines(data: &[u8]) -> String {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    use base64::Engine as _;
     let mut out = String::with_capacity(data.len() * 4 / 3 + data.len() / 28 + 4);
     for line in data.chunks(57) {
-        for c in line.chunks(3) {
-            let b = [c[0], *c.get(1).unwrap_or(&0), *c.get(2).unwrap_or(&0)];
-            let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-            for k in 0..4 {
-                if k <= c.len() {
-                    out.push(ALPHABET[(n >> (18 - 6 * k) & 63) as usize] as char);
-                } else {
-                    out.push('=');
-                }
-            }
-        }
+        out.push_str(&base64::engine::general_purpose::STANDARD.encode(line));
         out.push_str("\r\n");
     }
     out

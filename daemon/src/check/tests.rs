@@ -36,22 +36,15 @@ fn run(rules: &yara_x::Rules, policy: &Policy, msg: &[u8]) -> ScanOutcome {
     )
 }
 
+/// Base64 in lines of 76 characters, as mail carries it.
 fn b64(data: &[u8]) -> String {
-    const T: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    use base64::Engine as _;
     let mut s = String::new();
-    for (n, c) in data.chunks(3).enumerate() {
-        if n > 0 && n % 19 == 0 {
+    for (n, line) in data.chunks(57).enumerate() {
+        if n > 0 {
             s.push_str("\r\n");
         }
-        let b = [c[0], *c.get(1).unwrap_or(&0), *c.get(2).unwrap_or(&0)];
-        let v = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= c.len() {
-                s.push(T[((v >> (18 - 6 * i)) & 63) as usize] as char);
-            } else {
-                s.push('=');
-            }
-        }
+        s.push_str(&base64::engine::general_purpose::STANDARD.encode(line));
     }
     s
 }
