@@ -147,6 +147,18 @@ name=\"eicar.com\"\r\nContent-Transfer-Encoding: x-uuencode\r\n\r\n{}",
             "tar.gz",
             with_attachment("e.tgz", "application/gzip", &gzip(&tar_of("x/eicar.com", &e))),
         ),
+        ("mail file in a zip", {
+            let mail = with_attachment("eicar.com", "application/octet-stream", &e);
+            with_attachment("mails.zip", "application/zip", &zip_of("fwd.eml", &mail))
+        }),
+        (
+            "mail file attached as octet-stream",
+            with_attachment(
+                "fwd.eml",
+                "application/octet-stream",
+                &with_attachment("eicar.com", "application/octet-stream", &e),
+            ),
+        ),
         (
             "forwarded message",
             format!(

@@ -1,7 +1,9 @@
 //! Taking a message apart for the checks: every leaf MIME part
 //! (transfer-decoded), every message nested in it, every uuencoded file (in
-//! a text body, or a part sent as `x-uuencode`) and every member of a zip,
-//! gzip or tar archive, down to `max_scan_depth` levels, within the
+//! a text body, or a part sent as `x-uuencode`), every member of a zip,
+//! gzip or tar archive, and the parts of a mail file found as a file (an
+//! `.eml` in an archive, a forwarded mail attached as
+//! `application/octet-stream`), down to `max_scan_depth` levels, within the
 //! unpacking budget ([`budget`]) and the deadline. Each becomes an
 //! [`Object`]; what cannot be looked into becomes a finding (encrypted:
 //! protected; damaged, too deep, over a limit, out of time: error). The
@@ -159,7 +161,7 @@ pub fn unpack<'m, 'p>(
         max_depth: max_depth.min(DEPTH_CAP),
     };
     match parsed {
-        Some(msg) => u.message(msg, None, "", 0),
+        Some(msg) => u.message(msg, Under::Own, None, "", 0, &|data| data),
         None => u.object(
             None,
             None,
@@ -171,6 +173,17 @@ pub fn unpack<'m, 'p>(
         ),
     }
     u
+}
+
+/// Which top-level part of the message the objects of a (nested) message
+/// hang under: the unit the actions work on.
+#[derive(Debug, Clone, Copy)]
+enum Under {
+    /// The message itself: each of its parts is its own unit.
+    Own,
+    /// A message inside the top-level part given (None: the message as a
+    /// whole could not be parsed).
+    Part(Option<usize>),
 }
 
 impl<'m> Unpacked<'m, '_> {
@@ -204,17 +217,31 @@ impl<'m> Unpacked<'m, '_> {
         self.budget.exhausted == Some(Exhausted::Shared)
     }
 
-    /// Walks a parsed message; `top` is the top-level part that a nested
-    /// message hangs under. The parts' offsets point into the message's
+    /// Walks a parsed message; `under` says which top-level part its
+    /// objects hang under, `parent` the object it was found in (a mail file
+    /// in an archive). The parts' offsets point into the message's
     /// `raw_message` (the whole message for one sent as is, the decoded
     /// bytes for one sent encoded, the repaired copy for one whose
-    /// structure had to be repaired).
-    fn message(&mut self, msg: &'m Message<'m>, top: Option<usize>, path: &str, depth: u32) {
+    /// structure had to be repaired). `keep` makes a part's bytes the
+    /// objects' own: borrowed as they are for the message being checked,
+    /// copied for a mail file parsed from bytes unpacked here.
+    fn message<'a>(
+        &mut self,
+        msg: &'a Message<'a>,
+        under: Under,
+        parent: Option<usize>,
+        path: &str,
+        depth: u32,
+        keep: &dyn Fn(Cow<'a, [u8]>) -> Cow<'m, [u8]>,
+    ) {
         for (i, part) in msg.parts.iter().enumerate() {
             if matches!(part.body, PartType::Multipart(_)) {
                 continue;
             }
-            let unit = top.or(Some(i));
+            let unit = match under {
+                Under::Own => Some(i),
+                Under::Part(p) => p,
+            };
             let name = part.attachment_name();
             let label = match name {
                 Some(n) => n.to_string(),
@@ -238,7 +265,7 @@ impl<'m> Unpacked<'m, '_> {
                         alias: None,
                         mime,
                         data: Cow::Borrowed(&[]),
-                        parent: None,
+                        parent,
                         is_message: true,
                     });
                     if depth + 1 > self.max_depth {
@@ -249,15 +276,15 @@ impl<'m> Unpacked<'m, '_> {
                             &here,
                         );
                     } else {
-                        self.message(inner, unit, &here, depth + 1);
+                        self.message(inner, Under::Part(unit), parent, &here, depth + 1, keep);
                     }
                 }
                 _ => {
-                    let data = part_bytes(part, Some(msg.raw_message()));
+                    let data = keep(part_bytes(part, Some(msg.raw_message())));
                     let index = self.objects.len();
                     self.object(
                         unit,
-                        None,
+                        parent,
                         here,
                         name.map(str::to_string),
                         mime,
@@ -290,8 +317,12 @@ impl<'m> Unpacked<'m, '_> {
         let format = archive::detect(&data);
         let uuencoded = format.is_none()
             && ((mime.starts_with("text/") && memchr_begin(&data)) || starts_uuencoded(&data));
+        // The message being checked, when it could not be parsed, is not
+        // parsed a second time.
+        let mail_file =
+            format.is_none() && !uuencoded && mime != "message/rfc822" && is_mail_file(&data);
         let index = self.objects.len();
-        let holds_more = format.is_some() || uuencoded;
+        let holds_more = format.is_some() || uuencoded || mail_file;
         self.objects.push(Object {
             part,
             path: path.clone(),
@@ -308,8 +339,48 @@ impl<'m> Unpacked<'m, '_> {
         // Borrowed back while what is inside is added after it (no copy),
         // and put in place again below.
         let inner = std::mem::take(&mut self.objects[index].data);
-        self.inside(index, format, &inner, depth);
+        if mail_file {
+            self.mail_file(index, &inner, depth);
+        } else {
+            self.inside(index, format, &inner, depth);
+        }
         self.objects[index].data = inner;
+    }
+
+    /// Adds the parts of object `index`, a mail file, as a nested message's
+    /// would be: a virus in a forwarded mail saved into a zip is found as
+    /// it is in a message/rfc822 part. Its parts are copies, counted in the
+    /// unpacking budget.
+    fn mail_file(&mut self, index: usize, inner: &[u8], depth: u32) {
+        let (part, path) = {
+            let o = &self.objects[index];
+            (o.part, o.path.clone())
+        };
+        if depth + 1 > self.max_depth {
+            self.find(
+                part,
+                Kind::Error,
+                "nested deeper than max_scan_depth",
+                &path,
+            );
+            return;
+        }
+        let n = inner.len() as u64;
+        if self.budget.grant(n) < n {
+            let why = self.budget.exhausted.unwrap_or(Exhausted::Message);
+            self.find(part, Kind::Error, why.problem(), &path);
+            return;
+        }
+        if let Some(msg) = super::parse(inner) {
+            self.message(
+                &msg,
+                Under::Part(part),
+                Some(index),
+                &path,
+                depth + 1,
+                &|data| Cow::Owned(data.into_owned()),
+            );
+        }
     }
 
     /// Adds what is inside object `index`: archive members, or the files
@@ -387,6 +458,52 @@ impl<'m> Unpacked<'m, '_> {
     }
 }
 
+/// Whether an object is a mail message saved as a file, with MIME parts to
+/// look into: its header block (the first 64 KiB at most) is all header
+/// fields, names a MIME structure (`MIME-Version` or `Content-Type`) and has
+/// a field only mail has (`From`, `Date`, `Received`, `Return-Path`,
+/// `Message-ID`, `Subject`, `To`), and a body follows. A name ending in
+/// `.eml` alone does not make one: what matters is what a mail client
+/// would open it as. Cheap on anything else: the first line decides most.
+fn is_mail_file(data: &[u8]) -> bool {
+    let head = &data[..data.len().min(64 * 1024)];
+    let end = crate::text::HeaderEnd::of(head);
+    if end.blank == 0 || end.header == 0 {
+        return false;
+    }
+    let (mut mime, mut mail, mut fields) = (false, false, 0);
+    for (n, line) in head[..end.header]
+        .split_inclusive(|&b| b == b'\n')
+        .enumerate()
+    {
+        if n > 0 && matches!(line.first(), Some(b' ' | b'\t')) {
+            continue;
+        }
+        let Some(colon) = line.iter().position(|&b| b == b':') else {
+            return false;
+        };
+        let field = &line[..colon];
+        if field.is_empty() || !field.iter().all(|b| (33..=126).contains(b)) {
+            return false;
+        }
+        fields += 1;
+        let is = |want: &str| field.eq_ignore_ascii_case(want.as_bytes());
+        mime |= is("MIME-Version") || is("Content-Type");
+        mail |= [
+            "From",
+            "Date",
+            "Received",
+            "Return-Path",
+            "Message-ID",
+            "Subject",
+            "To",
+        ]
+        .iter()
+        .any(|f| is(f));
+    }
+    fields >= 2 && mime && mail
+}
+
 /// Whether a text may hold a uuencoded block (a cheap test before parsing).
 fn memchr_begin(data: &[u8]) -> bool {
     data.windows(6).any(|w| w == b"begin ")
@@ -406,6 +523,34 @@ mod tests {
     use super::*;
     use budget::MemoryPool;
     use std::io::Write;
+
+    #[test]
+    fn a_mail_file_is_known_by_its_header_block() {
+        let mime = b"Received: from a\r\n by b\r\nFrom: a@example.com\r\nMIME-Version: 1.0\r\n\
+Content-Type: multipart/mixed; boundary=X\r\n\r\n--X\r\n\r\nhi\r\n--X--\r\n";
+        assert!(is_mail_file(mime));
+        assert!(is_mail_file(
+            &mime
+                .iter()
+                .filter(|&&b| b != b'\r')
+                .copied()
+                .collect::<Vec<_>>()
+        ));
+        // Not worth parsing, or not mail: no MIME structure, a letter that
+        // starts with "Dear John:", only a header, a binary file.
+        assert!(!is_mail_file(
+            b"From: a@example.com\r\nSubject: hi\r\n\r\nbody\r\n"
+        ));
+        assert!(!is_mail_file(
+            b"Dear John: see below.\r\nContent-Type: text\r\n\r\nx"
+        ));
+        assert!(!is_mail_file(b"From: a\r\nMIME-Version: 1.0\r\n"));
+        assert!(!is_mail_file(
+            b"Content-Type: text/plain\r\n\r\nno mail field"
+        ));
+        assert!(!is_mail_file(b"%PDF-1.7\r\n\r\n"));
+        assert!(!is_mail_file(b""));
+    }
 
     #[test]
     fn a_time_out_inside_an_archive_is_one_finding_at_the_member_being_read() {
