@@ -318,6 +318,11 @@ impl Gateway {
             bases_records: bases.as_ref().map_or(0, |b| b.records),
             bases_released: bases.as_ref().map_or(0, |b| b.released),
             bases_loaded: bases.as_ref().map_or(0, |b| b.loaded_at),
+            bases_obsolete: crate::check::bases::is_obsolete(
+                bases.as_ref(),
+                self.config().bases.obsolete_after.get(),
+                chrono::Utc::now().timestamp(),
+            ),
             agentx_connected: subagent.as_ref().is_some_and(|h| h.connected),
             agentx_registered: subagent.as_ref().is_some_and(|h| h.registered > 0),
             agentx_reconnects: subagent.as_ref().map_or(0, |h| h.reconnects),

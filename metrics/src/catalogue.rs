@@ -191,6 +191,7 @@ pub enum StatId {
     AgentxRequests,
     AgentxErrors,
     RecipientsRejected,
+    BasesObsolete,
 }
 
 pub const REJECT_REASONS: &[&str] = &[
@@ -1058,6 +1059,17 @@ pub static CATALOGUE: &[Stat] = &[
         Some(("reason", REJECT_REASONS)),
         "Recipients refused in the SMTP session (every RCPT of a transaction refused, with its syntax too), by reason; mwMessagesRejected counts their transaction once, and only when it ends without a message accepted.",
     ),
+    def(
+        StatId::BasesObsolete,
+        Resources,
+        50,
+        "mwBasesObsolete",
+        "mailward_bases_obsolete",
+        Gauge,
+        Unit::Flag,
+        None,
+        "true (1 on /metrics) when the bases in use were released longer ago than bases.obsolete_after, the condition mwObsoleteBases is sent for; false (0) when none are loaded (mwBasesRecords is then 0).",
+    ),
 ];
 
 /// A top-N table (DESIGN 6), bounded by `statistics.top`; its number is its
@@ -1240,6 +1252,7 @@ pub fn place(id: StatId) -> Place {
         StatId::BasesLoaded => Place::Update(3),
         StatId::BasesReleased => Place::Update(4),
         StatId::BasesRecords => Place::Update(5),
+        StatId::BasesObsolete => Place::Update(6),
         StatId::StartTime => Place::Admin(2),
         other => {
             let s = stat(other);

@@ -61,6 +61,10 @@ pub struct Gauges {
     pub bases_records: u64,
     pub bases_released: i64,
     pub bases_loaded: i64,
+    /// Released longer ago than `bases.obsolete_after` (false when none
+    /// are loaded): sampled with the rest, so that SNMP and Prometheus say
+    /// it the moment it becomes true, not at the next daily check.
+    pub bases_obsolete: bool,
     pub agentx_connected: bool,
     /// The master accepted the subtree's registration (see
     /// `mailward_agentx_registered`).
@@ -667,6 +671,7 @@ impl Stats {
             gauges.bases_released.max(0) as u64,
         );
         set(StatId::BasesLoaded, 0, gauges.bases_loaded.max(0) as u64);
+        set(StatId::BasesObsolete, 0, gauges.bases_obsolete as u64);
         set(StatId::AgentxConnected, 0, gauges.agentx_connected as u64);
         set(StatId::AgentxRegistered, 0, gauges.agentx_registered as u64);
         let at_reset = self.outside_at_reset.lock().map_or([0; OUTSIDE], |a| *a);

@@ -324,16 +324,6 @@ pub fn objects() -> Vec<Object> {
         .filter(|s| matches!(place(s.id), Place::Update(_)))
         .flat_map(stat_objects)
         .collect();
-    update.push(Object {
-        name: "mwBasesObsolete".into(),
-        oid: [UPDATE, &[6]].concat(),
-        node: Node::Scalar,
-        syntax: Some(Syntax::TruthValue),
-        access: ro,
-        units: None,
-        description: "true when the bases in use were released longer ago than bases.obsolete_after; false when none are loaded (mwBasesRecords is then 0).".into(),
-        group: "mwUpdateGroup",
-    });
     update.sort_by(|a, b| a.oid.cmp(&b.oid));
     out_extend(&mut push, update);
     // mwAdmin
@@ -836,7 +826,6 @@ pub struct Extras {
     pub config_loaded_at: i64,
     pub reloads: u32,
     pub reload_failures: u32,
-    pub bases_obsolete: bool,
     /// Which subtrees are served (`snmp.services`).
     pub services: Services,
 }
@@ -999,9 +988,6 @@ pub fn view(snap: &Snapshot, extras: &Extras) -> Vec<(Vec<u32>, SnmpValue)> {
                 }
             }
         }
-    }
-    if sv.update {
-        out.push(([UPDATE, &[6, 0]].concat(), truth(extras.bases_obsolete)));
     }
     if sv.admin {
         out.push(([ADMIN, &[1, 0]].concat(), text(&snap.version)));

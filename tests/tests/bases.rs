@@ -258,6 +258,12 @@ fn check_state(f: &mut Failures, rig: &Rig, e: &Expect) {
             "{what}: /metrics mailward_bases_released_timestamp_seconds = {got:?}, expected {released}"
         )
     });
+    // The fixtures are far from bases.obsolete_after (3650d); none loaded
+    // is not obsolete either. SNMP says the same below (mwBasesObsolete).
+    let got = gauge("mailward_bases_obsolete");
+    f.check(got == Some(0.0), || {
+        format!("{what}: /metrics mailward_bases_obsolete = {got:?}, expected 0")
+    });
     let results = result_series(&m);
     let want: Vec<(String, Option<f64>)> = RESULTS
         .iter()
@@ -857,11 +863,20 @@ fn a_gateway_on_its_built_in_set_is_told_to_install_a_real_one() -> Result<()> {
     // grows obsolete like any set, but there is nothing to update it
     // from: `mailward status` asks for a real set instead of an update.
     let dir = TestDir::new("bases-built-in")?;
+    let stats = StatsSetup::new(dir.path());
     let daemon = Daemon::start(
-        &Config::new(dir.path())
-            // Obsolete whatever the day the test runs.
-            .set_str("bases", "obsolete_after", "1s"),
+        &stats.apply(
+            Config::new(dir.path())
+                // Obsolete whatever the day the test runs.
+                .set_str("bases", "obsolete_after", "1s"),
+        ),
     )?;
+    // /metrics says it too, for the alert MailwardBasesObsolete.
+    let obsolete = stats.scrape()?.get("mailward_bases_obsolete", &[]);
+    anyhow::ensure!(
+        obsolete == Some(1.0),
+        "/metrics mailward_bases_obsolete = {obsolete:?}, expected 1"
+    );
     let status: serde_json::Value = serde_json::from_str(&daemon.cli_ok(&["status", "--json"])?)?;
     anyhow::ensure!(
         status["bases"]["builtin"] == true && status["bases"]["version"] == DEFAULT.version,

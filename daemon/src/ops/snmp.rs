@@ -91,17 +91,11 @@ fn text(s: &str) -> Value {
 fn extras(gw: &Gateway, snap: &mailward_metrics::Snapshot) -> view::Extras {
     let cfg = gw.config();
     let has = |s: &str| cfg.snmp.services.iter().any(|x| x == s);
-    let bases = gw.bases();
     view::Extras {
         config_file: cfg.origin.clone(),
         config_loaded_at: snap.config.loaded_at,
         reloads: snap.config.reloads.min(u64::from(u32::MAX)) as u32,
         reload_failures: snap.config.reload_failures.min(u64::from(u32::MAX)) as u32,
-        bases_obsolete: crate::check::bases::is_obsolete(
-            bases.as_ref(),
-            cfg.bases.obsolete_after.get(),
-            chrono::Utc::now().timestamp(),
-        ),
         services: view::Services {
             config: has("config"),
             statistics: has("statistics"),
