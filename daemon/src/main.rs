@@ -248,6 +248,7 @@ fn quarantine(cmd: QuarantineCommand) -> ExitCode {
             id,
             to,
             learn_ham,
+            again,
             config,
         } => (
             &config.config,
@@ -255,6 +256,7 @@ fn quarantine(cmd: QuarantineCommand) -> ExitCode {
                 id: id.clone(),
                 to: to.clone(),
                 learn_ham: *learn_ham,
+                again: *again,
             },
         ),
         QuarantineCommand::Remove {
@@ -1027,62 +1029,7 @@ fn spam(cmd: SpamCommand) -> ExitCode {
             if json {
                 out!("{v}");
             } else {
-                out!("Spam knowledge in {}", v["dir"].as_str().unwrap_or("?"));
-                match &v["base"] {
-                    serde_json::Value::Null => out!("  base:       none"),
-                    b => out!(
-                        "  base:       {} spam, {} ham, {} tokens",
-                        b["spam"],
-                        b["ham"],
-                        b["tokens"]
-                    ),
-                }
-                let s = &v["site"];
-                if s["spam"].is_null() {
-                    // Not zeros: the learning is unknown, not lost.
-                    out!(
-                        "  site:       unknown: the store cannot be read ({}; see the problem below)",
-                        v["store"].as_str().unwrap_or("?")
-                    );
-                } else {
-                    out!(
-                        "  site:       {} spam, {} ham, {} tokens of at most {} ({})",
-                        s["spam"],
-                        s["ham"],
-                        s["tokens"],
-                        s["max_tokens"],
-                        v["store"].as_str().unwrap_or("?")
-                    );
-                }
-                let j = &v["journal"];
-                match j.as_str() {
-                    Some(e) => out!("  journal:    unreadable: {e}"),
-                    None => out!(
-                        "  journal:    {} change(s), {} bytes since the snapshot of {} bytes (folded in past {})",
-                        j["records"],
-                        j["bytes"],
-                        j["snapshot"],
-                        j["fold_at"]
-                    ),
-                }
-                let classifier = v["classifier"].as_str().unwrap_or("?");
-                out!(
-                    "  classifier: {classifier} (scores from {} of each{})",
-                    v["min_learnt"],
-                    match classifier {
-                        "active" => "",
-                        "abstaining" => "; until then the rules weigh double",
-                        _ => "; the rules weigh double until its store can be read",
-                    }
-                );
-                out!("  rules:      {}", v["rules"]);
-                out!(
-                    "  level:      {} (policy.spam_level)",
-                    v["level"].as_str().unwrap_or("?")
-                );
-                for p in v["problems"].as_array().into_iter().flatten() {
-                    out!("  problem:    {}", p.as_str().unwrap_or_default());
-                }
+                out!("{}", spam_cli::status_text(&v).trim_end());
             }
             Ok(())
         }

@@ -263,6 +263,9 @@ pub enum Request {
         /// Also teach the spam classifier that it is ham.
         #[serde(default)]
         learn_ham: bool,
+        /// Send it even if it was released before.
+        #[serde(default)]
+        again: bool,
     },
     QuarantineRemove {
         id: String,
@@ -508,9 +511,12 @@ async fn handle(gw: &Gateway, req: Request) -> Response {
                 .and_then(|l| serde_json::to_value(l).map_err(|e| e.to_string())),
         ),
         Request::QuarantineShow { id } => answer(stores::show(&gw.stores.quarantine, id).await),
-        Request::QuarantineRelease { id, to, learn_ham } => {
-            answer(stores::release(gw, id, to, learn_ham).await)
-        }
+        Request::QuarantineRelease {
+            id,
+            to,
+            learn_ham,
+            again,
+        } => answer(stores::release(gw, id, to, learn_ham, again).await),
         Request::QuarantineRemove { id, learn_spam } => answer(if learn_spam {
             stores::remove_as_spam(gw, id).await
         } else {

@@ -170,6 +170,20 @@ fn address(s: &str) -> Result<String, String> {
     super::stores::forward_path(s)
 }
 
+/// A quarantine or archive entry ID: upper-cased (IDs copied from a ticket
+/// or a mail client often arrive in lower case) and checked here, with the
+/// usage errors' exit status (2).
+fn entry_id(s: &str) -> Result<String, String> {
+    let id = s.trim().to_ascii_uppercase();
+    if crate::envelope::QueueId::is_valid(&id) {
+        Ok(id)
+    } else {
+        Err(format!(
+            "`{s}` is not an entry ID: a queue ID of 16 hexadecimal digits, maybe with a .N suffix (see `mailward quarantine list` or `archive list`)"
+        ))
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum QuarantineCommand {
     /// Lists quarantined messages: ID, age, size, why, sender and recipients.
@@ -188,6 +202,7 @@ pub enum QuarantineCommand {
     )]
     Show {
         /// The entry ID (from `quarantine list`: the queue ID, maybe with a .N suffix).
+        #[arg(value_parser = entry_id)]
         id: String,
         /// Prints only the message, byte for byte as it was received.
         #[arg(long)]
@@ -197,10 +212,11 @@ pub enum QuarantineCommand {
     },
     /// Queues a quarantined message for its recipients (or --to), without checking it again.
     #[command(
-        after_help = "The entry stays (with the release noted) until it expires or is removed.\nExit status: 0 released, 1 refused by the daemon (no such entry), 2 bad arguments (a --to that is not one address), 69 daemon not reachable, 77 this user may not use the admin socket.\n\nExample:\n  mailward quarantine release 1A22E10E77891C7A --config mailward.toml\n  mailward quarantine release 1A22E10E77891C7A --to analyst@example.com --config mailward.toml\n  mailward quarantine release 1A22E10E77891C7A --learn-ham --config mailward.toml   # a spam false positive"
+        after_help = "The entry stays (with the release noted) until it expires or is removed.\nA release to recipients it was released to before is refused unless --again says to send it once more (a copy --to someone else is not).\nExit status: 0 released, 1 refused by the daemon (no such entry, already released), 2 bad arguments (not an entry ID, a --to that is not one address), 69 daemon not reachable, 77 this user may not use the admin socket.\n\nExample:\n  mailward quarantine release 1A22E10E77891C7A --config mailward.toml\n  mailward quarantine release 1A22E10E77891C7A --to analyst@example.com --config mailward.toml\n  mailward quarantine release 1A22E10E77891C7A --learn-ham --config mailward.toml   # a spam false positive"
     )]
     Release {
-        /// The entry ID.
+        /// The entry ID (from `list`: the queue ID, maybe with a .N suffix).
+        #[arg(value_parser = entry_id)]
         id: String,
         /// Sends it to this one address instead of its recipients
         /// (user@example.com; no lists, no null address).
@@ -210,15 +226,22 @@ pub enum QuarantineCommand {
         /// false positive); the running gateway uses it within 2 s.
         #[arg(long)]
         learn_ham: bool,
+        /// Sends it even though it was released to these recipients before
+        /// (each release is a delivery: without this, a second one is refused).
+        #[arg(long)]
+        again: bool,
         #[command(flatten)]
         config: ConfigArg,
     },
     /// Removes one quarantined message for good.
     #[command(
+        visible_alias = "delete",
+        alias = "rm",
         after_help = "Example:\n  mailward quarantine remove 1A22E10E77891C7A --config mailward.toml\n  mailward quarantine remove 1A22E10E77891C7A --learn-spam --config mailward.toml   # spam indeed"
     )]
     Remove {
-        /// The entry ID.
+        /// The entry ID (from `list`: the queue ID, maybe with a .N suffix).
+        #[arg(value_parser = entry_id)]
         id: String,
         /// First teaches the spam classifier that the message is spam (it
         /// is removed only once learnt); the running gateway uses it within 2 s.
@@ -270,7 +293,8 @@ pub enum ArchiveCommand {
         after_help = "An ID in both archives needs --incoming or --outgoing.\n\nExample:\n  mailward archive show 1A22E10E77891C7A --raw --incoming --config mailward.toml"
     )]
     Show {
-        /// The entry ID.
+        /// The entry ID (from `list`: the queue ID, maybe with a .N suffix).
+        #[arg(value_parser = entry_id)]
         id: String,
         /// Prints only the message.
         #[arg(long)]
@@ -285,7 +309,8 @@ pub enum ArchiveCommand {
         after_help = "Both copies of a message have its ID: say which with --incoming (as received: without the policy's changes, unfiltered, for all its original recipients, even those the policy blocked it for) or --outgoing (as delivered); without either, an ID in both archives is refused.\n\nExample:\n  mailward archive send 1A22E10E77891C7A --outgoing --to legal@example.com --config mailward.toml"
     )]
     Send {
-        /// The entry ID.
+        /// The entry ID (from `list`: the queue ID, maybe with a .N suffix).
+        #[arg(value_parser = entry_id)]
         id: String,
         /// Sends it to this one address instead of its recipients
         /// (user@example.com; no lists, no null address).
@@ -298,10 +323,13 @@ pub enum ArchiveCommand {
     },
     /// Removes one archived message.
     #[command(
+        visible_alias = "delete",
+        alias = "rm",
         after_help = "An ID in both archives needs --incoming or --outgoing (one copy is removed).\n\nExample:\n  mailward archive remove 1A22E10E77891C7A --outgoing --config mailward.toml"
     )]
     Remove {
-        /// The entry ID.
+        /// The entry ID (from `list`: the queue ID, maybe with a .N suffix).
+        #[arg(value_parser = entry_id)]
         id: String,
         #[command(flatten)]
         which: WhichArchive,
@@ -645,6 +673,44 @@ mod tests {
         for sub in cmd.get_subcommands() {
             undescribed(sub, &path, out);
         }
+    }
+
+    #[test]
+    fn store_commands_take_ids_as_admins_type_them() {
+        use clap::Parser;
+        // walkO 4: `quarantine delete` was answered "a similar subcommand
+        // exists: 'release'", the one command that delivers the virus.
+        for words in [
+            "mailward quarantine delete 1A2464A8EDAD94EB.2",
+            "mailward quarantine rm 1A2464A8EDAD94EB.2",
+            "mailward archive delete 1A2464A8EDAD94EB --incoming",
+        ] {
+            let cli =
+                Cli::try_parse_from(words.split(' ')).unwrap_or_else(|e| panic!("{words}: {e}"));
+            assert!(format!("{cli:?}").contains("Remove"), "{words}: {cli:?}");
+        }
+        // walkO 8: an ID from a ticket in lower case is the same entry.
+        let cli = Cli::try_parse_from([
+            "mailward",
+            "quarantine",
+            "release",
+            "1a2464a8edad94eb.2",
+            "--again",
+        ])
+        .unwrap_or_else(|e| panic!("{e}"));
+        let shown = format!("{cli:?}");
+        assert!(
+            shown.contains("\"1A2464A8EDAD94EB.2\"") && shown.contains("again: true"),
+            "{shown}"
+        );
+        let err = Cli::try_parse_from(["mailward", "quarantine", "show", "invoice.pdf"])
+            .map(|_| ())
+            .unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        assert!(
+            err.to_string().contains("`invoice.pdf` is not an entry ID"),
+            "{err}"
+        );
     }
 
     #[test]

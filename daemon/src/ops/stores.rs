@@ -217,8 +217,26 @@ pub async fn release(
     id: String,
     to: Option<String>,
     learn_ham: bool,
+    again: bool,
 ) -> Result<serde_json::Value, String> {
     let store = gw.stores.quarantine.clone();
+    if !again {
+        let (s, entry_id) = (store.clone(), id.clone());
+        let entry = blocking(move || s.entry(&entry_id)).await?;
+        let target = match to.as_deref().map(forward_path).transpose()? {
+            Some(a) => vec![a],
+            None => entry.meta.recipients.clone(),
+        };
+        // A copy for someone else (an analyst) is not a second delivery.
+        let to_them = |r: &&Released| {
+            r.to.iter()
+                .any(|a| target.iter().any(|t| t.eq_ignore_ascii_case(a)))
+        };
+        let before: Vec<&Released> = entry.released.iter().filter(to_them).collect();
+        if let Some(last) = before.last() {
+            return Err(already_released(&id, last, before.len()));
+        }
+    }
     let (queue_id, rcpts) = send_again(gw, &store, id.clone(), to, "quarantine").await?;
     let record = Released {
         at: chrono::Utc::now().timestamp(),
@@ -252,6 +270,26 @@ pub async fn release(
         }
     }
     Ok(answer)
+}
+
+/// Why a second release to the same recipients is refused: each release
+/// is a delivery (two administrators answering the same ticket, a command
+/// from the shell history would deliver a virus twice).
+fn already_released(id: &str, last: &Released, times: usize) -> String {
+    let at = chrono::DateTime::from_timestamp(last.at, 0).map_or_else(
+        || last.at.to_string(),
+        |t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
+    );
+    let before = if times > 1 {
+        format!("{times} times; the last ")
+    } else {
+        String::new()
+    };
+    format!(
+        "{id} was already released ({before}at {at}, as queue ID {} to {}); give --again to send it once more",
+        last.queue_id,
+        last.to.join(", ")
+    )
 }
 
 /// Teaches the spam classifier entry `id` of `store` as `class`, now.
@@ -340,6 +378,20 @@ fn pick_archive(incoming: bool, outgoing: bool, id: &str) -> Result<Direction, S
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_second_release_says_when_and_to_whom_the_first_went() {
+        let r = Released {
+            at: 1_796_475_633,
+            queue_id: "1A2464ABDA8D94EC".into(),
+            to: vec!["boss@example.com".into()],
+        };
+        assert_eq!(
+            already_released("1A2464A8EDAD94EB.2", &r, 1),
+            "1A2464A8EDAD94EB.2 was already released (at 2026-12-05 13:00:33 UTC, as queue ID 1A2464ABDA8D94EC to boss@example.com); give --again to send it once more"
+        );
+        assert!(already_released("X", &r, 3).contains("released (3 times; the last at 2026-12-05"));
+    }
 
     #[test]
     fn to_takes_one_address_and_names_a_bad_one() {

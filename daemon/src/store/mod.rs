@@ -35,6 +35,14 @@ pub enum StoreError {
     NotFound(String),
     #[error("`{0}` is not an entry ID (a queue ID, maybe with a .N suffix)")]
     BadId(String),
+    /// A message's queue ID where its entries have a .N suffix (one per
+    /// group): notices and logs give the queue ID.
+    #[error("{id} is the queue ID of {what} entries {entries}: give one of them")]
+    QueueIdOfEntries {
+        id: String,
+        what: &'static str,
+        entries: String,
+    },
     #[error("{path}: unreadable entry: {problem}")]
     Corrupt { path: PathBuf, problem: String },
     #[error("the store task failed: {0}")]
@@ -313,15 +321,55 @@ impl Store {
         let path = self.path(id, "json");
         let text = match std::fs::read(&path) {
             Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(StoreError::NotFound(id.to_string()))
-            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(self.not_found(id)),
             Err(e) => return Err(io(&path, e)),
         };
         serde_json::from_slice(&text).map_err(|e| StoreError::Corrupt {
             path,
             problem: e.to_string(),
         })
+    }
+
+    /// Why `id` names no entry: a queue ID whose entries have a .N suffix
+    /// is answered with those entries (and their recipients), so that the
+    /// queue ID a notice gives leads to them.
+    fn not_found(&self, id: &str) -> StoreError {
+        if id.contains('.') {
+            return StoreError::NotFound(id.to_string());
+        }
+        let prefix = format!("{id}.");
+        let mut ids: Vec<String> = std::fs::read_dir(&self.dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let eid = name.strip_suffix(".json")?;
+                (eid.starts_with(&prefix) && valid_id(eid)).then(|| eid.to_string())
+            })
+            .collect();
+        if ids.is_empty() {
+            return StoreError::NotFound(id.to_string());
+        }
+        ids.sort_by_key(|e| {
+            let n = e.rsplit('.').next().and_then(|n| n.parse::<u64>().ok());
+            (n.unwrap_or(u64::MAX), e.clone())
+        });
+        let entries = ids
+            .iter()
+            .map(|eid| match self.entry(eid) {
+                Ok(e) if !e.meta.recipients.is_empty() => {
+                    format!("{eid} ({})", e.meta.recipients.join(", "))
+                }
+                _ => eid.clone(),
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        StoreError::QueueIdOfEntries {
+            id: id.to_string(),
+            what: self.what,
+            entries,
+        }
     }
 
     /// One entry and its message.
@@ -570,6 +618,19 @@ mod tests {
         assert!(matches!(
             store.get("../etc/passwd"),
             Err(StoreError::BadId(_))
+        ));
+        // The queue ID of a message whose entries are per group (.N), as
+        // the notices give it, leads to those entries.
+        let err = store.get("1A22E10E77891C7B").unwrap_err().to_string();
+        assert!(
+            err.starts_with("1A22E10E77891C7B is the queue ID of ")
+                && err.contains("entries 1A22E10E77891C7B.2")
+                && err.ends_with(": give one of them"),
+            "{err}"
+        );
+        assert!(matches!(
+            store.get("1A22E10E77891C7D"),
+            Err(StoreError::NotFound(_))
         ));
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(dir.path().join("1A22E10E77891C7C.eml"))
