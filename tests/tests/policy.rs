@@ -575,6 +575,68 @@ fn notifications_reach_the_admin_and_the_recipients() -> Result<()> {
     f.finish(|| gw.daemon.log())
 }
 
+/// A template is read when the configuration is loaded: editing it
+/// afterwards changes nothing until a reload accepts it. A broken edit
+/// that SIGHUP refuses ("the running configuration stays") must not be
+/// used by the next notice, nor drop it (walkO 1).
+#[test]
+fn a_template_edit_that_a_reload_refused_is_not_used() -> Result<()> {
+    let dir = TestDir::new("policy-template-reload")?;
+    let good = "Subject: Checked for you: {{ status }} {{ quarantine_id }}\n\nHello {{ recipients | join(\", \") }}.\n";
+    std::fs::write(dir.join("recipients.txt"), good)?;
+    let templates = dir.path().display().to_string();
+    let mut gw = Gateway::start("policy-template-reload", |c| {
+        c.set_list("policy", "notify_recipients", &["av/infected"])
+            .set_list("policy", "quarantine", &["av/infected"])
+            .set_str("policy", "notify_templates", &templates)
+    })?;
+    // A typo in a variable: the reload is refused...
+    std::fs::write(
+        dir.join("recipients.txt"),
+        good.replace("quarantine_id", "quarantine_nr"),
+    )?;
+    gw.daemon.sighup()?;
+    wait_until("the reload to be refused", Duration::from_secs(30), || {
+        Ok(gw
+            .daemon
+            .full_log()
+            .contains("Reload refused")
+            .then_some(()))
+    })?;
+    ensure!(gw.daemon.is_running(), "the daemon stopped");
+    // ... and the running configuration's template is the one used.
+    let id = send(
+        gw.port(),
+        "alice@sender.test",
+        &["bob@example.com"],
+        &infected("after a refused reload")?,
+    )?;
+    let all = gw.sink.wait_for_count(2, DELIVERY_TIMEOUT)?;
+    let notice = all.iter().find(|m| {
+        m.header("Subject")
+            .is_some_and(|s| s.starts_with("Checked for you"))
+    });
+    match notice {
+        Some(m) => ensure!(
+            m.header("Subject").as_deref() == Some(&format!("Checked for you: av/infected {id}"))
+                && m.body().contains("Hello bob@example.com."),
+            "the notice: {:?}\n{}",
+            m.header("Subject"),
+            m.body()
+        ),
+        None => anyhow::bail!(
+            "no recipient notice from the running template; log:\n{}",
+            gw.daemon.log()
+        ),
+    }
+    ensure!(
+        !gw.daemon.full_log().contains("Cannot make a notification"),
+        "{}",
+        gw.daemon.log()
+    );
+    Ok(())
+}
+
 #[test]
 fn a_broken_template_is_refused_by_check_config_with_file_and_line() -> Result<()> {
     let dir = TestDir::new("policy-bad-template")?;

@@ -574,9 +574,32 @@ pub struct Policy {
 }
 
 /// `notify_templates`: a directory of notification templates ("" = the
-/// built-in ones), checked when the configuration is loaded.
+/// built-in ones), read and checked when the configuration is loaded.
+/// Notices are made from the texts read then, never from the files as
+/// they are later: a template edited after a refused reload (or without
+/// any reload) does not change what is sent (walkO 1).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct TemplatesDir(pub String);
+pub struct TemplatesDir {
+    /// The directory as written in the file ("" = the built-in templates).
+    pub dir: String,
+    /// The templates found there at load, by file name (`sender.txt`,
+    /// `recipients.txt`, `admin.txt`), line ends as LF; a file that is
+    /// not there is the built-in one.
+    pub texts: TemplateTexts,
+}
+
+/// Template texts by file name (`sender.txt`, ...).
+pub type TemplateTexts = BTreeMap<String, std::sync::Arc<str>>;
+
+impl TemplatesDir {
+    /// A directory whose templates are not read yet.
+    pub fn new(dir: impl Into<String>) -> TemplatesDir {
+        TemplatesDir {
+            dir: dir.into(),
+            texts: BTreeMap::new(),
+        }
+    }
+}
 
 /// An entry of a group's `senders` or `recipients`, compiled once when the
 /// configuration is loaded.

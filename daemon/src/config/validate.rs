@@ -431,7 +431,7 @@ impl Convert for String {
 
 impl Convert for TemplatesDir {
     fn read(ctx: &mut Ctx<'_>, path: &KeyPath, value: Option<&Value>) -> Option<Self> {
-        ctx.one(path, value, |v| text(v).map(TemplatesDir))
+        ctx.one(path, value, |v| text(v).map(TemplatesDir::new))
     }
 }
 
@@ -1262,7 +1262,7 @@ fn log(ctx: &mut Ctx<'_>, raw: &RawLog) -> Log {
 /// Converts and checks everything; problems are left in `ctx`.
 pub fn build(ctx: &mut Ctx<'_>, raw: &RawConfig) -> Config {
     let server = server(ctx, &raw.server);
-    let config = Config {
+    let mut config = Config {
         origin: ctx.origin.to_string(),
         network: network(ctx, &raw.network, milter_only(&raw.milter)),
         access: access(ctx, &raw.access),
@@ -1283,38 +1283,41 @@ pub fn build(ctx: &mut Ctx<'_>, raw: &RawConfig) -> Config {
         log: log(ctx, &raw.log),
         server,
     };
+    templates(ctx, &mut config);
     cross_checks(ctx, &config);
     listener_clashes(ctx, &config, raw);
     config
 }
 
-/// Rules between keys, and what needs the file system.
-/// The notification templates of `[policy]` and every group: a syntax
-/// error or an unknown variable is reported as TEMPLATE:LINE: problem.
-fn templates(ctx: &mut Ctx<'_>, config: &Config) {
-    let mut dirs: Vec<(KeyPath, &str)> = vec![(
+/// The notification templates of `[policy]` and every group, read once
+/// here and kept in the configuration (notices never read the files
+/// again): a syntax error, an unknown variable or a template that cannot
+/// be rendered is reported as TEMPLATE:LINE: problem.
+fn templates(ctx: &mut Ctx<'_>, config: &mut Config) {
+    let mut dirs: Vec<(KeyPath, String)> = vec![(
         KeyPath::root("policy").key("notify_templates"),
-        config.policy.notify_templates.0.as_str(),
+        config.policy.notify_templates.dir.clone(),
     )];
     for (name, g) in &config.group {
         if let Some(dir) = &g.notify_templates {
             dirs.push((
                 KeyPath::root("group").key(name).key("notify_templates"),
-                dir.0.as_str(),
+                dir.dir.clone(),
             ));
         }
     }
-    let mut seen = Vec::new();
+    let mut loaded: BTreeMap<String, TemplateTexts> = BTreeMap::new();
     for (path, dir) in dirs {
-        if dir.is_empty() || seen.contains(&dir) {
+        if dir.is_empty() || loaded.contains_key(&dir) {
             continue;
         }
-        seen.push(dir);
-        if let Some(problem) = not_a_templates_dir(Path::new(dir)) {
+        if let Some(problem) = not_a_templates_dir(Path::new(&dir)) {
             ctx.report(&path, problem);
+            loaded.insert(dir, TemplateTexts::new());
             continue;
         }
-        for (file, p) in crate::policy::notify::check_dir(Path::new(dir)) {
+        let (texts, problems) = crate::policy::notify::load_dir(Path::new(&dir));
+        for (file, p) in problems {
             if file == dir {
                 ctx.report(&path, p.problem);
             } else {
@@ -1325,6 +1328,18 @@ fn templates(ctx: &mut Ctx<'_>, config: &Config) {
                     problem: p.problem,
                 });
             }
+        }
+        loaded.insert(dir, texts);
+    }
+    let fill = |t: &mut TemplatesDir| {
+        if let Some(texts) = loaded.get(&t.dir) {
+            t.texts = texts.clone();
+        }
+    };
+    fill(&mut config.policy.notify_templates);
+    for g in config.group.values_mut() {
+        if let Some(t) = g.notify_templates.as_mut() {
+            fill(t);
         }
     }
 }
@@ -1346,8 +1361,8 @@ fn not_a_templates_dir(dir: &Path) -> Option<String> {
     ))
 }
 
+/// Rules between keys, and what needs the file system.
 fn cross_checks(ctx: &mut Ctx<'_>, config: &Config) {
-    templates(ctx, config);
     if let Some(file) = &config.spam.rules {
         match std::fs::read_to_string(file) {
             Err(e) => ctx.report(

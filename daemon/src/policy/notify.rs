@@ -16,9 +16,10 @@
 
 use super::plan::NotifyTo;
 use super::verdict::{Judged, Verdict};
-use crate::config::Config;
+use crate::config::{Config, TemplateTexts, TemplatesDir};
 use crate::envelope::{Envelope, Notify, QueueId, Recipient};
 use std::path::Path;
+use std::sync::Arc;
 
 /// The variables a template may use.
 pub const VARIABLES: &[(&str, &str)] = &[
@@ -147,27 +148,35 @@ pub fn check_template(name: &str, text: &str) -> Vec<TemplateProblem> {
     out
 }
 
-/// Checks the templates in a `notify_templates` directory: each file that
-/// is there (the others are the built-in ones). (file, problem) pairs.
-pub fn check_dir(dir: &Path) -> Vec<(String, TemplateProblem)> {
+/// Reads and checks the templates in a `notify_templates` directory, when
+/// the configuration is loaded: the texts of the files that are there (by
+/// file name; the others are the built-in ones), and (file, problem) pairs.
+pub fn load_dir(dir: &Path) -> (TemplateTexts, Vec<(String, TemplateProblem)>) {
+    let mut texts = TemplateTexts::new();
     if !dir.is_dir() {
-        return vec![(
-            dir.display().to_string(),
-            TemplateProblem {
-                line: 0,
-                problem: "not a directory of notification templates".into(),
-            },
-        )];
+        return (
+            texts,
+            vec![(
+                dir.display().to_string(),
+                TemplateProblem {
+                    line: 0,
+                    problem: "not a directory of notification templates".into(),
+                },
+            )],
+        );
     }
     let mut out = Vec::new();
     for (_, file, _) in BUILT_IN {
         let path = dir.join(file);
         match std::fs::read_to_string(&path) {
-            Ok(text) => out.extend(
-                check_template(file, &text)
-                    .into_iter()
-                    .map(|p| (path.display().to_string(), p)),
-            ),
+            Ok(text) => {
+                out.extend(
+                    check_template(file, &text)
+                        .into_iter()
+                        .map(|p| (path.display().to_string(), p)),
+                );
+                texts.insert(file.to_string(), Arc::from(text));
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => out.push((
                 path.display().to_string(),
@@ -178,18 +187,15 @@ pub fn check_dir(dir: &Path) -> Vec<(String, TemplateProblem)> {
             )),
         }
     }
-    out
+    (texts, out)
 }
 
-/// The template text for `to` in a group: its directory's file, else the
-/// built-in one.
-fn template(dir: &str, to: NotifyTo) -> String {
-    if !dir.is_empty() {
-        if let Ok(text) = std::fs::read_to_string(Path::new(dir).join(file_name(to))) {
-            return text;
-        }
-    }
-    built_in(to).to_string()
+/// The template text for `to` in a group: the one read from its directory
+/// when the configuration was loaded, else the built-in one.
+fn template(dir: &TemplatesDir, to: NotifyTo) -> &str {
+    dir.texts
+        .get(file_name(to))
+        .map_or_else(|| built_in(to), |t| &**t)
 }
 
 /// The message's Subject, decoded (empty when it has none), on one line.
@@ -425,10 +431,10 @@ pub fn compose(
         hostname => cfg.server.hostname.clone(),
         date => received,
     };
-    let text = template(&j.partition.policy.notify_templates.0, to);
+    let text = template(&j.partition.policy.notify_templates, to);
     let menv = environment();
     let rendered = menv
-        .template_from_named_str(file_name(to), &text)
+        .template_from_named_str(file_name(to), text)
         .and_then(|t| t.render(context))
         .map_err(|e| format!("{}: {e}", file_name(to)))?;
     let (subject, body) = match rendered.split_once("\n\n") {
