@@ -13,7 +13,10 @@
 //!   550 5.7.1 from Postfix, and nothing is queued anywhere.
 //!
 //! The client talks from 127.0.0.2 so that the original client differs
-//! from the Postfix that forwards it (127.0.0.1).
+//! from the Postfix that forwards it (127.0.0.1). Mailward's
+//! `relay_networks` (127.0.0.0/8, tests/src/config.rs) is what the private
+//! Postfix's `mynetworks` lists (tests/resources/postfix/main.cf), as the
+//! recipes in docs/postfix.md ask: the forwarded client is one of ours.
 
 use std::time::Duration;
 
