@@ -713,3 +713,78 @@ fn queue_hold_and_release_take_several_ids_and_standard_input() -> Result<()> {
     );
     Ok(())
 }
+
+/// Fills the file system of `path`'s directory with a file at `path`,
+/// until a write fails for space (another process on the spool's disk).
+fn fill_disk(path: &std::path::Path) -> Result<()> {
+    use std::io::Write as _;
+    let mut f = std::fs::File::create(path)?;
+    let chunk = vec![0u8; 4096];
+    loop {
+        match f.write_all(&chunk).and_then(|()| f.sync_data()) {
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(28) => return Ok(()),
+            Err(e) => return Err(e).context("filling the disk"),
+        }
+    }
+}
+
+/// walkP: on a full disk the bounce of a refused recipient could not be
+/// spooled, and the message left the queue anyway: accepted with 250,
+/// not delivered, and its sender never told. Now the recipient stays in
+/// the queue, saying why, and the failure and its bounce are done again
+/// at the next attempt, once the disk has room.
+#[test]
+fn a_bounce_that_cannot_be_spooled_is_sent_once_there_is_room() -> Result<()> {
+    let dir = TestDir::new("dsn-full-disk")?;
+    let disk = mailward_e2e::tmpfs::Tmpfs::mount(&dir.join("data"), "8m")?;
+    let dsn_sink = Sink::start(dir.path(), "dsn-sink")?;
+    let hard_port = free_port();
+    let cfg = config(&dir, hard_port, &dsn_sink).set_str("limits", "min_queue_free_space", "0");
+    let daemon = Daemon::start(&cfg)?;
+    // The next hop is down: the message waits in the spool.
+    let id = send(&daemon, &["h1@example.com"])?;
+    wait_until("the first attempt", DELIVERY_TIMEOUT, || {
+        Ok(daemon.log().contains("Deferred; will retry.").then_some(()))
+    })?;
+    // Another process takes the disk's last pages; the next hop comes
+    // back and refuses the recipient for good.
+    let filler = disk.path.join("filler");
+    fill_disk(&filler)?;
+    let _hard = Sink::start_with(
+        dir.path(),
+        "hard",
+        hard_port,
+        &["-f", "RCPT", "-B", "550 5.1.1 User unknown"],
+    )?;
+    daemon.queue_flush()?;
+    wait_until("the bounce to fail for space", DELIVERY_TIMEOUT, || {
+        Ok(daemon.log().contains("Cannot spool a DSN.").then_some(()))
+    })?;
+    let list = daemon.queue_list()?;
+    let item = list
+        .iter()
+        .find(|m| m["id"].as_str() == Some(id.as_str()))
+        .with_context(|| format!("{id} left the queue without its bounce:\n{}", daemon.log()))?;
+    let show = daemon.queue_cli_ok(&["queue", "show", &id])?;
+    ensure!(
+        show.contains("could not be spooled") && show.contains("550 5.1.1"),
+        "`queue show` says why h1@ waits:\n{show}\n{item}"
+    );
+    ensure!(dsn_sink.count() == 0, "no bounce could be sent yet");
+    // Room again: the next attempt refuses again and the bounce goes out.
+    std::fs::remove_file(&filler)?;
+    daemon.queue_flush()?;
+    let dsns = dsn_sink.wait_for_count(1, DELIVERY_TIMEOUT)?;
+    let text = assert_failure_dsn(&dsns[0], "h1@example.com")?;
+    ensure!(
+        text.contains("5.1.1"),
+        "the bounce gives the refusal:\n{text}"
+    );
+    ensure!(text.contains(&id), "the bounce names {id}:\n{text}");
+    wait_until("the queue to empty", Duration::from_secs(30), || {
+        Ok(daemon.queue_ids()?.is_empty().then_some(()))
+    })?;
+    ensure!(dsn_sink.settle(QUIET)?.len() == 1, "exactly one bounce");
+    Ok(())
+}

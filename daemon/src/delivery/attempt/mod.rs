@@ -205,9 +205,9 @@ pub fn decide(env: &mut Envelope, outcomes: Vec<(usize, Outcome)>, t: &Timing) -
                         }
                     }
                 }
-                if !delayed.is_empty() {
-                    env.delay_notified = true;
-                }
+                // `delay_notified` is set once the notice is spooled
+                // (`settle_dsns`): a notice that cannot be written is
+                // planned again at the next attempt.
             }
             let wait = backoff(env.attempts, t.min_backoff, t.max_backoff);
             env.next_attempt = t.now + wait.as_secs().max(1) as i64;
@@ -230,6 +230,57 @@ pub fn decide(env: &mut Envelope, outcomes: Vec<(usize, Outcome)>, t: &Timing) -
         dsns,
         done: env.is_done(),
     }
+}
+
+/// Why a failure stays in the queue when its notification could not be
+/// spooled: the reason kept as the recipient's last error.
+fn unspooled_reason(why: &str, reply: &str) -> String {
+    format!(
+        "4.3.0 the delivery status notification could not be spooled ({why}), so the failure \
+         is tried again: {reply}"
+    )
+}
+
+/// Applies what became of a decision's DSNs (`results`, one per plan: Ok
+/// when it was spooled, or why not). A delay notice counts as sent only
+/// once spooled. A failure whose notice could not be spooled (a full disk,
+/// or the message could not be read to build it) is not final: its
+/// recipients go back to pending with a 4.3.0 reason, so that the failure,
+/// and its notice, are done again at the next attempt rather than the
+/// message leaving the queue with its sender never told. A success report
+/// cannot be taken back that way (the mail was delivered); it is only
+/// logged. Returns whether the message is done. Pure.
+pub fn settle_dsns(
+    env: &mut Envelope,
+    plans: &[DsnPlan],
+    results: &[Result<(), String>],
+    t: &Timing,
+) -> bool {
+    let mut undone = false;
+    for (plan, result) in plans.iter().zip(results) {
+        match (plan.action, result) {
+            (DsnAction::Delayed, Ok(())) => env.delay_notified = true,
+            (DsnAction::Failed, Err(why)) => {
+                for (i, ..) in &plan.rcpts {
+                    let Some(r) = env.rcpts.get_mut(*i) else {
+                        continue;
+                    };
+                    if let RcptState::Failed { reply, .. } = &r.state {
+                        r.state = RcptState::Pending {
+                            last_error: Some(unspooled_reason(why, reply)),
+                        };
+                        undone = true;
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    if undone {
+        let wait = backoff(env.attempts, t.min_backoff, t.max_backoff);
+        env.next_attempt = t.now + wait.as_secs().max(1) as i64;
+    }
+    env.is_done()
 }
 
 pub struct Delivery {
@@ -338,17 +389,21 @@ impl Delivery {
             }
         }
         let decision = decide(&mut env, outcomes, &timing);
-        if !decision.dsns.is_empty() {
-            match &data {
-                Ok(message) => {
-                    self.queue_dsns(&cfg, &env, &decision.dsns, message, timing.now)
-                        .await
-                }
-                Err(e) => {
-                    tracing::error!(target: "notif", queue_id = %env.id, error = %e, "Cannot read the message for its DSN.")
-                }
+        let results = match &data {
+            Ok(message) => {
+                self.queue_dsns(&cfg, &env, &decision.dsns, message, timing.now)
+                    .await
             }
-        }
+            Err(e) if !decision.dsns.is_empty() => {
+                tracing::error!(target: "notif", queue_id = %env.id, error = %e,
+                    "Cannot read the message for its DSN; its recipients stay in the queue.");
+                let why = format!("the message cannot be read: {e}");
+                vec![Err(why); decision.dsns.len()]
+            }
+            Err(_) => Vec::new(),
+        };
+        let done = settle_dsns(&mut env, &decision.dsns, &results, &timing);
+        let decision = Decision { done, ..decision };
         // The outgoing archive gets what was sent, before the message
         // leaves the spool (after a crash it is sent and archived again,
         // under the same entry).
@@ -594,7 +649,8 @@ impl Delivery {
         plans: &[DsnPlan],
         message: &[u8],
         now: i64,
-    ) {
+    ) -> Vec<Result<(), String>> {
+        let mut results = Vec::with_capacity(plans.len());
         let retry_until = env.received_at + cfg.timeouts.max_queue_lifetime.get().as_secs() as i64;
         for plan in plans {
             let recipients = plan
@@ -654,12 +710,23 @@ impl Delivery {
                     }
                     .emit(&self.gw.stats);
                     self.gw.queue.enqueue(dsn_env);
+                    results.push(Ok(()));
                 }
                 Err(e) => {
-                    tracing::error!(target: "notif", queue_id = %env.id, error = %e, "Cannot spool a DSN.")
+                    let then = match plan.action {
+                        DsnAction::Failed => {
+                            "the failed recipients stay in the queue and are tried again"
+                        }
+                        DsnAction::Delayed => "the delay notice is tried again at the next attempt",
+                        _ => "the report is lost (the mail was delivered)",
+                    };
+                    tracing::error!(target: "notif", queue_id = %env.id, kind = plan.action.as_str(),
+                        error = %e, then, "Cannot spool a DSN.");
+                    results.push(Err(e.to_string()));
                 }
             }
         }
+        results
     }
 }
 

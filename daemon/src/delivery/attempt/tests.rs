@@ -187,8 +187,84 @@ fn a_delay_notice_is_sent_once() {
     let t = timing(1000 + 5 * 3600);
     let first = decide(&mut e, vec![(0, deferred())], &t);
     assert_eq!(actions(&first), vec![(DsnAction::Delayed, vec![0])]);
+    settle_dsns(&mut e, &first.dsns, &[Ok(())], &t);
     let second = decide(&mut e, vec![(0, deferred())], &t);
     assert!(second.dsns.is_empty());
+}
+
+/// walkP: on a full disk the failure DSN could not be spooled, and the
+/// message left the queue anyway: accepted with 250, not delivered, and its
+/// sender never told. Now the failure stays pending, with a reason that
+/// says why, and is done again (with its DSN) at the next attempt.
+#[test]
+fn a_failure_whose_dsn_cannot_be_spooled_stays_in_the_queue() {
+    let mut e = env(&[("a@x", None), ("b@x", None), ("c@x", Some("NEVER"))]);
+    let t = timing(1001);
+    let d = decide(
+        &mut e,
+        vec![(0, failed()), (1, delivered(false)), (2, failed())],
+        &t,
+    );
+    assert!(d.done, "all recipients done before the DSN is spooled");
+    assert_eq!(actions(&d), vec![(DsnAction::Failed, vec![0])]);
+    let full = "No space left on device (os error 28)".to_string();
+    let done = settle_dsns(&mut e, &d.dsns, &[Err(full)], &t);
+    assert!(!done, "the message stays in the queue");
+    match &e.rcpts[0].state {
+        RcptState::Pending {
+            last_error: Some(reason),
+        } => {
+            assert!(reason.starts_with("4.3.0 "), "{reason}");
+            assert!(
+                reason.contains("notification could not be spooled")
+                    && reason.contains("No space left on device")
+                    && reason.contains("550 5.1.1 no such user"),
+                "{reason}"
+            );
+        }
+        other => panic!("a@x must be pending again, is {other:?}"),
+    }
+    assert!(
+        matches!(e.rcpts[1].state, RcptState::Delivered { .. }),
+        "a delivered recipient stays delivered"
+    );
+    assert!(
+        matches!(e.rcpts[2].state, RcptState::Failed { .. }),
+        "NOTIFY=NEVER: no DSN was due, the failure is final"
+    );
+    assert!(e.next_attempt >= 1001 + 300, "retried after the back-off");
+    // The next attempt: the hop refuses again, the DSN is planned again,
+    // for a@x only, and once spooled the message is done.
+    let again = decide(&mut e, vec![(0, failed())], &timing(1400));
+    assert_eq!(actions(&again), vec![(DsnAction::Failed, vec![0])]);
+    assert!(settle_dsns(&mut e, &again.dsns, &[Ok(())], &timing(1400)));
+}
+
+#[test]
+fn an_expiry_or_delay_notice_that_cannot_be_spooled_is_planned_again() {
+    // Expired: the failure of an expired recipient is not final either.
+    let mut e = env(&[("a@x", None)]);
+    let t = timing(1000 + 6 * 86400);
+    let d = decide(&mut e, vec![(0, deferred())], &t);
+    assert_eq!(actions(&d), vec![(DsnAction::Failed, vec![0])]);
+    assert!(!settle_dsns(
+        &mut e,
+        &d.dsns,
+        &[Err("cannot read".into())],
+        &t
+    ));
+    assert!(e.rcpts[0].is_pending());
+    // Delayed: not marked as notified, so the next attempt plans it again.
+    let mut e = env(&[("a@x", Some("DELAY"))]);
+    let t = timing(1000 + 5 * 3600);
+    let d = decide(&mut e, vec![(0, deferred())], &t);
+    assert_eq!(actions(&d), vec![(DsnAction::Delayed, vec![0])]);
+    settle_dsns(&mut e, &d.dsns, &[Err("full".into())], &t);
+    assert!(!e.delay_notified);
+    let again = decide(&mut e, vec![(0, deferred())], &t);
+    assert_eq!(actions(&again), vec![(DsnAction::Delayed, vec![0])]);
+    settle_dsns(&mut e, &again.dsns, &[Ok(())], &t);
+    assert!(e.delay_notified);
 }
 
 #[test]
