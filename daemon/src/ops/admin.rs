@@ -648,7 +648,10 @@ async fn handle(gw: &Gateway, req: Request) -> Response {
             };
             match gw.queue.take(&id) {
                 Ok(env) => {
-                    if let Err(e) = gw.spool.remove(&env).await {
+                    // Only if written: a removal the spool cannot record
+                    // must not let the spool delete the message's bytes
+                    // while the queue keeps it.
+                    if let Err(e) = gw.spool.remove_or_nothing(&env).await {
                         // Put it back: the removal is not durable.
                         gw.queue.enqueue(env);
                         return err(format!("cannot record the removal: {e}"));
@@ -684,7 +687,10 @@ async fn hold_or_release(gw: &Gateway, id: &str, hold: bool) -> Response {
         Ok(p) => p,
         Err(e) => return err(e.to_string()),
     };
-    let recorded = gw.spool.update(&pending.after).await;
+    // Only if written: a change the spool cannot record must not reach the
+    // spool's own copy of the envelope either (compaction writes that copy
+    // forward, and a restart would then apply the change after all).
+    let recorded = gw.spool.update_or_nothing(&pending.after).await;
     pending.settle(recorded.is_ok());
     if let Err(e) = recorded {
         return err(format!(

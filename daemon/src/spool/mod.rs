@@ -39,10 +39,13 @@
 //! second (and right away after a failed write) the writer rolls over from
 //! a current segment that no live message uses and deletes the dead prefix
 //! of segments. The free-space check of new mail counts that reclaimable
-//! space ([`Spool::available`]). A "removed" or "updated" record that cannot
-//! be written (the disk is full) still takes effect in memory: the removal
-//! becomes durable when the segment holding the message is deleted; a crash
-//! before that delivers the message again (at-least-once, never lost).
+//! space ([`Spool::available`]). A "removed" or "updated" record from
+//! delivery that cannot be written (the disk is full) still takes effect in
+//! memory: the removal becomes durable when the segment holding the message
+//! is deleted; a crash before that delivers the message again
+//! (at-least-once, never lost). An administrator's change
+//! ([`Spool::update_or_nothing`], [`Spool::remove_or_nothing`]) does not:
+//! the command said that nothing changed.
 //!
 //! # Ownership
 //! One process owns a spool: `mailward run` holds the data directory's lock
@@ -165,6 +168,15 @@ pub struct Record {
     /// The message bytes (accepted records only). Shared, not copied: the
     /// session keeps the bytes for the checks.
     pub data: Option<Arc<Vec<u8>>>,
+    /// Whether a failed write leaves the spool's index as it was. An
+    /// *updated* or *removed* record from delivery takes effect in memory
+    /// even when it cannot be written (the delivery happened; it becomes
+    /// durable when the message's segment goes). An administrator's hold,
+    /// release or removal is different: the command answers "nothing
+    /// changed", so nothing may change later either (compaction copies
+    /// the index's envelope forward, and a removal lets the message's
+    /// segments be deleted).
+    pub only_if_written: bool,
 }
 
 impl Record {
@@ -174,6 +186,7 @@ impl Record {
             kind: RecordKind::Accepted,
             envelope,
             data: Some(data.into()),
+            only_if_written: false,
         }
     }
 
@@ -183,6 +196,7 @@ impl Record {
             kind: RecordKind::Updated,
             envelope,
             data: None,
+            only_if_written: false,
         }
     }
 
@@ -192,6 +206,17 @@ impl Record {
             kind: RecordKind::Removed,
             envelope,
             data: None,
+            only_if_written: false,
+        }
+    }
+
+    /// The same record, taking effect only if it is written: when the
+    /// write fails, the spool keeps the message as it was (see
+    /// [`Record::only_if_written`]).
+    pub fn only_if_written(self) -> Record {
+        Record {
+            only_if_written: true,
+            ..self
         }
     }
 }
@@ -223,6 +248,9 @@ pub(crate) struct Shared {
     /// The free space the admission check keeps (`limits.min_queue_free_space`):
     /// within a segment of it, the writer compacts under pressure.
     pub(crate) free_floor: std::sync::atomic::AtomicU64,
+    /// Tests only: the next writes of records fail as on a full disk.
+    #[cfg(test)]
+    pub(crate) fail_writes: std::sync::atomic::AtomicBool,
 }
 
 /// Handle to the spool; cheap to clone.
@@ -272,6 +300,7 @@ impl Spool {
             kind,
             envelope: envelope.clone(),
             data,
+            only_if_written: false,
         }])
         .await
     }
@@ -317,6 +346,23 @@ impl Spool {
     /// Records durably that the message has left the queue.
     pub async fn remove(&self, envelope: &Envelope) -> Result<(), SpoolError> {
         self.append(RecordKind::Removed, envelope, None).await
+    }
+
+    /// An administrator's change of the envelope (hold, release): like
+    /// [`Spool::update`], but when it cannot be written the spool keeps
+    /// the envelope it had, so that "nothing changed" stays true after a
+    /// compaction or a restart.
+    pub async fn update_or_nothing(&self, envelope: &Envelope) -> Result<(), SpoolError> {
+        self.commit(vec![Record::updated(envelope.clone()).only_if_written()])
+            .await
+    }
+
+    /// An administrator's removal: like [`Spool::remove`], but when it
+    /// cannot be written the message stays in the spool, bytes and all
+    /// (its segments are not deleted), as the queue keeps it.
+    pub async fn remove_or_nothing(&self, envelope: &Envelope) -> Result<(), SpoolError> {
+        self.commit(vec![Record::removed(envelope.clone()).only_if_written()])
+            .await
     }
 
     /// Reads the bytes of a live message.

@@ -354,3 +354,62 @@ async fn with_room_to_spare_nothing_is_copied() {
     tokio::time::sleep(super::MAINTENANCE_INTERVAL * 3).await;
     assert_eq!(record::list_segments(dir.path()).unwrap(), before);
 }
+
+/// walkP: a `queue release` (or `hold`, or `remove`) that the spool could
+/// not write answered "nothing changed", but the change reached the
+/// spool's index anyway: the pressure compaction then wrote it forward as
+/// the message's new state (the release took effect at the next restart),
+/// and a failed removal let the message's segment be deleted while the
+/// queue kept it. A failed administrator's change leaves the spool as it
+/// was, through compaction and a restart.
+#[tokio::test]
+async fn a_failed_administrators_change_does_not_take_effect_later() {
+    use std::sync::atomic::Ordering;
+    let dir = tempfile::tempdir().unwrap();
+    let (spool, _) = Spool::open(dir.path()).unwrap();
+    let mut held = envelope(1);
+    held.held = true;
+    spool.accept(&held, b"held\r\n".to_vec()).await.unwrap();
+    let kept = envelope(2);
+    spool.accept(&kept, b"kept\r\n".to_vec()).await.unwrap();
+    let first = record::list_segments(dir.path()).unwrap();
+
+    // The disk is full: the release and the removal cannot be written.
+    spool.shared.fail_writes.store(true, Ordering::Relaxed);
+    let mut released = held.clone();
+    released.held = false;
+    assert!(spool.update_or_nothing(&released).await.is_err());
+    assert!(spool.remove_or_nothing(&kept).await.is_err());
+    spool.shared.fail_writes.store(false, Ordering::Relaxed);
+    assert_eq!(spool.read(&kept.id).unwrap(), b"kept\r\n");
+
+    // Space comes back and runs short again: the compaction under pressure
+    // copies both messages forward and deletes their old segment.
+    spool.set_free_floor(u64::MAX / 2);
+    fill_with_dead_bytes(&spool, 3).await;
+    eventually("the old segment is compacted away", || {
+        !record::list_segments(dir.path())
+            .unwrap()
+            .contains(&first[0])
+    })
+    .await;
+    assert_eq!(spool.read(&kept.id).unwrap(), b"kept\r\n");
+    spool.stop().await;
+    drop(spool);
+
+    let (spool, found) = Spool::open(dir.path()).unwrap();
+    // (Compaction copies in no set order: the order they come back in is
+    // not the point.)
+    assert_eq!(found.len(), 2, "both stay queued");
+    let back = found
+        .iter()
+        .find(|e| e.id == held.id)
+        .expect("still queued");
+    assert!(back.held, "the release that failed did not happen");
+    assert!(
+        found.iter().any(|e| e.id == kept.id),
+        "the removal that failed did not happen"
+    );
+    assert_eq!(spool.read(&held.id).unwrap(), b"held\r\n");
+    assert_eq!(spool.read(&kept.id).unwrap(), b"kept\r\n");
+}

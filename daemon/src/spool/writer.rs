@@ -133,6 +133,8 @@ struct Pending {
     id: QueueId,
     envelope: Vec<u8>,
     loc: Option<Location>,
+    /// A failed write leaves the index as it was (an administrator's change).
+    only_if_written: bool,
     done: Option<super::Ack>,
 }
 
@@ -232,15 +234,15 @@ impl Writer {
                     id: r.envelope.id.clone(),
                     envelope: env,
                     loc,
+                    only_if_written: r.only_if_written,
                     // The group is acknowledged once, with its last record.
                     done: if i == last { done.take() } else { None },
                 });
             }
         }
         let result = self
-            .segment
-            .file
-            .write_all(&buf)
+            .injected_failure()
+            .and_then(|()| self.segment.file.write_all(&buf))
             .and_then(|()| self.segment.file.sync_data());
         match result {
             Ok(()) => {
@@ -267,9 +269,11 @@ impl Writer {
                 // New messages were not stored: they are refused (451). What
                 // happened to stored ones (delivered, retried) still holds in
                 // memory; it becomes durable when their segment is deleted,
-                // or is done again after a crash (at-least-once).
+                // or is done again after a crash (at-least-once). An
+                // administrator's change does not: the command said that
+                // nothing changed.
                 if let Ok(mut idx) = self.index.lock() {
-                    for p in &mut pending {
+                    for p in pending.iter_mut().filter(|p| !p.only_if_written) {
                         match p.kind {
                             RecordKind::Updated => {
                                 idx.set_envelope(&p.id, std::mem::take(&mut p.envelope))
@@ -288,6 +292,19 @@ impl Writer {
                 }
             }
         }
+    }
+
+    /// Tests only: a write that fails as on a full disk, when asked for.
+    fn injected_failure(&self) -> std::io::Result<()> {
+        #[cfg(test)]
+        if self
+            .shared
+            .fail_writes
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            return Err(std::io::Error::from_raw_os_error(28));
+        }
+        Ok(())
     }
 
     /// Notes a failed write: counted, logged, and the next write reclaims
