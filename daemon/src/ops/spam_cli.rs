@@ -3,7 +3,7 @@
 //! `[spam] dir` directly (a lock file keeps two learners apart); a running
 //! daemon picks the new learning up within seconds, without a restart.
 
-use crate::check::spam::knowledge::{Knowledge, BASE};
+use crate::check::spam::knowledge::{Knowledge, Part, Unreadable, BASE};
 use crate::check::spam::model::{Class, Learnt, Model, ModelError};
 use crate::check::spam::store::{Edit, Journalled, Store, Trimmed};
 use crate::check::spam::{self, Evidence};
@@ -436,15 +436,37 @@ fn named_clues(k: &Knowledge, raw: &[u8], n: usize) -> Vec<(spam::classifier::Cl
 /// once it is folded), and `null` when it cannot be read at all: zeros
 /// would say the learning is lost (walkI findings 15 and 16).
 pub fn status(cfg: &Config) -> serde_json::Value {
-    let (mut k, mut problems) = Knowledge::load_without_site(cfg);
+    let loaded = Knowledge::load_parts(cfg, false);
+    // A model that cannot be read, with the way out (walkR findings 1 and
+    // 14: the path and the reason alone left the admin guessing).
+    let with_step = |u: &Unreadable| match u.part {
+        Part::Store => u.to_string(),
+        _ => format!("{u}; {}", u.next_step()),
+    };
+    let mut problems: Vec<String> = loaded
+        .rules
+        .iter()
+        .cloned()
+        .chain(loaded.unreadable.iter().map(with_step))
+        .collect();
+    let mut k = loaded.knowledge;
     let store = Store::of(&cfg.spam);
     // The store is read once: a Redis that does not answer costs one
     // timeout, not one per question.
+    let shared = store.as_ref().is_ok_and(|s| s.is_shared());
+    // Why the store cannot be read, as a problem.
+    let mut unreadable = None;
     let readable = match &store {
-        Ok(s) => s.readable().map_err(|e| e.to_string()),
+        Ok(s) => s.readable().map_err(|e| {
+            unreadable = Some(if shared {
+                e.to_string()
+            } else {
+                with_step(&Unreadable::of(Part::Site, &e))
+            });
+            e.to_string()
+        }),
         Err(e) => Err(e.to_string()),
     };
-    let shared = store.as_ref().is_ok_and(|s| s.is_shared());
     let site = match &readable {
         Ok(r) => {
             if let Some(refused) = &r.refused {
@@ -467,8 +489,10 @@ pub fn status(cfg: &Config) -> serde_json::Value {
             })
         }
         Err(e) => {
-            problems.push(e.clone());
-            k.classifier.unavailable = shared;
+            // A damaged site.model is as unavailable to a gateway as a
+            // Redis that does not answer (walkR finding 1).
+            problems.push(unreadable.clone().unwrap_or_else(|| e.clone()));
+            k.classifier.unavailable = true;
             serde_json::json!({
                 "spam": null, "ham": null, "tokens": null, "messages": null,
             })
@@ -501,6 +525,64 @@ pub fn status(cfg: &Config) -> serde_json::Value {
         "level": format!("{:?}", cfg.policy.spam_level).to_lowercase(),
         "problems": problems,
     })
+}
+
+/// `spam status` as text, from what [`status`] gives.
+pub fn status_text(v: &serde_json::Value) -> String {
+    let mut out = format!("Spam knowledge in {}\n", v["dir"].as_str().unwrap_or("?"));
+    match &v["base"] {
+        serde_json::Value::Null => out += "  base:       none\n",
+        b => {
+            out += &format!(
+                "  base:       {} spam, {} ham, {} tokens\n",
+                b["spam"], b["ham"], b["tokens"]
+            )
+        }
+    }
+    let store = v["store"].as_str().unwrap_or("?");
+    let s = &v["site"];
+    if s["spam"].is_null() {
+        // Not zeros: the learning is unknown, not lost.
+        out += &format!(
+            "  site:       unknown: the store cannot be read ({store}; see the problem below)\n"
+        );
+    } else {
+        out += &format!(
+            "  site:       {} spam, {} ham, {} tokens of at most {} ({store})\n",
+            s["spam"], s["ham"], s["tokens"], s["max_tokens"]
+        );
+    }
+    let j = &v["journal"];
+    if j.is_string() {
+        // The store as a whole could not be read (most often the snapshot,
+        // site.model): its problem says which and why, not this line
+        // (walkR finding 14).
+        out += "  journal:    unknown: the store cannot be read (see the problem below)\n";
+    } else {
+        out += &format!(
+            "  journal:    {} change(s), {} bytes since the snapshot of {} bytes (folded in past {})\n",
+            j["records"], j["bytes"], j["snapshot"], j["fold_at"]
+        );
+    }
+    let classifier = v["classifier"].as_str().unwrap_or("?");
+    out += &format!(
+        "  classifier: {classifier} (scores from {} of each{})\n",
+        v["min_learnt"],
+        match classifier {
+            "active" => "",
+            "abstaining" => "; until then the rules weigh double",
+            _ => "; the rules weigh double until its learning can be read",
+        }
+    );
+    out += &format!("  rules:      {}\n", v["rules"]);
+    out += &format!(
+        "  level:      {} (policy.spam_level)\n",
+        v["level"].as_str().unwrap_or("?")
+    );
+    for p in v["problems"].as_array().into_iter().flatten() {
+        out += &format!("  problem:    {}\n", p.as_str().unwrap_or_default());
+    }
+    out
 }
 
 /// `spam fold`: the journal folded into a new snapshot now.

@@ -8,6 +8,7 @@
 //! output; `problems` lists, as sentences, what an operator should act on.
 
 use crate::check::spam::classifier::Readiness;
+use crate::check::spam::knowledge::{Part, Unreadable};
 use crate::config::{Config, LogDestination, SyslogTransport};
 use crate::gateway::Gateway;
 use mailward_metrics::StatId;
@@ -103,6 +104,11 @@ pub struct Spam {
     pub min_learnt: u64,
     /// `site.model`'s path or the Redis URL (without its password).
     pub store: String,
+    /// What of the classifier's learning cannot be read now (a damaged
+    /// `base.model` or `site.model`, a Redis that does not answer): each a
+    /// problem until it can be read again.
+    #[serde(default)]
+    pub unreadable: Vec<Unreadable>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -270,6 +276,7 @@ pub fn of(gw: &Gateway) -> Status {
         learnt_ham: c.ham_messages(),
         min_learnt: c.min_learnt,
         store: gw.scanner.spam.store().describe(),
+        unreadable: gw.scanner.spam.unreadable(),
     };
     let health = gw.subagent_health.get().map(|h| h());
     let snmp = Snmp {
@@ -424,7 +431,13 @@ pub fn problems(s: &Status) -> Vec<String> {
             "Under stress (session limits reached): idle sessions get the short deadlines. If it lasts, raise limits.incoming_sessions (or lower limits.incoming_sessions_per_ip if one client holds them), or look for a client that opens sessions and leaves them idle (ss -tn 'sport = :25').".into(),
         );
     }
-    if s.spam.classifier == Readiness::Unavailable {
+    for u in &s.spam.unreadable {
+        p.push(spam_unreadable(u));
+    }
+    // A daemon that does not say why (an older one).
+    if s.spam.classifier == Readiness::Unavailable
+        && !s.spam.unreadable.iter().any(|u| !u.in_use_stays)
+    {
         p.push(format!(
             "The spam store {} cannot be read: the classifier abstains, mail is judged by the other tests (the rules at double weight).",
             s.spam.store
@@ -518,6 +531,34 @@ pub fn problems(s: &Status) -> Vec<String> {
         ));
     }
     p
+}
+
+/// The problem sentence of spam learning that cannot be read: what, where,
+/// why, what it costs, and what to do (walkR finding 1: a damaged
+/// `site.model` showed as "learnt 0 spam and 0 ham", and no problem).
+fn spam_unreadable(u: &Unreadable) -> String {
+    let what = match u.part {
+        Part::Base => "The spam base",
+        Part::Site => "The site's spam learning",
+        Part::Store => "The spam store",
+    };
+    let cost = if u.in_use_stays {
+        "what was read of it before stays in use, but a restart would run without the classifier"
+    } else {
+        "the classifier is unavailable, and mail is judged by the other tests (the rules at double weight)"
+    };
+    match u.part {
+        Part::Store => format!(
+            "{what} {} cannot be read ({}): {cost} until it can be.",
+            u.path, u.reason
+        ),
+        _ => format!(
+            "{what} {} cannot be read ({}): {cost}. To repair it, {}.",
+            u.path,
+            u.reason,
+            u.next_step()
+        ),
+    }
 }
 
 /// What `mailward status --json` prints when the daemon gave no status:
@@ -624,7 +665,9 @@ pub fn render(s: &Status, now: i64) -> String {
             ", needs {} of each; until then the rules weigh double",
             s.spam.min_learnt
         ),
-        Readiness::Unavailable => "; the rules weigh double until the store can be read".into(),
+        Readiness::Unavailable => {
+            "; the rules weigh double until its learning can be read: see the problems".into()
+        }
         Readiness::Active => String::new(),
     };
     out += &format!(
@@ -746,6 +789,7 @@ mod tests {
                 learnt_ham: 2069,
                 min_learnt: 200,
                 store: "/var/lib/mailward/spam/site.model".into(),
+                unreadable: Vec::new(),
             },
             snmp: Snmp {
                 state: SnmpState::Serving,
@@ -887,6 +931,50 @@ mod tests {
         let p = problems(&s);
         assert!(p.iter().any(|l| l.starts_with("No signature bases")));
         assert!(p.iter().any(|l| l.starts_with("No AgentX session")));
+    }
+
+    #[test]
+    fn spam_learning_that_cannot_be_read_is_a_problem_with_the_way_out() {
+        // walkR finding 1: a damaged site.model at start showed as
+        // "classifier abstaining (learnt 0 spam and 0 ham ...)" and no
+        // problem, while every message was judged without the classifier.
+        let mut s = healthy();
+        s.spam.classifier = Readiness::Unavailable;
+        s.spam.learnt_spam = 0;
+        s.spam.learnt_ham = 0;
+        s.spam.unreadable = vec![Unreadable {
+            part: Part::Site,
+            path: "/var/lib/mailward/spam/site.model".into(),
+            reason:
+                "not a Mailward spam model (checksum mismatch: the file is damaged or cut short)"
+                    .into(),
+            in_use_stays: false,
+        }];
+        let p = problems(&s);
+        assert_eq!(p, [
+            "The site's spam learning /var/lib/mailward/spam/site.model cannot be read (not a Mailward spam model (checksum mismatch: the file is damaged or cut short)): the classifier is unavailable, and mail is judged by the other tests (the rules at double weight). To repair it, move it away and `mailward spam import` your last export (`mailward spam export` writes one), or remove it to start learning over; a running daemon picks either up within seconds."
+        ]);
+        let text = render(&s, 2_000);
+        assert!(
+            text.contains("spam:     classifier unavailable (learnt 0 spam and 0 ham; the rules weigh double until its learning can be read: see the problems; "),
+            "{text}"
+        );
+        // A base damaged while running: the one in use stays, but a restart
+        // would lose it.
+        s.spam.classifier = Readiness::Active;
+        s.spam.unreadable = vec![Unreadable {
+            part: Part::Base,
+            path: "/var/lib/mailward/spam/base.model".into(),
+            reason: "not a Mailward spam model (no model header)".into(),
+            in_use_stays: true,
+        }];
+        let p = problems(&s);
+        assert_eq!(p.len(), 1, "{p:#?}");
+        assert!(
+            p[0].starts_with("The spam base /var/lib/mailward/spam/base.model cannot be read (not a Mailward spam model (no model header)): what was read of it before stays in use, but a restart would run without the classifier. To repair it, move it away and install a good base"),
+            "{}",
+            p[0]
+        );
     }
 
     #[test]

@@ -17,9 +17,9 @@
 //!   previous one kept as `base.model.bak` for `spam rollback`.
 
 use super::classifier::Classifier;
-use super::model::Model;
+use super::model::{Model, ModelError};
 use super::rules::{self, Rule};
-use super::store::{Cursor, Limits, Since, Store, Version, REDIS_TIMEOUT};
+use super::store::{Cursor, Limits, Since, Store, StoreError, Version, REDIS_TIMEOUT};
 use crate::config::Config;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
@@ -45,29 +45,120 @@ pub struct Knowledge {
     pub traps: Vec<crate::config::Pattern>,
 }
 
+/// Which part of the spam knowledge cannot be read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Part {
+    /// `base.model`.
+    Base,
+    /// The site's learning in its directory (`site.model`, `site.journal`).
+    Site,
+    /// The site's learning in a shared store (Redis).
+    Store,
+}
+
+/// A model, or the store, that cannot be read: what `mailward status`,
+/// `spam status` and `spam check` say of it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Unreadable {
+    pub part: Part,
+    /// The file, or the store's URL (without its password).
+    pub path: String,
+    /// Why, as read (`not a Mailward spam model (checksum mismatch: ...)`).
+    pub reason: String,
+    /// What was read of it before stays in use (a file damaged while the
+    /// daemon runs): the classifier still speaks, until a restart.
+    pub in_use_stays: bool,
+}
+
+impl Unreadable {
+    pub fn of(part: Part, e: &StoreError) -> Unreadable {
+        let (path, reason) = match e {
+            StoreError::Model(ModelError::Invalid { path, problem }) => (
+                path.display().to_string(),
+                format!("not a Mailward spam model ({problem})"),
+            ),
+            StoreError::Model(ModelError::Io { path, source })
+            | StoreError::Io { path, source } => (path.display().to_string(), source.to_string()),
+            StoreError::Redis { url, message } => (url.clone(), message.clone()),
+        };
+        Unreadable {
+            part,
+            path,
+            reason,
+            in_use_stays: false,
+        }
+    }
+
+    /// What to do about it, as a sentence's end (`spam status`, `mailward
+    /// status`): the way out walkR found for a damaged file (finding 1).
+    pub fn next_step(&self) -> &'static str {
+        match self.part {
+            Part::Site => "move it away and `mailward spam import` your last export (`mailward spam export` writes one), or remove it to start learning over; a running daemon picks either up within seconds",
+            Part::Base => "move it away and install a good base (`mailward spam import --base FILE`, or `mailward spam rollback` to the previous one), or remove it to run without a base; a running daemon picks either up within seconds",
+            Part::Store => "the classifier is back within seconds of the store answering again",
+        }
+    }
+}
+
+impl std::fmt::Display for Unreadable {
+    /// As the error read it: `PATH: REASON` (`Redis URL: REASON`).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.part {
+            Part::Store => write!(f, "Redis {}: {}", self.path, self.reason),
+            _ => write!(f, "{}: {}", self.path, self.reason),
+        }
+    }
+}
+
+/// What [`Knowledge::load_parts`] read.
+pub struct Loaded {
+    pub knowledge: Knowledge,
+    /// Why the site's rules file (`[spam] rules`) cannot be used: the
+    /// built-in rules alone are loaded.
+    pub rules: Option<String>,
+    /// The models (or the store) that could not be read: an empty model
+    /// stands in for each, and the classifier is unavailable (it abstains
+    /// rather than speak from part of the learning; the rules weigh
+    /// double), as when a Redis store does not answer.
+    pub unreadable: Vec<Unreadable>,
+}
+
+impl Loaded {
+    /// Every problem as one sentence each.
+    pub fn problems(&self) -> Vec<String> {
+        self.rules
+            .iter()
+            .cloned()
+            .chain(self.unreadable.iter().map(ToString::to_string))
+            .collect()
+    }
+}
+
 impl Knowledge {
     /// Reads everything the configuration names. Problems with a model are
-    /// returned beside what could be loaded (an empty model in its place):
-    /// mail is still checked by the rules.
+    /// returned beside what could be loaded (an empty model in its place,
+    /// the classifier unavailable): mail is still checked by the rules.
     pub fn load(cfg: &Config) -> (Knowledge, Vec<String>) {
-        let (k, problems, _) = Knowledge::load_parts(cfg, true);
-        (k, problems)
+        let loaded = Knowledge::load_parts(cfg, true);
+        let problems = loaded.problems();
+        (loaded.knowledge, problems)
     }
 
     /// As [`Knowledge::load`] without the site's learning (an empty model
     /// in its place): for `spam status`, which reads the store itself, once.
     pub fn load_without_site(cfg: &Config) -> (Knowledge, Vec<String>) {
-        let (k, problems, _) = Knowledge::load_parts(cfg, false);
-        (k, problems)
+        let loaded = Knowledge::load_parts(cfg, false);
+        let problems = loaded.problems();
+        (loaded.knowledge, problems)
     }
 
-    /// As [`Knowledge::load`], also saying which models could not be read
-    /// (base, site), so that a reload keeps the ones in use for those.
+    /// As [`Knowledge::load`], saying apart what could not be read.
     /// `site`: read the site's store too (false: leave it empty, for the
     /// caller to fill).
-    fn load_parts(cfg: &Config, site: bool) -> (Knowledge, Vec<String>, (bool, bool)) {
-        let mut problems = Vec::new();
-        let mut failed = (false, false);
+    pub fn load_parts(cfg: &Config, site: bool) -> Loaded {
+        let mut rules_problem = None;
+        let mut unreadable = Vec::new();
         let mut rules = rules::built_in();
         if let Some(file) = &cfg.spam.rules {
             match std::fs::read_to_string(file)
@@ -88,7 +179,7 @@ impl Knowledge {
                     rules.retain(|r| !extra.iter().any(|e| e.name == r.name));
                     rules.extend(extra.into_iter().filter(|e| e.weight != 0.0));
                 }
-                Err(e) => problems.push(format!("spam rules {}: {e}", file.display())),
+                Err(e) => rules_problem = Some(format!("spam rules {}: {e}", file.display())),
             }
         }
         let mut classifier = Classifier {
@@ -97,24 +188,20 @@ impl Knowledge {
         };
         match Model::read(&cfg.spam.dir.join(BASE)) {
             Ok(base) => classifier.base = base.map(Arc::new),
-            Err(e) => {
-                failed.0 = true;
-                problems.push(e.to_string());
-            }
+            Err(e) => unreadable.push(Unreadable::of(Part::Base, &e.into())),
         }
         if site {
             match Store::of(&cfg.spam).and_then(|s| s.read()) {
                 Ok(m) => classifier.site = Arc::new(m),
-                Err(e) => {
-                    failed.1 = true;
-                    classifier.unavailable = !cfg.spam.store.is_empty();
-                    problems.push(e.to_string());
-                }
+                Err(e) => unreadable.push(Unreadable::of(site_part(cfg), &e)),
             }
-        } else {
-            failed.1 = true;
         }
-        let k = Knowledge {
+        // A model that should be there and cannot be read: the classifier
+        // abstains, as for a Redis that does not answer, rather than speak
+        // from part of the learning (walkR finding 1: a damaged
+        // site.model read as "learnt 0", and nothing said so).
+        classifier.unavailable = !unreadable.is_empty();
+        let knowledge = Knowledge {
             rules,
             classifier,
             dnsbl: cfg.spam.dnsbl.clone(),
@@ -122,7 +209,21 @@ impl Knowledge {
             whitelist: cfg.spam.whitelist.clone(),
             traps: cfg.spam.traps.clone(),
         };
-        (k, problems, failed)
+        Loaded {
+            knowledge,
+            rules: rules_problem,
+            unreadable,
+        }
+    }
+}
+
+/// The part a configuration's site learning is: its directory, or a
+/// shared store.
+fn site_part(cfg: &Config) -> Part {
+    if cfg.spam.store.is_empty() {
+        Part::Site
+    } else {
+        Part::Store
     }
 }
 
@@ -142,8 +243,35 @@ pub struct Shared {
     config: RwLock<Arc<Config>>,
     /// The Redis store could not be read at the last look.
     store_down: AtomicBool,
+    /// What cannot be read now, for `mailward status` (walkR finding 1).
+    damage: Mutex<Damage>,
     /// Autolearn's thread (`[spam] autolearn`).
     learner: Option<super::autolearn::Learner>,
+}
+
+/// What of the knowledge cannot be read now.
+#[derive(Debug, Default)]
+struct Damage {
+    /// `base.model`.
+    base: Option<Unreadable>,
+    /// The site's learning in its directory.
+    site: Option<Unreadable>,
+    /// The shared store (while `store_down`).
+    store: Option<Unreadable>,
+}
+
+impl Damage {
+    fn all(&self) -> impl Iterator<Item = &Unreadable> {
+        [&self.base, &self.site, &self.store]
+            .into_iter()
+            .filter_map(Option::as_ref)
+    }
+
+    /// Whether the classifier must abstain: some part of its learning is
+    /// missing (not one kept in use from before).
+    fn unavailable(&self) -> bool {
+        self.all().any(|u| !u.in_use_stays)
+    }
 }
 
 impl Shared {
@@ -156,8 +284,13 @@ impl Shared {
                 Store::dir(&cfg.spam.dir, Limits::of(&cfg.spam))
             }
         };
-        let (mut k, load_problems, _) = Knowledge::load_parts(&cfg, false);
-        problems.extend(load_problems);
+        let loaded = Knowledge::load_parts(&cfg, false);
+        problems.extend(loaded.problems());
+        let mut damage = Damage {
+            base: loaded.unreadable.into_iter().find(|u| u.part == Part::Base),
+            ..Damage::default()
+        };
+        let mut k = loaded.knowledge;
         // The version before the site is read: a change in between only
         // makes the watcher look once more, never miss it; and a damaged
         // file reported here is not reported again until it changes.
@@ -175,15 +308,20 @@ impl Shared {
                 // weigh double, mail flows.
                 tracing::error!(target: "scan", error = %e,
                     "Cannot read the spam store; the classifier abstains until it can (mail still flows).");
-                k.classifier.unavailable = true;
+                damage.store = Some(Unreadable::of(Part::Store, &e));
                 None
             }
             Err(e) => {
+                // A damaged site.model: nothing of it is in use, so the
+                // classifier is unavailable until it is repaired, and
+                // `mailward status` says so for as long (walkR finding 1).
                 problems.push(e.to_string());
+                damage.site = Some(Unreadable::of(Part::Site, &e));
                 None
             }
         };
-        let down = k.classifier.unavailable;
+        let down = damage.store.is_some();
+        k.classifier.unavailable = damage.unavailable();
         let shared = Arc::new_cyclic(|me: &std::sync::Weak<Shared>| {
             let me = me.clone();
             let learner = super::autolearn::Learner::start(
@@ -200,6 +338,7 @@ impl Shared {
                 current: RwLock::new(Arc::new(k)),
                 config: RwLock::new(cfg),
                 store_down: AtomicBool::new(down),
+                damage: Mutex::new(damage),
             }
         });
         if let Ok(mut seen) = shared.seen.lock() {
@@ -220,6 +359,21 @@ impl Shared {
     /// The site's store.
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// What of the spam knowledge cannot be read now (a damaged
+    /// `base.model` or `site.model`, a Redis that does not answer), for
+    /// `mailward status`.
+    pub fn unreadable(&self) -> Vec<Unreadable> {
+        self.damaged(|d| d.all().cloned().collect())
+    }
+
+    /// Looks at (or changes) what cannot be read.
+    fn damaged<R>(&self, f: impl FnOnce(&mut Damage) -> R) -> R {
+        match self.damage.lock() {
+            Ok(mut d) => f(&mut d),
+            Err(p) => f(&mut p.into_inner()),
+        }
     }
 
     /// Learns one message as `class` now, into the site's store: an
@@ -289,15 +443,20 @@ impl Shared {
         Some((self.loaded().classifier.site.clone(), at))
     }
 
+    /// Where the site's learning in use was read up to (None: it was
+    /// never read).
+    fn site_read_at(&self) -> Option<Cursor> {
+        match self.site_at.lock() {
+            Ok(a) => *a,
+            Err(p) => *p.into_inner(),
+        }
+    }
+
     /// What changed in the site's store since the learning in use was
     /// read, and where that leaves the reader (network or file reads: the
     /// caller installs it).
     fn fetch_site(&self) -> Result<(Since, Cursor), super::store::StoreError> {
-        let at = match self.site_at.lock() {
-            Ok(a) => *a,
-            Err(p) => *p.into_inner(),
-        };
-        match at {
+        match self.site_read_at() {
             Some(c) => self.store.read_since(c),
             None => self.store.read_at().map(|(m, c)| (Since::Whole(m), c)),
         }
@@ -328,7 +487,7 @@ impl Shared {
                 (Arc::new(m), "journal", changes.len())
             }
         };
-        self.with_site(Some(model.clone()), false);
+        self.with_site(Some(model.clone()));
         Some((model, read, n))
     }
 
@@ -357,28 +516,57 @@ impl Shared {
             Ok(c) => c.clone(),
             Err(p) => p.into_inner().clone(),
         };
-        let (mut k, problems, (base_failed, site_failed)) = Knowledge::load_parts(&cfg, false);
+        let loaded = Knowledge::load_parts(&cfg, false);
         let _installing = self.installing.lock().unwrap_or_else(|p| p.into_inner());
         let old = self.loaded();
-        for p in &problems {
+        for p in loaded.problems() {
             tracing::error!(target: "scan", problem = %p, "Cannot load spam knowledge; the models in use stay.");
         }
-        // Keep what was good before for whatever failed now.
-        if site_failed {
-            k.classifier.site = old.classifier.site.clone();
+        let rules_failed = loaded.rules.is_some();
+        let mut k = loaded.knowledge;
+        // The site's learning is the watcher's: it stays.
+        k.classifier.site = old.classifier.site.clone();
+        // Keep the base in use for one that cannot be read.
+        let base = loaded
+            .unreadable
+            .into_iter()
+            .find(|u| u.part == Part::Base)
+            .map(|mut u| {
+                k.classifier.base = old.classifier.base.clone();
+                u.in_use_stays = old.classifier.base.is_some();
+                u
+            });
+        let (spam, ham, rules) = (
+            k.classifier.spam_messages(),
+            k.classifier.ham_messages(),
+            k.rules.len(),
+        );
+        // Which was loaded, after the ERROR above: "Spam knowledge loaded"
+        // alone read as if the damaged base had been (walkR finding 1).
+        match &base {
+            None if rules_failed => tracing::info!(target: "scan", spam, ham, rules,
+                "Spam knowledge loaded with the built-in rules only (the site's rules cannot be used)."),
+            None => tracing::info!(target: "scan", spam, ham, rules, "Spam knowledge loaded."),
+            Some(u) if u.in_use_stays => tracing::info!(target: "scan", spam, ham, rules,
+                "Spam rules loaded; the base in use stays (the base file cannot be read)."),
+            Some(_) => tracing::warn!(target: "scan", spam, ham, rules,
+                "Spam rules loaded without a base (the base file cannot be read): the classifier is unavailable until it can be."),
         }
-        if base_failed {
-            k.classifier.base = old.classifier.base.clone();
-        }
-        k.classifier.unavailable = self.store_down.load(Ordering::Relaxed);
-        tracing::info!(target: "scan", spam = k.classifier.spam_messages(), ham = k.classifier.ham_messages(),
-            rules = k.rules.len(), "Spam knowledge loaded.");
+        self.damaged(|d| d.base = base);
+        k.classifier.unavailable = self.unavailable();
         self.install(k);
     }
 
-    /// The knowledge in use with another site model or availability (the
-    /// Redis poller): everything else is shared, not copied.
-    fn with_site(&self, site: Option<Arc<Model>>, unavailable: bool) {
+    /// Whether the classifier must abstain now: its Redis store does not
+    /// answer, or a model it should have cannot be read.
+    fn unavailable(&self) -> bool {
+        self.store_down.load(Ordering::Relaxed) || self.damaged(|d| d.unavailable())
+    }
+
+    /// The knowledge in use with another site model, or the availability
+    /// of now (the watcher): everything else is shared, not copied.
+    fn with_site(&self, site: Option<Arc<Model>>) {
+        let unavailable = self.unavailable();
         let old = self.loaded();
         let k = Knowledge {
             rules: old.rules.clone(),
@@ -470,7 +658,8 @@ fn watch(shared: &Weak<Shared>, mut seen: Option<Version>) {
 
 /// One look at the site's store: the version; a new one, what changed.
 /// A Redis that cannot be read makes the classifier abstain; a damaged file
-/// leaves the model in use (and is said once per change of the files).
+/// leaves the model in use (and is said once per change of the files), and
+/// is a standing problem until it can be read again.
 fn poll_site(s: &Shared, seen: &mut Option<Version>) {
     let was_down = s.store_down.load(Ordering::Relaxed);
     let mut version = None;
@@ -486,16 +675,21 @@ fn poll_site(s: &Shared, seen: &mut Option<Version>) {
         Ok(None) => {}
         Ok(Some((since, cursor))) => {
             *seen = version;
+            let was_unavailable = s.loaded().classifier.unavailable;
             if was_down {
                 s.store_down.store(false, Ordering::Relaxed);
                 tracing::info!(target: "scan", store = %s.store.describe(), "The spam store answers again; the classifier is back.");
             }
+            s.damaged(|d| {
+                d.store = None;
+                d.site = None;
+            });
             match s.install_site(since, cursor) {
                 Some((model, read, changes)) => {
                     tracing::info!(target: "scan", spam = model.spam_messages, ham = model.ham_messages,
                         read = %read, changes, store = %s.store.describe(), "Spam learning loaded from the site's store.");
                 }
-                None if was_down => s.with_site(None, false),
+                None if was_unavailable != s.unavailable() => s.with_site(None),
                 None => {}
             }
         }
@@ -504,20 +698,138 @@ fn poll_site(s: &Shared, seen: &mut Option<Version>) {
                 tracing::error!(target: "scan", error = %e,
                     "Cannot read the spam store; the classifier abstains until it can (mail still flows).");
                 s.store_down.store(true, Ordering::Relaxed);
-                s.with_site(None, true);
+                s.damaged(|d| d.store = Some(Unreadable::of(Part::Store, &e)));
+                s.with_site(None);
             }
         }
         Err(e) => {
             // Not again until the files change again.
             *seen = version;
             tracing::error!(target: "scan", problem = %e, "Cannot load spam knowledge; the models in use stay.");
+            let mut damaged = Unreadable::of(Part::Site, &e);
+            damaged.in_use_stays = s.site_read_at().is_some();
+            s.damaged(|d| d.site = Some(damaged));
+            s.with_site(None);
         }
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::classifier::Readiness;
     use super::*;
+
+    /// A configuration whose spam directory is in `dir`, with a model of
+    /// `spam` and `ham` messages written to each of `files` there.
+    fn with_models(dir: &std::path::Path, files: &[&str], spam: u64, ham: u64) -> Config {
+        let mut cfg = crate::config::parse("", "t.toml").unwrap();
+        cfg.spam.dir = dir.join("spam");
+        std::fs::create_dir_all(&cfg.spam.dir).unwrap();
+        for f in files {
+            Model {
+                spam_messages: spam,
+                ham_messages: ham,
+                ..Model::default()
+            }
+            .write(&cfg.spam.dir.join(f))
+            .unwrap();
+        }
+        cfg
+    }
+
+    /// One byte of `path` changed in the middle, as disk damage would.
+    fn damage(path: &std::path::Path) {
+        let mut b = std::fs::read(path).unwrap();
+        let mid = b.len() / 2;
+        b[mid] ^= 0xff;
+        std::fs::write(path, b).unwrap();
+    }
+
+    #[test]
+    fn a_damaged_site_model_at_start_is_unavailable_and_said_until_repaired() {
+        // walkR finding 1: the classifier said "abstaining, learnt 0" and
+        // nothing counted or listed the damage.
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = with_models(dir.path(), &[SITE], 300, 300);
+        let site = cfg.spam.dir.join(SITE);
+        damage(&site);
+        let (shared, problems) = Shared::open(Arc::new(cfg));
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].contains("checksum mismatch"), "{problems:?}");
+        let k = shared.loaded();
+        assert_eq!(k.classifier.readiness(), Readiness::Unavailable);
+        // What the scan log line and the unavailable counter read.
+        let e = super::super::examine(&k, b"Subject: hi\r\n\r\nhello\r\n", None, None);
+        assert!(e.classifier_unavailable);
+        assert_eq!(
+            shared.unreadable(),
+            [Unreadable {
+                part: Part::Site,
+                path: site.display().to_string(),
+                reason: "not a Mailward spam model (checksum mismatch: the file is damaged or cut short)"
+                    .into(),
+                in_use_stays: false,
+            }]
+        );
+        // A reload (SIGHUP) does not make it available.
+        shared.reload();
+        assert_eq!(
+            shared.loaded().classifier.readiness(),
+            Readiness::Unavailable
+        );
+        // Moved away (then an export imported, or learning begun again):
+        // the watcher reads it, and all is well again.
+        std::fs::rename(&site, dir.path().join("damaged.model")).unwrap();
+        poll_site(&shared, &mut None);
+        assert!(shared.unreadable().is_empty(), "{:?}", shared.unreadable());
+        assert_eq!(
+            shared.loaded().classifier.readiness(),
+            Readiness::Abstaining
+        );
+    }
+
+    #[test]
+    fn a_damaged_base_is_unavailable_at_start_and_kept_while_running() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = with_models(dir.path(), &[BASE], 300, 300);
+        let base = cfg.spam.dir.join(BASE);
+        damage(&base);
+        let (shared, problems) = Shared::open(Arc::new(cfg));
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(
+            shared.loaded().classifier.readiness(),
+            Readiness::Unavailable
+        );
+        let u = shared.unreadable();
+        assert!(
+            u.len() == 1 && u[0].part == Part::Base && !u[0].in_use_stays,
+            "{u:?}"
+        );
+        // A good base: in use, the problem gone.
+        Model {
+            spam_messages: 300,
+            ham_messages: 300,
+            ..Model::default()
+        }
+        .write(&base)
+        .unwrap();
+        shared.reload();
+        assert_eq!(shared.loaded().classifier.readiness(), Readiness::Active);
+        assert!(shared.unreadable().is_empty());
+        // Damaged while running: the base in use stays, the classifier
+        // speaks, and the damage stands as a problem (a restart would lose
+        // the base).
+        damage(&base);
+        shared.reload();
+        let k = shared.loaded();
+        assert_eq!(k.classifier.readiness(), Readiness::Active);
+        assert_eq!(k.classifier.spam_messages(), 300);
+        let u = shared.unreadable();
+        assert!(
+            u.len() == 1 && u[0].part == Part::Base && u[0].in_use_stays,
+            "{u:?}"
+        );
+    }
 
     #[test]
     fn a_hung_redis_holds_the_start_up_one_timeout_at_most() {
