@@ -638,6 +638,26 @@ fn dsn_parameters_are_accepted() -> Result<()> {
     Ok(())
 }
 
+/// Postfix's before-queue proxy passes on the SMTPUTF8 that its client
+/// gave (Postfix offers it; Mailward does not): with an ASCII envelope the
+/// message is accepted and delivered, a non-ASCII address is still refused.
+#[test]
+fn smtputf8_with_an_ascii_envelope_is_accepted() -> Result<()> {
+    let gw = Gateway::start("smtputf8", |c| c)?;
+    let mut c = gw.ehlo_client()?;
+    c.command("MAIL FROM:<j\u{fc}rgen@sender.test> SMTPUTF8")?
+        .expect(553, "5.6.7")?;
+    c.command("MAIL FROM:<alice@sender.test> SMTPUTF8")?
+        .expect(250, "2.1.0")?;
+    c.command("RCPT TO:<bob@example.com>")?
+        .expect(250, "2.1.5")?;
+    c.data(&read_resource("mail/plain.eml")?)?
+        .expect(250, "2.0.0")?;
+    c.quit();
+    wait_for_recipients(&gw.sink, &["bob@example.com"])?;
+    Ok(())
+}
+
 #[test]
 fn vrfy_help_rset_noop_and_quit() -> Result<()> {
     let gw = Gateway::start("small-commands", |c| c)?;

@@ -280,6 +280,13 @@ fn mail_params(text: &str) -> Result<MailParams, ParseError> {
             ("ENVID", Some(v)) if v.len() <= 100 => {
                 out.envid = Some(xtext_decode(v).ok_or(BAD_PARAM)?)
             }
+            // RFC 6531. Mailward does not offer SMTPUTF8, but Postfix's
+            // before-queue proxy passes on what its own client sent to
+            // the Postfix that offered it. With an ASCII envelope (a
+            // non-ASCII address was refused above with 553 5.6.7) the
+            // flag asks nothing of us: the message is what any 8-bit
+            // message is, so it is accepted and not passed on.
+            ("SMTPUTF8", None) => {}
             _ => return Err(BAD_PARAM),
         }
     }
@@ -393,6 +400,21 @@ mod tests {
                 from: String::new(),
                 params: MailParams::default()
             }
+        );
+    }
+
+    #[test]
+    fn smtputf8_is_accepted_with_an_ascii_envelope_only() {
+        // Postfix's before-queue proxy forwards the flag its client gave.
+        assert!(parse(b"MAIL FROM:<alice@sender.test> SMTPUTF8").is_ok());
+        assert!(parse(b"MAIL FROM:<alice@sender.test> BODY=8BITMIME smtputf8").is_ok());
+        assert_eq!(
+            parse("MAIL FROM:<j\u{fc}rgen@sender.test> SMTPUTF8".as_bytes()).map_err(|e| e.reply),
+            Err("553 5.6.7 Non-ASCII or control characters in address (SMTPUTF8 is not offered)")
+        );
+        assert_eq!(
+            parse(b"MAIL FROM:<a@b> SMTPUTF8=yes").map_err(|e| e.reply),
+            Err(BAD_PARAM.reply)
         );
     }
 
