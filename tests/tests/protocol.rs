@@ -671,6 +671,19 @@ fn vrfy_help_rset_noop_and_quit() -> Result<()> {
             .all(|l| enhanced_code_of(l) == Some("2.0.0")),
         "{help}"
     );
+    // HELP lists what this session may use: no TLS is configured, so no
+    // STARTTLS (which would get 502); the client is in relay_networks, so
+    // XFORWARD.
+    let listed = help.lines.join(" ");
+    assert!(
+        listed.contains("MAIL RCPT DATA") && listed.contains("XFORWARD"),
+        "{help}"
+    );
+    assert!(
+        !listed.contains("STARTTLS"),
+        "STARTTLS is not offered: {help}"
+    );
+    c.command("STARTTLS")?.expect(502, "5.5.1")?;
     c.command("NOOP")?.expect(250, "2.0.0")?;
     c.command("MAIL FROM:<alice@sender.test>")?
         .expect(250, "2.1.0")?;

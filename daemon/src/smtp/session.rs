@@ -581,10 +581,18 @@ impl Session {
                 Flow::Continue
             }
             Command::Help => {
+                // Only what this session may use: STARTTLS when it is
+                // offered (and not done yet), XFORWARD to whom it is.
+                let mut commands =
+                    String::from("EHLO HELO MAIL RCPT DATA RSET NOOP QUIT VRFY HELP");
+                if self.gw.tls().is_some() && !conn.is_tls() {
+                    commands.push_str(" STARTTLS");
+                }
+                if self.may_forward() {
+                    commands.push_str(" XFORWARD");
+                }
                 conn.reply("214-2.0.0 Mailward SMTP gateway. Commands:");
-                conn.reply(
-                    "214-2.0.0   EHLO HELO MAIL RCPT DATA RSET NOOP QUIT VRFY HELP STARTTLS",
-                );
+                conn.reply(&format!("214-2.0.0   {commands}"));
                 conn.reply("214 2.0.0 See RFC 5321.");
                 Flow::Continue
             }
