@@ -75,9 +75,11 @@
 #                  127.0.0.1; unix: on a Unix socket under the temporary
 #                  directory. Compare the two: over TCP a milter that
 #                  leaves a macro packet unanswered (no DATA event) can
-#                  make each message wait about 40 ms (Nagle on Postfix's
-#                  side, delayed ACK on the milter's), which then caps
-#                  each session at about 20 msgs/s
+#                  make each message wait (Nagle on Postfix's side,
+#                  delayed ACK on the milter's, about 40 ms a stall):
+#                  Mailward had one such stall per message and made about
+#                  20 msgs/s in one session; clamav-milter's row in
+#                  docs/postfix.md (11 msgs/s) is about 90 ms per message
 #   WARMUP         messages sent through each setup first, not counted
 #                  (default 50)
 #   CASE_TIMEOUT   seconds one case may take (default 300)
@@ -103,6 +105,13 @@ case ${1:-} in
     ;;
 esac
 
+# Defined before the first check that may use them.
+say() { printf '%s\n' "$*"; }
+die() {
+    printf 'postfix-bench: %s\n' "$*" >&2
+    exit 1
+}
+
 PATH="$PATH:/usr/sbin:/sbin"
 MAILWARD_BIN=${MAILWARD_BIN:-$PWD/target/release/mailward}
 SMALL_COUNT=${SMALL_COUNT:-1000}
@@ -111,14 +120,8 @@ SESSIONS=${SESSIONS:-"1 10"}
 SETUPS=${SETUPS:-"postfix after-queue milter clamav-milter amavis"}
 WARMUP=${WARMUP:-50}
 MILTER_SOCKET=${MILTER_SOCKET:-inet}
-case $MILTER_SOCKET in inet | unix) ;; *) die "MILTER_SOCKET must be inet or unix" ;; esac
+case $MILTER_SOCKET in inet | unix) ;; *) die "MILTER_SOCKET must be inet or unix, not '$MILTER_SOCKET'" ;; esac
 CASE_TIMEOUT=${CASE_TIMEOUT:-300}
-
-say() { printf '%s\n' "$*"; }
-die() {
-    printf 'postfix-bench: %s\n' "$*" >&2
-    exit 1
-}
 
 [ "$(id -u)" -eq 0 ] || die "must run as root: the private Postfix's daemons switch to the postfix user"
 for tool in smtp-source smtp-sink postfix postconf; do
