@@ -658,6 +658,71 @@ fn smtputf8_with_an_ascii_envelope_is_accepted() -> Result<()> {
     Ok(())
 }
 
+/// A gateway that refuses all new mail for lack of spool space says so
+/// at WARN, once, and at INFO when mail is taken again; each refusal's
+/// line names the cause (walkP finding 9: only INFO lines with
+/// `reason="tempfail"` before).
+#[test]
+fn lack_of_spool_space_is_warned_once_and_its_end_logged() -> Result<()> {
+    // More free space than any disk has: every MAIL finds too little.
+    let gw = Gateway::start("spool-space", |c| {
+        c.set_str("limits", "min_queue_free_space", "1000TiB")
+    })?;
+    for _ in 0..3 {
+        let mut c = gw.ehlo_client()?;
+        c.command("MAIL FROM:<alice@sender.test>")?
+            .expect(452, "4.3.1")?;
+        c.quit();
+    }
+    let warning = "Spool free space is under limits.min_queue_free_space";
+    wait_until("three refusals logged", Duration::from_secs(10), || {
+        let log = gw.daemon.full_log();
+        Ok((log.matches("cause=\"spool_space\"").count() == 3).then_some(()))
+    })
+    .with_context(|| gw.daemon.full_log())?;
+    let log = gw.daemon.full_log();
+    let warnings: Vec<&str> = log.lines().filter(|l| l.contains(warning)).collect();
+    ensure!(
+        warnings.len() == 1
+            && warnings[0].contains(" WARN ")
+            && warnings[0].contains("min_queue_free_space=1000TiB"),
+        "one WARN for the episode, naming the limit:\n{log}"
+    );
+    // Space is back (here: the limit is lowered): the next MAIL is taken
+    // and the end is logged once.
+    gw.daemon.write_config(
+        &gw.config
+            .clone()
+            .set_str("limits", "min_queue_free_space", "1MiB")
+            .render(),
+    )?;
+    gw.daemon.sighup()?;
+    wait_until("the reload", Duration::from_secs(10), || {
+        Ok(gw
+            .daemon
+            .full_log()
+            .contains("The new configuration is in force")
+            .then_some(()))
+    })?;
+    let mut c = gw.ehlo_client()?;
+    c.command("MAIL FROM:<alice@sender.test>")?
+        .expect(250, "2.1.0")?;
+    c.quit();
+    wait_until(
+        "the end of the episode logged",
+        Duration::from_secs(10),
+        || {
+            Ok(gw
+                .daemon
+                .full_log()
+                .contains("Spool free space is back over limits.min_queue_free_space")
+                .then_some(()))
+        },
+    )
+    .with_context(|| gw.daemon.full_log())?;
+    Ok(())
+}
+
 #[test]
 fn vrfy_help_rset_noop_and_quit() -> Result<()> {
     let gw = Gateway::start("small-commands", |c| c)?;

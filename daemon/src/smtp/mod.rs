@@ -6,6 +6,7 @@ pub mod command;
 pub mod data;
 pub mod server;
 pub mod session;
+mod space;
 pub mod stream;
 pub mod tls;
 pub mod xforward;

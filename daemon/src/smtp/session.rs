@@ -812,18 +812,22 @@ impl Session {
         }
         match self.gw.spool.available() {
             Ok(free) if free < limits.min_queue_free_space.0.saturating_add(declared) => {
+                super::space::observe(free, limits);
                 // Delivered mail may be pinned in a segment by a waiting
                 // message: the writer compacts now rather than at its next
                 // tick, so that the client's retry finds the space.
                 self.gw.spool.reclaim_soon();
-                self.reject(
-                    conn,
-                    RejectReason::Tempfail,
-                    "452 4.3.1 Insufficient system storage",
-                );
+                let reply = "452 4.3.1 Insufficient system storage";
+                // Named as `reject` names it: the forwarded client, if any.
+                super::space::SpaceRefused {
+                    client: self.forwarded.addr.unwrap_or_else(|| self.peer.ip()),
+                    reply,
+                }
+                .emit(&self.gw.stats);
+                conn.reply(reply);
                 return Flow::Continue;
             }
-            Ok(_) => {}
+            Ok(free) => super::space::observe(free, limits),
             Err(e) => {
                 tracing::warn!(target: "smtp", error = %e, "Cannot read free spool space.");
             }
