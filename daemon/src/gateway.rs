@@ -345,6 +345,7 @@ impl Gateway {
                 [k.classifier.spam_messages(), k.classifier.ham_messages()]
             },
             log_lines_dropped: crate::ops::logging::dropped(),
+            spool_write_errors: self.spool.write_errors(),
             log_rotation_failures: crate::ops::logging::rotation_failures(),
         }
     }

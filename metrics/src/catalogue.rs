@@ -192,6 +192,7 @@ pub enum StatId {
     AgentxErrors,
     RecipientsRejected,
     BasesObsolete,
+    SpoolWriteErrors,
 }
 
 pub const REJECT_REASONS: &[&str] = &[
@@ -1069,6 +1070,17 @@ pub static CATALOGUE: &[Stat] = &[
         Unit::Flag,
         None,
         "true (1 on /metrics) when the bases in use were released longer ago than bases.obsolete_after, the condition mwObsoleteBases is sent for; false (0) when none are loaded (mwBasesRecords is then 0).",
+    ),
+    def(
+        StatId::SpoolWriteErrors,
+        Resources,
+        51,
+        "mwSpoolWriteErrors",
+        "mailward_spool_write_errors_total",
+        Counter,
+        Unit::Count,
+        None,
+        "Spool writes that failed (a full disk, a read-only or failing one): the new messages of that write got 451 4.3.0 (never a 250) and its state changes were not recorded. Any increase needs a look: mail is refused while it lasts.",
     ),
 ];
 

@@ -25,6 +25,13 @@ pub struct Revision {
 /// Objects are only ever added; none is renumbered or removed.
 pub const REVISIONS: &[Revision] = &[
     Revision {
+        date: "202612051330Z",
+        objects: 222,
+        description: "Added mwSpoolWriteErrors: spool writes that failed, when \
+            new mail gets 451 4.3.0. mwBasesObsolete is now also on /metrics \
+            (mailward_bases_obsolete); its value is unchanged.",
+    },
+    Revision {
         date: "202612051130Z",
         objects: 221,
         description: "mwObsoleteBases is also sent when another set of bases \

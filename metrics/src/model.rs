@@ -85,6 +85,9 @@ pub struct Gauges {
     /// Log lines dropped since start (the logger keeps the count: it runs
     /// before and beside the model).
     pub log_lines_dropped: u64,
+    /// Failed spool writes since start (the spool's writer keeps the
+    /// count).
+    pub spool_write_errors: u64,
     /// Failed rotations of the log file (the logger keeps the count; the
     /// raw records file's are the model's own).
     pub log_rotation_failures: u64,
@@ -175,7 +178,7 @@ pub struct Stats {
 }
 
 /// How many counters are kept outside the model ([`Stats::outside_counters`]).
-const OUTSIDE: usize = 7;
+const OUTSIDE: usize = 8;
 
 fn now() -> i64 {
     std::time::SystemTime::now()
@@ -581,6 +584,7 @@ impl Stats {
                 gauges.snmp_notifications_dropped,
             ),
             ((StatId::LogLinesDropped, 0), gauges.log_lines_dropped),
+            ((StatId::SpoolWriteErrors, 0), gauges.spool_write_errors),
             (
                 (StatId::LogRotationFailures, 0),
                 gauges.log_rotation_failures,

@@ -435,6 +435,7 @@ fn reset_zeroes_the_counters_kept_outside_the_model_too() {
         snmp_notifications_dropped: n,
         log_lines_dropped: n,
         log_rotation_failures: n,
+        spool_write_errors: n,
         ..Gauges::default()
     };
     let counters = [
@@ -444,6 +445,7 @@ fn reset_zeroes_the_counters_kept_outside_the_model_too() {
         StatId::SnmpNotificationsDropped,
         StatId::LogLinesDropped,
         StatId::LogRotationFailures,
+        StatId::SpoolWriteErrors,
     ];
     let before = stats.snapshot(&outside(3));
     assert_eq!(before.value(StatId::AgentxRequests, 0), 30);
@@ -456,6 +458,7 @@ fn reset_zeroes_the_counters_kept_outside_the_model_too() {
     assert_eq!(later.value(StatId::AgentxRequests, 0), 20);
     assert_eq!(later.value(StatId::AgentxErrors, 0), 2);
     assert_eq!(later.value(StatId::LogLinesDropped, 0), 2);
+    assert_eq!(later.value(StatId::SpoolWriteErrors, 0), 2);
     // Levels are not counters: they are shown as they are.
     let mut connected = outside(5);
     connected.agentx_connected = true;
