@@ -252,19 +252,21 @@ struct Returned {
     note: Option<&'static str>,
 }
 
-/// RET=FULL, or no RET and a failure: the whole message; otherwise, and for
-/// a message over [`RETURN_FULL_LIMIT`] or with over-long lines, its headers.
+/// A failure, unless RET=HDRS: the whole message; otherwise, and for a
+/// message over [`RETURN_FULL_LIMIT`] or with over-long lines, its headers.
+/// RET=FULL asks for the whole message in a failure report only (RFC 3461
+/// 4.3): a delay or success report returns the headers, as for RET=HDRS
+/// (walkP: RET=FULL returned it whole in those too).
 fn returned_content(input: &DsnInput<'_>) -> Returned {
     let failed = input
         .recipients
         .iter()
         .any(|r| r.action == DsnAction::Failed);
-    let want_full = match input.original.ret {
-        Some(Ret::Full) => true,
-        Some(Ret::Hdrs) => false,
-        None => failed,
-    };
-    let mut note = None;
+    let want_full = failed && input.original.ret != Some(Ret::Hdrs);
+    let mut note = (!failed && input.original.ret == Some(Ret::Full)).then_some(
+        "Only the headers of your message are returned: the whole message is returned only \
+         in a report of a failure.",
+    );
     if want_full {
         if input.message.len() > RETURN_FULL_LIMIT {
             note = Some("The message is larger than 1 MiB, so only its headers are returned.");
@@ -398,15 +400,22 @@ fn human_text(input: &DsnInput<'_>, host: &str, returned: &Returned) -> String {
         ),
         // No promise of a failure report: a recipient whose NOTIFY asked
         // for delay notices only gets none (RFC 3461 5.2.1).
-        Kind::Delayed => "Your message has not yet been delivered to one or more of its \
+        Kind::Delayed => format!(
+            "Your message has not yet been delivered to one or more of its \
              recipients. The mail system will keep trying; you do not need to send it \
-             again."
-            .to_string(),
-        Kind::Delivered => "Your message was delivered to the recipients listed below.".to_string(),
-        Kind::Relayed => "Your message was passed on to the recipients listed below through \
+             again. {}.",
+            capitalized(attached)
+        ),
+        Kind::Delivered => format!(
+            "Your message was delivered to the recipients listed below. {}.",
+            capitalized(attached)
+        ),
+        Kind::Relayed => format!(
+            "Your message was passed on to the recipients listed below through \
              a system that does not send delivery reports, so this is the last report \
-             about them."
-            .to_string(),
+             about them. {}.",
+            capitalized(attached)
+        ),
     };
     paragraph(&mut lines, &intro);
 
@@ -452,6 +461,15 @@ fn human_text(input: &DsnInput<'_>, host: &str, returned: &Returned) -> String {
         text.push_str("\r\n");
     }
     text
+}
+
+/// "The headers ..." for "the headers ...": a sentence of its own.
+fn capitalized(text: &str) -> String {
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => String::new(),
+    }
 }
 
 /// The message/delivery-status part (RFC 3464 2.2, 2.3), ASCII only.
@@ -1000,21 +1018,63 @@ mod tests {
             m
         };
         let long_line = [&b"Subject: long\r\n\r\n"[..], &[b'y'; 2000], b"\r\n"].concat();
-        let cases: [(Option<Ret>, &[u8], &str, bool); 5] = [
-            (Some(Ret::Hdrs), MESSAGE, "text/rfc822-headers", false),
-            (Some(Ret::Full), MESSAGE, "message/rfc822", false),
-            (None, MESSAGE, "message/rfc822", false),
-            (Some(Ret::Full), &big, "text/rfc822-headers", true),
-            (Some(Ret::Full), &long_line, "text/rfc822-headers", true),
+        use DsnAction::{Delayed, Failed, Relayed};
+        /// RET, the report's action, the message, what is returned, and
+        /// whether the human part says why only headers are.
+        type Case<'a> = (Option<Ret>, DsnAction, &'a [u8], &'a str, bool);
+        let cases: [Case; 9] = [
+            (
+                Some(Ret::Hdrs),
+                Failed,
+                MESSAGE,
+                "text/rfc822-headers",
+                false,
+            ),
+            (Some(Ret::Full), Failed, MESSAGE, "message/rfc822", false),
+            (None, Failed, MESSAGE, "message/rfc822", false),
+            (Some(Ret::Full), Failed, &big, "text/rfc822-headers", true),
+            (
+                Some(Ret::Full),
+                Failed,
+                &long_line,
+                "text/rfc822-headers",
+                true,
+            ),
+            // RFC 3461 4.3: RET=FULL is for failures; delays and successes
+            // return the headers, and say why (walkP).
+            (
+                Some(Ret::Full),
+                Delayed,
+                MESSAGE,
+                "text/rfc822-headers",
+                true,
+            ),
+            (
+                Some(Ret::Full),
+                Relayed,
+                MESSAGE,
+                "text/rfc822-headers",
+                true,
+            ),
+            (None, Delayed, MESSAGE, "text/rfc822-headers", false),
+            (
+                Some(Ret::Hdrs),
+                Relayed,
+                MESSAGE,
+                "text/rfc822-headers",
+                false,
+            ),
         ];
-        for (ret, message, kind, noted) in cases {
+        for (ret, action, message, kind, noted) in cases {
             let env = envelope("s@a.test", ret);
+            let mut rcpt = failed("u@b.test", "550 5.1.1 no");
+            rcpt.action = action;
             let input = DsnInput {
                 id: &QueueId("1A22E10E77891C7D".into()),
                 reporting_mta: "gw",
                 postmaster: "pm@gw",
                 original: &env,
-                recipients: vec![failed("u@b.test", "550 5.1.1 no")],
+                recipients: vec![rcpt],
                 message,
                 now: 0,
             };
@@ -1022,9 +1082,17 @@ mod tests {
             check_lines(&dsn);
             let dsn = text(&dsn);
             let (_, parts) = parts(&dsn);
-            assert!(parts[2].0.contains(kind), "{ret:?} {kind}");
+            assert!(parts[2].0.contains(kind), "{ret:?} {action:?} {kind}");
             let human = parts[0].1.replace("\r\n", " ");
-            assert_eq!(human.contains("only its headers"), noted, "{ret:?}");
+            let said = human.contains("only its headers") || human.contains("Only the headers");
+            assert_eq!(said, noted, "{ret:?} {action:?}: {human}");
+            // The human part says what is attached.
+            let attached = if kind == "message/rfc822" {
+                "your message is attached"
+            } else {
+                "he headers of your message are attached"
+            };
+            assert!(human.contains(attached), "{ret:?} {action:?}: {human}");
             assert!(dsn.len() < 64 * 1024 || kind == "message/rfc822");
         }
     }
