@@ -323,7 +323,14 @@ impl Dns {
                 zone: zone.to_string(),
             });
         }
-        if !self.zones.may_ask(zone, std::time::Instant::now()) {
+        if self.zones.is_resting(zone) {
+            // Its probe, when one is due, runs in the background, as the
+            // server's does: no client waits `timeouts.dns` for a list
+            // that is most likely still dead (walkQ finding 4), and this
+            // look-up counts as not made.
+            if self.zones.may_ask(zone, std::time::Instant::now()) {
+                self.probe_zone(zone, name);
+            }
             return Err(DnsError::Resting {
                 zone: zone.to_string(),
             });
@@ -358,6 +365,41 @@ impl Dns {
         None
     }
 
+    /// Asks resting DNS list `zone` for `name` in the background (the
+    /// look-up a client would have made, whose answer no one waits for):
+    /// an answer ends the rest, a failure is no news (the server is not
+    /// probed for it, as in [`Self::noted`]).
+    fn probe_zone(&self, zone: &str, name: &str) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            // Outside the runtime (never, for the gateway's callers): the
+            // next probe is due in PROBE_EVERY.
+            return;
+        };
+        let (resolver, zones, timeout) = (self.resolver.clone(), self.zones.clone(), self.timeout);
+        let (zone, name) = (zone.to_string(), fqdn(name));
+        runtime.spawn(async move {
+            let answered = match tokio::time::timeout(
+                timeout + Duration::from_millis(100),
+                resolver.ipv4_lookup(name.as_str()),
+            )
+            .await
+            {
+                Ok(Ok(_)) => true,
+                // "No such name" is an answer, as for a client's look-up
+                // ([`Dns::list_entry`]).
+                Ok(Err(e)) => matches!(
+                    DnsError::from_resolve(&name, "A", e),
+                    DnsError::NotFound { .. }
+                ),
+                Err(_) => false,
+            };
+            log_rest(
+                &zone,
+                zones.note(&zone, answered, std::time::Instant::now()),
+            );
+        });
+    }
+
     /// Notes for DNS list `zone` whether a look-up got an answer, and logs
     /// when the zone begins or ends a rest. A failure of a zone that is not
     /// resting has the server probed ([`Self::doubt_server`]); the failed
@@ -369,15 +411,10 @@ impl Dns {
         if !answered && !self.zones.is_resting(zone) {
             self.doubt_server();
         }
-        match self.zones.note(zone, answered, std::time::Instant::now()) {
-            Some(true) => tracing::warn!(target: "app", zone = %zone,
-                failed_in_a_row = ZoneHealth::REST_AFTER,
-                probe_every_s = ZoneHealth::PROBE_EVERY.as_secs(),
-                "DNS list zone rests: its last look-ups got no answer, so it is not asked (it lists nothing) until a probe is answered."),
-            Some(false) => tracing::info!(target: "app", zone = %zone,
-                "DNS list zone answers again: it is asked again."),
-            None => {}
-        }
+        log_rest(
+            zone,
+            self.zones.note(zone, answered, std::time::Instant::now()),
+        );
     }
 
     /// The configured per-look-up timeout.
@@ -899,6 +936,20 @@ impl ZoneHealth {
     }
 }
 
+/// Logs the start (Some(true)) or the end (Some(false)) of a zone's rest,
+/// as [`ZoneHealth::note`] says it.
+fn log_rest(zone: &str, change: Option<bool>) {
+    match change {
+        Some(true) => tracing::warn!(target: "app", zone = %zone,
+            failed_in_a_row = ZoneHealth::REST_AFTER,
+            probe_every_s = ZoneHealth::PROBE_EVERY.as_secs(),
+            "DNS list zone rests: its last look-ups got no answer, so it is not asked (it lists nothing) until a probe is answered."),
+        Some(false) => tracing::info!(target: "app", zone = %zone,
+            "DNS list zone answers again: it is asked again."),
+        None => {}
+    }
+}
+
 /// Whether the DNS server itself answers, as its probes found
 /// ([`Dns::doubt_server`]).
 #[derive(Default)]
@@ -1063,6 +1114,41 @@ mod tests {
         assert_eq!(r.failed_of(), (4, 64));
         r.note(1000, 0);
         assert_eq!(r.failed_of(), (0, 64));
+    }
+
+    #[tokio::test]
+    async fn a_resting_zones_probe_keeps_no_client_waiting() {
+        let silent = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let at = silent.local_addr().unwrap();
+        let dns = Dns::new(Some(at), Duration::from_secs(2)).unwrap();
+        let long_ago = std::time::Instant::now()
+            .checked_sub(ZoneHealth::PROBE_EVERY + Duration::from_secs(1))
+            .unwrap();
+        for _ in 0..ZoneHealth::REST_AFTER {
+            dns.zones.note("dead.test", false, long_ago);
+        }
+        // The probe is due: the client is answered at once (not listed,
+        // the look-up not made), and the probe goes out all the same.
+        let started = std::time::Instant::now();
+        let (listed, tally) = dns
+            .dnsbl("192.0.2.1".parse().unwrap(), &["dead.test".to_string()])
+            .await;
+        assert!(
+            started.elapsed() < Duration::from_millis(500),
+            "the client waited {:?} for a resting zone's probe",
+            started.elapsed()
+        );
+        assert_eq!((listed, tally.failed), (None, 1));
+        let mut buf = [0u8; 512];
+        let (n, _) = tokio::time::timeout(Duration::from_secs(2), silent.recv_from(&mut buf))
+            .await
+            .expect("the probe went out")
+            .unwrap();
+        assert!(String::from_utf8_lossy(&buf[..n]).contains("dead"));
+        assert!(
+            dns.zones.is_resting("dead.test"),
+            "no answer: still resting"
+        );
     }
 
     #[test]
