@@ -346,12 +346,12 @@ fn syntax_errors_get_501_and_unknown_commands_500() -> Result<()> {
     // (command, expected code, expected enhanced code prefix)
     let cases: &[(&str, u16, &str)] = &[
         // The replies Postfix gives for the same mistakes.
-        ("MAIL FROM:alice-without-brackets", 501, "5.1.7"),
+        ("MAIL FROM:alice-without-domain", 501, "5.1.7"),
         ("MAIL FROM:<alice@sender.test", 501, "5.1.7"),
         ("MAIL TO:<alice@sender.test>", 501, "5.5.4"),
         ("XYZZY", 500, "5.5.1"),
         ("MAIL FROM:<alice@sender.test>", 250, "2.1.0"),
-        ("RCPT TO:bob@example.com", 501, "5.1.3"),
+        ("RCPT TO:bob@example.com>", 501, "5.1.3"),
         ("RCPT FROM:<bob@example.com>", 501, "5.5.4"),
     ];
     let mut wrong = Vec::new();
@@ -720,6 +720,25 @@ fn lack_of_spool_space_is_warned_once_and_its_end_logged() -> Result<()> {
         },
     )
     .with_context(|| gw.daemon.full_log())?;
+    Ok(())
+}
+
+/// Addresses without angle brackets, as old scanners and scripts send
+/// them, are taken as Postfix takes them by default
+/// (`strict_rfc821_envelopes = no`), and the message arrives.
+#[test]
+fn plain_addresses_without_brackets_are_accepted() -> Result<()> {
+    let gw = Gateway::start("bare-addresses", |c| c)?;
+    let mut c = gw.ehlo_client()?;
+    c.command("MAIL FROM:alice@sender.test SIZE=300")?
+        .expect(250, "2.1.0")?;
+    c.command("RCPT TO:bob@example.com")?.expect(250, "2.1.5")?;
+    c.data(&read_resource("mail/plain.eml")?)?
+        .expect(250, "2.0.0")?;
+    c.quit();
+    wait_for_recipients(&gw.sink, &["bob@example.com"])?;
+    let m = &gw.sink.messages()?[0];
+    ensure!(m.sender() == "alice@sender.test", "sender: {}", m.sender());
     Ok(())
 }
 

@@ -191,7 +191,7 @@ fn path_arg<'a>(
     };
     let rest = rest.trim_start();
     let Some(rest) = rest.strip_prefix('<') else {
-        return Err(bad.clone());
+        return bare_path(rest, bad);
     };
     let end = closing_bracket(rest).ok_or_else(|| bad.clone())?;
     let mut path = &rest[..end];
@@ -207,6 +207,22 @@ fn path_arg<'a>(
             .ok_or_else(|| bad.clone())?;
     }
     Ok((path.to_string(), params))
+}
+
+/// A path without angle brackets, `MAIL FROM:alice@example.com SIZE=10`,
+/// as Postfix takes it by default (`strict_rfc821_envelopes = no`): old
+/// scanners, printers and scripts send it. Only the plain address form,
+/// up to the first space: no brackets, quotes or source route in it.
+fn bare_path(rest: &str, bad: ParseError) -> Result<(String, &str), ParseError> {
+    let (path, params) = rest.split_once(' ').unwrap_or((rest, ""));
+    if path.is_empty()
+        || path.starts_with('@')
+        || path.contains(['<', '>', '"'])
+        || path.len() > MAX_PATH
+    {
+        return Err(bad);
+    }
+    Ok((path.to_string(), params.trim()))
 }
 
 /// Index of the '>' that closes the path, skipping quoted strings.
@@ -326,7 +342,15 @@ mod tests {
             ("NOOP anything", Ok(Command::Noop)),
             ("FROB", Err(UNKNOWN.reply)),
             ("MAIL TO:<a@b>", Err(MAIL_SYNTAX.reply)),
-            ("MAIL FROM:a@b", Err(BAD_SENDER.reply)),
+            ("MAIL FROM:a-without-domain", Err(BAD_SENDER.reply)),
+            ("MAIL FROM:", Err(BAD_SENDER.reply)),
+            ("MAIL FROM:\"a b\"@c", Err(BAD_SENDER.reply)),
+            ("MAIL FROM:<a@b", Err(BAD_SENDER.reply)),
+            (
+                "RCPT TO:@relay.test:u@example.com",
+                Err(BAD_RECIPIENT.reply),
+            ),
+            ("RCPT TO:u@example.com>", Err(BAD_RECIPIENT.reply)),
             ("MAIL FROM:<a b@c>", Err(BAD_SENDER.reply)),
             ("RCPT TO:<>", Err(BAD_RECIPIENT.reply)),
             ("RCPT FROM:<a@b>", Err(RCPT_SYNTAX.reply)),
@@ -361,7 +385,7 @@ mod tests {
         // The session counts these as a refused transaction or recipient;
         // any other bad line is a protocol error.
         let cases = [
-            ("MAIL FROM:a@b", Verb::Mail),
+            ("MAIL FROM:a", Verb::Mail),
             ("MAIL FROM:<a@b> SIZE=big", Verb::Mail),
             ("MAIL TO:<a@b>", Verb::Mail),
             ("MAIL FROM:<caf\u{e9}@b>", Verb::Mail),
@@ -416,6 +440,29 @@ mod tests {
             parse(b"MAIL FROM:<a@b> SMTPUTF8=yes").map_err(|e| e.reply),
             Err(BAD_PARAM.reply)
         );
+    }
+
+    #[test]
+    fn a_plain_address_without_brackets_is_taken_as_postfix_takes_it() {
+        assert_eq!(
+            parse(b"MAIL FROM:alice@sender.test SIZE=10 BODY=8BITMIME").unwrap(),
+            Command::Mail {
+                from: "alice@sender.test".into(),
+                params: MailParams {
+                    size: Some(10),
+                    eight_bit: true,
+                    ..MailParams::default()
+                }
+            }
+        );
+        assert_eq!(
+            parse(b"RCPT TO: bob@example.com NOTIFY=NEVER").map(|c| match c {
+                Command::Rcpt { to, .. } => to,
+                _ => String::new(),
+            }),
+            Ok("bob@example.com".to_string())
+        );
+        assert!(parse(b"RCPT TO:postmaster").is_ok());
     }
 
     #[test]
