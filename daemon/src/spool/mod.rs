@@ -19,7 +19,10 @@
 //!
 //! A segment is deleted once no live message has its bytes in it and every
 //! older segment is gone (so that a "removed" record can never be lost while
-//! the message it removes is still on disk). A message that stays long (a
+//! the message it removes is still on disk), and no older segment refused
+//! as damaged waits for its salvage (`spool/damaged-N`, see
+//! [`record::DAMAGED_NOTE`]): the newer ones record what became of its
+//! messages. A message that stays long (a
 //! deferred one) would pin its segment and every newer one; the writer
 //! therefore copies the few live messages of an old segment forward
 //! ("compaction") when the spool holds more than [`COMPACT_AFTER_SEGMENTS`]
@@ -270,12 +273,17 @@ impl Spool {
         crate::files::ensure_dir(dir, crate::files::PRIVATE_DIR)
             .map_err(|e| SpoolError::io(dir, e))?;
         let recovered = record::recover(dir)?;
+        let keep_after = recovered.missing.first().copied();
+        for &n in &recovered.missing {
+            warn_missing(dir, n, &recovered.orphans);
+        }
         let index = Arc::new(Mutex::new(recovered.index));
         let shared = Arc::new(Shared::default());
         let (tx, rx) = mpsc::channel(4096);
         writer::start(
             dir.to_path_buf(),
             recovered.next_segment,
+            keep_after,
             rx,
             index.clone(),
             shared.clone(),
@@ -437,6 +445,21 @@ impl Spool {
             let _ = wait.await;
         }
     }
+}
+
+/// Says at start that segment `n`, refused as damaged earlier, is still
+/// out of the spool: what is out of the queue, and that newer segments are
+/// kept until it is salvaged.
+fn warn_missing(dir: &Path, n: u64, orphans: &[QueueId]) {
+    const SHOWN: usize = 20;
+    let mut ids: Vec<&str> = orphans.iter().take(SHOWN).map(|id| id.0.as_str()).collect();
+    if orphans.len() > SHOWN {
+        ids.push("...");
+    }
+    tracing::warn!(target: "app", segment = %record::segment_path(dir, n).display(),
+        note = %record::damaged_note_path(dir, n).display(),
+        later_records = orphans.len(), queue_ids = %ids.join(" "),
+        "A spool segment refused as damaged is still missing: the messages recorded in it (those named here have later records) are out of the queue until `mailward queue salvage` puts it back; no newer segment is deleted meanwhile.");
 }
 
 /// Recovery alone, without the writer: replays the segments in `dir`

@@ -81,6 +81,12 @@ pub(crate) struct Recovered {
     /// Messages a *removed* record took out of the queue ([`Replay::Look`]
     /// only: a start has no use for them).
     pub(crate) removed: std::collections::HashSet<QueueId>,
+    /// Messages with an *updated* record but no *accepted* one (and no
+    /// removal): their bytes are in a segment that is missing.
+    pub(crate) orphans: Vec<QueueId>,
+    /// Segments refused as damaged at an earlier start that are not back
+    /// (see [`DAMAGED_NOTE`]); [`recover`] only.
+    pub(crate) missing: Vec<u64>,
 }
 
 /// Lists segment numbers in `dir`, sorted.
@@ -224,6 +230,74 @@ pub(super) fn torn_tail(tail: &[u8]) -> Result<(), String> {
 /// could not put the file back before what was written since.
 pub(crate) const NEXT_MARK: &str = "next-segment";
 
+/// The prefix of the note recovery leaves in `spool/` when it refuses a
+/// damaged segment (`damaged-0000000000000025` for segment 25). While the
+/// note is there and its segment is not, the segment has been moved aside
+/// and not yet salvaged: no newer segment may be deleted, because the
+/// newer ones hold the *removed* and *updated* records of its messages
+/// (without them a salvage would put delivered mail back in the queue).
+/// A salvage of that number, or the segment back in the spool, ends it;
+/// deleting the note gives the segment up.
+pub(crate) const DAMAGED_NOTE: &str = "damaged-";
+
+/// The path of the note for segment `n`.
+pub(crate) fn damaged_note_path(dir: &Path, n: u64) -> PathBuf {
+    dir.join(format!("{DAMAGED_NOTE}{n:016}"))
+}
+
+/// The segment numbers of the notes in `dir` (none when it cannot be read:
+/// the spool then behaves as before the notes).
+fn damaged_notes(dir: &Path) -> Vec<u64> {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut out: Vec<u64> = rd
+        .filter_map(Result::ok)
+        .filter_map(|e| {
+            e.file_name()
+                .to_str()?
+                .strip_prefix(DAMAGED_NOTE)?
+                .parse()
+                .ok()
+        })
+        .collect();
+    out.sort_unstable();
+    out
+}
+
+/// Writes the note for segment `n` durably; a failure is logged (the
+/// spool then deletes newer segments as if the file were gone for good).
+fn write_damaged_note(dir: &Path, n: u64) {
+    let path = damaged_note_path(dir, n);
+    let text = format!(
+        "Segment {n} ({}) was refused as damaged at {}.\n\
+         While it is not in the spool, no newer segment is deleted: they hold what became\n\
+         of its messages. `mailward queue salvage FILE` puts its intact records back and\n\
+         removes this note. To give the segment up instead, delete this note: its messages\n\
+         are then out of the queue for good (see docs/spool-and-delivery.md, Recovery).\n",
+        segment_path(dir, n).display(),
+        chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+    );
+    let done = crate::files::create(&path, crate::files::PRIVATE_FILE)
+        .and_then(|mut f| {
+            std::io::Write::write_all(&mut f, text.as_bytes())?;
+            f.sync_all()
+        })
+        .and_then(|()| crate::files::sync_dir(dir));
+    if let Err(e) = done {
+        tracing::warn!(target: "app", note = %path.display(), error = %e,
+            "Cannot note the damaged segment; until it is salvaged, newer segments may be deleted and a salvage may put delivered mail back.");
+    }
+}
+
+/// Removes the note for segment `n` (it is back, or given up).
+pub(crate) fn clear_damaged_note(dir: &Path, n: u64) -> io::Result<()> {
+    match std::fs::remove_file(damaged_note_path(dir, n)) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => crate::files::sync_dir(dir),
+    }
+}
+
 /// Replays every segment in order. A torn record is tolerated only at the end
 /// of the newest segment, where it is cut off.
 pub(crate) fn recover(dir: &Path) -> Result<Recovered, SpoolError> {
@@ -233,11 +307,25 @@ pub(crate) fn recover(dir: &Path) -> Result<Recovered, SpoolError> {
     match replay(&segments, Replay::Repair) {
         Ok(mut r) => {
             r.next_segment = r.next_segment.max(read_mark(dir));
+            for n in damaged_notes(dir) {
+                if numbers.binary_search(&n).is_ok() {
+                    // Salvaged (or put back whole, and read right).
+                    if let Err(e) = clear_damaged_note(dir, n) {
+                        tracing::warn!(target: "app", note = %damaged_note_path(dir, n).display(), error = %e,
+                            "Cannot remove the note of a damaged segment that is back.");
+                    }
+                } else {
+                    r.missing.push(n);
+                }
+            }
             Ok(r)
         }
         Err(e) => {
-            if let (SpoolError::Corrupt { .. }, Some(last)) = (&e, numbers.last()) {
+            if let (SpoolError::Corrupt { path, .. }, Some(last)) = (&e, numbers.last()) {
                 write_mark(dir, (last + 1).max(read_mark(dir)));
+                if let Some((n, _)) = segments.iter().find(|(_, p)| p == path) {
+                    write_damaged_note(dir, *n);
+                }
             }
             Err(e)
         }
@@ -288,6 +376,7 @@ pub(crate) fn replay(segments: &[(u64, PathBuf)], mode: Replay) -> Result<Recove
     let mut live: HashMap<QueueId, (u64, Envelope)> = HashMap::new();
     let mut order = 0u64;
     let mut removed = std::collections::HashSet::new();
+    let mut orphans = std::collections::BTreeSet::new();
     let last = segments.last().map(|(n, _)| *n);
     for (seg, path) in segments {
         let (seg, path) = (*seg, path.clone());
@@ -372,15 +461,19 @@ pub(crate) fn replay(segments: &[(u64, PathBuf)], mode: Replay) -> Result<Recove
                                 order += 1;
                                 order
                             });
+                            orphans.remove(&id);
                             live.insert(id, (first, envelope));
                         }
                         RecordKind::Updated => {
                             if let Some(slot) = live.get_mut(&id) {
                                 slot.1 = envelope;
                                 index.set_envelope(&id, env);
+                            } else {
+                                orphans.insert(id);
                             }
                         }
                         RecordKind::Removed => {
+                            orphans.remove(&id);
                             live.remove(&id);
                             index.remove(&id);
                             if mode == Replay::Look {
@@ -400,5 +493,7 @@ pub(crate) fn replay(segments: &[(u64, PathBuf)], mode: Replay) -> Result<Recove
         envelopes: envelopes.into_iter().map(|(_, e)| e).collect(),
         next_segment: last.map_or(1, |n| n + 1),
         removed,
+        orphans: orphans.into_iter().collect(),
+        missing: Vec::new(),
     })
 }

@@ -226,6 +226,10 @@ pub fn salvage(
             path: dir.clone(),
             source,
         })?;
+        // The segment is back: the spool may delete newer segments again.
+        // (A note left behind is cleared by the next start, which finds
+        // the segment present.)
+        let _ = record::clear_damaged_note(&dir, segment);
         Some(target)
     };
     let after = after?;

@@ -76,6 +76,7 @@ impl Segment {
 pub(super) fn start(
     dir: PathBuf,
     first_segment: u64,
+    keep_after: Option<u64>,
     rx: mpsc::Receiver<Op>,
     index: Arc<Mutex<Index>>,
     shared: Arc<Shared>,
@@ -91,6 +92,7 @@ pub(super) fn start(
         index,
         shared,
         failing: false,
+        keep_after,
     };
     w.publish();
     std::thread::Builder::new()
@@ -126,6 +128,9 @@ struct Writer {
     /// reclaimed before the next write instead of waiting for the segment
     /// to grow.
     failing: bool,
+    /// A segment refused as damaged and not salvaged yet: no segment newer
+    /// than it is deleted (they record what became of its messages).
+    keep_after: Option<u64>,
 }
 
 struct Pending {
@@ -190,7 +195,11 @@ impl Writer {
         // messages use: once a live message is written there, the segment
         // (and the space of every delivered message in it) is pinned until
         // that message leaves. Also right after a failed write.
-        if self.failing || (self.segment.len >= ROLL_DEAD_AFTER && self.current_is_dead()) {
+        if self.failing
+            || (self.segment.len >= ROLL_DEAD_AFTER
+                && self.current_is_dead()
+                && self.keep_after.is_none())
+        {
             self.maintain();
         }
         if self.segment.len >= SEGMENT_SIZE {
@@ -367,7 +376,9 @@ impl Writer {
     /// dead bytes (when it is big enough to matter, or the disk is full), and
     /// deletes the dead prefix of segments.
     fn maintain(&mut self) {
-        let dead = self.current_is_dead();
+        // (Not while a damaged segment waits for its salvage: the old one
+        // could not be deleted.)
+        let dead = self.current_is_dead() && self.keep_after.is_none();
         if dead && self.segment.len > 0 && (self.failing || self.segment.len >= ROLL_DEAD_AFTER) {
             match self.rotate() {
                 Ok(()) => tracing::info!(target: "app", segment = self.segment.number,
@@ -472,7 +483,7 @@ impl Writer {
         };
         let mut reclaimable = 0u64;
         for (&seg, &n) in &idx.live {
-            if n > 0 {
+            if n > 0 || self.kept(seg) {
                 break;
             }
             reclaimable += idx.bytes.get(&seg).copied().unwrap_or(0);
@@ -480,6 +491,12 @@ impl Writer {
         self.shared
             .reclaimable
             .store(reclaimable, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Whether segment `seg` must stay although nothing lives in it: it is
+    /// newer than a damaged segment that waits for its salvage.
+    fn kept(&self, seg: u64) -> bool {
+        self.keep_after.is_some_and(|missing| seg > missing)
     }
 
     /// Deletes the oldest segments while nothing lives in them. Only a prefix
@@ -492,7 +509,7 @@ impl Writer {
             };
             let mut out = Vec::new();
             while let Some((&seg, &n)) = idx.live.iter().next() {
-                if n > 0 || seg == self.segment.number {
+                if n > 0 || seg == self.segment.number || self.kept(seg) {
                     break;
                 }
                 idx.live.remove(&seg);
@@ -515,9 +532,11 @@ impl Writer {
         if self.segment_count() <= COMPACT_AFTER_SEGMENTS {
             return;
         }
+        // The oldest segment with a live message (the older ones are
+        // deleted, or kept for a damaged segment's salvage).
         let oldest = match self.index.lock() {
-            Ok(idx) => match idx.live.keys().next() {
-                Some(&oldest) => oldest,
+            Ok(idx) => match idx.live.iter().find(|(_, &n)| n > 0) {
+                Some((&oldest, _)) => oldest,
                 None => return,
             },
             Err(_) => return,

@@ -339,3 +339,76 @@ fn a_torn_tail_is_what_a_crash_leaves_and_nothing_else() {
     damaged.extend_from_slice(&whole);
     assert!(record::torn_tail(&damaged).is_err());
 }
+
+/// walkP: following the steps exactly (move the damaged segment aside,
+/// start the gateway so that mail flows, salvage) delivered mail again:
+/// with the file gone, the newer segments that recorded its messages as
+/// delivered held nothing live and were deleted within a second, so the
+/// salvage put those messages back. While a refused segment is missing,
+/// no newer segment is deleted, and the start says what is out of the
+/// queue.
+#[tokio::test]
+async fn a_gateway_started_without_the_damaged_segment_keeps_what_became_of_its_messages() {
+    let top = tempfile::tempdir().unwrap();
+    let data = top.path().join("data");
+    let spool_dir = data.join("spool");
+    let (a, b, c) = (envelope("a"), envelope("b"), envelope("c"));
+    start(
+        &data,
+        vec![
+            Record::accepted(a.clone(), bytes("a")),
+            Record::accepted(b.clone(), bytes("b")),
+            Record::accepted(c.clone(), bytes("c")),
+        ],
+    )
+    .await;
+    // A start later: a is delivered, c is retried.
+    let mut c2 = c.clone();
+    c2.attempts = 2;
+    start(
+        &data,
+        vec![Record::removed(a.clone()), Record::updated(c2.clone())],
+    )
+    .await;
+    let path = damage(&data, 1, b"message b");
+    assert!(matches!(
+        Spool::open(&spool_dir),
+        Err(SpoolError::Corrupt { .. })
+    ));
+    assert!(
+        record::damaged_note_path(&spool_dir, 1).exists(),
+        "the refusal notes the damaged segment"
+    );
+    let aside = move_aside(&path, &top.path().join("aside"));
+
+    // Step 2: the gateway runs without the file and mail flows (a write
+    // is followed by the collection of dead segments).
+    let recovered = record::recover(&spool_dir).unwrap();
+    assert_eq!(recovered.missing, vec![1]);
+    assert_eq!(
+        recovered.orphans,
+        vec![c.id.clone()],
+        "c has a later record but no bytes: the start names it"
+    );
+    let (spool, found) = Spool::open(&spool_dir).unwrap();
+    assert!(found.is_empty());
+    let z = envelope("z");
+    spool.accept(&z, bytes("z")).await.unwrap();
+    spool.remove(&z).await.unwrap();
+    spool.stop().await;
+    drop(spool);
+    assert!(
+        record::segment_path(&spool_dir, 2).exists(),
+        "the segment that recorded a's delivery is kept"
+    );
+
+    // Step 3: the salvage does not put a back.
+    let s = salvage(&data, &aside, None, false).unwrap();
+    assert_eq!(ids(&s.back), ids([&c]), "only c comes back");
+    assert_eq!(ids(&s.lost), ids([&b]));
+    assert!(!record::damaged_note_path(&spool_dir, 1).exists());
+    let (spool, found) = Spool::open(&spool_dir).unwrap();
+    assert_eq!(ids(&found), ids([&c]), "a was delivered: not again");
+    assert_eq!(found[0].attempts, 2, "c's later record still holds");
+    spool.stop().await;
+}
