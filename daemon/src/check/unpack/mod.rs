@@ -212,6 +212,28 @@ impl<'m> Unpacked<'m, '_> {
         }
     }
 
+    /// Whether going one level below `depth` passes `max_scan_depth`;
+    /// reported at `path` when it does.
+    fn too_deep(&mut self, part: Option<usize>, depth: u32, path: &str) -> bool {
+        let too = depth + 1 > self.max_depth;
+        if too {
+            self.find(part, Kind::Error, "nested deeper than max_scan_depth", path);
+        }
+        too
+    }
+
+    /// Takes `len` octets from the unpacking budget; when it has run out,
+    /// says so at `path` (and the caller reads no further).
+    fn granted(&mut self, part: Option<usize>, len: usize, path: &str) -> bool {
+        let n = len as u64;
+        let ok = self.budget.grant(n) >= n;
+        if !ok {
+            let why = self.budget.exhausted.unwrap_or(Exhausted::Message);
+            self.find(part, Kind::Error, why.problem(), path);
+        }
+        ok
+    }
+
     /// Whether the shared pool ran out for this message.
     pub fn memory_refused(&self) -> bool {
         self.budget.exhausted == Some(Exhausted::Shared)
@@ -268,14 +290,7 @@ impl<'m> Unpacked<'m, '_> {
                         parent,
                         is_message: true,
                     });
-                    if depth + 1 > self.max_depth {
-                        self.find(
-                            unit,
-                            Kind::Error,
-                            "nested deeper than max_scan_depth",
-                            &here,
-                        );
-                    } else {
+                    if !self.too_deep(unit, depth, &here) {
                         self.message(inner, Under::Part(unit), parent, &here, depth + 1, keep);
                     }
                 }
@@ -356,19 +371,7 @@ impl<'m> Unpacked<'m, '_> {
             let o = &self.objects[index];
             (o.part, o.path.clone())
         };
-        if depth + 1 > self.max_depth {
-            self.find(
-                part,
-                Kind::Error,
-                "nested deeper than max_scan_depth",
-                &path,
-            );
-            return;
-        }
-        let n = inner.len() as u64;
-        if self.budget.grant(n) < n {
-            let why = self.budget.exhausted.unwrap_or(Exhausted::Message);
-            self.find(part, Kind::Error, why.problem(), &path);
+        if self.too_deep(part, depth, &path) || !self.granted(part, inner.len(), &path) {
             return;
         }
         if let Some(msg) = super::parse(inner) {
@@ -391,13 +394,7 @@ impl<'m> Unpacked<'m, '_> {
             (o.part, o.path.clone(), o.name.clone())
         };
         if let Some(format) = format {
-            if depth + 1 > self.max_depth {
-                self.find(
-                    part,
-                    Kind::Error,
-                    "nested deeper than max_scan_depth",
-                    &path,
-                );
+            if self.too_deep(part, depth, &path) {
                 return;
             }
             let members = archive::unpack(
@@ -434,14 +431,10 @@ impl<'m> Unpacked<'m, '_> {
         } else {
             for f in uuencode::find(inner) {
                 let at = format!("{path}/{}", f.name);
-                if depth + 1 > self.max_depth {
-                    self.find(part, Kind::Error, "nested deeper than max_scan_depth", &at);
+                if self.too_deep(part, depth, &at) {
                     continue;
                 }
-                let n = f.data.len() as u64;
-                if self.budget.grant(n) < n {
-                    let why = self.budget.exhausted.unwrap_or(Exhausted::Message);
-                    self.find(part, Kind::Error, why.problem(), &at);
+                if !self.granted(part, f.data.len(), &at) {
                     return;
                 }
                 self.object(
