@@ -266,6 +266,26 @@ fn message_refused_with_4xx_until_expiry_is_bounced() -> Result<()> {
         text.contains("4.3.0"),
         "the DSN gives the last reply (450 4.3.0):\n{text}"
     );
+    // walkP: the reply came from the hop, so the DSN names it, and the
+    // words say for how long delivery was tried, not a configuration key.
+    assert!(
+        text.lines().any(|l| l.starts_with("Remote-MTA: dns; ")),
+        "the DSN names the hop that gave the last reply:\n{text}"
+    );
+    assert!(
+        text.contains("Remote server: "),
+        "the human part names the hop:\n{text}"
+    );
+    let unfolded = text.replace("\n    ", " ");
+    assert!(
+        unfolded.contains("Delivery was tried for ")
+            && unfolded.contains("the last error was: 450"),
+        "the human part says for how long it was tried:\n{text}"
+    );
+    assert!(
+        !text.contains("max_queue_lifetime"),
+        "no configuration key for the sender:\n{text}"
+    );
     assert_eq!(refusing.count(), 0);
     Ok(())
 }

@@ -63,6 +63,10 @@ pub struct DsnRecipient<'a> {
     /// "smtp; 550 5.1.1 User unknown"; a reply without the "type;" prefix
     /// gets "smtp; " when it starts with a code, "X-Mailward; " otherwise.
     pub diagnostic: Option<String>,
+    /// The reason in words for the human part when it is not the
+    /// diagnostic (an expiry: for how long it was tried, and the last
+    /// error); `None`: the diagnostic.
+    pub reason: Option<String>,
     /// The next hop, as a host name or as [`SmtpClient::peer`] gives it
     /// ("mx.example.com[192.0.2.1]:25"); the field carries the name part.
     ///
@@ -431,9 +435,10 @@ fn human_text(input: &DsnInput<'_>, host: &str, returned: &Returned) -> String {
         if let Some(mta) = reporting_mta(rcpt) {
             lines.extend(wrap(&format!("Remote server: {}", clean_line(mta)), "    "));
         }
-        let reason = match &rcpt.diagnostic {
-            Some(d) => clean_line(human_reason(d)),
-            None => format!("status {}", status_of(rcpt)),
+        let reason = match (&rcpt.reason, &rcpt.diagnostic) {
+            (Some(r), _) => clean_line(r),
+            (None, Some(d)) => clean_line(human_reason(d)),
+            (None, None) => format!("status {}", status_of(rcpt)),
         };
         lines.extend(wrap(&format!("Reason: {reason}"), "    "));
         if rcpt.action == DsnAction::Delayed {
@@ -798,6 +803,7 @@ mod tests {
             action: DsnAction::Failed,
             status: "5.1.1".into(),
             diagnostic: Some(diagnostic.into()),
+            reason: None,
             remote_mta: Some("mx.b.test[192.0.2.1]:25".into()),
             last_attempt: Some(1_700_000_100),
             will_retry_until: None,
@@ -868,6 +874,7 @@ mod tests {
                     action: DsnAction::Delivered,
                     status: "2.0.0".into(),
                     diagnostic: None,
+                    reason: None,
                     remote_mta: None,
                     last_attempt: None,
                     will_retry_until: None,
@@ -1199,6 +1206,7 @@ mod tests {
             action,
             status: "2.0.0".into(),
             diagnostic: None,
+            reason: None,
             remote_mta: None,
             last_attempt: None,
             will_retry_until: None,

@@ -62,12 +62,39 @@ fn reply_outcome(reply: &Reply, relay: &str, hop_dsn: bool, tls: &str) -> Outcom
     }
 }
 
+/// One recipient of a planned DSN.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Planned {
+    /// Its index in the envelope.
+    pub index: usize,
+    /// RFC 3463 status.
+    pub status: String,
+    /// What the next hop (or we) said: the Diagnostic-Code.
+    pub diagnostic: String,
+    /// The hop that said it ("" when none was reached).
+    pub relay: String,
+    /// The reason in words for the human part, when it is not the
+    /// diagnostic (an expiry).
+    pub reason: Option<String>,
+}
+
+impl Planned {
+    fn new(index: usize, status: String, diagnostic: String, relay: String) -> Planned {
+        Planned {
+            index,
+            status,
+            diagnostic,
+            relay,
+            reason: None,
+        }
+    }
+}
+
 /// Which DSN to send about which recipients.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DsnPlan {
     pub action: DsnAction,
-    /// (recipient index, status, diagnostic, relay)
-    pub rcpts: Vec<(usize, String, String, String)>,
+    pub rcpts: Vec<Planned>,
 }
 
 /// What follows an attempt.
@@ -112,12 +139,37 @@ fn temporary_status(reply: Option<&str>) -> String {
         .to_string()
 }
 
-/// Why a recipient failed when its message outlived the queue.
+/// Why a recipient failed when its message outlived the queue, for the
+/// log and the queue (with the configuration key an administrator knows).
 fn expiry_reason(attempts: u32, last_error: Option<&str>) -> String {
     format!(
         "Message expired after {attempts} attempts (max_queue_lifetime); last error: {}",
         last_error.unwrap_or("none")
     )
+}
+
+/// The same for the sender, in the DSN: for how long delivery was tried,
+/// and the last error; no configuration key (walkP).
+fn expiry_text(age: Duration, attempts: u32, last_error: Option<&str>) -> String {
+    let tried = format!(
+        "Delivery was tried for {} ({attempts} attempt{}) without success",
+        for_how_long(age),
+        if attempts == 1 { "" } else { "s" }
+    );
+    match last_error {
+        Some(e) if !e.is_empty() => format!("{tried}; the last error was: {e}"),
+        _ => format!("{tried}."),
+    }
+}
+
+/// "5 days", "3 hours", "1 minute": the largest whole unit.
+fn for_how_long(d: Duration) -> String {
+    let secs = d.as_secs();
+    let (n, unit) = [(86_400, "day"), (3_600, "hour"), (60, "minute")]
+        .into_iter()
+        .find(|(size, _)| secs >= *size)
+        .map_or((secs, "second"), |(size, unit)| (secs / size, unit));
+    format!("{n} {unit}{}", if n == 1 { "" } else { "s" })
 }
 
 /// Back-off before attempt `attempts + 1`: min_backoff doubled per attempt
@@ -137,6 +189,9 @@ fn wants_failure(n: Option<Notify>) -> bool {
 pub fn decide(env: &mut Envelope, outcomes: Vec<(usize, Outcome)>, t: &Timing) -> Decision {
     let mut failed = Vec::new();
     let mut relayed = Vec::new();
+    // The hop of each deferral of this attempt: a delay or expiry DSN
+    // names it, as a failure DSN names the hop that refused (walkP).
+    let mut deferred_by: BTreeMap<usize, String> = BTreeMap::new();
     for (i, outcome) in outcomes {
         let Some(r) = env.rcpts.get_mut(i) else {
             continue;
@@ -149,7 +204,12 @@ pub fn decide(env: &mut Envelope, outcomes: Vec<(usize, Outcome)>, t: &Timing) -
                 ..
             } => {
                 if !hop_dsn && r.notify.is_some_and(|n| n.success) {
-                    relayed.push((i, "2.0.0".to_string(), format!("smtp; {reply}"), relay));
+                    relayed.push(Planned::new(
+                        i,
+                        "2.0.0".to_string(),
+                        format!("smtp; {reply}"),
+                        relay,
+                    ));
                 }
                 r.state = RcptState::Delivered { reply, at: t.now };
             }
@@ -159,11 +219,12 @@ pub fn decide(env: &mut Envelope, outcomes: Vec<(usize, Outcome)>, t: &Timing) -
                 relay,
             } => {
                 if wants_failure(r.notify) {
-                    failed.push((i, status, reply.clone(), relay));
+                    failed.push(Planned::new(i, status, reply.clone(), relay));
                 }
                 r.state = RcptState::Failed { reply, at: t.now };
             }
-            Outcome::Deferred { reply, .. } => {
+            Outcome::Deferred { reply, relay } => {
+                deferred_by.insert(i, relay);
                 r.state = RcptState::Pending {
                     last_error: Some(reply),
                 };
@@ -179,9 +240,17 @@ pub fn decide(env: &mut Envelope, outcomes: Vec<(usize, Outcome)>, t: &Timing) -
                 if let RcptState::Pending { last_error } = &r.state {
                     let reason = expiry_reason(env.attempts, last_error.as_deref());
                     // RFC 3463: X.4.7 "delivery time expired", of the
-                    // permanent class since the message is returned.
+                    // permanent class since the message is returned. The
+                    // diagnostic is the last error, from the hop that gave
+                    // it; the words say for how long it was tried.
                     if wants_failure(r.notify) {
-                        failed.push((i, "5.4.7".into(), reason.clone(), String::new()));
+                        failed.push(Planned {
+                            index: i,
+                            status: "5.4.7".into(),
+                            diagnostic: last_error.clone().unwrap_or_else(|| reason.clone()),
+                            relay: deferred_by.get(&i).cloned().unwrap_or_default(),
+                            reason: Some(expiry_text(age, env.attempts, last_error.as_deref())),
+                        });
                     }
                     r.state = RcptState::Failed {
                         reply: reason,
@@ -196,11 +265,11 @@ pub fn decide(env: &mut Envelope, outcomes: Vec<(usize, Outcome)>, t: &Timing) -
                         if r.notify.is_some_and(|n| n.delay) {
                             // Not 4.4.7: the message has not expired; the
                             // last error says what holds it up.
-                            delayed.push((
+                            delayed.push(Planned::new(
                                 i,
                                 temporary_status(last_error.as_deref()),
                                 last_error.clone().unwrap_or_default(),
-                                String::new(),
+                                deferred_by.get(&i).cloned().unwrap_or_default(),
                             ));
                         }
                     }
@@ -261,8 +330,8 @@ pub fn settle_dsns(
         match (plan.action, result) {
             (DsnAction::Delayed, Ok(())) => env.delay_notified = true,
             (DsnAction::Failed, Err(why)) => {
-                for (i, ..) in &plan.rcpts {
-                    let Some(r) = env.rcpts.get_mut(*i) else {
+                for p in &plan.rcpts {
+                    let Some(r) = env.rcpts.get_mut(p.index) else {
                         continue;
                     };
                     if let RcptState::Failed { reply, .. } = &r.state {
@@ -656,15 +725,16 @@ impl Delivery {
             let recipients = plan
                 .rcpts
                 .iter()
-                .filter_map(|(i, status, diag, relay)| {
-                    let r = env.rcpts.get(*i)?;
+                .filter_map(|p| {
+                    let r = env.rcpts.get(p.index)?;
                     Some(DsnRecipient {
                         address: &r.address,
                         orcpt: r.orcpt.as_deref(),
                         action: plan.action,
-                        status: status.clone(),
-                        diagnostic: (!diag.is_empty()).then(|| diag.clone()),
-                        remote_mta: (!relay.is_empty()).then(|| relay.clone()),
+                        status: p.status.clone(),
+                        diagnostic: (!p.diagnostic.is_empty()).then(|| p.diagnostic.clone()),
+                        reason: p.reason.clone(),
+                        remote_mta: (!p.relay.is_empty()).then(|| p.relay.clone()),
                         last_attempt: Some(now),
                         will_retry_until: (plan.action == DsnAction::Delayed)
                             .then_some(retry_until),

@@ -57,7 +57,7 @@ fn deferred() -> Outcome {
 fn actions(d: &Decision) -> Vec<(DsnAction, Vec<usize>)> {
     d.dsns
         .iter()
-        .map(|p| (p.action, p.rcpts.iter().map(|r| r.0).collect()))
+        .map(|p| (p.action, p.rcpts.iter().map(|r| r.index).collect()))
         .collect()
 }
 
@@ -272,18 +272,35 @@ fn dsn_statuses_say_expired_only_when_the_message_expired() {
     // deferred() replies "451 4.3.0 later": the delay notice reports it.
     let mut e = env(&[("a@x", Some("DELAY,FAILURE"))]);
     let delayed = decide(&mut e, vec![(0, deferred())], &timing(1000 + 5 * 3600));
-    let status = |d: &Decision| d.dsns[0].rcpts[0].1.clone();
+    let status = |d: &Decision| d.dsns[0].rcpts[0].status.clone();
     assert_eq!(status(&delayed), "4.3.0");
     // Past max_queue_lifetime: failed, 5.4.7 (RFC 3463 "delivery time
     // expired", permanent class), with the last error in the reason.
     let failed = decide(&mut e, vec![(0, deferred())], &timing(1000 + 6 * 86400));
     assert_eq!(failed.dsns[0].action, DsnAction::Failed);
     assert_eq!(status(&failed), "5.4.7");
-    let reason = &failed.dsns[0].rcpts[0].2;
-    assert!(
-        reason.contains("max_queue_lifetime") && reason.contains("451 4.3.0 later"),
-        "{reason}"
+    // The diagnostic is the hop's last reply, from that hop (its
+    // Remote-MTA); the words say for how long it was tried, without the
+    // configuration key (walkP); the log and queue keep the key.
+    let planned = &failed.dsns[0].rcpts[0];
+    assert_eq!(planned.diagnostic, "451 4.3.0 later");
+    assert_eq!(planned.relay, "sink");
+    let reason = planned.reason.as_deref().unwrap_or_default();
+    assert_eq!(
+        reason,
+        "Delivery was tried for 6 days (2 attempts) without success; the last error was: \
+         451 4.3.0 later"
     );
+    match &e.rcpts[0].state {
+        RcptState::Failed { reply, .. } => assert!(reply.contains("max_queue_lifetime"), "{reply}"),
+        other => panic!("failed, not {other:?}"),
+    }
+    // The delay notice names the hop too.
+    assert_eq!(delayed.dsns[0].rcpts[0].relay, "sink");
+    assert_eq!(for_how_long(Duration::from_secs(180)), "3 minutes");
+    assert_eq!(for_how_long(Duration::from_secs(3600)), "1 hour");
+    assert_eq!(for_how_long(Duration::from_secs(5 * 86400 + 7)), "5 days");
+    assert_eq!(for_how_long(Duration::from_secs(42)), "42 seconds");
     assert_eq!(
         temporary_status(Some("4.3.0 local spool error: x")),
         "4.3.0"
