@@ -242,22 +242,24 @@ async fn a_file_in_the_way_of_a_new_segment_is_stepped_over() {
         record::list_segments(dir.path()).unwrap() == vec![n + 1]
     })
     .await;
-    // A file with something in it is not ours to take: the next number is.
+    // A file with something in it is not ours to take: it is renamed out
+    // of the segments' names, kept, and its number taken. walkP: it used
+    // to be stepped over and left, and the next start refused it as a
+    // damaged segment.
     let foreign = record::segment_path(dir.path(), n + 2);
     std::fs::write(&foreign, b"not a segment of ours").unwrap();
     fill_with_dead_bytes(&spool, 2).await;
-    eventually("rolled over past the foreign file", || {
-        record::list_segments(dir.path())
-            .unwrap()
-            .contains(&(n + 3))
+    eventually("rolled over onto the foreign file's number", || {
+        record::list_segments(dir.path()).unwrap() == vec![n + 2]
     })
     .await;
     let e = envelope(3);
     spool.accept(&e, b"hello\r\n".to_vec()).await.unwrap();
-    assert_eq!(std::fs::read(&foreign).unwrap(), b"not a segment of ours");
+    let moved = dir.path().join(format!("{:016}.seg.in-the-way", n + 2));
+    assert_eq!(std::fs::read(&moved).unwrap(), b"not a segment of ours");
     spool.stop().await;
     drop(spool);
-    std::fs::remove_file(&foreign).unwrap();
+    // The next start reads the spool without a word about it.
     let (spool, found) = Spool::open(dir.path()).unwrap();
     assert_eq!(found.len(), 1);
     assert_eq!(spool.read(&e.id).unwrap(), b"hello\r\n");

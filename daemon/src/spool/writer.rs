@@ -36,9 +36,12 @@ fn sync_dir(dir: &Path) -> std::io::Result<()> {
 const MAX_SKIPPED_NUMBERS: u64 = 1000;
 
 impl Segment {
-    /// Creates segment `number`, or the next free number when a file is in
-    /// the way: an empty one (left by a crash between create and first
-    /// write) is taken over, a non-empty one is left alone and skipped.
+    /// Creates segment `number`. A file in the way: an empty one (left by
+    /// a crash between create and first write) is taken over; a non-empty
+    /// one is renamed out of the segments' names (`NNNN.seg.in-the-way`,
+    /// kept for a look), so that the next start, which reads every
+    /// `NNNN.seg`, does not refuse it as damage. When it cannot be renamed
+    /// it is left alone and the next number is taken.
     fn create(dir: &Path, number: u64) -> Result<Segment, SpoolError> {
         let first = number;
         let mut number = number;
@@ -53,8 +56,17 @@ impl Segment {
                             .map_err(|e| SpoolError::io(&path, e))?;
                         break file;
                     }
-                    tracing::warn!(target: "app", segment = %path.display(), bytes = len,
-                        "A spool segment file is in the way of a new one; leaving it and taking the next number.");
+                    match move_out_of_the_way(&path) {
+                        Ok(moved) => {
+                            tracing::warn!(target: "app", segment = %path.display(), bytes = len, moved_to = %moved.display(),
+                                "A file was in the way of a new spool segment; renamed it so that the spool does not read it as a segment (look at it, then delete it).");
+                            continue;
+                        }
+                        Err(e) => {
+                            tracing::warn!(target: "app", segment = %path.display(), bytes = len, error = %e,
+                                "A file is in the way of a new spool segment and cannot be renamed; leaving it and taking the next number. Move it out of the spool before the next start, or the start refuses it as a damaged segment.");
+                        }
+                    }
                     if number - first >= MAX_SKIPPED_NUMBERS {
                         return Err(SpoolError::io(&path, e));
                     }
@@ -71,6 +83,29 @@ impl Segment {
             len: 0,
         })
     }
+}
+
+/// Renames `path` (a file in the way of a new segment) to a free name
+/// that ends in `.in-the-way`, durably; returns the new name.
+fn move_out_of_the_way(path: &Path) -> std::io::Result<PathBuf> {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".in-the-way");
+    let mut to = PathBuf::from(&name);
+    let mut n = 1;
+    while to.exists() {
+        if n > 100 {
+            return Err(std::io::Error::other("too many files in the way already"));
+        }
+        let mut next = name.clone();
+        next.push(format!(".{n}"));
+        to = PathBuf::from(next);
+        n += 1;
+    }
+    std::fs::rename(path, &to)?;
+    if let Some(dir) = path.parent() {
+        sync_dir(dir)?;
+    }
+    Ok(to)
 }
 
 pub(super) fn start(
