@@ -645,6 +645,11 @@ fn a_broken_template_is_refused_by_check_config_with_file_and_line() -> Result<(
         "Subject: x\n\nline three {{ nobody }}\n",
     )?;
     std::fs::write(dir.join("sender.txt"), "Subject: y\n\n{% if status %}\n")?;
+    // Compiles, but no notice could be made from it (walkO 2).
+    std::fs::write(
+        dir.join("recipients.txt"),
+        "Subject: {{ status | upcase }}\n\nHello\n",
+    )?;
     let config = Config::new(dir.path())
         .route_to_port("*", free_port())
         .set_str(
@@ -667,6 +672,13 @@ fn a_broken_template_is_refused_by_check_config_with_file_and_line() -> Result<(
     );
     ensure!(
         text.contains(&format!("{sender}:")) && text.contains("template syntax"),
+        "{text}"
+    );
+    let recipients = dir.join("recipients.txt").display().to_string();
+    ensure!(
+        text.contains(&format!(
+            "{recipients}:1: cannot be rendered with sample values"
+        )) && text.contains("upcase"),
         "{text}"
     );
     Ok(())

@@ -145,7 +145,72 @@ pub fn check_template(name: &str, text: &str) -> Vec<TemplateProblem> {
             ),
         });
     }
+    if out.is_empty() {
+        // Compiling finds no unknown filter and no index out of range:
+        // render as a notice would, once with values and once with empty
+        // lists, so that what fails at run time fails here (walkO 2).
+        for (values, context) in [
+            (
+                "a recipient, two findings and a quarantine ID",
+                sample_context(true),
+            ),
+            ("no findings and no quarantine ID", sample_context(false)),
+        ] {
+            if let Err(e) = tmpl.render(context) {
+                out.push(TemplateProblem {
+                    line: e.line().unwrap_or(0),
+                    problem: format!(
+                        "cannot be rendered with sample values ({values}): {}",
+                        render_problem(&e)
+                    ),
+                });
+                break;
+            }
+        }
+    }
     out
+}
+
+/// What a render error says, without the "(in FILE:LINE)" minijinja adds
+/// (the caller names the file and the line).
+fn render_problem(e: &minijinja::Error) -> String {
+    match e.detail() {
+        Some(d) => format!("{}: {d}", e.kind()),
+        None => e.kind().to_string(),
+    }
+}
+
+/// The values `check-config` renders a template with: a notice about one
+/// recipient with two findings and a quarantine entry (`full`), or one
+/// with empty lists and no quarantine entry.
+fn sample_context(full: bool) -> minijinja::Value {
+    let (findings, statuses, quarantine_id): (Vec<&str>, Vec<&str>, &str) = if full {
+        (
+            vec![
+                "infected EICAR_Test_File in eicar.com",
+                "filtered name:*.exe in tool.exe",
+            ],
+            vec!["av/infected", "as/clean"],
+            "1A243AA1DA371F9D.2",
+        )
+    } else {
+        (Vec::new(), Vec::new(), "")
+    };
+    minijinja::context! {
+        queue_id => "1A243AA1DA371F9D",
+        sender => "me@example.com",
+        recipients => vec!["user@example.com"],
+        subject => "Invoice 4711",
+        status => "av/infected",
+        statuses => statuses,
+        findings => findings,
+        action => "blocked (not delivered); a copy is kept in quarantine",
+        group => "default",
+        client => "192.0.2.1",
+        quarantine_id => quarantine_id,
+        hostname => "gw.example.com",
+        date => "Sat, 5 Dec 2026 00:45:51 +0000",
+    }
 }
 
 /// Reads and checks the templates in a `notify_templates` directory, when
@@ -431,12 +496,27 @@ pub fn compose(
         hostname => cfg.server.hostname.clone(),
         date => received,
     };
-    let text = template(&j.partition.policy.notify_templates, to);
+    let dir = &j.partition.policy.notify_templates;
+    let text = template(dir, to);
     let menv = environment();
-    let rendered = menv
-        .template_from_named_str(file_name(to), text)
-        .and_then(|t| t.render(context))
-        .map_err(|e| format!("{}: {e}", file_name(to)))?;
+    let render = |text: &str| {
+        menv.template_from_named_str(file_name(to), text)
+            .and_then(|t| t.render(&context))
+    };
+    let rendered = match render(text) {
+        Ok(r) => r,
+        // A template of the group's that check-config passed but that
+        // fails on these values: the built-in one rather than no notice.
+        Err(e) if text != built_in(to) => {
+            tracing::error!(target: "notif", queue_id = %env.id, to = to.as_str(),
+                template = %Path::new(&dir.dir).join(file_name(to)).display(),
+                group = %j.partition.label(), address = %addresses.join(","),
+                line = e.line().unwrap_or(0), problem = %render_problem(&e),
+                "Cannot render the notification template; the built-in template is used.");
+            render(built_in(to)).map_err(|e| format!("{}: {e}", file_name(to)))?
+        }
+        Err(e) => return Err(format!("built-in {}: {e}", file_name(to))),
+    };
     let (subject, body) = match rendered.split_once("\n\n") {
         Some((head, body)) => (
             head.lines()
@@ -524,6 +604,87 @@ mod tests {
         );
         let p = check_template("admin.txt", "no subject\n\nbody\n");
         assert_eq!(p[0].line, 1);
+    }
+
+    /// What compiles but fails when rendered (a filter that does not
+    /// exist, an index past the end of a list) is found by check-config,
+    /// at its line (walkO 2).
+    #[test]
+    fn a_template_that_cannot_be_rendered_is_refused_at_its_line() {
+        let p = check_template("recipients.txt", "Subject: {{ status | upcase }}\n\nbody\n");
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert_eq!(p[0].line, 1, "{p:?}");
+        assert!(
+            p[0].problem
+                .starts_with("cannot be rendered with sample values")
+                && p[0].problem.contains("upcase"),
+            "{p:?}"
+        );
+        let p = check_template(
+            "recipients.txt",
+            "Subject: x\n\nline\n{{ recipients[5] }}\n",
+        );
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert_eq!(p[0].line, 4, "{p:?}");
+        // A list that can be empty: findings[0] fails for a notice without.
+        let p = check_template("admin.txt", "Subject: {{ findings[0] }}\n\nx\n");
+        assert!(
+            p.len() == 1 && p[0].problem.contains("no findings and no quarantine ID"),
+            "{p:?}"
+        );
+        // Guarded, it passes.
+        let p = check_template(
+            "admin.txt",
+            "Subject: {% if findings %}{{ findings[0] }}{% endif %}\n\nx\n",
+        );
+        assert_eq!(p, Vec::new());
+    }
+
+    /// A template that fails at run time all the same (here: on one
+    /// finding, which no sample has) gives the built-in notice, not none.
+    #[test]
+    fn a_template_that_fails_at_run_time_falls_back_to_the_built_in_one() {
+        use crate::check::{Finding, Kind, Report};
+        let mut cfg = crate::config::parse(
+            "[policy]\nnotify_recipients = [\"av/infected\"]\n",
+            "t.toml",
+        )
+        .unwrap();
+        let broken = "Subject: {% if findings | length == 1 %}{{ findings[3] }}{% endif %}\n\nx\n";
+        assert_eq!(check_template("recipients.txt", broken), Vec::new());
+        cfg.policy.notify_templates = TemplatesDir {
+            dir: "/etc/mailward/tpl".into(),
+            texts: [("recipients.txt".to_string(), Arc::from(broken))].into(),
+        };
+        let mut env = Envelope::new(
+            QueueId::generate(),
+            "192.0.2.1".parse().unwrap(),
+            "client.test".into(),
+            "me@other.example".into(),
+        );
+        env.rcpts = vec![Recipient::new("user@example.com".into())];
+        let report = Report {
+            av_checked: true,
+            av: vec![Finding::new(Kind::Infected, "EICAR", "eicar.com", Some(0))],
+            ..Report::default()
+        };
+        let verdict =
+            Verdict::from_report(report, super::super::partition(&cfg, &env), false, false);
+        let mut records = Vec::new();
+        let n = super::super::execute::compose_notifications(
+            &cfg,
+            &env,
+            b"Subject: s\r\n\r\nx\r\n",
+            &verdict,
+            &mut records,
+        );
+        assert_eq!(n.len(), 1, "a notice all the same");
+        let text = String::from_utf8_lossy(records[0].data.as_deref().map_or(&[][..], |d| &d[..]))
+            .into_owned();
+        assert!(
+            text.contains("Subject: A message for you was checked: av/infected\r\n"),
+            "{text}"
+        );
     }
 
     /// An infected message from alice to a recipient of the default group
