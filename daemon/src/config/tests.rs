@@ -410,6 +410,24 @@ fn policy_keys_directly_under_group_are_refused() {
     );
 }
 
+/// `default` is what logs, statistics and notices call `[policy]`: a group
+/// of that name (in any case) would be indistinguishable (walkO 3).
+#[test]
+fn a_group_named_default_is_refused() {
+    for name in ["default", "Default"] {
+        assert_eq!(
+            problems(&format!(
+                "[policy]\nblock = []\n[group.{name}]\nrecipients = [\"*@dflt.example.com\"]\n"
+            )),
+            vec![format!(
+                "mailward.toml:3: group.{name}: `{name}` is the name logs and statistics give \
+                 [policy] (the default group); choose another name"
+            )]
+        );
+    }
+    assert!(problems("[group.defaults]\nrecipients = [\"*@d.example\"]\n").is_empty());
+}
+
 #[test]
 fn routes() {
     let c = parse(

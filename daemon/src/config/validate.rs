@@ -930,6 +930,17 @@ fn groups(ctx: &mut Ctx<'_>, raw: &BTreeMap<String, RawGroup>) -> BTreeMap<Strin
                 &p,
                 "a group name is made of letters, digits, '_', '-' and '.'",
             );
+        } else if name.eq_ignore_ascii_case("default") {
+            // Logs, statistics, notices and the stores call `[policy]`
+            // `default`: a group of that name could not be told from it,
+            // and /metrics would show two series of one name (walkO 3).
+            ctx.report(
+                &p,
+                format!(
+                    "`{name}` is the name logs and statistics give [policy] (the default \
+                     group); choose another name"
+                ),
+            );
         }
         let senders = get_list!(ctx, p, g.senders, group_member).unwrap_or_default();
         let recipients = get_list!(ctx, p, g.recipients, group_member).unwrap_or_default();
