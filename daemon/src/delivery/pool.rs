@@ -51,8 +51,13 @@ pub struct Pool {
 pub enum PoolError {
     #[error(transparent)]
     Route(#[from] RouteError),
-    #[error("{0}")]
-    Connect(ClientError),
+    /// No candidate address took the session; the last one tried, and why.
+    #[error("{error}")]
+    Connect {
+        error: ClientError,
+        name: String,
+        addr: std::net::SocketAddr,
+    },
     #[error("delivery is shutting down")]
     Closed,
 }
@@ -61,7 +66,7 @@ impl PoolError {
     pub fn is_permanent(&self) -> bool {
         match self {
             PoolError::Route(RouteError::Permanent(_) | RouteError::NullMx(_)) => true,
-            PoolError::Connect(e) => e.is_permanent(),
+            PoolError::Connect { error, .. } => error.is_permanent(),
             _ => false,
         }
     }
@@ -69,8 +74,27 @@ impl PoolError {
     pub fn status(&self) -> &'static str {
         match self {
             PoolError::Route(e) => e.status(),
-            PoolError::Connect(e) => e.status(),
+            PoolError::Connect { error, .. } => error.status(),
             PoolError::Closed => "4.3.2",
+        }
+    }
+
+    /// The `relay=` of the failed lease (docs/spool-and-delivery.md, "The
+    /// queue and retries"): `NAME[ADDRESS]:PORT` when the last address
+    /// tried greeted and then refused, `[ADDRESS]:PORT` when it failed at
+    /// the connection, before a greeting or at the TLS handshake, and
+    /// `DESTINATION:PORT` when no address was reached at all (a failed
+    /// look-up, a null MX). walkP: MX delivery said `DOMAIN:25` for a
+    /// refused connection.
+    pub fn relay(&self, dest: &Destination) -> String {
+        match self {
+            PoolError::Connect {
+                error: ClientError::Rejected { .. },
+                name,
+                addr,
+            } => crate::delivery::client::peer_label(name, *addr),
+            PoolError::Connect { addr, .. } => format!("[{}]:{}", addr.ip(), addr.port()),
+            _ => dest.to_string(),
         }
     }
 }
@@ -239,7 +263,7 @@ async fn connect_first(
     tls: &crate::config::OutboundTls,
     stats: &Stats,
 ) -> Result<SmtpClient, PoolError> {
-    let mut last = None;
+    let mut last: Option<PoolError> = None;
     for c in candidates {
         match SmtpClient::connect(c.addr, &c.name, settings, tls).await {
             Ok(client) => return Ok(client),
@@ -253,14 +277,15 @@ async fn connect_first(
                 }
                 tracing::info!(target: "delivery", host = %c.name, addr = %c.addr, error = %e, "Next-hop address failed; trying the next address, if any.");
                 // A 5xx greeting from one MX does not stop us trying others.
-                last = Some(e);
+                last = Some(PoolError::Connect {
+                    error: e,
+                    name: c.name.clone(),
+                    addr: c.addr,
+                });
             }
         }
     }
-    Err(match last {
-        Some(e) => PoolError::Connect(e),
-        None => PoolError::Route(RouteError::Temporary("no address to try".into())),
-    })
+    Err(last.unwrap_or_else(|| PoolError::Route(RouteError::Temporary("no address to try".into()))))
 }
 
 #[cfg(test)]
@@ -274,6 +299,65 @@ mod tests {
             port: 25,
             tls: OutboundTls::default(),
         }
+    }
+
+    /// walkP: on MX delivery a refused connection was logged with
+    /// `relay=implicit.test:25`; the doc says `[ADDRESS]:PORT`, the last
+    /// address tried.
+    #[tokio::test]
+    async fn a_failed_lease_names_the_last_address_tried() {
+        // Two addresses, nothing listening on either port.
+        let dead = || {
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .unwrap()
+        };
+        let (first, second) = (dead(), dead());
+        let candidates = [
+            Candidate {
+                name: "mx1.implicit.test".into(),
+                addr: first,
+            },
+            Candidate {
+                name: "mx2.implicit.test".into(),
+                addr: second,
+            },
+        ];
+        let settings = ClientSettings {
+            helo_name: "gw.test".into(),
+            connect_timeout: Duration::from_secs(2),
+            command_timeout: Duration::from_secs(2),
+            data_timeout: Duration::from_secs(2),
+        };
+        let stats = mailward_metrics::Stats::new(&[], 10, None, "test");
+        let tls = OutboundTls::default();
+        let Err(e) = connect_first(&candidates, &settings, &tls, &stats).await else {
+            panic!("nothing listens there");
+        };
+        assert_eq!(
+            e.relay(&mx("implicit.test")),
+            format!("[127.0.0.1]:{}", second.port())
+        );
+        assert!(!e.is_permanent());
+        // No address reached at all: the destination.
+        let none = PoolError::Route(RouteError::Permanent("x: no such domain".into()));
+        assert_eq!(none.relay(&mx("nx.test")), "nx.test:25");
+        // A hop that greeted and then refused: its name too.
+        let refused = PoolError::Connect {
+            error: ClientError::Rejected {
+                stage: "banner",
+                reply: crate::delivery::client::Reply {
+                    code: 554,
+                    text: "5.3.0 go away".into(),
+                },
+            },
+            name: "mx1.implicit.test".into(),
+            addr: first,
+        };
+        assert_eq!(
+            refused.relay(&mx("implicit.test")),
+            format!("mx1.implicit.test[127.0.0.1]:{}", first.port())
+        );
     }
 
     #[test]

@@ -542,7 +542,7 @@ impl Delivery {
             {
                 Ok(l) => l,
                 Err(e) => {
-                    let relay = dest.to_string();
+                    let relay = e.relay(&dest);
                     return all(if e.is_permanent() {
                         Outcome::Failed {
                             status: e.status().to_string(),
