@@ -391,6 +391,20 @@ fn notify_never_suppresses_the_bounce_and_notify_success_confirms() -> Result<()
             .any(|l| l.to_ascii_lowercase().starts_with("final-recipient:") && l.contains("bad@")),
         "NOTIFY=NEVER: nothing about bad@:\n{text}"
     );
+    // walkP: a success has a server's reply, not a "Reason"; and the log
+    // says why bad@'s failure got no bounce.
+    assert!(
+        text.contains("Server reply: 250"),
+        "the success report gives the server's reply:\n{text}"
+    );
+    let log = daemon.log();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("No delivery status notification")
+                && l.contains("bad@example.com")
+                && l.contains("none (NOTIFY=NEVER)")),
+        "the log says why bad@ got no bounce:\n{log}"
+    );
     Ok(())
 }
 

@@ -440,7 +440,12 @@ fn human_text(input: &DsnInput<'_>, host: &str, returned: &Returned) -> String {
             (None, Some(d)) => clean_line(human_reason(d)),
             (None, None) => format!("status {}", status_of(rcpt)),
         };
-        lines.extend(wrap(&format!("Reason: {reason}"), "    "));
+        // A success has a server's reply, not a reason (walkP).
+        let label = match rcpt.action {
+            DsnAction::Failed | DsnAction::Delayed => "Reason",
+            _ => "Server reply",
+        };
+        lines.extend(wrap(&format!("{label}: {reason}"), "    "));
         if rcpt.action == DsnAction::Delayed {
             if let Some(until) = rcpt.will_retry_until {
                 lines.extend(wrap(&format!("Will retry until: {}", date(until)), "    "));
@@ -1102,6 +1107,32 @@ mod tests {
             assert!(human.contains(attached), "{ret:?} {action:?}: {human}");
             assert!(dsn.len() < 64 * 1024 || kind == "message/rfc822");
         }
+    }
+
+    /// walkP: a success report said "Reason: 250 2.0.0 Ok".
+    #[test]
+    fn a_success_gives_the_server_reply_not_a_reason() {
+        let env = envelope("s@a.test", None);
+        let mut rcpt = failed("u@b.test", "smtp; 250 2.0.0 Ok");
+        rcpt.action = DsnAction::Relayed;
+        rcpt.status = "2.0.0".into();
+        let input = DsnInput {
+            id: &QueueId("1A22E10E77891C7D".into()),
+            reporting_mta: "gw",
+            postmaster: "",
+            original: &env,
+            recipients: vec![rcpt],
+            message: MESSAGE,
+            now: 0,
+        };
+        let dsn = text(&build(&input));
+        let (_, parts) = parts(&dsn);
+        assert!(
+            parts[0].1.contains("Server reply: 250 2.0.0 Ok"),
+            "{}",
+            parts[0].1
+        );
+        assert!(!parts[0].1.contains("Reason:"), "{}", parts[0].1);
     }
 
     #[test]

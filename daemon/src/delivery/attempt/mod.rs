@@ -185,6 +185,21 @@ fn wants_failure(n: Option<Notify>) -> bool {
     n.is_none_or(|n| n.failure)
 }
 
+/// Why a recipient that failed for good gets no DSN, for the log (walkP:
+/// "did the sender get a bounce?" was answered only by the absence of a
+/// line); `None` when a DSN is due.
+fn no_failure_dsn(env: &Envelope, r: &Recipient) -> Option<String> {
+    if env.is_bounce {
+        return Some("none (the message is itself a notification)".into());
+    }
+    if env.mail_from.is_empty() {
+        return Some("none (null sender)".into());
+    }
+    r.notify
+        .filter(|n| !n.failure)
+        .map(|n| format!("none (NOTIFY={})", n.to_param()))
+}
+
 /// Applies the outcomes to the envelope and decides what follows. Pure.
 pub fn decide(env: &mut Envelope, outcomes: Vec<(usize, Outcome)>, t: &Timing) -> Decision {
     let mut failed = Vec::new();
@@ -445,6 +460,7 @@ impl Delivery {
                         "",
                     ),
                 };
+                let bounced = matches!(result, DeliveryResult::Bounced);
                 DeliveryAttempted {
                     id: &env.id,
                     rcpt: &r.address,
@@ -455,6 +471,10 @@ impl Delivery {
                     notice: env.is_bounce,
                 }
                 .emit(&self.gw.stats);
+                if let Some(dsn) = bounced.then(|| no_failure_dsn(&env, r)).flatten() {
+                    tracing::info!(target: "delivery", queue_id = %env.id, to = %r.address,
+                        dsn = %dsn, "No delivery status notification for this failure.");
+                }
             }
         }
         let decision = decide(&mut env, outcomes, &timing);

@@ -310,3 +310,28 @@ fn dsn_statuses_say_expired_only_when_the_message_expired() {
     assert!(timing(1000 + 6 * 86400).expired(1000));
     assert!(!timing(1000 + 4 * 86400).expired(1000));
 }
+
+/// walkP: a permanent failure without a DSN logged nothing about the
+/// missing notice; the log now says why there is none.
+#[test]
+fn why_a_failure_gets_no_dsn() {
+    let e = env(&[
+        ("a@x", Some("NEVER")),
+        ("b@x", Some("DELAY")),
+        ("c@x", None),
+    ]);
+    let why = |i: usize| no_failure_dsn(&e, &e.rcpts[i]);
+    assert_eq!(why(0).as_deref(), Some("none (NOTIFY=NEVER)"));
+    assert_eq!(why(1).as_deref(), Some("none (NOTIFY=DELAY)"));
+    assert_eq!(why(2), None);
+    let mut null = env(&[("a@x", None)]);
+    null.mail_from.clear();
+    assert_eq!(
+        no_failure_dsn(&null, &null.rcpts[0]).as_deref(),
+        Some("none (null sender)")
+    );
+    let mut bounce = env(&[("a@x", None)]);
+    bounce.is_bounce = true;
+    assert!(no_failure_dsn(&bounce, &bounce.rcpts[0])
+        .is_some_and(|w| w.contains("itself a notification")));
+}
