@@ -334,7 +334,7 @@ pub(crate) fn recover(dir: &Path) -> Result<Recovered, SpoolError> {
 
 /// The mark, or 0 when there is none (or it cannot be read: the numbers
 /// of the segments present still hold).
-fn read_mark(dir: &Path) -> u64 {
+pub(crate) fn read_mark(dir: &Path) -> u64 {
     std::fs::read_to_string(dir.join(NEXT_MARK))
         .ok()
         .and_then(|s| s.trim().parse().ok())

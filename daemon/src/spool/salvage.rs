@@ -72,6 +72,27 @@ pub enum SalvageError {
         dir.display()
     )]
     NoSpool { dir: PathBuf },
+    #[error(
+        "segment {segment} is not older than the spool's segments (they go up to {last}): \
+         salvage puts a file back in its place among them, and at this number its old records \
+         would be read after the newer ones, so that mail delivered since would be delivered \
+         again. Check the number (the file's name, or --segment N)"
+    )]
+    TooNew { segment: u64, last: u64 },
+    #[error(
+        "{} was salvaged before (as segment {segment} at {when}; the same size and checksum, \
+         noted in {}): its messages were put back then, and again they would be delivered a \
+         second time. If the spool was restored from a copy taken before that salvage, delete \
+         that line and run it again",
+        path.display(),
+        ledger.display()
+    )]
+    Again {
+        path: PathBuf,
+        segment: u64,
+        when: String,
+        ledger: PathBuf,
+    },
     #[error("{} holds no intact record: nothing to salvage (keep it for a closer look)", path.display())]
     NothingIntact { path: PathBuf },
     #[error("cannot write {}: {source}", path.display())]
@@ -188,6 +209,16 @@ pub fn salvage(
             path: file.to_path_buf(),
         });
     }
+    refuse_too_new(&dir, segment)?;
+    let checksum = crc32fast::hash(&bytes);
+    if let Some((segment, when)) = salvaged_before(&dir, bytes.len() as u64, checksum) {
+        return Err(SalvageError::Again {
+            path: file.to_path_buf(),
+            segment,
+            when,
+            ledger: dir.join(LEDGER),
+        });
+    }
 
     let mut segments: Vec<(u64, PathBuf)> = record::list_segments(&dir)?
         .into_iter()
@@ -230,6 +261,7 @@ pub fn salvage(
         // (A note left behind is cleared by the next start, which finds
         // the segment present.)
         let _ = record::clear_damaged_note(&dir, segment);
+        note_salvaged(&dir, file, bytes.len() as u64, checksum, segment);
         Some(target)
     };
     let after = after?;
@@ -278,6 +310,70 @@ pub fn salvage(
         gone,
         lost,
     })
+}
+
+/// The file in `spool/` that lists what was salvaged, one line per file:
+/// size, CRC-32, segment number, time, the file's path.
+const LEDGER: &str = "salvaged";
+
+/// Refuses a number at or above the spool's newest segment (and the least
+/// number a new segment may take, `next-segment`, which a refused newest
+/// segment raised past its own): there the file's old records would be
+/// replayed after newer ones. A spool without a record in it has no
+/// order to break.
+fn refuse_too_new(dir: &Path, segment: u64) -> Result<(), SalvageError> {
+    let present = record::list_segments(dir)?;
+    let has_records = present
+        .iter()
+        .any(|&n| std::fs::metadata(record::segment_path(dir, n)).is_ok_and(|m| m.len() > 0));
+    let limit = present
+        .last()
+        .map_or(0, |n| n + 1)
+        .max(record::read_mark(dir));
+    if has_records && segment >= limit {
+        return Err(SalvageError::TooNew {
+            segment,
+            last: limit.saturating_sub(1),
+        });
+    }
+    Ok(())
+}
+
+/// The segment and time of an earlier salvage of a file of this size and
+/// checksum, from the ledger.
+fn salvaged_before(dir: &Path, size: u64, checksum: u32) -> Option<(u64, String)> {
+    let text = std::fs::read_to_string(dir.join(LEDGER)).ok()?;
+    text.lines().find_map(|line| {
+        let mut f = line.split(' ');
+        let (s, c, seg, when) = (f.next()?, f.next()?, f.next()?, f.next()?);
+        (s.parse::<u64>().ok()? == size && u32::from_str_radix(c, 16).ok()? == checksum)
+            .then(|| Some((seg.parse().ok()?, when.to_string())))
+            .flatten()
+    })
+}
+
+/// Adds the salvaged file to the ledger; a failure costs only the warning
+/// of a second salvage of it.
+fn note_salvaged(dir: &Path, file: &Path, size: u64, checksum: u32, segment: u64) {
+    let path = dir.join(LEDGER);
+    let line = format!(
+        "{size} {checksum:08x} {segment} {} {}\n",
+        chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        file.display()
+    );
+    let done = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(&path)
+        .and_then(|mut f| {
+            crate::files::set_mode(&path, crate::files::PRIVATE_FILE)?;
+            f.write_all(line.as_bytes())?;
+            f.sync_all()
+        });
+    if let Err(e) = done {
+        tracing::warn!(target: "app", file = %path.display(), error = %e,
+            "Cannot note the salvage; a second salvage of the same file would not be refused.");
+    }
 }
 
 /// Whether `a` and `b` are one file (the same inode), e.g. the segment in

@@ -412,3 +412,54 @@ async fn a_gateway_started_without_the_damaged_segment_keeps_what_became_of_its_
     assert_eq!(found[0].attempts, 2, "c's later record still holds");
     spool.stop().await;
 }
+
+/// walkP: nothing stopped a second salvage of the same file (its messages,
+/// delivered since, would go again), nor a mistyped `--segment 99` (the
+/// file's old records replayed after newer ones).
+#[tokio::test]
+async fn a_number_past_the_spool_and_a_second_salvage_of_one_file_are_refused() {
+    let top = tempfile::tempdir().unwrap();
+    let data = top.path().join("data");
+    let spool_dir = data.join("spool");
+    let (a, b) = (envelope("a"), envelope("b"));
+    start(
+        &data,
+        vec![
+            Record::accepted(a.clone(), bytes("a")),
+            Record::accepted(b.clone(), bytes("b")),
+        ],
+    )
+    .await;
+    start(&data, vec![]).await;
+    let path = damage(&data, 1, b"message b");
+    assert!(Spool::open(&spool_dir).is_err());
+    let aside = move_aside(&path, &top.path().join("aside"));
+    start(&data, vec![Record::accepted(envelope("k"), bytes("k"))]).await;
+
+    let newest = *record::list_segments(&spool_dir).unwrap().last().unwrap();
+    match salvage(&data, &aside, Some(newest + 1), true) {
+        Err(e @ SalvageError::TooNew { .. }) => {
+            assert!(e.to_string().contains("not older than"), "{e}");
+            assert_eq!(e.exit_code(), 1);
+        }
+        other => panic!("a number past the spool's newest segment: {other:?}"),
+    }
+
+    let s = salvage(&data, &aside, None, false).unwrap();
+    assert_eq!(ids(&s.back), ids([&a]));
+    // a is delivered and its segment deleted in time; the file is still
+    // kept aside, as the doc says, and salvaged again by mistake.
+    let (spool, _) = Spool::open(&spool_dir).unwrap();
+    spool.remove(&a).await.unwrap();
+    spool.stop().await;
+    drop(spool);
+    std::fs::remove_file(&path).ok();
+    let copy = top.path().join("aside").join("renamed.seg");
+    std::fs::copy(&aside, &copy).unwrap();
+    match salvage(&data, &copy, Some(1), true) {
+        Err(e @ SalvageError::Again { .. }) => {
+            assert!(e.to_string().contains("salvaged before"), "{e}");
+        }
+        other => panic!("a second salvage of the same file: {other:?}"),
+    }
+}
