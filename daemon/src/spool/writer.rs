@@ -168,6 +168,42 @@ struct Writer {
     keep_after: Option<u64>,
 }
 
+/// What a batch held, for the log line of a failed write.
+#[derive(Debug, Default, Clone, Copy)]
+struct Held {
+    /// New messages (*accepted* records of IDs not yet in the spool).
+    new_messages: usize,
+    /// Changes of queued messages (other records, new bytes of one).
+    changes: usize,
+}
+
+impl Held {
+    fn of<'a>(records: impl IntoIterator<Item = &'a super::Record>, index: &Index) -> Held {
+        let mut held = Held::default();
+        for r in records {
+            if r.kind == RecordKind::Accepted && !index.messages.contains_key(&r.envelope.id) {
+                held.new_messages += 1;
+            } else {
+                held.changes += 1;
+            }
+        }
+        held
+    }
+
+    /// The log line of a failed write of this batch.
+    fn sentence(&self) -> String {
+        match (self.new_messages, self.changes) {
+            (0, c) => format!(
+                "Spool write failed; {c} state change(s) of queued messages were not recorded."
+            ),
+            (m, 0) => format!("Spool write failed; {m} new message(s) were not accepted."),
+            (m, c) => format!(
+                "Spool write failed; {m} new message(s) were not accepted and {c} state change(s) of queued messages were not recorded."
+            ),
+        }
+    }
+}
+
 struct Pending {
     kind: RecordKind,
     id: QueueId,
@@ -237,10 +273,14 @@ impl Writer {
         {
             self.maintain();
         }
+        let held = match self.index.lock() {
+            Ok(idx) => Held::of(appends.iter().flat_map(|(r, _)| r.iter()), &idx),
+            Err(_) => Held::default(),
+        };
         if self.segment.len >= SEGMENT_SIZE {
             if let Err(e) = self.rotate() {
                 let msg = e.to_string();
-                self.failed(&msg);
+                self.failed(&msg, held);
                 for (_, done) in appends {
                     let _ = done.send(Err(msg.clone()));
                 }
@@ -304,7 +344,7 @@ impl Writer {
                 }
             }
             Err(e) => {
-                self.failed(&e.to_string());
+                self.failed(&e.to_string(), held);
                 // Whatever part of the batch reached the file must not stay in
                 // front of later records: cut it off, or start a new segment.
                 if self.segment.file.set_len(self.segment.len).is_err() {
@@ -351,15 +391,17 @@ impl Writer {
         Ok(())
     }
 
-    /// Notes a failed write: counted, logged, and the next write reclaims
-    /// space first.
-    fn failed(&mut self, problem: &str) {
+    /// Notes a failed write of a batch that held `new_messages` new
+    /// messages (refused) and `changes` changes of queued ones (not
+    /// recorded): counted, logged, and the next write reclaims space first.
+    fn failed(&mut self, problem: &str, held: Held) {
         self.failing = true;
         self.shared
             .write_errors
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let what = held.sentence();
         tracing::error!(target: "app", segment = self.segment.number, error = %problem,
-            "Spool write failed; the new messages in this batch were not accepted.");
+            new_messages = held.new_messages, state_changes = held.changes, "{what}");
     }
 
     fn apply(&self, pending: &mut [Pending]) {
@@ -643,5 +685,54 @@ impl Writer {
             }
         }
         Some(count)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::envelope::Envelope;
+
+    fn env() -> Envelope {
+        Envelope::new(
+            QueueId::generate(),
+            "127.0.0.1".parse().unwrap(),
+            "client.test".into(),
+            "a@example.com".into(),
+        )
+    }
+
+    /// walkP: a `queue hold` that failed on a full disk was logged as
+    /// "the new messages in this batch were not accepted", so that an
+    /// admin reading the log believed mail had been refused.
+    #[test]
+    fn a_failed_write_says_what_its_batch_held() {
+        let queued = env();
+        let mut index = Index::default();
+        index.insert(
+            queued.id.clone(),
+            Location {
+                segment: 1,
+                offset: 0,
+                len: 1,
+            },
+            Vec::new(),
+        );
+        let hold = [super::super::Record::updated(queued.clone())];
+        let said = Held::of(&hold, &index).sentence();
+        assert_eq!(
+            said,
+            "Spool write failed; 1 state change(s) of queued messages were not recorded."
+        );
+        assert!(!said.contains("new message"), "{said}");
+        let mixed = [
+            super::super::Record::accepted(env(), b"x".to_vec()),
+            super::super::Record::accepted(env(), b"y".to_vec()),
+            super::super::Record::removed(queued),
+        ];
+        assert_eq!(
+            Held::of(&mixed, &index).sentence(),
+            "Spool write failed; 2 new message(s) were not accepted and 1 state change(s) of queued messages were not recorded."
+        );
     }
 }
