@@ -17,9 +17,15 @@ use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DnsError {
-    /// The name does not exist or has no such record: a permanent answer.
-    #[error("{name}: no {kind} record")]
-    NotFound { name: String, kind: &'static str },
+    /// The name does not exist (`nx`: NXDOMAIN) or has no such record: a
+    /// permanent answer. Which one matters to a sender who mistyped a
+    /// domain.
+    #[error("{name}: {}", if *nx { "no such domain".to_string() } else { format!("no {kind} record") })]
+    NotFound {
+        name: String,
+        kind: &'static str,
+        nx: bool,
+    },
     /// The server did not answer usefully in time: try again later.
     #[error("{name}: {kind} look-up failed: {message}")]
     Temporary {
@@ -54,6 +60,7 @@ impl DnsError {
             DnsError::NotFound {
                 name: name.to_string(),
                 kind,
+                nx: e.is_nx_domain(),
             }
         } else {
             DnsError::Temporary {
@@ -476,6 +483,7 @@ impl Dns {
             return Err(DnsError::NotFound {
                 name: host.to_string(),
                 kind: "A/AAAA",
+                nx: false,
             });
         }
         Ok(ips)
@@ -1428,10 +1436,13 @@ mod tests {
     fn a_name_that_does_not_exist_was_answered_a_timeout_was_not() {
         let mut t = LookupTally::default();
         assert!(t.is_empty());
-        t.note::<()>(&Err(DnsError::NotFound {
+        let nx = DnsError::NotFound {
             name: "x.test".into(),
             kind: "MX",
-        }));
+            nx: true,
+        };
+        assert_eq!(nx.to_string(), "x.test: no such domain");
+        t.note::<()>(&Err(nx));
         t.note::<()>(&Err(DnsError::Temporary {
             name: "x.test".into(),
             kind: "MX",

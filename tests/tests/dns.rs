@@ -197,6 +197,39 @@ fn a_null_mx_fails_at_once_with_5_1_10() -> Result<()> {
     Ok(())
 }
 
+/// A domain that does not exist (NXDOMAIN) fails at once, and the sender
+/// is told so in those words: "no A/AAAA record" hid a mistyped domain
+/// (walkP 13).
+#[test]
+fn a_domain_that_does_not_exist_fails_at_once_saying_so() -> Result<()> {
+    let dir = TestDir::new("nx-domain")?;
+    let dns = Dns::start(dir.path(), &[])?;
+    let dsn_sink = Sink::start(dir.path(), "dsn-sink")?;
+    let daemon = Daemon::start(
+        &Config::new(dir.path())
+            .route_to_port("*@sender.test", dsn_sink.port)
+            .route("*@nosuchdomain.test", "nosuchdomain.test")
+            .set_str("access", "dns_resolver", &dns.resolver()),
+    )?;
+    let mut c = SmtpClient::connect_ok(daemon.port)?;
+    c.ehlo("client.test")?;
+    c.send_mail_ok(
+        "alice@sender.test",
+        &["user@nosuchdomain.test"],
+        &read_resource("mail/plain.eml")?,
+    )?;
+    let dsns = dsn_sink
+        .wait_for_count(1, DELIVERY_TIMEOUT)
+        .map_err(|e| e.context(format!("{}\ndnsmasq log:\n{}", daemon.log(), dns.log())))?;
+    let text = &dsns[0].message;
+    assert!(
+        text.lines().any(|l| l.trim() == "Status: 5.1.2")
+            && text.contains("nosuchdomain.test: no such domain"),
+        "a failure DSN with Status: 5.1.2 that says the domain does not exist:\n{text}"
+    );
+    Ok(())
+}
+
 #[test]
 fn domain_without_mx_is_reached_by_its_address() -> Result<()> {
     let dir = TestDir::new("implicit-mx")?;

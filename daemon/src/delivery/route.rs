@@ -127,6 +127,11 @@ pub async fn candidates(
                     )))
                 }
                 Ok(mx) if !mx.is_empty() => mx.into_iter().map(|m| m.host).collect(),
+                // A domain that does not exist has no implicit MX either;
+                // said as such, not as "no A/AAAA record" (walkP 13).
+                Err(e @ DnsError::NotFound { nx: true, .. }) => {
+                    return Err(dns_error(e, "MX look-up"))
+                }
                 // No MX: the domain itself is the implicit MX (RFC 5321 5.1).
                 Ok(_) | Err(DnsError::NotFound { .. }) => vec![domain.clone()],
                 Err(e) => return Err(dns_error(e, "MX look-up")),
