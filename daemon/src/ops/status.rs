@@ -8,7 +8,7 @@
 //! output; `problems` lists, as sentences, what an operator should act on.
 
 use crate::check::spam::classifier::Readiness;
-use crate::check::spam::knowledge::{Part, Unreadable};
+use crate::check::spam::knowledge::{Emptied, Part, Unreadable};
 use crate::config::{Config, LogDestination, SyslogTransport};
 use crate::gateway::Gateway;
 use mailward_metrics::StatId;
@@ -109,6 +109,10 @@ pub struct Spam {
     /// problem until it can be read again.
     #[serde(default)]
     pub unreadable: Vec<Unreadable>,
+    /// The shared store came back empty after holding this learning, and
+    /// has learnt nothing since.
+    #[serde(default)]
+    pub emptied: Option<Emptied>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -277,6 +281,7 @@ pub fn of(gw: &Gateway) -> Status {
         min_learnt: c.min_learnt,
         store: gw.scanner.spam.store().describe(),
         unreadable: gw.scanner.spam.unreadable(),
+        emptied: gw.scanner.spam.emptied(),
     };
     let health = gw.subagent_health.get().map(|h| h());
     let snmp = Snmp {
@@ -433,6 +438,12 @@ pub fn problems(s: &Status) -> Vec<String> {
     }
     for u in &s.spam.unreadable {
         p.push(spam_unreadable(u));
+    }
+    if let Some(e) = &s.spam.emptied {
+        p.push(format!(
+            "The spam store {} came back empty: it held {} spam and {} ham before (a Redis restarted without persistence, flushed, or a fresh replica), and every gateway sharing it lost that learning. Restore it with `mailward spam import EXPORT` (your last `mailward spam export`), and run that Redis with persistence (appendonly yes, or RDB snapshots); learning anything into it again ends this problem.",
+            e.store, e.spam, e.ham
+        ));
     }
     // A daemon that does not say why (an older one).
     if s.spam.classifier == Readiness::Unavailable
@@ -790,6 +801,7 @@ mod tests {
                 min_learnt: 200,
                 store: "/var/lib/mailward/spam/site.model".into(),
                 unreadable: Vec::new(),
+                emptied: None,
             },
             snmp: Snmp {
                 state: SnmpState::Serving,
@@ -972,6 +984,28 @@ mod tests {
         assert_eq!(p.len(), 1, "{p:#?}");
         assert!(
             p[0].starts_with("The spam base /var/lib/mailward/spam/base.model cannot be read (not a Mailward spam model (no model header)): what was read of it before stays in use, but a restart would run without the classifier. To repair it, move it away and install a good base"),
+            "{}",
+            p[0]
+        );
+    }
+
+    #[test]
+    fn a_shared_store_that_came_back_empty_is_a_problem() {
+        // walkR finding 2: a Redis restarted without persistence wiped every
+        // gateway's learning, and the log said "the classifier is back".
+        let mut s = healthy();
+        s.spam.classifier = Readiness::Abstaining;
+        s.spam.store = "redis://10.0.0.5:6379/0".into();
+        s.spam.emptied = Some(Emptied {
+            store: "redis://10.0.0.5:6379/0".into(),
+            spam: 230,
+            ham: 231,
+        });
+        let p = problems(&s);
+        assert_eq!(p.len(), 1, "{p:#?}");
+        assert!(
+            p[0].starts_with("The spam store redis://10.0.0.5:6379/0 came back empty: it held 230 spam and 231 ham before")
+                && p[0].contains("Restore it with `mailward spam import EXPORT`"),
             "{}",
             p[0]
         );

@@ -111,6 +111,18 @@ impl std::fmt::Display for Unreadable {
     }
 }
 
+/// A shared store that came back empty after holding learning (a Redis
+/// restarted without persistence, flushed, or a fresh replica): what it
+/// held before, for `mailward status` (walkR finding 2).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Emptied {
+    /// The store's URL (without its password).
+    pub store: String,
+    /// The learning in use before it came back empty.
+    pub spam: u64,
+    pub ham: u64,
+}
+
 /// What [`Knowledge::load_parts`] read.
 pub struct Loaded {
     pub knowledge: Knowledge,
@@ -258,6 +270,8 @@ struct Damage {
     site: Option<Unreadable>,
     /// The shared store (while `store_down`).
     store: Option<Unreadable>,
+    /// The shared store came back empty, and has learnt nothing since.
+    emptied: Option<Emptied>,
 }
 
 impl Damage {
@@ -366,6 +380,12 @@ impl Shared {
     /// `mailward status`.
     pub fn unreadable(&self) -> Vec<Unreadable> {
         self.damaged(|d| d.all().cloned().collect())
+    }
+
+    /// The shared store came back empty after holding learning, and has
+    /// learnt nothing since (None: it did not).
+    pub fn emptied(&self) -> Option<Emptied> {
+        self.damaged(|d| d.emptied.clone())
     }
 
     /// Looks at (or changes) what cannot be read.
@@ -656,6 +676,26 @@ fn watch(shared: &Weak<Shared>, mut seen: Option<Version>) {
     }
 }
 
+/// A shared store read whole again: when it is empty and the learning in
+/// use was not, its learning was lost (a Redis restarted without
+/// persistence, flushed, a fresh replica after a failover), and every
+/// gateway follows it to nothing; said loudly, and kept as a problem until
+/// it learns again (walkR finding 2: the log said only "the classifier is
+/// back"). Learning back in it ends the problem.
+fn note_emptied(s: &Shared, before: &Model, now: &Model) {
+    let held = before.spam_messages + before.ham_messages;
+    if s.store.is_shared() && held > 0 && now.spam_messages + now.ham_messages == 0 {
+        let emptied = Emptied {
+            store: s.store.describe(),
+            spam: before.spam_messages,
+            ham: before.ham_messages,
+        };
+        tracing::warn!(target: "scan", spam = emptied.spam, ham = emptied.ham, store = %emptied.store,
+            "The spam store is empty, though it held the spam and ham counted here (a Redis restarted without persistence, or flushed?): every gateway sharing it lost that learning. Restore it with `mailward spam import EXPORT` (your last `mailward spam export`).");
+        s.damaged(|d| d.emptied = Some(emptied));
+    }
+}
+
 /// One look at the site's store: the version; a new one, what changed.
 /// A Redis that cannot be read makes the classifier abstain; a damaged file
 /// leaves the model in use (and is said once per change of the files), and
@@ -684,6 +724,10 @@ fn poll_site(s: &Shared, seen: &mut Option<Version>) {
                 d.store = None;
                 d.site = None;
             });
+            let before = s.loaded().classifier.site.clone();
+            if let Since::Whole(m) = &since {
+                note_emptied(s, &before, m);
+            }
             match s.install_site(since, cursor) {
                 Some((model, read, changes)) => {
                     tracing::info!(target: "scan", spam = model.spam_messages, ham = model.ham_messages,
@@ -691,6 +735,10 @@ fn poll_site(s: &Shared, seen: &mut Option<Version>) {
                 }
                 None if was_unavailable != s.unavailable() => s.with_site(None),
                 None => {}
+            }
+            let site = s.loaded().classifier.site.clone();
+            if site.spam_messages + site.ham_messages > 0 {
+                s.damaged(|d| d.emptied = None);
             }
         }
         Err(e) if s.store.is_shared() => {
