@@ -1031,7 +1031,7 @@ fn spam(cmd: SpamCommand) -> ExitCode {
             } else {
                 out!("{}", spam_cli::status_text(&v).trim_end());
             }
-            Ok(())
+            spam_cli::status_outcome(&v)
         }
         SpamCommand::Check {
             paths,

@@ -1001,19 +1001,52 @@ fn two_gateways_share_learning_through_redis() -> Result<()> {
     f.check(recovered.is_ok(), || {
         format!("the recovery is logged: {recovered:?}")
     });
-    // That Redis kept nothing (no persistence): learnt again, then an
+    // That Redis kept nothing (no persistence): the learning is gone for
+    // every gateway, and that is said, not just "the classifier is back"
+    // (walkR finding 2).
+    let warned = wait_until(
+        "the empty store to be said",
+        Duration::from_secs(15),
+        || {
+            let log = two.daemon.full_log();
+            Ok(log
+            .lines()
+            .find(|l| {
+                l.contains("WARN scan: The spam store is empty, though it held the spam and ham counted here")
+            })
+            .map(str::to_string))
+        },
+    );
+    f.check(
+        warned.as_ref().is_ok_and(|l| {
+            l.contains("spam=8 ham=8") && l.contains("`mailward spam import EXPORT`")
+        }),
+        || format!("a warning with what it held: {warned:?}"),
+    );
+    let status = two.daemon.cli_ok(&["status"])?;
+    f.check(
+        status.contains(&format!(
+            "The spam store {url} came back empty: it held 8 spam and 8 ham before"
+        )),
+        || format!("`mailward status` lists the lost learning: {status}"),
+    );
+    // Learnt again, then an
     // element that is no journal record is pushed behind the 16 records.
     // The status says so; `spam fold` keeps the 16 and drops it, and the
     // second gateway reads the new snapshot whole.
     one.daemon.cli_ok(&learn_all)?;
     let pushed = redis.inline("RPUSH mailward:spam:journal not-a-journal-record")?;
     f.check(pushed == ":17", || format!("RPUSH answered {pushed}"));
-    let status = one.daemon.cli_ok(&["spam", "status"])?;
+    // With a problem listed, `spam status` exits 1 (walkR finding 8).
+    let out = one.daemon.cli(&["spam", "status"])?;
+    let status = output_text(&out);
     f.check(
-        status.contains("journal:    16 change(s)")
+        out.status.code() == Some(1)
+            && status.contains("journal:    16 change(s)")
             && status
-                .contains("the journal ends in 20 byte(s) after a record cut short or damaged"),
-        || format!("the status shows the damage: {status}"),
+                .contains("the journal ends in 20 byte(s) after a record cut short or damaged")
+            && status.contains("mailward: spam status lists 2 problem(s)"),
+        || format!("the status shows the damage, and exits 1: {status}"),
     );
     let (ok, text) = says(
         &one.daemon,
@@ -1029,6 +1062,10 @@ fn two_gateways_share_learning_through_redis() -> Result<()> {
     let reread = wait_for_load(&two.daemon, "spam=8 ham=8 read=snapshot");
     f.check(reread.is_ok(), || {
         format!("the second gateway reads the folded snapshot: {reread:?}")
+    });
+    let status = two.daemon.cli_ok(&["status"])?;
+    f.check(!status.contains("came back empty"), || {
+        format!("learnt again, the problem is gone: {status}")
     });
     // A learn that finds such an element does the same by itself.
     redis.inline("RPUSH mailward:spam:journal not-a-journal-record")?;
@@ -1351,8 +1388,11 @@ fn spam_status_and_start_say_what_a_damaged_or_silent_redis_holds() -> Result<()
         .cli_ok(&["spam", "learn", "--ham", &ham_dir.display().to_string()])?;
     let set = redis.inline("LSET mailward:spam:journal -1 garbage")?;
     f.check(set == "+OK", || format!("LSET: {set}"));
-    let json: serde_json::Value =
-        serde_json::from_str(&gw.daemon.cli_ok(&["spam", "status", "--json"])?)?;
+    let out = gw.daemon.cli(&["spam", "status", "--json"])?;
+    f.check(out.status.code() == Some(1), || {
+        format!("problems listed, exit 1: {}", output_text(&out))
+    });
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout)?;
     f.check(
         json["site"]["spam"] == 3 && json["site"]["ham"] == 2 && json["journal"]["records"] == 5,
         || format!("the snapshot and the intact record are shown: {json}"),
@@ -1363,7 +1403,7 @@ fn spam_status_and_start_say_what_a_damaged_or_silent_redis_holds() -> Result<()
             && json["classifier"] == "unavailable",
         || format!("the damage is a problem, and gateways cannot read it: {json}"),
     );
-    let text = gw.daemon.cli_ok(&["spam", "status"])?;
+    let text = output_text(&gw.daemon.cli(&["spam", "status"])?);
     f.check(text.contains("  site:       3 spam, 2 ham, "), || {
         text.clone()
     });
@@ -1397,7 +1437,7 @@ fn spam_status_and_start_say_what_a_damaged_or_silent_redis_holds() -> Result<()
                 .is_some_and(|j| j.ends_with("did not answer within 1 s")),
         || format!("unknown, not zeros: {}", output_text(&out)),
     );
-    let text = gw.daemon.cli_ok(&["spam", "status"])?;
+    let text = output_text(&gw.daemon.cli(&["spam", "status"])?);
     f.check(
         text.contains("  site:       unknown: the store cannot be read"),
         || text.clone(),
