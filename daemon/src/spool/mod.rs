@@ -251,6 +251,10 @@ pub(crate) struct Shared {
     /// The free space the admission check keeps (`limits.min_queue_free_space`):
     /// within a segment of it, the writer compacts under pressure.
     pub(crate) free_floor: std::sync::atomic::AtomicU64,
+    /// Bytes the compaction under pressure needed to copy forward and
+    /// could not write (the disk had no room for the copy); 0 when it is
+    /// not stuck.
+    pub(crate) compaction_short_of: std::sync::atomic::AtomicU64,
     /// Tests only: the next writes of records fail as on a full disk.
     #[cfg(test)]
     pub(crate) fail_writes: std::sync::atomic::AtomicBool,
@@ -435,6 +439,16 @@ impl Spool {
     pub fn write_errors(&self) -> u64 {
         self.shared
             .write_errors
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// When the compaction under pressure cannot run because the disk has
+    /// no room for the copy of the waiting messages: the bytes that copy
+    /// needs (the delivered mail behind them stays on disk until they
+    /// leave or space is freed). 0 otherwise.
+    pub fn compaction_short_of(&self) -> u64 {
+        self.shared
+            .compaction_short_of
             .load(std::sync::atomic::Ordering::Relaxed)
     }
 

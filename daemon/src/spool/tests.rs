@@ -415,3 +415,41 @@ async fn a_failed_administrators_change_does_not_take_effect_later() {
     assert_eq!(spool.read(&held.id).unwrap(), b"held\r\n");
     assert_eq!(spool.read(&kept.id).unwrap(), b"kept\r\n");
 }
+
+/// walkP: on a full disk the compaction under pressure could not write its
+/// copy of the waiting message, said nothing, and the delivered mail behind
+/// it stayed for good. It now says so once, with the bytes the copy needs,
+/// and frees the space as soon as the copy can be written.
+#[tokio::test]
+async fn a_compaction_without_room_for_its_copy_says_what_it_needs() {
+    use std::sync::atomic::Ordering;
+    let dir = tempfile::tempdir().unwrap();
+    let (spool, _) = Spool::open(dir.path()).unwrap();
+    let waiting = envelope(0);
+    spool.accept(&waiting, vec![b'w'; 4096]).await.unwrap();
+    fill_with_dead_bytes(&spool, 1).await;
+    let first = record::list_segments(dir.path()).unwrap();
+    // The disk is full: the copy cannot be written.
+    spool.shared.fail_writes.store(true, Ordering::Relaxed);
+    spool.set_free_floor(u64::MAX / 2);
+    eventually("the compaction says it is stuck", || {
+        spool.compaction_short_of() > 4096
+    })
+    .await;
+    assert!(
+        record::list_segments(dir.path())
+            .unwrap()
+            .contains(&first[0]),
+        "nothing could be freed"
+    );
+    // Space comes back: the copy is made and the delivered mail goes.
+    spool.shared.fail_writes.store(false, Ordering::Relaxed);
+    eventually("the delivered mail's segment is gone", || {
+        spool.compaction_short_of() == 0
+            && !record::list_segments(dir.path())
+                .unwrap()
+                .contains(&first[0])
+    })
+    .await;
+    assert_eq!(spool.read(&waiting.id).unwrap(), vec![b'w'; 4096]);
+}

@@ -472,6 +472,8 @@ impl Writer {
         self.collect_garbage();
         if self.under_pressure() {
             self.relieve();
+        } else {
+            self.compaction_unstuck();
         }
         self.publish();
     }
@@ -520,8 +522,9 @@ impl Writer {
         }
         if current_live > 0 && current_dead >= ROLL_DEAD_AFTER {
             if let Err(e) = self.rotate() {
-                tracing::warn!(target: "app", error = %e,
+                tracing::debug!(target: "app", error = %e,
                     "Cannot start a new spool segment to free the space of delivered mail yet; will try again.");
+                self.compaction_stuck(dead);
                 return;
             }
         }
@@ -535,20 +538,65 @@ impl Writer {
             Err(_) => return,
         };
         let mut moved = 0;
+        let mut stuck = false;
         for seg in &old {
             match self.copy_forward(*seg) {
                 Some(n) => moved += n,
                 // No room for the copy yet: what was copied stays copied.
-                None => break,
+                None => {
+                    stuck = true;
+                    break;
+                }
             }
         }
         self.collect_garbage();
+        if stuck {
+            self.compaction_stuck(dead);
+        } else {
+            self.compaction_unstuck();
+        }
         // Said only when something moved: a round with nothing to copy
         // (the dead bytes in segments no live message pins) would say it
         // every second while the disk stays short.
         if moved > 0 {
             tracing::info!(target: "app", segments = old.len(), messages = moved, dead_bytes = dead,
                 "Spool space is short: copied the live messages forward to free the space of delivered mail.");
+        }
+    }
+
+    /// The compaction under pressure could not write its copy (the disk
+    /// is full: a client without SIZE took the last bytes, or another
+    /// program did). Said once per episode, with what the copy needs.
+    fn compaction_stuck(&mut self, dead: u64) {
+        let need: u64 = match self.index.lock() {
+            Ok(idx) => idx
+                .messages
+                .values()
+                .filter(|e| e.loc.segment != self.segment.number)
+                .map(|e| record::HEADER_LEN + e.envelope.len() as u64 + e.loc.len)
+                .sum(),
+            Err(_) => return,
+        };
+        let was = self
+            .shared
+            .compaction_short_of
+            .swap(need.max(1), std::sync::atomic::Ordering::Relaxed);
+        if was == 0 {
+            let free = super::free_space(&self.dir).unwrap_or(0);
+            tracing::warn!(target: "app", needed_bytes = need, free_bytes = free, dead_bytes = dead,
+                "Spool space is short, and the waiting messages cannot be copied forward to free the space of delivered mail: the disk has no room for the copy. New mail is refused until space is freed on that disk or the waiting messages leave (mailward queue list).");
+        }
+    }
+
+    /// The compaction under pressure ran (or has nothing to do): no longer stuck.
+    fn compaction_unstuck(&mut self) {
+        let was = self
+            .shared
+            .compaction_short_of
+            .swap(0, std::sync::atomic::Ordering::Relaxed);
+        if was > 0 {
+            tracing::info!(target: "app",
+                "The spool could copy the waiting messages forward again; the space of delivered mail is being freed.");
         }
     }
 
@@ -664,9 +712,8 @@ impl Writer {
             ));
         }
         if self
-            .segment
-            .file
-            .write_all(&buf)
+            .injected_failure()
+            .and_then(|()| self.segment.file.write_all(&buf))
             .and_then(|()| self.segment.file.sync_data())
             .is_err()
         {
