@@ -110,8 +110,8 @@ pub fn check_template(name: &str, text: &str) -> Vec<TemplateProblem> {
         }
     };
     let mut out = Vec::new();
-    if !text
-        .lines()
+    let mut lines = text.lines();
+    if !lines
         .next()
         .is_some_and(|l| l.to_ascii_lowercase().starts_with("subject:"))
     {
@@ -120,6 +120,25 @@ pub fn check_template(name: &str, text: &str) -> Vec<TemplateProblem> {
             problem:
                 "a template starts with its \"Subject:\" line, then an empty line, then the body"
                     .into(),
+        });
+    } else if let Some(n) = lines.position(|l| l.trim().is_empty()) {
+        // Lines between the Subject and the empty line would be header
+        // lines, which notices ignore: say so rather than drop them.
+        if n > 0 {
+            out.push(TemplateProblem {
+                line: 2,
+                problem: format!(
+                    "expected an empty line after the Subject line: the {n} line(s) before the \
+                     first empty line would be header lines, and notices use only Subject:"
+                ),
+            });
+        }
+    } else {
+        out.push(TemplateProblem {
+            line: 2,
+            problem: "expected an empty line after the Subject line, then the body (without it \
+                      the whole template is the body and the notice has no subject)"
+                .into(),
         });
     }
     let mut unknown: Vec<String> = tmpl
@@ -235,6 +254,9 @@ pub fn load_dir(dir: &Path) -> (TemplateTexts, Vec<(String, TemplateProblem)>) {
         let path = dir.join(file);
         match std::fs::read_to_string(&path) {
             Ok(text) => {
+                // An editor on Windows saves CRLF: the empty line after
+                // the Subject would be "\r\n" and go unseen (walkO 7).
+                let text = text.replace("\r\n", "\n");
                 out.extend(
                     check_template(file, &text)
                         .into_iter()
@@ -684,6 +706,37 @@ mod tests {
         assert!(
             text.contains("Subject: A message for you was checked: av/infected\r\n"),
             "{text}"
+        );
+    }
+
+    /// The empty line after the Subject is required; CRLF line ends (an
+    /// editor on Windows) are read as LF (walkO 7).
+    #[test]
+    fn the_subject_line_is_followed_by_an_empty_line() {
+        let p = check_template("recipients.txt", "Subject: x\nLine one\n");
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert_eq!(p[0].line, 2);
+        assert!(
+            p[0].problem
+                .starts_with("expected an empty line after the Subject line"),
+            "{p:?}"
+        );
+        let p = check_template("recipients.txt", "Subject: x\nReply-To: a@b\n\nbody\n");
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert_eq!(p[0].line, 2);
+        let dir = std::env::temp_dir().join(format!("mw-crlf-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("recipients.txt"),
+            "Subject: CRLF test {{ status }}\r\n\r\nLine one\r\n",
+        )
+        .unwrap();
+        let (texts, problems) = load_dir(&dir);
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(problems, Vec::new());
+        assert_eq!(
+            texts.get("recipients.txt").map(|t| &**t),
+            Some("Subject: CRLF test {{ status }}\n\nLine one\n")
         );
     }
 
