@@ -56,6 +56,14 @@ pub struct Status {
     /// mail gets 452.
     #[serde(default)]
     pub min_queue_free_space: u64,
+    /// Since when (Unix time) the spool's writes fail, with the last
+    /// error: new mail gets 451 4.3.0 meanwhile.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spool_write_failing: Option<(i64, String)>,
+    /// Bytes the compaction under pressure needs and cannot write (0: not
+    /// stuck).
+    #[serde(default)]
+    pub compaction_short_of: u64,
     pub sessions_in: u64,
     pub sessions_out: u64,
     /// Limits reached: idle sessions get the stress deadlines.
@@ -345,6 +353,8 @@ pub fn of(gw: &Gateway) -> Status {
         spool_free_bytes: snap.value(StatId::SpoolFreeBytes, 0),
         spool_reclaimable_bytes: snap.value(StatId::SpoolReclaimableBytes, 0),
         min_queue_free_space: cfg.limits.min_queue_free_space.0,
+        spool_write_failing: gw.spool.write_failing(),
+        compaction_short_of: gw.spool.compaction_short_of(),
         sessions_in: snap.value(StatId::Sessions, 0),
         sessions_out: snap.value(StatId::Sessions, 1),
         stress: snap.value(StatId::StressMode, 0) == 1,
@@ -422,6 +432,18 @@ pub fn problems(s: &Status) -> Vec<String> {
             "New mail is refused (452 4.3.1): the spool's disk has {} available, under limits.min_queue_free_space ({}). Free space on that disk, or remove queued mail that cannot leave (mailward queue list).",
             bytes(available),
             bytes(s.min_queue_free_space)
+        ));
+    }
+    if let Some((since, error)) = &s.spool_write_failing {
+        p.push(format!(
+            "The spool cannot write since {} ({error}): new mail gets 451 4.3.0 and state changes are not recorded. Free space on the spool's disk, or check it (read-only, failing); mail is taken again at the next write that succeeds.",
+            rfc3339(*since)
+        ));
+    }
+    if s.compaction_short_of > 0 {
+        p.push(format!(
+            "The spool cannot copy its waiting messages forward: it needs {} more on its disk, so the delivered mail behind them stays there until they leave. Free that much space, or remove queued mail that cannot leave (mailward queue list).",
+            bytes(s.compaction_short_of)
         ));
     }
     if !s.restart_pending.is_empty() {
@@ -781,6 +803,8 @@ mod tests {
             spool_free_bytes: 40 << 30,
             spool_reclaimable_bytes: 0,
             min_queue_free_space: 100 << 20,
+            spool_write_failing: None,
+            compaction_short_of: 0,
             sessions_in: 2,
             sessions_out: 1,
             stress: false,
@@ -893,6 +917,33 @@ mod tests {
         s.dns.recent = 4;
         s.dns.recent_failed = 4;
         assert!(problems(&s).is_empty());
+    }
+
+    /// walkP 5: every message got 451 (the spool's writes failed) and
+    /// status named no problem.
+    #[test]
+    fn a_spool_that_cannot_write_is_a_problem() {
+        let mut s = healthy();
+        s.spool_write_failing = Some((
+            1_796_475_633,
+            "No space left on device (os error 28)".into(),
+        ));
+        let p = problems(&s);
+        assert_eq!(p.len(), 1, "{p:#?}");
+        assert!(
+            p[0].starts_with("The spool cannot write since 2026-12-05T13:00:33+00:00 (No space left on device (os error 28)): new mail gets 451 4.3.0"),
+            "{}",
+            p[0]
+        );
+        s.spool_write_failing = None;
+        s.compaction_short_of = 624 << 10;
+        let p = problems(&s);
+        assert_eq!(p.len(), 1, "{p:#?}");
+        assert!(
+            p[0].contains("it needs 624.0 KiB more on its disk"),
+            "{}",
+            p[0]
+        );
     }
 
     /// walkJ: the gateway refused every message with 452 and status

@@ -248,6 +248,10 @@ pub(crate) struct Shared {
     pub(crate) reclaimable: std::sync::atomic::AtomicU64,
     /// Batches whose write or flush failed since start.
     pub(crate) write_errors: std::sync::atomic::AtomicU64,
+    /// Since when the writes fail, and the last error (None once a write
+    /// succeeds again): what `mailward status` says while new mail gets
+    /// 451.
+    pub(crate) failing: std::sync::Mutex<Option<(i64, String)>>,
     /// The free space the admission check keeps (`limits.min_queue_free_space`):
     /// within a segment of it, the writer compacts under pressure.
     pub(crate) free_floor: std::sync::atomic::AtomicU64,
@@ -440,6 +444,12 @@ impl Spool {
         self.shared
             .write_errors
             .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Since when (Unix time) the spool's writes fail, and the last
+    /// error; None while they succeed.
+    pub fn write_failing(&self) -> Option<(i64, String)> {
+        self.shared.failing.lock().ok().and_then(|f| f.clone())
     }
 
     /// When the compaction under pressure cannot run because the disk has

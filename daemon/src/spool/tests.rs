@@ -382,6 +382,9 @@ async fn a_failed_administrators_change_does_not_take_effect_later() {
     released.held = false;
     assert!(spool.update_or_nothing(&released).await.is_err());
     assert!(spool.remove_or_nothing(&kept).await.is_err());
+    // `mailward status` says so while it lasts (walkP 5).
+    let (since, _) = spool.write_failing().expect("the writes are failing");
+    assert!(since > 0);
     spool.shared.fail_writes.store(false, Ordering::Relaxed);
     assert_eq!(spool.read(&kept.id).unwrap(), b"kept\r\n");
 
@@ -396,6 +399,7 @@ async fn a_failed_administrators_change_does_not_take_effect_later() {
     })
     .await;
     assert_eq!(spool.read(&kept.id).unwrap(), b"kept\r\n");
+    assert_eq!(spool.write_failing(), None, "a write succeeded since");
     spool.stop().await;
     drop(spool);
 

@@ -331,6 +331,11 @@ impl Writer {
         match result {
             Ok(()) => {
                 self.segment.len += buf.len() as u64;
+                if self.failing {
+                    if let Ok(mut f) = self.shared.failing.lock() {
+                        *f = None;
+                    }
+                }
                 self.failing = false;
                 self.apply(&mut pending);
                 self.collect_garbage();
@@ -396,6 +401,12 @@ impl Writer {
     /// recorded): counted, logged, and the next write reclaims space first.
     fn failed(&mut self, problem: &str, held: Held) {
         self.failing = true;
+        if let Ok(mut f) = self.shared.failing.lock() {
+            let since = f
+                .as_ref()
+                .map_or_else(|| chrono::Utc::now().timestamp(), |(t, _)| *t);
+            *f = Some((since, problem.to_string()));
+        }
         self.shared
             .write_errors
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
