@@ -37,6 +37,10 @@ pub const VARIABLES: &[(&str, &str)] = &[
         "action",
         "what was done: delivered, parts removed, blocked, ...",
     ),
+    (
+        "changed",
+        "true when the message was not delivered as sent (blocked, refused, parts removed)",
+    ),
     ("group", "the policy group (default for [policy])"),
     ("client", "the client's address"),
     (
@@ -225,6 +229,7 @@ fn sample_context(full: bool) -> minijinja::Value {
         findings => findings,
         action => "blocked (not delivered); a copy is kept in quarantine",
         group => "default",
+        changed => full,
         client => "192.0.2.1",
         quarantine_id => quarantine_id,
         hostname => "gw.example.com",
@@ -513,6 +518,9 @@ pub fn compose(
         findings => findings,
         action => action,
         group => union(about.iter().map(|g| vec![g.partition.label().to_string()])).join(", "),
+        changed => about.iter().any(|g| {
+            !g.plan.edits.is_empty() || g.plan.delivery != super::plan::Delivery::Deliver
+        }),
         client => env.client_ip.to_string(),
         quarantine_id => quarantine_id.unwrap_or_default(),
         hostname => cfg.server.hostname.clone(),
@@ -931,6 +939,54 @@ mod tests {
             "{text}"
         );
         assert!(!text.contains("as/"), "{text}");
+    }
+
+    /// A finding whose action was `pass` (delivered as sent): the sender
+    /// is not told it was "not delivered as sent" (walkO 6).
+    #[test]
+    fn a_sender_notice_about_a_message_delivered_as_sent_says_so() {
+        use crate::check::{Finding, Kind, Report};
+        let cfg =
+            crate::config::parse("[policy]\nnotify_sender = [\"av/all\"]\n", "t.toml").unwrap();
+        let mut env = Envelope::new(
+            QueueId::generate(),
+            "192.0.2.1".parse().unwrap(),
+            "client.test".into(),
+            "me@other.example".into(),
+        );
+        env.rcpts = vec![Recipient::new("user@example.com".into())];
+        let report = Report {
+            av_checked: true,
+            av: vec![Finding::new(
+                Kind::Protected,
+                "encrypted",
+                "a.zip/doc.txt",
+                Some(0),
+            )],
+            ..Report::default()
+        };
+        let verdict =
+            Verdict::from_report(report, super::super::partition(&cfg, &env), false, false);
+        let mut records = Vec::new();
+        let n = super::super::execute::compose_notifications(
+            &cfg,
+            &env,
+            b"Subject: s\r\n\r\nx\r\n",
+            &verdict,
+            &mut records,
+        );
+        assert_eq!(n.len(), 1);
+        let text = String::from_utf8_lossy(records[0].data.as_deref().map_or(&[][..], |d| &d[..]))
+            .into_owned();
+        assert!(text.contains("Action:     delivered\r\n"), "{text}");
+        assert!(!text.contains("not delivered as sent"), "{text}");
+        assert!(!text.contains("may not have received"), "{text}");
+        assert!(
+            text.contains(
+                "Subject: Your message was delivered; a problem was found in it: av/protected\r\n"
+            ),
+            "{text}"
+        );
     }
 
     #[test]
