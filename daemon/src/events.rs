@@ -314,6 +314,10 @@ pub struct MessageRejected<'a> {
     pub client: IpAddr,
     pub reply: &'a str,
     pub refused: Refused,
+    /// What `reason` does not say, where it is one of several causes
+    /// (`spool_space` for a `tempfail` that is the spool's disk); the
+    /// statistics label stays `reason`.
+    pub cause: Option<&'static str>,
 }
 
 impl MessageRejected<'_> {
@@ -322,7 +326,8 @@ impl MessageRejected<'_> {
             reason: self.reason,
         });
         tracing::info!(target: "smtp", client = %self.client, reason = self.reason.as_str(),
-            refused = self.refused.as_str(), reply = %self.reply, "Refused in the session.");
+            cause = self.cause, refused = self.refused.as_str(), reply = %self.reply,
+            "Refused in the session.");
     }
 }
 

@@ -415,6 +415,7 @@ impl Session {
             client: self.client_ip(),
             reply,
             refused: Refused::Transaction,
+            cause: None,
         }
         .emit(&self.gw.stats);
     }

@@ -83,6 +83,7 @@ pub async fn serve(gw: Arc<Gateway>, listeners: Vec<TcpListener>, grace: Duratio
                             client: peer.ip(),
                             reply,
                             refused: crate::events::Refused::Session,
+                            cause: None,
                         }
                         .emit(&gw.stats);
                         sessions.spawn(async move {

@@ -299,6 +299,7 @@ impl Session {
             client,
             reply,
             refused: Refused::Transaction,
+            cause: None,
         }
         .emit(&self.gw.stats);
         conn.reply(reply);
@@ -312,6 +313,7 @@ impl Session {
             client: self.peer.ip(),
             reply,
             refused: Refused::Session,
+            cause: None,
         }
         .emit(&self.gw.stats);
         conn.reply(reply);
@@ -819,9 +821,12 @@ impl Session {
                 self.gw.spool.reclaim_soon();
                 let reply = "452 4.3.1 Insufficient system storage";
                 // Named as `reject` names it: the forwarded client, if any.
-                super::space::SpaceRefused {
+                MessageRejected {
+                    reason: RejectReason::Tempfail,
                     client: self.forwarded.addr.unwrap_or_else(|| self.peer.ip()),
                     reply,
+                    refused: Refused::Transaction,
+                    cause: Some("spool_space"),
                 }
                 .emit(&self.gw.stats);
                 conn.reply(reply);

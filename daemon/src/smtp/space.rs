@@ -3,13 +3,11 @@
 //! a gateway that refuses *all* new mail must say so where an operator
 //! alerting on WARN looks (walkP finding 9): a WARN once when an episode
 //! begins, an INFO when new mail is taken again, and each refusal's line
-//! names the cause (`cause="spool_space"`; its `reason` stays `tempfail`,
-//! the label of `mailward_messages_rejected_total`).
+//! names the cause (`cause="spool_space"` on
+//! [`crate::events::MessageRejected`]; its `reason` stays `tempfail`, the
+//! label of `mailward_messages_rejected_total`).
 
 use crate::config::Limits;
-use crate::events::RejectReason;
-use mailward_metrics::{Event, Stats};
-use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Whether new mail is refused for spool space right now. Process-wide,
@@ -30,23 +28,5 @@ pub(super) fn observe(free: u64, limits: &Limits) {
     } else if SHORT.swap(false, Ordering::Relaxed) {
         tracing::info!(target: "smtp", free_kib = free / 1024, min_queue_free_space = %min,
             "Spool free space is back over limits.min_queue_free_space: new mail is taken again.");
-    }
-}
-
-/// One transaction refused for spool space: counted as any refused
-/// transaction (`mailward_messages_rejected_total{reason="tempfail"}`),
-/// and its line says why.
-pub(super) struct SpaceRefused<'a> {
-    pub client: IpAddr,
-    pub reply: &'a str,
-}
-
-impl SpaceRefused<'_> {
-    pub fn emit(&self, stats: &Stats) {
-        let reason = RejectReason::Tempfail;
-        stats.record(&Event::MessageRejected { reason });
-        tracing::info!(target: "smtp", client = %self.client, reason = reason.as_str(),
-            cause = "spool_space", refused = "transaction", reply = %self.reply,
-            "Refused in the session.");
     }
 }
