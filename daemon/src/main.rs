@@ -201,6 +201,23 @@ fn main() -> ExitCode {
             }
         },
         Command::Bases(c) => bases(c),
+        Command::Scan {
+            config,
+            json,
+            from,
+            to,
+            attachment,
+            paths,
+        } => scan(
+            config.config.as_deref(),
+            &paths,
+            &mailward::ops::scan_cli::Options {
+                json,
+                from,
+                to,
+                attachment,
+            },
+        ),
         Command::Spam(c) => spam(c),
         Command::Quarantine(c) => quarantine(c),
         Command::Archive(c) => archive(c),
@@ -989,6 +1006,41 @@ fn queue_each(
         }
     }
     status
+}
+
+/// `mailward scan`: the exit status says what was found (see its --help).
+fn scan(
+    path: Option<&std::path::Path>,
+    paths: &[std::path::PathBuf],
+    opts: &mailward::ops::scan_cli::Options,
+) -> ExitCode {
+    use mailward::ops::scan_cli::{self, Outcome, ScanCliError};
+    let cfg = match config::load(path) {
+        Ok(c) => c,
+        Err(errors) => {
+            eprintln!("{errors}");
+            return ExitCode::from(EX_CONFIG);
+        }
+    };
+    match scan_cli::scan(
+        &cfg,
+        paths,
+        opts,
+        &mut std::io::stdout(),
+        &mut std::io::stderr(),
+    ) {
+        Ok(Outcome::Clean) => ExitCode::SUCCESS,
+        Ok(Outcome::Found) => ExitCode::from(1),
+        Ok(Outcome::Unchecked) => ExitCode::from(3),
+        Err(e @ ScanCliError::Usage(_)) => {
+            eprintln!("mailward: {e}");
+            ExitCode::from(2)
+        }
+        Err(e) => {
+            eprintln!("mailward: {e}");
+            ExitCode::from(3)
+        }
+    }
 }
 
 fn spam(cmd: SpamCommand) -> ExitCode {

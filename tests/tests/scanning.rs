@@ -15,7 +15,8 @@
 //! - A password-protected zip (`zip -P`), a truncated zip and broken MIME.
 //! - A zip bomb of 1 GiB: `av/error`, delivered in time, memory bounded.
 //! - Name and MIME filters, includes and excludes combined, with a `file:`
-//!   list.
+//!   list; `mailward scan` gives the gateway's verdicts on the same mail
+//!   and attachments saved as files.
 //! - Bases: a set with a syntax error refused (file and line said), a new
 //!   set in use without restart, SIGHUP, rollback.
 //! - Debian's clamav-testfiles: what is found in each, printed as a table
@@ -1160,6 +1161,90 @@ fn name_and_mime_filters_with_includes_excludes_and_a_file_list() -> Result<()> 
         f.check(hits == want, || {
             format!("stats show: filter rule hits {hits:?}, expected {want:?}")
         });
+    }
+
+    // `mailward scan` on the same mail and its attachments saved as
+    // files gives the gateway's answer: what an administrator asks before
+    // telling a partner "send it zipped".
+    let what = "mailward scan";
+    let saved = dir.join("saved");
+    std::fs::create_dir_all(&saved)?;
+    std::fs::write(saved.join("mixed.eml"), &mixed)?;
+    std::fs::write(saved.join("tool.exe"), b"MZ not really")?;
+    std::fs::write(saved.join("setup-1.2.exe"), b"MZ setup")?;
+    std::fs::write(
+        saved.join("tools.zip"),
+        zip_of(&[
+            ("readme.txt", b"Run it.\r\n"),
+            ("run.bat", b"@echo off\r\n"),
+        ])?,
+    )?;
+    std::fs::write(saved.join("notes.txt"), b"Nothing to see.\r\n")?;
+    if let Some(out) = f.step(what, daemon.cli(&["scan", "--json", "saved"])) {
+        f.check(out.status.code() == Some(1), || {
+            format!(
+                "{what}: exit status {:?}, expected 1 (something found):\n{}",
+                out.status,
+                output_text(&out)
+            )
+        });
+        let verdicts: BTreeMap<String, (String, Vec<String>)> =
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+                .map(|v| {
+                    let file = v["file"]
+                        .as_str()
+                        .unwrap_or("")
+                        .trim_start_matches("saved/")
+                        .to_string();
+                    let rules = v["findings"]
+                        .as_array()
+                        .map(|a| {
+                            a.iter()
+                                .map(|x| x["name"].as_str().unwrap_or("").to_string())
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    (
+                        file,
+                        (v["status"].as_str().unwrap_or("").to_string(), rules),
+                    )
+                })
+                .collect();
+        let rules = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let want: BTreeMap<String, (String, Vec<String>)> = [
+            (
+                "mixed.eml",
+                "av/filtered",
+                rules(&["name:*.exe", "mime:video/*", "name:*.scr", "name:*.bat"]),
+            ),
+            ("notes.txt", "av/clean", vec![]),
+            ("setup-1.2.exe", "av/clean", vec![]),
+            ("tool.exe", "av/filtered", rules(&["name:*.exe"])),
+            ("tools.zip", "av/filtered", rules(&["name:*.bat"])),
+        ]
+        .into_iter()
+        .map(|(f, s, r)| (f.to_string(), (s.to_string(), r)))
+        .collect();
+        f.check(verdicts == want, || {
+            format!(
+                "{what}: verdicts\n{verdicts:#?}\nexpected\n{want:#?}\n{}",
+                output_text(&out)
+            )
+        });
+    }
+    if let Some(out) = f.step(what, daemon.cli(&["scan", "saved/notes.txt"])) {
+        f.check(
+            out.status.success()
+                && String::from_utf8_lossy(&out.stdout).trim() == "saved/notes.txt: av/clean",
+            || {
+                format!(
+                    "{what}: a clean file, expected exit 0 and `saved/notes.txt: av/clean`:\n{}",
+                    output_text(&out)
+                )
+            },
+        );
     }
 
     // Only excluded names and types: clean, delivered byte for byte.

@@ -94,6 +94,44 @@ pub fn compile(dir: &Path) -> Result<(yara_x::Rules, usize), BasesError> {
             problem: "no .yar rule files".into(),
         });
     }
+    let mut sources = Vec::with_capacity(files.len());
+    for file in &files {
+        let text = std::fs::read_to_string(file).map_err(|source| BasesError::Read {
+            path: file.clone(),
+            source,
+        })?;
+        sources.push((file.clone(), text));
+    }
+    compile_sources(&sources)
+}
+
+/// The built-in default set, compiled from the binary itself, with its
+/// manifest: what `mailward scan` checks with on a host where no set is
+/// installed (nothing is written to disk for it).
+pub fn compile_builtin() -> Result<(yara_x::Rules, Option<BasesInfo>), BasesError> {
+    let sources: Vec<(PathBuf, String)> = DEFAULT_SET
+        .iter()
+        .filter(|(name, _)| name.ends_with(".yar") || name.ends_with(".yara"))
+        .map(|(name, text)| (PathBuf::from(name), text.to_string()))
+        .collect();
+    let (rules, _) = compile_sources(&sources)?;
+    let info = DEFAULT_SET
+        .iter()
+        .find(|(name, _)| *name == "manifest.toml")
+        .and_then(|(_, text)| toml::from_str::<Manifest>(text).ok())
+        .map(|m| BasesInfo {
+            version: m.version,
+            released: chrono::DateTime::parse_from_rfc3339(&m.released)
+                .map_or(0, |t| t.timestamp()),
+            records: m.records,
+            loaded_at: chrono::Utc::now().timestamp(),
+        });
+    Ok((rules, info))
+}
+
+/// Compiles rule texts, each (its file, its text) in its own namespace
+/// (the file name without extension) in the order given.
+fn compile_sources(sources: &[(PathBuf, String)]) -> Result<(yara_x::Rules, usize), BasesError> {
     let mut compiler = yara_x::Compiler::new();
     for g in GLOBALS {
         compiler
@@ -102,11 +140,7 @@ pub fn compile(dir: &Path) -> Result<(yara_x::Rules, usize), BasesError> {
                 problem: format!("declaring {g}: {e}"),
             })?;
     }
-    for file in &files {
-        let text = std::fs::read_to_string(file).map_err(|source| BasesError::Read {
-            path: file.clone(),
-            source,
-        })?;
+    for (file, text) in sources {
         let namespace = file
             .file_stem()
             .map(|s| {

@@ -1,5 +1,5 @@
 //! The command line (clap): `mailward run | check-config | config | status |
-//! queue | bases | spam | stats | log | quarantine | archive`.
+//! queue | bases | scan | spam | stats | log | quarantine | archive`.
 //! Every command has `--help` with an example.
 
 use clap::{Args, Parser, Subcommand};
@@ -66,6 +66,29 @@ pub enum Command {
         after_help = "Examples:\n  mailward bases status --config mailward.toml\n  mailward bases update --from /srv/mailward-bases/2026-11-24 --config mailward.toml\n  mailward bases rollback --config mailward.toml"
     )]
     Bases(BasesCommand),
+    /// Checks files offline with the configuration's signature bases and content filter, as the gateway checks mail (no daemon needed, nothing is sent).
+    #[command(
+        after_help = "A file that reads as mail (a saved .eml, an mbox) is checked as the message; any other file (an attachment saved from a mail client, a download) as the one attachment of a message, under its own name, so that the name and MIME filters apply as they do in mail. A directory is walked recursively. The groups are those of --from and --to (without --to: the default group). The spam check is not run: see `mailward spam check`.\nExit status: 0 when everything is av/clean, 1 when something was found (infected, suspicious, protected or filtered), 2 for a usage error, 3 when something could not be checked (av/error, a PATH that cannot be read) and nothing was found, 64 for a bad configuration.\n\nExamples:\n  mailward scan invoice.zip --config /etc/mailward/mailward.toml\n  mailward scan --json --to boss@example.com ~/Downloads/ --config mailward.toml"
+    )]
+    Scan {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Prints one JSON object per message and group (file, group, status, findings, objects, bases) instead of text.
+        #[arg(long)]
+        json: bool,
+        /// Checks as mail from this sender (for groups chosen by `senders`); default: the null sender.
+        #[arg(long, value_name = "ADDRESS", default_value = "", value_parser = super::spam_cli::sender_arg)]
+        from: String,
+        /// Checks as mail to this recipient (repeat for several; each group gets its own verdict line).
+        #[arg(long, value_name = "ADDRESS", value_parser = address)]
+        to: Vec<String>,
+        /// Checks every file as an attachment, even one that reads as a message.
+        #[arg(long)]
+        attachment: bool,
+        /// Files, directories or mboxes to check.
+        #[arg(required = true, value_name = "PATH")]
+        paths: Vec<PathBuf>,
+    },
     /// Teaches, checks and shows the spam classifier (offline, on files).
     #[command(
         subcommand,

@@ -12,6 +12,7 @@ pub mod metrics_http;
 pub mod privileges;
 pub mod queue_summary;
 pub mod salvage_report;
+pub mod scan_cli;
 pub mod snmp;
 pub mod spam_cli;
 pub mod stats_file;

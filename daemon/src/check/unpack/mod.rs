@@ -459,12 +459,39 @@ impl<'m> Unpacked<'m, '_> {
 /// `.eml` alone does not make one: what matters is what a mail client
 /// would open it as. Cheap on anything else: the first line decides most.
 fn is_mail_file(data: &[u8]) -> bool {
+    mail_header(data).is_some_and(|h| h.fields >= 2 && h.mime && h.mail && h.body)
+}
+
+/// What the header block at the start of `data` says of it being mail
+/// (None: it is not a block of header fields at all).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MailHeader {
+    /// Header fields in the block.
+    pub fields: usize,
+    /// A `MIME-Version` or `Content-Type` field.
+    pub mime: bool,
+    /// A field only mail has (`From`, `Date`, `Received`, `Return-Path`,
+    /// `Message-ID`, `Subject`, `To`).
+    pub mail: bool,
+    /// An empty line ends the block (a body may follow).
+    pub body: bool,
+}
+
+/// Reads the header block at the start of `data` (its first 64 KiB at
+/// most): None when a line of it is not a header field. Cheap on anything
+/// else: the first line decides most.
+pub fn mail_header(data: &[u8]) -> Option<MailHeader> {
     let head = &data[..data.len().min(64 * 1024)];
     let end = crate::text::HeaderEnd::of(head);
-    if end.blank == 0 || end.header == 0 {
-        return false;
+    if end.header == 0 {
+        return None;
     }
-    let (mut mime, mut mail, mut fields) = (false, false, 0);
+    let mut h = MailHeader {
+        fields: 0,
+        mime: false,
+        mail: false,
+        body: end.blank > 0,
+    };
     for (n, line) in head[..end.header]
         .split_inclusive(|&b| b == b'\n')
         .enumerate()
@@ -472,17 +499,15 @@ fn is_mail_file(data: &[u8]) -> bool {
         if n > 0 && matches!(line.first(), Some(b' ' | b'\t')) {
             continue;
         }
-        let Some(colon) = line.iter().position(|&b| b == b':') else {
-            return false;
-        };
+        let colon = line.iter().position(|&b| b == b':')?;
         let field = &line[..colon];
         if field.is_empty() || !field.iter().all(|b| (33..=126).contains(b)) {
-            return false;
+            return None;
         }
-        fields += 1;
+        h.fields += 1;
         let is = |want: &str| field.eq_ignore_ascii_case(want.as_bytes());
-        mime |= is("MIME-Version") || is("Content-Type");
-        mail |= [
+        h.mime |= is("MIME-Version") || is("Content-Type");
+        h.mail |= [
             "From",
             "Date",
             "Received",
@@ -494,7 +519,7 @@ fn is_mail_file(data: &[u8]) -> bool {
         .iter()
         .any(|f| is(f));
     }
-    fields >= 2 && mime && mail
+    Some(h)
 }
 
 /// Whether a text may hold a uuencoded block (a cheap test before parsing).

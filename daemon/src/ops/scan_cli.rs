@@ -1,0 +1,555 @@
+//! `mailward scan PATH...`: checks files offline with the anti-virus bases
+//! and the content filter of the configuration, as the gateway checks the
+//! mail that carries them, without a running daemon and without sending
+//! anything. An administrator asks "would this attachment be stopped?" or
+//! "what does the quarantined copy hold?" and gets the gateway's answer.
+//!
+//! A file that is a message (a header block such as a mail client saves,
+//! or an mbox) is checked as a message; any other file (an attachment
+//! saved from a mail client, a download) is checked as the one attachment
+//! of a message, under its own name, so that the name and MIME filters
+//! apply to it as they would in mail.
+
+use crate::check::bases::{self, BasesError};
+use crate::check::unpack::mail_header;
+use crate::check::{self, AvStatus, Finding, MemoryPool, Partition, Report, Tools};
+use crate::config::Config;
+use crate::envelope::{Envelope, QueueId, Recipient};
+use base64::Engine as _;
+use std::io::Write;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ScanCliError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot load the signature bases: {0}")]
+    Bases(#[from] BasesError),
+    #[error("{0}")]
+    Usage(String),
+}
+
+/// What `mailward scan` is asked.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// One JSON object per message and group instead of text.
+    pub json: bool,
+    /// The envelope sender the groups see ("" = the null sender).
+    pub from: String,
+    /// Envelope recipients; none = one recipient of the default group.
+    pub to: Vec<String>,
+    /// Every file is checked as an attachment, even one that reads as a
+    /// message.
+    pub attachment: bool,
+}
+
+/// How a run ended, for the exit status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Outcome {
+    /// Everything checked is `av/clean` (exit 0).
+    Clean,
+    /// Something could not be looked into (`av/error`) or a PATH could not
+    /// be read, and nothing was found (exit 3).
+    Unchecked,
+    /// Some message is infected, suspicious, protected or filtered (exit 1).
+    Found,
+}
+
+/// One thing to check: where it came from and the message to check.
+struct Item {
+    name: String,
+    message: Vec<u8>,
+}
+
+/// Checks every PATH (a file, a directory walked recursively in name
+/// order, an mbox) and writes one verdict per message and group to `out`;
+/// PATHs that cannot be read are said on `err` and the others are checked.
+pub fn scan(
+    cfg: &Config,
+    paths: &[PathBuf],
+    opts: &Options,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> Result<Outcome, ScanCliError> {
+    let (rules, info) = load_bases(cfg, err)?;
+    let mut scanner = yara_x::Scanner::new(&rules);
+    let pool = MemoryPool::new(cfg.limits.scan_memory.0);
+    let envelope = envelope(opts);
+    let partitions = partitions(cfg, &envelope);
+    let mut outcome = Outcome::Clean;
+    let (mut checked, mut unread) = (0usize, 0usize);
+    for path in paths {
+        let items = match gather(path, opts.attachment) {
+            Ok(items) => items,
+            Err(e) => {
+                unread += 1;
+                let _ = writeln!(err, "mailward: {e}");
+                continue;
+            }
+        };
+        for item in items {
+            let mut tools = Tools {
+                scanner: Some(&mut scanner),
+                bases: info.as_ref(),
+                pool: &pool,
+                spam: None,
+            };
+            let report = check::run(
+                &envelope,
+                &item.message,
+                &partitions,
+                &mut tools,
+                cfg.timeouts.scan.get(),
+            );
+            checked += 1;
+            for p in &partitions {
+                let status = report.av_status(&p.group, &p.policy);
+                outcome = outcome.max(match status {
+                    Some(AvStatus::Clean) | None => Outcome::Clean,
+                    Some(AvStatus::Error) => Outcome::Unchecked,
+                    Some(_) => Outcome::Found,
+                });
+                let line = if opts.json {
+                    json_line(&item, p, status, &report, partitions.len())
+                } else {
+                    text_line(&item, p, status, &report, partitions.len())
+                };
+                if writeln!(out, "{line}").is_err() {
+                    return Ok(outcome);
+                }
+            }
+        }
+    }
+    if unread > 0 {
+        let _ = writeln!(
+            err,
+            "mailward: {unread} of {} path(s) could not be read; {checked} message(s) checked",
+            paths.len()
+        );
+        outcome = outcome.max(Outcome::Unchecked);
+    }
+    Ok(outcome)
+}
+
+/// The installed bases, as the gateway loads them; the built-in set when
+/// none is installed yet (a host where the gateway never ran), said on
+/// `err` so that nobody takes its few test rules for a real set.
+fn load_bases(
+    cfg: &Config,
+    err: &mut dyn Write,
+) -> Result<(yara_x::Rules, Option<bases::BasesInfo>), ScanCliError> {
+    let dir = &cfg.bases.av;
+    // Only "not there" means "none installed": a directory this user may
+    // not read (the daemon's, 0700) is said, not checked with less.
+    let manifest = dir.join("manifest.toml");
+    match std::fs::metadata(&manifest) {
+        Ok(_) => {
+            let info = bases::read(dir)?;
+            let (rules, _) = bases::compile(dir)?;
+            return Ok((rules, info));
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(source) => {
+            return Err(ScanCliError::Io {
+                path: manifest,
+                source,
+            })
+        }
+    }
+    let (rules, info) = bases::compile_builtin()?;
+    let _ = writeln!(
+        err,
+        "mailward: warning: no signature bases installed in {} (bases.av): checking with the built-in set {}, a few test rules only (the gateway installs it at its first start; `mailward bases update --from DIR` installs a real set)",
+        dir.display(),
+        info.as_ref().map_or("", |i| i.version.as_str()),
+    );
+    Ok((rules, info))
+}
+
+/// The envelope the groups are chosen by, as if the message came from a
+/// client on the loopback address.
+fn envelope(opts: &Options) -> Envelope {
+    let mut env = Envelope::new(
+        QueueId::generate(),
+        IpAddr::V4(Ipv4Addr::LOCALHOST),
+        "localhost".into(),
+        opts.from.clone(),
+    );
+    env.rcpts = if opts.to.is_empty() {
+        // No address of any group: the default group's policy.
+        vec![Recipient::new("recipient@scan.invalid".into())]
+    } else {
+        opts.to.iter().cloned().map(Recipient::new).collect()
+    };
+    env
+}
+
+/// The groups of the envelope's recipients, with the anti-virus check and
+/// the content filter as each group has them and the spam check off: it
+/// judges the session as well as the message (`mailward spam check` does
+/// that offline).
+fn partitions(cfg: &Config, env: &Envelope) -> Vec<Partition> {
+    crate::policy::partition(cfg, env)
+        .into_iter()
+        .map(|mut p| {
+            let mut policy = (*p.policy).clone();
+            policy.check_spam = false;
+            p.policy = Arc::new(policy);
+            p
+        })
+        .collect()
+}
+
+/// The messages of one PATH.
+fn gather(path: &Path, attachment: bool) -> Result<Vec<Item>, ScanCliError> {
+    let io = |source| ScanCliError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let meta = std::fs::metadata(path).map_err(io)?;
+    if !meta.is_dir() {
+        return read_one(path, attachment);
+    }
+    let mut files = Vec::new();
+    walk(path, &mut files)?;
+    if files.is_empty() {
+        return Err(ScanCliError::Usage(format!(
+            "{}: the directory holds no files",
+            path.display()
+        )));
+    }
+    let mut items = Vec::new();
+    for f in files {
+        items.extend(read_one(&f, attachment)?);
+    }
+    Ok(items)
+}
+
+/// The regular files under `dir`, in name order, recursively (symbolic
+/// links are not followed: a link to `/` would walk the whole host).
+fn walk(dir: &Path, files: &mut Vec<PathBuf>) -> Result<(), ScanCliError> {
+    let io = |source| ScanCliError::Io {
+        path: dir.to_path_buf(),
+        source,
+    };
+    let mut entries: Vec<std::fs::DirEntry> = std::fs::read_dir(dir)
+        .map_err(io)?
+        .collect::<Result<_, _>>()
+        .map_err(io)?;
+    entries.sort_by_key(std::fs::DirEntry::file_name);
+    for e in entries {
+        let kind = e.file_type().map_err(io)?;
+        if kind.is_dir() {
+            walk(&e.path(), files)?;
+        } else if kind.is_file() {
+            files.push(e.path());
+        }
+    }
+    Ok(())
+}
+
+/// One file: its messages when it reads as mail (one message, or several
+/// in an mbox), else itself as an attachment.
+fn read_one(path: &Path, attachment: bool) -> Result<Vec<Item>, ScanCliError> {
+    let bytes = std::fs::read(path).map_err(|source| ScanCliError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let name = path.display().to_string();
+    let is_mail = bytes.starts_with(b"From ") || mail_header(&bytes).is_some_and(|h| h.mail);
+    if attachment || !is_mail {
+        let file_name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        return Ok(vec![Item {
+            name,
+            message: as_attachment(&file_name, &bytes),
+        }]);
+    }
+    if !bytes.starts_with(b"From ") {
+        return Ok(vec![Item {
+            name,
+            message: bytes,
+        }]);
+    }
+    let sources = super::spam_cli::messages(std::slice::from_ref(&path.to_path_buf()))
+        .map_err(|e| ScanCliError::Usage(e.to_string()))?;
+    Ok(sources
+        .into_iter()
+        .map(|s| Item {
+            name: s.name,
+            message: s.bytes,
+        })
+        .collect())
+}
+
+/// A message whose one part is `data`, attached under `file_name` as
+/// `application/octet-stream` (what a mail client declares for a file it
+/// does not know), base64-encoded as clients send it.
+fn as_attachment(file_name: &str, data: &[u8]) -> Vec<u8> {
+    let encoded = base64::engine::general_purpose::STANDARD.encode(data);
+    let boundary = "=_mailward-scan-boundary-7d3c1e";
+    let param = filename_param(file_name);
+    let mut m = format!(
+        "From: <>\r\nSubject: mailward scan\r\nMIME-Version: 1.0\r\n\
+         Content-Type: multipart/mixed; boundary=\"{boundary}\"\r\n\r\n\
+         --{boundary}\r\nContent-Type: application/octet-stream; {name}\r\n\
+         Content-Disposition: attachment; {param}\r\n\
+         Content-Transfer-Encoding: base64\r\n\r\n",
+        name = param.replacen("filename", "name", 1),
+    );
+    for line in encoded.as_bytes().chunks(76) {
+        m.push_str(&String::from_utf8_lossy(line));
+        m.push_str("\r\n");
+    }
+    m.push_str(&format!("--{boundary}--\r\n"));
+    m.into_bytes()
+}
+
+/// `filename="NAME"`, or RFC 2231's `filename*=utf-8''NAME` for a name a
+/// quoted string cannot carry (non-ASCII, quotes, control characters).
+fn filename_param(name: &str) -> String {
+    let plain = name
+        .chars()
+        .all(|c| c.is_ascii() && !c.is_ascii_control() && c != '"' && c != '\\');
+    if plain {
+        return format!("filename=\"{name}\"");
+    }
+    let mut v = String::from("filename*=utf-8''");
+    for b in name.bytes() {
+        if b.is_ascii_alphanumeric() || b"!#$&+-.^_`|~".contains(&b) {
+            v.push(char::from(b));
+        } else {
+            v.push_str(&format!("%{b:02X}"));
+        }
+    }
+    v
+}
+
+/// "eicar.zip: av/infected" and one line per finding.
+fn text_line(
+    item: &Item,
+    p: &Partition,
+    status: Option<AvStatus>,
+    report: &Report,
+    groups: usize,
+) -> String {
+    let mut line = item.name.clone();
+    if groups > 1 || !p.group.is_empty() {
+        line.push_str(&format!(" (group {})", p.label()));
+    }
+    match status {
+        None => line.push_str(": not checked (check_av = false in this group)"),
+        Some(s) => {
+            line.push_str(&format!(": av/{}", s.as_str()));
+            for f in report.findings_for(&p.group, &p.policy) {
+                line.push_str(&format!("\n  {}: {} in {}", kind(f), f.name, f.path));
+            }
+        }
+    }
+    line
+}
+
+fn json_line(
+    item: &Item,
+    p: &Partition,
+    status: Option<AvStatus>,
+    report: &Report,
+    _groups: usize,
+) -> String {
+    let findings: Vec<serde_json::Value> = report
+        .findings_for(&p.group, &p.policy)
+        .map(|f| {
+            serde_json::json!({
+                "status": format!("av/{}", f.kind.status().as_str()),
+                "name": f.name,
+                "path": f.path,
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "file": item.name,
+        "group": p.label(),
+        "status": status.map(|s| format!("av/{}", s.as_str())),
+        "findings": findings,
+        "objects": report.objects,
+        "bases": report.bases.as_ref().map(|b| b.version.clone()),
+        "milliseconds": report.duration.as_millis() as u64,
+    })
+    .to_string()
+}
+
+/// A finding's status word, as the verdict header writes it.
+fn kind(f: &Finding) -> &'static str {
+    f.kind.status().as_str()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg_with_bases(dir: &Path) -> Config {
+        let mut cfg = crate::config::parse(crate::config::DEFAULT_TOML, "<test>").unwrap();
+        cfg.bases.av = dir.join("av");
+        bases::install_default(&cfg.bases.av).unwrap();
+        cfg
+    }
+
+    const EICAR: &[u8] = b"X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*";
+
+    fn run(cfg: &Config, paths: &[PathBuf], opts: &Options) -> (Outcome, String, String) {
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let outcome = scan(cfg, paths, opts, &mut out, &mut err).unwrap();
+        (
+            outcome,
+            String::from_utf8(out).unwrap(),
+            String::from_utf8(err).unwrap(),
+        )
+    }
+
+    #[test]
+    fn a_plain_file_is_checked_as_an_attachment_under_its_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = cfg_with_bases(dir.path());
+        let file = dir.path().join("eicar.com");
+        std::fs::write(&file, EICAR).unwrap();
+        let clean = dir.path().join("notes.txt");
+        std::fs::write(&clean, b"nothing to see here\n").unwrap();
+        let (outcome, out, err) = run(&cfg, &[file, clean], &Options::default());
+        assert_eq!(outcome, Outcome::Found, "{out}{err}");
+        let mut lines = out.lines();
+        assert!(
+            lines.next().unwrap().ends_with("eicar.com: av/infected"),
+            "{out}"
+        );
+        assert!(lines.next().unwrap().contains("infected: "), "{out}");
+        assert!(out.contains("notes.txt: av/clean"), "{out}");
+        assert!(err.is_empty(), "{err}");
+    }
+
+    #[test]
+    fn a_message_file_is_checked_as_the_message() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = cfg_with_bases(dir.path());
+        let inner = base64::engine::general_purpose::STANDARD.encode(EICAR);
+        let msg = format!(
+            "From: a@example.com\r\nTo: b@example.com\r\nSubject: hi\r\nMIME-Version: 1.0\r\n\
+             Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nhello\r\n\
+             --b\r\nContent-Type: application/octet-stream; name=\"test.bin\"\r\n\
+             Content-Transfer-Encoding: base64\r\n\r\n{inner}\r\n--b--\r\n"
+        );
+        let file = dir.path().join("mail.eml");
+        std::fs::write(&file, msg).unwrap();
+        let (outcome, out, _) = run(
+            &cfg,
+            std::slice::from_ref(&file),
+            &Options {
+                json: true,
+                ..Options::default()
+            },
+        );
+        assert_eq!(outcome, Outcome::Found);
+        let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+        assert_eq!(v["status"], "av/infected", "{out}");
+        assert_eq!(v["group"], "default");
+        assert!(
+            v["findings"][0]["path"]
+                .as_str()
+                .unwrap()
+                .contains("test.bin"),
+            "{out}"
+        );
+        // The same file as an attachment: one object more (the message
+        // itself is the attachment's content).
+        let (_, out2, _) = run(
+            &cfg,
+            &[file],
+            &Options {
+                json: true,
+                attachment: true,
+                ..Options::default()
+            },
+        );
+        let v2: serde_json::Value = serde_json::from_str(out2.trim()).unwrap();
+        assert_eq!(v2["status"], "av/infected", "{out2}");
+        assert!(
+            v2["findings"][0]["path"]
+                .as_str()
+                .unwrap()
+                .contains("mail.eml"),
+            "{out2}"
+        );
+    }
+
+    #[test]
+    fn a_filtered_name_counts_for_the_group_that_filters_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = cfg_with_bases(dir.path());
+        cfg.policy.include_by_name = vec![crate::config::Pattern::new("*.exe")];
+        let file = dir.path().join("tool.exe");
+        std::fs::write(&file, b"MZ not really a program").unwrap();
+        let (outcome, out, _) = run(&cfg, &[file], &Options::default());
+        assert_eq!(outcome, Outcome::Found);
+        assert!(out.contains("tool.exe: av/filtered"), "{out}");
+        assert!(out.contains("filtered: name:*.exe in"), "{out}");
+    }
+
+    #[test]
+    fn a_missing_path_is_said_and_the_others_are_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = cfg_with_bases(dir.path());
+        let sub = dir.path().join("d/e");
+        std::fs::create_dir_all(&sub).unwrap();
+        std::fs::write(sub.join("a.txt"), b"a").unwrap();
+        std::fs::write(dir.path().join("d/b.txt"), b"b").unwrap();
+        let (outcome, out, err) = run(
+            &cfg,
+            &[dir.path().join("nosuch"), dir.path().join("d")],
+            &Options::default(),
+        );
+        assert_eq!(outcome, Outcome::Unchecked);
+        assert!(err.contains("nosuch: No such file"), "{err}");
+        assert!(
+            err.contains("1 of 2 path(s) could not be read; 2 message(s) checked"),
+            "{err}"
+        );
+        // Name order, the subdirectory's file where its name sorts.
+        let names: Vec<&str> = out.lines().collect();
+        assert!(
+            names[0].contains("b.txt") && names[1].contains("e/a.txt"),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn without_installed_bases_the_built_in_set_is_used_and_said() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = crate::config::parse(crate::config::DEFAULT_TOML, "<test>").unwrap();
+        cfg.bases.av = dir.path().join("none");
+        let file = dir.path().join("x.com");
+        std::fs::write(&file, EICAR).unwrap();
+        let (outcome, _, err) = run(&cfg, &[file], &Options::default());
+        assert_eq!(outcome, Outcome::Found);
+        assert!(err.contains("no signature bases installed"), "{err}");
+        assert!(
+            !dir.path().join("none").exists(),
+            "nothing is installed by a check"
+        );
+    }
+
+    #[test]
+    fn odd_file_names_are_carried_in_rfc_2231_form() {
+        assert_eq!(filename_param("a b.exe"), "filename=\"a b.exe\"");
+        assert_eq!(
+            filename_param("Rechnung ä.exe"),
+            "filename*=utf-8''Rechnung%20%C3%A4.exe"
+        );
+        assert_eq!(filename_param("q\"x.exe"), "filename*=utf-8''q%22x.exe");
+    }
+}
