@@ -56,6 +56,10 @@ pub struct Status {
     /// mail gets 452.
     #[serde(default)]
     pub min_queue_free_space: u64,
+    /// Room the admission check keeps beside that floor for the
+    /// compaction's copy of the waiting messages.
+    #[serde(default)]
+    pub spool_copy_reserve: u64,
     /// Since when (Unix time) the spool's writes fail, with the last
     /// error: new mail gets 451 4.3.0 meanwhile.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -353,6 +357,7 @@ pub fn of(gw: &Gateway) -> Status {
         spool_free_bytes: snap.value(StatId::SpoolFreeBytes, 0),
         spool_reclaimable_bytes: snap.value(StatId::SpoolReclaimableBytes, 0),
         min_queue_free_space: cfg.limits.min_queue_free_space.0,
+        spool_copy_reserve: gw.spool.copy_reserve(),
         spool_write_failing: gw.spool.write_failing(),
         compaction_short_of: gw.spool.compaction_short_of(),
         sessions_in: snap.value(StatId::Sessions, 0),
@@ -432,6 +437,13 @@ pub fn problems(s: &Status) -> Vec<String> {
             "New mail is refused (452 4.3.1): the spool's disk has {} available, under limits.min_queue_free_space ({}). Free space on that disk, or remove queued mail that cannot leave (mailward queue list).",
             bytes(available),
             bytes(s.min_queue_free_space)
+        ));
+    } else if available < s.min_queue_free_space.saturating_add(s.spool_copy_reserve) {
+        p.push(format!(
+            "New mail is refused (452 4.3.1): the spool's disk has {} available, under limits.min_queue_free_space ({}) plus the {} kept to copy the waiting messages forward. Free space on that disk, or remove queued mail that cannot leave (mailward queue list).",
+            bytes(available),
+            bytes(s.min_queue_free_space),
+            bytes(s.spool_copy_reserve)
         ));
     }
     if let Some((since, error)) = &s.spool_write_failing {
@@ -803,6 +815,7 @@ mod tests {
             spool_free_bytes: 40 << 30,
             spool_reclaimable_bytes: 0,
             min_queue_free_space: 100 << 20,
+            spool_copy_reserve: 0,
             spool_write_failing: None,
             compaction_short_of: 0,
             sessions_in: 2,
@@ -963,6 +976,19 @@ mod tests {
             "{}",
             p[0]
         );
+        // Over the floor, but not over the floor and the room kept for
+        // the compaction's copy: refused too, and said why.
+        s.spool_free_bytes = 5 << 20;
+        s.spool_copy_reserve = 2 << 20;
+        let p = problems(&s);
+        assert_eq!(p.len(), 1, "{p:#?}");
+        assert!(
+            p[0].contains("5.0 MiB available, under limits.min_queue_free_space (4.0 MiB) plus the 2.0 MiB kept to copy the waiting messages forward"),
+            "{}",
+            p[0]
+        );
+        s.spool_free_bytes = 6 << 20;
+        assert!(problems(&s).is_empty(), "{:#?}", problems(&s));
     }
 
     #[test]

@@ -15,6 +15,7 @@ use crate::events::{
     SessionTimedOut, TimeoutPhase, TransactionRefused,
 };
 use crate::gateway::{Gateway, SessionSlot};
+use crate::spool::NoRoom;
 use crate::standing::Standing;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -53,6 +54,9 @@ struct Transaction {
     /// Who the message is from: the peer, or the original client an MTA
     /// in front of us forwarded (XFORWARD).
     client: Client,
+    /// Spool room held for the message (its declared SIZE, then what DATA
+    /// brings): other sessions' admission checks count it.
+    room: crate::spool::Reservation,
 }
 
 /// What a transaction's refused recipients owe the statistics. Each refused
@@ -812,28 +816,15 @@ impl Session {
             );
             return Flow::Close;
         }
-        match self.gw.spool.available() {
-            Ok(free) if free < limits.min_queue_free_space.0.saturating_add(declared) => {
-                super::space::observe(free, limits);
-                // Delivered mail may be pinned in a segment by a waiting
-                // message: the writer compacts now rather than at its next
-                // tick, so that the client's retry finds the space.
-                self.gw.spool.reclaim_soon();
-                let reply = "452 4.3.1 Insufficient system storage";
-                // Named as `reject` names it: the forwarded client, if any.
-                MessageRejected {
-                    reason: RejectReason::Tempfail,
-                    client: self.forwarded.addr.unwrap_or_else(|| self.peer.ip()),
-                    reply,
-                    refused: Refused::Transaction,
-                    cause: Some("spool_space"),
-                }
-                .emit(&self.gw.stats);
-                conn.reply(reply);
+        let mut room = self.gw.spool.reservation();
+        match self.gw.spool.reserve(&mut room, declared) {
+            Ok(found) => super::space::taken(&found, limits),
+            Err(NoRoom::Short(found)) => {
+                super::space::refused(&found, super::space::When::Mail, limits);
+                self.refuse_for_space(conn);
                 return Flow::Continue;
             }
-            Ok(free) => super::space::observe(free, limits),
-            Err(e) => {
+            Err(NoRoom::Unknown(e)) => {
                 tracing::warn!(target: "smtp", error = %e, "Cannot read free spool space.");
             }
         }
@@ -871,9 +862,29 @@ impl Session {
             refusals: Refusals::None,
             spf,
             client,
+            room,
         }));
         conn.reply("250 2.1.0 Ok");
         Flow::Continue
+    }
+
+    /// `452 4.3.1` for lack of spool space, at MAIL or at the end of DATA.
+    fn refuse_for_space(&mut self, conn: &mut Conn) {
+        // Delivered mail may be pinned in a segment by a waiting message:
+        // the writer compacts now rather than at its next tick, so that
+        // the client's retry finds the space.
+        self.gw.spool.reclaim_soon();
+        let reply = "452 4.3.1 Insufficient system storage";
+        // Named as `reject` names it: the forwarded client, if any.
+        MessageRejected {
+            reason: RejectReason::Tempfail,
+            client: self.forwarded.addr.unwrap_or_else(|| self.peer.ip()),
+            reply,
+            refused: Refused::Transaction,
+            cause: Some("spool_space"),
+        }
+        .emit(&self.gw.stats);
+        conn.reply(reply);
     }
 
     fn rcpt(&mut self, conn: &mut Conn, to: String, params: command::RcptParams) -> Flow {
@@ -1026,14 +1037,20 @@ impl Session {
         let mut line = Vec::with_capacity(MAX_DATA_LINE);
         let started = tokio::time::Instant::now();
         let mut stress = self.gw.stress_watch();
+        // Refused for spool space while the data came in: the bytes are no
+        // longer kept (`dropped` counts those before), and the end of DATA
+        // gets 452.
+        let mut short = Short::No;
+        let mut dropped = 0u64;
         loop {
+            let received = dropped + asm.received();
             // One deadline for the whole DATA phase: timeouts.data, plus the
             // time the octets received so far may take at min_data_rate
             // (Postfix's smtpd_min_data_rate). A client that trickles a line
             // a second no longer holds its slot for ever.
             let deadlines = Deadlines {
-                normal: started + data_allowance(&self.cfg, asm.received(), false),
-                stressed: started + data_allowance(&self.cfg, asm.received(), true),
+                normal: started + data_allowance(&self.cfg, received, false),
+                stressed: started + data_allowance(&self.cfg, received, true),
             };
             let slot = (&self.slot, &*self.cfg);
             match read_by(
@@ -1056,15 +1073,37 @@ impl Session {
                     settle(&self.gw.stats);
                     return Flow::Close;
                 }
-                Read::Line(Ok(Line::TooLong { crlf })) => asm.too_long(crlf),
+                Read::Line(Ok(Line::TooLong { crlf })) => {
+                    asm.too_long(crlf);
+                    short.line_ended(crlf, &mut asm, &mut dropped);
+                }
                 Read::Line(Ok(Line::Complete)) => {
                     if asm.line(&line) {
                         break;
                     }
+                    short.line_ended(line.ends_with(b"\r\n"), &mut asm, &mut dropped);
+                }
+            }
+            // The bytes are on their way to the spool: room for them is
+            // taken as they come (a chunk at a time), so that messages
+            // without SIZE, together, cannot write past the floor.
+            // (Not past max_message_size: that message is refused with 552
+            // and not kept either.)
+            let wanted = asm.received().min(limits.max_message_size.0);
+            if short == Short::No && wanted > tx.room.bytes() {
+                let more = (wanted - tx.room.bytes()).max(ROOM_CHUNK);
+                if let Err(NoRoom::Short(found)) = self.gw.spool.reserve(&mut tx.room, more) {
+                    super::space::refused(&found, super::space::When::Data, limits);
+                    tx.room.release();
+                    short = Short::Pending;
                 }
             }
         }
         let msg = asm.finish();
+        if short != Short::No && dropped + msg.size <= limits.max_message_size.0 {
+            self.refuse_for_space(conn);
+            return Flow::Continue;
+        }
         if msg.oversize {
             self.reject_for(
                 conn,
@@ -1130,7 +1169,11 @@ impl Session {
         envelope.forwarded_by = tx.client.forwarded_by;
         envelope.upstream_id = tx.client.upstream_id;
         envelope.auth.spf = tx.spf;
-        if let Err(e) = self.gw.spool.accept(&envelope, bytes.clone()).await {
+        let written = self.gw.spool.accept(&envelope, bytes.clone()).await;
+        // Written (its room is now used space) or refused: either way the
+        // room held for it goes back.
+        drop(tx.room);
+        if let Err(e) = written {
             tracing::error!(target: "smtp", queue_id = %id, error = %e, "Cannot spool the message.");
             self.reject_for(
                 conn,
@@ -1200,6 +1243,35 @@ impl Session {
             self.cfg.server.hostname,
             chrono::Utc::now().to_rfc2822(),
         )
+    }
+}
+
+/// Spool room a message takes at a time as its data comes in (one check
+/// of the free space per chunk).
+const ROOM_CHUNK: u64 = 64 * 1024;
+
+/// Whether DATA was refused for spool space while it came in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Short {
+    No,
+    /// Refused: the bytes are dropped from the next line on that ends in
+    /// CRLF (the assembler starts again there, and only there may "."
+    /// end the data).
+    Pending,
+    /// Refused and the bytes no longer kept.
+    Dropping,
+}
+
+impl Short {
+    /// After a line: once refused and at a line end where the data may
+    /// end, swaps the assembler for one that keeps nothing (its size
+    /// limit is 0), counting what the old one had in `dropped`.
+    fn line_ended(&mut self, crlf: bool, asm: &mut Assembler, dropped: &mut u64) {
+        if *self == Short::Pending && crlf {
+            *dropped += asm.received();
+            *asm = Assembler::new(0);
+            *self = Short::Dropping;
+        }
     }
 }
 

@@ -42,7 +42,12 @@
 //! second (and right away after a failed write) the writer rolls over from
 //! a current segment that no live message uses and deletes the dead prefix
 //! of segments. The free-space check of new mail counts that reclaimable
-//! space ([`Spool::available`]). A "removed" or "updated" record from
+//! space ([`Spool::available`]), and keeps free, besides the floor, the
+//! room the compaction under pressure needs for its copy
+//! ([`Index::copy_reserve`]) and the bytes of every message being received
+//! ([`Spool::reserve`]): so clients that declare no size cannot, together,
+//! write the disk past the floor and leave the copy no room (walkP 1).
+//! A "removed" or "updated" record from
 //! delivery that cannot be written (the disk is full) still takes effect in
 //! memory: the removal becomes durable when the segment holding the message
 //! is deleted; a crash before that delivers the message again
@@ -81,6 +86,9 @@ pub const COMPACT_AFTER_SEGMENTS: usize = 4;
 pub const ROLL_DEAD_AFTER: u64 = 1024 * 1024;
 /// How often the writer looks for space to reclaim when nothing is written.
 pub const MAINTENANCE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+/// Room kept beyond the bytes of a compaction's copy: the file system
+/// rounds a file up to whole blocks, and the copy may need a new segment.
+pub const COPY_SLACK: u64 = 64 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SpoolError {
@@ -128,6 +136,10 @@ pub(crate) struct Index {
     pub(crate) live: std::collections::BTreeMap<u64, usize>,
     /// Bytes in each segment file, for the reclaimable-space figure.
     pub(crate) bytes: std::collections::BTreeMap<u64, u64>,
+    /// Bytes a copy of each segment's live messages takes (their records,
+    /// with the envelopes as they are now): what compaction writes to move
+    /// them, and so the room it needs ([`Index::copy_reserve`]).
+    pub(crate) live_bytes: std::collections::BTreeMap<u64, u64>,
 }
 
 #[derive(Debug)]
@@ -136,29 +148,66 @@ pub(crate) struct Entry {
     pub(crate) envelope: Vec<u8>,
 }
 
+impl Entry {
+    /// Bytes its record takes when compaction copies it forward.
+    pub(crate) fn copy_len(&self) -> u64 {
+        record::HEADER_LEN + self.envelope.len() as u64 + self.loc.len
+    }
+}
+
 impl Index {
     pub(crate) fn insert(&mut self, id: QueueId, loc: Location, envelope: Vec<u8>) {
-        if let Some(old) = self.messages.insert(id, Entry { loc, envelope }) {
-            self.release(old.loc.segment);
+        let entry = Entry { loc, envelope };
+        *self.live_bytes.entry(loc.segment).or_insert(0) += entry.copy_len();
+        if let Some(old) = self.messages.insert(id, entry) {
+            self.release(&old);
         }
         *self.live.entry(loc.segment).or_insert(0) += 1;
     }
 
     pub(crate) fn set_envelope(&mut self, id: &QueueId, envelope: Vec<u8>) {
         if let Some(e) = self.messages.get_mut(id) {
+            let before = e.copy_len();
             e.envelope = envelope;
+            let after = e.copy_len();
+            if let Some(b) = self.live_bytes.get_mut(&e.loc.segment) {
+                *b = b.saturating_sub(before).saturating_add(after);
+            }
         }
     }
 
     pub(crate) fn remove(&mut self, id: &QueueId) {
         if let Some(old) = self.messages.remove(id) {
-            self.release(old.loc.segment);
+            self.release(&old);
         }
     }
 
-    fn release(&mut self, segment: u64) {
-        if let Some(n) = self.live.get_mut(&segment) {
+    fn release(&mut self, old: &Entry) {
+        if let Some(n) = self.live.get_mut(&old.loc.segment) {
             *n = n.saturating_sub(1);
+        }
+        if let Some(b) = self.live_bytes.get_mut(&old.loc.segment) {
+            *b = b.saturating_sub(old.copy_len());
+        }
+    }
+
+    /// Room the compaction under pressure needs on the disk to copy the
+    /// waiting messages forward: it copies one segment's live messages at
+    /// a time and deletes that segment before the next, so the segment
+    /// holding the most live bytes is what it needs. With `all` (a damaged
+    /// segment waits for its salvage, so no copied segment can be deleted
+    /// meanwhile) it is every live byte. 0 when nothing waits.
+    pub(crate) fn copy_reserve(&self, all: bool) -> u64 {
+        let per_segment = self.live_bytes.values().copied();
+        let need = if all {
+            per_segment.sum()
+        } else {
+            per_segment.max().unwrap_or(0)
+        };
+        if need == 0 {
+            0
+        } else {
+            need.saturating_add(COPY_SLACK)
         }
     }
 }
@@ -259,9 +308,78 @@ pub(crate) struct Shared {
     /// could not write (the disk had no room for the copy); 0 when it is
     /// not stuck.
     pub(crate) compaction_short_of: std::sync::atomic::AtomicU64,
+    /// Room the admission check keeps for the compaction's copy of the
+    /// waiting messages ([`Index::copy_reserve`]), so that new mail never
+    /// takes the bytes that copy needs.
+    pub(crate) copy_reserve: std::sync::atomic::AtomicU64,
+    /// Bytes held by messages being received now ([`Reservation`]): they
+    /// are on their way to the disk, so every admission check counts them.
+    pub(crate) receiving: std::sync::atomic::AtomicU64,
     /// Tests only: the next writes of records fail as on a full disk.
     #[cfg(test)]
     pub(crate) fail_writes: std::sync::atomic::AtomicBool,
+}
+
+/// Room held for a message being received ([`Spool::reserve`]): every
+/// admission check counts it against the free space until it is dropped
+/// (the message was written, or refused, or the session ended).
+#[derive(Debug)]
+pub struct Reservation {
+    shared: Arc<Shared>,
+    bytes: u64,
+}
+
+impl Reservation {
+    /// Bytes held.
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// Gives the room back now (the message is refused and its bytes are
+    /// not kept).
+    pub fn release(&mut self) {
+        let bytes = std::mem::take(&mut self.bytes);
+        self.shared
+            .receiving
+            .fetch_sub(bytes, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        self.release();
+    }
+}
+
+/// What an admission check compared: the space new mail may use against
+/// what must stay free.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Room {
+    /// Free bytes on the spool's disk plus the reclaimable ones.
+    pub available: u64,
+    /// `limits.min_queue_free_space`.
+    pub floor: u64,
+    /// Kept for the compaction's copy of the waiting messages.
+    pub copy_reserve: u64,
+    /// Held by messages being received, this one's included.
+    pub receiving: u64,
+}
+
+impl Room {
+    /// What must stay free besides the messages being received.
+    pub fn kept(&self) -> u64 {
+        self.floor.saturating_add(self.copy_reserve)
+    }
+}
+
+/// Why [`Spool::reserve`] took no room.
+#[derive(Debug)]
+pub enum NoRoom {
+    /// Taking it would leave less than the floor and the copy reserve
+    /// free (nothing was taken).
+    Short(Room),
+    /// The free space cannot be read: the room was taken unchecked.
+    Unknown(SpoolError),
 }
 
 /// Handle to the spool; cheap to clone.
@@ -422,6 +540,63 @@ impl Spool {
     /// so that a spool full of delivered mail never refuses new mail.
     pub fn available(&self) -> Result<u64, SpoolError> {
         Ok(self.free_space()?.saturating_add(self.reclaimable()))
+    }
+
+    /// An empty reservation, for [`Spool::reserve`] to grow.
+    pub fn reservation(&self) -> Reservation {
+        Reservation {
+            shared: self.shared.clone(),
+            bytes: 0,
+        }
+    }
+
+    /// The admission check of new mail: takes `more` bytes of room for the
+    /// message `r` is for, when the space new mail may use
+    /// ([`Spool::available`]) stays at or above the floor
+    /// (`limits.min_queue_free_space`), the room kept for the compaction's
+    /// copy, and every message being received (this one's room
+    /// included). `more` = 0 asks whether there is room at all. A MAIL
+    /// takes its declared SIZE; DATA takes more as the bytes come in, so
+    /// that clients that declare no size, together, cannot write past the
+    /// floor.
+    pub fn reserve(&self, r: &mut Reservation, more: u64) -> Result<Room, NoRoom> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let available = match self.available() {
+            Ok(a) => a,
+            Err(e) => {
+                self.shared.receiving.fetch_add(more, Relaxed);
+                r.bytes += more;
+                return Err(NoRoom::Unknown(e));
+            }
+        };
+        // Taken first and given back when short: two sessions racing for
+        // the last room may both be refused, never both let in.
+        let receiving = self
+            .shared
+            .receiving
+            .fetch_add(more, Relaxed)
+            .saturating_add(more);
+        let room = Room {
+            available,
+            floor: self.shared.free_floor.load(Relaxed),
+            copy_reserve: self.shared.copy_reserve.load(Relaxed),
+            receiving,
+        };
+        if available >= room.kept().saturating_add(receiving) {
+            r.bytes += more;
+            Ok(room)
+        } else {
+            self.shared.receiving.fetch_sub(more, Relaxed);
+            Err(NoRoom::Short(room))
+        }
+    }
+
+    /// Room the admission check keeps for the compaction's copy of the
+    /// waiting messages (see [`Spool::reserve`]).
+    pub fn copy_reserve(&self) -> u64 {
+        self.shared
+            .copy_reserve
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Sets the free space new mail must leave (`limits.min_queue_free_space`);

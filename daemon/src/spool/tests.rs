@@ -207,9 +207,11 @@ async fn reclaimable_space_counts_in_the_available_space() {
     let e = envelope(1);
     spool.accept(&e, vec![b'x'; 4096]).await.unwrap();
     spool.remove(&e).await.unwrap();
-    // Below ROLL_DEAD_AFTER the segment stays, and its bytes are counted.
+    // Below ROLL_DEAD_AFTER the segment stays, and the next message is
+    // written beside the dead bytes (pinning them): they are not counted
+    // (walkP 1: counted, they let new mail take more than the disk had).
     let reclaimable = spool.reclaimable();
-    assert!(reclaimable > 4096, "{reclaimable}");
+    assert_eq!(reclaimable, 0);
     let free = spool.free_space().unwrap();
     let available = spool.available().unwrap();
     assert!(
@@ -456,4 +458,96 @@ async fn a_compaction_without_room_for_its_copy_says_what_it_needs() {
     })
     .await;
     assert_eq!(spool.read(&waiting.id).unwrap(), vec![b'w'; 4096]);
+}
+
+/// walkP 1: the admission check counted only a declared SIZE, so clients
+/// without one could together write the disk past the floor. Room taken
+/// for messages being received counts against every later check, and
+/// comes back when the reservation goes.
+#[tokio::test]
+async fn room_held_for_messages_being_received_counts_in_every_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let (spool, _) = Spool::open(dir.path()).unwrap();
+    let available = spool.available().unwrap();
+    // A floor that leaves 1 MiB of room, give or take what the disk does
+    // meanwhile (other tests write to it too).
+    spool.set_free_floor(available.saturating_sub(1 << 20));
+    let mut a = spool.reservation();
+    let mut b = spool.reservation();
+    spool.reserve(&mut a, 256 << 10).unwrap();
+    assert_eq!(a.bytes(), 256 << 10);
+    // b asks for more than is left beside a's room: refused, nothing taken.
+    match spool.reserve(&mut b, 900 << 10) {
+        Err(NoRoom::Short(room)) => {
+            assert_eq!(room.receiving, (256 + 900) << 10, "{room:?}");
+            assert!(room.available < room.kept() + room.receiving, "{room:?}");
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    assert_eq!(b.bytes(), 0);
+    // A check with nothing asked still counts a's room.
+    spool.reserve(&mut b, 0).unwrap();
+    // a's message was refused: its room goes back, and b gets it.
+    a.release();
+    assert_eq!(a.bytes(), 0);
+    spool.reserve(&mut b, 900 << 10).unwrap();
+    drop(b);
+    assert_eq!(
+        spool
+            .shared
+            .receiving
+            .load(std::sync::atomic::Ordering::Relaxed),
+        0,
+        "every reservation gave its room back"
+    );
+    // Past the floor, even nothing is refused.
+    spool.set_free_floor(u64::MAX / 2);
+    let mut c = spool.reservation();
+    assert!(matches!(spool.reserve(&mut c, 0), Err(NoRoom::Short(_))));
+}
+
+/// walkP 1: a full disk could not copy its waiting messages forward, so
+/// the delivered mail behind them stayed. The admission check keeps room
+/// for that copy: the live bytes of the segment that holds the most.
+#[tokio::test]
+async fn the_room_kept_for_compaction_is_the_largest_segments_live_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (spool, _) = Spool::open(dir.path()).unwrap();
+    assert_eq!(spool.copy_reserve(), 0, "nothing waits, nothing kept");
+    let waiting = envelope(0);
+    spool
+        .accept(&waiting, vec![b'w'; 300 * 1024])
+        .await
+        .unwrap();
+    let one = spool.copy_reserve();
+    assert!(
+        one > 300 * 1024 && one <= 300 * 1024 + COPY_SLACK + 4096,
+        "{one}"
+    );
+    // Delivered mail does not count; a second waiting message in the same
+    // segment does.
+    let gone = envelope(1);
+    spool.accept(&gone, vec![b'x'; 500 * 1024]).await.unwrap();
+    spool.remove(&gone).await.unwrap();
+    assert_eq!(spool.copy_reserve(), one);
+    let second = envelope(2);
+    spool.accept(&second, vec![b'y'; 100 * 1024]).await.unwrap();
+    let two = spool.copy_reserve();
+    assert!(two > one + 100 * 1024, "{two} vs {one}");
+    // An envelope that grows (an attempt recorded) is copied as it is now.
+    let mut later = second.clone();
+    later.attempts = 7;
+    later.rcpts[0].orcpt = Some("rfc822;a-much-longer-original-recipient@example.com".into());
+    spool.update(&later).await.unwrap();
+    assert!(spool.copy_reserve() > two);
+    spool.remove(&later).await.unwrap();
+    spool.remove(&waiting).await.unwrap();
+    assert_eq!(spool.copy_reserve(), 0);
+    // And the admission check keeps it free beside the floor.
+    spool.accept(&waiting, vec![b'w'; 1 << 20]).await.unwrap();
+    spool.set_free_floor(0);
+    let mut r = spool.reservation();
+    let room = spool.reserve(&mut r, 0).unwrap();
+    assert!(room.copy_reserve > 1 << 20, "{room:?}");
+    assert_eq!(room.kept(), room.copy_reserve);
 }

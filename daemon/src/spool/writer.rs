@@ -489,13 +489,16 @@ impl Writer {
         self.publish();
     }
 
-    /// Whether the free space is within one segment of the admission floor.
+    /// Whether the free space is within one segment of what the admission
+    /// check keeps (the floor and the room for the compaction's copy).
     fn under_pressure(&self) -> bool {
-        let floor = self
+        use std::sync::atomic::Ordering::Relaxed;
+        let kept = self
             .shared
             .free_floor
-            .load(std::sync::atomic::Ordering::Relaxed);
-        super::free_space(&self.dir).is_ok_and(|free| free < floor.saturating_add(SEGMENT_SIZE))
+            .load(Relaxed)
+            .saturating_add(self.shared.copy_reserve.load(Relaxed));
+        super::free_space(&self.dir).is_ok_and(|free| free < kept.saturating_add(SEGMENT_SIZE))
     }
 
     /// Compaction under pressure: when the segments hold at least
@@ -552,7 +555,12 @@ impl Writer {
         let mut stuck = false;
         for seg in &old {
             match self.copy_forward(*seg) {
-                Some(n) => moved += n,
+                // Deleted before the next copy: the room the admission
+                // check keeps (`Index::copy_reserve`) is one segment's copy.
+                Some(n) => {
+                    moved += n;
+                    self.collect_garbage();
+                }
                 // No room for the copy yet: what was copied stays copied.
                 None => {
                     stuck = true;
@@ -612,7 +620,11 @@ impl Writer {
     }
 
     /// Publishes the bytes that deleting dead segments would free: the dead
-    /// prefix, and the current segment when nothing lives in it.
+    /// prefix, and the current segment when nothing lives in it and it is
+    /// large enough to be rolled over before the next write
+    /// ([`ROLL_DEAD_AFTER`]). A smaller one is not counted: the next
+    /// message is written beside its dead bytes and pins them, so counting
+    /// them would let new mail take that much more than the disk has.
     fn publish(&self) {
         let Ok(idx) = self.index.lock() else {
             return;
@@ -622,11 +634,19 @@ impl Writer {
             if n > 0 || self.kept(seg) {
                 break;
             }
-            reclaimable += idx.bytes.get(&seg).copied().unwrap_or(0);
+            let bytes = idx.bytes.get(&seg).copied().unwrap_or(0);
+            if seg == self.segment.number && bytes < ROLL_DEAD_AFTER {
+                break;
+            }
+            reclaimable += bytes;
         }
         self.shared
             .reclaimable
             .store(reclaimable, std::sync::atomic::Ordering::Relaxed);
+        self.shared.copy_reserve.store(
+            idx.copy_reserve(self.keep_after.is_some()),
+            std::sync::atomic::Ordering::Relaxed,
+        );
     }
 
     /// Whether segment `seg` must stay although nothing lives in it: it is
@@ -650,6 +670,7 @@ impl Writer {
                 }
                 idx.live.remove(&seg);
                 idx.bytes.remove(&seg);
+                idx.live_bytes.remove(&seg);
                 out.push(seg);
             }
             out
