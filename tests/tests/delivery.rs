@@ -822,3 +822,58 @@ fn a_bounce_that_cannot_be_spooled_is_sent_once_there_is_room() -> Result<()> {
     ensure!(dsn_sink.settle(QUIET)?.len() == 1, "exactly one bounce");
     Ok(())
 }
+
+/// walkP: a message whose bytes cannot be read back (here its segment is
+/// cut to nothing under the running daemon) was retried, with an ERROR
+/// each time, until an administrator removed it, past
+/// `max_queue_lifetime` too: its sender was never told. Past the lifetime
+/// it is bounced without the message: what the envelope knows, and a
+/// sentence saying why nothing is attached.
+#[test]
+#[ignore = "needs the change in delivery/attempt/mod.rs that bounces an unreadable message past max_queue_lifetime (SPOOL's note to LEAD, stop 47)"]
+fn an_unreadable_message_past_its_lifetime_is_bounced_without_it() -> Result<()> {
+    let dir = TestDir::new("unreadable")?;
+    let dsn_sink = Sink::start(dir.path(), "dsn-sink")?;
+    let cfg = config(&dir, free_port(), &dsn_sink).set_str("timeouts", "max_queue_lifetime", "6s");
+    let mut daemon = Daemon::start(&cfg)?;
+    let id = send(&daemon, &["bob@example.com"])?;
+    // A restart starts a new segment, so that the message's own is no
+    // longer written to; then its bytes go.
+    daemon.sigterm()?;
+    daemon.restart()?;
+    let spool = cfg.data_dir().join("spool");
+    let mut segments: Vec<_> = std::fs::read_dir(&spool)?
+        .map(|e| e.map(|e| e.path()))
+        .collect::<std::io::Result<_>>()?;
+    segments.retain(|p| p.extension().is_some_and(|x| x == "seg"));
+    segments.sort();
+    segments.pop();
+    ensure!(!segments.is_empty(), "the message's segment: {segments:?}");
+    for p in &segments {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(p)?
+            .set_len(0)?;
+    }
+    daemon.queue_flush()?;
+    let dsns = dsn_sink.wait_for_count(1, DELIVERY_TIMEOUT)?;
+    let text = assert_failure_dsn(&dsns[0], "bob@example.com")?;
+    ensure!(
+        text.contains(&id),
+        "the DSN names the queue ID {id}:\n{text}"
+    );
+    ensure!(
+        text.contains("could not be read back") && !text.contains("Subject: A plain message"),
+        "the DSN says why the message is not attached:\n{text}"
+    );
+    wait_until("the queue to empty", Duration::from_secs(30), || {
+        Ok(daemon.queue_ids()?.is_empty().then_some(()))
+    })?;
+    ensure!(
+        daemon.log().contains("Cannot read the message"),
+        "the log says why: {}",
+        daemon.log()
+    );
+    assert_eq!(dsn_sink.settle(QUIET)?.len(), 1, "exactly one DSN");
+    Ok(())
+}

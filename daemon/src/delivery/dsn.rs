@@ -91,7 +91,9 @@ pub struct DsnInput<'a> {
     /// The envelope of the message reported on.
     pub original: &'a Envelope,
     pub recipients: Vec<DsnRecipient<'a>>,
-    /// The original message, CRLF line ends.
+    /// The original message, CRLF line ends. Empty when it cannot be read
+    /// (the spool lost its bytes): the report goes out without it, saying
+    /// so, as the envelope allows.
     pub message: &'a [u8],
     /// Unix time now (Date).
     pub now: i64,
@@ -190,11 +192,18 @@ pub fn build(input: &DsnInput<'_>) -> Vec<u8> {
     // every field with CRLF; walkK).
     head.push_str("\r\n");
 
-    // Part 3: what the sender sent.
+    // Part 3: what the sender sent, when it can be read (the third part
+    // of a multipart/report is optional: RFC 6522 3).
+    if returned.kind == ReturnedKind::Nothing {
+        let _ = write!(head, "--{boundary}--\r\n");
+        return head.into_bytes();
+    }
     let _ = write!(head, "--{boundary}\r\n");
     let (kind, description) = match returned.kind {
         ReturnedKind::Full => ("message/rfc822", "Returned message"),
-        ReturnedKind::Headers => ("text/rfc822-headers", "Returned message headers"),
+        ReturnedKind::Headers | ReturnedKind::Nothing => {
+            ("text/rfc822-headers", "Returned message headers")
+        }
     };
     push_field(&mut head, "Content-Type", kind);
     push_field(&mut head, "Content-Description", description);
@@ -246,6 +255,8 @@ impl Kind {
 enum ReturnedKind {
     Full,
     Headers,
+    /// The message could not be read: no third part.
+    Nothing,
 }
 
 /// The third part: the whole message or its header block, CRLF, lines
@@ -262,6 +273,13 @@ struct Returned {
 /// 4.3): a delay or success report returns the headers, as for RET=HDRS
 /// (walkP: RET=FULL returned it whole in those too).
 fn returned_content(input: &DsnInput<'_>) -> Returned {
+    if input.message.is_empty() {
+        return Returned {
+            kind: ReturnedKind::Nothing,
+            bytes: Vec::new(),
+            note: None,
+        };
+    }
     let failed = input
         .recipients
         .iter()
@@ -390,6 +408,9 @@ fn human_text(input: &DsnInput<'_>, host: &str, returned: &Returned) -> String {
     let attached = match returned.kind {
         ReturnedKind::Full => "your message is attached",
         ReturnedKind::Headers => "the headers of your message are attached",
+        ReturnedKind::Nothing => {
+            "your message is not attached: it could not be read back from the mail system's storage"
+        }
     };
     let paragraph = |lines: &mut Vec<String>, text: &str| {
         lines.extend(wrap(text, ""));
@@ -1133,6 +1154,40 @@ mod tests {
             parts[0].1
         );
         assert!(!parts[0].1.contains("Reason:"), "{}", parts[0].1);
+    }
+
+    /// A message whose bytes the spool lost (unreadable past
+    /// max_queue_lifetime) is bounced without them: the report says so
+    /// and has no third part, and is a well-formed multipart/report.
+    #[test]
+    fn a_message_that_cannot_be_read_is_reported_without_it() {
+        let env = envelope("s@a.test", None);
+        let input = DsnInput {
+            id: &QueueId("1A22E10E77891C7D".into()),
+            reporting_mta: "gw",
+            postmaster: "postmaster@gw",
+            original: &env,
+            recipients: vec![failed("u@b.test", "4.3.0 local spool error")],
+            message: b"",
+            now: 0,
+        };
+        let bytes = build(&input);
+        check_lines(&bytes);
+        let dsn = text(&bytes);
+        let (_, parts) = parts(&dsn);
+        assert_eq!(parts.len(), 2, "{dsn}");
+        assert!(parts[1].0.contains("message/delivery-status"), "{dsn}");
+        assert!(
+            parts[1].1.contains("Final-Recipient: rfc822; u@b.test"),
+            "{dsn}"
+        );
+        let human = parts[0].1.replace("\r\n", " ");
+        assert!(
+            human.contains("your message is not attached: it could not be read back"),
+            "{human}"
+        );
+        assert!(!dsn.contains("rfc822-headers"), "{dsn}");
+        assert!(dsn.ends_with("--\r\n"), "{dsn}");
     }
 
     #[test]
