@@ -287,6 +287,40 @@ impl Queue {
         out
     }
 
+    /// The IDs of the messages held by an administrator, oldest first:
+    /// what `queue flush` leaves out of the schedule, for its reply to
+    /// name (walkP 15: it skipped them silently).
+    pub fn held_ids(&self) -> Vec<QueueId> {
+        let Ok(inner) = self.inner.lock() else {
+            return Vec::new();
+        };
+        let mut out: Vec<(i64, QueueId)> = inner
+            .entries
+            .values()
+            .filter(|e| e.envelope.held)
+            .map(|e| (e.envelope.received_at, e.envelope.id.clone()))
+            .collect();
+        drop(inner);
+        out.sort();
+        out.into_iter().map(|(_, id)| id).collect()
+    }
+
+    /// The IDs of the messages a delivery attempt (or an administrator's
+    /// change being recorded) holds right now: `queue list` shows them as
+    /// `active`, which is also why `hold` and `remove` answer "being
+    /// delivered or changed right now" (walkP 15: it showed `now`).
+    pub fn active_ids(&self) -> BTreeSet<QueueId> {
+        let Ok(inner) = self.inner.lock() else {
+            return BTreeSet::new();
+        };
+        inner
+            .entries
+            .iter()
+            .filter(|(_, e)| e.in_flight)
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+
     /// Messages held by an administrator.
     pub fn held(&self) -> usize {
         self.inner.lock().map(|i| i.held).unwrap_or(0)
@@ -339,6 +373,31 @@ mod tests {
         q.complete(back);
         assert_eq!(q.take_due(10).0.len(), 1);
         assert_eq!(q.size(), (2, 20));
+    }
+
+    #[test]
+    fn held_and_active_messages_are_named() {
+        let q = Queue::new();
+        let mut held = env(now() + 3600);
+        held.held = true;
+        let busy = env(0);
+        let resting = env(now() + 3600);
+        for e in [&held, &busy, &resting] {
+            q.enqueue(e.clone());
+        }
+        assert_eq!(q.held_ids(), vec![held.id.clone()]);
+        assert!(q.active_ids().is_empty());
+        let (due, _) = q.take_due(10);
+        assert_eq!(due.len(), 1);
+        assert_eq!(
+            q.active_ids().into_iter().collect::<Vec<_>>(),
+            vec![busy.id.clone()]
+        );
+        // The flush schedules the resting one, not the held one.
+        assert_eq!(q.flush(), 1);
+        assert_eq!(q.held_ids(), vec![held.id.clone()]);
+        q.complete(due[0].clone());
+        assert!(q.active_ids().is_empty());
     }
 
     #[test]
