@@ -93,7 +93,14 @@ impl Unreadable {
     /// What to do about it, as a sentence's end (`spam status`, `mailward
     /// status`): the way out walkR found for a damaged file (finding 1).
     pub fn next_step(&self) -> &'static str {
-        match self.part {
+        self.part.next_step()
+    }
+}
+
+impl Part {
+    /// What to do about a part that cannot be read, as a sentence's end.
+    pub fn next_step(self) -> &'static str {
+        match self {
             Part::Site => "move it away and `mailward spam import` your last export (`mailward spam export` writes one), or remove it to start learning over; a running daemon picks either up within seconds",
             Part::Base => "move it away and install a good base (`mailward spam import --base FILE`, or `mailward spam rollback` to the previous one), or remove it to run without a base; a running daemon picks either up within seconds",
             Part::Store => "the classifier is back within seconds of the store answering again",
@@ -405,7 +412,10 @@ impl Shared {
         raw: &[u8],
         class: super::model::Class,
     ) -> Result<super::model::Learnt, super::store::StoreError> {
-        let (digest, tokens) = super::for_learning(raw);
+        // A quarantined copy as it came, without what a gateway marked on
+        // it (walkR finding 7).
+        let marks = super::tokens::Marks::of(&self.config());
+        let (digest, tokens) = super::for_learning(&super::tokens::unmark(raw, &marks));
         let from = self.site_in_use();
         self.store
             .update_from(from.as_ref().map(|(m, at)| (&**m, *at)), |model| {
@@ -419,14 +429,27 @@ impl Shared {
     /// something ([`super::autolearn::lesson`]), the message is queued to be
     /// learnt.
     pub fn autolearn(&self, raw: &Arc<Vec<u8>>, evidence: &super::Evidence) {
-        let on = match self.config.read() {
-            Ok(c) => c.spam.autolearn,
-            Err(p) => p.into_inner().spam.autolearn,
-        };
-        if let (true, Some(learner), Some(class)) =
-            (on, &self.learner, super::autolearn::lesson(evidence))
-        {
-            learner.offer(raw.clone(), class);
+        let cfg = self.config();
+        if let (true, Some(learner), Some(class)) = (
+            cfg.spam.autolearn,
+            &self.learner,
+            super::autolearn::lesson(evidence),
+        ) {
+            // Learnt as `spam learn` learns it: without verdict fields a
+            // sender wrote in our name, nor a subject mark it came with.
+            let raw = match super::tokens::unmark(raw, &super::tokens::Marks::of(&cfg)) {
+                std::borrow::Cow::Borrowed(_) => raw.clone(),
+                std::borrow::Cow::Owned(v) => Arc::new(v),
+            };
+            learner.offer(raw, class);
+        }
+    }
+
+    /// The configuration in use.
+    fn config(&self) -> Arc<Config> {
+        match self.config.read() {
+            Ok(c) => c.clone(),
+            Err(p) => p.into_inner().clone(),
         }
     }
 

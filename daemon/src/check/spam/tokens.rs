@@ -149,6 +149,12 @@ pub fn tokenize_into(
                 via_list = true;
                 continue;
             }
+            // This gateway's verdict fields (and a sender's fakes of them)
+            // say what a gateway thought, not what the author wrote: see
+            // [`unmark`].
+            if lname.starts_with(OUR_FIELDS) {
+                continue;
+            }
             // Which headers there are says a lot about the software that
             // wrote the message.
             t.add(&["hdr", &lname]);
@@ -225,6 +231,193 @@ pub fn tokenize_into(
         }
     }
     body_words(t, body);
+}
+
+/// The start of the names of the fields this gateway writes
+/// (`X-Mailward-AV`, `X-Mailward-Spam`, `X-Mailward-Spam-Rating`), lower
+/// case.
+const OUR_FIELDS: &str = "x-mailward-";
+
+/// What this gateway puts on the mail it delivers, which learning must not
+/// take for the author's: the subject marks of `[policy] subject_prefix`
+/// and of every group's, and the `Authentication-Results` fields in its
+/// name (`server.authserv_id`). Its `X-Mailward-*` fields need no
+/// configuration to be told.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Marks {
+    /// `server.authserv_id` (by default `server.hostname`).
+    pub authserv_id: String,
+    /// The subject prefixes, the longest first (`[!!SPAM]`, `[?PROBABLE
+    /// SPAM]`, ...).
+    pub prefixes: Vec<String>,
+}
+
+impl Marks {
+    /// The marks of a configuration.
+    pub fn of(cfg: &crate::config::Config) -> Marks {
+        let mut prefixes: Vec<String> = cfg
+            .policy
+            .subject_prefix
+            .values()
+            .chain(
+                cfg.group
+                    .values()
+                    .filter_map(|g| g.subject_prefix.as_ref())
+                    .flat_map(|m| m.values()),
+            )
+            .map(|p| p.trim().to_string())
+            .filter(|p| !p.is_empty())
+            .collect();
+        // The longest first: a prefix that starts another is tried last.
+        prefixes.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
+        prefixes.dedup();
+        Marks {
+            authserv_id: cfg.server.authserv_id.clone(),
+            prefixes,
+        }
+    }
+
+    /// The ways a prefix is written into a Subject field (as
+    /// `policy::subject::mark` writes it): as it is when it is printable
+    /// ASCII, else as one encoded word holding the prefix and a space.
+    fn written(&self) -> Vec<Vec<u8>> {
+        use base64::Engine as _;
+        self.prefixes
+            .iter()
+            .map(|p| {
+                if p.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+                    p.as_bytes().to_vec()
+                } else {
+                    format!(
+                        "=?UTF-8?B?{}?=",
+                        base64::engine::general_purpose::STANDARD.encode(format!("{p} "))
+                    )
+                    .into_bytes()
+                }
+            })
+            .collect()
+    }
+}
+
+/// `raw` as it was before this gateway marked it, for learning and for
+/// `spam check`: without the `X-Mailward-*` fields and the
+/// `Authentication-Results` fields in this gateway's name, and with the
+/// subject marks taken off the front of the Subject (all of them, however
+/// many). A message from a user's Junk folder (as delivered: `Subject:
+/// [!!SPAM] ...` under `X-Mailward-Spam`) then gives the tokens and the
+/// identity of the same message as it arrived, and the classifier does not
+/// learn the gateway's own words (`subject:!!spam`,
+/// `hdr:x-mailward-spam`) as the mark of spam, words no arriving message
+/// carries. A Subject that was only a mark, as the last field (where the
+/// mark adds one to a message without a Subject), goes too. The body is
+/// left alone. Borrowed when there is nothing to take off.
+pub fn unmark<'a>(raw: &'a [u8], marks: &Marks) -> std::borrow::Cow<'a, [u8]> {
+    let end = crate::text::HeaderEnd::of(raw).header;
+    let written = marks.written();
+    // The fields, each with its continuation lines: kept as they are, or
+    // replaced.
+    let mut fields: Vec<std::borrow::Cow<'a, [u8]>> = Vec::new();
+    let mut changed = false;
+    let mut bare_subject = None;
+    let mut at = 0;
+    while at < end {
+        let start = at;
+        let next_line = |from: usize| {
+            raw[from..end]
+                .iter()
+                .position(|&b| b == b'\n')
+                .map_or(end, |i| from + i + 1)
+        };
+        at = next_line(at);
+        while at < end && matches!(raw[at], b' ' | b'\t') {
+            at = next_line(at);
+        }
+        let field = &raw[start..at];
+        let Some(colon) = field.iter().position(|&b| b == b':') else {
+            fields.push(field.into());
+            continue;
+        };
+        let name = field[..colon].trim_ascii();
+        let value = &field[colon + 1..];
+        let ours = name.len() >= OUR_FIELDS.len()
+            && name[..OUR_FIELDS.len()].eq_ignore_ascii_case(OUR_FIELDS.as_bytes())
+            || name.eq_ignore_ascii_case(b"Authentication-Results")
+                && !marks.authserv_id.is_empty()
+                && crate::auth::results::authserv_id(value)
+                    .is_some_and(|id| id.eq_ignore_ascii_case(marks.authserv_id.as_bytes()));
+        if ours {
+            changed = true;
+            continue;
+        }
+        if name.eq_ignore_ascii_case(b"Subject") {
+            if let Some(rest) = without_marks(value, &written) {
+                changed = true;
+                if rest.iter().all(u8::is_ascii_whitespace) {
+                    bare_subject = Some(fields.len());
+                }
+                let mut f = field[..=colon].to_vec();
+                f.push(b' ');
+                f.extend_from_slice(rest);
+                fields.push(f.into());
+                continue;
+            }
+        }
+        fields.push(field.into());
+    }
+    if !changed {
+        return std::borrow::Cow::Borrowed(raw);
+    }
+    if bare_subject.is_some_and(|i| i + 1 == fields.len()) {
+        fields.pop();
+    }
+    let mut out = Vec::with_capacity(raw.len());
+    for f in &fields {
+        out.extend_from_slice(f);
+    }
+    out.extend_from_slice(&raw[end..]);
+    std::borrow::Cow::Owned(out)
+}
+
+/// A Subject field's value (after the colon) without the marks at its
+/// front, from the first word on (its line end kept); None when it starts
+/// with none. A mark counts only as a whole word: `[!!SPAM]x` is not
+/// marked.
+fn without_marks<'v>(value: &'v [u8], written: &[Vec<u8>]) -> Option<&'v [u8]> {
+    let blank = |v: &'v [u8]| {
+        let n = v
+            .iter()
+            .position(|b| !matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
+            .unwrap_or(v.len());
+        // The line end of a value that is only white space stays.
+        if n == v.len() {
+            let keep = if v.ends_with(b"\r\n") {
+                2
+            } else {
+                usize::from(v.ends_with(b"\n"))
+            };
+            &v[v.len() - keep..]
+        } else {
+            &v[n..]
+        }
+    };
+    let mut rest = blank(value);
+    let mut found = false;
+    'again: loop {
+        for w in written {
+            let fits = rest.len() >= w.len()
+                && rest[..w.len()].eq_ignore_ascii_case(w)
+                && rest
+                    .get(w.len())
+                    .is_none_or(|b| matches!(b, b' ' | b'\t' | b'\r' | b'\n'));
+            if fits {
+                rest = blank(&rest[w.len()..]);
+                found = true;
+                continue 'again;
+            }
+        }
+        break;
+    }
+    found.then_some(rest)
 }
 
 /// Headers a mailing list adds (RFC 2369 and RFC 2919's `List-*`, and
@@ -550,6 +743,91 @@ mod tests {
         // Text in other scripts is cut as before.
         let plain: Vec<&str> = split_words("Grüße, naïve café-au-lait!").collect();
         assert_eq!(plain, ["Grüße", "naïve", "café-au-lait!"]);
+    }
+
+    fn marks() -> Marks {
+        let mut cfg = crate::config::parse(
+            "[server]\nhostname = \"mx.example.net\"\n[group.g]\nrecipients = [\"*@g.test\"]\n\
+             subject_prefix = { \"as/spam\" = \"[Pourriel]\", \"as/probable\" = \"[Spam?] ü\" }\n",
+            "t.toml",
+        )
+        .unwrap();
+        cfg.server.authserv_id = "mx.example.net".into();
+        Marks::of(&cfg)
+    }
+
+    #[test]
+    fn the_gateway_s_marks_are_not_learnt() {
+        // walkR finding 7: a Junk folder's mail, as delivered, taught the
+        // classifier `subject:!!spam` and `hdr:x-mailward-spam`, words no
+        // arriving message carries.
+        let m = marks();
+        assert!(m.prefixes.contains(&"[!!SPAM]".to_string()), "{m:?}");
+        assert!(m.prefixes.contains(&"[Pourriel]".to_string()), "{m:?}");
+        let arrived =
+            "Received: from a (a [192.0.2.1]) by mx.example.net (Mailward) with ESMTP id 1;\r\n\
+            \tMon, 30 Nov 2026 10:00:00 +0000\r\nFrom: Deals <d@shop.test>\r\n\
+            Authentication-Results: other.example; spf=pass\r\nSubject: Cheap pills now\r\n\
+            Message-ID: <1@shop.test>\r\n\r\nBuy cheap pills.\r\nSubject: [!!SPAM] in the body\r\n";
+        let delivered = arrived
+            .replace(
+                "Subject: Cheap pills now",
+                "Subject: [!!SPAM] Cheap pills now\r\nX-Mailward-Spam: as/spam; score=9.0;\r\n\
+                 \ttests=BAYES_99\r\nX-Mailward-Spam-Rating: 90\r\nX-Mailward-AV: clean",
+            )
+            .replace(
+                "From: Deals",
+                "Authentication-Results: MX.example.net;\r\n spf=pass smtp.mailfrom=shop.test\r\nFrom: Deals",
+            );
+        let unmarked = unmark(delivered.as_bytes(), &m);
+        assert_eq!(String::from_utf8_lossy(&unmarked), arrived);
+        assert_eq!(
+            crate::check::spam::for_learning(&unmarked),
+            crate::check::spam::for_learning(arrived.as_bytes()),
+            "the same tokens and the same identity"
+        );
+        // Nothing to take off: the message itself, not a copy.
+        assert!(matches!(
+            unmark(arrived.as_bytes(), &m),
+            std::borrow::Cow::Borrowed(_)
+        ));
+        // Even learnt as it is, the gateway's fields are no tokens.
+        let t = tokens_of(&delivered);
+        assert!(!t.contains(&hash(&["hdr", "x-mailward-spam"])));
+        assert!(
+            t.contains(&hash(&["subject", "!!spam"])),
+            "unmark takes the mark off"
+        );
+
+        let subject = |raw: &str| {
+            let out = unmark(raw.as_bytes(), &m).into_owned();
+            String::from_utf8(out).unwrap()
+        };
+        // Every mark (a group's too), however many; a word that only
+        // starts like one stays; a folded mark; an encoded one.
+        assert_eq!(
+            subject("Subject: [?PROBABLE SPAM] [pourriel] Re: lunch\n\nx\n"),
+            "Subject: Re: lunch\n\nx\n"
+        );
+        assert_eq!(
+            subject("Subject: [!!SPAM]x\n\nx\n"),
+            "Subject: [!!SPAM]x\n\nx\n"
+        );
+        assert_eq!(
+            subject("Subject: [!!SPAM]\r\n long one\r\n\r\nx"),
+            "Subject: long one\r\n\r\nx"
+        );
+        let encoded = crate::policy::subject::mark(b"Subject: hello\r\n\r\nx", "[Spam?] ü");
+        assert_eq!(
+            subject(std::str::from_utf8(&encoded).unwrap()),
+            "Subject: hello\r\n\r\nx"
+        );
+        // A Subject the mark added to a message without one goes with it.
+        let added = crate::policy::subject::mark(b"From: a@b\r\n\r\nx", "[!!SPAM]");
+        assert_eq!(
+            subject(std::str::from_utf8(&added).unwrap()),
+            "From: a@b\r\n\r\nx"
+        );
     }
 
     #[test]
