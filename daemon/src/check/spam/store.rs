@@ -227,6 +227,9 @@ pub struct Changing<'a> {
     /// The change is not a list of messages (an import, a fold): the
     /// snapshot is rewritten.
     whole: bool,
+    /// The journal's damaged tail is dropped (without records or `whole`,
+    /// that alone is written: the snapshot stays as it is).
+    drop_damaged: bool,
     /// The journal as the change found it.
     behind: Journalled,
 }
@@ -244,6 +247,7 @@ impl<'a> Changing<'a> {
             model,
             changes: Vec::new(),
             whole: false,
+            drop_damaged: false,
             behind,
         }
     }
@@ -256,6 +260,20 @@ impl<'a> Changing<'a> {
     /// Writes the model as a new snapshot, whatever the change was.
     pub fn fold(&mut self) {
         self.whole = true;
+    }
+
+    /// Drops the journal's bytes after its last intact record (a record
+    /// cut short or damaged, and what followed it), and writes nothing
+    /// else when nothing else changed: a journal whose every record is
+    /// damaged has no change to fold into a new snapshot (walkR finding
+    /// 13).
+    pub fn drop_damaged(&mut self) {
+        self.drop_damaged = true;
+    }
+
+    /// Only the damaged tail goes: no record, no new snapshot.
+    fn only_drops_damage(&self) -> bool {
+        self.drop_damaged && !self.whole && self.changes.is_empty()
     }
 
     /// [`Model::learn`], journalled.
@@ -329,7 +347,12 @@ impl Lock {
             let path = path.to_path_buf();
             move |source| StoreError::Io { path, source }
         };
-        std::fs::create_dir_all(dir).map_err(io(dir))?;
+        // Its last component only: a mistyped `[spam] dir` is not made a
+        // tree of directories nobody reads (walkR finding 12).
+        match std::fs::create_dir(dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => return Err(io(dir)(e)),
+            _ => {}
+        }
         let path = dir.join("learn.lock");
         let f = std::fs::OpenOptions::new()
             .create(true)
@@ -643,18 +666,20 @@ impl Store {
 
     /// Folds the journal into a new snapshot now, keeping the records
     /// before a damaged one, and says what it folded (nothing is written
-    /// when the journal is empty). What a change does by itself once the
-    /// journal is large; on demand it repairs a damaged Redis journal, and
-    /// leaves the whole learning in the snapshot for a gateway too old to
-    /// read journals.
+    /// when the journal is empty; when it holds only damaged records, they
+    /// are dropped and the snapshot is not rewritten). What a change does
+    /// by itself once the journal is large; on demand it repairs a damaged
+    /// Redis journal, and leaves the whole learning in the snapshot for a
+    /// gateway too old to read journals.
     pub fn fold(&self) -> Result<(Journalled, Trimmed), StoreError> {
         self.update(|c| {
             let behind = c.behind();
-            let due = behind.records > 0 || behind.unread > 0;
-            if due {
+            if behind.records > 0 {
                 c.fold();
+            } else if behind.unread > 0 {
+                c.drop_damaged();
             }
-            Edit::when(due, behind)
+            Edit::when(behind.records > 0 || behind.unread > 0, behind)
         })
     }
 
@@ -833,6 +858,18 @@ impl Store {
                     Edit::Changed(r) => r,
                     Edit::Unchanged(r) => return Ok((r, Trimmed::default())),
                 };
+                if changing.only_drops_damage() && end > 0 {
+                    // The journal cut back to its header: the snapshot
+                    // stays as it is.
+                    let cut = self.append(dir, follows, end, &[])?;
+                    return Ok((
+                        r,
+                        Trimmed {
+                            journal: cut,
+                            ..Trimmed::default()
+                        },
+                    ));
+                }
                 let appended = changing.records();
                 match appended {
                     Some(new)
@@ -905,6 +942,22 @@ impl Store {
                     let mut pipe = redis::pipe();
                     pipe.atomic();
                     let trimmed = match appended {
+                        // Every element damaged: the journal goes, the
+                        // snapshot stays; a new generation makes every
+                        // gateway read it again, whole.
+                        _ if changing.only_drops_damage() => {
+                            pipe.cmd("DEL")
+                                .arg(JOURNAL_KEY)
+                                .ignore()
+                                .cmd("SET")
+                                .arg(GENERATION_KEY)
+                                .arg(journal::new_id())
+                                .ignore();
+                            Trimmed {
+                                journal: behind.unread,
+                                ..Trimmed::default()
+                            }
+                        }
                         Some(new)
                             if !self.past_limits(&model)
                                 && !compaction_due(
