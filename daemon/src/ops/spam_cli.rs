@@ -6,6 +6,7 @@
 use crate::check::spam::knowledge::{Knowledge, Part, Unreadable, BASE};
 use crate::check::spam::model::{Class, Learnt, Model, ModelError};
 use crate::check::spam::store::{Edit, Journalled, Store, Trimmed};
+use crate::check::spam::tokens::{unmark, Marks};
 use crate::check::spam::{self, Evidence};
 use crate::config::{Config, SpamLevel};
 use std::io::Write;
@@ -24,6 +25,15 @@ pub enum SpamCliError {
     Store(#[from] crate::check::spam::store::StoreError),
     #[error("{0}")]
     Usage(String),
+    /// A command line that cannot be run as given (no class to learn, an
+    /// unknown `--level` or `--group`): exit status 2, as for the
+    /// arguments the parser refuses.
+    #[error("{0}")]
+    Args(String),
+    /// The site's snapshot cannot be read: what it is, why, and the way
+    /// out.
+    #[error("{0}")]
+    Damaged(String),
     /// `spam check`: PATHs that could not be read (each said on its own
     /// line); the others were judged.
     #[error("{}", unread(*.0, *.1))]
@@ -31,6 +41,18 @@ pub enum SpamCliError {
     /// `spam status` listed this many problems (each on its own line).
     #[error("spam status lists {0} problem(s)")]
     Problems(usize),
+}
+
+impl SpamCliError {
+    /// The command's exit status: 2 for a command line that cannot be run
+    /// as given ([`SpamCliError::Args`]; the doc's "usage error"), 1 for
+    /// anything else.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            SpamCliError::Args(_) => 2,
+            _ => 1,
+        }
+    }
 }
 
 /// What [`SpamCliError::Unread`] says: nothing was judged when no PATH
@@ -240,6 +262,11 @@ pub fn learn(
     ham: &[PathBuf],
     err: &mut dyn Write,
 ) -> Result<Tally, SpamCliError> {
+    if spam.is_empty() && ham.is_empty() {
+        return Err(SpamCliError::Args(
+            "say what to learn: --spam PATH... and/or --ham PATH...".into(),
+        ));
+    }
     let _owner = crate::ops::privileges::OwnedByDataDir::new(&cfg.spam.dir, &cfg.server.data_dir);
     // The messages are read and tokenised first, outside the store's lock
     // (and once, even when a shared store makes the change run again).
@@ -258,6 +285,7 @@ pub fn learn(
         return Err(no_messages(&empty));
     }
     tell_empty(&empty, err);
+    let marks = Marks::of(cfg);
     for (msgs, class) in read {
         let _ = writeln!(
             err,
@@ -266,24 +294,30 @@ pub fn learn(
             class.as_str()
         );
         for (i, m) in msgs.iter().enumerate() {
-            let (digest, tokens) = spam::for_learning(&m.bytes);
+            // As it arrived: not the gateway's marks (walkR finding 7).
+            let (digest, tokens) = spam::for_learning(&unmark(&m.bytes, &marks));
             learning.push((digest, tokens, class));
             progress(i + 1, msgs.len(), err);
         }
     }
     let store = site_store(cfg)?;
-    let _ = writeln!(err, "Learning into {}.", store.describe());
-    let (tally, trimmed) = store.update(|model| {
-        let mut tally = Tally::default();
-        for (digest, tokens, class) in &learning {
-            match model.learn(*digest, tokens, *class) {
-                Learnt::New => tally.new += 1,
-                Learnt::Already => tally.already += 1,
-                Learnt::Moved => tally.moved += 1,
+    if !store.is_shared() {
+        made_ready(cfg, err)?;
+    }
+    let _ = writeln!(err, "Learning into {}.", place(cfg, &store));
+    let (tally, trimmed) = store
+        .update(|model| {
+            let mut tally = Tally::default();
+            for (digest, tokens, class) in &learning {
+                match model.learn(*digest, tokens, *class) {
+                    Learnt::New => tally.new += 1,
+                    Learnt::Already => tally.already += 1,
+                    Learnt::Moved => tally.moved += 1,
+                }
             }
-        }
-        Edit::when(tally.new + tally.moved > 0, tally)
-    })?;
+            Edit::when(tally.new + tally.moved > 0, tally)
+        })
+        .map_err(changing(cfg))?;
     tell_trimmed(cfg, trimmed, err);
     Ok(tally)
 }
@@ -291,6 +325,131 @@ pub fn learn(
 /// The site's learning store of the configuration.
 fn site_store(cfg: &Config) -> Result<Store, SpamCliError> {
     Ok(Store::of(&cfg.spam)?)
+}
+
+/// Where a command changes the site's learning, as it says it: "the site
+/// store in DIR" (the change goes to `site.journal` there, and
+/// `site.model` may not exist yet: walkR finding 14), or the Redis URL.
+fn place(cfg: &Config, store: &Store) -> String {
+    if store.is_shared() {
+        store.describe()
+    } else {
+        format!("the site store in {}", cfg.spam.dir.display())
+    }
+}
+
+/// `[spam] dir` made ready for a command that writes it: a directory
+/// that exists, or one made now (and said) when its parent exists. Only
+/// the last component is made, so that a mistyped `dir` is refused rather
+/// than made a tree of directories no gateway reads (walkR finding 12).
+fn made_ready(cfg: &Config, err: &mut dyn Write) -> Result<(), SpamCliError> {
+    let dir = &cfg.spam.dir;
+    match std::fs::metadata(dir) {
+        Ok(m) if m.is_dir() => Ok(()),
+        Ok(_) => Err(not_a_directory(cfg)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let parent = dir
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new("."));
+            if !parent.is_dir() && *dir == cfg.server.data_dir.join("spam") {
+                // `dir` left to its default: the data directory is what is
+                // missing (the daemon makes it at its start).
+                return Err(SpamCliError::Usage(format!(
+                    "{}: no such directory, and the data directory {} does not exist either: \
+                     check server.data_dir in {}, or start the daemon once (it creates it)",
+                    dir.display(),
+                    parent.display(),
+                    cfg.origin
+                )));
+            }
+            if !parent.is_dir() {
+                return Err(SpamCliError::Usage(format!(
+                    "{}: no such directory, and its parent {} does not exist either: check spam.dir \
+                     in {} (only the last directory of it is created)",
+                    dir.display(),
+                    parent.display(),
+                    cfg.origin
+                )));
+            }
+            std::fs::create_dir(dir).map_err(io(dir))?;
+            let _ = writeln!(
+                err,
+                "Created {} (spam.dir): nothing was learnt there before.",
+                dir.display()
+            );
+            Ok(())
+        }
+        Err(e) => Err(io(dir)(e)),
+    }
+}
+
+/// The error of a `[spam] dir` that is a file.
+fn not_a_directory(cfg: &Config) -> SpamCliError {
+    SpamCliError::Usage(format!(
+        "{}: is not a directory (spam.dir in {})",
+        cfg.spam.dir.display(),
+        cfg.origin
+    ))
+}
+
+/// `[spam] dir` for a command that only changes what was learnt there
+/// (`forget`, `fold`, `rollback`): it must exist; none is made.
+fn existing(cfg: &Config) -> Result<(), SpamCliError> {
+    let dir = &cfg.spam.dir;
+    match std::fs::metadata(dir) {
+        Ok(m) if m.is_dir() => Ok(()),
+        Ok(_) => Err(not_a_directory(cfg)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(SpamCliError::Usage(format!(
+            "{} does not exist: nothing was learnt there (spam.dir in {})",
+            dir.display(),
+            cfg.origin
+        ))),
+        Err(e) => Err(io(dir)(e)),
+    }
+}
+
+/// The way out of a damaged snapshot, as a sentence's end: a file is moved
+/// away, a Redis key deleted (walkR finding 5), and the last export
+/// imported.
+fn snapshot_step(shared: bool) -> &'static str {
+    if shared {
+        "to start again from your last export, delete the learning's keys on that Redis \
+         (`redis-cli DEL mailward:spam:site mailward:spam:journal mailward:spam:generation`, \
+         with its -h, -p and -n) and `mailward spam import` the export; every gateway reads it \
+         within seconds"
+    } else {
+        Part::Site.next_step()
+    }
+}
+
+/// A damaged snapshot as the commands say it: which snapshot, why, and
+/// what to do (walkR finding 14: the path and the reason alone left the
+/// admin guessing); None for any other error.
+fn damaged_snapshot(e: &crate::check::spam::store::StoreError, shared: bool) -> Option<String> {
+    match e {
+        crate::check::spam::store::StoreError::Model(ModelError::Invalid { path, problem }) => {
+            Some(format!(
+                "the snapshot {} cannot be read (not a Mailward spam model: {problem}); {}",
+                if shared {
+                    format!("of {} (mailward:spam:site)", path.display())
+                } else {
+                    path.display().to_string()
+                },
+                snapshot_step(shared)
+            ))
+        }
+        _ => None,
+    }
+}
+
+/// A store error of a command that changes the site's learning: a damaged
+/// snapshot with the way out.
+fn changing(cfg: &Config) -> impl Fn(crate::check::spam::store::StoreError) -> SpamCliError + '_ {
+    move |e| match damaged_snapshot(&e, !cfg.spam.store.is_empty()) {
+        Some(said) => SpamCliError::Damaged(said),
+        None => SpamCliError::Store(e),
+    }
 }
 
 /// Says on the terminal what a change forgot to stay within `[spam]
@@ -325,24 +484,32 @@ fn tell_trimmed(cfg: &Config, trimmed: Trimmed, err: &mut dyn Write) {
 /// Forgets messages learnt before.
 pub fn forget(cfg: &Config, paths: &[PathBuf], err: &mut dyn Write) -> Result<Tally, SpamCliError> {
     let _owner = crate::ops::privileges::OwnedByDataDir::new(&cfg.spam.dir, &cfg.server.data_dir);
+    if cfg.spam.store.is_empty() {
+        existing(cfg)?;
+    }
     let (msgs, empty) = gather(paths)?;
     if msgs.is_empty() && !empty.is_empty() {
         return Err(no_messages(&empty));
     }
     tell_empty(&empty, err);
-    let forgetting: Vec<(u64, Vec<u64>)> =
-        msgs.iter().map(|m| spam::for_learning(&m.bytes)).collect();
-    let (tally, trimmed) = site_store(cfg)?.update(|model| {
-        let mut tally = Tally::default();
-        for (digest, tokens) in &forgetting {
-            if model.forget(*digest, tokens) {
-                tally.forgotten += 1;
-            } else {
-                tally.unknown += 1;
+    let marks = Marks::of(cfg);
+    let forgetting: Vec<(u64, Vec<u64>)> = msgs
+        .iter()
+        .map(|m| spam::for_learning(&unmark(&m.bytes, &marks)))
+        .collect();
+    let (tally, trimmed) = site_store(cfg)?
+        .update(|model| {
+            let mut tally = Tally::default();
+            for (digest, tokens) in &forgetting {
+                if model.forget(*digest, tokens) {
+                    tally.forgotten += 1;
+                } else {
+                    tally.unknown += 1;
+                }
             }
-        }
-        Edit::when(tally.forgotten > 0, tally)
-    })?;
+            Edit::when(tally.forgotten > 0, tally)
+        })
+        .map_err(changing(cfg))?;
     // Only when the limits were lowered since the last change.
     tell_trimmed(cfg, trimmed, err);
     Ok(tally)
@@ -387,7 +554,7 @@ pub fn judging_level(
     group: Option<&str>,
 ) -> Result<SpamLevel, SpamCliError> {
     if let Some(text) = level {
-        return SpamLevel::parse(text).map_err(|e| SpamCliError::Usage(format!("--level: {e}")));
+        return SpamLevel::parse(text).map_err(|e| SpamCliError::Args(format!("--level: {e}")));
     }
     match group {
         None => Ok(cfg.policy.spam_level),
@@ -397,7 +564,7 @@ pub fn judging_level(
             .map(|g| g.effective(&cfg.policy).spam_level)
             .ok_or_else(|| {
                 let known: Vec<&str> = cfg.group.keys().map(String::as_str).collect();
-                SpamCliError::Usage(if known.is_empty() {
+                SpamCliError::Args(if known.is_empty() {
                     format!("--group {name}: the configuration has no [group.*] section")
                 } else {
                     format!(
@@ -436,6 +603,9 @@ pub fn check(
     }
     let k = loaded.knowledge;
     let unavailable = k.classifier.unavailable;
+    // Asked for clues the classifier cannot give: why there are none
+    // (walkR finding 14: the verdict came alone, without a word).
+    let no_clues = (clues > 0).then(|| no_clues(&k.classifier)).flatten();
     let mut unread = 0;
     let mut judged = Vec::new();
     for p in paths {
@@ -447,12 +617,16 @@ pub fn check(
             }
         }
     }
+    let marks = Marks::of(cfg);
     for m in judged {
-        let e = check_one(&k, &m.bytes);
+        // Judged as it arrived, as it is learnt: a message from a Junk
+        // folder carries the gateway's marks (walkR finding 7).
+        let raw = unmark(&m.bytes, &marks);
+        let e = check_one(&k, &raw);
         let status = e.status(level);
         let telling = match clues {
             0 => Vec::new(),
-            n => named_clues(&k, &m.bytes, n),
+            n => named_clues(&k, &raw, n),
         };
         let line = if json {
             let mut v = serde_json::json!({
@@ -466,6 +640,9 @@ pub fn check(
             });
             if unavailable {
                 v["classifier"] = "unavailable".into();
+            }
+            if let Some(why) = &no_clues {
+                v["no_clues"] = why.as_str().into();
             }
             if clues > 0 {
                 v["clues"] = telling
@@ -489,6 +666,12 @@ pub fn check(
                 e.shown_score(),
                 e.rating(),
             );
+            // Why it is formal, as the log line and `--json` say it.
+            match e.formal {
+                Some(why) if why.contains(' ') => line.push_str(&format!(" formal={why:?}")),
+                Some(why) => line.push_str(&format!(" formal={why}")),
+                None => {}
+            }
             if !e.hits.is_empty() {
                 line.push(' ');
                 line.push_str(&e.weighed());
@@ -502,6 +685,9 @@ pub fn check(
                     c.probability, c.spam, c.ham
                 ));
             }
+            if let Some(why) = &no_clues {
+                line.push_str(&format!("\n  {why}"));
+            }
             line
         };
         if writeln!(out, "{line}").is_err() {
@@ -511,6 +697,23 @@ pub fn check(
     match unread {
         0 => Ok(()),
         n => Err(SpamCliError::Unread(n, paths.len())),
+    }
+}
+
+/// Why the classifier gives no clues, when it cannot (None: it can).
+fn no_clues(c: &spam::classifier::Classifier) -> Option<String> {
+    use spam::classifier::Readiness;
+    match c.readiness() {
+        Readiness::Active => None,
+        Readiness::Abstaining => Some(format!(
+            "no clues: the classifier abstains (learnt {} spam and {} ham, scores from {} of each)",
+            c.spam_messages(),
+            c.ham_messages(),
+            c.min_learnt
+        )),
+        Readiness::Unavailable => {
+            Some("no clues: the classifier is unavailable (its learning cannot be read)".into())
+        }
     }
 }
 
@@ -541,11 +744,23 @@ pub fn status(cfg: &Config) -> serde_json::Value {
         Part::Store => u.to_string(),
         _ => format!("{u}; {}", u.next_step()),
     };
+    // A mistyped `[spam] dir` is not a healthy empty store (walkR
+    // finding 12): one that does not exist is said so; a file is one
+    // problem (not one per file that cannot be read under it).
+    let dir_kind = std::fs::metadata(&cfg.spam.dir).map(|m| m.is_dir());
+    let dir_exists = dir_kind.is_ok();
+    let dir_is_file = dir_kind.as_ref().is_ok_and(|is_dir| !is_dir);
     let mut problems: Vec<String> = loaded
         .rules
         .iter()
         .cloned()
-        .chain(loaded.unreadable.iter().map(with_step))
+        .chain(
+            loaded
+                .unreadable
+                .iter()
+                .filter(|_| !dir_is_file)
+                .map(with_step),
+        )
         .collect();
     let mut k = loaded.knowledge;
     let store = Store::of(&cfg.spam);
@@ -554,13 +769,23 @@ pub fn status(cfg: &Config) -> serde_json::Value {
     let shared = store.as_ref().is_ok_and(|s| s.is_shared());
     // Why the store cannot be read, as a problem.
     let mut unreadable = None;
+    if dir_is_file {
+        problems.push(not_a_directory(cfg).to_string());
+    }
     let readable = match &store {
+        Ok(_) if !shared && !dir_exists => Ok(crate::check::spam::store::Readable {
+            model: Model::default(),
+            journal: Journalled::default(),
+            refused: None,
+        }),
         Ok(s) => s.readable().map_err(|e| {
-            unreadable = Some(if shared {
-                e.to_string()
-            } else {
-                with_step(&Unreadable::of(Part::Site, &e))
-            });
+            unreadable = Some(damaged_snapshot(&e, shared).unwrap_or_else(|| {
+                if shared {
+                    e.to_string()
+                } else {
+                    with_step(&Unreadable::of(Part::Site, &e))
+                }
+            }));
             e.to_string()
         }),
         Err(e) => Err(e.to_string()),
@@ -588,8 +813,11 @@ pub fn status(cfg: &Config) -> serde_json::Value {
         }
         Err(e) => {
             // A damaged site.model is as unavailable to a gateway as a
-            // Redis that does not answer (walkR finding 1).
-            problems.push(unreadable.clone().unwrap_or_else(|| e.clone()));
+            // Redis that does not answer (walkR finding 1). A dir that is
+            // a file is said once, above.
+            if shared || !dir_is_file {
+                problems.push(unreadable.clone().unwrap_or_else(|| e.clone()));
+            }
             k.classifier.unavailable = true;
             serde_json::json!({
                 "spam": null, "ham": null, "tokens": null, "messages": null,
@@ -602,6 +830,7 @@ pub fn status(cfg: &Config) -> serde_json::Value {
     let c = &k.classifier;
     serde_json::json!({
         "dir": cfg.spam.dir.display().to_string(),
+        "dir_exists": dir_exists,
         "store": store.as_ref().map(|s| s.describe()).unwrap_or_else(|e| e.to_string()),
         "base": c.base.as_ref().map(|b| serde_json::json!({
             "spam": b.spam_messages, "ham": b.ham_messages, "tokens": b.tokens.len(),
@@ -655,6 +884,13 @@ pub fn status_text(v: &serde_json::Value) -> String {
         out += &format!(
             "  site:       unknown: the store cannot be read ({store}; see the problem below)\n"
         );
+    } else if v["dir_exists"] == false && !store.contains("://") {
+        // Not "0 spam, 0 ham": a mistyped dir would read as a healthy
+        // empty store (walkR finding 12).
+        out += &format!(
+            "  site:       none: {} does not exist yet (nothing learnt there; `spam learn` creates it)\n",
+            v["dir"].as_str().unwrap_or("?")
+        );
     } else {
         out += &format!(
             "  site:       {} spam, {} ham, {} tokens of at most {} ({store})\n",
@@ -695,12 +931,29 @@ pub fn status_text(v: &serde_json::Value) -> String {
 }
 
 /// `spam fold`: the journal folded into a new snapshot now.
+///
+/// A journal whose every record is damaged has nothing to fold: its
+/// damaged bytes are dropped, the snapshot is left as it is (walkR finding
+/// 13), and what is returned holds nothing, as for an empty journal.
 pub fn fold(cfg: &Config, err: &mut dyn Write) -> Result<Journalled, SpamCliError> {
     let _owner = crate::ops::privileges::OwnedByDataDir::new(&cfg.spam.dir, &cfg.server.data_dir);
     let store = site_store(cfg)?;
-    let _ = writeln!(err, "Folding the journal of {}.", store.describe());
-    let (folded, trimmed) = store.fold()?;
+    if !store.is_shared() {
+        existing(cfg)?;
+    }
+    let _ = writeln!(err, "Folding the journal of {}.", place(cfg, &store));
+    let (folded, trimmed) = store.fold().map_err(changing(cfg))?;
     tell_trimmed(cfg, trimmed, err);
+    if folded.records == 0 && folded.unread > 0 {
+        let _ = writeln!(
+            err,
+            "No intact change to fold: the snapshot is left as it is."
+        );
+        return Ok(Journalled {
+            unread: 0,
+            ..folded
+        });
+    }
     Ok(folded)
 }
 
@@ -780,6 +1033,7 @@ pub fn import(
     let incoming = Model::read(from)?
         .ok_or_else(|| SpamCliError::Usage(format!("{}: no such file", from.display())))?;
     let dir = &cfg.spam.dir;
+    made_ready(cfg, err)?;
     let _lock = crate::check::spam::store::Lock::take(dir)?;
     if as_base {
         let base = dir.join(BASE);
@@ -830,7 +1084,8 @@ pub fn import(
             }
             site.absorb(&incoming);
             Edit::Changed(Ok((**site).clone()))
-        })?;
+        })
+        .map_err(changing(cfg))?;
     tell_trimmed(cfg, trimmed, err);
     merged.map(|model| Imported { model, base: None })
 }
@@ -847,6 +1102,7 @@ pub const ROLLED_BACK: &str = "base.model.rolled-back";
 /// Returns where the replaced base is kept.
 pub fn rollback(cfg: &Config) -> Result<PathBuf, SpamCliError> {
     let _owner = crate::ops::privileges::OwnedByDataDir::new(&cfg.spam.dir, &cfg.server.data_dir);
+    existing(cfg)?;
     let dir = &cfg.spam.dir;
     let _lock = crate::check::spam::store::Lock::take(dir)?;
     let bak = dir.join(format!("{BASE}.bak"));
@@ -1428,6 +1684,277 @@ mod tests {
         assert_eq!(
             e.to_string(),
             format!("{}: the directory holds no message files", empty.display())
+        );
+    }
+
+    /// A message as the gateway delivered it to a Junk folder: the subject
+    /// mark, the verdict fields, our Authentication-Results.
+    fn delivered(cfg: &Config, arrived: &str) -> String {
+        let marked = crate::policy::subject::mark(arrived.as_bytes(), "[!!SPAM]");
+        format!(
+            "X-Mailward-Spam: as/spam; score=9.0;\r\n\ttests=BAYES_99\r\nX-Mailward-Spam-Rating: 90\r\n\
+             Authentication-Results: {}; spf=pass smtp.mailfrom=shop.test\r\n{}",
+            cfg.server.authserv_id,
+            String::from_utf8(marked).unwrap()
+        )
+    }
+
+    #[test]
+    fn a_message_learnt_as_delivered_is_the_message_as_it_arrived() {
+        // walkR finding 7: a Junk folder taught `subject:!!spam` and
+        // `hdr:x-mailward-spam` as the marks of spam.
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = config_in(dir.path());
+        cfg.spam.min_learnt = 1;
+        let arrived =
+            "From: Deals <d@shop.test>\r\nTo: bob@example.com\r\nSubject: Cheap pills now\r\n\
+            Message-ID: <1@shop.test>\r\n\r\nBuy cheap pills, best price, click here.\r\n";
+        let (a, d, h) = (
+            dir.path().join("arrived.eml"),
+            dir.path().join("delivered.eml"),
+            dir.path().join("ham.eml"),
+        );
+        std::fs::write(&a, arrived).unwrap();
+        std::fs::write(&d, delivered(&cfg, arrived)).unwrap();
+        std::fs::write(
+            &h,
+            "From: ann@example.com\nSubject: lunch\n\nNoon at the station?\n",
+        )
+        .unwrap();
+        let tally = learn(
+            &cfg,
+            std::slice::from_ref(&d),
+            std::slice::from_ref(&h),
+            &mut Vec::new(),
+        )
+        .unwrap();
+        assert_eq!(tally.new, 2);
+        let again = learn(&cfg, std::slice::from_ref(&a), &[], &mut Vec::new()).unwrap();
+        assert_eq!(
+            (again.new, again.already),
+            (0, 1),
+            "learnt twice counts once"
+        );
+        let mut out = Vec::new();
+        check(
+            &cfg,
+            std::slice::from_ref(&d),
+            true,
+            500,
+            cfg.policy.spam_level,
+            &mut out,
+            &mut Vec::new(),
+        )
+        .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        let clues: Vec<&str> = v["clues"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|c| c["token"].as_str())
+            .collect();
+        assert!(clues.contains(&"subject:pills"), "{clues:?}");
+        assert!(
+            !clues.iter().any(|c| c.contains("!!spam")
+                || c.starts_with("hdr:x-mailward")
+                || c == &"hdr:authentication-results"),
+            "{clues:?}"
+        );
+        let model = site_store(&cfg).unwrap().read().unwrap();
+        let known = |t: &[&str]| {
+            model
+                .tokens
+                .contains_key(&crate::check::spam::tokens::hash(t))
+        };
+        assert!(known(&["subject", "pills"]));
+        assert!(!known(&["subject", "!!spam"]));
+        assert!(!known(&["hdr", "x-mailward-spam"]));
+        assert!(!known(&["hdr", "authentication-results"]));
+        // Forgotten as delivered, it is gone.
+        let gone = forget(&cfg, std::slice::from_ref(&d), &mut Vec::new()).unwrap();
+        assert_eq!(gone.forgotten, 1);
+    }
+
+    #[test]
+    fn a_mistyped_dir_is_neither_made_nor_shown_as_an_empty_store() {
+        // walkR finding 12: `spam learn` made /nonexistent/deep/spam, and
+        // `spam status` showed it as "0 spam, 0 ham".
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = crate::config::parse("", "t.toml").unwrap();
+        let ham = dir.path().join("ham.eml");
+        std::fs::write(&ham, "From: a@b.test\nSubject: hi\n\nhello\n").unwrap();
+        cfg.spam.dir = dir.path().join("typo/deep/spam");
+        let v = status(&cfg);
+        assert!(status_outcome(&v).is_ok(), "{v}");
+        assert_eq!(v["dir_exists"], false);
+        assert!(
+            status_text(&v).contains(&format!(
+                "  site:       none: {} does not exist yet (nothing learnt there; `spam learn` creates it)\n",
+                cfg.spam.dir.display()
+            )),
+            "{}",
+            status_text(&v)
+        );
+        let e = learn(&cfg, &[], std::slice::from_ref(&ham), &mut Vec::new()).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "{}: no such directory, and its parent {} does not exist either: check spam.dir in \
+                 t.toml (only the last directory of it is created)",
+                cfg.spam.dir.display(),
+                dir.path().join("typo/deep").display()
+            )
+        );
+        assert!(!dir.path().join("typo").exists());
+        let e = forget(&cfg, std::slice::from_ref(&ham), &mut Vec::new()).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("does not exist: nothing was learnt there"),
+            "{e}"
+        );
+        assert!(!dir.path().join("typo").exists());
+        // Its last component is made, and said.
+        cfg.spam.dir = dir.path().join("spam");
+        let mut err = Vec::new();
+        learn(&cfg, &[], std::slice::from_ref(&ham), &mut err).unwrap();
+        let err = String::from_utf8(err).unwrap();
+        assert!(
+            err.contains(&format!(
+                "Created {} (spam.dir): nothing was learnt there before.\nLearning into the site store in {}.",
+                cfg.spam.dir.display(),
+                cfg.spam.dir.display()
+            )),
+            "{err}"
+        );
+        // A file is not a directory.
+        cfg.spam.dir = ham.clone();
+        let e = learn(&cfg, &[], std::slice::from_ref(&ham), &mut Vec::new()).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!("{}: is not a directory (spam.dir in t.toml)", ham.display())
+        );
+        let v = status(&cfg);
+        assert_eq!(
+            v["problems"],
+            serde_json::json!([format!(
+                "{}: is not a directory (spam.dir in t.toml)",
+                ham.display()
+            )])
+        );
+    }
+
+    #[test]
+    fn a_fold_of_damaged_records_only_leaves_the_snapshot() {
+        // walkR finding 13: "Folded 0 change(s) ... into a new snapshot",
+        // and the snapshot rewritten for nothing.
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = config_in(dir.path());
+        let mail = |n: usize| {
+            let f = dir.path().join(format!("{n}.eml"));
+            std::fs::write(
+                &f,
+                format!("From: a@b.test\nSubject: note {n}\n\nword{n} here\n"),
+            )
+            .unwrap();
+            f
+        };
+        learn(&cfg, &[], &[mail(0), mail(1)], &mut Vec::new()).unwrap();
+        fold(&cfg, &mut Vec::new()).unwrap();
+        let site = cfg.spam.dir.join(crate::check::spam::knowledge::SITE);
+        let snapshot = std::fs::read(&site).unwrap();
+        let before = std::fs::metadata(&site).unwrap().modified().unwrap();
+        learn(&cfg, &[], &[mail(2)], &mut Vec::new()).unwrap();
+        // One byte of the only record.
+        let journal = cfg.spam.dir.join("site.journal");
+        let mut bytes = std::fs::read(&journal).unwrap();
+        let at = crate::check::spam::journal::HEADER + 10;
+        bytes[at] ^= 0xff;
+        std::fs::write(&journal, &bytes).unwrap();
+        let mut err = Vec::new();
+        let folded = fold(&cfg, &mut err).unwrap();
+        assert_eq!((folded.records, folded.unread), (0, 0), "{folded:?}");
+        let err = String::from_utf8(err).unwrap();
+        assert!(err.contains("Dropped "), "{err}");
+        assert!(
+            err.ends_with("No intact change to fold: the snapshot is left as it is.\n"),
+            "{err}"
+        );
+        assert_eq!(std::fs::read(&site).unwrap(), snapshot);
+        assert_eq!(
+            std::fs::metadata(&site).unwrap().modified().unwrap(),
+            before
+        );
+        assert_eq!(
+            std::fs::metadata(&journal).unwrap().len(),
+            crate::check::spam::journal::HEADER as u64
+        );
+        let v = status(&cfg);
+        assert_eq!(v["problems"], serde_json::json!([]), "{v}");
+        assert_eq!(v["site"]["ham"], 2);
+    }
+
+    #[test]
+    fn usage_errors_exit_2_and_checks_say_why() {
+        // walkR finding 14.
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = config_in(dir.path());
+        let e = judging_level(&cfg, Some("loud"), None).unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+        assert_eq!(
+            judging_level(&cfg, None, Some("x"))
+                .unwrap_err()
+                .exit_code(),
+            2
+        );
+        let e = learn(&cfg, &[], &[], &mut Vec::new()).unwrap_err();
+        assert_eq!(
+            (e.exit_code(), e.to_string().as_str()),
+            (2, "say what to learn: --spam PATH... and/or --ham PATH...")
+        );
+        assert_eq!(SpamCliError::Unread(1, 2).exit_code(), 1);
+        // An auto-reply says why it is formal; clues asked of a classifier
+        // that abstains say why there are none.
+        let ooo = dir.path().join("ooo.eml");
+        std::fs::write(
+            &ooo,
+            "From: a@b.test\nTo: c@d.test\nSubject: Out of Office\nAuto-Submitted: auto-replied\n\
+             Date: Fri, 04 Dec 2026 10:00:00 +0000\nMessage-ID: <o@b.test>\n\nI am away.\n",
+        )
+        .unwrap();
+        let mut out = Vec::new();
+        check(
+            &cfg,
+            std::slice::from_ref(&ooo),
+            false,
+            5,
+            cfg.policy.spam_level,
+            &mut out,
+            &mut Vec::new(),
+        )
+        .unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            format!(
+                "{}: as/formal score=0.0 rating=0 formal=Auto-Submitted\n  no clues: the classifier \
+                 abstains (learnt 0 spam and 0 ham, scores from 200 of each)\n",
+                ooo.display()
+            )
+        );
+        // A damaged snapshot names itself and the way out.
+        std::fs::write(
+            cfg.spam.dir.join(crate::check::spam::knowledge::SITE),
+            "not a model",
+        )
+        .unwrap();
+        let e = learn(&cfg, &[], std::slice::from_ref(&ooo), &mut Vec::new()).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "the snapshot {} cannot be read (not a Mailward spam model: no model header); move it \
+                 away and `mailward spam import` your last export (`mailward spam export` writes one), \
+                 or remove it to start learning over; a running daemon picks either up within seconds",
+                cfg.spam.dir.join("site.model").display()
+            )
         );
     }
 }
