@@ -1131,11 +1131,22 @@ fn traps_autolearn_and_early_blacklist_refusals() -> Result<()> {
     c.command("RCPT TO:<trap@example.com>")?.expect_code(250)?;
     c.command("RCPT TO:<bob@example.com>")?.expect_code(250)?;
     let reply = c.data(&ham("Hello", 1))?;
-    f.check(reply.code == 550, || {
-        format!("mail to a trap is as/blacklisted, refused by policy: {reply:?}")
+    // Though the group refuses as/blacklisted, mail to a trap is taken and
+    // blocked: a refusal would tell the trap from a mailbox (walkR
+    // finding 3).
+    f.check(reply.code == 250, || {
+        format!("mail to a trap is taken, not refused: {reply:?}")
     });
     let log = gw.daemon.full_log();
     f.check(log.contains("SPAM_TRAP"), || "the trap is a test".into());
+    f.check(
+        log.lines().any(|l| {
+            l.contains("Message blocked for these recipients")
+                && l.contains("status=as/blacklisted")
+                && l.contains("rcpts=2")
+        }),
+        || "mail to a trap is blocked for all its recipients".into(),
+    );
     // Autolearn took it as spam (batches are written within 5 s).
     let learnt = wait_until("autolearn to write", Duration::from_secs(15), || {
         let s = gw.daemon.cli_ok(&["spam", "status"])?;
@@ -1577,5 +1588,83 @@ fn a_damaged_model_file_is_a_standing_problem_until_repaired() -> Result<()> {
             && status.contains("mailward spam import --base FILE"),
         || format!("the damaged base is a problem: {status}"),
     );
+    f.finish(|| gw.daemon.full_log())
+}
+
+/// walkR finding 7: a user's Junk folder holds mail as the gateway
+/// delivered it (`Subject: [!!SPAM] ...`, `X-Mailward-Spam`, our
+/// `Authentication-Results`); learnt as it was, the classifier took the
+/// gateway's own marks for the words of spam. `spam learn` takes them off
+/// first, so the delivered copy is the message as it arrived: the same
+/// identity, no `subject:!!spam` or `hdr:x-mailward-*` token.
+#[test]
+fn a_junk_folder_is_learnt_without_the_gateway_s_marks() -> Result<()> {
+    let gw = Gateway::start("spam-junk", |c| c.set("spam", "min_learnt", "1"))?;
+    let mut f = Failures::default();
+    let sent = "From: Best Deals <deals12345@hotmail.com>\r\nTo: user@example.com\r\n\
+        Subject: FREE CASH OFFER FOR YOU!!\r\nDate: Mon, 30 Nov 2026 10:00:00 +0000\r\n\
+        Message-ID: <junk-1@hotmail.com>\r\nMIME-Version: 1.0\r\nContent-Type: text/html\r\n\r\n\
+        <html><body>Dear Friend, earn money from home! 100% free, risk-free, money-back \
+        guarantee. Act now! Click here: http://192.0.2.7/offer</body></html>\r\n";
+    let reply = send(gw.port(), &["user@example.com"], sent.as_bytes())?;
+    f.check(reply.code == 250, || format!("{reply:?}"));
+    let got = gw.sink.wait_for_count(1, DELIVERY_TIMEOUT)?;
+    let subject = got[0].header("Subject").unwrap_or_default();
+    f.check(subject.starts_with("[!!SPAM] "), || {
+        format!("delivered marked: {subject}")
+    });
+    f.check(got[0].header("X-Mailward-Spam").is_some(), || {
+        got[0].message.clone()
+    });
+    // The Junk folder's copy, as a Maildir keeps it (LF line ends), and
+    // the same message as it was sent; a ham to learn beside it.
+    let dir = TestDir::new("spam-junk-folder")?;
+    let (junk, arrived, ham_file) = (
+        dir.path().join("junk.eml"),
+        dir.path().join("arrived.eml"),
+        dir.path().join("ham.eml"),
+    );
+    std::fs::write(&junk, &got[0].message)?;
+    std::fs::write(&arrived, sent.replace("\r\n", "\n"))?;
+    std::fs::write(&ham_file, ham("Project notes", 1))?;
+    let (junk, arrived, ham_file) = (
+        junk.display().to_string(),
+        arrived.display().to_string(),
+        ham_file.display().to_string(),
+    );
+    let out = gw
+        .daemon
+        .cli_ok(&["spam", "learn", "--spam", &junk, "--ham", &ham_file])?;
+    f.check(
+        out.contains("Learnt 2 new message(s); 0 already known"),
+        || out.clone(),
+    );
+    let again = gw.daemon.cli_ok(&["spam", "learn", "--spam", &arrived])?;
+    f.check(
+        again.contains("Learnt 0 new message(s); 1 already known"),
+        || format!("the copy as it arrived is the message learnt: {again}"),
+    );
+    for file in [&junk, &arrived] {
+        let out = gw
+            .daemon
+            .cli_ok(&["spam", "check", "--json", "--clues", "1000", file])?;
+        let v: serde_json::Value = serde_json::from_str(out.trim()).context("clues JSON")?;
+        let tokens: Vec<String> = v["clues"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|c| c["token"].as_str().map(String::from))
+            .collect();
+        f.check(tokens.iter().any(|t| t == "subject:cash"), || {
+            format!("{file}: the subject's own words are clues: {tokens:?}")
+        });
+        let marks: Vec<&String> = tokens
+            .iter()
+            .filter(|t| t.contains("!!spam") || t.starts_with("hdr:x-mailward"))
+            .collect();
+        f.check(marks.is_empty(), || {
+            format!("{file}: the gateway's marks were learnt: {marks:?}")
+        });
+    }
     f.finish(|| gw.daemon.full_log())
 }
