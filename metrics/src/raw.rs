@@ -7,7 +7,8 @@
 //!
 //! appended to `statistics.raw_destination`. A line is built whole and
 //! written with one `write` to a file opened for appending, so readers never
-//! see a partial line from us. Fields are escaped (backslash, tab, CR, LF and
+//! see a partial line from us (a write a full disk cut short is taken back,
+//! see [`RotatingFile`]). Fields are escaped (backslash, tab, CR, LF and
 //! other control characters as `\\`, `\t`, `\r`, `\n`, `\xHH`), so a hostile
 //! address cannot add a column or a line; an empty field is written `-`.
 //! The file is rotated and reopened like the log ([`RotatingFile`]).
@@ -116,6 +117,13 @@ impl RawLog {
     /// Rotations that failed so far, and the last one's error.
     pub fn rotation_failure(&self) -> (u64, Option<String>) {
         self.file.rotation_failure()
+    }
+
+    /// Records that could not be written so far (a full disk, a directory
+    /// the user may not write): none of them left part of a line behind
+    /// ([`RotatingFile::append`]).
+    pub fn lost(&self) -> u64 {
+        self.file.lost()
     }
 }
 

@@ -16,7 +16,7 @@ use std::time::Duration;
 use anyhow::{ensure, Context, Result};
 use mailward_e2e::rsyslog::Rsyslog;
 use mailward_e2e::stats::StatsSetup;
-use mailward_e2e::tools::{output_text, require, run, smtp_source};
+use mailward_e2e::tools::{output_text, require, run, smtp_source, tail};
 use mailward_e2e::*;
 
 fn message(subject: &str) -> Vec<u8> {
@@ -217,6 +217,93 @@ fn mail_flows_while_nobody_reads_the_daemons_standard_error() -> Result<()> {
         m.get("mailward_log_lines_dropped_total", &[]).is_some(),
         "/metrics answers while standard error is stuck"
     );
+    Ok(())
+}
+
+/// How many timestamps (`2026-12-05T`) a log line holds: one, unless a
+/// line was glued onto a torn one.
+fn timestamps(line: &str) -> usize {
+    let b = line.as_bytes();
+    (0..b.len().saturating_sub(10))
+        .filter(|&i| {
+            b[i..i + 4].iter().all(u8::is_ascii_digit)
+                && b[i + 4] == b'-'
+                && b[i + 7] == b'-'
+                && b[i + 10] == b'T'
+        })
+        .count()
+}
+
+#[test]
+fn a_full_log_disk_costs_lines_but_never_glues_two_together() -> Result<()> {
+    // walkT 2: the write that hit ENOSPC left half a line, and the first
+    // line written once there was room again was appended to it: two
+    // events on one line in the log, a raw record of 12 fields.
+    let mut disk = None;
+    let gw = Gateway::start("log-disk-full", |c| {
+        let full = c.dir.join("full");
+        disk = Some(mailward_e2e::tmpfs::Tmpfs::mount(&full, "256k"));
+        c.set_str(
+            "log",
+            "destination",
+            &format!("file:{}", full.join("mailward.log").display()),
+        )
+        .set_list("log", "options", &["all.info"])
+        .set_str(
+            "statistics",
+            "raw_destination",
+            &full.join("raw.log").display().to_string(),
+        )
+        .set_list("statistics", "options", &["messages", "raw"])
+    })?;
+    let disk = disk.context("the tmpfs was not mounted")??;
+    let log = disk.path.join("mailward.log");
+    let raw = disk.path.join("raw.log");
+    send_one(&gw, "before")?;
+    gw.sink.wait_for_count(1, DELIVERY_TIMEOUT)?;
+    // Fill the disk to the last byte.
+    let filler = disk.path.join("filler");
+    {
+        let mut f = std::fs::File::create(&filler)?;
+        let chunk = vec![b'x'; 4096];
+        while f.write_all(&chunk).is_ok() {}
+        while f.write(b"x").is_ok_and(|n| n == 1) {}
+    }
+    let full = 20;
+    for i in 0..full {
+        send_one(&gw, &format!("while full {i}"))?;
+    }
+    gw.sink.wait_for_count(1 + full, DELIVERY_TIMEOUT)?;
+    std::fs::remove_file(&filler)?;
+    send_one(&gw, "after")?;
+    gw.sink.wait_for_count(2 + full, DELIVERY_TIMEOUT)?;
+    let notice = "log line(s) were dropped while the log file could not be written.";
+    let text = wait_until(
+        "the log to say lines were dropped",
+        Duration::from_secs(20),
+        || {
+            let text = std::fs::read_to_string(&log)?;
+            Ok(text.contains(notice).then_some(text))
+        },
+    )
+    .with_context(|| format!("{}:\n{}", log.display(), tail(&log, 20)))?;
+    for line in text.lines() {
+        ensure!(
+            well_formed(line) && timestamps(line) == 1,
+            "a torn or glued line in {}: {line:?}",
+            log.display()
+        );
+    }
+    ensure!(text.ends_with('\n'), "{} ends mid-line", log.display());
+    let records = std::fs::read_to_string(&raw)?;
+    for line in records.lines() {
+        ensure!(
+            line.split('\t').count() == 10,
+            "a torn or glued raw record in {}: {line:?}",
+            raw.display()
+        );
+    }
+    ensure!(records.ends_with('\n'), "{} ends mid-line", raw.display());
     Ok(())
 }
 

@@ -15,7 +15,8 @@
 //! reopen`). In a file a line stays one line: a newline inside a value (a
 //! client's text in a `%` field) is written as `\n`. JSON lines are
 //! serde_json's, valid for any input. Lines that cannot be written are
-//! dropped and counted ([`dropped`]): mail never waits for the log (the
+//! dropped and counted ([`dropped`]), and a file says how many once lines
+//! get through again: mail never waits for the log (the
 //! daemon's lines to a file, to syslog or to standard error are queued to
 //! a thread of their own each, [`LineQueue`]).
 
@@ -32,7 +33,9 @@ use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::EnvFilter;
 
 use super::line_queue::LineQueue;
-use crate::config::{Log, LogDestination, LogFormat, LogLevel, LogOption, LOG_CATEGORIES};
+use crate::config::{
+    Log, LogDestination, LogFormat, LogLevel, LogOption, SyslogTransport, LOG_CATEGORIES,
+};
 
 /// The mode of log files: they name senders, recipients and clients.
 pub const LOG_FILE_MODE: u32 = 0o640;
@@ -99,6 +102,15 @@ pub fn file_path() -> Option<PathBuf> {
 /// Failed rotations of the log file so far (0 when it is not a file).
 pub fn rotation_failures() -> u64 {
     log_file().map_or(0, |f| f.file.rotation_failure().0)
+}
+
+/// The last failed rotation of the log file or the raw records file, as
+/// "cannot rotate PATH: ERROR", for `mailward status` (walkT 8): the log
+/// file's when both failed.
+pub fn last_rotation_failure(gw: &crate::gateway::Gateway) -> Option<String> {
+    log_file()
+        .and_then(|f| f.file.rotation_failure().1)
+        .or_else(|| gw.stats.raw_rotation_failure().1)
 }
 
 /// Says in the log, once a minute at most, when the log file or the raw
@@ -210,6 +222,24 @@ pub fn config_warnings(log: &Log) -> Vec<(&'static str, String)> {
             ),
         ));
     }
+    // A local socket that is not there (a container or a host without a
+    // syslog daemon): `run` would drop every line (walkT 15).
+    if let LogDestination::Syslog(t) = &log.destination {
+        let socket = match &t.transport {
+            SyslogTransport::Local => Some(std::path::Path::new("/dev/log")),
+            SyslogTransport::Unix(p) => Some(p.as_path()),
+            _ => None,
+        };
+        if let Some(socket) = socket.filter(|s| std::fs::symlink_metadata(s).is_err()) {
+            out.push((
+                "destination",
+                format!(
+                    "log.destination: {} does not exist on this machine, so no syslog daemon listens there and every log line would be dropped (counted) until one does. Start the syslog daemon (rsyslog, or systemd-journald's /dev/log), or log to a file or stderr",
+                    socket.display()
+                ),
+            ));
+        }
+    }
     out
 }
 
@@ -293,6 +323,10 @@ impl FileLog {
         let queue = queued
             .then(|| {
                 let (file, reopen) = (file.clone(), reopen.clone());
+                // Lines lost since the last one written, and the last
+                // error: said in the file once lines get through again, as
+                // for syslog (walkT 5: a full disk left a silent gap).
+                let mut lost: Option<(u64, String)> = None;
                 // An empty line is a reopen's turn (LineQueue::wake): lines
                 // queued before it still go to the file logrotate moved,
                 // those after it to the new one.
@@ -302,13 +336,27 @@ impl FileLog {
                         reopen.store(0, Ordering::Release);
                         file.reopen();
                     }
-                    if !line.is_empty() {
-                        if let Err(e) = file.append(line) {
-                            dropped_because(format!(
+                    if line.is_empty() {
+                        return;
+                    }
+                    match file.append(line) {
+                        Ok(()) => {
+                            if let Some((lines, error)) = lost.take() {
+                                // Queued behind this line, through the
+                                // usual format (text or JSON).
+                                tracing::warn!(target: "app", lines, error = %error,
+                                    "{lines} log line(s) were dropped while the log file could not be written.");
+                            }
+                        }
+                        Err(e) => {
+                            let error = format!(
                                 "cannot write {} as user {}: {e}",
                                 file.path().display(),
                                 crate::ops::privileges::current_user()
-                            ));
+                            );
+                            let count = lost.as_ref().map_or(0, |(n, _)| *n) + 1;
+                            lost = Some((count, error.clone()));
+                            dropped_because(error);
                         }
                     }
                 })
@@ -1206,6 +1254,30 @@ mod tests {
         assert!(config_warnings(&log_to(syslog, LogFormat::Text, &[])).is_empty());
         let file = LogDestination::File("/var/log/mailward/mailward.log".into());
         assert!(config_warnings(&log_to(file, LogFormat::Json, &[])).is_empty());
+    }
+
+    #[test]
+    fn a_syslog_socket_that_does_not_exist_is_warned_about() {
+        // walkT 15: check-config said nothing; `run` then dropped every line.
+        let dir = tempfile::tempdir().unwrap();
+        let to = |path: std::path::PathBuf| {
+            LogDestination::Syslog(crate::config::SyslogTarget {
+                transport: crate::config::SyslogTransport::Unix(path),
+                facility: "local3".into(),
+            })
+        };
+        let missing = dir.path().join("log");
+        let w = config_warnings(&log_to(to(missing.clone()), LogFormat::Text, &[]));
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert_eq!(w[0].0, "destination");
+        assert!(
+            w[0].1
+                .contains(&format!("{} does not exist", missing.display())),
+            "{}",
+            w[0].1
+        );
+        let _socket = std::os::unix::net::UnixDatagram::bind(&missing).unwrap();
+        assert!(config_warnings(&log_to(to(missing), LogFormat::Text, &[])).is_empty());
     }
 
     #[test]
