@@ -106,6 +106,58 @@ impl Endpoint {
     }
 }
 
+/// Why this process may not open the UNIX socket at `path`, for the
+/// message of a refused connect (walkT 9): who owns the socket (or the
+/// directory that refuses us), with which mode, who we run as, and what
+/// to set in snmpd.conf.
+pub(crate) fn permission_hint(path: &std::path::Path) -> String {
+    use std::os::unix::fs::MetadataExt;
+    let who = |uid: u32| name_of("/etc/passwd", uid).unwrap_or_else(|| uid.to_string());
+    let group = |gid: u32| name_of("/etc/group", gid).unwrap_or_else(|| gid.to_string());
+    let owned = |what: &str, p: &std::path::Path, m: &std::fs::Metadata| {
+        format!(
+            "{what} {} is {}:{} {:04o}",
+            p.display(),
+            who(m.uid()),
+            group(m.gid()),
+            m.mode() & 0o7777
+        )
+    };
+    // The socket itself, else the first directory above it we may see.
+    let place = match std::fs::metadata(path) {
+        Ok(m) => owned("the socket", path, &m),
+        Err(_) => path
+            .ancestors()
+            .skip(1)
+            .find_map(|dir| {
+                std::fs::metadata(dir)
+                    .ok()
+                    .map(|m| owned("its directory", dir, &m))
+            })
+            .unwrap_or_else(|| format!("the socket {}", path.display())),
+    };
+    // /proc/self belongs to this process's effective user and group.
+    let me = std::fs::metadata("/proc/self")
+        .map(|m| format!("{}:{}", who(m.uid()), group(m.gid())))
+        .unwrap_or_else(|_| "this user".to_string());
+    format!(
+        "{place} and Mailward runs as {me}: give the socket and its directory a group of that user \
+         with snmpd's `agentXPerms 0660 0550 SNMPD-USER GROUP` in snmpd.conf and restart snmpd \
+         (docs/snmp.md, \"Setting up snmpd\")"
+    )
+}
+
+/// The name of `id` in an /etc/passwd-style file (`name:x:id:...`).
+fn name_of(file: &str, id: u32) -> Option<String> {
+    let text = std::fs::read_to_string(file).ok()?;
+    text.lines().find_map(|line| {
+        let mut fields = line.split(':');
+        let name = fields.next()?;
+        let found = fields.nth(1)?.parse::<u32>().ok()? == id;
+        found.then(|| name.to_string())
+    })
+}
+
 fn parse_host_port(whole: &str, rest: &str) -> Result<Endpoint, EndpointError> {
     let (host, port) = if let Some(after) = rest.strip_prefix('[') {
         let (host, tail) = after

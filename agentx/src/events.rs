@@ -12,20 +12,33 @@ use crate::health::HealthCounters;
 use crate::oid::Oid;
 use crate::pdu::{CloseReason, DecodeError, ErrorStatus};
 
+/// How a failure to reach the master is told: each cause once per outage.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Told {
+    /// The first failure of an outage: a warning, counted.
+    First,
+    /// A cause not seen yet in this outage (snmpd came back with
+    /// permissions that refuse us, another program took the port): a
+    /// warning, counted.
+    NewCause,
+    /// A cause already told: debug level; it is still the last error.
+    Again,
+}
+
 /// One thing that happened.
 pub(crate) enum Event<'a> {
-    /// Connecting or opening failed; `first` is true for the first failure
-    /// of an outage (later ones are logged at debug level only).
+    /// Connecting or opening failed.
     ConnectFailed {
         endpoint: &'a Endpoint,
         error: &'a dyn std::fmt::Display,
         retry_in: Duration,
-        first: bool,
+        told: Told,
     },
     /// The master refused to open a session.
     OpenRefused {
         endpoint: &'a Endpoint,
         status: ErrorStatus,
+        told: Told,
     },
     /// A session is open.
     SessionOpened {
@@ -92,25 +105,43 @@ impl Event<'_> {
                 endpoint,
                 error,
                 retry_in,
-                first,
+                told,
             } => {
-                if first {
-                    warn!(target: "snmp", %endpoint, %error, retry_in = ?retry_in,
-                        "Cannot reach the AgentX master; retrying in the background.");
-                    health.error(format!(
-                        "cannot reach the AgentX master at {endpoint}: {error}"
-                    ));
-                } else {
-                    debug!(target: "snmp", %endpoint, %error, retry_in = ?retry_in,
-                        "AgentX master still unreachable.");
+                let message = format!("cannot reach the AgentX master at {endpoint}: {error}");
+                match told {
+                    Told::First => {
+                        warn!(target: "snmp", %endpoint, %error, retry_in = ?retry_in,
+                            "Cannot reach the AgentX master; retrying in the background.");
+                        health.error(message);
+                    }
+                    Told::NewCause => {
+                        warn!(target: "snmp", %endpoint, %error, retry_in = ?retry_in,
+                            "The AgentX master is still unreachable, now for another reason; retrying in the background.");
+                        health.error(message);
+                    }
+                    Told::Again => {
+                        debug!(target: "snmp", %endpoint, %error, retry_in = ?retry_in,
+                            "AgentX master still unreachable.");
+                        health.note(message);
+                    }
                 }
             }
-            Event::OpenRefused { endpoint, status } => {
-                error!(target: "snmp", %endpoint, %status,
-                    "The AgentX master refused to open a session.");
-                health.error(format!(
-                    "the AgentX master at {endpoint} refused to open a session: {status}"
-                ));
+            Event::OpenRefused {
+                endpoint,
+                status,
+                told,
+            } => {
+                let message =
+                    format!("the AgentX master at {endpoint} refused to open a session: {status}");
+                if told == Told::Again {
+                    debug!(target: "snmp", %endpoint, %status,
+                        "The AgentX master still refuses to open a session.");
+                    health.note(message);
+                } else {
+                    error!(target: "snmp", %endpoint, %status,
+                        "The AgentX master refused to open a session.");
+                    health.error(message);
+                }
             }
             Event::SessionOpened {
                 endpoint,

@@ -21,7 +21,7 @@ pub struct Health {
     /// Requests from the master answered (Get, GetNext, GetBulk and the
     /// Set phases).
     pub requests: u64,
-    /// Errors: failed connects (once per outage), refused Open, Register,
+    /// Errors: failed connects (once per outage and cause), refused Open, Register,
     /// AddAgentCaps or Notify, unparsable PDUs, lost sessions.
     pub errors: u64,
     /// Notifications the master acknowledged.
@@ -79,6 +79,12 @@ impl HealthCounters {
 
     pub(crate) fn error(&self, message: String) {
         Self::add(&self.errors);
+        self.note(message);
+    }
+
+    /// Keeps `message` as the last error without counting it (a failure
+    /// already counted, again).
+    pub(crate) fn note(&self, message: String) {
         *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(message);
     }
 }

@@ -17,7 +17,7 @@ use tokio::time::{sleep, sleep_until, timeout, timeout_at, Instant, Interval, Mi
 use tracing::{debug, trace};
 
 use crate::endpoint::{Endpoint, Stream};
-use crate::events::Event;
+use crate::events::{Event, Told};
 use crate::handler;
 use crate::oid::{well_known, Oid};
 use crate::pdu::{
@@ -56,6 +56,9 @@ pub(crate) enum LinkError {
     ConnectTimeout(Duration),
     #[error("cannot connect: {0}")]
     Connect(io::Error),
+    /// A UNIX socket this process may not open, with who owns it.
+    #[error("cannot connect: {error}; {hint}")]
+    ConnectDenied { error: io::Error, hint: String },
     #[error("the master refused to open a session: {0}")]
     OpenRefused(ErrorStatus),
     #[error("no response to {what} within {after:?}")]
@@ -72,6 +75,40 @@ pub(crate) enum LinkError {
     ClosedByMaster(CloseReason),
     #[error("cannot encode a PDU: {0}")]
     Encode(#[from] EncodeError),
+}
+
+/// The causes told during one outage (walkT 4: the first cause stayed
+/// in `mailward status` while every retry failed for another).
+#[derive(Default)]
+struct Outage {
+    /// Each cause told so far, as its error text (a few at most).
+    causes: Vec<String>,
+    /// The outage began with a lost session, which was told: its first
+    /// failed reconnect is not told again (a restarting master refuses
+    /// for a moment).
+    after_loss: bool,
+}
+
+/// More causes than this in one outage are told each time they recur.
+const OUTAGE_CAUSES: usize = 8;
+
+impl Outage {
+    /// How a failure with `cause` is told: the first of an outage, a cause
+    /// not seen in it yet, or one already told.
+    fn tell(&mut self, cause: String) -> Told {
+        if self.causes.contains(&cause) {
+            return Told::Again;
+        }
+        let told = match (self.causes.is_empty(), self.after_loss) {
+            (true, true) => Told::Again,
+            (true, false) => Told::First,
+            (false, _) => Told::NewCause,
+        };
+        if self.causes.len() < OUTAGE_CAUSES {
+            self.causes.push(cause);
+        }
+        told
+    }
 }
 
 /// The states of the session task.
@@ -334,9 +371,11 @@ impl Session {
     /// Runs the state machine until told to stop.
     pub(crate) async fn run(mut self, mut stop: watch::Receiver<bool>) {
         let mut backoff = Backoff::new();
-        // Whether the current outage was reported (later connect failures
-        // are logged at debug level only).
-        let mut outage_reported = false;
+        // The causes of the current outage told so far: a failure for a
+        // cause already told is logged at debug level only, a new cause
+        // (snmpd started with other permissions, another program on the
+        // port) is told again.
+        let mut outage = Outage::default();
         let mut state = State::Connecting;
         loop {
             state = match state {
@@ -350,7 +389,7 @@ impl Session {
                         None => State::Stopped,
                         Some(Ok(conn)) => {
                             backoff.reset();
-                            outage_reported = false;
+                            outage = Outage::default();
                             Event::SessionOpened {
                                 endpoint: &self.config.endpoint,
                                 session_id: conn.session_id,
@@ -360,21 +399,22 @@ impl Session {
                         }
                         Some(Err(e)) => {
                             let delay = backoff.next();
+                            let told = outage.tell(e.to_string());
                             match e {
                                 LinkError::OpenRefused(status) => Event::OpenRefused {
                                     endpoint: self.endpoint(),
                                     status,
+                                    told,
                                 }
                                 .emit(&self.shared.health),
                                 other => Event::ConnectFailed {
                                     endpoint: self.endpoint(),
                                     error: &other,
                                     retry_in: delay,
-                                    first: !outage_reported,
+                                    told,
                                 }
                                 .emit(&self.shared.health),
                             }
-                            outage_reported = true;
                             State::Backoff(delay)
                         }
                     }
@@ -405,7 +445,12 @@ impl Session {
                             },
                         }
                         .emit(&self.shared.health);
-                        outage_reported = true;
+                        // The loss was told; the reconnects that fail next
+                        // are told by cause.
+                        outage = Outage {
+                            after_loss: true,
+                            ..Outage::default()
+                        };
                         State::Backoff(backoff.next())
                     }
                 },
@@ -419,7 +464,17 @@ impl Session {
         let rt = self.response_timeout;
         let stream = match timeout(rt, self.config.endpoint.connect()).await {
             Err(_) => return Err(LinkError::ConnectTimeout(rt)),
-            Ok(Err(e)) => return Err(LinkError::Connect(e)),
+            Ok(Err(e)) => {
+                return Err(match &self.config.endpoint {
+                    Endpoint::Unix(path) if e.kind() == io::ErrorKind::PermissionDenied => {
+                        LinkError::ConnectDenied {
+                            error: e,
+                            hint: crate::endpoint::permission_hint(path),
+                        }
+                    }
+                    _ => LinkError::Connect(e),
+                })
+            }
             Ok(Ok(s)) => s,
         };
         let mut conn = Connection::new(stream);
@@ -889,6 +944,65 @@ impl Session {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_cause_of_an_outage_is_told_once_and_the_last_error_is_the_latest() {
+        // walkT 4: `mailward status` kept "Connection refused", the first
+        // cause, while every retry failed with another one, and nothing
+        // but a debug line said so.
+        let health = crate::health::HealthCounters::default();
+        let endpoint = Endpoint::parse("tcp:127.0.0.1:1").unwrap();
+        let mut outage = Outage::default();
+        let mut told = Vec::new();
+        for cause in ["refused", "refused", "not AgentX", "not AgentX", "refused"] {
+            let t = outage.tell(cause.to_string());
+            told.push(t);
+            Event::ConnectFailed {
+                endpoint: &endpoint,
+                error: &cause,
+                retry_in: Duration::from_secs(1),
+                told: t,
+            }
+            .emit(&health);
+        }
+        use Told::*;
+        assert_eq!(told, [First, Again, NewCause, Again, Again]);
+        let h = health.snapshot();
+        assert_eq!(h.errors, 2, "once per cause");
+        assert_eq!(
+            h.last_error.as_deref(),
+            Some("cannot reach the AgentX master at tcp:127.0.0.1:1: refused")
+        );
+        // After a lost session (told already), the first cause is not told
+        // again; a change of cause is.
+        let mut after = Outage {
+            after_loss: true,
+            ..Outage::default()
+        };
+        assert_eq!(after.tell("refused".into()), Again);
+        assert_eq!(after.tell("denied".into()), NewCause);
+    }
+
+    #[test]
+    fn a_socket_that_refuses_our_user_says_whose_it_is() {
+        // walkT 9: "Permission denied" with no word of agentXPerms.
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("master");
+        let _listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+        let hint = crate::endpoint::permission_hint(&socket);
+        assert!(
+            hint.starts_with(&format!("the socket {} is ", socket.display())),
+            "{hint}"
+        );
+        assert!(hint.contains("Mailward runs as "), "{hint}");
+        assert!(hint.contains("agentXPerms 0660 0550"), "{hint}");
+        // Unseen (a directory that bars the way): the nearest one seen.
+        let hint = crate::endpoint::permission_hint(&dir.path().join("no/such/master"));
+        assert!(
+            hint.starts_with(&format!("its directory {} is ", dir.path().display())),
+            "{hint}"
+        );
+    }
 
     /// The reconnect schedule a master that comes back meets: the wait
     /// before the next attempt is never more than twice the outage so far
