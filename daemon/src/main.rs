@@ -666,6 +666,12 @@ fn milter_listen_arg(at: &str) -> Result<config::MilterListen, String> {
 /// `milter`: Some for `mailward milter` (with its --listen): no SMTP
 /// listener, the milter socket required.
 fn run(path: Option<&Path>, milter: Option<Option<String>>) -> ExitCode {
+    // The file by its absolute path (symbolic links kept, so that a
+    // reload follows a link repointed since): mwConfigFile, the traps,
+    // `status` and the log name it so (walkT 13), and the CLI finds this
+    // daemon by it after a reload moved its socket ([`running_socket`]).
+    let absolute = path.map(|p| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf()));
+    let path = absolute.as_deref();
     with_malloc_tunable();
     // Before any thread or file: nothing the daemon creates is for others.
     mailward::files::restrict_umask();
@@ -765,6 +771,87 @@ fn run(path: Option<&Path>, milter: Option<Option<String>>) -> ExitCode {
 /// the admin commands (logrotate's `log reopen`, monitoring's `status`)
 /// must still reach it. Only when even that fails is it an error.
 fn admin_socket(path: Option<&Path>) -> Result<std::path::PathBuf, ExitCode> {
+    let socket = admin_socket_of_file(path)?;
+    if std::fs::symlink_metadata(&socket).is_ok() {
+        return Ok(socket);
+    }
+    let Some(found) = path.and_then(|p| running_socket(p, &socket)) else {
+        return Ok(socket);
+    };
+    eprintln!(
+        "mailward: note: {} does not exist, but the daemon running {} listens at {}: it keeps the server.data_dir and server.admin_socket it started with until it restarts. Asking it there.",
+        socket.display(),
+        path.map(|p| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf()).display().to_string())
+            .unwrap_or_default(),
+        found.display()
+    );
+    Ok(found)
+}
+
+/// The admin socket a daemon running on the configuration file `config`
+/// listens at, when the socket the file names (`missing`) does not exist:
+/// a reload that changed `server.data_dir` or `server.admin_socket` leaves
+/// the daemon at the place it started with (walkT 3), and `log reopen`
+/// from logrotate or a monitoring `status` must still reach it. The
+/// candidates are the listening UNIX sockets of this host
+/// (`/proc/net/unix`) with the same file name as `missing`, or
+/// `admin.sock`; each is asked for its status, and the one whose daemon
+/// runs this file (by absolute path, as `mailward run` records it) is it.
+/// Sockets this user may not use are passed over.
+fn running_socket(config: &Path, missing: &Path) -> Option<std::path::PathBuf> {
+    use std::path::PathBuf;
+    let want = std::path::absolute(config).ok()?;
+    let missing = std::path::absolute(missing).ok()?;
+    let names = [
+        missing.file_name()?.to_os_string(),
+        std::ffi::OsString::from("admin.sock"),
+    ];
+    let table = std::fs::read_to_string("/proc/net/unix").ok()?;
+    let mut candidates: Vec<PathBuf> = Vec::new();
+    for line in table.lines().skip(1) {
+        // Num RefCount Protocol Flags Type St Inode Path; Flags 00010000
+        // is a listening socket.
+        let mut rest = line;
+        let mut fields = Vec::with_capacity(7);
+        for _ in 0..7 {
+            rest = rest.trim_start();
+            let end = rest.find(' ').unwrap_or(rest.len());
+            fields.push(&rest[..end]);
+            rest = &rest[end..];
+        }
+        let path = PathBuf::from(rest.trim());
+        let listening = fields.get(3) == Some(&"00010000");
+        if listening
+            && path.is_absolute()
+            && path != missing
+            && path
+                .file_name()
+                .is_some_and(|n| names.iter().any(|w| w == n))
+            && !candidates.contains(&path)
+        {
+            candidates.push(path);
+        }
+    }
+    if candidates.is_empty() {
+        return None;
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .ok()?;
+    candidates.into_iter().find(|socket| {
+        let asked = rt.block_on(admin::call_within(
+            socket,
+            &Request::Status,
+            std::time::Duration::from_secs(2),
+        ));
+        asked.is_ok_and(|status| status["config"].as_str().map(Path::new) == Some(want.as_path()))
+    })
+}
+
+/// The admin socket the configuration at `path` names (see
+/// [`admin_socket`]).
+fn admin_socket_of_file(path: Option<&Path>) -> Result<std::path::PathBuf, ExitCode> {
     match locate_socket(path) {
         Ok((socket, None)) => Ok(socket),
         Ok((socket, Some(errors))) => {
@@ -1311,6 +1398,12 @@ fn status(path: Option<&Path>, json: bool) -> ExitCode {
         }
     };
     if json {
+        // As the objects of a daemon that gives no status have it, so that
+        // `jq -e .running` is true for a running daemon (walkT 6).
+        let mut data = data;
+        if let Some(object) = data.as_object_mut() {
+            object.insert("running".into(), serde_json::Value::Bool(true));
+        }
         out!("{data}");
         return ExitCode::SUCCESS;
     }

@@ -125,6 +125,52 @@ fn status_names_the_keys_that_wait_for_a_restart() -> Result<()> {
     Ok(())
 }
 
+/// walkT 3: after a reload that changed server.data_dir, every CLI
+/// command asked the new directory's admin socket, which does not exist
+/// (the daemon keeps the one it started with until it restarts): `status`
+/// said "not running" for a running gateway, and logrotate's `log reopen`
+/// failed silently. The CLI now finds the daemon running this file.
+#[test]
+fn the_cli_finds_the_daemon_after_a_reload_moved_its_data_dir() -> Result<()> {
+    let gw = Gateway::start("moved-data-dir", |c| c)?;
+    let elsewhere = gw.config.dir.join("otherdata");
+    let moved = gw
+        .config
+        .clone()
+        .set_str("server", "data_dir", &elsewhere.display().to_string())
+        .set_str("server", "hostname", "mw2.test");
+    gw.daemon.write_config(&moved.render())?;
+    gw.daemon.sighup()?;
+    wait_until(
+        "the new hostname in the greeting",
+        Duration::from_secs(30),
+        || Ok((greeting_text(gw.port())? == "220 mw2.test ESMTP Mailward").then_some(())),
+    )?;
+    let out = gw.daemon.cli(&["status", "--json"])?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "`mailward status` after the reload exited {}:\n{stderr}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    let pending = status["restart_pending"].to_string();
+    assert!(
+        pending.contains("server.data_dir changed"),
+        "status lists the data_dir change as waiting for a restart: {status}"
+    );
+    let old_socket = gw.config.data_dir().join("admin.sock");
+    assert!(
+        stderr.contains("listens at") && stderr.contains(&old_socket.display().to_string()),
+        "the CLI says where it found the daemon: {stderr}"
+    );
+    // Any command, not only status.
+    // gw.config keeps the data_dir the daemon runs on, for the teardown.
+    gw.daemon.cli_ok(&["queue", "list"])?;
+    Ok(())
+}
+
 #[test]
 fn sigterm_stops_cleanly_and_keeps_undelivered_mail() -> Result<()> {
     let dir = TestDir::new("sigterm")?;
