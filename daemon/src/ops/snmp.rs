@@ -48,7 +48,7 @@ fn object_value(object: &str, n: &Notification, gw: &Gateway) -> Option<Value> {
         ("mwConfigFile", _) => text(&cfg.origin),
         ("mwNotifyMessage", Notification::ProductError { message })
         | ("mwNotifyMessage", Notification::ConfigReloaded { message, .. })
-        | ("mwNotifyMessage", Notification::UpdateStatus { message, .. }) => text(message),
+        | ("mwNotifyMessage", Notification::UpdateStatus { message, .. }) => notify_text(message),
         ("mwReloadResult", Notification::ConfigReloaded { ok, .. }) => {
             Value::Integer(if *ok { 1 } else { 2 })
         }
@@ -85,6 +85,32 @@ fn to_value(v: SnmpValue) -> Value {
 
 fn text(s: &str) -> Value {
     Value::OctetString(view::utf8_string(s))
+}
+
+/// The octets of a `MwUtf8String`.
+const NOTIFY_TEXT_MAX: usize = 255;
+
+/// `mwNotifyMessage`: the text whole when it fits the 255 octets of a
+/// `MwUtf8String`, else cut after a whole word and ended with `...`, so
+/// that the NMS sees the text was cut (walkT 11: a reload's message ended
+/// `log.options changed ([\"all.info\"] -> [\"all.info\", \"s`). The log
+/// and `mailward status` have the whole text.
+fn notify_text(message: &str) -> Value {
+    if message.len() <= NOTIFY_TEXT_MAX {
+        return text(message);
+    }
+    let mut end = NOTIFY_TEXT_MAX - "...".len();
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    let cut = &message[..end];
+    // At the last space, unless that throws away more than half.
+    let cut = match cut.rfind(' ') {
+        Some(space) if space > NOTIFY_TEXT_MAX / 2 => &cut[..space],
+        _ => cut,
+    };
+    let cut = cut.trim_end_matches([' ', ',', ';', ':', '(']);
+    Value::OctetString(format!("{cut}...").into_bytes())
 }
 
 /// The view's extras from the gateway's state.
@@ -306,6 +332,19 @@ fn counts_since(
 /// The infected share in whole percent, rounded up, and whether it is
 /// above `threshold` percent, compared exactly: 2 infected of 221 (0.9 %)
 /// is over 0 and shown as 1, not as 0 and "cleared".
+/// The unit of an alert's value and threshold in the log (walkT 7: the
+/// free spool was logged in MiB under the name spool_free_bytes, with
+/// nothing to say so; the threshold configured in bytes is shown in MiB).
+fn alert_unit(name: &str) -> &'static str {
+    match name {
+        "queue_messages" => "messages",
+        "infected_per_minute" => "infected messages in the last minute",
+        "infected_share_percent" | "dns_failed_percent" => "percent",
+        "spool_free_bytes" => "MiB",
+        _ => "-",
+    }
+}
+
 fn share_over(infected: u64, received: u64, threshold: u64) -> (u64, bool) {
     if received == 0 {
         return (0, false);
@@ -397,7 +436,8 @@ pub async fn watch(gw: Arc<Gateway>) {
                     raised.remove(name);
                 }
                 tracing::warn!(target: "admin", alert = %name, value, threshold = threshold_shown,
-                    state = if over { "raised" } else { "cleared" }, "Alert threshold crossed.");
+                    unit = alert_unit(name), state = if over { "raised" } else { "cleared" },
+                    "Alert threshold crossed.");
                 gw.notify(Notification::AlertThreshold {
                     name: name.clone(),
                     value,
@@ -417,7 +457,8 @@ pub async fn watch(gw: Arc<Gateway>) {
             raised.remove(&name);
             let value = measure(&name, 0).map_or(0, |(v, _)| v);
             tracing::warn!(target: "admin", alert = %name, value, threshold = threshold_shown,
-                state = "cleared", "Alert threshold no longer configured; cleared.");
+                unit = alert_unit(&name), state = "cleared",
+                "Alert threshold no longer configured; cleared.");
             gw.notify(Notification::AlertThreshold {
                 name,
                 value,
@@ -460,6 +501,37 @@ pub async fn watch(gw: Arc<Gateway>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn octets(v: Value) -> String {
+        match v {
+            Value::OctetString(b) => String::from_utf8(b).expect("UTF-8"),
+            other => panic!("not a string: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_notification_text_too_long_is_cut_after_a_word_with_an_ellipsis() {
+        // walkT 11: cut mid-value at 255 octets, with nothing to say so.
+        let message = "The new configuration is in force, but for 2 key(s) that need a restart: \
+            network.listen_on changed ([\"127.0.0.1:35101\"] -> [\"127.0.0.1:35121\"]): it takes effect only at restart; \
+            the running value stays; log.options changed ([\"all.info\"] -> [\"all.info\", \"snmp.debug\"]): it takes \
+            effect only at restart; the running value stays.";
+        assert!(message.len() > 255);
+        let cut = octets(notify_text(message));
+        assert!(cut.len() <= 255, "{} octets: {cut}", cut.len());
+        assert!(cut.ends_with("..."), "{cut}");
+        let kept = cut.strip_suffix("...").unwrap_or_default();
+        assert!(message.starts_with(kept), "{cut}");
+        // Cut where a word ends: the next character of the whole text is a
+        // space or a punctuation mark.
+        let next = message[kept.len()..].chars().next();
+        assert!(matches!(next, Some(' ' | ',' | ';' | ':')), "{cut}");
+        // Short texts are whole; a text of one long word is cut in it.
+        assert_eq!(octets(notify_text("Reload refused.")), "Reload refused.");
+        let word = "é".repeat(200);
+        let cut = octets(notify_text(&word));
+        assert!(cut.len() <= 255 && cut.ends_with("..."), "{cut}");
+    }
 
     #[test]
     fn a_message_counts_for_a_whole_minute() {

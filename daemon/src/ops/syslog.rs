@@ -113,6 +113,26 @@ pub(crate) fn push_escaped(out: &mut String, text: &str) {
     }
 }
 
+/// A field's value in the text of a line: as it is, or in double quotes
+/// (`"` inside as `\"`) when it is empty or holds a space, a `"` or an `=`,
+/// so that `key=value` pairs can be split again (walkT 14: `why=all
+/// recipients done` could not be); the log file and standard error quote
+/// such text values too.
+fn push_value(out: &mut String, value: &str) {
+    if !value.is_empty() && !value.contains([' ', '"', '=']) {
+        out.push_str(value);
+        return;
+    }
+    out.push('"');
+    for c in value.chars() {
+        if c == '"' {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('"');
+}
+
 /// Unicode's bidirectional formatting characters (embeddings, overrides,
 /// isolates, marks): shown raw, U+202E turns the rest of a log line around
 /// in a terminal, the very trick `invoice\u{202E}fdp.exe` plays on a reader
@@ -195,7 +215,8 @@ impl Formatter {
         text.push_str(": ");
         text.push_str(message);
         for (k, v) in pairs {
-            let _ = write!(text, " {k}={v}");
+            let _ = write!(text, " {k}=");
+            push_value(&mut text, v);
         }
         let severity = severity(level);
         match self.format {
@@ -482,6 +503,31 @@ mod tests {
         assert!(text.starts_with("<158>1 "), "{text}");
         let pid = std::process::id();
         assert!(text.contains(&format!(" mailward {pid} delivery [mailward@32473 category=\"delivery\" queue_id=\"Q1\" reply=\"250 \\\"ok\\\" \\]\"] delivery: Delivered. queue_id=Q1")), "{text}");
+    }
+
+    #[test]
+    fn values_with_spaces_are_quoted_in_the_text() {
+        // walkT 14: `why=all recipients done` could not be split as
+        // key=value, while the log file has why="all recipients done".
+        let f = Formatter::new(&target(SyslogTransport::Local), SyslogFormat::Rfc3164);
+        let line = f.line(
+            &Level::INFO,
+            "delivery",
+            "Done.",
+            &[
+                ("mode", "smtp".into()),
+                ("why", "all recipients done".into()),
+                ("reply", r#"250 "ok""#.into()),
+                ("empty", String::new()),
+            ],
+        );
+        let text = String::from_utf8(line).unwrap();
+        assert!(
+            text.ends_with(
+                r#"delivery: Done. mode=smtp why="all recipients done" reply="250 \"ok\"" empty="""#
+            ),
+            "{text}"
+        );
     }
 
     #[test]
