@@ -29,11 +29,11 @@ use anyhow::{ensure, Context, Result};
 use mailward_e2e::failures::Failures;
 use mailward_e2e::snmp::{
     mib_file, mib_path, net_snmp_tool, oid_cmp, oid_under, parse_date_and_time_hex,
-    parse_date_and_time_text, pause, rfc3339, smi_label, unix_now, Catalogue, Mib, MibKind,
-    NetSnmp, Trap, VarLine, ROOT, SYS_UPTIME_0,
+    parse_date_and_time_text, pause, rfc3339, smi_label, unix_now, workspace_dir, Catalogue, Mib,
+    MibKind, NetSnmp, Trap, VarLine, ROOT, SYS_UPTIME_0,
 };
 use mailward_e2e::stats::{Metrics, StatsSetup};
-use mailward_e2e::tools::{output_text, smtp_source};
+use mailward_e2e::tools::{is_root, output_text, smtp_source};
 use mailward_e2e::*;
 
 /// How long the subtree may take to answer after the daemon greets.
@@ -1787,6 +1787,122 @@ fn without_a_master_mail_flows_and_agentx_connected_is_zero() -> Result<()> {
         "timing: greeted {greeted:?} after start, stopped {stopped:?} after SIGTERM, no master"
     );
     f.finish(|| gw.daemon.log())
+}
+
+/// The snmpd.conf block of docs/snmp.md, "Setting up snmpd", as an
+/// operator copies it.
+fn doc_snmpd_conf() -> Result<String> {
+    let path = workspace_dir().join("docs/snmp.md");
+    let doc = std::fs::read_to_string(&path).with_context(|| format!("{}", path.display()))?;
+    let section = doc
+        .split_once("## Setting up snmpd")
+        .context("no \"## Setting up snmpd\" in docs/snmp.md")?
+        .1;
+    let block = section
+        .split_once("```\n")
+        .context("no code block under \"## Setting up snmpd\"")?
+        .1;
+    Ok(block
+        .split_once("```")
+        .context("the snmpd.conf block of docs/snmp.md does not end")?
+        .0
+        .to_string())
+}
+
+/// Replaces `what` in the doc's block, failing when the block no longer
+/// has it (the test would then not be testing the doc).
+fn adapt(block: String, what: &str, with: &str) -> Result<String> {
+    ensure!(
+        block.contains(what),
+        "the snmpd.conf block of docs/snmp.md no longer contains {what:?}; adapt this test:\n{block}"
+    );
+    Ok(block.replace(what, with))
+}
+
+#[test]
+fn the_snmpd_conf_of_snmp_md_is_what_a_real_snmpd_accepts() -> Result<()> {
+    // walkT 1: the block had `# comments` after its directives, which
+    // snmpd reads as part of the values: the AgentX socket was created as
+    // a file named `master   # or tcp:...`, the view line was refused
+    // ("invalid MASK") and the trap sink was not made. snmpd here runs on
+    // the doc's own block, with only the places changed.
+    let dir = TestDir::new("snmp-doc-conf")?;
+    let mut snmp = NetSnmp::start(dir.path())?;
+    snmp.stop_snmpd()?;
+    // The socket's owner stays the doc's (the snmpd package's user); its
+    // group is one this test's user is in, other than root's 0, which
+    // net-snmp cannot tell from a failed look-up.
+    let (owner, group) = if is_root() {
+        ("Debian-snmp".to_string(), "nogroup".to_string())
+    } else {
+        let user = nix::unistd::User::from_uid(nix::unistd::getuid())?
+            .context("this test's user has no name")?;
+        let group = nix::unistd::Group::from_gid(nix::unistd::getgid())?
+            .context("this test's group has no name")?;
+        (user.name, group.name)
+    };
+    let block = doc_snmpd_conf()?;
+    let block = adapt(
+        block,
+        "/var/agentx/master",
+        &snmp.socket().display().to_string(),
+    )?;
+    let block = adapt(block, "Debian-snmp mailward", &format!("{owner} {group}"))?;
+    let block = adapt(
+        block,
+        "nms.example.com public",
+        &format!("127.0.0.1:{} public", snmp.trap_port),
+    )?;
+    // What the doc adds to: Debian's snmpd.conf, with the view of the
+    // system group (sysUpTime.0, which start_snmpd asks for), on our port.
+    let conf = format!(
+        "agentAddress udp:127.0.0.1:{}\nview systemonly included .1.3.6.1.2.1.1\n{block}",
+        snmp.port
+    );
+    std::fs::write(snmp.dir.join("snmpd.conf"), &conf)?;
+    snmp.start_snmpd()
+        .with_context(|| format!("snmpd on the doc's block:\n{conf}"))?;
+
+    let mut f = Failures::default();
+    // net-snmp says what it did not take with the file and line, or
+    // "Can't identify" for a user or group.
+    let said = std::fs::read_to_string(snmp.dir.join("snmpd.2.out")).unwrap_or_default();
+    for line in said.lines() {
+        f.check(
+            !(line.contains("snmpd.conf") || line.contains("Can't identify")),
+            || format!("snmpd complains about the doc's block: {line}\n{conf}"),
+        );
+    }
+    use std::os::unix::fs::PermissionsExt;
+    match std::fs::metadata(snmp.socket()) {
+        Ok(m) => {
+            let mode = m.permissions().mode() & 0o777;
+            f.check(mode == 0o660, || {
+                format!("the AgentX socket has mode {mode:o}, expected the doc's 0660")
+            })
+        }
+        Err(e) => f.push(format!(
+            "the AgentX socket {}: {e}",
+            snmp.socket().display()
+        )),
+    }
+
+    // Mailward with the doc's plain socket path: its subtree is in the
+    // community's view and its notifications reach the trap sink.
+    let config = snmp_config(
+        Config::new(dir.path()),
+        &snmp.socket().display().to_string(),
+    );
+    let daemon = Daemon::start(&config)?;
+    f.step(
+        "Mailward's subtree through snmpd's community view",
+        snmp.wait_subtree(SUBTREE_TIMEOUT),
+    );
+    f.step(
+        "mwProductStart at the doc's trap sink",
+        snmp.wait_trap(1, 0, TRAP_TIMEOUT),
+    );
+    f.finish(|| format!("{}\n{}", daemon.log(), snmp.logs()))
 }
 
 /// A "master" that accepts on a UNIX socket, reads what the subagent says,
