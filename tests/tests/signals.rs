@@ -155,6 +155,8 @@ fn the_cli_finds_the_daemon_after_a_reload_moved_its_data_dir() -> Result<()> {
         String::from_utf8_lossy(&out.stdout)
     );
     let status: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    // walkT 6: a running daemon's object had no "running" at all.
+    assert_eq!(status["running"], true, "{status}");
     let pending = status["restart_pending"].to_string();
     assert!(
         pending.contains("server.data_dir changed"),
