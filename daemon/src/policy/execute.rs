@@ -329,9 +329,12 @@ pub async fn execute(
     let cfg = gw.config();
     if let Some(reply) = in_session.then(|| refusal(&verdict)).flatten() {
         refused(gw, &env, &verdict, &reply);
+        // A plain removal, not `remove_or_nothing`: the client was told
+        // 550, so the message goes from the queue even when the spool
+        // cannot record it (a full disk), and its space comes back.
         if let Err(e) = gw.spool.remove(&env).await {
             tracing::error!(target: "policy", queue_id = %env.id, error = %e,
-                "Cannot remove a refused message from the spool; it is checked again at the next start.");
+                "Cannot record the removal of a refused message; it is dropped now, but a restart before its spool segment is reclaimed checks it again (and blocks it).");
         }
         return Answer::Refused(reply);
     }
@@ -395,13 +398,12 @@ pub async fn execute(
     let keeps_id = !entries.is_empty();
     for (n, (mut e, bytes)) in entries.into_iter().enumerate() {
         match (n, bytes) {
-            // The first entry keeps the queue ID: new bytes replace the
-            // spooled ones, or only its state changes.
-            (0, Some(b)) => {
-                e.size = b.len() as u64;
-                records.push(Record::accepted(e.clone(), b));
+            (0, b) => {
+                if let Some(b) = &b {
+                    e.size = b.len() as u64;
+                }
+                records.push(own_state(&env, Some((&e, b))));
             }
-            (0, None) => records.push(Record::updated(e.clone())),
             (_, b) => {
                 let b = b.unwrap_or_else(|| raw.clone());
                 e.size = b.len() as u64;
@@ -412,7 +414,7 @@ pub async fn execute(
     }
     let notices = compose_notifications(&cfg, &env, &raw, &verdict, &mut records);
     if !keeps_id {
-        records.push(Record::removed(env.clone()));
+        records.push(own_state(&env, None));
     }
     if let Err(e) = gw.spool.commit(records).await {
         tracing::error!(target: "policy", queue_id = %env.id, error = %e,
@@ -434,6 +436,23 @@ pub async fn execute(
         gw.queue.enqueue(e);
     }
     Answer::Accepted
+}
+
+/// The record of the message's own new state in the commit of its plans:
+/// the first delivered entry keeps the queue ID (`first`: its envelope,
+/// and its bytes when its plan changed them), else the message goes. It
+/// takes effect only if written: when the commit fails after the reply
+/// (the disk is full), the message must stay in the spool unchecked, to be
+/// checked again at the next start, as [`not_now`] says. A removal or a
+/// "checked" state applied in memory anyway would let the spool collect
+/// the message, or compact it forward as checked while none of its
+/// groups' copies exists (walkP 4, the same as an administrator's change).
+fn own_state(env: &Envelope, first: Option<(&Envelope, Option<Arc<Vec<u8>>>)>) -> Record {
+    match first {
+        Some((e, Some(bytes))) => Record::accepted(e.clone(), bytes),
+        Some((e, None)) => Record::updated(e.clone()).only_if_written(),
+        None => Record::removed(env.clone()).only_if_written(),
+    }
 }
 
 /// The reply when every group refuses the message (the one refusal
@@ -483,6 +502,11 @@ pub(crate) fn blocked_for(gw: &Gateway, env: &Envelope, j: &Judged, first: bool)
 /// [`count_accepted`] once stored).
 pub(crate) fn accept(env: &Envelope, verdict: &mut Verdict) {
     for j in &mut verdict.groups {
+        if j.plan.trap_kept_secret {
+            tracing::info!(target: "policy", queue_id = %env.id, group = %j.partition.label(),
+                status = %j.plan.cause.as_deref().unwrap_or_default(),
+                "This group refuses the status, but the verdict rests on a spam trap alone: the message is blocked instead, so that the sender cannot tell the trap from a mailbox.");
+        }
         if let Delivery::Refuse(_) = j.plan.delivery {
             tracing::info!(target: "policy", queue_id = %env.id, group = %j.partition.label(),
                 "The refusal of this group becomes a block: the message is accepted for other recipients, or the 250 was given.");
@@ -676,6 +700,10 @@ async fn not_now(gw: &Gateway, env: &Envelope, in_session: bool) -> Answer {
     if !in_session {
         return Answer::Accepted;
     }
+    // A plain removal, not `remove_or_nothing`: the client sends the
+    // message again after the 451, so this copy must go even when the
+    // removal cannot be recorded; kept, it would be checked and delivered
+    // at the next start as well.
     if let Err(e) = gw.spool.remove(env).await {
         tracing::error!(target: "policy", queue_id = %env.id, error = %e,
             "Cannot remove the message after a 451 either; it may be delivered twice.");
@@ -808,4 +836,42 @@ fn session_wait(gw: &Gateway) -> Duration {
         .scan_in_session
         .get()
         .max(Duration::from_millis(1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::envelope::{QueueId, Recipient};
+    use crate::spool::RecordKind;
+
+    fn envelope() -> Envelope {
+        let mut e = Envelope::new(
+            QueueId::generate(),
+            "192.0.2.1".parse().unwrap(),
+            "client.test".into(),
+            "a@example.net".into(),
+        );
+        e.rcpts = vec![Recipient::new("b@example.com".into())];
+        e
+    }
+
+    /// The commit of a message's plans that fails after the reply leaves
+    /// the message unchecked in the spool, for the next start: its own new
+    /// state (checked, or removed) takes effect only if written. New bytes
+    /// under its ID are an accepted record, which a failed write never
+    /// applies anyway.
+    #[test]
+    fn the_message_own_new_state_takes_effect_only_if_written() {
+        let env = envelope();
+        let mut checked = env.clone();
+        checked.scanned = true;
+        let gone = own_state(&env, None);
+        assert_eq!(gone.kind, RecordKind::Removed);
+        assert!(gone.only_if_written, "a removal");
+        let same = own_state(&env, Some((&checked, None)));
+        assert_eq!(same.kind, RecordKind::Updated);
+        assert!(same.only_if_written, "a checked state");
+        let changed = own_state(&env, Some((&checked, Some(Arc::new(b"x".to_vec())))));
+        assert_eq!(changed.kind, RecordKind::Accepted);
+    }
 }

@@ -6,7 +6,9 @@
 //!   session (550 5.7.1, no bounce, no backscatter); once the 250 has been
 //!   given, a refusal is no longer possible and becomes a block. A status
 //!   in `block` accepts the message and never delivers it. Otherwise the
-//!   message is delivered.
+//!   message is delivered. A spam status that rests on a spam trap alone
+//!   is never refused, only blocked: the refusal would tell the sender
+//!   that one of the recipients is a trap (walkR 3).
 //! - **Part edits** (`action_*`): a top-level part with a finding is kept,
 //!   removed or replaced by a notice, by the action for its worst finding.
 //! - **Subject and headers**: a status in `mark_subject` puts
@@ -68,6 +70,10 @@ pub struct Plan {
     /// is not always [`Plan::shown_status`] (a group that blocks as/spam
     /// blocks a message that is also av/infected because of the spam).
     pub cause: Option<String>,
+    /// The group refuses `cause`, but the message is blocked instead: its
+    /// spam verdict rests on a spam trap alone, and a refusal would give
+    /// the trap away ([`crate::check::spam::Evidence::trapped`]).
+    pub trap_kept_secret: bool,
     /// Top-level part index -> the edit and its notice text.
     pub edits: BTreeMap<usize, (Edit, String)>,
     /// Put in front of the Subject.
@@ -143,6 +149,7 @@ pub fn decide(
         spam,
         delivery: Delivery::Deliver,
         cause: None,
+        trap_kept_secret: false,
         edits: BTreeMap::new(),
         subject_prefix: None,
         headers: String::new(),
@@ -151,7 +158,28 @@ pub fn decide(
     };
     let statuses = plan.statuses();
     let findings: Vec<_> = report.findings_for(group, policy).collect();
-    if let Some(status) = covered(&policy.reject, &statuses) {
+    // A spam status that rests on a trap alone may be blocked, never
+    // refused: a refusal (550 to a trap and a mailbox, 250 to the mailbox
+    // alone) would tell a list cleaner which address is the trap. The
+    // refusal is decided on the statuses the message has without the trap
+    // (the same reply as to the mailbox alone: a spam that the group
+    // refuses anyway is refused as such), the block on its own.
+    let without_trap: Vec<String> = match report.spam.as_ref().filter(|e| e.trapped) {
+        Some(e) => av
+            .map(|s| format!("av/{}", s.as_str()))
+            .into_iter()
+            .chain(
+                spam.map(|_| format!("as/{}", e.status_without_trap(policy.spam_level).as_str())),
+            )
+            .collect(),
+        None => statuses.clone(),
+    };
+    let refused = covered(&policy.reject, &without_trap);
+    if let Some(status) = covered(&policy.reject, &statuses).filter(|_| refused.is_none()) {
+        plan.delivery = Delivery::Block;
+        plan.cause = Some(status.clone());
+        plan.trap_kept_secret = true;
+    } else if let Some(status) = refused {
         plan.delivery = if in_session {
             // Only the findings of the status refused are named: a refusal
             // for as/spam that named a virus would tell the sender the spam

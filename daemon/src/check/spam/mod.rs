@@ -50,6 +50,12 @@ pub struct Evidence {
     pub formal: Option<&'static str>,
     /// The list that makes the message `as/blacklisted`, if one does.
     pub blacklisted: Option<String>,
+    /// The blacklisting rests on a `[spam] traps` recipient alone (no
+    /// list names the client, the sender or a link). A refusal would tell
+    /// the sender which recipient is a trap (the same message to a mailbox
+    /// alone is accepted), so the policy blocks such mail where it would
+    /// refuse it ([`crate::policy::plan`]).
+    pub trapped: bool,
     /// The `[spam] whitelist` entry of the client, if any: `as/clean`
     /// whatever the score.
     pub whitelisted: bool,
@@ -191,9 +197,22 @@ impl Evidence {
 
     /// The status at a level.
     pub fn status(&self, level: SpamLevel) -> SpamStatus {
+        self.status_if(level, self.blacklisted.is_some())
+    }
+
+    /// The status at a level as the sender could know it: without the
+    /// blacklisting of a spam trap ([`Evidence::trapped`]), which only we
+    /// know of. A refusal may follow from this status, never from the
+    /// trap's: the same message to a mailbox alone gets the same reply.
+    pub fn status_without_trap(&self, level: SpamLevel) -> SpamStatus {
+        self.status_if(level, self.blacklisted.is_some() && !self.trapped)
+    }
+
+    /// The status at a level, `blacklisted` or not.
+    fn status_if(&self, level: SpamLevel, blacklisted: bool) -> SpamStatus {
         let (probable, spam) = thresholds(level);
         let score = self.score();
-        if self.blacklisted.is_some() {
+        if blacklisted {
             SpamStatus::Blacklisted
         } else if self.whitelisted {
             SpamStatus::Clean
@@ -355,16 +374,20 @@ pub fn examine(
         }
     }
     let mut whitelisted = false;
+    let mut trapped = false;
     if let Some(o) = origin {
         let matches = |e: &crate::config::GroupEntry| list_matches(e, o.client, o.sender);
+        let listed = blacklisted.is_some();
         if let Some(trap) = o.trapped {
             hits.push(Hit::new("SPAM_TRAP", 0.0));
             blacklisted.get_or_insert_with(|| format!("spam trap <{trap}>"));
         }
-        if knowledge.blacklist.iter().any(matches) {
+        let on_blacklist = knowledge.blacklist.iter().any(matches);
+        if on_blacklist {
             hits.push(Hit::new("BLACKLIST", 0.0));
             blacklisted.get_or_insert_with(|| "[spam] blacklist".to_string());
         }
+        trapped = o.trapped.is_some() && !listed && !on_blacklist;
         // A sender address counts only when SPF or DKIM vouches for it:
         // anyone can write any address in MAIL FROM.
         let vouched = |e: &crate::config::GroupEntry| match e {
@@ -402,6 +425,7 @@ pub fn examine(
         probability,
         formal: formal::formal(headers.as_ref(), message),
         blacklisted,
+        trapped,
         whitelisted,
         uri_domains: signals::uri_domains(&text),
         classifier_unavailable: knowledge.classifier.unavailable,

@@ -109,6 +109,9 @@ impl Evidence {
                 self.hits.push(Hit::new(&name, 0.0));
                 self.blacklisted
                     .get_or_insert_with(|| format!("{} lists {domain}", zone.zone));
+                // A listed link is as plain to the sender as to us: a
+                // refusal for it tells nothing about a trap.
+                self.trapped = false;
             }
         }
     }

@@ -346,3 +346,97 @@ fn the_cause_of_a_block_is_the_status_the_group_blocks() {
     let plan = decide(&p, "", &r, true, false);
     assert_eq!((plan.delivery, plan.cause), (Delivery::Deliver, None));
 }
+
+/// walkR 3: a group that refuses as/blacklisted refused mail to a spam
+/// trap and a mailbox with 550, while the same mail to the mailbox alone
+/// got 250: a list cleaner learnt which address is the trap. A verdict
+/// that rests on a trap alone is blocked (and quarantined where the group
+/// quarantines it), in the session too; a refusal for a listed sender, or
+/// for a virus in the same message, stays.
+#[test]
+fn a_spam_trap_verdict_is_blocked_never_refused() {
+    use crate::check::spam::Evidence;
+    let mut p = policy();
+    p.reject = vec![Status("as/blacklisted".into())];
+    p.quarantine = vec![Status("as/blacklisted".into())];
+    let trap = Evidence {
+        blacklisted: Some("spam trap <trap@example.com>".into()),
+        trapped: true,
+        ..Evidence::default()
+    };
+    for in_session in [true, false] {
+        let plan = decide(&p, "", &spam_report(trap.clone()), in_session, false);
+        assert_eq!(plan.delivery, Delivery::Block, "in session: {in_session}");
+        assert_eq!(plan.cause.as_deref(), Some("as/blacklisted"));
+        assert!(plan.trap_kept_secret);
+        assert_eq!(plan.quarantine.as_deref(), Some("as/blacklisted"));
+        assert!(plan.subject_prefix.is_none() && plan.headers.is_empty());
+    }
+    // Without `quarantine` it is dropped: blocked, no copy, no notice.
+    let mut dropping = p.clone();
+    dropping.quarantine.clear();
+    let plan = decide(&dropping, "", &spam_report(trap.clone()), true, false);
+    assert_eq!(plan.delivery, Delivery::Block);
+    assert!(plan.quarantine.is_none() && plan.notify.is_empty());
+
+    // A sender on a list is refused as before: the trap tells nothing.
+    let listed = Evidence {
+        trapped: false,
+        ..trap.clone()
+    };
+    let plan = decide(&p, "", &spam_report(listed), true, false);
+    assert_eq!(
+        plan.delivery,
+        Delivery::Refuse("550 5.7.1 Message refused by content policy: as/blacklisted".into())
+    );
+    assert!(!plan.trap_kept_secret);
+
+    // Spam the group refuses anyway is refused as spam, trap or not: the
+    // same message to a mailbox alone gets the same 550 (were it blocked
+    // for the trap, the 250 would give the trap away).
+    let mut strict = p.clone();
+    strict.reject.push(Status("as/spam".into()));
+    let spammy = Evidence {
+        hits: vec![crate::check::spam::rules::Hit::new("BAYES_999", 9.0)],
+        ..trap.clone()
+    };
+    let plan = decide(&strict, "", &spam_report(spammy), true, false);
+    assert_eq!(
+        plan.delivery,
+        Delivery::Refuse("550 5.7.1 Message refused by content policy: as/spam".into())
+    );
+    assert_eq!(plan.statuses(), ["av/clean", "as/blacklisted"]);
+
+    // A virus the group refuses is refused, trap or not.
+    p.reject.push(Status("av/infected".into()));
+    let r = Report {
+        spam: Some(trap),
+        ..report(Some(Kind::Infected))
+    };
+    let plan = decide(&p, "", &r, true, false);
+    assert!(matches!(plan.delivery, Delivery::Refuse(ref s) if s.contains("av/infected")));
+    assert!(!plan.trap_kept_secret);
+}
+
+/// walkO 12: a group that sets the prefix of as/probable alone keeps
+/// `[policy]`'s prefix for as/spam (it got "[as/spam]").
+#[test]
+fn a_groups_prefix_for_one_status_keeps_the_others() {
+    use crate::check::spam::{rules::Hit, Evidence};
+    let cfg = crate::config::parse(
+        "[group.marks]\nrecipients = [\"*@marks.example\"]\n\
+         subject_prefix = { \"as/probable\" = \"[maybe spam]\" }\n",
+        "t.toml",
+    )
+    .unwrap();
+    let p = crate::policy::policy_of(&cfg, "marks");
+    let at = |score: f64| {
+        let r = spam_report(Evidence {
+            hits: vec![Hit::new("X", score)],
+            ..Evidence::default()
+        });
+        decide(&p, "marks", &r, true, false).subject_prefix
+    };
+    assert_eq!(at(9.0).as_deref(), Some("[!!SPAM]"));
+    assert_eq!(at(6.0).as_deref(), Some("[maybe spam]"));
+}
