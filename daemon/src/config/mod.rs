@@ -114,6 +114,21 @@ impl fmt::Display for ConfigProblem {
     }
 }
 
+impl ConfigProblem {
+    /// The problem as a warning: `FILE:LINE: warning: key: problem`, as
+    /// `check-config` prints it.
+    pub fn warning(&self) -> String {
+        let at = match self.line {
+            0 => self.file.clone(),
+            line => format!("{}:{line}", self.file),
+        };
+        match self.key.as_str() {
+            "" => format!("{at}: warning: {}", self.problem),
+            key => format!("{at}: warning: {key}: {}", self.problem),
+        }
+    }
+}
+
 /// Every problem found in a configuration, in the order of the file.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{}", lines(.0))]
@@ -230,7 +245,11 @@ pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigErrors> {
 
     let mut problems = ctx.problems;
     match config {
-        Some(config) if problems.is_empty() => Ok(config),
+        Some(mut config) if problems.is_empty() => {
+            config.warnings = ctx.warnings;
+            config.warnings.sort_by_key(|p| p.line);
+            Ok(config)
+        }
         _ => {
             problems.sort_by_key(|p| p.line);
             Err(ConfigErrors(problems))

@@ -1122,3 +1122,128 @@ fn an_address_glob_without_a_domain_is_refused_with_a_usable_hint() {
         "{e}"
     );
 }
+
+/// The warnings of a valid configuration, as `check-config` prints them.
+fn warnings(text: &str) -> Vec<String> {
+    parse(text, "mailward.toml")
+        .unwrap_or_else(|e| panic!("{e}"))
+        .warnings
+        .iter()
+        .map(ConfigProblem::warning)
+        .collect()
+}
+
+/// walkO 12: a group's `subject_prefix` for one status replaced the whole
+/// table, so its spam was marked "[as/spam]"; it is put over `[policy]`'s
+/// per status, and a marked status still without a prefix is a warning.
+#[test]
+fn a_groups_subject_prefix_changes_only_the_statuses_it_names() {
+    let c = parse(
+        "[group.marks]\nrecipients = [\"*@marks.example\"]\n\
+         subject_prefix = { \"as/probable\" = \"[maybe spam]\" }\n",
+        "mailward.toml",
+    )
+    .unwrap();
+    let p = c.group["marks"].effective(&c.policy);
+    assert_eq!(p.subject_prefix["as/spam"], "[!!SPAM]");
+    assert_eq!(p.subject_prefix["as/probable"], "[maybe spam]");
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    // [policy]'s own table is put over the defaults the same way.
+    let c = parse(
+        "[policy]\nsubject_prefix = { \"as/probable\" = \"[?]\" }\n",
+        "mailward.toml",
+    )
+    .unwrap();
+    assert_eq!(c.policy.subject_prefix["as/spam"], "[!!SPAM]");
+    assert_eq!(c.policy.subject_prefix["as/probable"], "[?]");
+}
+
+#[test]
+fn a_marked_status_without_a_prefix_is_a_warning() {
+    assert_eq!(
+        warnings(
+            "[policy]\nmark_subject = [\"as/spam\", \"av/suspicious\"]\n\
+             [group.g]\nrecipients = [\"*@g.example\"]\nmark_subject = [\"av/infected\"]\n\
+             subject_prefix = { \"av/all\" = \"[VIRUS]\" }\n"
+        ),
+        [
+            "mailward.toml:2: warning: policy.mark_subject: av/suspicious is marked but \
+             subject_prefix has no prefix for it: its Subject gets \"[av/suspicious]\"; add \
+             \"av/suspicious\" = \"...\" to subject_prefix",
+            "mailward.toml:5: warning: group.g.mark_subject: av/infected is marked but \
+             subject_prefix has no prefix for it: its Subject gets \"[av/infected]\"; add \
+             \"av/infected\" = \"...\" to subject_prefix",
+            "mailward.toml:6: warning: group.g.subject_prefix.\"av/all\": a prefix for av/all is \
+             never used: a message has one status, never av/all; give the prefix of each status",
+        ]
+    );
+    // The default marks as/spam and as/probable, both with a prefix.
+    assert!(load(None).unwrap().warnings.is_empty());
+}
+
+/// walkO 9: groups are tried in alphabetical order of their names, so a
+/// `senders` group named before a `recipients` group takes the latter's
+/// recipients in its senders' mail, and of two overlapping `recipients`
+/// the first by name wins; check-config says so with both names.
+#[test]
+fn groups_that_take_mail_from_a_later_group_by_their_names_are_warned_about() {
+    let w = warnings(
+        "[group.zeta]\nrecipients = [\"*@example.com\"]\n\
+         [group.aaa_partners]\nsenders = [\"*@partner.example\"]\n\
+         [group.alpha]\nrecipients = [\"boss@EXAMPLE.com\"]\n\
+         [group.beta]\nrecipients = [\"*@other.example\", \"ip 10.0.0.0/8\"]\n\
+         [group.gamma]\nrecipients = [\"ip 10.1.0.0/16\"]\n",
+    );
+    let has = |needle: &str| w.iter().any(|l| l.contains(needle));
+    assert!(
+        has(
+            "mailward.toml:4: warning: group.aaa_partners.senders: group aaa_partners is tried \
+             before groups alpha, beta, gamma and zeta (groups are tried in alphabetical order of \
+             their names): mail from aaa_partners's senders goes by aaa_partners's policy for \
+             every recipient, also those of groups alpha, beta, gamma and zeta"
+        ),
+        "{w:#?}"
+    );
+    assert!(
+        has(
+            "mailward.toml:2: warning: group.zeta.recipients: \"*@example.com\" overlaps \
+             \"boss@EXAMPLE.com\" of group alpha, which is tried first"
+        ),
+        "{w:#?}"
+    );
+    assert!(
+        has("group.gamma.recipients: \"ip 10.1.0.0/16\" overlaps \"ip 10.0.0.0/8\" of group beta"),
+        "{w:#?}"
+    );
+    // Disjoint recipients, and a senders group named after the others:
+    // nothing to say.
+    assert_eq!(w.len(), 3, "{w:#?}");
+    assert!(warnings(
+        "[group.managers]\nrecipients = [\"*@managers.example.com\"]\n\
+         [group.sales]\nrecipients = [\"*@sales.example.com\", \"b?ss@x.example\"]\n\
+         [group.zz_partners]\nsenders = [\"*@partner.example\"]\n"
+    )
+    .is_empty());
+}
+
+#[test]
+fn a_misnamed_file_in_a_templates_dir_is_a_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    for f in [
+        "recipient.txt",
+        "admin.txt",
+        ".admin.txt.swp",
+        "sender.txt~",
+    ] {
+        std::fs::write(dir.path().join(f), "Subject: x\n\nbody\n").unwrap();
+    }
+    assert_eq!(
+        warnings(&format!("[policy]\nnotify_templates = {:?}\n", dir.path())),
+        [format!(
+            "mailward.toml:2: warning: policy.notify_templates: {}/recipient.txt is not read: the \
+             templates are sender.txt, recipients.txt, admin.txt; for the others the built-in \
+             ones are used (did you mean recipients.txt?)",
+            dir.path().display()
+        )]
+    );
+}

@@ -56,6 +56,11 @@ pub struct Config {
     pub milter: Milter,
     /// `[log]`: where logs go and how much.
     pub log: Log,
+    /// What is valid but most likely not meant (a group that takes mail
+    /// from another by the order of their names, a marked status without
+    /// a prefix, a misnamed template): `check-config` prints them, the
+    /// daemon logs them when it loads the file.
+    pub warnings: Vec<super::ConfigProblem>,
 }
 
 /// `[server]`
@@ -633,11 +638,20 @@ macro_rules! declare_group {
 
         impl Group {
             /// The policy of this group: `base` (the `[policy]` section) with
-            /// this group's keys put over it.
+            /// this group's keys put over it. `subject_prefix` is put over
+            /// `base`'s per status: a group that changes the prefix of one
+            /// status keeps the others' (walkO 12: a group's table for
+            /// as/probable alone marked spam "[as/spam]").
             pub fn effective(&self, base: &Policy) -> Policy {
-                Policy {
+                let mut policy = Policy {
                     $( $field: self.$field.clone().unwrap_or_else(|| base.$field.clone()), )*
+                };
+                if let Some(own) = &self.subject_prefix {
+                    let mut merged = base.subject_prefix.clone();
+                    merged.extend(own.iter().map(|(k, v)| (k.clone(), v.clone())));
+                    policy.subject_prefix = merged;
                 }
+                policy
             }
         }
     };

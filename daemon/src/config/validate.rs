@@ -25,6 +25,8 @@ pub struct Ctx<'a> {
     origin: &'a str,
     /// Everything found wrong so far.
     pub problems: Vec<ConfigProblem>,
+    /// What is valid but most likely not meant ([`Config::warnings`]).
+    pub warnings: Vec<ConfigProblem>,
 }
 
 impl<'a> Ctx<'a> {
@@ -33,7 +35,18 @@ impl<'a> Ctx<'a> {
             locator,
             origin,
             problems: Vec::new(),
+            warnings: Vec::new(),
         }
+    }
+
+    /// A warning about the key at `path`, on the line where it is written.
+    fn warn(&mut self, path: &KeyPath, problem: impl Into<String>) {
+        self.warnings.push(ConfigProblem {
+            file: self.origin.to_string(),
+            line: self.locator.line_of(path),
+            key: path.to_string(),
+            problem: problem.into(),
+        });
     }
 
     /// A problem with `key`, at a line given explicitly.
@@ -841,10 +854,15 @@ pub fn default_policy() -> Policy {
         check_av: true,
         check_spam: true,
         spam_level: SpamLevel::Standard,
-        mark_subject: vec![Status("as/spam".into()), Status("as/probable".into())],
+        mark_subject: vec![
+            Status("as/spam".into()),
+            Status("as/probable".into()),
+            Status("as/blacklisted".into()),
+        ],
         subject_prefix: BTreeMap::from([
             ("as/spam".to_string(), "[!!SPAM]".to_string()),
             ("as/probable".to_string(), "[?PROBABLE SPAM]".to_string()),
+            ("as/blacklisted".to_string(), "[!!BLACKLISTED]".to_string()),
         ]),
         add_headers: true,
         action_infected: Action::Remove,
@@ -1293,9 +1311,12 @@ pub fn build(ctx: &mut Ctx<'_>, raw: &RawConfig) -> Config {
         milter: milter(ctx, &raw.milter),
         log: log(ctx, &raw.log),
         server,
+        warnings: Vec::new(),
     };
     templates(ctx, &mut config);
     cross_checks(ctx, &config);
+    subject_prefixes(ctx, &config);
+    group_order(ctx, &config);
     listener_clashes(ctx, &config, raw);
     config
 }
@@ -1327,6 +1348,7 @@ fn templates(ctx: &mut Ctx<'_>, config: &mut Config) {
             loaded.insert(dir, TemplateTexts::new());
             continue;
         }
+        misnamed_templates(ctx, &path, Path::new(&dir));
         let (texts, problems) = crate::policy::notify::load_dir(Path::new(&dir));
         for (file, p) in problems {
             if file == dir {
@@ -1353,6 +1375,188 @@ fn templates(ctx: &mut Ctx<'_>, config: &mut Config) {
             fill(t);
         }
     }
+}
+
+/// A file in a `notify_templates` directory that is no template name is
+/// never read: the built-in template is used in its place, which a typo
+/// (`recipient.txt`) hid (walkO 14). Hidden files and editor backups
+/// (`~`) are left alone.
+fn misnamed_templates(ctx: &mut Ctx<'_>, path: &KeyPath, dir: &Path) {
+    let names = crate::policy::notify::template_files();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let mut odd: Vec<String> = entries
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.starts_with('.') && !n.ends_with('~') && !names.contains(&n.as_str()))
+        .collect();
+    odd.sort();
+    for name in odd {
+        let hint = super::closest(&name, &names)
+            .map(|n| format!(" (did you mean {n}?)"))
+            .unwrap_or_default();
+        ctx.warn(
+            path,
+            format!(
+                "{} is not read: the templates are {}; for the others the built-in ones are used{hint}",
+                dir.join(&name).display(),
+                names.join(", ")
+            ),
+        );
+    }
+}
+
+/// A status in `mark_subject` without a prefix in the (merged)
+/// `subject_prefix` table is marked `[as/spam]`, the status itself: valid,
+/// but not what anyone chose (walkO 12). Said once per table: `[policy]`,
+/// and a group that sets either key.
+fn subject_prefixes(ctx: &mut Ctx<'_>, config: &Config) {
+    // (the table, the key a warning about a status is put at, the policy)
+    let mut scopes: Vec<(KeyPath, &str, Policy)> = vec![(
+        KeyPath::root("policy"),
+        "mark_subject",
+        config.policy.clone(),
+    )];
+    for (name, g) in &config.group {
+        if g.mark_subject.is_some() || g.subject_prefix.is_some() {
+            let key = if g.mark_subject.is_some() {
+                "mark_subject"
+            } else {
+                "subject_prefix"
+            };
+            scopes.push((
+                KeyPath::root("group").key(name),
+                key,
+                g.effective(&config.policy),
+            ));
+        }
+    }
+    for (path, key, policy) in scopes {
+        let unprefixed: Vec<&str> = STATUSES
+            .iter()
+            .copied()
+            .filter(|s| !s.ends_with("/all"))
+            .filter(|s| statuses_cover(&policy.mark_subject, s))
+            .filter(|s| !policy.subject_prefix.contains_key(*s))
+            .collect();
+        for s in unprefixed {
+            ctx.warn(
+                &path.key(key),
+                format!(
+                    "{s} is marked but subject_prefix has no prefix for it: its Subject gets \"[{s}]\"; \
+                     add \"{s}\" = \"...\" to subject_prefix"
+                ),
+            );
+        }
+        for key in policy.subject_prefix.keys().filter(|k| k.ends_with("/all")) {
+            ctx.warn(
+                &path.key("subject_prefix").key(key),
+                format!(
+                    "a prefix for {key} is never used: a message has one status, never {key}; \
+                     give the prefix of each status"
+                ),
+            );
+        }
+    }
+}
+
+/// Groups are tried in the order of their names, not of the file: a
+/// `senders` group named before a `recipients` group takes that group's
+/// recipients in mail from its senders, and of two groups whose
+/// `recipients` overlap the first by name gets the common ones (walkO 9).
+/// Valid, but easily not what the file's order suggests: said with both
+/// groups' names, once per pair.
+fn group_order(ctx: &mut Ctx<'_>, config: &Config) {
+    let groups: Vec<(&String, &Group)> = config.group.iter().collect();
+    for (i, (first, a)) in groups.iter().enumerate() {
+        let later_by_rcpt: Vec<&str> = groups[i + 1..]
+            .iter()
+            .filter(|(_, b)| !b.recipients.is_empty())
+            .map(|(name, _)| name.as_str())
+            .collect();
+        if !a.senders.is_empty() && !later_by_rcpt.is_empty() {
+            let them = match later_by_rcpt.as_slice() {
+                [one] => format!("group {one}"),
+                [rest @ .., last] => format!("groups {} and {last}", rest.join(", ")),
+                [] => String::new(),
+            };
+            ctx.warn(
+                &KeyPath::root("group").key(first).key("senders"),
+                format!(
+                    "group {first} is tried before {them} (groups are tried in alphabetical \
+                     order of their names): mail from {first}'s senders goes by {first}'s policy \
+                     for every recipient, also those of {them}; rename a group if they should \
+                     keep their own policy"
+                ),
+            );
+        }
+        for (later, b) in &groups[i + 1..] {
+            let overlap = a.recipients.iter().find_map(|x| {
+                b.recipients
+                    .iter()
+                    .find(|y| entries_overlap(x, y))
+                    .map(|y| (x, y))
+            });
+            if let Some((x, y)) = overlap {
+                ctx.warn(
+                    &KeyPath::root("group").key(later).key("recipients"),
+                    format!(
+                        "{} overlaps {} of group {first}, which is tried first (groups are tried \
+                         in alphabetical order of their names): the recipients both match go by \
+                         {first}'s policy, not {later}'s",
+                        show_entry(y),
+                        show_entry(x)
+                    ),
+                );
+            }
+        }
+    }
+}
+
+/// A `senders`/`recipients` entry as written.
+fn show_entry(e: &GroupEntry) -> String {
+    match e {
+        GroupEntry::Net(net) => format!("\"ip {net}\""),
+        GroupEntry::Address(p) => format!("{:?}", p.as_str()),
+    }
+}
+
+/// Whether two `recipients` entries can match the same recipient: two
+/// globs some address matches both of, or two networks one of which holds
+/// the other.
+fn entries_overlap(a: &GroupEntry, b: &GroupEntry) -> bool {
+    match (a, b) {
+        (GroupEntry::Address(a), GroupEntry::Address(b)) => globs_overlap(a.as_str(), b.as_str()),
+        (GroupEntry::Net(a), GroupEntry::Net(b)) => a.contains(b) || b.contains(a),
+        _ => false,
+    }
+}
+
+/// Whether some string matches both globs (`*`, `?`, case ignored), by
+/// dynamic programming over the two patterns' positions.
+fn globs_overlap(a: &str, b: &str) -> bool {
+    let a: Vec<char> = a.chars().flat_map(char::to_lowercase).collect();
+    let b: Vec<char> = b.chars().flat_map(char::to_lowercase).collect();
+    // can[i][j]: some string matches both a[i..] and b[j..].
+    let mut can = vec![vec![false; b.len() + 1]; a.len() + 1];
+    for i in (0..=a.len()).rev() {
+        for j in (0..=b.len()).rev() {
+            let both = match (a.get(i), b.get(j)) {
+                (None, None) => true,
+                (Some('*'), _) if can[i + 1][j] => true,
+                (_, Some('*')) if can[i][j + 1] => true,
+                // A star takes one more character of the other side.
+                (Some('*'), Some(_)) => can[i][j + 1],
+                (Some(_), Some('*')) => can[i + 1][j],
+                (Some(x), Some(y)) => (*x == *y || *x == '?' || *y == '?') && can[i + 1][j + 1],
+                _ => false,
+            };
+            can[i][j] = both;
+        }
+    }
+    can[0][0]
 }
 
 /// Why `dir` cannot be a `notify_templates` directory, naming it and what

@@ -1,9 +1,11 @@
 //! Policy: what happens to a checked message, per group of its recipients.
 //!
 //! - [`partition`]: recipients by policy group (KMG: groups of sender and
-//!   recipient pairs). A recipient is in the first group, by name, whose
-//!   `recipients` match it or whose `senders` match the sender or the
-//!   client; otherwise in the default group (`[policy]`).
+//!   recipient pairs). A recipient is in the first group, in alphabetical
+//!   order of the names (not the file's order), whose `recipients` match
+//!   it or whose `senders` match the sender or the client; otherwise in
+//!   the default group (`[policy]`). `check-config` warns where that order
+//!   decides between two groups (`config::validate`, walkO 9).
 //! - [`plan`]: for each group, a [`plan::Plan`] decided purely from its
 //!   policy and the checks' report: deliver, refuse in the session or block;
 //!   part edits; the subject mark and verdict headers; quarantine and

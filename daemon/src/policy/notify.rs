@@ -49,6 +49,10 @@ pub const VARIABLES: &[(&str, &str)] = &[
     ),
     ("hostname", "server.hostname"),
     ("date", "when the message was received (RFC 5322)"),
+    (
+        "config",
+        "the configuration file the daemon runs with, an absolute path (\"\" for the built-in one)",
+    ),
 ];
 
 /// The built-in templates.
@@ -234,7 +238,32 @@ fn sample_context(full: bool) -> minijinja::Value {
         quarantine_id => quarantine_id,
         hostname => "gw.example.com",
         date => "Sat, 5 Dec 2026 00:45:51 +0000",
+        config => if full { "/etc/mailward/mailward.toml" } else { "" },
     }
+}
+
+/// The configuration file the daemon runs with, as a command's
+/// `--config` takes it: absolute (the daemon never changes directory), in
+/// single quotes when it holds a space; "" for the built-in configuration.
+/// An admin notice's hint (`mailward quarantine show ID --config PATH`)
+/// then works on a host where the CLI would not find the file itself
+/// (walkO 14).
+fn config_path(cfg: &Config) -> String {
+    if cfg.origin == crate::config::DEFAULT_ORIGIN {
+        return String::new();
+    }
+    let path = std::path::absolute(&cfg.origin)
+        .map_or_else(|_| cfg.origin.clone(), |p| p.display().to_string());
+    if path.contains(char::is_whitespace) {
+        format!("'{path}'")
+    } else {
+        path
+    }
+}
+
+/// The file names a `notify_templates` directory may hold.
+pub fn template_files() -> [&'static str; 3] {
+    BUILT_IN.map(|(_, file, _)| file)
 }
 
 /// Reads and checks the templates in a `notify_templates` directory, when
@@ -525,6 +554,7 @@ pub fn compose(
         quarantine_id => quarantine_id.unwrap_or_default(),
         hostname => cfg.server.hostname.clone(),
         date => received,
+        config => config_path(cfg),
     };
     let dir = &j.partition.policy.notify_templates;
     let text = template(dir, to);
