@@ -553,8 +553,8 @@ async fn handle(gw: &Gateway, req: Request) -> Response {
                 stores::send_again(gw, &store, id.clone(), to, &what)
                     .await
                     .map(|(q, to)| {
-                        tracing::info!(target: "admin", archive_id = %id, queue_id = %q,
-                            to = %to.join(","), "Archived message sent again.");
+                        tracing::info!(target: "admin", store = store.what(), archive_id = %id,
+                            queue_id = %q, to = %to.join(","), "Archived message sent again.");
                         serde_json::json!({ "id": id, "queue_id": q.0, "to": to })
                     }),
             )

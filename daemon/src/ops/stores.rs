@@ -44,7 +44,49 @@ pub struct Listed {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub direction: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub released: Vec<Released>,
+    pub released: Vec<Release>,
+}
+
+/// A release as listed: its time in RFC 3339 like `received` and `stored`
+/// (it was Unix seconds, alone among the times: walkO 14).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Release {
+    /// Unix time; RFC 3339 in JSON.
+    #[serde(serialize_with = "at_rfc3339", deserialize_with = "at_either")]
+    pub at: i64,
+    /// The queue ID it was queued under.
+    pub queue_id: String,
+    pub to: Vec<String>,
+}
+
+impl From<&Released> for Release {
+    fn from(r: &Released) -> Release {
+        Release {
+            at: r.at,
+            queue_id: r.queue_id.clone(),
+            to: r.to.clone(),
+        }
+    }
+}
+
+fn at_rfc3339<S: serde::Serializer>(at: &i64, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&rfc3339(*at))
+}
+
+/// An RFC 3339 time, or Unix seconds (a daemon of the version before).
+fn at_either<'de, D: serde::Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum At {
+        Unix(i64),
+        Text(String),
+    }
+    match At::deserialize(d)? {
+        At::Unix(t) => Ok(t),
+        At::Text(t) => chrono::DateTime::parse_from_rfc3339(&t)
+            .map(|d| d.timestamp())
+            .map_err(serde::de::Error::custom),
+    }
 }
 
 fn rfc3339(t: i64) -> String {
@@ -71,7 +113,7 @@ impl Listed {
             client_ip: e.meta.client_ip.clone(),
             findings: e.meta.findings.clone(),
             direction: direction.map(|d| d.as_str().to_string()),
-            released: e.released.clone(),
+            released: e.released.iter().map(Release::from).collect(),
         }
     }
 }
@@ -327,7 +369,8 @@ pub async fn remove_as_spam(gw: &Gateway, id: String) -> Result<serde_json::Valu
 pub async fn remove(store: &Arc<Store>, id: String) -> Result<serde_json::Value, String> {
     let s = store.clone();
     let e = blocking(move || s.remove(&id)).await?;
-    tracing::info!(target: "admin", id = %e.id, "Store entry removed by an administrator.");
+    tracing::info!(target: "admin", store = store.what(), id = %e.id,
+        "Store entry removed by an administrator.");
     Ok(serde_json::json!({ "removed": e.id }))
 }
 
@@ -338,7 +381,9 @@ pub async fn purge(store: &Arc<Store>, older_than: u64) -> Result<serde_json::Va
         .timestamp()
         .saturating_sub(older_than as i64);
     let gone = blocking(move || s.purge(before)).await?;
-    tracing::info!(target: "admin", entries = gone.len(), "Store entries purged by an administrator.");
+    let ids: Vec<String> = gone.iter().map(|e| e.id.clone()).collect();
+    tracing::info!(target: "admin", store = store.what(), entries = gone.len(),
+        ids = %crate::store::some_ids(&ids), "Store entries purged by an administrator.");
     Ok(serde_json::json!({ "removed": gone.len() }))
 }
 
@@ -391,6 +436,34 @@ mod tests {
             "1A2464A8EDAD94EB.2 was already released (at 2026-12-05 13:00:33 UTC, as queue ID 1A2464ABDA8D94EC to boss@example.com); give --again to send it once more"
         );
         assert!(already_released("X", &r, 3).contains("released (3 times; the last at 2026-12-05"));
+    }
+
+    /// walkO 14: `quarantine list --json` wrote a release's time as Unix
+    /// seconds beside RFC 3339 `received` and `stored`.
+    #[test]
+    fn a_release_is_listed_with_an_rfc3339_time() {
+        let r = Release::from(&Released {
+            at: 1_796_475_633,
+            queue_id: "1A2464ABDA8D94EC".into(),
+            to: vec!["boss@example.com".into()],
+        });
+        let json = serde_json::to_value(&r).unwrap();
+        assert_eq!(json["at"], "2026-12-05T13:00:33Z");
+        // The CLI reads it back, and what an older daemon sent too.
+        assert_eq!(serde_json::from_value::<Release>(json).unwrap(), r);
+        let old = serde_json::json!({"at": 1_796_475_633, "queue_id": "Q", "to": []});
+        assert_eq!(serde_json::from_value::<Release>(old).unwrap().at, r.at);
+    }
+
+    #[test]
+    fn an_audit_line_names_at_most_twenty_ids() {
+        let ids: Vec<String> = (0..23).map(|n| format!("ID{n}")).collect();
+        let line = crate::store::some_ids(&ids);
+        assert!(
+            line.starts_with("ID0,ID1,") && line.ends_with("ID19 (and 3 more)"),
+            "{line}"
+        );
+        assert_eq!(crate::store::some_ids(&ids[..2]), "ID0,ID1");
     }
 
     #[test]

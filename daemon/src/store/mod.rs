@@ -444,6 +444,12 @@ impl Store {
         self.max_size.store(max_size, Ordering::Relaxed);
     }
 
+    /// What the store is, as logs name it: "quarantine", "archive
+    /// incoming", "archive outgoing".
+    pub fn what(&self) -> &'static str {
+        self.what
+    }
+
     /// Expires entries older than the store's `max_age`, then the oldest
     /// until its total is under `max_size`. Returns how many went.
     pub fn expire(&self, now: i64) -> usize {
@@ -457,7 +463,7 @@ impl Store {
         let max_size = self.max_size.load(Ordering::Relaxed);
         let oldest_kept = now.saturating_sub(i64::try_from(max_age).unwrap_or(i64::MAX));
         let mut total: u64 = entries.iter().map(|e| e.meta.size).sum();
-        let mut gone = 0;
+        let mut gone = Vec::new();
         for e in entries {
             if e.stored >= oldest_kept && total <= max_size {
                 break;
@@ -465,7 +471,7 @@ impl Store {
             match self.remove_locked(&e.id) {
                 Ok(_) => {
                     total = total.saturating_sub(e.meta.size);
-                    gone += 1;
+                    gone.push(e.id);
                 }
                 Err(err) => {
                     tracing::warn!(target: "backup", store = self.what, id = %e.id, error = %err,
@@ -474,12 +480,31 @@ impl Store {
                 }
             }
         }
-        if gone > 0 {
-            tracing::info!(target: "backup", store = self.what, entries = gone,
-                "Expired store entries (max_age, max_size).");
+        if !gone.is_empty() {
+            tracing::info!(target: "backup", store = self.what, entries = gone.len(),
+                ids = %some_ids(&gone), "Expired store entries (max_age, max_size).");
         }
-        gone
+        gone.len()
     }
+}
+
+/// Entry IDs a log line names at most; the rest are counted.
+pub const MAX_LOGGED_IDS: usize = 20;
+
+/// Up to [`MAX_LOGGED_IDS`] of `ids`, comma-separated, then `(and N
+/// more)`: an audit line names what went without growing without bound
+/// (a purge of 10,000 entries).
+pub fn some_ids(ids: &[String]) -> String {
+    let mut out = ids
+        .iter()
+        .take(MAX_LOGGED_IDS)
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .join(",");
+    if ids.len() > MAX_LOGGED_IDS {
+        out.push_str(&format!(" (and {} more)", ids.len() - MAX_LOGGED_IDS));
+    }
+    out
 }
 
 /// The reason of an entry completed at open ([`Store::open`]).
