@@ -128,20 +128,19 @@ fn walk(
                 }
             }
             PartType::Message(inner) => {
-                if std::ptr::eq(inner.raw_message().as_ptr(), bytes.as_ptr()) {
+                // `raw_message()` is the nested message's own slice; its
+                // offsets point into the whole buffer it was parsed from
+                // (walkS finding 1: comparing the slice took every
+                // forwarded message for a transfer-encoded copy).
+                let base: &[u8] = &inner.raw_message;
+                if std::ptr::eq(base.as_ptr(), bytes.as_ptr()) {
                     // Sent as is: its offsets point into these bytes.
                     walk(inner, bytes, fixes, unfixable, depth + 1);
                 } else {
                     // Transfer-encoded: its bytes are a decoded copy; what
                     // it needs cannot be repaired here.
                     let mut inner_fixes = BTreeMap::new();
-                    walk(
-                        inner,
-                        inner.raw_message(),
-                        &mut inner_fixes,
-                        unfixable,
-                        depth + 1,
-                    );
+                    walk(inner, base, &mut inner_fixes, unfixable, depth + 1);
                     *unfixable |= !inner_fixes.is_empty();
                 }
             }

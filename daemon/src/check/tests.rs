@@ -580,3 +580,61 @@ fn a_zip_with_a_byte_in_front_is_unpacked() {
         out.findings
     );
 }
+
+/// A forwarded message (message/rfc822, sent as is) holding a multipart
+/// with a base64 attachment, and a long text part after it, the way
+/// Python's `email` and Thunderbird build a forward (36-character
+/// boundaries). walkS finding 1: its structure was read through the nested
+/// message's own slice with offsets into the whole message, so a forward
+/// was `av/error` ("a header without its empty line") by the length of its
+/// boundary, and an attachment early in a long forward was decoded from the
+/// wrong bytes: the virus in it went unseen.
+fn forward(attachment: &[u8], boundary: &str, trailing: usize) -> Vec<u8> {
+    format!(
+        "From: alice@client.example\r\nTo: bob@example.com\r\nSubject: fwd\r\n\
+MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"OUTER\"\r\n\r\n\
+--OUTER\r\nContent-Type: text/plain\r\n\r\nsee below\r\n\
+--OUTER\r\nContent-Type: message/rfc822\r\n\r\n\
+From: x@y.example\r\nSubject: inner\r\nMIME-Version: 1.0\r\n\
+Content-Type: multipart/mixed; boundary=\"{boundary}\"\r\n\r\n\
+--{boundary}\r\nContent-Type: text/plain\r\n\r\ninner body\r\n\
+--{boundary}\r\nContent-Type: application/octet-stream\r\n\
+Content-Transfer-Encoding: base64\r\nContent-Disposition: attachment; filename=\"a.bin\"\r\n\r\n\
+{}\r\n--{boundary}\r\nContent-Type: text/plain\r\n\r\n{}\r\n--{boundary}--\r\n\r\n--OUTER--\r\n",
+        b64(attachment),
+        "The quoted thread goes on. ".repeat(trailing / 27 + 1),
+    )
+    .into_bytes()
+}
+
+#[test]
+fn a_forwarded_message_is_read_where_its_parts_are_whatever_its_boundary() {
+    let rules = rules();
+    let policy = policy();
+    for len in [20, 25, 30, 34, 36, 40, 60, 70] {
+        let boundary: String = "=_Part_"
+            .chars()
+            .chain(std::iter::repeat('B'))
+            .take(len)
+            .collect();
+        for trailing in [0, 2000] {
+            let clean = forward(b"hello world hello world", &boundary, trailing);
+            let out = run(&rules, &policy, &clean);
+            assert_eq!(
+                out.report.av,
+                AvStatus::Clean,
+                "boundary of {len}, {trailing} trailing: {:?}",
+                out.findings
+            );
+            let infected = forward(&eicar(), &boundary, trailing);
+            let out = run(&rules, &policy, &infected);
+            assert_eq!(
+                out.report.av,
+                AvStatus::Infected,
+                "boundary of {len}, {trailing} trailing: {:?}",
+                out.findings
+            );
+            assert_eq!(out.findings.len(), 1, "{:?}", out.findings);
+        }
+    }
+}

@@ -295,7 +295,9 @@ impl<'m> Unpacked<'m, '_> {
                     }
                 }
                 _ => {
-                    let data = keep(part_bytes(part, Some(msg.raw_message())));
+                    // The whole buffer the offsets point into, not the
+                    // nested message's own slice (`raw_message()`).
+                    let data = keep(part_bytes(part, Some(&msg.raw_message)));
                     let index = self.objects.len();
                     self.object(
                         unit,
