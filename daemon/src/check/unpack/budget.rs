@@ -6,16 +6,37 @@
 //!
 //! Bytes are taken from both as they are unpacked and go back to the pool
 //! when the message's scan ends ([`Budget`] is dropped). A scan that finds
-//! the pool empty stops unpacking: that message gets `av/error` (never a
-//! silent "clean") and is counted; the next message starts afresh.
+//! the pool in use by other scans waits for their bytes to come back, up
+//! to its deadline (`timeouts.scan`): other clients' zip bombs are load,
+//! not a verdict on this message, and giving up at once let a virus sent
+//! beside a few bombs through as `av/error` (walkS finding 2). Scans that
+//! hold bytes must not all wait for each other: when every scan holding
+//! bytes would be waiting, the one that finds it so stops instead (its
+//! message gets `av/error`, never a silent "clean", and is counted) and its
+//! bytes let the others go on. A scan that alone would need more than the
+//! whole pool, or that still finds no room at its deadline, stops too.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Condvar, Mutex};
+use std::time::Instant;
 
 /// The bytes all scans together may hold unpacked.
 #[derive(Debug)]
 pub struct MemoryPool {
     capacity: u64,
     in_use: AtomicU64,
+    /// Who holds and who waits; scans waiting for bytes sleep on `freed`.
+    /// The mutex also orders a waiter's look at `in_use` before its sleep
+    /// against a give-back, so that no wake-up is lost.
+    scans: Mutex<Scans>,
+    freed: Condvar,
+}
+
+/// Scans with bytes of the pool, and those of them waiting for more.
+#[derive(Debug, Default)]
+struct Scans {
+    holding: usize,
+    holding_and_waiting: usize,
 }
 
 impl MemoryPool {
@@ -23,6 +44,8 @@ impl MemoryPool {
         MemoryPool {
             capacity,
             in_use: AtomicU64::new(0),
+            scans: Mutex::new(Scans::default()),
+            freed: Condvar::new(),
         }
     }
 
@@ -48,12 +71,68 @@ impl MemoryPool {
         granted
     }
 
-    fn give_back(&self, n: u64) {
+    /// Takes exactly `n` bytes, or none.
+    fn take_all(&self, n: u64) -> bool {
+        self.in_use
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+                (self.capacity.saturating_sub(used) >= n).then_some(used + n)
+            })
+            .is_ok()
+    }
+
+    fn scans(&self) -> std::sync::MutexGuard<'_, Scans> {
+        match self.scans.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
+    /// Takes exactly `n` bytes, waiting for other scans to give bytes back
+    /// until `deadline`; false when they did not in time, or when every
+    /// scan holding bytes would be waiting (`holding`: this scan holds
+    /// some). All or nothing, so that waiting scans take no share another
+    /// needs.
+    fn wait_for(&self, n: u64, deadline: Instant, holding: bool) -> bool {
+        let mut scans = self.scans();
+        if holding {
+            scans.holding_and_waiting += 1;
+        }
+        let got = loop {
+            if self.take_all(n) {
+                break true;
+            }
+            let now = Instant::now();
+            if now >= deadline || holding && scans.holding_and_waiting >= scans.holding {
+                break false;
+            }
+            scans = match self.freed.wait_timeout(scans, deadline - now) {
+                Ok((g, _)) => g,
+                Err(poisoned) => poisoned.into_inner().0,
+            };
+        };
+        if holding {
+            scans.holding_and_waiting -= 1;
+        }
+        got
+    }
+
+    /// A scan took its first bytes.
+    fn joined(&self) {
+        self.scans().holding += 1;
+    }
+
+    /// A scan gives back its `n` bytes and leaves.
+    fn left(&self, n: u64) {
         let _ = self
             .in_use
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
                 Some(used.saturating_sub(n))
             });
+        // Under the mutex: a waiter between its look and its sleep holds
+        // it, so this wakes it rather than passing it by.
+        let mut scans = self.scans();
+        scans.holding = scans.holding.saturating_sub(1);
+        self.freed.notify_all();
     }
 }
 
@@ -84,6 +163,9 @@ pub struct Budget<'p> {
     left: u64,
     pool: &'p MemoryPool,
     held: u64,
+    /// Until when a grant may wait for the shared pool (None: it does not
+    /// wait).
+    deadline: Option<Instant>,
     /// Set once a bound has refused bytes.
     pub exhausted: Option<Exhausted>,
 }
@@ -94,15 +176,33 @@ impl<'p> Budget<'p> {
             left: max_unpacked,
             pool,
             held: 0,
+            deadline: None,
             exhausted: None,
         }
     }
 
+    /// Lets grants wait for the shared pool until `deadline` (the scan's).
+    pub fn wait_until(&mut self, deadline: Instant) {
+        self.deadline = Some(deadline);
+    }
+
     /// Takes up to `n` bytes; returns how many may be kept. Fewer than `n`
-    /// means a bound is reached ([`Budget::exhausted`] says which).
+    /// means a bound is reached ([`Budget::exhausted`] says which). When
+    /// other scans hold the shared pool, it waits for them up to the
+    /// deadline, unless this scan alone would need more than the pool.
     pub fn grant(&mut self, n: u64) -> u64 {
         let want = n.min(self.left);
-        let got = self.pool.take(want);
+        let fits_alone = self.held.saturating_add(want) <= self.pool.capacity;
+        let whole = match self.deadline {
+            Some(deadline) if want > 0 && fits_alone => {
+                self.pool.take_all(want) || self.pool.wait_for(want, deadline, self.held > 0)
+            }
+            _ => false,
+        };
+        let got = if whole { want } else { self.pool.take(want) };
+        if self.held == 0 && got > 0 {
+            self.pool.joined();
+        }
         self.held += got;
         self.left -= got;
         if got < n {
@@ -131,7 +231,9 @@ impl<'p> Budget<'p> {
 
 impl Drop for Budget<'_> {
     fn drop(&mut self) {
-        self.pool.give_back(self.held);
+        if self.held > 0 {
+            self.pool.left(self.held);
+        }
     }
 }
 
@@ -154,5 +256,75 @@ mod tests {
         assert_eq!(pool.in_use(), 40, "a finished scan gives its bytes back");
         drop(b);
         assert_eq!(pool.in_use(), 0);
+    }
+
+    #[test]
+    fn a_scan_waits_for_bytes_other_scans_give_back_until_its_deadline() {
+        use std::time::Duration;
+        let pool = MemoryPool::new(100);
+        let soon = || Instant::now() + Duration::from_secs(10);
+        std::thread::scope(|s| {
+            let mut bomb = Budget::new(100, &pool);
+            assert_eq!(bomb.grant(90), 90);
+            let (tx, rx) = std::sync::mpsc::channel();
+            s.spawn(move || {
+                let _ = rx.recv();
+                std::thread::sleep(Duration::from_millis(50));
+                drop(bomb);
+            });
+            let mut virus = Budget::new(100, &pool);
+            virus.wait_until(soon());
+            tx.send(()).unwrap();
+            assert_eq!(virus.grant(50), 50, "waits for the bomb's scan to end");
+            assert_eq!(virus.exhausted, None);
+        });
+        assert_eq!(pool.in_use(), 0);
+        // No scan gives bytes back before the deadline: it stops there.
+        let mut hog = Budget::new(100, &pool);
+        assert_eq!(hog.grant(80), 80);
+        let mut late = Budget::new(100, &pool);
+        let started = Instant::now();
+        late.wait_until(started + Duration::from_millis(100));
+        assert_eq!(late.grant(50), 20, "what is left, at the deadline");
+        assert!(started.elapsed() >= Duration::from_millis(100));
+        assert_eq!(late.exhausted, Some(Exhausted::Shared));
+        // Two scans that each hold half and want more: the second to wait
+        // finds every holder waiting and stops at once, not at the deadline.
+        drop((hog, late));
+        std::thread::scope(|s| {
+            let (a_waits, a_waiting) = std::sync::mpsc::channel();
+            let pool = &pool;
+            let a = s.spawn(move || {
+                let mut a = Budget::new(100, pool);
+                a.wait_until(Instant::now() + Duration::from_secs(30));
+                assert_eq!(a.grant(50), 50);
+                a_waits.send(()).unwrap();
+                a.grant(40)
+            });
+            let mut b = Budget::new(100, pool);
+            b.wait_until(Instant::now() + Duration::from_secs(30));
+            assert_eq!(b.grant(50), 50);
+            a_waiting.recv().unwrap();
+            while pool.scans().holding_and_waiting == 0 {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            let started = Instant::now();
+            assert_eq!(b.grant(40), 0, "every holder would wait: it stops");
+            assert!(started.elapsed() < Duration::from_secs(5));
+            assert_eq!(b.exhausted, Some(Exhausted::Shared));
+            drop(b);
+            assert_eq!(
+                a.join().unwrap(),
+                40,
+                "the other goes on with the bytes given back"
+            );
+        });
+        // More than the whole pool: no wait, it can never fit.
+        let mut huge = Budget::new(1000, &pool);
+        huge.wait_until(Instant::now() + Duration::from_secs(60));
+        let started = Instant::now();
+        assert_eq!(huge.grant(500), 100);
+        assert!(started.elapsed() < Duration::from_secs(5));
+        assert_eq!(huge.exhausted, Some(Exhausted::Shared));
     }
 }

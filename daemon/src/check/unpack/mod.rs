@@ -149,9 +149,12 @@ pub fn unpack<'m, 'p>(
     parsed: Option<&'m Message<'m>>,
     raw: &'m [u8],
     max_depth: u32,
-    budget: Budget<'p>,
+    mut budget: Budget<'p>,
     deadline: Instant,
 ) -> Unpacked<'m, 'p> {
+    // Other scans' bytes come back within the deadline as a rule: this
+    // message waits for them rather than taking their load for its verdict.
+    budget.wait_until(deadline);
     let mut u = Unpacked {
         objects: Vec::new(),
         findings: Vec::new(),
@@ -351,6 +354,23 @@ impl<'m> Unpacked<'m, '_> {
             is_message: false,
         });
         if !holds_more {
+            if let Some(u) = archive::unopened(&self.objects[index].data) {
+                if u.encrypted {
+                    self.find(
+                        part,
+                        Kind::Protected,
+                        format!("encrypted {} archive", u.format),
+                        &path,
+                    );
+                } else {
+                    self.find(
+                        part,
+                        Kind::Error,
+                        format!("not unpacked: {} is not a supported format", u.format),
+                        &path,
+                    );
+                }
+            }
             return;
         }
         // Borrowed back while what is inside is added after it (no copy),
@@ -425,6 +445,12 @@ impl<'m> Unpacked<'m, '_> {
                         Kind::Error,
                         format!("damaged {} archive: {problem}", format.as_str()),
                         &path,
+                    ),
+                    Member::NotUnpacked { name: n, method } => self.find(
+                        part,
+                        Kind::Error,
+                        format!("not unpacked: compression method {method} is not supported"),
+                        &format!("{path}/{n}"),
                     ),
                     Member::Limit { problem } => self.find(part, Kind::Error, problem, &path),
                     Member::Deadline { name: n } => self.time_is_up(part, &format!("{path}/{n}")),
