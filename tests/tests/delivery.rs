@@ -830,7 +830,6 @@ fn a_bounce_that_cannot_be_spooled_is_sent_once_there_is_room() -> Result<()> {
 /// it is bounced without the message: what the envelope knows, and a
 /// sentence saying why nothing is attached.
 #[test]
-#[ignore = "needs the change in delivery/attempt/mod.rs that bounces an unreadable message past max_queue_lifetime (SPOOL's note to LEAD, stop 47)"]
 fn an_unreadable_message_past_its_lifetime_is_bounced_without_it() -> Result<()> {
     let dir = TestDir::new("unreadable")?;
     let dsn_sink = Sink::start(dir.path(), "dsn-sink")?;

@@ -483,6 +483,15 @@ impl Delivery {
                 self.queue_dsns(&cfg, &env, &decision.dsns, message, timing.now)
                     .await
             }
+            // Past its lifetime, waiting for the bytes helps nobody: the
+            // sender is told, without them (dsn::build says why nothing
+            // is attached), rather than the message being tried for good.
+            Err(e) if !decision.dsns.is_empty() && expired => {
+                tracing::error!(target: "notif", queue_id = %env.id, error = %e,
+                    "Cannot read the message, and it has passed max_queue_lifetime: its sender gets the failure report without it.");
+                self.queue_dsns(&cfg, &env, &decision.dsns, &[], timing.now)
+                    .await
+            }
             Err(e) if !decision.dsns.is_empty() => {
                 tracing::error!(target: "notif", queue_id = %env.id, error = %e,
                     "Cannot read the message for its DSN; its recipients stay in the queue.");
