@@ -774,7 +774,7 @@ fn a_relay_routing_by_mx_says_when_its_dns_server_is_dead() -> Result<()> {
         || {
             let queue = daemon.cli_ok(&["queue", "list"])?;
             Ok(
-                (queue.contains("5 message(s)") && queue.matches("4.4.3 MX look-up").count() == 5)
+                (queue.contains("5 message(s)") && queue.matches("4.4.3 mx.test: MX look-up failed").count() == 5)
                     .then_some(()),
             )
         },

@@ -102,7 +102,16 @@ impl RouteError {
 fn dns_error(e: DnsError, what: &str) -> RouteError {
     match e {
         DnsError::NotFound { .. } => RouteError::Permanent(format!("{what}: {e}")),
-        other => RouteError::Temporary(format!("{what}: {other}")),
+        // A failed look-up already says which (`MX look-up failed: timed
+        // out`): not "MX look-up" twice (walkP 15).
+        other => {
+            let said = other.to_string();
+            RouteError::Temporary(if said.contains("look-up") {
+                said
+            } else {
+                format!("{what}: {said}")
+            })
+        }
     }
 }
 
