@@ -160,6 +160,9 @@ fn main() -> ExitCode {
                     return ExitCode::from(1);
                 }
                 out!("{}: configuration is valid", c.origin);
+                for w in &c.warnings {
+                    eprintln!("{}", w.warning());
+                }
                 account_warnings(&c, arg.config.as_deref());
                 log_warnings(&c, arg.config.as_deref());
                 example_name_warnings(&c, arg.config.as_deref());
@@ -1029,7 +1032,21 @@ fn queue(cmd: QueueCommand) -> ExitCode {
         }
         QueueCommand::Flush { .. } => {
             let n = data.get("scheduled").and_then(|n| n.as_u64()).unwrap_or(0);
-            out!("{n} message(s) scheduled for delivery now.");
+            let held: Vec<&str> = data
+                .get("held")
+                .and_then(|h| h.as_array())
+                .into_iter()
+                .flatten()
+                .filter_map(|v| v.as_str())
+                .collect();
+            match held.as_slice() {
+                [] => out!("{n} message(s) scheduled for delivery now."),
+                ids => out!(
+                    "{n} message(s) scheduled for delivery now; {} held message(s) not scheduled ({}): `mailward queue release ID` sends one.",
+                    ids.len(),
+                    ids.join(", ")
+                ),
+            }
         }
         // Answered in the first match (salvage without the daemon).
         QueueCommand::Salvage { .. }
@@ -1151,15 +1168,10 @@ fn spam(cmd: SpamCommand) -> ExitCode {
         }
     };
     let result = match cmd {
+        // learn refuses an empty class itself (a usage error, exit 2).
         SpamCommand::Learn { spam, ham, .. } => {
-            if spam.is_empty() && ham.is_empty() {
-                Err(spam_cli::SpamCliError::Usage(
-                    "say what to learn: --spam PATH... and/or --ham PATH...".into(),
-                ))
-            } else {
-                spam_cli::learn(&cfg, &spam, &ham, &mut std::io::stderr())
-                    .map(|t| out!("{}", t.learnt_summary()))
-            }
+            spam_cli::learn(&cfg, &spam, &ham, &mut std::io::stderr())
+                .map(|t| out!("{}", t.learnt_summary()))
         }
         SpamCommand::Forget { paths, .. } => spam_cli::forget(&cfg, &paths, &mut std::io::stderr())
             .map(|t| out!("{}", t.forgot_summary())),
@@ -1252,7 +1264,7 @@ fn spam(cmd: SpamCommand) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("mailward: {e}");
-            ExitCode::from(1)
+            ExitCode::from(e.exit_code())
         }
     }
 }
@@ -1573,7 +1585,13 @@ fn show_detail_lines(d: &serde_json::Value) -> Vec<String> {
         let orcpt = r
             .get("orcpt")
             .and_then(|v| v.as_str())
-            .map(|o| format!(" ORCPT={o}"))
+            // Decoded, as ENVID is: the xtext (`o+2Bx@...`) is the wire's.
+            .map(|o| {
+                format!(
+                    " ORCPT={}",
+                    mailward::text::xtext_decode(o).unwrap_or_else(|| o.to_string())
+                )
+            })
             .unwrap_or_default();
         out.push(format!("Recipient:  {address} {notify}{orcpt}"));
     }

@@ -3,7 +3,7 @@
 //! socket, and then waits for signals: SIGHUP reloads (a bad configuration is
 //! refused and the running one kept), SIGTERM/SIGINT stop gracefully.
 
-use crate::config::{self, Config};
+use crate::config::{self, Config, RestartOnly};
 use crate::delivery::attempt::Delivery;
 use crate::delivery::pool::Pool;
 use crate::delivery::queue::Queue;
@@ -330,6 +330,12 @@ pub async fn run(
     for w in overrides.ignored(&gw.config()) {
         tracing::warn!(target: "config", "{w}.");
     }
+    // What check-config warns about (a misnamed template file, a group
+    // order that surprises), in the log too: the daemon may have been
+    // started without anyone running check-config.
+    for w in &gw.config().warnings {
+        tracing::warn!(target: "config", "{}", w.warning());
+    }
     crate::ops::systemd::ready(&match &milter_at {
         Some(m) => format!("Accepting mail on {listen:?}, milter on {m}."),
         None => format!("Accepting mail on {listen:?}."),
@@ -503,22 +509,28 @@ async fn reload(gw: &Gateway, path: Option<&Path>, overrides: &Overrides) -> Str
     for w in overrides.ignored(&new) {
         tracing::warn!(target: "config", "{w}.");
     }
+    for w in &new.warnings {
+        tracing::warn!(target: "config", "{}", w.warning());
+    }
     match gateway::build(&new, Some(&gw.dns())) {
         Ok(built) => {
             gw.scanner.spam.reconfigure(Arc::new(new.clone()));
             gw.stores.set_retention(&new);
             gw.install(new, built);
             gw.set_restart_pending(kept.iter().map(|k| k.change.clone()).collect());
-            let message =
-                if kept.is_empty() {
-                    "The new configuration is in force.".to_string()
-                } else {
-                    format!(
-                    "The new configuration is in force, but for {} key(s) that need a restart: {}.",
+            let message = if kept.is_empty() {
+                "The new configuration is in force.".to_string()
+            } else {
+                // The keys' names first: the message reaches SNMP
+                // (255 octets), where a cut should lose values, not
+                // which keys wait for the restart.
+                format!(
+                    "The new configuration is in force, but for {} key(s) that need a restart: {}; {}.",
                     kept.len(),
+                    kept.iter().map(RestartOnly::key).collect::<Vec<_>>().join(", "),
                     kept.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
                 )
-                };
+            };
             ConfigReloaded {
                 ok: true,
                 message: &message,
@@ -570,7 +582,7 @@ async fn recheck_all(gw: Arc<Gateway>, unscanned: Vec<crate::envelope::Envelope>
     let total = unscanned.len();
     let at_once = (gw.config().limits.antiviral_sessions as usize).max(1) * 2;
     let slots = Arc::new(tokio::sync::Semaphore::new(at_once));
-    tracing::info!(target: "scan", messages = total, "Checking the messages a stop left unchecked.");
+    tracing::info!(target: "scan", messages = total, "Checking the messages left unchecked at the last stop.");
     for env in unscanned {
         let Ok(slot) = slots.clone().acquire_owned().await else {
             return;

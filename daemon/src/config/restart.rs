@@ -84,6 +84,13 @@ pub struct RestartOnly {
     stays: &'static str,
 }
 
+impl RestartOnly {
+    /// The key alone (`server.user`).
+    pub fn key(&self) -> &str {
+        self.change.split(' ').next().unwrap_or(&self.change)
+    }
+}
+
 impl std::fmt::Display for RestartOnly {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(

@@ -636,8 +636,16 @@ async fn handle(gw: &Gateway, req: Request) -> Response {
         }
         Request::QueueFlush => {
             let n = gw.queue.flush();
-            tracing::info!(target: "admin", messages = n, "Queue flush requested.");
-            ok(serde_json::json!({ "scheduled": n }))
+            // Held messages stay held: named, so that the admin is not
+            // left wondering why one did not go (walkP 15).
+            let held: Vec<String> = gw
+                .queue
+                .held_ids()
+                .iter()
+                .map(ToString::to_string)
+                .collect();
+            tracing::info!(target: "admin", messages = n, held = held.len(), "Queue flush requested.");
+            ok(serde_json::json!({ "scheduled": n, "held": held }))
         }
         Request::QueueHold { id } => hold_or_release(gw, &id, true).await,
         Request::QueueRelease { id } => hold_or_release(gw, &id, false).await,
