@@ -130,11 +130,20 @@ impl std::fmt::Display for Notification {
                 value,
                 threshold,
                 raised,
-            } => write!(
-                f,
-                "{name} {} ({value}, threshold {threshold})",
-                if *raised { "raised" } else { "cleared" }
-            ),
+            } => {
+                // The unit where the name does not say it (walkT 7: the
+                // free spool is shown in MiB under a name ending in bytes).
+                let unit = match name.as_str() {
+                    "spool_free_bytes" => " MiB",
+                    "infected_share_percent" | "dns_failed_percent" => " %",
+                    _ => "",
+                };
+                write!(
+                    f,
+                    "{name} {} ({value}{unit}, threshold {threshold}{unit})",
+                    if *raised { "raised" } else { "cleared" }
+                )
+            }
         }
     }
 }

@@ -202,6 +202,9 @@ pub struct Log {
     pub last_error: Option<String>,
     #[serde(default)]
     pub last_error_at: i64,
+    /// The last rotation that failed: "cannot rotate PATH: ERROR".
+    #[serde(default)]
+    pub last_rotation_failure: Option<String>,
 }
 
 /// Mail tried at least once and still waiting: what says that mail is not
@@ -317,6 +320,7 @@ pub fn of(gw: &Gateway) -> Status {
         rotation_failures: snap.values(StatId::LogRotationFailures).iter().sum(),
         last_error_at: last_error.as_ref().map_or(0, |(_, t)| *t),
         last_error: last_error.map(|(e, _)| e),
+        last_rotation_failure: super::logging::last_rotation_failure(gw),
     };
     let (recent_failed, recent) = gw.dns_recent.failed_of();
     let dns = Dns {
@@ -550,7 +554,15 @@ pub fn problems(s: &Status) -> Vec<String> {
         ));
     }
     if s.log.lines_dropped > 0 {
-        let what_to_do = if s.log.destination.starts_with("file:") {
+        let error = s.log.last_error.as_deref().unwrap_or("");
+        let what_to_do = if s.log.destination.starts_with("file:")
+            && (error.contains("(os error 28)") || error.contains("(os error 122)"))
+        {
+            // A full disk is not a permission problem (walkT finding 5).
+            "free space on the log file's filesystem (or raise the user's quota there); lines are written again as soon as there is room, and the file then says how many were dropped"
+        } else if s.log.destination.starts_with("file:") && error.contains("(os error 5)") {
+            "check the disk under the log file (dmesg); lines are written again as soon as it takes them"
+        } else if s.log.destination.starts_with("file:") {
             "make the file's directory writable by the user Mailward runs as, or have the file created for it (logrotate's `create`); lines are written again as soon as it can be opened"
         } else if s.log.destination.starts_with("syslog") {
             "check that the syslog daemon runs and takes lines there; they go out again as soon as it does"
@@ -570,8 +582,14 @@ pub fn problems(s: &Status) -> Vec<String> {
         });
     }
     if s.log.rotation_failures > 0 {
+        let last = s
+            .log
+            .last_rotation_failure
+            .as_deref()
+            .map(|e| format!(" (the last: {e})"))
+            .unwrap_or_default();
         p.push(format!(
-            "{} rotation(s) of the log or raw records file failed: the file grows past log.rotate_size.",
+            "{} rotation(s) of the log or raw records file failed{last}: the file grows past log.rotate_size. Make the file's directory writable by the user Mailward runs as, or set log.rotate_size = \"0\" and leave rotation to logrotate.",
             s.log.rotation_failures
         ));
     }
@@ -855,6 +873,7 @@ mod tests {
                 rotation_failures: 0,
                 last_error: None,
                 last_error_at: 0,
+                last_rotation_failure: None,
             },
             dns: Dns {
                 resolver: "127.0.0.1:53".into(),
