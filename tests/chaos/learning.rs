@@ -92,6 +92,9 @@ pub fn run(r: &mut Report, len: Length) -> Result<()> {
     let config = Config::new(dir.path());
     let config_path = config.path();
     std::fs::write(&config_path, config.render())?;
+    // The data directory is the daemon's to make; spam learn makes only
+    // the spam directory in it (a mistyped path is not created).
+    std::fs::create_dir_all(config.data_dir())?;
     let messages = dir.path().join("messages");
     std::fs::create_dir_all(&messages)?;
     let mut acknowledged: Vec<PathBuf> = Vec::new();
