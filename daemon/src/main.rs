@@ -1329,7 +1329,10 @@ fn bases(cmd: BasesCommand) -> ExitCode {
             };
             out!("directory:   {}", data["directory"].as_str().unwrap_or("?"));
             out!("in use:      {}", set(&data["current"]));
-            out!("previous:    {}", set(&data["previous"]));
+            match data["previous_error"].as_str() {
+                Some(e) => out!("previous:    unreadable: {e}"),
+                None => out!("previous:    {}", set(&data["previous"])),
+            }
             out!("obsolete:    {}", data["obsolete"]);
             out!(
                 "last update: {} ({})",

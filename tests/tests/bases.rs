@@ -1117,7 +1117,7 @@ fn updates_started_together_are_one_at_a_time_and_a_refused_one_changes_nothing(
                 // older than the set in use: both leave everything as it was.
                 f.check(
                     out.status.code() == Some(1)
-                        && (stderr.contains("another update or rollback of the bases is running; nothing was changed")
+                        && (stderr.contains("is running; nothing was changed")
                             || stderr.contains("is older than the one in use")),
                     || {
                         format!(

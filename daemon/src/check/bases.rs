@@ -41,6 +41,8 @@ pub enum BasesError {
     Manifest { path: PathBuf, problem: String },
     #[error("{problem}")]
     Compile { problem: String },
+    #[error("{path}: abandoned: the source did not answer in time (a hung network mount?)")]
+    Abandoned { path: PathBuf },
     #[error(
         "the set offered ({offered}, released {offered_on}) is older than the one in use \
          ({in_use}, released {in_use_on}): a mirror that lags behind? To go back on \
@@ -141,8 +143,10 @@ fn compile_sources(sources: &[(PathBuf, String)]) -> Result<(yara_x::Rules, usiz
             })?;
     }
     for (file, text) in sources {
+        // The whole file name: a.yar and a.yara are two files, two
+        // namespaces (walkS finding 9).
         let namespace = file
-            .file_stem()
+            .file_name()
             .map(|s| {
                 s.to_string_lossy()
                     .replace(|c: char| !c.is_ascii_alphanumeric(), "_")
@@ -516,7 +520,50 @@ pub fn install(
     from: &Path,
     allow_older: bool,
 ) -> Result<(UpdateResult, BasesInfo), BasesError> {
+    install_unless(
+        dir,
+        from,
+        allow_older,
+        &std::sync::atomic::AtomicBool::new(false),
+    )
+}
+
+/// [`install`], unless `abandoned` is set before the set is swapped in:
+/// the daemon gives up on a source that does not answer (a hung NFS or
+/// FUSE mount, walkS finding 4) and releases its lock, and the reading
+/// thread, when the source answers at last, must not install the set then.
+pub fn install_unless(
+    dir: &Path,
+    from: &Path,
+    allow_older: bool,
+    abandoned: &std::sync::atomic::AtomicBool,
+) -> Result<(UpdateResult, BasesInfo), BasesError> {
+    let gave_up = || {
+        abandoned
+            .load(std::sync::atomic::Ordering::Acquire)
+            .then(|| BasesError::Abandoned {
+                path: from.to_path_buf(),
+            })
+    };
     let new = validate(from)?;
+    if let Some(e) = gave_up() {
+        return Err(e);
+    }
+    // A release time in the future (a publisher's clock, a typo in the
+    // year) would make every later, real set look older, and the set
+    // would never grow obsolete (walkS finding 5).
+    let tomorrow = chrono::Utc::now().timestamp() + 86_400;
+    if new.released > tomorrow {
+        return Err(BasesError::Manifest {
+            path: from.join("manifest.toml"),
+            problem: format!(
+                "released {} is in the future (the publisher's clock, or a typo in the year?): \
+                 refused, since every later set would look older than it",
+                chrono::DateTime::from_timestamp(new.released, 0)
+                    .map_or_else(|| new.released.to_string(), |t| t.to_rfc3339())
+            ),
+        });
+    }
     if let Ok(Some(cur)) = read(dir) {
         if cur.version == new.version && cur.released == new.released {
             return Ok((UpdateResult::NotNeeded, cur));
@@ -545,6 +592,10 @@ pub fn install(
         std::fs::remove_dir_all(&staging).map_err(|e| io(&staging, e))?;
     }
     copy_dir(from, &staging)?;
+    if let Some(e) = gave_up() {
+        let _ = std::fs::remove_dir_all(&staging);
+        return Err(e);
+    }
     let previous = previous_dir(dir);
     if dir.exists() {
         if previous.exists() {
@@ -553,7 +604,25 @@ pub fn install(
         std::fs::rename(dir, &previous).map_err(|e| io(dir, e))?;
     }
     std::fs::rename(&staging, dir).map_err(|e| io(&staging, e))?;
+    // A set installed on purpose ends what a rollback held back.
+    let _ = std::fs::remove_file(rolled_back_marker(dir));
     Ok((UpdateResult::Updated, new))
+}
+
+/// Where a rollback notes the version it went back from, so that the
+/// periodic update from `bases.update_from` does not put it in use again
+/// at the next check or start (walkS finding 6): `DIR.rolled-back`.
+pub fn rolled_back_marker(dir: &Path) -> PathBuf {
+    PathBuf::from(format!("{}.rolled-back", dir.display()))
+}
+
+/// The version the last rollback went back from, while no set was
+/// installed since.
+pub fn rolled_back_from(dir: &Path) -> Option<String> {
+    std::fs::read_to_string(rolled_back_marker(dir))
+        .ok()
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty())
 }
 
 /// Swaps the bases in use with the previous set.
@@ -582,6 +651,13 @@ pub fn rollback(dir: &Path) -> Result<BasesInfo, BasesError> {
     std::fs::rename(dir, &swap).map_err(|e| io(dir, e))?;
     std::fs::rename(&previous, dir).map_err(|e| io(&previous, e))?;
     std::fs::rename(&swap, &previous).map_err(|e| io(&swap, e))?;
+    if let Ok(Some(from)) = read(&previous) {
+        let marker = rolled_back_marker(dir);
+        if let Err(e) = std::fs::write(&marker, format!("{}\n", from.version)) {
+            tracing::warn!(target: "admin", path = %marker.display(), error = %e,
+                "Cannot note the rollback: the periodic update from bases.update_from may put the set rolled back from in use again.");
+        }
+    }
     Ok(info)
 }
 
@@ -649,6 +725,27 @@ mod update_tests {
     }
 
     #[test]
+    fn a_set_released_in_the_future_is_refused_and_two_extensions_are_two_namespaces() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (av, future) = (tmp.path().join("av"), tmp.path().join("future"));
+        set(&future, "1");
+        std::fs::write(
+            future.join("manifest.toml"),
+            "version = \"2062.1\"\nreleased = \"2062-01-01T00:00:00Z\"\nrecords = 3\n",
+        )
+        .unwrap();
+        let e = install(&av, &future, false).unwrap_err().to_string();
+        assert!(
+            e.contains("released 2062-01-01T00:00:00+00:00 is in the future"),
+            "{e}"
+        );
+        assert!(read(&av).unwrap().is_none(), "nothing installed");
+        // a.yar and a.yara may both define rule r (walkS finding 9).
+        std::fs::write(future.join("rules.yara"), "rule r { condition: false }\n").unwrap();
+        assert_eq!(compile(&future).unwrap().1, 2);
+    }
+
+    #[test]
     fn install_keeps_a_backup_refuses_broken_sets_and_rolls_back() {
         let tmp = tempfile::tempdir().unwrap();
         let av = tmp.path().join("av");
@@ -678,6 +775,17 @@ mod update_tests {
         assert_eq!(rollback(&av).unwrap().version, "1");
         assert_eq!(read(&av).unwrap().unwrap().version, "1");
         assert_eq!(read(&previous_dir(&av)).unwrap().unwrap().version, "2");
+        assert_eq!(
+            rolled_back_from(&av).as_deref(),
+            Some("2"),
+            "the rollback is noted"
+        );
+        assert_eq!(install(&av, &b, false).unwrap().0, UpdateResult::Updated);
+        assert_eq!(
+            rolled_back_from(&av),
+            None,
+            "a set installed on purpose ends it"
+        );
     }
 
     #[test]

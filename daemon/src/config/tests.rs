@@ -1247,3 +1247,24 @@ fn a_misnamed_file_in_a_templates_dir_is_a_warning() {
         )]
     );
 }
+
+/// walkS 11 and 14: a depth past the cap, and an update source that is not
+/// a directory, are said by check-config.
+#[test]
+fn a_depth_past_the_cap_and_a_missing_update_source_are_warnings() {
+    let w = warnings(
+        "[policy]\nmax_scan_depth = 100\n[bases]\nupdate_from = \"/nonexistent/mailward-bases\"\n\
+         [group.g]\nrecipients = [\"*@g.example\"]\nmax_scan_depth = 40\n",
+    );
+    assert_eq!(
+        w,
+        [
+            "mailward.toml:2: warning: policy.max_scan_depth: 100 is scanned as 32: nesting is \
+             capped at 32 whatever the setting",
+            "mailward.toml:4: warning: bases.update_from: /nonexistent/mailward-bases is not a \
+             directory here: the hourly update will be refused until it is",
+            "mailward.toml:7: warning: group.g.max_scan_depth: 40 is scanned as 32: nesting is \
+             capped at 32 whatever the setting",
+        ]
+    );
+}

@@ -1125,12 +1125,26 @@ fn bases(ctx: &mut Ctx<'_>, raw: &RawBases, data_dir: &Path) -> Bases {
             _ => Ok(s.to_string()),
         }
     });
-    Bases {
+    let bases = Bases {
         av: get!(ctx, p, raw.av, path).unwrap_or_else(|| data_dir.join("bases").join("av")),
         update_from: get!(ctx, p, raw.update_from, source).unwrap_or_default(),
         obsolete_after: get!(ctx, p, raw.obsolete_after, positive_dur)
             .unwrap_or(Dur::secs(7 * 86_400)),
+    };
+    // A typo here shows only as an hourly refusal in the log (walkS 14).
+    if !bases.update_from.is_empty() {
+        let dir = crate::check::bases::source_dir(&bases.update_from);
+        if !dir.is_dir() {
+            ctx.warn(
+                &p.key("update_from"),
+                format!(
+                    "{} is not a directory here: the hourly update will be refused until it is",
+                    dir.display()
+                ),
+            );
+        }
     }
+    bases
 }
 
 fn statistics(ctx: &mut Ctx<'_>, raw: &RawStatistics, data_dir: &Path) -> Statistics {
@@ -1316,6 +1330,7 @@ pub fn build(ctx: &mut Ctx<'_>, raw: &RawConfig) -> Config {
     templates(ctx, &mut config);
     cross_checks(ctx, &config);
     subject_prefixes(ctx, &config);
+    depth_caps(ctx, &config);
     group_order(ctx, &config);
     listener_clashes(ctx, &config, raw);
     config
@@ -1412,6 +1427,24 @@ fn misnamed_templates(ctx: &mut Ctx<'_>, path: &KeyPath, dir: &Path) {
 /// `subject_prefix` table is marked `[as/spam]`, the status itself: valid,
 /// but not what anyone chose (walkO 12). Said once per table: `[policy]`,
 /// and a group that sets either key.
+/// A `max_scan_depth` above the unpacker's cap is taken as the cap: said,
+/// so that nobody counts on the deeper setting (walkS finding 11).
+fn depth_caps(ctx: &mut Ctx<'_>, config: &Config) {
+    let cap = crate::check::unpack::DEPTH_CAP;
+    let mut scopes = vec![(KeyPath::root("policy"), config.policy.max_scan_depth)];
+    for (name, g) in &config.group {
+        if let Some(depth) = g.max_scan_depth {
+            scopes.push((KeyPath::root("group").key(name), depth));
+        }
+    }
+    for (path, depth) in scopes.into_iter().filter(|(_, d)| *d > cap) {
+        ctx.warn(
+            &path.key("max_scan_depth"),
+            format!("{depth} is scanned as {cap}: nesting is capped at {cap} whatever the setting"),
+        );
+    }
+}
+
 fn subject_prefixes(ctx: &mut Ctx<'_>, config: &Config) {
     // (the table, the key a warning about a status is put at, the policy)
     let mut scopes: Vec<(KeyPath, &str, Policy)> = vec![(

@@ -316,6 +316,11 @@ pub const STORE_DEADLINE: Duration = Duration::from_secs(300);
 /// one (mail keeps flowing meanwhile).
 pub const BASES_DEADLINE: Duration = Duration::from_secs(1800);
 
+/// How long the daemon waits for one update to read and compile its set
+/// before it gives up on it: well within [`BASES_DEADLINE`], so that the
+/// CLI hears why.
+pub const UPDATE_DEADLINE: Duration = Duration::from_secs(600);
+
 impl Request {
     /// How long the CLI waits for the daemon's answer to this request,
     /// from the connection on: by what the daemon does for it
@@ -726,10 +731,16 @@ fn bases_status(gw: &Gateway) -> Response {
         })
     };
     // The previous set is not loaded: it has no load time.
-    let previous = crate::check::bases::read(&crate::check::bases::previous_dir(&cfg.bases.av))
-        .ok()
-        .flatten()
-        .map(|b| crate::check::bases::BasesInfo { loaded_at: 0, ..b });
+    let (previous, previous_error) =
+        match crate::check::bases::read(&crate::check::bases::previous_dir(&cfg.bases.av)) {
+            Ok(b) => (
+                b.map(|b| crate::check::bases::BasesInfo { loaded_at: 0, ..b }),
+                None,
+            ),
+            // A previous set that is there but does not read (its checksum,
+            // its manifest) is said, not shown as none (walkS finding 8).
+            Err(e) => (None, Some(e.to_string())),
+        };
     let current = gw.bases();
     // The statistics keep the last update (one flag per result).
     let result = snap.flagged(StatId::UpdateLastResult).unwrap_or("unknown");
@@ -744,6 +755,7 @@ fn bases_status(gw: &Gateway) -> Response {
         "rules_compiled": gw.scanner.current().count,
         "scans_waiting": gw.scanner.waiting(),
         "previous": info(previous),
+        "previous_error": previous_error,
         "last_check": snap.value(StatId::UpdateLastCheck, 0),
         "last_result": result,
         // The set in the directory, when it does not load: what the next
@@ -754,7 +766,7 @@ fn bases_status(gw: &Gateway) -> Response {
 }
 
 /// The answer to an update or rollback while another one runs.
-pub const BASES_BUSY: &str = "another update or rollback of the bases is running; nothing was changed: try again when it has finished";
+pub const BASES_BUSY: &str = "another change of the bases (an update, a rollback, or their reload by SIGHUP) is running; nothing was changed: try again when it has finished";
 
 /// Refuses a change of the bases while another runs: two at once renamed
 /// each other's directories away (walkL 4: `av` gone, half a set kept as
@@ -785,10 +797,34 @@ pub const UPDATE_CHECK_INTERVAL: Duration = Duration::from_secs(3600);
 /// check.
 pub async fn check_update_from_periodically(gw: Arc<Gateway>) {
     let mut shutdown = gw.shutdown.clone();
+    // The held-back version last said, so that it is said once.
+    let mut said: Option<String> = None;
     loop {
-        if !gw.config().bases.update_from.is_empty() {
+        let cfg = gw.config();
+        if !cfg.bases.update_from.is_empty() {
             let _one_change = gw.change_bases().await;
-            let _ = update_holding_the_lock(&gw, None, false).await;
+            // A set an administrator rolled back from is not put in use
+            // again by this check (walkS finding 6); `mailward bases
+            // update` installs it on purpose.
+            let held_back = crate::check::bases::rolled_back_from(&cfg.bases.av).filter(|v| {
+                crate::check::bases::read(&crate::check::bases::source_dir(&cfg.bases.update_from))
+                    .ok()
+                    .flatten()
+                    .is_some_and(|offered| &offered.version == v)
+            });
+            match held_back {
+                Some(v) => {
+                    if said.as_ref() != Some(&v) {
+                        tracing::info!(target: "admin", version = %v, from = %cfg.bases.update_from,
+                            "The set offered by bases.update_from was rolled back by an administrator: it is not put in use again until a newer one is offered or `mailward bases update` installs it.");
+                        said = Some(v);
+                    }
+                }
+                None => {
+                    said = None;
+                    let _ = update_holding_the_lock(&gw, None, false).await;
+                }
+            }
         }
         tokio::select! {
             _ = tokio::time::sleep(UPDATE_CHECK_INTERVAL) => {}
@@ -812,10 +848,27 @@ async fn update_holding_the_lock(
     };
     let dir = cfg.bases.av.clone();
     let source = crate::check::bases::source_dir(&from);
-    let outcome = tokio::task::spawn_blocking(move || {
-        crate::check::bases::install(&dir, &source, allow_older)
-    })
-    .await;
+    let abandoned = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = abandoned.clone();
+    let job = tokio::task::spawn_blocking(move || {
+        crate::check::bases::install_unless(&dir, &source, allow_older, &flag)
+    });
+    // A source that never answers (a hung NFS or FUSE mount) held the
+    // bases lock for good: every later update, rollback and SIGHUP waited
+    // behind it, silently (walkS finding 4). Given up on after
+    // UPDATE_DEADLINE; the reading thread, if it ever returns, installs
+    // nothing.
+    let outcome = match tokio::time::timeout(UPDATE_DEADLINE, job).await {
+        Ok(outcome) => outcome,
+        Err(_) => {
+            abandoned.store(true, std::sync::atomic::Ordering::Release);
+            let message = format!(
+                "Update from {from} abandoned: reading and compiling the set took more than {} (a source on a hung network mount?); the bases in use stay, and that set will not be put in use late.",
+                seconds(UPDATE_DEADLINE)
+            );
+            return err(gw.update_attempted(UpdateResult::Error, message).await.1);
+        }
+    };
     match outcome {
         Ok(Ok((result, info))) => {
             let message = match result {

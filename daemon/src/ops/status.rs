@@ -79,6 +79,9 @@ pub struct Status {
     /// would run without AV rules.
     #[serde(default)]
     pub bases_on_disk_error: Option<String>,
+    /// A previous set a rollback could go back to is there.
+    #[serde(default)]
+    pub bases_previous: bool,
     pub spam: Spam,
     pub snmp: Snmp,
     pub log: Log,
@@ -369,6 +372,10 @@ pub fn of(gw: &Gateway) -> Status {
         stress: snap.value(StatId::StressMode, 0) == 1,
         bases,
         bases_on_disk_error: gw.bases_on_disk_error(),
+        bases_previous: crate::check::bases::read(&crate::check::bases::previous_dir(
+            &gw.config().bases.av,
+        ))
+        .is_ok_and(|b| b.is_some()),
         spam,
         snmp,
         log,
@@ -386,8 +393,15 @@ pub fn problems(s: &Status) -> Vec<String> {
         (None, None) => {
             p.push("No signature bases are loaded: messages are not scanned for viruses.".into())
         }
+        // The rollback is offered only when there is a set to go back to
+        // (walkS finding 12).
         (None, Some(e)) => p.push(format!(
-            "No signature bases are loaded: messages are not scanned for viruses (every message gets av/error). The set on disk does not load: {e}. Fix it, or go back to the previous set (mailward bases rollback)."
+            "No signature bases are loaded: messages are not scanned for viruses (every message gets av/error). The set on disk does not load: {e}. {}",
+            if s.bases_previous {
+                "Fix it, or go back to the previous set (mailward bases rollback)."
+            } else {
+                "Fix it, or install a set with mailward bases update --from DIR (there is no previous set to roll back to)."
+            }
         )),
         (Some(b), Some(e)) => p.push(format!(
             "The signature bases on disk do not load: {e}. The rules in use ({}) stay until the daemon stops, but a restart would run without AV rules until the set is fixed or rolled back (mailward bases rollback).",
@@ -849,6 +863,7 @@ mod tests {
                 last_update_message: None,
             }),
             bases_on_disk_error: None,
+            bases_previous: false,
             spam: Spam {
                 classifier: Readiness::Active,
                 learnt_spam: 947,
