@@ -773,10 +773,9 @@ fn a_relay_routing_by_mx_says_when_its_dns_server_is_dead() -> Result<()> {
         Duration::from_secs(10),
         || {
             let queue = daemon.cli_ok(&["queue", "list"])?;
-            Ok(
-                (queue.contains("5 message(s)") && queue.matches("4.4.3 mx.test: MX look-up failed").count() == 5)
-                    .then_some(()),
-            )
+            Ok((queue.contains("5 message(s)")
+                && queue.matches("4.4.3 mx.test: MX look-up failed").count() == 5)
+                .then_some(()))
         },
     )
     .map_err(|e| e.context(daemon.cli_ok(&["queue", "list"]).unwrap_or_default()))?;
