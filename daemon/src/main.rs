@@ -1617,6 +1617,8 @@ fn queue_table(items: &[QueueItem], now: i64) -> Vec<String> {
         };
         let next = if it.held {
             "held".to_string()
+        } else if it.active {
+            "active".to_string()
         } else if it.next_attempt <= now {
             "now".to_string()
         } else {

@@ -393,6 +393,10 @@ pub struct QueueItem {
     /// Held by an administrator (`queue hold`): no attempt until released.
     #[serde(default)]
     pub held: bool,
+    /// A delivery attempt (or a change) has it now: `queue hold` and
+    /// `remove` answer "right now" until it ends.
+    #[serde(default)]
+    pub active: bool,
 }
 
 /// What `queue show` prints beside the listing's row: where the message
@@ -468,6 +472,7 @@ impl From<&Envelope> for QueueItem {
             attempts: e.attempts,
             next_attempt: e.next_attempt,
             held: e.held,
+            active: false,
         }
     }
 }
@@ -585,11 +590,17 @@ async fn handle(gw: &Gateway, req: Request) -> Response {
             ok(serde_json::json!({ "removed": removed }))
         }
         Request::QueueList => {
+            // Which are in delivery now (walkP 15: "NEXT TRY now" for a
+            // message whose attempt had run for 40 s, and hold refused).
+            let active = gw.queue.active_ids();
             let items: Vec<QueueItem> = gw
                 .queue
                 .list()
                 .iter()
-                .map(|e| QueueItem::from(e.as_ref()))
+                .map(|e| QueueItem {
+                    active: active.contains(&e.id),
+                    ..QueueItem::from(e.as_ref())
+                })
                 .collect();
             serde_json::to_value(items).map_or_else(|e| err(e.to_string()), ok)
         }

@@ -192,6 +192,7 @@ mod tests {
             attempts: 1,
             next_attempt: 0,
             held: false,
+            active: false,
         }
     }
 
