@@ -545,6 +545,12 @@ impl Stats {
             .map_or((0, None), |raw| raw.rotation_failure())
     }
 
+    /// Raw records that could not be written to the file since the start
+    /// (0 without a raw record file).
+    pub fn raw_lost(&self) -> u64 {
+        self.raw.as_ref().map_or(0, RawLog::lost)
+    }
+
     /// Writes one raw record (file and the ring of recent ones) and counts it.
     /// A write error is returned for the caller to log; mail goes on.
     pub fn record_raw(&self, record: RawRecord) -> Result<(), crate::raw::RawError> {

@@ -208,6 +208,9 @@ pub struct Log {
     /// The last rotation that failed: "cannot rotate PATH: ERROR".
     #[serde(default)]
     pub last_rotation_failure: Option<String>,
+    /// Raw records the raw records file could not take since the start.
+    #[serde(default)]
+    pub raw_lost: u64,
 }
 
 /// Mail tried at least once and still waiting: what says that mail is not
@@ -324,6 +327,7 @@ pub fn of(gw: &Gateway) -> Status {
         last_error_at: last_error.as_ref().map_or(0, |(_, t)| *t),
         last_error: last_error.map(|(e, _)| e),
         last_rotation_failure: super::logging::last_rotation_failure(gw),
+        raw_lost: gw.stats.raw_lost(),
     };
     let (recent_failed, recent) = gw.dns_recent.failed_of();
     let dns = Dns {
@@ -594,6 +598,14 @@ pub fn problems(s: &Status) -> Vec<String> {
                 s.log.lines_dropped, s.log.destination
             ),
         });
+    }
+    if s.log.raw_lost > 0 {
+        // Counted by the writer (walkT 2): records a full disk or a
+        // directory the user may not write to took, said nowhere else.
+        p.push(format!(
+            "{} raw record(s) could not be written to the raw records file since the start (see \"Cannot write a raw record.\" in the log): free space on its filesystem, or make its directory writable by the user Mailward runs as; the statistics still count those messages.",
+            s.log.raw_lost
+        ));
     }
     if s.log.rotation_failures > 0 {
         let last = s
@@ -889,6 +901,7 @@ mod tests {
                 last_error: None,
                 last_error_at: 0,
                 last_rotation_failure: None,
+                raw_lost: 0,
             },
             dns: Dns {
                 resolver: "127.0.0.1:53".into(),
@@ -1119,6 +1132,37 @@ mod tests {
                 && p[0].contains("Restore it with `mailward spam import EXPORT`"),
             "{}",
             p[0]
+        );
+    }
+
+    #[test]
+    fn lost_raw_records_a_full_log_disk_and_failed_rotations_say_what_to_do() {
+        let mut s = healthy();
+        s.log.raw_lost = 3;
+        s.log.destination = "file:/var/log/mailward/mailward.log".into();
+        s.log.lines_dropped = 2;
+        s.log.last_error =
+            Some("/var/log/mailward/mailward.log: No space left on device (os error 28)".into());
+        s.log.rotation_failures = 1;
+        s.log.last_rotation_failure =
+            Some("cannot rotate /var/log/mailward/raw.log: Permission denied (os error 13)".into());
+        let p = problems(&s);
+        assert!(
+            p.iter()
+                .any(|l| l.contains("free space on the log file's filesystem")),
+            "a full disk is not a permission problem: {p:#?}"
+        );
+        assert!(
+            p.iter()
+                .any(|l| l.starts_with("3 raw record(s) could not be written")),
+            "{p:#?}"
+        );
+        assert!(
+            p.iter().any(
+                |l| l.contains("(the last: cannot rotate /var/log/mailward/raw.log")
+                    && l.contains("log.rotate_size = \"0\"")
+            ),
+            "{p:#?}"
         );
     }
 
