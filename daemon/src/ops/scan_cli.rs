@@ -85,7 +85,15 @@ pub fn scan(
     let (mut checked, mut unread) = (0usize, 0usize);
     for path in paths {
         let items = match gather(path, opts.attachment) {
-            Ok(items) => items,
+            Ok((items, failed)) => {
+                // A file of a directory that cannot be read is said; the
+                // others are checked.
+                for e in &failed {
+                    let _ = writeln!(err, "mailward: {e}");
+                }
+                unread += usize::from(!failed.is_empty());
+                items
+            }
             Err(e) => {
                 unread += 1;
                 let _ = writeln!(err, "mailward: {e}");
@@ -115,7 +123,7 @@ pub fn scan(
                     Some(_) => Outcome::Found,
                 });
                 let line = if opts.json {
-                    json_line(&item, p, status, &report, partitions.len())
+                    json_line(&item, p, status, &report)
                 } else {
                     text_line(&item, p, status, &report, partitions.len())
                 };
@@ -205,15 +213,16 @@ fn partitions(cfg: &Config, env: &Envelope) -> Vec<Partition> {
         .collect()
 }
 
-/// The messages of one PATH.
-fn gather(path: &Path, attachment: bool) -> Result<Vec<Item>, ScanCliError> {
+/// The messages of one PATH, and the files of a directory that could not
+/// be read.
+fn gather(path: &Path, attachment: bool) -> Result<(Vec<Item>, Vec<ScanCliError>), ScanCliError> {
     let io = |source| ScanCliError::Io {
         path: path.to_path_buf(),
         source,
     };
     let meta = std::fs::metadata(path).map_err(io)?;
     if !meta.is_dir() {
-        return read_one(path, attachment);
+        return read_one(path, attachment).map(|items| (items, Vec::new()));
     }
     let mut files = Vec::new();
     walk(path, &mut files)?;
@@ -223,11 +232,14 @@ fn gather(path: &Path, attachment: bool) -> Result<Vec<Item>, ScanCliError> {
             path.display()
         )));
     }
-    let mut items = Vec::new();
+    let (mut items, mut failed) = (Vec::new(), Vec::new());
     for f in files {
-        items.extend(read_one(&f, attachment)?);
+        match read_one(&f, attachment) {
+            Ok(more) => items.extend(more),
+            Err(e) => failed.push(e),
+        }
     }
-    Ok(items)
+    Ok((items, failed))
 }
 
 /// The regular files under `dir`, in name order, recursively (symbolic
@@ -356,13 +368,7 @@ fn text_line(
     line
 }
 
-fn json_line(
-    item: &Item,
-    p: &Partition,
-    status: Option<AvStatus>,
-    report: &Report,
-    _groups: usize,
-) -> String {
+fn json_line(item: &Item, p: &Partition, status: Option<AvStatus>, report: &Report) -> String {
     let findings: Vec<serde_json::Value> = report
         .findings_for(&p.group, &p.policy)
         .map(|f| {
