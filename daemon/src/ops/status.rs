@@ -376,10 +376,13 @@ pub fn of(gw: &Gateway) -> Status {
         stress: snap.value(StatId::StressMode, 0) == 1,
         bases,
         bases_on_disk_error: gw.bases_on_disk_error(),
-        bases_previous: crate::check::bases::read(&crate::check::bases::previous_dir(
-            &gw.config().bases.av,
-        ))
-        .is_ok_and(|b| b.is_some()),
+        // Whether a rollback has a set to go to, as rollback itself first
+        // asks: its manifest is there. Not read and checksummed here:
+        // status is polled by monitoring, and a checksum reads every rule
+        // file of the set.
+        bases_previous: crate::check::bases::previous_dir(&gw.config().bases.av)
+            .join("manifest.toml")
+            .exists(),
         spam,
         snmp,
         log,
