@@ -193,6 +193,7 @@ pub enum StatId {
     RecipientsRejected,
     BasesObsolete,
     SpoolWriteErrors,
+    RawRecordsLost,
 }
 
 pub const REJECT_REASONS: &[&str] = &[
@@ -1081,6 +1082,17 @@ pub static CATALOGUE: &[Stat] = &[
         Unit::Count,
         None,
         "Spool writes that failed (a full disk, a read-only or failing one): the new messages of that write got 451 4.3.0 (never a 250) and its state changes were not recorded. Any increase needs a look: mail is refused while it lasts.",
+    ),
+    def(
+        StatId::RawRecordsLost,
+        Raw,
+        3,
+        "mwRawRecordsLost",
+        "mailward_raw_records_lost_total",
+        Counter,
+        Unit::Count,
+        None,
+        "Raw records the raw records file refused (a full disk, a directory the user may not write to; the log says why, \"Cannot write a raw record.\"): none left part of a line behind, and the other statistics still count their messages. mwRawRecentTable still shows them.",
     ),
 ];
 

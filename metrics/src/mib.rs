@@ -25,6 +25,13 @@ pub struct Revision {
 /// Objects are only ever added; none is renumbered or removed.
 pub const REVISIONS: &[Revision] = &[
     Revision {
+        date: "202612051900Z",
+        objects: 223,
+        description: "Added mwRawRecordsLost: raw records the raw records \
+            file refused (a full disk, a directory the user may not write \
+            to), until now only in the output of mailward status.",
+    },
+    Revision {
         date: "202612051330Z",
         objects: 222,
         description: "Added mwSpoolWriteErrors: spool writes that failed, when \

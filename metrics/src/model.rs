@@ -545,12 +545,6 @@ impl Stats {
             .map_or((0, None), |raw| raw.rotation_failure())
     }
 
-    /// Raw records that could not be written to the file since the start
-    /// (0 without a raw record file).
-    pub fn raw_lost(&self) -> u64 {
-        self.raw.as_ref().map_or(0, RawLog::lost)
-    }
-
     /// Writes one raw record (file and the ring of recent ones) and counts it.
     /// A write error is returned for the caller to log; mail goes on.
     pub fn record_raw(&self, record: RawRecord) -> Result<(), crate::raw::RawError> {
@@ -564,10 +558,12 @@ impl Stats {
             None => Ok(()),
         };
         let _shared = self.lock.read();
-        // "Written": a record the file refused is not counted (the caller
-        // logs why); the recent ones still show it.
+        // "Written": a record the file refused is counted as lost instead
+        // (the caller logs why); the recent ones still show it.
         if written.is_ok() {
             self.add(StatId::RawRecords, 0, 1);
+        } else {
+            self.add(StatId::RawRecordsLost, 0, 1);
         }
         if let Ok(mut ring) = self.recent.lock() {
             if ring.len() == RECENT_RAW {

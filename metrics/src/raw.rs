@@ -118,13 +118,6 @@ impl RawLog {
     pub fn rotation_failure(&self) -> (u64, Option<String>) {
         self.file.rotation_failure()
     }
-
-    /// Records that could not be written so far (a full disk, a directory
-    /// the user may not write): none of them left part of a line behind
-    /// ([`RotatingFile::append`]).
-    pub fn lost(&self) -> u64 {
-        self.file.lost()
-    }
 }
 
 #[cfg(test)]

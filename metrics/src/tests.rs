@@ -644,9 +644,10 @@ fn events_recorded_together_are_never_seen_apart() {
 }
 
 #[test]
-fn a_raw_record_the_file_refused_is_not_counted_as_written() {
+fn a_raw_record_the_file_refused_is_counted_as_lost_not_written() {
     // walkF: an unprivileged daemon could not create raw.log, and
-    // mailward_raw_records_total ("written") counted every record anyway.
+    // mailward_raw_records_total ("written") counted every record anyway;
+    // the lost ones were then shown by `mailward status` only.
     let dir = tempfile::tempdir().unwrap();
     let blocker = dir.path().join("not-a-dir");
     std::fs::write(&blocker, b"").unwrap();
@@ -660,4 +661,14 @@ fn a_raw_record_the_file_refused_is_not_counted_as_written() {
     assert!(stats.record_raw(record).is_err());
     let json = stats.snapshot(&Gauges::default()).to_json();
     assert_eq!(json["raw"]["mailward_raw_records_total"], 0, "{json}");
+    assert_eq!(json["raw"]["mailward_raw_records_lost_total"], 1, "{json}");
+    let text = prometheus::render(&stats.snapshot(&Gauges::default())).unwrap();
+    assert!(
+        text.contains("\nmailward_raw_records_lost_total 1\n"),
+        "{text}"
+    );
+    // Like every counter, a reset zeroes it.
+    stats.reset(&Gauges::default());
+    let json = stats.snapshot(&Gauges::default()).to_json();
+    assert_eq!(json["raw"]["mailward_raw_records_lost_total"], 0, "{json}");
 }

@@ -170,7 +170,10 @@ const EXPECT: &[(&str, Expect)] = &[
     ("DNS lists resting, server silent", Exported),
     // Outbound TLS and logging
     ("Outbound TLS", Exported),
-    ("Log lines dropped and failed rotations", Exported),
+    (
+        "Log lines dropped, raw records lost and failed rotations",
+        Exported,
+    ),
     // Ways in
     ("Checked by way in", Traffic),
     ("Milter connections", Exported),

@@ -208,7 +208,8 @@ pub struct Log {
     /// The last rotation that failed: "cannot rotate PATH: ERROR".
     #[serde(default)]
     pub last_rotation_failure: Option<String>,
-    /// Raw records the raw records file could not take since the start.
+    /// Raw records the raw records file could not take since the last
+    /// statistics reset (mailward_raw_records_lost_total).
     #[serde(default)]
     pub raw_lost: u64,
 }
@@ -327,7 +328,7 @@ pub fn of(gw: &Gateway) -> Status {
         last_error_at: last_error.as_ref().map_or(0, |(_, t)| *t),
         last_error: last_error.map(|(e, _)| e),
         last_rotation_failure: super::logging::last_rotation_failure(gw),
-        raw_lost: gw.stats.raw_lost(),
+        raw_lost: snap.value(StatId::RawRecordsLost, 0),
     };
     let (recent_failed, recent) = gw.dns_recent.failed_of();
     let dns = Dns {
@@ -603,10 +604,10 @@ pub fn problems(s: &Status) -> Vec<String> {
         });
     }
     if s.log.raw_lost > 0 {
-        // Counted by the writer (walkT 2): records a full disk or a
-        // directory the user may not write to took, said nowhere else.
+        // walkT 2: records a full disk or a directory the user may not
+        // write to took; mailward_raw_records_lost_total counts them too.
         p.push(format!(
-            "{} raw record(s) could not be written to the raw records file since the start (see \"Cannot write a raw record.\" in the log): free space on its filesystem, or make its directory writable by the user Mailward runs as; the statistics still count those messages.",
+            "{} raw record(s) could not be written to the raw records file since the last statistics reset (see \"Cannot write a raw record.\" in the log): free space on its filesystem, or make its directory writable by the user Mailward runs as; the statistics still count those messages.",
             s.log.raw_lost
         ));
     }
