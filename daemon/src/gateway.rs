@@ -92,6 +92,11 @@ pub struct Gateway {
     /// Messages whose checks go on after the reply, bounded by
     /// `limits.scan_memory` ([`crate::budget`]).
     pub backlog: Arc<crate::budget::Budget>,
+    /// Spooled messages whose checks are under way (in the session or
+    /// after its reply, or at start for those a stop left): a stop leaves
+    /// them unchecked in the spool and says how many
+    /// ([`crate::policy::execute::Checking`]).
+    pub checks_in_progress: std::sync::atomic::AtomicU64,
     /// Where notifications go (the SNMP side registers itself at start;
     /// until then, and without it, they are only logged).
     notifier: std::sync::OnceLock<Notifier>,
@@ -141,6 +146,7 @@ impl Gateway {
             shutdown,
             scanner,
             backlog: Arc::default(),
+            checks_in_progress: Default::default(),
             notifier: std::sync::OnceLock::new(),
             bases_on_disk: Mutex::new(None),
             bases_change: tokio::sync::Mutex::new(()),

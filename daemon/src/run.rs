@@ -417,7 +417,17 @@ pub async fn run(
     spool.stop().await;
     snmp.stop().await;
     let _ = std::fs::remove_file(&admin_socket);
-    tracing::info!(target: "app", queued = gw.queue.size().0, "Mailward stopped; the spool keeps undelivered mail.");
+    // Checks cut short by the stop (their tasks end with the runtime):
+    // those messages had their 250 or are about to be refused, and are
+    // checked again at the next start (walkS 13).
+    let unchecked = gw
+        .checks_in_progress
+        .load(std::sync::atomic::Ordering::Relaxed);
+    if unchecked > 0 {
+        tracing::info!(target: "app", messages = unchecked,
+            "Messages accepted but not yet checked stay in the spool; they are checked at the next start.");
+    }
+    tracing::info!(target: "app", queued = gw.queue.size().0, unchecked, "Mailward stopped; the spool keeps undelivered mail.");
     drop(lock);
     if failed {
         return Err(RunError::ComponentFailed);

@@ -844,3 +844,57 @@ fn checks_left_behind_the_reply_are_bounded_and_then_clients_wait() -> Result<()
     drop(silent);
     Ok(())
 }
+
+#[test]
+fn a_stop_during_checks_after_the_reply_says_what_it_leaves_unchecked() -> Result<()> {
+    // walkS 13: a message got its 250 before its verdict; a stop meanwhile
+    // logged `queued=0`, and its "Message accepted." line came only after
+    // the next start. The checks are slow for sure: the DNS server takes
+    // the DMARC look-up after DATA and never answers (10 s).
+    let silent = bind_free_udp()?;
+    let resolver = silent.local_addr()?.to_string();
+    let mut gw = Gateway::start("unchecked", |c| {
+        c.set_str("timeouts", "scan_in_session", "1ms")
+            .set("network", "relay_networks", "[]")
+            .set_str("access", "dns_resolver", &resolver)
+            .set_str("timeouts", "dns", "10s")
+            .set_str("spam", "spf", "off")
+    })?;
+    let mut client = gw.ehlo_client()?;
+    let id = client.send_mail_ok("a@sender.test", &["b@example.com"], MESSAGE)?;
+    let accepted = format!("Message accepted. queue_id={id}");
+    wait_until(
+        "the acceptance logged with the 250",
+        Duration::from_secs(10),
+        || Ok(gw.daemon.full_log().contains(&accepted).then_some(())),
+    )
+    .map_err(|e| e.context(gw.daemon.log()))?;
+    drop(client);
+    gw.daemon.sigterm()?;
+    let log = gw.daemon.full_log();
+    ensure!(
+        log.contains(
+            "Messages accepted but not yet checked stay in the spool; they are checked at the next start. messages=1"
+        ) && log.contains("unchecked=1"),
+        "the stop does not say it leaves a message unchecked:\n{log}"
+    );
+    gw.daemon.restart()?;
+    let got = gw
+        .sink
+        .wait_for_count(1, DELIVERY_TIMEOUT)
+        .map_err(|e| e.context(gw.daemon.log()))?;
+    ensure!(
+        got[0]
+            .header("X-Mailward-AV")
+            .is_some_and(|v| v.starts_with("clean;")),
+        "delivered without its verdict: {:?}",
+        got[0].headers()
+    );
+    let log = gw.daemon.full_log();
+    ensure!(
+        log.matches(&accepted).count() == 1,
+        "\"{accepted}\" should be logged once, with the 250:\n{log}"
+    );
+    drop(silent);
+    Ok(())
+}

@@ -338,7 +338,9 @@ pub async fn execute(
         }
         return Answer::Refused(reply);
     }
-    accept(&env, &mut verdict);
+    // "Message accepted." was logged with the reply when the checks went
+    // on after it (walkS 13); here only when the reply is this verdict's.
+    accept(&env, &mut verdict, in_session);
     if verdict
         .groups
         .iter()
@@ -499,8 +501,9 @@ pub(crate) fn blocked_for(gw: &Gateway, env: &Envelope, j: &Judged, first: bool)
 
 /// The message is accepted: a refusal for some groups (or after the 250)
 /// becomes a block for them; the verdict and findings logged (counted by
-/// [`count_accepted`] once stored).
-pub(crate) fn accept(env: &Envelope, verdict: &mut Verdict) {
+/// [`count_accepted`] once stored). `announce`: log "Message accepted."
+/// too (false when it was logged with a 250 given before the verdict).
+pub(crate) fn accept(env: &Envelope, verdict: &mut Verdict, announce: bool) {
     for j in &mut verdict.groups {
         if j.plan.trap_kept_secret {
             tracing::info!(target: "policy", queue_id = %env.id, group = %j.partition.label(),
@@ -513,7 +516,9 @@ pub(crate) fn accept(env: &Envelope, verdict: &mut Verdict) {
             j.plan.delivery = Delivery::Block;
         }
     }
-    MessageAccepted { envelope: env }.log();
+    if announce {
+        MessageAccepted { envelope: env }.log();
+    }
     MessageChecked {
         envelope: env,
         verdict,
@@ -521,6 +526,29 @@ pub(crate) fn accept(env: &Envelope, verdict: &mut Verdict) {
     }
     .log();
     log_findings(env, verdict);
+}
+
+/// A spooled message whose checks are under way, counted in
+/// [`Gateway::checks_in_progress`] while it lives: a stop that comes
+/// meanwhile leaves the message unchecked in the spool (checked again at
+/// the next start), and its last log line says how many (walkS 13: it said
+/// `queued=0` of a message that had its 250).
+pub(crate) struct Checking(Arc<Gateway>);
+
+impl Checking {
+    pub(crate) fn new(gw: &Arc<Gateway>) -> Checking {
+        gw.checks_in_progress
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Checking(gw.clone())
+    }
+}
+
+impl Drop for Checking {
+    fn drop(&mut self) {
+        self.0
+            .checks_in_progress
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 /// Counts the accepted message: once its copies and its fate are stored,
@@ -742,6 +770,7 @@ fn log_findings(env: &Envelope, verdict: &Verdict) {
 /// Checks a message found unchecked in the spool at start, then carries out
 /// its plans (a refusal is no longer possible: it becomes a block).
 pub async fn recheck(gw: Arc<Gateway>, env: Envelope) {
+    let _checking = Checking::new(&gw);
     let data = match gw.spool.read(&env.id) {
         Ok(d) => Arc::new(d),
         Err(e) => {
@@ -771,7 +800,8 @@ pub async fn in_session(
     raw: Arc<Vec<u8>>,
     may_refuse: bool,
 ) -> Answer {
-    let (handoff, mut verdict) = tokio::sync::oneshot::channel();
+    let (handoff, mut verdict) = tokio::sync::oneshot::channel::<(Verdict, Checking)>();
+    let checking = Checking::new(gw);
     // The message's place in the backlog, once the session leaves its
     // checks there; freed when the last holder of `place` (the judging
     // task, or the one carrying out a verdict of the same instant) is done.
@@ -782,17 +812,18 @@ pub async fn in_session(
         tokio::spawn(async move {
             let v = judge(&gw, &env, raw.clone(), may_refuse).await;
             // The session gave up waiting: carry it out here.
-            if let Err(v) = handoff.send(v) {
+            if let Err((v, checking)) = handoff.send((v, checking)) {
                 execute(&gw, env, raw, v, false).await;
+                drop(checking);
             }
             drop(place);
         });
     }
     match tokio::time::timeout(session_wait(gw), &mut verdict).await {
-        Ok(Ok(v)) => return execute(gw, env, raw, v, true).await,
+        Ok(Ok((v, _checking))) => return execute(gw, env, raw, v, true).await,
         // The task ended without a verdict (it cannot, short of a bug):
         // the message stays unchecked in the spool for the next start.
-        Ok(Err(_)) => return Answer::Accepted,
+        Ok(Err(_)) => return accepted_unchecked(&env),
         Err(_) => {}
     }
     let cfg = gw.config();
@@ -804,8 +835,8 @@ pub async fn in_session(
             backlog_bytes = gw.backlog.bytes(),
             "The checks after the reply are behind (limits.scan_memory); this session waits for its verdict.");
         match tokio::time::timeout(cfg.timeouts.scan.get(), &mut verdict).await {
-            Ok(Ok(v)) => return execute(gw, env, raw, v, true).await,
-            Ok(Err(_)) => return Answer::Accepted,
+            Ok(Ok((v, _checking))) => return execute(gw, env, raw, v, true).await,
+            Ok(Err(_)) => return accepted_unchecked(&env),
             Err(_) => {
                 if let Some(p) = gw.backlog.take(size, u64::MAX) {
                     let _ = place.set(p);
@@ -816,16 +847,27 @@ pub async fn in_session(
     // A verdict that came in the same instant is carried out in the
     // background like any later one.
     verdict.close();
+    // Logged with the 250, not when the verdict comes (walkS 13: a stop
+    // meanwhile left a message the client had its 250 for with no
+    // "Message accepted." line until the next start).
+    MessageAccepted { envelope: &env }.log();
     let id = env.id.clone();
-    if let Ok(v) = verdict.try_recv() {
+    if let Ok((v, checking)) = verdict.try_recv() {
         let gw = gw.clone();
         tokio::spawn(async move {
             execute(&gw, env, raw, v, false).await;
-            drop(place);
+            drop((place, checking));
         });
     }
     tracing::info!(target: "scan", queue_id = %id,
         "The checks go on after the reply (timeouts.scan_in_session).");
+    Answer::Accepted
+}
+
+/// The 250 for a spooled message whose checks ended without a verdict: it
+/// stays unchecked in the spool for the next start.
+fn accepted_unchecked(env: &Envelope) -> Answer {
+    MessageAccepted { envelope: env }.log();
     Answer::Accepted
 }
 

@@ -84,7 +84,7 @@ pub async fn carry_out(
         execute::refused(gw, env, &verdict, &reply);
         return Outcome::Reject(reply);
     }
-    execute::accept(env, &mut verdict);
+    execute::accept(env, &mut verdict, true);
     let cfg = gw.config();
     if execute::write_copies(gw, &cfg, env, &raw, &verdict)
         .await
