@@ -288,16 +288,17 @@ impl Gateway {
 
     /// `mailward stats reset`: the model's counters, and those kept
     /// outside it (the subagent's, the logger's) count from now.
-    pub fn reset_stats(&self) {
+    pub fn reset_stats(&self) -> mailward_metrics::Snapshot {
         // Under the lock the alert watcher reads with its snapshot, so that
         // it never sees a count both carried and still in the model.
         let mut carried = self.counted_before_resets.lock().ok();
+        let before = self.snapshot();
         if let Some(c) = carried.as_deref_mut() {
-            let before = self.snapshot();
             c.0 += before.value(mailward_metrics::StatId::MessagesReceived, 0);
             c.1 += before.value(mailward_metrics::StatId::AvResults, 1);
         }
         self.stats.reset(&self.gauges());
+        before
     }
 
     /// A snapshot with the counts of [`Gateway::counted_before_resets`],

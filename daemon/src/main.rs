@@ -1457,7 +1457,21 @@ fn stats(cmd: StatsCommand) -> ExitCode {
             let p = data.get("path").and_then(|p| p.as_str()).unwrap_or("?");
             out!("Statistics written to {p}.");
         }
-        StatsCommand::Reset { .. } => out!("Statistics reset."),
+        StatsCommand::Reset { .. } => {
+            out!("Statistics reset.");
+            match (
+                data.get("path").and_then(|p| p.as_str()),
+                data.get("write_error").and_then(|p| p.as_str()),
+            ) {
+                (Some(p), _) => out!(
+                    "The figures up to the reset are in {p} until its next write (statistics.write_interval): copy it aside now if you account from it."
+                ),
+                (None, Some(e)) => {
+                    eprintln!("mailward: the figures up to the reset could not be written: {e}")
+                }
+                (None, None) => {}
+            }
+        }
     }
     ExitCode::SUCCESS
 }
@@ -1486,16 +1500,19 @@ fn print_stats(data: &serde_json::Value) {
             match value {
                 serde_json::Value::Object(map) if map.contains_key("buckets") => {
                     match map.get("sum_seconds") {
-                        Some(sum) => out!("  {name:<48} count {} sum {sum}s", map["count"]),
-                        None => out!("  {name:<48} count {} sum {}", map["count"], map["sum"]),
+                        Some(sum) => out!("  {name:<56} count {} sum {sum}s", map["count"]),
+                        None => out!("  {name:<56} count {} sum {}", map["count"], map["sum"]),
                     }
                 }
                 serde_json::Value::Object(map) => {
+                    // As the exposition writes it (walkU 8), so that a line
+                    // pastes into a PromQL query.
+                    let key = label_name(name);
                     for (label, v) in map {
-                        out!("  {:<48} {v}", format!("{name}{{{label}}}"));
+                        out!("  {:<56} {v}", format!("{name}{{{key}=\"{label}\"}}"));
                     }
                 }
-                serde_json::Value::Array(rows) if rows.is_empty() => out!("  {name:<48} (empty)"),
+                serde_json::Value::Array(rows) if rows.is_empty() => out!("  {name:<56} (empty)"),
                 serde_json::Value::Array(rows) => {
                     out!("  {name}:");
                     for row in rows {
@@ -1511,10 +1528,26 @@ fn print_stats(data: &serde_json::Value) {
                         }
                     }
                 }
-                v => out!("  {name:<48} {v}"),
+                v => out!("  {name:<56} {v}"),
             }
         }
     }
+}
+
+/// The label name of the family `prom` in the exposition: the catalogue's,
+/// or `group` for the per-group families.
+fn label_name(prom: &str) -> &'static str {
+    mailward_metrics::CATALOGUE
+        .iter()
+        .find(|s| s.prom == prom)
+        .and_then(|s| s.label.map(|(name, _)| name))
+        .or_else(|| {
+            mailward_metrics::group::GROUP_COLUMNS
+                .iter()
+                .any(|c| c.prom == prom)
+                .then_some("group")
+        })
+        .unwrap_or("label")
 }
 
 fn print_table(items: &[QueueItem]) {

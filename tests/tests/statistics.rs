@@ -877,9 +877,35 @@ fn stats_reset_zeroes_counters_moves_the_reset_time_and_keeps_levels() -> Result
     let queue_bytes = before.value("mailward_queue_bytes", &[])?;
     ensure!(queue_bytes > 0.0, "queue bytes before the reset");
 
+    // `stats show` writes a series as the exposition does (walkU 8).
+    let shown = rig.daemon.cli_ok(&["stats", "show"])?;
+    ensure!(
+        shown
+            .lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>()
+                == ["mailward_messages_rejected_total{reason=\"size\"}", "1"]),
+        "stats show:\n{shown}"
+    );
+
     thread::sleep(Duration::from_millis(1100));
     let asked = now();
-    rig.daemon.cli_ok(&["stats", "reset"])?;
+    let said = rig.daemon.cli_ok(&["stats", "reset"])?;
+    // The figures up to the reset are in the stats file (walkU 2: they
+    // were lost to it since its last periodic write).
+    let up_to_reset = rig.stats.read_file()?;
+    ensure!(
+        said.contains(&format!(
+            "The figures up to the reset are in {}",
+            rig.stats.file.display()
+        )),
+        "stats reset said: {said}"
+    );
+    let flat = flatten_json(&up_to_reset)?;
+    ensure!(
+        flat.get("mailward_messages_received_total") == Some(&4.0)
+            && up_to_reset["reset_time"].as_f64() == Some(reset_before),
+        "the stats file after `stats reset` does not hold the figures up to it: {up_to_reset}"
+    );
     let after = rig.stats.scrape()?;
     let file = rig.stats.write_file(&rig.daemon)?;
     let done = now();

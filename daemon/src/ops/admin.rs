@@ -646,9 +646,25 @@ async fn handle(gw: &Gateway, req: Request) -> Response {
             ok(serde_json::json!({ "log": reopened.log, "raw": reopened.raw }))
         }
         Request::StatsReset => {
-            gw.reset_stats();
+            // The figures up to the reset go to the stats file first, as
+            // at a stop (walkU 2: an accountant reading the file lost up to
+            // write_interval of counts); the snapshot is taken with the
+            // reset (one snapshot serves both).
+            let before = gw.reset_stats();
             tracing::info!(target: "admin", "Statistics reset.");
-            ok(serde_json::json!({ "reset_time": gw.snapshot().reset_time }))
+            let reset_time = gw.snapshot().reset_time;
+            match crate::ops::stats_file::write_snapshot(gw, &before).await {
+                Ok(path) => {
+                    tracing::info!(target: "app", path = %path.display(), "Statistics written (reset): the figures up to the reset.");
+                    ok(serde_json::json!({ "reset_time": reset_time, "path": path }))
+                }
+                Err(e) => {
+                    tracing::warn!(target: "app", error = %e, "Cannot write the statistics file.");
+                    ok(
+                        serde_json::json!({ "reset_time": reset_time, "write_error": e.to_string() }),
+                    )
+                }
+            }
         }
         Request::QueueFlush => {
             let n = gw.queue.flush();

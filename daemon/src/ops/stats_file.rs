@@ -28,13 +28,22 @@ static WRITING: AtomicBool = AtomicBool::new(false);
 /// file is written on a blocking thread, so that a slow or hung disk
 /// holds no runtime thread (mail's) and no caller past [`WRITE_WAIT`].
 pub async fn write(gw: &Gateway) -> Result<PathBuf, StatsFileError> {
+    write_snapshot(gw, &gw.snapshot()).await
+}
+
+/// Writes `snap` as the file (`stats reset` writes the figures up to the
+/// reset, taken with it).
+pub async fn write_snapshot(
+    gw: &Gateway,
+    snap: &mailward_metrics::Snapshot,
+) -> Result<PathBuf, StatsFileError> {
     let path = gw.config().statistics.destination.clone();
     let err = |source| StatsFileError {
         path: path.clone(),
         source,
     };
-    let json = serde_json::to_vec_pretty(&gw.snapshot().to_json())
-        .map_err(|e| err(std::io::Error::other(e)))?;
+    let json =
+        serde_json::to_vec_pretty(&snap.to_json()).map_err(|e| err(std::io::Error::other(e)))?;
     if WRITING.swap(true, Ordering::AcqRel) {
         return Err(err(std::io::Error::other(
             "the previous write has not finished (a slow or hung disk?)",
