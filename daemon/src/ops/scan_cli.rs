@@ -32,6 +32,12 @@ pub enum ScanCliError {
     Bases(#[from] BasesError),
     #[error("{0}")]
     Usage(String),
+    #[error("{path}: {size} bytes, more than limits.max_message_size ({limit} bytes): the gateway refuses such a message (552 5.3.4), so it is not checked")]
+    TooLarge {
+        path: PathBuf,
+        size: u64,
+        limit: u64,
+    },
 }
 
 /// What `mailward scan` is asked.
@@ -83,55 +89,63 @@ pub fn scan(
     let partitions = partitions(cfg, &envelope);
     let mut outcome = Outcome::Clean;
     let (mut checked, mut unread) = (0usize, 0usize);
+    let limit = cfg.limits.max_message_size.0;
     for path in paths {
-        let items = match gather(path, opts.attachment) {
-            Ok((items, failed)) => {
-                // A file of a directory that cannot be read is said; the
-                // others are checked.
-                for e in &failed {
-                    let _ = writeln!(err, "mailward: {e}");
-                }
-                unread += usize::from(!failed.is_empty());
-                items
-            }
+        let files = match gather(path) {
+            Ok(files) => files,
             Err(e) => {
                 unread += 1;
                 let _ = writeln!(err, "mailward: {e}");
                 continue;
             }
         };
-        for item in items {
-            let mut tools = Tools {
-                scanner: Some(&mut scanner),
-                bases: info.as_ref(),
-                pool: &pool,
-                spam: None,
+        // One file at a time: a directory of large files is never all in
+        // memory at once. A file of a directory that cannot be read is
+        // said; the others are checked.
+        let mut failed = false;
+        for file in files {
+            let items = match read_one(&file, opts.attachment, limit) {
+                Ok(items) => items,
+                Err(e) => {
+                    let _ = writeln!(err, "mailward: {e}");
+                    failed = true;
+                    continue;
+                }
             };
-            let report = check::run(
-                &envelope,
-                &item.message,
-                &partitions,
-                &mut tools,
-                cfg.timeouts.scan.get(),
-            );
-            checked += 1;
-            for p in &partitions {
-                let status = report.av_status(&p.group, &p.policy);
-                outcome = outcome.max(match status {
-                    Some(AvStatus::Clean) | None => Outcome::Clean,
-                    Some(AvStatus::Error) => Outcome::Unchecked,
-                    Some(_) => Outcome::Found,
-                });
-                let line = if opts.json {
-                    json_line(&item, p, status, &report)
-                } else {
-                    text_line(&item, p, status, &report, partitions.len())
+            for item in items {
+                let mut tools = Tools {
+                    scanner: Some(&mut scanner),
+                    bases: info.as_ref(),
+                    pool: &pool,
+                    spam: None,
                 };
-                if writeln!(out, "{line}").is_err() {
-                    return Ok(outcome);
+                let report = check::run(
+                    &envelope,
+                    &item.message,
+                    &partitions,
+                    &mut tools,
+                    cfg.timeouts.scan.get(),
+                );
+                checked += 1;
+                for p in &partitions {
+                    let status = report.av_status(&p.group, &p.policy);
+                    outcome = outcome.max(match status {
+                        Some(AvStatus::Clean) | None => Outcome::Clean,
+                        Some(AvStatus::Error) => Outcome::Unchecked,
+                        Some(_) => Outcome::Found,
+                    });
+                    let line = if opts.json {
+                        json_line(&item, p, status, &report)
+                    } else {
+                        text_line(&item, p, status, &report, partitions.len())
+                    };
+                    if writeln!(out, "{line}").is_err() {
+                        return Ok(outcome);
+                    }
                 }
             }
         }
+        unread += usize::from(failed);
     }
     if unread > 0 {
         let _ = writeln!(
@@ -213,16 +227,15 @@ fn partitions(cfg: &Config, env: &Envelope) -> Vec<Partition> {
         .collect()
 }
 
-/// The messages of one PATH, and the files of a directory that could not
-/// be read.
-fn gather(path: &Path, attachment: bool) -> Result<(Vec<Item>, Vec<ScanCliError>), ScanCliError> {
+/// The files of one PATH: itself, or a directory's, recursively.
+fn gather(path: &Path) -> Result<Vec<PathBuf>, ScanCliError> {
     let io = |source| ScanCliError::Io {
         path: path.to_path_buf(),
         source,
     };
     let meta = std::fs::metadata(path).map_err(io)?;
     if !meta.is_dir() {
-        return read_one(path, attachment).map(|items| (items, Vec::new()));
+        return Ok(vec![path.to_path_buf()]);
     }
     let mut files = Vec::new();
     walk(path, &mut files)?;
@@ -232,14 +245,7 @@ fn gather(path: &Path, attachment: bool) -> Result<(Vec<Item>, Vec<ScanCliError>
             path.display()
         )));
     }
-    let (mut items, mut failed) = (Vec::new(), Vec::new());
-    for f in files {
-        match read_one(&f, attachment) {
-            Ok(more) => items.extend(more),
-            Err(e) => failed.push(e),
-        }
-    }
-    Ok((items, failed))
+    Ok(files)
 }
 
 /// The regular files under `dir`, in name order, recursively (symbolic
@@ -266,12 +272,24 @@ fn walk(dir: &Path, files: &mut Vec<PathBuf>) -> Result<(), ScanCliError> {
 }
 
 /// One file: its messages when it reads as mail (one message, or several
-/// in an mbox), else itself as an attachment.
-fn read_one(path: &Path, attachment: bool) -> Result<Vec<Item>, ScanCliError> {
-    let bytes = std::fs::read(path).map_err(|source| ScanCliError::Io {
+/// in an mbox), else itself as an attachment. A file larger than `limit`
+/// (limits.max_message_size) is not read, unless it is an mbox: the
+/// gateway never checks such a message, and a stray disk image must not
+/// fill the memory.
+fn read_one(path: &Path, attachment: bool, limit: u64) -> Result<Vec<Item>, ScanCliError> {
+    let io = |source| ScanCliError::Io {
         path: path.to_path_buf(),
         source,
-    })?;
+    };
+    let size = std::fs::metadata(path).map_err(io)?.len();
+    if size > limit && (attachment || !is_mbox(path).map_err(io)?) {
+        return Err(ScanCliError::TooLarge {
+            path: path.to_path_buf(),
+            size,
+            limit,
+        });
+    }
+    let bytes = std::fs::read(path).map_err(io)?;
     let name = path.display().to_string();
     let is_mail = bytes.starts_with(b"From ") || mail_header(&bytes).is_some_and(|h| h.mail);
     if attachment || !is_mail {
@@ -299,6 +317,21 @@ fn read_one(path: &Path, attachment: bool) -> Result<Vec<Item>, ScanCliError> {
             message: s.bytes,
         })
         .collect())
+}
+
+/// Whether the file starts as an mbox does ("From ").
+fn is_mbox(path: &Path) -> std::io::Result<bool> {
+    use std::io::Read;
+    let mut head = [0u8; 5];
+    let mut f = std::fs::File::open(path)?;
+    let mut got = 0;
+    while got < head.len() {
+        match f.read(&mut head[got..])? {
+            0 => break,
+            n => got += n,
+        }
+    }
+    Ok(&head[..got] == b"From ")
 }
 
 /// A message whose one part is `data`, attached under `file_name` as
@@ -531,6 +564,39 @@ mod tests {
             names[0].contains("b.txt") && names[1].contains("e/a.txt"),
             "{out}"
         );
+    }
+
+    #[test]
+    fn a_file_over_max_message_size_is_not_read_and_is_said() {
+        // A stray disk image among saved attachments must not fill the
+        // memory: the gateway would refuse such a message anyway.
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = cfg_with_bases(dir.path());
+        cfg.limits.max_message_size = crate::config::ByteSize(1024);
+        let big = dir.path().join("d/big.img");
+        std::fs::create_dir_all(dir.path().join("d")).unwrap();
+        std::fs::write(&big, vec![b'x'; 4096]).unwrap();
+        std::fs::write(dir.path().join("d/small.com"), EICAR).unwrap();
+        let (outcome, out, err) = run(&cfg, &[dir.path().join("d")], &Options::default());
+        assert_eq!(outcome, Outcome::Found, "{out}{err}");
+        assert!(out.contains("small.com: av/infected"), "{out}");
+        assert!(!out.contains("big.img"), "{out}");
+        assert!(
+            err.contains("big.img: 4096 bytes, more than limits.max_message_size (1024 bytes)"),
+            "{err}"
+        );
+        // An mbox is a collection of messages: it is read whatever its size.
+        let mbox = dir.path().join("saved.mbox");
+        let mut text = Vec::new();
+        for _ in 0..40 {
+            text.extend_from_slice(
+                b"From a@b Thu Jan  1 00:00:00 2026\nFrom: a@b\nSubject: s\n\nhello\n\n",
+            );
+        }
+        std::fs::write(&mbox, &text).unwrap();
+        let (outcome, out, err) = run(&cfg, &[mbox], &Options::default());
+        assert_eq!(outcome, Outcome::Clean, "{out}{err}");
+        assert_eq!(out.lines().count(), 40, "{out}");
     }
 
     #[test]
