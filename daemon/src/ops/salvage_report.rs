@@ -48,6 +48,33 @@ pub fn render(s: &Salvage) -> String {
             );
         }
     }
+    if let Some(note) = &s.given_up {
+        let _ = writeln!(
+            out,
+            "Nothing in it can be put back: the messages recorded only in it are lost."
+        );
+        if s.dry_run {
+            let _ = writeln!(
+                out,
+                "Dry run: nothing changed. Without --dry-run, its note {} is removed, so that the spool deletes the segments after segment {} again (it keeps them for a salvage while the note is there).",
+                note.display(),
+                s.segment
+            );
+        } else {
+            let _ = writeln!(
+                out,
+                "Removed its note {}: the spool deletes the segments after segment {} again (it kept them for a salvage while the note was there).",
+                note.display(),
+                s.segment
+            );
+            let _ = writeln!(
+                out,
+                "Next: start the gateway. {} is no longer needed by the spool.",
+                s.source.display()
+            );
+        }
+        return out;
+    }
     match &s.written {
         Some(path) => {
             let _ = writeln!(out, "Wrote {}.", path.display());

@@ -194,16 +194,18 @@ impl Index {
     /// Room the compaction under pressure needs on the disk to copy the
     /// waiting messages forward: it copies one segment's live messages at
     /// a time and deletes that segment before the next, so the segment
-    /// holding the most live bytes is what it needs. With `all` (a damaged
-    /// segment waits for its salvage, so no copied segment can be deleted
-    /// meanwhile) it is every live byte. 0 when nothing waits.
-    pub(crate) fn copy_reserve(&self, all: bool) -> u64 {
-        let per_segment = self.live_bytes.values().copied();
-        let need = if all {
-            per_segment.sum()
-        } else {
-            per_segment.max().unwrap_or(0)
-        };
+    /// holding the most live bytes is what it needs. While a damaged
+    /// segment waits for its salvage (`keep_after`), the segments after it
+    /// cannot be deleted and are not copied: only the older ones count.
+    /// 0 when nothing waits.
+    pub(crate) fn copy_reserve(&self, keep_after: Option<u64>) -> u64 {
+        let need = self
+            .live_bytes
+            .iter()
+            .filter(|(&seg, _)| keep_after.is_none_or(|damaged| seg < damaged))
+            .map(|(_, &b)| b)
+            .max()
+            .unwrap_or(0);
         if need == 0 {
             0
         } else {
@@ -315,9 +317,27 @@ pub(crate) struct Shared {
     /// Bytes held by messages being received now ([`Reservation`]): they
     /// are on their way to the disk, so every admission check counts them.
     pub(crate) receiving: std::sync::atomic::AtomicU64,
+    /// A segment refused as damaged that waits for its salvage, and the
+    /// bytes of delivered mail kept meanwhile (None when there is none).
+    pub(crate) damaged: std::sync::Mutex<Option<DamagedKept>>,
     /// Tests only: the next writes of records fail as on a full disk.
     #[cfg(test)]
     pub(crate) fail_writes: std::sync::atomic::AtomicBool,
+}
+
+/// A spool segment refused as damaged at a start and not back (neither
+/// salvaged nor given up): no segment after it is deleted, so the spool
+/// keeps delivered mail until then (what `mailward status` says).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DamagedKept {
+    /// Its number (`0000000000000025.seg` is 25).
+    pub segment: u64,
+    /// Its note, `DATA_DIR/spool/damaged-N`: deleting it gives the segment
+    /// up, and the spool deletes the newer segments again within a second.
+    pub note: PathBuf,
+    /// Bytes of the segments after it that hold no waiting message: what
+    /// the spool would have deleted by now.
+    pub kept_bytes: u64,
 }
 
 /// Room held for a message being received ([`Spool::reserve`]): every
@@ -399,7 +419,6 @@ impl Spool {
         crate::files::ensure_dir(dir, crate::files::PRIVATE_DIR)
             .map_err(|e| SpoolError::io(dir, e))?;
         let recovered = record::recover(dir)?;
-        let keep_after = recovered.missing.first().copied();
         for &n in &recovered.missing {
             warn_missing(dir, n, &recovered.orphans);
         }
@@ -409,7 +428,7 @@ impl Spool {
         writer::start(
             dir.to_path_buf(),
             recovered.next_segment,
-            keep_after,
+            recovered.missing,
             rx,
             index.clone(),
             shared.clone(),
@@ -637,6 +656,12 @@ impl Spool {
             .load(std::sync::atomic::Ordering::Relaxed)
     }
 
+    /// A segment refused as damaged whose salvage the spool waits for,
+    /// keeping the segments after it (and the delivered mail in them).
+    pub fn damaged_kept(&self) -> Option<DamagedKept> {
+        self.shared.damaged.lock().ok().and_then(|d| d.clone())
+    }
+
     /// Flushes and stops the writer (graceful shutdown).
     pub async fn stop(&self) {
         let (done, wait) = oneshot::channel();
@@ -658,7 +683,7 @@ fn warn_missing(dir: &Path, n: u64, orphans: &[QueueId]) {
     tracing::warn!(target: "app", segment = %record::segment_path(dir, n).display(),
         note = %record::damaged_note_path(dir, n).display(),
         later_records = orphans.len(), queue_ids = %ids.join(" "),
-        "A spool segment refused as damaged is still missing: the messages recorded in it (those named here have later records) are out of the queue until `mailward queue salvage` puts it back; no newer segment is deleted meanwhile.");
+        "A spool segment refused as damaged is still missing: the messages recorded in it (those named here have later records) are out of the queue until `mailward queue salvage` puts it back; no newer segment is deleted meanwhile, so delivered mail stays on the disk (mailward status says how much). Salvage it soon, or delete the note to give it up (the spool then deletes the newer segments within a second).");
 }
 
 /// Recovery alone, without the writer: replays the segments in `dir`

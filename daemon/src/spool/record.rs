@@ -323,13 +323,26 @@ pub(crate) fn recover(dir: &Path) -> Result<Recovered, SpoolError> {
         Err(e) => {
             if let (SpoolError::Corrupt { path, .. }, Some(last)) = (&e, numbers.last()) {
                 write_mark(dir, (last + 1).max(read_mark(dir)));
-                if let Some((n, _)) = segments.iter().find(|(_, p)| p == path) {
+                // A file with no record of ours in it (a stray file, one
+                // damaged whole) gives a salvage nothing to put back: no
+                // note, so that the spool keeps no segment for it.
+                if let Some((n, _)) = segments
+                    .iter()
+                    .find(|(_, p)| p == path && holds_a_record(p))
+                {
                     write_damaged_note(dir, *n);
                 }
             }
             Err(e)
         }
     }
+}
+
+/// Whether anything in the file at `path` reads as an intact record (when
+/// it cannot be read, it is taken to: the note is then written, the safe
+/// side).
+pub(crate) fn holds_a_record(path: &Path) -> bool {
+    std::fs::read(path).map_or(true, |bytes| next_intact(&bytes, 0).is_some())
 }
 
 /// The mark, or 0 when there is none (or it cannot be read: the numbers
@@ -406,15 +419,25 @@ pub(crate) fn replay(segments: &[(u64, PathBuf)], mode: Replay) -> Result<Recove
                         Some("this is not the newest segment".to_string())
                     };
                     if let Some(why) = not_torn {
-                        return Err(SpoolError::Corrupt {
-                            path,
-                            offset,
-                            problem: format!(
+                        let problem = if holds_a_record(&path) {
+                            format!(
                                 "{problem}; {why}, so it is not a torn write: \
                                  to start, move the file aside and keep it (the messages recorded \
                                  only in it are then out of the queue until `mailward queue salvage FILE` \
                                  puts its intact ones back; see docs/spool-and-delivery.md, Recovery)"
-                            ),
+                            )
+                        } else {
+                            format!(
+                                "{problem}; {why}, and nothing in the file reads as a record \
+                                 (not a segment of mailward's, or damaged whole): to start, move it out \
+                                 of the spool (a salvage could put nothing back, so the spool keeps \
+                                 no segment for it; any message recorded only in it is lost)"
+                            )
+                        };
+                        return Err(SpoolError::Corrupt {
+                            path,
+                            offset,
+                            problem,
                         });
                     }
                     if mode == Replay::Look {

@@ -157,6 +157,13 @@ pub struct Salvage {
     /// Messages whose damaged *accepted* record is not made up for by
     /// another copy: they are lost, and their senders should be told.
     pub lost: Vec<Envelope>,
+    /// A file with no intact record whose segment has a note
+    /// (`damaged-N`): there is nothing to put back, so the note is removed
+    /// (a dry run only says so) and the spool deletes the segments after
+    /// it again. None otherwise.
+    pub given_up: Option<PathBuf>,
+    /// Whether it was a dry run (nothing changed in the spool).
+    pub dry_run: bool,
 }
 
 /// Salvages `file` (a segment moved aside from `data_dir/spool`) as segment
@@ -205,8 +212,42 @@ pub fn salvage(
     })?;
     let scan = scan(&bytes);
     if scan.kept.is_empty() {
-        return Err(SalvageError::NothingIntact {
-            path: file.to_path_buf(),
+        let note = record::damaged_note_path(&dir, segment);
+        if !note.exists() {
+            return Err(SalvageError::NothingIntact {
+                path: file.to_path_buf(),
+            });
+        }
+        // Nothing can come back, and its note keeps every newer segment
+        // (the delivered mail in them) for a salvage that has nothing to
+        // do: the file is given up.
+        let segments: Vec<(u64, PathBuf)> = record::list_segments(&dir)?
+            .into_iter()
+            .map(|n| (n, record::segment_path(&dir, n)))
+            .collect();
+        let queued = record::replay(&segments, Replay::Look)?.envelopes.len();
+        if !dry_run {
+            record::clear_damaged_note(&dir, segment).map_err(|source| SalvageError::Write {
+                path: note.clone(),
+                source,
+            })?;
+        }
+        return Ok(Salvage {
+            source: file.to_path_buf(),
+            segment,
+            source_bytes: bytes.len() as u64,
+            written: None,
+            accepted: 0,
+            updated: 0,
+            removed: 0,
+            damage: scan.damage,
+            queued_before: queued,
+            queued_after: queued,
+            back: Vec::new(),
+            gone: Vec::new(),
+            lost: Vec::new(),
+            given_up: Some(note),
+            dry_run,
         });
     }
     refuse_too_new(&dir, segment)?;
@@ -309,6 +350,8 @@ pub fn salvage(
         back,
         gone,
         lost,
+        given_up: None,
+        dry_run,
     })
 }
 

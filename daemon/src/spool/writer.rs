@@ -111,7 +111,7 @@ fn move_out_of_the_way(path: &Path) -> std::io::Result<PathBuf> {
 pub(super) fn start(
     dir: PathBuf,
     first_segment: u64,
-    keep_after: Option<u64>,
+    missing: Vec<u64>,
     rx: mpsc::Receiver<Op>,
     index: Arc<Mutex<Index>>,
     shared: Arc<Shared>,
@@ -127,7 +127,8 @@ pub(super) fn start(
         index,
         shared,
         failing: false,
-        keep_after,
+        keep_after: missing.first().copied(),
+        missing,
     };
     w.publish();
     std::thread::Builder::new()
@@ -166,6 +167,11 @@ struct Writer {
     /// A segment refused as damaged and not salvaged yet: no segment newer
     /// than it is deleted (they record what became of its messages).
     keep_after: Option<u64>,
+    /// Every such segment (oldest first) whose note (`damaged-N`) was
+    /// there at start: each round looks whether the operator deleted a
+    /// note (gave the segment up), so that the spool deletes the newer
+    /// segments again without a restart.
+    missing: Vec<u64>,
 }
 
 /// What a batch held, for the log line of a failed write.
@@ -464,6 +470,7 @@ impl Writer {
     /// dead bytes (when it is big enough to matter, or the disk is full), and
     /// deletes the dead prefix of segments.
     fn maintain(&mut self) {
+        self.look_at_damaged_notes();
         // (Not while a damaged segment waits for its salvage: the old one
         // could not be deleted.)
         let dead = self.current_is_dead() && self.keep_after.is_none();
@@ -521,7 +528,16 @@ impl Writer {
                 *live_bytes.entry(e.loc.segment).or_insert(0) +=
                     record::HEADER_LEN + e.envelope.len() as u64 + e.loc.len;
             }
-            let total: u64 = idx.bytes.values().sum();
+            // While a damaged segment waits for its salvage, the segments
+            // after it stay whatever is copied out of them: only the older
+            // ones count (copying the others costs room and frees none).
+            live_bytes.retain(|&seg, _| !self.kept(seg));
+            let total: u64 = idx
+                .bytes
+                .iter()
+                .filter(|(&seg, _)| !self.kept(seg))
+                .map(|(_, b)| b)
+                .sum();
             let live: u64 = live_bytes.values().sum();
             let current_live = live_bytes.get(&self.segment.number).copied().unwrap_or(0);
             (
@@ -534,7 +550,7 @@ impl Writer {
         if dead < ROLL_DEAD_AFTER || dead < live {
             return;
         }
-        if current_live > 0 && current_dead >= ROLL_DEAD_AFTER {
+        if current_live > 0 && current_dead >= ROLL_DEAD_AFTER && !self.kept(self.segment.number) {
             if let Err(e) = self.rotate() {
                 tracing::debug!(target: "app", error = %e,
                     "Cannot start a new spool segment to free the space of delivered mail yet; will try again.");
@@ -546,7 +562,7 @@ impl Writer {
             Ok(idx) => idx
                 .live
                 .iter()
-                .filter(|(&seg, &n)| n > 0 && seg != self.segment.number)
+                .filter(|(&seg, &n)| n > 0 && seg != self.segment.number && !self.kept(seg))
                 .map(|(&seg, _)| seg)
                 .collect(),
             Err(_) => return,
@@ -644,9 +660,47 @@ impl Writer {
             .reclaimable
             .store(reclaimable, std::sync::atomic::Ordering::Relaxed);
         self.shared.copy_reserve.store(
-            idx.copy_reserve(self.keep_after.is_some()),
+            idx.copy_reserve(self.keep_after),
             std::sync::atomic::Ordering::Relaxed,
         );
+        let damaged = self.keep_after.map(|segment| {
+            let kept = |m: &std::collections::BTreeMap<u64, u64>| -> u64 {
+                m.range(segment.saturating_add(1)..).map(|(_, b)| b).sum()
+            };
+            super::DamagedKept {
+                segment,
+                note: record::damaged_note_path(&self.dir, segment),
+                kept_bytes: kept(&idx.bytes).saturating_sub(kept(&idx.live_bytes)),
+            }
+        });
+        if let Ok(mut d) = self.shared.damaged.lock() {
+            *d = damaged;
+        }
+    }
+
+    /// Whether the operator gave a damaged segment up (deleted its note,
+    /// `damaged-N`) since the start: then the segments after it are no
+    /// longer kept for its salvage (the next damaged one still missing, if
+    /// any, takes its place). A note that cannot be looked at counts as
+    /// there.
+    fn look_at_damaged_notes(&mut self) {
+        if self.keep_after.is_none() {
+            return;
+        }
+        let dir = self.dir.clone();
+        self.missing.retain(|&n| {
+            let there = !matches!(
+                std::fs::symlink_metadata(record::damaged_note_path(&dir, n)),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound
+            );
+            if !there {
+                tracing::info!(target: "app", segment = %record::segment_path(&dir, n).display(),
+                    note = %record::damaged_note_path(&dir, n).display(),
+                    "The note of a damaged spool segment was deleted: the segment is given up (its messages stay out of the queue), and the spool deletes the segments after it again.");
+            }
+            there
+        });
+        self.keep_after = self.missing.first().copied();
     }
 
     /// Whether segment `seg` must stay although nothing lives in it: it is
@@ -698,7 +752,9 @@ impl Writer {
             },
             Err(_) => return,
         };
-        if oldest == self.segment.number {
+        // A segment kept for a damaged one's salvage stays anyway: copying
+        // its messages would only take more room.
+        if oldest == self.segment.number || self.kept(oldest) {
             return;
         }
         if let Some(count) = self.copy_forward(oldest) {

@@ -463,3 +463,49 @@ async fn a_number_past_the_spool_and_a_second_salvage_of_one_file_are_refused() 
         other => panic!("a second salvage of the same file: {other:?}"),
     }
 }
+
+/// walkW 1: a file with no intact record could not be salvaged ("nothing
+/// to salvage", exit 1) and its note stayed, so the spool kept every
+/// newer segment for a salvage that could never come. The salvage now
+/// settles it: nothing comes back, the note goes.
+#[tokio::test]
+async fn a_file_with_nothing_intact_is_given_up_and_its_note_removed() {
+    let top = tempfile::tempdir().unwrap();
+    let data = top.path().join("data");
+    let spool_dir = data.join("spool");
+    let k = envelope("k");
+    start(&data, vec![Record::accepted(k.clone(), bytes("k"))]).await;
+    start(&data, vec![]).await;
+    // Segment 1 damaged whole; its note as a start before this fix wrote
+    // it (a file with nothing intact gets none now).
+    let path = record::segment_path(&spool_dir, 1);
+    std::fs::write(&path, b"junk\n").unwrap();
+    assert!(Spool::open(&spool_dir).is_err());
+    let note = record::damaged_note_path(&spool_dir, 1);
+    assert!(!note.exists());
+    std::fs::write(&note, b"Segment 1 was refused as damaged.\n").unwrap();
+    let aside = move_aside(&path, &top.path().join("aside"));
+
+    let s = salvage(&data, &aside, None, true).unwrap();
+    assert_eq!(s.given_up.as_deref(), Some(note.as_path()));
+    assert!(note.exists(), "a dry run changes nothing");
+    let said = crate::ops::salvage_report::render(&s);
+    assert!(said.contains("Dry run: nothing changed."), "{said}");
+
+    let s = salvage(&data, &aside, None, false).unwrap();
+    assert_eq!(s.given_up.as_deref(), Some(note.as_path()));
+    assert!(s.written.is_none() && s.back.is_empty());
+    assert!(!note.exists(), "the note is gone");
+    let said = crate::ops::salvage_report::render(&s);
+    assert!(
+        said.contains("Nothing in it can be put back")
+            && said.contains(&format!("Removed its note {}", note.display())),
+        "{said}"
+    );
+    // Without a note, the same file is what it was: nothing to salvage.
+    let e = salvage(&data, &aside, None, false).unwrap_err();
+    assert!(matches!(e, SalvageError::NothingIntact { .. }), "{e}");
+    let (spool, _) = Spool::open(&spool_dir).unwrap();
+    assert_eq!(spool.damaged_kept(), None);
+    spool.stop().await;
+}
