@@ -220,7 +220,14 @@ impl<'m> Unpacked<'m, '_> {
     fn too_deep(&mut self, part: Option<usize>, depth: u32, path: &str) -> bool {
         let too = depth + 1 > self.max_depth;
         if too {
-            self.find(part, Kind::Error, "nested deeper than max_scan_depth", path);
+            // At the cap, max_scan_depth was not what stopped it: naming
+            // it would send the administrator to raise it in vain.
+            let why = if self.max_depth == DEPTH_CAP {
+                "nested deeper than 32 levels (the cap, whatever max_scan_depth says)"
+            } else {
+                "nested deeper than max_scan_depth"
+            };
+            self.find(part, Kind::Error, why, path);
         }
         too
     }
@@ -641,6 +648,29 @@ Content-Type: multipart/mixed; boundary=X\r\n\r\n--X\r\n\r\nhi\r\n--X--\r\n";
                 "scan time limit (timeouts.scan) reached",
                 "many.zip/f00000.txt"
             )]
+        );
+    }
+
+    #[test]
+    fn nesting_stopped_by_the_cap_does_not_blame_max_scan_depth() {
+        // walkS: max_scan_depth = 45 and a 45-deep chain said "nested
+        // deeper than max_scan_depth", though the cap of 32 stopped it.
+        let pool = MemoryPool::unbounded();
+        let finding = |max_depth| {
+            let mut u = unpack(
+                None,
+                b"",
+                max_depth,
+                Budget::new(1 << 20, &pool),
+                Instant::now() + std::time::Duration::from_secs(60),
+            );
+            assert!(u.too_deep(None, DEPTH_CAP, "a.zip"));
+            u.findings.pop().map(|f| f.name).unwrap_or_default()
+        };
+        assert_eq!(finding(8), "nested deeper than max_scan_depth");
+        assert_eq!(
+            finding(45),
+            "nested deeper than 32 levels (the cap, whatever max_scan_depth says)"
         );
     }
 }
