@@ -860,6 +860,10 @@ pub async fn check_update_from_periodically(gw: Arc<Gateway>) {
     }
 }
 
+/// Whether an update's reading thread is under way (it may outlive an
+/// update abandoned at [`UPDATE_DEADLINE`]).
+static UPDATE_READING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// `bases update`, once the caller holds the gateway's bases lock.
 async fn update_holding_the_lock(
     gw: &Gateway,
@@ -875,9 +879,27 @@ async fn update_holding_the_lock(
     };
     let dir = cfg.bases.av.clone();
     let source = crate::check::bases::source_dir(&from);
+    // An abandoned update's thread may still be blocked in the source (a
+    // hung mount): another attempt would block one more thread each hour
+    // until the blocking pool, which the stats file and the spool's
+    // checks share, runs out.
+    if UPDATE_READING.swap(true, std::sync::atomic::Ordering::AcqRel) {
+        let message = format!(
+            "Update from {from} not started: the read of an earlier, abandoned update has not returned yet (a source on a hung network mount?); the bases in use stay. Fix or unmount the source; updates start again once that read ends."
+        );
+        return err(gw.update_attempted(UpdateResult::Error, message).await.1);
+    }
     let abandoned = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let flag = abandoned.clone();
     let job = tokio::task::spawn_blocking(move || {
+        // Cleared when the read ends, however it ends.
+        struct Reading;
+        impl Drop for Reading {
+            fn drop(&mut self) {
+                UPDATE_READING.store(false, std::sync::atomic::Ordering::Release);
+            }
+        }
+        let _reading = Reading;
         crate::check::bases::install_unless(&dir, &source, allow_older, &flag)
     });
     // A source that never answers (a hung NFS or FUSE mount) held the
