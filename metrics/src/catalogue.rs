@@ -872,7 +872,7 @@ pub static CATALOGUE: &[Stat] = &[
         Histogram,
         Unit::Points,
         None,
-        "Spam scores of checked messages. A bucket counts the scores below its bound (a score at a bound counts in the next bucket, as a level marks a score at its threshold) and the bounds include every level's thresholds, so 1 - bucket le=8 / count is the share the standard level marks as spam. A score below 0 counts as 0 in the sum.",
+        "Spam scores of checked messages. A bucket counts the scores at or below its bound (le). A level marks a score at its threshold, so the bounds sit a millionth under every level's thresholds (2.999999, 3.999999, 4.499999, 4.999999, 5.999999, 7.999999, 11.999999; scores are whole millionths): 1 - bucket le=7.999999 / count is the share the standard level marks as spam. A score below 0 counts in the le=0 bucket, and as 0 in the sum.",
     ),
     def(
         StatId::SpamClassifierUnavailable,

@@ -25,6 +25,15 @@ pub struct Revision {
 /// Objects are only ever added; none is renumbered or removed.
 pub const REVISIONS: &[Revision] = &[
     Revision {
+        date: "202612051919Z",
+        objects: 223,
+        description: "The DESCRIPTIONs of mwSpamScoreCount and mwSpamScoreTotal say \
+            how the histogram's buckets (Prometheus only) now count: the scores \
+            at or below their bound (le, as Prometheus defines it), with the \
+            bounds a millionth under each level's thresholds. Their values are \
+            unchanged. No object was added.",
+    },
+    Revision {
         date: "202612051900Z",
         objects: 223,
         description: "Added mwRawRecordsLost: raw records the raw records \

@@ -19,33 +19,29 @@ pub const SCAN_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
     60.0,
 ];
-/// Upper bounds of the spam-score histogram, in points: every level's
-/// thresholds (3, 4, 4.5, 5, 6, 8, 12) are bounds, so the share of mail
-/// each level would mark can be read off it. Its buckets count the scores
-/// below their bound ([`Edge::Above`]).
+/// Upper bounds of the spam-score histogram, in points. A bucket counts
+/// the scores at or below its bound (`le`, as Prometheus defines it and
+/// `histogram_quantile` assumes). A level marks a score *at* its threshold
+/// (8.0 is spam at the standard level, and BAYES_95 alone scores exactly
+/// 8.0), so a bound at a threshold would mix marked and unmarked mail; the
+/// bounds sit a millionth under each level's thresholds (3, 4, 4.5, 5, 6,
+/// 8, 12) instead. A score is a whole number of millionths
+/// (`Evidence::score` rounds it so), so `le="7.999999"` holds exactly the
+/// scores under 8 and `1 - bucket{le="7.999999"} / count` is the share the
+/// standard level marks as spam (walkI finding 9, walkU finding 6).
 pub const SPAM_SCORE_BUCKETS: &[f64] = &[
-    0.0, 1.0, 2.0, 3.0, 4.0, 4.5, 5.0, 6.0, 8.0, 10.0, 12.0, 15.0, 20.0, 30.0,
+    0.0, 1.0, 2.0, 2.999999, 3.999999, 4.499999, 4.999999, 5.999999, 7.999999, 10.0, 11.999999,
+    15.0, 20.0, 30.0,
 ];
 
 /// The histograms of the catalogue: their bounds, and how many stored
-/// units make one exposed unit (sums are kept as integers).
-const HISTOGRAMS: &[(StatId, &[f64], f64, Edge)] = &[
-    (StatId::ScanDuration, SCAN_BUCKETS, 1e6, Edge::Within),
-    (StatId::SpamScore, SPAM_SCORE_BUCKETS, 1e3, Edge::Above),
+/// units make one exposed unit (sums are kept as integers). Every bucket
+/// counts the values at or below its bound (`le`).
+const HISTOGRAMS: &[(StatId, &[f64], f64)] = &[
+    (StatId::ScanDuration, SCAN_BUCKETS, 1e6),
+    (StatId::SpamScore, SPAM_SCORE_BUCKETS, 1e3),
 ];
 
-/// Which bucket a value exactly at a bound counts in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Edge {
-    /// The bound's own (`value <= le`, Prometheus's usual reading).
-    Within,
-    /// The next one: the bucket counts the values below its bound. The
-    /// spam levels mark a score at their threshold (8.0 is spam at the
-    /// standard level, and BAYES_95 alone scores exactly 8.0), so with
-    /// `<=` the share a level marks, `1 - bucket{le="8"} / count`, missed
-    /// every message scoring exactly 8 (walkI finding 9).
-    Above,
-}
 /// Raw records kept in memory for the SNMP table of recent records.
 pub const RECENT_RAW: usize = 50;
 
@@ -100,7 +96,6 @@ pub struct Gauges {
 struct Histogram {
     id: StatId,
     bounds: &'static [f64],
-    edge: Edge,
     /// Stored units per exposed unit (1e6: microseconds for seconds).
     scale: f64,
     buckets: Vec<AtomicU64>,
@@ -111,11 +106,7 @@ struct Histogram {
 
 impl Histogram {
     fn observe(&self, value: f64) {
-        let within = |le: f64| match self.edge {
-            Edge::Within => value <= le,
-            Edge::Above => value < le,
-        };
-        if let Some(i) = self.bounds.iter().position(|le| within(*le)) {
+        if let Some(i) = self.bounds.iter().position(|le| value <= *le) {
             self.buckets[i].fetch_add(1, Relaxed);
         }
         self.sum
@@ -204,10 +195,9 @@ impl Stats {
             offsets: Arc::new(offsets),
             histograms: HISTOGRAMS
                 .iter()
-                .map(|(id, bounds, scale, edge)| Histogram {
+                .map(|(id, bounds, scale)| Histogram {
                     id: *id,
                     bounds,
-                    edge: *edge,
                     scale: *scale,
                     buckets: bounds.iter().map(|_| AtomicU64::new(0)).collect(),
                     sum: AtomicU64::new(0),

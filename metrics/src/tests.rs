@@ -338,11 +338,11 @@ fn spam_scores_fill_a_histogram_with_the_level_thresholds_as_bounds() {
             &format!("mailward_spam_score_points_bucket{{le=\"{le}\"}}"),
         )
     };
-    // A negative score counts as 0.
+    // A negative score counts in the first bucket.
     assert_eq!(at("0"), Some(1.0), "{text}");
-    assert_eq!(at("4.5"), Some(1.0));
-    assert_eq!(at("5"), Some(3.0));
-    assert_eq!(at("12"), Some(3.0));
+    assert_eq!(at("4.499999"), Some(1.0));
+    assert_eq!(at("4.999999"), Some(3.0));
+    assert_eq!(at("11.999999"), Some(3.0));
     assert_eq!(at("15"), Some(4.0));
     assert_eq!(at("+Inf"), Some(4.0));
     assert_eq!(sample(&text, "mailward_spam_score_points_count"), Some(4.0));
@@ -352,13 +352,17 @@ fn spam_scores_fill_a_histogram_with_the_level_thresholds_as_bounds() {
     assert_eq!(json["filters"]["mailward_spam_score_points"]["count"], 4);
 }
 
+/// walkU finding 6: a bucket counts the scores at or below its bound, as
+/// Prometheus's `le` means and `histogram_quantile` assumes (the buckets
+/// counted the scores *below* their bound, so 200 scores of exactly 1.0
+/// read as a median of 1.47). The share a level marks stays exact: the
+/// bounds sit a millionth under the thresholds (walkI finding 9: BAYES_95
+/// alone scores exactly 8.0, spam at the standard level).
 #[test]
-fn a_score_at_a_threshold_counts_above_its_bound() {
-    // walkI finding 9: BAYES_95 alone scores exactly 8.0, spam at the
-    // standard level; the share that level marks is 1 - bucket{le="8"} /
-    // count, so a score of 8 must not be in the le="8" bucket.
+fn spam_score_buckets_count_a_score_at_their_bound_le() {
     let stats = model();
-    for score in [7.5, 8.0, 8.0, 12.0, 4.5, 0.0] {
+    let scores = [0.0, 1.0, 1.0, 1.0, 4.5, 7.5, 7.999999, 8.0, 8.0, 12.0];
+    for score in scores {
         scan_in(&stats, score, &[]);
     }
     let text = prometheus::render(&stats.snapshot(&Gauges::default())).unwrap();
@@ -368,19 +372,59 @@ fn a_score_at_a_threshold_counts_above_its_bound() {
             &format!("mailward_spam_score_points_bucket{{le=\"{le}\"}}"),
         )
     };
-    assert_eq!(at("0"), Some(0.0), "{text}");
-    assert_eq!(at("1"), Some(1.0));
-    assert_eq!(at("4.5"), Some(1.0));
-    assert_eq!(at("5"), Some(2.0));
+    // The bounds as an SRE reads them off /metrics.
+    let bounds: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("mailward_spam_score_points_bucket{le=\""))
+        .filter_map(|l| l.split('"').next())
+        .collect();
     assert_eq!(
-        at("8"),
-        Some(3.0),
-        "7.5 and below; the three at 8 or more are spam"
+        bounds,
+        [
+            "0",
+            "1",
+            "2",
+            "2.999999",
+            "3.999999",
+            "4.499999",
+            "4.999999",
+            "5.999999",
+            "7.999999",
+            "10",
+            "11.999999",
+            "15",
+            "20",
+            "30",
+            "+Inf"
+        ],
+        "{text}"
     );
-    assert_eq!(at("10"), Some(5.0));
-    assert_eq!(at("12"), Some(5.0));
-    assert_eq!(at("15"), Some(6.0));
-    assert_eq!(sample(&text, "mailward_spam_score_points_sum"), Some(40.0));
+    // A score at a bound is in that bound's bucket.
+    assert_eq!(at("0"), Some(1.0), "{text}");
+    assert_eq!(
+        at("1"),
+        Some(4.0),
+        "the three scores of exactly 1.0 are le=1"
+    );
+    assert_eq!(at("10"), Some(9.0));
+    // Every bucket is the number of scores <= its bound.
+    for le in &bounds[..bounds.len() - 1] {
+        let bound: f64 = le.parse().unwrap();
+        let want = scores.iter().filter(|s| **s <= bound).count() as f64;
+        assert_eq!(at(le), Some(want), "le={le} in:\n{text}");
+    }
+    // The share each level marks, read off the bucket under its threshold:
+    // the standard level's spam (8 or more) is 3 of 10, its probable or
+    // worse (5 or more) 5 of 10; 7.999999 is under 8.
+    let count = sample(&text, "mailward_spam_score_points_count").unwrap();
+    assert_eq!(count, 10.0);
+    assert_eq!(count - at("7.999999").unwrap(), 3.0);
+    assert_eq!(count - at("4.999999").unwrap(), 5.0);
+    assert_eq!(
+        at("4.499999"),
+        Some(4.0),
+        "4.5 is marked at the maximum level"
+    );
 }
 
 #[test]
