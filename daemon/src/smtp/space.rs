@@ -7,6 +7,14 @@
 //! [`crate::events::MessageRejected`]; its `reason` stays `tempfail`, the
 //! label of `mailward_messages_rejected_total`).
 //!
+//! An episode is the state in which no message fits, whatever its size:
+//! the space new mail may use is under the floor plus the copy room. One
+//! message too big for the room left (a large `SIZE=`, or data that
+//! crossed the line while other mail still fits) is that message's
+//! refusal only: its INFO line, no WARN (walkW 2: any client could raise
+//! and clear the WARN with one `MAIL ... SIZE=`). The WARN names what
+//! refuses: the floor, or the floor plus the copy room (walkW 5).
+//!
 //! The check itself is the spool's ([`crate::spool::Spool::reserve`]): the
 //! space new mail may use against `limits.min_queue_free_space`, the room
 //! kept for the compaction's copy of the waiting messages, and the bytes
@@ -32,10 +40,34 @@ pub(super) enum When {
     Data,
 }
 
-/// A refusal for space: the start of an episode is logged once, with
-/// the figures compared.
+/// What a refusal for space says in the log beside its INFO line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Said {
+    /// Nothing more: this message did not fit, smaller mail still does.
+    Nothing,
+    /// The WARN of an episode: under the floor.
+    UnderFloor,
+    /// The WARN of an episode: over the floor, under it plus the room
+    /// kept for the compaction's copy.
+    UnderFloorAndCopyRoom,
+}
+
+/// Whether a refusal opens an episode, and which cause it names.
+fn said(room: &Room) -> Said {
+    if room.available < room.floor {
+        Said::UnderFloor
+    } else if room.available < room.kept() {
+        Said::UnderFloorAndCopyRoom
+    } else {
+        Said::Nothing
+    }
+}
+
+/// A refusal for space: when no new message fits at all, the start of an
+/// episode is logged once, with the figures compared.
 pub(super) fn refused(room: &Room, when: When, limits: &Limits) {
-    if SHORT.swap(true, Ordering::Relaxed) {
+    let said = said(room);
+    if said == Said::Nothing || SHORT.swap(true, Ordering::Relaxed) {
         return;
     }
     let min = &limits.min_queue_free_space;
@@ -44,13 +76,18 @@ pub(super) fn refused(room: &Room, when: When, limits: &Limits) {
         room.copy_reserve / 1024,
         room.receiving / 1024,
     );
-    match when {
-        When::Mail => tracing::warn!(target: "smtp", free_kib, min_queue_free_space = %min,
-            copy_reserve_kib, receiving_kib,
-            "Spool free space is under limits.min_queue_free_space: new mail gets 452 4.3.1 until space comes back."),
-        When::Data => tracing::warn!(target: "smtp", free_kib, min_queue_free_space = %min,
-            copy_reserve_kib, receiving_kib,
-            "Spool free space is short: a message would have taken it under limits.min_queue_free_space while its data came in (no SIZE declared, or more sent than declared), and gets 452 4.3.1 at the end of its data."),
+    let refused_at = match when {
+        When::Mail => "mail",
+        When::Data => "end of data",
+    };
+    if said == Said::UnderFloor {
+        tracing::warn!(target: "smtp", free_kib, min_queue_free_space = %min,
+            copy_reserve_kib, receiving_kib, refused_at,
+            "Spool free space is under limits.min_queue_free_space: new mail gets 452 4.3.1 until space comes back.");
+    } else {
+        tracing::warn!(target: "smtp", free_kib, min_queue_free_space = %min,
+            copy_reserve_kib, receiving_kib, refused_at,
+            "Spool free space is under limits.min_queue_free_space plus the room kept to copy the waiting messages forward (copy_reserve_kib): new mail gets 452 4.3.1 until space comes back or the waiting messages leave (mailward queue list).");
     }
 }
 
@@ -60,5 +97,41 @@ pub(super) fn taken(room: &Room, limits: &Limits) {
         tracing::info!(target: "smtp", free_kib = room.available / 1024,
             min_queue_free_space = %limits.min_queue_free_space,
             "Spool free space is back over limits.min_queue_free_space: new mail is taken again.");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn room(available: u64, floor: u64, copy_reserve: u64, receiving: u64) -> Room {
+        Room {
+            available,
+            floor,
+            copy_reserve,
+            receiving,
+        }
+    }
+
+    /// walkW 2: `MAIL SIZE=7500000` with 7.7 MB free over a 1 MiB floor
+    /// logged "Spool free space is under limits.min_queue_free_space",
+    /// and the next MAIL "back over": one message too big for the room
+    /// left is its own refusal, not the gateway's.
+    #[test]
+    fn only_a_spool_that_fits_no_message_opens_an_episode() {
+        const MIB: u64 = 1 << 20;
+        // One large SIZE, or one message crossing the line in its data,
+        // or other clients' data on its way: other mail still fits.
+        assert_eq!(said(&room(7 * MIB, MIB, 0, 8 * MIB)), Said::Nothing);
+        assert_eq!(said(&room(2 * MIB, MIB, 0, 2 * MIB)), Said::Nothing);
+        // Nothing fits: under the floor ...
+        assert_eq!(said(&room(MIB / 2, MIB, 0, 0)), Said::UnderFloor);
+        // ... or over it but under it plus the copy room (walkW 5: the
+        // WARN said "under limits.min_queue_free_space" with 3.4 MiB free
+        // over a 1 MiB floor).
+        assert_eq!(
+            said(&room(3 * MIB, MIB, 3 * MIB, 0)),
+            Said::UnderFloorAndCopyRoom
+        );
     }
 }
