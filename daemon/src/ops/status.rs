@@ -72,6 +72,10 @@ pub struct Status {
     /// segments after it (and the delivered mail in them) are kept.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub spool_damaged: Option<crate::spool::DamagedKept>,
+    /// New mail refused for spool space in the last minute (at MAIL or at
+    /// the end of its data).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub space_refusals: Option<crate::spool::SpaceRefusals>,
     pub sessions_in: u64,
     pub sessions_out: u64,
     /// Limits reached: idle sessions get the stress deadlines.
@@ -377,6 +381,7 @@ pub fn of(gw: &Gateway) -> Status {
         spool_write_failing: gw.spool.write_failing(),
         compaction_short_of: gw.spool.compaction_short_of(),
         spool_damaged: gw.spool.damaged_kept(),
+        space_refusals: gw.spool.space_refusals(60),
         sessions_in: snap.value(StatId::Sessions, 0),
         sessions_out: snap.value(StatId::Sessions, 1),
         stress: snap.value(StatId::StressMode, 0) == 1,
@@ -472,6 +477,26 @@ pub fn problems(s: &Status) -> Vec<String> {
     } else if available < s.min_queue_free_space.saturating_add(s.spool_copy_reserve) {
         p.push(format!(
             "New mail is refused (452 4.3.1): the spool's disk has {} available, under limits.min_queue_free_space ({}) plus the {} kept to copy the waiting messages forward. Free space on that disk, or remove queued mail that cannot leave (mailward queue list).",
+            bytes(available),
+            bytes(s.min_queue_free_space),
+            bytes(s.spool_copy_reserve)
+        ));
+    } else if let Some(r) = &s.space_refusals {
+        // Room for nothing is said above; room for less than the mail
+        // that comes is said by the refusals themselves (walkW 3).
+        let what = if r.wanted == 0 {
+            "a MAIL without SIZE".to_string()
+        } else {
+            format!(
+                "a message of {} (its SIZE, or the data it had sent)",
+                bytes(r.wanted)
+            )
+        };
+        p.push(format!(
+            "{} message(s) got 452 4.3.1 for spool space in the last minute, the last at {} for {what}, with {} left for new mail (the {} available less limits.min_queue_free_space ({}), the {} kept to copy the waiting messages forward and the messages being received). Free space on that disk, or remove queued mail that cannot leave (mailward queue list).",
+            r.count,
+            rfc3339(r.last_at),
+            bytes(r.left),
             bytes(available),
             bytes(s.min_queue_free_space),
             bytes(s.spool_copy_reserve)
@@ -880,6 +905,7 @@ mod tests {
             spool_write_failing: None,
             compaction_short_of: 0,
             spool_damaged: None,
+            space_refusals: None,
             sessions_in: 2,
             sessions_out: 1,
             stress: false,
@@ -1084,6 +1110,38 @@ mod tests {
         v.as_object_mut().unwrap().remove("spool_damaged");
         let old: Status = serde_json::from_value(v).unwrap();
         assert_eq!(old.spool_damaged, None);
+    }
+
+    /// walkW 3: free space over the floor for a message of 0 bytes, under
+    /// it for every real one (452 at the end of DATA): status said nothing.
+    #[test]
+    fn refusals_for_space_in_the_last_minute_are_a_problem() {
+        let mut s = healthy();
+        s.spool_free_bytes = 1_400 << 10;
+        s.min_queue_free_space = 1 << 20;
+        assert!(problems(&s).is_empty(), "{:#?}", problems(&s));
+        s.space_refusals = Some(crate::spool::SpaceRefusals {
+            count: 12,
+            last_at: 1_764_000_000,
+            wanted: 200 << 10,
+            left: 120 << 10,
+        });
+        let p = problems(&s);
+        assert_eq!(p.len(), 1, "{p:#?}");
+        assert!(
+            p[0].starts_with("12 message(s) got 452 4.3.1 for spool space in the last minute, the last at 2025-11-24T16:00:00+00:00 for a message of 200.0 KiB (its SIZE, or the data it had sent), with 120.0 KiB left for new mail (the 1.4 MiB available less limits.min_queue_free_space (1.0 MiB)"),
+            "{}",
+            p[0]
+        );
+        // Room for nothing is one problem, not two.
+        s.spool_free_bytes = 512 << 10;
+        let p = problems(&s);
+        assert_eq!(p.len(), 1, "{p:#?}");
+        assert!(
+            p[0].starts_with("New mail is refused (452 4.3.1)"),
+            "{}",
+            p[0]
+        );
     }
 
     #[test]

@@ -320,9 +320,39 @@ pub(crate) struct Shared {
     /// A segment refused as damaged that waits for its salvage, and the
     /// bytes of delivered mail kept meanwhile (None when there is none).
     pub(crate) damaged: std::sync::Mutex<Option<DamagedKept>>,
+    /// The admission check's refusals of late, for `mailward status`.
+    pub(crate) refusals: std::sync::Mutex<Refusals>,
     /// Tests only: the next writes of records fail as on a full disk.
     #[cfg(test)]
     pub(crate) fail_writes: std::sync::atomic::AtomicBool,
+}
+
+/// The times (Unix seconds) of the admission check's recent refusals, and
+/// the last one's figures.
+#[derive(Debug, Default)]
+pub(crate) struct Refusals {
+    times: std::collections::VecDeque<i64>,
+    last: Option<(i64, u64, u64)>,
+}
+
+/// Most refusal times kept (a minute's worth on a busy gateway).
+const REFUSALS_KEPT: usize = 100_000;
+
+/// New mail refused for spool space (`452 4.3.1`) of late, at MAIL or at
+/// the end of its data alike: what `mailward status` says when the room
+/// left is over nothing but under what real messages need (walkW 3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SpaceRefusals {
+    /// Refusals in the window asked for.
+    pub count: u64,
+    /// Unix time of the last one.
+    pub last_at: i64,
+    /// The room the last refused message asked for: its declared SIZE,
+    /// or the data it had sent (0: a MAIL without SIZE).
+    pub wanted: u64,
+    /// The room new mail had then: the space new mail may use less the
+    /// floor, the copy room and the other messages being received.
+    pub left: u64,
 }
 
 /// A spool segment refused as damaged at a start and not back (neither
@@ -606,8 +636,36 @@ impl Spool {
             Ok(room)
         } else {
             self.shared.receiving.fetch_sub(more, Relaxed);
+            let wanted = r.bytes.saturating_add(more);
+            let others = receiving.saturating_sub(wanted);
+            let left = available.saturating_sub(room.kept().saturating_add(others));
+            if let Ok(mut seen) = self.shared.refusals.lock() {
+                let now = chrono::Utc::now().timestamp();
+                if seen.times.len() >= REFUSALS_KEPT {
+                    seen.times.pop_front();
+                }
+                seen.times.push_back(now);
+                seen.last = Some((now, wanted, left));
+            }
             Err(NoRoom::Short(room))
         }
+    }
+
+    /// The admission check's refusals in the last `window` seconds (None
+    /// when there were none).
+    pub fn space_refusals(&self, window: i64) -> Option<SpaceRefusals> {
+        let mut seen = self.shared.refusals.lock().ok()?;
+        let since = chrono::Utc::now().timestamp() - window;
+        while seen.times.front().is_some_and(|&t| t < since) {
+            seen.times.pop_front();
+        }
+        let (last_at, wanted, left) = seen.last.filter(|(t, _, _)| *t >= since)?;
+        Some(SpaceRefusals {
+            count: seen.times.len() as u64,
+            last_at,
+            wanted,
+            left,
+        })
     }
 
     /// Room the admission check keeps for the compaction's copy of the

@@ -668,3 +668,32 @@ async fn deleting_a_damaged_segments_note_frees_the_segments_after_it_at_once() 
     assert_eq!(spool.read(&waiting.id).unwrap().len(), 4096);
     spool.stop().await;
 }
+
+/// walkW 3: with 1.4 MiB free over a 1 MiB floor a MAIL without SIZE was
+/// taken, and every 200 KB message then got 452 at the end of its data,
+/// while `mailward status` (which asks about a message of 0 bytes) named
+/// no problem. The refusals themselves are kept for status.
+#[tokio::test]
+async fn refusals_at_the_end_of_data_are_kept_for_status() {
+    let dir = tempfile::tempdir().unwrap();
+    let (spool, _) = Spool::open(dir.path()).unwrap();
+    assert_eq!(spool.space_refusals(60), None);
+    let available = spool.available().unwrap();
+    spool.set_free_floor(available.saturating_sub(100 << 10));
+    // A MAIL without SIZE finds room ...
+    let mut r = spool.reservation();
+    spool.reserve(&mut r, 0).unwrap();
+    // ... its data does not (a chunk at a time, as the session takes it).
+    spool.reserve(&mut r, 64 << 10).unwrap();
+    assert!(matches!(
+        spool.reserve(&mut r, 64 << 10),
+        Err(NoRoom::Short(_))
+    ));
+    let seen = spool.space_refusals(60).expect("the refusal is kept");
+    assert_eq!(seen.count, 1);
+    assert_eq!(seen.wanted, 128 << 10, "what the message had asked for");
+    assert!(seen.left < 128 << 10, "{seen:?}");
+    assert!(seen.last_at >= chrono::Utc::now().timestamp() - 5);
+    // Out of the window, it is no longer said.
+    assert_eq!(spool.space_refusals(-5), None);
+}
