@@ -668,6 +668,8 @@ Example:
     },
     /// Removes messages from the queue without delivering them and without a bounce.
     #[command(
+        visible_alias = "delete",
+        alias = "rm",
         after_help = "Example:\n  mailward queue remove 1A243A8795754F90 --config mailward.toml"
     )]
     Remove {
@@ -683,6 +685,22 @@ Example:
 mod tests {
     use super::*;
     use clap::CommandFactory;
+
+    /// walkW 4: `mailward queue delete ID` (the postsuper -d habit) got
+    /// "unrecognized subcommand", with the tip `release`, which sends the
+    /// message at once: the opposite. `delete` and `rm` are `remove`, as
+    /// for quarantine and archive.
+    #[test]
+    fn queue_delete_and_rm_are_remove() {
+        for alias in ["delete", "rm", "remove"] {
+            let cli = Cli::try_parse_from(["mailward", "queue", alias, "1A243A8795754F90"])
+                .unwrap_or_else(|e| panic!("queue {alias}: {e}"));
+            assert!(
+                matches!(cli.command, Command::Queue(QueueCommand::Remove { ref ids, .. }) if ids == &["1A243A8795754F90"]),
+                "queue {alias}"
+            );
+        }
+    }
 
     /// The positional arguments without a help text, as
     /// "mailward spam forget <PATH>".
