@@ -473,7 +473,7 @@ impl Delivery {
                 .emit(&self.gw.stats);
                 if let Some(dsn) = bounced.then(|| no_failure_dsn(&env, r)).flatten() {
                     tracing::info!(target: "delivery", queue_id = %env.id, to = %r.address,
-                        dsn = %dsn, "No delivery status notification for this failure.");
+                        dsn = ?dsn, "No delivery status notification for this failure.");
                 }
             }
         }
