@@ -1331,6 +1331,7 @@ pub fn build(ctx: &mut Ctx<'_>, raw: &RawConfig) -> Config {
     cross_checks(ctx, &config);
     subject_prefixes(ctx, &config);
     depth_caps(ctx, &config);
+    queue_floor_and_disk(ctx, &config);
     group_order(ctx, &config);
     listener_clashes(ctx, &config, raw);
     config
@@ -1421,6 +1422,44 @@ fn misnamed_templates(ctx: &mut Ctx<'_>, path: &KeyPath, dir: &Path) {
             ),
         );
     }
+}
+
+/// A `limits.min_queue_free_space` that the spool's file system cannot
+/// leave free with room for a message to spare refuses every message
+/// (`452 4.3.1`) from the start: the default 100 MiB on a container's
+/// 64 MiB volume does (walkW 7). Said at check-config, start and reload,
+/// before the first refusal. A data directory not made yet is looked up
+/// at its nearest existing parent; a file system that cannot be read is
+/// not said.
+fn queue_floor_and_disk(ctx: &mut Ctx<'_>, config: &Config) {
+    let floor = config.limits.min_queue_free_space.0;
+    let Some(dir) = config.server.data_dir.ancestors().find(|d| d.exists()) else {
+        return;
+    };
+    let Ok(st) = nix::sys::statvfs::statvfs(dir) else {
+        return;
+    };
+    #[allow(clippy::unnecessary_cast)]
+    let total = (st.blocks() as u64).saturating_mul(st.fragment_size() as u64);
+    let message = config.limits.max_message_size.0;
+    if total == 0 || floor.saturating_add(message) <= total {
+        return;
+    }
+    let size = |b: u64| crate::ops::status::bytes(b);
+    let what = if floor >= total {
+        "more than the whole file system"
+    } else {
+        "so near the size of the file system (less limits.max_message_size)"
+    };
+    ctx.warn(
+        &KeyPath::root("limits").key("min_queue_free_space"),
+        format!(
+            "{} is {what} of server.data_dir ({}, {} in all): new mail gets 452 4.3.1 (see mailward status). Lower it, or give the spool a larger volume",
+            size(floor),
+            config.server.data_dir.display(),
+            size(total)
+        ),
+    );
 }
 
 /// A status in `mark_subject` without a prefix in the (merged)
@@ -1730,5 +1769,41 @@ fn listener_clashes(ctx: &mut Ctx<'_>, config: &Config, raw: &RawConfig) {
                 None => ctx.report(&blamed.0, problem),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod queue_floor_tests {
+    use super::super::{parse, ConfigProblem};
+
+    fn warnings(text: &str) -> Vec<String> {
+        parse(text, "mailward.toml")
+            .unwrap_or_else(|e| panic!("{e}"))
+            .warnings
+            .iter()
+            .map(ConfigProblem::warning)
+            .collect()
+    }
+
+    /// walkW 7: `min_queue_free_space = "20MiB"` on an 8 MiB disk was
+    /// taken without a word, and then every MAIL got 452 4.3.1.
+    #[test]
+    fn a_queue_floor_the_disk_cannot_leave_free_is_a_warning() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("not-made-yet");
+        let text = |floor: &str| {
+            format!(
+                "[server]\ndata_dir = \"{}\"\n\n[limits]\nmin_queue_free_space = \"{floor}\"\n",
+                data.display()
+            )
+        };
+        let w = warnings(&text("1000TiB"));
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(
+            w[0].starts_with("mailward.toml:5: warning: limits.min_queue_free_space: 1000.0 TiB is more than the whole file system of server.data_dir ("),
+            "{w:?}"
+        );
+        assert!(w[0].contains("new mail gets 452 4.3.1"), "{w:?}");
+        assert!(warnings(&text("1MiB")).is_empty());
     }
 }
