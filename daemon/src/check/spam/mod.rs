@@ -445,7 +445,9 @@ pub fn header_block(raw: &[u8]) -> &str {
 /// What learning needs of one message: its identity and its tokens, from
 /// one parse. The identity is its Message-ID and its body, so that the same
 /// message learnt twice (from two mailboxes, or after passing through a
-/// gateway that added headers) counts once.
+/// gateway that added headers) counts once. The body's line ends count as
+/// LF: a copy saved from the wire (CRLF) and one from a Maildir (LF) are
+/// the same message (an LF copy keeps the identity it always had).
 pub fn for_learning(raw: &[u8]) -> (u64, Vec<u64>) {
     let headers = HEADERS.parse_headers(raw);
     let message_id = headers
@@ -453,6 +455,11 @@ pub fn for_learning(raw: &[u8]) -> (u64, Vec<u64>) {
         .and_then(|h| h.message_id())
         .unwrap_or_default();
     let body = String::from_utf8_lossy(&raw[crate::text::HeaderEnd::of(raw).header..]);
+    let body = if body.contains('\r') {
+        std::borrow::Cow::Owned(body.replace("\r\n", "\n"))
+    } else {
+        body
+    };
     let digest = tokens::hash(&["digest", message_id, body.trim()]);
     let message = super::parse(raw);
     let text = text::gather(message.as_ref());

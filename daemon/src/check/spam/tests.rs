@@ -219,6 +219,15 @@ fn the_classifier_learns_and_the_same_message_counts_once() {
     // Added trace headers do not make it another message.
     let traced = format!("Received: from x by y; Mon, 30 Nov 2026 10:00:00 +0000\r\n{again}");
     assert_eq!(for_learning(traced.as_bytes()).0, d);
+    // Nor do its line ends: a CRLF copy (from the wire) and an LF one (a
+    // Maildir's) are one message.
+    let crlf = again.replace("\r\n", "\n").replace('\n', "\r\n");
+    let lf = again.replace("\r\n", "\n");
+    assert_eq!(
+        for_learning(crlf.as_bytes()).0,
+        for_learning(lf.as_bytes()).0
+    );
+    assert_ne!(crlf, lf);
     assert_eq!(k.classifier.spam_messages(), before);
     let p_spam = judge(&SPAM.replace("Dear Friend", "Dear Friend 9"), &k)
         .probability
