@@ -25,6 +25,15 @@ pub struct Revision {
 /// Objects are only ever added; none is renumbered or removed.
 pub const REVISIONS: &[Revision] = &[
     Revision {
+        date: "202612051926Z",
+        objects: 224,
+        description: "Added mwConfigLastReloadSuccessful: whether the \
+            configuration file on disk was in force at the last attempt to \
+            load it (false after a refused reload, until a later one is \
+            accepted), as /metrics says it with \
+            mailward_config_last_reload_successful.",
+    },
+    Revision {
         date: "202612051919Z",
         objects: 223,
         description: "The DESCRIPTIONs of mwSpamScoreCount and mwSpamScoreTotal say \

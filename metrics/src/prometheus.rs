@@ -158,7 +158,7 @@ pub fn render(snap: &Snapshot) -> Result<String, RenderError> {
 
 /// The Prometheus names of the configuration state, with their MIB twins
 /// (for metrics.md).
-pub const CONFIG_METRICS: [(&str, &str, &str); 2] = [
+pub const CONFIG_METRICS: [(&str, &str, &str); 3] = [
     (
         "mailward_config_reloads_total",
         "mwConfigReloads (.3) for result=\"ok\", mwConfigReloadFailures (.4) for result=\"refused\"",
@@ -168,6 +168,11 @@ pub const CONFIG_METRICS: [(&str, &str, &str); 2] = [
         "mailward_config_loaded_timestamp_seconds",
         "mwConfigLoadedAt (.2)",
         "When the configuration in force was loaded (Unix time).",
+    ),
+    (
+        "mailward_config_last_reload_successful",
+        "mwConfigLastReloadSuccessful (.6)",
+        "1 when the file on disk was in force at the last attempt to load it: at start, and after a reload (SIGHUP) that was accepted; 0 after a refused reload, until a later one is accepted (or a restart). As Prometheus's own prometheus_config_last_reload_successful.",
     ),
 ];
 
@@ -191,6 +196,16 @@ fn config_families(c: &crate::snapshot::ConfigState) -> Vec<MetricFamily> {
             CONFIG_METRICS[1].2,
             MetricType::GAUGE,
             vec![sample(Kind::Gauge, c.loaded_at as f64, vec![])],
+        ),
+        family(
+            CONFIG_METRICS[2].0,
+            CONFIG_METRICS[2].2,
+            MetricType::GAUGE,
+            vec![sample(
+                Kind::Gauge,
+                f64::from(u8::from(c.last_reload_successful())),
+                vec![],
+            )],
         ),
     ]
 }

@@ -53,6 +53,17 @@ pub struct ConfigState {
     pub refused_at: i64,
 }
 
+impl ConfigState {
+    /// The file on disk was in force at the last attempt to load it (at
+    /// start, or the last reload was accepted): what
+    /// `mailward_config_last_reload_successful` and
+    /// mwConfigLastReloadSuccessful say, so that an alert on a refused
+    /// reload ends when a later one is accepted, and at a restart.
+    pub fn last_reload_successful(&self) -> bool {
+        self.refused_at == 0
+    }
+}
+
 /// How a policy group is named in the renderings: "" is the default
 /// group (`[policy]`).
 pub fn group_name(group: &str) -> &str {
@@ -136,6 +147,8 @@ impl Snapshot {
                     "refused": self.config.reload_failures,
                 },
                 "mailward_config_loaded_timestamp_seconds": self.config.loaded_at,
+                "mailward_config_last_reload_successful":
+                    u8::from(self.config.last_reload_successful()),
             }),
         );
         for cat in Category::ALL {

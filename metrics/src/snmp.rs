@@ -222,6 +222,16 @@ pub fn objects() -> Vec<Object> {
         "Refused reloads (an invalid configuration) since start.",
     );
     push(
+        "mwConfigLastReloadSuccessful",
+        [CONFIG, &[6]].concat(),
+        Node::Scalar,
+        Some(Syntax::TruthValue),
+        ro,
+        None,
+        "mwConfigGroup",
+        "true when the configuration file on disk was in force at the last attempt to load it: at start, and after an accepted reload (SIGHUP); false after a refused reload, until a later one is accepted or Mailward restarts.",
+    );
+    push(
         "mwPolicyGroupTable",
         [CONFIG, &[5]].concat(),
         Node::Table,
@@ -894,6 +904,10 @@ pub fn view(snap: &Snapshot, extras: &Extras) -> Vec<(Vec<u32>, SnmpValue)> {
         out.push((
             [CONFIG, &[4, 0]].concat(),
             SnmpValue::Counter32(extras.reload_failures),
+        ));
+        out.push((
+            [CONFIG, &[6, 0]].concat(),
+            truth(snap.config.last_reload_successful()),
         ));
         // The rows as the model numbers them (crate::group::GroupTable).
         for (i, (name, _)) in snap.groups.iter().enumerate() {

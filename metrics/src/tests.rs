@@ -569,6 +569,71 @@ fn reloads_are_on_metrics_and_in_the_stats_file_as_in_snmp() {
     assert_eq!((snap.config.reloads, snap.config.reload_failures), (2, 2));
 }
 
+/// walkU finding 3: the alert on a refused reload counted refusals over an
+/// hour, so it fired on for an hour after the file was fixed and reloaded,
+/// and across a restart. The state itself is exported, as Prometheus's
+/// own prometheus_config_last_reload_successful: 1 at start and after an
+/// accepted reload, 0 after a refused one; the same on /metrics, in the
+/// stats file and in SNMP (mwConfigLastReloadSuccessful, mwConfig.6).
+#[test]
+fn the_last_reload_successful_gauge_follows_the_last_attempt() {
+    let stats = model();
+    let load = |ok, reload, at| {
+        stats.record(&Event::ConfigLoaded {
+            ok,
+            reload,
+            at,
+            groups: &[],
+        })
+    };
+    let mw_config_6 = {
+        let oid = crate::snmp::objects()
+            .into_iter()
+            .find(|o| o.name == "mwConfigLastReloadSuccessful")
+            .map(|o| o.oid)
+            .unwrap();
+        assert_eq!(oid, [crate::snmp::CONFIG, &[6]].concat(), "mwConfig.6");
+        [oid.as_slice(), &[0]].concat()
+    };
+    let state = || {
+        let snap = stats.snapshot(&Gauges::default());
+        let text = prometheus::render(&snap).unwrap();
+        let prom = sample(&text, "mailward_config_last_reload_successful");
+        let file = snap.to_json()["config"]["mailward_config_last_reload_successful"].as_u64();
+        let snmp = crate::snmp::view(&snap, &crate::snmp::Extras::default())
+            .into_iter()
+            .find(|(oid, _)| *oid == mw_config_6)
+            .map(|(_, v)| v);
+        (prom, file, snmp)
+    };
+    let yes = (Some(1.0), Some(1), Some(crate::snmp::SnmpValue::Integer(1)));
+    let no = (Some(0.0), Some(0), Some(crate::snmp::SnmpValue::Integer(2)));
+    load(true, false, 100);
+    assert_eq!(state(), yes, "at start");
+    load(false, true, 200);
+    assert_eq!(state(), no, "after a refused reload");
+    load(false, true, 300);
+    assert_eq!(state(), no, "after a second refused reload");
+    load(true, true, 400);
+    assert_eq!(state(), yes, "after the fixed file was reloaded");
+    load(false, true, 500);
+    assert_eq!(state(), no);
+    // A restart is a new model: the refusal before it is not carried over.
+    let restarted = model();
+    restarted.record(&Event::ConfigLoaded {
+        ok: true,
+        reload: false,
+        at: 600,
+        groups: &[],
+    });
+    let text = prometheus::render(&restarted.snapshot(&Gauges::default())).unwrap();
+    assert_eq!(
+        sample(&text, "mailward_config_last_reload_successful"),
+        Some(1.0),
+        "{text}"
+    );
+}
+
 #[test]
 fn configured_groups_are_rows_from_start_and_keep_them_across_reloads() {
     let stats = model();
