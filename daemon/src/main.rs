@@ -1215,7 +1215,10 @@ fn spam(cmd: SpamCommand) -> ExitCode {
                 .map(|imported| out!("{}", imported.summary(&file)))
         }
         SpamCommand::Fold { .. } => spam_cli::fold(&cfg, &mut std::io::stderr()).map(|j| {
-            if j.records == 0 && j.unread == 0 {
+            if j.records == 0 && j.unread > 0 {
+                // Every record damaged (dropped, said on stderr).
+                out!("No intact change to fold: the snapshot is left as it is.");
+            } else if j.records == 0 {
                 out!("Nothing to fold: the journal holds no changes.");
             } else {
                 out!(

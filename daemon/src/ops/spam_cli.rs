@@ -934,7 +934,7 @@ pub fn status_text(v: &serde_json::Value) -> String {
 ///
 /// A journal whose every record is damaged has nothing to fold: its
 /// damaged bytes are dropped, the snapshot is left as it is (walkR finding
-/// 13), and what is returned holds nothing, as for an empty journal.
+/// 13), and what is returned holds no record and the bytes dropped.
 pub fn fold(cfg: &Config, err: &mut dyn Write) -> Result<Journalled, SpamCliError> {
     let _owner = crate::ops::privileges::OwnedByDataDir::new(&cfg.spam.dir, &cfg.server.data_dir);
     let store = site_store(cfg)?;
@@ -944,16 +944,6 @@ pub fn fold(cfg: &Config, err: &mut dyn Write) -> Result<Journalled, SpamCliErro
     let _ = writeln!(err, "Folding the journal of {}.", place(cfg, &store));
     let (folded, trimmed) = store.fold().map_err(changing(cfg))?;
     tell_trimmed(cfg, trimmed, err);
-    if folded.records == 0 && folded.unread > 0 {
-        let _ = writeln!(
-            err,
-            "No intact change to fold: the snapshot is left as it is."
-        );
-        return Ok(Journalled {
-            unread: 0,
-            ..folded
-        });
-    }
     Ok(folded)
 }
 
@@ -1872,13 +1862,13 @@ mod tests {
         std::fs::write(&journal, &bytes).unwrap();
         let mut err = Vec::new();
         let folded = fold(&cfg, &mut err).unwrap();
-        assert_eq!((folded.records, folded.unread), (0, 0), "{folded:?}");
+        // No record, the damaged bytes dropped: the command says "No
+        // intact change to fold" (and not also "Nothing to fold": the
+        // journal held changes).
+        assert_eq!(folded.records, 0, "{folded:?}");
+        assert!(folded.unread > 0, "{folded:?}");
         let err = String::from_utf8(err).unwrap();
         assert!(err.contains("Dropped "), "{err}");
-        assert!(
-            err.ends_with("No intact change to fold: the snapshot is left as it is.\n"),
-            "{err}"
-        );
         assert_eq!(std::fs::read(&site).unwrap(), snapshot);
         assert_eq!(
             std::fs::metadata(&site).unwrap().modified().unwrap(),
