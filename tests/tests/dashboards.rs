@@ -1084,6 +1084,78 @@ fn alert_rules_use_catalogue_names_and_pass_promtool() -> Result<()> {
     Ok(())
 }
 
+/// walkU finding 1: the "Restarts" and "Stats resets" annotations counted
+/// `changes(x[$__interval])`, and Grafana runs an annotation query with its
+/// step as `$__interval`, so each window was one step long: a change whose
+/// last old sample fell in one window and first new sample in the next was
+/// in neither (missed at a quarter of the step alignments with a 15 s
+/// scrape and a 1m step). An annotation must mark each change at exactly
+/// one step whatever the alignment: true over a span of exactly one step.
+/// promtool evaluates each expression every 5 s around a restart that also
+/// cost a scrape (15 s scrape, 1m step).
+#[test]
+fn annotations_mark_every_restart_and_reset_at_exactly_one_step() -> Result<()> {
+    const STEP: u32 = 60;
+    const SCRAPE: u32 = 15;
+    // Old value until 300 s, the scrape at 315 s lost, the new value from
+    // 330 s.
+    const FIRST_NEW: u32 = 330;
+    let dashboard = load_dashboard()?;
+    let annotations: Vec<Query> = queries(&dashboard)
+        .into_iter()
+        .filter(|q| q.panel.is_none())
+        .collect();
+    let names: Vec<&str> = annotations.iter().map(|q| q.place.as_str()).collect();
+    ensure!(
+        names == ["annotation \"Restarts\"", "annotation \"Stats resets\""],
+        "the annotations are {names:?}"
+    );
+    let dir = tempfile::tempdir()?;
+    for q in &annotations {
+        let expr = format!(
+            "count({})",
+            q.expr
+                .replace("$__interval", &format!("{STEP}s"))
+                .replace("$instance", ".*")
+        );
+        let (sels, _) = selectors(&expr)?;
+        let series: BTreeSet<String> = sels.into_iter().map(|s| s.name).collect();
+        let mut yaml = format!(
+            "rule_files: []\nevaluation_interval: {STEP}s\ntests:\n  - interval: {SCRAPE}s\n    input_series:\n"
+        );
+        for name in &series {
+            yaml.push_str(&format!(
+                "      - series: '{name}{{instance=\"gw\"}}'\n        values: '1000x20 _ 2000x20'\n"
+            ));
+        }
+        yaml.push_str("    promql_expr_test:\n");
+        for t in (FIRST_NEW - 2 * STEP..FIRST_NEW + 2 * STEP).step_by(5) {
+            let marked = (FIRST_NEW..FIRST_NEW + STEP).contains(&t);
+            yaml.push_str(&format!(
+                "      - expr: '{}'\n        eval_time: {t}s\n        exp_samples:{}\n",
+                expr.replace('\'', "''"),
+                if marked {
+                    "\n          - labels: '{}'\n            value: 1"
+                } else {
+                    " []"
+                }
+            ));
+        }
+        let file = dir.path().join("annotation.test.yaml");
+        std::fs::write(&file, &yaml)?;
+        let out = promtool_test_rules(&file)?;
+        ensure!(
+            out.status.success(),
+            "{} does not mark a change at exactly one step of {STEP} s (true from the first \
+             new sample at {FIRST_NEW} s for one step):\n    {}\n{}",
+            q.place,
+            q.expr,
+            output_text(&out)
+        );
+    }
+    Ok(())
+}
+
 // ---------------------------------------------------------------------
 // The live test.
 
