@@ -1138,7 +1138,15 @@ pub fn sender_arg(s: &str) -> Result<String, String> {
         .strip_prefix('<')
         .and_then(|t| t.strip_suffix('>'))
         .unwrap_or(t);
-    if t.is_empty() || t.contains('@') && !t.ends_with('@') {
+    // One @ outside a quoted local part ("a@b"@c.example is an address,
+    // a@b@c is not: the session refuses it), a domain without spaces.
+    let well_formed = |(local, domain): (&str, &str)| {
+        let quoted = local.len() >= 2 && local.starts_with('"') && local.ends_with('"');
+        (quoted || !local.contains('@'))
+            && !domain.is_empty()
+            && !domain.contains(|c: char| c.is_whitespace() || c == '"')
+    };
+    if t.is_empty() || t.rsplit_once('@').is_some_and(well_formed) {
         Ok(t.to_string())
     } else {
         Err(format!(
@@ -1341,7 +1349,11 @@ mod tests {
         assert_eq!(sender_arg("<>").unwrap(), "");
         // No local part: SPF checks it as postmaster@ (RFC 7208 4.3).
         assert_eq!(sender_arg("@example.net").unwrap(), "@example.net");
-        for bad in ["noatsign", "user@", "<@>"] {
+        assert_eq!(
+            sender_arg("\"a@b\"@example.net").unwrap(),
+            "\"a@b\"@example.net"
+        );
+        for bad in ["noatsign", "user@", "<@>", "a@b@c", "a@exa mple.net"] {
             let e = sender_arg(bad).unwrap_err();
             assert!(e.contains("is not an address"), "{bad}: {e}");
         }
