@@ -1446,19 +1446,26 @@ fn queue_floor_and_disk(ctx: &mut Ctx<'_>, config: &Config) {
         return;
     }
     let size = |b: u64| crate::ops::status::bytes(b);
-    let what = if floor >= total {
-        "more than the whole file system"
-    } else {
-        "so near the size of the file system (less limits.max_message_size)"
-    };
-    ctx.warn(
-        &KeyPath::root("limits").key("min_queue_free_space"),
+    let problem = if floor >= total {
         format!(
-            "{} is {what} of server.data_dir ({}, {} in all): new mail gets 452 4.3.1 (see mailward status). Lower it, or give the spool a larger volume",
+            "{} is more than the whole file system of server.data_dir ({}, {} in all): every new message gets 452 4.3.1 (see mailward status). Lower it, or give the spool a larger volume",
             size(floor),
             config.server.data_dir.display(),
             size(total)
-        ),
+        )
+    } else {
+        format!(
+            "{} leaves at most {} of the file system of server.data_dir ({}, {} in all) to the queue, less than limits.max_message_size ({}): a message larger than that gets 452 4.3.1 even when the queue is empty. Lower it, or give the spool a larger volume",
+            size(floor),
+            size(total - floor),
+            config.server.data_dir.display(),
+            size(total),
+            size(message)
+        )
+    };
+    ctx.warn(
+        &KeyPath::root("limits").key("min_queue_free_space"),
+        problem,
     );
 }
 
@@ -1803,7 +1810,7 @@ mod queue_floor_tests {
             w[0].starts_with("mailward.toml:5: warning: limits.min_queue_free_space: 1000.0 TiB is more than the whole file system of server.data_dir ("),
             "{w:?}"
         );
-        assert!(w[0].contains("new mail gets 452 4.3.1"), "{w:?}");
+        assert!(w[0].contains("every new message gets 452 4.3.1"), "{w:?}");
         assert!(warnings(&text("1MiB")).is_empty());
     }
 }
