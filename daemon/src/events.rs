@@ -329,13 +329,40 @@ pub struct MessageRejected<'a> {
     pub cause: Option<&'static str>,
 }
 
+/// What lets an administrator find a refused transaction in the MTA's
+/// log too (walkX finding 5): the sender and the number of recipients
+/// (Postfix's reject lines name `from=` and `to=`), our queue ID once the
+/// message has one, and the MTA's own queue ID where it told us (the
+/// milter macro `i`, XFORWARD's IDENT).
+#[derive(Default)]
+pub struct RefusedTransaction<'a> {
+    pub queue_id: Option<&'a QueueId>,
+    pub upstream_id: Option<&'a str>,
+    pub from: &'a str,
+    pub rcpts: usize,
+}
+
 impl MessageRejected<'_> {
     pub fn emit(&self, stats: &Stats) {
+        self.emit_with(stats, None);
+    }
+
+    /// As [`Self::emit`], with the transaction's fields on the log line.
+    pub fn emit_for(&self, stats: &Stats, tx: &RefusedTransaction<'_>) {
+        self.emit_with(stats, Some(tx));
+    }
+
+    fn emit_with(&self, stats: &Stats, tx: Option<&RefusedTransaction<'_>>) {
         stats.record(&Event::MessageRejected {
             reason: self.reason,
         });
         tracing::info!(target: "smtp", client = %self.client, reason = self.reason.as_str(),
-            cause = self.cause, refused = self.refused.as_str(), reply = %self.reply,
+            cause = self.cause, refused = self.refused.as_str(),
+            queue_id = tx.and_then(|t| t.queue_id).map(tracing::field::display),
+            upstream_id = tx.and_then(|t| t.upstream_id),
+            from = tx.map(|t| tracing::field::display(t.from)),
+            rcpts = tx.map(|t| t.rcpts),
+            reply = %self.reply,
             "Refused in the session.");
     }
 }

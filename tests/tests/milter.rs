@@ -422,6 +422,146 @@ fn a_verdict_slower_than_postfix_timeout_is_waited_for() -> Result<()> {
     Ok(())
 }
 
+/// walkX finding 2: Postfix sends its milter nothing while its client
+/// uploads the message (SMFIC_DATA at DATA, the content after the final
+/// dot) or idles with NOOP; a connection closed after `timeouts.command`
+/// without a packet made Postfix tempfail every slow upload. Now the
+/// milter waits as long as an SMTP DATA phase of the largest message may
+/// take (`timeouts.data` plus `max_message_size` at `min_data_rate`: here
+/// 2 s + 4 KiB at 2 KiB/s = 4 s), and still closes a connection quiet for
+/// longer. Finding 5 on the way: a message refused as too big is logged
+/// with Postfix's queue ID and the sender, as an accepted one is.
+#[test]
+fn a_quiet_client_gets_its_verdict_and_a_dead_connection_is_still_closed() -> Result<()> {
+    ensure!(
+        is_root(),
+        "the private Postfix needs root: run as root (tests/run does)"
+    );
+    let dir = TestDir::new("milter-quiet")?;
+    let sink = Sink::start(dir.path(), "sink")?;
+    let milter_port = free_port();
+    let config = Config::new(dir.path())
+        .route_to_port("*", sink.port)
+        .set_str("milter", "listen", &format!("inet:{milter_port}@127.0.0.1"))
+        .set_str("timeouts", "command", "1s")
+        .set_str("timeouts", "data", "2s")
+        .set_str("limits", "max_message_size", "4KiB")
+        .set("limits", "min_data_rate", "2048");
+    let daemon = Daemon::start(&config)?;
+    let postfix = postfix_with_milter(&dir, "quiet", sink.port, milter_port, &[])?;
+    let logs = || {
+        format!(
+            "--- postfix\n{}\n--- mailward\n{}",
+            postfix.log(),
+            daemon.log()
+        )
+    };
+
+    let mut c = SmtpClient::connect_ok(postfix.port)?;
+    c.ehlo("client.test")?;
+    // Idle with NOOP for longer than timeouts.command before MAIL.
+    c.command("NOOP")?.expect_code(250)?;
+    std::thread::sleep(Duration::from_millis(2500));
+    let mail = c.command("MAIL FROM:<alice@sender.test>")?;
+    ensure!(
+        mail.code == 250,
+        "MAIL after 2.5 s of NOOP idling: {mail}\n{}",
+        logs()
+    );
+    c.command("RCPT TO:<user@example.com>")?.expect_code(250)?;
+    c.command("DATA")?.expect_code(354)?;
+    // A slow upload: 2.5 s from DATA to the final dot, a line now and then.
+    c.send(b"From: alice@sender.test\r\nTo: user@example.com\r\nSubject: slow upload\r\n\r\n")?;
+    for i in 0..5 {
+        std::thread::sleep(Duration::from_millis(500));
+        c.send(format!("line {i} of a slow upload\r\n").as_bytes())?;
+    }
+    c.send(b".\r\n")?;
+    let end = c.read_reply()?;
+    ensure!(
+        end.code == 250,
+        "a 2.5 s upload through the milter (timeouts.command 1 s): {end}\n{}",
+        logs()
+    );
+    let got = sink
+        .wait_for_count(1, DELIVERY_TIMEOUT)
+        .with_context(logs)?;
+    ensure!(
+        got[0]
+            .header("X-Mailward-AV")
+            .is_some_and(|h| h.starts_with("clean")),
+        "delivered with the milter's verdict:\n{}",
+        got[0].message
+    );
+
+    // Over limits.max_message_size: refused, and Mailward's log names
+    // Postfix's queue ID and the sender for it, as for an accepted one.
+    let big = format!(
+        "From: alice@sender.test\r\nTo: user@example.com\r\nSubject: too big\r\n\r\n{}",
+        "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\r\n".repeat(100)
+    );
+    let refused = c.send_mail("alice@sender.test", &["user@example.com"], big.as_bytes())?;
+    ensure!(
+        refused.is(552, "5.3.4"),
+        "a 6.6 KB message over max_message_size 4 KiB: {refused}\n{}",
+        logs()
+    );
+    let upstream = wait_until(
+        "Postfix's milter-reject line",
+        Duration::from_secs(10),
+        || {
+            Ok(postfix
+                .log()
+                .lines()
+                .find(|l| l.contains("milter-reject: END-OF-MESSAGE") && l.contains("5.3.4"))
+                .and_then(|l| l.split(": ").nth(1).map(str::to_string)))
+        },
+    )
+    .with_context(logs)?;
+    let log = wait_until(
+        "the size refusal's log line",
+        Duration::from_secs(10),
+        || {
+            let log = daemon.full_log();
+            Ok(log.contains("reason=\"size\"").then_some(log))
+        },
+    )
+    .with_context(logs)?;
+    let id = format!("upstream_id=\"{upstream}\"");
+    ensure!(
+        log.lines().any(|l| l.contains("Message from the MTA.")
+            && l.contains(&id)
+            && l.contains("from=alice@sender.test")),
+        "the too-big message's arrival names Postfix's queue ID {upstream}:\n{log}"
+    );
+    ensure!(
+        log.lines().any(|l| l.contains("Refused in the session.")
+            && l.contains("reason=\"size\"")
+            && l.contains(&id)
+            && l.contains("from=alice@sender.test")
+            && l.contains("rcpts=1")),
+        "the size refusal names Postfix's queue ID {upstream} and the sender:\n{log}"
+    );
+
+    // A connection quiet for twice the 4 s is closed all the same: the
+    // MTA applies its milter_default_action (tempfail) to the next MAIL.
+    std::thread::sleep(Duration::from_secs(9));
+    let late = c.command("MAIL FROM:<alice@sender.test>")?;
+    ensure!(
+        late.is(451, "4.7.1"),
+        "MAIL after 9 s without a milter packet: {late}\n{}",
+        logs()
+    );
+    ensure!(
+        daemon
+            .full_log()
+            .contains("reason=\"idle\" error=no command from the MTA within 4s"),
+        "the idle connection's close is logged with its bound:\n{}",
+        daemon.full_log()
+    );
+    Ok(())
+}
+
 #[test]
 fn a_client_that_authenticated_with_the_mta_is_not_held_to_spf_or_dnsbls() -> Result<()> {
     let miltertest = require("miltertest", "miltertest")?;

@@ -15,7 +15,8 @@
 
 use crate::envelope::{Envelope, QueueId, Recipient};
 use crate::events::{
-    self, MessageRejected, RecipientRejected, Refused, RejectReason, TransactionRefused,
+    self, MessageRejected, RecipientRejected, Refused, RefusedTransaction, RejectReason,
+    TransactionRefused,
 };
 use crate::gateway::Gateway;
 use crate::policy::milter::{Change, Outcome};
@@ -61,6 +62,9 @@ struct Transaction {
     rcpts: Vec<String>,
     spf: Option<crate::auth::Spf>,
     message: Vec<u8>,
+    /// Octets the MTA sent, also past `limits.max_message_size` (the
+    /// size logged for a message refused as too big).
+    received: u64,
     /// Over `limits.max_message_size`: refused at end of message.
     too_big: bool,
     /// The reason of the first recipient we refused: the transaction
@@ -145,11 +149,9 @@ impl Session {
     }
 
     async fn serve(&mut self, stream: &mut Box<dyn Stream>) -> Result<(), Fault> {
-        // The MTA may keep the connection while its SMTP client is idle:
-        // wait for a command as long as an SMTP session may wait for one.
-        let idle = self.gw.config().timeouts.command.get();
         let mut shutdown = self.gw.shutdown.clone();
         loop {
+            let idle = quiet_allowance(&self.gw.config());
             let packet = tokio::select! {
                 p = tokio::time::timeout(idle, read_packet(stream, MAX_PACKET)) => match p {
                     Ok(p) => p?,
@@ -306,7 +308,13 @@ impl Session {
                     crate::auth::spf_refusal(cfg.spam.spf, spf.as_ref(), self.client_ip())
                         .filter(|_| !crate::check::spam::whitelisted_client(&cfg, self.client_ip()))
                 {
-                    self.rejected(RejectReason::Policy, &reply);
+                    // Postfix has no queue ID yet (`i` is the last
+                    // message's until its next one): the sender only.
+                    let tx = RefusedTransaction {
+                        from: &from,
+                        ..RefusedTransaction::default()
+                    };
+                    self.rejected(RejectReason::Policy, &reply, &tx);
                     return cont(reply_code(&reply));
                 }
                 self.tx = Some(Transaction {
@@ -409,7 +417,7 @@ impl Session {
 
     /// A transaction refused: its MAIL, or its message at end of message
     /// (counted once; the recipients it had refused are not counted again).
-    fn rejected(&self, reason: RejectReason, reply: &str) {
+    fn rejected(&self, reason: RejectReason, reply: &str, tx: &RefusedTransaction<'_>) {
         MessageRejected {
             reason,
             client: self.client_ip(),
@@ -417,7 +425,7 @@ impl Session {
             refused: Refused::Transaction,
             cause: None,
         }
-        .emit(&self.gw.stats);
+        .emit_for(&self.gw.stats, tx);
     }
 
     /// The transaction under way, if any, ends without a message: counted
@@ -434,12 +442,7 @@ impl Session {
 
     /// The checks, the plans, and what the MTA is told.
     async fn end_of_message(&mut self, tx: Transaction) -> Vec<Response> {
-        if tx.too_big {
-            let reply = "552 5.3.4 Message size exceeds fixed limit";
-            self.rejected(RejectReason::Size, reply);
-            return vec![reply_code(reply)];
-        }
-        if tx.rcpts.is_empty() {
+        if tx.rcpts.is_empty() && !tx.too_big {
             // Nothing to decide for (the MTA refused every recipient).
             return vec![Response::Continue];
         }
@@ -452,7 +455,7 @@ impl Session {
         env.milter = true;
         env.upstream_id = self.macros.get("i").cloned();
         env.rcpts = tx.rcpts.into_iter().map(Recipient::new).collect();
-        env.size = tx.message.len() as u64;
+        env.size = tx.received;
         env.eight_bit = tx.message.iter().any(|&b| b >= 0x80);
         env.tls = self.macros.contains_key("{tls_version}");
         env.sasl_user = self.sasl_user();
@@ -464,16 +467,27 @@ impl Session {
             client = %env.client_ip, from = %env.mail_from, rcpts = env.rcpts.len(), size = env.size,
             auth = self.macros.get("{auth_authen}").map_or("-", String::as_str),
             "Message from the MTA.");
+        let refused = RefusedTransaction {
+            queue_id: Some(&env.id),
+            upstream_id: env.upstream_id.as_deref(),
+            from: &env.mail_from,
+            rcpts: env.rcpts.len(),
+        };
+        if tx.too_big {
+            let reply = "552 5.3.4 Message size exceeds fixed limit";
+            self.rejected(RejectReason::Size, reply, &refused);
+            return vec![reply_code(reply)];
+        }
         let raw = Arc::new(tx.message);
         let verdict = crate::policy::execute::judge(&self.gw, &env, raw.clone(), true).await;
         let leading = self.protocol.contains(Protocol::HDR_LEADSPC);
         match crate::policy::milter::carry_out(&self.gw, &env, raw, verdict, leading).await {
             Outcome::Reject(reply) => {
-                self.rejected(RejectReason::Policy, &reply);
+                self.rejected(RejectReason::Policy, &reply, &refused);
                 vec![reply_code(&reply)]
             }
             Outcome::TempFail(reply) => {
-                self.rejected(RejectReason::Tempfail, &reply);
+                self.rejected(RejectReason::Tempfail, &reply, &refused);
                 vec![reply_code(&reply)]
             }
             Outcome::Accept(changes) => {
@@ -532,8 +546,29 @@ impl Session {
     }
 }
 
+/// How long the MTA may send nothing before the connection is closed as
+/// dead. The MTA is silent while its client uploads the message (Postfix
+/// sends SMFIC_DATA at DATA and the content only after the final dot) and
+/// while its client idles with NOOP or RSET, and it bounds its client
+/// itself (Postfix: `smtpd_timeout`, 300 s, per command). So the wait is
+/// the longest DATA phase an SMTP session of ours may have: `timeouts.data`
+/// plus `limits.max_message_size` at `limits.min_data_rate` (about 12
+/// hours by default), and never less than `timeouts.command`. It is there
+/// for an MTA that hangs or vanishes, not for slow clients.
+fn quiet_allowance(cfg: &crate::config::Config) -> std::time::Duration {
+    let data = cfg.timeouts.data.get();
+    let data = match cfg.limits.min_data_rate {
+        0 => data,
+        rate => data.saturating_add(std::time::Duration::from_secs(
+            cfg.limits.max_message_size.0 / u64::from(rate),
+        )),
+    };
+    data.max(cfg.timeouts.command.get())
+}
+
 /// Adds `bytes` to the message, up to `max` octets.
 fn append(tx: &mut Transaction, bytes: &[u8], max: u64) {
+    tx.received = tx.received.saturating_add(bytes.len() as u64);
     if tx.too_big {
         return;
     }

@@ -59,6 +59,18 @@ struct Transaction {
     room: crate::spool::Reservation,
 }
 
+impl Transaction {
+    /// The transaction as a refusal's log line names it.
+    fn named(&self) -> crate::events::RefusedTransaction<'_> {
+        crate::events::RefusedTransaction {
+            queue_id: None,
+            upstream_id: self.client.upstream_id.as_deref(),
+            from: &self.from,
+            rcpts: self.rcpts.len(),
+        }
+    }
+}
+
 /// What a transaction's refused recipients owe the statistics. Each refused
 /// RCPT counts in `mailward_recipients_rejected_total` at once; the
 /// transaction counts once in `mailward_messages_rejected_total`, and only
@@ -306,6 +318,28 @@ impl Session {
             cause: None,
         }
         .emit(&self.gw.stats);
+        conn.reply(reply);
+    }
+
+    /// As [`Self::reject_for`], naming the transaction on the log line
+    /// (sender, recipients, queue IDs) so that it can be found in the
+    /// forwarding MTA's log too.
+    fn reject_tx(
+        &self,
+        conn: &mut Conn,
+        client: std::net::IpAddr,
+        reason: RejectReason,
+        reply: &str,
+        tx: &crate::events::RefusedTransaction<'_>,
+    ) {
+        MessageRejected {
+            reason,
+            client,
+            reply,
+            refused: Refused::Transaction,
+            cause: None,
+        }
+        .emit_for(&self.gw.stats, tx);
         conn.reply(reply);
     }
 
@@ -852,7 +886,12 @@ impl Session {
             .filter(|_| !self.cfg.network.after_queue)
             .filter(|_| !crate::check::spam::whitelisted_client(&self.cfg, client.ip));
         if let Some(reply) = refusal {
-            self.reject_for(conn, client.ip, RejectReason::Policy, &reply);
+            let named = crate::events::RefusedTransaction {
+                upstream_id: client.upstream_id.as_deref(),
+                from: &from,
+                ..Default::default()
+            };
+            self.reject_tx(conn, client.ip, RejectReason::Policy, &reply, &named);
             return Flow::Continue;
         }
         self.state = State::Mail(Box::new(Transaction {
@@ -1105,38 +1144,42 @@ impl Session {
             return Flow::Continue;
         }
         if msg.oversize {
-            self.reject_for(
+            self.reject_tx(
                 conn,
                 tx.client.ip,
                 RejectReason::Size,
                 "552 5.3.4 Message size exceeds fixed limit",
+                &tx.named(),
             );
             return Flow::Continue;
         }
         if msg.long_line {
-            self.reject_for(
+            self.reject_tx(
                 conn,
                 tx.client.ip,
                 RejectReason::Syntax,
                 "554 5.6.0 Message has a line longer than 998 octets (RFC 5322 section 2.1.1)",
+                &tx.named(),
             );
             return Flow::Continue;
         }
         if msg.hops >= limits.max_hops {
-            self.reject_for(
+            self.reject_tx(
                 conn,
                 tx.client.ip,
                 RejectReason::Limit,
                 "554 5.4.6 Too many hops (mail loop?)",
+                &tx.named(),
             );
             return Flow::Continue;
         }
         if self.session_bytes + msg.size > limits.max_session_size.0 {
-            self.reject_for(
+            self.reject_tx(
                 conn,
                 tx.client.ip,
                 RejectReason::Limit,
                 "421 4.7.0 Session size limit reached; continue in a new session",
+                &tx.named(),
             );
             return Flow::Close;
         }
@@ -1175,11 +1218,17 @@ impl Session {
         drop(tx.room);
         if let Err(e) = written {
             tracing::error!(target: "smtp", queue_id = %id, error = %e, "Cannot spool the message.");
-            self.reject_for(
+            self.reject_tx(
                 conn,
                 envelope.client_ip,
                 RejectReason::Tempfail,
                 "451 4.3.0 Local error writing the message, try again later",
+                &crate::events::RefusedTransaction {
+                    queue_id: Some(&id),
+                    upstream_id: envelope.upstream_id.as_deref(),
+                    from: &envelope.mail_from,
+                    rcpts: envelope.rcpts.len(),
+                },
             );
             return Flow::Continue;
         }
@@ -1191,16 +1240,29 @@ impl Session {
         // MTA that queued the message would bounce it to its sender.
         use crate::policy::execute::{self, Answer};
         let client = envelope.client_ip;
+        // The envelope goes to the checks: what the refusal's log line
+        // names is kept (a few strings, for a refusal only).
+        let kept = (
+            envelope.upstream_id.clone(),
+            envelope.mail_from.clone(),
+            envelope.rcpts.len(),
+        );
         let may_refuse = !self.cfg.network.after_queue;
         let answer = execute::in_session(&self.gw, envelope, bytes, may_refuse).await;
+        let named = crate::events::RefusedTransaction {
+            queue_id: Some(&id),
+            upstream_id: kept.0.as_deref(),
+            from: &kept.1,
+            rcpts: kept.2,
+        };
         match answer {
             Answer::Accepted => {}
             Answer::Refused(reply) => {
-                self.reject_for(conn, client, RejectReason::Policy, &reply);
+                self.reject_tx(conn, client, RejectReason::Policy, &reply, &named);
                 return Flow::Continue;
             }
             Answer::TempFail(reply) => {
-                self.reject_for(conn, client, RejectReason::Tempfail, &reply);
+                self.reject_tx(conn, client, RejectReason::Tempfail, &reply, &named);
                 return Flow::Continue;
             }
         }
