@@ -562,6 +562,75 @@ fn a_quiet_client_gets_its_verdict_and_a_dead_connection_is_still_closed() -> Re
     Ok(())
 }
 
+/// walkX findings 3 and 8: with every `max_connections` slot taken, the
+/// MTA's next connection waits unaccepted and Postfix gives up on it with
+/// its milter_default_action, and nothing said so. Now a WARN line names
+/// the limit (once a minute at most), and `mailward status` shows the
+/// connections open of the limit, with a problem when all are taken.
+#[test]
+fn every_milter_slot_taken_is_logged_and_shown_by_status() -> Result<()> {
+    let dir = TestDir::new("milter-slots")?;
+    let port = free_port();
+    let config = Config::new(dir.path())
+        .set_str("milter", "listen", &format!("inet:{port}@127.0.0.1"))
+        .set("milter", "max_connections", "2");
+    let daemon = Daemon::start(&config)?;
+    let status = daemon.cli_ok(&["status"])?;
+    ensure!(
+        status.contains("milter:   0 of 2 connection(s) open\n"),
+        "status before any connection:\n{status}"
+    );
+    // Two MTA connections that say nothing (as Postfix's do while its
+    // SMTP clients idle), then a third that is not served.
+    let held: Vec<TcpStream> = (0..3)
+        .map(|_| TcpStream::connect(("127.0.0.1", port)))
+        .collect::<std::io::Result<_>>()?;
+    let log = wait_until("the WARN line", Duration::from_secs(10), || {
+        let log = daemon.full_log();
+        Ok(log
+            .contains("Every milter connection slot is taken")
+            .then_some(log))
+    })
+    .with_context(|| daemon.full_log())?;
+    ensure!(
+        log.lines().any(|l| l.contains(" WARN ")
+            && l.contains("Every milter connection slot is taken")
+            && l.contains("milter_default_action")
+            && l.contains("max_connections=2")),
+        "the WARN names the limit and what the MTA does:\n{log}"
+    );
+    let status = wait_until("status to count 2", Duration::from_secs(10), || {
+        let s = daemon.cli_ok(&["status"])?;
+        Ok(s.contains("milter:   2 of 2 connection(s) open")
+            .then_some(s))
+    })
+    .with_context(|| daemon.cli_ok(&["status"]).unwrap_or_default())?;
+    ensure!(
+        status.contains("milter:   2 of 2 connection(s) open (all taken: see the problems)")
+            && status
+                .contains("Every milter connection slot is taken (2 of milter.max_connections 2)"),
+        "status with every slot taken:\n{status}"
+    );
+    let json: serde_json::Value = serde_json::from_str(&daemon.cli_ok(&["status", "--json"])?)?;
+    ensure!(
+        json["milter_connections"] == 2 && json["milter_max_connections"] == 2,
+        "status --json: {json}"
+    );
+    // The WARN is not repeated for every connection within the minute.
+    drop(held);
+    let again: Vec<TcpStream> = (0..3)
+        .map(|_| TcpStream::connect(("127.0.0.1", port)))
+        .collect::<std::io::Result<_>>()?;
+    std::thread::sleep(Duration::from_secs(1));
+    let log = daemon.full_log();
+    ensure!(
+        log.matches("Every milter connection slot is taken").count() == 1,
+        "once a minute at most:\n{log}"
+    );
+    drop(again);
+    Ok(())
+}
+
 #[test]
 fn a_client_that_authenticated_with_the_mta_is_not_held_to_spf_or_dnsbls() -> Result<()> {
     let miltertest = require("miltertest", "miltertest")?;

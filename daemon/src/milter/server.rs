@@ -69,6 +69,9 @@ pub async fn bind(at: &MilterListen) -> Result<Listener, MilterBindError> {
     }
 }
 
+/// How often, at most, the log says that every connection slot is taken.
+const FULL_WARN_EVERY: Duration = Duration::from_secs(60);
+
 /// Accepts until shutdown, at most `[milter] max_connections` at once;
 /// then waits up to `grace` for open connections and returns.
 pub async fn serve(gw: Arc<Gateway>, listener: Listener, grace: Duration) {
@@ -77,16 +80,32 @@ pub async fn serve(gw: Arc<Gateway>, listener: Listener, grace: Duration) {
     let mut connections = JoinSet::new();
     let mut shutdown = gw.shutdown.clone();
     let mut backoff = Duration::from_millis(5);
+    let mut warned: Option<tokio::time::Instant> = None;
     loop {
         // Finished connections are reaped before each accept, so that the
         // set holds only open ones.
         while connections.try_join_next().is_some() {}
-        let permit = tokio::select! {
-            _ = shutdown.wait_for(|stop| *stop) => break,
-            p = permits.clone().acquire_owned() => match p {
-                Ok(p) => p,
-                Err(_) => break,
-            },
+        let permit = match permits.clone().try_acquire_owned() {
+            Ok(p) => p,
+            Err(tokio::sync::TryAcquireError::Closed) => break,
+            Err(tokio::sync::TryAcquireError::NoPermits) => {
+                // The MTA's next connection is not accepted until one
+                // ends: its SMTP client waits, and Postfix gives up after
+                // milter_command_timeout with milter_default_action
+                // (walkX finding 3: this was silent).
+                if warned.is_none_or(|t| t.elapsed() >= FULL_WARN_EVERY) {
+                    warned = Some(tokio::time::Instant::now());
+                    tracing::warn!(target: "smtp", max_connections = max,
+                        "Every milter connection slot is taken (milter.max_connections); the MTA's next connection waits until one ends, and Postfix gives up on it after milter_command_timeout (30 s) with its milter_default_action (tempfail: 451 to the SMTP client). Keep max_connections at or above the process limit of every smtpd that uses the milter.");
+                }
+                tokio::select! {
+                    _ = shutdown.wait_for(|stop| *stop) => break,
+                    p = permits.clone().acquire_owned() => match p {
+                        Ok(p) => p,
+                        Err(_) => break,
+                    },
+                }
+            }
         };
         let accepted = tokio::select! {
             _ = shutdown.wait_for(|stop| *stop) => break,

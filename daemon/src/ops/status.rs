@@ -38,6 +38,14 @@ pub struct Status {
     /// SMTP listeners (none for `mailward milter`).
     pub listen: Vec<String>,
     pub milter: Option<String>,
+    /// Milter connections open now (one per SMTP session of the MTA).
+    #[serde(default)]
+    pub milter_connections: u64,
+    /// `[milter] max_connections` in force (0: no milter listener). When
+    /// every one is taken, the MTA's next SMTP session waits and then gets
+    /// its milter_default_action.
+    #[serde(default)]
+    pub milter_max_connections: u64,
     /// Where `/metrics` is served.
     pub metrics: Option<String>,
     pub queue_messages: u64,
@@ -369,6 +377,12 @@ pub fn of(gw: &Gateway) -> Status {
             .map(ToString::to_string)
             .collect(),
         milter: cfg.milter.listen.as_ref().map(ToString::to_string),
+        milter_connections: snap.value(StatId::MilterConnections, 0),
+        milter_max_connections: if cfg.milter.listen.is_some() {
+            u64::from(cfg.milter.max_connections)
+        } else {
+            0
+        },
         metrics: cfg.metrics.listen.map(|a| a.to_string()),
         queue_messages: snap.value(StatId::QueueMessages, 0),
         queue_held: snap.value(StatId::QueueHeldMessages, 0),
@@ -527,6 +541,12 @@ pub fn problems(s: &Status) -> Vec<String> {
             "{} key(s) changed in the file take effect only at restart (the running values stay until then): {}. Restart the daemon (systemctl restart mailward) to use them.",
             s.restart_pending.len(),
             s.restart_pending.join("; ")
+        ));
+    }
+    if s.milter_max_connections > 0 && s.milter_connections >= s.milter_max_connections {
+        p.push(format!(
+            "Every milter connection slot is taken ({} of milter.max_connections {}): the MTA's next SMTP session waits for one, and Postfix gives up after milter_command_timeout (30 s) with its milter_default_action (tempfail: 451). Raise milter.max_connections (restart) to at least the process limit of every smtpd that uses the milter (master.cf maxproc, default_process_limit 100), or look for SMTP sessions held open at the MTA.",
+            s.milter_connections, s.milter_max_connections
         ));
     }
     if s.stress {
@@ -775,6 +795,18 @@ pub fn render(s: &Status, now: i64) -> String {
         s.sessions_out,
         if s.stress { " (under stress)" } else { "" }
     );
+    if s.milter.is_some() {
+        out += &format!(
+            "milter:   {} of {} connection(s) open{}\n",
+            s.milter_connections,
+            s.milter_max_connections,
+            if s.milter_max_connections > 0 && s.milter_connections >= s.milter_max_connections {
+                " (all taken: see the problems)"
+            } else {
+                ""
+            }
+        );
+    }
     out += &match &s.bases {
         None => "bases:    none loaded\n".to_string(),
         Some(b) => format!(
@@ -893,6 +925,8 @@ mod tests {
             restart_pending: Vec::new(),
             listen: vec!["127.0.0.1:2525".into()],
             milter: None,
+            milter_connections: 0,
+            milter_max_connections: 0,
             metrics: Some("127.0.0.1:9925".into()),
             queue_messages: 3,
             queue_held: 0,
@@ -974,6 +1008,48 @@ mod tests {
         );
         assert!(text.contains("dns:      127.0.0.1:53; 2 of the last 64 look-ups failed"));
         assert!(text.ends_with("No problems.\n"), "{text}");
+    }
+
+    /// walkX finding 8: status said nothing about milter connections, nor
+    /// when every slot was taken (the MTA's next session then waits and
+    /// gets its milter_default_action).
+    #[test]
+    fn milter_connections_are_shown_and_all_slots_taken_is_a_problem() {
+        let mut s = healthy();
+        let text = render(&s, 1_000);
+        assert!(!text.contains("milter:"), "no milter, no line: {text}");
+        s.milter = Some("inet:10031@127.0.0.1".into());
+        s.milter_max_connections = 128;
+        s.milter_connections = 127;
+        assert!(problems(&s).is_empty(), "{:#?}", problems(&s));
+        let text = render(&s, 1_000);
+        assert!(
+            text.contains("milter:   127 of 128 connection(s) open\n"),
+            "{text}"
+        );
+        s.milter_connections = 128;
+        s.problems = problems(&s);
+        assert_eq!(s.problems.len(), 1, "{:#?}", s.problems);
+        assert!(
+            s.problems[0].contains("128 of milter.max_connections 128")
+                && s.problems[0].contains("milter_default_action"),
+            "{}",
+            s.problems[0]
+        );
+        let text = render(&s, 1_000);
+        assert!(
+            text.contains(
+                "milter:   128 of 128 connection(s) open (all taken: see the problems)\n"
+            ),
+            "{text}"
+        );
+        // An older daemon's JSON, without the fields, still reads.
+        let mut v = serde_json::to_value(&s).unwrap();
+        let o = v.as_object_mut().unwrap();
+        o.remove("milter_connections");
+        o.remove("milter_max_connections");
+        let old: Status = serde_json::from_value(v).unwrap();
+        assert_eq!(old.milter_connections, 0);
     }
 
     #[test]
