@@ -401,6 +401,67 @@ fn clients_without_size_cannot_take_the_room_a_full_disk_needs_to_heal() -> Resu
     Ok(())
 }
 
+/// walkW 2 and 3: one client's `MAIL ... SIZE=` larger than the room
+/// left logged "Spool free space is under limits.min_queue_free_space:
+/// new mail gets 452 4.3.1" at WARN (and the next MAIL "back over"),
+/// although smaller mail was taken; and a message refused at the end of
+/// its DATA, while a MAIL without SIZE still found room, left `mailward
+/// status` without a problem. One message that does not fit is its own
+/// refusal (its INFO line), and status counts it.
+#[test]
+fn one_message_too_big_for_the_room_left_is_no_full_spool_but_status_names_it() -> Result<()> {
+    let dir = TestDir::new("one-too-big")?;
+    let disk = Tmpfs::mount(&dir.join("data"), "8m")?;
+    let sink_port = free_port();
+    let sink = Sink::start_with(dir.path(), "sink", sink_port, &[])?;
+    let config = Config::new(dir.path())
+        .route_to_port("*", sink_port)
+        .set_str("limits", "min_queue_free_space", "1MiB");
+    let daemon = Daemon::start(&config)?;
+    let mut c = SmtpClient::connect_ok(daemon.port)?;
+    c.ehlo("client.test")?;
+    let free = disk.free()?;
+    c.command(&format!(
+        "MAIL FROM:<a@example.com> SIZE={}",
+        free + (1 << 20)
+    ))?
+    .expect(452, "4.3.1")?;
+    c.command("RSET")?.expect_code(250)?;
+    c.command("MAIL FROM:<a@example.com> SIZE=1000")?
+        .expect(250, "2.1.0")?;
+    c.command("RSET")?.expect_code(250)?;
+    // No SIZE: taken at MAIL, refused at the end of its data.
+    c.command("MAIL FROM:<a@example.com>")?
+        .expect(250, "2.1.0")?;
+    c.command("RCPT TO:<b@example.com>")?.expect_code(250)?;
+    let r = c.data(filler(free).as_bytes())?;
+    ensure!(r.is(452, "4.3.1"), "{r}\n{}", daemon.log());
+    c.quit();
+    wait_until("two refusals logged", Duration::from_secs(10), || {
+        let log = daemon.full_log();
+        Ok((log.matches("cause=\"spool_space\"").count() == 2).then_some(()))
+    })
+    .with_context(|| daemon.full_log())?;
+    let log = daemon.full_log();
+    ensure!(
+        !log.contains("Spool free space is"),
+        "no WARN of a spool that takes no mail, no end of one:\n{log}"
+    );
+    let status = daemon.cli_ok(&["status"])?;
+    ensure!(
+        status.contains("2 message(s) got 452 4.3.1 for spool space in the last minute"),
+        "{status}"
+    );
+    ensure!(!status.contains("New mail is refused"), "{status}");
+    // And mail that fits is taken and delivered.
+    let mut c = SmtpClient::connect_ok(daemon.port)?;
+    c.ehlo("client.test")?;
+    c.send_mail_ok("a@example.com", &["b@example.com"], MESSAGE)?;
+    c.quit();
+    sink.wait_for_count(1, DELIVERY_TIMEOUT)?;
+    Ok(())
+}
+
 #[test]
 fn the_end_of_data_after_an_over_long_last_line_is_answered() -> Result<()> {
     let gw = Gateway::start("long-last-line", |c| c)?;
