@@ -239,6 +239,30 @@ pub fn ascii(text: &str) -> String {
         .collect()
 }
 
+/// `text` with each run of control characters (CR, LF, TAB, ...) as one
+/// space, trimmed. What the sender chose (a decoded Subject, an
+/// attachment's file name, an archive member's path) goes through it before
+/// it is written into a notice, a placeholder or a quarantine entry's
+/// findings: a line break there would start lines of the sender's choosing
+/// (`IMPORTANT: log in at ...`, a fake log line) in a text that says it
+/// comes from us.
+pub fn one_line(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut in_run = false;
+    for c in text.chars() {
+        if c.is_control() || c == '\u{2028}' || c == '\u{2029}' {
+            if !in_run {
+                out.push(' ');
+            }
+            in_run = true;
+        } else {
+            out.push(c);
+            in_run = false;
+        }
+    }
+    out.trim().to_string()
+}
+
 /// A duration in two units at most, as people write it: "3d 4h", "2h 5m",
 /// "42s" (negative: 0s). For ages in tables and status lines.
 pub fn age(secs: i64) -> String {
@@ -347,6 +371,19 @@ mod tests {
             assert_eq!(xtext_decode(bad), None, "{bad}");
         }
         assert!(is_xtext("rfc822;a+2Bb@example.com"));
+    }
+
+    #[test]
+    fn one_line_flattens_control_characters() {
+        assert_eq!(one_line("a\r\n\tb\u{7}c\n"), "a b c");
+        assert_eq!(
+            one_line("invoice\n\nIMPORTANT: log in\u{2028}x.exe"),
+            "invoice IMPORTANT: log in x.exe"
+        );
+        assert_eq!(
+            one_line("\u{e4}rger R\u{e9}sum\u{e9}.exe"),
+            "\u{e4}rger R\u{e9}sum\u{e9}.exe"
+        );
     }
 
     #[test]

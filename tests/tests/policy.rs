@@ -1234,3 +1234,120 @@ fn a_spam_trap_is_not_told_apart_from_a_mailbox_by_the_reply() -> Result<()> {
     }
     f.finish(|| gw.daemon.full_log())
 }
+
+/// A message whose first attachment's name (RFC 2231) holds line breaks
+/// and a paragraph of the sender's choosing, and whose second is named in
+/// Cyrillic (RFC 2047).
+fn names_message() -> Vec<u8> {
+    "From: me@example.com\r\nTo: user@example.com\r\nSubject: Invoice\r\n\
+MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b-names\"\r\n\r\n\
+--b-names\r\nContent-Type: text/plain\r\n\r\nPlease see attached.\r\n\
+--b-names\r\nContent-Type: application/octet-stream\r\n\
+Content-Disposition: attachment; filename*=UTF-8''invoice%0A%0AIMPORTANT:%20this%20message\
+%20is%20held.%20Log%20in%20at%20http:%2F%2Fevil.example%2F%0A%0A.exe\r\n\
+Content-Transfer-Encoding: base64\r\n\r\nTVqQAAMAAAAEAAAA//8AALgAAAAAAAAAQAAAAAAAAAA=\r\n\
+--b-names\r\nContent-Type: application/octet-stream\r\n\
+Content-Disposition: attachment; filename=\"=?UTF-8?B?0L/RgNC40LLQtdGCLnNjcg==?=\"\r\n\
+Content-Transfer-Encoding: base64\r\n\r\nAAAA\r\n--b-names--\r\n"
+        .as_bytes()
+        .to_vec()
+}
+
+/// walkV 1, 3 and 5: an attachment's name is the sender's text. Its line
+/// breaks must start no line in the notices "from the postmaster", in
+/// the placeholder or in `quarantine show`; the log quotes it, so that it
+/// adds no fields; and a placeholder names a Cyrillic file as it is
+/// called, not `??????.scr`.
+#[test]
+fn a_file_name_writes_no_line_of_its_own_into_what_mailward_says() -> Result<()> {
+    let gw = Gateway::start("policy-names", |c| {
+        c.set_list("policy", "include_by_name", &["*.exe", "*.scr"])
+            .set_str("policy", "action_filtered", "placeholder")
+            .set_list("policy", "quarantine", &["av/filtered"])
+            .set_list("policy", "notify_admin", &["av/filtered"])
+            .set_list("policy", "notify_recipients", &["av/filtered"])
+            .set_list("policy", "notify_sender", &["av/filtered"])
+            .set_str("policy", "admin_address", "admin@example.com")
+    })?;
+    let mut f = Failures::default();
+    let id = send(
+        gw.port(),
+        "me@example.com",
+        &["user@example.com"],
+        &names_message(),
+    )?;
+    // The message, and notices to the admin, the recipient and the sender.
+    let all = gw.sink.wait_for_count(4, DELIVERY_TIMEOUT)?;
+    let injected = |text: &str| {
+        text.lines()
+            .any(|l| l.starts_with("IMPORTANT") || l.starts_with(".exe"))
+    };
+    let flat = "filtered name:*.exe in invoice IMPORTANT: this message is held. \
+                Log in at http://evil.example/ .exe";
+    for m in &all {
+        let who = m.recipients().join(",");
+        f.check(!injected(&m.message), || {
+            format!(
+                "a line of the sender's in the mail to {who}:\n{}",
+                m.message
+            )
+        });
+        if m.sender().is_empty() {
+            f.check(m.body().contains(flat), || {
+                format!(
+                    "the notice to {who} names the file on one line:\n{}",
+                    m.message
+                )
+            });
+        }
+    }
+    match all.iter().find(|m| !m.sender().is_empty()) {
+        Some(m) => {
+            let parsed = mail_parser::MessageParser::default().parse(m.message.as_bytes());
+            let notices: Vec<String> = parsed
+                .iter()
+                .flat_map(|p| p.parts.iter())
+                .filter_map(|p| p.text_contents())
+                .filter(|t| t.starts_with("Mailward replaced"))
+                // A long notice is wrapped at spaces: one line to compare.
+                .map(|t| t.split_whitespace().collect::<Vec<_>>().join(" "))
+                .collect();
+            f.check(
+                notices
+                    .iter()
+                    .any(|t| t.contains("\"привет.scr\"") && !t.contains('?')),
+                || format!("a placeholder names привет.scr: {notices:?}\n{}", m.message),
+            );
+            let named = flat.trim_start_matches("filtered ");
+            f.check(notices.iter().any(|t| t.contains(named)), || {
+                format!("a placeholder names the .exe on one line: {notices:?}")
+            });
+        }
+        None => f.push("the message was not delivered"),
+    }
+    let show = gw.daemon.cli_ok(&["quarantine", "show", &id])?;
+    f.check(!injected(&show), || format!("quarantine show:\n{show}"));
+    f.check(show.contains(&format!("Finding:    {flat}")), || {
+        format!("quarantine show:\n{show}")
+    });
+    let log = gw.daemon.full_log();
+    f.check(!injected(&log), || {
+        "a line of the sender's in the log".into()
+    });
+    let finding = log
+        .lines()
+        .find(|l| l.contains("Finding.") && l.contains("name:*.exe"))
+        .unwrap_or_default();
+    f.check(
+        finding.contains("object=\"invoice\\n\\nIMPORTANT: this message is held."),
+        || format!("the name is quoted, so it adds no fields: {finding}"),
+    );
+    let cyrillic = log
+        .lines()
+        .find(|l| l.contains("Finding.") && l.contains("name:*.scr"))
+        .unwrap_or_default();
+    f.check(cyrillic.ends_with(" object=привет.scr"), || {
+        format!("the name is whole: {cyrillic}")
+    });
+    f.finish(|| gw.daemon.log())
+}

@@ -529,6 +529,37 @@ fn one_line(buf: &[u8], format: LogFormat) -> std::borrow::Cow<'_, [u8]> {
     std::borrow::Cow::Owned(out.into_bytes())
 }
 
+/// Whether a value from the network (an attachment's name, a detection)
+/// must be quoted in a text log line: when it is empty or holds a space,
+/// `=`, `"`, `\\` or a control character. Unquoted, `ärger Résumé.exe`
+/// reads as `ärger` and `a to=ceo@example.com x.exe` adds a field of the
+/// sender's choosing for logfmt readers (walkV 5). A value of one plain
+/// word stays as it is (`object=eicar.com`), as logfmt writes it.
+pub fn needs_quotes(value: &str) -> bool {
+    value.is_empty()
+        || value.chars().any(|c| {
+            c.is_whitespace()
+                || c.is_control()
+                || matches!(c, '"' | '=' | '\\')
+                || super::syslog::is_bidi_control(c)
+        })
+}
+
+/// A value from the network as a log field: as a string (quoted and
+/// escaped in text lines; a plain string in JSON) when
+/// [`needs_quotes`] says so, else as it is. `display` is the caller's
+/// `tracing::field::display(value)`, kept alive for the event.
+pub fn network_value<'a>(
+    value: &'a &'a str,
+    display: &'a tracing::field::DisplayValue<&'a str>,
+) -> &'a dyn tracing::Value {
+    if needs_quotes(value) {
+        value
+    } else {
+        display
+    }
+}
+
 /// The environment variable that overrides `log.options` (EnvFilter syntax,
 /// e.g. `MAILWARD_LOG=info,smtp=trace`).
 pub const ENV_VAR: &str = "MAILWARD_LOG";
@@ -1153,6 +1184,49 @@ mod tests {
             return;
         };
         assert!(!json.contains('\u{202E}'), "{json}");
+        let line: serde_json::Value = serde_json::from_str(json.trim_end()).unwrap();
+        assert_eq!(line["fields"]["object"], name, "the value is kept");
+    }
+
+    /// walkV 5: `object=ärger Résumé.exe` was cut at the space, and a
+    /// name could add fields of its own (`to=ceo@example.com`).
+    #[test]
+    fn a_network_value_with_spaces_is_quoted_and_a_plain_word_is_not() {
+        assert!(!needs_quotes("eicar.com"));
+        assert!(!needs_quotes("invoice.zip/\u{43f}.scr"));
+        for v in [
+            "",
+            "\u{e4}rger R\u{e9}sum\u{e9}.exe",
+            "a=b",
+            "a\"b",
+            "a\nb",
+            "x\u{202E}y",
+        ] {
+            assert!(needs_quotes(v), "{v:?}");
+        }
+        let name = "a\n2026-12-05T19:00:00Z  INFO delivery: Delivered. queue_id=FAKE to=ceo@example.com x.exe";
+        let Some(text) = logged(LogFormat::Text, || {
+            let (plain, named) = ("eicar.com", name);
+            let (dp, dn) = (
+                tracing::field::display(plain),
+                tracing::field::display(named),
+            );
+            tracing::info!(target: "scan", detection = network_value(&plain, &dp),
+                object = network_value(&named, &dn), "Finding.");
+        }) else {
+            return;
+        };
+        assert_one_clean_line(&text);
+        assert!(
+            text.contains("detection=eicar.com object=\"a\\n2026-12-05T19:00:00Z  INFO delivery: Delivered. queue_id=FAKE to=ceo@example.com x.exe\"\n"),
+            "{text}"
+        );
+        let Some(json) = logged(LogFormat::Json, || {
+            let (dn, named) = (tracing::field::display(name), name);
+            tracing::info!(target: "scan", object = network_value(&named, &dn), "Finding.");
+        }) else {
+            return;
+        };
         let line: serde_json::Value = serde_json::from_str(json.trim_end()).unwrap();
         assert_eq!(line["fields"]["object"], name, "the value is kept");
     }

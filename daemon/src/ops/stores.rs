@@ -111,7 +111,15 @@ impl Listed {
             group: mailward_metrics::snapshot::group_name(&e.meta.group).to_string(),
             size: e.meta.size,
             client_ip: e.meta.client_ip.clone(),
-            findings: e.meta.findings.clone(),
+            // Entries written before findings were flattened (walkV 1)
+            // may hold a file name's line breaks: `show` must not print
+            // them as lines of its own.
+            findings: e
+                .meta
+                .findings
+                .iter()
+                .map(|f| crate::text::one_line(f))
+                .collect(),
             direction: direction.map(|d| d.as_str().to_string()),
             released: e.released.iter().map(Release::from).collect(),
         }

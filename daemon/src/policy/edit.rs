@@ -25,6 +25,57 @@ pub enum Edit {
 const NOTICE_HEADERS: &str = "Content-Type: text/plain; charset=us-ascii\r\n\
 Content-Disposition: inline\r\nContent-Transfer-Encoding: 7bit\r\n";
 
+/// The headers of a notice that names a file in another script
+/// (`ärger Résumé.exe`, `привет.scr`): UTF-8, quoted-printable, so that it
+/// passes any hop, 8BITMIME or not, and the recipient reads the name they
+/// know rather than `??????.scr` (walkV 3).
+const NOTICE_HEADERS_UTF8: &str = "Content-Type: text/plain; charset=utf-8\r\n\
+Content-Disposition: inline\r\nContent-Transfer-Encoding: quoted-printable\r\n";
+
+/// A notice part: its content headers, the empty line and the text.
+fn notice_part(notice: &str) -> Vec<u8> {
+    let text = notice_text(notice);
+    let mut out = Vec::with_capacity(text.len() + 120);
+    if text.is_ascii() {
+        out.extend_from_slice(NOTICE_HEADERS.as_bytes());
+        out.extend_from_slice(b"\r\n");
+        out.extend_from_slice(text.as_bytes());
+    } else {
+        out.extend_from_slice(NOTICE_HEADERS_UTF8.as_bytes());
+        out.extend_from_slice(b"\r\n");
+        for line in text.split_terminator("\r\n") {
+            out.extend_from_slice(quoted_printable(line).as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+    }
+    out
+}
+
+/// One line of text as quoted-printable (RFC 2045 6.7): encoded lines of
+/// at most 76 characters, joined by soft line breaks.
+fn quoted_printable(line: &str) -> String {
+    const WIDTH: usize = 76;
+    let mut out = String::with_capacity(line.len() * 2);
+    let mut col = 0;
+    let bytes = line.as_bytes();
+    for (i, &b) in bytes.iter().enumerate() {
+        let last = i + 1 == bytes.len();
+        let token = if ((33..=126).contains(&b) && b != b'=') || (b == b' ' && !last) {
+            (b as char).to_string()
+        } else {
+            format!("={b:02X}")
+        };
+        // Room for the token and, unless it ends the line, a soft break.
+        if col + token.len() > WIDTH - usize::from(!last) {
+            out.push_str("=\r\n");
+            col = 0;
+        }
+        col += token.len();
+        out.push_str(&token);
+    }
+    out
+}
+
 fn rfind(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).rposition(|w| w == needle)
 }
@@ -55,12 +106,13 @@ pub fn shorten(text: &str, max: usize) -> String {
     format!("{head}...{}", &text[tail_at..])
 }
 
-/// A notice as it is written into a message: ASCII, long runs cut
+/// A notice as it is written into a message: control characters
+/// flattened (a file name's line breaks start no line), long runs cut
 /// ([`MAX_QUOTED`]) and wrapped at spaces, each line ending in CRLF.
 fn notice_text(notice: &str) -> String {
     let mut out = String::new();
     let mut line = String::new();
-    for word in ascii(notice).split(' ') {
+    for word in crate::text::one_line(notice).split(' ') {
         let word = shorten(word, MAX_QUOTED);
         if !line.is_empty() && line.len() + 1 + word.len() > NOTICE_WIDTH {
             out.push_str(&line);
@@ -148,10 +200,7 @@ pub fn apply(raw: &[u8], msg: &Message<'_>, edits: &BTreeMap<usize, (Edit, Strin
         };
         match edit {
             Edit::Placeholder => {
-                let mut text = NOTICE_HEADERS.as_bytes().to_vec();
-                text.extend_from_slice(b"\r\n");
-                text.extend_from_slice(notice_text(notice).as_bytes());
-                cuts.push((h, body_end, text));
+                cuts.push((h, body_end, notice_part(notice)));
             }
             Edit::Remove => {
                 let Some(d) = rfind(&raw[..h], &dash) else {
@@ -245,9 +294,7 @@ fn single_part(raw: &[u8], msg: &Message<'_>, notice: &str) -> Vec<u8> {
     if !has_mime_version {
         out.extend_from_slice(b"MIME-Version: 1.0\r\n");
     }
-    out.extend_from_slice(NOTICE_HEADERS.as_bytes());
-    out.extend_from_slice(b"\r\n");
-    out.extend_from_slice(notice_text(notice).as_bytes());
+    out.extend_from_slice(&notice_part(notice));
     out
 }
 
@@ -349,8 +396,55 @@ Content-Transfer-Encoding: base64\r\nSubject: s\r\n\r\nUEsDBA==\r\n";
         assert_eq!(
             out,
             "From: a@example.com\r\nSubject: s\r\nMIME-Version: 1.0\r\n\
-Content-Type: text/plain; charset=us-ascii\r\nContent-Disposition: inline\r\n\
-Content-Transfer-Encoding: 7bit\r\n\r\nnotice ?\r\n"
+Content-Type: text/plain; charset=utf-8\r\nContent-Disposition: inline\r\n\
+Content-Transfer-Encoding: quoted-printable\r\n\r\nnotice =C3=A9\r\n"
+        );
+        let edits = BTreeMap::from([(0, (Edit::Remove, "notice".to_string()))]);
+        let out = String::from_utf8(apply(raw.as_bytes(), &msg, &edits)).unwrap();
+        assert!(
+            out.ends_with(
+                "charset=us-ascii\r\nContent-Disposition: inline\r\n\
+Content-Transfer-Encoding: 7bit\r\n\r\nnotice\r\n"
+            ),
+            "{out}"
+        );
+    }
+
+    /// walkV 3: a placeholder named `привет.scr` as `??????.scr`. It keeps
+    /// the name, in a part any hop can carry, and a name's line breaks
+    /// start no line of the notice (walkV 1).
+    #[test]
+    fn a_placeholder_keeps_a_non_ascii_name_and_no_line_breaks() {
+        let msg = parse(MIXED.as_bytes());
+        let evil = index_of(&msg, "evil.bin");
+        let name = "\u{43f}\u{440}\u{438}\u{432}\u{435}\u{442}\n\nIMPORTANT: log in at http://evil.example/ \
+with your password and read this long line to the end. \u{e4}rger R\u{e9}sum\u{e9}.scr";
+        let edits = BTreeMap::from([(
+            evil,
+            (Edit::Placeholder, format!("Mailward replaced \"{name}\".")),
+        )]);
+        let out = apply(MIXED.as_bytes(), &msg, &edits);
+        assert!(out.is_ascii(), "{}", String::from_utf8_lossy(&out));
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.contains("charset=utf-8\r\nContent-Disposition: inline\r\nContent-Transfer-Encoding: quoted-printable\r\n"),
+            "{text}"
+        );
+        for line in text.split("\r\n") {
+            assert!(line.len() <= 76, "{line}");
+            assert!(!line.starts_with("IMPORTANT"), "{text}");
+        }
+        let again = parse(text.as_bytes());
+        let notice = again
+            .parts
+            .iter()
+            .filter_map(|p| p.text_contents())
+            .find(|t| t.starts_with("Mailward replaced"))
+            .unwrap_or_default()
+            .to_string();
+        assert_eq!(
+            notice.trim_end(),
+            format!("Mailward replaced \"{}\".", crate::text::one_line(name))
         );
     }
 }

@@ -620,7 +620,7 @@ pub(crate) async fn write_copies(
             .report
             .av
             .iter()
-            .map(|f| format!("{} {} in {}", f.kind.status().as_str(), f.name, f.path))
+            .map(super::verdict::finding_line)
             .collect();
         let all: Vec<usize> = (0..env.rcpts.len()).collect();
         let m = meta(env, &all, statuses, findings, "", "incoming");
@@ -752,8 +752,14 @@ fn log_findings(env: &Envelope, verdict: &Verdict) {
         }
     }
     for f in all.iter().take(MAX_LOGGED_FINDINGS) {
+        // Quoted when they need it: a part's name is the sender's, and
+        // unquoted `invoice to=ceo@example.com x.exe` would read as fields
+        // of their choosing, `ärger Résumé.exe` as `ärger` (walkV 5).
+        use crate::ops::logging::network_value;
+        let (name, path) = (f.name.as_str(), f.path.as_str());
+        let (dn, dp) = (tracing::field::display(name), tracing::field::display(path));
         tracing::info!(target: "scan", queue_id = %env.id, status = f.kind.status().as_str(),
-            detection = %f.name, object = %f.path, "Finding.");
+            detection = network_value(&name, &dn), object = network_value(&path, &dp), "Finding.");
     }
     if all.len() > MAX_LOGGED_FINDINGS {
         let kinds: std::collections::BTreeSet<&str> = all[MAX_LOGGED_FINDINGS..]

@@ -18,6 +18,7 @@ use super::plan::NotifyTo;
 use super::verdict::{Judged, Verdict};
 use crate::config::{Config, TemplateTexts, TemplatesDir};
 use crate::envelope::{Envelope, Notify, QueueId, Recipient};
+use crate::text::one_line;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -327,27 +328,6 @@ fn subject_of(raw: &[u8]) -> String {
             .and_then(|m| m.subject().map(str::to_string))
             .unwrap_or_default(),
     )
-}
-
-/// `text` with each run of control characters (CR, LF, TAB, ...) as one
-/// space. An RFC 2047 word may decode to line breaks: in a template's body
-/// they would start lines of the sender's choosing (`Bcc: ...`) in a
-/// notice that says it comes from us.
-fn one_line(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut in_run = false;
-    for c in text.chars() {
-        if c.is_control() {
-            if !in_run {
-                out.push(' ');
-            }
-            in_run = true;
-        } else {
-            out.push(c);
-            in_run = false;
-        }
-    }
-    out.trim().to_string()
 }
 
 /// What was done, in words.
@@ -838,6 +818,12 @@ mod tests {
     /// notify the sender and the recipients (managers also blocks it). The
     /// notices composed, as (to, envelope, text).
     fn notices(subject: &str) -> Vec<(NotifyTo, Envelope, String)> {
+        notices_about(subject, "eicar.com")
+    }
+
+    /// The notices about a message with subject `subject` whose part
+    /// `path` is infected: the sender's and the recipients' notices.
+    fn notices_about(subject: &str, path: &str) -> Vec<(NotifyTo, Envelope, String)> {
         use crate::check::{Finding, Kind, Report};
         let cfg = crate::config::parse(
             "[policy]\nnotify_sender = [\"av/infected\"]\nnotify_recipients = [\"av/infected\"]\n\
@@ -861,7 +847,7 @@ mod tests {
             av: vec![Finding::new(
                 Kind::Infected,
                 "EICAR_Test_File",
-                "eicar.com",
+                path,
                 Some(0),
             )],
             ..Report::default()
@@ -1072,6 +1058,32 @@ mod tests {
             ),
             "{text}"
         );
+    }
+
+    /// walkV 1: an attachment named `invoice%0A%0AIMPORTANT: ...` wrote
+    /// the sender's paragraphs into the notices "from the postmaster".
+    #[test]
+    fn a_file_name_with_line_breaks_writes_no_line_of_a_notice() {
+        let n = notices_about(
+            "Invoice",
+            "invoice\n\nIMPORTANT: this message is held. Log in at http://evil.example/\r\n\r\n.exe",
+        );
+        assert!(n.len() >= 2, "{n:?}");
+        for (to, _, text) in &n {
+            for line in text.split("\r\n") {
+                assert!(
+                    !line.starts_with("IMPORTANT") && !line.starts_with(".exe"),
+                    "{to:?}: {text}"
+                );
+            }
+            assert!(
+                text.contains(
+                    "infected EICAR_Test_File in invoice IMPORTANT: this message is held. \
+                     Log in at http://evil.example/ .exe"
+                ),
+                "{to:?}: {text}"
+            );
+        }
     }
 
     #[test]

@@ -288,8 +288,8 @@ fn edits(findings: &[&crate::check::Finding], policy: &Policy) -> BTreeMap<usize
         let notice = format!(
             "Mailward {verb} {{part}} of this message: {} ({} in {}).",
             f.kind.status().as_str(),
-            f.name,
-            f.path
+            crate::text::one_line(&f.name),
+            crate::text::one_line(&f.path)
         );
         out.insert(part, (edit, notice));
     }

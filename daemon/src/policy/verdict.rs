@@ -39,7 +39,7 @@ impl Verdict {
         let mut lines: Vec<String> = self
             .report
             .findings_for(&j.partition.group, &j.partition.policy)
-            .map(|f| format!("{} {} in {}", f.kind.status().as_str(), f.name, f.path))
+            .map(finding_line)
             .collect();
         if let (true, Some(status), Some(e)) = (with_spam, j.plan.spam, self.report.spam.as_ref()) {
             if status != SpamStatus::Clean {
@@ -91,6 +91,21 @@ impl Verdict {
         let spam = self.groups.iter().find_map(|g| g.plan.spam);
         (av, spam)
     }
+}
+
+/// A finding as one line of a notice, a quarantine entry or an archive
+/// entry: `infected EICAR_Test_File in eicar.com`. The part's name and the
+/// detection come from the sender (a file name, an archive member's path,
+/// a parse error quoting them): control characters are flattened, so that
+/// a name like `invoice%0A%0AIMPORTANT: ...` cannot write lines of its own
+/// into a notice from the postmaster (walkV 1).
+pub fn finding_line(f: &Finding) -> String {
+    format!(
+        "{} {} in {}",
+        f.kind.status().as_str(),
+        crate::text::one_line(&f.name),
+        crate::text::one_line(&f.path)
+    )
 }
 
 /// The order of the AV statuses, least severe first (as the findings).
@@ -165,7 +180,7 @@ fn group_bytes(raw: &[u8], plan: &Plan) -> Vec<u8> {
                             .parts
                             .get(part)
                             .and_then(mail_parser::MimeHeaders::attachment_name)
-                            .map(|n| format!("\"{}\"", edit::ascii(n)))
+                            .map(|n| format!("\"{}\"", crate::text::one_line(n)))
                             .unwrap_or_else(|| format!("part {}", part + 1));
                         (part, (*e, notice.replace("{part}", &label)))
                     })
