@@ -1351,3 +1351,61 @@ fn a_file_name_writes_no_line_of_its_own_into_what_mailward_says() -> Result<()>
     });
     f.finish(|| gw.daemon.log())
 }
+
+/// walkV 2: a virus released from quarantine was archived (outgoing)
+/// without statuses, so `archive list --outgoing --status av/infected`,
+/// what an auditor asks, did not find it.
+#[test]
+fn a_released_virus_is_found_in_the_outgoing_archive_by_its_status() -> Result<()> {
+    let gw = Gateway::start("policy-release-archive", |c| {
+        c.set_list("policy", "quarantine", &["av/infected"])
+            .set_list("policy", "block", &["av/infected"])
+            .set("archive", "outgoing", "true")
+    })?;
+    let id = send(
+        gw.port(),
+        "alice@sender.test",
+        &["bob@example.com"],
+        &infected("release me")?,
+    )?;
+    let out = gw.daemon.cli_ok(&["quarantine", "release", &id])?;
+    let released = out
+        .split_whitespace()
+        .skip_while(|w| *w != "ID")
+        .nth(1)
+        .context("a queue ID in the release's answer")?
+        .to_string();
+    gw.sink.wait_for_count(1, DELIVERY_TIMEOUT)?;
+    let listed = wait_until("the released copy in the archive", DELIVERY_TIMEOUT, || {
+        let out = gw.daemon.cli_ok(&[
+            "archive",
+            "list",
+            "--json",
+            "--outgoing",
+            "--status",
+            "av/infected",
+        ])?;
+        Ok(out.contains(&released).then_some(out))
+    });
+    let listed = listed.with_context(|| {
+        format!(
+            "released as {released}; archive list --outgoing --json: {}",
+            gw.daemon
+                .cli_ok(&["archive", "list", "--json", "--outgoing"])
+                .unwrap_or_default()
+        )
+    })?;
+    let entry: serde_json::Value = serde_json::from_str(
+        listed
+            .lines()
+            .find(|l| l.contains(&released))
+            .unwrap_or_default(),
+    )?;
+    ensure!(
+        entry["statuses"]
+            .as_array()
+            .is_some_and(|s| s.iter().any(|v| v == "av/infected")),
+        "{entry}"
+    );
+    Ok(())
+}

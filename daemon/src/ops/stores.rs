@@ -242,6 +242,10 @@ pub async fn send_again(
     );
     env.rcpts = rcpts.iter().cloned().map(Recipient::new).collect();
     env.scanned = true;
+    // The outgoing archive's copy carries the entry's statuses, so that
+    // `archive list --outgoing --status av/infected` finds the virus an
+    // administrator let through (walkV 2).
+    env.statuses = entry.meta.statuses.clone();
     env.size = bytes.len() as u64;
     env.eight_bit = bytes.iter().any(|&b| b >= 0x80);
     env.added_headers = format!(
