@@ -598,3 +598,33 @@ fn reply_code(reply: &str) -> Response {
         Err(_) => Response::Reject,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::quiet_allowance;
+    use std::time::Duration;
+
+    /// walkX finding 2: the MTA is silent while its client uploads, so
+    /// the bound is a DATA phase of the largest message, not one command.
+    #[test]
+    fn the_quiet_bound_is_a_whole_data_phase_of_the_largest_message() {
+        let cfg = crate::config::parse("", "d.toml").unwrap();
+        // 10 min + 20 MiB at 500 octets/s.
+        assert_eq!(
+            quiet_allowance(&cfg),
+            Duration::from_secs(600 + 20 * 1024 * 1024 / 500)
+        );
+        assert!(
+            quiet_allowance(&cfg) > Duration::from_secs(300),
+            "smtpd_timeout"
+        );
+        let no_rate = crate::config::parse("[limits]\nmin_data_rate = 0\n", "r.toml").unwrap();
+        assert_eq!(quiet_allowance(&no_rate), Duration::from_secs(600));
+        let long_command = crate::config::parse(
+            "[limits]\nmin_data_rate = 0\n[timeouts]\ncommand = \"15m\"\n",
+            "c.toml",
+        )
+        .unwrap();
+        assert_eq!(quiet_allowance(&long_command), Duration::from_secs(900));
+    }
+}
