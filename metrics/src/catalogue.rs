@@ -194,6 +194,7 @@ pub enum StatId {
     BasesObsolete,
     SpoolWriteErrors,
     RawRecordsLost,
+    MaxFds,
 }
 
 pub const REJECT_REASONS: &[&str] = &[
@@ -1093,6 +1094,17 @@ pub static CATALOGUE: &[Stat] = &[
         Unit::Count,
         None,
         "Raw records the raw records file refused (a full disk, a directory the user may not write to; the log says why, \"Cannot write a raw record.\"): none left part of a line behind, and the other statistics still count their messages. mwRawRecentTable still shows them.",
+    ),
+    def(
+        StatId::MaxFds,
+        Resources,
+        52,
+        "mwMaxOpenFiles",
+        "process_max_fds",
+        Gauge,
+        Unit::Count,
+        None,
+        "The most file descriptors the process may open (its soft RLIMIT_NOFILE; LimitNOFILE= under systemd): when the open files come near it, new connections and spool files fail. 0 when unknown.",
     ),
 ];
 

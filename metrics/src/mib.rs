@@ -25,6 +25,13 @@ pub struct Revision {
 /// Objects are only ever added; none is renumbered or removed.
 pub const REVISIONS: &[Revision] = &[
     Revision {
+        date: "202612051954Z",
+        objects: 225,
+        description: "Added mwMaxOpenFiles: the most file descriptors the \
+            process may open, beside mwOpenFiles, so that running out of \
+            them can be seen coming.",
+    },
+    Revision {
         date: "202612051926Z",
         objects: 224,
         description: "Added mwConfigLastReloadSuccessful: whether the \

@@ -654,6 +654,7 @@ impl Stats {
         set(StatId::CpuSeconds, 0, proc.cpu_micros);
         set(StatId::ResidentMemory, 0, proc.rss_bytes);
         set(StatId::OpenFds, 0, proc.open_fds);
+        set(StatId::MaxFds, 0, proc.max_fds);
         set(StatId::StartTime, 0, self.start_time.max(0) as u64);
         set(
             StatId::StatsReset,

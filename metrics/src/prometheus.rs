@@ -88,6 +88,9 @@ pub fn families(snap: &Snapshot) -> Vec<MetricFamily> {
             Kind::Gauge => MetricType::GAUGE,
             Kind::Histogram => MetricType::HISTOGRAM,
         };
+        if let Some((_, name, help)) = STANDARD_TWINS.iter().find(|(id, _, _)| *id == s.id) {
+            out.push(family(name, help, kind, metrics.clone()));
+        }
         out.push(family(s.prom, s.help, kind, metrics));
     }
     for t in TOP_TABLES.iter().filter(|t| snap.is_enabled(t.category)) {
@@ -146,6 +149,15 @@ pub fn families(snap: &Snapshot) -> Vec<MetricFamily> {
     ));
     out
 }
+
+/// Statistics also exported under the name of the standard process
+/// collector (client_golang's, which generic rules and dashboards use), as
+/// a second rendering of the same figure: not a second statistic.
+pub const STANDARD_TWINS: &[(crate::catalogue::StatId, &str, &str)] = &[(
+    crate::catalogue::StatId::StartTime,
+    "process_start_time_seconds",
+    "When the daemon started (Unix time): mailward_start_time_seconds under the standard process collector's name.",
+)];
 
 /// The exposition text of a snapshot.
 pub fn render(snap: &Snapshot) -> Result<String, RenderError> {

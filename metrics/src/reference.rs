@@ -46,6 +46,18 @@ pub fn markdown() -> String {
         "| `mailward_build_info` | gauge | `version` | 1 | {} | `mwVersion` | Mailward's version; always 1. |",
         location(&[crate::snmp::ADMIN, &[1]].concat())
     );
+    // The same figure under the standard process collector's name.
+    for (id, prom, help) in crate::prometheus::STANDARD_TWINS {
+        let st = crate::catalogue::stat(*id);
+        let _ = writeln!(
+            s,
+            "| `{prom}` | {} |  | {} | {} | `{}` | {help} |",
+            st.kind.as_str(),
+            st.unit.as_str(),
+            location(&crate::snmp::base(crate::catalogue::place(st.id))),
+            st.name,
+        );
+    }
 
     s.push_str("\n## Reject reasons\n\n`mailward_messages_rejected_total` (`mwMessagesRejected`) counts \
         sessions and transactions refused in the SMTP session, once each. A transaction is one MAIL and \

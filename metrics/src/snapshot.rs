@@ -193,6 +193,14 @@ impl Snapshot {
                         ),
                     }
                 };
+                // A figure /metrics also shows under a standard name is
+                // in the file under both, as on /metrics.
+                for (_, twin, _) in crate::prometheus::STANDARD_TWINS
+                    .iter()
+                    .filter(|(id, _, _)| *id == s.id)
+                {
+                    section.insert(twin.to_string(), v.clone());
+                }
                 section.insert(s.prom.to_string(), v);
             }
             for t in TOP_TABLES.iter().filter(|t| enabled && t.category == cat) {

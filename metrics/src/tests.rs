@@ -781,3 +781,32 @@ fn a_raw_record_the_file_refused_is_counted_as_lost_not_written() {
     let json = stats.snapshot(&Gauges::default()).to_json();
     assert_eq!(json["raw"]["mailward_raw_records_lost_total"], 0, "{json}");
 }
+
+/// walkU finding 7: generic rules and dashboards read the standard process
+/// collector's process_start_time_seconds (restarts, uptime) and
+/// process_open_fds / process_max_fds (running out of files). The first is
+/// the model's start time under that name, the same value as
+/// mailward_start_time_seconds; the second is the process's own limit.
+#[test]
+fn the_standard_process_start_time_and_max_fds_are_exported() {
+    let stats = model();
+    let snap = stats.snapshot(&Gauges::default());
+    let text = prometheus::render(&snap).unwrap();
+    let start = sample(&text, "process_start_time_seconds");
+    assert!(start.is_some_and(|s| s > 0.0), "{text}");
+    assert_eq!(start, sample(&text, "mailward_start_time_seconds"));
+    assert!(
+        text.contains("# TYPE process_start_time_seconds gauge"),
+        "{text}"
+    );
+    let max = sample(&text, "process_max_fds").unwrap_or(0.0);
+    let open = sample(&text, "process_open_fds").unwrap_or(0.0);
+    assert!(max > 0.0 && open > 0.0 && open <= max, "{text}");
+    // The stats file has every /metrics name, the twin too.
+    let json = snap.to_json();
+    assert_eq!(
+        json["resources"]["process_start_time_seconds"],
+        json["resources"]["mailward_start_time_seconds"]
+    );
+    assert!(json["resources"]["process_max_fds"].as_u64() > Some(0));
+}
