@@ -490,6 +490,24 @@ recipients = [\"ip ten\"]
             "mailward.toml:13: group.bad.recipients: expected \"ip\" and a network like \"ip 10.0.0.0/8\", got \"ip ten\"",
         ]
     );
+    // walkV 4: two empty lists are no member either.
+    let p = problems("[group.empty]\nsenders = []\nrecipients = []\nblock = [\"av/all\"]\n");
+    assert_eq!(
+        p,
+        vec![
+            "mailward.toml:3: group.empty.recipients: the group's `senders` and `recipients` are \
+             both empty, so it never applies: give it a sender or a recipient, or remove the group"
+        ]
+    );
+    let p = problems("[group.empty]\nsenders = []\n");
+    assert!(
+        p.len() == 1 && p[0].starts_with("mailward.toml:2: group.empty.senders: "),
+        "{p:?}"
+    );
+    assert_eq!(
+        problems("[group.one]\nsenders = []\nrecipients = [\"a@example.com\"]\n"),
+        Vec::<String>::new()
+    );
     let c = parse(&text[..text.find("[group.nobody]").unwrap()], "x").unwrap();
     let vip = &c.group["vip"];
     assert_eq!(

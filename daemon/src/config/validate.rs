@@ -962,10 +962,27 @@ fn groups(ctx: &mut Ctx<'_>, raw: &BTreeMap<String, RawGroup>) -> BTreeMap<Strin
         }
         let senders = get_list!(ctx, p, g.senders, group_member).unwrap_or_default();
         let recipients = get_list!(ctx, p, g.recipients, group_member).unwrap_or_default();
+        // An empty list is no member either (walkV 4: `senders = []` and
+        // `recipients = []` passed, and the group never applied).
+        let no_member = |v: &Option<Value>| {
+            v.as_ref()
+                .is_none_or(|v| v.as_array().is_some_and(Vec::is_empty))
+        };
         if g.senders.is_none() && g.recipients.is_none() {
             ctx.report(
                 &p,
                 "a group needs `senders` or `recipients`, or it never applies",
+            );
+        } else if no_member(&g.senders) && no_member(&g.recipients) {
+            let key = if g.recipients.is_some() {
+                "recipients"
+            } else {
+                "senders"
+            };
+            ctx.report(
+                &p.key(key),
+                "the group's `senders` and `recipients` are both empty, so it never applies: \
+                 give it a sender or a recipient, or remove the group",
             );
         }
         let group = for_policy_keys!(read_policy_keys!(ctx, p, g, senders, recipients;));
