@@ -515,9 +515,17 @@ impl Delivery {
         } else {
             self.gw.spool.update(&env).await
         };
-        if let Err(e) = persisted {
-            tracing::error!(target: "delivery", queue_id = %env.id, error = %e,
-                "Cannot record the delivery state; after a restart the message may be delivered again.");
+        // What a restart would do differs: a message done would go again;
+        // one still waiting (perhaps not delivered at all, e.g. its DSN
+        // could not be spooled) only has this attempt made again (walkW 7).
+        match persisted {
+            Err(e) if decision.done => {
+                tracing::error!(target: "delivery", queue_id = %env.id, error = %e,
+                "Cannot record the delivery state; after a restart the message may be delivered again.")
+            }
+            Err(e) => tracing::error!(target: "delivery", queue_id = %env.id, error = %e,
+                "Cannot record the delivery state; after a restart the attempt may be made again."),
+            Ok(()) => {}
         }
         if decision.done {
             MessageRemoved {
