@@ -955,7 +955,7 @@ fn queue(cmd: QueueCommand) -> ExitCode {
                 config.config.as_deref(),
                 ids,
                 |id| Request::QueueRemove { id },
-                |id| out!("{id} removed."),
+                |id, _| out!("{id} removed."),
             )
         }
         QueueCommand::Hold { ids, config } => {
@@ -963,7 +963,7 @@ fn queue(cmd: QueueCommand) -> ExitCode {
                 config.config.as_deref(),
                 ids,
                 |id| Request::QueueHold { id },
-                |id| out!("{id} held: no delivery until `mailward queue release {id}`."),
+                |id, _| out!("{id} held: no delivery until `mailward queue release {id}`."),
             )
         }
         QueueCommand::Release { ids, config } => {
@@ -971,7 +971,13 @@ fn queue(cmd: QueueCommand) -> ExitCode {
                 config.config.as_deref(),
                 ids,
                 |id| Request::QueueRelease { id },
-                |id| out!("{id} released: it is tried now."),
+                |id, data| {
+                    if data.get("past_lifetime").and_then(|v| v.as_bool()) == Some(true) {
+                        out!("{id} released: it is tried now, once: it is older than timeouts.max_queue_lifetime, so a failure bounces it.")
+                    } else {
+                        out!("{id} released: it is tried now.")
+                    }
+                },
             )
         }
     };
@@ -1066,7 +1072,7 @@ fn queue_each(
     path: Option<&Path>,
     ids: &[String],
     request: impl Fn(String) -> Request,
-    done: impl Fn(&str),
+    done: impl Fn(&str, &serde_json::Value),
 ) -> ExitCode {
     let mut all = Vec::new();
     for id in ids {
@@ -1098,7 +1104,7 @@ fn queue_each(
     let mut status = ExitCode::SUCCESS;
     for id in all {
         match rt.block_on(admin::call(&socket, &request(id.clone()))) {
-            Ok(_) => done(&id),
+            Ok(data) => done(&id, &data),
             Err(e) => {
                 eprintln!("mailward: {e}");
                 status = ExitCode::from(e.exit_code());

@@ -748,6 +748,43 @@ fn queue_hold_and_release_take_several_ids_and_standard_input() -> Result<()> {
     Ok(())
 }
 
+/// walkP 15: a held message keeps its age; released past
+/// max_queue_lifetime, its next attempt bounces it, and the release said
+/// only "it is tried now".
+#[test]
+fn releasing_a_message_past_its_lifetime_says_this_try_is_its_last() -> Result<()> {
+    let dir = TestDir::new("release-old")?;
+    let dsn_sink = Sink::start(dir.path(), "dsn-sink")?;
+    let next_hop_port = free_port(); // down: the message waits
+    let cfg =
+        config(&dir, next_hop_port, &dsn_sink).set_str("timeouts", "max_queue_lifetime", "2s");
+    let daemon = Daemon::start(&cfg)?;
+    let id = send(&daemon, &["carol@example.com"])?;
+    // The first attempt may be under way: hold once it is over.
+    wait_until("the message to be held", Duration::from_secs(30), || {
+        Ok(daemon
+            .cli(&["queue", "hold", &id])?
+            .status
+            .success()
+            .then_some(()))
+    })?;
+    std::thread::sleep(Duration::from_secs(3));
+    let released = daemon.queue_cli_ok(&["queue", "release", &id])?;
+    ensure!(
+        released.contains(&format!(
+            "{id} released: it is tried now, once: it is older than timeouts.max_queue_lifetime, so a failure bounces it."
+        )),
+        "queue release: {released}"
+    );
+    let bounces = dsn_sink.wait_for_count(1, DELIVERY_TIMEOUT)?;
+    ensure!(
+        bounces[0].body().contains("carol@example.com"),
+        "the bounce names the recipient: {}",
+        bounces[0].body()
+    );
+    Ok(())
+}
+
 /// Fills the file system of `path`'s directory with a file at `path`,
 /// until a write fails for space (another process on the spool's disk).
 fn fill_disk(path: &std::path::Path) -> Result<()> {

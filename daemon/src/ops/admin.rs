@@ -731,6 +731,7 @@ async fn hold_or_release(gw: &Gateway, id: &str, hold: bool) -> Response {
     // spool's own copy of the envelope either (compaction writes that copy
     // forward, and a restart would then apply the change after all).
     let recorded = gw.spool.update_or_nothing(&pending.after).await;
+    let received_at = pending.after.received_at;
     pending.settle(recorded.is_ok());
     if let Err(e) = recorded {
         return err(format!(
@@ -742,7 +743,11 @@ async fn hold_or_release(gw: &Gateway, id: &str, hold: bool) -> Response {
         ok(serde_json::json!({ "held": id.0 }))
     } else {
         tracing::info!(target: "admin", queue_id = %id, "Message released by an administrator; it is due now.");
-        ok(serde_json::json!({ "released": id.0 }))
+        // A held message keeps its age (walkP 15): past its lifetime, the
+        // attempt now is its last, and the administrator is told so.
+        let lifetime = gw.config().timeouts.max_queue_lifetime.get().as_secs() as i64;
+        let age = chrono::Utc::now().timestamp() - received_at;
+        ok(serde_json::json!({ "released": id.0, "past_lifetime": age > lifetime }))
     }
 }
 
