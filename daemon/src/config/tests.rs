@@ -91,6 +91,7 @@ fn absent_keys_take_the_defaults_of_default_toml() {
     assert_eq!(empty.agentx, default.agentx);
     assert_eq!(empty.metrics, default.metrics);
     assert_eq!(empty.log, default.log);
+    assert_eq!(empty.milter, default.milter);
     // Without [[route]] everything goes by MX; groups are only what is written.
     assert!(empty.route.is_empty());
     assert!(empty.group.is_empty());

@@ -1277,7 +1277,7 @@ fn milter(ctx: &mut Ctx<'_>, raw: &RawMilter) -> Milter {
     };
     Milter {
         listen: get!(ctx, p, raw.listen, listen).flatten(),
-        max_connections: get!(ctx, p, raw.max_connections, max).unwrap_or(64),
+        max_connections: get!(ctx, p, raw.max_connections, max).unwrap_or(128),
     }
 }
 
