@@ -337,6 +337,7 @@ impl Gateway {
             agentx_errors: subagent.as_ref().map_or(0, |h| h.errors),
             snmp_notifications_dropped: subagent.as_ref().map_or(0, |h| h.notifications_dropped),
             spool_reclaimable_bytes: self.spool.reclaimable(),
+            spool_damaged_kept_bytes: self.spool.damaged_kept().map_or(0, |d| d.kept_bytes),
             stress_mode: self.under_stress(&self.config()),
             quarantine: self.stores.quarantine.totals(),
             archive: [

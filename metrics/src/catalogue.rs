@@ -195,6 +195,8 @@ pub enum StatId {
     SpoolWriteErrors,
     RawRecordsLost,
     MaxFds,
+    MilterSlotsFull,
+    SpoolDamagedKeptBytes,
 }
 
 pub const REJECT_REASONS: &[&str] = &[
@@ -950,7 +952,7 @@ pub static CATALOGUE: &[Stat] = &[
         Counter,
         Unit::Count,
         Some(("reason", MILTER_ERRORS)),
-        "Milter connections closed on an error, by reason: malformed (not the milter protocol, or no common protocol in the negotiation), idle (no command within timeouts.command), io (the socket failed). The MTA applies its milter_default_action to what was under way.",
+        "Milter connections closed on an error, by reason: malformed (not the milter protocol, or no common protocol in the negotiation), idle (nothing from the MTA within timeouts.data plus limits.max_message_size at limits.min_data_rate, at least timeouts.command), io (the socket failed). The MTA applies its milter_default_action to what was under way.",
     ),
     def(
         StatId::AgentxRegistered,
@@ -1105,6 +1107,28 @@ pub static CATALOGUE: &[Stat] = &[
         Unit::Count,
         None,
         "The most file descriptors the process may open (its soft RLIMIT_NOFILE; LimitNOFILE= under systemd): when the open files come near it, new connections and spool files fail. 0 when unknown.",
+    ),
+    def(
+        StatId::MilterSlotsFull,
+        Resources,
+        53,
+        "mwMilterSlotsFull",
+        "mailward_milter_slots_full_total",
+        Counter,
+        Unit::Count,
+        None,
+        "Times every milter connection slot ([milter] max_connections) was taken: the MTA's next connection then waits until one ends, and Postfix gives up on it after milter_command_timeout with its milter_default_action (tempfail: 451 to the SMTP client). Any increase: raise max_connections to the process limit of every smtpd that uses the milter.",
+    ),
+    def(
+        StatId::SpoolDamagedKeptBytes,
+        Resources,
+        54,
+        "mwSpoolDamagedKeptOctets",
+        "mailward_spool_damaged_kept_bytes",
+        Gauge,
+        Unit::Bytes,
+        None,
+        "Delivered mail the spool keeps because a damaged segment's note (damaged-N in the spool directory) holds its reclamation back; 0 when no note does. Not 0: the disk fills with delivered mail until the damaged file is salvaged or moved aside (mailward status says how).",
     ),
 ];
 

@@ -243,6 +243,9 @@ pub enum Event<'a> {
     },
     /// The MTA opened a milter connection.
     MilterConnectionOpened,
+    /// Every milter connection slot was found taken (the MTA's next
+    /// connection waits).
+    MilterSlotsFull,
     /// A milter connection ended, on an error or not.
     MilterConnectionClosed {
         error: Option<MilterError>,

@@ -25,6 +25,15 @@ pub struct Revision {
 /// Objects are only ever added; none is renumbered or removed.
 pub const REVISIONS: &[Revision] = &[
     Revision {
+        date: "202612052015Z",
+        objects: 227,
+        description: "Added mwMilterSlotsFull (times every milter connection \
+            slot was taken) and mwSpoolDamagedKeptOctets (delivered mail a \
+            damaged segment's note keeps from being reclaimed). The idle \
+            reason of mwMilterConnectionErrors now reads the bound the \
+            milter applies since this revision.",
+    },
+    Revision {
         date: "202612051954Z",
         objects: 225,
         description: "Added mwMaxOpenFiles: the most file descriptors the \

@@ -84,6 +84,9 @@ pub struct Gauges {
     /// Failed spool writes since start (the spool's writer keeps the
     /// count).
     pub spool_write_errors: u64,
+    /// Delivered mail the spool keeps because a damaged segment's note
+    /// holds its reclamation back.
+    pub spool_damaged_kept_bytes: u64,
     /// Failed rotations of the log file (the logger keeps the count; the
     /// raw records file's are the model's own).
     pub log_rotation_failures: u64,
@@ -336,6 +339,7 @@ impl Stats {
             Event::SessionClosed { direction } => {
                 self.sub(StatId::Sessions, (*direction == Direction::Out) as usize)
             }
+            Event::MilterSlotsFull => self.add(StatId::MilterSlotsFull, 0, 1),
             Event::MilterConnectionOpened => {
                 self.add(StatId::MilterConnectionsOpened, 0, 1);
                 self.add(StatId::MilterConnections, 0, 1);
@@ -643,6 +647,11 @@ impl Stats {
             gauges.spool_reclaimable_bytes,
         );
         set(StatId::StressMode, 0, gauges.stress_mode as u64);
+        set(
+            StatId::SpoolDamagedKeptBytes,
+            0,
+            gauges.spool_damaged_kept_bytes,
+        );
         set(StatId::QuarantineMessages, 0, gauges.quarantine.0);
         set(StatId::QuarantineBytes, 0, gauges.quarantine.1);
         for (i, (n, b)) in gauges.archive.iter().enumerate() {

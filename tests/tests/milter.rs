@@ -627,6 +627,16 @@ fn every_milter_slot_taken_is_logged_and_shown_by_status() -> Result<()> {
         log.matches("Every milter connection slot is taken").count() == 1,
         "once a minute at most:\n{log}"
     );
+    // But each time is counted, for an alert (mailward_milter_slots_full_total).
+    let stats: serde_json::Value =
+        serde_json::from_str(&daemon.cli_ok(&["stats", "show", "--json"])?)?;
+    ensure!(
+        stats["resources"]["mailward_milter_slots_full_total"]
+            .as_u64()
+            .is_some_and(|n| n >= 2),
+        "both times every slot was taken are counted: {}",
+        stats["resources"]
+    );
     drop(again);
     Ok(())
 }

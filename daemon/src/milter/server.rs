@@ -93,6 +93,7 @@ pub async fn serve(gw: Arc<Gateway>, listener: Listener, grace: Duration) {
                 // ends: its SMTP client waits, and Postfix gives up after
                 // milter_command_timeout with milter_default_action
                 // (walkX finding 3: this was silent).
+                gw.stats.record(&mailward_metrics::Event::MilterSlotsFull);
                 if warned.is_none_or(|t| t.elapsed() >= FULL_WARN_EVERY) {
                     warned = Some(tokio::time::Instant::now());
                     tracing::warn!(target: "smtp", max_connections = max,
