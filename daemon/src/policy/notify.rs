@@ -1126,6 +1126,79 @@ mod tests {
         );
     }
 
+    /// walkV 7 and 13: the recipient's notice said "your administrator
+    /// can help" for a message kept nowhere, and for one in their mailbox.
+    #[test]
+    fn a_recipient_notice_says_what_is_left_of_the_message() {
+        let n = notices("Invoice 4711");
+        let to_recipients: Vec<&String> = n
+            .iter()
+            .filter(|(to, _, _)| *to == NotifyTo::Recipients)
+            .map(|(_, _, t)| t)
+            .collect();
+        assert_eq!(to_recipients.len(), 2, "{n:?}");
+        let mut kept_nowhere = 0;
+        for text in to_recipients {
+            if text.contains("a copy is kept in quarantine") {
+                assert!(text.contains("your administrator can help"), "{text}");
+            } else if text.contains("Action:     delivered\r\n") {
+                assert!(
+                    text.contains("It was delivered to you as it was sent"),
+                    "{text}"
+                );
+            } else {
+                kept_nowhere += 1;
+                assert!(text.contains("blocked (not delivered)"), "{text}");
+                assert!(!text.contains("administrator can help"), "{text}");
+                assert!(
+                    text.contains("\r\nNo copy of it was kept: if you need it, ask the sender"),
+                    "{text}"
+                );
+            }
+        }
+        assert_eq!(kept_nowhere, 1, "managers' block, not quarantined");
+        // Delivered unchanged (action pass): it is in their mailbox.
+        use crate::check::{Finding, Kind, Report};
+        let cfg =
+            crate::config::parse("[policy]\nnotify_recipients = [\"av/all\"]\n", "t.toml").unwrap();
+        let mut env = Envelope::new(
+            QueueId::generate(),
+            "192.0.2.1".parse().unwrap(),
+            "client.test".into(),
+            "me@other.example".into(),
+        );
+        env.rcpts = vec![Recipient::new("user@example.com".into())];
+        let report = Report {
+            av_checked: true,
+            av: vec![Finding::new(
+                Kind::Protected,
+                "encrypted",
+                "a.zip/doc.txt",
+                Some(0),
+            )],
+            ..Report::default()
+        };
+        let verdict =
+            Verdict::from_report(report, super::super::partition(&cfg, &env), false, false);
+        let mut records = Vec::new();
+        let n = super::super::execute::compose_notifications(
+            &cfg,
+            &env,
+            b"Subject: s\r\n\r\nx\r\n",
+            &verdict,
+            &mut records,
+        );
+        assert_eq!(n.len(), 1);
+        let text = String::from_utf8_lossy(records[0].data.as_deref().map_or(&[][..], |d| &d[..]))
+            .into_owned();
+        assert!(text.contains("Action:     delivered\r\n"), "{text}");
+        assert!(
+            text.contains("\r\nIt was delivered to you as it was sent"),
+            "{text}"
+        );
+        assert!(!text.contains("administrator can help"), "{text}");
+    }
+
     /// walkV 1: an attachment named `invoice%0A%0AIMPORTANT: ...` wrote
     /// the sender's paragraphs into the notices "from the postmaster".
     #[test]
