@@ -924,6 +924,32 @@ fn a_notify_templates_dir_that_is_missing_or_a_file_is_named_with_the_reason() {
     );
 }
 
+/// walkV 12: a relative `notify_templates` was read from the current
+/// directory: check-config in /etc/mailward found it, the daemon in / did
+/// not. It is the configuration file's directory, as for `file:` globs.
+#[test]
+fn a_relative_notify_templates_is_beside_the_configuration_file() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("t1")).unwrap();
+    std::fs::write(
+        dir.path().join("t1").join("recipients.txt"),
+        "Subject: Beside the file\n\nbody\n",
+    )
+    .unwrap();
+    let origin = dir.path().join("rel.toml");
+    let text = "[group.rel]\nrecipients = [\"*@rel.example\"]\nnotify_templates = \"t1\"\n";
+    let c = parse(text, &origin.display().to_string()).unwrap();
+    let t = c.group["rel"].notify_templates.as_ref().unwrap();
+    assert_eq!(t.dir, dir.path().join("t1").display().to_string());
+    assert!(
+        t.texts
+            .get("recipients.txt")
+            .is_some_and(|x| x.starts_with("Subject: Beside the file")),
+        "{:?}",
+        t.texts.keys().collect::<Vec<_>>()
+    );
+}
+
 #[test]
 fn a_file_this_user_may_not_read_says_who_reads_and_what_to_do() {
     // walkF: "FILE:0: cannot read the configuration: Permission denied"

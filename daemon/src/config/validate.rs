@@ -1359,6 +1359,24 @@ pub fn build(ctx: &mut Ctx<'_>, raw: &RawConfig) -> Config {
 /// again): a syntax error, an unknown variable or a template that cannot
 /// be rendered is reported as TEMPLATE:LINE: problem.
 fn templates(ctx: &mut Ctx<'_>, config: &mut Config) {
+    // A relative directory is the configuration file's, as `file:` globs
+    // are: the daemon runs in / under systemd, where a check-config run in
+    // /etc/mailward had found it (walkV 12).
+    let base = std::path::absolute(ctx.origin)
+        .ok()
+        .and_then(|p| p.parent().map(Path::to_path_buf))
+        .unwrap_or_default();
+    let resolve = |t: &mut TemplatesDir| {
+        if !t.dir.is_empty() && Path::new(&t.dir).is_relative() {
+            t.dir = base.join(&t.dir).display().to_string();
+        }
+    };
+    resolve(&mut config.policy.notify_templates);
+    for g in config.group.values_mut() {
+        if let Some(t) = g.notify_templates.as_mut() {
+            resolve(t);
+        }
+    }
     let mut dirs: Vec<(KeyPath, String)> = vec![(
         KeyPath::root("policy").key("notify_templates"),
         config.policy.notify_templates.dir.clone(),
