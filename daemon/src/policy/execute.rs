@@ -754,7 +754,7 @@ fn log_findings(env: &Envelope, verdict: &Verdict) {
     for f in all.iter().take(MAX_LOGGED_FINDINGS) {
         // Quoted when they need it: a part's name is the sender's, and
         // unquoted `invoice to=ceo@example.com x.exe` would read as fields
-        // of their choosing, `ärger Résumé.exe` as `ärger` (walkV 5).
+        // of their choosing (walkV 5).
         use crate::ops::logging::network_value;
         let (name, path) = (f.name.as_str(), f.path.as_str());
         let (dn, dp) = (tracing::field::display(name), tracing::field::display(path));
