@@ -1031,16 +1031,11 @@ mod tests {
         assert!(!texts[1].contains("user@example.com"), "{}", texts[1]);
     }
 
-    /// A sender's notice about an infected spam states the virus, never
-    /// the spam verdict (walkI 1).
-    #[test]
-    fn a_sender_notice_never_states_a_spam_status() {
-        use crate::check::{Finding, Kind, Report};
-        let cfg = crate::config::parse(
-            "[policy]\nnotify_sender = [\"av/infected\"]\nblock = [\"as/blacklisted\"]\n",
-            "t.toml",
-        )
-        .unwrap();
+    /// The one notice that the configuration `toml` sends about a message
+    /// from me@other.example to user@example.com whose checks found
+    /// `report`.
+    fn the_one_notice(toml: &str, report: crate::check::Report) -> String {
+        let cfg = crate::config::parse(toml, "t.toml").unwrap();
         let mut env = Envelope::new(
             QueueId::generate(),
             "192.0.2.1".parse().unwrap(),
@@ -1048,15 +1043,6 @@ mod tests {
             "me@other.example".into(),
         );
         env.rcpts = vec![Recipient::new("user@example.com".into())];
-        let report = Report {
-            av_checked: true,
-            av: vec![Finding::new(Kind::Infected, "EICAR", "eicar.com", Some(0))],
-            spam: Some(crate::check::spam::Evidence {
-                blacklisted: Some("sender *@other.example".into()),
-                ..Default::default()
-            }),
-            ..Report::default()
-        };
         let verdict =
             Verdict::from_report(report, super::super::partition(&cfg, &env), false, false);
         let mut records = Vec::new();
@@ -1068,8 +1054,26 @@ mod tests {
             &mut records,
         );
         assert_eq!(n.len(), 1);
-        let text = String::from_utf8_lossy(records[0].data.as_deref().map_or(&[][..], |d| &d[..]))
-            .into_owned();
+        String::from_utf8_lossy(records[0].data.as_deref().map_or(&[][..], |d| &d[..])).into_owned()
+    }
+
+    /// A sender's notice about an infected spam states the virus, never
+    /// the spam verdict (walkI 1).
+    #[test]
+    fn a_sender_notice_never_states_a_spam_status() {
+        use crate::check::{Finding, Kind, Report};
+        let text = the_one_notice(
+            "[policy]\nnotify_sender = [\"av/infected\"]\nblock = [\"as/blacklisted\"]\n",
+            Report {
+                av_checked: true,
+                av: vec![Finding::new(Kind::Infected, "EICAR", "eicar.com", Some(0))],
+                spam: Some(crate::check::spam::Evidence {
+                    blacklisted: Some("sender *@other.example".into()),
+                    ..Default::default()
+                }),
+                ..Report::default()
+            },
+        );
         assert!(text.contains("Result:     av/infected\r\n"), "{text}");
         assert!(
             text.contains("Action:     blocked (not delivered)\r\n"),
@@ -1083,38 +1087,19 @@ mod tests {
     #[test]
     fn a_sender_notice_about_a_message_delivered_as_sent_says_so() {
         use crate::check::{Finding, Kind, Report};
-        let cfg =
-            crate::config::parse("[policy]\nnotify_sender = [\"av/all\"]\n", "t.toml").unwrap();
-        let mut env = Envelope::new(
-            QueueId::generate(),
-            "192.0.2.1".parse().unwrap(),
-            "client.test".into(),
-            "me@other.example".into(),
+        let text = the_one_notice(
+            "[policy]\nnotify_sender = [\"av/all\"]\n",
+            Report {
+                av_checked: true,
+                av: vec![Finding::new(
+                    Kind::Protected,
+                    "encrypted",
+                    "a.zip/doc.txt",
+                    Some(0),
+                )],
+                ..Report::default()
+            },
         );
-        env.rcpts = vec![Recipient::new("user@example.com".into())];
-        let report = Report {
-            av_checked: true,
-            av: vec![Finding::new(
-                Kind::Protected,
-                "encrypted",
-                "a.zip/doc.txt",
-                Some(0),
-            )],
-            ..Report::default()
-        };
-        let verdict =
-            Verdict::from_report(report, super::super::partition(&cfg, &env), false, false);
-        let mut records = Vec::new();
-        let n = super::super::execute::compose_notifications(
-            &cfg,
-            &env,
-            b"Subject: s\r\n\r\nx\r\n",
-            &verdict,
-            &mut records,
-        );
-        assert_eq!(n.len(), 1);
-        let text = String::from_utf8_lossy(records[0].data.as_deref().map_or(&[][..], |d| &d[..]))
-            .into_owned();
         assert!(text.contains("Action:     delivered\r\n"), "{text}");
         assert!(!text.contains("not delivered as sent"), "{text}");
         assert!(!text.contains("may not have received"), "{text}");
@@ -1159,38 +1144,19 @@ mod tests {
         assert_eq!(kept_nowhere, 1, "managers' block, not quarantined");
         // Delivered unchanged (action pass): it is in their mailbox.
         use crate::check::{Finding, Kind, Report};
-        let cfg =
-            crate::config::parse("[policy]\nnotify_recipients = [\"av/all\"]\n", "t.toml").unwrap();
-        let mut env = Envelope::new(
-            QueueId::generate(),
-            "192.0.2.1".parse().unwrap(),
-            "client.test".into(),
-            "me@other.example".into(),
+        let text = the_one_notice(
+            "[policy]\nnotify_recipients = [\"av/all\"]\n",
+            Report {
+                av_checked: true,
+                av: vec![Finding::new(
+                    Kind::Protected,
+                    "encrypted",
+                    "a.zip/doc.txt",
+                    Some(0),
+                )],
+                ..Report::default()
+            },
         );
-        env.rcpts = vec![Recipient::new("user@example.com".into())];
-        let report = Report {
-            av_checked: true,
-            av: vec![Finding::new(
-                Kind::Protected,
-                "encrypted",
-                "a.zip/doc.txt",
-                Some(0),
-            )],
-            ..Report::default()
-        };
-        let verdict =
-            Verdict::from_report(report, super::super::partition(&cfg, &env), false, false);
-        let mut records = Vec::new();
-        let n = super::super::execute::compose_notifications(
-            &cfg,
-            &env,
-            b"Subject: s\r\n\r\nx\r\n",
-            &verdict,
-            &mut records,
-        );
-        assert_eq!(n.len(), 1);
-        let text = String::from_utf8_lossy(records[0].data.as_deref().map_or(&[][..], |d| &d[..]))
-            .into_owned();
         assert!(text.contains("Action:     delivered\r\n"), "{text}");
         assert!(
             text.contains("\r\nIt was delivered to you as it was sent"),
