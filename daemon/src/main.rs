@@ -376,6 +376,7 @@ fn archive(cmd: ArchiveCommand) -> ExitCode {
         ArchiveCommand::Send {
             id,
             to,
+            again,
             which: w,
             config,
         } => (
@@ -384,6 +385,7 @@ fn archive(cmd: ArchiveCommand) -> ExitCode {
                 id: id.clone(),
                 direction: which(w),
                 to: to.clone(),
+                again: *again,
             },
         ),
         ArchiveCommand::Remove {
@@ -430,11 +432,28 @@ fn archive(cmd: ArchiveCommand) -> ExitCode {
             });
         }
         ArchiveCommand::Show { raw, .. } => print_entry(&data, raw),
-        ArchiveCommand::Send { .. } => out!(
-            "Sent {} again as queue ID {}.",
-            data["id"].as_str().unwrap_or("?"),
-            data["queue_id"].as_str().unwrap_or("?")
-        ),
+        ArchiveCommand::Send { .. } => {
+            // walkV 10: an incoming copy of an infected message went out
+            // unchecked without a word.
+            if let Some(s) = data["unsafe_statuses"].as_array().filter(|s| !s.is_empty()) {
+                let s: Vec<&str> = s.iter().filter_map(|v| v.as_str()).collect();
+                eprintln!(
+                    "mailward: warning: {} carries {}: it was sent as archived, without a check",
+                    data["id"].as_str().unwrap_or("?"),
+                    s.join(", ")
+                );
+            }
+            let to: Vec<&str> = data["to"]
+                .as_array()
+                .map(|t| t.iter().filter_map(|v| v.as_str()).collect())
+                .unwrap_or_default();
+            out!(
+                "Sent {} again as queue ID {} to {}.",
+                data["id"].as_str().unwrap_or("?"),
+                data["queue_id"].as_str().unwrap_or("?"),
+                to.join(", ")
+            )
+        }
         ArchiveCommand::Remove { id, .. } => out!("{id} removed."),
         ArchiveCommand::Purge { .. } => {
             out!(

@@ -822,6 +822,31 @@ fn the_archive_keeps_what_came_in_and_what_went_out() -> Result<()> {
         "the outgoing copy was sent: {}",
         sent.message
     );
+    // walkV 10: a second send to the same address is a second delivery:
+    // refused unless --again says so, as for a quarantine release.
+    let send = [
+        "archive",
+        "send",
+        id.as_str(),
+        "--outgoing",
+        "--to",
+        "legal@example.com",
+    ];
+    let out = gw.daemon.cli(&send)?;
+    let err = String::from_utf8_lossy(&out.stderr);
+    ensure!(
+        !out.status.success()
+            && err.contains(&format!("{id} was already sent"))
+            && err.contains("give --again"),
+        "a second send is refused: {:?} {err}",
+        out.status.code()
+    );
+    let again = gw.daemon.cli_ok(&[&send[..], &["--again"]].concat())?;
+    ensure!(
+        again.contains("again as queue ID") && again.contains("to legal@example.com."),
+        "archive send --again: {again}"
+    );
+    gw.sink.wait_for_count(3, DELIVERY_TIMEOUT)?;
     gw.daemon
         .cli_ok(&["archive", "purge", "--older-than", "1d"])?;
     Ok(())

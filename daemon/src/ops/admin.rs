@@ -289,6 +289,9 @@ pub enum Request {
         id: String,
         direction: Option<Direction>,
         to: Option<String>,
+        /// Send it even to recipients it was sent to before.
+        #[serde(default)]
+        again: bool,
     },
     ArchiveRemove {
         id: String,
@@ -553,21 +556,18 @@ async fn handle(gw: &Gateway, req: Request) -> Response {
             };
             answer(stores::show(&store, id).await)
         }
-        Request::ArchiveSend { id, direction, to } => {
+        Request::ArchiveSend {
+            id,
+            direction,
+            to,
+            again,
+        } => {
             let (store, d) = match stores::archive_of(gw, &id, direction) {
                 Ok(found) => found,
                 Err(e) => return err(e),
             };
             let what = format!("archive {}", d.as_str());
-            answer(
-                stores::send_again(gw, &store, id.clone(), to, &what)
-                    .await
-                    .map(|(q, to)| {
-                        tracing::info!(target: "admin", store = store.what(), archive_id = %id,
-                            queue_id = %q, to = %to.join(","), "Archived message sent again.");
-                        serde_json::json!({ "id": id, "queue_id": q.0, "to": to })
-                    }),
-            )
+            answer(stores::send_archived(gw, &store, id, to, again, &what).await)
         }
         Request::ArchiveRemove { id, direction } => {
             let (store, _) = match stores::archive_of(gw, &id, direction) {

@@ -329,7 +329,7 @@ pub enum ArchiveCommand {
     },
     /// Queues an archived message again, for its recipients or --to.
     #[command(
-        after_help = "Both copies of a message have its ID: say which with --incoming (as received: without the policy's changes, unfiltered, for all its original recipients, even those the policy blocked it for) or --outgoing (as delivered); without either, an ID in both archives is refused.\n\nExample:\n  mailward archive send 1A22E10E77891C7A --outgoing --to legal@example.com --config mailward.toml"
+        after_help = "Both copies of a message have its ID: say which with --incoming (as received: without the policy's changes, unfiltered, for all its original recipients, even those the policy blocked it for) or --outgoing (as delivered); without either, an ID in both archives is refused.\nThe message is sent without a check: a copy whose statuses say a virus or a filtered part is sent with a warning. A send to recipients it was sent to before is refused unless --again says to send it once more (a copy --to someone else is not).\n\nExample:\n  mailward archive send 1A22E10E77891C7A --outgoing --to legal@example.com --config mailward.toml"
     )]
     Send {
         /// The entry ID (from `list`: the queue ID, maybe with a .N suffix).
@@ -339,6 +339,9 @@ pub enum ArchiveCommand {
         /// (user@example.com; no lists, no null address).
         #[arg(long, value_name = "ADDRESS", value_parser = address)]
         to: Option<String>,
+        /// Sends it even to recipients it was sent to before.
+        #[arg(long)]
+        again: bool,
         #[command(flatten)]
         which: WhichArchive,
         #[command(flatten)]

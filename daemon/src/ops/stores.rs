@@ -275,33 +275,10 @@ pub async fn release(
 ) -> Result<serde_json::Value, String> {
     let store = gw.stores.quarantine.clone();
     if !again {
-        let (s, entry_id) = (store.clone(), id.clone());
-        let entry = blocking(move || s.entry(&entry_id)).await?;
-        let target = match to.as_deref().map(forward_path).transpose()? {
-            Some(a) => vec![a],
-            None => entry.meta.recipients.clone(),
-        };
-        // A copy for someone else (an analyst) is not a second delivery.
-        let to_them = |r: &&Released| {
-            r.to.iter()
-                .any(|a| target.iter().any(|t| t.eq_ignore_ascii_case(a)))
-        };
-        let before: Vec<&Released> = entry.released.iter().filter(to_them).collect();
-        if let Some(last) = before.last() {
-            return Err(already_released(&id, last, before.len()));
-        }
+        not_sent_before(&store, &id, to.as_deref(), "released").await?;
     }
     let (queue_id, rcpts) = send_again(gw, &store, id.clone(), to, "quarantine").await?;
-    let record = Released {
-        at: chrono::Utc::now().timestamp(),
-        queue_id: queue_id.0.clone(),
-        to: rcpts.clone(),
-    };
-    let (s, entry_id) = (store.clone(), id.clone());
-    if let Err(e) = blocking(move || s.released(&entry_id, record)).await {
-        tracing::warn!(target: "admin", quarantine_id = %id, error = %e,
-            "Released, but the release could not be noted in the entry.");
-    }
+    note_sent(&store, &id, &queue_id, &rcpts).await;
     QuarantineReleased {
         entry: &id,
         queue_id: &queue_id,
@@ -326,10 +303,82 @@ pub async fn release(
     Ok(answer)
 }
 
-/// Why a second release to the same recipients is refused: each release
-/// is a delivery (two administrators answering the same ticket, a command
-/// from the shell history would deliver a virus twice).
-fn already_released(id: &str, last: &Released, times: usize) -> String {
+/// Refuses a second send of entry `id` to recipients it was sent to (its
+/// own, or `to`): each is a delivery (two administrators answering the
+/// same ticket, a command from the shell history would deliver a virus
+/// twice). A copy for someone else (an analyst) is not a second delivery.
+/// `done` names the send ("released", "sent").
+async fn not_sent_before(
+    store: &Arc<Store>,
+    id: &str,
+    to: Option<&str>,
+    done: &str,
+) -> Result<(), String> {
+    let (s, entry_id) = (store.clone(), id.to_string());
+    let entry = blocking(move || s.entry(&entry_id)).await?;
+    let target = match to.map(forward_path).transpose()? {
+        Some(a) => vec![a],
+        None => entry.meta.recipients.clone(),
+    };
+    let to_them = |r: &&Released| {
+        r.to.iter()
+            .any(|a| target.iter().any(|t| t.eq_ignore_ascii_case(a)))
+    };
+    let before: Vec<&Released> = entry.released.iter().filter(to_them).collect();
+    match before.last() {
+        Some(last) => Err(already_released(id, last, before.len(), done)),
+        None => Ok(()),
+    }
+}
+
+/// Notes in entry `id` that it was sent as `queue_id` to `rcpts` (logged
+/// when the note cannot be written: the send stands).
+async fn note_sent(store: &Arc<Store>, id: &str, queue_id: &QueueId, rcpts: &[String]) {
+    let record = Released {
+        at: chrono::Utc::now().timestamp(),
+        queue_id: queue_id.0.clone(),
+        to: rcpts.to_vec(),
+    };
+    let (s, entry_id) = (store.clone(), id.to_string());
+    if let Err(e) = blocking(move || s.released(&entry_id, record)).await {
+        tracing::warn!(target: "admin", store = store.what(), entry = %id, error = %e,
+            "Sent, but the send could not be noted in the entry.");
+    }
+}
+
+/// `archive send`: queues an archived copy again, once per recipient
+/// unless `again`, and says which of its statuses make it unsafe to send
+/// without a check (walkV 10: an incoming copy of an infected message went
+/// out silently, as often as asked).
+pub async fn send_archived(
+    gw: &Gateway,
+    store: &Arc<Store>,
+    id: String,
+    to: Option<String>,
+    again: bool,
+    what: &str,
+) -> Result<serde_json::Value, String> {
+    if !again {
+        not_sent_before(store, &id, to.as_deref(), "sent").await?;
+    }
+    let (s, entry_id) = (store.clone(), id.clone());
+    let entry = blocking(move || s.entry(&entry_id)).await?;
+    let (queue_id, rcpts) = send_again(gw, store, id.clone(), to, what).await?;
+    note_sent(store, &id, &queue_id, &rcpts).await;
+    let unsafe_statuses: Vec<&String> = entry
+        .meta
+        .statuses
+        .iter()
+        .filter(|s| s.starts_with("av/") && s.as_str() != "av/clean")
+        .collect();
+    tracing::info!(target: "admin", store = store.what(), archive_id = %id,
+        queue_id = %queue_id, to = %rcpts.join(","), "Archived message sent again.");
+    Ok(serde_json::json!({
+        "id": id, "queue_id": queue_id.0, "to": rcpts, "unsafe_statuses": unsafe_statuses,
+    }))
+}
+
+fn already_released(id: &str, last: &Released, times: usize, done: &str) -> String {
     let at = chrono::DateTime::from_timestamp(last.at, 0).map_or_else(
         || last.at.to_string(),
         |t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
@@ -340,7 +389,7 @@ fn already_released(id: &str, last: &Released, times: usize) -> String {
         String::new()
     };
     format!(
-        "{id} was already released ({before}at {at}, as queue ID {} to {}); give --again to send it once more",
+        "{id} was already {done} ({before}at {at}, as queue ID {} to {}); give --again to send it once more",
         last.queue_id,
         last.to.join(", ")
     )
@@ -444,10 +493,11 @@ mod tests {
             to: vec!["boss@example.com".into()],
         };
         assert_eq!(
-            already_released("1A2464A8EDAD94EB.2", &r, 1),
+            already_released("1A2464A8EDAD94EB.2", &r, 1, "released"),
             "1A2464A8EDAD94EB.2 was already released (at 2026-12-05 13:00:33 UTC, as queue ID 1A2464ABDA8D94EC to boss@example.com); give --again to send it once more"
         );
-        assert!(already_released("X", &r, 3).contains("released (3 times; the last at 2026-12-05"));
+        assert!(already_released("X", &r, 3, "released")
+            .contains("released (3 times; the last at 2026-12-05"));
     }
 
     /// walkO 14: `quarantine list --json` wrote a release's time as Unix
