@@ -155,8 +155,21 @@ pub fn forward_path(given: &str) -> Result<String, String> {
             "`{given}` is the null address, which cannot receive mail: give one address like user@example.com"
         ));
     }
-    crate::text::check_mailbox(addr)
-        .map(|()| addr.to_string())
+    // An internationalised domain is written as its A-label (walkV 11:
+    // user@bücher.example was refused as non-ASCII while
+    // user@xn--bcher-kva.example was taken); a non-ASCII local part needs
+    // SMTPUTF8, which Mailward does not offer.
+    let addr = match addr.rsplit_once('@') {
+        Some((local, domain)) if local.is_ascii() && !domain.is_ascii() => {
+            match idna::domain_to_ascii(domain) {
+                Ok(a_label) => format!("{local}@{a_label}"),
+                Err(_) => addr.to_string(),
+            }
+        }
+        _ => addr.to_string(),
+    };
+    crate::text::check_mailbox(&addr)
+        .map(|()| addr.clone())
         .map_err(|why| {
             format!("`{given}` is not an address: {why}; give one address like user@example.com")
         })
@@ -565,6 +578,14 @@ mod tests {
             e,
             "the address is empty: give one address like user@example.com"
         );
+        // walkV 11: an internationalised domain becomes its A-label; a
+        // non-ASCII local part stays refused (no SMTPUTF8).
+        assert_eq!(
+            forward_path("user@Bücher.example").as_deref(),
+            Ok("user@xn--bcher-kva.example")
+        );
+        let e = forward_path("jürgen@example.com").err().unwrap_or_default();
+        assert!(e.contains("non-ASCII"), "{e}");
     }
 
     /// A stored entry of the default group with these statuses.
