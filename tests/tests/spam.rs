@@ -1137,16 +1137,22 @@ fn traps_autolearn_and_early_blacklist_refusals() -> Result<()> {
     f.check(reply.code == 250, || {
         format!("mail to a trap is taken, not refused: {reply:?}")
     });
-    let log = gw.daemon.full_log();
+    // The log is written off the mail's path: its lines may follow the
+    // reply by a moment (CI run 108 read the file before they came).
+    let blocked = |l: &str| {
+        l.contains("Message blocked for these recipients")
+            && l.contains("status=as/blacklisted")
+            && l.contains("rcpts=2")
+    };
+    let log = wait_until("the block to be logged", Duration::from_secs(10), || {
+        let log = gw.daemon.full_log();
+        Ok(log.lines().any(blocked).then_some(log))
+    })
+    .unwrap_or_else(|_| gw.daemon.full_log());
     f.check(log.contains("SPAM_TRAP"), || "the trap is a test".into());
-    f.check(
-        log.lines().any(|l| {
-            l.contains("Message blocked for these recipients")
-                && l.contains("status=as/blacklisted")
-                && l.contains("rcpts=2")
-        }),
-        || "mail to a trap is blocked for all its recipients".into(),
-    );
+    f.check(log.lines().any(blocked), || {
+        "mail to a trap is blocked for all its recipients".into()
+    });
     // Autolearn took it as spam (batches are written within 5 s).
     let learnt = wait_until("autolearn to write", Duration::from_secs(15), || {
         let s = gw.daemon.cli_ok(&["spam", "status"])?;
