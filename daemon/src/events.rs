@@ -352,7 +352,9 @@ impl MessageRejected<'_> {
         self.emit_with(stats, Some(tx));
     }
 
-    fn emit_with(&self, stats: &Stats, tx: Option<&RefusedTransaction<'_>>) {
+    /// Counts the refusal and logs it; with `tx`, the log line carries
+    /// the transaction's fields (sender, recipients, queue IDs).
+    pub fn emit_with(&self, stats: &Stats, tx: Option<&RefusedTransaction<'_>>) {
         stats.record(&Event::MessageRejected {
             reason: self.reason,
         });

@@ -1169,7 +1169,7 @@ fn an_address_glob_without_a_domain_is_refused_with_a_usable_hint() {
 }
 
 /// The warnings of a valid configuration, as `check-config` prints them.
-fn warnings(text: &str) -> Vec<String> {
+pub(super) fn warnings(text: &str) -> Vec<String> {
     parse(text, "mailward.toml")
         .unwrap_or_else(|e| panic!("{e}"))
         .warnings

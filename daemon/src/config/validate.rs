@@ -1816,16 +1816,7 @@ fn listener_clashes(ctx: &mut Ctx<'_>, config: &Config, raw: &RawConfig) {
 
 #[cfg(test)]
 mod queue_floor_tests {
-    use super::super::{parse, ConfigProblem};
-
-    fn warnings(text: &str) -> Vec<String> {
-        parse(text, "mailward.toml")
-            .unwrap_or_else(|e| panic!("{e}"))
-            .warnings
-            .iter()
-            .map(ConfigProblem::warning)
-            .collect()
-    }
+    use super::super::tests::warnings;
 
     /// walkW 7: `min_queue_free_space = "20MiB"` on an 8 MiB disk was
     /// taken without a word, and then every MAIL got 452 4.3.1.

@@ -297,18 +297,21 @@ impl Session {
     /// after DATA name their transaction's client with [`Self::reject_for`].
     fn reject(&self, conn: &mut Conn, reason: RejectReason, reply: &str) {
         let client = self.forwarded.addr.unwrap_or_else(|| self.peer.ip());
-        self.reject_for(conn, client, reason, reply);
+        self.reject_for(conn, client, reason, reply, None);
     }
 
     /// A refusal that concerns a transaction's client: the one XFORWARD
     /// named (as the raw records and accepted lines say), not the MTA
-    /// that forwarded it.
+    /// that forwarded it. With `tx`, the log line names the transaction
+    /// (sender, recipients, queue IDs) so that it can be found in the
+    /// forwarding MTA's log too.
     fn reject_for(
         &self,
         conn: &mut Conn,
         client: std::net::IpAddr,
         reason: RejectReason,
         reply: &str,
+        tx: Option<&crate::events::RefusedTransaction<'_>>,
     ) {
         MessageRejected {
             reason,
@@ -317,29 +320,7 @@ impl Session {
             refused: Refused::Transaction,
             cause: None,
         }
-        .emit(&self.gw.stats);
-        conn.reply(reply);
-    }
-
-    /// As [`Self::reject_for`], naming the transaction on the log line
-    /// (sender, recipients, queue IDs) so that it can be found in the
-    /// forwarding MTA's log too.
-    fn reject_tx(
-        &self,
-        conn: &mut Conn,
-        client: std::net::IpAddr,
-        reason: RejectReason,
-        reply: &str,
-        tx: &crate::events::RefusedTransaction<'_>,
-    ) {
-        MessageRejected {
-            reason,
-            client,
-            reply,
-            refused: Refused::Transaction,
-            cause: None,
-        }
-        .emit_for(&self.gw.stats, tx);
+        .emit_with(&self.gw.stats, tx);
         conn.reply(reply);
     }
 
@@ -891,7 +872,7 @@ impl Session {
                 from: &from,
                 ..Default::default()
             };
-            self.reject_tx(conn, client.ip, RejectReason::Policy, &reply, &named);
+            self.reject_for(conn, client.ip, RejectReason::Policy, &reply, Some(&named));
             return Flow::Continue;
         }
         self.state = State::Mail(Box::new(Transaction {
@@ -1144,42 +1125,42 @@ impl Session {
             return Flow::Continue;
         }
         if msg.oversize {
-            self.reject_tx(
+            self.reject_for(
                 conn,
                 tx.client.ip,
                 RejectReason::Size,
                 "552 5.3.4 Message size exceeds fixed limit",
-                &tx.named(),
+                Some(&tx.named()),
             );
             return Flow::Continue;
         }
         if msg.long_line {
-            self.reject_tx(
+            self.reject_for(
                 conn,
                 tx.client.ip,
                 RejectReason::Syntax,
                 "554 5.6.0 Message has a line longer than 998 octets (RFC 5322 section 2.1.1)",
-                &tx.named(),
+                Some(&tx.named()),
             );
             return Flow::Continue;
         }
         if msg.hops >= limits.max_hops {
-            self.reject_tx(
+            self.reject_for(
                 conn,
                 tx.client.ip,
                 RejectReason::Limit,
                 "554 5.4.6 Too many hops (mail loop?)",
-                &tx.named(),
+                Some(&tx.named()),
             );
             return Flow::Continue;
         }
         if self.session_bytes + msg.size > limits.max_session_size.0 {
-            self.reject_tx(
+            self.reject_for(
                 conn,
                 tx.client.ip,
                 RejectReason::Limit,
                 "421 4.7.0 Session size limit reached; continue in a new session",
-                &tx.named(),
+                Some(&tx.named()),
             );
             return Flow::Close;
         }
@@ -1218,17 +1199,17 @@ impl Session {
         drop(tx.room);
         if let Err(e) = written {
             tracing::error!(target: "smtp", queue_id = %id, error = %e, "Cannot spool the message.");
-            self.reject_tx(
+            self.reject_for(
                 conn,
                 envelope.client_ip,
                 RejectReason::Tempfail,
                 "451 4.3.0 Local error writing the message, try again later",
-                &crate::events::RefusedTransaction {
+                Some(&crate::events::RefusedTransaction {
                     queue_id: Some(&id),
                     upstream_id: envelope.upstream_id.as_deref(),
                     from: &envelope.mail_from,
                     rcpts: envelope.rcpts.len(),
-                },
+                }),
             );
             return Flow::Continue;
         }
@@ -1258,11 +1239,11 @@ impl Session {
         match answer {
             Answer::Accepted => {}
             Answer::Refused(reply) => {
-                self.reject_tx(conn, client, RejectReason::Policy, &reply, &named);
+                self.reject_for(conn, client, RejectReason::Policy, &reply, Some(&named));
                 return Flow::Continue;
             }
             Answer::TempFail(reply) => {
-                self.reject_tx(conn, client, RejectReason::Tempfail, &reply, &named);
+                self.reject_for(conn, client, RejectReason::Tempfail, &reply, Some(&named));
                 return Flow::Continue;
             }
         }
