@@ -132,12 +132,37 @@ fn status_names_the_keys_that_wait_for_a_restart() -> Result<()> {
 /// failed silently. The CLI now finds the daemon running this file.
 #[test]
 fn the_cli_finds_the_daemon_after_a_reload_moved_its_data_dir() -> Result<()> {
-    let gw = Gateway::start("moved-data-dir", |c| c)?;
-    let elsewhere = gw.config.dir.join("otherdata");
+    cli_finds_the_daemon_after_a_move("moved-data-dir", false)
+}
+
+/// walkAC F0a: the same with the embedded default's relative data_dir
+/// ("mailward-data"): the daemon bound its socket by the relative name,
+/// which /proc/net/unix shows as it is, so the CLI's search (absolute
+/// names only) never found it.
+#[test]
+fn the_cli_finds_the_daemon_after_a_reload_moved_a_relative_data_dir() -> Result<()> {
+    cli_finds_the_daemon_after_a_move("moved-relative-data-dir", true)
+}
+
+fn cli_finds_the_daemon_after_a_move(name: &str, relative: bool) -> Result<()> {
+    // The daemon and the CLI both run in the test directory, where the
+    // relative "data" is the harness's data_dir.
+    let gw = Gateway::start(name, |c| {
+        if relative {
+            c.set_str("server", "data_dir", "data")
+        } else {
+            c
+        }
+    })?;
+    let elsewhere = if relative {
+        "otherdata".to_string()
+    } else {
+        gw.config.dir.join("otherdata").display().to_string()
+    };
     let moved = gw
         .config
         .clone()
-        .set_str("server", "data_dir", &elsewhere.display().to_string())
+        .set_str("server", "data_dir", &elsewhere)
         .set_str("server", "hostname", "mw2.test");
     gw.daemon.write_config(&moved.render())?;
     gw.daemon.sighup()?;

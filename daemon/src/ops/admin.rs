@@ -1014,7 +1014,16 @@ pub fn start(gw: Arc<Gateway>, path: &Path) -> Result<(), AdminError> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         crate::files::ensure_dir(dir, crate::files::GROUP_DIR).map_err(io)?;
     }
-    let listener = UnixListener::bind(path).map_err(io)?;
+    // Bound by its absolute name when that fits a socket address (108
+    // bytes on Linux): /proc/net/unix lists the name as bound, and the CLI
+    // looks there for a running daemon whose socket moved with a reload
+    // that changed data_dir (main.rs `running_socket`, absolute names
+    // only); with the default relative data_dir it never found it (walkAC).
+    let bound = std::path::absolute(path)
+        .ok()
+        .filter(|p| p.as_os_str().len() < 108)
+        .unwrap_or_else(|| path.to_path_buf());
+    let listener = UnixListener::bind(&bound).map_err(io)?;
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660)).map_err(io)?;
     tokio::spawn(async move {
