@@ -89,7 +89,7 @@ pub enum Command {
         #[arg(required = true, value_name = "PATH")]
         paths: Vec<PathBuf>,
     },
-    /// Teaches, checks and shows the spam classifier (offline, on files).
+    /// Teaches, checks and shows the spam classifier on files, without the daemon (`spam spf` asks DNS).
     #[command(
         subcommand,
         after_help = "Examples:\n  mailward spam learn --spam ~/Junk/ --ham ~/Mail/inbox.mbox --config mailward.toml\n  mailward spam check --json message.eml --config mailward.toml\n  mailward spam status --config mailward.toml"
@@ -137,7 +137,7 @@ Example:
     /// Lists, shows, sends again, removes or purges archived messages.
     #[command(
         subcommand,
-        after_help = "Examples:\n  mailward archive list --since 1d --config mailward.toml\n  mailward archive send 1A22E10E77891C7A --outgoing --to legal@example.com --config mailward.toml"
+        after_help = "Examples:\n  mailward archive list --since 1d --config mailward.toml\n  mailward archive send 1A22E10E77891C7A --outgoing --to legal@example.com \\\n    --config mailward.toml"
     )]
     Archive(ArchiveCommand),
     /// Prints a shell completion script (bash, zsh, fish, elvish, powershell).
@@ -211,7 +211,7 @@ fn entry_id(s: &str) -> Result<String, String> {
 pub enum QuarantineCommand {
     /// Lists quarantined messages: ID, age, size, why, sender and recipients.
     #[command(
-        after_help = "Example:\n  mailward quarantine list --since 1d --status av/infected --config mailward.toml\n  mailward quarantine list --json --config mailward.toml | jq -r .id"
+        after_help = "Examples:\n  mailward quarantine list --since 1d --status av/infected --config mailward.toml\n  mailward quarantine list --json --config mailward.toml | jq -r .id"
     )]
     List {
         #[command(flatten)]
@@ -221,7 +221,7 @@ pub enum QuarantineCommand {
     },
     /// Shows one quarantined message: what Mailward knows about it, then the message.
     #[command(
-        after_help = "Example:\n  mailward quarantine show 1A22E10E77891C7A --config mailward.toml\n  mailward quarantine show 1A22E10E77891C7A --raw --config mailward.toml > message.eml"
+        after_help = "Examples:\n  mailward quarantine show 1A22E10E77891C7A --config mailward.toml\n  mailward quarantine show 1A22E10E77891C7A --raw --config mailward.toml > message.eml"
     )]
     Show {
         /// The entry ID (from `quarantine list`: the queue ID, maybe with a .N suffix).
@@ -235,7 +235,7 @@ pub enum QuarantineCommand {
     },
     /// Queues a quarantined message for its recipients (or --to), without checking it again.
     #[command(
-        after_help = "The entry stays (with the release noted) until it expires or is removed.\nA release to recipients it was released to before is refused unless --again says to send it once more (a copy --to someone else is not).\nExit status: 0 released, 1 refused by the daemon (no such entry, already released), 2 bad arguments (not an entry ID, a --to that is not one address), 69 daemon not reachable, 77 this user may not use the admin socket.\n\nExample:\n  mailward quarantine release 1A22E10E77891C7A --config mailward.toml\n  mailward quarantine release 1A22E10E77891C7A --to analyst@example.com --config mailward.toml\n  mailward quarantine release 1A22E10E77891C7A --learn-ham --config mailward.toml   # a spam false positive"
+        after_help = "The entry stays (with the release noted) until it expires or is removed.\nA release to recipients it was released to before is refused unless --again says to send it once more (a copy --to someone else is not).\nExit status: 0 released, 1 refused by the daemon (no such entry, already released), 2 bad arguments (not an entry ID, a --to that is not one address), 69 daemon not reachable, 77 this user may not use the admin socket.\n\nExamples:\n  mailward quarantine release 1A22E10E77891C7A --config mailward.toml\n  mailward quarantine release 1A22E10E77891C7A --to analyst@example.com --config mailward.toml\n  # a spam false positive: release it and learn it as ham\n  mailward quarantine release 1A22E10E77891C7A --learn-ham --config mailward.toml"
     )]
     Release {
         /// The entry ID (from `list`: the queue ID, maybe with a .N suffix).
@@ -260,7 +260,7 @@ pub enum QuarantineCommand {
     #[command(
         visible_alias = "delete",
         alias = "rm",
-        after_help = "Example:\n  mailward quarantine remove 1A22E10E77891C7A --config mailward.toml\n  mailward quarantine remove 1A22E10E77891C7A --learn-spam --config mailward.toml   # spam indeed"
+        after_help = "Examples:\n  mailward quarantine remove 1A22E10E77891C7A --config mailward.toml\n  # spam indeed: remove it and learn it as spam\n  mailward quarantine remove 1A22E10E77891C7A --learn-spam --config mailward.toml"
     )]
     Remove {
         /// The entry ID (from `list`: the queue ID, maybe with a .N suffix).
@@ -301,7 +301,7 @@ pub struct WhichArchive {
 pub enum ArchiveCommand {
     /// Lists archived messages, incoming and outgoing.
     #[command(
-        after_help = "Example:\n  mailward archive list --since 1d --config mailward.toml\n  mailward archive list --outgoing --json --config mailward.toml"
+        after_help = "Examples:\n  mailward archive list --since 1d --config mailward.toml\n  mailward archive list --outgoing --json --config mailward.toml"
     )]
     List {
         #[command(flatten)]
@@ -329,7 +329,7 @@ pub enum ArchiveCommand {
     },
     /// Queues an archived message again, for its recipients or --to.
     #[command(
-        after_help = "Both copies of a message have its ID: say which with --incoming (as received: without the policy's changes, unfiltered, for all its original recipients, even those the policy blocked it for) or --outgoing (as delivered); without either, an ID in both archives is refused.\nThe message is sent without a check: a copy whose statuses say a virus or a filtered part is sent with a warning. A send to recipients it was sent to before is refused unless --again says to send it once more (a copy --to someone else is not).\n\nExample:\n  mailward archive send 1A22E10E77891C7A --outgoing --to legal@example.com --config mailward.toml"
+        after_help = "Both copies of a message have its ID: say which with --incoming (as received: without the policy's changes, unfiltered, for all its original recipients, even those the policy blocked it for) or --outgoing (as delivered); without either, an ID in both archives is refused.\nThe message is sent without a check: a copy whose statuses say a virus or a filtered part is sent with a warning. A send to recipients it was sent to before is refused unless --again says to send it once more (a copy --to someone else is not).\n\nExample:\n  mailward archive send 1A22E10E77891C7A --outgoing --to legal@example.com \\\n    --config mailward.toml"
     )]
     Send {
         /// The entry ID (from `list`: the queue ID, maybe with a .N suffix).
@@ -514,7 +514,7 @@ pub enum SpamCommand {
     },
     /// Checks SPF for a client and sender as the gateway does at MAIL FROM.
     #[command(
-        after_help = "Uses access.dns_resolver (or the system's) and timeouts.dns of the configuration, or --dns.\nAn empty --sender (\"\") checks the HELO name, as for the null sender.\nPrints: spf=RESULT domain=DOMAIN, for permerror and temperror why=REASON (which term of whose record, which look-up), and for a fail the domain's own explanation=\"TEXT\" when it publishes one (exp=); with --json {\"result\":...,\"domain\":...,\"why\":...,\"explanation\":...}.\nExit status 0 whatever the result; 1 when it cannot run.\n\nExample:\n  mailward spam spf --ip 192.0.2.10 --helo mail.example.org --sender ceo@example.org --config mailward.toml"
+        after_help = "Uses access.dns_resolver (or the system's) and timeouts.dns of the configuration, or --dns.\nAn empty --sender (\"\") checks the HELO name, as for the null sender.\nPrints: spf=RESULT domain=DOMAIN, for permerror and temperror why=REASON (which term of whose record, which look-up), and for a fail the domain's own explanation=\"TEXT\" when it publishes one (exp=); with --json {\"result\":...,\"domain\":...,\"why\":...,\"explanation\":...}.\nExit status 0 whatever the result; 1 when it cannot run.\n\nExample:\n  mailward spam spf --ip 192.0.2.10 --helo mail.example.org --sender ceo@example.org \\\n    --config mailward.toml"
     )]
     Spf {
         /// The client's address.
@@ -541,7 +541,7 @@ pub enum SpamCommand {
 pub enum LogCommand {
     /// Closes and reopens the log file and the raw records file, so that lines go to new files after logrotate moved the old ones (SIGHUP does the same).
     #[command(
-        after_help = "In /etc/logrotate.d/mailward, with `create` (no copytruncate needed; the test keeps a rotation while the gateway is stopped from failing):\n  postrotate\n    [ -S /run/mailward/admin.sock ] && mailward log reopen --config /etc/mailward/mailward.toml >/dev/null || true\n  endscript\n\nExample:\n  mailward log reopen --config mailward.toml"
+        after_help = "In /etc/logrotate.d/mailward, with `create` (no copytruncate needed; while the gateway is stopped there is no socket and nothing to reopen, and the rotation still succeeds):\n  postrotate\n    if [ -S /run/mailward/admin.sock ]; then\n      mailward log reopen --config /etc/mailward/mailward.toml >/dev/null || true\n    fi\n  endscript\n\nExample:\n  mailward log reopen --config mailward.toml"
     )]
     Reopen {
         #[command(flatten)]
@@ -585,7 +585,7 @@ pub enum ConfigCommand {
 pub enum QueueCommand {
     /// Lists queued messages: ID, size, age, sender, recipients and their state.
     #[command(
-        after_help = "Example:\n  mailward queue list --config mailward.toml\n  mailward queue list --json --config mailward.toml | jq '.[].id'"
+        after_help = "Examples:\n  mailward queue list --config mailward.toml\n  mailward queue list --json --config mailward.toml | jq '.[].id'"
     )]
     List {
         #[command(flatten)]
@@ -653,7 +653,7 @@ Example:
 
 Example:
   systemctl stop mailward
-  mailward queue salvage /root/0000000000000003.seg --dry-run --config /etc/mailward/mailward.toml
+  mailward queue salvage /root/0000000000000003.seg --dry-run \\\n    --config /etc/mailward/mailward.toml
   mailward queue salvage /root/0000000000000003.seg --config /etc/mailward/mailward.toml
   systemctl start mailward"
     )]

@@ -52,6 +52,15 @@ fn page(
     if named.find_subcommand("help").is_some() {
         named = named.mut_subcommand("help", |h| h.hide(true));
     }
+    // clap_mangen renders after_help as one filled paragraph under
+    // "EXTRA": man then wrapped the examples and hyphenated paths inside
+    // them (walkAC: a copied "/etc/mail‐ward/mailward.toml" is another
+    // path). It is written here as NOTES and an unfilled EXAMPLES section.
+    let after = named
+        .get_after_long_help()
+        .or(named.get_after_help())
+        .map(|s| s.to_string());
+    let named = named.after_help(None::<&str>).after_long_help(None::<&str>);
     let man = clap_mangen::Man::new(named)
         .section("8")
         .manual("Mailward")
@@ -59,6 +68,11 @@ fn page(
     let mut text = Vec::new();
     let path = dir.join(format!("{name}.8"));
     man.render(&mut text)
+        .map(|()| {
+            if let Some(after) = &after {
+                text.extend_from_slice(notes_and_examples(after).as_bytes());
+            }
+        })
         .and_then(|()| std::fs::write(&path, &text))
         .map_err(|source| ManualError {
             path: path.clone(),
@@ -72,6 +86,58 @@ fn page(
         page(sub, &format!("{name}-{}", sub.get_name()), dir, written)?;
     }
     Ok(())
+}
+
+/// A command's `after_help` as man sections: the prose before the first
+/// "Example" line as NOTES, the rest as EXAMPLES, where the indented lines
+/// (commands, configuration) are kept as they are (`.nf`), never filled or
+/// hyphenated, so that they can be copied.
+fn notes_and_examples(after: &str) -> String {
+    let none = std::iter::empty::<&str>;
+    let mut roff = roff::Roff::new();
+    // Hyphenation off for the rest of the page: the prose names paths and
+    // commands too.
+    roff.control("nh", none());
+    let mut section = None;
+    let mut verbatim = false;
+    for line in after.lines() {
+        let example = line.starts_with("Example");
+        let wanted = if example || section == Some("EXAMPLES") {
+            "EXAMPLES"
+        } else {
+            "NOTES"
+        };
+        if line.trim().is_empty() {
+            continue;
+        }
+        let indented = line.starts_with("  ");
+        if verbatim && (!indented || section != Some(wanted)) {
+            roff.control("fi", none()).control("RE", none());
+            verbatim = false;
+        }
+        if section != Some(wanted) {
+            roff.control("SH", [wanted]);
+            section = Some(wanted);
+        }
+        if indented {
+            if !verbatim {
+                roff.control("RS", ["4"]).control("nf", none());
+                verbatim = true;
+            }
+            roff.text([roff::roman(line.strip_prefix("  ").unwrap_or(line))]);
+        } else if !matches!(line, "Example:" | "Examples:") {
+            // "Example (logrotate postrotate):", "Postfix main.cf:" say
+            // what follows; a bare "Example:" only repeats the heading.
+            roff.control("PP", none()).text([roff::roman(line)]);
+        }
+    }
+    if verbatim {
+        roff.control("fi", none()).control("RE", none());
+    }
+    // The page already starts with roff's apostrophe preamble.
+    let preamble = roff::Roff::new().render();
+    let text = roff.render();
+    text.strip_prefix(&preamble).unwrap_or(&text).to_string()
 }
 
 /// Writes the completion script for `shell` to `out`. The script is made
@@ -134,6 +200,54 @@ mod tests {
             page.contains("postrotate"),
             "the example is on the page: {page}"
         );
+        // walkAC: the examples were one filled paragraph under "EXTRA",
+        // wrapped and hyphenated by man. Each example line is a line of
+        // its own in an unfilled block now.
+        let page = std::fs::read_to_string(dir.path().join("mailward-queue-salvage.8")).unwrap();
+        assert!(!page.contains(".SH EXTRA"), "{page}");
+        let examples = page
+            .split(".SH EXAMPLES\n")
+            .nth(1)
+            .unwrap_or_else(|| panic!("no EXAMPLES section: {page}"));
+        assert!(examples.starts_with(".RS 4\n.nf\n"), "{examples}");
+        let lines: Vec<String> = examples.lines().map(|l| l.replace("\\-", "-")).collect();
+        assert!(
+            lines.iter().any(|l| l
+                == "mailward queue salvage /root/0000000000000003.seg --config /etc/mailward/mailward.toml"),
+            "{lines:#?}"
+        );
+        let notes = page.split(".SH NOTES\n").nth(1).unwrap_or_default();
+        assert!(notes.starts_with(".PP\n"), "the prose is NOTES: {page}");
+    }
+
+    /// walkAC: clap wraps help at 100 columns, and an example line longer
+    /// than that was split in two: a copied `# comment` ran as a command,
+    /// a `--config` lost its value. Every example line fits.
+    #[test]
+    fn example_lines_fit_the_help_width() {
+        fn walk(cmd: &clap::Command, path: &str, long: &mut Vec<String>) {
+            let path = format!("{path} {}", cmd.get_name()).trim().to_string();
+            let after = cmd
+                .get_after_help()
+                .or(cmd.get_after_long_help())
+                .map(|s| s.to_string())
+                .unwrap_or_default();
+            for line in after.lines().filter(|l| l.starts_with("  ")) {
+                if line.chars().count() > 96 {
+                    long.push(format!("{path}: {line}"));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                walk(sub, &path, long);
+            }
+        }
+        let mut long = Vec::new();
+        walk(
+            &<crate::ops::cli::Cli as clap::CommandFactory>::command(),
+            "",
+            &mut long,
+        );
+        assert!(long.is_empty(), "example lines clap would wrap: {long:#?}");
     }
 
     #[test]
