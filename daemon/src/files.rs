@@ -170,12 +170,38 @@ pub enum LockError {
         lock: PathBuf,
         pid: Option<String>,
     },
-    #[error("cannot make or lock the data directory (server.data_dir) at {}: {source}", path.display())]
+    #[error("cannot make or lock the data directory (server.data_dir) at {}: {source}{hint}", path.display())]
     Io {
         path: PathBuf,
         #[source]
         source: io::Error,
+        /// What to do, for a permission refused (see [`LockError::io`]).
+        hint: String,
     },
+}
+
+impl LockError {
+    /// An I/O error on `path`, named absolute (a relative data_dir is
+    /// relative to the directory mailward was started in, which the
+    /// reader may not know); a permission refused says who was refused
+    /// and what to change (walkAC: the key alone did not say).
+    fn io(path: &Path, source: io::Error) -> LockError {
+        let path = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+        let hint = if source.kind() == io::ErrorKind::PermissionDenied {
+            let uid = nix::unistd::geteuid();
+            let user = nix::unistd::User::from_uid(uid)
+                .ok()
+                .flatten()
+                .map_or_else(|| format!("uid {uid}"), |u| u.name);
+            format!(
+                "; mailward runs as {user}: make the directory (or its parent) writable by {user}, \
+                 or set server.data_dir to a directory {user} may write"
+            )
+        } else {
+            String::new()
+        };
+        LockError::Io { path, source, hint }
+    }
 }
 
 /// The exclusive hold on a data directory; released when the process ends
@@ -192,14 +218,8 @@ impl DataDirLock {
     /// and without changing anything else, when another process holds it.
     pub fn take(data_dir: &Path) -> Result<DataDirLock, LockError> {
         let path = data_dir.join(LOCK_FILE);
-        let io = |source| LockError::Io {
-            path: path.clone(),
-            source,
-        };
-        ensure_dir(data_dir, GROUP_DIR).map_err(|source| LockError::Io {
-            path: data_dir.to_path_buf(),
-            source,
-        })?;
+        let io = |source| LockError::io(&path, source);
+        ensure_dir(data_dir, GROUP_DIR).map_err(|source| LockError::io(data_dir, source))?;
         // Opened without truncating: the holder's PID must stay readable
         // for the instance that is refused.
         let mut file = OpenOptions::new()

@@ -37,16 +37,24 @@ const EX_CANTCREAT: u8 = 73;
 /// lacks (a warning: the file itself is valid, and may be meant for
 /// another machine).
 fn account_warnings(c: &config::Config, path: Option<&std::path::Path>) {
+    let text = path
+        .and_then(|p| std::fs::read_to_string(p).ok())
+        .unwrap_or_default();
+    // A file (not the embedded default) without `user`, checked by root:
+    // `run` by the same root refuses it (walkAC: check-config said valid,
+    // then run exited 64).
+    if path.is_some() && c.server.user.is_none() && nix::unistd::geteuid().is_root() {
+        let line = config::line_of_key(&text, "server", "user");
+        eprintln!(
+            "{}:{line}: warning: {}; mailward run refuses to start as root here",
+            c.origin,
+            mailward::ops::privileges::PrivilegeError::RootWithoutUser
+        );
+    }
     let missing = mailward::ops::privileges::missing_accounts(
         c.server.user.as_deref(),
         c.server.group.as_deref(),
     );
-    if missing.is_empty() {
-        return;
-    }
-    let text = path
-        .and_then(|p| std::fs::read_to_string(p).ok())
-        .unwrap_or_default();
     for (key, problem) in missing {
         let line = config::line_of_key(&text, "server", key);
         // NoSuchUser/NoSuchGroup begin with their key already.
@@ -701,7 +709,13 @@ fn run(path: Option<&Path>, milter: Option<Option<String>>) -> ExitCode {
         Ok(c) => c,
         Err(errors) => {
             eprintln!("{errors}");
-            eprintln!("mailward: refusing to start with an invalid configuration (see `mailward check-config`).");
+            // A file that cannot be read has said so, and what to do;
+            // "invalid" and check-config would send the reader the wrong
+            // way (walkAC).
+            let unread = errors.0.iter().all(|p| p.line == 0 && p.key.is_empty());
+            if !unread {
+                eprintln!("mailward: refusing to start with an invalid configuration (see `mailward check-config`).");
+            }
             return ExitCode::from(EX_CONFIG);
         }
     };
@@ -772,6 +786,13 @@ fn run(path: Option<&Path>, milter: Option<Option<String>>) -> ExitCode {
         Ok(rt) => rt,
         Err(code) => return code,
     };
+    // Logging to stderr, the log line would be the same error a second
+    // time on the terminal (walkAC); the plain line below is the one an
+    // operator reads there.
+    let logs_elsewhere = !matches!(
+        config.log.destination,
+        mailward::config::LogDestination::Stderr
+    );
     match rt.block_on(mailward::run::run(
         config,
         path.map(Path::to_path_buf),
@@ -780,7 +801,9 @@ fn run(path: Option<&Path>, milter: Option<Option<String>>) -> ExitCode {
     )) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!(target: "app", error = %e, "Mailward cannot run.");
+            if logs_elsewhere {
+                tracing::error!(target: "app", error = %e, "Mailward cannot run.");
+            }
             eprintln!("mailward: {e}");
             ExitCode::from(e.exit_code())
         }

@@ -316,6 +316,19 @@ fn root_without_a_user_or_with_an_unknown_one_is_refused() -> Result<()> {
             !dir.join("data").exists(),
             "nothing is made before the refusal"
         );
+        // walkAC F0b: check-config said "configuration is valid" and no
+        // more for a file that run, as root, refuses: it says why now.
+        let out = Command::new(&bin)
+            .args(["check-config", "--config"])
+            .arg(&path)
+            .current_dir(dir.path())
+            .stdin(Stdio::null())
+            .output()?;
+        let said = output_text(&out);
+        ensure!(
+            said.contains(wanted) && said.contains("mailward run refuses to start as root here"),
+            "check-config warns about what run refuses ({wanted}): {said}"
+        );
     }
     Ok(())
 }
