@@ -29,6 +29,8 @@ macro_rules! out {
 }
 
 const EX_CONFIG: u8 = 64;
+/// sysexits EX_TEMPFAIL: another Mailward runs on the same data_dir.
+const EX_TEMPFAIL: u8 = 75;
 const EX_OSERR: u8 = 71;
 /// sysexits EX_CANTCREAT: an output file cannot be written.
 const EX_CANTCREAT: u8 = 73;
@@ -749,6 +751,14 @@ fn run(path: Option<&Path>, milter: Option<Option<String>>) -> ExitCode {
             return ExitCode::from(EX_CONFIG);
         }
     };
+    // A gateway running on this data_dir first, before the log is opened
+    // and handed over: a refused second start must not give the running
+    // gateway's log file to its own user, nor write its refusal there
+    // (walkAA: the running gateway then could not reopen its log).
+    if let Err(e) = mailward::files::DataDirLock::ensure_free(&config.server.data_dir) {
+        eprintln!("mailward: {e}");
+        return ExitCode::from(EX_TEMPFAIL);
+    }
     if let (Some(s), mailward::config::LogDestination::File(file)) =
         (&switch, &config.log.destination)
     {

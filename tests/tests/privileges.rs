@@ -405,13 +405,21 @@ fn what_root_made_or_restored_does_not_stop_the_user() -> Result<()> {
         "the directory made for the user should take rotations:\n{log}"
     );
 
-    // A second gateway, another user, the same data_dir.
+    // A second gateway, another user, the same data_dir (and, as a copied
+    // configuration has it, the same log file).
+    let log_file = logs.join("mailward.log");
+    let log_before = std::fs::read_to_string(&log_file)?;
     let second = Config::new(&dir.join("second"))
         .set_str("server", "user", OUTSIDER)
         .set_str(
             "server",
             "data_dir",
             &config.data_dir().display().to_string(),
+        )
+        .set_str(
+            "log",
+            "destination",
+            &format!("file:{}", log_file.display()),
         );
     std::fs::create_dir_all(dir.join("second"))?;
     std::fs::write(second.path(), second.render())?;
@@ -425,6 +433,20 @@ fn what_root_made_or_restored_does_not_stop_the_user() -> Result<()> {
         out.status.code() == Some(75) && text.contains("another Mailward") && !text.contains("chown"),
         "a second gateway on a running one's data_dir: exit {:?}, wanted 75 and no chown advice:\n{text}",
         out.status.code()
+    );
+    // walkAA: the refused start handed the running gateway's log file to
+    // its own user (and wrote its refusal there); the running gateway
+    // then could not reopen its log after a rotation.
+    let owner = std::fs::metadata(&log_file)?.uid();
+    ensure!(
+        owner == uid,
+        "the refused start gave {} to uid {owner}; the running gateway's user is {uid}",
+        log_file.display()
+    );
+    let log_after = std::fs::read_to_string(&log_file)?;
+    ensure!(
+        !log_after[log_before.len().min(log_after.len())..].contains("another Mailward"),
+        "the refused start wrote into the running gateway's log:\n{log_after}"
     );
     drop(daemon);
 
