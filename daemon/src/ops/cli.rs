@@ -97,7 +97,7 @@ pub enum Command {
     Spam(SpamCommand),
     /// Says whether the daemon runs and what needs attention: listeners, queue, bases, spam classifier, SNMP, log.
     #[command(
-        after_help = "Exit status: 0 when the daemon answers (its problems, if any, are listed), 69 when it does not (not running, or another configuration's admin socket), 77 when this user may not use the admin socket (run it as root or the daemon's user, or join the socket's group).
+        after_help = "Exit status: 0 when the daemon answers (its problems, if any, are listed), 1 when it answers that it cannot serve the request now (16 admin connections already: try again), 64 when the configuration file cannot be read, 69 when the daemon does not answer (not running, or another configuration's admin socket), 77 when this user may not use the admin socket (run it as root or the daemon's user, or join the socket's group).
 --json prints one object (problems: a list of sentences, empty when all is well), e.g. for a monitoring check:
   mailward status --json --config mailward.toml | jq -e '.problems == []'
 
