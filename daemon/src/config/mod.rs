@@ -290,6 +290,16 @@ fn tidy_serde_message(message: &str) -> String {
         ("expected a map", "expected a table"),
         ("invalid type: sequence", "invalid type: array"),
         ("invalid type: map", "invalid type: table"),
+        // toml's names for a string that does not end (walkAC: "invalid
+        // basic string" said neither what nor where to look).
+        (
+            "invalid basic string",
+            "a string that does not end on its line (a closing \" missing?)",
+        ),
+        (
+            "invalid literal string",
+            "a string in single quotes that does not end on its line (a closing ' missing?)",
+        ),
     ] {
         out = out.replace(from, to);
     }

@@ -394,6 +394,14 @@ fn syntax_and_shape_errors_have_lines() {
         "{p:?}"
     );
 
+    // walkAC: toml's "invalid basic string" said neither what nor how.
+    let p = problems("[server]\nhostname = \"gw\n");
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert!(
+        p[0].starts_with("mailward.toml:2: ") && p[0].contains("a closing \" missing?"),
+        "{p:?}"
+    );
+
     let p = problems("[server]\nhostname = \"a.example\"\n\n[[group]]\nx = 1\n");
     assert_eq!(p.len(), 1, "{p:?}");
     assert!(p[0].starts_with("mailward.toml:4: group"), "{p:?}");
