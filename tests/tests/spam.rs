@@ -1462,6 +1462,96 @@ fn spam_status_and_start_say_what_a_damaged_or_silent_redis_holds() -> Result<()
     f.finish(|| gw.daemon.full_log())
 }
 
+/// walkAB finding 1: a snapshot damaged in place in Redis (`SETRANGE`,
+/// the same length, the same generation) went unnoticed by a running
+/// gateway: no log line, `mailward status` green, the old model in use,
+/// until a restart made every gateway unavailable at once. As
+/// docs/spam.md says, the gateway logs it, its classifier is unavailable,
+/// `mailward status` lists the problem, and the documented way out (the
+/// three keys deleted, the export imported) ends it.
+#[test]
+fn a_redis_snapshot_damaged_in_place_is_noticed_by_a_running_gateway() -> Result<()> {
+    let redis_dir = TestDir::new("spam-redis-inplace")?;
+    let redis = mailward_e2e::redis::Redis::start(redis_dir.path())?;
+    let url = redis.url();
+    let gw = Gateway::start("spam-redis-inplace", |c| c.set_str("spam", "store", &url))?;
+    let mut f = Failures::default();
+    let corpus = TestDir::new("spam-redis-inplace-corpus")?;
+    let (spam_dir, ham_dir) = (corpus.path().join("spam"), corpus.path().join("ham"));
+    std::fs::create_dir_all(&spam_dir)?;
+    std::fs::create_dir_all(&ham_dir)?;
+    for n in 0..3 {
+        std::fs::write(spam_dir.join(format!("{n}.eml")), spam(n))?;
+        std::fs::write(ham_dir.join(format!("{n}.eml")), ham("In place notes", n))?;
+    }
+    gw.daemon.cli_ok(&[
+        "spam",
+        "learn",
+        "--spam",
+        &spam_dir.display().to_string(),
+        "--ham",
+        &ham_dir.display().to_string(),
+    ])?;
+    // All of it in the snapshot, and an export: the backup.
+    gw.daemon.cli_ok(&["spam", "fold"])?;
+    let export = corpus.path().join("export.model");
+    gw.daemon
+        .cli_ok(&["spam", "export", &export.display().to_string()])?;
+    wait_until("the fold to be read", Duration::from_secs(15), || {
+        let s = gw.daemon.cli_ok(&["status"])?;
+        Ok(s.contains("learnt 3 spam and 3 ham").then_some(()))
+    })?;
+    let before = gw.daemon.full_log().len();
+    // docs/spam.md's reproduction.
+    let set = redis.inline("SETRANGE mailward:spam:site 500 XX")?;
+    f.check(set.starts_with(':'), || format!("SETRANGE: {set}"));
+    redis.inline("INCR mailward:spam:version")?;
+    let said = wait_until("the damage to be logged", Duration::from_secs(15), || {
+        let log = gw
+            .daemon
+            .full_log()
+            .get(before..)
+            .unwrap_or_default()
+            .to_string();
+        Ok(log.contains("checksum mismatch").then_some(log))
+    });
+    f.check(
+        said.as_ref().is_ok_and(|log| {
+            log.contains("ERROR")
+                && log.contains("Cannot read the spam store; the classifier abstains until it can (mail still flows).")
+                && log.contains("not a Mailward spam model (checksum mismatch")
+        }),
+        || format!("the documented ERROR line: {said:?}"),
+    );
+    let status = gw.daemon.cli_ok(&["status"])?;
+    f.check(
+        status.contains(&format!(
+            "The spam store {url} cannot be read (not a Mailward spam model (checksum mismatch"
+        )) && status.contains("spam:     classifier unavailable"),
+        || format!("`mailward status` lists the damage: {status}"),
+    );
+    let reply = send(gw.port(), &["user@example.com"], &spam(50))?;
+    f.check(reply.code == 250, || format!("{reply:?}"));
+    gw.sink.wait_for_count(1, DELIVERY_TIMEOUT)?;
+    f.check(
+        gw.daemon.full_log().contains("classifier=unavailable"),
+        || "the message's log line says the classifier is unavailable".into(),
+    );
+
+    // The way out docs/spam.md gives.
+    redis.inline("DEL mailward:spam:site mailward:spam:journal mailward:spam:generation")?;
+    gw.daemon
+        .cli_ok(&["spam", "import", &export.display().to_string()])?;
+    let recovered = wait_until("the problem to go", Duration::from_secs(15), || {
+        let s = gw.daemon.cli_ok(&["status"])?;
+        Ok((!s.contains("cannot be read") && s.contains("learnt 3 spam and 3 ham")).then_some(s))
+    });
+    f.check(recovered.is_ok(), || {
+        format!("repaired, no problem is left: {recovered:?}")
+    });
+    f.finish(|| gw.daemon.full_log())
+}
+
 /// walkR finding 1: a damaged site.model read at start made the classifier
 /// abstain "with 0 learnt" and nothing but one log line said so. It is a
 /// standing problem (`mailward status`, `spam status`), every message's

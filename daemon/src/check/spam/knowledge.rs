@@ -725,13 +725,18 @@ fn note_emptied(s: &Shared, before: &Model, now: &Model) {
 /// is a standing problem until it can be read again.
 fn poll_site(s: &Shared, seen: &mut Option<Version>) {
     let was_down = s.store_down.load(Ordering::Relaxed);
+    let standing = was_down || s.damaged(|d| d.site.is_some());
     let mut version = None;
     let result = s.store.version().and_then(|v| {
         version = Some(v);
         if Some(v) == *seen && !was_down {
             return Ok(None);
         }
-        s.fetch_site().map(Some)
+        let fetched = s.fetch_site()?;
+        if snapshot_to_check(*seen, v, &fetched.0, standing) {
+            s.store.check_snapshot()?;
+        }
+        Ok(Some(fetched))
     });
     let _installing = s.installing.lock().unwrap_or_else(|p| p.into_inner());
     match result {
@@ -774,15 +779,47 @@ fn poll_site(s: &Shared, seen: &mut Option<Version>) {
             }
         }
         Err(e) => {
-            // Not again until the files change again.
+            // Not again until the files change again, and said once for
+            // the same damage (a journal appended to meanwhile checks the
+            // snapshot again).
             *seen = version;
-            tracing::error!(target: "scan", problem = %e, "Cannot load spam knowledge; the models in use stay.");
             let mut damaged = Unreadable::of(Part::Site, &e);
             damaged.in_use_stays = s.site_read_at().is_some();
+            let again = s.damaged(|d| {
+                d.site
+                    .as_ref()
+                    .is_some_and(|u| u.reason == damaged.reason && u.path == damaged.path)
+            });
+            if !again {
+                tracing::error!(target: "scan", problem = %e, "Cannot load spam knowledge; the models in use stay.");
+            }
             s.damaged(|d| d.site = Some(damaged));
             s.with_site(None);
         }
     }
+}
+
+/// Whether a look that found the same snapshot (only journal records, or
+/// nothing new) must still read the snapshot whole to check it: the
+/// snapshot may have been changed in place, which the reader's cursor does
+/// not see (a file's size and last four bytes stay, and so does a Redis
+/// generation). So when the file's time moved, when the Redis version
+/// moved without a new journal element, or while the store or the site is
+/// already a problem (walkAB finding 1: `setrange` on the Redis key, or
+/// `dd conv=notrunc` on `site.model`, went unnoticed until a restart).
+fn snapshot_to_check(seen: Option<Version>, now: Version, since: &Since, standing: bool) -> bool {
+    let Since::Changes(changes) = since else {
+        // Read whole: checked as it was read.
+        return false;
+    };
+    standing
+        || match (seen, now) {
+            (Some(Version::File(before, _)), Version::File(after, _)) => before != after,
+            (Some(Version::Redis(before)), Version::Redis(after)) => {
+                before != after && changes.is_empty()
+            }
+            _ => false,
+        }
 }
 
 #[cfg(test)]
@@ -857,6 +894,56 @@ mod tests {
             shared.loaded().classifier.readiness(),
             Readiness::Abstaining
         );
+    }
+
+    #[test]
+    fn a_site_model_damaged_in_place_while_running_is_noticed_and_kept() {
+        // walkAB finding 1: a byte overwritten in the middle of site.model
+        // (size and CRC bytes the same) was never read again, and
+        // `mailward status` stayed green until a restart found it.
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = with_models(dir.path(), &[SITE], 300, 300);
+        let site = cfg.spam.dir.join(SITE);
+        let (shared, problems) = Shared::open(Arc::new(cfg));
+        assert!(problems.is_empty(), "{problems:?}");
+        assert!(shared.unreadable().is_empty());
+        let mut seen = shared.store().version().ok();
+        damage(&site);
+        // A time of its own, whatever the clock's granularity.
+        std::fs::File::options()
+            .write(true)
+            .open(&site)
+            .unwrap()
+            .set_modified(SystemTime::now() + Duration::from_secs(60))
+            .unwrap();
+        poll_site(&shared, &mut seen);
+        let u = shared.unreadable();
+        assert!(
+            u.len() == 1
+                && u[0].part == Part::Site
+                && u[0].in_use_stays
+                && u[0].reason.contains("checksum mismatch"),
+            "{u:?}"
+        );
+        // The model in use stays: the classifier still speaks from it.
+        let k = shared.loaded();
+        assert_eq!(k.classifier.readiness(), Readiness::Active);
+        assert_eq!(k.classifier.spam_messages(), 300);
+        // Still a problem at the next look.
+        poll_site(&shared, &mut seen);
+        assert_eq!(shared.unreadable().len(), 1);
+        // Repaired (a good snapshot in its place): the problem goes.
+        std::fs::rename(&site, dir.path().join("damaged.model")).unwrap();
+        Model {
+            spam_messages: 300,
+            ham_messages: 300,
+            ..Model::default()
+        }
+        .write(&site)
+        .unwrap();
+        poll_site(&shared, &mut seen);
+        assert!(shared.unreadable().is_empty(), "{:?}", shared.unreadable());
+        assert_eq!(shared.loaded().classifier.readiness(), Readiness::Active);
     }
 
     #[test]
