@@ -698,6 +698,47 @@ mod tests {
         }
     }
 
+    /// A fixed ASCII message: headers, a shouting subject, text and HTML
+    /// parts, links, money, percentages, addresses, joiners and
+    /// punctuation of every kind the tokenizer treats.
+    const ASCII_SAMPLE: &str = "From: \"Deals Team\" <offers@deals.example.com>\n\
+        To: bob@example.org\n\
+        Subject: RE: FREE offer -- 50% off, act NOW!!!\n\
+        Received: from mx1.deals.example.com (mx1.deals.example.com [192.0.2.15]) by mx.example.org\n\
+        MIME-Version: 1.0\n\
+        Content-Type: multipart/alternative; boundary=\"b1\"\n\n\
+        --b1\n\
+        Content-Type: text/plain; charset=us-ascii\n\n\
+        Dear friend, it's the U.S.A.'s BEST deal: $100.00 cash-back (no strings_attached).\n\
+        Don't wait -- click http://deals.example.com/offer?id=42&x=y or mail win@deals.example.com.\n\
+        ...the end... 'quoted' -dash- _under_ .dot. 3.14 1,000,000 A.B.C ok OK Ok IBM's\n\
+        aVeryLongWordThatGoesOnAndOnWithoutEndingAnywhereSoon0123456789abcdefghij\n\
+        --b1\n\
+        Content-Type: text/html; charset=us-ascii\n\n\
+        <html><body><p>Click <a href=\"https://www.evil.example.net/x\">HERE</a> &amp; SAVE&nbsp;now!</p>\
+        <img src=\"http://203.0.113.9/p.gif\"></body></html>\n\
+        --b1--\n";
+
+    /// The tokens of ASCII text are pinned: the classifier's figures in
+    /// docs/spam.md ("Quality, measured") were measured with them, and the
+    /// changes for other scripts (walkAB findings 2 and 3: marks,
+    /// invisible characters, capitals of caseless scripts) must not move
+    /// one of them. The count and fingerprint were taken with the tokenizer
+    /// before those changes.
+    #[test]
+    fn ascii_text_is_tokenized_as_before() {
+        let mut t: Vec<u64> = tokens_of(ASCII_SAMPLE).into_iter().collect();
+        t.sort_unstable();
+        let fingerprint = t.iter().fold(0u64, |a, x| a.rotate_left(7) ^ x);
+        assert_eq!(
+            (t.len(), fingerprint),
+            (ASCII_TOKENS, ASCII_FINGERPRINT),
+            "the tokens of ASCII text changed"
+        );
+    }
+    const ASCII_TOKENS: usize = 133;
+    const ASCII_FINGERPRINT: u64 = 2_154_404_966_924_144_208;
+
     #[test]
     fn a_word_in_capitals_is_also_a_token_as_written() {
         let t = tokens_of("Subject: x\n\nBuy NOW, it is FREE! Ask IBM or B.B.C. or Mr OK\n");
