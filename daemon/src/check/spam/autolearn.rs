@@ -123,12 +123,21 @@ fn run(store: &Store, start: &Start, rx: &Receiver<(Arc<Vec<u8>>, Class, Share)>
             // Only a batch that changed the learning says "learnt": one of
             // messages learnt before writes nothing, and said so as
             // `spam=0 ham=0` (walkI finding 20).
-            Ok(b) if b.spam + b.ham > 0 => {
-                tracing::info!(target: "scan", spam = b.spam, ham = b.ham, known = b.known,
-                    store = %store.describe(), "Autolearn: learnt from confident verdicts.")
+            Ok(b) => {
+                // A lesson autolearn would have moved (walkAB finding 4):
+                // said, so that a verdict against an administrator's is seen.
+                if b.kept > 0 {
+                    tracing::info!(target: "scan", kept = b.kept, store = %store.describe(),
+                        "Autolearn: left messages learnt before as the other class where they are (autolearn never moves a lesson).");
+                }
+                if b.spam + b.ham > 0 {
+                    tracing::info!(target: "scan", spam = b.spam, ham = b.ham, known = b.known,
+                        store = %store.describe(), "Autolearn: learnt from confident verdicts.");
+                } else {
+                    tracing::debug!(target: "scan", known = b.known,
+                        "Autolearn: nothing new; the batch's messages were learnt before.");
+                }
             }
-            Ok(b) => tracing::debug!(target: "scan", known = b.known,
-                "Autolearn: nothing new; the batch's messages were learnt before."),
             Err(e) => tracing::warn!(target: "scan", error = %e,
                 "Autolearn cannot write the spam store; this batch is not learnt."),
         }
@@ -136,13 +145,15 @@ fn run(store: &Store, start: &Start, rx: &Receiver<(Arc<Vec<u8>>, Class, Share)>
     }
 }
 
-/// What one batch did: messages learnt as spam and as ham (new, or moved
-/// from the other class), and messages learnt before as they are.
+/// What one batch did: messages learnt as spam and as ham (new ones
+/// only), messages learnt before as they are, and messages learnt before
+/// as the other class, left there.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 struct Batch {
     spam: usize,
     ham: usize,
     known: usize,
+    kept: usize,
 }
 
 /// Learns `batch` into `store` from `from` (the model in use); writes
@@ -156,6 +167,17 @@ fn learn_batch(
         .update_from(from, |model| {
             let mut n = Batch::default();
             for (digest, tokens, class) in batch {
+                // A message learnt before as the other class stays there:
+                // that lesson may be an administrator's (`spam learn`,
+                // `quarantine release --learn-ham`, `remove --learn-spam`),
+                // and the model does not say who gave it; the gateway's own
+                // verdict does not overrule it (walkAB finding 4: a
+                // released message came again and autolearn moved it back
+                // to spam).
+                if model.learnt.get(digest).is_some_and(|c| c != class) {
+                    n.kept += 1;
+                    continue;
+                }
                 match (model.learn(*digest, tokens, *class), class) {
                     (super::model::Learnt::Already, _) => n.known += 1,
                     (_, Class::Spam) => n.spam += 1,
@@ -221,7 +243,8 @@ mod tests {
             Batch {
                 spam: 1,
                 ham: 1,
-                known: 0
+                known: 0,
+                kept: 0
             }
         );
         let journal = dir.path().join(super::super::store::JOURNAL);
@@ -232,7 +255,8 @@ mod tests {
             Batch {
                 spam: 0,
                 ham: 0,
-                known: 2
+                known: 2,
+                kept: 0
             }
         );
         assert_eq!(
@@ -240,5 +264,37 @@ mod tests {
             written,
             "nothing written"
         );
+    }
+
+    #[test]
+    fn autolearn_does_not_move_a_message_learnt_as_the_other_class() {
+        // walkAB finding 4: a message released with --learn-ham came again,
+        // the rules called it spam, and autolearn moved it back.
+        let dir = tempfile::tempdir().unwrap();
+        let limits = super::super::store::Limits {
+            tokens: 1000,
+            learnt: 1000,
+        };
+        let store = Store::dir(dir.path(), limits);
+        // The administrator's lesson.
+        let admin = vec![(7, vec![1, 2, 3], Class::Ham)];
+        learn_batch(&store, None, &admin).unwrap();
+        let verdicts = vec![
+            (7, vec![1, 2, 3], Class::Spam),
+            (9, vec![4, 5], Class::Spam),
+        ];
+        let n = learn_batch(&store, None, &verdicts).unwrap();
+        assert_eq!(
+            n,
+            Batch {
+                spam: 1,
+                ham: 0,
+                known: 0,
+                kept: 1
+            }
+        );
+        let model = store.read().unwrap();
+        assert_eq!(model.learnt.get(&7), Some(&Class::Ham));
+        assert_eq!((model.spam_messages, model.ham_messages), (1, 1));
     }
 }
