@@ -542,6 +542,75 @@ fn unknown_command_flood_ends_with_421() -> Result<()> {
     anyhow::bail!("100 unknown commands and still no 421")
 }
 
+/// Sends `command` until the session gets 421; returns how many refusals
+/// (`code` `enhanced`) came before it.
+fn refused_until_421(c: &mut SmtpClient, command: &str, code: u16, enhanced: &str) -> Result<u32> {
+    for n in 0..100 {
+        let reply = c.command(command)?;
+        if reply.code == 421 {
+            reply.expect(421, "4.7.0")?;
+            ensure!(c.closed_within(Duration::from_secs(10)), "closed after 421");
+            return Ok(n);
+        }
+        reply.expect(code, enhanced)?;
+    }
+    anyhow::bail!("100 x {command:?} refused and still no 421")
+}
+
+/// walkY 2: refused MAIL and RCPT commands did not count toward "too
+/// many errors", so an outside client could probe relay permission and
+/// the access rules without end. They count as Postfix's
+/// smtpd_hard_error_limit counts them; "too many recipients" does not (an
+/// MTA sends the rest in its next transaction).
+#[test]
+fn refused_mail_and_rcpt_count_toward_the_error_limit() -> Result<()> {
+    let gw = Gateway::start("error-limit", |c| {
+        c.set_list("network", "relay_networks", &["10.0.0.0/8"])
+            .set("limits", "max_rcpts_per_message", "1")
+            .set_list(
+                "access",
+                "mail_from_rules",
+                &["deny address *@spammer.test"],
+            )
+            .set_list(
+                "access",
+                "rcpt_rules",
+                &["deny address blocked@example.com"],
+            )
+    })?;
+    let mut c = gw.ehlo_client()?;
+    c.command("MAIL FROM:<alice@sender.test>")?
+        .expect(250, "2.1.0")?;
+    let n = refused_until_421(&mut c, "RCPT TO:<victim@elsewhere.test>", 554, "5.7.1")?;
+    ensure!(n == 20, "{n} relay refusals before the 421");
+
+    let mut c = gw.ehlo_client()?;
+    c.command("MAIL FROM:<alice@sender.test>")?
+        .expect(250, "2.1.0")?;
+    let n = refused_until_421(&mut c, "RCPT TO:<blocked@example.com>", 550, "5.7.1")?;
+    ensure!(n == 20, "{n} rcpt_rules refusals before the 421");
+
+    let mut c = gw.ehlo_client()?;
+    let n = refused_until_421(&mut c, "MAIL FROM:<x@spammer.test>", 550, "5.7.1")?;
+    ensure!(n == 20, "{n} mail_from_rules refusals before the 421");
+
+    // Over max_rcpts_per_message: refused, not counted; the message goes.
+    let mut c = gw.ehlo_client()?;
+    c.command("MAIL FROM:<alice@sender.test>")?
+        .expect(250, "2.1.0")?;
+    c.command("RCPT TO:<bob@example.com>")?
+        .expect(250, "2.1.5")?;
+    for n in 0..30 {
+        c.command(&format!("RCPT TO:<user{n}@example.com>"))?
+            .expect(452, "4.5.3")?;
+    }
+    c.data(&read_resource("mail/plain.eml")?)?
+        .expect(250, "2.0.0")?;
+    c.quit();
+    gw.sink.wait_for_count(1, DELIVERY_TIMEOUT)?;
+    Ok(())
+}
+
 #[test]
 fn idle_client_gets_421_after_the_command_timeout() -> Result<()> {
     let gw = Gateway::start("timeout", |c| c.set_str("timeouts", "command", "2s"))?;

@@ -360,6 +360,36 @@ impl Session {
         conn.reply(reply);
     }
 
+    /// Refuses a MAIL for the client's own doing (its sender, size, SPF):
+    /// like an unknown command it counts toward the error limit, so that a
+    /// client cannot probe the rules without end (Postfix counts every
+    /// refusal in smtpd_hard_error_limit); past it the session gets 421
+    /// and closes instead (walkY 2).
+    fn refuse_mail(&mut self, conn: &mut Conn, reason: RejectReason, reply: &str) -> Flow {
+        if self.too_many_errors(conn) {
+            return Flow::Close;
+        }
+        self.reject(conn, reason, reply);
+        Flow::Continue
+    }
+
+    /// [`Self::reject_rcpt`], counted toward the error limit as
+    /// [`Self::refuse_mail`] is: a relay prober or an address harvester
+    /// gets 20 tries a session, not an endless supply.
+    fn refuse_rcpt(
+        &mut self,
+        conn: &mut Conn,
+        client: std::net::IpAddr,
+        reason: RejectReason,
+        reply: &str,
+    ) -> Flow {
+        if self.too_many_errors(conn) {
+            return Flow::Close;
+        }
+        self.reject_rcpt(conn, client, reason, reply);
+        Flow::Continue
+    }
+
     /// Moves to `next`. A transaction left here ends without a message
     /// accepted: it counts as refused if its recipients were.
     fn leave(&mut self, next: State) {
@@ -816,12 +846,11 @@ impl Session {
         }
         let declared = params.size.unwrap_or(0);
         if declared > limits.max_message_size.0 {
-            self.reject(
+            return self.refuse_mail(
                 conn,
                 RejectReason::Size,
                 "552 5.3.4 Message size exceeds fixed limit",
             );
-            return Flow::Continue;
         }
         if self.session_bytes.saturating_add(declared) > limits.max_session_size.0 {
             self.reject(
@@ -849,12 +878,11 @@ impl Session {
             address: Some(&from),
         };
         if first_match(&self.cfg.access.mail_from_rules, &subject) == Some(RuleAction::Deny) {
-            self.reject(
+            return self.refuse_mail(
                 conn,
                 RejectReason::Access,
                 "550 5.7.1 Sender address rejected: access denied",
             );
-            return Flow::Continue;
         }
         let client = self.transaction_client().await;
         let spf = (self.gw)
@@ -867,6 +895,9 @@ impl Session {
             .filter(|_| !self.cfg.network.after_queue)
             .filter(|_| !crate::check::spam::whitelisted_client(&self.cfg, client.ip));
         if let Some(reply) = refusal {
+            if self.too_many_errors(conn) {
+                return Flow::Close;
+            }
             let named = crate::events::RefusedTransaction {
                 upstream_id: client.upstream_id.as_deref(),
                 from: &from,
@@ -912,6 +943,9 @@ impl Session {
             return self.flow_refuse(conn, "503 5.5.1 Need MAIL command");
         };
         if tx.rcpts.len() >= self.cfg.limits.max_rcpts_per_message as usize {
+            // Not counted toward the error limit: an MTA with more
+            // recipients than we take in one transaction sends the rest
+            // in the next one (Postfix allows such an overshoot too).
             let reply = "452 4.5.3 Too many recipients";
             self.reject_rcpt(conn, self.peer.ip(), RejectReason::Limit, reply);
             return Flow::Continue;
@@ -935,21 +969,19 @@ impl Session {
         // Postmaster is exempt from the recipient rules too (walkK: a
         // `deny any` after the site's own domains refused it).
         if !ours && first_match(&self.cfg.access.rcpt_rules, &subject) == Some(RuleAction::Deny) {
-            self.reject_rcpt(
+            return self.refuse_rcpt(
                 conn,
                 ip,
                 RejectReason::Access,
                 "550 5.7.1 Recipient address rejected: access denied",
             );
-            return Flow::Continue;
         }
         let domain = crate::envelope::domain_of(&to);
         let protected = self.cfg.network.is_protected(&domain);
         let relay_client = self.standing.may_relay();
         if !protected && !relay_client && !ours {
             let reply = format!("554 5.7.1 <{to}>: Relay access denied");
-            self.reject_rcpt(conn, ip, RejectReason::Relay, &reply);
-            return Flow::Continue;
+            return self.refuse_rcpt(conn, ip, RejectReason::Relay, &reply);
         }
         // "user%other@protected", "other!user@protected" and
         // "\"user@other\"@protected" ask the next hop to route further; one
@@ -957,12 +989,10 @@ impl Session {
         // may relay anyway may use them (Postfix: allow_untrusted_routing).
         if !relay_client && crate::envelope::has_sender_routing(&to) {
             let reply = format!("550 5.7.1 <{to}>: Sender-specified routing is not allowed");
-            self.reject_rcpt(conn, ip, RejectReason::Relay, &reply);
-            return Flow::Continue;
+            return self.refuse_rcpt(conn, ip, RejectReason::Relay, &reply);
         }
         if let Some((client, reply)) = self.refused_as_blacklisted(&to) {
-            self.reject_rcpt(conn, client, RejectReason::Policy, &reply);
-            return Flow::Continue;
+            return self.refuse_rcpt(conn, client, RejectReason::Policy, &reply);
         }
         let State::Mail(tx) = &mut self.state else {
             return Flow::Continue;
