@@ -1592,6 +1592,12 @@ Content-Type: multipart/mixed; {ctype}\r\n{gap}--Q\r\nContent-Type: text/plain\r
 Content-Disposition: attachment; filename=\"inv.zip\"\r\n{part_gap}{body}\r\n--Q--\r\n"
         )
     };
+    let with_cte = |msg: &str, cte: &str| {
+        msg.replace(
+            "Content-Transfer-Encoding: base64\r\n",
+            &format!("Content-Transfer-Encoding: {cte}\r\n"),
+        )
+    };
     // Lines of 76, the last without its CRLF (the delimiter brings one).
     let base64_lines = |data: &[u8]| mime::base64(data).trim_end_matches("\r\n").to_string();
     let b64 = base64_lines(&zip);
@@ -1627,6 +1633,29 @@ Content-Disposition: attachment; filename=\"inv.zip\"\r\n{part_gap}{body}\r\n--Q
                 "\r\n",
                 "\r\n",
                 &base64_lines(&[b"\n".as_slice(), &zip].concat()),
+            ),
+        ),
+        // walkZ 1: RFC 2045 allows comments in the field; lenient clients
+        // take the first token. These were delivered as av/clean.
+        (
+            "Content-Transfer-Encoding: Base64 (comment)",
+            with_cte(
+                &message("f", "boundary=\"Q\"", "\r\n", "\r\n", &b64),
+                "Base64 (comment)",
+            ),
+        ),
+        (
+            "Content-Transfer-Encoding: base64;",
+            with_cte(
+                &message("g", "boundary=\"Q\"", "\r\n", "\r\n", &b64),
+                "base64;",
+            ),
+        ),
+        (
+            "Content-Transfer-Encoding: \"base64\"",
+            with_cte(
+                &message("h", "boundary=\"Q\"", "\r\n", "\r\n", &b64),
+                "\"base64\"",
             ),
         ),
     ];

@@ -93,16 +93,18 @@ pub fn mime_of(part: &MessagePart<'_>) -> String {
 /// at a character outside the alphabet and drops a last group without its
 /// padding, where RFC 2045 and clients decode on.
 fn part_bytes<'m>(part: &'m MessagePart<'_>, raw: Option<&[u8]>) -> Cow<'m, [u8]> {
-    let encoding = if part.is_encoding_problem {
-        declared_encoding(part)
-    } else {
-        part.encoding
-    };
+    // The encoding declared, read as MIME reads it ([`encoding_named`]),
+    // wins over mail-parser's reading of the field; a part it could not
+    // decode otherwise stays as sent.
     let encoding = match declared_encoding(part) {
-        Encoding::Base64 => Encoding::Base64,
-        _ => encoding,
+        Encoding::None if part.is_encoding_problem => Encoding::None,
+        Encoding::None => part.encoding,
+        declared => declared,
     };
-    if let (true, Some(raw)) = (part.is_text() || encoding == Encoding::Base64, raw) {
+    // From the raw body: text (kept as sent, not converted), base64 (see
+    // above), and an encoding mail-parser did not apply itself.
+    let from_raw = part.is_text() || encoding == Encoding::Base64 || encoding != part.encoding;
+    if let (true, Some(raw)) = (from_raw, raw) {
         let (b, e) = (part.offset_body as usize, part.offset_end as usize);
         if b <= e && e <= raw.len() {
             if let Some(d) = decode(encoding, &raw[b..e]) {
@@ -127,11 +129,53 @@ fn other_name(part: &MessagePart<'_>, name: Option<&str>) -> Option<String> {
 
 /// The transfer encoding a part's header declares.
 fn declared_encoding(part: &MessagePart<'_>) -> Encoding {
-    match part.content_transfer_encoding().map(str::trim) {
-        Some(e) if e.eq_ignore_ascii_case("base64") => Encoding::Base64,
-        Some(e) if e.eq_ignore_ascii_case("quoted-printable") => Encoding::QuotedPrintable,
-        _ => Encoding::None,
+    part.content_transfer_encoding()
+        .map_or(Encoding::None, encoding_named)
+}
+
+/// The transfer encoding a `Content-Transfer-Encoding` value names, read
+/// as MIME reads a header field (RFC 2045 s.3, s.6.1): the case of the
+/// token does not matter, RFC 822 comments (`base64 (sent by X)`) are
+/// not part of it, and what follows the token (`base64;`) is ignored, as
+/// lenient clients do; quotes around it (`"base64"`) are dropped. mail-parser
+/// compares the whole value and left these undecoded: a zip sent so was
+/// scanned as base64 text and passed as clean.
+fn encoding_named(value: &str) -> Encoding {
+    let token = first_token(value);
+    if token.eq_ignore_ascii_case("base64") {
+        Encoding::Base64
+    } else if token.eq_ignore_ascii_case("quoted-printable") {
+        Encoding::QuotedPrintable
+    } else {
+        Encoding::None
     }
+}
+
+/// The first token of a structured header value: comments (nested, with
+/// quoted pairs) and white space skipped, quotes taken off, up to white
+/// space, `;`, `(` or the end.
+fn first_token(value: &str) -> String {
+    let mut token = String::new();
+    let mut depth = 0u32;
+    let mut chars = value.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' if depth > 0 => {
+                chars.next();
+            }
+            '(' => depth += 1,
+            ')' if depth > 0 => depth -= 1,
+            _ if depth > 0 => {}
+            '"' => {}
+            c if c.is_whitespace() && token.is_empty() => {}
+            c if c.is_whitespace() || c == ';' => break,
+            c => token.push(c),
+        }
+        if depth > 0 && !token.is_empty() {
+            break;
+        }
+    }
+    token
 }
 
 fn decode(encoding: Encoding, body: &[u8]) -> Option<Vec<u8>> {
@@ -576,6 +620,55 @@ mod tests {
     use super::*;
     use budget::MemoryPool;
     use std::io::Write;
+
+    #[test]
+    fn a_transfer_encoding_is_read_as_mime_reads_it() {
+        // walkZ 1: a comment, a trailing ';' or quotes left the part
+        // undecoded, and an EICAR zip sent so passed as clean.
+        for value in [
+            "base64",
+            "BASE64",
+            "  Base64  ",
+            "Base64 (comment)",
+            "(first) base64",
+            "base64(no space)",
+            "base64;",
+            "base64; x=y",
+            "\"base64\"",
+            "base64 (a (nested) \\) comment)",
+        ] {
+            assert_eq!(encoding_named(value), Encoding::Base64, "{value:?}");
+        }
+        assert_eq!(
+            encoding_named("Quoted-Printable (qp)"),
+            Encoding::QuotedPrintable
+        );
+        for value in ["", "7bit", "x-foo", "(base64)", "base64x", "x-base64"] {
+            assert_eq!(encoding_named(value), Encoding::None, "{value:?}");
+        }
+        // And the part's bytes are the decoded ones.
+        for cte in ["Base64 (comment)", "base64;", "\"base64\""] {
+            let raw = format!(
+                "MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=B\r\n\r\n\
+--B\r\nContent-Type: application/zip; name=x.zip\r\n\
+Content-Transfer-Encoding: {cte}\r\n\r\nUEsDBGhlbGxv\r\n--B--\r\n"
+            );
+            let msg = crate::check::parse(raw.as_bytes()).unwrap();
+            let pool = MemoryPool::unbounded();
+            let u = unpack(
+                Some(&msg),
+                raw.as_bytes(),
+                8,
+                Budget::new(1 << 20, &pool),
+                Instant::now() + std::time::Duration::from_secs(60),
+            );
+            let data: Vec<&[u8]> = u.objects.iter().map(|o| &*o.data).collect();
+            assert!(
+                data.contains(&b"PK\x03\x04hello".as_slice()),
+                "{cte}: {data:?}"
+            );
+        }
+    }
 
     #[test]
     fn a_mail_file_is_known_by_its_header_block() {
