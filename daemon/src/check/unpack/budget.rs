@@ -11,10 +11,14 @@
 //! not a verdict on this message, and giving up at once let a virus sent
 //! beside a few bombs through as `av/error` (walkS finding 2). Scans that
 //! hold bytes must not all wait for each other: when every scan holding
-//! bytes would be waiting, the one that finds it so stops instead (its
+//! bytes would be waiting, the one of them that holds the most stops (its
 //! message gets `av/error`, never a silent "clean", and is counted) and its
-//! bytes let the others go on. A scan that alone would need more than the
-//! whole pool, or that still finds no room at its deadline, stops too.
+//! bytes, given back when its scan ends, let the others go on. That is the
+//! zip bomb as a rule, not whichever scan happened to wait last: before, a
+//! real attachment scanned beside bombs completed the circle and was the
+//! one stopped, within a fraction of a second (walkZ finding 3). A scan
+//! that alone would need more than the whole pool, or that still finds no
+//! room at its deadline, stops too.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex};
@@ -30,13 +34,18 @@ pub struct MemoryPool {
     /// against a give-back, so that no wake-up is lost.
     scans: Mutex<Scans>,
     freed: Condvar,
+    /// The next scan's number (to tell waiters apart).
+    next_id: AtomicU64,
 }
 
 /// Scans with bytes of the pool, and those of them waiting for more.
 #[derive(Debug, Default)]
 struct Scans {
     holding: usize,
-    holding_and_waiting: usize,
+    /// (scan, bytes it holds) of each holder waiting for more.
+    waiting: Vec<(u64, u64)>,
+    /// Waiters told to stop, to break a circle of waits.
+    stop: Vec<u64>,
 }
 
 impl MemoryPool {
@@ -46,6 +55,7 @@ impl MemoryPool {
             in_use: AtomicU64::new(0),
             scans: Mutex::new(Scans::default()),
             freed: Condvar::new(),
+            next_id: AtomicU64::new(0),
         }
     }
 
@@ -88,30 +98,50 @@ impl MemoryPool {
     }
 
     /// Takes exactly `n` bytes, waiting for other scans to give bytes back
-    /// until `deadline`; false when they did not in time, or when every
-    /// scan holding bytes would be waiting (`holding`: this scan holds
-    /// some). All or nothing, so that waiting scans take no share another
-    /// needs.
-    fn wait_for(&self, n: u64, deadline: Instant, holding: bool) -> bool {
+    /// until `deadline`; false when they did not in time, or when this
+    /// scan is the one to stop a circle of waits (`holder`: this scan's
+    /// number and the bytes it holds, when it holds some; see the module).
+    /// All or nothing, so that waiting scans take no share another needs.
+    fn wait_for(&self, n: u64, deadline: Instant, holder: Option<(u64, u64)>) -> bool {
         let mut scans = self.scans();
-        if holding {
-            scans.holding_and_waiting += 1;
+        if let Some(me) = holder {
+            scans.waiting.push(me);
         }
+        let me = holder.map(|(id, _)| id);
         let got = loop {
+            if me.is_some_and(|id| scans.stop.contains(&id)) {
+                break false;
+            }
             if self.take_all(n) {
                 break true;
             }
             let now = Instant::now();
-            if now >= deadline || holding && scans.holding_and_waiting >= scans.holding {
+            if now >= deadline {
                 break false;
+            }
+            if me.is_some() && scans.waiting.len() >= scans.holding {
+                // Every holder waits: the one holding the most stops.
+                let most = scans
+                    .waiting
+                    .iter()
+                    .max_by_key(|&&(id, held)| (held, id))
+                    .map(|&(id, _)| id);
+                if most == me {
+                    break false;
+                }
+                if let Some(id) = most.filter(|id| !scans.stop.contains(id)) {
+                    scans.stop.push(id);
+                    self.freed.notify_all();
+                }
             }
             scans = match self.freed.wait_timeout(scans, deadline - now) {
                 Ok((g, _)) => g,
                 Err(poisoned) => poisoned.into_inner().0,
             };
         };
-        if holding {
-            scans.holding_and_waiting -= 1;
+        if let Some(id) = me {
+            scans.waiting.retain(|&(w, _)| w != id);
+            scans.stop.retain(|&w| w != id);
         }
         got
     }
@@ -160,6 +190,8 @@ impl Exhausted {
 /// One message's allowance, drawing on the shared pool.
 #[derive(Debug)]
 pub struct Budget<'p> {
+    /// This scan's number in the pool.
+    id: u64,
     left: u64,
     pool: &'p MemoryPool,
     held: u64,
@@ -173,6 +205,7 @@ pub struct Budget<'p> {
 impl<'p> Budget<'p> {
     pub fn new(max_unpacked: u64, pool: &'p MemoryPool) -> Budget<'p> {
         Budget {
+            id: pool.next_id.fetch_add(1, Ordering::Relaxed),
             left: max_unpacked,
             pool,
             held: 0,
@@ -195,7 +228,12 @@ impl<'p> Budget<'p> {
         let fits_alone = self.held.saturating_add(want) <= self.pool.capacity;
         let whole = match self.deadline {
             Some(deadline) if want > 0 && fits_alone => {
-                self.pool.take_all(want) || self.pool.wait_for(want, deadline, self.held > 0)
+                self.pool.take_all(want)
+                    || self.pool.wait_for(
+                        want,
+                        deadline,
+                        (self.held > 0).then_some((self.id, self.held)),
+                    )
             }
             _ => false,
         };
@@ -288,36 +326,59 @@ mod tests {
         assert_eq!(late.grant(50), 20, "what is left, at the deadline");
         assert!(started.elapsed() >= Duration::from_millis(100));
         assert_eq!(late.exhausted, Some(Exhausted::Shared));
-        // Two scans that each hold half and want more: the second to wait
-        // finds every holder waiting and stops at once, not at the deadline.
+        // A circle of waits: every scan holding bytes wants more. The one
+        // holding the most (the bomb) stops and its bytes let the other
+        // go on, whichever of them waited last (walkZ 3: the real
+        // attachment waited last and was the one stopped, at once).
         drop((hog, late));
         std::thread::scope(|s| {
-            let (a_waits, a_waiting) = std::sync::mpsc::channel();
             let pool = &pool;
-            let a = s.spawn(move || {
-                let mut a = Budget::new(100, pool);
-                a.wait_until(Instant::now() + Duration::from_secs(30));
-                assert_eq!(a.grant(50), 50);
-                a_waits.send(()).unwrap();
-                a.grant(40)
+            let mut mail = Budget::new(100, pool);
+            mail.wait_until(Instant::now() + Duration::from_secs(30));
+            assert_eq!(mail.grant(10), 10);
+            let bomb = s.spawn(move || {
+                let mut bomb = Budget::new(100, pool);
+                bomb.wait_until(Instant::now() + Duration::from_secs(30));
+                assert_eq!(bomb.grant(80), 80);
+                let more = bomb.grant(40);
+                (more, bomb.exhausted)
             });
-            let mut b = Budget::new(100, pool);
-            b.wait_until(Instant::now() + Duration::from_secs(30));
-            assert_eq!(b.grant(50), 50);
-            a_waiting.recv().unwrap();
-            while pool.scans().holding_and_waiting == 0 {
+            while pool.scans().waiting.is_empty() {
                 std::thread::sleep(Duration::from_millis(1));
             }
             let started = Instant::now();
-            assert_eq!(b.grant(40), 0, "every holder would wait: it stops");
+            assert_eq!(mail.grant(50), 50, "the bomb stops, not the mail");
+            assert!(started.elapsed() < Duration::from_secs(5));
+            assert_eq!(mail.exhausted, None);
+            let (more, exhausted) = bomb.join().unwrap();
+            assert_eq!(more, 10, "the bomb keeps what was free, no more");
+            assert_eq!(exhausted, Some(Exhausted::Shared));
+            // The holder that waits last and holds the most stops itself.
+            drop(mail);
+            let (a_holds, a_holding) = std::sync::mpsc::channel();
+            let (go, wait) = std::sync::mpsc::channel::<()>();
+            let a = s.spawn(move || {
+                let mut a = Budget::new(100, pool);
+                a.wait_until(Instant::now() + Duration::from_secs(30));
+                assert_eq!(a.grant(30), 30);
+                a_holds.send(()).unwrap();
+                let _ = wait.recv();
+                a.grant(40)
+            });
+            a_holding.recv().unwrap();
+            let mut b = Budget::new(100, pool);
+            b.wait_until(Instant::now() + Duration::from_secs(30));
+            assert_eq!(b.grant(70), 70);
+            go.send(()).unwrap();
+            while pool.scans().waiting.is_empty() {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            let started = Instant::now();
+            assert_eq!(b.grant(40), 0, "it holds the most: it stops");
             assert!(started.elapsed() < Duration::from_secs(5));
             assert_eq!(b.exhausted, Some(Exhausted::Shared));
             drop(b);
-            assert_eq!(
-                a.join().unwrap(),
-                40,
-                "the other goes on with the bytes given back"
-            );
+            assert_eq!(a.join().unwrap(), 40, "the other goes on");
         });
         // More than the whole pool: no wait, it can never fit.
         let mut huge = Budget::new(1000, &pool);
