@@ -1085,9 +1085,21 @@ fn name_and_mime_filters_with_includes_excludes_and_a_file_list() -> Result<()> 
             Part::attachment("film.mp4", "video/mp4", b"ftypmp42"),
         ],
     );
+    // walkZ 4: a plain filename first and the RFC 2231 one (which RFC
+    // 6266 tells clients to prefer) second: the second was never matched.
+    let hidden = format!(
+        "From: {SENDER}\r\nTo: hidden@example.com\r\nSubject: hidden\r\nMIME-Version: 1.0\r\n\
+Content-Type: multipart/mixed; boundary=\"{BOUNDARY}\"\r\n\r\n--{BOUNDARY}\r\n\
+Content-Type: text/plain\r\n\r\nHello Bob,\r\n--{BOUNDARY}\r\n\
+Content-Type: application/octet-stream\r\n\
+Content-Disposition: attachment; filename=\"tool.txt\"; filename*=utf-8''tool.exe\r\n\
+Content-Transfer-Encoding: base64\r\n\r\n{}\r\n--{BOUNDARY}--\r\n",
+        mime::base64(b"Run me.").trim_end()
+    );
     let mixed_id = send_ok(daemon.port, "mixed@example.com", &mixed)?;
     let allowed_id = send_ok(daemon.port, "allowed@example.com", &allowed)?;
-    let by_id = delivered(&sink, &[&mixed_id, &allowed_id])?;
+    let hidden_id = send_ok(daemon.port, "hidden@example.com", hidden.as_bytes())?;
+    let by_id = delivered(&sink, &[&mixed_id, &allowed_id, &hidden_id])?;
     let log = daemon.full_log();
 
     let what = "filtered parts";
@@ -1154,10 +1166,16 @@ fn name_and_mime_filters_with_includes_excludes_and_a_file_list() -> Result<()> 
             })
             .unwrap_or_default();
         hits.sort();
-        let want: Vec<(String, u64)> = ["mime:video/*", "name:*.bat", "name:*.exe", "name:*.scr"]
-            .iter()
-            .map(|r| (r.to_string(), 1))
-            .collect();
+        // name:*.exe twice: tool.exe here and in the message below.
+        let want: Vec<(String, u64)> = [
+            ("mime:video/*", 1),
+            ("name:*.bat", 1),
+            ("name:*.exe", 2),
+            ("name:*.scr", 1),
+        ]
+        .iter()
+        .map(|(r, n)| (r.to_string(), *n))
+        .collect();
         f.check(hits == want, || {
             format!("stats show: filter rule hits {hits:?}, expected {want:?}")
         });
@@ -1246,6 +1264,23 @@ fn name_and_mime_filters_with_includes_excludes_and_a_file_list() -> Result<()> 
             },
         );
     }
+
+    let what = "filename=\"tool.txt\"; filename*=utf-8''tool.exe";
+    let m = &by_id[&hidden_id];
+    check_verdict(&mut f, what, m, "filtered", Some("name:*.exe"));
+    f.check(!m.message.contains("tool.txt\"; filename*"), || {
+        format!("{what}: the attachment is still there:\n{}", m.message)
+    });
+    // Reported under the name that matched (walkZ 6), not tool.txt alone.
+    let logged = log.lines().any(|l| {
+        l.contains(" Finding. ")
+            && l.contains(&format!("queue_id={hidden_id} "))
+            && l.contains(" detection=name:*.exe ")
+            && l.contains("tool.txt (also named tool.exe)")
+    });
+    f.check(logged, || {
+        format!("{what}: no Finding log line for name:*.exe at `tool.txt (also named tool.exe)`")
+    });
 
     // Only excluded names and types: clean, delivered byte for byte.
     let what = "excluded attachments only";

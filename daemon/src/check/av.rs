@@ -11,6 +11,7 @@
 use super::unpack::Object;
 use super::{Check, Context, Finding, Kind, Report, Tools};
 use crate::check::bases::BasesInfo;
+use crate::check::filter::saved_name;
 use crate::config::Policy;
 use mailward_metrics::event::AvStatus;
 use std::time::{Duration, Instant};
@@ -75,34 +76,71 @@ enum Stop {
     Other(String),
 }
 
-/// Runs the rules over one object.
+/// The names of one object the rules are run under, at most this many: a
+/// part may carry many (`filename`, `filename*`, `name`, ...), and each
+/// distinct name costs a scan of its bytes.
+pub const MAX_NAMES_SCANNED: usize = 4;
+
+/// The `filename` values an object is scanned under: each of its names
+/// (see [`Object::aliases`]) as Windows saves it ([`saved_name`]:
+/// `invoice.pdf.exe.` is saved, and run, as `invoice.pdf.exe`), once each,
+/// at most [`MAX_NAMES_SCANNED`]; "" for an object without a name.
+fn scan_names<'o>(o: &'o Object<'_>) -> Vec<&'o str> {
+    let mut names: Vec<&str> = Vec::new();
+    for n in o.name.iter().chain(&o.aliases) {
+        let saved = saved_name(n);
+        if !names.contains(&saved) && names.len() < MAX_NAMES_SCANNED {
+            names.push(saved);
+        }
+    }
+    if names.is_empty() {
+        names.push("");
+    }
+    names
+}
+
+/// Runs the rules over one object, once under each of its names (the
+/// rules on `filename` see every name a client may save it under). A rule
+/// that matches only under another name than the first is reported as
+/// `path (also named NAME)`.
 fn rules(
     scanner: &mut yara_x::Scanner<'_>,
     o: &Object<'_>,
     deadline: Instant,
 ) -> Result<Vec<Finding>, Stop> {
-    let left = deadline.saturating_duration_since(Instant::now());
-    // yara-x counts its timeout in whole seconds.
-    scanner.set_timeout(left.max(Duration::from_secs(1)));
-    // Both globals are declared by every compiled set (see bases.rs); an
-    // error here would only mean an unusual rule set, not a bad mail.
-    let _ = scanner.set_global("filename", o.name.as_deref().unwrap_or(""));
-    let _ = scanner.set_global("mime_type", o.mime.as_str());
-    match scanner.scan(&o.data) {
-        Ok(r) => Ok(r
-            .matching_rules()
-            .map(|m| {
-                let kind = if m.tags().any(|t| t.identifier() == SUSPICIOUS_TAG) {
-                    Kind::Suspicious
-                } else {
-                    Kind::Infected
-                };
-                Finding::new(kind, m.identifier(), o.path.clone(), o.part)
-            })
-            .collect()),
-        Err(yara_x::ScanError::Timeout) => Err(Stop::Timeout),
-        Err(e) => Err(Stop::Other(e.to_string())),
+    let mut found: Vec<Finding> = Vec::new();
+    for (i, name) in scan_names(o).into_iter().enumerate() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        // yara-x counts its timeout in whole seconds.
+        scanner.set_timeout(left.max(Duration::from_secs(1)));
+        // Both globals are declared by every compiled set (see bases.rs); an
+        // error here would only mean an unusual rule set, not a bad mail.
+        let _ = scanner.set_global("filename", name);
+        let _ = scanner.set_global("mime_type", o.mime.as_str());
+        match scanner.scan(&o.data) {
+            Ok(r) => {
+                for m in r.matching_rules() {
+                    if found.iter().any(|f| f.name == m.identifier()) {
+                        continue;
+                    }
+                    let kind = if m.tags().any(|t| t.identifier() == SUSPICIOUS_TAG) {
+                        Kind::Suspicious
+                    } else {
+                        Kind::Infected
+                    };
+                    let path = if i == 0 {
+                        o.path.clone()
+                    } else {
+                        format!("{} (also named {name})", o.path)
+                    };
+                    found.push(Finding::new(kind, m.identifier(), path, o.part));
+                }
+            }
+            Err(yara_x::ScanError::Timeout) => return Err(Stop::Timeout),
+            Err(e) => return Err(Stop::Other(e.to_string())),
+        }
     }
+    Ok(found)
 }
 
 /// A stored (uncompressed) member also matches in its archive's own bytes:
@@ -189,7 +227,7 @@ mod tests {
             part: Some(1),
             path: path.to_string(),
             name: None,
-            alias: None,
+            aliases: Vec::new(),
             mime: "application/octet-stream".to_string(),
             data: Cow::Borrowed(b""),
             parent,

@@ -8,12 +8,15 @@
 //! whatever its declared type. The rule reported (statistics, logs,
 //! raw records) is the include that matched, as `name:GLOB` or `mime:GLOB`.
 //!
-//! A part may carry two names, the `Content-Disposition` `filename` and the
-//! `Content-Type` `name`, and clients differ in which they save under: each
-//! is matched, and a part is filtered when either name is included and not
-//! itself excluded. A name is matched as written and with its trailing
-//! dots and spaces taken off, as Windows saves it (`tool.exe.` is saved as
-//! `tool.exe`).
+//! A part may carry several names: the `Content-Disposition` `filename` and
+//! the `Content-Type` `name`, each plain or in RFC 2231 form (`filename*`),
+//! and clients differ in which they save under: each is matched, and a part
+//! is filtered when any of its names is included and not itself excluded.
+//! A hit on a name other than the one the part is shown under is reported
+//! as `tool.txt (also named tool.exe)`, so that the rule and the name it
+//! matched are seen together. A name is matched as written and with its
+//! trailing dots and spaces taken off, as Windows saves it (`tool.exe.` is
+//! saved as `tool.exe`).
 
 use super::{Check, Context, Finding, Kind, Report, Tools};
 use crate::config::{Pattern, Policy};
@@ -42,11 +45,20 @@ impl Check for ContentFilter {
                 .objects
                 .iter()
                 .filter_map(|o| {
-                    let names: Vec<&str> =
-                        o.name.iter().chain(&o.alias).map(String::as_str).collect();
-                    filters
-                        .check(&names, &o.mime)
-                        .map(|rule| Finding::new(Kind::Filtered, rule, o.path.clone(), o.part))
+                    let names: Vec<&str> = o
+                        .name
+                        .iter()
+                        .chain(&o.aliases)
+                        .map(String::as_str)
+                        .collect();
+                    let (rule, by) = filters.check_named(&names, &o.mime)?;
+                    let path = match by {
+                        Some(i) if i > 0 || o.name.is_none() => {
+                            format!("{} (also named {})", o.path, names[i])
+                        }
+                        _ => o.path.clone(),
+                    };
+                    Some(Finding::new(Kind::Filtered, rule, path, o.part))
                 })
                 .collect();
             report.filtered.insert(p.group.clone(), found);
@@ -76,30 +88,43 @@ impl<'p> Filters<'p> {
     /// The rule that filters an object with these names (none, as most
     /// body parts have; or one or two, see the module) and MIME type, if
     /// any.
+    #[cfg(test)]
     pub fn check(&self, names: &[&str], mime: &str) -> Option<String> {
+        self.check_named(names, mime).map(|(rule, _)| rule)
+    }
+
+    /// As [`Filters::check`], with the index in `names` of the name that
+    /// matched (None: the MIME type did).
+    pub fn check_named(&self, names: &[&str], mime: &str) -> Option<(String, Option<usize>)> {
         let any = |list: &[Pattern], s: &str| list.iter().find(|p| p.matches(s)).cloned();
         if any(self.exclude_mime, mime).is_some() {
             return None;
         }
         let mut excluded = false;
-        for name in names {
+        for (i, name) in names.iter().enumerate() {
             // Only the last path element: a member "docs/a.exe" is "a.exe".
             let base = name.rsplit(['/', '\\']).next().unwrap_or(name);
-            let saved = base.trim_end_matches(['.', ' ']);
+            let saved = saved_name(base);
             let forms = [base, saved];
             if forms.iter().any(|f| any(self.exclude_name, f).is_some()) {
                 excluded = true;
                 continue;
             }
             if let Some(p) = forms.iter().find_map(|f| any(self.include_name, f)) {
-                return Some(format!("name:{p}"));
+                return Some((format!("name:{p}"), Some(i)));
             }
         }
         if excluded {
             return None;
         }
-        any(self.include_mime, mime).map(|p| format!("mime:{p}"))
+        any(self.include_mime, mime).map(|p| (format!("mime:{p}"), None))
     }
+}
+
+/// A file name as Windows saves it: trailing dots and spaces taken off
+/// (`tool.exe. ` is saved as `tool.exe`).
+pub fn saved_name(name: &str) -> &str {
+    name.trim_end_matches(['.', ' '])
 }
 
 #[cfg(test)]

@@ -564,6 +564,126 @@ fn the_name_filter_reads_both_names_and_names_as_windows_saves_them() {
     );
 }
 
+/// A message whose one attachment carries the header parameters given.
+fn with_names(ctype_params: &str, disposition_params: &str, data: &[u8]) -> Vec<u8> {
+    format!(
+        "From: a@example.com\r\nTo: b@example.com\r\nSubject: t\r\nMIME-Version: 1.0\r\n\
+Content-Type: multipart/mixed; boundary=\"XX\"\r\n\r\n--XX\r\nContent-Type: text/plain\r\n\r\n\
+Hello\r\n--XX\r\nContent-Type: application/octet-stream{ctype_params}\r\n\
+Content-Disposition: attachment{disposition_params}\r\n\
+Content-Transfer-Encoding: base64\r\n\r\n{}\r\n--XX--\r\n",
+        b64(data)
+    )
+    .into_bytes()
+}
+
+#[test]
+fn every_name_a_part_carries_is_filtered_and_reported_as_the_one_that_matched() {
+    // walkZ 4 and 6: a plain filename first hid the RFC 2231 one (which
+    // RFC 6266 tells clients to prefer), and a hit on the Content-Type
+    // name was reported under the disposition filename.
+    let rules = rules();
+    let mut p = policy();
+    p.include_by_name = vec![crate::config::Pattern::new("*.exe")];
+    let cases = [
+        ("", "; filename=\"tool.txt\"; filename*=utf-8''tool.exe"),
+        ("; name=\"tool.txt\"; name*=utf-8''tool.exe", ""),
+        ("", "; filename=\"tool.txt\"; filename=\"tool.exe\""),
+        ("; name=\"tool.exe\"", "; filename=\"tool.txt\""),
+    ];
+    for (ct, cd) in cases {
+        let out = run(&rules, &p, &with_names(ct, cd, b"plain bytes"));
+        let case = format!("Content-Type ...{ct} / Content-Disposition ...{cd}");
+        assert_eq!(
+            out.report.av,
+            AvStatus::Filtered,
+            "{case}: {:?}",
+            out.findings
+        );
+        assert_eq!(out.report.filter_rules, ["name:*.exe"], "{case}");
+        let paths: Vec<&str> = out.findings.iter().map(|f| f.path.as_str()).collect();
+        assert_eq!(paths, ["tool.txt (also named tool.exe)"], "{case}");
+    }
+    // Two whole Content-Disposition fields: both are read.
+    let two = String::from_utf8(with_names("", "; filename=\"tool.txt\"", b"x"))
+        .unwrap()
+        .replace(
+            "Content-Transfer-Encoding",
+            "Content-Disposition: attachment; filename=\"tool.exe\"\r\nContent-Transfer-Encoding",
+        );
+    let out = run(&rules, &p, two.as_bytes());
+    assert_eq!(out.report.av, AvStatus::Filtered, "{:?}", out.findings);
+    // The name shown is reported as such; a clean pair stays clean.
+    let out = run(&rules, &p, &with_names("", "; filename=\"tool.exe\"", b"x"));
+    let paths: Vec<&str> = out.findings.iter().map(|f| f.path.as_str()).collect();
+    assert_eq!(paths, ["tool.exe"]);
+    let out = run(
+        &rules,
+        &p,
+        &with_names("; name*=utf-8''a.txt", "; filename=\"b.txt\"", b"x"),
+    );
+    assert_eq!(out.report.av, AvStatus::Clean, "{:?}", out.findings);
+}
+
+#[test]
+fn the_name_rules_see_names_as_windows_saves_them_and_every_name() {
+    // walkZ 5: the YARA `filename` was the disposition name as written:
+    // the built-in rules missed a trailing dot or space and a Content-Type
+    // name that said otherwise, with no name filter configured.
+    let rules = rules();
+    let p = policy();
+    let cases = [
+        (
+            "",
+            "; filename=\"invoice.pdf.exe.\"",
+            b"x".as_slice(),
+            "Suspicious_Double_Extension",
+            "invoice.pdf.exe.",
+        ),
+        (
+            "",
+            "; filename=\"invoice.pdf.exe \"",
+            b"x",
+            "Suspicious_Double_Extension",
+            "invoice.pdf.exe ",
+        ),
+        (
+            "",
+            "; filename=\"scan.pdf. .\"",
+            b"MZ\x90\x00rest",
+            "Suspicious_Disguised_Executable",
+            "scan.pdf. .",
+        ),
+        (
+            "; name=\"invoice.pdf.exe\"",
+            "; filename=\"invoice.pdf\"",
+            b"x",
+            "Suspicious_Double_Extension",
+            "invoice.pdf (also named invoice.pdf.exe)",
+        ),
+        (
+            "",
+            "; filename=\"tool.txt\"; filename*=utf-8''invoice.pdf.exe",
+            b"x",
+            "Suspicious_Double_Extension",
+            "tool.txt (also named invoice.pdf.exe)",
+        ),
+    ];
+    for (ct, cd, data, rule, path) in cases {
+        let out = run(&rules, &p, &with_names(ct, cd, data));
+        let case = format!("Content-Type ...{ct} / Content-Disposition ...{cd}");
+        assert_eq!(
+            out.report.av,
+            AvStatus::Suspicious,
+            "{case}: {:?}",
+            out.findings
+        );
+        assert_eq!(out.report.viruses, [rule], "{case}");
+        let paths: Vec<&str> = out.findings.iter().map(|f| f.path.as_str()).collect();
+        assert_eq!(paths, [path], "{case}");
+    }
+}
+
 #[test]
 fn a_zip_with_a_byte_in_front_is_unpacked() {
     let rules = rules();

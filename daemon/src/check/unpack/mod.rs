@@ -22,7 +22,7 @@ pub(crate) mod uuencode;
 use super::{Finding, Kind};
 use archive::Member;
 use budget::{Budget, Exhausted};
-use mail_parser::{Encoding, Message, MessagePart, MimeHeaders, PartType};
+use mail_parser::{Encoding, HeaderName, HeaderValue, Message, MessagePart, MimeHeaders, PartType};
 use std::borrow::Cow;
 use std::time::Instant;
 
@@ -40,10 +40,11 @@ pub struct Object<'m> {
     pub path: String,
     /// Its file name, when it has one (attachments, members).
     pub name: Option<String>,
-    /// A part's other name: the `Content-Type` `name` when the
-    /// `Content-Disposition` `filename` (the `name` above) says otherwise.
-    /// Clients differ in which one they save under.
-    pub alias: Option<String>,
+    /// A part's other names: every `Content-Disposition` `filename` and
+    /// `Content-Type` `name` value (plain or RFC 2231 `filename*`, of every
+    /// such field) that differs from `name`. Clients differ in which one
+    /// they save under, so the checks look at each.
+    pub aliases: Vec<String>,
     /// "type/subtype", lower case.
     pub mime: String,
     /// Its bytes, decoded; empty for a nested message (its parts are
@@ -120,11 +121,34 @@ fn part_bytes<'m>(part: &'m MessagePart<'_>, raw: Option<&[u8]>) -> Cow<'m, [u8]
     Cow::Borrowed(part.contents())
 }
 
-/// The `Content-Type` `name` of a part whose `Content-Disposition`
-/// `filename` (`name`, the one mail-parser gives first) differs from it.
-fn other_name(part: &MessagePart<'_>, name: Option<&str>) -> Option<String> {
-    let ct_name = part.content_type().and_then(|c| c.attribute("name"))?;
-    (Some(ct_name) != name).then(|| ct_name.to_string())
+/// The names a part carries besides `name` (the one mail-parser gives
+/// first, its `attachment_name`): each `filename` of each
+/// `Content-Disposition` field, then each `name` of each `Content-Type`
+/// field, in order, once each. mail-parser keeps a plain `filename` and an
+/// RFC 2231 `filename*` both, as two values named `filename`, and gives the
+/// first only: `filename="tool.txt"; filename*=utf-8''tool.exe` hid the
+/// name RFC 6266 tells clients to prefer (walkZ 4).
+fn other_names(part: &MessagePart<'_>, name: Option<&str>) -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    for (field, param) in [
+        (HeaderName::ContentDisposition, "filename"),
+        (HeaderName::ContentType, "name"),
+    ] {
+        for h in part.headers.iter().filter(|h| h.name == field) {
+            let HeaderValue::ContentType(ct) = &h.value else {
+                continue;
+            };
+            for a in ct.attributes().unwrap_or_default() {
+                if a.name.eq_ignore_ascii_case(param)
+                    && Some(a.value.as_ref()) != name
+                    && !names.iter().any(|n| n == &a.value)
+                {
+                    names.push(a.value.to_string());
+                }
+            }
+        }
+    }
+    names
 }
 
 /// The transfer encoding a part's header declares.
@@ -338,7 +362,7 @@ impl<'m> Unpacked<'m, '_> {
                         part: unit,
                         path: here.clone(),
                         name: name.map(str::to_string),
-                        alias: None,
+                        aliases: other_names(part, name),
                         mime,
                         data: Cow::Borrowed(&[]),
                         parent,
@@ -363,7 +387,7 @@ impl<'m> Unpacked<'m, '_> {
                         depth,
                     );
                     if let Some(o) = self.objects.get_mut(index) {
-                        o.alias = other_name(part, name);
+                        o.aliases = other_names(part, name);
                     }
                 }
             }
@@ -398,7 +422,7 @@ impl<'m> Unpacked<'m, '_> {
             part,
             path: path.clone(),
             name: name.clone(),
-            alias: None,
+            aliases: Vec::new(),
             mime,
             data,
             parent,
@@ -721,7 +745,7 @@ Content-Type: multipart/mixed; boundary=X\r\n\r\n--X\r\n\r\nhi\r\n--X--\r\n";
             part: Some(1),
             path: "many.zip".into(),
             name: Some("many.zip".into()),
-            alias: None,
+            aliases: Vec::new(),
             mime: "application/zip".into(),
             data: Cow::Borrowed(&[]),
             parent: None,
