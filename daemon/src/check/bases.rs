@@ -86,6 +86,34 @@ fn one_line(report: &str) -> String {
     }
 }
 
+/// The YARA modules built into this binary (the yara-x features in the
+/// workspace Cargo.toml): what a rule may `import`.
+pub const BUILT_IN_MODULES: &[&str] = &[];
+
+/// A compile error on one line; an `import` of a module that is not built
+/// in says so, rather than yara-x's bare "unknown module" (most public rule
+/// feeds import `pe`, `hash` or `math`, and an administrator's first
+/// update failed on it without a word why: walkZ 2).
+fn compile_problem(e: &yara_x::errors::CompileError) -> String {
+    let line = one_line(&e.to_string());
+    if !matches!(e, yara_x::errors::CompileError::UnknownModule(_)) {
+        return line;
+    }
+    let module = line.split('`').nth(1).unwrap_or("the module").to_string();
+    let available = if BUILT_IN_MODULES.is_empty() {
+        "this Mailward is built without YARA modules".to_string()
+    } else {
+        format!(
+            "this Mailward is built with the YARA modules {} only",
+            BUILT_IN_MODULES.join(", ")
+        )
+    };
+    format!(
+        "{line}: {available}, `import \"{module}\"` is not available; remove the \
+import and the rules that use the module (see docs/bases.md)"
+    )
+}
+
 /// Compiles the rules of `dir`; the error names the file, line and column.
 /// Returns the rules and how many there are.
 pub fn compile(dir: &Path) -> Result<(yara_x::Rules, usize), BasesError> {
@@ -157,7 +185,7 @@ fn compile_sources(sources: &[(PathBuf, String)]) -> Result<(yara_x::Rules, usiz
         compiler
             .add_source(yara_x::SourceCode::from(text.as_str()).with_origin(origin.as_str()))
             .map_err(|e| BasesError::Compile {
-                problem: one_line(&e.to_string()),
+                problem: compile_problem(&e),
             })?;
     }
     let rules = compiler.build();
@@ -425,8 +453,53 @@ pub fn validate(dir: &Path) -> Result<BasesInfo, BasesError> {
         path: dir.join("manifest.toml"),
         problem: "missing: a bases directory needs a manifest.toml".into(),
     })?;
+    let nested = nested_rule_files(dir);
+    if !nested.is_empty() {
+        let shown: Vec<&str> = nested.iter().take(3).map(String::as_str).collect();
+        let more = match nested.len() {
+            n if n > 3 => format!(" and {} more", n - 3),
+            _ => String::new(),
+        };
+        return Err(BasesError::Manifest {
+            path: dir.to_path_buf(),
+            problem: format!(
+                "rule files in subdirectories are not read: {}{more}; a set's rule files must be \
+at its top level (move them up, or leave them out of the set)",
+                shown.join(", ")
+            ),
+        });
+    }
     compile(dir)?;
     Ok(info)
+}
+
+/// The rule files (`*.yar`, `*.yara`) in subdirectories of `dir`, as paths
+/// relative to it, in name order: only the top level of a set is read, and
+/// a feed unpacked with its folders lost those rules without a word
+/// (walkZ 13). Symbolic links are not followed; 8 levels at most.
+fn nested_rule_files(dir: &Path) -> Vec<String> {
+    fn walk(dir: &Path, rel: &Path, depth: u32, out: &mut Vec<String>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        let mut entries: Vec<_> = entries.filter_map(Result::ok).collect();
+        entries.sort_by_key(|e| e.file_name());
+        for e in entries {
+            let Ok(kind) = e.file_type() else { continue };
+            let rel = rel.join(e.file_name());
+            if kind.is_dir() && depth < 8 {
+                walk(&e.path(), &rel, depth + 1, out);
+            } else if kind.is_file()
+                && depth > 0
+                && rel.extension().is_some_and(|x| x == "yar" || x == "yara")
+            {
+                out.push(rel.display().to_string());
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, Path::new(""), 0, &mut out);
+    out
 }
 
 /// The default bases shipped inside the binary (the repository's
@@ -696,6 +769,41 @@ mod update_tests {
             "{e}"
         );
         assert_eq!(read(&av).unwrap().unwrap().version, "1", "nothing swapped");
+    }
+
+    #[test]
+    fn a_set_with_rule_files_in_subdirectories_is_refused_with_their_names() {
+        // walkZ 13: sub/sub.yar was dropped without a word.
+        let tmp = tempfile::tempdir().unwrap();
+        let a = tmp.path().join("a");
+        set(&a, "1");
+        std::fs::create_dir_all(a.join("sub/deeper")).unwrap();
+        std::fs::write(a.join("sub/README"), "not rules\n").unwrap();
+        assert!(validate(&a).is_ok(), "a subdirectory without rules is fine");
+        std::fs::write(a.join("sub/deeper/x.yara"), "rule x { condition: true }\n").unwrap();
+        let e = validate(&a).unwrap_err().to_string();
+        assert!(
+            e.contains("rule files in subdirectories are not read: sub/deeper/x.yara;"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn an_import_of_a_module_not_built_in_says_so() {
+        // walkZ 2: a bare "unknown module `pe`" refused a whole feed.
+        let e = compile_sources(&[(
+            PathBuf::from("m.yar"),
+            "import \"pe\"\nrule r { condition: true }\n".to_string(),
+        )])
+        .err()
+        .unwrap()
+        .to_string();
+        assert!(e.contains("unknown module `pe`"), "{e}");
+        assert!(e.contains("`import \"pe\"` is not available"), "{e}");
+        assert!(
+            e.contains("built with") || e.contains("built without"),
+            "{e}"
+        );
     }
 
     #[test]
