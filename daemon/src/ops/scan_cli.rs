@@ -90,12 +90,20 @@ pub fn scan(
     let mut outcome = Outcome::Clean;
     let (mut checked, mut unread) = (0usize, 0usize);
     let limit = cfg.limits.max_message_size.0;
+    // A path not read is also a JSON line for a script that reads stdout
+    // only (walkZ 14): {"file": ..., "status": "error", "error": ...}.
+    let not_read = |out: &mut dyn Write, err: &mut dyn Write, file: &Path, e: &ScanCliError| {
+        let _ = writeln!(err, "mailward: {e}");
+        if opts.json {
+            let _ = writeln!(out, "{}", unread_line(file, e));
+        }
+    };
     for path in paths {
-        let files = match gather(path) {
+        let files = match gather(path, err) {
             Ok(files) => files,
             Err(e) => {
                 unread += 1;
-                let _ = writeln!(err, "mailward: {e}");
+                not_read(out, err, path, &e);
                 continue;
             }
         };
@@ -107,7 +115,7 @@ pub fn scan(
             let items = match read_one(&file, opts.attachment, limit) {
                 Ok(items) => items,
                 Err(e) => {
-                    let _ = writeln!(err, "mailward: {e}");
+                    not_read(out, err, &file, &e);
                     failed = true;
                     continue;
                 }
@@ -135,9 +143,16 @@ pub fn scan(
                         Some(_) => Outcome::Found,
                     });
                     let line = if opts.json {
-                        json_line(&item, p, status, &report)
+                        json_line(&item, p, status, &report, opts.from.is_empty())
                     } else {
-                        text_line(&item, p, status, &report, partitions.len())
+                        text_line(
+                            &item,
+                            p,
+                            status,
+                            &report,
+                            partitions.len(),
+                            opts.from.is_empty(),
+                        )
                     };
                     if writeln!(out, "{line}").is_err() {
                         return Ok(outcome);
@@ -167,7 +182,7 @@ fn load_bases(
 ) -> Result<(yara_x::Rules, Option<bases::BasesInfo>), ScanCliError> {
     let dir = &cfg.bases.av;
     // Only "not there" means "none installed": a directory this user may
-    // not read (the daemon's, 0700) is said, not checked with less.
+    // not read (the daemon's, 0750) is said, not checked with less.
     let manifest = dir.join("manifest.toml");
     match std::fs::metadata(&manifest) {
         Ok(_) => {
@@ -227,8 +242,11 @@ fn partitions(cfg: &Config, env: &Envelope) -> Vec<Partition> {
         .collect()
 }
 
-/// The files of one PATH: itself, or a directory's, recursively.
-fn gather(path: &Path) -> Result<Vec<PathBuf>, ScanCliError> {
+/// The files of one PATH: itself, or a directory's, recursively. What a
+/// directory holds besides files and directories (symbolic links, FIFOs,
+/// sockets, devices) is not read, and said on `err` (walkZ 9: skipped
+/// without a word).
+fn gather(path: &Path, err: &mut dyn Write) -> Result<Vec<PathBuf>, ScanCliError> {
     let io = |source| ScanCliError::Io {
         path: path.to_path_buf(),
         source,
@@ -238,19 +256,60 @@ fn gather(path: &Path) -> Result<Vec<PathBuf>, ScanCliError> {
         return Ok(vec![path.to_path_buf()]);
     }
     let mut files = Vec::new();
-    walk(path, &mut files)?;
+    let mut skipped = Skipped::default();
+    walk(path, &mut files, &mut skipped)?;
+    if let Some(note) = skipped.note() {
+        let _ = writeln!(err, "mailward: {}: {note}", path.display());
+    }
     if files.is_empty() {
         return Err(ScanCliError::Usage(format!(
-            "{}: the directory holds no files",
+            "{}: the directory holds no regular files",
             path.display()
         )));
     }
     Ok(files)
 }
 
+/// What a directory walk did not read.
+#[derive(Debug, Default)]
+struct Skipped {
+    links: Vec<PathBuf>,
+    special: Vec<PathBuf>,
+}
+
+impl Skipped {
+    /// "2 symbolic link(s) not followed (a/l1, a/l2); 1 special file(s)
+    /// not read (a/fifo)", the first 3 of each named; None: nothing.
+    fn note(&self) -> Option<String> {
+        let list = |v: &[PathBuf]| {
+            let mut s: Vec<String> = v.iter().take(3).map(|p| p.display().to_string()).collect();
+            if v.len() > 3 {
+                s.push("...".into());
+            }
+            s.join(", ")
+        };
+        let mut parts = Vec::new();
+        if !self.links.is_empty() {
+            parts.push(format!(
+                "{} symbolic link(s) not followed ({})",
+                self.links.len(),
+                list(&self.links)
+            ));
+        }
+        if !self.special.is_empty() {
+            parts.push(format!(
+                "{} special file(s) (FIFO, socket, device) not read ({})",
+                self.special.len(),
+                list(&self.special)
+            ));
+        }
+        (!parts.is_empty()).then(|| parts.join("; "))
+    }
+}
+
 /// The regular files under `dir`, in name order, recursively (symbolic
 /// links are not followed: a link to `/` would walk the whole host).
-fn walk(dir: &Path, files: &mut Vec<PathBuf>) -> Result<(), ScanCliError> {
+fn walk(dir: &Path, files: &mut Vec<PathBuf>, skipped: &mut Skipped) -> Result<(), ScanCliError> {
     let io = |source| ScanCliError::Io {
         path: dir.to_path_buf(),
         source,
@@ -263,9 +322,13 @@ fn walk(dir: &Path, files: &mut Vec<PathBuf>) -> Result<(), ScanCliError> {
     for e in entries {
         let kind = e.file_type().map_err(io)?;
         if kind.is_dir() {
-            walk(&e.path(), files)?;
+            walk(&e.path(), files, skipped)?;
         } else if kind.is_file() {
             files.push(e.path());
+        } else if kind.is_symlink() {
+            skipped.links.push(e.path());
+        } else {
+            skipped.special.push(e.path());
         }
     }
     Ok(())
@@ -281,7 +344,16 @@ fn read_one(path: &Path, attachment: bool, limit: u64) -> Result<Vec<Item>, Scan
         path: path.to_path_buf(),
         source,
     };
-    let size = std::fs::metadata(path).map_err(io)?.len();
+    // A FIFO would block the read until something writes to it, a device
+    // read forever: only a regular file is read (walkZ 9).
+    let meta = std::fs::metadata(path).map_err(io)?;
+    if !meta.is_file() {
+        return Err(ScanCliError::Usage(format!(
+            "{}: not a regular file (a FIFO, socket or device): not read",
+            path.display()
+        )));
+    }
+    let size = meta.len();
     if size > limit && (attachment || !is_mbox(path).map_err(io)?) {
         return Err(ScanCliError::TooLarge {
             path: path.to_path_buf(),
@@ -384,6 +456,7 @@ fn text_line(
     status: Option<AvStatus>,
     report: &Report,
     groups: usize,
+    null_sender: bool,
 ) -> String {
     let mut line = item.name.clone();
     if groups > 1 || !p.group.is_empty() {
@@ -396,12 +469,60 @@ fn text_line(
             for f in report.findings_for(&p.group, &p.policy) {
                 line.push_str(&format!("\n  {}: {} in {}", kind(f), f.name, f.path));
             }
+            if s != AvStatus::Clean {
+                line.push_str(&format!("\n  gateway: {}", outcome(p, report, null_sender)));
+            }
         }
     }
     line
 }
 
-fn json_line(item: &Item, p: &Partition, status: Option<AvStatus>, report: &Report) -> String {
+/// What the gateway would do with the message for this group, from the
+/// plan its policy makes (walkZ 10: a group that blocks and one that
+/// removes the part printed the same line): "refused in the session
+/// (550 ...)", "blocked, not delivered", "delivered, 1 part removed", ...
+fn outcome(p: &Partition, report: &Report, null_sender: bool) -> String {
+    use crate::policy::edit::Edit;
+    use crate::policy::plan::{decide, Delivery};
+    let plan = decide(&p.policy, &p.group, report, true, null_sender);
+    let mut what = match &plan.delivery {
+        Delivery::Refuse(reply) => format!(
+            "refused in the session ({reply}; blocked if the scan outlasts timeouts.scan_in_session)"
+        ),
+        Delivery::Block => "blocked, not delivered".to_string(),
+        Delivery::Deliver => {
+            let count = |e: Edit| plan.edits.values().filter(|(x, _)| *x == e).count();
+            let (removed, replaced) = (count(Edit::Remove), count(Edit::Placeholder));
+            let mut parts = Vec::new();
+            if removed > 0 {
+                parts.push(format!("{removed} part(s) removed"));
+            }
+            if replaced > 0 {
+                parts.push(format!("{replaced} part(s) replaced by a notice"));
+            }
+            if parts.is_empty() {
+                "delivered as it came".to_string()
+            } else {
+                format!("delivered, {}", parts.join(", "))
+            }
+        }
+    };
+    if let Some(prefix) = &plan.subject_prefix {
+        what.push_str(&format!(", subject marked {prefix:?}"));
+    }
+    if plan.quarantine.is_some() {
+        what.push_str(", a copy quarantined");
+    }
+    what
+}
+
+fn json_line(
+    item: &Item,
+    p: &Partition,
+    status: Option<AvStatus>,
+    report: &Report,
+    null_sender: bool,
+) -> String {
     let findings: Vec<serde_json::Value> = report
         .findings_for(&p.group, &p.policy)
         .map(|f| {
@@ -417,9 +538,20 @@ fn json_line(item: &Item, p: &Partition, status: Option<AvStatus>, report: &Repo
         "group": p.label(),
         "status": status.map(|s| format!("av/{}", s.as_str())),
         "findings": findings,
+        "gateway": status.map(|_| outcome(p, report, null_sender)),
         "objects": report.objects,
         "bases": report.bases.as_ref().map(|b| b.version.clone()),
         "milliseconds": report.duration.as_millis() as u64,
+    })
+    .to_string()
+}
+
+/// The JSON line of a path that could not be read.
+fn unread_line(file: &Path, e: &ScanCliError) -> String {
+    serde_json::json!({
+        "file": file.display().to_string(),
+        "status": "error",
+        "error": e.to_string(),
     })
     .to_string()
 }
@@ -537,6 +669,24 @@ mod tests {
         assert_eq!(outcome, Outcome::Found);
         assert!(out.contains("tool.exe: av/filtered"), "{out}");
         assert!(out.contains("filtered: name:*.exe in"), "{out}");
+        // What the gateway would do (walkZ 10), by the group's actions.
+        cfg.policy.action_filtered = crate::config::Action::Placeholder;
+        let file = dir.path().join("tool.exe");
+        let (_, out, _) = run(&cfg, std::slice::from_ref(&file), &Options::default());
+        assert!(
+            out.ends_with("\n  gateway: delivered, 1 part(s) replaced by a notice\n"),
+            "{out}"
+        );
+        let json = Options {
+            json: true,
+            ..Options::default()
+        };
+        let (_, out, _) = run(&cfg, &[file], &json);
+        let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+        assert_eq!(
+            v["gateway"], "delivered, 1 part(s) replaced by a notice",
+            "{out}"
+        );
     }
 
     #[test]
@@ -563,6 +713,64 @@ mod tests {
         assert!(
             names[0].contains("b.txt") && names[1].contains("e/a.txt"),
             "{out}"
+        );
+    }
+
+    #[test]
+    fn links_and_special_files_are_said_and_a_fifo_is_never_opened() {
+        // walkZ 9: skipped without a word, and a FIFO named on the command
+        // line blocked until killed. walkZ 14: --json said nothing of them.
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = cfg_with_bases(dir.path());
+        let d = dir.path().join("d");
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join("a.txt"), b"a").unwrap();
+        std::os::unix::fs::symlink(d.join("a.txt"), d.join("link.txt")).unwrap();
+        let fifo = d.join("fifo");
+        nix::unistd::mkfifo(
+            &fifo,
+            nix::sys::stat::Mode::S_IRUSR | nix::sys::stat::Mode::S_IWUSR,
+        )
+        .unwrap();
+        let (outcome, out, err) = run(&cfg, std::slice::from_ref(&d), &Options::default());
+        assert_eq!(outcome, Outcome::Clean, "{err}");
+        assert_eq!(out.lines().count(), 1, "{out}");
+        assert!(err.contains("1 symbolic link(s) not followed ("), "{err}");
+        assert!(err.contains("link.txt)"), "{err}");
+        assert!(
+            err.contains("1 special file(s) (FIFO, socket, device) not read ("),
+            "{err}"
+        );
+        // Named on the command line: refused, not opened (this would hang).
+        let json = Options {
+            json: true,
+            ..Options::default()
+        };
+        let (outcome, out, err) = run(&cfg, &[fifo.clone(), dir.path().join("nosuch")], &json);
+        assert_eq!(outcome, Outcome::Unchecked);
+        assert!(
+            err.contains("not a regular file (a FIFO, socket or device)"),
+            "{err}"
+        );
+        let lines: Vec<serde_json::Value> = out
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 2, "{out}");
+        assert!(lines.iter().all(|v| v["status"] == "error"), "{out}");
+        assert!(
+            lines[1]["error"].as_str().unwrap().contains("No such file"),
+            "{out}"
+        );
+        // A directory of links only: said why nothing was checked.
+        let only = dir.path().join("only");
+        std::fs::create_dir_all(&only).unwrap();
+        std::os::unix::fs::symlink(d.join("a.txt"), only.join("l")).unwrap();
+        let (_, _, err) = run(&cfg, &[only], &Options::default());
+        assert!(err.contains("1 symbolic link(s) not followed"), "{err}");
+        assert!(
+            err.contains("the directory holds no regular files"),
+            "{err}"
         );
     }
 
