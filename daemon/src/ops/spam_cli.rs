@@ -938,6 +938,18 @@ pub fn status_text(v: &serde_json::Value) -> String {
 pub fn fold(cfg: &Config, err: &mut dyn Write) -> Result<Journalled, SpamCliError> {
     let _owner = crate::ops::privileges::OwnedByDataDir::new(&cfg.spam.dir, &cfg.server.data_dir);
     let store = site_store(cfg)?;
+    if !store.is_shared() && !cfg.spam.dir.exists() {
+        // A gateway that has learnt nothing has nothing to fold: not an
+        // error, so that `spam fold && rsync ...` backs up a new gateway
+        // too (walkAA finding 8). Nothing is created.
+        let _ = writeln!(
+            err,
+            "{} does not exist: nothing was learnt there (spam.dir in {}).",
+            cfg.spam.dir.display(),
+            cfg.origin
+        );
+        return Ok(Journalled::default());
+    }
     if !store.is_shared() {
         existing(cfg)?;
     }
@@ -1814,6 +1826,15 @@ mod tests {
                 .contains("does not exist: nothing was learnt there"),
             "{e}"
         );
+        assert!(!dir.path().join("typo").exists());
+        // Nothing to fold where nothing was learnt: exit 0, nothing made
+        // (walkAA finding 8: `spam fold && rsync` failed on a new gateway).
+        let mut err = Vec::new();
+        let folded = fold(&cfg, &mut err).unwrap();
+        assert_eq!(folded.records, 0);
+        assert!(String::from_utf8(err)
+            .unwrap()
+            .contains("does not exist: nothing was learnt there"),);
         assert!(!dir.path().join("typo").exists());
         // Its last component is made, and said.
         cfg.spam.dir = dir.path().join("spam");
