@@ -886,7 +886,7 @@ pub static CATALOGUE: &[Stat] = &[
         Counter,
         Unit::Count,
         None,
-        "Messages judged without the spam classifier because its shared store (spam.store, Redis) could not be read.",
+        "Messages judged without the spam classifier because its learning could not be read: a spam.store Redis that does not answer or holds a damaged snapshot, or a damaged site.model or base.model.",
     ),
     def(
         StatId::LogLinesDropped,
