@@ -21,7 +21,9 @@ fn page(name: &str) -> Result<String> {
 }
 
 /// A log line's message ("Delivered.") and its fields in order, each as
-/// (key, whether its value is quoted); None when the line is no log line.
+/// (key, whether its value is quoted as the binary quotes values: in
+/// double quotes exactly when it is empty or holds a space, `=`, `"`, `\`
+/// or an escaped character); None when the line is no log line.
 fn log_line(line: &str) -> Option<(String, Vec<(String, bool)>)> {
     let start = line.find("INFO ")?;
     let line = &line[start..];
@@ -35,14 +37,57 @@ fn log_line(line: &str) -> Option<(String, Vec<(String, bool)>)> {
             && key.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'))
         .then_some(i + 1)
     })?;
-    let fields = rest[end..]
-        .split_whitespace()
-        .filter_map(|t| {
-            let (k, v) = t.split_once('=')?;
-            (!k.is_empty() && k.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'))
-                .then(|| (k.to_string(), v.starts_with('"')))
-        })
-        .collect();
+    let is_key = |k: &str| !k.is_empty() && k.bytes().all(|b| b.is_ascii_lowercase() || b == b'_');
+    let mut fields: Vec<(String, bool)> = Vec::new();
+    let mut s = rest[end..].trim_start();
+    while let Some((k, after)) = s.split_once('=') {
+        if !is_key(k) {
+            // A word that is no field: the value before it held a space
+            // and was not quoted.
+            if let Some(last) = fields.last_mut() {
+                last.1 = false;
+            }
+            s = s.split_once(' ').map_or("", |(_, r)| r).trim_start();
+            continue;
+        }
+        let (well, tail) = match after.strip_prefix('"') {
+            Some(q) => {
+                let mut close = None;
+                let mut chars = q.char_indices();
+                while let Some((i, c)) = chars.next() {
+                    match c {
+                        '\\' => {
+                            chars.next();
+                        }
+                        '"' => {
+                            close = Some(i);
+                            break;
+                        }
+                        _ => {}
+                    }
+                }
+                let close = close?;
+                let value = &q[..close];
+                let needs = value.is_empty() || value.contains([' ', '=', '"', '\\']);
+                (needs, &q[close + 1..])
+            }
+            None => {
+                let i = after.find(' ').unwrap_or(after.len());
+                let value = &after[..i];
+                (
+                    !value.is_empty() && !value.contains(['=', '"', '\\']),
+                    &after[i..],
+                )
+            }
+        };
+        fields.push((k.to_string(), well));
+        s = tail.trim_start();
+    }
+    if !s.is_empty() {
+        if let Some(last) = fields.last_mut() {
+            last.1 = false;
+        }
+    }
     Some((rest[..end].to_string(), fields))
 }
 

@@ -523,11 +523,11 @@ fn a_quiet_client_gets_its_verdict_and_a_dead_connection_is_still_closed() -> Re
         Duration::from_secs(10),
         || {
             let log = daemon.full_log();
-            Ok(log.contains("reason=\"size\"").then_some(log))
+            Ok(log.contains("reason=size ").then_some(log))
         },
     )
     .with_context(logs)?;
-    let id = format!("upstream_id=\"{upstream}\"");
+    let id = format!("upstream_id={upstream} ");
     ensure!(
         log.lines().any(|l| l.contains("Message from the MTA.")
             && l.contains(&id)
@@ -536,7 +536,7 @@ fn a_quiet_client_gets_its_verdict_and_a_dead_connection_is_still_closed() -> Re
     );
     ensure!(
         log.lines().any(|l| l.contains("Refused in the session.")
-            && l.contains("reason=\"size\"")
+            && l.contains("reason=size ")
             && l.contains(&id)
             && l.contains("from=alice@sender.test")
             && l.contains("rcpts=1")),
@@ -555,7 +555,7 @@ fn a_quiet_client_gets_its_verdict_and_a_dead_connection_is_still_closed() -> Re
     ensure!(
         daemon
             .full_log()
-            .contains("reason=\"idle\" error=no command from the MTA within 4s"),
+            .contains("reason=idle error=\"no command from the MTA within 4s\""),
         "the idle connection's close is logged with its bound:\n{}",
         daemon.full_log()
     );
@@ -700,7 +700,7 @@ mt.disconnect(conn)
         !tests.contains("SPF_") && !tests.contains("DMARC_") && !tests.contains("DNSBL_"),
         "no sender authentication or DNSBL score for an authenticated client: {tests}"
     );
-    ensure!(log.contains("auth=\"alice\""), "the user is logged:\n{log}");
+    ensure!(log.contains("auth=alice"), "the user is logged:\n{log}");
     ensure!(
         !dns.log().contains("7.2.0.192.score.test"),
         "the DNSBL was asked about an authenticated client:\n{}",
@@ -733,7 +733,7 @@ mt.disconnect(conn)
     })
     .with_context(|| daemon.full_log())?;
     ensure!(
-        log.contains("reply=550 5.7.23"),
+        log.contains("reply=\"550 5.7.23"),
         "the stranger's refusal is SPF's:\n{log}"
     );
     let tests: Vec<&str> = log.lines().filter(|l| l.contains("Spam tests.")).collect();
@@ -913,12 +913,12 @@ mt.disconnect(conn)
     let log = std::fs::read_to_string(dir.join("milter.log"))?;
     ensure!(
         log.lines().any(|l| l.contains("Message from the MTA.")
-            && l.contains("upstream_id=\"4XyzQ1\"")
+            && l.contains("upstream_id=4XyzQ1 ")
             && l.contains("client=192.0.2.7")),
         "the macros feed the envelope:\n{log}"
     );
     ensure!(
-        log.contains("reply=550 5.7.1"),
+        log.contains("reply=\"550 5.7.1"),
         "the refusal is logged:\n{log}"
     );
     ensure!(

@@ -142,7 +142,7 @@ fn starttls_modes_against_a_real_postfix() -> Result<()> {
     };
     let may = line_of("u@may.test", "Delivered.");
     ensure!(
-        may.contains("tls=TLSv1.3 TLS13_"),
+        may.contains("tls=\"TLSv1.3 TLS13_"),
         "the log names version and cipher: {may}"
     );
     let verified = line_of("u@verify.test", "Delivered.");
@@ -150,13 +150,14 @@ fn starttls_modes_against_a_real_postfix() -> Result<()> {
     ensure!(line_of("u@none.test", "Delivered.").contains("tls=none"));
     let wrong = line_of("u@wrongname.test", "Deferred; will retry.");
     ensure!(
-        wrong.contains("4.7.5 TLS is required (tls = \"verify\")"),
+        // In the quoted reason `"` is written `\"`.
+        wrong.contains(r#"4.7.5 TLS is required (tls = \"verify\")"#),
         "{wrong}"
     );
     let encrypt = line_of("u@encrypt.test", "Deferred; will retry.");
     ensure!(
         encrypt.contains(
-            "4.7.4 TLS is required (tls = \"encrypt\") but the next hop does not offer STARTTLS"
+            r#"4.7.4 TLS is required (tls = \"encrypt\") but the next hop does not offer STARTTLS"#
         ),
         "{encrypt}"
     );

@@ -1142,7 +1142,7 @@ fn a_stats_reset_does_not_clear_a_raised_infected_alert() -> Result<()> {
         log.lines().any(|l| {
             l.contains(&format!(
                 "alert=infected_per_minute value={value} threshold=0"
-            )) && l.contains(&format!("state=\"{state}\""))
+            )) && l.contains(&format!("state={state}"))
         })
     };
     wait_until("the raised alert", Duration::from_secs(25), || {

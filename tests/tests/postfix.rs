@@ -225,7 +225,7 @@ fn after_queue_content_filter() -> Result<()> {
     ensure!(
         log.lines().any(|l| l.contains("Message accepted.")
             && l.contains("forwarded_by=127.0.0.1")
-            && l.contains("mode=\"filter\"")),
+            && l.contains("mode=filter ")),
         "the log names the forwarding MTA:\n{log}"
     );
     let metrics = stats.scrape()?;

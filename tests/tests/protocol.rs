@@ -611,6 +611,80 @@ fn refused_mail_and_rcpt_count_toward_the_error_limit() -> Result<()> {
     Ok(())
 }
 
+/// walkY 3: a transaction whose recipients were all refused, ended by
+/// `554 5.5.1 No valid recipients`, RSET, QUIT, a new EHLO or a hang-up,
+/// was logged at debug only, so `grep from=SENDER` found nothing. Each is
+/// one INFO line naming its sender, once.
+#[test]
+fn a_transaction_ended_after_refused_recipients_is_logged_with_its_sender() -> Result<()> {
+    let gw = Gateway::start("refused-tx-log", |c| {
+        c.set_list("network", "relay_networks", &["10.0.0.0/8"])
+    })?;
+    let ends = ["DATA", "RSET", "QUIT", "hang-up", "EHLO client.test"];
+    for (n, end) in ends.iter().enumerate() {
+        let mut c = gw.ehlo_client()?;
+        c.command(&format!("MAIL FROM:<q{n}@sender.test>"))?
+            .expect(250, "2.1.0")?;
+        c.command("RCPT TO:<x@elsewhere.test>")?
+            .expect(554, "5.7.1")?;
+        match *end {
+            "hang-up" => drop(c),
+            "DATA" => {
+                c.command("DATA")?.expect(554, "5.5.1")?;
+                c.command("RSET")?.expect(250, "2.0.0")?;
+                c.quit();
+            }
+            "QUIT" => c.quit(),
+            other => {
+                c.command(other)?.expect_code(250)?;
+                c.quit();
+            }
+        }
+    }
+    let lines = |log: &str, n: usize| -> Vec<String> {
+        log.lines()
+            .filter(|l| {
+                l.contains("Refused in the session.")
+                    && l.contains("transaction")
+                    && l.contains(&format!(" from=q{n}@sender.test "))
+            })
+            .map(str::to_string)
+            .collect()
+    };
+    wait_until(
+        "a line for each transaction",
+        Duration::from_secs(10),
+        || {
+            let log = gw.daemon.log();
+            Ok((0..ends.len())
+                .all(|n| !lines(&log, n).is_empty())
+                .then_some(()))
+        },
+    )
+    .with_context(|| gw.daemon.log())?;
+    // Give a second line, if one were coming, the time to be written.
+    std::thread::sleep(Duration::from_millis(300));
+    let log = gw.daemon.log();
+    for (n, end) in ends.iter().enumerate() {
+        let got = lines(&log, n);
+        ensure!(
+            got.len() == 1 && got[0].contains(" INFO ") && got[0].contains("rcpts=0 "),
+            "{end}: one INFO line with from= and rcpts=0:\n{log}"
+        );
+        let reply = if *end == "DATA" {
+            "554 5.5.1 No valid recipients"
+        } else {
+            "554 5.7.1 <x@elsewhere.test>: Relay access denied"
+        };
+        ensure!(
+            got[0].contains(reply),
+            "{end}: the reply {reply}: {}",
+            got[0]
+        );
+    }
+    Ok(())
+}
+
 #[test]
 fn idle_client_gets_421_after_the_command_timeout() -> Result<()> {
     let gw = Gateway::start("timeout", |c| c.set_str("timeouts", "command", "2s"))?;

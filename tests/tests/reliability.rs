@@ -439,7 +439,7 @@ fn one_message_too_big_for_the_room_left_is_no_full_spool_but_status_names_it() 
     c.quit();
     wait_until("two refusals logged", Duration::from_secs(10), || {
         let log = daemon.full_log();
-        Ok((log.matches("cause=\"spool_space\"").count() == 2).then_some(()))
+        Ok((log.matches("cause=spool_space ").count() == 2).then_some(()))
     })
     .with_context(|| daemon.full_log())?;
     let log = daemon.full_log();

@@ -529,25 +529,27 @@ fn one_line(buf: &[u8], format: LogFormat) -> std::borrow::Cow<'_, [u8]> {
     std::borrow::Cow::Owned(out.into_bytes())
 }
 
-/// Whether a value from the network (an attachment's name, a detection)
-/// must be quoted in a text log line: when it is empty or holds `=`, `"`,
-/// `\\` or a control character. Unquoted, `a to=ceo@example.com x.exe`
-/// adds a field of the sender's choosing for logfmt readers (walkV 5). A
-/// value without them stays as it is (`object=eicar.com`, `object=part 1`,
-/// `detection=damaged zip archive: ...`), as the lines were written
-/// before, which tools and the docs match; so a value with a space but no
-/// `=` is not quoted.
+/// Whether a field's value must be quoted in a text log line (the file,
+/// standard error and syslog alike, [`super::syslog::push_value`]): when
+/// it is empty or holds a space, `=`, `"`, `\` or a control or bidi
+/// character. Unquoted, `a to=ceo@example.com x.exe` adds a field of the
+/// sender's choosing for logfmt readers (walkV 5), and `detail=Mailward
+/// started` splits into `detail=Mailward` and a stray word (walkAA 1).
+/// Other values stay as they are (`object=eicar.com`).
 pub fn needs_quotes(value: &str) -> bool {
     value.is_empty()
         || value.chars().any(|c| {
-            c.is_control() || matches!(c, '"' | '=' | '\\') || super::syslog::is_bidi_control(c)
+            c.is_control()
+                || matches!(c, ' ' | '"' | '=' | '\\')
+                || super::syslog::is_bidi_control(c)
         })
 }
 
-/// A value from the network as a log field: as a string (quoted and
-/// escaped in text lines; a plain string in JSON) when
-/// [`needs_quotes`] says so, else as it is. `display` is the caller's
-/// `tracing::field::display(value)`, kept alive for the event.
+/// A value from the network as a log field: as a string when
+/// [`needs_quotes`] says so, else as its `display`. Text lines quote by
+/// the value either way ([`TextFields`]); in JSON both are strings.
+/// `display` is the caller's `tracing::field::display(value)`, kept alive
+/// for the event.
 pub fn network_value<'a>(
     value: &'a &'a str,
     display: &'a tracing::field::DisplayValue<&'a str>,
@@ -719,8 +721,88 @@ where
             .with_env_filter(filter)
             .with_writer(writer)
             .with_ansi(ansi)
+            .fmt_fields(TextFields)
             .finish(),
     )
+}
+
+/// The fields of a text line in the log file or on standard error:
+/// `MESSAGE key=value ...`, each value quoted by the rule syslog lines
+/// follow ([`super::syslog::push_value`]), whether it was logged as a
+/// string, with `%` or with `?`. tracing's default quotes every string
+/// and no `%` value, so the file had `notification="mwProductStart"
+/// detail=Mailward started` where syslog had `notification=mwProductStart
+/// detail="Mailward started"` (walkAA 1).
+struct TextFields;
+
+impl<'w> tracing_subscriber::field::MakeVisitor<tracing_subscriber::fmt::format::Writer<'w>>
+    for TextFields
+{
+    type Visitor = TextVisitor<'w>;
+
+    fn make_visitor(&self, writer: tracing_subscriber::fmt::format::Writer<'w>) -> TextVisitor<'w> {
+        TextVisitor {
+            writer,
+            first: true,
+            result: Ok(()),
+        }
+    }
+}
+
+/// Writes one event's (or span's) fields for [`TextFields`].
+struct TextVisitor<'w> {
+    writer: tracing_subscriber::fmt::format::Writer<'w>,
+    first: bool,
+    result: std::fmt::Result,
+}
+
+impl TextVisitor<'_> {
+    fn write(&mut self, field: &tracing::field::Field, value: &str) {
+        if self.result.is_err() {
+            return;
+        }
+        let name = field.name();
+        // Fields the `log` crate's bridge adds (`log.target`, ...).
+        if name.starts_with("log.") {
+            return;
+        }
+        let mut text = String::with_capacity(value.len() + 16);
+        if !self.first {
+            text.push(' ');
+        }
+        self.first = false;
+        if name == "message" {
+            // Control characters are escaped for the whole line (`one_line`).
+            text.push_str(value);
+        } else {
+            text.push_str(name.strip_prefix("r#").unwrap_or(name));
+            text.push('=');
+            super::syslog::push_value(&mut text, value);
+        }
+        self.result = self.writer.write_str(&text);
+    }
+}
+
+impl tracing::field::Visit for TextVisitor<'_> {
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        self.write(field, value);
+    }
+
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        self.write(field, &format!("{value:?}"));
+    }
+}
+
+impl tracing_subscriber::field::VisitOutput<std::fmt::Result> for TextVisitor<'_> {
+    fn finish(self) -> std::fmt::Result {
+        self.result
+    }
+}
+
+impl tracing_subscriber::field::VisitFmt for TextVisitor<'_> {
+    fn writer(&mut self) -> &mut dyn std::fmt::Write {
+        &mut self.writer
+    }
 }
 
 fn json_dispatch<W>(filter: EnvFilter, writer: W) -> Dispatch
@@ -922,7 +1004,7 @@ mod tests {
         let text = std::fs::read_to_string(&path).unwrap();
         assert!(text.starts_with("earlier line\n"), "{text}");
         assert!(
-            text.contains("Session opened.") && text.contains("client=\"192.0.2.1\""),
+            text.contains("Session opened. client=192.0.2.1\n"),
             "{text}"
         );
         assert!(text.contains("Activity shown."), "{text}");
@@ -1119,6 +1201,48 @@ mod tests {
         );
     }
 
+    /// walkAA 1: the file had `notification="mwProductStart"
+    /// detail=Mailward started` where syslog had `notification=mwProductStart
+    /// detail="Mailward started"`; now both quote by the value.
+    #[test]
+    fn text_lines_quote_values_as_syslog_does() {
+        let Some(text) = logged(LogFormat::Text, || {
+            tracing::info!(target: "admin", notification = "mwProductStart",
+                detail = %"Mailward started", empty = %"", code = 250u16,
+                mode = ?"smtp", "SNMP notification raised.");
+        }) else {
+            return;
+        };
+        let fields = r#"notification=mwProductStart detail="Mailward started" empty="" code=250 mode="\"smtp\"""#;
+        assert!(
+            text.ends_with(&format!("INFO admin: SNMP notification raised. {fields}\n")),
+            "{text}"
+        );
+        let target = crate::config::SyslogTarget {
+            transport: SyslogTransport::Local,
+            facility: "mail".into(),
+        };
+        let syslog =
+            super::super::syslog::Formatter::new(&target, crate::config::SyslogFormat::Rfc3164)
+                .line(
+                    &tracing::Level::INFO,
+                    "admin",
+                    "SNMP notification raised.",
+                    &[
+                        ("notification", "mwProductStart".into()),
+                        ("detail", "Mailward started".into()),
+                        ("empty", String::new()),
+                        ("code", "250".into()),
+                        ("mode", "\"smtp\"".into()),
+                    ],
+                );
+        let syslog = String::from_utf8(syslog).unwrap();
+        assert!(
+            syslog.ends_with(&format!("admin: SNMP notification raised. {fields}")),
+            "{syslog}"
+        );
+    }
+
     #[test]
     fn a_newline_in_a_value_stays_on_its_line() {
         let Some(text) = logged(LogFormat::Text, || {
@@ -1127,7 +1251,7 @@ mod tests {
             return;
         };
         assert_eq!(text.lines().count(), 1, "{text}");
-        assert!(text.contains("helo=evil\\nFAKE LINE"), "{text}");
+        assert!(text.contains("helo=\"evil\\nFAKE LINE\""), "{text}");
     }
 
     #[test]
@@ -1144,11 +1268,11 @@ mod tests {
         };
         assert_one_clean_line(&text);
         assert!(
-            text.contains("name=inv\\x1B[2J\\roice\\x9B31m.zip"),
+            text.contains("name=\"inv\\x1B[2J\\roice\\x9B31m.zip\""),
             "{text}"
         );
         // Letters outside ASCII stay as they are.
-        assert!(text.contains("subject=Caf\u{e9} \u{2603}"), "{text}");
+        assert!(text.contains("subject=\"Caf\u{e9} \u{2603}\""), "{text}");
         assert!(text.ends_with('\n'));
     }
 
@@ -1175,7 +1299,10 @@ mod tests {
         }) else {
             return;
         };
-        assert!(text.contains("object=invoice\\u{202E}fdp.exe"), "{text}");
+        assert!(
+            text.contains("object=\"invoice\\u{202E}fdp.exe\""),
+            "{text}"
+        );
         assert!(!text.contains('\u{202E}'), "{text}");
         let Some(json) = logged(LogFormat::Json, || {
             tracing::info!(target: "scan", object = %name, "Finding.");
@@ -1192,8 +1319,16 @@ mod tests {
     fn a_network_value_that_could_add_fields_is_quoted_and_a_plain_one_is_not() {
         assert!(!needs_quotes("eicar.com"));
         assert!(!needs_quotes("invoice.zip/\u{43f}.scr"));
-        assert!(!needs_quotes("part 1"));
-        for v in ["", "a b=c", "a\\b", "a=b", "a\"b", "a\nb", "x\u{202E}y"] {
+        for v in [
+            "",
+            "part 1",
+            "a b=c",
+            "a\\b",
+            "a=b",
+            "a\"b",
+            "a\nb",
+            "x\u{202E}y",
+        ] {
             assert!(needs_quotes(v), "{v:?}");
         }
         let name = "a\n2026-12-05T19:00:00Z  INFO delivery: Delivered. queue_id=FAKE to=ceo@example.com x.exe";

@@ -113,22 +113,29 @@ pub(crate) fn push_escaped(out: &mut String, text: &str) {
     }
 }
 
-/// A field's value in the text of a line: as it is, or in double quotes
-/// (`"` inside as `\"`) when it is empty or holds a space, a `"` or an `=`,
-/// so that `key=value` pairs can be split again (walkT 14: `why=all
-/// recipients done` could not be); the log file and standard error quote
-/// such text values too.
-fn push_value(out: &mut String, value: &str) {
-    if !value.is_empty() && !value.contains([' ', '"', '=']) {
+/// A field's value in the text of a line, the same in the log file, on
+/// standard error and to syslog: as it is, or in double quotes when
+/// [`super::logging::needs_quotes`] says so (empty, or holding a space,
+/// `=`, `"`, `\`, a control or a bidi character), so that `key=value`
+/// pairs can be split again (walkT 14: `why=all recipients done` could
+/// not be; walkAA 1: `detail=Mailward started` in the file). Inside the
+/// quotes `"` and `\` are escaped with `\`, and control and bidi
+/// characters as [`push_escaped`] writes them.
+pub(crate) fn push_value(out: &mut String, value: &str) {
+    if !super::logging::needs_quotes(value) {
         out.push_str(value);
         return;
     }
     out.push('"');
     for c in value.chars() {
-        if c == '"' {
-            out.push('\\');
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c => {
+                let mut buf = [0u8; 4];
+                push_escaped(out, c.encode_utf8(&mut buf));
+            }
         }
-        out.push(c);
     }
     out.push('"');
 }
@@ -153,9 +160,7 @@ impl Visit for Fields {
         if field.name() == "message" {
             push_escaped(&mut self.message, value);
         } else {
-            let mut v = String::new();
-            push_escaped(&mut v, value);
-            self.pairs.push((field.name(), v));
+            self.pairs.push((field.name(), value.to_string()));
         }
     }
 
@@ -164,9 +169,7 @@ impl Visit for Fields {
         if field.name() == "message" {
             push_escaped(&mut self.message, &text);
         } else {
-            let mut v = String::new();
-            push_escaped(&mut v, &text);
-            self.pairs.push((field.name(), v));
+            self.pairs.push((field.name(), text));
         }
     }
 }
@@ -240,7 +243,9 @@ impl Formatter {
                     let _ = e.add_param("category", category);
                     for (k, v) in pairs {
                         // A name syslog cannot carry is only in the text.
-                        let _ = e.add_param(*k, v.as_str());
+                        let mut escaped = String::with_capacity(v.len());
+                        push_escaped(&mut escaped, v);
+                        let _ = e.add_param(*k, escaped);
                     }
                     elements.push(e);
                 }
