@@ -11,8 +11,8 @@ use super::xforward::{self, Forwarded};
 use crate::config::{first_match, Config, Matcher, Rule, RuleAction, Subject};
 use crate::envelope::{Envelope, QueueId, Recipient};
 use crate::events::{
-    MessageRejected, RecipientRejected, Refused, RejectReason, SessionClosed, SessionOpened,
-    SessionTimedOut, TimeoutPhase, TransactionRefused,
+    MessageRejected, RecipientRejected, Refused, RefusedTransaction, RejectReason, SessionClosed,
+    SessionOpened, SessionTimedOut, TimeoutPhase,
 };
 use crate::gateway::{Gateway, SessionSlot};
 use crate::spool::NoRoom;
@@ -76,14 +76,15 @@ impl Transaction {
 /// transaction counts once in `mailward_messages_rejected_total`, and only
 /// if it ends without a message accepted (a message refused at DATA counts
 /// with its own reason instead, an accepted one not at all).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum Refusals {
     /// No recipient refused.
     None,
-    /// Recipients were refused; the first one's reason and client.
+    /// Recipients were refused; the first one's reason, client and reply.
     Pending {
         reason: RejectReason,
         client: std::net::IpAddr,
+        reply: String,
     },
     /// Already counted (DATA was answered "no valid recipients"): nothing
     /// more this transaction does is counted again.
@@ -92,23 +93,68 @@ enum Refusals {
 
 impl Refusals {
     /// A recipient was refused: the first one's reason stands.
-    fn recipient(&mut self, reason: RejectReason, client: std::net::IpAddr) {
+    fn recipient(&mut self, reason: RejectReason, client: std::net::IpAddr, reply: &str) {
         if *self == Refusals::None {
-            *self = Refusals::Pending { reason, client };
+            *self = Refusals::Pending {
+                reason,
+                client,
+                reply: reply.to_string(),
+            };
         }
     }
 
     /// The transaction ends here without a message: counted if its
     /// recipients were refused and it was not counted yet.
-    fn settle(&mut self) -> Option<TransactionRefused> {
+    fn settle(&mut self) -> Option<Settled> {
         match std::mem::replace(self, Refusals::Counted) {
-            Refusals::Pending { reason, client } => Some(TransactionRefused { reason, client }),
+            Refusals::Pending {
+                reason,
+                client,
+                reply,
+            } => Some(Settled {
+                reason,
+                client,
+                reply,
+            }),
             Refusals::None => {
                 *self = Refusals::None;
                 None
             }
             Refusals::Counted => None,
         }
+    }
+}
+
+/// A transaction whose recipients were refused, ending without a message.
+#[derive(Debug)]
+struct Settled {
+    reason: RejectReason,
+    client: std::net::IpAddr,
+    /// Its first refused recipient's reply.
+    reply: String,
+}
+
+impl Settled {
+    /// Counts the transaction once in `mailward_messages_rejected_total`
+    /// and logs it at INFO with its sender and accepted recipients, so
+    /// that `grep from=SENDER` finds mail that never came (walkY 3: only a
+    /// debug line said so). `reply` is the reply that ended it (`554 5.5.1
+    /// No valid recipients`); without one (RSET, QUIT, a new greeting, the
+    /// connection gone), its first refused recipient's.
+    fn emit(
+        &self,
+        stats: &mailward_metrics::Stats,
+        tx: &RefusedTransaction<'_>,
+        reply: Option<&str>,
+    ) {
+        MessageRejected {
+            reason: self.reason,
+            client: self.client,
+            reply: reply.unwrap_or(&self.reply),
+            refused: Refused::Transaction,
+            cause: None,
+        }
+        .emit_with(stats, Some(tx));
     }
 }
 
@@ -355,7 +401,7 @@ impl Session {
         }
         .emit(&self.gw.stats);
         if let State::Mail(tx) = &mut self.state {
-            tx.refusals.recipient(reason, client);
+            tx.refusals.recipient(reason, client, reply);
         }
         conn.reply(reply);
     }
@@ -395,7 +441,7 @@ impl Session {
     fn leave(&mut self, next: State) {
         if let State::Mail(mut tx) = std::mem::replace(&mut self.state, next) {
             if let Some(refused) = tx.refusals.settle() {
-                refused.emit(&self.gw.stats);
+                refused.emit(&self.gw.stats, &tx.named(), None);
             }
         }
     }
@@ -1058,10 +1104,11 @@ impl Session {
                 // Every recipient given was refused: the transaction ends
                 // here for the statistics (counted once, even if the client
                 // goes on with it). No RCPT at all is only out of sequence.
+                let reply = "554 5.5.1 No valid recipients";
                 if let Some(refused) = tx.refusals.settle() {
-                    refused.emit(&self.gw.stats);
+                    refused.emit(&self.gw.stats, &tx.named(), Some(reply));
                 }
-                return self.flow_refuse(conn, "554 5.5.1 No valid recipients");
+                return self.flow_refuse(conn, reply);
             }
             _ => return self.flow_refuse(conn, "503 5.5.1 Need MAIL command"),
         }
@@ -1072,9 +1119,17 @@ impl Session {
         // reply, it counts with that reply's reason; accepted, not at all;
         // cut short (connection lost, timed out), it is settled here.
         let mut refusals = std::mem::replace(&mut tx.refusals, Refusals::Counted);
+        let (from, upstream_id) = (tx.from.clone(), tx.client.upstream_id.clone());
+        let rcpts = tx.rcpts.len();
         let mut settle = |stats: &mailward_metrics::Stats| {
             if let Some(refused) = refusals.settle() {
-                refused.emit(stats);
+                let named = RefusedTransaction {
+                    queue_id: None,
+                    upstream_id: upstream_id.as_deref(),
+                    from: &from,
+                    rcpts,
+                };
+                refused.emit(stats, &named, None);
             }
         };
         conn.reply("354 End data with <CR><LF>.<CR><LF>");
@@ -1375,14 +1430,17 @@ mod tests {
     #[test]
     fn refused_recipients_count_their_transaction_once_with_the_first_reason() {
         let mut r = Refusals::None;
-        r.recipient(RejectReason::Access, ip());
-        r.recipient(RejectReason::Relay, ip());
-        r.recipient(RejectReason::Syntax, ip());
-        let counted = r.settle().map(|t| t.reason);
-        assert_eq!(counted, Some(RejectReason::Access));
+        r.recipient(RejectReason::Access, ip(), "550 5.7.1 a");
+        r.recipient(RejectReason::Relay, ip(), "554 5.7.1 b");
+        r.recipient(RejectReason::Syntax, ip(), "501 5.1.3 c");
+        let counted = r.settle().map(|t| (t.reason, t.reply));
+        assert_eq!(
+            counted,
+            Some((RejectReason::Access, "550 5.7.1 a".to_string()))
+        );
         // DATA answered "no valid recipients", then RSET, or more refused
         // recipients and QUIT: the same transaction, not counted again.
-        r.recipient(RejectReason::Limit, ip());
+        r.recipient(RejectReason::Limit, ip(), "452 4.5.3 d");
         assert!(r.settle().is_none());
         assert!(r.settle().is_none());
     }
