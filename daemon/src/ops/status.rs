@@ -642,6 +642,11 @@ pub fn problems(s: &Status) -> Vec<String> {
             "free space on the log file's filesystem (or raise the user's quota there); lines are written again as soon as there is room, and the file then says how many were dropped"
         } else if s.log.destination.starts_with("file:") && error.contains("(os error 5)") {
             "check the disk under the log file (dmesg); lines are written again as soon as it takes them"
+        } else if s.log.destination.starts_with("file:") && s.log.last_error.is_none() {
+            // No error of its own: the writer's queue was full, the file
+            // open but the write stalled (walkAA 3: a FIFO nobody read was
+            // sent to directory permissions).
+            "find what stalls the disk or mount under the log file (dmesg, an NFS server that does not answer); lines are written again as soon as it takes them"
         } else if s.log.destination.starts_with("file:") {
             "make the file's directory writable by the user Mailward runs as, or have the file created for it (logrotate's `create`); lines are written again as soon as it can be opened"
         } else if s.log.destination.starts_with("syslog") {
@@ -654,6 +659,10 @@ pub fn problems(s: &Status) -> Vec<String> {
                 "{} log line(s) were dropped since the last statistics reset; the last failure, at {}: {e}. To stop it, {what_to_do}.",
                 s.log.lines_dropped,
                 rfc3339(s.log.last_error_at)
+            ),
+            None if s.log.destination.starts_with("file:") => format!(
+                "{} log line(s) were dropped since the last statistics reset ({}: the writer could not keep up, the disk or mount under it is stalled or too slow): {what_to_do}.",
+                s.log.lines_dropped, s.log.destination
             ),
             None => format!(
                 "{} log line(s) were dropped since the last statistics reset ({} unreachable or too slow): {what_to_do}.",
@@ -1553,7 +1562,14 @@ mod tests {
         s.log.lines_dropped = 6;
         let p = problems(&s);
         assert_eq!(p.len(), 1, "{p:#?}");
-        assert!(p[0].contains("unreachable or too slow"), "{}", p[0]);
+        // walkAA 3: a full queue (no error of its own) is a stalled disk
+        // or mount, not a permission to fix.
+        assert!(
+            p[0].starts_with("6 log line(s) were dropped since the last statistics reset (file:/var/log/mailward/mailward.log: the writer could not keep up, the disk or mount under it is stalled or too slow): find what stalls the disk or mount"),
+            "{}",
+            p[0]
+        );
+        assert!(!p[0].contains("writable"), "{}", p[0]);
         s.log.last_error = Some(
             "cannot write /var/log/mailward/mailward.log as user mailward: Permission denied (os error 13)"
                 .into(),
