@@ -518,20 +518,26 @@ pub fn forget(cfg: &Config, paths: &[PathBuf], err: &mut dyn Write) -> Result<Ta
 /// Judges one message as the gateway's default group would (rules,
 /// heuristics, classifier; no network tests).
 pub fn check_one(k: &Knowledge, raw: &[u8]) -> Evidence {
-    // The gateway adds its Received field on top of every message, so a
-    // message without a header block (a first line that is empty, or not a
-    // field) still has one there and gets the MISSING_* tests; a file here
-    // would have none and get none (walkI finding 22).
+    // The gateway adds its Received field, dated now, on top of every
+    // message, so a message without a header block (a first line that is
+    // empty, or not a field) still has one there and gets the MISSING_*
+    // tests; a file here would have none and get none (walkI finding 22).
+    // A message without a Received field (composed, or saved before it was
+    // sent) gets one dated now too: DATE_IN_FUTURE compares the Date with
+    // the topmost Received, and the gateway's fired where `spam check`
+    // had nothing to compare with (walkAB finding 7). A message that has
+    // one (a delivered copy) is judged against its own.
     let with_received;
-    let raw = if mail_parser::MessageParser::default()
-        .parse_headers(raw)
-        .is_none()
-    {
-        with_received = [
-            &b"Received: by localhost (mailward spam check)\r\n"[..],
-            raw,
-        ]
-        .concat();
+    let needs_received = match mail_parser::MessageParser::default().parse_headers(raw) {
+        None => true,
+        Some(m) => m.header_raw("received").is_none(),
+    };
+    let raw = if needs_received {
+        let field = format!(
+            "Received: by localhost (mailward spam check); {}\r\n",
+            chrono::Utc::now().to_rfc2822()
+        );
+        with_received = [field.as_bytes(), raw].concat();
         &with_received[..]
     } else {
         raw
@@ -1667,6 +1673,36 @@ mod tests {
                 assert!(e.test_names().contains(&name), "{raw:?}: {}", e.weighed());
             }
         }
+    }
+
+    #[test]
+    fn a_date_ahead_of_now_is_in_the_future_without_a_received_field() {
+        // walkAB finding 7: the gateway said DATE_IN_FUTURE (against its
+        // own Received, dated now), `spam check` of the same file nothing.
+        let k = Knowledge::default();
+        let ahead = (chrono::Utc::now() + chrono::Duration::hours(4)).to_rfc2822();
+        let raw = format!("Date: {ahead}\r\nSubject: hi\r\nTo: a@b.example\r\n\r\nhello\r\n");
+        let e = check_one(&k, raw.as_bytes());
+        assert!(
+            e.test_names().contains(&"DATE_IN_FUTURE"),
+            "{}",
+            e.weighed()
+        );
+        let now = chrono::Utc::now().to_rfc2822();
+        let raw = format!("Date: {now}\r\nSubject: hi\r\nTo: a@b.example\r\n\r\nhello\r\n");
+        let e = check_one(&k, raw.as_bytes());
+        assert!(
+            !e.test_names().contains(&"DATE_IN_FUTURE"),
+            "{}",
+            e.weighed()
+        );
+        // With a Received field of its own, that one is the reference.
+        let raw = format!(
+            "Received: from x by y; {now}\r\nDate: {ahead}\r\nSubject: hi\r\n\r\nhello\r\n"
+        );
+        assert!(check_one(&k, raw.as_bytes())
+            .test_names()
+            .contains(&"DATE_IN_FUTURE"));
     }
 
     #[test]
