@@ -498,7 +498,7 @@ pub enum SpamCommand {
     },
     /// Folds the site's journal of changes into a new snapshot now.
     #[command(
-        after_help = "A change appends to the journal (site.journal, or the Redis list mailward:spam:journal) and folds it in by itself once it passes a quarter of the snapshot; `spam status` shows how far it is.\nFold by hand before a gateway older than the journal reads the store, or to repair a journal that `spam status` or the log calls damaged: the records before the damage are kept, the rest (never counted by any gateway) is dropped.\nEvery gateway reads the new snapshot whole within seconds.\n\nExample:\n  mailward spam fold --config mailward.toml"
+        after_help = "A change appends to the journal (site.journal, or the Redis list mailward:spam:journal) and folds it in by itself once it passes a quarter of the snapshot; `spam status` shows how far it is.\nFold by hand before a gateway older than the journal reads the store, or to repair a journal that `spam status` or the log calls damaged: the records before the damage are kept, the rest (never counted by any gateway) is dropped.\nEvery gateway reads the new snapshot whole within seconds.\nA gateway that has learnt nothing has nothing to fold: it says so and exits 0.\n\nExample:\n  mailward spam fold --config mailward.toml"
     )]
     Fold {
         #[command(flatten)]
