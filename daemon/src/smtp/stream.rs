@@ -82,9 +82,13 @@ impl Conn {
         }
     }
 
-    /// True when the client has sent more than we have read (pipelining).
-    pub fn has_buffered_input(&self) -> bool {
-        !self.reader.buffer().is_empty()
+    /// True when a whole command line the client sent is waiting to be
+    /// read (pipelining). Part of a line does not count: its end may be
+    /// long in coming, and the client may be waiting for our replies
+    /// first (walkY 4: `NOOP` CRLF `NOO` held the 250 back, and a `BDAT`
+    /// with its chunk got its 500 only with the 421 at the timeout).
+    pub fn has_buffered_command(&self) -> bool {
+        self.reader.buffer().contains(&b'\n')
     }
 
     /// Queues a reply line (CRLF added).
@@ -105,9 +109,10 @@ impl Conn {
     }
 
     /// Flushes unless more pipelined commands are already waiting (RFC 2920:
-    /// the replies to a group of commands may go out together).
+    /// the replies to a group of commands may go out together; before we
+    /// would wait for the socket, they go out, section 3.2).
     pub async fn flush_if_idle(&mut self) -> io::Result<()> {
-        if self.has_buffered_input() {
+        if self.has_buffered_command() {
             Ok(())
         } else {
             self.flush().await
