@@ -96,7 +96,11 @@ const MAX_PATH: usize = 256;
 
 /// Parses one command line (terminator already removed).
 pub fn parse(line: &[u8]) -> Result<Command, ParseError> {
-    let line = std::str::from_utf8(line).map_err(|_| SYNTAX)?;
+    // Octets that are not UTF-8 (a Latin-1 envelope from an old client)
+    // become U+FFFD, so that an address with one gets the 553 5.6.7 that
+    // says why, as a UTF-8 one does, not a 501 "syntax" (walkY 5).
+    let line = String::from_utf8_lossy(line);
+    let line: &str = &line;
     let (verb, rest) = match line.find(' ') {
         Some(i) => (&line[..i], line[i + 1..].trim()),
         None => (line, ""),
@@ -439,6 +443,27 @@ mod tests {
         assert_eq!(
             parse(b"MAIL FROM:<a@b> SMTPUTF8=yes").map_err(|e| e.reply),
             Err(BAD_PARAM.reply)
+        );
+    }
+
+    #[test]
+    fn an_octet_that_is_not_utf8_in_an_address_is_said_to_be_non_ascii() {
+        let not_ascii =
+            "553 5.6.7 Non-ASCII or control characters in address (SMTPUTF8 is not offered)";
+        for line in [
+            b"MAIL FROM:<a\xe9@b.test>".as_slice(),
+            b"MAIL FROM:<a@b\xe9.test>",
+            b"RCPT TO:<bob\xe9@example.com>",
+        ] {
+            let got = parse(line).map_err(|e| (e.reply, e.verb));
+            assert!(
+                matches!(got, Err((r, Verb::Mail | Verb::Rcpt)) if r == not_ascii),
+                "{line:?}: {got:?}"
+            );
+        }
+        assert_eq!(
+            parse(b"EHLO x\xe9\xff.test").map_err(|e| e.reply),
+            Err("501 5.5.4 Syntax: EHLO hostname")
         );
     }
 
