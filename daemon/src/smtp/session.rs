@@ -730,8 +730,9 @@ impl Session {
                 "Client sent commands after STARTTLS before the handshake; they were discarded.");
         }
         let stress = self.gw.under_stress(&self.cfg);
+        // Stress mode only shortens the deadline, as for a command line.
         let timeout = if stress {
-            self.cfg.timeouts.stress_command.get()
+            (self.cfg.timeouts.stress_command.get()).min(self.cfg.timeouts.command.get())
         } else {
             self.cfg.timeouts.command.get()
         };
@@ -863,10 +864,18 @@ impl Session {
             tracing::debug!(target: "smtp", client = %ip, forwarded_by = %by,
                 upstream_id = f.ident.as_deref().unwrap_or("-"), "Client forwarded (XFORWARD).");
         }
+        // A forwarded client's HELO that the MTA did not send is unknown,
+        // not the MTA's own greeting (walkY 6: the Received line, the
+        // outbound XFORWARD and SPF's HELO identity named the MTA), as
+        // Postfix's FORWARD_HELO has it.
+        let helo = match f.addr {
+            Some(_) => f.helo,
+            None => f.helo.or_else(|| self.helo.clone()),
+        };
         Client {
             ip,
             standing,
-            helo: f.helo.or_else(|| self.helo.clone()).unwrap_or_default(),
+            helo: helo.unwrap_or_default(),
             name,
             proto: f.proto,
             dnsbl_listed,
@@ -931,9 +940,16 @@ impl Session {
             );
         }
         let client = self.transaction_client().await;
-        let spf = (self.gw)
-            .spf(&self.cfg, client.ip, &client.standing, &client.helo, &from)
-            .await;
+        // The null sender's SPF identity is the HELO name: none known (a
+        // forwarded client whose HELO the MTA did not give), nothing to
+        // check.
+        let spf = if from.is_empty() && client.helo.is_empty() {
+            None
+        } else {
+            (self.gw)
+                .spf(&self.cfg, client.ip, &client.standing, &client.helo, &from)
+                .await
+        };
         // After the queue (network.after_queue), a refusal would come back
         // to the sender as a bounce: the fail stays a spam test only; so
         // it does for a client whitelisted by address (a forwarder).
