@@ -766,7 +766,7 @@ fn positive_dur(v: &Value) -> Result<Dur, String> {
 fn timeouts(ctx: &mut Ctx<'_>, raw: &RawTimeouts) -> Timeouts {
     let p = KeyPath::root("timeouts");
     let d = positive_dur;
-    Timeouts {
+    let t = Timeouts {
         min_backoff: get!(ctx, p, raw.min_backoff, d).unwrap_or(Dur::secs(5 * 60)),
         max_backoff: get!(ctx, p, raw.max_backoff, d).unwrap_or(Dur::secs(3600)),
         max_queue_lifetime: get!(ctx, p, raw.max_queue_lifetime, d)
@@ -780,7 +780,44 @@ fn timeouts(ctx: &mut Ctx<'_>, raw: &RawTimeouts) -> Timeouts {
         dns: get!(ctx, p, raw.dns, d).unwrap_or(Dur::secs(10)),
         stress_command: get!(ctx, p, raw.stress_command, d).unwrap_or(Dur::secs(10)),
         stress_data: get!(ctx, p, raw.stress_data, d).unwrap_or(Dur::secs(60)),
+    };
+    // Stress mode only shortens a deadline: a stress timeout not shorter
+    // than its normal one is never used, which is not what its setter
+    // meant (walkY 7). Said when either key is written.
+    let pairs = [
+        (
+            "command",
+            t.command,
+            &raw.command,
+            "stress_command",
+            t.stress_command,
+            &raw.stress_command,
+        ),
+        (
+            "data",
+            t.data,
+            &raw.data,
+            "stress_data",
+            t.stress_data,
+            &raw.stress_data,
+        ),
+    ];
+    for (name, normal, written, stress_name, stress, stress_written) in pairs {
+        if stress.get() >= normal.get() && (written.is_some() || stress_written.is_some()) {
+            let key = if stress_written.is_some() {
+                stress_name
+            } else {
+                name
+            };
+            ctx.warn(
+                &p.key(key),
+                format!(
+                    "timeouts.{stress_name} ({stress}) is not shorter than timeouts.{name} ({normal}): stress mode only shortens deadlines, so {name} applies under stress too"
+                ),
+            );
+        }
     }
+    t
 }
 
 fn routes(ctx: &mut Ctx<'_>, raw: &[RawRoute]) -> Vec<Route> {
@@ -1838,5 +1875,16 @@ mod queue_floor_tests {
         );
         assert!(w[0].contains("every new message gets 452 4.3.1"), "{w:?}");
         assert!(warnings(&text("1MiB")).is_empty());
+    }
+
+    /// walkY 7: `stress_command = "1h"` with `command = "8s"` was taken
+    /// without a word, though stress mode only shortens deadlines.
+    #[test]
+    fn a_stress_timeout_not_shorter_than_its_normal_one_is_a_warning() {
+        let w = warnings("[timeouts]\ncommand = \"8s\"\nstress_data = \"2h\"\n");
+        assert_eq!(w.len(), 2, "{w:?}");
+        assert!(w[0].starts_with("mailward.toml:2: warning: timeouts.command: timeouts.stress_command (10s) is not shorter than timeouts.command (8s)"), "{w:?}");
+        assert!(w[1].starts_with("mailward.toml:3: warning: timeouts.stress_data: timeouts.stress_data (2h) is not shorter than timeouts.data"), "{w:?}");
+        assert!(warnings("[timeouts]\ncommand = \"60s\"\n").is_empty());
     }
 }
