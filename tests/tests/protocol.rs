@@ -685,6 +685,75 @@ fn a_transaction_ended_after_refused_recipients_is_logged_with_its_sender() -> R
     Ok(())
 }
 
+/// walkY 4: a reply was held back while part of the next line was
+/// buffered, so `NOOP` CRLF `NOO` got nothing until the line was whole,
+/// and a client trying BDAT (not offered) with its chunk got its 500 only
+/// with the 421 at the command timeout. Whole commands are answered at
+/// once.
+#[test]
+fn a_complete_command_is_answered_while_the_next_is_partial() -> Result<()> {
+    let gw = Gateway::start("partial-line", |c| c)?;
+    let mut c = gw.ehlo_client()?;
+    c.set_timeout(Duration::from_secs(3))?;
+    c.send(b"NOOP\r\nNOO")?;
+    c.read_reply()
+        .context("no reply to NOOP while the next line is partial")?
+        .expect(250, "2.0.0")?;
+    c.send(b"P\r\n")?;
+    c.read_reply()?.expect(250, "2.0.0")?;
+    c.send(b"BDAT 10 LAST\r\n0123456789")?;
+    c.read_reply()
+        .context("no reply to BDAT while its chunk waits")?
+        .expect(500, "5.5.1")?;
+    Ok(())
+}
+
+/// walkY 5: an octet that is not UTF-8 (a Latin-1 envelope) in an address
+/// got `501 5.5.4` "syntax", not the `553 5.6.7` that says why.
+#[test]
+fn a_latin1_address_gets_553_like_a_utf8_one() -> Result<()> {
+    let gw = Gateway::start("latin1", |c| c)?;
+    let mut c = gw.ehlo_client()?;
+    c.send(b"MAIL FROM:<a\xe9@sender.test>\r\n")?;
+    c.read_reply()?.expect(553, "5.6.7")?;
+    c.command("MAIL FROM:<alice@sender.test>")?
+        .expect(250, "2.1.0")?;
+    c.send(b"RCPT TO:<bob\xe9@example.com>\r\n")?;
+    c.read_reply()?.expect(553, "5.6.7")?;
+    Ok(())
+}
+
+/// walkY 6: XFORWARD attributes the MTA did not send fell back to the
+/// MTA's own HELO: the Received line named the MTA's greeting for the
+/// forwarded client.
+#[test]
+fn xforward_attributes_not_sent_are_unknown_not_the_mtas() -> Result<()> {
+    let gw = Gateway::start("xforward-unavailable", |c| c)?;
+    let mut c = gw.client()?;
+    c.ehlo("mta.example.com")?;
+    c.command("XFORWARD ADDR=IPV6:2001:db8::1 HELO=[UNAVAILABLE] NAME=[UNAVAILABLE]")?
+        .expect(250, "2.0.0")?;
+    c.send_mail_ok(
+        "alice@sender.test",
+        &["bob@example.com"],
+        &read_resource("mail/plain.eml")?,
+    )?;
+    c.quit();
+    let m = &gw.sink.wait_for_count(1, DELIVERY_TIMEOUT)?[0];
+    ensure!(
+        m.message
+            .contains("Received: from unknown (unknown [IPv6:2001:db8::1])"),
+        "the forwarded client without its HELO:\n{}",
+        m.message
+    );
+    ensure!(
+        !m.message.contains("mta.example.com"),
+        "the MTA's greeting is not the client's:\n{}",
+        m.message
+    );
+    Ok(())
+}
+
 #[test]
 fn idle_client_gets_421_after_the_command_timeout() -> Result<()> {
     let gw = Gateway::start("timeout", |c| c.set_str("timeouts", "command", "2s"))?;
