@@ -376,6 +376,9 @@ pub struct RecipientRejected<'a> {
     pub reason: RejectReason,
     pub client: IpAddr,
     pub reply: &'a str,
+    /// The open transaction's sender, so that `grep from=SENDER` finds
+    /// the refusals of its recipients too (walkY 3).
+    pub from: Option<&'a str>,
 }
 
 impl RecipientRejected<'_> {
@@ -384,7 +387,8 @@ impl RecipientRejected<'_> {
             reason: self.reason,
         });
         tracing::info!(target: "smtp", client = %self.client, reason = self.reason.as_str(),
-            refused = "recipient", reply = %self.reply, "Refused in the session.");
+            refused = "recipient", from = self.from.map(tracing::field::display),
+            reply = %self.reply, "Refused in the session.");
     }
 }
 

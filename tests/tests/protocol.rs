@@ -681,6 +681,12 @@ fn a_transaction_ended_after_refused_recipients_is_logged_with_its_sender() -> R
             "{end}: the reply {reply}: {}",
             got[0]
         );
+        // The refused recipient's own line names the sender too.
+        ensure!(
+            log.lines().any(|l| l.contains("refused=recipient")
+                && l.contains(&format!(" from=q{n}@sender.test "))),
+            "{end}: the refused recipient's line carries from=q{n}@sender.test:\n{log}"
+        );
     }
     Ok(())
 }

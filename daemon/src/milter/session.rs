@@ -329,13 +329,15 @@ impl Session {
                 // may be higher (Postfix's smtpd_recipient_limit is 1,000),
                 // and each recipient gets its group's plan and a delivery.
                 let max = self.gw.config().limits.max_rcpts_per_message as usize;
+                let client = self.client_ip();
                 if let Some(tx) = self.tx.as_mut().filter(|tx| tx.rcpts.len() >= max) {
                     let reply = "452 4.5.3 Too many recipients";
                     tx.refused_rcpt.get_or_insert(RejectReason::Limit);
                     RecipientRejected {
                         reason: RejectReason::Limit,
-                        client: self.client_ip(),
+                        client,
                         reply,
+                        from: Some(tx.from.as_str()),
                     }
                     .emit(&self.gw.stats);
                     return cont(reply_code(reply));

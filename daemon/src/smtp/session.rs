@@ -398,6 +398,10 @@ impl Session {
             reason,
             client,
             reply,
+            from: match &self.state {
+                State::Mail(tx) => Some(tx.from.as_str()),
+                _ => None,
+            },
         }
         .emit(&self.gw.stats);
         if let State::Mail(tx) = &mut self.state {
