@@ -92,8 +92,10 @@ pub(crate) enum Event<'a> {
     NotificationSent,
     /// The master refused a notification.
     NotificationRefused { status: ErrorStatus, index: u16 },
-    /// The queue was full: the oldest notification was dropped.
-    NotificationDropped { queue_limit: usize },
+    /// The queue was full: the oldest notification (not one of
+    /// `SubagentConfig::kept`, unless all are) was dropped; `trap` is its
+    /// snmpTrapOID.0.
+    NotificationDropped { queue_limit: usize, trap: Oid },
     /// The session was closed on shutdown.
     SessionClosed { session_id: u32 },
 }
@@ -251,10 +253,10 @@ impl Event<'_> {
                     "The AgentX master refused a notification.");
                 health.error(format!("notification refused: {status} at varbind {index}"));
             }
-            Event::NotificationDropped { queue_limit } => {
+            Event::NotificationDropped { queue_limit, trap } => {
                 HealthCounters::add(&health.notifications_dropped);
-                warn!(target: "snmp", queue_limit,
-                    "Notification queue full; the oldest notification was dropped.");
+                warn!(target: "snmp", queue_limit, dropped = %trap,
+                    "Notification queue full; the oldest notification was dropped (a start notification is kept).");
             }
             Event::SessionClosed { session_id } => {
                 health.connected.store(false, Ordering::Relaxed);

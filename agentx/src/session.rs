@@ -683,8 +683,9 @@ impl Session {
         }
         .emit(health);
         match what {
-            Awaited::Notify(_) => Event::NotificationDropped {
+            Awaited::Notify(n) => Event::NotificationDropped {
                 queue_limit: self.config.queue_limit,
+                trap: n.trap_oid,
             }
             .emit(health),
             Awaited::Ping => conn.ping_outstanding = false,

@@ -68,8 +68,14 @@ pub struct SubagentConfig {
     /// Agent capabilities (sysORID, sysORDescr) to add on each new session.
     pub agent_caps: Vec<(Oid, String)>,
     /// How many notifications may wait while no session is open; when
-    /// full, the oldest is dropped (and counted).
+    /// full, the oldest is dropped (and counted), but see `kept`.
     pub queue_limit: usize,
+    /// The snmpTrapOID.0 of notifications a full queue drops only when it
+    /// holds nothing else: the oldest of the others goes first. For a
+    /// start notification, which a long master outage at start would
+    /// otherwise lose behind a hundred later ones, although it is the one
+    /// an NMS most needs (walkAA 5).
+    pub kept: Vec<Oid>,
     /// Told the snmpTrapOID.0 of each notification the master acknowledged:
     /// the owner counts notifications sent (not merely raised) where it
     /// keeps its own statistics. None: nobody is told.
@@ -102,6 +108,7 @@ impl SubagentConfig {
             registrations: Vec::new(),
             agent_caps: Vec::new(),
             queue_limit: DEFAULT_QUEUE_LIMIT,
+            kept: Vec::new(),
             on_sent: None,
         }
     }
@@ -139,10 +146,12 @@ pub(crate) struct Shared {
     master_clock: Mutex<Option<(u32, Instant)>>,
     /// The queue's bound (at least 1).
     queue_limit: usize,
+    /// [`SubagentConfig::kept`].
+    kept: Vec<Oid>,
 }
 
 impl Shared {
-    fn new(queue_limit: usize) -> Shared {
+    fn new(queue_limit: usize, kept: Vec<Oid>) -> Shared {
         Shared {
             health: HealthCounters::default(),
             queue: Mutex::new(VecDeque::new()),
@@ -150,6 +159,7 @@ impl Shared {
             started: Instant::now(),
             master_clock: Mutex::new(None),
             queue_limit: queue_limit.max(1),
+            kept,
         }
     }
 
@@ -171,7 +181,8 @@ impl Shared {
             Some((ticks, Instant::now()));
     }
 
-    /// Queues a notification, dropping the oldest when full.
+    /// Queues a notification, dropping the oldest when full (see
+    /// [`Shared::trim`]).
     fn enqueue(&self, n: Notification) {
         let dropped = {
             let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
@@ -206,19 +217,28 @@ impl Shared {
             .pop_front()
     }
 
-    fn trim(&self, q: &mut VecDeque<Notification>) -> usize {
-        let mut dropped = 0;
+    /// Drops notifications past the limit: the oldest that is not one
+    /// of `kept`, or the oldest when all are. Returns their trap OIDs.
+    fn trim(&self, q: &mut VecDeque<Notification>) -> Vec<Oid> {
+        let mut dropped = Vec::new();
         while q.len() > self.queue_limit {
-            q.pop_front();
-            dropped += 1;
+            let oldest = q
+                .iter()
+                .position(|n| !self.kept.contains(&n.trap_oid))
+                .unwrap_or(0);
+            match q.remove(oldest) {
+                Some(n) => dropped.push(n.trap_oid),
+                None => break,
+            }
         }
         dropped
     }
 
-    fn report_drops(&self, dropped: usize) {
-        for _ in 0..dropped {
+    fn report_drops(&self, dropped: Vec<Oid>) {
+        for trap in dropped {
             Event::NotificationDropped {
                 queue_limit: self.queue_limit,
+                trap,
             }
             .emit(&self.health);
         }
@@ -233,7 +253,7 @@ impl Shared {
 ///
 /// When called outside a Tokio runtime (as `tokio::spawn` does).
 pub fn start(config: SubagentConfig, view: ViewProvider) -> Subagent {
-    let shared = Arc::new(Shared::new(config.queue_limit));
+    let shared = Arc::new(Shared::new(config.queue_limit, config.kept.clone()));
     let (stop_tx, stop_rx) = watch::channel(false);
     let session = Session::new(config, view, Arc::clone(&shared));
     let task = tokio::spawn(session.run(stop_rx));
@@ -370,9 +390,50 @@ mod clock_tests {
         assert_eq!(sys_uptime_at((u32::MAX, open), open + S, open + S), 99);
     }
 
+    fn raised(trap: &[u32]) -> Notification {
+        Notification {
+            raised: Instant::now(),
+            trap_oid: Oid::from(trap.to_vec()),
+            varbinds: Vec::new(),
+        }
+    }
+
+    fn queued(shared: &Shared) -> Vec<u32> {
+        std::iter::from_fn(|| shared.pop())
+            .map(|n| *n.trap_oid.as_slice().last().unwrap_or(&0))
+            .collect()
+    }
+
+    /// walkAA 5: a master down at start, then more notifications than
+    /// the queue holds: the start notification (kept) is still sent, the
+    /// oldest of the others are dropped.
+    #[test]
+    fn a_full_queue_drops_the_oldest_but_keeps_the_kept() {
+        let start = [1, 3, 6, 1, 4, 1, 32473, 25, 0, 1];
+        let shared = Shared::new(3, vec![Oid::from(start.to_vec())]);
+        shared.enqueue(raised(&start));
+        for i in 4..=9 {
+            shared.enqueue(raised(&[1, 3, 6, 1, 4, 1, 32473, 25, 0, i]));
+        }
+        assert_eq!(shared.health.snapshot().notifications_dropped, 4);
+        assert_eq!(queued(&shared), vec![1, 8, 9]);
+        // Nothing kept: the oldest goes, as before.
+        let plain = Shared::new(2, Vec::new());
+        for i in 1..=3 {
+            plain.enqueue(raised(&[1, 3, 6, 1, 4, 1, 32473, 25, 0, i]));
+        }
+        assert_eq!(queued(&plain), vec![2, 3]);
+        // Only kept ones: the oldest of them goes.
+        let all = Shared::new(1, vec![Oid::from(start.to_vec())]);
+        all.enqueue(raised(&start));
+        all.enqueue(raised(&start));
+        assert_eq!(all.health.snapshot().notifications_dropped, 1);
+        assert_eq!(queued(&all).len(), 1);
+    }
+
     #[test]
     fn shared_uses_the_clock_of_the_latest_open() {
-        let shared = Shared::new(10);
+        let shared = Shared::new(10, Vec::new());
         let raised = Instant::now();
         shared.set_master_uptime(500_000);
         let t = shared.sys_uptime_of(raised);

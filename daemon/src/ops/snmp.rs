@@ -38,6 +38,16 @@ fn mib_name(n: &Notification) -> (&'static str, &'static str) {
     }
 }
 
+/// The notifications a full queue keeps (see `SubagentConfig::kept`):
+/// mwProductStart, under `root`.
+fn kept_notifications(root: &Oid) -> Vec<Oid> {
+    mailward_metrics::mib::NOTIFICATIONS
+        .iter()
+        .filter(|(n, ..)| *n == "mwProductStart")
+        .map(|(_, arc, ..)| root.join(&[0, *arc]))
+        .collect()
+}
+
 /// The value of one object a notification carries.
 fn object_value(object: &str, n: &Notification, gw: &Gateway) -> Option<Value> {
     let cfg = gw.config();
@@ -187,6 +197,10 @@ impl Snmp {
         sc.id = root.clone();
         sc.description = format!("Mailward {} SMTP gateway", env!("CARGO_PKG_VERSION"));
         sc.registrations = vec![Registration::new(root.clone())];
+        // walkAA 5: a master down at start for long enough to fill the
+        // queue would lose mwProductStart first; it is kept, the oldest
+        // of the others go.
+        sc.kept = kept_notifications(&root);
         sc.agent_caps = vec![(
             root.join(&[2, 1, 1]),
             "MAILWARD-MIB: mwCompliance".to_string(),
@@ -501,6 +515,17 @@ pub async fn watch(gw: Arc<Gateway>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// walkAA 5: the start notification (.0.1) is the one a full queue
+    /// keeps.
+    #[test]
+    fn the_start_notification_is_kept_by_a_full_queue() {
+        let root: Oid = "1.3.6.1.4.1.32473.25".parse().unwrap();
+        assert_eq!(
+            kept_notifications(&root),
+            vec!["1.3.6.1.4.1.32473.25.0.1".parse::<Oid>().unwrap()]
+        );
+    }
 
     fn octets(v: Value) -> String {
         match v {
