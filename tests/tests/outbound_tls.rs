@@ -186,3 +186,47 @@ fn starttls_modes_against_a_real_postfix() -> Result<()> {
     ensure!(count("plain") >= 1.0, "plain: {}", count("plain"));
     Ok(())
 }
+
+/// walkAA 6: a route's `tls_ca` holding the next hop's own certificate
+/// (the recipe's `mx.pem`, CA:FALSE, signed by the test CA) passed
+/// `check-config`, and every delivery on the route then deferred with
+/// 4.7.5 UnknownIssuer. It is refused, saying what to give instead; the
+/// CA itself passes.
+#[test]
+fn check_config_refuses_a_server_certificate_as_tls_ca() -> Result<()> {
+    let dir = TestDir::new("tls-ca-leaf")?;
+    let (ca, leaf, _key) = ca_and_leaf(dir.path(), NAME)?;
+    let check = |tls_ca: &str| -> Result<std::process::Output> {
+        let config = Config::new(dir.path()).route_with(
+            "*@verify.test",
+            "[127.0.0.1:25]",
+            &[("tls", "verify"), ("tls_ca", tls_ca), ("tls_name", NAME)],
+        );
+        std::fs::write(config.path(), config.render())?;
+        Ok(
+            std::process::Command::new(mailward_e2e::daemon::mailward_bin()?)
+                .args(["check-config", "--config"])
+                .arg(config.path())
+                .output()?,
+        )
+    };
+    let out = check(&leaf)?;
+    let text =
+        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+    ensure!(out.status.code() == Some(1), "{:?}: {text}", out.status);
+    ensure!(
+        text.contains(&format!(
+            "].tls: tls_ca {leaf} holds no CA certificate, only a server's own"
+        )) && text.contains("the CA that signed the next hop's certificate"),
+        "{text}"
+    );
+    let out = check(&ca)?;
+    ensure!(
+        out.status.success(),
+        "{:?}: {}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    Ok(())
+}
