@@ -58,3 +58,4 @@ printf 'IETF base MIB modules from the npm package %s (package/lib/mibs/),\nfetc
 rm -rf "$dest"
 mv "$dest.tmp" "$dest"
 echo "fetch-base-mibs: ${wanted[*]} in $dest"
+echo "fetch-base-mibs: with only these, load our MIB with -m MAILWARD-MIB (not -m +MAILWARD-MIB, which also asks for net-snmp's default modules)"
