@@ -245,12 +245,18 @@ pub fn ascii(text: &str) -> String {
 /// it is written into a notice, a placeholder or a quarantine entry's
 /// findings: a line break there would start lines of the sender's choosing
 /// (`IMPORTANT: log in at ...`, a fake log line) in a text that says it
-/// comes from us.
+/// comes from us. A bidirectional control (U+202E RIGHT-TO-LEFT OVERRIDE
+/// and its kin) is written as `<U+202E>`: left as it is, the notice that
+/// reports `invoice<U+202E>fdp.exe` would show the spoofed
+/// "invoiceexe.pdf" itself (walkZ 7).
 pub fn one_line(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut in_run = false;
     for c in text.chars() {
-        if c.is_control() || c == '\u{2028}' || c == '\u{2029}' {
+        if crate::ops::syslog::is_bidi_control(c) {
+            out.push_str(&format!("<U+{:04X}>", c as u32));
+            in_run = false;
+        } else if c.is_control() || c == '\u{2028}' || c == '\u{2029}' {
             if !in_run {
                 out.push(' ');
             }
@@ -376,6 +382,8 @@ mod tests {
     #[test]
     fn one_line_flattens_control_characters() {
         assert_eq!(one_line("a\r\n\tb\u{7}c\n"), "a b c");
+        // walkZ 7: a notice must not repeat the spoof it reports.
+        assert_eq!(one_line("invoice\u{202E}fdp.exe"), "invoice<U+202E>fdp.exe");
         assert_eq!(
             one_line("invoice\n\nIMPORTANT: log in\u{2028}x.exe"),
             "invoice IMPORTANT: log in x.exe"
