@@ -1394,7 +1394,12 @@ fn bases(cmd: BasesCommand) -> ExitCode {
                 Some(e) => out!("previous:    unreadable: {e}"),
                 None => out!("previous:    {}", set(&data["previous"])),
             }
-            out!("obsolete:    {}", data["obsolete"]);
+            let none_in_use = data["current"].is_null();
+            if none_in_use {
+                out!("obsolete:    n/a (no set in use)");
+            } else {
+                out!("obsolete:    {}", data["obsolete"]);
+            }
             out!(
                 "last update: {} ({})",
                 when(&data["last_check"]),
@@ -1406,7 +1411,12 @@ fn bases(cmd: BasesCommand) -> ExitCode {
                 out!("last error:  {m}");
             }
             if let Some(e) = data["on_disk_error"].as_str() {
-                out!("on disk:     does not load: {e}; a restart would run without AV rules until it is fixed or rolled back");
+                if none_in_use {
+                    // walkZ 8: the daemon already runs without rules.
+                    out!("on disk:     does not load: {e}; no AV rules are in use: every message is av/error until it is fixed or rolled back");
+                } else {
+                    out!("on disk:     does not load: {e}; a restart would run without AV rules until it is fixed or rolled back");
+                }
             }
         }
         _ => out!("{}", data["message"].as_str().unwrap_or("done")),
