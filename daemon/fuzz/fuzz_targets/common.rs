@@ -151,21 +151,28 @@ pub fn data_reader(data: &[u8]) {
             if end {
                 break;
             }
-            let content = raw
-                .strip_suffix(b"\r\n")
-                .or_else(|| raw.strip_suffix(b"\n"))
-                .unwrap_or(raw);
-            let content = match content.strip_prefix(b".") {
-                Some(rest) if !rest.is_empty() => rest,
-                _ => content,
+            // A run of CRs before the LF is one line end; a bare CR ends
+            // a line too (walkY 1): each piece is a line of its own.
+            let (content, ended_crlf) = match raw.strip_suffix(b"\n") {
+                Some(c) => {
+                    let kept = c.len() - c.iter().rev().take_while(|&&b| b == b'\r').count();
+                    (&c[..kept], kept < c.len())
+                }
+                None => (raw, false),
             };
-            size += content.len() as u64 + 2;
-            long_line |= content.len() > MAX_LINE;
-            eight_bit |= content.iter().any(|&b| b >= 0x80);
-            body.extend_from_slice(content);
-            body.extend_from_slice(b"\r\n");
-            prev_crlf = crlf;
-            lines += 1;
+            for piece in content.split(|&b| b == b'\r') {
+                let piece = match piece.strip_prefix(b".") {
+                    Some(rest) if !rest.is_empty() => rest,
+                    _ => piece,
+                };
+                size += piece.len() as u64 + 2;
+                long_line |= piece.len() > MAX_LINE;
+                eight_bit |= piece.iter().any(|&b| b >= 0x80);
+                body.extend_from_slice(piece);
+                body.extend_from_slice(b"\r\n");
+                lines += 1;
+            }
+            prev_crlf = ended_crlf;
         }
         assert_eq!(asm.received(), size, "received() after {lines} lines");
     }
@@ -186,6 +193,12 @@ pub fn data_reader(data: &[u8]) {
             assert!(
                 i > 0 && m.body[i - 1] == b'\r',
                 "bare LF at {i} of the body"
+            );
+        }
+        if b == b'\r' {
+            assert!(
+                m.body.get(i + 1) == Some(&b'\n'),
+                "bare CR at {i} of the body"
             );
         }
     }
