@@ -220,60 +220,57 @@ mod tests {
         assert!(notes.starts_with(".PP\n"), "the prose is NOTES: {page}");
     }
 
+    /// Every command but clap's `help`, groups (`mailward queue`) as well
+    /// as leaves (`mailward queue list`), as (its path, its after_help).
+    fn every_after_help() -> Vec<(String, String)> {
+        fn walk(cmd: &clap::Command, path: &str, out: &mut Vec<(String, String)>) {
+            let path = format!("{path} {}", cmd.get_name()).trim().to_string();
+            let after = cmd
+                .get_after_help()
+                .or(cmd.get_after_long_help())
+                .map(|s| s.to_string())
+                .unwrap_or_default();
+            out.push((path.clone(), after));
+            for sub in cmd.get_subcommands().filter(|c| c.get_name() != "help") {
+                walk(sub, &path, out);
+            }
+        }
+        let mut out = Vec::new();
+        walk(
+            &<crate::ops::cli::Cli as clap::CommandFactory>::command(),
+            "",
+            &mut out,
+        );
+        out
+    }
+
     /// walkAC: clap wraps help at 100 columns, and an example line longer
     /// than that was split in two: a copied `# comment` ran as a command,
     /// a `--config` lost its value. Every example line fits.
     #[test]
     fn example_lines_fit_the_help_width() {
-        fn walk(cmd: &clap::Command, path: &str, long: &mut Vec<String>) {
-            let path = format!("{path} {}", cmd.get_name()).trim().to_string();
-            let after = cmd
-                .get_after_help()
-                .or(cmd.get_after_long_help())
-                .map(|s| s.to_string())
-                .unwrap_or_default();
-            for line in after.lines().filter(|l| l.starts_with("  ")) {
-                if line.chars().count() > 96 {
-                    long.push(format!("{path}: {line}"));
-                }
-            }
-            for sub in cmd.get_subcommands() {
-                walk(sub, &path, long);
-            }
-        }
-        let mut long = Vec::new();
-        walk(
-            &<crate::ops::cli::Cli as clap::CommandFactory>::command(),
-            "",
-            &mut long,
-        );
+        let long: Vec<String> = every_after_help()
+            .into_iter()
+            .flat_map(|(path, after)| {
+                after
+                    .lines()
+                    .filter(|l| l.starts_with("  ") && l.chars().count() > 96)
+                    .map(|l| format!("{path}: {l}"))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
         assert!(long.is_empty(), "example lines clap would wrap: {long:#?}");
     }
 
+    /// An operator reads the first help they reach: every command's has an
+    /// example.
     #[test]
     fn every_command_says_how_it_is_used_by_an_example() {
-        // Groups (`mailward queue`) as well as leaves (`mailward queue
-        // list`): an operator reads the first help they reach.
-        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
-            let path = format!("{path} {}", cmd.get_name()).trim().to_string();
-            let after = cmd
-                .get_after_help()
-                .or(cmd.get_after_long_help())
-                .map(|s| s.to_string())
-                .unwrap_or_default();
-            if !after.contains("Example") || !after.contains("mailward ") {
-                missing.push(path.clone());
-            }
-            for sub in cmd.get_subcommands().filter(|c| c.get_name() != "help") {
-                walk(sub, &path, missing);
-            }
-        }
-        let mut missing = Vec::new();
-        walk(
-            &<crate::ops::cli::Cli as clap::CommandFactory>::command(),
-            "",
-            &mut missing,
-        );
+        let missing: Vec<String> = every_after_help()
+            .into_iter()
+            .filter(|(_, after)| !after.contains("Example") || !after.contains("mailward "))
+            .map(|(path, _)| path)
+            .collect();
         assert!(missing.is_empty(), "no example in the help of: {missing:?}");
     }
 
