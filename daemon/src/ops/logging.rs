@@ -545,22 +545,6 @@ pub fn needs_quotes(value: &str) -> bool {
         })
 }
 
-/// A value from the network as a log field: as a string when
-/// [`needs_quotes`] says so, else as its `display`. Text lines quote by
-/// the value either way ([`TextFields`]); in JSON both are strings.
-/// `display` is the caller's `tracing::field::display(value)`, kept alive
-/// for the event.
-pub fn network_value<'a>(
-    value: &'a &'a str,
-    display: &'a tracing::field::DisplayValue<&'a str>,
-) -> &'a dyn tracing::Value {
-    if needs_quotes(value) {
-        value
-    } else {
-        display
-    }
-}
-
 /// The environment variable that overrides `log.options` (EnvFilter syntax,
 /// e.g. `MAILWARD_LOG=info,smtp=trace`).
 pub const ENV_VAR: &str = "MAILWARD_LOG";
@@ -1316,7 +1300,7 @@ mod tests {
 
     /// walkV 5: a name could add fields of its own (`to=ceo@example.com`).
     #[test]
-    fn a_network_value_that_could_add_fields_is_quoted_and_a_plain_one_is_not() {
+    fn a_value_that_could_add_fields_is_quoted_and_a_plain_one_is_not() {
         assert!(!needs_quotes("eicar.com"));
         assert!(!needs_quotes("invoice.zip/\u{43f}.scr"));
         for v in [
@@ -1333,13 +1317,7 @@ mod tests {
         }
         let name = "a\n2026-12-05T19:00:00Z  INFO delivery: Delivered. queue_id=FAKE to=ceo@example.com x.exe";
         let Some(text) = logged(LogFormat::Text, || {
-            let (plain, named) = ("eicar.com", name);
-            let (dp, dn) = (
-                tracing::field::display(plain),
-                tracing::field::display(named),
-            );
-            tracing::info!(target: "scan", detection = network_value(&plain, &dp),
-                object = network_value(&named, &dn), "Finding.");
+            tracing::info!(target: "scan", detection = %"eicar.com", object = %name, "Finding.");
         }) else {
             return;
         };
@@ -1349,8 +1327,7 @@ mod tests {
             "{text}"
         );
         let Some(json) = logged(LogFormat::Json, || {
-            let (dn, named) = (tracing::field::display(name), name);
-            tracing::info!(target: "scan", object = network_value(&named, &dn), "Finding.");
+            tracing::info!(target: "scan", object = %name, "Finding.");
         }) else {
             return;
         };

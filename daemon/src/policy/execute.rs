@@ -752,14 +752,11 @@ fn log_findings(env: &Envelope, verdict: &Verdict) {
         }
     }
     for f in all.iter().take(MAX_LOGGED_FINDINGS) {
-        // Quoted when they need it: a part's name is the sender's, and
-        // unquoted `invoice to=ceo@example.com x.exe` would read as fields
-        // of their choosing (walkV 5).
-        use crate::ops::logging::network_value;
-        let (name, path) = (f.name.as_str(), f.path.as_str());
-        let (dn, dp) = (tracing::field::display(name), tracing::field::display(path));
+        // A part's name is the sender's: the text formatter quotes it
+        // when it needs it, so `invoice to=ceo@example.com x.exe` adds no
+        // field of their choosing (walkV 5; ops::logging::needs_quotes).
         tracing::info!(target: "scan", queue_id = %env.id, status = f.kind.status().as_str(),
-            detection = network_value(&name, &dn), object = network_value(&path, &dp), "Finding.");
+            detection = %f.name, object = %f.path, "Finding.");
     }
     if all.len() > MAX_LOGGED_FINDINGS {
         let kinds: std::collections::BTreeSet<&str> = all[MAX_LOGGED_FINDINGS..]
