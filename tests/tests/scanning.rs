@@ -1719,5 +1719,42 @@ Content-Disposition: attachment; filename=\"inv.zip\"\r\n{part_gap}{body}\r\n--Q
             format!("{what}: the zip is still there:\n{}", m.message)
         });
     }
+    // walkZ 11: text outside the parts is ignored by clients but read by a
+    // scanner of raw bytes downstream: a message stamped clean here with
+    // EICAR in its preamble or epilogue was flagged there.
+    let harmless = base64_lines(b"not a zip, just bytes\r\n");
+    let eicar_line = format!("{}\r\n", eicar_text());
+    let outside = [
+        (
+            "EICAR text in the preamble",
+            message(
+                "i",
+                "boundary=\"Q\"",
+                &format!("\r\n{eicar_line}"),
+                "\r\n",
+                &harmless,
+            ),
+        ),
+        (
+            "EICAR text in the epilogue",
+            message("j", "boundary=\"Q\"", "\r\n", "\r\n", &harmless) + &eicar_line,
+        ),
+    ];
+    let mut ids = Vec::new();
+    for (what, msg) in &outside {
+        ids.push((
+            *what,
+            send_ok(daemon.port, "bob@example.com", msg.as_bytes())?,
+        ));
+    }
+    let id_list: Vec<&str> = ids.iter().map(|(_, id)| id.as_str()).collect();
+    let got = delivered(&sink, &id_list)?;
+    for (what, id) in &ids {
+        let Some(m) = got.get(id) else { continue };
+        check_verdict(&mut f, what, m, "infected", Some(EICAR_RULE));
+        f.check(!m.message.contains(&eicar_text()), || {
+            format!("{what}: the EICAR text is still there:\n{}", m.message)
+        });
+    }
     f.finish(|| format!("test directory {}\n{}", dir.path().display(), daemon.log()))
 }

@@ -335,13 +335,14 @@ impl<'m> Unpacked<'m, '_> {
         keep: &dyn Fn(Cow<'a, [u8]>) -> Cow<'m, [u8]>,
     ) {
         for (i, part) in msg.parts.iter().enumerate() {
-            if matches!(part.body, PartType::Multipart(_)) {
-                continue;
-            }
             let unit = match under {
                 Under::Own => Some(i),
                 Under::Part(p) => p,
             };
+            if let PartType::Multipart(children) = &part.body {
+                self.outside_parts(msg, part, children, (unit, parent), path, i, depth);
+                continue;
+            }
             let name = part.attachment_name();
             let label = match name {
                 Some(n) => n.to_string(),
@@ -392,6 +393,70 @@ impl<'m> Unpacked<'m, '_> {
                 }
             }
         }
+    }
+
+    /// Adds the text of multipart `part` (index `i`) that lies outside its
+    /// parts, its preamble and epilogue, as one object when there is any
+    /// besides the delimiter lines. RFC 2046 tells clients to ignore it, and
+    /// they do; but a second scanner downstream reads raw bytes, and a
+    /// message stamped clean here that it then flags (an EICAR text in the
+    /// preamble, walkZ 11) shakes trust in both. Edits of this object's
+    /// finding replace or remove the multipart it belongs to.
+    #[allow(clippy::too_many_arguments)]
+    fn outside_parts(
+        &mut self,
+        msg: &Message<'_>,
+        part: &MessagePart<'_>,
+        children: &[u32],
+        (unit, parent): (Option<usize>, Option<usize>),
+        path: &str,
+        i: usize,
+        depth: u32,
+    ) {
+        let raw: &[u8] = &msg.raw_message;
+        let (start, end) = (part.offset_body as usize, part.offset_end as usize);
+        if start >= end || end > raw.len() {
+            return;
+        }
+        let mut taken: Vec<(usize, usize)> = children
+            .iter()
+            .filter_map(|&c| msg.parts.get(c as usize))
+            .map(|c| (c.offset_header as usize, c.offset_end as usize))
+            .filter(|(b, e)| b <= e)
+            .collect();
+        taken.sort_unstable();
+        let boundary = part
+            .content_type()
+            .and_then(|ct| ct.attribute("boundary"))
+            .unwrap_or("");
+        let mut text = Vec::new();
+        let mut at = start;
+        for (b, e) in taken.into_iter().chain([(end, end)]) {
+            let b = b.clamp(at, end);
+            outside_text(&raw[at..b], boundary, &mut text);
+            at = at.max(e.min(end));
+        }
+        if text.is_empty() {
+            return;
+        }
+        let label = format!("part {} preamble/epilogue", i + 1);
+        let here = if path.is_empty() {
+            label
+        } else {
+            format!("{path}/{label}")
+        };
+        if !self.granted(unit, text.len(), &here) {
+            return;
+        }
+        self.object(
+            unit,
+            parent,
+            here,
+            None,
+            "text/plain".into(),
+            Cow::Owned(text),
+            depth,
+        );
     }
 
     /// Adds one object, then whatever is inside it.
@@ -561,6 +626,24 @@ impl<'m> Unpacked<'m, '_> {
 /// `Message-ID`, `Subject`, `To`), and a body follows. A name ending in
 /// `.eml` alone does not make one: what matters is what a mail client
 /// would open it as. Cheap on anything else: the first line decides most.
+/// Appends the lines of `gap` (text between a multipart's parts) that are
+/// neither blank nor one of its delimiter lines to `out`.
+fn outside_text(gap: &[u8], boundary: &str, out: &mut Vec<u8>) {
+    for line in gap.split(|&b| b == b'\n') {
+        let trimmed = line.trim_ascii();
+        let delimiter = !boundary.is_empty()
+            && trimmed
+                .strip_prefix(b"--")
+                .and_then(|t| t.strip_prefix(boundary.as_bytes()))
+                .is_some_and(|rest| rest.is_empty() || rest == b"--");
+        if trimmed.is_empty() || delimiter {
+            continue;
+        }
+        out.extend_from_slice(line);
+        out.push(b'\n');
+    }
+}
+
 fn is_mail_file(data: &[u8]) -> bool {
     mail_header(data).is_some_and(|h| h.fields >= 2 && h.mime && h.mail && h.body)
 }
@@ -692,6 +775,62 @@ Content-Transfer-Encoding: {cte}\r\n\r\nUEsDBGhlbGxv\r\n--B--\r\n"
                 "{cte}: {data:?}"
             );
         }
+    }
+
+    fn objects_of(raw: &str) -> Vec<(String, Option<usize>, Vec<u8>)> {
+        let msg = crate::check::parse(raw.as_bytes()).unwrap();
+        let pool = MemoryPool::unbounded();
+        let u = unpack(
+            Some(&msg),
+            raw.as_bytes(),
+            8,
+            Budget::new(1 << 20, &pool),
+            Instant::now() + std::time::Duration::from_secs(60),
+        );
+        u.objects
+            .iter()
+            .map(|o| (o.path.clone(), o.part, o.data.to_vec()))
+            .collect()
+    }
+
+    #[test]
+    fn text_outside_a_multipart_s_parts_is_an_object_of_its_own() {
+        // walkZ 11: a preamble or epilogue was read by nothing, so a
+        // downstream scanner of raw bytes flagged what was stamped clean.
+        let eicar = "X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*";
+        let head = "MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=B\r\n\r\n";
+        let preamble =
+            format!("{head}{eicar}\r\n--B\r\nContent-Type: text/plain\r\n\r\nhi\r\n--B--\r\n");
+        let epilogue =
+            format!("{head}--B\r\nContent-Type: text/plain\r\n\r\nhi\r\n--B--\r\n{eicar}\r\n");
+        for raw in [preamble, epilogue] {
+            let objects = objects_of(&raw);
+            let outside = objects
+                .iter()
+                .find(|o| o.0 == "part 1 preamble/epilogue")
+                .unwrap_or_else(|| panic!("{objects:?}"));
+            assert_eq!(outside.1, Some(0), "hangs under the multipart");
+            assert_eq!(outside.2.trim_ascii(), eicar.as_bytes());
+            assert!(objects.iter().any(|o| o.2 == b"hi"), "{objects:?}");
+        }
+        // Nothing but delimiters and blank lines: no object.
+        let bare = format!("{head}\r\n--B\r\n\r\nhi\r\n--B--\r\n\r\n");
+        let objects = objects_of(&bare);
+        assert_eq!(objects.len(), 1, "{objects:?}");
+        // A nested multipart's epilogue is found under the part holding it.
+        let nested = format!(
+            "{head}--B\r\nContent-Type: text/plain\r\n\r\nhi\r\n\
+--B\r\nContent-Type: multipart/alternative; boundary=C\r\n\r\n\
+--C\r\nContent-Type: text/plain\r\n\r\nyo\r\n--C--\r\n{eicar}\r\n--B--\r\n"
+        );
+        let objects = objects_of(&nested);
+        let outside: Vec<_> = objects
+            .iter()
+            .filter(|o| o.0.ends_with("preamble/epilogue"))
+            .collect();
+        assert_eq!(outside.len(), 1, "{objects:?}");
+        assert_eq!(outside[0].0, "part 3 preamble/epilogue");
+        assert_eq!(outside[0].2.trim_ascii(), eicar.as_bytes());
     }
 
     #[test]
