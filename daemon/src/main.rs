@@ -1381,10 +1381,10 @@ fn bases(cmd: BasesCommand) -> ExitCode {
                         _ => String::new(),
                     };
                     format!(
-                        "version {}, released {}, {} records{loaded}",
+                        "version {}, released {}, {}{loaded}",
                         v["version"].as_str().unwrap_or("?"),
                         when(&v["released"]),
-                        v["records"]
+                        mailward::text::counted(v["records"].as_u64().unwrap_or(0), "record")
                     )
                 }
             };

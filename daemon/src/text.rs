@@ -285,6 +285,15 @@ pub fn age(secs: i64) -> String {
     }
 }
 
+/// "1 record", "5 records": a count with its noun, for operators' lines.
+pub fn counted(n: u64, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
+
 /// `s` cut to at most `max` octets, on a character boundary.
 pub fn cut(s: &str, max: usize) -> &str {
     let mut end = s.len().min(max);

@@ -1431,7 +1431,7 @@ fn bases_update_refusal_sighup_and_rollback_change_what_is_found() -> Result<()>
     // 3. A good set is in use at once, without a restart.
     let good = resource(MARKER_SET).display().to_string();
     let out = gw.daemon.cli(&["bases", "update", "--from", &good])?;
-    let want = format!("Bases 2026.11.25.1 (1 records) from {good} are in use.");
+    let want = format!("Bases 2026.11.25.1 (1 record) from {good} are in use.");
     f.check(
         out.status.success() && String::from_utf8_lossy(&out.stdout).trim_end() == want,
         || {

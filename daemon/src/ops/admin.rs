@@ -930,8 +930,9 @@ async fn update_holding_the_lock(
                     format!("Bases {} are already in use; nothing to do.", info.version)
                 }
                 _ => format!(
-                    "Bases {} ({} records) from {from} are in use.",
-                    info.version, info.records
+                    "Bases {} ({}) from {from} are in use.",
+                    info.version,
+                    crate::text::counted(info.records, "record")
                 ),
             };
             match gw.update_attempted(result, message).await {
@@ -974,8 +975,9 @@ async fn bases_rollback(gw: &Gateway) -> Response {
     match tokio::task::spawn_blocking(move || crate::check::bases::rollback(&dir)).await {
         Ok(Ok(info)) => {
             let message = format!(
-                "Rolled back to bases {} ({} records).",
-                info.version, info.records
+                "Rolled back to bases {} ({}).",
+                info.version,
+                crate::text::counted(info.records, "record")
             );
             match gw
                 .update_attempted(crate::check::bases::UpdateResult::RolledBack, message)

@@ -819,14 +819,14 @@ pub fn render(s: &Status, now: i64) -> String {
     out += &match &s.bases {
         None => "bases:    none loaded\n".to_string(),
         Some(b) => format!(
-            "bases:    {}{}, {} records, released {}{}; last update {}\n",
+            "bases:    {}{}, {}, released {}{}; last update {}\n",
             b.version,
             if b.builtin {
                 " (built-in default set)"
             } else {
                 ""
             },
-            b.records,
+            crate::text::counted(b.records, "record"),
             rfc3339(b.released),
             if b.obsolete { " (obsolete)" } else { "" },
             b.last_update
