@@ -351,6 +351,12 @@ fn zip_members(data: &[u8], budget: &mut Budget<'_>, deadline: Instant) -> Vec<M
         // the local headers from the front instead.
         Err(e) => return zip_stream_members(data, budget, deadline, e.to_string()),
     };
+    // Members are read smallest first, by the sizes the central directory
+    // declares: a member declaring 1 GiB of zeros then takes what is left
+    // of the budget after the 68-octet program beside it has been read,
+    // rather than starving it (walkZ 12). A member that lies about its
+    // size still stops the reading at the budget.
+    let mut to_read: Vec<(u64, usize, String)> = Vec::new();
     for i in 0..archive.len() {
         if i >= MAX_MEMBERS {
             out.push(Member::Damaged {
@@ -358,13 +364,15 @@ fn zip_members(data: &[u8], budget: &mut Budget<'_>, deadline: Instant) -> Vec<M
             });
             break;
         }
-        let (name, encrypted, is_dir) = match archive.by_index_raw(i) {
+        let (name, encrypted, is_dir, size, method) = match archive.by_index_raw(i) {
             Ok(f) => (
                 f.name()
                     .map(|n| n.into_owned())
                     .unwrap_or_else(|_| format!("member {i}")),
                 f.encrypted(),
                 f.is_dir(),
+                f.size(),
+                f.compression(),
             ),
             Err(e) => {
                 out.push(Member::Damaged {
@@ -380,12 +388,14 @@ fn zip_members(data: &[u8], budget: &mut Budget<'_>, deadline: Instant) -> Vec<M
             out.push(Member::Encrypted { name });
             continue;
         }
-        if let Some(method) =
-            unsupported_method(archive.by_index_raw(i).ok().map(|f| f.compression()))
-        {
+        if let Some(method) = unsupported_method(Some(method)) {
             out.push(Member::NotUnpacked { name, method });
             continue;
         }
+        to_read.push((size, i, name));
+    }
+    to_read.sort_by_key(|(size, i, _)| (*size, *i));
+    for (_, i, name) in to_read {
         match archive.by_index(i) {
             Ok(mut f) => {
                 let size = f.size();
@@ -687,6 +697,33 @@ mod tests {
             })
             .sum();
         assert_eq!(held, 4 << 20, "no more than the budget is ever held");
+    }
+
+    #[test]
+    fn a_small_member_beside_a_bomb_is_read_before_the_bomb_takes_the_budget() {
+        // walkZ 12: the bomb came first in the archive and took the whole
+        // budget; the program behind it was never read.
+        let mut w = zip::ZipWriter::new(Cursor::new(Vec::new()));
+        let options = zip::write::SimpleFileOptions::default();
+        w.start_file("zeros.bin", options).unwrap();
+        let chunk = vec![0u8; 1 << 20];
+        for _ in 0..16 {
+            w.write_all(&chunk).unwrap();
+        }
+        w.start_file("tool.com", options).unwrap();
+        w.write_all(b"the program").unwrap();
+        let z = w.finish().unwrap().into_inner();
+        let pool = MemoryPool::unbounded();
+        let mut budget = Budget::new(4 << 20, &pool);
+        let m = unpack(Format::Zip, "bomb.zip", &z, &mut budget, far());
+        assert!(
+            m.iter().any(
+                |x| matches!(x, Member::File { name, data } if name == "tool.com" && data == b"the program")
+            ),
+            "{:?}",
+            m.iter().map(|x| format!("{x:?}").chars().take(80).collect::<String>()).collect::<Vec<_>>()
+        );
+        assert!(m.iter().any(|x| matches!(x, Member::Limit { .. })));
     }
 
     #[test]
