@@ -517,7 +517,7 @@ fn one_line(buf: &[u8], format: LogFormat) -> std::borrow::Cow<'_, [u8]> {
         LogFormat::Json => {
             use std::fmt::Write as _;
             for c in text.chars() {
-                if c.is_control() || super::syslog::is_bidi_control(c) {
+                if c.is_control() || super::syslog::is_escaped_format(c) {
                     let _ = write!(out, "\\u{:04x}", c as u32);
                 } else {
                     out.push(c);
@@ -541,7 +541,7 @@ pub fn needs_quotes(value: &str) -> bool {
         || value.chars().any(|c| {
             c.is_control()
                 || matches!(c, ' ' | '"' | '=' | '\\')
-                || super::syslog::is_bidi_control(c)
+                || super::syslog::is_escaped_format(c)
         })
 }
 
@@ -1271,6 +1271,34 @@ mod tests {
         assert_one_clean_line(&text);
         let line: serde_json::Value = serde_json::from_str(text.trim_end()).unwrap();
         assert_eq!(line["fields"]["name"], name, "the value is kept");
+    }
+
+    #[test]
+    fn line_and_paragraph_separators_are_escaped() {
+        // walkAD 11: U+2028 was written raw; viewers and JS tools break
+        // the line there.
+        let name = "a\u{2028}b\u{2029}c.exe";
+        assert!(needs_quotes(name));
+        let Some(text) = logged(LogFormat::Text, || {
+            tracing::info!(target: "scan", object = %name, "Finding.");
+        }) else {
+            return;
+        };
+        assert!(
+            text.contains("object=\"a\\u{2028}b\\u{2029}c.exe\""),
+            "{text}"
+        );
+        let Some(json) = logged(LogFormat::Json, || {
+            tracing::info!(target: "scan", object = %name, "Finding.");
+        }) else {
+            return;
+        };
+        assert!(
+            !json.contains('\u{2028}') && !json.contains('\u{2029}'),
+            "{json}"
+        );
+        let line: serde_json::Value = serde_json::from_str(json.trim_end()).unwrap();
+        assert_eq!(line["fields"]["object"], name, "the value is kept");
     }
 
     #[test]

@@ -105,7 +105,7 @@ pub(crate) fn push_escaped(out: &mut String, text: &str) {
             c if c.is_control() => {
                 let _ = write!(out, "\\x{:02X}", c as u32);
             }
-            c if is_bidi_control(c) => {
+            c if is_escaped_format(c) => {
                 let _ = write!(out, "\\u{{{:04X}}}", c as u32);
             }
             c => out.push(c),
@@ -146,6 +146,14 @@ pub(crate) fn push_value(out: &mut String, value: &str) {
 /// (walkL 19). They are escaped like control characters.
 pub(crate) fn is_bidi_control(c: char) -> bool {
     matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{200E}' | '\u{200F}' | '\u{061C}')
+}
+
+/// Characters written escaped in a log line besides the controls: the
+/// bidi controls above, and U+2028/U+2029 (LINE and PARAGRAPH SEPARATOR),
+/// which are no controls to Rust but line breaks to many log viewers and
+/// to JavaScript-based log tools (walkAD 11).
+pub(crate) fn is_escaped_format(c: char) -> bool {
+    is_bidi_control(c) || matches!(c, '\u{2028}' | '\u{2029}')
 }
 
 /// The message and fields of one event.
