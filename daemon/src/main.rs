@@ -598,12 +598,17 @@ fn store_table(entries: &[Listed], now: i64) -> Vec<String> {
 /// One store entry: what is known about it, then the message (or only the
 /// message, as received, with --raw).
 fn print_entry(data: &serde_json::Value, raw: bool) {
+    use base64::Engine as _;
     use std::io::Write as _;
-    let message = data["message"].as_str().unwrap_or("");
+    let bytes = data["message_b64"]
+        .as_str()
+        .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
+        .unwrap_or_default();
     if raw {
-        let _ = write!(std::io::stdout(), "{message}");
+        let _ = std::io::stdout().write_all(&bytes);
         return;
     }
+    let message = mailward::ops::stores::terminal_text(&bytes);
     if let Ok(e) = serde_json::from_value::<Listed>(data["entry"].clone()) {
         out!("ID:         {}", e.id);
         out!("Queue ID:   {}", e.queue_id);

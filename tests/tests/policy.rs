@@ -1434,3 +1434,51 @@ fn a_released_virus_is_found_in_the_outgoing_archive_by_its_status() -> Result<(
     );
     Ok(())
 }
+
+/// walkAD 6 and 8: `quarantine show --raw` gave the message through a
+/// lossy text (8-bit bytes became U+FFFD, so a saved sample was not the
+/// message received), and the terminal view printed the sender's escape
+/// sequences (a window title, a cleared screen, a fake metadata block).
+#[test]
+fn quarantine_show_raw_is_byte_exact_and_the_terminal_view_is_defanged() -> Result<()> {
+    let gw = Gateway::start("policy-show-raw", |c| {
+        c.set_list("policy", "quarantine", &["av/infected"])
+    })?;
+    let mut f = Failures::default();
+    let mut message = infected_message("show raw", "mw-e2e-raw-5e1c")?;
+    // An 8-bit (Latin-1) header and the sender's escape sequences.
+    let extra = b"X-Latin1: Gr\xfc\xdfe\r\nX-Esc: \x1b]0;PWNED\x07\x1b[2J\x1b[31mred\r\n";
+    message.splice(0..0, extra.iter().copied());
+    let id = send(gw.port(), "me@example.com", &["user@example.com"], &message)?;
+    gw.sink.wait_for_count(1, DELIVERY_TIMEOUT)?;
+    let stored = std::fs::read(
+        gw.config
+            .data_dir()
+            .join("quarantine")
+            .join(format!("{id}.eml")),
+    )
+    .context("the quarantine entry's message")?;
+    f.check(stored.windows(extra.len()).any(|w| w == extra), || {
+        "the entry holds the bytes received".into()
+    });
+    let raw = gw.daemon.cli(&["quarantine", "show", &id, "--raw"])?;
+    f.check(raw.status.success(), || {
+        format!("show --raw: {}", raw.status)
+    });
+    f.check(raw.stdout == stored, || {
+        format!(
+            "show --raw differs from the stored message ({} vs {} octets)",
+            raw.stdout.len(),
+            stored.len()
+        )
+    });
+    let shown = gw.daemon.cli_ok(&["quarantine", "show", &id])?;
+    f.check(
+        !shown.contains('\u{1b}') && !shown.contains('\u{7}'),
+        || format!("the terminal view holds control characters: {shown:?}"),
+    );
+    f.check(shown.contains("X-Esc: ^[]0;PWNED^G^[[2J^[[31mred"), || {
+        format!("the escape sequences are shown visibly: {shown}")
+    });
+    f.finish(|| gw.daemon.log())
+}

@@ -205,14 +205,47 @@ pub async fn list(
         .collect())
 }
 
-/// One entry and its message (as text, lossily, for the terminal).
+/// One entry and its message, base64-encoded: the bytes as stored, 8-bit
+/// ones included, so that `show --raw > sample.eml` saves the message
+/// received (walkAD 6: a lossy text turned them into U+FFFD). The CLI
+/// makes the terminal view from them ([`terminal_text`]).
 pub async fn show(store: &Arc<Store>, id: String) -> Result<serde_json::Value, String> {
+    use base64::Engine as _;
     let s = store.clone();
     let (entry, bytes) = blocking(move || s.get(&id)).await?;
     Ok(serde_json::json!({
         "entry": Listed::new(&entry, None),
-        "message": String::from_utf8_lossy(&bytes),
+        "message_b64": base64::engine::general_purpose::STANDARD.encode(&bytes),
     }))
+}
+
+/// A stored message as `quarantine show` prints it on a terminal: invalid
+/// UTF-8 shown as U+FFFD, and every control character but TAB and the line
+/// breaks, DEL and C1 controls written visibly (`^[`, `^?`, `<U+009B>`),
+/// as `cat -v` does. The message is the sender's: raw, its escape
+/// sequences would set the window title, clear the metadata just printed
+/// and draw a fake one in its place, for the administrator deciding
+/// whether to release it (walkAD 8). `--raw` writes the bytes as they are.
+pub fn terminal_text(bytes: &[u8]) -> String {
+    let text = String::from_utf8_lossy(bytes);
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\t' | '\n' => out.push(c),
+            '\r' if chars.peek() == Some(&'\n') => out.push(c),
+            '\x7f' => out.push_str("^?"),
+            c if (c as u32) < 0x20 => {
+                out.push('^');
+                out.push(char::from(b'@' + c as u8));
+            }
+            c if c.is_control() || crate::ops::syslog::is_escaped_format(c) => {
+                out.push_str(&format!("<U+{:04X}>", c as u32));
+            }
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// Queues the message of entry `id` again: for its original recipients,
