@@ -729,6 +729,7 @@ impl<'w> tracing_subscriber::field::MakeVisitor<tracing_subscriber::fmt::format:
             writer,
             first: true,
             result: Ok(()),
+            text: String::new(),
         }
     }
 }
@@ -738,10 +739,14 @@ struct TextVisitor<'w> {
     writer: tracing_subscriber::fmt::format::Writer<'w>,
     first: bool,
     result: std::fmt::Result,
+    /// One field's text, reused for the next: one allocation per event,
+    /// not one per field, on the path every log line takes.
+    text: String,
 }
 
 impl TextVisitor<'_> {
     fn write(&mut self, field: &tracing::field::Field, value: &str) {
+        use std::fmt::Write as _;
         if self.result.is_err() {
             return;
         }
@@ -750,20 +755,27 @@ impl TextVisitor<'_> {
         if name.starts_with("log.") {
             return;
         }
-        let mut text = String::with_capacity(value.len() + 16);
+        if name == "message" {
+            // Control characters are escaped for the whole line (`one_line`).
+            if !self.first {
+                self.result = self.writer.write_char(' ');
+            }
+            self.first = false;
+            if self.result.is_ok() {
+                self.result = self.writer.write_str(value);
+            }
+            return;
+        }
+        let text = &mut self.text;
+        text.clear();
         if !self.first {
             text.push(' ');
         }
         self.first = false;
-        if name == "message" {
-            // Control characters are escaped for the whole line (`one_line`).
-            text.push_str(value);
-        } else {
-            text.push_str(name.strip_prefix("r#").unwrap_or(name));
-            text.push('=');
-            super::syslog::push_value(&mut text, value);
-        }
-        self.result = self.writer.write_str(&text);
+        text.push_str(name.strip_prefix("r#").unwrap_or(name));
+        text.push('=');
+        super::syslog::push_value(text, value);
+        self.result = self.writer.write_str(text);
     }
 }
 
