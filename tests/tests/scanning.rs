@@ -1703,22 +1703,28 @@ Content-Disposition: attachment; filename=\"inv.zip\"\r\n{part_gap}{body}\r\n--Q
             ),
         ),
     ];
-    let mut ids = Vec::new();
-    for (what, msg) in &cases {
-        ids.push((
-            *what,
-            send_ok(daemon.port, "bob@example.com", msg.as_bytes())?,
-        ));
-    }
-    let id_list: Vec<&str> = ids.iter().map(|(_, id)| id.as_str()).collect();
-    let got = delivered(&sink, &id_list)?;
-    for (what, id) in &ids {
-        let Some(m) = got.get(id) else { continue };
-        check_verdict(&mut f, what, m, "infected", Some(EICAR_RULE));
-        f.check(!m.message.contains(&b64[..60]), || {
-            format!("{what}: the zip is still there:\n{}", m.message)
-        });
-    }
+    // Sends each case, then checks that each was delivered as infected
+    // and without `gone` (what the virus was carried in).
+    let send_all = |f: &mut Failures, cases: &[(&str, String)], gone: &str| -> Result<()> {
+        let mut ids = Vec::new();
+        for (what, msg) in cases {
+            ids.push((
+                *what,
+                send_ok(daemon.port, "bob@example.com", msg.as_bytes())?,
+            ));
+        }
+        let id_list: Vec<&str> = ids.iter().map(|(_, id)| id.as_str()).collect();
+        let got = delivered(&sink, &id_list)?;
+        for (what, id) in &ids {
+            let Some(m) = got.get(id) else { continue };
+            check_verdict(f, what, m, "infected", Some(EICAR_RULE));
+            f.check(!m.message.contains(gone), || {
+                format!("{what}: it is still there:\n{}", m.message)
+            });
+        }
+        Ok(())
+    };
+    send_all(&mut f, &cases, &b64[..60])?;
     // walkZ 11: text outside the parts is ignored by clients but read by a
     // scanner of raw bytes downstream: a message stamped clean here with
     // EICAR in its preamble or epilogue was flagged there.
@@ -1740,11 +1746,37 @@ Content-Disposition: attachment; filename=\"inv.zip\"\r\n{part_gap}{body}\r\n--Q
             message("j", "boundary=\"Q\"", "\r\n", "\r\n", &harmless) + &eicar_line,
         ),
     ];
+    send_all(&mut f, &outside, &eicar_text())?;
+    f.finish(|| format!("test directory {}\n{}", dir.path().display(), daemon.log()))
+}
+
+/// walkAH 3: a header field written with white space before its colon
+/// (`X-Foo : spaced`, RFC 5322 4.5.3's obsolete syntax, a field to Postfix
+/// and to RFC 5322 mail clients) ended the header for the scanner: the
+/// multipart below it was read as one text body, its EICAR attachment was
+/// never decoded, and the message went on stamped clean.
+#[test]
+fn a_header_field_with_space_before_its_colon_does_not_hide_a_virus() -> Result<()> {
+    let dir = TestDir::new("scan-space-colon")?;
+    let sink = Sink::start(dir.path(), "sink")?;
+    let stats = StatsSetup::new(dir.path());
+    let daemon = main_rig(&dir, &stats, &sink)?;
+    let mut f = Failures::default();
+    let b64 = mime::base64(&eicar()).trim_end_matches("\r\n").to_string();
+    let message = |extra: &str| {
+        format!(
+            "From: {SENDER}\r\nTo: bob@example.com\r\nSubject: space colon\r\n{extra}\r\n\
+MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=BB\r\n\r\n\
+--BB\r\nContent-Type: text/plain\r\n\r\nhello\r\n--BB\r\n\
+Content-Type: application/octet-stream; name=\"e.com\"\r\n\
+Content-Transfer-Encoding: base64\r\n\r\n{b64}\r\n--BB--\r\n"
+        )
+    };
     let mut ids = Vec::new();
-    for (what, msg) in &outside {
+    for extra in ["X-Foo : spaced", "X-Bar\t: tab", "Comments  :  two spaces"] {
         ids.push((
-            *what,
-            send_ok(daemon.port, "bob@example.com", msg.as_bytes())?,
+            extra,
+            send_ok(daemon.port, "bob@example.com", message(extra).as_bytes())?,
         ));
     }
     let id_list: Vec<&str> = ids.iter().map(|(_, id)| id.as_str()).collect();
@@ -1752,8 +1784,8 @@ Content-Disposition: attachment; filename=\"inv.zip\"\r\n{part_gap}{body}\r\n--Q
     for (what, id) in &ids {
         let Some(m) = got.get(id) else { continue };
         check_verdict(&mut f, what, m, "infected", Some(EICAR_RULE));
-        f.check(!m.message.contains(&eicar_text()), || {
-            format!("{what}: the EICAR text is still there:\n{}", m.message)
+        f.check(!m.message.contains(&b64[..40]), || {
+            format!("{what}: the EICAR part is still there:\n{}", m.message)
         });
     }
     f.finish(|| format!("test directory {}\n{}", dir.path().display(), daemon.log()))

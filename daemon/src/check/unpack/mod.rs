@@ -760,23 +760,15 @@ mod tests {
 --B\r\nContent-Type: application/zip; name=x.zip\r\n\
 Content-Transfer-Encoding: {cte}\r\n\r\nUEsDBGhlbGxv\r\n--B--\r\n"
             );
-            let msg = crate::check::parse(raw.as_bytes()).unwrap();
-            let pool = MemoryPool::unbounded();
-            let u = unpack(
-                Some(&msg),
-                raw.as_bytes(),
-                8,
-                Budget::new(1 << 20, &pool),
-                Instant::now() + std::time::Duration::from_secs(60),
-            );
-            let data: Vec<&[u8]> = u.objects.iter().map(|o| &*o.data).collect();
+            let objects = objects_of(&raw);
             assert!(
-                data.contains(&b"PK\x03\x04hello".as_slice()),
-                "{cte}: {data:?}"
+                objects.iter().any(|o| o.2 == b"PK\x03\x04hello"),
+                "{cte}: {objects:?}"
             );
         }
     }
 
+    /// The objects of `raw` as (path, top-level part, bytes).
     fn objects_of(raw: &str) -> Vec<(String, Option<usize>, Vec<u8>)> {
         let msg = crate::check::parse(raw.as_bytes()).unwrap();
         let pool = MemoryPool::unbounded();
