@@ -402,8 +402,8 @@ fn notify_never_suppresses_the_bounce_and_notify_success_confirms() -> Result<()
         log.lines()
             .any(|l| l.contains("No delivery status notification")
                 && l.contains("bad@example.com")
-                && l.contains("none (NOTIFY=NEVER)")),
-        "the log says why bad@ got no bounce:\n{log}"
+                && l.contains("dsn=\"none (NOTIFY=NEVER)\"")),
+        "the log says why bad@ got no bounce, quoted once (walkAE 5):\n{log}"
     );
     Ok(())
 }
@@ -911,5 +911,280 @@ fn an_unreadable_message_past_its_lifetime_is_bounced_without_it() -> Result<()>
         daemon.log()
     );
     assert_eq!(dsn_sink.settle(QUIET)?.len(), 1, "exactly one DSN");
+    Ok(())
+}
+
+/// What a [`DotHop`] does after the final dot of every message but its
+/// first, which it accepts (so that Mailward keeps the connection open for
+/// the next message).
+#[derive(Clone, Copy)]
+enum AfterDot {
+    /// Closes the connection without a reply (a hop that crashed, a NAT
+    /// that dropped the flow).
+    Close,
+    /// Never answers (a hop whose content filter hangs).
+    Stall,
+}
+
+/// A next hop that counts the messages it received whole (final dot
+/// included) and the connections made to it.
+struct DotHop {
+    port: u16,
+    copies: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    connections: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl DotHop {
+    fn start(after_dot: AfterDot) -> Result<DotHop> {
+        use std::io::{BufRead, BufReader, Write};
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use std::sync::Arc;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        let port = listener.local_addr()?.port();
+        let copies = Arc::new(AtomicUsize::new(0));
+        let connections = Arc::new(AtomicUsize::new(0));
+        let (seen, conns) = (copies.clone(), connections.clone());
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { break };
+                conns.fetch_add(1, Ordering::SeqCst);
+                let seen = seen.clone();
+                std::thread::spawn(move || -> std::io::Result<()> {
+                    let mut reader = BufReader::new(conn.try_clone()?);
+                    conn.write_all(b"220 hop.test ESMTP\r\n")?;
+                    let mut line = String::new();
+                    loop {
+                        line.clear();
+                        if reader.read_line(&mut line)? == 0 {
+                            return Ok(());
+                        }
+                        let verb = line.get(..4).unwrap_or("").to_ascii_uppercase();
+                        let reply: &[u8] = match verb.as_str() {
+                            "EHLO" | "HELO" => b"250 hop.test\r\n",
+                            "QUIT" => {
+                                conn.write_all(b"221 2.0.0 bye\r\n")?;
+                                return Ok(());
+                            }
+                            "DATA" => {
+                                conn.write_all(b"354 go ahead\r\n")?;
+                                loop {
+                                    line.clear();
+                                    if reader.read_line(&mut line)? == 0 {
+                                        return Ok(());
+                                    }
+                                    if line == ".\r\n" {
+                                        break;
+                                    }
+                                }
+                                if seen.fetch_add(1, Ordering::SeqCst) == 0 {
+                                    b"250 2.0.0 queued\r\n"
+                                } else {
+                                    match after_dot {
+                                        AfterDot::Close => return Ok(()),
+                                        AfterDot::Stall => {
+                                            std::thread::sleep(Duration::from_secs(60));
+                                            return Ok(());
+                                        }
+                                    }
+                                }
+                            }
+                            _ => b"250 2.0.0 ok\r\n",
+                        };
+                        conn.write_all(reply)?;
+                    }
+                });
+            }
+        });
+        Ok(DotHop {
+            port,
+            copies,
+            connections,
+        })
+    }
+
+    fn copies(&self) -> usize {
+        self.copies.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    fn connections(&self) -> usize {
+        self.connections.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// walkAE 1: a message sent on a cached connection whose next hop took the
+/// whole message, final dot included, and then closed or never answered
+/// was sent again at once on a new connection: two copies in one attempt,
+/// logged as one deferral. After the dot the hop may have the message
+/// (RFC 1047): it is deferred, not sent again in the same attempt.
+fn one_copy_per_attempt_when_the_hop_fails_after_the_dot(after_dot: AfterDot) -> Result<()> {
+    let dir = TestDir::new("after-dot")?;
+    let dsn_sink = Sink::start(dir.path(), "dsn-sink")?;
+    let hop = DotHop::start(after_dot)?;
+    // One attempt only within the test: the back-off is an hour.
+    let daemon = Daemon::start(
+        &config(&dir, hop.port, &dsn_sink)
+            .set_str("timeouts", "min_backoff", "1h")
+            .set_str("timeouts", "max_backoff", "1h")
+            .set_str("timeouts", "data", "2s"),
+    )?;
+    send(&daemon, &["first@example.com"])?;
+    wait_until("the first message at the hop", DELIVERY_TIMEOUT, || {
+        Ok((hop.copies() == 1 && daemon.log().contains("Delivered.")).then_some(()))
+    })?;
+    // Within the 5 s a connection is kept: this one goes on the same one.
+    let id = send(&daemon, &["second@example.com"])?;
+    let deferred = wait_until("the second message deferred", DELIVERY_TIMEOUT, || {
+        let log = daemon.log();
+        Ok(log
+            .lines()
+            .find(|l| l.contains("Deferred; will retry.") && l.contains(&id))
+            .map(str::to_string))
+    })?;
+    ensure!(
+        deferred.contains("end of data"),
+        "the deferral says where it failed: {deferred}"
+    );
+    // Time for a second copy, had one been sent.
+    std::thread::sleep(Duration::from_secs(3));
+    let log = daemon.log();
+    ensure!(
+        hop.copies() == 2,
+        "the hop got the second message {} times in one attempt (expected once); \
+         connections: {}\n{log}",
+        hop.copies() - 1,
+        hop.connections()
+    );
+    ensure!(
+        hop.connections() == 1,
+        "the second message went on the cached connection, and no new one was opened: {} \
+         connections\n{log}",
+        hop.connections()
+    );
+    ensure!(
+        log.lines().any(|l| l.contains("WARN")
+            && l.contains(&id)
+            && l.contains("the next hop may have it")),
+        "a WARN says the hop may have the message:\n{log}"
+    );
+    ensure!(
+        daemon.queue_ids()?.contains(&id),
+        "the message waits for its next attempt:\n{log}"
+    );
+    Ok(())
+}
+
+#[test]
+fn a_hop_that_closes_after_the_dot_of_a_reused_connection_gets_one_copy() -> Result<()> {
+    one_copy_per_attempt_when_the_hop_fails_after_the_dot(AfterDot::Close)
+}
+
+#[test]
+fn a_hop_that_never_answers_the_dot_of_a_reused_connection_gets_one_copy() -> Result<()> {
+    one_copy_per_attempt_when_the_hop_fails_after_the_dot(AfterDot::Stall)
+}
+
+/// walkAE 4: a next hop with a per-transaction recipient limit answers
+/// `452 4.5.3 Too many recipients` past it (RFC 5321 4.5.3.1.10: "not in
+/// this transaction"). The rest waited a whole back-off, one batch per
+/// attempt; they go in another transaction at once.
+#[test]
+fn recipients_past_a_hops_per_transaction_limit_go_in_the_next_transaction_at_once() -> Result<()> {
+    use std::io::{BufRead, BufReader, Write};
+    use std::sync::{Arc, Mutex};
+    let dir = TestDir::new("rcpt-452")?;
+    let dsn_sink = Sink::start(dir.path(), "dsn-sink")?;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let port = listener.local_addr()?.port();
+    // Each transaction's accepted recipients, in order.
+    let delivered: Arc<Mutex<Vec<Vec<String>>>> = Arc::default();
+    let seen = delivered.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { break };
+            let seen = seen.clone();
+            std::thread::spawn(move || -> std::io::Result<()> {
+                let mut reader = BufReader::new(conn.try_clone()?);
+                conn.write_all(b"220 hop.test ESMTP\r\n")?;
+                let mut rcpts: Vec<String> = Vec::new();
+                let mut line = String::new();
+                loop {
+                    line.clear();
+                    if reader.read_line(&mut line)? == 0 {
+                        return Ok(());
+                    }
+                    let upper = line.to_ascii_uppercase();
+                    let reply: &[u8] = if upper.starts_with("RCPT") {
+                        if rcpts.is_empty() {
+                            rcpts.push(line.trim().to_string());
+                            b"250 2.1.5 ok\r\n"
+                        } else {
+                            b"452 4.5.3 Too many recipients\r\n"
+                        }
+                    } else if upper.starts_with("DATA") {
+                        conn.write_all(b"354 go ahead\r\n")?;
+                        loop {
+                            line.clear();
+                            if reader.read_line(&mut line)? == 0 || line == ".\r\n" {
+                                break;
+                            }
+                        }
+                        if let Ok(mut d) = seen.lock() {
+                            d.push(std::mem::take(&mut rcpts));
+                        }
+                        b"250 2.0.0 queued\r\n"
+                    } else if upper.starts_with("RSET") || upper.starts_with("MAIL") {
+                        rcpts.clear();
+                        b"250 2.0.0 ok\r\n"
+                    } else if upper.starts_with("QUIT") {
+                        conn.write_all(b"221 2.0.0 bye\r\n")?;
+                        return Ok(());
+                    } else {
+                        b"250 hop.test\r\n"
+                    };
+                    conn.write_all(reply)?;
+                }
+            });
+        }
+    });
+    // One attempt only within the test: the back-off is an hour.
+    let daemon = Daemon::start(
+        &config(&dir, port, &dsn_sink)
+            .set_str("timeouts", "min_backoff", "1h")
+            .set_str("timeouts", "max_backoff", "1h"),
+    )?;
+    let id = send(
+        &daemon,
+        &["m1@example.com", "m2@example.com", "m3@example.com"],
+    )?;
+    let got = wait_until(
+        "three transactions at the hop",
+        Duration::from_secs(20),
+        || {
+            let got = delivered.lock().map(|d| d.clone()).unwrap_or_default();
+            Ok((got.len() >= 3).then_some(got))
+        },
+    )
+    .with_context(|| daemon.log())?;
+    ensure!(
+        got.iter().all(|t| t.len() == 1),
+        "one recipient per transaction: {got:?}"
+    );
+    wait_until("the queue to empty", Duration::from_secs(20), || {
+        Ok(daemon.queue_ids()?.is_empty().then_some(()))
+    })
+    .with_context(|| daemon.log())?;
+    let log = daemon.log();
+    ensure!(
+        !log.contains("Deferred; will retry."),
+        "nobody waits for a back-off:\n{log}"
+    );
+    ensure!(
+        log.lines()
+            .filter(|l| l.contains("Delivered.") && l.contains(&id))
+            .count()
+            == 3,
+        "three deliveries logged:\n{log}"
+    );
+    assert_eq!(dsn_sink.settle(QUIET)?.len(), 0, "no DSN");
     Ok(())
 }

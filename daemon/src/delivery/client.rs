@@ -194,6 +194,9 @@ pub(crate) fn is_status_code(s: &str) -> bool {
 
 /// Errors that end a connection or a transaction as a whole. Replies that
 /// concern single recipients are in [`TxOutcome`] instead.
+/// The stage after the final dot: waiting for the reply to the message.
+const END_OF_DATA: &str = "end of data";
+
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     #[error("cannot connect to {addr}: {source}")]
@@ -264,6 +267,26 @@ impl ClientError {
             ClientError::TlsRequired { status, .. } => status,
             ClientError::TlsHandshake(_) => "4.7.5",
         }
+    }
+
+    /// The step at which the session failed, when it has one.
+    fn stage(&self) -> Option<&'static str> {
+        match self {
+            ClientError::Timeout { stage }
+            | ClientError::Io { stage, .. }
+            | ClientError::Protocol { stage, .. }
+            | ClientError::Rejected { stage, .. } => Some(stage),
+            _ => None,
+        }
+    }
+
+    /// True when the whole message, its final dot included, was written and
+    /// no usable reply to it came (the connection closed, the wait timed out,
+    /// the reply was garbled). The next hop may have taken the message (RFC
+    /// 1047, RFC 5321 4.1.1.4), so sending it again now may deliver it twice:
+    /// the message is deferred, never retried within the same attempt.
+    pub fn after_end_of_data(&self) -> bool {
+        self.stage() == Some(END_OF_DATA)
     }
 
     /// The server's reply, for `Rejected`.
@@ -781,7 +804,7 @@ impl SmtpClient {
     ) -> Result<(), ClientError> {
         let reply = if data.code == 354 {
             let reply = self.send_body(tx.body).await?;
-            expect_final(&reply, "end of data")?;
+            expect_final(&reply, END_OF_DATA)?;
             reply
         } else if data.is_positive() {
             return Err(ClientError::Protocol {
@@ -814,7 +837,7 @@ impl SmtpClient {
         buf.clear();
         encoder.finish(&mut buf);
         self.write_flush(&buf, "data", data_timeout).await?;
-        self.read("end of data", data_timeout).await
+        self.read(END_OF_DATA, data_timeout).await
     }
 
     /// After a 354 that should not have come: an empty message, reply ignored.
@@ -825,7 +848,7 @@ impl SmtpClient {
             .await
             .is_ok()
         {
-            if let Ok(reply) = self.read("end of data", data_timeout).await {
+            if let Ok(reply) = self.read(END_OF_DATA, data_timeout).await {
                 self.closing(&reply);
             }
         }
@@ -1549,6 +1572,26 @@ mod tests {
         assert_eq!(ClientError::TooBig { limit: 1 }.status(), "5.3.4");
         assert!(!ClientError::Timeout { stage: "data" }.is_permanent());
         assert_eq!(ClientError::Timeout { stage: "data" }.status(), "4.4.1");
+        // Only a failure after the final dot may have left the message with
+        // the next hop; one while the body was still being written may not.
+        assert!(ClientError::Timeout { stage: END_OF_DATA }.after_end_of_data());
+        let closed = || io::Error::new(io::ErrorKind::UnexpectedEof, "closed");
+        assert!(ClientError::Io {
+            stage: END_OF_DATA,
+            source: closed()
+        }
+        .after_end_of_data());
+        for stage in ["mail", "rcpt", "data", "rset"] {
+            assert!(
+                !ClientError::Timeout { stage }.after_end_of_data(),
+                "{stage}"
+            );
+            assert!(!ClientError::Io {
+                stage,
+                source: closed()
+            }
+            .after_end_of_data());
+        }
     }
 
     /// What the fake server saw: each command line, and each message body

@@ -48,8 +48,18 @@ pub async fn run(delivery: Arc<Delivery>, grace: Duration) {
     while !tasks.is_empty() {
         tokio::select! {
             _ = &mut deadline => {
-                tracing::warn!(target: "delivery", in_flight = tasks.len(),
-                    "Delivery attempts still running after the grace period; they will be retried after restart.");
+                // Named, so that a duplicate can be traced: a hop that had
+                // the whole message but had not answered its end of data
+                // may get it again after the restart (walkAE 3).
+                let ids = gw
+                    .queue
+                    .active_ids()
+                    .iter()
+                    .map(|id| id.0.as_str())
+                    .collect::<Vec<_>>()
+                    .join(",");
+                tracing::warn!(target: "delivery", in_flight = tasks.len(), queue_ids = %ids,
+                    "Delivery attempts still running after the grace period; they will be retried after restart, and a next hop that had a whole message but had not answered its end of data may get it twice.");
                 tasks.abort_all();
                 break;
             }

@@ -473,7 +473,7 @@ impl Delivery {
                 .emit(&self.gw.stats);
                 if let Some(dsn) = bounced.then(|| no_failure_dsn(&env, r)).flatten() {
                     tracing::info!(target: "delivery", queue_id = %env.id, to = %r.address,
-                        dsn = ?dsn, "No delivery status notification for this failure.");
+                        dsn = %dsn, "No delivery status notification for this failure.");
                 }
             }
         }
@@ -647,7 +647,62 @@ impl Delivery {
                 .map_or_else(|| "none".to_string(), |t| t.to_string());
             match leased.client.send(&tx).await {
                 Ok(outcome) => {
-                    if outcome.rcpts.iter().any(Reply::is_positive) {
+                    let mut finals: BTreeMap<usize, Reply> =
+                        idxs.iter().copied().zip(outcome.rcpts).collect();
+                    let mut usable = leased.client.reset().await.is_ok();
+                    // A 452 to some recipients of a transaction that took
+                    // others means "not in this transaction" (RFC 5321
+                    // 4.5.3.1.10, a per-transaction limit): the rest go in
+                    // another transaction now, not after a back-off, until
+                    // one takes none of them (walkAE 4). A 452 to all of
+                    // them is the hop being busy: that waits.
+                    let mut last: Vec<usize> = idxs.clone();
+                    while usable {
+                        let took_some = last
+                            .iter()
+                            .any(|i| finals.get(i).is_some_and(Reply::is_positive));
+                        let rest: Vec<usize> = last
+                            .iter()
+                            .copied()
+                            .filter(|i| finals.get(i).is_some_and(|r| r.code == 452))
+                            .collect();
+                        if !took_some || rest.is_empty() {
+                            break;
+                        }
+                        tracing::info!(target: "delivery", queue_id = %env.id, relay = %relay,
+                            rcpts = rest.len(), reply = %rest.first().and_then(|i| finals.get(i)).map(Reply::to_line).unwrap_or_default(),
+                            "The next hop took only some recipients in this transaction; the rest go in another one now.");
+                        let more = Transaction {
+                            rcpts: rest
+                                .iter()
+                                .filter_map(|&i| tx.rcpts.get(idxs.iter().position(|&x| x == i)?))
+                                .cloned()
+                                .collect(),
+                            ..tx.clone()
+                        };
+                        match leased.client.send(&more).await {
+                            Ok(o) => {
+                                for (&i, reply) in rest.iter().zip(o.rcpts) {
+                                    finals.insert(i, reply);
+                                }
+                                last = rest;
+                                usable = leased.client.reset().await.is_ok();
+                            }
+                            Err(e) => {
+                                // The rest keep their 452 and wait for the
+                                // next attempt.
+                                if e.after_end_of_data() {
+                                    tracing::warn!(target: "delivery", queue_id = %env.id, relay = %relay, error = %e,
+                                        "No reply to the end of the message: the next hop may have it, so the retry after the back-off may deliver it twice.");
+                                } else {
+                                    tracing::info!(target: "delivery", queue_id = %env.id, relay = %relay, error = %e,
+                                        "The next transaction for the rest of the recipients failed; they wait for the next attempt.");
+                                }
+                                usable = false;
+                            }
+                        }
+                    }
+                    if finals.values().any(Reply::is_positive) {
                         crate::events::MessageSent {
                             id: &env.id,
                             bytes: data.len() as u64,
@@ -656,20 +711,34 @@ impl Delivery {
                     }
                     let results = idxs
                         .iter()
-                        .zip(outcome.rcpts.iter())
-                        .map(|(&i, reply)| (i, reply_outcome(reply, &relay, hop_dsn, &tls)))
+                        .filter_map(|&i| {
+                            let reply = finals.get(&i)?;
+                            Some((i, reply_outcome(reply, &relay, hop_dsn, &tls)))
+                        })
                         .collect();
-                    if leased.client.reset().await.is_ok() {
+                    if usable {
                         self.pool.release(leased);
                     }
                     return results;
                 }
-                Err(e) if leased.reused && round == 0 && !e.is_permanent() => {
-                    tracing::debug!(target: "delivery", queue_id = %env.id, relay = %relay, error = %e,
-                        "Cached connection failed; retrying on a new one.");
+                // Only before the final dot: after it the next hop may
+                // have queued the message, and sending it again now would
+                // deliver it twice (walkAE 1); it is deferred below.
+                Err(e)
+                    if leased.reused
+                        && round == 0
+                        && !e.is_permanent()
+                        && !e.after_end_of_data() =>
+                {
+                    tracing::info!(target: "delivery", queue_id = %env.id, relay = %relay, error = %e,
+                        "Cached connection failed before the message was sent; retrying on a new one.");
                     continue;
                 }
                 Err(e) => {
+                    if e.after_end_of_data() {
+                        tracing::warn!(target: "delivery", queue_id = %env.id, relay = %relay, error = %e,
+                            "No reply to the end of the message: the next hop may have it, so the retry after the back-off may deliver it twice.");
+                    }
                     let status = e
                         .reply()
                         .and_then(Reply::enhanced)
