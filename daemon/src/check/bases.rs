@@ -536,7 +536,12 @@ pub fn builtin_version() -> Option<String> {
 
 /// Writes the default set into `dir` when `dir` does not exist or is
 /// empty (a directory with files but no manifest is the operator's: it is
-/// left alone and reported). Returns whether it did.
+/// left alone and reported), or when it holds the default set's files torn
+/// by a power cut right after an earlier install (see [`is_torn_default`]).
+/// Each file and the staging directory are flushed before the rename, and
+/// the parent after it, so that a power cut leaves either no set (and the
+/// next start installs it) or the whole set, never empty files (walkAE 2).
+/// Returns whether it did.
 pub fn install_default(dir: &Path) -> Result<bool, BasesError> {
     let io = |path: &Path, source| BasesError::Read {
         path: path.to_path_buf(),
@@ -545,9 +550,15 @@ pub fn install_default(dir: &Path) -> Result<bool, BasesError> {
     match std::fs::read_dir(dir) {
         Ok(mut entries) => {
             if entries.next().is_some() {
-                return Ok(false);
+                if !is_torn_default(dir) {
+                    return Ok(false);
+                }
+                tracing::warn!(target: "app", dir = %dir.display(),
+                    "The built-in default bases are damaged (empty or unreadable files, as after a power cut right after they were installed): installing them again.");
+                std::fs::remove_dir_all(dir).map_err(|e| io(dir, e))?;
+            } else {
+                std::fs::remove_dir(dir).map_err(|e| io(dir, e))?;
             }
-            std::fs::remove_dir(dir).map_err(|e| io(dir, e))?;
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(io(dir, e)),
@@ -559,13 +570,60 @@ pub fn install_default(dir: &Path) -> Result<bool, BasesError> {
     std::fs::create_dir_all(&staging).map_err(|e| io(&staging, e))?;
     for (name, text) in DEFAULT_SET {
         let path = staging.join(name);
-        std::fs::write(&path, text).map_err(|e| io(&path, e))?;
+        write_synced(&path, text.as_bytes()).map_err(|e| io(&path, e))?;
     }
+    crate::files::sync_dir(&staging).map_err(|e| io(&staging, e))?;
     if let Some(parent) = dir.parent() {
         std::fs::create_dir_all(parent).map_err(|e| io(parent, e))?;
     }
     std::fs::rename(&staging, dir).map_err(|e| io(&staging, e))?;
+    sync_parent(dir).map_err(|e| io(dir, e))?;
     Ok(true)
+}
+
+/// Writes `bytes` to a new `path` and flushes it to the disk.
+fn write_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut file = std::fs::File::create(path)?;
+    file.write_all(bytes)?;
+    file.sync_all()
+}
+
+/// Flushes the directory holding `path`, so that a rename to `path`
+/// survives a power cut.
+fn sync_parent(path: &Path) -> std::io::Result<()> {
+    match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => crate::files::sync_dir(parent),
+        _ => crate::files::sync_dir(Path::new(".")),
+    }
+}
+
+/// Whether `dir` holds nothing but files named as the built-in default
+/// set's, and they do not make a set: a file is empty, or the manifest is
+/// missing or does not parse. That is what a power cut leaves when it
+/// follows an install whose data had not reached the disk (walkAE 2), and
+/// no operator's set looks like it; left alone, it would keep the gateway
+/// without virus scanning until someone deletes the directory.
+fn is_torn_default(dir: &Path) -> bool {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return false;
+    };
+    let mut any_empty = false;
+    for entry in entries {
+        let Ok(entry) = entry else {
+            return false;
+        };
+        let name = entry.file_name();
+        let ours = DEFAULT_SET.iter().any(|(n, _)| name.to_str() == Some(*n));
+        let Ok(meta) = entry.metadata() else {
+            return false;
+        };
+        if !ours || !meta.is_file() {
+            return false;
+        }
+        any_empty |= meta.len() == 0;
+    }
+    any_empty || !matches!(read(dir), Ok(Some(_)))
 }
 
 /// Where an update comes from: a directory or a `file://` URL.
@@ -677,6 +735,9 @@ pub fn install_unless(
         std::fs::rename(dir, &previous).map_err(|e| io(dir, e))?;
     }
     std::fs::rename(&staging, dir).map_err(|e| io(&staging, e))?;
+    // The two renames reach the disk before the update is reported done
+    // (the files were flushed by `copy_dir`).
+    sync_parent(dir).map_err(|e| io(dir, e))?;
     // A set installed on purpose ends what a rollback held back.
     let _ = std::fs::remove_file(rolled_back_marker(dir));
     Ok((UpdateResult::Updated, new))
@@ -724,6 +785,7 @@ pub fn rollback(dir: &Path) -> Result<BasesInfo, BasesError> {
     std::fs::rename(dir, &swap).map_err(|e| io(dir, e))?;
     std::fs::rename(&previous, dir).map_err(|e| io(&previous, e))?;
     std::fs::rename(&swap, &previous).map_err(|e| io(&swap, e))?;
+    sync_parent(dir).map_err(|e| io(dir, e))?;
     if let Ok(Some(from)) = read(&previous) {
         let marker = rolled_back_marker(dir);
         if let Err(e) = std::fs::write(&marker, format!("{}\n", from.version)) {
@@ -909,6 +971,37 @@ and string.length(\"ab\") == 2 and time.now() > 0 }\n"
             None,
             "a set installed on purpose ends it"
         );
+    }
+
+    /// walkAE 2: a power cut right after the first start left the default
+    /// set's files empty, and the gateway ran without virus scanning until
+    /// someone deleted the directory. A torn default set is installed
+    /// again; an operator's set, even a broken one, is left alone.
+    #[test]
+    fn a_torn_default_set_is_installed_again_and_an_operators_set_is_not() {
+        let tmp = tempfile::tempdir().unwrap();
+        let av = tmp.path().join("av");
+        assert!(install_default(&av).unwrap());
+        assert!(!install_default(&av).unwrap(), "a whole set stays");
+        let whole = validate(&av).unwrap();
+        for (name, _) in DEFAULT_SET {
+            std::fs::write(av.join(name), b"").unwrap();
+        }
+        assert!(validate(&av).is_err());
+        assert!(
+            install_default(&av).unwrap(),
+            "empty files: installed again"
+        );
+        assert_eq!(validate(&av).unwrap().version, whole.version);
+        // Only the manifest empty (one file reached the disk).
+        std::fs::write(av.join("manifest.toml"), b"").unwrap();
+        assert!(install_default(&av).unwrap());
+        assert_eq!(validate(&av).unwrap().version, whole.version);
+        // An operator's set with a file of its own is theirs, broken or not.
+        std::fs::write(av.join("manifest.toml"), b"").unwrap();
+        std::fs::write(av.join("local.yar"), b"rule x { condition: true }").unwrap();
+        assert!(!install_default(&av).unwrap());
+        assert!(av.join("local.yar").exists());
     }
 
     #[test]
