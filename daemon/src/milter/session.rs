@@ -55,6 +55,11 @@ const PROTOCOL: Protocol = Protocol(Protocol::NOUNKNOWN.0 | Protocol::HDR_LEADSP
 /// takes longer than a second.
 const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
+/// Recipients taken per message in milter mode: far above any MTA's own
+/// limit (Postfix's `smtpd_recipient_limit` is 1,000 by default), a bound
+/// on memory only; `limits.max_rcpts_per_message` does not apply here.
+const MILTER_MAX_RCPTS: usize = 10_000;
+
 /// One message being received.
 #[derive(Default)]
 struct Transaction {
@@ -165,7 +170,14 @@ impl Session {
             };
             let command = Command::decode(&packet)?;
             let wants_reply = command.expects_reply(self.protocol);
-            let (responses, go_on) = if matches!(command, Command::EndOfMessage(_)) {
+            let progress = match command {
+                Command::EndOfMessage(_) => true,
+                // SPF and the scoring DNSBL zones wait on DNS here, up to
+                // timeouts.dns (walkAF 5).
+                Command::Mail { .. } => self.mta_takes_progress_anywhere(),
+                _ => false,
+            };
+            let (responses, go_on) = if progress {
                 self.handle_with_progress(command, stream).await?
             } else {
                 self.handle(command).await?
@@ -187,11 +199,27 @@ impl Session {
         }
     }
 
-    /// Answers end of message, telling the MTA every [`PROGRESS_EVERY`]
+    /// Whether the MTA waits on SMFIR_PROGRESS in reply to any command, not
+    /// only at end of message: Postfix does (each one restarts its
+    /// `milter_command_timeout`), and names itself in the `v` macro of the
+    /// connect step (its default `milter_connect_macros`). The protocol as
+    /// libmilter and sendmail know it allows progress at end of message
+    /// only, so for another MTA a slow MAIL step still has to fit its
+    /// command timeout.
+    fn mta_takes_progress_anywhere(&self) -> bool {
+        ["v", "{v}"]
+            .iter()
+            .filter_map(|name| self.macros.get(*name))
+            .any(|v| v.trim_start().starts_with("Postfix"))
+    }
+
+    /// Answers end of message (and, with Postfix, MAIL, whose SPF and
+    /// DNSBL look-ups wait on DNS), telling the MTA every [`PROGRESS_EVERY`]
     /// that the checks are still under way (SMFIR_PROGRESS), so that a
     /// message judged for longer than the MTA's timeout for the reply
-    /// (Postfix's `milter_content_timeout`, sendmail's `T=E:`) is waited
-    /// for rather than given its `milter_default_action`. The checks are
+    /// (Postfix's `milter_content_timeout` or `milter_command_timeout`,
+    /// sendmail's `T=E:`) is waited for rather than given its
+    /// `milter_default_action`. The checks are
     /// bounded by `timeouts.scan` and `timeouts.dns` themselves. When the
     /// MTA cannot be written to, the checks still finish (a quarantine
     /// copy is not left half made) and the final reply's write fails.
@@ -325,10 +353,14 @@ impl Session {
                 cont(Response::Continue)
             }
             Command::Rcpt { recipient, .. } => {
-                // The same bound as an SMTP session's: the MTA's own limit
-                // may be higher (Postfix's smtpd_recipient_limit is 1,000),
-                // and each recipient gets its group's plan and a delivery.
-                let max = self.gw.config().limits.max_rcpts_per_message as usize;
+                // Not `limits.max_rcpts_per_message`: the MTA bounds the
+                // recipients (Postfix's smtpd_recipient_limit, 1,000) and
+                // delivers, and Postfix counts each RCPT a milter refuses
+                // as an error, hanging up after smtpd_hard_error_limit (20):
+                // a client sending 121 recipients in one transaction was
+                // cut off every time, and its message never went (walkAF
+                // 1). Only a runaway MTA meets this bound.
+                let max = MILTER_MAX_RCPTS;
                 let client = self.client_ip();
                 if let Some(tx) = self.tx.as_mut().filter(|tx| tx.rcpts.len() >= max) {
                     let reply = "452 4.5.3 Too many recipients";
