@@ -448,8 +448,16 @@ fn one_message_too_big_for_the_room_left_is_no_full_spool_but_status_names_it() 
         "no WARN of a spool that takes no mail, no end of one:\n{log}"
     );
     let status = daemon.cli_ok(&["status"])?;
+    // (Printed for docs/reliability.md's example, with --nocapture.)
+    eprintln!("status after the refusals:\n{status}");
     ensure!(
         status.contains("2 message(s) got 452 4.3.1 for spool space in the last minute"),
+        "{status}"
+    );
+    // walkAE 6: the figures of the refusal's moment, which add up, and
+    // now's apart.
+    ensure!(
+        status.contains("left for new mail then (the ") && status.contains("; now "),
         "{status}"
     );
     ensure!(!status.contains("New mail is refused"), "{status}");

@@ -498,22 +498,28 @@ pub fn problems(s: &Status) -> Vec<String> {
     } else if let Some(r) = &s.space_refusals {
         // Room for nothing is said above; room for less than the mail
         // that comes is said by the refusals themselves (walkW 3).
+        // The figures of that moment, which add up; now's differ after
+        // a compaction (walkAE 6). A refusal while the data comes in is
+        // made as the message crosses the line, so its size is the data
+        // up to then, not the whole message.
         let what = if r.wanted == 0 {
             "a MAIL without SIZE".to_string()
         } else {
             format!(
-                "a message of {} (its SIZE, or the data it had sent)",
+                "a message that asked for room for {} (its SIZE, or its data up to then)",
                 bytes(r.wanted)
             )
         };
         p.push(format!(
-            "{} message(s) got 452 4.3.1 for spool space in the last minute, the last at {} for {what}, with {} left for new mail (the {} available less limits.min_queue_free_space ({}), the {} kept to copy the waiting messages forward and the messages being received). Free space on that disk, or remove queued mail that cannot leave (mailward queue list).",
+            "{} message(s) got 452 4.3.1 for spool space in the last minute, the last at {} for {what}, with {} left for new mail then (the {} available less limits.min_queue_free_space ({}), the {} kept to copy the waiting messages forward and the {} of the other messages being received); now {} is available. Free space on that disk, or remove queued mail that cannot leave (mailward queue list).",
             r.count,
             rfc3339(r.last_at),
             bytes(r.left),
+            bytes(r.available),
+            bytes(r.floor),
+            bytes(r.copy_reserve),
+            bytes(r.receiving),
             bytes(available),
-            bytes(s.min_queue_free_space),
-            bytes(s.spool_copy_reserve)
         ));
     }
     if let Some((since, error)) = &s.spool_write_failing {
@@ -1210,14 +1216,23 @@ mod tests {
             last_at: 1_764_000_000,
             wanted: 200 << 10,
             left: 120 << 10,
+            // walkAE 6: the figures of the refusal, which add up
+            // (1.4 MiB - 1 MiB - 136 KiB - 128 KiB = 120 KiB), not
+            // today's 1.4 MiB and copy reserve.
+            available: 1_400 << 10,
+            floor: 1 << 20,
+            copy_reserve: 136 << 10,
+            receiving: 128 << 10,
         });
+        s.spool_free_bytes = 7 << 20;
         let p = problems(&s);
         assert_eq!(p.len(), 1, "{p:#?}");
         assert!(
-            p[0].starts_with("12 message(s) got 452 4.3.1 for spool space in the last minute, the last at 2025-11-24T16:00:00+00:00 for a message of 200.0 KiB (its SIZE, or the data it had sent), with 120.0 KiB left for new mail (the 1.4 MiB available less limits.min_queue_free_space (1.0 MiB)"),
+            p[0].starts_with("12 message(s) got 452 4.3.1 for spool space in the last minute, the last at 2025-11-24T16:00:00+00:00 for a message that asked for room for 200.0 KiB (its SIZE, or its data up to then), with 120.0 KiB left for new mail then (the 1.4 MiB available less limits.min_queue_free_space (1.0 MiB), the 136.0 KiB kept to copy the waiting messages forward and the 128.0 KiB of the other messages being received); now 7.0 MiB is available."),
             "{}",
             p[0]
         );
+        s.spool_free_bytes = 1_400 << 10;
         // Room for nothing is one problem, not two.
         s.spool_free_bytes = 512 << 10;
         let p = problems(&s);

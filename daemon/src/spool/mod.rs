@@ -332,7 +332,8 @@ pub(crate) struct Shared {
 #[derive(Debug, Default)]
 pub(crate) struct Refusals {
     times: std::collections::VecDeque<i64>,
-    last: Option<(i64, u64, u64)>,
+    /// The last one, whose count is filled in when asked.
+    last: Option<SpaceRefusals>,
 }
 
 /// Most refusal times kept (a minute's worth on a busy gateway).
@@ -353,6 +354,20 @@ pub struct SpaceRefusals {
     /// The room new mail had then: the space new mail may use less the
     /// floor, the copy room and the other messages being received.
     pub left: u64,
+    /// The figures `left` came from, at that moment too (walkAE 6: status
+    /// printed them as of now, after a compaction, so they did not add
+    /// up): the space new mail could use,
+    #[serde(default)]
+    pub available: u64,
+    /// `limits.min_queue_free_space`,
+    #[serde(default)]
+    pub floor: u64,
+    /// the room kept for the compaction's copy,
+    #[serde(default)]
+    pub copy_reserve: u64,
+    /// and what the other messages being received held.
+    #[serde(default)]
+    pub receiving: u64,
 }
 
 /// A spool segment refused as damaged at a start and not back (neither
@@ -645,7 +660,16 @@ impl Spool {
                     seen.times.pop_front();
                 }
                 seen.times.push_back(now);
-                seen.last = Some((now, wanted, left));
+                seen.last = Some(SpaceRefusals {
+                    count: 0,
+                    last_at: now,
+                    wanted,
+                    left,
+                    available,
+                    floor: room.floor,
+                    copy_reserve: room.copy_reserve,
+                    receiving: others,
+                });
             }
             Err(NoRoom::Short(room))
         }
@@ -659,12 +683,10 @@ impl Spool {
         while seen.times.front().is_some_and(|&t| t < since) {
             seen.times.pop_front();
         }
-        let (last_at, wanted, left) = seen.last.filter(|(t, _, _)| *t >= since)?;
+        let last = seen.last.filter(|r| r.last_at >= since)?;
         Some(SpaceRefusals {
             count: seen.times.len() as u64,
-            last_at,
-            wanted,
-            left,
+            ..last
         })
     }
 

@@ -127,6 +127,7 @@ pub(super) fn start(
         index,
         shared,
         failing: false,
+        rotate_failing: None,
         keep_after: missing.first().copied(),
         missing,
     };
@@ -172,13 +173,21 @@ struct Writer {
     /// note (gave the segment up), so that the spool deletes the newer
     /// segments again without a restart.
     missing: Vec<u64>,
+    /// Since when, and how often, starting a new segment has failed in a
+    /// row: said once at WARN, then at DEBUG until it works (a read-only
+    /// file system lasts until someone comes; walkAE 7).
+    rotate_failing: Option<(chrono::DateTime<chrono::Utc>, u64)>,
 }
 
 /// What a batch held, for the log line of a failed write.
 #[derive(Debug, Default, Clone, Copy)]
 struct Held {
-    /// New messages (*accepted* records of IDs not yet in the spool).
+    /// New messages (*accepted* records of IDs not yet in the spool) from
+    /// clients: refused.
     new_messages: usize,
+    /// New notices of our own (DSNs, notifications: `is_bounce`): no
+    /// client was refused; their sender tries them again (walkAE 8).
+    notices: usize,
     /// Changes of queued messages (other records, new bytes of one).
     changes: usize,
 }
@@ -188,7 +197,11 @@ impl Held {
         let mut held = Held::default();
         for r in records {
             if r.kind == RecordKind::Accepted && !index.messages.contains_key(&r.envelope.id) {
-                held.new_messages += 1;
+                if r.envelope.is_bounce {
+                    held.notices += 1;
+                } else {
+                    held.new_messages += 1;
+                }
             } else {
                 held.changes += 1;
             }
@@ -198,14 +211,30 @@ impl Held {
 
     /// The log line of a failed write of this batch.
     fn sentence(&self) -> String {
-        match (self.new_messages, self.changes) {
-            (0, c) => format!(
-                "Spool write failed; {c} state change(s) of queued messages were not recorded."
-            ),
-            (m, 0) => format!("Spool write failed; {m} new message(s) were not accepted."),
-            (m, c) => format!(
-                "Spool write failed; {m} new message(s) were not accepted and {c} state change(s) of queued messages were not recorded."
-            ),
+        let mut parts = Vec::new();
+        if self.new_messages > 0 {
+            parts.push(format!(
+                "{} new message(s) were not accepted",
+                self.new_messages
+            ));
+        }
+        if self.notices > 0 {
+            parts.push(format!(
+                "{} notice(s) of our own (DSNs, notifications) were not written and are tried again",
+                self.notices
+            ));
+        }
+        if self.changes > 0 || parts.is_empty() {
+            parts.push(format!(
+                "{} state change(s) of queued messages were not recorded",
+                self.changes
+            ));
+        }
+        let last = parts.pop().unwrap_or_default();
+        if parts.is_empty() {
+            format!("Spool write failed; {last}.")
+        } else {
+            format!("Spool write failed; {} and {last}.", parts.join(", "))
         }
     }
 }
@@ -418,7 +447,7 @@ impl Writer {
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let what = held.sentence();
         tracing::error!(target: "app", segment = self.segment.number, error = %problem,
-            new_messages = held.new_messages, state_changes = held.changes, "{what}");
+            new_messages = held.new_messages, notices = held.notices, state_changes = held.changes, "{what}");
     }
 
     fn apply(&self, pending: &mut [Pending]) {
@@ -475,11 +504,22 @@ impl Writer {
         // could not be deleted.)
         let dead = self.current_is_dead() && self.keep_after.is_none();
         if dead && self.segment.len > 0 && (self.failing || self.segment.len >= ROLL_DEAD_AFTER) {
-            match self.rotate() {
-                Ok(()) => tracing::info!(target: "app", segment = self.segment.number,
+            match (self.rotate(), self.rotate_failing.take()) {
+                (Ok(()), None) => tracing::info!(target: "app", segment = self.segment.number,
                     "Started a new spool segment to free the space of delivered mail."),
-                Err(e) => tracing::warn!(target: "app", error = %e,
-                    "Cannot start a new spool segment yet; will try again."),
+                (Ok(()), Some((since, tries))) => tracing::info!(target: "app",
+                    segment = self.segment.number, failed_tries = tries, since = %since.to_rfc3339(),
+                    "The spool writes again: started a new spool segment to free the space of delivered mail."),
+                (Err(e), None) => {
+                    tracing::warn!(target: "app", error = %e,
+                        "Cannot start a new spool segment yet; will try again every second, and say so again only when it works.");
+                    self.rotate_failing = Some((chrono::Utc::now(), 1));
+                }
+                (Err(e), Some((since, tries))) => {
+                    tracing::debug!(target: "app", error = %e, failed_tries = tries + 1,
+                        "Cannot start a new spool segment yet; will try again.");
+                    self.rotate_failing = Some((since, tries + 1));
+                }
             }
         }
         // Segments pile up without a rotation too: every start opens one,
@@ -869,5 +909,16 @@ mod tests {
             Held::of(&mixed, &index).sentence(),
             "Spool write failed; 2 new message(s) were not accepted and 1 state change(s) of queued messages were not recorded."
         );
+        // walkAE 8: a DSN that could not be spooled is no client's refused
+        // message.
+        let mut dsn = env();
+        dsn.is_bounce = true;
+        let notice = [super::super::Record::accepted(dsn, b"z".to_vec())];
+        let said = Held::of(&notice, &index).sentence();
+        assert_eq!(
+            said,
+            "Spool write failed; 1 notice(s) of our own (DSNs, notifications) were not written and are tried again."
+        );
+        assert!(!said.contains("not accepted"), "{said}");
     }
 }
