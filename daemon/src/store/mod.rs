@@ -246,7 +246,7 @@ impl Store {
             .write
             .lock()
             .map_err(|_| StoreError::Task("poisoned".into()))?;
-        let existed = self.path(id, "json").exists();
+        let existed = self.path(id, "json").is_file();
         let entry = Entry {
             id: id.to_string(),
             stored: chrono::Utc::now().timestamp(),
@@ -261,7 +261,15 @@ impl Store {
         // The message first, its description last: an entry is listed
         // only once both are in place.
         write_durably(&self.path(id, "eml"), bytes)?;
-        write_durably(&self.path(id, "json"), &json)?;
+        if let Err(e) = write_durably(&self.path(id, "json"), &json) {
+            // A new message without its description is no entry: it
+            // would hold its space unlisted until the next start. One
+            // written before (the same work again) keeps its bytes.
+            if !existed {
+                let _ = std::fs::remove_file(self.path(id, "eml"));
+            }
+            return Err(e);
+        }
         files::sync_dir(&self.dir).map_err(|e| io(&self.dir, e))?;
         if !existed {
             if let Ok(mut t) = self.totals.lock() {
@@ -463,15 +471,23 @@ impl Store {
         let max_size = self.max_size.load(Ordering::Relaxed);
         let oldest_kept = now.saturating_sub(i64::try_from(max_age).unwrap_or(i64::MAX));
         let mut total: u64 = entries.iter().map(|e| e.meta.size).sum();
+        let held = total;
         let mut gone = Vec::new();
+        let (mut by_age, mut by_size) = (0usize, 0usize);
         for e in entries {
-            if e.stored >= oldest_kept && total <= max_size {
+            let old = e.stored < oldest_kept;
+            if !old && total <= max_size {
                 break;
             }
             match self.remove_locked(&e.id) {
                 Ok(_) => {
                     total = total.saturating_sub(e.meta.size);
                     gone.push(e.id);
+                    if old {
+                        by_age += 1;
+                    } else {
+                        by_size += 1;
+                    }
                 }
                 Err(err) => {
                     tracing::warn!(target: "backup", store = self.what, id = %e.id, error = %err,
@@ -481,10 +497,33 @@ impl Store {
             }
         }
         if !gone.is_empty() {
+            let why = expiry_why(by_age, by_size, max_age, max_size, held);
             tracing::info!(target: "backup", store = self.what, entries = gone.len(),
-                ids = %some_ids(&gone), "Expired store entries (max_age, max_size).");
+                why = %why, ids = %some_ids(&gone), "Expired store entries.");
         }
         gone.len()
+    }
+}
+
+/// Which limit expired entries in one pass, and by how much (walkAD 11: a
+/// line that named both limits left the administrator guessing):
+/// `max_size (30KiB; held 636.2 KiB)`, `max_age (90d)`, or both, with
+/// the number of entries each took when both did.
+fn expiry_why(by_age: usize, by_size: usize, max_age: u64, max_size: u64, held: u64) -> String {
+    let age = format!(
+        "max_age ({})",
+        crate::config::Dur(Duration::from_secs(max_age))
+    );
+    let size = format!(
+        "max_size ({}; held {})",
+        crate::config::ByteSize(max_size),
+        crate::ops::status::bytes(held)
+    );
+    let n = |k: usize| format!("{k} {}", if k == 1 { "entry" } else { "entries" });
+    match (by_age, by_size) {
+        (_, 0) => age,
+        (0, _) => size,
+        (a, s) => format!("{age}: {}, {size}: {}", n(a), n(s)),
     }
 }
 
@@ -511,12 +550,24 @@ pub fn some_ids(ids: &[String]) -> String {
 pub const INTERRUPTED: &str = "interrupted";
 
 /// Writes `bytes` to `path` through a temporary file: flushed, then renamed.
+/// A write that fails once the temporary file exists removes it: on a full
+/// file system, the part written of a large message would otherwise hold
+/// its space until the next start, and every later write (a two-line
+/// message) would fail too, refusing all mail with 451 after the space
+/// came back (walkAD 3).
 fn write_durably(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
     let tmp = PathBuf::from(format!("{}.tmp", path.display()));
     let mut f = files::create(&tmp, files::PRIVATE_FILE).map_err(|e| io(&tmp, e))?;
-    f.write_all(bytes).map_err(|e| io(&tmp, e))?;
-    f.sync_all().map_err(|e| io(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| io(path, e))
+    let written = f
+        .write_all(bytes)
+        .and_then(|()| f.sync_all())
+        .map_err(|e| io(&tmp, e))
+        .and_then(|()| std::fs::rename(&tmp, path).map_err(|e| io(path, e)));
+    if written.is_err() {
+        drop(f);
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
 }
 
 /// The stores of a gateway.
@@ -612,6 +663,50 @@ mod tests {
             reason: "av/infected".into(),
             size,
         }
+    }
+
+    /// walkAD 3: a write that fails leaves no temporary file (nor a
+    /// message without its description) to hold the space of a full file
+    /// system until the next start; the next write succeeds once it can.
+    #[test]
+    fn a_failed_write_leaves_nothing_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), "test", Duration::from_secs(3600), 1 << 20).unwrap();
+        // The rename fails: a directory holds the message's name.
+        std::fs::create_dir(dir.path().join("1A22E10E77891C7A.eml")).unwrap();
+        assert!(store
+            .put_blocking("1A22E10E77891C7A", b"0123456789", &meta(0))
+            .is_err());
+        // The description's rename fails: the new message goes too.
+        std::fs::create_dir(dir.path().join("1A22E10E77891C7B.json")).unwrap();
+        assert!(store
+            .put_blocking("1A22E10E77891C7B", b"0123456789", &meta(0))
+            .is_err());
+        let mut left: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["1A22E10E77891C7A.eml", "1A22E10E77891C7B.json"]);
+        assert_eq!(store.totals(), (0, 0));
+        std::fs::remove_dir(dir.path().join("1A22E10E77891C7A.eml")).unwrap();
+        store
+            .put_blocking("1A22E10E77891C7A", b"0123456789", &meta(0))
+            .unwrap();
+        assert_eq!(store.totals(), (1, 10));
+    }
+
+    #[test]
+    fn the_expiry_says_which_limit_took_the_entries() {
+        assert_eq!(
+            expiry_why(0, 49, 90 * 86_400, 30 * 1024, 651_468),
+            "max_size (30KiB; held 636.2 KiB)"
+        );
+        assert_eq!(expiry_why(3, 0, 90 * 86_400, 1 << 30, 10), "max_age (90d)");
+        assert_eq!(
+            expiry_why(2, 1, 3600, 1024, 4096),
+            "max_age (1h): 2 entries, max_size (1KiB; held 4.0 KiB): 1 entry"
+        );
     }
 
     #[test]
