@@ -69,7 +69,7 @@ pub fn formal(headers: Option<&Message<'_>>, body: Option<&Message<'_>>) -> Opti
     {
         return Some("vacation reply");
     }
-    if let Some(s) = h.subject() {
+    if let Some(s) = super::rules::first_subject(h) {
         let s = s.trim().to_lowercase();
         if VACATION_SUBJECTS.iter().any(|v| s.starts_with(v)) {
             return Some("vacation reply");

@@ -20,7 +20,7 @@
 //! with one regular expression (a missing header, a ratio).
 
 use super::text::Text;
-use mail_parser::{Message, MimeHeaders, PartType};
+use mail_parser::{HeaderName, Message, MimeHeaders, PartType};
 use regex::{Regex, RegexBuilder};
 
 /// The built-in content rules.
@@ -223,6 +223,17 @@ fn ascii_word_boundaries(pattern: &str) -> String {
     out
 }
 
+/// The message's first Subject, decoded: the one the subject mark goes on
+/// and most mail clients show. mail-parser's `subject()` gives the last of
+/// several, so that a second Subject field let a spammer choose what the
+/// rules judge ("Quarterly report") apart from what the reader sees
+/// ("FREE MONEY!!"), walkAD 10.
+pub fn first_subject<'a>(m: &'a Message<'_>) -> Option<&'a str> {
+    m.header_values(HeaderName::Subject)
+        .next()
+        .and_then(|v| v.as_text())
+}
+
 /// The built-in rules (they are tested to compile; an empty set if not).
 pub fn built_in() -> Vec<Rule> {
     parse(BUILT_IN).unwrap_or_default()
@@ -246,7 +257,7 @@ pub fn content(
             Where::Headers => r.regex.is_match(raw_headers),
             Where::Header(name) => headers.is_some_and(|h| {
                 let value = if name == "subject" {
-                    h.subject().map(str::to_string)
+                    first_subject(h).map(str::to_string)
                 } else {
                     h.header_raw(name.as_str()).map(str::to_string)
                 };
@@ -307,7 +318,16 @@ pub fn heuristics(
         if h.header_raw("to").is_none() && h.header_raw("cc").is_none() {
             hit("MISSING_TO", 0.5);
         }
-        match h.subject() {
+        // Two Subject (From, Date) fields: RFC 5322 allows one, and MUAs
+        // differ in which they show; a sender who adds a second one picks
+        // what a reader sees apart from what the rules judge (walkAD 10).
+        if [HeaderName::Subject, HeaderName::From, HeaderName::Date]
+            .into_iter()
+            .any(|name| h.header_values(name).nth(1).is_some())
+        {
+            hit("DUPLICATE_HEADER", 1.0);
+        }
+        match first_subject(h) {
             None => hit("MISSING_SUBJECT", 0.5),
             Some(s) => {
                 let letters: Vec<char> = s.chars().filter(|c| c.is_alphabetic()).collect();

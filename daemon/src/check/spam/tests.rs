@@ -555,3 +555,39 @@ fn a_score_under_a_threshold_never_shows_at_it() {
     assert_eq!(shown_weight(-2.5), "-2.5");
     assert_eq!(shown_weight(0.0), "+0.0");
 }
+
+/// walkAD 10: with two Subject fields the rules judge the first, which is
+/// the one marked and the one most clients show, and the second field is
+/// a formal defect of its own.
+#[test]
+fn the_rules_judge_the_first_of_two_subjects_and_score_the_duplicate() {
+    let k = rules_only();
+    let with = |first: &str, second: &str| {
+        format!(
+            "From: Ann <ann@example.com>\r\nTo: bob@example.com\r\nSubject: {first}\r\nSubject: {second}\r\nDate: Mon, 30 Nov 2026 10:00:00 +0000\r\nMessage-ID: <1@example.com>\r\n\r\nSee you.\r\n"
+        )
+    };
+    let spammy_first = judge(&with("FREE MONEY!! MAKE $$$ FAST", "Quarterly report"), &k);
+    for name in ["SUBJ_ALL_CAPS", "SUBJ_EXCLAIM", "DUPLICATE_HEADER"] {
+        assert!(
+            spammy_first.test_names().contains(&name),
+            "{name} in {}",
+            spammy_first.weighed()
+        );
+    }
+    let plain_first = judge(&with("Quarterly report", "FREE MONEY!! MAKE $$$ FAST"), &k);
+    assert!(
+        !plain_first.test_names().contains(&"SUBJ_EXCLAIM"),
+        "{}",
+        plain_first.weighed()
+    );
+    assert!(plain_first.test_names().contains(&"DUPLICATE_HEADER"));
+    let two_froms = HAM.replace(
+        "From: Ann <ann@example.com>\r\n",
+        "From: Ann <ann@example.com>\r\nFrom: Bank <ceo@bank.example>\r\n",
+    );
+    assert!(judge(&two_froms, &k)
+        .test_names()
+        .contains(&"DUPLICATE_HEADER"));
+    assert!(!judge(HAM, &k).test_names().contains(&"DUPLICATE_HEADER"));
+}

@@ -163,7 +163,7 @@ pub fn tokenize_into(
                 received(t, value);
             }
         }
-        if let Some(s) = h.subject() {
+        if let Some(s) = super::rules::first_subject(h) {
             words(t, "subject", s, true);
         }
         for name in WORD_HEADERS {
