@@ -1381,6 +1381,13 @@ pub fn build(ctx: &mut Ctx<'_>, raw: &RawConfig) -> Config {
         server,
         warnings: Vec::new(),
     };
+    // Left out, `admin_address` is the site's postmaster: the address an
+    // administrator sets anyway (walkAD 1: the example address of the
+    // defaults took every administrator notice).
+    if raw.policy.admin_address.is_none() {
+        config.policy.admin_address = config.server.postmaster.clone();
+    }
+    admin_addresses(ctx, &config, raw.policy.admin_address.is_some());
     templates(ctx, &mut config);
     cross_checks(ctx, &config);
     subject_prefixes(ctx, &config);
@@ -1389,6 +1396,55 @@ pub fn build(ctx: &mut Ctx<'_>, raw: &RawConfig) -> Config {
     group_order(ctx, &config);
     listener_clashes(ctx, &config, raw);
     config
+}
+
+/// An `admin_address` that is an example address (RFC 2606 `example.com`,
+/// `.net`, `.org`) in `[policy]` or a group that sends administrator
+/// notices: every notice would go to a domain that takes no mail (walkAD
+/// 1). Said once per key; where the key is left out, at `[policy]`'s,
+/// naming `server.postmaster` it came from.
+fn admin_addresses(ctx: &mut Ctx<'_>, config: &Config, policy_sets_it: bool) {
+    let example = |address: &str| {
+        let address = address.trim_end_matches('.').to_ascii_lowercase();
+        let domain = address
+            .rsplit_once('@')
+            .map_or(address.as_str(), |(_, d)| d);
+        ["example.com", "example.net", "example.org"]
+            .iter()
+            .any(|e| domain == *e || domain.ends_with(&format!(".{e}")))
+    };
+    let mut said: Vec<KeyPath> = Vec::new();
+    let mut scopes: Vec<(KeyPath, Policy)> = vec![(KeyPath::root("policy"), config.policy.clone())];
+    for (name, g) in &config.group {
+        let path = if g.admin_address.is_some() {
+            KeyPath::root("group").key(name)
+        } else {
+            KeyPath::root("policy")
+        };
+        scopes.push((path, g.effective(&config.policy)));
+    }
+    for (scope, p) in scopes {
+        if p.notify_admin.is_empty() || !example(&p.admin_address) {
+            continue;
+        }
+        let path = scope.key("admin_address");
+        if said.contains(&path) {
+            continue;
+        }
+        let from = if scope == KeyPath::root("policy") && !policy_sets_it {
+            " (server.postmaster: admin_address is not set)"
+        } else {
+            ""
+        };
+        ctx.warn(
+            &path,
+            format!(
+                "{}{from} is an example address: the administrator notices (notify_admin) would go there; set admin_address (or server.postmaster)",
+                p.admin_address
+            ),
+        );
+        said.push(path);
+    }
 }
 
 /// The notification templates of `[policy]` and every group, read once
@@ -1886,5 +1942,57 @@ mod queue_floor_tests {
         assert!(w[0].starts_with("mailward.toml:2: warning: timeouts.command: timeouts.stress_command (10s) is not shorter than timeouts.command (8s)"), "{w:?}");
         assert!(w[1].starts_with("mailward.toml:3: warning: timeouts.stress_data: timeouts.stress_data (2h) is not shorter than timeouts.data"), "{w:?}");
         assert!(warnings("[timeouts]\ncommand = \"60s\"\n").is_empty());
+    }
+}
+
+#[cfg(test)]
+mod admin_address_tests {
+    use super::super::parse;
+    use super::super::tests::warnings;
+
+    /// walkAD 1: left out, `admin_address` is `server.postmaster`, not
+    /// the example address of the defaults; an example address that gets
+    /// the administrator notices is a warning at its line.
+    #[test]
+    fn admin_notices_go_to_the_postmaster_unless_said_otherwise() {
+        let c = parse(
+            "[server]\npostmaster = \"postmaster@b.test\"\n[policy]\nnotify_admin = [\"av/all\"]\n",
+            "mailward.toml",
+        )
+        .unwrap();
+        assert_eq!(c.policy.admin_address, "postmaster@b.test");
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+        let c = parse(
+            "[server]\npostmaster = \"postmaster@b.test\"\n[policy]\nadmin_address = \"sec@b.test\"\n",
+            "mailward.toml",
+        )
+        .unwrap();
+        assert_eq!(c.policy.admin_address, "sec@b.test");
+
+        let w = warnings(
+            "[policy]\nnotify_admin = [\"av/all\"]\nadmin_address = \"admin@example.com\"\n",
+        );
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(
+            w[0].starts_with("mailward.toml:3: warning: policy.admin_address: admin@example.com is an example address: the administrator notices (notify_admin) would go there"),
+            "{w:?}"
+        );
+        // Not set, and the postmaster is the example one.
+        let w = warnings("[policy]\nnotify_admin = [\"av/all\"]\n");
+        assert!(
+            w.len() == 1
+                && w[0].contains("postmaster@example.com (server.postmaster: admin_address is not set) is an example address"),
+            "{w:?}"
+        );
+        // No administrator notices: no warning.
+        assert!(warnings("[policy]\nadmin_address = \"admin@example.com\"\n").is_empty());
+        // A group's own address, for its own notices.
+        let w = warnings(
+            "[server]\npostmaster = \"pm@b.test\"\n[group.m]\nrecipients = [\"*@m.test\"]\nnotify_admin = [\"av/all\"]\nadmin_address = \"sec@m.example.org\"\n",
+        );
+        assert!(
+            w.len() == 1 && w[0].contains("group.m.admin_address: sec@m.example.org is an example"),
+            "{w:?}"
+        );
     }
 }
