@@ -322,6 +322,10 @@ pub(crate) struct Shared {
     pub(crate) damaged: std::sync::Mutex<Option<DamagedKept>>,
     /// The admission check's refusals of late, for `mailward status`.
     pub(crate) refusals: std::sync::Mutex<Refusals>,
+    /// Messages whose removal (their delivery done) could not be written,
+    /// with the segment holding them: until that segment is deleted a
+    /// restart delivers them again, which the stop says (walkAE 3).
+    pub(crate) unrecorded_done: std::sync::Mutex<std::collections::BTreeMap<QueueId, u64>>,
     /// Tests only: the next writes of records fail as on a full disk.
     #[cfg(test)]
     pub(crate) fail_writes: std::sync::atomic::AtomicBool,
@@ -748,6 +752,30 @@ impl Spool {
         if self.tx.send(Op::Stop(done)).await.is_ok() {
             let _ = wait.await;
         }
+        // A clean stop is no crash, but these go again all the same: the
+        // log says which, so that the receiving side can be told (walkAE 3).
+        let again = self.unrecorded_done();
+        if !again.is_empty() {
+            const SHOWN: usize = 50;
+            let mut ids: Vec<&str> = again.iter().take(SHOWN).map(|id| id.0.as_str()).collect();
+            if again.len() > SHOWN {
+                ids.push("...");
+            }
+            tracing::warn!(target: "app", messages = again.len(), queue_ids = %ids.join(" "),
+                "Messages delivered (or bounced) while the spool could not write are not recorded as done: they will be delivered again after the next start.");
+        }
+    }
+
+    /// Messages whose removal could not be written and whose segment is
+    /// still on disk: a start now delivers them again.
+    pub fn unrecorded_done(&self) -> Vec<QueueId> {
+        let Ok(done) = self.shared.unrecorded_done.lock() else {
+            return Vec::new();
+        };
+        done.iter()
+            .filter(|(_, &segment)| record::segment_path(&self.dir, segment).exists())
+            .map(|(id, _)| id.clone())
+            .collect()
     }
 }
 

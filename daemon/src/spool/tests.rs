@@ -697,3 +697,29 @@ async fn refusals_at_the_end_of_data_are_kept_for_status() {
     // Out of the window, it is no longer said.
     assert_eq!(spool.space_refusals(-5), None);
 }
+
+/// walkAE 3: a delivery whose removal could not be written (read-only or
+/// full disk) is delivered again after a restart, a clean stop too; the
+/// spool names those messages while their segment is on disk.
+#[tokio::test]
+async fn removals_that_could_not_be_written_are_named_until_their_segment_goes() {
+    use std::sync::atomic::Ordering;
+    let dir = tempfile::tempdir().unwrap();
+    let (spool, _) = Spool::open(dir.path()).unwrap();
+    let delivered = envelope(1);
+    spool.accept(&delivered, b"one\r\n".to_vec()).await.unwrap();
+    let other = envelope(2);
+    spool.accept(&other, b"two\r\n".to_vec()).await.unwrap();
+    assert!(spool.unrecorded_done().is_empty());
+    spool.shared.fail_writes.store(true, Ordering::Relaxed);
+    assert!(spool.remove(&delivered).await.is_err());
+    spool.shared.fail_writes.store(false, Ordering::Relaxed);
+    assert_eq!(spool.unrecorded_done(), vec![delivered.id.clone()]);
+    spool.stop().await;
+    drop(spool);
+    let (_, recovered) = Spool::open(dir.path()).unwrap();
+    assert!(
+        recovered.iter().any(|e| e.id == delivered.id),
+        "the restart has it again, as the stop said"
+    );
+}

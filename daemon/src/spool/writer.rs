@@ -239,6 +239,17 @@ impl Held {
     }
 }
 
+/// Notes a message whose removal could not be written (see
+/// `Shared::unrecorded_done`); bounded, as the log line is.
+fn note_unrecorded(shared: &super::Shared, id: &QueueId, segment: u64) {
+    const KEPT: usize = 10_000;
+    if let Ok(mut done) = shared.unrecorded_done.lock() {
+        if done.len() < KEPT {
+            done.insert(id.clone(), segment);
+        }
+    }
+}
+
 struct Pending {
     kind: RecordKind,
     id: QueueId,
@@ -316,6 +327,15 @@ impl Writer {
             if let Err(e) = self.rotate() {
                 let msg = e.to_string();
                 self.failed(&msg, held);
+                if let Ok(idx) = self.index.lock() {
+                    for r in appends.iter().flat_map(|(r, _)| r.iter()) {
+                        if r.kind == RecordKind::Removed && !r.only_if_written {
+                            if let Some(entry) = idx.messages.get(&r.envelope.id) {
+                                note_unrecorded(&self.shared, &r.envelope.id, entry.loc.segment);
+                            }
+                        }
+                    }
+                }
                 for (_, done) in appends {
                     let _ = done.send(Err(msg.clone()));
                 }
@@ -402,7 +422,12 @@ impl Writer {
                             RecordKind::Updated => {
                                 idx.set_envelope(&p.id, std::mem::take(&mut p.envelope))
                             }
-                            RecordKind::Removed => idx.remove(&p.id),
+                            RecordKind::Removed => {
+                                if let Some(entry) = idx.messages.get(&p.id) {
+                                    note_unrecorded(&self.shared, &p.id, entry.loc.segment);
+                                }
+                                idx.remove(&p.id)
+                            }
                             RecordKind::Accepted => {}
                         }
                     }
