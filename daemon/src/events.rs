@@ -271,10 +271,47 @@ impl MessageAccepted<'_> {
         // forwarded_by and upstream_id only when an MTA forwarded the
         // client (an absent Option is not written).
         tracing::info!(target: "smtp", queue_id = %e.id, client = %e.client_ip,
-            from = %e.mail_from, rcpts = e.rcpts.len(), size = e.size, mode = e.mode().as_str(),
+            from = %sender(&e.mail_from), rcpts = e.rcpts.len(), size = e.size, mode = e.mode().as_str(),
             forwarded_by = e.forwarded_by.map(tracing::field::display),
             upstream_id = e.upstream_id.as_deref(), "Message accepted.");
     }
+}
+
+/// The envelope sender as the docs, `quarantine list` and the notices
+/// write it: `<>` for the null sender, so that `grep 'from=<>'` finds the
+/// bounces (walkAD 11: it was `from=""`).
+pub fn sender(mail_from: &str) -> &str {
+    if mail_from.is_empty() {
+        "<>"
+    } else {
+        mail_from
+    }
+}
+
+/// Addresses a log line names at most; the rest are counted.
+pub const MAX_LOGGED_ADDRESSES: usize = 5;
+
+/// Up to [`MAX_LOGGED_ADDRESSES`] of `addresses`, comma-separated, then
+/// ` +N more`: `grep ADDRESS` finds the line of a blocked or quarantined
+/// recipient (walkAD 4), and a message to 1,000 recipients writes no
+/// 30 kB line.
+pub fn some_addresses<'a>(addresses: impl IntoIterator<Item = &'a str>) -> String {
+    let mut out = String::new();
+    let mut more = 0usize;
+    for (n, a) in addresses.into_iter().enumerate() {
+        if n < MAX_LOGGED_ADDRESSES {
+            if n > 0 {
+                out.push(',');
+            }
+            out.push_str(a);
+        } else {
+            more += 1;
+        }
+    }
+    if more > 0 {
+        out.push_str(&format!(" +{more} more"));
+    }
+    out
 }
 
 /// An inbound session's deadline passed; it gets 421 and is closed.
@@ -555,6 +592,8 @@ pub struct MessageBlocked<'a> {
     /// The group ("" = the default group).
     pub group: &'a str,
     pub status: &'a str,
+    /// The group's recipients, as [`some_addresses`] writes them.
+    pub to: &'a str,
     pub rcpts: usize,
     /// The first group blocked for this message (it counts once).
     pub first: bool,
@@ -567,7 +606,7 @@ impl MessageBlocked<'_> {
             first: self.first,
         });
         tracing::info!(target: "policy", queue_id = %self.id, group = %group_name(self.group),
-            status = %self.status, rcpts = self.rcpts, "Message blocked for these recipients: accepted, not delivered.");
+            status = %self.status, rcpts = self.rcpts, to = %self.to, "Message blocked for these recipients: accepted, not delivered.");
     }
 }
 
@@ -599,13 +638,15 @@ pub struct MessageQuarantined<'a> {
     pub group: &'a str,
     pub reason: &'a str,
     pub bytes: u64,
+    /// The group's recipients, as [`some_addresses`] writes them.
+    pub to: &'a str,
 }
 
 impl MessageQuarantined<'_> {
     pub fn emit(&self, stats: &Stats) {
         stats.record(&Event::MessageQuarantined { group: self.group });
         tracing::info!(target: "backup", quarantine_id = %self.id, group = %group_name(self.group),
-            reason = %self.reason, size = self.bytes, "Message copied to quarantine.");
+            reason = %self.reason, size = self.bytes, to = %self.to, "Message copied to quarantine.");
     }
 }
 
@@ -618,9 +659,16 @@ pub struct QuarantineReleased<'a> {
 
 impl QuarantineReleased<'_> {
     pub fn emit(&self, stats: &Stats) {
+        self.emit_by(stats, None);
+    }
+
+    /// As [`Self::emit`], naming who released it (`by=USER(UID)`, the admin
+    /// socket's peer): the audit trail of "who let the virus through"
+    /// (walkAD 5), since several people may write to the socket.
+    pub fn emit_by(&self, stats: &Stats, by: Option<&str>) {
         stats.record(&Event::QuarantineReleased);
         tracing::info!(target: "admin", quarantine_id = %self.entry, queue_id = %self.queue_id,
-            to = %self.to.join(","), "Quarantined message released.");
+            to = %self.to.join(","), by, "Quarantined message released.");
     }
 }
 

@@ -278,6 +278,16 @@ fn group_id(env: &Envelope, k: usize, n: usize) -> crate::envelope::QueueId {
     }
 }
 
+/// A group's recipients for a log line, capped
+/// ([`crate::events::some_addresses`]).
+fn rcpt_list(env: &Envelope, p: &Partition) -> String {
+    crate::events::some_addresses(
+        p.rcpts
+            .iter()
+            .filter_map(|&i| env.rcpts.get(i).map(|r| r.address.as_str())),
+    )
+}
+
 /// The envelope of one group's copy: its recipients only.
 fn group_envelope(env: &Envelope, p: &Partition) -> Envelope {
     let mut e = env.clone();
@@ -350,7 +360,10 @@ pub async fn execute(
     }
 
     // 1. Copies that must exist before anything goes on.
-    if write_copies(gw, &cfg, &env, &raw, &verdict).await.is_err() {
+    if write_copies(gw, &cfg, &env, &raw, &verdict, in_session)
+        .await
+        .is_err()
+    {
         return not_now(gw, &env, in_session).await;
     }
 
@@ -493,6 +506,7 @@ pub(crate) fn blocked_for(gw: &Gateway, env: &Envelope, j: &Judged, first: bool)
         id: &env.id,
         group: &j.partition.group,
         status: &j.plan.outcome_status(),
+        to: &rcpt_list(env, &j.partition),
         rcpts: j.partition.rcpts.len(),
         first,
     }
@@ -577,6 +591,7 @@ pub(crate) async fn write_copies(
     env: &Envelope,
     raw: &Arc<Vec<u8>>,
     verdict: &Verdict,
+    in_session: bool,
 ) -> Result<(), ()> {
     let n = verdict.groups.len();
     for (k, j) in verdict.groups.iter().enumerate() {
@@ -598,11 +613,12 @@ pub(crate) async fn write_copies(
                 group: &j.partition.group,
                 reason,
                 bytes,
+                to: &rcpt_list(env, &j.partition),
             }
             .emit(&gw.stats),
             Err(e) => {
-                tracing::error!(target: "policy", queue_id = %env.id, error = %e,
-                    "Cannot write the quarantine copy the policy asks for; the message is not delivered until it can be.");
+                let what = "Cannot write the quarantine copy the policy asks for";
+                copy_failed(env, &e, what, in_session);
                 return Err(());
             }
         }
@@ -616,14 +632,35 @@ pub(crate) async fn write_copies(
             }
         }
         statuses.sort_by_key(|s| !s.starts_with("av/"));
-        let findings = verdict
-            .report
-            .av
+        // Every group's findings, as the quarantine lists them: the parts'
+        // AV and filter findings and the spam verdict (walkAD 2: the AV
+        // ones alone left a filtered `.exe` unnamed, where the archive is
+        // the only record).
+        let mut findings: Vec<String> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for line in verdict
+            .groups
             .iter()
-            .map(super::verdict::finding_line)
-            .collect();
+            .flat_map(|j| verdict.finding_lines(j, true))
+        {
+            if seen.insert(line.clone()) {
+                findings.push(line);
+            }
+        }
         let all: Vec<usize> = (0..env.rcpts.len()).collect();
-        let m = meta(env, &all, statuses, findings, "", "incoming");
+        // The groups the message fell in (walkAD 11: every incoming copy
+        // said "default", also for a message to one other group only).
+        let mut groups: Vec<&str> = Vec::new();
+        for j in &verdict.groups {
+            if !groups.contains(&j.partition.label()) {
+                groups.push(j.partition.label());
+            }
+        }
+        let groups = match groups.as_slice() {
+            [] | ["default"] => String::new(),
+            _ => groups.join(","),
+        };
+        let m = meta(env, &all, statuses, findings, &groups, "incoming");
         match gw
             .stores
             .archive(Direction::Incoming)
@@ -637,13 +674,32 @@ pub(crate) async fn write_copies(
             }
             .emit(&gw.stats),
             Err(e) => {
-                tracing::error!(target: "policy", queue_id = %env.id, error = %e,
-                    "Cannot write the archive copy; the message is not delivered until it can be.");
+                copy_failed(
+                    env,
+                    &e,
+                    "Cannot write the incoming archive copy",
+                    in_session,
+                );
                 return Err(());
             }
         }
     }
     Ok(())
+}
+
+/// Logs a copy that could not be written, saying what becomes of the
+/// message: in the session it is refused with 451 and nothing is kept (the
+/// sender's server sends it again); after the 250 it stays unchecked in
+/// the spool, checked again at the next start (walkAD 3: "not delivered
+/// until it can be" read as if the gateway held it).
+fn copy_failed(env: &Envelope, e: &crate::store::StoreError, what: &str, in_session: bool) {
+    if in_session {
+        tracing::error!(target: "policy", queue_id = %env.id, error = %e,
+            "{what}; the message is refused with 451 4.3.0 and not kept (the sender's server retries).");
+    } else {
+        tracing::error!(target: "policy", queue_id = %env.id, error = %e,
+            "{what}; the message stays unchecked in the spool, checked again at the next start.");
+    }
 }
 
 /// The notifications the plans ask for, composed: their spool records are

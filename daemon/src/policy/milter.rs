@@ -86,7 +86,7 @@ pub async fn carry_out(
     }
     execute::accept(env, &mut verdict, true);
     let cfg = gw.config();
-    if execute::write_copies(gw, &cfg, env, &raw, &verdict)
+    if execute::write_copies(gw, &cfg, env, &raw, &verdict, true)
         .await
         .is_err()
     {
