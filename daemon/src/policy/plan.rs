@@ -20,8 +20,9 @@
 //!   delivery"): that is `block`'s job.
 //! - **Notifications** to the sender, the recipients and the administrator
 //!   (`notify_*`). Never to the null sender, and never to the sender for a
-//!   spam status (`as/*`): spam senders are forged, and notifying them is
-//!   backscatter.
+//!   spam status (`as/*`), nor about a virus in a message that is also
+//!   `as/spam` or `as/blacklisted`: spam senders are forged, and notifying
+//!   them is backscatter.
 
 use super::edit::{ascii, Edit};
 use crate::check::{av, Report};
@@ -213,7 +214,11 @@ pub fn decide(
     // clean verdict, even if a list named one (the configuration refuses
     // that; this holds for a Policy made any other way too).
     let av_only: Vec<String> = plan.av_finding().into_iter().collect();
-    if !null_sender && covered(&policy.notify_sender, &av_only).is_some() {
+    // A virus in a message that is also spam (or from a blacklisted
+    // source) nearly always has a forged sender: the notice would be
+    // backscatter to a stranger (walkAD 11).
+    let forged = matches!(plan.spam, Some(SpamStatus::Spam | SpamStatus::Blacklisted));
+    if !null_sender && !forged && covered(&policy.notify_sender, &av_only).is_some() {
         plan.notify.push(NotifyTo::Sender);
     }
     if covered(&policy.notify_recipients, &statuses).is_some() {

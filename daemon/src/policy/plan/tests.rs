@@ -440,3 +440,43 @@ fn a_groups_prefix_for_one_status_keeps_the_others() {
     assert_eq!(at(9.0).as_deref(), Some("[!!SPAM]"));
     assert_eq!(at(6.0).as_deref(), Some("[maybe spam]"));
 }
+
+/// walkAD 11: a virus in a message that is also spam (or blacklisted) is
+/// not notified to its sender, who is almost surely forged; its recipients
+/// and the administrator still hear of it.
+#[test]
+fn the_sender_of_a_virus_that_is_also_spam_gets_no_notice() {
+    use crate::check::spam::{rules::Hit, Evidence};
+    let mut p = policy();
+    p.notify_sender = vec![Status("av/all".into())];
+    p.notify_admin = vec![Status("av/all".into())];
+    let spammy = Report {
+        spam: Some(Evidence {
+            hits: vec![Hit::new("BAYES_999", 30.0)],
+            ..Evidence::default()
+        }),
+        ..report(Some(Kind::Infected))
+    };
+    let plan = decide(&p, "", &spammy, true, false);
+    assert_eq!(plan.spam, Some(SpamStatus::Spam));
+    assert_eq!(plan.notify, [NotifyTo::Admin]);
+    let blacklisted = Report {
+        spam: Some(Evidence {
+            blacklisted: Some("dnsbl zen.example".into()),
+            ..Evidence::default()
+        }),
+        ..report(Some(Kind::Infected))
+    };
+    assert_eq!(
+        decide(&p, "", &blacklisted, true, false).notify,
+        [NotifyTo::Admin]
+    );
+    let clean = Report {
+        spam: Some(Evidence::default()),
+        ..report(Some(Kind::Infected))
+    };
+    assert_eq!(
+        decide(&p, "", &clean, true, false).notify,
+        [NotifyTo::Sender, NotifyTo::Admin]
+    );
+}
