@@ -164,7 +164,9 @@ pub struct Limits {
     pub max_message_size: ByteSize,
     /// Messages per inbound session.
     pub max_messages_per_session: u32,
-    /// Recipients per message.
+    /// Recipients per message (SMTP and the before-queue proxy; in milter
+    /// mode the MTA's own limit applies, e.g. Postfix's
+    /// `smtpd_recipient_limit`).
     pub max_rcpts_per_message: u32,
     /// Bytes per inbound session, all messages together.
     pub max_session_size: ByteSize,
