@@ -1052,6 +1052,12 @@ pub fn start(gw: Arc<Gateway>, path: &Path) -> Result<(), AdminError> {
                 continue;
             };
             let gw = gw.clone();
+            // Who is asking, for the audit lines (walkAD 5); the socket's
+            // mode decides who may ask at all.
+            let peer = match stream.peer_cred() {
+                Ok(c) => format!("{}({})", user_name(c.uid()), c.uid()),
+                Err(_) => "unknown".to_string(),
+            };
             tokio::spawn(async move {
                 let _slot = slot;
                 let (read, mut write) = stream.into_split();
@@ -1064,7 +1070,11 @@ pub fn start(gw: Arc<Gateway>, path: &Path) -> Result<(), AdminError> {
                 .await
                 {
                     Ok(Ok(_)) => match serde_json::from_str::<Request>(&line) {
-                        Ok(req) => handle(&gw, req).await,
+                        Ok(req) => {
+                            super::stores::ADMIN_PEER
+                                .scope(peer, handle(&gw, req))
+                                .await
+                        }
                         Err(e) => err(format!("bad request: {e}")),
                     },
                     Ok(Err(e)) => err(format!("cannot read request: {e}")),

@@ -205,6 +205,22 @@ pub async fn list(
         .collect())
 }
 
+tokio::task_local! {
+    /// Who sent the admin request being served (`USER(UID)`, from the
+    /// socket's peer credentials), for the audit lines of the store
+    /// commands: several people may write to the admin socket (it is
+    /// group-writable), and "who released the virus" must have an answer
+    /// (walkAD 5). Set by the admin server around each request.
+    pub static ADMIN_PEER: String;
+}
+
+/// The user of the admin request being served ("unknown" outside one).
+fn by() -> String {
+    ADMIN_PEER
+        .try_with(String::clone)
+        .unwrap_or_else(|_| "unknown".to_string())
+}
+
 /// One entry and its message, base64-encoded: the bytes as stored, 8-bit
 /// ones included, so that `show --raw > sample.eml` saves the message
 /// received (walkAD 6: a lossy text turned them into U+FFFD). The CLI
@@ -330,13 +346,13 @@ pub async fn release(
         queue_id: &queue_id,
         to: &rcpts,
     }
-    .emit(&gw.stats);
+    .emit_by(&gw.stats, Some(&by()));
     let mut answer = serde_json::json!({ "id": id, "queue_id": queue_id.0, "to": rcpts });
     if learn_ham {
         match learn_entry(gw, &store, &id, Class::Ham).await {
             Ok(l) => {
                 tracing::info!(target: "admin", quarantine_id = %id, learnt = l.as_str(),
-                    "Released message learnt as ham by an administrator.");
+                    by = %by(), "Released message learnt as ham by an administrator.");
                 answer["learnt"] = l.as_str().into();
             }
             Err(e) => {
@@ -418,7 +434,7 @@ pub async fn send_archived(
         .filter(|s| s.starts_with("av/") && s.as_str() != "av/clean")
         .collect();
     tracing::info!(target: "admin", store = store.what(), archive_id = %id,
-        queue_id = %queue_id, to = %rcpts.join(","), "Archived message sent again.");
+        queue_id = %queue_id, to = %rcpts.join(","), by = %by(), "Archived message sent again.");
     Ok(serde_json::json!({
         "id": id, "queue_id": queue_id.0, "to": rcpts, "unsafe_statuses": unsafe_statuses,
     }))
@@ -466,7 +482,7 @@ pub async fn remove_as_spam(gw: &Gateway, id: String) -> Result<serde_json::Valu
         .await
         .map_err(|e| format!("not learnt as spam, so not removed: {e}"))?;
     tracing::info!(target: "admin", quarantine_id = %id, learnt = learnt.as_str(),
-        "Quarantined message learnt as spam by an administrator.");
+        by = %by(), "Quarantined message learnt as spam by an administrator.");
     let mut answer = remove(&store, id).await?;
     answer["learnt"] = learnt.as_str().into();
     Ok(answer)
@@ -476,7 +492,7 @@ pub async fn remove_as_spam(gw: &Gateway, id: String) -> Result<serde_json::Valu
 pub async fn remove(store: &Arc<Store>, id: String) -> Result<serde_json::Value, String> {
     let s = store.clone();
     let e = blocking(move || s.remove(&id)).await?;
-    tracing::info!(target: "admin", store = store.what(), id = %e.id,
+    tracing::info!(target: "admin", store = store.what(), id = %e.id, by = %by(),
         "Store entry removed by an administrator.");
     Ok(serde_json::json!({ "removed": e.id }))
 }
@@ -490,7 +506,7 @@ pub async fn purge(store: &Arc<Store>, older_than: u64) -> Result<serde_json::Va
     let gone = blocking(move || s.purge(before)).await?;
     let ids: Vec<String> = gone.iter().map(|e| e.id.clone()).collect();
     tracing::info!(target: "admin", store = store.what(), entries = gone.len(),
-        ids = %crate::store::some_ids(&ids), "Store entries purged by an administrator.");
+        ids = %crate::store::some_ids(&ids), by = %by(), "Store entries purged by an administrator.");
     Ok(serde_json::json!({ "removed": gone.len() }))
 }
 
