@@ -1750,7 +1750,7 @@ Content-Disposition: attachment; filename=\"inv.zip\"\r\n{part_gap}{body}\r\n--Q
     f.finish(|| format!("test directory {}\n{}", dir.path().display(), daemon.log()))
 }
 
-/// walkAH 3: a header field written with white space before its colon
+/// walkAH 2: a header field written with white space before its colon
 /// (`X-Foo : spaced`, RFC 5322 4.5.3's obsolete syntax, a field to Postfix
 /// and to RFC 5322 mail clients) ended the header for the scanner: the
 /// multipart below it was read as one text body, its EICAR attachment was
@@ -1779,7 +1779,21 @@ Content-Transfer-Encoding: base64\r\n\r\n{b64}\r\n--BB--\r\n"
             send_ok(daemon.port, "bob@example.com", message(extra).as_bytes())?,
         ));
     }
-    let id_list: Vec<&str> = ids.iter().map(|(_, id)| id.as_str()).collect();
+    // A line that is no field at all ends the header for Python and
+    // Postfix, while a reader that skips it (mail-parser does) reads the
+    // multipart below: both readings are scanned and the worse counts.
+    // The readings' parts differ, so no part is removed: the status is
+    // what the group's policy acts on.
+    let skipped = send_ok(
+        daemon.port,
+        "bob@example.com",
+        message("this is not a header line").as_bytes(),
+    )?;
+    let id_list: Vec<&str> = ids
+        .iter()
+        .map(|(_, id)| id.as_str())
+        .chain([skipped.as_str()])
+        .collect();
     let got = delivered(&sink, &id_list)?;
     for (what, id) in &ids {
         let Some(m) = got.get(id) else { continue };
@@ -1787,6 +1801,15 @@ Content-Transfer-Encoding: base64\r\n\r\n{b64}\r\n--BB--\r\n"
         f.check(!m.message.contains(&b64[..40]), || {
             format!("{what}: the EICAR part is still there:\n{}", m.message)
         });
+    }
+    if let Some(m) = got.get(&skipped) {
+        check_verdict(
+            &mut f,
+            "a line that is no field",
+            m,
+            "infected",
+            Some(EICAR_RULE),
+        );
     }
     f.finish(|| format!("test directory {}\n{}", dir.path().display(), daemon.log()))
 }

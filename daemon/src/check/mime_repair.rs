@@ -5,7 +5,8 @@
 //!
 //! - A header block without its empty line. Clients (and Python's `email`,
 //!   and Postfix's cleanup) end a header at the first line that is not a
-//!   header field; mail-parser skips such lines and reads on, so that the
+//!   header field ([`is_header_line`]: `X-Foo : x`, white space before the
+//!   colon, is one); mail-parser skips such lines and reads on, so that the
 //!   body (a virus, an attachment) disappears into the header. The empty
 //!   line is put where the client's header ends: before the top-level
 //!   body, and before the body of each MIME part.
@@ -36,6 +37,12 @@ pub struct Read<'r> {
     pub message: Option<Message<'r>>,
     /// Some repair that was needed could not be made.
     pub unresolved: bool,
+    /// A header block was ended at a line that is no header field, and
+    /// MIME fields (`Content-*`, `MIME-Version`) follow that line before
+    /// the empty line: a reader that skips the bad line (mail-parser
+    /// does, and so may a recipient's) reads another structure than this
+    /// one. The checks then scan that reading too ([`crate::check::run`]).
+    pub other_reading: bool,
 }
 
 /// One change to the bytes.
@@ -55,8 +62,10 @@ pub fn read<'r>(parser: &MessageParser, raw: &'r [u8]) -> Read<'r> {
         return Read {
             message: first,
             unresolved: unfixable,
+            other_reading: false,
         };
     }
+    let mut other_reading = disagrees(raw, &fixes);
     drop(first);
     let mut bytes = apply(raw, &fixes);
     for _ in 1..ROUNDS {
@@ -66,15 +75,55 @@ pub fn read<'r>(parser: &MessageParser, raw: &'r [u8]) -> Read<'r> {
             return Read {
                 message: msg.map(Message::into_owned),
                 unresolved: unfixable,
+                other_reading,
             };
         }
+        other_reading |= disagrees(&bytes, &fixes);
         drop(msg);
         bytes = apply(&bytes, &fixes);
     }
     Read {
         message: parser.parse(&bytes).map(Message::into_owned),
         unresolved: true,
+        other_reading,
     }
+}
+
+/// Lines looked at after a header block's bad line for MIME fields.
+const OTHER_READING_LINES: usize = 200;
+
+/// Whether an empty line to be inserted (a header block ended at a line
+/// that is no field) leaves MIME fields below it in the same block: then
+/// a reader that skips the bad line sees a structure the repaired reading
+/// does not (walkAH 2: `this is not a header line` above the
+/// `Content-Type` of a multipart hid its attachment from the scan).
+fn disagrees(bytes: &[u8], fixes: &BTreeMap<usize, Fix>) -> bool {
+    fixes.iter().any(|(&at, fix)| {
+        if *fix != Fix::EmptyLine || bytes[at..].starts_with(b"--") {
+            // (A delimiter right below a part's header: a part without a
+            // body, not a bad line.)
+            return false;
+        }
+        let mut pos = line_at(bytes, at).1;
+        for _ in 0..OTHER_READING_LINES {
+            if pos >= bytes.len() {
+                return false;
+            }
+            let (end, next) = line_at(bytes, pos);
+            let line = &bytes[pos..end];
+            if line.is_empty() {
+                return false;
+            }
+            if field_name(line).is_some_and(|name| {
+                (name.len() >= 8 && name[..8].eq_ignore_ascii_case(b"content-"))
+                    || name.eq_ignore_ascii_case(b"mime-version")
+            }) {
+                return true;
+            }
+            pos = next;
+        }
+        false
+    })
 }
 
 /// The repairs a parse of `bytes` shows to be needed, and whether some
@@ -168,18 +217,37 @@ fn line_at(bytes: &[u8], at: usize) -> (usize, usize) {
 
 /// Whether a line (without its line end) is part of a header block as a
 /// client reads it: a field (`name:`, the name printable ASCII without
-/// white space), a continuation (starts with white space), or an mbox
-/// `From ` line. The same test as Python's `email.feedparser`.
-fn is_header_line(line: &[u8]) -> bool {
+/// white space, maybe followed by white space before the colon), a
+/// continuation (starts with white space), or an mbox `From ` line.
+///
+/// White space before the colon (`X-Foo : x`) is RFC 5322's obsolete
+/// field syntax (4.5.3, `field-name *WSP ":"`), which receivers must
+/// accept, and which Postfix's cleanup (`is_header`) and RFC 5322 mail
+/// clients take as a field. Python's `email` does not; ending the header
+/// there, as it does, hid the whole MIME structure below such a line from
+/// the scanner while the recipient's client showed its attachment
+/// (walkAH 2). Of two readings, the checks take the one that hides less.
+pub(crate) fn is_header_line(line: &[u8]) -> bool {
     match line.first() {
         None => false,
         Some(b' ' | b'\t') => true,
         Some(_) if line.starts_with(b"From ") => true,
-        Some(_) => match line.iter().position(|&b| b == b':') {
-            Some(colon) => line[..colon].iter().all(|&b| (33..=126).contains(&b)),
-            None => false,
-        },
+        Some(_) => field_name(line).is_some(),
     }
+}
+
+/// The name of a header field line (`name *WSP ":"`), None when the line
+/// is not one. Shared by every reader of field names (the hop count too),
+/// so that they agree on what a field is.
+pub(crate) fn field_name(line: &[u8]) -> Option<&[u8]> {
+    let colon = line.iter().position(|&b| b == b':')?;
+    let name = &line[..colon];
+    let end = name
+        .iter()
+        .rposition(|&b| b != b' ' && b != b'\t')
+        .map_or(0, |i| i + 1);
+    let name = &name[..end];
+    (!name.is_empty() && name.iter().all(|&b| (33..=126).contains(&b))).then_some(name)
 }
 
 /// Reads the header block that starts at `start`, noting the repairs it
@@ -213,7 +281,7 @@ fn header_block(bytes: &[u8], start: usize, fixes: &mut BTreeMap<usize, Fix>) {
                 }
             }
             _ => {
-                let name = line.split(|&b| b == b':').next().unwrap_or_default();
+                let name = field_name(line).unwrap_or_default();
                 content_field = name.eq_ignore_ascii_case(b"content-type")
                     || name.eq_ignore_ascii_case(b"content-disposition");
             }
@@ -316,6 +384,41 @@ UEsDBA==\r\n--Q--\r\n";
         let names: Vec<Option<&str>> = m.parts.iter().map(|p| p.attachment_name()).collect();
         assert_eq!(names, [None, None, Some("a.zip")]);
         assert_eq!(m.parts[2].contents(), b"PK\x03\x04");
+    }
+
+    #[test]
+    fn white_space_before_the_colon_does_not_end_the_header() {
+        // walkAH 2: `X-Foo : spaced` ended the header for the scanner, so
+        // the multipart below it was one text part and its attachment
+        // was never decoded.
+        let raw = b"Subject: x\r\nX-Foo : spaced\r\nX-Bar\t: tab\r\nMIME-Version: 1.0\r\n\
+Content-Type: multipart/mixed; boundary=BB\r\n\r\n--BB\r\nContent-Type: text/plain\r\n\r\nhi\r\n\
+--BB\r\nContent-Type: application/octet-stream; name=\"e.com\"\r\n\
+Content-Transfer-Encoding: base64\r\n\r\nUEsDBA==\r\n--BB--\r\n";
+        let r = read(&parser(), raw);
+        let m = r.message.unwrap();
+        let names: Vec<Option<&str>> = m.parts.iter().map(|p| p.attachment_name()).collect();
+        assert_eq!(names, [None, None, Some("e.com")]);
+        assert_eq!(m.parts[2].contents(), b"PK\x03\x04");
+        assert!(!r.unresolved);
+        assert_eq!(field_name(b"X-Foo : x"), Some(b"X-Foo".as_slice()));
+        assert_eq!(field_name(b"Received\t:from"), Some(b"Received".as_slice()));
+        assert_eq!(field_name(b" : x"), None);
+        assert_eq!(field_name(b"not a field: x"), None);
+        assert_eq!(field_name(b"no colon"), None);
+    }
+
+    #[test]
+    fn a_bad_line_above_mime_fields_asks_for_the_other_reading() {
+        let multipart = "MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=BB\r\n\r\n\
+--BB\r\nContent-Type: text/plain\r\n\r\nhi\r\n--BB--\r\n";
+        let raw = format!("Subject: x\r\nthis is not a header line\r\n{multipart}");
+        assert!(read(&parser(), raw.as_bytes()).other_reading);
+        // A body that starts without its empty line is no other reading.
+        let raw = b"Subject: x\r\nhello\r\nregards: me\r\n";
+        assert!(!read(&parser(), raw).other_reading);
+        let raw = format!("Subject: x\r\n{multipart}");
+        assert!(!read(&parser(), raw.as_bytes()).other_reading);
     }
 
     #[test]

@@ -323,6 +323,7 @@ pub fn run(
     let mime_repair::Read {
         message: parsed,
         unresolved,
+        other_reading,
     } = mime_repair::read(&PARSER, raw);
     let mut unpacked = unpack::unpack(
         parsed.as_ref(),
@@ -363,8 +364,69 @@ pub fn run(
     // What could not be looked into counts where the viruses do: a part
     // that could not be unpacked is av/error for every group.
     report.av.append(&mut unpacked.findings);
+    drop(unpacked);
+    if other_reading && partitions.iter().any(|p| av::Av.wanted(&p.policy)) {
+        other_reading_av(
+            envelope,
+            raw,
+            partitions,
+            tools,
+            depth,
+            size,
+            started + timeout,
+            &mut report,
+        );
+    }
     report.duration = started.elapsed();
     report
+}
+
+/// Scans the message as a reader that skips a header line that is no
+/// field reads it (mail-parser unrepaired; [`mime_repair::Read::other_reading`]),
+/// and adds what the anti-virus check finds there: of two readings, the
+/// worse verdict counts (walkAH 2). Its findings name no part (the parts
+/// of the two readings are not the same), so the group's action for the
+/// status decides, not a part edit.
+#[allow(clippy::too_many_arguments)]
+fn other_reading_av(
+    envelope: &Envelope,
+    raw: &[u8],
+    partitions: &[Partition],
+    tools: &mut Tools<'_, '_>,
+    depth: u32,
+    size: u64,
+    deadline: Instant,
+    report: &mut Report,
+) {
+    let Some(other) = PARSER.parse(raw) else {
+        return;
+    };
+    let mut unpacked = unpack::unpack(
+        Some(&other),
+        raw,
+        depth,
+        unpack::budget::Budget::new(size, tools.pool),
+        deadline,
+    );
+    let mut cx = Context {
+        envelope,
+        raw,
+        message: Some(&other),
+        unpacked: &mut unpacked,
+        partitions,
+    };
+    let mut found = Report::default();
+    av::Av.run(&mut cx, tools, &mut found);
+    for f in found.av {
+        if matches!(f.kind, Kind::Infected | Kind::Suspicious) {
+            report.av.push(Finding::new(
+                f.kind,
+                f.name,
+                format!("{} (read past a header line that is no field)", f.path),
+                None,
+            ));
+        }
+    }
 }
 
 #[cfg(test)]

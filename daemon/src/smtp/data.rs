@@ -105,7 +105,11 @@ impl Assembler {
         if self.in_header {
             if content.is_empty() {
                 self.in_header = false;
-            } else if content.len() >= 9 && content[..9].eq_ignore_ascii_case(b"received:") {
+            } else if crate::check::mime_repair::field_name(content)
+                .is_some_and(|name| name.eq_ignore_ascii_case(b"received"))
+            {
+                // `Received : x` too (RFC 5322 4.5.3; walkAH 8): the
+                // checks' reader of field names, so both agree.
                 self.out.hops = self.out.hops.saturating_add(1);
             }
         }
@@ -249,10 +253,11 @@ hello\r\n--BB\r\nContent-Type: text/plain\r\n\r\n--BB--\r\n"
     #[test]
     fn counts_hops_only_in_the_header() {
         let (m, _) = feed(
-            b"Received: a\r\nreceived: b\r\nSubject: s\r\n\r\nReceived: body\r\n.\r\n",
+            b"Received: a\r\nreceived: b\r\nRECEIVED\t: c\r\nReceived : d\r\nReceivedX: e\r\n\
+Subject: s\r\n\r\nReceived: body\r\n.\r\n",
             1000,
         );
-        assert_eq!(m.hops, 2);
+        assert_eq!(m.hops, 4);
     }
 
     #[test]
