@@ -178,6 +178,88 @@ pub fn domain_of(address: &str) -> String {
         .unwrap_or_default()
 }
 
+/// The canonical form of a mailbox as a client wrote it: a quoted local
+/// part whose content is a dot-atom loses its quotes and quoted pairs
+/// (`"blo\cked"@example.com` is `blocked@example.com`, RFC 5321 4.1.2:
+/// the same mailbox), and one that needs its quotes keeps only the
+/// escapes it needs (`"a\ b"` is `"a b"`). Access rules, the duplicate
+/// check, the logs and the next hop all see this form, as Postfix unquotes
+/// an address before any table look-up and quotes it again only where
+/// needed (walkAH 3: a quoted local part escaped `rcpt_rules`). Anything
+/// else (no quotes, no `@` after the closing quote) is returned as is.
+pub fn canonical_mailbox(address: &str) -> String {
+    let Some(quoted) = address.strip_prefix('"') else {
+        return address.to_string();
+    };
+    let mut content = String::with_capacity(quoted.len());
+    let mut chars = quoted.char_indices();
+    let mut domain = None;
+    while let Some((i, c)) = chars.next() {
+        match c {
+            '\\' => match chars.next() {
+                Some((_, escaped)) => content.push(escaped),
+                None => return address.to_string(),
+            },
+            '"' => {
+                domain = quoted[i + 1..].strip_prefix('@');
+                break;
+            }
+            _ => content.push(c),
+        }
+    }
+    let Some(domain) = domain else {
+        return address.to_string();
+    };
+    if is_dot_atom(&content) {
+        return format!("{content}@{domain}");
+    }
+    let mut out = String::with_capacity(content.len() + domain.len() + 4);
+    out.push('"');
+    for c in content.chars() {
+        if c == '"' || c == '\\' {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push_str("\"@");
+    out.push_str(domain);
+    out
+}
+
+/// RFC 5322 3.2.3 dot-atom-text: atoms of atext joined by single dots.
+fn is_dot_atom(s: &str) -> bool {
+    !s.is_empty()
+        && s.split('.').all(|atom| {
+            !atom.is_empty()
+                && atom
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "!#$%&'*+-/=?^_`{|}~".contains(c))
+        })
+}
+
+#[cfg(test)]
+#[test]
+fn quoted_local_parts_are_unquoted_when_they_need_no_quotes() {
+    for (given, canonical) in [
+        ("\"blocked\"@example.com", "blocked@example.com"),
+        ("\"blo\\cked\"@example.com", "blocked@example.com"),
+        ("\"first.last\"@example.com", "first.last@example.com"),
+        ("\"user%other\"@example.com", "user%other@example.com"),
+        ("\"a b\"@example.com", "\"a b\"@example.com"),
+        ("\"a\\ b\"@example.com", "\"a b\"@example.com"),
+        ("\"a\\\"b\"@example.com", "\"a\\\"b\"@example.com"),
+        ("\"user@other\"@example.com", "\"user@other\"@example.com"),
+        ("\".a\"@example.com", "\".a\"@example.com"),
+        ("\"a..b\"@example.com", "\"a..b\"@example.com"),
+        ("\"\"@example.com", "\"\"@example.com"),
+        ("plain@example.com", "plain@example.com"),
+        ("postmaster", "postmaster"),
+        ("\"unterminated@example.com", "\"unterminated@example.com"),
+    ] {
+        assert_eq!(canonical_mailbox(given), canonical, "{given}");
+    }
+}
+
 /// Whether `address` asks for sender-specified routing (RFC 1123 5.2.16
 /// style): a `%` or `!` in the local part, or an `@` inside a quoted local
 /// part (`"user@other"@domain`). Relays that honour these forward further.

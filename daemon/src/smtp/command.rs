@@ -90,6 +90,10 @@ const BAD_RECIPIENT: ParseError = ParseError::other("501 5.1.3 Bad recipient add
 const MAIL_SYNTAX: ParseError = ParseError::other("501 5.5.4 Syntax: MAIL FROM:<address>");
 const RCPT_SYNTAX: ParseError = ParseError::other("501 5.5.4 Syntax: RCPT TO:<address>");
 const BAD_PARAM: ParseError = ParseError::other("555 5.5.4 Unsupported or malformed parameter");
+// A path over MAX_PATH: the sender's code for MAIL (RFC 3463 5.1.7), the
+// recipient's for RCPT (walkAH 9: MAIL got 5.1.3).
+const SENDER_TOO_LONG: ParseError = ParseError::other("501 5.1.7 Path too long");
+const RECIPIENT_TOO_LONG: ParseError = ParseError::other("501 5.1.3 Path too long");
 
 /// Longest address we take (RFC 5321 4.5.3.1.3: a path is 256 octets).
 const MAX_PATH: usize = 256;
@@ -136,7 +140,7 @@ fn mail(rest: &str) -> Result<Command, ParseError> {
         check_address(&path, BAD_SENDER)?;
     }
     Ok(Command::Mail {
-        from: path,
+        from: crate::envelope::canonical_mailbox(&path),
         params: mail_params(params)?,
     })
 }
@@ -150,7 +154,9 @@ fn rcpt(rest: &str) -> Result<Command, ParseError> {
         check_address(&path, BAD_RECIPIENT)?;
     }
     Ok(Command::Rcpt {
-        to: path,
+        // `"bob"@example.com` is bob@example.com for the rules, the
+        // duplicate check and the next hop (walkAH 3).
+        to: crate::envelope::canonical_mailbox(&path),
         params: rcpt_params(params)?,
     })
 }
@@ -201,7 +207,11 @@ fn path_arg<'a>(
     let mut path = &rest[..end];
     let params = rest[end + 1..].trim();
     if path.len() > MAX_PATH {
-        return Err(ParseError::other("501 5.1.3 Path too long"));
+        return Err(if bad == BAD_SENDER {
+            SENDER_TOO_LONG
+        } else {
+            RECIPIENT_TOO_LONG
+        });
     }
     // An obsolete source route "@a,@b:user@c" is ignored (RFC 5321 4.1.2).
     if path.starts_with('@') {
@@ -297,7 +307,8 @@ fn mail_params(text: &str) -> Result<MailParams, ParseError> {
             ("BODY", Some(v)) if v.eq_ignore_ascii_case("7BIT") => out.eight_bit = false,
             ("RET", Some(v)) if v.eq_ignore_ascii_case("FULL") => out.ret = Some(Ret::Full),
             ("RET", Some(v)) if v.eq_ignore_ascii_case("HDRS") => out.ret = Some(Ret::Hdrs),
-            ("ENVID", Some(v)) if v.len() <= 100 => {
+            // RFC 3461 4.4: 1*100xchar (walkAH 10: an empty one was taken).
+            ("ENVID", Some(v)) if !v.is_empty() && v.len() <= 100 => {
                 out.envid = Some(xtext_decode(v).ok_or(BAD_PARAM)?)
             }
             // RFC 6531. Mailward does not offer SMTPUTF8, but Postfix's
@@ -365,6 +376,7 @@ mod tests {
             ("MAIL FROM:<a@b> SIZE=", Err(BAD_PARAM.reply)),
             ("MAIL FROM:<a@b> SIZE=-1", Err(BAD_PARAM.reply)),
             ("MAIL FROM:<a@b> SIZE=1 SIZE=2", Err(DUPLICATE_PARAM.reply)),
+            ("MAIL FROM:<a@b> ENVID=", Err(BAD_PARAM.reply)),
             // A multi-byte character where "FROM:" would end (found by the
             // smtp_command fuzz target: a panic before).
             ("MAIL \0\0\0\u{fa23}c..oFROM:<a@b>", Err(MAIL_SYNTAX.reply)),
@@ -512,5 +524,39 @@ mod tests {
             .is_some_and(|n| n.success && n.failure && !n.delay));
         assert_eq!(params.orcpt.as_deref(), Some("rfc822;u@example.com"));
         assert!(parse(b"RCPT TO:<Postmaster>").is_ok());
+    }
+
+    #[test]
+    fn a_path_too_long_gets_the_code_of_its_verb() {
+        let long = format!("{}@example.com", "a".repeat(300));
+        assert_eq!(
+            parse(format!("MAIL FROM:<{long}>").as_bytes()).map_err(|e| e.reply),
+            Err("501 5.1.7 Path too long")
+        );
+        assert_eq!(
+            parse(format!("RCPT TO:<{long}>").as_bytes()).map_err(|e| e.reply),
+            Err("501 5.1.3 Path too long")
+        );
+    }
+
+    #[test]
+    fn quoted_local_parts_come_out_canonical() {
+        let to = |line: &[u8]| match parse(line) {
+            Ok(Command::Rcpt { to, .. }) => to,
+            other => format!("{other:?}"),
+        };
+        assert_eq!(
+            to(b"RCPT TO:<\"blocked\"@example.com>"),
+            "blocked@example.com"
+        );
+        assert_eq!(
+            to(b"RCPT TO:<\"blo\\cked\"@example.com>"),
+            "blocked@example.com"
+        );
+        assert_eq!(to(b"RCPT TO:<\"a b\"@example.com>"), "\"a b\"@example.com");
+        let Ok(Command::Mail { from, .. }) = parse(b"MAIL FROM:<\"x\"@spammer.test>") else {
+            panic!("not mail");
+        };
+        assert_eq!(from, "x@spammer.test");
     }
 }
