@@ -67,7 +67,14 @@ impl Forwarded {
                 _ => Some(value),
             };
             match name.to_ascii_uppercase().as_str() {
-                "NAME" => next.name = value,
+                // Both go into our Received line, which filters downstream
+                // parse (walkAH 7: `HELO=fake (trusted.example.com
+                // [10.0.0.1])` put a made-up relay there): a NAME that is no
+                // host name is unknown, and HELO is neutered, as Postfix's
+                // xforward_cmd does.
+                "NAME" => next.name = value.filter(|v| crate::text::is_hostname(v)),
+                "HELO" => next.helo = value.map(|v| neuter(&v)),
+                "IDENT" => next.ident = value.map(|v| neuter(&v)),
                 "ADDR" => next.addr = value.as_deref().map(parse_addr).transpose()?,
                 "PORT" => {
                     next.port = value
@@ -76,8 +83,6 @@ impl Forwarded {
                         .transpose()?
                 }
                 "PROTO" => next.proto = value,
-                "HELO" => next.helo = value,
-                "IDENT" => next.ident = value,
                 "SOURCE" => next.source = value,
                 _ => return Err(BAD_NAME),
             }
@@ -92,6 +97,16 @@ impl Forwarded {
     pub fn is_empty(&self) -> bool {
         *self == Forwarded::default()
     }
+}
+
+/// Characters that could make a forwarded value read as more than one
+/// token in a Received line or a log (Postfix's NEUTER_CHARACTERS), each
+/// replaced with `?`.
+fn neuter(value: &str) -> String {
+    value
+        .chars()
+        .map(|c| if " <>()\\\";@".contains(c) { '?' } else { c })
+        .collect()
 }
 
 /// An address as Postfix forwards it: IPv4 text, or IPv6 text with an
@@ -133,8 +148,27 @@ mod tests {
     fn names_are_case_insensitive_and_values_xtext() {
         let mut f = Forwarded::default();
         f.apply("helo=odd+20name addr=IPv6:2001:db8::1").unwrap();
-        assert_eq!(f.helo.as_deref(), Some("odd name"));
+        assert_eq!(f.helo.as_deref(), Some("odd?name"));
         assert_eq!(f.addr, Some("2001:db8::1".parse().unwrap()));
+    }
+
+    #[test]
+    fn a_forwarded_helo_or_name_cannot_spoof_the_received_line() {
+        let mut f = Forwarded::default();
+        f.apply("ADDR=192.0.2.7 HELO=fake.test+20(trusted.example.com+20[10.0.0.1]) NAME=trusted.example.com+20[10.0.0.1])")
+            .unwrap();
+        assert_eq!(
+            f.helo.as_deref(),
+            Some("fake.test??trusted.example.com?[10.0.0.1]?")
+        );
+        assert_eq!(f.name, None);
+        f.apply("HELO=a;b\"c\\d<e>@f NAME=mail.example.net IDENT=x+20y")
+            .unwrap();
+        assert_eq!(f.helo.as_deref(), Some("a?b?c?d?e??f"));
+        assert_eq!(f.name.as_deref(), Some("mail.example.net"));
+        assert_eq!(f.ident.as_deref(), Some("x?y"));
+        f.apply("NAME=-bad-.example").unwrap();
+        assert_eq!(f.name, None);
     }
 
     #[test]
