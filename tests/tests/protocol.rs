@@ -319,8 +319,12 @@ From: ceo@example.com\rX-Mailward-AV: clean;\rReply-To: x@evil.test\r\n\r\nbody\
     let delivered = got[0].message();
     let expected = "From: attacker@evil.test\r\nTo: bob@example.com\r\nSubject: hello\r\n\
 From: ceo@example.com\r\nReply-To: x@evil.test\r\n\r\nbody\r\n";
+    // The second From scores DUPLICATE_HEADER, which may tag the Subject:
+    // that is the spam check's answer to the forgery, not this test's.
     assert_eq!(
-        String::from_utf8_lossy(&strip_added_headers(&delivered)),
+        String::from_utf8_lossy(&strip_added_headers(&delivered))
+            .replace("Subject: [?PROBABLE SPAM] ", "Subject: ")
+            .replace("Subject: [SPAM] ", "Subject: "),
         expected,
         "each bare CR is a line end, as the next hop reads it"
     );
@@ -611,6 +615,144 @@ fn refused_mail_and_rcpt_count_toward_the_error_limit() -> Result<()> {
     Ok(())
 }
 
+/// walkAH 4: recipients past `max_rcpts_per_message` were refused without
+/// end, one INFO line each (200,000 pipelined RCPTs: 30 MB of log in
+/// 0.7 s, and the session still open). Past 1,000 over the limit each one
+/// counts toward the error limit (Postfix's smtpd_recipient_overshoot_limit),
+/// and the refusals are logged once per transaction.
+#[test]
+fn recipients_far_over_the_limit_count_as_errors_and_are_logged_once() -> Result<()> {
+    let gw = Gateway::start("rcpt-overshoot", |c| {
+        c.set("limits", "max_rcpts_per_message", "1")
+    })?;
+    let mut c = gw.ehlo_client()?;
+    let mut batch = String::from("MAIL FROM:<many@sender.test>\r\nRCPT TO:<bob@example.com>\r\n");
+    for n in 0..1100 {
+        batch.push_str(&format!("RCPT TO:<u{n}@example.com>\r\n"));
+    }
+    c.send(batch.as_bytes())?;
+    c.read_reply()?.expect(250, "2.1.0")?;
+    c.read_reply()?.expect(250, "2.1.5")?;
+    let mut refused = 0;
+    loop {
+        let reply = c.read_reply()?;
+        if reply.code == 421 {
+            reply.expect(421, "4.7.0")?;
+            break;
+        }
+        reply.expect(452, "4.5.3")?;
+        refused += 1;
+    }
+    ensure!(
+        refused == 1020,
+        "{refused} x 452 before the 421 (1,000 over, then 20 errors)"
+    );
+    assert!(c.closed_within(Duration::from_secs(10)), "closed after 421");
+    let summary = wait_until("the transaction's line", Duration::from_secs(10), || {
+        Ok(gw
+            .daemon
+            .log()
+            .lines()
+            .find(|l| l.contains("Recipients over limits.max_rcpts_per_message refused"))
+            .map(str::to_string))
+    })?;
+    ensure!(
+        summary.contains("count=1020") && summary.contains("from=many@sender.test"),
+        "{summary}"
+    );
+    let log = gw.daemon.log();
+    let lines: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("refused=recipient") && l.contains("452 4.5.3"))
+        .collect();
+    ensure!(
+        lines.len() == 2,
+        "log lines for the 452s, expected the first and the transaction's:\n{}",
+        lines.join("\n")
+    );
+    // (As docs/smtp.md shows them: `--nocapture` prints them.)
+    println!("{}", lines.join("\n"));
+    Ok(())
+}
+
+/// walkAH 6: NOOP, RSET, VRFY, HELP and EHLO kept a session open for ever
+/// without a message. Past 100 of them each counts toward the error limit
+/// (Postfix's smtpd_junk_command_limit): the 121st gets 421.
+#[test]
+fn junk_commands_beyond_100_count_toward_the_error_limit() -> Result<()> {
+    let gw = Gateway::start("junk-limit", |c| c)?;
+    // Its EHLO is the first.
+    let mut c = gw.ehlo_client()?;
+    let cycle = ["NOOP", "RSET", "VRFY root", "HELP", "EHLO client.test"];
+    let mut batch = String::new();
+    for n in 0..130 {
+        batch.push_str(cycle[n % cycle.len()]);
+        batch.push_str("\r\n");
+    }
+    c.send(batch.as_bytes())?;
+    let mut answered = 0;
+    loop {
+        let reply = c.read_reply()?;
+        if reply.code == 421 {
+            reply.expect(421, "4.7.0")?;
+            break;
+        }
+        ensure!(matches!(reply.code, 250 | 252 | 214), "{reply}");
+        answered += 1;
+    }
+    ensure!(
+        answered == 119,
+        "{answered} answered after the EHLO before the 421"
+    );
+    assert!(c.closed_within(Duration::from_secs(10)), "closed after 421");
+    // A session that sends mail starts the count again.
+    let mut c = gw.ehlo_client()?;
+    for _ in 0..90 {
+        c.command("NOOP")?.expect(250, "2.0.0")?;
+    }
+    c.send_mail_ok(
+        "alice@sender.test",
+        &["bob@example.com"],
+        &read_resource("mail/plain.eml")?,
+    )?;
+    for _ in 0..90 {
+        c.command("NOOP")?.expect(250, "2.0.0")?;
+    }
+    c.quit();
+    Ok(())
+}
+
+/// walkAH 7: XFORWARD HELO and NAME went into the Received line as sent,
+/// so a client of the Postfix in front could write a made-up relay
+/// there. HELO is neutered and a NAME that is no host name is unknown, as
+/// Postfix's xforward_cmd does.
+#[test]
+fn xforward_helo_and_name_cannot_spoof_the_received_line() -> Result<()> {
+    let gw = Gateway::start("xforward-neuter", |c| c)?;
+    let mut c = gw.client()?;
+    c.ehlo("mta.example.com")?;
+    c.command(
+        "XFORWARD ADDR=192.0.2.7 HELO=fake.test+20(trusted.example.com+20[10.0.0.1]) \
+         NAME=trusted.example.com+20[10.0.0.1])",
+    )?
+    .expect(250, "2.0.0")?;
+    c.send_mail_ok(
+        "alice@sender.test",
+        &["bob@example.com"],
+        &read_resource("mail/plain.eml")?,
+    )?;
+    c.quit();
+    let m = &gw.sink.wait_for_count(1, DELIVERY_TIMEOUT)?[0];
+    ensure!(
+        m.message.contains(
+            "Received: from fake.test??trusted.example.com?[10.0.0.1]? (unknown [192.0.2.7])"
+        ),
+        "the forwarded HELO neutered, the bad NAME unknown:\n{}",
+        m.message
+    );
+    Ok(())
+}
+
 /// walkY 3: a transaction whose recipients were all refused, ended by
 /// `554 5.5.1 No valid recipients`, RSET, QUIT, a new EHLO or a hang-up,
 /// was logged at debug only, so `grep from=SENDER` found nothing. Each is
@@ -767,6 +909,125 @@ fn idle_client_gets_421_after_the_command_timeout() -> Result<()> {
     c.set_timeout(Duration::from_secs(20))?;
     let reply = c.read_reply()?;
     reply.expect(421, "4.4.2")?;
+    assert!(c.closed_within(Duration::from_secs(10)), "closed after 421");
+    Ok(())
+}
+
+/// walkAH 1: a client that sent commands but never read the replies
+/// blocked its session in a write with no deadline, holding its slot for
+/// as long as it kept the connection open. The write has
+/// `timeouts.command`; past it the session is logged and closed, and its
+/// slot is free again.
+#[test]
+fn a_client_that_never_reads_its_replies_is_cut_off() -> Result<()> {
+    use nix::sys::socket::{
+        connect, setsockopt, socket, sockopt, AddressFamily, SockFlag, SockType, SockaddrIn,
+    };
+    use std::io::{Read, Write};
+    use std::os::fd::AsRawFd;
+    let gw = Gateway::start("no-read", |c| {
+        c.set_str("timeouts", "command", "2s")
+            .set("limits", "incoming_sessions_per_ip", "1")
+    })?;
+    // A small receive window, as the report's client had: the replies
+    // fill it and the gateway's send buffer sooner.
+    let fd = socket(
+        AddressFamily::Inet,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )?;
+    setsockopt(&fd, sockopt::RcvBuf, &4096)?;
+    connect(
+        fd.as_raw_fd(),
+        &SockaddrIn::from(std::net::SocketAddrV4::new(Ipv4Addr::LOCALHOST, gw.port())),
+    )?;
+    let mut s = std::net::TcpStream::from(fd);
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let mut banner = [0u8; 256];
+    let n = s.read(&mut banner)?;
+    ensure!(
+        banner[..n].starts_with(b"220 "),
+        "greeting: {:?}",
+        &banner[..n]
+    );
+    // The same recipient again and again (each one answered 250, none an
+    // error or a junk command) until the gateway stops reading: its
+    // replies fill both socket buffers, then it is stuck writing.
+    s.write_all(b"EHLO client.test\r\nMAIL FROM:<alice@sender.test>\r\n")?;
+    // (Our write stops when it blocks, or when the gateway, past its own
+    // deadline, has closed the connection.)
+    s.set_write_timeout(Some(Duration::from_millis(500)))?;
+    let chunk = b"RCPT TO:<bob@example.com>\r\n".repeat(4_000);
+    let mut sent = 0usize;
+    loop {
+        match s.write(&chunk) {
+            Ok(n) => sent += n,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock
+                        | std::io::ErrorKind::TimedOut
+                        | std::io::ErrorKind::ConnectionReset
+                        | std::io::ErrorKind::BrokenPipe
+                ) =>
+            {
+                break
+            }
+            Err(e) => return Err(e).context("sending recipients"),
+        }
+        ensure!(sent < 256 << 20, "256 MiB of commands sent and still read");
+    }
+    let line = wait_until(
+        "the write timeout's log line",
+        Duration::from_secs(30),
+        || {
+            Ok(gw
+                .daemon
+                .log()
+                .lines()
+                .find(|l| l.contains("Session timed out; closing it.") && l.contains("phase=write"))
+                .map(str::to_string))
+        },
+    )?;
+    ensure!(line.contains("client=127.0.0.1"), "{line}");
+    // Its slot is free: the same address gets a session again.
+    let again = SmtpClient::connect_with_timeout(gw.port(), Duration::from_secs(10))?;
+    again.banner.expect_code(220)?;
+    drop(s);
+    Ok(())
+}
+
+/// walkAH 5: the DATA deadline grows with the octets received (at
+/// `limits.min_data_rate`), and that credit was spent idling: 20,000
+/// octets at once, then silence, held the session for `timeouts.data` +
+/// 40 s. Each line must now come within `timeouts.command` of the one
+/// before.
+#[test]
+fn data_credit_is_not_for_idling() -> Result<()> {
+    let gw = Gateway::start("data-idle", |c| {
+        c.set_str("timeouts", "command", "2s")
+            .set_str("timeouts", "data", "10s")
+    })?;
+    let mut c = gw.ehlo_client()?;
+    c.command("MAIL FROM:<alice@sender.test>")?
+        .expect(250, "2.1.0")?;
+    c.command("RCPT TO:<bob@example.com>")?
+        .expect(250, "2.1.5")?;
+    c.command("DATA")?.expect_code(354)?;
+    let line = format!("{}\r\n", "x".repeat(98));
+    c.send(b"Subject: burst\r\n\r\n")?;
+    c.send(line.repeat(200).as_bytes())?;
+    let sent = std::time::Instant::now();
+    c.set_timeout(Duration::from_secs(60))?;
+    let reply = c.read_reply()?;
+    let waited = sent.elapsed();
+    reply.expect(421, "4.4.2")?;
+    ensure!(
+        waited < Duration::from_secs(8),
+        "cut off after {waited:?}: the idle bound is timeouts.command (2 s), \
+         not timeouts.data (10 s) + 20,000 octets at 500/s"
+    );
     assert!(c.closed_within(Duration::from_secs(10)), "closed after 421");
     Ok(())
 }
@@ -975,6 +1236,58 @@ fn helo_mail_from_and_rcpt_rules_deny() -> Result<()> {
     let messages = gw.sink.settle(QUIET)?;
     assert_eq!(messages.len(), 1);
     assert_eq!(messages[0].recipients(), ["bob@example.com"]);
+    Ok(())
+}
+
+/// walkAH 3: `"blocked"@example.com` and `"blo\cked"@example.com` are
+/// blocked@example.com (RFC 5321 4.1.2), but escaped the rule that denies
+/// it, and `"bob"@` beside `bob@` was delivered twice. The quotes go
+/// before any rule, the duplicate check and the next hop see the address.
+#[test]
+fn a_quoted_local_part_is_the_same_mailbox_to_rules_and_delivery() -> Result<()> {
+    let gw = Gateway::start("quoted-local", |c| {
+        c.set_list(
+            "access",
+            "mail_from_rules",
+            &["deny address boss@spammer.test"],
+        )
+        .set_list(
+            "access",
+            "rcpt_rules",
+            &["deny address blocked@example.com"],
+        )
+    })?;
+    let mut c = gw.ehlo_client()?;
+    c.command("MAIL FROM:<\"boss\"@spammer.test>")?
+        .expect(550, "5.7.1")?;
+    c.command("MAIL FROM:<\"alice\"@sender.test>")?
+        .expect(250, "2.1.0")?;
+    for quoted in [
+        "\"blocked\"@example.com",
+        "\"blo\\cked\"@example.com",
+        "\"BLOCKED\"@EXAMPLE.COM",
+    ] {
+        let reply = c.command(&format!("RCPT TO:<{quoted}>"))?;
+        ensure!(reply.is(550, "5.7.1"), "RCPT TO:<{quoted}> got {reply}");
+    }
+    c.command("RCPT TO:<bob@example.com>")?
+        .expect(250, "2.1.5")?;
+    c.command("RCPT TO:<\"bob\"@example.com>")?
+        .expect(250, "2.1.5")?;
+    c.command("RCPT TO:<\"b\\ob\"@example.com>")?
+        .expect(250, "2.1.5")?;
+    c.data(&read_resource("mail/plain.eml")?)?
+        .expect(250, "2.0.0")?;
+    c.quit();
+    gw.sink.wait_for_count(1, DELIVERY_TIMEOUT)?;
+    let messages = gw.sink.settle(QUIET)?;
+    assert_eq!(messages.len(), 1);
+    assert_eq!(
+        messages[0].recipients(),
+        ["bob@example.com"],
+        "one copy, unquoted"
+    );
+    assert_eq!(messages[0].sender(), "alice@sender.test");
     Ok(())
 }
 

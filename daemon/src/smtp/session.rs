@@ -6,7 +6,7 @@
 
 use super::command::{self, Command, MailParams, Verb};
 use super::data::Assembler;
-use super::stream::{Conn, Line, Stream};
+use super::stream::{Conn, Line, Stream, WriteLimit};
 use super::xforward::{self, Forwarded};
 use crate::config::{first_match, Config, Matcher, Rule, RuleAction, Subject};
 use crate::envelope::{Envelope, QueueId, Recipient};
@@ -30,6 +30,17 @@ const MAX_DATA_LINE: usize = 1002;
 /// After this many refused commands the session is closed (like Postfix's
 /// smtpd_hard_error_limit).
 const HARD_ERROR_LIMIT: u32 = 20;
+/// Recipients past `limits.max_rcpts_per_message` that a transaction may
+/// give before each further one counts toward the error limit (Postfix's
+/// smtpd_recipient_overshoot_limit): an MTA overshoots by at most its
+/// pipelined batch; a client sending 200,000 is abusing us (walkAH 4).
+const RCPT_OVERSHOOT_LIMIT: u32 = 1000;
+/// NOOP, RSET, VRFY, HELP, EHLO and HELO a session may give before each
+/// further one counts toward the error limit (Postfix's
+/// smtpd_junk_command_limit): a client that sends no mail cannot keep its
+/// slot for ever with a NOOP now and then (walkAH 6). A message accepted
+/// starts the count again.
+const JUNK_COMMAND_LIMIT: u32 = 100;
 
 /// Where the session stands. A transaction only exists after a greeting.
 enum State {
@@ -57,9 +68,24 @@ struct Transaction {
     /// Spool room held for the message (its declared SIZE, then what DATA
     /// brings): other sessions' admission checks count it.
     room: crate::spool::Reservation,
+    /// Recipients refused with `452 4.5.3 Too many recipients`: the first
+    /// is logged on its own, the others once when the transaction ends.
+    over_limit: u32,
 }
 
 impl Transaction {
+    /// Logs the recipients refused over `limits.max_rcpts_per_message`
+    /// after the first, once for the transaction (walkAH 4: one INFO line
+    /// each, 30 MB of log in 0.7 s).
+    fn log_over_limit(&self, client: std::net::IpAddr) {
+        if self.over_limit > 1 {
+            tracing::info!(target: "smtp", client = %client, reason = "limit",
+                refused = "recipient", from = %self.from, count = self.over_limit,
+                reply = "452 4.5.3 Too many recipients",
+                "Recipients over limits.max_rcpts_per_message refused in this transaction (the first one logged on its own).");
+        }
+    }
+
     /// The transaction as a refusal's log line names it.
     fn named(&self) -> crate::events::RefusedTransaction<'_> {
         crate::events::RefusedTransaction {
@@ -210,6 +236,9 @@ pub struct Session {
     messages: u32,
     session_bytes: u64,
     errors: u32,
+    /// Commands that move no mail (JUNK_COMMAND_LIMIT) since the start or
+    /// the last message accepted.
+    junk: u32,
     /// Held for the whole session (given back early when cut for stress).
     slot: SessionSlot,
 }
@@ -333,6 +362,7 @@ impl Session {
             messages: 0,
             session_bytes: 0,
             errors: 0,
+            junk: 0,
             slot,
         }
     }
@@ -444,6 +474,7 @@ impl Session {
     /// accepted: it counts as refused if its recipients were.
     fn leave(&mut self, next: State) {
         if let State::Mail(mut tx) = std::mem::replace(&mut self.state, next) {
+            tx.log_over_limit(self.peer.ip());
             if let Some(refused) = tx.refusals.settle() {
                 refused.emit(&self.gw.stats, &tx.named(), None);
             }
@@ -453,7 +484,13 @@ impl Session {
     /// Runs the session to its end.
     pub async fn run(mut self, tcp: TcpStream) {
         SessionOpened { client: self.peer }.emit(&self.gw.stats);
-        let mut conn = Conn::new(Stream::Plain(tcp));
+        let limit = WriteLimit {
+            client: self.peer.ip(),
+            normal: self.cfg.timeouts.command.get(),
+            stressed: self.cfg.timeouts.stress_command.get(),
+            stress: self.gw.stress_watch(),
+        };
+        let mut conn = Conn::new(Stream::Plain(tcp), limit);
         let open = if self.greet(&mut conn).await {
             self.command_loop(conn).await
         } else {
@@ -652,6 +689,20 @@ impl Session {
     }
 
     async fn dispatch(&mut self, conn: &mut Conn, cmd: Command) -> Flow {
+        if matches!(
+            cmd,
+            Command::Noop
+                | Command::Rset
+                | Command::Vrfy
+                | Command::Help
+                | Command::Ehlo(_)
+                | Command::Helo(_)
+        ) {
+            self.junk = self.junk.saturating_add(1);
+            if self.junk > JUNK_COMMAND_LIMIT && self.too_many_errors(conn) {
+                return Flow::Close;
+            }
+        }
         match cmd {
             Command::Ehlo(name) => self.hello(conn, name, true),
             Command::Helo(name) => self.hello(conn, name, false),
@@ -728,6 +779,7 @@ impl Session {
     async fn start_tls(&mut self, mut conn: Conn) -> Option<Conn> {
         conn.flush().await.ok()?;
         let acceptor = self.gw.tls()?;
+        let limit = conn.write_limit();
         let (tcp, discarded) = conn.into_plain()?;
         if discarded {
             tracing::warn!(target: "smtp", client = %self.peer,
@@ -745,7 +797,7 @@ impl Session {
                 self.leave(State::Start);
                 self.helo = None;
                 self.esmtp = false;
-                Some(Conn::new(Stream::Tls(Box::new(tls))))
+                Some(Conn::new(Stream::Tls(Box::new(tls)), limit))
             }
             Ok(Err(e)) => {
                 tracing::info!(target: "smtp", client = %self.peer, error = %e, "TLS handshake failed.");
@@ -980,6 +1032,7 @@ impl Session {
             spf,
             client,
             room,
+            over_limit: 0,
         }));
         conn.reply("250 2.1.0 Ok");
         Flow::Continue
@@ -1011,9 +1064,28 @@ impl Session {
         if tx.rcpts.len() >= self.cfg.limits.max_rcpts_per_message as usize {
             // Not counted toward the error limit: an MTA with more
             // recipients than we take in one transaction sends the rest
-            // in the next one (Postfix allows such an overshoot too).
+            // in the next one (Postfix allows such an overshoot too), up
+            // to RCPT_OVERSHOOT_LIMIT of them.
+            let over = tx.over_limit.saturating_add(1);
+            if over > RCPT_OVERSHOOT_LIMIT && self.too_many_errors(conn) {
+                return Flow::Close;
+            }
             let reply = "452 4.5.3 Too many recipients";
-            self.reject_rcpt(conn, self.peer.ip(), RejectReason::Limit, reply);
+            if over == 1 {
+                self.reject_rcpt(conn, self.peer.ip(), RejectReason::Limit, reply);
+            } else {
+                // Counted one by one as every refused recipient is, but
+                // logged once for the transaction (Transaction::log_over_limit).
+                self.gw
+                    .stats
+                    .record(&mailward_metrics::event::Event::RecipientRejected {
+                        reason: RejectReason::Limit,
+                    });
+                conn.reply(reply);
+            }
+            if let State::Mail(tx) = &mut self.state {
+                tx.over_limit = over;
+            }
             return Flow::Continue;
         }
         // "Postmaster" without a domain must always be accepted (RFC 5321
@@ -1135,6 +1207,7 @@ impl Session {
         let State::Mail(mut tx) = std::mem::replace(&mut self.state, State::Ready) else {
             return Flow::Continue;
         };
+        tx.log_over_limit(self.peer.ip());
         // From here the transaction ends in this function. Refused with a
         // reply, it counts with that reply's reason; accepted, not at all;
         // cut short (connection lost, timed out), it is settled here.
@@ -1167,15 +1240,23 @@ impl Session {
         // gets 452.
         let mut short = Short::No;
         let mut dropped = 0u64;
+        let mut last_line = started;
         loop {
             let received = dropped + asm.received();
             // One deadline for the whole DATA phase: timeouts.data, plus the
-            // time the octets received so far may take at min_data_rate
-            // (Postfix's smtpd_min_data_rate). A client that trickles a line
-            // a second no longer holds its slot for ever.
+            // time the octets received so far may take at min_data_rate.
+            // A client that trickles a line a second no longer holds its
+            // slot for ever. And each line must come within
+            // timeouts.command of the one before (of the 354): the credit
+            // for octets already received is not for idling (walkAH 5: 20
+            // MiB sent at once, then silence, held the slot for 12 hours),
+            // as Postfix never extends the deadline beyond smtpd_timeout.
+            let idle = |timeout: Duration| last_line + timeout;
             let deadlines = Deadlines {
-                normal: started + data_allowance(&self.cfg, received, false),
-                stressed: started + data_allowance(&self.cfg, received, true),
+                normal: (started + data_allowance(&self.cfg, received, false))
+                    .min(idle(self.cfg.timeouts.command.get())),
+                stressed: (started + data_allowance(&self.cfg, received, true))
+                    .min(idle(self.cfg.timeouts.stress_command.get())),
             };
             let slot = (&self.slot, &*self.cfg);
             match read_by(
@@ -1199,10 +1280,12 @@ impl Session {
                     return Flow::Close;
                 }
                 Read::Line(Ok(Line::TooLong { crlf })) => {
+                    last_line = tokio::time::Instant::now();
                     asm.too_long(crlf);
                     short.line_ended(crlf, &mut asm, &mut dropped);
                 }
                 Read::Line(Ok(Line::Complete)) => {
+                    last_line = tokio::time::Instant::now();
                     if asm.line(&line) {
                         break;
                     }
@@ -1353,6 +1436,7 @@ impl Session {
             }
         }
         self.messages += 1;
+        self.junk = 0;
         self.session_bytes += msg.size;
         conn.reply(&format!("250 2.0.0 Ok: queued as {id}"));
         Flow::Continue

@@ -1,9 +1,13 @@
 //! The client connection of an inbound session: plain TCP or TLS after
 //! STARTTLS, read through a buffer with bounded line reads, written through
 //! an output buffer that is flushed only when the client waits for us (so
-//! pipelined commands get their replies in one write).
+//! pipelined commands get their replies in one write). Every write has a
+//! deadline ([`WriteLimit`]): a client that sends commands but never reads
+//! the replies cannot hold its session for ever (walkAH 1).
 
 use std::io;
+use std::net::IpAddr;
+use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
@@ -23,16 +27,47 @@ pub enum Line {
     Eof,
 }
 
+/// How long one flush of the queued replies may take: `timeouts.command`,
+/// or `timeouts.stress_command` when the gateway is under stress as the
+/// flush starts (Postfix's smtpd_timeout bounds every write the same way).
+#[derive(Debug, Clone)]
+pub struct WriteLimit {
+    /// The client, for the log line when the deadline passes.
+    pub client: IpAddr,
+    pub normal: Duration,
+    pub stressed: Duration,
+    /// Whether the gateway is under stress.
+    pub stress: tokio::sync::watch::Receiver<bool>,
+}
+
+impl WriteLimit {
+    /// The deadline for a write starting now, and whether it is the
+    /// stress one.
+    fn now(&self) -> (Duration, bool) {
+        if *self.stress.borrow() && self.stressed < self.normal {
+            (self.stressed, true)
+        } else {
+            (self.normal, false)
+        }
+    }
+}
+
 pub struct Conn {
     reader: BufReader<Stream>,
     out: Vec<u8>,
+    limit: WriteLimit,
+    /// A write failed or timed out: the connection is not written again
+    /// (the last flush before closing would wait out the deadline twice).
+    broken: bool,
 }
 
 impl Conn {
-    pub fn new(stream: Stream) -> Conn {
+    pub fn new(stream: Stream, limit: WriteLimit) -> Conn {
         Conn {
             reader: BufReader::with_capacity(64 * 1024, stream),
             out: Vec::with_capacity(4096),
+            limit,
+            broken: false,
         }
     }
 
@@ -97,15 +132,49 @@ impl Conn {
         self.out.extend_from_slice(b"\r\n");
     }
 
-    /// Writes out the queued replies.
+    /// Writes out the queued replies within the write deadline. A client
+    /// that does not read them (its window stays shut) is given up when
+    /// the deadline passes: logged as a timeout in phase `write`, and the
+    /// error ends the session. After a failed write every flush fails at
+    /// once.
     pub async fn flush(&mut self) -> io::Result<()> {
-        if !self.out.is_empty() {
-            let stream = self.reader.get_mut();
-            stream.write_all(&self.out).await?;
-            stream.flush().await?;
+        if self.broken {
             self.out.clear();
+            return Err(io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "an earlier write failed",
+            ));
         }
-        Ok(())
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        let (limit, stress) = self.limit.now();
+        let stream = self.reader.get_mut();
+        let out = &self.out;
+        let written = tokio::time::timeout(limit, async {
+            stream.write_all(out).await?;
+            stream.flush().await
+        })
+        .await;
+        self.out.clear();
+        match written {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => {
+                self.broken = true;
+                Err(e)
+            }
+            Err(_) => {
+                self.broken = true;
+                // Not counted in mailward_session_timeouts_total: its
+                // phase label has no value for writes yet.
+                tracing::info!(target: "smtp", client = %self.limit.client, phase = "write",
+                    stress, "Session timed out; closing it.");
+                Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "the client did not read our replies in time",
+                ))
+            }
+        }
     }
 
     /// Flushes unless more pipelined commands are already waiting (RFC 2920:
@@ -142,6 +211,9 @@ impl Conn {
     /// be plaintext injected into the protected session (CVE-2011-0411).
     /// Returns the stream and whether input was thrown away.
     pub fn into_plain(self) -> Option<(TcpStream, bool)> {
+        if self.broken {
+            return None;
+        }
         let discarded = !self.reader.buffer().is_empty();
         match self.reader.into_inner() {
             Stream::Plain(s) => Some((s, discarded)),
@@ -149,8 +221,18 @@ impl Conn {
         }
     }
 
+    /// The last flush, then the TLS close and FIN (both bounded by the
+    /// write deadline: a client that reads nothing gets no more time).
     pub async fn shutdown(&mut self) {
-        let _ = self.flush().await;
-        let _ = self.reader.get_mut().shutdown().await;
+        if self.flush().await.is_err() {
+            return;
+        }
+        let (limit, _) = self.limit.now();
+        let _ = tokio::time::timeout(limit, self.reader.get_mut().shutdown()).await;
+    }
+
+    /// The write deadline, for a connection that replaces this one (TLS).
+    pub fn write_limit(&self) -> WriteLimit {
+        self.limit.clone()
     }
 }
