@@ -104,7 +104,14 @@ pub struct Stat {
     /// The MIB object's name (also the stats file's key).
     pub name: &'static str,
     pub prom: &'static str,
+    /// What it counts, in Prometheus terms (its HELP text and the metrics
+    /// reference): 0/1 flags, series names.
     pub help: &'static str,
+    /// The MIB object's DESCRIPTION when `help` does not read right in
+    /// SNMP terms (a flag is a TruthValue, true(1)/false(2); another
+    /// statistic is named by its MIB object); `None`: `help` serves both.
+    #[serde(skip)]
+    pub snmp_help: Option<&'static str>,
     pub kind: Kind,
     pub unit: Unit,
     /// The label and its bounded set of values (one series per value; in
@@ -113,6 +120,22 @@ pub struct Stat {
 }
 
 impl Stat {
+    /// The same statistic with its own text for SNMP (see `snmp_help`).
+    const fn snmp(self, text: &'static str) -> Stat {
+        Stat {
+            snmp_help: Some(text),
+            ..self
+        }
+    }
+
+    /// The text the MIB and docs/snmp-objects.md give: in SNMP terms.
+    pub fn mib_help(&self) -> &'static str {
+        match self.snmp_help {
+            Some(t) => t,
+            None => self.help,
+        }
+    }
+
     /// Number of stored cells: one per label value, or one.
     pub fn width(&self) -> usize {
         self.label.map_or(1, |(_, v)| v.len())
@@ -298,6 +321,7 @@ const fn def(
         name,
         prom,
         help,
+        snmp_help: None,
         kind,
         unit,
         label,
@@ -370,6 +394,9 @@ pub static CATALOGUE: &[Stat] = &[
         Unit::Count,
         None,
         "Messages accepted but not delivered to some or all of their recipients because policy blocked them (once per message; mailward_group_blocked_total counts each group).",
+    )
+    .snmp(
+        "Messages accepted but not delivered to some or all of their recipients because policy blocked them (once per message; mwPolicyGroupBlocked counts each group).",
     ),
     def(
         StatId::MessagesQuarantined,
@@ -381,6 +408,9 @@ pub static CATALOGUE: &[Stat] = &[
         Unit::Count,
         None,
         "Quarantine copies written: one per policy group whose plan quarantines a message, each an entry of mailward quarantine list (mailward_group_quarantined_total counts them by group).",
+    )
+    .snmp(
+        "Quarantine copies written: one per policy group whose plan quarantines a message, each an entry of mailward quarantine list (mwPolicyGroupQuarantined counts them by group).",
     ),
     def(
         StatId::MessagesArchived,
@@ -589,7 +619,7 @@ pub static CATALOGUE: &[Stat] = &[
         Gauge,
         Unit::Timestamp,
         None,
-        "When an update of the bases was last attempted (0: never).",
+        "When an update of the bases was last attempted (0: never). Kept across restarts: the statistics file (statistics.destination), written after each attempt, gives it back at start.",
     ),
     def(
         StatId::UpdateLastResult,
@@ -600,7 +630,7 @@ pub static CATALOGUE: &[Stat] = &[
         Gauge,
         Unit::Flag,
         Some(("result", UPDATE_RESULTS)),
-        "The result of the last update: the current one is 1, the others 0.",
+        "The result of the last update: the current one is 1, the others 0. Kept across restarts like the time of the last update; unknown when none was attempted.",
     ),
     def(
         StatId::AgentxConnected,
@@ -611,7 +641,10 @@ pub static CATALOGUE: &[Stat] = &[
         Gauge,
         Unit::Flag,
         None,
-        "1 while the AgentX subagent has an open session with its master.",
+        "1 while the AgentX subagent has an open session with its master, 0 while it has none.",
+    )
+    .snmp(
+        "true(1) while the AgentX subagent has an open session with its master, false(2) while it has none (the master then serves none of this subtree).",
     ),
     def(
         StatId::AgentxReconnects,
@@ -710,7 +743,10 @@ pub static CATALOGUE: &[Stat] = &[
         Gauge,
         Unit::Flag,
         None,
-        "1 while open inbound sessions are above limits.stress_percent of incoming_sessions, when the stress timeouts apply.",
+        "1 while open inbound sessions are above limits.stress_percent of incoming_sessions, when the stress timeouts apply; 0 otherwise.",
+    )
+    .snmp(
+        "true(1) while open inbound sessions are above limits.stress_percent of incoming_sessions, when the stress timeouts apply; false(2) otherwise.",
     ),
     def(
         StatId::SpoolReclaimableBytes,
@@ -875,7 +911,10 @@ pub static CATALOGUE: &[Stat] = &[
         Histogram,
         Unit::Points,
         None,
-        "Spam scores of checked messages. A bucket counts the scores at or below its bound (le). A level marks a score at its threshold, so the bounds sit a millionth under every level's thresholds (2.999999, 3.999999, 4.499999, 4.999999, 5.999999, 7.999999, 11.999999; scores are whole millionths): 1 - bucket le=7.999999 / count is the share the standard level marks as spam. A score below 0 counts in the le=0 bucket, and as 0 in the sum.",
+        "Spam scores of checked messages. A bucket counts the scores at or below its bound (le). A level marks a score at its threshold, so the bounds sit a millionth under every level's thresholds (2.999999, 3.999999, 4.499999, 4.999999, 5.999999, 7.999999, 11.999999; scores are whole millionths): 1 - bucket le=7.999999 / count is the share the standard level marks as spam. A score below 0 counts in the le=0 bucket, and as 0 in the sum. The sum is kept in whole thousandths of a point (each score rounded to the nearest thousandth): _sum / _count is the mean score.",
+    )
+    .snmp(
+        "Spam scores of checked messages (a score below 0 counts as 0).",
     ),
     def(
         StatId::SpamClassifierUnavailable,
@@ -964,6 +1003,9 @@ pub static CATALOGUE: &[Stat] = &[
         Unit::Flag,
         None,
         "1 while the AgentX master has accepted the registration of the gateway's subtree, so that the master serves it; 0 while no session is open or while the master refuses it (another subagent registered the same subtree: see the log for duplicateRegistration). mailward_agentx_connected says only that a session is open.",
+    )
+    .snmp(
+        "true(1) while the AgentX master has accepted the registration of the gateway's subtree, so that the master serves it; false(2) while no session is open or while the master refuses it (another subagent registered the same subtree: see the log for duplicateRegistration). mwAgentxConnected says only that a session is open.",
     ),
     def(
         StatId::LogRotationFailures,
@@ -986,6 +1028,9 @@ pub static CATALOGUE: &[Stat] = &[
         Unit::Count,
         None,
         "Messages of the working queue held by an administrator (mailward queue hold): not delivered until released. Counted in mailward_queue_messages too.",
+    )
+    .snmp(
+        "Messages of the working queue held by an administrator (mailward queue hold): not delivered until released. Counted in mwQueueMessages too.",
     ),
     def(
         StatId::DeliveryDnsLookups,
@@ -1018,7 +1063,10 @@ pub static CATALOGUE: &[Stat] = &[
         Gauge,
         Unit::Flag,
         None,
-        "1 while the DNS server does not answer: a probe (a made-up name, sent after a DNS list, SPF, DKIM or DMARC look-up failed) got no reply within timeouts.dns. Meanwhile SPF and DKIM/DMARC give temperror and the DNS lists list nothing, at once, instead of waiting, and probes go on (at most one every 5 s, while mail comes in) until one is answered.",
+        "1 while the DNS server does not answer: a probe (a made-up name, sent after a DNS list, SPF, DKIM or DMARC look-up failed) got no reply within timeouts.dns. Meanwhile SPF and DKIM/DMARC give temperror and the DNS lists list nothing, at once, instead of waiting, and probes go on (at most one every 5 s, while mail comes in) until one is answered. 0 otherwise.",
+    )
+    .snmp(
+        "true(1) while the DNS server does not answer: a probe (a made-up name, sent after a DNS list, SPF, DKIM or DMARC look-up failed) got no reply within timeouts.dns. Meanwhile SPF and DKIM/DMARC give temperror and the DNS lists list nothing, at once, instead of waiting, and probes go on (at most one every 5 s, while mail comes in) until one is answered. false(2) otherwise.",
     ),
     def(
         StatId::ForeignVerdictHeaders,
@@ -1073,7 +1121,10 @@ pub static CATALOGUE: &[Stat] = &[
         Gauge,
         Unit::Flag,
         None,
-        "true (1 on /metrics) when the bases in use were released longer ago than bases.obsolete_after, the condition mwObsoleteBases is sent for; false (0) when none are loaded (mwBasesRecords is then 0).",
+        "1 when the bases in use were released longer ago than bases.obsolete_after (the condition the SNMP notification mwObsoleteBases is sent for); 0 otherwise, and when none are loaded (mailward_bases_records is then 0).",
+    )
+    .snmp(
+        "true(1) when the bases in use were released longer ago than bases.obsolete_after, the condition mwObsoleteBases is sent for; false(2) otherwise, and when none are loaded (mwBasesRecords is then 0).",
     ),
     def(
         StatId::SpoolWriteErrors,

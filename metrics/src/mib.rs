@@ -25,6 +25,24 @@ pub struct Revision {
 /// Objects are only ever added; none is renumbered or removed.
 pub const REVISIONS: &[Revision] = &[
     Revision {
+        date: "202612060100Z",
+        objects: 227,
+        description: "DESCRIPTIONs in SNMP terms: the TruthValue objects \
+            (mwAgentxConnected, mwStressMode, mwAgentxRegistered, \
+            mwDnsServerSilent, mwBasesObsolete) say true(1) and false(2) \
+            where they said 1 and 0, and other statistics are named by their \
+            objects (mwPolicyGroupBlocked, mwPolicyGroupQuarantined, \
+            mwQueueMessages, mwAgentxConnected). Every Counter64 names \
+            mwCounterDiscontinuityTime as its discontinuity indicator, the \
+            Counter32 mwConfigReloads and mwConfigReloadFailures \
+            mwStartTime. MwUtf8String: a text longer than 255 octets now \
+            ends with '...' where it is cut. mwSpamScoreTotal rounds each \
+            score to the nearest thousandth (it cut it, and could serve a \
+            thousandth less than it kept); mwUpdateLastCheck and \
+            mwUpdateLastResult are kept across restarts. No object was \
+            added.",
+    },
+    Revision {
         date: "202612052015Z",
         objects: 227,
         description: "Added mwMilterSlotsFull (times every milter connection \
@@ -278,7 +296,11 @@ pub fn text() -> String {
     STATUS       current
     DESCRIPTION
         "Text in UTF-8 (RFC 3629), as SnmpAdminString of
-         SNMP-FRAMEWORK-MIB, cut at a character boundary."
+         SNMP-FRAMEWORK-MIB. A text longer than 255 octets is cut
+         at a character boundary and ends with '...' (three full
+         stops): a top-N item or a raw record's field that long is
+         whole only on Prometheus's /metrics, in the statistics
+         file and in the raw records file."
     SYNTAX       OCTET STRING (SIZE (0..255))
 
 MwGauge64 ::= TEXTUAL-CONVENTION

@@ -112,8 +112,9 @@ impl Histogram {
         if let Some(i) = self.bounds.iter().position(|le| value <= *le) {
             self.buckets[i].fetch_add(1, Relaxed);
         }
+        // Rounded, not cut: 1.001 points * 1e3 is 1000.9999999999999.
         self.sum
-            .fetch_add((value.max(0.0) * self.scale) as u64, Relaxed);
+            .fetch_add((value.max(0.0) * self.scale).round() as u64, Relaxed);
         self.count.fetch_add(1, Relaxed);
     }
 
@@ -169,7 +170,14 @@ pub struct Stats {
     /// zeroes them like the model's own.
     /// In the order of [`Stats::outside_counters`].
     outside_at_reset: Mutex<[u64; OUTSIDE]>,
+    /// Called after an update attempt of the bases is recorded: the daemon
+    /// writes the statistics file then, so that a restart finds the last
+    /// update there ([`Stats::restore_last_update`]).
+    update_hook: Mutex<Option<UpdateHook>>,
 }
+
+/// See [`Stats::set_update_hook`].
+pub type UpdateHook = Box<dyn Fn() + Send + Sync>;
 
 /// How many counters are kept outside the model ([`Stats::outside_counters`]).
 const OUTSIDE: usize = 8;
@@ -228,6 +236,7 @@ impl Stats {
             reset_time: AtomicI64::new(started),
             version: version.to_string(),
             outside_at_reset: Mutex::new([0; OUTSIDE]),
+            update_hook: Mutex::new(None),
         };
         // No update attempted yet: the last result is "unknown".
         stats.store(
@@ -313,8 +322,57 @@ impl Stats {
 
     /// Applies one event.
     pub fn record(&self, event: &Event<'_>) {
-        let _shared = self.lock.read();
-        self.apply(event);
+        {
+            let _shared = self.lock.read();
+            self.apply(event);
+        }
+        self.after(std::slice::from_ref(event));
+    }
+
+    /// Calls the update hook when `events` hold an update attempt (after
+    /// the lock is released: the hook may take a snapshot).
+    fn after(&self, events: &[Event<'_>]) {
+        if !events
+            .iter()
+            .any(|e| matches!(e, Event::UpdateAttempted { .. }))
+        {
+            return;
+        }
+        if let Ok(hook) = self.update_hook.lock() {
+            if let Some(hook) = hook.as_ref() {
+                hook();
+            }
+        }
+    }
+
+    /// Sets what is called after each update attempt is recorded.
+    pub fn set_update_hook(&self, hook: UpdateHook) {
+        if let Ok(mut h) = self.update_hook.lock() {
+            *h = Some(hook);
+        }
+    }
+
+    /// Puts back the last update of the bases of an earlier run (its
+    /// `result`, an index of [`catalogue::UPDATE_RESULTS`], and its time),
+    /// as the statistics file kept it: a restart must not say "never
+    /// (unknown)" after an update, nor clear a failed one's alert. Not an
+    /// update attempt (nothing is sent or logged); an attempt already
+    /// recorded in this run is newer and stays. Returns whether it was
+    /// put back.
+    pub fn restore_last_update(&self, result: usize, at: i64) -> bool {
+        if at <= 0 || result >= catalogue::UPDATE_RESULTS.len() {
+            return false;
+        }
+        // Exclusive: no attempt is recorded between the look and the store.
+        let _exclusive = self.lock.write();
+        let recorded = self
+            .cell(StatId::UpdateLastCheck, 0)
+            .map_or(0, |c| c.load(Relaxed));
+        if recorded != 0 {
+            return false;
+        }
+        self.apply(&Event::UpdateAttempted { result, at });
+        true
     }
 
     /// Applies events as one: a snapshot shows all of them or none. For
@@ -322,10 +380,13 @@ impl Stats {
     /// accepted and its verdict (received must never run ahead of the
     /// verdict counters in a scrape).
     pub fn record_all(&self, events: &[Event<'_>]) {
-        let _shared = self.lock.read();
-        for e in events {
-            self.apply(e);
+        {
+            let _shared = self.lock.read();
+            for e in events {
+                self.apply(e);
+            }
         }
+        self.after(events);
     }
 
     /// Applies one event; the caller holds the shared lock.

@@ -19,7 +19,11 @@ pub fn markdown() -> String {
         `mwCounterDiscontinuityTime`; those under `mwUpdate` and `mwAdmin` always are, on `/metrics` too \
         ([statistics.md](statistics.md#categories)). Counters are \
         64-bit and monotonic until `mailward stats reset` or a restart, either of which sets \
-        `mailward_stats_reset_timestamp_seconds` (SNMP: `mwCounterDiscontinuityTime`).\n\n");
+        `mailward_stats_reset_timestamp_seconds` (SNMP: `mwCounterDiscontinuityTime`, which every Counter64 \
+        object's DESCRIPTION names). A 0/1 flag here is a TruthValue in SNMP: 1 is `true(1)`, 0 is `false(2)`. \
+        A label value is the same word in SNMP, as the enumeration label of the table's index, except that \
+        SMI labels cannot hold `_`: `not_found` is `notFound`, `not_listed` `notListed`, `not_needed` \
+        `notNeeded`, `rolled_back` `rolledBack` ([snmp-objects.md](snmp-objects.md) lists them).\n\n");
     s.push_str(
         "| Prometheus name | kind | labels | unit | MIB location | MIB object | meaning |\n",
     );
@@ -84,7 +88,19 @@ pub fn markdown() -> String {
     }
     s.push_str("\n## Top-N tables\n\nBounded by `statistics.top`; one gauge per row, labelled `rank` (1 = most) and the item. \
         Ties rank by item name. Counts are kept for up to 10,000 distinct items per table, so an item that falls \
-        out of the top N keeps its count; past that the smallest is forgotten.\n\n");
+        out of the top N keeps its count; past that the smallest is forgotten.\n\n\
+        Each (`rank`, item) pair is a series of its own: when the order changes, series start and stop, so over \
+        Prometheus's retention a table leaves more series than it has rows (the `rank` label is part of the metrics' \
+        contract: dashboards and scripts read it; `topk` and `sort_desc` rank by value without it). \
+        Two tables hold personal data: `mailward_top_infected_sender_messages` envelope senders (chosen by \
+        whoever sends the mail) and `mailward_top_infected_client_messages` client addresses. A site that must \
+        not keep them in its Prometheus drops them in the scrape job; SNMP and the statistics file still have them:\n\n\
+        ```yaml\n\
+        metric_relabel_configs:\n  \
+        - source_labels: [__name__]\n    \
+        regex: mailward_top_infected_(sender|client)_messages\n    \
+        action: drop\n\
+        ```\n\n");
     s.push_str("| Prometheus name | item label | MIB location | MIB table | meaning |\n| --- | --- | --- | --- | --- |\n");
     for t in TOP_TABLES {
         let _ = writeln!(
@@ -130,7 +146,9 @@ pub fn markdown() -> String {
             }
             Kind::Histogram => {
                 "Prometheus histogram `_bucket{le}`, `_sum`, `_count`; SNMP shows count and sum \
-                 (Counter64, the sum in microseconds or thousandths)"
+                 (Counter64, the sum in microseconds for times, in thousandths of a point for spam \
+                 scores). Sums are kept as whole microseconds or thousandths, each measurement \
+                 rounded to the nearest: `_sum` is that integer in seconds or points"
             }
         };
         let _ = writeln!(s, "- **{}**: {what}", k.as_str());

@@ -229,3 +229,25 @@ impl Snapshot {
         Value::Object(root)
     }
 }
+
+/// The last update of the bases as a statistics file written by
+/// [`Snapshot::to_json`] holds it: (its result, an index of
+/// [`catalogue::UPDATE_RESULTS`], and its unix time). None when the file
+/// has no update in it (none attempted, or a layout it does not know).
+pub fn last_update_in_json(file: &Value) -> Option<(usize, i64)> {
+    let check = catalogue::stat(StatId::UpdateLastCheck);
+    let result = catalogue::stat(StatId::UpdateLastResult);
+    let at = file
+        .get(check.category.as_str())?
+        .get(check.prom)?
+        .as_i64()
+        .filter(|at| *at > 0)?;
+    let flags = file
+        .get(result.category.as_str())?
+        .get(result.prom)?
+        .as_object()?;
+    let result = catalogue::UPDATE_RESULTS
+        .iter()
+        .position(|r| flags.get(*r).and_then(Value::as_u64) == Some(1))?;
+    Some((result, at))
+}

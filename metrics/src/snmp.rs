@@ -29,7 +29,8 @@ pub enum Syntax {
     /// A table index 1..N.
     Index,
     DateAndTime,
-    /// `MwUtf8String`: UTF-8 text up to 255 octets.
+    /// `MwUtf8String`: UTF-8 text up to 255 octets (a longer one is cut
+    /// and ends with `...`).
     Text,
     TimeTicks,
     TruthValue,
@@ -229,7 +230,7 @@ pub fn objects() -> Vec<Object> {
         ro,
         None,
         "mwConfigGroup",
-        "true when the configuration file on disk was in force at the last attempt to load it: at start, and after an accepted reload (SIGHUP); false after a refused reload, until a later one is accepted or Mailward restarts.",
+        "true(1) when the configuration file on disk was in force at the last attempt to load it: at start, and after an accepted reload (SIGHUP); false(2) after a refused reload, until a later one is accepted or Mailward restarts.",
     );
     push(
         "mwPolicyGroupTable",
@@ -439,8 +440,32 @@ pub fn objects() -> Vec<Object> {
         "mwNotificationObjectsGroup",
         "raised when the value crossed the threshold, cleared when it came back.",
     );
+    // RFC 2578 7.1.6/7.1.10 and RFC 4181 4.6.1.2: a counter that may be
+    // zeroed other than at a re-initialisation of the agent names its
+    // discontinuity indicator (the master, snmpd, keeps running when
+    // Mailward restarts, so its sysUpTime says nothing).
+    for o in &mut out {
+        if o.access != ReadOnly {
+            continue;
+        }
+        let note = match o.syntax {
+            Some(Syntax::Counter64) => COUNTER64_DISCONTINUITY,
+            Some(Syntax::Counter32) => COUNTER32_DISCONTINUITY,
+            _ => continue,
+        };
+        o.description.push(' ');
+        o.description.push_str(note);
+    }
     out
 }
+
+/// The discontinuity sentence of every Counter64 object's DESCRIPTION.
+pub const COUNTER64_DISCONTINUITY: &str = "Discontinuities: at a restart of Mailward and at \
+    `mailward stats reset`, indicated by mwCounterDiscontinuityTime.";
+/// The same for the Counter32 objects (the configuration's reloads), which
+/// `mailward stats reset` does not zero.
+pub const COUNTER32_DISCONTINUITY: &str = "Discontinuities: at a restart of Mailward only \
+    (not at `mailward stats reset`), indicated by mwStartTime.";
 
 fn out_extend(
     push: &mut impl FnMut(
@@ -509,7 +534,7 @@ fn stat_objects(s: &catalogue::Stat) -> Vec<Object> {
                 Access::ReadOnly,
                 None,
                 "",
-                s.help.to_string(),
+                s.mib_help().to_string(),
             ),
             mk(
                 format!("{}Count", s.name),
@@ -519,7 +544,7 @@ fn stat_objects(s: &catalogue::Stat) -> Vec<Object> {
                 Access::ReadOnly,
                 None,
                 group,
-                format!("{} Number of measurements.", s.help),
+                format!("{} Number of measurements.", s.mib_help()),
             ),
             mk(
                 format!("{}Total", s.name),
@@ -533,8 +558,12 @@ fn stat_objects(s: &catalogue::Stat) -> Vec<Object> {
                 }),
                 group,
                 format!(
-                    "{} Sum of the measurements (divide by the count for the mean).",
-                    s.help
+                    "{} Sum of the measurements, {} (divide by the count for the mean).",
+                    s.mib_help(),
+                    match s.unit {
+                        catalogue::Unit::Micros => "in microseconds",
+                        _ => "in thousandths of a point, each rounded to the nearest thousandth",
+                    }
                 ),
             ),
         ];
@@ -548,7 +577,7 @@ fn stat_objects(s: &catalogue::Stat) -> Vec<Object> {
             Access::ReadOnly,
             None,
             group,
-            s.help
+            s.mib_help()
                 .replace("the current one is 1, the others 0", "its value")
                 .to_string(),
         )];
@@ -556,9 +585,9 @@ fn stat_objects(s: &catalogue::Stat) -> Vec<Object> {
     // The catalogue says "(0: never)" as Prometheus shows it; SNMP serves
     // that 0 as the all-zero DateAndTime.
     let help = if value_syntax(s) == Syntax::DateAndTime {
-        s.help.replace("(0: ", "('0000000000000000'H: ")
+        s.mib_help().replace("(0: ", "('0000000000000000'H: ")
     } else {
-        s.help.to_string()
+        s.mib_help().to_string()
     };
     match s.label {
         None => vec![mk(
@@ -583,7 +612,7 @@ fn stat_objects(s: &catalogue::Stat) -> Vec<Object> {
                     Access::NotAccessible,
                     None,
                     "",
-                    format!("{} One row per {label}.", s.help),
+                    format!("{} One row per {label}.", s.mib_help()),
                 ),
                 mk(
                     format!("{}Entry", s.name),
@@ -613,7 +642,7 @@ fn stat_objects(s: &catalogue::Stat) -> Vec<Object> {
                     Access::ReadOnly,
                     units(s),
                     group,
-                    s.help.to_string(),
+                    s.mib_help().to_string(),
                 ),
             ]
         }
@@ -859,14 +888,27 @@ impl Default for Services {
     }
 }
 
-/// A `MwUtf8String`: at most 255 octets, cut on a character boundary (the
-/// one cut of SNMP strings, also for the daemon's notifications).
+/// The most octets of a `MwUtf8String`.
+pub const TEXT_MAX: usize = 255;
+/// What ends a text cut to [`TEXT_MAX`].
+pub const TEXT_CUT_MARK: &str = "...";
+
+/// A `MwUtf8String`: the text whole when it fits 255 octets; a longer one
+/// is cut on a character boundary and ends with `...`, so that an NMS sees
+/// it was cut (a top-N item or a raw record's detail, whole on /metrics,
+/// in the stats file and in raw.log). The one cut of SNMP strings, also
+/// for the daemon's notifications.
 pub fn utf8_string(s: &str) -> Vec<u8> {
-    let mut end = s.len().min(255);
+    if s.len() <= TEXT_MAX {
+        return s.as_bytes().to_vec();
+    }
+    let mut end = TEXT_MAX - TEXT_CUT_MARK.len();
     while !s.is_char_boundary(end) {
         end -= 1;
     }
-    s.as_bytes()[..end].to_vec()
+    let mut out = s.as_bytes()[..end].to_vec();
+    out.extend_from_slice(TEXT_CUT_MARK.as_bytes());
+    out
 }
 
 fn text(s: &str) -> SnmpValue {
@@ -944,7 +986,9 @@ pub fn view(snap: &Snapshot, extras: &Extras) -> Vec<(Vec<u32>, SnmpValue)> {
             ));
             out.push((
                 [oid.as_slice(), &[2, 0]].concat(),
-                SnmpValue::Counter64((sum * histogram_scale(s.unit)) as u64),
+                // Back to the stored integer: rounded, as 1001 / 1e3 * 1e3
+                // is 1000.9999999999999.
+                SnmpValue::Counter64((sum * histogram_scale(s.unit)).round() as u64),
             ));
         } else if s.id == catalogue::StatId::UpdateLastResult {
             let current = snap
@@ -1291,6 +1335,71 @@ mod tests {
             assert!(text.contains(prom), "/metrics lacks {prom}");
         }
         assert!(!text.contains("mailward_sessions_opened_total"));
+    }
+
+    #[test]
+    fn every_description_speaks_snmp() {
+        // walkAG 1: the MIB's texts were the Prometheus HELP texts: a
+        // TruthValue "0 while ..." (false is 2 on the wire), Prometheus
+        // series where an object exists, histogram buckets SNMP lacks.
+        for o in objects() {
+            let d = &o.description;
+            let series = ["mailward_", "process_"].iter().any(|p| {
+                d.match_indices(p)
+                    .any(|(i, _)| d[i + p.len()..].starts_with(|c: char| c.is_ascii_lowercase()))
+            });
+            assert!(!series, "{} names a Prometheus series: {d}", o.name);
+            for prometheus_only in ["bucket", "le=", "/metrics"] {
+                assert!(
+                    !d.contains(prometheus_only),
+                    "{} speaks of {prometheus_only}: {d}",
+                    o.name
+                );
+            }
+            if o.syntax == Some(Syntax::TruthValue) {
+                assert!(
+                    d.contains("true(1)") && d.contains("false(2)"),
+                    "{} is a TruthValue: say true(1) and false(2): {d}",
+                    o.name
+                );
+                for flag in ["1 while", "0 while", " (0", " (1", "1 when", "0 when"] {
+                    assert!(!d.contains(flag), "{}: {flag:?} in {d}", o.name);
+                }
+            }
+            // RFC 4181 4.6.1.2: the counter names its discontinuity indicator.
+            match o.syntax {
+                Some(Syntax::Counter64) if o.access == Access::ReadOnly => {
+                    assert!(d.ends_with(COUNTER64_DISCONTINUITY), "{}: {d}", o.name)
+                }
+                Some(Syntax::Counter32) => assert!(d.contains("mwStartTime"), "{}: {d}", o.name),
+                Some(Syntax::Gauge64) => assert!(
+                    !d.contains("Discontinuities"),
+                    "{} is a level, not a counter: {d}",
+                    o.name
+                ),
+                _ => {}
+            }
+        }
+    }
+
+    #[test]
+    fn a_text_too_long_for_snmp_is_cut_visibly_on_a_character_boundary() {
+        assert_eq!(utf8_string("*.exe"), b"*.exe".to_vec());
+        let exact = "x".repeat(TEXT_MAX);
+        assert_eq!(utf8_string(&exact), exact.as_bytes().to_vec());
+        // walkAG 3: a 310-octet rule name was served as its first 255
+        // octets, with nothing to say so.
+        let rule = format!("name:*{}.bin", "verylongname".repeat(25));
+        let cut = String::from_utf8(utf8_string(&rule)).unwrap();
+        assert_eq!(cut.len(), TEXT_MAX);
+        assert!(cut.ends_with("..."), "{cut}");
+        assert!(rule.starts_with(cut.trim_end_matches('.')));
+        // Two-octet characters: never half of one.
+        let wide = "é".repeat(200);
+        let cut = utf8_string(&wide);
+        assert!(cut.len() <= TEXT_MAX);
+        let cut = String::from_utf8(cut).expect("cut on a character boundary");
+        assert!(cut.ends_with("é..."), "{cut}");
     }
 
     #[test]

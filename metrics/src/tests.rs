@@ -810,3 +810,82 @@ fn the_standard_process_start_time_and_max_fds_are_exported() {
     );
     assert!(json["resources"]["process_max_fds"].as_u64() > Some(0));
 }
+
+#[test]
+fn a_spam_score_sum_keeps_whole_thousandths_the_same_in_every_rendering() {
+    // walkAG 7: 1.001 * 1e3 is 1000.9999999999999, and 1001 / 1e3 * 1e3
+    // too: cut, not rounded, the sum lost a thousandth on the way in and
+    // SNMP another on the way out.
+    let stats = model();
+    for score in [1.001, 0.0004, 0.0004] {
+        scan_in(
+            &stats,
+            score,
+            &[crate::group::GroupOutcome {
+                group: "",
+                infected: false,
+                spam: false,
+                refused: false,
+            }],
+        );
+    }
+    let snap = stats.snapshot(&Gauges::default());
+    let text = crate::prometheus::render(&snap).unwrap();
+    // 1.001 + 0 + 0 (each rounded to the nearest thousandth).
+    assert_eq!(sample(&text, "mailward_spam_score_points_sum"), Some(1.001));
+    let total = crate::snmp::objects()
+        .into_iter()
+        .find(|o| o.name == "mwSpamScoreTotal")
+        .unwrap();
+    let served = crate::snmp::view(&snap, &crate::snmp::Extras::default())
+        .into_iter()
+        .find(|(oid, _)| *oid == [total.oid.as_slice(), &[0]].concat())
+        .map(|(_, v)| v);
+    assert_eq!(served, Some(crate::snmp::SnmpValue::Counter64(1001)));
+}
+
+#[test]
+fn the_last_update_is_read_back_from_the_stats_file_of_an_earlier_run() {
+    let before = model();
+    let hooked = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = hooked.clone();
+    before.set_update_hook(Box::new(move || {
+        seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }));
+    // The update failed ("error") at that time.
+    before.record(&Event::UpdateAttempted {
+        result: 2,
+        at: 1_800_000_000,
+    });
+    assert_eq!(hooked.load(std::sync::atomic::Ordering::SeqCst), 1);
+    let file = before.snapshot(&Gauges::default()).to_json();
+    assert_eq!(
+        crate::snapshot::last_update_in_json(&file),
+        Some((2, 1_800_000_000))
+    );
+
+    // The next run: "never (unknown)" until the file is read back.
+    let after = model();
+    let fresh = crate::prometheus::render(&after.snapshot(&Gauges::default())).unwrap();
+    assert!(fresh.contains("mailward_update_last_result{result=\"unknown\"} 1"));
+    assert!(after.restore_last_update(2, 1_800_000_000));
+    let text = crate::prometheus::render(&after.snapshot(&Gauges::default())).unwrap();
+    assert!(text.contains("mailward_update_last_check_timestamp_seconds 1800000000"));
+    assert!(text.contains("mailward_update_last_result{result=\"error\"} 1"));
+    assert!(text.contains("mailward_update_last_result{result=\"unknown\"} 0"));
+
+    // An attempt of this run is newer: the file does not overwrite it.
+    let newer = model();
+    newer.record(&Event::UpdateAttempted {
+        result: 1,
+        at: 1_800_000_100,
+    });
+    assert!(!newer.restore_last_update(2, 1_800_000_000));
+    let snap = newer.snapshot(&Gauges::default());
+    assert_eq!(snap.value(StatId::UpdateLastCheck, 0), 1_800_000_100);
+    assert_eq!(snap.flagged(StatId::UpdateLastResult), Some("not_needed"));
+
+    // A file without an update (a first run) restores nothing.
+    let none = model().snapshot(&Gauges::default()).to_json();
+    assert_eq!(crate::snapshot::last_update_in_json(&none), None);
+}

@@ -1444,3 +1444,104 @@ fn idle_metrics_and_admin_connections_past_their_limits_are_refused_and_mail_flo
     )?;
     Ok(())
 }
+
+/// The `last update:` line of `mailward bases status`.
+fn last_update_line(rig: &Rig) -> Result<String> {
+    let out = rig.daemon.cli_ok(&["bases", "status"])?;
+    out.lines()
+        .find(|l| l.starts_with("last update:"))
+        .map(str::to_string)
+        .with_context(|| format!("no `last update:` line in bases status:\n{out}"))
+}
+
+/// The last update as /metrics says it: (time, result at 1).
+fn last_update_metrics(m: &Metrics) -> (Option<f64>, Vec<String>) {
+    let results = m
+        .all("mailward_update_last_result")
+        .filter(|s| s.value == 1.0)
+        .filter_map(|s| s.label("result").map(str::to_string))
+        .collect();
+    (
+        m.get("mailward_update_last_check_timestamp_seconds", &[]),
+        results,
+    )
+}
+
+/// walkAG 2: a restart forgot the last update of the bases: /metrics,
+/// SNMP and `bases status` said "never (unknown)", and a failed update's
+/// alert (MailwardUpdateFailing, `result="error"` for 1h) cleared. The
+/// statistics file is written after each update attempt and read back at
+/// start, so the last update survives a stop and a crash (SIGKILL right
+/// after the update) alike.
+#[test]
+fn the_last_update_of_the_bases_is_kept_across_a_restart_and_a_crash() -> Result<()> {
+    let mut rig = Rig::start("update-restart", |c| c)?;
+    let fresh = last_update_metrics(&rig.stats.scrape()?);
+    ensure!(
+        fresh == (Some(0.0), vec!["unknown".to_string()]),
+        "a fresh gateway: expected never (0) and unknown, got {fresh:?}"
+    );
+    // A cron job's update from a directory that is not there.
+    let missing = rig.dir.path().join("no-such-set");
+    let out = rig
+        .daemon
+        .cli(&["bases", "update", "--from", &missing.display().to_string()])?;
+    ensure!(
+        !out.status.success(),
+        "bases update --from a missing directory succeeded: {}",
+        output_text(&out)
+    );
+    let failed = last_update_metrics(&rig.stats.scrape()?);
+    let at = failed.0.unwrap_or(0.0);
+    ensure!(
+        at > 0.0 && failed.1 == ["error"],
+        "after the failed update: expected a time and error, got {failed:?}"
+    );
+    let status = last_update_line(&rig)?;
+    ensure!(
+        status.ends_with("(error)") && !status.contains("never"),
+        "bases status after the failed update: {status}"
+    );
+    for how in [
+        "a crash (SIGKILL) right after the update",
+        "a stop (SIGTERM)",
+    ] {
+        if how.contains("SIGKILL") {
+            rig.daemon.kill9()?;
+        } else {
+            rig.daemon.sigterm()?;
+        }
+        rig.daemon.restart()?;
+        // Read back by a task of the start: at once, but not before the
+        // greeting.
+        let after = wait_until(
+            &format!("the last update on /metrics after {how}"),
+            Duration::from_secs(10),
+            || {
+                let m = last_update_metrics(&rig.stats.scrape()?);
+                Ok((m == failed).then_some(m))
+            },
+        )
+        .with_context(|| {
+            format!(
+                "expected {failed:?}, got {:?}; log:\n{}",
+                rig.stats.scrape().map(|m| last_update_metrics(&m)),
+                rig.daemon.log()
+            )
+        })?;
+        ensure!(after == failed);
+        let again = last_update_line(&rig)?;
+        ensure!(
+            again == status,
+            "bases status after {how}: {again:?}, before it: {status:?}"
+        );
+        ensure!(
+            rig.daemon
+                .full_log()
+                .contains("The last update of the bases, read back from the statistics file."),
+            "no line says where the last update came from:\n{}",
+            rig.daemon.log()
+        );
+    }
+    Ok(())
+}

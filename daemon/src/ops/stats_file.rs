@@ -84,17 +84,77 @@ fn store(path: &Path, json: &[u8]) -> std::io::Result<()> {
 }
 
 /// Writes the file every `write_interval` (read anew after each write, so a
-/// reload changes it) until shutdown.
+/// reload changes it) and after each update attempt of the bases, until
+/// shutdown. First it puts back the last update the file of the previous
+/// run kept ([`restore_last_update`]).
 pub async fn periodic(gw: std::sync::Arc<Gateway>) {
     let mut shutdown = gw.shutdown.clone();
+    // Before the restore: an update recorded meanwhile is written too.
+    let updated = std::sync::Arc::new(tokio::sync::Notify::new());
+    let hook = updated.clone();
+    gw.stats
+        .set_update_hook(Box::new(move || hook.notify_one()));
+    restore_last_update(&gw).await;
     loop {
         let every = gw.config().statistics.write_interval.get();
         tokio::select! {
             _ = tokio::time::sleep(every) => {}
+            // At once, so that a restart (even after a crash) finds it.
+            _ = updated.notified() => {}
             _ = shutdown.wait_for(|s| *s) => return,
         }
         if let Err(e) = write(&gw).await {
             tracing::warn!(target: "app", error = %e, "Cannot write the statistics file.");
+        }
+    }
+}
+
+/// Puts back the last update of the bases (its time and result) from the
+/// statistics file the previous run wrote, so that a restart does not say
+/// "never (unknown)" on /metrics, in SNMP and in `mailward bases status`
+/// after an update, nor clear the alert of a failed one (walkAG 2). An
+/// update attempted since start is newer and stays. A missing file is a
+/// first start; one that does not read is said and otherwise ignored.
+pub async fn restore_last_update(gw: &Gateway) {
+    let path = gw.config().statistics.destination.clone();
+    let target = path.clone();
+    let read = tokio::task::spawn_blocking(move || std::fs::read(&target));
+    let bytes = match tokio::time::timeout(WRITE_WAIT, read).await {
+        Ok(Ok(Ok(bytes))) => bytes,
+        Ok(Ok(Err(e))) if e.kind() == std::io::ErrorKind::NotFound => return,
+        Ok(Ok(Err(e))) => {
+            let e = StatsFileError { path, source: e };
+            tracing::warn!(target: "app", error = %e,
+                "Cannot read the statistics file; the last update of the bases is not known until the next one.");
+            return;
+        }
+        Ok(Err(join)) => {
+            tracing::warn!(target: "app", path = %path.display(), error = %join,
+                "Cannot read the statistics file; the last update of the bases is not known until the next one.");
+            return;
+        }
+        Err(_) => {
+            tracing::warn!(target: "app", path = %path.display(),
+                "The statistics file was not read within {}s (a slow or hung disk?); the last update of the bases is not known until the next one.",
+                WRITE_WAIT.as_secs());
+            return;
+        }
+    };
+    let last = match serde_json::from_slice::<serde_json::Value>(&bytes) {
+        Ok(file) => mailward_metrics::snapshot::last_update_in_json(&file),
+        Err(e) => {
+            tracing::warn!(target: "app", path = %path.display(), error = %e,
+                "The statistics file is not JSON; the last update of the bases is not known until the next one.");
+            return;
+        }
+    };
+    if let Some((result, at)) = last {
+        if gw.stats.restore_last_update(result, at) {
+            let when = chrono::DateTime::from_timestamp(at, 0)
+                .map_or_else(|| at.to_string(), |t| t.to_rfc3339());
+            tracing::info!(target: "app", path = %path.display(), at = %when,
+                result = mailward_metrics::catalogue::UPDATE_RESULTS.get(result).copied().unwrap_or("unknown"),
+                "The last update of the bases, read back from the statistics file.");
         }
     }
 }
