@@ -746,7 +746,6 @@ struct TextVisitor<'w> {
 
 impl TextVisitor<'_> {
     fn write(&mut self, field: &tracing::field::Field, value: &str) {
-        use std::fmt::Write as _;
         if self.result.is_err() {
             return;
         }
