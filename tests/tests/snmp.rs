@@ -273,6 +273,10 @@ fn metric_key(name: &str, label: Option<(&str, &str)>) -> String {
 
 // ---- 1. the MIB -----------------------------------------------------------
 
+/// `mwConfigFile.0` under the default root: the first varbind of a few
+/// notifications.
+const ROOT_CONFIG_FILE_0: &str = ".1.3.6.1.4.1.32473.25.1.1.1.0";
+
 #[test]
 fn mib_lints_clean_and_every_object_resolves() -> Result<()> {
     let dir = TestDir::new("snmp-mib")?;
@@ -358,6 +362,43 @@ fn mib_lints_clean_and_every_object_resolves() -> Result<()> {
             });
         }
     }
+    // snmp.md's recipe for snmptrapd with the base modules only
+    // (`-m SNMPv2-MIB:MAILWARD-MIB`) names a notification's varbinds:
+    // the two standard ones too, which `-m MAILWARD-MIB` alone prints as
+    // SNMPv2-SMI::mib-2.1.3.0 and SNMPv2-SMI::snmpModules.1.1.4.1.0
+    // (walkAG 8).
+    let varbinds = [
+        ".1.3.6.1.2.1.1.3.0",
+        ".1.3.6.1.6.3.1.1.4.1.0",
+        ROOT_CONFIG_FILE_0,
+    ];
+    let mut args: Vec<String> = ["-M", &path, "-m", "SNMPv2-MIB:MAILWARD-MIB"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    args.extend(varbinds.iter().map(|s| s.to_string()));
+    let out = net_snmp_tool(dir.path(), "snmptranslate", &args)?;
+    let named: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(str::to_string)
+        .collect();
+    let want = [
+        "SNMPv2-MIB::sysUpTime.0",
+        "SNMPv2-MIB::snmpTrapOID.0",
+        "MAILWARD-MIB::mwConfigFile.0",
+    ];
+    f.check(named == want && out.stderr.is_empty(), || {
+        format!(
+            "snmptranslate -m SNMPv2-MIB:MAILWARD-MIB (snmp.md's snmptrapd recipe) names {varbinds:?} {named:?}, expected {want:?}; stderr:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    let snmp_md = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/snmp.md"))?;
+    f.check(snmp_md.contains("`-m SNMPv2-MIB:MAILWARD-MIB`"), || {
+        "docs/snmp.md does not give snmptrapd's -m SNMPv2-MIB:MAILWARD-MIB".to_string()
+    });
+
     let objects = mib.object_types().count();
     let notifications = mib.notifications().count();
     f.check(objects >= 100 && notifications == 8, || {
