@@ -782,7 +782,7 @@ impl Session {
         let limit = conn.write_limit();
         let (tcp, discarded) = conn.into_plain()?;
         if discarded {
-            tracing::warn!(target: "smtp", client = %self.peer,
+            tracing::warn!(target: "smtp", client = %self.peer.ip(),
                 "Client sent commands after STARTTLS before the handshake; they were discarded.");
         }
         let stress = self.gw.under_stress(&self.cfg);
@@ -800,7 +800,7 @@ impl Session {
                 Some(Conn::new(Stream::Tls(Box::new(tls)), limit))
             }
             Ok(Err(e)) => {
-                tracing::info!(target: "smtp", client = %self.peer, error = %e, "TLS handshake failed.");
+                tracing::info!(target: "smtp", client = %self.peer.ip(), error = %e, "TLS handshake failed.");
                 None
             }
             Err(_) => {
