@@ -561,7 +561,8 @@ pub struct Policy {
     pub notify_recipients: Vec<Status>,
     /// Statuses for which the administrator is notified.
     pub notify_admin: Vec<Status>,
-    /// Where administrator notifications go.
+    /// Where administrator notifications go; `server.postmaster` when
+    /// left out.
     pub admin_address: String,
     /// A directory with `sender.txt`, `recipients.txt`, `admin.txt`
     /// notification templates (each optional; "" = the built-in ones).
