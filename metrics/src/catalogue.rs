@@ -220,6 +220,7 @@ pub enum StatId {
     MaxFds,
     MilterSlotsFull,
     SpoolDamagedKeptBytes,
+    InboundTls,
 }
 
 pub const REJECT_REASONS: &[&str] = &[
@@ -254,6 +255,10 @@ pub const SPAM_CLASSES: &[&str] = &["spam", "ham"];
 /// or not offered), fallback (tried under "may", went on in plain text),
 /// failed (required by "encrypt"/"verify" and not had: deferred).
 pub const OUTBOUND_TLS_RESULTS: &[&str] = &["tls", "plain", "fallback", "failed"];
+/// Inbound sessions by STARTTLS outcome: encrypted (a handshake
+/// completed), plain (none tried), failed (the client's handshake failed
+/// or timed out).
+pub const INBOUND_TLS_RESULTS: &[&str] = &["tls", "plain", "failed"];
 pub const DNSBL_RESULTS: &[&str] = &["listed", "not_listed", "failed"];
 /// Delivery's DNS look-ups (MX, A/AAAA): answered with records, answered
 /// that there is no such name or record, or no answer (timeout, server
@@ -1180,6 +1185,17 @@ pub static CATALOGUE: &[Stat] = &[
         Unit::Bytes,
         None,
         "Delivered mail the spool keeps because a damaged segment's note (damaged-N in the spool directory) holds its reclamation back; 0 when no note does. Not 0: the disk fills with delivered mail until the damaged file is salvaged or moved aside (mailward status says how).",
+    ),
+    def(
+        StatId::InboundTls,
+        Resources,
+        55,
+        "mwInboundTls",
+        "mailward_inbound_tls_total",
+        Counter,
+        Unit::Count,
+        Some(("result", INBOUND_TLS_RESULTS)),
+        "Inbound SMTP sessions by STARTTLS outcome, one per session: tls (a handshake completed), plain (the session ended without STARTTLS, offered or not), failed (the client's handshake failed or timed out: the session ends, and the log says why). A share of failed that rises: a certificate expired or a protocol the clients refuse.",
     ),
 ];
 

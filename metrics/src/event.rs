@@ -148,6 +148,12 @@ pub enum Event<'a> {
     OutboundTls {
         result: &'static str,
     },
+    /// One inbound session's STARTTLS outcome (at the end of the session,
+    /// or when its handshake fails); `result` is one of
+    /// `catalogue::INBOUND_TLS_RESULTS`.
+    InboundTls {
+        result: &'static str,
+    },
     /// One SPF check; `result` is one of `catalogue::AUTH_RESULTS`.
     SpfChecked {
         result: &'static str,

@@ -25,6 +25,12 @@ pub struct Revision {
 /// Objects are only ever added; none is renumbered or removed.
 pub const REVISIONS: &[Revision] = &[
     Revision {
+        date: "202612060215Z",
+        objects: 231,
+        description: "Added mwInboundTlsTable: inbound SMTP sessions by \
+            STARTTLS outcome (tls, plain, failed), beside mwOutboundTlsTable.",
+    },
+    Revision {
         date: "202612060100Z",
         objects: 227,
         description: "DESCRIPTIONs in SNMP terms: the TruthValue objects \

@@ -546,6 +546,14 @@ impl Stats {
                     self.add(StatId::OutboundTls, i, 1);
                 }
             }
+            Event::InboundTls { result } => {
+                if let Some(i) = catalogue::INBOUND_TLS_RESULTS
+                    .iter()
+                    .position(|r| r == result)
+                {
+                    self.add(StatId::InboundTls, i, 1);
+                }
+            }
             Event::DkimChecked { result } => self.add_auth(StatId::DkimResults, result),
             Event::DmarcChecked { result } => self.add_auth(StatId::DmarcResults, result),
             Event::QuarantineReleased => self.add(StatId::QuarantineReleases, 0, 1),

@@ -889,3 +889,35 @@ fn the_last_update_is_read_back_from_the_stats_file_of_an_earlier_run() {
     let none = model().snapshot(&Gauges::default()).to_json();
     assert_eq!(crate::snapshot::last_update_in_json(&none), None);
 }
+
+#[test]
+fn inbound_starttls_outcomes_are_counted_by_result_in_both_renderings() {
+    // walkAG 6: inbound STARTTLS was counted nowhere.
+    let stats = model();
+    for result in ["tls", "tls", "plain", "failed", "not-a-result"] {
+        stats.record(&Event::InboundTls { result });
+    }
+    let snap = stats.snapshot(&Gauges::default());
+    let text = crate::prometheus::render(&snap).unwrap();
+    for (result, want) in [("tls", 2.0), ("plain", 1.0), ("failed", 1.0)] {
+        assert_eq!(
+            sample(
+                &text,
+                &format!("mailward_inbound_tls_total{{result=\"{result}\"}}")
+            ),
+            Some(want),
+            "{result}"
+        );
+    }
+    let count = crate::snmp::objects()
+        .into_iter()
+        .find(|o| o.name == "mwInboundTlsCount")
+        .unwrap();
+    let served: Vec<_> = crate::snmp::view(&snap, &crate::snmp::Extras::default())
+        .into_iter()
+        .filter(|(oid, _)| oid.starts_with(&count.oid))
+        .map(|(_, v)| v)
+        .collect();
+    use crate::snmp::SnmpValue::Counter64;
+    assert_eq!(served, vec![Counter64(2), Counter64(1), Counter64(1)]);
+}
