@@ -1782,8 +1782,8 @@ Content-Transfer-Encoding: base64\r\n\r\n{b64}\r\n--BB--\r\n"
     // A line that is no field at all ends the header for Python and
     // Postfix, while a reader that skips it (mail-parser does) reads the
     // multipart below: both readings are scanned and the worse counts.
-    // The readings' parts differ, so no part is removed: the status is
-    // what the group's policy acts on.
+    // The readings' parts differ, so the action is taken on the whole
+    // message: its body is replaced by the notice.
     let skipped = send_ok(
         daemon.port,
         "bob@example.com",
@@ -1810,6 +1810,12 @@ Content-Transfer-Encoding: base64\r\n\r\n{b64}\r\n--BB--\r\n"
             "infected",
             Some(EICAR_RULE),
         );
+        f.check(!m.message.contains(&b64[..40]), || {
+            format!(
+                "a line that is no field: the EICAR part is still there:\n{}",
+                m.message
+            )
+        });
     }
     f.finish(|| format!("test directory {}\n{}", dir.path().display(), daemon.log()))
 }

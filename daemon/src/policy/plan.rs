@@ -268,10 +268,20 @@ fn action(kind: crate::check::Kind, policy: &Policy) -> Action {
 }
 
 /// The edit of each top-level part: the action for its worst finding.
+/// A virus found in no part of the parse the edits work on (found in the
+/// message as another reader reads it, walkAH 2) is an edit of the whole
+/// message (part 0, the root: its body is replaced by the notice), so
+/// that the action for it is taken rather than the virus delivered marked.
 fn edits(findings: &[&crate::check::Finding], policy: &Policy) -> BTreeMap<usize, (Edit, String)> {
+    use crate::check::Kind;
     let mut worst: BTreeMap<usize, &crate::check::Finding> = BTreeMap::new();
     for f in findings {
-        if let Some(p) = f.part {
+        let part = match f.part {
+            Some(p) => Some(p),
+            None if matches!(f.kind, Kind::Infected | Kind::Suspicious) => Some(0),
+            None => None,
+        };
+        if let Some(p) = part {
             let e = worst.entry(p).or_insert(f);
             if f.kind > e.kind {
                 *e = f;

@@ -126,6 +126,30 @@ fn every_status_with_every_part_action() {
     }
 }
 
+/// walkAH 2: a virus found only in another reading of the message names
+/// no part; it was delivered, marked, when the action was a part edit.
+#[test]
+fn a_virus_in_no_part_is_an_edit_of_the_whole_message() {
+    for (kind, want) in [
+        (Kind::Infected, Some(Edit::Remove)),
+        (Kind::Suspicious, Some(Edit::Remove)),
+        // No bases, a damaged message: nothing to act on by part.
+        (Kind::Error, None),
+    ] {
+        let mut p = policy();
+        p.action_infected = Action::Remove;
+        p.action_suspicious = Action::Remove;
+        p.action_error = Action::Remove;
+        let r = Report {
+            av_checked: true,
+            av: vec![Finding::new(kind, "Rule_X", "part 2 (read past ...)", None)],
+            ..Report::default()
+        };
+        let plan = decide(&p, "", &r, true, false);
+        assert_eq!(plan.edits.get(&0).map(|e| e.0), want, "{kind:?}");
+    }
+}
+
 #[test]
 fn a_blocked_or_refused_message_gets_no_edits_mark_or_headers() {
     let mut p = policy();
