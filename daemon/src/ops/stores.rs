@@ -96,6 +96,26 @@ fn rfc3339(t: i64) -> String {
 }
 
 impl Listed {
+    /// The entry as a list shows it: at most
+    /// [`crate::policy::notify::MAX_NOTICE_FINDINGS`] findings, then where
+    /// the rest are. A zip of 3,000 EICAR files made a 146 kB line of
+    /// `quarantine list --json` (walkAD 9); `show` keeps every finding.
+    fn listed(e: &Entry, direction: Option<Direction>) -> Listed {
+        let mut l = Listed::new(e, direction);
+        let max = crate::policy::notify::MAX_NOTICE_FINDINGS;
+        if l.findings.len() > max {
+            let more = l.findings.len() - max;
+            l.findings.truncate(max);
+            let show = match direction {
+                None => format!("mailward quarantine show {}", l.id),
+                Some(d) => format!("mailward archive show {} --{}", l.id, d.as_str()),
+            };
+            l.findings
+                .push(format!("... and {more} more findings ({show})"));
+        }
+        l
+    }
+
     pub fn new(e: &Entry, direction: Option<Direction>) -> Listed {
         Listed {
             id: e.id.clone(),
@@ -201,7 +221,7 @@ pub async fn list(
     Ok(entries
         .iter()
         .filter(|e| matches(e, &filter, now))
-        .map(|e| Listed::new(e, direction))
+        .map(|e| Listed::listed(e, direction))
         .collect())
 }
 
@@ -560,6 +580,32 @@ mod tests {
         );
         assert!(already_released("X", &r, 3, "released")
             .contains("released (3 times; the last at 2026-12-05"));
+    }
+
+    /// walkAD 9: a zip of 3,000 EICAR files made a 146 kB list line.
+    #[test]
+    fn a_list_names_twenty_findings_and_where_the_rest_are() {
+        let e = Entry {
+            id: "1A248E6FCED7439F".into(),
+            stored: 0,
+            meta: crate::store::EntryMeta {
+                findings: (0..3000)
+                    .map(|i| format!("infected EICAR_Test_File in many.zip/{i}.com"))
+                    .collect(),
+                ..Default::default()
+            },
+            released: Vec::new(),
+        };
+        let l = Listed::listed(&e, None);
+        assert_eq!(l.findings.len(), 21);
+        assert_eq!(
+            l.findings[20],
+            "... and 2980 more findings (mailward quarantine show 1A248E6FCED7439F)"
+        );
+        let a = Listed::listed(&e, Some(Direction::Incoming));
+        assert!(a.findings[20].ends_with("(mailward archive show 1A248E6FCED7439F --incoming)"));
+        // `show` keeps them all.
+        assert_eq!(Listed::new(&e, None).findings.len(), 3000);
     }
 
     /// walkO 14: `quarantine list --json` wrote a release's time as Unix
