@@ -1480,9 +1480,30 @@ fn quarantine_show_raw_is_byte_exact_and_the_terminal_view_is_defanged() -> Resu
     f.check(shown.contains("X-Esc: ^[]0;PWNED^G^[[2J^[[31mred"), || {
         format!("the escape sequences are shown visibly: {shown}")
     });
-    // walkAD 5: the audit line says who released it (the socket's peer).
-    gw.daemon.cli_ok(&["quarantine", "release", &id])?;
+    // walkAD 5: the audit line says who released it (the socket's peer),
+    // and (walkAI 5) comes before the delivery lines of the copy released.
+    let released = gw.daemon.cli_ok(&["quarantine", "release", &id])?;
+    let new_id = released
+        .split("as queue ID ")
+        .nth(1)
+        .and_then(|t| t.split_whitespace().next())
+        .unwrap_or_default()
+        .to_string();
+    gw.sink.wait_for_count(2, DELIVERY_TIMEOUT)?;
     let log = gw.daemon.full_log();
+    let at = |needle: &str| log.find(needle);
+    let (audit, delivered) = (
+        at("Quarantined message released."),
+        at(&format!("Delivered. queue_id={new_id}")),
+    );
+    f.check(
+        !new_id.is_empty() && audit.is_some() && delivered.is_some() && audit < delivered,
+        || {
+            format!(
+                "the release is logged before its delivery ({released}): {audit:?} {delivered:?}"
+            )
+        },
+    );
     let line = log
         .lines()
         .find(|l| l.contains("Quarantined message released."))

@@ -284,17 +284,32 @@ pub fn terminal_text(bytes: &[u8]) -> String {
     out
 }
 
-/// Queues the message of entry `id` again: for its original recipients,
-/// or `to`. It skips the checks (an administrator decided), gets a trace
-/// header saying where it came from, and is spooled before it is queued.
-/// Returns (the new queue ID, the recipients).
+/// A message spooled again, not yet queued: the caller logs why (the
+/// release, by whom) and then queues it, so that the audit line comes
+/// before the delivery lines of its queue ID (walkAI 5).
+pub struct Spooled {
+    pub queue_id: QueueId,
+    pub rcpts: Vec<String>,
+    envelope: Envelope,
+}
+
+impl Spooled {
+    /// Hands it to delivery.
+    pub fn queue(self, gw: &Gateway) {
+        gw.queue.enqueue(self.envelope);
+    }
+}
+
+/// Spools the message of entry `id` again: for its original recipients,
+/// or `to`. It skips the checks (an administrator decided) and gets a
+/// trace header saying where it came from; [`Spooled::queue`] sends it.
 pub async fn send_again(
     gw: &Gateway,
     store: &Arc<Store>,
     id: String,
     to: Option<String>,
     what: &str,
-) -> Result<(QueueId, Vec<String>), String> {
+) -> Result<Spooled, String> {
     // Checked again here, not only by the CLI: a script may talk to the
     // socket itself, and a bad address is delivered to no one but bounced,
     // with the released message, to its sender.
@@ -339,8 +354,11 @@ pub async fn send_again(
         .accept(&env, bytes)
         .await
         .map_err(|e| format!("cannot spool the message: {e}"))?;
-    gw.queue.enqueue(env);
-    Ok((new_id, rcpts))
+    Ok(Spooled {
+        queue_id: new_id,
+        rcpts,
+        envelope: env,
+    })
 }
 
 /// `quarantine release`: sends the message on, and records the release in
@@ -359,14 +377,16 @@ pub async fn release(
     if !again {
         not_sent_before(&store, &id, to.as_deref(), "released").await?;
     }
-    let (queue_id, rcpts) = send_again(gw, &store, id.clone(), to, "quarantine").await?;
-    note_sent(&store, &id, &queue_id, &rcpts).await;
+    let spooled = send_again(gw, &store, id.clone(), to, "quarantine").await?;
+    let (queue_id, rcpts) = (spooled.queue_id.clone(), spooled.rcpts.clone());
     QuarantineReleased {
         entry: &id,
         queue_id: &queue_id,
         to: &rcpts,
     }
     .emit_by(&gw.stats, Some(&by()));
+    spooled.queue(gw);
+    note_sent(&store, &id, &queue_id, &rcpts).await;
     let mut answer = serde_json::json!({ "id": id, "queue_id": queue_id.0, "to": rcpts });
     if learn_ham {
         match learn_entry(gw, &store, &id, Class::Ham).await {
@@ -445,7 +465,11 @@ pub async fn send_archived(
     }
     let (s, entry_id) = (store.clone(), id.clone());
     let entry = blocking(move || s.entry(&entry_id)).await?;
-    let (queue_id, rcpts) = send_again(gw, store, id.clone(), to, what).await?;
+    let spooled = send_again(gw, store, id.clone(), to, what).await?;
+    let (queue_id, rcpts) = (spooled.queue_id.clone(), spooled.rcpts.clone());
+    tracing::info!(target: "admin", store = store.what(), archive_id = %id,
+        queue_id = %queue_id, to = %rcpts.join(","), by = %by(), "Archived message sent again.");
+    spooled.queue(gw);
     note_sent(store, &id, &queue_id, &rcpts).await;
     let unsafe_statuses: Vec<&String> = entry
         .meta
@@ -453,8 +477,6 @@ pub async fn send_archived(
         .iter()
         .filter(|s| s.starts_with("av/") && s.as_str() != "av/clean")
         .collect();
-    tracing::info!(target: "admin", store = store.what(), archive_id = %id,
-        queue_id = %queue_id, to = %rcpts.join(","), by = %by(), "Archived message sent again.");
     Ok(serde_json::json!({
         "id": id, "queue_id": queue_id.0, "to": rcpts, "unsafe_statuses": unsafe_statuses,
     }))
