@@ -466,9 +466,10 @@ pub fn problems(s: &Status) -> Vec<String> {
             if b.last_update == "error" {
                 p.push(match &b.last_update_message {
                     Some(m) => format!(
-                        "The last update of the bases ended with error: {m} (the log, category admin, has each attempt)."
+                        "The last update of the bases ended with error: {} (the log, category admin, has each attempt); this clears at the next update that succeeds.",
+                        m.trim_end().trim_end_matches('.')
                     ),
-                    None => "The last update of the bases ended with error (see the log, category admin).".into(),
+                    None => "The last update of the bases ended with error (see the log, category admin); this clears at the next update that succeeds.".into(),
                 });
             }
         }
@@ -825,7 +826,7 @@ pub fn render(s: &Status, now: i64) -> String {
     out += &match &s.bases {
         None => "bases:    none loaded\n".to_string(),
         Some(b) => format!(
-            "bases:    {}{}, {}, released {}{}; last update {}\n",
+            "bases:    {}{}, {}, released {}{}; last update: {}\n",
             b.version,
             if b.builtin {
                 " (built-in default set)"
@@ -835,7 +836,8 @@ pub fn render(s: &Status, now: i64) -> String {
             crate::text::counted(b.records, "record"),
             rfc3339(b.released),
             if b.obsolete { " (obsolete)" } else { "" },
-            b.last_update
+            // The result's name as words ("rolled back"), not the label.
+            b.last_update.replace('_', " ")
         ),
     };
     let needs = match s.spam.classifier {
@@ -1413,7 +1415,7 @@ mod tests {
             b.last_update = "rolled_back".into();
         }
         assert!(problems(&s).is_empty(), "{:#?}", problems(&s));
-        assert!(render(&s, 2_000).contains("last update rolled_back"));
+        assert!(render(&s, 2_000).contains("last update: rolled back"));
         if let Some(b) = s.bases.as_mut() {
             b.last_update = "error".into();
         }
@@ -1434,7 +1436,8 @@ mod tests {
         assert_eq!(
             p,
             vec![format!(
-                "The last update of the bases ended with error: {why} (the log, category admin, has each attempt)."
+                "The last update of the bases ended with error: {} (the log, category admin, has each attempt); this clears at the next update that succeeds.",
+                why.trim_end_matches('.')
             )]
         );
         assert!(!p[0].contains("target"));
