@@ -173,6 +173,17 @@ pub fn load(path: Option<&Path>) -> Result<Config, ConfigErrors> {
 fn unreadable(path: &Path, e: &std::io::Error) -> String {
     use std::os::unix::fs::MetadataExt;
     match e.kind() {
+        // A stale MAILWARD_CONFIG in a profile is not a --config the
+        // reader typed (walkAI 11).
+        std::io::ErrorKind::NotFound
+            if std::env::var_os("MAILWARD_CONFIG").is_some_and(|v| Path::new(&v) == path) =>
+        {
+            format!(
+                "cannot read the configuration named by MAILWARD_CONFIG: {e}; set \
+                 MAILWARD_CONFIG to an existing file, or give --config one \
+                 (`mailward config default > FILE` writes a commented one)"
+            )
+        }
         std::io::ErrorKind::NotFound => format!(
             "cannot read the configuration: {e}; give --config an existing file \
              (`mailward config default > FILE` writes a commented one)"
@@ -302,6 +313,22 @@ fn tidy_serde_message(message: &str) -> String {
         ),
     ] {
         out = out.replace(from, to);
+    }
+    // A table written twice: toml says "invalid table header; duplicate
+    // key `server` in document root" (walkAI 10).
+    const TWICE: &str = "invalid table header; duplicate key `";
+    if let Some(at) = out.find(TWICE) {
+        let rest = &out[at + TWICE.len()..];
+        if let Some(end) = rest.find('`') {
+            let name = rest[..end].to_string();
+            let tail = rest[end + 1..]
+                .split_once(';')
+                .map_or(String::new(), |(_, t)| format!(";{t}"));
+            out.replace_range(
+                at..,
+                &format!("[{name}] is written twice: a table is written once, merge the two{tail}"),
+            );
+        }
     }
     while let Some(at) = out.find("expected struct Raw") {
         let end = out[at..]

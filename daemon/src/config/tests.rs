@@ -394,6 +394,17 @@ fn syntax_and_shape_errors_have_lines() {
         "{p:?}"
     );
 
+    // walkAI 10: a table written twice was "invalid table header;
+    // duplicate key `server` in document root".
+    let p = problems("[server]\nuser = \"root\"\n[server]\nhostname = \"x\"\n");
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert!(
+        p[0].starts_with("mailward.toml:3: ")
+            && p[0].contains("[server] is written twice")
+            && !p[0].contains("document root"),
+        "{p:?}"
+    );
+
     // walkAC: toml's "invalid basic string" said neither what nor how.
     let p = problems("[server]\nhostname = \"gw\n");
     assert_eq!(p.len(), 1, "{p:?}");
