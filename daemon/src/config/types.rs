@@ -196,11 +196,13 @@ pub struct Timeouts {
     pub max_queue_lifetime: Dur,
     /// Age after which a 'delayed' DSN is sent once, when asked for.
     pub delay_notice: Dur,
-    /// Inbound: the deadline for one whole command line; outbound: waiting
-    /// for a reply.
+    /// Inbound: the deadline for one whole command line, for each DATA
+    /// line after the one before, and for each write of replies;
+    /// outbound: waiting for a reply.
     pub command: Dur,
     /// Inbound: the deadline for the whole DATA phase (plus its size at
-    /// `limits.min_data_rate`); outbound: sending the message data.
+    /// `limits.min_data_rate`), each line within `command` of the one
+    /// before; outbound: sending the message data.
     pub data: Dur,
     /// `command` while under stress.
     pub stress_command: Dur,

@@ -95,7 +95,7 @@ pub enum Command {
         after_help = "Examples:\n  mailward spam learn --spam ~/Junk/ --ham ~/Mail/inbox.mbox --config mailward.toml\n  mailward spam check --json message.eml --config mailward.toml\n  mailward spam status --config mailward.toml"
     )]
     Spam(SpamCommand),
-    /// Says whether the daemon runs and what needs attention: listeners, queue, bases, spam classifier, SNMP, log.
+    /// Says whether the daemon runs and what needs attention: config, listeners, queue, sessions, bases, spam classifier, SNMP, DNS, log.
     #[command(
         after_help = "Exit status: 0 when the daemon answers (its problems, if any, are listed), 1 when it answers that it cannot serve the request now (16 admin connections already: try again), 64 when the configuration file cannot be read, 69 when the daemon does not answer (not running, or another configuration's admin socket), 77 when this user may not use the admin socket (run it as root or the daemon's user, or join the socket's group).
 --json prints one object (problems: a list of sentences, empty when all is well), e.g. for a monitoring check:
