@@ -92,7 +92,7 @@ pub const COPY_SLACK: u64 = 64 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SpoolError {
-    #[error("spool {path}: {source}")]
+    #[error("spool {}: {source}{}", .path.display(), denied_hint(.path, .source))]
     Io {
         path: PathBuf,
         #[source]
@@ -117,6 +117,52 @@ impl SpoolError {
             source,
         }
     }
+}
+
+/// For a permission refused on a spool file: who owns it, its mode, who
+/// mailward runs as, and the `chown` to run (a file left root's, say by a
+/// restore or a tool run as root, is otherwise a bare "Permission denied").
+fn denied_hint(path: &Path, source: &io::Error) -> String {
+    use std::os::unix::fs::MetadataExt;
+    if source.kind() != io::ErrorKind::PermissionDenied {
+        return String::new();
+    }
+    let name = |uid: u32| {
+        nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
+            .ok()
+            .flatten()
+            .map_or_else(
+                || format!("uid {uid}"),
+                |u| format!("{} (uid {uid})", u.name),
+            )
+    };
+    let uid = nix::unistd::geteuid();
+    let user = nix::unistd::User::from_uid(uid)
+        .ok()
+        .flatten()
+        .map_or_else(|| uid.to_string(), |u| u.name);
+    // The spool directory is what to chown: the file's parent, or the
+    // path itself when it is the directory.
+    let dir = if path.is_dir() {
+        path
+    } else {
+        path.parent().unwrap_or(path)
+    };
+    let owner = match std::fs::symlink_metadata(path) {
+        Ok(m) => format!(
+            "it belongs to {}, mode {:04o}, ",
+            name(m.uid()),
+            m.mode() & 0o7777
+        ),
+        Err(_) => String::new(),
+    };
+    format!(
+        "; {owner}and mailward runs as {}: chown -R {user}: {}",
+        name(uid.as_raw()),
+        std::path::absolute(dir)
+            .unwrap_or_else(|_| dir.to_path_buf())
+            .display()
+    )
 }
 
 /// Where the bytes of one message are.

@@ -277,6 +277,10 @@ pub fn salvage(
     };
     {
         let mut out = crate::files::create(&tmp, crate::files::PRIVATE_FILE).map_err(write)?;
+        // Run as root (the usual way, between `systemctl stop` and
+        // `start`), the copy would be root's and the gateway, as its
+        // unprivileged user, could not open it: it takes the spool's owner.
+        give_to_owner_of(&dir, &out).map_err(write)?;
         for (start, end) in &scan.kept {
             out.write_all(&bytes[*start as usize..*end as usize])
                 .map_err(write)?;
@@ -410,6 +414,7 @@ fn note_salvaged(dir: &Path, file: &Path, size: u64, checksum: u32, segment: u64
         .open(&path)
         .and_then(|mut f| {
             crate::files::set_mode(&path, crate::files::PRIVATE_FILE)?;
+            give_to_owner_of(dir, &f)?;
             f.write_all(line.as_bytes())?;
             f.sync_all()
         });
@@ -417,6 +422,29 @@ fn note_salvaged(dir: &Path, file: &Path, size: u64, checksum: u32, segment: u64
         tracing::warn!(target: "app", file = %path.display(), error = %e,
             "Cannot note the salvage; a second salvage of the same file would not be refused.");
     }
+}
+
+/// Gives `file` (written in `dir`) the owner and group of `dir`, when
+/// they differ: a file that root writes in a spool that belongs to the
+/// gateway's user would otherwise be closed to that user.
+fn give_to_owner_of(dir: &Path, file: &std::fs::File) -> std::io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let (d, f) = (std::fs::metadata(dir)?, file.metadata()?);
+    if (d.uid(), d.gid()) == (f.uid(), f.gid()) {
+        return Ok(());
+    }
+    std::os::unix::fs::fchown(file, Some(d.uid()), Some(d.gid())).map_err(|e| {
+        std::io::Error::new(
+            e.kind(),
+            format!(
+                "cannot give it the owner of {} (uid {}, gid {}), as the gateway must read it: {e}; \
+                 run the salvage as root or as that user",
+                dir.display(),
+                d.uid(),
+                d.gid()
+            ),
+        )
+    })
 }
 
 /// Whether `a` and `b` are one file (the same inode), e.g. the segment in

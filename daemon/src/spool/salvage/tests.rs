@@ -509,3 +509,76 @@ async fn a_file_with_nothing_intact_is_given_up_and_its_note_removed() {
     assert_eq!(spool.damaged_kept(), None);
     spool.stop().await;
 }
+
+/// walkAI 1: salvage is run as root (between `systemctl stop` and
+/// `start`), the gateway as its own user: what the salvage writes must be
+/// the spool owner's, or the gateway cannot open it and does not start.
+#[tokio::test]
+async fn a_salvage_run_as_root_leaves_its_files_to_the_owner_of_the_spool() {
+    use std::os::unix::fs::MetadataExt;
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("SKIPPED: this test chowns the spool to nobody, which needs root");
+        return;
+    }
+    let top = tempfile::tempdir().unwrap();
+    let data = top.path().join("data");
+    let (a, b) = (envelope("a"), envelope("b"));
+    start(
+        &data,
+        vec![
+            Record::accepted(a.clone(), bytes("a")),
+            Record::accepted(b.clone(), bytes("b")),
+        ],
+    )
+    .await;
+    start(&data, vec![]).await;
+    let path = damage(&data, 1, b"message b");
+    let aside = move_aside(&path, &top.path().join("aside"));
+    // The gateway's user: nobody, its group a second, different id.
+    let (uid, gid) = (65534u32, 65533u32);
+    let spool = data.join("spool");
+    for entry in std::fs::read_dir(&spool).unwrap() {
+        std::os::unix::fs::chown(entry.unwrap().path(), Some(uid), Some(gid)).unwrap();
+    }
+    std::os::unix::fs::chown(&spool, Some(uid), Some(gid)).unwrap();
+
+    let s = salvage(&data, &aside, None, false).unwrap();
+    assert_eq!(ids(&s.back), ids([&a]));
+    for written in [path.clone(), spool.join(LEDGER)] {
+        let m = std::fs::metadata(&written).unwrap();
+        assert_eq!(
+            (m.uid(), m.gid(), m.mode() & 0o777),
+            (uid, gid, 0o600),
+            "{} must be the spool owner's, as the gateway's user must open it",
+            written.display()
+        );
+    }
+}
+
+/// The error a gateway gets on a spool file it may not open names the
+/// file's owner and mode, who mailward runs as, and the chown to run.
+#[test]
+fn a_permission_refused_on_a_spool_file_names_its_owner_and_the_chown() {
+    let top = tempfile::tempdir().unwrap();
+    let spool = top.path().join("spool");
+    std::fs::create_dir(&spool).unwrap();
+    let file = record::segment_path(&spool, 4);
+    crate::files::create(&file, crate::files::PRIVATE_FILE).unwrap();
+    let e = SpoolError::Io {
+        path: file.clone(),
+        source: std::io::Error::from(std::io::ErrorKind::PermissionDenied),
+    };
+    let uid = nix::unistd::geteuid();
+    let user = nix::unistd::User::from_uid(uid).unwrap().unwrap().name;
+    let text = e.to_string();
+    assert!(
+        text.contains(&format!("it belongs to {user} (uid {uid}), mode 0600"))
+            && text.contains(&format!("chown -R {user}: {}", spool.display())),
+        "{text}"
+    );
+    let other = SpoolError::Io {
+        path: file,
+        source: std::io::Error::from(std::io::ErrorKind::NotFound),
+    };
+    assert!(!other.to_string().contains("chown"), "{other}");
+}
