@@ -100,12 +100,7 @@ pub fn render(s: &Salvage) -> String {
         "the file records that they were delivered or removed; without it they would be sent again",
         &s.gone,
     );
-    section(
-        &mut out,
-        "Lost in the damage",
-        "their bytes cannot be trusted; tell their senders",
-        &s.lost,
-    );
+    lost(&mut out, s);
     if s.written.is_some() {
         let _ = writeln!(
             out,
@@ -143,14 +138,47 @@ fn section(out: &mut String, title: &str, why: &str, list: &[Envelope]) {
     }
     let _ = writeln!(out, "{title}: {} message(s) ({why}):", list.len());
     for e in list {
+        line(out, e);
+    }
+}
+
+/// The messages lost in the damage: those whose damaged record still shows
+/// their envelope, then those whose accepted record is unreadable, named
+/// by what their later updated records in the file say.
+fn lost(out: &mut String, s: &Salvage) {
+    let count = s.lost.len() + s.lost_accepted.len();
+    if count == 0 {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "Lost in the damage: {count} message(s) (their bytes cannot be trusted; tell their senders):"
+    );
+    for e in &s.lost {
+        line(out, e);
+    }
+    for e in &s.lost_accepted {
         let rcpts: Vec<&str> = e.rcpts.iter().map(|r| r.address.as_str()).collect();
         let _ = writeln!(
             out,
-            "  {}  {:>9}  {} -> {}",
+            "  {}  (its accepted record is damaged: sender and recipients unreadable there; \
+             its last intact update says {} -> {}; grep the log for {})",
             e.id,
-            e.size,
             sender(e),
-            rcpts.join(", ")
+            rcpts.join(", "),
+            e.id
         );
     }
+}
+
+fn line(out: &mut String, e: &Envelope) {
+    let rcpts: Vec<&str> = e.rcpts.iter().map(|r| r.address.as_str()).collect();
+    let _ = writeln!(
+        out,
+        "  {}  {:>9}  {} -> {}",
+        e.id,
+        e.size,
+        sender(e),
+        rcpts.join(", ")
+    );
 }

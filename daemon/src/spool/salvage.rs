@@ -157,6 +157,11 @@ pub struct Salvage {
     /// Messages whose damaged *accepted* record is not made up for by
     /// another copy: they are lost, and their senders should be told.
     pub lost: Vec<Envelope>,
+    /// Messages lost because their *accepted* record (envelope and bytes)
+    /// is damaged past reading, known by their later intact *updated*
+    /// records in the file: the envelope is the last of those. Neither in
+    /// the queue nor removed, they would otherwise vanish unnamed.
+    pub lost_accepted: Vec<Envelope>,
     /// A file with no intact record whose segment has a note
     /// (`damaged-N`): there is nothing to put back, so the note is removed
     /// (a dry run only says so) and the spool deletes the segments after
@@ -246,6 +251,7 @@ pub fn salvage(
             back: Vec::new(),
             gone: Vec::new(),
             lost: Vec::new(),
+            lost_accepted: Vec::new(),
             given_up: Some(note),
             dry_run,
         });
@@ -339,6 +345,34 @@ pub fn salvage(
             }
             _ => None,
         })
+        .collect::<Vec<Envelope>>();
+    // A message with records in the file but no intact accepted record
+    // anywhere, that is neither queued nor removed: its accepted record
+    // was in the damage (walkAI 2: one flipped byte in its envelope).
+    let named: HashSet<QueueId> = ids(&lost);
+    let mut accepted_here = HashSet::new();
+    let mut updates: Vec<Envelope> = Vec::new();
+    for (start, _) in &scan.kept {
+        match readable_envelope(&bytes, *start as usize) {
+            Some((RecordKind::Accepted, e)) => {
+                accepted_here.insert(e.id);
+            }
+            Some((RecordKind::Updated, e)) => match updates.iter_mut().find(|u| u.id == e.id) {
+                Some(last) => *last = e,
+                None => updates.push(e),
+            },
+            _ => {}
+        }
+    }
+    let lost_accepted = updates
+        .into_iter()
+        .filter(|e| {
+            !accepted_here.contains(&e.id)
+                && !has.contains(&e.id)
+                && !had.contains(&e.id)
+                && !delivered.contains(&e.id)
+                && !named.contains(&e.id)
+        })
         .collect();
     Ok(Salvage {
         source: file.to_path_buf(),
@@ -354,6 +388,7 @@ pub fn salvage(
         back,
         gone,
         lost,
+        lost_accepted,
         given_up: None,
         dry_run,
     })

@@ -582,3 +582,54 @@ fn a_permission_refused_on_a_spool_file_names_its_owner_and_the_chown() {
     };
     assert!(!other.to_string().contains("chown"), "{other}");
 }
+
+/// walkAI 2: the damage hits a message's envelope (its accepted record no
+/// longer parses), and an intact later update in the file carries its
+/// queue ID: the salvage names it as lost, with what the update says.
+#[tokio::test]
+async fn a_message_whose_accepted_envelope_is_damaged_is_named_as_lost() {
+    let top = tempfile::tempdir().unwrap();
+    let data = top.path().join("data");
+    let (a, b, c, d) = (envelope("a"), envelope("b"), envelope("c"), envelope("d"));
+    let mut b1 = b.clone();
+    b1.attempts = 2;
+    let mut c1 = c.clone();
+    c1.attempts = 3;
+    start(
+        &data,
+        vec![
+            Record::accepted(a.clone(), bytes("a")),
+            Record::accepted(b.clone(), bytes("b")),
+            Record::accepted(c.clone(), bytes("c")),
+            Record::updated(b1),
+            Record::updated(c1),
+        ],
+    )
+    .await;
+    start(&data, vec![Record::accepted(d.clone(), bytes("d"))]).await;
+    // The quote that opens b's sender in its accepted record (the first
+    // one in the file): the envelope is no longer JSON.
+    let path = damage(&data, 1, b"\"sender-b@");
+    let aside = move_aside(&path, &top.path().join("aside"));
+
+    let s = salvage(&data, &aside, None, false).unwrap();
+    assert_eq!(s.damage.len(), 1, "{:?}", s.damage);
+    assert!(s.damage[0].about.is_none(), "the envelope cannot be read");
+    assert_eq!((s.accepted, s.updated), (2, 2));
+    assert_eq!(ids(&s.back), ids([&a, &c]));
+    assert!(s.lost.is_empty());
+    assert_eq!(ids(&s.lost_accepted), ids([&b]), "b has an intact update");
+    assert_eq!(s.lost_accepted[0].attempts, 2, "its last update's envelope");
+    let report = crate::ops::salvage_report::render(&s);
+    assert!(
+        report.contains("Lost in the damage: 1 message(s)")
+            && report.contains(&format!(
+                "{}  (its accepted record is damaged: sender and recipients unreadable there; \
+                 its last intact update says sender-b@example.com -> b@example.com; \
+                 grep the log for {})",
+                b.id, b.id
+            )),
+        "{report}"
+    );
+    assert_eq!(queued(&data), ids([&a, &c, &d]), "b is not made up");
+}
