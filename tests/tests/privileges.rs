@@ -472,3 +472,97 @@ fn what_root_made_or_restored_does_not_stop_the_user() -> Result<()> {
     );
     Ok(())
 }
+
+#[test]
+fn a_salvage_run_as_root_leaves_the_spool_to_the_users_gateway() -> Result<()> {
+    // walkAI 1: `mailward queue salvage` run as root (between `systemctl
+    // stop` and `start`, as its --help shows) wrote the repaired segment
+    // root's, mode 0600: the gateway, as its user, then stopped at its
+    // start with a bare "Permission denied" (exit 71).
+    ensure!(
+        is_root(),
+        "this test salvages as root and makes system users: run it as root (tests/run does)"
+    );
+    let (uid, _) = ensure_user(USER)?;
+    let dir = TestDir::new("privileges-salvage")?;
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o711))?;
+    let config = Config::new(dir.path())
+        .set_str("server", "user", USER)
+        .route_to_port("*", free_port());
+    let mut daemon = Daemon::start(&config)?;
+    let mut ids = Vec::new();
+    for n in 1..=2 {
+        let mut c = SmtpClient::connect_ok(daemon.port)?;
+        c.ehlo("client.test")?;
+        ids.push(c.send_mail_ok(
+            "a@sender.test",
+            &["b@example.com"],
+            format!("Subject: s\r\n\r\nbody of priv-salvage-{n}\r\n").as_bytes(),
+        )?);
+        c.quit();
+    }
+    daemon.sigterm()?;
+    daemon.restart()?;
+    daemon.sigterm()?;
+
+    // One flipped byte in the second message's bytes; the file moved aside.
+    let spool = config.data_dir().join("spool");
+    let mut segments: Vec<_> = std::fs::read_dir(&spool)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "seg"))
+        .collect();
+    segments.sort();
+    let needle = b"body of priv-salvage-2";
+    let (segment, mut bytes) = segments
+        .iter()
+        .find_map(|p| {
+            let b = std::fs::read(p).ok()?;
+            b.windows(needle.len())
+                .any(|w| w == needle)
+                .then(|| (p.clone(), b))
+        })
+        .context("the second message's bytes are in a segment")?;
+    let at = bytes
+        .windows(needle.len())
+        .position(|w| w == needle)
+        .context("needle")?;
+    bytes[at] ^= 0x20;
+    let aside = dir.join("aside");
+    std::fs::create_dir_all(&aside)?;
+    let moved = aside.join(segment.file_name().context("segment name")?);
+    std::fs::write(&moved, &bytes)?;
+    std::fs::remove_file(&segment)?;
+
+    let out = Command::new(mailward_bin()?)
+        .args(["queue", "salvage"])
+        .arg(&moved)
+        .arg("--config")
+        .arg(config.path())
+        .stdin(Stdio::null())
+        .output()?;
+    let text = output_text(&out);
+    ensure!(
+        out.status.success() && text.contains(&format!("Wrote {}.", segment.display())),
+        "salvage as root: exit {:?}:\n{text}",
+        out.status.code()
+    );
+    for written in [segment.clone(), spool.join("salvaged")] {
+        let meta = std::fs::metadata(&written)?;
+        ensure!(
+            meta.uid() == uid,
+            "{} belongs to uid {} after a salvage as root, not to the gateway's user {USER} (uid {uid})",
+            written.display(),
+            meta.uid()
+        );
+    }
+    // The gateway, as its user, starts on it and has the intact message.
+    daemon.restart()?;
+    let queued = daemon.queue_ids()?;
+    ensure!(
+        queued.contains(&ids[0]) && !queued.contains(&ids[1]),
+        "queue after the salvage: {queued:?}; want {} and not {}",
+        ids[0],
+        ids[1]
+    );
+    Ok(())
+}
