@@ -43,6 +43,21 @@ impl SessionClosed {
     }
 }
 
+/// One inbound session's STARTTLS outcome for mwInboundTlsTable: "tls"
+/// (a handshake completed), "plain" (none was made) at the end of the
+/// session, "failed" when a handshake fails or times out (logged apart).
+pub struct InboundTls {
+    pub result: &'static str,
+}
+
+impl InboundTls {
+    pub fn emit(&self, stats: &Stats) {
+        stats.record(&Event::InboundTls {
+            result: self.result,
+        });
+    }
+}
+
 /// The MTA opened a milter connection.
 pub struct MilterConnectionOpened<'a> {
     pub peer: &'a str,

@@ -4,6 +4,7 @@
 use anyhow::{ensure, Context, Result};
 use mailward_e2e::tools::{output_text, self_signed};
 use mailward_e2e::*;
+use std::time::Duration;
 
 #[test]
 fn starttls_is_offered_and_swaks_sends_through_it() -> Result<()> {
@@ -11,10 +12,12 @@ fn starttls_is_offered_and_swaks_sends_through_it() -> Result<()> {
     let dir = TestDir::new("tls")?;
     let (cert, key) = self_signed(dir.path(), "mw.test")?;
     let sink = Sink::start(dir.path(), "sink")?;
+    let metrics_port = tools::free_port();
     let config = Config::new(dir.path())
         .route_to_port("*", sink.port)
         .set_str("network", "tls_certificate", &cert)
-        .set_str("network", "tls_key", &key);
+        .set_str("network", "tls_key", &key)
+        .set_str("metrics", "listen", &format!("127.0.0.1:{metrics_port}"));
     let daemon = Daemon::start(&config)?;
 
     let mut c = SmtpClient::connect_ok(daemon.port)?;
@@ -55,6 +58,44 @@ fn starttls_is_offered_and_swaks_sends_through_it() -> Result<()> {
         received.contains("(using TLSv1.3 with cipher TLS13_")
             && received.contains("with ESMTPS id"),
         "{received}"
+    );
+    // walkAG 6: each session's STARTTLS outcome is counted: the first
+    // client left after 220 (a failed handshake), swaks made one, and a
+    // plain session ends without.
+    let mut c = SmtpClient::connect_ok(daemon.port)?;
+    c.ehlo("client.test")?;
+    c.quit();
+    let want = [("tls", 1.0), ("failed", 1.0), ("plain", 1.0)];
+    let mut seen = String::new();
+    let got = wait_until(
+        "the STARTTLS outcomes counted",
+        Duration::from_secs(10),
+        || {
+            let text = prometheus::scrape(metrics_port)?;
+            seen = text
+                .lines()
+                .filter(|l| l.starts_with("mailward_inbound_tls"))
+                .collect::<Vec<_>>()
+                .join("\n");
+            let value = |result: &str| {
+                let series = format!("mailward_inbound_tls_total{{result=\"{result}\"}} ");
+                text.lines()
+                    .find_map(|l| l.strip_prefix(&series))
+                    .and_then(|v| v.trim().parse::<f64>().ok())
+            };
+            let got: Vec<(&str, Option<f64>)> = want.iter().map(|(r, _)| (*r, value(r))).collect();
+            Ok(want
+                .iter()
+                .zip(&got)
+                // The harness's readiness probe is a plain session too.
+                .all(|((_, w), (_, g))| g.is_some_and(|g| g >= *w))
+                .then_some(got))
+        },
+    )
+    .with_context(|| format!("/metrics has:\n{seen}"))?;
+    ensure!(
+        got[0].1 == Some(1.0) && got[1].1 == Some(1.0),
+        "one TLS session and one failed handshake: {got:?}"
     );
     Ok(())
 }

@@ -11,8 +11,8 @@ use super::xforward::{self, Forwarded};
 use crate::config::{first_match, Config, Matcher, Rule, RuleAction, Subject};
 use crate::envelope::{Envelope, QueueId, Recipient};
 use crate::events::{
-    MessageRejected, RecipientRejected, Refused, RefusedTransaction, RejectReason, SessionClosed,
-    SessionOpened, SessionTimedOut, TimeoutPhase,
+    InboundTls, MessageRejected, RecipientRejected, Refused, RefusedTransaction, RejectReason,
+    SessionClosed, SessionOpened, SessionTimedOut, TimeoutPhase,
 };
 use crate::gateway::{Gateway, SessionSlot};
 use crate::spool::NoRoom;
@@ -228,6 +228,9 @@ pub struct Session {
     dnsbl_listed: Vec<String>,
     /// A greeting was refused by `access.helo_rules` (counted once).
     helo_refused: bool,
+    /// STARTTLS's outcome so far: "tls" once a handshake completed,
+    /// "failed" once one failed (counted then); None: plain.
+    tls_result: Option<&'static str>,
     helo: Option<String>,
     /// XFORWARD attributes given since the last transaction.
     forwarded: Forwarded,
@@ -356,6 +359,7 @@ impl Session {
             dnsbl_listed: Vec::new(),
             helo: None,
             helo_refused: false,
+            tls_result: None,
             forwarded: Forwarded::default(),
             esmtp: false,
             state: State::Start,
@@ -499,6 +503,12 @@ impl Session {
         // However the session ended (QUIT, the connection closed or timed
         // out, too many errors, shutdown), an open transaction ends with it.
         self.leave(State::Start);
+        match self.tls_result {
+            // Counted when it failed.
+            Some("failed") => {}
+            Some(result) => InboundTls { result }.emit(&self.gw.stats),
+            None => InboundTls { result: "plain" }.emit(&self.gw.stats),
+        }
         SessionClosed {
             client: self.peer,
             messages: self.messages,
@@ -794,6 +804,7 @@ impl Session {
         };
         match tokio::time::timeout(timeout, acceptor.accept(tcp)).await {
             Ok(Ok(tls)) => {
+                self.tls_result = Some("tls");
                 self.leave(State::Start);
                 self.helo = None;
                 self.esmtp = false;
@@ -801,9 +812,13 @@ impl Session {
             }
             Ok(Err(e)) => {
                 tracing::info!(target: "smtp", client = %self.peer.ip(), error = %e, "TLS handshake failed.");
+                self.tls_result = Some("failed");
+                InboundTls { result: "failed" }.emit(&self.gw.stats);
                 None
             }
             Err(_) => {
+                self.tls_result = Some("failed");
+                InboundTls { result: "failed" }.emit(&self.gw.stats);
                 SessionTimedOut {
                     client: self.peer.ip(),
                     phase: TimeoutPhase::Tls,
