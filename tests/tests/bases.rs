@@ -1172,28 +1172,31 @@ fn bases_update_from_is_checked_at_start_without_a_command() -> Result<()> {
             .set_str("bases", "update_from", &format!("file://{}", v1.display()))
             .set_str("bases", "obsolete_after", "3650d"),
     )?;
+    // The set is in use a moment before the update is recorded (the
+    // reload comes first: a set that cannot be loaded is an error, not an
+    // update), so both are waited for.
+    let in_use = format!("in use:      version {},", V1.version);
     let status = wait_until(
-        "the set of bases.update_from in use",
+        "the set of bases.update_from in use and recorded",
         Duration::from_secs(20),
         || {
             let text = daemon.cli_ok(&["bases", "status"])?;
-            Ok(text
-                .contains(&format!("in use:      version {},", V1.version))
-                .then_some(text))
+            Ok((text.contains(&in_use) && text.contains("(updated)")).then_some(text))
         },
     )
     .map_err(|e| e.context(daemon.full_log()))?;
     anyhow::ensure!(status.contains("(updated)"), "{status}");
-    let log = daemon.full_log();
-    anyhow::ensure!(
-        log.contains(&format!(
-            "Bases {} ({} records) from file://{} are in use.",
-            V1.version,
-            V1.records,
-            v1.display()
-        )) && log.contains("result=updated"),
-        "{log}"
+    let line = format!(
+        "Bases {} ({} records) from file://{} are in use.",
+        V1.version,
+        V1.records,
+        v1.display()
     );
+    let log = wait_until("the update's log line", Duration::from_secs(5), || {
+        let log = daemon.full_log();
+        Ok((log.contains(&line) && log.contains("result=updated")).then_some(log))
+    })?;
+    anyhow::ensure!(log.contains(&line), "{log}");
 
     // walkL 15 and 16: a refused update is logged as a warning with the
     // documented result name, and status says what it failed on.

@@ -1233,7 +1233,10 @@ fn hostile_addresses_and_helo_names_break_no_rendering() -> Result<()> {
     let rcpts = [
         r#""a b"@example.com"#.to_string(),
         r#""back\\slash"@example.com"#.to_string(),
-        r#""lit\tab"@example.com"#.to_string(),
+        // A literal backslash before a "t" (quoted, it stays quoted: a
+        // quoted-pair of a plain letter, `"lit\tab"`, is the atom
+        // `littab` and is unquoted as the mailbox it names).
+        r#""lit\\tab"@example.com"#.to_string(),
         r#""x'y;z,(c)[d]"@example.com"#.to_string(),
         long_rcpt,
     ];
@@ -1308,7 +1311,7 @@ fn hostile_addresses_and_helo_names_break_no_rendering() -> Result<()> {
     // An empty sender is "-"; a literal backslash-t is not a tab.
     ensure!(
         raw.iter()
-            .any(|r| r.line.split('\t').nth(3) == Some(r#""lit\\tab"@example.com"#)),
+            .any(|r| r.line.split('\t').nth(3) == Some(r#""lit\\\\tab"@example.com"#)),
         "the literal \\t is not escaped as \\\\t:\n{}",
         lines.join("\n")
     );
