@@ -861,7 +861,8 @@ pub const SNMP_THRESHOLDS: &[&str] = &[
 /// `[snmp]`
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Snmp {
-    /// Subtrees served (a subset of [`SNMP_SERVICES`]).
+    /// Subtrees served (a subset of [`SNMP_SERVICES`]); "config" also
+    /// serves mwPolicyGroupTable, the per-group counters.
     pub services: Vec<String>,
     /// Notification groups sent (a subset of [`SNMP_TRAPS`]).
     pub traps: Vec<String>,

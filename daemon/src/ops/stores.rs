@@ -100,7 +100,7 @@ impl Listed {
     /// [`crate::policy::notify::MAX_NOTICE_FINDINGS`] findings, then where
     /// the rest are. A zip of 3,000 EICAR files made a 146 kB line of
     /// `quarantine list --json` (walkAD 9); `show` keeps every finding.
-    fn listed(e: &Entry, direction: Option<Direction>) -> Listed {
+    fn for_list(e: &Entry, direction: Option<Direction>) -> Listed {
         let mut l = Listed::new(e, direction);
         let max = crate::policy::notify::MAX_NOTICE_FINDINGS;
         if l.findings.len() > max {
@@ -221,7 +221,7 @@ pub async fn list(
     Ok(entries
         .iter()
         .filter(|e| matches(e, &filter, now))
-        .map(|e| Listed::listed(e, direction))
+        .map(|e| Listed::for_list(e, direction))
         .collect())
 }
 
@@ -618,13 +618,13 @@ mod tests {
             },
             released: Vec::new(),
         };
-        let l = Listed::listed(&e, None);
+        let l = Listed::for_list(&e, None);
         assert_eq!(l.findings.len(), 21);
         assert_eq!(
             l.findings[20],
             "... and 2980 more findings (mailward quarantine show 1A248E6FCED7439F)"
         );
-        let a = Listed::listed(&e, Some(Direction::Incoming));
+        let a = Listed::for_list(&e, Some(Direction::Incoming));
         assert!(a.findings[20].ends_with("(mailward archive show 1A248E6FCED7439F --incoming)"));
         // `show` keeps them all.
         assert_eq!(Listed::new(&e, None).findings.len(), 3000);
