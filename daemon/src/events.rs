@@ -330,21 +330,26 @@ pub fn some_addresses<'a>(addresses: impl IntoIterator<Item = &'a str>) -> Strin
 }
 
 /// An inbound session's deadline passed; it gets 421 and is closed.
-pub struct SessionTimedOut {
+pub struct SessionTimedOut<'a> {
     pub client: IpAddr,
     pub phase: TimeoutPhase,
     /// The shorter stress-mode timeouts applied.
     pub stress: bool,
+    /// The transaction open when the deadline passed: its sender and its
+    /// recipients so far, so that `grep from=SENDER` finds a message lost
+    /// to a timeout in DATA too (walkAI 13).
+    pub transaction: Option<(&'a str, usize)>,
 }
 
-impl SessionTimedOut {
+impl SessionTimedOut<'_> {
     pub fn emit(&self, stats: &Stats) {
         stats.record(&Event::SessionTimedOut {
             phase: self.phase,
             stress: self.stress,
         });
         tracing::info!(target: "smtp", client = %self.client, phase = self.phase.as_str(),
-            stress = self.stress, "Session timed out; closing it.");
+            stress = self.stress, from = self.transaction.map(|t| sender(t.0)),
+            rcpts = self.transaction.map(|t| t.1), "Session timed out; closing it.");
     }
 }
 

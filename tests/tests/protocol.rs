@@ -1029,6 +1029,23 @@ fn data_credit_is_not_for_idling() -> Result<()> {
          not timeouts.data (10 s) + 20,000 octets at 500/s"
     );
     assert!(c.closed_within(Duration::from_secs(10)), "closed after 421");
+    // walkAI 13: the line names the transaction lost to the timeout.
+    let line = wait_until(
+        "the DATA timeout's log line",
+        Duration::from_secs(10),
+        || {
+            Ok(gw
+                .daemon
+                .log()
+                .lines()
+                .find(|l| l.contains("Session timed out; closing it.") && l.contains("phase=data"))
+                .map(str::to_string))
+        },
+    )?;
+    ensure!(
+        line.contains("from=alice@sender.test rcpts=1"),
+        "the timeout line names the sender and recipients: {line}"
+    );
     Ok(())
 }
 

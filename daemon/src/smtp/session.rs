@@ -611,7 +611,11 @@ impl Session {
                     return Some(conn);
                 }
                 Read::TimedOut { stress } => {
-                    self.timed_out(&mut conn, TimeoutPhase::Command, stress);
+                    let tx = match &self.state {
+                        State::Mail(tx) => Some(&**tx),
+                        _ => None,
+                    };
+                    self.timed_out(&mut conn, TimeoutPhase::Command, stress, tx);
                     return Some(conn);
                 }
                 Read::Line(Err(_)) | Read::Line(Ok(Line::Eof)) => return None,
@@ -638,11 +642,18 @@ impl Session {
     }
 
     /// Ends the session for a deadline that passed: counted, and 421.
-    fn timed_out(&self, conn: &mut Conn, phase: TimeoutPhase, stress: bool) {
+    fn timed_out(
+        &self,
+        conn: &mut Conn,
+        phase: TimeoutPhase,
+        stress: bool,
+        tx: Option<&Transaction>,
+    ) {
         SessionTimedOut {
             client: self.peer.ip(),
             phase,
             stress,
+            transaction: tx.map(|t| (t.from.as_str(), t.rcpts.len())),
         }
         .emit(&self.gw.stats);
         conn.reply(&format!(
@@ -823,6 +834,7 @@ impl Session {
                     client: self.peer.ip(),
                     phase: TimeoutPhase::Tls,
                     stress,
+                    transaction: None,
                 }
                 .emit(&self.gw.stats);
                 None
@@ -1286,7 +1298,7 @@ impl Session {
             .await
             {
                 Read::TimedOut { stress } => {
-                    self.timed_out(conn, TimeoutPhase::Data, stress);
+                    self.timed_out(conn, TimeoutPhase::Data, stress, Some(&tx));
                     settle(&self.gw.stats);
                     return Flow::Close;
                 }
