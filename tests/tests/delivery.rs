@@ -346,6 +346,49 @@ fn permanent_refusal_of_one_recipient_bounces_only_that_one() -> Result<()> {
     Ok(())
 }
 
+/// walkAH 10: the DSN's Original-Recipient is the ORCPT's address decoded
+/// from xtext (RFC 3461 4.2, RFC 3464 2.3.1), an encoded CR LF in it a
+/// space, not a line of the sender's choosing; and an empty ENVID is
+/// refused like any other malformed parameter (RFC 3461 4.4: 1*xchar).
+#[test]
+fn the_bounce_names_the_decoded_orcpt_and_an_empty_envid_is_refused() -> Result<()> {
+    let dir = TestDir::new("orcpt")?;
+    let dsn_sink = Sink::start(dir.path(), "dsn-sink")?;
+    let next_hop = ScriptedServer::start(&[("bad@example.com", "550 5.1.1 User unknown")])?;
+    let daemon = Daemon::start(&config(&dir, next_hop.port, &dsn_sink))?;
+    let mut c = SmtpClient::connect_ok(daemon.port)?;
+    c.ehlo("client.test")?;
+    c.command(&format!("MAIL FROM:<{SENDER}> ENVID="))?
+        .expect(555, "5.5.4")?;
+    c.command(&format!("MAIL FROM:<{SENDER}> ENVID=id+2B1"))?
+        .expect_code(250)?;
+    c.command(
+        "RCPT TO:<bad@example.com> NOTIFY=FAILURE \
+         ORCPT=rfc822;b+2Bo+0D+0AX-Injected:+20yes@x.test",
+    )?
+    .expect_code(250)?;
+    c.data(&read_resource("mail/plain.eml")?)?
+        .expect_code(250)?;
+    c.quit();
+
+    let dsns = dsn_sink.wait_for_count(1, DELIVERY_TIMEOUT)?;
+    let text = assert_failure_dsn(&dsns[0], "bad@example.com")?;
+    ensure!(
+        text.lines()
+            .any(|l| l == "Original-Recipient: rfc822; b+o X-Injected: yes@x.test"),
+        "Original-Recipient decoded, CR LF a space:\n{text}"
+    );
+    ensure!(
+        !text.lines().any(|l| l.starts_with("X-Injected")),
+        "no injected line:\n{text}"
+    );
+    ensure!(
+        text.lines().any(|l| l == "Original-Envelope-Id: id+1"),
+        "Original-Envelope-Id decoded:\n{text}"
+    );
+    Ok(())
+}
+
 #[test]
 fn notify_never_suppresses_the_bounce_and_notify_success_confirms() -> Result<()> {
     let dir = TestDir::new("notify")?;

@@ -594,18 +594,36 @@ fn typed_address(address: &str) -> String {
 }
 
 /// The Original-Recipient value for an ORCPT as given ("rfc822;a+2Bb@x"):
-/// "rfc822; a+b@x", decoded from xtext when that gives printable ASCII.
+/// "rfc822; a+b@x". The ORCPT is xtext only on the wire (RFC 3461 4.2);
+/// the report field holds the address itself (RFC 3464 2.3.1), so it is
+/// always decoded, and then cleaned as the ENVID is: a control character
+/// (an encoded CR or LF, which RFC 3461 4.2 forbids in the decoded address)
+/// is a space, so no line of the sender's choosing starts in the report
+/// (walkAH 10: such an ORCPT was written still encoded). Only an address
+/// with non-ASCII characters is written as xtext, the form that keeps them
+/// in an ASCII-only field; one that is not xtext at all is written in
+/// ASCII as it came.
 fn original_recipient(orcpt: &str) -> Option<String> {
     let (kind, address) = orcpt.split_once(';')?;
     let kind = clean_line(kind);
-    let address = clean_line(address);
-    if kind.is_empty() || address.is_empty() || !kind.bytes().all(|b| b.is_ascii_graphic()) {
+    if kind.is_empty() || !kind.bytes().all(|b| b.is_ascii_graphic()) {
         return None;
     }
-    let decoded = xtext_decode(&address)
-        .filter(|d| d.bytes().all(|b| b.is_ascii_graphic() || b == b' '))
-        .unwrap_or_else(|| ascii(&address));
-    Some(format!("{kind}; {decoded}"))
+    let address = match xtext_decode(address.trim()) {
+        Some(decoded) => {
+            let decoded = clean_line(&decoded);
+            if decoded.is_ascii() {
+                decoded
+            } else {
+                xtext_encode(&decoded)
+            }
+        }
+        None => ascii(&clean_line(address)),
+    };
+    if address.is_empty() {
+        return None;
+    }
+    Some(format!("{kind}; {address}"))
 }
 
 /// The host name out of "mx.example.com[192.0.2.1]:25"; "[192.0.2.1]" when
@@ -1320,6 +1338,31 @@ mod tests {
         assert_eq!(status_of(&bad), "5.0.0");
         bad.status = "5.2.2".into();
         assert_eq!(status_of(&bad), "5.2.2");
+    }
+
+    /// RFC 3464 2.3.1 / RFC 3461 4.2: the report names the ORCPT's
+    /// address decoded from xtext (walkAH 10: an encoded CR LF was kept
+    /// as `+0D+0A`).
+    #[test]
+    fn original_recipient_is_the_decoded_orcpt() {
+        let cases = [
+            ("rfc822;b+2Bo@x.test", Some("rfc822; b+o@x.test")),
+            ("rfc822;plain@x.test", Some("rfc822; plain@x.test")),
+            (
+                "rfc822;bob+0D+0AX-Injected:+20yes@x.test",
+                Some("rfc822; bob X-Injected: yes@x.test"),
+            ),
+            ("rfc822;a+09+09b@x.test", Some("rfc822; a b@x.test")),
+            // Non-ASCII stays xtext: the field is ASCII only.
+            ("rfc822;j+C3+A9@x.test", Some("rfc822; j+C3+A9@x.test")),
+            // Not xtext (a lone '+'): as it came, in ASCII.
+            ("rfc822;a+b@x.test", Some("rfc822; a+b@x.test")),
+            ("rfc822;+0D+0A", None),
+            ("no-type@x.test", None),
+        ];
+        for (orcpt, want) in cases {
+            assert_eq!(original_recipient(orcpt).as_deref(), want, "{orcpt}");
+        }
     }
 
     #[test]
