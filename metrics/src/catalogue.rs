@@ -289,7 +289,7 @@ pub const ROTATED_FILES: &[&str] = &["log", "raw"];
 pub const NOTIFY_TARGETS: &[&str] = &["sender", "recipients", "admin", "dsn"];
 pub const SESSION_DIRECTIONS: &[&str] = &["in", "out"];
 /// What an inbound session was doing when its deadline passed.
-pub const TIMEOUT_PHASES: &[&str] = &["command", "data", "tls"];
+pub const TIMEOUT_PHASES: &[&str] = &["command", "data", "tls", "write"];
 pub const UPDATE_RESULTS: &[&str] = &["updated", "not_needed", "error", "rolled_back", "unknown"];
 /// The SNMP notifications of MAILWARD-MIB.
 pub const SNMP_NOTIFICATIONS: &[&str] = &[
@@ -726,7 +726,7 @@ pub static CATALOGUE: &[Stat] = &[
         Counter,
         Unit::Count,
         Some(("phase", TIMEOUT_PHASES)),
-        "Inbound sessions closed because a deadline passed: a whole command line (timeouts.command), the DATA phase (timeouts.data plus its size at limits.min_data_rate), or the TLS handshake.",
+        "Inbound sessions closed because a deadline passed: a whole command line (timeouts.command), the DATA phase (timeouts.data plus its size at limits.min_data_rate), the TLS handshake, or a write of our replies that the client did not read (timeouts.command).",
     ),
     def(
         StatId::StressTimeouts,

@@ -284,6 +284,9 @@ pub enum TimeoutPhase {
     Command,
     Data,
     Tls,
+    /// Our replies were not taken by the client within the write deadline
+    /// (it sends commands but does not read).
+    Write,
 }
 
 impl TimeoutPhase {

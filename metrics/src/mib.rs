@@ -25,6 +25,15 @@ pub struct Revision {
 /// Objects are only ever added; none is renumbered or removed.
 pub const REVISIONS: &[Revision] = &[
     Revision {
+        date: "202612060400Z",
+        objects: 231,
+        description: "mwSessionTimeoutsPhase has the value write(4): a \
+            session closed because the client did not read our replies \
+            within timeouts.command (it sends commands but does not read). \
+            Before this revision such sessions were closed without being \
+            counted. No object was added.",
+    },
+    Revision {
         date: "202612060215Z",
         objects: 231,
         description: "Added mwInboundTlsTable: inbound SMTP sessions by \

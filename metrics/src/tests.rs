@@ -921,3 +921,57 @@ fn inbound_starttls_outcomes_are_counted_by_result_in_both_renderings() {
     use crate::snmp::SnmpValue::Counter64;
     assert_eq!(served, vec![Counter64(2), Counter64(1), Counter64(1)]);
 }
+
+#[test]
+fn a_write_timeout_is_counted_in_phase_write_in_both_renderings() {
+    // A client that does not read our replies was cut off uncounted: the
+    // phase label had no value for a write.
+    use crate::event::TimeoutPhase;
+    let stats = model();
+    for phase in [
+        TimeoutPhase::Command,
+        TimeoutPhase::Write,
+        TimeoutPhase::Write,
+    ] {
+        stats.record(&Event::SessionTimedOut {
+            phase,
+            stress: false,
+        });
+    }
+    let snap = stats.snapshot(&Gauges::default());
+    let text = crate::prometheus::render(&snap).unwrap();
+    for (phase, want) in [
+        ("command", 1.0),
+        ("data", 0.0),
+        ("tls", 0.0),
+        ("write", 2.0),
+    ] {
+        assert_eq!(
+            sample(
+                &text,
+                &format!("mailward_session_timeouts_total{{phase=\"{phase}\"}}")
+            ),
+            Some(want),
+            "{phase}"
+        );
+    }
+    let count = crate::snmp::objects()
+        .into_iter()
+        .find(|o| o.name == "mwSessionTimeoutsCount")
+        .unwrap();
+    let served: Vec<_> = crate::snmp::view(&snap, &crate::snmp::Extras::default())
+        .into_iter()
+        .filter(|(oid, _)| oid.starts_with(&count.oid))
+        .map(|(oid, v)| (oid.last().copied(), v))
+        .collect();
+    use crate::snmp::SnmpValue::Counter64;
+    assert_eq!(
+        served,
+        vec![
+            (Some(1), Counter64(1)),
+            (Some(2), Counter64(0)),
+            (Some(3), Counter64(0)),
+            (Some(4), Counter64(2)),
+        ]
+    );
+}

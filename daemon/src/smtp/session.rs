@@ -490,6 +490,7 @@ impl Session {
         SessionOpened { client: self.peer }.emit(&self.gw.stats);
         let limit = WriteLimit {
             client: self.peer.ip(),
+            stats: self.gw.stats.clone(),
             normal: self.cfg.timeouts.command.get(),
             stressed: self.cfg.timeouts.stress_command.get(),
             stress: self.gw.stress_watch(),
@@ -656,6 +657,7 @@ impl Session {
             transaction: tx.map(|t| (t.from.as_str(), t.rcpts.len())),
         }
         .emit(&self.gw.stats);
+        conn.timeout_counted();
         conn.reply(&format!(
             "421 4.4.2 {} Timeout exceeded, closing connection",
             self.cfg.server.hostname

@@ -7,9 +7,13 @@
 
 use std::io;
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
+
+use crate::events::{SessionTimedOut, TimeoutPhase};
+use mailward_metrics::Stats;
 
 /// The session's connection: plain, or TLS after STARTTLS.
 pub type Stream = crate::maybe_tls::MaybeTls<tokio_rustls::server::TlsStream<TcpStream>>;
@@ -30,10 +34,13 @@ pub enum Line {
 /// How long one flush of the queued replies may take: `timeouts.command`,
 /// or `timeouts.stress_command` when the gateway is under stress as the
 /// flush starts (Postfix's smtpd_timeout bounds every write the same way).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct WriteLimit {
     /// The client, for the log line when the deadline passes.
     pub client: IpAddr,
+    /// Where a passed deadline is counted (phase `write` of
+    /// `mailward_session_timeouts_total`).
+    pub stats: Arc<Stats>,
     pub normal: Duration,
     pub stressed: Duration,
     /// Whether the gateway is under stress.
@@ -59,6 +66,10 @@ pub struct Conn {
     /// A write failed or timed out: the connection is not written again
     /// (the last flush before closing would wait out the deadline twice).
     broken: bool,
+    /// The session's time-out was counted already (a 421 for a command or
+    /// DATA deadline): the flush of that 421 timing out is the same
+    /// time-out, not a second one.
+    timeout_counted: bool,
 }
 
 impl Conn {
@@ -68,7 +79,14 @@ impl Conn {
             out: Vec::with_capacity(4096),
             limit,
             broken: false,
+            timeout_counted: false,
         }
+    }
+
+    /// Says that the session's time-out has been counted: a write that
+    /// then times out (the 421 not read) is not counted again.
+    pub fn timeout_counted(&mut self) {
+        self.timeout_counted = true;
     }
 
     /// Reads one line ending in LF into `line` (cleared first), keeping at
@@ -134,9 +152,9 @@ impl Conn {
 
     /// Writes out the queued replies within the write deadline. A client
     /// that does not read them (its window stays shut) is given up when
-    /// the deadline passes: logged as a timeout in phase `write`, and the
-    /// error ends the session. After a failed write every flush fails at
-    /// once.
+    /// the deadline passes: logged and counted as a timeout in phase
+    /// `write`, and the error ends the session. After a failed write every
+    /// flush fails at once.
     pub async fn flush(&mut self) -> io::Result<()> {
         if self.broken {
             self.out.clear();
@@ -165,10 +183,16 @@ impl Conn {
             }
             Err(_) => {
                 self.broken = true;
-                // Not counted in mailward_session_timeouts_total: its
-                // phase label has no value for writes yet.
-                tracing::info!(target: "smtp", client = %self.limit.client, phase = "write",
-                    stress, "Session timed out; closing it.");
+                if !self.timeout_counted {
+                    self.timeout_counted = true;
+                    SessionTimedOut {
+                        client: self.limit.client,
+                        phase: TimeoutPhase::Write,
+                        stress,
+                        transaction: None,
+                    }
+                    .emit(&self.limit.stats);
+                }
                 Err(io::Error::new(
                     io::ErrorKind::TimedOut,
                     "the client did not read our replies in time",
