@@ -87,7 +87,21 @@ fn tls_problems(c: &config::Config, path: Option<&std::path::Path>) -> Vec<Strin
             continue;
         }
         if let Err(e) = mailward::delivery::tls::client_config(&route.tls) {
-            out.push(format!("{}: route[{n}].tls: {e}", c.origin));
+            use mailward::delivery::tls::TlsSetupError;
+            // The key to change, and its line (walkAI 9: the CA problems
+            // named `route[0].tls`, without a line).
+            let key = match &e {
+                TlsSetupError::Ca { .. } | TlsSetupError::NoCa(_) | TlsSetupError::NotCa(_) => {
+                    "tls_ca"
+                }
+                TlsSetupError::Name(_) => "tls_name",
+                TlsSetupError::Rustls(_) => "tls",
+            };
+            let line = config::line_of_nth_key(&text, "route", n, key);
+            // The key leads the line already: `route[0].tls_ca: FILE ...`.
+            let e = e.to_string();
+            let e = e.strip_prefix("tls_ca ").unwrap_or(&e);
+            out.push(format!("{}:{line}: route[{n}].{key}: {e}", c.origin));
         }
     }
     out
@@ -838,14 +852,41 @@ fn admin_socket(path: Option<&Path>) -> Result<std::path::PathBuf, ExitCode> {
     let Some(found) = path.and_then(|p| running_socket(p, &socket)) else {
         return Ok(socket);
     };
+    let file = path
+        .map(|p| {
+            std::path::absolute(p)
+                .unwrap_or_else(|_| p.to_path_buf())
+                .display()
+                .to_string()
+        })
+        .unwrap_or_default();
     eprintln!(
-        "mailward: note: {} does not exist, but the daemon running {} listens at {}: it keeps the server.data_dir and server.admin_socket it started with until it restarts. Asking it there.",
-        socket.display(),
-        path.map(|p| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf()).display().to_string())
-            .unwrap_or_default(),
-        found.display()
+        "mailward: note: {}",
+        moved_socket_note(&socket, &file, &found)
     );
     Ok(found)
+}
+
+/// Why the socket the file names is not where the daemon listens, as the
+/// operator can act on it. A relative socket path that the daemon's path
+/// ends with is the command run from another directory than the daemon
+/// (walkAI 6): nothing was reloaded, and blaming a reload misleads.
+fn moved_socket_note(socket: &Path, file: &str, found: &Path) -> String {
+    if socket.is_relative() && found.ends_with(socket) {
+        let here = std::env::current_dir()
+            .map(|d| d.display().to_string())
+            .unwrap_or_else(|_| "this directory".to_string());
+        return format!(
+            "{} is relative: from {here} it does not exist, and the daemon running {file} started elsewhere and listens at {}. Asking it there (an absolute server.data_dir, or running the command from the daemon's directory, avoids this note).",
+            socket.display(),
+            found.display()
+        );
+    }
+    format!(
+        "{} does not exist, but the daemon running {file} listens at {}: it keeps the server.data_dir and server.admin_socket it started with until it restarts. Asking it there.",
+        socket.display(),
+        found.display()
+    )
 }
 
 /// The admin socket a daemon running on the configuration file `config`
@@ -1759,6 +1800,24 @@ fn queue_table(items: &[QueueItem], now: i64) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn moved_socket_note_tells_relative_paths_from_a_reload() {
+        let found = Path::new("/srv/mw/mailward-data/admin.sock");
+        let relative = moved_socket_note(
+            Path::new("mailward-data/admin.sock"),
+            "/srv/mw/mailward.toml",
+            found,
+        );
+        assert!(relative.contains("is relative"), "{relative}");
+        assert!(!relative.contains("until it restarts"), "{relative}");
+        let reloaded = moved_socket_note(
+            Path::new("/srv/mw/other/admin.sock"),
+            "/srv/mw/mailward.toml",
+            found,
+        );
+        assert!(reloaded.contains("until it restarts"), "{reloaded}");
+    }
 
     #[test]
     fn milter_listen_never_offers_no_milter() {

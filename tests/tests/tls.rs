@@ -151,8 +151,27 @@ fn check_config_builds_the_tls_configurations() -> Result<()> {
     let text = output_text(&out);
     ensure!(out.status.code() == Some(1), "exit status: {text}");
     ensure!(
-        text.contains(": network.tls_certificate: ") && text.contains(": route[0].tls: "),
+        text.contains(": network.tls_certificate: ") && text.contains(": route[0].tls_ca: "),
         "both problems named with their keys:\n{text}"
+    );
+    // walkAI 9: the CA problem has the line of `tls_ca` (not line-less,
+    // not the `tls` key) and says what to give instead.
+    let ca_line = text
+        .lines()
+        .find(|l| l.contains(": route[0].tls_ca: "))
+        .unwrap_or_default();
+    let lineno = ca_line
+        .split(':')
+        .nth(1)
+        .and_then(|n| n.parse::<usize>().ok())
+        .unwrap_or(0);
+    ensure!(
+        lineno > 0,
+        "the tls_ca problem has a line number: {ca_line}"
+    );
+    ensure!(
+        ca_line.contains("give the certificate of the CA"),
+        "the tls_ca problem says what to do: {ca_line}"
     );
     ensure!(!text.contains("configuration is valid"), "{text}");
     Ok(())

@@ -148,6 +148,12 @@ pub fn line_of_key(text: &str, table: &str, key: &str) -> usize {
     Locator::new(text).line_of(&KeyPath::root(table).key(key))
 }
 
+/// The line of `key` in the `n`th table of the array of tables `array`
+/// (`[[route]]`), or of that table's header when the key is not written.
+pub fn line_of_nth_key(text: &str, array: &str, n: usize, key: &str) -> usize {
+    Locator::new(text).line_of(&KeyPath::root(array).index(n).key(key))
+}
+
 /// Reads and checks the configuration file at `path`, or the embedded
 /// default when `path` is `None`.
 pub fn load(path: Option<&Path>) -> Result<Config, ConfigErrors> {

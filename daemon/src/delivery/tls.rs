@@ -67,7 +67,7 @@ pub enum TlsSetupError {
         #[source]
         source: io::Error,
     },
-    #[error("tls_ca {0} holds no usable CA certificate")]
+    #[error("tls_ca {0} holds no usable CA certificate (no PEM -----BEGIN CERTIFICATE----- block that parses): give the certificate of the CA that signed the next hop's certificate")]
     NoCa(String),
     /// walkAA 6: a server's own certificate where its CA belongs; every
     /// `verify` handshake would fail with UnknownIssuer.
