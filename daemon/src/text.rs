@@ -97,6 +97,23 @@ pub enum MailboxError {
     BadLiteral(String),
 }
 
+/// `addr` with an internationalised domain written as its A-label
+/// (`user@bücher.example` is `user@xn--bcher-kva.example`), as the DNS and
+/// a next hop without SMTPUTF8 know it. A non-ASCII local part needs
+/// SMTPUTF8 and is left for [`check_mailbox`] to refuse, as is a domain
+/// IDNA cannot convert.
+pub fn a_label_mailbox(addr: &str) -> String {
+    match addr.rsplit_once('@') {
+        Some((local, domain)) if local.is_ascii() && !domain.is_ascii() => {
+            match idna::domain_to_ascii(domain) {
+                Ok(a_label) => format!("{local}@{a_label}"),
+                Err(_) => addr.to_string(),
+            }
+        }
+        _ => addr.to_string(),
+    }
+}
+
 /// Whether `addr` (without angle brackets) is a mailbox a forward path may
 /// name: one local part (dot-atom or quoted string) and one domain (a host
 /// name or an address literal), ASCII only since Mailward does not offer

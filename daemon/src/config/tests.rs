@@ -822,6 +822,16 @@ fn notice_addresses_are_mailboxes_as_rcpt_to_takes_them() {
     )
     .unwrap();
     assert_eq!(ok.policy.admin_address, "admin@example.com");
+    // walkAD: an internationalised domain is its A-label, as `--to` takes
+    // it; a non-ASCII local part still needs SMTPUTF8 and is refused.
+    let idn = parse(
+        "[policy]\nadmin_address = \"sec@bücher.example\"\n",
+        "a.toml",
+    )
+    .unwrap();
+    assert_eq!(idn.policy.admin_address, "sec@xn--bcher-kva.example");
+    let errors = parse("[policy]\nadmin_address = \"bö@example.com\"\n", "a.toml").unwrap_err();
+    assert!(errors.to_string().contains("SMTPUTF8"), "{errors}");
 }
 
 #[test]

@@ -179,15 +179,7 @@ pub fn forward_path(given: &str) -> Result<String, String> {
     // user@bücher.example was refused as non-ASCII while
     // user@xn--bcher-kva.example was taken); a non-ASCII local part needs
     // SMTPUTF8, which Mailward does not offer.
-    let addr = match addr.rsplit_once('@') {
-        Some((local, domain)) if local.is_ascii() && !domain.is_ascii() => {
-            match idna::domain_to_ascii(domain) {
-                Ok(a_label) => format!("{local}@{a_label}"),
-                Err(_) => addr.to_string(),
-            }
-        }
-        _ => addr.to_string(),
-    };
+    let addr = crate::text::a_label_mailbox(addr);
     crate::text::check_mailbox(&addr)
         .map(|()| addr.clone())
         .map_err(|why| {
