@@ -247,6 +247,22 @@ impl SmtpClient {
         Ok(reply)
     }
 
+    /// `MAIL FROM:` with `arg` (path and parameters, `<a@b.test> SIZE=10`),
+    /// failing unless it gets `250 2.1.0`.
+    pub fn mail_ok(&mut self, arg: &str) -> Result<()> {
+        self.command(&format!("MAIL FROM:{arg}"))?
+            .expect(250, "2.1.0")?;
+        Ok(())
+    }
+
+    /// `RCPT TO:` with `arg` (path and parameters), failing unless it gets
+    /// `250 2.1.5`.
+    pub fn rcpt_ok(&mut self, arg: &str) -> Result<()> {
+        self.command(&format!("RCPT TO:{arg}"))?
+            .expect(250, "2.1.5")?;
+        Ok(())
+    }
+
     /// DATA, then the dot-stuffed message; returns the final reply. Fails
     /// when DATA does not get 354.
     pub fn data(&mut self, message: &[u8]) -> Result<Reply> {

@@ -378,8 +378,7 @@ fn size_parameter_over_the_limit_is_refused() -> Result<()> {
     let mut c = gw.ehlo_client()?;
     c.command("MAIL FROM:<alice@sender.test> SIZE=20000")?
         .expect(552, "5.3.4")?;
-    c.command("MAIL FROM:<alice@sender.test> SIZE=1000")?
-        .expect(250, "2.1.0")?;
+    c.mail_ok("<alice@sender.test> SIZE=1000")?;
     Ok(())
 }
 
@@ -422,12 +421,10 @@ fn relay_is_denied_outside_relay_networks() -> Result<()> {
         c.set_list("network", "relay_networks", &["10.0.0.0/8"])
     })?;
     let mut c = gw.ehlo_client()?;
-    c.command("MAIL FROM:<alice@sender.test>")?
-        .expect(250, "2.1.0")?;
+    c.mail_ok("<alice@sender.test>")?;
     c.command("RCPT TO:<victim@elsewhere.test>")?
         .expect(554, "5.7.1")?;
-    c.command("RCPT TO:<bob@example.com>")?
-        .expect(250, "2.1.5")?;
+    c.rcpt_ok("<bob@example.com>")?;
     // The postmaster is reachable from anyone (RFC 5321 4.5.1), bare or
     // at our name, and so is the MAILER-DAEMON our DSNs come from: all
     // are server.postmaster (postmaster@mw.test), outside the protected
@@ -441,8 +438,7 @@ fn relay_is_denied_outside_relay_networks() -> Result<()> {
     let id = c.data(&read_resource("mail/plain.eml")?)?;
     id.expect(250, "2.0.0")?;
     // A transaction with only the refused recipient queues nothing.
-    c.command("MAIL FROM:<alice@sender.test>")?
-        .expect(250, "2.1.0")?;
+    c.mail_ok("<alice@sender.test>")?;
     c.command("RCPT TO:<victim@elsewhere.test>")?
         .expect(554, "5.7.1")?;
     let data = c.command("DATA")?;
@@ -468,8 +464,7 @@ fn commands_out_of_sequence_get_503() -> Result<()> {
     c.command("DATA")?.expect(503, "5.5.1")?;
     c.command("RCPT TO:<bob@example.com>")?
         .expect(503, "5.5.1")?;
-    c.command("MAIL FROM:<alice@sender.test>")?
-        .expect(250, "2.1.0")?;
+    c.mail_ok("<alice@sender.test>")?;
     c.command("MAIL FROM:<alice@sender.test>")?
         .expect(503, "5.5.1")?;
     // DATA with no recipient yet: 503 (bad sequence) or 554 (no valid
@@ -583,14 +578,12 @@ fn refused_mail_and_rcpt_count_toward_the_error_limit() -> Result<()> {
             )
     })?;
     let mut c = gw.ehlo_client()?;
-    c.command("MAIL FROM:<alice@sender.test>")?
-        .expect(250, "2.1.0")?;
+    c.mail_ok("<alice@sender.test>")?;
     let n = refused_until_421(&mut c, "RCPT TO:<victim@elsewhere.test>", 554, "5.7.1")?;
     ensure!(n == 20, "{n} relay refusals before the 421");
 
     let mut c = gw.ehlo_client()?;
-    c.command("MAIL FROM:<alice@sender.test>")?
-        .expect(250, "2.1.0")?;
+    c.mail_ok("<alice@sender.test>")?;
     let n = refused_until_421(&mut c, "RCPT TO:<blocked@example.com>", 550, "5.7.1")?;
     ensure!(n == 20, "{n} rcpt_rules refusals before the 421");
 
@@ -600,10 +593,8 @@ fn refused_mail_and_rcpt_count_toward_the_error_limit() -> Result<()> {
 
     // Over max_rcpts_per_message: refused, not counted; the message goes.
     let mut c = gw.ehlo_client()?;
-    c.command("MAIL FROM:<alice@sender.test>")?
-        .expect(250, "2.1.0")?;
-    c.command("RCPT TO:<bob@example.com>")?
-        .expect(250, "2.1.5")?;
+    c.mail_ok("<alice@sender.test>")?;
+    c.rcpt_ok("<bob@example.com>")?;
     for n in 0..30 {
         c.command(&format!("RCPT TO:<user{n}@example.com>"))?
             .expect(452, "4.5.3")?;
@@ -864,8 +855,7 @@ fn a_latin1_address_gets_553_like_a_utf8_one() -> Result<()> {
     let mut c = gw.ehlo_client()?;
     c.send(b"MAIL FROM:<a\xe9@sender.test>\r\n")?;
     c.read_reply()?.expect(553, "5.6.7")?;
-    c.command("MAIL FROM:<alice@sender.test>")?
-        .expect(250, "2.1.0")?;
+    c.mail_ok("<alice@sender.test>")?;
     c.send(b"RCPT TO:<bob\xe9@example.com>\r\n")?;
     c.read_reply()?.expect(553, "5.6.7")?;
     Ok(())
@@ -1010,10 +1000,8 @@ fn data_credit_is_not_for_idling() -> Result<()> {
             .set_str("timeouts", "data", "10s")
     })?;
     let mut c = gw.ehlo_client()?;
-    c.command("MAIL FROM:<alice@sender.test>")?
-        .expect(250, "2.1.0")?;
-    c.command("RCPT TO:<bob@example.com>")?
-        .expect(250, "2.1.5")?;
+    c.mail_ok("<alice@sender.test>")?;
+    c.rcpt_ok("<bob@example.com>")?;
     c.command("DATA")?.expect_code(354)?;
     let line = format!("{}\r\n", "x".repeat(98));
     c.send(b"Subject: burst\r\n\r\n")?;
@@ -1121,8 +1109,7 @@ fn recipients_per_message_are_limited() -> Result<()> {
         c.set("limits", "max_rcpts_per_message", "3")
     })?;
     let mut c = gw.ehlo_client()?;
-    c.command("MAIL FROM:<alice@sender.test>")?
-        .expect(250, "2.1.0")?;
+    c.mail_ok("<alice@sender.test>")?;
     for n in 1..=3 {
         c.command(&format!("RCPT TO:<user{n}@example.com>"))?
             .expect(250, "2.1.5")?;
@@ -1240,12 +1227,10 @@ fn helo_mail_from_and_rcpt_rules_deny() -> Result<()> {
     c.ehlo("good.test")?;
     c.command("MAIL FROM:<boss@spammer.test>")?
         .expect(550, "5.7.1")?;
-    c.command("MAIL FROM:<alice@sender.test>")?
-        .expect(250, "2.1.0")?;
+    c.mail_ok("<alice@sender.test>")?;
     c.command("RCPT TO:<blocked@example.com>")?
         .expect(550, "5.7.1")?;
-    c.command("RCPT TO:<bob@example.com>")?
-        .expect(250, "2.1.5")?;
+    c.rcpt_ok("<bob@example.com>")?;
     c.data(&read_resource("mail/plain.eml")?)?
         .expect(250, "2.0.0")?;
     c.quit();
@@ -1277,8 +1262,7 @@ fn a_quoted_local_part_is_the_same_mailbox_to_rules_and_delivery() -> Result<()>
     let mut c = gw.ehlo_client()?;
     c.command("MAIL FROM:<\"boss\"@spammer.test>")?
         .expect(550, "5.7.1")?;
-    c.command("MAIL FROM:<\"alice\"@sender.test>")?
-        .expect(250, "2.1.0")?;
+    c.mail_ok("<\"alice\"@sender.test>")?;
     for quoted in [
         "\"blocked\"@example.com",
         "\"blo\\cked\"@example.com",
@@ -1287,12 +1271,9 @@ fn a_quoted_local_part_is_the_same_mailbox_to_rules_and_delivery() -> Result<()>
         let reply = c.command(&format!("RCPT TO:<{quoted}>"))?;
         ensure!(reply.is(550, "5.7.1"), "RCPT TO:<{quoted}> got {reply}");
     }
-    c.command("RCPT TO:<bob@example.com>")?
-        .expect(250, "2.1.5")?;
-    c.command("RCPT TO:<\"bob\"@example.com>")?
-        .expect(250, "2.1.5")?;
-    c.command("RCPT TO:<\"b\\ob\"@example.com>")?
-        .expect(250, "2.1.5")?;
+    c.rcpt_ok("<bob@example.com>")?;
+    c.rcpt_ok("<\"bob\"@example.com>")?;
+    c.rcpt_ok("<\"b\\ob\"@example.com>")?;
     c.data(&read_resource("mail/plain.eml")?)?
         .expect(250, "2.0.0")?;
     c.quit();
@@ -1312,12 +1293,9 @@ fn a_quoted_local_part_is_the_same_mailbox_to_rules_and_delivery() -> Result<()>
 fn dsn_parameters_are_accepted() -> Result<()> {
     let gw = Gateway::start("dsn-params", |c| c)?;
     let mut c = gw.ehlo_client()?;
-    c.command("MAIL FROM:<alice@sender.test> RET=HDRS ENVID=x")?
-        .expect(250, "2.1.0")?;
-    c.command("RCPT TO:<bob@example.com> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;bob@example.com")?
-        .expect(250, "2.1.5")?;
-    c.command("RCPT TO:<carol@example.com> NOTIFY=NEVER")?
-        .expect(250, "2.1.5")?;
+    c.mail_ok("<alice@sender.test> RET=HDRS ENVID=x")?;
+    c.rcpt_ok("<bob@example.com> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;bob@example.com")?;
+    c.rcpt_ok("<carol@example.com> NOTIFY=NEVER")?;
     c.data(&read_resource("mail/plain.eml")?)?
         .expect(250, "2.0.0")?;
     c.quit();
@@ -1334,10 +1312,8 @@ fn smtputf8_with_an_ascii_envelope_is_accepted() -> Result<()> {
     let mut c = gw.ehlo_client()?;
     c.command("MAIL FROM:<j\u{fc}rgen@sender.test> SMTPUTF8")?
         .expect(553, "5.6.7")?;
-    c.command("MAIL FROM:<alice@sender.test> SMTPUTF8")?
-        .expect(250, "2.1.0")?;
-    c.command("RCPT TO:<bob@example.com>")?
-        .expect(250, "2.1.5")?;
+    c.mail_ok("<alice@sender.test> SMTPUTF8")?;
+    c.rcpt_ok("<bob@example.com>")?;
     c.data(&read_resource("mail/plain.eml")?)?
         .expect(250, "2.0.0")?;
     c.quit();
@@ -1392,8 +1368,7 @@ fn lack_of_spool_space_is_warned_once_and_its_end_logged() -> Result<()> {
             .then_some(()))
     })?;
     let mut c = gw.ehlo_client()?;
-    c.command("MAIL FROM:<alice@sender.test>")?
-        .expect(250, "2.1.0")?;
+    c.mail_ok("<alice@sender.test>")?;
     c.quit();
     wait_until(
         "the end of the episode logged",
@@ -1417,9 +1392,8 @@ fn lack_of_spool_space_is_warned_once_and_its_end_logged() -> Result<()> {
 fn plain_addresses_without_brackets_are_accepted() -> Result<()> {
     let gw = Gateway::start("bare-addresses", |c| c)?;
     let mut c = gw.ehlo_client()?;
-    c.command("MAIL FROM:alice@sender.test SIZE=300")?
-        .expect(250, "2.1.0")?;
-    c.command("RCPT TO:bob@example.com")?.expect(250, "2.1.5")?;
+    c.mail_ok("alice@sender.test SIZE=300")?;
+    c.rcpt_ok("bob@example.com")?;
     c.data(&read_resource("mail/plain.eml")?)?
         .expect(250, "2.0.0")?;
     c.quit();
@@ -1456,10 +1430,8 @@ fn vrfy_help_rset_noop_and_quit() -> Result<()> {
     );
     c.command("STARTTLS")?.expect(502, "5.5.1")?;
     c.command("NOOP")?.expect(250, "2.0.0")?;
-    c.command("MAIL FROM:<alice@sender.test>")?
-        .expect(250, "2.1.0")?;
-    c.command("RCPT TO:<bob@example.com>")?
-        .expect(250, "2.1.5")?;
+    c.mail_ok("<alice@sender.test>")?;
+    c.rcpt_ok("<bob@example.com>")?;
     c.command("RSET")?.expect(250, "2.0.0")?;
     // The transaction is gone.
     c.command("DATA")?.expect(503, "5.5.1")?;
@@ -1553,11 +1525,9 @@ fn postmaster_is_accepted_whatever_the_recipient_rules_say() -> Result<()> {
             )
     })?;
     let mut c = gw.ehlo_client()?;
-    c.command("MAIL FROM:<alice@sender.test>")?
-        .expect(250, "2.1.0")?;
-    c.command("RCPT TO:<postmaster>")?.expect(250, "2.1.5")?;
-    c.command("RCPT TO:<postmaster@mw.test>")?
-        .expect(250, "2.1.5")?;
+    c.mail_ok("<alice@sender.test>")?;
+    c.rcpt_ok("<postmaster>")?;
+    c.rcpt_ok("<postmaster@mw.test>")?;
     c.command("RCPT TO:<someone@elsewhere.test>")?
         .expect(550, "5.7.1")?;
     Ok(())
