@@ -438,14 +438,71 @@ pub struct RecipientRejected<'a> {
     pub from: Option<&'a str>,
 }
 
+/// The recipient a refusal is about, for its log line: the address
+/// (`grep to=ADDRESS`, as Postfix's reject lines have it) and the MTA's
+/// queue ID where it told us (the milter macro `i`; walkAF 7: a milter's
+/// refused recipients were found neither by address nor by Postfix's
+/// queue ID).
+pub struct RefusedRecipient<'a> {
+    pub to: &'a str,
+    pub upstream_id: Option<&'a str>,
+}
+
 impl RecipientRejected<'_> {
     pub fn emit(&self, stats: &Stats) {
+        self.emit_with(stats, None);
+    }
+
+    /// As [`Self::emit`], naming the recipient and the MTA's queue ID.
+    pub fn emit_for(&self, stats: &Stats, rcpt: &RefusedRecipient<'_>) {
+        self.emit_with(stats, Some(rcpt));
+    }
+
+    /// Counts the refusal only: one of a run logged once for its
+    /// transaction ([`RecipientsOverLimit`]).
+    pub fn count(&self, stats: &Stats) {
         stats.record(&Event::RecipientRejected {
             reason: self.reason,
         });
+    }
+
+    fn emit_with(&self, stats: &Stats, rcpt: Option<&RefusedRecipient<'_>>) {
+        self.count(stats);
         tracing::info!(target: "smtp", client = %self.client, reason = self.reason.as_str(),
-            refused = "recipient", from = self.from.map(tracing::field::display),
+            refused = "recipient",
+            upstream_id = rcpt.and_then(|r| r.upstream_id),
+            from = self.from.map(tracing::field::display),
+            to = rcpt.map(|r| tracing::field::display(r.to)),
             reply = %self.reply, "Refused in the session.");
+    }
+}
+
+/// The recipients of one transaction refused past a bound, after the
+/// first (logged on its own with [`RecipientRejected`]), each counted
+/// with [`RecipientRejected::count`]: one line when the transaction ends,
+/// not one per RCPT (walkAH 4: a client sending 200,000 of them wrote 30 MB
+/// of log; walkAI 7: the milter's bound did so still).
+pub struct RecipientsOverLimit<'a> {
+    pub client: IpAddr,
+    /// The bound, as the line names it (`the milter's 10000 per message`).
+    pub limit: &'a str,
+    pub from: &'a str,
+    pub upstream_id: Option<&'a str>,
+    /// Every recipient refused past the bound, the first one included.
+    pub count: u32,
+    pub reply: &'a str,
+}
+
+impl RecipientsOverLimit<'_> {
+    /// Logs the line when more than the first was refused.
+    pub fn emit(&self) {
+        if self.count > 1 {
+            tracing::info!(target: "smtp", client = %self.client, reason = "limit",
+                refused = "recipient", upstream_id = self.upstream_id, from = %sender(self.from),
+                count = self.count, reply = %self.reply,
+                "Recipients over {} refused in this transaction (the first one logged on its own).",
+                self.limit);
+        }
     }
 }
 

@@ -810,6 +810,108 @@ mt.disconnect(conn)
     Ok(())
 }
 
+/// walkAF 7 and walkAI 7: a recipient past the milter's bound (10,000 per
+/// message, for a runaway MTA) was logged with neither its address nor
+/// Postfix's queue ID, and every one of them wrote its own line. Now the
+/// first is logged with `to=` and `upstream_id=` (the `i` macro Postfix
+/// sends at RCPT once it has a queue ID), the rest once, counted, when
+/// the transaction ends; each still counts in the statistics.
+#[test]
+fn recipients_past_the_milter_bound_are_logged_once_with_address_and_queue_id() -> Result<()> {
+    let miltertest = require("miltertest", "miltertest")?;
+    let dir = TestDir::new("milter-bound")?;
+    let port = free_port();
+    let stats = StatsSetup::new(dir.path());
+    let config = stats.apply(Config::new(dir.path())).set_str(
+        "milter",
+        "listen",
+        &format!("inet:{port}@127.0.0.1"),
+    );
+    let daemon = Daemon::start(&config)?;
+    // As Postfix: no `i` at MAIL (the last message's must not stand in),
+    // `i` with the RCPT macros once the first recipient opened its queue
+    // file; 10,003 recipients, the last three past the bound.
+    let prelude = lua_prelude(port);
+    let script = format!(
+        r#"{prelude}
+step("connect", mt.conninfo(conn, "client.example.net", "192.0.2.7"), SMFIR_CONTINUE)
+step("helo", mt.helo(conn, "client.example.net"), SMFIR_CONTINUE)
+mt.macro(conn, SMFIC_MAIL, "{{mail_addr}}", "alice@sender.test")
+step("mail", mt.mailfrom(conn, "<alice@sender.test>"), SMFIR_CONTINUE)
+step("rcpt", mt.rcptto(conn, "<r1@example.com>"), SMFIR_CONTINUE)
+mt.macro(conn, SMFIC_RCPT, "i", "4XyzQ7")
+for n = 2, 10000 do
+  step("rcpt", mt.rcptto(conn, "<r" .. n .. "@example.com>"), SMFIR_CONTINUE)
+end
+for n = 10001, 10003 do
+  step("rcpt", mt.rcptto(conn, "<r" .. n .. "@example.com>"), SMFIR_REPLYCODE)
+end
+print("BOUND: three recipients past 10000 refused")
+step("header", mt.header(conn, "From", "alice@sender.test"), SMFIR_CONTINUE)
+step("header", mt.header(conn, "Subject", "to many"), SMFIR_CONTINUE)
+step("eoh", mt.eoh(conn), SMFIR_CONTINUE)
+step("body", mt.bodystring(conn, "Hello.\r\n"), SMFIR_CONTINUE)
+step("eom", mt.eom(conn), SMFIR_ACCEPT)
+print("BOUND: the message judged")
+mt.disconnect(conn)
+"#
+    );
+    let (ok, text) = run_miltertest(&miltertest, &dir, "bound.lua", &script)?;
+    ensure!(
+        ok && text.contains("BOUND: three recipients past 10000 refused")
+            && text.contains("BOUND: the message judged"),
+        "miltertest:\n{}\n--- mailward log\n{}",
+        last_lines(&text, 30),
+        daemon.log()
+    );
+    let log = wait_until("the verdict", Duration::from_secs(10), || {
+        let log = daemon.full_log();
+        Ok(log.contains("Message accepted.").then_some(log))
+    })
+    .with_context(|| daemon.log())?;
+    let refused: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("Too many recipients"))
+        .collect();
+    ensure!(
+        refused.len() == 2,
+        "one line for the first recipient past the bound, one for the rest: {refused:#?}"
+    );
+    ensure!(
+        refused[0].contains("Refused in the session.")
+            && refused[0].contains("refused=recipient")
+            && refused[0].contains("upstream_id=4XyzQ7 ")
+            && refused[0].contains("from=alice@sender.test ")
+            && refused[0].contains("to=r10001@example.com "),
+        "the first names Postfix's queue ID, the sender and the recipient: {}",
+        refused[0]
+    );
+    ensure!(
+        refused[1]
+            .contains("Recipients over the milter's 10000 per message refused in this transaction")
+            && refused[1].contains("upstream_id=4XyzQ7 ")
+            && refused[1].contains("from=alice@sender.test ")
+            && refused[1].contains("count=3 "),
+        "the rest are counted on one line: {}",
+        refused[1]
+    );
+    ensure!(
+        log.lines().any(|l| l.contains("Message from the MTA.")
+            && l.contains("upstream_id=4XyzQ7 ")
+            && l.contains("rcpts=10000 ")),
+        "the message goes on with 10,000 recipients:\n{}",
+        daemon.log()
+    );
+    let counted = stats
+        .scrape()?
+        .get("mailward_recipients_rejected_total", &[("reason", "limit")]);
+    ensure!(
+        counted == Some(3.0),
+        "every refused recipient is counted: {counted:?}"
+    );
+    Ok(())
+}
+
 /// The steps of a miltertest script from RCPT to end of message: one
 /// recipient, a From and a Subject header and a one-line body, accepted.
 fn lua_message(from: &str, subject: &str, body: &str) -> String {
@@ -855,6 +957,12 @@ fn run_miltertest(
         .output()
         .context("running miltertest")?;
     Ok((out.status.success(), output_text(&out)))
+}
+
+/// The last `n` lines of `text`.
+fn last_lines(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
 /// The time of day of a log line, in seconds (`2026-12-01T18:27:11.771500Z ...`).

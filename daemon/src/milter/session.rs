@@ -15,8 +15,8 @@
 
 use crate::envelope::{Envelope, QueueId, Recipient};
 use crate::events::{
-    self, MessageRejected, RecipientRejected, Refused, RefusedTransaction, RejectReason,
-    TransactionRefused,
+    self, MessageRejected, RecipientRejected, RecipientsOverLimit, Refused, RefusedRecipient,
+    RefusedTransaction, RejectReason, TransactionRefused,
 };
 use crate::gateway::Gateway;
 use crate::policy::milter::{Change, Outcome};
@@ -60,6 +60,12 @@ const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 /// on memory only; `limits.max_rcpts_per_message` does not apply here.
 const MILTER_MAX_RCPTS: usize = 10_000;
 
+/// How the log names that bound.
+const MILTER_RCPTS_BOUND: &str = "the milter's 10000 per message";
+
+/// The reply to a recipient past [`MILTER_MAX_RCPTS`].
+const TOO_MANY_RCPTS: &str = "452 4.5.3 Too many recipients";
+
 /// One message being received.
 #[derive(Default)]
 struct Transaction {
@@ -77,6 +83,27 @@ struct Transaction {
     /// without a message (abort, a new MAIL, the end of the session), as
     /// an SMTP session's does.
     refused_rcpt: Option<RejectReason>,
+    /// Recipients refused past [`MILTER_MAX_RCPTS`]: the first is logged
+    /// on its own, the rest once when the transaction ends (walkAI 7).
+    over_bound: u32,
+    /// The MTA's queue ID when the first of those was refused (the `i`
+    /// macro of the RCPT step), for the line that counts the rest.
+    over_bound_upstream: Option<String>,
+}
+
+impl Transaction {
+    /// Logs the recipients refused past the bound after the first, once.
+    fn log_over_bound(&self, client: IpAddr) {
+        RecipientsOverLimit {
+            client,
+            limit: MILTER_RCPTS_BOUND,
+            from: &self.from,
+            upstream_id: self.over_bound_upstream.as_deref(),
+            count: self.over_bound,
+            reply: TOO_MANY_RCPTS,
+        }
+        .emit();
+    }
 }
 
 pub struct Session {
@@ -275,6 +302,13 @@ impl Session {
                 Ok((vec![Response::OptNeg(n.reply)], true))
             }
             Command::Macro(m) => {
+                // Postfix sends `i` only once it has a queue ID (with
+                // smtpd_delay_open_until_valid_rcpt, after the first
+                // recipient it accepted): at a new MAIL the last
+                // message's ID would otherwise stand in for it.
+                if m.for_command == b'M' {
+                    self.macros.remove("i");
+                }
                 self.macros.extend(m.pairs);
                 Ok((Vec::new(), true))
             }
@@ -336,10 +370,11 @@ impl Session {
                     crate::auth::spf_refusal(cfg.spam.spf, spf.as_ref(), self.client_ip())
                         .filter(|_| !crate::check::spam::whitelisted_client(&cfg, self.client_ip()))
                 {
-                    // Postfix has no queue ID yet (`i` is the last
-                    // message's until its next one): the sender only.
+                    // Postfix's queue ID if it has one yet (not with its
+                    // default smtpd_delay_open_until_valid_rcpt).
                     let tx = RefusedTransaction {
                         from: &from,
+                        upstream_id: self.upstream_id(),
                         ..RefusedTransaction::default()
                     };
                     self.rejected(RejectReason::Policy, &reply, &tx);
@@ -362,16 +397,31 @@ impl Session {
                 // 1). Only a runaway MTA meets this bound.
                 let max = MILTER_MAX_RCPTS;
                 let client = self.client_ip();
+                let upstream_id = self.upstream_id().map(str::to_string);
                 if let Some(tx) = self.tx.as_mut().filter(|tx| tx.rcpts.len() >= max) {
-                    let reply = "452 4.5.3 Too many recipients";
+                    let reply = TOO_MANY_RCPTS;
                     tx.refused_rcpt.get_or_insert(RejectReason::Limit);
-                    RecipientRejected {
+                    tx.over_bound = tx.over_bound.saturating_add(1);
+                    let refusal = RecipientRejected {
                         reason: RejectReason::Limit,
                         client,
                         reply,
                         from: Some(tx.from.as_str()),
+                    };
+                    if tx.over_bound == 1 {
+                        // Named as Postfix's milter-reject line names it.
+                        let to = strip_brackets(&recipient);
+                        let rcpt = RefusedRecipient {
+                            to: &to,
+                            upstream_id: upstream_id.as_deref(),
+                        };
+                        refusal.emit_for(&self.gw.stats, &rcpt);
+                        tx.over_bound_upstream = upstream_id;
+                    } else {
+                        // Counted one by one, logged once for the
+                        // transaction (Transaction::log_over_bound).
+                        refusal.count(&self.gw.stats);
                     }
-                    .emit(&self.gw.stats);
                     return cont(reply_code(reply));
                 }
                 if let Some(tx) = &mut self.tx {
@@ -417,10 +467,14 @@ impl Session {
                 let max = self.gw.config().limits.max_message_size.0;
                 let mut tx = self.tx.take().unwrap_or_default();
                 append(&mut tx, &chunk, max);
-                Ok((self.end_of_message(tx).await, true))
+                let responses = self.end_of_message(tx).await;
+                // That message's queue ID is not the next one's.
+                self.macros.remove("i");
+                Ok((responses, true))
             }
             Command::Abort => {
                 self.end_transaction();
+                self.macros.remove("i");
                 Ok((Vec::new(), true))
             }
             Command::QuitNc => {
@@ -445,6 +499,14 @@ impl Session {
             .cloned()
     }
 
+    /// `i`: the MTA's queue ID, once it has one for this message.
+    fn upstream_id(&self) -> Option<&str> {
+        self.macros
+            .get("i")
+            .map(String::as_str)
+            .filter(|i| !i.is_empty())
+    }
+
     fn client_ip(&self) -> IpAddr {
         self.client.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
     }
@@ -465,7 +527,9 @@ impl Session {
     /// The transaction under way, if any, ends without a message: counted
     /// as refused if we refused some of its recipients.
     fn end_transaction(&mut self) {
-        if let Some(reason) = self.tx.take().and_then(|tx| tx.refused_rcpt) {
+        let Some(tx) = self.tx.take() else { return };
+        tx.log_over_bound(self.client_ip());
+        if let Some(reason) = tx.refused_rcpt {
             TransactionRefused {
                 reason,
                 client: self.client_ip(),
@@ -476,6 +540,7 @@ impl Session {
 
     /// The checks, the plans, and what the MTA is told.
     async fn end_of_message(&mut self, tx: Transaction) -> Vec<Response> {
+        tx.log_over_bound(self.client_ip());
         if tx.rcpts.is_empty() && !tx.too_big {
             // Nothing to decide for (the MTA refused every recipient).
             return vec![Response::Continue];
@@ -487,7 +552,7 @@ impl Session {
             tx.from,
         );
         env.milter = true;
-        env.upstream_id = self.macros.get("i").cloned();
+        env.upstream_id = self.upstream_id().map(str::to_string);
         env.rcpts = tx.rcpts.into_iter().map(Recipient::new).collect();
         env.size = tx.received;
         env.eight_bit = tx.message.iter().any(|&b| b >= 0x80);
