@@ -258,6 +258,30 @@ fn a_message_answered_451_is_counted_when_it_comes_again_once() -> Result<()> {
     f.check(after_451 == (0.0, 0.0, 1.0), || {
         format!("after the 451 (received, viruses, tempfail) = {after_451:?}, want (0, 0, 1)")
     });
+    // walkAD: the log said "Message accepted." for the message the client
+    // was answered 451 for. It was not accepted, and the log says so.
+    let log = gw.daemon.log();
+    let id = log
+        .lines()
+        .find(|l| l.contains("the message is refused with 451 4.3.0 and not kept"))
+        .and_then(|l| l.split("queue_id=").nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .map(str::to_string)
+        .with_context(|| format!("no line says the message is refused with 451:\n{log}"))?;
+    let lines: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains(&format!("queue_id={id}")))
+        .collect();
+    f.check(
+        !lines.iter().any(|l| l.contains("Message accepted.")),
+        || format!("a message answered 451 is not logged as accepted: {lines:#?}"),
+    );
+    f.check(
+        lines
+            .iter()
+            .any(|l| l.contains("Message checked.") && l.contains("accepted=false")),
+        || format!("its verdict is logged with accepted=false: {lines:#?}"),
+    );
     std::fs::remove_file(&store)?;
     std::fs::rename(&aside, &store)?;
     send(

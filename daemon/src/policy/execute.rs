@@ -348,23 +348,26 @@ pub async fn execute(
         }
         return Answer::Refused(reply);
     }
+    // 1. Copies that must exist before anything goes on. Before the
+    // message is said to be accepted: a client answered 451 because one
+    // cannot be written was not (walkAD: "Message accepted." came first).
+    let copies = write_copies(gw, &cfg, &env, &raw, &verdict, in_session).await;
+    if copies.is_err() && in_session {
+        not_accepted(&env, &verdict);
+        return not_now(gw, &env, in_session).await;
+    }
     // "Message accepted." was logged with the reply when the checks went
     // on after it (walkS 13); here only when the reply is this verdict's.
     accept(&env, &mut verdict, in_session);
+    if copies.is_err() {
+        return not_now(gw, &env, in_session).await;
+    }
     if verdict
         .groups
         .iter()
         .any(|j| j.plan.delivery == Delivery::Deliver)
     {
         super::verdict_headers::note_foreign(&gw.stats, &env.id, &raw, &cfg.server.authserv_id);
-    }
-
-    // 1. Copies that must exist before anything goes on.
-    if write_copies(gw, &cfg, &env, &raw, &verdict, in_session)
-        .await
-        .is_err()
-    {
-        return not_now(gw, &env, in_session).await;
     }
 
     // 2. One commit: the groups' copies, the notifications, the message.
@@ -497,6 +500,20 @@ pub(crate) fn refused(gw: &Gateway, env: &Envelope, verdict: &Verdict, reply: &s
     log_findings(env, verdict);
     tracing::info!(target: "policy", queue_id = %env.id, reply = %reply,
         "Message refused by content policy.");
+}
+
+/// The verdict of a message the client is answered 451 for, as a copy it
+/// needs could not be written: logged as not accepted (`accepted=false`,
+/// no "Message accepted."), with its findings, and not counted: the
+/// sender's server sends it again, and it is counted then.
+fn not_accepted(env: &Envelope, verdict: &Verdict) {
+    MessageChecked {
+        envelope: env,
+        verdict,
+        accepted: false,
+    }
+    .log();
+    log_findings(env, verdict);
 }
 
 /// The recipients of group `j` get nothing: counted (the message once, at
