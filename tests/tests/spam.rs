@@ -268,6 +268,16 @@ fn spam_is_refused_in_session_marked_or_quarantined_per_group() -> Result<()> {
     f.check(left.trim().is_empty(), || {
         format!("the entry is gone: {left}")
     });
+    // Asked again, the cause comes first (walkAK 8: "not learnt as spam,
+    // so not removed: ... no such entry").
+    let again = output_text(
+        &gw.daemon
+            .cli(&["quarantine", "remove", &id, "--learn-spam"])?,
+    );
+    f.check(
+        again.contains("no such entry") && !again.contains("not learnt as spam"),
+        || format!("remove --learn-spam of a removed entry: {again}"),
+    );
     gw.sink.wait_for_count(4, DELIVERY_TIMEOUT)?;
     // The log names every test with the weight it counted for: double
     // while the classifier has learnt nothing (RULES_ALONE).
@@ -1424,8 +1434,19 @@ fn spam_status_and_start_say_what_a_damaged_or_silent_redis_holds() -> Result<()
     f.check(text.contains("  site:       3 spam, 2 ham, "), || {
         text.clone()
     });
-    drop(gw);
+    // walkAK 1: with Redis stopped, `spam learn` says what to check, not
+    // only "Connection refused (os error 111)".
     redis.stop();
+    let out = gw
+        .daemon
+        .cli(&["spam", "learn", "--ham", &ham_dir.display().to_string()])?;
+    let text = output_text(&out);
+    f.check(
+        out.status.code() == Some(1)
+            && text.contains("nothing listens there; is redis-server running"),
+        || format!("a stopped Redis says what to check: {text}"),
+    );
+    drop(gw);
 
     // A Redis that accepts connections and never answers.
     let hung = std::net::TcpListener::bind("127.0.0.1:0")?;

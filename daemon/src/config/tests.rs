@@ -1342,3 +1342,15 @@ fn a_depth_past_the_cap_and_a_missing_update_source_are_warnings() {
         ]
     );
 }
+
+#[test]
+fn a_tls_redis_url_is_refused_as_unsupported_not_as_a_typo() {
+    // walkAK 1: `rediss://` got "expected \"\" or a URL like redis://...".
+    let errors = parse("[spam]\nstore = \"rediss://127.0.0.1:6379/0\"\n", "a.toml").unwrap_err();
+    let text = errors.to_string();
+    assert!(
+        text.contains("TLS to Redis (rediss://) is not supported"),
+        "{text}"
+    );
+    assert_eq!(errors.0[0].key, "spam.store", "{text}");
+}

@@ -1154,6 +1154,12 @@ fn redis_url(v: &Value) -> Result<String, String> {
     if s.is_empty() {
         return Ok(s);
     }
+    if s.starts_with("rediss://") {
+        // walkAK 1: refused with the generic sentence, it read as a typo.
+        return Err(format!(
+            "got {s:?}: TLS to Redis (rediss://) is not supported; use redis:// to a Redis on this host or a trusted network (or a TLS tunnel such as stunnel in front of it)"
+        ));
+    }
     if !s.starts_with("redis://") {
         return Err(format!(
             "expected \"\" (the spam directory) or a URL like \"redis://127.0.0.1:6379/0\", got {s:?}"
@@ -1161,7 +1167,12 @@ fn redis_url(v: &Value) -> Result<String, String> {
     }
     redis::Client::open(s.as_str())
         .map(|_| s.clone())
-        .map_err(|e| format!("not a usable Redis URL {s:?}: {e}"))
+        .map_err(|e| {
+            format!(
+                "not a usable Redis URL {s:?}: {}; write it as redis://[:PASSWORD@]HOST:PORT/DB",
+                crate::check::spam::store::redis_sentence(&e)
+            )
+        })
 }
 
 fn quarantine(ctx: &mut Ctx<'_>, raw: &RawQuarantine) -> Quarantine {

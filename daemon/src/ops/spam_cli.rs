@@ -373,15 +373,42 @@ fn made_ready(cfg: &Config, err: &mut dyn Write) -> Result<(), SpamCliError> {
                 )));
             }
             std::fs::create_dir(dir).map_err(io(dir))?;
-            let _ = writeln!(
-                err,
-                "Created {} (spam.dir): nothing was learnt there before.",
-                dir.display()
-            );
+            if cfg.spam.store.is_empty() {
+                let _ = writeln!(
+                    err,
+                    "Created {} (spam.dir): nothing was learnt there before.",
+                    dir.display()
+                );
+            } else {
+                // The site's learning goes to Redis; the directory holds the
+                // base and its backup (walkAK 4: "nothing was learnt there"
+                // read as the import landing in the wrong place).
+                let _ = writeln!(
+                    err,
+                    "Created {} (spam.dir, for the base; the site's learning is in {}).",
+                    dir.display(),
+                    Store::of(&cfg.spam)
+                        .map(|s| s.describe())
+                        .unwrap_or_else(|_| "spam.store".to_string())
+                );
+            }
             Ok(())
         }
         Err(e) => Err(io(dir)(e)),
     }
+}
+
+/// The missing parent of `[spam] dir`, when `spam learn` would refuse to
+/// make the directory for that reason. The default dir (in the data
+/// directory) is not one: the daemon makes the data directory at its
+/// start.
+fn missing_parent(cfg: &Config) -> Option<PathBuf> {
+    let dir = &cfg.spam.dir;
+    let parent = dir
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    (!parent.is_dir() && *dir != cfg.server.data_dir.join("spam")).then(|| parent.to_path_buf())
 }
 
 /// The error of a `[spam] dir` that is a file.
@@ -459,9 +486,16 @@ fn changing(cfg: &Config) -> impl Fn(crate::check::spam::store::StoreError) -> S
 /// `spam status`.
 fn tell_trimmed(cfg: &Config, trimmed: Trimmed, err: &mut dyn Write) {
     if trimmed.journal > 0 {
+        // A torn file record was never read by a gateway; a damaged Redis
+        // element may have been, before it was damaged (walkAK 5).
+        let counted = if cfg.spam.store.is_empty() {
+            "; no gateway had counted them"
+        } else {
+            ""
+        };
         let _ = writeln!(
             err,
-            "Dropped {} byte(s) of the journal after its last intact record (a record cut short or damaged, and what followed it; no gateway had counted them).",
+            "Dropped {} byte(s) of the journal after its last intact record (a record cut short or damaged, and what followed it{counted}).",
             trimmed.journal
         );
     }
@@ -778,6 +812,18 @@ pub fn status(cfg: &Config) -> serde_json::Value {
     if dir_is_file {
         problems.push(not_a_directory(cfg).to_string());
     }
+    if let Some(missing) = missing_parent(cfg).filter(|_| !dir_exists) {
+        // walkAK 7: "`spam learn` creates it" while `spam learn` refuses a
+        // dir whose parent is missing: a mistyped dir is a problem here,
+        // where monitoring sees it, not at the first learn.
+        problems.push(format!(
+            "{}: no such directory, and its parent {} does not exist either: check spam.dir in {} \
+             (`spam learn` creates only the last directory of it)",
+            cfg.spam.dir.display(),
+            missing.display(),
+            cfg.origin
+        ));
+    }
     let readable = match &store {
         Ok(_) if !shared && !dir_exists => Ok(crate::check::spam::store::Readable {
             model: Model::default(),
@@ -874,7 +920,15 @@ pub fn status_outcome(v: &serde_json::Value) -> Result<(), SpamCliError> {
 /// `spam status` as text, from what [`status`] gives.
 pub fn status_text(v: &serde_json::Value) -> String {
     let mut out = format!("Spam knowledge in {}\n", v["dir"].as_str().unwrap_or("?"));
+    let problems: Vec<&str> = v["problems"]
+        .as_array()
+        .map(|p| p.iter().filter_map(|p| p.as_str()).collect())
+        .unwrap_or_default();
     match &v["base"] {
+        // walkAK 8: a damaged base read as "none", as if none were installed.
+        serde_json::Value::Null if problems.iter().any(|p| p.contains(BASE)) => {
+            out += "  base:       unknown: base.model cannot be read (see the problem below)\n"
+        }
         serde_json::Value::Null => out += "  base:       none\n",
         b => {
             out += &format!(
@@ -893,9 +947,17 @@ pub fn status_text(v: &serde_json::Value) -> String {
     } else if v["dir_exists"] == false && !store.contains("://") {
         // Not "0 spam, 0 ham": a mistyped dir would read as a healthy
         // empty store (walkR finding 12).
+        let dir = v["dir"].as_str().unwrap_or("?");
+        let refused = problems
+            .iter()
+            .any(|p| p.starts_with(&format!("{dir}: no such directory")));
         out += &format!(
-            "  site:       none: {} does not exist yet (nothing learnt there; `spam learn` creates it)\n",
-            v["dir"].as_str().unwrap_or("?")
+            "  site:       none: {dir} does not exist yet (nothing learnt there; {})\n",
+            if refused {
+                "see the problem below"
+            } else {
+                "`spam learn` creates it"
+            }
         );
     } else {
         out += &format!(
@@ -1833,7 +1895,8 @@ mod tests {
         let mut cfg = crate::config::parse("", "t.toml").unwrap();
         let ham = dir.path().join("ham.eml");
         std::fs::write(&ham, "From: a@b.test\nSubject: hi\n\nhello\n").unwrap();
-        cfg.spam.dir = dir.path().join("typo/deep/spam");
+        // A dir whose parent exists: `spam learn` makes it, and says so.
+        cfg.spam.dir = dir.path().join("spam");
         let v = status(&cfg);
         assert!(status_outcome(&v).is_ok(), "{v}");
         assert_eq!(v["dir_exists"], false);
@@ -1844,6 +1907,19 @@ mod tests {
             )),
             "{}",
             status_text(&v)
+        );
+        // One whose parent is missing too is a problem that monitoring
+        // sees, since `spam learn` refuses it (walkAK 7).
+        cfg.spam.dir = dir.path().join("typo/deep/spam");
+        let v = status(&cfg);
+        assert!(status_outcome(&v).is_err(), "{v}");
+        let text = status_text(&v);
+        assert!(
+            text.contains(&format!(
+                "  site:       none: {} does not exist yet (nothing learnt there; see the problem below)\n",
+                cfg.spam.dir.display()
+            )) && text.contains("check spam.dir in t.toml"),
+            "{text}"
         );
         let e = learn(&cfg, &[], std::slice::from_ref(&ham), &mut Vec::new()).unwrap_err();
         assert_eq!(

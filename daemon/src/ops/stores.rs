@@ -512,6 +512,12 @@ async fn learn_entry(
 /// learnt, so a lesson that fails loses nothing (try again).
 pub async fn remove_as_spam(gw: &Gateway, id: String) -> Result<serde_json::Value, String> {
     let store = gw.stores.quarantine.clone();
+    // An entry that is not there is said as `remove` says it (walkAK 8:
+    // "not learnt as spam, so not removed: ... no such entry" hid the
+    // cause behind the consequence).
+    let s = store.clone();
+    let wanted = id.clone();
+    blocking(move || s.entry(&wanted).map(|_| ())).await?;
     let learnt = learn_entry(gw, &store, &id, Class::Spam)
         .await
         .map_err(|e| format!("not learnt as spam, so not removed: {e}"))?;

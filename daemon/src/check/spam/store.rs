@@ -38,6 +38,33 @@ pub const JOURNAL: &str = "site.journal";
 /// small model is not rewritten on every change either).
 const COMPACT_AT_LEAST: u64 = 1 << 20;
 
+/// A Redis client's error as a sentence that says what to check: the
+/// client library's text ends in its error kind's debug name
+/// (`Password authentication failed - AuthenticationFailed`), and a refused
+/// connection said only "Connection refused (os error 111)" (walkAK 1).
+pub fn redis_sentence(e: &redis::RedisError) -> String {
+    let text = e.to_string();
+    if e.is_connection_refusal() {
+        return format!(
+            "{text}: nothing listens there; is redis-server running, and does spam.store name its address?"
+        );
+    }
+    if e.kind() == redis::ErrorKind::AuthenticationFailed {
+        return "Redis refused the password (or user) of the URL: check it in spam.store (redis://:PASSWORD@HOST:PORT/DB) against Redis's requirepass or ACL".to_string();
+    }
+    if text.contains("switch database") {
+        return "Redis has no database of the URL's number: check the number after the last / of spam.store (a Redis has 16, 0 to 15, unless redis.conf's `databases` says otherwise)".to_string();
+    }
+    // "DESCRIPTION - Kind: detail" without the debug name.
+    match text.split_once(" - ") {
+        Some((description, _)) => match e.detail() {
+            Some(detail) => format!("{description}: {detail}"),
+            None => description.to_string(),
+        },
+        None => text,
+    }
+}
+
 /// How long one Redis command may take.
 pub const REDIS_TIMEOUT: Duration = Duration::from_secs(1);
 /// Attempts of one change when other writers keep getting in between.
@@ -442,7 +469,7 @@ impl Store {
         if e.is_timeout() {
             self.no_answer()
         } else {
-            self.redis_error(e)
+            self.redis_error(redis_sentence(&e))
         }
     }
 
