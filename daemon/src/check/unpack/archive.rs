@@ -323,8 +323,22 @@ pub fn unpack(
     }
 }
 
+/// How reading one member ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Taken {
+    /// Read to its end.
+    Whole,
+    /// Its own bytes are damaged (a size field that lies, a corrupt
+    /// deflate stream): the bytes read so far were kept. Where the archive
+    /// says where each member starts (a zip's central directory), the
+    /// other members are still there to read.
+    Damaged,
+    /// The budget or the deadline: nothing more is read from anything.
+    Stop,
+}
+
 /// Reads one member and appends it (and how it stopped, if it did) to
-/// `out`; false when the caller must stop reading this archive.
+/// `out`.
 fn take_member(
     out: &mut Vec<Member>,
     name: String,
@@ -332,15 +346,19 @@ fn take_member(
     size_hint: u64,
     budget: &mut Budget<'_>,
     deadline: Instant,
-) -> bool {
+) -> Taken {
     let (data, stop) = read_bounded(r, budget, deadline, size_hint);
-    let go_on = stop.is_none();
+    let taken = match &stop {
+        None => Taken::Whole,
+        Some(Stop::Read(_)) => Taken::Damaged,
+        Some(Stop::Budget(_) | Stop::Deadline) => Taken::Stop,
+    };
     let report = stop.map(|s| stopped(&name, s));
     out.push(Member::File { name, data });
     if let Some(r) = report {
         out.push(r);
     }
-    go_on
+    taken
 }
 
 fn zip_members(data: &[u8], budget: &mut Budget<'_>, deadline: Instant) -> Vec<Member> {
@@ -357,6 +375,9 @@ fn zip_members(data: &[u8], budget: &mut Budget<'_>, deadline: Instant) -> Vec<M
     // rather than starving it (walkZ 12). A member that lies about its
     // size still stops the reading at the budget.
     let mut to_read: Vec<(u64, usize, String)> = Vec::new();
+    // Where each member the central directory lists lies (its local
+    // header and data), to tell the local headers it does not list.
+    let mut listed: Vec<(usize, usize)> = Vec::new();
     for i in 0..archive.len() {
         if i >= MAX_MEMBERS {
             out.push(Member::Damaged {
@@ -365,15 +386,18 @@ fn zip_members(data: &[u8], budget: &mut Budget<'_>, deadline: Instant) -> Vec<M
             break;
         }
         let (name, encrypted, is_dir, size, method) = match archive.by_index_raw(i) {
-            Ok(f) => (
-                f.name()
-                    .map(|n| n.into_owned())
-                    .unwrap_or_else(|_| format!("member {i}")),
-                f.encrypted(),
-                f.is_dir(),
-                f.size(),
-                f.compression(),
-            ),
+            Ok(f) => {
+                listed.push(local_extent(data, f.header_start(), f.compressed_size()));
+                (
+                    f.name()
+                        .map(|n| n.into_owned())
+                        .unwrap_or_else(|_| format!("member {i}")),
+                    f.encrypted(),
+                    f.is_dir(),
+                    f.size(),
+                    f.compression(),
+                )
+            }
             Err(e) => {
                 out.push(Member::Damaged {
                     problem: format!("member {i}: {e}"),
@@ -395,11 +419,18 @@ fn zip_members(data: &[u8], budget: &mut Budget<'_>, deadline: Instant) -> Vec<M
         to_read.push((size, i, name));
     }
     to_read.sort_by_key(|(size, i, _)| (*size, *i));
+    let mut stopped_early = false;
     for (_, i, name) in to_read {
         match archive.by_index(i) {
             Ok(mut f) => {
                 let size = f.size();
-                if !take_member(&mut out, name, &mut f, size, budget, deadline) {
+                // A member whose own bytes are damaged stops only itself:
+                // the central directory says where the next one starts,
+                // and unzip and 7-Zip extract it (walkAJ 6: one size
+                // field set to 1 in a harmless member hid the EICAR beside
+                // it, and the zip went out as `av/error`).
+                if take_member(&mut out, name, &mut f, size, budget, deadline) == Taken::Stop {
+                    stopped_early = true;
                     break;
                 }
             }
@@ -408,7 +439,284 @@ fn zip_members(data: &[u8], budget: &mut Budget<'_>, deadline: Instant) -> Vec<M
             }),
         }
     }
+    if !stopped_early {
+        let room = MAX_MEMBERS.saturating_sub(archive.len());
+        unlisted_members(data, listed, room, &mut out, budget, deadline);
+    }
     out
+}
+
+/// Where a member lies in `data`: from its local header at `header_start`
+/// to the end of its data (`compressed` octets after its name and extra
+/// field), clamped to `data`.
+fn local_extent(data: &[u8], header_start: u64, compressed: u64) -> (usize, usize) {
+    let start = usize::try_from(header_start)
+        .unwrap_or(usize::MAX)
+        .min(data.len());
+    let lengths = data.get(start + 26..start + 30).map_or(0, |b| {
+        usize::from(u16::from_le_bytes([b[0], b[1]]))
+            + usize::from(u16::from_le_bytes([b[2], b[3]]))
+    });
+    let end = start
+        .saturating_add(30 + lengths)
+        .saturating_add(usize::try_from(compressed).unwrap_or(usize::MAX))
+        .min(data.len());
+    (start, end.max(start))
+}
+
+/// Local headers that look damaged are tried at most this often in one
+/// zip: past it, the walk ends (damaged). Each try reads on from a new
+/// place, and bytes made of local headers inside local headers must not
+/// cost more than a bounded number of passes.
+const MAX_DAMAGED_LOCAL: usize = 64;
+
+/// Reads the members whose local headers (`PK 03 04`) lie outside every
+/// member the central directory lists (`listed`): a zip with another zip
+/// in front of it (two zips concatenated, walkAJ 2), or an end record that
+/// says "no members" hidden after the real one (in its comment). unzip and
+/// Python read the archive the last end record describes; 7-Zip reads the
+/// first one from its local headers and extracts what the others never
+/// show. The scanner reads both. Only a local header that holds together
+/// (a known method, a name, its data within the file) counts: the program
+/// of a self-extractor in front of its zip may hold the four octets, as
+/// any code that looks for them does, and is not a member.
+fn unlisted_members(
+    data: &[u8],
+    mut listed: Vec<(usize, usize)>,
+    room: usize,
+    out: &mut Vec<Member>,
+    budget: &mut Budget<'_>,
+    deadline: Instant,
+) {
+    listed.sort_unstable();
+    let mut ranges = listed.into_iter().peekable();
+    let mut at = 0usize;
+    let (mut taken, mut damaged) = (0usize, 0usize);
+    while let Some(p) = find(data, b"PK\x03\x04", at) {
+        // Inside a listed member (its header, or a zip stored in it): the
+        // member itself is read and unpacked as such.
+        while ranges.peek().is_some_and(|&(_, end)| end <= p) {
+            ranges.next();
+        }
+        if let Some(&(start, end)) = ranges.peek() {
+            if start <= p {
+                at = end.max(p + 1);
+                continue;
+            }
+        }
+        at = p + 4;
+        let Some(local) = LocalHeader::at(data, p) else {
+            continue;
+        };
+        if taken >= room {
+            out.push(Member::Damaged {
+                problem: format!("more than {MAX_MEMBERS} members"),
+            });
+            return;
+        }
+        taken += 1;
+        match read_local(data, &local, out, budget, deadline) {
+            (Taken::Whole, end) => at = end.max(at),
+            (Taken::Damaged, _) => {
+                damaged += 1;
+                if damaged >= MAX_DAMAGED_LOCAL {
+                    out.push(Member::Damaged {
+                        problem: format!(
+                            "more than {MAX_DAMAGED_LOCAL} damaged local headers the central directory does not list"
+                        ),
+                    });
+                    return;
+                }
+            }
+            (Taken::Stop, _) => return,
+        }
+    }
+}
+
+/// The first place of `needle` in `data` at or after `from`.
+fn find(data: &[u8], needle: &[u8], from: usize) -> Option<usize> {
+    data.get(from..)?
+        .windows(needle.len())
+        .position(|w| w == needle)
+        .map(|i| i + from)
+}
+
+/// A zip local file header that holds together.
+#[derive(Debug)]
+struct LocalHeader {
+    name: String,
+    flags: u16,
+    method: u16,
+    compressed: u64,
+    size: u64,
+    /// Where its data starts in the file.
+    data_start: usize,
+}
+
+impl LocalHeader {
+    /// Bit 0 of the flags: encrypted.
+    const ENCRYPTED: u16 = 0x0001;
+    /// Bit 3: the sizes follow the data (a data descriptor).
+    const DESCRIPTOR: u16 = 0x0008;
+
+    /// The local header at `at`, when it is one: a method zip knows, a
+    /// version zip has used, a name, and its data within `data`.
+    fn at(data: &[u8], at: usize) -> Option<LocalHeader> {
+        let h = data.get(at..at.checked_add(30)?)?;
+        let u16_at = |i: usize| u16::from_le_bytes([h[i], h[i + 1]]);
+        let u32_at = |i: usize| u32::from_le_bytes([h[i], h[i + 1], h[i + 2], h[i + 3]]);
+        if &h[..4] != b"PK\x03\x04" || (u16_at(4) & 0xff) > 63 {
+            return None;
+        }
+        let (flags, method) = (u16_at(6), u16_at(8));
+        // Stored, shrink, reduce, implode, deflate, deflate64, bzip2,
+        // LZMA, zstd, MP3, xz, JPEG, WavPack, PPMd, AES.
+        const KNOWN: [u16; 18] = [
+            0, 1, 2, 3, 4, 5, 6, 8, 9, 12, 14, 18, 19, 93, 95, 96, 97, 98,
+        ];
+        if !KNOWN.contains(&method) && method != 99 {
+            return None;
+        }
+        let (name_len, extra_len) = (usize::from(u16_at(26)), usize::from(u16_at(28)));
+        let name_at = at + 30;
+        let extra_at = name_at + name_len;
+        let data_start = extra_at + extra_len;
+        let raw_name = data.get(name_at..extra_at)?;
+        let extra = data.get(extra_at..data_start)?;
+        if raw_name.is_empty() || raw_name.contains(&0) {
+            return None;
+        }
+        let (mut compressed, mut size) = (u64::from(u32_at(18)), u64::from(u32_at(22)));
+        let mut name = String::from_utf8_lossy(raw_name).into_owned();
+        let mut fields = extra;
+        while let [a, b, c, d, rest @ ..] = fields {
+            let id = u16::from_le_bytes([*a, *b]);
+            let len = usize::from(u16::from_le_bytes([*c, *d]));
+            let Some(body) = rest.get(..len) else { break };
+            let word = |i: usize| {
+                body.get(i..i + 8)
+                    .and_then(|w| <[u8; 8]>::try_from(w).ok())
+                    .map(u64::from_le_bytes)
+            };
+            match id {
+                // Zip64: the sizes the 32-bit fields could not hold, the
+                // uncompressed first.
+                0x0001 => {
+                    let mut next = 0;
+                    if size == u64::from(u32::MAX) {
+                        size = word(next).unwrap_or(size);
+                        next += 8;
+                    }
+                    if compressed == u64::from(u32::MAX) {
+                        compressed = word(next).unwrap_or(compressed);
+                    }
+                }
+                // Info-ZIP Unicode Path: the name unzip and 7-Zip show.
+                0x7075 if body.len() > 5 && body[0] == 1 => {
+                    name = String::from_utf8_lossy(&body[5..]).into_owned();
+                }
+                _ => {}
+            }
+            fields = &rest[len..];
+        }
+        let room = (data.len() - data_start) as u64;
+        if flags & Self::DESCRIPTOR == 0 && compressed > room {
+            return None;
+        }
+        Some(LocalHeader {
+            name,
+            flags,
+            method,
+            compressed,
+            size,
+            data_start,
+        })
+    }
+}
+
+/// Reads the member of local header `local` into `out`; with how it ended,
+/// where its data ends (as far as known).
+fn read_local(
+    data: &[u8],
+    local: &LocalHeader,
+    out: &mut Vec<Member>,
+    budget: &mut Budget<'_>,
+    deadline: Instant,
+) -> (Taken, usize) {
+    let name = local.name.clone();
+    let descriptor = local.flags & LocalHeader::DESCRIPTOR != 0;
+    let declared_end = local
+        .data_start
+        .saturating_add(usize::try_from(local.compressed).unwrap_or(usize::MAX))
+        .min(data.len());
+    if local.flags & LocalHeader::ENCRYPTED != 0 || local.method == 99 {
+        out.push(Member::Encrypted { name });
+        return (Taken::Whole, declared_end);
+    }
+    match local.method {
+        0 => {
+            let end = if descriptor && local.compressed == 0 {
+                // The size follows the data: the first data descriptor
+                // (`PK 07 08`) whose compressed size is the distance to it.
+                let mut from = local.data_start;
+                loop {
+                    let Some(q) = find(data, b"PK\x07\x08", from) else {
+                        out.push(Member::Damaged {
+                            problem: format!("{name}: no data descriptor ends this stored member"),
+                        });
+                        return (Taken::Damaged, local.data_start);
+                    };
+                    let told = data
+                        .get(q + 8..q + 12)
+                        .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize);
+                    if told == Some(q - local.data_start) {
+                        break q;
+                    }
+                    from = q + 1;
+                }
+            } else {
+                declared_end
+            };
+            let mut body = &data[local.data_start..end];
+            let taken = take_member(out, name, &mut body, local.size, budget, deadline);
+            (taken, end)
+        }
+        8 => {
+            // Deflate ends itself: with a data descriptor, read on to the
+            // end of the stream and learn where it ended.
+            let limit = if descriptor && local.compressed == 0 {
+                data.len()
+            } else {
+                declared_end
+            };
+            let mut inflate = flate2::bufread::DeflateDecoder::new(&data[local.data_start..limit]);
+            let taken = take_member(out, name, &mut inflate, local.size, budget, deadline);
+            let used = usize::try_from(inflate.total_in()).unwrap_or(usize::MAX);
+            (
+                taken,
+                local
+                    .data_start
+                    .saturating_add(used)
+                    .max(declared_end.min(limit)),
+            )
+        }
+        m => {
+            let method = match m {
+                1 => "shrink".to_string(),
+                2..=5 => "reduce".to_string(),
+                6 => "implode".to_string(),
+                9 => "deflate64".to_string(),
+                12 => "bzip2".to_string(),
+                14 => "lzma".to_string(),
+                93 => "zstd".to_string(),
+                95 => "xz".to_string(),
+                98 => "ppmd".to_string(),
+                m => format!("method {m}"),
+            };
+            out.push(Member::NotUnpacked { name, method });
+            (Taken::Whole, declared_end)
+        }
+    }
 }
 
 /// The name of a zip compression method this build does not unpack
@@ -447,7 +755,9 @@ fn zip_stream_members(
                     continue;
                 }
                 let size = f.size();
-                if !take_member(&mut out, name, &mut f, size, budget, deadline) {
+                // Read from the front, a damaged member leaves the reader
+                // at no known place: the walk ends with it.
+                if take_member(&mut out, name, &mut f, size, budget, deadline) != Taken::Whole {
                     return out;
                 }
             }
@@ -500,7 +810,7 @@ fn gzip_members(
         .and_then(|at| data.get(at..))
         .and_then(|b| b.try_into().ok())
         .map_or(0, |b: [u8; 4]| u64::from(u32::from_le_bytes(b)));
-    take_member(&mut out, inner, &mut gz, size, budget, deadline);
+    let _ = take_member(&mut out, inner, &mut gz, size, budget, deadline);
     out
 }
 
@@ -540,7 +850,7 @@ fn tar_members(data: &[u8], budget: &mut Budget<'_>, deadline: Instant) -> Vec<M
             .map(|p| p.to_string_lossy().into_owned())
             .unwrap_or_else(|_| format!("member {i}"));
         let size = entry.size();
-        if !take_member(&mut out, name, &mut entry, size, budget, deadline) {
+        if take_member(&mut out, name, &mut entry, size, budget, deadline) != Taken::Whole {
             break;
         }
     }
@@ -645,6 +955,101 @@ mod tests {
             m.iter().any(|x| matches!(x, Member::Damaged { .. })),
             "{m:?}"
         );
+    }
+
+    #[test]
+    fn a_member_with_a_lying_size_stops_only_itself() {
+        // walkAJ 6: a.txt's central entry declares 1 byte. It is read first
+        // (smallest first), fails, and eicar.com beside it was never read.
+        let mut z = zip_of(&[("a.txt", &b"hello".repeat(10)), ("eicar.com", b"the virus")]);
+        let central = z.windows(4).position(|w| w == b"PK\x01\x02").unwrap();
+        z[central + 24..central + 28].copy_from_slice(&1u32.to_le_bytes());
+        let pool = MemoryPool::unbounded();
+        let mut budget = Budget::new(1 << 20, &pool);
+        let m = unpack(Format::Zip, "tiny_lie.zip", &z, &mut budget, far());
+        assert!(
+            m.iter().any(
+                |x| matches!(x, Member::File { name, data } if name == "eicar.com" && data == b"the virus")
+            ),
+            "{m:?}"
+        );
+        assert!(
+            m.iter()
+                .any(|x| matches!(x, Member::Damaged { problem } if problem.starts_with("a.txt:"))),
+            "{m:?}"
+        );
+    }
+
+    /// The names and bytes of the files among `m`.
+    fn files(m: &[Member]) -> Vec<(&str, &[u8])> {
+        m.iter()
+            .filter_map(|x| match x {
+                Member::File { name, data } => Some((name.as_str(), data.as_slice())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_zip_in_front_of_another_zip_is_read_too() {
+        // walkAJ 2: unzip reads the last end record (readme.txt), 7-Zip
+        // the first archive from its local headers (eicar.com).
+        let first = zip_of(&[("eicar.com", &b"the virus ".repeat(50))]);
+        let second = zip_of(&[("readme.txt", &b"hello".repeat(100))]);
+        let both = [first.as_slice(), &second].concat();
+        let pool = MemoryPool::unbounded();
+        let mut budget = Budget::new(1 << 20, &pool);
+        let m = unpack(Format::Zip, "c.zip", &both, &mut budget, far());
+        let virus = b"the virus ".repeat(50);
+        let hello = b"hello".repeat(100);
+        assert_eq!(
+            files(&m),
+            [
+                ("readme.txt", hello.as_slice()),
+                ("eicar.com", virus.as_slice())
+            ],
+            "{m:?}"
+        );
+        assert!(
+            !m.iter().any(|x| matches!(x, Member::Damaged { .. })),
+            "{m:?}"
+        );
+    }
+
+    #[test]
+    fn an_empty_end_record_hidden_in_the_comment_does_not_hide_the_members() {
+        let mut z = zip_of(&[("eicar.com", b"the virus")]);
+        let eocd = z.windows(4).rposition(|w| w == b"PK\x05\x06").unwrap();
+        let fake = [b"PK\x05\x06".as_slice(), &[0u8; 18]].concat();
+        z[eocd + 20..eocd + 22].copy_from_slice(&(fake.len() as u16).to_le_bytes());
+        z.extend_from_slice(&fake);
+        let pool = MemoryPool::unbounded();
+        let mut budget = Budget::new(1 << 20, &pool);
+        let m = unpack(Format::Zip, "f.zip", &z, &mut budget, far());
+        assert_eq!(files(&m), [("eicar.com", b"the virus".as_slice())], "{m:?}");
+    }
+
+    #[test]
+    fn a_self_extractor_and_a_stored_zip_are_read_once_and_clean() {
+        // A program in front that holds the signature (as code that looks
+        // for it does) is no member; nor are the local headers of a zip
+        // stored inside a member: that member is unpacked as a zip.
+        let inner = zip_of(&[("inner.txt", b"inner")]);
+        let mut w = zip::ZipWriter::new(Cursor::new(Vec::new()));
+        let stored = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Stored);
+        w.start_file("inner.zip", stored).unwrap();
+        w.write_all(&inner).unwrap();
+        let z = w.finish().unwrap().into_inner();
+        let stub =
+            b"MZ\x90\0 cmp eax, PK\x03\x04 \x01\x02\x03 jne next; this program unpacks the zip"
+                .to_vec();
+        let sfx = [stub.as_slice(), &z].concat();
+        assert_eq!(detect(&sfx), Some(Format::Zip));
+        let pool = MemoryPool::unbounded();
+        let mut budget = Budget::new(1 << 20, &pool);
+        let m = unpack(Format::Zip, "sfx.exe", &sfx, &mut budget, far());
+        assert_eq!(files(&m), [("inner.zip", inner.as_slice())], "{m:?}");
     }
 
     #[test]
