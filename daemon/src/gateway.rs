@@ -128,6 +128,7 @@ impl Gateway {
         shutdown: watch::Receiver<bool>,
     ) -> Gateway {
         spool.set_free_floor(config.limits.min_queue_free_space.0);
+        stores.count_into(&stats);
         Gateway {
             config: RwLock::new(Arc::new(config)),
             tls: RwLock::new(built.tls),

@@ -221,6 +221,7 @@ pub enum StatId {
     MilterSlotsFull,
     SpoolDamagedKeptBytes,
     InboundTls,
+    StoreWriteErrors,
 }
 
 pub const REJECT_REASONS: &[&str] = &[
@@ -259,6 +260,9 @@ pub const OUTBOUND_TLS_RESULTS: &[&str] = &["tls", "plain", "fallback", "failed"
 /// completed), plain (none tried), failed (the client's handshake failed
 /// or timed out).
 pub const INBOUND_TLS_RESULTS: &[&str] = &["tls", "plain", "failed"];
+/// The message stores whose writes can fail: the quarantine and the
+/// archive (incoming and outgoing copies alike).
+pub const STORES: &[&str] = &["quarantine", "archive"];
 pub const DNSBL_RESULTS: &[&str] = &["listed", "not_listed", "failed"];
 /// Delivery's DNS look-ups (MX, A/AAAA): answered with records, answered
 /// that there is no such name or record, or no answer (timeout, server
@@ -1196,6 +1200,17 @@ pub static CATALOGUE: &[Stat] = &[
         Unit::Count,
         Some(("result", INBOUND_TLS_RESULTS)),
         "Inbound SMTP sessions by STARTTLS outcome, one per session: tls (a handshake completed), plain (the session ended without STARTTLS, offered or not), failed (the client's handshake failed or timed out: the session ends, and the log says why). A share of failed that rises: a certificate expired or a protocol the clients refuse.",
+    ),
+    def(
+        StatId::StoreWriteErrors,
+        Resources,
+        56,
+        "mwStoreWriteErrors",
+        "mailward_store_write_errors_total",
+        Counter,
+        Unit::Count,
+        Some(("store", STORES)),
+        "Copies a message store could not write (a full or read-only file system, a directory the user may not write to), by store: quarantine, or archive (incoming and outgoing copies). A quarantine or incoming archive copy that fails refuses its message with 451 4.3.0 in the session (after a 250 the message stays unchecked in the spool); an outgoing archive copy is only missing. Any increase needs a look: mailward status says which store, when and why.",
     ),
 ];
 

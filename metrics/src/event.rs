@@ -154,6 +154,11 @@ pub enum Event<'a> {
     InboundTls {
         result: &'static str,
     },
+    /// A message store could not write a copy; `store` is one of
+    /// `catalogue::STORES`.
+    StoreWriteFailed {
+        store: &'static str,
+    },
     /// One SPF check; `result` is one of `catalogue::AUTH_RESULTS`.
     SpfChecked {
         result: &'static str,

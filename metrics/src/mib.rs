@@ -25,6 +25,13 @@ pub struct Revision {
 /// Objects are only ever added; none is renumbered or removed.
 pub const REVISIONS: &[Revision] = &[
     Revision {
+        date: "202612060410Z",
+        objects: 235,
+        description: "Added mwStoreWriteErrorsTable: copies the quarantine \
+            and the archive could not write (a full or read-only file \
+            system), which were only logged.",
+    },
+    Revision {
         date: "202612060400Z",
         objects: 231,
         description: "mwSessionTimeoutsPhase has the value write(4): a \

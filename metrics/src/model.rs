@@ -554,6 +554,11 @@ impl Stats {
                     self.add(StatId::InboundTls, i, 1);
                 }
             }
+            Event::StoreWriteFailed { store } => {
+                if let Some(i) = catalogue::STORES.iter().position(|s| s == store) {
+                    self.add(StatId::StoreWriteErrors, i, 1);
+                }
+            }
             Event::DkimChecked { result } => self.add_auth(StatId::DkimResults, result),
             Event::DmarcChecked { result } => self.add_auth(StatId::DmarcResults, result),
             Event::QuarantineReleased => self.add(StatId::QuarantineReleases, 0, 1),

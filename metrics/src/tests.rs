@@ -975,3 +975,36 @@ fn a_write_timeout_is_counted_in_phase_write_in_both_renderings() {
         ]
     );
 }
+
+#[test]
+fn store_write_errors_are_counted_by_store_in_both_renderings() {
+    // A quarantine or archive copy that could not be written was only a
+    // log line.
+    let stats = model();
+    for store in ["quarantine", "archive", "archive", "not-a-store"] {
+        stats.record(&Event::StoreWriteFailed { store });
+    }
+    let snap = stats.snapshot(&Gauges::default());
+    let text = crate::prometheus::render(&snap).unwrap();
+    for (store, want) in [("quarantine", 1.0), ("archive", 2.0)] {
+        assert_eq!(
+            sample(
+                &text,
+                &format!("mailward_store_write_errors_total{{store=\"{store}\"}}")
+            ),
+            Some(want),
+            "{store}"
+        );
+    }
+    let count = crate::snmp::objects()
+        .into_iter()
+        .find(|o| o.name == "mwStoreWriteErrorsCount")
+        .unwrap();
+    let served: Vec<_> = crate::snmp::view(&snap, &crate::snmp::Extras::default())
+        .into_iter()
+        .filter(|(oid, _)| oid.starts_with(&count.oid))
+        .map(|(_, v)| v)
+        .collect();
+    use crate::snmp::SnmpValue::Counter64;
+    assert_eq!(served, vec![Counter64(1), Counter64(2)]);
+}

@@ -1661,3 +1661,96 @@ fn a_client_that_never_reads_its_replies_is_counted_as_a_write_timeout() -> Resu
     drop(s);
     Ok(())
 }
+
+/// A quarantine copy that cannot be written (here a read-only file
+/// system over the quarantine's directory: as root, a mode would not stop
+/// the write) refuses its message with 451, and was only a log line. It is
+/// counted in `mailward_store_write_errors_total{store="quarantine"}`, and
+/// `mailward status` says which store, since when, why and what to do,
+/// until a copy is written again.
+#[test]
+fn a_quarantine_that_cannot_write_is_counted_and_a_status_problem() -> Result<()> {
+    use mailward_e2e::samples::infected_message;
+    use mailward_e2e::tmpfs::Tmpfs;
+    let rig = Rig::start("stats-store-errors", |c| {
+        c.set_list("policy", "quarantine", &["av/infected"])
+            .set_list("policy", "block", &["av/infected"])
+            .set_str("timeouts", "scan_in_session", "30s")
+    })?;
+    let errors = |m: &Metrics| {
+        (
+            m.get(
+                "mailward_store_write_errors_total",
+                &[("store", "quarantine")],
+            ),
+            m.get("mailward_store_write_errors_total", &[("store", "archive")]),
+        )
+    };
+    let fresh = errors(&rig.stats.scrape()?);
+    ensure!(
+        fresh == (Some(0.0), Some(0.0)),
+        "a fresh gateway: {fresh:?}"
+    );
+    let store = rig.dir.path().join("data").join("quarantine");
+    let disk = Tmpfs::mount(&store, "1m")?;
+    let out = std::process::Command::new("mount")
+        .args(["-o", "remount,ro"])
+        .arg(&disk.path)
+        .output()?;
+    ensure!(
+        out.status.success(),
+        "remount read-only: {}",
+        output_text(&out)
+    );
+    let message = infected_message("for a read-only quarantine", "b-ro")?;
+    let mut c = SmtpClient::connect_ok(rig.daemon.port)?;
+    c.ehlo("client.test")?;
+    let r = c.send_mail("alice@sender.test", &["user@example.com"], &message)?;
+    c.quit();
+    ensure!(
+        r.code == 451,
+        "the quarantine cannot be written: want 451, got {r}"
+    );
+    let m = wait_until("the failed copy counted", Duration::from_secs(10), || {
+        let m = rig.stats.scrape()?;
+        Ok((errors(&m).0 == Some(1.0)).then_some(m))
+    })
+    .with_context(|| format!("log:\n{}", rig.daemon.log()))?;
+    ensure!(errors(&m).1 == Some(0.0), "archive: {:?}", errors(&m));
+    let status = rig.daemon.cli_ok(&["status"])?;
+    let problem = status
+        .lines()
+        .find(|l| l.contains("The quarantine cannot write its copies at "))
+        .with_context(|| format!("no problem for the quarantine in status:\n{status}"))?;
+    for want in [
+        "Read-only file system",
+        "refused with 451 4.3.0",
+        &format!("Free space on the file system of {}", store.display()),
+        "this clears at the next copy written",
+    ] {
+        ensure!(problem.contains(want), "`{want}` missing from: {problem}");
+    }
+    // Writable again: the next copy is written, the problem is gone, the
+    // count stays.
+    drop(disk);
+    send_infected_ok(rig.daemon.port, &message)?;
+    let status = rig.daemon.cli_ok(&["status"])?;
+    ensure!(
+        !status.contains("cannot write its copies"),
+        "the problem stays after a copy was written:\n{status}"
+    );
+    ensure!(
+        errors(&rig.stats.scrape()?) == (Some(1.0), Some(0.0)),
+        "after a copy was written"
+    );
+    Ok(())
+}
+
+/// Sends `message` and wants its 250.
+fn send_infected_ok(port: u16, message: &[u8]) -> Result<String> {
+    let mut c = SmtpClient::connect_ok(port)?;
+    c.ehlo("client.test")?;
+    let id = c.send_mail_ok("alice@sender.test", &["user@example.com"], message)?;
+    c.quit();
+    Ok(id)
+}

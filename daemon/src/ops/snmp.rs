@@ -385,6 +385,10 @@ pub async fn watch(gw: Arc<Gateway>) {
     // that comes into use (a rollback, a reload, an update) is checked at
     // once, not up to a day later (walkM).
     let mut bases_seen: Option<Option<(String, i64)>> = None;
+    // The stores whose failing writes were reported, by store, with the
+    // first failure of that run: one error notification per run, until a
+    // write succeeds again.
+    let mut stores_reported: std::collections::HashMap<String, i64> = Default::default();
     loop {
         let cfg = gw.config();
         // Counted from start, `stats reset`s or not: the windows are about
@@ -478,6 +482,25 @@ pub async fn watch(gw: Arc<Gateway>) {
                 value,
                 threshold: threshold_shown,
                 raised: false,
+            });
+        }
+        let failing = gw.stores.write_failing();
+        stores_reported.retain(|store, since| {
+            failing
+                .iter()
+                .any(|f| &f.store == store && f.since == *since)
+        });
+        for f in failing {
+            if stores_reported.get(&f.store) == Some(&f.since) {
+                continue;
+            }
+            stores_reported.insert(f.store.clone(), f.since);
+            gw.notify(Notification::ProductError {
+                message: format!(
+                    "the {} cannot write its copies ({}); see mailward status",
+                    f.name(),
+                    f.error
+                ),
             });
         }
         let in_use = gw.bases().map(|b| (b.version.clone(), b.released));

@@ -72,6 +72,10 @@ pub struct Status {
     /// error: new mail gets 451 4.3.0 meanwhile.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub spool_write_failing: Option<(i64, String)>,
+    /// The message stores (quarantine, archive) whose writes fail now:
+    /// since when, how often, the last error; each until a write succeeds.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub store_write_failing: Vec<crate::store::WriteFailing>,
     /// Bytes the compaction under pressure needs and cannot write (0: not
     /// stuck).
     #[serde(default)]
@@ -393,6 +397,7 @@ pub fn of(gw: &Gateway) -> Status {
         min_queue_free_space: cfg.limits.min_queue_free_space.0,
         spool_copy_reserve: gw.spool.copy_reserve(),
         spool_write_failing: gw.spool.write_failing(),
+        store_write_failing: gw.stores.write_failing(),
         compaction_short_of: gw.spool.compaction_short_of(),
         spool_damaged: gw.spool.damaged_kept(),
         space_refusals: gw.spool.space_refusals(60),
@@ -528,6 +533,9 @@ pub fn problems(s: &Status) -> Vec<String> {
             "The spool cannot write since {} ({error}): new mail gets 451 4.3.0 and state changes are not recorded. Free space on the spool's disk, or check it (read-only, failing); mail is taken again at the next write that succeeds.",
             rfc3339(*since)
         ));
+    }
+    for f in &s.store_write_failing {
+        p.push(store_write_failing(f));
     }
     if s.compaction_short_of > 0 {
         p.push(format!(
@@ -703,6 +711,32 @@ pub fn problems(s: &Status) -> Vec<String> {
 /// The problem sentence of spam learning that cannot be read: what, where,
 /// why, what it costs, and what to do (walkR finding 1: a damaged
 /// `site.model` showed as "learnt 0 spam and 0 ham", and no problem).
+/// The problem of a store that cannot write: what, since when, the last
+/// error, what it does to mail and what to do.
+fn store_write_failing(f: &crate::store::WriteFailing) -> String {
+    let effect = if f.store == "archive outgoing" {
+        "delivered messages go on without their outgoing archive copy"
+    } else {
+        "a message that needs this copy is refused with 451 4.3.0 in the session (the sender's server retries), or stays unchecked in the spool when the copy was due after the 250"
+    };
+    let times = if f.failures == 1 {
+        format!("at {}", rfc3339(f.since))
+    } else {
+        format!(
+            "since {} ({} failed copies, the last at {})",
+            rfc3339(f.since),
+            f.failures,
+            rfc3339(f.last_at)
+        )
+    };
+    let store = f.name();
+    format!(
+        "The {store} cannot write its copies {times}: {}. Meanwhile {effect}. Free space on the file system of {}, or make it writable by the gateway's user (not mounted read-only, owner and mode of the directory); this clears at the next copy written.",
+        f.error.trim_end().trim_end_matches('.'),
+        f.dir.display()
+    )
+}
+
 fn spam_unreadable(u: &Unreadable) -> String {
     let what = match u.part {
         Part::Base => "The spam base",
@@ -954,6 +988,7 @@ mod tests {
             min_queue_free_space: 100 << 20,
             spool_copy_reserve: 0,
             spool_write_failing: None,
+            store_write_failing: Vec::new(),
             compaction_short_of: 0,
             spool_damaged: None,
             space_refusals: None,
@@ -1140,6 +1175,42 @@ mod tests {
             p[0].contains("it needs 624.0 KiB more on its disk"),
             "{}",
             p[0]
+        );
+    }
+
+    /// A quarantine or archive copy that could not be written was only a
+    /// log line: status says which store, since when, why and what to do.
+    #[test]
+    fn a_store_that_cannot_write_is_a_problem() {
+        let mut s = healthy();
+        s.store_write_failing = vec![
+            crate::store::WriteFailing {
+                store: "quarantine".into(),
+                dir: "/var/lib/mailward/quarantine".into(),
+                since: 1_796_475_633,
+                last_at: 1_796_475_693,
+                failures: 3,
+                error: "/var/lib/mailward/quarantine/1A22E10E77891C7A.eml.tmp: Read-only file system (os error 30)".into(),
+            },
+            crate::store::WriteFailing {
+                store: "archive outgoing".into(),
+                dir: "/var/lib/mailward/archive/outgoing".into(),
+                since: 1_796_475_633,
+                last_at: 1_796_475_633,
+                failures: 1,
+                error: "No space left on device (os error 28)".into(),
+            },
+        ];
+        let p = problems(&s);
+        assert_eq!(p.len(), 2, "{p:#?}");
+        assert_eq!(
+            p[0],
+            "The quarantine cannot write its copies since 2026-12-05T13:00:33+00:00 (3 failed copies, the last at 2026-12-05T13:01:33+00:00): /var/lib/mailward/quarantine/1A22E10E77891C7A.eml.tmp: Read-only file system (os error 30). Meanwhile a message that needs this copy is refused with 451 4.3.0 in the session (the sender's server retries), or stays unchecked in the spool when the copy was due after the 250. Free space on the file system of /var/lib/mailward/quarantine, or make it writable by the gateway's user (not mounted read-only, owner and mode of the directory); this clears at the next copy written."
+        );
+        assert!(
+            p[1].starts_with("The outgoing archive cannot write its copies at 2026-12-05T13:00:33+00:00: No space left on device (os error 28). Meanwhile delivered messages go on without their outgoing archive copy."),
+            "{}",
+            p[1]
         );
     }
 

@@ -137,6 +137,57 @@ pub struct Store {
     totals: Mutex<(u64, u64)>,
     /// One writer at a time (rename and expiry on the same directory).
     write: Mutex<()>,
+    /// Its writes failing: from the first failure after a write that
+    /// succeeded (or the start) until the next one that succeeds.
+    failing: Mutex<Option<WriteFailing>>,
+    /// Where a failed write is counted (mailward_store_write_errors_total,
+    /// mwStoreWriteErrorsTable): set once by the gateway.
+    stats: CountedIn,
+}
+
+/// The statistics a store counts its failed writes in (set once).
+#[derive(Default)]
+struct CountedIn(std::sync::OnceLock<std::sync::Arc<mailward_metrics::Stats>>);
+
+impl std::fmt::Debug for CountedIn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.get().is_some() {
+            "counted"
+        } else {
+            "not counted"
+        })
+    }
+}
+
+/// A store whose writes fail (a full or read-only file system, a
+/// directory the user may not write to): `mailward status` says it until
+/// a write succeeds again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WriteFailing {
+    /// "quarantine", "archive incoming", "archive outgoing".
+    pub store: String,
+    /// The store's directory.
+    pub dir: PathBuf,
+    /// Unix time of the first failure since the last write that succeeded.
+    pub since: i64,
+    /// Unix time of the last failure.
+    pub last_at: i64,
+    /// Failures since `since`.
+    pub failures: u64,
+    /// The last failure's error.
+    pub error: String,
+}
+
+impl WriteFailing {
+    /// The store as a sentence names it: "quarantine", "incoming
+    /// archive", "outgoing archive".
+    pub fn name(&self) -> &str {
+        match self.store.as_str() {
+            "archive incoming" => "incoming archive",
+            "archive outgoing" => "outgoing archive",
+            other => other,
+        }
+    }
 }
 
 impl Store {
@@ -155,6 +206,8 @@ impl Store {
             max_size: AtomicU64::new(max_size),
             totals: Mutex::new((0, 0)),
             write: Mutex::new(()),
+            failing: Mutex::new(None),
+            stats: CountedIn::default(),
         };
         store.complete_interrupted();
         let entries = store.list()?;
@@ -232,7 +285,9 @@ impl Store {
     }
 
     /// Writes one entry durably (blocking: call from a blocking context);
-    /// returns the octets stored.
+    /// returns the octets stored. A write that fails is counted and kept
+    /// as the store's [`WriteFailing`] until one succeeds; the caller logs
+    /// what becomes of the message.
     pub fn put_blocking(
         &self,
         id: &str,
@@ -242,6 +297,51 @@ impl Store {
         if !valid_id(id) {
             return Err(StoreError::BadId(id.to_string()));
         }
+        let written = self.write_entry(id, bytes, meta);
+        let now = chrono::Utc::now().timestamp();
+        if let Ok(mut failing) = self.failing.lock() {
+            match &written {
+                Ok(_) => *failing = None,
+                Err(e) => {
+                    let f = failing.get_or_insert_with(|| WriteFailing {
+                        store: self.what.to_string(),
+                        dir: self.dir.clone(),
+                        since: now,
+                        last_at: now,
+                        failures: 0,
+                        error: String::new(),
+                    });
+                    f.last_at = now;
+                    f.failures += 1;
+                    f.error = e.to_string();
+                }
+            }
+        }
+        if written.is_err() {
+            if let Some(stats) = self.stats.0.get() {
+                stats.record(&mailward_metrics::Event::StoreWriteFailed {
+                    store: self.counted_as(),
+                });
+            }
+        }
+        written
+    }
+
+    /// The store's label in mailward_store_write_errors_total.
+    fn counted_as(&self) -> &'static str {
+        if self.what.starts_with("archive") {
+            "archive"
+        } else {
+            "quarantine"
+        }
+    }
+
+    /// Whether its writes fail now (since the last one that succeeded).
+    pub fn write_failing(&self) -> Option<WriteFailing> {
+        self.failing.lock().ok().and_then(|f| f.clone())
+    }
+
+    fn write_entry(&self, id: &str, bytes: &[u8], meta: &EntryMeta) -> Result<u64, StoreError> {
         let _w = self
             .write
             .lock()
@@ -616,6 +716,22 @@ impl Stores {
         }
     }
 
+    /// Counts every store's failed writes in `stats` from now on (once;
+    /// the gateway does it as it starts).
+    pub fn count_into(&self, stats: &std::sync::Arc<mailward_metrics::Stats>) {
+        for store in [&self.quarantine, &self.archive_in, &self.archive_out] {
+            let _ = store.stats.0.set(stats.clone());
+        }
+    }
+
+    /// The stores whose writes fail now, quarantine first.
+    pub fn write_failing(&self) -> Vec<WriteFailing> {
+        [&self.quarantine, &self.archive_in, &self.archive_out]
+            .iter()
+            .filter_map(|s| s.write_failing())
+            .collect()
+    }
+
     pub fn archive(&self, d: Direction) -> &std::sync::Arc<Store> {
         match d {
             Direction::Incoming => &self.archive_in,
@@ -694,6 +810,44 @@ mod tests {
             .put_blocking("1A22E10E77891C7A", b"0123456789", &meta(0))
             .unwrap();
         assert_eq!(store.totals(), (1, 10));
+    }
+
+    /// A store that cannot write was only a log line: it is counted and
+    /// said (since when, how often, the last error) until a write
+    /// succeeds.
+    #[test]
+    fn failed_writes_are_counted_and_kept_until_one_succeeds() {
+        let dir = tempfile::tempdir().unwrap();
+        let store =
+            Store::open(dir.path(), "quarantine", Duration::from_secs(3600), 1 << 20).unwrap();
+        let stats = std::sync::Arc::new(mailward_metrics::Stats::new(
+            &mailward_metrics::Category::ALL,
+            10,
+            None,
+            "test",
+        ));
+        let _ = store.stats.0.set(stats.clone());
+        assert_eq!(store.write_failing(), None);
+        std::fs::create_dir(dir.path().join("1A22E10E77891C7A.eml")).unwrap();
+        for _ in 0..2 {
+            assert!(store
+                .put_blocking("1A22E10E77891C7A", b"0123456789", &meta(0))
+                .is_err());
+        }
+        let f = store.write_failing().unwrap();
+        assert_eq!((f.store.as_str(), f.failures), ("quarantine", 2));
+        assert!(f.since > 0 && f.last_at >= f.since);
+        assert!(f.error.contains("1A22E10E77891C7A.eml"), "{}", f.error);
+        let snap = stats.snapshot(&mailward_metrics::Gauges::default());
+        assert_eq!(snap.value(mailward_metrics::StatId::StoreWriteErrors, 0), 2);
+        // A bad ID is the caller's mistake, not the store's.
+        assert!(store.put_blocking("../x", b"0", &meta(0)).is_err());
+        assert_eq!(store.write_failing().unwrap().failures, 2);
+        std::fs::remove_dir(dir.path().join("1A22E10E77891C7A.eml")).unwrap();
+        store
+            .put_blocking("1A22E10E77891C7A", b"0123456789", &meta(0))
+            .unwrap();
+        assert_eq!(store.write_failing(), None);
     }
 
     #[test]
