@@ -53,30 +53,80 @@ fn swaks_to(
     )
 }
 
-/// A private Postfix relaying to `relay_port`, with Mailward's milter on
-/// `milter_port` (tempfail when it fails), and `extra` main.cf lines.
-fn postfix_with_milter(
-    dir: &TestDir,
-    name: &str,
-    relay_port: u16,
+/// The set-up of the tests with a real Postfix: an smtp-sink; Mailward
+/// with `[milter] listen` on a free port, a route to the sink and the
+/// statistics (metrics and raw records) on; a private Postfix relaying to
+/// the sink with Mailward as its milter (`milter_default_action =
+/// tempfail`, so that a milter failure shows as 451, not as a message
+/// let through).
+struct WithPostfix {
+    // Dropped in this order: Postfix (it calls the milter), Mailward, the
+    // sink, the directory.
+    postfix: Postfix,
+    daemon: Daemon,
+    sink: Sink,
+    stats: StatsSetup,
     milter_port: u16,
-    extra: &[&str],
-) -> Result<Postfix> {
-    let mut lines = vec![
-        format!("smtpd_milters = inet:127.0.0.1:{milter_port}"),
-        "milter_default_action = tempfail".into(),
-        "milter_protocol = 6".into(),
-    ];
-    lines.extend(extra.iter().map(|l| l.to_string()));
-    Postfix::start(
-        dir.path(),
-        name,
-        &PostfixSetup {
-            relay_port,
-            extra: lines,
-            ..Default::default()
-        },
-    )
+    dir: TestDir,
+}
+
+impl WithPostfix {
+    /// Starts it all in a directory `milter-NAME-*`, Postfix as
+    /// `postfix-NAME.test`; `configure` adds to Mailward's configuration,
+    /// `main_cf` to Postfix's main.cf.
+    fn start(
+        name: &str,
+        main_cf: &[&str],
+        configure: impl FnOnce(Config) -> Config,
+    ) -> Result<WithPostfix> {
+        ensure!(
+            is_root(),
+            "the private Postfix needs root: run as root (tests/run does)"
+        );
+        let dir = TestDir::new(&format!("milter-{name}"))?;
+        let sink = Sink::start(dir.path(), "sink")?;
+        let milter_port = free_port();
+        let stats = StatsSetup::new(dir.path());
+        let config = configure(
+            stats
+                .apply(Config::new(dir.path()))
+                .route_to_port("*", sink.port)
+                .set_str("milter", "listen", &format!("inet:{milter_port}@127.0.0.1")),
+        );
+        let daemon = Daemon::start(&config)?;
+        let mut lines = vec![
+            format!("smtpd_milters = inet:127.0.0.1:{milter_port}"),
+            "milter_default_action = tempfail".into(),
+            "milter_protocol = 6".into(),
+        ];
+        lines.extend(main_cf.iter().map(|l| l.to_string()));
+        let postfix = Postfix::start(
+            dir.path(),
+            name,
+            &PostfixSetup {
+                relay_port: sink.port,
+                extra: lines,
+                ..Default::default()
+            },
+        )?;
+        Ok(WithPostfix {
+            postfix,
+            daemon,
+            sink,
+            stats,
+            milter_port,
+            dir,
+        })
+    }
+
+    /// Both logs' ends, for a failure's message.
+    fn logs(&self) -> String {
+        format!(
+            "--- postfix\n{}\n--- mailward\n{}",
+            self.postfix.log(),
+            self.daemon.log()
+        )
+    }
 }
 
 /// Writes bytes that are not the milter protocol to the port, in a few
@@ -103,37 +153,33 @@ fn garbage(port: u16) -> Result<()> {
 
 #[test]
 fn postfix_with_mailward_as_milter() -> Result<()> {
-    ensure!(
-        is_root(),
-        "the private Postfix needs root: run as root (tests/run does)"
-    );
-    let dir = TestDir::new("milter-postfix")?;
-    let sink = Sink::start(dir.path(), "sink")?;
-    let milter_port = free_port();
-    let stats = StatsSetup::new(dir.path());
-    let config = stats
-        .apply(Config::new(dir.path()))
-        .route_to_port("*", sink.port)
-        .set_str("milter", "listen", &format!("inet:{milter_port}@127.0.0.1"))
-        .set_list("policy", "mark_subject", &["av/infected"])
-        .set(
-            "policy",
-            "subject_prefix",
-            r#"{ "av/infected" = "[VIRUS]" }"#,
-        )
-        .set_list("group.strict", "recipients", &["*@strict.example.com"])
-        .set_list("group.strict", "reject", &["av/infected"])
-        .set_list("group.hold", "recipients", &["*@hold.example.com"])
-        .set_list("group.hold", "quarantine", &["av/infected"])
-        .set_list("group.vault", "recipients", &["*@vault.example.com"])
-        .set_list("group.vault", "quarantine", &["av/infected"])
-        .set_list("group.vault", "block", &["av/infected"]);
-    let daemon = Daemon::start(&config)?;
-    let postfix = postfix_with_milter(&dir, "milter", sink.port, milter_port, &[])?;
+    let set_up = WithPostfix::start("milter", &[], |c| {
+        c.set_list("policy", "mark_subject", &["av/infected"])
+            .set(
+                "policy",
+                "subject_prefix",
+                r#"{ "av/infected" = "[VIRUS]" }"#,
+            )
+            .set_list("group.strict", "recipients", &["*@strict.example.com"])
+            .set_list("group.strict", "reject", &["av/infected"])
+            .set_list("group.hold", "recipients", &["*@hold.example.com"])
+            .set_list("group.hold", "quarantine", &["av/infected"])
+            .set_list("group.vault", "recipients", &["*@vault.example.com"])
+            .set_list("group.vault", "quarantine", &["av/infected"])
+            .set_list("group.vault", "block", &["av/infected"])
+    })?;
+    let WithPostfix {
+        postfix,
+        daemon,
+        sink,
+        stats,
+        milter_port,
+        dir,
+    } = &set_up;
 
     // A refusal reaches the client; nothing is queued.
     let (ok, t) = swaks_to(
-        &dir,
+        dir,
         postfix.port,
         "strict",
         "boss@strict.example.com",
@@ -154,7 +200,7 @@ fn postfix_with_mailward_as_milter() -> Result<()> {
         &infected("invoice")?,
     ]
     .concat();
-    let (ok, t) = swaks_to(&dir, postfix.port, "user", "user@example.com", &forged)?;
+    let (ok, t) = swaks_to(dir, postfix.port, "user", "user@example.com", &forged)?;
     ensure!(ok, "refused: {t}\n{}", postfix.log());
     let got = sink
         .wait_for_count(1, DELIVERY_TIMEOUT)
@@ -213,7 +259,7 @@ fn postfix_with_mailward_as_milter() -> Result<()> {
     // says (a copy alone does not stop delivery, as in SMTP mode; walkH:
     // it went to Postfix's hold queue, a second copy to release).
     let (ok, t) = swaks_to(
-        &dir,
+        dir,
         postfix.port,
         "hold",
         "ann@hold.example.com",
@@ -239,7 +285,7 @@ fn postfix_with_mailward_as_milter() -> Result<()> {
     );
     // Quarantine with block: our copy, and Postfix discards the message.
     let (ok, t) = swaks_to(
-        &dir,
+        dir,
         postfix.port,
         "vault",
         "eve@vault.example.com",
@@ -267,7 +313,7 @@ fn postfix_with_mailward_as_milter() -> Result<()> {
     // One recipient's group refuses, the other's delivers: the refusal
     // becomes a block, and the MTA deletes that recipient (SMFIR_DELRCPT).
     let (ok, t) = swaks_to(
-        &dir,
+        dir,
         postfix.port,
         "mixed",
         "user@example.com,boss@strict.example.com",
@@ -286,9 +332,9 @@ fn postfix_with_mailward_as_milter() -> Result<()> {
     );
 
     // Garbage on the milter port does not disturb mail.
-    garbage(milter_port)?;
+    garbage(*milter_port)?;
     let clean = b"From: alice@sender.test\r\nTo: user@example.com\r\nSubject: after garbage\r\n\r\nStill here.\r\n";
-    let (ok, t) = swaks_to(&dir, postfix.port, "clean", "user@example.com", clean)?;
+    let (ok, t) = swaks_to(dir, postfix.port, "clean", "user@example.com", clean)?;
     ensure!(ok, "refused after garbage: {t}\n{}", daemon.log());
     let got = sink.wait_for_count(4, DELIVERY_TIMEOUT)?;
     let m = got
@@ -353,34 +399,25 @@ fn postfix_with_mailward_as_milter() -> Result<()> {
 
 #[test]
 fn a_verdict_slower_than_postfix_timeout_is_waited_for() -> Result<()> {
-    ensure!(
-        is_root(),
-        "the private Postfix needs root: run as root (tests/run does)"
-    );
-    let dir = TestDir::new("milter-progress")?;
-    let sink = Sink::start(dir.path(), "sink")?;
-    let milter_port = free_port();
     // A DNS server that takes the queries and never answers: the URI list
     // look-up at end of message takes timeouts.dns (4 s), twice Postfix's
     // milter_content_timeout below.
     let silent = std::net::UdpSocket::bind("127.0.0.1:0")?;
     let resolver = silent.local_addr()?.to_string();
-    let config = Config::new(dir.path())
-        .route_to_port("*", sink.port)
-        .set_str("milter", "listen", &format!("inet:{milter_port}@127.0.0.1"))
-        .set_str("access", "dns_resolver", &resolver)
-        .set_str("timeouts", "dns", "4s")
-        .set_list("spam", "surbl", &["uri.test:3.5"]);
-    let daemon = Daemon::start(&config)?;
-    let postfix = postfix_with_milter(
-        &dir,
-        "progress",
-        sink.port,
-        milter_port,
-        &["milter_content_timeout = 2s"],
-    )?;
+    let set_up = WithPostfix::start("progress", &["milter_content_timeout = 2s"], |c| {
+        c.set_str("access", "dns_resolver", &resolver)
+            .set_str("timeouts", "dns", "4s")
+            .set_list("spam", "surbl", &["uri.test:3.5"])
+    })?;
+    let WithPostfix {
+        postfix,
+        daemon,
+        sink,
+        dir,
+        ..
+    } = &set_up;
     let message = b"From: alice@sender.test\r\nTo: user@example.com\r\nSubject: slow verdict\r\n\r\nSee http://www.deals.shop.test/offer for details.\r\n";
-    let (ok, t) = swaks_to(&dir, postfix.port, "slow", "user@example.com", message)?;
+    let (ok, t) = swaks_to(dir, postfix.port, "slow", "user@example.com", message)?;
     ensure!(
         ok,
         "Postfix gave up on the milter instead of waiting for the verdict:\n{t}\n{}\n{}",
@@ -429,33 +466,24 @@ fn a_verdict_slower_than_postfix_timeout_is_waited_for() -> Result<()> {
 /// Mailward sends it there too.
 #[test]
 fn a_slow_dns_at_mail_is_waited_for() -> Result<()> {
-    ensure!(
-        is_root(),
-        "the private Postfix needs root: run as root (tests/run does)"
-    );
-    let dir = TestDir::new("milter-mail-progress")?;
-    let sink = Sink::start(dir.path(), "sink")?;
-    let milter_port = free_port();
     // Takes the queries and never answers: SPF and the zone at MAIL wait
     // timeouts.dns (4 s), twice Postfix's milter_command_timeout below.
     let silent = std::net::UdpSocket::bind("127.0.0.1:0")?;
     let resolver = silent.local_addr()?.to_string();
-    let config = Config::new(dir.path())
-        .route_to_port("*", sink.port)
-        .set_str("milter", "listen", &format!("inet:{milter_port}@127.0.0.1"))
-        .set_str("access", "dns_resolver", &resolver)
-        .set_str("timeouts", "dns", "4s")
-        // The client, 127.0.0.2, is from outside: SPF and the zone apply.
-        .set("network", "relay_networks", r#"["127.0.0.1/32"]"#)
-        .set_list("spam", "dnsbl", &["dead.test:2"]);
-    let daemon = Daemon::start(&config)?;
-    let postfix = postfix_with_milter(
-        &dir,
-        "mailprogress",
-        sink.port,
-        milter_port,
-        &["milter_command_timeout = 2s"],
-    )?;
+    let set_up = WithPostfix::start("mailprogress", &["milter_command_timeout = 2s"], |c| {
+        c.set_str("access", "dns_resolver", &resolver)
+            .set_str("timeouts", "dns", "4s")
+            // The client, 127.0.0.2, is from outside: SPF and the zone apply.
+            .set("network", "relay_networks", r#"["127.0.0.1/32"]"#)
+            .set_list("spam", "dnsbl", &["dead.test:2"])
+    })?;
+    let WithPostfix {
+        postfix,
+        daemon,
+        sink,
+        dir,
+        ..
+    } = &set_up;
     let message =
         b"From: alice@sender.test\r\nTo: user@example.com\r\nSubject: slow dns\r\n\r\nHello.\r\n";
     let (ok, t) = swaks_message(
@@ -499,29 +527,19 @@ fn a_slow_dns_at_mail_is_waited_for() -> Result<()> {
 /// with Postfix's queue ID and the sender, as an accepted one is.
 #[test]
 fn a_quiet_client_gets_its_verdict_and_a_dead_connection_is_still_closed() -> Result<()> {
-    ensure!(
-        is_root(),
-        "the private Postfix needs root: run as root (tests/run does)"
-    );
-    let dir = TestDir::new("milter-quiet")?;
-    let sink = Sink::start(dir.path(), "sink")?;
-    let milter_port = free_port();
-    let config = Config::new(dir.path())
-        .route_to_port("*", sink.port)
-        .set_str("milter", "listen", &format!("inet:{milter_port}@127.0.0.1"))
-        .set_str("timeouts", "command", "1s")
-        .set_str("timeouts", "data", "2s")
-        .set_str("limits", "max_message_size", "4KiB")
-        .set("limits", "min_data_rate", "2048");
-    let daemon = Daemon::start(&config)?;
-    let postfix = postfix_with_milter(&dir, "quiet", sink.port, milter_port, &[])?;
-    let logs = || {
-        format!(
-            "--- postfix\n{}\n--- mailward\n{}",
-            postfix.log(),
-            daemon.log()
-        )
-    };
+    let set_up = WithPostfix::start("quiet", &[], |c| {
+        c.set_str("timeouts", "command", "1s")
+            .set_str("timeouts", "data", "2s")
+            .set_str("limits", "max_message_size", "4KiB")
+            .set("limits", "min_data_rate", "2048")
+    })?;
+    let WithPostfix {
+        postfix,
+        daemon,
+        sink,
+        ..
+    } = &set_up;
+    let logs = || set_up.logs();
 
     let mut c = SmtpClient::connect_ok(postfix.port)?;
     c.ehlo("client.test")?;
@@ -624,6 +642,144 @@ fn a_quiet_client_gets_its_verdict_and_a_dead_connection_is_still_closed() -> Re
             .contains("reason=idle error=\"no command from the MTA within 4s\""),
         "the idle connection's close is logged with its bound:\n{}",
         daemon.full_log()
+    );
+    Ok(())
+}
+
+/// `limits.max_hops` was not applied to milter traffic: a looping
+/// message got through Mailward's milter whatever the limit. Now it is
+/// refused at end of message with SMTP mode's reply and log line. Postfix
+/// sends its milters the header without its own `Received:` line, so the
+/// count is the hops before Postfix, as an SMTP session of Mailward's
+/// counts those before its own line: the same message gets the same
+/// answer from both.
+#[test]
+fn a_message_with_max_hops_received_lines_is_refused_as_in_smtp() -> Result<()> {
+    let set_up = WithPostfix::start("hops", &[], |c| c.set("limits", "max_hops", "5"))?;
+    let WithPostfix {
+        postfix,
+        daemon,
+        sink,
+        stats,
+        ..
+    } = &set_up;
+    let message = |hops: usize, subject: &str| {
+        let trace: String = (0..hops)
+            .map(|i| {
+                format!(
+                    "Received: from hop{i}.example.net (hop{i}.example.net [192.0.2.{i}])\r\n\tby relay{i}.example.net with ESMTP; Sat, 5 Dec 2026 19:47:47 +0000\r\n"
+                )
+            })
+            .collect();
+        format!(
+            "{trace}From: alice@sender.test\r\nTo: user@example.com\r\nSubject: {subject}\r\n\r\nHello.\r\n"
+        )
+    };
+    let mut c = SmtpClient::connect_ok(postfix.port)?;
+    c.ehlo("client.test")?;
+    let four = c.send_mail(
+        "alice@sender.test",
+        &["user@example.com"],
+        message(4, "four hops").as_bytes(),
+    )?;
+    ensure!(
+        four.code == 250,
+        "4 Received: lines, max_hops 5: {four}\n{}",
+        set_up.logs()
+    );
+    let five = c.send_mail(
+        "alice@sender.test",
+        &["user@example.com"],
+        message(5, "five hops").as_bytes(),
+    )?;
+    ensure!(
+        five.is(554, "5.4.6") && five.to_string().contains("Too many hops (mail loop?)"),
+        "5 Received: lines, max_hops 5: {five}\n{}",
+        set_up.logs()
+    );
+    let got = sink
+        .wait_for_count(1, DELIVERY_TIMEOUT)
+        .with_context(|| set_up.logs())?;
+    ensure!(
+        got[0].header("Subject").as_deref() == Some("four hops"),
+        "the four-hop message is delivered: {:?}",
+        got[0].header("Subject")
+    );
+    let upstream = wait_until(
+        "Postfix's milter-reject line",
+        Duration::from_secs(10),
+        || {
+            Ok(postfix
+                .log()
+                .lines()
+                .find(|l| l.contains("milter-reject: END-OF-MESSAGE") && l.contains("5.4.6"))
+                .and_then(|l| l.split(": ").nth(1).map(str::to_string)))
+        },
+    )
+    .with_context(|| set_up.logs())?;
+    let refusal = |log: &str| {
+        log.lines()
+            .find(|l| l.contains("Refused in the session.") && l.contains("Too many hops"))
+            .map(str::to_string)
+    };
+    let line = wait_until(
+        "the hops refusal's log line",
+        Duration::from_secs(10),
+        || Ok(refusal(&daemon.full_log())),
+    )
+    .with_context(|| set_up.logs())?;
+    ensure!(
+        line.contains("reason=limit refused=transaction ")
+            && line.contains(&format!("upstream_id={upstream} "))
+            && line.contains("from=alice@sender.test rcpts=1 ")
+            && line.contains("reply=\"554 5.4.6 Too many hops (mail loop?)\""),
+        "the refusal names Postfix's queue ID {upstream}, the sender and the reply: {line}"
+    );
+    let rejected = stats
+        .scrape()?
+        .get("mailward_messages_rejected_total", &[("reason", "limit")]);
+    ensure!(rejected == Some(1.0), "counted as refused: {rejected:?}");
+    ensure!(
+        sink.wait_for_count(2, Duration::from_secs(2)).is_err(),
+        "the five-hop message was delivered too"
+    );
+
+    // The same five-hop message straight to Mailward's SMTP port: the same
+    // reply, and a log line of the same fields.
+    let mut direct = SmtpClient::connect_ok(daemon.port)?;
+    direct.ehlo("client.test")?;
+    let smtp = direct.send_mail(
+        "alice@sender.test",
+        &["user@example.com"],
+        message(5, "five hops").as_bytes(),
+    )?;
+    ensure!(
+        smtp.code == five.code
+            && smtp
+                .to_string()
+                .contains("5.4.6 Too many hops (mail loop?)"),
+        "SMTP mode: {smtp}, milter mode: {five}"
+    );
+    let lines = wait_until(
+        "the SMTP refusal's log line",
+        Duration::from_secs(10),
+        || {
+            let log = daemon.full_log();
+            let lines: Vec<String> = log
+                .lines()
+                .filter(|l| l.contains("Refused in the session.") && l.contains("Too many hops"))
+                .map(str::to_string)
+                .collect();
+            Ok((lines.len() == 2).then_some(lines))
+        },
+    )
+    .with_context(|| daemon.log())?;
+    ensure!(
+        lines[1].contains("reason=limit refused=transaction ")
+            && lines[1].contains("from=alice@sender.test rcpts=1 ")
+            && lines[1].contains("reply=\"554 5.4.6 Too many hops (mail loop?)\""),
+        "SMTP mode's line, for comparison: {}",
+        lines[1]
     );
     Ok(())
 }

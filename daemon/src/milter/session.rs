@@ -78,6 +78,12 @@ struct Transaction {
     received: u64,
     /// Over `limits.max_message_size`: refused at end of message.
     too_big: bool,
+    /// `Received:` fields in the header: at `limits.max_hops` or more the
+    /// message is refused at end of message as a mail loop, as in an SMTP
+    /// session. Postfix sends its milters the header without its own
+    /// `Received:` line, so these are the hops before it, the count an
+    /// SMTP session of ours takes before adding its own line.
+    hops: u32,
     /// The reason of the first recipient we refused: the transaction
     /// counts once in `mailward_messages_rejected_total` with it if it ends
     /// without a message (abort, a new MAIL, the end of the session), as
@@ -448,6 +454,13 @@ impl Session {
                     line.extend_from_slice(part.strip_suffix(b"\r").unwrap_or(part));
                 }
                 line.extend_from_slice(b"\r\n");
+                // The SMTP path's reader of field names, so that both
+                // count `Received :` alike (RFC 5322 4.5.3).
+                if crate::check::mime_repair::field_name(&line)
+                    .is_some_and(|n| n.eq_ignore_ascii_case(b"received"))
+                {
+                    tx.hops = tx.hops.saturating_add(1);
+                }
                 append(tx, &line, max);
                 cont(Response::Continue)
             }
@@ -541,6 +554,7 @@ impl Session {
     /// The checks, the plans, and what the MTA is told.
     async fn end_of_message(&mut self, tx: Transaction) -> Vec<Response> {
         tx.log_over_bound(self.client_ip());
+        let hops = tx.hops;
         if tx.rcpts.is_empty() && !tx.too_big {
             // Nothing to decide for (the MTA refused every recipient).
             return vec![Response::Continue];
@@ -575,6 +589,11 @@ impl Session {
         if tx.too_big {
             let reply = "552 5.3.4 Message size exceeds fixed limit";
             self.rejected(RejectReason::Size, reply, &refused);
+            return vec![reply_code(reply)];
+        }
+        if hops >= self.gw.config().limits.max_hops {
+            let reply = "554 5.4.6 Too many hops (mail loop?)";
+            self.rejected(RejectReason::Limit, reply, &refused);
             return vec![reply_code(reply)];
         }
         let raw = Arc::new(tx.message);
