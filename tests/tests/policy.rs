@@ -1401,6 +1401,100 @@ fn a_file_name_writes_no_line_of_its_own_into_what_mailward_says() -> Result<()>
     f.finish(|| gw.daemon.log())
 }
 
+/// walkAD 11: a notice quotes the message's Subject, and a hostile one
+/// (a signature, 8-bit octets, control characters, thousands of
+/// characters, encoded words hiding a line break) must not make the notice
+/// one the next hop refuses or blocks. Every notice smtp-sink receives is
+/// valid RFC 5322 (an ASCII header folded under 78 characters, lines under
+/// 998 octets, no control characters), and quotes at most 60 characters of
+/// the Subject, so the EICAR string in it is not whole.
+#[test]
+fn a_notice_about_a_hostile_subject_is_one_the_next_hop_takes() -> Result<()> {
+    let gw = Gateway::start("policy-hostile-subject", |c| {
+        c.set_list("policy", "block", &["av/infected"])
+            .set_list("policy", "notify_admin", &["av/infected"])
+            .set_list("policy", "notify_recipients", &["av/infected"])
+            .set_str("policy", "admin_address", "admin@example.com")
+    })?;
+    let mut f = Failures::default();
+    // Thousands of characters, folded as a client folds them (a line over
+    // 998 octets is refused at DATA).
+    let long = vec!["word word word word word word word word word word"; 150].join("\r\n ");
+    let encoded = vec!["=?UTF-8?B?w7zDpMO2w7zDpMO2w7zDpMO2w7zDpMO2w7zDpMO2?="; 60].join("\r\n ");
+    let subjects: Vec<Vec<u8>> = vec![
+        b"X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*".to_vec(),
+        long.into_bytes(),
+        b"Gr\xfc\xdfe \x1b[31mred\x1b[0m \x7f bell\x07 raw \xe4\xf6\xfc".to_vec(),
+        encoded.into_bytes(),
+        b"=?UTF-8?Q?a=0D=0ABcc:_v@evil.example=0D=0A?= =?UTF-8?Q?=3D=3Futf-8=3Fq=3Fx=3F=3D?="
+            .to_vec(),
+    ];
+    let marker = "HOSTILE-SUBJECT-HERE";
+    let base = infected(marker)?;
+    let at = base
+        .windows(marker.len())
+        .position(|w| w == marker.as_bytes())
+        .context("the subject in the sample")?;
+    for subject in &subjects {
+        let mut message = base[..at].to_vec();
+        message.extend_from_slice(subject);
+        message.extend_from_slice(&base[at + marker.len()..]);
+        send(
+            gw.port(),
+            "alice@sender.test",
+            &["user@example.com"],
+            &message,
+        )?;
+    }
+    // Blocked: two notices per message (the administrator's and the
+    // recipient's), nothing else.
+    let want = 2 * subjects.len();
+    gw.sink.wait_for_count(want, DELIVERY_TIMEOUT)?;
+    let all = gw.sink.settle(Duration::from_secs(2))?;
+    f.check(all.len() == want, || {
+        format!("{want} notices, got {}", all.len())
+    });
+    for m in &all {
+        let who = m.recipients().join(",");
+        let text = &m.message;
+        let (head, body) = text.split_once("\n\n").unwrap_or((text, ""));
+        f.check(head.is_ascii(), || {
+            format!("a header in ASCII to {who}:\n{head}")
+        });
+        f.check(head.lines().all(|l| l.len() <= 78), || {
+            format!("header lines folded under 78 to {who}:\n{head}")
+        });
+        f.check(body.lines().all(|l| l.len() <= 998), || {
+            format!("body lines under 998 octets to {who}")
+        });
+        f.check(!text.chars().any(|c| c.is_control() && c != '\n'), || {
+            format!("no control characters in the notice to {who}:\n{text:?}")
+        });
+        f.check(
+            !text.contains("EICAR-STANDARD-ANTIVIRUS-TEST-FILE!"),
+            || format!("the EICAR string is not quoted whole to {who}:\n{text}"),
+        );
+        f.check(!text.lines().any(|l| l.starts_with("Bcc:")), || {
+            format!("no Bcc: line of the sender's to {who}:\n{text}")
+        });
+        match body
+            .lines()
+            .find_map(|l| l.trim_start().strip_prefix("Subject:    "))
+        {
+            Some(quoted) => f.check(quoted.chars().count() <= 63, || {
+                format!("the Subject is quoted at most 60 characters and ... to {who}: {quoted:?}")
+            }),
+            None => f.push(format!("no quoted Subject in the notice to {who}:\n{text}")),
+        }
+        let parsed = mail_parser::MessageParser::default().parse(text.as_bytes());
+        f.check(
+            parsed.as_ref().and_then(|p| p.subject()).is_some() && parsed.is_some(),
+            || format!("the notice to {who} parses with a Subject:\n{text}"),
+        );
+    }
+    f.finish(|| gw.daemon.log())
+}
+
 /// walkV 2: a virus released from quarantine was archived (outgoing)
 /// without statuses, so `archive list --outgoing --status av/infected`,
 /// what an auditor asks, did not find it.

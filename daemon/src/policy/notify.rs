@@ -27,7 +27,10 @@ pub const VARIABLES: &[(&str, &str)] = &[
     ("queue_id", "the queue ID given in the 250 reply"),
     ("sender", "the envelope sender (<> for none)"),
     ("recipients", "the recipients of the group, a list"),
-    ("subject", "the message's Subject, decoded"),
+    (
+        "subject",
+        "the message's Subject, decoded, on one line, at most 60 characters (then ...)",
+    ),
     (
         "status",
         "the verdict shown in logs: av/infected, as/spam, ...",
@@ -354,6 +357,24 @@ fn subject_of(raw: &[u8]) -> String {
     one_line(text.trim())
 }
 
+/// The most characters of the message's Subject a notice quotes; a longer
+/// one is cut and ends in `...`. A notice carries the sender's subject to
+/// the next hop, whose checks read it as the notice's text: the EICAR test
+/// string (68 characters) or a content rule's phrase quoted whole made a
+/// notice "infected" and blocked there, so the recipient never learnt of the
+/// message (walkAD 11). The start of a subject is what tells the reader
+/// which message it was.
+pub const MAX_QUOTED_SUBJECT: usize = 60;
+
+/// `subject` (one line) as a notice quotes it: at most
+/// [`MAX_QUOTED_SUBJECT`] characters, then `...`.
+fn quoted_subject(subject: &str) -> String {
+    match subject.char_indices().nth(MAX_QUOTED_SUBJECT) {
+        None => subject.to_string(),
+        Some((end, _)) => format!("{}...", subject[..end].trim_end()),
+    }
+}
+
 /// `bytes` read as windows-1252 (Latin-1 with printable characters in
 /// 0x80-0x9F; the five bytes it leaves undefined become U+FFFD).
 fn windows_1252(bytes: &[u8]) -> String {
@@ -484,7 +505,13 @@ fn folded_header(name: &str, value: &str) -> String {
     // An ASCII word too long to fit a line of its own goes encoded too,
     // since folding cannot split it.
     let longest_word = value.split(' ').map(str::len).max().unwrap_or(0);
-    if value.is_ascii() && longest_word + 1 < HEADER_WIDTH {
+    // Text that reads as an encoded word (`=?utf-8?q?...?=`) goes encoded
+    // too: written as it is, a reader would decode it into other text
+    // (RFC 2047 5: such text must be encoded).
+    let looks_encoded = value
+        .split(' ')
+        .any(|w| w.starts_with("=?") && w.ends_with("?="));
+    if value.is_ascii() && longest_word + 1 < HEADER_WIDTH && !looks_encoded {
         for word in value.split(' ').filter(|w| !w.is_empty()) {
             if col + 1 + word.len() > HEADER_WIDTH && col > name.len() + 1 {
                 out.push_str(fold);
@@ -663,7 +690,7 @@ pub fn compose(
         queue_id => env.id.0.clone(),
         sender => if env.mail_from.is_empty() { "<>".to_string() } else { env.mail_from.clone() },
         recipients => group_rcpts,
-        subject => subject_of(raw),
+        subject => quoted_subject(&subject_of(raw)),
         status => status,
         statuses => statuses,
         findings => findings,
@@ -1385,6 +1412,71 @@ mod tests {
             notices[0].1.contains("Subject:    Grüße € raw\r\n"),
             "{}",
             notices[0].1
+        );
+    }
+
+    /// A notice is valid RFC 5322 whatever the quoted Subject holds: its
+    /// header ASCII and folded under 78 characters, every line under 998
+    /// octets and CRLF-terminated, no control character but the line
+    /// ends; and the Subject is quoted at most 60 characters long, so that
+    /// a signature in it (EICAR, 68 characters) does not make the notice
+    /// "infected" at the next hop (walkAD 11).
+    #[test]
+    fn a_hostile_subject_makes_a_valid_notice_and_is_quoted_short() {
+        let eicar_text = "X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*";
+        let long = "word ".repeat(1000);
+        let subjects: Vec<Vec<u8>> = vec![
+            eicar_text.as_bytes().to_vec(),
+            long.trim_end().as_bytes().to_vec(),
+            b"Gr\xfc\xdfe\x1b[31m \x7f bell\x07 nul-free raw 8-bit \xe4\xf6\xfc".to_vec(),
+            format!("=?UTF-8?B?{}?=", "w7zDpMO2".repeat(200)).into_bytes(),
+            b"=?UTF-8?Q?a=0D=0ABcc:_v@evil.example?= =?x-unknown?q?zz?=".to_vec(),
+        ];
+        let toml = "[policy]\nnotify_admin = [\"av/all\"]\nnotify_recipients = [\"av/all\"]\n";
+        for subject in &subjects {
+            let mut raw = b"Subject: ".to_vec();
+            raw.extend_from_slice(subject);
+            raw.extend_from_slice(b"\r\nFrom: a@other.example\r\n\r\nx\r\n");
+            let notices = notices_of(toml, &raw, eicar());
+            assert_eq!(notices.len(), 2, "{}", String::from_utf8_lossy(subject));
+            for (to, text) in &notices {
+                assert!(text.ends_with("\r\n"), "{to:?}: {text}");
+                let (head, body) = text.split_once("\r\n\r\n").unwrap();
+                assert!(head.is_ascii(), "{to:?}: {head}");
+                for line in head.split("\r\n") {
+                    assert!(line.len() <= HEADER_WIDTH, "{to:?}: {line}");
+                }
+                for line in body.trim_end_matches("\r\n").split("\r\n") {
+                    assert!(line.len() <= MAX_LINE, "{to:?}: {} octets", line.len());
+                    assert!(!line.chars().any(char::is_control), "{to:?}: {line:?}");
+                }
+                assert!(
+                    !text.contains("EICAR-STANDARD-ANTIVIRUS-TEST-FILE!"),
+                    "{to:?}: {text}"
+                );
+                let quoted = text
+                    .split("\r\n")
+                    .find_map(|l| l.trim_start().strip_prefix("Subject:    "))
+                    .unwrap_or_else(|| panic!("{to:?}: no quoted subject: {text}"));
+                assert!(
+                    quoted.chars().count() <= MAX_QUOTED_SUBJECT + 3,
+                    "{to:?}: {quoted}"
+                );
+                let parsed = mail_parser::MessageParser::default().parse(text.as_bytes());
+                assert!(
+                    parsed.as_ref().and_then(|m| m.subject()).is_some(),
+                    "{to:?}: {text}"
+                );
+            }
+        }
+        assert_eq!(quoted_subject("short"), "short");
+        let cut = quoted_subject(&"ä".repeat(100));
+        assert_eq!(cut, format!("{}...", "ä".repeat(MAX_QUOTED_SUBJECT)));
+        // Text that reads as an encoded word is encoded in a header.
+        let header = folded_header("Subject", "About =?utf-8?q?Urgent=21?= now");
+        assert!(
+            header.starts_with("Subject: =?UTF-8?Q?About_=3D=3Futf-8"),
+            "{header}"
         );
     }
 
