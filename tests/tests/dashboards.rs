@@ -168,7 +168,8 @@ const EXPECT: &[(&str, Expect)] = &[
     ("Spam scores", Exported),
     ("Classifier unavailable", Exported),
     ("DNS lists resting, server silent", Exported),
-    // Outbound TLS and logging
+    // TLS and logging
+    ("Inbound TLS", Traffic),
     ("Outbound TLS", Exported),
     (
         "Log lines dropped, raw records lost and failed rotations",
@@ -1267,6 +1268,9 @@ fn state_checks() -> Vec<(String, f64, f64)> {
         at_least(format!("sum(mailward_delivered_bytes_total{{{j}}})"), 1024),
         at_least(format!(r#"sum(mailward_sessions_opened_total{{{j},direction="in"}})"#), 7),
         at_least(format!(r#"sum(mailward_sessions_opened_total{{{j},direction="out"}})"#), 1),
+        // Every inbound session ends with its STARTTLS outcome, the rig's
+        // in plain text (the Inbound TLS panel).
+        at_least(format!(r#"sum(mailward_inbound_tls_total{{{j},result="plain"}})"#), 7),
         at_least(format!(r#"sum(mailward_av_results_total{{{j},status="clean"}})"#), RECEIVED),
         at_least(format!(r#"sum(mailward_spam_results_total{{{j},status="clean"}})"#), RECEIVED),
         at_least(format!("sum(mailward_scan_duration_seconds_count{{{j}}})"), RECEIVED),
