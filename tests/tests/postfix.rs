@@ -407,6 +407,30 @@ fn before_queue_proxy_refuses_in_the_clients_session() -> Result<()> {
     ensure!(ok, "the clean message was refused:\n{transcript}");
     let got = sink.wait_for_count(1, DELIVERY_TIMEOUT)?;
     ensure!(got.len() == 1 && got[0].message.contains("Subject: clean 3"));
+    // Three trace lines, as docs/postfix.md shows them: the re-injection
+    // smtpd's (its client is Mailward), Mailward's (its client is the
+    // original one, from XFORWARD) and the public smtpd's (no queue ID:
+    // it proxied the message before queueing it). Mailward's is kept on
+    // purpose: an SMTP server that relays adds its trace line (RFC 5321
+    // 4.4), as any MTA in Postfix's smtpd_proxy_filter slot does.
+    let received: Vec<String> = got[0]
+        .headers()
+        .into_iter()
+        .filter(|(n, _)| n.eq_ignore_ascii_case("received"))
+        .map(|(_, v)| v)
+        .collect();
+    let client = format!("from {CLIENT_HELO} (unknown [{CLIENT_IP}])");
+    ensure!(
+        received.len() == 3
+            && received[0].contains("[127.0.0.1])")
+            && received[0].contains("by postfix-before.test (Postfix)")
+            && received[1].starts_with(&client)
+            && received[1].contains("(Mailward) with ESMTP id ")
+            && received[2].starts_with(&client)
+            && received[2].contains("by postfix-before.test (Postfix) with ESMTP")
+            && !received[2].contains(" id "),
+        "the trace lines of a proxied message: {received:#?}"
+    );
     postfix.wait_queue_empty(Duration::from_secs(30))?;
     std::thread::sleep(Duration::from_millis(300));
     ensure!(sink.count() == 1, "the refused message never arrives");
