@@ -407,15 +407,17 @@ impl Gateway {
                 }
             }
         }
+        // Before the event: the statistics file written when it is
+        // recorded keeps this message with its result.
+        *self
+            .last_update_message
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(message.clone());
         crate::events::UpdateAttempted {
             result,
             message: &message,
         }
         .emit(self);
-        *self
-            .last_update_message
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(message.clone());
         (result, message)
     }
 
@@ -424,12 +426,22 @@ impl Gateway {
         self.scanner.info()
     }
 
-    /// What the last update or rollback since start said (None: none).
+    /// What the last update or rollback said (None: none), since start or
+    /// read back from the statistics file of the previous run.
     pub fn last_update_message(&self) -> Option<String> {
         self.last_update_message
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone()
+    }
+
+    /// Puts back what the last update of the previous run said, unless an
+    /// update since start said something newer.
+    pub fn restore_last_update_message(&self, message: String) {
+        self.last_update_message
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get_or_insert(message);
     }
 
     /// Why the set in the bases directory does not load (None: it loads,

@@ -1457,6 +1457,15 @@ fn last_update_line(rig: &Rig) -> Result<String> {
         .with_context(|| format!("no `last update:` line in bases status:\n{out}"))
 }
 
+/// `mailward status`'s problem about the last update of the bases.
+fn update_problem(rig: &Rig) -> Result<String> {
+    let out = rig.daemon.cli_ok(&["status"])?;
+    out.lines()
+        .find(|l| l.contains("The last update of the bases ended with error"))
+        .map(str::to_string)
+        .with_context(|| format!("no problem about the last update in status:\n{out}"))
+}
+
 /// The last update as /metrics says it: (time, result at 1).
 fn last_update_metrics(m: &Metrics) -> (Option<f64>, Vec<String>) {
     let results = m
@@ -1505,6 +1514,12 @@ fn the_last_update_of_the_bases_is_kept_across_a_restart_and_a_crash() -> Result
         status.ends_with("(error)") && !status.contains("never"),
         "bases status after the failed update: {status}"
     );
+    // What it failed on, in `mailward status`'s problem.
+    let problem = update_problem(&rig)?;
+    ensure!(
+        problem.contains("no-such-set"),
+        "the failed update's problem does not say what it failed on: {problem}"
+    );
     for how in [
         "a crash (SIGKILL) right after the update",
         "a stop (SIGTERM)",
@@ -1537,6 +1552,12 @@ fn the_last_update_of_the_bases_is_kept_across_a_restart_and_a_crash() -> Result
         ensure!(
             again == status,
             "bases status after {how}: {again:?}, before it: {status:?}"
+        );
+        // walkAG 2 (rest): the reason was lost at a restart.
+        let again = update_problem(&rig)?;
+        ensure!(
+            again == problem,
+            "status's problem after {how}: {again:?}, before it: {problem:?}"
         );
         ensure!(
             rig.daemon

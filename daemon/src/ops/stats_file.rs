@@ -21,6 +21,11 @@ pub struct StatsFileError {
 /// progress at a time.
 const WRITE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
+/// The key, at the file's top level, of what the last update of the bases
+/// said. A file written before it had none: its update is read back
+/// without a message, as before.
+const LAST_UPDATE_MESSAGE: &str = "update_last_message";
+
 /// Whether a write is in progress (it may outlive its caller's wait).
 static WRITING: AtomicBool = AtomicBool::new(false);
 
@@ -42,8 +47,16 @@ pub async fn write_snapshot(
         path: path.clone(),
         source,
     };
-    let json =
-        serde_json::to_vec_pretty(&snap.to_json()).map_err(|e| err(std::io::Error::other(e)))?;
+    let mut doc = snap.to_json();
+    // What the last update of the bases said (a failed one's reason), kept
+    // beside its time and result for the next run ([`restore_last_update`]).
+    if let (Some(root), Some(message)) = (doc.as_object_mut(), gw.last_update_message()) {
+        root.insert(
+            LAST_UPDATE_MESSAGE.into(),
+            serde_json::Value::String(message),
+        );
+    }
+    let json = serde_json::to_vec_pretty(&doc).map_err(|e| err(std::io::Error::other(e)))?;
     if WRITING.swap(true, Ordering::AcqRel) {
         return Err(err(std::io::Error::other(
             "the previous write has not finished (a slow or hung disk?)",
@@ -109,11 +122,12 @@ pub async fn periodic(gw: std::sync::Arc<Gateway>) {
     }
 }
 
-/// Puts back the last update of the bases (its time and result) from the
-/// statistics file the previous run wrote, so that a restart does not say
-/// "never (unknown)" on /metrics, in SNMP and in `mailward bases status`
-/// after an update, nor clear the alert of a failed one (walkAG 2). An
-/// update attempted since start is newer and stays. A missing file is a
+/// Puts back the last update of the bases (its time, result and message)
+/// from the statistics file the previous run wrote, so that a restart does
+/// not say "never (unknown)" on /metrics, in SNMP and in `mailward bases
+/// status` after an update, nor clear the alert of a failed one, nor lose
+/// what it failed on (walkAG 2). An update attempted since start is newer
+/// and stays. A missing file is a
 /// first start; one that does not read is said and otherwise ignored.
 pub async fn restore_last_update(gw: &Gateway) {
     let path = gw.config().statistics.destination.clone();
@@ -140,8 +154,13 @@ pub async fn restore_last_update(gw: &Gateway) {
             return;
         }
     };
-    let last = match serde_json::from_slice::<serde_json::Value>(&bytes) {
-        Ok(file) => mailward_metrics::snapshot::last_update_in_json(&file),
+    let (last, message) = match serde_json::from_slice::<serde_json::Value>(&bytes) {
+        Ok(file) => (
+            mailward_metrics::snapshot::last_update_in_json(&file),
+            file.get(LAST_UPDATE_MESSAGE)
+                .and_then(serde_json::Value::as_str)
+                .map(str::to_string),
+        ),
         Err(e) => {
             tracing::warn!(target: "app", path = %path.display(), error = %e,
                 "The statistics file is not JSON; the last update of the bases is not known until the next one.");
@@ -150,6 +169,9 @@ pub async fn restore_last_update(gw: &Gateway) {
     };
     if let Some((result, at)) = last {
         if gw.stats.restore_last_update(result, at) {
+            if let Some(message) = message {
+                gw.restore_last_update_message(message);
+            }
             let when = chrono::DateTime::from_timestamp(at, 0)
                 .map_or_else(|| at.to_string(), |t| t.to_rfc3339());
             tracing::info!(target: "app", path = %path.display(), at = %when,
