@@ -148,6 +148,10 @@ pub struct Dns {
     /// When each DNS list zone last had its error code logged, so that a
     /// list refusing our resolver logs once an hour, not once a client.
     refusals: std::sync::Arc<ListRefusals>,
+    /// When each DNS list zone last had a slow answer logged (walkAH 11:
+    /// a list answering just under `timeouts.dns` delayed every greeting
+    /// without a word).
+    slow: std::sync::Arc<SlowLists>,
 }
 
 /// One MX record.
@@ -216,6 +220,7 @@ impl Dns {
             zones: std::sync::Arc::default(),
             server: std::sync::Arc::default(),
             refusals: std::sync::Arc::default(),
+            slow: std::sync::Arc::default(),
         })
     }
 
@@ -234,6 +239,7 @@ impl Dns {
         self.zones = old.zones.clone();
         self.server = old.server.clone();
         self.refusals = old.refusals.clone();
+        self.slow = old.slow.clone();
         true
     }
 
@@ -540,7 +546,22 @@ impl Dns {
             }
         };
         let name = format!("{reversed}.{}", zone.trim_end_matches('.'));
-        self.ask_list(zone, &name).await
+        let started = std::time::Instant::now();
+        let answer = self.ask_list(zone, &name).await;
+        // An answer that took more than half of timeouts.dns: the client
+        // waited that long for its greeting (or its XFORWARD/milter
+        // verdict). One that did not come in time is counted and logged
+        // as failed already.
+        let took = started.elapsed();
+        if answer.is_ok()
+            && took > self.timeout / 2
+            && self.slow.first_in_a_while(zone, std::time::Instant::now())
+        {
+            tracing::warn!(target: "app", zone = %zone, took_ms = took.as_millis() as u64,
+                timeout_ms = self.timeout.as_millis() as u64,
+                "A DNS list answers slowly (more than half of timeouts.dns); every client waits for it before its greeting. Said at most once in 10 minutes per zone.");
+        }
+        answer
     }
 
     /// A DNS list entry: the A records of `name` (none when there is no
@@ -765,6 +786,32 @@ impl ListRefusals {
     pub const LOG_EVERY: Duration = Duration::from_secs(3600);
 
     /// Whether `zone`'s error code at `now` is to be logged (none logged
+    /// in the last [`Self::LOG_EVERY`]); it is noted as logged if so.
+    pub fn first_in_a_while(&self, zone: &str, now: std::time::Instant) -> bool {
+        let mut m = match self.0.lock() {
+            Ok(m) => m,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        match m.get(zone) {
+            Some(last) if now.saturating_duration_since(*last) < Self::LOG_EVERY => false,
+            _ => {
+                m.insert(zone.to_string(), now);
+                true
+            }
+        }
+    }
+}
+
+/// When each DNS list zone last had a slow answer logged: a slow list is
+/// slow for every client, and one line per client would bury the log.
+#[derive(Default)]
+pub struct SlowLists(Mutex<std::collections::HashMap<String, std::time::Instant>>);
+
+impl SlowLists {
+    /// A zone's slow answers are logged at most this often.
+    pub const LOG_EVERY: Duration = Duration::from_secs(600);
+
+    /// Whether `zone`'s slow answer at `now` is to be logged (none logged
     /// in the last [`Self::LOG_EVERY`]); it is noted as logged if so.
     pub fn first_in_a_while(&self, zone: &str, now: std::time::Instant) -> bool {
         let mut m = match self.0.lock() {

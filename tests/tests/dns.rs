@@ -969,3 +969,77 @@ fn a_server_known_silent_gives_the_same_dkim_and_dmarc_results() -> Result<()> {
     );
     Ok(())
 }
+
+/// A DNS server that answers every query "no such name" (NXDOMAIN), each
+/// after `delay`: a DNS list that answers, but slowly. The socket's
+/// address for `access.dns_resolver`; the thread ends with the process.
+fn slow_dns(delay: Duration) -> Result<String> {
+    let socket = bind_free_udp()?;
+    let address = socket.local_addr()?.to_string();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 512];
+        while let Ok((n, from)) = socket.recv_from(&mut buf) {
+            let query = &buf[..n];
+            // The header and the question only (no EDNS record back).
+            let mut end = 12;
+            while end < n && query[end] != 0 {
+                end += 1 + query[end] as usize;
+            }
+            end += 5;
+            if n < 12 || end > n {
+                continue;
+            }
+            let mut answer = query[..end].to_vec();
+            answer[2] |= 0x80; // a response
+            answer[3] = 0x80 | 3; // recursion available, NXDOMAIN
+            for b in &mut answer[6..12] {
+                *b = 0; // no answer, authority or additional records
+            }
+            std::thread::sleep(delay);
+            let _ = socket.send_to(&answer, from);
+        }
+    });
+    Ok(address)
+}
+
+/// walkAH 11: a DNS list that answered just under `timeouts.dns` delayed
+/// every greeting by that much, and nothing said so (its look-ups were
+/// answered, so none counted as failed). An answer that takes more than
+/// half of `timeouts.dns` is a warning naming the zone and the time, once
+/// in 10 minutes per zone.
+#[test]
+fn a_dns_list_that_answers_slowly_is_named_in_the_log() -> Result<()> {
+    let dir = TestDir::new("dns-slow-list")?;
+    let resolver = slow_dns(Duration::from_millis(1_300))?;
+    let sink = Sink::start(dir.path(), "sink")?;
+    let stats = mailward_e2e::stats::StatsSetup::new(dir.path());
+    let daemon = Daemon::start(
+        &outside_client(&stats, dir.path(), sink.port, &resolver)
+            .set_list("access", "dnsbl", &["slow.test"])
+            .set_str("timeouts", "dns", "2s"),
+    )?;
+    for _ in 0..2 {
+        let asked = std::time::Instant::now();
+        let c = SmtpClient::connect_ok(daemon.port)?;
+        let greeted = asked.elapsed();
+        ensure!(
+            greeted >= Duration::from_millis(1_200),
+            "greeted after {greeted:?}: the slow list was not waited for"
+        );
+        c.quit();
+    }
+    let log = daemon.log();
+    let slow: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("A DNS list answers slowly"))
+        .collect();
+    ensure!(
+        slow.len() == 1,
+        "want one warning for two slow greetings, got {}:\n{log}",
+        slow.len()
+    );
+    for want in ["WARN", "zone=slow.test", "took_ms=1", "timeout_ms=2000"] {
+        ensure!(slow[0].contains(want), "`{want}` missing from: {}", slow[0]);
+    }
+    Ok(())
+}
