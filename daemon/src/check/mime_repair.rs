@@ -42,7 +42,20 @@ pub struct Read<'r> {
     /// the empty line: a reader that skips the bad line (mail-parser
     /// does, and so may a recipient's) reads another structure than this
     /// one. The checks then scan that reading too ([`crate::check::run`]).
+    /// So does a second `Content-Type` or `Content-Transfer-Encoding`
+    /// field in one header block (this reading takes the first, as
+    /// clients do, and mail-parser's own the last), and a `--boundary`
+    /// that is no delimiter line (mail-parser takes it for one).
     pub other_reading: bool,
+    /// A multipart names two different boundaries ([`two_boundaries`]):
+    /// the scan gives `av/error`.
+    pub two_boundaries: bool,
+    /// Where the copy (`message`'s `raw_message`) has a `_` for a `-` of
+    /// the message ([`Fix::Neutralise`]), sorted: what a part holds is
+    /// scanned with those dashes put back ([`crate::check::unpack`]), so
+    /// that a boundary chosen to overlap a signature cannot change the
+    /// bytes the rules see.
+    pub neutralised: Vec<usize>,
 }
 
 /// One change to the bytes.
@@ -52,40 +65,56 @@ enum Fix {
     EmptyLine,
     /// Remove this many bytes here (the line end of a fold next to `=`).
     Unfold(usize),
+    /// Replace the byte here (the second `-` of a `--boundary` that is no
+    /// delimiter line, [`stray_delimiters`]) by `_`, so that mail-parser
+    /// does not take it for one. The length does not change.
+    Neutralise,
+    /// Remove this many bytes here: a second `Content-Type` or
+    /// `Content-Transfer-Encoding` field of a header block, with its
+    /// continuation lines. Clients (Python's `email`, Thunderbird) read
+    /// the first; mail-parser reads the last (walkAJ 1).
+    DropField(usize),
 }
 
 /// Parses `raw` with `parser`, repairing the structure as needed.
 pub fn read<'r>(parser: &MessageParser, raw: &'r [u8]) -> Read<'r> {
     let first = parser.parse(raw);
-    let (fixes, unfixable) = needed(first.as_ref(), raw);
+    let (fixes, unfixable, ambiguous) = needed(first.as_ref(), raw);
     if fixes.is_empty() {
         return Read {
             message: first,
             unresolved: unfixable,
             other_reading: false,
+            two_boundaries: ambiguous,
+            neutralised: Vec::new(),
         };
     }
     let mut other_reading = disagrees(raw, &fixes);
     drop(first);
-    let mut bytes = apply(raw, &fixes);
+    let mut neutralised = Vec::new();
+    let mut bytes = apply(raw, &fixes, &mut neutralised);
     for _ in 1..ROUNDS {
         let msg = parser.parse(&bytes);
-        let (fixes, unfixable) = needed(msg.as_ref(), &bytes);
+        let (fixes, unfixable, ambiguous) = needed(msg.as_ref(), &bytes);
         if fixes.is_empty() {
             return Read {
                 message: msg.map(Message::into_owned),
                 unresolved: unfixable,
                 other_reading,
+                two_boundaries: ambiguous,
+                neutralised,
             };
         }
         other_reading |= disagrees(&bytes, &fixes);
         drop(msg);
-        bytes = apply(&bytes, &fixes);
+        bytes = apply(&bytes, &fixes, &mut neutralised);
     }
     Read {
         message: parser.parse(&bytes).map(Message::into_owned),
         unresolved: true,
         other_reading,
+        two_boundaries: false,
+        neutralised,
     }
 }
 
@@ -99,6 +128,12 @@ const OTHER_READING_LINES: usize = 200;
 /// `Content-Type` of a multipart hid its attachment from the scan).
 fn disagrees(bytes: &[u8], fixes: &BTreeMap<usize, Fix>) -> bool {
     fixes.iter().any(|(&at, fix)| {
+        if matches!(fix, Fix::DropField(_) | Fix::Neutralise) {
+            // mail-parser alone reads the last of the two fields; and a
+            // lenient reader may take `--XXfoo` for a delimiter, as
+            // mail-parser does.
+            return true;
+        }
         if *fix != Fix::EmptyLine || bytes[at..].starts_with(b"--") {
             // (A delimiter right below a part's header: a part without a
             // body, not a bad line.)
@@ -126,19 +161,151 @@ fn disagrees(bytes: &[u8], fixes: &BTreeMap<usize, Fix>) -> bool {
     })
 }
 
-/// The repairs a parse of `bytes` shows to be needed, and whether some
+/// The repairs a parse of `bytes` shows to be needed, whether some
 /// needed repair cannot be made in `bytes` (it lies in a nested message
-/// that was transfer-encoded).
-fn needed(msg: Option<&Message<'_>>, bytes: &[u8]) -> (BTreeMap<usize, Fix>, bool) {
+/// that was transfer-encoded), and whether a multipart names two
+/// boundaries.
+fn needed(msg: Option<&Message<'_>>, bytes: &[u8]) -> (BTreeMap<usize, Fix>, bool, bool) {
     let mut fixes = BTreeMap::new();
     let mut unfixable = false;
+    let mut ambiguous = false;
     match msg {
-        Some(m) => walk(m, bytes, &mut fixes, &mut unfixable, 0),
+        Some(m) => {
+            let mut seen = Structure::default();
+            walk(m, bytes, &mut fixes, &mut unfixable, 0, &mut seen);
+            match stray_delimiters(bytes, &seen) {
+                Some(stray) if !stray.is_empty() => {
+                    // The parts this parse shows after a stray delimiter
+                    // are not the message's: their "headers" need no
+                    // repair. The next round reads the structure again.
+                    fixes = stray.into_iter().map(|at| (at, Fix::Neutralise)).collect();
+                }
+                Some(_) => {}
+                None => unfixable = true,
+            }
+            ambiguous = seen.ambiguous;
+        }
         // No header field at all (a message that is only a body line):
         // the header ends at once.
         None => header_block(bytes, 0, &mut fixes),
     }
-    (fixes, unfixable)
+    (fixes, unfixable, ambiguous)
+}
+
+/// What a parse shows of the multiparts in one buffer: their boundaries
+/// (with where the first of their bodies starts), and where the header
+/// blocks of the parts lie.
+#[derive(Default)]
+struct Structure {
+    boundaries: BTreeMap<Vec<u8>, usize>,
+    headers: Vec<(usize, usize)>,
+    /// A multipart names two different boundaries ([`two_boundaries`]).
+    ambiguous: bool,
+}
+
+/// Whether a multipart's `Content-Type` names two different boundaries
+/// (`boundary="AA"; boundary="XX"`, or `boundary*=''AA; boundary="XX"`).
+/// Readers differ in which one they take (mail-parser and Python's
+/// `email` the first plain one, Python the plain one over an RFC 2231
+/// one), so the parts one reader sees another may not (walkAJ 7).
+fn two_boundaries(part: &mail_parser::MessagePart<'_>) -> bool {
+    let mut values = part
+        .headers
+        .iter()
+        .filter(|h| h.name == mail_parser::HeaderName::ContentType)
+        .filter_map(|h| match &h.value {
+            mail_parser::HeaderValue::ContentType(ct) => Some(ct),
+            _ => None,
+        })
+        .flat_map(|ct| ct.attributes().unwrap_or_default())
+        .filter(|a| {
+            let n = a
+                .name
+                .trim_end_matches(|c: char| c == '*' || c.is_ascii_digit());
+            n.eq_ignore_ascii_case("boundary")
+        })
+        .map(|a| a.value.as_ref());
+    let first = values.next();
+    values.any(|v| Some(v) != first)
+}
+
+/// Distinct boundaries looked for at most; a message with more is
+/// `unresolved` (av/error).
+const MAX_BOUNDARIES: usize = 10_000;
+
+/// Where `--boundary` occurs in the bodies of `bytes` without being a
+/// delimiter line as RFC 2046 5.1.1 (and Python's `email`, Thunderbird)
+/// reads one: at the start of a line, followed by nothing but an optional
+/// `--` and white space. mail-parser 0.11 (`seek_part_end`) takes
+/// `--boundary` anywhere for a delimiter: `hello --XX--` in a text part
+/// closed the multipart for the scanner, and the attachment after it,
+/// which every client shows, was never scanned (walkAJ 1b). Each position
+/// returned is that of the second `-`. A line that is a delimiter of
+/// another boundary of the message (`--XXY` beside `XX`) is left alone.
+/// None: too many boundaries to look for.
+fn stray_delimiters(bytes: &[u8], seen: &Structure) -> Option<Vec<usize>> {
+    if seen.boundaries.is_empty() {
+        return Some(Vec::new());
+    }
+    if seen.boundaries.len() > MAX_BOUNDARIES {
+        return None;
+    }
+    let from = seen.boundaries.values().copied().min().unwrap_or(0);
+    // The longest first: at one position the longest boundary is found.
+    let mut sorted: Vec<&Vec<u8>> = seen.boundaries.keys().collect();
+    sorted.sort_by_key(|b| std::cmp::Reverse(b.len()));
+    let pattern = sorted
+        .iter()
+        .map(|b| format!("--{}", regex::escape(&String::from_utf8_lossy(b))))
+        .collect::<Vec<_>>()
+        .join("|");
+    // A boundary that is not UTF-8 cannot be written as a pattern here.
+    if sorted.iter().any(|b| std::str::from_utf8(b).is_err()) {
+        return None;
+    }
+    let re = regex::bytes::RegexBuilder::new(&pattern)
+        .unicode(false)
+        .size_limit(64 << 20)
+        .build()
+        .ok()?;
+    let mut headers = seen.headers.clone();
+    headers.sort_unstable();
+    let in_header = |at: usize| {
+        let i = headers.partition_point(|&(h, _)| h <= at);
+        i > 0 && at < headers[i - 1].1
+    };
+    let mut out = Vec::new();
+    let mut at = from.min(bytes.len());
+    while let Some(m) = re.find_at(bytes, at) {
+        let p = m.start();
+        at = p + 1;
+        if in_header(p) {
+            continue;
+        }
+        let line_start = p == 0 || matches!(bytes[p - 1], b'\n' | b'\r');
+        let delimiter = line_start && sorted.iter().any(|b| is_delimiter_rest(&bytes[p + 2..], b));
+        if !delimiter {
+            out.push(p + 1);
+        }
+    }
+    Some(out)
+}
+
+/// Whether `rest` (what follows the `--` at a line start) is `boundary`,
+/// maybe `--`, then only white space to the line end.
+fn is_delimiter_rest(rest: &[u8], boundary: &[u8]) -> bool {
+    let Some(rest) = rest.strip_prefix(boundary) else {
+        return false;
+    };
+    let rest = rest.strip_prefix(b"--").unwrap_or(rest);
+    for &b in rest {
+        match b {
+            b' ' | b'\t' => {}
+            b'\r' | b'\n' => return true,
+            _ => return false,
+        }
+    }
+    true
 }
 
 /// Messages nested deeper than this are not looked into for repairs (the
@@ -151,18 +318,33 @@ fn walk(
     fixes: &mut BTreeMap<usize, Fix>,
     unfixable: &mut bool,
     depth: u32,
+    seen: &mut Structure,
 ) {
     if depth > MAX_NESTING {
         return;
     }
     for part in &msg.parts {
         header_block(bytes, part.offset_header as usize, fixes);
+        // (A part whose header starts inside a line follows a stray
+        // delimiter: its "header" is text, and is looked at.)
+        let h = part.offset_header as usize;
+        if h == 0 || matches!(bytes.get(h.wrapping_sub(1)), Some(b'\n')) {
+            seen.headers.push((h, part.offset_body as usize));
+        }
+        // (Whatever mail-parser made of the part: without a delimiter of
+        // the boundary it read, a multipart is one text part to it.)
+        seen.ambiguous |= two_boundaries(part);
         match &part.body {
             PartType::Multipart(children) => {
                 let Some(boundary) = part.content_type().and_then(|c| c.attribute("boundary"))
                 else {
                     continue;
                 };
+                let start = seen
+                    .boundaries
+                    .entry(boundary.as_bytes().to_vec())
+                    .or_insert(usize::MAX);
+                *start = (*start).min(part.offset_body as usize);
                 // A part whose header ran to the end of the message is not
                 // in the parse at all: look behind the last part read for
                 // the next delimiter and the header after it.
@@ -184,13 +366,23 @@ fn walk(
                 let base: &[u8] = &inner.raw_message;
                 if std::ptr::eq(base.as_ptr(), bytes.as_ptr()) {
                     // Sent as is: its offsets point into these bytes.
-                    walk(inner, bytes, fixes, unfixable, depth + 1);
+                    walk(inner, bytes, fixes, unfixable, depth + 1, seen);
                 } else {
                     // Transfer-encoded: its bytes are a decoded copy; what
                     // it needs cannot be repaired here.
                     let mut inner_fixes = BTreeMap::new();
-                    walk(inner, base, &mut inner_fixes, unfixable, depth + 1);
-                    *unfixable |= !inner_fixes.is_empty();
+                    let mut inner_seen = Structure::default();
+                    walk(
+                        inner,
+                        base,
+                        &mut inner_fixes,
+                        unfixable,
+                        depth + 1,
+                        &mut inner_seen,
+                    );
+                    seen.ambiguous |= inner_seen.ambiguous;
+                    *unfixable |= !inner_fixes.is_empty()
+                        || stray_delimiters(base, &inner_seen).is_none_or(|s| !s.is_empty());
                 }
             }
             _ => {}
@@ -257,6 +449,8 @@ fn header_block(bytes: &[u8], start: usize, fixes: &mut BTreeMap<usize, Fix>) {
     let mut at = start;
     // Whether the field being read is Content-Type or -Disposition.
     let mut content_field = false;
+    // Content-Type and Content-Transfer-Encoding seen in this block.
+    let mut seen = [false; 2];
     while at < bytes.len() {
         let (end, next) = line_at(bytes, at);
         let line = &bytes[at..end];
@@ -282,6 +476,27 @@ fn header_block(bytes: &[u8], start: usize, fixes: &mut BTreeMap<usize, Fix>) {
             }
             _ => {
                 let name = field_name(line).unwrap_or_default();
+                let once = [b"content-type".as_slice(), b"content-transfer-encoding"]
+                    .iter()
+                    .position(|f| name.eq_ignore_ascii_case(f));
+                if let Some(i) = once {
+                    if seen[i] {
+                        // The second one goes, with its continuation lines.
+                        let mut end = next;
+                        while end < bytes.len() && matches!(bytes[end], b' ' | b'\t') {
+                            let (e, n) = line_at(bytes, end);
+                            if e == end {
+                                break;
+                            }
+                            end = n;
+                        }
+                        fixes.insert(at, Fix::DropField(end - at));
+                        content_field = false;
+                        at = end;
+                        continue;
+                    }
+                    seen[i] = true;
+                }
                 content_field = name.eq_ignore_ascii_case(b"content-type")
                     || name.eq_ignore_ascii_case(b"content-disposition");
             }
@@ -322,13 +537,27 @@ fn next_part(bytes: &[u8], from: usize, boundary: &[u8]) -> Option<usize> {
 
 /// A copy of `bytes` with `fixes` made. An empty line takes the line end
 /// of the line it goes before (CR LF unless that line ends in a bare LF).
-fn apply(bytes: &[u8], fixes: &BTreeMap<usize, Fix>) -> Vec<u8> {
+///
+/// `marks` (sorted positions in `bytes` of dashes neutralised before)
+/// become their positions in the copy, with those neutralised now added.
+fn apply(bytes: &[u8], fixes: &BTreeMap<usize, Fix>, marks: &mut Vec<usize>) -> Vec<u8> {
     let mut out = Vec::with_capacity(bytes.len() + 2 * fixes.len());
     let mut copied = 0;
+    let old = std::mem::take(marks);
+    let mut next_mark = old.iter().copied().peekable();
+    // Moves the marks in bytes[copied..to] (copied to out) to the copy.
+    let mut carry = |out: &Vec<u8>, copied: usize, to: usize, marks: &mut Vec<usize>| {
+        while let Some(q) = next_mark.next_if(|&q| q < to) {
+            if q >= copied {
+                marks.push(out.len() + (q - copied));
+            }
+        }
+    };
     for (&at, fix) in fixes {
         if at < copied {
             continue;
         }
+        carry(&out, copied, at, marks);
         out.extend_from_slice(&bytes[copied..at]);
         copied = at;
         match *fix {
@@ -337,10 +566,17 @@ fn apply(bytes: &[u8], fixes: &BTreeMap<usize, Fix>) -> Vec<u8> {
                 let bare_lf = next > end && next - end == 1;
                 out.extend_from_slice(if bare_lf { b"\n" } else { b"\r\n" });
             }
-            Fix::Unfold(n) => copied = (at + n).min(bytes.len()),
+            Fix::Unfold(n) | Fix::DropField(n) => copied = (at + n).min(bytes.len()),
+            Fix::Neutralise => {
+                marks.push(out.len());
+                out.push(b'_');
+                copied = (at + 1).min(bytes.len());
+            }
         }
     }
+    carry(&out, copied, bytes.len(), marks);
     out.extend_from_slice(&bytes[copied..]);
+    marks.sort_unstable();
     out
 }
 

@@ -324,10 +324,13 @@ pub fn run(
         message: parsed,
         unresolved,
         other_reading,
+        two_boundaries,
+        neutralised,
     } = mime_repair::read(&PARSER, raw);
-    let mut unpacked = unpack::unpack(
+    let mut unpacked = unpack::unpack_restoring(
         parsed.as_ref(),
         raw,
+        neutralised,
         depth,
         unpack::budget::Budget::new(size, tools.pool),
         started + timeout,
@@ -344,7 +347,18 @@ pub fn run(
         // Some of it may be hidden from the parse: never "clean".
         unpacked.findings.push(Finding::new(
             Kind::Error,
-            "message structure not readable (a header without its empty line)",
+            "message structure not readable (a header without its empty line, \
+             or a boundary inside a line, in a forwarded message sent encoded)",
+            "message",
+            None,
+        ));
+    }
+    if two_boundaries {
+        // Readers differ in the boundary they take, and so in the parts
+        // they show (walkAJ 7).
+        unpacked.findings.push(Finding::new(
+            Kind::Error,
+            "message structure ambiguous: a multipart names two boundaries",
             "message",
             None,
         ));
@@ -422,7 +436,7 @@ fn other_reading_av(
             report.av.push(Finding::new(
                 f.kind,
                 f.name,
-                format!("{} (read past a header line that is no field)", f.path),
+                format!("{} (in another reading of the message)", f.path),
                 None,
             ));
         }

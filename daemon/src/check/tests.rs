@@ -758,3 +758,266 @@ fn a_forwarded_message_is_read_where_its_parts_are_whatever_its_boundary() {
         }
     }
 }
+
+/// A message with a text part (`text`, its lines as sent) and then a base64
+/// EICAR attachment `e.com`, in a multipart with boundary `XX`.
+fn text_then_eicar(text: &str) -> Vec<u8> {
+    format!(
+        "From: a@example.com\r\nTo: b@example.com\r\nSubject: t\r\nMIME-Version: 1.0\r\n\
+Content-Type: multipart/mixed; boundary=\"XX\"\r\n\r\n--XX\r\nContent-Type: text/plain\r\n\r\n\
+{text}\r\n--XX\r\nContent-Type: application/octet-stream; name=\"e.com\"\r\n\
+Content-Transfer-Encoding: base64\r\n\r\n{}\r\n--XX--\r\n",
+        b64(&eicar())
+    )
+    .into_bytes()
+}
+
+#[test]
+fn a_boundary_inside_a_line_is_no_delimiter() {
+    // walkAJ 1b: mail-parser takes `--XX--` anywhere for the close
+    // delimiter, so the attachment after `hello --XX--` was never
+    // scanned, while every client (RFC 2046 5.1.1: a delimiter is a line)
+    // shows it.
+    let rules = rules();
+    for text in [
+        "hello --XX--",
+        "Hi Bob (ref --XX--) regards",
+        " --XX--",
+        "\t--XX",
+        "--XX--foo",
+        "--XXfoo",
+        "a --XX b --XX-- c",
+        "---XX--",
+    ] {
+        let out = run(&rules, &policy(), &text_then_eicar(text));
+        assert_eq!(
+            out.report.viruses,
+            ["EICAR_Test_File"],
+            "{text:?}: {:?}",
+            out.findings
+        );
+        // And the part removed is the attachment, not the text.
+        let rewritten = String::from_utf8(out.rewritten.unwrap()).unwrap();
+        assert!(!rewritten.contains(&b64(&eicar())[..40]), "{text:?}");
+        assert!(rewritten.contains("Content-Type: text/plain"), "{text:?}");
+    }
+    // A line `--XXfoo` is text to RFC 2046 readers, but a lenient one
+    // (mail-parser) takes it for a delimiter: both readings are scanned.
+    let suffixed = String::from_utf8(text_then_eicar("hello"))
+        .unwrap()
+        .replacen(
+            "\r\n--XX\r\nContent-Type: application",
+            "\r\n--XXfoo\r\nContent-Type: application",
+            1,
+        );
+    assert!(suffixed.contains("--XXfoo"));
+    let out = run(&rules, &policy(), suffixed.as_bytes());
+    assert_eq!(
+        out.report.viruses,
+        ["EICAR_Test_File"],
+        "{:?}",
+        out.findings
+    );
+    // Delimiter lines with trailing white space, and boundaries that are
+    // prefixes of one another (XX outside, XXY inside), are still read.
+    let rules = rules;
+    let nested = format!(
+        "Subject: t\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=XX\r\n\r\n\
+--XX \t\r\nContent-Type: multipart/alternative; boundary=XXY\r\n\r\n--XXY\r\n\
+Content-Type: text/plain\r\n\r\nhi\r\n--XXY--  \r\n--XX\r\n\
+Content-Type: application/octet-stream; name=e.com\r\nContent-Transfer-Encoding: base64\r\n\r\n\
+{}\r\n--XX--\r\n",
+        b64(&eicar())
+    );
+    let msg = crate::check::parse(nested.as_bytes()).unwrap();
+    assert_eq!(msg.parts.len(), 4, "{:?}", msg.parts);
+    assert_eq!(
+        mail_parser::MimeHeaders::attachment_name(&msg.parts[3]),
+        Some("e.com")
+    );
+    let out = run(&rules, &policy(), nested.as_bytes());
+    assert_eq!(out.report.viruses, ["EICAR_Test_File"]);
+}
+
+#[test]
+fn a_duplicated_content_field_is_read_as_clients_read_it_and_as_mail_parser_does() {
+    // walkAJ 1: clients read the first Content-Transfer-Encoding or
+    // Content-Type of a header block, mail-parser the last: base64 then
+    // 7bit (or multipart then text/plain) hid the EICAR from the scan.
+    let rules = rules();
+    let att = |cte: &str| {
+        String::from_utf8(text_then_eicar("hello"))
+            .unwrap()
+            .replace("Content-Transfer-Encoding: base64\r\n", cte)
+    };
+    let top = String::from_utf8(text_then_eicar("hello"))
+        .unwrap()
+        .replace(
+            "boundary=\"XX\"\r\n",
+            "boundary=\"XX\"\r\ncontent-type: text/plain\r\n",
+        );
+    let single = format!(
+        "Subject: t\r\nMIME-Version: 1.0\r\nContent-Type: application/octet-stream\r\n\
+Content-Transfer-Encoding: base64\r\nContent-Transfer-Encoding: 7bit\r\n\r\n{}\r\n",
+        b64(&eicar())
+    );
+    for (what, msg) in [
+        (
+            "base64 then 7bit",
+            att("Content-Transfer-Encoding: base64\r\nContent-Transfer-Encoding: 7bit\r\n"),
+        ),
+        (
+            "7bit then base64",
+            att("Content-Transfer-Encoding: 7bit\r\nContent-Transfer-Encoding: base64\r\n"),
+        ),
+        (
+            "base64 then a folded 7bit",
+            att("Content-Transfer-Encoding: base64\r\nContent-Transfer-Encoding:\r\n 7bit\r\n"),
+        ),
+        ("multipart then text/plain", top),
+        ("a single part, base64 then 7bit", single),
+    ] {
+        let out = run(&rules, &policy(), msg.as_bytes());
+        assert_eq!(
+            out.report.viruses,
+            ["EICAR_Test_File"],
+            "{what}: {:?}",
+            out.findings
+        );
+    }
+}
+
+#[test]
+fn a_name_split_into_encoded_words_is_matched_joined() {
+    // walkAJ 3: RFC 2047 6.2 drops the white space between encoded-words;
+    // mail-parser keeps it, and `tool.e xe` escaped `*.exe`.
+    let rules = rules();
+    let mut p = policy();
+    p.include_by_name = vec![crate::config::Pattern::new("*.exe")];
+    for (ct, cd) in [
+        ("", "; filename=\"=?utf-8?Q?tool.e?= =?utf-8?Q?xe?=\""),
+        ("", "; filename=\"=?utf-8?Q?tool.e?=\r\n =?utf-8?Q?xe?=\""),
+        ("", "; filename=\"=?utf-8?B?dG9vbC4=?=\t=?utf-8?B?ZXhl?=\""),
+        ("; name=\"=?utf-8?Q?tool.e?= =?utf-8?Q?xe?=\"", ""),
+    ] {
+        let out = run(&rules, &p, &with_names(ct, cd, b"MZ plain bytes"));
+        assert_eq!(
+            out.report.av,
+            AvStatus::Filtered,
+            "{ct}{cd}: {:?}",
+            out.findings
+        );
+    }
+    // A space elsewhere in a name is no second name.
+    let out = run(
+        &rules,
+        &p,
+        &with_names("", "; filename=\"my tool.txt\"", b"x"),
+    );
+    assert_eq!(out.report.av, AvStatus::Clean, "{:?}", out.findings);
+}
+
+#[test]
+fn a_multipart_with_two_boundaries_is_an_error() {
+    // walkAJ 7: readers differ in which of two boundaries they take.
+    let rules = rules();
+    for ct in [
+        "boundary=\"AA\"; boundary=\"XX\"",
+        "boundary*=''AA; boundary=\"XX\"",
+        "boundary=\"AA\"; boundary*=''XX",
+    ] {
+        let msg = String::from_utf8(text_then_eicar("hello"))
+            .unwrap()
+            .replace("boundary=\"XX\"", ct);
+        let out = run(&rules, &policy(), msg.as_bytes());
+        // av/error, or infected where the reading taken shows the EICAR.
+        assert_ne!(out.report.av, AvStatus::Clean, "{ct}: {:?}", out.findings);
+        assert!(
+            out.findings
+                .iter()
+                .any(|f| f.name.contains("names two boundaries")),
+            "{ct}: {:?}",
+            out.findings
+        );
+    }
+    // The same boundary twice is no ambiguity.
+    let msg = String::from_utf8(text_then_eicar("hello"))
+        .unwrap()
+        .replace("boundary=\"XX\"", "boundary=\"XX\"; boundary=XX");
+    let out = run(&rules, &policy(), msg.as_bytes());
+    assert_eq!(out.report.av, AvStatus::Infected, "{:?}", out.findings);
+}
+
+#[test]
+fn an_opaque_signed_s_mime_message_is_scanned_inside() {
+    // walkAJ 4: `openssl smime -sign -nodetach` wraps the MIME entity
+    // (here a multipart with the base64 EICAR `e.com`) in a CMS
+    // SignedData; clients unpack it and show the attachment. The two
+    // files were made with openssl 3 (a self-signed key, `-outform SMIME`).
+    let rules = rules();
+    let signed = include_bytes!("unpack/testdata/smime-signed-eicar.eml");
+    let out = run(&rules, &policy(), signed);
+    assert_eq!(
+        out.report.viruses,
+        ["EICAR_Test_File"],
+        "{:?}",
+        out.findings
+    );
+    let paths: Vec<&str> = out.findings.iter().map(|f| f.path.as_str()).collect();
+    assert_eq!(paths, ["smime.p7m/e.com"]);
+    // Encrypted: Mailward cannot look inside.
+    let encrypted = include_bytes!("unpack/testdata/smime-encrypted.eml");
+    let out = run(&rules, &policy(), encrypted);
+    assert_eq!(out.report.av, AvStatus::Protected, "{:?}", out.findings);
+    assert_eq!(out.findings[0].name, "encrypted S/MIME message");
+    // A blob cut short is an error, never clean.
+    let text = String::from_utf8_lossy(signed).to_string();
+    let cut = text
+        .split_once("\n\n")
+        .map_or(text.clone(), |(head, body)| {
+            format!("{head}\n\n{}\n", &body[..body.len() / 2])
+        });
+    let cut = cut.replace("\r\n", "\n");
+    let out = run(&rules, &policy(), cut.as_bytes());
+    assert_ne!(out.report.av, AvStatus::Clean, "{:?}", out.findings);
+}
+
+#[test]
+fn a_multipart_sent_encoded_is_an_error() {
+    // walkAJ 9: RFC 2045 6.4 forbids it; the parts inside were not read.
+    let rules = rules();
+    let inner = format!(
+        "--ZZ\r\nContent-Type: application/octet-stream; name=e.com\r\n\
+Content-Transfer-Encoding: base64\r\n\r\n{}\r\n--ZZ--\r\n",
+        b64(&eicar())
+    );
+    let msg = String::from_utf8(text_then_eicar("hello"))
+        .unwrap()
+        .replace(
+            &format!(
+                "Content-Type: application/octet-stream; name=\"e.com\"\r\n\
+Content-Transfer-Encoding: base64\r\n\r\n{}",
+                b64(&eicar())
+            ),
+            &format!(
+                "Content-Type: multipart/mixed; boundary=\"ZZ\"\r\n\
+Content-Transfer-Encoding: base64\r\n\r\n{}",
+                b64(inner.as_bytes())
+            ),
+        );
+    assert!(msg.contains("boundary=\"ZZ\""));
+    let out = run(&rules, &policy(), msg.as_bytes());
+    assert_eq!(out.report.av, AvStatus::Error, "{:?}", out.findings);
+    let found: Vec<(&str, &str)> = out
+        .findings
+        .iter()
+        .map(|f| (f.name.as_str(), f.path.as_str()))
+        .collect();
+    assert_eq!(
+        found,
+        [(
+            "not unpacked: a multipart sent base64 or quoted-printable encoded",
+            "part 3"
+        )]
+    );
+}

@@ -17,6 +17,7 @@
 pub mod archive;
 pub(crate) mod base64;
 pub mod budget;
+pub mod smime;
 pub(crate) mod uuencode;
 
 use super::{Finding, Kind};
@@ -67,6 +68,11 @@ pub struct Unpacked<'m, 'p> {
     pub deadline: Instant,
     timed_out: bool,
     max_depth: u32,
+    /// Dashes to put back in the bytes of parts read from the buffer at
+    /// `restore_base` (the repaired copy of the message): see
+    /// [`crate::check::mime_repair::Read::neutralised`].
+    restore: Vec<usize>,
+    restore_base: usize,
 }
 
 /// The content type of a part as "type/subtype", lower case.
@@ -93,7 +99,13 @@ pub fn mime_of(part: &MessagePart<'_>) -> String {
 /// Base64 is always decoded here ([`base64`]): mail-parser's decoder stops
 /// at a character outside the alphabet and drops a last group without its
 /// padding, where RFC 2045 and clients decode on.
-fn part_bytes<'m>(part: &'m MessagePart<'_>, raw: Option<&[u8]>) -> Cow<'m, [u8]> {
+///
+/// `restore` (sorted positions in `raw`) are bytes to read as `-`.
+fn part_bytes<'m>(
+    part: &'m MessagePart<'_>,
+    raw: Option<&[u8]>,
+    restore: &[usize],
+) -> Cow<'m, [u8]> {
     // The encoding declared, read as MIME reads it ([`encoding_named`]),
     // wins over mail-parser's reading of the field; a part it could not
     // decode otherwise stays as sent.
@@ -104,11 +116,26 @@ fn part_bytes<'m>(part: &'m MessagePart<'_>, raw: Option<&[u8]>) -> Cow<'m, [u8]
     };
     // From the raw body: text (kept as sent, not converted), base64 (see
     // above), and an encoding mail-parser did not apply itself.
-    let from_raw = part.is_text() || encoding == Encoding::Base64 || encoding != part.encoding;
+    let (b, e) = (part.offset_body as usize, part.offset_end as usize);
+    let touched = if b <= e {
+        &restore[restore.partition_point(|&q| q < b)..restore.partition_point(|&q| q < e)]
+    } else {
+        &[]
+    };
+    let from_raw = part.is_text()
+        || encoding == Encoding::Base64
+        || encoding != part.encoding
+        || !touched.is_empty();
     if let (true, Some(raw)) = (from_raw, raw) {
-        let (b, e) = (part.offset_body as usize, part.offset_end as usize);
         if b <= e && e <= raw.len() {
-            if let Some(d) = decode(encoding, &raw[b..e]) {
+            let mut body = Cow::Borrowed(&raw[b..e]);
+            if !touched.is_empty() {
+                let body = body.to_mut();
+                for &q in touched {
+                    body[q - b] = b'-';
+                }
+            }
+            if let Some(d) = decode(encoding, &body) {
                 return Cow::Owned(d);
             }
         }
@@ -146,6 +173,27 @@ fn other_names(part: &MessagePart<'_>, name: Option<&str>) -> Vec<String> {
                     names.push(a.value.to_string());
                 }
             }
+        }
+    }
+    // RFC 2047 6.2: white space between two encoded-words is dropped, so
+    // `=?utf-8?Q?tool.e?= =?utf-8?Q?xe?=` is `tool.exe` to a client;
+    // mail-parser keeps the space (`tool.e xe`), and `*.exe` missed it
+    // (walkAJ 3). Which spaces were between words is lost in the decoded
+    // value, so a name with white space in its extension is also matched
+    // (and scanned) with its white space removed. (Elsewhere a space does
+    // not change what a name rule on the extension sees, and each name is
+    // one more scan.)
+    for n in name.into_iter().map(str::to_string).chain(names.clone()) {
+        let spaced_extension = n
+            .rsplit_once('.')
+            .is_some_and(|(_, ext)| ext.contains(char::is_whitespace));
+        let joined: String = n.chars().filter(|c| !c.is_whitespace()).collect();
+        if spaced_extension
+            && joined != n
+            && Some(joined.as_str()) != name
+            && !names.contains(&joined)
+        {
+            names.push(joined);
         }
     }
     names
@@ -217,6 +265,20 @@ pub fn unpack<'m, 'p>(
     parsed: Option<&'m Message<'m>>,
     raw: &'m [u8],
     max_depth: u32,
+    budget: Budget<'p>,
+    deadline: Instant,
+) -> Unpacked<'m, 'p> {
+    unpack_restoring(parsed, raw, Vec::new(), max_depth, budget, deadline)
+}
+
+/// [`unpack`] for a parse of a repaired copy in which the dashes at
+/// `restore` were neutralised (`mime_repair::Read::neutralised`): the
+/// parts' bytes are read with them put back.
+pub fn unpack_restoring<'m, 'p>(
+    parsed: Option<&'m Message<'m>>,
+    raw: &'m [u8],
+    restore: Vec<usize>,
+    max_depth: u32,
     mut budget: Budget<'p>,
     deadline: Instant,
 ) -> Unpacked<'m, 'p> {
@@ -230,6 +292,8 @@ pub fn unpack<'m, 'p>(
         deadline,
         timed_out: false,
         max_depth: max_depth.min(DEPTH_CAP),
+        restore,
+        restore_base: parsed.map_or(0, |m| m.raw_message.as_ptr() as usize),
     };
     match parsed {
         Some(msg) => u.message(msg, Under::Own, None, "", 0, &|data| data),
@@ -339,6 +403,27 @@ impl<'m> Unpacked<'m, '_> {
                 Under::Own => Some(i),
                 Under::Part(p) => p,
             };
+            let multipart_type = part
+                .content_type()
+                .is_some_and(|ct| ct.ctype().eq_ignore_ascii_case("multipart"));
+            if multipart_type && declared_encoding(part) != Encoding::None {
+                // RFC 2045 6.4 allows a multipart no encoding but
+                // 7bit, 8bit and binary; a client that decodes one
+                // anyway may show parts this scan did not read
+                // (walkAJ 9), as for a forwarded message sent so.
+                let label = format!("part {}", i + 1);
+                let here = if path.is_empty() {
+                    label
+                } else {
+                    format!("{path}/{label}")
+                };
+                self.find(
+                    unit,
+                    Kind::Error,
+                    "not unpacked: a multipart sent base64 or quoted-printable encoded",
+                    &here,
+                );
+            }
             if let PartType::Multipart(children) = &part.body {
                 self.outside_parts(msg, part, children, (unit, parent), path, i, depth);
                 continue;
@@ -376,7 +461,13 @@ impl<'m> Unpacked<'m, '_> {
                 _ => {
                     // The whole buffer the offsets point into, not the
                     // nested message's own slice (`raw_message()`).
-                    let data = keep(part_bytes(part, Some(&msg.raw_message)));
+                    let restore: &[usize] =
+                        if msg.raw_message.as_ptr() as usize == self.restore_base {
+                            &self.restore
+                        } else {
+                            &[]
+                        };
+                    let data = keep(part_bytes(part, Some(&msg.raw_message), restore));
                     let index = self.objects.len();
                     self.object(
                         unit,
@@ -481,8 +572,11 @@ impl<'m> Unpacked<'m, '_> {
         // parsed a second time.
         let mail_file =
             format.is_none() && !uuencoded && mime != "message/rfc822" && is_mail_file(&data);
+        // An S/MIME blob (smime.p7m): what it wraps is walked as a
+        // nested message, whatever type the part declares.
+        let cms = format.is_none() && !uuencoded && !mail_file && smime::is_cms(&data);
         let index = self.objects.len();
-        let holds_more = format.is_some() || uuencoded || mail_file;
+        let holds_more = format.is_some() || uuencoded || mail_file || cms;
         self.objects.push(Object {
             part,
             path: path.clone(),
@@ -518,6 +612,8 @@ impl<'m> Unpacked<'m, '_> {
         let inner = std::mem::take(&mut self.objects[index].data);
         if mail_file {
             self.mail_file(index, &inner, depth);
+        } else if cms {
+            self.smime(index, &inner, depth);
         } else {
             self.inside(index, format, &inner, depth);
         }
@@ -545,6 +641,25 @@ impl<'m> Unpacked<'m, '_> {
                 depth + 1,
                 &|data| Cow::Owned(data.into_owned()),
             );
+        }
+    }
+
+    /// Adds what an S/MIME blob (object `index`) wraps: the MIME entity of
+    /// an opaque-signed message, walked as a nested message (walkAJ 4);
+    /// encrypted content is `av/protected`, a blob that cannot be read
+    /// `av/error`.
+    fn smime(&mut self, index: usize, inner: &[u8], depth: u32) {
+        let (part, path) = {
+            let o = &self.objects[index];
+            (o.part, o.path.clone())
+        };
+        match smime::read(inner) {
+            smime::Cms::Signed(entity) => self.mail_file(index, &entity, depth),
+            smime::Cms::Detached => {}
+            smime::Cms::Encrypted => {
+                self.find(part, Kind::Protected, "encrypted S/MIME message", &path)
+            }
+            smime::Cms::Unreadable(why) => self.find(part, Kind::Error, why, &path),
         }
     }
 
@@ -768,13 +883,41 @@ Content-Transfer-Encoding: {cte}\r\n\r\nUEsDBGhlbGxv\r\n--B--\r\n"
         }
     }
 
+    #[test]
+    fn a_part_is_scanned_with_the_dashes_of_a_boundary_inside_a_line() {
+        // The copy read for the structure has `-_XX` for a `--XX` that is
+        // no delimiter line (mime_repair); what the rules see is the part
+        // as sent, so a boundary chosen to overlap a signature changes
+        // nothing.
+        for body in ["MZ \x01 a--XX-- b", "text --XX c", "--XX--tail"] {
+            let raw = format!(
+                "MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=XX\r\n\r\n\
+--XX\r\nContent-Type: application/octet-stream; name=a.bin\r\n\
+Content-Transfer-Encoding: 8bit\r\n\r\n{body}\r\n--XX\r\n\
+Content-Type: text/plain\r\n\r\n{body} 2\r\n--XX--\r\n"
+            );
+            let objects = objects_of(&raw);
+            let data: Vec<&[u8]> = objects.iter().map(|o| o.2.as_slice()).collect();
+            assert!(data.contains(&body.as_bytes()), "{body}: {objects:?}");
+            assert!(
+                data.contains(&format!("{body} 2").as_bytes()),
+                "{body}: {objects:?}"
+            );
+        }
+    }
+
     /// The objects of `raw` as (path, top-level part, bytes).
     fn objects_of(raw: &str) -> Vec<(String, Option<usize>, Vec<u8>)> {
-        let msg = crate::check::parse(raw.as_bytes()).unwrap();
+        let read = crate::check::mime_repair::read(
+            &mail_parser::MessageParser::new().with_mime_headers(),
+            raw.as_bytes(),
+        );
+        let msg = read.message.unwrap();
         let pool = MemoryPool::unbounded();
-        let u = unpack(
+        let u = unpack_restoring(
             Some(&msg),
             raw.as_bytes(),
+            read.neutralised,
             8,
             Budget::new(1 << 20, &pool),
             Instant::now() + std::time::Duration::from_secs(60),
@@ -871,6 +1014,8 @@ Content-Type: multipart/mixed; boundary=X\r\n\r\n--X\r\n\r\nhi\r\n--X--\r\n";
             deadline: Instant::now(),
             timed_out: false,
             max_depth: 8,
+            restore: Vec::new(),
+            restore_base: 0,
         };
         u.objects.push(Object {
             part: Some(1),
