@@ -78,6 +78,33 @@ pub fn strip(raw: &[u8], authserv_id: &str) -> Option<Vec<u8>> {
     Some(out)
 }
 
+/// The verdict fields of `raw`'s header block, in order and with their
+/// folded lines, and `raw` without them; None when it has none. For a
+/// copy this gateway delivered (the outgoing archive's) sent again: its
+/// verdict fields are ours, and go on top of the copy as added headers,
+/// which the delivery does not strip (`archive send` lost `X-Mailward-AV`
+/// and the rest, as [`strip`] took them for a sender's). Never for a copy
+/// as received: there they are the sender's.
+pub fn take(raw: &[u8], authserv_id: &str) -> Option<(String, Vec<u8>)> {
+    let fields: Vec<(usize, usize, bool)> = fields(raw, authserv_id).collect();
+    if !fields.iter().any(|&(_, _, ours)| ours) {
+        return None;
+    }
+    let mut taken = Vec::new();
+    let mut rest = Vec::with_capacity(raw.len());
+    let mut end = 0;
+    for (start, stop, ours) in fields {
+        if ours {
+            taken.extend_from_slice(&raw[start..stop]);
+        } else {
+            rest.extend_from_slice(&raw[start..stop]);
+        }
+        end = stop;
+    }
+    rest.extend_from_slice(&raw[end..]);
+    Some((String::from_utf8_lossy(&taken).into_owned(), rest))
+}
+
 /// The header fields of `raw` as (start, end, is a verdict field), each
 /// with its continuation lines, up to the empty line that ends the header
 /// block (LF or CRLF line ends). A line before the first field that is
@@ -116,6 +143,25 @@ mod tests {
     use super::*;
 
     const ID: &str = "mw.example.net";
+
+    #[test]
+    fn take_moves_the_verdict_fields_out_in_order() {
+        let raw = b"Received: from x\r\nX-Mailward-AV: clean\r\nSubject: hi\r\nX-Mailward-Spam: as/clean;\r\n score=-5.0\r\n\r\nX-Mailward-AV: in the body\r\n";
+        let (taken, rest) = take(raw, ID).unwrap();
+        assert_eq!(
+            taken,
+            "X-Mailward-AV: clean\r\nX-Mailward-Spam: as/clean;\r\n score=-5.0\r\n"
+        );
+        assert_eq!(
+            rest,
+            b"Received: from x\r\nSubject: hi\r\n\r\nX-Mailward-AV: in the body\r\n"
+        );
+        // What the delivery sends: the taken fields on top survive strip.
+        let mut sent = taken.into_bytes();
+        sent.extend_from_slice(&rest);
+        assert_eq!(count(&sent, ID), 2);
+        assert!(take(b"Subject: hi\r\n\r\nbody\r\n", ID).is_none());
+    }
 
     #[test]
     fn forged_verdict_fields_go_with_their_folded_lines_and_nothing_else() {
