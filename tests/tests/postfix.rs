@@ -456,3 +456,50 @@ fn before_queue_proxy_refuses_in_the_clients_session() -> Result<()> {
     );
     Ok(())
 }
+
+/// walkAF 9, as docs/postfix.md "Your own users" says it: for mail
+/// submitted locally (`sendmail`) Postfix's after-queue transport sends
+/// only `XFORWARD SOURCE=LOCAL`, so Mailward counts it as `mode=filter`
+/// (forwarded by Postfix) with the Postfix host as its client and no
+/// `upstream_id` (no IDENT); a transport without XFORWARD (the
+/// `mailward-out` submission recipe) is plain `mode=smtp`. The commands
+/// are Postfix's, sent by hand (the private Postfix has no `sendmail`
+/// path of its own).
+#[test]
+fn local_submissions_and_the_submission_transport_are_logged_as_documented() -> Result<()> {
+    let dir = TestDir::new("postfix-local-source")?;
+    let sink = Sink::start(dir.path(), "sink")?;
+    let config = Config::new(dir.path()).route_to_port("*", sink.port);
+    let daemon = Daemon::start(&config)?;
+    let mut c = SmtpClient::connect_ok(config.port)?;
+    c.ehlo("postfix.test")?;
+    c.command("XFORWARD SOURCE=LOCAL")?.expect_code(250)?;
+    c.send_mail_ok("alice@sender.test", &["user@example.com"], &clean(7))?;
+    c.send_mail_ok("alice@sender.test", &["user@example.com"], &clean(8))?;
+    let lines = wait_until("two Message accepted. lines", DELIVERY_TIMEOUT, || {
+        let lines: Vec<String> = daemon
+            .full_log()
+            .lines()
+            .filter(|l| l.contains("Message accepted."))
+            .map(str::to_string)
+            .collect();
+        Ok((lines.len() == 2).then_some(lines))
+    })
+    .with_context(|| daemon.log())?;
+    ensure!(
+        lines[0].contains("client=127.0.0.1 ")
+            && lines[0].contains("mode=filter forwarded_by=127.0.0.1")
+            && !lines[0].contains("upstream_id="),
+        "local submission (XFORWARD SOURCE=LOCAL only): {}",
+        lines[0]
+    );
+    ensure!(
+        lines[1].contains("client=127.0.0.1 ")
+            && lines[1].contains("mode=smtp")
+            && !lines[1].contains("forwarded_by=")
+            && !lines[1].contains("upstream_id="),
+        "without XFORWARD (the submission transport): {}",
+        lines[1]
+    );
+    Ok(())
+}
