@@ -11,6 +11,9 @@ use super::budget::{Budget, Exhausted};
 use std::io::{Cursor, Read};
 use std::time::Instant;
 
+mod binhex;
+mod yenc;
+
 /// The largest buffer reserved ahead for one member (see [`read_bounded`]).
 const MAX_RESERVE: u64 = 1 << 30;
 
@@ -23,6 +26,10 @@ pub enum Format {
     Zip,
     Gzip,
     Tar,
+    /// A text holding BinHex 4.0 ([`binhex`]).
+    BinHex,
+    /// A text holding yEnc blocks ([`yenc`]).
+    Yenc,
 }
 
 impl Format {
@@ -31,8 +38,18 @@ impl Format {
             Format::Zip => "zip",
             Format::Gzip => "gzip",
             Format::Tar => "tar",
+            Format::BinHex => "BinHex",
+            Format::Yenc => "yEnc",
         }
     }
+}
+
+/// Whether a part declared BinHex (`application/mac-binhex40`) holds no
+/// BinHex this scanner can find: it was not looked into, so it must not
+/// be called clean (for the caller to report `av/error`, "not unpacked:
+/// BinHex").
+pub fn binhex_not_found(mime: &str, data: &[u8]) -> bool {
+    mime.eq_ignore_ascii_case("application/mac-binhex40") && detect(data) != Some(Format::BinHex)
 }
 
 /// Recognises an archive by its magic bytes (names lie; magic rarely does).
@@ -49,6 +66,23 @@ pub fn detect(data: &[u8]) -> Option<Format> {
         Some(Format::Tar)
     } else if has_zip_end_record(data) {
         Some(Format::Zip)
+    } else if encoded_text(data).is_some() {
+        encoded_text(data)
+    } else {
+        None
+    }
+}
+
+/// A text that carries a file encoded as text, BinHex or yEnc (walkAJ 5:
+/// both were `av/clean` with the EICAR inside). A mail saved as a file is
+/// not: its parts are walked as a message's.
+fn encoded_text(data: &[u8]) -> Option<Format> {
+    if super::mail_header(data).is_some_and(|h| h.fields >= 2 && h.mime && h.mail && h.body) {
+        None
+    } else if binhex::start(data).is_some() {
+        Some(Format::BinHex)
+    } else if yenc::holds(data) {
+        Some(Format::Yenc)
     } else {
         None
     }
@@ -320,7 +354,50 @@ pub fn unpack(
         Format::Zip => zip_members(data, budget, deadline),
         Format::Gzip => gzip_members(name, data, budget, deadline),
         Format::Tar => tar_members(data, budget, deadline),
+        Format::BinHex | Format::Yenc => text_members(data, budget, deadline),
     }
+}
+
+/// The files a text carries encoded: BinHex, yEnc and uuencode (the
+/// uuencoded ones too, as the text is read here and not as a text).
+fn text_members(data: &[u8], budget: &mut Budget<'_>, deadline: Instant) -> Vec<Member> {
+    let mut out = Vec::new();
+    let mut files: Vec<(String, Vec<u8>, Option<String>)> = Vec::new();
+    match binhex::decode(data, budget.available()) {
+        Some(Ok(f)) => {
+            if !f.resource.is_empty() {
+                files.push((format!("{} (resource fork)", f.name), f.resource, None));
+            }
+            let problem = f.problem.map(|p| format!("{}: {p}", f.name));
+            files.insert(0, (f.name, f.data, problem));
+        }
+        Some(Err(problem)) => out.push(Member::Limit { problem }),
+        None => {}
+    }
+    for y in yenc::find(data) {
+        files.push((y.name, y.data, y.problem));
+    }
+    for u in super::uuencode::find(data) {
+        files.push((u.name, u.data, None));
+    }
+    for (name, bytes, problem) in files {
+        let size = bytes.len() as u64;
+        if let Some(problem) = problem {
+            out.push(Member::Damaged { problem });
+        }
+        if take_member(
+            &mut out,
+            name,
+            &mut bytes.as_slice(),
+            size,
+            budget,
+            deadline,
+        ) == Taken::Stop
+        {
+            break;
+        }
+    }
+    out
 }
 
 /// How reading one member ended.
@@ -1050,6 +1127,45 @@ mod tests {
         let mut budget = Budget::new(1 << 20, &pool);
         let m = unpack(Format::Zip, "sfx.exe", &sfx, &mut budget, far());
         assert_eq!(files(&m), [("inner.zip", inner.as_slice())], "{m:?}");
+    }
+
+    #[test]
+    fn binhex_and_yenc_texts_give_their_files() {
+        // walkAJ 5: both were `av/clean` with the EICAR inside.
+        let eicar = b"X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*";
+        let hqx = b"look:\n(This file must be converted with BinHex 4.0)\n\n\
+:\"@8ZBfpY!&4&@&4dG(Kd!!!!!!\"%!!!!!*VT@$92)9!P3%&3@c4F8&TB063S8&i\n\
+T0d0$+6Gp*%9*3d&5,90838j%39*%,8&19%P@59*98be84908,8C*6%8K*%JV5#T\n\
+4%3!!:\n";
+        assert_eq!(detect(hqx), Some(Format::BinHex));
+        let pool = MemoryPool::unbounded();
+        let mut budget = Budget::new(1 << 20, &pool);
+        let m = unpack(Format::BinHex, "e.hqx", hqx, &mut budget, far());
+        assert_eq!(files(&m), [("e.com", eicar.as_slice())], "{m:?}");
+        assert_eq!(m.len(), 1, "{m:?}");
+        // yEnc: each octet plus 42, `=` escaping; a uuencoded file beside
+        // it in the same text is still found.
+        let mut y = b"hi\n=ybegin line=128 size=68 name=e.com\n".to_vec();
+        for &c in eicar {
+            let o = c.wrapping_add(42);
+            if matches!(o, 0 | b'\n' | b'\r' | b'=') {
+                y.extend_from_slice(&[b'=', o.wrapping_add(64)]);
+            } else {
+                y.push(o);
+            }
+        }
+        y.extend_from_slice(b"\n=yend size=68\nbegin 644 u.txt\n#86)C\n`\nend\n");
+        assert_eq!(detect(&y), Some(Format::Yenc));
+        let m = unpack(Format::Yenc, "part 2", &y, &mut budget, far());
+        assert_eq!(
+            files(&m),
+            [("e.com", eicar.as_slice()), ("u.txt", b"abc".as_slice())],
+            "{m:?}"
+        );
+        // Declared BinHex but none found: the caller says not unpacked.
+        assert!(binhex_not_found("application/mac-binhex40", b"garbage"));
+        assert!(!binhex_not_found("application/mac-binhex40", hqx));
+        assert!(!binhex_not_found("text/plain", b"garbage"));
     }
 
     #[test]
