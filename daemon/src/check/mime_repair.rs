@@ -46,7 +46,8 @@ pub struct Read<'r> {
     /// field in one header block (this reading takes the first, as
     /// clients do, and mail-parser's own the last), and a `--boundary`
     /// that is no delimiter line (mail-parser takes it for one).
-    pub other_reading: bool,
+    /// Some(why), for the findings of that reading to say.
+    pub other_reading: Option<&'static str>,
     /// A multipart names two different boundaries ([`two_boundaries`]):
     /// the scan gives `av/error`.
     pub two_boundaries: bool,
@@ -84,7 +85,7 @@ pub fn read<'r>(parser: &MessageParser, raw: &'r [u8]) -> Read<'r> {
         return Read {
             message: first,
             unresolved: unfixable,
-            other_reading: false,
+            other_reading: None,
             two_boundaries: ambiguous,
             neutralised: Vec::new(),
         };
@@ -105,7 +106,7 @@ pub fn read<'r>(parser: &MessageParser, raw: &'r [u8]) -> Read<'r> {
                 neutralised,
             };
         }
-        other_reading |= disagrees(&bytes, &fixes);
+        other_reading = other_reading.or(disagrees(&bytes, &fixes));
         drop(msg);
         bytes = apply(&bytes, &fixes, &mut neutralised);
     }
@@ -126,14 +127,19 @@ const OTHER_READING_LINES: usize = 200;
 /// a reader that skips the bad line sees a structure the repaired reading
 /// does not (walkAH 2: `this is not a header line` above the
 /// `Content-Type` of a multipart hid its attachment from the scan).
-fn disagrees(bytes: &[u8], fixes: &BTreeMap<usize, Fix>) -> bool {
-    fixes.iter().any(|(&at, fix)| {
-        if matches!(fix, Fix::DropField(_) | Fix::Neutralise) {
-            // mail-parser alone reads the last of the two fields; and a
-            // lenient reader may take `--XXfoo` for a delimiter, as
-            // mail-parser does.
-            return true;
-        }
+///
+/// Also a second `Content-Type` or `Content-Transfer-Encoding` (which
+/// mail-parser alone reads), and a `--boundary` that is no delimiter line
+/// (a lenient reader may take `--XXfoo` for one, as mail-parser does).
+/// Some(why) when the readings differ.
+fn disagrees(bytes: &[u8], fixes: &BTreeMap<usize, Fix>) -> Option<&'static str> {
+    if fixes.values().any(|f| matches!(f, Fix::DropField(_))) {
+        return Some("read with the last of two Content-Type or Content-Transfer-Encoding fields");
+    }
+    if fixes.values().any(|f| *f == Fix::Neutralise) {
+        return Some("read with a --boundary inside a line taken for a delimiter");
+    }
+    let bad_line = fixes.iter().any(|(&at, fix)| {
         if *fix != Fix::EmptyLine || bytes[at..].starts_with(b"--") {
             // (A delimiter right below a part's header: a part without a
             // body, not a bad line.)
@@ -158,7 +164,8 @@ fn disagrees(bytes: &[u8], fixes: &BTreeMap<usize, Fix>) -> bool {
             pos = next;
         }
         false
-    })
+    });
+    bad_line.then_some("read past a header line that is no field")
 }
 
 /// The repairs a parse of `bytes` shows to be needed, whether some
@@ -649,12 +656,12 @@ Content-Transfer-Encoding: base64\r\n\r\nUEsDBA==\r\n--BB--\r\n";
         let multipart = "MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=BB\r\n\r\n\
 --BB\r\nContent-Type: text/plain\r\n\r\nhi\r\n--BB--\r\n";
         let raw = format!("Subject: x\r\nthis is not a header line\r\n{multipart}");
-        assert!(read(&parser(), raw.as_bytes()).other_reading);
+        assert!(read(&parser(), raw.as_bytes()).other_reading.is_some());
         // A body that starts without its empty line is no other reading.
         let raw = b"Subject: x\r\nhello\r\nregards: me\r\n";
-        assert!(!read(&parser(), raw).other_reading);
+        assert!(read(&parser(), raw).other_reading.is_none());
         let raw = format!("Subject: x\r\n{multipart}");
-        assert!(!read(&parser(), raw.as_bytes()).other_reading);
+        assert!(read(&parser(), raw.as_bytes()).other_reading.is_none());
     }
 
     #[test]

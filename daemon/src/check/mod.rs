@@ -379,8 +379,12 @@ pub fn run(
     // that could not be unpacked is av/error for every group.
     report.av.append(&mut unpacked.findings);
     drop(unpacked);
-    if other_reading && partitions.iter().any(|p| av::Av.wanted(&p.policy)) {
+    if let (Some(why), true) = (
+        other_reading,
+        partitions.iter().any(|p| av::Av.wanted(&p.policy)),
+    ) {
         other_reading_av(
+            why,
             envelope,
             raw,
             partitions,
@@ -403,6 +407,7 @@ pub fn run(
 /// status decides, not a part edit.
 #[allow(clippy::too_many_arguments)]
 fn other_reading_av(
+    why: &str,
     envelope: &Envelope,
     raw: &[u8],
     partitions: &[Partition],
@@ -436,7 +441,7 @@ fn other_reading_av(
             report.av.push(Finding::new(
                 f.kind,
                 f.name,
-                format!("{} (in another reading of the message)", f.path),
+                format!("{} ({why})", f.path),
                 None,
             ));
         }

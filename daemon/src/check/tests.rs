@@ -885,6 +885,14 @@ Content-Transfer-Encoding: base64\r\nContent-Transfer-Encoding: 7bit\r\n\r\n{}\r
             out.findings
         );
     }
+    // Found in mail-parser's reading only: the path says why.
+    let last = att("Content-Transfer-Encoding: 7bit\r\nContent-Transfer-Encoding: base64\r\n");
+    let out = run(&rules, &policy(), last.as_bytes());
+    let paths: Vec<&str> = out.findings.iter().map(|f| f.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        ["e.com (read with the last of two Content-Type or Content-Transfer-Encoding fields)"]
+    );
 }
 
 #[test]
