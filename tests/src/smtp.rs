@@ -407,3 +407,60 @@ mod tests {
         assert_eq!(dot_stuff(b"x"), b"x\r\n.\r\n");
     }
 }
+
+/// A client that never reads: connects to `port` with a 4 KiB receive
+/// window, reads the greeting, then pipelines EHLO, MAIL and the same RCPT
+/// until the gateway stops reading (its replies fill both socket buffers
+/// and it is stuck writing) or has closed the connection. Returns the
+/// connection, still open, for the caller to hold while the gateway's
+/// write deadline passes.
+pub fn never_reading_client(port: u16) -> Result<TcpStream> {
+    use nix::sys::socket::{
+        connect, setsockopt, socket, sockopt, AddressFamily, SockFlag, SockType, SockaddrIn,
+    };
+    let fd = socket(
+        AddressFamily::Inet,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )?;
+    setsockopt(&fd, sockopt::RcvBuf, &4096)?;
+    connect(
+        fd.as_raw_fd(),
+        &SockaddrIn::from(SocketAddrV4::new(Ipv4Addr::LOCALHOST, port)),
+    )?;
+    let mut s = TcpStream::from(fd);
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let mut banner = [0u8; 256];
+    let n = s.read(&mut banner)?;
+    if !banner[..n].starts_with(b"220 ") {
+        bail!("greeting: {:?}", String::from_utf8_lossy(&banner[..n]));
+    }
+    s.write_all(b"EHLO client.test\r\nMAIL FROM:<alice@sender.test>\r\n")?;
+    // Our write stops when it blocks, or when the gateway, past its own
+    // deadline, has closed the connection.
+    s.set_write_timeout(Some(Duration::from_millis(500)))?;
+    let chunk = b"RCPT TO:<bob@example.com>\r\n".repeat(4_000);
+    let mut sent = 0usize;
+    loop {
+        match s.write(&chunk) {
+            Ok(n) => sent += n,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    ErrorKind::WouldBlock
+                        | ErrorKind::TimedOut
+                        | ErrorKind::ConnectionReset
+                        | ErrorKind::BrokenPipe
+                ) =>
+            {
+                break
+            }
+            Err(e) => return Err(e).context("sending recipients"),
+        }
+        if sent >= 256 << 20 {
+            bail!("256 MiB of commands sent and still read");
+        }
+    }
+    Ok(s)
+}

@@ -910,64 +910,11 @@ fn idle_client_gets_421_after_the_command_timeout() -> Result<()> {
 /// slot is free again.
 #[test]
 fn a_client_that_never_reads_its_replies_is_cut_off() -> Result<()> {
-    use nix::sys::socket::{
-        connect, setsockopt, socket, sockopt, AddressFamily, SockFlag, SockType, SockaddrIn,
-    };
-    use std::io::{Read, Write};
-    use std::os::fd::AsRawFd;
     let gw = Gateway::start("no-read", |c| {
         c.set_str("timeouts", "command", "2s")
             .set("limits", "incoming_sessions_per_ip", "1")
     })?;
-    // A small receive window, as the report's client had: the replies
-    // fill it and the gateway's send buffer sooner.
-    let fd = socket(
-        AddressFamily::Inet,
-        SockType::Stream,
-        SockFlag::SOCK_CLOEXEC,
-        None,
-    )?;
-    setsockopt(&fd, sockopt::RcvBuf, &4096)?;
-    connect(
-        fd.as_raw_fd(),
-        &SockaddrIn::from(std::net::SocketAddrV4::new(Ipv4Addr::LOCALHOST, gw.port())),
-    )?;
-    let mut s = std::net::TcpStream::from(fd);
-    s.set_read_timeout(Some(Duration::from_secs(10)))?;
-    let mut banner = [0u8; 256];
-    let n = s.read(&mut banner)?;
-    ensure!(
-        banner[..n].starts_with(b"220 "),
-        "greeting: {:?}",
-        &banner[..n]
-    );
-    // The same recipient again and again (each one answered 250, none an
-    // error or a junk command) until the gateway stops reading: its
-    // replies fill both socket buffers, then it is stuck writing.
-    s.write_all(b"EHLO client.test\r\nMAIL FROM:<alice@sender.test>\r\n")?;
-    // (Our write stops when it blocks, or when the gateway, past its own
-    // deadline, has closed the connection.)
-    s.set_write_timeout(Some(Duration::from_millis(500)))?;
-    let chunk = b"RCPT TO:<bob@example.com>\r\n".repeat(4_000);
-    let mut sent = 0usize;
-    loop {
-        match s.write(&chunk) {
-            Ok(n) => sent += n,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock
-                        | std::io::ErrorKind::TimedOut
-                        | std::io::ErrorKind::ConnectionReset
-                        | std::io::ErrorKind::BrokenPipe
-                ) =>
-            {
-                break
-            }
-            Err(e) => return Err(e).context("sending recipients"),
-        }
-        ensure!(sent < 256 << 20, "256 MiB of commands sent and still read");
-    }
+    let s = mailward_e2e::smtp::never_reading_client(gw.port())?;
     let line = wait_until(
         "the write timeout's log line",
         Duration::from_secs(30),

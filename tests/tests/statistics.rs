@@ -1577,11 +1577,6 @@ fn the_last_update_of_the_bases_is_kept_across_a_restart_and_a_crash() -> Result
 /// stats file alike, and not again as a command time-out.
 #[test]
 fn a_client_that_never_reads_its_replies_is_counted_as_a_write_timeout() -> Result<()> {
-    use nix::sys::socket::{
-        connect, setsockopt, socket, sockopt, AddressFamily, SockFlag, SockType, SockaddrIn,
-    };
-    use std::io::{Read, Write};
-    use std::os::fd::AsRawFd;
     let rig = Rig::start("stats-write-timeout", |c| {
         c.set_str("timeouts", "command", "2s")
     })?;
@@ -1593,55 +1588,7 @@ fn a_client_that_never_reads_its_replies_is_counted_as_a_write_timeout() -> Resu
             .all("mailward_session_timeouts_total")
             .collect::<Vec<_>>()
     );
-    // A small receive window: our replies fill it and the gateway's send
-    // buffer sooner.
-    let fd = socket(
-        AddressFamily::Inet,
-        SockType::Stream,
-        SockFlag::SOCK_CLOEXEC,
-        None,
-    )?;
-    setsockopt(&fd, sockopt::RcvBuf, &4096)?;
-    connect(
-        fd.as_raw_fd(),
-        &SockaddrIn::from(std::net::SocketAddrV4::new(
-            std::net::Ipv4Addr::LOCALHOST,
-            rig.daemon.port,
-        )),
-    )?;
-    let mut s = std::net::TcpStream::from(fd);
-    s.set_read_timeout(Some(Duration::from_secs(10)))?;
-    let mut banner = [0u8; 256];
-    let n = s.read(&mut banner)?;
-    ensure!(
-        banner[..n].starts_with(b"220 "),
-        "greeting: {:?}",
-        &banner[..n]
-    );
-    // Recipients, each answered 250, until the gateway stops reading (its
-    // replies fill both socket buffers) or has closed the connection.
-    s.write_all(b"EHLO client.test\r\nMAIL FROM:<alice@sender.test>\r\n")?;
-    s.set_write_timeout(Some(Duration::from_millis(500)))?;
-    let chunk = b"RCPT TO:<bob@example.com>\r\n".repeat(4_000);
-    let mut sent = 0usize;
-    loop {
-        match s.write(&chunk) {
-            Ok(n) => sent += n,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock
-                        | std::io::ErrorKind::TimedOut
-                        | std::io::ErrorKind::ConnectionReset
-                        | std::io::ErrorKind::BrokenPipe
-                ) =>
-            {
-                break
-            }
-            Err(e) => return Err(e).context("sending recipients"),
-        }
-        ensure!(sent < 256 << 20, "256 MiB of commands sent and still read");
-    }
+    let s = mailward_e2e::smtp::never_reading_client(rig.daemon.port)?;
     // The session is closed once the write's deadline has passed; the
     // client keeps its end open all along.
     let m = wait_until(
