@@ -909,7 +909,6 @@ mod tests {
     /// finding, which no sample has) gives the built-in notice, not none.
     #[test]
     fn a_template_that_fails_at_run_time_falls_back_to_the_built_in_one() {
-        use crate::check::{Finding, Kind, Report};
         let mut cfg = crate::config::parse(
             "[policy]\nnotify_recipients = [\"av/infected\"]\n",
             "t.toml",
@@ -928,11 +927,7 @@ mod tests {
             "me@other.example".into(),
         );
         env.rcpts = vec![Recipient::new("user@example.com".into())];
-        let report = Report {
-            av_checked: true,
-            av: vec![Finding::new(Kind::Infected, "EICAR", "eicar.com", Some(0))],
-            ..Report::default()
-        };
+        let report = eicar();
         let verdict =
             Verdict::from_report(report, super::super::partition(&cfg, &env), false, false);
         let mut records = Vec::new();
@@ -994,7 +989,7 @@ mod tests {
     /// The notices about a message with subject `subject` whose part
     /// `path` is infected: the sender's and the recipients' notices.
     fn notices_about(subject: &str, path: &str) -> Vec<(NotifyTo, Envelope, String)> {
-        use crate::check::{Finding, Kind, Report};
+        use crate::check::{Finding, Kind};
         let cfg = crate::config::parse(
             "[policy]\nnotify_sender = [\"av/infected\"]\nnotify_recipients = [\"av/infected\"]\n\
              [group.managers]\nrecipients = [\"*@managers.example.com\"]\nblock = [\"av/infected\"]\n",
@@ -1012,16 +1007,12 @@ mod tests {
             .map(|a| Recipient::new(a.into()))
             .collect();
         let raw = format!("Subject: {subject}\r\nFrom: alice@sender.test\r\n\r\nhello\r\n");
-        let report = Report {
-            av_checked: true,
-            av: vec![Finding::new(
-                Kind::Infected,
-                "EICAR_Test_File",
-                path,
-                Some(0),
-            )],
-            ..Report::default()
-        };
+        let report = av_report(vec![Finding::new(
+            Kind::Infected,
+            "EICAR_Test_File",
+            path,
+            Some(0),
+        )]);
         let verdict =
             Verdict::from_report(report, super::super::partition(&cfg, &env), false, false);
         let mut records = Vec::new();
@@ -1083,7 +1074,6 @@ mod tests {
     /// addressed to them alone, naming nobody else (walkI 5).
     #[test]
     fn each_recipient_gets_a_notice_of_their_own() {
-        use crate::check::{Finding, Kind, Report};
         let cfg = crate::config::parse(
             "[policy]\nnotify_recipients = [\"av/infected\"]\n",
             "t.toml",
@@ -1100,11 +1090,7 @@ mod tests {
             .map(|a| Recipient::new(a.into()))
             .collect();
         let raw = b"To: user@example.com\r\nSubject: bcc test\r\n\r\nhi\r\n";
-        let report = Report {
-            av_checked: true,
-            av: vec![Finding::new(Kind::Infected, "EICAR", "eicar.com", Some(0))],
-            ..Report::default()
-        };
+        let report = eicar();
         let verdict =
             Verdict::from_report(report, super::super::partition(&cfg, &env), false, false);
         let mut records = Vec::new();
@@ -1166,17 +1152,15 @@ mod tests {
     /// `as/blacklisted` virus is not sent at all: plan's tests.)
     #[test]
     fn a_sender_notice_never_states_a_spam_status() {
-        use crate::check::{Finding, Kind, Report};
+        use crate::check::Report;
         let text = the_one_notice(
             "[policy]\nnotify_sender = [\"av/infected\"]\nblock = [\"as/probable\"]\n",
             Report {
-                av_checked: true,
-                av: vec![Finding::new(Kind::Infected, "EICAR", "eicar.com", Some(0))],
                 spam: Some(crate::check::spam::Evidence {
                     hits: vec![crate::check::spam::rules::Hit::new("SUBJ_FREE", 6.0)],
                     ..Default::default()
                 }),
-                ..Report::default()
+                ..eicar()
             },
         );
         assert!(text.contains("Result:     av/infected\r\n"), "{text}");
@@ -1191,20 +1175,7 @@ mod tests {
     /// is not told it was "not delivered as sent" (walkO 6).
     #[test]
     fn a_sender_notice_about_a_message_delivered_as_sent_says_so() {
-        use crate::check::{Finding, Kind, Report};
-        let text = the_one_notice(
-            "[policy]\nnotify_sender = [\"av/all\"]\n",
-            Report {
-                av_checked: true,
-                av: vec![Finding::new(
-                    Kind::Protected,
-                    "encrypted",
-                    "a.zip/doc.txt",
-                    Some(0),
-                )],
-                ..Report::default()
-            },
-        );
+        let text = the_one_notice("[policy]\nnotify_sender = [\"av/all\"]\n", encrypted());
         assert!(text.contains("Action:     delivered\r\n"), "{text}");
         assert!(!text.contains("not delivered as sent"), "{text}");
         assert!(!text.contains("may not have received"), "{text}");
@@ -1248,20 +1219,7 @@ mod tests {
         }
         assert_eq!(kept_nowhere, 1, "managers' block, not quarantined");
         // Delivered unchanged (action pass): it is in their mailbox.
-        use crate::check::{Finding, Kind, Report};
-        let text = the_one_notice(
-            "[policy]\nnotify_recipients = [\"av/all\"]\n",
-            Report {
-                av_checked: true,
-                av: vec![Finding::new(
-                    Kind::Protected,
-                    "encrypted",
-                    "a.zip/doc.txt",
-                    Some(0),
-                )],
-                ..Report::default()
-            },
-        );
+        let text = the_one_notice("[policy]\nnotify_recipients = [\"av/all\"]\n", encrypted());
         assert!(text.contains("Action:     delivered\r\n"), "{text}");
         assert!(
             text.contains("\r\nIt was delivered to you as it was sent"),
@@ -1383,13 +1341,35 @@ mod tests {
             .collect()
     }
 
-    fn eicar() -> crate::check::Report {
-        use crate::check::{Finding, Kind, Report};
-        Report {
+    /// A report whose anti-virus check found `findings`.
+    fn av_report(findings: Vec<crate::check::Finding>) -> crate::check::Report {
+        crate::check::Report {
             av_checked: true,
-            av: vec![Finding::new(Kind::Infected, "EICAR", "eicar.com", Some(0))],
-            ..Report::default()
+            av: findings,
+            ..crate::check::Report::default()
         }
+    }
+
+    /// A report of the EICAR test file in `eicar.com`.
+    fn eicar() -> crate::check::Report {
+        use crate::check::{Finding, Kind};
+        av_report(vec![Finding::new(
+            Kind::Infected,
+            "EICAR",
+            "eicar.com",
+            Some(0),
+        )])
+    }
+
+    /// A report of an encrypted member, `a.zip/doc.txt` (av/protected).
+    fn encrypted() -> crate::check::Report {
+        use crate::check::{Finding, Kind};
+        av_report(vec![Finding::new(
+            Kind::Protected,
+            "encrypted",
+            "a.zip/doc.txt",
+            Some(0),
+        )])
     }
 
     /// walkAD 10 and 11: the notice shows the first of two Subjects (the
@@ -1484,10 +1464,9 @@ mod tests {
     /// is told where the whole list is.
     #[test]
     fn a_notice_lists_twenty_findings_and_says_how_many_more() {
-        use crate::check::{Finding, Kind, Report};
-        let report = Report {
-            av_checked: true,
-            av: (0..3000)
+        use crate::check::{Finding, Kind};
+        let report = av_report(
+            (0..3000)
                 .map(|i| {
                     Finding::new(
                         Kind::Infected,
@@ -1497,8 +1476,7 @@ mod tests {
                     )
                 })
                 .collect(),
-            ..Report::default()
-        };
+        );
         let toml = "[policy]\nnotify_admin = [\"av/all\"]\nnotify_recipients = [\"av/all\"]\nquarantine = [\"av/infected\"]\n";
         let notices = notices_of(toml, b"Subject: s\r\n\r\nx\r\n", report);
         assert_eq!(notices.len(), 2);

@@ -28,6 +28,25 @@ fn bytes(name: &str) -> Vec<u8> {
     format!("message {name}\r\n").into_bytes()
 }
 
+/// A temporary directory and the gateway's data directory in it (not yet
+/// created: the first [`start`] makes the spool).
+fn data_dir() -> (tempfile::TempDir, PathBuf) {
+    let top = tempfile::tempdir().unwrap();
+    let data = top.path().join("data");
+    (top, data)
+}
+
+/// `e` accepted with the bytes of its name ([`bytes`]: `message NAME`), the
+/// name being its recipient's local part, as [`envelope`] makes it.
+fn accepted(e: &Envelope) -> Record {
+    let name = e
+        .rcpts
+        .first()
+        .and_then(|r| r.address.split('@').next())
+        .unwrap_or_default();
+    Record::accepted(e.clone(), bytes(name))
+}
+
 fn queued(data: &Path) -> Vec<String> {
     let mut ids: Vec<String> = super::super::recover(&data.join("spool"))
         .unwrap()
@@ -70,29 +89,21 @@ fn move_aside(path: &Path, aside: &Path) -> PathBuf {
 
 #[tokio::test]
 async fn a_damaged_segment_gives_back_its_intact_messages_and_names_the_lost_one() {
-    let top = tempfile::tempdir().unwrap();
-    let data = top.path().join("data");
+    let (top, data) = data_dir();
     let (a, b, c, d) = (envelope("a"), envelope("b"), envelope("c"), envelope("d"));
     let mut b1 = b.clone();
     b1.attempts = 2;
     start(
         &data,
         vec![
-            Record::accepted(a.clone(), bytes("a")),
-            Record::accepted(b.clone(), bytes("b")),
-            Record::accepted(c.clone(), bytes("c")),
+            accepted(&a),
+            accepted(&b),
+            accepted(&c),
             Record::updated(b1),
         ],
     )
     .await;
-    start(
-        &data,
-        vec![
-            Record::accepted(d.clone(), bytes("d")),
-            Record::removed(a.clone()),
-        ],
-    )
-    .await;
+    start(&data, vec![accepted(&d), Record::removed(a.clone())]).await;
     let path = damage(&data, 1, b"message b");
     assert!(matches!(
         Spool::open(&data.join("spool")),
@@ -122,26 +133,14 @@ async fn a_damaged_segment_gives_back_its_intact_messages_and_names_the_lost_one
 
 #[tokio::test]
 async fn a_removal_recorded_in_the_file_keeps_the_message_from_going_twice() {
-    let top = tempfile::tempdir().unwrap();
-    let data = top.path().join("data");
+    let (top, data) = data_dir();
     let (a, x, y) = (envelope("a"), envelope("x"), envelope("y"));
     // k, still queued, keeps the first segment (and a's record) on disk.
     let k = envelope("k");
+    start(&data, vec![accepted(&a), accepted(&k)]).await;
     start(
         &data,
-        vec![
-            Record::accepted(a.clone(), bytes("a")),
-            Record::accepted(k.clone(), bytes("k")),
-        ],
-    )
-    .await;
-    start(
-        &data,
-        vec![
-            Record::accepted(x.clone(), bytes("x")),
-            Record::removed(a.clone()),
-            Record::accepted(y.clone(), bytes("y")),
-        ],
+        vec![accepted(&x), Record::removed(a.clone()), accepted(&y)],
     )
     .await;
     start(&data, vec![]).await;
@@ -162,17 +161,9 @@ async fn a_removal_recorded_in_the_file_keeps_the_message_from_going_twice() {
 
 #[tokio::test]
 async fn a_dry_run_tells_the_same_and_writes_nothing() {
-    let top = tempfile::tempdir().unwrap();
-    let data = top.path().join("data");
+    let (top, data) = data_dir();
     let (a, b) = (envelope("a"), envelope("b"));
-    start(
-        &data,
-        vec![
-            Record::accepted(a.clone(), bytes("a")),
-            Record::accepted(b.clone(), bytes("b")),
-        ],
-    )
-    .await;
+    start(&data, vec![accepted(&a), accepted(&b)]).await;
     start(&data, vec![]).await;
     let path = damage(&data, 1, b"message a");
     let aside = move_aside(&path, &top.path().join("aside"));
@@ -196,9 +187,8 @@ async fn a_dry_run_tells_the_same_and_writes_nothing() {
 
 #[tokio::test]
 async fn it_refuses_a_running_gateway_the_spools_own_file_and_a_nameless_one() {
-    let top = tempfile::tempdir().unwrap();
-    let data = top.path().join("data");
-    start(&data, vec![Record::accepted(envelope("a"), bytes("a"))]).await;
+    let (top, data) = data_dir();
+    start(&data, vec![accepted(&envelope("a"))]).await;
     let seg = record::segment_path(&data.join("spool"), 1);
     let copy = top.path().join("copy.bin");
     std::fs::copy(&seg, &copy).unwrap();
@@ -266,17 +256,12 @@ fn reading_resumes_at_the_next_intact_record_past_garbage() {
 /// what was written since, which still wins.
 #[tokio::test]
 async fn damage_in_the_newest_segment_is_refused_and_salvaged_before_what_came_since() {
-    let top = tempfile::tempdir().unwrap();
-    let data = top.path().join("data");
+    let (top, data) = data_dir();
     let (a, b, c, d) = (envelope("a"), envelope("b"), envelope("c"), envelope("d"));
-    start(&data, vec![Record::accepted(a.clone(), bytes("a"))]).await;
+    start(&data, vec![accepted(&a)]).await;
     start(
         &data,
-        vec![
-            Record::accepted(b.clone(), bytes("b")),
-            Record::accepted(c.clone(), bytes("c")),
-            Record::removed(a.clone()),
-        ],
+        vec![accepted(&b), accepted(&c), Record::removed(a.clone())],
     )
     .await;
     let newest = *record::list_segments(&data.join("spool"))
@@ -300,14 +285,7 @@ async fn damage_in_the_newest_segment_is_refused_and_salvaged_before_what_came_s
     // The next start (a was delivered again: it does not know the file's
     // removal) numbers its segment past the one moved aside, although
     // every segment below it is gone.
-    start(
-        &data,
-        vec![
-            Record::accepted(d.clone(), bytes("d")),
-            Record::removed(a.clone()),
-        ],
-    )
-    .await;
+    start(&data, vec![accepted(&d), Record::removed(a.clone())]).await;
     let now = record::list_segments(&data.join("spool")).unwrap();
     assert!(now.iter().all(|n| *n > newest), "{newest}: {now:?}");
 
@@ -349,19 +327,10 @@ fn a_torn_tail_is_what_a_crash_leaves_and_nothing_else() {
 /// queue.
 #[tokio::test]
 async fn a_gateway_started_without_the_damaged_segment_keeps_what_became_of_its_messages() {
-    let top = tempfile::tempdir().unwrap();
-    let data = top.path().join("data");
+    let (top, data) = data_dir();
     let spool_dir = data.join("spool");
     let (a, b, c) = (envelope("a"), envelope("b"), envelope("c"));
-    start(
-        &data,
-        vec![
-            Record::accepted(a.clone(), bytes("a")),
-            Record::accepted(b.clone(), bytes("b")),
-            Record::accepted(c.clone(), bytes("c")),
-        ],
-    )
-    .await;
+    start(&data, vec![accepted(&a), accepted(&b), accepted(&c)]).await;
     // A start later: a is delivered, c is retried.
     let mut c2 = c.clone();
     c2.attempts = 2;
@@ -418,23 +387,15 @@ async fn a_gateway_started_without_the_damaged_segment_keeps_what_became_of_its_
 /// file's old records replayed after newer ones).
 #[tokio::test]
 async fn a_number_past_the_spool_and_a_second_salvage_of_one_file_are_refused() {
-    let top = tempfile::tempdir().unwrap();
-    let data = top.path().join("data");
+    let (top, data) = data_dir();
     let spool_dir = data.join("spool");
     let (a, b) = (envelope("a"), envelope("b"));
-    start(
-        &data,
-        vec![
-            Record::accepted(a.clone(), bytes("a")),
-            Record::accepted(b.clone(), bytes("b")),
-        ],
-    )
-    .await;
+    start(&data, vec![accepted(&a), accepted(&b)]).await;
     start(&data, vec![]).await;
     let path = damage(&data, 1, b"message b");
     assert!(Spool::open(&spool_dir).is_err());
     let aside = move_aside(&path, &top.path().join("aside"));
-    start(&data, vec![Record::accepted(envelope("k"), bytes("k"))]).await;
+    start(&data, vec![accepted(&envelope("k"))]).await;
 
     let newest = *record::list_segments(&spool_dir).unwrap().last().unwrap();
     match salvage(&data, &aside, Some(newest + 1), true) {
@@ -470,11 +431,10 @@ async fn a_number_past_the_spool_and_a_second_salvage_of_one_file_are_refused() 
 /// settles it: nothing comes back, the note goes.
 #[tokio::test]
 async fn a_file_with_nothing_intact_is_given_up_and_its_note_removed() {
-    let top = tempfile::tempdir().unwrap();
-    let data = top.path().join("data");
+    let (top, data) = data_dir();
     let spool_dir = data.join("spool");
     let k = envelope("k");
-    start(&data, vec![Record::accepted(k.clone(), bytes("k"))]).await;
+    start(&data, vec![accepted(&k)]).await;
     start(&data, vec![]).await;
     // Segment 1 damaged whole; its note as a start before this fix wrote
     // it (a file with nothing intact gets none now).
@@ -520,17 +480,9 @@ async fn a_salvage_run_as_root_leaves_its_files_to_the_owner_of_the_spool() {
         eprintln!("SKIPPED: this test chowns the spool to nobody, which needs root");
         return;
     }
-    let top = tempfile::tempdir().unwrap();
-    let data = top.path().join("data");
+    let (top, data) = data_dir();
     let (a, b) = (envelope("a"), envelope("b"));
-    start(
-        &data,
-        vec![
-            Record::accepted(a.clone(), bytes("a")),
-            Record::accepted(b.clone(), bytes("b")),
-        ],
-    )
-    .await;
+    start(&data, vec![accepted(&a), accepted(&b)]).await;
     start(&data, vec![]).await;
     let path = damage(&data, 1, b"message b");
     let aside = move_aside(&path, &top.path().join("aside"));
@@ -588,8 +540,7 @@ fn a_permission_refused_on_a_spool_file_names_its_owner_and_the_chown() {
 /// queue ID: the salvage names it as lost, with what the update says.
 #[tokio::test]
 async fn a_message_whose_accepted_envelope_is_damaged_is_named_as_lost() {
-    let top = tempfile::tempdir().unwrap();
-    let data = top.path().join("data");
+    let (top, data) = data_dir();
     let (a, b, c, d) = (envelope("a"), envelope("b"), envelope("c"), envelope("d"));
     let mut b1 = b.clone();
     b1.attempts = 2;
@@ -598,15 +549,15 @@ async fn a_message_whose_accepted_envelope_is_damaged_is_named_as_lost() {
     start(
         &data,
         vec![
-            Record::accepted(a.clone(), bytes("a")),
-            Record::accepted(b.clone(), bytes("b")),
-            Record::accepted(c.clone(), bytes("c")),
+            accepted(&a),
+            accepted(&b),
+            accepted(&c),
             Record::updated(b1),
             Record::updated(c1),
         ],
     )
     .await;
-    start(&data, vec![Record::accepted(d.clone(), bytes("d"))]).await;
+    start(&data, vec![accepted(&d)]).await;
     // The quote that opens b's sender in its accepted record (the first
     // one in the file): the envelope is no longer JSON.
     let path = damage(&data, 1, b"\"sender-b@");
