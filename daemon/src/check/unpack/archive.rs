@@ -66,10 +66,8 @@ pub fn detect(data: &[u8]) -> Option<Format> {
         Some(Format::Tar)
     } else if has_zip_end_record(data) {
         Some(Format::Zip)
-    } else if encoded_text(data).is_some() {
-        encoded_text(data)
     } else {
-        None
+        encoded_text(data)
     }
 }
 
