@@ -1819,3 +1819,73 @@ Content-Transfer-Encoding: base64\r\n\r\n{b64}\r\n--BB--\r\n"
     }
     f.finish(|| format!("test directory {}\n{}", dir.path().display(), daemon.log()))
 }
+
+/// walkAJ 1b and 1: `--BOUNDARY--` inside a text line closed the multipart
+/// for the scanner (mail-parser matches the delimiter anywhere), and a
+/// second `Content-Transfer-Encoding` was read where clients read the
+/// first: an EICAR attachment that every client shows went on stamped
+/// clean. Through the gateway: found, the attachment removed, the text
+/// part delivered.
+#[test]
+fn a_boundary_inside_a_line_or_a_second_content_field_does_not_hide_a_virus() -> Result<()> {
+    let dir = TestDir::new("scan-rfc-structure")?;
+    let sink = Sink::start(dir.path(), "sink")?;
+    let stats = StatsSetup::new(dir.path());
+    let daemon = main_rig(&dir, &stats, &sink)?;
+    let mut f = Failures::default();
+    let b64 = mime::base64(&eicar()).trim_end_matches("\r\n").to_string();
+    let message = |text: &str, cte: &str| {
+        format!(
+            "From: {SENDER}\r\nTo: bob@example.com\r\nSubject: rfc structure\r\nMIME-Version: 1.0\r\n\
+Content-Type: multipart/mixed; boundary=\"=_mixed_0012\"\r\n\r\n--=_mixed_0012\r\n\
+Content-Type: text/plain; charset=us-ascii\r\n\r\n{text}\r\n\r\n--=_mixed_0012\r\n\
+Content-Type: application/octet-stream; name=\"invoice.com\"\r\n\
+Content-Disposition: attachment; filename=\"invoice.com\"\r\n{cte}\r\n{b64}\r\n\r\n--=_mixed_0012--\r\n"
+        )
+    };
+    let b64_cte = "Content-Transfer-Encoding: base64\r\n";
+    let cases = [
+        (
+            "a close delimiter inside a text line",
+            message(
+                "Hi Bob, the invoice is attached. (ref --=_mixed_0012--)",
+                b64_cte,
+            ),
+        ),
+        (
+            "a close delimiter after a space",
+            message("Hi Bob,\r\n --=_mixed_0012--", b64_cte),
+        ),
+        (
+            "text after the close delimiter",
+            message("Hi Bob,\r\n--=_mixed_0012--foo", b64_cte),
+        ),
+        (
+            "base64 then 7bit",
+            message(
+                "Hi Bob, the invoice is attached.",
+                "Content-Transfer-Encoding: base64\r\nContent-Transfer-Encoding: 7bit\r\n",
+            ),
+        ),
+    ];
+    let mut ids = Vec::new();
+    for (what, msg) in &cases {
+        ids.push((
+            *what,
+            send_ok(daemon.port, "bob@example.com", msg.as_bytes())?,
+        ));
+    }
+    let id_list: Vec<&str> = ids.iter().map(|(_, id)| id.as_str()).collect();
+    let got = delivered(&sink, &id_list)?;
+    for (what, id) in &ids {
+        let Some(m) = got.get(id) else { continue };
+        check_verdict(&mut f, what, m, "infected", Some(EICAR_RULE));
+        f.check(!m.message.contains(&b64[..40]), || {
+            format!("{what}: the EICAR part is still there:\n{}", m.message)
+        });
+        f.check(m.message.contains("Hi Bob"), || {
+            format!("{what}: the text part is gone:\n{}", m.message)
+        });
+    }
+    f.finish(|| format!("test directory {}\n{}", dir.path().display(), daemon.log()))
+}
