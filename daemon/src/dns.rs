@@ -775,18 +775,21 @@ pub fn list_answer(a: std::net::Ipv4Addr) -> ListAnswer {
     }
 }
 
-/// When each DNS list zone last had an error code logged
-/// ([`ListAnswer::Refusal`]): a list that refuses the resolver answers
-/// every look-up so, and one line per client would bury the log.
+/// When each DNS list zone last had a line of one kind logged, so that
+/// it is logged at most once per `SECS` seconds: a list that refuses the
+/// resolver, or answers slowly, does so for every client, and one line per
+/// client would bury the log.
 #[derive(Default)]
-pub struct ListRefusals(Mutex<std::collections::HashMap<String, std::time::Instant>>);
+pub struct ZoneLogLimit<const SECS: u64>(
+    Mutex<std::collections::HashMap<String, std::time::Instant>>,
+);
 
-impl ListRefusals {
-    /// A zone's error code is logged at most this often.
-    pub const LOG_EVERY: Duration = Duration::from_secs(3600);
+impl<const SECS: u64> ZoneLogLimit<SECS> {
+    /// A zone's line is logged at most this often.
+    pub const LOG_EVERY: Duration = Duration::from_secs(SECS);
 
-    /// Whether `zone`'s error code at `now` is to be logged (none logged
-    /// in the last [`Self::LOG_EVERY`]); it is noted as logged if so.
+    /// Whether `zone`'s line at `now` is to be logged (none logged in the
+    /// last [`Self::LOG_EVERY`]); it is noted as logged if so.
     pub fn first_in_a_while(&self, zone: &str, now: std::time::Instant) -> bool {
         let mut m = match self.0.lock() {
             Ok(m) => m,
@@ -802,31 +805,12 @@ impl ListRefusals {
     }
 }
 
-/// When each DNS list zone last had a slow answer logged: a slow list is
-/// slow for every client, and one line per client would bury the log.
-#[derive(Default)]
-pub struct SlowLists(Mutex<std::collections::HashMap<String, std::time::Instant>>);
+/// Error codes from a DNS list ([`ListAnswer::Refusal`]): once an hour per
+/// zone.
+pub type ListRefusals = ZoneLogLimit<3600>;
 
-impl SlowLists {
-    /// A zone's slow answers are logged at most this often.
-    pub const LOG_EVERY: Duration = Duration::from_secs(600);
-
-    /// Whether `zone`'s slow answer at `now` is to be logged (none logged
-    /// in the last [`Self::LOG_EVERY`]); it is noted as logged if so.
-    pub fn first_in_a_while(&self, zone: &str, now: std::time::Instant) -> bool {
-        let mut m = match self.0.lock() {
-            Ok(m) => m,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        match m.get(zone) {
-            Some(last) if now.saturating_duration_since(*last) < Self::LOG_EVERY => false,
-            _ => {
-                m.insert(zone.to_string(), now);
-                true
-            }
-        }
-    }
-}
+/// Slow answers from a DNS list: once in 10 minutes per zone.
+pub type SlowLists = ZoneLogLimit<600>;
 
 /// The address `host` is when it is one ("192.0.2.1", "[2001:db8::1]").
 pub fn address_literal(host: &str) -> Option<IpAddr> {
