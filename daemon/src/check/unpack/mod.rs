@@ -588,6 +588,18 @@ impl<'m> Unpacked<'m, '_> {
             is_message: false,
         });
         if !holds_more {
+            // A part that says it is BinHex but holds none the scanner can
+            // find (no banner, no `:` line whose CRC checks): a reader that
+            // skips to the first `:` may still decode it.
+            if archive::binhex_not_found(&self.objects[index].mime, &self.objects[index].data) {
+                self.find(
+                    part,
+                    Kind::Error,
+                    "not unpacked: BinHex (no BinHex data found in an application/mac-binhex40 part)",
+                    &path,
+                );
+                return;
+            }
             if let Some(u) = archive::unopened(&self.objects[index].data) {
                 if u.encrypted {
                     self.find(
@@ -926,6 +938,36 @@ Content-Type: text/plain\r\n\r\n{body} 2\r\n--XX--\r\n"
             .iter()
             .map(|o| (o.path.clone(), o.part, o.data.to_vec()))
             .collect()
+    }
+
+    #[test]
+    fn a_binhex_part_without_binhex_is_an_error_not_clean() {
+        // walkAJ 5: a reader that skips to the first `:` may decode what
+        // the scanner finds no BinHex in; it is not stamped clean.
+        let raw = "MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=B\r\n\r\n\
+--B\r\nContent-Type: application/mac-binhex40; name=\"e.hqx\"\r\n\r\n\
+junk before the data\r\n--B--\r\n";
+        let read = crate::check::mime_repair::read(
+            &mail_parser::MessageParser::new().with_mime_headers(),
+            raw.as_bytes(),
+        );
+        let msg = read.message.unwrap();
+        let pool = MemoryPool::unbounded();
+        let u = unpack_restoring(
+            Some(&msg),
+            raw.as_bytes(),
+            read.neutralised,
+            8,
+            Budget::new(1 << 20, &pool),
+            Instant::now() + std::time::Duration::from_secs(60),
+        );
+        assert!(
+            u.findings
+                .iter()
+                .any(|f| f.kind == Kind::Error && f.name.starts_with("not unpacked: BinHex")),
+            "{:?}",
+            u.findings
+        );
     }
 
     #[test]
