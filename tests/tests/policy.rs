@@ -846,6 +846,14 @@ fn the_archive_keeps_what_came_in_and_what_went_out() -> Result<()> {
         "the outgoing copy was sent: {}",
         sent.message
     );
+    // Its verdict fields are this gateway's, not a sender's: kept (the
+    // delivery stripped them as forged, and the copy went out without
+    // X-Mailward-AV).
+    ensure!(
+        sent.message.contains("\nX-Mailward-AV: clean"),
+        "the outgoing copy keeps its verdict: {}",
+        sent.message
+    );
     // walkV 10: a second send to the same address is a second delivery:
     // refused unless --again says so, as for a quarantine release.
     let send = [

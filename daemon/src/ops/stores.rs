@@ -301,6 +301,7 @@ pub async fn send_again(
     id: String,
     to: Option<String>,
     what: &str,
+    delivered_copy: bool,
 ) -> Result<Spooled, String> {
     // Checked again here, not only by the CLI: a script may talk to the
     // socket itself, and a bad address is delivered to no one but bounced,
@@ -335,10 +336,23 @@ pub async fn send_again(
     // `archive list --outgoing --status av/infected` finds the virus an
     // administrator let through (walkV 2).
     env.statuses = entry.meta.statuses.clone();
+    // A copy this gateway delivered (the outgoing archive's) carries our
+    // verdict fields; the delivery strips such fields from what it sends
+    // as a sender's forgery, so they go on top as added headers, where it
+    // keeps them (`archive send --outgoing` lost X-Mailward-AV). A copy as
+    // received keeps the sender's fields in the message, and the delivery
+    // strips them as it does for any message.
+    let (ours, bytes) = match delivered_copy
+        .then(|| crate::policy::verdict_headers::take(&bytes, &cfg.server.authserv_id))
+        .flatten()
+    {
+        Some((ours, rest)) => (ours, rest),
+        None => (String::new(), bytes),
+    };
     env.size = bytes.len() as u64;
     env.eight_bit = bytes.iter().any(|&b| b >= 0x80);
     env.added_headers = format!(
-        "Received: from {what} (entry {id}) by {} (Mailward) with local id {new_id};\r\n\t{}\r\n",
+        "Received: from {what} (entry {id}) by {} (Mailward) with local id {new_id};\r\n\t{}\r\n{ours}",
         cfg.server.hostname,
         chrono::Utc::now().to_rfc2822()
     );
@@ -369,7 +383,7 @@ pub async fn release(
     if !again {
         not_sent_before(&store, &id, to.as_deref(), "released").await?;
     }
-    let spooled = send_again(gw, &store, id.clone(), to, "quarantine").await?;
+    let spooled = send_again(gw, &store, id.clone(), to, "quarantine", false).await?;
     let (queue_id, rcpts) = (spooled.queue_id.clone(), spooled.rcpts.clone());
     QuarantineReleased {
         entry: &id,
@@ -457,7 +471,8 @@ pub async fn send_archived(
     }
     let (s, entry_id) = (store.clone(), id.clone());
     let entry = blocking(move || s.entry(&entry_id)).await?;
-    let spooled = send_again(gw, store, id.clone(), to, what).await?;
+    let delivered_copy = Arc::ptr_eq(store, gw.stores.archive(Direction::Outgoing));
+    let spooled = send_again(gw, store, id.clone(), to, what, delivered_copy).await?;
     let (queue_id, rcpts) = (spooled.queue_id.clone(), spooled.rcpts.clone());
     tracing::info!(target: "admin", store = store.what(), archive_id = %id,
         queue_id = %queue_id, to = %rcpts.join(","), by = %by(), "Archived message sent again.");
