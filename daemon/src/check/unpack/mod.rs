@@ -919,7 +919,8 @@ Content-Type: text/plain\r\n\r\n{body} 2\r\n--XX--\r\n"
     }
 
     /// The objects of `raw` as (path, top-level part, bytes).
-    fn objects_of(raw: &str) -> Vec<(String, Option<usize>, Vec<u8>)> {
+    /// What `look` takes from `raw` unpacked as the scanner does.
+    fn unpacked_of<T>(raw: &str, look: impl FnOnce(&Unpacked<'_, '_>) -> T) -> T {
         let read = crate::check::mime_repair::read(
             &mail_parser::MessageParser::new().with_mime_headers(),
             raw.as_bytes(),
@@ -934,10 +935,16 @@ Content-Type: text/plain\r\n\r\n{body} 2\r\n--XX--\r\n"
             Budget::new(1 << 20, &pool),
             Instant::now() + std::time::Duration::from_secs(60),
         );
-        u.objects
-            .iter()
-            .map(|o| (o.path.clone(), o.part, o.data.to_vec()))
-            .collect()
+        look(&u)
+    }
+
+    fn objects_of(raw: &str) -> Vec<(String, Option<usize>, Vec<u8>)> {
+        unpacked_of(raw, |u| {
+            u.objects
+                .iter()
+                .map(|o| (o.path.clone(), o.part, o.data.to_vec()))
+                .collect()
+        })
     }
 
     #[test]
@@ -947,26 +954,12 @@ Content-Type: text/plain\r\n\r\n{body} 2\r\n--XX--\r\n"
         let raw = "MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=B\r\n\r\n\
 --B\r\nContent-Type: application/mac-binhex40; name=\"e.hqx\"\r\n\r\n\
 junk before the data\r\n--B--\r\n";
-        let read = crate::check::mime_repair::read(
-            &mail_parser::MessageParser::new().with_mime_headers(),
-            raw.as_bytes(),
-        );
-        let msg = read.message.unwrap();
-        let pool = MemoryPool::unbounded();
-        let u = unpack_restoring(
-            Some(&msg),
-            raw.as_bytes(),
-            read.neutralised,
-            8,
-            Budget::new(1 << 20, &pool),
-            Instant::now() + std::time::Duration::from_secs(60),
-        );
+        let findings = unpacked_of(raw, |u| u.findings.clone());
         assert!(
-            u.findings
+            findings
                 .iter()
                 .any(|f| f.kind == Kind::Error && f.name.starts_with("not unpacked: BinHex")),
-            "{:?}",
-            u.findings
+            "{findings:?}"
         );
     }
 
