@@ -506,7 +506,7 @@ pub(crate) fn refused(gw: &Gateway, env: &Envelope, verdict: &Verdict, reply: &s
 /// needs could not be written: logged as not accepted (`accepted=false`,
 /// no "Message accepted."), with its findings, and not counted: the
 /// sender's server sends it again, and it is counted then.
-fn not_accepted(env: &Envelope, verdict: &Verdict) {
+pub(crate) fn not_accepted(env: &Envelope, verdict: &Verdict) {
     MessageChecked {
         envelope: env,
         verdict,

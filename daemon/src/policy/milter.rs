@@ -84,14 +84,17 @@ pub async fn carry_out(
         execute::refused(gw, env, &verdict, &reply);
         return Outcome::Reject(reply);
     }
-    execute::accept(env, &mut verdict, true);
     let cfg = gw.config();
+    // The copies before "Message accepted.": a message answered 451
+    // because one cannot be written was not accepted (as in SMTP mode).
     if execute::write_copies(gw, &cfg, env, &raw, &verdict, true)
         .await
         .is_err()
     {
+        execute::not_accepted(env, &verdict);
         return Outcome::TempFail(NOT_NOW.into());
     }
+    execute::accept(env, &mut verdict, true);
     let mut records = Vec::new();
     let notices = execute::compose_notifications(&cfg, env, &raw, &verdict, &mut records);
     if !records.is_empty() {
