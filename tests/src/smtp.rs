@@ -374,40 +374,6 @@ fn read_reply(reader: &mut impl BufRead) -> Result<Reply> {
     })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parses_multi_line_replies() {
-        let mut input: &[u8] = b"250-mw.test\r\n250-PIPELINING\r\n250 DSN\r\n";
-        let reply = read_reply(&mut input).unwrap();
-        assert_eq!(reply.code, 250);
-        assert_eq!(reply.lines, ["mw.test", "PIPELINING", "DSN"]);
-        assert_eq!(reply.to_string(), "250-mw.test | 250-PIPELINING | 250 DSN");
-    }
-
-    #[test]
-    fn finds_enhanced_codes_and_queue_ids() {
-        let reply = Reply {
-            code: 250,
-            lines: vec!["2.0.0 Ok: queued as 0123456789ABCDEF".into()],
-        };
-        assert_eq!(reply.enhanced(), Some("2.0.0"));
-        assert_eq!(reply.queue_id().as_deref(), Some("0123456789ABCDEF"));
-        assert!(is_queue_id("0123456789ABCDEF"));
-        assert!(!is_queue_id("0123456789abcdef"));
-        assert_eq!(enhanced_code_of("mw.test ESMTP"), None);
-        assert_eq!(enhanced_code_of("3.0.0 x"), None);
-    }
-
-    #[test]
-    fn dot_stuffs_without_touching_line_endings() {
-        assert_eq!(dot_stuff(b".a\r\nb\n..c\r\n"), b"..a\r\nb\n...c\r\n.\r\n");
-        assert_eq!(dot_stuff(b"x"), b"x\r\n.\r\n");
-    }
-}
-
 /// A client that never reads: connects to `port` with a 4 KiB receive
 /// window, reads the greeting, then pipelines EHLO, MAIL and the same RCPT
 /// until the gateway stops reading (its replies fill both socket buffers
@@ -463,4 +429,38 @@ pub fn never_reading_client(port: u16) -> Result<TcpStream> {
         }
     }
     Ok(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_multi_line_replies() {
+        let mut input: &[u8] = b"250-mw.test\r\n250-PIPELINING\r\n250 DSN\r\n";
+        let reply = read_reply(&mut input).unwrap();
+        assert_eq!(reply.code, 250);
+        assert_eq!(reply.lines, ["mw.test", "PIPELINING", "DSN"]);
+        assert_eq!(reply.to_string(), "250-mw.test | 250-PIPELINING | 250 DSN");
+    }
+
+    #[test]
+    fn finds_enhanced_codes_and_queue_ids() {
+        let reply = Reply {
+            code: 250,
+            lines: vec!["2.0.0 Ok: queued as 0123456789ABCDEF".into()],
+        };
+        assert_eq!(reply.enhanced(), Some("2.0.0"));
+        assert_eq!(reply.queue_id().as_deref(), Some("0123456789ABCDEF"));
+        assert!(is_queue_id("0123456789ABCDEF"));
+        assert!(!is_queue_id("0123456789abcdef"));
+        assert_eq!(enhanced_code_of("mw.test ESMTP"), None);
+        assert_eq!(enhanced_code_of("3.0.0 x"), None);
+    }
+
+    #[test]
+    fn dot_stuffs_without_touching_line_endings() {
+        assert_eq!(dot_stuff(b".a\r\nb\n..c\r\n"), b"..a\r\nb\n...c\r\n.\r\n");
+        assert_eq!(dot_stuff(b"x"), b"x\r\n.\r\n");
+    }
 }

@@ -216,7 +216,7 @@ fn check_config_refuses_a_server_certificate_as_tls_ca() -> Result<()> {
     ensure!(out.status.code() == Some(1), "{:?}: {text}", out.status);
     ensure!(
         text.contains(&format!(
-            "].tls: tls_ca {leaf} holds no CA certificate, only a server's own"
+            "].tls_ca: {leaf} holds no CA certificate, only a server's own"
         )) && text.contains("the CA that signed the next hop's certificate"),
         "{text}"
     );
