@@ -260,7 +260,8 @@ impl Dns {
     /// A look-up failed (sender authentication, a DNS list), or was
     /// skipped because the server is silent: probe the server (in the
     /// background; at most one probe in flight and one start per
-    /// [`ServerHealth::PROBE_EVERY`]).
+    /// [`ServerHealth::PROBE_EVERY`]; while the server is silent, one every
+    /// [`ServerHealth::PROBE_EVERY`] whether mail comes or not).
     /// The probe asks for a name made up for it, so that no cache (ours or
     /// the server's) can answer for the server: any reply, even "no such
     /// name" or "refused", shows the server answers; no reply within
@@ -280,25 +281,43 @@ impl Dns {
             return;
         };
         runtime.spawn(async move {
-            let name = probe_name();
-            let answered = match tokio::time::timeout(
-                timeout + Duration::from_millis(100),
-                resolver.ipv4_lookup(name.as_str()),
-            )
-            .await
-            {
-                Ok(Ok(_)) => true,
-                // A reply of any kind: the server is there.
-                Ok(Err(NetError::Dns(_))) => true,
-                Ok(Err(_)) | Err(_) => false,
-            };
-            match health.probed(answered) {
-                Some(true) => tracing::warn!(target: "app", probe = %name, timeout_s = timeout.as_secs_f64(),
-                    probe_every_s = ServerHealth::PROBE_EVERY.as_secs(),
-                    "DNS server does not answer: SPF and DKIM/DMARC (temperror) and the DNS lists (not listed) are not asked until a probe is answered."),
-                Some(false) => tracing::info!(target: "app",
-                    "DNS server answers again: SPF, DKIM/DMARC and the DNS lists are asked again."),
-                None => {}
+            loop {
+                let name = probe_name();
+                let answered = match tokio::time::timeout(
+                    timeout + Duration::from_millis(100),
+                    resolver.ipv4_lookup(name.as_str()),
+                )
+                .await
+                {
+                    Ok(Ok(_)) => true,
+                    // A reply of any kind: the server is there.
+                    Ok(Err(NetError::Dns(_))) => true,
+                    Ok(Err(_)) | Err(_) => false,
+                };
+                match health.probed(answered) {
+                    Some(true) => tracing::warn!(target: "app", probe = %name, timeout_s = timeout.as_secs_f64(),
+                        probe_every_s = ServerHealth::PROBE_EVERY.as_secs(),
+                        "DNS server does not answer: SPF and DKIM/DMARC (temperror) and the DNS lists (not listed) are not asked until a probe is answered."),
+                    Some(false) => tracing::info!(target: "app",
+                        "DNS server answers again: SPF, DKIM/DMARC and the DNS lists are asked again."),
+                    None => {}
+                }
+                // While the server is silent the probes go on by the clock:
+                // riding on look-ups alone, a quiet gateway found the
+                // server back only when a message came, and judged that
+                // message without the DNS lists (walkAK 6). They stop once
+                // one is answered, when a look-up has started one of its
+                // own, or when no gateway uses this health any more (a
+                // reload that named another server).
+                if health.silent_since().is_none() {
+                    break;
+                }
+                tokio::time::sleep(ServerHealth::PROBE_EVERY).await;
+                if std::sync::Arc::strong_count(&health) == 1
+                    || !health.probe_due(std::time::Instant::now())
+                {
+                    break;
+                }
             }
         });
     }
