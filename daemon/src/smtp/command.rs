@@ -82,6 +82,11 @@ impl ParseError {
 }
 
 const UNKNOWN: ParseError = ParseError::other("500 5.5.1 Command unrecognized");
+// A command of RFC 5321 or an extension we know but do not offer (BDAT
+// without CHUNKING, EXPN, ETRN, AUTH, ...): 502 "not implemented", as RFC
+// 5321 4.2.4 asks, so that the client learns the command exists but is
+// off here (walkAJ 10: BDAT got 500 "unrecognized").
+const NOT_IMPLEMENTED: ParseError = ParseError::other("502 5.5.1 Command not implemented");
 const SYNTAX: ParseError = ParseError::other("501 5.5.4 Syntax error in parameters or arguments");
 // The same replies as Postfix gives, so that clients and operators see
 // familiar text.
@@ -129,6 +134,9 @@ pub fn parse(line: &[u8]) -> Result<Command, ParseError> {
         "HELP" => Ok(Command::Help),
         "STARTTLS" => no_arg(rest, Command::StartTls),
         "XFORWARD" => Ok(Command::Xforward(rest.to_string())),
+        "BDAT" | "EXPN" | "ETRN" | "ATRN" | "TURN" | "AUTH" | "SEND" | "SOML" | "SAML" => {
+            Err(NOT_IMPLEMENTED)
+        }
         _ => Err(UNKNOWN),
     }
 }
@@ -356,6 +364,8 @@ mod tests {
             ("DATA now", Err(SYNTAX.reply)),
             ("NOOP anything", Ok(Command::Noop)),
             ("FROB", Err(UNKNOWN.reply)),
+            ("BDAT 10 LAST", Err(NOT_IMPLEMENTED.reply)),
+            ("expn staff", Err(NOT_IMPLEMENTED.reply)),
             ("MAIL TO:<a@b>", Err(MAIL_SYNTAX.reply)),
             ("MAIL FROM:a-without-domain", Err(BAD_SENDER.reply)),
             ("MAIL FROM:", Err(BAD_SENDER.reply)),
