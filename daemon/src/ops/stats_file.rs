@@ -5,7 +5,6 @@
 use crate::gateway::Gateway;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 
 #[derive(Debug, thiserror::Error)]
 #[error("statistics file {path}: {source}")]
@@ -26,8 +25,11 @@ const WRITE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 /// without a message, as before.
 const LAST_UPDATE_MESSAGE: &str = "update_last_message";
 
-/// Whether a write is in progress (it may outlive its caller's wait).
-static WRITING: AtomicBool = AtomicBool::new(false);
+/// Held while a write is in progress (it may outlive its caller's wait).
+/// A second write waits for the first, up to [`WRITE_WAIT`], rather than
+/// failing at once: `stats reset` during a periodic write must still
+/// write the figures up to the reset.
+static WRITING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// Writes the file; returns its path. The snapshot is taken here; the
 /// file is written on a blocking thread, so that a slow or hung disk
@@ -57,27 +59,34 @@ pub async fn write_snapshot(
         );
     }
     let json = serde_json::to_vec_pretty(&doc).map_err(|e| err(std::io::Error::other(e)))?;
-    if WRITING.swap(true, Ordering::AcqRel) {
-        return Err(err(std::io::Error::other(
-            "the previous write has not finished (a slow or hung disk?)",
+    write_bytes(&path, json).await.map_err(err)?;
+    Ok(path)
+}
+
+/// Writes `json` as the file at `path` off the runtime's threads, one
+/// write at a time, waiting at most [`WRITE_WAIT`] in all.
+async fn write_bytes(path: &Path, json: Vec<u8>) -> std::io::Result<()> {
+    let started = tokio::time::Instant::now();
+    let Ok(writing) = tokio::time::timeout(WRITE_WAIT, WRITING.lock()).await else {
+        return Err(std::io::Error::other(format!(
+            "the previous write has not finished after {}s (a slow or hung disk?)",
+            WRITE_WAIT.as_secs()
         )));
-    }
-    let target = path.clone();
+    };
+    let target = path.to_path_buf();
     let job = tokio::task::spawn_blocking(move || {
-        let r = store(&target, &json);
-        WRITING.store(false, Ordering::Release);
-        r
+        // The guard goes with the write: a caller that stops waiting
+        // leaves the next writer waiting for the disk, not racing it.
+        let _writing = writing;
+        store(&target, &json)
     });
-    match tokio::time::timeout(WRITE_WAIT, job).await {
-        Ok(Ok(r)) => r.map(|()| path.clone()).map_err(err),
-        Ok(Err(join)) => {
-            WRITING.store(false, Ordering::Release);
-            Err(err(std::io::Error::other(join)))
-        }
-        Err(_) => Err(err(std::io::Error::other(format!(
+    match tokio::time::timeout(WRITE_WAIT.saturating_sub(started.elapsed()), job).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(join)) => Err(std::io::Error::other(join)),
+        Err(_) => Err(std::io::Error::other(format!(
             "not written after {}s (a slow or hung disk?); still trying",
             WRITE_WAIT.as_secs()
-        )))),
+        ))),
     }
 }
 
@@ -178,5 +187,33 @@ pub async fn restore_last_update(gw: &Gateway) {
                 result = mailward_metrics::catalogue::UPDATE_RESULTS.get(result).copied().unwrap_or("unknown"),
                 "The last update of the bases, read back from the statistics file.");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `stats reset` while the periodic write was on the disk got "the
+    /// previous write has not finished" and the figures up to the reset
+    /// were never written: a second write waits for the first.
+    #[tokio::test]
+    async fn a_write_during_another_waits_for_it_and_is_made() {
+        let dir = tempfile::tempdir()
+            .map_err(|e| e.to_string())
+            .unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.path().join("stats.json");
+        let held = WRITING.lock().await;
+        let writer = tokio::spawn({
+            let path = path.clone();
+            async move { write_bytes(&path, b"{\"after\": 1}".to_vec()).await }
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        assert!(!path.exists(), "written while another write held the file");
+        drop(held);
+        let done = writer.await.map_err(|e| e.to_string());
+        assert!(matches!(done, Ok(Ok(()))), "{done:?}");
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        assert_eq!(text, "{\"after\": 1}\n");
     }
 }
