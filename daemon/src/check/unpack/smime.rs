@@ -143,8 +143,66 @@ pub fn is_cms(data: &[u8]) -> bool {
     })
 }
 
+/// The tag and length of the element at the start of `data` (None for
+/// an indefinite length) and the bytes after its header: unlike
+/// [`element`], its content need not be all there.
+fn head(data: &[u8]) -> Option<(u8, Option<usize>, &[u8])> {
+    let (&tag, after) = data.split_first()?;
+    if tag & 0x1f == 0x1f {
+        return None;
+    }
+    let (&first, after) = after.split_first()?;
+    if first == 0x80 {
+        return (tag & 0x20 != 0).then_some((tag, None, after));
+    }
+    if first < 0x80 {
+        return Some((tag, Some(first as usize), after));
+    }
+    let n = (first & 0x7f) as usize;
+    if n == 0 || n > 4 || after.len() < n {
+        return None;
+    }
+    let len = after[..n]
+        .iter()
+        .fold(0usize, |acc, &b| (acc << 8) | b as usize);
+    Some((tag, Some(len), &after[n..]))
+}
+
+/// Whether `data` starts as a detached signature: a SignedData whose
+/// `encapContentInfo` ends right after its content type, without
+/// `eContent`. Read as a stream, from the front, without the rest of the
+/// blob (the certificates and signatures that follow): a detached
+/// signature carries no content to look into, so damage further on
+/// (Outlook Express's BER signature cut short in a bounce, walkAL 2)
+/// hides nothing.
+fn starts_detached(data: &[u8]) -> Option<()> {
+    let (tag, _, rest) = head(data)?;
+    (tag == 0x30).then_some(())?;
+    let oid = element(rest, 1).filter(|e| e.tag == 0x06)?;
+    (oid.content.len() + 2 == SIGNED_DATA.len() && oid.content == &SIGNED_DATA[2..])
+        .then_some(())?;
+    let (tag, _, rest) = head(oid.rest)?;
+    (tag == 0xa0).then_some(())?;
+    let (tag, _, rest) = head(rest)?;
+    (tag == 0x30).then_some(())?;
+    // version, digestAlgorithms, then encapContentInfo
+    let version = element(rest, 3).filter(|e| e.tag == 0x02)?;
+    let algorithms = element(version.rest, 3).filter(|e| e.tag == 0x31)?;
+    let (tag, len, rest) = head(algorithms.rest)?;
+    (tag == 0x30).then_some(())?;
+    let content_type = element(rest, 4).filter(|e| e.tag == 0x06)?;
+    let ends = match len {
+        Some(len) => len == rest.len() - content_type.rest.len(),
+        None => content_type.rest.starts_with(&[0, 0]),
+    };
+    ends.then_some(())
+}
+
 /// What the CMS blob `data` holds ([`is_cms`] said it is one).
 pub fn read(data: &[u8]) -> Cms {
+    if starts_detached(data).is_some() {
+        return Cms::Detached;
+    }
     let Some(info) = element(data, 0).filter(|e| e.tag == 0x30) else {
         return Cms::Unreadable("damaged S/MIME data");
     };
@@ -248,6 +306,26 @@ mod tests {
         assert_eq!(read(&stream), Cms::Signed(entity));
         // A detached signature holds no content.
         assert_eq!(read(&signed(&[])), Cms::Detached);
+        // Known as one from its start, DER or BER, whatever follows
+        // (walkAL 2: Outlook Express signatures damaged further on).
+        let der_detached = signed(&[]);
+        let ber_detached = [
+            b"\x30\x80".as_slice(),
+            SIGNED_DATA,
+            b"\xa0\x80\x30\x80",
+            &der(0x02, b"\x01"),
+            &der(0x31, &[]),
+            b"\x30\x80",
+            id_data,
+            b"\x00\x00\xa0\x80\x30\x82\x03\x00garbage",
+        ]
+        .concat();
+        for blob in [&der_detached[..der_detached.len() - 2], &ber_detached[..]] {
+            assert_eq!(read(blob), Cms::Detached, "{blob:02x?}");
+        }
+        // Content inside, cut short: not detached.
+        let cut = &stream[..stream.len() / 2];
+        assert_eq!(read(cut), Cms::Unreadable("damaged S/MIME data"));
     }
 
     #[test]
