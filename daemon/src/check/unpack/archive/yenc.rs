@@ -46,8 +46,49 @@ fn param<'a>(line: &'a [u8], key: &str) -> Option<&'a [u8]> {
     )
 }
 
+/// The number in `key=` of a yEnc keyword line.
+fn number(line: &[u8], key: &str) -> Option<u64> {
+    std::str::from_utf8(param(line, key)?).ok()?.parse().ok()
+}
+
+/// Whether a block is plausibly a yEnc file, and not a text that quotes
+/// a yEnc header (`=ybegin line=128 size=19338 name=joystick.jpg`, a line
+/// of prose, `=yend ...`: walkAL 3): it decodes to the size its header
+/// (or its `=ypart` range, or its `=yend`) declares, or a data line is
+/// as long as the `line=` its header declares (an encoder writes every
+/// line but the last that long; an escape at the end may add one).
+fn plausible(
+    first: &[u8],
+    part: Option<&[u8]>,
+    end: Option<&[u8]>,
+    body: &[&[u8]],
+    decoded: &[usize],
+) -> bool {
+    let part_size = part.and_then(|p| {
+        let (begin, end) = (number(p, "begin")?, number(p, "end")?);
+        end.checked_sub(begin).map(|d| d + 1)
+    });
+    let sizes = [
+        number(first, "size"),
+        part_size,
+        end.and_then(|e| number(e, "size")),
+    ];
+    if sizes
+        .iter()
+        .flatten()
+        .any(|&s| decoded.iter().any(|&d| d as u64 == s))
+    {
+        return true;
+    }
+    number(first, "line")
+        .filter(|&l| l > 0)
+        .is_some_and(|l| body.iter().any(|b| b.len() as u64 >= l))
+}
+
 /// Every yEnc block of `text`, decoded. A block without `=yend` is decoded
-/// to where the text stops.
+/// to where the text stops. A block that is not plausibly a file
+/// ([`plausible`]) is decoded and scanned all the same, but its CRC and
+/// its missing `=yend` are no damage: it is text.
 pub fn find(text: &[u8]) -> Vec<YencFile> {
     let mut out = Vec::new();
     for p in begin_lines(text) {
@@ -61,17 +102,33 @@ pub fn find(text: &[u8]) -> Vec<YencFile> {
             .unwrap_or_else(|| "yenc".into());
         let mut body: Vec<&[u8]> = Vec::new();
         let mut end_line: Option<&[u8]> = None;
+        let mut part_line: Option<&[u8]> = None;
         for line in lines {
             if line.starts_with(b"=yend") {
                 end_line = Some(line);
                 break;
             }
-            if line.starts_with(b"=ypart") || line.starts_with(b"=ybegin ") {
+            if line.starts_with(b"=ypart") {
+                part_line = part_line.or(Some(line));
+                continue;
+            }
+            if line.starts_with(b"=ybegin ") {
                 continue;
             }
             body.push(line);
         }
         let data = decode_lines(body.iter().copied());
+        // (As UTF-8 text, each octet written as a Latin-1 character, it
+        // is longer than it decodes to: see below.)
+        let lengths = [data.len(), latin1(&body).map_or(0, |l| l.len())];
+        if !plausible(first, part_line, end_line, &body, &lengths) {
+            out.push(YencFile {
+                name,
+                data,
+                problem: None,
+            });
+            continue;
+        }
         let crc = end_line
             .and_then(|l| param(l, "pcrc32").or_else(|| param(l, "crc32")))
             .and_then(|c| std::str::from_utf8(c).ok())
