@@ -1735,3 +1735,60 @@ fn line_of_id(d: &Daemon, message: &str, id: &str) -> Result<String> {
             .map(str::to_string))
     })
 }
+
+/// A message whose text part a repair of the scanner's reading touches
+/// (a `--b-exe` inside a text line, which mail-parser would take for a
+/// delimiter, and a second `Content-Type` field), with a `.exe` that the
+/// default policy removes.
+fn stray_boundary_message() -> (Vec<u8>, &'static str) {
+    let text_part = "--b-exe\r\nContent-Type: text/plain\r\nContent-Type: text/html\r\n\r\n\
+Rebuild it with the --b-exe switch, then run it.\r\n";
+    let message = format!(
+        "From: ceo@example.com\r\nTo: user@example.com\r\nSubject: Rebuild\r\n\
+MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b-exe\"\r\n\r\n\
+{text_part}--b-exe\r\nContent-Type: application/octet-stream\r\n\
+Content-Disposition: attachment; filename=\"tool.exe\"\r\n\
+Content-Transfer-Encoding: base64\r\n\r\nTVqQAAMAAAAEAAAA//8AALgAAAAAAAAAQAAAAAAAAAA=\r\n--b-exe--\r\n"
+    );
+    (message.into_bytes(), text_part)
+}
+
+/// The recipient of a message with a part removed gets the sender's bytes
+/// everywhere else: the scanner reads a repaired copy (a `--boundary`
+/// inside a line neutralised to `-_boundary`, a second `Content-Type`
+/// dropped), and the delivered message was built from that copy.
+#[test]
+fn a_removed_part_leaves_the_senders_bytes_elsewhere() -> Result<()> {
+    let gw = Gateway::start("policy-stray", |c| {
+        c.set_list("policy", "include_by_name", &["*.exe"])
+    })?;
+    let mut f = Failures::default();
+    let (message, text_part) = stray_boundary_message();
+    send(
+        gw.port(),
+        "ceo@example.com",
+        &["user@example.com"],
+        &message,
+    )?;
+    let m = gw.sink.wait_for_count(1, DELIVERY_TIMEOUT)?.remove(0);
+    f.check(!m.message.contains("tool.exe"), || {
+        format!("the .exe is removed:\n{}", m.message)
+    });
+    // The message as sent, less the .exe part with its delimiter line
+    // (and the header lines Mailward adds on top; smtp-sink writes LF).
+    let sent = String::from_utf8_lossy(&message).replace("\r\n", "\n");
+    let exe_at = sent.find("\n--b-exe\nContent-Type: application/octet-stream");
+    let close_at = sent.rfind("\n--b-exe--");
+    let want = match (exe_at, close_at) {
+        (Some(a), Some(b)) => format!("{}{}", &sent[..a], &sent[b..]),
+        _ => anyhow::bail!("the test message has no .exe part"),
+    };
+    let got = mail::strip_added_headers(m.message.as_bytes());
+    f.check(got == want.as_bytes(), || {
+        format!(
+            "the rest byte for byte as sent ({text_part:?} kept whole):\n{}",
+            String::from_utf8_lossy(&got)
+        )
+    });
+    f.finish(|| gw.daemon.log())
+}

@@ -17,7 +17,9 @@
 //!   is unfolded.
 //!
 //! Only the structure is repaired; what a part holds is the checks' and
-//! the unpacker's. A message whose repairs cannot all be made (a nested
+//! the unpacker's. [`Origin`] says where each byte of the copy comes from,
+//! so that a part edit planned on the copy is made on the message itself
+//! (the sender's bytes stay wherever nothing is edited). A message whose repairs cannot all be made (a nested
 //! message sent base64-encoded, or more rounds than [`ROUNDS`]) is
 //! reported `unresolved`, and the scan gives `av/error`, never "clean".
 
@@ -79,43 +81,210 @@ enum Fix {
 
 /// Parses `raw` with `parser`, repairing the structure as needed.
 pub fn read<'r>(parser: &MessageParser, raw: &'r [u8]) -> Read<'r> {
+    read_with_origin(parser, raw).0
+}
+
+/// [`read`], and where the bytes of its copy come from in `raw`.
+pub fn read_with_origin<'r>(parser: &MessageParser, raw: &'r [u8]) -> (Read<'r>, Origin) {
     let first = parser.parse(raw);
     let (fixes, unfixable, ambiguous) = needed(first.as_ref(), raw);
     if fixes.is_empty() {
-        return Read {
+        let read = Read {
             message: first,
             unresolved: unfixable,
             other_reading: None,
             two_boundaries: ambiguous,
             neutralised: Vec::new(),
         };
+        return (read, Origin::same(raw.len()));
     }
     let mut other_reading = disagrees(raw, &fixes);
     drop(first);
     let mut neutralised = Vec::new();
-    let mut bytes = apply(raw, &fixes, &mut neutralised);
+    let (mut bytes, round) = apply(raw, &fixes, &mut neutralised);
+    let mut origin = round;
     for _ in 1..ROUNDS {
         let msg = parser.parse(&bytes);
         let (fixes, unfixable, ambiguous) = needed(msg.as_ref(), &bytes);
         if fixes.is_empty() {
-            return Read {
+            let read = Read {
                 message: msg.map(Message::into_owned),
                 unresolved: unfixable,
                 other_reading,
                 two_boundaries: ambiguous,
                 neutralised,
             };
+            return (read, origin);
         }
         other_reading = other_reading.or(disagrees(&bytes, &fixes));
         drop(msg);
-        bytes = apply(&bytes, &fixes, &mut neutralised);
+        let (next, round) = apply(&bytes, &fixes, &mut neutralised);
+        bytes = next;
+        origin = origin.then(&round);
     }
-    Read {
+    let read = Read {
         message: parser.parse(&bytes).map(Message::into_owned),
         unresolved: true,
         other_reading,
         two_boundaries: false,
         neutralised,
+    };
+    (read, origin)
+}
+
+/// Where the bytes of `copy` come from in `raw`, when `copy` is the copy
+/// [`crate::check::parse`] reads of `raw` (`raw` itself when no repair was
+/// needed). It makes that copy again, with the pipeline's parser, and
+/// None says that `copy` is not it.
+pub fn origin(raw: &[u8], copy: &[u8]) -> Option<Origin> {
+    if copy == raw {
+        return Some(Origin::same(raw.len()));
+    }
+    let (read, origin) = read_with_origin(&super::PARSER, raw);
+    let made = read.message.as_ref().map(Message::raw_message);
+    (made == Some(copy)).then_some(origin)
+}
+
+/// Where the bytes of a repaired copy come from in the message it was
+/// made of, so that what is planned on the copy can be done to the
+/// message itself: a part edit ([`crate::policy::edit`]) keeps the
+/// sender's bytes wherever it edits nothing.
+///
+/// The copy is a row of runs. A kept run is bytes of the message, one for
+/// one (a neutralised dash, `_` in the copy, stands where its `-` stood);
+/// an added run is an empty line the repair put in, and stands between
+/// two bytes of the message. What the repair took out (a fold's line end,
+/// a second `Content-Type` field) lies between two runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    /// In the order of the copy, without gaps from 0 to `copy_len`.
+    runs: Vec<Run>,
+    copy_len: usize,
+    raw_len: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Run {
+    /// Where it starts in the copy.
+    copy: usize,
+    /// Where it starts in the message; an added run: where it stands.
+    raw: usize,
+    len: usize,
+    added: bool,
+}
+
+impl Origin {
+    /// A copy that is the message (`len` bytes), unchanged.
+    pub fn same(len: usize) -> Origin {
+        let mut o = Origin {
+            runs: Vec::new(),
+            copy_len: 0,
+            raw_len: len,
+        };
+        o.push(Run {
+            copy: 0,
+            raw: 0,
+            len,
+            added: false,
+        });
+        o
+    }
+
+    /// Appends a run at the copy's end, joined to the last one when it
+    /// continues it.
+    fn push(&mut self, run: Run) {
+        if run.len == 0 {
+            return;
+        }
+        self.copy_len = run.copy + run.len;
+        if let Some(last) = self.runs.last_mut() {
+            let raw_next = if run.added {
+                last.raw
+            } else {
+                last.raw + last.len
+            };
+            if last.added == run.added && raw_next == run.raw {
+                last.len += run.len;
+                return;
+            }
+        }
+        self.runs.push(run);
+    }
+
+    /// The run that holds the copy's byte at `at`.
+    fn run_at(&self, at: usize) -> Option<&Run> {
+        let i = self.runs.partition_point(|r| r.copy + r.len <= at);
+        self.runs.get(i).filter(|r| r.copy <= at)
+    }
+
+    /// Where the copy's byte at `at` is in the message; None for a byte
+    /// the repair added (or past the copy's end).
+    pub fn byte(&self, at: usize) -> Option<usize> {
+        self.run_at(at)
+            .filter(|r| !r.added)
+            .map(|r| r.raw + (at - r.copy))
+    }
+
+    /// Where in the message a stretch of the copy that starts at `at`
+    /// starts. Bytes the repair took out right before `at` go with the
+    /// stretch (the earlier of the two message positions).
+    pub fn start(&self, at: usize) -> usize {
+        let at = at.min(self.copy_len);
+        if at == 0 {
+            return 0;
+        }
+        match self.run_at(at - 1) {
+            Some(r) if r.added => r.raw,
+            Some(r) => r.raw + (at - r.copy),
+            None => 0,
+        }
+    }
+
+    /// Where in the message a stretch of the copy that ends at `at`
+    /// ends. Bytes the repair took out right at `at` go with the stretch
+    /// (the later of the two message positions).
+    pub fn end(&self, at: usize) -> usize {
+        match self.run_at(at) {
+            Some(r) if r.added => r.raw,
+            Some(r) => r.raw + (at - r.copy),
+            None => self.raw_len,
+        }
+    }
+
+    /// This origin followed by the repairs of one more round (`round`:
+    /// where that round's copy comes from in this one's copy).
+    fn then(&self, round: &Origin) -> Origin {
+        let mut out = Origin {
+            runs: Vec::with_capacity(self.runs.len() + round.runs.len()),
+            copy_len: 0,
+            raw_len: self.raw_len,
+        };
+        for r in &round.runs {
+            if r.added {
+                out.push(Run {
+                    raw: self.end(r.raw),
+                    ..*r
+                });
+                continue;
+            }
+            let (from, to) = (r.raw, r.raw + r.len);
+            let first = self.runs.partition_point(|s| s.copy + s.len <= from);
+            for s in self.runs[first..].iter().take_while(|s| s.copy < to) {
+                let lo = s.copy.max(from);
+                let hi = (s.copy + s.len).min(to);
+                out.push(Run {
+                    copy: r.copy + (lo - from),
+                    raw: if s.added {
+                        s.raw
+                    } else {
+                        s.raw + (lo - s.copy)
+                    },
+                    len: hi - lo,
+                    added: s.added,
+                });
+            }
+        }
+        out
     }
 }
 
@@ -542,13 +711,19 @@ fn next_part(bytes: &[u8], from: usize, boundary: &[u8]) -> Option<usize> {
     None
 }
 
-/// A copy of `bytes` with `fixes` made. An empty line takes the line end
-/// of the line it goes before (CR LF unless that line ends in a bare LF).
+/// A copy of `bytes` with `fixes` made, and where its bytes come from in
+/// `bytes`. An empty line takes the line end of the line it goes before
+/// (CR LF unless that line ends in a bare LF).
 ///
 /// `marks` (sorted positions in `bytes` of dashes neutralised before)
 /// become their positions in the copy, with those neutralised now added.
-fn apply(bytes: &[u8], fixes: &BTreeMap<usize, Fix>, marks: &mut Vec<usize>) -> Vec<u8> {
+fn apply(bytes: &[u8], fixes: &BTreeMap<usize, Fix>, marks: &mut Vec<usize>) -> (Vec<u8>, Origin) {
     let mut out = Vec::with_capacity(bytes.len() + 2 * fixes.len());
+    let mut origin = Origin {
+        runs: Vec::new(),
+        copy_len: 0,
+        raw_len: bytes.len(),
+    };
     let mut copied = 0;
     let old = std::mem::take(marks);
     let mut next_mark = old.iter().copied().peekable();
@@ -560,31 +735,47 @@ fn apply(bytes: &[u8], fixes: &BTreeMap<usize, Fix>, marks: &mut Vec<usize>) -> 
             }
         }
     };
+    let kept = |out: &Vec<u8>, from: usize, to: usize| Run {
+        copy: out.len(),
+        raw: from,
+        len: to - from,
+        added: false,
+    };
     for (&at, fix) in fixes {
         if at < copied {
             continue;
         }
         carry(&out, copied, at, marks);
+        origin.push(kept(&out, copied, at));
         out.extend_from_slice(&bytes[copied..at]);
         copied = at;
         match *fix {
             Fix::EmptyLine => {
                 let (end, next) = line_at(bytes, at);
                 let bare_lf = next > end && next - end == 1;
-                out.extend_from_slice(if bare_lf { b"\n" } else { b"\r\n" });
+                let line_end: &[u8] = if bare_lf { b"\n" } else { b"\r\n" };
+                origin.push(Run {
+                    copy: out.len(),
+                    raw: at,
+                    len: line_end.len(),
+                    added: true,
+                });
+                out.extend_from_slice(line_end);
             }
             Fix::Unfold(n) | Fix::DropField(n) => copied = (at + n).min(bytes.len()),
             Fix::Neutralise => {
                 marks.push(out.len());
+                origin.push(kept(&out, at, at + 1));
                 out.push(b'_');
                 copied = (at + 1).min(bytes.len());
             }
         }
     }
     carry(&out, copied, bytes.len(), marks);
+    origin.push(kept(&out, copied, bytes.len()));
     out.extend_from_slice(&bytes[copied..]);
     marks.sort_unstable();
-    out
+    (out, origin)
 }
 
 #[cfg(test)]
@@ -675,5 +866,65 @@ Content-Disposition: attachment; filename=\r\n a.exe\r\n\r\nhi\r\n--Q--\r\n"
             assert_eq!(m.parts.len(), 2, "{fold}");
             assert_eq!(m.parts[1].attachment_name(), Some("a.exe"), "{fold}");
         }
+    }
+
+    /// Every byte of a repaired copy maps back to the message: a kept one
+    /// to the same byte (a neutralised `_` to its `-`), and what the
+    /// repairs took out is what lies between the kept ones. Three rounds:
+    /// the unfold shows the multipart, then the stray `--Q` is
+    /// neutralised, then the second Content-Type goes and an empty line
+    /// comes.
+    #[test]
+    fn the_origin_maps_each_byte_of_the_copy_back_to_the_message() {
+        let raw = b"Subject: x\r\nContent-Type: multipart/mixed;\r\n boundary=\r\n \"Q\"\r\n\r\n\
+--Q\r\nContent-Type: text/plain\r\nContent-Type: text/html\r\n\r\nsee --Q here\r\n\
+--Q\r\nContent-Type: application/zip; name=\"a.zip\"\r\nUEsDBA==\r\n--Q--\r\n";
+        let (r, map) = read_with_origin(&parser(), raw);
+        let m = r.message.unwrap();
+        let names: Vec<Option<&str>> = m.parts.iter().map(|p| p.attachment_name()).collect();
+        assert_eq!(names, [None, None, Some("a.zip")]);
+        let copy = m.raw_message();
+        assert!(find(copy, b"see -_Q here"));
+        let (mut taken_out, mut added, mut next) = (Vec::new(), Vec::new(), 0);
+        for (i, &b) in copy.iter().enumerate() {
+            match map.byte(i) {
+                Some(at) => {
+                    assert!(at >= next, "byte {i} maps back in order");
+                    taken_out.extend_from_slice(&raw[next..at]);
+                    let sent = if r.neutralised.contains(&i) { b'-' } else { b };
+                    assert_eq!(raw[at], sent, "byte {i}");
+                    next = at + 1;
+                }
+                None => added.push(b),
+            }
+        }
+        taken_out.extend_from_slice(&raw[next..]);
+        assert_eq!(
+            String::from_utf8_lossy(&taken_out),
+            "\r\nContent-Type: text/html\r\n"
+        );
+        assert_eq!(added, b"\r\n");
+        assert_eq!(r.neutralised.len(), 1);
+        // A stretch of the copy takes with it what was taken out at its
+        // edges: here, the second field.
+        let at = copy
+            .windows(26)
+            .position(|w| w == b"Content-Type: text/plain\r\n")
+            .unwrap()
+            + 26;
+        assert_eq!(
+            &raw[map.start(at)..map.end(at)],
+            b"Content-Type: text/html\r\n"
+        );
+        assert_eq!((map.start(0), map.end(copy.len())), (0, raw.len()));
+        // The pipeline's reading makes the same copy; another copy, or the
+        // message itself, has an origin of its own.
+        assert_eq!(origin(raw, copy), Some(map.clone()));
+        assert_eq!(origin(raw, b"other"), None);
+        assert_eq!(origin(raw, raw), Some(Origin::same(raw.len())));
+    }
+
+    fn find(hay: &[u8], needle: &[u8]) -> bool {
+        hay.windows(needle.len()).any(|w| w == needle)
     }
 }

@@ -12,6 +12,7 @@
 //! - A message that is a single part has no part to cut out: both actions
 //!   replace its body with the notice and its content headers with text/plain.
 
+use crate::check::mime_repair::{self, Origin};
 use crate::text::find_bytes as find;
 use mail_parser::{Message, MimeHeaders, PartType};
 use std::collections::BTreeMap;
@@ -130,12 +131,42 @@ fn notice_text(notice: &str) -> String {
 }
 
 /// Applies `edits` (top-level part index -> edit and notice text) to `raw`,
-/// the message `msg` was parsed from. When the parse repaired the message's
-/// structure (`check::parse`: a header without its empty line), `msg`
-/// holds the repaired copy and its offsets point there: the edits are made
-/// on that copy, which is what the recipient's client reads anyway.
+/// the message `msg` was parsed from.
+///
+/// When the parse repaired the message's structure (`check::parse`,
+/// [`mime_repair`]: a header without its empty line, a `--boundary`
+/// inside a line neutralised to `-_boundary`, a second `Content-Type`
+/// dropped, a fold unfolded), `msg` holds the repaired copy and its
+/// offsets point there. The parts to edit are found in that copy, as the
+/// scan read them, and the edit is made on `raw` ([`mime_repair::Origin`]
+/// maps the one to the other): the recipient gets the sender's bytes
+/// everywhere but in the part removed or replaced. (A copy that
+/// `check::parse` did not make cannot be mapped: the edit is then made on
+/// it.)
 pub fn apply(raw: &[u8], msg: &Message<'_>, edits: &BTreeMap<usize, (Edit, String)>) -> Vec<u8> {
-    let raw = parsed_bytes(raw, msg);
+    let copy = parsed_bytes(raw, msg);
+    match mime_repair::origin(raw, copy) {
+        Some(origin) => edit(raw, copy, &origin, msg, edits),
+        None => edit(copy, copy, &Origin::same(copy.len()), msg, edits),
+    }
+}
+
+/// [`apply`] on `raw`, with the parts found in `copy` (what `msg` was
+/// parsed from; `origin` says where its bytes are in `raw`).
+///
+/// Where a part's edit starts and ends is taken from delimiter lines,
+/// which a repair never changes, and the line ends around them are those
+/// of `raw`. An empty line the repair inserted at an edge (a part header
+/// that ran into the next delimiter) is not in `raw`, so it neither moves
+/// an edge nor is left behind; bytes the repair took out at an edge go
+/// with the part edited, never into a neighbour that is kept.
+fn edit(
+    raw: &[u8],
+    copy: &[u8],
+    origin: &Origin,
+    msg: &Message<'_>,
+    edits: &BTreeMap<usize, (Edit, String)>,
+) -> Vec<u8> {
     let mut parent: BTreeMap<usize, usize> = BTreeMap::new();
     for (i, p) in msg.parts.iter().enumerate() {
         if let PartType::Multipart(children) = &p.body {
@@ -151,7 +182,10 @@ pub fn apply(raw: &[u8], msg: &Message<'_>, edits: &BTreeMap<usize, (Edit, Strin
         .find(|(i, _)| !parent.contains_key(i))
         .map(|(i, e)| (*i, e.1.clone()))
     {
-        return single_part(raw, msg, &notice);
+        let body_at = msg.parts.first().map_or(raw.len(), |p| {
+            origin.start((p.offset_body as usize).min(copy.len()))
+        });
+        return single_part(raw, body_at.min(raw.len()), &notice);
     }
     // Keep one part in every multipart.
     for p in &msg.parts {
@@ -167,7 +201,9 @@ pub fn apply(raw: &[u8], msg: &Message<'_>, edits: &BTreeMap<usize, (Edit, Strin
             }
         }
     }
-    // Byte ranges to replace, computed on the original, applied from the end.
+    // Where a copy's byte is in `raw` (a delimiter's: always one of raw's).
+    let at_raw = |at: usize| origin.byte(at).unwrap_or_else(|| origin.start(at));
+    // Byte ranges of `raw` to replace, applied from the end.
     let mut cuts: Vec<(usize, usize, Vec<u8>)> = Vec::new();
     for (&i, (edit, notice)) in &edits {
         let (Some(part), Some(&p)) = (msg.parts.get(i), parent.get(&i)) else {
@@ -183,38 +219,35 @@ pub fn apply(raw: &[u8], msg: &Message<'_>, edits: &BTreeMap<usize, (Edit, Strin
         };
         let dash = [b"--".as_slice(), boundary.as_bytes()].concat();
         let line_dash = [b"\n--".as_slice(), boundary.as_bytes()].concat();
-        let h = (part.offset_header as usize).min(raw.len());
-        // Where this part's body ends: before the CRLF of the next delimiter
-        // (or at mail-parser's end offset when the message is cut short).
-        let (body_end, next_line) = match find(&raw[h..], &line_dash) {
+        let h = (part.offset_header as usize).min(copy.len());
+        // Where this part's body ends: before the line end of the next
+        // delimiter line (or at mail-parser's end offset when the message
+        // is cut short); and where that delimiter starts.
+        let (body_end, next_line) = match find(&copy[h..], &line_dash) {
             Some(n) => {
-                let n = h + n;
-                let end = if n > 0 && raw[n - 1] == b'\r' {
-                    n - 1
-                } else {
-                    n
-                };
-                (end, Some(n + 1))
+                let next = at_raw(h + n + 1).min(raw.len());
+                (before_line_end(raw, next), Some(next))
             }
-            None => ((part.offset_end as usize).clamp(h, raw.len()), None),
+            None => (
+                origin
+                    .end((part.offset_end as usize).clamp(h, copy.len()))
+                    .min(raw.len()),
+                None,
+            ),
         };
         match edit {
             Edit::Placeholder => {
-                cuts.push((h, body_end, notice_part(notice)));
+                cuts.push((origin.start(h), body_end, notice_part(notice)));
             }
             Edit::Remove => {
-                let Some(d) = rfind(&raw[..h], &dash) else {
+                let Some(d) = rfind(&copy[..h], &dash) else {
                     continue;
                 };
+                let d = at_raw(d).min(raw.len());
                 if d >= 1 && raw[d - 1] == b'\n' {
                     // "CRLF--boundary CRLF part" goes; the previous part now
                     // runs into the next delimiter's CRLF.
-                    let start = if d >= 2 && raw[d - 2] == b'\r' {
-                        d - 2
-                    } else {
-                        d - 1
-                    };
-                    cuts.push((start, body_end, Vec::new()));
+                    cuts.push((before_line_end(raw, d), body_end, Vec::new()));
                 } else if let Some(next) = next_line {
                     // The first delimiter, at the very start of the body: the
                     // next delimiter takes its place.
@@ -229,13 +262,24 @@ pub fn apply(raw: &[u8], msg: &Message<'_>, edits: &BTreeMap<usize, (Edit, Strin
     for (start, end, with) in cuts {
         // Overlapping ranges cannot come from distinct leaves; skip rather
         // than corrupt if one ever does.
-        if end > floor || start > end {
+        if end > floor || start > end || end > out.len() {
             continue;
         }
         out.splice(start..end, with);
         floor = start;
     }
     out
+}
+
+/// `at` (a line start), moved back over the line end before it (CR LF or
+/// LF), if there is one.
+fn before_line_end(raw: &[u8], at: usize) -> usize {
+    let head = &raw[..at.min(raw.len())];
+    let head = head
+        .strip_suffix(b"\r\n")
+        .or_else(|| head.strip_suffix(b"\n"))
+        .unwrap_or(head);
+    head.len()
 }
 
 /// The bytes `msg`'s offsets point into: its own copy when it has one.
@@ -260,13 +304,9 @@ fn is_content_header(field: &[u8]) -> bool {
     )
 }
 
-fn single_part(raw: &[u8], msg: &Message<'_>, notice: &str) -> Vec<u8> {
-    let body_at = msg
-        .parts
-        .first()
-        .map(|p| p.offset_body as usize)
-        .unwrap_or(raw.len())
-        .min(raw.len());
+/// The message's header (`raw` up to `body_at`) without its content
+/// fields, and the notice as its body.
+fn single_part(raw: &[u8], body_at: usize, notice: &str) -> Vec<u8> {
     let header = &raw[..body_at];
     // Fields are a line plus its continuation lines.
     let mut fields: Vec<Vec<u8>> = Vec::new();
@@ -445,6 +485,90 @@ with your password and read this long line to the end. \u{e4}rger R\u{e9}sum\u{e
         assert_eq!(
             notice.trim_end(),
             format!("Mailward replaced \"{}\".", crate::text::one_line(name))
+        );
+    }
+
+    /// A message the scan reads repaired (`mime_repair`): a fold next to
+    /// `=`, a `--BB` inside two text lines, a second Content-Type, and
+    /// part headers without their empty line (one runs into the next
+    /// delimiter).
+    const REPAIRED: &str = "From: a@example.com\r\nSubject: t\r\nMIME-Version: 1.0\r\n\
+Content-Type: multipart/mixed;\r\n boundary=\r\n \"BB\"\r\n\r\n\
+--BB\r\nContent-Type: text/plain\r\nContent-Type: text/html\r\n\r\n\
+see the --BB line, and --BB-- too\r\n\
+--BB\r\nContent-Type: application/octet-stream; name=\"evil.exe\"\r\n\
+Content-Transfer-Encoding: base64\r\nZXZpbA==\r\n\
+--BB\r\nContent-Type: application/octet-stream; name=\"empty.exe\"\r\n\
+--BB\r\nContent-Type: text/plain; name=\"note.txt\"\r\nkeep -- me --BB\r\n--BB--\r\n";
+
+    /// The indexes in `msg` of the parts named `names`.
+    fn named(msg: &Message<'_>, names: &[&str]) -> Vec<usize> {
+        names.iter().map(|n| index_of(msg, n)).collect()
+    }
+
+    /// What the recipient gets is the sender's bytes but for the part
+    /// edited: no `-_BB` of the scanner's copy, no field lost, no empty
+    /// line of its own (the edit used to be made on the repaired copy).
+    #[test]
+    fn an_edit_of_a_repaired_message_keeps_the_senders_bytes() {
+        let raw = REPAIRED.as_bytes();
+        let msg = crate::check::parse(raw).unwrap();
+        assert!(
+            !std::ptr::eq(msg.raw_message().as_ptr(), raw.as_ptr()),
+            "the scan reads a repaired copy"
+        );
+        let removed = named(&msg, &["evil.exe", "empty.exe"]);
+        let edits = removed
+            .iter()
+            .map(|&i| (i, (Edit::Remove, "gone".to_string())))
+            .collect();
+        let out = String::from_utf8(apply(raw, &msg, &edits)).unwrap();
+        let want = REPAIRED
+            .replace(
+                "\r\n--BB\r\nContent-Type: application/octet-stream; name=\"evil.exe\"\r\n\
+Content-Transfer-Encoding: base64\r\nZXZpbA==",
+                "",
+            )
+            .replace(
+                "\r\n--BB\r\nContent-Type: application/octet-stream; name=\"empty.exe\"",
+                "",
+            );
+        assert_eq!(out, want);
+        let again = crate::check::parse(out.as_bytes()).unwrap();
+        let names: Vec<_> = again
+            .parts
+            .iter()
+            .filter_map(|p| p.attachment_name())
+            .collect();
+        assert_eq!(names, ["note.txt"]);
+
+        // A placeholder for the last part, whose header has no empty line
+        // and whose text a `--BB` was neutralised in.
+        let note = index_of(&msg, "note.txt");
+        let edits = BTreeMap::from([(note, (Edit::Placeholder, "replaced".to_string()))]);
+        let out = apply(raw, &msg, &edits);
+        let notice = String::from_utf8(notice_part("replaced")).unwrap();
+        let want = REPAIRED.replace(
+            "Content-Type: text/plain; name=\"note.txt\"\r\nkeep -- me --BB",
+            &notice,
+        );
+        assert_eq!(String::from_utf8_lossy(&out), want);
+    }
+
+    /// A single part whose header the scan ended at a line that is no
+    /// field, with two Content-Types: the notice takes the body's place,
+    /// and the other fields stay as sent.
+    #[test]
+    fn a_repaired_single_part_keeps_its_other_fields() {
+        let raw = "From: a@example.com\r\nContent-Type: application/zip\r\n\
+Content-Type: text/plain\r\nX-Note: a=\r\n b\r\nUEsDBA== is no field\r\n";
+        let msg = crate::check::parse(raw.as_bytes()).unwrap();
+        let edits = BTreeMap::from([(0, (Edit::Remove, "gone".to_string()))]);
+        let out = String::from_utf8(apply(raw.as_bytes(), &msg, &edits)).unwrap();
+        let notice = String::from_utf8(notice_part("gone")).unwrap();
+        assert_eq!(
+            out,
+            format!("From: a@example.com\r\nX-Note: a=\r\n b\r\nMIME-Version: 1.0\r\n{notice}")
         );
     }
 }
