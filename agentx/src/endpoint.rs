@@ -109,7 +109,10 @@ impl Endpoint {
 /// Why this process may not open the UNIX socket at `path`, for the
 /// message of a refused connect (walkT 9): who owns the socket (or the
 /// directory that refuses us), with which mode, who we run as, and what
-/// to set in snmpd.conf.
+/// to change. net-snmp gives agentXPerms' owner and group to the socket
+/// only: a directory it makes is root's with the directory mode, so when
+/// the directory is what refuses us, the remedy is its mode or group, not
+/// the agentXPerms line the user may well have already (walkAM 2).
 pub(crate) fn permission_hint(path: &std::path::Path) -> String {
     use std::os::unix::fs::MetadataExt;
     let who = |uid: u32| name_of("/etc/passwd", uid).unwrap_or_else(|| uid.to_string());
@@ -123,27 +126,48 @@ pub(crate) fn permission_hint(path: &std::path::Path) -> String {
             m.mode() & 0o7777
         )
     };
-    // The socket itself, else the first directory above it we may see.
-    let place = match std::fs::metadata(path) {
-        Ok(m) => owned("the socket", path, &m),
-        Err(_) => path
-            .ancestors()
-            .skip(1)
-            .find_map(|dir| {
-                std::fs::metadata(dir)
-                    .ok()
-                    .map(|m| owned("its directory", dir, &m))
-            })
-            .unwrap_or_else(|| format!("the socket {}", path.display())),
-    };
     // /proc/self belongs to this process's effective user and group.
-    let me = std::fs::metadata("/proc/self")
-        .map(|m| format!("{}:{}", who(m.uid()), group(m.gid())))
-        .unwrap_or_else(|_| "this user".to_string());
+    let (me, my_group) = std::fs::metadata("/proc/self")
+        .map(|m| {
+            (
+                format!("{}:{}", who(m.uid()), group(m.gid())),
+                group(m.gid()),
+            )
+        })
+        .unwrap_or_else(|_| ("this user".to_string(), "GROUP".to_string()));
+    let perms = format!("`agentXPerms 0660 0755 SNMPD-USER {my_group}`");
+    // The socket itself, else the first directory above it we may see:
+    // the one that bars the way.
+    if let Ok(m) = std::fs::metadata(path) {
+        return format!(
+            "{} and Mailward runs as {me}: give the socket a group of that user \
+             with snmpd's {perms} in snmpd.conf and restart snmpd \
+             (docs/snmp.md, \"Setting up snmpd\")",
+            owned("the socket", path, &m)
+        );
+    }
+    let Some((dir, m)) = path
+        .ancestors()
+        .skip(1)
+        .find_map(|dir| std::fs::metadata(dir).ok().map(|m| (dir, m)))
+    else {
+        return format!(
+            "the socket {} cannot be seen and Mailward runs as {me} \
+             (docs/snmp.md, \"Setting up snmpd\")",
+            path.display()
+        );
+    };
+    // With group search permission, the group is enough; else the mode.
+    let now = if m.mode() & 0o010 != 0 {
+        format!("chgrp {my_group} {}", dir.display())
+    } else {
+        format!("chmod 0755 {}", dir.display())
+    };
     format!(
-        "{place} and Mailward runs as {me}: give the socket and its directory a group of that user \
-         with snmpd's `agentXPerms 0660 0550 SNMPD-USER GROUP` in snmpd.conf and restart snmpd \
-         (docs/snmp.md, \"Setting up snmpd\")"
+        "{} and Mailward runs as {me}: snmpd gives agentXPerms' group to the socket only, \
+         never to its directory, so open the directory now (`{now}`) and have snmpd \
+         create it 0755 with {perms} in snmpd.conf (docs/snmp.md, \"Setting up snmpd\")",
+        owned("its directory", dir, &m),
     )
 }
 

@@ -996,13 +996,34 @@ mod tests {
             "{hint}"
         );
         assert!(hint.contains("Mailward runs as "), "{hint}");
-        assert!(hint.contains("agentXPerms 0660 0550"), "{hint}");
-        // Unseen (a directory that bars the way): the nearest one seen.
+        assert!(hint.contains("agentXPerms 0660 0755 SNMPD-USER "), "{hint}");
+        assert!(!hint.contains("chgrp"), "{hint}");
+        // Unseen (a directory that bars the way): the nearest one seen,
+        // and what to do to the directory, not the agentXPerms line alone
+        // (walkAM 2: net-snmp makes its directory root:root 0550 whatever
+        // group agentXPerms names).
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o550)).unwrap();
         let hint = crate::endpoint::permission_hint(&dir.path().join("no/such/master"));
         assert!(
             hint.starts_with(&format!("its directory {} is ", dir.path().display())),
             "{hint}"
         );
+        assert!(hint.contains(" 0550 and Mailward runs as "), "{hint}");
+        assert!(hint.contains("group to the socket only"), "{hint}");
+        assert!(
+            hint.contains("(`chgrp ") && hint.contains(&format!(" {}`)", dir.path().display())),
+            "{hint}"
+        );
+        assert!(hint.contains("agentXPerms 0660 0755 SNMPD-USER "), "{hint}");
+        // No group search bit: the group alone would not help.
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o500)).unwrap();
+        let hint = crate::endpoint::permission_hint(&dir.path().join("no/such/master"));
+        assert!(
+            hint.contains(&format!("(`chmod 0755 {}`)", dir.path().display())),
+            "{hint}"
+        );
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
     }
 
     /// The reconnect schedule a master that comes back meets: the wait
