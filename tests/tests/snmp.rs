@@ -1405,6 +1405,25 @@ fn every_notification_arrives_with_its_trap_oid_and_varbinds() -> Result<()> {
                 ("mwAlertState", Want::Is("INTEGER: 2".into())),
             ],
         );
+        // The log says so in words that log alerting on "crossed" does
+        // not page on (walkAM 12: the clear was a WARN "crossed").
+        let log = rig.daemon.full_log();
+        let lines = |state: &str| -> Vec<String> {
+            log.lines()
+                .filter(|l| l.contains("alert=queue_messages") && l.contains(state))
+                .map(str::to_string)
+                .collect()
+        };
+        let raised = lines("state=raised");
+        f.check(
+            raised.len() == 1 && raised[0].contains("WARN admin: Alert threshold crossed."),
+            || format!("one WARN 'Alert threshold crossed.' for the raise, got {raised:?}"),
+        );
+        let cleared = lines("state=cleared");
+        f.check(
+            cleared.len() == 1 && cleared[0].contains("INFO admin: Alert threshold cleared."),
+            || format!("one INFO 'Alert threshold cleared.' for the clear, got {cleared:?}"),
+        );
     }
 
     // /metrics counts what snmptrapd received, by name.

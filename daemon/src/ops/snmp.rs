@@ -453,9 +453,18 @@ pub async fn watch(gw: Arc<Gateway>) {
                 } else {
                     raised.remove(name);
                 }
-                tracing::warn!(target: "admin", alert = %name, value, threshold = threshold_shown,
-                    unit = alert_unit(name), state = if over { "raised" } else { "cleared" },
-                    "Alert threshold crossed.");
+                // A clear is good news: said at INFO in its own words, so
+                // that log alerting on "crossed" does not page on it
+                // (walkAM 12).
+                if over {
+                    tracing::warn!(target: "admin", alert = %name, value,
+                        threshold = threshold_shown, unit = alert_unit(name), state = "raised",
+                        "Alert threshold crossed.");
+                } else {
+                    tracing::info!(target: "admin", alert = %name, value,
+                        threshold = threshold_shown, unit = alert_unit(name), state = "cleared",
+                        "Alert threshold cleared.");
+                }
                 gw.notify(Notification::AlertThreshold {
                     name: name.clone(),
                     value,
@@ -474,7 +483,7 @@ pub async fn watch(gw: Arc<Gateway>) {
         for (name, threshold_shown) in removed {
             raised.remove(&name);
             let value = measure(&name, 0).map_or(0, |(v, _)| v);
-            tracing::warn!(target: "admin", alert = %name, value, threshold = threshold_shown,
+            tracing::info!(target: "admin", alert = %name, value, threshold = threshold_shown,
                 unit = alert_unit(&name), state = "cleared",
                 "Alert threshold no longer configured; cleared.");
             gw.notify(Notification::AlertThreshold {
