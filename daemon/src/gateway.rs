@@ -310,6 +310,27 @@ impl Gateway {
         (snap, carried.as_deref().copied().unwrap_or((0, 0)))
     }
 
+    /// Seconds since the oldest message tried at least once, with a
+    /// recipient still waiting and not held, was received: what `mailward
+    /// status` calls mail not leaving past 30 minutes, for Prometheus and
+    /// SNMP (walkAM 10).
+    fn oldest_deferred(&self) -> u64 {
+        let now = chrono::Utc::now().timestamp();
+        self.queue
+            .list()
+            .iter()
+            .filter(|e| {
+                !e.held
+                    && e.attempts > 0
+                    && e.rcpts
+                        .iter()
+                        .any(|r| matches!(r.state, crate::envelope::RcptState::Pending { .. }))
+            })
+            .map(|e| (now - e.received_at).max(0) as u64)
+            .max()
+            .unwrap_or(0)
+    }
+
     /// The levels, and the counters kept outside the model, as they are now.
     fn gauges(&self) -> mailward_metrics::Gauges {
         let (queue_messages, queue_bytes) = self.queue.size();
@@ -321,6 +342,8 @@ impl Gateway {
             queue_held: self.queue.held() as u64,
             dns_lists_resting: dns.resting_count() as u64,
             dns_server_silent: !dns.server_answers(),
+            queue_oldest_deferred: self.oldest_deferred(),
+            bases_on_disk_broken: self.bases_on_disk.lock().is_ok_and(|e| e.is_some()),
             queue_bytes,
             spool_free_bytes: self.spool.free_space().unwrap_or(0),
             bases_records: bases.as_ref().map_or(0, |b| b.records),
@@ -455,11 +478,21 @@ impl Gateway {
 
     /// Records how the last attempt to load the bases directory went (the
     /// start records its own; reloads record theirs).
+    /// A set that loads after one that did not is said once, as its
+    /// failure was (walkAM 5: the log and the NMS kept the fault open).
     pub fn set_bases_on_disk_error(&self, error: Option<String>) {
-        *self
-            .bases_on_disk
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = error;
+        let loads = error.is_none();
+        let was = std::mem::replace(
+            &mut *self
+                .bases_on_disk
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+            error,
+        );
+        if was.is_some() && loads {
+            let dir = self.config().bases.av.display().to_string();
+            tracing::info!(target: "app", dir = %dir, "The signature bases on disk load again.");
+        }
     }
 
     /// Takes the right to change the bases directory; None while another

@@ -79,6 +79,8 @@ pub enum Unit {
     Flag,
     /// Spam-score points (histogram sums stored in thousandths).
     Points,
+    /// Whole seconds (an age), stored and exposed as they are.
+    Seconds,
 }
 
 impl Unit {
@@ -90,6 +92,7 @@ impl Unit {
             Unit::Timestamp => "unix seconds",
             Unit::Flag => "0/1",
             Unit::Points => "points",
+            Unit::Seconds => "seconds",
         }
     }
 }
@@ -222,6 +225,8 @@ pub enum StatId {
     SpoolDamagedKeptBytes,
     InboundTls,
     StoreWriteErrors,
+    QueueOldestDeferred,
+    BasesOnDiskBroken,
 }
 
 pub const REJECT_REASONS: &[&str] = &[
@@ -1072,10 +1077,10 @@ pub static CATALOGUE: &[Stat] = &[
         Gauge,
         Unit::Flag,
         None,
-        "1 while the DNS server does not answer: a probe (a made-up name, sent after a DNS list, SPF, DKIM or DMARC look-up failed) got no reply within timeouts.dns. Meanwhile SPF and DKIM/DMARC give temperror and the DNS lists list nothing, at once, instead of waiting, and probes go on (at most one every 5 s, while mail comes in) until one is answered. 0 otherwise.",
+        "1 while the DNS server does not answer: a probe (a made-up name, sent after a DNS list, SPF, DKIM or DMARC look-up failed) got no reply within timeouts.dns. Meanwhile SPF and DKIM/DMARC give temperror and the DNS lists list nothing, at once, instead of waiting, and probes go on, each 5 s after the last one timed out, with or without mail, until one is answered. 0 otherwise.",
     )
     .snmp(
-        "true(1) while the DNS server does not answer: a probe (a made-up name, sent after a DNS list, SPF, DKIM or DMARC look-up failed) got no reply within timeouts.dns. Meanwhile SPF and DKIM/DMARC give temperror and the DNS lists list nothing, at once, instead of waiting, and probes go on (at most one every 5 s, while mail comes in) until one is answered. false(2) otherwise.",
+        "true(1) while the DNS server does not answer: a probe (a made-up name, sent after a DNS list, SPF, DKIM or DMARC look-up failed) got no reply within timeouts.dns. Meanwhile SPF and DKIM/DMARC give temperror and the DNS lists list nothing, at once, instead of waiting, and probes go on, each 5 s after the last one timed out, with or without mail, until one is answered. false(2) otherwise.",
     ),
     def(
         StatId::ForeignVerdictHeaders,
@@ -1211,6 +1216,31 @@ pub static CATALOGUE: &[Stat] = &[
         Unit::Count,
         Some(("store", STORES)),
         "Copies a message store could not write (a full or read-only file system, a directory the user may not write to), by store: quarantine, or archive (incoming and outgoing copies). A quarantine or incoming archive copy that fails refuses its message with 451 4.3.0 in the session (after a 250 the message stays unchecked in the spool); an outgoing archive copy is only missing. Any increase needs a look: mailward status says which store, when and why.",
+    ),
+    def(
+        StatId::QueueOldestDeferred,
+        Resources,
+        57,
+        "mwQueueOldestDeferred",
+        "mailward_queue_oldest_deferred_seconds",
+        Gauge,
+        Unit::Seconds,
+        None,
+        "Seconds since the oldest message that was tried and still waits for delivery was received (held messages left out); 0 when there is none. mailward status calls mail not leaving a problem past 30 minutes (1800): a next hop down or refusing.",
+    ),
+    def(
+        StatId::BasesOnDiskBroken,
+        Resources,
+        58,
+        "mwBasesOnDiskBroken",
+        "mailward_bases_on_disk_broken",
+        Gauge,
+        Unit::Flag,
+        None,
+        "1 while the signature bases on disk do not load (the last start or reload could not compile them): the rules in use stay, but a restart would run without AV rules until the set is fixed or rolled back; mailward status says why. 0 otherwise.",
+    )
+    .snmp(
+        "true(1) while the signature bases on disk do not load (the last start or reload could not compile them, the fault mwProductError was sent for): the rules in use stay, but a restart would run without AV rules until the set is fixed or rolled back; mailward status says why. false(2) otherwise.",
     ),
 ];
 
@@ -1356,7 +1386,7 @@ mod tests {
             if s.unit == Unit::Bytes {
                 assert!(s.prom.contains("_bytes"), "{}", s.prom);
             }
-            if s.unit == Unit::Micros || s.unit == Unit::Timestamp {
+            if s.unit == Unit::Micros || s.unit == Unit::Timestamp || s.unit == Unit::Seconds {
                 assert!(s.prom.contains("_seconds"), "{}", s.prom);
             }
         }
@@ -1395,6 +1425,7 @@ pub fn place(id: StatId) -> Place {
         StatId::BasesReleased => Place::Update(4),
         StatId::BasesRecords => Place::Update(5),
         StatId::BasesObsolete => Place::Update(6),
+        StatId::BasesOnDiskBroken => Place::Update(7),
         StatId::StartTime => Place::Admin(2),
         other => {
             let s = stat(other);

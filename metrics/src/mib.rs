@@ -25,6 +25,24 @@ pub struct Revision {
 /// Objects are only ever added; none is renumbered or removed.
 pub const REVISIONS: &[Revision] = &[
     Revision {
+        date: "202612060735Z",
+        objects: 237,
+        description: "Added mwQueueOldestDeferred (seconds since the oldest \
+            message tried and still waiting was received: mail not leaving, \
+            which mailward status calls a problem past 30 minutes) and \
+            mwBasesOnDiskBroken (the bases on disk do not load: a restart \
+            would run without AV rules).",
+    },
+    Revision {
+        date: "202612060730Z",
+        objects: 235,
+        description: "Descriptions only, no object was added: \
+            mwProductError is sent for store write failures and bases on \
+            disk that do not load too, not only for a component that \
+            stopped; mwDnsServerSilent's probes go on 5 s after the last \
+            one timed out, with or without mail.",
+    },
+    Revision {
         date: "202612060410Z",
         objects: 235,
         description: "Added mwStoreWriteErrorsTable: copies the quarantine \
@@ -185,7 +203,7 @@ pub const REVISIONS: &[Revision] = &[
 pub const NOTIFICATIONS: &[(&str, u32, &[&str], &str)] = &[
     ("mwProductStart", 1, &["mwVersion", "mwConfigFile"], "Mailward has started and accepts mail."),
     ("mwProductStop", 2, &["mwVersion"], "Mailward is stopping gracefully (SIGTERM or SIGINT)."),
-    ("mwProductError", 3, &["mwNotifyMessage"], "A fault stopped a component of Mailward; the message says which and why."),
+    ("mwProductError", 3, &["mwNotifyMessage"], "A fault an operator must mend; mwNotifyMessage says which and why: a component (the listener, the milter, the delivery loop) stopped, and the gateway stops; or the signature bases on disk do not load (at start, or at a reload, where the rules in use stay but a restart would run without them); or a message store (the quarantine, the incoming or outgoing archive) cannot write its copies (sent once until a copy is written again). mailward status shows the faults still open."),
     ("mwConfigReloaded", 4, &["mwConfigFile", "mwReloadResult", "mwNotifyMessage"],
         "The configuration was reloaded (SIGHUP): mwReloadResult says whether the new one is in force or was refused."),
     ("mwBasesReloaded", 5, &["mwBasesRecords", "mwBasesReleased"], "New signature bases are in use."),

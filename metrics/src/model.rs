@@ -94,6 +94,11 @@ pub struct Gauges {
     pub dns_lists_resting: u64,
     /// The DNS server did not answer its last probe.
     pub dns_server_silent: bool,
+    /// Seconds since the oldest message tried and still waiting was
+    /// received (0: none).
+    pub queue_oldest_deferred: u64,
+    /// The signature bases on disk did not load at the last try.
+    pub bases_on_disk_broken: bool,
 }
 
 struct Histogram {
@@ -713,6 +718,12 @@ impl Stats {
         set(StatId::QueueHeldMessages, 0, gauges.queue_held);
         set(StatId::DnsListsResting, 0, gauges.dns_lists_resting);
         set(StatId::DnsServerSilent, 0, gauges.dns_server_silent as u64);
+        set(StatId::QueueOldestDeferred, 0, gauges.queue_oldest_deferred);
+        set(
+            StatId::BasesOnDiskBroken,
+            0,
+            gauges.bases_on_disk_broken as u64,
+        );
         set(StatId::QueueBytes, 0, gauges.queue_bytes);
         set(StatId::SpoolFreeBytes, 0, gauges.spool_free_bytes);
         set(

@@ -498,6 +498,7 @@ fn units(s: &catalogue::Stat) -> Option<&'static str> {
     match s.unit {
         Unit::Bytes => Some("octets"),
         Unit::Micros => Some("microseconds"),
+        Unit::Seconds => Some("seconds"),
         _ => None,
     }
 }

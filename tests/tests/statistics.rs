@@ -1711,6 +1711,18 @@ fn a_quarantine_that_cannot_write_is_counted_and_a_status_problem() -> Result<()
         errors(&rig.stats.scrape()?) == (Some(1.0), Some(0.0)),
         "after a copy was written"
     );
+    // ... and the log says so once, as it said the failure (walkAM 5).
+    let log = rig.daemon.full_log();
+    let again: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("writes its copies again"))
+        .collect();
+    ensure!(
+        again.len() == 1
+            && again[0].contains("INFO policy: The quarantine writes its copies again.")
+            && again[0].contains("failed_copies=1"),
+        "want one INFO line for the quarantine written again, got {again:?}"
+    );
     Ok(())
 }
 

@@ -301,7 +301,23 @@ impl Store {
         let now = chrono::Utc::now().timestamp();
         if let Ok(mut failing) = self.failing.lock() {
             match &written {
-                Ok(_) => *failing = None,
+                Ok(_) => {
+                    // Said once, as the failure was (walkAM 5): without it
+                    // the log and the NMS keep the fault open for good.
+                    if let Some(was) = failing.take() {
+                        let name = was.name().to_string();
+                        let since = chrono::DateTime::from_timestamp(was.since, 0)
+                            .map(|t| t.to_rfc3339())
+                            .unwrap_or_default();
+                        if self.what == "archive outgoing" {
+                            tracing::info!(target: "delivery", store = %name, failed_copies = was.failures,
+                                failing_since = %since, "The {name} writes its copies again.");
+                        } else {
+                            tracing::info!(target: "policy", store = %name, failed_copies = was.failures,
+                                failing_since = %since, "The {name} writes its copies again.");
+                        }
+                    }
+                }
                 Err(e) => {
                     let f = failing.get_or_insert_with(|| WriteFailing {
                         store: self.what.to_string(),
