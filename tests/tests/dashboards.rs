@@ -116,6 +116,7 @@ const EXPECT: &[(&str, Expect)] = &[
     ("Spool free space", Exported),
     ("Open sessions", Exported),
     ("Sessions opened", Traffic),
+    ("Oldest deferred", Exported),
     // Scanning
     ("Scan latency", Traffic),
     ("Scans", Traffic),
@@ -138,6 +139,7 @@ const EXPECT: &[(&str, Expect)] = &[
     ("Last update check", Parses),
     ("Last update result", Parses),
     ("Bases age over time", Parses),
+    ("Bases on disk", Exported),
     // SNMP subagent
     ("AgentX session", Exported),
     ("AgentX requests, errors, reconnects", Exported),
@@ -152,11 +154,14 @@ const EXPECT: &[(&str, Expect)] = &[
     ("Stress mode", Exported),
     ("Spool reclaimable", Exported),
     ("Scans refused for memory", Exported),
+    ("Spool write errors", Exported),
+    ("Configuration reloads", Exported),
     // Quarantine and archive
     ("Quarantined messages", Exported),
     ("Quarantine size", Exported),
     ("Quarantined and released", Exported),
     ("Archive size", Exported),
+    ("Store write errors", Exported),
     // Spam check
     ("Spam tests fired", Exported),
     ("Top spam tests", Parses),
