@@ -9,6 +9,7 @@ use hickory_resolver::config::{
 };
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::net::NetError;
+use hickory_resolver::proto::op::ResponseCode;
 use hickory_resolver::proto::rr::RData;
 use hickory_resolver::TokioResolver;
 use std::net::{IpAddr, SocketAddr};
@@ -152,6 +153,13 @@ pub struct Dns {
     /// a list answering just under `timeouts.dns` delayed every greeting
     /// without a word).
     slow: std::sync::Arc<SlowLists>,
+    /// What the last look-ups this resolver made itself (DNS lists, MX,
+    /// A/AAAA, PTR) got, REFUSED apart (walkAK 2: a server that refuses
+    /// to resolve for this host was reported as one that does not
+    /// answer). Kept here, where the response code is known: the
+    /// callers' tallies only say failed, and SPF and DKIM go through
+    /// mail-auth, which does not tell.
+    asked: std::sync::Arc<RecentLookups>,
 }
 
 /// One MX record.
@@ -221,6 +229,7 @@ impl Dns {
             server: std::sync::Arc::default(),
             refusals: std::sync::Arc::default(),
             slow: std::sync::Arc::default(),
+            asked: std::sync::Arc::default(),
         })
     }
 
@@ -240,6 +249,7 @@ impl Dns {
         self.server = old.server.clone();
         self.refusals = old.refusals.clone();
         self.slow = old.slow.clone();
+        self.asked = old.asked.clone();
         true
     }
 
@@ -255,6 +265,13 @@ impl Dns {
     /// Since when the DNS server has not answered (None: it answers).
     pub fn server_silent_since(&self) -> Option<std::time::SystemTime> {
         self.server.silent_since()
+    }
+
+    /// (refused, looked up) over the last look-ups this resolver made
+    /// itself (DNS lists, MX, A/AAAA, PTR; at most
+    /// [`RecentLookups::SPAN`]): how many the server answered REFUSED.
+    pub fn refused_of(&self) -> (u32, u32) {
+        self.asked.refused_of()
     }
 
     /// A look-up failed (sender authentication, a DNS list), or was
@@ -407,24 +424,28 @@ impl Dns {
             // next probe is due in PROBE_EVERY.
             return;
         };
-        let (resolver, zones, timeout) = (self.resolver.clone(), self.zones.clone(), self.timeout);
+        let (resolver, zones, asked, timeout) = (
+            self.resolver.clone(),
+            self.zones.clone(),
+            self.asked.clone(),
+            self.timeout,
+        );
         let (zone, name) = (zone.to_string(), fqdn(name));
         runtime.spawn(async move {
-            let answered = match tokio::time::timeout(
+            // "No such name" is an answer, as for a client's look-up
+            // ([`Dns::list_entry`]); REFUSED is not.
+            let outcome = match tokio::time::timeout(
                 timeout + Duration::from_millis(100),
                 resolver.ipv4_lookup(name.as_str()),
             )
             .await
             {
-                Ok(Ok(_)) => true,
-                // "No such name" is an answer, as for a client's look-up
-                // ([`Dns::list_entry`]).
-                Ok(Err(e)) => matches!(
-                    DnsError::from_resolve(&name, "A", e),
-                    DnsError::NotFound { .. }
-                ),
-                Err(_) => false,
+                Ok(Ok(_)) => Outcome::Answered,
+                Ok(Err(e)) => Outcome::of(&e),
+                Err(_) => Outcome::Failed,
             };
+            asked.note_one(outcome);
+            let answered = outcome == Outcome::Answered;
             log_rest(
                 &zone,
                 zones.note(&zone, answered, std::time::Instant::now()),
@@ -462,7 +483,13 @@ impl Dns {
         kind: &'static str,
         fut: impl std::future::Future<Output = Result<T, NetError>>,
     ) -> Result<T, DnsError> {
-        match tokio::time::timeout(self.timeout + Duration::from_millis(100), fut).await {
+        let r = tokio::time::timeout(self.timeout + Duration::from_millis(100), fut).await;
+        self.asked.note_one(match &r {
+            Ok(Ok(_)) => Outcome::Answered,
+            Ok(Err(e)) => Outcome::of(e),
+            Err(_) => Outcome::Failed,
+        });
+        match r {
             Ok(r) => r.map_err(|e| DnsError::from_resolve(name, kind, e)),
             Err(_) => Err(DnsError::Temporary {
                 name: name.to_string(),
@@ -836,18 +863,69 @@ pub fn address_literal(host: &str) -> Option<IpAddr> {
     host.trim_matches(|c| c == '[' || c == ']').parse().ok()
 }
 
+/// What one DNS look-up got, for [`RecentLookups`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Records, or "no such name or record": an answer.
+    Answered,
+    /// No answer in time, or a failure the server reported (SERVFAIL).
+    Failed,
+    /// The server answered REFUSED: it is there, but does not resolve for
+    /// this host (a dnsmasq or unbound that allows recursion to others
+    /// only). A failure too, whose remedy is on that server.
+    Refused,
+}
+
+impl Outcome {
+    /// What a look-up that ended in `e` got.
+    pub fn of(e: &NetError) -> Outcome {
+        if matches!(
+            e,
+            NetError::Dns(hickory_resolver::net::DnsError::ResponseCode(
+                ResponseCode::Refused
+            ))
+        ) {
+            Outcome::Refused
+        } else if e.is_no_records_found() || e.is_nx_domain() {
+            Outcome::Answered
+        } else {
+            Outcome::Failed
+        }
+    }
+}
+
 /// Whether the last [`RecentLookups::SPAN`] DNS look-ups (DNSBL, URI list,
-/// SPF, and delivery's MX and address look-ups) got an answer. The
-/// statistics count failures since start; this says whether the DNS server
-/// answers now, for `mailward status`.
+/// SPF, and delivery's MX and address look-ups) got an answer, and which
+/// of those without one the server REFUSED. The statistics count failures
+/// since start; this says whether the DNS server answers now, for
+/// `mailward status`.
 #[derive(Default)]
 pub struct RecentLookups(Mutex<Window>);
 
-/// One bit per look-up, the newest lowest: 1 failed.
+/// One bit per look-up, the newest lowest: in `bits` 1 failed, in
+/// `refused` 1 refused (a refused look-up failed too).
 #[derive(Default, Clone, Copy)]
 struct Window {
     bits: u64,
+    refused: u64,
     len: u32,
+}
+
+impl Window {
+    fn push(&mut self, failed: bool, refused: bool) {
+        self.bits = (self.bits << 1) | u64::from(failed || refused);
+        self.refused = (self.refused << 1) | u64::from(refused);
+        self.len = (self.len + 1).min(RecentLookups::SPAN);
+    }
+
+    /// The bits of the look-ups in the window.
+    fn mask(&self) -> u64 {
+        if self.len >= RecentLookups::SPAN {
+            u64::MAX
+        } else {
+            (1u64 << self.len) - 1
+        }
+    }
 }
 
 impl RecentLookups {
@@ -856,33 +934,41 @@ impl RecentLookups {
     /// server (one client's broken domain is not the server's fault).
     pub const SAMPLE: u32 = 5;
 
-    /// Adds a batch of look-ups (their order within the batch is lost).
-    pub fn note(&self, answered: u64, failed: u64) {
-        let mut w = match self.0.lock() {
+    fn window(&self) -> std::sync::MutexGuard<'_, Window> {
+        match self.0.lock() {
             Ok(w) => w,
             Err(poisoned) => poisoned.into_inner(),
-        };
+        }
+    }
+
+    /// Adds a batch of look-ups (their order within the batch is lost).
+    pub fn note(&self, answered: u64, failed: u64) {
+        let mut w = self.window();
         let span = u64::from(Self::SPAN);
         for fail in std::iter::repeat_n(false, answered.min(span) as usize)
             .chain(std::iter::repeat_n(true, failed.min(span) as usize))
         {
-            w.bits = (w.bits << 1) | u64::from(fail);
-            w.len = (w.len + 1).min(Self::SPAN);
+            w.push(fail, false);
         }
     }
 
-    /// (failed, looked up) over the window.
+    /// Adds one look-up.
+    pub fn note_one(&self, outcome: Outcome) {
+        self.window()
+            .push(outcome == Outcome::Failed, outcome == Outcome::Refused);
+    }
+
+    /// (failed, looked up) over the window; refused look-ups count as
+    /// failed.
     pub fn failed_of(&self) -> (u32, u32) {
-        let w = match self.0.lock() {
-            Ok(w) => *w,
-            Err(poisoned) => *poisoned.into_inner(),
-        };
-        let mask = if w.len >= Self::SPAN {
-            u64::MAX
-        } else {
-            (1u64 << w.len) - 1
-        };
-        ((w.bits & mask).count_ones(), w.len)
+        let w = *self.window();
+        ((w.bits & w.mask()).count_ones(), w.len)
+    }
+
+    /// (refused, looked up) over the window.
+    pub fn refused_of(&self) -> (u32, u32) {
+        let w = *self.window();
+        ((w.refused & w.mask()).count_ones(), w.len)
     }
 
     /// The share of the window's look-ups that failed, in percent; None
@@ -1172,6 +1258,144 @@ mod tests {
         assert_eq!(r.failed_of(), (4, 64));
         r.note(1000, 0);
         assert_eq!(r.failed_of(), (0, 64));
+    }
+
+    #[test]
+    fn the_recent_window_keeps_refusals_apart_from_other_failures() {
+        let r = RecentLookups::default();
+        r.note_one(Outcome::Answered);
+        r.note_one(Outcome::Failed);
+        r.note_one(Outcome::Refused);
+        r.note_one(Outcome::Refused);
+        assert_eq!(r.failed_of(), (3, 4), "a refused look-up failed too");
+        assert_eq!(r.refused_of(), (2, 4));
+        // Answers push the refusals out of the window, as the failures.
+        r.note(63, 0);
+        assert_eq!(r.refused_of(), (1, 64));
+        r.note(1, 0);
+        assert_eq!(r.refused_of(), (0, 64));
+        assert_eq!(r.failed_of(), (0, 64));
+    }
+
+    #[test]
+    fn refused_is_told_from_no_answer_and_from_no_such_name() {
+        let refused = NetError::Dns(hickory_resolver::net::DnsError::ResponseCode(
+            ResponseCode::Refused,
+        ));
+        let servfail = NetError::Dns(hickory_resolver::net::DnsError::ResponseCode(
+            ResponseCode::ServFail,
+        ));
+        assert_eq!(Outcome::of(&refused), Outcome::Refused);
+        assert_eq!(Outcome::of(&servfail), Outcome::Failed);
+        assert_eq!(Outcome::of(&NetError::Timeout), Outcome::Failed);
+    }
+
+    /// A DNS server on a loopback port that answers every query with the
+    /// response code `rcode` and no records (5: REFUSED); its address.
+    async fn answering(rcode: u8) -> SocketAddr {
+        let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let at = socket.local_addr().unwrap();
+        tokio::spawn(async move {
+            let mut buf = [0u8; 512];
+            while let Ok((n, from)) = socket.recv_from(&mut buf).await {
+                // The header and the question only (no EDNS record back).
+                let mut end = 12;
+                while end < n && buf[end] != 0 {
+                    end += 1 + buf[end] as usize;
+                }
+                end += 5;
+                if n < 12 || end > n {
+                    continue;
+                }
+                let mut answer = buf[..end].to_vec();
+                answer[2] |= 0x80; // a response
+                answer[3] = rcode;
+                answer[6..12].fill(0); // no answer, authority or additional records
+                let _ = socket.send_to(&answer, from).await;
+            }
+        });
+        at
+    }
+
+    #[tokio::test]
+    async fn a_server_that_refuses_is_counted_as_refusing_not_as_silent() {
+        // walkAK 2: a dnsmasq or unbound that does not resolve for this
+        // host answers REFUSED at once; `mailward status` must say that,
+        // not that it gives no answer.
+        let dns = Dns::new(Some(answering(5).await), Duration::from_secs(2)).unwrap();
+        let zones = vec!["bl.test".to_string(), "score.test".to_string()];
+        let started = std::time::Instant::now();
+        let (listed, tally) = dns.dnsbl("192.0.2.1".parse().unwrap(), &zones).await;
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "a refusal is not waited for"
+        );
+        assert_eq!(
+            (listed, tally.failed),
+            (None, 2),
+            "refused: not listed, failed"
+        );
+        assert!(dns.mx("example.com").await.is_err());
+        assert_eq!(dns.refused_of(), (3, 3));
+        // Its probe (the failures had it probed) was refused too: an
+        // answer, so the server is not taken for silent.
+        tokio::time::timeout(Duration::from_secs(1), async {
+            while dns.server.state().probing {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await
+        .expect("the probe was answered at once");
+        assert!(dns.server_answers());
+        // A server that answers "no such name" refuses nothing.
+        let dns = Dns::new(Some(answering(3).await), Duration::from_secs(2)).unwrap();
+        let (_, tally) = dns.dnsbl("192.0.2.1".parse().unwrap(), &zones).await;
+        assert_eq!((tally.not_listed, dns.refused_of()), (2, (0, 2)));
+    }
+
+    #[tokio::test]
+    async fn a_silent_servers_probes_end_with_the_last_gateway_that_uses_them() {
+        // While the server is silent it is probed every 5 s by the clock;
+        // once no gateway holds its health (a reload that named another
+        // server), the probes stop rather than go on for ever.
+        let silent = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let dns = Dns::new(
+            Some(silent.local_addr().unwrap()),
+            Duration::from_millis(200),
+        )
+        .unwrap();
+        dns.doubt_server();
+        tokio::time::timeout(Duration::from_secs(3), async {
+            while dns.server_answers() {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await
+        .expect("the first probe finds the server silent");
+        let health = std::sync::Arc::downgrade(&dns.server);
+        drop(dns);
+        // The probe task wakes after its PROBE_EVERY, finds itself alone
+        // with the health, and ends (dropping it).
+        let ended = tokio::time::timeout(ServerHealth::PROBE_EVERY * 2, async {
+            while health.strong_count() > 0 {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+        .await;
+        assert!(ended.is_ok(), "the probes went on with no gateway to tell");
+        let mut buf = [0u8; 512];
+        let mut probes = std::collections::BTreeSet::new();
+        while let Ok(n) = silent.try_recv(&mut buf) {
+            let query = String::from_utf8_lossy(&buf[..n]).to_string();
+            if let Some((_, name)) = query.split_once("mailward-probe-") {
+                probes.insert(
+                    name.chars()
+                        .take_while(char::is_ascii_hexdigit)
+                        .collect::<String>(),
+                );
+            }
+        }
+        assert_eq!(probes.len(), 1, "one probe only: {probes:?}");
     }
 
     #[tokio::test]

@@ -2,7 +2,9 @@
 //! at connect, and routing by MX (and by the A record when there is no MX);
 //! and against a server that never answers: mail is delayed by the DNS
 //! timeouts, judged without the look-ups, delivered, and the failures are
-//! counted; a relay that only asks the DNS to deliver by MX says so too.
+//! counted; a relay that only asks the DNS to deliver by MX says so too;
+//! and against a server that answers REFUSED, which the status names as
+//! refusing, not as silent.
 
 use std::time::Duration;
 
@@ -974,6 +976,14 @@ fn a_server_known_silent_gives_the_same_dkim_and_dmarc_results() -> Result<()> {
 /// after `delay`: a DNS list that answers, but slowly. The socket's
 /// address for `access.dns_resolver`; the thread ends with the process.
 fn slow_dns(delay: Duration) -> Result<String> {
+    answering_dns(delay, 3)
+}
+
+/// A DNS server that answers every query with the response code `rcode`
+/// (3 NXDOMAIN, 5 REFUSED) and no records, each after `delay`. The
+/// socket's address for `access.dns_resolver`; the thread ends with the
+/// process.
+fn answering_dns(delay: Duration, rcode: u8) -> Result<String> {
     let socket = bind_free_udp()?;
     let address = socket.local_addr()?.to_string();
     std::thread::spawn(move || {
@@ -991,7 +1001,7 @@ fn slow_dns(delay: Duration) -> Result<String> {
             }
             let mut answer = query[..end].to_vec();
             answer[2] |= 0x80; // a response
-            answer[3] = 0x80 | 3; // recursion available, NXDOMAIN
+            answer[3] = 0x80 | rcode; // recursion available
             for b in &mut answer[6..12] {
                 *b = 0; // no answer, authority or additional records
             }
@@ -1041,5 +1051,66 @@ fn a_dns_list_that_answers_slowly_is_named_in_the_log() -> Result<()> {
     for want in ["WARN", "zone=slow.test", "took_ms=1", "timeout_ms=2000"] {
         ensure!(slow[0].contains(want), "`{want}` missing from: {}", slow[0]);
     }
+    Ok(())
+}
+
+/// walkAK 2: a DNS server that will not resolve for this host (an unbound
+/// whose access-control does not allow it, a dnsmasq without upstream
+/// servers) answers REFUSED at once, and `mailward status` said its
+/// look-ups "got no answer": the operator looked for a dead server or a
+/// firewall. It says they were refused, by whom, and what to change; the
+/// JSON counts them.
+#[test]
+fn a_dns_server_that_refuses_is_named_as_refusing_in_the_status() -> Result<()> {
+    let dir = TestDir::new("dns-refused")?;
+    let resolver = answering_dns(Duration::ZERO, 5)?;
+    let sink = Sink::start(dir.path(), "sink")?;
+    let stats = mailward_e2e::stats::StatsSetup::new(dir.path());
+    let daemon = Daemon::start(
+        &outside_client(&stats, dir.path(), sink.port, &resolver).set_list(
+            "access",
+            "dnsbl",
+            &["bl.test", "bl2.test"],
+        ),
+    )?;
+    for _ in 0..3 {
+        let asked = std::time::Instant::now();
+        let c = SmtpClient::connect_ok(daemon.port)?;
+        ensure!(
+            asked.elapsed() < Duration::from_secs(2),
+            "greeted after {:?}: a refusal is not waited for",
+            asked.elapsed()
+        );
+        c.quit();
+    }
+    let status = wait_until(
+        "the refused look-ups in the status",
+        Duration::from_secs(10),
+        || {
+            let s: serde_json::Value =
+                serde_json::from_str(&daemon.cli_ok(&["status", "--json"])?)?;
+            Ok((s["dns"]["recent_refused"].as_u64() >= Some(6)).then_some(s))
+        },
+    )
+    .map_err(|e| e.context(daemon.log()))?;
+    ensure!(
+        status["dns"]["recent_refused"] == status["dns"]["recent_asked"]
+            && status["dns"]["server_silent_since"].is_null(),
+        "every list look-up was refused, and the server answers: {}",
+        status["dns"]
+    );
+    let problems = status["problems"].to_string();
+    ensure!(
+        problems.contains(&format!(
+            "DNS look-ups were REFUSED by {resolver}: it does not resolve for this host."
+        )) && problems.contains("or set access.dns_resolver to a server that does")
+            && !problems.contains("got no answer"),
+        "the refusal named as such, not as silence: {problems}"
+    );
+    let text = daemon.cli_ok(&["status"])?;
+    ensure!(
+        text.contains("list, MX, address and PTR look-ups REFUSED"),
+        "the dns line counts the refusals:\n{text}"
+    );
     Ok(())
 }

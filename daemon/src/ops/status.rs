@@ -211,6 +211,15 @@ pub struct Dns {
     /// None while it answers.
     #[serde(default)]
     pub server_silent_since: Option<i64>,
+    /// Of the last look-ups the gateway's resolver made itself (DNS
+    /// lists, MX, A/AAAA, PTR; at most 64: SPF and DKIM go through a
+    /// library that does not tell), how many there were and how many the
+    /// server answered REFUSED: it is there, but does not resolve for
+    /// this host ([`crate::dns::Dns::refused_of`]).
+    #[serde(default)]
+    pub recent_asked: u32,
+    #[serde(default)]
+    pub recent_refused: u32,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -351,6 +360,7 @@ pub fn of(gw: &Gateway) -> Status {
         raw_lost: snap.value(StatId::RawRecordsLost, 0),
     };
     let (recent_failed, recent) = gw.dns_recent.failed_of();
+    let (recent_refused, recent_asked) = gw.dns().refused_of();
     let dns = Dns {
         resolver: cfg
             .access
@@ -363,6 +373,8 @@ pub fn of(gw: &Gateway) -> Status {
             t.duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs() as i64)
         }),
+        recent_asked,
+        recent_refused,
     };
     let mut status = Status {
         version: env!("CARGO_PKG_VERSION").to_string(),
@@ -605,9 +617,24 @@ pub fn problems(s: &Status) -> Vec<String> {
     if let Some(t) = s.dns.server_silent_since {
         // A probe found it: no need for a sample of failures.
         p.push(format!(
-            "The DNS server {} has not answered a probe since {}: SPF and DKIM/DMARC give temperror and the DNS lists list nothing, without asking, until one is answered (a probe every 5 s while mail comes in), and mail routed by MX waits in the queue (check access.dns_resolver).",
+            "The DNS server {} has not answered a probe since {}: SPF and DKIM/DMARC give temperror and the DNS lists list nothing, without asking, until one is answered (a probe 5 s after the last one timed out, with or without mail), and mail routed by MX waits in the queue (check access.dns_resolver).",
             s.dns.resolver,
             rfc3339(t)
+        ));
+    } else if s.dns.recent_asked >= crate::dns::RecentLookups::SAMPLE
+        && s.dns.recent_refused * 2 > s.dns.recent_asked
+    {
+        // The server answers, and refuses (walkAK 2): "no answer" would
+        // send the operator after a dead server or network. Before the
+        // resting zones: the lists rest because of the refusals.
+        p.push(format!(
+            "{} of the last {} DNS look-ups were REFUSED by {}: it does not resolve for this host. Allow this host recursion there (unbound's access-control, BIND's allow-recursion; a dnsmasq needs upstream servers), or set access.dns_resolver to a server that does; meanwhile the DNS lists list nothing, SPF and DKIM/DMARC give temperror, the spam check judges without DNSBL, SPF and URI lists, and mail routed by MX waits in the queue.",
+            s.dns.recent_refused,
+            s.dns.recent_asked,
+            match s.dns.resolver.as_str() {
+                "system" => "the system's resolvers (/etc/resolv.conf)",
+                other => other,
+            }
         ));
     } else if !s.dns.resting_zones.is_empty() {
         // The server answers its probes (each list failure has it probed,
@@ -908,9 +935,17 @@ pub fn render(s: &Status, now: i64) -> String {
         format!("dns:      {resolver}; no look-ups yet\n")
     } else {
         format!(
-            "dns:      {resolver}; {} of the last {} look-ups failed{}{}\n",
+            "dns:      {resolver}; {} of the last {} look-ups failed{}{}{}\n",
             s.dns.recent_failed,
             s.dns.recent,
+            if s.dns.recent_refused > 0 {
+                format!(
+                    "; {} of its last {} list, MX, address and PTR look-ups REFUSED",
+                    s.dns.recent_refused, s.dns.recent_asked
+                )
+            } else {
+                String::new()
+            },
             match s.dns.server_silent_since {
                 Some(t) => format!(
                     "; server not answering since {} (SPF, DKIM/DMARC, DNS lists not asked)",
@@ -1039,6 +1074,8 @@ mod tests {
                 recent_failed: 2,
                 resting_zones: Vec::new(),
                 server_silent_since: None,
+                recent_asked: 64,
+                recent_refused: 0,
             },
             problems: Vec::new(),
         }
@@ -1149,6 +1186,52 @@ mod tests {
         s.dns.recent = 4;
         s.dns.recent_failed = 4;
         assert!(problems(&s).is_empty());
+    }
+
+    /// walkAK 2: a server that answers REFUSED was reported as one that
+    /// gives no answer; it is named as refusing, once, before the zones
+    /// that rest because of it.
+    #[test]
+    fn a_dns_server_that_refuses_is_named_as_refusing_not_as_silent() {
+        let mut s = healthy();
+        s.dns.recent_failed = 64;
+        s.dns.recent_asked = 40;
+        s.dns.recent_refused = 40;
+        s.dns.resting_zones = vec!["bl.test".into()];
+        let p = problems(&s);
+        assert_eq!(p.len(), 1, "{p:#?}");
+        assert!(
+            p[0].starts_with("40 of the last 40 DNS look-ups were REFUSED by 127.0.0.1:53: it does not resolve for this host. Allow this host recursion there")
+                && p[0].contains("or set access.dns_resolver to a server that does")
+                && !p[0].contains("no answer"),
+            "{}",
+            p[0]
+        );
+        assert!(render(&s, 2_000).contains(
+            "dns:      127.0.0.1:53; 64 of the last 64 look-ups failed; 40 of its last 40 list, MX, address and PTR look-ups REFUSED; not asking (no answer lately): bl.test\n"
+        ));
+        let json = serde_json::to_value(&s).unwrap();
+        assert_eq!(
+            (&json["dns"]["recent_refused"], &json["dns"]["recent_asked"]),
+            (&serde_json::json!(40), &serde_json::json!(40))
+        );
+        // A few refusals among answers are no problem; a silent server is
+        // said as such.
+        s.dns.resting_zones.clear();
+        s.dns.recent_failed = 2;
+        s.dns.recent_refused = 20;
+        assert!(problems(&s).is_empty(), "half is not most");
+        s.dns.recent_refused = 4;
+        s.dns.recent_asked = 4;
+        assert!(problems(&s).is_empty(), "too few look-ups to say");
+        s.dns.server_silent_since = Some(1_000);
+        s.dns.recent_refused = 40;
+        s.dns.recent_asked = 40;
+        let p = problems(&s);
+        assert!(
+            p.len() == 1 && p[0].starts_with("The DNS server 127.0.0.1:53 has not answered"),
+            "{p:#?}"
+        );
     }
 
     /// walkP 5: every message got 451 (the spool's writes failed) and
