@@ -291,3 +291,42 @@ fn the_test_config_is_valid() -> Result<()> {
     assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
     Ok(())
 }
+
+/// walkAL 5: `limits.long_lines` takes "refuse" or "split"; anything
+/// else is named with its file, line and key, and `run` refuses it.
+#[test]
+fn a_bad_long_lines_value_is_reported_with_file_line_and_key() -> Result<()> {
+    let dir = TestDir::new("long-lines-value")?;
+    let file = dir.join("m.toml");
+    std::fs::write(
+        &file,
+        "[server]\nuser = \"root\"\n\n[limits]\nmax_hops = 30\nlong_lines = \"wrap\"\n",
+    )?;
+    let file = file.display().to_string();
+    let expected =
+        format!("{file}:6: limits.long_lines: expected \"refuse\" or \"split\", got \"wrap\"");
+    let out = mailward(&dir, &["check-config", "--config", &file])?;
+    let text = output_text(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    ensure!(
+        text.lines().any(|l| l == expected),
+        "no {expected:?} in:\n{text}"
+    );
+    let out = mailward(&dir, &["run", "--config", &file])?;
+    let text = output_text(&out);
+    assert_eq!(out.status.code(), Some(64), "{text}");
+    ensure!(
+        text.lines().any(|l| l == expected),
+        "no {expected:?} in:\n{text}"
+    );
+    // Both values are taken.
+    for value in ["refuse", "split"] {
+        std::fs::write(
+            &file,
+            format!("[server]\nuser = \"root\"\n\n[limits]\nlong_lines = \"{value}\"\n"),
+        )?;
+        let out = mailward(&dir, &["check-config", "--config", &file])?;
+        assert_eq!(out.status.code(), Some(0), "{value}: {}", output_text(&out));
+    }
+    Ok(())
+}

@@ -414,6 +414,110 @@ fn data_over_the_limit_is_refused_and_not_delivered() -> Result<()> {
     Ok(())
 }
 
+/// A message with a 1,200-octet header line (folding white space in it),
+/// a 1,500-octet body line without any, and a long body line that starts
+/// with a dot (dot-stuffed on the wire).
+fn message_with_long_lines() -> (String, String) {
+    let references: Vec<String> = (0..40)
+        .map(|i| format!("<part{i:02}.20261206@lists.example.org>"))
+        .collect();
+    let references = format!("References: {}", references.join(" "));
+    assert!(references.len() > 1200, "{}", references.len());
+    let b64 = "QUJD".repeat(375);
+    let message = format!(
+        "From: list@lists.example.org\r\nTo: bob@example.com\r\n{references}\r\n\
+Subject: long lines\r\n\r\n{b64}\r\n.{b64}\r\nend\r\n"
+    );
+    (message, references)
+}
+
+/// walkAL 5: a line over 998 octets gets the message refused (the
+/// default, `limits.long_lines = "refuse"`), as before.
+#[test]
+fn a_line_over_998_octets_is_refused_by_default() -> Result<()> {
+    let gw = Gateway::start("long-lines-refuse", |c| c)?;
+    let (message, _) = message_with_long_lines();
+    let mut c = gw.ehlo_client()?;
+    c.send_mail(
+        "alice@sender.test",
+        &["bob@example.com"],
+        message.as_bytes(),
+    )?
+    .expect(554, "5.6.0")?;
+    c.command("RSET")?.expect(250, "2.0.0")?;
+    c.quit();
+    assert_eq!(gw.sink.settle(QUIET)?.len(), 0, "nothing delivered");
+    Ok(())
+}
+
+/// walkAL 5: with `limits.long_lines = "split"` the message is accepted
+/// and the next hop gets lines of 998 octets at most: the header line
+/// folded at its white space (unfolded, the same value), the body lines
+/// broken by CRLF SPACE as Postfix does; the split is logged once.
+#[test]
+fn lines_over_998_octets_are_split_when_asked() -> Result<()> {
+    let dir = TestDir::new("long-lines-split")?;
+    let next_hop = ScriptedServer::start(&[])?;
+    let daemon = Daemon::start(
+        &Config::new(dir.path())
+            .route_to_port("*", next_hop.port)
+            .set_str("limits", "long_lines", "split"),
+    )?;
+    let (message, references) = message_with_long_lines();
+    let mut c = SmtpClient::connect_ok(daemon.port)?;
+    c.ehlo("client.test")?;
+    let id = c.send_mail_ok(
+        "alice@sender.test",
+        &["bob@example.com"],
+        message.as_bytes(),
+    )?;
+    c.quit();
+    let t = &next_hop.wait_for_transactions(1, DELIVERY_TIMEOUT)?[0];
+    let delivered = t.message();
+    let text = String::from_utf8(delivered.clone())?;
+    let longest = text.split("\r\n").map(str::len).max().unwrap_or(0);
+    ensure!(
+        longest <= 998,
+        "a line of {longest} octets went on:\n{text}"
+    );
+    let header = header_lines(&delivered).join("\r\n");
+    let unfolded = header.replace("\r\n ", " ").replace("\r\n\t", "\t");
+    ensure!(
+        unfolded.lines().any(|l| l == references),
+        "the References: field unfolds to what was sent:\n{header}"
+    );
+    ensure!(
+        !header.lines().any(|l| l == references),
+        "and was folded:\n{header}"
+    );
+    let b64 = "QUJD".repeat(375);
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+    assert_eq!(
+        body,
+        format!(
+            "{}\r\n {}\r\n.{}\r\n {}\r\nend\r\n",
+            &b64[..998],
+            &b64[998..],
+            &b64[..997],
+            &b64[997..]
+        ),
+        "each body line broken at octet 998 by CRLF SPACE, the stuffed dot removed"
+    );
+    let logged = wait_until("the split logged", DELIVERY_TIMEOUT, || {
+        Ok(daemon
+            .log()
+            .lines()
+            .find(|l| {
+                l.contains("Split lines longer than 998 octets.")
+                    && l.contains(&format!("queue_id={id}"))
+            })
+            .map(str::to_string))
+    })
+    .with_context(|| daemon.log())?;
+    ensure!(logged.contains("lines=3"), "{logged}");
+    Ok(())
+}
+
 #[test]
 fn relay_is_denied_outside_relay_networks() -> Result<()> {
     // 127.0.0.1 is outside 10.0.0.0/8: only example.com is open to us.

@@ -52,7 +52,8 @@ raw_table!(RawAccess; connect_rules, helo_rules, mail_from_rules, rcpt_rules, dn
 raw_table!(RawLimits;
     incoming_sessions, incoming_sessions_per_ip, incoming_sessions_per_ipv6_prefix, outgoing_sessions, outgoing_sessions_per_host,
     antiviral_sessions, max_message_size, max_messages_per_session, max_rcpts_per_message,
-    max_session_size, max_hops, min_queue_free_space, min_data_rate, stress_percent, scan_memory);
+    max_session_size, max_hops, min_queue_free_space, min_data_rate, stress_percent, scan_memory,
+    long_lines);
 raw_table!(RawTimeouts;
     min_backoff, max_backoff, max_queue_lifetime, delay_notice, command, data, scan,
     scan_in_session, connect, dns, stress_command, stress_data);

@@ -177,6 +177,29 @@ max_message_size = \"big\"
     );
 }
 
+/// walkAL 5: what DATA does with a line over 998 octets; "refuse" unless
+/// said, and only "refuse" or "split".
+#[test]
+fn long_lines_is_refuse_unless_split_is_written() {
+    let c = load(None).unwrap_or_else(|e| panic!("default.toml:\n{e}"));
+    assert_eq!(c.limits.long_lines, LongLines::Refuse);
+    let c = parse("[limits]\nlong_lines = \"split\"\n", "mailward.toml")
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.limits.long_lines, LongLines::Split);
+    assert_eq!(
+        problems("[limits]\nmax_hops = 3\nlong_lines = \"wrap\"\n\n[timeouts]\ncommand = \"1m\"\n"),
+        vec!["mailward.toml:3: limits.long_lines: expected \"refuse\" or \"split\", got \"wrap\""]
+    );
+    assert_eq!(
+        problems("[limits]\nlong_lines = true\n"),
+        vec!["mailward.toml:2: limits.long_lines: expected \"refuse\" or \"split\", got true"]
+    );
+    assert_eq!(
+        problems("[limits]\nlong_line = \"split\"\n"),
+        vec!["mailward.toml:2: limits.long_line: unknown key (did you mean `long_lines`?)"]
+    );
+}
+
 #[test]
 fn unknown_keys_everywhere_with_hints() {
     let text = "\

@@ -183,6 +183,40 @@ pub struct Limits {
     pub stress_percent: u32,
     /// Bytes all scans together may hold unpacked at one time.
     pub scan_memory: ByteSize,
+    /// What DATA does with a line longer than 998 octets.
+    pub long_lines: LongLines,
+}
+
+/// `limits.long_lines`: what DATA does with a line longer than 998 octets
+/// (RFC 5322 2.1.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LongLines {
+    /// The message is refused with 554 5.6.0 (the default): what was
+    /// scanned is what the sender wrote.
+    Refuse,
+    /// The line is broken into lines of 998 octets at most as it is read,
+    /// as Postfix's `smtp_line_length_limit` does, and the message is
+    /// accepted.
+    Split,
+}
+
+impl LongLines {
+    /// Parses `refuse|split`.
+    pub fn parse(text: &str) -> Result<LongLines, String> {
+        match text {
+            "refuse" => Ok(LongLines::Refuse),
+            "split" => Ok(LongLines::Split),
+            _ => Err(format!("expected \"refuse\" or \"split\", got {text:?}")),
+        }
+    }
+
+    /// The name as written in the configuration.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LongLines::Refuse => "refuse",
+            LongLines::Split => "split",
+        }
+    }
 }
 
 /// `[timeouts]`

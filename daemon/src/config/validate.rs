@@ -755,6 +755,13 @@ fn limits(ctx: &mut Ctx<'_>, raw: &RawLimits) -> Limits {
         })
         .unwrap_or(80),
         scan_memory: get!(ctx, p, raw.scan_memory, bytes).unwrap_or(ByteSize::mib(256)),
+        long_lines: get!(
+            ctx,
+            p,
+            raw.long_lines,
+            parsed("\"refuse\" or \"split\"", LongLines::parse)
+        )
+        .unwrap_or(LongLines::Refuse),
     }
 }
 

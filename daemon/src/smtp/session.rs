@@ -5,10 +5,10 @@
 //! said with events.
 
 use super::command::{self, Command, MailParams, Verb};
-use super::data::Assembler;
-use super::stream::{Conn, Line, Stream, WriteLimit};
+use super::data::{Assembler, LONG_LINE_REPLY};
+use super::stream::{Bound, Conn, Line, Stream, WriteLimit};
 use super::xforward::{self, Forwarded};
-use crate::config::{first_match, Config, Matcher, Rule, RuleAction, Subject};
+use crate::config::{first_match, Config, LongLines, Matcher, Rule, RuleAction, Subject};
 use crate::envelope::{Envelope, QueueId, Recipient};
 use crate::events::{
     InboundTls, MessageRejected, RecipientRejected, Refused, RefusedTransaction, RejectReason,
@@ -25,7 +25,8 @@ use tokio::net::TcpStream;
 /// Longest command line we read (RFC 5321 allows 512; extensions add more).
 const MAX_COMMAND_LINE: usize = 2048;
 /// Longest DATA line we keep: 998 octets + CRLF, plus slack to see that a
-/// line is too long rather than cut.
+/// line is too long rather than cut. With `limits.long_lines = "split"`, a
+/// longer line comes in parts of this size.
 const MAX_DATA_LINE: usize = 1002;
 /// After this many refused commands the session is closed (like Postfix's
 /// smtpd_hard_error_limit).
@@ -275,13 +276,13 @@ enum Read {
 async fn read_by(
     conn: &mut Conn,
     line: &mut Vec<u8>,
-    max: usize,
+    bound: Bound,
     deadlines: Deadlines,
     stress: &mut tokio::sync::watch::Receiver<bool>,
     slot: (&SessionSlot, &Config),
     shutdown: Option<&mut tokio::sync::watch::Receiver<bool>>,
 ) -> Read {
-    let read = conn.read_line(line, max);
+    let read = conn.read_line(line, bound);
     tokio::pin!(read);
     let stopping = async {
         match shutdown {
@@ -596,7 +597,7 @@ impl Session {
             let read = read_by(
                 &mut conn,
                 &mut line,
-                MAX_COMMAND_LINE,
+                Bound::Discard(MAX_COMMAND_LINE),
                 Deadlines {
                     normal: now + self.cfg.timeouts.command.get(),
                     stressed: now + self.cfg.timeouts.stress_command.get(),
@@ -620,7 +621,8 @@ impl Session {
                     return Some(conn);
                 }
                 Read::Line(Err(_)) | Read::Line(Ok(Line::Eof)) => return None,
-                Read::Line(Ok(Line::TooLong { .. })) => {
+                // (Commands are read with Bound::Discard: never in parts.)
+                Read::Line(Ok(Line::TooLong { .. } | Line::Part)) => {
                     if self.refuse(&mut conn, "500 5.5.2 Line too long") {
                         return Some(conn);
                     }
@@ -1260,7 +1262,14 @@ impl Session {
             return Flow::Close;
         }
         let limits = &self.cfg.limits;
-        let mut asm = Assembler::new(limits.max_message_size.0);
+        let mut asm = Assembler::with_long_lines(limits.max_message_size.0, limits.long_lines);
+        // A line too long is refused (read and thrown away) or split (read
+        // in parts): either way no more than MAX_DATA_LINE octets of it are
+        // held at a time.
+        let bound = match limits.long_lines {
+            LongLines::Refuse => Bound::Discard(MAX_DATA_LINE),
+            LongLines::Split => Bound::Cut(MAX_DATA_LINE),
+        };
         let mut line = Vec::with_capacity(MAX_DATA_LINE);
         let started = tokio::time::Instant::now();
         let mut stress = self.gw.stress_watch();
@@ -1288,17 +1297,7 @@ impl Session {
                     .min(idle(self.cfg.timeouts.stress_command.get())),
             };
             let slot = (&self.slot, &*self.cfg);
-            match read_by(
-                conn,
-                &mut line,
-                MAX_DATA_LINE,
-                deadlines,
-                &mut stress,
-                slot,
-                None,
-            )
-            .await
-            {
+            match read_by(conn, &mut line, bound, deadlines, &mut stress, slot, None).await {
                 Read::TimedOut { stress } => {
                     self.timed_out(conn, TimeoutPhase::Data, stress, Some(&tx));
                     settle(&self.gw.stats);
@@ -1312,6 +1311,10 @@ impl Session {
                     last_line = tokio::time::Instant::now();
                     asm.too_long(crlf);
                     short.line_ended(crlf, &mut asm, &mut dropped);
+                }
+                Read::Line(Ok(Line::Part)) => {
+                    last_line = tokio::time::Instant::now();
+                    asm.part(&line);
                 }
                 Read::Line(Ok(Line::Complete)) => {
                     last_line = tokio::time::Instant::now();
@@ -1356,7 +1359,7 @@ impl Session {
                 conn,
                 tx.client.ip,
                 RejectReason::Syntax,
-                "554 5.6.0 Message has a line longer than 998 octets (RFC 5322 section 2.1.1)",
+                LONG_LINE_REPLY,
                 Some(&tx.named()),
             );
             return Flow::Continue;
@@ -1414,6 +1417,12 @@ impl Session {
         // Written (its room is now used space) or refused: either way the
         // room held for it goes back.
         drop(tx.room);
+        if written.is_ok() && msg.split() > 0 {
+            // Once per message (limits.long_lines = "split"): what the
+            // next hop gets is no longer byte for byte what was sent.
+            tracing::info!(target: "smtp", queue_id = %id, lines = msg.split(),
+                "Split lines longer than 998 octets.");
+        }
         if let Err(e) = written {
             tracing::error!(target: "smtp", queue_id = %id, error = %e, "Cannot spool the message.");
             self.reject_for(
@@ -1530,7 +1539,7 @@ impl Short {
     fn line_ended(&mut self, crlf: bool, asm: &mut Assembler, dropped: &mut u64) {
         if *self == Short::Pending && crlf {
             *dropped += asm.received();
-            *asm = Assembler::new(0);
+            *asm = Assembler::with_long_lines(0, asm.long_lines());
             *self = Short::Dropping;
         }
     }

@@ -27,8 +27,21 @@ pub enum Line {
     /// `crlf` says whether it ended in CRLF (not a bare LF): after such a
     /// line, "." CRLF still ends DATA.
     TooLong { crlf: bool },
+    /// The line is longer than allowed and [`Bound::Cut`] was asked: the
+    /// buffer holds its next `max` octets, and the line goes on.
+    Part,
     /// The client closed the connection.
     Eof,
+}
+
+/// How a bounded line read treats a line longer than its limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bound {
+    /// Reads the line to its end and throws it away ([`Line::TooLong`]).
+    Discard(usize),
+    /// Hands the line over in parts of this many octets ([`Line::Part`]),
+    /// the rest in the reads that follow.
+    Cut(usize),
 }
 
 /// How long one flush of the queued replies may take: `timeouts.command`,
@@ -90,10 +103,15 @@ impl Conn {
     }
 
     /// Reads one line ending in LF into `line` (cleared first), keeping at
-    /// most `max` octets; a longer line is consumed and reported, so that a
-    /// client can never make us hold more than `max` for one line.
-    pub async fn read_line(&mut self, line: &mut Vec<u8>, max: usize) -> io::Result<Line> {
+    /// most `max` octets; a longer line is consumed and reported, or
+    /// handed over in parts of `max` octets ([`Bound`]), so that a client
+    /// can never make us hold more than `max` for one line.
+    pub async fn read_line(&mut self, line: &mut Vec<u8>, bound: Bound) -> io::Result<Line> {
         line.clear();
+        let (max, cut) = match bound {
+            Bound::Discard(max) => (max, false),
+            Bound::Cut(max) => (max, true),
+        };
         let mut too_long = false;
         // The octet before the one being looked at, across buffer refills,
         // to tell CRLF from a bare LF at the end of an over-long line.
@@ -107,6 +125,12 @@ impl Conn {
                 Some(i) => (i + 1, true),
                 None => (buf.len(), false),
             };
+            if cut && line.len() + take > max {
+                let room = max - line.len();
+                line.extend_from_slice(&buf[..room]);
+                self.reader.consume(room);
+                return Ok(Line::Part);
+            }
             let crlf = done
                 && if take >= 2 {
                     buf[take - 2] == b'\r'
