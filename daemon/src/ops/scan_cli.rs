@@ -13,7 +13,7 @@
 use crate::check::bases::{self, BasesError};
 use crate::check::unpack::mail_header;
 use crate::check::{self, AvStatus, Finding, MemoryPool, Partition, Report, Tools};
-use crate::config::Config;
+use crate::config::{Config, LongLines};
 use crate::envelope::{Envelope, QueueId, Recipient};
 use base64::Engine as _;
 use std::io::Write;
@@ -121,6 +121,10 @@ pub fn scan(
                 }
             };
             for item in items {
+                // A line over 998 octets: the session refuses the message
+                // or splits the line before the checks see it.
+                let (split_copy, fate) = long_lines(&item.message, cfg.limits.long_lines);
+                let message = split_copy.as_deref().unwrap_or(&item.message);
                 let mut tools = Tools {
                     scanner: Some(&mut scanner),
                     bases: info.as_ref(),
@@ -129,7 +133,7 @@ pub fn scan(
                 };
                 let report = check::run(
                     &envelope,
-                    &item.message,
+                    message,
                     &partitions,
                     &mut tools,
                     cfg.timeouts.scan.get(),
@@ -138,21 +142,21 @@ pub fn scan(
                 for p in &partitions {
                     let status = report.av_status(&p.group, &p.policy);
                     outcome = outcome.max(match status {
+                        _ if matches!(fate, LongLineFate::Refused { .. }) => Outcome::Found,
                         Some(AvStatus::Clean) | None => Outcome::Clean,
                         Some(AvStatus::Error) => Outcome::Unchecked,
                         Some(_) => Outcome::Found,
                     });
+                    let verdict = Verdict {
+                        status,
+                        report: &report,
+                        null_sender: opts.from.is_empty(),
+                        fate,
+                    };
                     let line = if opts.json {
-                        json_line(&item, p, status, &report, opts.from.is_empty())
+                        json_line(&item, p, &verdict)
                     } else {
-                        text_line(
-                            &item,
-                            p,
-                            status,
-                            &report,
-                            partitions.len(),
-                            opts.from.is_empty(),
-                        )
+                        text_line(&item, p, &verdict, partitions.len())
                     };
                     if writeln!(out, "{line}").is_err() {
                         return Ok(outcome);
@@ -449,30 +453,95 @@ fn filename_param(name: &str) -> String {
     v
 }
 
-/// "eicar.zip: av/infected" and one line per finding.
-fn text_line(
-    item: &Item,
-    p: &Partition,
+/// What the session does with a message's lines over 998 octets
+/// (`limits.long_lines`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LongLineFate {
+    /// It has none.
+    None,
+    /// The message is refused at the end of DATA (`"refuse"`): how many
+    /// such lines, the longest (octets without the line end).
+    Refused { lines: u32, longest: usize },
+    /// They are split before the checks (`"split"`): how many.
+    Split(u32),
+}
+
+/// The message as DATA keeps it when its long lines are split (None: as
+/// it is), and what becomes of its long lines. The file goes through the
+/// session's own reader of DATA, dot-stuffed as a client sends it.
+fn long_lines(message: &[u8], mode: LongLines) -> (Option<Vec<u8>>, LongLineFate) {
+    use crate::smtp::data::Assembler;
+    let mut asm = Assembler::with_long_lines(u64::MAX, mode);
+    let mut stuffed = Vec::new();
+    for line in message.split_inclusive(|&b| b == b'\n') {
+        if line.starts_with(b".") {
+            stuffed.clear();
+            stuffed.push(b'.');
+            stuffed.extend_from_slice(line);
+            asm.line(&stuffed);
+        } else {
+            asm.line(line);
+        }
+    }
+    let m = asm.finish();
+    if m.long_line {
+        let (lines, longest) = (m.long_lines, m.longest);
+        (None, LongLineFate::Refused { lines, longest })
+    } else if m.split() > 0 {
+        let lines = m.split();
+        (Some(m.body), LongLineFate::Split(lines))
+    } else {
+        (None, LongLineFate::None)
+    }
+}
+
+/// The checks' answer for one message and group.
+struct Verdict<'a> {
     status: Option<AvStatus>,
-    report: &Report,
-    groups: usize,
+    report: &'a Report,
     null_sender: bool,
-) -> String {
+    fate: LongLineFate,
+}
+
+impl Verdict<'_> {
+    /// The `gateway:` line for this group: always for a message refused
+    /// for its lines, else for a finding or lines split.
+    fn gateway(&self, p: &Partition) -> Option<String> {
+        let split = match self.fate {
+            LongLineFate::Refused { lines, longest } => {
+                return Some(format!(
+                    "refused in the session ({}; {lines} line(s), the longest {longest} octets; limits.long_lines = \"split\" would split them)",
+                    crate::smtp::data::LONG_LINE_REPLY
+                ))
+            }
+            LongLineFate::Split(lines) => lines,
+            LongLineFate::None => 0,
+        };
+        match self.status {
+            None => None,
+            Some(AvStatus::Clean) if split == 0 => None,
+            Some(_) => Some(outcome(p, self.report, self.null_sender, split)),
+        }
+    }
+}
+
+/// "eicar.zip: av/infected" and one line per finding.
+fn text_line(item: &Item, p: &Partition, verdict: &Verdict<'_>, groups: usize) -> String {
     let mut line = item.name.clone();
     if groups > 1 || !p.group.is_empty() {
         line.push_str(&format!(" (group {})", p.label()));
     }
-    match status {
+    match verdict.status {
         None => line.push_str(": not checked (check_av = false in this group)"),
         Some(s) => {
             line.push_str(&format!(": av/{}", s.as_str()));
-            for f in report.findings_for(&p.group, &p.policy) {
+            for f in verdict.report.findings_for(&p.group, &p.policy) {
                 line.push_str(&format!("\n  {}: {} in {}", kind(f), f.name, f.path));
             }
-            if s != AvStatus::Clean {
-                line.push_str(&format!("\n  gateway: {}", outcome(p, report, null_sender)));
-            }
         }
+    }
+    if let Some(gateway) = verdict.gateway(p) {
+        line.push_str(&format!("\n  gateway: {gateway}"));
     }
     line
 }
@@ -481,7 +550,8 @@ fn text_line(
 /// plan its policy makes (walkZ 10: a group that blocks and one that
 /// removes the part printed the same line): "refused in the session
 /// (550 ...)", "blocked, not delivered", "delivered, 1 part removed", ...
-fn outcome(p: &Partition, report: &Report, null_sender: bool) -> String {
+/// `split`: lines over 998 octets the session splits.
+fn outcome(p: &Partition, report: &Report, null_sender: bool, split: u32) -> String {
     use crate::policy::edit::Edit;
     use crate::policy::plan::{decide, Delivery};
     let plan = decide(&p.policy, &p.group, report, true, null_sender);
@@ -494,6 +564,9 @@ fn outcome(p: &Partition, report: &Report, null_sender: bool) -> String {
             let count = |e: Edit| plan.edits.values().filter(|(x, _)| *x == e).count();
             let (removed, replaced) = (count(Edit::Remove), count(Edit::Placeholder));
             let mut parts = Vec::new();
+            if split > 0 {
+                parts.push(format!("{split} line(s) longer than 998 octets split"));
+            }
             if removed > 0 {
                 parts.push(format!("{removed} part(s) removed"));
             }
@@ -516,13 +589,8 @@ fn outcome(p: &Partition, report: &Report, null_sender: bool) -> String {
     what
 }
 
-fn json_line(
-    item: &Item,
-    p: &Partition,
-    status: Option<AvStatus>,
-    report: &Report,
-    null_sender: bool,
-) -> String {
+fn json_line(item: &Item, p: &Partition, verdict: &Verdict<'_>) -> String {
+    let (status, report) = (verdict.status, verdict.report);
     let findings: Vec<serde_json::Value> = report
         .findings_for(&p.group, &p.policy)
         .map(|f| {
@@ -538,7 +606,16 @@ fn json_line(
         "group": p.label(),
         "status": status.map(|s| format!("av/{}", s.as_str())),
         "findings": findings,
-        "gateway": status.map(|_| outcome(p, report, null_sender)),
+        "gateway": match verdict.fate {
+            LongLineFate::Refused { .. } => verdict.gateway(p),
+            _ => status.map(|_| {
+                let split = match verdict.fate {
+                    LongLineFate::Split(lines) => lines,
+                    _ => 0,
+                };
+                outcome(p, report, verdict.null_sender, split)
+            }),
+        },
         "objects": report.objects,
         "bases": report.bases.as_ref().map(|b| b.version.clone()),
         "milliseconds": report.duration.as_millis() as u64,
@@ -831,5 +908,60 @@ mod tests {
             "filename*=utf-8''Rechnung%20%C3%A4.exe"
         );
         assert_eq!(filename_param("q\"x.exe"), "filename*=utf-8''q%22x.exe");
+    }
+
+    /// walkAL 5: a message the session refuses for a line over 998
+    /// octets was `av/clean`, exit 0, with no word of the refusal.
+    #[test]
+    fn a_line_over_998_octets_is_refused_or_split_as_the_session_does() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = cfg_with_bases(dir.path());
+        let file = dir.path().join("newsletter.eml");
+        let html = format!("<p>{}</p>", "news ".repeat(222));
+        assert_eq!(html.len(), 1117);
+        std::fs::write(
+            &file,
+            format!("From: a@example.com\nSubject: news\n\n{html}\n.{html}\nbye\n"),
+        )
+        .unwrap();
+        let (outcome, out, err) = run(&cfg, std::slice::from_ref(&file), &Options::default());
+        assert_eq!(outcome, Outcome::Found, "the gateway stops it: {out}{err}");
+        assert!(
+            out.ends_with(
+                "newsletter.eml: av/clean\n  gateway: refused in the session (554 5.6.0 Message \
+                 has a line longer than 998 octets (RFC 5322 section 2.1.1); 2 line(s), the \
+                 longest 1118 octets; limits.long_lines = \"split\" would split them)\n"
+            ),
+            "{out}"
+        );
+        let json = Options {
+            json: true,
+            ..Options::default()
+        };
+        let (_, out, _) = run(&cfg, std::slice::from_ref(&file), &json);
+        let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+        assert!(
+            v["gateway"]
+                .as_str()
+                .unwrap()
+                .starts_with("refused in the session (554 5.6.0 "),
+            "{out}"
+        );
+        cfg.limits.long_lines = LongLines::Split;
+        let (outcome, out, _) = run(&cfg, std::slice::from_ref(&file), &Options::default());
+        assert_eq!(outcome, Outcome::Clean, "delivered: {out}");
+        assert!(
+            out.ends_with(
+                "newsletter.eml: av/clean\n  gateway: delivered, 2 line(s) longer than 998 \
+                 octets split\n"
+            ),
+            "{out}"
+        );
+        // Lines of 998 octets are nobody's business.
+        std::fs::write(&file, format!("Subject: ok\n\n{}\n", "y".repeat(998))).unwrap();
+        cfg.limits.long_lines = LongLines::Refuse;
+        let (outcome, out, _) = run(&cfg, &[file], &Options::default());
+        assert_eq!(outcome, Outcome::Clean);
+        assert!(!out.contains("gateway:"), "{out}");
     }
 }
