@@ -119,9 +119,13 @@ impl SpoolError {
     }
 }
 
-/// For a permission refused on a spool file: who owns it, its mode, who
-/// mailward runs as, and the `chown` to run (a file left root's, say by a
-/// restore or a tool run as root, is otherwise a bare "Permission denied").
+/// For a permission refused on a spool file: who owns it (or the spool
+/// directory, when that is what bars the way), its mode, who mailward
+/// runs as, and the fix those call for: a `chown` when another user owns
+/// it (a file left root's, say by a restore or a tool run as root), a
+/// `chmod` when mailward's user owns it without the mode to use it
+/// (walkAM 8: a spool directory mode 000 was told to `chown` to the user
+/// who owned it already).
 fn denied_hint(path: &Path, source: &io::Error) -> String {
     use std::os::unix::fs::MetadataExt;
     if source.kind() != io::ErrorKind::PermissionDenied {
@@ -141,6 +145,12 @@ fn denied_hint(path: &Path, source: &io::Error) -> String {
         .ok()
         .flatten()
         .map_or_else(|| uid.to_string(), |u| u.name);
+    let absolute = |p: &Path| {
+        std::path::absolute(p)
+            .unwrap_or_else(|_| p.to_path_buf())
+            .display()
+            .to_string()
+    };
     // The spool directory is what to chown: the file's parent, or the
     // path itself when it is the directory.
     let dir = if path.is_dir() {
@@ -148,21 +158,109 @@ fn denied_hint(path: &Path, source: &io::Error) -> String {
     } else {
         path.parent().unwrap_or(path)
     };
-    let owner = match std::fs::symlink_metadata(path) {
-        Ok(m) => format!(
-            "it belongs to {}, mode {:04o}, ",
-            name(m.uid()),
-            m.mode() & 0o7777
-        ),
-        Err(_) => String::new(),
-    };
+    // What we may see, the directory first: one we may not search hides
+    // the file.
+    let mut seen: Vec<(&Path, std::fs::Metadata)> = Vec::new();
+    for p in [dir, path] {
+        if seen.iter().all(|(q, _)| *q != p) {
+            if let Ok(m) = std::fs::symlink_metadata(p) {
+                seen.push((p, m));
+            }
+        }
+    }
+    let chown = format!("chown -R {user}: {}", absolute(dir));
+    let fix = seen.iter().find_map(|(p, m)| {
+        if m.uid() != uid.as_raw() {
+            return Some((*p, chown.clone()));
+        }
+        let (need, bits) = if m.is_dir() {
+            (0o700, "rwx")
+        } else {
+            (0o600, "rw")
+        };
+        (m.mode() & need != need).then(|| (*p, format!("chmod u+{bits} {}", absolute(p))))
+    });
+    // Described: what the fix is about, else the file, else its directory.
+    let about = fix
+        .as_ref()
+        .map(|(p, _)| *p)
+        .or_else(|| seen.iter().find(|(p, _)| *p == path).map(|(p, _)| *p))
+        .or_else(|| seen.first().map(|(p, _)| *p));
+    let owner = about
+        .and_then(|a| seen.iter().find(|(p, _)| *p == a))
+        .map(|(p, m)| {
+            format!(
+                "{} {}, mode {:04o}, ",
+                if *p == path {
+                    "it belongs to".to_string()
+                } else {
+                    format!("its directory {} belongs to", absolute(p))
+                },
+                name(m.uid()),
+                m.mode() & 0o7777
+            )
+        })
+        .unwrap_or_default();
     format!(
-        "; {owner}and mailward runs as {}: chown -R {user}: {}",
+        "; {owner}and mailward runs as {}: {}",
         name(uid.as_raw()),
-        std::path::absolute(dir)
-            .unwrap_or_else(|_| dir.to_path_buf())
-            .display()
+        fix.map_or(chown, |(_, f)| f)
     )
+}
+
+#[cfg(test)]
+mod denied_hint_tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn hint(path: &Path) -> String {
+        denied_hint(path, &io::Error::from(io::ErrorKind::PermissionDenied))
+    }
+
+    /// walkAM 8: the owner was right and the mode was not; the advice was
+    /// a `chown -R` to the owner it already had.
+    #[test]
+    fn a_refused_spool_gets_the_chmod_or_the_chown_its_owner_and_mode_call_for() {
+        let top = tempfile::tempdir().unwrap();
+        let spool = top.path().join("spool");
+        std::fs::create_dir(&spool).unwrap();
+        let file = spool.join("0000000000000001.seg");
+        std::fs::write(&file, b"").unwrap();
+        let me = nix::unistd::geteuid();
+        let user = nix::unistd::User::from_uid(me).unwrap().unwrap().name;
+        // Our directory, mode 000: the directory's mode, not its owner.
+        std::fs::set_permissions(&spool, std::fs::Permissions::from_mode(0o000)).unwrap();
+        let text = hint(&file);
+        std::fs::set_permissions(&spool, std::fs::Permissions::from_mode(0o700)).unwrap();
+        assert!(
+            text.contains(&format!(
+                "its directory {} belongs to {user} (uid {me}), mode 0000, ",
+                spool.display()
+            )) && text.ends_with(&format!(": chmod u+rwx {}", spool.display())),
+            "{text}"
+        );
+        assert!(!text.contains("chown"), "{text}");
+        // Our file without read and write for us: the file's mode.
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o000)).unwrap();
+        let text = hint(&file);
+        assert!(
+            text.contains(&format!("it belongs to {user} (uid {me}), mode 0000, "))
+                && text.ends_with(&format!(": chmod u+rw {}", file.display())),
+            "{text}"
+        );
+        // Another user's file (root can give it away): the chown.
+        if me.is_root() {
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+            nix::unistd::chown(&file, Some(nix::unistd::Uid::from_raw(65534)), None).unwrap();
+            let text = hint(&file);
+            assert!(
+                text.contains("it belongs to ")
+                    && text.contains("(uid 65534), mode 0600, ")
+                    && text.ends_with(&format!(": chown -R {user}: {}", spool.display())),
+                "{text}"
+            );
+        }
+    }
 }
 
 /// Where the bytes of one message are.
