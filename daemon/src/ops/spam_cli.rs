@@ -761,7 +761,10 @@ fn no_clues(c: &spam::classifier::Classifier) -> Option<String> {
 /// (none while the classifier abstains).
 fn named_clues(k: &Knowledge, raw: &[u8], n: usize) -> Vec<(spam::classifier::Clue, String)> {
     let tokens = spam::named_tokens(raw);
-    let clues = k.classifier.clues(tokens.iter()).unwrap_or_default();
+    let clues = k
+        .classifier
+        .clues(tokens.iter(), |t| tokens.is_structure(t))
+        .unwrap_or_default();
     clues
         .into_iter()
         .take(n)

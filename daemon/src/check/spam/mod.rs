@@ -413,7 +413,9 @@ pub fn examine(
     );
     let content_to = hits.len();
     let tokens = tokens::tokenize(headers.as_ref(), message, &text);
-    let probability = knowledge.classifier.spam_probability(tokens.iter());
+    let probability = knowledge
+        .classifier
+        .spam_probability(tokens.iter(), |t| tokens.is_structure(t));
     match probability {
         Some(p) => hits.push(band(p)),
         None => hits[content_from..content_to]

@@ -61,14 +61,19 @@ pub fn hash(parts: &[&str]) -> u64 {
 pub struct Tokens {
     set: HashSet<u64>,
     names: Option<std::collections::HashMap<u64, String>>,
+    /// The tokens of the message's MIME make-up (see
+    /// [`super::classifier::Classifier::clues`]).
+    structure: HashSet<u64>,
+    /// Whether [`Tokens::add`] adds to `structure` too.
+    adding_structure: bool,
 }
 
 impl Tokens {
     /// An empty set that keeps each token's text too.
     pub fn named() -> Tokens {
         Tokens {
-            set: HashSet::new(),
             names: Some(std::collections::HashMap::new()),
+            ..Tokens::default()
         }
     }
 
@@ -76,10 +81,26 @@ impl Tokens {
         if self.set.len() < MAX_TOKENS {
             let h = hash(parts);
             self.set.insert(h);
+            if self.adding_structure {
+                self.structure.insert(h);
+            }
             if let Some(names) = self.names.as_mut() {
                 names.entry(h).or_insert_with(|| parts.join(":"));
             }
         }
+    }
+
+    /// Adds what `f` adds as tokens of the message's MIME make-up.
+    fn structural(&mut self, f: impl FnOnce(&mut Tokens)) {
+        self.adding_structure = true;
+        f(self);
+        self.adding_structure = false;
+    }
+
+    /// Whether `token` is one of the message's MIME make-up (its types,
+    /// charsets, transfer encodings, the words of its Content-Type).
+    pub fn is_structure(&self, token: u64) -> bool {
+        self.structure.contains(&token)
     }
 
     /// The text of a token, when the set was made [`Tokens::named`].
@@ -171,34 +192,16 @@ pub fn tokenize_into(
                 continue;
             }
             if let Some(v) = h.header_raw(*name) {
-                words(t, name, v, false);
+                if *name == "content-type" {
+                    t.structural(|t| words(t, name, v, false));
+                } else {
+                    words(t, name, v, false);
+                }
             }
         }
     }
     if let Some(m) = body {
-        for part in &m.parts {
-            if let Some(ct) = part.content_type() {
-                let full = match ct.subtype() {
-                    Some(s) => format!("{}/{}", ct.ctype(), s),
-                    None => ct.ctype().to_string(),
-                };
-                t.add(&["mime", &full.to_ascii_lowercase()]);
-                if let Some(cs) = ct.attribute("charset") {
-                    t.add(&["charset", &cs.to_ascii_lowercase()]);
-                }
-            }
-            if let Some(cte) = part.content_transfer_encoding() {
-                t.add(&["cte", &cte.to_ascii_lowercase()]);
-            }
-            if let PartType::Html(_) = part.body {
-                t.add(&["part", "html"]);
-            }
-            if let Some(name) = part.attachment_name() {
-                if let Some((_, ext)) = name.rsplit_once('.') {
-                    t.add(&["attach-ext", &ext.to_ascii_lowercase()]);
-                }
-            }
-        }
+        t.structural(|t| mime_make_up(t, m));
     }
     for tag in &text.html_tags {
         t.add(&["tag", tag]);
@@ -667,6 +670,34 @@ fn word(t: &mut Tokens, tag: &str, w: &str) {
     }
 }
 
+/// The MIME make-up of `m`: each part's type, charset and transfer
+/// encoding, whether it is HTML, its attachment's extension.
+fn mime_make_up(t: &mut Tokens, m: &Message<'_>) {
+    for part in &m.parts {
+        if let Some(ct) = part.content_type() {
+            let full = match ct.subtype() {
+                Some(s) => format!("{}/{}", ct.ctype(), s),
+                None => ct.ctype().to_string(),
+            };
+            t.add(&["mime", &full.to_ascii_lowercase()]);
+            if let Some(cs) = ct.attribute("charset") {
+                t.add(&["charset", &cs.to_ascii_lowercase()]);
+            }
+        }
+        if let Some(cte) = part.content_transfer_encoding() {
+            t.add(&["cte", &cte.to_ascii_lowercase()]);
+        }
+        if let PartType::Html(_) = part.body {
+            t.add(&["part", "html"]);
+        }
+        if let Some(name) = part.attachment_name() {
+            if let Some((_, ext)) = name.rsplit_once('.') {
+                t.add(&["attach-ext", &ext.to_ascii_lowercase()]);
+            }
+        }
+    }
+}
+
 /// Orthogonal sparse bigrams over `ws`: each word with each of the next
 /// [`WINDOW`] words, and how far apart.
 fn osb(t: &mut Tokens, tag: &str, ws: &[String]) {
@@ -733,6 +764,35 @@ mod tests {
             .1
             .into_iter()
             .collect()
+    }
+
+    /// walkAL 0: the tokens that all say "it has an attachment" are one
+    /// family for the classifier; the words are not.
+    #[test]
+    fn the_mime_make_up_is_told_apart_from_the_words() {
+        let raw = "From: a@example.org\nSubject: Export\nMIME-Version: 1.0\n\
+            Content-Type: multipart/mixed; boundary=\"b\"\n\n--b\n\
+            Content-Type: text/plain; charset=utf-8\n\nAttached.\n--b\n\
+            Content-Type: application/pdf\nContent-Transfer-Encoding: base64\n\
+            Content-Disposition: attachment; filename=\"invoice.pdf\"\n\n\
+            JVBERi0xLjQK\n--b--\n";
+        let t = crate::check::spam::named_tokens(raw.as_bytes());
+        for made_of in [
+            ["cte", "base64"],
+            ["mime", "multipart/mixed"],
+            ["content-type", "mixed"],
+            ["charset", "utf-8"],
+            ["attach-ext", "pdf"],
+        ] {
+            let h = hash(&made_of);
+            assert!(t.iter().any(|x| x == h), "{made_of:?} is a token");
+            assert!(t.is_structure(h), "{made_of:?} is of the make-up");
+        }
+        for word in [["body", "attached"], ["subject", "export"]] {
+            let h = hash(&word);
+            assert!(t.iter().any(|x| x == h), "{word:?} is a token");
+            assert!(!t.is_structure(h), "{word:?} is a word");
+        }
     }
 
     const FOOTER: &str = "-- \nWanted words.\n\n\
