@@ -361,7 +361,12 @@ pub fn heuristics(
         let mut base64_text = false;
         let mut far_east = false;
         for part in &m.parts {
-            let is_text = matches!(part.body, PartType::Text(_) | PartType::Html(_));
+            // The message's own text, not an attached file that happens
+            // to be text (Outlook and Python base64-encode a `.vcf` or a
+            // `.txt` they attach: walkAL 6).
+            let is_text = matches!(part.body, PartType::Text(_) | PartType::Html(_))
+                && part.attachment_name().is_none()
+                && !super::text::is_data_text(part);
             if is_text
                 && part
                     .content_transfer_encoding()

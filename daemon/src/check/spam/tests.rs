@@ -591,3 +591,44 @@ fn the_rules_judge_the_first_of_two_subjects_and_score_the_duplicate() {
         .contains(&"DUPLICATE_HEADER"));
     assert!(!judge(HAM, &k).test_names().contains(&"DUPLICATE_HEADER"));
 }
+
+/// walkAL 6: an invite's `BEGIN:VCALENDAR`, `DTSTART`, `ORGANIZER` made
+/// BODY_SHOUTING, and a contact card that Outlook or Python attach base64
+/// encoded made MIME_BASE64_TEXT; the same capitals or encoding in the
+/// message's own text still count.
+#[test]
+fn calendars_and_attached_text_files_are_not_the_message_s_text() {
+    let head = "From: Ann <ann@example.com>\r\nTo: bob@example.com\r\nSubject: Review\r\nDate: Mon, 30 Nov 2026 10:00:00 +0000\r\nMessage-ID: <1@example.com>\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b\"\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nSee the invite.\r\n--b\r\n";
+    let calendar = "BEGIN:VCALENDAR\r\nMETHOD:REQUEST\r\nPRODID:MICROSOFT EXCHANGE SERVER 2016\r\nVERSION:2.0\r\nBEGIN:VEVENT\r\nORGANIZER;CN=ANN:MAILTO:ANN@EXAMPLE.COM\r\nATTENDEE;ROLE=REQ-PARTICIPANT;PARTSTAT=NEEDS-ACTION;RSVP=TRUE;CN=BOB:MAILTO:BOB@EXAMPLE.COM\r\nDESCRIPTION;LANGUAGE=EN-US:QUARTERLY REVIEW OF THE BUDGET\r\nSUMMARY;LANGUAGE=EN-US:QUARTERLY REVIEW\r\nDTSTART;TZID=W. EUROPE STANDARD TIME:20261207T100000\r\nDTEND;TZID=W. EUROPE STANDARD TIME:20261207T110000\r\nLOCATION;LANGUAGE=EN-US:ROOM FOUR\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n";
+    use base64::Engine as _;
+    let vcard = base64::engine::general_purpose::STANDARD
+        .encode("BEGIN:VCARD\r\nVERSION:3.0\r\nFN:Ann Example\r\nEND:VCARD\r\n");
+    let invite =
+        format!("{head}Content-Type: text/calendar; method=REQUEST\r\n\r\n{calendar}--b--\r\n");
+    let card = format!("{head}Content-Type: text/vcard; name=\"ann.vcf\"\r\nContent-Disposition: attachment; filename=\"ann.vcf\"\r\nContent-Transfer-Encoding: base64\r\n\r\n{vcard}\r\n--b--\r\n");
+    let shouted = format!("{head}Content-Type: text/plain\r\n\r\n{calendar}--b--\r\n");
+    let encoded = format!("{head}Content-Type: text/plain\r\nContent-Transfer-Encoding: base64\r\n\r\n{vcard}\r\n--b--\r\n");
+    assert_fires(
+        "BODY_SHOUTING",
+        [
+            ("a calendar part".to_string(), invite.clone(), false),
+            ("the same capitals as text".to_string(), shouted, true),
+        ],
+    );
+    assert_fires(
+        "MIME_BASE64_TEXT",
+        [
+            ("an attached contact card".to_string(), card, false),
+            ("a base64 text part".to_string(), encoded, true),
+        ],
+    );
+    // The invite's link is still a link (calendar spam exists).
+    let linked = invite.replace("ROOM FOUR", "HTTP://MEET.EXAMPLE.NET/JOIN");
+    let m = crate::check::parse(linked.as_bytes());
+    let text = text::gather(m.as_ref());
+    assert!(
+        text.urls.iter().any(|u| u.host == "meet.example.net"),
+        "{:?}",
+        text.urls.iter().map(|u| &u.host).collect::<Vec<_>>()
+    );
+}

@@ -98,6 +98,11 @@ pub fn gather(message: Option<&Message<'_>>) -> Text {
     };
     for part in &m.parts {
         match &part.body {
+            // A calendar invite or a contact card is data, not prose: its
+            // capitals (`BEGIN:VCALENDAR`, `DTSTART`) made `BODY_SHOUTING`
+            // and its keywords tokens (walkAL 6). Its links are still
+            // links (calendar spam is a thing).
+            PartType::Text(s) if is_data_text(part) => urls(&mut t, s, TEXT_STARTS),
             PartType::Text(s) => {
                 t.plain_bytes += s.len();
                 urls(&mut t, s, TEXT_STARTS);
@@ -123,6 +128,25 @@ pub fn gather(message: Option<&Message<'_>>) -> Text {
         }
     }
     t
+}
+
+/// Text subtypes that are data formats rather than anything a person
+/// wrote: calendars, contact cards, tables.
+const DATA_TEXT: &[&str] = &[
+    "calendar",
+    "x-vcalendar",
+    "vcard",
+    "x-vcard",
+    "directory",
+    "csv",
+    "tab-separated-values",
+];
+
+/// Whether `part` is a `text/*` part in a data format ([`DATA_TEXT`]).
+pub fn is_data_text(part: &mail_parser::MessagePart<'_>) -> bool {
+    mail_parser::MimeHeaders::content_type(part)
+        .and_then(|c| c.subtype())
+        .is_some_and(|s| DATA_TEXT.iter().any(|d| s.eq_ignore_ascii_case(d)))
 }
 
 fn push(body: &mut String, s: &str) {
