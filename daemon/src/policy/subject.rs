@@ -58,8 +58,12 @@ pub fn mark(raw: &[u8], prefix: &str) -> Vec<u8> {
             }
             let first_line_len = line.len() - if line.ends_with(b"\r\n") { 2 } else { 1 };
             let mut out = Vec::with_capacity(raw.len() + prefix.len() + 3);
-            out.extend_from_slice(&raw[..at + 8]);
-            out.push(b' ');
+            // The sender's white space after the colon stays as it was
+            // (walkAL 7: two spaces became one); none gets one.
+            out.extend_from_slice(&raw[..value]);
+            if value == at + 8 {
+                out.push(b' ');
+            }
             out.extend_from_slice(prefix.trim_end().as_bytes());
             let empty = matches!(raw.get(value), Some(b'\r' | b'\n') | None);
             if first_line_len + prefix.len() + 1 > MAX_LINE {
@@ -102,6 +106,14 @@ mod tests {
         );
         let m = b"subject:no space\r\n\r\nbody";
         assert_eq!(s(mark(m, "[X]")), "subject: [X] no space\r\n\r\nbody");
+        // walkAL 7: the white space after the colon is the sender's.
+        let m = b"Subject:  Linux-Announce Digest #180\r\n\r\nbody";
+        assert_eq!(
+            s(mark(m, "[X]")),
+            "Subject:  [X] Linux-Announce Digest #180\r\n\r\nbody"
+        );
+        let m = b"Subject:\tTabbed\r\n\r\nbody";
+        assert_eq!(s(mark(m, "[X]")), "Subject:\t[X] Tabbed\r\n\r\nbody");
     }
 
     #[test]
