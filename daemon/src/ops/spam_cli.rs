@@ -41,6 +41,67 @@ pub enum SpamCliError {
     /// `spam status` listed this many problems (each on its own line).
     #[error("spam status lists {0} problem(s)")]
     Problems(usize),
+    /// A PATH that cannot be used as given (missing, unreadable, a
+    /// directory where a file is wanted): the command, the path, what is
+    /// wrong in words and what the command takes (walkAK 8: a bare OS
+    /// error said neither).
+    #[error("{}", path_text(.command, .path, .what, .takes))]
+    Path {
+        /// The subcommand ("spam learn"), whose `--help` says more; None
+        /// for messages read on another command's behalf.
+        command: Option<&'static str>,
+        path: PathBuf,
+        what: String,
+        takes: &'static str,
+    },
+}
+
+/// What a PATH of messages may be, as the commands that read them say.
+const MESSAGE_PATHS: &str = "give a message file, a directory of them, a Maildir folder or an mbox";
+
+/// What [`SpamCliError::Path`] says.
+fn path_text(command: &Option<&'static str>, path: &Path, what: &str, takes: &str) -> String {
+    match command {
+        Some(c) => format!(
+            "{c}: {}: {what}; {takes} (see mailward {c} --help)",
+            path.display()
+        ),
+        None => format!("{}: {what}; {takes}", path.display()),
+    }
+}
+
+/// A failure on `path` in words: the OS's message without its number.
+fn in_words(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => "no such file or directory".into(),
+        std::io::ErrorKind::PermissionDenied => "permission denied to this user".into(),
+        std::io::ErrorKind::IsADirectory => "a directory, not a file".into(),
+        _ => {
+            let text = e.to_string();
+            let text = match text.rfind(" (os error ") {
+                Some(at) => text[..at].to_string(),
+                None => text,
+            };
+            let mut c = text.chars();
+            match c.next() {
+                Some(first) => first.to_lowercase().chain(c).collect(),
+                None => text,
+            }
+        }
+    }
+}
+
+/// The error of a PATH of messages that cannot be read ([`MESSAGE_PATHS`]).
+fn unreadable<'a>(
+    command: Option<&'static str>,
+    path: &'a Path,
+) -> impl FnOnce(std::io::Error) -> SpamCliError + 'a {
+    move |e| SpamCliError::Path {
+        command,
+        path: path.to_path_buf(),
+        what: in_words(&e),
+        takes: MESSAGE_PATHS,
+    }
 }
 
 impl SpamCliError {
@@ -84,7 +145,15 @@ pub struct Source {
 /// and `new/`: the files of both). An error when the PATHs together give
 /// no message because their directories hold none.
 pub fn messages(paths: &[PathBuf]) -> Result<Vec<Source>, SpamCliError> {
-    let (out, empty) = gather(paths)?;
+    messages_for(None, paths)
+}
+
+/// [`messages`] for `command`, which a PATH that cannot be read names.
+fn messages_for(
+    command: Option<&'static str>,
+    paths: &[PathBuf],
+) -> Result<Vec<Source>, SpamCliError> {
+    let (out, empty) = gather(command, paths)?;
     if out.is_empty() && !empty.is_empty() {
         return Err(no_messages(&empty));
     }
@@ -95,21 +164,24 @@ pub fn messages(paths: &[PathBuf]) -> Result<Vec<Source>, SpamCliError> {
 /// that hold none: an empty directory among several PATHs (a Maildir's
 /// `new/` once its mail was read) does not stop the others (walkR finding
 /// 6).
-fn gather(paths: &[PathBuf]) -> Result<(Vec<Source>, Vec<PathBuf>), SpamCliError> {
+fn gather(
+    command: Option<&'static str>,
+    paths: &[PathBuf],
+) -> Result<(Vec<Source>, Vec<PathBuf>), SpamCliError> {
     let mut out = Vec::new();
     let mut empty = Vec::new();
     for p in paths {
-        let meta = std::fs::metadata(p).map_err(io(p))?;
+        let meta = std::fs::metadata(p).map_err(unreadable(command, p))?;
         if meta.is_dir() {
-            let files = message_files(p)?;
+            let files = message_files(command, p)?;
             if files.is_empty() {
                 empty.push(p.clone());
             }
             for f in files {
-                read_file(&f, &mut out)?;
+                read_file(command, &f, &mut out)?;
             }
         } else {
-            read_file(p, &mut out)?;
+            read_file(command, p, &mut out)?;
         }
     }
     Ok((out, empty))
@@ -118,7 +190,7 @@ fn gather(paths: &[PathBuf]) -> Result<(Vec<Source>, Vec<PathBuf>), SpamCliError
 /// The files of a directory, sorted by name; of a Maildir folder (`cur/`
 /// and `new/` in it, as Dovecot and Postfix keep `~/Maildir/.Junk/`),
 /// those of `cur/` and then `new/`, not its own (index and UID lists).
-fn message_files(dir: &Path) -> Result<Vec<PathBuf>, SpamCliError> {
+fn message_files(command: Option<&'static str>, dir: &Path) -> Result<Vec<PathBuf>, SpamCliError> {
     let maildir = ["cur", "new"].iter().all(|d| dir.join(d).is_dir());
     let dirs = if maildir {
         vec![dir.join("cur"), dir.join("new")]
@@ -128,7 +200,7 @@ fn message_files(dir: &Path) -> Result<Vec<PathBuf>, SpamCliError> {
     let mut all = Vec::new();
     for d in dirs {
         let mut files: Vec<PathBuf> = std::fs::read_dir(&d)
-            .map_err(io(&d))?
+            .map_err(unreadable(command, &d))?
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|f| f.is_file())
             .collect();
@@ -165,8 +237,12 @@ fn tell_empty(empty: &[PathBuf], err: &mut dyn Write) {
     }
 }
 
-fn read_file(path: &Path, out: &mut Vec<Source>) -> Result<(), SpamCliError> {
-    let bytes = std::fs::read(path).map_err(io(path))?;
+fn read_file(
+    command: Option<&'static str>,
+    path: &Path,
+    out: &mut Vec<Source>,
+) -> Result<(), SpamCliError> {
+    let bytes = std::fs::read(path).map_err(unreadable(command, path))?;
     let name = path.display().to_string();
     if bytes.iter().all(u8::is_ascii_whitespace) {
         // Learnt, it would count as a message (walkI 22).
@@ -277,7 +353,7 @@ pub fn learn(
         if paths.is_empty() {
             continue;
         }
-        let (msgs, none) = gather(paths)?;
+        let (msgs, none) = gather(Some("spam learn"), paths)?;
         empty.extend(none);
         read.push((msgs, class));
     }
@@ -521,7 +597,7 @@ pub fn forget(cfg: &Config, paths: &[PathBuf], err: &mut dyn Write) -> Result<Ta
     if cfg.spam.store.is_empty() {
         existing(cfg)?;
     }
-    let (msgs, empty) = gather(paths)?;
+    let (msgs, empty) = gather(Some("spam forget"), paths)?;
     if msgs.is_empty() && !empty.is_empty() {
         return Err(no_messages(&empty));
     }
@@ -649,7 +725,7 @@ pub fn check(
     let mut unread = 0;
     let mut judged = Vec::new();
     for p in paths {
-        match messages(std::slice::from_ref(p)) {
+        match messages_for(Some("spam check"), std::slice::from_ref(p)) {
             Ok(m) => judged.extend(m),
             Err(e) => {
                 unread += 1;
@@ -793,6 +869,16 @@ pub fn status(cfg: &Config) -> serde_json::Value {
     let dir_kind = std::fs::metadata(&cfg.spam.dir).map(|m| m.is_dir());
     let dir_exists = dir_kind.is_ok();
     let dir_is_file = dir_kind.as_ref().is_ok_and(|is_dir| !is_dir);
+    // Which parts cannot be read, each with its problem below: what the
+    // text form goes by, not the wording of a problem.
+    let mut unreadable_parts: Vec<Part> = Vec::new();
+    if !dir_is_file {
+        for u in &loaded.unreadable {
+            if !unreadable_parts.contains(&u.part) {
+                unreadable_parts.push(u.part);
+            }
+        }
+    }
     let mut problems: Vec<String> = loaded
         .rules
         .iter()
@@ -815,7 +901,8 @@ pub fn status(cfg: &Config) -> serde_json::Value {
     if dir_is_file {
         problems.push(not_a_directory(cfg).to_string());
     }
-    if let Some(missing) = missing_parent(cfg).filter(|_| !dir_exists) {
+    let dir_parent_missing = missing_parent(cfg).filter(|_| !dir_exists);
+    if let Some(missing) = &dir_parent_missing {
         // walkAK 7: "`spam learn` creates it" while `spam learn` refuses a
         // dir whose parent is missing: a mistyped dir is a problem here,
         // where monitoring sees it, not at the first learn.
@@ -872,6 +959,10 @@ pub fn status(cfg: &Config) -> serde_json::Value {
             // a file is said once, above.
             if shared || !dir_is_file {
                 problems.push(unreadable.clone().unwrap_or_else(|| e.clone()));
+                let part = if shared { Part::Store } else { Part::Site };
+                if !unreadable_parts.contains(&part) {
+                    unreadable_parts.push(part);
+                }
             }
             k.classifier.unavailable = true;
             serde_json::json!({
@@ -906,6 +997,12 @@ pub fn status(cfg: &Config) -> serde_json::Value {
         "rules": k.rules.len(),
         "level": format!("{:?}", cfg.policy.spam_level).to_lowercase(),
         "problems": problems,
+        // The parts ("base", "site", "store") that cannot be read, each
+        // with its problem above.
+        "unreadable": unreadable_parts,
+        // A dir whose parent is missing too, which `spam learn` refuses
+        // to create (the problem above says so).
+        "dir_parent_missing": dir_parent_missing.map(|p| p.display().to_string()),
     })
 }
 
@@ -923,13 +1020,14 @@ pub fn status_outcome(v: &serde_json::Value) -> Result<(), SpamCliError> {
 /// `spam status` as text, from what [`status`] gives.
 pub fn status_text(v: &serde_json::Value) -> String {
     let mut out = format!("Spam knowledge in {}\n", v["dir"].as_str().unwrap_or("?"));
-    let problems: Vec<&str> = v["problems"]
-        .as_array()
-        .map(|p| p.iter().filter_map(|p| p.as_str()).collect())
-        .unwrap_or_default();
+    let unreadable = |part: Part| {
+        v["unreadable"]
+            .as_array()
+            .is_some_and(|parts| parts.contains(&serde_json::json!(part)))
+    };
     match &v["base"] {
         // walkAK 8: a damaged base read as "none", as if none were installed.
-        serde_json::Value::Null if problems.iter().any(|p| p.contains(BASE)) => {
+        serde_json::Value::Null if unreadable(Part::Base) => {
             out += "  base:       unknown: base.model cannot be read (see the problem below)\n"
         }
         serde_json::Value::Null => out += "  base:       none\n",
@@ -951,9 +1049,7 @@ pub fn status_text(v: &serde_json::Value) -> String {
         // Not "0 spam, 0 ham": a mistyped dir would read as a healthy
         // empty store (walkR finding 12).
         let dir = v["dir"].as_str().unwrap_or("?");
-        let refused = problems
-            .iter()
-            .any(|p| p.starts_with(&format!("{dir}: no such directory")));
+        let refused = !v["dir_parent_missing"].is_null();
         out += &format!(
             "  site:       none: {dir} does not exist yet (nothing learnt there; {})\n",
             if refused {
@@ -1041,6 +1137,16 @@ pub fn export(cfg: &Config, to: &Path, force: bool) -> Result<Model, SpamCliErro
             dir.display()
         )));
     }
+    let export_path = |what: String| SpamCliError::Path {
+        command: Some("spam export"),
+        path: to.to_path_buf(),
+        what,
+        takes: "give the file to write, in a directory this user can write",
+    };
+    if to.is_dir() {
+        // --force would not replace it either: it cannot be renamed over.
+        return Err(export_path("a directory, not a file".into()));
+    }
     if to.exists() && !force {
         return Err(SpamCliError::Usage(format!(
             "{} exists; --force replaces it",
@@ -1048,7 +1154,10 @@ pub fn export(cfg: &Config, to: &Path, force: bool) -> Result<Model, SpamCliErro
         )));
     }
     let model = site_store(cfg)?.read()?;
-    model.write(to)?;
+    match model.write(to) {
+        Err(ModelError::Io { source, .. }) => Err(export_path(in_words(&source))),
+        r => r.map_err(SpamCliError::from),
+    }?;
     Ok(model)
 }
 
@@ -1103,8 +1212,18 @@ pub fn import(
     err: &mut dyn Write,
 ) -> Result<Imported, SpamCliError> {
     let _owner = crate::ops::privileges::OwnedByDataDir::new(&cfg.spam.dir, &cfg.server.data_dir);
-    let incoming = Model::read(from)?
-        .ok_or_else(|| SpamCliError::Usage(format!("{}: no such file", from.display())))?;
+    let import_path = |what: String| SpamCliError::Path {
+        command: Some("spam import"),
+        path: from.to_path_buf(),
+        what,
+        takes: "give a model file that `mailward spam export` wrote",
+    };
+    let incoming = match Model::read(from) {
+        Ok(Some(m)) => m,
+        Ok(None) => return Err(import_path("no such file".into())),
+        Err(ModelError::Io { source, .. }) => return Err(import_path(in_words(&source))),
+        Err(e) => return Err(e.into()),
+    };
     let dir = &cfg.spam.dir;
     made_ready(cfg, err)?;
     let _lock = crate::check::spam::store::Lock::take(dir)?;
@@ -1464,6 +1583,130 @@ mod tests {
         export(&cfg, &to, true).unwrap();
     }
 
+    /// walkAK 8: `spam learn /x/y` printed a bare OS error. Each command
+    /// that takes a PATH names itself, the path, what is wrong in words
+    /// and what it takes, and fails (exit status 1).
+    #[test]
+    fn a_path_that_cannot_be_used_says_which_what_is_wrong_and_what_to_give() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = config_in(dir.path());
+        let missing = dir.path().join("x/y");
+        let paths = std::slice::from_ref(&missing);
+        let mut err = Vec::new();
+        let e = learn(&cfg, paths, &[], &mut err).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "spam learn: {}: no such file or directory; give a message file, a directory of them, a Maildir folder or an mbox (see mailward spam learn --help)",
+                missing.display()
+            )
+        );
+        assert_eq!(e.exit_code(), 1);
+        let e = learn(&cfg, &[], paths, &mut err).unwrap_err();
+        assert!(e.to_string().starts_with("spam learn: "), "{e}");
+        let e = forget(&cfg, paths, &mut err).unwrap_err();
+        assert!(
+            e.to_string().starts_with(&format!(
+                "spam forget: {}: no such file or directory; give a message file",
+                missing.display()
+            )),
+            "{e}"
+        );
+        let e = import(&cfg, &missing, false, &mut err)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            format!(
+                "spam import: {}: no such file; give a model file that `mailward spam export` wrote (see mailward spam import --help)",
+                missing.display()
+            )
+        );
+        // A directory where a file is wanted: not "Is a directory (os
+        // error 21)".
+        let e = import(&cfg, dir.path(), true, &mut err)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with(&format!(
+                "spam import: {}: a directory, not a file; give a model file",
+                dir.path().display()
+            )),
+            "{e}"
+        );
+        let e = export(&cfg, dir.path(), true).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            format!(
+                "spam export: {}: a directory, not a file; give the file to write, in a directory this user can write (see mailward spam export --help)",
+                dir.path().display()
+            )
+        );
+        // Read on another command's behalf (`mailward scan` of an mbox):
+        // no spam command to send the user to.
+        let e = messages(paths).err().unwrap().to_string();
+        assert_eq!(
+            e,
+            format!(
+                "{}: no such file or directory; give a message file, a directory of them, a Maildir folder or an mbox",
+                missing.display()
+            )
+        );
+    }
+
+    /// `spam status`'s text says "see the problem below" from what the
+    /// JSON says cannot be read, not from a problem's wording: reworded
+    /// problems leave it as it was.
+    #[test]
+    fn what_cannot_be_read_is_a_field_not_a_reading_of_the_problems() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = config_in(dir.path());
+        std::fs::write(cfg.spam.dir.join(BASE), "not a model\n").unwrap();
+        let mut v = status(&cfg);
+        assert_eq!(v["unreadable"], serde_json::json!(["base"]), "{v}");
+        assert_eq!(v["dir_parent_missing"], serde_json::Value::Null);
+        let text = status_text(&v);
+        assert!(
+            text.contains(
+                "  base:       unknown: base.model cannot be read (see the problem below)\n"
+            ),
+            "{text}"
+        );
+        v["problems"] = serde_json::json!(["reworded"]);
+        assert!(status_text(&v).contains("base:       unknown: base.model cannot be read"));
+        // A problem that names base.model without the base being
+        // unreadable does not make it unknown.
+        std::fs::remove_file(cfg.spam.dir.join(BASE)).unwrap();
+        let mut v = status(&cfg);
+        assert_eq!(v["unreadable"], serde_json::json!([]));
+        v["problems"] = serde_json::json!([format!("something about {BASE}")]);
+        assert!(status_text(&v).contains("  base:       none\n"));
+        // A dir whose parent is missing: said from the field.
+        cfg.spam.dir = dir.path().join("typo/deep/spam");
+        let mut v = status(&cfg);
+        assert_eq!(
+            v["dir_parent_missing"],
+            dir.path().join("typo/deep").display().to_string()
+        );
+        v["problems"] = serde_json::json!(["reworded"]);
+        assert!(
+            status_text(&v)
+                .contains("does not exist yet (nothing learnt there; see the problem below)"),
+            "{}",
+            status_text(&v)
+        );
+    }
+
+    #[test]
+    fn an_os_error_is_said_in_words_without_its_number() {
+        let e = std::io::Error::from_raw_os_error(5);
+        assert_eq!(in_words(&e), "input/output error");
+        assert_eq!(
+            in_words(&std::io::Error::from(std::io::ErrorKind::PermissionDenied)),
+            "permission denied to this user"
+        );
+    }
+
     #[test]
     fn check_judges_at_the_level_asked_for_or_the_group_s() {
         // walkI 22: only `[policy] spam_level` could be checked, though the
@@ -1594,7 +1837,10 @@ mod tests {
         );
         let err = String::from_utf8(err).unwrap();
         assert!(
-            err.starts_with(&format!("mailward: {}: ", missing.display())),
+            err.starts_with(&format!(
+                "mailward: spam check: {}: no such file or directory; ",
+                missing.display()
+            )),
             "{err}"
         );
     }
