@@ -1889,3 +1889,93 @@ Content-Disposition: attachment; filename=\"invoice.com\"\r\n{cte}\r\n{b64}\r\n\
     }
     f.finish(|| format!("test directory {}\n{}", dir.path().display(), daemon.log()))
 }
+
+/// walkAL 1, 2, 3, 4: legitimate mail that the stricter MIME reading made
+/// `av/error` (with `action_error = "placeholder"`, replaced by a notice:
+/// a shop's whole order confirmation), and PGP/MIME encrypted mail that
+/// was `av/clean`. Through the gateway: the first three are delivered
+/// byte for byte, the encrypted one is `av/protected`.
+#[test]
+fn odd_but_legitimate_mail_is_delivered_intact_and_pgp_mime_is_protected() -> Result<()> {
+    let dir = TestDir::new("scan-odd-legit")?;
+    let sink = Sink::start(dir.path(), "sink")?;
+    let stats = StatsSetup::new(dir.path());
+    let config = Config::new(dir.path())
+        .set_str("policy", "action_error", "placeholder")
+        .route_to_port("*", sink.port);
+    let daemon = Daemon::start(&stats.apply(config))?;
+    let mut f = Failures::default();
+    let head = "From: shop@example.com\r\nTo: bob@example.com\r\n\
+                Date: Sun, 6 Dec 2026 08:00:00 +0000\r\n\
+                Message-ID: <walkal-odd@shop.example.com>\r\nMIME-Version: 1.0\r\n";
+    // PHP mail(): quoted-printable on the multipart and on its parts.
+    let shop = format!(
+        "{head}Subject: Order 4711 confirmed\r\n\
+         Content-Type: multipart/alternative; boundary=\"b1_abc\"\r\n\
+         Content-Transfer-Encoding: quoted-printable\r\n\r\n\
+         --b1_abc\r\nContent-Type: text/plain; charset=utf-8\r\n\
+         Content-Transfer-Encoding: quoted-printable\r\n\r\n\
+         Thank you for your order. Total: 12,50 =E2=82=AC\r\n\
+         --b1_abc\r\nContent-Type: text/html; charset=utf-8\r\n\
+         Content-Transfer-Encoding: quoted-printable\r\n\r\n\
+         <p style=3D\"color:red\">Thank you for your order.</p>\r\n--b1_abc--\r\n"
+    );
+    let yenc = format!(
+        "{head}Subject: yEnc question\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\n\
+         The header looks like this:\r\n\r\n\
+         =ybegin line=128 size=19338 name=joystick.jpg\r\n(data)\r\n\
+         =yend size=19338 crc32=ded29f4f\r\n\r\nWhy does my decoder fail?\r\n"
+    );
+    // A detached signature as Outlook Express writes it (BER), cut short.
+    let signature = "MIAGCSqGSIb3DQEHAqCAMIACAQExCzAJBgUrDgMCGgUAMIAGCSqGSIb3DQEHAQAAoIAwggMA\r\nMIICaVpaWlpaWlpa\r\n";
+    let signed = format!(
+        "{head}Subject: signed\r\n\
+         Content-Type: multipart/signed; protocol=\"application/x-pkcs7-signature\"; \
+         micalg=SHA1; boundary=\"S\"\r\n\r\n--S\r\nContent-Type: text/plain\r\n\r\nhello\r\n\
+         --S\r\nContent-Type: application/x-pkcs7-signature; name=\"smime.p7s\"\r\n\
+         Content-Transfer-Encoding: base64\r\n\
+         Content-Disposition: attachment; filename=\"smime.p7s\"\r\n\r\n{signature}--S--\r\n"
+    );
+    let pgp = format!(
+        "{head}Subject: secret\r\n\
+         Content-Type: multipart/encrypted; protocol=\"application/pgp-encrypted\"; \
+         boundary=\"E\"\r\n\r\n--E\r\nContent-Type: application/pgp-encrypted\r\n\r\n\
+         Version: 1\r\n\r\n--E\r\n\
+         Content-Type: application/octet-stream; name=\"encrypted.asc\"\r\n\r\n\
+         -----BEGIN PGP MESSAGE-----\r\n\r\nhQEMA1x2y3z4AQf/abcdefghijklmnop\r\n=Ab12\r\n\
+         -----END PGP MESSAGE-----\r\n--E--\r\n"
+    );
+    let messages = [
+        ("shop", &shop, "clean", None),
+        ("yenc", &yenc, "clean", None),
+        ("signed", &signed, "clean", None),
+        ("pgp", &pgp, "protected", Some("encrypted PGP/MIME message")),
+    ];
+    let mut ids = BTreeMap::new();
+    for (key, message, _, _) in &messages {
+        if let Some(id) = f.step(
+            &format!("sending {key}"),
+            send_ok(daemon.port, "bob@example.com", message.as_bytes()),
+        ) {
+            ids.insert(*key, id);
+        }
+    }
+    let wanted: Vec<&str> = ids.values().map(String::as_str).collect();
+    let by_id = f
+        .step("the messages at the sink", delivered(&sink, &wanted))
+        .unwrap_or_default();
+    for (key, message, status, detection) in messages {
+        let Some(m) = ids.get(key).and_then(|id| by_id.get(id)) else {
+            continue;
+        };
+        check_verdict(&mut f, key, m, status, detection);
+        let stripped = String::from_utf8(mail::strip_added_headers(m.message.as_bytes()))?;
+        let sent = message.replace("\r\n", "\n");
+        f.check(stripped == sent, || {
+            format!(
+                "{key}: not delivered byte for byte; sent:\n{sent}\n----- delivered:\n{stripped}"
+            )
+        });
+    }
+    f.finish(|| format!("test directory {}\n{}", dir.path().display(), daemon.log()))
+}

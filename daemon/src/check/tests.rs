@@ -990,16 +990,94 @@ fn an_opaque_signed_s_mime_message_is_scanned_inside() {
     assert_ne!(out.report.av, AvStatus::Clean, "{:?}", out.findings);
 }
 
+/// A message whose body is a multipart (boundary `ZZ`) sent with
+/// `Content-Transfer-Encoding: {cte}`, its body as given.
+fn encoded_multipart(cte: &str, body: &str) -> Vec<u8> {
+    format!(
+        "From: shop@example.com\r\nTo: b@example.com\r\nSubject: Your order\r\n\
+MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"ZZ\"\r\n\
+Content-Transfer-Encoding: {cte}\r\n\r\n{body}"
+    )
+    .into_bytes()
+}
+
 #[test]
-fn a_multipart_sent_encoded_is_an_error() {
-    // walkAJ 9: RFC 2045 6.4 forbids it; the parts inside were not read.
+fn a_multipart_sent_encoded_is_read_as_sent_and_decoded() {
+    // walkAL 1: naive PHP/web-shop mail puts quoted-printable on the
+    // multipart itself; clients ignore it and show the parts. It was
+    // av/error, and a placeholder replaced the whole order confirmation.
     let rules = rules();
-    let inner = format!(
-        "--ZZ\r\nContent-Type: application/octet-stream; name=e.com\r\n\
-Content-Transfer-Encoding: base64\r\n\r\n{}\r\n--ZZ--\r\n",
+    let shop = "--ZZ\r\nContent-Type: text/plain; charset=utf-8\r\n\
+Content-Transfer-Encoding: quoted-printable\r\n\r\n\
+Thank you for your order. Total: 12,50 =E2=82=AC\r\n\
+--ZZ\r\nContent-Type: text/html; charset=utf-8\r\n\
+Content-Transfer-Encoding: quoted-printable\r\n\r\n\
+<p style=3D\"color:red\">Thank you for your order.</p>\r\n--ZZ--\r\n";
+    for cte in ["quoted-printable", "base64"] {
+        let body = if cte == "base64" {
+            b64(shop.as_bytes())
+        } else {
+            shop.to_string()
+        };
+        let out = run(&rules, &policy(), &encoded_multipart(cte, &body));
+        assert_eq!(out.report.av, AvStatus::Clean, "{cte}: {:?}", out.findings);
+    }
+    let attachment = format!(
+        "Content-Type: application/octet-stream; name=e.com\r\n\
+Content-Transfer-Encoding: base64\r\n\r\n{}\r\n",
         b64(&eicar())
     );
-    let msg = String::from_utf8(text_then_eicar("hello"))
+    // An EICAR only a reader that decodes first sees: hidden under base64
+    // (walkAJ 9), or behind `=2D=2DZZ`, a delimiter once decoded.
+    let hidden =
+        format!("--ZZ\r\nContent-Type: text/plain\r\n\r\nhello\r\n--ZZ\r\n{attachment}--ZZ--\r\n");
+    let behind = format!(
+        "--ZZ\r\nContent-Type: text/plain\r\n\r\nhello\r\n=2D=2DZZ\r\n{attachment}--ZZ--\r\n"
+    );
+    // An EICAR only a reader of the parts as sent sees: once decoded, the
+    // `=` at the end of `hello=` joins the delimiter line to the text.
+    let as_sent =
+        format!("--ZZ\r\nContent-Type: text/plain\r\n\r\nhello=\r\n--ZZ\r\n{attachment}--ZZ--\r\n");
+    for (what, msg, path) in [
+        (
+            "base64",
+            encoded_multipart("base64", &b64(hidden.as_bytes())),
+            "part 1 (read transfer-decoded)/e.com",
+        ),
+        (
+            "quoted-printable, decoded",
+            encoded_multipart("quoted-printable", &behind),
+            "part 1 (read transfer-decoded)/e.com",
+        ),
+        (
+            "quoted-printable, as sent",
+            encoded_multipart("quoted-printable", &as_sent),
+            "e.com",
+        ),
+    ] {
+        let out = run(&rules, &policy(), &msg);
+        assert_eq!(
+            out.report.av,
+            AvStatus::Infected,
+            "{what}: {:?}",
+            out.findings
+        );
+        let paths: Vec<&str> = out.findings.iter().map(|f| f.path.as_str()).collect();
+        assert_eq!(paths, [path], "{what}");
+        // The action takes the multipart that holds it: here the body.
+        let cleaned = out
+            .rewritten
+            .unwrap_or_else(|| panic!("{what}: not rewritten"));
+        let again = run(&rules, &policy(), &cleaned);
+        assert_eq!(
+            again.report.av,
+            AvStatus::Clean,
+            "{what}: {:?}",
+            again.findings
+        );
+    }
+    // A nested multipart sent so, as the attachment of a message.
+    let nested = String::from_utf8(text_then_eicar("hello"))
         .unwrap()
         .replace(
             &format!(
@@ -1010,12 +1088,11 @@ Content-Transfer-Encoding: base64\r\n\r\n{}",
             &format!(
                 "Content-Type: multipart/mixed; boundary=\"ZZ\"\r\n\
 Content-Transfer-Encoding: base64\r\n\r\n{}",
-                b64(inner.as_bytes())
+                b64(hidden.as_bytes())
             ),
         );
-    assert!(msg.contains("boundary=\"ZZ\""));
-    let out = run(&rules, &policy(), msg.as_bytes());
-    assert_eq!(out.report.av, AvStatus::Error, "{:?}", out.findings);
+    assert!(nested.contains("boundary=\"ZZ\""));
+    let out = run(&rules, &policy(), nested.as_bytes());
     let found: Vec<(&str, &str)> = out
         .findings
         .iter()
@@ -1023,9 +1100,200 @@ Content-Transfer-Encoding: base64\r\n\r\n{}",
         .collect();
     assert_eq!(
         found,
-        [(
-            "not unpacked: a multipart sent base64 or quoted-printable encoded",
-            "part 3"
-        )]
+        [("EICAR_Test_File", "part 3 (read transfer-decoded)/e.com")]
     );
+    // A shop's zip attachment: its base64 ends in `=`, which takes the
+    // delimiter line below it once the whole is decoded. Read as sent
+    // (as clients read it), it is whole: what decoding damages is no
+    // error.
+    let zip = (0..64)
+        .map(|n| zip_of("invoice.txt", &vec![b'x'; n]))
+        .find(|z| z.len() % 3 != 0)
+        .unwrap();
+    let shop_zip = format!(
+        "--ZZ\r\nContent-Type: text/plain\r\n\r\nhello\r\n--ZZ\r\n\
+Content-Type: application/zip; name=invoice.zip\r\nContent-Transfer-Encoding: base64\r\n\r\n\
+{}\r\n--ZZ--\r\n",
+        b64(&zip)
+    );
+    assert!(shop_zip.contains("=\r\n--ZZ--"));
+    let out = run(
+        &rules,
+        &policy(),
+        &encoded_multipart("quoted-printable", &shop_zip),
+    );
+    assert_eq!(out.report.av, AvStatus::Clean, "{:?}", out.findings);
+    // No reading finds the parts: not clean.
+    let out = run(
+        &rules,
+        &policy(),
+        &encoded_multipart("base64", &b64(b"no delimiter line in here\r\n")),
+    );
+    assert_eq!(out.report.av, AvStatus::Error, "{:?}", out.findings);
+    assert!(
+        out.findings[0].name.contains("no reading finds its parts"),
+        "{:?}",
+        out.findings
+    );
+}
+
+/// The start of a detached CMS SignedData as Outlook Express and
+/// `openssl cms -sign -stream` write it (BER, indefinite lengths): the
+/// encapContentInfo holds `id-data` and no eContent; then a certificate
+/// begins.
+fn detached_signature_start() -> Vec<u8> {
+    let id_data = b"\x06\x09\x2a\x86\x48\x86\xf7\x0d\x01\x07\x01";
+    let sha1 = b"\x30\x09\x06\x05\x2b\x0e\x03\x02\x1a\x05\x00";
+    [
+        b"\x30\x80\x06\x09\x2a\x86\x48\x86\xf7\x0d\x01\x07\x02\xa0\x80\x30\x80\x02\x01\x01\x31\x0b"
+            .as_slice(),
+        sha1,
+        b"\x30\x80",
+        id_data,
+        b"\x00\x00\xa0\x80\x30\x82\x03\x00\x30\x82\x02\x69",
+        &[0x5a; 200],
+    ]
+    .concat()
+}
+
+#[test]
+fn a_damaged_detached_s_mime_signature_is_no_error() {
+    // walkAL 2: Outlook Express BER signatures in real ham, one cut short
+    // by a bounce, were av/error "damaged S/MIME data", and a placeholder
+    // replaced the signature or the returned message. A detached
+    // signature carries no content; its bytes are scanned all the same.
+    let rules = rules();
+    let signed = |sig: &[u8]| {
+        format!(
+            "From: a@example.com\r\nSubject: signed\r\nMIME-Version: 1.0\r\n\
+Content-Type: multipart/signed; protocol=\"application/x-pkcs7-signature\"; \
+micalg=SHA1; boundary=\"S\"\r\n\r\n--S\r\nContent-Type: text/plain\r\n\r\nhello\r\n\
+--S\r\nContent-Type: application/x-pkcs7-signature; name=\"smime.p7s\"\r\n\
+Content-Transfer-Encoding: base64\r\n\
+Content-Disposition: attachment; filename=\"smime.p7s\"\r\n\r\n{}\r\n--S--\r\n",
+            b64(sig)
+        )
+        .into_bytes()
+    };
+    let out = run(&rules, &policy(), &signed(&detached_signature_start()));
+    assert_eq!(out.report.av, AvStatus::Clean, "{:?}", out.findings);
+    // Content inside (opaque), cut short the same way: it may hide what
+    // a client shows, so still an error.
+    let opaque = detached_signature_start();
+    let at = opaque
+        .windows(4)
+        .position(|w| w == b"\x00\x00\xa0\x80")
+        .unwrap();
+    let opaque = [
+        &opaque[..at],
+        b"\xa0\x80\x24\x80\x04\x05hello".as_slice(),
+        &opaque[at + 2..],
+    ]
+    .concat();
+    let out = run(&rules, &policy(), &signed(&opaque));
+    assert_eq!(out.report.av, AvStatus::Error, "{:?}", out.findings);
+    assert_eq!(out.findings[0].name, "damaged S/MIME data");
+}
+
+/// yEnc of `data` named `name` (`line=128`), its CRC-32 as given.
+fn yenc(name: &str, data: &[u8], crc: u32) -> String {
+    let mut out = format!("=ybegin line=128 size={} name={name}\r\n", data.len());
+    for &c in data {
+        let o = c.wrapping_add(42);
+        if matches!(o, 0 | b'\n' | b'\r' | b'=') {
+            out.push('=');
+            out.push(char::from(o.wrapping_add(64)));
+        } else {
+            out.push(char::from(o));
+        }
+    }
+    out.push_str(&format!(
+        "\r\n=yend size={} crc32={crc:08x}\r\n",
+        data.len()
+    ));
+    out
+}
+
+#[test]
+fn a_text_quoting_a_yenc_header_is_text() {
+    // walkAL 3: a user's question quoting a yEnc header and trailer was
+    // av/error "damaged yEnc archive ... the yEnc CRC does not match".
+    let rules = rules();
+    let text = |body: &str| {
+        format!("Subject: yEnc\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=ISO-8859-1\r\n\r\n{body}").into_bytes()
+    };
+    for quoted in [
+        "The header looks like this:\r\n\r\n=ybegin line=128 size=19338 name=joystick.jpg\r\n\
+(data)\r\n=yend size=19338 crc32=ded29f4f\r\n\r\nWhy does my decoder fail?\r\n",
+        "=ybegin line=128 size=19338 name=joystick.jpg\r\nand then nothing\r\n",
+    ] {
+        let out = run(&rules, &policy(), &text(quoted));
+        assert_eq!(
+            out.report.av,
+            AvStatus::Clean,
+            "{quoted}: {:?}",
+            out.findings
+        );
+    }
+    // A real yEnc file: the EICAR in it is found, and a wrong CRC is damage.
+    let crc = {
+        let mut h = flate2::Crc::new();
+        h.update(&eicar());
+        h.sum()
+    };
+    let out = run(&rules, &policy(), &text(&yenc("e.com", &eicar(), crc)));
+    assert_eq!(
+        out.report.viruses,
+        ["EICAR_Test_File"],
+        "{:?}",
+        out.findings
+    );
+    let clean = b"a harmless file".repeat(20);
+    let out = run(&rules, &policy(), &text(&yenc("a.bin", &clean, 1)));
+    assert_eq!(out.report.av, AvStatus::Error, "{:?}", out.findings);
+    assert_eq!(
+        out.findings[0].name,
+        "damaged yEnc archive: a.bin: the yEnc CRC does not match"
+    );
+}
+
+#[test]
+fn encrypted_pgp_mail_is_protected() {
+    // walkAL 4: PGP/MIME encrypted mail was av/clean while encrypted
+    // S/MIME is av/protected.
+    let rules = rules();
+    let armored =
+        "-----BEGIN PGP MESSAGE-----\r\n\r\nhQEMA1x2y3z4AQf/abcdefghijklmnop\r\n=Ab12\r\n\
+-----END PGP MESSAGE-----\r\n";
+    let pgp_mime = format!(
+        "Subject: secret\r\nMIME-Version: 1.0\r\nContent-Type: multipart/encrypted; \
+protocol=\"application/pgp-encrypted\"; boundary=\"E\"\r\n\r\n\
+--E\r\nContent-Type: application/pgp-encrypted\r\n\r\nVersion: 1\r\n\r\n\
+--E\r\nContent-Type: application/octet-stream; name=\"encrypted.asc\"\r\n\r\n{armored}--E--\r\n"
+    );
+    let out = run(&rules, &policy(), pgp_mime.as_bytes());
+    assert_eq!(out.report.av, AvStatus::Protected, "{:?}", out.findings);
+    let found: Vec<(&str, &str)> = out
+        .findings
+        .iter()
+        .map(|f| (f.name.as_str(), f.path.as_str()))
+        .collect();
+    assert_eq!(found, [("encrypted PGP/MIME message", "part 1")]);
+    // An armored attachment, and a body encrypted inline.
+    let attached = with_attachment(
+        "report.pdf.gpg",
+        "application/octet-stream",
+        armored.as_bytes(),
+    );
+    let inline = format!("Subject: secret\r\n\r\n{armored}");
+    for msg in [attached, inline.into_bytes()] {
+        let out = run(&rules, &policy(), &msg);
+        assert_eq!(out.report.av, AvStatus::Protected, "{:?}", out.findings);
+        assert_eq!(out.findings[0].name, "encrypted PGP message");
+    }
+    // Signed only: readable, clean.
+    let signed =
+        "Subject: s\r\n\r\n-----BEGIN PGP SIGNED MESSAGE-----\r\nHash: SHA256\r\n\r\nhello\r\n";
+    let out = run(&rules, &policy(), signed.as_bytes());
+    assert_eq!(out.report.av, AvStatus::Clean, "{:?}", out.findings);
 }

@@ -73,6 +73,9 @@ pub struct Unpacked<'m, 'p> {
     /// [`crate::check::mime_repair::Read::neutralised`].
     restore: Vec<usize>,
     restore_base: usize,
+    /// The object being added is a part of a `multipart/encrypted`
+    /// (taken by [`Self::object`] as it starts).
+    in_encrypted_multipart: bool,
 }
 
 /// The content type of a part as "type/subtype", lower case.
@@ -294,6 +297,7 @@ pub fn unpack_restoring<'m, 'p>(
         max_depth: max_depth.min(DEPTH_CAP),
         restore,
         restore_base: parsed.map_or(0, |m| m.raw_message.as_ptr() as usize),
+        in_encrypted_multipart: false,
     };
     match parsed {
         Some(msg) => u.message(msg, Under::Own, None, "", 0, &|data| data),
@@ -398,6 +402,9 @@ impl<'m> Unpacked<'m, '_> {
         depth: u32,
         keep: &dyn Fn(Cow<'a, [u8]>) -> Cow<'m, [u8]>,
     ) {
+        // The parts of a multipart/encrypted: their armored data is that
+        // multipart's finding, not one more of their own.
+        let mut encrypted_children: Vec<u32> = Vec::new();
         for (i, part) in msg.parts.iter().enumerate() {
             let unit = match under {
                 Under::Own => Some(i),
@@ -406,26 +413,29 @@ impl<'m> Unpacked<'m, '_> {
             let multipart_type = part
                 .content_type()
                 .is_some_and(|ct| ct.ctype().eq_ignore_ascii_case("multipart"));
-            if multipart_type && declared_encoding(part) != Encoding::None {
-                // RFC 2045 6.4 allows a multipart no encoding but
-                // 7bit, 8bit and binary; a client that decodes one
-                // anyway may show parts this scan did not read
-                // (walkAJ 9), as for a forwarded message sent so.
-                let label = format!("part {}", i + 1);
-                let here = if path.is_empty() {
-                    label
-                } else {
-                    format!("{path}/{label}")
-                };
-                self.find(
-                    unit,
-                    Kind::Error,
-                    "not unpacked: a multipart sent base64 or quoted-printable encoded",
-                    &here,
-                );
-            }
+            // RFC 2045 6.4 allows a multipart no encoding but 7bit, 8bit
+            // and binary; naive senders (PHP `mail()`, web shops) put
+            // one on it all the same. Clients ignore it and read the
+            // parts as sent; one that decodes it may show other parts
+            // (walkAJ 9): both readings are scanned ([`Self::encoded_multipart`]).
+            let encoded = if multipart_type {
+                declared_encoding(part)
+            } else {
+                Encoding::None
+            };
             if let PartType::Multipart(children) = &part.body {
                 self.outside_parts(msg, part, children, (unit, parent), path, i, depth);
+                let here = part_path(path, &format!("part {}", i + 1));
+                if let Some(what) = encrypted_multipart(part) {
+                    // Its parts are walked all the same (the control part,
+                    // the armored data): they are what a client receives.
+                    self.find(unit, Kind::Protected, what, &here);
+                    encrypted_children.extend(children.iter().copied());
+                }
+                if encoded != Encoding::None {
+                    let raw: &'a [u8] = &msg.raw_message;
+                    self.encoded_multipart(raw, part, encoded, (unit, parent), &here, true, depth);
+                }
                 continue;
             }
             let name = part.attachment_name();
@@ -469,10 +479,11 @@ impl<'m> Unpacked<'m, '_> {
                         };
                     let data = keep(part_bytes(part, Some(&msg.raw_message), restore));
                     let index = self.objects.len();
+                    self.in_encrypted_multipart = encrypted_children.contains(&(i as u32));
                     self.object(
                         unit,
                         parent,
-                        here,
+                        here.clone(),
                         name.map(str::to_string),
                         mime,
                         data,
@@ -481,8 +492,110 @@ impl<'m> Unpacked<'m, '_> {
                     if let Some(o) = self.objects.get_mut(index) {
                         o.aliases = other_names(part, name);
                     }
+                    if encoded != Encoding::None {
+                        // No delimiter line found as sent (base64 hides
+                        // them): the part is the decoded bytes; the
+                        // decoded reading may find the parts.
+                        let raw: &'a [u8] = &msg.raw_message;
+                        let under = self.objects.get(index).map_or(parent, |_| Some(index));
+                        self.encoded_multipart(
+                            raw,
+                            part,
+                            encoded,
+                            (unit, under),
+                            &here,
+                            false,
+                            depth,
+                        );
+                    }
                 }
             }
+        }
+    }
+
+    /// The second reading of a multipart sent with a base64 or
+    /// quoted-printable `Content-Transfer-Encoding` (RFC 2045 6.4 forbids
+    /// it). Clients (Python's `email`, Thunderbird, Outlook) ignore the
+    /// encoding and read the parts as sent: that reading is the parse
+    /// itself (`read_as_sent`: it found the delimiter lines). A reader
+    /// that decodes the body first may see other parts (walkAJ 9: a
+    /// multipart hidden under base64): when decoding changes the bytes,
+    /// the decoded body is parsed under the multipart's own header (less
+    /// the encoding) and walked like a nested message, its objects under
+    /// the multipart's top-level part, named `here (read transfer-decoded)/...`.
+    /// Every object of both readings is checked: the worse verdict
+    /// counts. Only when neither reading finds the parts is it `av/error`.
+    #[allow(clippy::too_many_arguments)]
+    fn encoded_multipart(
+        &mut self,
+        raw: &[u8],
+        part: &MessagePart<'_>,
+        encoding: Encoding,
+        (unit, parent): (Option<usize>, Option<usize>),
+        here: &str,
+        read_as_sent: bool,
+        depth: u32,
+    ) {
+        let (h, b, e) = (
+            part.offset_header as usize,
+            part.offset_body as usize,
+            part.offset_end as usize,
+        );
+        let body = if h <= b && b <= e && e <= raw.len() {
+            &raw[b..e]
+        } else {
+            &[][..]
+        };
+        let decoded = match encoding {
+            Encoding::Base64 => base64::decode(body),
+            Encoding::QuotedPrintable => quoted_printable_lenient(body),
+            Encoding::None => return,
+        };
+        if decoded == body {
+            // Nothing to decode: one reading only, the parse's.
+            return;
+        }
+        let unreadable = "not unpacked: a multipart sent base64 or quoted-printable encoded \
+                          (no reading finds its parts)";
+        let at = format!("{here} (read transfer-decoded)");
+        let mut copy = without_transfer_encoding(&raw[h.min(b)..b]);
+        copy.extend_from_slice(&decoded);
+        drop(decoded);
+        if read_as_sent {
+            // Clients' reading was made: this one only adds what it finds.
+            let n = copy.len() as u64;
+            if depth + 1 > self.max_depth || self.budget.grant(n) < n {
+                return;
+            }
+        } else if self.too_deep(unit, depth, &at) || !self.granted(unit, copy.len(), &at) {
+            return;
+        }
+        let Some(msg) = super::parse(&copy) else {
+            if !read_as_sent {
+                self.find(unit, Kind::Error, unreadable, here);
+            }
+            return;
+        };
+        let found_parts = msg
+            .parts
+            .first()
+            .is_some_and(|p| matches!(p.body, PartType::Multipart(_)));
+        if !read_as_sent && !found_parts {
+            self.find(unit, Kind::Error, unreadable, here);
+        }
+        let before = self.findings.len();
+        self.message(&msg, Under::Part(unit), parent, &at, depth + 1, &|data| {
+            Cow::Owned(data.into_owned())
+        });
+        if read_as_sent && !self.timed_out {
+            // What decoding damages is no error when the parts were read
+            // as sent (a line of base64 that ends in `=` takes the
+            // delimiter line below it, once decoded): from this reading,
+            // only what it finds counts, as for the other readings of
+            // [`crate::check::run`].
+            let tail = self.findings.split_off(before);
+            self.findings
+                .extend(tail.into_iter().filter(|f| f.kind != Kind::Error));
         }
     }
 
@@ -562,6 +675,7 @@ impl<'m> Unpacked<'m, '_> {
         data: Cow<'m, [u8]>,
         depth: u32,
     ) {
+        let in_encrypted_multipart = std::mem::take(&mut self.in_encrypted_multipart);
         if self.out_of_time(part, &path) {
             return;
         }
@@ -598,6 +712,14 @@ impl<'m> Unpacked<'m, '_> {
                     "not unpacked: BinHex (no BinHex data found in an application/mac-binhex40 part)",
                     &path,
                 );
+                return;
+            }
+            // OpenPGP armor (`gpg --armor --encrypt`): an attachment
+            // `.asc`/`.gpg`/`.pgp`, or a body encrypted inline, that only
+            // the recipient's key opens. (In a multipart/encrypted, the
+            // multipart says so.)
+            if !in_encrypted_multipart && pgp_encrypted(&self.objects[index].data) {
+                self.find(part, Kind::Protected, "encrypted PGP message", &path);
                 return;
             }
             if let Some(u) = archive::unopened(&self.objects[index].data) {
@@ -769,6 +891,110 @@ fn outside_text(gap: &[u8], boundary: &str, out: &mut Vec<u8>) {
         out.extend_from_slice(line);
         out.push(b'\n');
     }
+}
+
+/// `label` under `path` ("" for the message itself).
+fn part_path(path: &str, label: &str) -> String {
+    if path.is_empty() {
+        label.to_string()
+    } else {
+        format!("{path}/{label}")
+    }
+}
+
+/// What a `multipart/encrypted` (RFC 1847) is, for its `av/protected`
+/// finding; None for any other part. Only the recipient's key opens it,
+/// as for encrypted S/MIME.
+fn encrypted_multipart(part: &MessagePart<'_>) -> Option<&'static str> {
+    let ct = part.content_type()?;
+    if !(ct.ctype().eq_ignore_ascii_case("multipart")
+        && ct
+            .subtype()
+            .is_some_and(|s| s.eq_ignore_ascii_case("encrypted")))
+    {
+        return None;
+    }
+    let pgp = ct
+        .attribute("protocol")
+        .is_some_and(|p| p.trim().eq_ignore_ascii_case("application/pgp-encrypted"));
+    Some(if pgp {
+        "encrypted PGP/MIME message"
+    } else {
+        "encrypted message (multipart/encrypted)"
+    })
+}
+
+/// Whether `data` is an OpenPGP message in ASCII armor (RFC 4880 6.2):
+/// it starts, after white space, with `-----BEGIN PGP MESSAGE-----`.
+/// (Signed-only text, `BEGIN PGP SIGNED MESSAGE`, is readable and is not.)
+fn pgp_encrypted(data: &[u8]) -> bool {
+    data.trim_ascii_start()
+        .starts_with(b"-----BEGIN PGP MESSAGE-----")
+}
+
+/// A header block without its `Content-Transfer-Encoding` fields (and
+/// their continuation lines).
+fn without_transfer_encoding(header: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(header.len());
+    let mut dropping = false;
+    for line in header.split_inclusive(|&b| b == b'\n') {
+        if dropping && matches!(line.first(), Some(b' ' | b'\t')) {
+            continue;
+        }
+        dropping = line
+            .iter()
+            .position(|&b| b == b':')
+            .map(|c| line[..c].trim_ascii_end())
+            .is_some_and(|n| n.eq_ignore_ascii_case(b"content-transfer-encoding"));
+        if !dropping {
+            out.extend_from_slice(line);
+        }
+    }
+    out
+}
+
+/// Quoted-printable decoded as lenient readers (Python's `quopri`, mail
+/// clients) decode it: `=XX` (hex) is the octet, `=` at the end of a
+/// line (white space may follow it) joins the lines, and any other `=`
+/// is kept as it is. (mail-parser's decoder gives up at the first `=`
+/// that is neither.)
+fn quoted_printable_lenient(body: &[u8]) -> Vec<u8> {
+    let hex = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
+    let mut out = Vec::with_capacity(body.len());
+    let mut i = 0;
+    while i < body.len() {
+        let c = body[i];
+        if c == b'=' {
+            let rest = &body[i + 1..];
+            let ws = rest
+                .iter()
+                .take_while(|&&b| b == b' ' || b == b'\t')
+                .count();
+            match (rest.get(ws), rest.get(ws + 1)) {
+                (None, _) => break,
+                (Some(b'\n'), _) => {
+                    i += ws + 2;
+                    continue;
+                }
+                (Some(b'\r'), Some(b'\n')) => {
+                    i += ws + 3;
+                    continue;
+                }
+                _ => {}
+            }
+            if let (Some(hi), Some(lo)) = (
+                rest.first().copied().and_then(hex),
+                rest.get(1).copied().and_then(hex),
+            ) {
+                out.push(hi << 4 | lo);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(c);
+        i += 1;
+    }
+    out
 }
 
 fn is_mail_file(data: &[u8]) -> bool {
@@ -1051,6 +1277,7 @@ Content-Type: multipart/mixed; boundary=X\r\n\r\n--X\r\n\r\nhi\r\n--X--\r\n";
             max_depth: 8,
             restore: Vec::new(),
             restore_base: 0,
+            in_encrypted_multipart: false,
         };
         u.objects.push(Object {
             part: Some(1),
