@@ -66,6 +66,8 @@ const MOVING_OBJECTS: &[&str] = &[
     "mwOpenFiles",
     "mwSpoolFreeOctets",
     "mwSessionsCount",
+    // An age: a second more each second while a deferred message waits.
+    "mwQueueOldestDeferred",
 ];
 
 /// The same for /metrics, by flat key.
@@ -77,6 +79,7 @@ const MOVING_METRICS: &[&str] = &[
     "mailward_spool_free_bytes",
     "mailward_sessions{direction=\"out\"}",
     "mailward_sessions{direction=\"in\"}",
+    "mailward_queue_oldest_deferred_seconds",
 ];
 
 /// A daemon with metrics and statistics on, its AgentX master a private

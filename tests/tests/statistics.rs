@@ -33,6 +33,8 @@ const MOVING: &[&str] = &[
     "mailward_spool_free_bytes",
     // Idle outbound connections are closed on their own schedule.
     "mailward_sessions{out}",
+    // An age: a second more each second while the message waits.
+    "mailward_queue_oldest_deferred_seconds",
 ];
 
 /// How long the whole rig may take to settle after the traffic.
@@ -655,6 +657,26 @@ fn a_known_mix_is_counted_exactly_in_metrics_the_stats_file_and_raw_records() ->
     );
     // The one deferral (dave@deferred.test) ranks its domain.
     assert_top_tables_empty(&m, &file, &["deferred.test"])?;
+    // ... and its age is the oldest deferred message's, growing as it
+    // waits (walkAM 10: status said "mail is not leaving", nothing else
+    // could); the bases on disk load.
+    let oldest = |m: &Metrics| {
+        m.get("mailward_queue_oldest_deferred_seconds", &[])
+            .context("mailward_queue_oldest_deferred_seconds")
+    };
+    let first = oldest(&m)?;
+    std::thread::sleep(Duration::from_secs(2));
+    let later = oldest(&rig.stats.scrape()?)?;
+    ensure!(
+        first <= after - started + 1.0 && later >= first + 1.0,
+        "mailward_queue_oldest_deferred_seconds {first}, then {later} 2 s later (the test ran {} s)",
+        after - started
+    );
+    ensure!(
+        m.get("mailward_bases_on_disk_broken", &[]) == Some(0.0),
+        "mailward_bases_on_disk_broken: {:?}",
+        m.get("mailward_bases_on_disk_broken", &[])
+    );
 
     // The queue agrees about the held message.
     let queue = rig.daemon.queue_list()?;
