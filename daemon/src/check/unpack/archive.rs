@@ -1141,18 +1141,14 @@ T0d0$+6Gp*%9*3d&5,90838j%39*%,8&19%P@59*98be84908,8C*6%8K*%JV5#T\n\
         let m = unpack(Format::BinHex, "e.hqx", hqx, &mut budget, far());
         assert_eq!(files(&m), [("e.com", eicar.as_slice())], "{m:?}");
         assert_eq!(m.len(), 1, "{m:?}");
-        // yEnc: each octet plus 42, `=` escaping; a uuencoded file beside
-        // it in the same text is still found.
-        let mut y = b"hi\n=ybegin line=128 size=68 name=e.com\n".to_vec();
-        for &c in eicar {
-            let o = c.wrapping_add(42);
-            if matches!(o, 0 | b'\n' | b'\r' | b'=') {
-                y.extend_from_slice(&[b'=', o.wrapping_add(64)]);
-            } else {
-                y.push(o);
-            }
-        }
-        y.extend_from_slice(b"\n=yend size=68\nbegin 644 u.txt\n#86)C\n`\nend\n");
+        // yEnc; a uuencoded file beside it in the same text is still
+        // found.
+        let y = [
+            b"hi\n".as_slice(),
+            &yenc::tests::encode("e.com", eicar),
+            b"begin 644 u.txt\n#86)C\n`\nend\n",
+        ]
+        .concat();
         assert_eq!(detect(&y), Some(Format::Yenc));
         let m = unpack(Format::Yenc, "part 2", &y, &mut budget, far());
         assert_eq!(

@@ -195,10 +195,12 @@ fn crc32(data: &[u8]) -> u32 {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn encode(name: &str, data: &[u8]) -> Vec<u8> {
+    /// yEnc of `data` named `name`, as a poster writes it (each octet
+    /// plus 42, `=` escaping, the CRC-32 in `=yend`); CRLF line ends.
+    pub(crate) fn encode(name: &str, data: &[u8]) -> Vec<u8> {
         let mut out = format!("=ybegin line=128 size={} name={name}\r\n", data.len()).into_bytes();
         for &c in data {
             let o = c.wrapping_add(42);
