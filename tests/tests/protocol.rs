@@ -515,6 +515,25 @@ fn lines_over_998_octets_are_split_when_asked() -> Result<()> {
     })
     .with_context(|| daemon.log())?;
     ensure!(logged.contains("lines=3"), "{logged}");
+    // A last line of 100,000 octets comes in parts: "." CRLF after it
+    // still ends DATA, and every octet goes on, in lines of 998 at most.
+    let ys = "y".repeat(100_000);
+    let mut c = SmtpClient::connect_ok(daemon.port)?;
+    c.ehlo("client.test")?;
+    c.send_mail_ok(
+        "alice@sender.test",
+        &["bob@example.com"],
+        format!("Subject: big\r\n\r\n{ys}\r\n").as_bytes(),
+    )?;
+    c.quit();
+    let t = &next_hop.wait_for_transactions(2, DELIVERY_TIMEOUT)?[1];
+    let text = String::from_utf8(t.message())?;
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+    ensure!(
+        body.split("\r\n").all(|l| l.len() <= 998),
+        "a line over 998 octets went on"
+    );
+    assert_eq!(body.replace("\r\n ", ""), format!("{ys}\r\n"));
     Ok(())
 }
 
