@@ -866,6 +866,15 @@ pub fn directives(options: &[String]) -> Result<String, LogError> {
     };
     let foreign = all.map(|l| l.min(LogLevel::Warning));
     let mut out = vec![filter_level(foreign).to_string()];
+    // The DNS library's warnings are said in our words by `dns.rs` (a
+    // server that does not answer, or refuses): its own came three per
+    // look-up and per probe, forever, for a server that answers REFUSED
+    // without the question (unbound: "detected forged question section",
+    // walkAM 1), in a target no `log.options` category could name.
+    let dns_library = filter_level(all.map(|l| l.min(LogLevel::Error)));
+    for module in DNS_LIBRARY {
+        out.push(format!("{module}={dns_library}"));
+    }
     for category in LOG_CATEGORIES {
         let level = filter_level(level_of(category));
         out.push(format!("{category}={level}"));
@@ -875,6 +884,9 @@ pub fn directives(options: &[String]) -> Result<String, LogError> {
     }
     Ok(out.join(","))
 }
+
+/// The DNS library's crates, logged at `error` at most ([`directives`]).
+const DNS_LIBRARY: &[&str] = &["hickory_net", "hickory_proto", "hickory_resolver"];
 
 /// The module whose events (those without a target) count as `category`.
 pub fn module_of(category: &str) -> Option<&'static str> {
@@ -944,6 +956,16 @@ mod tests {
             has(&d, "mailward=error") && has(&d, "app=error") && has(&d, "smtp=trace"),
             "{d}"
         );
+
+        // The DNS library says errors only (walkAM 1), at most what all
+        // says.
+        let d = directives(&opts(&["all.debug"])).unwrap();
+        assert!(
+            has(&d, "hickory_net=error") && has(&d, "hickory_proto=error"),
+            "{d}"
+        );
+        let d = directives(&opts(&["-all"])).unwrap();
+        assert!(has(&d, "hickory_net=off"), "{d}");
 
         // Nothing given: errors only. `-all`: nothing.
         let d = directives(&[]).unwrap();
