@@ -267,6 +267,18 @@ impl Dns {
         self.server.silent_since()
     }
 
+    /// How many times a probe found the DNS server back after silence
+    /// (for [`RecentLookups::since_return`]).
+    pub fn server_returns(&self) -> u64 {
+        self.server.returns()
+    }
+
+    /// Whether the last probe of the DNS server was answered REFUSED
+    /// (with the question or without it, as unbound refuses).
+    pub fn server_refuses(&self) -> bool {
+        self.server.refuses()
+    }
+
     /// (refused, looked up) over the last look-ups this resolver made
     /// itself (DNS lists, MX, A/AAAA, PTR; at most
     /// [`RecentLookups::SPAN`]): how many the server answered REFUSED.
@@ -291,6 +303,7 @@ impl Dns {
         }
         let (resolver, health, timeout) =
             (self.resolver.clone(), self.server.clone(), self.timeout);
+        let servers: Vec<SocketAddr> = self.servers.clone();
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             // Outside the runtime (never, for the gateway's callers):
             // nothing learnt, so nothing changes.
@@ -300,18 +313,26 @@ impl Dns {
         runtime.spawn(async move {
             loop {
                 let name = probe_name();
-                let answered = match tokio::time::timeout(
-                    timeout + Duration::from_millis(100),
-                    resolver.ipv4_lookup(name.as_str()),
-                )
-                .await
-                {
-                    Ok(Ok(_)) => true,
+                // The library's look-up and one by hand side by side
+                // ([`raw_probe`]: a reply the library will not take),
+                // each within `timeouts.dns`; the library's word first.
+                let (library, by_hand) = tokio::join!(
+                    tokio::time::timeout(
+                        timeout + Duration::from_millis(100),
+                        resolver.ipv4_lookup(name.as_str()),
+                    ),
+                    raw_probe(&servers, &name, timeout)
+                );
+                let reply = match library {
+                    Ok(Ok(_)) => ProbeReply::Answer,
                     // A reply of any kind: the server is there.
-                    Ok(Err(NetError::Dns(_))) => true,
-                    Ok(Err(_)) | Err(_) => false,
+                    Ok(Err(e @ NetError::Dns(_))) => match Outcome::of(&e) {
+                        Outcome::Refused => ProbeReply::Refused,
+                        _ => ProbeReply::Answer,
+                    },
+                    Ok(Err(_)) | Err(_) => by_hand,
                 };
-                match health.probed(answered) {
+                match health.probed(reply) {
                     Some(true) => tracing::warn!(target: "app", probe = %name, timeout_s = timeout.as_secs_f64(),
                         probe_every_s = ServerHealth::PROBE_EVERY.as_secs(),
                         "DNS server does not answer: SPF and DKIM/DMARC (temperror) and the DNS lists (not listed) are not asked until a probe is answered."),
@@ -909,6 +930,8 @@ struct Window {
     bits: u64,
     refused: u64,
     len: u32,
+    /// The [`ServerHealth::returns`] the window was last read against.
+    returns: u64,
 }
 
 impl Window {
@@ -976,6 +999,24 @@ impl RecentLookups {
     pub fn failed_percent(&self) -> Option<u64> {
         let (failed, recent) = self.failed_of();
         (recent >= Self::SAMPLE).then(|| u64::from(failed) * 100 / u64::from(recent))
+    }
+
+    /// Forgets the window when the DNS server has come back since it was
+    /// last read (`returns`, [`Dns::server_returns`]): the failures of an
+    /// outage said "DNS fails" in `mailward status` and kept the
+    /// `dns_failed_percent` alert raised, on a quiet gateway for hours,
+    /// after a probe had found the server back (walkAM 3). Call before
+    /// reading.
+    pub fn since_return(&self, returns: u64) -> &Self {
+        let mut w = self.window();
+        if w.returns != returns {
+            *w = Window {
+                returns,
+                ..Window::default()
+            };
+        }
+        drop(w);
+        self
     }
 }
 
@@ -1103,6 +1144,10 @@ pub struct ServerHealth(Mutex<ServerState>);
 struct ServerState {
     /// Since when the last probe got no answer (None: it answers).
     silent_since: Option<std::time::SystemTime>,
+    /// How many times a probe found the server back after silence.
+    returns: u64,
+    /// The last probe was answered REFUSED.
+    refuses: bool,
     /// When the last probe started.
     last_probe: Option<std::time::Instant>,
     probing: bool,
@@ -1144,14 +1189,27 @@ impl ServerHealth {
         self.state().probing = false;
     }
 
-    /// What a probe found. Some(true): the server falls silent with it;
-    /// Some(false): it answers again; None: no change.
-    pub fn probed(&self, answered: bool) -> Option<bool> {
+    /// How many times a probe found the server back after silence.
+    pub fn returns(&self) -> u64 {
+        self.state().returns
+    }
+
+    /// Whether the last probe was answered REFUSED.
+    pub fn refuses(&self) -> bool {
+        self.state().refuses
+    }
+
+    /// What a probe found (`reply`). Some(true): the server falls silent
+    /// with it; Some(false): it answers again; None: no change.
+    pub fn probed(&self, reply: ProbeReply) -> Option<bool> {
         let mut s = self.state();
         s.probing = false;
+        s.refuses = reply == ProbeReply::Refused;
+        let answered = reply != ProbeReply::None;
         match (answered, s.silent_since.is_some()) {
             (true, true) => {
                 s.silent_since = None;
+                s.returns += 1;
                 Some(false)
             }
             (false, false) => {
@@ -1161,6 +1219,84 @@ impl ServerHealth {
             _ => None,
         }
     }
+}
+
+/// What a probe of the DNS server got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProbeReply {
+    /// An answer ("no such name" is one).
+    Answer,
+    /// REFUSED: the server is there, but does not resolve for this host.
+    Refused,
+    /// Nothing in time.
+    None,
+}
+
+/// Asks `servers` (UDP) for `name` once, by hand, and reads the first
+/// reply's response code whatever the rest of it holds. unbound's
+/// REFUSED (`access-control: ... refuse`) carries no question section,
+/// and the resolver library drops such a reply as forged and waits out
+/// its timeout (walkAM 1): the server was reported silent while it
+/// answered every query. Used when the library's probe got nothing.
+async fn raw_probe(servers: &[SocketAddr], name: &str, timeout: Duration) -> ProbeReply {
+    use hickory_resolver::proto::op::{Message, Query};
+    use hickory_resolver::proto::rr::{Name, RecordType};
+    let Ok(qname) = Name::from_ascii(name) else {
+        return ProbeReply::None;
+    };
+    let id: u16 = rand_id();
+    let mut query = Message::query();
+    query.metadata.id = id;
+    query.metadata.recursion_desired = true;
+    query.add_query(Query::query(qname, RecordType::A));
+    let Ok(bytes) = query.to_vec() else {
+        return ProbeReply::None;
+    };
+    let mut targets: Vec<SocketAddr> = servers.to_vec();
+    targets.sort_unstable();
+    targets.dedup();
+    let ask = async {
+        let bind: SocketAddr = match targets.first() {
+            Some(SocketAddr::V6(_)) => (std::net::Ipv6Addr::UNSPECIFIED, 0).into(),
+            _ => (std::net::Ipv4Addr::UNSPECIFIED, 0).into(),
+        };
+        let socket = tokio::net::UdpSocket::bind(bind).await.ok()?;
+        for t in &targets {
+            let _ = socket.send_to(&bytes, t).await;
+        }
+        let mut buf = [0u8; 1500];
+        loop {
+            let (n, from) = socket.recv_from(&mut buf).await.ok()?;
+            if !targets.contains(&from) {
+                continue;
+            }
+            let Ok(reply) = Message::from_vec(&buf[..n]) else {
+                continue;
+            };
+            if reply.metadata.id != id {
+                continue;
+            }
+            return Some(if reply.metadata.response_code == ResponseCode::Refused {
+                ProbeReply::Refused
+            } else {
+                ProbeReply::Answer
+            });
+        }
+    };
+    tokio::time::timeout(timeout, ask)
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or(ProbeReply::None)
+}
+
+/// A query ID that another probe's is unlikely to be.
+fn rand_id() -> u16 {
+    static N: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    (nanos as u16) ^ N.fetch_add(0x9e37, std::sync::atomic::Ordering::Relaxed)
 }
 
 /// A name of a made-up top-level domain, new for each probe: the server
@@ -1315,6 +1451,79 @@ mod tests {
             }
         });
         at
+    }
+
+    /// A server that answers every query REFUSED without the question
+    /// section, as unbound's `access-control: ... refuse` does.
+    async fn refusing_without_the_question() -> SocketAddr {
+        let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let at = socket.local_addr().unwrap();
+        tokio::spawn(async move {
+            let mut buf = [0u8; 512];
+            while let Ok((n, from)) = socket.recv_from(&mut buf).await {
+                if n < 12 {
+                    continue;
+                }
+                let mut answer = buf[..12].to_vec();
+                answer[2] |= 0x80; // a response
+                answer[3] = 5; // REFUSED
+                answer[4..12].fill(0); // no question, no records
+                let _ = socket.send_to(&answer, from).await;
+            }
+        });
+        at
+    }
+
+    /// walkAM 1: the library drops unbound's REFUSED (no question
+    /// section) as forged and times out, so the server was reported
+    /// silent while it answered every query.
+    #[tokio::test]
+    async fn a_refusal_without_the_question_is_a_refusal_not_silence() {
+        let at = refusing_without_the_question().await;
+        let dns = Dns::new(Some(at), Duration::from_millis(400)).unwrap();
+        assert!(!dns.server_refuses());
+        dns.doubt_server();
+        tokio::time::timeout(Duration::from_secs(3), async {
+            while dns.server.state().probing {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await
+        .expect("the probe ends within its timeout");
+        assert!(dns.server_answers(), "it answers: not silent");
+        assert!(dns.server_refuses(), "it refuses");
+        assert_eq!(
+            raw_probe(&[at], "mailward-probe-x.", Duration::from_millis(400)).await,
+            ProbeReply::Refused
+        );
+        let silent = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        assert_eq!(
+            raw_probe(
+                &[silent.local_addr().unwrap()],
+                "mailward-probe-y.",
+                Duration::from_millis(200)
+            )
+            .await,
+            ProbeReply::None
+        );
+    }
+
+    /// walkAM 3: after the server came back, the failures of the outage
+    /// kept "DNS fails" in the status and the alert raised until mail
+    /// came.
+    #[test]
+    fn the_failures_of_an_outage_are_forgotten_once_the_server_is_back() {
+        let recent = RecentLookups::default();
+        let health = ServerHealth::default();
+        recent.since_return(health.returns()).note(1, 19);
+        assert_eq!(recent.since_return(health.returns()).failed_of(), (19, 20));
+        assert_eq!(health.probed(ProbeReply::None), Some(true));
+        assert_eq!(recent.since_return(health.returns()).failed_of(), (19, 20));
+        assert_eq!(health.probed(ProbeReply::Answer), Some(false));
+        assert_eq!(recent.since_return(health.returns()).failed_of(), (0, 0));
+        assert_eq!(recent.since_return(health.returns()).failed_percent(), None);
+        recent.note(5, 0);
+        assert_eq!(recent.since_return(health.returns()).failed_of(), (0, 5));
     }
 
     #[tokio::test]
@@ -1526,18 +1735,18 @@ mod tests {
         assert!(h.silent_since().is_none(), "answers until a probe says not");
         assert!(h.probe_due(t0));
         assert!(!h.probe_due(t0), "one probe in flight at a time");
-        assert_eq!(h.probed(true), None, "it answered: no change");
+        assert_eq!(h.probed(ProbeReply::Answer), None, "it answered: no change");
         assert!(
             !h.probe_due(t0 + Duration::from_secs(4)),
             "one start per 5 s"
         );
         assert!(h.probe_due(t0 + Duration::from_secs(5)));
-        assert_eq!(h.probed(false), Some(true), "no answer: silent");
+        assert_eq!(h.probed(ProbeReply::None), Some(true), "no answer: silent");
         assert!(h.silent_since().is_some());
         assert!(h.probe_due(t0 + Duration::from_secs(10)));
-        assert_eq!(h.probed(false), None, "still silent");
+        assert_eq!(h.probed(ProbeReply::None), None, "still silent");
         assert!(h.probe_due(t0 + Duration::from_secs(15)));
-        assert_eq!(h.probed(true), Some(false), "answers again");
+        assert_eq!(h.probed(ProbeReply::Answer), Some(false), "answers again");
         assert!(h.silent_since().is_none());
     }
 
@@ -1606,7 +1815,7 @@ mod tests {
     async fn while_the_server_is_silent_the_lists_are_not_asked() {
         let silent = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
         let dns = Dns::new(Some(silent.local_addr().unwrap()), Duration::from_secs(30)).unwrap();
-        dns.server.probed(false);
+        dns.server.probed(ProbeReply::None);
         let zones = vec!["bl.test".to_string(), "score.test".to_string()];
         // Not asked, so not waited for (30 s would be the timeout), and
         // counted as failed, as a timeout would be.
@@ -1677,7 +1886,7 @@ mod tests {
         let at: SocketAddr = "127.0.0.1:5353".parse().unwrap();
         let t = Duration::from_secs(2);
         let old = Dns::new(Some(at), t).unwrap();
-        old.server.probed(false);
+        old.server.probed(ProbeReply::None);
         for _ in 0..ZoneHealth::REST_AFTER {
             old.zones.note("bl.test", false, std::time::Instant::now());
         }
@@ -1687,7 +1896,7 @@ mod tests {
         assert_eq!(same.resting_zones(), vec!["bl.test".to_string()]);
         // Shared, not copied: a probe of the old resolver still in flight
         // speaks for the new one.
-        old.server.probed(true);
+        old.server.probed(ProbeReply::Answer);
         assert!(same.server_answers());
         for other in [
             Dns::new(Some("127.0.0.1:5354".parse().unwrap()), t),

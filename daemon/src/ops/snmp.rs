@@ -408,7 +408,10 @@ pub async fn watch(gw: Arc<Gateway>) {
             let (r, i) = counts_since(&samples, now, window);
             (received.saturating_sub(r), infected.saturating_sub(i))
         };
-        let dns_failed = gw.dns_recent.failed_percent();
+        let dns_failed = gw
+            .dns_recent
+            .since_return(gw.dns().server_returns())
+            .failed_percent();
         // (value shown, over?) in the units the MIB documents, for a
         // threshold of `threshold` (None: not a threshold we know).
         let measure = |name: &str, threshold: u64| -> Option<(u64, bool)> {

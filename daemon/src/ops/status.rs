@@ -220,6 +220,12 @@ pub struct Dns {
     pub recent_asked: u32,
     #[serde(default)]
     pub recent_refused: u32,
+    /// The last probe of the DNS server was answered REFUSED
+    /// ([`crate::dns::Dns::server_refuses`]): also when the refusal
+    /// carries no question (unbound), which the look-ups cannot tell
+    /// from silence (walkAM 1).
+    #[serde(default)]
+    pub server_refuses: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -359,7 +365,10 @@ pub fn of(gw: &Gateway) -> Status {
         last_rotation_failure: super::logging::last_rotation_failure(gw),
         raw_lost: snap.value(StatId::RawRecordsLost, 0),
     };
-    let (recent_failed, recent) = gw.dns_recent.failed_of();
+    let (recent_failed, recent) = gw
+        .dns_recent
+        .since_return(gw.dns().server_returns())
+        .failed_of();
     let (recent_refused, recent_asked) = gw.dns().refused_of();
     let dns = Dns {
         resolver: cfg
@@ -375,6 +384,7 @@ pub fn of(gw: &Gateway) -> Status {
         }),
         recent_asked,
         recent_refused,
+        server_refuses: gw.dns().server_refuses(),
     };
     let mut status = Status {
         version: env!("CARGO_PKG_VERSION").to_string(),
@@ -623,18 +633,32 @@ pub fn problems(s: &Status) -> Vec<String> {
         ));
     } else if s.dns.recent_asked >= crate::dns::RecentLookups::SAMPLE
         && s.dns.recent_refused * 2 > s.dns.recent_asked
+        || s.dns.server_refuses
+            && s.dns.recent >= crate::dns::RecentLookups::SAMPLE
+            && s.dns.recent_failed * 2 > s.dns.recent
     {
         // The server answers, and refuses (walkAK 2): "no answer" would
         // send the operator after a dead server or network. Before the
-        // resting zones: the lists rest because of the refusals.
+        // resting zones: the lists rest because of the refusals. A
+        // server whose probe is refused while the look-ups time out
+        // (unbound's REFUSED has no question section, and the library
+        // does not take it for an answer: walkAM 1) is said so too, when
+        // most look-ups fail (a server of local zones only refuses the
+        // probe's made-up name and answers the look-ups that matter).
+        let who = match s.dns.resolver.as_str() {
+            "system" => "the system's resolvers (/etc/resolv.conf)",
+            other => other,
+        };
+        let what = if s.dns.recent_refused * 2 > s.dns.recent_asked {
+            format!(
+                "{} of the last {} DNS look-ups were REFUSED by {who}",
+                s.dns.recent_refused, s.dns.recent_asked
+            )
+        } else {
+            format!("The DNS server {who} answers REFUSED to a probe of its own (without the question, as unbound refuses: each look-up then waits timeouts.dns)")
+        };
         p.push(format!(
-            "{} of the last {} DNS look-ups were REFUSED by {}: it does not resolve for this host. Allow this host recursion there (unbound's access-control, BIND's allow-recursion; a dnsmasq needs upstream servers), or set access.dns_resolver to a server that does; meanwhile the DNS lists list nothing, SPF and DKIM/DMARC give temperror, the spam check judges without DNSBL, SPF and URI lists, and mail routed by MX waits in the queue.",
-            s.dns.recent_refused,
-            s.dns.recent_asked,
-            match s.dns.resolver.as_str() {
-                "system" => "the system's resolvers (/etc/resolv.conf)",
-                other => other,
-            }
+            "{what}: it does not resolve for this host. Allow this host recursion there (unbound's access-control, BIND's allow-recursion; a dnsmasq needs upstream servers), or set access.dns_resolver to a server that does; meanwhile the DNS lists list nothing, SPF and DKIM/DMARC give temperror, the spam check judges without DNSBL, SPF and URI lists, and mail routed by MX waits in the queue."
         ));
     } else if !s.dns.resting_zones.is_empty() {
         // The server answers its probes (each list failure has it probed,
@@ -1076,6 +1100,7 @@ mod tests {
                 server_silent_since: None,
                 recent_asked: 64,
                 recent_refused: 0,
+                server_refuses: false,
             },
             problems: Vec::new(),
         }
@@ -1224,6 +1249,26 @@ mod tests {
         s.dns.recent_refused = 4;
         s.dns.recent_asked = 4;
         assert!(problems(&s).is_empty(), "too few look-ups to say");
+        // walkAM 1: unbound refuses without the question; the look-ups
+        // time out (failed, not refused), the probe is refused.
+        s.dns.recent_refused = 0;
+        s.dns.recent_asked = 30;
+        s.dns.recent_failed = 30;
+        s.dns.recent = 30;
+        s.dns.server_refuses = true;
+        let p = problems(&s);
+        assert_eq!(p.len(), 1, "{p:#?}");
+        assert!(
+            p[0].starts_with("The DNS server 127.0.0.1:53 answers REFUSED to a probe of its own (without the question, as unbound refuses")
+                && p[0].contains("it does not resolve for this host")
+                && !p[0].contains("got no answer"),
+            "{}",
+            p[0]
+        );
+        // A server of local zones only refuses the probe's made-up name
+        // and answers the look-ups: no problem.
+        s.dns.recent_failed = 1;
+        assert!(problems(&s).is_empty(), "{:#?}", problems(&s));
         s.dns.server_silent_since = Some(1_000);
         s.dns.recent_refused = 40;
         s.dns.recent_asked = 40;
