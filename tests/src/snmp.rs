@@ -126,6 +126,10 @@ pub struct NetSnmp {
     pub port: u16,
     /// snmptrapd's UDP port (snmpd's trap2sink).
     pub trap_port: u16,
+    /// The AgentX socket.
+    agentx: PathBuf,
+    /// snmpd's `agentXPerms` (socket mode, directory mode, owner, group).
+    perms: String,
     /// The `-M` path of the clients.
     mib_path: String,
     /// snmpd; None while stopped.
@@ -142,31 +146,62 @@ impl NetSnmp {
     /// Both start again on other ports when either found its port taken
     /// ([`crate::tools::on_free_ports`]).
     pub fn start(dir: &Path) -> Result<NetSnmp> {
+        NetSnmp::start_with(dir, "0600 0700", None)
+    }
+
+    /// Like [`NetSnmp::start`], with snmpd's `agentXPerms` set to `perms`
+    /// and, with `subdir`, the socket in a directory of that name that
+    /// snmpd makes itself (as Debian's `/var/agentx`).
+    pub fn start_with(dir: &Path, perms: &str, subdir: Option<&str>) -> Result<NetSnmp> {
         crate::tools::on_free_ports(
-            || NetSnmp::start_on(dir, free_port(), free_port()),
+            || NetSnmp::start_on(dir, free_port(), free_port(), perms, subdir),
             port_taken,
         )
     }
 
-    fn start_on(dir: &Path, port: u16, trap_port: u16) -> Result<NetSnmp> {
+    /// Writes snmpd.conf for the ports, socket and `agentXPerms` of `self`.
+    fn write_snmpd_conf(&self) -> Result<()> {
+        fs::write(
+            self.dir.join("snmpd.conf"),
+            format!(
+                "# Written by the Mailward end-to-end tests (DESIGN 7).\n\
+                 agentAddress   udp:127.0.0.1:{}\n\
+                 rocommunity    public 127.0.0.1\n\
+                 master         agentx\n\
+                 agentXSocket   unix:{}\n\
+                 agentXPerms    {}\n\
+                 trap2sink      127.0.0.1:{} public\n",
+                self.port,
+                self.agentx.display(),
+                self.perms,
+                self.trap_port
+            ),
+        )?;
+        Ok(())
+    }
+
+    /// Sets snmpd's `agentXPerms` for its next start.
+    pub fn set_perms(&mut self, perms: &str) -> Result<()> {
+        self.perms = perms.to_string();
+        self.write_snmpd_conf()
+    }
+
+    fn start_on(
+        dir: &Path,
+        port: u16,
+        trap_port: u16,
+        perms: &str,
+        subdir: Option<&str>,
+    ) -> Result<NetSnmp> {
         let mib_path = mib_path()?;
         let snmptrapd = require("snmptrapd", "snmptrapd")?;
         require("snmpd", "snmpd")?;
         let home = dir.join("snmp");
         make_persistent_dir(&home)?;
-        fs::write(
-            home.join("snmpd.conf"),
-            format!(
-                "# Written by the Mailward end-to-end tests (DESIGN 7).\n\
-                 agentAddress   udp:127.0.0.1:{port}\n\
-                 rocommunity    public 127.0.0.1\n\
-                 master         agentx\n\
-                 agentXSocket   unix:{}\n\
-                 agentXPerms    0600 0700\n\
-                 trap2sink      127.0.0.1:{trap_port} public\n",
-                home.join("agentx.sock").display()
-            ),
-        )?;
+        let agentx = match subdir {
+            Some(sub) => home.join(sub).join("master"),
+            None => home.join("agentx.sock"),
+        };
         fs::write(
             home.join("snmptrapd.conf"),
             "# Written by the Mailward end-to-end tests (DESIGN 7).\n\
@@ -186,11 +221,14 @@ impl NetSnmp {
             dir: home,
             port,
             trap_port,
+            agentx,
+            perms: perms.to_string(),
             mib_path,
             snmpd: None,
             snmptrapd: Some(trapd),
             starts: 0,
         };
+        rig.write_snmpd_conf()?;
         let log = rig.traps_log();
         let trapd = &mut rig.snmptrapd;
         wait_until("snmptrapd to open its log", READY_TIMEOUT, || {
@@ -209,7 +247,7 @@ impl NetSnmp {
 
     /// The AgentX socket.
     pub fn socket(&self) -> PathBuf {
-        self.dir.join("agentx.sock")
+        self.agentx.clone()
     }
 
     /// `agentx.socket` for Mailward's config.

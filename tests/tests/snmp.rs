@@ -2256,3 +2256,97 @@ fn a_second_gateway_on_the_same_subtree_is_told_duplicate_registration() -> Resu
         )
     })
 }
+
+/// walkAM 2: docs/snmp.md said `agentXPerms 0660 0550 SNMPD-USER GROUP`,
+/// but net-snmp gives the group to the socket only and makes its
+/// directory root:root 0550, which a gateway running as its own user
+/// cannot pass; the hint then told the user to add the line they had.
+/// Here the gateway runs as nobody (group nogroup): the hint names the
+/// directory and the chgrp, the chgrp lets the gateway in without a
+/// restart, and snmpd started afresh with the line docs/snmp.md gives now
+/// (directory 0755) makes a directory the gateway passes.
+#[test]
+fn a_gateway_with_its_own_user_passes_snmpds_directory_set_up_as_the_docs_say() -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    ensure!(
+        is_root(),
+        "this test starts snmpd and mailward as root, mailward switching to nobody: run it as root (tests/run does)"
+    );
+    let dir = TestDir::new("snmp-own-user")?;
+    // nobody must reach data_dir, the log and snmpd's directory.
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o711))?;
+    let mut snmp = NetSnmp::start_with(dir.path(), "0660 0550 0 nogroup", Some("agentx"))?;
+    let ax = snmp
+        .socket()
+        .parent()
+        .context("socket's directory")?
+        .to_path_buf();
+    std::fs::set_permissions(&snmp.dir, std::fs::Permissions::from_mode(0o755))?;
+    let logs = dir.join("logs");
+    std::fs::create_dir(&logs)?;
+    std::fs::set_permissions(&logs, std::fs::Permissions::from_mode(0o755))?;
+    let log = logs.join("mailward.log");
+    let config = snmp_config(Config::new(dir.path()), &snmp.agentx_setting())
+        .set_str("server", "user", "nobody")
+        .set_str("log", "destination", &format!("file:{}", log.display()))
+        .route_to_port("*", free_port());
+    let _daemon = Daemon::start(&config)?;
+    let mut f = Failures::default();
+    let read_log = || std::fs::read_to_string(&log).unwrap_or_default();
+    let registered = |since: usize| {
+        wait_until("the subtree registered", Duration::from_secs(40), || {
+            Ok(read_log()[since..]
+                .contains("AgentX subtree registered.")
+                .then_some(()))
+        })
+    };
+    let hint = wait_until("the refused connect told", Duration::from_secs(10), || {
+        Ok(read_log()
+            .lines()
+            .find(|l| {
+                l.contains("Cannot reach the AgentX master") && l.contains("Permission denied")
+            })
+            .map(str::to_string))
+    });
+    if let Some(hint) = f.step("a WARN with the permission hint", hint) {
+        let mode = std::fs::metadata(&ax)?.permissions().mode() & 0o7777;
+        f.check(mode == 0o550, || {
+            format!("snmpd made {} mode {mode:o}", ax.display())
+        });
+        for want in [
+            format!("its directory {} is root:root 0550", ax.display()),
+            "Mailward runs as nobody:nogroup".to_string(),
+            format!("(`chgrp nogroup {}`)", ax.display()),
+            "`agentXPerms 0660 0755 SNMPD-USER nogroup`".to_string(),
+        ] {
+            f.check(hint.contains(&want), || {
+                format!("`{want}` missing from: {hint}")
+            });
+        }
+    }
+    // The chgrp the hint gives: the next retry gets in.
+    let out = Command::new("chgrp").arg("nogroup").arg(&ax).output()?;
+    f.check(out.status.success(), || {
+        format!("chgrp: {}", output_text(&out))
+    });
+    f.step(
+        "registered after the chgrp, without a restart",
+        registered(0),
+    );
+    // snmpd afresh with docs/snmp.md's line: the directory it makes is
+    // 0755, the socket 0660 in nobody's group.
+    let before = read_log().len();
+    snmp.stop_snmpd()?;
+    std::fs::remove_dir_all(&ax)?;
+    snmp.set_perms("0660 0755 0 nogroup")?;
+    snmp.start_snmpd()?;
+    let mode = std::fs::metadata(&ax)?.permissions().mode() & 0o7777;
+    f.check(mode == 0o755, || {
+        format!("snmpd made {} mode {mode:o}", ax.display())
+    });
+    f.step(
+        "registered again with agentXPerms 0660 0755 after snmpd made its directory afresh",
+        registered(before),
+    );
+    f.finish(|| format!("{}\n{}", read_log(), snmp.logs()))
+}
