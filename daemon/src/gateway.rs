@@ -113,6 +113,9 @@ pub struct Gateway {
     /// What the last update or rollback said (since start), so that
     /// `mailward status` can say what a failed one failed on.
     last_update_message: Mutex<Option<String>>,
+    /// Why the last reload was refused, until one succeeds (walkAM 13:
+    /// the status problem said it was refused, not why).
+    reload_refusal: Mutex<Option<String>>,
 }
 
 impl Gateway {
@@ -152,6 +155,7 @@ impl Gateway {
             bases_on_disk: Mutex::new(None),
             bases_change: tokio::sync::Mutex::new(()),
             last_update_message: Mutex::new(None),
+            reload_refusal: Mutex::new(None),
         }
     }
 
@@ -447,6 +451,23 @@ impl Gateway {
     /// The bases in use (None: none loaded).
     pub fn bases(&self) -> Option<crate::check::bases::BasesInfo> {
         self.scanner.info()
+    }
+
+    /// Why the last reload was refused (None: none was, or one succeeded
+    /// since).
+    pub fn reload_refusal(&self) -> Option<String> {
+        self.reload_refusal
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Records the outcome of a reload: `Some(why)` refused, None in force.
+    pub fn set_reload_refusal(&self, why: Option<String>) {
+        *self
+            .reload_refusal
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = why;
     }
 
     /// What the last update or rollback said (None: none), since start or

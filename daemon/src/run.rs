@@ -541,6 +541,7 @@ async fn reload(gw: &Gateway, path: Option<&Path>, overrides: &Overrides) -> Str
                     kept.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
                 )
             };
+            gw.set_reload_refusal(None);
             ConfigReloaded {
                 ok: true,
                 message: &message,
@@ -571,6 +572,7 @@ async fn reload(gw: &Gateway, path: Option<&Path>, overrides: &Overrides) -> Str
         }
         Err(e) => {
             let message = format!("Reload refused: {e}; the running configuration stays in force.");
+            gw.set_reload_refusal(Some(e.to_string()));
             ConfigReloaded {
                 ok: false,
                 message: &message,

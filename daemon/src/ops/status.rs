@@ -31,6 +31,10 @@ pub struct Status {
     /// none): the file on disk is not the configuration in force.
     #[serde(default)]
     pub reload_refused_at: i64,
+    /// Why that reload was refused (the first problem, as the log and the
+    /// `mwConfigReloaded` notification say it); None before a reload.
+    #[serde(default)]
+    pub reload_refused_why: Option<String>,
     /// Keys the file on disk changes that take effect only at restart (the
     /// last reload kept their running values), one sentence each.
     #[serde(default)]
@@ -395,6 +399,7 @@ pub fn of(gw: &Gateway) -> Status {
         reloads: snap.config.reloads,
         reload_failures: snap.config.reload_failures,
         reload_refused_at: snap.config.refused_at,
+        reload_refused_why: gw.reload_refusal(),
         restart_pending: gw.restart_pending(),
         listen: cfg
             .network
@@ -505,8 +510,11 @@ pub fn problems(s: &Status) -> Vec<String> {
     // is the file on disk the configuration in force again.
     if s.reload_refused_at > 0 {
         p.push(format!(
-            "The configuration reload of {} was refused: the file on disk is not the one in force (mailward check-config).",
-            rfc3339(s.reload_refused_at)
+            "The configuration reload of {} was refused{}: the file on disk is not the one in force (mailward check-config).",
+            rfc3339(s.reload_refused_at),
+            s.reload_refused_why
+                .as_deref()
+                .map_or(String::new(), |why| format!(" ({why})"))
         ));
     }
     let available = s.spool_free_bytes.saturating_add(s.spool_reclaimable_bytes);
@@ -1032,6 +1040,7 @@ mod tests {
             reloads: 0,
             reload_failures: 0,
             reload_refused_at: 0,
+            reload_refused_why: None,
             restart_pending: Vec::new(),
             listen: vec!["127.0.0.1:2525".into()],
             milter: None,
@@ -1454,6 +1463,10 @@ mod tests {
         s.log.rotation_failures = 2;
         s.reload_failures = 1;
         s.reload_refused_at = 1_764_000_000;
+        // walkAM 13: the problem says why, as the log and the trap do.
+        s.reload_refused_why = Some(
+            "timeouts.min_backoff: expected a duration like \"30s\" or \"5m\", got \"thirty\" (in /etc/mailward/mailward.toml:159)".into(),
+        );
         if let Some(b) = s.bases.as_mut() {
             b.obsolete = true;
             b.last_update = "error".into();
@@ -1466,6 +1479,9 @@ mod tests {
         assert!(p
             .iter()
             .any(|l| l.contains("redis://10.0.0.5:6379/0 cannot be read")));
+        assert!(p.iter().any(|l| l.contains(
+            "was refused (timeouts.min_backoff: expected a duration like \"30s\" or \"5m\", got \"thirty\" (in /etc/mailward/mailward.toml:159)): the file on disk is not the one in force"
+        )), "{p:#?}");
         assert!(p
             .iter()
             .any(|l| l.contains("older than bases.obsolete_after")));
