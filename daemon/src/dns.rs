@@ -330,9 +330,20 @@ impl Dns {
                         Outcome::Refused => ProbeReply::Refused,
                         _ => ProbeReply::Answer,
                     },
-                    Ok(Err(_)) | Err(_) => by_hand,
+                    // Nothing the library could use. A REFUSED it would
+                    // not take (unbound's, without the question) leaves
+                    // every look-up waiting `timeouts.dns` as a silent
+                    // server does, so it is one for the look-ups (not
+                    // asked meanwhile), said as refusing.
+                    Ok(Err(_)) | Err(_) => match by_hand {
+                        ProbeReply::Refused => ProbeReply::RefusedUnusable,
+                        _ => ProbeReply::None,
+                    },
                 };
                 match health.probed(reply) {
+                    Some(true) if reply == ProbeReply::RefusedUnusable => tracing::warn!(target: "app", probe = %name,
+                        probe_every_s = ServerHealth::PROBE_EVERY.as_secs(),
+                        "DNS server answers REFUSED without the question, which the resolver cannot use: it does not resolve for this host; SPF and DKIM/DMARC (temperror) and the DNS lists (not listed) are not asked until a probe is answered."),
                     Some(true) => tracing::warn!(target: "app", probe = %name, timeout_s = timeout.as_secs_f64(),
                         probe_every_s = ServerHealth::PROBE_EVERY.as_secs(),
                         "DNS server does not answer: SPF and DKIM/DMARC (temperror) and the DNS lists (not listed) are not asked until a probe is answered."),
@@ -1204,8 +1215,8 @@ impl ServerHealth {
     pub fn probed(&self, reply: ProbeReply) -> Option<bool> {
         let mut s = self.state();
         s.probing = false;
-        s.refuses = reply == ProbeReply::Refused;
-        let answered = reply != ProbeReply::None;
+        s.refuses = matches!(reply, ProbeReply::Refused | ProbeReply::RefusedUnusable);
+        let answered = matches!(reply, ProbeReply::Answer | ProbeReply::Refused);
         match (answered, s.silent_since.is_some()) {
             (true, true) => {
                 s.silent_since = None;
@@ -1228,6 +1239,9 @@ pub enum ProbeReply {
     Answer,
     /// REFUSED: the server is there, but does not resolve for this host.
     Refused,
+    /// REFUSED in a reply the resolver library does not take (no question
+    /// section: unbound's): for the look-ups, as good as no answer.
+    RefusedUnusable,
     /// Nothing in time.
     None,
 }
@@ -1476,7 +1490,7 @@ mod tests {
 
     /// walkAM 1: the library drops unbound's REFUSED (no question
     /// section) as forged and times out, so the server was reported
-    /// silent while it answered every query.
+    /// silent while it answered every query: it is said as refusing.
     #[tokio::test]
     async fn a_refusal_without_the_question_is_a_refusal_not_silence() {
         let at = refusing_without_the_question().await;
@@ -1490,7 +1504,10 @@ mod tests {
         })
         .await
         .expect("the probe ends within its timeout");
-        assert!(dns.server_answers(), "it answers: not silent");
+        // The look-ups could not use its replies (each would wait the
+        // timeout): not asked meanwhile, as for a silent server; and said
+        // as refusing.
+        assert!(!dns.server_answers(), "its refusals are of no use");
         assert!(dns.server_refuses(), "it refuses");
         assert_eq!(
             raw_probe(&[at], "mailward-probe-x.", Duration::from_millis(400)).await,

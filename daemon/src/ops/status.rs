@@ -632,7 +632,16 @@ pub fn problems(s: &Status) -> Vec<String> {
         )),
         _ => {}
     }
-    if let Some(t) = s.dns.server_silent_since {
+    if let (Some(t), true) = (s.dns.server_silent_since, s.dns.server_refuses) {
+        // Its refusals carry no question (unbound), which the look-ups
+        // cannot use: silent for them, refusing for the operator
+        // (walkAM 1).
+        p.push(format!(
+            "The DNS server {} answers REFUSED (without the question, as unbound refuses) since {}: it does not resolve for this host. Allow this host recursion there (unbound's access-control, BIND's allow-recursion), or set access.dns_resolver to a server that does; meanwhile SPF and DKIM/DMARC give temperror and the DNS lists list nothing, without asking, until a probe is answered (one 5 s after the last), and mail routed by MX waits in the queue.",
+            s.dns.resolver,
+            rfc3339(t)
+        ));
+    } else if let Some(t) = s.dns.server_silent_since {
         // A probe found it: no need for a sample of failures.
         p.push(format!(
             "The DNS server {} has not answered a probe since {}: SPF and DKIM/DMARC give temperror and the DNS lists list nothing, without asking, until one is answered (a probe 5 s after the last one timed out, with or without mail), and mail routed by MX waits in the queue (check access.dns_resolver).",
@@ -641,30 +650,22 @@ pub fn problems(s: &Status) -> Vec<String> {
         ));
     } else if s.dns.recent_asked >= crate::dns::RecentLookups::SAMPLE
         && s.dns.recent_refused * 2 > s.dns.recent_asked
-        || s.dns.server_refuses
-            && s.dns.recent >= crate::dns::RecentLookups::SAMPLE
-            && s.dns.recent_failed * 2 > s.dns.recent
     {
         // The server answers, and refuses (walkAK 2): "no answer" would
         // send the operator after a dead server or network. Before the
-        // resting zones: the lists rest because of the refusals. A
-        // server whose probe is refused while the look-ups time out
-        // (unbound's REFUSED has no question section, and the library
-        // does not take it for an answer: walkAM 1) is said so too, when
-        // most look-ups fail (a server of local zones only refuses the
-        // probe's made-up name and answers the look-ups that matter).
+        // resting zones: the lists rest because of the refusals. (A
+        // refused probe alone says nothing: a server of local zones only,
+        // dnsmasq without upstream servers, refuses the probe's made-up
+        // name and answers the look-ups that matter; unbound's refusal,
+        // which the look-ups cannot use, is the silent case above.)
         let who = match s.dns.resolver.as_str() {
             "system" => "the system's resolvers (/etc/resolv.conf)",
             other => other,
         };
-        let what = if s.dns.recent_refused * 2 > s.dns.recent_asked {
-            format!(
-                "{} of the last {} DNS look-ups were REFUSED by {who}",
-                s.dns.recent_refused, s.dns.recent_asked
-            )
-        } else {
-            format!("The DNS server {who} answers REFUSED to a probe of its own (without the question, as unbound refuses: each look-up then waits timeouts.dns)")
-        };
+        let what = format!(
+            "{} of the last {} DNS look-ups were REFUSED by {who}",
+            s.dns.recent_refused, s.dns.recent_asked
+        );
         p.push(format!(
             "{what}: it does not resolve for this host. Allow this host recursion there (unbound's access-control, BIND's allow-recursion; a dnsmasq needs upstream servers), or set access.dns_resolver to a server that does; meanwhile the DNS lists list nothing, SPF and DKIM/DMARC give temperror, the spam check judges without DNSBL, SPF and URI lists, and mail routed by MX waits in the queue."
         ));
@@ -980,7 +981,12 @@ pub fn render(s: &Status, now: i64) -> String {
             },
             match s.dns.server_silent_since {
                 Some(t) => format!(
-                    "; server not answering since {} (SPF, DKIM/DMARC, DNS lists not asked)",
+                    "; server {} since {} (SPF, DKIM/DMARC, DNS lists not asked)",
+                    if s.dns.server_refuses {
+                        "refusing (REFUSED without the question)"
+                    } else {
+                        "not answering"
+                    },
                     rfc3339(t)
                 ),
                 None => String::new(),
@@ -1265,19 +1271,34 @@ mod tests {
         s.dns.recent_failed = 30;
         s.dns.recent = 30;
         s.dns.server_refuses = true;
+        // Found by the probe (the look-ups cannot use its replies): said
+        // as refusing, not as silent.
+        s.dns.server_silent_since = Some(1_000);
         let p = problems(&s);
         assert_eq!(p.len(), 1, "{p:#?}");
         assert!(
-            p[0].starts_with("The DNS server 127.0.0.1:53 answers REFUSED to a probe of its own (without the question, as unbound refuses")
-                && p[0].contains("it does not resolve for this host")
-                && !p[0].contains("got no answer"),
+            p[0].starts_with("The DNS server 127.0.0.1:53 answers REFUSED (without the question, as unbound refuses) since 1970-01-01T00:16:40+00:00: it does not resolve for this host")
+                && !p[0].contains("has not answered"),
             "{}",
             p[0]
         );
+        assert!(render(&s, 2_000).contains(
+            "; server refusing (REFUSED without the question) since 1970-01-01T00:16:40+00:00 (SPF, DKIM/DMARC, DNS lists not asked)"
+        ));
+        s.dns.server_silent_since = None;
         // A server of local zones only refuses the probe's made-up name
-        // and answers the look-ups: no problem.
+        // (with the question: it answers) and answers the look-ups: no
+        // problem; when its look-ups fail, they are said as such (the
+        // e2e `names_that_never_get_an_answer...`).
         s.dns.recent_failed = 1;
         assert!(problems(&s).is_empty(), "{:#?}", problems(&s));
+        s.dns.recent_failed = 30;
+        let p = problems(&s);
+        assert!(
+            p.len() == 1 && p[0].starts_with("30 of the last 30 DNS look-ups got no answer"),
+            "{p:#?}"
+        );
+        s.dns.server_refuses = false;
         s.dns.server_silent_since = Some(1_000);
         s.dns.recent_refused = 40;
         s.dns.recent_asked = 40;
