@@ -987,6 +987,17 @@ fn a_set_broken_on_disk_is_reported_until_it_loads_again() -> Result<()> {
         }
         Err(e) => f.push(format!("after SIGHUP: {e}")),
     }
+    // walkAM 6: Prometheus saw nothing of it.
+    let broken_gauge = |rig: &Rig| {
+        rig.stats
+            .scrape()
+            .ok()
+            .and_then(|m| m.get("mailward_bases_on_disk_broken", &[]))
+    };
+    let seen = broken_gauge(&rig);
+    f.check(seen == Some(1.0), || {
+        format!("after SIGHUP, mailward_bases_on_disk_broken is {seen:?}, not 1")
+    });
     let text = f.step("status", rig.daemon.cli_ok(&["status"]));
     f.check(text.as_deref().is_some_and(|t| t.contains(problem)), || {
         format!("after SIGHUP, `mailward status` does not say {problem:?}: {text:?}")
@@ -1043,6 +1054,17 @@ fn a_set_broken_on_disk_is_reported_until_it_loads_again() -> Result<()> {
         ),
         Err(e) => f.push(format!("after the fix: {e}")),
     }
+    // walkAM 5, 6: the recovery is said, and the gauge falls back.
+    let seen = broken_gauge(&rig);
+    f.check(seen == Some(0.0), || {
+        format!("after the fix, mailward_bases_on_disk_broken is {seen:?}, not 0")
+    });
+    let log = rig.daemon.full_log();
+    f.check(
+        log.lines()
+            .any(|l| l.contains("INFO app: The signature bases on disk load again.")),
+        || "after the fix, no 'The signature bases on disk load again.' line".to_string(),
+    );
     f.finish(|| rig.context())
 }
 
