@@ -77,6 +77,15 @@ enum Fix {
     /// continuation lines. Clients (Python's `email`, Thunderbird) read
     /// the first; mail-parser reads the last (walkAJ 1).
     DropField(usize),
+    /// Insert a close-delimiter line here, before a delimiter line of an
+    /// enclosing multipart: `--`, the boundary that lies at `boundary`
+    /// (`len` bytes) in the bytes, `--` and a line end. RFC 2046 5.1.2
+    /// ends a body part at the next delimiter of any enclosing
+    /// multipart, and so do Python's `email` and mail clients; mail-parser
+    /// 0.11 reads the rest of the message into the multipart left
+    /// unclosed, so that the outer parts after it went unscanned
+    /// (walkAN 3).
+    Close { boundary: usize, len: usize },
 }
 
 /// Parses `raw` with `parser`, repairing the structure as needed.
@@ -533,6 +542,11 @@ fn walk(
                 if let Some(next) = next_part(bytes, from, boundary.as_bytes()) {
                     header_block(bytes, next, fixes);
                 }
+                for child in children.iter().filter_map(|&c| msg.parts.get(c as usize)) {
+                    if let Some((at, fix)) = unclosed(bytes, child, boundary.as_bytes()) {
+                        fixes.insert(at, fix);
+                    }
+                }
             }
             PartType::Message(inner) => {
                 // `raw_message()` is the nested message's own slice; its
@@ -564,6 +578,53 @@ fn walk(
             _ => {}
         }
     }
+}
+
+/// Where a multipart `part` (a part of the multipart of boundary
+/// `outer`) is left unclosed: a delimiter line of `outer` in its body
+/// before its own close-delimiter line. Its close-delimiter line goes
+/// there ([`Fix::Close`]).
+fn unclosed(
+    bytes: &[u8],
+    part: &mail_parser::MessagePart<'_>,
+    outer: &[u8],
+) -> Option<(usize, Fix)> {
+    if !matches!(part.body, PartType::Multipart(_)) {
+        return None;
+    }
+    let inner = part.content_type()?.attribute("boundary")?.as_bytes();
+    if inner == outer || inner.is_empty() {
+        return None;
+    }
+    let from = part.offset_body as usize;
+    let to = (part.offset_end as usize).min(bytes.len());
+    let mut at = from;
+    // Where the inner boundary lies in the bytes (its first delimiter).
+    let mut found: Option<usize> = None;
+    while at < to {
+        let (end, next) = line_at(bytes, at);
+        let line = &bytes[at..end];
+        if let Some(rest) = line.strip_prefix(b"--") {
+            if is_delimiter_rest(rest, inner) {
+                if rest[inner.len()..].starts_with(b"--") {
+                    return None;
+                }
+                found = found.or(Some(at + 2));
+            } else if is_delimiter_rest(rest, outer) {
+                return found.map(|boundary| {
+                    (
+                        at,
+                        Fix::Close {
+                            boundary,
+                            len: inner.len(),
+                        },
+                    )
+                });
+            }
+        }
+        at = next;
+    }
+    None
 }
 
 /// One line: where its content ends (before CR LF or LF) and where the
@@ -763,6 +824,20 @@ fn apply(bytes: &[u8], fixes: &BTreeMap<usize, Fix>, marks: &mut Vec<usize>) -> 
                 out.extend_from_slice(line_end);
             }
             Fix::Unfold(n) | Fix::DropField(n) => copied = (at + n).min(bytes.len()),
+            Fix::Close { boundary, len } => {
+                let (end, next) = line_at(bytes, at);
+                let bare_lf = next > end && next - end == 1;
+                let line_end: &[u8] = if bare_lf { b"\n" } else { b"\r\n" };
+                let name = bytes.get(boundary..boundary + len).unwrap_or_default();
+                let line = [b"--".as_slice(), name, b"--", line_end].concat();
+                origin.push(Run {
+                    copy: out.len(),
+                    raw: at,
+                    len: line.len(),
+                    added: true,
+                });
+                out.extend_from_slice(&line);
+            }
             Fix::Neutralise => {
                 marks.push(out.len());
                 origin.push(kept(&out, at, at + 1));

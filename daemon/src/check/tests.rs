@@ -1137,6 +1137,141 @@ Content-Type: application/zip; name=invoice.zip\r\nContent-Transfer-Encoding: ba
     );
 }
 
+/// The multipart sent quoted-printable whose EICAR only a reader that
+/// decodes it first sees (`=2D=2DZZ`, a delimiter once decoded), as a
+/// message with boundary `ZZ`.
+fn eicar_behind_encoded_delimiter() -> Vec<u8> {
+    encoded_multipart(
+        "quoted-printable",
+        &format!(
+            "--ZZ\r\nContent-Type: text/plain\r\n\r\nhello\r\n=2D=2DZZ\r\n\
+Content-Type: application/octet-stream; name=e.com\r\n\
+Content-Transfer-Encoding: base64\r\n\r\n{}\r\n--ZZ--\r\n",
+            b64(&eicar())
+        ),
+    )
+}
+
+#[test]
+fn a_decoded_reading_refused_by_depth_or_budget_is_an_error() {
+    // walkAN 1, 2: when the parts were read as sent, the transfer-decoded
+    // reading was dropped without a word when max_scan_depth or the
+    // unpacking budget refused it: the EICAR only it sees went out
+    // "X-Mailward-AV: clean".
+    let rules = rules();
+    let hidden = eicar_behind_encoded_delimiter();
+    // Forwarded once: the multipart lies at depth 1.
+    let forwarded = [
+        &b"From: a@example.com\r\nTo: b@example.com\r\nSubject: fwd\r\nMIME-Version: 1.0\r\n\
+Content-Type: message/rfc822\r\n\r\n"[..],
+        &hidden,
+    ]
+    .concat();
+    let mut p = policy();
+    p.max_scan_depth = 2;
+    let out = run(&rules, &p, &forwarded);
+    assert_eq!(out.report.av, AvStatus::Infected, "{:?}", out.findings);
+    // Depth exactly max_scan_depth: the decoded reading would be one more.
+    p.max_scan_depth = 1;
+    let out = run(&rules, &p, &forwarded);
+    assert_eq!(out.report.av, AvStatus::Error, "{:?}", out.findings);
+    assert!(
+        out.findings
+            .iter()
+            .any(|f| f.name.contains("max_scan_depth") && f.path.contains("read transfer-decoded")),
+        "{:?}",
+        out.findings
+    );
+    // A zip of zeros that leaves the budget too little for the decoded copy.
+    let zeros = 200_000;
+    let body = String::from_utf8(hidden).unwrap();
+    let (head, inner) = body.split_once("\r\n\r\n").unwrap();
+    let inner_header = head
+        .lines()
+        .filter(|l| l.starts_with("Content-"))
+        .collect::<Vec<_>>()
+        .join("\r\n");
+    let msg = format!(
+        "From: a@example.com\r\nTo: b@example.com\r\nSubject: t\r\nMIME-Version: 1.0\r\n\
+Content-Type: multipart/mixed; boundary=\"XX\"\r\n\r\n--XX\r\n\
+Content-Type: application/zip; name=\"z.zip\"\r\nContent-Transfer-Encoding: base64\r\n\r\n\
+{}\r\n--XX\r\n{inner_header}\r\n\r\n{inner}\r\n--XX--\r\n",
+        b64(&zip_of("zeros", &vec![0u8; zeros]))
+    );
+    let mut p = policy();
+    p.max_unpacked_size = crate::config::ByteSize(zeros as u64 * 4);
+    let out = run(&rules, &p, msg.as_bytes());
+    assert_eq!(out.report.av, AvStatus::Infected, "{:?}", out.findings);
+    // Nearly used: what is left is less than the decoded copy.
+    p.max_unpacked_size = crate::config::ByteSize(zeros as u64 + 100);
+    let out = run(&rules, &p, msg.as_bytes());
+    assert_eq!(out.report.av, AvStatus::Error, "{:?}", out.findings);
+    assert!(
+        out.findings
+            .iter()
+            .any(|f| f.name.contains("max_unpacked_size")
+                && f.path.contains("read transfer-decoded")),
+        "{:?}",
+        out.findings
+    );
+}
+
+#[test]
+fn an_inner_multipart_left_unclosed_ends_at_the_outer_delimiter() {
+    // walkAN 3: mail-parser read the rest of the message into the inner
+    // multipart left unclosed, so that the outer parts after it (an
+    // EICAR, a setup.exe), which Python's `email` and clients show, were
+    // never scanned; and a placeholder for a part inside it took the
+    // clean part after it and the close delimiter too (walkAN 4).
+    let rules = rules();
+    let eicar_part = format!(
+        "Content-Type: application/octet-stream; name=\"v.com\"\r\n\
+Content-Transfer-Encoding: base64\r\n\r\n{}\r\n",
+        b64(&eicar())
+    );
+    let head = "From: a@example.com\r\nTo: b@example.com\r\nSubject: t\r\nMIME-Version: 1.0\r\n\
+Content-Type: multipart/mixed; boundary=\"XX\"\r\n\r\n--XX\r\nContent-Type: text/plain\r\n\r\n\
+keep me 1\r\n--XX\r\nContent-Type: multipart/mixed; boundary=\"YY\"\r\n\r\n--YY\r\n";
+    // The EICAR after the unclosed inner multipart, in the outer one.
+    let after =
+        format!("{head}Content-Type: text/plain\r\n\r\nhello\r\n--XX\r\n{eicar_part}--XX--\r\n");
+    let out = run(&rules, &policy(), after.as_bytes());
+    assert_eq!(out.report.av, AvStatus::Infected, "{:?}", out.findings);
+    // The EICAR inside it, a clean part after it: only the EICAR goes.
+    let inside = format!(
+        "{head}{eicar_part}--XX\r\nContent-Type: text/plain\r\n\r\nkeep me 3\r\n--XX--\r\n"
+    );
+    let out = run(&rules, &policy(), inside.as_bytes());
+    assert_eq!(out.report.av, AvStatus::Infected, "{:?}", out.findings);
+    let cleaned = String::from_utf8(out.rewritten.expect("rewritten")).unwrap();
+    for kept in ["keep me 1", "keep me 3", "\r\n--XX--\r\n"] {
+        assert!(cleaned.contains(kept), "{kept:?} lost:\n{cleaned}");
+    }
+    let again = run(&rules, &policy(), cleaned.as_bytes());
+    assert_eq!(again.report.av, AvStatus::Clean, "{:?}", again.findings);
+}
+
+#[test]
+fn the_name_filter_judges_the_last_content_type_reading_too() {
+    // walkAN 6: a setup.exe named only in a part's second Content-Type
+    // (mail-parser's reading, and a lenient reader's) passed the filter,
+    // which judged the first-field reading only.
+    let rules = rules();
+    let mut p = policy();
+    p.include_by_name = vec![crate::config::Pattern::new("*.exe")];
+    let msg = "From: a@example.com\r\nTo: b@example.com\r\nSubject: t\r\nMIME-Version: 1.0\r\n\
+Content-Type: multipart/mixed; boundary=\"XX\"\r\n\r\n--XX\r\nContent-Type: text/plain\r\n\r\n\
+keep me 1\r\n--XX\r\nContent-Type: text/plain\r\n\
+Content-Type: application/octet-stream; name=\"setup.exe\"\r\n\
+Content-Transfer-Encoding: base64\r\n\r\naGVsbG8=\r\n--XX--\r\n";
+    let out = run(&rules, &p, msg.as_bytes());
+    assert_eq!(out.report.av, AvStatus::Filtered, "{:?}", out.findings);
+    assert_eq!(out.report.filter_rules, ["name:*.exe"]);
+    // The action is taken (the default placeholder): not delivered as sent.
+    let edited = String::from_utf8(out.rewritten.expect("rewritten")).unwrap();
+    assert!(!edited.contains("aGVsbG8="), "{edited}");
+}
+
 /// The start of a detached CMS SignedData as Outlook Express and
 /// `openssl cms -sign -stream` write it (BER, indefinite lengths): the
 /// encapContentInfo holds `id-data` and no eContent; then a certificate

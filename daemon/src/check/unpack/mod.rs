@@ -561,13 +561,12 @@ impl<'m> Unpacked<'m, '_> {
         let mut copy = without_transfer_encoding(&raw[h.min(b)..b]);
         copy.extend_from_slice(&decoded);
         drop(decoded);
-        if read_as_sent {
-            // Clients' reading was made: this one only adds what it finds.
-            let n = copy.len() as u64;
-            if depth + 1 > self.max_depth || self.budget.grant(n) < n {
-                return;
-            }
-        } else if self.too_deep(unit, depth, &at) || !self.granted(unit, copy.len(), &at) {
+        // Even when clients' reading was made (`read_as_sent`), a decoded
+        // reading refused by max_scan_depth or the unpacking budget is
+        // `av/error`, as every other refusal: what only it would find
+        // went unseen (walkAN 1, 2: an EICAR at depth max_scan_depth, or
+        // behind a nearly spent budget, was delivered "clean").
+        if self.too_deep(unit, depth, &at) || !self.granted(unit, copy.len(), &at) {
             return;
         }
         let Some(msg) = super::parse(&copy) else {
