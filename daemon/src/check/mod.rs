@@ -401,12 +401,10 @@ pub fn run(
 
 /// Scans the message as a reader that skips a header line that is no
 /// field reads it (mail-parser unrepaired; [`mime_repair::Read::other_reading`]),
-/// and adds what the anti-virus check and the content filter find there:
-/// of two readings, the worse verdict counts (walkAH 2; walkAN 6: a
-/// `setup.exe` named only in a part's second `Content-Type` passed the
-/// filter). Its findings name no part (the parts of the two readings are
-/// not the same), so the group's action for the status decides, not a
-/// part edit.
+/// and adds what the anti-virus check finds there: of two readings, the
+/// worse verdict counts (walkAH 2). Its findings name no part (the parts
+/// of the two readings are not the same), so the group's action for the
+/// status decides, not a part edit.
 #[allow(clippy::too_many_arguments)]
 fn other_reading_av(
     why: &str,
@@ -438,20 +436,6 @@ fn other_reading_av(
     };
     let mut found = Report::default();
     av::Av.run(&mut cx, tools, &mut found);
-    filter::ContentFilter.run(&mut cx, tools, &mut found);
-    for (group, filtered) in std::mem::take(&mut found.filtered) {
-        let mine = report.filtered.entry(group).or_default();
-        for f in filtered {
-            // Part 0, the root: the action takes the whole message, as
-            // for a virus of this reading (a part of None is no edit).
-            mine.push(Finding::new(
-                f.kind,
-                f.name,
-                format!("{} ({why})", f.path),
-                Some(0),
-            ));
-        }
-    }
     for f in found.av {
         if matches!(f.kind, Kind::Infected | Kind::Suspicious) {
             report.av.push(Finding::new(

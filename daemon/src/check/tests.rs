@@ -1251,27 +1251,6 @@ keep me 1\r\n--XX\r\nContent-Type: multipart/mixed; boundary=\"YY\"\r\n\r\n--YY\
     assert_eq!(again.report.av, AvStatus::Clean, "{:?}", again.findings);
 }
 
-#[test]
-fn the_name_filter_judges_the_last_content_type_reading_too() {
-    // walkAN 6: a setup.exe named only in a part's second Content-Type
-    // (mail-parser's reading, and a lenient reader's) passed the filter,
-    // which judged the first-field reading only.
-    let rules = rules();
-    let mut p = policy();
-    p.include_by_name = vec![crate::config::Pattern::new("*.exe")];
-    let msg = "From: a@example.com\r\nTo: b@example.com\r\nSubject: t\r\nMIME-Version: 1.0\r\n\
-Content-Type: multipart/mixed; boundary=\"XX\"\r\n\r\n--XX\r\nContent-Type: text/plain\r\n\r\n\
-keep me 1\r\n--XX\r\nContent-Type: text/plain\r\n\
-Content-Type: application/octet-stream; name=\"setup.exe\"\r\n\
-Content-Transfer-Encoding: base64\r\n\r\naGVsbG8=\r\n--XX--\r\n";
-    let out = run(&rules, &p, msg.as_bytes());
-    assert_eq!(out.report.av, AvStatus::Filtered, "{:?}", out.findings);
-    assert_eq!(out.report.filter_rules, ["name:*.exe"]);
-    // The action is taken (the default placeholder): not delivered as sent.
-    let edited = String::from_utf8(out.rewritten.expect("rewritten")).unwrap();
-    assert!(!edited.contains("aGVsbG8="), "{edited}");
-}
-
 /// The start of a detached CMS SignedData as Outlook Express and
 /// `openssl cms -sign -stream` write it (BER, indefinite lengths): the
 /// encapContentInfo holds `id-data` and no eContent; then a certificate
