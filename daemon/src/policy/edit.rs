@@ -145,9 +145,18 @@ fn notice_text(notice: &str) -> String {
 /// it.)
 pub fn apply(raw: &[u8], msg: &Message<'_>, edits: &BTreeMap<usize, (Edit, String)>) -> Vec<u8> {
     let copy = parsed_bytes(raw, msg);
+    let on_copy = || edit(copy, copy, &Origin::same(copy.len()), msg, edits).0;
     match mime_repair::origin(raw, copy) {
-        Some(origin) => edit(raw, copy, &origin, msg, edits),
-        None => edit(copy, copy, &Origin::same(copy.len()), msg, edits),
+        // Cuts mapped back that would overlap would have to be skipped,
+        // and a skipped cut delivers the part the verdict says is gone:
+        // then the edit is made on the copy, where the parser's ranges
+        // cannot overlap (the sender's bytes are lost, the part is not
+        // delivered).
+        Some(origin) => match edit(raw, copy, &origin, msg, edits) {
+            (out, true) => out,
+            (_, false) => on_copy(),
+        },
+        None => on_copy(),
     }
 }
 
@@ -166,7 +175,7 @@ fn edit(
     origin: &Origin,
     msg: &Message<'_>,
     edits: &BTreeMap<usize, (Edit, String)>,
-) -> Vec<u8> {
+) -> (Vec<u8>, bool) {
     let mut parent: BTreeMap<usize, usize> = BTreeMap::new();
     for (i, p) in msg.parts.iter().enumerate() {
         if let PartType::Multipart(children) = &p.body {
@@ -185,7 +194,7 @@ fn edit(
         let body_at = msg.parts.first().map_or(raw.len(), |p| {
             origin.start((p.offset_body as usize).min(copy.len()))
         });
-        return single_part(raw, body_at.min(raw.len()), &notice);
+        return (single_part(raw, body_at.min(raw.len()), &notice), true);
     }
     // Keep one part in every multipart.
     for p in &msg.parts {
@@ -259,16 +268,18 @@ fn edit(
     cuts.sort_by_key(|c| std::cmp::Reverse(c.0));
     let mut out = raw.to_vec();
     let mut floor = usize::MAX;
+    let mut all_made = true;
     for (start, end, with) in cuts {
         // Overlapping ranges cannot come from distinct leaves; skip rather
-        // than corrupt if one ever does.
+        // than corrupt if one ever does, and say so ([`apply`]).
         if end > floor || start > end || end > out.len() {
+            all_made = false;
             continue;
         }
         out.splice(start..end, with);
         floor = start;
     }
-    out
+    (out, all_made)
 }
 
 /// `at` (a line start), moved back over the line end before it (CR LF or
