@@ -362,6 +362,13 @@ pub struct Envelope {
     /// attempt until `mailward queue release`; it survives a restart.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub held: bool,
+    /// The client gave SMTPUTF8 in MAIL FROM (RFC 6531): the addresses and
+    /// the header may hold UTF-8. Delivery passes it on to a hop that
+    /// offers SMTPUTF8, and to one that does not sends the message only
+    /// when its envelope and header are ASCII after all. Records written
+    /// before the field existed read as false (nothing was UTF-8 then).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub smtputf8: bool,
 }
 
 /// How a message reached the checks: the `mode` of the statistics.
@@ -396,6 +403,7 @@ impl Envelope {
             milter: false,
             sasl_user: None,
             held: false,
+            smtputf8: false,
         }
     }
 
@@ -437,6 +445,30 @@ mod tests {
         assert_ne!(a, b);
         assert!(QueueId::is_valid(&a.0), "{a}");
         assert!(!QueueId::is_valid("abc"));
+    }
+
+    #[test]
+    fn smtputf8_survives_the_spool_record_and_old_records_read_as_without() {
+        let mut env = Envelope::new(
+            QueueId("0123456789ABCDEF".into()),
+            IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+            "client.test".into(),
+            "j\u{fc}rgen@b\u{fc}cher.example".into(),
+        );
+        env.rcpts = vec![Recipient::new("\u{3b4}@example.com".into())];
+        env.smtputf8 = true;
+        let json = serde_json::to_string(&env).unwrap_or_default();
+        let back: Envelope = serde_json::from_str(&json).unwrap_or_else(|e| panic!("{e}: {json}"));
+        assert!(back.smtputf8, "{json}");
+        assert_eq!(back.mail_from, env.mail_from);
+        assert_eq!(back, env);
+        // A record of an older version has no field: without SMTPUTF8, and
+        // a record without it is written as before (no new field).
+        env.smtputf8 = false;
+        let old = serde_json::to_string(&env).unwrap_or_default();
+        assert!(!old.contains("smtputf8"), "{old}");
+        let back: Envelope = serde_json::from_str(&old).unwrap_or_else(|e| panic!("{e}: {old}"));
+        assert!(!back.smtputf8);
     }
 
     #[test]

@@ -81,8 +81,13 @@ pub enum MailboxError {
     LocalTooLong,
     #[error("it is longer than {MAX_MAILBOX} characters")]
     TooLong,
-    #[error("it holds non-ASCII or control characters (SMTPUTF8 is not offered)")]
+    #[error("it holds non-ASCII or control characters (allowed only in mail sent with SMTPUTF8)")]
     NotAscii,
+    /// With SMTPUTF8: a control character (a bidirectional one or a line
+    /// separator too), or an octet that was not UTF-8 (read as U+FFFD: a
+    /// Latin-1 `é` from an old client).
+    #[error("it holds control characters or octets that are not UTF-8")]
+    Malformed,
     #[error(
         "{0:?} is not allowed in it (one address only, without spaces, commas or angle brackets)"
     )]
@@ -98,33 +103,69 @@ pub enum MailboxError {
 }
 
 /// `addr` with an internationalised domain written as its A-label
-/// (`user@bücher.example` is `user@xn--bcher-kva.example`), as the DNS and
-/// a next hop without SMTPUTF8 know it. A non-ASCII local part needs
-/// SMTPUTF8 and is left for [`check_mailbox`] to refuse, as is a domain
-/// IDNA cannot convert.
+/// (`user@bücher.example` is `user@xn--bcher-kva.example`), as the DNS, the
+/// routing table and a next hop without SMTPUTF8 know it. The local part
+/// is left as it is: a non-ASCII one needs SMTPUTF8, which
+/// [`check_mailbox`] refuses and [`check_utf8_mailbox`] allows. A domain
+/// IDNA cannot convert is left too, for the checks to refuse.
 pub fn a_label_mailbox(addr: &str) -> String {
     match addr.rsplit_once('@') {
-        Some((local, domain)) if local.is_ascii() && !domain.is_ascii() => {
-            match idna::domain_to_ascii(domain) {
-                Ok(a_label) => format!("{local}@{a_label}"),
-                Err(_) => addr.to_string(),
-            }
-        }
+        Some((local, domain)) if !domain.is_ascii() => match a_label_domain(domain) {
+            Some(a_label) => format!("{local}@{a_label}"),
+            None => addr.to_string(),
+        },
         _ => addr.to_string(),
     }
 }
 
+/// A domain as its A-labels (`bücher.example` is `xn--bcher-kva.example`),
+/// lower-cased by IDNA; an ASCII domain as it is; `None` when IDNA cannot
+/// convert it. The one IDNA path of Mailward: addresses, routes and MX
+/// look-ups all go through it.
+pub fn a_label_domain(domain: &str) -> Option<String> {
+    if domain.is_ascii() {
+        return Some(domain.to_string());
+    }
+    idna::domain_to_ascii(domain).ok()
+}
+
 /// Whether `addr` (without angle brackets) is a mailbox a forward path may
 /// name: one local part (dot-atom or quoted string) and one domain (a host
-/// name or an address literal), ASCII only since Mailward does not offer
-/// SMTPUTF8. The SMTP server checks MAIL FROM and RCPT TO with it, and the
-/// admin commands check `--to` with it, so that both agree on what an
-/// address is.
+/// name or an address literal), ASCII only: what a transaction without
+/// SMTPUTF8 may carry. The SMTP server checks MAIL FROM and RCPT TO with it
+/// (or with [`check_utf8_mailbox`] under SMTPUTF8), and the configuration
+/// checks its addresses with it, so that all agree on what an address is.
 pub fn check_mailbox(addr: &str) -> Result<(), MailboxError> {
+    check(addr, false)
+}
+
+/// [`check_mailbox`] for a transaction with SMTPUTF8 (RFC 6531 3.3): the
+/// local part may also hold UTF-8 characters (unquoted or quoted) and the
+/// domain U-labels, which must convert to a host name in A-labels (IDNA).
+/// Control characters, C1 controls included, and octets that were not
+/// UTF-8 (U+FFFD) are still refused ([`MailboxError::Malformed`]). The
+/// limits count octets, as RFC 5321 does: 64 for the local part, 254 for
+/// the mailbox.
+pub fn check_utf8_mailbox(addr: &str) -> Result<(), MailboxError> {
+    check(addr, true)
+}
+
+fn check(addr: &str, utf8: bool) -> Result<(), MailboxError> {
     if addr.is_empty() {
         return Err(MailboxError::Empty);
     }
-    if !addr.is_ascii() || addr.bytes().any(|b| b < 0x20 || b == 0x7f) {
+    if utf8 {
+        // Bidirectional controls and U+2028/U+2029 too: no address needs
+        // them, and they would turn a log line or a report around
+        // (`invoice\u{202E}fdp.exe`) or break it.
+        if addr.chars().any(|c| {
+            c.is_control()
+                || c == char::REPLACEMENT_CHARACTER
+                || crate::ops::syslog::is_escaped_format(c)
+        }) {
+            return Err(MailboxError::Malformed);
+        }
+    } else if !addr.is_ascii() || addr.bytes().any(|b| b < 0x20 || b == 0x7f) {
         return Err(MailboxError::NotAscii);
     }
     let (local, domain) = split_mailbox(addr)?;
@@ -142,11 +183,13 @@ pub fn check_mailbox(addr: &str) -> Result<(), MailboxError> {
     }
     if !local.starts_with('"') {
         // Dots are taken anywhere (".a", "a..b"): not RFC dot-atoms, but
-        // real mailboxes that Postfix and others accept and deliver.
-        if let Some(c) = local
-            .chars()
-            .find(|c| !(c.is_ascii_alphanumeric() || "!#$%&'*+-/=?^_`{|}~.".contains(*c)))
-        {
+        // real mailboxes that Postfix and others accept and deliver. RFC
+        // 6531 3.3 adds UTF-8 characters to atext.
+        if let Some(c) = local.chars().find(|c| {
+            !(c.is_ascii_alphanumeric()
+                || "!#$%&'*+-/=?^_`{|}~.".contains(*c)
+                || (utf8 && !c.is_ascii()))
+        }) {
             return Err(MailboxError::BadChar(c));
         }
     }
@@ -156,7 +199,13 @@ pub fn check_mailbox(addr: &str) -> Result<(), MailboxError> {
             _ => Err(MailboxError::BadLiteral(domain.to_string())),
         };
     }
-    if is_hostname(domain) {
+    // U-labels are checked as the A-labels the DNS knows them by.
+    let ok = if domain.is_ascii() {
+        is_hostname(domain)
+    } else {
+        a_label_domain(domain).is_some_and(|a| is_hostname(&a))
+    };
+    if ok {
         Ok(())
     } else {
         Err(MailboxError::BadDomain(domain.to_string()))
@@ -481,6 +530,64 @@ mod tests {
         ] {
             assert_eq!(check_mailbox(bad), Err(why), "{bad}");
         }
+    }
+
+    #[test]
+    fn utf8_mailboxes_are_taken_only_where_smtputf8_allows_them() {
+        for good in [
+            "j\u{fc}rgen@b\u{fc}cher.example",
+            "\u{3b4}\u{3bf}\u{3ba}\u{3b9}\u{3bc}\u{3ae}@\u{3c0}\u{3b1}\u{3c1}\u{3ac}\u{3b4}\u{3b5}\u{3b9}\u{3b3}\u{3bc}\u{3b1}.\u{3b4}\u{3bf}\u{3ba}\u{3b9}\u{3bc}\u{3ae}",
+            "\"j\u{fc}rgen m\u{fc}ller\"@example.com",
+            "user@example.com",
+            "\u{7528}\u{6237}@[192.0.2.1]",
+        ] {
+            assert_eq!(check_utf8_mailbox(good), Ok(()), "{good}");
+            if !good.is_ascii() {
+                assert_eq!(check_mailbox(good), Err(MailboxError::NotAscii), "{good}");
+            }
+        }
+        use MailboxError::*;
+        // The limits count octets: 33 two-octet characters are 66 octets,
+        // over the 64 a local part may have.
+        let long_local = format!("{}@example.com", "\u{fc}".repeat(33));
+        assert_eq!(long_local.chars().count(), 45);
+        for (bad, why) in [
+            ("a\u{fffd}@example.com", Malformed),
+            ("a\r\nRCPT TO:<b@example.com>", Malformed),
+            ("a\u{85}b@example.com", Malformed),
+            ("invoice\u{202e}fdp@example.com", Malformed),
+            ("a\u{2028}b@example.com", Malformed),
+            ("a\0@example.com", Malformed),
+            ("j\u{fc}rgen example@example.com", BadChar(' ')),
+            (
+                "j\u{fc}rgen@b\u{fc}cher..example",
+                BadDomain("b\u{fc}cher..example".into()),
+            ),
+            (long_local.as_str(), LocalTooLong),
+        ] {
+            assert_eq!(check_utf8_mailbox(bad), Err(why), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_labels_replace_u_labels_in_the_domain_only() {
+        assert_eq!(
+            a_label_mailbox("user@B\u{fc}cher.example"),
+            "user@xn--bcher-kva.example"
+        );
+        assert_eq!(
+            a_label_mailbox("j\u{fc}rgen@b\u{fc}cher.example"),
+            "j\u{fc}rgen@xn--bcher-kva.example"
+        );
+        assert_eq!(a_label_mailbox("user@Example.COM"), "user@Example.COM");
+        assert_eq!(
+            a_label_domain("example.com").as_deref(),
+            Some("example.com")
+        );
+        assert_eq!(
+            a_label_domain("b\u{fc}cher.example").as_deref(),
+            Some("xn--bcher-kva.example")
+        );
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The outbound SMTP client: one connection to one next hop (RFC 5321 with
 //! the ESMTP extensions PIPELINING (RFC 2920), 8BITMIME (RFC 6152), SIZE
-//! (RFC 1870), DSN (RFC 3461) and ENHANCEDSTATUSCODES (RFC 2034)). It
+//! (RFC 1870), DSN (RFC 3461), ENHANCEDSTATUSCODES (RFC 2034) and SMTPUTF8
+//! (RFC 6531)). It
 //! connects, greets, sends transactions and reports the final reply for each
 //! recipient, keeping the server's text so that DSNs can quote it. It does not
 //! choose hops, retry, decide about bounces or touch the spool: that is the
@@ -74,6 +75,8 @@ pub struct Extensions {
     /// Postfix's XFORWARD: the attribute names the hop takes (upper case);
     /// empty when it does not offer it (to us).
     pub xforward: Vec<String>,
+    /// RFC 6531: the hop takes UTF-8 addresses and headers.
+    pub smtputf8: bool,
 }
 
 impl Extensions {
@@ -93,6 +96,7 @@ impl Extensions {
                 "DSN" => ext.dsn = true,
                 "STARTTLS" => ext.starttls = true,
                 "ENHANCEDSTATUSCODES" => ext.enhanced_status_codes = true,
+                "SMTPUTF8" => ext.smtputf8 = true,
                 "XFORWARD" => ext.xforward = words.map(|w| w.to_ascii_uppercase()).collect(),
                 _ => {}
             }
@@ -214,6 +218,10 @@ pub enum ClientError {
     Rejected { stage: &'static str, reply: Reply },
     #[error("the message has 8-bit content and the next hop does not offer 8BITMIME")]
     EightBitNotSupported,
+    /// The message came with SMTPUTF8 and has a UTF-8 address or header
+    /// field, and the hop does not offer SMTPUTF8 (Postfix's words).
+    #[error("SMTPUTF8 is required, but was not offered by host {peer}")]
+    SmtpUtf8NotSupported { peer: String },
     #[error("the message is larger than the next hop's limit of {limit} octets")]
     TooBig { limit: u64 },
     /// `encrypt`/`verify`: STARTTLS not offered or refused (`status`
@@ -242,7 +250,9 @@ impl ClientError {
                 stage: "banner", ..
             } => false,
             ClientError::Rejected { reply, .. } => reply.is_permanent(),
-            ClientError::EightBitNotSupported | ClientError::TooBig { .. } => true,
+            ClientError::EightBitNotSupported
+            | ClientError::SmtpUtf8NotSupported { .. }
+            | ClientError::TooBig { .. } => true,
             _ => false,
         }
     }
@@ -261,6 +271,8 @@ impl ClientError {
             ClientError::Rejected { reply, .. } if reply.is_permanent() => "5.0.0",
             ClientError::Rejected { .. } => "4.0.0",
             ClientError::EightBitNotSupported => "5.6.3",
+            // RFC 6531 3.4 / RFC 3463: "non-ASCII addresses not permitted".
+            ClientError::SmtpUtf8NotSupported { .. } => "5.6.7",
             ClientError::TooBig { .. } => "5.3.4",
             // RFC 3463: 4.7.4 security features not supported, 4.7.5
             // cryptographic failure.
@@ -305,6 +317,10 @@ pub struct Transaction<'a> {
     pub mail_from: &'a str,
     /// The body holds octets above 127.
     pub eight_bit: bool,
+    /// The message came with SMTPUTF8: passed on to a hop that offers it;
+    /// a hop that does not gets the message only when its addresses (with
+    /// their domains as A-labels) and its header are ASCII.
+    pub smtputf8: bool,
     /// The message size in octets (for SIZE=).
     pub size: u64,
     /// RFC 3461 RET, passed on when the hop offers DSN.
@@ -606,6 +622,11 @@ impl SmtpClient {
         if self.broken {
             return Err(not_usable("mail"));
         }
+        if tx.smtputf8 && !self.extensions.smtputf8 && needs_smtputf8(tx) {
+            return Err(ClientError::SmtpUtf8NotSupported {
+                peer: self.peer.clone(),
+            });
+        }
         if tx.eight_bit && !self.extensions.eight_bit_mime {
             return Err(ClientError::EightBitNotSupported);
         }
@@ -637,7 +658,7 @@ impl SmtpClient {
                     "5.1.3 Bad recipient address syntax (not sent by Mailward)",
                 ));
             } else {
-                rcpts.push((i, self.rcpt_command(rcpt)));
+                rcpts.push((i, self.rcpt_command(rcpt, self.utf8(tx))));
             }
         }
         if !rcpts.is_empty() {
@@ -928,10 +949,19 @@ impl SmtpClient {
         Ok(())
     }
 
+    /// Whether this transaction goes with SMTPUTF8: it came with it and
+    /// the hop offers it.
+    fn utf8(&self, tx: &Transaction<'_>) -> bool {
+        tx.smtputf8 && self.extensions.smtputf8
+    }
+
     fn mail_command(&self, tx: &Transaction<'_>) -> String {
-        let mut cmd = format!("MAIL FROM:<{}>", tx.mail_from);
+        let mut cmd = format!("MAIL FROM:<{}>", wire_address(tx.mail_from, self.utf8(tx)));
         if tx.eight_bit && self.extensions.eight_bit_mime {
             cmd.push_str(" BODY=8BITMIME");
+        }
+        if self.utf8(tx) {
+            cmd.push_str(" SMTPUTF8");
         }
         if self.extensions.size.is_some() {
             let _ = write!(cmd, " SIZE={}", tx.size);
@@ -955,8 +985,8 @@ impl SmtpClient {
         cmd
     }
 
-    fn rcpt_command(&self, rcpt: &TxRcpt<'_>) -> String {
-        let mut cmd = format!("RCPT TO:<{}>", rcpt.address);
+    fn rcpt_command(&self, rcpt: &TxRcpt<'_>, utf8: bool) -> String {
+        let mut cmd = format!("RCPT TO:<{}>", wire_address(rcpt.address, utf8));
         if self.extensions.dsn {
             if let Some(notify) = rcpt.notify {
                 let value = notify.to_param();
@@ -965,7 +995,7 @@ impl SmtpClient {
                     cmd.push_str(&value);
                 }
             }
-            if let Some(orcpt) = rcpt.orcpt.and_then(orcpt_param) {
+            if let Some(orcpt) = rcpt.orcpt.and_then(|o| orcpt_param(o, utf8)) {
                 cmd.push_str(" ORCPT=");
                 cmd.push_str(&orcpt);
             }
@@ -1101,10 +1131,40 @@ fn address_is_sendable(address: &str) -> bool {
         .any(|c| c.is_control() || c == '<' || c == '>')
 }
 
+/// An address as this transaction sends it: as the client wrote it under
+/// SMTPUTF8, else with a U-label domain as its A-label (RFC 6531 3.2: the
+/// same domain; how Postfix sends it to a hop without SMTPUTF8). An ASCII
+/// address is always sent as it is.
+fn wire_address(address: &str, utf8: bool) -> std::borrow::Cow<'_, str> {
+    if utf8 || address.is_ascii() {
+        std::borrow::Cow::Borrowed(address)
+    } else {
+        std::borrow::Cow::Owned(crate::text::a_label_mailbox(address))
+    }
+}
+
+/// Whether a message that came with SMTPUTF8 still needs it: its sender or
+/// a recipient has a non-ASCII local part (a U-label domain goes as its
+/// A-label), or its header block holds a non-ASCII octet. Without, it goes
+/// to a hop that does not offer SMTPUTF8 as any message does (as Postfix
+/// sends it).
+fn needs_smtputf8(tx: &Transaction<'_>) -> bool {
+    let header = &tx.body[..crate::text::HeaderEnd::of(tx.body).header];
+    !wire_address(tx.mail_from, false).is_ascii()
+        || tx
+            .rcpts
+            .iter()
+            .any(|r| !wire_address(r.address, false).is_ascii())
+        || !header.is_ascii()
+}
+
 /// The ORCPT parameter to send for the ORCPT we were given: "type;xtext",
 /// kept when valid, its address part encoded when not; `None` when it cannot
-/// be made valid (RFC 3461 4.2: at most 500 characters).
-fn orcpt_param(orcpt: &str) -> Option<String> {
+/// be made valid (RFC 3461 4.2: at most 500 characters). A `utf-8` one with
+/// UTF-8 characters (RFC 6533 utf-8-addr-unitext) is kept under SMTPUTF8
+/// (`utf8`) and written with `\x{HEX}` for them (utf-8-addr-xtext)
+/// otherwise.
+fn orcpt_param(orcpt: &str, utf8: bool) -> Option<String> {
     let orcpt = orcpt.trim();
     let (kind, address) = match orcpt.split_once(';') {
         Some((kind, address)) => (kind.trim(), address.trim()),
@@ -1119,6 +1179,23 @@ fn orcpt_param(orcpt: &str) -> Option<String> {
     }
     let address = if is_xtext(address) {
         address.to_string()
+    } else if kind.eq_ignore_ascii_case("utf-8")
+        && !address.is_ascii()
+        && !address.chars().any(|c| c.is_control() || c == ' ')
+    {
+        if utf8 {
+            address.to_string()
+        } else {
+            let mut out = String::with_capacity(address.len() + 16);
+            for c in address.chars() {
+                if c.is_ascii() {
+                    out.push(c);
+                } else {
+                    let _ = write!(out, "\\x{{{:X}}}", u32::from(c));
+                }
+            }
+            out
+        }
     } else {
         xtext_encode(address)
     };
@@ -1485,7 +1562,7 @@ mod tests {
     fn reads_extensions_from_ehlo() {
         let r = reply(
             250,
-            "mx.test greets you\nPIPELINING\nsize 10240000\n8BITMIME\nDSN\nSTARTTLS\nENHANCEDSTATUSCODES\nAUTH PLAIN\nXFORWARD NAME addr",
+            "mx.test greets you\nPIPELINING\nsize 10240000\n8BITMIME\nDSN\nSTARTTLS\nENHANCEDSTATUSCODES\nAUTH PLAIN\nXFORWARD NAME addr\nsmtputf8",
         );
         let ext = Extensions::from_ehlo(&r);
         assert_eq!(
@@ -1498,6 +1575,7 @@ mod tests {
                 starttls: true,
                 enhanced_status_codes: true,
                 xforward: vec!["NAME".to_string(), "ADDR".to_string()],
+                smtputf8: true,
             }
         );
         let bare = Extensions::from_ehlo(&reply(250, "mx.test\nSIZE"));
@@ -1536,20 +1614,138 @@ mod tests {
     #[test]
     fn encodes_xtext_and_orcpt() {
         assert_eq!(
-            orcpt_param("rfc822;user+2Bx@example.com").as_deref(),
+            orcpt_param("rfc822;user+2Bx@example.com", false).as_deref(),
             Some("rfc822;user+2Bx@example.com")
         );
         assert_eq!(
-            orcpt_param("rfc822; a b@example.com").as_deref(),
+            orcpt_param("rfc822; a b@example.com", false).as_deref(),
             Some("rfc822;a+20b@example.com")
         );
         assert_eq!(
-            orcpt_param("u@example.com").as_deref(),
+            orcpt_param("u@example.com", false).as_deref(),
             Some("rfc822;u@example.com")
         );
-        assert_eq!(orcpt_param("bad type;x"), None);
-        assert_eq!(orcpt_param("rfc822;"), None);
-        assert_eq!(orcpt_param(&format!("rfc822;{}", "a".repeat(600))), None);
+        assert_eq!(orcpt_param("bad type;x", false), None);
+        assert_eq!(orcpt_param("rfc822;", false), None);
+        assert_eq!(
+            orcpt_param(&format!("rfc822;{}", "a".repeat(600)), false),
+            None
+        );
+        // RFC 6533: a utf-8 ORCPT keeps its characters under SMTPUTF8 and
+        // writes them as \x{HEX} without.
+        assert_eq!(
+            orcpt_param("utf-8;j\u{fc}rgen@example.com", true).as_deref(),
+            Some("utf-8;j\u{fc}rgen@example.com")
+        );
+        assert_eq!(
+            orcpt_param("utf-8;j\u{fc}rgen@example.com", false).as_deref(),
+            Some("utf-8;j\\x{FC}rgen@example.com")
+        );
+    }
+
+    /// A message with SMTPUTF8 from `from` to `to`, with `header`.
+    fn utf8_tx<'a>(from: &'a str, to: &'a str, body: &'a [u8]) -> Transaction<'a> {
+        Transaction {
+            mail_from: from,
+            eight_bit: !body.is_ascii(),
+            smtputf8: true,
+            size: body.len() as u64,
+            ret: None,
+            envid: None,
+            origin: None,
+            rcpts: vec![TxRcpt {
+                address: to,
+                notify: None,
+                orcpt: None,
+            }],
+            body,
+        }
+    }
+
+    #[tokio::test]
+    async fn smtputf8_goes_to_a_hop_that_offers_it_with_the_addresses_as_written() {
+        let (addr, server) =
+            fake_server(Script::new(&["PIPELINING", "8BITMIME", "SMTPUTF8"])).await;
+        let mut client = SmtpClient::connect(addr, "mx", &settings(), &no_tls())
+            .await
+            .unwrap();
+        assert!(client.extensions().smtputf8);
+        let body = "Subject: Gr\u{fc}\u{df}e\r\n\r\nhi\r\n".as_bytes();
+        let tx = utf8_tx(
+            "j\u{fc}rgen@b\u{fc}cher.example",
+            "\u{3b4}@\u{3c0}\u{3b1}.example",
+            body,
+        );
+        let out = client.send(&tx).await.unwrap();
+        assert!(out.rcpts.iter().all(Reply::is_positive), "{out:?}");
+        client.quit().await;
+        let seen = server.await.unwrap();
+        assert_eq!(
+            seen.commands[1..4],
+            [
+                "MAIL FROM:<j\u{fc}rgen@b\u{fc}cher.example> BODY=8BITMIME SMTPUTF8",
+                "RCPT TO:<\u{3b4}@\u{3c0}\u{3b1}.example>",
+                "DATA"
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_hop_without_smtputf8_gets_ascii_mail_without_it_and_utf8_mail_not_at_all() {
+        let (addr, server) = fake_server(Script::new(&["PIPELINING", "8BITMIME"])).await;
+        let mut client = SmtpClient::connect(addr, "mx", &settings(), &no_tls())
+            .await
+            .unwrap();
+        // ASCII after all (a U-label domain goes as its A-label): sent
+        // without the parameter.
+        let ascii = utf8_tx(
+            "alice@sender.test",
+            "bob@b\u{fc}cher.example",
+            b"Subject: hi\r\n\r\nGr\xc3\xbc\xc3\x9fe\r\n",
+        );
+        let out = client.send(&ascii).await.unwrap();
+        assert!(out.rcpts.iter().all(Reply::is_positive), "{out:?}");
+        client.reset().await.unwrap();
+        // A UTF-8 local part, a UTF-8 sender, a UTF-8 header: refused here,
+        // for good, with Postfix's words.
+        for tx in [
+            utf8_tx(
+                "alice@sender.test",
+                "j\u{fc}rgen@example.com",
+                b"Subject: hi\r\n\r\nx\r\n",
+            ),
+            utf8_tx(
+                "j\u{fc}rgen@example.com",
+                "bob@example.com",
+                b"Subject: hi\r\n\r\nx\r\n",
+            ),
+            utf8_tx(
+                "alice@sender.test",
+                "bob@example.com",
+                "Subject: Gr\u{fc}\u{df}e\r\n\r\nx\r\n".as_bytes(),
+            ),
+        ] {
+            let err = client.send(&tx).await.unwrap_err();
+            assert!(err.is_permanent(), "{err}");
+            assert_eq!(err.status(), "5.6.7");
+            assert!(
+                err.to_string().starts_with(
+                    "SMTPUTF8 is required, but was not offered by host mx[127.0.0.1]:"
+                ),
+                "{err}"
+            );
+        }
+        client.quit().await;
+        let seen = server.await.unwrap();
+        assert_eq!(
+            seen.commands[1..4],
+            [
+                "MAIL FROM:<alice@sender.test> BODY=8BITMIME",
+                "RCPT TO:<bob@xn--bcher-kva.example>",
+                "DATA"
+            ]
+        );
+        assert_eq!(seen.commands[4..], ["RSET", "QUIT"]);
     }
 
     #[test]
@@ -1754,6 +1950,7 @@ mod tests {
         Transaction {
             mail_from: "sender@a.test",
             eight_bit,
+            smtputf8: false,
             size: body.len() as u64,
             ret: Some(Ret::Hdrs),
             envid: Some("id+1"),

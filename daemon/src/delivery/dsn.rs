@@ -5,6 +5,14 @@
 //! never for a bounce or the null sender) and queueing it are the delivery
 //! worker's job.
 //!
+//! A report about a message that came with SMTPUTF8 and names a UTF-8
+//! address (or returns a UTF-8 header) is an internationalised one (RFC
+//! 6533): `report-type=global-delivery-status`, a
+//! `message/global-delivery-status` part whose `utf-8;` addresses are
+//! written as they are, and the message returned as `message/global` (or
+//! its header as `message/global-headers`). Every other report is the
+//! RFC 3464 one, ASCII in its delivery-status part.
+//!
 //! Everything that came from outside (addresses, server replies, the
 //! ENVID) is cleaned before it goes into a header or a report field, so no
 //! CR or LF can inject a line; every line of the result is CRLF-terminated and
@@ -116,14 +124,36 @@ pub fn is_eight_bit(bytes: &[u8]) -> bool {
     bytes.iter().any(|&b| b >= 0x80)
 }
 
+/// True when a DSN to `to` with these bytes must travel with SMTPUTF8: its
+/// recipient (the original sender) or its own header is not ASCII. UTF-8
+/// inside its parts is 8-bit content only (RFC 6533 6).
+pub fn needs_smtputf8(to: &str, dsn: &[u8]) -> bool {
+    !to.is_ascii() || !dsn[..crate::text::HeaderEnd::of(dsn).header].is_ascii()
+}
+
+/// Whether the report is an internationalised one (RFC 6533): the message
+/// came with SMTPUTF8 and an address in the report, or the header block
+/// returned, holds UTF-8. Without SMTPUTF8 nothing changes, so that the
+/// reports of all other mail stay as they were.
+fn is_global(input: &DsnInput<'_>, returned: &Returned) -> bool {
+    let env = input.original;
+    env.smtputf8
+        && (!env.mail_from.is_ascii()
+            || input.recipients.iter().any(|r| {
+                !r.address.is_ascii() || r.orcpt.and_then(utf8_orcpt).is_some_and(|a| !a.is_ascii())
+            })
+            || !returned.bytes[..crate::text::HeaderEnd::of(&returned.bytes).header].is_ascii())
+}
+
 /// The complete DSN message, headers and body, CRLF line ends, no line
 /// longer than 998 octets. It is 8-bit (see [`is_eight_bit`]) when the
 /// returned content or a quoted address or reply is.
 pub fn build(input: &DsnInput<'_>) -> Vec<u8> {
     let host = clean_host(input.reporting_mta);
     let returned = returned_content(input);
+    let global = is_global(input, &returned);
     let human = human_text(input, &host, &returned);
-    let status = delivery_status(input, &host);
+    let status = delivery_status(input, &host, global);
     let eight_bit = is_eight_bit(human.as_bytes()) || is_eight_bit(&returned.bytes);
     let boundary = boundary(
         input.original,
@@ -152,10 +182,15 @@ pub fn build(input: &DsnInput<'_>) -> Vec<u8> {
     );
     push_field(&mut head, "Auto-Submitted", "auto-replied");
     push_field(&mut head, "MIME-Version", "1.0");
+    let report_type = if global {
+        "global-delivery-status"
+    } else {
+        "delivery-status"
+    };
     push_field(
         &mut head,
         "Content-Type",
-        &format!("multipart/report; report-type=delivery-status; boundary=\"{boundary}\""),
+        &format!("multipart/report; report-type={report_type}; boundary=\"{boundary}\""),
     );
     if eight_bit {
         push_field(&mut head, "Content-Transfer-Encoding", "8bit");
@@ -183,8 +218,15 @@ pub fn build(input: &DsnInput<'_>) -> Vec<u8> {
 
     // Part 2: for programs.
     let _ = write!(head, "--{boundary}\r\n");
-    push_field(&mut head, "Content-Type", "message/delivery-status");
+    if global {
+        push_field(&mut head, "Content-Type", "message/global-delivery-status");
+    } else {
+        push_field(&mut head, "Content-Type", "message/delivery-status");
+    }
     push_field(&mut head, "Content-Description", "Delivery report");
+    if !status.is_ascii() {
+        push_field(&mut head, "Content-Transfer-Encoding", "8bit");
+    }
     head.push_str("\r\n");
     head.push_str(&status);
     // The CRLF before a delimiter belongs to it (RFC 2046 5.1.1): without
@@ -199,10 +241,18 @@ pub fn build(input: &DsnInput<'_>) -> Vec<u8> {
         return head.into_bytes();
     }
     let _ = write!(head, "--{boundary}\r\n");
-    let (kind, description) = match returned.kind {
-        ReturnedKind::Full => ("message/rfc822", "Returned message"),
-        ReturnedKind::Headers | ReturnedKind::Nothing => {
+    // RFC 6533 6.3, 6.4: a returned header with UTF-8 is message/global
+    // (message/global-headers) in an internationalised report.
+    let utf8_header =
+        global && !returned.bytes[..crate::text::HeaderEnd::of(&returned.bytes).header].is_ascii();
+    let (kind, description) = match (returned.kind, utf8_header) {
+        (ReturnedKind::Full, false) => ("message/rfc822", "Returned message"),
+        (ReturnedKind::Full, true) => ("message/global", "Returned message"),
+        (ReturnedKind::Headers | ReturnedKind::Nothing, false) => {
             ("text/rfc822-headers", "Returned message headers")
+        }
+        (ReturnedKind::Headers | ReturnedKind::Nothing, true) => {
+            ("message/global-headers", "Returned message headers")
         }
     };
     push_field(&mut head, "Content-Type", kind);
@@ -503,8 +553,10 @@ fn capitalized(text: &str) -> String {
     }
 }
 
-/// The message/delivery-status part (RFC 3464 2.2, 2.3), ASCII only.
-fn delivery_status(input: &DsnInput<'_>, host: &str) -> String {
+/// The message/delivery-status part (RFC 3464 2.2, 2.3), ASCII only; or,
+/// `global`, the message/global-delivery-status one (RFC 6533 6.2), whose
+/// `utf-8;` addresses are written as they are.
+fn delivery_status(input: &DsnInput<'_>, host: &str, global: bool) -> String {
     let env = input.original;
     let mut out = String::new();
     if let Some(envid) = &env.envid {
@@ -528,10 +580,22 @@ fn delivery_status(input: &DsnInput<'_>, host: &str) -> String {
 
     for rcpt in &input.recipients {
         out.push_str("\r\n");
-        if let Some(orcpt) = rcpt.orcpt.and_then(original_recipient) {
+        let orcpt = match rcpt.orcpt {
+            Some(o) if global => utf8_orcpt(o)
+                .map(|a| typed_address_utf8(&a))
+                .or_else(|| original_recipient(o)),
+            Some(o) => original_recipient(o),
+            None => None,
+        };
+        if let Some(orcpt) = orcpt {
             push_field(&mut out, "Original-Recipient", &orcpt);
         }
-        push_field(&mut out, "Final-Recipient", &typed_address(rcpt.address));
+        let final_recipient = if global {
+            typed_address_utf8(rcpt.address)
+        } else {
+            typed_address(rcpt.address)
+        };
+        push_field(&mut out, "Final-Recipient", &final_recipient);
         push_field(&mut out, "Action", rcpt.action.as_str());
         push_field(&mut out, "Status", status_of(rcpt));
         if let Some(mta) = reporting_mta(rcpt).map(remote_mta_name) {
@@ -591,6 +655,47 @@ fn typed_address(address: &str) -> String {
         }
     }
     out
+}
+
+/// "rfc822; user@example.com"; an address with non-ASCII characters is
+/// "utf-8; jürgen@example.com", as it is (RFC 6533 3, utf-8-address: the
+/// form of message/global-delivery-status).
+fn typed_address_utf8(address: &str) -> String {
+    let address = clean_address(address);
+    if address.is_ascii() {
+        format!("rfc822; {address}")
+    } else {
+        format!("utf-8; {address}")
+    }
+}
+
+/// The address of an ORCPT of type utf-8 (RFC 6533 3), decoded: `+HH`
+/// (xtext) and `\x{HEX}` (utf-8-addr-xtext) undone, UTF-8 characters
+/// (utf-8-addr-unitext) as they are. `None` for another type or what does
+/// not decode to a clean address.
+fn utf8_orcpt(orcpt: &str) -> Option<String> {
+    let (kind, address) = orcpt.split_once(';')?;
+    if !kind.trim().eq_ignore_ascii_case("utf-8") {
+        return None;
+    }
+    let mut out = String::with_capacity(address.len());
+    let mut rest = address.trim();
+    while let Some(c) = rest.chars().next() {
+        if let Some(hex) = rest.strip_prefix('+') {
+            let code = hex.get(..2).and_then(|h| u8::from_str_radix(h, 16).ok())?;
+            out.push(char::from(code).is_ascii().then_some(char::from(code))?);
+            rest = &hex[2..];
+        } else if let Some(tail) = rest.strip_prefix("\\x{") {
+            let (hex, after) = tail.split_once('}')?;
+            out.push(u32::from_str_radix(hex, 16).ok().and_then(char::from_u32)?);
+            rest = after;
+        } else {
+            out.push(c);
+            rest = &rest[c.len_utf8()..];
+        }
+    }
+    let clean = clean_address(&out);
+    (!clean.is_empty() && clean == out).then_some(out)
 }
 
 /// The Original-Recipient value for an ORCPT as given ("rfc822;a+2Bb@x"):
@@ -1300,6 +1405,149 @@ mod tests {
             .contains("Diagnostic-Code: smtp; 550 5.1.1 unbekannt ?"));
         assert!(parts[2].0.contains("Content-Transfer-Encoding: 8bit"));
         assert!(parts[2].1.contains("na\u{ef}ve"));
+    }
+
+    #[test]
+    fn a_report_on_utf8_mail_is_a_global_delivery_status() {
+        // RFC 6533: the message came with SMTPUTF8 from and to UTF-8
+        // addresses, and its header is UTF-8.
+        let mut env = envelope("j\u{fc}rgen@b\u{fc}cher.example", Some(Ret::Full));
+        env.smtputf8 = true;
+        let message =
+            "From: j\u{fc}rgen@b\u{fc}cher.example\r\nSubject: Gr\u{fc}\u{df}e\r\n\r\nhi\r\n";
+        let mut rcpt = failed(
+            "\u{3b4}\u{3bf}\u{3ba}@example.com",
+            "5.6.7 SMTPUTF8 is required, but was not offered by host mx.test[192.0.2.1]:25",
+        );
+        rcpt.status = "5.6.7".into();
+        rcpt.orcpt = Some("utf-8;\u{3b4}\u{3bf}\u{3ba}@example.com");
+        let input = DsnInput {
+            id: &QueueId("1A22E10E77891C7D".into()),
+            reporting_mta: "gw.test",
+            postmaster: "",
+            original: &env,
+            recipients: vec![rcpt],
+            message: message.as_bytes(),
+            now: 0,
+        };
+        let bytes = build(&input);
+        check_lines(&bytes);
+        // Its own header names the UTF-8 sender: it goes with SMTPUTF8.
+        assert!(needs_smtputf8(&env.mail_from, &bytes));
+        let dsn = text(&bytes);
+        let (head, got) = parts(&dsn);
+        assert!(
+            head.contains("report-type=global-delivery-status;"),
+            "{head}"
+        );
+        assert!(
+            head.contains("\r\nTo: <j\u{fc}rgen@b\u{fc}cher.example>"),
+            "{head}"
+        );
+        assert_eq!(got.len(), 3);
+        assert!(got[1]
+            .0
+            .contains("Content-Type: message/global-delivery-status"));
+        assert!(got[1].0.contains("Content-Transfer-Encoding: 8bit"));
+        let status = &got[1].1;
+        assert!(
+            status.contains("\r\nFinal-Recipient: utf-8; \u{3b4}\u{3bf}\u{3ba}@example.com\r\n"),
+            "{status}"
+        );
+        assert!(
+            status.contains("Original-Recipient: utf-8; \u{3b4}\u{3bf}\u{3ba}@example.com\r\n"),
+            "{status}"
+        );
+        assert!(status.contains("Status: 5.6.7\r\n"), "{status}");
+        assert!(
+            got[2].0.contains("Content-Type: message/global\r\n"),
+            "{}",
+            got[2].0
+        );
+        assert!(got[2].1.contains("Subject: Gr\u{fc}\u{df}e"));
+
+        // Headers only: message/global-headers.
+        let mut hdrs_env = env.clone();
+        hdrs_env.ret = Some(Ret::Hdrs);
+        let bytes = build(&DsnInput {
+            original: &hdrs_env,
+            ..input.clone()
+        });
+        let dsn = text(&bytes);
+        let (_, got) = parts(&dsn);
+        assert!(got[2]
+            .0
+            .contains("Content-Type: message/global-headers\r\n"));
+
+        // The same with an ASCII sender and an ASCII header: the report
+        // is global for the recipient, but its own header is ASCII, so it
+        // needs no SMTPUTF8.
+        let mut ascii_env = envelope("alice@sender.test", Some(Ret::Hdrs));
+        ascii_env.smtputf8 = true;
+        let bytes = build(&DsnInput {
+            original: &ascii_env,
+            message: b"Subject: hi\r\n\r\nhi\r\n",
+            ..input.clone()
+        });
+        assert!(!needs_smtputf8(&ascii_env.mail_from, &bytes));
+        let dsn = text(&bytes);
+        let (head, got) = parts(&dsn);
+        assert!(head.contains("report-type=global-delivery-status;"));
+        assert!(got[2].0.contains("Content-Type: text/rfc822-headers"));
+    }
+
+    #[test]
+    fn a_report_on_smtputf8_mail_that_is_all_ascii_stays_rfc3464() {
+        let env = envelope("s@a.test", Some(Ret::Full));
+        let id = QueueId("1A22E10E77891C7D".into());
+        let input = |env| DsnInput {
+            id: &id,
+            reporting_mta: "gw",
+            postmaster: "postmaster@gw",
+            original: env,
+            recipients: vec![failed("u@b.test", "550 5.1.1 no")],
+            message: MESSAGE,
+            now: 0,
+        };
+        let without = text(&build(&input(&env)));
+        let mut env_utf8 = env.clone();
+        env_utf8.smtputf8 = true;
+        let with = text(&build(&input(&env_utf8)));
+        // Only the boundary (a fresh ID) differs.
+        let cut = |d: &str| {
+            let (head, _) = parts(d);
+            let b = head
+                .split("boundary=\"")
+                .nth(1)
+                .and_then(|r| r.split('"').next())
+                .unwrap_or_default()
+                .to_string();
+            d.replace(&b, "B")
+        };
+        assert_eq!(cut(&without), cut(&with));
+        assert!(with.contains("report-type=delivery-status"));
+    }
+
+    #[test]
+    fn utf8_orcpts_decode_every_form() {
+        for given in [
+            "utf-8;j\u{fc}rgen@example.com",
+            "utf-8;j\\x{FC}rgen@example.com",
+            "UTF-8; j\\x{fc}rgen@example.com",
+        ] {
+            assert_eq!(
+                utf8_orcpt(given).as_deref(),
+                Some("j\u{fc}rgen@example.com"),
+                "{given}"
+            );
+        }
+        assert_eq!(
+            utf8_orcpt("utf-8;a+2Bb@example.com").as_deref(),
+            Some("a+b@example.com")
+        );
+        assert_eq!(utf8_orcpt("rfc822;a@example.com"), None);
+        assert_eq!(utf8_orcpt("utf-8;a+0Db@example.com"), None);
+        assert_eq!(utf8_orcpt("utf-8;a\\x{zz}@example.com"), None);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Where a recipient's mail goes next: the first `[[route]]` whose pattern
 //! matches the recipient, else the MX of the recipient's domain (RFC 5321
-//! section 5.1), and the ordered list of addresses to try for it.
+//! section 5.1), and the ordered list of addresses to try for it. An
+//! internationalised domain is routed and looked up by its A-label.
 
 use crate::config::{NextHop, OutboundTls, Route};
 use crate::dns::{Dns, DnsError, LookupTally};
@@ -41,10 +42,13 @@ impl std::fmt::Display for Destination {
     }
 }
 
-/// The destination of one recipient.
+/// The destination of one recipient. A U-label domain (`bücher.example`)
+/// is matched and looked up as its A-label (`xn--bcher-kva.example`), the
+/// form the DNS knows; a route written with the U-label matches too.
 pub fn destination(routes: &[Route], rcpt: &str) -> Destination {
+    let a_label = crate::text::a_label_mailbox(rcpt);
     for route in routes {
-        if route.pattern.matches(rcpt) {
+        if route.pattern.matches(&a_label) || (a_label != rcpt && route.pattern.matches(rcpt)) {
             return match &route.to {
                 NextHop::Direct { host, port } => Destination::Direct {
                     host: host.clone(),
@@ -61,7 +65,7 @@ pub fn destination(routes: &[Route], rcpt: &str) -> Destination {
     }
     // MX delivery without a route: opportunistic, as Postfix's "may".
     Destination::Mx {
-        domain: crate::envelope::domain_of(rcpt),
+        domain: crate::envelope::domain_of(&a_label),
         port: 25,
         tls: OutboundTls::default(),
     }
@@ -170,4 +174,36 @@ pub async fn candidates(
         });
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_u_label_domain_is_routed_and_looked_up_as_its_a_label() {
+        let dest = destination(&[], "j\u{fc}rgen@B\u{fc}cher.example");
+        assert!(
+            matches!(&dest, Destination::Mx { domain, port: 25, .. } if domain == "xn--bcher-kva.example"),
+            "{dest:?}"
+        );
+        let routes: Vec<Route> = crate::config::parse(
+            "[[route]]\nmatch = \"*@xn--bcher-kva.example\"\nto = \"[127.0.0.1]:2525\"\n",
+            "t.toml",
+        )
+        .map(|c| c.route)
+        .unwrap_or_default();
+        assert_eq!(routes.len(), 1);
+        let dest = destination(&routes, "\u{3b4}@b\u{fc}cher.example");
+        assert!(
+            matches!(&dest, Destination::Direct { host, port: 2525, .. } if host == "127.0.0.1"),
+            "{dest:?}"
+        );
+        // ASCII addresses are routed as before.
+        let dest = destination(&routes, "bob@example.com");
+        assert!(
+            matches!(&dest, Destination::Mx { domain, .. } if domain == "example.com"),
+            "{dest:?}"
+        );
+    }
 }

@@ -177,10 +177,14 @@ pub fn forward_path(given: &str) -> Result<String, String> {
     }
     // An internationalised domain is written as its A-label (walkV 11:
     // user@bücher.example was refused as non-ASCII while
-    // user@xn--bcher-kva.example was taken); a non-ASCII local part needs
-    // SMTPUTF8, which Mailward does not offer.
+    // user@xn--bcher-kva.example was taken). A non-ASCII local part is
+    // taken as an SMTPUTF8 client's RCPT is: the released message is
+    // queued with SMTPUTF8 ([`send_again`]), and a next hop without it
+    // fails that recipient with 5.6.7 and a report to the sender, as for
+    // any UTF-8 recipient. Control characters and octets that were not
+    // UTF-8 are still refused.
     let addr = crate::text::a_label_mailbox(addr);
-    crate::text::check_mailbox(&addr)
+    crate::text::check_utf8_mailbox(&addr)
         .map(|()| addr.clone())
         .map_err(|why| {
             format!("`{given}` is not an address: {why}; give one address like user@example.com")
@@ -332,6 +336,11 @@ pub async fn send_again(
     );
     env.rcpts = rcpts.iter().cloned().map(Recipient::new).collect();
     env.scanned = true;
+    // A UTF-8 address can only go with SMTPUTF8 (RFC 6531): a `--to` with
+    // a UTF-8 local part, or an entry whose message came with it (the
+    // store keeps no flag; its UTF-8 addresses tell). A message with only
+    // UTF-8 in its header keeps going without it, as it came.
+    env.smtputf8 = !env.mail_from.is_ascii() || env.rcpts.iter().any(|r| !r.address.is_ascii());
     // The outgoing archive's copy carries the entry's statuses, so that
     // `archive list --outgoing --status av/infected` finds the virus an
     // administrator let through (walkV 2).
@@ -709,13 +718,20 @@ mod tests {
             "the address is empty: give one address like user@example.com"
         );
         // walkV 11: an internationalised domain becomes its A-label; a
-        // non-ASCII local part stays refused (no SMTPUTF8).
+        // non-ASCII local part is taken (the release goes with SMTPUTF8),
+        // control characters and broken UTF-8 are not.
         assert_eq!(
             forward_path("user@Bücher.example").as_deref(),
             Ok("user@xn--bcher-kva.example")
         );
-        let e = forward_path("jürgen@example.com").err().unwrap_or_default();
-        assert!(e.contains("non-ASCII"), "{e}");
+        assert_eq!(
+            forward_path("jürgen@Bücher.example").as_deref(),
+            Ok("jürgen@xn--bcher-kva.example")
+        );
+        for bad in ["j\u{fffd}rgen@example.com", "j\u{85}rgen@example.com"] {
+            let e = forward_path(bad).err().unwrap_or_default();
+            assert!(e.contains("not UTF-8"), "{e}");
+        }
     }
 
     /// A stored entry of the default group with these statuses.

@@ -29,7 +29,8 @@ pub enum Command {
     Xforward(String),
 }
 
-/// ESMTP parameters of MAIL FROM that Mailward knows (RFC 1870, 6152, 3461).
+/// ESMTP parameters of MAIL FROM that Mailward knows (RFC 1870, 6152,
+/// 3461, 6531).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MailParams {
     pub size: Option<u64>,
@@ -37,6 +38,9 @@ pub struct MailParams {
     pub ret: Option<Ret>,
     /// ENVID, xtext-decoded.
     pub envid: Option<String>,
+    /// SMTPUTF8 (RFC 6531): the addresses of this transaction and the
+    /// message header may hold UTF-8.
+    pub smtputf8: bool,
 }
 
 /// ESMTP parameters of RCPT TO (RFC 3461).
@@ -97,6 +101,14 @@ const RCPT_SYNTAX: ParseError = ParseError::other("501 5.5.4 Syntax: RCPT TO:<ad
 const BAD_PARAM: ParseError = ParseError::other("555 5.5.4 Unsupported or malformed parameter");
 // A path over MAX_PATH: the sender's code for MAIL (RFC 3463 5.1.7), the
 // recipient's for RCPT (walkAH 9: MAIL got 5.1.3).
+// RFC 6531 3.4: a non-ASCII address in a transaction without SMTPUTF8
+// (Postfix: "Must declare SMTPUTF8 to send unicode address").
+pub(super) const NEEDS_SMTPUTF8: &str =
+    "553 5.6.7 Must declare SMTPUTF8 in MAIL FROM to send a non-ASCII address";
+// Octets that are not UTF-8 (a Latin-1 envelope) or control characters:
+// refused with SMTPUTF8 too, since no next hop could take them.
+const MALFORMED: ParseError =
+    ParseError::other("553 5.6.7 Malformed UTF-8 or control characters in address");
 const SENDER_TOO_LONG: ParseError = ParseError::other("501 5.1.7 Path too long");
 const RECIPIENT_TOO_LONG: ParseError = ParseError::other("501 5.1.3 Path too long");
 
@@ -143,13 +155,19 @@ pub fn parse(line: &[u8]) -> Result<Command, ParseError> {
 
 fn mail(rest: &str) -> Result<Command, ParseError> {
     let (path, params) = path_arg(rest, "FROM:", MAIL_SYNTAX, BAD_SENDER)?;
+    // The parameters first: SMTPUTF8 among them decides whether the
+    // address may be UTF-8.
+    let params = mail_params(params)?;
     if !path.is_empty() {
         // (An empty path is the null reverse path.)
         check_address(&path, BAD_SENDER)?;
+        if !params.smtputf8 && !path.is_ascii() {
+            return Err(ParseError::other(NEEDS_SMTPUTF8));
+        }
     }
     Ok(Command::Mail {
         from: crate::envelope::canonical_mailbox(&path),
-        params: mail_params(params)?,
+        params,
     })
 }
 
@@ -161,6 +179,8 @@ fn rcpt(rest: &str) -> Result<Command, ParseError> {
     if !path.eq_ignore_ascii_case("postmaster") {
         check_address(&path, BAD_RECIPIENT)?;
     }
+    // A UTF-8 address passes here: whether the transaction may carry it
+    // (SMTPUTF8 in its MAIL) is the session's to say, with NEEDS_SMTPUTF8.
     Ok(Command::Rcpt {
         // `"bob"@example.com` is bob@example.com for the rules, the
         // duplicate check and the next hop (walkAH 3).
@@ -264,14 +284,15 @@ fn closing_bracket(s: &str) -> Option<usize> {
 }
 
 /// An address: a local part (dot-atom or quoted) @ a domain or literal,
-/// as [`crate::text::check_mailbox`] (shared with the admin commands'
-/// `--to`) has it. Only ASCII: Mailward does not offer SMTPUTF8.
+/// as [`crate::text::check_utf8_mailbox`] (shared with the admin commands'
+/// `--to`) has it: UTF-8 allowed (whether this transaction may use it is
+/// checked by the caller), control characters and octets that were not
+/// UTF-8 not, with or without SMTPUTF8.
 fn check_address(path: &str, bad: ParseError) -> Result<(), ParseError> {
-    match crate::text::check_mailbox(path) {
+    use crate::text::MailboxError;
+    match crate::text::check_utf8_mailbox(path) {
         Ok(()) => Ok(()),
-        Err(crate::text::MailboxError::NotAscii) => Err(ParseError::other(
-            "553 5.6.7 Non-ASCII or control characters in address (SMTPUTF8 is not offered)",
-        )),
+        Err(MailboxError::Malformed | MailboxError::NotAscii) => Err(MALFORMED),
         Err(_) => Err(bad),
     }
 }
@@ -319,13 +340,10 @@ fn mail_params(text: &str) -> Result<MailParams, ParseError> {
             ("ENVID", Some(v)) if !v.is_empty() && v.len() <= 100 => {
                 out.envid = Some(xtext_decode(v).ok_or(BAD_PARAM)?)
             }
-            // RFC 6531. Mailward does not offer SMTPUTF8, but Postfix's
-            // before-queue proxy passes on what its own client sent to
-            // the Postfix that offered it. With an ASCII envelope (a
-            // non-ASCII address was refused above with 553 5.6.7) the
-            // flag asks nothing of us: the message is what any 8-bit
-            // message is, so it is accepted and not passed on.
-            ("SMTPUTF8", None) => {}
+            // RFC 6531. Also with an ASCII envelope: Postfix's before-queue
+            // proxy passes on what its own client sent, and a UTF-8 header
+            // needs it as much as a UTF-8 address does.
+            ("SMTPUTF8", None) => out.smtputf8 = true,
             _ => return Err(BAD_PARAM),
         }
     }
@@ -340,13 +358,36 @@ fn rcpt_params(text: &str) -> Result<RcptParams, ParseError> {
         match (key.as_str(), value) {
             ("NOTIFY", Some(v)) => out.notify = Some(Notify::parse(v).ok_or(BAD_PARAM)?),
             ("ORCPT", Some(v)) if v.contains(';') && v.len() <= 500 => {
-                xtext_decode(v).ok_or(BAD_PARAM)?;
+                if xtext_decode(v).is_none() && !is_utf8_orcpt(v) {
+                    return Err(BAD_PARAM);
+                }
                 out.orcpt = Some(v.to_string());
             }
             _ => return Err(BAD_PARAM),
         }
     }
     Ok(out)
+}
+
+/// RFC 6533 3: under SMTPUTF8 an ORCPT of type utf-8 may hold its
+/// address as utf-8-addr-unitext, UTF-8 characters as they are. Taken when
+/// the value has no control characters, `+` only as xtext and no `=`; kept
+/// as given (delivery writes it as ASCII for a hop without SMTPUTF8).
+fn is_utf8_orcpt(v: &str) -> bool {
+    let Some((kind, address)) = v.split_once(';') else {
+        return false;
+    };
+    kind.eq_ignore_ascii_case("utf-8")
+        && !address.is_empty()
+        && !address.contains('=')
+        && !address.chars().any(|c| {
+            c.is_control()
+                || c == char::REPLACEMENT_CHARACTER
+                || crate::ops::syslog::is_escaped_format(c)
+        })
+        && address.split('+').skip(1).all(|after| {
+            after.len() >= 2 && after.as_bytes()[..2].iter().all(|b| b.is_ascii_hexdigit())
+        })
 }
 
 #[cfg(test)]
@@ -440,7 +481,8 @@ mod tests {
                     size: Some(1000),
                     eight_bit: true,
                     ret: Some(Ret::Hdrs),
-                    envid: Some("QQ+1".into())
+                    envid: Some("QQ+1".into()),
+                    smtputf8: false,
                 }
             }
         );
@@ -454,32 +496,101 @@ mod tests {
     }
 
     #[test]
-    fn smtputf8_is_accepted_with_an_ascii_envelope_only() {
+    fn smtputf8_allows_utf8_in_mail_and_is_taken_with_an_ascii_envelope() {
         // Postfix's before-queue proxy forwards the flag its client gave.
-        assert!(parse(b"MAIL FROM:<alice@sender.test> SMTPUTF8").is_ok());
-        assert!(parse(b"MAIL FROM:<alice@sender.test> BODY=8BITMIME smtputf8").is_ok());
+        let mail = |line: &str| match parse(line.as_bytes()) {
+            Ok(Command::Mail { from, params }) => Ok((from, params.smtputf8, params.eight_bit)),
+            Ok(other) => panic!("{other:?}"),
+            Err(e) => Err(e.reply),
+        };
         assert_eq!(
-            parse("MAIL FROM:<j\u{fc}rgen@sender.test> SMTPUTF8".as_bytes()).map_err(|e| e.reply),
-            Err("553 5.6.7 Non-ASCII or control characters in address (SMTPUTF8 is not offered)")
+            mail("MAIL FROM:<alice@sender.test> SMTPUTF8"),
+            Ok(("alice@sender.test".into(), true, false))
         );
         assert_eq!(
-            parse(b"MAIL FROM:<a@b> SMTPUTF8=yes").map_err(|e| e.reply),
-            Err(BAD_PARAM.reply)
+            mail("MAIL FROM:<j\u{fc}rgen@b\u{fc}cher.example> BODY=8BITMIME smtputf8"),
+            Ok(("j\u{fc}rgen@b\u{fc}cher.example".into(), true, true))
+        );
+        assert_eq!(
+            mail("MAIL FROM:<\u{7528}\u{6237}@\u{4f8b}\u{5b50}.\u{6d4b}\u{8bd5}> SMTPUTF8"),
+            Ok((
+                "\u{7528}\u{6237}@\u{4f8b}\u{5b50}.\u{6d4b}\u{8bd5}".into(),
+                true,
+                false
+            ))
+        );
+        assert_eq!(
+            mail("MAIL FROM:<> SMTPUTF8"),
+            Ok((String::new(), true, false))
+        );
+        // RFC 6531 3.4: without the parameter, a non-ASCII address is
+        // refused, and the reply says what was missing.
+        assert_eq!(
+            mail("MAIL FROM:<j\u{fc}rgen@sender.test>"),
+            Err(NEEDS_SMTPUTF8)
+        );
+        assert!(NEEDS_SMTPUTF8.starts_with("553 5.6.7 ") && NEEDS_SMTPUTF8.contains("SMTPUTF8"));
+        // Control characters stay refused with it.
+        assert_eq!(
+            mail("MAIL FROM:<j\u{85}rgen@sender.test> SMTPUTF8"),
+            Err(MALFORMED.reply)
+        );
+        assert_eq!(mail("MAIL FROM:<a@b> SMTPUTF8=yes"), Err(BAD_PARAM.reply));
+        // The limit counts octets: 130 two-octet characters are 260.
+        let long = format!("{}@b\u{fc}cher.example", "\u{fc}".repeat(130));
+        assert_eq!(
+            mail(&format!("MAIL FROM:<{long}> SMTPUTF8")),
+            Err(SENDER_TOO_LONG.reply)
+        );
+        let local = format!("{}@example.com", "\u{fc}".repeat(33));
+        assert_eq!(
+            mail(&format!("MAIL FROM:<{local}> SMTPUTF8")),
+            Err(BAD_SENDER.reply)
         );
     }
 
     #[test]
-    fn an_octet_that_is_not_utf8_in_an_address_is_said_to_be_non_ascii() {
-        let not_ascii =
-            "553 5.6.7 Non-ASCII or control characters in address (SMTPUTF8 is not offered)";
+    fn a_utf8_recipient_is_parsed_for_the_session_to_judge() {
+        let rcpt = |line: &str| match parse(line.as_bytes()) {
+            Ok(Command::Rcpt { to, params }) => Ok((to, params.orcpt)),
+            Ok(other) => panic!("{other:?}"),
+            Err(e) => Err(e.reply),
+        };
+        assert_eq!(
+            rcpt("RCPT TO:<\u{3b4}\u{3bf}\u{3ba}@b\u{fc}cher.example>"),
+            Ok(("\u{3b4}\u{3bf}\u{3ba}@b\u{fc}cher.example".into(), None))
+        );
+        // RFC 6533 3: an ORCPT of type utf-8 may carry the address as it is.
+        assert_eq!(
+            rcpt("RCPT TO:<j\u{fc}rgen@example.com> ORCPT=utf-8;j\u{fc}rgen@example.com"),
+            Ok((
+                "j\u{fc}rgen@example.com".into(),
+                Some("utf-8;j\u{fc}rgen@example.com".into())
+            ))
+        );
+        assert_eq!(
+            rcpt("RCPT TO:<j\u{fc}rgen@example.com> ORCPT=rfc822;j\u{fc}rgen@example.com"),
+            Err(BAD_PARAM.reply)
+        );
+        assert_eq!(
+            rcpt("RCPT TO:<a@example.com> ORCPT=utf-8;a+4@example.com"),
+            Err(BAD_PARAM.reply)
+        );
+        assert_eq!(rcpt("RCPT TO:<a\u{9f}@example.com>"), Err(MALFORMED.reply));
+    }
+
+    #[test]
+    fn an_octet_that_is_not_utf8_in_an_address_is_malformed_with_or_without_smtputf8() {
         for line in [
             b"MAIL FROM:<a\xe9@b.test>".as_slice(),
             b"MAIL FROM:<a@b\xe9.test>",
+            b"MAIL FROM:<a\xe9@b.test> SMTPUTF8",
             b"RCPT TO:<bob\xe9@example.com>",
+            b"MAIL FROM:<a\0@b.test> SMTPUTF8",
         ] {
             let got = parse(line).map_err(|e| (e.reply, e.verb));
             assert!(
-                matches!(got, Err((r, Verb::Mail | Verb::Rcpt)) if r == not_ascii),
+                matches!(got, Err((r, Verb::Mail | Verb::Rcpt)) if r == MALFORMED.reply),
                 "{line:?}: {got:?}"
             );
         }

@@ -881,6 +881,9 @@ impl Session {
                 lines.push("STARTTLS".to_string());
             }
             lines.push("DSN".to_string());
+            // RFC 6531: UTF-8 addresses and headers, for transactions that
+            // ask with MAIL FROM:<...> SMTPUTF8.
+            lines.push("SMTPUTF8".to_string());
             if self.may_forward() {
                 lines.push(xforward::ANNOUNCED.to_string());
             }
@@ -1092,6 +1095,16 @@ impl Session {
         let State::Mail(tx) = &self.state else {
             return self.flow_refuse(conn, "503 5.5.1 Need MAIL command");
         };
+        // RFC 6531 3.4: a UTF-8 address only in a transaction that
+        // declared SMTPUTF8 (the parser took its syntax).
+        if !to.is_ascii() && !tx.params.smtputf8 {
+            return self.refuse_rcpt(
+                conn,
+                self.peer.ip(),
+                RejectReason::Syntax,
+                command::NEEDS_SMTPUTF8,
+            );
+        }
         if tx.rcpts.len() >= self.cfg.limits.max_rcpts_per_message as usize {
             // Not counted toward the error limit: an MTA with more
             // recipients than we take in one transaction sends the rest
@@ -1145,8 +1158,14 @@ impl Session {
                 "550 5.7.1 Recipient address rejected: access denied",
             );
         }
+        // A U-label domain is protected under its A-label, the form the
+        // configuration and the DNS know (`bücher.example` is
+        // `xn--bcher-kva.example`).
         let domain = crate::envelope::domain_of(&to);
-        let protected = self.cfg.network.is_protected(&domain);
+        let protected = self.cfg.network.is_protected(&domain)
+            || (!domain.is_ascii()
+                && crate::text::a_label_domain(&domain)
+                    .is_some_and(|a| self.cfg.network.is_protected(&a)));
         let relay_client = self.standing.may_relay();
         if !protected && !relay_client && !ours {
             let reply = format!("554 5.7.1 <{to}>: Relay access denied");
@@ -1406,6 +1425,7 @@ impl Session {
         // declare 8BITMIME for every message, and a declared but 7-bit one
         // may go to a hop without 8BITMIME (walkK: it was bounced 5.6.3).
         envelope.eight_bit = msg.eight_bit;
+        envelope.smtputf8 = tx.params.smtputf8;
         envelope.size = bytes.len() as u64;
         envelope.rcpts = tx.rcpts;
         envelope.tls = conn.is_tls();
@@ -1489,11 +1509,14 @@ impl Session {
             Some(p) => p.eq_ignore_ascii_case("ESMTP"),
             None => self.esmtp,
         };
-        let proto = match (esmtp, tls.is_some()) {
-            (true, true) => "ESMTPS",
-            (true, false) => "ESMTP",
-            (false, true) => "SMTPS",
-            (false, false) => "SMTP",
+        // RFC 6531 4.3: UTF8SMTP(S) for a transaction with SMTPUTF8.
+        let proto = match (tx.params.smtputf8, esmtp, tls.is_some()) {
+            (true, _, true) => "UTF8SMTPS",
+            (true, _, false) => "UTF8SMTP",
+            (false, true, true) => "ESMTPS",
+            (false, true, false) => "ESMTP",
+            (false, false, true) => "SMTPS",
+            (false, false, false) => "SMTP",
         };
         let helo = match tx.client.helo.as_str() {
             "" => "unknown",

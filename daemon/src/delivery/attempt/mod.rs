@@ -626,6 +626,7 @@ impl Delivery {
             let tx = Transaction {
                 mail_from: &env.mail_from,
                 eight_bit,
+                smtputf8: env.smtputf8,
                 size,
                 ret: env.ret,
                 envid: env.envid.as_deref(),
@@ -865,6 +866,9 @@ impl Delivery {
             let dsn_env = Envelope {
                 received_at: now,
                 eight_bit: dsn::is_eight_bit(&bytes),
+                // A report to a UTF-8 sender, or one whose header names
+                // one, goes with SMTPUTF8 (RFC 6533 6).
+                smtputf8: dsn::needs_smtputf8(&env.mail_from, &bytes),
                 size: bytes.len() as u64,
                 rcpts: vec![to],
                 is_bounce: true,
