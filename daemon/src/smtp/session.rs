@@ -1524,7 +1524,13 @@ impl Session {
         };
         let rdns = tx.client.name.as_deref().unwrap_or("unknown");
         let for_clause = match tx.rcpts.as_slice() {
-            [only] => format!("\r\n\tfor <{}>", only.address),
+            // A U-label domain as its A-label: our own header must not
+            // make a message whose envelope goes as ASCII need SMTPUTF8 at
+            // a next hop without it (a UTF-8 local part needs it anyway).
+            [only] => format!(
+                "\r\n\tfor <{}>",
+                crate::text::a_label_mailbox(&only.address)
+            ),
             _ => String::new(),
         };
         let using = tls
