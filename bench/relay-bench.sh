@@ -188,7 +188,9 @@ fi
 
 # Mailward.
 mw_port=$(free_port)
-mkdir -p "$work/mailward"
+# The data directory too: `spam import` below writes into it before the
+# daemon's first start, and refuses to create a data directory itself.
+mkdir -p "$work/mailward/data"
 cat >"$work/mailward/mailward.toml" <<EOF
 [server]
 hostname = "mailward-bench.test"
