@@ -20,7 +20,8 @@
 //! (they need SMTPUTF8 or RFC 2047 words, and a relay cannot know their
 //! charset), in a part already declared base64 or quoted-printable (broken;
 //! encoding it again would hide that), in a multipart's preamble or
-//! epilogue, in a `message/*` part other than rfc822, or nested deeper than
+//! epilogue, in a `message/*` part other than rfc822 and the RFC 6532/6533
+//! `message/global*` types (encoded whole, quoted-printable), or nested deeper than
 //! [`MAX_DEPTH`]. Every entity without 8-bit octets stays byte for byte as
 //! it came. A DKIM signature over a converted body no longer verifies, as
 //! with Postfix's conversion.
@@ -111,13 +112,24 @@ fn convert(entity: &[u8], kind: Kind, depth: usize) -> Result<Vec<u8>, Unconvert
         };
         return Ok(e.assemble(&mime_version(header, kind), &body));
     }
-    if media.starts_with("message/") {
+    // RFC 6532 3.5 and RFC 6533 6: unlike message/rfc822, the types of
+    // internationalised mail and of its reports may be encoded as a whole
+    // (an RFC 6533 report to a hop without 8BITMIME would be lost
+    // otherwise); quoted-printable, as they are mostly ASCII text.
+    let global = matches!(
+        media.as_str(),
+        "message/global"
+            | "message/global-headers"
+            | "message/global-delivery-status"
+            | "message/global-disposition-notification"
+    );
+    if media.starts_with("message/") && !global {
         return Err(Unconvertible::EightBitMessagePart(media));
     }
     if matches!(encoding.as_str(), "base64" | "quoted-printable") {
         return Err(Unconvertible::EncodedEightBit(encoding));
     }
-    let (body, name) = if media.starts_with("text/") {
+    let (body, name) = if media.starts_with("text/") || global {
         (quoted_printable::encode(e.body), "quoted-printable")
     } else {
         (base64_lines(e.body), "base64")
@@ -487,6 +499,29 @@ Subject: x\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nGr\xc3\xbc\xc3\x9fe
         assert!(
             out.contains("Content-Type: message/rfc822\r\nContent-Transfer-Encoding: 7bit\r\n\r\nSubject: x\r\n\
 Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\nMIME-Version: 1.0\r\n\r\nGr=C3=BC=C3=9Fe\r\n\r\n--R--"),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn the_parts_of_an_internationalised_report_are_encoded_whole() {
+        let report = "Content-Type: multipart/report; report-type=global-delivery-status; boundary=\"b\"\r\n\
+MIME-Version: 1.0\r\nContent-Transfer-Encoding: 8bit\r\n\r\n--b\r\n\
+Content-Type: message/global-delivery-status\r\nContent-Transfer-Encoding: 8bit\r\n\r\n\
+Final-Recipient: utf-8; j\u{fc}rgen@example.com\r\n\r\n--b\r\n\
+Content-Type: message/global\r\nContent-Transfer-Encoding: 8bit\r\n\r\n\
+Subject: Gr\u{fc}\u{df}e\r\n\r\nhi\r\n\r\n--b--\r\n";
+        let out = seven_bit(report.as_bytes()).map(|o| text(&o));
+        let Ok(out) = out else {
+            panic!("{out:?}");
+        };
+        assert!(out.is_ascii(), "{out}");
+        assert!(
+            out.contains("Content-Type: message/global-delivery-status\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\nFinal-Recipient: utf-8; j=C3=BCrgen@example.com"),
+            "{out}"
+        );
+        assert!(
+            out.contains("Content-Type: message/global\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\nSubject: Gr=C3=BC=C3=9Fe"),
             "{out}"
         );
     }
