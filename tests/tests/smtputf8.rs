@@ -445,3 +445,56 @@ fn smtputf8_survives_a_restart_in_the_spool() -> Result<()> {
     );
     Ok(())
 }
+
+/// `quarantine release --to` takes a UTF-8 local part (its domain as the
+/// A-label, as before) and queues the copy with SMTPUTF8; control
+/// characters in it are still refused before anything is sent.
+#[test]
+fn a_quarantined_message_is_released_to_a_utf8_address_with_smtputf8() -> Result<()> {
+    let dir = TestDir::new("utf8-release")?;
+    let hop = Utf8Hop::start()?;
+    let config = Config::new(dir.path())
+        .set_list("policy", "quarantine", &["av/infected"])
+        .set_list("policy", "block", &["av/infected"])
+        .route_to_port("*", hop.port);
+    let daemon = Daemon::start(&config)?;
+    let sent = mailward_e2e::samples::infected_message("for the quarantine", "b-utf8")?;
+    let mut c = SmtpClient::connect_ok(daemon.port)?;
+    c.ehlo("client.test")?;
+    let id = c.send_mail_ok(SENDER, &["bob@example.com"], &sent)?;
+    c.quit();
+    let listed = daemon.cli_ok(&["quarantine", "list", "--json"])?;
+    ensure!(listed.contains(&id), "not quarantined: {listed}");
+
+    let out = daemon.cli(&[
+        "quarantine",
+        "release",
+        &id,
+        "--to",
+        "j\u{85}rgen@example.com",
+    ])?;
+    ensure!(
+        out.status.code() == Some(2),
+        "a control character in --to: {:?} {}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = daemon.cli_ok(&["quarantine", "release", &id, "--to", UTF8_SENDER])?;
+    ensure!(
+        out.ends_with("to j\u{fc}rgen@xn--bcher-kva.example.\n"),
+        "{out}"
+    );
+    let taken = hop.wait_for(1)?;
+    ensure!(
+        taken[0].mail.starts_with(&format!("MAIL FROM:<{SENDER}>"))
+            && taken[0].mail.ends_with(" SMTPUTF8"),
+        "{:?}",
+        taken[0].mail
+    );
+    ensure!(
+        taken[0].rcpts == ["RCPT TO:<j\u{fc}rgen@xn--bcher-kva.example>"],
+        "{:?}",
+        taken[0].rcpts
+    );
+    Ok(())
+}
