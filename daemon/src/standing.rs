@@ -16,9 +16,15 @@
 //!   the MTA in front (milter) has that MTA decide those.
 //!
 //! Content checks (anti-virus, content filter, spam rules and classifier)
-//! apply to everyone.
+//! apply to everyone, but for the two spam heuristics on fields that a
+//! submission server adds for its own clients: `MISSING_DATE` and
+//! `MISSING_MESSAGE_ID` (a script or a printer of ours leaves them out, and
+//! Postfix in front of a before-queue proxy adds them after we judged:
+//! walkAO 1).
 
+use crate::config::rules::net_contains;
 use crate::config::Config;
+use ipnet::IpNet;
 use std::net::IpAddr;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,9 +42,15 @@ impl Standing {
     /// The standing of client `ip`, which authenticated as `user` (when it
     /// did, as far as we know).
     pub fn of(cfg: &Config, ip: IpAddr, user: Option<&str>) -> Standing {
+        Standing::among(&cfg.network.relay_networks, ip, user)
+    }
+
+    /// As [`Standing::of`], from `relay_networks` alone (for a stage that
+    /// keeps a copy of them, as the spam check's knowledge does).
+    pub fn among(relay_networks: &[IpNet], ip: IpAddr, user: Option<&str>) -> Standing {
         match user.filter(|u| !u.is_empty()) {
             Some(u) => Standing::Authenticated(u.to_string()),
-            None if cfg.network.may_relay(ip) => Standing::RelayNetwork,
+            None if relay_networks.iter().any(|n| net_contains(n, ip)) => Standing::RelayNetwork,
             None => Standing::Outside,
         }
     }

@@ -43,6 +43,9 @@ pub struct Knowledge {
     pub whitelist: Vec<crate::config::GroupEntry>,
     /// `[spam] traps`.
     pub traps: Vec<crate::config::Pattern>,
+    /// `[network] relay_networks`: who is one of ours
+    /// ([`crate::standing::Standing`]).
+    pub relay_networks: Vec<ipnet::IpNet>,
 }
 
 /// Which part of the spam knowledge cannot be read.
@@ -227,6 +230,7 @@ impl Knowledge {
             blacklist: cfg.spam.blacklist.clone(),
             whitelist: cfg.spam.whitelist.clone(),
             traps: cfg.spam.traps.clone(),
+            relay_networks: cfg.network.relay_networks.clone(),
         };
         Loaded {
             knowledge,
@@ -623,6 +627,7 @@ impl Shared {
             blacklist: old.blacklist.clone(),
             whitelist: old.whitelist.clone(),
             traps: old.traps.clone(),
+            relay_networks: old.relay_networks.clone(),
         };
         self.install(k);
     }

@@ -310,6 +310,9 @@ pub struct Origin<'a> {
     pub auth: &'a crate::auth::Auth,
     /// A recipient that is a `[spam] traps` address, if one is.
     pub trapped: Option<&'a str>,
+    /// The client is one of ours (`relay_networks`, or authenticated with
+    /// the MTA in front): [`crate::standing::Standing`].
+    pub ours: bool,
 }
 
 /// Whether one `[spam] blacklist`/`whitelist` entry matches the client or
@@ -403,7 +406,8 @@ pub fn examine(
         signals::sender_auth(o.auth, o.sender.is_empty(), &mut hits);
     }
     let content_from = hits.len();
-    rules::heuristics(headers.as_ref(), message, &text, &mut hits);
+    let ours = origin.is_some_and(|o| o.ours);
+    rules::heuristics(headers.as_ref(), message, &text, ours, &mut hits);
     rules::content(
         &knowledge.rules,
         headers.as_ref(),
@@ -510,6 +514,12 @@ impl Check for Spam {
                 .iter()
                 .map(|r| r.address.as_str())
                 .find(|a| k.traps.iter().any(|t| t.matches(a))),
+            ours: !crate::standing::Standing::among(
+                &k.relay_networks,
+                cx.envelope.client_ip,
+                cx.envelope.sasl_user.as_deref(),
+            )
+            .is_outside(),
         };
         report.spam = Some(examine(k, cx.raw, cx.message, Some(&origin)));
     }

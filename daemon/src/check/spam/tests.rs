@@ -392,6 +392,7 @@ fn lists_blacklist_senders_and_clients_and_whitelist_clients() {
             dnsbl_listed: &[],
             auth: &crate::auth::Auth::default(),
             trapped: None,
+            ours: false,
         };
         let m = crate::check::parse(raw.as_bytes());
         examine(&k, raw.as_bytes(), m.as_ref(), Some(&origin))
@@ -423,6 +424,7 @@ fn lists_blacklist_senders_and_clients_and_whitelist_clients() {
             dnsbl_listed: &[],
             auth,
             trapped: None,
+            ours: false,
         };
         let m = crate::check::parse(SPAM.as_bytes());
         examine(&k, SPAM.as_bytes(), m.as_ref(), Some(&origin))
@@ -631,4 +633,65 @@ fn calendars_and_attached_text_files_are_not_the_message_s_text() {
         "{:?}",
         text.urls.iter().map(|u| &u.host).collect::<Vec<_>>()
     );
+}
+
+/// walkAO 1: a client of ours (relay_networks, or authenticated with the
+/// MTA in front) that leaves out `Date:` and `Message-ID:` is not marked
+/// for it: its submission server adds them (Postfix after a before-queue
+/// proxy judged the message), and a site's scripts leave them out. From
+/// outside the two tests stay; every other test applies to ours too.
+#[test]
+fn a_missing_date_or_message_id_counts_only_from_outside() {
+    let cfg =
+        crate::config::parse("[network]\nrelay_networks = [\"10.0.0.0/8\"]\n", "t.toml").unwrap();
+    let (k, problems) = knowledge::Knowledge::load(&cfg);
+    assert!(problems.is_empty(), "{problems:?}");
+    let bare = "From: Backup job <backup@example.com>\r\nTo: ops@example.com\r\nSubject: FREE backup report!!\r\n\r\nAll 12 volumes copied.\r\n";
+    let judge_from = |client: &str, user: Option<&str>| {
+        let origin = Origin {
+            client: client.parse().unwrap(),
+            sender: "backup@example.com",
+            dnsbl_listed: &[],
+            auth: &crate::auth::Auth::default(),
+            trapped: None,
+            ours: !crate::standing::Standing::among(
+                &k.relay_networks,
+                client.parse().unwrap(),
+                user,
+            )
+            .is_outside(),
+        };
+        let m = crate::check::parse(bare.as_bytes());
+        examine(&k, bare.as_bytes(), m.as_ref(), Some(&origin))
+    };
+    let outside = judge_from("198.51.100.1", None);
+    let inside = judge_from("10.1.2.3", None);
+    let authenticated = judge_from("198.51.100.1", Some("ann"));
+    for name in ["MISSING_DATE", "MISSING_MESSAGE_ID", "SUBJ_EXCLAIM"] {
+        assert!(
+            outside.test_names().contains(&name),
+            "{}",
+            outside.weighed()
+        );
+    }
+    for ours in [&inside, &authenticated] {
+        assert!(
+            !ours.test_names().contains(&"MISSING_DATE"),
+            "{}",
+            ours.weighed()
+        );
+        assert!(
+            !ours.test_names().contains(&"MISSING_MESSAGE_ID"),
+            "{}",
+            ours.weighed()
+        );
+        assert!(
+            ours.test_names().contains(&"SUBJ_EXCLAIM"),
+            "{}",
+            ours.weighed()
+        );
+        assert!(ours.score() < outside.score());
+    }
+    // The offline `spam check` knows no client: the tests stay.
+    assert!(judge(bare, &k).test_names().contains(&"MISSING_DATE"));
 }
