@@ -832,9 +832,27 @@ fn timeouts(ctx: &mut Ctx<'_>, raw: &RawTimeouts) -> Timeouts {
 
 fn routes(ctx: &mut Ctx<'_>, raw: &[RawRoute]) -> Vec<Route> {
     let mut out = Vec::with_capacity(raw.len());
+    // The patterns seen so far (lower-cased), with their index: a route
+    // that an earlier one already covers is never used (the first match
+    // wins). The common case is a `match = "*"` appended after the
+    // default configuration's own catch-all (walkAO 2).
+    let mut earlier: Vec<(usize, String)> = Vec::new();
     for (i, r) in raw.iter().enumerate() {
         let p = KeyPath::root("route").index(i);
         let pattern = get!(ctx, p, r.match_, |v| text(v).map(|s| Pattern::new(&s)));
+        if let Some(pat) = &pattern {
+            let this = pat.as_str().to_lowercase();
+            let covers = |e: &str| e.chars().all(|c| c == '*') || e == "*@*" || e == this;
+            if let Some((j, e)) = earlier.iter().find(|(_, e)| covers(e)) {
+                ctx.warn(
+                    &p.key("match"),
+                    format!(
+                        "never used: route[{j}] (match = \"{e}\") comes first and already matches every recipient this one does; routes are tried in order and the first match wins: remove one, or move this one up"
+                    ),
+                );
+            }
+            earlier.push((i, this));
+        }
         let to = get!(
             ctx,
             p,
@@ -2015,5 +2033,33 @@ mod admin_address_tests {
             w.len() == 1 && w[0].contains("group.m.admin_address: sec@m.example.org is an example"),
             "{w:?}"
         );
+    }
+}
+
+#[cfg(test)]
+mod route_order_tests {
+    use super::super::tests::warnings;
+
+    /// walkAO 2: a `match = "*"` route appended after the default
+    /// configuration's own catch-all was never used, and `check-config`
+    /// said the configuration was valid without a word.
+    #[test]
+    fn a_route_an_earlier_one_covers_is_a_warning_naming_both() {
+        let two = |first: &str, second: &str| {
+            warnings(&format!(
+                "[[route]]\nmatch = \"{first}\"\nto = \"[127.0.0.1:2526]\"\n\n[[route]]\nmatch = \"{second}\"\nto = \"[127.0.0.1]:10026\"\n"
+            ))
+        };
+        let w = two("*", "*");
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(
+            w[0].starts_with("mailward.toml:6: warning: route[1].match: never used: route[0] (match = \"*\") comes first"),
+            "{w:?}"
+        );
+        assert_eq!(two("*", "*@example.com").len(), 1);
+        assert_eq!(two("*@Example.com", "*@example.COM").len(), 1);
+        // The usual order, specific first, is not warned about.
+        assert!(two("*@example.com", "*").is_empty());
+        assert!(two("*@example.com", "*@example.org").is_empty());
     }
 }
