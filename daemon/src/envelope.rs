@@ -226,14 +226,19 @@ pub fn canonical_mailbox(address: &str) -> String {
     out
 }
 
-/// RFC 5322 3.2.3 dot-atom-text: atoms of atext joined by single dots.
+/// RFC 5322 3.2.3 dot-atom-text: atoms of atext joined by single dots;
+/// atext includes UTF-8 characters (RFC 6532 3.2), which only a
+/// transaction with SMTPUTF8 can carry (`"jürgen"@example.com` is
+/// `jürgen@example.com`).
 fn is_dot_atom(s: &str) -> bool {
     !s.is_empty()
         && s.split('.').all(|atom| {
             !atom.is_empty()
-                && atom
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "!#$%&'*+-/=?^_`{|}~".contains(c))
+                && atom.chars().all(|c| {
+                    c.is_ascii_alphanumeric()
+                        || "!#$%&'*+-/=?^_`{|}~".contains(c)
+                        || (!c.is_ascii() && !c.is_control() && !c.is_whitespace())
+                })
         })
 }
 
@@ -253,6 +258,11 @@ fn quoted_local_parts_are_unquoted_when_they_need_no_quotes() {
         ("\"a..b\"@example.com", "\"a..b\"@example.com"),
         ("\"\"@example.com", "\"\"@example.com"),
         ("plain@example.com", "plain@example.com"),
+        ("\"j\u{fc}rgen\"@example.com", "j\u{fc}rgen@example.com"),
+        (
+            "\"j\u{fc}rgen m\"@example.com",
+            "\"j\u{fc}rgen m\"@example.com",
+        ),
         ("postmaster", "postmaster"),
         ("\"unterminated@example.com", "\"unterminated@example.com"),
     ] {

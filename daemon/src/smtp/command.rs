@@ -98,7 +98,8 @@ const BAD_SENDER: ParseError = ParseError::other("501 5.1.7 Bad sender address s
 const BAD_RECIPIENT: ParseError = ParseError::other("501 5.1.3 Bad recipient address syntax");
 const MAIL_SYNTAX: ParseError = ParseError::other("501 5.5.4 Syntax: MAIL FROM:<address>");
 const RCPT_SYNTAX: ParseError = ParseError::other("501 5.5.4 Syntax: RCPT TO:<address>");
-const BAD_PARAM: ParseError = ParseError::other("555 5.5.4 Unsupported or malformed parameter");
+pub(super) const BAD_PARAM: ParseError =
+    ParseError::other("555 5.5.4 Unsupported or malformed parameter");
 // A path over MAX_PATH: the sender's code for MAIL (RFC 3463 5.1.7), the
 // recipient's for RCPT (walkAH 9: MAIL got 5.1.3).
 // RFC 6531 3.4: a non-ASCII address in a transaction without SMTPUTF8

@@ -1105,6 +1105,16 @@ impl Session {
                 command::NEEDS_SMTPUTF8,
             );
         }
+        // An ORCPT with UTF-8 as it is (RFC 6533 utf-8-addr-unitext) is
+        // for SMTPUTF8 only; without, it is a malformed parameter.
+        if params.orcpt.as_deref().is_some_and(|o| !o.is_ascii()) && !tx.params.smtputf8 {
+            return self.refuse_rcpt(
+                conn,
+                self.peer.ip(),
+                RejectReason::Syntax,
+                command::BAD_PARAM.reply,
+            );
+        }
         if tx.rcpts.len() >= self.cfg.limits.max_rcpts_per_message as usize {
             // Not counted toward the error limit: an MTA with more
             // recipients than we take in one transaction sends the rest
