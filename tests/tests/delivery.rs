@@ -1231,3 +1231,124 @@ fn recipients_past_a_hops_per_transaction_limit_go_in_the_next_transaction_at_on
     assert_eq!(dsn_sink.settle(QUIET)?.len(), 0, "no DSN");
     Ok(())
 }
+
+/// A next hop that accepts TCP connections and never says a word (a
+/// firewalled or overloaded MX): it keeps every connection open and counts
+/// them.
+struct SilentHop {
+    port: u16,
+    connections: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl SilentHop {
+    fn start() -> Result<SilentHop> {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        let port = listener.local_addr()?.port();
+        let connections = std::sync::Arc::new(AtomicUsize::new(0));
+        let count = connections.clone();
+        std::thread::spawn(move || {
+            // Kept, so that the connections stay open and silent.
+            let mut open = Vec::new();
+            for conn in listener.incoming() {
+                let Ok(conn) = conn else { break };
+                count.fetch_add(1, Ordering::SeqCst);
+                open.push(conn);
+            }
+        });
+        Ok(SilentHop { port, connections })
+    }
+
+    fn connections(&self) -> usize {
+        self.connections.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// walkAQ 3: mail for one next hop that accepts connections and never
+/// greets held every outgoing session (the pool took a session slot before
+/// waiting for the hop's own), and the runner took so many of its messages
+/// that mail for a healthy hop waited for the dead hop's time-outs; the
+/// dead hop's waiting messages were `active`, so `queue hold`/`remove`
+/// refused them. Now the dead hop gets `outgoing_sessions_per_host`
+/// attempts at a time, mail for the healthy hop goes at once, and the dead
+/// hop's other messages wait in the queue, where an administrator can
+/// hold or remove them.
+#[test]
+fn a_hop_that_never_greets_does_not_hold_up_mail_for_other_hops() -> Result<()> {
+    // The dead hop's banner wait: far longer than the bound below.
+    const BANNER_WAIT: Duration = Duration::from_secs(60);
+    let dir = TestDir::new("dead-hop")?;
+    let dsn_sink = Sink::start(dir.path(), "dsn-sink")?;
+    let healthy = Sink::start(dir.path(), "healthy")?;
+    let dead = SilentHop::start()?;
+    let daemon = Daemon::start(
+        &Config::new(dir.path())
+            .route_to_port("*@sender.test", dsn_sink.port)
+            .route_to_port("*@dead.test", dead.port)
+            .route_to_port("*", healthy.port)
+            .set("limits", "outgoing_sessions", "2")
+            .set("limits", "outgoing_sessions_per_host", "1")
+            .set_str("timeouts", "command", "60s"),
+    )?;
+    let mut stuck = Vec::new();
+    for n in 0..6 {
+        stuck.push(send(&daemon, &[&format!("user{n}@dead.test")])?);
+    }
+    wait_until("the dead hop to get a connection", DELIVERY_TIMEOUT, || {
+        Ok((dead.connections() >= 1).then_some(()))
+    })?;
+    let started = std::time::Instant::now();
+    let victim = send(&daemon, &["victim@example.com"])?;
+    let got = healthy
+        .wait_for_count(1, BANNER_WAIT / 4)
+        .with_context(|| {
+            format!(
+                "mail for a healthy hop waits behind a dead one:\n{}",
+                daemon.log()
+            )
+        })?;
+    ensure!(
+        got[0].queue_ids().contains(&victim),
+        "the healthy hop got {:?}, not {victim}",
+        got[0].queue_ids()
+    );
+    // Still within the dead hop's first banner wait: it holds its session,
+    // and only that one (one per host).
+    ensure!(
+        started.elapsed() < BANNER_WAIT && !daemon.log().contains("timed out at banner"),
+        "the dead hop's session ended before the healthy mail went:\n{}",
+        daemon.log()
+    );
+    ensure!(
+        dead.connections() == 1,
+        "{} connections to the dead hop (outgoing_sessions_per_host = 1)",
+        dead.connections()
+    );
+    // One of the dead hop's messages is being delivered; the other five
+    // wait at rest.
+    let list = daemon.queue_list()?;
+    let (active, waiting): (Vec<_>, Vec<_>) = list
+        .iter()
+        .filter(|m| stuck.iter().any(|id| m["id"] == id.as_str()))
+        .partition(|m| m["active"] == true);
+    ensure!(
+        active.len() == 1 && waiting.len() == 5,
+        "active {} and waiting {} of the dead hop's 6: {list:?}",
+        active.len(),
+        waiting.len()
+    );
+    let id = |m: &serde_json::Value| m["id"].as_str().unwrap_or_default().to_string();
+    let (hold, remove) = (id(waiting[0]), id(waiting[1]));
+    // At once, not "being delivered right now; try again".
+    daemon.cli_ok(&["queue", "hold", &hold])?;
+    daemon.cli_ok(&["queue", "remove", &remove])?;
+    let list = daemon.queue_list()?;
+    ensure!(
+        list.iter()
+            .any(|m| m["id"] == hold.as_str() && m["held"] == true)
+            && !list.iter().any(|m| m["id"] == remove.as_str()),
+        "{hold} held and {remove} removed: {list:?}"
+    );
+    ensure!(dead.connections() == 1, "the dead hop got more connections");
+    Ok(())
+}

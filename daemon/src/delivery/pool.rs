@@ -6,6 +6,7 @@
 use super::client::{ClientError, ClientSettings, SmtpClient};
 use super::route::{self, Candidate, Destination, RouteError};
 use crate::dns::{Dns, LookupTally, RecentLookups};
+use crate::envelope::QueueId;
 use mailward_metrics::Stats;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -120,23 +121,38 @@ impl Pool {
             .clone())
     }
 
+    /// How many sessions one destination may have at once
+    /// (`limits.outgoing_sessions_per_host`, read at start): the runner
+    /// keeps no more attempts in flight per destination.
+    pub fn per_host_limit(&self) -> usize {
+        self.per_host_limit
+    }
+
     /// A connection to `dest`: a cached idle one, or a new one to the first
     /// candidate address that answers (its DNS look-ups noted in `recent`).
+    /// `queue_id` is the message it is for, named in the log lines of the
+    /// connection.
     pub async fn lease(
         &self,
         dns: &Dns,
         recent: &RecentLookups,
         dest: &Destination,
         settings: &ClientSettings,
+        queue_id: &QueueId,
     ) -> Result<Leased, PoolError> {
-        let total = self
-            .total
-            .clone()
+        // The destination's slot first, then one of all: an attempt that
+        // waits for a busy (or dead) destination must not sit on a session
+        // slot that mail for other destinations could use (walkAQ 3: with
+        // the total taken first, 120 messages for a hop that never greeted
+        // held every slot, and mail for a healthy hop waited a minute).
+        let host = self
+            .host_semaphore(dest)?
             .acquire_owned()
             .await
             .map_err(|_| PoolError::Closed)?;
-        let host = self
-            .host_semaphore(dest)?
+        let total = self
+            .total
+            .clone()
             .acquire_owned()
             .await
             .map_err(|_| PoolError::Closed)?;
@@ -159,7 +175,8 @@ impl Pool {
             recent.note(tally.answered + tally.not_found, tally.failed);
         }
         let candidates = candidates?;
-        let client = connect_first(&candidates, settings, dest.tls(), &self.stats).await?;
+        let client =
+            connect_first(&candidates, settings, dest.tls(), &self.stats, queue_id).await?;
         crate::events::OutboundSessionOpened {
             peer: client.peer(),
             tls: client.tls(),
@@ -262,6 +279,7 @@ async fn connect_first(
     settings: &ClientSettings,
     tls: &crate::config::OutboundTls,
     stats: &Stats,
+    queue_id: &QueueId,
 ) -> Result<SmtpClient, PoolError> {
     let mut last: Option<PoolError> = None;
     for c in candidates {
@@ -275,7 +293,10 @@ async fn connect_first(
                     }
                     .emit(stats);
                 }
-                tracing::info!(target: "delivery", host = %c.name, addr = %c.addr, error = %e, "Next-hop address failed; trying the next address, if any.");
+                // With the message's queue ID, so that `grep QUEUE_ID` shows why
+                // an address was skipped (walkAQ 1).
+                tracing::info!(target: "delivery", queue_id = %queue_id, host = %c.name, addr = %c.addr, error = %e,
+                    "Next-hop address failed; trying the next address, if any.");
                 // A 5xx greeting from one MX does not stop us trying others.
                 last = Some(PoolError::Connect {
                     error: e,
@@ -331,7 +352,8 @@ mod tests {
         };
         let stats = mailward_metrics::Stats::new(&[], 10, None, "test");
         let tls = OutboundTls::default();
-        let Err(e) = connect_first(&candidates, &settings, &tls, &stats).await else {
+        let id = QueueId("1A24AE420F0D7021".into());
+        let Err(e) = connect_first(&candidates, &settings, &tls, &stats, &id).await else {
             panic!("nothing listens there");
         };
         assert_eq!(

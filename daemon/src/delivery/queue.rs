@@ -152,26 +152,55 @@ impl Queue {
 
     /// Takes the messages due now (marking them in flight), and says when
     /// the next one falls due.
+    #[cfg(test)]
     pub fn take_due(&self, max: usize) -> (Vec<Envelope>, Option<i64>) {
+        let (due, next) = self.take_due_where(max, |_| Some(()));
+        (due.into_iter().map(|(env, ())| env).collect(), next)
+    }
+
+    /// Takes up to `max` of the messages due now, oldest due first, that
+    /// `admit` lets go (marking them in flight, with what `admit` gave for
+    /// each), and says when the next one falls due after now. A message
+    /// `admit` turns away stays at rest and due, in its place: it is not
+    /// `active`, an administrator can hold or remove it, and it comes first
+    /// when asked again (delivery asks when an attempt ends, so its
+    /// destination has room again). The runner turns away mail for a
+    /// destination with as many attempts in flight as it may have.
+    pub fn take_due_where<T>(
+        &self,
+        max: usize,
+        mut admit: impl FnMut(&Envelope) -> Option<T>,
+    ) -> (Vec<(Envelope, T)>, Option<i64>) {
         let Ok(mut inner) = self.inner.lock() else {
             return (Vec::new(), None);
         };
+        let inner = &mut *inner;
         let t = now();
         let mut out = Vec::new();
-        while out.len() < max {
-            let Some(first) = inner.due.first().cloned() else {
-                break;
-            };
-            if first.0 > t {
+        let mut taken = Vec::new();
+        for key in inner.due.iter() {
+            if out.len() >= max || key.0 > t {
                 break;
             }
-            inner.due.remove(&first);
-            if let Some(entry) = inner.entries.get_mut(&first.1) {
+            let Some(entry) = inner.entries.get_mut(&key.1) else {
+                continue;
+            };
+            if let Some(with) = admit(&entry.envelope) {
                 entry.in_flight = true;
-                out.push(Envelope::clone(&entry.envelope));
+                out.push((Envelope::clone(&entry.envelope), with));
+                taken.push(key.clone());
             }
         }
-        let next = inner.due.first().map(|(t, _)| *t);
+        for key in &taken {
+            inner.due.remove(key);
+        }
+        // Those turned away are asked about again when an attempt ends,
+        // not in a loop until then: the next time is after now.
+        let next = inner
+            .due
+            .range((t + 1, QueueId(String::new()))..)
+            .next()
+            .map(|(t, _)| *t);
         (out, next)
     }
 
@@ -417,6 +446,30 @@ mod tests {
         q.enqueue(env(now() + 7200));
         assert_eq!(q.flush(), 2);
         assert_eq!(q.take_due(10).0.len(), 2);
+    }
+
+    #[test]
+    fn a_message_turned_away_stays_due_at_rest_and_changeable() {
+        let q = Queue::new();
+        let (a, b, c) = (env(0), env(1), env(now() + 3600));
+        for e in [&a, &b, &c] {
+            q.enqueue(e.clone());
+        }
+        // `a` is turned away, `b` taken.
+        let (due, next) = q.take_due_where(10, |e| (e.id != a.id).then_some(7));
+        assert_eq!(due.len(), 1);
+        assert_eq!((&due[0].0.id, due[0].1), (&b.id, 7));
+        assert_eq!(next, Some(c.next_attempt), "not 'due now' in a loop");
+        assert_eq!(
+            q.active_ids().into_iter().collect::<Vec<_>>(),
+            vec![b.id.clone()]
+        );
+        // At rest: an administrator can hold it (here the spool "fails",
+        // so it stays as it was).
+        q.hold(&a.id).unwrap().settle(false);
+        // Asked again, it comes first.
+        let (due, _) = q.take_due_where(1, |_| Some(()));
+        assert_eq!(due[0].0.id, a.id);
     }
 
     /// A queue with one message, due now, and its ID.

@@ -1,10 +1,17 @@
 //! The delivery loop: takes due messages from the queue and runs their
 //! attempts as tasks, never more at once than the outgoing session limit
-//! allows to make progress, sleeps until the next message falls due or the
-//! queue changes, and drains in-flight attempts on shutdown.
+//! allows to make progress, nor more per destination than
+//! `limits.outgoing_sessions_per_host` (the rest of a destination's mail
+//! stays queued, at rest, until one of its attempts ends), sleeps until the
+//! next message falls due or the queue changes, and drains in-flight
+//! attempts on shutdown.
 
 use super::attempt::Delivery;
-use std::sync::Arc;
+use super::route::{destination, Destination};
+use crate::config::Config;
+use crate::envelope::{Envelope, QueueId};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::task::JoinSet;
 
@@ -38,11 +45,102 @@ fn some_ids<'a>(ids: impl IntoIterator<Item = &'a str>) -> String {
     out
 }
 
+/// The next hops of a message's pending recipients, each once, in order.
+fn destinations(cfg: &Config, env: &Envelope) -> Arc<[Destination]> {
+    let mut dests: Vec<Destination> = env
+        .pending()
+        .map(|(_, r)| destination(&cfg.route, &r.address))
+        .collect();
+    dests.sort();
+    dests.dedup();
+    dests.into()
+}
+
+/// Delivery attempts in flight per destination, as Postfix's queue manager
+/// keeps per-destination concurrency: one destination that accepts
+/// connections and never answers holds at most `limit` attempts (and so at
+/// most that many of the outgoing sessions); its other messages stay in
+/// the queue, not `active`, so that mail for other destinations is taken
+/// past them and an administrator can hold or remove them (walkAQ 3).
+struct InFlight {
+    limit: usize,
+    per_dest: Mutex<HashMap<Destination, usize>>,
+}
+
+/// The slots of one attempt, one per destination of its message; given
+/// back when the attempt ends, however it ends (done, cancelled, panicked).
+struct Slots {
+    of: Arc<InFlight>,
+    dests: Arc<[Destination]>,
+}
+
+impl InFlight {
+    fn new(limit: usize) -> Arc<InFlight> {
+        Arc::new(InFlight {
+            limit: limit.max(1),
+            per_dest: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// A slot at each of `dests` when every one has room, else none: a
+    /// message waits for its busiest destination rather than run an
+    /// attempt over the limit (its other recipients are then tried with
+    /// it, in due order, when that destination has room).
+    fn reserve(self: &Arc<Self>, dests: &Arc<[Destination]>) -> Option<Slots> {
+        let mut per_dest = self.per_dest.lock().ok()?;
+        if dests
+            .iter()
+            .any(|d| per_dest.get(d).is_some_and(|n| *n >= self.limit))
+        {
+            return None;
+        }
+        for d in dests.iter() {
+            *per_dest.entry(d.clone()).or_default() += 1;
+        }
+        Some(Slots {
+            of: self.clone(),
+            dests: dests.clone(),
+        })
+    }
+
+    #[cfg(test)]
+    fn in_flight(&self, dest: &Destination) -> usize {
+        self.per_dest
+            .lock()
+            .map(|m| m.get(dest).copied().unwrap_or(0))
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for Slots {
+    fn drop(&mut self) {
+        let Ok(mut per_dest) = self.of.per_dest.lock() else {
+            return;
+        };
+        for d in self.dests.iter() {
+            if let Some(n) = per_dest.get_mut(d) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    per_dest.remove(d);
+                }
+            }
+        }
+    }
+}
+
 pub async fn run(delivery: Arc<Delivery>, grace: Duration) {
     let gw = delivery.gw.clone();
     let mut shutdown = gw.shutdown.clone();
     let mut tasks = JoinSet::new();
     let mut reap = tokio::time::interval(REAP_EVERY);
+    // The pool's limit, fixed at start as the pool's own is.
+    let in_flight = InFlight::new(delivery.pool.per_host_limit());
+    // The destinations of messages turned away for a busy destination, so
+    // that a long backlog for a dead one is not routed anew each time an
+    // attempt ends; dropped at each reap tick and with a new configuration
+    // (its routes), and for a message when it is taken.
+    let mut waiting: HashMap<QueueId, Arc<[Destination]>> = HashMap::new();
+    let mut routed_by: Option<Arc<Config>> = None;
     loop {
         if *shutdown.borrow() {
             break;
@@ -50,10 +148,26 @@ pub async fn run(delivery: Arc<Delivery>, grace: Duration) {
         // Attempts beyond what the session limits let run at once would
         // only wait on the pool, each holding its message in memory.
         let cfg = gw.config();
+        if !routed_by.as_ref().is_some_and(|c| Arc::ptr_eq(c, &cfg)) {
+            waiting.clear();
+            routed_by = Some(cfg.clone());
+        }
         let room = (cfg.limits.outgoing_sessions as usize * 2).saturating_sub(tasks.len());
-        let (due, next) = gw.queue.take_due(room);
-        for env in due {
-            tasks.spawn(delivery.clone().attempt(env));
+        let (due, next) = gw.queue.take_due_where(room, |env| {
+            let dests = waiting
+                .entry(env.id.clone())
+                .or_insert_with(|| destinations(&cfg, env))
+                .clone();
+            let slots = in_flight.reserve(&dests)?;
+            waiting.remove(&env.id);
+            Some(slots)
+        });
+        for (env, slots) in due {
+            let delivery = delivery.clone();
+            tasks.spawn(async move {
+                let _slots = slots;
+                delivery.attempt(env).await
+            });
         }
         let wait = match next {
             Some(t) => {
@@ -66,8 +180,12 @@ pub async fn run(delivery: Arc<Delivery>, grace: Duration) {
             _ = shutdown.wait_for(|stop| *stop) => break,
             _ = gw.queue.changed() => {}
             _ = tokio::time::sleep(wait) => {}
+            // An attempt ended: its destinations have room again.
             Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
-            _ = reap.tick() => delivery.pool.reap(),
+            _ = reap.tick() => {
+                delivery.pool.reap();
+                waiting.clear();
+            }
         }
     }
     let deadline = tokio::time::sleep(grace);
@@ -94,6 +212,44 @@ pub async fn run(delivery: Arc<Delivery>, grace: Duration) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn dest(name: &str) -> Destination {
+        Destination::Direct {
+            host: name.into(),
+            port: 25,
+            tls: Default::default(),
+        }
+    }
+
+    /// walkAQ 3: a destination has at most `limit` attempts in flight; a
+    /// message for it and another, busy or not, waits; slots come back
+    /// when an attempt ends.
+    #[test]
+    fn a_busy_destination_turns_its_mail_away_and_no_other() {
+        let in_flight = InFlight::new(2);
+        let (dead, good) = (dest("dead.test"), dest("good.test"));
+        let only = |d: &Destination| -> Arc<[Destination]> { vec![d.clone()].into() };
+        let first = in_flight.reserve(&only(&dead)).expect("room");
+        let second = in_flight.reserve(&only(&dead)).expect("room");
+        assert!(in_flight.reserve(&only(&dead)).is_none(), "over the limit");
+        let both: Arc<[Destination]> = vec![dead.clone(), good.clone()].into();
+        assert!(in_flight.reserve(&both).is_none(), "waits for the busy one");
+        assert_eq!(in_flight.in_flight(&good), 0, "nothing taken for it");
+        let healthy: Vec<Slots> = (0..2)
+            .map(|_| in_flight.reserve(&only(&good)).expect("room"))
+            .collect();
+        assert_eq!(in_flight.in_flight(&good), 2);
+        drop(first);
+        assert_eq!(in_flight.in_flight(&dead), 1);
+        drop(healthy);
+        let third = in_flight.reserve(&both).expect("room at both now");
+        assert_eq!(
+            (in_flight.in_flight(&dead), in_flight.in_flight(&good)),
+            (2, 1)
+        );
+        drop((second, third));
+        assert!(in_flight.per_dest.lock().unwrap().is_empty());
+    }
 
     /// walkAE: the grace-period warning names at most 20 attempts, and
     /// says how many more there were.

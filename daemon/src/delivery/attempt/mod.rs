@@ -6,7 +6,7 @@
 
 use super::client::{ClientError, ClientSettings, Reply, Transaction, TxRcpt};
 use super::dsn::{self, DsnAction, DsnInput, DsnRecipient};
-use super::pool::Pool;
+use super::pool::{Pool, PoolError};
 use super::route::{destination, Destination};
 use crate::config::Config;
 use crate::envelope::{Envelope, Notify, QueueId, RcptState, Recipient};
@@ -59,6 +59,33 @@ fn reply_outcome(reply: &Reply, relay: &str, hop_dsn: bool, tls: &str) -> Outcom
             reply: line,
             relay: relay.to_string(),
         }
+    }
+}
+
+/// What a failed lease means for the recipients it was for. A hop that
+/// answered and refused the session (a 5xx or 4xx greeting, EHLO and HELO
+/// refused) is quoted by its own reply, so that a DSN names it as
+/// Remote-MTA with `Diagnostic-Code: smtp; ...` and "Remote server:", as for
+/// a refused RCPT (walkAQ 2: a 554 greeting gave `X-Mailward; 4.0.0 refused
+/// at banner: 554 ...` and no hop). Our own findings (a refused connection,
+/// a time-out, a failed look-up) keep their status and words.
+fn lease_outcome(e: &PoolError, dest: &Destination) -> Outcome {
+    let relay = e.relay(dest);
+    let hop_reply = match e {
+        PoolError::Connect { error, .. } => error.reply(),
+        _ => None,
+    };
+    let reply = hop_reply.map_or_else(|| format!("{} {e}", e.status()), Reply::to_line);
+    if e.is_permanent() {
+        Outcome::Failed {
+            status: hop_reply
+                .and_then(Reply::enhanced)
+                .unwrap_or_else(|| e.status().to_string()),
+            reply,
+            relay,
+        }
+    } else {
+        Outcome::Deferred { reply, relay }
     }
 }
 
@@ -574,25 +601,11 @@ impl Delivery {
         for round in 0..2 {
             let mut leased = match self
                 .pool
-                .lease(&dns, &self.gw.dns_recent, &dest, settings)
+                .lease(&dns, &self.gw.dns_recent, &dest, settings, &env.id)
                 .await
             {
                 Ok(l) => l,
-                Err(e) => {
-                    let relay = e.relay(&dest);
-                    return all(if e.is_permanent() {
-                        Outcome::Failed {
-                            status: e.status().to_string(),
-                            reply: format!("{} {e}", e.status()),
-                            relay,
-                        }
-                    } else {
-                        Outcome::Deferred {
-                            reply: format!("{} {e}", e.status()),
-                            relay,
-                        }
-                    });
-                }
+                Err(e) => return all(lease_outcome(&e, &dest)),
             };
             let rcpts: Vec<TxRcpt<'_>> = idxs
                 .iter()

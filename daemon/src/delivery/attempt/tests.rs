@@ -335,3 +335,66 @@ fn why_a_failure_gets_no_dsn() {
     assert!(no_failure_dsn(&bounce, &bounce.rcpts[0])
         .is_some_and(|w| w.contains("itself a notification")));
 }
+
+/// walkAQ 2: a hop that greets with 554 is deferred (the next address, or
+/// a later attempt, may take the mail), and a delay DSN names it with its
+/// reply, as for a 451 to RCPT: Remote-MTA and `smtp;` need the reply as
+/// the diagnostic and the hop as relay.
+#[test]
+fn a_refused_greeting_is_quoted_as_the_hops_reply() {
+    use crate::delivery::client::ClientError;
+    use crate::delivery::route::Destination;
+    let addr: std::net::SocketAddr = "127.0.0.1:42221".parse().unwrap();
+    let dest = Destination::Direct {
+        host: "127.0.0.1".into(),
+        port: 42221,
+        tls: Default::default(),
+    };
+    let refused = |code: u16, text: &str, stage: &'static str| PoolError::Connect {
+        error: ClientError::Rejected {
+            stage,
+            reply: Reply {
+                code,
+                text: text.into(),
+            },
+        },
+        name: "127.0.0.1".into(),
+        addr,
+    };
+    let greeting = lease_outcome(&refused(554, "5.3.2 go away, not now", "banner"), &dest);
+    assert_eq!(
+        greeting,
+        Outcome::Deferred {
+            reply: "554 5.3.2 go away, not now".into(),
+            relay: "127.0.0.1[127.0.0.1]:42221".into(),
+        }
+    );
+    // The delay notice quotes it, names the hop, and says 4.0.0: the
+    // message is not refused for good.
+    let mut e = env(&[("g1@greet5.test", Some("DELAY,FAILURE"))]);
+    let mut t = timing(1000 + 5 * 3600);
+    t.delay_notice = Duration::from_secs(60);
+    let d = decide(&mut e, vec![(0, greeting)], &t);
+    let plan = &d.dsns[0];
+    assert_eq!(plan.action, DsnAction::Delayed);
+    assert_eq!(plan.rcpts[0].status, "4.0.0");
+    assert_eq!(plan.rcpts[0].diagnostic, "554 5.3.2 go away, not now");
+    assert_eq!(plan.rcpts[0].relay, "127.0.0.1[127.0.0.1]:42221");
+    // HELO refused for good: a failure with the hop's own status.
+    let helo = lease_outcome(&refused(550, "5.7.1 not you", "helo"), &dest);
+    assert!(
+        matches!(&helo, Outcome::Failed { status, reply, .. } if status == "5.7.1" && reply == "550 5.7.1 not you"),
+        "{helo:?}"
+    );
+    // A refused connection is our own finding: status and words, no reply.
+    let unreachable = PoolError::Connect {
+        error: ClientError::Timeout { stage: "banner" },
+        name: "127.0.0.1".into(),
+        addr,
+    };
+    let Outcome::Deferred { reply, relay } = lease_outcome(&unreachable, &dest) else {
+        panic!("a time-out is temporary");
+    };
+    assert!(reply.starts_with("4.4.1 "), "{reply}");
+    assert_eq!(relay, "[127.0.0.1]:42221");
+}
