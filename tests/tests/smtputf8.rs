@@ -505,3 +505,84 @@ fn a_quarantined_message_is_released_to_a_utf8_address_with_smtputf8() -> Result
     );
     Ok(())
 }
+
+/// docs/postfix.md, after-queue content filter: with Postfix's default
+/// `smtputf8_enable = yes`, UTF-8 mail goes client -> Postfix -> Mailward
+/// -> Postfix's re-injection smtpd -> the next hop with SMTPUTF8 all the
+/// way, instead of Postfix bouncing it for want of SMTPUTF8 at Mailward.
+#[test]
+fn utf8_mail_passes_through_postfix_and_mailward_after_the_queue() -> Result<()> {
+    use mailward_e2e::postfix::{Postfix, PostfixSetup};
+    ensure!(
+        mailward_e2e::tools::is_root(),
+        "the private Postfix needs root: run as root (tests/run does)"
+    );
+    let dir = TestDir::new("utf8-postfix")?;
+    let hop = Utf8Hop::start()?;
+    let reinject = free_port();
+    let config = Config::new(dir.path()).route_to_port("*", reinject);
+    let daemon = Daemon::start(&config)?;
+    // The transport and re-injection smtpd of docs/postfix.md (as
+    // tests/tests/postfix.rs sets them up), Postfix's SMTPUTF8 left at
+    // its default.
+    let mut master = vec![
+        "mailward unix - - n - 4 smtp".to_string(),
+        "  -o smtp_send_xforward_command=yes".into(),
+        "  -o disable_mime_output_conversion=yes".into(),
+        format!("127.0.0.1:{reinject} inet n - n - - smtpd"),
+        "  -o content_filter=".into(),
+        "  -o receive_override_options=no_unknown_recipient_checks,no_header_body_checks,no_milters"
+            .into(),
+        "  -o smtpd_relay_restrictions=permit_mynetworks,reject".into(),
+        "  -o mynetworks=127.0.0.0/8".into(),
+        "  -o smtpd_authorized_xforward_hosts=127.0.0.0/8".into(),
+    ];
+    let postfix = Postfix::start(
+        dir.path(),
+        "utf8",
+        &PostfixSetup {
+            relay_port: hop.port,
+            extra: vec![format!(
+                "content_filter = mailward:[127.0.0.1]:{}",
+                config.port
+            )],
+            master,
+            ..Default::default()
+        },
+    )?;
+    send_utf8(
+        postfix.port,
+        UTF8_SENDER,
+        &[UTF8_RCPT],
+        &utf8_message(UTF8_RCPT),
+    )?;
+    let taken = hop
+        .wait_for(1)
+        .with_context(|| format!("{}\n{}", postfix.log(), daemon.log()))?;
+    let t = &taken[0];
+    ensure!(
+        t.mail.starts_with(&format!("MAIL FROM:<{UTF8_SENDER}>")) && t.mail.contains(" SMTPUTF8"),
+        "{:?}",
+        t.mail
+    );
+    ensure!(
+        t.rcpts
+            .iter()
+            .any(|r| r.starts_with(&format!("RCPT TO:<{UTF8_RCPT}>"))),
+        "{:?}",
+        t.rcpts
+    );
+    // Mailward checked it on the way: its verdict and its UTF8SMTP line.
+    ensure!(
+        t.message.contains("X-Mailward-AV: clean")
+            && t.message.contains("(Mailward) with UTF8SMTP"),
+        "{}",
+        t.message
+    );
+    ensure!(
+        !postfix.log().contains("status=bounced"),
+        "{}",
+        postfix.log()
+    );
+    Ok(())
+}
