@@ -369,10 +369,49 @@ pub const MAX_QUOTED_SUBJECT: usize = 60;
 /// `subject` (one line) as a notice quotes it: at most
 /// [`MAX_QUOTED_SUBJECT`] characters, then `...`.
 fn quoted_subject(subject: &str) -> String {
-    match subject.char_indices().nth(MAX_QUOTED_SUBJECT) {
-        None => subject.to_string(),
-        Some((end, _)) => format!("{}...", subject[..end].trim_end()),
+    quoted(subject)
+}
+
+/// Sender-supplied text (a subject, a part's name, a detection that
+/// quotes the sender) as a notice quotes it: on one line, at most
+/// [`MAX_QUOTED_SUBJECT`] characters, then `...`.
+fn quoted(text: &str) -> String {
+    match text.char_indices().nth(MAX_QUOTED_SUBJECT) {
+        None => text.to_string(),
+        Some((end, _)) => format!("{}...", text[..end].trim_end()),
     }
+}
+
+/// The findings of group `j` as a notice lists them: `infected
+/// EICAR_Test_File in eicar.com`, with the detection and the part's name
+/// quoted as the subject is ([`quoted`]). The part's name is the
+/// sender's: an attachment named with the EICAR test string (68
+/// characters) or a content rule's phrase, quoted whole, made the notices
+/// themselves "infected" at the next hop (and at a second Mailward), so
+/// that the addressee never learnt of the message (walkAP F5). The
+/// quarantine entry and the log keep the whole name. With `with_spam`, the
+/// spam verdict follows, unless it is no finding: `as/clean`, nor
+/// `as/formal` (a bounce, an auto-reply: mail that is not spam).
+fn notice_findings(verdict: &Verdict, j: &Judged, with_spam: bool) -> Vec<String> {
+    use crate::check::SpamStatus;
+    let mut lines: Vec<String> = verdict
+        .report
+        .findings_for(&j.partition.group, &j.partition.policy)
+        .map(|f| {
+            format!(
+                "{} {} in {}",
+                f.kind.status().as_str(),
+                quoted(&one_line(&f.name)),
+                quoted(&one_line(&f.path))
+            )
+        })
+        .collect();
+    if let (true, Some(status), Some(e)) = (with_spam, j.plan.spam, verdict.report.spam.as_ref()) {
+        if !matches!(status, SpamStatus::Clean | SpamStatus::Formal) {
+            lines.push(e.finding_line(status));
+        }
+    }
+    lines
 }
 
 /// `bytes` read as windows-1252 (Latin-1 with printable characters in
@@ -666,7 +705,7 @@ pub fn compose(
         union(
             about
                 .iter()
-                .map(|g| verdict.finding_lines(g, to != NotifyTo::Sender)),
+                .map(|g| notice_findings(verdict, g, to != NotifyTo::Sender)),
         ),
         whole_list,
     );
@@ -1244,13 +1283,74 @@ mod tests {
                     "{to:?}: {text}"
                 );
             }
+            // On one line, and quoted at most 60 characters long (walkAP
+            // F5), as the subject is.
             assert!(
                 text.contains(
                     "infected EICAR_Test_File in invoice IMPORTANT: this message is held. \
-                     Log in at http://evil.example/ .exe"
+                     Log in at http://ev...\r\n"
                 ),
                 "{to:?}: {text}"
             );
+        }
+    }
+
+    /// walkAP F5: an attachment named with the EICAR test string made
+    /// every notice carry it whole, so that the notices were themselves
+    /// "infected" at the next hop. A part's name is quoted as the subject
+    /// is: at most 60 characters, then `...`.
+    #[test]
+    fn a_part_named_with_a_signature_is_quoted_short_in_every_notice() {
+        let eicar_text = "X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*";
+        let n = notices_about("Invoice", eicar_text);
+        assert!(n.len() >= 2, "{n:?}");
+        for (to, _, text) in &n {
+            assert!(
+                !text.contains("EICAR-STANDARD-ANTIVIRUS-TEST-FILE!"),
+                "{to:?}: {text}"
+            );
+            assert!(
+                text.contains(&format!(
+                    "infected EICAR_Test_File in {}...\r\n",
+                    &eicar_text[..MAX_QUOTED_SUBJECT]
+                )),
+                "{to:?}: {text}"
+            );
+        }
+        // A short name and a long archive path's start stay readable.
+        assert_eq!(quoted("eicar.com"), "eicar.com");
+        let path = format!("{}/setup.exe", "d".repeat(70));
+        assert_eq!(quoted(&path), format!("{}...", "d".repeat(60)));
+    }
+
+    /// walkAP F5: a notice about a bounce listed `as/formal score=0.0
+    /// rating=0 tests=none` as a finding. Neither as/formal nor as/clean
+    /// is one; as/spam is.
+    #[test]
+    fn a_notice_lists_no_formal_or_clean_spam_verdict_as_a_finding() {
+        let toml = "[policy]\ncheck_spam = true\nnotify_admin = [\"av/all\", \"as/all\"]\n";
+        let raw = b"Subject: s\r\n\r\nx\r\n";
+        let with_spam = |formal: Option<&'static str>, score: f64| crate::check::Report {
+            spam: Some(crate::check::spam::Evidence {
+                hits: vec![crate::check::spam::rules::Hit::new("SOME_TEST", score)],
+                formal,
+                ..Default::default()
+            }),
+            ..eicar()
+        };
+        for (formal, score, listed) in [
+            (Some("delivery status notification"), 0.0, false),
+            (None, 0.0, false),
+            (None, 20.0, true),
+        ] {
+            let notices = notices_of(toml, raw, with_spam(formal, score));
+            assert_eq!(notices.len(), 1, "{formal:?} {score}");
+            let text = &notices[0].1;
+            assert!(text.contains("  infected EICAR in eicar.com\r\n"), "{text}");
+            // A status still (Statuses:), but no finding line.
+            assert!(!text.contains("as/formal score="), "{text}");
+            assert!(!text.contains("as/clean score="), "{text}");
+            assert_eq!(text.contains("  as/spam score=20.0"), listed, "{text}");
         }
     }
 
