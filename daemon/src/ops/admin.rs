@@ -523,7 +523,13 @@ async fn handle(gw: &Gateway, req: Request) -> Response {
                 .await
                 .and_then(|l| serde_json::to_value(l).map_err(|e| e.to_string())),
         ),
-        Request::QuarantineShow { id } => answer(stores::show(&gw.stores.quarantine, id).await),
+        Request::QuarantineShow { id } => {
+            let store = &gw.stores.quarantine;
+            match stores::resolve(store, id, "quarantine show").await {
+                Ok(id) => answer(stores::show(store, id).await),
+                Err(e) => err(e),
+            }
+        }
         Request::QuarantineRelease {
             id,
             to,

@@ -286,7 +286,84 @@ pub fn terminal_text(bytes: &[u8]) -> String {
 pub struct Spooled {
     pub queue_id: QueueId,
     pub rcpts: Vec<String>,
+    /// Where a failure of the new message is reported, in words
+    /// ([`FailureReport::describe`]).
+    pub failure_report: FailureReport,
     envelope: Envelope,
+}
+
+/// Where a failure of a message sent again (a release, `archive send`) is
+/// reported. Such a message was held back or kept because of what it
+/// carries, and its envelope sender is the original one, which for virus
+/// mail is almost always forged: a report with the whole message
+/// (RET=FULL, the default) mailed the released virus to that third party
+/// when the next hop refused a recipient (walkAP F8). So the report never
+/// carries the message (RET=HDRS: headers only), and for an entry with an
+/// anti-virus finding it goes to `server.postmaster` instead of the
+/// original sender: the administrator who released it learns that it did
+/// not arrive, and the forged sender gets no backscatter. The trace header
+/// and the entry keep the original sender.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FailureReport {
+    /// To the original sender, headers only.
+    Sender(String),
+    /// To the postmaster (the address), headers only, because of these
+    /// anti-virus statuses.
+    Postmaster {
+        address: String,
+        because: Vec<String>,
+    },
+    /// To nobody: the original sender is the null sender and there is
+    /// no anti-virus finding.
+    Nobody,
+}
+
+impl FailureReport {
+    /// Where reports go for a message from `sender` whose entry holds
+    /// `statuses`, with the postmaster `postmaster`.
+    pub fn decide(sender: &str, statuses: &[String], postmaster: &str) -> FailureReport {
+        let av: Vec<String> = statuses
+            .iter()
+            .filter(|s| s.starts_with("av/") && s.as_str() != "av/clean")
+            .cloned()
+            .collect();
+        if !av.is_empty() && !postmaster.is_empty() {
+            FailureReport::Postmaster {
+                address: postmaster.to_string(),
+                because: av,
+            }
+        } else if sender.is_empty() {
+            FailureReport::Nobody
+        } else {
+            FailureReport::Sender(sender.to_string())
+        }
+    }
+
+    /// The envelope sender the message goes with.
+    fn return_path(&self) -> &str {
+        match self {
+            FailureReport::Sender(a) | FailureReport::Postmaster { address: a, .. } => a,
+            FailureReport::Nobody => "",
+        }
+    }
+
+    /// A sentence for the CLI and the log: "a failure is reported to
+    /// postmaster@example.com (headers only; the entry holds av/infected,
+    /// so not to the original sender)".
+    pub fn describe(&self) -> String {
+        match self {
+            FailureReport::Sender(a) => {
+                format!("a failure is reported to the original sender {a} (headers only)")
+            }
+            FailureReport::Postmaster { address, because } => format!(
+                "a failure is reported to {address} (headers only; the entry holds {}, so not to the original sender)",
+                because.join(", ")
+            ),
+            FailureReport::Nobody => {
+                "a failure is reported to nobody (the original sender is <>)".to_string()
+            }
+        }
+    }
 }
 
 impl Spooled {
@@ -328,13 +405,20 @@ pub async fn send_again(
         .client_ip
         .parse()
         .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST));
+    let failure_report = FailureReport::decide(
+        &entry.meta.sender,
+        &entry.meta.statuses,
+        &cfg.server.postmaster,
+    );
     let mut env = Envelope::new(
         new_id.clone(),
         client,
         entry.meta.helo.clone(),
-        entry.meta.sender.clone(),
+        failure_report.return_path().to_string(),
     );
     env.rcpts = rcpts.iter().cloned().map(Recipient::new).collect();
+    // Headers only, whoever the report goes to ([`FailureReport`]).
+    env.ret = Some(crate::envelope::Ret::Hdrs);
     env.scanned = true;
     // A UTF-8 address can only go with SMTPUTF8 (RFC 6531): a `--to` with
     // a UTF-8 local part, or an entry whose message came with it (the
@@ -360,8 +444,17 @@ pub async fn send_again(
     };
     env.size = bytes.len() as u64;
     env.eight_bit = bytes.iter().any(|&b| b >= 0x80);
+    // The original sender stays on record in the trace header when
+    // reports go to the postmaster instead.
+    let original = match &failure_report {
+        FailureReport::Postmaster { .. } => format!(
+            " (original sender <{}>)",
+            crate::text::one_line(&entry.meta.sender)
+        ),
+        _ => String::new(),
+    };
     env.added_headers = format!(
-        "Received: from {what} (entry {id}) by {} (Mailward) with local id {new_id};\r\n\t{}\r\n{ours}",
+        "Received: from {what} (entry {id}{original}) by {} (Mailward) with local id {new_id};\r\n\t{}\r\n{ours}",
         cfg.server.hostname,
         chrono::Utc::now().to_rfc2822()
     );
@@ -369,9 +462,13 @@ pub async fn send_again(
         .accept(&env, bytes)
         .await
         .map_err(|e| format!("cannot spool the message: {e}"))?;
+    tracing::info!(target: "admin", store = store.what(), entry = %id, queue_id = %new_id,
+        return_path = %env.mail_from, ret = "HDRS",
+        "Spooled again; {}.", failure_report.describe());
     Ok(Spooled {
         queue_id: new_id,
         rcpts,
+        failure_report,
         envelope: env,
     })
 }
@@ -389,6 +486,8 @@ pub async fn release(
     again: bool,
 ) -> Result<serde_json::Value, String> {
     let store = gw.stores.quarantine.clone();
+    let given = id.clone();
+    let id = resolve(&store, id, "quarantine release").await?;
     if !again {
         not_sent_before(&store, &id, to.as_deref(), "released").await?;
     }
@@ -400,9 +499,16 @@ pub async fn release(
         to: &rcpts,
     }
     .emit_by(&gw.stats, Some(&by()));
+    let failure_report = spooled.failure_report.describe();
     spooled.queue(gw);
     note_sent(&store, &id, &queue_id, &rcpts).await;
-    let mut answer = serde_json::json!({ "id": id, "queue_id": queue_id.0, "to": rcpts });
+    let mut answer = serde_json::json!({
+        "id": id, "queue_id": queue_id.0, "to": rcpts,
+        "failure_report": failure_report,
+    });
+    if given != id {
+        answer["given"] = given.into();
+    }
     if learn_ham {
         match learn_entry(gw, &store, &id, Class::Ham).await {
             Ok(l) => {
@@ -418,6 +524,50 @@ pub async fn release(
         }
     }
     Ok(answer)
+}
+
+/// What `quarantine release` (`done` "Released") or `archive send`
+/// ("Sent ... again") prints for the daemon's answer `data`: which entry
+/// went (the one entry of a queue ID given: walkAP F1), as which queue ID
+/// to whom, that it is queued and how to follow it (walkAP F2: with the
+/// next hop down it said only "Released"), and where a failure will be
+/// reported (walkAP F8). `config`: the `--config` given, for the command.
+pub fn sent_reply(
+    data: &serde_json::Value,
+    done: &str,
+    config: Option<&std::path::Path>,
+) -> String {
+    let text = |k: &str| data[k].as_str().unwrap_or("?").to_string();
+    let (id, queue_id) = (text("id"), text("queue_id"));
+    let to: Vec<&str> = data["to"]
+        .as_array()
+        .map(|t| t.iter().filter_map(|v| v.as_str()).collect())
+        .unwrap_or_default();
+    let which = match data["given"].as_str() {
+        Some(given) => format!(" (the one entry of queue ID {given})"),
+        None => String::new(),
+    };
+    let again = if done == "Sent" { " again" } else { "" };
+    let config = match config {
+        Some(p) => {
+            let p = std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+            match p.display().to_string() {
+                p if p.contains(char::is_whitespace) => format!(" --config '{p}'"),
+                p => format!(" --config {p}"),
+            }
+        }
+        None => String::new(),
+    };
+    let mut out = format!(
+        "{done} {id}{which}{again} as queue ID {queue_id} to {}.\nIt is queued for delivery: follow it with `mailward queue show {queue_id}{config}`",
+        to.join(", ")
+    );
+    if let Some(r) = data["failure_report"].as_str() {
+        out.push_str("; ");
+        out.push_str(r);
+    }
+    out.push('.');
+    out
 }
 
 /// Refuses a second send of entry `id` to recipients it was sent to (its
@@ -442,9 +592,109 @@ async fn not_sent_before(
             .any(|a| target.iter().any(|t| t.eq_ignore_ascii_case(a)))
     };
     let before: Vec<&Released> = entry.released.iter().filter(to_them).collect();
-    match before.last() {
-        Some(last) => Err(already_released(id, last, before.len(), done)),
-        None => Ok(()),
+    let Some(last) = before.last() else {
+        return Ok(());
+    };
+    let mut why = already_released(id, last, before.len(), done);
+    if to.is_none() {
+        let command = if done == "released" {
+            "mailward quarantine release"
+        } else {
+            "mailward archive send"
+        };
+        why.push_str(&not_yet_sent_to(id, &entry, command));
+    }
+    Err(why)
+}
+
+/// For a send without `--to` refused because the entry went to some of
+/// its recipients before: the recipients it has not gone to yet, and the
+/// command for each (walkAP F7: after a release to one recipient, the only
+/// way on was `--again`, which sent it a second time to that one). Empty
+/// when it went to all of them.
+fn not_yet_sent_to(id: &str, entry: &Entry, command: &str) -> String {
+    let remaining: Vec<&String> = entry
+        .meta
+        .recipients
+        .iter()
+        .filter(|r| {
+            !entry
+                .released
+                .iter()
+                .any(|x| x.to.iter().any(|a| a.eq_ignore_ascii_case(r)))
+        })
+        .collect();
+    match remaining.as_slice() {
+        [] => String::new(),
+        [one] => format!(
+            ". It has not gone to {one} yet: to send it there only, run `{command} {id} --to {one}`"
+        ),
+        many => {
+            format!(
+            ". It has not gone to {} yet: to send it there only, run (--to takes one address) {}",
+            many.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(", "),
+            many.iter()
+                .map(|r| format!("`{command} {id} --to {r}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+        }
+    }
+}
+
+/// How an entry ID given to a command resolves ([`resolve`]).
+enum Resolved {
+    /// An entry has that ID.
+    Itself,
+    /// It is the queue ID of these entries (one per policy group, `ID.N`).
+    Entries(Vec<Entry>),
+}
+
+/// The entry `id` names: itself, or, for the queue ID of a message whose
+/// quarantine entries are one per policy group (`ID.N`), its one entry
+/// when there is exactly one (walkAP F1: the ID a notice or the log gives
+/// was refused although it named one entry). Several are refused with each
+/// entry's recipients and the command to give (`command`, e.g.
+/// "quarantine release").
+pub async fn resolve(store: &Arc<Store>, id: String, command: &str) -> Result<String, String> {
+    let (s, wanted) = (store.clone(), id.clone());
+    let found = blocking(move || match s.entry(&wanted) {
+        Ok(_) => Ok(Resolved::Itself),
+        Err(StoreError::QueueIdOfEntries { .. }) => {
+            let prefix = format!("{wanted}.");
+            Ok(Resolved::Entries(
+                s.list()?
+                    .into_iter()
+                    .filter(|e| e.id.starts_with(&prefix))
+                    .collect(),
+            ))
+        }
+        Err(e) => Err(e),
+    })
+    .await?;
+    match found {
+        Resolved::Itself => Ok(id),
+        Resolved::Entries(entries) => pick_entry(&id, store.what(), &entries, command),
+    }
+}
+
+/// The one entry of `entries` (those of queue ID `id` in store `what`),
+/// or why the administrator must choose.
+fn pick_entry(id: &str, what: &str, entries: &[Entry], command: &str) -> Result<String, String> {
+    match entries {
+        [] => Err(format!(
+            "{id}: no such entry (see `mailward quarantine list` or `archive list`)"
+        )),
+        [one] => Ok(one.id.clone()),
+        many => Err(format!(
+            "{id} is the queue ID of {} {what} entries, one per policy group: {}. Give the entry ID, e.g. `mailward {command} {}`",
+            many.len(),
+            many.iter()
+                .map(|e| format!("{} ({})", e.id, e.meta.recipients.join(", ")))
+                .collect::<Vec<_>>()
+                .join(", "),
+            many[0].id
+        )),
     }
 }
 
@@ -483,6 +733,7 @@ pub async fn send_archived(
     let delivered_copy = Arc::ptr_eq(store, gw.stores.archive(Direction::Outgoing));
     let spooled = send_again(gw, store, id.clone(), to, what, delivered_copy).await?;
     let (queue_id, rcpts) = (spooled.queue_id.clone(), spooled.rcpts.clone());
+    let failure_report = spooled.failure_report.describe();
     tracing::info!(target: "admin", store = store.what(), archive_id = %id,
         queue_id = %queue_id, to = %rcpts.join(","), by = %by(), "Archived message sent again.");
     spooled.queue(gw);
@@ -495,6 +746,7 @@ pub async fn send_archived(
         .collect();
     Ok(serde_json::json!({
         "id": id, "queue_id": queue_id.0, "to": rcpts, "unsafe_statuses": unsafe_statuses,
+        "failure_report": failure_report,
     }))
 }
 
@@ -627,6 +879,104 @@ mod tests {
     }
 
     /// walkAD 9: a zip of 3,000 EICAR files made a 146 kB list line.
+    /// walkAP F8: a released virus the next hop refused went back, whole,
+    /// to the original (forged) sender. Reports are headers only; with an
+    /// anti-virus finding they go to the postmaster.
+    #[test]
+    fn a_failure_of_a_released_virus_is_reported_to_the_postmaster() {
+        let st = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let pm = "postmaster@gw.example";
+        let virus = FailureReport::decide(
+            "victim@innocent.test",
+            &st(&["av/infected", "as/clean"]),
+            pm,
+        );
+        assert_eq!(virus.return_path(), pm);
+        assert_eq!(
+            virus.describe(),
+            "a failure is reported to postmaster@gw.example (headers only; the entry holds av/infected, so not to the original sender)"
+        );
+        let spam = FailureReport::decide("me@example.com", &st(&["av/clean", "as/spam"]), pm);
+        assert_eq!(spam.return_path(), "me@example.com");
+        assert_eq!(
+            spam.describe(),
+            "a failure is reported to the original sender me@example.com (headers only)"
+        );
+        let bounce = FailureReport::decide("", &st(&["as/formal"]), pm);
+        assert_eq!(bounce.return_path(), "");
+        let filtered = FailureReport::decide("", &st(&["av/filtered"]), pm);
+        assert_eq!(filtered.return_path(), pm);
+    }
+
+    /// walkAP F1, F2: a queue ID with one entry releases that entry and
+    /// says which; the reply says the message is queued and how to follow
+    /// it, and where a failure goes.
+    #[test]
+    fn a_queue_id_with_one_entry_names_it_and_several_are_listed() {
+        let mut a = entry(&["av/infected"]);
+        a.id = "1A24AE3CA486CCDB.2".into();
+        a.meta.recipients = vec!["q@quar.corp.test".into()];
+        assert_eq!(
+            pick_entry(
+                "1A24AE3CA486CCDB",
+                "quarantine",
+                &[a.clone()],
+                "quarantine release"
+            ),
+            Ok("1A24AE3CA486CCDB.2".to_string())
+        );
+        let mut b = a.clone();
+        b.id = "1A24AE3CA486CCDB.3".into();
+        b.meta.recipients = vec!["r@x.test".into(), "s@x.test".into()];
+        assert_eq!(
+            pick_entry("1A24AE3CA486CCDB", "quarantine", &[a, b], "quarantine release"),
+            Err("1A24AE3CA486CCDB is the queue ID of 2 quarantine entries, one per policy group: 1A24AE3CA486CCDB.2 (q@quar.corp.test), 1A24AE3CA486CCDB.3 (r@x.test, s@x.test). Give the entry ID, e.g. `mailward quarantine release 1A24AE3CA486CCDB.2`".to_string())
+        );
+        let data = serde_json::json!({
+            "id": "1A24AE3CA486CCDB.2", "given": "1A24AE3CA486CCDB",
+            "queue_id": "1A24AE4199B6CCDE", "to": ["q@quar.corp.test"],
+            "failure_report": "a failure is reported to postmaster@gw.example (headers only; the entry holds av/infected, so not to the original sender)",
+        });
+        assert_eq!(
+            sent_reply(&data, "Released", Some(std::path::Path::new("/etc/mailward/mw.toml"))),
+            "Released 1A24AE3CA486CCDB.2 (the one entry of queue ID 1A24AE3CA486CCDB) as queue ID 1A24AE4199B6CCDE to q@quar.corp.test.\nIt is queued for delivery: follow it with `mailward queue show 1A24AE4199B6CCDE --config /etc/mailward/mw.toml`; a failure is reported to postmaster@gw.example (headers only; the entry holds av/infected, so not to the original sender)."
+        );
+        let data = serde_json::json!({"id": "X", "queue_id": "Y", "to": ["a@b.test"]});
+        assert_eq!(
+            sent_reply(&data, "Sent", None),
+            "Sent X again as queue ID Y to a@b.test.\nIt is queued for delivery: follow it with `mailward queue show Y`."
+        );
+    }
+
+    /// walkAP F7: after a release to one recipient, a release without
+    /// --to names the others and the command for each.
+    #[test]
+    fn a_partly_released_entry_names_who_has_not_had_it() {
+        let mut e = entry(&["av/infected"]);
+        e.id = "1A24AE62624C8231".into();
+        e.meta.recipients = vec!["q7@quar.corp.test".into(), "q8@quar.corp.test".into()];
+        e.released.push(Released {
+            at: 1_796_475_633,
+            queue_id: "1A24AE62A26C8232".into(),
+            to: vec!["Q7@quar.corp.test".into()],
+        });
+        assert_eq!(
+            not_yet_sent_to(&e.id, &e, "mailward quarantine release"),
+            ". It has not gone to q8@quar.corp.test yet: to send it there only, run `mailward quarantine release 1A24AE62624C8231 --to q8@quar.corp.test`"
+        );
+        e.meta.recipients.push("q9@quar.corp.test".into());
+        let many = not_yet_sent_to(&e.id, &e, "mailward quarantine release");
+        assert!(
+            many.starts_with(". It has not gone to q8@quar.corp.test, q9@quar.corp.test yet")
+                && many.ends_with(
+                    "`mailward quarantine release 1A24AE62624C8231 --to q9@quar.corp.test`"
+                ),
+            "{many}"
+        );
+        e.meta.recipients.truncate(1);
+        assert_eq!(not_yet_sent_to(&e.id, &e, "x"), "");
+    }
+
     #[test]
     fn a_list_names_twenty_findings_and_where_the_rest_are() {
         let e = Entry {
