@@ -525,7 +525,7 @@ fn utf8_mail_passes_through_postfix_and_mailward_after_the_queue() -> Result<()>
     // The transport and re-injection smtpd of docs/postfix.md (as
     // tests/tests/postfix.rs sets them up), Postfix's SMTPUTF8 left at
     // its default.
-    let mut master = vec![
+    let master = vec![
         "mailward unix - - n - 4 smtp".to_string(),
         "  -o smtp_send_xforward_command=yes".into(),
         "  -o disable_mime_output_conversion=yes".into(),
