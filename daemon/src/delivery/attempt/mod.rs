@@ -148,6 +148,21 @@ impl Timing {
         self.age(received_at) >= self.lifetime
     }
 
+    /// When to try again after `attempts` attempts: after the back-off,
+    /// but no later than the moment the message outlives
+    /// `max_queue_lifetime`, so that the last attempt is made, and a
+    /// message that still fails is returned, at its lifetime and not up to
+    /// `max_backoff` after it (Postfix returns it at the first attempt
+    /// after; walkAQ's note: 4m lifetime, bounced after 5m), and a delay
+    /// notice's Will-Retry-Until is when the last attempt is made.
+    pub fn next_attempt(&self, attempts: u32, received_at: i64) -> i64 {
+        let wait = backoff(attempts, self.min_backoff, self.max_backoff);
+        let after_backoff = self.now + wait.as_secs().max(1) as i64;
+        let lifetime = i64::try_from(self.lifetime.as_secs()).unwrap_or(i64::MAX);
+        let expiry = received_at.saturating_add(lifetime);
+        after_backoff.min(expiry).max(self.now + 1)
+    }
+
     fn age(&self, received_at: i64) -> Duration {
         Duration::from_secs(u64::try_from(self.now - received_at).unwrap_or(0))
     }
@@ -320,8 +335,7 @@ pub fn decide(env: &mut Envelope, outcomes: Vec<(usize, Outcome)>, t: &Timing) -
                 // (`settle_dsns`): a notice that cannot be written is
                 // planned again at the next attempt.
             }
-            let wait = backoff(env.attempts, t.min_backoff, t.max_backoff);
-            env.next_attempt = t.now + wait.as_secs().max(1) as i64;
+            env.next_attempt = t.next_attempt(env.attempts, env.received_at);
         }
     }
     let mut dsns = Vec::new();
@@ -388,8 +402,7 @@ pub fn settle_dsns(
         }
     }
     if undone {
-        let wait = backoff(env.attempts, t.min_backoff, t.max_backoff);
-        env.next_attempt = t.now + wait.as_secs().max(1) as i64;
+        env.next_attempt = t.next_attempt(env.attempts, env.received_at);
     }
     env.is_done()
 }

@@ -398,3 +398,30 @@ fn a_refused_greeting_is_quoted_as_the_hops_reply() {
     assert!(reply.starts_with("4.4.1 "), "{reply}");
     assert_eq!(relay, "[127.0.0.1]:42221");
 }
+
+/// walkAQ note: the retry before expiry was scheduled a whole back-off
+/// later, so a message with a 4-minute lifetime bounced after 5. The last
+/// retry is made at the lifetime, and then the message expires.
+#[test]
+fn the_last_retry_is_made_when_the_lifetime_ends() {
+    let mut t = timing(1000);
+    t.lifetime = Duration::from_secs(240);
+    t.min_backoff = Duration::from_secs(20);
+    t.max_backoff = Duration::from_secs(60);
+    let mut e = env(&[("a@x", None)]);
+    // Early on: the back-off as before.
+    let d = decide(&mut e, vec![(0, deferred())], &t);
+    assert!(!d.done);
+    assert_eq!(e.next_attempt, 1000 + 20);
+    // 1 s before expiry, with a 60 s back-off due: retried at expiry.
+    e.attempts = 7;
+    t.now = 1000 + 239;
+    decide(&mut e, vec![(0, deferred())], &t);
+    assert_eq!(e.next_attempt, 1000 + 240);
+    // That attempt fails too: it is the last one.
+    t.now = e.next_attempt;
+    let d = decide(&mut e, vec![(0, deferred())], &t);
+    assert!(d.done, "expired at its lifetime");
+    assert_eq!(actions(&d), vec![(DsnAction::Failed, vec![0])]);
+    assert_eq!(d.dsns[0].rcpts[0].status, "5.4.7");
+}
