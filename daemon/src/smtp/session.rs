@@ -1022,7 +1022,7 @@ impl Session {
             host: self.rdns.as_deref(),
             address: Some(&from),
         };
-        if first_match(&self.cfg.access.mail_from_rules, &subject) == Some(RuleAction::Deny) {
+        if address_match(&self.cfg.access.mail_from_rules, &subject) == Some(RuleAction::Deny) {
             return self.refuse_mail(
                 conn,
                 RejectReason::Access,
@@ -1160,7 +1160,7 @@ impl Session {
         };
         // Postmaster is exempt from the recipient rules too (walkK: a
         // `deny any` after the site's own domains refused it).
-        if !ours && first_match(&self.cfg.access.rcpt_rules, &subject) == Some(RuleAction::Deny) {
+        if !ours && address_match(&self.cfg.access.rcpt_rules, &subject) == Some(RuleAction::Deny) {
             return self.refuse_rcpt(
                 conn,
                 ip,
@@ -1555,6 +1555,26 @@ impl Session {
     }
 }
 
+/// [`first_match`] for an envelope address, which a rule matches in either
+/// of its equivalent forms (RFC 6531 3.2): as written, or with a U-label
+/// domain as its A-labels. `deny address *@xn--bcher-kva.example` refuses
+/// `user@bücher.example` too (else SMTPUTF8 would be a way round it), and
+/// `allow address *@bücher.example` takes the A-label form.
+fn address_match(rules: &[Rule], subject: &Subject<'_>) -> Option<RuleAction> {
+    let a_label = subject
+        .address
+        .filter(|a| !a.is_ascii())
+        .map(crate::text::a_label_mailbox);
+    let other = a_label.as_deref().map(|a| Subject {
+        address: Some(a),
+        ..*subject
+    });
+    rules
+        .iter()
+        .find(|r| r.matches(subject) || other.as_ref().is_some_and(|o| r.matches(o)))
+        .map(|r| r.action)
+}
+
 /// Spool room a message takes at a time as its data comes in (one check
 /// of the free space per chunk).
 const ROOM_CHUNK: u64 = 64 * 1024;
@@ -1624,6 +1644,44 @@ mod tests {
         r.recipient(RejectReason::Limit, ip(), "452 4.5.3 d");
         assert!(r.settle().is_none());
         assert!(r.settle().is_none());
+    }
+
+    #[test]
+    fn address_rules_match_an_idn_address_in_either_form() {
+        use crate::config::{Rule, RuleAction, Subject};
+        let rules = |texts: &[&str]| -> Vec<Rule> {
+            texts.iter().filter_map(|t| Rule::parse(t).ok()).collect()
+        };
+        let verdict = |rules: &[Rule], address: &str| {
+            super::address_match(
+                rules,
+                &Subject {
+                    ip: ip(),
+                    host: None,
+                    address: Some(address),
+                },
+            )
+        };
+        let deny_a_label = rules(&["deny address *@xn--bcher-kva.example", "allow any"]);
+        assert_eq!(deny_a_label.len(), 2);
+        assert_eq!(
+            verdict(&deny_a_label, "j\u{fc}rgen@b\u{fc}cher.example"),
+            Some(RuleAction::Deny)
+        );
+        assert_eq!(
+            verdict(&deny_a_label, "user@example.com"),
+            Some(RuleAction::Allow)
+        );
+        let allow_u_label = rules(&["allow address *@b\u{fc}cher.example", "deny any"]);
+        assert_eq!(allow_u_label.len(), 2);
+        assert_eq!(
+            verdict(&allow_u_label, "user@b\u{fc}cher.example"),
+            Some(RuleAction::Allow)
+        );
+        assert_eq!(
+            verdict(&allow_u_label, "user@example.com"),
+            Some(RuleAction::Deny)
+        );
     }
 
     #[test]
