@@ -351,14 +351,18 @@ pub async fn execute(
     // 1. Copies that must exist before anything goes on. Before the
     // message is said to be accepted: a client answered 451 because one
     // cannot be written was not (walkAD: "Message accepted." came first).
-    let copies = write_copies(gw, &cfg, &env, &raw, &verdict, in_session).await;
+    let (copies, kept) = write_copies_unlogged(gw, &cfg, &env, &raw, &verdict, in_session).await;
     if copies.is_err() && in_session {
+        kept.emit(gw);
         not_accepted(&env, &verdict);
         return not_now(gw, &env, in_session).await;
     }
     // "Message accepted." was logged with the reply when the checks went
     // on after it (walkS 13); here only when the reply is this verdict's.
     accept(&env, &mut verdict, in_session);
+    // The copies are told after the acceptance and the verdict that made
+    // them (walkAP F3: "Message copied to quarantine." came first).
+    kept.emit(gw);
     if copies.is_err() {
         return not_now(gw, &env, in_session).await;
     }
@@ -610,6 +614,73 @@ pub(crate) async fn write_copies(
     verdict: &Verdict,
     in_session: bool,
 ) -> Result<(), ()> {
+    let (written, kept) = write_copies_unlogged(gw, cfg, env, raw, verdict, in_session).await;
+    kept.emit(gw);
+    written
+}
+
+/// A copy [`write_copies_unlogged`] wrote, told (logged and counted) by
+/// [`Kept::emit`] once the message is said to be accepted.
+enum KeptCopy {
+    Quarantine {
+        id: crate::envelope::QueueId,
+        group: String,
+        reason: String,
+        bytes: u64,
+        to: String,
+    },
+    Archive {
+        id: crate::envelope::QueueId,
+        bytes: u64,
+    },
+}
+
+/// The copies written for a message, not yet told.
+#[must_use = "the copies written are told with emit()"]
+pub(crate) struct Kept(Vec<KeptCopy>);
+
+impl Kept {
+    /// Logs and counts each copy written.
+    pub(crate) fn emit(self, gw: &Gateway) {
+        for k in self.0 {
+            match k {
+                KeptCopy::Quarantine {
+                    id,
+                    group,
+                    reason,
+                    bytes,
+                    to,
+                } => MessageQuarantined {
+                    id: &id,
+                    group: &group,
+                    reason: &reason,
+                    bytes,
+                    to: &to,
+                }
+                .emit(&gw.stats),
+                KeptCopy::Archive { id, bytes } => MessageArchived {
+                    id: &id,
+                    direction: Direction::Incoming,
+                    bytes,
+                }
+                .emit(&gw.stats),
+            }
+        }
+    }
+}
+
+/// [`write_copies`], with the copies written returned to be told later
+/// (after "Message accepted.", which must not come before the copies are
+/// written), also when a later one fails.
+pub(crate) async fn write_copies_unlogged(
+    gw: &Gateway,
+    cfg: &crate::config::Config,
+    env: &Envelope,
+    raw: &Arc<Vec<u8>>,
+    verdict: &Verdict,
+    in_session: bool,
+) -> (Result<(), ()>, Kept) {
+    let mut kept = Kept(Vec::new());
     let n = verdict.groups.len();
     for (k, j) in verdict.groups.iter().enumerate() {
         let Some(reason) = &j.plan.quarantine else {
@@ -625,18 +696,17 @@ pub(crate) async fn write_copies(
             reason,
         );
         match gw.stores.quarantine.put(&id.0, raw, &m).await {
-            Ok(bytes) => MessageQuarantined {
-                id: &id,
-                group: &j.partition.group,
-                reason,
+            Ok(bytes) => kept.0.push(KeptCopy::Quarantine {
+                id,
+                group: j.partition.group.clone(),
+                reason: reason.clone(),
                 bytes,
-                to: &rcpt_list(env, &j.partition),
-            }
-            .emit(&gw.stats),
+                to: rcpt_list(env, &j.partition),
+            }),
             Err(e) => {
                 let what = "Cannot write the quarantine copy the policy asks for";
                 copy_failed(env, &e, what, in_session);
-                return Err(());
+                return (Err(()), kept);
             }
         }
     }
@@ -684,12 +754,10 @@ pub(crate) async fn write_copies(
             .put(&env.id.0, raw, &m)
             .await
         {
-            Ok(bytes) => MessageArchived {
-                id: &env.id,
-                direction: Direction::Incoming,
+            Ok(bytes) => kept.0.push(KeptCopy::Archive {
+                id: env.id.clone(),
                 bytes,
-            }
-            .emit(&gw.stats),
+            }),
             Err(e) => {
                 copy_failed(
                     env,
@@ -697,11 +765,11 @@ pub(crate) async fn write_copies(
                     "Cannot write the incoming archive copy",
                     in_session,
                 );
-                return Err(());
+                return (Err(()), kept);
             }
         }
     }
-    Ok(())
+    (Ok(()), kept)
 }
 
 /// Logs a copy that could not be written, saying what becomes of the
