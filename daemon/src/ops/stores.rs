@@ -448,7 +448,7 @@ pub async fn send_again(
     // reports go to the postmaster instead.
     let original = match &failure_report {
         FailureReport::Postmaster { .. } => format!(
-            " (original sender <{}>)",
+            "; original sender <{}>",
             crate::text::one_line(&entry.meta.sender)
         ),
         _ => String::new(),
