@@ -416,10 +416,19 @@ fn quarantine_list_show_release_remove_and_purge() -> Result<()> {
                 String::from_utf8_lossy(&body)
             )
         });
+        // Failures of a released virus are reported to the postmaster
+        // (walkAP F8): the trace header keeps the original sender.
         f.check(
-            m.message
-                .starts_with(&format!("Received: from quarantine (entry {id})")),
-            || format!("trace header: {}", &m.message[..120.min(m.message.len())]),
+            m.message.starts_with(&format!(
+                "Received: from quarantine (entry {id}; original sender <alice@sender.test>)"
+            )) && m.sender() == "postmaster@mw.test",
+            || {
+                format!(
+                    "trace header and return path: {} {}",
+                    m.mail_args,
+                    &m.message[..160.min(m.message.len())]
+                )
+            },
         );
     }
     let rcpts: HashSet<String> = delivered.iter().flat_map(|m| m.recipients()).collect();
@@ -1350,9 +1359,12 @@ fn a_file_name_writes_no_line_of_its_own_into_what_mailward_says() -> Result<()>
             )
         });
         if m.sender().is_empty() {
-            f.check(m.body().contains(flat), || {
+            // On one line, and at most 60 characters of it (walkAP F5).
+            let quoted = "filtered name:*.exe in invoice IMPORTANT: this message is held. \
+                          Log in at http://ev...\n";
+            f.check(m.body().contains(quoted), || {
                 format!(
-                    "the notice to {who} names the file on one line:\n{}",
+                    "the notice to {who} names the file on one line, cut:\n{}",
                     m.message
                 )
             });
@@ -1791,4 +1803,206 @@ fn a_removed_part_leaves_the_senders_bytes_elsewhere() -> Result<()> {
         )
     });
     f.finish(|| gw.daemon.log())
+}
+
+/// The EICAR test string (68 characters), which a scanner finds in any
+/// text that holds it whole.
+const EICAR_TEXT: &str = "X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*";
+
+/// A message whose attachment, the EICAR file, is named with the EICAR
+/// string itself (a quoted-string, so `\\` is one backslash).
+fn eicar_named_message() -> Vec<u8> {
+    let name = EICAR_TEXT.replace('\\', "\\\\");
+    format!(
+        "From: alice@sender.test\r\nTo: user@example.com\r\nSubject: name test\r\n\
+MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"BB\"\r\n\r\n\
+--BB\r\nContent-Type: text/plain\r\n\r\nhi\r\n\
+--BB\r\nContent-Type: application/octet-stream; name=\"{name}\"\r\n\
+Content-Disposition: attachment; filename=\"{name}\"\r\n\
+Content-Transfer-Encoding: base64\r\n\r\n\
+WDVPIVAlQEFQWzRcUFpYNTQoUF4pN0NDKTd9JEVJQ0FSLVNUQU5EQVJELUFOVElWSVJVUy1URVNULUZJTEUhJEgrSCo=\r\n\
+--BB--\r\n"
+    )
+    .into_bytes()
+}
+
+/// walkAP F5: an attachment named with the EICAR string made the sender's,
+/// the recipient's and the administrator's notices carry it whole, so
+/// that Mailward's own scanner (and any next hop) found the notices
+/// "infected" and the addressees never learnt of the virus. Each notice
+/// quotes the name cut at 60 characters, `mailward scan` finds it clean,
+/// and none lists as/formal or as/clean as found.
+#[test]
+fn a_part_named_with_the_eicar_string_makes_notices_the_next_hop_takes() -> Result<()> {
+    let gw = Gateway::start("policy-eicar-name", |c| {
+        c.set_list("policy", "notify_sender", &["av/all"])
+            .set_list("policy", "notify_recipients", &["av/all", "as/all"])
+            .set_list("policy", "notify_admin", &["av/all", "as/all"])
+            .set_str("policy", "admin_address", "admin@example.com")
+    })?;
+    let mut f = Failures::default();
+    send(
+        gw.port(),
+        "alice@sender.test",
+        &["user@example.com"],
+        &eicar_named_message(),
+    )?;
+    gw.sink.wait_for_count(3, DELIVERY_TIMEOUT)?;
+    let all = gw.sink.settle(Duration::from_secs(2))?;
+    let notices: Vec<&SinkMessage> = all.iter().filter(|m| m.sender().is_empty()).collect();
+    let to: HashSet<String> = notices.iter().flat_map(|m| m.recipients()).collect();
+    f.check(
+        to == HashSet::from([
+            "alice@sender.test".to_string(),
+            "user@example.com".to_string(),
+            "admin@example.com".to_string(),
+        ]),
+        || format!("notices to the sender, the recipient and the admin: {to:?}"),
+    );
+    let cut = format!("infected EICAR_Test_File in {}...", &EICAR_TEXT[..60]);
+    for m in &notices {
+        let who = m.recipients().join(",");
+        f.check(!m.message.contains(EICAR_TEXT), || {
+            format!(
+                "the EICAR string whole in the notice to {who}:\n{}",
+                m.message
+            )
+        });
+        f.check(m.body().contains(&cut), || {
+            format!("the name cut at 60 characters to {who}:\n{}", m.message)
+        });
+        f.check(
+            !m.message.contains("as/formal score=") && !m.message.contains("as/clean score="),
+            || format!("no spam verdict listed as found to {who}:\n{}", m.message),
+        );
+        let path = m.path.display().to_string();
+        let out = gw.daemon.cli(&["scan", &path])?;
+        f.check(out.status.code() == Some(0), || {
+            format!(
+                "mailward scan of the notice to {who}: {:?} {}{}",
+                out.status.code(),
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+    }
+    // The quarantine of a message keeps the whole name; the log names it.
+    f.check(
+        gw.daemon
+            .full_log()
+            .contains("EICAR-STANDARD-ANTIVIRUS-TEST-FILE"),
+        || "the log names the part whole".into(),
+    );
+    f.finish(|| gw.daemon.log())
+}
+
+/// walkAP F1, F7, F8: a message quarantined for one group of two is
+/// released by its queue ID (its one entry); after a release to one of
+/// its recipients, a release without --to names the other and the
+/// command; and the released virus that the next hop refuses is reported
+/// to the postmaster with its headers only, never bounced whole to the
+/// original (forged) sender.
+#[test]
+fn a_released_virus_the_next_hop_refuses_is_reported_to_the_postmaster_headers_only() -> Result<()>
+{
+    let dir = TestDir::new("policy-release-refused")?;
+    let sink = Sink::start(dir.path(), "sink")?;
+    let refusing = Sink::start_with(dir.path(), "refusing", free_port(), &["-f", "RCPT"])?;
+    let config = Config::new(dir.path())
+        .route_to_port("gone@example.com", refusing.port)
+        .route_to_port("*", sink.port)
+        .set_list(
+            "group.strict",
+            "recipients",
+            &["*@strict.example.com", "gone@example.com"],
+        )
+        .set_list("group.strict", "quarantine", &["av/infected"])
+        .set_list("group.strict", "block", &["av/infected"]);
+    let daemon = Daemon::start(&config)?;
+    let mut f = Failures::default();
+    let id = send(
+        daemon.port,
+        "victim@innocent.test",
+        &[
+            "user@example.com",
+            "boss@strict.example.com",
+            "gone@example.com",
+        ],
+        &infected("forged virus")?,
+    )?;
+    // The default group's copy (the virus removed) is delivered.
+    sink.wait_for_count(1, DELIVERY_TIMEOUT)?;
+    let entries = quarantine_list(&daemon, &[])?;
+    ensure!(entries.len() == 1, "one quarantine entry: {entries:?}");
+    let entry = entries[0]["id"].as_str().unwrap_or_default().to_string();
+    f.check(entry.starts_with(&format!("{id}.")), || {
+        format!("the group's entry is ID.N: {entry}")
+    });
+    // F3: the story in order: accepted, checked, then the copy it made.
+    let log = daemon.log();
+    let at = |what: &str| log.find(what).unwrap_or(usize::MAX);
+    let accepted = at(&format!("Message accepted. queue_id={id}"));
+    let checked = at(&format!("Message checked. queue_id={id} group=strict"));
+    let copied = at(&format!(
+        "Message copied to quarantine. quarantine_id={entry}"
+    ));
+    f.check(
+        accepted < checked && checked < copied && copied != usize::MAX,
+        || format!("accepted, checked, then copied to quarantine:\n{log}"),
+    );
+    // F1: the queue ID a notice or the log gives releases the one entry.
+    let out = daemon.cli_ok(&[
+        "quarantine",
+        "release",
+        &id,
+        "--to",
+        "boss@strict.example.com",
+    ])?;
+    f.check(out.starts_with(&format!("Released {entry} ")), || {
+        format!("release by queue ID: {out}")
+    });
+    sink.wait_for_count(2, DELIVERY_TIMEOUT)?;
+    // F7: the recipient not yet released to, and the command.
+    let out = daemon.cli(&["quarantine", "release", &id])?;
+    let err = String::from_utf8_lossy(&out.stderr);
+    f.check(
+        out.status.code() == Some(1)
+            && err.contains("It has not gone to gone@example.com yet")
+            && err.contains(&format!(
+                "`mailward quarantine release {entry} --to gone@example.com`"
+            )),
+        || format!("release after a partial one: {:?} {err}", out.status.code()),
+    );
+    // F8: released to an address the next hop refuses.
+    daemon.cli_ok(&["quarantine", "release", &entry, "--to", "gone@example.com"])?;
+    let report = wait_until("the failure report", DELIVERY_TIMEOUT, || {
+        Ok(sink
+            .messages()?
+            .into_iter()
+            .find(|m| m.recipients() == ["postmaster@mw.test"]))
+    })?;
+    f.check(report.sender().is_empty(), || {
+        format!("a report from <>: {}", report.mail_args)
+    });
+    f.check(
+        report.message.contains("text/rfc822-headers")
+            && !report.message.contains("message/rfc822")
+            && !report.message.contains("invoice.zip"),
+        || format!("headers only, no virus:\n{}", report.message),
+    );
+    let all = sink.settle(Duration::from_secs(2))?;
+    f.check(
+        !all.iter()
+            .any(|m| m.recipients().iter().any(|r| r == "victim@innocent.test")),
+        || "nothing to the original sender".into(),
+    );
+    let log = daemon.log();
+    f.check(
+        log.contains(
+            "a failure is reported to postmaster@mw.test (headers only; the entry holds av/infected, so not to the original sender)",
+        ),
+        || "the log says where a failure goes".into(),
+    );
+    drop(refusing);
+    f.finish(|| daemon.log())
 }
