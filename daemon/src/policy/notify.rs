@@ -1591,6 +1591,23 @@ mod tests {
         }
     }
 
+    /// walkAP F10: the recipient of a quarantined message is given the
+    /// entry's ID, which `quarantine release` takes as it is (the queue ID
+    /// of a message in two groups names two entries).
+    #[test]
+    fn a_recipient_notice_quotes_the_quarantine_id() {
+        let toml = "[policy]\nnotify_recipients = [\"av/all\"]\nquarantine = [\"av/all\"]\nblock = [\"av/all\"]\n";
+        let n = notices_of(toml, b"Subject: s\r\n\r\nx\r\n", eicar());
+        assert_eq!(n.len(), 1);
+        let text = &n[0].1;
+        let id = text
+            .split("Quote its quarantine ID ")
+            .nth(1)
+            .and_then(|rest| rest.split('.').next())
+            .unwrap_or_default();
+        assert!(crate::envelope::QueueId::is_valid(id), "{text}");
+    }
+
     /// walkAD 11: with the incoming archive on, a recipient of a message
     /// kept nowhere else is not told that no copy was kept.
     #[test]
