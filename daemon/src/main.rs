@@ -339,17 +339,8 @@ fn quarantine(cmd: QuarantineCommand) -> ExitCode {
         QuarantineCommand::Show { raw, .. } => print_entry(&data, raw),
         QuarantineCommand::Release { .. } => {
             out!(
-                "Released {} as queue ID {} to {}.",
-                data["id"].as_str().unwrap_or("?"),
-                data["queue_id"].as_str().unwrap_or("?"),
-                data["to"]
-                    .as_array()
-                    .map(|a| a
-                        .iter()
-                        .filter_map(|v| v.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", "))
-                    .unwrap_or_default()
+                "{}",
+                mailward::ops::stores::sent_reply(&data, "Released", path.as_deref())
             );
             print_learnt(&data, "ham", "spam");
             // The release stands: a failed lesson is a warning, and the
@@ -467,15 +458,9 @@ fn archive(cmd: ArchiveCommand) -> ExitCode {
                     s.join(", ")
                 );
             }
-            let to: Vec<&str> = data["to"]
-                .as_array()
-                .map(|t| t.iter().filter_map(|v| v.as_str()).collect())
-                .unwrap_or_default();
             out!(
-                "Sent {} again as queue ID {} to {}.",
-                data["id"].as_str().unwrap_or("?"),
-                data["queue_id"].as_str().unwrap_or("?"),
-                to.join(", ")
+                "{}",
+                mailward::ops::stores::sent_reply(&data, "Sent", path.as_deref())
             )
         }
         ArchiveCommand::Remove { id, .. } => out!("{id} removed."),
