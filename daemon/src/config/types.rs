@@ -156,7 +156,8 @@ pub struct Limits {
     pub incoming_sessions_per_ipv6_prefix: u8,
     /// Open outbound SMTP sessions at most.
     pub outgoing_sessions: u32,
-    /// Open outbound sessions to one next hop at most.
+    /// Open outbound sessions to one next hop at most, and delivery
+    /// attempts in flight to it (the rest of its mail waits in the queue).
     pub outgoing_sessions_per_host: u32,
     /// Messages scanned at the same time.
     pub antiviral_sessions: u32,
