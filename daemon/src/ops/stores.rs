@@ -158,6 +158,87 @@ fn matches(e: &Entry, f: &Filter, now: i64) -> bool {
     by_status && by_age
 }
 
+/// The directory of the quarantine (`direction` None) or of an archive
+/// under `data_dir`, as the daemon opens them.
+pub fn store_dir(data_dir: &std::path::Path, direction: Option<Direction>) -> std::path::PathBuf {
+    match direction {
+        None => data_dir.join("quarantine"),
+        Some(d) => data_dir.join("archive").join(d.as_str()),
+    }
+}
+
+/// The entries of the store in `dir` that `filter` selects, oldest
+/// first, read from their `ID.json` files without the daemon and without
+/// writing anything (walkAP F9: with the gateway stopped, for maintenance
+/// or after a crash, `quarantine list` only said the daemon was not
+/// reachable, though the entries are plain files). What the daemon would
+/// repair at its start (an `ID.eml` without its description, temporary
+/// files) is left as it is and not listed.
+pub fn list_offline(
+    dir: &std::path::Path,
+    filter: &Filter,
+    direction: Option<Direction>,
+) -> Result<Vec<Listed>, String> {
+    if let Some(st) = &filter.status {
+        crate::config::Status::parse(st)?;
+    }
+    let read = std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let mut entries = Vec::new();
+    for item in read {
+        let item = item.map_err(|e| format!("{}: {e}", dir.display()))?;
+        let name = item.file_name().to_string_lossy().into_owned();
+        let Some(id) = name.strip_suffix(".json") else {
+            continue;
+        };
+        if !QueueId::is_valid(id) {
+            continue;
+        }
+        entries.push(entry_offline(dir, id)?);
+    }
+    entries.sort_by(|a, b| (a.stored, &a.id).cmp(&(b.stored, &b.id)));
+    let now = chrono::Utc::now().timestamp();
+    Ok(entries
+        .iter()
+        .filter(|e| matches(e, filter, now))
+        .map(|e| Listed::for_list(e, direction))
+        .collect())
+}
+
+/// One entry of the store in `dir`, read from its `ID.json` file.
+fn entry_offline(dir: &std::path::Path, id: &str) -> Result<Entry, String> {
+    let path = dir.join(format!("{id}.json"));
+    let text = std::fs::read(&path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => format!("{id}: no such entry in {}", dir.display()),
+        _ => format!("{}: {e}", path.display()),
+    })?;
+    serde_json::from_slice(&text).map_err(|e| format!("{}: unreadable entry: {e}", path.display()))
+}
+
+/// `show` without the daemon: entry `id` of the store in `dir` and its
+/// message, as the daemon answers [`show`].
+pub fn show_offline(dir: &std::path::Path, id: &str) -> Result<serde_json::Value, String> {
+    use base64::Engine as _;
+    if !QueueId::is_valid(id) {
+        return Err(format!("`{id}` is not an entry ID"));
+    }
+    let entry = entry_offline(dir, id)?;
+    let path = dir.join(format!("{id}.eml"));
+    let bytes = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(serde_json::json!({
+        "entry": Listed::new(&entry, None),
+        "message_b64": base64::engine::general_purpose::STANDARD.encode(&bytes),
+    }))
+}
+
+/// What the CLI says before an answer read from the files (the daemon
+/// does not answer): where they are, and that release and remove need it.
+pub fn offline_note(dir: &std::path::Path) -> String {
+    format!(
+        "the daemon does not answer: read from the entry files in {} (ID.json, ID.eml), read-only; release, send and remove need the daemon",
+        dir.display()
+    )
+}
+
 /// The address of a `--to ADDRESS` (`quarantine release`, `archive send`)
 /// as it goes into RCPT TO: one mailbox (RFC 5321), maybe in angle
 /// brackets; else a sentence that names it and shows the expected form.
@@ -876,6 +957,59 @@ mod tests {
         );
         assert!(already_released("X", &r, 3, "released")
             .contains("released (3 times; the last at 2026-12-05"));
+    }
+
+    /// walkAP F9: the quarantine is read from its files with the daemon
+    /// stopped, and nothing is written.
+    #[test]
+    fn the_quarantine_is_listed_and_shown_from_its_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let q = store_dir(dir.path(), None);
+        std::fs::create_dir_all(&q).unwrap();
+        let mut e = entry(&["av/infected", "as/clean"]);
+        e.id = "1A22E9FF2EB0B74B.2".into();
+        std::fs::write(
+            q.join("1A22E9FF2EB0B74B.2.json"),
+            serde_json::to_vec(&e).unwrap(),
+        )
+        .unwrap();
+        std::fs::write(
+            q.join("1A22E9FF2EB0B74B.2.eml"),
+            b"Subject: x\r\n\r\nbody\r\n",
+        )
+        .unwrap();
+        std::fs::write(q.join("half.tmp"), b"").unwrap();
+        let before: Vec<_> = std::fs::read_dir(&q)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        let all = list_offline(&q, &Filter::default(), None).unwrap();
+        assert_eq!(all.len(), 1);
+        assert_eq!(all[0].id, "1A22E9FF2EB0B74B.2");
+        let spam = Filter {
+            status: Some("as/all".into()),
+            since: None,
+        };
+        assert!(list_offline(&q, &spam, None).unwrap().is_empty());
+        let shown = show_offline(&q, "1A22E9FF2EB0B74B.2").unwrap();
+        assert_eq!(shown["entry"]["id"], "1A22E9FF2EB0B74B.2");
+        assert_eq!(shown["message_b64"], "U3ViamVjdDogeA0KDQpib2R5DQo=");
+        let e = show_offline(&q, "1A22E9FF2EB0B74C")
+            .err()
+            .unwrap_or_default();
+        assert!(e.starts_with("1A22E9FF2EB0B74C: no such entry in /"), "{e}");
+        let after: Vec<_> = std::fs::read_dir(&q)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        assert_eq!(before.len(), after.len(), "nothing written or removed");
+        assert_eq!(
+            store_dir(std::path::Path::new("/d"), Some(Direction::Incoming)),
+            std::path::Path::new("/d/archive/incoming")
+        );
+        assert!(offline_note(&q).contains("(ID.json, ID.eml)"));
     }
 
     /// walkAD 9: a zip of 3,000 EICAR files made a 146 kB list line.
