@@ -100,6 +100,77 @@ pub enum MailboxError {
     BadDomain(String),
     #[error("`{0}` is not an address literal like [192.0.2.1] or [IPv6:2001:db8::1]")]
     BadLiteral(String),
+    /// A domain IDNA would change on its way to the DNS (walkAR F10): a
+    /// character it drops (soft hyphen, zero-width space, U+FEFF), maps
+    /// (fullwidth letters, U+3002 as a dot) or normalises (not NFC). The
+    /// rules would see one domain and the next hop get another.
+    #[error(
+        "the domain `{}` holds characters IDNA removes or replaces (invisible, fullwidth or compatibility forms, or not in NFC): it stands for `{canonical}`; write that",
+        escaped(.domain)
+    )]
+    IdnNotCanonical {
+        /// As written.
+        domain: String,
+        /// What IDNA makes of it, as U-labels.
+        canonical: String,
+    },
+    /// Not a valid internationalised domain name: an `xn--` label that
+    /// does not decode and encode back (`xn--zz`), a joiner out of
+    /// context, or a character IDNA refuses.
+    #[error("`{}` is not a valid internationalised domain name (IDNA)", escaped(.0))]
+    BadIdn(String),
+    /// A symbol or punctuation IDNA2008 (RFC 5892) disallows in a domain
+    /// (emoji, dingbats, arrows), though UTS #46 passes it.
+    #[error(
+        "the domain `{}` holds U+{:04X}, a symbol that no domain name may hold (IDNA2008)",
+        escaped(.0),
+        u32::from(*.1)
+    )]
+    IdnDisallowed(String, char),
+}
+
+/// `text` with control, bidi and invisible format characters written as
+/// `\u{200B}`, so that a message naming a refused address shows what is
+/// in it.
+pub fn escaped(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control() || crate::ops::syslog::is_escaped_format(c) || is_invisible_format(c) {
+            let _ = write!(out, "\\u{{{:04X}}}", c as u32);
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Invisible format characters (Unicode Cf besides the bidi controls
+/// [`crate::ops::syslog::is_escaped_format`] has): soft hyphen, the
+/// zero-width space and joiners, word joiner and invisible operators,
+/// U+FEFF, interlinear annotation, tags. An address with one looks like
+/// another in a log line or a notice (walkAR F1).
+pub fn is_invisible_format(c: char) -> bool {
+    matches!(c,
+        '\u{AD}' | '\u{180E}' | '\u{200B}'..='\u{200D}' | '\u{2060}'..='\u{2064}'
+        | '\u{206A}'..='\u{206F}' | '\u{FEFF}' | '\u{FFF9}'..='\u{FFFB}'
+        | '\u{E0000}'..='\u{E007F}')
+}
+
+/// Symbols and punctuation that IDNA2008 (RFC 5892) disallows but UTS #46,
+/// which the `idna` crate implements, lets through (`😀.example` becomes
+/// `xn--e28h.example`): whole blocks of them only, so no letter is
+/// refused. Not every disallowed code point: the rest is what UTS #46
+/// itself refuses or maps.
+fn is_disallowed_symbol(c: char) -> bool {
+    matches!(c,
+        // General Punctuation (but ZWNJ/ZWJ, which IDNA2008 allows in
+        // context and UTS #46 checks), Currency Symbols.
+        '\u{2010}'..='\u{206F}' | '\u{20A0}'..='\u{20CF}'
+        // Arrows to Miscellaneous Symbols and Arrows (dingbats, box
+        // drawing, Braille, math operators).
+        | '\u{2190}'..='\u{2BFF}'
+        // Mahjong tiles to Symbols for Legacy Computing (emoji).
+        | '\u{1F000}'..='\u{1FBFF}')
 }
 
 /// `addr` with an internationalised domain written as its A-label
@@ -110,23 +181,88 @@ pub enum MailboxError {
 /// IDNA cannot convert is left too, for the checks to refuse.
 pub fn a_label_mailbox(addr: &str) -> String {
     match addr.rsplit_once('@') {
-        Some((local, domain)) if !domain.is_ascii() => match a_label_domain(domain) {
-            Some(a_label) => format!("{local}@{a_label}"),
-            None => addr.to_string(),
+        Some((local, domain)) => match canonical_domain(domain) {
+            Ok(a_label) if a_label != domain => format!("{local}@{a_label}"),
+            _ => addr.to_string(),
         },
-        _ => addr.to_string(),
+        None => addr.to_string(),
     }
 }
 
 /// A domain as its A-labels (`bücher.example` is `xn--bcher-kva.example`),
-/// lower-cased by IDNA; an ASCII domain as it is; `None` when IDNA cannot
-/// convert it. The one IDNA path of Mailward: addresses, routes and MX
-/// look-ups all go through it.
+/// lower-cased by IDNA; an ASCII domain without `xn--` labels as it is;
+/// `None` when it is not a valid IDN in its canonical form
+/// ([`canonical_domain`]). The one IDNA path of Mailward: addresses,
+/// routes and MX look-ups all go through it.
 pub fn a_label_domain(domain: &str) -> Option<String> {
-    if domain.is_ascii() {
-        return Some(domain.to_string());
+    canonical_domain(domain).ok()
+}
+
+/// The one form of a domain inside Mailward: its A-labels, lower-case,
+/// when it has an internationalised label (a U-label or an `xn--` one);
+/// an ASCII host name or an address literal as written. Refused, rather
+/// than silently changed: a domain UTS #46 would map to another text
+/// ([`MailboxError::IdnNotCanonical`]: `n\u{200B}ou.example` is
+/// `nou.example`, which a `deny address *@nou.example` must not miss,
+/// walkAR F10), an invalid one (`xn--zz`, [`MailboxError::BadIdn`]) and
+/// a symbol IDNA2008 disallows ([`MailboxError::IdnDisallowed`]). Case
+/// is no change: `BÜCHER.example` is `xn--bcher-kva.example`.
+pub fn canonical_domain(domain: &str) -> Result<String, MailboxError> {
+    use idna::uts46::{AsciiDenyList, DnsLength, Hyphens, Uts46};
+    let idn = |label: &str| {
+        !label.is_ascii()
+            || label
+                .get(..4)
+                .is_some_and(|p| p.eq_ignore_ascii_case("xn--"))
+    };
+    if domain.starts_with('[') || !domain.split('.').any(idn) {
+        return Ok(domain.to_string());
     }
-    idna::domain_to_ascii(domain).ok()
+    // Empty labels and lengths are the host name's syntax (checked after,
+    // on the A-labels), not IDNA's.
+    if domain.split('.').any(str::is_empty) {
+        return Err(MailboxError::BadDomain(domain.to_string()));
+    }
+    let bad = || MailboxError::BadIdn(domain.to_string());
+    let uts46 = Uts46::new();
+    // STD3: letters, digits and hyphens only, as a host name has them.
+    let a_label = uts46
+        .to_ascii(
+            domain.as_bytes(),
+            AsciiDenyList::STD3,
+            Hyphens::Allow,
+            DnsLength::Ignore,
+        )
+        .map_err(|_| bad())?
+        .into_owned();
+    let (u_label, result) =
+        uts46.to_unicode(a_label.as_bytes(), AsciiDenyList::STD3, Hyphens::Allow);
+    result.map_err(|_| bad())?;
+    let not_canonical = || MailboxError::IdnNotCanonical {
+        domain: domain.to_string(),
+        canonical: u_label.to_string(),
+    };
+    let written: Vec<&str> = domain.split('.').collect();
+    let ascii: Vec<&str> = a_label.split('.').collect();
+    let unicode: Vec<&str> = u_label.split('.').collect();
+    // U+3002 and U+FF0E are dots to UTS #46: another count of labels.
+    if written.len() != ascii.len() || written.len() != unicode.len() {
+        return Err(not_canonical());
+    }
+    for ((w, a), u) in written.iter().zip(&ascii).zip(&unicode) {
+        let same = if w.is_ascii() {
+            w.eq_ignore_ascii_case(a)
+        } else {
+            *u == w.to_lowercase()
+        };
+        if !same {
+            return Err(not_canonical());
+        }
+    }
+    if let Some(c) = u_label.chars().find(|&c| is_disallowed_symbol(c)) {
+        return Err(MailboxError::IdnDisallowed(domain.to_string(), c));
+    }
+    Ok(a_label)
 }
 
 /// Whether `addr` (without angle brackets) is a mailbox a forward path may
@@ -169,6 +305,12 @@ fn check(addr: &str, utf8: bool) -> Result<(), MailboxError> {
         return Err(MailboxError::NotAscii);
     }
     let (local, domain) = split_mailbox(addr)?;
+    // Invisible in the local part too (in the domain IDNA's check below
+    // says what they are): `a\u{200B}b@` looks like `ab@` everywhere it
+    // is shown, as a bidi control would turn it round (walkAR F1).
+    if local.chars().any(is_invisible_format) {
+        return Err(MailboxError::Malformed);
+    }
     if local.is_empty() {
         return Err(MailboxError::EmptyLocal);
     }
@@ -199,13 +341,14 @@ fn check(addr: &str, utf8: bool) -> Result<(), MailboxError> {
             _ => Err(MailboxError::BadLiteral(domain.to_string())),
         };
     }
-    // U-labels are checked as the A-labels the DNS knows them by.
-    let ok = if domain.is_ascii() {
-        is_hostname(domain)
-    } else {
-        a_label_domain(domain).is_some_and(|a| is_hostname(&a))
-    };
-    if ok {
+    // U-labels are checked as the A-labels the DNS knows them by, and
+    // must be in the one form IDNA gives them (so must `xn--` labels,
+    // which must decode).
+    if !utf8 && !domain.is_ascii() {
+        return Err(MailboxError::NotAscii);
+    }
+    let a_label = canonical_domain(domain)?;
+    if is_hostname(&a_label) {
         Ok(())
     } else {
         Err(MailboxError::BadDomain(domain.to_string()))
@@ -587,6 +730,102 @@ mod tests {
         assert_eq!(
             a_label_domain("b\u{fc}cher.example").as_deref(),
             Some("xn--bcher-kva.example")
+        );
+    }
+
+    #[test]
+    fn a_domain_is_taken_only_in_the_form_idna_gives_it() {
+        use MailboxError::*;
+        // Canonical: converted (case is no change), or ASCII as written.
+        for (given, a_label) in [
+            ("b\u{fc}cher.example", "xn--bcher-kva.example"),
+            ("B\u{dc}CHER.example", "xn--bcher-kva.example"),
+            ("XN--BCHER-KVA.example", "xn--bcher-kva.example"),
+            (
+                "\u{4f8b}\u{5b50}.\u{6d4b}\u{8bd5}",
+                "xn--fsqu00a.xn--0zwm56d",
+            ),
+            (
+                "b\u{fc}cher.xn--mnchen-3ya.test",
+                "xn--bcher-kva.xn--mnchen-3ya.test",
+            ),
+            ("Example.COM", "Example.COM"),
+            ("[192.0.2.1]", "[192.0.2.1]"),
+        ] {
+            assert_eq!(canonical_domain(given).as_deref(), Ok(a_label), "{given}");
+        }
+        // walkAR F10: each of these is nou.example to IDNA, and was let
+        // past `deny address *@nou.example`.
+        for mapped in [
+            "n\u{200B}ou.example",
+            "nou\u{AD}.example",
+            "nou\u{FEFF}.example",
+            "\u{FF4E}ou.example",
+            "nou\u{3002}example",
+            "bu\u{308}cher.example",
+        ] {
+            assert!(
+                matches!(canonical_domain(mapped), Err(IdnNotCanonical { .. })),
+                "{mapped:?}"
+            );
+            let addr = format!("a@{mapped}");
+            assert!(
+                matches!(check_utf8_mailbox(&addr), Err(IdnNotCanonical { .. })),
+                "{addr:?}"
+            );
+        }
+        let Err(e) = canonical_domain("spam\u{AD}mer.example") else {
+            panic!("a soft hyphen was taken");
+        };
+        let said = e.to_string();
+        assert!(said.contains("spam\\u{00AD}mer.example"), "{said}");
+        assert!(said.contains("`spammer.example`"), "{said}");
+        for invalid in ["xn--zz.example", "xn--abc-.example", "a\u{200D}b.example"] {
+            assert_eq!(
+                canonical_domain(invalid),
+                Err(BadIdn(invalid.into())),
+                "{invalid:?}"
+            );
+            assert_eq!(
+                check_mailbox(&format!("a@{invalid}")).is_ok(),
+                false,
+                "{invalid:?}"
+            );
+        }
+        assert_eq!(
+            canonical_domain("\u{1F600}.example"),
+            Err(IdnDisallowed("\u{1F600}.example".into(), '\u{1F600}'))
+        );
+        assert_eq!(
+            canonical_domain("xn--e28h.example"),
+            Err(IdnDisallowed("xn--e28h.example".into(), '\u{1F600}'))
+        );
+        // An ASCII transaction's check refuses an invalid A-label too.
+        assert_eq!(
+            check_mailbox("a@xn--zz.example"),
+            Err(BadIdn("xn--zz.example".into()))
+        );
+        assert_eq!(
+            a_label_mailbox("j\u{fc}@XN--MNCHEN-3YA.TEST"),
+            "j\u{fc}@xn--mnchen-3ya.test"
+        );
+    }
+
+    #[test]
+    fn invisible_characters_are_refused_in_a_local_part_as_bidi_controls_are() {
+        for c in [
+            '\u{FEFF}', '\u{200B}', '\u{200C}', '\u{200D}', '\u{AD}', '\u{2060}',
+        ] {
+            let addr = format!("a{c}b@example.com");
+            assert_eq!(
+                check_utf8_mailbox(&addr),
+                Err(MailboxError::Malformed),
+                "{addr:?}"
+            );
+        }
+        assert_eq!(
+            escaped("a\u{200B}b\u{202E}c\n"),
+            "a\\u{200B}b\\u{202E}c\\u{000A}"
         );
     }
 

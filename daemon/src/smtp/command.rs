@@ -49,6 +49,10 @@ pub struct RcptParams {
     pub notify: Option<Notify>,
     /// ORCPT as given: "addr-type;xtext".
     pub orcpt: Option<String>,
+    /// The address as written held UTF-8, though its canonical form may
+    /// not (`bob@b\u{fc}cher.example` is `bob@xn--bcher-kva.example`):
+    /// RFC 6531 3.4 still wants SMTPUTF8 in the transaction's MAIL.
+    pub written_utf8: bool,
 }
 
 /// Why a line is not a valid command, with the reply it earns.
@@ -110,6 +114,23 @@ pub(super) const NEEDS_SMTPUTF8: &str =
 // refused with SMTPUTF8 too, since no next hop could take them.
 const MALFORMED: ParseError =
     ParseError::other("553 5.6.7 Malformed UTF-8 or control characters in address");
+// A domain that is not an IDN in its one canonical form (walkAR F10):
+// refused rather than changed, since access rules, the blacklist and the
+// groups would judge the text written and the next hop get another. 553
+// as for a malformed address; 5.1.2 / 5.1.8 (RFC 3463: bad destination /
+// sender's system address) since the domain is what is wrong.
+const RCPT_IDN_NOT_CANONICAL: ParseError = ParseError::other(
+    "553 5.1.2 Bad recipient domain: it holds characters IDNA removes or replaces (invisible, fullwidth, compatibility or not NFC); write the domain as it is meant",
+);
+const MAIL_IDN_NOT_CANONICAL: ParseError = ParseError::other(
+    "553 5.1.8 Bad sender domain: it holds characters IDNA removes or replaces (invisible, fullwidth, compatibility or not NFC); write the domain as it is meant",
+);
+const RCPT_BAD_IDN: ParseError = ParseError::other(
+    "553 5.1.2 Bad recipient domain: not a valid internationalised domain name (IDNA)",
+);
+const MAIL_BAD_IDN: ParseError = ParseError::other(
+    "553 5.1.8 Bad sender domain: not a valid internationalised domain name (IDNA)",
+);
 const SENDER_TOO_LONG: ParseError = ParseError::other("501 5.1.7 Path too long");
 const RECIPIENT_TOO_LONG: ParseError = ParseError::other("501 5.1.3 Path too long");
 
@@ -161,13 +182,13 @@ fn mail(rest: &str) -> Result<Command, ParseError> {
     let params = mail_params(params)?;
     if !path.is_empty() {
         // (An empty path is the null reverse path.)
-        check_address(&path, BAD_SENDER)?;
+        check_address(&path, Verb::Mail)?;
         if !params.smtputf8 && !path.is_ascii() {
             return Err(ParseError::other(NEEDS_SMTPUTF8));
         }
     }
     Ok(Command::Mail {
-        from: crate::envelope::canonical_mailbox(&path),
+        from: canonical(&path),
         params,
     })
 }
@@ -178,16 +199,33 @@ fn rcpt(rest: &str) -> Result<Command, ParseError> {
         return Err(BAD_RECIPIENT);
     }
     if !path.eq_ignore_ascii_case("postmaster") {
-        check_address(&path, BAD_RECIPIENT)?;
+        check_address(&path, Verb::Rcpt)?;
     }
     // A UTF-8 address passes here: whether the transaction may carry it
     // (SMTPUTF8 in its MAIL) is the session's to say, with NEEDS_SMTPUTF8.
     Ok(Command::Rcpt {
         // `"bob"@example.com` is bob@example.com for the rules, the
         // duplicate check and the next hop (walkAH 3).
-        to: crate::envelope::canonical_mailbox(&path),
-        params: rcpt_params(params)?,
+        to: canonical(&path),
+        params: RcptParams {
+            written_utf8: !path.is_ascii(),
+            ..rcpt_params(params)?
+        },
     })
+}
+
+/// The one form of an envelope address every later stage sees (access
+/// rules, blacklist, groups, routing, queue, statistics, logs, the next
+/// hop): quotes only where needed, and an internationalised domain as its
+/// A-labels, lower-case (`j\u{fc}rgen@B\u{fc}cher.example` is
+/// `j\u{fc}rgen@xn--bcher-kva.example`), which is the same domain under
+/// RFC 6531 3.2 and valid with and without SMTPUTF8. One form, not a
+/// match against both everywhere: a rule, a blacklist entry or a group
+/// that missed one spelling of a domain let that spelling through
+/// (walkAR F10), and one domain counted as two in the queue summary and
+/// the statistics (F6). The local part stays as written.
+fn canonical(path: &str) -> String {
+    crate::text::a_label_mailbox(&crate::envelope::canonical_mailbox(path))
 }
 
 fn no_arg(rest: &str, cmd: Command) -> Result<Command, ParseError> {
@@ -289,12 +327,20 @@ fn closing_bracket(s: &str) -> Option<usize> {
 /// `--to`) has it: UTF-8 allowed (whether this transaction may use it is
 /// checked by the caller), control characters and octets that were not
 /// UTF-8 not, with or without SMTPUTF8.
-fn check_address(path: &str, bad: ParseError) -> Result<(), ParseError> {
+/// A domain that IDNA would change, or cannot take, gets its own 553
+/// (`RCPT_IDN_NOT_CANONICAL`, ...), not the 501 of a syntax error.
+fn check_address(path: &str, verb: Verb) -> Result<(), ParseError> {
     use crate::text::MailboxError;
+    let mail = verb == Verb::Mail;
     match crate::text::check_utf8_mailbox(path) {
         Ok(()) => Ok(()),
         Err(MailboxError::Malformed | MailboxError::NotAscii) => Err(MALFORMED),
-        Err(_) => Err(bad),
+        Err(MailboxError::IdnNotCanonical { .. }) if mail => Err(MAIL_IDN_NOT_CANONICAL),
+        Err(MailboxError::IdnNotCanonical { .. }) => Err(RCPT_IDN_NOT_CANONICAL),
+        Err(MailboxError::BadIdn(_) | MailboxError::IdnDisallowed(..)) if mail => Err(MAIL_BAD_IDN),
+        Err(MailboxError::BadIdn(_) | MailboxError::IdnDisallowed(..)) => Err(RCPT_BAD_IDN),
+        Err(_) if mail => Err(BAD_SENDER),
+        Err(_) => Err(BAD_RECIPIENT),
     }
 }
 
@@ -510,12 +556,12 @@ mod tests {
         );
         assert_eq!(
             mail("MAIL FROM:<j\u{fc}rgen@b\u{fc}cher.example> BODY=8BITMIME smtputf8"),
-            Ok(("j\u{fc}rgen@b\u{fc}cher.example".into(), true, true))
+            Ok(("j\u{fc}rgen@xn--bcher-kva.example".into(), true, true))
         );
         assert_eq!(
             mail("MAIL FROM:<\u{7528}\u{6237}@\u{4f8b}\u{5b50}.\u{6d4b}\u{8bd5}> SMTPUTF8"),
             Ok((
-                "\u{7528}\u{6237}@\u{4f8b}\u{5b50}.\u{6d4b}\u{8bd5}".into(),
+                "\u{7528}\u{6237}@xn--fsqu00a.xn--0zwm56d".into(),
                 true,
                 false
             ))
@@ -559,7 +605,7 @@ mod tests {
         };
         assert_eq!(
             rcpt("RCPT TO:<\u{3b4}\u{3bf}\u{3ba}@b\u{fc}cher.example>"),
-            Ok(("\u{3b4}\u{3bf}\u{3ba}@b\u{fc}cher.example".into(), None))
+            Ok(("\u{3b4}\u{3bf}\u{3ba}@xn--bcher-kva.example".into(), None))
         );
         // RFC 6533 3: an ORCPT of type utf-8 may carry the address as it is.
         assert_eq!(
@@ -658,6 +704,65 @@ mod tests {
         assert_eq!(
             parse(format!("RCPT TO:<{long}>").as_bytes()).map_err(|e| e.reply),
             Err("501 5.1.3 Path too long")
+        );
+    }
+
+    #[test]
+    fn an_idn_domain_comes_out_as_its_a_label_and_a_mapped_one_is_refused() {
+        let parsed = |line: &str| match parse(line.as_bytes()) {
+            Ok(Command::Rcpt { to, params }) => Ok((to, params.written_utf8)),
+            Ok(Command::Mail { from, .. }) => Ok((from, false)),
+            Ok(other) => panic!("{other:?}"),
+            Err(e) => Err(e.reply),
+        };
+        // One form for the rules, the blacklist, the groups, the queue and
+        // the next hop (walkAR F10, F6).
+        assert_eq!(
+            parsed("RCPT TO:<j\u{fc}rgen@B\u{fc}cher.example>"),
+            Ok(("j\u{fc}rgen@xn--bcher-kva.example".into(), true))
+        );
+        assert_eq!(
+            parsed("RCPT TO:<m@XN--MNCHEN-3YA.test>"),
+            Ok(("m@xn--mnchen-3ya.test".into(), false))
+        );
+        assert_eq!(
+            parsed("MAIL FROM:<x@m\u{fc}nchen.test> SMTPUTF8"),
+            Ok(("x@xn--mnchen-3ya.test".into(), false))
+        );
+        assert_eq!(
+            parsed("RCPT TO:<bob@Example.COM>"),
+            Ok(("bob@Example.COM".into(), false))
+        );
+        for hidden in [
+            "a@n\u{200B}ou.example",
+            "a@nou\u{AD}.example",
+            "a@\u{FF4E}ou.example",
+            "a@nou\u{3002}example",
+        ] {
+            assert_eq!(
+                parsed(&format!("RCPT TO:<{hidden}>")),
+                Err(RCPT_IDN_NOT_CANONICAL.reply),
+                "{hidden:?}"
+            );
+        }
+        assert_eq!(
+            parsed("MAIL FROM:<bl2@spam\u{AD}mer.example> SMTPUTF8"),
+            Err(MAIL_IDN_NOT_CANONICAL.reply)
+        );
+        assert_eq!(
+            parsed("RCPT TO:<zz@xn--zz.example>"),
+            Err(RCPT_BAD_IDN.reply)
+        );
+        assert_eq!(
+            parsed("MAIL FROM:<e@\u{1F600}.example> SMTPUTF8"),
+            Err(MAIL_BAD_IDN.reply)
+        );
+        assert!(RCPT_IDN_NOT_CANONICAL.reply.starts_with("553 5.1.2 "));
+        assert!(MAIL_IDN_NOT_CANONICAL.reply.starts_with("553 5.1.8 "));
+        // The local part: invisible characters as bidi controls.
+        assert_eq!(
+            parsed("RCPT TO:<a\u{FEFF}b@example.com>"),
+            Err(MALFORMED.reply)
         );
     }
 
