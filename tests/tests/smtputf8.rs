@@ -293,6 +293,9 @@ fn a_utf8_address_without_the_smtputf8_parameter_or_malformed_is_refused() -> Re
     let reply = c.command(&format!("RCPT TO:<{UTF8_RCPT}>"))?;
     reply.expect(553, "5.6.7")?;
     ensure!(reply.text().contains("SMTPUTF8"), "{reply}");
+    // Only the domain UTF-8: still a UTF-8 address (RFC 6531 3.4).
+    c.command("RCPT TO:<bob@b\u{fc}cher.example>")?
+        .expect(553, "5.6.7")?;
     // An ORCPT with UTF-8 as it is needs SMTPUTF8 too (RFC 6533).
     c.command("RCPT TO:<bob@example.com> ORCPT=utf-8;j\u{fc}rgen@example.com")?
         .expect(555, "5.5.4")?;

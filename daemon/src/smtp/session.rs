@@ -1096,8 +1096,10 @@ impl Session {
             return self.flow_refuse(conn, "503 5.5.1 Need MAIL command");
         };
         // RFC 6531 3.4: a UTF-8 address only in a transaction that
-        // declared SMTPUTF8 (the parser took its syntax).
-        if !to.is_ascii() && !tx.params.smtputf8 {
+        // declared SMTPUTF8 (the parser took its syntax). As written: a
+        // U-label domain is canonical as its A-label by now, and
+        // `bob@bücher.example` still needs the parameter.
+        if (params.written_utf8 || !to.is_ascii()) && !tx.params.smtputf8 {
             return self.refuse_rcpt(
                 conn,
                 self.peer.ip(),
