@@ -24,6 +24,43 @@ impl Pattern {
         }
     }
 
+    /// An address glob (routes' `match`, access rules, `[spam]` lists,
+    /// group members) with the domain after its last `@` in the one form
+    /// envelope addresses have: an internationalised label as its A-label
+    /// (`*@b\u{fc}cher.example` is `*@xn--bcher-kva.example`), so that a
+    /// glob written either way matches the address written either way
+    /// (walkAR F2). A label with `*` or `?` is kept as it is, and must
+    /// then be ASCII; a label IDNA would change (an invisible or fullwidth
+    /// character) is refused, as at RCPT TO.
+    pub fn address(text: &str) -> Result<Pattern, String> {
+        let Some((local, domain)) = text.rsplit_once('@') else {
+            return Ok(Pattern::new(text));
+        };
+        if !domain.contains(['*', '?']) && !domain.is_empty() {
+            return crate::text::canonical_domain(domain)
+                .map(|a_label| Pattern::new(&format!("{local}@{a_label}")))
+                .map_err(|e| format!("{text:?}: {e}"));
+        }
+        let mut labels = Vec::new();
+        for label in domain.split('.') {
+            let glob = label.contains(['*', '?']);
+            if glob && !label.is_ascii() {
+                return Err(format!(
+                    "{text:?}: a domain label with * or ? must be written with A-labels (\"xn--...\"), got {label:?}"
+                ));
+            }
+            if glob || label.is_empty() {
+                labels.push(label.to_string());
+                continue;
+            }
+            match crate::text::canonical_domain(label) {
+                Ok(a_label) => labels.push(a_label),
+                Err(e) => return Err(format!("{text:?}: {e}")),
+            }
+        }
+        Ok(Pattern::new(&format!("{local}@{}", labels.join("."))))
+    }
+
     /// The pattern as written.
     pub fn as_str(&self) -> &str {
         &self.text
@@ -90,10 +127,18 @@ impl DomainPattern {
             Some(rest) => (true, rest),
             None => (false, text),
         };
-        let domain = domain
-            .strip_suffix('.')
-            .unwrap_or(domain)
-            .to_ascii_lowercase();
+        let domain = domain.strip_suffix('.').unwrap_or(domain);
+        // A U-label is taken as its A-label, the form envelope domains
+        // have (walkAR F2: `protected_domains = ["例子.测试"]` was refused
+        // while routes took it); one IDNA would change is an error.
+        let domain = match crate::text::canonical_domain(domain) {
+            Ok(a_label) => a_label.to_ascii_lowercase(),
+            Err(e @ crate::text::MailboxError::IdnNotCanonical { .. })
+            | Err(e @ crate::text::MailboxError::IdnDisallowed(..)) => {
+                return Err(format!("{text:?}: {e}"))
+            }
+            Err(_) => domain.to_ascii_lowercase(),
+        };
         if !is_domain(&domain) {
             return Err(format!(
                 "expected a domain like \"example.com\" or \"*.example.com\", got {text:?}"
@@ -184,7 +229,37 @@ mod tests {
     }
 
     #[test]
+    fn idn_globs_match_the_a_label_form_envelope_addresses_have() {
+        let p = Pattern::address("*@\u{4f8b}\u{5b50}.\u{6d4b}\u{8bd5}").unwrap();
+        assert_eq!(p.as_str(), "*@xn--fsqu00a.xn--0zwm56d");
+        assert!(p.matches("x@xn--fsqu00a.xn--0zwm56d"));
+        let p = Pattern::address("*@*.B\u{fc}cher.example").unwrap();
+        assert!(p.matches("a@mx.xn--bcher-kva.example"));
+        let p = Pattern::address("*@XN--BCHER-KVA.example").unwrap();
+        assert!(p.matches("j\u{fc}rgen@xn--bcher-kva.example"));
+        assert_eq!(Pattern::address("*").unwrap().as_str(), "*");
+        assert_eq!(
+            Pattern::address("*@example.com").unwrap().as_str(),
+            "*@example.com"
+        );
+        for bad in [
+            "*@spam\u{ad}mer.example",
+            "*@n\u{200b}ou.example",
+            "*@b\u{fc}*.example",
+            "*@xn--zz.example",
+        ] {
+            assert!(Pattern::address(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
     fn domains() {
+        let idn = DomainPattern::parse("*.\u{4f8b}\u{5b50}.\u{6d4b}\u{8bd5}").unwrap();
+        assert!(idn.matches("mx.xn--fsqu00a.xn--0zwm56d"));
+        assert!(DomainPattern::parse("B\u{fc}cher.example")
+            .unwrap()
+            .matches("xn--bcher-kva.example"));
+        assert!(DomainPattern::parse("b\u{fc}cher\u{3002}example").is_err());
         let exact = DomainPattern::parse("Example.com").unwrap();
         assert!(exact.matches("example.com"));
         assert!(exact.matches("EXAMPLE.COM."));

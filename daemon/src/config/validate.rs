@@ -14,7 +14,7 @@ use toml::Value;
 use super::locate::{KeyPath, Locator};
 use super::pattern::{is_domain, DomainPattern, Pattern};
 use super::raw::*;
-use super::rules::{parse_net, Rule};
+use super::rules::{parse_net, Matcher, Rule};
 use super::types::*;
 use super::units::{ByteSize, Dur, DURATION_EXAMPLE, SIZE_EXAMPLE};
 use super::ConfigProblem;
@@ -338,7 +338,7 @@ fn address_pattern(v: &Value) -> Result<Pattern, String> {
         } else if let Some(problem) = never_matches(s, trimmed) {
             Err(problem)
         } else {
-            Ok(Pattern::new(trimmed))
+            Pattern::address(trimmed)
         }
     })(v)
 }
@@ -361,7 +361,7 @@ fn group_member(v: &Value) -> Result<GroupEntry, String> {
             } else if let Some(problem) = never_matches(s, trimmed) {
                 Err(problem)
             } else {
-                Ok(GroupEntry::Address(Pattern::new(trimmed)))
+                Pattern::address(trimmed).map(GroupEntry::Address)
             }
         },
     )(v)
@@ -685,7 +685,19 @@ fn network(ctx: &mut Ctx<'_>, raw: &RawNetwork, milter_only: bool) -> Network {
 
 fn access(ctx: &mut Ctx<'_>, raw: &RawAccess) -> Access {
     let p = KeyPath::root("access");
-    let rule = |v: &Value| parsed("a rule like \"deny ip 10.0.0.0/8\"", Rule::parse)(v);
+    // An address glob's domain as A-labels, as envelope addresses have it.
+    let rule = |v: &Value| {
+        parsed("a rule like \"deny ip 10.0.0.0/8\"", |s| {
+            let rule = Rule::parse(s)?;
+            match &rule.matcher {
+                Matcher::Address(glob) => Ok(Rule {
+                    matcher: Matcher::Address(Pattern::address(glob.as_str())?),
+                    ..rule
+                }),
+                _ => Ok(rule),
+            }
+        })(v)
+    };
     let resolver = parsed("an address like \"127.0.0.1:5353\"", |s| {
         if s.is_empty() {
             return Ok(None);
@@ -839,7 +851,8 @@ fn routes(ctx: &mut Ctx<'_>, raw: &[RawRoute]) -> Vec<Route> {
     let mut earlier: Vec<(usize, String)> = Vec::new();
     for (i, r) in raw.iter().enumerate() {
         let p = KeyPath::root("route").index(i);
-        let pattern = get!(ctx, p, r.match_, |v| text(v).map(|s| Pattern::new(&s)));
+        let pattern = get!(ctx, p, r.match_, |v| text(v)
+            .and_then(|s| Pattern::address(&s)));
         if let Some(pat) = &pattern {
             let this = pat.as_str().to_lowercase();
             let covers = |e: &str| e.chars().all(|c| c == '*') || e == "*@*" || e == this;
@@ -2061,5 +2074,59 @@ mod route_order_tests {
         // The usual order, specific first, is not warned about.
         assert!(two("*@example.com", "*").is_empty());
         assert!(two("*@example.com", "*@example.org").is_empty());
+    }
+}
+
+#[cfg(test)]
+mod idn_pattern_tests {
+    /// walkAR F2: patterns written with U-labels match the A-label form
+    /// every envelope address has; one IDNA would change is an error at
+    /// its line.
+    #[test]
+    fn u_label_patterns_are_taken_as_a_labels_and_mapped_ones_refused_with_their_line() {
+        let text = "[network]\nprotected_domains = [\"\u{4f8b}\u{5b50}.\u{6d4b}\u{8bd5}\"]\n\
+                    [access]\nrcpt_rules = [\"deny address *@b\u{fc}cher.example\"]\n\
+                    [spam]\nblacklist = [\"*@m\u{fc}nchen.test\"]\n\
+                    [[route]]\nmatch = \"*@\u{4f8b}\u{5b50}.\u{6d4b}\u{8bd5}\"\nto = \"[127.0.0.1:2526]\"\n";
+        let c = match super::super::parse(text, "mailward.toml") {
+            Ok(c) => c,
+            Err(e) => panic!("{e}"),
+        };
+        assert!(c.network.is_protected("xn--fsqu00a.xn--0zwm56d"));
+        assert!(c.route[0].pattern.matches("x@xn--fsqu00a.xn--0zwm56d"));
+        let subject = |a| super::super::Subject {
+            ip: "192.0.2.1".parse().unwrap(),
+            host: None,
+            address: Some(a),
+        };
+        assert!(c.access.rcpt_rules[0].matches(&subject("a@xn--bcher-kva.example")));
+        assert!(crate::check::spam::blacklisted(
+            &c,
+            "192.0.2.1".parse().unwrap(),
+            "x@xn--mnchen-3ya.test"
+        ));
+
+        let bad = "[access]\nrcpt_rules = [\"deny address *@nou\u{ad}.example\"]\n\
+                   [spam]\nblacklist = [\"*@spam\u{200b}mer.example\"]\n\
+                   [network]\nprotected_domains = [\"nou\u{3002}example\"]\n";
+        let p: Vec<String> = match super::super::parse(bad, "mailward.toml") {
+            Ok(_) => Vec::new(),
+            Err(e) => e.0.iter().map(ToString::to_string).collect(),
+        };
+        assert_eq!(p.len(), 3, "{p:?}");
+        assert!(
+            p[0].starts_with("mailward.toml:2: access.rcpt_rules:")
+                && p[0].contains("IDNA removes or replaces")
+                && p[0].contains("it stands for `nou.example`"),
+            "{p:?}"
+        );
+        assert!(
+            p[1].starts_with("mailward.toml:4: spam.blacklist:"),
+            "{p:?}"
+        );
+        assert!(
+            p[2].starts_with("mailward.toml:6: network.protected_domains:"),
+            "{p:?}"
+        );
     }
 }
