@@ -790,6 +790,12 @@ pub fn compose(
     msg.push_str("MIME-Version: 1.0\r\n");
     msg.push_str("Content-Type: text/plain; charset=utf-8\r\n");
     msg.push_str("Content-Transfer-Encoding: 8bit\r\n\r\n");
+    // A UTF-8 address in RCPT TO or in the header (`To: jürgen@...`)
+    // needs SMTPUTF8, as for the RFC 6533 report: without the flag the
+    // notice went out raw, and an SMTPUTF8 hop (Postfix, Mailward)
+    // refused it 553 5.6.7, so the international addressee never heard
+    // (walkAR F4). The body's UTF-8 needs only 8BITMIME.
+    let smtputf8 = !msg.is_ascii() || addresses.iter().any(|a| !a.is_ascii());
     for line in body.lines() {
         for (i, piece) in wrapped(line, MAX_LINE).into_iter().enumerate() {
             if i > 0 {
@@ -820,6 +826,7 @@ pub fn compose(
     e.is_bounce = true;
     e.scanned = true;
     e.eight_bit = !bytes.is_ascii();
+    e.smtputf8 = smtputf8;
     e.size = bytes.len() as u64;
     Ok(Some((e, bytes)))
 }
@@ -1158,6 +1165,41 @@ mod tests {
             texts[1]
         );
         assert!(!texts[1].contains("user@example.com"), "{}", texts[1]);
+    }
+
+    /// walkAR F4: a notice to a UTF-8 address went out without SMTPUTF8,
+    /// and SMTPUTF8 hops refused it (553 5.6.7): lost for the very people
+    /// it was for. One to ASCII addresses needs no SMTPUTF8.
+    #[test]
+    fn a_notice_to_a_utf8_address_is_flagged_smtputf8() {
+        let cfg = crate::config::parse(
+            "[policy]\nnotify_sender = [\"av/infected\"]\nnotify_recipients = [\"av/infected\"]\n",
+            "t.toml",
+        )
+        .unwrap();
+        let mut env = Envelope::new(
+            QueueId::generate(),
+            "192.0.2.1".parse().unwrap(),
+            "client.test".into(),
+            "j\u{fc}rgen@xn--bcher-kva.example".into(),
+        );
+        env.smtputf8 = true;
+        env.rcpts = vec![Recipient::new("user@example.com".into())];
+        let raw = b"To: user@example.com\r\nSubject: s\r\n\r\nhi\r\n";
+        let verdict =
+            Verdict::from_report(eicar(), super::super::partition(&cfg, &env), false, false);
+        let mut records = Vec::new();
+        let n =
+            super::super::execute::compose_notifications(&cfg, &env, raw, &verdict, &mut records);
+        let flags: Vec<(String, bool)> = n
+            .iter()
+            .map(|(_, e)| (e.rcpts[0].address.clone(), e.smtputf8))
+            .collect();
+        assert_eq!(flags.len(), 2, "{flags:?}");
+        for (to, smtputf8) in &flags {
+            assert_eq!(*smtputf8, !to.is_ascii(), "{flags:?}");
+        }
+        assert!(flags.iter().any(|(to, _)| !to.is_ascii()), "{flags:?}");
     }
 
     /// The one notice that the configuration `toml` sends about a message
