@@ -71,6 +71,9 @@ const TOO_MANY_RCPTS: &str = "452 4.5.3 Too many recipients";
 struct Transaction {
     from: String,
     rcpts: Vec<String>,
+    /// MAIL came with `SMTPUTF8` (RFC 6531): the envelope says so, for a
+    /// release from quarantine and the notices.
+    smtputf8: bool,
     spf: Option<crate::auth::Spf>,
     message: Vec<u8>,
     /// Octets the MTA sent, also past `limits.max_message_size` (the
@@ -338,8 +341,9 @@ impl Session {
                 self.helo = name;
                 cont(Response::Continue)
             }
-            Command::Mail { sender, .. } => {
-                let from = strip_brackets(&sender);
+            Command::Mail { sender, args } => {
+                let from = one_form(&strip_brackets(&sender));
+                let smtputf8 = args.iter().any(|a| a.eq_ignore_ascii_case("SMTPUTF8"));
                 let cfg = self.gw.config();
                 // A client that authenticated with the MTA (submission) is
                 // one of ours: SPF would fail its mail from home, and the
@@ -389,6 +393,7 @@ impl Session {
                 self.tx = Some(Transaction {
                     from,
                     spf,
+                    smtputf8,
                     ..Transaction::default()
                 });
                 cont(Response::Continue)
@@ -431,7 +436,7 @@ impl Session {
                     return cont(reply_code(reply));
                 }
                 if let Some(tx) = &mut self.tx {
-                    tx.rcpts.push(strip_brackets(&recipient));
+                    tx.rcpts.push(one_form(&strip_brackets(&recipient)));
                 }
                 cont(Response::Continue)
             }
@@ -566,6 +571,7 @@ impl Session {
             tx.from,
         );
         env.milter = true;
+        env.smtputf8 = tx.smtputf8;
         env.upstream_id = self.upstream_id().map(str::to_string);
         env.rcpts = tx.rcpts.into_iter().map(Recipient::new).collect();
         env.size = tx.received;
@@ -696,6 +702,21 @@ fn append(tx: &mut Transaction, bytes: &[u8], max: u64) {
         return;
     }
     tx.message.extend_from_slice(bytes);
+}
+
+/// An address in the one form Mailward keeps (its domain as A-labels,
+/// [`crate::text::canonical_domain`]), as an SMTP session stores it, so
+/// that the access rules, lists and groups see what routing sees (walkAR
+/// F10). The MTA accepted the address: one whose domain has no canonical
+/// form is kept as the MTA gave it (it is the MTA's to refuse).
+fn one_form(address: &str) -> String {
+    match address.rsplit_once('@') {
+        Some((local, domain)) => match crate::text::canonical_domain(domain) {
+            Ok(d) => format!("{local}@{d}"),
+            Err(_) => address.to_string(),
+        },
+        None => address.to_string(),
+    }
 }
 
 /// `<a@b>` -> `a@b`; `<>` -> "".
