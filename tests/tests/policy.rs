@@ -404,7 +404,15 @@ fn quarantine_list_show_release_remove_and_purge() -> Result<()> {
     let out = gw
         .daemon
         .cli_ok(&["quarantine", "release", &id, "--to", "analyst@example.com"])?;
-    f.check(out.ends_with("to analyst@example.com.\n"), || out.clone());
+    // What became of it, how to follow it, where a failure goes (walkAP
+    // F2, F8).
+    f.check(
+        out.contains(" to analyst@example.com.\nIt is queued for delivery: follow it with `mailward queue show ")
+            && out.ends_with(
+                "; a failure is reported to postmaster@mw.test (headers only; the entry holds av/infected, so not to the original sender).\n",
+            ),
+        || out.clone(),
+    );
     let delivered = gw.sink.wait_for_count(2, DELIVERY_TIMEOUT)?;
     for m in &delivered {
         // Byte for byte what was quarantined, apart from the trace header
@@ -1958,9 +1966,12 @@ fn a_released_virus_the_next_hop_refuses_is_reported_to_the_postmaster_headers_o
         "--to",
         "boss@strict.example.com",
     ])?;
-    f.check(out.starts_with(&format!("Released {entry} ")), || {
-        format!("release by queue ID: {out}")
-    });
+    f.check(
+        out.starts_with(&format!(
+            "Released {entry} (the one entry of queue ID {id}) "
+        )),
+        || format!("release by queue ID: {out}"),
+    );
     sink.wait_for_count(2, DELIVERY_TIMEOUT)?;
     // F7: the recipient not yet released to, and the command.
     let out = daemon.cli(&["quarantine", "release", &id])?;
