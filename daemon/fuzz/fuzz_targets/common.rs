@@ -71,28 +71,42 @@ pub fn smtp_command(line: &[u8]) {
             check_path(&to);
             if let Some(orcpt) = &params.orcpt {
                 assert!(orcpt.contains(';') && orcpt.len() <= 500, "ORCPT {orcpt:?}");
-                assert!(
-                    orcpt.bytes().all(|b| b.is_ascii_graphic()),
-                    "ORCPT {orcpt:?}"
-                );
-                assert!(
-                    mailward::text::xtext_decode(orcpt).is_some(),
-                    "ORCPT {orcpt:?}"
-                );
+                if orcpt.is_ascii() {
+                    assert!(
+                        orcpt.bytes().all(|b| b.is_ascii_graphic()),
+                        "ORCPT {orcpt:?}"
+                    );
+                    assert!(
+                        mailward::text::xtext_decode(orcpt).is_some(),
+                        "ORCPT {orcpt:?}"
+                    );
+                } else {
+                    // RFC 6533's utf-8 address type: raw UTF-8, no controls.
+                    assert!(!orcpt.chars().any(char::is_control), "ORCPT {orcpt:?}");
+                }
             }
         }
         Ok(_) | Err(_) => {}
     }
 }
 
-/// A forward or reverse path the parser accepted.
+/// A forward or reverse path the parser accepted: printable ASCII, or
+/// UTF-8 (SMTPUTF8, RFC 6531) without controls or invisible format
+/// characters; never the brackets; its domain in the one form Mailward
+/// keeps (A-labels).
 fn check_path(path: &str) {
     assert!(!path.is_empty() && path.len() <= 256, "path {path:?}");
     assert!(
-        path.bytes()
-            .all(|b| (0x20..0x7f).contains(&b) && b != b'<' && b != b'>'),
+        path.chars().all(|c| if c.is_ascii() {
+            (' '..'\x7f').contains(&c) && c != '<' && c != '>'
+        } else {
+            !c.is_control() && !mailward::text::is_invisible_format(c)
+        }),
         "path {path:?}"
     );
+    if let Some((_, domain)) = path.rsplit_once('@') {
+        assert!(domain.is_ascii(), "domain not as A-labels: {path:?}");
+    }
 }
 
 // ----------------------------------------------------------------- data_reader
