@@ -722,7 +722,11 @@ pub struct MessageQuarantined<'a> {
 impl MessageQuarantined<'_> {
     pub fn emit(&self, stats: &Stats) {
         stats.record(&Event::MessageQuarantined { group: self.group });
-        tracing::info!(target: "backup", quarantine_id = %self.id, group = %group_name(self.group),
+        // The message's queue ID too (the entry's without its `.N`), as on
+        // every other line about it: a reader keyed on `queue_id=` missed
+        // this one (walkAP F3).
+        let queue_id = self.id.0.split('.').next().unwrap_or_default();
+        tracing::info!(target: "backup", queue_id = %queue_id, quarantine_id = %self.id, group = %group_name(self.group),
             reason = %self.reason, size = self.bytes, to = %self.to, "Message copied to quarantine.");
     }
 }

@@ -1952,7 +1952,7 @@ fn a_released_virus_the_next_hop_refuses_is_reported_to_the_postmaster_headers_o
     let accepted = at(&format!("Message accepted. queue_id={id}"));
     let checked = at(&format!("Message checked. queue_id={id} group=strict"));
     let copied = at(&format!(
-        "Message copied to quarantine. quarantine_id={entry}"
+        "Message copied to quarantine. queue_id={id} quarantine_id={entry}"
     ));
     f.check(
         accepted < checked && checked < copied && copied != usize::MAX,
