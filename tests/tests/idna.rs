@@ -89,3 +89,38 @@ fn a_route_written_with_u_labels_takes_the_a_label_and_the_other_way_round() -> 
     ensure!(other.count() == 0, "mail went to the catch-all route");
     Ok(())
 }
+
+/// walkAR F3: one UTF-8 recipient at a hop without SMTPUTF8 (smtp-sink)
+/// failed every recipient of that hop; the ASCII one now arrives, sent
+/// without SMTPUTF8, and only the UTF-8 one is bounced (5.6.7).
+#[test]
+fn at_a_hop_without_smtputf8_only_the_utf8_recipient_fails() -> Result<()> {
+    let gw = Gateway::start("idna-mixed", |c| c)?;
+    let mut c = gw.ehlo_client()?;
+    c.mail_ok("<alice@sender.test> SMTPUTF8")?;
+    c.rcpt_ok("<bob@example.com>")?;
+    c.rcpt_ok("<\u{3b4}\u{3bf}\u{3ba}@example.com>")?;
+    c.data(MESSAGE)?.expect(250, "2.0.0")?;
+    c.quit();
+    // The message to bob, and the report to alice about the other.
+    let got = gw.sink.wait_for_count(2, DELIVERY_TIMEOUT)?;
+    let mail = got
+        .iter()
+        .find(|m| m.mail_args.starts_with("<alice@sender.test>"))
+        .ok_or_else(|| anyhow::anyhow!("bob's copy did not arrive: {got:?}"))?;
+    ensure!(
+        mail.rcpt_args == ["<bob@example.com>"]
+            && !mail.mail_args.to_ascii_uppercase().contains("SMTPUTF8"),
+        "{mail:?}"
+    );
+    let report = got
+        .iter()
+        .find(|m| m.mail_args.starts_with("<>"))
+        .ok_or_else(|| anyhow::anyhow!("no report: {got:?}"))?;
+    ensure!(
+        report.message.contains("5.6.7") && !report.message.contains("bob@example.com"),
+        "the report names only the UTF-8 recipient:\n{}",
+        report.message
+    );
+    Ok(())
+}

@@ -622,10 +622,20 @@ impl SmtpClient {
         if self.broken {
             return Err(not_usable("mail"));
         }
+        // A hop without SMTPUTF8: when only some recipients need it (a
+        // UTF-8 local part) and sender and header are ASCII, the others
+        // go without it and only those fail 5.6.7; one UTF-8 recipient
+        // failed every recipient of the hop before (walkAR F3).
+        let mut utf8_only = vec![false; tx.rcpts.len()];
         if tx.smtputf8 && !self.extensions.smtputf8 && needs_smtputf8(tx) {
-            return Err(ClientError::SmtpUtf8NotSupported {
-                peer: self.peer.clone(),
-            });
+            for (i, r) in tx.rcpts.iter().enumerate() {
+                utf8_only[i] = !wire_address(r.address, false).is_ascii();
+            }
+            if !utf8_only.contains(&false) || !sender_and_header_ascii(tx) {
+                return Err(ClientError::SmtpUtf8NotSupported {
+                    peer: self.peer.clone(),
+                });
+            }
         }
         if tx.eight_bit && !self.extensions.eight_bit_mime {
             return Err(ClientError::EightBitNotSupported);
@@ -652,7 +662,12 @@ impl SmtpClient {
         let mail = self.mail_command(tx);
         let mut rcpts = Vec::with_capacity(tx.rcpts.len());
         for (i, rcpt) in tx.rcpts.iter().enumerate() {
-            if rcpt.address.is_empty() || !address_is_sendable(rcpt.address) {
+            if utf8_only[i] {
+                let why = ClientError::SmtpUtf8NotSupported {
+                    peer: self.peer.clone(),
+                };
+                finals[i] = Some(Reply::local(553, &format!("5.6.7 {why}")));
+            } else if rcpt.address.is_empty() || !address_is_sendable(rcpt.address) {
                 finals[i] = Some(Reply::local(
                     501,
                     "5.1.3 Bad recipient address syntax (not sent by Mailward)",
@@ -1148,6 +1163,11 @@ fn wire_address(address: &str, utf8: bool) -> std::borrow::Cow<'_, str> {
 /// A-label), or its header block holds a non-ASCII octet. Without, it goes
 /// to a hop that does not offer SMTPUTF8 as any message does (as Postfix
 /// sends it).
+fn sender_and_header_ascii(tx: &Transaction<'_>) -> bool {
+    let header = &tx.body[..crate::text::HeaderEnd::of(tx.body).header];
+    wire_address(tx.mail_from, false).is_ascii() && header.is_ascii()
+}
+
 fn needs_smtputf8(tx: &Transaction<'_>) -> bool {
     let header = &tx.body[..crate::text::HeaderEnd::of(tx.body).header];
     !wire_address(tx.mail_from, false).is_ascii()
