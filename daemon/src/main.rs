@@ -321,7 +321,18 @@ fn quarantine(cmd: QuarantineCommand) -> ExitCode {
             },
         ),
     };
-    let data = match call(path.as_deref(), &req) {
+    // List and show read the entry files when the daemon is stopped.
+    let answer = match &req {
+        Request::QuarantineList { filter } => call_or_read(path.as_deref(), &req, |dir| {
+            mailward::ops::stores::list_offline(dir, filter, None)
+                .and_then(|l| serde_json::to_value(l).map_err(|e| e.to_string()))
+        }),
+        Request::QuarantineShow { id } => call_or_read(path.as_deref(), &req, |dir| {
+            mailward::ops::stores::show_offline(dir, id)
+        }),
+        _ => call(path.as_deref(), &req),
+    };
+    let data = match answer {
         Ok(d) => d,
         Err(code) => return code,
     };
@@ -991,6 +1002,43 @@ fn call(path: Option<&Path>, req: &Request) -> Result<serde_json::Value, ExitCod
         eprintln!("mailward: {e}");
         ExitCode::from(e.exit_code())
     })
+}
+
+/// As [`call`], but when no daemon answers (it is stopped: maintenance, an
+/// upgrade, a crash at night), `offline` reads the store's files in the
+/// configuration's data directory instead, read-only, with a note on
+/// stderr saying so (walkAP F9: `quarantine list` only said the daemon
+/// was not reachable, though the entries are plain files).
+fn call_or_read(
+    path: Option<&Path>,
+    req: &Request,
+    offline: impl FnOnce(&Path) -> Result<serde_json::Value, String>,
+) -> Result<serde_json::Value, ExitCode> {
+    mailward::ops::logging::init_cli();
+    let socket = admin_socket(path)?;
+    let rt = runtime()?;
+    match rt.block_on(admin::call(&socket, req)) {
+        Ok(v) => Ok(v),
+        Err(admin::AdminError::Unreachable { .. }) => {
+            let cfg = config::load(path).map_err(|errors| {
+                eprintln!("{errors}");
+                ExitCode::from(EX_CONFIG)
+            })?;
+            let dir = mailward::ops::stores::store_dir(&cfg.server.data_dir, None);
+            eprintln!(
+                "mailward: note: {}",
+                mailward::ops::stores::offline_note(&dir)
+            );
+            offline(&dir).map_err(|e| {
+                eprintln!("mailward: {e}");
+                ExitCode::FAILURE
+            })
+        }
+        Err(e) => {
+            eprintln!("mailward: {e}");
+            Err(ExitCode::from(e.exit_code()))
+        }
+    }
 }
 
 /// `queue salvage`: offline, on the spool of the configuration's data
