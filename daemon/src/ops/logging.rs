@@ -517,7 +517,7 @@ fn one_line(buf: &[u8], format: LogFormat) -> std::borrow::Cow<'_, [u8]> {
         LogFormat::Json => {
             use std::fmt::Write as _;
             for c in text.chars() {
-                if c.is_control() || super::syslog::is_escaped_format(c) {
+                if c.is_control() || super::syslog::is_escaped_in_logs(c) {
                     let _ = write!(out, "\\u{:04x}", c as u32);
                 } else {
                     out.push(c);
@@ -541,7 +541,7 @@ pub fn needs_quotes(value: &str) -> bool {
         || value.chars().any(|c| {
             c.is_control()
                 || matches!(c, ' ' | '"' | '=' | '\\')
-                || super::syslog::is_escaped_format(c)
+                || super::syslog::is_escaped_in_logs(c)
         })
 }
 
@@ -1357,6 +1357,26 @@ mod tests {
         assert!(!json.contains('\u{202E}'), "{json}");
         let line: serde_json::Value = serde_json::from_str(json.trim_end()).unwrap();
         assert_eq!(line["fields"]["object"], name, "the value is kept");
+    }
+
+    #[test]
+    fn invisible_format_characters_are_escaped_so_a_grep_finds_what_it_sees() {
+        // walkAR F1: `n\u{200B}ou.example` was written raw, and the line
+        // looked like `nou.example`, which a grep for it did not find.
+        let subject = "n\u{200B}ou \u{FEFF}soft\u{AD}hyphen";
+        let Some(text) = logged(LogFormat::Text, || {
+            tracing::info!(target: "scan", subject = %subject, "Message checked.");
+        }) else {
+            return;
+        };
+        assert!(
+            text.contains("n\\u{200B}ou \\u{FEFF}soft\\u{00AD}hyphen"),
+            "{text}"
+        );
+        assert!(
+            !text.contains('\u{200B}') && !text.contains('\u{AD}'),
+            "{text}"
+        );
     }
 
     /// walkV 5: a name could add fields of its own (`to=ceo@example.com`).

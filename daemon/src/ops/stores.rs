@@ -352,7 +352,7 @@ pub fn terminal_text(bytes: &[u8]) -> String {
                 out.push('^');
                 out.push(char::from(b'@' + c as u8));
             }
-            c if c.is_control() || crate::ops::syslog::is_escaped_format(c) => {
+            c if c.is_control() || crate::ops::syslog::is_escaped_in_logs(c) => {
                 out.push_str(&format!("<U+{:04X}>", c as u32));
             }
             c => out.push(c),

@@ -105,7 +105,7 @@ pub(crate) fn push_escaped(out: &mut String, text: &str) {
             c if c.is_control() => {
                 let _ = write!(out, "\\x{:02X}", c as u32);
             }
-            c if is_escaped_format(c) => {
+            c if is_escaped_in_logs(c) => {
                 let _ = write!(out, "\\u{{{:04X}}}", c as u32);
             }
             c => out.push(c),
@@ -154,6 +154,15 @@ pub(crate) fn is_bidi_control(c: char) -> bool {
 /// to JavaScript-based log tools (walkAD 11).
 pub(crate) fn is_escaped_format(c: char) -> bool {
     is_bidi_control(c) || matches!(c, '\u{2028}' | '\u{2029}')
+}
+
+/// What a log line (and a store entry shown on a terminal) writes escaped
+/// besides the controls: [`is_escaped_format`], and the invisible format
+/// characters (U+FEFF, the zero-width ones, the soft hyphen...), with
+/// which a subject or an address looks like text a grep does not find
+/// (walkAR F1). Not a rule for addresses: those refuse by their own.
+pub(crate) fn is_escaped_in_logs(c: char) -> bool {
+    is_escaped_format(c) || crate::text::is_invisible_format(c)
 }
 
 /// The message and fields of one event.
