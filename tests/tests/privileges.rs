@@ -37,6 +37,13 @@ fn id_of(flag: &str, name: &str) -> Result<u32> {
 
 /// Makes a system user with its own group when it is missing.
 fn ensure_user(name: &str) -> Result<(u32, u32)> {
+    // The tests of this file run on parallel threads and each makes the
+    // user on a fresh machine: two useradd at once, and the loser failed
+    // on the lock of /etc/passwd before the winner had written it (seen
+    // once in a full run). One at a time here; other test binaries run
+    // after this one.
+    static MAKING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = MAKING.lock().unwrap_or_else(|p| p.into_inner());
     if id_of("-u", name).is_err() {
         let useradd = require("useradd", "passwd")?;
         let out = Command::new(useradd)
