@@ -265,6 +265,79 @@ pub fn canonical_domain(domain: &str) -> Result<String, MailboxError> {
     Ok(a_label)
 }
 
+/// The script of a letter, as far as look-alike domains go: the scripts
+/// whose letters pass for Latin ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Script {
+    Latin,
+    Greek,
+    Cyrillic,
+    Other,
+}
+
+fn script(c: char) -> Script {
+    match c {
+        'a'..='z' | 'A'..='Z' | '\u{00C0}'..='\u{024F}' | '\u{1E00}'..='\u{1EFF}' => Script::Latin,
+        '\u{0370}'..='\u{03FF}' | '\u{1F00}'..='\u{1FFF}' => Script::Greek,
+        '\u{0400}'..='\u{052F}'
+        | '\u{1C80}'..='\u{1C8F}'
+        | '\u{2DE0}'..='\u{2DFF}'
+        | '\u{A640}'..='\u{A69F}' => Script::Cyrillic,
+        _ => Script::Other,
+    }
+}
+
+/// Cyrillic letters that a reader takes for Latin ones in most fonts
+/// (`а` for `a`, `ԁ` for `d`, `ӏ` for `l`): a label written in them
+/// alone reads as a Latin word (`аррӏе` is not `apple`).
+const CYRILLIC_AS_LATIN: &str = "аосԁеһіјӏорԛѕԝхуъьӀ";
+
+/// Whether a domain (A-labels or U-labels, as a link or a `From:` shows
+/// it) has a label that is made to look like another: Latin letters mixed
+/// with Greek or Cyrillic ones in one label (`pаypal`, with a Cyrillic
+/// `а`), or, under an ASCII top-level domain, a label of Cyrillic letters
+/// that all pass for Latin ones (`аррӏе.com`). Registries refuse such
+/// labels for most top-level domains (their label generation rules keep
+/// one script to a label), and browsers show them as `xn--` for that
+/// reason, so in mail they are phishing far more often than a name. An
+/// ASCII domain and a domain in one script of its own (`пример.рф`,
+/// `bücher.example`) are not look-alikes.
+pub fn lookalike_domain(domain: &str) -> bool {
+    use idna::uts46::{AsciiDenyList, Hyphens, Uts46};
+    let idn = |label: &str| {
+        !label.is_ascii()
+            || label
+                .get(..4)
+                .is_some_and(|p| p.eq_ignore_ascii_case("xn--"))
+    };
+    if !domain.split('.').any(idn) {
+        return false;
+    }
+    let (unicode, _) =
+        Uts46::new().to_unicode(domain.as_bytes(), AsciiDenyList::EMPTY, Hyphens::Allow);
+    let labels: Vec<&str> = unicode.split('.').filter(|l| !l.is_empty()).collect();
+    let ascii_tld = labels.last().is_some_and(|t| t.is_ascii());
+    labels.iter().any(|label| {
+        let scripts: Vec<Script> = label
+            .chars()
+            .filter(|c| c.is_alphabetic())
+            .map(script)
+            .collect();
+        let has = |s: Script| scripts.contains(&s);
+        let mixed = u8::from(has(Script::Latin))
+            + u8::from(has(Script::Greek))
+            + u8::from(has(Script::Cyrillic))
+            > 1;
+        let cyrillic_as_latin = ascii_tld
+            && label.chars().count() >= 3
+            && label.chars().any(|c| script(c) == Script::Cyrillic)
+            && label
+                .chars()
+                .all(|c| c == '-' || c.is_ascii_digit() || CYRILLIC_AS_LATIN.contains(c));
+        mixed || cyrillic_as_latin
+    })
+}
+
 /// Whether `addr` (without angle brackets) is a mailbox a forward path may
 /// name: one local part (dot-atom or quoted string) and one domain (a host
 /// name or an address literal), ASCII only: what a transaction without
@@ -845,5 +918,36 @@ mod tests {
         assert_eq!(cut(b"\nbody"), (0, 1, 1));
         assert_eq!(cut(b"A: b\r\nC: d"), (10, 0, 10));
         assert_eq!(cut(b""), (0, 0, 0));
+    }
+
+    #[test]
+    fn look_alike_domains_are_told_from_names_in_one_script() {
+        for (domain, lookalike) in [
+            // A Cyrillic а in a Latin word, as written and as A-labels.
+            ("p\u{0430}ypal.com", true),
+            ("xn--pypal-4ve.com", true),
+            // A Greek ο among Latin letters.
+            ("g\u{03BF}\u{03BF}gle.com", true),
+            // Cyrillic letters that all pass for Latin, under .com.
+            ("\u{0430}\u{0440}\u{0440}\u{04CF}\u{0435}.com", true),
+            // Names in one script of their own, and ASCII.
+            (
+                "\u{043F}\u{0440}\u{0438}\u{043C}\u{0435}\u{0440}.\u{0440}\u{0444}",
+                false,
+            ),
+            ("b\u{00FC}cher.example", false),
+            ("xn--bcher-kva.example", false),
+            ("\u{03B1}\u{03B8}\u{03AE}\u{03BD}\u{03B1}.gr", false),
+            ("example.com", false),
+            ("xn--zz.example", false),
+            // The same Cyrillic letters under a Cyrillic top-level domain:
+            // a Russian word, not a disguise.
+            (
+                "\u{0430}\u{0440}\u{0440}\u{04CF}\u{0435}.\u{0440}\u{0444}",
+                false,
+            ),
+        ] {
+            assert_eq!(lookalike_domain(domain), lookalike, "{domain}");
+        }
     }
 }

@@ -695,3 +695,24 @@ fn a_missing_date_or_message_id_counts_only_from_outside() {
     // The offline `spam check` knows no client: the tests stay.
     assert!(judge(bare, &k).test_names().contains(&"MISSING_DATE"));
 }
+
+#[test]
+fn a_look_alike_link_or_sender_domain_is_named_and_a_real_idn_is_not() {
+    let k = rules_only();
+    // A phishing note: a Cyrillic "а" in "paypal", in the link (as
+    // A-labels in the HTML, as the UTF-8 a reader sees in the text part)
+    // and in the From: domain (RFC 6532 UTF-8 header).
+    let phish = "From: Service <service@p\u{0430}ypal.com>\r\nTo: bob@example.com\r\nSubject: Your account\r\nDate: Mon, 30 Nov 2026 10:00:00 +0000\r\nMessage-ID: <2@example.com>\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nPlease confirm your details at https://xn--pypal-4ve.com/login today.\r\n";
+    let e = judge(phish, &k);
+    for name in ["URI_LOOKALIKE", "FROM_LOOKALIKE"] {
+        assert!(e.test_names().contains(&name), "{name} in {}", e.weighed());
+    }
+    // The same note from a German bookshop with its own IDN: nothing.
+    let shop = phish
+        .replace("p\u{0430}ypal.com", "b\u{00FC}cher.example")
+        .replace("xn--pypal-4ve.com", "xn--bcher-kva.example");
+    let e = judge(&shop, &k);
+    for name in ["URI_LOOKALIKE", "FROM_LOOKALIKE"] {
+        assert!(!e.test_names().contains(&name), "{name} in {}", e.weighed());
+    }
+}
