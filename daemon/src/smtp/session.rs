@@ -43,6 +43,29 @@ const RCPT_OVERSHOOT_LIMIT: u32 = 1000;
 /// starts the count again.
 const JUNK_COMMAND_LIMIT: u32 = 100;
 
+/// One inbound session's short ID on its log lines (`session=17`), so
+/// that an administrator can follow one connection from the log, as
+/// Postfix's `smtpd[PID]` allows, where a client's IP alone mixes the
+/// concurrent sessions of one relay (walkAP F6). A counter: unique while
+/// the daemon runs, counted from 1 again after a restart (which the log
+/// says, "Mailward started."); free to make.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionId(u64);
+
+impl SessionId {
+    /// The next session's ID.
+    pub fn next() -> SessionId {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        SessionId(NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
+    }
+}
+
+impl std::fmt::Display for SessionId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
 /// Where the session stands. A transaction only exists after a greeting.
 enum State {
     /// Connected, no (valid) EHLO/HELO yet, or just after STARTTLS.
@@ -78,9 +101,9 @@ impl Transaction {
     /// Logs the recipients refused over `limits.max_rcpts_per_message`
     /// after the first, once for the transaction (walkAH 4: one INFO line
     /// each, 30 MB of log in 0.7 s).
-    fn log_over_limit(&self, client: std::net::IpAddr) {
+    fn log_over_limit(&self, client: std::net::IpAddr, session: SessionId) {
         if self.over_limit > 1 {
-            tracing::info!(target: "smtp", client = %client, reason = "limit",
+            tracing::info!(target: "smtp", session = %session, client = %client, reason = "limit",
                 refused = "recipient", from = %self.from, count = self.over_limit,
                 reply = "452 4.5.3 Too many recipients",
                 "Recipients over limits.max_rcpts_per_message refused in this transaction (the first one logged on its own).");
@@ -245,6 +268,8 @@ pub struct Session {
     junk: u32,
     /// Held for the whole session (given back early when cut for stress).
     slot: SessionSlot,
+    /// On the session's log lines.
+    id: SessionId,
 }
 
 /// When a read must be over: `normal`, or `stressed` (the earlier one)
@@ -369,6 +394,7 @@ impl Session {
             errors: 0,
             junk: 0,
             slot,
+            id: SessionId::next(),
         }
     }
 
@@ -376,9 +402,16 @@ impl Session {
     /// named for the transaction it would start (walkH: size and limit
     /// refusals logged the forwarding MTA), else the peer. Refusals at or
     /// after DATA name their transaction's client with [`Self::reject_for`].
-    fn reject(&self, conn: &mut Conn, reason: RejectReason, reply: &str) {
+    /// The line names the sender refused (`from=`, as written), so that a
+    /// postmaster asked about it finds it (walkAR F5).
+    fn reject(&self, conn: &mut Conn, reason: RejectReason, reply: &str, from: &str) {
         let client = self.forwarded.addr.unwrap_or_else(|| self.peer.ip());
-        self.reject_for(conn, client, reason, reply, None);
+        let named = RefusedTransaction {
+            upstream_id: self.forwarded.ident.as_deref(),
+            from,
+            ..Default::default()
+        };
+        self.reject_for(conn, client, reason, reply, Some(&named));
     }
 
     /// A refusal that concerns a transaction's client: the one XFORWARD
@@ -421,24 +454,33 @@ impl Session {
 
     /// Refuses one RCPT of the open transaction: counted as a recipient
     /// now, and the transaction remembers it (its first refused recipient
-    /// gives the reason it counts with if it ends without a message).
+    /// gives the reason it counts with if it ends without a message). The
+    /// line names the recipient refused (`to=`, as written; walkAR F5).
     fn reject_rcpt(
         &mut self,
         conn: &mut Conn,
         client: std::net::IpAddr,
         reason: RejectReason,
         reply: &str,
+        to: &str,
     ) {
+        let tx = match &self.state {
+            State::Mail(tx) => Some(&**tx),
+            _ => None,
+        };
         RecipientRejected {
             reason,
             client,
             reply,
-            from: match &self.state {
-                State::Mail(tx) => Some(tx.from.as_str()),
-                _ => None,
-            },
+            from: tx.map(|t| t.from.as_str()),
         }
-        .emit(&self.gw.stats);
+        .emit_for(
+            &self.gw.stats,
+            &crate::events::RefusedRecipient {
+                to,
+                upstream_id: tx.and_then(|t| t.client.upstream_id.as_deref()),
+            },
+        );
         if let State::Mail(tx) = &mut self.state {
             tx.refusals.recipient(reason, client, reply);
         }
@@ -450,11 +492,17 @@ impl Session {
     /// client cannot probe the rules without end (Postfix counts every
     /// refusal in smtpd_hard_error_limit); past it the session gets 421
     /// and closes instead (walkY 2).
-    fn refuse_mail(&mut self, conn: &mut Conn, reason: RejectReason, reply: &str) -> Flow {
+    fn refuse_mail(
+        &mut self,
+        conn: &mut Conn,
+        reason: RejectReason,
+        reply: &str,
+        from: &str,
+    ) -> Flow {
         if self.too_many_errors(conn) {
             return Flow::Close;
         }
-        self.reject(conn, reason, reply);
+        self.reject(conn, reason, reply, from);
         Flow::Continue
     }
 
@@ -467,11 +515,12 @@ impl Session {
         client: std::net::IpAddr,
         reason: RejectReason,
         reply: &str,
+        to: &str,
     ) -> Flow {
         if self.too_many_errors(conn) {
             return Flow::Close;
         }
-        self.reject_rcpt(conn, client, reason, reply);
+        self.reject_rcpt(conn, client, reason, reply, to);
         Flow::Continue
     }
 
@@ -479,7 +528,7 @@ impl Session {
     /// accepted: it counts as refused if its recipients were.
     fn leave(&mut self, next: State) {
         if let State::Mail(mut tx) = std::mem::replace(&mut self.state, next) {
-            tx.log_over_limit(self.peer.ip());
+            tx.log_over_limit(self.peer.ip(), self.id);
             if let Some(refused) = tx.refusals.settle() {
                 refused.emit(&self.gw.stats, &tx.named(), None);
             }
@@ -634,7 +683,7 @@ impl Session {
             let text = text.strip_suffix(b"\r").unwrap_or(text);
             let flow = match command::parse(text) {
                 Ok(cmd) => self.dispatch(&mut conn, cmd).await,
-                Err(e) => self.malformed(&mut conn, e),
+                Err(e) => self.malformed(&mut conn, e, text),
             };
             match flow {
                 Flow::Continue => {}
@@ -699,14 +748,18 @@ impl Session {
     /// refused recipient (both reason syntax); anything else, or either
     /// out of sequence, is a protocol error counted only in the error
     /// limit.
-    fn malformed(&mut self, conn: &mut Conn, e: command::ParseError) -> Flow {
+    fn malformed(&mut self, conn: &mut Conn, e: command::ParseError, line: &[u8]) -> Flow {
         if self.too_many_errors(conn) {
             return Flow::Close;
         }
         match (e.verb, &self.state) {
-            (Verb::Mail, State::Ready) => self.reject(conn, RejectReason::Syntax, e.reply),
+            (Verb::Mail, State::Ready) => {
+                let from = command::written_path(line);
+                self.reject(conn, RejectReason::Syntax, e.reply, &from);
+            }
             (Verb::Rcpt, State::Mail(_)) => {
-                self.reject_rcpt(conn, self.peer.ip(), RejectReason::Syntax, e.reply)
+                let to = command::written_path(line);
+                self.reject_rcpt(conn, self.peer.ip(), RejectReason::Syntax, e.reply, &to);
             }
             _ => conn.reply(e.reply),
         }
@@ -807,7 +860,7 @@ impl Session {
         let limit = conn.write_limit();
         let (tcp, discarded) = conn.into_plain()?;
         if discarded {
-            tracing::warn!(target: "smtp", client = %self.peer.ip(),
+            tracing::warn!(target: "smtp", session = %self.id, client = %self.peer.ip(),
                 "Client sent commands after STARTTLS before the handshake; they were discarded.");
         }
         let stress = self.gw.under_stress(&self.cfg);
@@ -826,7 +879,8 @@ impl Session {
                 Some(Conn::new(Stream::Tls(Box::new(tls)), limit))
             }
             Ok(Err(e)) => {
-                tracing::info!(target: "smtp", client = %self.peer.ip(), error = %e, "TLS handshake failed.");
+                tracing::info!(target: "smtp", session = %self.id, client = %self.peer.ip(),
+                    error = %e, "TLS handshake failed.");
                 self.tls_result = Some("failed");
                 InboundTls { result: "failed" }.emit(&self.gw.stats);
                 None
@@ -951,7 +1005,7 @@ impl Session {
             ),
         };
         if let Some(by) = forwarded_by {
-            tracing::debug!(target: "smtp", client = %ip, forwarded_by = %by,
+            tracing::debug!(target: "smtp", session = %self.id, client = %ip, forwarded_by = %by,
                 upstream_id = f.ident.as_deref().unwrap_or("-"), "Client forwarded (XFORWARD).");
         }
         // A forwarded client's HELO that the MTA did not send is unknown,
@@ -980,12 +1034,23 @@ impl Session {
             State::Mail(_) => return self.flow_refuse(conn, "503 5.5.1 Nested MAIL command"),
             State::Ready => {}
         }
+        // RFC 6531 3.4: SMTPUTF8 only where the server offered it, in its
+        // EHLO reply; a session greeted with HELO was offered no extension.
+        // Refused as a parameter not recognised (RFC 5321 4.1.1.11: 555),
+        // as Postfix refuses one it did not offer. Unlike SIZE or BODY,
+        // which only describe the message, it would make us take UTF-8
+        // addresses and promise them to the next hop: the client must
+        // learn now that this session cannot carry them.
+        if params.smtputf8 && !self.esmtp {
+            return self.refuse_mail(conn, RejectReason::Syntax, command::BAD_PARAM.reply, &from);
+        }
         let limits = &self.cfg.limits;
         if self.messages >= limits.max_messages_per_session {
             self.reject(
                 conn,
                 RejectReason::Limit,
                 "421 4.7.0 Too many messages in this session; continue in a new session",
+                &from,
             );
             return Flow::Close;
         }
@@ -995,6 +1060,7 @@ impl Session {
                 conn,
                 RejectReason::Size,
                 "552 5.3.4 Message size exceeds fixed limit",
+                &from,
             );
         }
         if self.session_bytes.saturating_add(declared) > limits.max_session_size.0 {
@@ -1002,6 +1068,7 @@ impl Session {
                 conn,
                 RejectReason::Limit,
                 "421 4.7.0 Session size limit reached; continue in a new session",
+                &from,
             );
             return Flow::Close;
         }
@@ -1027,6 +1094,7 @@ impl Session {
                 conn,
                 RejectReason::Access,
                 "550 5.7.1 Sender address rejected: access denied",
+                &from,
             );
         }
         let client = self.transaction_client().await;
@@ -1105,6 +1173,7 @@ impl Session {
                 self.peer.ip(),
                 RejectReason::Syntax,
                 command::NEEDS_SMTPUTF8,
+                &to,
             );
         }
         // An ORCPT with UTF-8 as it is (RFC 6533 utf-8-addr-unitext) is
@@ -1115,6 +1184,7 @@ impl Session {
                 self.peer.ip(),
                 RejectReason::Syntax,
                 command::BAD_PARAM.reply,
+                &to,
             );
         }
         if tx.rcpts.len() >= self.cfg.limits.max_rcpts_per_message as usize {
@@ -1128,7 +1198,7 @@ impl Session {
             }
             let reply = "452 4.5.3 Too many recipients";
             if over == 1 {
-                self.reject_rcpt(conn, self.peer.ip(), RejectReason::Limit, reply);
+                self.reject_rcpt(conn, self.peer.ip(), RejectReason::Limit, reply, &to);
             } else {
                 // Counted one by one as every refused recipient is, but
                 // logged once for the transaction (Transaction::log_over_limit).
@@ -1168,6 +1238,7 @@ impl Session {
                 ip,
                 RejectReason::Access,
                 "550 5.7.1 Recipient address rejected: access denied",
+                &to,
             );
         }
         // A U-label domain is protected under its A-label, the form the
@@ -1181,7 +1252,7 @@ impl Session {
         let relay_client = self.standing.may_relay();
         if !protected && !relay_client && !ours {
             let reply = format!("554 5.7.1 <{to}>: Relay access denied");
-            return self.refuse_rcpt(conn, ip, RejectReason::Relay, &reply);
+            return self.refuse_rcpt(conn, ip, RejectReason::Relay, &reply, &to);
         }
         // "user%other@protected", "other!user@protected" and
         // "\"user@other\"@protected" ask the next hop to route further; one
@@ -1189,10 +1260,10 @@ impl Session {
         // may relay anyway may use them (Postfix: allow_untrusted_routing).
         if !relay_client && crate::envelope::has_sender_routing(&to) {
             let reply = format!("550 5.7.1 <{to}>: Sender-specified routing is not allowed");
-            return self.refuse_rcpt(conn, ip, RejectReason::Relay, &reply);
+            return self.refuse_rcpt(conn, ip, RejectReason::Relay, &reply, &to);
         }
         if let Some((client, reply)) = self.refused_as_blacklisted(&to) {
-            return self.refuse_rcpt(conn, client, RejectReason::Policy, &reply);
+            return self.refuse_rcpt(conn, client, RejectReason::Policy, &reply, &to);
         }
         let State::Mail(tx) = &mut self.state else {
             return Flow::Continue;
@@ -1269,7 +1340,7 @@ impl Session {
         let State::Mail(mut tx) = std::mem::replace(&mut self.state, State::Ready) else {
             return Flow::Continue;
         };
-        tx.log_over_limit(self.peer.ip());
+        tx.log_over_limit(self.peer.ip(), self.id);
         // From here the transaction ends in this function. Refused with a
         // reply, it counts with that reply's reason; accepted, not at all;
         // cut short (connection lost, timed out), it is settled here.
@@ -1452,11 +1523,12 @@ impl Session {
         if written.is_ok() && msg.split() > 0 {
             // Once per message (limits.long_lines = "split"): what the
             // next hop gets is no longer byte for byte what was sent.
-            tracing::info!(target: "smtp", queue_id = %id, lines = msg.split(),
+            tracing::info!(target: "smtp", session = %self.id, queue_id = %id, lines = msg.split(),
                 "Split lines longer than 998 octets.");
         }
         if let Err(e) = written {
-            tracing::error!(target: "smtp", queue_id = %id, error = %e, "Cannot spool the message.");
+            tracing::error!(target: "smtp", session = %self.id, queue_id = %id, error = %e,
+                "Cannot spool the message.");
             self.reject_for(
                 conn,
                 envelope.client_ip,
