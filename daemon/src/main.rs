@@ -1781,7 +1781,12 @@ fn show_detail_lines(d: &serde_json::Value) -> Vec<String> {
             .unwrap_or_default();
         out.push(format!("Recipient:  {address} {notify}{orcpt}"));
     }
-    out
+    // The values are the client's (its HELO, a decoded ENVID or ORCPT,
+    // which xtext lets hold any octet): control, bidi and invisible
+    // characters are written escaped, as a log line writes them, so that
+    // a U+202E does not turn the rest of the line around on the
+    // administrator's terminal (walkAR F7).
+    out.iter().map(|l| mailward::text::escaped(l)).collect()
 }
 
 /// The rows of a queue listing, header first, at time `now` (Unix seconds).
@@ -1833,6 +1838,35 @@ fn queue_table(items: &[QueueItem], now: i64) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn queue_show_details_escape_what_the_client_wrote() {
+        let detail = serde_json::json!({
+            "received_at": 0,
+            "client": "192.0.2.1",
+            "helo": "mx.example",
+            "envid": "inv\u{202E}fdp.exe",
+            "recipients": [{
+                "address": "bob@example.com",
+                "orcpt": "rfc822;a+1B[2Jb@example.com",
+            }],
+        });
+        let lines = show_detail_lines(&detail);
+        assert!(
+            lines.contains(&"DSN:        ENVID=inv\\u{202E}fdp.exe".to_string()),
+            "{lines:?}"
+        );
+        assert!(
+            lines.contains(
+                &"Recipient:  bob@example.com NOTIFY not given (failures) ORCPT=rfc822;a\\u{001B}[2Jb@example.com"
+                    .to_string()
+            ),
+            "{lines:?}"
+        );
+        assert!(lines
+            .iter()
+            .all(|l| !l.chars().any(|c| c.is_control() || c == '\u{202E}')));
+    }
 
     #[test]
     fn moved_socket_note_tells_relative_paths_from_a_reload() {
