@@ -287,7 +287,11 @@ pub async fn run(
         stores,
         gw.shutdown.clone(),
     ));
-    crate::ops::admin::start(gw.clone(), &admin_socket)?;
+    // `mailward reload` asks over the admin socket; the main loop below
+    // carries it out as it does a SIGHUP (one reload at a time, in one
+    // place) and answers through the oneshot the request brings.
+    let (reload_tx, mut reload_rx) = tokio::sync::mpsc::channel::<crate::ops::admin::ReloadAsk>(4);
+    crate::ops::admin::start(gw.clone(), &admin_socket, reload_tx)?;
     let snmp = Snmp::start(&gw)?;
     if let Some(listener) = metrics_listener {
         crate::ops::metrics_http::serve(gw.clone(), listener);
@@ -368,13 +372,13 @@ pub async fn run(
                 break;
             }
             _ = hup.recv() => {
-                // As most daemons do, SIGHUP also reopens the log files
-                // (logrotate's postrotate may send it instead of
-                // `mailward log reopen`).
-                crate::ops::logging::reopen_all(&gw);
-                crate::ops::systemd::reloading();
-                let status = reload(&gw, path.as_deref(), &overrides).await;
-                crate::ops::systemd::reloaded(&status);
+                let _ = reload_as_asked(&gw, path.as_deref(), &overrides).await;
+            }
+            // `mailward reload`: the same reload as SIGHUP's; the CLI waits
+            // for its outcome (a CLI gone meanwhile is no matter).
+            Some(ask) = reload_rx.recv() => {
+                let outcome = reload_as_asked(&gw, path.as_deref(), &overrides).await;
+                let _ = ask.send(outcome);
             }
             // In a task of its own: the main loop must go on answering
             // signals while the file is written.
@@ -391,6 +395,9 @@ pub async fn run(
             _ = int.recv() => break,
         }
     }
+    // A `mailward reload` asked meanwhile hears that nothing was reloaded
+    // (its oneshot is dropped) instead of waiting for the stop.
+    drop(reload_rx);
     tracing::info!(target: "app", "Stopping: no new mail; finishing what is in flight.");
     crate::ops::systemd::stopping();
     gw.notify(Notification::ProductStop);
@@ -492,9 +499,130 @@ fn refusal_message(problems: &[config::ConfigProblem]) -> String {
     format!("Reload refused: {what} (in {place}{more}); the running configuration stays.")
 }
 
+/// What a reload came to, for `mailward reload` (the admin socket's
+/// answer) and the service manager's status line.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ReloadOutcome {
+    /// The new configuration is in force (false: refused, the running one
+    /// stays).
+    pub ok: bool,
+    /// The file re-read (`<default>` for the embedded default): the one
+    /// the daemon was started with, whichever `--config` the CLI was given.
+    pub file: String,
+    /// The one-line status (log, mwConfigReloaded, systemd STATUS=).
+    pub message: String,
+    /// Why it was refused, one `FILE:LINE: key: problem` each, all of them.
+    #[serde(default)]
+    pub problems: Vec<String>,
+    /// The sections whose settings changed and are in force now (`limits`,
+    /// `group.managers`), so that the operator sees the edit was taken.
+    #[serde(default)]
+    pub changed: Vec<String>,
+    /// Keys changed in the file that keep their running value until a
+    /// restart, one sentence each (`log.options changed (a -> b)`).
+    #[serde(default)]
+    pub restart: Vec<String>,
+    /// Successful reloads since the start, this one included.
+    pub reloads: u64,
+    /// Refused reloads since the start, this one included.
+    pub refused: u64,
+}
+
+/// A reload as SIGHUP and `mailward reload` ask for it, the one path both
+/// take: the log files reopened (logrotate's postrotate may send SIGHUP
+/// instead of `mailward log reopen`, as most daemons allow), systemd told
+/// RELOADING=1 then READY=1 with the outcome, and [`reload`] in between
+/// (traps, counters, restart-pending keys).
+async fn reload_as_asked(
+    gw: &Gateway,
+    path: Option<&Path>,
+    overrides: &Overrides,
+) -> ReloadOutcome {
+    crate::ops::logging::reopen_all(gw);
+    crate::ops::systemd::reloading();
+    let mut outcome = reload(gw, path, overrides).await;
+    crate::ops::systemd::reloaded(&outcome.message);
+    let snap = gw.snapshot();
+    outcome.reloads = snap.config.reloads;
+    outcome.refused = snap.config.reload_failures;
+    outcome
+}
+
+/// The sections of `new` whose settings differ from `old`'s: `[group.X]`
+/// one by one (added, removed or changed), the routing table as `route`.
+/// Every field is named, so that a new section cannot be forgotten here.
+fn changed_sections(old: &Config, new: &Config) -> Vec<String> {
+    let Config {
+        origin: _,
+        server,
+        network,
+        access,
+        limits,
+        timeouts,
+        route,
+        policy,
+        group,
+        archive,
+        quarantine,
+        spam,
+        bases,
+        statistics,
+        snmp,
+        agentx,
+        metrics,
+        milter,
+        log,
+        warnings: _,
+    } = new;
+    let mut out = Vec::new();
+    let mut differs = |name: &str, changed: bool| {
+        if changed {
+            out.push(name.to_string());
+        }
+    };
+    differs("server", *server != old.server);
+    differs("network", *network != old.network);
+    differs("access", *access != old.access);
+    differs("limits", *limits != old.limits);
+    differs("timeouts", *timeouts != old.timeouts);
+    differs("route", *route != old.route);
+    differs("policy", *policy != old.policy);
+    let names: std::collections::BTreeSet<&String> = group.keys().chain(old.group.keys()).collect();
+    for name in names {
+        differs(
+            &format!("group.{name}"),
+            group.get(name) != old.group.get(name),
+        );
+    }
+    differs("archive", *archive != old.archive);
+    differs("quarantine", *quarantine != old.quarantine);
+    differs("spam", *spam != old.spam);
+    differs("bases", *bases != old.bases);
+    differs("statistics", *statistics != old.statistics);
+    differs("snmp", *snmp != old.snmp);
+    differs("agentx", *agentx != old.agentx);
+    differs("metrics", *metrics != old.metrics);
+    differs("milter", *milter != old.milter);
+    differs("log", *log != old.log);
+    out
+}
+
 /// Re-reads and validates the configuration; installs it only when all of
-/// it is good. Returns a status line for the service manager.
-async fn reload(gw: &Gateway, path: Option<&Path>, overrides: &Overrides) -> String {
+/// it is good. Says what came of it (the counters are filled in by
+/// [`reload_as_asked`]).
+async fn reload(gw: &Gateway, path: Option<&Path>, overrides: &Overrides) -> ReloadOutcome {
+    // As `mailward status` names it (an absolute path, or `<default>`).
+    let file = gw.config().origin.clone();
+    let refused = |message: String, problems: Vec<String>| ReloadOutcome {
+        ok: false,
+        file: file.clone(),
+        message,
+        problems,
+        changed: Vec::new(),
+        restart: Vec::new(),
+        reloads: 0,
+        refused: 0,
+    };
     let new = match config::load(path) {
         Ok(c) => c,
         Err(errors) => {
@@ -507,12 +635,15 @@ async fn reload(gw: &Gateway, path: Option<&Path>, overrides: &Overrides) -> Str
                 message: &message,
             }
             .emit(gw);
-            return message;
+            return refused(message, errors.0.iter().map(ToString::to_string).collect());
         }
     };
     let mut new = new;
     overrides.apply(&mut new);
-    let kept = config::keep_restart_only(&gw.config(), &mut new);
+    let running = gw.config();
+    let kept = config::keep_restart_only(&running, &mut new);
+    let changed = changed_sections(&running, &new);
+    drop(running);
     for k in &kept {
         tracing::warn!(target: "config", "{k}.");
     }
@@ -568,7 +699,16 @@ async fn reload(gw: &Gateway, path: Option<&Path>, overrides: &Overrides) -> Str
                     });
                 }
             }
-            message
+            ReloadOutcome {
+                ok: true,
+                file,
+                message,
+                problems: Vec::new(),
+                changed,
+                restart: kept.iter().map(|k| k.change.clone()).collect(),
+                reloads: 0,
+                refused: 0,
+            }
         }
         Err(e) => {
             let message = format!("Reload refused: {e}; the running configuration stays in force.");
@@ -578,7 +718,7 @@ async fn reload(gw: &Gateway, path: Option<&Path>, overrides: &Overrides) -> Str
                 message: &message,
             }
             .emit(gw);
-            message
+            refused(message, vec![e.to_string()])
         }
     }
 }
@@ -610,6 +750,21 @@ async fn recheck_all(gw: Arc<Gateway>, unscanned: Vec<crate::envelope::Envelope>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_reload_names_the_sections_that_changed() {
+        let old = config::load(None).unwrap();
+        assert_eq!(changed_sections(&old, &old), Vec::<String>::new());
+        let text = format!(
+            "{}\n[group.sales]\nrecipients = [\"*@sales.example.com\"]\nblock = [\"as/spam\"]\n",
+            config::DEFAULT_TOML
+        )
+        .replace("max_rcpts_per_message = 100", "max_rcpts_per_message = 101");
+        let new = config::parse(&text, "test.toml").unwrap();
+        assert_eq!(changed_sections(&old, &new), ["limits", "group.sales"]);
+        // A group removed is a change too.
+        assert_eq!(changed_sections(&new, &old), ["limits", "group.sales"]);
+    }
 
     #[test]
     fn a_refused_reload_says_the_problem_before_the_long_path() {

@@ -250,6 +250,9 @@ pub enum Request {
     StatsWrite,
     StatsReset,
     LogReopen,
+    /// Re-read the configuration file, as SIGHUP does, and say what came
+    /// of it (`mailward reload`).
+    Reload,
     QuarantineList {
         #[serde(flatten)]
         filter: super::stores::Filter,
@@ -330,7 +333,11 @@ impl Request {
     /// ([`handle`]).
     pub fn deadline(&self) -> Duration {
         match self {
-            Request::BasesUpdate { .. } | Request::BasesRollback => BASES_DEADLINE,
+            // A reload reloads the bases too, and compiles a changed set
+            // before it answers, as an update does.
+            Request::BasesUpdate { .. } | Request::BasesRollback | Request::Reload => {
+                BASES_DEADLINE
+            }
             Request::QuarantineList { .. }
             | Request::QuarantineRelease { .. }
             | Request::QuarantineRemove {
@@ -506,12 +513,101 @@ fn parse_id(id: &str) -> Result<QueueId, Response> {
     }
 }
 
+/// A reload asked over the admin socket (`mailward reload`): the main loop
+/// of `mailward run` carries it out as it does a SIGHUP, one at a time,
+/// and sends the outcome back through this.
+pub type ReloadAsk = tokio::sync::oneshot::Sender<crate::run::ReloadOutcome>;
+
+/// `Request::Reload`: hands the reload to the main loop and waits for it.
+async fn reload(reloads: &tokio::sync::mpsc::Sender<ReloadAsk>) -> Response {
+    let by = super::stores::ADMIN_PEER
+        .try_with(String::clone)
+        .unwrap_or_else(|_| "unknown".to_string());
+    tracing::info!(target: "admin", by = %by, "Configuration reload asked (mailward reload).");
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    if reloads.send(tx).await.is_err() {
+        return err("the daemon is stopping; nothing was reloaded".into());
+    }
+    match rx.await {
+        Ok(outcome) => answer(serde_json::to_value(outcome).map_err(|e| e.to_string())),
+        Err(_) => err("the daemon stopped before it reloaded; nothing was reloaded".into()),
+    }
+}
+
+/// What `mailward reload` prints for the daemon's answer, and whether the
+/// reload was taken: (lines for stdout, lines for stderr, taken). `asked`
+/// is the file given with --config, which only finds the socket: the
+/// daemon re-reads the file it was started with, and a different one is
+/// said so.
+pub fn reload_report(
+    outcome: &crate::run::ReloadOutcome,
+    asked: Option<&Path>,
+) -> (Vec<String>, Vec<String>, bool) {
+    let (mut out, mut errs) = (Vec::new(), Vec::new());
+    let asked = asked.map(|p| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf()));
+    if let Some(asked) = asked.filter(|a| a.as_path() != Path::new(&outcome.file)) {
+        errs.push(format!(
+            "mailward: note: the daemon re-reads the file it was started with, {}, not {}.",
+            outcome.file,
+            asked.display()
+        ));
+    }
+    if !outcome.ok {
+        errs.push(format!(
+            "mailward: reload refused: the daemon keeps running on the previous configuration; fix {} (mailward check-config) and reload again:",
+            outcome.file
+        ));
+        if outcome.problems.is_empty() {
+            errs.push(outcome.message.clone());
+        }
+        errs.extend(outcome.problems.iter().cloned());
+        return (out, errs, false);
+    }
+    out.push(format!(
+        "Reloaded {} ({} reload(s) since the start, {} refused).",
+        outcome.file, outcome.reloads, outcome.refused
+    ));
+    if outcome.changed.is_empty() {
+        out.push("No setting in force changed.".into());
+    } else {
+        out.push(format!("Changed: {}.", outcome.changed.join(", ")));
+    }
+    if !outcome.restart.is_empty() {
+        out.push(format!(
+            "Needs a restart (the running value stays until then): {}.",
+            outcome.restart.join("; ")
+        ));
+    }
+    (out, errs, true)
+}
+
+/// [`reload_report`] of the daemon's answer as it came over the socket.
+pub fn reload_answer(
+    data: serde_json::Value,
+    asked: Option<&Path>,
+) -> (Vec<String>, Vec<String>, bool) {
+    match serde_json::from_value::<crate::run::ReloadOutcome>(data) {
+        Ok(outcome) => reload_report(&outcome, asked),
+        Err(e) => (
+            Vec::new(),
+            vec![format!(
+                "mailward: the daemon's answer cannot be read ({e}); see `mailward status` for whether it reloaded"
+            )],
+            false,
+        ),
+    }
+}
+
 /// The reply to a store command.
 fn answer(r: Result<serde_json::Value, String>) -> Response {
     r.map_or_else(err, ok)
 }
 
-async fn handle(gw: &Gateway, req: Request) -> Response {
+async fn handle(
+    gw: &Gateway,
+    reloads: &tokio::sync::mpsc::Sender<ReloadAsk>,
+    req: Request,
+) -> Response {
     use super::stores;
     let archives = |d: Option<Direction>| match d {
         Some(d) => vec![d],
@@ -640,6 +736,7 @@ async fn handle(gw: &Gateway, req: Request) -> Response {
             Ok(path) => ok(serde_json::json!({ "path": path })),
             Err(e) => err(e.to_string()),
         },
+        Request::Reload => reload(reloads).await,
         Request::LogReopen => {
             let reopened = crate::ops::logging::reopen_all(gw);
             if !reopened.failed.is_empty() {
@@ -1007,8 +1104,14 @@ async fn bases_rollback(gw: &Gateway) -> Response {
     }
 }
 
-/// Binds the admin socket (replacing a stale one) and serves it.
-pub fn start(gw: Arc<Gateway>, path: &Path) -> Result<(), AdminError> {
+/// Binds the admin socket (replacing a stale one) and serves it. A
+/// `Request::Reload` is sent on `reloads` to the main loop, which reloads
+/// as for SIGHUP.
+pub fn start(
+    gw: Arc<Gateway>,
+    path: &Path,
+    reloads: tokio::sync::mpsc::Sender<ReloadAsk>,
+) -> Result<(), AdminError> {
     let io = |source| AdminError::Io {
         path: path.to_path_buf(),
         source,
@@ -1058,6 +1161,7 @@ pub fn start(gw: Arc<Gateway>, path: &Path) -> Result<(), AdminError> {
                 continue;
             };
             let gw = gw.clone();
+            let reloads = reloads.clone();
             // Who is asking, for the audit lines (walkAD 5); the socket's
             // mode decides who may ask at all.
             let peer = match stream.peer_cred() {
@@ -1078,7 +1182,7 @@ pub fn start(gw: Arc<Gateway>, path: &Path) -> Result<(), AdminError> {
                     Ok(Ok(_)) => match serde_json::from_str::<Request>(&line) {
                         Ok(req) => {
                             super::stores::ADMIN_PEER
-                                .scope(peer, handle(&gw, req))
+                                .scope(peer, handle(&gw, &reloads, req))
                                 .await
                         }
                         Err(e) => err(format!("bad request: {e}")),
@@ -1200,6 +1304,65 @@ pub async fn call_within(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn outcome(ok: bool) -> crate::run::ReloadOutcome {
+        crate::run::ReloadOutcome {
+            ok,
+            file: "/etc/mailward/mailward.toml".into(),
+            message: String::new(),
+            problems: Vec::new(),
+            changed: Vec::new(),
+            restart: Vec::new(),
+            reloads: 2,
+            refused: 1,
+        }
+    }
+
+    #[test]
+    fn a_refused_reload_prints_every_problem_and_fails() {
+        // walkAP F11: the refusal was only in the log and `status`.
+        let mut o = outcome(false);
+        o.problems = vec![
+            "/etc/mailward/mailward.toml:18: policy.block: expected a status".into(),
+            "/etc/mailward/mailward.toml:19: policy.quarantine_what: unknown key".into(),
+        ];
+        let (out, errs, taken) = reload_report(&o, Some(Path::new("/etc/mailward/mailward.toml")));
+        assert!(!taken);
+        assert!(out.is_empty(), "{out:?}");
+        assert!(
+            errs[0].contains("keeps running on the previous configuration"),
+            "{errs:?}"
+        );
+        assert_eq!(&errs[1..], &o.problems[..]);
+    }
+
+    #[test]
+    fn a_reload_says_what_changed_and_what_waits_for_a_restart() {
+        let mut o = outcome(true);
+        o.changed = vec!["policy".into(), "group.managers".into()];
+        o.restart = vec!["log.options changed ([\"all.info\"] -> [\"all.debug\"])".into()];
+        let (out, errs, taken) = reload_report(&o, None);
+        assert!(taken && errs.is_empty(), "{errs:?}");
+        assert_eq!(
+            out,
+            [
+                "Reloaded /etc/mailward/mailward.toml (2 reload(s) since the start, 1 refused).",
+                "Changed: policy, group.managers.",
+                "Needs a restart (the running value stays until then): log.options changed ([\"all.info\"] -> [\"all.debug\"]).",
+            ]
+        );
+        // --config naming another file than the daemon's: said, since the
+        // daemon re-read its own.
+        let (_, errs, taken) = reload_report(&o, Some(Path::new("/tmp/other.toml")));
+        assert!(taken);
+        assert!(
+            errs.len() == 1 && errs[0].contains("not /tmp/other.toml"),
+            "{errs:?}"
+        );
+        // An answer that is not an outcome is not taken for a reload.
+        let (_, errs, taken) = reload_answer(serde_json::json!({"log": "x"}), None);
+        assert!(!taken && errs[0].contains("mailward status"), "{errs:?}");
+    }
 
     #[test]
     fn a_relative_socket_says_where_it_looked_and_names_the_packaged_file() {
