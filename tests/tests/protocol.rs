@@ -1682,3 +1682,87 @@ fn a_refused_greeting_counts_its_session_once() -> Result<()> {
     ensure!(n == 1, "{n} refusals logged for one session:\n{log}");
     Ok(())
 }
+
+/// walkAR F5: a refused MAIL or RCPT names the address refused, so that a
+/// postmaster asked "why was my mail to X refused" finds it with a grep,
+/// as in Postfix's reject lines. An address the parser refused is named
+/// as written, its invisible and control characters escaped, never raw.
+#[test]
+fn refused_senders_and_recipients_are_named_on_their_log_lines() -> Result<()> {
+    let gw = Gateway::start("refused-named", |c| {
+        c.set_list("network", "relay_networks", &["10.0.0.0/8"])
+    })?;
+    let mut c = gw.ehlo_client()?;
+    // Not UTF-8 (Latin-1): refused by the parser.
+    c.send(b"MAIL FROM:<j\xfcrgen@latin1.test> SMTPUTF8\r\n")?;
+    c.read_reply()?.expect(553, "5.6.7")?;
+    c.command("MAIL FROM:<alice@sender.test>")?
+        .expect(250, "2.1.0")?;
+    c.command("RCPT TO:<bob@elsewhere.test>")?
+        .expect(554, "5.7.1")?;
+    // A zero-width space and a C1 control: refused by the parser.
+    c.command("RCPT TO:<zw\u{200B}sp@example.com>")?
+        .expect_code(553)?;
+    c.command("RCPT TO:<kaputt@\u{85}x.example>")?
+        .expect_code(553)?;
+    c.quit();
+    let want = [
+        "from=j\u{FFFD}rgen@latin1.test ",
+        "to=bob@elsewhere.test ",
+        "to=\"zw\\u{200B}sp@example.com\"",
+        "to=\"kaputt@\\x85x.example\"",
+    ];
+    let log = wait_until("the refusals in the log", Duration::from_secs(10), || {
+        let log = gw.daemon.log();
+        Ok((log.matches("Refused in the session.").count() >= 4).then_some(log))
+    })?;
+    let refusals: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("Refused in the session."))
+        .collect();
+    for w in want {
+        ensure!(
+            refusals.iter().any(|l| l.contains(w)),
+            "no refusal line names {w}: {refusals:#?}"
+        );
+    }
+    ensure!(
+        !log.contains('\u{200B}') && !log.contains('\u{85}'),
+        "an invisible or control character reached the log raw:\n{log}"
+    );
+    Ok(())
+}
+
+/// walkAR F8: RFC 6531 3.4 defines SMTPUTF8 for a session begun with EHLO,
+/// where it was offered; after HELO it is a parameter not recognised
+/// (RFC 5321 4.1.1.11: 555), as Postfix answers one it did not offer. The
+/// same MAIL after EHLO is taken.
+#[test]
+fn smtputf8_after_helo_is_refused_as_a_parameter_not_offered() -> Result<()> {
+    let gw = Gateway::start("smtputf8-helo", |c| c)?;
+    let mut c = gw.client()?;
+    c.command("HELO client.test")?.expect_code(250)?;
+    c.command("MAIL FROM:<alice@sender.test> SMTPUTF8")?
+        .expect(555, "5.5.4")?;
+    c.command("MAIL FROM:<j\u{fc}rgen@sender.test> SMTPUTF8")?
+        .expect(555, "5.5.4")?;
+    // The session goes on: a plain MAIL is taken.
+    c.command("MAIL FROM:<alice@sender.test>")?
+        .expect(250, "2.1.0")?;
+    c.command("RSET")?.expect_code(250)?;
+    c.command("EHLO client.test")?.expect_code(250)?;
+    c.command("MAIL FROM:<j\u{fc}rgen@sender.test> SMTPUTF8")?
+        .expect(250, "2.1.0")?;
+    c.quit();
+    let log = wait_until("the refusal in the log", Duration::from_secs(10), || {
+        let log = gw.daemon.log();
+        Ok((log.matches("Refused in the session.").count() >= 2).then_some(log))
+    })?;
+    ensure!(
+        log.lines().any(|l| l.contains("Refused in the session.")
+            && l.contains("from=j\u{fc}rgen@sender.test ")
+            && l.contains("555 5.5.4")),
+        "the refusal names the sender and the reply:\n{log}"
+    );
+    Ok(())
+}
