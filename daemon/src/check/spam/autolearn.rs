@@ -37,6 +37,11 @@ const QUEUE_BYTES: u64 = 64 * 1024 * 1024;
 
 /// What a verdict teaches, if anything.
 pub fn lesson(e: &Evidence) -> Option<Class> {
+    // A test message sent on purpose (GTUBE) is nobody's spam: learnt, its
+    // words (often a real note around the string) would count as spam.
+    if e.hits.iter().any(|h| h.name == "GTUBE") {
+        return None;
+    }
     let others: f64 = e
         .hits
         .iter()
@@ -224,6 +229,9 @@ mod tests {
         assert_eq!(lesson(&evidence(&[("BAYES_00", -2.5)])), None);
         e.blacklisted = Some("spam trap <t@x>".into());
         assert_eq!(lesson(&e), Some(Class::Spam));
+        // A test message sent on purpose teaches nothing, however sure.
+        e.hits.push(Hit::new("GTUBE", 1000.0));
+        assert_eq!(lesson(&e), None);
     }
 
     #[test]

@@ -110,6 +110,17 @@ const BANDS: &[(f64, &str, f64)] = &[
 /// administrator set those, and they do not stand in for the classifier.
 pub const RULES_ALONE: f64 = 2.0;
 
+/// The Generic Test for Unsolicited Bulk Email: the string that
+/// SpamAssassin, rspamd and most gateways score as certain spam, so that
+/// an administrator can send a spam on purpose and watch the spam path
+/// (the marks, the quarantine, the refusal) work, as EICAR does for the
+/// anti-virus. It names no other test's weight: [`GTUBE_POINTS`] is above
+/// every level's spam threshold whatever else fires, and autolearn never
+/// learns the message ([`autolearn::lesson`]).
+pub const GTUBE: &str = "XJS*C4JBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X";
+/// SpamAssassin's weight for it.
+pub const GTUBE_POINTS: f64 = 1000.0;
+
 /// The classifier's test for a probability.
 pub fn band(p: f64) -> Hit {
     let (_, name, weight) = BANDS
@@ -416,6 +427,11 @@ pub fn examine(
         &mut hits,
     );
     let content_to = hits.len();
+    // After the content tests: its points are the same whether or not the
+    // classifier speaks.
+    if text.body.contains(GTUBE) {
+        hits.push(Hit::new("GTUBE", GTUBE_POINTS));
+    }
     let tokens = tokens::tokenize(headers.as_ref(), message, &text);
     let probability = knowledge
         .classifier

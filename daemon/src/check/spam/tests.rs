@@ -716,3 +716,25 @@ fn a_look_alike_link_or_sender_domain_is_named_and_a_real_idn_is_not() {
         assert!(!e.test_names().contains(&name), "{name} in {}", e.weighed());
     }
 }
+
+#[test]
+fn gtube_is_spam_at_every_level_and_weighs_the_same_learnt_or_not() {
+    let k = rules_only();
+    let probe = format!("{HAM}\r\n{GTUBE}\r\n");
+    let e = judge(&probe, &k);
+    let gtube: Vec<f64> = e
+        .hits
+        .iter()
+        .filter(|h| h.name == "GTUBE")
+        .map(|h| h.weight)
+        .collect();
+    // Not doubled with nothing learnt, as the content rules are.
+    assert_eq!(gtube, [GTUBE_POINTS], "{}", e.weighed());
+    for level in [SpamLevel::Minimum, SpamLevel::Maximum] {
+        assert_eq!(e.status(level), SpamStatus::Spam, "{}", e.weighed());
+    }
+    assert_eq!(autolearn::lesson(&e), None);
+    // The string cut short is no probe.
+    let cut = format!("{HAM}\r\n{}\r\n", &GTUBE[..GTUBE.len() - 1]);
+    assert!(!judge(&cut, &k).test_names().contains(&"GTUBE"));
+}
