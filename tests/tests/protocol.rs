@@ -1766,3 +1766,43 @@ fn smtputf8_after_helo_is_refused_as_a_parameter_not_offered() -> Result<()> {
     );
     Ok(())
 }
+
+/// walkAP F6: the lines an inbound session writes itself carry its ID,
+/// `session=N`, one per connection, so that two sessions of one client
+/// (the usual case behind an MTA) can be told apart in the log.
+#[test]
+fn two_sessions_of_one_client_log_different_session_ids() -> Result<()> {
+    let gw = Gateway::start("session-ids", |c| {
+        c.set("limits", "max_rcpts_per_message", "1")
+    })?;
+    for n in 0..2 {
+        let mut c = gw.ehlo_client()?;
+        c.mail_ok(&format!("<s{n}@sender.test>"))?;
+        c.rcpt_ok("<bob@example.com>")?;
+        for r in 0..3 {
+            c.command(&format!("RCPT TO:<u{r}@example.com>"))?
+                .expect(452, "4.5.3")?;
+        }
+        c.quit();
+    }
+    let ids = wait_until("both sessions' lines", Duration::from_secs(10), || {
+        let log = gw.daemon.log();
+        let ids: Vec<String> = (0..2)
+            .filter_map(|n| {
+                let line = log.lines().find(|l| {
+                    l.contains("Recipients over limits.max_rcpts_per_message refused")
+                        && l.contains(&format!(" from=s{n}@sender.test "))
+                })?;
+                let id = line.split(" session=").nth(1)?.split(' ').next()?;
+                Some(id.to_string())
+            })
+            .collect();
+        Ok((ids.len() == 2).then_some(ids))
+    })
+    .with_context(|| gw.daemon.log())?;
+    ensure!(
+        ids[0] != ids[1] && ids.iter().all(|i| i.parse::<u64>().is_ok()),
+        "each session its own numeric ID: {ids:?}"
+    );
+    Ok(())
+}
