@@ -59,6 +59,108 @@ fn sighup_reloads_and_refuses_a_broken_config() -> Result<()> {
     Ok(())
 }
 
+/// walkAP F11: `mailward reload` reloads as SIGHUP does and says what
+/// came of it, instead of the admin fishing the outcome from the log or
+/// `status`: the new file in force when it returns, or every problem as
+/// FILE:LINE: key: problem, exit status 1, and the old file still serving.
+#[test]
+fn the_reload_command_says_whether_the_file_was_taken() -> Result<()> {
+    let mut gw = Gateway::start("reload-cli", |c| c)?;
+    let file = gw.daemon.config_path().to_path_buf();
+    let name = file
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let reload = |gw: &Gateway| -> Result<(Option<i32>, String, String)> {
+        let out = gw.daemon.cli(&["reload"])?;
+        Ok((
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        ))
+    };
+    let status = |gw: &Gateway| -> Result<serde_json::Value> {
+        Ok(serde_json::from_str(
+            &gw.daemon.cli_ok(&["status", "--json"])?,
+        )?)
+    };
+
+    // A good edit: in force when the command returns (no waiting for the
+    // log), and said so with the reload count.
+    let renamed = gw.config.clone().set_str("server", "hostname", "mw2.test");
+    gw.daemon.write_config(&renamed.render())?;
+    let (code, stdout, stderr) = reload(&gw)?;
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    let first = stdout.lines().next().unwrap_or_default();
+    assert!(
+        first.starts_with("Reloaded /")
+            && first.contains(&name)
+            && first.ends_with("(1 reload(s) since the start, 0 refused)."),
+        "{stdout}"
+    );
+    assert!(stdout.contains("Changed: server."), "{stdout}");
+    assert_eq!(greeting_text(gw.port())?, "220 mw2.test ESMTP Mailward");
+    let s = status(&gw)?;
+    assert_eq!(
+        (s["reloads"].as_u64(), s["reload_failures"].as_u64()),
+        (Some(1), Some(0)),
+        "{s}"
+    );
+
+    // A bad edit: refused with the file, line and key of each problem,
+    // exit status 1, and the daemon goes on with the previous file.
+    let broken = renamed
+        .clone()
+        .set_str("server", "hostname", "mw3.test")
+        .set("limits", "no_such_limit", "1");
+    let text = broken.render();
+    let line = text
+        .lines()
+        .position(|l| l.starts_with("no_such_limit"))
+        .map(|n| n + 1)
+        .unwrap_or_default();
+    gw.daemon.write_config(&text)?;
+    let (code, stdout, stderr) = reload(&gw)?;
+    assert_eq!(code, Some(1), "{stdout}{stderr}");
+    assert!(stdout.is_empty(), "{stdout}");
+    assert!(
+        stderr.contains("reload refused: the daemon keeps running on the previous configuration"),
+        "{stderr}"
+    );
+    let wanted = format!("{name}:{line}: limits.no_such_limit: unknown key");
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l.starts_with('/') && l.ends_with(&wanted)),
+        "no line ending {wanted}:\n{stderr}"
+    );
+    assert!(
+        gw.daemon.is_running(),
+        "the daemon stopped on a refused reload"
+    );
+    assert_eq!(greeting_text(gw.port())?, "220 mw2.test ESMTP Mailward");
+    let s = status(&gw)?;
+    assert_eq!(
+        (s["reloads"].as_u64(), s["reload_failures"].as_u64()),
+        (Some(1), Some(1)),
+        "{s}"
+    );
+    let id = send(gw.port())?;
+    let messages = gw.sink.wait_for_count(1, DELIVERY_TIMEOUT)?;
+    assert!(
+        messages.iter().any(|m| m.queue_ids() == [id.clone()]),
+        "mail still flows after the refusal"
+    );
+    gw.config = renamed;
+
+    // No daemon: what to do, and the "unreachable" status.
+    gw.daemon.sigterm()?;
+    let (code, _, stderr) = reload(&gw)?;
+    assert_eq!(code, Some(69), "{stderr}");
+    assert!(stderr.contains("Is `mailward run` running"), "{stderr}");
+    Ok(())
+}
+
 /// walkF 19b: a reload that changed a key taking effect only at restart
 /// said so once in the log; `mailward status` then looked healthy although
 /// the file on disk was not what ran.
