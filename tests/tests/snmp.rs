@@ -1713,7 +1713,7 @@ fn a_restarted_snmpd_gets_the_subtree_back_and_no_notification_is_lost_silently(
     rig.snmp.start_snmpd()?;
     let restarted = Instant::now();
     // The subagent reconnects on its own, with a back-off that doubles
-    // from 0.5 s up to 30 s (its schedule is a unit test of the agentx
+    // from 0.5 s up to 5 s (its schedule is a unit test of the agentx
     // crate); the 30 s here bound the wait, they are no speed target.
     let back = rig.snmp.wait_subtree(Duration::from_secs(30));
     if f.step("the subtree to answer again after snmpd restarted", back)
