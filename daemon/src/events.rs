@@ -217,7 +217,22 @@ impl UpdateAttempted<'_> {
     }
 }
 
-/// An outbound session to a next hop was opened.
+/// An outbound connection's TCP connect starts: from now it counts as an
+/// open outbound session (and as one opened), greeting or not, until
+/// [`OutboundSessionClosed`], as an inbound one counts from its accept.
+pub struct OutboundSessionStarted;
+
+impl OutboundSessionStarted {
+    pub fn emit(&self, stats: &Stats) {
+        stats.record(&Event::SessionOpened {
+            direction: Direction::Out,
+        });
+    }
+}
+
+/// An outbound session to a next hop was greeted and is ready for mail
+/// (it was counted open when its connect started:
+/// [`OutboundSessionStarted`]).
 pub struct OutboundSessionOpened<'a> {
     pub peer: &'a str,
     /// What STARTTLS negotiated, if it did.
@@ -230,9 +245,6 @@ pub struct OutboundSessionOpened<'a> {
 
 impl OutboundSessionOpened<'_> {
     pub fn emit(&self, stats: &Stats) {
-        stats.record(&Event::SessionOpened {
-            direction: Direction::Out,
-        });
         let result = match (self.tls, self.fell_back) {
             (Some(_), _) => "tls",
             (None, true) => "fallback",
@@ -250,6 +262,9 @@ impl OutboundSessionOpened<'_> {
 
 /// `encrypt`/`verify`: the next hop could not give the TLS required.
 pub struct OutboundTlsFailed<'a> {
+    /// The message the connection was for: an administrator grepping its
+    /// queue ID sees why it was deferred.
+    pub queue_id: &'a QueueId,
     pub peer: &'a str,
     pub error: &'a dyn std::fmt::Display,
 }
@@ -257,8 +272,50 @@ pub struct OutboundTlsFailed<'a> {
 impl OutboundTlsFailed<'_> {
     pub fn emit(&self, stats: &Stats) {
         stats.record(&Event::OutboundTls { result: "failed" });
-        tracing::warn!(target: "delivery", peer = %self.peer, error = %self.error,
+        tracing::warn!(target: "delivery", queue_id = %self.queue_id, peer = %self.peer, error = %self.error,
             "TLS required but not had; delivery to this hop is deferred.");
+    }
+}
+
+/// A delivery destination was suspended after connection-level failures
+/// in a row ([`crate::delivery::suspend`]), or again after its probe
+/// failed: its due mail is deferred without connecting until `until`.
+pub struct DestinationSuspended<'a> {
+    pub destination: &'a crate::delivery::route::Destination,
+    pub until: chrono::DateTime<chrono::Utc>,
+    pub failures: u32,
+    pub last_error: &'a str,
+    /// A probe failed: suspended again, already counted as suspended.
+    pub again: bool,
+}
+
+impl DestinationSuspended<'_> {
+    pub fn emit(&self, stats: &Stats) {
+        stats.record(&Event::DestinationSuspended { again: self.again });
+        let until = self.until.format("%Y-%m-%dT%H:%M:%SZ");
+        tracing::warn!(target: "delivery", destination = %self.destination, failures = self.failures,
+            until = %until, last_error = %self.last_error,
+            "Destination suspended: its mail is deferred without connecting until then, when one attempt probes it.");
+    }
+}
+
+/// A suspended destination was let go: a probe got through, or it had not
+/// failed for an hour and was forgotten.
+pub struct DestinationResumed<'a> {
+    pub destination: &'a crate::delivery::route::Destination,
+    pub forgotten: bool,
+}
+
+impl DestinationResumed<'_> {
+    pub fn emit(&self, stats: &Stats) {
+        stats.record(&Event::DestinationResumed);
+        if self.forgotten {
+            tracing::info!(target: "delivery", destination = %self.destination,
+                "Destination suspension forgotten after an hour without attempts; the next attempt connects.");
+        } else {
+            tracing::info!(target: "delivery", destination = %self.destination,
+                "Destination suspension lifted: a connection got through.");
+        }
     }
 }
 

@@ -227,6 +227,8 @@ pub enum StatId {
     StoreWriteErrors,
     QueueOldestDeferred,
     BasesOnDiskBroken,
+    DestinationSuspensions,
+    DestinationsSuspended,
 }
 
 pub const REJECT_REASONS: &[&str] = &[
@@ -479,7 +481,7 @@ pub static CATALOGUE: &[Stat] = &[
         Counter,
         Unit::Count,
         Some(("direction", SESSION_DIRECTIONS)),
-        "SMTP sessions opened, inbound and outbound.",
+        "SMTP sessions opened, inbound (connections accepted) and outbound (TCP connects started, those that failed or were never greeted included).",
     ),
     def(
         StatId::Sessions,
@@ -490,7 +492,7 @@ pub static CATALOGUE: &[Stat] = &[
         Gauge,
         Unit::Count,
         Some(("direction", SESSION_DIRECTIONS)),
-        "SMTP sessions open now, inbound and outbound.",
+        "SMTP sessions open now, inbound (from the accepted connection) and outbound (from the start of the TCP connect, so that connections waiting for a next hop's greeting count too), until closed.",
     ),
     def(
         StatId::QueueMessages,
@@ -1241,6 +1243,28 @@ pub static CATALOGUE: &[Stat] = &[
     )
     .snmp(
         "true(1) while the signature bases on disk do not load (the last start or reload could not compile them, the fault mwProductError was sent for): the rules in use stay, but a restart would run without AV rules until the set is fixed or rolled back; mailward status says why. false(2) otherwise.",
+    ),
+    def(
+        StatId::DestinationSuspensions,
+        Resources,
+        59,
+        "mwDestinationSuspensions",
+        "mailward_destination_suspensions_total",
+        Counter,
+        Unit::Count,
+        None,
+        "Times a delivery destination (a next hop as routing names it: [host]:port or domain:port) was suspended after 3 connection-level failures in a row (connect refused or timed out, no greeting, a refusing greeting), or suspended again after its probe failed. While suspended its due mail is deferred without connecting; after timeouts.min_backoff (doubled per failed probe, at most timeouts.max_backoff) one attempt probes it, and its success lifts the suspension.",
+    ),
+    def(
+        StatId::DestinationsSuspended,
+        Resources,
+        60,
+        "mwDestinationsSuspended",
+        "mailward_destinations_suspended",
+        Gauge,
+        Unit::Count,
+        None,
+        "Delivery destinations suspended now: their mail waits without connections until a probe gets through (the log line 'Destination suspended' names each). A destination that has not failed for an hour is forgotten and leaves this count.",
     ),
 ];
 

@@ -252,6 +252,13 @@ pub enum Event<'a> {
         /// The shorter timeouts of stress mode applied.
         stress: bool,
     },
+    /// A delivery destination was suspended (again, when `again`).
+    DestinationSuspended {
+        again: bool,
+    },
+    /// A suspended destination was let go (a probe got through, or it was
+    /// forgotten).
+    DestinationResumed,
     /// The MTA opened a milter connection.
     MilterConnectionOpened,
     /// Every milter connection slot was found taken (the MTA's next

@@ -25,6 +25,18 @@ pub struct Revision {
 /// Objects are only ever added; none is renumbered or removed.
 pub const REVISIONS: &[Revision] = &[
     Revision {
+        date: "202612061345Z",
+        objects: 239,
+        description: "Added mwDestinationSuspensions and \
+            mwDestinationsSuspended: delivery destinations suspended after \
+            connection-level failures in a row, whose mail then waits \
+            without connections until a probe gets through. mwSessions \
+            and mwSessionsOpened count an outbound session from the start \
+            of its TCP connect: before this revision an outbound \
+            connection counted only once the next hop had greeted it, so \
+            connections stuck waiting for a greeting were not seen.",
+    },
+    Revision {
         date: "202612060735Z",
         objects: 237,
         description: "Added mwQueueOldestDeferred (seconds since the oldest \

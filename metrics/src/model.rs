@@ -406,6 +406,14 @@ impl Stats {
                 self.sub(StatId::Sessions, (*direction == Direction::Out) as usize)
             }
             Event::MilterSlotsFull => self.add(StatId::MilterSlotsFull, 0, 1),
+            Event::DestinationSuspended { again } => {
+                self.add(StatId::DestinationSuspensions, 0, 1);
+                // Suspended again: already counted among those suspended now.
+                if !again {
+                    self.add(StatId::DestinationsSuspended, 0, 1);
+                }
+            }
+            Event::DestinationResumed => self.sub(StatId::DestinationsSuspended, 0),
             Event::MilterConnectionOpened => {
                 self.add(StatId::MilterConnectionsOpened, 0, 1);
                 self.add(StatId::MilterConnections, 0, 1);

@@ -16,7 +16,7 @@
 
 use super::tls::{Stream, TlsInfo};
 use crate::config::{OutboundTls, TlsMode};
-use crate::envelope::{Notify, Ret};
+use crate::envelope::{Notify, QueueId, Ret};
 use crate::text::{is_xtext, xtext_encode};
 use std::fmt::{self, Write as _};
 use std::io;
@@ -399,19 +399,31 @@ impl SmtpClient {
     /// STARTTLS and EHLO again. `peer_name` is the host name the address
     /// was found for ("" if none). Under `may`, a failed handshake leaves
     /// the connection in an unknown state: it is closed and a new one is
-    /// made without STARTTLS ([`SmtpClient::tls_fell_back`]).
+    /// made without STARTTLS ([`SmtpClient::tls_fell_back`]). `queue_id`
+    /// is the message the connection is made for: the lines logged here
+    /// name it, as every other delivery line does, so that `grep QUEUE_ID`
+    /// shows why that message went in clear text.
     pub async fn connect(
         addr: SocketAddr,
         peer_name: &str,
         settings: &ClientSettings,
         tls: &OutboundTls,
+        queue_id: &QueueId,
     ) -> Result<SmtpClient, ClientError> {
         match Self::open(addr, peer_name, settings, tls, true).await {
             Err(ClientError::TlsHandshake(why)) if tls.mode == TlsMode::May => {
-                tracing::info!(target: "delivery", relay = %peer_label(peer_name, addr), error = %why,
+                tracing::info!(target: "delivery", queue_id = %queue_id, relay = %peer_label(peer_name, addr), error = %why,
                     "STARTTLS failed; delivering in plain text (tls = \"may\").");
                 let mut client = Self::open(addr, peer_name, settings, tls, false).await?;
                 client.tls_fell_back = true;
+                Ok(client)
+            }
+            // RFC 3207: a refused STARTTLS under "may" goes on in clear on
+            // the same connection; said here so that the message's lines
+            // show why it went in clear.
+            Ok(client) if client.tls_fell_back => {
+                tracing::info!(target: "delivery", queue_id = %queue_id, relay = %client.peer,
+                    "STARTTLS refused by the next hop; delivering in plain text (tls = \"may\").");
                 Ok(client)
             }
             other => other,
@@ -1686,7 +1698,7 @@ mod tests {
     async fn smtputf8_goes_to_a_hop_that_offers_it_with_the_addresses_as_written() {
         let (addr, server) =
             fake_server(Script::new(&["PIPELINING", "8BITMIME", "SMTPUTF8"])).await;
-        let mut client = SmtpClient::connect(addr, "mx", &settings(), &no_tls())
+        let mut client = SmtpClient::connect(addr, "mx", &settings(), &no_tls(), &qid())
             .await
             .unwrap();
         assert!(client.extensions().smtputf8);
@@ -1713,7 +1725,7 @@ mod tests {
     #[tokio::test]
     async fn a_hop_without_smtputf8_gets_ascii_mail_without_it_and_utf8_mail_not_at_all() {
         let (addr, server) = fake_server(Script::new(&["PIPELINING", "8BITMIME"])).await;
-        let mut client = SmtpClient::connect(addr, "mx", &settings(), &no_tls())
+        let mut client = SmtpClient::connect(addr, "mx", &settings(), &no_tls(), &qid())
             .await
             .unwrap();
         // ASCII after all (a U-label domain goes as its A-label): sent
@@ -1950,6 +1962,11 @@ mod tests {
         (addr, task)
     }
 
+    /// The queue ID the test connections are made for.
+    fn qid() -> QueueId {
+        QueueId("1A24AE420F0D7021".into())
+    }
+
     fn no_tls() -> OutboundTls {
         OutboundTls {
             mode: TlsMode::None,
@@ -1998,7 +2015,7 @@ mod tests {
     #[tokio::test]
     async fn pipelined_transaction() {
         let (addr, server) = fake_server(Script::new(ALL)).await;
-        let mut client = SmtpClient::connect(addr, "mx.b.test", &settings(), &no_tls())
+        let mut client = SmtpClient::connect(addr, "mx.b.test", &settings(), &no_tls(), &qid())
             .await
             .unwrap();
         assert_eq!(
@@ -2062,7 +2079,7 @@ mod tests {
         ];
         for (extensions, want) in cases {
             let (addr, server) = fake_server(Script::new(extensions)).await;
-            let mut client = SmtpClient::connect(addr, "", &settings(), &no_tls())
+            let mut client = SmtpClient::connect(addr, "", &settings(), &no_tls(), &qid())
                 .await
                 .unwrap();
             let mut tx = two_rcpts(b"x", false);
@@ -2092,7 +2109,7 @@ mod tests {
     #[tokio::test]
     async fn stepwise_transaction_without_extensions() {
         let (addr, server) = fake_server(Script::new(&["8BITMIME"])).await;
-        let mut client = SmtpClient::connect(addr, "", &settings(), &no_tls())
+        let mut client = SmtpClient::connect(addr, "", &settings(), &no_tls(), &qid())
             .await
             .unwrap();
         assert_eq!(client.peer(), format!("[127.0.0.1]:{}", addr.port()));
@@ -2133,7 +2150,7 @@ mod tests {
             let mut script = Script::new(extensions);
             script.mail_reply = Some("553 5.7.1 Sender rejected");
             let (addr, server) = fake_server(script).await;
-            let mut client = SmtpClient::connect(addr, "mx", &settings(), &no_tls())
+            let mut client = SmtpClient::connect(addr, "mx", &settings(), &no_tls(), &qid())
                 .await
                 .unwrap();
             let out = client.send(&two_rcpts(b"x", false)).await.unwrap();
@@ -2156,7 +2173,7 @@ mod tests {
         let mut script = Script::new(ALL);
         script.always_354 = true;
         let (addr, server) = fake_server(script).await;
-        let mut client = SmtpClient::connect(addr, "mx", &settings(), &no_tls())
+        let mut client = SmtpClient::connect(addr, "mx", &settings(), &no_tls(), &qid())
             .await
             .unwrap();
         let mut tx = two_rcpts(b"secret body", false);
@@ -2172,7 +2189,7 @@ mod tests {
     #[tokio::test]
     async fn eight_bit_body_needs_8bitmime() {
         let (addr, server) = fake_server(Script::new(&["PIPELINING", "SIZE 10"])).await;
-        let mut client = SmtpClient::connect(addr, "mx", &settings(), &no_tls())
+        let mut client = SmtpClient::connect(addr, "mx", &settings(), &no_tls(), &qid())
             .await
             .unwrap();
         let err = client.send(&two_rcpts(b"\xe9", true)).await.unwrap_err();
@@ -2194,7 +2211,7 @@ mod tests {
         let mut script = Script::new(ALL);
         script.refuse_ehlo = true;
         let (addr, server) = fake_server(script).await;
-        let client = SmtpClient::connect(addr, "mx", &settings(), &no_tls())
+        let client = SmtpClient::connect(addr, "mx", &settings(), &no_tls(), &qid())
             .await
             .unwrap();
         assert_eq!(client.extensions(), &Extensions::default());
@@ -2206,7 +2223,7 @@ mod tests {
     #[tokio::test]
     async fn unsendable_addresses_are_refused_here() {
         let (addr, server) = fake_server(Script::new(ALL)).await;
-        let mut client = SmtpClient::connect(addr, "mx", &settings(), &no_tls())
+        let mut client = SmtpClient::connect(addr, "mx", &settings(), &no_tls(), &qid())
             .await
             .unwrap();
         let mut tx = two_rcpts(b"x", false);
@@ -2240,14 +2257,14 @@ mod tests {
         });
         let mut quick = settings();
         quick.command_timeout = Duration::from_millis(200);
-        let err = SmtpClient::connect(addr, "mx", &quick, &no_tls())
+        let err = SmtpClient::connect(addr, "mx", &quick, &no_tls(), &qid())
             .await
             .unwrap_err();
         assert!(
             matches!(err, ClientError::Timeout { stage: "banner" }),
             "{err}"
         );
-        let err = SmtpClient::connect(addr, "mx", &settings(), &no_tls())
+        let err = SmtpClient::connect(addr, "mx", &settings(), &no_tls(), &qid())
             .await
             .unwrap_err();
         assert!(

@@ -12,4 +12,5 @@ pub mod pool;
 pub mod queue;
 pub mod route;
 pub mod runner;
+pub mod suspend;
 pub mod tls;

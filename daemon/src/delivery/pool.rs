@@ -16,9 +16,21 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 /// An idle connection older than this is closed rather than reused.
 const IDLE_TTL: Duration = Duration::from_secs(5);
 
-/// An open outbound connection, counted in the statistics while it lives
-/// (the opening is counted where it is made, with its peer).
+/// An outbound connection, counted in the statistics (the gauge
+/// `mailward_sessions{direction="out"}`) from the moment its TCP connect
+/// starts until it is closed: a hop that accepts TCP and never greets holds
+/// a session of ours as surely as one that delivers, and an NMS watching
+/// the gauge must see those sessions piling up (FIXO task 1: they counted
+/// only once greeted, so a dead hop showed 0 outbound sessions).
 pub struct OpenGuard(Arc<Stats>);
+
+impl OpenGuard {
+    /// Counts a connection whose TCP connect starts now.
+    fn connecting(stats: &Arc<Stats>) -> OpenGuard {
+        crate::events::OutboundSessionStarted.emit(stats);
+        OpenGuard(stats.clone())
+    }
+}
 
 impl Drop for OpenGuard {
     fn drop(&mut self) {
@@ -46,6 +58,9 @@ pub struct Pool {
     per_host: Mutex<HashMap<Destination, Arc<Semaphore>>>,
     idle: Mutex<HashMap<Destination, Vec<Idle>>>,
     stats: Arc<Stats>,
+    /// Destinations whose connections keep failing: their mail waits
+    /// without connecting ([`super::suspend`]).
+    pub suspensions: super::suspend::Suspensions,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -110,6 +125,7 @@ impl Pool {
             per_host_limit: per_host.max(1),
             per_host: Mutex::new(HashMap::new()),
             idle: Mutex::new(HashMap::new()),
+            suspensions: Default::default(),
         }
     }
 
@@ -126,6 +142,11 @@ impl Pool {
     /// keeps no more attempts in flight per destination.
     pub fn per_host_limit(&self) -> usize {
         self.per_host_limit
+    }
+
+    /// The statistics the pool reports to.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
     }
 
     /// A connection to `dest`: a cached idle one, or a new one to the first
@@ -175,7 +196,7 @@ impl Pool {
             recent.note(tally.answered + tally.not_found, tally.failed);
         }
         let candidates = candidates?;
-        let client =
+        let (client, open) =
             connect_first(&candidates, settings, dest.tls(), &self.stats, queue_id).await?;
         crate::events::OutboundSessionOpened {
             peer: client.peer(),
@@ -185,7 +206,7 @@ impl Pool {
         }
         .emit(&self.stats);
         Ok(Leased {
-            _open: OpenGuard(self.stats.clone()),
+            _open: open,
             client,
             reused: false,
             dest: dest.clone(),
@@ -240,6 +261,7 @@ impl Pool {
         }
         idle.retain(|_, l| !l.is_empty());
         drop(idle);
+        self.suspensions.reap(&self.stats);
         // The per-destination limits of hops nobody is delivering to: one
         // entry per destination ever used would otherwise stay for the
         // daemon's life, and without routes destinations are recipients'
@@ -278,16 +300,20 @@ async fn connect_first(
     candidates: &[Candidate],
     settings: &ClientSettings,
     tls: &crate::config::OutboundTls,
-    stats: &Stats,
+    stats: &Arc<Stats>,
     queue_id: &QueueId,
-) -> Result<SmtpClient, PoolError> {
+) -> Result<(SmtpClient, OpenGuard), PoolError> {
     let mut last: Option<PoolError> = None;
     for c in candidates {
-        match SmtpClient::connect(c.addr, &c.name, settings, tls).await {
-            Ok(client) => return Ok(client),
+        // Counted while it connects and waits for the greeting; a failed
+        // connection stops counting when the guard drops, here.
+        let open = OpenGuard::connecting(stats);
+        match SmtpClient::connect(c.addr, &c.name, settings, tls, queue_id).await {
+            Ok(client) => return Ok((client, open)),
             Err(e) => {
                 if matches!(e, crate::delivery::client::ClientError::TlsRequired { .. }) {
                     crate::events::OutboundTlsFailed {
+                        queue_id,
                         peer: &crate::delivery::client::peer_label(&c.name, c.addr),
                         error: &e,
                     }
@@ -350,7 +376,7 @@ mod tests {
             command_timeout: Duration::from_secs(2),
             data_timeout: Duration::from_secs(2),
         };
-        let stats = mailward_metrics::Stats::new(&[], 10, None, "test");
+        let stats = Arc::new(mailward_metrics::Stats::new(&[], 10, None, "test"));
         let tls = OutboundTls::default();
         let id = QueueId("1A24AE420F0D7021".into());
         let Err(e) = connect_first(&candidates, &settings, &tls, &stats, &id).await else {
@@ -379,6 +405,71 @@ mod tests {
         assert_eq!(
             refused.relay(&mx("implicit.test")),
             format!("mx1.implicit.test[127.0.0.1]:{}", first.port())
+        );
+    }
+
+    /// FIXO task 1: a hop that accepts TCP and never greets holds an
+    /// outbound session of ours; the gauge counts it while it waits for
+    /// the greeting, and lets it go when the wait fails.
+    #[tokio::test]
+    async fn a_connection_waiting_for_its_greeting_counts_as_an_open_session() {
+        use mailward_metrics::{Gauges, StatId};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (accepted_tx, accepted_rx) = tokio::sync::oneshot::channel();
+        let (release_tx, release_rx) = tokio::sync::oneshot::channel::<()>();
+        let hop = tokio::spawn(async move {
+            let (silent, _) = listener.accept().await.unwrap();
+            let _ = accepted_tx.send(());
+            // Holds the connection open, greeting nobody, until told.
+            let _ = release_rx.await;
+            drop(silent);
+        });
+        let stats = Arc::new(mailward_metrics::Stats::new(
+            &mailward_metrics::Category::ALL,
+            10,
+            None,
+            "test",
+        ));
+        let open_out = |stats: &Stats| {
+            let snap = stats.snapshot(&Gauges::default());
+            (
+                snap.value(StatId::Sessions, 1),
+                snap.value(StatId::SessionsOpened, 1),
+            )
+        };
+        let candidates = [Candidate {
+            name: "silent.test".into(),
+            addr,
+        }];
+        let settings = ClientSettings {
+            helo_name: "gw.test".into(),
+            connect_timeout: Duration::from_secs(5),
+            command_timeout: Duration::from_secs(30),
+            data_timeout: Duration::from_secs(5),
+        };
+        let connecting = {
+            let stats = stats.clone();
+            tokio::spawn(async move {
+                let id = QueueId("1A24AE420F0D7021".into());
+                connect_first(&candidates, &settings, &OutboundTls::default(), &stats, &id)
+                    .await
+                    .map(|_| ())
+            })
+        };
+        accepted_rx.await.unwrap();
+        assert_eq!(
+            open_out(&stats),
+            (1, 1),
+            "waiting for the greeting: one outbound session open"
+        );
+        release_tx.send(()).unwrap();
+        hop.await.unwrap();
+        assert!(connecting.await.unwrap().is_err(), "no greeting came");
+        assert_eq!(
+            open_out(&stats),
+            (0, 1),
+            "the failed connection is no longer open"
         );
     }
 

@@ -8,6 +8,7 @@ use super::client::{ClientError, ClientSettings, Reply, Transaction, TxRcpt};
 use super::dsn::{self, DsnAction, DsnInput, DsnRecipient};
 use super::pool::{Pool, PoolError};
 use super::route::{destination, Destination};
+use super::suspend::Gate;
 use crate::config::Config;
 use crate::envelope::{Envelope, Notify, QueueId, RcptState, Recipient};
 use crate::events::{DeliveryAttempted, DeliveryResult, DsnQueued, MessageRemoved};
@@ -592,9 +593,13 @@ impl Delivery {
                 .push(i);
         }
         let settings = Self::settings(cfg);
+        let backoff = (
+            cfg.timeouts.min_backoff.get(),
+            cfg.timeouts.max_backoff.get(),
+        );
         let futures = groups
             .into_iter()
-            .map(|(dest, idxs)| self.send_group(&settings, env, &data, dest, idxs));
+            .map(|(dest, idxs)| self.send_group(&settings, backoff, env, &data, dest, idxs));
         let results = futures_util::future::join_all(futures).await;
         results.into_iter().flatten().collect()
     }
@@ -602,6 +607,7 @@ impl Delivery {
     async fn send_group(
         &self,
         settings: &ClientSettings,
+        backoff: (Duration, Duration),
         env: &Envelope,
         data: &[u8],
         dest: Destination,
@@ -609,6 +615,21 @@ impl Delivery {
     ) -> Vec<(usize, Outcome)> {
         let dns = self.gw.dns();
         let all = |o: Outcome| idxs.iter().map(|&i| (i, o.clone())).collect::<Vec<_>>();
+        // A suspended destination is not connected to: the mail waits,
+        // with the last real error for its DSN (Postfix: "delivery
+        // temporarily suspended").
+        if let Gate::Suspended { until, last } =
+            self.pool.suspensions.gate(&dest, chrono::Utc::now())
+        {
+            let reply = match &last {
+                Outcome::Deferred { reply, .. } | Outcome::Failed { reply, .. } => reply.as_str(),
+                Outcome::Delivered { reply, .. } => reply.as_str(),
+            };
+            tracing::info!(target: "delivery", queue_id = %env.id, destination = %dest,
+                "Destination suspended until {}, last error: {reply}; deferred without connecting.",
+                until.format("%Y-%m-%dT%H:%M:%SZ"));
+            return all(last);
+        }
         // A cached connection may have been closed by the peer meanwhile:
         // one retry on a fresh connection.
         for round in 0..2 {
@@ -617,8 +638,17 @@ impl Delivery {
                 .lease(&dns, &self.gw.dns_recent, &dest, settings, &env.id)
                 .await
             {
-                Ok(l) => l,
-                Err(e) => return all(lease_outcome(&e, &dest)),
+                Ok(l) => {
+                    self.pool.suspensions.succeeded(&dest, self.pool.stats());
+                    l
+                }
+                Err(e) => {
+                    let outcome = lease_outcome(&e, &dest);
+                    self.pool
+                        .suspensions
+                        .failed(&dest, &e, &outcome, backoff, self.pool.stats());
+                    return all(outcome);
+                }
             };
             let rcpts: Vec<TxRcpt<'_>> = idxs
                 .iter()

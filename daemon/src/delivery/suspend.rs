@@ -1,0 +1,322 @@
+//! Destination suspension, as Postfix's queue manager does it ("delivery
+//! temporarily suspended"): after [`SUSPEND_AFTER`] connection-level
+//! failures in a row at one destination (a next hop as routing names it,
+//! the key of the per-destination concurrency), its other due messages are
+//! deferred without connecting until the suspension ends; then one attempt
+//! (the probe) is let through, and its success lifts the suspension while
+//! its failure suspends the destination again for twice as long. Without
+//! it, a backlog of thousands of messages for a dead hop made thousands of
+//! connect time-outs, one per message, each time its retry came.
+//!
+//! This module owns the per-destination state and the decision; the pool
+//! asks it before connecting and tells it how the connection went, and the
+//! statistics hear of it through events.
+
+use super::attempt::Outcome;
+use super::client::ClientError;
+use super::pool::PoolError;
+use super::route::Destination;
+use chrono::{DateTime, Utc};
+use mailward_metrics::Stats;
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// Connection-level failures in a row that suspend a destination. Not a
+/// configuration key: `[limits]` and `[timeouts]` are the design's config
+/// contract and the config module is not delivery's; Postfix's own
+/// default (`default_destination_concurrency_failed_cohort_limit`) is 1,
+/// a little more forgives one unlucky connect.
+pub const SUSPEND_AFTER: u32 = 3;
+
+/// A destination's state that has not seen a failure for this long is
+/// forgotten (its next attempt starts afresh), so that the map does not
+/// keep every hop that ever failed once.
+const FORGET_AFTER: Duration = Duration::from_secs(3600);
+
+/// A probe that has not reported back for this long (its attempt was
+/// cancelled) no longer stops another one.
+const PROBE_LOST_AFTER: Duration = Duration::from_secs(600);
+
+/// What the pool may do for one attempt at a destination.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Gate {
+    /// Connect (`probe`: the one attempt after a suspension ended).
+    Go { probe: bool },
+    /// Do not connect: defer with the last real error.
+    Suspended {
+        until: DateTime<Utc>,
+        /// The outcome of the last failed connection: its reply (status
+        /// and words) and relay go into the deferral and the DSN.
+        last: Outcome,
+    },
+}
+
+struct State {
+    /// Connection-level failures in a row.
+    failures: u32,
+    /// The deferral the last failure gave.
+    last: Outcome,
+    /// When the last failure was seen.
+    seen: Instant,
+    /// Suspended until then, and for how long it was suspended.
+    until: Option<(DateTime<Utc>, Duration)>,
+    /// A probe is under way since then.
+    probing: Option<Instant>,
+}
+
+/// Suspended destinations, shared by every attempt.
+#[derive(Default)]
+pub struct Suspensions {
+    by_dest: Mutex<HashMap<Destination, State>>,
+}
+
+/// True for the failures that say the hop itself is not serving: the
+/// connect refused or timed out, no greeting (time-out, closed, garbled),
+/// or a greeting that refuses (4xx, or 5xx: both wait here). A refused
+/// STARTTLS or a failed DNS look-up says nothing of the hop's health.
+pub fn is_connection_failure(e: &PoolError) -> bool {
+    match e {
+        PoolError::Connect { error, .. } => match error {
+            ClientError::Connect { .. } => true,
+            ClientError::Timeout { stage } => matches!(*stage, "connect" | "banner"),
+            ClientError::Io { stage, .. } | ClientError::Protocol { stage, .. } => {
+                *stage == "banner"
+            }
+            ClientError::Rejected { stage, .. } => *stage == "banner",
+            _ => false,
+        },
+        _ => false,
+    }
+}
+
+impl Suspensions {
+    /// Whether an attempt at `dest` may connect now.
+    pub fn gate(&self, dest: &Destination, now: DateTime<Utc>) -> Gate {
+        let Ok(mut map) = self.by_dest.lock() else {
+            return Gate::Go { probe: false };
+        };
+        let Some(state) = map.get_mut(dest) else {
+            return Gate::Go { probe: false };
+        };
+        let Some((until, _)) = state.until else {
+            return Gate::Go { probe: false };
+        };
+        let probe_running = state
+            .probing
+            .is_some_and(|since| since.elapsed() < PROBE_LOST_AFTER);
+        if now < until || probe_running {
+            return Gate::Suspended {
+                until,
+                last: state.last.clone(),
+            };
+        }
+        state.probing = Some(Instant::now());
+        Gate::Go { probe: true }
+    }
+
+    /// The connection to `dest` was made and greeted: a suspension ends.
+    pub fn succeeded(&self, dest: &Destination, stats: &Stats) {
+        let Ok(mut map) = self.by_dest.lock() else {
+            return;
+        };
+        if let Some(state) = map.remove(dest) {
+            if state.until.is_some() {
+                crate::events::DestinationResumed {
+                    destination: dest,
+                    forgotten: false,
+                }
+                .emit(stats);
+            }
+        }
+    }
+
+    /// The connection to `dest` failed with `e`, whose deferral is
+    /// `outcome`. A connection-level failure counts towards a suspension
+    /// (or, for a probe, suspends again for twice as long, at most `max`);
+    /// another failure only lets the next attempt probe.
+    pub fn failed(
+        &self,
+        dest: &Destination,
+        e: &PoolError,
+        outcome: &Outcome,
+        (min, max): (Duration, Duration),
+        stats: &Stats,
+    ) {
+        let Ok(mut map) = self.by_dest.lock() else {
+            return;
+        };
+        if !is_connection_failure(e) {
+            if let Some(state) = map.get_mut(dest) {
+                state.probing = None;
+            }
+            return;
+        }
+        let state = map.entry(dest.clone()).or_insert_with(|| State {
+            failures: 0,
+            last: outcome.clone(),
+            seen: Instant::now(),
+            until: None,
+            probing: None,
+        });
+        state.failures = state.failures.saturating_add(1);
+        state.last = outcome.clone();
+        state.seen = Instant::now();
+        state.probing = None;
+        let now = Utc::now();
+        let (period, first) = match state.until {
+            Some((_, period)) => (period.saturating_mul(2).min(max).max(min.min(max)), false),
+            None if state.failures >= SUSPEND_AFTER => (min.min(max), true),
+            None => return,
+        };
+        let until = now + chrono::Duration::from_std(period).unwrap_or(chrono::Duration::MAX);
+        state.until = Some((until, period));
+        let last = match &state.last {
+            Outcome::Deferred { reply, .. } | Outcome::Failed { reply, .. } => reply.as_str(),
+            Outcome::Delivered { reply, .. } => reply.as_str(),
+        };
+        crate::events::DestinationSuspended {
+            destination: dest,
+            until,
+            failures: state.failures,
+            last_error: last,
+            again: !first,
+        }
+        .emit(stats);
+    }
+
+    /// Forgets destinations that have not failed for a long while; a
+    /// suspension forgotten so ends (the next attempt connects).
+    pub fn reap(&self, stats: &Stats) {
+        let Ok(mut map) = self.by_dest.lock() else {
+            return;
+        };
+        map.retain(|dest, state| {
+            let keep = state.seen.elapsed() < FORGET_AFTER
+                || state
+                    .probing
+                    .is_some_and(|since| since.elapsed() < PROBE_LOST_AFTER);
+            if !keep && state.until.is_some() {
+                crate::events::DestinationResumed {
+                    destination: dest,
+                    forgotten: true,
+                }
+                .emit(stats);
+            }
+            keep
+        });
+    }
+
+    /// Destinations suspended now (for tests and status).
+    pub fn suspended(&self) -> usize {
+        self.by_dest
+            .lock()
+            .map(|m| m.values().filter(|s| s.until.is_some()).count())
+            .unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::OutboundTls;
+
+    fn dead() -> Destination {
+        Destination::Direct {
+            host: "127.0.0.1".into(),
+            port: 30199,
+            tls: OutboundTls::default(),
+        }
+    }
+
+    fn refused() -> (PoolError, Outcome) {
+        let addr: std::net::SocketAddr = "127.0.0.1:30199".parse().unwrap();
+        let e = PoolError::Connect {
+            error: ClientError::Connect {
+                addr,
+                source: std::io::Error::from(std::io::ErrorKind::ConnectionRefused),
+            },
+            name: "127.0.0.1".into(),
+            addr,
+        };
+        let outcome = Outcome::Deferred {
+            reply: format!("4.4.1 {e}"),
+            relay: "[127.0.0.1]:30199".into(),
+        };
+        (e, outcome)
+    }
+
+    const BACKOFF: (Duration, Duration) = (Duration::from_secs(60), Duration::from_secs(300));
+
+    /// Three refused connects suspend the destination for the minimum
+    /// back-off; meanwhile attempts are deferred with the last real error;
+    /// after it one probe goes, and only one; a failed probe suspends for
+    /// twice as long (capped); a successful one lifts the suspension.
+    #[test]
+    fn a_dead_destination_is_suspended_probed_and_lifted() {
+        let stats = Stats::new(&mailward_metrics::Category::ALL, 10, None, "test");
+        let s = Suspensions::default();
+        let (e, outcome) = refused();
+        let now = Utc::now();
+        for n in 0..SUSPEND_AFTER {
+            assert_eq!(s.gate(&dead(), now), Gate::Go { probe: false }, "{n}");
+            s.failed(&dead(), &e, &outcome, BACKOFF, &stats);
+        }
+        let Gate::Suspended { until, last } = s.gate(&dead(), Utc::now()) else {
+            panic!("suspended after {SUSPEND_AFTER} failures");
+        };
+        assert_eq!(last, outcome, "the deferral carries the last real error");
+        let secs = (until - Utc::now()).num_seconds();
+        assert!((55..=60).contains(&secs), "{secs}");
+        assert_eq!(s.suspended(), 1);
+        // The period is over: one probe, the others still wait.
+        let later = until + chrono::Duration::seconds(1);
+        assert_eq!(s.gate(&dead(), later), Gate::Go { probe: true });
+        assert!(matches!(s.gate(&dead(), later), Gate::Suspended { .. }));
+        s.failed(&dead(), &e, &outcome, BACKOFF, &stats);
+        let Gate::Suspended { until: again, .. } = s.gate(&dead(), Utc::now()) else {
+            panic!("a failed probe suspends again");
+        };
+        let secs = (again - Utc::now()).num_seconds();
+        assert!((115..=120).contains(&secs), "twice as long: {secs}");
+        // A successful probe lifts it.
+        let later = again + chrono::Duration::seconds(1);
+        assert_eq!(s.gate(&dead(), later), Gate::Go { probe: true });
+        s.succeeded(&dead(), &stats);
+        assert_eq!(s.gate(&dead(), later), Gate::Go { probe: false });
+        assert_eq!(s.suspended(), 0);
+        let snap = stats.snapshot(&mailward_metrics::Gauges::default());
+        use mailward_metrics::StatId;
+        assert_eq!(
+            snap.value(StatId::DestinationSuspensions, 0),
+            2,
+            "suspended, then again after the failed probe"
+        );
+        assert_eq!(snap.value(StatId::DestinationsSuspended, 0), 0);
+    }
+
+    /// A refused STARTTLS or a failed look-up is not the hop being dead.
+    #[test]
+    fn other_failures_do_not_suspend() {
+        let stats = Stats::new(&mailward_metrics::Category::ALL, 10, None, "test");
+        let s = Suspensions::default();
+        let e = PoolError::Connect {
+            error: ClientError::TlsRequired {
+                mode: "encrypt",
+                why: "no STARTTLS".into(),
+                status: "4.7.4",
+            },
+            name: "x".into(),
+            addr: "127.0.0.1:30199".parse().unwrap(),
+        };
+        let outcome = Outcome::Deferred {
+            reply: "4.7.4 x".into(),
+            relay: String::new(),
+        };
+        for _ in 0..10 {
+            s.failed(&dead(), &e, &outcome, BACKOFF, &stats);
+        }
+        assert_eq!(s.gate(&dead(), Utc::now()), Gate::Go { probe: false });
+        assert!(!is_connection_failure(&PoolError::Closed));
+    }
+}
