@@ -1352,3 +1352,184 @@ fn a_hop_that_never_greets_does_not_hold_up_mail_for_other_hops() -> Result<()> 
     ensure!(dead.connections() == 1, "the dead hop got more connections");
     Ok(())
 }
+
+/// A next hop that accepts TCP connections and closes each at once,
+/// without a greeting (a crashed MTA behind a live port forward); it counts
+/// them, and lets its port go when stopped, so that a real MTA can take it.
+struct ClosingHop {
+    port: u16,
+    connections: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl ClosingHop {
+    fn start() -> Result<ClosingHop> {
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+        let port = free_port();
+        let listener = std::net::TcpListener::bind(("127.0.0.1", port))?;
+        // Polled, so that the thread sees `stop` and drops the listener.
+        listener.set_nonblocking(true)?;
+        let connections = std::sync::Arc::new(AtomicUsize::new(0));
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let (count, stopped) = (connections.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            while !stopped.load(Ordering::SeqCst) {
+                match listener.accept() {
+                    Ok((conn, _)) => {
+                        count.fetch_add(1, Ordering::SeqCst);
+                        drop(conn);
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(10)),
+                }
+            }
+        });
+        Ok(ClosingHop {
+            port,
+            connections,
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    fn connections(&self) -> usize {
+        self.connections.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Stops accepting and frees the port.
+    fn stop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for ClosingHop {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The value of an unlabelled series in a Prometheus exposition.
+fn series(exposition: &str, name: &str) -> Option<f64> {
+    exposition.lines().find_map(|l| {
+        let (n, v) = l.split_once(' ')?;
+        (n == name).then(|| v.trim().parse().ok()).flatten()
+    })
+}
+
+/// FIXO task 3, destination suspension as Postfix's qmgr does it: ten
+/// messages for a hop that accepts TCP and closes without a greeting make
+/// a few connections (three failures in a row suspend it, then one probe
+/// per suspension), not one per message and retry; each deferral says the
+/// destination is suspended, with its queue ID and the last real error,
+/// which the queue keeps for the DSN; the metrics count the suspension;
+/// when a real MTA takes the port, the next probe lifts the suspension and
+/// every message is delivered.
+#[test]
+fn a_dead_destination_is_suspended_and_its_mail_goes_when_it_is_back() -> Result<()> {
+    const MESSAGES: usize = 10;
+    let dir = TestDir::new("suspended-hop")?;
+    let dsn_sink = Sink::start(dir.path(), "dsn-sink")?;
+    let mut dead = ClosingHop::start()?;
+    let metrics_port = free_port();
+    let daemon = Daemon::start(
+        &config(&dir, dead.port, &dsn_sink)
+            // One attempt at a time for the hop, so that the failures
+            // come one after another, as they do for a backlog.
+            .set("limits", "outgoing_sessions_per_host", "1")
+            .set_str("metrics", "listen", &format!("127.0.0.1:{metrics_port}")),
+    )?;
+    let mut ids = Vec::new();
+    for n in 0..MESSAGES {
+        ids.push(send(&daemon, &[&format!("user{n}@example.com")])?);
+    }
+    let listed = wait_until("every message to be tried", Duration::from_secs(30), || {
+        let list = daemon.queue_list()?;
+        let tried = list
+            .iter()
+            .filter(|m| m["attempts"].as_u64().unwrap_or(0) >= 1)
+            .count();
+        Ok((tried == MESSAGES).then_some(list))
+    })?;
+    let connections = dead.connections();
+    ensure!(
+        connections < MESSAGES,
+        "{connections} connections for {MESSAGES} messages: the dead hop was not suspended:\n{}",
+        daemon.log()
+    );
+    // The queue keeps the last real error, not "suspended", for the DSN.
+    for entry in &listed {
+        let error = entry["recipients"][0]["detail"].as_str().unwrap_or("");
+        ensure!(
+            error.starts_with("4.") && error.contains("banner"),
+            "last error of a deferred message: {entry}"
+        );
+    }
+    let log = daemon.log();
+    let suspended_lines: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("Destination suspended until"))
+        .collect();
+    ensure!(
+        !suspended_lines.is_empty()
+            && suspended_lines.iter().all(|l| {
+                l.contains("queue_id=")
+                    && l.contains("last error: 4.")
+                    && l.contains(&format!("destination=[127.0.0.1]:{}", dead.port))
+            }),
+        "each deferral without a connection names its message, the destination and the last error:\n{log}"
+    );
+    // Each message deferred without connecting is said once per attempt.
+    for id in &ids {
+        let lines = suspended_lines
+            .iter()
+            .filter(|l| l.contains(id.as_str()))
+            .count();
+        let attempts = listed
+            .iter()
+            .find(|m| m["id"] == id.as_str())
+            .and_then(|m| m["attempts"].as_u64())
+            .unwrap_or(0) as usize;
+        ensure!(
+            lines <= attempts,
+            "{id}: {lines} lines for {attempts} attempts:\n{log}"
+        );
+    }
+    let m = prometheus::scrape(metrics_port)?;
+    ensure!(
+        series(&m, "mailward_destination_suspensions_total").unwrap_or(0.0) >= 1.0
+            && series(&m, "mailward_destinations_suspended") == Some(1.0),
+        "one destination suspended now, and counted:\n{m}"
+    );
+
+    // The hop comes back: a real MTA on its port.
+    dead.stop();
+    let sink = Sink::start_with(dir.path(), "sink", dead.port, &[])?;
+    daemon.queue_flush()?;
+    let messages = sink.wait_for_count(MESSAGES, DELIVERY_TIMEOUT)?;
+    let mut got: Vec<String> = messages.iter().flat_map(|m| m.queue_ids()).collect();
+    got.sort();
+    ids.sort();
+    assert_eq!(got, ids);
+    wait_until("the queue to empty", Duration::from_secs(30), || {
+        Ok(daemon.queue_ids()?.is_empty().then_some(()))
+    })?;
+    let m = prometheus::scrape(metrics_port)?;
+    ensure!(
+        series(&m, "mailward_destinations_suspended") == Some(0.0),
+        "the suspension is lifted:\n{m}"
+    );
+    ensure!(
+        daemon.log().contains("Destination suspension lifted"),
+        "the lifting is logged:\n{}",
+        daemon.log()
+    );
+    assert_eq!(
+        dsn_sink.settle(QUIET)?.len(),
+        0,
+        "no DSN for delivered mail"
+    );
+    Ok(())
+}
