@@ -4,19 +4,25 @@
 //! absent scraper never affects mail: at most [`MAX_CONNECTIONS`] are served
 //! at once (the daemon's descriptors are the sessions' too), a connection
 //! that sends no request head within [`HEAD_TIMEOUT`] is closed, and one is
-//! never kept past [`CONNECTION_LIFETIME`].
+//! never kept past [`CONNECTION_LIFETIME`]. At the limit, a new connection
+//! closes the oldest one that is not rendering a scrape
+//! ([`make_room`]), so that connections left idle cannot keep Prometheus
+//! out (walkAU F10: 32 half-sent requests every 10 s made every scrape a
+//! 503).
 
 use crate::gateway::Gateway;
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
+use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 #[derive(Debug, thiserror::Error)]
 #[error("cannot serve metrics on {addr}: {source}")]
@@ -107,6 +113,40 @@ pub const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 /// A connection is closed this long after it opened, whatever it does.
 pub const CONNECTION_LIFETIME: Duration = Duration::from_secs(60);
 
+/// How long a new connection waits for the slot of the one closed for it.
+const ROOM_WAIT: Duration = Duration::from_millis(200);
+
+/// A connection being served: whether it is rendering a scrape now, and
+/// how to close it.
+struct Served {
+    busy: Arc<AtomicBool>,
+    task: tokio::task::AbortHandle,
+}
+
+/// At the limit: closes the oldest connection that is not rendering a
+/// scrape (idle, waiting for a request head, or writing to a slow reader)
+/// and takes its slot. The oldest, because a scraper's connection is
+/// young when it asks (Prometheus opens one when a kept one was closed)
+/// and idle ones left by a broken client or an attacker age first. None
+/// when every connection is rendering (a real scrape storm) or the slot
+/// did not come free in time: the newcomer is then refused.
+async fn make_room(
+    served: &mut VecDeque<Served>,
+    slots: &Arc<Semaphore>,
+) -> Option<OwnedSemaphorePermit> {
+    let oldest_idle = served
+        .iter()
+        .position(|s| !s.busy.load(Ordering::Relaxed))?;
+    let victim = served.remove(oldest_idle)?;
+    // The task's future, and the slot it holds, are dropped when the
+    // runtime next sees it: soon, not now.
+    victim.task.abort();
+    tokio::time::timeout(ROOM_WAIT, slots.clone().acquire_owned())
+        .await
+        .ok()?
+        .ok()
+}
+
 /// What a connection past [`MAX_CONNECTIONS`] reads before it is closed.
 fn busy_response() -> Vec<u8> {
     let body = format!("Mailward serves at most {MAX_CONNECTIONS} metrics connections at once.\n");
@@ -121,8 +161,10 @@ fn busy_response() -> Vec<u8> {
 pub fn serve(gw: Arc<Gateway>, listener: TcpListener) {
     tokio::spawn(async move {
         let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-        let busy = busy_response();
+        let busy_answer = busy_response();
         let mut last_warning: Option<Instant> = None;
+        let mut last_eviction: Option<Instant> = None;
+        let mut served: VecDeque<Served> = VecDeque::with_capacity(MAX_CONNECTIONS);
         loop {
             let (tcp, _) = match listener.accept().await {
                 Ok(pair) => pair,
@@ -132,7 +174,21 @@ pub fn serve(gw: Arc<Gateway>, listener: TcpListener) {
                     continue;
                 }
             };
-            let Ok(slot) = slots.clone().try_acquire_owned() else {
+            served.retain(|s| !s.task.is_finished());
+            let slot = match slots.clone().try_acquire_owned() {
+                Ok(slot) => Some(slot),
+                Err(_) => {
+                    let room = make_room(&mut served, &slots).await;
+                    if room.is_some()
+                        && last_eviction.is_none_or(|t| t.elapsed() >= Duration::from_secs(60))
+                    {
+                        last_eviction = Some(Instant::now());
+                        tracing::warn!(target: "app", limit = MAX_CONNECTIONS, "Metrics connections at the limit: the oldest idle one was closed to serve a new one (this warning is given at most once a minute).");
+                    }
+                    room
+                }
+            };
+            let Some(slot) = slot else {
                 // Best effort and never waited for: the socket's buffer
                 // takes these few octets, or the client goes without. (As
                 // a std socket, still non-blocking, the write is tried at
@@ -140,7 +196,7 @@ pub fn serve(gw: Arc<Gateway>, listener: TcpListener) {
                 // the new socket writable.)
                 if let Ok(mut std_tcp) = tcp.into_std() {
                     use std::io::{Read as _, Write as _};
-                    let _ = std_tcp.write(&busy);
+                    let _ = std_tcp.write(&busy_answer);
                     // A request already here is read off, so that closing
                     // sends FIN after the 503 rather than a reset that
                     // could make the client lose it.
@@ -154,15 +210,29 @@ pub fn serve(gw: Arc<Gateway>, listener: TcpListener) {
                 continue;
             };
             let gw = gw.clone();
-            tokio::spawn(async move {
+            let busy = Arc::new(AtomicBool::new(false));
+            let rendering = busy.clone();
+            let task = tokio::spawn(async move {
                 let _slot = slot;
-                let service = hyper::service::service_fn(move |req| handle(gw.clone(), req));
+                let service = hyper::service::service_fn(move |req| {
+                    let (gw, rendering) = (gw.clone(), rendering.clone());
+                    async move {
+                        rendering.store(true, Ordering::Relaxed);
+                        let response = handle(gw, req).await;
+                        rendering.store(false, Ordering::Relaxed);
+                        response
+                    }
+                });
                 let conn = hyper::server::conn::http1::Builder::new()
                     .timer(TokioTimer::new())
                     .header_read_timeout(HEAD_TIMEOUT)
                     .serve_connection(TokioIo::new(tcp), service);
                 // A scraper that stalls is cut off rather than held forever.
                 let _ = tokio::time::timeout(CONNECTION_LIFETIME, conn).await;
+            });
+            served.push_back(Served {
+                busy,
+                task: task.abort_handle(),
             });
         }
     });
