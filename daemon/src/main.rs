@@ -1160,11 +1160,19 @@ fn queue(cmd: QueueCommand) -> ExitCode {
                 }
             }
             out!("");
+            // The message is the sender's text: its escape sequences and
+            // bidi controls are shown, not obeyed, as `quarantine show`
+            // shows them (walkAR F7: a U+202E subject printed reversed).
             use std::io::Write as _;
             let _ = write!(
                 std::io::stdout(),
                 "{}",
-                data.get("message").and_then(|m| m.as_str()).unwrap_or("")
+                mailward::ops::stores::terminal_text(
+                    data.get("message")
+                        .and_then(|m| m.as_str())
+                        .unwrap_or("")
+                        .as_bytes()
+                )
             );
         }
         QueueCommand::Flush { .. } => {
