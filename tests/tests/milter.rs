@@ -283,6 +283,38 @@ fn postfix_with_mailward_as_milter() -> Result<()> {
         listed.lines().count() == 1 && listed.contains("ann@hold.example.com"),
         "our quarantine has the copy: {listed}"
     );
+    // The log tells the story in order, as in SMTP mode (walkAP F3: the
+    // copy came first on the milter path): the acceptance and the verdict,
+    // then the copy they made, each with the message's queue_id.
+    let entry: serde_json::Value = serde_json::from_str(listed.lines().next().unwrap_or("{}"))?;
+    let queue_id = entry["id"]
+        .as_str()
+        .and_then(|id| id.split('.').next())
+        .unwrap_or_default()
+        .to_string();
+    ensure!(queue_id.len() == 16, "the entry's queue ID: {listed}");
+    let field = format!("queue_id={queue_id}");
+    let at = |log: &str, what: &str| {
+        log.lines()
+            .position(|l| l.contains(what) && l.contains(&field))
+    };
+    let log = wait_until(
+        "the quarantine copy in the log",
+        Duration::from_secs(10),
+        || {
+            let log = daemon.full_log();
+            Ok(at(&log, "Message copied to quarantine.").map(|_| log))
+        },
+    )?;
+    let order = [
+        at(&log, "Message accepted."),
+        at(&log, "Message checked."),
+        at(&log, "Message copied to quarantine."),
+    ];
+    ensure!(
+        order.iter().all(Option::is_some) && order.windows(2).all(|w| w[0] < w[1]),
+        "accepted, checked, then copied to quarantine ({field}): lines {order:?}\n{log}"
+    );
     // Quarantine with block: our copy, and Postfix discards the message.
     let (ok, t) = swaks_to(
         dir,

@@ -85,16 +85,19 @@ pub async fn carry_out(
         return Outcome::Reject(reply);
     }
     let cfg = gw.config();
-    // The copies before "Message accepted.": a message answered 451
-    // because one cannot be written was not accepted (as in SMTP mode).
-    if execute::write_copies(gw, &cfg, env, &raw, &verdict, true)
-        .await
-        .is_err()
-    {
+    // The copies are written before "Message accepted.": a message
+    // answered 451 because one cannot be written was not accepted. They
+    // are told (logged, counted) after it and the verdict that made them,
+    // as in SMTP mode (walkAP F3: "Message copied to quarantine." came
+    // first on the milter path).
+    let (copies, kept) = execute::write_copies_unlogged(gw, &cfg, env, &raw, &verdict, true).await;
+    if copies.is_err() {
+        kept.emit(gw);
         execute::not_accepted(env, &verdict);
         return Outcome::TempFail(NOT_NOW.into());
     }
     execute::accept(env, &mut verdict, true);
+    kept.emit(gw);
     let mut records = Vec::new();
     let notices = execute::compose_notifications(&cfg, env, &raw, &verdict, &mut records);
     if !records.is_empty() {
