@@ -161,10 +161,18 @@ fn starttls_modes_against_a_real_postfix() -> Result<()> {
         ),
         "{encrypt}"
     );
+    // With the message's queue ID, so that grepping it shows why it went
+    // in clear text or waits (they were logged without it).
     ensure!(
-        log.contains("STARTTLS failed; delivering in plain text"),
-        "the fallback is logged"
+        !line_of("u@old.test", "STARTTLS failed; delivering in plain text").is_empty(),
+        "the fallback is logged with the queue ID of the message it is for:\n{log}"
     );
+    for rcpt in ["u@wrongname.test", "u@encrypt.test"] {
+        ensure!(
+            !line_of(rcpt, "TLS required but not had").is_empty(),
+            "the TLS failure is logged with the queue ID of {rcpt}'s message:\n{log}"
+        );
+    }
     // The warning names the hop as the delivery lines do (name[ip]:port).
     let warned = log
         .lines()
