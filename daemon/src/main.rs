@@ -212,6 +212,7 @@ fn main() -> ExitCode {
         Command::Stats(c) => stats(c),
         Command::Status { config, json } => status(config.config.as_deref(), json),
         Command::Log(c) => log_command(c),
+        Command::Reload(arg) => reload(arg.config.as_deref()),
         Command::Completions { shell } => {
             // A closed pipe (`| head`) is not an error worth a message.
             let _ = mailward::ops::manual::completions(shell, &mut std::io::stdout());
@@ -1529,6 +1530,27 @@ fn log_command(cmd: LogCommand) -> ExitCode {
         out!("Reopened {}.", reopened.join(" and "));
     }
     ExitCode::SUCCESS
+}
+
+/// `reload`: the daemon re-reads its configuration as for SIGHUP and
+/// says what came of it; a refusal fails the command (walkAP F11).
+fn reload(path: Option<&Path>) -> ExitCode {
+    let data = match call(path, &Request::Reload) {
+        Ok(d) => d,
+        Err(code) => return code,
+    };
+    let (lines, problems, taken) = admin::reload_answer(data, path);
+    for line in problems {
+        eprintln!("{line}");
+    }
+    for line in lines {
+        out!("{line}");
+    }
+    if taken {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
 }
 
 fn status(path: Option<&Path>, json: bool) -> ExitCode {

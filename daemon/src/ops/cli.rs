@@ -1,5 +1,5 @@
 //! The command line (clap): `mailward run | check-config | config | status |
-//! queue | bases | scan | spam | stats | log | quarantine | archive`.
+//! reload | queue | bases | scan | spam | stats | log | quarantine | archive`.
 //! Every command has `--help` with an example.
 
 use clap::{Args, Parser, Subcommand};
@@ -111,6 +111,11 @@ Example:
         #[arg(long)]
         json: bool,
     },
+    /// Asks the running daemon to re-read its configuration file, as SIGHUP does, and prints what came of it.
+    #[command(
+        after_help = "The daemon re-reads the file it was started with (--config only finds its admin socket) and checks all of it: a file with a problem is refused whole, and the daemon keeps running on the previous configuration. As for SIGHUP, the log files are reopened and the signature bases reloaded. Keys that take effect only at a restart keep their running value, and are named.\nExit status: 0 reloaded, 1 refused (each problem on stderr as FILE:LINE: key: problem), 64 when the configuration file cannot be read to find the socket, 69 when no daemon answers, 77 when this user may not use the admin socket.\n\nExample:\n  mailward reload --config /etc/mailward/mailward.toml"
+    )]
+    Reload(ConfigArg),
     /// Shows, writes or resets the statistics of the running daemon.
     #[command(
         subcommand,

@@ -602,23 +602,6 @@ pub(crate) fn count_accepted(gw: &Gateway, env: &Envelope, verdict: &Verdict) {
     }
 }
 
-/// Writes the copies that must exist before anything goes on: each
-/// group's quarantine copy and the incoming archive copy. Err when one
-/// cannot be written (logged); what was written stays (a second run
-/// writes the same entries again).
-pub(crate) async fn write_copies(
-    gw: &Gateway,
-    cfg: &crate::config::Config,
-    env: &Envelope,
-    raw: &Arc<Vec<u8>>,
-    verdict: &Verdict,
-    in_session: bool,
-) -> Result<(), ()> {
-    let (written, kept) = write_copies_unlogged(gw, cfg, env, raw, verdict, in_session).await;
-    kept.emit(gw);
-    written
-}
-
 /// A copy [`write_copies_unlogged`] wrote, told (logged and counted) by
 /// [`Kept::emit`] once the message is said to be accepted.
 enum KeptCopy {
@@ -669,9 +652,12 @@ impl Kept {
     }
 }
 
-/// [`write_copies`], with the copies written returned to be told later
-/// (after "Message accepted.", which must not come before the copies are
-/// written), also when a later one fails.
+/// Writes the copies that must exist before anything goes on: each
+/// group's quarantine copy and the incoming archive copy. Err when one
+/// cannot be written (logged); what was written stays (a second run
+/// writes the same entries again). The copies written are returned to be
+/// told later with [`Kept::emit`] (after "Message accepted.", which must
+/// not come before the copies are written), also when a later one fails.
 pub(crate) async fn write_copies_unlogged(
     gw: &Gateway,
     cfg: &crate::config::Config,
