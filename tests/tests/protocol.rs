@@ -1806,3 +1806,126 @@ fn two_sessions_of_one_client_log_different_session_ids() -> Result<()> {
     );
     Ok(())
 }
+
+/// walkAU F3: an Internet client that sends its message behind DATA
+/// without waiting for the 354 (RFC 2920 3.1: DATA ends a pipelined
+/// group) had its body run as commands when DATA was refused: the body's
+/// MAIL, RCPT and DATA became a second transaction to bob@example.com.
+/// It is now cut off with 554 5.5.0 at DATA, as Postfix 3.9 does, and
+/// nothing reaches the next hop; a client in relay_networks that does the
+/// same still gets its message through.
+#[test]
+fn commands_pipelined_behind_data_end_the_session() -> Result<()> {
+    let gw = Gateway::start("pipelining-after-data", |c| {
+        c.set_list("network", "relay_networks", &["10.0.0.0/8"])
+    })?;
+    let attack =
+        b"EHLO p.test\r\nMAIL FROM:<a@sender.test>\r\nRCPT TO:<x@not-ours.test>\r\nDATA\r\n\
+MAIL FROM:<ceo@example.com>\r\nRCPT TO:<bob@example.com>\r\nDATA\r\n\
+Subject: injected via rejected DATA\r\n\r\nhi\r\n.\r\nQUIT\r\n";
+    // The same with a recipient DATA would take: the body must still not
+    // be sent before the 354.
+    let eager =
+        b"EHLO p.test\r\nMAIL FROM:<a@sender.test>\r\nRCPT TO:<bob@example.com>\r\nDATA\r\n\
+Subject: sent before the 354\r\n\r\nhi\r\n.\r\nQUIT\r\n";
+    for (what, batch, rcpt_reply) in [
+        ("refused DATA", &attack[..], (554, "5.7.1")),
+        ("accepted DATA", &eager[..], (250, "2.1.5")),
+    ] {
+        let mut c = SmtpClient::connect_ok(gw.port())?;
+        c.set_timeout(Duration::from_secs(5))?;
+        c.send(batch)?;
+        c.read_reply()?.expect_code(250)?;
+        c.read_reply()?.expect(250, "2.1.0")?;
+        c.read_reply()?.expect(rcpt_reply.0, rcpt_reply.1)?;
+        let data = c.read_reply()?;
+        data.expect(554, "5.5.0")?;
+        ensure!(
+            data.text()
+                .contains("improper command pipelining after DATA"),
+            "{what}: {data}"
+        );
+        ensure!(
+            c.closed_within(Duration::from_secs(5)),
+            "{what}: the session ends after the 554"
+        );
+    }
+    wait_until("the refusals logged", Duration::from_secs(10), || {
+        let log = gw.daemon.log();
+        let n = log
+            .lines()
+            .filter(|l| {
+                l.contains("Refused in the session.")
+                    && l.contains("cause=pipelining")
+                    && l.contains("reason=syntax")
+                    && l.contains("client=127.0.0.1")
+            })
+            .count();
+        Ok((n == 2).then_some(()))
+    })
+    .with_context(|| gw.daemon.log())?;
+    // Our own client pipelining the same way is served.
+    let inside = Gateway::start("pipelining-after-data-inside", |c| c)?;
+    let mut c = SmtpClient::connect_ok(inside.port())?;
+    c.send(eager)?;
+    c.read_reply()?.expect_code(250)?;
+    c.read_reply()?.expect(250, "2.1.0")?;
+    c.read_reply()?.expect(250, "2.1.5")?;
+    c.read_reply()?.expect_code(354)?;
+    c.read_reply()?.expect(250, "2.0.0")?;
+    inside.sink.wait_for_count(1, DELIVERY_TIMEOUT)?;
+    // Nothing of either attempt reached the next hop.
+    let delivered = gw.sink.settle(QUIET)?;
+    ensure!(
+        delivered.is_empty(),
+        "no message went downstream: {:?}",
+        delivered.iter().map(|m| m.recipients()).collect::<Vec<_>>()
+    );
+    Ok(())
+}
+
+/// walkAU F9: a message made of a great many tiny header fields cost ~25
+/// times its size to check. A header section over 10,000 fields (or
+/// 1 MiB) is refused with 552 5.3.4 at the end of DATA, the rest of DATA
+/// read so that the session goes on in step, and nothing is delivered.
+#[test]
+fn a_header_of_too_many_fields_is_refused_and_the_session_goes_on() -> Result<()> {
+    let gw = Gateway::start("header-too-large", |c| c)?;
+    let mut message = Vec::new();
+    for n in 0..12_000 {
+        message.extend_from_slice(format!("X-H{n}: v\r\n").as_bytes());
+    }
+    message.extend_from_slice(b"Subject: many fields\r\n\r\nbody\r\n");
+    let mut c = gw.ehlo_client()?;
+    let reply = c.send_mail("alice@sender.test", &["bob@example.com"], &message)?;
+    reply.expect(552, "5.3.4")?;
+    ensure!(reply.text().contains("Message header too large"), "{reply}");
+    // In step: the next transaction in the same session is served.
+    let ok = c.send_mail(
+        "alice@sender.test",
+        &["carol@example.com"],
+        b"Subject: after\r\n\r\nfine\r\n",
+    )?;
+    ok.expect(250, "2.0.0")?;
+    c.quit();
+    let delivered = gw.sink.wait_for_count(1, DELIVERY_TIMEOUT)?;
+    let delivered = if delivered.len() == 1 {
+        gw.sink.settle(QUIET)?
+    } else {
+        delivered
+    };
+    ensure!(
+        delivered.len() == 1 && delivered[0].recipients() == ["carol@example.com"],
+        "only the second message went on: {:?}",
+        delivered.iter().map(|m| m.recipients()).collect::<Vec<_>>()
+    );
+    let log = gw.daemon.log();
+    ensure!(
+        log.lines().any(|l| l.contains("Refused in the session.")
+            && l.contains("reason=size")
+            && l.contains("from=alice@sender.test")
+            && l.contains("552 5.3.4 Message header too large")),
+        "the refusal is logged with its sender:\n{log}"
+    );
+    Ok(())
+}

@@ -16,6 +16,24 @@ pub const MAX_LINE: usize = 998;
 pub const LONG_LINE_REPLY: &str =
     "554 5.6.0 Message has a line longer than 998 octets (RFC 5322 section 2.1.1)";
 
+/// The most octets the header section may have (its line ends counted).
+/// Postfix bounds each header field (header_size_limit, 100 KB) but not
+/// the section; a message made of 1.3 million tiny fields (18 MB, under
+/// the size limit) cost ~450 MB and seconds of CPU to check (walkAU F9):
+/// parsing makes a header cost ~25 times its size. 1 MiB is ten times
+/// the largest header a real message carries (long Received and ARC
+/// chains, a To: of some thousand addresses).
+pub const MAX_HEADER_OCTETS: u64 = 1024 * 1024;
+/// The most header fields: real mail carries tens, a long list or relay
+/// chain a few hundred; 10,000 fields of 100 octets would still be under
+/// [`MAX_HEADER_OCTETS`] but cost most per octet.
+pub const MAX_HEADER_FIELDS: u32 = 10_000;
+
+/// The reply to a message whose header section is over
+/// [`MAX_HEADER_OCTETS`] or [`MAX_HEADER_FIELDS`]: 552 is RFC 5321's code
+/// for exceeded storage, 5.3.4 RFC 3463's "message too big for system".
+pub const HEADER_TOO_LARGE_REPLY: &str = "552 5.3.4 Message header too large";
+
 /// What DATA produced.
 #[derive(Debug)]
 pub struct Assembled {
@@ -39,6 +57,12 @@ pub struct Assembled {
     pub hops: u32,
     /// Octets above 127 anywhere.
     pub eight_bit: bool,
+    /// The header section went over [`MAX_HEADER_OCTETS`] or
+    /// [`MAX_HEADER_FIELDS`]: the message was not kept from there on
+    /// (the rest of DATA is only read to its end). Never set by an
+    /// assembler without a size limit (`mailward scan` reading a local
+    /// file, which keeps everything it is given).
+    pub header_too_large: bool,
 }
 
 impl Assembled {
@@ -58,6 +82,9 @@ pub struct Assembler {
     /// `limits.long_lines` is "split".
     split: bool,
     in_header: bool,
+    /// Octets and fields of the header section so far.
+    header_octets: u64,
+    header_fields: u32,
     /// The previous line ended in CRLF (CRs then LF) or DATA just began:
     /// only then can "." CRLF end the data. A bare LF or a bare CR before
     /// "." does not: accepting LF "." CRLF or CR "." CRLF as the end is
@@ -104,7 +131,10 @@ impl Assembler {
                 longest: 0,
                 hops: 0,
                 eight_bit: false,
+                header_too_large: false,
             },
+            header_octets: 0,
+            header_fields: 0,
             max: max_size,
             split: long_lines == LongLines::Split,
             in_header: true,
@@ -271,6 +301,21 @@ impl Assembler {
     /// Keeps one line of the message (without its line end).
     fn keep(&mut self, content: &[u8]) {
         if self.in_header {
+            if !content.is_empty() {
+                self.header_octets += content.len() as u64 + 2;
+                if !content.first().is_some_and(|&b| is_wsp(b)) {
+                    self.header_fields = self.header_fields.saturating_add(1);
+                }
+                if self.max < u64::MAX
+                    && !self.out.header_too_large
+                    && (self.header_octets > MAX_HEADER_OCTETS
+                        || self.header_fields > MAX_HEADER_FIELDS)
+                {
+                    // Refused at the end of data: nothing more is kept.
+                    self.out.header_too_large = true;
+                    self.out.body = Vec::new();
+                }
+            }
             if content.is_empty() {
                 self.in_header = false;
             } else if crate::check::mime_repair::field_name(content)
@@ -285,7 +330,9 @@ impl Assembler {
             self.out.eight_bit = true;
         }
         self.out.size += content.len() as u64 + 2;
-        if self.out.size > self.max {
+        if self.out.header_too_large {
+            // Only counted, as for an oversize message.
+        } else if self.out.size > self.max {
             if !self.out.oversize {
                 self.out.oversize = true;
                 self.out.body = Vec::new();
@@ -452,6 +499,47 @@ hello\r\n--BB\r\nContent-Type: text/plain\r\n\r\n--BB--\r\n"
         let mut a = Assembler::new(10_000);
         a.too_long(false);
         assert!(!a.line(b".\r\n"));
+    }
+
+    #[test]
+    fn a_header_section_over_its_bounds_is_flagged_and_not_kept() {
+        // 10,001 tiny fields: under 1 MiB, over the field bound.
+        let mut many = Vec::new();
+        for n in 0..=MAX_HEADER_FIELDS {
+            many.extend_from_slice(format!("X-H{n}: v\r\n").as_bytes());
+        }
+        many.extend_from_slice(b"\r\nbody\r\n.\r\n");
+        let (a, ended) = feed(&many, 64 * 1024 * 1024);
+        assert!(ended);
+        assert!(a.header_too_large);
+        assert!(a.body.is_empty(), "nothing kept once over the bound");
+        assert!(!a.oversize);
+        // 10,000 fields, folded lines not counted as fields: accepted.
+        let mut fine = Vec::new();
+        for n in 0..MAX_HEADER_FIELDS {
+            fine.extend_from_slice(format!("X-H{n}: v\r\n\tfolded\r\n").as_bytes());
+        }
+        fine.extend_from_slice(b"\r\nbody\r\n.\r\n");
+        let (a, _) = feed(&fine, 64 * 1024 * 1024);
+        assert!(!a.header_too_large);
+        assert!(a.body.ends_with(b"\r\nbody\r\n"));
+        // Over 1 MiB in few fields (folded lines of 900 octets).
+        let mut big = b"Subject: x\r\n".to_vec();
+        let fold = format!("\t{}\r\n", "y".repeat(900));
+        while (big.len() as u64) <= MAX_HEADER_OCTETS {
+            big.extend_from_slice(fold.as_bytes());
+        }
+        big.extend_from_slice(b"\r\nbody\r\n.\r\n");
+        let (a, _) = feed(&big, 64 * 1024 * 1024);
+        assert!(a.header_too_large);
+        // A body of any number of short lines is no header.
+        let mut body = b"Subject: x\r\n\r\n".to_vec();
+        for n in 0..20_000 {
+            body.extend_from_slice(format!("X-H{n}: v\r\n").as_bytes());
+        }
+        body.extend_from_slice(b".\r\n");
+        let (a, _) = feed(&body, 64 * 1024 * 1024);
+        assert!(!a.header_too_large);
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! said with events.
 
 use super::command::{self, Command, MailParams, Verb};
-use super::data::{Assembler, LONG_LINE_REPLY};
+use super::data::{Assembler, HEADER_TOO_LARGE_REPLY, LONG_LINE_REPLY};
 use super::stream::{Bound, Conn, Line, Stream, WriteLimit};
 use super::xforward::{self, Forwarded};
 use crate::config::{first_match, Config, LongLines, Matcher, Rule, RuleAction, Subject};
@@ -851,6 +851,22 @@ impl Session {
         }
     }
 
+    /// Refuses the session for input sent behind DATA before the 354:
+    /// one line (`cause=pipelining`), counted under `syntax` (a protocol
+    /// violation, like the error limit's 421). The open transaction, if
+    /// any, ends with the session and counts only if it had refusals.
+    fn improper_pipelining(&mut self, conn: &mut Conn) {
+        MessageRejected {
+            reason: RejectReason::Syntax,
+            client: self.peer.ip(),
+            reply: "554 5.5.0 Error: improper command pipelining after DATA",
+            refused: Refused::Session,
+            cause: Some("pipelining"),
+        }
+        .emit(&self.gw.stats);
+        conn.reply("554 5.5.0 Error: improper command pipelining after DATA");
+    }
+
     fn flow_refuse(&mut self, conn: &mut Conn, reply: &str) -> Flow {
         if self.refuse(conn, reply) {
             Flow::Close
@@ -1330,6 +1346,19 @@ impl Session {
     }
 
     async fn data(&mut self, conn: &mut Conn) -> Flow {
+        // RFC 2920 3.1: DATA ends a pipelined group; the client must wait
+        // for 354 before it sends the message. One that sends on makes its
+        // message read as commands when DATA is refused (walkAU F3: a body
+        // became a second transaction), and is how pipelined-body
+        // injection works. A client outside relay_networks doing so is
+        // cut off, as Postfix 3.9's smtpd_forbid_unauth_pipelining does;
+        // our own MTAs (relay_networks) are trusted to pipeline correctly.
+        // The connection's own client counts here, not one XFORWARD named.
+        let peer_outside = Standing::of(&self.cfg, self.peer.ip(), None).is_outside();
+        if peer_outside && conn.has_buffered_input() {
+            self.improper_pipelining(conn);
+            return Flow::Close;
+        }
         match &mut self.state {
             State::Mail(tx) if !tx.rcpts.is_empty() => {}
             State::Mail(tx) => {
@@ -1469,6 +1498,18 @@ impl Session {
                 tx.client.ip,
                 RejectReason::Size,
                 "552 5.3.4 Message size exceeds fixed limit",
+                Some(&tx.named()),
+            );
+            return Flow::Continue;
+        }
+        if msg.header_too_large {
+            // walkAU F9: a header of a million tiny fields costs ~25 times
+            // its size to check; refused before anything parses it.
+            self.reject_for(
+                conn,
+                tx.client.ip,
+                RejectReason::Size,
+                HEADER_TOO_LARGE_REPLY,
                 Some(&tx.named()),
             );
             return Flow::Continue;

@@ -168,6 +168,13 @@ impl Conn {
         self.reader.buffer().contains(&b'\n')
     }
 
+    /// True when the client sent anything we have read but not yet
+    /// consumed: after DATA, that is input it sent without waiting for
+    /// the 354 (RFC 2920 3.1 makes DATA the last command of a group).
+    pub fn has_buffered_input(&self) -> bool {
+        !self.reader.buffer().is_empty()
+    }
+
     /// Queues a reply line (CRLF added).
     pub fn reply(&mut self, text: &str) {
         self.out.extend_from_slice(text.as_bytes());
