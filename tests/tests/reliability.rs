@@ -12,7 +12,9 @@
 //! - findings logged per message are capped; SIZE and duplicate
 //!   parameters get the right replies; SIGHUP keeps restart-only keys;
 //!   zip bombs scanned at once share one memory bound; the checks left
-//!   behind a reply hold at most limits.scan_memory, then clients wait.
+//!   behind a reply hold at most limits.scan_memory, then clients wait;
+//! - mail acknowledged around a spool segment deleted under the gateway
+//!   is delivered.
 //!
 //! The chaos suite (`tests/chaos/run`) drives the same faults at scale.
 
@@ -655,6 +657,63 @@ fn sender_specified_routing_is_refused_from_untrusted_clients() -> Result<()> {
     let r = c.command("RCPT TO:<user%elsewhere.org@example.com>")?;
     f.check(r.code == 250, || format!("from a relay network: {r}"));
     f.finish(|| gw.daemon.log())
+}
+
+/// walkAU F1: the open spool segment deleted under a running gateway (a
+/// cleanup job, an operator). New mail got 250, was written to the
+/// unlinked file, could not be read back for delivery, and was gone at the
+/// next restart. Every 250 must now be delivered: the mail acknowledged
+/// before the deletion and the mail sent after it.
+#[test]
+fn mail_acknowledged_around_a_deleted_spool_segment_is_delivered() -> Result<()> {
+    let dir = TestDir::new("deleted-segment")?;
+    let sink_port = free_port();
+    let config = Config::new(dir.path()).route_to_port("*", sink_port);
+    let daemon = Daemon::start(&config)?;
+    let spool = config.data_dir().join("spool");
+    let send = |n: usize| -> Result<Option<String>> {
+        let mut c = SmtpClient::connect_ok(daemon.port)?;
+        c.ehlo("client.test")?;
+        c.command("MAIL FROM:<a@example.com>")?.expect_code(250)?;
+        c.command("RCPT TO:<b@example.com>")?.expect_code(250)?;
+        let r = c.data(format!("Subject: m{n}\r\n\r\nbody {n}\r\n").as_bytes())?;
+        match r.code {
+            250 => Ok(Some(r.queue_id().context("queue id")?)),
+            451 => Ok(None),
+            _ => anyhow::bail!("message {n}: {r}, wanted 250 or 451"),
+        }
+    };
+    // The next hop is down: the first message waits in the open segment.
+    let mut accepted: Vec<String> = send(0)?.into_iter().collect();
+    ensure!(accepted.len() == 1, "the first message is taken");
+    let segments: Vec<String> = listing(&spool)?
+        .into_iter()
+        .filter(|n| n.ends_with(".seg"))
+        .collect();
+    ensure!(!segments.is_empty(), "a segment in {}", spool.display());
+    for name in &segments {
+        std::fs::remove_file(spool.join(name))?;
+    }
+    for n in 1..=2 {
+        accepted.extend(send(n)?);
+    }
+    ensure!(
+        accepted.len() == 3,
+        "all three taken: {accepted:?}\n{}",
+        daemon.log()
+    );
+    let sink = Sink::start_with(dir.path(), "sink", sink_port, &[])?;
+    daemon.queue_flush()?;
+    sink.wait_for_count(accepted.len(), DELIVERY_TIMEOUT)
+        .with_context(|| daemon.log())?;
+    let log = daemon.log();
+    ensure!(
+        log.contains(
+            "The open spool segment was deleted (or renamed) by something other than mailward"
+        ) && !log.contains("Cannot read the message from the spool"),
+        "the log says what happened and no read failed:\n{log}"
+    );
+    Ok(())
 }
 
 #[test]

@@ -89,6 +89,10 @@ pub const MAINTENANCE_INTERVAL: std::time::Duration = std::time::Duration::from_
 /// Room kept beyond the bytes of a compaction's copy: the file system
 /// rounds a file up to whole blocks, and the copy may need a new segment.
 pub const COPY_SLACK: u64 = 64 * 1024;
+/// A disk write of the spool that has not completed after this long is
+/// said at WARN (a frozen or stalled disk: every session waiting for its
+/// 250 hangs meanwhile).
+pub const STALL_WARN_AFTER: std::time::Duration = std::time::Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum SpoolError {
@@ -126,8 +130,26 @@ impl SpoolError {
 /// `chmod` when mailward's user owns it without the mode to use it
 /// (walkAM 8: a spool directory mode 000 was told to `chown` to the user
 /// who owned it already).
+///
+/// When owner and mode allow it, neither fixes anything (walkAU F8: an
+/// immutable spool directory was told to `chown -R root:` as root): the
+/// refusal comes from an attribute (`chattr +i`/`+a`), a read-only bind
+/// mount or a security module, and the hint says where to look. A
+/// read-only file system (EROFS) is said as such.
 fn denied_hint(path: &Path, source: &io::Error) -> String {
     use std::os::unix::fs::MetadataExt;
+    let absolute = |p: &Path| {
+        std::path::absolute(p)
+            .unwrap_or_else(|_| p.to_path_buf())
+            .display()
+            .to_string()
+    };
+    if source.raw_os_error() == Some(nix::errno::Errno::EROFS as i32) {
+        return format!(
+            "; the file system holding {} is mounted read-only (an error remount after disk trouble, or a read-only mount): check dmesg and the disk, then remount it read-write (mount -o remount,rw)",
+            absolute(path)
+        );
+    }
     if source.kind() != io::ErrorKind::PermissionDenied {
         return String::new();
     }
@@ -145,12 +167,6 @@ fn denied_hint(path: &Path, source: &io::Error) -> String {
         .ok()
         .flatten()
         .map_or_else(|| uid.to_string(), |u| u.name);
-    let absolute = |p: &Path| {
-        std::path::absolute(p)
-            .unwrap_or_else(|_| p.to_path_buf())
-            .display()
-            .to_string()
-    };
     // The spool directory is what to chown: the file's parent, or the
     // path itself when it is the directory.
     let dir = if path.is_dir() {
@@ -201,10 +217,18 @@ fn denied_hint(path: &Path, source: &io::Error) -> String {
             )
         })
         .unwrap_or_default();
+    let fix = match fix {
+        Some((_, f)) => f,
+        // Owner and mode are right (or cannot be seen: then the chown).
+        None if seen.is_empty() => chown,
+        None => format!(
+            "owner and mode allow it, so something else refuses: an immutable or append-only attribute (lsattr -d {dir}; chattr -i -a {dir}), a read-only bind mount (findmnt -T {dir}) or a security module (SELinux, AppArmor: see the audit log)",
+            dir = absolute(dir)
+        ),
+    };
     format!(
-        "; {owner}and mailward runs as {}: {}",
-        name(uid.as_raw()),
-        fix.map_or(chown, |(_, f)| f)
+        "; {owner}and mailward runs as {}: {fix}",
+        name(uid.as_raw())
     )
 }
 
@@ -248,6 +272,24 @@ mod denied_hint_tests {
                 && text.ends_with(&format!(": chmod u+rw {}", file.display())),
             "{text}"
         );
+        // Owner and mode right (an immutable directory, a read-only bind
+        // mount, an LSM): no chown, no chmod, but where to look (walkAU F8).
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let text = denied_hint(&file, &io::Error::from_raw_os_error(1));
+        assert!(
+            text.contains(&format!("it belongs to {user} (uid {me}), mode 0600, "))
+                && text.contains(&format!("lsattr -d {}", spool.display()))
+                && text.contains("read-only bind mount"),
+            "{text}"
+        );
+        assert!(!text.contains("chown") && !text.contains("chmod"), "{text}");
+        // A read-only file system is said as such.
+        let text = denied_hint(&file, &io::Error::from_raw_os_error(30));
+        assert!(
+            text.contains("mounted read-only") && text.contains("remount,rw"),
+            "{text}"
+        );
+        assert!(!text.contains("chown"), "{text}");
         // Another user's file (root can give it away): the chown.
         if me.is_root() {
             std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
@@ -470,6 +512,23 @@ pub(crate) struct Shared {
     /// with the segment holding them: until that segment is deleted a
     /// restart delivers them again, which the stop says (walkAE 3).
     pub(crate) unrecorded_done: std::sync::Mutex<std::collections::BTreeMap<QueueId, u64>>,
+    /// When (Unix milliseconds) the writer's current disk write started;
+    /// 0 when none runs. The ticker watches it for stalls.
+    pub(crate) write_started_ms: std::sync::atomic::AtomicI64,
+    /// Commits (a session's message, a queue change) answered by the
+    /// current disk write.
+    pub(crate) write_waiting: std::sync::atomic::AtomicUsize,
+    /// Commits handed to the writer and not taken by it yet (they wait
+    /// behind the current write).
+    pub(crate) commits_queued: std::sync::atomic::AtomicUsize,
+    /// The current stall was said (at WARN); its end is said at INFO.
+    pub(crate) stall_warned: std::sync::atomic::AtomicBool,
+    /// Segments found deleted while messages waited in them, with how
+    /// many: said once each (ERROR), and counted in `read_errors`.
+    pub(crate) lost_segments: std::sync::Mutex<std::collections::BTreeMap<u64, usize>>,
+    /// Reads of a waiting message that failed (its segment deleted or
+    /// unreadable) since start.
+    pub(crate) read_errors: std::sync::atomic::AtomicU64,
     /// Tests only: the next writes of records fail as on a full disk.
     #[cfg(test)]
     pub(crate) fail_writes: std::sync::atomic::AtomicBool,
@@ -626,7 +685,7 @@ impl Spool {
             index.clone(),
             shared.clone(),
         )?;
-        writer::start_ticker(tx.downgrade())?;
+        writer::start_ticker(tx.downgrade(), shared.clone())?;
         let spool = Spool {
             dir: dir.to_path_buf(),
             tx,
@@ -659,10 +718,15 @@ impl Spool {
             return Ok(());
         }
         let (done, wait) = oneshot::channel();
-        self.tx
-            .send(Op::Append { records, done })
-            .await
-            .map_err(|_| SpoolError::WriterGone)?;
+        self.shared
+            .commits_queued
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if self.tx.send(Op::Append { records, done }).await.is_err() {
+            self.shared
+                .commits_queued
+                .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+            return Err(SpoolError::WriterGone);
+        }
         match wait.await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(problem)) => Err(SpoolError::Io {
@@ -722,7 +786,15 @@ impl Spool {
             .map(|e| e.loc)
             .ok_or_else(|| SpoolError::NotFound(id.clone()))?;
         let path = record::segment_path(&self.dir, loc.segment);
-        let file = File::open(&path).map_err(|e| SpoolError::io(&path, e))?;
+        let file = File::open(&path).map_err(|e| {
+            self.shared
+                .read_errors
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            if e.kind() == io::ErrorKind::NotFound {
+                report_lost(&self.shared, &self.index, &self.dir, loc.segment);
+            }
+            SpoolError::io(&path, e)
+        })?;
         let len = usize::try_from(loc.len).map_err(|_| SpoolError::Corrupt {
             path: path.clone(),
             offset: loc.offset,
@@ -890,6 +962,32 @@ impl Spool {
         self.shared.damaged.lock().ok().and_then(|d| d.clone())
     }
 
+    /// Seconds the spool's current disk write has been running, when past
+    /// [`STALL_WARN_AFTER`] (a stalled disk: sessions wait for their
+    /// replies); None otherwise.
+    pub fn write_stalled_for(&self) -> Option<u64> {
+        writer::stalled_for(&self.shared).filter(|&s| s >= STALL_WARN_AFTER.as_secs())
+    }
+
+    /// Reads of waiting messages that failed since start (a segment
+    /// deleted under the gateway, an I/O error).
+    pub fn read_errors(&self) -> u64 {
+        self.shared
+            .read_errors
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Segments deleted by someone else while messages waited in them
+    /// (segment number, messages in it when found): those messages are
+    /// lost.
+    pub fn lost_segments(&self) -> Vec<(u64, usize)> {
+        self.shared
+            .lost_segments
+            .lock()
+            .map(|l| l.iter().map(|(&s, &n)| (s, n)).collect())
+            .unwrap_or_default()
+    }
+
     /// Flushes and stops the writer (graceful shutdown).
     pub async fn stop(&self) {
         let (done, wait) = oneshot::channel();
@@ -921,6 +1019,37 @@ impl Spool {
             .map(|(id, _)| id.clone())
             .collect()
     }
+}
+
+/// Says once (ERROR) that segment `seg` was deleted by someone else while
+/// messages waited in it: they cannot be delivered, and no restart brings
+/// them back (walkAU F1: a delivery said only "Cannot read the message
+/// from the spool" and deferred them forever).
+pub(crate) fn report_lost(shared: &Shared, index: &Mutex<Index>, dir: &Path, seg: u64) {
+    let ids: Vec<QueueId> = match index.lock() {
+        Ok(idx) => idx
+            .messages
+            .iter()
+            .filter(|(_, e)| e.loc.segment == seg)
+            .map(|(id, _)| id.clone())
+            .collect(),
+        Err(_) => return,
+    };
+    let Ok(mut lost) = shared.lost_segments.lock() else {
+        return;
+    };
+    if lost.insert(seg, ids.len()).is_some() {
+        return;
+    }
+    drop(lost);
+    const SHOWN: usize = 50;
+    let mut shown: Vec<&str> = ids.iter().take(SHOWN).map(|id| id.0.as_str()).collect();
+    if ids.len() > SHOWN {
+        shown.push("...");
+    }
+    tracing::error!(target: "app", segment = %record::segment_path(dir, seg).display(),
+        messages = ids.len(), queue_ids = %shown.join(" "),
+        "A spool segment holding waiting messages was deleted by something other than mailward: those messages cannot be delivered and are lost (their senders were told 250). Restore the file from a backup under its name if you can; otherwise tell the senders, and remove them (mailward queue remove). Find what deletes files in the spool directory: only mailward may.");
 }
 
 /// Says at start that segment `n`, refused as damaged earlier, is still

@@ -723,3 +723,150 @@ async fn removals_that_could_not_be_written_are_named_until_their_segment_goes()
         "the restart has it again, as the stop said"
     );
 }
+
+/// walkAU F1: the open segment deleted under a running gateway (a cleanup
+/// job, an operator). New mail was acknowledged into the unlinked file and
+/// gone at the next restart; now the next commit goes to a new segment,
+/// and what was acknowledged before is copied there from the open file.
+#[tokio::test]
+async fn a_deleted_open_segment_is_replaced_before_anything_is_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    let (spool, _) = Spool::open(dir.path()).unwrap();
+    let before = envelope(1);
+    spool.accept(&before, b"before\r\n".to_vec()).await.unwrap();
+    let open = record::list_segments(dir.path()).unwrap();
+    assert_eq!(open.len(), 1);
+    std::fs::remove_file(record::segment_path(dir.path(), open[0])).unwrap();
+
+    let after = envelope(2);
+    spool.accept(&after, b"after\r\n".to_vec()).await.unwrap();
+    let now = record::list_segments(dir.path()).unwrap();
+    assert!(!now.contains(&open[0]), "{now:?}");
+    assert_eq!(now.len(), 1, "{now:?}");
+    assert_eq!(spool.read(&after.id).unwrap(), b"after\r\n");
+    assert_eq!(spool.read(&before.id).unwrap(), b"before\r\n");
+    assert_eq!(spool.read_errors(), 0);
+    assert!(spool.lost_segments().is_empty());
+
+    // And a restart has both: nothing acknowledged lived only in the
+    // unlinked file.
+    spool.stop().await;
+    drop(spool);
+    let (_, recovered) = Spool::open(dir.path()).unwrap();
+    let ids: Vec<_> = recovered.iter().map(|e| e.id.clone()).collect();
+    assert!(
+        ids.contains(&before.id) && ids.contains(&after.id),
+        "{ids:?}"
+    );
+}
+
+/// walkAU F1: without new mail, the writer's round notices the deleted
+/// segment within a second and saves its waiting messages.
+#[tokio::test]
+async fn an_idle_spool_saves_the_messages_of_its_deleted_segment() {
+    let dir = tempfile::tempdir().unwrap();
+    let (spool, _) = Spool::open(dir.path()).unwrap();
+    let waiting = envelope(1);
+    spool
+        .accept(&waiting, b"waiting\r\n".to_vec())
+        .await
+        .unwrap();
+    let open = record::list_segments(dir.path()).unwrap();
+    std::fs::remove_file(record::segment_path(dir.path(), open[0])).unwrap();
+    eventually("the waiting message is readable from a new segment", || {
+        spool.read(&waiting.id).is_ok()
+    })
+    .await;
+    spool.stop().await;
+    drop(spool);
+    let (_, recovered) = Spool::open(dir.path()).unwrap();
+    assert!(recovered.iter().any(|e| e.id == waiting.id));
+}
+
+/// walkAU F1: the spool directory renamed away under a running gateway:
+/// new mail was acknowledged into the moved files. Now it is refused
+/// (the session answers 451), `mailward status` says why, and the spool
+/// writes again once the directory is back.
+#[tokio::test]
+async fn nothing_is_acknowledged_while_the_spool_directory_is_moved_away() {
+    let top = tempfile::tempdir().unwrap();
+    let dir = top.path().join("spool");
+    let moved = top.path().join("spool.moved");
+    let (spool, _) = Spool::open(&dir).unwrap();
+    let first = envelope(1);
+    spool.accept(&first, b"first\r\n".to_vec()).await.unwrap();
+
+    std::fs::rename(&dir, &moved).unwrap();
+    let refused = envelope(2);
+    let e = spool
+        .accept(&refused, b"refused\r\n".to_vec())
+        .await
+        .expect_err("written where no restart reads it");
+    assert!(e.to_string().contains("is gone while mailward ran"), "{e}");
+    let (_, why) = spool
+        .write_failing()
+        .expect("status says the spool cannot write");
+    assert!(why.contains("spool directory"), "{why}");
+    // Another directory of the same name is not the spool either.
+    std::fs::create_dir(&dir).unwrap();
+    assert!(spool.accept(&envelope(3), b"x\r\n".to_vec()).await.is_err());
+    std::fs::remove_dir(&dir).unwrap();
+
+    std::fs::rename(&moved, &dir).unwrap();
+    let third = envelope(4);
+    spool.accept(&third, b"third\r\n".to_vec()).await.unwrap();
+    assert_eq!(spool.write_failing(), None);
+    spool.stop().await;
+    drop(spool);
+    let (_, recovered) = Spool::open(&dir).unwrap();
+    let ids: Vec<_> = recovered.iter().map(|e| e.id.clone()).collect();
+    assert!(
+        ids.contains(&first.id) && ids.contains(&third.id),
+        "{ids:?}"
+    );
+    assert!(!ids.contains(&refused.id), "{ids:?}");
+}
+
+/// walkAU F1: an older segment deleted while a message waits in it: that
+/// message is lost, and the spool says so (once, with its queue ID) and
+/// counts the failed reads, instead of a delivery deferring it forever.
+#[tokio::test]
+async fn a_deleted_older_segment_is_reported_as_lost_mail() {
+    let dir = tempfile::tempdir().unwrap();
+    let (spool, _) = Spool::open(dir.path()).unwrap();
+    let lost = envelope(1);
+    spool.accept(&lost, b"lost\r\n".to_vec()).await.unwrap();
+    spool.stop().await;
+    drop(spool);
+    // The restart writes to a new segment; the old one holds the message.
+    let (spool, _) = Spool::open(dir.path()).unwrap();
+    let segs = record::list_segments(dir.path()).unwrap();
+    assert_eq!(segs.len(), 2, "{segs:?}");
+    std::fs::remove_file(record::segment_path(dir.path(), segs[0])).unwrap();
+    assert!(spool.read(&lost.id).is_err());
+    assert_eq!(spool.read_errors(), 1);
+    assert_eq!(spool.lost_segments(), vec![(segs[0], 1)]);
+}
+
+/// walkAU F12: a spool write that does not complete (a frozen disk) is
+/// visible while it lasts.
+#[tokio::test]
+async fn a_stalled_write_is_visible_while_it_lasts() {
+    use std::sync::atomic::Ordering;
+    let dir = tempfile::tempdir().unwrap();
+    let (spool, _) = Spool::open(dir.path()).unwrap();
+    assert_eq!(spool.write_stalled_for(), None);
+    // As the writer publishes a write that started 7 s ago.
+    let started = chrono::Utc::now().timestamp_millis() - 7_000;
+    spool
+        .shared
+        .write_started_ms
+        .store(started, Ordering::Relaxed);
+    assert_eq!(spool.write_stalled_for(), Some(7));
+    eventually("the ticker said the stall", || {
+        spool.shared.stall_warned.load(Ordering::Relaxed)
+    })
+    .await;
+    spool.shared.write_started_ms.store(0, Ordering::Relaxed);
+    assert_eq!(spool.write_stalled_for(), None);
+}

@@ -12,7 +12,7 @@ use super::{
 use crate::envelope::QueueId;
 use std::fs::File;
 use std::io::Write;
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
@@ -116,6 +116,9 @@ pub(super) fn start(
     index: Arc<Mutex<Index>>,
     shared: Arc<Shared>,
 ) -> Result<(), SpoolError> {
+    let dir_id = std::fs::metadata(&dir)
+        .map(|m| (m.dev(), m.ino()))
+        .map_err(|e| SpoolError::io(&dir, e))?;
     let segment = Segment::create(&dir, first_segment)?;
     if let Ok(mut idx) = index.lock() {
         idx.live.entry(segment.number).or_insert(0);
@@ -123,6 +126,8 @@ pub(super) fn start(
     }
     let mut w = Writer {
         dir,
+        dir_id,
+        vanished: None,
         segment,
         index,
         shared,
@@ -141,12 +146,20 @@ pub(super) fn start(
 
 /// Wakes the writer every [`MAINTENANCE_INTERVAL`] until the spool is gone
 /// (it holds only a weak sender, so it never keeps the writer alive).
-pub(super) fn start_ticker(tx: mpsc::WeakSender<Op>) -> Result<(), SpoolError> {
+/// It also watches the writer's disk writes: one that has not completed
+/// after [`super::STALL_WARN_AFTER`] (a frozen file system, a SAN or NFS
+/// hiccup) is said once at WARN, with the sessions waiting for it (walkAU
+/// F12: they hung without a word in the log).
+pub(super) fn start_ticker(
+    tx: mpsc::WeakSender<Op>,
+    shared: Arc<Shared>,
+) -> Result<(), SpoolError> {
     std::thread::Builder::new()
         .name("spool-ticker".into())
         .spawn(move || loop {
             std::thread::sleep(MAINTENANCE_INTERVAL);
             let Some(tx) = tx.upgrade() else { return };
+            watch_stall(&shared);
             match tx.try_send(Op::Maintain) {
                 Ok(()) | Err(mpsc::error::TrySendError::Full(_)) => {}
                 Err(mpsc::error::TrySendError::Closed(_)) => return,
@@ -156,8 +169,63 @@ pub(super) fn start_ticker(tx: mpsc::WeakSender<Op>) -> Result<(), SpoolError> {
         .map_err(|e| SpoolError::io(Path::new("spool-ticker thread"), e))
 }
 
+/// Says once per stall that the writer's current disk write has not
+/// completed for [`super::STALL_WARN_AFTER`], with the commits waiting
+/// for it and behind it.
+fn watch_stall(shared: &Shared) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let Some(secs) = stalled_for(shared) else {
+        return;
+    };
+    if secs < super::STALL_WARN_AFTER.as_secs() || shared.stall_warned.swap(true, Relaxed) {
+        return;
+    }
+    let in_batch = shared.write_waiting.load(Relaxed);
+    let queued = shared.commits_queued.load(Relaxed);
+    tracing::warn!(target: "app", seconds = secs, commits_waiting = in_batch + queued,
+        in_this_write = in_batch, queued_behind = queued,
+        "Spool write has not completed for {secs} s: the disk holding the spool does not answer (frozen file system, SAN or NFS stall, failing disk). Sessions wait for their 250 meanwhile (commits_waiting counts their messages and the queue's changes); they are answered when the write completes, which is said at INFO. Check the disk (dmesg, fsfreeze -u, the storage).");
+}
+
+/// Seconds the writer's current disk write has been running (None when
+/// none is).
+pub(super) fn stalled_for(shared: &Shared) -> Option<u64> {
+    let started = shared
+        .write_started_ms
+        .load(std::sync::atomic::Ordering::Relaxed);
+    (started > 0).then(|| {
+        let now = chrono::Utc::now().timestamp_millis();
+        u64::try_from(now.saturating_sub(started)).unwrap_or(0) / 1000
+    })
+}
+
+/// What became of the spool's files under the writer, said once per
+/// incident (walkAU F1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Vanished {
+    /// The spool directory is not the one opened at start (renamed,
+    /// deleted, replaced): nothing can be written where a restart would
+    /// read it, so every write is refused until it is back.
+    Dir(String),
+}
+
+/// Where the current segment stands.
+enum Place {
+    Ok,
+    /// The current segment is no longer reachable by its name (deleted,
+    /// renamed, replaced), though the directory is the spool's.
+    SegmentGone,
+    /// The spool directory is gone or replaced.
+    DirGone(String),
+}
+
 struct Writer {
     dir: PathBuf,
+    /// Device and inode of the spool directory at start: a directory
+    /// renamed away, or replaced by another of the same name, is no longer
+    /// where a restart would read the segments.
+    dir_id: (u64, u64),
+    vanished: Option<Vanished>,
     segment: Segment,
     index: Arc<Mutex<Index>>,
     shared: Arc<Shared>,
@@ -266,11 +334,21 @@ impl Writer {
         // forward now rather than at the next rotation (64 MiB away).
         self.compact();
         while let Some(first) = rx.blocking_recv() {
+            if matches!(first, Op::Append { .. }) {
+                self.shared
+                    .commits_queued
+                    .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+            }
             let mut ops = vec![first];
             let mut bytes = 0usize;
             while ops.len() < MAX_BATCH && bytes < MAX_BATCH_BYTES {
                 match rx.try_recv() {
                     Ok(op) => {
+                        if matches!(op, Op::Append { .. }) {
+                            self.shared
+                                .commits_queued
+                                .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+                        }
                         if let Op::Append { records, .. } = &op {
                             bytes += records
                                 .iter()
@@ -323,22 +401,15 @@ impl Writer {
             Ok(idx) => Held::of(appends.iter().flat_map(|(r, _)| r.iter()), &idx),
             Err(_) => Held::default(),
         };
+        // Nothing is written where a restart would not read it (walkAU
+        // F1: mail acknowledged into a deleted segment was lost).
+        if let Err(msg) = self.keep_in_place() {
+            self.refuse(&msg, held, appends);
+            return;
+        }
         if self.segment.len >= SEGMENT_SIZE {
             if let Err(e) = self.rotate() {
-                let msg = e.to_string();
-                self.failed(&msg, held);
-                if let Ok(idx) = self.index.lock() {
-                    for r in appends.iter().flat_map(|(r, _)| r.iter()) {
-                        if r.kind == RecordKind::Removed && !r.only_if_written {
-                            if let Some(entry) = idx.messages.get(&r.envelope.id) {
-                                note_unrecorded(&self.shared, &r.envelope.id, entry.loc.segment);
-                            }
-                        }
-                    }
-                }
-                for (_, done) in appends {
-                    let _ = done.send(Err(msg.clone()));
-                }
+                self.refuse(&e.to_string(), held, appends);
                 return;
             }
         }
@@ -379,10 +450,34 @@ impl Writer {
                 });
             }
         }
-        let result = self
-            .injected_failure()
-            .and_then(|()| self.segment.file.write_all(&buf))
-            .and_then(|()| self.segment.file.sync_data());
+        let waiting = pending.iter().filter(|p| p.done.is_some()).count();
+        let mut result = self.timed(waiting, |w| w.write_durably(&buf));
+        // Deleted or moved while the batch was written: nothing of it is
+        // acknowledged from a file a restart would not read. It goes to a
+        // new segment (the directory is the spool's) or is refused.
+        if result.is_ok() {
+            match self.place() {
+                Place::Ok => {}
+                Place::DirGone(why) => {
+                    self.dir_vanished(&why);
+                    result = Err(std::io::Error::other(why));
+                }
+                Place::SegmentGone => {
+                    let before = self.segment.len;
+                    match self.replace_lost_segment() {
+                        Ok(()) => {
+                            let (number, base) = (self.segment.number, self.segment.len);
+                            for loc in pending.iter_mut().filter_map(|p| p.loc.as_mut()) {
+                                loc.segment = number;
+                                loc.offset = loc.offset - before + base;
+                            }
+                            result = self.timed(waiting, |w| w.write_durably(&buf));
+                        }
+                        Err(e) => result = Err(std::io::Error::other(e.to_string())),
+                    }
+                }
+            }
+        }
         match result {
             Ok(()) => {
                 self.segment.len += buf.len() as u64;
@@ -438,6 +533,204 @@ impl Writer {
                     if let Some(done) = p.done.take() {
                         let _ = done.send(Err(e.to_string()));
                     }
+                }
+            }
+        }
+    }
+
+    /// Writes `buf` at the end of the current segment and flushes it.
+    fn write_durably(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        self.injected_failure()
+            .and_then(|()| self.segment.file.write_all(buf))
+            .and_then(|()| self.segment.file.sync_data())
+    }
+
+    /// Runs a disk write of the writer, published for the stall watch
+    /// ([`watch_stall`]) with the `waiting` sessions it answers; a write
+    /// that was said to stall says when it completes.
+    fn timed<T>(&mut self, waiting: usize, f: impl FnOnce(&mut Self) -> T) -> T {
+        use std::sync::atomic::Ordering::Relaxed;
+        let started = chrono::Utc::now().timestamp_millis().max(1);
+        self.shared.write_waiting.store(waiting, Relaxed);
+        self.shared.write_started_ms.store(started, Relaxed);
+        let out = f(self);
+        self.shared.write_started_ms.store(0, Relaxed);
+        self.shared.write_waiting.store(0, Relaxed);
+        if self.shared.stall_warned.swap(false, Relaxed) {
+            let secs = (chrono::Utc::now().timestamp_millis() - started) / 1000;
+            tracing::info!(target: "app", seconds = secs, commits_answered = waiting,
+                "The stalled spool write completed after {secs} s; the waiting sessions get their replies now. A client that gave up meanwhile has not seen its 250 and may send its message again (a duplicate).");
+        }
+        out
+    }
+
+    /// Refuses a whole batch that could not be written (`msg`), as a
+    /// failed write does.
+    fn refuse(&mut self, msg: &str, held: Held, appends: Vec<(Vec<super::Record>, super::Ack)>) {
+        self.failed(msg, held);
+        if let Ok(idx) = self.index.lock() {
+            for r in appends.iter().flat_map(|(r, _)| r.iter()) {
+                if r.kind == RecordKind::Removed && !r.only_if_written {
+                    if let Some(entry) = idx.messages.get(&r.envelope.id) {
+                        note_unrecorded(&self.shared, &r.envelope.id, entry.loc.segment);
+                    }
+                }
+            }
+        }
+        for (_, done) in appends {
+            let _ = done.send(Err(msg.to_string()));
+        }
+    }
+
+    /// Where the current segment stands: still under its name in the
+    /// spool directory opened at start, or not.
+    fn place(&self) -> Place {
+        match std::fs::metadata(&self.dir) {
+            Ok(m) if (m.dev(), m.ino()) == self.dir_id => {}
+            Ok(_) => {
+                return Place::DirGone(format!(
+                    "the spool directory {} was replaced by another directory while mailward ran",
+                    self.dir.display()
+                ))
+            }
+            Err(e) => {
+                return Place::DirGone(format!(
+                    "the spool directory {} is gone while mailward ran (renamed or deleted): {e}",
+                    self.dir.display()
+                ))
+            }
+        }
+        let ours = match self.segment.file.metadata() {
+            Ok(m) => m,
+            // Cannot tell: the write itself says whether the file works.
+            Err(_) => return Place::Ok,
+        };
+        let path = record::segment_path(&self.dir, self.segment.number);
+        match std::fs::symlink_metadata(&path) {
+            Ok(m) if ours.nlink() > 0 && (m.dev(), m.ino()) == (ours.dev(), ours.ino()) => {
+                Place::Ok
+            }
+            _ => Place::SegmentGone,
+        }
+    }
+
+    /// Before a batch: the current segment is where a restart reads it, or
+    /// is replaced by a new one; Err (the batch is refused) while the spool
+    /// directory is not the one opened at start.
+    fn keep_in_place(&mut self) -> Result<(), String> {
+        match self.place() {
+            Place::Ok => {
+                self.back_in_place();
+                Ok(())
+            }
+            Place::DirGone(why) => {
+                self.dir_vanished(&why);
+                Err(why)
+            }
+            Place::SegmentGone => {
+                self.back_in_place();
+                self.replace_lost_segment().map_err(|e| e.to_string())
+            }
+        }
+    }
+
+    /// The spool directory went: said once (ERROR) with what to do, and
+    /// `mailward status` says it (the spool's writes fail) until it is back.
+    fn dir_vanished(&mut self, why: &str) {
+        if let Ok(mut f) = self.shared.failing.lock() {
+            if f.is_none() {
+                *f = Some((chrono::Utc::now().timestamp(), why.to_string()));
+            }
+        }
+        self.failing = true;
+        if self.vanished.is_none() {
+            tracing::error!(target: "app", spool = %self.dir.display(), error = %why,
+                "The spool directory is not the one mailward opened at start: nothing written now could be read back, so new mail gets 451 4.3.0 and state changes are not recorded. Move the directory back (mailward takes mail again within a second), or stop mailward and put the spool in place before starting it again; never rename or delete the spool of a running gateway.");
+        }
+        self.vanished = Some(Vanished::Dir(why.to_string()));
+    }
+
+    /// The spool directory is the one opened at start again.
+    fn back_in_place(&mut self) {
+        if let Some(Vanished::Dir(_)) = self.vanished.take() {
+            // (A full disk meanwhile is said again by the next write.)
+            if let Ok(mut f) = self.shared.failing.lock() {
+                *f = None;
+            }
+            tracing::info!(target: "app", spool = %self.dir.display(),
+                "The spool directory is back in place: the spool writes again.");
+        }
+    }
+
+    /// The current segment was deleted (or renamed, or replaced) by
+    /// someone else: starts a new one, and copies the messages waiting in
+    /// the lost one there from the file still open (Linux: through
+    /// /proc/self/fd), so that what was acknowledged stays on disk.
+    fn replace_lost_segment(&mut self) -> Result<(), SpoolError> {
+        let lost = self.segment.number;
+        let path = record::segment_path(&self.dir, lost);
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&self.segment.file);
+        let src = File::open(format!("/proc/self/fd/{fd}"));
+        let next = Segment::create(&self.dir, lost + 1)?;
+        let old = std::mem::replace(&mut self.segment, next);
+        if let Ok(mut idx) = self.index.lock() {
+            idx.live.entry(self.segment.number).or_insert(0);
+            idx.bytes.insert(self.segment.number, 0);
+        }
+        let waiting = self.ids_in(lost);
+        let copied = match &src {
+            Ok(src) => self.copy_forward_from(lost, src),
+            Err(_) => None,
+        };
+        drop(old);
+        match copied {
+            Some(n) if n == waiting.len() => {
+                tracing::error!(target: "app", segment = %path.display(), new_segment = self.segment.number, messages_copied = n,
+                    "The open spool segment was deleted (or renamed) by something other than mailward: started a new one and copied the messages waiting in the lost one there, from the file still open; nothing was lost. Find what deletes files in the spool directory (a cleanup job, tmpfiles, an operator): only mailward may.");
+            }
+            _ => {
+                let shown: Vec<&str> = waiting.iter().take(50).map(|id| id.0.as_str()).collect();
+                tracing::error!(target: "app", segment = %path.display(), new_segment = self.segment.number,
+                    messages = waiting.len(), copied = copied.unwrap_or(0), queue_ids = %shown.join(" "),
+                    "The open spool segment was deleted (or renamed) by something other than mailward and its waiting messages could not all be copied to a new segment: those not copied are lost at the next restart. Put the file back under its name if it was renamed; find what deletes files in the spool directory: only mailward may.");
+            }
+        }
+        self.collect_garbage();
+        Ok(())
+    }
+
+    /// The messages whose bytes are in segment `seg`.
+    fn ids_in(&self, seg: u64) -> Vec<QueueId> {
+        self.index
+            .lock()
+            .map(|idx| {
+                idx.messages
+                    .iter()
+                    .filter(|(_, e)| e.loc.segment == seg)
+                    .map(|(id, _)| id.clone())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Says loudly (once per segment) that an older segment holding
+    /// waiting messages is gone from the spool directory: they cannot be
+    /// delivered, and are lost.
+    fn look_for_lost_segments(&self) {
+        let segs: Vec<u64> = match self.index.lock() {
+            Ok(idx) => idx
+                .live
+                .iter()
+                .filter(|(&seg, &n)| n > 0 && seg != self.segment.number)
+                .map(|(&seg, _)| seg)
+                .collect(),
+            Err(_) => return,
+        };
+        for seg in segs {
+            let path = record::segment_path(&self.dir, seg);
+            if let Err(e) = std::fs::symlink_metadata(&path) {
+                if e.kind() == std::io::ErrorKind::NotFound {
+                    super::report_lost(&self.shared, &self.index, &self.dir, seg);
                 }
             }
         }
@@ -525,6 +818,13 @@ impl Writer {
     /// deletes the dead prefix of segments.
     fn maintain(&mut self) {
         self.look_at_damaged_notes();
+        // Also when nothing is written: the messages acknowledged into a
+        // segment deleted meanwhile are copied out of it within a second,
+        // and a spool directory gone is in the log and the status at once.
+        if self.keep_in_place().is_err() {
+            return;
+        }
+        self.look_for_lost_segments();
         // (Not while a damaged segment waits for its salvage: the old one
         // could not be deleted.)
         let dead = self.current_is_dead() && self.keep_after.is_none();
@@ -797,6 +1097,10 @@ impl Writer {
         for seg in doomed {
             let path = record::segment_path(&self.dir, seg);
             if let Err(e) = std::fs::remove_file(&path) {
+                // A segment deleted by someone else was said when found.
+                if e.kind() == std::io::ErrorKind::NotFound {
+                    continue;
+                }
                 tracing::warn!(target: "app", segment = %path.display(), error = %e, "Cannot delete an empty spool segment.");
             }
         }
@@ -835,6 +1139,13 @@ impl Writer {
         if seg == self.segment.number {
             return Some(0);
         }
+        let path = record::segment_path(&self.dir, seg);
+        let src = File::open(&path).ok()?;
+        self.copy_forward_from(seg, &src)
+    }
+
+    /// [`Writer::copy_forward`] from `src`, the file of segment `seg`.
+    fn copy_forward_from(&mut self, seg: u64, src: &File) -> Option<usize> {
         let movers: Vec<(QueueId, Location, Vec<u8>)> = {
             let idx = self.index.lock().ok()?;
             idx.messages
@@ -843,8 +1154,6 @@ impl Writer {
                 .map(|(id, e)| (id.clone(), e.loc, e.envelope.clone()))
                 .collect()
         };
-        let path = record::segment_path(&self.dir, seg);
-        let src = File::open(&path).ok()?;
         let mut buf = Vec::new();
         let mut moved = Vec::new();
         for (id, loc, env) in movers {
@@ -864,12 +1173,7 @@ impl Writer {
                 env,
             ));
         }
-        if self
-            .injected_failure()
-            .and_then(|()| self.segment.file.write_all(&buf))
-            .and_then(|()| self.segment.file.sync_data())
-            .is_err()
-        {
+        if self.timed(0, |w| w.write_durably(&buf)).is_err() {
             let _ = self.segment.file.set_len(self.segment.len);
             return None;
         }

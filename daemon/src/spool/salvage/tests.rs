@@ -508,7 +508,9 @@ async fn a_salvage_run_as_root_leaves_its_files_to_the_owner_of_the_spool() {
 }
 
 /// The error a gateway gets on a spool file it may not open names the
-/// file's owner and mode, who mailward runs as, and the chown to run.
+/// file's owner and mode, who mailward runs as, and the fix: the chown
+/// when another user owns it; when owner and mode are right, where else
+/// to look (walkAU F8: the chown to the owner it had was a no-op).
 #[test]
 fn a_permission_refused_on_a_spool_file_names_its_owner_and_the_chown() {
     let top = tempfile::tempdir().unwrap();
@@ -525,9 +527,19 @@ fn a_permission_refused_on_a_spool_file_names_its_owner_and_the_chown() {
     let text = e.to_string();
     assert!(
         text.contains(&format!("it belongs to {user} (uid {uid}), mode 0600"))
-            && text.contains(&format!("chown -R {user}: {}", spool.display())),
+            && text.contains(&format!("lsattr -d {}", spool.display())),
         "{text}"
     );
+    assert!(!text.contains("chown"), "{text}");
+    if uid.is_root() {
+        nix::unistd::chown(&file, Some(nix::unistd::Uid::from_raw(65534)), None).unwrap();
+        let text = e.to_string();
+        assert!(
+            text.contains("(uid 65534), mode 0600")
+                && text.contains(&format!("chown -R {user}: {}", spool.display())),
+            "{text}"
+        );
+    }
     let other = SpoolError::Io {
         path: file,
         source: std::io::Error::from(std::io::ErrorKind::NotFound),
