@@ -401,7 +401,13 @@ fn mail_params(text: &str) -> Result<MailParams, ParseError> {
             ("RET", Some(v)) if v.eq_ignore_ascii_case("HDRS") => out.ret = Some(Ret::Hdrs),
             // RFC 3461 4.4: 1*100xchar (walkAH 10: an empty one was taken).
             ("ENVID", Some(v)) if !v.is_empty() && v.len() <= 100 => {
-                out.envid = Some(xtext_decode(v).ok_or(BAD_PARAM)?)
+                let envid = xtext_decode(v).ok_or(BAD_PARAM)?;
+                // RFC 3461 4.4: printable (graphic) US-ASCII once decoded;
+                // `a+0Db` was taken and kept a CR (walkAU F4).
+                if !envid.bytes().all(|b| b.is_ascii_graphic()) {
+                    return Err(BAD_ENVID);
+                }
+                out.envid = Some(envid)
             }
             // RFC 6531. Also with an ASCII envelope: Postfix's before-queue
             // proxy passes on what its own client sent, and a UTF-8 header
@@ -421,8 +427,12 @@ fn rcpt_params(text: &str) -> Result<RcptParams, ParseError> {
         match (key.as_str(), value) {
             ("NOTIFY", Some(v)) => out.notify = Some(Notify::parse(v).ok_or(BAD_PARAM)?),
             ("ORCPT", Some(v)) if v.contains(';') && v.len() <= 500 => {
-                if xtext_decode(v).is_none() && !is_utf8_orcpt(v) {
-                    return Err(BAD_PARAM);
+                match xtext_decode(v) {
+                    Some(decoded) if !orcpt_controls(&decoded) => {}
+                    Some(_) => return Err(BAD_ORCPT),
+                    None if is_utf8_orcpt(v) && !orcpt_controls(v) => {}
+                    None if is_utf8_orcpt(v) => return Err(BAD_ORCPT),
+                    None => return Err(BAD_PARAM),
                 }
                 out.orcpt = Some(v.to_string());
             }
@@ -430,6 +440,33 @@ fn rcpt_params(text: &str) -> Result<RcptParams, ParseError> {
         }
     }
     Ok(out)
+}
+
+// RFC 3461 4.2 and 4.4 (walkAU F4): ENVID and ORCPT whose xtext decodes
+// to control characters (CR, LF, NUL) are refused, naming the parameter,
+// as Postfix does; the DSN writer made them spaces, but they were kept and
+// would go on to a DSN-capable hop.
+const BAD_ENVID: ParseError = ParseError::other("501 5.5.4 Bad ENVID parameter syntax");
+const BAD_ORCPT: ParseError = ParseError::other("501 5.5.4 Bad ORCPT parameter syntax");
+
+/// Whether a decoded ORCPT holds control characters: xtext `+0D`, or,
+/// in an address of type utf-8 (RFC 6533 3), `\x{D}`. UTF-8 is allowed
+/// there, controls are not.
+fn orcpt_controls(decoded: &str) -> bool {
+    if decoded.chars().any(char::is_control) {
+        return true;
+    }
+    let Some((kind, address)) = decoded.split_once(';') else {
+        return false;
+    };
+    kind.eq_ignore_ascii_case("utf-8")
+        && address.split("\\x{").skip(1).any(|after| {
+            after
+                .split_once('}')
+                .and_then(|(hex, _)| u32::from_str_radix(hex, 16).ok())
+                .and_then(char::from_u32)
+                .is_none_or(char::is_control)
+        })
 }
 
 /// RFC 6533 3: under SMTPUTF8 an ORCPT of type utf-8 may hold its
@@ -456,6 +493,48 @@ fn is_utf8_orcpt(v: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn envid_and_orcpt_decoding_to_control_characters_are_refused() {
+        let reply = |line: &str| parse(line.as_bytes()).err().map(|e| e.reply);
+        assert_eq!(
+            reply("MAIL FROM:<a@sender.test> ENVID=a+0Ab"),
+            Some(BAD_ENVID.reply)
+        );
+        assert_eq!(
+            reply("MAIL FROM:<a@sender.test> ENVID=a+00b"),
+            Some(BAD_ENVID.reply)
+        );
+        assert_eq!(
+            reply("MAIL FROM:<a@sender.test> ENVID=a+20b"),
+            Some(BAD_ENVID.reply)
+        );
+        assert_eq!(reply("MAIL FROM:<a@sender.test> ENVID=QQ+2B1"), None);
+        for bad in [
+            "rfc822;x+0D+0ASubject:+20pwned@example.com",
+            "rfc822;x+00@example.com",
+            "utf-8;x\\x{0D}\\x{0A}Subject:@example.com",
+            "utf-8;x\\x{7F}@example.com",
+            "utf-8;j\u{fc}\\x{0A}rgen@example.com",
+        ] {
+            assert_eq!(
+                reply(&format!("RCPT TO:<bob@example.com> ORCPT={bad}")),
+                Some(BAD_ORCPT.reply),
+                "{bad}"
+            );
+        }
+        for good in [
+            "rfc822;bob@example.com",
+            "rfc822;b+2Bob@example.com",
+            "utf-8;j\\x{FC}rgen@example.com",
+        ] {
+            assert_eq!(
+                reply(&format!("RCPT TO:<bob@example.com> ORCPT={good}")),
+                None,
+                "{good}"
+            );
+        }
+    }
 
     #[test]
     fn a_refused_line_names_the_address_as_written() {
