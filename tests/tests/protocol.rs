@@ -927,14 +927,21 @@ fn a_transaction_ended_after_refused_recipients_is_logged_with_its_sender() -> R
             got.len() == 1 && got[0].contains(" INFO ") && got[0].contains("rcpts=0 "),
             "{end}: one INFO line with from= and rcpts=0:\n{log}"
         );
-        let reply = if *end == "DATA" {
-            "554 5.5.1 No valid recipients"
-        } else {
-            "554 5.7.1 <x@elsewhere.test>: Relay access denied"
+        // What ended the transaction (walkAU F6): a hang-up is no reply
+        // the client got, and says so.
+        let reply = match *end {
+            "DATA" => "554 5.5.1 No valid recipients",
+            "hang-up" => "none: the client closed the connection",
+            _ => "554 5.7.1 <x@elsewhere.test>: Relay access denied",
         };
         ensure!(
             got[0].contains(reply),
             "{end}: the reply {reply}: {}",
+            got[0]
+        );
+        ensure!(
+            got[0].contains("cause=disconnected") == (*end == "hang-up"),
+            "{end}: cause=disconnected only for the hang-up: {}",
             got[0]
         );
         // The refused recipient's own line names the sender too.
@@ -1926,6 +1933,36 @@ fn a_header_of_too_many_fields_is_refused_and_the_session_goes_on() -> Result<()
             && l.contains("from=alice@sender.test")
             && l.contains("552 5.3.4 Message header too large")),
         "the refusal is logged with its sender:\n{log}"
+    );
+    Ok(())
+}
+
+/// walkAU F7: XFORWARD was allowed to every relay_networks client, so any
+/// LAN machine could set the client SPF and the Received line are computed
+/// from. Only `network.xforward_hosts` may use it: a client that may relay
+/// but is not listed is neither offered it nor allowed it.
+#[test]
+fn xforward_is_only_for_xforward_hosts_not_every_relay_client() -> Result<()> {
+    let gw = Gateway::start("xforward-hosts", |c| {
+        c.set_list("network", "xforward_hosts", &["192.0.2.25"])
+    })?;
+    let mut c = gw.client()?;
+    let ehlo = c.ehlo("lan-pc.test")?;
+    ensure!(!ehlo.text().contains("XFORWARD"), "not offered: {ehlo}");
+    c.command("XFORWARD NAME=mx.bank.test ADDR=198.51.100.7 HELO=mx.bank.test")?
+        .expect(550, "5.7.0")?;
+    // It still relays (relay_networks), as itself.
+    c.send_mail_ok(
+        "ceo@bank.test",
+        &["someone@elsewhere.test"],
+        &read_resource("mail/plain.eml")?,
+    )?;
+    c.quit();
+    let m = &gw.sink.wait_for_count(1, DELIVERY_TIMEOUT)?[0];
+    ensure!(
+        !m.message.contains("198.51.100.7") && m.message.contains("[127.0.0.1]"),
+        "the Received line names the connecting client:\n{}",
+        m.message
     );
     Ok(())
 }

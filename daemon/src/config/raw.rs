@@ -47,7 +47,7 @@ macro_rules! raw_policy {
 }
 
 raw_table!(RawServer; hostname, authserv_id, user, group, postmaster, data_dir, admin_socket);
-raw_table!(RawNetwork; listen_on, protected_domains, relay_networks, after_queue, tls_certificate, tls_key);
+raw_table!(RawNetwork; listen_on, protected_domains, relay_networks, xforward_hosts, after_queue, tls_certificate, tls_key);
 raw_table!(RawAccess; connect_rules, helo_rules, mail_from_rules, rcpt_rules, dnsbl, dns_resolver);
 raw_table!(RawLimits;
     incoming_sessions, incoming_sessions_per_ip, incoming_sessions_per_ipv6_prefix, outgoing_sessions, outgoing_sessions_per_host,

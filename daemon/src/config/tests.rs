@@ -1377,3 +1377,47 @@ fn a_tls_redis_url_is_refused_as_unsupported_not_as_a_typo() {
     );
     assert_eq!(errors.0[0].key, "spam.store", "{text}");
 }
+
+/// walkAU F7: XFORWARD was allowed to every relay_networks host, so any
+/// LAN machine could set the client identity. `network.xforward_hosts`
+/// is loopback by default (Postfix beside Mailward, as docs/postfix.md
+/// runs it), checked like relay_networks, and a network wider than one
+/// host (not loopback) is a warning.
+#[test]
+fn xforward_hosts_default_to_this_host_and_warn_when_wider_than_one() {
+    let c = parse("", "t.toml").unwrap_or_else(|e| panic!("{e}"));
+    for ip in ["127.0.0.1", "127.0.0.2", "::1"] {
+        assert!(c.network.may_xforward(ip.parse().unwrap()), "{ip}");
+    }
+    assert!(!c.network.may_xforward("192.0.2.1".parse().unwrap()));
+    // `mailward config default` says what an absent key means.
+    let shipped = load(None).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(shipped.network.xforward_hosts, c.network.xforward_hosts);
+    let c = parse(
+        "[network]\nrelay_networks = [\"192.168.10.0/24\"]\nxforward_hosts = [\"192.168.10.5\"]\n",
+        "t.toml",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert!(c.network.may_relay("192.168.10.6".parse().unwrap()));
+    assert!(!c.network.may_xforward("192.168.10.6".parse().unwrap()));
+    assert!(c.network.may_xforward("192.168.10.5".parse().unwrap()));
+    assert!(!c.network.may_xforward("127.0.0.1".parse().unwrap()));
+    let quiet =
+        warnings("[network]\nxforward_hosts = [\"192.168.10.5\", \"127.0.0.0/8\", \"::1\"]\n");
+    assert!(
+        !quiet.iter().any(|w| w.contains("xforward_hosts")),
+        "{quiet:?}"
+    );
+    let wide = warnings("[network]\nxforward_hosts = [\"192.168.10.0/24\"]\n");
+    assert!(
+        wide.iter().any(|w| w.contains("network.xforward_hosts")
+            && w.contains("192.168.10.0/24 is wider than one host")),
+        "{wide:?}"
+    );
+    let e = parse("[network]\nxforward_hosts = [\"nonsense\"]\n", "t.toml").unwrap_err();
+    let lines: Vec<String> = e.0.iter().map(|p| p.to_string()).collect();
+    assert!(
+        lines.len() == 1 && lines[0].starts_with("t.toml:2: network.xforward_hosts: "),
+        "{lines:?}"
+    );
+}

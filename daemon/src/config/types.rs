@@ -103,6 +103,10 @@ pub struct Network {
     pub protected_domains: Vec<DomainPattern>,
     /// Clients that may send mail to any domain.
     pub relay_networks: Vec<IpNet>,
+    /// Clients that may use XFORWARD (say who their own client was): the
+    /// MTA in front of or behind Mailward, not every client that may
+    /// relay (walkAU F7).
+    pub xforward_hosts: Vec<IpNet>,
     /// Mailward is an MTA's after-queue content filter: every SMTP client
     /// queued the message before and would bounce a refusal to its sender
     /// (who may be forged), so policy refusals become blocks.
@@ -117,6 +121,13 @@ impl Network {
     /// Whether mail for `domain` is accepted from anyone.
     pub fn is_protected(&self, domain: &str) -> bool {
         self.protected_domains.iter().any(|p| p.matches(domain))
+    }
+
+    /// Whether `ip` may use XFORWARD.
+    pub fn may_xforward(&self, ip: IpAddr) -> bool {
+        self.xforward_hosts
+            .iter()
+            .any(|n| super::rules::net_contains(n, ip))
     }
 
     /// Whether `ip` may relay to any domain.

@@ -677,10 +677,42 @@ fn network(ctx: &mut Ctx<'_>, raw: &RawNetwork, milter_only: bool) -> Network {
         ),
         relay_networks: get_list!(ctx, p, raw.relay_networks, net)
             .unwrap_or_else(|| "127.0.0.0/8".parse().ok().into_iter().collect()),
+        xforward_hosts: xforward_hosts(ctx, &p, raw),
         after_queue: get!(ctx, p, raw.after_queue, boolean).unwrap_or(false),
         tls_certificate: get!(ctx, p, raw.tls_certificate, path),
         tls_key: get!(ctx, p, raw.tls_key, path),
     }
+}
+
+/// `network.xforward_hosts`: by default this host only (loopback), where
+/// the documented Postfix setups run the MTA beside Mailward; XFORWARD
+/// sets the client SPF, Authentication-Results and the Received line are
+/// computed from, so a network wider than one host (other than loopback)
+/// is a warning: any machine in it could make its mail look as if it came
+/// from elsewhere (walkAU F7; Postfix's smtpd_authorized_xforward_hosts
+/// is empty by default).
+fn xforward_hosts(ctx: &mut Ctx<'_>, p: &KeyPath, raw: &RawNetwork) -> Vec<IpNet> {
+    let Some(hosts) = get_list!(ctx, p, raw.xforward_hosts, net) else {
+        return ["127.0.0.0/8", "::1/128"]
+            .iter()
+            .filter_map(|n| n.parse().ok())
+            .collect();
+    };
+    for n in &hosts {
+        let loopback = match n {
+            IpNet::V4(v4) => v4.network().is_loopback(),
+            IpNet::V6(v6) => v6.prefix_len() == 128 && v6.network().is_loopback(),
+        };
+        if n.prefix_len() < n.max_prefix_len() && !loopback {
+            ctx.warn(
+                &p.key("xforward_hosts"),
+                format!(
+                    "{n} is wider than one host: every machine in it may use XFORWARD and so set the client that SPF, Authentication-Results and the Received line are computed from; list the MTAs in front of or behind Mailward one by one"
+                ),
+            );
+        }
+    }
+    hosts
 }
 
 fn access(ctx: &mut Ctx<'_>, raw: &RawAccess) -> Access {

@@ -197,16 +197,93 @@ impl Settled {
         tx: &RefusedTransaction<'_>,
         reply: Option<&str>,
     ) {
+        self.emit_ended(stats, tx, reply, None);
+    }
+
+    /// As [`Self::emit`], for a transaction the session's end cut off:
+    /// `cause=` says what did, `reply` is what the session ended with.
+    fn emit_ended(
+        &self,
+        stats: &mailward_metrics::Stats,
+        tx: &RefusedTransaction<'_>,
+        reply: Option<&str>,
+        cause: Option<&'static str>,
+    ) {
         MessageRejected {
             reason: self.reason,
             client: self.client,
             reply: reply.unwrap_or(&self.reply),
             refused: Refused::Transaction,
-            cause: None,
+            cause,
         }
         .emit_with(stats, Some(tx));
     }
 }
+
+/// What cut a session off with a transaction open, for that
+/// transaction's refusal line: its reply was the first refused
+/// recipient's, a reply it never got as its end (walkAU F6: a session cut
+/// by 421, a write time-out or a hang-up logged `reply="452 4.5.3 Too
+/// many recipients"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ending {
+    /// 421 after too many refused commands.
+    TooManyErrors,
+    /// 421 after too many NOOP, RSET, VRFY, HELP, EHLO or HELO.
+    JunkCommands,
+    /// 421 for a command or DATA deadline.
+    Timeout,
+    /// Our replies not read within the write deadline: no reply.
+    WriteTimeout,
+    /// The client closed the connection (or it failed): no reply.
+    Disconnected,
+    /// 421 for the gateway stopping.
+    Shutdown,
+    /// 554 for commands pipelined behind DATA.
+    Pipelining,
+}
+
+impl Ending {
+    /// After a failed write: the deadline passed, or the connection is
+    /// gone.
+    fn of_write(e: &std::io::Error) -> Ending {
+        if e.kind() == std::io::ErrorKind::TimedOut {
+            Ending::WriteTimeout
+        } else {
+            Ending::Disconnected
+        }
+    }
+
+    /// The `cause=` of the line.
+    fn cause(self) -> &'static str {
+        match self {
+            Ending::TooManyErrors => "too_many_errors",
+            Ending::JunkCommands => "junk_commands",
+            Ending::Timeout => "timeout",
+            Ending::WriteTimeout => "write_timeout",
+            Ending::Disconnected => "disconnected",
+            Ending::Shutdown => "shutdown",
+            Ending::Pipelining => "pipelining",
+        }
+    }
+
+    /// The `reply=` of the line: the reply the session ended with, or
+    /// that there was none.
+    fn reply(self, hostname: &str) -> String {
+        match self {
+            Ending::TooManyErrors | Ending::JunkCommands => TOO_MANY_ERRORS.to_string(),
+            Ending::Timeout => format!("421 4.4.2 {hostname} Timeout exceeded, closing connection"),
+            Ending::WriteTimeout => "none: the client did not read our replies".to_string(),
+            Ending::Disconnected => "none: the client closed the connection".to_string(),
+            Ending::Shutdown => SHUTTING_DOWN.to_string(),
+            Ending::Pipelining => IMPROPER_PIPELINING.to_string(),
+        }
+    }
+}
+
+const TOO_MANY_ERRORS: &str = "421 4.7.0 Too many errors, closing connection";
+const SHUTTING_DOWN: &str = "421 4.3.2 Service shutting down, try again later";
+const IMPROPER_PIPELINING: &str = "554 5.5.0 Error: improper command pipelining after DATA";
 
 /// The client a transaction is recorded and scored for (logs, raw records,
 /// statistics, spam lists, DNSBL scoring, SPF, the Received line). Access
@@ -270,6 +347,9 @@ pub struct Session {
     slot: SessionSlot,
     /// On the session's log lines.
     id: SessionId,
+    /// What cut the session off, when it was not QUIT or one of its
+    /// own refusals: named on the open transaction's line.
+    ending: Option<Ending>,
 }
 
 /// When a read must be over: `normal`, or `stressed` (the earlier one)
@@ -402,6 +482,7 @@ impl Session {
             junk: 0,
             slot,
             id: SessionId::next(),
+            ending: None,
         }
     }
 
@@ -537,7 +618,9 @@ impl Session {
         if let State::Mail(mut tx) = std::mem::replace(&mut self.state, next) {
             tx.log_over_limit(self.peer.ip(), self.id);
             if let Some(refused) = tx.refusals.settle() {
-                refused.emit(&self.gw.stats, &tx.named(), None);
+                let reply = self.ending.map(|e| e.reply(&self.cfg.server.hostname));
+                let cause = self.ending.map(Ending::cause);
+                refused.emit_ended(&self.gw.stats, &tx.named(), reply.as_deref(), cause);
             }
         }
     }
@@ -639,11 +722,13 @@ impl Session {
         let mut stress = self.gw.stress_watch();
         let mut line = Vec::with_capacity(256);
         loop {
-            if conn.flush_if_idle().await.is_err() {
+            if let Err(e) = conn.flush_if_idle().await {
+                self.ending = Some(Ending::of_write(&e));
                 return None;
             }
             if *shutdown.borrow() {
-                conn.reply("421 4.3.2 Service shutting down, try again later");
+                self.ending = Some(Ending::Shutdown);
+                conn.reply(SHUTTING_DOWN);
                 return Some(conn);
             }
             // The whole command line must arrive within the deadline (not
@@ -665,10 +750,12 @@ impl Session {
             .await;
             match read {
                 Read::Shutdown => {
-                    conn.reply("421 4.3.2 Service shutting down, try again later");
+                    self.ending = Some(Ending::Shutdown);
+                    conn.reply(SHUTTING_DOWN);
                     return Some(conn);
                 }
                 Read::TimedOut { stress } => {
+                    self.ending = Some(Ending::Timeout);
                     let tx = match &self.state {
                         State::Mail(tx) => Some(&**tx),
                         _ => None,
@@ -676,7 +763,10 @@ impl Session {
                     self.timed_out(&mut conn, TimeoutPhase::Command, stress, tx);
                     return Some(conn);
                 }
-                Read::Line(Err(_)) | Read::Line(Ok(Line::Eof)) => return None,
+                Read::Line(Err(_)) | Read::Line(Ok(Line::Eof)) => {
+                    self.ending = Some(Ending::Disconnected);
+                    return None;
+                }
                 // (Commands are read with Bound::Discard: never in parts.)
                 Read::Line(Ok(Line::TooLong { .. } | Line::Part)) => {
                     if self.refuse(&mut conn, "500 5.5.2 Line too long") {
@@ -738,13 +828,26 @@ impl Session {
     /// counted under syntax whatever the last error was) and says so with
     /// true.
     fn too_many_errors(&mut self, conn: &mut Conn) -> bool {
+        self.over_error_limit(conn, Ending::TooManyErrors)
+    }
+
+    /// As [`Self::too_many_errors`], for the error that `ending` says;
+    /// a junk command over the limit is named so on the line
+    /// (`cause=junk_commands`: nothing was malformed; walkAU F6). The
+    /// count stays under `syntax`, as the statistics define it.
+    fn over_error_limit(&mut self, conn: &mut Conn, ending: Ending) -> bool {
         self.errors += 1;
         if self.errors > HARD_ERROR_LIMIT {
-            self.reject_session(
-                conn,
-                RejectReason::Syntax,
-                "421 4.7.0 Too many errors, closing connection",
-            );
+            self.ending = Some(ending);
+            MessageRejected {
+                reason: RejectReason::Syntax,
+                client: self.peer.ip(),
+                reply: TOO_MANY_ERRORS,
+                refused: Refused::Session,
+                cause: (ending == Ending::JunkCommands).then_some(ending.cause()),
+            }
+            .emit(&self.gw.stats);
+            conn.reply(TOO_MANY_ERRORS);
             return true;
         }
         false
@@ -784,7 +887,7 @@ impl Session {
                 | Command::Helo(_)
         ) {
             self.junk = self.junk.saturating_add(1);
-            if self.junk > JUNK_COMMAND_LIMIT && self.too_many_errors(conn) {
+            if self.junk > JUNK_COMMAND_LIMIT && self.over_error_limit(conn, Ending::JunkCommands) {
                 return Flow::Close;
             }
         }
@@ -856,15 +959,16 @@ impl Session {
     /// violation, like the error limit's 421). The open transaction, if
     /// any, ends with the session and counts only if it had refusals.
     fn improper_pipelining(&mut self, conn: &mut Conn) {
+        self.ending = Some(Ending::Pipelining);
         MessageRejected {
             reason: RejectReason::Syntax,
             client: self.peer.ip(),
-            reply: "554 5.5.0 Error: improper command pipelining after DATA",
+            reply: IMPROPER_PIPELINING,
             refused: Refused::Session,
-            cause: Some("pipelining"),
+            cause: Some(Ending::Pipelining.cause()),
         }
         .emit(&self.gw.stats);
-        conn.reply("554 5.5.0 Error: improper command pipelining after DATA");
+        conn.reply(IMPROPER_PIPELINING);
     }
 
     fn flow_refuse(&mut self, conn: &mut Conn, reply: &str) -> Flow {
@@ -979,10 +1083,11 @@ impl Session {
         Flow::Continue
     }
 
-    /// Only an MTA of ours (relay_networks) may say who its client was:
-    /// anyone else could make a spammer's mail look like a partner's.
+    /// Only an MTA of `network.xforward_hosts` may say who its client
+    /// was: anyone else could make a spammer's mail look like a partner's,
+    /// and not every client that may relay is such an MTA (walkAU F7).
     fn may_forward(&self) -> bool {
-        self.standing.may_relay()
+        self.cfg.network.may_xforward(self.peer.ip())
     }
 
     fn xforward(&mut self, conn: &mut Conn, args: &str) -> Flow {
@@ -1383,7 +1488,9 @@ impl Session {
         let mut refusals = std::mem::replace(&mut tx.refusals, Refusals::Counted);
         let (from, upstream_id) = (tx.from.clone(), tx.client.upstream_id.clone());
         let rcpts = tx.rcpts.len();
-        let mut settle = |stats: &mailward_metrics::Stats| {
+        // Cut off in DATA: the line says by what (walkAU F6).
+        let hostname = self.cfg.server.hostname.clone();
+        let mut settle = |stats: &mailward_metrics::Stats, ending: Ending| {
             if let Some(refused) = refusals.settle() {
                 let named = RefusedTransaction {
                     queue_id: None,
@@ -1391,12 +1498,13 @@ impl Session {
                     from: &from,
                     rcpts,
                 };
-                refused.emit(stats, &named, None);
+                let reply = ending.reply(&hostname);
+                refused.emit_ended(stats, &named, Some(&reply), Some(ending.cause()));
             }
         };
         conn.reply("354 End data with <CR><LF>.<CR><LF>");
-        if conn.flush().await.is_err() {
-            settle(&self.gw.stats);
+        if let Err(e) = conn.flush().await {
+            settle(&self.gw.stats, Ending::of_write(&e));
             return Flow::Close;
         }
         let limits = &self.cfg.limits;
@@ -1448,11 +1556,15 @@ impl Session {
             {
                 Read::TimedOut { stress } => {
                     self.timed_out(conn, TimeoutPhase::Data, stress, Some(&tx));
-                    settle(&self.gw.stats);
+                    settle(&self.gw.stats, Ending::Timeout);
                     return Flow::Close;
                 }
-                Read::Shutdown | Read::Line(Err(_)) | Read::Line(Ok(Line::Eof)) => {
-                    settle(&self.gw.stats);
+                Read::Shutdown => {
+                    settle(&self.gw.stats, Ending::Shutdown);
+                    return Flow::Close;
+                }
+                Read::Line(Err(_)) | Read::Line(Ok(Line::Eof)) => {
+                    settle(&self.gw.stats, Ending::Disconnected);
                     return Flow::Close;
                 }
                 Read::Line(Ok(Line::TooLong { crlf })) => {
