@@ -330,3 +330,57 @@ fn a_bad_long_lines_value_is_reported_with_file_line_and_key() -> Result<()> {
     }
     Ok(())
 }
+
+/// walkAU F7: `network.xforward_hosts` is in `mailward config default`
+/// with its comment, a bad value is named with its file, line and key,
+/// and a network wider than one host is a warning (any machine in it
+/// could set the client SPF and the Received line are computed from).
+#[test]
+fn xforward_hosts_is_documented_checked_and_warned_of_when_wide() -> Result<()> {
+    let dir = TestDir::new("xforward-hosts")?;
+    let out = mailward(&dir, &["config", "default"])?;
+    let text = String::from_utf8(out.stdout)?;
+    let lines: Vec<&str> = text.lines().collect();
+    let at = lines
+        .iter()
+        .position(|l| l.starts_with("xforward_hosts = "))
+        .context("xforward_hosts in the default")?;
+    ensure!(
+        lines[at] == r#"xforward_hosts = ["127.0.0.0/8", "::1/128"]"#
+            && lines[at - 1].starts_with('#'),
+        "{}",
+        lines[at.saturating_sub(3)..=at].join("\n")
+    );
+    let file = dir.join("m.toml");
+    let check = |body: &str| -> Result<(Option<i32>, String)> {
+        std::fs::write(
+            &file,
+            format!("[server]\nuser = \"root\"\nhostname = \"mx1.mailward.test\"\npostmaster = \"postmaster@mailward.test\"\n\n[network]\n{body}\n"),
+        )?;
+        let out = mailward(
+            &dir,
+            &["check-config", "--config", &file.display().to_string()],
+        )?;
+        Ok((out.status.code(), output_text(&out)))
+    };
+    let name = file.display().to_string();
+    let (code, text) = check("xforward_hosts = [\"not-a-net\"]")?;
+    ensure!(code == Some(1), "{text}");
+    let prefix = format!("{name}:7: network.xforward_hosts: ");
+    ensure!(
+        text.lines().any(|l| l.starts_with(&prefix)),
+        "no {prefix} in:\n{text}"
+    );
+    let (code, text) = check("xforward_hosts = [\"192.168.10.0/24\"]")?;
+    ensure!(code == Some(0), "{text}");
+    let prefix = format!(
+        "{name}:7: warning: network.xforward_hosts: 192.168.10.0/24 is wider than one host"
+    );
+    ensure!(
+        text.lines().any(|l| l.starts_with(&prefix)),
+        "no {prefix} in:\n{text}"
+    );
+    let (code, text) = check("xforward_hosts = [\"192.168.10.5\", \"::1\"]")?;
+    ensure!(code == Some(0) && !text.contains("warning"), "{text}");
+    Ok(())
+}
