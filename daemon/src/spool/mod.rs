@@ -676,6 +676,12 @@ impl Spool {
         }
         let index = Arc::new(Mutex::new(recovered.index));
         let shared = Arc::new(Shared::default());
+        if !recovered.holes.is_empty() {
+            warn_holes(dir, &recovered.holes, &recovered.orphans);
+            if let Ok(mut lost) = shared.lost_segments.lock() {
+                lost.extend(recovered.holes.iter().map(|&n| (n, 0)));
+            }
+        }
         let (tx, rx) = mpsc::channel(4096);
         writer::start(
             dir.to_path_buf(),
@@ -1050,6 +1056,24 @@ pub(crate) fn report_lost(shared: &Shared, index: &Mutex<Index>, dir: &Path, seg
     tracing::error!(target: "app", segment = %record::segment_path(dir, seg).display(),
         messages = ids.len(), queue_ids = %shown.join(" "),
         "A spool segment holding waiting messages was deleted by something other than mailward: those messages cannot be delivered and are lost (their senders were told 250). Restore the file from a backup under its name if you can; otherwise tell the senders, and remove them (mailward queue remove). Find what deletes files in the spool directory: only mailward may.");
+}
+
+/// Says at start (ERROR) that segments are missing between the oldest and
+/// the newest one: the spool never deletes those, so the mail recorded
+/// only in them is lost (walkAU F1: a start after the open segment was
+/// deleted said only "The queue is empty.").
+fn warn_holes(dir: &Path, holes: &[u64], orphans: &[QueueId]) {
+    const SHOWN: usize = 20;
+    let mut ids: Vec<&str> = orphans.iter().take(SHOWN).map(|id| id.0.as_str()).collect();
+    if orphans.len() > SHOWN {
+        ids.push("...");
+    }
+    let names: Vec<String> = holes
+        .iter()
+        .map(|&n| record::segment_path(dir, n).display().to_string())
+        .collect();
+    tracing::error!(target: "app", segments = %names.join(" "), later_records = orphans.len(), queue_ids = %ids.join(" "),
+        "Spool segments are missing between the oldest and the newest: mailward deletes only its oldest segments, so these were deleted by something else (or are damaged segments given up). Mail recorded only in them is lost, without a DSN; the messages named here have later records and are out of the queue. Restore the files from a backup under their names before the next start if you can, and find what deletes files in the spool directory: only mailward may.");
 }
 
 /// Says at start that segment `n`, refused as damaged earlier, is still

@@ -87,6 +87,11 @@ pub(crate) struct Recovered {
     /// Segments refused as damaged at an earlier start that are not back
     /// (see [`DAMAGED_NOTE`]); [`recover`] only.
     pub(crate) missing: Vec<u64>,
+    /// Numbers missing between the oldest and the newest segment, other
+    /// than those: the spool deletes only its oldest segments, so these
+    /// were deleted by someone else (or are damaged segments given up);
+    /// [`recover`] only.
+    pub(crate) holes: Vec<u64>,
 }
 
 /// Lists segment numbers in `dir`, sorted.
@@ -318,6 +323,14 @@ pub(crate) fn recover(dir: &Path) -> Result<Recovered, SpoolError> {
                     r.missing.push(n);
                 }
             }
+            // (A few are enough to name; the numbers are dense.)
+            const NAMED: usize = 100;
+            r.holes = numbers
+                .windows(2)
+                .flat_map(|w| (w[0] + 1)..w[1])
+                .filter(|n| !r.missing.contains(n))
+                .take(NAMED)
+                .collect();
             Ok(r)
         }
         Err(e) => {
@@ -518,5 +531,6 @@ pub(crate) fn replay(segments: &[(u64, PathBuf)], mode: Replay) -> Result<Recove
         removed,
         orphans: orphans.into_iter().collect(),
         missing: Vec::new(),
+        holes: Vec::new(),
     })
 }

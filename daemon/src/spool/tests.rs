@@ -870,3 +870,33 @@ async fn a_stalled_write_is_visible_while_it_lasts() {
     spool.shared.write_started_ms.store(0, Ordering::Relaxed);
     assert_eq!(spool.write_stalled_for(), None);
 }
+
+/// walkAU F1: a start after a segment was deleted by someone else said
+/// only "The queue is empty.": mail that got 250 was gone without a trace.
+/// A segment missing between the oldest and the newest is now named.
+#[tokio::test]
+async fn a_start_names_a_segment_deleted_between_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut ids = Vec::new();
+    for n in 1..=3 {
+        // Each start writes to a new segment: one message in each.
+        let (spool, _) = Spool::open(dir.path()).unwrap();
+        let e = envelope(n);
+        spool.accept(&e, b"m\r\n".to_vec()).await.unwrap();
+        ids.push(e.id);
+        spool.stop().await;
+    }
+    let segs = record::list_segments(dir.path()).unwrap();
+    assert_eq!(segs.len(), 3, "{segs:?}");
+    std::fs::remove_file(record::segment_path(dir.path(), segs[1])).unwrap();
+    let (spool, recovered) = Spool::open(dir.path()).unwrap();
+    let back: Vec<_> = recovered.iter().map(|e| e.id.clone()).collect();
+    assert_eq!(back, vec![ids[0].clone(), ids[2].clone()]);
+    assert_eq!(spool.lost_segments(), vec![(segs[1], 0)]);
+    // A spool without holes names none.
+    spool.stop().await;
+    drop(spool);
+    let clean = tempfile::tempdir().unwrap();
+    let (spool, _) = Spool::open(clean.path()).unwrap();
+    assert!(spool.lost_segments().is_empty());
+}
