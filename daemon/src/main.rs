@@ -1075,9 +1075,32 @@ fn queue(cmd: QueueCommand) -> ExitCode {
             dry_run,
             config,
         } => return salvage(config.config.as_deref(), file, *segment, *dry_run),
-        QueueCommand::List { config, .. } | QueueCommand::Summary { config, .. } => {
-            (&config.config, Request::QueueList)
-        }
+        QueueCommand::List {
+            config,
+            to,
+            from,
+            deferred,
+            held,
+            limit,
+            ..
+        } => (
+            &config.config,
+            Request::QueueList {
+                filter: mailward::ops::admin::QueueFilter {
+                    to: to.clone(),
+                    from: from.clone(),
+                    deferred: *deferred,
+                    held: *held,
+                    limit: limit.map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
+                },
+            },
+        ),
+        QueueCommand::Summary { config, .. } => (
+            &config.config,
+            Request::QueueList {
+                filter: Default::default(),
+            },
+        ),
         QueueCommand::Show { id, config } => {
             (&config.config, Request::QueueShow { id: id.clone() })
         }
@@ -1118,10 +1141,45 @@ fn queue(cmd: QueueCommand) -> ExitCode {
         Err(code) => return code,
     };
     match cmd {
-        QueueCommand::List { json: true, .. } => out!("{data}"),
-        QueueCommand::List { .. } => {
-            let items: Vec<QueueItem> = serde_json::from_value(data).unwrap_or_default();
-            print_table(&items);
+        QueueCommand::List { json, .. } => {
+            // A filtered listing comes with its counts; without a filter
+            // it is the bare array.
+            let (items, matched, queued) = if data.is_array() {
+                (data, None, None)
+            } else {
+                let count = |k: &str| data.get(k).and_then(|v| v.as_u64());
+                let (m, q) = (count("matched"), count("queued"));
+                (data.get("items").cloned().unwrap_or_default(), m, q)
+            };
+            let items: Vec<QueueItem> = match serde_json::from_value(items) {
+                Ok(items) => items,
+                Err(e) => {
+                    eprintln!("mailward: the daemon's queue listing is unreadable ({e}): is it another version?");
+                    return ExitCode::from(1);
+                }
+            };
+            if json {
+                // Still the array scripts read; what the limit left out
+                // goes to standard error.
+                match serde_json::to_string(&items) {
+                    Ok(text) => out!("{text}"),
+                    Err(e) => {
+                        eprintln!("mailward: {e}");
+                        return ExitCode::from(1);
+                    }
+                }
+                if let Some(more) = matched
+                    .map(|m| m.saturating_sub(items.len() as u64))
+                    .filter(|&m| m > 0)
+                {
+                    eprintln!(
+                        "mailward: {} more not shown; use --limit or a filter",
+                        thousands(more)
+                    );
+                }
+            } else {
+                print_table(&items, matched, queued);
+            }
         }
         QueueCommand::Summary { json, .. } => {
             use mailward::ops::queue_summary;
@@ -1730,15 +1788,61 @@ fn label_name(prom: &str) -> &'static str {
         .unwrap_or("label")
 }
 
-fn print_table(items: &[QueueItem]) {
-    if items.is_empty() {
-        out!("The queue is empty.");
-        return;
-    }
-    for line in queue_table(items, chrono::Utc::now().timestamp()) {
+fn print_table(items: &[QueueItem], matched: Option<u64>, queued: Option<u64>) {
+    for line in queue_table_footed(items, matched, queued, chrono::Utc::now().timestamp()) {
         out!("{line}");
     }
-    out!("{} message(s)", items.len());
+}
+
+/// The listing with its last line: how many were shown, and with a filter
+/// how many of the queue matched and how many the limit left out.
+fn queue_table_footed(
+    items: &[QueueItem],
+    matched: Option<u64>,
+    queued: Option<u64>,
+    now: i64,
+) -> Vec<String> {
+    let Some(matched) = matched else {
+        if items.is_empty() {
+            return vec!["The queue is empty.".into()];
+        }
+        let mut rows = queue_table(items, now);
+        rows.push(format!("{} message(s)", thousands(items.len() as u64)));
+        return rows;
+    };
+    let of_queued = queued.map_or_else(String::new, |q| format!(" of {} queued", thousands(q)));
+    if matched == 0 {
+        return vec![match queued {
+            Some(q) => format!("None of the {} queued message(s) match.", thousands(q)),
+            None => "No message matches.".to_string(),
+        }];
+    }
+    let mut rows = queue_table(items, now);
+    rows.push(format!(
+        "{}{of_queued} message(s) match",
+        thousands(matched)
+    ));
+    let more = matched.saturating_sub(items.len() as u64);
+    if more > 0 {
+        rows.push(format!(
+            "... and {} more; use --limit or a filter",
+            thousands(more)
+        ));
+    }
+    rows
+}
+
+/// 19900 as 19,900: counts an operator reads at a glance.
+fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
 }
 
 /// `queue show`'s lines under the listing row, from the daemon's `detail`.
@@ -2050,5 +2154,37 @@ mod tests {
         assert_eq!(statuses_in_order(&archived), ["av/clean", "as/clean"]);
         let quarantined = vec!["av/infected".to_string(), "as/spam".to_string()];
         assert_eq!(statuses_in_order(&quarantined), ["av/infected", "as/spam"]);
+    }
+
+    /// walkAS F6: a limited listing says how many more matched and how
+    /// to see them; counts read with thousands separators.
+    #[test]
+    fn a_limited_queue_listing_says_what_it_left_out() {
+        let now = 1_800_000_000;
+        let item: QueueItem = serde_json::from_value(serde_json::json!({
+            "id": "1A2327DB66E91800", "size": 421, "received_at": now - 60,
+            "sender": "s@example.net", "attempts": 1, "next_attempt": now + 60,
+            "recipients": [{"address": "r@example.org", "state": "pending", "detail": null}],
+        }))
+        .unwrap();
+        let rows = queue_table_footed(&[item], Some(19_901), Some(20_001), now);
+        assert_eq!(
+            rows[rows.len() - 2..],
+            [
+                "19,901 of 20,001 queued message(s) match".to_string(),
+                "... and 19,900 more; use --limit or a filter".to_string()
+            ]
+        );
+        assert_eq!(
+            queue_table_footed(&[], Some(0), Some(20_001), now),
+            ["None of the 20,001 queued message(s) match."]
+        );
+        assert_eq!(
+            queue_table_footed(&[], None, None, now),
+            ["The queue is empty."]
+        );
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(1_000), "1,000");
+        assert_eq!(thousands(40_004), "40,004");
     }
 }

@@ -590,7 +590,14 @@ pub enum ConfigCommand {
 pub enum QueueCommand {
     /// Lists queued messages: ID, size, age, sender, recipients and their state.
     #[command(
-        after_help = "Examples:\n  mailward queue list --config mailward.toml\n  mailward queue list --json --config mailward.toml | jq '.[].id'"
+        after_help = "Filters combine (all must match); the daemon applies them, so a large queue is not sent whole. With --limit the last line says how many more matched. For counts per domain and age, see `mailward queue summary`.
+
+Examples:
+  mailward queue list --config mailward.toml
+  mailward queue list --to example.org --deferred --limit 20 --config mailward.toml
+  mailward queue list --from @example.net --held --config mailward.toml
+  mailward queue list --to example.org --json --config mailward.toml | jq -r '.[].id' \\
+    | mailward queue hold - --config mailward.toml"
     )]
     List {
         #[command(flatten)]
@@ -598,6 +605,21 @@ pub enum QueueCommand {
         /// Prints a JSON array instead of a table (for scripts).
         #[arg(long)]
         json: bool,
+        /// Only messages with a recipient still waiting at DOMAIN (not its subdomains).
+        #[arg(long, value_name = "DOMAIN")]
+        to: Option<String>,
+        /// Only messages from ADDRESS (case-insensitive); `@DOMAIN` for any sender there, `<>` for bounces.
+        #[arg(long, value_name = "ADDRESS")]
+        from: Option<String>,
+        /// Only deferred messages: tried at least once, still waiting, not held.
+        #[arg(long, conflicts_with = "held")]
+        deferred: bool,
+        /// Only messages held by `mailward queue hold`.
+        #[arg(long)]
+        held: bool,
+        /// At most N messages, oldest first.
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+        limit: Option<u64>,
     },
     /// Counts the waiting recipients per domain and age (as Postfix's qshape), with each domain's last error.
     #[command(
@@ -693,6 +715,36 @@ Example:
 mod tests {
     use super::*;
     use clap::CommandFactory;
+
+    /// walkAS F6: the filters parse, and --deferred with --held (which
+    /// match nothing together) is refused rather than listing nothing.
+    #[test]
+    fn queue_list_takes_filters_and_a_limit() {
+        let cli = Cli::try_parse_from([
+            "mailward",
+            "queue",
+            "list",
+            "--to",
+            "example.org",
+            "--from",
+            "<>",
+            "--deferred",
+            "--limit",
+            "20",
+        ])
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert!(matches!(
+            cli.command,
+            Command::Queue(QueueCommand::List { ref to, ref from, deferred: true, held: false, limit: Some(20), .. })
+                if to.as_deref() == Some("example.org") && from.as_deref() == Some("<>")
+        ));
+        for bad in [
+            &["mailward", "queue", "list", "--deferred", "--held"][..],
+            &["mailward", "queue", "list", "--limit", "0"][..],
+        ] {
+            assert!(Cli::try_parse_from(bad).is_err(), "{bad:?}");
+        }
+    }
 
     /// walkW 4: `mailward queue delete ID` (the postsuper -d habit) got
     /// "unrecognized subcommand", with the tip `release`, which sends the
