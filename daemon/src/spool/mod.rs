@@ -526,6 +526,9 @@ pub(crate) struct Shared {
     /// Segments found deleted while messages waited in them, with how
     /// many: said once each (ERROR), and counted in `read_errors`.
     pub(crate) lost_segments: std::sync::Mutex<std::collections::BTreeMap<u64, usize>>,
+    /// Since when (Unix time) starting a new segment fails, and the last
+    /// error with its hint (None once one starts): for `mailward status`.
+    pub(crate) rotate_failing: std::sync::Mutex<Option<(i64, String)>>,
     /// Reads of a waiting message that failed (its segment deleted or
     /// unreadable) since start.
     pub(crate) read_errors: std::sync::atomic::AtomicU64,
@@ -973,6 +976,18 @@ impl Spool {
     /// replies); None otherwise.
     pub fn write_stalled_for(&self) -> Option<u64> {
         writer::stalled_for(&self.shared).filter(|&s| s >= STALL_WARN_AFTER.as_secs())
+    }
+
+    /// Since when (Unix time) the spool cannot start a new segment, and
+    /// the last error with the fix it calls for (walkAU F8: an immutable
+    /// spool directory); None while it can. Mail still flows into the
+    /// current segment meanwhile, but its dead space is not freed.
+    pub fn rotate_failing(&self) -> Option<(i64, String)> {
+        self.shared
+            .rotate_failing
+            .lock()
+            .ok()
+            .and_then(|f| f.clone())
     }
 
     /// Reads of waiting messages that failed since start (a segment

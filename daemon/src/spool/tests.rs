@@ -900,3 +900,42 @@ async fn a_start_names_a_segment_deleted_between_others() {
     let (spool, _) = Spool::open(clean.path()).unwrap();
     assert!(spool.lost_segments().is_empty());
 }
+
+/// walkAU F8: a spool directory that refuses a new segment for another
+/// reason than its owner (here immutable) was told to `chown -R` to the
+/// owner it had, and `mailward status` had nothing to say. The failure is
+/// kept for status, with the hint that fits, until a segment starts.
+#[tokio::test]
+async fn a_new_segment_refused_by_an_immutable_directory_is_kept_for_status() {
+    let top = tempfile::tempdir().unwrap();
+    let dir = top.path().join("spool");
+    let (spool, _) = Spool::open(&dir).unwrap();
+    let chattr = |flag: &str| {
+        std::process::Command::new("chattr")
+            .arg(flag)
+            .arg(&dir)
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if !nix::unistd::geteuid().is_root() || !chattr("+i") {
+        eprintln!("skipped: needs root and a file system with chattr +i");
+        return;
+    }
+    // Dead bytes past ROLL_DEAD_AFTER: the round wants a new segment.
+    fill_with_dead_bytes(&spool, 1).await;
+    eventually("the refused rotation is kept for status", || {
+        spool.rotate_failing().is_some()
+    })
+    .await;
+    let (since, error) = spool.rotate_failing().unwrap();
+    assert!(since > 0);
+    assert!(chattr("-i"), "chattr -i");
+    assert!(
+        error.contains("lsattr -d") && !error.contains("chown"),
+        "{error}"
+    );
+    eventually("a segment starts again", || {
+        spool.rotate_failing().is_none()
+    })
+    .await;
+}

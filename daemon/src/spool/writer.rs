@@ -829,7 +829,18 @@ impl Writer {
         // could not be deleted.)
         let dead = self.current_is_dead() && self.keep_after.is_none();
         if dead && self.segment.len > 0 && (self.failing || self.segment.len >= ROLL_DEAD_AFTER) {
-            match (self.rotate(), self.rotate_failing.take()) {
+            let rotated = self.rotate();
+            if let Ok(mut f) = self.shared.rotate_failing.lock() {
+                *f = match &rotated {
+                    Ok(()) => None,
+                    Err(e) => Some((
+                        f.as_ref()
+                            .map_or_else(|| chrono::Utc::now().timestamp(), |(t, _)| *t),
+                        e.to_string(),
+                    )),
+                };
+            }
+            match (rotated, self.rotate_failing.take()) {
                 (Ok(()), None) => tracing::info!(target: "app", segment = self.segment.number,
                     "Started a new spool segment to free the space of delivered mail."),
                 (Ok(()), Some((since, tries))) => tracing::info!(target: "app",
