@@ -126,6 +126,7 @@ const EXPECT: &[(&str, Expect)] = &[
     ("Top deferred domains", Traffic),
     ("Delivery DNS look-ups", Exported),
     ("Notifications", Exported),
+    ("Destinations suspended", Exported),
     // Viruses and filters
     ("Top viruses", Parses),
     ("Top infected senders", Parses),

@@ -60,6 +60,11 @@ pub struct Status {
     /// The queued mail that was tried and waits for another attempt.
     #[serde(default)]
     pub deferred: Deferred,
+    /// Delivery destinations suspended now after connection failures in a
+    /// row (`mailward_destinations_suspended`): their mail waits without
+    /// connecting until a probe gets through.
+    #[serde(default)]
+    pub destinations_suspended: u64,
     pub spool_free_bytes: u64,
     /// Spool space held by delivered mail only, counted as available.
     #[serde(default)]
@@ -419,6 +424,7 @@ pub fn of(gw: &Gateway) -> Status {
         queue_held: snap.value(StatId::QueueHeldMessages, 0),
         queue_bytes: snap.value(StatId::QueueBytes, 0),
         deferred: deferred_of(&gw.queue.list(), now),
+        destinations_suspended: snap.value(StatId::DestinationsSuspended, 0),
         spool_free_bytes: snap.value(StatId::SpoolFreeBytes, 0),
         spool_reclaimable_bytes: snap.value(StatId::SpoolReclaimableBytes, 0),
         min_queue_free_space: cfg.limits.min_queue_free_space.0,
@@ -708,6 +714,15 @@ pub fn problems(s: &Status) -> Vec<String> {
             crate::text::age(d.oldest)
         ));
     }
+    // At once, not after DEFERRED_PROBLEM_AFTER: a suspension is the
+    // delivery side saying the hop does not serve (3 connection failures
+    // in a row), and its mail now waits without even being tried.
+    if s.destinations_suspended > 0 {
+        p.push(format!(
+            "{} delivery destination(s) suspended after connection failures in a row: their mail waits without connecting until a probe gets through (after timeouts.min_backoff, doubled per failed probe). The log's 'Destination suspended' lines name each with its last error; `mailward queue summary` shows the waiting domains. Check that next hop (whether it takes connections, the route's address, its DNS).",
+            s.destinations_suspended
+        ));
+    }
     if s.log.lines_dropped > 0 {
         let error = s.log.last_error.as_deref().unwrap_or("");
         let what_to_do = if s.log.destination.starts_with("file:")
@@ -888,6 +903,12 @@ pub fn render(s: &Status, now: i64) -> String {
             crate::text::age(s.deferred.oldest)
         ));
     }
+    if s.destinations_suspended > 0 {
+        notes.push(format!(
+            "{} destination(s) suspended",
+            s.destinations_suspended
+        ));
+    }
     let held = if notes.is_empty() {
         String::new()
     } else {
@@ -1057,6 +1078,7 @@ mod tests {
             queue_held: 0,
             queue_bytes: 12_288,
             deferred: Deferred::default(),
+            destinations_suspended: 0,
             spool_free_bytes: 40 << 30,
             spool_reclaimable_bytes: 0,
             min_queue_free_space: 100 << 20,
@@ -1836,5 +1858,31 @@ mod tests {
             p[0]
         );
         assert!(!p[0].contains("too slow"), "{}", p[0]);
+    }
+
+    /// A suspended destination is a problem at once (its mail is not
+    /// even tried), and the queue line counts it.
+    #[test]
+    fn a_suspended_destination_is_a_problem_at_once() {
+        let mut s = healthy();
+        s.destinations_suspended = 2;
+        let p = problems(&s);
+        assert_eq!(p.len(), 1, "{p:#?}");
+        assert!(
+            p[0].starts_with("2 delivery destination(s) suspended after connection failures")
+                && p[0].contains("Destination suspended")
+                && p[0].contains("mailward queue summary"),
+            "{}",
+            p[0]
+        );
+        assert!(render(&s, s.started + 60)
+            .contains("queue:    3 message(s) (2 destination(s) suspended), 12.0 KiB;"));
+        // An older daemon's answer without the field reads as none.
+        let mut json = serde_json::to_value(healthy()).unwrap();
+        json.as_object_mut()
+            .unwrap()
+            .remove("destinations_suspended");
+        let old: Status = serde_json::from_value(json).unwrap();
+        assert_eq!(old.destinations_suspended, 0);
     }
 }
