@@ -18,6 +18,8 @@ pub use mailward_metrics::event::{
 
 pub struct SessionOpened {
     pub client: std::net::SocketAddr,
+    /// The session's ID (`session=`), as on its other lines.
+    pub session: u64,
 }
 
 impl SessionOpened {
@@ -25,13 +27,15 @@ impl SessionOpened {
         stats.record(&Event::SessionOpened {
             direction: Direction::In,
         });
-        tracing::debug!(target: "smtp", client = %self.client, "Session opened.");
+        tracing::debug!(target: "smtp", session = self.session, client = %self.client, "Session opened.");
     }
 }
 
 pub struct SessionClosed {
     pub client: std::net::SocketAddr,
     pub messages: u32,
+    /// The session's ID (`session=`), as on its other lines.
+    pub session: u64,
 }
 
 impl SessionClosed {
@@ -39,7 +43,7 @@ impl SessionClosed {
         stats.record(&Event::SessionClosed {
             direction: Direction::In,
         });
-        tracing::debug!(target: "smtp", client = %self.client, messages = self.messages, "Session closed.");
+        tracing::debug!(target: "smtp", session = self.session, client = %self.client, messages = self.messages, "Session closed.");
     }
 }
 
@@ -469,10 +473,20 @@ impl MessageRejected<'_> {
     /// Counts the refusal and logs it; with `tx`, the log line carries
     /// the transaction's fields (sender, recipients, queue IDs).
     pub fn emit_with(&self, stats: &Stats, tx: Option<&RefusedTransaction<'_>>) {
+        self.record(stats, tx, None);
+    }
+
+    /// As [`Self::emit_with`], from an inbound SMTP session: the line
+    /// carries its `session=` ID (a milter connection has none).
+    pub fn emit_in(&self, stats: &Stats, tx: Option<&RefusedTransaction<'_>>, session: u64) {
+        self.record(stats, tx, Some(session));
+    }
+
+    fn record(&self, stats: &Stats, tx: Option<&RefusedTransaction<'_>>, session: Option<u64>) {
         stats.record(&Event::MessageRejected {
             reason: self.reason,
         });
-        tracing::info!(target: "smtp", client = %self.client, reason = self.reason.as_str(),
+        tracing::info!(target: "smtp", session = session, client = %self.client, reason = self.reason.as_str(),
             cause = self.cause, refused = self.refused.as_str(),
             queue_id = tx.and_then(|t| t.queue_id).map(tracing::field::display),
             upstream_id = tx.and_then(|t| t.upstream_id),

@@ -196,8 +196,9 @@ impl Settled {
         stats: &mailward_metrics::Stats,
         tx: &RefusedTransaction<'_>,
         reply: Option<&str>,
+        session: SessionId,
     ) {
-        self.emit_ended(stats, tx, reply, None);
+        self.emit_ended(stats, tx, reply, None, session);
     }
 
     /// As [`Self::emit`], for a transaction the session's end cut off:
@@ -208,6 +209,7 @@ impl Settled {
         tx: &RefusedTransaction<'_>,
         reply: Option<&str>,
         cause: Option<&'static str>,
+        session: SessionId,
     ) {
         MessageRejected {
             reason: self.reason,
@@ -216,7 +218,7 @@ impl Settled {
             refused: Refused::Transaction,
             cause,
         }
-        .emit_with(stats, Some(tx));
+        .emit_in(stats, Some(tx), session.0);
     }
 }
 
@@ -522,7 +524,7 @@ impl Session {
             refused: Refused::Transaction,
             cause: None,
         }
-        .emit_with(&self.gw.stats, tx);
+        .emit_in(&self.gw.stats, tx, self.id.0);
         conn.reply(reply);
     }
 
@@ -536,7 +538,7 @@ impl Session {
             refused: Refused::Session,
             cause: None,
         }
-        .emit(&self.gw.stats);
+        .emit_in(&self.gw.stats, None, self.id.0);
         conn.reply(reply);
     }
 
@@ -620,14 +622,24 @@ impl Session {
             if let Some(refused) = tx.refusals.settle() {
                 let reply = self.ending.map(|e| e.reply(&self.cfg.server.hostname));
                 let cause = self.ending.map(Ending::cause);
-                refused.emit_ended(&self.gw.stats, &tx.named(), reply.as_deref(), cause);
+                refused.emit_ended(
+                    &self.gw.stats,
+                    &tx.named(),
+                    reply.as_deref(),
+                    cause,
+                    self.id,
+                );
             }
         }
     }
 
     /// Runs the session to its end.
     pub async fn run(mut self, tcp: TcpStream) {
-        SessionOpened { client: self.peer }.emit(&self.gw.stats);
+        SessionOpened {
+            client: self.peer,
+            session: self.id.0,
+        }
+        .emit(&self.gw.stats);
         let limit = WriteLimit {
             client: self.peer.ip(),
             stats: self.gw.stats.clone(),
@@ -653,6 +665,7 @@ impl Session {
         SessionClosed {
             client: self.peer,
             messages: self.messages,
+            session: self.id.0,
         }
         .emit(&self.gw.stats);
         // The session is over: its slot goes back before the connection
@@ -846,7 +859,7 @@ impl Session {
                 refused: Refused::Session,
                 cause: (ending == Ending::JunkCommands).then_some(ending.cause()),
             }
-            .emit(&self.gw.stats);
+            .emit_in(&self.gw.stats, None, self.id.0);
             conn.reply(TOO_MANY_ERRORS);
             return true;
         }
@@ -967,7 +980,7 @@ impl Session {
             refused: Refused::Session,
             cause: Some(Ending::Pipelining.cause()),
         }
-        .emit(&self.gw.stats);
+        .emit_in(&self.gw.stats, None, self.id.0);
         conn.reply(IMPROPER_PIPELINING);
     }
 
@@ -1283,7 +1296,7 @@ impl Session {
             refused: Refused::Transaction,
             cause: Some("spool_space"),
         }
-        .emit(&self.gw.stats);
+        .emit_in(&self.gw.stats, None, self.id.0);
         conn.reply(reply);
     }
 
@@ -1472,7 +1485,7 @@ impl Session {
                 // goes on with it). No RCPT at all is only out of sequence.
                 let reply = "554 5.5.1 No valid recipients";
                 if let Some(refused) = tx.refusals.settle() {
-                    refused.emit(&self.gw.stats, &tx.named(), Some(reply));
+                    refused.emit(&self.gw.stats, &tx.named(), Some(reply), self.id);
                 }
                 return self.flow_refuse(conn, reply);
             }
@@ -1490,6 +1503,7 @@ impl Session {
         let rcpts = tx.rcpts.len();
         // Cut off in DATA: the line says by what (walkAU F6).
         let hostname = self.cfg.server.hostname.clone();
+        let session = self.id;
         let mut settle = |stats: &mailward_metrics::Stats, ending: Ending| {
             if let Some(refused) = refusals.settle() {
                 let named = RefusedTransaction {
@@ -1499,7 +1513,7 @@ impl Session {
                     rcpts,
                 };
                 let reply = ending.reply(&hostname);
-                refused.emit_ended(stats, &named, Some(&reply), Some(ending.cause()));
+                refused.emit_ended(stats, &named, Some(&reply), Some(ending.cause()), session);
             }
         };
         conn.reply("354 End data with <CR><LF>.<CR><LF>");
