@@ -9,7 +9,7 @@
 use super::attempt::Delivery;
 use super::route::{destination, Destination};
 use crate::config::Config;
-use crate::envelope::{Envelope, QueueId};
+use crate::envelope::Envelope;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -135,11 +135,9 @@ pub async fn run(delivery: Arc<Delivery>, grace: Duration) {
     let mut reap = tokio::time::interval(REAP_EVERY);
     // The pool's limit, fixed at start as the pool's own is.
     let in_flight = InFlight::new(delivery.pool.per_host_limit());
-    // The destinations of messages turned away for a busy destination, so
-    // that a long backlog for a dead one is not routed anew each time an
-    // attempt ends; dropped at each reap tick and with a new configuration
-    // (its routes), and for a message when it is taken.
-    let mut waiting: HashMap<QueueId, Arc<[Destination]>> = HashMap::new();
+    // The queue routes each message once, when it falls due, and keeps it
+    // in its destinations' ready queue (walkAS F2); a new configuration
+    // may route it elsewhere, so ready mail is routed anew after a reload.
     let mut routed_by: Option<Arc<Config>> = None;
     loop {
         if *shutdown.borrow() {
@@ -149,19 +147,17 @@ pub async fn run(delivery: Arc<Delivery>, grace: Duration) {
         // only wait on the pool, each holding its message in memory.
         let cfg = gw.config();
         if !routed_by.as_ref().is_some_and(|c| Arc::ptr_eq(c, &cfg)) {
-            waiting.clear();
+            if routed_by.is_some() {
+                gw.queue.reroute();
+            }
             routed_by = Some(cfg.clone());
         }
         let room = (cfg.limits.outgoing_sessions as usize * 2).saturating_sub(tasks.len());
-        let (due, next) = gw.queue.take_due_where(room, |env| {
-            let dests = waiting
-                .entry(env.id.clone())
-                .or_insert_with(|| destinations(&cfg, env))
-                .clone();
-            let slots = in_flight.reserve(&dests)?;
-            waiting.remove(&env.id);
-            Some(slots)
-        });
+        let (due, next) = gw.queue.take_due_where(
+            room,
+            |env| destinations(&cfg, env),
+            |dests| in_flight.reserve(dests),
+        );
         for (env, slots) in due {
             let delivery = delivery.clone();
             tasks.spawn(async move {
@@ -182,10 +178,7 @@ pub async fn run(delivery: Arc<Delivery>, grace: Duration) {
             _ = tokio::time::sleep(wait) => {}
             // An attempt ended: its destinations have room again.
             Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
-            _ = reap.tick() => {
-                delivery.pool.reap();
-                waiting.clear();
-            }
+            _ = reap.tick() => delivery.pool.reap(),
         }
     }
     let deadline = tokio::time::sleep(grace);
