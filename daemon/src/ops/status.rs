@@ -65,6 +65,11 @@ pub struct Status {
     /// connecting until a probe gets through.
     #[serde(default)]
     pub destinations_suspended: u64,
+    /// The `snmp.alert_thresholds` raised now, as the mwAlertThreshold
+    /// notifications and the "Alert threshold crossed" log lines say
+    /// them (walkAS F5: 20k queued over a 10k threshold and no problem).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub alerts_raised: Vec<RaisedAlert>,
     pub spool_free_bytes: u64,
     /// Spool space held by delivered mail only, counted as available.
     #[serde(default)]
@@ -118,6 +123,53 @@ pub struct Status {
     pub dns: Dns,
     /// What needs an operator, one sentence each; empty when all is well.
     pub problems: Vec<String>,
+}
+
+/// One raised alert threshold, in the units of mwAlertValue and
+/// mwAlertThresholdValue (spool_free_bytes in MiB).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RaisedAlert {
+    /// The key of `snmp.alert_thresholds`.
+    pub name: String,
+    pub value: u64,
+    pub threshold: u64,
+}
+
+/// The problem sentence of a raised alert threshold: what crossed what,
+/// and where to look.
+pub fn alert_problem(a: &RaisedAlert) -> String {
+    let (over, unit, look) = match a.name.as_str() {
+        "queue_messages" => (
+            "over",
+            "message(s)",
+            "mail arrives faster than it leaves; `mailward queue summary` shows where it waits and the last error of each domain",
+        ),
+        "infected_per_minute" => (
+            "over",
+            "infected message(s) in the last minute",
+            "an outbreak or a sender gone bad; `mailward stats show` and the top infected senders and clients name the source",
+        ),
+        "infected_share_percent" => (
+            "over",
+            "% of the last hour's messages infected",
+            "an outbreak or a sender gone bad; `mailward stats show` and the top infected senders and clients name the source",
+        ),
+        "spool_free_bytes" => (
+            "under",
+            "MiB free for the spool",
+            "free space on the spool's file system before new mail gets 452 (limits.min_queue_free_space)",
+        ),
+        "dns_failed_percent" => (
+            "over",
+            "% of the recent DNS look-ups failed",
+            "see the dns: line and access.dns_resolver",
+        ),
+        _ => ("against", "", "see the log's 'Alert threshold crossed' line"),
+    };
+    format!(
+        "Alert threshold {} raised: {} {unit}, {over} snmp.alert_thresholds.{} = {}: {look}.",
+        a.name, a.value, a.name, a.threshold
+    )
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -425,6 +477,10 @@ pub fn of(gw: &Gateway) -> Status {
         queue_bytes: snap.value(StatId::QueueBytes, 0),
         deferred: deferred_of(&gw.queue.list(), now),
         destinations_suspended: snap.value(StatId::DestinationsSuspended, 0),
+        // Not measured again here: the alert watcher (ops/snmp.rs) is the
+        // one that raises and clears them, and it does not publish its
+        // state yet (see docs/operations.md); an empty list meanwhile.
+        alerts_raised: Vec::new(),
         spool_free_bytes: snap.value(StatId::SpoolFreeBytes, 0),
         spool_reclaimable_bytes: snap.value(StatId::SpoolReclaimableBytes, 0),
         min_queue_free_space: cfg.limits.min_queue_free_space.0,
@@ -714,6 +770,9 @@ pub fn problems(s: &Status) -> Vec<String> {
             crate::text::age(d.oldest)
         ));
     }
+    // Before the queue's own problems: an alert the operator set is the
+    // first thing they look for.
+    p.extend(s.alerts_raised.iter().map(alert_problem));
     // At once, not after DEFERRED_PROBLEM_AFTER: a suspension is the
     // delivery side saying the hop does not serve (3 connection failures
     // in a row), and its mail now waits without even being tried.
@@ -1079,6 +1138,7 @@ mod tests {
             queue_bytes: 12_288,
             deferred: Deferred::default(),
             destinations_suspended: 0,
+            alerts_raised: Vec::new(),
             spool_free_bytes: 40 << 30,
             spool_reclaimable_bytes: 0,
             min_queue_free_space: 100 << 20,
@@ -1884,5 +1944,57 @@ mod tests {
             .remove("destinations_suspended");
         let old: Status = serde_json::from_value(json).unwrap();
         assert_eq!(old.destinations_suspended, 0);
+    }
+
+    /// walkAS F5: a raised alert threshold is a problem with its value,
+    /// its threshold and where to look.
+    #[test]
+    fn a_raised_alert_threshold_is_a_problem_with_value_and_threshold() {
+        let mut s = healthy();
+        s.alerts_raised = vec![
+            RaisedAlert {
+                name: "queue_messages".into(),
+                value: 20_001,
+                threshold: 10_000,
+            },
+            RaisedAlert {
+                name: "spool_free_bytes".into(),
+                value: 800,
+                threshold: 1024,
+            },
+        ];
+        let p = problems(&s);
+        assert_eq!(p.len(), 2, "{p:#?}");
+        assert!(
+            p[0].starts_with("Alert threshold queue_messages raised: 20001 message(s), over snmp.alert_thresholds.queue_messages = 10000:")
+                && p[0].contains("mailward queue summary"),
+            "{}",
+            p[0]
+        );
+        assert!(
+            p[1].starts_with("Alert threshold spool_free_bytes raised: 800 MiB free for the spool, under snmp.alert_thresholds.spool_free_bytes = 1024:"),
+            "{}",
+            p[1]
+        );
+        for name in crate::config::SNMP_THRESHOLDS {
+            let text = alert_problem(&RaisedAlert {
+                name: (*name).into(),
+                value: 1,
+                threshold: 0,
+            });
+            assert!(
+                !text.contains("'Alert threshold crossed' line"),
+                "{name}: {text}"
+            );
+        }
+        // An older daemon's answer without the field reads as none.
+        let json = serde_json::to_value(healthy()).unwrap();
+        assert!(json.get("alerts_raised").is_none());
+        assert_eq!(
+            serde_json::from_value::<Status>(json)
+                .unwrap()
+                .alerts_raised,
+            []
+        );
     }
 }
