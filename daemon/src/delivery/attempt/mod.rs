@@ -186,7 +186,7 @@ fn temporary_status(reply: Option<&str>) -> String {
 /// log and the queue (with the configuration key an administrator knows).
 fn expiry_reason(attempts: u32, last_error: Option<&str>) -> String {
     format!(
-        "Message expired after {attempts} attempts (max_queue_lifetime); last error: {}",
+        "Message expired after {attempts} attempts{LAST_ERROR}{}",
         last_error.unwrap_or("none")
     )
 }
@@ -358,13 +358,54 @@ pub fn decide(env: &mut Envelope, outcomes: Vec<(usize, Outcome)>, t: &Timing) -
     }
 }
 
+/// What [`unspooled_reason`] begins with.
+const UNSPOOLED: &str = "4.3.0 the delivery status notification could not be spooled (";
+/// What comes before the failure's own reply in [`unspooled_reason`].
+const TRIED_AGAIN: &str = "), so the failure is tried again: ";
+/// What comes before the last error in [`expiry_reason`].
+const LAST_ERROR: &str = " (max_queue_lifetime); last error: ";
+
 /// Why a failure stays in the queue when its notification could not be
 /// spooled: the reason kept as the recipient's last error.
 fn unspooled_reason(why: &str, reply: &str) -> String {
-    format!(
-        "4.3.0 the delivery status notification could not be spooled ({why}), so the failure \
-         is tried again: {reply}"
-    )
+    format!("{UNSPOOLED}{why}{TRIED_AGAIN}{reply}")
+}
+
+/// walkAU F11: the outcomes of an attempt that only writes the DSN again,
+/// when the message has outlived max_queue_lifetime and the report of its
+/// expiry could not be spooled (a full disk): its hop is not asked again
+/// (the failure is final already; each attempt made a connection and a new
+/// "failed for good" per message). Each pending recipient is deferred with
+/// the hop's last error, as that expiry had it, so that [`decide`] fails it
+/// and plans the same report. None when the message is to be tried at its
+/// hop: not expired, or a recipient not waiting for its report only.
+pub fn dsn_only(env: &Envelope, t: &Timing) -> Option<Vec<(usize, Outcome)>> {
+    if !t.expired(env.received_at) {
+        return None;
+    }
+    let mut out = Vec::new();
+    for (i, r) in env.pending() {
+        let RcptState::Pending {
+            last_error: Some(e),
+        } = &r.state
+        else {
+            return None;
+        };
+        let reply = e.strip_prefix(UNSPOOLED)?.split_once(TRIED_AGAIN)?.1;
+        // The expiry's own words are said again by decide.
+        let reply = match reply.split_once(LAST_ERROR) {
+            Some((head, last)) if head.starts_with("Message expired after ") => last,
+            _ => reply,
+        };
+        out.push((
+            i,
+            Outcome::Deferred {
+                reply: reply.to_string(),
+                relay: String::new(),
+            },
+        ));
+    }
+    (!out.is_empty()).then_some(out)
 }
 
 /// Applies what became of a decision's DSNs (`results`, one per plan: Ok
@@ -403,7 +444,15 @@ pub fn settle_dsns(
         }
     }
     if undone {
-        env.next_attempt = t.next_attempt(env.attempts, env.received_at);
+        env.next_attempt = if t.expired(env.received_at) {
+            // Past its lifetime the next attempt is capped at nothing:
+            // without this it came a second later, and again, while the
+            // disk was full (walkAU F11). Only the report is written then
+            // ([`dsn_only`]), so the shortest back-off serves.
+            t.now + t.min_backoff.as_secs().max(1) as i64
+        } else {
+            t.next_attempt(env.attempts, env.received_at)
+        };
     }
     env.is_done()
 }
@@ -443,9 +492,27 @@ impl Delivery {
                 Arc::new(with)
             }
         });
-        let outcomes = match &data {
-            Ok(data) => self.send_all(&cfg, &env, data.clone()).await,
-            Err(e) => {
+        // The clock is read after the attempt too: one may take minutes.
+        let timing = || Timing {
+            now: chrono::Utc::now().timestamp(),
+            min_backoff: cfg.timeouts.min_backoff.get(),
+            max_backoff: cfg.timeouts.max_backoff.get(),
+            lifetime: cfg.timeouts.max_queue_lifetime.get(),
+            delay_notice: cfg.timeouts.delay_notice.get(),
+        };
+        let again = dsn_only(&env, &timing());
+        // Only the report is written again: no attempt at the hop is
+        // made, so none is counted (decide counts one), and a report that
+        // still cannot be spooled was told of already (walkAU F11: an
+        // ERROR per message per retry while the disk was full).
+        let told = again.is_some();
+        if told {
+            env.attempts = env.attempts.saturating_sub(1);
+        }
+        let outcomes = match (&data, again) {
+            (_, Some(outcomes)) => outcomes,
+            (Ok(data), None) => self.send_all(&cfg, &env, data.clone()).await,
+            (Err(e), None) => {
                 tracing::error!(target: "delivery", queue_id = %env.id, error = %e, "Cannot read the message from the spool.");
                 env.pending()
                     .map(|(i, _)| {
@@ -460,13 +527,7 @@ impl Delivery {
                     .collect()
             }
         };
-        let timing = Timing {
-            now: chrono::Utc::now().timestamp(),
-            min_backoff: cfg.timeouts.min_backoff.get(),
-            max_backoff: cfg.timeouts.max_backoff.get(),
-            lifetime: cfg.timeouts.max_queue_lifetime.get(),
-            delay_notice: cfg.timeouts.delay_notice.get(),
-        };
+        let timing = timing();
         // A deferral past max_queue_lifetime is the recipient's last
         // attempt: it is logged and counted as the bounce it becomes
         // (`decide` fails it and plans the DSN).
@@ -521,7 +582,7 @@ impl Delivery {
         let decision = decide(&mut env, outcomes, &timing);
         let results = match &data {
             Ok(message) => {
-                self.queue_dsns(&cfg, &env, &decision.dsns, message, timing.now)
+                self.queue_dsns(&cfg, &env, &decision.dsns, message, timing.now, told)
                     .await
             }
             // Past its lifetime, waiting for the bytes helps nobody: the
@@ -530,7 +591,7 @@ impl Delivery {
             Err(e) if !decision.dsns.is_empty() && expired => {
                 tracing::error!(target: "notif", queue_id = %env.id, error = %e,
                     "Cannot read the message, and it has passed max_queue_lifetime: its sender gets the failure report without it.");
-                self.queue_dsns(&cfg, &env, &decision.dsns, &[], timing.now)
+                self.queue_dsns(&cfg, &env, &decision.dsns, &[], timing.now, told)
                     .await
             }
             Err(e) if !decision.dsns.is_empty() => {
@@ -873,7 +934,9 @@ impl Delivery {
         }
     }
 
-    /// Builds, spools and queues the DSNs of a decision.
+    /// Builds, spools and queues the DSNs of a decision. `told`: a
+    /// failure to spool them was logged already, for this message, since
+    /// the spool last took its report.
     async fn queue_dsns(
         &self,
         cfg: &Config,
@@ -881,6 +944,7 @@ impl Delivery {
         plans: &[DsnPlan],
         message: &[u8],
         now: i64,
+        told: bool,
     ) -> Vec<Result<(), String>> {
         let mut results = Vec::with_capacity(plans.len());
         let retry_until = env.received_at + cfg.timeouts.max_queue_lifetime.get().as_secs() as i64;
@@ -956,8 +1020,13 @@ impl Delivery {
                         DsnAction::Delayed => "the delay notice is tried again at the next attempt",
                         _ => "the report is lost (the mail was delivered)",
                     };
-                    tracing::error!(target: "notif", queue_id = %env.id, kind = plan.action.as_str(),
-                        error = %e, then, "Cannot spool a DSN.");
+                    if told {
+                        tracing::debug!(target: "notif", queue_id = %env.id, kind = plan.action.as_str(),
+                            error = %e, then, "Cannot spool a DSN.");
+                    } else {
+                        tracing::error!(target: "notif", queue_id = %env.id, kind = plan.action.as_str(),
+                            error = %e, then, "Cannot spool a DSN.");
+                    }
                     results.push(Err(e.to_string()));
                 }
             }

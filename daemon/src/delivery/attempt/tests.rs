@@ -425,3 +425,64 @@ fn the_last_retry_is_made_when_the_lifetime_ends() {
     assert_eq!(actions(&d), vec![(DsnAction::Failed, vec![0])]);
     assert_eq!(d.dsns[0].rcpts[0].status, "5.4.7");
 }
+
+/// walkAU F11: an expired message whose report could not be spooled (a
+/// full disk) is not tried at its hop again, nor a second later: the next
+/// attempt, after min_backoff, only writes the same report, with the hop's
+/// last error and the count of real attempts.
+#[test]
+fn an_expired_message_whose_report_cannot_be_spooled_only_writes_it_again() {
+    let mut e = env(&[("a@x", None), ("b@x", Some("NEVER"))]);
+    e.attempts = 5;
+    let t = timing(1000 + 6 * 86400);
+    assert!(dsn_only(&e, &t).is_none(), "never tried past its lifetime");
+    let hop = Outcome::Deferred {
+        reply: "4.4.1 cannot connect to 127.0.0.1:31204".into(),
+        relay: "[127.0.0.1]:31204".into(),
+    };
+    let d = decide(&mut e, vec![(0, hop.clone()), (1, hop)], &t);
+    assert_eq!(actions(&d), vec![(DsnAction::Failed, vec![0])]);
+    assert!(!settle_dsns(
+        &mut e,
+        &d.dsns,
+        &[Err("No space left on device".into())],
+        &t
+    ));
+    assert!(
+        e.next_attempt >= t.now + 300,
+        "tried again at {}, {} s later, not after min_backoff",
+        e.next_attempt,
+        e.next_attempt - t.now
+    );
+    // b@x wanted no report: its expiry is final.
+    assert!(!e.rcpts[1].is_pending());
+    // The next attempt: no hop, the same failure planned again.
+    let later = timing(t.now + 300);
+    let outcomes = dsn_only(&e, &later).expect("only the report is written");
+    assert_eq!(outcomes.len(), 1);
+    match &outcomes[0] {
+        (0, Outcome::Deferred { reply, .. }) => {
+            assert_eq!(reply, "4.4.1 cannot connect to 127.0.0.1:31204")
+        }
+        other => panic!("{other:?}"),
+    }
+    e.attempts -= 1; // as attempt() does: no attempt at the hop was made
+    let again = decide(&mut e, outcomes, &later);
+    assert_eq!(actions(&again), vec![(DsnAction::Failed, vec![0])]);
+    match &e.rcpts[0].state {
+        RcptState::Failed { reply, .. } => assert_eq!(
+            reply,
+            "Message expired after 6 attempts (max_queue_lifetime); last error: \
+             4.4.1 cannot connect to 127.0.0.1:31204"
+        ),
+        other => panic!("{other:?}"),
+    }
+    assert!(settle_dsns(&mut e, &again.dsns, &[Ok(())], &later));
+    // A recipient merely deferred (not waiting for its report) is tried at
+    // its hop, expired or not.
+    let mut e = env(&[("a@x", None)]);
+    e.rcpts[0].state = RcptState::Pending {
+        last_error: Some("451 4.3.0 later".into()),
+    };
+    assert!(dsn_only(&e, &t).is_none());
+}
