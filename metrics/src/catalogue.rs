@@ -242,9 +242,9 @@ pub const REJECT_REASON_MEANINGS: &[&str] = &[
     "a recipient refused because the client may not relay to its domain (554 5.7.1 Relay access denied), or because it asks for sender-specified routing (`user%other@`, `other!user@`)",
     "refused by an access rule: `access.connect_rules` (the session), `access.helo_rules` (the session, at HELO/EHLO), `access.mail_from_rules` (the transaction), `access.rcpt_rules` (a recipient)",
     "the session refused at connect because a zone of `access.dnsbl` lists the client",
-    "the message too big for `limits.max_message_size`: said by MAIL's SIZE= (the transaction) or found at DATA (the message)",
+    "the message too big for `limits.max_message_size`: said by MAIL's SIZE= (the transaction) or found at DATA (the message), or a header section over 1 MiB or 10,000 fields (552 5.3.4)",
     "a limit of `[limits]`: sessions at connect (`incoming_sessions`, `incoming_sessions_per_ip`), messages or octets per session (at MAIL or DATA), recipients per message (452 4.5.3 for each recipient past `max_rcpts_per_message`), hops (a mail loop)",
-    "bad syntax: a MAIL whose address or parameters are malformed (the transaction; 501, 553, 555), a RCPT likewise (a recipient), a message line over 998 octets, or a session closed after too many errors (421 4.7.0; unknown and out-of-sequence commands count only there)",
+    "bad syntax: a MAIL whose address or parameters are malformed (the transaction; 501, 553, 555), a RCPT likewise (a recipient), a message line over 998 octets, or a session closed after too many errors (421 4.7.0; unknown and out-of-sequence commands count only there) or for sending on behind DATA from outside `relay_networks` (554 5.5.0, improper pipelining)",
     "content policy (`reject`) at DATA, SPF `fail` with `[spam] spf = \"reject\"` at MAIL, a blacklisted sender or client refused at RCPT (a recipient)",
     "a temporary refusal: too little spool space (at MAIL), the spool not written, a check that failed or timed out (at DATA)",
 ];
