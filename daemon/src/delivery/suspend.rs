@@ -162,9 +162,13 @@ impl Suspensions {
         state.failures = state.failures.saturating_add(1);
         state.last = outcome.clone();
         state.seen = Instant::now();
-        state.probing = None;
+        let probe = state.probing.take().is_some();
         let now = Utc::now();
         let (period, first) = match state.until {
+            // Only a probe's failure suspends again: the attempts that
+            // were connecting when the suspension began each doubled it
+            // (a 5 min suspension became 20 at once in a 20k backlog).
+            Some(_) if !probe => return,
             Some((_, period)) => (period.saturating_mul(2).min(max).max(min.min(max)), false),
             None if state.failures >= SUSPEND_AFTER => (min.min(max), true),
             None => return,
@@ -269,6 +273,14 @@ mod tests {
         let secs = (until - Utc::now()).num_seconds();
         assert!((55..=60).contains(&secs), "{secs}");
         assert_eq!(s.suspended(), 1);
+        // Attempts that were connecting when it began fail too: the
+        // suspension stays as it is.
+        s.failed(&dead(), &e, &outcome, BACKOFF, &stats);
+        s.failed(&dead(), &e, &outcome, BACKOFF, &stats);
+        let Gate::Suspended { until: same, .. } = s.gate(&dead(), Utc::now()) else {
+            panic!("still suspended");
+        };
+        assert_eq!(same, until, "extended by attempts that were not probes");
         // The period is over: one probe, the others still wait.
         let later = until + chrono::Duration::seconds(1);
         assert_eq!(s.gate(&dead(), later), Gate::Go { probe: true });
