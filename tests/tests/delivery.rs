@@ -362,11 +362,15 @@ fn the_bounce_names_the_decoded_orcpt_and_an_empty_envid_is_refused() -> Result<
         .expect(555, "5.5.4")?;
     c.command(&format!("MAIL FROM:<{SENDER}> ENVID=id+2B1"))?
         .expect_code(250)?;
+    // An ORCPT whose xtext decodes to CR LF would be a header line in the
+    // report: refused at the door (walkAU F4).
     c.command(
         "RCPT TO:<bad@example.com> NOTIFY=FAILURE \
          ORCPT=rfc822;b+2Bo+0D+0AX-Injected:+20yes@x.test",
     )?
-    .expect_code(250)?;
+    .expect(501, "5.5.4")?;
+    c.command("RCPT TO:<bad@example.com> NOTIFY=FAILURE ORCPT=rfc822;b+2Bo@x.test")?
+        .expect_code(250)?;
     c.data(&read_resource("mail/plain.eml")?)?
         .expect_code(250)?;
     c.quit();
@@ -375,8 +379,8 @@ fn the_bounce_names_the_decoded_orcpt_and_an_empty_envid_is_refused() -> Result<
     let text = assert_failure_dsn(&dsns[0], "bad@example.com")?;
     ensure!(
         text.lines()
-            .any(|l| l == "Original-Recipient: rfc822; b+o X-Injected: yes@x.test"),
-        "Original-Recipient decoded, CR LF a space:\n{text}"
+            .any(|l| l == "Original-Recipient: rfc822; b+o@x.test"),
+        "Original-Recipient decoded:\n{text}"
     );
     ensure!(
         !text.lines().any(|l| l.starts_with("X-Injected")),
