@@ -116,6 +116,10 @@ pub struct Gateway {
     /// Why the last reload was refused, until one succeeds (walkAM 13:
     /// the status problem said it was refused, not why).
     reload_refusal: Mutex<Option<String>>,
+    /// The alert thresholds raised now, as the watcher that raises and
+    /// clears them (and sends the traps) last saw them: `mailward status`
+    /// reads them here rather than measuring again (walkAS F5).
+    alerts_raised: Mutex<Vec<crate::ops::status::RaisedAlert>>,
 }
 
 impl Gateway {
@@ -156,6 +160,23 @@ impl Gateway {
             bases_change: tokio::sync::Mutex::new(()),
             last_update_message: Mutex::new(None),
             reload_refusal: Mutex::new(None),
+            alerts_raised: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Publishes the alert thresholds raised now (the watcher, each pass).
+    pub fn set_alerts_raised(&self, raised: Vec<crate::ops::status::RaisedAlert>) {
+        match self.alerts_raised.lock() {
+            Ok(mut r) => *r = raised,
+            Err(poisoned) => *poisoned.into_inner() = raised,
+        }
+    }
+
+    /// The alert thresholds raised now.
+    pub fn alerts_raised(&self) -> Vec<crate::ops::status::RaisedAlert> {
+        match self.alerts_raised.lock() {
+            Ok(r) => r.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
         }
     }
 

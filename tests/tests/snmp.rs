@@ -1383,6 +1383,14 @@ fn every_notification_arrives_with_its_trap_oid_and_varbinds() -> Result<()> {
             ("mwAlertThresholdValue", Want::Is("Gauge32: 0".into())),
             ("mwAlertState", Want::Is("INTEGER: 1".into())),
         ]);
+        // `mailward status` names it too, from the same watcher (walkAS
+        // F5: status listed no problem while the alert was raised).
+        if let Some(out) = f.step("mailward status", rig.daemon.cli_ok(&["status"])) {
+            f.check(
+                out.contains("Alert threshold queue_messages raised: 1 message(s), over snmp.alert_thresholds.queue_messages = 0"),
+                || format!("status does not name the raised threshold:\n{out}"),
+            );
+        }
     }
     // ... and cleared within ALERT_DEADLINE of `queue remove`.
     f.step(

@@ -440,6 +440,7 @@ pub async fn watch(gw: Arc<Gateway>) {
                 _ => return None,
             })
         };
+        let mut raised_now = Vec::new();
         for (name, &threshold) in &cfg.snmp.alert_thresholds {
             let Some((value, over)) = measure(name, threshold) else {
                 continue;
@@ -449,6 +450,13 @@ pub async fn watch(gw: Arc<Gateway>) {
             } else {
                 threshold
             };
+            if over {
+                raised_now.push(crate::ops::status::RaisedAlert {
+                    name: name.clone(),
+                    value,
+                    threshold: threshold_shown,
+                });
+            }
             let was = raised.contains_key(name);
             if over != was {
                 if over {
@@ -476,6 +484,7 @@ pub async fn watch(gw: Arc<Gateway>) {
                 });
             }
         }
+        gw.set_alerts_raised(raised_now);
         // A raised threshold that a reload took away is cleared: no
         // longer watched, it would stay open at the NMS for good.
         let removed: Vec<(String, u64)> = raised

@@ -477,10 +477,9 @@ pub fn of(gw: &Gateway) -> Status {
         queue_bytes: snap.value(StatId::QueueBytes, 0),
         deferred: deferred_of(&gw.queue.list(), now),
         destinations_suspended: snap.value(StatId::DestinationsSuspended, 0),
-        // Not measured again here: the alert watcher (ops/snmp.rs) is the
-        // one that raises and clears them, and it does not publish its
-        // state yet (see docs/operations.md); an empty list meanwhile.
-        alerts_raised: Vec::new(),
+        // Not measured again here: the alert watcher (ops/snmp.rs), which
+        // raises and clears them and sends the traps, publishes them.
+        alerts_raised: gw.alerts_raised(),
         spool_free_bytes: snap.value(StatId::SpoolFreeBytes, 0),
         spool_reclaimable_bytes: snap.value(StatId::SpoolReclaimableBytes, 0),
         min_queue_free_space: cfg.limits.min_queue_free_space.0,
