@@ -94,6 +94,18 @@ pub struct Status {
     /// stuck).
     #[serde(default)]
     pub compaction_short_of: u64,
+    /// Seconds a spool write (and its fsync) has been under way, past the
+    /// spool's warning delay: the disk stalls (walkAU F12). None otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spool_write_stalled_secs: Option<u64>,
+    /// Since when (Unix time) the spool cannot start a new segment, and
+    /// the error with its fix (walkAU F8).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spool_rotate_failing: Option<(i64, String)>,
+    /// Segments deleted by someone else while messages waited in them
+    /// (segment, messages): those messages are lost (walkAU F1).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub spool_lost_segments: Vec<(u64, usize)>,
     /// A spool segment refused as damaged that waits for its salvage: the
     /// segments after it (and the delivered mail in them) are kept.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -487,6 +499,9 @@ pub fn of(gw: &Gateway) -> Status {
         spool_write_failing: gw.spool.write_failing(),
         store_write_failing: gw.stores.write_failing(),
         compaction_short_of: gw.spool.compaction_short_of(),
+        spool_write_stalled_secs: gw.spool.write_stalled_for(),
+        spool_rotate_failing: gw.spool.rotate_failing(),
+        spool_lost_segments: gw.spool.lost_segments(),
         spool_damaged: gw.spool.damaged_kept(),
         space_refusals: gw.spool.space_refusals(60),
         sessions_in: snap.value(StatId::Sessions, 0),
@@ -623,6 +638,22 @@ pub fn problems(s: &Status) -> Vec<String> {
         p.push(format!(
             "The spool cannot write since {} ({error}): new mail gets 451 4.3.0 and state changes are not recorded. Free space on the spool's disk, or check it (read-only, failing); mail is taken again at the next write that succeeds.",
             rfc3339(*since)
+        ));
+    }
+    if let Some(secs) = s.spool_write_stalled_secs {
+        p.push(format!(
+            "A spool write has not completed for {secs}s: the spool's disk stalls (frozen, a SAN or NFS hiccup, failing), and the sessions waiting for it get no answer meanwhile. Check the disk (dmesg, fsfreeze, the storage); when the write completes the mail is taken, and clients that gave up may send it again (duplicates)."
+        ));
+    }
+    if let Some((since, error)) = &s.spool_rotate_failing {
+        p.push(format!(
+            "The spool cannot start a new segment since {} ({error}): mail still goes into the current one, but the space of delivered mail is not freed.",
+            rfc3339(*since)
+        ));
+    }
+    for (segment, messages) in &s.spool_lost_segments {
+        p.push(format!(
+            "Spool segment {segment} was deleted by something other than Mailward while {messages} message(s) waited in it: they are lost (the log's ERROR line names their queue IDs; their senders got 250). Find what deletes files in the spool directory (a cleanup job, tmpwatch) and keep it out of it."
         ));
     }
     for f in &s.store_write_failing {
@@ -1145,6 +1176,9 @@ mod tests {
             spool_write_failing: None,
             store_write_failing: Vec::new(),
             compaction_short_of: 0,
+            spool_write_stalled_secs: None,
+            spool_rotate_failing: None,
+            spool_lost_segments: Vec::new(),
             spool_damaged: None,
             space_refusals: None,
             sessions_in: 2,
@@ -1414,6 +1448,37 @@ mod tests {
             p[0].contains("it needs 624.0 KiB more on its disk"),
             "{}",
             p[0]
+        );
+    }
+
+    /// walkAU F1, F8, F12: a stalled disk, a spool directory that takes
+    /// no new segment and a segment deleted under the gateway were only
+    /// log lines.
+    #[test]
+    fn spool_stalls_blocked_segments_and_lost_mail_are_problems() {
+        let mut s = healthy();
+        s.spool_write_stalled_secs = Some(42);
+        s.spool_rotate_failing = Some((
+            1_796_475_633,
+            "Operation not permitted (os error 1); check lsattr -d".into(),
+        ));
+        s.spool_lost_segments = vec![(7, 2)];
+        let p = problems(&s);
+        assert_eq!(p.len(), 3, "{p:#?}");
+        assert!(
+            p[0].starts_with("A spool write has not completed for 42s"),
+            "{}",
+            p[0]
+        );
+        assert!(
+            p[1].starts_with("The spool cannot start a new segment since 2026-12-05T13:00:33+00:00 (Operation not permitted"),
+            "{}",
+            p[1]
+        );
+        assert!(
+            p[2].starts_with("Spool segment 7 was deleted by something other than Mailward while 2 message(s) waited in it: they are lost"),
+            "{}",
+            p[2]
         );
     }
 
