@@ -87,7 +87,7 @@ const CASES: &[(&str, &str, CaseFn)] = &[
     ),
     (
         "bad-input",
-        "over-long lines, NUL, bare CR/LF, smuggling, broken parameters, 1,000 RCPTs, deep and wide MIME, a 2 MB header, TLS garbage",
+        "over-long lines, NUL, bare CR/LF, smuggling, broken parameters, 1,000 RCPTs, deep and wide MIME, a 900 KB and a 2 MB header, TLS garbage",
         bad_input::run,
     ),
     (
