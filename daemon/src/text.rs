@@ -198,6 +198,15 @@ pub fn a_label_domain(domain: &str) -> Option<String> {
     canonical_domain(domain).ok()
 }
 
+/// Whether a label is internationalised: a U-label, or an A-label
+/// (`xn--`) that stands for one.
+fn is_idn_label(label: &str) -> bool {
+    !label.is_ascii()
+        || label
+            .get(..4)
+            .is_some_and(|p| p.eq_ignore_ascii_case("xn--"))
+}
+
 /// The one form of a domain inside Mailward: its A-labels, lower-case,
 /// when it has an internationalised label (a U-label or an `xn--` one);
 /// an ASCII host name or an address literal as written. Refused, rather
@@ -209,13 +218,7 @@ pub fn a_label_domain(domain: &str) -> Option<String> {
 /// is no change: `BÜCHER.example` is `xn--bcher-kva.example`.
 pub fn canonical_domain(domain: &str) -> Result<String, MailboxError> {
     use idna::uts46::{AsciiDenyList, DnsLength, Hyphens, Uts46};
-    let idn = |label: &str| {
-        !label.is_ascii()
-            || label
-                .get(..4)
-                .is_some_and(|p| p.eq_ignore_ascii_case("xn--"))
-    };
-    if domain.starts_with('[') || !domain.split('.').any(idn) {
+    if domain.starts_with('[') || !domain.split('.').any(is_idn_label) {
         return Ok(domain.to_string());
     }
     // Empty labels and lengths are the host name's syntax (checked after,
@@ -304,13 +307,7 @@ const CYRILLIC_AS_LATIN: &str = "аосԁеһіјӏорԛѕԝхуъьӀ";
 /// `bücher.example`) are not look-alikes.
 pub fn lookalike_domain(domain: &str) -> bool {
     use idna::uts46::{AsciiDenyList, Hyphens, Uts46};
-    let idn = |label: &str| {
-        !label.is_ascii()
-            || label
-                .get(..4)
-                .is_some_and(|p| p.eq_ignore_ascii_case("xn--"))
-    };
-    if !domain.split('.').any(idn) {
+    if !domain.split('.').any(is_idn_label) {
         return false;
     }
     let (unicode, _) =
