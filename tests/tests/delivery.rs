@@ -70,6 +70,20 @@ fn config(dir: &TestDir, next_hop_port: u16, dsn_sink: &Sink) -> Config {
         .route_to_port("*", next_hop_port)
 }
 
+/// The hop is back: `queue flush`, then the sink gets each of `ids` once
+/// (no more, no fewer) and the queue empties.
+fn flush_and_drain(daemon: &Daemon, sink: &Sink, ids: &mut [String]) -> Result<()> {
+    daemon.queue_flush()?;
+    let messages = sink.wait_for_count(ids.len(), DELIVERY_TIMEOUT)?;
+    let mut got: Vec<String> = messages.iter().flat_map(|m| m.queue_ids()).collect();
+    got.sort();
+    ids.sort();
+    ensure!(got == ids, "the sink got {got:?}, queued were {ids:?}");
+    wait_until("the queue to empty", Duration::from_secs(30), || {
+        Ok(daemon.queue_ids()?.is_empty().then_some(()))
+    })
+}
+
 fn send(daemon: &Daemon, rcpts: &[&str]) -> Result<String> {
     let mut c = SmtpClient::connect_ok(daemon.port)?;
     c.ehlo("client.test")?;
@@ -134,15 +148,7 @@ fn mail_is_held_while_the_next_hop_is_down_and_delivered_when_it_is_back() -> Re
     );
 
     let sink = Sink::start_with(dir.path(), "sink", next_hop_port, &[])?;
-    daemon.queue_flush()?;
-    let messages = sink.wait_for_count(3, DELIVERY_TIMEOUT)?;
-    let mut got: Vec<String> = messages.iter().flat_map(|m| m.queue_ids()).collect();
-    got.sort();
-    ids.sort();
-    assert_eq!(got, ids);
-    wait_until("the queue to empty", Duration::from_secs(30), || {
-        Ok(daemon.queue_ids()?.is_empty().then_some(()))
-    })?;
+    flush_and_drain(&daemon, &sink, &mut ids)?;
     assert_eq!(
         dsn_sink.settle(QUIET)?.len(),
         0,
@@ -1511,15 +1517,7 @@ fn a_dead_destination_is_suspended_and_its_mail_goes_when_it_is_back() -> Result
     // The hop comes back: a real MTA on its port.
     dead.stop();
     let sink = Sink::start_with(dir.path(), "sink", dead.port, &[])?;
-    daemon.queue_flush()?;
-    let messages = sink.wait_for_count(MESSAGES, DELIVERY_TIMEOUT)?;
-    let mut got: Vec<String> = messages.iter().flat_map(|m| m.queue_ids()).collect();
-    got.sort();
-    ids.sort();
-    assert_eq!(got, ids);
-    wait_until("the queue to empty", Duration::from_secs(30), || {
-        Ok(daemon.queue_ids()?.is_empty().then_some(()))
-    })?;
+    flush_and_drain(&daemon, &sink, &mut ids)?;
     let m = prometheus::scrape(metrics_port)?;
     ensure!(
         series(&m, "mailward_destinations_suspended") == Some(0.0),
