@@ -326,6 +326,11 @@ pub(crate) struct Index {
     /// with the envelopes as they are now): what compaction writes to move
     /// them, and so the room it needs ([`Index::copy_reserve`]).
     pub(crate) live_bytes: std::collections::BTreeMap<u64, u64>,
+    /// The segment the writer appends to, and a handle to read it: the
+    /// messages in it are read through that handle ([`Spool::read`]), so
+    /// that a segment deleted by someone else is still read until the
+    /// writer has copied its messages to a new one.
+    pub(crate) open: Option<(u64, Arc<File>)>,
 }
 
 #[derive(Debug)]
@@ -786,33 +791,68 @@ impl Spool {
 
     /// Reads the bytes of a live message.
     pub fn read(&self, id: &QueueId) -> Result<Vec<u8>, SpoolError> {
-        let loc = self
-            .index
-            .lock()
-            .map_err(|_| SpoolError::WriterGone)?
+        // A message's segment may be deleted between the look-up and the
+        // open because the writer moved the message meanwhile (compaction,
+        // a copy forward on a short disk, a lost open segment saved): then
+        // its new place is read. Only a segment gone with the message still
+        // recorded in it is lost mail.
+        let mut tries = 0;
+        loop {
+            let (loc, open) = self.locate(id)?;
+            let path = record::segment_path(&self.dir, loc.segment);
+            let file = match open {
+                Some(file) => file,
+                None => match File::open(&path) {
+                    Ok(file) => Arc::new(file),
+                    Err(e) => {
+                        tries += 1;
+                        if e.kind() == io::ErrorKind::NotFound
+                            && tries < 3
+                            && self.locate(id)?.0 != loc
+                        {
+                            continue;
+                        }
+                        self.shared
+                            .read_errors
+                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        if e.kind() == io::ErrorKind::NotFound {
+                            report_lost(&self.shared, &self.index, &self.dir, loc.segment);
+                        }
+                        return Err(SpoolError::io(&path, e));
+                    }
+                },
+            };
+            let len = usize::try_from(loc.len).map_err(|_| SpoolError::Corrupt {
+                path: path.clone(),
+                offset: loc.offset,
+                problem: "message larger than memory".into(),
+            })?;
+            let mut buf = vec![0u8; len];
+            file.read_exact_at(&mut buf, loc.offset)
+                .map_err(|e| SpoolError::io(&path, e))?;
+            return Ok(buf);
+        }
+    }
+
+    /// Where message `id` is, and the writer's handle on its segment when
+    /// that is the open one. Both are taken under one lock, as the writer
+    /// moves them under it: a message in the open segment is read through
+    /// that handle even when the segment's name is gone (CI: a delivery
+    /// raced the writer saving a deleted open segment, read it by name, and
+    /// reported as lost mail being saved).
+    fn locate(&self, id: &QueueId) -> Result<(Location, Option<Arc<File>>), SpoolError> {
+        let idx = self.index.lock().map_err(|_| SpoolError::WriterGone)?;
+        let loc = idx
             .messages
             .get(id)
             .map(|e| e.loc)
             .ok_or_else(|| SpoolError::NotFound(id.clone()))?;
-        let path = record::segment_path(&self.dir, loc.segment);
-        let file = File::open(&path).map_err(|e| {
-            self.shared
-                .read_errors
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            if e.kind() == io::ErrorKind::NotFound {
-                report_lost(&self.shared, &self.index, &self.dir, loc.segment);
-            }
-            SpoolError::io(&path, e)
-        })?;
-        let len = usize::try_from(loc.len).map_err(|_| SpoolError::Corrupt {
-            path: path.clone(),
-            offset: loc.offset,
-            problem: "message larger than memory".into(),
-        })?;
-        let mut buf = vec![0u8; len];
-        file.read_exact_at(&mut buf, loc.offset)
-            .map_err(|e| SpoolError::io(&path, e))?;
-        Ok(buf)
+        let open = idx
+            .open
+            .as_ref()
+            .filter(|(n, _)| *n == loc.segment)
+            .map(|(_, f)| f.clone());
+        Ok((loc, open))
     }
 
     /// Free bytes on the file system that holds the spool.

@@ -36,6 +36,16 @@ fn sync_dir(dir: &Path) -> std::io::Result<()> {
 const MAX_SKIPPED_NUMBERS: u64 = 1000;
 
 impl Segment {
+    /// A handle to read this segment for the readers ([`Index::open`]):
+    /// opened through the writer's descriptor (Linux: /proc/self/fd), as
+    /// that one is write-only and the name may already be gone. None when
+    /// it cannot be opened (the readers open the segment by name).
+    fn shared(&self) -> Option<(u64, Arc<File>)> {
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&self.file);
+        let file = File::open(format!("/proc/self/fd/{fd}")).ok()?;
+        Some((self.number, Arc::new(file)))
+    }
+
     /// Creates segment `number`. A file in the way: an empty one (left by
     /// a crash between create and first write) is taken over; a non-empty
     /// one is renamed out of the segments' names (`NNNN.seg.in-the-way`,
@@ -123,6 +133,7 @@ pub(super) fn start(
     if let Ok(mut idx) = index.lock() {
         idx.live.entry(segment.number).or_insert(0);
         idx.bytes.insert(segment.number, 0);
+        idx.open = segment.shared();
     }
     let mut w = Writer {
         dir,
@@ -682,6 +693,11 @@ impl Writer {
             Ok(src) => self.copy_forward_from(lost, src),
             Err(_) => None,
         };
+        // Only now are the readers sent to the new segment: until the
+        // copy moved them, the messages were read from the lost file.
+        if let Ok(mut idx) = self.index.lock() {
+            idx.open = self.segment.shared();
+        }
         drop(old);
         match copied {
             Some(n) if n == waiting.len() => {
@@ -794,6 +810,7 @@ impl Writer {
         if let Ok(mut idx) = self.index.lock() {
             idx.live.entry(self.segment.number).or_insert(0);
             idx.bytes.insert(self.segment.number, 0);
+            idx.open = self.segment.shared();
         }
         if self.segment_count() > COMPACT_AFTER_SEGMENTS {
             self.compact();
