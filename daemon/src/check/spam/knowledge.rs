@@ -18,7 +18,7 @@
 
 use super::classifier::Classifier;
 use super::model::{Model, ModelError};
-use super::rules::{self, Rule};
+use super::rules::{self, RuleSet};
 use super::store::{Cursor, Limits, Since, Store, StoreError, Version, REDIS_TIMEOUT};
 use crate::config::Config;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -34,7 +34,7 @@ pub const BASE: &str = "base.model";
 /// Rules and models, as one immutable value.
 #[derive(Debug, Default)]
 pub struct Knowledge {
-    pub rules: Vec<Rule>,
+    pub rules: RuleSet,
     pub classifier: Classifier,
     /// `[spam] dnsbl`: what a listing of the client is worth.
     pub dnsbl: Vec<crate::config::ScoredZone>,
@@ -224,7 +224,7 @@ impl Knowledge {
         // site.model read as "learnt 0", and nothing said so).
         classifier.unavailable = !unreadable.is_empty();
         let knowledge = Knowledge {
-            rules,
+            rules: rules.into(),
             classifier,
             dnsbl: cfg.spam.dnsbl.clone(),
             blacklist: cfg.spam.blacklist.clone(),

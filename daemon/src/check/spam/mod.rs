@@ -515,7 +515,7 @@ impl Check for Spam {
     fn run(&self, cx: &mut Context<'_, '_, '_>, tools: &mut Tools<'_, '_>, report: &mut Report) {
         static RULES_ONLY: LazyLock<knowledge::Knowledge> =
             LazyLock::new(|| knowledge::Knowledge {
-                rules: rules::built_in(),
+                rules: rules::built_in().into(),
                 ..knowledge::Knowledge::default()
             });
         let k = tools.spam.as_deref().unwrap_or(&RULES_ONLY);

@@ -10,7 +10,7 @@ fn judge(raw: &str, k: &knowledge::Knowledge) -> Evidence {
 
 fn rules_only() -> knowledge::Knowledge {
     knowledge::Knowledge {
-        rules: rules::built_in(),
+        rules: rules::built_in().into(),
         ..knowledge::Knowledge::default()
     }
 }
