@@ -403,6 +403,9 @@ impl Gateway {
             },
             log_lines_dropped: crate::ops::logging::dropped(),
             spool_write_errors: self.spool.write_errors(),
+            spool_read_errors: self.spool.read_errors(),
+            spool_segments_lost: self.spool.lost_segments().len() as u64,
+            spool_write_stalled: self.spool.write_stalled_for().unwrap_or(0),
             log_rotation_failures: crate::ops::logging::rotation_failures(),
         }
     }

@@ -229,6 +229,9 @@ pub enum StatId {
     BasesOnDiskBroken,
     DestinationSuspensions,
     DestinationsSuspended,
+    SpoolReadErrors,
+    SpoolSegmentsLost,
+    SpoolWriteStalled,
 }
 
 pub const REJECT_REASONS: &[&str] = &[
@@ -1265,6 +1268,39 @@ pub static CATALOGUE: &[Stat] = &[
         Unit::Count,
         None,
         "Delivery destinations suspended now: their mail waits without connections until a probe gets through (the log line 'Destination suspended' names each). A destination that has not failed for an hour is forgotten and leaves this count.",
+    ),
+    def(
+        StatId::SpoolReadErrors,
+        Resources,
+        61,
+        "mwSpoolReadErrors",
+        "mailward_spool_read_errors_total",
+        Counter,
+        Unit::Count,
+        None,
+        "Reads of a waiting message from the spool that failed: its segment file deleted by something other than mailward, or unreadable (permissions, a failing disk). That message is deferred (4.3.0 local spool error) and cannot leave while it lasts. Any increase needs a look: the log says which segment and, when it was deleted, which queue IDs are lost.",
+    ),
+    def(
+        StatId::SpoolSegmentsLost,
+        Resources,
+        62,
+        "mwSpoolSegmentsLost",
+        "mailward_spool_segments_lost_total",
+        Counter,
+        Unit::Count,
+        None,
+        "Spool segments found deleted by something other than mailward while messages that got 250 waited in them (the open segment is copied to a new one from the file still open and is not counted: nothing is lost then), and segments missing between others at start. Their messages are lost: the ERROR line names the segment and queue IDs; mailward status says it until a restart. Anything above 0 means lost mail: find what deletes files in the spool directory.",
+    ),
+    def(
+        StatId::SpoolWriteStalled,
+        Resources,
+        63,
+        "mwSpoolWriteStalled",
+        "mailward_spool_write_stalled_seconds",
+        Gauge,
+        Unit::Seconds,
+        None,
+        "Seconds the spool's current disk write has been waiting, once past 5 (0 otherwise): a frozen or failing disk, a hung network file system. The sessions whose messages it holds wait for their 250 meanwhile, and new mail waits behind it; the log says the stall (WARN) and its end.",
     ),
 ];
 

@@ -25,6 +25,16 @@ pub struct Revision {
 /// Objects are only ever added; none is renumbered or removed.
 pub const REVISIONS: &[Revision] = &[
     Revision {
+        date: "202612061700Z",
+        objects: 242,
+        description: "Added mwSpoolReadErrors (reads of a waiting message \
+            that failed), mwSpoolSegmentsLost (spool segments deleted by \
+            something other than mailward while accepted mail waited in \
+            them: lost mail) and mwSpoolWriteStalled (seconds the current \
+            spool write has been waiting, past 5): before this revision \
+            those spool faults were only in the log and mailward status.",
+    },
+    Revision {
         date: "202612061345Z",
         objects: 239,
         description: "Added mwDestinationSuspensions and \

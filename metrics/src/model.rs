@@ -84,6 +84,14 @@ pub struct Gauges {
     /// Failed spool writes since start (the spool's writer keeps the
     /// count).
     pub spool_write_errors: u64,
+    /// Failed reads of waiting messages since start (the spool keeps the
+    /// count).
+    pub spool_read_errors: u64,
+    /// Segments found deleted with waiting mail, or missing at start,
+    /// since start (the spool keeps them).
+    pub spool_segments_lost: u64,
+    /// Seconds the spool's current write has been stalled (0 under 5 s).
+    pub spool_write_stalled: u64,
     /// Delivered mail the spool keeps because a damaged segment's note
     /// holds its reclamation back.
     pub spool_damaged_kept_bytes: u64,
@@ -185,7 +193,7 @@ pub struct Stats {
 pub type UpdateHook = Box<dyn Fn() + Send + Sync>;
 
 /// How many counters are kept outside the model ([`Stats::outside_counters`]).
-const OUTSIDE: usize = 8;
+const OUTSIDE: usize = 10;
 
 fn now() -> i64 {
     std::time::SystemTime::now()
@@ -668,6 +676,8 @@ impl Stats {
             ),
             ((StatId::LogLinesDropped, 0), gauges.log_lines_dropped),
             ((StatId::SpoolWriteErrors, 0), gauges.spool_write_errors),
+            ((StatId::SpoolReadErrors, 0), gauges.spool_read_errors),
+            ((StatId::SpoolSegmentsLost, 0), gauges.spool_segments_lost),
             (
                 (StatId::LogRotationFailures, 0),
                 gauges.log_rotation_failures,
@@ -740,6 +750,7 @@ impl Stats {
             gauges.spool_reclaimable_bytes,
         );
         set(StatId::StressMode, 0, gauges.stress_mode as u64);
+        set(StatId::SpoolWriteStalled, 0, gauges.spool_write_stalled);
         set(
             StatId::SpoolDamagedKeptBytes,
             0,

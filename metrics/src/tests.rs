@@ -480,6 +480,8 @@ fn reset_zeroes_the_counters_kept_outside_the_model_too() {
         log_lines_dropped: n,
         log_rotation_failures: n,
         spool_write_errors: n,
+        spool_read_errors: n,
+        spool_segments_lost: n,
         ..Gauges::default()
     };
     let counters = [
@@ -490,6 +492,8 @@ fn reset_zeroes_the_counters_kept_outside_the_model_too() {
         StatId::LogLinesDropped,
         StatId::LogRotationFailures,
         StatId::SpoolWriteErrors,
+        StatId::SpoolReadErrors,
+        StatId::SpoolSegmentsLost,
     ];
     let before = stats.snapshot(&outside(3));
     assert_eq!(before.value(StatId::AgentxRequests, 0), 30);
@@ -503,6 +507,8 @@ fn reset_zeroes_the_counters_kept_outside_the_model_too() {
     assert_eq!(later.value(StatId::AgentxErrors, 0), 2);
     assert_eq!(later.value(StatId::LogLinesDropped, 0), 2);
     assert_eq!(later.value(StatId::SpoolWriteErrors, 0), 2);
+    assert_eq!(later.value(StatId::SpoolReadErrors, 0), 2);
+    assert_eq!(later.value(StatId::SpoolSegmentsLost, 0), 2);
     // Levels are not counters: they are shown as they are.
     let mut connected = outside(5);
     connected.agentx_connected = true;

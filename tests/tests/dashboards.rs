@@ -155,7 +155,7 @@ const EXPECT: &[(&str, Expect)] = &[
     ("Stress mode", Exported),
     ("Spool reclaimable", Exported),
     ("Scans refused for memory", Exported),
-    ("Spool write errors", Exported),
+    ("Spool faults", Exported),
     ("Configuration reloads", Exported),
     // Quarantine and archive
     ("Quarantined messages", Exported),

@@ -720,6 +720,63 @@ fn mail_acknowledged_around_a_deleted_spool_segment_is_delivered() -> Result<()>
     Ok(())
 }
 
+/// walkAU F1, seen from monitoring: an older spool segment deleted while
+/// a message waits in it is lost mail. The log names it, and an NMS or
+/// Prometheus sees it without reading logs: mailward_spool_read_errors_total
+/// and mailward_spool_segments_lost_total (mwSpoolReadErrors,
+/// mwSpoolSegmentsLost), the figures alert MailwardSpoolMailLost fires on.
+#[test]
+fn a_deleted_older_segment_is_lost_mail_in_the_log_and_the_metrics() -> Result<()> {
+    let dir = TestDir::new("lost-segment")?;
+    let stats = StatsSetup::new(dir.path());
+    let dead_port = free_port();
+    let config = stats.apply(Config::new(dir.path()).route_to_port("*", dead_port));
+    let mut daemon = Daemon::start(&config)?;
+    let mut c = SmtpClient::connect_ok(daemon.port)?;
+    c.ehlo("client.test")?;
+    let lost = c.send_mail_ok("a@example.com", &["b@example.com"], MESSAGE)?;
+    c.quit();
+    let m = stats.scrape()?;
+    ensure!(
+        m.value("mailward_spool_read_errors_total", &[])? == 0.0
+            && m.value("mailward_spool_segments_lost_total", &[])? == 0.0
+            && m.value("mailward_spool_write_stalled_seconds", &[])? == 0.0,
+        "a healthy spool shows no fault:\n{}",
+        m.text
+    );
+    // A restart writes to a new segment: the old one holds the message.
+    daemon.sigterm()?;
+    daemon.restart()?;
+    let spool = config.data_dir().join("spool");
+    let mut segments: Vec<String> = listing(&spool)?
+        .into_iter()
+        .filter(|n| n.ends_with(".seg"))
+        .collect();
+    segments.sort();
+    ensure!(segments.len() >= 2, "two segments: {segments:?}");
+    std::fs::remove_file(spool.join(&segments[0]))?;
+    daemon.queue_flush()?;
+    wait_until(
+        "the lost mail in the metrics",
+        Duration::from_secs(10),
+        || {
+            let m = stats.scrape()?;
+            Ok((m.value("mailward_spool_read_errors_total", &[])? >= 1.0
+                && m.value("mailward_spool_segments_lost_total", &[])? == 1.0)
+                .then_some(()))
+        },
+    )
+    .with_context(|| daemon.log())?;
+    let log = daemon.log();
+    ensure!(
+        log.lines().any(|l| l.contains("ERROR")
+            && l.contains("A spool segment holding waiting messages was deleted")
+            && l.contains(&lost)),
+        "the ERROR names the lost queue ID {lost}:\n{log}"
+    );
+    Ok(())
+}
+
 #[test]
 fn queued_mail_is_private_whatever_the_umask() -> Result<()> {
     // The widest umask: what the daemon creates must still be private.
