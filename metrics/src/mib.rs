@@ -32,7 +32,8 @@ pub const REVISIONS: &[Revision] = &[
             something other than mailward while accepted mail waited in \
             them: lost mail) and mwSpoolWriteStalled (seconds the current \
             spool write has been waiting, past 5): before this revision \
-            those spool faults were only in the log and mailward status.",
+            those spool faults were only in the log and mailward status. \
+            mwProductError is also sent once per lost spool segment.",
     },
     Revision {
         date: "202612061345Z",
@@ -225,7 +226,7 @@ pub const REVISIONS: &[Revision] = &[
 pub const NOTIFICATIONS: &[(&str, u32, &[&str], &str)] = &[
     ("mwProductStart", 1, &["mwVersion", "mwConfigFile"], "Mailward has started and accepts mail."),
     ("mwProductStop", 2, &["mwVersion"], "Mailward is stopping gracefully (SIGTERM or SIGINT)."),
-    ("mwProductError", 3, &["mwNotifyMessage"], "A fault an operator must mend; mwNotifyMessage says which and why: a component (the listener, the milter, the delivery loop) stopped, and the gateway stops; or the signature bases on disk do not load (at start, or at a reload, where the rules in use stay but a restart would run without them); or a message store (the quarantine, the incoming or outgoing archive) cannot write its copies (sent once until a copy is written again). mailward status shows the faults still open."),
+    ("mwProductError", 3, &["mwNotifyMessage"], "A fault an operator must mend; mwNotifyMessage says which and why: a component (the listener, the milter, the delivery loop) stopped, and the gateway stops; or the signature bases on disk do not load (at start, or at a reload, where the rules in use stay but a restart would run without them); or a message store (the quarantine, the incoming or outgoing archive) cannot write its copies (sent once until a copy is written again); or accepted mail was lost from the spool (a segment holding it deleted by something other than mailward, or missing at start: sent once per segment, counted in mwSpoolSegmentsLost). mailward status shows the faults still open."),
     ("mwConfigReloaded", 4, &["mwConfigFile", "mwReloadResult", "mwNotifyMessage"],
         "The configuration was reloaded (SIGHUP): mwReloadResult says whether the new one is in force or was refused."),
     ("mwBasesReloaded", 5, &["mwBasesRecords", "mwBasesReleased"], "New signature bases are in use."),

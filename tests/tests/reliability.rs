@@ -724,7 +724,8 @@ fn mail_acknowledged_around_a_deleted_spool_segment_is_delivered() -> Result<()>
 /// a message waits in it is lost mail. The log names it, and an NMS or
 /// Prometheus sees it without reading logs: mailward_spool_read_errors_total
 /// and mailward_spool_segments_lost_total (mwSpoolReadErrors,
-/// mwSpoolSegmentsLost), the figures alert MailwardSpoolMailLost fires on.
+/// mwSpoolSegmentsLost), the figures alert MailwardSpoolMailLost fires on,
+/// and one mwProductError notification.
 #[test]
 fn a_deleted_older_segment_is_lost_mail_in_the_log_and_the_metrics() -> Result<()> {
     let dir = TestDir::new("lost-segment")?;
@@ -773,6 +774,28 @@ fn a_deleted_older_segment_is_lost_mail_in_the_log_and_the_metrics() -> Result<(
             && l.contains("A spool segment holding waiting messages was deleted")
             && l.contains(&lost)),
         "the ERROR names the lost queue ID {lost}:\n{log}"
+    );
+    // And the NMS hears of it: mwProductError, once (the watcher looks
+    // every 10 s).
+    let raised = |log: &str| {
+        log.lines()
+            .filter(|l| {
+                l.contains("SNMP notification raised. notification=mwProductError")
+                    && l.contains("while 1 accepted message(s) waited in it: they are lost")
+            })
+            .count()
+    };
+    wait_until(
+        "mwProductError for the lost segment",
+        Duration::from_secs(25),
+        || Ok((raised(&daemon.log()) > 0).then_some(())),
+    )
+    .with_context(|| daemon.log())?;
+    thread::sleep(Duration::from_secs(11));
+    let log = daemon.log();
+    ensure!(
+        raised(&log) == 1,
+        "one notification per lost segment:\n{log}"
     );
     Ok(())
 }

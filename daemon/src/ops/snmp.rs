@@ -389,6 +389,9 @@ pub async fn watch(gw: Arc<Gateway>) {
     // first failure of that run: one error notification per run, until a
     // write succeeds again.
     let mut stores_reported: std::collections::HashMap<String, i64> = Default::default();
+    // The spool segments whose loss was reported: one error notification
+    // each (the spool keeps them until a restart).
+    let mut lost_reported: std::collections::BTreeSet<u64> = Default::default();
     loop {
         let cfg = gw.config();
         // Counted from start, `stats reset`s or not: the windows are about
@@ -523,6 +526,20 @@ pub async fn watch(gw: Arc<Gateway>) {
                     f.error
                 ),
             });
+        }
+        // Lost mail is a fault an NMS must hear of without reading logs:
+        // a segment holding accepted mail deleted by something else (or
+        // missing at start).
+        for (segment, messages) in gw.spool.lost_segments() {
+            if !lost_reported.insert(segment) {
+                continue;
+            }
+            let message = if messages > 0 {
+                format!("spool segment {segment} was deleted by something other than mailward while {messages} accepted message(s) waited in it: they are lost; the log's ERROR names their queue IDs, see mailward status")
+            } else {
+                format!("spool segment {segment} is missing between others at start: the mail recorded only in it is lost; the log's ERROR names what it can, see mailward status")
+            };
+            gw.notify(Notification::ProductError { message });
         }
         let in_use = gw.bases().map(|b| (b.version.clone(), b.released));
         if bases_seen.as_ref().is_some_and(|seen| *seen != in_use) {
