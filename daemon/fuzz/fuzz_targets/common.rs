@@ -481,7 +481,7 @@ use mailward::config::SpamLevel;
 /// all run on every input.
 static SPAM_KNOWLEDGE: LazyLock<Knowledge> = LazyLock::new(|| {
     let mut k = Knowledge {
-        rules: spam::rules::built_in(),
+        rules: spam::rules::built_in().into(),
         ..Knowledge::default()
     };
     k.classifier.min_learnt = 1;
