@@ -346,7 +346,11 @@ impl MessageAccepted<'_> {
         let e = self.envelope;
         // forwarded_by and upstream_id only when an MTA forwarded the
         // client (an absent Option is not written).
-        tracing::info!(target: "smtp", queue_id = %e.id, client = %e.client_ip,
+        // The session when one gives the 250 (none for a milter's or a
+        // recheck's); after queue_id, where greps of this line look.
+        let session = crate::smtp::session::CURRENT.try_with(|s| *s).ok();
+        tracing::info!(target: "smtp", queue_id = %e.id, session = session.map(tracing::field::display),
+            client = %e.client_ip,
             from = %sender(&e.mail_from), rcpts = e.rcpts.len(), size = e.size, mode = e.mode().as_str(),
             forwarded_by = e.forwarded_by.map(tracing::field::display),
             upstream_id = e.upstream_id.as_deref(), "Message accepted.");

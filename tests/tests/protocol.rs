@@ -1776,12 +1776,15 @@ fn smtputf8_after_helo_is_refused_as_a_parameter_not_offered() -> Result<()> {
 
 /// walkAP F6: the lines an inbound session writes itself carry its ID,
 /// `session=N`, one per connection, so that two sessions of one client
-/// (the usual case behind an MTA) can be told apart in the log.
+/// (the usual case behind an MTA) can be told apart in the log. So does
+/// the "Message accepted." of the messages it brought, though the policy
+/// code that logs it knows only the message.
 #[test]
 fn two_sessions_of_one_client_log_different_session_ids() -> Result<()> {
     let gw = Gateway::start("session-ids", |c| {
         c.set("limits", "max_rcpts_per_message", "1")
     })?;
+    let mut queue_ids = Vec::new();
     for n in 0..2 {
         let mut c = gw.ehlo_client()?;
         c.mail_ok(&format!("<s{n}@sender.test>"))?;
@@ -1790,26 +1793,43 @@ fn two_sessions_of_one_client_log_different_session_ids() -> Result<()> {
             c.command(&format!("RCPT TO:<u{r}@example.com>"))?
                 .expect(452, "4.5.3")?;
         }
+        let r = c.data(format!("Subject: s{n}\r\n\r\nhi\r\n").as_bytes())?;
+        queue_ids.push(r.queue_id().with_context(|| format!("a queue ID in {r}"))?);
         c.quit();
     }
+    let session_of = |line: &str| -> Option<String> {
+        Some(
+            line.split(" session=")
+                .nth(1)?
+                .split(' ')
+                .next()?
+                .to_string(),
+        )
+    };
     let ids = wait_until("both sessions' lines", Duration::from_secs(10), || {
         let log = gw.daemon.log();
-        let ids: Vec<String> = (0..2)
+        let ids: Vec<(String, String)> = (0..2)
             .filter_map(|n| {
-                let line = log.lines().find(|l| {
+                let refused = log.lines().find(|l| {
                     l.contains("Recipients over limits.max_rcpts_per_message refused")
                         && l.contains(&format!(" from=s{n}@sender.test "))
                 })?;
-                let id = line.split(" session=").nth(1)?.split(' ').next()?;
-                Some(id.to_string())
+                let accepted = log.lines().find(|l| {
+                    l.contains(&format!("Message accepted. queue_id={} ", queue_ids[n]))
+                })?;
+                Some((session_of(refused)?, session_of(accepted)?))
             })
             .collect();
         Ok((ids.len() == 2).then_some(ids))
     })
     .with_context(|| gw.daemon.log())?;
     ensure!(
-        ids[0] != ids[1] && ids.iter().all(|i| i.parse::<u64>().is_ok()),
+        ids[0].0 != ids[1].0 && ids.iter().all(|(i, _)| i.parse::<u64>().is_ok()),
         "each session its own numeric ID: {ids:?}"
+    );
+    ensure!(
+        ids.iter().all(|(refused, accepted)| refused == accepted),
+        "each Message accepted. carries its session's ID: {ids:?}"
     );
     Ok(())
 }

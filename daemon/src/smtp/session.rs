@@ -60,6 +60,14 @@ impl SessionId {
     }
 }
 
+tokio::task_local! {
+    /// The inbound session the current task serves: the lines that code
+    /// knowing only the message logs for it ("Message accepted.") carry its
+    /// `session=` too, so that one session's lines are found by its ID
+    /// alone.
+    pub static CURRENT: SessionId;
+}
+
 impl std::fmt::Display for SessionId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}", self.0)
@@ -634,7 +642,12 @@ impl Session {
     }
 
     /// Runs the session to its end.
-    pub async fn run(mut self, tcp: TcpStream) {
+    pub async fn run(self, tcp: TcpStream) {
+        let id = self.id;
+        CURRENT.scope(id, self.serve(tcp)).await
+    }
+
+    async fn serve(mut self, tcp: TcpStream) {
         SessionOpened {
             client: self.peer,
             session: self.id.0,
