@@ -6,6 +6,7 @@
 
 use crate::envelope::{Envelope, QueueId};
 use crate::policy::verdict::Verdict;
+use crate::smtp::session::current as session;
 use mailward_metrics::event::{self as m, Direction};
 use mailward_metrics::group::GroupOutcome;
 use mailward_metrics::snapshot::group_name;
@@ -348,8 +349,7 @@ impl MessageAccepted<'_> {
         // client (an absent Option is not written).
         // The session when one gives the 250 (none for a milter's or a
         // recheck's); after queue_id, where greps of this line look.
-        let session = crate::smtp::session::CURRENT.try_with(|s| *s).ok();
-        tracing::info!(target: "smtp", queue_id = %e.id, session = session.map(tracing::field::display),
+        tracing::info!(target: "smtp", queue_id = %e.id, session = session().map(tracing::field::display),
             client = %e.client_ip,
             from = %sender(&e.mail_from), rcpts = e.rcpts.len(), size = e.size, mode = e.mode().as_str(),
             forwarded_by = e.forwarded_by.map(tracing::field::display),
@@ -476,21 +476,13 @@ impl MessageRejected<'_> {
 
     /// Counts the refusal and logs it; with `tx`, the log line carries
     /// the transaction's fields (sender, recipients, queue IDs).
+    /// From an inbound SMTP session the line carries its `session=` ID
+    /// (a milter connection has none).
     pub fn emit_with(&self, stats: &Stats, tx: Option<&RefusedTransaction<'_>>) {
-        self.record(stats, tx, None);
-    }
-
-    /// As [`Self::emit_with`], from an inbound SMTP session: the line
-    /// carries its `session=` ID (a milter connection has none).
-    pub fn emit_in(&self, stats: &Stats, tx: Option<&RefusedTransaction<'_>>, session: u64) {
-        self.record(stats, tx, Some(session));
-    }
-
-    fn record(&self, stats: &Stats, tx: Option<&RefusedTransaction<'_>>, session: Option<u64>) {
         stats.record(&Event::MessageRejected {
             reason: self.reason,
         });
-        tracing::info!(target: "smtp", session = session, client = %self.client, reason = self.reason.as_str(),
+        tracing::info!(target: "smtp", session = session().map(tracing::field::display), client = %self.client, reason = self.reason.as_str(),
             cause = self.cause, refused = self.refused.as_str(),
             queue_id = tx.and_then(|t| t.queue_id).map(tracing::field::display),
             upstream_id = tx.and_then(|t| t.upstream_id),
@@ -543,7 +535,7 @@ impl RecipientRejected<'_> {
 
     fn emit_with(&self, stats: &Stats, rcpt: Option<&RefusedRecipient<'_>>) {
         self.count(stats);
-        tracing::info!(target: "smtp", client = %self.client, reason = self.reason.as_str(),
+        tracing::info!(target: "smtp", session = session().map(tracing::field::display), client = %self.client, reason = self.reason.as_str(),
             refused = "recipient",
             upstream_id = rcpt.and_then(|r| r.upstream_id),
             from = self.from.map(tracing::field::display),

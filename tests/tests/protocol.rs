@@ -1778,7 +1778,8 @@ fn smtputf8_after_helo_is_refused_as_a_parameter_not_offered() -> Result<()> {
 /// `session=N`, one per connection, so that two sessions of one client
 /// (the usual case behind an MTA) can be told apart in the log. So does
 /// the "Message accepted." of the messages it brought, though the policy
-/// code that logs it knows only the message.
+/// code that logs it knows only the message, and a refused recipient's
+/// line.
 #[test]
 fn two_sessions_of_one_client_log_different_session_ids() -> Result<()> {
     let gw = Gateway::start("session-ids", |c| {
@@ -1808,7 +1809,7 @@ fn two_sessions_of_one_client_log_different_session_ids() -> Result<()> {
     };
     let ids = wait_until("both sessions' lines", Duration::from_secs(10), || {
         let log = gw.daemon.log();
-        let ids: Vec<(String, String)> = (0..2)
+        let ids: Vec<(String, String, String)> = (0..2)
             .filter_map(|n| {
                 let refused = log.lines().find(|l| {
                     l.contains("Recipients over limits.max_rcpts_per_message refused")
@@ -1817,19 +1818,30 @@ fn two_sessions_of_one_client_log_different_session_ids() -> Result<()> {
                 let accepted = log.lines().find(|l| {
                     l.contains(&format!("Message accepted. queue_id={} ", queue_ids[n]))
                 })?;
-                Some((session_of(refused)?, session_of(accepted)?))
+                // The first recipient over the limit, logged on its own.
+                let first = log.lines().find(|l| {
+                    l.contains("Refused in the session.")
+                        && l.contains(" refused=recipient ")
+                        && l.contains(&format!(" from=s{n}@sender.test "))
+                })?;
+                Some((
+                    session_of(refused)?,
+                    session_of(accepted)?,
+                    session_of(first)?,
+                ))
             })
             .collect();
         Ok((ids.len() == 2).then_some(ids))
     })
     .with_context(|| gw.daemon.log())?;
     ensure!(
-        ids[0].0 != ids[1].0 && ids.iter().all(|(i, _)| i.parse::<u64>().is_ok()),
+        ids[0].0 != ids[1].0 && ids.iter().all(|(i, ..)| i.parse::<u64>().is_ok()),
         "each session its own numeric ID: {ids:?}"
     );
     ensure!(
-        ids.iter().all(|(refused, accepted)| refused == accepted),
-        "each Message accepted. carries its session's ID: {ids:?}"
+        ids.iter()
+            .all(|(refused, accepted, first)| refused == accepted && refused == first),
+        "each Message accepted. and recipient refusal carries its session's ID: {ids:?}"
     );
     Ok(())
 }

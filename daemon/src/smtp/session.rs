@@ -61,11 +61,18 @@ impl SessionId {
 }
 
 tokio::task_local! {
-    /// The inbound session the current task serves: the lines that code
-    /// knowing only the message logs for it ("Message accepted.") carry its
-    /// `session=` too, so that one session's lines are found by its ID
-    /// alone.
-    pub static CURRENT: SessionId;
+    /// The inbound session the current task serves ([`current`]).
+    static CURRENT: SessionId;
+}
+
+/// The inbound session the calling task serves; None in a milter
+/// connection, a connection refused before it became a session, and the
+/// background work after a 250. The events logged during a session
+/// ("Refused in the session.", "Message accepted.") take their `session=`
+/// from here, so that one session's lines are found by its ID alone
+/// without passing the ID through every call that may log.
+pub fn current() -> Option<SessionId> {
+    CURRENT.try_with(|s| *s).ok()
 }
 
 impl std::fmt::Display for SessionId {
@@ -204,9 +211,8 @@ impl Settled {
         stats: &mailward_metrics::Stats,
         tx: &RefusedTransaction<'_>,
         reply: Option<&str>,
-        session: SessionId,
     ) {
-        self.emit_ended(stats, tx, reply, None, session);
+        self.emit_ended(stats, tx, reply, None);
     }
 
     /// As [`Self::emit`], for a transaction the session's end cut off:
@@ -217,7 +223,6 @@ impl Settled {
         tx: &RefusedTransaction<'_>,
         reply: Option<&str>,
         cause: Option<&'static str>,
-        session: SessionId,
     ) {
         MessageRejected {
             reason: self.reason,
@@ -226,7 +231,7 @@ impl Settled {
             refused: Refused::Transaction,
             cause,
         }
-        .emit_in(stats, Some(tx), session.0);
+        .emit_with(stats, Some(tx));
     }
 }
 
@@ -532,7 +537,7 @@ impl Session {
             refused: Refused::Transaction,
             cause: None,
         }
-        .emit_in(&self.gw.stats, tx, self.id.0);
+        .emit_with(&self.gw.stats, tx);
         conn.reply(reply);
     }
 
@@ -546,7 +551,7 @@ impl Session {
             refused: Refused::Session,
             cause: None,
         }
-        .emit_in(&self.gw.stats, None, self.id.0);
+        .emit(&self.gw.stats);
         conn.reply(reply);
     }
 
@@ -630,13 +635,7 @@ impl Session {
             if let Some(refused) = tx.refusals.settle() {
                 let reply = self.ending.map(|e| e.reply(&self.cfg.server.hostname));
                 let cause = self.ending.map(Ending::cause);
-                refused.emit_ended(
-                    &self.gw.stats,
-                    &tx.named(),
-                    reply.as_deref(),
-                    cause,
-                    self.id,
-                );
+                refused.emit_ended(&self.gw.stats, &tx.named(), reply.as_deref(), cause);
             }
         }
     }
@@ -872,7 +871,7 @@ impl Session {
                 refused: Refused::Session,
                 cause: (ending == Ending::JunkCommands).then_some(ending.cause()),
             }
-            .emit_in(&self.gw.stats, None, self.id.0);
+            .emit(&self.gw.stats);
             conn.reply(TOO_MANY_ERRORS);
             return true;
         }
@@ -993,7 +992,7 @@ impl Session {
             refused: Refused::Session,
             cause: Some(Ending::Pipelining.cause()),
         }
-        .emit_in(&self.gw.stats, None, self.id.0);
+        .emit(&self.gw.stats);
         conn.reply(IMPROPER_PIPELINING);
     }
 
@@ -1309,7 +1308,7 @@ impl Session {
             refused: Refused::Transaction,
             cause: Some("spool_space"),
         }
-        .emit_in(&self.gw.stats, None, self.id.0);
+        .emit(&self.gw.stats);
         conn.reply(reply);
     }
 
@@ -1498,7 +1497,7 @@ impl Session {
                 // goes on with it). No RCPT at all is only out of sequence.
                 let reply = "554 5.5.1 No valid recipients";
                 if let Some(refused) = tx.refusals.settle() {
-                    refused.emit(&self.gw.stats, &tx.named(), Some(reply), self.id);
+                    refused.emit(&self.gw.stats, &tx.named(), Some(reply));
                 }
                 return self.flow_refuse(conn, reply);
             }
@@ -1516,7 +1515,6 @@ impl Session {
         let rcpts = tx.rcpts.len();
         // Cut off in DATA: the line says by what (walkAU F6).
         let hostname = self.cfg.server.hostname.clone();
-        let session = self.id;
         let mut settle = |stats: &mailward_metrics::Stats, ending: Ending| {
             if let Some(refused) = refusals.settle() {
                 let named = RefusedTransaction {
@@ -1526,7 +1524,7 @@ impl Session {
                     rcpts,
                 };
                 let reply = ending.reply(&hostname);
-                refused.emit_ended(stats, &named, Some(&reply), Some(ending.cause()), session);
+                refused.emit_ended(stats, &named, Some(&reply), Some(ending.cause()));
             }
         };
         conn.reply("354 End data with <CR><LF>.<CR><LF>");
