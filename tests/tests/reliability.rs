@@ -781,7 +781,7 @@ fn a_deleted_older_segment_is_lost_mail_in_the_log_and_the_metrics() -> Result<(
         log.lines()
             .filter(|l| {
                 l.contains("SNMP notification raised. notification=mwProductError")
-                    && l.contains("while 1 accepted message(s) waited in it: they are lost")
+                    && l.contains("while 1 message(s) waited in it: they are lost")
             })
             .count()
     };

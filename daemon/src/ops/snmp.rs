@@ -534,12 +534,9 @@ pub async fn watch(gw: Arc<Gateway>) {
             if !lost_reported.insert(segment) {
                 continue;
             }
-            let message = if messages > 0 {
-                format!("spool segment {segment} was deleted by something other than mailward while {messages} accepted message(s) waited in it: they are lost; the log's ERROR names their queue IDs, see mailward status")
-            } else {
-                format!("spool segment {segment} is missing between others at start: the mail recorded only in it is lost; the log's ERROR names what it can, see mailward status")
-            };
-            gw.notify(Notification::ProductError { message });
+            gw.notify(Notification::ProductError {
+                message: crate::ops::status::lost_segment_problem(segment, messages),
+            });
         }
         let in_use = gw.bases().map(|b| (b.version.clone(), b.released));
         if bases_seen.as_ref().is_some_and(|seen| *seen != in_use) {

@@ -184,6 +184,20 @@ pub fn alert_problem(a: &RaisedAlert) -> String {
     )
 }
 
+/// The problem sentence of a spool segment lost with accepted mail in it
+/// ([`crate::spool::Spool::lost_segments`]), also the mwProductError
+/// notification's text: one wording wherever an operator meets it. A
+/// segment found missing at start has no count (0): what was only in it
+/// is unknown.
+pub fn lost_segment_problem(segment: u64, messages: usize) -> String {
+    let what = if messages > 0 {
+        format!("was deleted by something other than Mailward while {messages} message(s) waited in it: they are lost (the log's ERROR line names their queue IDs; their senders got 250)")
+    } else {
+        "was missing between the others at start: the mail recorded only in it is lost (the log's ERROR line names what it can; its senders got 250)".to_string()
+    };
+    format!("Spool segment {segment} {what}. Find what deletes files in the spool directory (a cleanup job, tmpwatch) and keep it out of it.")
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Bases {
     pub version: String,
@@ -651,10 +665,8 @@ pub fn problems(s: &Status) -> Vec<String> {
             rfc3339(*since)
         ));
     }
-    for (segment, messages) in &s.spool_lost_segments {
-        p.push(format!(
-            "Spool segment {segment} was deleted by something other than Mailward while {messages} message(s) waited in it: they are lost (the log's ERROR line names their queue IDs; their senders got 250). Find what deletes files in the spool directory (a cleanup job, tmpwatch) and keep it out of it."
-        ));
+    for &(segment, messages) in &s.spool_lost_segments {
+        p.push(lost_segment_problem(segment, messages));
     }
     for f in &s.store_write_failing {
         p.push(store_write_failing(f));
@@ -1462,9 +1474,9 @@ mod tests {
             1_796_475_633,
             "Operation not permitted (os error 1); check lsattr -d".into(),
         ));
-        s.spool_lost_segments = vec![(7, 2)];
+        s.spool_lost_segments = vec![(7, 2), (3, 0)];
         let p = problems(&s);
-        assert_eq!(p.len(), 3, "{p:#?}");
+        assert_eq!(p.len(), 4, "{p:#?}");
         assert!(
             p[0].starts_with("A spool write has not completed for 42s"),
             "{}",
@@ -1479,6 +1491,12 @@ mod tests {
             p[2].starts_with("Spool segment 7 was deleted by something other than Mailward while 2 message(s) waited in it: they are lost"),
             "{}",
             p[2]
+        );
+        // Missing at start: no count to give, and no "0 message(s)".
+        assert!(
+            p[3].starts_with("Spool segment 3 was missing between the others at start: the mail recorded only in it is lost"),
+            "{}",
+            p[3]
         );
     }
 
