@@ -277,10 +277,10 @@ impl Daemon {
     }
 
     /// The whole log.
+    ///
+    /// Read once the log writer has caught up ([`tools::read_settled`]).
     pub fn full_log(&self) -> String {
-        fs::read(&self.log_path)
-            .map(|b| String::from_utf8_lossy(&b).into_owned())
-            .unwrap_or_default()
+        tools::read_settled(&self.log_path).unwrap_or_default()
     }
 
     /// Runs `mailward ARGS --config FILE` (a CLI command that talks to this

@@ -368,10 +368,31 @@ pub fn smtp_source(args: &[&str]) -> Result<Output> {
     run(&source, args)
 }
 
+/// Reads a log file once its writer has caught up: read, wait 20 ms, and
+/// read again until two reads agree (for at most 2 s).
+///
+/// The gateway's log writer, when busy (a test that sends a dozen
+/// messages in a burst), lingers 2 ms to take lines in batches, so the
+/// line behind a reply or a counter the test has just seen can land a
+/// moment later. An administrator who reads the log after a counter moved
+/// sees it; a test reading at once might not.
+pub fn read_settled(path: &Path) -> std::io::Result<String> {
+    let start = Instant::now();
+    let mut text = std::fs::read(path)?;
+    loop {
+        std::thread::sleep(Duration::from_millis(20));
+        let again = std::fs::read(path)?;
+        if again.len() == text.len() || start.elapsed() > Duration::from_secs(2) {
+            return Ok(String::from_utf8_lossy(&again).into_owned());
+        }
+        text = again;
+    }
+}
+
 /// The last `n` lines of a log file, for failure messages.
 pub fn tail(path: &Path, n: usize) -> String {
-    let text = match std::fs::read(path) {
-        Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+    let text = match read_settled(path) {
+        Ok(text) => text,
         Err(e) => return format!("(cannot read {}: {e})", path.display()),
     };
     let lines: Vec<&str> = text.lines().collect();

@@ -14,6 +14,7 @@
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
+use std::time::Duration;
 use std::process::{Command, Output, Stdio};
 
 use anyhow::{bail, ensure, Context, Result};
@@ -249,7 +250,21 @@ fn a_log_directory_the_user_cannot_write_costs_no_line() -> Result<()> {
         )?);
     }
     c.quit();
-    let text = std::fs::read_to_string(&log)?;
+    // Twelve messages in a burst keep the log writer busy: it lingers
+    // 2 ms per batch, so the last lines may land just after the last 250.
+    let text = wait_until(
+        "a \"Message accepted.\" line for each message",
+        Duration::from_secs(10),
+        || {
+            let text = std::fs::read_to_string(&log)?;
+            let all = ids.iter().all(|id| {
+                text.lines()
+                    .any(|l| l.contains("Message accepted.") && l.contains(id.as_str()))
+            });
+            Ok(all.then_some(text))
+        },
+    )
+    .with_context(|| format!("{}:\n{}", log.display(), tools::tail(&log, 80)))?;
     ensure!(
         text.contains("The log file cannot be rotated by the unprivileged user"),
         "no warning at start in:\n{text}"
