@@ -92,6 +92,10 @@ pub struct Gateway {
     /// Messages whose checks go on after the reply, bounded by
     /// `limits.scan_memory` ([`crate::budget`]).
     pub backlog: Arc<crate::budget::Budget>,
+    /// Delivery destinations suspended after connection failures in a
+    /// row: the delivery pool decides with them, `mailward status` lists
+    /// them.
+    pub suspensions: Arc<crate::delivery::suspend::Suspensions>,
     /// Spooled messages whose checks are under way (in the session or
     /// after its reply, or at start for those a stop left): a stop leaves
     /// them unchecked in the spool and says how many
@@ -154,6 +158,7 @@ impl Gateway {
             shutdown,
             scanner,
             backlog: Arc::default(),
+            suspensions: Arc::default(),
             checks_in_progress: Default::default(),
             notifier: std::sync::OnceLock::new(),
             bases_on_disk: Mutex::new(None),

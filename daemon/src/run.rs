@@ -302,6 +302,7 @@ pub async fn run(
             limits.outgoing_sessions as usize,
             limits.outgoing_sessions_per_host as usize,
             stats,
+            gw.suspensions.clone(),
         ),
     });
     tokio::spawn(crate::ops::stats_file::periodic(gw.clone()));

@@ -1513,6 +1513,29 @@ fn a_dead_destination_is_suspended_and_its_mail_goes_when_it_is_back() -> Result
             && series(&m, "mailward_destinations_suspended") == Some(1.0),
         "one destination suspended now, and counted:\n{m}"
     );
+    // `mailward status` names it, with its last error, without the log.
+    let json: serde_json::Value = serde_json::from_str(&daemon.cli_ok(&["status", "--json"])?)?;
+    let named = format!("[127.0.0.1]:{}", dead.port);
+    let suspended = json["suspended"].as_array().cloned().unwrap_or_default();
+    ensure!(
+        suspended.len() == 1
+            && suspended[0]["destination"] == named.as_str()
+            && suspended[0]["failures"].as_u64().unwrap_or(0) >= 3
+            && suspended[0]["until"].as_i64().unwrap_or(0) > 0
+            && suspended[0]["last_error"]
+                .as_str()
+                .is_some_and(|e| e.starts_with("4.") && e.contains("banner")),
+        "status --json lists the suspended destination: {}",
+        json["suspended"]
+    );
+    let text = output_text(&daemon.cli(&["status"])?);
+    ensure!(
+        text.lines()
+            .any(|l| l.contains("delivery destination(s) suspended")
+                && l.contains(&format!("{named} ("))
+                && l.contains("failure(s), last: 4.")),
+        "the status problem names the destination and its last error:\n{text}"
+    );
 
     // The hop comes back: a real MTA on its port.
     dead.stop();
@@ -1522,6 +1545,12 @@ fn a_dead_destination_is_suspended_and_its_mail_goes_when_it_is_back() -> Result
     ensure!(
         series(&m, "mailward_destinations_suspended") == Some(0.0),
         "the suspension is lifted:\n{m}"
+    );
+    let json: serde_json::Value = serde_json::from_str(&daemon.cli_ok(&["status", "--json"])?)?;
+    ensure!(
+        json["suspended"].as_array().is_none_or(|a| a.is_empty()),
+        "a lifted suspension leaves status: {}",
+        json["suspended"]
     );
     ensure!(
         daemon.log().contains("Destination suspension lifted"),

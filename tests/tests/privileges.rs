@@ -14,8 +14,8 @@
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
-use std::time::Duration;
 use std::process::{Command, Output, Stdio};
+use std::time::Duration;
 
 use anyhow::{bail, ensure, Context, Result};
 use mailward_e2e::daemon::mailward_bin;

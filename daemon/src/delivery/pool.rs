@@ -60,7 +60,7 @@ pub struct Pool {
     stats: Arc<Stats>,
     /// Destinations whose connections keep failing: their mail waits
     /// without connecting ([`super::suspend`]).
-    pub suspensions: super::suspend::Suspensions,
+    pub suspensions: Arc<super::suspend::Suspensions>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -117,15 +117,21 @@ impl PoolError {
 
 impl Pool {
     /// `open` counts the outbound connections (shared with the gateway's
-    /// statistics).
-    pub fn new(total: usize, per_host: usize, stats: Arc<Stats>) -> Pool {
+    /// statistics); `suspensions` are the gateway's, which lists them in
+    /// `mailward status`.
+    pub fn new(
+        total: usize,
+        per_host: usize,
+        stats: Arc<Stats>,
+        suspensions: Arc<super::suspend::Suspensions>,
+    ) -> Pool {
         Pool {
             stats,
             total: Arc::new(Semaphore::new(total.max(1))),
             per_host_limit: per_host.max(1),
             per_host: Mutex::new(HashMap::new()),
             idle: Mutex::new(HashMap::new()),
-            suspensions: Default::default(),
+            suspensions,
         }
     }
 
@@ -476,7 +482,7 @@ mod tests {
     #[test]
     fn the_limits_of_destinations_nobody_delivers_to_are_let_go() {
         let stats = Arc::new(mailward_metrics::Stats::new(&[], 10, None, "test"));
-        let pool = Pool::new(10, 2, stats);
+        let pool = Pool::new(10, 2, stats, Arc::default());
         for n in 0..1000 {
             pool.host_semaphore(&mx(&format!("d{n}.test"))).unwrap();
         }

@@ -65,7 +65,28 @@ struct State {
     probing: Option<Instant>,
 }
 
-/// Suspended destinations, shared by every attempt.
+/// One suspended destination, as `mailward status` names it: the
+/// administrator sees which next hop is not served and why without
+/// searching the log for its 'Destination suspended' line.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SuspendedNow {
+    /// The destination as the log names it: `[HOST]:PORT` for a route's
+    /// host, `DOMAIN:PORT` for MX delivery.
+    pub destination: String,
+    /// Unix time the suspension ends; then one attempt probes the hop.
+    pub until: i64,
+    /// Connection-level failures in a row.
+    pub failures: u32,
+    /// The last failure's deferral (status and words), as the messages'
+    /// deferrals and DSNs carry it.
+    pub last_error: String,
+    /// A probe is under way (the suspension has ended and one attempt is
+    /// connecting).
+    pub probing: bool,
+}
+
+/// Suspended destinations, shared by every attempt (the delivery pool
+/// decides with them; the gateway lists them for `mailward status`).
 #[derive(Default)]
 pub struct Suspensions {
     by_dest: Mutex<HashMap<Destination, State>>,
@@ -211,7 +232,36 @@ impl Suspensions {
         });
     }
 
-    /// Destinations suspended now (for tests and status).
+    /// The destinations suspended now, the longest suspended first (the
+    /// latest end last), for `mailward status`.
+    pub fn list(&self) -> Vec<SuspendedNow> {
+        let Ok(map) = self.by_dest.lock() else {
+            return Vec::new();
+        };
+        let mut list: Vec<SuspendedNow> = map
+            .iter()
+            .filter_map(|(dest, state)| {
+                let (until, _) = state.until?;
+                Some(SuspendedNow {
+                    destination: dest.to_string(),
+                    until: until.timestamp(),
+                    failures: state.failures,
+                    last_error: match &state.last {
+                        Outcome::Deferred { reply, .. }
+                        | Outcome::Failed { reply, .. }
+                        | Outcome::Delivered { reply, .. } => reply.clone(),
+                    },
+                    probing: state
+                        .probing
+                        .is_some_and(|since| since.elapsed() < PROBE_LOST_AFTER),
+                })
+            })
+            .collect();
+        list.sort_by(|a, b| (a.until, &a.destination).cmp(&(b.until, &b.destination)));
+        list
+    }
+
+    /// Destinations suspended now (for tests).
     pub fn suspended(&self) -> usize {
         self.by_dest
             .lock()
@@ -273,6 +323,18 @@ mod tests {
         let secs = (until - Utc::now()).num_seconds();
         assert!((55..=60).contains(&secs), "{secs}");
         assert_eq!(s.suspended(), 1);
+        let listed = s.list();
+        assert_eq!(
+            listed,
+            vec![SuspendedNow {
+                destination: "[127.0.0.1]:30199".into(),
+                until: until.timestamp(),
+                failures: SUSPEND_AFTER,
+                last_error: "4.4.1 cannot connect to 127.0.0.1:30199: connection refused".into(),
+                probing: false,
+            }],
+            "status names the destination, the end, the failures and the last error"
+        );
         // Attempts that were connecting when it began fail too: the
         // suspension stays as it is.
         s.failed(&dead(), &e, &outcome, BACKOFF, &stats);
@@ -285,6 +347,7 @@ mod tests {
         let later = until + chrono::Duration::seconds(1);
         assert_eq!(s.gate(&dead(), later), Gate::Go { probe: true });
         assert!(matches!(s.gate(&dead(), later), Gate::Suspended { .. }));
+        assert!(s.list()[0].probing, "status says a probe is under way");
         s.failed(&dead(), &e, &outcome, BACKOFF, &stats);
         let Gate::Suspended { until: again, .. } = s.gate(&dead(), Utc::now()) else {
             panic!("a failed probe suspends again");
@@ -297,6 +360,7 @@ mod tests {
         s.succeeded(&dead(), &stats);
         assert_eq!(s.gate(&dead(), later), Gate::Go { probe: false });
         assert_eq!(s.suspended(), 0);
+        assert_eq!(s.list(), vec![], "a lifted suspension leaves the list");
         let snap = stats.snapshot(&mailward_metrics::Gauges::default());
         use mailward_metrics::StatId;
         assert_eq!(

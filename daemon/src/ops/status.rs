@@ -65,6 +65,10 @@ pub struct Status {
     /// connecting until a probe gets through.
     #[serde(default)]
     pub destinations_suspended: u64,
+    /// Those destinations, each with the end of its suspension, its
+    /// failures and its last error, the longest suspended first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub suspended: Vec<crate::delivery::suspend::SuspendedNow>,
     /// The `snmp.alert_thresholds` raised now, as the mwAlertThreshold
     /// notifications and the "Alert threshold crossed" log lines say
     /// them (walkAS F5: 20k queued over a 10k threshold and no problem).
@@ -503,6 +507,7 @@ pub fn of(gw: &Gateway) -> Status {
         queue_bytes: snap.value(StatId::QueueBytes, 0),
         deferred: deferred_of(&gw.queue.list(), now),
         destinations_suspended: snap.value(StatId::DestinationsSuspended, 0),
+        suspended: gw.suspensions.list(),
         // Not measured again here: the alert watcher (ops/snmp.rs), which
         // raises and clears them and sends the traps, publishes them.
         alerts_raised: gw.alerts_raised(),
@@ -818,11 +823,8 @@ pub fn problems(s: &Status) -> Vec<String> {
     // At once, not after DEFERRED_PROBLEM_AFTER: a suspension is the
     // delivery side saying the hop does not serve (3 connection failures
     // in a row), and its mail now waits without even being tried.
-    if s.destinations_suspended > 0 {
-        p.push(format!(
-            "{} delivery destination(s) suspended after connection failures in a row: their mail waits without connecting until a probe gets through (after timeouts.min_backoff, doubled per failed probe). The log's 'Destination suspended' lines name each with its last error; `mailward queue summary` shows the waiting domains. Check that next hop (whether it takes connections, the route's address, its DNS).",
-            s.destinations_suspended
-        ));
+    if s.destinations_suspended > 0 || !s.suspended.is_empty() {
+        p.push(suspended_problem(s));
     }
     if s.log.lines_dropped > 0 {
         let error = s.log.last_error.as_deref().unwrap_or("");
@@ -962,6 +964,48 @@ fn destination(cfg: &Config) -> String {
             other => format!("syslog:{other}@{}", t.facility),
         },
     }
+}
+
+/// Destinations named in the suspension problem; the rest are counted.
+const SUSPENDED_NAMED: usize = 5;
+
+/// The problem sentence of suspended destinations: which, until when,
+/// after how many failures and on what error, then what to do. An older
+/// daemon's answer has only the count: then the log names them.
+fn suspended_problem(s: &Status) -> String {
+    let count = s.destinations_suspended.max(s.suspended.len() as u64);
+    let mut named: Vec<String> = s
+        .suspended
+        .iter()
+        .take(SUSPENDED_NAMED)
+        .map(|d| {
+            let when = if d.probing {
+                "a probe under way".to_string()
+            } else {
+                format!("until {}", rfc3339(d.until))
+            };
+            format!(
+                "{} ({when}, {} failure(s), last: {})",
+                d.destination,
+                d.failures,
+                crate::text::cut(&d.last_error, 200).replace(['\r', '\n'], " ")
+            )
+        })
+        .collect();
+    if s.suspended.len() > SUSPENDED_NAMED {
+        named.push(format!(
+            "and {} more (`mailward status --json` lists them all)",
+            s.suspended.len() - SUSPENDED_NAMED
+        ));
+    }
+    let which = if named.is_empty() {
+        ". The log's 'Destination suspended' lines name each with its last error.".to_string()
+    } else {
+        format!(": {}.", named.join("; "))
+    };
+    format!(
+        "{count} delivery destination(s) suspended after connection failures in a row{which} Their mail waits without connecting until a probe gets through (after timeouts.min_backoff, doubled per failed probe); `mailward queue summary` shows the waiting domains. Check that next hop (whether it takes connections, the route's address, its DNS)."
+    )
 }
 
 /// A Unix time as RFC 3339 ("?" when out of range).
@@ -1180,6 +1224,7 @@ mod tests {
             queue_bytes: 12_288,
             deferred: Deferred::default(),
             destinations_suspended: 0,
+            suspended: Vec::new(),
             alerts_raised: Vec::new(),
             spool_free_bytes: 40 << 30,
             spool_reclaimable_bytes: 0,
@@ -2008,11 +2053,58 @@ mod tests {
     fn a_suspended_destination_is_a_problem_at_once() {
         let mut s = healthy();
         s.destinations_suspended = 2;
+        s.suspended = vec![
+            crate::delivery::suspend::SuspendedNow {
+                destination: "[10.0.0.7]:25".into(),
+                until: 1_000,
+                failures: 3,
+                last_error:
+                    "4.4.1 cannot connect to 10.0.0.7:25: Connection refused (os error 111)".into(),
+                probing: false,
+            },
+            crate::delivery::suspend::SuspendedNow {
+                destination: "example.net:25".into(),
+                until: 2_000,
+                failures: 4,
+                last_error: "4.4.2 no greeting from mx.example.net[192.0.2.1]:25 within 300s"
+                    .into(),
+                probing: true,
+            },
+        ];
         let p = problems(&s);
         assert_eq!(p.len(), 1, "{p:#?}");
+        assert_eq!(
+            p[0],
+            "2 delivery destination(s) suspended after connection failures in a row: \
+             [10.0.0.7]:25 (until 1970-01-01T00:16:40+00:00, 3 failure(s), last: 4.4.1 cannot connect to 10.0.0.7:25: Connection refused (os error 111)); \
+             example.net:25 (a probe under way, 4 failure(s), last: 4.4.2 no greeting from mx.example.net[192.0.2.1]:25 within 300s). \
+             Their mail waits without connecting until a probe gets through (after timeouts.min_backoff, doubled per failed probe); \
+             `mailward queue summary` shows the waiting domains. Check that next hop (whether it takes connections, the route's address, its DNS)."
+        );
+        // More than five: five named, the rest counted.
+        s.suspended = (0..7)
+            .map(|n| crate::delivery::suspend::SuspendedNow {
+                destination: format!("d{n}.test:25"),
+                until: 1_000 + n,
+                failures: 3,
+                last_error: "4.4.1 refused".into(),
+                probing: false,
+            })
+            .collect();
+        let p = problems(&s);
         assert!(
-            p[0].starts_with("2 delivery destination(s) suspended after connection failures")
-                && p[0].contains("Destination suspended")
+            p[0].starts_with("7 delivery destination(s) suspended")
+                && p[0].contains("d4.test:25")
+                && !p[0].contains("d5.test:25")
+                && p[0].contains("and 2 more (`mailward status --json` lists them all)"),
+            "{}",
+            p[0]
+        );
+        // An older daemon's answer has only the count: the log names them.
+        s.suspended.clear();
+        let p = problems(&s);
+        assert!(
+            p[0].starts_with("2 delivery destination(s) suspended after connection failures in a row. The log's 'Destination suspended' lines")
                 && p[0].contains("mailward queue summary"),
             "{}",
             p[0]
