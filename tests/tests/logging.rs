@@ -16,7 +16,7 @@ use std::time::Duration;
 use anyhow::{ensure, Context, Result};
 use mailward_e2e::rsyslog::Rsyslog;
 use mailward_e2e::stats::StatsSetup;
-use mailward_e2e::tools::{output_text, require, run, smtp_source, tail};
+use mailward_e2e::tools::{output_text, read_settled, require, run, smtp_source, tail};
 use mailward_e2e::*;
 
 fn message(subject: &str) -> Vec<u8> {
@@ -295,7 +295,7 @@ fn a_full_log_disk_costs_lines_but_never_glues_two_together() -> Result<()> {
         );
     }
     ensure!(text.ends_with('\n'), "{} ends mid-line", log.display());
-    let records = std::fs::read_to_string(&raw)?;
+    let records = read_settled(&raw)?;
     for line in records.lines() {
         ensure!(
             line.split('\t').count() == 10,
@@ -566,8 +566,8 @@ fn logrotate_create_then_log_reopen_moves_lines_to_the_new_file() -> Result<()> 
                 .then_some(()))
         },
     )?;
-    let old = std::fs::read_to_string(&rotated)?;
-    let new = std::fs::read_to_string(&log)?;
+    let old = read_settled(&rotated)?;
+    let new = read_settled(&log)?;
     ensure!(old.contains(&format!("queue_id={first}")), "{old}");
     ensure!(
         !old.contains(&format!("queue_id={second}")),

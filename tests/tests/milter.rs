@@ -1273,7 +1273,7 @@ mt.disconnect(conn)
             && text.contains("RCPTS: the third past"),
         "{text}"
     );
-    let log = std::fs::read_to_string(dir.join("milter.log"))?;
+    let log = tools::read_settled(&dir.join("milter.log"))?;
     ensure!(
         log.lines().any(|l| l.contains("Message from the MTA.")
             && l.contains("upstream_id=4XyzQ1 ")

@@ -409,7 +409,7 @@ fn what_root_made_or_restored_does_not_stop_the_user() -> Result<()> {
         raw.display(),
         meta.uid()
     );
-    let lines = std::fs::read_to_string(&raw)?;
+    let lines = tools::read_settled(&raw)?;
     ensure!(
         lines.contains(id.as_str()),
         "no raw record of {id} in {}:\n{lines}",
@@ -421,7 +421,7 @@ fn what_root_made_or_restored_does_not_stop_the_user() -> Result<()> {
         "mailward_raw_records_total = {:?}",
         m.get("mailward_raw_records_total", &[])
     );
-    let log = std::fs::read_to_string(logs.join("mailward.log"))?;
+    let log = tools::read_settled(&logs.join("mailward.log"))?;
     ensure!(
         !log.contains("cannot be rotated by the unprivileged user"),
         "the directory made for the user should take rotations:\n{log}"
@@ -430,7 +430,7 @@ fn what_root_made_or_restored_does_not_stop_the_user() -> Result<()> {
     // A second gateway, another user, the same data_dir (and, as a copied
     // configuration has it, the same log file).
     let log_file = logs.join("mailward.log");
-    let log_before = std::fs::read_to_string(&log_file)?;
+    let log_before = tools::read_settled(&log_file)?;
     let second = Config::new(&dir.join("second"))
         .set_str("server", "user", OUTSIDER)
         .set_str(
@@ -465,7 +465,7 @@ fn what_root_made_or_restored_does_not_stop_the_user() -> Result<()> {
         "the refused start gave {} to uid {owner}; the running gateway's user is {uid}",
         log_file.display()
     );
-    let log_after = std::fs::read_to_string(&log_file)?;
+    let log_after = tools::read_settled(&log_file)?;
     ensure!(
         !log_after[log_before.len().min(log_after.len())..].contains("another Mailward"),
         "the refused start wrote into the running gateway's log:\n{log_after}"
