@@ -107,6 +107,12 @@ pub enum Notification {
     ProductError {
         message: String,
     },
+    /// A fault that mwProductError reported and that can end has ended
+    /// (the bases on disk load again, a store writes again): the NMS can
+    /// close the alarm without polling.
+    ProductErrorCleared {
+        message: String,
+    },
     ConfigReloaded {
         ok: bool,
         message: String,
@@ -133,6 +139,7 @@ impl std::fmt::Display for Notification {
             Notification::ProductStart => f.write_str("Mailward started"),
             Notification::ProductStop => f.write_str("Mailward is stopping"),
             Notification::ProductError { message } => f.write_str(message),
+            Notification::ProductErrorCleared { message } => f.write_str(message),
             Notification::ConfigReloaded { ok: true, message } => f.write_str(message),
             Notification::ConfigReloaded { ok: false, message } => write!(f, "refused: {message}"),
             Notification::BasesReloaded => f.write_str("new signature bases in use"),

@@ -542,6 +542,9 @@ impl Gateway {
         if was.is_some() && loads {
             let dir = self.config().bases.av.display().to_string();
             tracing::info!(target: "app", dir = %dir, "The signature bases on disk load again.");
+            self.notify(crate::events::Notification::ProductErrorCleared {
+                message: format!("the signature bases in {dir} load again"),
+            });
         }
     }
 

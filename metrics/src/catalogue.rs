@@ -315,6 +315,7 @@ pub const SNMP_NOTIFICATIONS: &[&str] = &[
     "mwUpdateStatus",
     "mwObsoleteBases",
     "mwAlertThreshold",
+    "mwProductErrorCleared",
 ];
 
 use Category::*;

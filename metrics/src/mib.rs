@@ -25,6 +25,16 @@ pub struct Revision {
 /// Objects are only ever added; none is renumbered or removed.
 pub const REVISIONS: &[Revision] = &[
     Revision {
+        date: "202612062230Z",
+        objects: 242,
+        description: "Added the notification mwProductErrorCleared: a \
+            fault mwProductError reported has ended (the signature bases \
+            on disk load again, a message store writes its copies again), \
+            so that an NMS closes the alarm without polling. \
+            mwSnmpNotificationsName has the value mwProductErrorCleared(9). \
+            No object was added.",
+    },
+    Revision {
         date: "202612061700Z",
         objects: 242,
         description: "Added mwSpoolReadErrors (reads of a waiting message \
@@ -235,6 +245,7 @@ pub const NOTIFICATIONS: &[(&str, u32, &[&str], &str)] = &[
         "The signature bases in use are older than bases.obsolete_after (sent at start, when another set comes into use, and then daily while true)."),
     ("mwAlertThreshold", 8, &["mwAlertName", "mwAlertValue", "mwAlertThresholdValue", "mwAlertState"],
         "A threshold of snmp.alert_thresholds was crossed (mwAlertState raised) or is no longer (cleared)."),
+    ("mwProductErrorCleared", 9, &["mwNotifyMessage"], "A fault that mwProductError reported has ended; mwNotifyMessage says which: the signature bases on disk load again (after a reload, an update or a rollback), or a message store (the quarantine, the incoming or outgoing archive) writes its copies again. Faults that do not end are not cleared: lost mail stays lost (mwSpoolSegmentsLost), and a stopped component stops the gateway (mwProductStart follows its restart)."),
 ];
 
 fn quote(s: &str) -> String {

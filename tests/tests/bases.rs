@@ -942,6 +942,8 @@ fn a_gateway_on_its_built_in_set_is_told_to_install_a_real_one() -> Result<()> {
 
 /// `mwProductError`: arc 3 under mwNotifications.
 const PRODUCT_ERROR: u32 = 3;
+/// `mwProductErrorCleared`: arc 9.
+const PRODUCT_ERROR_CLEARED: u32 = 9;
 
 /// `mailward status --json`.
 fn status_json(daemon: &Daemon) -> Result<serde_json::Value> {
@@ -1041,6 +1043,7 @@ fn a_set_broken_on_disk_is_reported_until_it_loads_again() -> Result<()> {
 
     // Fixed: the problem goes with the next reload.
     std::fs::remove_file(&broken)?;
+    let n = rig.snmp.traps().len();
     rig.daemon.sighup()?;
     let fixed = wait_until("the set to load again", Duration::from_secs(10), || {
         let s = status_json(&rig.daemon)?;
@@ -1065,6 +1068,24 @@ fn a_set_broken_on_disk_is_reported_until_it_loads_again() -> Result<()> {
             .any(|l| l.contains("INFO app: The signature bases on disk load again.")),
         || "after the fix, no 'The signature bases on disk load again.' line".to_string(),
     );
+    // The NMS closes the alarm mwProductError opened without polling.
+    let oid = mw(&format!("0.{PRODUCT_ERROR_CLEARED}"));
+    let trap = wait_until("mwProductErrorCleared", TRAP_TIMEOUT, || {
+        Ok(rig.snmp.traps()[n..]
+            .iter()
+            .find(|t| t.trap_oid() == Some(oid.as_str()))
+            .cloned())
+    });
+    match trap {
+        Ok(t) => {
+            let message = t.value(&mw(MW_NOTIFY_MESSAGE_0)).unwrap_or_default();
+            f.check(
+                message.contains("signature bases in") && message.contains("av load again"),
+                || format!("mwProductErrorCleared after the fix says {message:?}"),
+            );
+        }
+        Err(e) => f.push(format!("after the fix: {e}")),
+    }
     f.finish(|| rig.context())
 }
 

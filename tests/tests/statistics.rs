@@ -1736,6 +1736,23 @@ fn a_quarantine_that_cannot_write_is_counted_and_a_status_problem() -> Result<()
     ] {
         ensure!(problem.contains(want), "`{want}` missing from: {problem}");
     }
+    // The NMS hears of it (the watcher looks every 10 s) ...
+    wait_until(
+        "mwProductError for the quarantine",
+        Duration::from_secs(30),
+        || {
+            Ok(rig
+                .daemon
+                .full_log()
+                .lines()
+                .any(|l| {
+                    l.contains("SNMP notification raised. notification=mwProductError ")
+                        && l.contains("detail=\"the quarantine cannot write its copies")
+                })
+                .then_some(()))
+        },
+    )
+    .with_context(|| format!("log:\n{}", rig.daemon.log()))?;
     // Writable again: the next copy is written, the problem is gone, the
     // count stays.
     drop(disk);
@@ -1761,6 +1778,23 @@ fn a_quarantine_that_cannot_write_is_counted_and_a_status_problem() -> Result<()
             && again[0].contains("failed_copies=1"),
         "want one INFO line for the quarantine written again, got {again:?}"
     );
+    // ... and of its end, so that it can close the alarm.
+    wait_until(
+        "mwProductErrorCleared for the quarantine",
+        Duration::from_secs(30),
+        || {
+            Ok(rig
+                .daemon
+                .full_log()
+                .lines()
+                .any(|l| {
+                    l.contains("SNMP notification raised. notification=mwProductErrorCleared ")
+                        && l.contains("detail=\"the quarantine writes its copies again\"")
+                })
+                .then_some(()))
+        },
+    )
+    .with_context(|| format!("log:\n{}", rig.daemon.log()))?;
     Ok(())
 }
 

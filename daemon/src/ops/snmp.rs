@@ -30,6 +30,7 @@ fn mib_name(n: &Notification) -> (&'static str, &'static str) {
         Notification::ProductStart => ("mwProductStart", "admin"),
         Notification::ProductStop => ("mwProductStop", "admin"),
         Notification::ProductError { .. } => ("mwProductError", "admin"),
+        Notification::ProductErrorCleared { .. } => ("mwProductErrorCleared", "admin"),
         Notification::ConfigReloaded { .. } => ("mwConfigReloaded", "config"),
         Notification::BasesReloaded => ("mwBasesReloaded", "update"),
         Notification::UpdateStatus { .. } => ("mwUpdateStatus", "update"),
@@ -57,6 +58,7 @@ fn object_value(object: &str, n: &Notification, gw: &Gateway) -> Option<Value> {
         ("mwVersion", _) => text(env!("CARGO_PKG_VERSION")),
         ("mwConfigFile", _) => text(&cfg.origin),
         ("mwNotifyMessage", Notification::ProductError { message })
+        | ("mwNotifyMessage", Notification::ProductErrorCleared { message })
         | ("mwNotifyMessage", Notification::ConfigReloaded { message, .. })
         | ("mwNotifyMessage", Notification::UpdateStatus { message, .. }) => notify_text(message),
         ("mwReloadResult", Notification::ConfigReloaded { ok, .. }) => {
@@ -388,7 +390,9 @@ pub async fn watch(gw: Arc<Gateway>) {
     // The stores whose failing writes were reported, by store, with the
     // first failure of that run: one error notification per run, until a
     // write succeeds again.
-    let mut stores_reported: std::collections::HashMap<String, i64> = Default::default();
+    // Store -> (failing since, its name in sentences) of the failures
+    // sent as mwProductError.
+    let mut stores_reported: std::collections::HashMap<String, (i64, String)> = Default::default();
     // The spool segments whose loss was reported: one error notification
     // each (the spool keeps them until a restart).
     let mut lost_reported: std::collections::BTreeSet<u64> = Default::default();
@@ -509,16 +513,27 @@ pub async fn watch(gw: Arc<Gateway>) {
             });
         }
         let failing = gw.stores.write_failing();
-        stores_reported.retain(|store, since| {
-            failing
-                .iter()
-                .any(|f| &f.store == store && f.since == *since)
+        // A reported store that writes again is cleared at the NMS (its
+        // log line, "The quarantine writes its copies again.", is the
+        // store's own); one failing since another time is raised again.
+        let mut cleared = Vec::new();
+        stores_reported.retain(|store, (since, name)| {
+            let still = failing.iter().find(|f| &f.store == store);
+            if still.is_none() {
+                cleared.push(name.clone());
+            }
+            still.is_some_and(|f| f.since == *since)
         });
+        for name in cleared {
+            gw.notify(Notification::ProductErrorCleared {
+                message: format!("the {name} writes its copies again"),
+            });
+        }
         for f in failing {
-            if stores_reported.get(&f.store) == Some(&f.since) {
+            if stores_reported.get(&f.store).map(|(since, _)| *since) == Some(f.since) {
                 continue;
             }
-            stores_reported.insert(f.store.clone(), f.since);
+            stores_reported.insert(f.store.clone(), (f.since, f.name().to_string()));
             gw.notify(Notification::ProductError {
                 message: format!(
                     "the {} cannot write its copies ({}); see mailward status",
