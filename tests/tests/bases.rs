@@ -945,6 +945,22 @@ const PRODUCT_ERROR: u32 = 3;
 /// `mwProductErrorCleared`: arc 9.
 const PRODUCT_ERROR_CLEARED: u32 = 9;
 
+/// The mwNotifyMessage of the first notification `arc` (under
+/// mwNotifications) snmptrapd received after its first `since` traps.
+fn notify_message(rig: &Rig, since: usize, arc: u32) -> Result<String> {
+    let oid = mw(&format!("0.{arc}"));
+    let trap = wait_until(&format!("notification {oid}"), TRAP_TIMEOUT, || {
+        Ok(rig.snmp.traps()[since..]
+            .iter()
+            .find(|t| t.trap_oid() == Some(oid.as_str()))
+            .cloned())
+    })?;
+    Ok(trap
+        .value(&mw(MW_NOTIFY_MESSAGE_0))
+        .unwrap_or_default()
+        .to_string())
+}
+
 /// `mailward status --json`.
 fn status_json(daemon: &Daemon) -> Result<serde_json::Value> {
     Ok(serde_json::from_str(
@@ -1011,20 +1027,10 @@ fn a_set_broken_on_disk_is_reported_until_it_loads_again() -> Result<()> {
             .is_some_and(|t| t.contains("on disk:     does not load: error[E025]")),
         || format!("after SIGHUP, `bases status` does not name the set on disk: {bases:?}"),
     );
-    let oid = mw(&format!("0.{PRODUCT_ERROR}"));
-    let trap = wait_until("mwProductError", TRAP_TIMEOUT, || {
-        Ok(rig.snmp.traps()[n..]
-            .iter()
-            .find(|t| t.trap_oid() == Some(oid.as_str()))
-            .cloned())
-    });
-    match trap {
-        Ok(t) => {
-            let message = t.value(&mw(MW_NOTIFY_MESSAGE_0)).unwrap_or_default();
-            f.check(message.contains("do not load"), || {
-                format!("mwProductError after SIGHUP says {message:?}")
-            });
-        }
+    match notify_message(&rig, n, PRODUCT_ERROR) {
+        Ok(message) => f.check(message.contains("do not load"), || {
+            format!("mwProductError after SIGHUP says {message:?}")
+        }),
         Err(e) => f.push(format!("after SIGHUP: {e}")),
     }
 
@@ -1069,21 +1075,11 @@ fn a_set_broken_on_disk_is_reported_until_it_loads_again() -> Result<()> {
         || "after the fix, no 'The signature bases on disk load again.' line".to_string(),
     );
     // The NMS closes the alarm mwProductError opened without polling.
-    let oid = mw(&format!("0.{PRODUCT_ERROR_CLEARED}"));
-    let trap = wait_until("mwProductErrorCleared", TRAP_TIMEOUT, || {
-        Ok(rig.snmp.traps()[n..]
-            .iter()
-            .find(|t| t.trap_oid() == Some(oid.as_str()))
-            .cloned())
-    });
-    match trap {
-        Ok(t) => {
-            let message = t.value(&mw(MW_NOTIFY_MESSAGE_0)).unwrap_or_default();
-            f.check(
-                message.contains("signature bases in") && message.contains("av load again"),
-                || format!("mwProductErrorCleared after the fix says {message:?}"),
-            );
-        }
+    match notify_message(&rig, n, PRODUCT_ERROR_CLEARED) {
+        Ok(message) => f.check(
+            message.contains("signature bases in") && message.contains("av load again"),
+            || format!("mwProductErrorCleared after the fix says {message:?}"),
+        ),
         Err(e) => f.push(format!("after the fix: {e}")),
     }
     f.finish(|| rig.context())

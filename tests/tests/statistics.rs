@@ -1737,22 +1737,11 @@ fn a_quarantine_that_cannot_write_is_counted_and_a_status_problem() -> Result<()
         ensure!(problem.contains(want), "`{want}` missing from: {problem}");
     }
     // The NMS hears of it (the watcher looks every 10 s) ...
-    wait_until(
-        "mwProductError for the quarantine",
-        Duration::from_secs(30),
-        || {
-            Ok(rig
-                .daemon
-                .full_log()
-                .lines()
-                .any(|l| {
-                    l.contains("SNMP notification raised. notification=mwProductError ")
-                        && l.contains("detail=\"the quarantine cannot write its copies")
-                })
-                .then_some(()))
-        },
-    )
-    .with_context(|| format!("log:\n{}", rig.daemon.log()))?;
+    notified(
+        &rig.daemon,
+        "mwProductError",
+        "the quarantine cannot write its copies",
+    )?;
     // Writable again: the next copy is written, the problem is gone, the
     // count stays.
     drop(disk);
@@ -1779,23 +1768,25 @@ fn a_quarantine_that_cannot_write_is_counted_and_a_status_problem() -> Result<()
         "want one INFO line for the quarantine written again, got {again:?}"
     );
     // ... and of its end, so that it can close the alarm.
-    wait_until(
-        "mwProductErrorCleared for the quarantine",
-        Duration::from_secs(30),
-        || {
-            Ok(rig
-                .daemon
-                .full_log()
-                .lines()
-                .any(|l| {
-                    l.contains("SNMP notification raised. notification=mwProductErrorCleared ")
-                        && l.contains("detail=\"the quarantine writes its copies again\"")
-                })
-                .then_some(()))
-        },
-    )
-    .with_context(|| format!("log:\n{}", rig.daemon.log()))?;
+    notified(
+        &rig.daemon,
+        "mwProductErrorCleared",
+        "the quarantine writes its copies again\"",
+    )?;
     Ok(())
+}
+
+/// Waits (30 s: the watcher that raises store faults looks every 10 s)
+/// for the log line of the SNMP notification `name` whose detail starts
+/// with `detail`.
+fn notified(daemon: &Daemon, name: &str, detail: &str) -> Result<()> {
+    let line = format!("SNMP notification raised. notification={name} detail=\"{detail}");
+    wait_until(
+        &format!("{name}: {detail}"),
+        Duration::from_secs(30),
+        || Ok(daemon.full_log().contains(&line).then_some(())),
+    )
+    .with_context(|| format!("log:\n{}", daemon.log()))
 }
 
 /// Sends `message` and wants its 250.
