@@ -390,9 +390,7 @@ pub async fn watch(gw: Arc<Gateway>) {
     // The stores whose failing writes were reported, by store, with the
     // first failure of that run: one error notification per run, until a
     // write succeeds again.
-    // Store -> (failing since, its name in sentences) of the failures
-    // sent as mwProductError.
-    let mut stores_reported: std::collections::HashMap<String, (i64, String)> = Default::default();
+    let mut stores_reported: std::collections::HashMap<String, i64> = Default::default();
     // The spool segments whose loss was reported: one error notification
     // each (the spool keeps them until a restart).
     let mut lost_reported: std::collections::BTreeSet<u64> = Default::default();
@@ -517,23 +515,26 @@ pub async fn watch(gw: Arc<Gateway>) {
         // log line, "The quarantine writes its copies again.", is the
         // store's own); one failing since another time is raised again.
         let mut cleared = Vec::new();
-        stores_reported.retain(|store, (since, name)| {
+        stores_reported.retain(|store, since| {
             let still = failing.iter().find(|f| &f.store == store);
             if still.is_none() {
-                cleared.push(name.clone());
+                cleared.push(store.clone());
             }
             still.is_some_and(|f| f.since == *since)
         });
-        for name in cleared {
+        for store in cleared {
             gw.notify(Notification::ProductErrorCleared {
-                message: format!("the {name} writes its copies again"),
+                message: format!(
+                    "the {} writes its copies again",
+                    crate::store::store_name(&store)
+                ),
             });
         }
         for f in failing {
-            if stores_reported.get(&f.store).map(|(since, _)| *since) == Some(f.since) {
+            if stores_reported.get(&f.store) == Some(&f.since) {
                 continue;
             }
-            stores_reported.insert(f.store.clone(), (f.since, f.name().to_string()));
+            stores_reported.insert(f.store.clone(), f.since);
             gw.notify(Notification::ProductError {
                 message: format!(
                     "the {} cannot write its copies ({}); see mailward status",

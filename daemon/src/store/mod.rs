@@ -182,11 +182,17 @@ impl WriteFailing {
     /// The store as a sentence names it: "quarantine", "incoming
     /// archive", "outgoing archive".
     pub fn name(&self) -> &str {
-        match self.store.as_str() {
-            "archive incoming" => "incoming archive",
-            "archive outgoing" => "outgoing archive",
-            other => other,
-        }
+        store_name(&self.store)
+    }
+}
+
+/// A store's name in sentences ("incoming archive") from its key in
+/// [`WriteFailing::store`] ("archive incoming").
+pub fn store_name(store: &str) -> &str {
+    match store {
+        "archive incoming" => "incoming archive",
+        "archive outgoing" => "outgoing archive",
+        other => other,
     }
 }
 
