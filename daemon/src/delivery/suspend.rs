@@ -83,6 +83,11 @@ pub struct SuspendedNow {
     /// A probe is under way (the suspension has ended and one attempt is
     /// connecting).
     pub probing: bool,
+    /// The suspension has ended and no attempt has probed yet: the next
+    /// attempt of its mail (on that mail's own retry time) is the probe.
+    /// An older daemon's answer lacks it (false).
+    #[serde(default)]
+    pub probe_due: bool,
 }
 
 /// Suspended destinations, shared by every attempt (the delivery pool
@@ -232,9 +237,9 @@ impl Suspensions {
         });
     }
 
-    /// The destinations suspended now, the longest suspended first (the
-    /// latest end last), for `mailward status`.
-    pub fn list(&self) -> Vec<SuspendedNow> {
+    /// The destinations suspended at `now`, the longest suspended first
+    /// (the latest end last), for `mailward status`.
+    pub fn list(&self, now: DateTime<Utc>) -> Vec<SuspendedNow> {
         let Ok(map) = self.by_dest.lock() else {
             return Vec::new();
         };
@@ -242,6 +247,9 @@ impl Suspensions {
             .iter()
             .filter_map(|(dest, state)| {
                 let (until, _) = state.until?;
+                let probing = state
+                    .probing
+                    .is_some_and(|since| since.elapsed() < PROBE_LOST_AFTER);
                 Some(SuspendedNow {
                     destination: dest.to_string(),
                     until: until.timestamp(),
@@ -251,9 +259,8 @@ impl Suspensions {
                         | Outcome::Failed { reply, .. }
                         | Outcome::Delivered { reply, .. } => reply.clone(),
                     },
-                    probing: state
-                        .probing
-                        .is_some_and(|since| since.elapsed() < PROBE_LOST_AFTER),
+                    probing,
+                    probe_due: !probing && until <= now,
                 })
             })
             .collect();
@@ -314,8 +321,8 @@ mod tests {
         assert_eq!(last, outcome, "the deferral carries the last real error");
         let secs = (until - Utc::now()).num_seconds();
         assert!((55..=60).contains(&secs), "{secs}");
-        assert_eq!(s.list().len(), 1);
-        let listed = s.list();
+        assert_eq!(s.list(Utc::now()).len(), 1);
+        let listed = s.list(Utc::now());
         assert_eq!(
             listed,
             vec![SuspendedNow {
@@ -324,6 +331,7 @@ mod tests {
                 failures: SUSPEND_AFTER,
                 last_error: "4.4.1 cannot connect to 127.0.0.1:30199: connection refused".into(),
                 probing: false,
+                probe_due: false,
             }],
             "status names the destination, the end, the failures and the last error"
         );
@@ -335,11 +343,17 @@ mod tests {
             panic!("still suspended");
         };
         assert_eq!(same, until, "extended by attempts that were not probes");
-        // The period is over: one probe, the others still wait.
+        // The period is over: until an attempt comes, status says the
+        // next one probes (not "until" a time gone by); then one probe,
+        // the others still wait.
         let later = until + chrono::Duration::seconds(1);
+        let due = s.list(later);
+        assert!(due[0].probe_due && !due[0].probing, "{due:?}");
         assert_eq!(s.gate(&dead(), later), Gate::Go { probe: true });
         assert!(matches!(s.gate(&dead(), later), Gate::Suspended { .. }));
-        assert!(s.list()[0].probing, "status says a probe is under way");
+        let listed = s.list(later);
+        assert!(listed[0].probing, "status says a probe is under way");
+        assert!(!listed[0].probe_due, "{listed:?}");
         s.failed(&dead(), &e, &outcome, BACKOFF, &stats);
         let Gate::Suspended { until: again, .. } = s.gate(&dead(), Utc::now()) else {
             panic!("a failed probe suspends again");
@@ -351,7 +365,7 @@ mod tests {
         assert_eq!(s.gate(&dead(), later), Gate::Go { probe: true });
         s.succeeded(&dead(), &stats);
         assert_eq!(s.gate(&dead(), later), Gate::Go { probe: false });
-        assert_eq!(s.list(), vec![], "a lifted suspension leaves the list");
+        assert_eq!(s.list(later), vec![], "a lifted suspension leaves the list");
         let snap = stats.snapshot(&mailward_metrics::Gauges::default());
         use mailward_metrics::StatId;
         assert_eq!(

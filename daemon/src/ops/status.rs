@@ -507,7 +507,7 @@ pub fn of(gw: &Gateway) -> Status {
         queue_bytes: snap.value(StatId::QueueBytes, 0),
         deferred: deferred_of(&gw.queue.list(), now),
         destinations_suspended: snap.value(StatId::DestinationsSuspended, 0),
-        suspended: gw.suspensions.list(),
+        suspended: gw.suspensions.list(chrono::Utc::now()),
         // Not measured again here: the alert watcher (ops/snmp.rs), which
         // raises and clears them and sends the traps, publishes them.
         alerts_raised: gw.alerts_raised(),
@@ -981,6 +981,11 @@ fn suspended_problem(s: &Status) -> String {
         .map(|d| {
             let when = if d.probing {
                 "a probe under way".to_string()
+            } else if d.probe_due {
+                format!(
+                    "ended {}: its mail's next attempt probes it",
+                    rfc3339(d.until)
+                )
             } else {
                 format!("until {}", rfc3339(d.until))
             };
@@ -2061,6 +2066,7 @@ mod tests {
                 last_error:
                     "4.4.1 cannot connect to 10.0.0.7:25: Connection refused (os error 111)".into(),
                 probing: false,
+                probe_due: false,
             },
             crate::delivery::suspend::SuspendedNow {
                 destination: "example.net:25".into(),
@@ -2069,6 +2075,7 @@ mod tests {
                 last_error: "4.4.2 no greeting from mx.example.net[192.0.2.1]:25 within 300s"
                     .into(),
                 probing: true,
+                probe_due: false,
             },
         ];
         let p = problems(&s);
@@ -2081,6 +2088,14 @@ mod tests {
              Their mail waits without connecting until a probe gets through (after timeouts.min_backoff, doubled per failed probe); \
              `mailward queue summary` shows the waiting domains. Check that next hop (whether it takes connections, the route's address, its DNS)."
         );
+        // Ended with no attempt yet: not "until" a time gone by.
+        s.suspended[0].probe_due = true;
+        let p = problems(&s);
+        assert!(
+            p[0].contains("[10.0.0.7]:25 (ended 1970-01-01T00:16:40+00:00: its mail's next attempt probes it, 3 failure(s), last: 4.4.1"),
+            "{}",
+            p[0]
+        );
         // More than five: five named, the rest counted.
         s.suspended = (0..7)
             .map(|n| crate::delivery::suspend::SuspendedNow {
@@ -2089,6 +2104,7 @@ mod tests {
                 failures: 3,
                 last_error: "4.4.1 refused".into(),
                 probing: false,
+                probe_due: false,
             })
             .collect();
         let p = problems(&s);
