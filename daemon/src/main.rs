@@ -667,10 +667,11 @@ fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
 /// more are mapped and unmapped on their own. By default glibc raises that
 /// threshold after large buffers are freed, so that later ones are carved
 /// from per-thread arenas, which keep their peak: with four scan workers
-/// unpacking archives the resident size swung by 60 MiB from run to run
-/// around the same live memory (limits.scan_memory; the chaos suite's
-/// zip-bomb case measures it). A threshold set in `GLIBC_TUNABLES` by the
-/// operator is kept.
+/// unpacking eight zip bombs at once (the chaos suite's zip-bombs case,
+/// around the same live memory: limits.scan_memory) the peak resident
+/// size grew by 172 to 225 MiB from run to run, against 105 to 107 MiB
+/// with it (docs/reliability.md). A threshold set in `GLIBC_TUNABLES` by
+/// the operator is kept.
 const MALLOC_TUNABLE: &str = "glibc.malloc.mmap_threshold=131072";
 
 /// Starts the daemon again with [`MALLOC_TUNABLE`] when it is not set:
