@@ -1346,9 +1346,12 @@ impl DnsblFailures {
         self.first.get_or_insert(e);
     }
 
+    /// The line names the inbound session when there is one (not in a
+    /// milter connection), as its other lines do.
     fn log(self, client: IpAddr) {
         if let Some(e) = self.first {
-            tracing::warn!(target: "smtp", client = %client, zones = %self.zones.join(","), error = %e,
+            tracing::warn!(target: "smtp", session = crate::smtp::session::current().map(tracing::field::display),
+                client = %client, zones = %self.zones.join(","), error = %e,
                 "DNSBL look-ups failed; the client counts as not listed by those zones.");
         }
     }

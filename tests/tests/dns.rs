@@ -354,6 +354,20 @@ fn names_that_never_get_an_answer_delay_mail_but_do_not_stop_it() -> Result<()> 
         log.contains("client=127.0.0.1 zones=bl.test,bl2.test error="),
         "the refusing zones that failed for a client make one log line:\n{log}"
     );
+    // That line names its session (the last such line: the readiness
+    // probe's session had one too), so that `grep 'session=N '` finds it
+    // beside the message the session brought.
+    let session = log
+        .lines()
+        .rfind(|l| l.contains("zones=bl.test,bl2.test"))
+        .and_then(|l| l.split_once(" session=")?.1.split_once(' '))
+        .map(|(id, _)| id.to_string())
+        .ok_or_else(|| anyhow::anyhow!("no session= on the DNSBL failure line:\n{log}"))?;
+    assert!(
+        log.lines().any(|l| l.contains("Message accepted.")
+            && l.contains(&format!(" session={session} "))),
+        "the DNSBL failure's session {session} is the message's:\n{log}"
+    );
     assert!(
         !log.contains("The checks go on after the reply"),
         "the verdict was given in the session (within timeouts.scan_in_session):\n{log}"
