@@ -418,7 +418,7 @@ pub enum BasesCommand {
 pub enum SpamCommand {
     /// Learns messages as spam or as ham (a running daemon uses it within seconds).
     #[command(
-        after_help = "A PATH is a message file (it may start with an mbox \"From \" line), an mbox, a directory of message files or a Maildir folder (cur/ and new/; one that holds no message is an error, and nothing is learnt).\nA message learnt twice counts once; learnt as the other class, it moves.\n\nExample:\n  mailward spam learn --spam ~/Junk/ --ham ~/Mail/inbox.mbox --config mailward.toml"
+        after_help = "A PATH is a message file (it may start with an mbox \"From \" line), an mbox, a directory of message files or a Maildir folder (cur/ and new/; one that holds no message is an error, and nothing is learnt). An empty or unreadable file in a directory is named on standard error and skipped.\nA message learnt twice counts once; learnt as the other class, it moves.\n\nExample:\n  mailward spam learn --spam ~/Junk/ --ham ~/Mail/inbox.mbox --config mailward.toml"
     )]
     Learn {
         /// Messages that are spam.
@@ -452,7 +452,7 @@ pub enum SpamCommand {
     },
     /// Judges message files as the gateway would (rules, heuristics, classifier; no network tests).
     #[command(
-        after_help = "Prints one line per message: FILE: STATUS score=N.N rating=R TEST=+W ... (N.N rounded down, as the status reads it; R: 0 to 100, docs/spam.md); with --json one object per line with file, status, score, rating, tests, probability, formal.\nA PATH that cannot be read is reported and the others are still judged; the exit status is then 1.\nWith --clues N, the N tokens the classifier's verdict rests on most, under each message (in --json: \"clues\"): probability, learnt spam and ham messages with the token, the token (TAG:TEXT).\nThe level is `[policy] spam_level`, or --level, or the level of --group NAME.\n\nExamples:\n  mailward spam check --json suspicious.eml --config mailward.toml\n  mailward spam check --clues 15 newsletter.eml --config mailward.toml\n  mailward spam check --group managers complaint.eml --config mailward.toml"
+        after_help = "Prints one line per message: FILE: STATUS score=N.N rating=R TEST=+W ... (N.N rounded down, as the status reads it; R: 0 to 100, docs/spam.md); with --json one object per line with file, status, score, rating, tests, probability, formal.\nA PATH that cannot be read, or a file of a directory that cannot be read or is empty, is reported and the others are still judged; the exit status is then 1.\nWith --clues N, the N tokens the classifier's verdict rests on most, under each message (in --json: \"clues\"): probability, learnt spam and ham messages with the token, the token (TAG:TEXT).\nThe level is `[policy] spam_level`, or --level, or the level of --group NAME.\n\nExamples:\n  mailward spam check --json suspicious.eml --config mailward.toml\n  mailward spam check --clues 15 newsletter.eml --config mailward.toml\n  mailward spam check --group managers complaint.eml --config mailward.toml"
     )]
     Check {
         /// Messages to judge: message files, mboxes (each message judged on its own), directories of message files or Maildir folders.

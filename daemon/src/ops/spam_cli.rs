@@ -38,6 +38,10 @@ pub enum SpamCliError {
     /// line); the others were judged.
     #[error("{}", unread(*.0, *.1))]
     Unread(usize, usize),
+    /// `spam check`: files of the directories given that could not be read
+    /// (each said on its own line, skipped); the others were judged.
+    #[error("{0} file(s) of the directories given could not be read and were skipped; the others were judged")]
+    Skipped(usize),
     /// `spam status` listed this many problems (each on its own line).
     #[error("spam status lists {0} problem(s)")]
     Problems(usize),
@@ -144,47 +148,87 @@ pub struct Source {
 /// by name, not recursive), or a Maildir folder (a directory with `cur/`
 /// and `new/`: the files of both). An error when the PATHs together give
 /// no message because their directories hold none.
+/// A file of a directory that cannot be read (or is empty) is an error
+/// here too: the callers that go on without it use [`gather`].
 pub fn messages(paths: &[PathBuf]) -> Result<Vec<Source>, SpamCliError> {
-    messages_for(None, paths)
+    let (out, skipped) = messages_for(None, paths)?;
+    match skipped.into_iter().next() {
+        Some(first) => Err(first),
+        None => Ok(out),
+    }
 }
 
-/// [`messages`] for `command`, which a PATH that cannot be read names.
+/// [`messages`] for `command`, which a PATH that cannot be read names,
+/// with the files of its directories that were skipped ([`gather`]).
 fn messages_for(
     command: Option<&'static str>,
     paths: &[PathBuf],
-) -> Result<Vec<Source>, SpamCliError> {
-    let (out, empty) = gather(command, paths)?;
-    if out.is_empty() && !empty.is_empty() {
-        return Err(no_messages(&empty));
+) -> Result<(Vec<Source>, Vec<SpamCliError>), SpamCliError> {
+    let mut g = gather(command, paths)?;
+    if g.messages.is_empty() && !g.skipped.is_empty() {
+        return Err(g.skipped.swap_remove(0));
     }
-    Ok(out)
+    if g.messages.is_empty() && !g.empty.is_empty() {
+        return Err(no_messages(&g.empty));
+    }
+    Ok((g.messages, g.skipped))
 }
 
-/// The messages of PATHs ([`messages`]), and the directories among them
-/// that hold none: an empty directory among several PATHs (a Maildir's
-/// `new/` once its mail was read) does not stop the others (walkR finding
-/// 6).
-fn gather(
-    command: Option<&'static str>,
-    paths: &[PathBuf],
-) -> Result<(Vec<Source>, Vec<PathBuf>), SpamCliError> {
-    let mut out = Vec::new();
-    let mut empty = Vec::new();
+/// What PATHs gave ([`gather`]).
+struct Gathered {
+    messages: Vec<Source>,
+    /// The directories among them that hold no file.
+    empty: Vec<PathBuf>,
+    /// Files of those directories that could not be read or are empty,
+    /// each with what is wrong.
+    skipped: Vec<SpamCliError>,
+}
+
+/// The messages of PATHs ([`messages`]), the directories among them
+/// that give none, and the files of a directory that could not be used:
+/// an empty directory among several PATHs (a Maildir's `new/` once its
+/// mail was read) does not stop the others (walkR finding 6), nor does one
+/// empty or unreadable file stop its directory (walkAV F1: a Junk folder
+/// with one 0-byte file, from a crashed delivery, could not be learnt at
+/// all). A PATH given as a file must be read.
+fn gather(command: Option<&'static str>, paths: &[PathBuf]) -> Result<Gathered, SpamCliError> {
+    let mut g = Gathered {
+        messages: Vec::new(),
+        empty: Vec::new(),
+        skipped: Vec::new(),
+    };
     for p in paths {
         let meta = std::fs::metadata(p).map_err(unreadable(command, p))?;
         if meta.is_dir() {
             let files = message_files(command, p)?;
             if files.is_empty() {
-                empty.push(p.clone());
+                g.empty.push(p.clone());
             }
             for f in files {
-                read_file(command, &f, &mut out)?;
+                if let Err(e) = read_file(command, &f, &mut g.messages) {
+                    g.skipped.push(e);
+                }
             }
         } else {
-            read_file(command, p, &mut out)?;
+            read_file(command, p, &mut g.messages)?;
         }
     }
-    Ok((out, empty))
+    Ok(g)
+}
+
+/// The error of PATHs whose every file was skipped (each said above).
+fn nothing_read(skipped: usize) -> SpamCliError {
+    SpamCliError::Usage(format!(
+        "none of the {skipped} file(s) given could be used (each is named above)"
+    ))
+}
+
+/// Says on `err` which files of the directories were skipped, when the
+/// command goes on with the others.
+fn tell_skipped(skipped: &[SpamCliError], err: &mut dyn Write) {
+    for e in skipped {
+        let _ = writeln!(err, "mailward: warning: {e}; skipped");
+    }
 }
 
 /// The files of a directory, sorted by name; of a Maildir folder (`cur/`
@@ -349,16 +393,24 @@ pub fn learn(
     let mut learning = Vec::new();
     let mut read = Vec::new();
     let mut empty = Vec::new();
+    let mut skipped = 0;
     for (paths, class) in [(spam, Class::Spam), (ham, Class::Ham)] {
         if paths.is_empty() {
             continue;
         }
-        let (msgs, none) = gather(Some("spam learn"), paths)?;
-        empty.extend(none);
-        read.push((msgs, class));
+        let g = gather(Some("spam learn"), paths)?;
+        empty.extend(g.empty);
+        skipped += g.skipped.len();
+        tell_skipped(&g.skipped, err);
+        read.push((g.messages, class));
     }
-    if read.iter().all(|(m, _)| m.is_empty()) && !empty.is_empty() {
-        return Err(no_messages(&empty));
+    if read.iter().all(|(m, _)| m.is_empty()) {
+        if skipped > 0 {
+            return Err(nothing_read(skipped));
+        }
+        if !empty.is_empty() {
+            return Err(no_messages(&empty));
+        }
     }
     tell_empty(&empty, err);
     let marks = Marks::of(cfg);
@@ -597,7 +649,15 @@ pub fn forget(cfg: &Config, paths: &[PathBuf], err: &mut dyn Write) -> Result<Ta
     if cfg.spam.store.is_empty() {
         existing(cfg)?;
     }
-    let (msgs, empty) = gather(Some("spam forget"), paths)?;
+    let Gathered {
+        messages: msgs,
+        empty,
+        skipped,
+    } = gather(Some("spam forget"), paths)?;
+    tell_skipped(&skipped, err);
+    if msgs.is_empty() && !skipped.is_empty() {
+        return Err(nothing_read(skipped.len()));
+    }
     if msgs.is_empty() && !empty.is_empty() {
         return Err(no_messages(&empty));
     }
@@ -723,10 +783,15 @@ pub fn check(
     // (walkR finding 14: the verdict came alone, without a word).
     let no_clues = (clues > 0).then(|| no_clues(&k.classifier)).flatten();
     let mut unread = 0;
+    let mut skipped = 0;
     let mut judged = Vec::new();
     for p in paths {
         match messages_for(Some("spam check"), std::slice::from_ref(p)) {
-            Ok(m) => judged.extend(m),
+            Ok((m, passed_over)) => {
+                judged.extend(m);
+                skipped += passed_over.len();
+                tell_skipped(&passed_over, err);
+            }
             Err(e) => {
                 unread += 1;
                 let _ = writeln!(err, "mailward: {e}");
@@ -810,9 +875,10 @@ pub fn check(
             break;
         }
     }
-    match unread {
-        0 => Ok(()),
-        n => Err(SpamCliError::Unread(n, paths.len())),
+    match (unread, skipped) {
+        (0, 0) => Ok(()),
+        (0, n) => Err(SpamCliError::Skipped(n)),
+        (n, _) => Err(SpamCliError::Unread(n, paths.len())),
     }
 }
 
@@ -1800,6 +1866,90 @@ mod tests {
                 empty.display()
             ))
         );
+    }
+
+    /// walkAV F1: one 0-byte file in a Junk folder made `spam check DIR`
+    /// judge nothing and `spam learn DIR` learn nothing; it is named and
+    /// skipped, and the folder's other messages are used.
+    #[test]
+    fn an_empty_file_in_a_directory_is_skipped_not_fatal() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = config_in(dir.path());
+        let junk = dir.path().join("Junk");
+        std::fs::create_dir(&junk).unwrap();
+        for i in 0..2 {
+            std::fs::write(
+                junk.join(format!("{i}.eml")),
+                format!("From: a{i}@example.com\r\nSubject: offer {i}\r\n\r\ncheap pills {i}\r\n"),
+            )
+            .unwrap();
+        }
+        let empty = junk.join("zz-empty.eml");
+        std::fs::write(&empty, "").unwrap();
+        let skipped = format!(
+            "mailward: warning: {}: the file is empty, not a message; skipped\n",
+            empty.display()
+        );
+        // check: the two judged, the empty one named, exit status 1.
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let r = check(
+            &cfg,
+            std::slice::from_ref(&junk),
+            false,
+            0,
+            cfg.policy.spam_level,
+            &mut out,
+            &mut err,
+        );
+        let e = r.unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "1 file(s) of the directories given could not be read and were skipped; the others were judged"
+        );
+        assert_eq!(e.exit_code(), 1);
+        assert_eq!(String::from_utf8(out).unwrap().lines().count(), 2);
+        assert_eq!(String::from_utf8(err).unwrap(), skipped);
+        // learn: the two learnt, the empty one named.
+        let mut err = Vec::new();
+        let tally = learn(&cfg, std::slice::from_ref(&junk), &[], &mut err).unwrap();
+        assert_eq!(tally.new, 2);
+        assert!(String::from_utf8(err).unwrap().starts_with(&skipped));
+        // forget the same.
+        let mut err = Vec::new();
+        let tally = forget(&cfg, std::slice::from_ref(&junk), &mut err).unwrap();
+        assert_eq!(tally.forgotten, 2);
+        assert!(String::from_utf8(err).unwrap().starts_with(&skipped));
+        // A folder with nothing usable is still an error, and says why.
+        let only = dir.path().join("only-empty");
+        std::fs::create_dir(&only).unwrap();
+        std::fs::write(only.join("x.eml"), "").unwrap();
+        let mut err = Vec::new();
+        let e = learn(&cfg, std::slice::from_ref(&only), &[], &mut err).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "none of the 1 file(s) given could be used (each is named above)"
+        );
+        assert!(String::from_utf8(err)
+            .unwrap()
+            .contains("x.eml: the file is empty"));
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let e = check(
+            &cfg,
+            std::slice::from_ref(&only),
+            false,
+            0,
+            cfg.policy.spam_level,
+            &mut out,
+            &mut err,
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "1 of 1 path(s) could not be read; nothing was judged"
+        );
+        assert!(String::from_utf8(err)
+            .unwrap()
+            .contains("x.eml: the file is empty"));
     }
 
     #[test]
