@@ -789,6 +789,18 @@ fn spam_limits_refuse_values_that_would_trim_away_a_days_learning() {
     assert_eq!((c.spam.max_tokens, c.spam.max_learnt), (300_000, 2_000_000));
 }
 
+/// walkAV F6: `min_learnt = 0` was taken and meant 1, and status said
+/// "abstaining (scores from 0 of each)".
+#[test]
+fn spam_min_learnt_is_at_least_one() {
+    assert_eq!(
+        problems("[spam]\nmin_learnt = 0\n"),
+        vec!["mailward.toml:2: spam.min_learnt: must be at least 1, got 0"]
+    );
+    let c = parse("[spam]\nmin_learnt = 1\n", "x").unwrap();
+    assert_eq!(c.spam.min_learnt, 1);
+}
+
 #[test]
 fn a_sender_notice_for_anything_but_a_virus_is_refused_where_it_is_written() {
     let text = "[policy]\nnotify_sender = [\"av/infected\", \"as/spam\"]\n\n\

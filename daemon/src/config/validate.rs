@@ -1160,7 +1160,9 @@ fn spam(ctx: &mut Ctx<'_>, raw: &RawSpam, data_dir: &Path) -> Spam {
     };
     Spam {
         dir: get!(ctx, p, raw.dir, path).unwrap_or_else(|| data_dir.join("spam")),
-        min_learnt: get!(ctx, p, raw.min_learnt, uint64).unwrap_or(200),
+        // 0 would read as "scores from 0 of each" while the classifier
+        // still needs one of each to have probabilities (walkAV F6).
+        min_learnt: get!(ctx, p, raw.min_learnt, at_least(1)).unwrap_or(200),
         rules: get!(ctx, p, raw.rules, rules).flatten(),
         dnsbl: get_list!(ctx, p, raw.dnsbl, scored_zone("bl.example.org")).unwrap_or_default(),
         blacklist: get_list!(ctx, p, raw.blacklist, group_member).unwrap_or_default(),
