@@ -344,6 +344,10 @@ fn read_file(
 pub struct Tally {
     pub new: usize,
     pub already: usize,
+    /// Of `already`, those the installed base holds as the same class:
+    /// not learnt into the site again, where they would count twice
+    /// (walkAV F9).
+    pub in_base: usize,
     pub moved: usize,
     pub forgotten: usize,
     pub unknown: usize,
@@ -352,8 +356,12 @@ pub struct Tally {
 impl Tally {
     /// The line `spam learn` prints.
     pub fn learnt_summary(&self) -> String {
+        let in_base = match self.in_base {
+            0 => String::new(),
+            n => format!(" ({n} of them in the base)"),
+        };
         format!(
-            "Learnt {} new message(s); {} already known; {} moved to the other class.",
+            "Learnt {} new message(s); {} already known{in_base}; {} moved to the other class.",
             self.new, self.already, self.moved
         )
     }
@@ -414,6 +422,16 @@ pub fn learn(
     }
     tell_empty(&empty, err);
     let marks = Marks::of(cfg);
+    // The base's messages: one it holds as the same class is known
+    // already; learnt into the site too it would count twice (walkAV F9).
+    // One it holds as the other class is learnt here: the site's learning
+    // is how a site corrects its base. A base that cannot be read is the
+    // status's problem, not this command's.
+    let base_learnt = match Model::read(&cfg.spam.dir.join(BASE)) {
+        Ok(Some(base)) => base.learnt,
+        _ => Default::default(),
+    };
+    let mut in_base = 0;
     for (msgs, class) in read {
         let _ = writeln!(
             err,
@@ -424,7 +442,11 @@ pub fn learn(
         for (i, m) in msgs.iter().enumerate() {
             // As it arrived: not the gateway's marks (walkR finding 7).
             let (digest, tokens) = spam::for_learning(&unmark(&m.bytes, &marks));
-            learning.push((digest, tokens, class));
+            if base_learnt.get(&digest) == Some(&class) {
+                in_base += 1;
+            } else {
+                learning.push((digest, tokens, class));
+            }
             progress(i + 1, msgs.len(), err);
         }
     }
@@ -435,7 +457,11 @@ pub fn learn(
     let _ = writeln!(err, "Learning into {}.", place(cfg, &store));
     let (tally, trimmed) = store
         .update(|model| {
-            let mut tally = Tally::default();
+            let mut tally = Tally {
+                already: in_base,
+                in_base,
+                ..Tally::default()
+            };
             for (digest, tokens, class) in &learning {
                 match model.learn(*digest, tokens, *class) {
                     Learnt::New => tally.new += 1,
@@ -1291,6 +1317,27 @@ pub fn import(
         Err(e) => return Err(e.into()),
     };
     let dir = &cfg.spam.dir;
+    if as_base {
+        // The site's learning stays beside the new base: what both hold
+        // counts twice (walkAV F9). Said, not refused: the base is often a
+        // colleague's model that shares some mail with the site's.
+        let overlap = site_store(cfg)
+            .ok()
+            .and_then(|store| store.read().ok())
+            .map_or(0, |site| {
+                incoming
+                    .learnt
+                    .keys()
+                    .filter(|d| site.learnt.contains_key(d))
+                    .count()
+            });
+        if overlap > 0 {
+            let _ = writeln!(
+                err,
+                "mailward: warning: {overlap} of the base's messages are in the site's learning too: they count twice until they are forgotten there (mailward spam forget PATH...)"
+            );
+        }
+    }
     made_ready(cfg, err)?;
     let _lock = crate::check::spam::store::Lock::take(dir)?;
     if as_base {
@@ -1336,7 +1383,7 @@ pub fn import(
                 .count();
             if overlap > 0 {
                 return Edit::Unchanged(Err(SpamCliError::Usage(format!(
-                    "{}: {overlap} of its messages are learnt here already; import it with --base, or forget them first",
+                    "{}: {overlap} of its messages are learnt here already; forget them first (as the base, with --base, they would count twice)",
                     from.display()
                 ))));
             }
@@ -1493,6 +1540,53 @@ mod tests {
         let mut err = Vec::new();
         forget(&cfg, &[dir.path().join("mail/0.eml")], &mut err).unwrap();
         assert!(!String::from_utf8(err).unwrap().contains("passed"));
+    }
+
+    /// walkAV F9: the base and the site's learning were never compared,
+    /// so the same messages counted twice and took the classifier past
+    /// min_learnt on half the mail.
+    #[test]
+    fn what_the_base_learnt_is_not_learnt_again_and_an_overlapping_base_is_said() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = crate::config::parse("", "t.toml").unwrap();
+        cfg.spam.dir = dir.path().join("spam");
+        std::fs::create_dir(&cfg.spam.dir).unwrap();
+        let (a, b) = (dir.path().join("a.eml"), dir.path().join("b.eml"));
+        std::fs::write(
+            &a,
+            "From: a@x.test\r\nSubject: pills\r\n\r\ncheap pills\r\n",
+        )
+        .unwrap();
+        std::fs::write(&b, "From: b@x.test\r\nSubject: loans\r\n\r\nfast loans\r\n").unwrap();
+        let mut base = Model::default();
+        let (digest, tokens) = spam::for_learning(&std::fs::read(&a).unwrap());
+        base.learn(digest, &tokens, Class::Spam);
+        base.write(&cfg.spam.dir.join(BASE)).unwrap();
+        let tally = learn(&cfg, &[a.clone(), b.clone()], &[], &mut Vec::new()).unwrap();
+        assert_eq!((tally.new, tally.already, tally.in_base), (1, 1, 1));
+        assert_eq!(
+            tally.learnt_summary(),
+            "Learnt 1 new message(s); 1 already known (1 of them in the base); 0 moved to the other class."
+        );
+        let site = site_store(&cfg).unwrap().read().unwrap();
+        assert_eq!(site.spam_messages, 1, "only b in the site");
+        // Learnt as the other class, it is learnt here: the site corrects
+        // its base.
+        let tally = learn(&cfg, &[], std::slice::from_ref(&a), &mut Vec::new()).unwrap();
+        assert_eq!((tally.new, tally.in_base), (1, 0));
+        // A base that holds what the site learnt is installed, and said.
+        let file = dir.path().join("colleague.model");
+        let mut other = Model::default();
+        let (digest, tokens) = spam::for_learning(&std::fs::read(&b).unwrap());
+        other.learn(digest, &tokens, Class::Spam);
+        other.write(&file).unwrap();
+        let mut err = Vec::new();
+        import(&cfg, &file, true, &mut err).unwrap();
+        assert!(
+            String::from_utf8(err).unwrap().contains(
+                "mailward: warning: 1 of the base's messages are in the site's learning too: they count twice until they are forgotten there"
+            )
+        );
     }
 
     #[test]

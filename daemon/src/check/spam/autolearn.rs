@@ -63,6 +63,10 @@ pub fn lesson(e: &Evidence) -> Option<Class> {
 /// not be read).
 pub type Start = Box<dyn Fn() -> Option<(Arc<Model>, Cursor)> + Send>;
 
+/// The installed base in use, if any: what it learnt is not learnt into
+/// the site again (walkAV F9: it would count twice).
+pub type BaseInUse = Box<dyn Fn() -> Option<Arc<Model>> + Send>;
+
 /// The learning thread's mailbox.
 pub struct Learner {
     tx: SyncSender<(Arc<Vec<u8>>, Class, Share)>,
@@ -72,11 +76,11 @@ pub struct Learner {
 impl Learner {
     /// Starts the thread that learns into `store`, each batch from what
     /// `start` gives.
-    pub fn start(store: Store, start: Start) -> Option<Learner> {
+    pub fn start(store: Store, start: Start, base: BaseInUse) -> Option<Learner> {
         let (tx, rx) = sync_channel(QUEUE);
         std::thread::Builder::new()
             .name("spam-autolearn".into())
-            .spawn(move || run(&store, &start, &rx))
+            .spawn(move || run(&store, &start, &base, &rx))
             .map_err(
                 |e| tracing::error!(target: "scan", error = %e, "Cannot start spam autolearn."),
             )
@@ -103,7 +107,12 @@ impl Learner {
     }
 }
 
-fn run(store: &Store, start: &Start, rx: &Receiver<(Arc<Vec<u8>>, Class, Share)>) {
+fn run(
+    store: &Store,
+    start: &Start,
+    base: &BaseInUse,
+    rx: &Receiver<(Arc<Vec<u8>>, Class, Share)>,
+) {
     let mut batch: Vec<(u64, Vec<u64>, Class)> = Vec::new();
     let mut since = Instant::now();
     loop {
@@ -124,7 +133,13 @@ fn run(store: &Store, start: &Start, rx: &Receiver<(Arc<Vec<u8>>, Class, Share)>
             continue;
         }
         let from = start();
-        match learn_batch(store, from.as_ref().map(|(m, at)| (&**m, *at)), &batch) {
+        let base = base();
+        match learn_batch(
+            store,
+            from.as_ref().map(|(m, at)| (&**m, *at)),
+            base.as_deref(),
+            &batch,
+        ) {
             // Only a batch that changed the learning says "learnt": one of
             // messages learnt before writes nothing, and said so as
             // `spam=0 ham=0` (walkI finding 20).
@@ -162,16 +177,32 @@ struct Batch {
 }
 
 /// Learns `batch` into `store` from `from` (the model in use); writes
-/// nothing when every message was learnt before.
+/// nothing when every message was learnt before, in the site's learning
+/// or in the installed `base`.
 fn learn_batch(
     store: &Store,
     from: Option<(&Model, Cursor)>,
+    base: Option<&Model>,
     batch: &[(u64, Vec<u64>, Class)],
 ) -> Result<Batch, super::store::StoreError> {
     store
         .update_from(from, |model| {
             let mut n = Batch::default();
             for (digest, tokens, class) in batch {
+                // The base's lessons count already, and are not moved
+                // either (a base is curated: learnt as the other class
+                // there, it stays so, as below).
+                match base.and_then(|b| b.learnt.get(digest)) {
+                    Some(c) if c == class => {
+                        n.known += 1;
+                        continue;
+                    }
+                    Some(_) => {
+                        n.kept += 1;
+                        continue;
+                    }
+                    None => {}
+                }
                 // A message learnt before as the other class stays there:
                 // that lesson may be an administrator's (`spam learn`,
                 // `quarantine release --learn-ham`, `remove --learn-spam`),
@@ -245,7 +276,7 @@ mod tests {
         };
         let store = Store::dir(dir.path(), limits);
         let batch = vec![(7, vec![1, 2, 3], Class::Spam), (8, vec![4, 5], Class::Ham)];
-        let first = learn_batch(&store, None, &batch).unwrap();
+        let first = learn_batch(&store, None, None, &batch).unwrap();
         assert_eq!(
             first,
             Batch {
@@ -257,7 +288,7 @@ mod tests {
         );
         let journal = dir.path().join(super::super::store::JOURNAL);
         let written = std::fs::metadata(&journal).map(|m| m.len()).unwrap_or(0);
-        let again = learn_batch(&store, None, &batch).unwrap();
+        let again = learn_batch(&store, None, None, &batch).unwrap();
         assert_eq!(
             again,
             Batch {
@@ -274,6 +305,39 @@ mod tests {
         );
     }
 
+    /// walkAV F9: a message the installed base learnt counts there
+    /// already; learnt into the site too it would count twice.
+    #[test]
+    fn what_the_base_learnt_is_not_learnt_again_into_the_site() {
+        let dir = tempfile::tempdir().unwrap();
+        let limits = super::super::store::Limits {
+            tokens: 1000,
+            learnt: 1000,
+        };
+        let store = Store::dir(dir.path(), limits);
+        let mut base = Model::default();
+        base.learn(7, &[1, 2, 3], Class::Spam);
+        base.learn(8, &[4, 5], Class::Ham);
+        let batch = vec![
+            (7, vec![1, 2, 3], Class::Spam),
+            (8, vec![4, 5], Class::Spam),
+            (9, vec![6], Class::Spam),
+        ];
+        let n = learn_batch(&store, None, Some(&base), &batch).unwrap();
+        assert_eq!(
+            n,
+            Batch {
+                spam: 1,
+                ham: 0,
+                known: 1,
+                kept: 1
+            }
+        );
+        let site = store.read().unwrap();
+        assert_eq!((site.spam_messages, site.ham_messages), (1, 0));
+        assert!(site.learnt.contains_key(&9) && !site.learnt.contains_key(&7));
+    }
+
     #[test]
     fn autolearn_does_not_move_a_message_learnt_as_the_other_class() {
         // walkAB finding 4: a message released with --learn-ham came again,
@@ -286,12 +350,12 @@ mod tests {
         let store = Store::dir(dir.path(), limits);
         // The administrator's lesson.
         let admin = vec![(7, vec![1, 2, 3], Class::Ham)];
-        learn_batch(&store, None, &admin).unwrap();
+        learn_batch(&store, None, None, &admin).unwrap();
         let verdicts = vec![
             (7, vec![1, 2, 3], Class::Spam),
             (9, vec![4, 5], Class::Spam),
         ];
-        let n = learn_batch(&store, None, &verdicts).unwrap();
+        let n = learn_batch(&store, None, None, &verdicts).unwrap();
         assert_eq!(
             n,
             Batch {

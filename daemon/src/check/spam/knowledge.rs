@@ -349,9 +349,11 @@ impl Shared {
         k.classifier.unavailable = damage.unavailable();
         let shared = Arc::new_cyclic(|me: &std::sync::Weak<Shared>| {
             let me = me.clone();
+            let base_of = me.clone();
             let learner = super::autolearn::Learner::start(
                 store.clone(),
                 Box::new(move || me.upgrade()?.site_in_use()),
+                Box::new(move || base_of.upgrade()?.loaded().classifier.base.clone()),
             );
             Shared {
                 learner,
@@ -420,6 +422,18 @@ impl Shared {
         // it (walkR finding 7).
         let marks = super::tokens::Marks::of(&self.config());
         let (digest, tokens) = super::for_learning(&super::tokens::unmark(raw, &marks));
+        // Learnt by the installed base as this class: known already, and
+        // not counted a second time in the site (walkAV F9). As the other
+        // class, it is learnt here: the site corrects its base.
+        if self
+            .loaded()
+            .classifier
+            .base
+            .as_ref()
+            .is_some_and(|b| b.learnt.get(&digest) == Some(&class))
+        {
+            return Ok(super::model::Learnt::Already);
+        }
         let from = self.site_in_use();
         self.store
             .update_from(from.as_ref().map(|(m, at)| (&**m, *at)), |model| {
