@@ -589,6 +589,40 @@ mod tests {
         assert!(!fires("RU", "приветствие"));
     }
 
+    /// walkAV F10: while the classifier is silent (rules at double
+    /// weight) a supplier's quote and an HR notice reached as/spam on
+    /// phrases of ordinary business mail; the offers stay caught.
+    #[test]
+    fn ordinary_business_wording_does_not_fire_the_offer_rules() {
+        let rules = parse(BUILT_IN).unwrap_or_else(|p| panic!("{p:?}"));
+        let fires = |name: &str, text: &str| {
+            let r = rules.iter().find(|r| r.name == name).map(|r| &r.regex);
+            assert!(r.is_some(), "no built-in rule {name}");
+            r.is_some_and(|r| r.is_match(text))
+        };
+        assert!(!fires(
+            "WORK_AT_HOME",
+            "You can work from home and business travel requires approval."
+        ));
+        assert!(fires(
+            "WORK_AT_HOME",
+            "Work from home and earn $5,000 a week!"
+        ));
+        assert!(fires("WORK_AT_HOME", "a real work at home opportunity"));
+        for subject in [
+            "Business travel policy update",
+            "Our offer for the new laptops",
+            "Proposal for Q3",
+        ] {
+            assert!(!fires("SUBJ_OPPORTUNITY", subject), "{subject}");
+        }
+        assert!(fires("SUBJ_OPPORTUNITY", "Earn extra income today"));
+        assert!(fires(
+            "SUBJ_OPPORTUNITY",
+            "A once in a lifetime opportunity"
+        ));
+    }
+
     /// The sets fire exactly what each rule fires alone, for the built-in
     /// rules, a site rule in another script (run alone) and rules on the
     /// header block.
