@@ -1460,7 +1460,7 @@ fn spam_status_and_start_say_what_a_damaged_or_silent_redis_holds() -> Result<()
     let log = gw.daemon.full_log();
     f.check(
         log.contains(
-            "Cannot read the spam store; the classifier abstains until it can (mail still flows).",
+            "Cannot read the spam store; the classifier is unavailable until it can (mail still flows; the rules weigh double).",
         ) && log.contains("did not answer within 1 s")
             && !log.contains("(os error 11)")
             && !log.contains("Cannot load spam knowledge"),
@@ -1539,7 +1539,7 @@ fn a_redis_snapshot_damaged_in_place_is_noticed_by_a_running_gateway() -> Result
     f.check(
         said.as_ref().is_ok_and(|log| {
             log.contains("ERROR")
-                && log.contains("Cannot read the spam store; the classifier abstains until it can (mail still flows).")
+                && log.contains("Cannot read the spam store; the classifier is unavailable until it can (mail still flows; the rules weigh double).")
                 && log.contains("not a Mailward spam model (checksum mismatch")
         }),
         || format!("the documented ERROR line: {said:?}"),

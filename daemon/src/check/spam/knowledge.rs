@@ -329,10 +329,11 @@ impl Shared {
             Err(e) if store.is_shared() => {
                 // The line the running daemon logs when Redis goes away
                 // (docs/spam.md), and the watcher's "answers again" once
-                // it is back: the classifier abstains meanwhile, the rules
-                // weigh double, mail flows.
+                // it is back: the classifier is unavailable meanwhile
+                // (walkAV F8: not "abstains", the word for too little
+                // learnt), the rules weigh double, mail flows.
                 tracing::error!(target: "scan", error = %e,
-                    "Cannot read the spam store; the classifier abstains until it can (mail still flows).");
+                    "Cannot read the spam store; the classifier is unavailable until it can (mail still flows; the rules weigh double).");
                 damage.store = Some(Unreadable::of(Part::Store, &e));
                 None
             }
@@ -765,7 +766,7 @@ fn poll_site(s: &Shared, seen: &mut Option<Version>) {
             let was_unavailable = s.loaded().classifier.unavailable;
             if was_down {
                 s.store_down.store(false, Ordering::Relaxed);
-                tracing::info!(target: "scan", store = %s.store.describe(), "The spam store answers again; the classifier is back.");
+                tracing::info!(target: "scan", store = %s.store.describe(), "The spam store answers again; its learning is read again.");
             }
             s.damaged(|d| {
                 d.store = None;
@@ -791,7 +792,7 @@ fn poll_site(s: &Shared, seen: &mut Option<Version>) {
         Err(e) if s.store.is_shared() => {
             if !was_down {
                 tracing::error!(target: "scan", error = %e,
-                    "Cannot read the spam store; the classifier abstains until it can (mail still flows).");
+                    "Cannot read the spam store; the classifier is unavailable until it can (mail still flows; the rules weigh double).");
                 s.store_down.store(true, Ordering::Relaxed);
                 s.damaged(|d| d.store = Some(Unreadable::of(Part::Store, &e)));
                 s.with_site(None);
