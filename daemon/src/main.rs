@@ -270,11 +270,15 @@ fn which(w: &WhichArchive) -> Option<Direction> {
 }
 
 /// What the daemon's answer says the classifier learnt (`learnt`: new,
-/// moved or already), as `class` (the other class being `other`).
+/// moved, already, or the GTUBE test message, not learnt), as `class`
+/// (the other class being `other`).
 fn print_learnt(data: &serde_json::Value, class: &str, other: &str) {
     match data["learnt"].as_str() {
         Some("new") => out!("Learnt as {class}."),
         Some("moved") => out!("Learnt as {class} (it had been learnt as {other})."),
+        Some(mailward::ops::stores::GTUBE_NOT_LEARNT) => {
+            out!("Not learnt: it is the GTUBE test message (its words are a test's).")
+        }
         Some(_) => out!("Already learnt as {class}."),
         None => {}
     }

@@ -100,6 +100,67 @@ fn send(port: u16, rcpts: &[&str], message: &[u8]) -> Result<Reply> {
     c.send_mail("sender@sender.test", rcpts, message)
 }
 
+/// walkAV F12: the README's own spam-path test (GTUBE into a
+/// quarantine) was learnt by `quarantine remove --learn-spam` (and could
+/// be released with --learn-ham, or given to `spam learn`): its words, a
+/// test's and the administrator's address, taught as spam. None of them
+/// learns it, and each says so; the entry is still released and removed.
+#[test]
+fn the_gtube_test_message_is_learnt_by_no_command() -> Result<()> {
+    let gw = Gateway::start("spam-gtube", |c| {
+        c.set_list("group.marked", "recipients", &["*@marked.example.com"])
+            .set_list("group.marked", "quarantine", &["as/spam"])
+    })?;
+    let mut f = Failures::default();
+    let gtube = "From: admin@example.com\r\nTo: boss@marked.example.com\r\nSubject: Spam path test\r\nDate: Mon, 07 Dec 2026 01:00:00 +0000\r\nMessage-ID: <gtube-1@example.com>\r\n\r\nTesting the spam path.\r\nXJS*C4JBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X\r\n";
+    let reply = send(gw.port(), &["boss@marked.example.com"], gtube.as_bytes())?;
+    f.check(reply.code == 250, || {
+        format!("GTUBE to the marked group: {reply:?}")
+    });
+    let id = wait_until(
+        "the GTUBE quarantine entry",
+        Duration::from_secs(15),
+        || {
+            let q = gw.daemon.cli_ok(&["quarantine", "list", "--json"])?;
+            Ok(q.lines()
+                .next()
+                .and_then(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+                .and_then(|e| e["id"].as_str().map(str::to_string)))
+        },
+    )?;
+    let not_learnt = "Not learnt: it is the GTUBE test message";
+    let out = gw
+        .daemon
+        .cli_ok(&["quarantine", "release", &id, "--learn-ham"])?;
+    f.check(
+        out.contains(&format!("Released {id} as queue ID ")) && out.contains(not_learnt),
+        || format!("release --learn-ham of GTUBE: {out}"),
+    );
+    let out = gw
+        .daemon
+        .cli_ok(&["quarantine", "remove", &id, "--learn-spam"])?;
+    f.check(
+        out.contains(not_learnt) && out.contains(&format!("{id} removed.")),
+        || format!("remove --learn-spam of GTUBE: {out}"),
+    );
+    let file = gw.dir.path().join("gtube.eml");
+    std::fs::write(&file, gtube)?;
+    let path = file.to_string_lossy().to_string();
+    let (_, said) = says(&gw.daemon, &["spam", "learn", "--spam", &path], &[])?;
+    f.check(
+        said.contains("the GTUBE test message; not learnt")
+            && said.contains("Learnt 0 new message(s)"),
+        || format!("spam learn of GTUBE: {said}"),
+    );
+    let status: serde_json::Value =
+        serde_json::from_str(&gw.daemon.cli_ok(&["spam", "status", "--json"])?)?;
+    f.check(
+        status["site"]["spam"] == 0 && status["site"]["ham"] == 0,
+        || format!("nothing learnt: {status}"),
+    );
+    f.finish(|| gw.daemon.full_log())
+}
+
 #[test]
 fn spam_is_refused_in_session_marked_or_quarantined_per_group() -> Result<()> {
     let stats_dir = TestDir::new("stats")?;
@@ -990,7 +1051,7 @@ fn two_gateways_share_learning_through_redis() -> Result<()> {
     });
     let log = two.daemon.full_log();
     f.check(
-        log.contains("Cannot read the spam store; the classifier abstains")
+        log.contains("Cannot read the spam store; the classifier is unavailable")
             && log.contains("classifier=unavailable"),
         || "the outage is logged".into(),
     );

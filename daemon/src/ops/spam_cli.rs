@@ -440,6 +440,14 @@ pub fn learn(
             class.as_str()
         );
         for (i, m) in msgs.iter().enumerate() {
+            if spam::is_gtube(&m.bytes) {
+                let _ = writeln!(
+                    err,
+                    "mailward: warning: {}: the GTUBE test message; not learnt (its words are a test's)",
+                    m.name
+                );
+                continue;
+            }
             // As it arrived: not the gateway's marks (walkR finding 7).
             let (digest, tokens) = spam::for_learning(&unmark(&m.bytes, &marks));
             if base_learnt.get(&digest) == Some(&class) {

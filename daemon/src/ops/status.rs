@@ -722,7 +722,7 @@ pub fn problems(s: &Status) -> Vec<String> {
         && !s.spam.unreadable.iter().any(|u| !u.in_use_stays)
     {
         p.push(format!(
-            "The spam store {} cannot be read: the classifier abstains, mail is judged by the other tests (the rules at double weight).",
+            "The spam store {} cannot be read: the classifier is unavailable, mail is judged by the other tests (the rules at double weight).",
             s.spam.store
         ));
     }

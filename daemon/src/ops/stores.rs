@@ -592,7 +592,12 @@ pub async fn release(
     }
     if learn_ham {
         match learn_entry(gw, &store, &id, Class::Ham).await {
-            Ok(l) => {
+            Ok(None) => {
+                tracing::info!(target: "admin", quarantine_id = %id, by = %by(),
+                    "Released; the GTUBE test message is not learnt as ham.");
+                answer["learnt"] = GTUBE_NOT_LEARNT.into();
+            }
+            Ok(Some(l)) => {
                 tracing::info!(target: "admin", quarantine_id = %id, learnt = l.as_str(),
                     by = %by(), "Released message learnt as ham by an administrator.");
                 answer["learnt"] = l.as_str().into();
@@ -849,16 +854,22 @@ fn already_released(id: &str, last: &Released, times: usize, done: &str) -> Stri
 }
 
 /// Teaches the spam classifier entry `id` of `store` as `class`, now.
+/// None: the entry is the GTUBE test message, which is not learnt.
 async fn learn_entry(
     gw: &Gateway,
     store: &Arc<Store>,
     id: &str,
     class: Class,
-) -> Result<Learnt, String> {
+) -> Result<Option<Learnt>, String> {
     let (s, entry_id, spam) = (store.clone(), id.to_string(), gw.scanner.spam.clone());
     tokio::task::spawn_blocking(move || {
         let (_, bytes) = s.get(&entry_id).map_err(|e| e.to_string())?;
-        spam.learn_now(&bytes, class).map_err(|e| e.to_string())
+        if crate::check::spam::is_gtube(&bytes) {
+            return Ok(None);
+        }
+        spam.learn_now(&bytes, class)
+            .map(Some)
+            .map_err(|e| e.to_string())
     })
     .await
     .unwrap_or_else(|e| Err(format!("the learning task failed: {e}")))
@@ -878,12 +889,26 @@ pub async fn remove_as_spam(gw: &Gateway, id: String) -> Result<serde_json::Valu
     let learnt = learn_entry(gw, &store, &id, Class::Spam)
         .await
         .map_err(|e| format!("not learnt as spam, so not removed: {e}"))?;
-    tracing::info!(target: "admin", quarantine_id = %id, learnt = learnt.as_str(),
-        by = %by(), "Quarantined message learnt as spam by an administrator.");
+    let learnt = match learnt {
+        Some(l) => {
+            tracing::info!(target: "admin", quarantine_id = %id, learnt = l.as_str(),
+                by = %by(), "Quarantined message learnt as spam by an administrator.");
+            l.as_str()
+        }
+        None => {
+            tracing::info!(target: "admin", quarantine_id = %id, by = %by(),
+                "The GTUBE test message is not learnt as spam; it is removed.");
+            GTUBE_NOT_LEARNT
+        }
+    };
     let mut answer = remove(&store, id).await?;
-    answer["learnt"] = learnt.as_str().into();
+    answer["learnt"] = learnt.into();
     Ok(answer)
 }
+
+/// The daemon's answer's `learnt` for the GTUBE test message, which the
+/// quarantine's --learn-ham and --learn-spam do not learn.
+pub const GTUBE_NOT_LEARNT: &str = "gtube";
 
 /// `remove`: one entry.
 pub async fn remove(store: &Arc<Store>, id: String) -> Result<serde_json::Value, String> {

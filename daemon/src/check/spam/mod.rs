@@ -121,6 +121,13 @@ pub const GTUBE: &str = "XJS*C4JBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST
 /// SpamAssassin's weight for it.
 pub const GTUBE_POINTS: f64 = 1000.0;
 
+/// Whether `raw` carries [`GTUBE`]: a test message, which no command
+/// learns (its words are a test's, not a spammer's or a correspondent's;
+/// walkAV F12: `spam learn` and the quarantine's --learn-* learnt it).
+pub fn is_gtube(raw: &[u8]) -> bool {
+    raw.windows(GTUBE.len()).any(|w| w == GTUBE.as_bytes())
+}
+
 /// The classifier's test for a probability.
 pub fn band(p: f64) -> Hit {
     let (_, name, weight) = BANDS
