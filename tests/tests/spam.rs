@@ -557,6 +557,32 @@ fn learning_reaches_the_running_daemon_and_round_trips() -> Result<()> {
                 .is_some_and(|r| (80..=100).contains(&r)),
         || format!("spam, rated 80 or more at the standard level: {out}"),
     );
+    // Each test with the weight it counted for, and whether the
+    // classifier spoke (walkAV F2), as `spam status` says it.
+    let weights = v["weights"].as_object().cloned().unwrap_or_default();
+    let tests: Vec<&str> = v["tests"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|t| t.as_str()).collect())
+        .unwrap_or_default();
+    f.check(
+        !tests.is_empty()
+            && tests.len() == weights.len()
+            && tests
+                .iter()
+                .all(|t| weights.get(*t).and_then(|w| w.as_f64()).is_some()),
+        || format!("a weight for each test: {out}"),
+    );
+    let status: serde_json::Value =
+        serde_json::from_str(&gw.daemon.cli_ok(&["spam", "status", "--json"])?)?;
+    f.check(
+        v["classifier"].is_string() && v["classifier"] == status["classifier"],
+        || {
+            format!(
+                "the classifier's state, as spam status says it ({}): {out}",
+                status["classifier"]
+            )
+        },
+    );
     let text = gw
         .daemon
         .cli_ok(&["spam", "check", &one.display().to_string()])?;

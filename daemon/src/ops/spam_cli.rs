@@ -813,6 +813,9 @@ pub fn check(
     }
     let k = loaded.knowledge;
     let unavailable = k.classifier.unavailable;
+    // active, abstaining (too little learnt: the rules weigh double) or
+    // unavailable, on every --json object.
+    let readiness = k.classifier.readiness().as_str();
     // Asked for clues the classifier cannot give: why there are none
     // (walkR finding 14: the verdict came alone, without a word).
     let no_clues = (clues > 0).then(|| no_clues(&k.classifier)).flatten();
@@ -850,12 +853,19 @@ pub fn check(
                 "score": e.shown_score(),
                 "rating": e.rating(),
                 "tests": e.test_names(),
+                // What each test counted for, as the text line and the log
+                // say it (walkAV F2: a script could not tell why a score
+                // was what it was, the rules weighing double while the
+                // classifier is silent).
+                "weights": e
+                    .hits
+                    .iter()
+                    .map(|h| (h.name.clone(), ((h.weight * 100.0).round() / 100.0).into()))
+                    .collect::<serde_json::Map<String, serde_json::Value>>(),
                 "probability": e.probability,
                 "formal": e.formal,
+                "classifier": readiness,
             });
-            if unavailable {
-                v["classifier"] = "unavailable".into();
-            }
             if let Some(why) = &no_clues {
                 v["no_clues"] = why.as_str().into();
             }
