@@ -296,6 +296,29 @@ impl Daemon {
             .with_context(|| format!("running mailward {}", args.join(" ")))
     }
 
+    /// Like [`cli`](Self::cli), with `input` on its standard input.
+    pub fn cli_with_stdin(&self, args: &[&str], input: &[u8]) -> Result<Output> {
+        use std::io::Write;
+        let mut child = Command::new(&self.bin)
+            .args(args)
+            .arg("--config")
+            .arg(&self.config_path)
+            .current_dir(&self.dir)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("running mailward {}", args.join(" ")))?;
+        if let Some(mut stdin) = child.stdin.take() {
+            stdin
+                .write_all(input)
+                .context("writing to mailward's stdin")?;
+        }
+        child
+            .wait_with_output()
+            .with_context(|| format!("waiting for mailward {}", args.join(" ")))
+    }
+
     /// Like [`cli`](Self::cli), failing unless it exits 0; returns stdout.
     pub fn cli_ok(&self, args: &[&str]) -> Result<String> {
         let out = self.cli(args)?;

@@ -583,6 +583,32 @@ fn learning_reaches_the_running_daemon_and_round_trips() -> Result<()> {
             )
         },
     );
+    // From standard input, as a mail client's "pipe message" gives it
+    // (walkAV F11), the same verdict.
+    let piped = gw
+        .daemon
+        .cli_with_stdin(&["spam", "check", "--json", "-"], &std::fs::read(&one)?)?;
+    let from_stdin: serde_json::Value = serde_json::from_slice(&piped.stdout).unwrap_or_default();
+    f.check(
+        piped.status.success()
+            && from_stdin["file"] == "<stdin>"
+            && from_stdin["score"] == v["score"],
+        || format!("check of standard input: {}", output_text(&piped)),
+    );
+    // A binary file given by mistake is judged, and said (walkAV F3).
+    let binary = gw.dir.path().join("program.bin");
+    std::fs::write(
+        &binary,
+        b"\x7fELF\x02\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00",
+    )?;
+    let out = gw
+        .daemon
+        .cli(&["spam", "check", &binary.display().to_string()])?;
+    f.check(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("holds NUL bytes, so it is not a mail message"),
+        || format!("a warning for a binary file: {}", output_text(&out)),
+    );
     let text = gw
         .daemon
         .cli_ok(&["spam", "check", &one.display().to_string()])?;

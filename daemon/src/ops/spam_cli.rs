@@ -198,6 +198,10 @@ fn gather(command: Option<&'static str>, paths: &[PathBuf]) -> Result<Gathered, 
         skipped: Vec::new(),
     };
     for p in paths {
+        if p.as_os_str() == STDIN {
+            read_file(command, p, &mut g.messages)?;
+            continue;
+        }
         let meta = std::fs::metadata(p).map_err(unreadable(command, p))?;
         if meta.is_dir() {
             let files = message_files(command, p)?;
@@ -281,13 +285,26 @@ fn tell_empty(empty: &[PathBuf], err: &mut dyn Write) {
     }
 }
 
+/// The PATH that names standard input (walkAV F11: a mail client's "pipe
+/// message", `doveadm fetch ... | mailward spam check -`).
+pub const STDIN: &str = "-";
+
 fn read_file(
     command: Option<&'static str>,
     path: &Path,
     out: &mut Vec<Source>,
 ) -> Result<(), SpamCliError> {
-    let bytes = std::fs::read(path).map_err(unreadable(command, path))?;
-    let name = path.display().to_string();
+    let (bytes, name) = if path.as_os_str() == STDIN {
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::stdin().lock(), &mut bytes)
+            .map_err(unreadable(command, path))?;
+        (bytes, "<stdin>".to_string())
+    } else {
+        (
+            std::fs::read(path).map_err(unreadable(command, path))?,
+            path.display().to_string(),
+        )
+    };
     if bytes.iter().all(u8::is_ascii_whitespace) {
         // Learnt, it would count as a message (walkI 22).
         return Err(SpamCliError::Usage(format!(
@@ -837,6 +854,16 @@ pub fn check(
     }
     let marks = Marks::of(cfg);
     for m in judged {
+        // A binary file given by mistake is judged like anything else (the
+        // gateway would), but said (walkAV F3: an ELF file came out
+        // as/probable without a word). SMTP carries no NUL.
+        if m.bytes.contains(&0) {
+            let _ = writeln!(
+                err,
+                "mailward: warning: {}: holds NUL bytes, so it is not a mail message as SMTP carries one; judged anyway",
+                m.name
+            );
+        }
         // Judged as it arrived, as it is learnt: a message from a Junk
         // folder carries the gateway's marks (walkR finding 7).
         let raw = unmark(&m.bytes, &marks);
