@@ -1085,6 +1085,18 @@ fn two_gateways_share_learning_through_redis() -> Result<()> {
         loads.len() == 1 && loads[0].contains("read=journal changes=16"),
         || format!("one load of the journal's 16 changes expected: {loads:?}"),
     );
+    // The log says when the classifier starts to speak (walkAV F5): it
+    // abstained at the start, with nothing learnt.
+    let said = |what: &str| {
+        log.lines()
+            .filter(|l| l.contains(&format!("Spam classifier {what}:")))
+            .count()
+    };
+    f.check(
+        said("abstaining") == 1
+            && log.contains("Spam classifier active: it has learnt spam.min_learnt messages of each class; its verdict counts beside the rules. spam=8 ham=8 min_learnt=5"),
+        || format!("abstaining at the start, active once learnt: {log}"),
+    );
     // Redis goes away: mail flows, the classifier is unavailable.
     redis.stop();
     thread::sleep(Duration::from_millis(3000));
@@ -1146,6 +1158,19 @@ fn two_gateways_share_learning_through_redis() -> Result<()> {
         }),
         || format!("a warning with what it held: {warned:?}"),
     );
+    // And back empty, it abstains, as the log says (walkAV F8: "the
+    // classifier is back" was all).
+    let abstains = wait_until(
+        "the classifier to abstain again",
+        Duration::from_secs(15),
+        || {
+            let log = two.daemon.full_log();
+            Ok((log.matches("Spam classifier abstaining:").count() == 2).then_some(()))
+        },
+    );
+    f.check(abstains.is_ok(), || {
+        format!("abstaining after the empty store: {abstains:?}")
+    });
     let status = two.daemon.cli_ok(&["status"])?;
     f.check(
         status.contains(&format!(

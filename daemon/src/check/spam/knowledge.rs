@@ -16,7 +16,7 @@
 //! - `base.model`: an installed base (`mailward spam import --base`), the
 //!   previous one kept as `base.model.bak` for `spam rollback`.
 
-use super::classifier::Classifier;
+use super::classifier::{Classifier, Readiness};
 use super::model::{Model, ModelError};
 use super::rules::{self, RuleSet};
 use super::store::{Cursor, Limits, Since, Store, StoreError, Version, REDIS_TIMEOUT};
@@ -372,6 +372,19 @@ impl Shared {
         if let Ok(mut seen) = shared.seen.lock() {
             *seen = shared.stamp();
         }
+        // Whether the classifier speaks, said at the start (walkAV F5: the
+        // log never said it abstains, nor how far it is from min_learnt)
+        // and again whenever it changes ([`Shared::install`]).
+        let now = shared.loaded();
+        let c = &now.classifier;
+        if c.readiness() != Readiness::Unavailable {
+            log_readiness(
+                c.readiness(),
+                c.spam_messages(),
+                c.ham_messages(),
+                c.min_learnt,
+            );
+        }
         let weak = Arc::downgrade(&shared);
         let spawned = std::thread::Builder::new()
             .name("spam-knowledge".into())
@@ -563,9 +576,21 @@ impl Shared {
     }
 
     fn install(&self, k: Knowledge) {
+        let before = self.loaded().classifier.readiness();
+        let after = k.classifier.readiness();
+        let (spam, ham, min_learnt) = (
+            k.classifier.spam_messages(),
+            k.classifier.ham_messages(),
+            k.classifier.min_learnt,
+        );
         match self.current.write() {
             Ok(mut c) => *c = Arc::new(k),
             Err(p) => *p.into_inner() = Arc::new(k),
+        }
+        // Becoming unavailable has its own ERROR line; becoming active or
+        // abstaining again (a store back empty) is said here.
+        if after != before && after != Readiness::Unavailable {
+            log_readiness(after, spam, ham, min_learnt);
         }
     }
 
@@ -654,6 +679,17 @@ impl Shared {
             Err(p) => *p.into_inner() = cfg,
         }
         self.reload();
+    }
+}
+
+/// The line that says whether the classifier speaks.
+fn log_readiness(r: Readiness, spam: u64, ham: u64, min_learnt: u64) {
+    if r == Readiness::Active {
+        tracing::info!(target: "scan", spam, ham, min_learnt,
+            "Spam classifier active: it has learnt spam.min_learnt messages of each class; its verdict counts beside the rules.");
+    } else {
+        tracing::info!(target: "scan", spam, ham, min_learnt,
+            "Spam classifier abstaining: it has not learnt spam.min_learnt messages of each class yet; until it has, the rules weigh double.");
     }
 }
 
