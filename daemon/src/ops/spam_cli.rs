@@ -440,15 +440,15 @@ pub fn learn(
     tell_empty(&empty, err);
     let marks = Marks::of(cfg);
     // The base's messages: one it holds as the same class is known
-    // already; learnt into the site too it would count twice (walkAV F9).
-    // One it holds as the other class is learnt here: the site's learning
-    // is how a site corrects its base. A base that cannot be read is the
-    // status's problem, not this command's.
+    // already; learnt into the site too it would count twice (walkAV F9),
+    // and a site lesson of the other class is taken back. One the base
+    // holds as the other class is learnt here: the site's learning is how
+    // a site corrects its base. A base that cannot be read is the status's
+    // problem, not this command's.
     let base_learnt = match Model::read(&cfg.spam.dir.join(BASE)) {
         Ok(Some(base)) => base.learnt,
         _ => Default::default(),
     };
-    let mut in_base = 0;
     for (msgs, class) in read {
         let _ = writeln!(
             err,
@@ -463,14 +463,11 @@ pub fn learn(
                     "mailward: warning: {}: the GTUBE test message; not learnt (its words are a test's)",
                     m.name
                 );
-                continue;
-            }
-            // As it arrived: not the gateway's marks (walkR finding 7).
-            let (digest, tokens) = spam::for_learning(&unmark(&m.bytes, &marks));
-            if base_learnt.get(&digest) == Some(&class) {
-                in_base += 1;
             } else {
-                learning.push((digest, tokens, class));
+                // As it arrived: not the gateway's marks (walkR finding 7).
+                let (digest, tokens) = spam::for_learning(&unmark(&m.bytes, &marks));
+                let in_base = base_learnt.get(&digest) == Some(&class);
+                learning.push((digest, tokens, class, in_base));
             }
             progress(i + 1, msgs.len(), err);
         }
@@ -482,12 +479,27 @@ pub fn learn(
     let _ = writeln!(err, "Learning into {}.", place(cfg, &store));
     let (tally, trimmed) = store
         .update(|model| {
-            let mut tally = Tally {
-                already: in_base,
-                in_base,
-                ..Tally::default()
-            };
-            for (digest, tokens, class) in &learning {
+            let mut tally = Tally::default();
+            for (digest, tokens, class, in_base) in &learning {
+                if *in_base {
+                    tally.in_base += 1;
+                    match model.learnt.get(digest) {
+                        None => {
+                            tally.already += 1;
+                            continue;
+                        }
+                        // The site taught the other class: taken back, so
+                        // the base's lesson stands alone.
+                        Some(c) if c != class => {
+                            model.forget(*digest, tokens);
+                            tally.moved += 1;
+                            continue;
+                        }
+                        // Both hold it (learnt before the base came): as
+                        // before, known.
+                        Some(_) => {}
+                    }
+                }
                 match model.learn(*digest, tokens, *class) {
                     Learnt::New => tally.new += 1,
                     Learnt::Already => tally.already += 1,
@@ -1619,6 +1631,12 @@ mod tests {
         // its base.
         let tally = learn(&cfg, &[], std::slice::from_ref(&a), &mut Vec::new()).unwrap();
         assert_eq!((tally.new, tally.in_base), (1, 0));
+        // And taught as the base has it again: the site's lesson is taken
+        // back, not counted beside the base's.
+        let tally = learn(&cfg, std::slice::from_ref(&a), &[], &mut Vec::new()).unwrap();
+        assert_eq!((tally.moved, tally.in_base, tally.new), (1, 1, 0));
+        let site = site_store(&cfg).unwrap().read().unwrap();
+        assert_eq!((site.spam_messages, site.ham_messages), (1, 0), "only b");
         // A base that holds what the site learnt is installed, and said.
         let file = dir.path().join("colleague.model");
         let mut other = Model::default();

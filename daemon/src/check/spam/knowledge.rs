@@ -436,23 +436,31 @@ impl Shared {
         // it (walkR finding 7).
         let marks = super::tokens::Marks::of(&self.config());
         let (digest, tokens) = super::for_learning(&super::tokens::unmark(raw, &marks));
-        // Learnt by the installed base as this class: known already, and
-        // not counted a second time in the site (walkAV F9). As the other
-        // class, it is learnt here: the site corrects its base.
-        if self
+        // Learnt by the installed base as this class: known already, not
+        // counted a second time in the site, and a site lesson of the
+        // other class is taken back (walkAV F9). As the other class, it is
+        // learnt here: the site corrects its base.
+        let in_base = self
             .loaded()
             .classifier
             .base
             .as_ref()
-            .is_some_and(|b| b.learnt.get(&digest) == Some(&class))
-        {
-            return Ok(super::model::Learnt::Already);
-        }
+            .is_some_and(|b| b.learnt.get(&digest) == Some(&class));
         let from = self.site_in_use();
         self.store
             .update_from(from.as_ref().map(|(m, at)| (&**m, *at)), |model| {
+                use super::model::Learnt;
+                use super::store::Edit;
+                match model.learnt.get(&digest) {
+                    None if in_base => return Edit::Unchanged(Learnt::Already),
+                    Some(c) if in_base && *c != class => {
+                        model.forget(digest, &tokens);
+                        return Edit::Changed(Learnt::Moved);
+                    }
+                    _ => {}
+                }
                 let learnt = model.learn(digest, &tokens, class);
-                super::store::Edit::when(learnt != super::model::Learnt::Already, learnt)
+                Edit::when(learnt != Learnt::Already, learnt)
             })
             .map(|(learnt, _)| learnt)
     }
