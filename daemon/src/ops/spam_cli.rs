@@ -439,11 +439,8 @@ pub fn learn(
     }
     tell_empty(&empty, err);
     let marks = Marks::of(cfg);
-    // The base's messages: one it holds as the same class is known
-    // already; learnt into the site too it would count twice (walkAV F9),
-    // and a site lesson of the other class is taken back. One the base
-    // holds as the other class is learnt here: the site's learning is how
-    // a site corrects its base. A base that cannot be read is the status's
+    // What the installed base learnt (`Changing::learn_beside_base` in
+    // the spam store). A base that cannot be read is the status's
     // problem, not this command's.
     let base_learnt = match Model::read(&cfg.spam.dir.join(BASE)) {
         Ok(Some(base)) => base.learnt,
@@ -466,7 +463,7 @@ pub fn learn(
             } else {
                 // As it arrived: not the gateway's marks (walkR finding 7).
                 let (digest, tokens) = spam::for_learning(&unmark(&m.bytes, &marks));
-                let in_base = base_learnt.get(&digest) == Some(&class);
+                let in_base = base_learnt.get(&digest).copied();
                 learning.push((digest, tokens, class, in_base));
             }
             progress(i + 1, msgs.len(), err);
@@ -481,26 +478,10 @@ pub fn learn(
         .update(|model| {
             let mut tally = Tally::default();
             for (digest, tokens, class, in_base) in &learning {
-                if *in_base {
+                if *in_base == Some(*class) {
                     tally.in_base += 1;
-                    match model.learnt.get(digest) {
-                        None => {
-                            tally.already += 1;
-                            continue;
-                        }
-                        // The site taught the other class: taken back, so
-                        // the base's lesson stands alone.
-                        Some(c) if c != class => {
-                            model.forget(*digest, tokens);
-                            tally.moved += 1;
-                            continue;
-                        }
-                        // Both hold it (learnt before the base came): as
-                        // before, known.
-                        Some(_) => {}
-                    }
                 }
-                match model.learn(*digest, tokens, *class) {
+                match model.learn_beside_base(*in_base, *digest, tokens, *class) {
                     Learnt::New => tally.new += 1,
                     Learnt::Already => tally.already += 1,
                     Learnt::Moved => tally.moved += 1,
@@ -1381,13 +1362,7 @@ pub fn import(
         let overlap = site_store(cfg)
             .ok()
             .and_then(|store| store.read().ok())
-            .map_or(0, |site| {
-                incoming
-                    .learnt
-                    .keys()
-                    .filter(|d| site.learnt.contains_key(d))
-                    .count()
-            });
+            .map_or(0, |site| site.shared_with(&incoming));
         if overlap > 0 {
             let _ = writeln!(
                 err,
@@ -1433,11 +1408,7 @@ pub fn import(
         .update(|site| {
             // Per message where the other side knows which messages it
             // learnt, so that a message both learnt counts once.
-            let overlap = incoming
-                .learnt
-                .keys()
-                .filter(|d| site.learnt.contains_key(d))
-                .count();
+            let overlap = site.shared_with(&incoming);
             if overlap > 0 {
                 return Edit::Unchanged(Err(SpamCliError::Usage(format!(
                     "{}: {overlap} of its messages are learnt here already; forget them first (as the base, with --base, they would count twice)",

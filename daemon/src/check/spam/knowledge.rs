@@ -436,31 +436,18 @@ impl Shared {
         // it (walkR finding 7).
         let marks = super::tokens::Marks::of(&self.config());
         let (digest, tokens) = super::for_learning(&super::tokens::unmark(raw, &marks));
-        // Learnt by the installed base as this class: known already, not
-        // counted a second time in the site, and a site lesson of the
-        // other class is taken back (walkAV F9). As the other class, it is
-        // learnt here: the site corrects its base.
+        // Beside the installed base (`Changing::learn_beside_base` in the spam store).
         let in_base = self
             .loaded()
             .classifier
             .base
             .as_ref()
-            .is_some_and(|b| b.learnt.get(&digest) == Some(&class));
+            .and_then(|b| b.learnt.get(&digest).copied());
         let from = self.site_in_use();
         self.store
             .update_from(from.as_ref().map(|(m, at)| (&**m, *at)), |model| {
-                use super::model::Learnt;
-                use super::store::Edit;
-                match model.learnt.get(&digest) {
-                    None if in_base => return Edit::Unchanged(Learnt::Already),
-                    Some(c) if in_base && *c != class => {
-                        model.forget(digest, &tokens);
-                        return Edit::Changed(Learnt::Moved);
-                    }
-                    _ => {}
-                }
-                let learnt = model.learn(digest, &tokens, class);
-                Edit::when(learnt != Learnt::Already, learnt)
+                let learnt = model.learn_beside_base(in_base, digest, &tokens, class);
+                super::store::Edit::when(learnt != super::model::Learnt::Already, learnt)
             })
             .map(|(learnt, _)| learnt)
     }

@@ -110,6 +110,15 @@ impl Model {
         outcome
     }
 
+    /// How many messages both this model and `other` learnt.
+    pub fn shared_with(&self, other: &Model) -> usize {
+        other
+            .learnt
+            .keys()
+            .filter(|d| self.learnt.contains_key(d))
+            .count()
+    }
+
     /// Forgets one message; false when it was not learnt.
     pub fn forget(&mut self, digest: u64, tokens: &[u64]) -> bool {
         match self.learnt.remove(&digest) {
@@ -378,6 +387,18 @@ fn trim_rarest<V>(map: &mut HashMap<u64, V>, max: usize, weight: impl Fn(&V) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// How many messages two models both learnt (an import's overlap).
+    #[test]
+    fn shared_lessons_are_counted_by_message() {
+        let mut site = Model::default();
+        site.learn(1, &[10], Class::Spam);
+        site.learn(2, &[11], Class::Spam);
+        let mut other = Model::default();
+        other.learn(2, &[11], Class::Ham);
+        other.learn(3, &[12], Class::Ham);
+        assert_eq!(site.shared_with(&other), 1);
+    }
 
     #[test]
     fn learning_twice_counts_once_moves_between_classes_and_forgets() {

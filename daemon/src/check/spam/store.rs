@@ -333,6 +333,35 @@ impl<'a> Changing<'a> {
         forgot
     }
 
+    /// [`Self::learn`] (journalled) of a message beside an installed
+    /// base, which holds it as `in_base` (None: not at all). One the base
+    /// holds as the same class is known already: learnt here too it would
+    /// count twice (walkAV F9), and a lesson of the other class here is
+    /// taken back (`Moved`) so the base's stands alone; one it learnt as
+    /// the other class is learnt here (a site corrects its base). The
+    /// administrator's lessons (`spam learn`, the quarantine's --learn-*)
+    /// go through here; autolearn, which never moves a lesson, does not.
+    pub fn learn_beside_base(
+        &mut self,
+        in_base: Option<Class>,
+        digest: u64,
+        tokens: &[u64],
+        class: Class,
+    ) -> Learnt {
+        if in_base == Some(class) {
+            match self.learnt.get(&digest) {
+                None => return Learnt::Already,
+                Some(c) if *c != class => {
+                    self.forget(digest, tokens);
+                    return Learnt::Moved;
+                }
+                // Learnt here too before the base came: as before, known.
+                Some(_) => {}
+            }
+        }
+        self.learn(digest, tokens, class)
+    }
+
     /// [`Model::absorb`]: too big for the journal, so the snapshot is
     /// rewritten.
     pub fn absorb(&mut self, other: &Model) {
