@@ -38,9 +38,9 @@ pub enum SpamCliError {
     /// line); the others were judged.
     #[error("{}", unread(*.0, *.1))]
     Unread(usize, usize),
-    /// `spam check`: files of the directories given that could not be read
-    /// (each said on its own line, skipped); the others were judged.
-    #[error("{0} file(s) of the directories given could not be read and were skipped; the others were judged")]
+    /// `spam check`: files of the directories given that were empty or could
+    /// not be read (each said on its own line, skipped); the others were judged.
+    #[error("{0} file(s) of the directories given were empty or could not be read (each named above) and were skipped; the others were judged")]
     Skipped(usize),
     /// `spam status` listed this many problems (each on its own line).
     #[error("spam status lists {0} problem(s)")]
@@ -2032,7 +2032,7 @@ mod tests {
         let e = r.unwrap_err();
         assert_eq!(
             e.to_string(),
-            "1 file(s) of the directories given could not be read and were skipped; the others were judged"
+            "1 file(s) of the directories given were empty or could not be read (each named above) and were skipped; the others were judged"
         );
         assert_eq!(e.exit_code(), 1);
         assert_eq!(String::from_utf8(out).unwrap().lines().count(), 2);
