@@ -87,13 +87,19 @@ impl Engine {
             spam,
         });
         let rx = Arc::new(Mutex::new(rx));
-        for n in 0..workers.max(1) {
+        let wanted = workers.max(1);
+        for n in 0..wanted {
             let (engine, rx) = (engine.clone(), rx.clone());
             let spawned = std::thread::Builder::new()
                 .name(format!("scan-{n}"))
                 .spawn(move || worker(&engine, &rx));
             if let Err(e) = spawned {
-                tracing::error!(target: "scan", error = %e, "Cannot start a scan worker.");
+                // The system is out of threads or memory: the next spawn
+                // fails the same way, so one line, not one per worker
+                // (walkAW F10: 89,000 lines in two seconds).
+                tracing::error!(target: "scan", error = %e, started = n, wanted,
+                    "Cannot start more scan workers; scanning goes on with those started (lower limits.antiviral_sessions).");
+                break;
             }
         }
         (engine, problem)

@@ -1433,3 +1433,48 @@ fn xforward_hosts_default_to_this_host_and_warn_when_wider_than_one() {
         "{lines:?}"
     );
 }
+
+/// walkAW F10: `antiviral_sessions = 100000` passed, and the start then
+/// tried to spawn 100,000 scan threads (a panic, 89,000 log lines).
+#[test]
+fn antiviral_sessions_is_bounded() {
+    assert_eq!(
+        problems("[limits]\nantiviral_sessions = 100000\n"),
+        vec!["mailward.toml:2: limits.antiviral_sessions: must be from 1 to 256, got 100000 (one scan thread each; about one per CPU core is right)"]
+    );
+    assert_eq!(problems("[limits]\nantiviral_sessions = 0\n").len(), 1);
+    let c = parse("[limits]\nantiviral_sessions = 256\n", "x").unwrap();
+    assert_eq!(c.limits.antiviral_sessions, 256);
+}
+
+/// walkAW F4: `relay_networks = ["0.0.0.0/0"]`, an open relay, was taken
+/// without a word; a network written with host bits meant all of it.
+#[test]
+fn relay_networks_warn_of_an_open_relay_and_of_host_bits() {
+    let quiet = warnings(
+        "[network]\nrelay_networks = [\"127.0.0.0/8\", \"10.0.0.0/8\", \"192.0.2.7\", \"2001:db8::/48\"]\n",
+    );
+    assert!(
+        !quiet.iter().any(|w| w.contains("relay_networks")),
+        "{quiet:?}"
+    );
+    let open = warnings("[network]\nrelay_networks = [\"0.0.0.0/0\", \"::/0\"]\n");
+    let open: Vec<_> = open
+        .iter()
+        .filter(|w| w.contains("network.relay_networks") && w.contains("an open relay"))
+        .collect();
+    assert_eq!(open.len(), 2, "{open:?}");
+    let wide = warnings("[network]\nrelay_networks = [\"64.0.0.0/2\"]\n");
+    assert!(
+        wide.iter()
+            .any(|w| w.contains("64.0.0.0/2 is wider than any one site's network")),
+        "{wide:?}"
+    );
+    let bits = warnings("[network]\nrelay_networks = [\"10.0.0.5/8\"]\n");
+    assert!(
+        bits.iter().any(|w| w.contains(
+            "10.0.0.5/8 has host bits set, so it is all of 10.0.0.0/8; write 10.0.0.5/32 for that one host"
+        )),
+        "{bits:?}"
+    );
+}

@@ -675,13 +675,55 @@ fn network(ctx: &mut Ctx<'_>, raw: &RawNetwork, milter_only: bool) -> Network {
                     .collect()
             },
         ),
-        relay_networks: get_list!(ctx, p, raw.relay_networks, net)
-            .unwrap_or_else(|| "127.0.0.0/8".parse().ok().into_iter().collect()),
+        relay_networks: relay_networks(ctx, &p, raw),
         xforward_hosts: xforward_hosts(ctx, &p, raw),
         after_queue: get!(ctx, p, raw.after_queue, boolean).unwrap_or(false),
         tls_certificate: get!(ctx, p, raw.tls_certificate, path),
         tls_key: get!(ctx, p, raw.tls_key, path),
     }
+}
+
+/// `network.relay_networks`: clients that may relay to any domain. A
+/// network that holds every address makes an open relay, and one wider
+/// than any site's (IPv4 /7 or wider, IPv6 /31 or wider) is almost always a slip,
+/// so both are warnings (walkAW F4); so is a network written with host
+/// bits ("10.0.0.5/8" is all of 10.0.0.0/8, where one host was likely
+/// meant), which Postfix warns of too.
+fn relay_networks(ctx: &mut Ctx<'_>, p: &KeyPath, raw: &RawNetwork) -> Vec<IpNet> {
+    let Some(nets) = get_list!(ctx, p, raw.relay_networks, net) else {
+        return "127.0.0.0/8".parse().ok().into_iter().collect();
+    };
+    for n in &nets {
+        let key = p.key("relay_networks");
+        if n.prefix_len() == 0 {
+            ctx.warn(
+                &key,
+                format!(
+                    "{n} is every address: any client on the Internet may relay through this gateway to any domain (an open relay); list your own networks"
+                ),
+            );
+        } else if n.prefix_len() < n.max_prefix_len() / 4 {
+            ctx.warn(
+                &key,
+                format!(
+                    "{n} is wider than any one site's network: every client in it may relay to any domain; list your own networks"
+                ),
+            );
+        }
+        if n.addr() != n.network() {
+            ctx.warn(
+                &key,
+                format!(
+                    "{n} has host bits set, so it is all of {}/{}; write {}/{} for that one host",
+                    n.network(),
+                    n.prefix_len(),
+                    n.addr(),
+                    n.max_prefix_len()
+                ),
+            );
+        }
+    }
+    nets
 }
 
 /// `network.xforward_hosts`: by default this host only (loopback), where
@@ -756,6 +798,12 @@ fn access(ctx: &mut Ctx<'_>, raw: &RawAccess) -> Access {
     }
 }
 
+/// The most scan threads `limits.antiviral_sessions` may start. Scanning is
+/// CPU work, so more threads than cores only queue in the kernel; a bound
+/// keeps a typo (100000) from exhausting the host's threads at start
+/// (walkAW F10).
+const MAX_SCAN_WORKERS: u32 = 256;
+
 fn limits(ctx: &mut Ctx<'_>, raw: &RawLimits) -> Limits {
     let p = KeyPath::root("limits");
     let count = |v: &Value| match uint32(v)? {
@@ -784,7 +832,13 @@ fn limits(ctx: &mut Ctx<'_>, raw: &RawLimits) -> Limits {
         outgoing_sessions: get!(ctx, p, raw.outgoing_sessions, count).unwrap_or(100),
         outgoing_sessions_per_host: get!(ctx, p, raw.outgoing_sessions_per_host, count)
             .unwrap_or(10),
-        antiviral_sessions: get!(ctx, p, raw.antiviral_sessions, count).unwrap_or(4),
+        antiviral_sessions: get!(ctx, p, raw.antiviral_sessions, |v: &Value| match uint32(v)? {
+            n @ 1..=MAX_SCAN_WORKERS => Ok(n),
+            n => Err(format!(
+                "must be from 1 to {MAX_SCAN_WORKERS}, got {n} (one scan thread each; about one per CPU core is right)"
+            )),
+        })
+        .unwrap_or(4),
         max_message_size: get!(ctx, p, raw.max_message_size, bytes).unwrap_or(ByteSize::mib(20)),
         max_messages_per_session: get!(ctx, p, raw.max_messages_per_session, count).unwrap_or(100),
         max_rcpts_per_message: get!(ctx, p, raw.max_rcpts_per_message, count).unwrap_or(100),
