@@ -311,22 +311,35 @@ impl DestinationSuspended<'_> {
     }
 }
 
-/// A suspended destination was let go: a probe got through, or it had not
-/// failed for an hour and was forgotten.
+/// Why a suspended destination was let go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResumedBy {
+    /// A probe got through.
+    Probe,
+    /// It had not failed for an hour and was forgotten.
+    Forgotten,
+    /// An administrator's `queue flush`.
+    Flush,
+}
+
+/// A suspended destination was let go.
 pub struct DestinationResumed<'a> {
     pub destination: &'a crate::delivery::route::Destination,
-    pub forgotten: bool,
+    pub by: ResumedBy,
 }
 
 impl DestinationResumed<'_> {
     pub fn emit(&self, stats: &Stats) {
         stats.record(&Event::DestinationResumed);
-        if self.forgotten {
-            tracing::info!(target: "delivery", destination = %self.destination,
-                "Destination suspension forgotten after an hour without attempts; the next attempt connects.");
-        } else {
-            tracing::info!(target: "delivery", destination = %self.destination,
-                "Destination suspension lifted: a connection got through.");
+        match self.by {
+            ResumedBy::Forgotten => {
+                tracing::info!(target: "delivery", destination = %self.destination,
+                "Destination suspension forgotten after an hour without attempts; the next attempt connects.")
+            }
+            ResumedBy::Probe => tracing::info!(target: "delivery", destination = %self.destination,
+                "Destination suspension lifted: a connection got through."),
+            ResumedBy::Flush => tracing::info!(target: "delivery", destination = %self.destination,
+                "Destination suspension lifted by queue flush; its mail connects again."),
         }
     }
 }

@@ -1248,6 +1248,20 @@ fn queue(cmd: QueueCommand) -> ExitCode {
                 .flatten()
                 .filter_map(|v| v.as_str())
                 .collect();
+            // An older daemon's answer has no "resumed".
+            let resumed: Vec<&str> = data
+                .get("resumed")
+                .and_then(|h| h.as_array())
+                .into_iter()
+                .flatten()
+                .filter_map(|v| v.as_str())
+                .collect();
+            if !resumed.is_empty() {
+                out!(
+                    "Suspension lifted ({}): the mail for it connects again.",
+                    resumed.join(", ")
+                );
+            }
             match held.as_slice() {
                 [] => out!("{n} message(s) scheduled for delivery now."),
                 ids => out!(

@@ -16,6 +16,7 @@ use super::attempt::Outcome;
 use super::client::ClientError;
 use super::pool::PoolError;
 use super::route::Destination;
+use crate::events::ResumedBy;
 use chrono::{DateTime, Utc};
 use mailward_metrics::Stats;
 use std::collections::HashMap;
@@ -150,7 +151,7 @@ impl Suspensions {
             if state.until.is_some() {
                 crate::events::DestinationResumed {
                     destination: dest,
-                    forgotten: false,
+                    by: ResumedBy::Probe,
                 }
                 .emit(stats);
             }
@@ -229,12 +230,38 @@ impl Suspensions {
             if !keep && state.until.is_some() {
                 crate::events::DestinationResumed {
                     destination: dest,
-                    forgotten: true,
+                    by: ResumedBy::Forgotten,
                 }
                 .emit(stats);
             }
             keep
         });
+    }
+
+    /// An administrator's `queue flush`: every suspension ends and is
+    /// forgotten, so the flushed mail connects (a hop still dead is
+    /// suspended again after [`SUSPEND_AFTER`] failures). Postfix's
+    /// `postqueue -f` does the same to its queue manager's dead
+    /// destinations; keeping them made a flush after the hop came back
+    /// defer the mail without connecting, each time growing its back-off
+    /// (walkAW F1). Returns the destinations let go, as the log names them.
+    pub fn lift_all(&self, stats: &Stats) -> Vec<String> {
+        let Ok(mut map) = self.by_dest.lock() else {
+            return Vec::new();
+        };
+        let mut lifted = Vec::new();
+        for (dest, state) in map.drain() {
+            if state.until.is_some() {
+                crate::events::DestinationResumed {
+                    destination: &dest,
+                    by: ResumedBy::Flush,
+                }
+                .emit(stats);
+                lifted.push(dest.to_string());
+            }
+        }
+        lifted.sort();
+        lifted
     }
 
     /// The destinations suspended at `now`, the longest suspended first
@@ -374,6 +401,46 @@ mod tests {
             "suspended, then again after the failed probe"
         );
         assert_eq!(snap.value(StatId::DestinationsSuspended, 0), 0);
+    }
+
+    /// walkAW F1: `queue flush` lifts every suspension, so that the mail
+    /// it makes due connects (the hop may be back); a destination with
+    /// failures but no suspension is forgotten too, and not named.
+    #[test]
+    fn a_flush_lifts_every_suspension() {
+        let stats = Stats::new(&mailward_metrics::Category::ALL, 10, None, "test");
+        let s = Suspensions::default();
+        let (e, outcome) = refused();
+        for _ in 0..SUSPEND_AFTER {
+            s.failed(&dead(), &e, &outcome, BACKOFF, &stats);
+        }
+        let other = Destination::Direct {
+            host: "127.0.0.2".into(),
+            port: 30199,
+            tls: OutboundTls::default(),
+        };
+        s.failed(&other, &e, &outcome, BACKOFF, &stats);
+        assert!(matches!(
+            s.gate(&dead(), Utc::now()),
+            Gate::Suspended { .. }
+        ));
+        assert_eq!(s.lift_all(&stats), vec!["[127.0.0.1]:30199".to_string()]);
+        assert_eq!(s.gate(&dead(), Utc::now()), Gate::Go { probe: false });
+        assert_eq!(s.list(Utc::now()), vec![]);
+        let snap = stats.snapshot(&mailward_metrics::Gauges::default());
+        assert_eq!(
+            snap.value(mailward_metrics::StatId::DestinationsSuspended, 0),
+            0
+        );
+        // Still dead: three more failures suspend it again.
+        for _ in 0..SUSPEND_AFTER {
+            s.failed(&dead(), &e, &outcome, BACKOFF, &stats);
+        }
+        assert!(matches!(
+            s.gate(&dead(), Utc::now()),
+            Gate::Suspended { .. }
+        ));
+        assert_eq!(s.lift_all(&stats).len(), 1);
     }
 
     /// A refused STARTTLS or a failed look-up is not the hop being dead.

@@ -865,6 +865,9 @@ async fn handle(
             }
         }
         Request::QueueFlush => {
+            // Suspensions first: the mail made due next must find its
+            // destinations open (walkAW F1).
+            let lifted = gw.suspensions.lift_all(&gw.stats);
             let n = gw.queue.flush();
             // Held messages stay held: named, so that the admin is not
             // left wondering why one did not go (walkP 15).
@@ -875,7 +878,7 @@ async fn handle(
                 .map(ToString::to_string)
                 .collect();
             tracing::info!(target: "admin", messages = n, held = held.len(), "Queue flush requested.");
-            ok(serde_json::json!({ "scheduled": n, "held": held }))
+            ok(serde_json::json!({ "scheduled": n, "held": held, "resumed": lifted }))
         }
         Request::QueueHold { id } => hold_or_release(gw, &id, true).await,
         Request::QueueRelease { id } => hold_or_release(gw, &id, false).await,

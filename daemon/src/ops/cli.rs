@@ -646,7 +646,7 @@ Example:
         #[command(flatten)]
         config: ConfigArg,
     },
-    /// Retries every queued message that is not held now, instead of waiting for its back-off (held ones are named and stay held).
+    /// Retries every queued message that is not held now, instead of waiting for its back-off, and lifts every destination suspension (held ones are named and stay held).
     #[command(after_help = "Example:\n  mailward queue flush --config mailward.toml")]
     Flush {
         #[command(flatten)]
