@@ -188,9 +188,49 @@ fn compile_sources(sources: &[(PathBuf, String)]) -> Result<(yara_x::Rules, usiz
                 problem: compile_problem(&e),
             })?;
     }
+    // yara-x's warnings (a slow pattern, a condition always true or
+    // false) do not stop a set, but they are the one hint that a rule
+    // slows every scan or cannot work as meant (walkAX 8).
+    for w in compiler.warnings() {
+        tracing::warn!(target: "app", warning = %one_line(&w.to_string()),
+            "A signature base rule compiles with a warning.");
+    }
     let rules = compiler.build();
     let count = rules.iter().len();
+    if count == 0 {
+        // A feed cut to empty files compiles; with no rule nothing is
+        // found, and every message would be called clean (walkAX 1).
+        return Err(BasesError::Compile {
+            problem: "the rule files hold no rule (a feed cut short?): a set without rules finds \
+nothing"
+                .into(),
+        });
+    }
     Ok((rules, count))
+}
+
+/// Clean objects no rule of a real set matches: nothing, a short text and a
+/// small plain message. A set with a rule that matches one of them (a
+/// `condition: true` left in a feed) would make every message av/infected,
+/// replace its parts and notify every sender (walkAX 3), so it is refused.
+const CLEAN_PROBES: &[&[u8]] = &[
+    b"",
+    b"hello\r\n",
+    b"From: a@example.com\r\nTo: b@example.com\r\nSubject: lunch\r\n\r\nLunch at noon?\r\n",
+];
+
+/// The first rule of `rules` that matches a clean probe, as NAMESPACE.RULE.
+fn matches_clean(rules: &yara_x::Rules) -> Option<String> {
+    let mut scanner = yara_x::Scanner::new(rules);
+    for probe in CLEAN_PROBES {
+        let Ok(results) = scanner.scan(probe) else {
+            continue;
+        };
+        if let Some(rule) = results.matching_rules().next() {
+            return Some(format!("{} (in {})", rule.identifier(), rule.namespace()));
+        }
+    }
+    None
 }
 
 #[derive(Deserialize)]
@@ -469,7 +509,16 @@ at its top level (move them up, or leave them out of the set)",
             ),
         });
     }
-    compile(dir)?;
+    let (rules, _) = compile(dir)?;
+    if let Some(rule) = matches_clean(&rules) {
+        return Err(BasesError::Manifest {
+            path: dir.to_path_buf(),
+            problem: format!(
+                "rule {rule} matches an empty object and a short clean text: every message \
+would be av/infected; fix or remove the rule"
+            ),
+        });
+    }
     Ok(info)
 }
 
@@ -697,6 +746,20 @@ pub fn install_unless(
     }
     if let Ok(Some(cur)) = read(dir) {
         if cur.version == new.version && cur.released == new.released {
+            // The same manifest over other rule files is a re-spun or cut
+            // feed: "nothing to do" would hide it (walkAX 11).
+            if let (Ok(a), Ok(b)) = (checksum(dir), checksum(from)) {
+                if a != b {
+                    return Err(BasesError::Manifest {
+                        path: from.join("manifest.toml"),
+                        problem: format!(
+                            "version {} is in use already, but with other rule files ({a} in \
+use, {b} offered): a changed set needs a new version",
+                            new.version
+                        ),
+                    });
+                }
+            }
             return Ok((UpdateResult::NotNeeded, cur));
         }
         if new.released < cur.released && !allow_older && !is_builtin(&cur.version) {
@@ -907,6 +970,53 @@ and string.length(\"ab\") == 2 and time.now() > 0 }\n"
         )
         .unwrap();
         std::fs::write(dir.join("rules.yar"), "rule r { condition: false }\n").unwrap();
+    }
+
+    /// walkAX 1, 3, 11: an empty rule file compiled to a set of no rule
+    /// and was put in use (every virus then clean); a `condition: true`
+    /// rule went in without a word; the same manifest over other rule
+    /// files was "nothing to do".
+    #[test]
+    fn a_set_without_rules_or_matching_clean_mail_or_respun_under_its_version_is_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (av, offered) = (tmp.path().join("av"), tmp.path().join("offered"));
+        set(&offered, "1");
+        std::fs::write(offered.join("rules.yar"), "").unwrap();
+        let e = install(&av, &offered, false).unwrap_err().to_string();
+        assert!(e.contains("the rule files hold no rule"), "{e}");
+        std::fs::write(
+            offered.join("rules.yar"),
+            "rule ok { strings: $a = \"X5O!P%@AP\" condition: $a }\nrule anything { condition: true }\n",
+        )
+        .unwrap();
+        let e = install(&av, &offered, false).unwrap_err().to_string();
+        assert!(
+            e.contains(
+                "rule anything (in rules_yar) matches an empty object and a short clean text"
+            ),
+            "{e}"
+        );
+        assert!(read(&av).unwrap().is_none(), "nothing installed");
+        // A rule on the file's size or name is not fooled by the probes.
+        std::fs::write(
+            offered.join("rules.yar"),
+            "rule big { condition: filesize > 1000000 }\nrule exe { condition: filename matches /\\.exe$/ }\n",
+        )
+        .unwrap();
+        assert_eq!(
+            install(&av, &offered, false).unwrap().0,
+            UpdateResult::Updated
+        );
+        assert_eq!(
+            install(&av, &offered, false).unwrap().0,
+            UpdateResult::NotNeeded
+        );
+        std::fs::write(offered.join("rules.yar"), "rule r { condition: false }\n").unwrap();
+        let e = install(&av, &offered, false).unwrap_err().to_string();
+        assert!(
+            e.contains("version 1 is in use already, but with other rule files"),
+            "{e}"
+        );
     }
 
     #[test]
