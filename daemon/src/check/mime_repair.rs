@@ -37,8 +37,9 @@ pub struct Read<'r> {
     /// The parse (of a repaired copy when a repair was needed: its
     /// `raw_message` is that copy, and its offsets point into it).
     pub message: Option<Message<'r>>,
-    /// Some repair that was needed could not be made.
-    pub unresolved: bool,
+    /// Some repair that was needed could not be made, or the structure is
+    /// past what is read (Some(why), for the finding to say).
+    pub unresolved: Option<&'static str>,
     /// A header block was ended at a line that is no header field, and
     /// MIME fields (`Content-*`, `MIME-Version`) follow that line before
     /// the empty line: a reader that skips the bad line (mail-parser
@@ -50,9 +51,10 @@ pub struct Read<'r> {
     /// that is no delimiter line (mail-parser takes it for one).
     /// Some(why), for the findings of that reading to say.
     pub other_reading: Option<&'static str>,
-    /// A multipart names two different boundaries ([`two_boundaries`]):
-    /// the scan gives `av/error`.
-    pub two_boundaries: bool,
+    /// Readers differ in the parts they show: a multipart names two
+    /// different boundaries ([`two_boundaries`]), or has no usable one.
+    /// The scan gives `av/error`; Some(why), for the finding to say.
+    pub ambiguous: Option<&'static str>,
     /// Where the copy (`message`'s `raw_message`) has a `_` for a `-` of
     /// the message ([`Fix::Neutralise`]), sorted: what a part holds is
     /// scanned with those dashes put back ([`crate::check::unpack`]), so
@@ -102,7 +104,7 @@ pub fn read_with_origin<'r>(parser: &MessageParser, raw: &'r [u8]) -> (Read<'r>,
             message: first,
             unresolved: unfixable,
             other_reading: None,
-            two_boundaries: ambiguous,
+            ambiguous,
             neutralised: Vec::new(),
         };
         return (read, Origin::same(raw.len()));
@@ -120,7 +122,7 @@ pub fn read_with_origin<'r>(parser: &MessageParser, raw: &'r [u8]) -> (Read<'r>,
                 message: msg.map(Message::into_owned),
                 unresolved: unfixable,
                 other_reading,
-                two_boundaries: ambiguous,
+                ambiguous,
                 neutralised,
             };
             return (read, origin);
@@ -133,9 +135,9 @@ pub fn read_with_origin<'r>(parser: &MessageParser, raw: &'r [u8]) -> (Read<'r>,
     }
     let read = Read {
         message: parser.parse(&bytes).map(Message::into_owned),
-        unresolved: true,
+        unresolved: Some(NOT_READABLE),
         other_reading,
-        two_boundaries: false,
+        ambiguous: None,
         neutralised,
     };
     (read, origin)
@@ -350,25 +352,41 @@ fn disagrees(bytes: &[u8], fixes: &BTreeMap<usize, Fix>) -> Option<&'static str>
 /// needed repair cannot be made in `bytes` (it lies in a nested message
 /// that was transfer-encoded), and whether a multipart names two
 /// boundaries.
-fn needed(msg: Option<&Message<'_>>, bytes: &[u8]) -> (BTreeMap<usize, Fix>, bool, bool) {
+fn needed(
+    msg: Option<&Message<'_>>,
+    bytes: &[u8],
+) -> (
+    BTreeMap<usize, Fix>,
+    Option<&'static str>,
+    Option<&'static str>,
+) {
     let mut fixes = BTreeMap::new();
-    let mut unfixable = false;
-    let mut ambiguous = false;
+    let mut unfixable = None;
+    let mut ambiguous = None;
     match msg {
         Some(m) => {
             let mut seen = Structure::default();
-            walk(m, bytes, &mut fixes, &mut unfixable, 0, &mut seen);
+            let mut broken = false;
+            walk(m, bytes, &mut fixes, &mut broken, 0, &mut seen);
+            unfixable = broken.then_some(NOT_READABLE);
+            ambiguous = seen.ambiguous;
+            if seen.too_deep {
+                // av/error whatever else is found: no more rounds, and
+                // no look for stray delimiters among thousands of
+                // boundaries (walkAX 9: the cost grew with the square of
+                // the depth, 75 s of CPU for 40,000 levels).
+                return (BTreeMap::new(), Some(TOO_DEEP), ambiguous);
+            }
             match stray_delimiters(bytes, &seen) {
-                Some(stray) if !stray.is_empty() => {
+                Ok(stray) if !stray.is_empty() => {
                     // The parts this parse shows after a stray delimiter
                     // are not the message's: their "headers" need no
                     // repair. The next round reads the structure again.
                     fixes = stray.into_iter().map(|at| (at, Fix::Neutralise)).collect();
                 }
-                Some(_) => {}
-                None => unfixable = true,
+                Ok(_) => {}
+                Err(why) => unfixable = Some(why),
             }
-            ambiguous = seen.ambiguous;
         }
         // No header field at all (a message that is only a body line):
         // the header ends at once.
@@ -384,8 +402,57 @@ fn needed(msg: Option<&Message<'_>>, bytes: &[u8]) -> (BTreeMap<usize, Fix>, boo
 struct Structure {
     boundaries: BTreeMap<Vec<u8>, usize>,
     headers: Vec<(usize, usize)>,
-    /// A multipart names two different boundaries ([`two_boundaries`]).
-    ambiguous: bool,
+    /// Readers differ in the parts they show (why).
+    ambiguous: Option<&'static str>,
+    /// A multipart lies deeper than [`MAX_MULTIPART_NESTING`].
+    too_deep: bool,
+}
+
+/// Why a structure is not read as it is (the finding's text, `av/error`).
+const NOT_READABLE: &str = "message structure not readable (a header without its empty line, \
+or a boundary inside a line, in a forwarded message sent encoded)";
+const TOO_MANY: &str = "not unpacked: more than 10,000 multipart boundaries";
+const NOT_UTF8: &str = "message structure not readable: a multipart boundary that is not UTF-8";
+const TOO_DEEP: &str = "not unpacked: multiparts nested deeper than 100 levels";
+/// Why readers differ.
+const TWO_BOUNDARIES: &str = "message structure ambiguous: a multipart names two boundaries";
+const NO_BOUNDARY: &str =
+    "message structure ambiguous: a multipart without a usable boundary (its parts are not read)";
+
+/// Multiparts nested deeper than this are `av/error` and not looked into
+/// for repairs (Postfix's `mime_nesting_limit` is 100 too): each level's
+/// check reads the levels under it, and mail does not nest so deep.
+const MAX_MULTIPART_NESTING: u32 = 100;
+
+/// Whether `part` says it is a multipart but has no boundary to split it
+/// by: none, an empty one, or one whose delimiter never comes (mail-parser
+/// then reads it as one text part, or as a multipart of no part). Lenient
+/// readers guess a boundary from the first `--` line and show the parts
+/// that the checks never saw (walkAX 4: an EICAR and a `tool.exe` inside
+/// were av/clean).
+fn no_usable_boundary(part: &mail_parser::MessagePart<'_>) -> bool {
+    let Some(ct) = part.content_type() else {
+        return false;
+    };
+    if !ct.c_type.eq_ignore_ascii_case("multipart") {
+        return false;
+    }
+    // A multipart sent encoded (base64, quoted-printable: walkAL 1) shows
+    // its delimiters once decoded; that reading is the unpacker's.
+    let encoded = part.content_transfer_encoding().is_some_and(|e| {
+        !["7bit", "8bit", "binary"]
+            .iter()
+            .any(|plain| e.trim().eq_ignore_ascii_case(plain))
+    });
+    if encoded {
+        return false;
+    }
+    match &part.body {
+        PartType::Multipart(children) => {
+            children.is_empty() || ct.attribute("boundary").is_none_or(str::is_empty)
+        }
+        _ => true,
+    }
 }
 
 /// Whether a multipart's `Content-Type` names two different boundaries
@@ -415,7 +482,7 @@ fn two_boundaries(part: &mail_parser::MessagePart<'_>) -> bool {
 }
 
 /// Distinct boundaries looked for at most; a message with more is
-/// `unresolved` (av/error).
+/// `unresolved` (av/error, [`TOO_MANY`]).
 const MAX_BOUNDARIES: usize = 10_000;
 
 /// Where `--boundary` occurs in the bodies of `bytes` without being a
@@ -427,13 +494,13 @@ const MAX_BOUNDARIES: usize = 10_000;
 /// which every client shows, was never scanned (walkAJ 1b). Each position
 /// returned is that of the second `-`. A line that is a delimiter of
 /// another boundary of the message (`--XXY` beside `XX`) is left alone.
-/// None: too many boundaries to look for.
-fn stray_delimiters(bytes: &[u8], seen: &Structure) -> Option<Vec<usize>> {
+/// Err(why): too many boundaries to look for, or one that cannot be.
+fn stray_delimiters(bytes: &[u8], seen: &Structure) -> Result<Vec<usize>, &'static str> {
     if seen.boundaries.is_empty() {
-        return Some(Vec::new());
+        return Ok(Vec::new());
     }
     if seen.boundaries.len() > MAX_BOUNDARIES {
-        return None;
+        return Err(TOO_MANY);
     }
     let from = seen.boundaries.values().copied().min().unwrap_or(0);
     // The longest first: at one position the longest boundary is found.
@@ -446,13 +513,13 @@ fn stray_delimiters(bytes: &[u8], seen: &Structure) -> Option<Vec<usize>> {
         .join("|");
     // A boundary that is not UTF-8 cannot be written as a pattern here.
     if sorted.iter().any(|b| std::str::from_utf8(b).is_err()) {
-        return None;
+        return Err(NOT_UTF8);
     }
     let re = regex::bytes::RegexBuilder::new(&pattern)
         .unicode(false)
         .size_limit(64 << 20)
         .build()
-        .ok()?;
+        .map_err(|_| TOO_MANY)?;
     let mut headers = seen.headers.clone();
     headers.sort_unstable();
     let in_header = |at: usize| {
@@ -473,7 +540,7 @@ fn stray_delimiters(bytes: &[u8], seen: &Structure) -> Option<Vec<usize>> {
             out.push(p + 1);
         }
     }
-    Some(out)
+    Ok(out)
 }
 
 /// Whether `rest` (what follows the `--` at a line start) is `boundary`,
@@ -508,7 +575,10 @@ fn walk(
     if depth > MAX_NESTING {
         return;
     }
-    for part in &msg.parts {
+    // Each part's multipart nesting: mail-parser lists the parts flat, a
+    // multipart before its children.
+    let mut nesting = vec![0u32; msg.parts.len()];
+    for (i, part) in msg.parts.iter().enumerate() {
         header_block(bytes, part.offset_header as usize, fixes);
         // (A part whose header starts inside a line follows a stray
         // delimiter: its "header" is text, and is looked at.)
@@ -518,9 +588,24 @@ fn walk(
         }
         // (Whatever mail-parser made of the part: without a delimiter of
         // the boundary it read, a multipart is one text part to it.)
-        seen.ambiguous |= two_boundaries(part);
+        if two_boundaries(part) {
+            seen.ambiguous = seen.ambiguous.or(Some(TWO_BOUNDARIES));
+        }
+        if no_usable_boundary(part) {
+            seen.ambiguous = seen.ambiguous.or(Some(NO_BOUNDARY));
+        }
         match &part.body {
             PartType::Multipart(children) => {
+                let level = nesting.get(i).copied().unwrap_or(0);
+                for &c in children {
+                    if let Some(n) = nesting.get_mut(c as usize) {
+                        *n = level.saturating_add(1);
+                    }
+                }
+                if level >= MAX_MULTIPART_NESTING {
+                    seen.too_deep = true;
+                    continue;
+                }
                 let Some(boundary) = part.content_type().and_then(|c| c.attribute("boundary"))
                 else {
                     continue;
@@ -570,9 +655,10 @@ fn walk(
                         depth + 1,
                         &mut inner_seen,
                     );
-                    seen.ambiguous |= inner_seen.ambiguous;
+                    seen.ambiguous = seen.ambiguous.or(inner_seen.ambiguous);
+                    seen.too_deep |= inner_seen.too_deep;
                     *unfixable |= !inner_fixes.is_empty()
-                        || stray_delimiters(base, &inner_seen).is_none_or(|s| !s.is_empty());
+                        || stray_delimiters(base, &inner_seen).map_or(true, |s| !s.is_empty());
                 }
             }
             _ => {}
@@ -870,7 +956,7 @@ mod tests {
             m.raw_message(),
             b"From: a@b\r\nSubject: x\r\n\r\nbody line\r\nmore: text\r\n"
         );
-        assert!(!r.unresolved);
+        assert!(r.unresolved.is_none());
         // A message that is only a body line gets an empty header.
         let m = read(&parser(), b"body only\n").message.unwrap();
         assert_eq!(m.raw_message(), b"\nbody only\n");
@@ -880,6 +966,66 @@ mod tests {
             read(&parser(), raw).message.unwrap().raw_message,
             std::borrow::Cow::Borrowed(_)
         ));
+    }
+
+    /// A message `depth` multiparts deep, a text part at the bottom.
+    fn deep(depth: usize) -> Vec<u8> {
+        let mut m =
+            String::from("Subject: deep\r\nContent-Type: multipart/mixed; boundary=\"b0\"\r\n\r\n");
+        for i in 1..depth {
+            m += &format!(
+                "--b{}\r\nContent-Type: multipart/mixed; boundary=\"b{i}\"\r\n\r\n",
+                i - 1
+            );
+        }
+        m += &format!(
+            "--b{}\r\nContent-Type: text/plain\r\n\r\nhello\r\n",
+            depth - 1
+        );
+        for i in (0..depth).rev() {
+            m += &format!("--b{i}--\r\n");
+        }
+        m.into_bytes()
+    }
+
+    /// walkAX 9: the check of each level read every level under it, so
+    /// the cost grew with the square of the depth (40,000 levels, 75 s of
+    /// CPU); past 100 levels the message is av/error and not looked into.
+    #[test]
+    fn multiparts_nested_past_the_limit_are_unresolved() {
+        let raw = deep(100);
+        let r = read(&parser(), &raw);
+        assert_eq!((r.unresolved, r.ambiguous), (None, None));
+        let raw = deep(102);
+        let r = read(&parser(), &raw);
+        assert_eq!(r.unresolved, Some(TOO_DEEP));
+        let started = std::time::Instant::now();
+        let raw = deep(20_000);
+        let r = read(&parser(), &raw);
+        assert_eq!(r.unresolved, Some(TOO_DEEP));
+        // Not a timing test: a generous bound that the quadratic walk
+        // (about 9 s here) could not meet.
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    }
+
+    /// walkAX 4: a multipart with no boundary, an empty one or one that
+    /// never comes was read as one text part and its parts were never
+    /// checked (lenient clients guess the boundary and show them).
+    #[test]
+    fn a_multipart_without_a_usable_boundary_is_ambiguous() {
+        let body = "\r\n--XYZ\r\nContent-Type: text/plain\r\n\r\nhi\r\n--XYZ\r\n\
+Content-Type: application/octet-stream; name=\"tool.exe\"\r\n\r\nMZ\r\n--XYZ--\r\n";
+        for ct in [
+            "multipart/mixed",
+            "multipart/mixed; boundary=\"\"",
+            "multipart/mixed; boundary=\"NOPE\"",
+        ] {
+            let raw = format!("Subject: x\r\nContent-Type: {ct}\r\n{body}");
+            let r = read(&parser(), raw.as_bytes());
+            assert_eq!(r.ambiguous, Some(NO_BOUNDARY), "{ct}");
+        }
+        let raw = format!("Subject: x\r\nContent-Type: multipart/mixed; boundary=XYZ\r\n{body}");
+        assert_eq!(read(&parser(), raw.as_bytes()).ambiguous, None);
     }
 
     #[test]
@@ -909,7 +1055,7 @@ Content-Transfer-Encoding: base64\r\n\r\nUEsDBA==\r\n--BB--\r\n";
         let names: Vec<Option<&str>> = m.parts.iter().map(|p| p.attachment_name()).collect();
         assert_eq!(names, [None, None, Some("e.com")]);
         assert_eq!(m.parts[2].contents(), b"PK\x03\x04");
-        assert!(!r.unresolved);
+        assert!(r.unresolved.is_none());
         assert_eq!(field_name(b"X-Foo : x"), Some(b"X-Foo".as_slice()));
         assert_eq!(field_name(b"Received\t:from"), Some(b"Received".as_slice()));
         assert_eq!(field_name(b" : x"), None);

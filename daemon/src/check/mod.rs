@@ -324,7 +324,7 @@ pub fn run(
         message: parsed,
         unresolved,
         other_reading,
-        two_boundaries,
+        ambiguous,
         neutralised,
     } = mime_repair::read(&PARSER, raw);
     let mut unpacked = unpack::unpack_restoring(
@@ -343,25 +343,18 @@ pub fn run(
             None,
         ));
     }
-    if unresolved {
+    if let Some(why) = unresolved {
         // Some of it may be hidden from the parse: never "clean".
-        unpacked.findings.push(Finding::new(
-            Kind::Error,
-            "message structure not readable (a header without its empty line, \
-             or a boundary inside a line, in a forwarded message sent encoded)",
-            "message",
-            None,
-        ));
+        unpacked
+            .findings
+            .push(Finding::new(Kind::Error, why, "message", None));
     }
-    if two_boundaries {
+    if let Some(why) = ambiguous {
         // Readers differ in the boundary they take, and so in the parts
-        // they show (walkAJ 7).
-        unpacked.findings.push(Finding::new(
-            Kind::Error,
-            "message structure ambiguous: a multipart names two boundaries",
-            "message",
-            None,
-        ));
+        // they show (walkAJ 7, walkAX 4).
+        unpacked
+            .findings
+            .push(Finding::new(Kind::Error, why, "message", None));
     }
     let mut cx = Context {
         envelope,
