@@ -1070,6 +1070,13 @@ pub fn status(cfg: &Config) -> serde_json::Value {
                 problems.push(refused.to_string());
                 k.classifier.unavailable = true;
             }
+            if let Some(path) = store.as_ref().ok().and_then(Store::foreign_journal) {
+                problems.push(format!(
+                    "{} is damaged at its start or not a journal this Mailward reads: its learning is not counted; the next change keeps it aside as {}.damaged-TIME (restore the learning from a backup or `spam export`, or learn the messages again)",
+                    path.display(),
+                    path.display()
+                ));
+            }
             if r.journal.unread > 0 {
                 problems.push(format!(
                     "the journal ends in {} byte(s) after a record cut short or damaged, never counted; the next change or `mailward spam fold` drops them",

@@ -182,6 +182,17 @@ pub fn id_for(b: &[u8], of: Follows) -> Option<u64> {
     (head[..HEADER - 8] == header(of, id)[..HEADER - 8] && id != 0).then_some(id)
 }
 
+/// Whether file journal bytes `b` are damaged at their start or not a
+/// journal of this Mailward (its magic, layout and tokenizer), whichever
+/// snapshot they follow: unlike a stale journal, such a file may hold
+/// learning that no reader counts, so it is kept aside, never overwritten
+/// (walkAW F24). Fewer bytes than a header are a new journal cut short
+/// before any record was acknowledged.
+pub fn foreign(b: &[u8]) -> bool {
+    const KIND: usize = 8 + 4 + 4;
+    b.len() >= HEADER && b[..KIND] != header((0, 0), 1)[..KIND]
+}
+
 /// A new journal id or Redis generation: random, never 0 (0 is "none").
 pub fn new_id() -> u64 {
     use std::hash::{BuildHasher, Hasher};

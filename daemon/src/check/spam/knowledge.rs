@@ -708,6 +708,10 @@ fn first_read(
     Result<(Model, Cursor), super::store::StoreError>,
 ) {
     if !store.is_shared() {
+        if let Some(path) = store.foreign_journal() {
+            tracing::warn!(target: "scan", journal = %path.display(),
+                "The spam journal is damaged at its start or not one this Mailward reads: its learning is not counted; the next change keeps it aside (mailward spam status).");
+        }
         return (store.version().ok(), store.read_at());
     }
     let (tx, rx) = std::sync::mpsc::channel();

@@ -393,6 +393,38 @@ fn warn_unread(journal: &str, bytes: u64) {
     }
 }
 
+/// Before a journal is begun again or folded away: a `site.journal` that
+/// is damaged at its start or foreign ([`journal::foreign`]) is renamed to
+/// `site.journal.damaged-UNIXTIME` and said, so that learning no reader
+/// could count is kept for its owner, not overwritten (walkAW F24: a
+/// journal with its first bytes damaged read as empty, and the next `spam
+/// learn` replaced it). Returns where it went.
+fn keep_foreign_journal(path: &Path) -> Result<Option<PathBuf>, StoreError> {
+    let io = |source| StoreError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut head = vec![0; journal::HEADER];
+    match std::fs::File::open(path) {
+        Ok(mut f) => {
+            if f.read_exact(&mut head).is_err() || !journal::foreign(&head) {
+                return Ok(None);
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io(e)),
+    }
+    let aside = PathBuf::from(format!(
+        "{}.damaged-{}",
+        path.display(),
+        chrono::Utc::now().timestamp()
+    ));
+    std::fs::rename(path, &aside).map_err(io)?;
+    tracing::warn!(target: "scan", journal = %path.display(), kept = %aside.display(),
+        "The spam journal is damaged at its start or not one this Mailward reads: its learning was never counted; it is kept aside and a new journal begun (restore the learning from a backup or `spam export`, or learn the messages again).");
+    Ok(Some(aside))
+}
+
 /// Holds the learning lock of a spam directory while alive (site changes,
 /// and the CLI's base installs and rollbacks).
 pub struct Lock(std::fs::File);
@@ -717,6 +749,21 @@ impl Store {
         }
     }
 
+    /// The directory's `site.journal` when it is damaged at its start or
+    /// foreign ([`journal::foreign`]): learning that no reader counts,
+    /// kept aside at the next change (`spam status` and the daemon's start
+    /// say so). None for Redis and a sound journal.
+    pub fn foreign_journal(&self) -> Option<PathBuf> {
+        let Place::Dir(dir) = &self.at else {
+            return None;
+        };
+        let path = dir.join(JOURNAL);
+        let mut head = vec![0; journal::HEADER];
+        let mut f = std::fs::File::open(&path).ok()?;
+        f.read_exact(&mut head).ok()?;
+        journal::foreign(&head).then_some(path)
+    }
+
     /// What the journal holds beside the snapshot now (`spam status`).
     pub fn journalled(&self) -> Result<Journalled, StoreError> {
         match &self.at {
@@ -977,6 +1024,7 @@ impl Store {
                         // be ignored.
                         let path = dir.join(JOURNAL);
                         warn_unread(&path.display().to_string(), behind.unread);
+                        keep_foreign_journal(&path)?;
                         match std::fs::remove_file(&path) {
                             Ok(()) => {}
                             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -1211,6 +1259,9 @@ impl Store {
         records: &[u8],
     ) -> Result<u64, StoreError> {
         let path = dir.join(JOURNAL);
+        if end == 0 {
+            keep_foreign_journal(&path)?;
+        }
         let io = |source| StoreError::Io {
             path: path.clone(),
             source,
@@ -1582,6 +1633,38 @@ mod tests {
         now.write(&dir.path().join(SITE)).unwrap();
         std::fs::write(&journal, old_journal).unwrap();
         assert_eq!(store.read().unwrap(), now, "not counted twice");
+    }
+
+    /// walkAW F24: a journal damaged at its start read as empty, and the
+    /// next learn overwrote it. It is said, and kept aside, while a stale
+    /// journal (another snapshot's) is still begun again in place.
+    #[test]
+    fn a_journal_damaged_at_its_start_is_kept_aside_not_overwritten() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::dir(dir.path(), LIMITS);
+        learn(&store, 1, &[1, 2, 3], Class::Spam);
+        assert_eq!(store.foreign_journal(), None);
+        let journal = dir.path().join(JOURNAL);
+        let mut bytes = std::fs::read(&journal).unwrap();
+        bytes[..4].copy_from_slice(b"XXXX");
+        std::fs::write(&journal, &bytes).unwrap();
+        assert_eq!(store.foreign_journal(), Some(journal.clone()));
+        assert_eq!(store.read().unwrap().spam_messages, 0, "not counted");
+        learn(&store, 2, &[4], Class::Ham);
+        let aside: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .starts_with("site.journal.damaged-")
+            })
+            .collect();
+        assert_eq!(aside.len(), 1, "kept aside");
+        assert_eq!(std::fs::read(aside[0].path()).unwrap(), bytes);
+        assert_eq!(store.foreign_journal(), None, "a new journal");
+        let m = store.read().unwrap();
+        assert_eq!((m.spam_messages, m.ham_messages), (0, 1));
     }
 
     #[test]
