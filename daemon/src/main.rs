@@ -595,7 +595,12 @@ fn store_table(entries: &[Listed], now: i64) -> Vec<String> {
         } else {
             format!(" (released {}x)", e.released.len())
         };
-        let sender = if e.sender.is_empty() { "<>" } else { &e.sender };
+        let sender = match (&e.unreadable, e.sender.is_empty()) {
+            // Not the null sender: not known.
+            (Some(_), _) => "?",
+            (None, true) => "<>",
+            (None, false) => &e.sender,
+        };
         rows.push(format!(
             "{:<19} {:>AGE_WIDTH$} {:>9}  {:<18} {sender}{released}",
             e.id,
@@ -605,6 +610,16 @@ fn store_table(entries: &[Listed], now: i64) -> Vec<String> {
         ));
         for r in &e.recipients {
             rows.push(format!("{:indent$}-> {r}", ""));
+        }
+        if let Some(why) = &e.unreadable {
+            let remove = match &e.direction {
+                Some(d) => format!("mailward archive remove {} --{d}", e.id),
+                None => format!("mailward quarantine remove {}", e.id),
+            };
+            rows.push(format!(
+                "{:indent$}(its description cannot be read: {why}; `{remove}` removes it)",
+                ""
+            ));
         }
     }
     rows

@@ -45,6 +45,11 @@ pub struct Listed {
     pub direction: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub released: Vec<Release>,
+    /// The entry's description cannot be read (why): only its ID, the
+    /// time its description was written and its size are known, and
+    /// `remove` is what can be done with it (walkAW F19).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unreadable: Option<String>,
 }
 
 /// A release as listed: its time in RFC 3339 like `received` and `stored`
@@ -142,6 +147,15 @@ impl Listed {
                 .collect(),
             direction: direction.map(|d| d.as_str().to_string()),
             released: e.released.iter().map(Release::from).collect(),
+            unreadable: None,
+        }
+    }
+
+    /// An entry whose description cannot be read, with why.
+    fn unreadable(e: &Entry, problem: String, direction: Option<Direction>) -> Listed {
+        Listed {
+            unreadable: Some(crate::text::one_line(&problem)),
+            ..Listed::new(e, direction)
         }
     }
 }
@@ -184,6 +198,7 @@ pub fn list_offline(
     }
     let read = std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let mut entries = Vec::new();
+    let mut unreadable = Vec::new();
     for item in read {
         let item = item.map_err(|e| format!("{}: {e}", dir.display()))?;
         let name = item.file_name().to_string_lossy().into_owned();
@@ -193,15 +208,16 @@ pub fn list_offline(
         if !QueueId::is_valid(id) {
             continue;
         }
-        entries.push(entry_offline(dir, id)?);
+        match entry_offline(dir, id) {
+            Ok(e) => entries.push(e),
+            // One entry that cannot be read does not hide the others.
+            Err(why) => unreadable.push((crate::store::unreadable_entry(dir, id), why)),
+        }
     }
     entries.sort_by(|a, b| (a.stored, &a.id).cmp(&(b.stored, &b.id)));
+    unreadable.sort_by(|(a, _), (b, _)| (a.stored, &a.id).cmp(&(b.stored, &b.id)));
     let now = chrono::Utc::now().timestamp();
-    Ok(entries
-        .iter()
-        .filter(|e| matches(e, filter, now))
-        .map(|e| Listed::for_list(e, direction))
-        .collect())
+    Ok(listed(&entries, unreadable, filter, now, direction))
 }
 
 /// One entry of the store in `dir`, read from its `ID.json` file.
@@ -290,16 +306,38 @@ pub async fn list(
     direction: Option<Direction>,
 ) -> Result<Vec<Listed>, String> {
     let s = store.clone();
-    let entries = blocking(move || s.list()).await?;
+    let (entries, unreadable) = blocking(move || s.list_all()).await?;
     let now = chrono::Utc::now().timestamp();
     if let Some(st) = &filter.status {
         crate::config::Status::parse(st)?;
     }
-    Ok(entries
+    Ok(listed(&entries, unreadable, &filter, now, direction))
+}
+
+/// The listing of `entries` that `filter` selects, and after them those
+/// whose description cannot be read (unless a status is asked for: they
+/// have none), so that they are seen and can be removed.
+fn listed(
+    entries: &[Entry],
+    unreadable: Vec<(Entry, String)>,
+    filter: &Filter,
+    now: i64,
+    direction: Option<Direction>,
+) -> Vec<Listed> {
+    let mut out: Vec<Listed> = entries
         .iter()
-        .filter(|e| matches(e, &filter, now))
+        .filter(|e| matches(e, filter, now))
         .map(|e| Listed::for_list(e, direction))
-        .collect())
+        .collect();
+    if filter.status.is_none() {
+        out.extend(
+            unreadable
+                .into_iter()
+                .filter(|(e, _)| matches(e, filter, now))
+                .map(|(e, why)| Listed::unreadable(&e, why, direction)),
+        );
+    }
+    out
 }
 
 tokio::task_local! {
@@ -745,7 +783,9 @@ enum Resolved {
 pub async fn resolve(store: &Arc<Store>, id: String, command: &str) -> Result<String, String> {
     let (s, wanted) = (store.clone(), id.clone());
     let found = blocking(move || match s.entry(&wanted) {
-        Ok(_) => Ok(Resolved::Itself),
+        // An entry that cannot be read is still itself: `remove` removes
+        // it, and `show` says why it cannot (walkAW F19).
+        Ok(_) | Err(StoreError::Corrupt { .. }) => Ok(Resolved::Itself),
         Err(StoreError::QueueIdOfEntries { .. }) => {
             let prefix = format!("{wanted}.");
             Ok(Resolved::Entries(

@@ -118,6 +118,28 @@ pub struct Entry {
     pub released: Vec<Released>,
 }
 
+/// What is known of entry `id` of the store in `dir` whose description
+/// cannot be read: its ID, when its description was written (as
+/// `stored`), the size of its message and `unreadable` as its reason.
+pub fn unreadable_entry(dir: &Path, id: &str) -> Entry {
+    let stored = std::fs::metadata(dir.join(format!("{id}.json")))
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    let size = std::fs::metadata(dir.join(format!("{id}.eml"))).map_or(0, |m| m.len());
+    Entry {
+        id: id.to_string(),
+        stored,
+        meta: EntryMeta {
+            reason: "unreadable".to_string(),
+            size,
+            ..EntryMeta::default()
+        },
+        released: Vec::new(),
+    }
+}
+
 /// Whether `id` may name an entry (also keeps paths inside the store).
 fn valid_id(id: &str) -> bool {
     crate::envelope::QueueId::is_valid(id)
@@ -421,7 +443,16 @@ impl Store {
 
     /// Every entry, oldest first.
     pub fn list(&self) -> Result<Vec<Entry>, StoreError> {
+        Ok(self.list_all()?.0)
+    }
+
+    /// Every entry, oldest first, and beside them those whose description
+    /// cannot be read, each as [`Store::unreadable_entry`] makes it with
+    /// the problem (walkAW F19: they were skipped with a log line, and the
+    /// administrator was told the quarantine was empty).
+    pub fn list_all(&self) -> Result<(Vec<Entry>, Vec<(Entry, String)>), StoreError> {
         let mut out = Vec::new();
+        let mut unreadable = Vec::new();
         for e in std::fs::read_dir(&self.dir).map_err(|e| io(&self.dir, e))? {
             let e = e.map_err(|e| io(&self.dir, e))?;
             let name = e.file_name().to_string_lossy().into_owned();
@@ -435,12 +466,21 @@ impl Store {
                 Ok(entry) => out.push(entry),
                 Err(err) => {
                     tracing::warn!(target: "backup", store = self.what, id, error = %err,
-                        "Skipping an unreadable store entry.")
+                        "Skipping an unreadable store entry.");
+                    if matches!(err, StoreError::Corrupt { .. }) {
+                        unreadable.push((self.unreadable_entry(id), err.to_string()));
+                    }
                 }
             }
         }
         out.sort_by(|a, b| (a.stored, &a.id).cmp(&(b.stored, &b.id)));
-        Ok(out)
+        unreadable.sort_by(|(a, _), (b, _)| (a.stored, &a.id).cmp(&(b.stored, &b.id)));
+        Ok((out, unreadable))
+    }
+
+    /// [`unreadable_entry`] of this store.
+    pub fn unreadable_entry(&self, id: &str) -> Entry {
+        unreadable_entry(&self.dir, id)
     }
 
     /// One entry's description.
@@ -534,7 +574,14 @@ impl Store {
     }
 
     fn remove_locked(&self, id: &str) -> Result<Entry, StoreError> {
-        let entry = self.entry(id)?;
+        // An entry whose description cannot be read is removed too: it is
+        // the one thing to do with it (walkAW F19). It was never counted
+        // in the totals.
+        let (entry, counted) = match self.entry(id) {
+            Ok(e) => (e, true),
+            Err(StoreError::Corrupt { .. }) => (self.unreadable_entry(id), false),
+            Err(e) => return Err(e),
+        };
         // The description first: a half-removed entry is not listed.
         for ext in ["json", "eml"] {
             let path = self.path(id, ext);
@@ -544,9 +591,11 @@ impl Store {
                 Err(e) => return Err(io(&path, e)),
             }
         }
-        if let Ok(mut t) = self.totals.lock() {
-            t.0 = t.0.saturating_sub(1);
-            t.1 = t.1.saturating_sub(entry.meta.size);
+        if counted {
+            if let Ok(mut t) = self.totals.lock() {
+                t.0 = t.0.saturating_sub(1);
+                t.1 = t.1.saturating_sub(entry.meta.size);
+            }
         }
         Ok(entry)
     }
@@ -559,7 +608,8 @@ impl Store {
             .lock()
             .map_err(|_| StoreError::Task("poisoned".into()))?;
         let mut out = Vec::new();
-        for e in self.list()? {
+        let (entries, unreadable) = self.list_all()?;
+        for e in entries.iter().chain(unreadable.iter().map(|(e, _)| e)) {
             if e.stored <= before {
                 out.push(self.remove_locked(&e.id)?);
             }
@@ -832,6 +882,38 @@ mod tests {
             .put_blocking("1A22E10E77891C7A", b"0123456789", &meta(0))
             .unwrap();
         assert_eq!(store.totals(), (1, 10));
+    }
+
+    /// walkAW F19: an entry whose description cannot be read was skipped
+    /// by the listing (the quarantine said it was empty) and could not be
+    /// removed; it is listed beside the others, and removed and purged.
+    #[test]
+    fn an_unreadable_entry_is_listed_apart_and_can_be_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), "test", Duration::from_secs(3600), 1 << 20).unwrap();
+        for id in ["1A22E10E77891C7A", "1A22E10E77891C7B", "1A22E10E77891C7C"] {
+            store.put_blocking(id, b"0123456789", &meta(10)).unwrap();
+        }
+        std::fs::write(dir.path().join("1A22E10E77891C7A.json"), b"\x00\xffgarbage").unwrap();
+        std::fs::write(
+            dir.path().join("1A22E10E77891C7B.json"),
+            br#"{"id":"1A22E10E77891C7B","size":"big"}"#,
+        )
+        .unwrap();
+        let (ok, bad) = store.list_all().unwrap();
+        assert_eq!(ok.len(), 1);
+        let ids: Vec<&str> = bad.iter().map(|(e, _)| e.id.as_str()).collect();
+        assert_eq!(ids, ["1A22E10E77891C7A", "1A22E10E77891C7B"]);
+        assert!(bad.iter().all(|(e, why)| e.meta.reason == "unreadable"
+            && e.meta.size == 10
+            && e.stored > 0
+            && why.contains("unreadable entry")));
+        let gone = store.remove("1A22E10E77891C7A").unwrap();
+        assert_eq!(gone.id, "1A22E10E77891C7A");
+        assert!(!dir.path().join("1A22E10E77891C7A.eml").exists());
+        let purged = store.purge(i64::MAX).unwrap();
+        assert_eq!(purged.len(), 2, "the unreadable one is purged too");
+        assert_eq!(store.list_all().unwrap().1.len(), 0);
     }
 
     /// A store that cannot write was only a log line: it is counted and
