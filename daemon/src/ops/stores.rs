@@ -408,7 +408,40 @@ pub struct Spooled {
     /// Where a failure of the new message is reported, in words
     /// ([`FailureReport::describe`]).
     pub failure_report: FailureReport,
+    /// What the administrator sends on although the checks held it back
+    /// (a virus), in words, for the command's answer; None for other mail.
+    pub warning: Option<String>,
     envelope: Envelope,
+}
+
+/// The warning for sending on an entry of `statuses` with `findings`: it
+/// goes as it came, unscanned (walkAX 2: a release of an infected entry
+/// said nothing of the virus it delivered).
+fn carries_malware(statuses: &[String], findings: &[String]) -> Option<String> {
+    let bad: Vec<&str> = statuses
+        .iter()
+        .map(String::as_str)
+        .filter(|s| matches!(*s, "av/infected" | "av/suspicious"))
+        .collect();
+    if bad.is_empty() {
+        return None;
+    }
+    let shown: Vec<String> = findings
+        .iter()
+        .filter(|f| !f.starts_with("as/"))
+        .take(3)
+        .map(|f| crate::text::one_line(f))
+        .collect();
+    let more = findings.len().saturating_sub(shown.len());
+    let listed = match (shown.is_empty(), more) {
+        (true, _) => String::new(),
+        (false, 0) => format!(": {}", shown.join("; ")),
+        (false, n) => format!(": {} and {n} more", shown.join("; ")),
+    };
+    Some(format!(
+        "Warning: it holds {}{listed}; it is delivered as it came, without a verdict header and not scanned again.",
+        bad.join(" and ")
+    ))
 }
 
 /// Where a failure of a message sent again (a release, `archive send`) is
@@ -588,6 +621,7 @@ pub async fn send_again(
         queue_id: new_id,
         rcpts,
         failure_report,
+        warning: carries_malware(&entry.meta.statuses, &entry.meta.findings),
         envelope: env,
     })
 }
@@ -619,12 +653,16 @@ pub async fn release(
     }
     .emit_by(&gw.stats, Some(&by()));
     let failure_report = spooled.failure_report.describe();
+    let warning = spooled.warning.clone();
     spooled.queue(gw);
     note_sent(&store, &id, &queue_id, &rcpts).await;
     let mut answer = serde_json::json!({
         "id": id, "queue_id": queue_id.0, "to": rcpts,
         "failure_report": failure_report,
     });
+    if let Some(w) = warning {
+        answer["warning"] = w.into();
+    }
     if given != id {
         answer["given"] = given.into();
     }
@@ -691,6 +729,10 @@ pub fn sent_reply(
         out.push_str(r);
     }
     out.push('.');
+    if let Some(w) = data["warning"].as_str() {
+        out.push('\n');
+        out.push_str(w);
+    }
     out
 }
 
@@ -1145,6 +1187,19 @@ mod tests {
             sent_reply(&data, "Sent", None),
             "Sent X again as queue ID Y to a@b.test.\nIt is queued for delivery: follow it with `mailward queue show Y`."
         );
+        // walkAX 2: a release of an infected entry says what it delivers.
+        let warning = carries_malware(
+            &["av/infected".into(), "as/clean".into()],
+            &["infected EICAR_Test_File in invoice.zip/eicar.com".into()],
+        );
+        assert_eq!(
+            warning.as_deref(),
+            Some("Warning: it holds av/infected: infected EICAR_Test_File in invoice.zip/eicar.com; it is delivered as it came, without a verdict header and not scanned again.")
+        );
+        let data =
+            serde_json::json!({"id": "X", "queue_id": "Y", "to": ["a@b.test"], "warning": warning});
+        assert!(sent_reply(&data, "Released", None).ends_with("`mailward queue show Y`.\nWarning: it holds av/infected: infected EICAR_Test_File in invoice.zip/eicar.com; it is delivered as it came, without a verdict header and not scanned again."));
+        assert_eq!(carries_malware(&["as/spam".into()], &[]), None);
     }
 
     /// walkAP F7: after a release to one recipient, a release without
