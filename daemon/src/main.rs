@@ -1134,12 +1134,14 @@ fn queue(cmd: QueueCommand) -> ExitCode {
             )
         }
         QueueCommand::Hold { ids, config } => {
+            // walkAW F3: the command suggested carries the --config given.
+            let with = mailward::ops::stores::config_arg(config.config.as_deref());
             return queue_each(
                 config.config.as_deref(),
                 ids,
                 |id| Request::QueueHold { id },
-                |id, _| out!("{id} held: no delivery until `mailward queue release {id}`."),
-            )
+                |id, _| out!("{id} held: no delivery until `mailward queue release {id}{with}`."),
+            );
         }
         QueueCommand::Release { ids, config } => {
             return queue_each(

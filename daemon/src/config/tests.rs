@@ -1478,3 +1478,17 @@ fn relay_networks_warn_of_an_open_relay_and_of_host_bits() {
         "{bits:?}"
     );
 }
+
+/// walkAW F11: port 0 was taken, and the gateway listened on a port the
+/// system picked and logged `:0`.
+#[test]
+fn a_listener_on_port_zero_is_refused() {
+    assert_eq!(
+        problems("[network]\nlisten_on = [\"127.0.0.1:0\"]\n"),
+        vec!["mailward.toml:2: network.listen_on: port 0 would take a port the system picks, which no client knows: give one, e.g. \"127.0.0.1:25\""]
+    );
+    assert_eq!(
+        problems("[metrics]\nlisten = \"[::1]:0\"\n"),
+        vec!["mailward.toml:2: metrics.listen: port 0 would take a port the system picks, which no client knows: give one, e.g. \"[::1]:9925\""]
+    );
+}

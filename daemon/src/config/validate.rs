@@ -254,10 +254,27 @@ fn socket_path(v: &Value) -> Result<PathBuf, String> {
 
 fn socket_addr(v: &Value) -> Result<SocketAddr, String> {
     parsed("an address like \"127.0.0.1:2525\"", |s| {
-        s.parse::<SocketAddr>().map_err(|_| {
-            format!("expected an address like \"127.0.0.1:2525\" or \"[::1]:2525\", got {s:?}")
-        })
+        s.parse::<SocketAddr>()
+            .map_err(|_| {
+                format!("expected an address like \"127.0.0.1:2525\" or \"[::1]:2525\", got {s:?}")
+            })
+            .and_then(|a| not_port_zero(a, "25"))
     })(v)
+}
+
+/// A listener's address on port 0 would get a port the system picks,
+/// which no client (and no log line) would know (walkAW F11).
+fn not_port_zero(a: SocketAddr, example: &str) -> Result<SocketAddr, String> {
+    if a.port() == 0 {
+        return Err(format!(
+            "port 0 would take a port the system picks, which no client knows: give one, e.g. \"{}:{example}\"",
+            match a.ip() {
+                std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+                ip => ip.to_string(),
+            }
+        ));
+    }
+    Ok(a)
 }
 
 fn net(v: &Value) -> Result<IpNet, String> {
@@ -1427,9 +1444,14 @@ fn metrics(ctx: &mut Ctx<'_>, raw: &RawMetrics) -> Metrics {
         if s.is_empty() {
             return Ok(None);
         }
-        s.parse::<SocketAddr>().map(Some).map_err(|_| {
-            format!("expected an address like \"127.0.0.1:9925\", or \"\" to disable, got {s:?}")
-        })
+        s.parse::<SocketAddr>()
+            .map_err(|_| {
+                format!(
+                    "expected an address like \"127.0.0.1:9925\", or \"\" to disable, got {s:?}"
+                )
+            })
+            .and_then(|a| not_port_zero(a, "9925"))
+            .map(Some)
     });
     Metrics {
         listen: match raw.listen {

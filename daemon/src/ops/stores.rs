@@ -710,16 +710,7 @@ pub fn sent_reply(
         None => String::new(),
     };
     let again = if done == "Sent" { " again" } else { "" };
-    let config = match config {
-        Some(p) => {
-            let p = std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
-            match p.display().to_string() {
-                p if p.contains(char::is_whitespace) => format!(" --config '{p}'"),
-                p => format!(" --config {p}"),
-            }
-        }
-        None => String::new(),
-    };
+    let config = config_arg(config);
     let mut out = format!(
         "{done} {id}{which}{again} as queue ID {queue_id} to {}.\nIt is queued for delivery: follow it with `mailward queue show {queue_id}{config}`",
         to.join(", ")
@@ -734,6 +725,22 @@ pub fn sent_reply(
         out.push_str(w);
     }
     out
+}
+
+/// ` --config PATH` (absolute, quoted when it holds white space) for a
+/// command the CLI suggests, when the command it answers was given one:
+/// without it the suggestion finds another daemon's socket, or none.
+pub fn config_arg(config: Option<&std::path::Path>) -> String {
+    match config {
+        Some(p) => {
+            let p = std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+            match p.display().to_string() {
+                p if p.contains(char::is_whitespace) => format!(" --config '{p}'"),
+                p => format!(" --config {p}"),
+            }
+        }
+        None => String::new(),
+    }
 }
 
 /// Refuses a second send of entry `id` to recipients it was sent to (its
