@@ -38,20 +38,21 @@ const EX_CANTCREAT: u8 = 73;
 /// `check-config`: says which of the configuration's accounts this machine
 /// lacks (a warning: the file itself is valid, and may be meant for
 /// another machine).
-fn account_warnings(c: &config::Config, path: Option<&std::path::Path>) {
+fn account_warnings(c: &config::Config, path: Option<&std::path::Path>) -> Vec<String> {
     let text = path
         .and_then(|p| std::fs::read_to_string(p).ok())
         .unwrap_or_default();
+    let mut out = Vec::new();
     // A file (not the embedded default) without `user`, checked by root:
     // `run` by the same root refuses it (walkAC: check-config said valid,
     // then run exited 64).
     if path.is_some() && c.server.user.is_none() && nix::unistd::geteuid().is_root() {
         let line = config::line_of_key(&text, "server", "user");
-        eprintln!(
-            "{}:{line}: warning: {}; mailward run refuses to start as root here",
-            c.origin,
+        out.push(format!(
+            "{}: warning: {}; mailward run refuses to start as root here",
+            at(&c.origin, line),
             mailward::ops::privileges::PrivilegeError::RootWithoutUser
-        );
+        ));
     }
     let missing = mailward::ops::privileges::missing_accounts(
         c.server.user.as_deref(),
@@ -60,10 +61,21 @@ fn account_warnings(c: &config::Config, path: Option<&std::path::Path>) {
     for (key, problem) in missing {
         let line = config::line_of_key(&text, "server", key);
         // NoSuchUser/NoSuchGroup begin with their key already.
-        eprintln!(
-            "{}:{line}: warning: {problem}; mailward run refuses to start as root here",
-            c.origin
-        );
+        out.push(format!(
+            "{}: warning: {problem}; mailward run refuses to start as root here",
+            at(&c.origin, line)
+        ));
+    }
+    out
+}
+
+/// Where in a configuration file: `FILE:LINE`, or `FILE` alone when the key
+/// is not written in it (line 0: an empty file warned at `FILE:0`, walkAW
+/// F8).
+fn at(origin: &str, line: usize) -> String {
+    match line {
+        0 => origin.to_string(),
+        line => format!("{origin}:{line}"),
     }
 }
 
@@ -79,7 +91,10 @@ fn tls_problems(c: &config::Config, path: Option<&std::path::Path>) -> Vec<Strin
     if let (Some(cert), Some(key)) = (&c.network.tls_certificate, &c.network.tls_key) {
         if let Err(e) = mailward::smtp::tls::acceptor(cert, key) {
             let line = config::line_of_key(&text, "network", "tls_certificate");
-            out.push(format!("{}:{line}: network.tls_certificate: {e}", c.origin));
+            out.push(format!(
+                "{}: network.tls_certificate: {e}",
+                at(&c.origin, line)
+            ));
         }
     }
     for (n, route) in c.route.iter().enumerate() {
@@ -101,7 +116,7 @@ fn tls_problems(c: &config::Config, path: Option<&std::path::Path>) -> Vec<Strin
             // The key leads the line already: `route[0].tls_ca: FILE ...`.
             let e = e.to_string();
             let e = e.strip_prefix("tls_ca ").unwrap_or(&e);
-            out.push(format!("{}:{line}: route[{n}].{key}: {e}", c.origin));
+            out.push(format!("{}: route[{n}].{key}: {e}", at(&c.origin, line)));
         }
     }
     out
@@ -118,7 +133,7 @@ fn example_name_warnings(c: &config::Config, path: Option<&std::path::Path>) {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     for (key, problem) in example_names(c) {
         let line = config::line_of_key(&text, "server", key);
-        eprintln!("{}:{line}: warning: server.{key}: {problem}", c.origin);
+        eprintln!("{}: warning: server.{key}: {problem}", at(&c.origin, line));
     }
 }
 
@@ -165,7 +180,7 @@ fn log_warnings(c: &config::Config, path: Option<&std::path::Path>) {
         .unwrap_or_default();
     for (key, problem) in warnings {
         let line = config::line_of_key(&text, "log", key);
-        eprintln!("{}:{line}: warning: {problem}", c.origin);
+        eprintln!("{}: warning: {problem}", at(&c.origin, line));
     }
 }
 
@@ -183,11 +198,25 @@ fn main() -> ExitCode {
                     }
                     return ExitCode::from(1);
                 }
-                out!("{}: configuration is valid", c.origin);
+                let refusing = account_warnings(&c, arg.config.as_deref());
+                if refusing.is_empty() {
+                    out!("{}: configuration is valid", c.origin);
+                } else {
+                    // Valid, and the exit status says so (a package build
+                    // checks its file where the user does not exist yet),
+                    // but not "valid" alone: run by this root, it refuses
+                    // (walkAW F8).
+                    out!(
+                        "{}: configuration is valid, but mailward run refuses to start with it as root here (see the warnings)",
+                        c.origin
+                    );
+                }
                 for w in &c.warnings {
                     eprintln!("{}", w.warning());
                 }
-                account_warnings(&c, arg.config.as_deref());
+                for w in &refusing {
+                    eprintln!("{w}");
+                }
                 log_warnings(&c, arg.config.as_deref());
                 example_name_warnings(&c, arg.config.as_deref());
                 ExitCode::SUCCESS
