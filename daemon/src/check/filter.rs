@@ -122,9 +122,12 @@ impl<'p> Filters<'p> {
 }
 
 /// A file name as Windows saves it: trailing dots and spaces taken off
-/// (`tool.exe. ` is saved as `tool.exe`).
+/// (`tool.exe. ` is saved as `tool.exe`), and cut at its first NUL or
+/// other control character, where C-string APIs end it (walkAX 13: the
+/// RFC 2231 name `tool.exe%00.txt` passed `*.exe`).
 pub fn saved_name(name: &str) -> &str {
-    name.trim_end_matches(['.', ' '])
+    let cut = name.find(char::is_control).map_or(name, |i| &name[..i]);
+    cut.trim_end_matches(['.', ' '])
 }
 
 #[cfg(test)]
@@ -178,6 +181,9 @@ mod tests {
             (["tool.exe ", "a"], Some("name:*.exe")),
             (["dir/tool.EXE. .", "a"], Some("name:*.exe")),
             (["setup-2.exe.", "a"], None),
+            (["tool.exe\0.txt", "a"], Some("name:*.exe")),
+            (["tool.exe \u{1}x.txt", "a"], Some("name:*.exe")),
+            (["setup-3.exe\0.txt", "a"], None),
         ];
         for (names, want) in two {
             assert_eq!(
