@@ -307,6 +307,16 @@ fn tidy_serde_message(message: &str) -> String {
         ("expected a map", "expected a table"),
         ("invalid type: sequence", "invalid type: array"),
         ("invalid type: map", "invalid type: table"),
+        // `[route]` for `[[route]]` (walkAW F14).
+        (
+            "invalid type: table, expected a sequence",
+            "a single table where a list is wanted (a list of tables is written with two brackets: [[route]], not [route])",
+        ),
+        // `max_hops 50`, the `=` forgotten (walkAW F6).
+        (
+            "expected `.`, `=`",
+            "a key must be followed by = and its value (key = value)",
+        ),
         // toml's names for a string that does not end (walkAC: "invalid
         // basic string" said neither what nor where to look).
         (

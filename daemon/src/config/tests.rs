@@ -1492,3 +1492,17 @@ fn a_listener_on_port_zero_is_refused() {
         vec!["mailward.toml:2: metrics.listen: port 0 would take a port the system picks, which no client knows: give one, e.g. \"[::1]:9925\""]
     );
 }
+
+/// walkAW F14, F6: `[route]` for `[[route]]`, and a key without its `=`,
+/// were said in serde's and toml's words.
+#[test]
+fn a_single_route_table_and_a_missing_equals_sign_are_said_plainly() {
+    assert_eq!(
+        problems("[route]\nmatch = \"*\"\nto = \"[127.0.0.1:2526]\"\n"),
+        vec!["mailward.toml:1: route: a single table where a list is wanted (a list of tables is written with two brackets: [[route]], not [route])"]
+    );
+    assert_eq!(
+        problems("[limits]\nmax_hops 50\n"),
+        vec!["mailward.toml:2: a key must be followed by = and its value (key = value)"]
+    );
+}
