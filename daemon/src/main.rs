@@ -189,16 +189,16 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Run(arg) => run(arg.config.as_deref(), None),
         Command::Milter(arg) => run(arg.config.config.as_deref(), Some(arg.listen)),
-        Command::CheckConfig(arg) => match config::load(arg.config.as_deref()) {
+        Command::CheckConfig(arg) => match config::load(arg.path()) {
             Ok(c) => {
-                let tls = tls_problems(&c, arg.config.as_deref());
+                let tls = tls_problems(&c, arg.path());
                 if !tls.is_empty() {
                     for p in tls {
                         eprintln!("{p}");
                     }
                     return ExitCode::from(1);
                 }
-                let refusing = account_warnings(&c, arg.config.as_deref());
+                let refusing = account_warnings(&c, arg.path());
                 if refusing.is_empty() {
                     out!("{}: configuration is valid", c.origin);
                 } else {
@@ -217,8 +217,8 @@ fn main() -> ExitCode {
                 for w in &refusing {
                     eprintln!("{w}");
                 }
-                log_warnings(&c, arg.config.as_deref());
-                example_name_warnings(&c, arg.config.as_deref());
+                log_warnings(&c, arg.path());
+                example_name_warnings(&c, arg.path());
                 ExitCode::SUCCESS
             }
             Err(errors) => {

@@ -1506,3 +1506,22 @@ fn a_single_route_table_and_a_missing_equals_sign_are_said_plainly() {
         vec!["mailward.toml:2: a key must be followed by = and its value (key = value)"]
     );
 }
+
+/// walkAW F9: a directory, or a file that is not UTF-8 text, given as the
+/// configuration was said in the OS's or the decoder's words alone.
+#[test]
+fn a_directory_or_binary_file_as_the_configuration_says_what_to_give() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = load(Some(dir.path())).unwrap_err().to_string();
+    assert!(
+        e.contains("cannot read the configuration: it is a directory; give --config the file"),
+        "{e}"
+    );
+    let bin = dir.path().join("garbage.toml");
+    std::fs::write(&bin, b"\xff\xfe\x00binary").unwrap();
+    let e = load(Some(&bin)).unwrap_err().to_string();
+    assert!(
+        e.contains("it is not text in UTF-8 (is it the configuration file?"),
+        "{e}"
+    );
+}

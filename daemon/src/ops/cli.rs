@@ -26,6 +26,25 @@ pub struct ConfigArg {
     pub config: Option<PathBuf>,
 }
 
+/// `check-config`: the file by --config, or named alone (the first thing a
+/// newcomer types, which was a usage error: walkAW F15).
+#[derive(Debug, Args)]
+pub struct CheckConfigArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// The configuration file, as --config gives it (this one wins when
+    /// both are given).
+    #[arg(value_name = "FILE")]
+    pub file: Option<PathBuf>,
+}
+
+impl CheckConfigArgs {
+    /// The file to check: FILE, else --config (or MAILWARD_CONFIG).
+    pub fn path(&self) -> Option<&std::path::Path> {
+        self.file.as_deref().or(self.config.config.as_deref())
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct MilterArgs {
     #[command(flatten)]
@@ -45,9 +64,9 @@ pub enum Command {
     Run(ConfigArg),
     /// Validates a configuration file and prints every problem as FILE:LINE: key: problem.
     #[command(
-        after_help = "Exit status: 0 when valid, 1 when not.\n\nExample:\n  mailward check-config --config mailward.toml"
+        after_help = "Exit status: 0 when valid, 1 when not.\n\nExamples:\n  mailward check-config --config mailward.toml\n  mailward check-config mailward.toml"
     )]
-    CheckConfig(ConfigArg),
+    CheckConfig(CheckConfigArgs),
     /// Prints configuration documents.
     #[command(
         subcommand,
