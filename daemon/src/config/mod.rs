@@ -226,14 +226,13 @@ fn unreadable(path: &Path, e: &std::io::Error) -> String {
             }
         }
         // walkAW F9: the OS's and the decoder's words alone.
-        std::io::ErrorKind::IsADirectory => format!(
-            "cannot read the configuration: it is a directory; give --config the file \
-             (`mailward config default > FILE` writes a commented one)"
-        ),
-        std::io::ErrorKind::InvalidData => format!(
-            "cannot read the configuration: it is not text in UTF-8 (is it the configuration \
-             file? `mailward config default > FILE` writes a commented one)"
-        ),
+        std::io::ErrorKind::IsADirectory => "cannot read the configuration: it is a directory; \
+            give --config the file (`mailward config default > FILE` writes a commented one)"
+            .to_string(),
+        std::io::ErrorKind::InvalidData => "cannot read the configuration: it is not text in \
+            UTF-8 (is it the configuration file? `mailward config default > FILE` writes a \
+            commented one)"
+            .to_string(),
         _ => format!("cannot read the configuration: {e}"),
     }
 }

@@ -319,7 +319,7 @@ pub async fn list(
 /// have none), so that they are seen and can be removed.
 fn listed(
     entries: &[Entry],
-    unreadable: Vec<(Entry, String)>,
+    unreadable: Vec<crate::store::Unreadable>,
     filter: &Filter,
     now: i64,
     direction: Option<Direction>,

@@ -118,6 +118,10 @@ pub struct Entry {
     pub released: Vec<Released>,
 }
 
+/// An entry whose description cannot be read ([`unreadable_entry`]), and
+/// why.
+pub type Unreadable = (Entry, String);
+
 /// What is known of entry `id` of the store in `dir` whose description
 /// cannot be read: its ID, when its description was written (as
 /// `stored`), the size of its message and `unreadable` as its reason.
@@ -450,7 +454,7 @@ impl Store {
     /// cannot be read, each as [`Store::unreadable_entry`] makes it with
     /// the problem (walkAW F19: they were skipped with a log line, and the
     /// administrator was told the quarantine was empty).
-    pub fn list_all(&self) -> Result<(Vec<Entry>, Vec<(Entry, String)>), StoreError> {
+    pub fn list_all(&self) -> Result<(Vec<Entry>, Vec<Unreadable>), StoreError> {
         let mut out = Vec::new();
         let mut unreadable = Vec::new();
         for e in std::fs::read_dir(&self.dir).map_err(|e| io(&self.dir, e))? {
