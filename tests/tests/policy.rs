@@ -405,11 +405,14 @@ fn quarantine_list_show_release_remove_and_purge() -> Result<()> {
         .daemon
         .cli_ok(&["quarantine", "release", &id, "--to", "analyst@example.com"])?;
     // What became of it, how to follow it, where a failure goes (walkAP
-    // F2, F8).
+    // F2, F8), and what it holds (walkAX 2).
     f.check(
         out.contains(" to analyst@example.com.\nIt is queued for delivery: follow it with `mailward queue show ")
-            && out.ends_with(
+            && out.contains(
                 "; a failure is reported to postmaster@mw.test (headers only; the entry holds av/infected, so not to the original sender).\n",
+            )
+            && out.ends_with(
+                "\nWarning: it holds av/infected: infected EICAR_Test_File in invoice.zip/eicar.com; it is delivered as it came, without a verdict header and not scanned again.\n",
             ),
         || out.clone(),
     );
