@@ -1287,21 +1287,17 @@ fn queue(cmd: QueueCommand) -> ExitCode {
         }
         QueueCommand::Flush { .. } => {
             let n = data.get("scheduled").and_then(|n| n.as_u64()).unwrap_or(0);
-            let held: Vec<&str> = data
-                .get("held")
-                .and_then(|h| h.as_array())
-                .into_iter()
-                .flatten()
-                .filter_map(|v| v.as_str())
-                .collect();
-            // An older daemon's answer has no "resumed".
-            let resumed: Vec<&str> = data
-                .get("resumed")
-                .and_then(|h| h.as_array())
-                .into_iter()
-                .flatten()
-                .filter_map(|v| v.as_str())
-                .collect();
+            // The strings of an array field (an older daemon's answer has
+            // no "resumed").
+            let strings = |key: &str| -> Vec<&str> {
+                data.get(key)
+                    .and_then(|h| h.as_array())
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|v| v.as_str())
+                    .collect()
+            };
+            let (held, resumed) = (strings("held"), strings("resumed"));
             if !resumed.is_empty() {
                 out!(
                     "Suspension lifted ({}): the mail for it connects again.",

@@ -1009,7 +1009,7 @@ fn suspended_problem(s: &Status) -> String {
         format!(": {}.", named.join("; "))
     };
     format!(
-        "{count} delivery destination(s) suspended after connection failures in a row{which} Their mail waits without connecting until a probe gets through (after timeouts.min_backoff, doubled per failed probe); `mailward queue summary` shows the waiting domains. Check that next hop (whether it takes connections, the route's address, its DNS)."
+        "{count} delivery destination(s) suspended after connection failures in a row{which} Their mail waits without connecting until a probe gets through (after timeouts.min_backoff, doubled per failed probe); `mailward queue summary` shows the waiting domains. Check that next hop (whether it takes connections, the route's address, its DNS); once it is back, `mailward queue flush` lifts the suspension."
     )
 }
 
@@ -2086,7 +2086,7 @@ mod tests {
              [10.0.0.7]:25 (until 1970-01-01T00:16:40+00:00, 3 failure(s), last: 4.4.1 cannot connect to 10.0.0.7:25: Connection refused (os error 111)); \
              example.net:25 (a probe under way, 4 failure(s), last: 4.4.2 no greeting from mx.example.net[192.0.2.1]:25 within 300s). \
              Their mail waits without connecting until a probe gets through (after timeouts.min_backoff, doubled per failed probe); \
-             `mailward queue summary` shows the waiting domains. Check that next hop (whether it takes connections, the route's address, its DNS)."
+             `mailward queue summary` shows the waiting domains. Check that next hop (whether it takes connections, the route's address, its DNS); once it is back, `mailward queue flush` lifts the suspension."
         );
         // Ended with no attempt yet: not "until" a time gone by.
         s.suspended[0].probe_due = true;
