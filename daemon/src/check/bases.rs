@@ -222,6 +222,9 @@ const CLEAN_PROBES: &[&[u8]] = &[
 /// The first rule of `rules` that matches a clean probe, as NAMESPACE.RULE.
 fn matches_clean(rules: &yara_x::Rules) -> Option<String> {
     let mut scanner = yara_x::Scanner::new(rules);
+    // A few bytes each: a rule that takes longer loops on nothing, and the
+    // update must not hang on it.
+    scanner.set_timeout(std::time::Duration::from_secs(5));
     for probe in CLEAN_PROBES {
         let Ok(results) = scanner.scan(probe) else {
             continue;
