@@ -426,13 +426,14 @@ fn carries_malware(statuses: &[String], findings: &[String]) -> Option<String> {
     if bad.is_empty() {
         return None;
     }
-    let shown: Vec<String> = findings
+    // The checks' findings, not the spam verdict's line.
+    let av: Vec<&String> = findings.iter().filter(|f| !f.starts_with("as/")).collect();
+    let shown: Vec<String> = av
         .iter()
-        .filter(|f| !f.starts_with("as/"))
         .take(3)
         .map(|f| crate::text::one_line(f))
         .collect();
-    let more = findings.len().saturating_sub(shown.len());
+    let more = av.len().saturating_sub(shown.len());
     let listed = match (shown.is_empty(), more) {
         (true, _) => String::new(),
         (false, 0) => format!(": {}", shown.join("; ")),
