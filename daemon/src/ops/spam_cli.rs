@@ -461,6 +461,16 @@ pub fn learn(
                     m.name
                 );
             } else {
+                // Said as `spam check` says it (walkAW F21: a binary file
+                // given by mistake was learnt without a word), and learnt
+                // as given.
+                if m.bytes.contains(&0) {
+                    let _ = writeln!(
+                        err,
+                        "mailward: warning: {}: holds NUL bytes, so it is not a mail message as SMTP carries one; learnt anyway (`mailward spam forget` takes it back)",
+                        m.name
+                    );
+                }
                 // As it arrived: not the gateway's marks (walkR finding 7).
                 let (digest, tokens) = spam::for_learning(&unmark(&m.bytes, &marks));
                 let in_base = base_learnt.get(&digest).copied();
@@ -1575,6 +1585,25 @@ mod tests {
         let mut err = Vec::new();
         forget(&cfg, &[dir.path().join("mail/0.eml")], &mut err).unwrap();
         assert!(!String::from_utf8(err).unwrap().contains("passed"));
+    }
+
+    /// walkAW F21: `spam check` warned of a file with NUL bytes, `spam
+    /// learn` learnt it without a word.
+    #[test]
+    fn learning_a_file_with_nul_bytes_is_said() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = crate::config::parse("", "t.toml").unwrap();
+        cfg.spam.dir = dir.path().join("spam");
+        let bin = dir.path().join("garbage.bin");
+        std::fs::write(&bin, b"\x7fELF\x00\x00binary\x00stuff").unwrap();
+        let mut err = Vec::new();
+        let tally = learn(&cfg, &[bin], &[], &mut err).unwrap();
+        assert_eq!(tally.new, 1);
+        let err = String::from_utf8(err).unwrap();
+        assert!(
+            err.contains("garbage.bin: holds NUL bytes, so it is not a mail message as SMTP carries one; learnt anyway"),
+            "{err}"
+        );
     }
 
     /// walkAV F9: the base and the site's learning were never compared,
