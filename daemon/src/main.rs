@@ -156,6 +156,18 @@ fn example_names(c: &config::Config) -> Vec<(&'static str, String)> {
             ),
         ));
     }
+    // walkAW F22: `localhost` or a name of one label greets the world and
+    // signs Received: as no host on the Internet can be found by it.
+    let host = c.server.hostname.trim_end_matches('.');
+    if !example(host) && (host.eq_ignore_ascii_case("localhost") || !host.contains('.')) {
+        out.push((
+            "hostname",
+            format!(
+                "{} is not a fully qualified name: set this host's name in DNS (the greeting, EHLO to next hops, Received: and the DSNs' MAILER-DAEMON@ use it; many next hops refuse an EHLO without a dot)",
+                c.server.hostname
+            ),
+        ));
+    }
     if example(&c.server.postmaster) {
         out.push((
             "postmaster",

@@ -1525,3 +1525,54 @@ fn a_directory_or_binary_file_as_the_configuration_says_what_to_give() {
         "{e}"
     );
 }
+
+/// walkAW F12: a data directory that is a file, or under one, passed
+/// check-config; run then failed with "File exists" and no fix.
+#[test]
+fn a_data_dir_that_is_a_file_is_a_config_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("afile");
+    std::fs::write(&file, "x").unwrap();
+    for d in [file.clone(), file.join("data")] {
+        let text = format!("[server]\ndata_dir = {:?}\n", d.display().to_string());
+        assert_eq!(
+            problems(&text),
+            vec![format!(
+                "mailward.toml:2: server.data_dir: {} is a file, not a directory: set server.data_dir to a directory, or move the file away",
+                file.display()
+            )],
+            "{}",
+            d.display()
+        );
+    }
+    let text = format!(
+        "[server]\ndata_dir = {:?}\n",
+        dir.path().join("new/data").display().to_string()
+    );
+    assert_eq!(problems(&text), Vec::<String>::new());
+}
+
+/// walkAW F26: `reject = ["av/clean", "as/clean"]` refused every message
+/// without a word.
+#[test]
+fn a_clean_status_in_reject_block_or_quarantine_is_a_warning() {
+    let w = warnings("[policy]\nreject = [\"av/clean\", \"as/clean\"]\n");
+    let ours: Vec<&String> = w.iter().filter(|w| w.contains("policy.reject")).collect();
+    assert_eq!(ours.len(), 2, "{w:?}");
+    assert!(
+        ours[0].contains(
+            "av/clean is the status of nearly every message: this rejects nearly all mail"
+        ),
+        "{w:?}"
+    );
+    let w = warnings("[group.g]\nrecipients = [\"*@example.com\"]\nquarantine = [\"as/clean\"]\n");
+    assert!(
+        w.iter().any(|w| w.contains("group.g.quarantine: as/clean is the status of nearly every message: this quarantines nearly all mail")),
+        "{w:?}"
+    );
+    let quiet = warnings("[policy]\nreject = [\"av/infected\", \"as/spam\"]\n");
+    assert!(
+        !quiet.iter().any(|w| w.contains("nearly all mail")),
+        "{quiet:?}"
+    );
+}

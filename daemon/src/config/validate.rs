@@ -1073,7 +1073,33 @@ fn policy(ctx: &mut Ctx<'_>, raw: &RawPolicy) -> Policy {
     let overrides = for_policy_keys!(read_policy_keys!(ctx, p, raw, Vec::new(), Vec::new();));
     let policy = overrides.effective(&default_policy());
     sender_notices(ctx, &p, &policy.notify_sender);
+    for (key, list) in [
+        ("reject", &policy.reject),
+        ("block", &policy.block),
+        ("quarantine", &policy.quarantine),
+    ] {
+        clean_in_actions(ctx, &p, key, list);
+    }
     policy
+}
+
+/// `av/clean` or `as/clean` in `reject`, `block` or `quarantine`: nearly
+/// every message has one of them, so the list stops (or keeps) nearly all
+/// mail; taken, since a test gateway may mean it, but a warning (walkAW
+/// F26: `reject = ["av/clean", "as/clean"]` refused every message without
+/// a word).
+fn clean_in_actions(ctx: &mut Ctx<'_>, p: &KeyPath, key: &str, list: &[Status]) {
+    for s in list {
+        if matches!(s.as_str(), "av/clean" | "as/clean") {
+            ctx.warn(
+                &p.key(key),
+                format!(
+                    "{s} is the status of nearly every message: this {key}s nearly all mail; \
+                     name the findings (e.g. av/infected, as/spam)"
+                ),
+            );
+        }
+    }
 }
 
 /// `notify_sender` may name only `av/` statuses: the sender of spam or of
@@ -1168,6 +1194,13 @@ fn groups(ctx: &mut Ctx<'_>, raw: &BTreeMap<String, RawGroup>) -> BTreeMap<Strin
         }
         let group = for_policy_keys!(read_policy_keys!(ctx, p, g, senders, recipients;));
         sender_notices(ctx, &p, group.notify_sender.as_deref().unwrap_or_default());
+        for (key, list) in [
+            ("reject", &group.reject),
+            ("block", &group.block),
+            ("quarantine", &group.quarantine),
+        ] {
+            clean_in_actions(ctx, &p, key, list.as_deref().unwrap_or_default());
+        }
         out.insert(name.clone(), group);
     }
     out
@@ -2018,6 +2051,25 @@ fn cross_checks(ctx: &mut Ctx<'_>, config: &Config) {
                 format!("{} is a directory", file.display()),
             );
         }
+    }
+
+    // `run` cannot make or lock a data directory that is a file or lies
+    // under one (exit 71, "File exists"), while check-config said valid
+    // (walkAW F12). The nearest part of the path that exists tells.
+    let data_dir = &config.server.data_dir;
+    if let Some(file) = data_dir
+        .ancestors()
+        .filter(|a| !a.as_os_str().is_empty())
+        .find(|a| a.exists())
+        .filter(|a| !a.is_dir())
+    {
+        ctx.report(
+            &KeyPath::root("server").key("data_dir"),
+            format!(
+                "{} is a file, not a directory: set server.data_dir to a directory, or move the file away",
+                file.display()
+            ),
+        );
     }
 }
 
