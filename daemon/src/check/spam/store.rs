@@ -404,13 +404,9 @@ fn keep_foreign_journal(path: &Path) -> Result<Option<PathBuf>, StoreError> {
         path: path.to_path_buf(),
         source,
     };
-    let mut head = vec![0; journal::HEADER];
-    match std::fs::File::open(path) {
-        Ok(mut f) => {
-            if f.read_exact(&mut head).is_err() || !journal::foreign(&head) {
-                return Ok(None);
-            }
-        }
+    match foreign_at(path) {
+        Ok(true) => {}
+        Ok(false) => return Ok(None),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(io(e)),
     }
@@ -423,6 +419,14 @@ fn keep_foreign_journal(path: &Path) -> Result<Option<PathBuf>, StoreError> {
     tracing::warn!(target: "scan", journal = %path.display(), kept = %aside.display(),
         "The spam journal is damaged at its start or not one this Mailward reads: its learning was never counted; it is kept aside and a new journal begun (restore the learning from a backup or `spam export`, or learn the messages again).");
     Ok(Some(aside))
+}
+
+/// Whether the file journal at `path` is damaged at its start or foreign
+/// ([`journal::foreign`]); one shorter than a header is not.
+fn foreign_at(path: &Path) -> std::io::Result<bool> {
+    let mut head = vec![0; journal::HEADER];
+    let mut f = std::fs::File::open(path)?;
+    Ok(f.read_exact(&mut head).is_ok() && journal::foreign(&head))
 }
 
 /// Holds the learning lock of a spam directory while alive (site changes,
@@ -758,10 +762,7 @@ impl Store {
             return None;
         };
         let path = dir.join(JOURNAL);
-        let mut head = vec![0; journal::HEADER];
-        let mut f = std::fs::File::open(&path).ok()?;
-        f.read_exact(&mut head).ok()?;
-        journal::foreign(&head).then_some(path)
+        foreign_at(&path).ok()?.then_some(path)
     }
 
     /// What the journal holds beside the snapshot now (`spam status`).
