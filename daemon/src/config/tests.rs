@@ -1576,3 +1576,87 @@ fn a_clean_status_in_reject_block_or_quarantine_is_a_warning() {
         "{quiet:?}"
     );
 }
+
+/// walkAW F5: queue timings that contradict each other pass as valid but
+/// are warned of, at the key the file sets.
+#[test]
+fn contradictory_queue_timings_are_warned_of() {
+    assert_eq!(
+        warnings("[timeouts]\nmax_queue_lifetime = \"2m\"\n"),
+        vec![
+            "mailward.toml:2: warning: timeouts.max_queue_lifetime: timeouts.max_queue_lifetime (2m) is shorter than timeouts.min_backoff (5m): a deferred message is tried once more, when its lifetime ends, and then returned to its sender",
+            "mailward.toml:2: warning: timeouts.max_queue_lifetime: timeouts.delay_notice (4h) is not shorter than timeouts.max_queue_lifetime (2m): no sender is told of a delay, since the message is bounced first",
+        ]
+    );
+    assert_eq!(
+        warnings("[timeouts]\ndelay_notice = \"6d\"\n"),
+        vec!["mailward.toml:2: warning: timeouts.delay_notice: timeouts.delay_notice (6d) is not shorter than timeouts.max_queue_lifetime (5d): no sender is told of a delay, since the message is bounced first"]
+    );
+    // The defaults, and sensible settings, say nothing.
+    assert!(warnings("").is_empty());
+    assert!(warnings(
+        "[timeouts]\nmax_queue_lifetime = \"1d\"\ndelay_notice = \"1h\"\nmin_backoff = \"1m\"\n"
+    )
+    .is_empty());
+}
+
+/// walkAW F7: a 100 kB value is not echoed whole in its problem; the start
+/// (the key's complaint) and the end (what to give) stay.
+#[test]
+fn a_huge_value_is_cut_in_its_problem() {
+    let huge = "x".repeat(100_000);
+    let p = problems(&format!("[limits]\nmax_message_size = \"{huge}\"\n"));
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert!(p[0].len() < 800, "{} octets", p[0].len());
+    assert!(
+        p[0].starts_with("mailward.toml:2: limits.max_message_size: "),
+        "{}",
+        p[0]
+    );
+    assert!(p[0].contains("octets left out)..."), "{}", p[0]);
+    // A short one is said whole.
+    let short = problems("[limits]\nmax_message_size = \"big\"\n");
+    assert!(!short[0].contains("left out"), "{}", short[0]);
+    // A cut never splits a character.
+    let wide = "é".repeat(50_000);
+    let p = problems(&format!("[limits]\nmax_message_size = \"{wide}\"\n"));
+    assert!(p[0].contains("octets left out"), "{}", p[0]);
+}
+
+/// walkAW F22: a store's max_size of 0 ("no limit" elsewhere) would remove
+/// every quarantined message as soon as it is stored.
+#[test]
+fn a_store_max_size_of_zero_is_refused() {
+    for table in ["quarantine", "archive"] {
+        assert_eq!(
+            problems(&format!("[{table}]\nmax_size = 0\n")),
+            vec![format!("mailward.toml:2: {table}.max_size: 0 would remove every entry as soon as it is stored (it is a cap, not \"no limit\"): give the most the store may hold, like \"10GiB\"")]
+        );
+        assert_eq!(
+            problems(&format!("[{table}]\nmax_size = \"0B\"\n")).len(),
+            1
+        );
+        assert!(problems(&format!("[{table}]\nmax_size = \"1MiB\"\n")).is_empty());
+    }
+}
+
+/// walkAW F22: a log rotated at every line and a statistics file written
+/// a thousand times a second are warned of; 0 (never rotate) is not.
+#[test]
+fn a_tiny_rotate_size_and_write_interval_are_warned_of() {
+    assert_eq!(
+        warnings("[log]\nrotate_size = \"1B\"\n"),
+        vec!["mailward.toml:2: warning: log.rotate_size: a file of 1 octet holds a few lines at most: the log is rotated at nearly every line, and its 5 files keep the last few (\"0\" never rotates; 10MiB is the default)"]
+    );
+    assert!(warnings("[log]\nrotate_size = \"0\"\n").is_empty());
+    assert!(warnings("[log]\nrotate_size = \"1KiB\"\n").is_empty());
+    assert_eq!(warnings("[log]\nrotate_size = 1023\n").len(), 1);
+    let w = warnings("[statistics]\nwrite_interval = \"1ms\"\n");
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(
+        w[0].starts_with("mailward.toml:2: warning: statistics.write_interval: 1ms rewrites the statistics file more than once a second"),
+        "{}",
+        w[0]
+    );
+    assert!(warnings("[statistics]\nwrite_interval = \"1s\"\n").is_empty());
+}

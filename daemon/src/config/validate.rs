@@ -29,6 +29,26 @@ pub struct Ctx<'a> {
     pub warnings: Vec<ConfigProblem>,
 }
 
+/// The longest problem said whole, in octets.
+const MAX_PROBLEM: usize = 600;
+
+/// A problem cut in its middle past [`MAX_PROBLEM`] octets: it quotes the
+/// value given, and a 100 kB value was echoed whole, a screenful per
+/// mistake (walkAW F7). The start names what is wrong and the end says
+/// what to give; the middle is the value.
+fn bounded(problem: String) -> String {
+    if problem.len() <= MAX_PROBLEM {
+        return problem;
+    }
+    let head = crate::text::cut(&problem, MAX_PROBLEM * 2 / 3);
+    let mut tail_at = problem.len() - MAX_PROBLEM / 3;
+    while !problem.is_char_boundary(tail_at) {
+        tail_at += 1;
+    }
+    let cut = tail_at - head.len();
+    format!("{head}...({cut} octets left out)...{}", &problem[tail_at..])
+}
+
 impl<'a> Ctx<'a> {
     pub fn new(locator: &'a Locator, origin: &'a str) -> Ctx<'a> {
         Ctx {
@@ -45,7 +65,7 @@ impl<'a> Ctx<'a> {
             file: self.origin.to_string(),
             line: self.locator.line_of(path),
             key: path.to_string(),
-            problem: problem.into(),
+            problem: bounded(problem.into()),
         });
     }
 
@@ -55,7 +75,7 @@ impl<'a> Ctx<'a> {
             file: self.origin.to_string(),
             line,
             key,
-            problem: problem.into(),
+            problem: bounded(problem.into()),
         });
     }
 
@@ -218,6 +238,20 @@ fn size(v: &Value) -> Result<ByteSize, String> {
     parsed(SIZE_EXAMPLE, |s| {
         s.parse::<ByteSize>().map_err(|e| e.to_string())
     })(v)
+}
+
+/// A store's `max_size` (quarantine, archive): 0 is refused. Elsewhere 0
+/// often means "no limit" (Postfix's `message_size_limit`); here it would
+/// remove each entry as soon as it is written, quarantined mail included
+/// (walkAW F22).
+fn store_size(v: &Value) -> Result<ByteSize, String> {
+    match size(v)? {
+        ByteSize(0) => Err(
+            "0 would remove every entry as soon as it is stored (it is a cap, not \"no limit\"): give the most the store may hold, like \"10GiB\""
+                .to_string(),
+        ),
+        s => Ok(s),
+    }
 }
 
 fn path(v: &Value) -> Result<PathBuf, String> {
@@ -942,6 +976,42 @@ fn timeouts(ctx: &mut Ctx<'_>, raw: &RawTimeouts) -> Timeouts {
             );
         }
     }
+    // The queue's timings against each other (walkAW F5): each is valid on
+    // its own, but these pairs leave a promise unkept. Warnings, not
+    // errors: a test bed may want mail bounced at once.
+    if t.max_queue_lifetime.get() < t.min_backoff.get()
+        && (raw.max_queue_lifetime.is_some() || raw.min_backoff.is_some())
+    {
+        // At the key the file sets (one of the two is set).
+        let key = if raw.max_queue_lifetime.is_some() {
+            "max_queue_lifetime"
+        } else {
+            "min_backoff"
+        };
+        ctx.warn(
+            &p.key(key),
+            format!(
+                "timeouts.max_queue_lifetime ({}) is shorter than timeouts.min_backoff ({}): a deferred message is tried once more, when its lifetime ends, and then returned to its sender",
+                t.max_queue_lifetime, t.min_backoff
+            ),
+        );
+    }
+    if t.delay_notice.get() >= t.max_queue_lifetime.get()
+        && (raw.delay_notice.is_some() || raw.max_queue_lifetime.is_some())
+    {
+        let key = if raw.delay_notice.is_some() {
+            "delay_notice"
+        } else {
+            "max_queue_lifetime"
+        };
+        ctx.warn(
+            &p.key(key),
+            format!(
+                "timeouts.delay_notice ({}) is not shorter than timeouts.max_queue_lifetime ({}): no sender is told of a delay, since the message is bounced first",
+                t.delay_notice, t.max_queue_lifetime
+            ),
+        );
+    }
     t
 }
 
@@ -1212,7 +1282,7 @@ fn archive(ctx: &mut Ctx<'_>, raw: &RawArchive) -> Archive {
         incoming: get!(ctx, p, raw.incoming, boolean).unwrap_or(false),
         outgoing: get!(ctx, p, raw.outgoing, boolean).unwrap_or(false),
         max_age: get!(ctx, p, raw.max_age, positive_dur).unwrap_or(Dur::secs(90 * 86_400)),
-        max_size: get!(ctx, p, raw.max_size, size).unwrap_or(ByteSize::gib(10)),
+        max_size: get!(ctx, p, raw.max_size, store_size).unwrap_or(ByteSize::gib(10)),
     }
 }
 
@@ -1355,7 +1425,7 @@ fn quarantine(ctx: &mut Ctx<'_>, raw: &RawQuarantine) -> Quarantine {
     let p = KeyPath::root("quarantine");
     Quarantine {
         max_age: get!(ctx, p, raw.max_age, positive_dur).unwrap_or(Dur::secs(30 * 86_400)),
-        max_size: get!(ctx, p, raw.max_size, size).unwrap_or(ByteSize::gib(10)),
+        max_size: get!(ctx, p, raw.max_size, store_size).unwrap_or(ByteSize::gib(10)),
     }
 }
 
@@ -1398,7 +1468,7 @@ fn statistics(ctx: &mut Ctx<'_>, raw: &RawStatistics, data_dir: &Path) -> Statis
         0 => Err("must be at least 1".to_string()),
         n => Ok(n),
     };
-    Statistics {
+    let statistics = Statistics {
         options: get_list!(ctx, p, raw.options, one_of(STATISTICS_OPTIONS))
             .unwrap_or_else(|| STATISTICS_OPTIONS.iter().map(|s| s.to_string()).collect()),
         destination: get!(ctx, p, raw.destination, path)
@@ -1407,7 +1477,19 @@ fn statistics(ctx: &mut Ctx<'_>, raw: &RawStatistics, data_dir: &Path) -> Statis
             .unwrap_or_else(|| stats.join("raw.log")),
         write_interval: get!(ctx, p, raw.write_interval, positive_dur).unwrap_or(Dur::secs(60)),
         top: get!(ctx, p, raw.top, top).unwrap_or(10),
+    };
+    // Each write replaces the whole file and waits for its fsync
+    // (walkAW F22: "1ms" passed).
+    if statistics.write_interval.get() < std::time::Duration::from_secs(1) {
+        ctx.warn(
+            &p.key("write_interval"),
+            format!(
+                "{} rewrites the statistics file more than once a second, each time whole and waiting for the disk (fsync); give 1s or more (the file is for a reader by the minute: Prometheus and SNMP read the counters live)",
+                statistics.write_interval
+            ),
+        );
     }
+    statistics
 }
 
 fn snmp(ctx: &mut Ctx<'_>, raw: &RawSnmp) -> Snmp {
@@ -1515,7 +1597,7 @@ fn milter(ctx: &mut Ctx<'_>, raw: &RawMilter) -> Milter {
 
 fn log(ctx: &mut Ctx<'_>, raw: &RawLog) -> Log {
     let p = KeyPath::root("log");
-    Log {
+    let log = Log {
         destination: get!(
             ctx,
             p,
@@ -1548,8 +1630,25 @@ fn log(ctx: &mut Ctx<'_>, raw: &RawLog) -> Log {
         .unwrap_or(SyslogFormat::Rfc3164),
         rotate_size: get!(ctx, p, raw.rotate_size, size).unwrap_or(ByteSize::mib(10)),
         rotate_rounds: get!(ctx, p, raw.rotate_rounds, uint32).unwrap_or(5),
+    };
+    // A few lines' worth: the log is rotated at nearly every line and its
+    // files hold the last few lines only (walkAW F22: "1B" passed).
+    if log.rotate_size.0 != 0 && log.rotate_size.0 < MIN_ROTATE_SIZE {
+        ctx.warn(
+            &p.key("rotate_size"),
+            format!(
+                "a file of {} holds a few lines at most: the log is rotated at nearly every line, and its {} files keep the last few (\"0\" never rotates; 10MiB is the default)",
+                crate::text::counted(log.rotate_size.0, "octet"),
+                log.rotate_rounds
+            ),
+        );
     }
+    log
 }
+
+/// The smallest `log.rotate_size` said nothing of: 1 KiB, a few lines
+/// (the tests rotate at 2 KiB to see rotation happen).
+const MIN_ROTATE_SIZE: u64 = 1024;
 
 /// Converts and checks everything; problems are left in `ctx`.
 pub fn build(ctx: &mut Ctx<'_>, raw: &RawConfig) -> Config {
