@@ -369,13 +369,17 @@ fn quarantine(cmd: QuarantineCommand) -> ExitCode {
     };
     // List and show read the entry files when the daemon is stopped.
     let answer = match &req {
-        Request::QuarantineList { filter } => call_or_read(path.as_deref(), &req, |dir| {
-            mailward::ops::stores::list_offline(dir, filter, None)
-                .and_then(|l| serde_json::to_value(l).map_err(|e| e.to_string()))
-        }),
-        Request::QuarantineShow { id } => call_or_read(path.as_deref(), &req, |dir| {
-            mailward::ops::stores::show_offline(dir, id)
-        }),
+        Request::QuarantineList { filter } => {
+            call_or_read(path.as_deref(), &req, OfflineStore::Quarantine, |dir| {
+                mailward::ops::stores::list_offline(dir, filter, None)
+                    .and_then(|l| serde_json::to_value(l).map_err(|e| e.to_string()))
+            })
+        }
+        Request::QuarantineShow { id } => {
+            call_or_read(path.as_deref(), &req, OfflineStore::Quarantine, |dir| {
+                mailward::ops::stores::show_offline(dir, id)
+            })
+        }
         _ => call(path.as_deref(), &req),
     };
     let data = match answer {
@@ -483,7 +487,22 @@ fn archive(cmd: ArchiveCommand) -> ExitCode {
             },
         ),
     };
-    let data = match call(path.as_deref(), &req) {
+    // List and show read the entry files when the daemon is stopped.
+    let answer = match &req {
+        Request::ArchiveList { filter, direction } => {
+            call_or_read(path.as_deref(), &req, OfflineStore::Archive, |data_dir| {
+                mailward::ops::stores::archive_list_offline(data_dir, filter, *direction)
+                    .and_then(|l| serde_json::to_value(l).map_err(|e| e.to_string()))
+            })
+        }
+        Request::ArchiveShow { id, direction } => {
+            call_or_read(path.as_deref(), &req, OfflineStore::Archive, |data_dir| {
+                mailward::ops::stores::archive_show_offline(data_dir, id, *direction)
+            })
+        }
+        _ => call(path.as_deref(), &req),
+    };
+    let data = match answer {
         Ok(d) => d,
         Err(code) => return code,
     };
@@ -1066,14 +1085,22 @@ fn call(path: Option<&Path>, req: &Request) -> Result<serde_json::Value, ExitCod
     })
 }
 
+/// The store an offline answer reads ([`call_or_read`]).
+enum OfflineStore {
+    Quarantine,
+    Archive,
+}
+
 /// As [`call`], but when no daemon answers (it is stopped: maintenance, an
-/// upgrade, a crash at night), `offline` reads the store's files in the
-/// configuration's data directory instead, read-only, with a note on
-/// stderr saying so (walkAP F9: `quarantine list` only said the daemon
-/// was not reachable, though the entries are plain files).
+/// upgrade, a crash at night), `offline` reads the store's files instead,
+/// read-only, with a note on stderr saying so (walkAP F9: `quarantine
+/// list` only said the daemon was not reachable, though the entries are
+/// plain files). `offline` is given the quarantine's directory, or for the
+/// archive the configuration's data directory (the archive has two).
 fn call_or_read(
     path: Option<&Path>,
     req: &Request,
+    store: OfflineStore,
     offline: impl FnOnce(&Path) -> Result<serde_json::Value, String>,
 ) -> Result<serde_json::Value, ExitCode> {
     mailward::ops::logging::init_cli();
@@ -1086,10 +1113,17 @@ fn call_or_read(
                 eprintln!("{errors}");
                 ExitCode::from(EX_CONFIG)
             })?;
-            let dir = mailward::ops::stores::store_dir(&cfg.server.data_dir, None);
+            let data_dir = &cfg.server.data_dir;
+            let (note, dir) = match store {
+                OfflineStore::Quarantine => {
+                    let q = mailward::ops::stores::store_dir(data_dir, None);
+                    (q.clone(), q)
+                }
+                OfflineStore::Archive => (data_dir.join("archive"), data_dir.clone()),
+            };
             eprintln!(
                 "mailward: note: {}",
-                mailward::ops::stores::offline_note(&dir)
+                mailward::ops::stores::offline_note(&note)
             );
             offline(&dir).map_err(|e| {
                 eprintln!("mailward: {e}");

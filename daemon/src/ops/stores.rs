@@ -246,6 +246,59 @@ pub fn show_offline(dir: &std::path::Path, id: &str) -> Result<serde_json::Value
     }))
 }
 
+/// The archives a command names: `direction`'s, or both.
+pub fn archives(direction: Option<Direction>) -> Vec<Direction> {
+    match direction {
+        Some(d) => vec![d],
+        None => vec![Direction::Incoming, Direction::Outgoing],
+    }
+}
+
+/// `archive list` without the daemon (walkAW F16: the quarantine had this
+/// fallback, the archive only said the daemon was not reachable): the
+/// entries of `direction`'s archive, or of both, oldest first, as the
+/// daemon answers. An archive that was never turned on has no directory
+/// and no entries.
+pub fn archive_list_offline(
+    data_dir: &std::path::Path,
+    filter: &Filter,
+    direction: Option<Direction>,
+) -> Result<Vec<Listed>, String> {
+    let mut all = Vec::new();
+    for d in archives(direction) {
+        let dir = store_dir(data_dir, Some(d));
+        if dir.exists() {
+            all.extend(list_offline(&dir, filter, Some(d))?);
+        }
+    }
+    all.sort_by(|a, b| (&a.stored, &a.id).cmp(&(&b.stored, &b.id)));
+    Ok(all)
+}
+
+/// `archive show` without the daemon: the entry in `direction`'s archive,
+/// or in the one that holds it, as [`archive_of`] picks.
+pub fn archive_show_offline(
+    data_dir: &std::path::Path,
+    id: &str,
+    direction: Option<Direction>,
+) -> Result<serde_json::Value, String> {
+    if !QueueId::is_valid(id) {
+        return Err(format!("`{id}` is not an entry ID"));
+    }
+    let d = match direction {
+        Some(d) => d,
+        None => {
+            let holds = |d| {
+                store_dir(data_dir, Some(d))
+                    .join(format!("{id}.json"))
+                    .exists()
+            };
+            pick_archive(holds(Direction::Incoming), holds(Direction::Outgoing), id)?
+        }
+    };
+    show_offline(&store_dir(data_dir, Some(d)), id)
+}
+
 /// What the CLI says before an answer read from the files (the daemon
 /// does not answer): where they are, and that release and remove need it.
 pub fn offline_note(dir: &std::path::Path) -> String {
@@ -1125,6 +1178,64 @@ mod tests {
             std::path::Path::new("/d/archive/incoming")
         );
         assert!(offline_note(&q).contains("(ID.json, ID.eml)"));
+    }
+
+    /// walkAW F16: the archive is read from its files too, both
+    /// directions oldest first, each entry marked with its direction; an
+    /// archive never turned on (no directory) has no entries.
+    #[test]
+    fn the_archive_is_listed_and_shown_from_its_files() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(archive_list_offline(dir.path(), &Filter::default(), None)
+            .unwrap()
+            .is_empty());
+        let put = |d: Direction, id: &str, stored: i64| {
+            let at = store_dir(dir.path(), Some(d));
+            std::fs::create_dir_all(&at).unwrap();
+            let mut e = entry(&["av/clean", "as/clean"]);
+            e.id = id.into();
+            e.stored = stored;
+            std::fs::write(
+                at.join(format!("{id}.json")),
+                serde_json::to_vec(&e).unwrap(),
+            )
+            .unwrap();
+            std::fs::write(at.join(format!("{id}.eml")), b"Subject: x\r\n\r\nbody\r\n").unwrap();
+        };
+        put(Direction::Outgoing, "1A22E9FF2EB0B74B", 200);
+        put(Direction::Incoming, "1A22E9FF2EB0B74C", 300);
+        put(Direction::Incoming, "1A22E9FF2EB0B74D", 100);
+        let all = archive_list_offline(dir.path(), &Filter::default(), None).unwrap();
+        let got: Vec<(&str, Option<&str>)> = all
+            .iter()
+            .map(|l| (l.id.as_str(), l.direction.as_deref()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("1A22E9FF2EB0B74D", Some("incoming")),
+                ("1A22E9FF2EB0B74B", Some("outgoing")),
+                ("1A22E9FF2EB0B74C", Some("incoming")),
+            ]
+        );
+        let out = archive_list_offline(dir.path(), &Filter::default(), Some(Direction::Outgoing))
+            .unwrap();
+        assert_eq!(out.len(), 1);
+        let shown = archive_show_offline(dir.path(), "1A22E9FF2EB0B74C", None).unwrap();
+        assert_eq!(shown["entry"]["id"], "1A22E9FF2EB0B74C");
+        // In both archives: the command must choose, as with the daemon.
+        put(Direction::Outgoing, "1A22E9FF2EB0B74C", 300);
+        let e = archive_show_offline(dir.path(), "1A22E9FF2EB0B74C", None)
+            .err()
+            .unwrap_or_default();
+        assert!(
+            e.contains("choose one with --incoming or --outgoing"),
+            "{e}"
+        );
+        let e = archive_show_offline(dir.path(), "../x", None)
+            .err()
+            .unwrap_or_default();
+        assert_eq!(e, "`../x` is not an entry ID");
     }
 
     /// walkAD 9: a zip of 3,000 EICAR files made a 146 kB list line.
