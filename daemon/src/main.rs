@@ -899,6 +899,8 @@ fn run(path: Option<&Path>, milter: Option<Option<String>>) -> ExitCode {
         config.log.destination,
         mailward::config::LogDestination::Stderr
     );
+    let origin = config.origin.clone();
+    let tls_key = config.network.tls_key.clone();
     match rt.block_on(mailward::run::run(
         config,
         path.map(Path::to_path_buf),
@@ -910,10 +912,50 @@ fn run(path: Option<&Path>, milter: Option<Option<String>>) -> ExitCode {
             if logs_elsewhere {
                 tracing::error!(target: "app", error = %e, "Mailward cannot run.");
             }
+            if let Some((problem, code)) = tls_file_problem(&e, &origin, path, tls_key.as_deref()) {
+                eprintln!("{problem}");
+                return ExitCode::from(code);
+            }
             eprintln!("mailward: {e}");
             ExitCode::from(e.exit_code())
         }
     }
+}
+
+/// A listener certificate or key the start could not use, said at the key
+/// that names it (`FILE:LINE: network.tls_key: ...`, as check-config says
+/// it), with status 64 when the file's content is wrong (not PEM, no key,
+/// a key of another certificate: the configuration names the wrong file)
+/// and 71 when the system refused to read it (walkAW F23: the start said
+/// only `TLS: ...` and exited 71 whatever the cause).
+fn tls_file_problem(
+    e: &mailward::run::RunError,
+    origin: &str,
+    path: Option<&Path>,
+    tls_key: Option<&Path>,
+) -> Option<(String, u8)> {
+    use mailward::smtp::tls::TlsError;
+    let mailward::run::RunError::Build(mailward::gateway::BuildError::Tls(tls)) = e else {
+        return None;
+    };
+    let (key, code) = match tls {
+        TlsError::Read { path: file, .. } => {
+            let key = if tls_key == Some(file.as_path()) {
+                "tls_key"
+            } else {
+                "tls_certificate"
+            };
+            (key, EX_OSERR)
+        }
+        TlsError::NoCertificate(_) => ("tls_certificate", EX_CONFIG),
+        TlsError::NoKey(_) => ("tls_key", EX_CONFIG),
+        TlsError::Config(_) => ("tls_certificate", EX_CONFIG),
+    };
+    let text = path
+        .and_then(|p| std::fs::read_to_string(p).ok())
+        .unwrap_or_default();
+    let line = config::line_of_key(&text, "network", key);
+    Some((format!("{}: network.{key}: {tls}", at(origin, line)), code))
 }
 
 /// The admin socket of the configuration at `path`. When the file does not

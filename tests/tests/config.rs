@@ -219,6 +219,46 @@ fn run_exits_71_when_the_system_refuses_what_check_config_accepts() -> Result<()
     Ok(())
 }
 
+/// walkAW F23: a listener certificate that is not PEM made `run` say
+/// only `TLS: ...` and exit 71, as for a port in use; it is the
+/// configuration naming the wrong file: said at its key and line, 64.
+#[test]
+fn run_names_the_key_of_a_certificate_that_is_not_pem() -> Result<()> {
+    let dir = TestDir::new("run-bad-cert")?;
+    let cert = dir.join("cert.der");
+    let key = dir.join("key.pem");
+    std::fs::write(&cert, [0x30u8, 0x82, 0x01, 0x0a, 0x02])?;
+    std::fs::write(&key, "not a key\n")?;
+    let file = dir.join("tls.toml");
+    let text = Config::new(dir.path())
+        .set_str("network", "tls_certificate", &cert.display().to_string())
+        .set_str("network", "tls_key", &key.display().to_string())
+        .render();
+    let line = text
+        .lines()
+        .position(|l| l.starts_with("tls_certificate"))
+        .map(|n| n + 1)
+        .context("no tls_certificate line")?;
+    std::fs::write(&file, text)?;
+    let path = file.display().to_string();
+    let out = mailward(&dir, &["run", "--config", &path])?;
+    let text = output_text(&out);
+    assert_eq!(out.status.code(), Some(64), "{text}");
+    let wanted = format!(
+        "{path}:{line}: network.tls_certificate: {}: no certificate found",
+        cert.display()
+    );
+    assert!(text.contains(&wanted), "no {wanted:?} in:\n{text}");
+    // check-config says the same of the same line.
+    let check = mailward(&dir, &["check-config", "--config", &path])?;
+    assert!(
+        output_text(&check).contains(&format!("{path}:{line}: network.tls_certificate: ")),
+        "{}",
+        output_text(&check)
+    );
+    Ok(())
+}
+
 #[test]
 fn milter_listen_problems_do_not_offer_no_milter() -> Result<()> {
     // walkA finding 5: `mailward milter --listen ""` was told it could give
