@@ -53,6 +53,24 @@ impl QueueId {
             })
     }
 
+    /// `s` written as IDs are (upper-case hex, lower-case suffix), for a
+    /// CLI argument: IDs copied from a ticket or a mail client often
+    /// arrive in one case, and `1a22e9ff2eb0b74b` or `1A22E9FF2EB0B74B.N1`
+    /// mean one entry (walkAW F25; upper-casing it all refused every
+    /// `.n1` notification copy of the archive). Not checked: see
+    /// [`QueueId::is_valid`].
+    pub fn canonical(s: &str) -> String {
+        let s = s.trim();
+        match s.split_once('.') {
+            Some((base, suffix)) => format!(
+                "{}.{}",
+                base.to_ascii_uppercase(),
+                suffix.to_ascii_lowercase()
+            ),
+            None => s.to_ascii_uppercase(),
+        }
+    }
+
     /// The ID of something made from this message: a policy group's own
     /// copy (`ID.1`), a notification (`ID.n1`). Derived, not generated, so
     /// that doing the same work again after a crash writes the same entry

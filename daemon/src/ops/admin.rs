@@ -583,11 +583,13 @@ fn err(msg: String) -> Response {
 }
 
 fn parse_id(id: &str) -> Result<QueueId, Response> {
-    if QueueId::is_valid(id) {
-        Ok(QueueId(id.to_string()))
+    // In either case, as the entry IDs of the stores (walkAW F25).
+    let canonical = QueueId::canonical(id);
+    if QueueId::is_valid(&canonical) {
+        Ok(QueueId(canonical))
     } else {
         Err(err(format!(
-            "`{id}` is not a queue ID (16 upper-case hex digits, maybe with a .N suffix, as `mailward queue list` shows)"
+            "`{id}` is not a queue ID (16 hexadecimal digits, maybe with a .N suffix, as `mailward queue list` shows)"
         )))
     }
 }
@@ -688,10 +690,7 @@ async fn handle(
     req: Request,
 ) -> Response {
     use super::stores;
-    let archives = |d: Option<Direction>| match d {
-        Some(d) => vec![d],
-        None => vec![Direction::Incoming, Direction::Outgoing],
-    };
+    let archives = stores::archives;
     match req {
         Request::QuarantineList { filter } => answer(
             stores::list(&gw.stores.quarantine, filter, None)

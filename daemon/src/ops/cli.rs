@@ -217,11 +217,11 @@ fn address(s: &str) -> Result<String, String> {
     super::stores::forward_path(s)
 }
 
-/// A quarantine or archive entry ID: upper-cased (IDs copied from a ticket
-/// or a mail client often arrive in lower case) and checked here, with the
-/// usage errors' exit status (2).
+/// A quarantine or archive entry ID: in the case IDs are written in
+/// ([`QueueId::canonical`](crate::envelope::QueueId::canonical)) and
+/// checked here, with the usage errors' exit status (2).
 fn entry_id(s: &str) -> Result<String, String> {
-    let id = s.trim().to_ascii_uppercase();
+    let id = crate::envelope::QueueId::canonical(s);
     if crate::envelope::QueueId::is_valid(&id) {
         Ok(id)
     } else {
@@ -823,6 +823,18 @@ mod tests {
             shown.contains("\"1A2464A8EDAD94EB.2\"") && shown.contains("again: true"),
             "{shown}"
         );
+        // walkAW F25: either case, and a notification copy's `.n1`
+        // suffix (upper-cased whole, it was refused).
+        for (given, id) in [
+            ("1a2464a8edad94eb", "1A2464A8EDAD94EB"),
+            ("1A2464A8EDAD94EB.n1", "1A2464A8EDAD94EB.n1"),
+            ("1a2464a8edad94eb.N1 ", "1A2464A8EDAD94EB.n1"),
+        ] {
+            let cli = Cli::try_parse_from(["mailward", "archive", "show", given])
+                .unwrap_or_else(|e| panic!("{given}: {e}"));
+            let shown = format!("{cli:?}");
+            assert!(shown.contains(&format!("id: \"{id}\"")), "{given}: {shown}");
+        }
         let err = Cli::try_parse_from(["mailward", "quarantine", "show", "invoice.pdf"])
             .map(|_| ())
             .unwrap_err();
