@@ -169,6 +169,9 @@ pub struct Store {
     /// Where a failed write is counted (mailward_store_write_errors_total,
     /// mwStoreWriteErrorsTable): set once by the gateway.
     stats: CountedIn,
+    /// The entries found unreadable and said so in the log: each is
+    /// logged once, not at every listing and every minute's expiry pass.
+    said_unreadable: Mutex<std::collections::HashSet<String>>,
 }
 
 /// The statistics a store counts its failed writes in (set once).
@@ -240,6 +243,7 @@ impl Store {
             write: Mutex::new(()),
             failing: Mutex::new(None),
             stats: CountedIn::default(),
+            said_unreadable: Mutex::new(std::collections::HashSet::new()),
         };
         store.complete_interrupted();
         let entries = store.list()?;
@@ -469,8 +473,18 @@ impl Store {
             match self.entry(id) {
                 Ok(entry) => out.push(entry),
                 Err(err) => {
-                    tracing::warn!(target: "backup", store = self.what, id, error = %err,
-                        "Skipping an unreadable store entry.");
+                    // Once per entry (it was at each listing, and each
+                    // minute's expiry pass: the review of walkAW F19). It
+                    // is listed as unreadable, and `remove` takes it.
+                    let first = self
+                        .said_unreadable
+                        .lock()
+                        .map(|mut said| said.insert(id.to_string()))
+                        .unwrap_or(true);
+                    if first {
+                        tracing::warn!(target: "backup", store = self.what, id, error = %err,
+                            "A store entry cannot be read: it is kept, listed as unreadable, and not expired; remove it when it is of no use.");
+                    }
                     if matches!(err, StoreError::Corrupt { .. }) {
                         unreadable.push((self.unreadable_entry(id), err.to_string()));
                     }
@@ -912,11 +926,17 @@ mod tests {
             && e.meta.size == 10
             && e.stored > 0
             && why.contains("unreadable entry")));
+        // The expiry (every minute) takes the readable one and leaves
+        // them, and each is said once.
+        assert_eq!(store.expire(i64::MAX), 1);
+        assert_eq!(store.list_all().unwrap().1.len(), 2);
+        let said = store.said_unreadable.lock().map(|s| s.len()).unwrap_or(0);
+        assert_eq!(said, 2);
         let gone = store.remove("1A22E10E77891C7A").unwrap();
         assert_eq!(gone.id, "1A22E10E77891C7A");
         assert!(!dir.path().join("1A22E10E77891C7A.eml").exists());
         let purged = store.purge(i64::MAX).unwrap();
-        assert_eq!(purged.len(), 2, "the unreadable one is purged too");
+        assert_eq!(purged.len(), 1, "the unreadable one is purged");
         assert_eq!(store.list_all().unwrap().1.len(), 0);
     }
 
