@@ -37,6 +37,8 @@ pub enum RunError {
     Snmp(#[from] crate::ops::snmp::SnmpError),
     #[error("cannot install signal handlers: {0}")]
     Signals(std::io::Error),
+    #[error("cannot start a scan worker: {0}; the system is out of threads or memory (see ulimit -u and systemd's TasksMax)")]
+    ScanWorkers(std::io::Error),
     #[error(transparent)]
     Locked(#[from] crate::files::LockError),
     #[error("quarantine or archive: {0}")]
@@ -251,7 +253,8 @@ pub async fn run(
         &bases_dir,
         config.limits.scan_memory.0,
         spam,
-    );
+    )
+    .map_err(RunError::ScanWorkers)?;
     match (&bases_problem, scanner.info()) {
         (Some(e), _) => tracing::error!(target: "app", error = %e,
             "The signature bases cannot be used; every message gets av/error until they are fixed."),

@@ -57,13 +57,15 @@ impl Engine {
     /// Starts `workers` scan threads with the bases in `dir` (when they
     /// compile; otherwise with none, and the error is returned beside the
     /// engine so that the caller can report it). Together they unpack at
-    /// most `memory` bytes at a time.
+    /// most `memory` bytes at a time. Fails when not one worker could be
+    /// started: with none, every accepted message would wait for a check
+    /// that never comes.
     pub fn start(
         workers: usize,
         dir: &Path,
         memory: u64,
         spam: Arc<crate::check::spam::knowledge::Shared>,
-    ) -> (Arc<Engine>, Option<BasesError>) {
+    ) -> Result<(Arc<Engine>, Option<BasesError>), std::io::Error> {
         let (loaded, problem) = match load(dir, 1) {
             Ok(l) => (l, None),
             Err(e) => (
@@ -94,6 +96,9 @@ impl Engine {
                 .name(format!("scan-{n}"))
                 .spawn(move || worker(&engine, &rx));
             if let Err(e) = spawned {
+                if n == 0 {
+                    return Err(e);
+                }
                 // The system is out of threads or memory: the next spawn
                 // fails the same way, so one line, not one per worker
                 // (walkAW F10: 89,000 lines in two seconds).
@@ -102,7 +107,7 @@ impl Engine {
                 break;
             }
         }
-        (engine, problem)
+        Ok((engine, problem))
     }
 
     /// The rule set in use.
@@ -237,7 +242,7 @@ mod tests {
         crate::check::bases::install_default(dir.path()).unwrap();
         let cfg = Arc::new(crate::config::parse(crate::config::DEFAULT_TOML, "<test>").unwrap());
         let (spam, _) = crate::check::spam::knowledge::Shared::open(cfg);
-        let (engine, problem) = Engine::start(1, dir.path(), 1 << 20, spam);
+        let (engine, problem) = Engine::start(1, dir.path(), 1 << 20, spam).unwrap();
         assert!(problem.is_none(), "{problem:?}");
         std::thread::scope(|s| {
             for _ in 0..4 {
