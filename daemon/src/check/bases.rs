@@ -318,7 +318,7 @@ pub fn read(dir: &Path) -> Result<Option<BasesInfo>, BasesError> {
     // push the cause out.
     let m: Manifest = toml::from_str(&text).map_err(|e| BasesError::Manifest {
         path: path.clone(),
-        problem: e.message().replace('\n', " "),
+        problem: manifest_problems(&text).unwrap_or_else(|| e.message().replace('\n', " ")),
     })?;
     let released = chrono::DateTime::parse_from_rfc3339(&m.released)
         .map_err(|e| BasesError::Manifest {
@@ -337,6 +337,63 @@ pub fn read(dir: &Path) -> Result<Option<BasesInfo>, BasesError> {
         records: m.records,
         loaded_at: chrono::Utc::now().timestamp(),
     }))
+}
+
+/// Every problem of a manifest that does not read, in words (walkAW F20:
+/// serde said the first only, as "invalid type: integer `5`, expected a
+/// string"), joined by "; "; None when its TOML itself is broken (then
+/// the TOML parser's message says where).
+fn manifest_problems(text: &str) -> Option<String> {
+    let table: toml::Table = toml::from_str(text).ok()?;
+    let mut out = Vec::new();
+    let kind = |v: &toml::Value| match v {
+        toml::Value::String(_) => "a string",
+        toml::Value::Integer(_) => "a number",
+        toml::Value::Float(_) => "a decimal number",
+        toml::Value::Boolean(_) => "true or false",
+        toml::Value::Datetime(_) => "a bare date (not quoted)",
+        toml::Value::Array(_) => "a list",
+        toml::Value::Table(_) => "a table",
+    };
+    for (key, wanted, example) in [
+        ("version", "a string", "version = \"2026.11.24.1\""),
+        (
+            "released",
+            "a string",
+            "released = \"2026-11-24T00:00:00Z\"",
+        ),
+        ("records", "a number", "records = 120"),
+    ] {
+        match table.get(key) {
+            None => out.push(format!("{key} is missing (like {example})")),
+            Some(v) if kind(v) != wanted => out.push(format!(
+                "{key} is {} where {wanted} is expected (like {example})",
+                kind(v)
+            )),
+            Some(v) if v.as_integer().is_some_and(|n| n < 0) => {
+                out.push(format!("{key} is negative (like {example})"))
+            }
+            Some(_) => {}
+        }
+    }
+    if let Some(v) = table.get("checksum").filter(|v| !v.is_str()) {
+        out.push(format!(
+            "checksum is {} where a string is expected (like checksum = \"sha256:...\")",
+            kind(v)
+        ));
+    }
+    let unknown: Vec<&str> = table
+        .keys()
+        .map(String::as_str)
+        .filter(|k| !["version", "released", "records", "checksum"].contains(k))
+        .collect();
+    if !unknown.is_empty() {
+        out.push(format!(
+            "unknown key(s) {} (a manifest has version, released, records and checksum)",
+            unknown.join(", ")
+        ));
+    }
+    (!out.is_empty()).then(|| out.join("; "))
 }
 
 /// The warning when the manifest's `records` is not the number of rules
@@ -378,6 +435,45 @@ mod tests {
         assert!(!is_obsolete(None, week, 0));
         std::fs::write(dir.path().join("manifest.toml"), "version = 1\n").unwrap();
         assert!(matches!(read(dir.path()), Err(BasesError::Manifest { .. })));
+        // walkAW F20: every problem, in words, not serde's first.
+        std::fs::write(
+            dir.path().join("manifest.toml"),
+            "version = 5\nreleased = 2026-11-24\nrecord = 3\n",
+        )
+        .unwrap();
+        let e = read(dir.path())
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            e.ends_with(
+                "version is a number where a string is expected (like version = \"2026.11.24.1\"); \
+released is a bare date (not quoted) where a string is expected (like released = \"2026-11-24T00:00:00Z\"); \
+records is missing (like records = 120); \
+unknown key(s) record (a manifest has version, released, records and checksum)"
+            ),
+            "{e}"
+        );
+        std::fs::write(
+            dir.path().join("manifest.toml"),
+            "version = \"1\"\nreleased = \"2026-11-24T00:00:00Z\"\nrecords = -2\n",
+        )
+        .unwrap();
+        let e = read(dir.path())
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            e.ends_with("records is negative (like records = 120)"),
+            "{e}"
+        );
+        // Broken TOML keeps the parser's words.
+        std::fs::write(dir.path().join("manifest.toml"), "version = \"1\n").unwrap();
+        let e = read(dir.path())
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(!e.contains("is missing"), "{e}");
     }
 
     #[test]
