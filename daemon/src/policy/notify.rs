@@ -1285,7 +1285,7 @@ mod tests {
                 assert!(text.contains("your administrator can help"), "{text}");
             } else if text.contains("Action:     delivered\r\n") {
                 assert!(
-                    text.contains("It was delivered to you as it was sent"),
+                    text.contains("It was delivered to you: open the part named above"),
                     "{text}"
                 );
             } else {
@@ -1303,10 +1303,26 @@ mod tests {
         let text = the_one_notice("[policy]\nnotify_recipients = [\"av/all\"]\n", encrypted());
         assert!(text.contains("Action:     delivered\r\n"), "{text}");
         assert!(
-            text.contains("\r\nIt was delivered to you as it was sent"),
+            text.contains("\r\nIt was delivered to you: open the part named above"),
             "{text}"
         );
         assert!(!text.contains("administrator can help"), "{text}");
+        // walkAY A1: delivered spam was told "open the part named above"
+        // (none is), and its quarantine copy was not quoted.
+        let text = the_one_notice(
+            "[policy]\nnotify_recipients = [\"as/spam\"]\nquarantine = [\"as/spam\"]\n",
+            gtube(),
+        );
+        assert!(
+            text.contains("Action:     delivered; a copy is kept in quarantine\r\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("\r\nIt was delivered to you, marked: do not follow its links"),
+            "{text}"
+        );
+        assert!(!text.contains("part named above"), "{text}");
+        assert!(text.contains("quote the quarantine ID 1"), "{text}");
     }
 
     /// walkV 1: an attachment named `invoice%0A%0AIMPORTANT: ...` wrote
@@ -1489,6 +1505,17 @@ mod tests {
             av_checked: true,
             av: findings,
             ..crate::check::Report::default()
+        }
+    }
+
+    /// A clean message that the spam check calls spam (GTUBE).
+    fn gtube() -> crate::check::Report {
+        crate::check::Report {
+            spam: Some(crate::check::spam::Evidence {
+                hits: vec![crate::check::spam::rules::Hit::new("GTUBE", 1000.0)],
+                ..Default::default()
+            }),
+            ..av_report(Vec::new())
         }
     }
 
