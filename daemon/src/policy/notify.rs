@@ -140,6 +140,16 @@ pub fn check_template(name: &str, text: &str) -> Vec<TemplateProblem> {
                 "a template starts with its \"Subject:\" line, then an empty line, then the body"
                     .into(),
         });
+    } else if text
+        .lines()
+        .next()
+        .is_some_and(|l| l["subject:".len()..].trim().is_empty())
+    {
+        out.push(TemplateProblem {
+            line: 1,
+            problem: "the Subject line is empty: every notice would go out without a subject"
+                .into(),
+        });
     } else if let Some(n) = lines.position(|l| l.trim().is_empty()) {
         // Lines between the Subject and the empty line would be header
         // lines, which notices ignore: say so rather than drop them.
@@ -298,11 +308,9 @@ pub fn load_dir(dir: &Path) -> (TemplateTexts, Vec<(String, TemplateProblem)>) {
     let mut out = Vec::new();
     for (_, file, _) in BUILT_IN {
         let path = dir.join(file);
-        match std::fs::read_to_string(&path) {
-            Ok(text) => {
-                // An editor on Windows saves CRLF: the empty line after
-                // the Subject would be "\r\n" and go unseen (walkO 7).
-                let text = text.replace("\r\n", "\n");
+        match read_template(&path) {
+            Ok(Err(problem)) => out.push((path.display().to_string(), problem)),
+            Ok(Ok(text)) => {
                 out.extend(
                     check_template(file, &text)
                         .into_iter()
@@ -321,6 +329,48 @@ pub fn load_dir(dir: &Path) -> (TemplateTexts, Vec<(String, TemplateProblem)>) {
         }
     }
     (texts, out)
+}
+
+/// The largest template taken. Every notice carries its text: a 30 MB
+/// template made every notice 30 MB, over the gateway's own message size
+/// limit, and next hops refused them (walkAY T1).
+const MAX_TEMPLATE: u64 = 64 * 1024;
+
+/// A template file's text as a notice uses it, or what is wrong with it
+/// (the outer error: it cannot be read at all). Line breaks are made
+/// `\n`: an editor on Windows saves CRLF, and the empty line after the
+/// Subject would be "\r\n" and go unseen (walkO 7); a UTF-8 byte order
+/// mark before the Subject line (Notepad) is dropped (walkAY T3).
+fn read_template(path: &Path) -> std::io::Result<Result<String, TemplateProblem>> {
+    use std::io::Read as _;
+    let file = std::fs::File::open(path)?;
+    let mut bytes = Vec::new();
+    file.take(MAX_TEMPLATE + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_TEMPLATE {
+        return Ok(Err(TemplateProblem {
+            line: 0,
+            problem: format!(
+                "larger than {}: every notice carries its template's text, and a notice that \
+                 size is refused by next hops (a template is a short letter)",
+                crate::config::ByteSize(MAX_TEMPLATE)
+            ),
+        }));
+    }
+    let bytes = bytes.strip_prefix(b"\xef\xbb\xbf").unwrap_or(&bytes);
+    match std::str::from_utf8(bytes) {
+        Ok(text) => Ok(Ok(text.replace("\r\n", "\n"))),
+        Err(e) => {
+            let at = e.valid_up_to();
+            let line = bytes[..at].iter().filter(|&&b| b == b'\n').count() + 1;
+            Ok(Err(TemplateProblem {
+                line,
+                problem: format!(
+                    "not UTF-8 (octet {at}): templates are UTF-8; convert it, e.g. \
+                     `iconv -f latin1 -t utf-8`"
+                ),
+            }))
+        }
+    }
 }
 
 /// The template text for `to` in a group: the one read from its directory
@@ -1021,6 +1071,56 @@ mod tests {
         assert_eq!(
             texts.get("recipients.txt").map(|t| &**t),
             Some("Subject: CRLF test {{ status }}\n\nLine one\n")
+        );
+    }
+
+    /// walkAY T1, T3, T4, T5: a 30 MB template made every notice 30 MB; a
+    /// byte order mark (Notepad) was read as a missing Subject line; a
+    /// Latin-1 file said only "stream did not contain valid UTF-8"; an
+    /// empty Subject passed.
+    #[test]
+    fn a_template_is_short_utf8_with_a_subject_and_may_start_with_a_bom() {
+        let dir = tempfile::tempdir().unwrap();
+        let at = |name: &str, bytes: &[u8]| {
+            std::fs::write(dir.path().join(name), bytes).unwrap();
+        };
+        at(
+            "sender.txt",
+            b"\xef\xbb\xbfSubject: bom {{ status }}\n\nbody\n",
+        );
+        at("recipients.txt", b"Subject: caf\xe9\n\nline two\n");
+        let mut big = b"Subject: big\n\n".to_vec();
+        big.resize(64 * 1024 + 1, b'x');
+        at("admin.txt", &big);
+        let (texts, problems) = load_dir(dir.path());
+        assert_eq!(
+            texts.get("sender.txt").map(|t| &**t),
+            Some("Subject: bom {{ status }}\n\nbody\n")
+        );
+        let said: Vec<(String, usize, String)> = problems
+            .into_iter()
+            .map(|(file, p)| {
+                let name = file.rsplit('/').next().unwrap_or_default().to_string();
+                (name, p.line, p.problem)
+            })
+            .collect();
+        assert_eq!(said.len(), 2, "{said:?}");
+        assert!(
+            said.iter().any(|(f, line, p)| f == "recipients.txt"
+                && *line == 1
+                && p.starts_with("not UTF-8 (octet 12): templates are UTF-8")),
+            "{said:?}"
+        );
+        assert!(
+            said.iter()
+                .any(|(f, _, p)| f == "admin.txt" && p.starts_with("larger than 64KiB")),
+            "{said:?}"
+        );
+        let p = check_template("admin.txt", "Subject:  \n\nbody\n");
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(
+            p[0].problem.starts_with("the Subject line is empty"),
+            "{p:?}"
         );
     }
 
