@@ -1660,3 +1660,24 @@ fn a_tiny_rotate_size_and_write_interval_are_warned_of() {
     );
     assert!(warnings("[statistics]\nwrite_interval = \"1s\"\n").is_empty());
 }
+
+/// walkAY T8: a store in use that is smaller than the largest message
+/// accepted is emptied by one such message: warned of.
+#[test]
+fn a_store_smaller_than_the_largest_message_is_warned_of() {
+    assert_eq!(
+        warnings("[archive]\nincoming = true\nmax_size = \"2KiB\"\n"),
+        vec!["mailward.toml:3: warning: archive.max_size: 2KiB is less than limits.max_message_size (20MiB): one message that large takes the archive over max_size, and every entry is removed, that one included"]
+    );
+    // Not in use: nothing to say.
+    assert!(warnings("[archive]\nmax_size = \"2KiB\"\n").is_empty());
+    assert!(warnings("[quarantine]\nmax_size = \"2KiB\"\n").is_empty());
+    let w = warnings(
+        "[quarantine]\nmax_size = \"2KiB\"\n[group.g]\nrecipients = [\"*@g.example\"]\nquarantine = [\"av/infected\"]\n",
+    );
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(
+        w[0].starts_with("mailward.toml:2: warning: quarantine.max_size: 2KiB is less than"),
+        "{w:?}"
+    );
+}

@@ -2132,6 +2132,30 @@ fn cross_checks(ctx: &mut Ctx<'_>, config: &Config) {
         );
     }
 
+    // A store smaller than the largest message accepted: one such message
+    // takes it over max_size, and the expiry removes every entry, the new
+    // one included (walkAY T8: an archive emptied by one large notice).
+    let quarantining = !config.policy.quarantine.is_empty()
+        || config
+            .group
+            .values()
+            .any(|g| g.quarantine.as_ref().is_some_and(|q| !q.is_empty()));
+    let archiving = config.archive.incoming || config.archive.outgoing;
+    for (table, size, used) in [
+        ("quarantine", config.quarantine.max_size, quarantining),
+        ("archive", config.archive.max_size, archiving),
+    ] {
+        if used && size < config.limits.max_message_size {
+            ctx.warn(
+                &KeyPath::root(table).key("max_size"),
+                format!(
+                    "{size} is less than limits.max_message_size ({}): one message that large takes the {table} over max_size, and every entry is removed, that one included",
+                    config.limits.max_message_size
+                ),
+            );
+        }
+    }
+
     let l = &config.limits;
     if l.max_session_size < l.max_message_size {
         ctx.report(

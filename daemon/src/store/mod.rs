@@ -430,8 +430,17 @@ impl Store {
             }
         }
         drop(_w);
-        if self.totals().1 > self.max_size.load(Ordering::Relaxed) {
+        let max_size = self.max_size.load(Ordering::Relaxed);
+        if self.totals().1 > max_size {
             self.expire(chrono::Utc::now().timestamp());
+            // Larger than the whole store: it went with the others, and
+            // the store holds nothing of it (walkAY T8: only the INFO
+            // line of the expiry said so).
+            if bytes.len() as u64 > max_size {
+                tracing::warn!(target: "backup", store = self.what, id, size = bytes.len(),
+                    max_size = %crate::config::ByteSize(max_size),
+                    "An entry larger than the store's max_size was removed as soon as it was written, with every older entry: raise max_size above limits.max_message_size.");
+            }
         }
         Ok(bytes.len() as u64)
     }
