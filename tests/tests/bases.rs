@@ -732,7 +732,10 @@ fn update_refusal_and_rollback_of_the_bases_as_an_operator_sees_them() -> Result
 
     // 4. Broken sets: refused, the bases in use stay.
     let broken = [
-        (BROKEN_MANIFEST, "missing field `released`"),
+        (
+            BROKEN_MANIFEST,
+            "released is missing (like released = \"2026-11-24T00:00:00Z\")",
+        ),
         (BROKEN_NO_RULES, "no .yar rule files"),
         (BROKEN_RULE_SYNTAX, "rules.yar:6:"),
         // No such directory: the message says the daemon reads it, as
@@ -912,7 +915,19 @@ fn a_gateway_on_its_built_in_set_is_told_to_install_a_real_one() -> Result<()> {
     .map_err(|e| e.context(daemon.full_log()))?;
     // A real set, once old, is to be updated.
     let v1 = set_dir(&V1).display().to_string();
-    daemon.cli_ok(&["bases", "update", "--from", &v1])?;
+    let said = daemon.cli_ok(&["bases", "update", "--from", &v1])?;
+    // walkAY S1: the update's answer says so, not only the log later.
+    let head = format!(
+        "Bases {} ({} records) from {v1} are in use. They are obsolete: released ",
+        V1.version, V1.records
+    );
+    anyhow::ensure!(
+        said.starts_with(&head)
+            && said
+                .trim_end()
+                .ends_with("ago, beyond bases.obsolete_after (1s); mwObsoleteBases follows."),
+        "the update's answer: {said:?}"
+    );
     let status: serde_json::Value = serde_json::from_str(&daemon.cli_ok(&["status", "--json"])?)?;
     let problems = status["problems"].to_string();
     anyhow::ensure!(

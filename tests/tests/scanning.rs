@@ -1322,7 +1322,11 @@ fn marker() -> String {
 #[test]
 fn bases_update_refusal_sighup_and_rollback_change_what_is_found() -> Result<()> {
     let started = Instant::now();
-    let gw = Gateway::start("scan-bases", |c| c)?;
+    // The fixtures are of November 2026: not obsolete for years (an
+    // obsolete set's update says so, which bases.rs checks).
+    let gw = Gateway::start("scan-bases", |c| {
+        c.set_str("bases", "obsolete_after", "3650d")
+    })?;
     let mut f = Failures::default();
     let port = gw.port();
     let eicar_message = mime::multipart(

@@ -413,6 +413,20 @@ pub fn is_obsolete(info: Option<&BasesInfo>, max_age: std::time::Duration, now: 
     info.is_some_and(|b| now - b.released > max_age.as_secs() as i64)
 }
 
+/// What an update or rollback that put an obsolete set in use adds to its
+/// answer (walkAY S1: "are in use" and exit 0, and the obsolete warning
+/// only in the log ten seconds later): its age, against
+/// `bases.obsolete_after`. None for a set that is not obsolete.
+pub fn obsolete_note(info: &BasesInfo, max_age: std::time::Duration, now: i64) -> Option<String> {
+    is_obsolete(Some(info), max_age, now).then(|| {
+        format!(
+            " They are obsolete: released {} ago, beyond bases.obsolete_after ({}); mwObsoleteBases follows.",
+            crate::text::age(now - info.released),
+            crate::config::Dur(max_age)
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -474,6 +488,23 @@ unknown key(s) record (a manifest has version, released, records and checksum)"
             .map(|e| e.to_string())
             .unwrap_or_default();
         assert!(!e.contains("is missing"), "{e}");
+    }
+
+    /// walkAY S1: an update or rollback onto an obsolete set says so.
+    #[test]
+    fn an_obsolete_set_put_in_use_is_said() {
+        let info = BasesInfo {
+            version: "2026.11.26.1".into(),
+            released: 1_000_000,
+            records: 5,
+            loaded_at: 0,
+        };
+        let week = std::time::Duration::from_secs(7 * 86_400);
+        assert_eq!(
+            obsolete_note(&info, week, 1_000_000 + 11 * 86_400 + 3600),
+            Some(" They are obsolete: released 11d 1h ago, beyond bases.obsolete_after (7d); mwObsoleteBases follows.".into())
+        );
+        assert_eq!(obsolete_note(&info, week, 1_000_000 + 86_400), None);
     }
 
     #[test]

@@ -1130,9 +1130,15 @@ async fn update_holding_the_lock(
                     format!("Bases {} are already in use; nothing to do.", info.version)
                 }
                 _ => format!(
-                    "Bases {} ({}) from {from} are in use.",
+                    "Bases {} ({}) from {from} are in use.{}",
                     info.version,
-                    crate::text::counted(info.records, "record")
+                    crate::text::counted(info.records, "record"),
+                    crate::check::bases::obsolete_note(
+                        &info,
+                        cfg.bases.obsolete_after.get(),
+                        chrono::Utc::now().timestamp()
+                    )
+                    .unwrap_or_default()
                 ),
             };
             match gw.update_attempted(result, message).await {
@@ -1175,9 +1181,15 @@ async fn bases_rollback(gw: &Gateway) -> Response {
     match tokio::task::spawn_blocking(move || crate::check::bases::rollback(&dir)).await {
         Ok(Ok(info)) => {
             let message = format!(
-                "Rolled back to bases {} ({}).",
+                "Rolled back to bases {} ({}).{}",
                 info.version,
-                crate::text::counted(info.records, "record")
+                crate::text::counted(info.records, "record"),
+                crate::check::bases::obsolete_note(
+                    &info,
+                    gw.config().bases.obsolete_after.get(),
+                    chrono::Utc::now().timestamp()
+                )
+                .unwrap_or_default()
             );
             match gw
                 .update_attempted(crate::check::bases::UpdateResult::RolledBack, message)
