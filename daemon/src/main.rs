@@ -397,7 +397,7 @@ fn quarantine(cmd: QuarantineCommand) -> ExitCode {
                 )
             })
         }
-        QuarantineCommand::Show { raw, .. } => print_entry(&data, raw),
+        QuarantineCommand::Show { raw, .. } => print_entry(&data, raw, "Released:  "),
         QuarantineCommand::Release { .. } => {
             out!(
                 "{}",
@@ -522,7 +522,7 @@ fn archive(cmd: ArchiveCommand) -> ExitCode {
                 )
             });
         }
-        ArchiveCommand::Show { raw, .. } => print_entry(&data, raw),
+        ArchiveCommand::Show { raw, .. } => print_entry(&data, raw, "Sent again:"),
         ArchiveCommand::Send { .. } => {
             // walkV 10: an incoming copy of an infected message went out
             // unchecked without a word.
@@ -650,10 +650,12 @@ fn store_table(entries: &[Listed], now: i64) -> Vec<String> {
             Some(d) => d.clone(),
             None => e.reason.clone(),
         };
-        let released = if e.released.is_empty() {
-            String::new()
-        } else {
-            format!(" (released {}x)", e.released.len())
+        // An archive entry is sent again, a quarantined one released
+        // (walkAY A2: the archive said "released").
+        let released = match (e.released.len(), e.direction.is_some()) {
+            (0, _) => String::new(),
+            (n, true) => format!(" (sent again {n}x)"),
+            (n, false) => format!(" (released {n}x)"),
         };
         let sender = match (&e.unreadable, e.sender.is_empty()) {
             // Not the null sender: not known.
@@ -687,7 +689,7 @@ fn store_table(entries: &[Listed], now: i64) -> Vec<String> {
 
 /// One store entry: what is known about it, then the message (or only the
 /// message, as received, with --raw).
-fn print_entry(data: &serde_json::Value, raw: bool) {
+fn print_entry(data: &serde_json::Value, raw: bool, label: &str) {
     use base64::Engine as _;
     use std::io::Write as _;
     let bytes = data["message_b64"]
@@ -719,9 +721,10 @@ fn print_entry(data: &serde_json::Value, raw: bool) {
         for f in &e.findings {
             out!("Finding:    {f}");
         }
+        // An archive entry is sent again, a quarantined one released.
         for r in &e.released {
             out!(
-                "Released:   {} as {} to {}",
+                "{label} {} as {} to {}",
                 entry_time(r.at),
                 r.queue_id,
                 r.to.join(", ")
@@ -1163,9 +1166,13 @@ fn call_or_read(
                 }
                 OfflineStore::Archive => (data_dir.join("archive"), data_dir.clone()),
             };
+            let needs = match store {
+                OfflineStore::Quarantine => "release, remove and purge",
+                OfflineStore::Archive => "send, remove and purge",
+            };
             eprintln!(
                 "mailward: note: {}",
-                mailward::ops::stores::offline_note(&note)
+                mailward::ops::stores::offline_note(&note, needs)
             );
             offline(&dir).map_err(|e| {
                 eprintln!("mailward: {e}");

@@ -301,9 +301,9 @@ pub fn archive_show_offline(
 
 /// What the CLI says before an answer read from the files (the daemon
 /// does not answer): where they are, and that release and remove need it.
-pub fn offline_note(dir: &std::path::Path) -> String {
+pub fn offline_note(dir: &std::path::Path, needs: &str) -> String {
     format!(
-        "the daemon does not answer: read from the entry files in {} (ID.json, ID.eml), read-only; release, send and remove need the daemon",
+        "the daemon does not answer: read from the entry files in {} (ID.json, ID.eml), read-only; {needs} need the daemon",
         dir.display()
     )
 }
@@ -1177,7 +1177,8 @@ mod tests {
             store_dir(std::path::Path::new("/d"), Some(Direction::Incoming)),
             std::path::Path::new("/d/archive/incoming")
         );
-        assert!(offline_note(&q).contains("(ID.json, ID.eml)"));
+        assert!(offline_note(&q, "send, remove and purge")
+            .ends_with("(ID.json, ID.eml), read-only; send, remove and purge need the daemon"));
     }
 
     /// walkAW F16: the archive is read from its files too, both
