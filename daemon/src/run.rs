@@ -526,6 +526,11 @@ pub struct ReloadOutcome {
     /// restart, one sentence each (`log.options changed (a -> b)`).
     #[serde(default)]
     pub restart: Vec<String>,
+    /// The new configuration's warnings, as check-config prints them
+    /// (`FILE:LINE: warning: key: ...`): valid, but most likely not meant
+    /// (walkAY T7: a misnamed template file was said only in the log).
+    #[serde(default)]
+    pub warnings: Vec<String>,
     /// Successful reloads since the start, this one included.
     pub reloads: u64,
     /// Refused reloads since the start, this one included.
@@ -624,6 +629,7 @@ async fn reload(gw: &Gateway, path: Option<&Path>, overrides: &Overrides) -> Rel
         problems,
         changed: Vec::new(),
         restart: Vec::new(),
+        warnings: Vec::new(),
         reloads: 0,
         refused: 0,
     };
@@ -654,8 +660,9 @@ async fn reload(gw: &Gateway, path: Option<&Path>, overrides: &Overrides) -> Rel
     for w in overrides.ignored(&new) {
         tracing::warn!(target: "config", "{w}.");
     }
-    for w in &new.warnings {
-        tracing::warn!(target: "config", "{}", w.warning());
+    let warnings: Vec<String> = new.warnings.iter().map(|w| w.warning()).collect();
+    for w in &warnings {
+        tracing::warn!(target: "config", "{w}");
     }
     match gateway::build(&new, Some(&gw.dns())) {
         Ok(built) => {
@@ -710,6 +717,7 @@ async fn reload(gw: &Gateway, path: Option<&Path>, overrides: &Overrides) -> Rel
                 problems: Vec::new(),
                 changed,
                 restart: kept.iter().map(|k| k.change.clone()).collect(),
+                warnings,
                 reloads: 0,
                 refused: 0,
             }

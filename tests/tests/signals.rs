@@ -87,10 +87,23 @@ fn the_reload_command_says_whether_the_file_was_taken() -> Result<()> {
 
     // A good edit: in force when the command returns (no waiting for the
     // log), and said so with the reload count.
-    let renamed = gw.config.clone().set_str("server", "hostname", "mw2.test");
+    // walkAY T7: with a warning of the new file, printed as check-config
+    // prints it (it was only in the log).
+    let renamed = gw
+        .config
+        .clone()
+        .set_str("server", "hostname", "mw2.test")
+        .set_str("statistics", "write_interval", "500ms");
     gw.daemon.write_config(&renamed.render())?;
     let (code, stdout, stderr) = reload(&gw)?;
     assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(
+        stderr.lines().any(|l| l.starts_with('/')
+            && l.contains(
+                ": warning: statistics.write_interval: 500ms rewrites the statistics file"
+            )),
+        "{stderr}"
+    );
     let first = stdout.lines().next().unwrap_or_default();
     assert!(
         first.starts_with("Reloaded /")
@@ -98,7 +111,7 @@ fn the_reload_command_says_whether_the_file_was_taken() -> Result<()> {
             && first.ends_with("(1 reload(s) since the start, 0 refused)."),
         "{stdout}"
     );
-    assert!(stdout.contains("Changed: server."), "{stdout}");
+    assert!(stdout.contains("Changed: server, statistics."), "{stdout}");
     assert_eq!(greeting_text(gw.port())?, "220 mw2.test ESMTP Mailward");
     let s = status(&gw)?;
     assert_eq!(

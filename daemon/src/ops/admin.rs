@@ -659,6 +659,8 @@ pub fn reload_report(
             outcome.restart.join("; ")
         ));
     }
+    // On stderr, as check-config prints them: the reload is done.
+    errs.extend(outcome.warnings.iter().cloned());
     (out, errs, true)
 }
 
@@ -1422,6 +1424,7 @@ mod tests {
             problems: Vec::new(),
             changed: Vec::new(),
             restart: Vec::new(),
+            warnings: Vec::new(),
             reloads: 2,
             refused: 1,
         }
@@ -1460,6 +1463,12 @@ mod tests {
                 "Needs a restart (the running value stays until then): log.options changed ([\"all.info\"] -> [\"all.debug\"]).",
             ]
         );
+        // walkAY T7: the new configuration's warnings are printed too.
+        let mut w = o.clone();
+        w.warnings = vec!["/etc/mailward/mailward.toml:9: warning: log.rotate_size: tiny".into()];
+        let (_, errs, taken) = reload_report(&w, None);
+        assert!(taken);
+        assert_eq!(errs, w.warnings);
         // --config naming another file than the daemon's: said, since the
         // daemon re-read its own.
         let (_, errs, taken) = reload_report(&o, Some(Path::new("/tmp/other.toml")));
