@@ -26,6 +26,10 @@ use std::sync::Arc;
 pub const VARIABLES: &[(&str, &str)] = &[
     ("queue_id", "the queue ID given in the 250 reply"),
     ("sender", "the envelope sender (<> for none)"),
+    (
+        "from",
+        "the message's From: header as the reader's client shows it (name and address), on one line, at most 60 characters (then ...); empty without one",
+    ),
     ("recipients", "the recipients of the group, a list"),
     (
         "subject",
@@ -247,6 +251,7 @@ fn sample_context(full: bool) -> minijinja::Value {
     minijinja::context! {
         queue_id => "1A243AA1DA371F9D",
         sender => "me@example.com",
+        from => "Me <me@example.com>",
         recipients => vec!["user@example.com"],
         subject => "Invoice 4711",
         status => "av/infected",
@@ -405,6 +410,29 @@ fn subject_of(raw: &[u8]) -> String {
         Err(_) => windows_1252(value),
     };
     one_line(text.trim())
+}
+
+/// The message's first From: address as a client shows it, `Name
+/// <address>` (or the address alone), decoded and on one line; empty
+/// without one. The envelope sender of a phish is not the From its reader
+/// sees, and a notice that names only the former is not recognised
+/// (walkAY N1).
+fn from_of(raw: &[u8]) -> String {
+    let Some(m) = mail_parser::MessageParser::default().parse_headers(raw) else {
+        return String::new();
+    };
+    let Some(addr) = m.from().and_then(mail_parser::Address::first) else {
+        return String::new();
+    };
+    let text = match (addr.name.as_deref(), addr.address.as_deref()) {
+        (Some(name), Some(address)) if !name.trim().is_empty() => {
+            format!("{} <{address}>", name.trim())
+        }
+        (_, Some(address)) => address.to_string(),
+        (Some(name), None) => name.trim().to_string(),
+        (None, None) => String::new(),
+    };
+    one_line(&text)
 }
 
 /// The most characters of the message's Subject a notice quotes; a longer
@@ -778,6 +806,7 @@ pub fn compose(
     let context = minijinja::context! {
         queue_id => env.id.0.clone(),
         sender => if env.mail_from.is_empty() { "<>".to_string() } else { env.mail_from.clone() },
+        from => quoted(&from_of(raw)),
         recipients => group_rcpts,
         subject => quoted_subject(&subject_of(raw)),
         status => status,
@@ -1639,6 +1668,26 @@ mod tests {
             "a.zip/doc.txt",
             Some(0),
         )])
+    }
+
+    /// walkAY N1: the recipients' notice shows the From its reader sees
+    /// beside the envelope sender, and no From line without one.
+    #[test]
+    fn a_recipient_notice_shows_the_header_from_and_the_envelope_sender() {
+        let toml = "[policy]\nnotify_recipients = [\"av/all\"]\n";
+        let raw =
+            b"From: =?utf-8?q?Chief_Executive?= <ceo@example.com>\r\nSubject: urgent\r\n\r\nx\r\n";
+        let n = notices_of(toml, raw, eicar());
+        assert_eq!(n.len(), 1);
+        assert!(
+            n[0].1
+                .contains("  From:       Chief Executive <ceo@example.com>\r\n  Sender:     "),
+            "{}",
+            n[0].1
+        );
+        let n = notices_of(toml, b"Subject: none\r\n\r\nx\r\n", eicar());
+        assert!(!n[0].1.contains("  From:  "), "{}", n[0].1);
+        assert!(n[0].1.contains("  Sender:     "), "{}", n[0].1);
     }
 
     /// walkAD 10 and 11: the notice shows the first of two Subjects (the
