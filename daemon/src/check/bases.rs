@@ -450,15 +450,14 @@ mod tests {
         std::fs::write(dir.path().join("manifest.toml"), "version = 1\n").unwrap();
         assert!(matches!(read(dir.path()), Err(BasesError::Manifest { .. })));
         // walkAW F20: every problem, in words, not serde's first.
-        std::fs::write(
-            dir.path().join("manifest.toml"),
-            "version = 5\nreleased = 2026-11-24\nrecord = 3\n",
-        )
-        .unwrap();
-        let e = read(dir.path())
-            .err()
-            .map(|e| e.to_string())
-            .unwrap_or_default();
+        let problem_of = |text: &str| {
+            std::fs::write(dir.path().join("manifest.toml"), text).unwrap();
+            read(dir.path())
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default()
+        };
+        let e = problem_of("version = 5\nreleased = 2026-11-24\nrecord = 3\n");
         assert!(
             e.ends_with(
                 "version is a number where a string is expected (like version = \"2026.11.24.1\"); \
@@ -468,25 +467,13 @@ unknown key(s) record (a manifest has version, released, records and checksum)"
             ),
             "{e}"
         );
-        std::fs::write(
-            dir.path().join("manifest.toml"),
-            "version = \"1\"\nreleased = \"2026-11-24T00:00:00Z\"\nrecords = -2\n",
-        )
-        .unwrap();
-        let e = read(dir.path())
-            .err()
-            .map(|e| e.to_string())
-            .unwrap_or_default();
+        let e = problem_of("version = \"1\"\nreleased = \"2026-11-24T00:00:00Z\"\nrecords = -2\n");
         assert!(
             e.ends_with("records is negative (like records = 120)"),
             "{e}"
         );
         // Broken TOML keeps the parser's words.
-        std::fs::write(dir.path().join("manifest.toml"), "version = \"1\n").unwrap();
-        let e = read(dir.path())
-            .err()
-            .map(|e| e.to_string())
-            .unwrap_or_default();
+        let e = problem_of("version = \"1\n");
         assert!(!e.contains("is missing"), "{e}");
     }
 
