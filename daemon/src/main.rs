@@ -1159,16 +1159,18 @@ fn call_or_read(
                 ExitCode::from(EX_CONFIG)
             })?;
             let data_dir = &cfg.server.data_dir;
-            let (note, dir) = match store {
+            // Where the entries are, what `offline` is given, and what
+            // of the store's commands needs the daemon.
+            let (note, dir, needs) = match store {
                 OfflineStore::Quarantine => {
                     let q = mailward::ops::stores::store_dir(data_dir, None);
-                    (q.clone(), q)
+                    (q.clone(), q, "release, remove and purge")
                 }
-                OfflineStore::Archive => (data_dir.join("archive"), data_dir.clone()),
-            };
-            let needs = match store {
-                OfflineStore::Quarantine => "release, remove and purge",
-                OfflineStore::Archive => "send, remove and purge",
+                OfflineStore::Archive => (
+                    data_dir.join("archive"),
+                    data_dir.clone(),
+                    "send, remove and purge",
+                ),
             };
             eprintln!(
                 "mailward: note: {}",

@@ -300,7 +300,7 @@ pub fn archive_show_offline(
 }
 
 /// What the CLI says before an answer read from the files (the daemon
-/// does not answer): where they are, and that release and remove need it.
+/// does not answer): where they are, and which commands (`needs`) need it.
 pub fn offline_note(dir: &std::path::Path, needs: &str) -> String {
     format!(
         "the daemon does not answer: read from the entry files in {} (ID.json, ID.eml), read-only; {needs} need the daemon",
