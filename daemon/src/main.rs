@@ -90,11 +90,11 @@ fn tls_problems(c: &config::Config, path: Option<&std::path::Path>) -> Vec<Strin
     let mut out = Vec::new();
     if let (Some(cert), Some(key)) = (&c.network.tls_certificate, &c.network.tls_key) {
         if let Err(e) = mailward::smtp::tls::acceptor(cert, key) {
-            let line = config::line_of_key(&text, "network", "tls_certificate");
-            out.push(format!(
-                "{}: network.tls_certificate: {e}",
-                at(&c.origin, line)
-            ));
+            // At the key naming the file at fault (walkAZ F6: a key
+            // problem was said at tls_certificate).
+            let (name, _) = listener_tls_key(&e, Some(key));
+            let line = config::line_of_key(&text, "network", name);
+            out.push(format!("{}: network.{name}: {e}", at(&c.origin, line)));
         }
     }
     for (n, route) in c.route.iter().enumerate() {
@@ -937,28 +937,34 @@ fn tls_file_problem(
     path: Option<&Path>,
     tls_key: Option<&Path>,
 ) -> Option<(String, u8)> {
-    use mailward::smtp::tls::TlsError;
     let mailward::run::RunError::Build(mailward::gateway::BuildError::Tls(tls)) = e else {
         return None;
     };
-    let (key, code) = match tls {
-        TlsError::Read { path: file, .. } => {
-            let key = if tls_key == Some(file.as_path()) {
-                "tls_key"
-            } else {
-                "tls_certificate"
-            };
-            (key, EX_OSERR)
-        }
-        TlsError::NoCertificate(_) => ("tls_certificate", EX_CONFIG),
-        TlsError::NoKey(_) => ("tls_key", EX_CONFIG),
-        TlsError::Config(_) => ("tls_certificate", EX_CONFIG),
-    };
+    let (key, code) = listener_tls_key(tls, tls_key);
     let text = path
         .and_then(|p| std::fs::read_to_string(p).ok())
         .unwrap_or_default();
     let line = config::line_of_key(&text, "network", key);
     Some((format!("{}: network.{key}: {tls}", at(origin, line)), code))
+}
+
+/// The `[network]` key naming the file a listener TLS error is about
+/// (`tls_key` is the file at `tls_key`), and the status `run` ends with:
+/// 71 when the system refused to read it, 64 when its content is wrong.
+fn listener_tls_key(
+    tls: &mailward::smtp::tls::TlsError,
+    tls_key: Option<&Path>,
+) -> (&'static str, u8) {
+    use mailward::smtp::tls::TlsError;
+    match tls {
+        TlsError::Read { path: file, .. } if tls_key == Some(file.as_path()) => {
+            ("tls_key", EX_OSERR)
+        }
+        TlsError::Read { .. } => ("tls_certificate", EX_OSERR),
+        TlsError::NoCertificate(_) => ("tls_certificate", EX_CONFIG),
+        TlsError::NoKey(_) | TlsError::KeyMismatch { .. } => ("tls_key", EX_CONFIG),
+        TlsError::Config(_) => ("tls_certificate", EX_CONFIG),
+    }
 }
 
 /// The admin socket of the configuration at `path`. When the file does not

@@ -256,6 +256,46 @@ fn run_names_the_key_of_a_certificate_that_is_not_pem() -> Result<()> {
         "{}",
         output_text(&check)
     );
+    // walkAZ F6, F7: a good certificate with a key that is not one, or
+    // the key of another certificate: said at tls_key, both by run and
+    // check-config, naming both files for a mismatch.
+    let good = TestDir::new("run-bad-cert-good")?;
+    let (good_cert, _) = mailward_e2e::tools::self_signed(good.path(), "mw.test")?;
+    let other = TestDir::new("run-bad-cert-other")?;
+    let (_, other_key) = mailward_e2e::tools::self_signed(other.path(), "other.test")?;
+    for (key_file, wanted) in [
+        (
+            key.display().to_string(),
+            "no private key found".to_string(),
+        ),
+        (
+            other_key.clone(),
+            format!("{other_key}: this key does not belong to the certificate in {good_cert}"),
+        ),
+    ] {
+        let text = Config::new(dir.path())
+            .set_str("network", "tls_certificate", &good_cert)
+            .set_str("network", "tls_key", &key_file)
+            .render();
+        let line = text
+            .lines()
+            .position(|l| l.starts_with("tls_key"))
+            .map(|n| n + 1)
+            .context("no tls_key line")?;
+        std::fs::write(&file, text)?;
+        let at = format!("{path}:{line}: network.tls_key: ");
+        for args in [
+            &["run", "--config", &path][..],
+            &["check-config", "--config", &path],
+        ] {
+            let out = mailward(&dir, args)?;
+            let said = output_text(&out);
+            assert!(
+                said.contains(&at) && said.contains(&wanted),
+                "{args:?}: no {at:?} ... {wanted:?} in:\n{said}"
+            );
+        }
+    }
     Ok(())
 }
 

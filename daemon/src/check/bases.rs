@@ -320,12 +320,18 @@ pub fn read(dir: &Path) -> Result<Option<BasesInfo>, BasesError> {
         path: path.clone(),
         problem: manifest_problems(&text).unwrap_or_else(|| e.message().replace('\n', " ")),
     })?;
-    let released = chrono::DateTime::parse_from_rfc3339(&m.released)
-        .map_err(|e| BasesError::Manifest {
+    // A blank version was put in use as "Bases  (0 records)", and status
+    // showed none (walkAZ F9).
+    if m.version.trim().is_empty() {
+        return Err(BasesError::Manifest {
             path: path.clone(),
-            problem: format!(
-                "released: expected an RFC 3339 time like \"2026-11-24T00:00:00Z\": {e}"
-            ),
+            problem: "version is empty (like version = \"2026.11.24.1\")".into(),
+        });
+    }
+    let released = chrono::DateTime::parse_from_rfc3339(&m.released)
+        .map_err(|_| BasesError::Manifest {
+            path: path.clone(),
+            problem: format!("released {}", NOT_RFC3339),
         })?
         .timestamp();
     if let Some(declared) = &m.checksum {
@@ -338,6 +344,10 @@ pub fn read(dir: &Path) -> Result<Option<BasesInfo>, BasesError> {
         loaded_at: chrono::Utc::now().timestamp(),
     }))
 }
+
+/// What a `released` that is no time is told (the parser's own words, such
+/// as "premature end of input", said nothing of the form wanted).
+const NOT_RFC3339: &str = "is not an RFC 3339 time (like released = \"2026-11-24T00:00:00Z\")";
 
 /// Every problem of a manifest that does not read, in words (walkAW F20:
 /// serde said the first only, as "invalid type: integer `5`, expected a
@@ -374,6 +384,17 @@ fn manifest_problems(text: &str) -> Option<String> {
                 out.push(format!("{key} is negative (like {example})"))
             }
             Some(_) => {}
+        }
+    }
+    // Said with the others, not only once they are fixed (walkAZ F10).
+    if let Some(text) = table.get("released").and_then(toml::Value::as_str) {
+        if chrono::DateTime::parse_from_rfc3339(text).is_err() {
+            out.push(format!("released {NOT_RFC3339}"));
+        }
+    }
+    if let Some(text) = table.get("version").and_then(toml::Value::as_str) {
+        if text.trim().is_empty() {
+            out.push("version is empty (like version = \"2026.11.24.1\")".into());
         }
     }
     if let Some(v) = table.get("checksum").filter(|v| !v.is_str()) {
@@ -470,6 +491,18 @@ unknown key(s) record (a manifest has version, released, records and checksum)"
         let e = problem_of("version = \"1\"\nreleased = \"2026-11-24T00:00:00Z\"\nrecords = -2\n");
         assert!(
             e.ends_with("records is negative (like records = 120)"),
+            "{e}"
+        );
+        // walkAZ F9, F10: a blank version, and a released that is no
+        // time said with the other problems.
+        let e = problem_of("version = \" \"\nreleased = \"2026-11-24T00:00:00Z\"\nrecords = 1\n");
+        assert!(
+            e.ends_with("version is empty (like version = \"2026.11.24.1\")"),
+            "{e}"
+        );
+        let e = problem_of("version = \"1\"\nreleased = \"yesterday\"\n");
+        assert!(
+            e.ends_with("records is missing (like records = 120); released is not an RFC 3339 time (like released = \"2026-11-24T00:00:00Z\")"),
             "{e}"
         );
         // Broken TOML keeps the parser's words.

@@ -1651,6 +1651,11 @@ fn a_tiny_rotate_size_and_write_interval_are_warned_of() {
     assert!(warnings("[log]\nrotate_size = \"0\"\n").is_empty());
     assert!(warnings("[log]\nrotate_size = \"1KiB\"\n").is_empty());
     assert_eq!(warnings("[log]\nrotate_size = 1023\n").len(), 1);
+    // walkAZ F4: nothing is rotated (the log to stderr, no raw records).
+    assert!(warnings(
+        "[log]\nrotate_size = 10\ndestination = \"stderr\"\n[statistics]\noptions = [\"messages\"]\n"
+    )
+    .is_empty());
     let w = warnings("[statistics]\nwrite_interval = \"1ms\"\n");
     assert_eq!(w.len(), 1, "{w:?}");
     assert!(
@@ -1667,7 +1672,7 @@ fn a_tiny_rotate_size_and_write_interval_are_warned_of() {
 fn a_store_smaller_than_the_largest_message_is_warned_of() {
     assert_eq!(
         warnings("[archive]\nincoming = true\nmax_size = \"2KiB\"\n"),
-        vec!["mailward.toml:3: warning: archive.max_size: 2KiB is less than limits.max_message_size (20MiB): one message that large takes the archive over max_size, and every entry is removed, that one included"]
+        vec!["mailward.toml:3: warning: archive.max_size: 2KiB is not more than limits.max_message_size (20MiB): one message that large takes the archive over max_size, and every entry is removed, that one included"]
     );
     // Not in use: nothing to say.
     assert!(warnings("[archive]\nmax_size = \"2KiB\"\n").is_empty());
@@ -1677,7 +1682,7 @@ fn a_store_smaller_than_the_largest_message_is_warned_of() {
     );
     assert_eq!(w.len(), 1, "{w:?}");
     assert!(
-        w[0].starts_with("mailward.toml:2: warning: quarantine.max_size: 2KiB is less than"),
+        w[0].starts_with("mailward.toml:2: warning: quarantine.max_size: 2KiB is not more than"),
         "{w:?}"
     );
 }

@@ -1597,7 +1597,7 @@ fn milter(ctx: &mut Ctx<'_>, raw: &RawMilter) -> Milter {
 
 fn log(ctx: &mut Ctx<'_>, raw: &RawLog) -> Log {
     let p = KeyPath::root("log");
-    let log = Log {
+    Log {
         destination: get!(
             ctx,
             p,
@@ -1630,20 +1630,7 @@ fn log(ctx: &mut Ctx<'_>, raw: &RawLog) -> Log {
         .unwrap_or(SyslogFormat::Rfc3164),
         rotate_size: get!(ctx, p, raw.rotate_size, size).unwrap_or(ByteSize::mib(10)),
         rotate_rounds: get!(ctx, p, raw.rotate_rounds, uint32).unwrap_or(5),
-    };
-    // A few lines' worth: the log is rotated at nearly every line and its
-    // files hold the last few lines only (walkAW F22: "1B" passed).
-    if log.rotate_size.0 != 0 && log.rotate_size.0 < MIN_ROTATE_SIZE {
-        ctx.warn(
-            &p.key("rotate_size"),
-            format!(
-                "a file of {} holds a few lines at most: the log is rotated at nearly every line, and its {} files keep the last few (\"0\" never rotates; 10MiB is the default)",
-                crate::text::counted(log.rotate_size.0, "octet"),
-                log.rotate_rounds
-            ),
-        );
     }
-    log
 }
 
 /// The smallest `log.rotate_size` said nothing of: 1 KiB, a few lines
@@ -2145,15 +2132,32 @@ fn cross_checks(ctx: &mut Ctx<'_>, config: &Config) {
         ("quarantine", config.quarantine.max_size, quarantining),
         ("archive", config.archive.max_size, archiving),
     ] {
-        if used && size < config.limits.max_message_size {
+        if used && size <= config.limits.max_message_size {
             ctx.warn(
                 &KeyPath::root(table).key("max_size"),
                 format!(
-                    "{size} is less than limits.max_message_size ({}): one message that large takes the {table} over max_size, and every entry is removed, that one included",
+                    "{size} is not more than limits.max_message_size ({}): one message that large takes the {table} over max_size, and every entry is removed, that one included",
                     config.limits.max_message_size
                 ),
             );
         }
+    }
+
+    // A few lines' worth: the log is rotated at nearly every line and its
+    // files hold the last few lines only (walkAW F22: "1B" passed). Said
+    // when a file is rotated at all: the log file, the raw records.
+    let log = &config.log;
+    let rotated = matches!(log.destination, LogDestination::File(_))
+        || config.statistics.options.iter().any(|o| o == "raw");
+    if rotated && log.rotate_size.0 != 0 && log.rotate_size.0 < MIN_ROTATE_SIZE {
+        ctx.warn(
+            &KeyPath::root("log").key("rotate_size"),
+            format!(
+                "a file of {} holds a few lines at most: the log is rotated at nearly every line, and its {} files keep the last few (\"0\" never rotates; 10MiB is the default)",
+                crate::text::counted(log.rotate_size.0, "octet"),
+                log.rotate_rounds
+            ),
+        );
     }
 
     let l = &config.limits;

@@ -1128,9 +1128,17 @@ async fn update_holding_the_lock(
     match outcome {
         Ok(Ok((result, info))) => {
             let message = match result {
-                UpdateResult::NotNeeded => {
-                    format!("Bases {} are already in use; nothing to do.", info.version)
-                }
+                // An obsolete set in use is said here too (walkAZ F13).
+                UpdateResult::NotNeeded => format!(
+                    "Bases {} are already in use; nothing to do.{}",
+                    info.version,
+                    crate::check::bases::obsolete_note(
+                        &info,
+                        cfg.bases.obsolete_after.get(),
+                        chrono::Utc::now().timestamp()
+                    )
+                    .unwrap_or_default()
+                ),
                 _ => format!(
                     "Bases {} ({}) from {from} are in use.{}",
                     info.version,

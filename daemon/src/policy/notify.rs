@@ -366,12 +366,19 @@ fn read_template(path: &Path) -> std::io::Result<Result<String, TemplateProblem>
         Ok(text) => Ok(Ok(text.replace("\r\n", "\n"))),
         Err(e) => {
             let at = e.valid_up_to();
+            let line_start = bytes[..at]
+                .iter()
+                .rposition(|&b| b == b'\n')
+                .map_or(0, |i| i + 1);
             let line = bytes[..at].iter().filter(|&&b| b == b'\n').count() + 1;
+            // Its place in the line, counted from 1 (walkAZ F12: an offset
+            // in the file beside a line number read as a column).
+            let column = at - line_start + 1;
             Ok(Err(TemplateProblem {
                 line,
                 problem: format!(
-                    "not UTF-8 (octet {at}): templates are UTF-8; convert it, e.g. \
-                     `iconv -f latin1 -t utf-8`"
+                    "not UTF-8 (octet {column} of the line): templates are UTF-8; convert it, \
+                     e.g. `iconv -f latin1 -t utf-8`"
                 ),
             }))
         }
@@ -1137,7 +1144,7 @@ mod tests {
         assert!(
             said.iter().any(|(f, line, p)| f == "recipients.txt"
                 && *line == 1
-                && p.starts_with("not UTF-8 (octet 12): templates are UTF-8")),
+                && p.starts_with("not UTF-8 (octet 13 of the line): templates are UTF-8")),
             "{said:?}"
         );
         assert!(

@@ -17,6 +17,8 @@ pub enum TlsError {
     NoCertificate(PathBuf),
     #[error("{0}: no private key found (expected PEM PKCS#8, PKCS#1 or SEC1)")]
     NoKey(PathBuf),
+    #[error("{key}: this key does not belong to the certificate in {cert} (a renewal that replaced one file of the two?)")]
+    KeyMismatch { cert: PathBuf, key: PathBuf },
     #[error("certificate and key do not make a TLS configuration: {0}")]
     Config(#[from] rustls::Error),
 }
@@ -51,6 +53,15 @@ pub fn acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, TlsError> {
     ))
     .with_safe_default_protocol_versions()?
     .with_no_client_auth()
-    .with_single_cert(certs, key_der)?;
+    .with_single_cert(certs, key_der)
+    .map_err(|e| match e {
+        // rustls says "keys may not be consistent: KeyMismatch" and
+        // names neither file (walkAZ F7).
+        rustls::Error::InconsistentKeys(_) => TlsError::KeyMismatch {
+            cert: cert.to_path_buf(),
+            key: key.to_path_buf(),
+        },
+        e => TlsError::Config(e),
+    })?;
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
