@@ -293,7 +293,15 @@ pub fn archive_show_offline(
                     .join(format!("{id}.json"))
                     .exists()
             };
-            pick_archive(holds(Direction::Incoming), holds(Direction::Outgoing), id)?
+            let (incoming, outgoing) = (holds(Direction::Incoming), holds(Direction::Outgoing));
+            if !incoming && !outgoing {
+                // Both were looked in (walkAZ F8: only outgoing was named).
+                return Err(format!(
+                    "{id}: no such entry in the archive ({})",
+                    data_dir.join("archive").display()
+                ));
+            }
+            pick_archive(incoming, outgoing, id)?
         }
     };
     show_offline(&store_dir(data_dir, Some(d)), id)
@@ -1231,6 +1239,13 @@ mod tests {
             .unwrap_or_default();
         assert!(
             e.contains("choose one with --incoming or --outgoing"),
+            "{e}"
+        );
+        let e = archive_show_offline(dir.path(), "1A22E9FF2EB0B74E", None)
+            .err()
+            .unwrap_or_default();
+        assert!(
+            e.starts_with("1A22E9FF2EB0B74E: no such entry in the archive ("),
             "{e}"
         );
         let e = archive_show_offline(dir.path(), "../x", None)

@@ -860,7 +860,14 @@ pub fn compose(
                 .map_or(String::new(), |(_, v)| v.trim().to_string()),
             body.to_string(),
         ),
-        None => (String::from("Mailward notification"), rendered),
+        None => (String::new(), rendered),
+    };
+    // A Subject that renders empty (`Subject: {{ subject }}` for a message
+    // without one: walkAZ F11) would send a notice without a subject.
+    let subject = if subject.is_empty() {
+        String::from("Mailward notification")
+    } else {
+        subject
     };
     let mut msg = String::new();
     msg.push_str(&format!(
@@ -1675,6 +1682,29 @@ mod tests {
             "a.zip/doc.txt",
             Some(0),
         )])
+    }
+
+    /// walkAZ F11: a template whose Subject renders empty gives the notice
+    /// a subject all the same.
+    #[test]
+    fn a_subject_that_renders_empty_is_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("recipients.txt"),
+            "Subject: {{ subject }}\n\nA message for you: {{ status }}\n",
+        )
+        .unwrap();
+        let toml = format!(
+            "[policy]\nnotify_recipients = [\"av/all\"]\nnotify_templates = \"{}\"\n",
+            dir.path().display()
+        );
+        let n = notices_of(&toml, b"To: user@example.com\r\n\r\nx\r\n", eicar());
+        assert_eq!(n.len(), 1);
+        assert!(
+            n[0].1.contains("\r\nSubject: Mailward notification\r\n"),
+            "{}",
+            n[0].1
+        );
     }
 
     /// walkAY N1: the recipients' notice shows the From its reader sees
