@@ -316,18 +316,15 @@ pub fn read(dir: &Path) -> Result<Option<BasesInfo>, BasesError> {
     // The message alone, on one line: it goes into logs, CLI output and
     // the mwUpdateStatus text (255 octets), where a source snippet would
     // push the cause out.
+    // Every problem of a manifest that reads as TOML, at once and in
+    // words; what is left (broken TOML) in the parser's.
+    if let Some(problem) = manifest_problems(&text) {
+        return Err(BasesError::Manifest { path, problem });
+    }
     let m: Manifest = toml::from_str(&text).map_err(|e| BasesError::Manifest {
         path: path.clone(),
-        problem: manifest_problems(&text).unwrap_or_else(|| e.message().replace('\n', " ")),
+        problem: e.message().replace('\n', " "),
     })?;
-    // A blank version was put in use as "Bases  (0 records)", and status
-    // showed none (walkAZ F9).
-    if m.version.trim().is_empty() {
-        return Err(BasesError::Manifest {
-            path: path.clone(),
-            problem: "version is empty (like version = \"2026.11.24.1\")".into(),
-        });
-    }
     let released = chrono::DateTime::parse_from_rfc3339(&m.released)
         .map_err(|_| BasesError::Manifest {
             path: path.clone(),
@@ -349,9 +346,10 @@ pub fn read(dir: &Path) -> Result<Option<BasesInfo>, BasesError> {
 /// as "premature end of input", said nothing of the form wanted).
 const NOT_RFC3339: &str = "is not an RFC 3339 time (like released = \"2026-11-24T00:00:00Z\")";
 
-/// Every problem of a manifest that does not read, in words (walkAW F20:
-/// serde said the first only, as "invalid type: integer `5`, expected a
-/// string"), joined by "; "; None when its TOML itself is broken (then
+/// Every problem of a manifest, in words (walkAW F20: serde said the
+/// first only, as "invalid type: integer `5`, expected a string"; walkAZ
+/// F9: a blank version was put in use as "Bases  (0 records)"), joined by
+/// "; "; None when there is none, or when its TOML itself is broken (then
 /// the TOML parser's message says where).
 fn manifest_problems(text: &str) -> Option<String> {
     let table: toml::Table = toml::from_str(text).ok()?;
