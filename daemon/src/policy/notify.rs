@@ -398,8 +398,8 @@ fn template(dir: &TemplatesDir, to: NotifyTo) -> &str {
 /// clients show (walkAD 10: mail-parser's `subject()` is the last one). A
 /// field in raw 8-bit that is no UTF-8 (old clients, much spam) is read as
 /// windows-1252, as mail clients do, not shown as U+FFFD (walkAD 11).
-fn subject_of(raw: &[u8]) -> String {
-    let Some(m) = mail_parser::MessageParser::default().parse_headers(raw) else {
+fn subject_of(m: Option<&mail_parser::Message>, raw: &[u8]) -> String {
+    let Some(m) = m else {
         return String::new();
     };
     let Some(h) = m
@@ -424,11 +424,11 @@ fn subject_of(raw: &[u8]) -> String {
 /// without one. The envelope sender of a phish is not the From its reader
 /// sees, and a notice that names only the former is not recognised
 /// (walkAY N1).
-fn from_of(raw: &[u8]) -> String {
-    let Some(m) = mail_parser::MessageParser::default().parse_headers(raw) else {
-        return String::new();
-    };
-    let Some(addr) = m.from().and_then(mail_parser::Address::first) else {
+fn from_of(m: Option<&mail_parser::Message>) -> String {
+    let Some(addr) = m
+        .and_then(mail_parser::Message::from)
+        .and_then(mail_parser::Address::first)
+    else {
         return String::new();
     };
     let text = match (addr.name.as_deref(), addr.address.as_deref()) {
@@ -810,12 +810,14 @@ pub fn compose(
             union(about.iter().map(|g| g.plan.statuses())),
         )
     };
+    // One parse of the header for the subject and the From.
+    let headers = mail_parser::MessageParser::default().parse_headers(raw);
     let context = minijinja::context! {
         queue_id => env.id.0.clone(),
         sender => if env.mail_from.is_empty() { "<>".to_string() } else { env.mail_from.clone() },
-        from => quoted(&from_of(raw)),
+        from => quoted(&from_of(headers.as_ref())),
         recipients => group_rcpts,
-        subject => quoted_subject(&subject_of(raw)),
+        subject => quoted_subject(&subject_of(headers.as_ref(), raw)),
         status => status,
         statuses => statuses,
         findings => findings,
