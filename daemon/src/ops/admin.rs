@@ -1127,28 +1127,22 @@ async fn update_holding_the_lock(
     };
     match outcome {
         Ok(Ok((result, info))) => {
+            let obsolete = crate::check::bases::obsolete_note(
+                &info,
+                cfg.bases.obsolete_after.get(),
+                chrono::Utc::now().timestamp(),
+            )
+            .unwrap_or_default();
             let message = match result {
                 // An obsolete set in use is said here too (walkAZ F13).
                 UpdateResult::NotNeeded => format!(
-                    "Bases {} are already in use; nothing to do.{}",
-                    info.version,
-                    crate::check::bases::obsolete_note(
-                        &info,
-                        cfg.bases.obsolete_after.get(),
-                        chrono::Utc::now().timestamp()
-                    )
-                    .unwrap_or_default()
+                    "Bases {} are already in use; nothing to do.{obsolete}",
+                    info.version
                 ),
                 _ => format!(
-                    "Bases {} ({}) from {from} are in use.{}",
+                    "Bases {} ({}) from {from} are in use.{obsolete}",
                     info.version,
                     crate::text::counted(info.records, "record"),
-                    crate::check::bases::obsolete_note(
-                        &info,
-                        cfg.bases.obsolete_after.get(),
-                        chrono::Utc::now().timestamp()
-                    )
-                    .unwrap_or_default()
                 ),
             };
             match gw.update_attempted(result, message).await {

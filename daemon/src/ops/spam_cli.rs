@@ -120,6 +120,15 @@ impl SpamCliError {
     }
 }
 
+/// The warning for a file with NUL bytes, which SMTP never carries (a
+/// binary given by mistake), said by `spam check` and `spam learn` alike;
+/// `then` is what was done with it all the same.
+fn holds_nul(name: &str, then: &str) -> String {
+    format!(
+        "mailward: warning: {name}: holds NUL bytes, so it is not a mail message as SMTP carries one; {then}"
+    )
+}
+
 /// What [`SpamCliError::Unread`] says: nothing was judged when no PATH
 /// could be read (walkR finding 14: "the others were judged" of none).
 fn unread(n: usize, of: usize) -> String {
@@ -467,8 +476,11 @@ pub fn learn(
                 if m.bytes.contains(&0) {
                     let _ = writeln!(
                         err,
-                        "mailward: warning: {}: holds NUL bytes, so it is not a mail message as SMTP carries one; learnt anyway (`mailward spam forget` takes it back)",
-                        m.name
+                        "{}",
+                        holds_nul(
+                            &m.name,
+                            "learnt anyway (`mailward spam forget` takes it back)"
+                        )
                     );
                 }
                 // As it arrived: not the gateway's marks (walkR finding 7).
@@ -861,11 +873,7 @@ pub fn check(
         // gateway would), but said (walkAV F3: an ELF file came out
         // as/probable without a word). SMTP carries no NUL.
         if m.bytes.contains(&0) {
-            let _ = writeln!(
-                err,
-                "mailward: warning: {}: holds NUL bytes, so it is not a mail message as SMTP carries one; judged anyway",
-                m.name
-            );
+            let _ = writeln!(err, "{}", holds_nul(&m.name, "judged anyway"));
         }
         // Judged as it arrived, as it is learnt: a message from a Junk
         // folder carries the gateway's marks (walkR finding 7).
