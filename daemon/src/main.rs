@@ -526,13 +526,8 @@ fn archive(cmd: ArchiveCommand) -> ExitCode {
         ArchiveCommand::Send { .. } => {
             // walkV 10: an incoming copy of an infected message went out
             // unchecked without a word.
-            if let Some(s) = data["unsafe_statuses"].as_array().filter(|s| !s.is_empty()) {
-                let s: Vec<&str> = s.iter().filter_map(|v| v.as_str()).collect();
-                eprintln!(
-                    "mailward: warning: {} carries {}: it was sent as archived, without a check",
-                    data["id"].as_str().unwrap_or("?"),
-                    s.join(", ")
-                );
+            if let Some(w) = mailward::ops::stores::archive_send_warning(&data) {
+                eprintln!("{w}");
             }
             out!(
                 "{}",

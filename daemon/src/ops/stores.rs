@@ -983,8 +983,35 @@ pub async fn send_archived(
         .collect();
     Ok(serde_json::json!({
         "id": id, "queue_id": queue_id.0, "to": rcpts, "unsafe_statuses": unsafe_statuses,
-        "failure_report": failure_report,
+        "failure_report": failure_report, "delivered_copy": delivered_copy,
     }))
+}
+
+/// The warning of `archive send` (`data` is [`send_archived`]'s answer)
+/// when the copy's statuses name a virus or a filtered part. An outgoing
+/// copy is the message as it was delivered, after the plan's changes: its
+/// statuses are the checks' on the message received, and a part the plan
+/// removed or replaced is not in it, so it is said so (walkAY A3: a
+/// cleaned copy was said to carry the virus as it came).
+pub fn archive_send_warning(data: &serde_json::Value) -> Option<String> {
+    let statuses: Vec<&str> = data["unsafe_statuses"]
+        .as_array()?
+        .iter()
+        .filter_map(|v| v.as_str())
+        .collect();
+    if statuses.is_empty() {
+        return None;
+    }
+    let (id, statuses) = (data["id"].as_str().unwrap_or("?"), statuses.join(", "));
+    Some(if data["delivered_copy"].as_bool() == Some(true) {
+        format!(
+            "mailward: warning: {id} was checked as {statuses} when it was received; this copy is the one delivered, with the plan's changes (a part it removed or replaced stays so), and it was sent as archived, without a new check"
+        )
+    } else {
+        format!(
+            "mailward: warning: {id} carries {statuses}: it was sent as archived, without a check"
+        )
+    })
 }
 
 fn already_released(id: &str, last: &Released, times: usize, done: &str) -> String {
@@ -1335,6 +1362,23 @@ mod tests {
             serde_json::json!({"id": "X", "queue_id": "Y", "to": ["a@b.test"], "warning": warning});
         assert!(sent_reply(&data, "Released", None).ends_with("`mailward queue show Y`.\nWarning: it holds av/infected: infected EICAR_Test_File in invoice.zip/eicar.com; it is delivered as it came, without a verdict header and not scanned again."));
         assert_eq!(carries_malware(&["as/spam".into()], &[]), None);
+    }
+
+    #[test]
+    fn archive_send_warns_of_a_virus_in_words_for_its_copy() {
+        let incoming = serde_json::json!({"id": "X", "unsafe_statuses": ["av/infected"], "delivered_copy": false});
+        assert_eq!(
+            archive_send_warning(&incoming).as_deref(),
+            Some("mailward: warning: X carries av/infected: it was sent as archived, without a check")
+        );
+        // walkAY A3: the outgoing copy is what was delivered.
+        let outgoing = serde_json::json!({"id": "X", "unsafe_statuses": ["av/infected"], "delivered_copy": true});
+        assert_eq!(
+            archive_send_warning(&outgoing).as_deref(),
+            Some("mailward: warning: X was checked as av/infected when it was received; this copy is the one delivered, with the plan's changes (a part it removed or replaced stays so), and it was sent as archived, without a new check")
+        );
+        let clean = serde_json::json!({"id": "X", "unsafe_statuses": [], "delivered_copy": true});
+        assert_eq!(archive_send_warning(&clean), None);
     }
 
     /// walkAP F7: after a release to one recipient, a release without
