@@ -711,7 +711,14 @@ fn print_entry(data: &serde_json::Value, raw: bool, label: &str) {
             "Group:      {}",
             mailward_metrics::snapshot::group_name(&e.group)
         );
-        out!("Statuses:   {}", statuses_in_order(&e.statuses).join(", "));
+        // walkAY A5: an empty line read as a field left out.
+        out!(
+            "Statuses:   {}",
+            match statuses_in_order(&e.statuses).join(", ") {
+                s if s.is_empty() => "none".to_string(),
+                s => s,
+            }
+        );
         out!("Reason:     {}", e.reason);
         for f in &e.findings {
             out!("Finding:    {f}");

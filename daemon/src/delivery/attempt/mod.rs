@@ -912,7 +912,15 @@ impl Delivery {
             },
             findings: Vec::new(),
             group: String::new(),
-            reason: "outgoing".into(),
+            // A notification or DSN was made here, not received: its
+            // client (127.0.0.1) and empty statuses would otherwise read
+            // as a message that came in unchecked (walkAY A5).
+            reason: if env.is_bounce && env.mail_from.is_empty() {
+                "outgoing; made by this gateway (a notification or delivery report), not received"
+                    .into()
+            } else {
+                "outgoing".into()
+            },
             size: message.len() as u64,
         };
         let direction = crate::store::Direction::Outgoing;
