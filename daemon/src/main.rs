@@ -1214,6 +1214,16 @@ fn salvage(path: Option<&Path>, file: &Path, segment: Option<u64>, dry_run: bool
             );
             ExitCode::SUCCESS
         }
+        // A data directory without a spool is the configuration's problem
+        // (64): said at its key, as every such problem is (walkAZ F2).
+        Err(e @ mailward::spool::salvage::SalvageError::NoSpool { .. }) => {
+            let text = path
+                .and_then(|p| std::fs::read_to_string(p).ok())
+                .unwrap_or_default();
+            let line = config::line_of_key(&text, "server", "data_dir");
+            eprintln!("{}: server.data_dir: {e}", at(&cfg.origin, line));
+            ExitCode::from(e.exit_code())
+        }
         Err(e) => {
             eprintln!("mailward: {e}");
             ExitCode::from(e.exit_code())

@@ -187,6 +187,31 @@ fn a_damaged_segment_is_salvaged_and_its_intact_mail_delivered() -> Result<()> {
     );
     ensure!(!segment.exists(), "a dry run wrote {}", segment.display());
 
+    // walkAZ F2: a configuration whose data directory has no spool is the
+    // configuration's problem, said at its key with 64.
+    let elsewhere = dir.join("elsewhere.toml");
+    std::fs::write(
+        &elsewhere,
+        format!(
+            "[server]\nhostname = \"gw.test\"\ndata_dir = \"{}\"\n",
+            dir.join("no-data").display()
+        ),
+    )?;
+    let wrong = Command::new(mailward_bin()?)
+        .args(["queue", "salvage", &moved_arg, "--config"])
+        .arg(&elsewhere)
+        .output()?;
+    let said = String::from_utf8_lossy(&wrong.stderr);
+    ensure!(
+        wrong.status.code() == Some(64)
+            && said.starts_with(&format!(
+                "{}:3: server.data_dir: there is no spool at ",
+                elsewhere.display()
+            )),
+        "salvage with a data directory without a spool ({:?}):\n{said}",
+        wrong.status
+    );
+
     let done = daemon.cli_ok(&["queue", "salvage", &moved_arg])?;
     ensure!(
         done.contains(&format!("Wrote {}.", segment.display()))

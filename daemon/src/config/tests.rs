@@ -1623,6 +1623,24 @@ fn a_huge_value_is_cut_in_its_problem() {
     assert!(p[0].contains("octets left out"), "{}", p[0]);
 }
 
+/// walkAZ F3: a 100 kB key or table name (a binary pasted into the file)
+/// is cut as a value is, with its line kept.
+#[test]
+fn a_huge_key_is_cut_in_its_problem() {
+    let huge = "k".repeat(100_000);
+    for text in [
+        format!("[server]\n{huge} = 1\n"),
+        format!("[{huge}]\nx = 1\n"),
+    ] {
+        let p = problems(&text);
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(p[0].len() < 400, "{} octets", p[0].len());
+        assert!(p[0].starts_with("mailward.toml:"), "{}", p[0]);
+        assert!(p[0].contains("octets left out)..."), "{}", p[0]);
+        assert!(p[0].ends_with(": unknown key"), "{}", p[0]);
+    }
+}
+
 /// walkAW F22: a store's max_size of 0 ("no limit" elsewhere) would remove
 /// every quarantined message as soon as it is stored.
 #[test]

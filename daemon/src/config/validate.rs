@@ -32,21 +32,38 @@ pub struct Ctx<'a> {
 /// The longest problem said whole, in octets.
 const MAX_PROBLEM: usize = 600;
 
+/// The longest key said whole, in octets: the longest real one
+/// (`route[12].tls_verify_hostname`) is a tenth of it.
+const MAX_KEY: usize = 200;
+
 /// A problem cut in its middle past [`MAX_PROBLEM`] octets: it quotes the
 /// value given, and a 100 kB value was echoed whole, a screenful per
 /// mistake (walkAW F7). The start names what is wrong and the end says
 /// what to give; the middle is the value.
 fn bounded(problem: String) -> String {
-    if problem.len() <= MAX_PROBLEM {
-        return problem;
+    cut_middle(problem, MAX_PROBLEM)
+}
+
+/// A key cut in its middle past [`MAX_KEY`] octets: a key or table name
+/// is the file's text too, and a 100 kB one (a binary pasted into the
+/// file) was printed whole (walkAZ F3).
+fn bounded_key(key: String) -> String {
+    cut_middle(key, MAX_KEY)
+}
+
+/// `text` whole up to `max` octets, else its first two thirds and its last
+/// third of `max`, on character boundaries, with how much is left out.
+fn cut_middle(text: String, max: usize) -> String {
+    if text.len() <= max {
+        return text;
     }
-    let head = crate::text::cut(&problem, MAX_PROBLEM * 2 / 3);
-    let mut tail_at = problem.len() - MAX_PROBLEM / 3;
-    while !problem.is_char_boundary(tail_at) {
+    let head = crate::text::cut(&text, max * 2 / 3);
+    let mut tail_at = text.len() - max / 3;
+    while !text.is_char_boundary(tail_at) {
         tail_at += 1;
     }
     let cut = tail_at - head.len();
-    format!("{head}...({cut} octets left out)...{}", &problem[tail_at..])
+    format!("{head}...({cut} octets left out)...{}", &text[tail_at..])
 }
 
 impl<'a> Ctx<'a> {
@@ -64,7 +81,7 @@ impl<'a> Ctx<'a> {
         self.warnings.push(ConfigProblem {
             file: self.origin.to_string(),
             line: self.locator.line_of(path),
-            key: path.to_string(),
+            key: bounded_key(path.to_string()),
             problem: bounded(problem.into()),
         });
     }
@@ -74,7 +91,7 @@ impl<'a> Ctx<'a> {
         self.problems.push(ConfigProblem {
             file: self.origin.to_string(),
             line,
-            key,
+            key: bounded_key(key),
             problem: bounded(problem.into()),
         });
     }
@@ -2079,7 +2096,7 @@ fn cross_checks(ctx: &mut Ctx<'_>, config: &Config) {
                             file: file.display().to_string(),
                             line,
                             key: String::new(),
-                            problem,
+                            problem: bounded(problem),
                         });
                     }
                 }
