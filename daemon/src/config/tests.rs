@@ -1623,6 +1623,61 @@ fn a_huge_value_is_cut_in_its_problem() {
     assert!(p[0].contains("octets left out"), "{}", p[0]);
 }
 
+/// walkAW F22: a route whose match can match no recipient is refused (its
+/// mail went by MX, silently); globs whose `*` stands for the `@` stay.
+#[test]
+fn a_route_that_matches_no_recipient_is_refused() {
+    let route = |m: &str| {
+        problems(&format!(
+            "[[route]]\nmatch = \"{m}\"\nto = \"[127.0.0.1:2526]\"\n"
+        ))
+    };
+    assert_eq!(
+        route("example.com"),
+        vec!["mailward.toml:2: route[0].match: expected a recipient glob like \"*@example.com\" for the recipients of a domain, got \"example.com\": a route's match is compared with the whole address, so without \"@\" it matches no recipient and their mail goes by MX"]
+    );
+    assert_eq!(
+        route("postmaster"),
+        vec!["mailward.toml:2: route[0].match: expected a recipient glob like \"postmaster@*\" or \"*@example.com\", got \"postmaster\": a route's match is compared with the whole address, so without \"@\" it matches no recipient and their mail goes by MX"]
+    );
+    for m in ["", " ", "a b@example.com"] {
+        let p = route(m);
+        assert!(
+            p.len() == 1
+                && p[0].contains(
+                    "expected a recipient glob like \"*@example.com\" (\"*\" for every recipient)"
+                ),
+            "{m:?}: {p:?}"
+        );
+    }
+    for m in ["@example.com", "user@"] {
+        let p = route(m);
+        assert!(
+            p.len() == 1
+                && p[0]
+                    .starts_with("mailward.toml:2: route[0].match: expected an address glob like"),
+            "{m:?}: {p:?}"
+        );
+    }
+    // Any problem of a route's match is said at its key and line.
+    let p = problems("[[route]]\nmatch = 5\nto = \"[127.0.0.1:2526]\"\n");
+    assert!(
+        p.len() == 1
+            && p[0].starts_with("mailward.toml:2: route[0].match: expected a recipient glob"),
+        "{p:?}"
+    );
+    for m in [
+        "*",
+        "*@*",
+        "*.example",
+        "*example.com",
+        "gone@example.com",
+        "*@xn--bcher-kva.example",
+    ] {
+        assert!(route(m).is_empty(), "{m:?}: {:?}", route(m));
+    }
+}
+
 /// walkAZ F3: a 100 kB key or table name (a binary pasted into the file)
 /// is cut as a value is, with its line kept.
 #[test]

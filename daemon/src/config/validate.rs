@@ -411,6 +411,37 @@ fn address_pattern(v: &Value) -> Result<Pattern, String> {
     })(v)
 }
 
+/// A route's `match`: a glob matched against the whole recipient address.
+/// One that can match no recipient (`""`, `"example.com"`,
+/// `"@example.com"`) was accepted, and the mail it was written for went by
+/// MX instead, silently (walkAW F22). A glob without `@` whose `*` or `?`
+/// can stand for it (`"*.example"`) matches and is kept.
+fn route_pattern(v: &Value) -> Result<Pattern, String> {
+    parsed("a recipient glob like \"*@example.com\"", |s| {
+        let glob = s.trim();
+        if glob.is_empty() || glob.contains(char::is_whitespace) {
+            return Err(format!(
+                "expected a recipient glob like \"*@example.com\" (\"*\" for every recipient), got {s:?}"
+            ));
+        }
+        if !glob.contains(['@', '*', '?']) {
+            let domain = glob.strip_prefix("*.").unwrap_or(glob);
+            let meant = if domain.contains('.') && is_domain(domain) {
+                format!("\"*@{glob}\" for the recipients of a domain")
+            } else {
+                format!("\"{glob}@*\" or \"*@example.com\"")
+            };
+            return Err(format!(
+                "expected a recipient glob like {meant}, got {s:?}: a route's match is compared with the whole address, so without \"@\" it matches no recipient and their mail goes by MX"
+            ));
+        }
+        if let Some(problem) = never_matches(s, glob).filter(|_| glob.contains('@')) {
+            return Err(problem);
+        }
+        Pattern::address(glob)
+    })(v)
+}
+
 /// An entry of `group.*.senders` / `recipients` and of `[spam] whitelist` /
 /// `blacklist`: `"ip NET"` or an address glob, compiled.
 fn group_member(v: &Value) -> Result<GroupEntry, String> {
@@ -1041,8 +1072,9 @@ fn routes(ctx: &mut Ctx<'_>, raw: &[RawRoute]) -> Vec<Route> {
     let mut earlier: Vec<(usize, String)> = Vec::new();
     for (i, r) in raw.iter().enumerate() {
         let p = KeyPath::root("route").index(i);
-        let pattern = get!(ctx, p, r.match_, |v| text(v)
-            .and_then(|s| Pattern::address(&s)));
+        // Not get!: the field is `match_`, the key `match` (a problem was
+        // said at `route[0].match_`, line 1, the key no file has).
+        let pattern = ctx.one(&p.key("match"), r.match_.as_ref(), route_pattern);
         if let Some(pat) = &pattern {
             let this = pat.as_str().to_lowercase();
             let covers = |e: &str| e.chars().all(|c| c == '*') || e == "*@*" || e == this;
