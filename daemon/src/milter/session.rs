@@ -635,26 +635,14 @@ impl Session {
             let (needs, responses) = match c {
                 Change::InsertHeader { index, name, value } => (
                     Actions::ADDHDRS,
-                    vec![Response::InsertHeader {
-                        index,
-                        name,
-                        value: value.into_bytes(),
-                    }],
+                    vec![Response::InsertHeader { index, name, value }],
                 ),
-                Change::AddHeader { name, value } => (
-                    Actions::ADDHDRS,
-                    vec![Response::AddHeader {
-                        name,
-                        value: value.into_bytes(),
-                    }],
-                ),
+                Change::AddHeader { name, value } => {
+                    (Actions::ADDHDRS, vec![Response::AddHeader { name, value }])
+                }
                 Change::ChangeHeader { name, index, value } => (
                     Actions::CHGHDRS,
-                    vec![Response::ChangeHeader {
-                        index,
-                        name,
-                        value: value.into_bytes(),
-                    }],
+                    vec![Response::ChangeHeader { index, name, value }],
                 ),
                 Change::ReplaceBody(body) => (Actions::CHGBODY, replace_body(&body)),
                 Change::DeleteRcpt(rcpt) => (Actions::DELRCPT, vec![Response::DelRcpt { rcpt }]),

@@ -39,17 +39,20 @@ pub enum Change {
     InsertHeader {
         index: u32,
         name: String,
-        value: String,
+        value: Vec<u8>,
     },
     AddHeader {
         name: String,
-        value: String,
+        value: Vec<u8>,
     },
     /// Change the `index`th (from 1) field called `name`; "" deletes it.
+    /// Values are the message's octets: a header in Latin-1 keeps its
+    /// bytes, as in SMTP mode (walkBA F1: a marked Subject's 0xE9 went to
+    /// the MTA as U+FFFD).
     ChangeHeader {
         name: String,
         index: u32,
-        value: String,
+        value: Vec<u8>,
     },
     ReplaceBody(Vec<u8>),
     DeleteRcpt(String),
@@ -201,13 +204,24 @@ fn fields(block: &[u8]) -> Vec<(String, Vec<u8>)> {
 /// A raw value as the milter protocol carries it: folding with LF (as the
 /// MTA keeps headers), and without the leading white space unless the MTA
 /// agreed to see it (SMFIP_HDR_LEADSPC).
-fn milter_value(raw: &[u8], leading_space: bool) -> String {
-    let text = String::from_utf8_lossy(raw).replace("\r\n", "\n");
-    if leading_space {
-        text
+fn milter_value(raw: &[u8], leading_space: bool) -> Vec<u8> {
+    let start = if leading_space {
+        0
     } else {
-        text.trim_start_matches([' ', '\t']).to_string()
+        raw.iter()
+            .position(|&b| b != b' ' && b != b'\t')
+            .unwrap_or(raw.len())
+    };
+    let mut out = Vec::with_capacity(raw.len() - start);
+    let mut bytes = raw[start..].iter().peekable();
+    while let Some(&b) = bytes.next() {
+        // CRLF folding as LF; a lone CR stays.
+        if b == b'\r' && bytes.peek() == Some(&&b'\n') {
+            continue;
+        }
+        out.push(b);
     }
+    out
 }
 
 /// The changes that turn message `old` into `new`: header fields changed,
@@ -251,7 +265,7 @@ pub fn differences(old: &[u8], new: &[u8], leading_space: bool) -> Vec<Change> {
             out.push(Change::ChangeHeader {
                 name: name.to_string(),
                 index: i as u32 + 1,
-                value: String::new(),
+                value: Vec::new(),
             });
         }
         for b in n.iter().skip(o.len()) {
@@ -325,6 +339,25 @@ mod tests {
         );
     }
 
+    /// walkBA F1: a marked Subject in Latin-1 keeps its octets (0xE9 went
+    /// to the MTA as U+FFFD, EF BF BD).
+    #[test]
+    fn a_marked_subject_keeps_its_octets() {
+        let old = b"Subject: caf\xe9\r\n\r\nbody\r\n";
+        let new = b"Subject: [!!SPAM] caf\xe9\r\n\r\nbody\r\n";
+        assert_eq!(
+            differences(old, new, false),
+            vec![Change::ChangeHeader {
+                name: "Subject".into(),
+                index: 1,
+                value: b"[!!SPAM] caf\xe9".to_vec()
+            }]
+        );
+        // A lone CR is no folding and stays.
+        assert_eq!(milter_value(b" a\rb\r\n\tc", false), b"a\rb\n\tc");
+        assert_eq!(milter_value(b" \t ", false), b"");
+    }
+
     #[test]
     fn removed_fields_are_deleted_from_the_last_and_new_ones_added() {
         let new = b"From: a@b.test\r\nSubject: Hello\r\n\tworld\r\nContent-Type: text/plain\r\nX-Two: new\r\n\r\nnotice\r\n";
@@ -339,12 +372,12 @@ mod tests {
                 Change::ChangeHeader {
                     name: "X-One".into(),
                     index: 2,
-                    value: String::new()
+                    value: Vec::new()
                 },
                 Change::ChangeHeader {
                     name: "X-One".into(),
                     index: 1,
-                    value: String::new()
+                    value: Vec::new()
                 },
                 Change::AddHeader {
                     name: "X-Two".into(),
@@ -368,6 +401,6 @@ mod tests {
             fields(b"X-Mailward-AV: infected; Eicar\r\nX-Mailward-Spam: as/clean;\r\n score=0\r\n");
         assert_eq!(f.len(), 2);
         assert_eq!(f[0].0, "X-Mailward-AV");
-        assert_eq!(milter_value(&f[1].1, false), "as/clean;\n score=0");
+        assert_eq!(milter_value(&f[1].1, false), b"as/clean;\n score=0");
     }
 }
