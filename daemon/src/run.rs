@@ -101,22 +101,27 @@ impl Overrides {
     }
 
     /// What `config` asks for that this mode does not do, one warning
-    /// each: `mailward milter` sees each message only after the MTA has
-    /// let its client in, so who may connect, send and relay is the MTA's
+    /// each: a milter sees each message only after the MTA has let its
+    /// client in, so who may connect, send and relay is the MTA's
     /// decision. Logged at start and at each reload, so that an operator
-    /// who set them does not believe they hold.
+    /// who set them does not believe they hold. `mailward run` with
+    /// `[milter] listen` applies them on its own SMTP listener only, and
+    /// says so (walkBA F4: the rules silently did not cover the milter).
     pub fn ignored(&self, config: &Config) -> Vec<String> {
-        if !self.milter_only {
+        let scope = if self.milter_only {
+            "is not applied by `mailward milter`"
+        } else if config.milter.listen.is_some() {
+            "is applied on Mailward's own SMTP listener only, not to the mail the MTA hands over at milter.listen"
+        } else {
             return Vec::new();
-        }
+        };
         let a = &config.access;
         let mut out = Vec::new();
         if !a.dnsbl.is_empty() {
-            out.push(
-                "access.dnsbl is not applied by `mailward milter`: the MTA decides who may connect \
+            out.push(format!(
+                "access.dnsbl {scope}: the MTA decides who may connect \
                  (Postfix: postscreen_dnsbl_sites or reject_rbl_client); the [spam] dnsbl zones still score"
-                    .to_string(),
-            );
+            ));
         }
         for (key, rules) in [
             ("connect_rules", &a.connect_rules),
@@ -126,7 +131,7 @@ impl Overrides {
         ] {
             if !rules.is_empty() {
                 out.push(format!(
-                    "access.{key} is not applied by `mailward milter`: the MTA's own \
+                    "access.{key} {scope}: the MTA's own \
                      restrictions decide (Postfix: smtpd_*_restrictions, check_*_access)"
                 ));
             }
@@ -864,5 +869,13 @@ mod tests {
         assert!(ignored[1].starts_with("access.rcpt_rules is not applied"));
         // The SMTP gateway applies them all.
         assert!(Overrides::default().ignored(&cfg).is_empty());
+        // Beside a milter, on its own listener only (walkBA F4).
+        let Ok(listen) = config::MilterListen::parse("inet:10031@127.0.0.1") else {
+            panic!("a milter socket parses");
+        };
+        cfg.milter.listen = Some(listen);
+        let both = Overrides::default().ignored(&cfg);
+        assert_eq!(both.len(), 2, "{both:?}");
+        assert!(both[1].starts_with("access.rcpt_rules is applied on Mailward's own SMTP listener only, not to the mail the MTA hands over at milter.listen: "), "{both:?}");
     }
 }

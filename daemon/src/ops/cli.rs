@@ -49,8 +49,8 @@ impl CheckConfigArgs {
 pub struct MilterArgs {
     #[command(flatten)]
     pub config: ConfigArg,
-    /// Where the MTA connects: "inet:PORT@ADDRESS", "inet6:PORT@[ADDRESS]"
-    /// or "unix:/PATH" (overrides [milter] listen).
+    /// Where the MTA connects: "inet:PORT@ADDRESS", "inet6:PORT@[ADDRESS]",
+    /// "unix:/PATH" or "local:/PATH" (overrides [milter] listen).
     #[arg(long, value_name = "SOCKET")]
     pub listen: Option<String>,
 }
