@@ -137,6 +137,21 @@ fn example_name_warnings(c: &config::Config, path: Option<&std::path::Path>) {
     }
 }
 
+/// `check-config` without a file on a host with the package's: it checked
+/// the embedded default, and "valid" read as the verdict on the file the
+/// service runs (walkBB F1: an admin edited /etc/mailward/mailward.toml,
+/// ran `mailward check-config` and was told "<default>: configuration is
+/// valid").
+fn packaged_note(path: Option<&std::path::Path>) {
+    let packaged = std::path::Path::new(mailward::ops::admin::PACKAGED_CONFIG);
+    if path.is_none() && packaged.exists() {
+        eprintln!(
+            "mailward: note: that is the embedded default, not the packaged gateway's {0}: give --config {0} (or set MAILWARD_CONFIG={0}) to check that one",
+            packaged.display()
+        );
+    }
+}
+
 /// (key, problem) for each `[server]` name that is an example.
 fn example_names(c: &config::Config) -> Vec<(&'static str, String)> {
     let example = |name: &str| {
@@ -231,6 +246,7 @@ fn main() -> ExitCode {
                 }
                 log_warnings(&c, arg.path());
                 example_name_warnings(&c, arg.path());
+                packaged_note(arg.path());
                 ExitCode::SUCCESS
             }
             Err(errors) => {

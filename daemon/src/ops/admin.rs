@@ -35,6 +35,18 @@ pub enum AdminError {
         #[source]
         source: std::io::Error,
     },
+    /// The socket's directory cannot be made: without systemd nothing
+    /// makes /run/mailward, and `Permission denied` alone named neither
+    /// the directory nor the fix (walkBB F2).
+    #[error("admin socket {}: cannot make its directory {}: {source}; make it for the daemon's user (install -d -o {owner} -g {group} -m 0750 {}: systemd's RuntimeDirectory= does at each start), or set server.admin_socket to a place that user can write", path.display(), dir.display(), dir.display())]
+    Dir {
+        path: PathBuf,
+        dir: PathBuf,
+        owner: String,
+        group: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("admin socket {0} is in use: is another mailward running with this data directory?")]
     InUse(PathBuf),
     #[error("cannot reach the daemon at {path}{hint}: {source}. Is `mailward run` running with this configuration? (A daemon keeps the server.data_dir and server.admin_socket it started with until it restarts: if the file changed them since, it listens at the old place.)")]
@@ -1236,7 +1248,24 @@ pub fn start(
         std::fs::remove_file(path).map_err(io)?;
     }
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        crate::files::ensure_dir(dir, crate::files::GROUP_DIR).map_err(io)?;
+        crate::files::ensure_dir(dir, crate::files::GROUP_DIR).map_err(|source| {
+            use nix::unistd::{getegid, geteuid, Group, User};
+            let owner = User::from_uid(geteuid())
+                .ok()
+                .flatten()
+                .map_or_else(|| geteuid().to_string(), |u| u.name);
+            let group = Group::from_gid(getegid())
+                .ok()
+                .flatten()
+                .map_or_else(|| getegid().to_string(), |g| g.name);
+            AdminError::Dir {
+                path: path.to_path_buf(),
+                dir: dir.to_path_buf(),
+                owner,
+                group,
+                source,
+            }
+        })?;
     }
     // Bound by its absolute name when that fits a socket address (108
     // bytes on Linux): /proc/net/unix lists the name as bound, and the CLI
