@@ -36,6 +36,11 @@ gzip -9n "$assets"/man/*.8
 "$bin" completions zsh >"$assets/completions/_mailward"
 "$bin" completions fish >"$assets/completions/mailward.fish"
 "$bin" config default | packaging/debian-config.py >"$assets/mailward.toml"
+# The crates linked into the binary, with their licence and notice texts
+# (named by packaging/copyright).
+echo "build-deb: the bundled crates' licences into $assets/bundled-crates.txt.gz"
+packaging/bundled-crates.py >"$assets/bundled-crates.txt"
+gzip -9n "$assets/bundled-crates.txt"
 # The package makes the user and group mailward at install: on a build host
 # without them, check-config's warning about them is expected, not a fault
 # of the package (walkN); so are those about the example hostname and

@@ -164,5 +164,25 @@ fn installed_checks(analyze: &Path) -> Result<()> {
     ] {
         ensure!(Path::new(file).is_file(), "{file} is installed");
     }
+    // walkBB F5: a DEP-5 copyright with its Files: paragraph, naming the
+    // list of the crates linked in, which is there and holds their notices.
+    let copyright = std::fs::read_to_string("/usr/share/doc/mailward/copyright")?;
+    ensure!(
+        copyright
+            .contains("\nFiles: *\nCopyright: 2026, Mailward developers\nLicense: Apache-2.0\n")
+            && copyright.contains("/usr/share/doc/mailward/bundled-crates.txt.gz"),
+        "copyright:\n{copyright}"
+    );
+    let crates = Command::new("zcat")
+        .arg("/usr/share/doc/mailward/bundled-crates.txt.gz")
+        .output()?;
+    let crates = String::from_utf8_lossy(&crates.stdout);
+    ensure!(
+        crates.contains("\nyara-x ")
+            && crates.contains("\ntokio ")
+            && crates.contains("Permission is hereby granted, free of charge"),
+        "bundled-crates.txt.gz names the crates and holds their licence texts:\n{}",
+        crates.chars().take(2000).collect::<String>()
+    );
     Ok(())
 }
