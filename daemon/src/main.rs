@@ -264,7 +264,11 @@ fn main() -> ExitCode {
             segment,
             dry_run,
             config,
-        }) => salvage(config.config.as_deref(), &file, segment, dry_run),
+        }) => {
+            // The segment it writes goes into the spool: the daemon's modes.
+            mailward::files::restrict_umask();
+            salvage(config.config.as_deref(), &file, segment, dry_run)
+        }
         Command::Queue(q) => queue(q),
         Command::Stats(c) => stats(c),
         Command::Status { config, json } => status(config.config.as_deref(), json),
@@ -303,7 +307,13 @@ fn main() -> ExitCode {
                 attachment,
             },
         ),
-        Command::Spam(c) => spam(c),
+        Command::Spam(c) => {
+            // What it makes in spam.dir (the directory, the journal, the
+            // lock) gets the daemon's modes, not the shell's umask: root's
+            // 022 left them readable by every user (walkBB F6).
+            mailward::files::restrict_umask();
+            spam(c)
+        }
         Command::Quarantine(c) => quarantine(c),
         Command::Archive(c) => archive(c),
     }
