@@ -69,6 +69,9 @@ fn page(
     let path = dir.join(format!("{name}.8"));
     man.render(&mut text)
         .map(|()| {
+            if name == "mailward" {
+                text.extend_from_slice(ENVIRONMENT_AND_FILES.as_bytes());
+            }
             if let Some(after) = &after {
                 text.extend_from_slice(notes_and_examples(after).as_bytes());
             }
@@ -87,6 +90,31 @@ fn page(
     }
     Ok(())
 }
+
+/// mailward(8)'s ENVIRONMENT and FILES: where a Debian administrator looks
+/// first for what the package put where (walkBB F7: the page named
+/// /etc/mailward only in an example).
+const ENVIRONMENT_AND_FILES: &str = r#".SH ENVIRONMENT
+.TP
+\fBMAILWARD_CONFIG\fR
+The configuration file of every command that is given no \fB\%\-\-config\fR; without either, the embedded default configuration (\fB\%mailward config default\fR).
+.SH FILES
+.TP
+\fI/etc/mailward/mailward.toml\fR
+The Debian package's configuration (check it with \fBmailward check\-config \-\-config /etc/mailward/mailward.toml\fR).
+.TP
+\fI/var/lib/mailward/\fR
+The package's \fBserver.data_dir\fR: the spool, the quarantine, the archive, the signature bases, the spam store and the statistics.
+.TP
+\fI/run/mailward/admin.sock\fR
+The package's \fBserver.admin_socket\fR, which the commands that talk to the daemon use.
+.TP
+\fI/var/log/mailward/\fR
+The package's log (\fBmailward.log\fR) and raw statistics records (\fBraw.log\fR), rotated by \fI/etc/logrotate.d/mailward\fR.
+.TP
+\fI/usr/share/doc/mailward/\fR
+README.md and the guides in docs/.
+"#;
 
 /// A command's `after_help` as man sections: the prose before the first
 /// "Example" line as NOTES, the rest as EXAMPLES, where the indented lines
@@ -193,7 +221,15 @@ mod tests {
                 );
             }
         }
+        // walkBB F7: the top page says where the package puts things.
+        let top = std::fs::read_to_string(dir.path().join("mailward.8")).unwrap();
+        assert!(
+            top.contains(".SH ENVIRONMENT\n.TP\n\\fBMAILWARD_CONFIG\\fR")
+                && top.contains(".SH FILES\n.TP\n\\fI/etc/mailward/mailward.toml\\fR"),
+            "{top}"
+        );
         let page = std::fs::read_to_string(dir.path().join("mailward-log-reopen.8")).unwrap();
+        assert!(!page.contains(".SH FILES"), "{page}");
         assert!(page.starts_with(".ie") || page.contains(".TH"), "{page}");
         assert!(page.contains("mailward log reopen"), "{page}");
         assert!(
