@@ -106,9 +106,34 @@ fn the_package_builds_lints_installs_checks_and_purges() -> Result<()> {
 
     sh(&dpkg, &["-i", &deb.display().to_string()])?;
     let result = installed_checks(&analyze);
+    // An override of the kind operations.md suggests: the purge must take
+    // it away with the user it names, or every later dpkg run stops on it
+    // (walkBC F10).
+    let statoverride = require("dpkg-statoverride", "dpkg")?;
+    let added = sh(
+        &statoverride,
+        &["--add", "mailward", "adm", "0750", "/var/log/mailward"],
+    );
     let purge = sh(&dpkg, &["--purge", "mailward"]);
+    let left = Command::new(&statoverride)
+        .args(["--list", "/var/log/mailward"])
+        .output()?;
+    if left.status.success() {
+        // Whatever the outcome, the machine's dpkg must go on working.
+        let _ = Command::new(&statoverride)
+            .args(["--remove", "/var/log/mailward"])
+            .output();
+    }
     result?;
-    purge?;
+    added?;
+    let purged = purge?;
+    ensure!(
+        !left.status.success()
+            && purged
+                .contains("removed the dpkg-statoverride of /var/log/mailward (mailward adm 0750)"),
+        "the purge leaves the override naming mailward:\n{}\n{purged}",
+        output_text(&left)
+    );
     ensure!(
         Command::new("id").arg("mailward").output()?.status.code() != Some(0),
         "the user mailward is gone after the purge"
