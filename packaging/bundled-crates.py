@@ -54,19 +54,55 @@ def main():
         sys.exit("bundled-crates: cargo tree found no crate under mailward")
 
     texts = {}
-    entries = []
+
+    def text_of(path):
+        with open(path, "rb") as fh:
+            body = fh.read().decode("utf-8", "replace")
+        key = hashlib.sha256(body.encode()).hexdigest()
+        texts.setdefault(key, (len(texts) + 1, body))
+        return texts[key][0]
+
+    shipped = {}
     for p in crates:
         where = os.path.dirname(p["manifest_path"])
         files = sorted(f for f in os.listdir(where)
                        if NAMES.match(f) and os.path.isfile(os.path.join(where, f)))
-        shipped = []
-        for f in files:
-            with open(os.path.join(where, f), "rb") as fh:
-                body = fh.read().decode("utf-8", "replace")
-            key = hashlib.sha256(body.encode()).hexdigest()
-            texts.setdefault(key, (len(texts) + 1, body))
-            shipped.append(f"{f} (text {texts[key][0]})")
-        entries.append((p, shipped))
+        shipped[(p["name"], p["version"])] = [f"{f} (text {text_of(os.path.join(where, f))})" for f in files]
+
+    # A crate that ships no licence file still has its notice here (walkBC
+    # F6: yara-x, BSD-3-Clause, had none): the files of a crate of the same
+    # project, else the project's licence kept in packaging/licenses/, else,
+    # when its licence lets Apache-2.0 be chosen, Debian's copy of it.
+    # None of these: the build stops, rather than ship a notice short.
+    kept = os.path.join(os.path.dirname(os.path.abspath(__file__)), "licenses")
+
+    def project(q):
+        # github.com/OWNER/NAME/tree/main/sub is github.com/OWNER/NAME.
+        url = (q.get("repository") or "").rstrip("/").removesuffix(".git")
+        m = re.match(r"(https?://(?:github\.com|gitlab\.com)/[^/]+/[^/]+)", url)
+        return m.group(1) if m else url
+
+    entries = []
+    for p in crates:
+        files = shipped[(p["name"], p["version"])]
+        repo = project(p)
+        if not files:
+            sibling = next((q for q in crates if q is not p and shipped[(q["name"], q["version"])]
+                            and repo and project(q) == repo), None)
+            own = os.path.join(kept, repo.split("://", 1)[-1].replace("/", "_")) if repo else ""
+            if sibling:
+                files = [f"none in the crate; its project's, as {sibling['name']} ships them: "
+                         + ", ".join(shipped[(sibling["name"], sibling["version"])])]
+            elif own and os.path.isfile(own):
+                files = [f"none in the crate; its project's licence (text {text_of(own)})"]
+            elif re.search(r"\bApache-2\.0\b", p.get("license") or ""):
+                # The LLVM exception only adds permissions to Apache-2.0.
+                files = ["none in the crate; under Apache-2.0, in /usr/share/common-licenses/Apache-2.0"]
+            else:
+                sys.exit(f"bundled-crates: {p['name']} {p['version']} ({p.get('license')}) ships no "
+                         f"licence file and none is kept for {repo or 'it'} in {kept}: add its "
+                         "project's licence there")
+        entries.append((p, files))
 
     out = sys.stdout
     out.write("Rust crates in /usr/sbin/mailward\n=================================\n\n")
@@ -79,14 +115,14 @@ def main():
         "distinct text once). On Debian systems the Apache License 2.0 is also in\n"
         "/usr/share/common-licenses/Apache-2.0.\n\n"
     )
-    for p, shipped in entries:
+    for p, files in entries:
         out.write(f"{p['name']} {p['version']}\n")
         out.write(f"  License: {p.get('license') or 'not given in its manifest: see its files'}\n")
         if p.get("authors"):
             out.write(f"  Authors: {', '.join(p['authors'])}\n")
         if p.get("repository"):
             out.write(f"  Source: {p['repository']}\n")
-        out.write(f"  Files: {', '.join(shipped) if shipped else 'none in the crate'}\n\n")
+        out.write(f"  Files: {', '.join(files)}\n\n")
     for number, body in sorted(texts.values()):
         title = f"Text {number}"
         out.write(f"\n{title}\n{'-' * len(title)}\n\n{body.rstrip()}\n")
