@@ -246,6 +246,11 @@ fn main() -> ExitCode {
                 }
                 log_warnings(&c, arg.path());
                 example_name_warnings(&c, arg.path());
+                // What `run` logs at start of [access] beside a milter
+                // (walkBC F5: only the log said it).
+                for w in mailward::run::Overrides::default().ignored(&c) {
+                    eprintln!("{}: warning: {w}", c.origin);
+                }
                 packaged_note(arg.path());
                 ExitCode::SUCCESS
             }

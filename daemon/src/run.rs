@@ -110,6 +110,9 @@ impl Overrides {
     pub fn ignored(&self, config: &Config) -> Vec<String> {
         let scope = if self.milter_only {
             "is not applied by `mailward milter`"
+        } else if config.milter.listen.is_some() && config.network.listen_on.is_empty() {
+            // walkBC F4: no listener of its own for them to apply on.
+            "is not applied: network.listen_on is empty, so all mail comes from the MTA at milter.listen"
         } else if config.milter.listen.is_some() {
             "is applied on Mailward's own SMTP listener only, not to the mail the MTA hands over at milter.listen"
         } else {
@@ -877,5 +880,13 @@ mod tests {
         let both = Overrides::default().ignored(&cfg);
         assert_eq!(both.len(), 2, "{both:?}");
         assert!(both[1].starts_with("access.rcpt_rules is applied on Mailward's own SMTP listener only, not to the mail the MTA hands over at milter.listen: "), "{both:?}");
+        // With no SMTP listener, nowhere (walkBC F4).
+        cfg.network.listen_on.clear();
+        let none = Overrides::default().ignored(&cfg);
+        assert!(
+            none.len() == 2
+                && none[0].starts_with("access.dnsbl is not applied: network.listen_on is empty"),
+            "{none:?}"
+        );
     }
 }

@@ -1650,6 +1650,18 @@ fn a_route_that_matches_no_recipient_is_refused() {
             "{m:?}: {p:?}"
         );
     }
+    for m in [
+        "<user@example.com>",
+        "mailto:user@example.com",
+        "user@example.com,",
+        "user@@example.com",
+    ] {
+        let p = route(m);
+        assert!(
+            p.len() == 1 && p[0].contains("one bare address form"),
+            "{m:?}: {p:?}"
+        );
+    }
     for m in ["@example.com", "user@"] {
         let p = route(m);
         assert!(

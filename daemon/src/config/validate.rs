@@ -424,6 +424,17 @@ fn route_pattern(v: &Value) -> Result<Pattern, String> {
                 "expected a recipient glob like \"*@example.com\" (\"*\" for every recipient), got {s:?}"
             ));
         }
+        // What a mail client writes around an address ("<a@b>", "mailto:",
+        // a list's comma) is no part of an envelope address, nor is a
+        // second @ (walkBC F3).
+        if glob.contains(['<', '>', ',', ';', '"'])
+            || glob.matches('@').count() > 1
+            || glob.to_ascii_lowercase().starts_with("mailto:")
+        {
+            return Err(format!(
+                "expected a recipient glob like \"*@example.com\" or \"user@example.com\", one bare address form, got {s:?}: it matches no recipient"
+            ));
+        }
         if !glob.contains(['@', '*', '?']) {
             let domain = glob.strip_prefix("*.").unwrap_or(glob);
             let meant = if domain.contains('.') && is_domain(domain) {

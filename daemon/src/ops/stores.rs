@@ -1005,7 +1005,7 @@ pub fn archive_send_warning(data: &serde_json::Value) -> Option<String> {
     let (id, statuses) = (data["id"].as_str().unwrap_or("?"), statuses.join(", "));
     Some(if data["delivered_copy"].as_bool() == Some(true) {
         format!(
-            "mailward: warning: {id} was checked as {statuses} when it was received; this copy is the one delivered, with the plan's changes (a part it removed or replaced stays so), and it was sent as archived, without a new check"
+            "mailward: warning: {id} was checked as {statuses} when it was received; this copy is the one delivered, as the plan left it (a part the plan removed or replaced is not in it; one it let pass still is), and it was sent as archived, without a new check"
         )
     } else {
         format!(
@@ -1375,7 +1375,7 @@ mod tests {
         let outgoing = serde_json::json!({"id": "X", "unsafe_statuses": ["av/infected"], "delivered_copy": true});
         assert_eq!(
             archive_send_warning(&outgoing).as_deref(),
-            Some("mailward: warning: X was checked as av/infected when it was received; this copy is the one delivered, with the plan's changes (a part it removed or replaced stays so), and it was sent as archived, without a new check")
+            Some("mailward: warning: X was checked as av/infected when it was received; this copy is the one delivered, as the plan left it (a part the plan removed or replaced is not in it; one it let pass still is), and it was sent as archived, without a new check")
         );
         let clean = serde_json::json!({"id": "X", "unsafe_statuses": [], "delivered_copy": true});
         assert_eq!(archive_send_warning(&clean), None);
