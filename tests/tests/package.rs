@@ -130,7 +130,7 @@ fn the_package_builds_lints_installs_checks_and_purges() -> Result<()> {
     ensure!(
         !left.status.success()
             && purged
-                .contains("removed the dpkg-statoverride of /var/log/mailward (mailward adm 0750)"),
+                .contains("removed the dpkg-statoverride of /var/log/mailward (mailward adm 750)"),
         "the purge leaves the override naming mailward:\n{}\n{purged}",
         output_text(&left)
     );
