@@ -96,8 +96,13 @@ def main():
             elif own and os.path.isfile(own):
                 files = [f"none in the crate; its project's licence (text {text_of(own)})"]
             elif re.search(r"\bApache-2\.0\b", p.get("license") or ""):
-                # The LLVM exception only adds permissions to Apache-2.0.
                 files = ["none in the crate; under Apache-2.0, in /usr/share/common-licenses/Apache-2.0"]
+                # The LLVM exception only adds permissions; its text is
+                # here with a crate that ships it (walkBD F5).
+                llvm = next((n for n, body in texts.values()
+                             if "LLVM Exceptions to the Apache 2.0 License" in body), None)
+                if "LLVM-exception" in (p.get("license") or "") and llvm:
+                    files[0] += f", with the LLVM exception (text {llvm})"
             else:
                 sys.exit(f"bundled-crates: {p['name']} {p['version']} ({p.get('license')}) ships no "
                          f"licence file and none is kept for {repo or 'it'} in {kept}: add its "

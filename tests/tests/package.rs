@@ -110,10 +110,26 @@ fn the_package_builds_lints_installs_checks_and_purges() -> Result<()> {
     // it away with the user it names, or every later dpkg run stops on it
     // (walkBC F10).
     let statoverride = require("dpkg-statoverride", "dpkg")?;
+    // The log shipper's override of operations.md, recorded without
+    // --update for a directory that is gone: the next configure makes the
+    // directory and applies it (walkBD F3: it made nothing, and the daemon
+    // could not start).
     let added = sh(
         &statoverride,
-        &["--add", "mailward", "adm", "0750", "/var/log/mailward"],
-    );
+        &["--add", "mailward", "adm", "2750", "/var/log/mailward"],
+    )
+    .and_then(|_| Ok(std::fs::remove_dir("/var/log/mailward")?))
+    .and_then(|()| sh(&dpkg, &["-i", &deb.display().to_string()]))
+    .and_then(|_| {
+        let m = std::fs::metadata("/var/log/mailward")?;
+        ensure!(
+            m.permissions().mode() & 0o7777 == 0o2750 && m.gid() == 4,
+            "the override of /var/log/mailward is applied at configure: gid {} mode {:o}",
+            m.gid(),
+            m.permissions().mode() & 0o7777
+        );
+        Ok(())
+    });
     let purge = sh(&dpkg, &["--purge", "mailward"]);
     let left = Command::new(&statoverride)
         .args(["--list", "/var/log/mailward"])
@@ -130,7 +146,7 @@ fn the_package_builds_lints_installs_checks_and_purges() -> Result<()> {
     ensure!(
         !left.status.success()
             && purged
-                .contains("removed the dpkg-statoverride of /var/log/mailward (mailward adm 750)"),
+                .contains("removed the dpkg-statoverride of /var/log/mailward (mailward adm 2750)"),
         "the purge leaves the override naming mailward:\n{}\n{purged}",
         output_text(&left)
     );
