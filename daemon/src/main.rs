@@ -248,8 +248,13 @@ fn main() -> ExitCode {
                 example_name_warnings(&c, arg.path());
                 // What `run` logs at start of [access] beside a milter
                 // (walkBC F5: only the log said it).
-                for w in mailward::run::Overrides::default().ignored(&c) {
-                    eprintln!("{}: warning: {w}", c.origin);
+                let text = arg
+                    .path()
+                    .and_then(|p| std::fs::read_to_string(p).ok())
+                    .unwrap_or_default();
+                for (key, w) in mailward::run::Overrides::default().ignored_keys(&c) {
+                    let line = config::line_of_key(&text, "access", key);
+                    eprintln!("{}: warning: {w}", at(&c.origin, line));
                 }
                 packaged_note(arg.path());
                 ExitCode::SUCCESS

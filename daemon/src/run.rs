@@ -108,6 +108,15 @@ impl Overrides {
     /// `[milter] listen` applies them on its own SMTP listener only, and
     /// says so (walkBA F4: the rules silently did not cover the milter).
     pub fn ignored(&self, config: &Config) -> Vec<String> {
+        self.ignored_keys(config)
+            .into_iter()
+            .map(|(_, warning)| warning)
+            .collect()
+    }
+
+    /// [`Overrides::ignored`] with the `[access]` key each warning is
+    /// about, for `check-config` to say its line.
+    pub fn ignored_keys(&self, config: &Config) -> Vec<(&'static str, String)> {
         let scope = if self.milter_only {
             "is not applied by `mailward milter`"
         } else if config.milter.listen.is_some() && config.network.listen_on.is_empty() {
@@ -121,10 +130,10 @@ impl Overrides {
         let a = &config.access;
         let mut out = Vec::new();
         if !a.dnsbl.is_empty() {
-            out.push(format!(
+            out.push(("dnsbl", format!(
                 "access.dnsbl {scope}: the MTA decides who may connect \
                  (Postfix: postscreen_dnsbl_sites or reject_rbl_client); the [spam] dnsbl zones still score"
-            ));
+            )));
         }
         for (key, rules) in [
             ("connect_rules", &a.connect_rules),
@@ -133,9 +142,12 @@ impl Overrides {
             ("rcpt_rules", &a.rcpt_rules),
         ] {
             if !rules.is_empty() {
-                out.push(format!(
-                    "access.{key} {scope}: the MTA's own \
+                out.push((
+                    key,
+                    format!(
+                        "access.{key} {scope}: the MTA's own \
                      restrictions decide (Postfix: smtpd_*_restrictions, check_*_access)"
+                    ),
                 ));
             }
         }

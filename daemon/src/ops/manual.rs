@@ -98,6 +98,12 @@ const ENVIRONMENT_AND_FILES: &str = r#".SH ENVIRONMENT
 .TP
 \fBMAILWARD_CONFIG\fR
 The configuration file of every command that is given no \fB\%\-\-config\fR; without either, the embedded default configuration (\fB\%mailward config default\fR).
+.TP
+\fBMAILWARD_LOG\fR
+Used in place of \fBlog.options\fR, the levels per target (the same syntax, e.g. \fBinfo,smtp=trace\fR).
+.TP
+\fBGLIBC_TUNABLES\fR
+\fBmailward run\fR starts itself again with \fBglibc.malloc.mmap_threshold=131072\fR unless a threshold is set here (it keeps the peak memory of scans low).
 .SH FILES
 .TP
 \fI/etc/mailward/mailward.toml\fR
@@ -113,7 +119,13 @@ The package's \fBserver.admin_socket\fR, which the commands that talk to the dae
 The package's log (\fBmailward.log\fR) and raw statistics records (\fBraw.log\fR), rotated by \fI/etc/logrotate.d/mailward\fR.
 .TP
 \fI/usr/share/doc/mailward/\fR
-README.md and the guides in docs/.
+README.md and the guides in docs/; \fBcopyright\fR, and \fBbundled\-crates.txt.gz\fR: the licences of the Rust crates linked into the program.
+.TP
+\fI/usr/share/snmp/mibs/MAILWARD\-MIB.txt\fR
+The MIB of the SNMP objects and notifications.
+.TP
+\fI/usr/share/mailward/dashboards/\fR
+The Grafana dashboard, provisioning examples and Prometheus alert rules.
 "#;
 
 /// A command's `after_help` as man sections: the prose before the first
