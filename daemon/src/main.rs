@@ -35,19 +35,38 @@ const EX_OSERR: u8 = 71;
 /// sysexits EX_CANTCREAT: an output file cannot be written.
 const EX_CANTCREAT: u8 = 73;
 
+/// The configuration `check-config` checked, as its warnings find their
+/// lines in it: read once (each warning read the file again to find its
+/// line, five reads for one check).
+struct Source {
+    /// The file's text; empty for the embedded default (line 0: no line).
+    text: String,
+    /// A file was given (not the embedded default).
+    is_file: bool,
+}
+
+impl Source {
+    fn of(path: Option<&std::path::Path>) -> Source {
+        Source {
+            text: path
+                .and_then(|p| std::fs::read_to_string(p).ok())
+                .unwrap_or_default(),
+            is_file: path.is_some(),
+        }
+    }
+}
+
 /// `check-config`: says which of the configuration's accounts this machine
 /// lacks (a warning: the file itself is valid, and may be meant for
 /// another machine).
-fn account_warnings(c: &config::Config, path: Option<&std::path::Path>) -> Vec<String> {
-    let text = path
-        .and_then(|p| std::fs::read_to_string(p).ok())
-        .unwrap_or_default();
+fn account_warnings(c: &config::Config, source: &Source) -> Vec<String> {
+    let text = source.text.as_str();
     let mut out = Vec::new();
     // A file (not the embedded default) without `user`, checked by root:
     // `run` by the same root refuses it (walkAC: check-config said valid,
     // then run exited 64).
-    if path.is_some() && c.server.user.is_none() && nix::unistd::geteuid().is_root() {
-        let line = config::line_of_key(&text, "server", "user");
+    if source.is_file && c.server.user.is_none() && nix::unistd::geteuid().is_root() {
+        let line = config::line_of_key(text, "server", "user");
         out.push(format!(
             "{}: warning: {}; mailward run refuses to start as root here",
             at(&c.origin, line),
@@ -59,7 +78,7 @@ fn account_warnings(c: &config::Config, path: Option<&std::path::Path>) -> Vec<S
         c.server.group.as_deref(),
     );
     for (key, problem) in missing {
-        let line = config::line_of_key(&text, "server", key);
+        let line = config::line_of_key(text, "server", key);
         // NoSuchUser/NoSuchGroup begin with their key already.
         out.push(format!(
             "{}: warning: {problem}; mailward run refuses to start as root here",
@@ -83,17 +102,15 @@ fn at(origin: &str, line: usize) -> String {
 /// that a certificate renewal that swapped one file of two, or a CA file
 /// with no certificate, is found before the restart (walkK: check-config
 /// said valid, then `run` exited, or every delivery deferred 4.7.5).
-fn tls_problems(c: &config::Config, path: Option<&std::path::Path>) -> Vec<String> {
-    let text = path
-        .and_then(|p| std::fs::read_to_string(p).ok())
-        .unwrap_or_default();
+fn tls_problems(c: &config::Config, source: &Source) -> Vec<String> {
+    let text = source.text.as_str();
     let mut out = Vec::new();
     if let (Some(cert), Some(key)) = (&c.network.tls_certificate, &c.network.tls_key) {
         if let Err(e) = mailward::smtp::tls::acceptor(cert, key) {
             // At the key naming the file at fault (walkAZ F6: a key
             // problem was said at tls_certificate).
             let (name, _) = listener_tls_key(&e, Some(key));
-            let line = config::line_of_key(&text, "network", name);
+            let line = config::line_of_key(text, "network", name);
             out.push(format!("{}: network.{name}: {e}", at(&c.origin, line)));
         }
     }
@@ -112,7 +129,7 @@ fn tls_problems(c: &config::Config, path: Option<&std::path::Path>) -> Vec<Strin
                 TlsSetupError::Name(_) => "tls_name",
                 TlsSetupError::Rustls(_) => "tls",
             };
-            let line = config::line_of_nth_key(&text, "route", n, key);
+            let line = config::line_of_nth_key(text, "route", n, key);
             // The key leads the line already: `route[0].tls_ca: FILE ...`.
             let e = e.to_string();
             let e = e.strip_prefix("tls_ca ").unwrap_or(&e);
@@ -126,13 +143,13 @@ fn tls_problems(c: &config::Config, path: Option<&std::path::Path>) -> Vec<Strin
 /// still hold the default's examples (RFC 2606 domains). A gateway set up
 /// by the package's steps greeted, wrote Received: and signed its DSNs as
 /// gw.example.com, and sent postmaster's mail to example.com (walkN).
-fn example_name_warnings(c: &config::Config, path: Option<&std::path::Path>) {
-    let Some(path) = path else {
+fn example_name_warnings(c: &config::Config, source: &Source) {
+    if !source.is_file {
         return;
-    };
-    let text = std::fs::read_to_string(path).unwrap_or_default();
+    }
+    let text = source.text.as_str();
     for (key, problem) in example_names(c) {
-        let line = config::line_of_key(&text, "server", key);
+        let line = config::line_of_key(text, "server", key);
         eprintln!("{}: warning: server.{key}: {problem}", at(&c.origin, line));
     }
 }
@@ -197,16 +214,11 @@ fn example_names(c: &config::Config) -> Vec<(&'static str, String)> {
 
 /// `check-config`: `[log]` settings that are valid but do nothing (a
 /// warning, exit status 0: the daemon runs the same with them).
-fn log_warnings(c: &config::Config, path: Option<&std::path::Path>) {
+fn log_warnings(c: &config::Config, source: &Source) {
     let warnings = mailward::ops::logging::config_warnings(&c.log);
-    if warnings.is_empty() {
-        return;
-    }
-    let text = path
-        .and_then(|p| std::fs::read_to_string(p).ok())
-        .unwrap_or_default();
+    let text = source.text.as_str();
     for (key, problem) in warnings {
-        let line = config::line_of_key(&text, "log", key);
+        let line = config::line_of_key(text, "log", key);
         eprintln!("{}: warning: {problem}", at(&c.origin, line));
     }
 }
@@ -218,14 +230,15 @@ fn main() -> ExitCode {
         Command::Milter(arg) => run(arg.config.config.as_deref(), Some(arg.listen)),
         Command::CheckConfig(arg) => match config::load(arg.path()) {
             Ok(c) => {
-                let tls = tls_problems(&c, arg.path());
+                let source = Source::of(arg.path());
+                let tls = tls_problems(&c, &source);
                 if !tls.is_empty() {
                     for p in tls {
                         eprintln!("{p}");
                     }
                     return ExitCode::from(1);
                 }
-                let refusing = account_warnings(&c, arg.path());
+                let refusing = account_warnings(&c, &source);
                 if refusing.is_empty() {
                     out!("{}: configuration is valid", c.origin);
                 } else {
@@ -244,16 +257,12 @@ fn main() -> ExitCode {
                 for w in &refusing {
                     eprintln!("{w}");
                 }
-                log_warnings(&c, arg.path());
-                example_name_warnings(&c, arg.path());
+                log_warnings(&c, &source);
+                example_name_warnings(&c, &source);
                 // What `run` logs at start of [access] beside a milter
                 // (walkBC F5: only the log said it).
-                let text = arg
-                    .path()
-                    .and_then(|p| std::fs::read_to_string(p).ok())
-                    .unwrap_or_default();
                 for (key, w) in mailward::run::Overrides::default().ignored_keys(&c) {
-                    let line = config::line_of_key(&text, "access", key);
+                    let line = config::line_of_key(&source.text, "access", key);
                     eprintln!("{}: warning: {w}", at(&c.origin, line));
                 }
                 packaged_note(arg.path());

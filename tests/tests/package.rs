@@ -122,6 +122,7 @@ fn the_package_builds_lints_installs_checks_and_purges() -> Result<()> {
     .and_then(|()| sh(&dpkg, &["-i", &deb.display().to_string()]))
     .and_then(|_| {
         let m = std::fs::metadata("/var/log/mailward")?;
+        // adm is GID 4 on every Debian system (base-passwd).
         ensure!(
             m.permissions().mode() & 0o7777 == 0o2750 && m.gid() == 4,
             "the override of /var/log/mailward is applied at configure: gid {} mode {:o}",
