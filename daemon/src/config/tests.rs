@@ -1671,6 +1671,14 @@ fn a_route_that_matches_no_recipient_is_refused() {
             "{m:?}: {p:?}"
         );
     }
+    // walkBD F9: without "*", shorter than the shortest address ("a@b").
+    for m in ["?", "??"] {
+        let p = route(m);
+        assert!(
+            p.len() == 1 && p[0].ends_with("and the shortest address has three"),
+            "{m:?}: {p:?}"
+        );
+    }
     // Any problem of a route's match is said at its key and line.
     let p = problems("[[route]]\nmatch = 5\nto = \"[127.0.0.1:2526]\"\n");
     assert!(
@@ -1683,6 +1691,8 @@ fn a_route_that_matches_no_recipient_is_refused() {
         "*@*",
         "*.example",
         "*example.com",
+        "???",
+        "a?b",
         "gone@example.com",
         "*@xn--bcher-kva.example",
     ] {

@@ -449,6 +449,15 @@ fn route_pattern(v: &Value) -> Result<Pattern, String> {
         if let Some(problem) = never_matches(s, glob).filter(|_| glob.contains('@')) {
             return Err(problem);
         }
+        // Without "*" a glob matches addresses of its own length alone, and
+        // the shortest address ("a@b") has three characters: "?" and "??"
+        // match nothing (walkBD F9).
+        if !glob.contains('*') && glob.chars().count() < 3 {
+            return Err(format!(
+                "expected a recipient glob like \"*@example.com\" (\"*\" for every recipient), got {s:?}: without \"*\" it matches only addresses of {} character(s), and the shortest address has three",
+                glob.chars().count()
+            ));
+        }
         Pattern::address(glob)
     })(v)
 }
