@@ -475,15 +475,25 @@ pub struct Spooled {
     envelope: Envelope,
 }
 
+/// The anti-virus statuses of an entry that make sending it on without a
+/// check unsafe: every one but av/clean (a virus, a suspicious or filtered
+/// part, one that could not be scanned). One predicate for the release's
+/// warning, `archive send`'s and where a failure is reported: the release
+/// had warned of av/infected and av/suspicious alone while the other two
+/// named every av/ status (final review, stop 61).
+fn unsafe_statuses(statuses: &[String]) -> Vec<&str> {
+    statuses
+        .iter()
+        .map(String::as_str)
+        .filter(|s| s.starts_with("av/") && *s != "av/clean")
+        .collect()
+}
+
 /// The warning for sending on an entry of `statuses` with `findings`: it
 /// goes as it came, unscanned (walkAX 2: a release of an infected entry
 /// said nothing of the virus it delivered).
 fn carries_malware(statuses: &[String], findings: &[String]) -> Option<String> {
-    let bad: Vec<&str> = statuses
-        .iter()
-        .map(String::as_str)
-        .filter(|s| matches!(*s, "av/infected" | "av/suspicious"))
-        .collect();
+    let bad = unsafe_statuses(statuses);
     if bad.is_empty() {
         return None;
     }
@@ -536,10 +546,9 @@ impl FailureReport {
     /// Where reports go for a message from `sender` whose entry holds
     /// `statuses`, with the postmaster `postmaster`.
     pub fn decide(sender: &str, statuses: &[String], postmaster: &str) -> FailureReport {
-        let av: Vec<String> = statuses
-            .iter()
-            .filter(|s| s.starts_with("av/") && s.as_str() != "av/clean")
-            .cloned()
+        let av: Vec<String> = unsafe_statuses(statuses)
+            .into_iter()
+            .map(str::to_string)
             .collect();
         if !av.is_empty() && !postmaster.is_empty() {
             FailureReport::Postmaster {
@@ -975,14 +984,9 @@ pub async fn send_archived(
         queue_id = %queue_id, to = %rcpts.join(","), by = %by(), "Archived message sent again.");
     spooled.queue(gw);
     note_sent(store, &id, &queue_id, &rcpts).await;
-    let unsafe_statuses: Vec<&String> = entry
-        .meta
-        .statuses
-        .iter()
-        .filter(|s| s.starts_with("av/") && s.as_str() != "av/clean")
-        .collect();
     Ok(serde_json::json!({
-        "id": id, "queue_id": queue_id.0, "to": rcpts, "unsafe_statuses": unsafe_statuses,
+        "id": id, "queue_id": queue_id.0, "to": rcpts,
+        "unsafe_statuses": unsafe_statuses(&entry.meta.statuses),
         "failure_report": failure_report, "delivered_copy": delivered_copy,
     }))
 }
@@ -1362,6 +1366,20 @@ mod tests {
             serde_json::json!({"id": "X", "queue_id": "Y", "to": ["a@b.test"], "warning": warning});
         assert!(sent_reply(&data, "Released", None).ends_with("`mailward queue show Y`.\nWarning: it holds av/infected: infected EICAR_Test_File in invoice.zip/eicar.com; it is delivered as it came, without a verdict header and not scanned again."));
         assert_eq!(carries_malware(&["as/spam".into()], &[]), None);
+        assert_eq!(
+            carries_malware(&["av/clean".into(), "as/spam".into()], &[]),
+            None
+        );
+        // A filtered part is as unsafe to send on as it is to report to
+        // the original sender about.
+        assert_eq!(
+            carries_malware(
+                &["av/filtered".into()],
+                &["filtered invoice.exe (name *.exe)".into()]
+            )
+            .as_deref(),
+            Some("Warning: it holds av/filtered: filtered invoice.exe (name *.exe); it is delivered as it came, without a verdict header and not scanned again.")
+        );
     }
 
     #[test]
