@@ -474,7 +474,7 @@ pub enum SpamCommand {
         after_help = "Prints one line per message: FILE: STATUS score=N.N rating=R TEST=+W ... (N.N rounded down, as the status reads it; R: 0 to 100, docs/spam.md); with --json one object per line with file, status, score, rating, tests, weights (each test's weight as it counted), probability, formal and classifier (active, abstaining: the rules weigh double, or unavailable).\nA PATH that cannot be read, or a file of a directory that cannot be read or is empty, is reported and the others are still judged; the exit status is then 1. A PATH of - is standard input (one message, or an mbox). A file with NUL bytes is judged, with a warning that it is not a mail message.\nWith --clues N, the N tokens the classifier's verdict rests on most, under each message (in --json: \"clues\"): probability, learnt spam and ham messages with the token, the token (TAG:TEXT).\nThe level is `[policy] spam_level`, or --level, or the level of --group NAME.\n\nExamples:\n  mailward spam check --json suspicious.eml --config mailward.toml\n  mailward spam check --clues 15 newsletter.eml --config mailward.toml\n  mailward spam check --group managers complaint.eml --config mailward.toml\n  mailward spam check - --config mailward.toml < message.eml"
     )]
     Check {
-        /// Messages to judge: message files, mboxes (each message judged on its own), directories of message files or Maildir folders.
+        /// Messages to judge: message files, mboxes (each message judged on its own, named FILE#N, N from 1), directories of message files or Maildir folders.
         #[arg(value_name = "PATH", required = true)]
         paths: Vec<PathBuf>,
         /// One JSON object per line.

@@ -422,6 +422,12 @@ pub fn learn(
         ));
     }
     let _owner = crate::ops::privileges::OwnedByDataDir::new(&cfg.spam.dir, &cfg.server.data_dir);
+    let store = site_store(cfg)?;
+    // A dir that will be refused is said before the messages are read
+    // (walkBG 1: a large folder read for minutes, then refused).
+    if let Some(refused) = dir_refused(cfg).filter(|_| !store.is_shared()) {
+        return Err(refused);
+    }
     // The messages are read and tokenised first, outside the store's lock
     // (and once, even when a shared store makes the change run again).
     let mut learning = Vec::new();
@@ -491,7 +497,6 @@ pub fn learn(
             progress(i + 1, msgs.len(), err);
         }
     }
-    let store = site_store(cfg)?;
     if !store.is_shared() {
         made_ready(cfg, err)?;
     }
@@ -532,77 +537,88 @@ fn place(cfg: &Config, store: &Store) -> String {
     }
 }
 
-/// `[spam] dir` made ready for a command that writes it: a directory
-/// that exists, or one made now (and said) when its parent exists. Only
-/// the last component is made, so that a mistyped `dir` is refused rather
-/// than made a tree of directories no gateway reads (walkR finding 12).
-fn made_ready(cfg: &Config, err: &mut dyn Write) -> Result<(), SpamCliError> {
+/// Why `[spam] dir` cannot be made ready for a command that writes it,
+/// or None when it is a directory or can be made one: only the last
+/// component is made, so that a mistyped `dir` is refused rather than
+/// made a tree of directories no gateway reads (walkR finding 12).
+fn dir_refused(cfg: &Config) -> Option<SpamCliError> {
     let dir = &cfg.spam.dir;
     match std::fs::metadata(dir) {
-        Ok(m) if m.is_dir() => Ok(()),
-        Ok(_) => Err(not_a_directory(cfg)),
+        Ok(m) if m.is_dir() => None,
+        Ok(_) => Some(not_a_directory(cfg)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let parent = dir
-                .parent()
-                .filter(|p| !p.as_os_str().is_empty())
-                .unwrap_or(Path::new("."));
-            if !parent.is_dir() && *dir == cfg.server.data_dir.join("spam") {
-                // `dir` left to its default: the data directory is what is
-                // missing (the daemon makes it at its start).
-                return Err(SpamCliError::Usage(format!(
-                    "{}: no such directory, and the data directory {} does not exist either: \
+            let parent = missing_parent(cfg)?;
+            Some(SpamCliError::Usage(
+                if *dir == cfg.server.data_dir.join("spam") {
+                    // `dir` left to its default: the data directory is what is
+                    // missing (the daemon makes it at its start).
+                    format!(
+                        "{}: no such directory, and the data directory {} does not exist either: \
                      check server.data_dir in {}, or start the daemon once (it creates it)",
-                    dir.display(),
-                    parent.display(),
-                    cfg.origin
-                )));
-            }
-            if !parent.is_dir() {
-                return Err(SpamCliError::Usage(format!(
+                        dir.display(),
+                        parent.display(),
+                        cfg.origin
+                    )
+                } else {
+                    format!(
                     "{}: no such directory, and its parent {} does not exist either: check spam.dir \
                      in {} (only the last directory of it is created)",
                     dir.display(),
                     parent.display(),
                     cfg.origin
-                )));
-            }
-            std::fs::create_dir(dir).map_err(io(dir))?;
-            if cfg.spam.store.is_empty() {
-                let _ = writeln!(
-                    err,
-                    "Created {} (spam.dir): nothing was learnt there before.",
-                    dir.display()
-                );
-            } else {
-                // The site's learning goes to Redis; the directory holds the
-                // base and its backup (walkAK 4: "nothing was learnt there"
-                // read as the import landing in the wrong place).
-                let _ = writeln!(
-                    err,
-                    "Created {} (spam.dir, for the base; the site's learning is in {}).",
-                    dir.display(),
-                    Store::of(&cfg.spam)
-                        .map(|s| s.describe())
-                        .unwrap_or_else(|_| "spam.store".to_string())
-                );
-            }
-            Ok(())
+                )
+                },
+            ))
         }
-        Err(e) => Err(io(dir)(e)),
+        Err(e) => Some(io(dir)(e)),
     }
 }
 
-/// The missing parent of `[spam] dir`, when `spam learn` would refuse to
-/// make the directory for that reason. The default dir (in the data
-/// directory) is not one: the daemon makes the data directory at its
-/// start.
-fn missing_parent(cfg: &Config) -> Option<PathBuf> {
+/// `[spam] dir` made ready for a command that writes it: a directory
+/// that exists, or one made now (and said) when [`dir_refused`] allows.
+fn made_ready(cfg: &Config, err: &mut dyn Write) -> Result<(), SpamCliError> {
+    if let Some(refused) = dir_refused(cfg) {
+        return Err(refused);
+    }
     let dir = &cfg.spam.dir;
-    let parent = dir
+    if dir.is_dir() {
+        return Ok(());
+    }
+    std::fs::create_dir(dir).map_err(io(dir))?;
+    if cfg.spam.store.is_empty() {
+        let _ = writeln!(
+            err,
+            "Created {} (spam.dir): nothing was learnt there before.",
+            dir.display()
+        );
+    } else {
+        // The site's learning goes to Redis; the directory holds the
+        // base and its backup (walkAK 4: "nothing was learnt there"
+        // read as the import landing in the wrong place).
+        let _ = writeln!(
+            err,
+            "Created {} (spam.dir, for the base; the site's learning is in {}).",
+            dir.display(),
+            Store::of(&cfg.spam)
+                .map(|s| s.describe())
+                .unwrap_or_else(|_| "spam.store".to_string())
+        );
+    }
+    Ok(())
+}
+
+/// The missing parent of `[spam] dir`, for which `spam learn` refuses to
+/// make the directory: with `dir` left to its default, the data
+/// directory (walkBG 1: `spam status` said "`spam learn` creates it"
+/// there while `spam learn` refused).
+fn missing_parent(cfg: &Config) -> Option<PathBuf> {
+    let parent = cfg
+        .spam
+        .dir
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    (!parent.is_dir() && *dir != cfg.server.data_dir.join("spam")).then(|| parent.to_path_buf())
+    (!parent.is_dir()).then(|| parent.to_path_buf())
 }
 
 /// The error of a `[spam] dir` that is a file.
@@ -1049,18 +1065,17 @@ pub fn status(cfg: &Config) -> serde_json::Value {
     if dir_is_file {
         problems.push(not_a_directory(cfg).to_string());
     }
-    let dir_parent_missing = missing_parent(cfg).filter(|_| !dir_exists);
-    if let Some(missing) = &dir_parent_missing {
+    // With a shared store the site's learning is in Redis: `spam learn`
+    // needs no dir then.
+    let dir_parent_missing = missing_parent(cfg).filter(|_| !dir_exists && !dir_is_file && !shared);
+    if dir_parent_missing.is_some() {
         // walkAK 7: "`spam learn` creates it" while `spam learn` refuses a
-        // dir whose parent is missing: a mistyped dir is a problem here,
-        // where monitoring sees it, not at the first learn.
-        problems.push(format!(
-            "{}: no such directory, and its parent {} does not exist either: check spam.dir in {} \
-             (`spam learn` creates only the last directory of it)",
-            cfg.spam.dir.display(),
-            missing.display(),
-            cfg.origin
-        ));
+        // dir whose parent is missing: a mistyped dir (or a data
+        // directory that does not exist) is a problem here, where
+        // monitoring sees it, said as `spam learn` says it.
+        if let Some(refused) = dir_refused(cfg) {
+            problems.push(refused.to_string());
+        }
     }
     let readable = match &store {
         Ok(_) if !shared && !dir_exists => Ok(crate::check::spam::store::Readable {
@@ -1095,7 +1110,10 @@ pub fn status(cfg: &Config) -> serde_json::Value {
                     path.display()
                 ));
             }
-            if r.journal.unread > 0 {
+            // A damaged Redis element is said once, by `refused` (walkBG
+            // 5: the same damage was a second problem, in a file
+            // journal's words).
+            if r.journal.unread > 0 && r.refused.is_none() {
                 problems.push(format!(
                     "the journal ends in {} byte(s) after a record cut short or damaged, never counted; the next change or `mailward spam fold` drops them",
                     r.journal.unread
@@ -1423,6 +1441,19 @@ pub fn import(
             _ => {}
         }
         incoming.write(&base)?;
+        // The site's learning is shared, the base is not (walkBG 6: two
+        // gateways on one Redis judged alike until one got a base).
+        if let Some(store) = site_store(cfg)
+            .ok()
+            .filter(Store::is_shared)
+            .map(|s| s.describe())
+        {
+            let _ = writeln!(
+                err,
+                "Note: the base is this gateway's file ({}); the site's learning in {store} is shared, the base is not: install it on every gateway sharing that store (`mailward spam import --base FILE` on each), or they judge the same message differently.",
+                base.display()
+            );
+        }
         return Ok(Imported {
             model: incoming,
             base: Some((base, replaced)),
@@ -1435,8 +1466,20 @@ pub fn import(
             // learnt, so that a message both learnt counts once.
             let overlap = site.shared_with(&incoming);
             if overlap > 0 {
+                // An export holds the counts its messages add up to, not
+                // each message's words: the ones learnt here too cannot be
+                // left out, so the import is refused; restoring into a
+                // store that learnt a little since it lost its learning
+                // takes emptying it (walkBG 4: the way out was given for
+                // a damaged snapshot only).
+                let (verb, empty) = if overlap == 1 { ("is", "it") } else { ("are", "them") };
+                let emptying = if site_store(cfg).is_ok_and(|s| s.is_shared()) {
+                    "delete the learning's keys on that Redis (`redis-cli DEL mailward:spam:site mailward:spam:journal mailward:spam:generation`, with its -h, -p and -n)"
+                } else {
+                    "stop the daemon and move site.model and site.journal out of spam.dir"
+                };
                 return Edit::Unchanged(Err(SpamCliError::Usage(format!(
-                    "{}: {overlap} of its messages are learnt here already; forget them first (as the base, with --base, they would count twice)",
+                    "{}: {overlap} of its messages {verb} learnt here already: forget {empty} first (`mailward spam forget` with the message files; as the base, with --base, they would count twice), or, to restore the export in place of this store's learning, {emptying} and import it again",
                     from.display()
                 ))));
             }
@@ -2503,6 +2546,34 @@ mod tests {
             )
         );
         assert!(!dir.path().join("typo").exists());
+        // walkBG 1: the default dir in a data directory that does not
+        // exist: the same problem in `spam status` as `spam learn`'s
+        // refusal, which comes before any message is read.
+        let mut fresh = crate::config::parse("", "t.toml").unwrap();
+        fresh.server.data_dir = dir.path().join("data");
+        fresh.spam.dir = fresh.server.data_dir.join("spam");
+        let v = status(&fresh);
+        assert!(status_outcome(&v).is_err(), "{v}");
+        assert_eq!(
+            v["dir_parent_missing"],
+            fresh.server.data_dir.display().to_string()
+        );
+        let refusal = format!(
+            "{}: no such directory, and the data directory {} does not exist either: check \
+             server.data_dir in t.toml, or start the daemon once (it creates it)",
+            fresh.spam.dir.display(),
+            fresh.server.data_dir.display()
+        );
+        let text = status_text(&v);
+        assert!(
+            text.contains("(nothing learnt there; see the problem below)\n")
+                && text.contains(&refusal),
+            "{text}"
+        );
+        let unread = dir.path().join("not-read-yet.eml");
+        let e = learn(&fresh, &[], std::slice::from_ref(&unread), &mut Vec::new()).unwrap_err();
+        assert_eq!(e.to_string(), refusal);
+        assert!(!fresh.server.data_dir.exists());
         let e = forget(&cfg, std::slice::from_ref(&ham), &mut Vec::new()).unwrap_err();
         assert!(
             e.to_string()

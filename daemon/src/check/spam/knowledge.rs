@@ -457,6 +457,13 @@ impl Shared {
     /// learnt.
     pub fn autolearn(&self, raw: &Arc<Vec<u8>>, evidence: &super::Evidence) {
         let cfg = self.config();
+        // Not into a shared store that came back empty (note_emptied):
+        // the first confident verdict ended the problem there before an
+        // administrator saw it, and the import that restores the learning
+        // then refused the message it had learnt (walkBG 4).
+        if self.emptied().is_some() {
+            return;
+        }
         if let (true, Some(learner), Some(class)) = (
             cfg.spam.autolearn,
             &self.learner,
@@ -771,6 +778,10 @@ fn note_emptied(s: &Shared, before: &Model, now: &Model) {
         tracing::warn!(target: "scan", spam = emptied.spam, ham = emptied.ham, store = %emptied.store,
             "The spam store is empty, though it held the spam and ham counted here (a Redis restarted without persistence, or flushed?): every gateway sharing it lost that learning. Restore it with `mailward spam import EXPORT` (your last `mailward spam export`).");
         s.damaged(|d| d.emptied = Some(emptied));
+        if s.config().spam.autolearn {
+            tracing::warn!(target: "scan", store = %s.store.describe(),
+                "Autolearn waits until the spam store is restored (`mailward spam import EXPORT`, or any `spam learn`): what it learnt meanwhile would end this problem with the learning still lost, and make the import refuse its messages.");
+        }
     }
 }
 
