@@ -114,6 +114,10 @@ pub struct Gateway {
     /// `bases rollback`, and the reload of SIGHUP, which must not read the
     /// directory between the two renames of an install).
     bases_change: tokio::sync::Mutex<()>,
+    /// How many times another set of bases came into use since start: the
+    /// obsolete check follows each one (walkBE 1: sampled every 10 s, an
+    /// update and a rollback within one look left the set "unchanged").
+    bases_changes: std::sync::atomic::AtomicU64,
     /// What the last update or rollback said (since start), so that
     /// `mailward status` can say what a failed one failed on.
     last_update_message: Mutex<Option<String>>,
@@ -163,6 +167,7 @@ impl Gateway {
             notifier: std::sync::OnceLock::new(),
             bases_on_disk: Mutex::new(None),
             bases_change: tokio::sync::Mutex::new(()),
+            bases_changes: Default::default(),
             last_update_message: Mutex::new(None),
             reload_refusal: Mutex::new(None),
             alerts_raised: Mutex::new(Vec::new()),
@@ -585,7 +590,15 @@ impl Gateway {
         }
         let changed =
             before.is_none_or(|b| b.version != info.version || b.released != info.released);
+        if changed {
+            self.bases_changes.fetch_add(1, Ordering::Relaxed);
+        }
         Ok(changed.then_some(info))
+    }
+
+    /// How many times another set of bases came into use since start.
+    pub fn bases_changes(&self) -> u64 {
+        self.bases_changes.load(Ordering::Relaxed)
     }
 
     /// Whether the gateway is under stress: more inbound sessions open than

@@ -952,6 +952,28 @@ fn a_gateway_on_its_built_in_set_is_told_to_install_a_real_one() -> Result<()> {
         },
     )
     .map_err(|e| e.context(daemon.full_log()))?;
+    // walkBE 1: an update and a rollback to the same obsolete set within
+    // one 10-second look are still two sets coming into use: said again,
+    // although the set in use looks as it did at the last look.
+    let said_obsolete = |d: &Daemon| {
+        d.full_log()
+            .matches("The signature bases are obsolete (older than bases.obsolete_after).")
+            .count()
+    };
+    let before = said_obsolete(&daemon);
+    daemon.cli_ok(&[
+        "bases",
+        "update",
+        "--from",
+        &set_dir(&V2).display().to_string(),
+    ])?;
+    daemon.cli_ok(&["bases", "rollback"])?;
+    wait_until(
+        "the obsolete-bases warning after the rollback",
+        Duration::from_secs(25),
+        || Ok((said_obsolete(&daemon) > before).then_some(())),
+    )
+    .map_err(|e| e.context(daemon.full_log()))?;
     Ok(())
 }
 

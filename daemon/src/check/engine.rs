@@ -137,15 +137,23 @@ impl Engine {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let generation = self.generation.load(Ordering::Acquire) + 1;
-        let loaded = load(dir, generation)?;
-        let info = loaded.info.clone().ok_or_else(|| BasesError::Manifest {
-            path: dir.join("manifest.toml"),
-            problem: "missing".into(),
-        })?;
+        let mut loaded = load(dir, generation)?;
         let mut slot = self
             .loaded
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // The same set compiled again (a SIGHUP) keeps the time it came
+        // into use: mwBasesLoaded moved at every reload, a "new bases"
+        // step on an NMS's graph with no mwBasesReloaded (walkBE 4).
+        if let (Some(new), Some(old)) = (loaded.info.as_mut(), slot.info.as_ref()) {
+            if new.version == old.version && new.released == old.released {
+                new.loaded_at = old.loaded_at;
+            }
+        }
+        let info = loaded.info.clone().ok_or_else(|| BasesError::Manifest {
+            path: dir.join("manifest.toml"),
+            problem: "missing".into(),
+        })?;
         *slot = Arc::new(loaded);
         // Under the write lock: a worker that sees the new number finds
         // the new set.
@@ -257,5 +265,43 @@ mod tests {
         // the set in use is the last one's.
         assert_eq!(engine.generation.load(Ordering::Acquire), 13);
         assert_eq!(engine.current().generation, 13);
+    }
+
+    /// walkBE 4: the same set compiled again keeps the time it came into
+    /// use (mwBasesLoaded); another set gets its own.
+    #[test]
+    fn a_reload_of_the_same_set_keeps_its_load_time() {
+        let dir = tempfile::tempdir().unwrap();
+        crate::check::bases::install_default(dir.path()).unwrap();
+        let cfg = Arc::new(crate::config::parse(crate::config::DEFAULT_TOML, "<test>").unwrap());
+        let (spam, _) = crate::check::spam::knowledge::Shared::open(cfg);
+        let (engine, _) = Engine::start(1, dir.path(), 1 << 20, spam).unwrap();
+        let set_loaded_at = |at: i64| {
+            let mut slot = engine.loaded.write().unwrap();
+            let mut info = slot.info.clone().unwrap();
+            info.loaded_at = at;
+            *slot = Arc::new(Loaded {
+                rules: None,
+                info: Some(info),
+                count: 0,
+                generation: slot.generation,
+            });
+        };
+        set_loaded_at(1000);
+        assert_eq!(engine.reload(dir.path()).unwrap().loaded_at, 1000);
+        assert_eq!(engine.current().info.as_ref().unwrap().loaded_at, 1000);
+        // Another version: loaded now.
+        let mut slot_info = engine.current().info.clone().unwrap();
+        slot_info.version = "1999.01.01.1".into();
+        {
+            let mut slot = engine.loaded.write().unwrap();
+            *slot = Arc::new(Loaded {
+                rules: None,
+                info: Some(slot_info),
+                count: 0,
+                generation: slot.generation,
+            });
+        }
+        assert!(engine.reload(dir.path()).unwrap().loaded_at > 1000);
     }
 }

@@ -319,10 +319,19 @@ impl Snmp {
     pub async fn stop(&self) {
         let subagent = self.subagent.lock().ok().and_then(|mut s| s.take());
         if let Some(s) = subagent {
-            let _ = tokio::time::timeout(Duration::from_secs(5), s.shutdown()).await;
+            // Said, so that a stop slowed by a hung master has its reason
+            // in the log (walkBE 2: five silent seconds).
+            if tokio::time::timeout(STOP_WAIT, s.shutdown()).await.is_err() {
+                tracing::warn!(target: "admin", waited = ?STOP_WAIT,
+                    "The AgentX master did not acknowledge the last notifications (mwProductStop) and the session's close in time; stopping anyway (a hung master may still pass them on later).");
+            }
         }
     }
 }
+
+/// How long a stop waits for the AgentX master to take the queued
+/// notifications and the session's close.
+const STOP_WAIT: Duration = Duration::from_secs(5);
 
 /// What the alert thresholds watch, sampled every [`ALERT_EVERY`].
 pub const ALERT_EVERY: Duration = Duration::from_secs(10);
@@ -383,10 +392,11 @@ pub async fn watch(gw: Arc<Gateway>) {
     // (time, received, infected) samples of the last hour.
     let mut samples: std::collections::VecDeque<(Instant, u64, u64)> = Default::default();
     let mut next_obsolete_check = Instant::now();
-    // The set in use at the last look (version, released): another set
-    // that comes into use (a rollback, a reload, an update) is checked at
-    // once, not up to a day later (walkM).
-    let mut bases_seen: Option<Option<(String, i64)>> = None;
+    // How many sets had come into use at the last look: another set that
+    // comes into use (a rollback, a reload, an update) is checked at once,
+    // not up to a day later (walkM), even when it is the set of the look
+    // before (walkBE 1: an update and a rollback within 10 s).
+    let mut bases_seen = gw.bases_changes();
     // The stores whose failing writes were reported, by store, with the
     // first failure of that run: one error notification per run, until a
     // write succeeds again.
@@ -554,11 +564,11 @@ pub async fn watch(gw: Arc<Gateway>) {
                 message: crate::ops::status::lost_segment_problem(segment, messages),
             });
         }
-        let in_use = gw.bases().map(|b| (b.version.clone(), b.released));
-        if bases_seen.as_ref().is_some_and(|seen| *seen != in_use) {
+        let changes = gw.bases_changes();
+        if changes != bases_seen {
             next_obsolete_check = now;
         }
-        bases_seen = Some(in_use);
+        bases_seen = changes;
         if now >= next_obsolete_check {
             let bases = gw.bases();
             if crate::check::bases::is_obsolete(
