@@ -339,9 +339,11 @@ pub async fn run(
         Some(l) => tokio::spawn(crate::milter::server::serve(gw.clone(), l, GRACE)),
         None => tokio::spawn(std::future::pending::<()>()),
     };
-    tokio::spawn(crate::ops::snmp::watch(gw.clone()));
     tokio::spawn(crate::ops::logging::watch_rotation(gw.clone()));
     gw.notify(Notification::ProductStart);
+    // After mwProductStart: the clears of what the previous run left
+    // raised follow the start, as an NMS reads them.
+    tokio::spawn(crate::ops::snmp::watch(gw.clone()));
     // The worst state of the AV check, and the one a poller may not watch
     // for (mwBasesRecords 0): said as a fault, as mwObsoleteBases says
     // the milder one.

@@ -1634,7 +1634,7 @@ fn a_dns_server_that_stops_answering_raises_the_dns_alert() -> Result<()> {
     let mib = Mib::load()?;
     let silent = std::net::UdpSocket::bind("127.0.0.1:0")?;
     let resolver = silent.local_addr()?.to_string();
-    let rig = Rig::start("snmp-dns-alert", |c, _| {
+    let mut rig = Rig::start("snmp-dns-alert", |c, _| {
         c.set("snmp", "alert_thresholds", "{ dns_failed_percent = 50 }")
             // An outside client, asked about in one DNSBL zone per session.
             .set("network", "relay_networks", "[]")
@@ -1648,10 +1648,12 @@ fn a_dns_server_that_stops_answering_raises_the_dns_alert() -> Result<()> {
     }
     let mut f = Failures::default();
     let quoted = |s: &str| format!("STRING: \"{s}\"");
-    if let Some((_, t)) = f.step(
+    let mut raised_at = None;
+    if let Some((pos, t)) = f.step(
         "mwAlertThreshold raised for dns_failed_percent",
         rig.snmp.wait_trap(8, 0, ALERT_DEADLINE),
     ) {
+        raised_at = Some(pos);
         check_trap(
             &mut f,
             &mib,
@@ -1664,6 +1666,61 @@ fn a_dns_server_that_stops_answering_raises_the_dns_alert() -> Result<()> {
                 ("mwAlertState", Want::Is("INTEGER: 1".into())),
             ],
         );
+    }
+    // walkBE 6: a crash and a start leave no alarm open at the NMS. The
+    // new run has no failed look-up to speak of, and clears the threshold
+    // the previous one raised, after its mwProductStart.
+    let file = rig.config.data_dir().join("alarms.json");
+    if let Some(raised_at) = raised_at {
+        // Kept for the next start as it is raised.
+        let kept = wait_until(
+            "alarms.json to hold the raised alarm",
+            ALERT_DEADLINE,
+            || {
+                Ok(std::fs::read_to_string(&file)
+                    .ok()
+                    .filter(|t| t.contains("dns_failed_percent")))
+            },
+        );
+        f.check(kept.is_ok(), || format!("{}: {kept:?}", file.display()));
+        f.step("kill -9 of the gateway", rig.daemon.kill9());
+        f.step("the gateway's start again", rig.daemon.restart());
+        let start = rig.snmp.wait_trap(1, raised_at + 1, ALERT_DEADLINE);
+        let cleared = rig.snmp.wait_trap(8, raised_at + 1, ALERT_DEADLINE);
+        if let (Some((start_pos, _)), Some((pos, t))) = (
+            f.step("mwProductStart after the restart", start),
+            f.step(
+                "mwAlertThreshold cleared after the restart, for the alarm the crashed run raised",
+                cleared,
+            ),
+        ) {
+            f.check(pos > start_pos, || {
+                format!("the clear (trap {pos}) comes after mwProductStart (trap {start_pos})")
+            });
+            check_trap(
+                &mut f,
+                &mib,
+                "mwAlertThreshold",
+                &t,
+                &[
+                    ("mwAlertName", Want::Is(quoted("dns_failed_percent"))),
+                    ("mwAlertValue", Want::Is("Gauge32: 0".into())),
+                    ("mwAlertThresholdValue", Want::Is("Gauge32: 50".into())),
+                    ("mwAlertState", Want::Is("INTEGER: 2".into())),
+                ],
+            );
+            let log = rig.daemon.full_log();
+            f.check(
+                log.contains("Alarms the previous run left raised are looked at again"),
+                || "the start says it looks at the previous run's alarms".into(),
+            );
+        }
+        let gone = wait_until("alarms.json to be removed", ALERT_DEADLINE, || {
+            Ok((!file.exists()).then_some(()))
+        });
+        f.check(gone.is_ok(), || {
+            format!("{} is removed once nothing is raised", file.display())
+        });
     }
     drop(silent);
     f.finish(|| rig.context())

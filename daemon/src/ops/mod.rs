@@ -9,6 +9,7 @@ pub mod line_queue;
 pub mod logging;
 pub mod manual;
 pub mod metrics_http;
+pub mod open_alarms;
 pub mod privileges;
 pub mod queue_summary;
 pub mod salvage_report;

@@ -7,6 +7,7 @@
 
 use crate::events::Notification;
 use crate::gateway::Gateway;
+use crate::ops::open_alarms;
 use mailward_agentx::{
     self as agentx, Oid, Registration, Subagent, SubagentConfig, Value, VarBind,
 };
@@ -386,9 +387,30 @@ fn share_over(infected: u64, received: u64, threshold: u64) -> (u64, bool) {
 /// another set comes into use, and daily.
 pub async fn watch(gw: Arc<Gateway>) {
     let mut shutdown = gw.shutdown.clone();
+    let data_dir = gw.config().server.data_dir.clone();
+    // What the previous run left raised at the NMS is taken as raised by
+    // this one (walkBE 6): still wrong, it stays raised without a second
+    // notification; gone, it is cleared at the first look.
+    let previous = open_alarms::read(&data_dir);
+    if !previous.is_empty() {
+        tracing::info!(target: "admin", thresholds = ?previous.thresholds.keys().collect::<Vec<_>>(),
+            stores = ?previous.stores, bases = previous.bases.is_some(),
+            "Alarms the previous run left raised are looked at again; those that are gone are cleared.");
+    }
+    if let Some(dir) = &previous.bases {
+        if gw.bases_on_disk_error().is_none() {
+            tracing::info!(target: "app", dir = %dir, "The signature bases on disk load again.");
+            gw.notify(Notification::ProductErrorCleared {
+                message: format!("the signature bases in {dir} load again"),
+            });
+        }
+    }
+    let mut written = previous.clone();
+    let mut write_failure_said = false;
     // The thresholds raised, with the threshold each was raised at (as
     // shown), so that one a reload removes can still be cleared.
-    let mut raised: std::collections::HashMap<String, u64> = Default::default();
+    let mut raised: std::collections::HashMap<String, u64> =
+        previous.thresholds.into_iter().collect();
     // (time, received, infected) samples of the last hour.
     let mut samples: std::collections::VecDeque<(Instant, u64, u64)> = Default::default();
     let mut next_obsolete_check = Instant::now();
@@ -400,7 +422,13 @@ pub async fn watch(gw: Arc<Gateway>) {
     // The stores whose failing writes were reported, by store, with the
     // first failure of that run: one error notification per run, until a
     // write succeeds again.
-    let mut stores_reported: std::collections::HashMap<String, i64> = Default::default();
+    // A store the previous run reported has no failure time of this run:
+    // it is cleared unless it fails now, and then reported again.
+    let mut stores_reported: std::collections::HashMap<String, i64> = previous
+        .stores
+        .into_iter()
+        .map(|store| (store, i64::MIN))
+        .collect();
     // The spool segments whose loss was reported: one error notification
     // each (the spool keeps them until a restart).
     let mut lost_reported: std::collections::BTreeSet<u64> = Default::default();
@@ -588,6 +616,36 @@ pub async fn watch(gw: Arc<Gateway>) {
                 gw.notify(Notification::ObsoleteBases);
             }
             next_obsolete_check = now + Duration::from_secs(86400);
+        }
+        let open = open_alarms::OpenAlarms {
+            thresholds: raised.iter().map(|(n, &t)| (n.clone(), t)).collect(),
+            stores: stores_reported.keys().cloned().collect(),
+            bases: gw
+                .bases_on_disk_error()
+                .map(|_| cfg.bases.av.display().to_string()),
+        };
+        if open != written {
+            let (dir, alarms) = (data_dir.clone(), open.clone());
+            let job = tokio::task::spawn_blocking(move || open_alarms::write(&dir, &alarms));
+            let error = match tokio::time::timeout(ALERT_EVERY, job).await {
+                Ok(Ok(Ok(()))) => None,
+                Ok(Ok(Err(e))) => Some(e.to_string()),
+                Ok(Err(join)) => Some(join.to_string()),
+                Err(_) => Some("the write has not finished (a slow or hung disk?)".to_string()),
+            };
+            match error {
+                None => {
+                    written = open;
+                    write_failure_said = false;
+                }
+                // Once until a write succeeds: tried again every look.
+                Some(e) if !write_failure_said => {
+                    write_failure_said = true;
+                    tracing::warn!(target: "admin", file = %open_alarms::path(&data_dir).display(), error = %e,
+                        "Cannot keep the alarms raised at the NMS for the next start; after a restart now, those that are gone would not be cleared.");
+                }
+                Some(_) => {}
+            }
         }
         tokio::select! {
             _ = tokio::time::sleep(ALERT_EVERY) => {}
