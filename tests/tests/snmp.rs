@@ -1932,6 +1932,49 @@ fn without_a_master_mail_flows_and_agentx_connected_is_zero() -> Result<()> {
     f.finish(|| gw.daemon.log())
 }
 
+/// walkBE 8: a site without SNMP turns the subagent off; mail flows, no
+/// master is looked for, and `mailward status` lists no AgentX problem,
+/// so its monitoring check can pass.
+#[test]
+fn a_subagent_turned_off_is_no_problem() -> Result<()> {
+    let (gw, _stats) = gateway_with_master("snmp-off", |_| String::new())?;
+    let mut f = Failures::default();
+    f.step(
+        "a message",
+        send(gw.port(), "alice@sender.test", "bob@example.com"),
+    );
+    f.step("its delivery", gw.sink.wait_for_count(1, DELIVERY_TIMEOUT));
+    if let Some(status) = f.step(
+        "mailward status --json",
+        gw.daemon.cli_ok(&["status", "--json"]),
+    ) {
+        let json: serde_json::Value = serde_json::from_str(&status)?;
+        f.check(json["snmp"]["state"] == "off", || {
+            format!("snmp state off expected: {}", json["snmp"])
+        });
+        let problems = json["problems"].to_string();
+        f.check(!problems.contains("AgentX"), || {
+            format!("no AgentX problem expected: {problems}")
+        });
+    }
+    if let Some(text) = f.step("mailward status", gw.daemon.cli_ok(&["status"])) {
+        f.check(
+            text.contains(
+                "snmp:     off (agentx.socket = \"\": no AgentX subagent, no SNMP notifications)",
+            ),
+            || text.clone(),
+        );
+    }
+    let log = gw.daemon.full_log();
+    f.check(
+        log.contains("The AgentX subagent is off")
+            && !log.contains("AgentX master")
+            && !log.contains("AgentX session"),
+        || format!("the log says it is off, and nothing of a master: {log}"),
+    );
+    f.finish(|| gw.daemon.log())
+}
+
 /// The snmpd.conf block of docs/snmp.md, "Setting up snmpd", as an
 /// operator copies it.
 fn doc_snmpd_conf() -> Result<String> {

@@ -1593,11 +1593,20 @@ fn snmp(ctx: &mut Ctx<'_>, raw: &RawSnmp) -> Snmp {
 
 fn agentx(ctx: &mut Ctx<'_>, raw: &RawAgentx) -> Agentx {
     let p = KeyPath::root("agentx");
-    let socket = parsed("a socket like \"tcp:127.0.0.1:705\"", |s| {
-        AgentxEndpoint::parse(s)
-            .map(|_| s.to_string())
-            .map_err(|e| e.to_string())
-    });
+    // "" turns the subagent off, as `metrics.listen = ""` turns /metrics
+    // off (walkBE 8: a Prometheus-only site had a standing AgentX
+    // problem in `mailward status`).
+    let socket = parsed(
+        "a socket like \"tcp:127.0.0.1:705\", or \"\" for no AgentX subagent",
+        |s| {
+            if s.is_empty() {
+                return Ok(String::new());
+            }
+            AgentxEndpoint::parse(s)
+                .map(|_| s.to_string())
+                .map_err(|e| format!("{e} (\"\" turns the AgentX subagent off)"))
+        },
+    );
     let oid = parsed("a numeric OID like \"1.3.6.1.4.1.32473.25\"", |s| {
         parse_oid(s).map(|arcs| {
             arcs.iter()

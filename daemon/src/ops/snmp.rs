@@ -184,8 +184,20 @@ impl Snmp {
     /// and becomes where the gateway's notifications go.
     pub fn start(gw: &Arc<Gateway>) -> Result<Arc<Snmp>, SnmpError> {
         let cfg = gw.config();
-        let endpoint = agentx::Endpoint::parse(&cfg.agentx.socket)?;
         let root: Oid = cfg.agentx.root_oid.parse()?;
+        if cfg.agentx.socket.is_empty() {
+            // Off: no session is tried, and the notifications go nowhere
+            // (the log keeps what they say).
+            tracing::info!(target: "snmp",
+                "The AgentX subagent is off (agentx.socket = \"\"): no SNMP objects and no SNMP notifications.");
+            return Ok(Arc::new(Snmp {
+                objects: Default::default(),
+                root,
+                subagent: Mutex::new(None),
+                handle: None,
+            }));
+        }
+        let endpoint = agentx::Endpoint::parse(&cfg.agentx.socket)?;
         let objects: Arc<Vec<Vec<u32>>> = Arc::new(
             view::objects()
                 .into_iter()

@@ -270,6 +270,8 @@ pub enum SnmpState {
     Refused,
     /// No session with the master.
     Disconnected,
+    /// No subagent: `agentx.socket = ""`.
+    Off,
 }
 
 impl SnmpState {
@@ -279,6 +281,7 @@ impl SnmpState {
             SnmpState::Serving => "serving",
             SnmpState::Refused => "refused",
             SnmpState::Disconnected => "disconnected",
+            SnmpState::Off => "off",
         }
     }
 }
@@ -434,6 +437,7 @@ pub fn of(gw: &Gateway) -> Status {
     let health = gw.subagent_health.get().map(|h| h());
     let snmp = Snmp {
         state: match &health {
+            None if cfg.agentx.socket.is_empty() => SnmpState::Off,
             None => SnmpState::Starting,
             Some(h) if h.registered > 0 => SnmpState::Serving,
             Some(h) if h.connected => SnmpState::Refused,
@@ -1122,15 +1126,19 @@ pub fn render(s: &Status, now: i64) -> String {
         s.spam.learnt_ham,
         s.spam.store
     );
-    out += &format!(
-        "snmp:     {} (master {}, subtree {}); {} request(s), {} error(s), {} reconnect(s)\n",
-        s.snmp.state.as_str(),
-        s.snmp.master,
-        s.snmp.root_oid,
-        s.snmp.requests,
-        s.snmp.errors,
-        s.snmp.reconnects
-    );
+    if s.snmp.state == SnmpState::Off {
+        out += "snmp:     off (agentx.socket = \"\": no AgentX subagent, no SNMP notifications)\n";
+    } else {
+        out += &format!(
+            "snmp:     {} (master {}, subtree {}); {} request(s), {} error(s), {} reconnect(s)\n",
+            s.snmp.state.as_str(),
+            s.snmp.master,
+            s.snmp.root_oid,
+            s.snmp.requests,
+            s.snmp.errors,
+            s.snmp.reconnects
+        );
+    }
     let resolver = match s.dns.resolver.as_str() {
         "system" => "the system's resolvers",
         other => other,
@@ -1725,6 +1733,12 @@ mod tests {
         let p = problems(&s);
         assert!(p.iter().any(|l| l.starts_with("No signature bases")));
         assert!(p.iter().any(|l| l.starts_with("No AgentX session")));
+        // walkBE 8: a subagent turned off is no problem, and says so.
+        s.snmp.state = SnmpState::Off;
+        assert!(!problems(&s).iter().any(|l| l.contains("AgentX")));
+        assert!(render(&s, 0).contains(
+            "snmp:     off (agentx.socket = \"\": no AgentX subagent, no SNMP notifications)\n"
+        ));
     }
 
     #[test]
