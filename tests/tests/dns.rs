@@ -232,6 +232,59 @@ fn a_domain_that_does_not_exist_fails_at_once_saying_so() -> Result<()> {
     Ok(())
 }
 
+/// walkBF F6: a host of a route that does not exist is the configuration's
+/// mistake, not the sender's: the mail waits (4.3.5, as Postfix defers a
+/// relayhost it cannot find) instead of going back to every sender.
+#[test]
+fn a_route_to_a_host_that_does_not_exist_defers_its_mail() -> Result<()> {
+    let dir = TestDir::new("nx-route")?;
+    let dns = Dns::start(dir.path(), &[])?;
+    let dsn_sink = Sink::start(dir.path(), "dsn-sink")?;
+    let daemon = Daemon::start(
+        &Config::new(dir.path())
+            .route_to_port("*@sender.test", dsn_sink.port)
+            .route("*@elsewhere.test", "[relay.typo.test:2525]")
+            .route("*@byname.test", "nosuchdomain.test")
+            .set_str("access", "dns_resolver", &dns.resolver()),
+    )?;
+    let mut c = SmtpClient::connect_ok(daemon.port)?;
+    c.ehlo("client.test")?;
+    c.send_mail_ok(
+        "alice@sender.test",
+        &["user@elsewhere.test", "user@byname.test"],
+        &read_resource("mail/plain.eml")?,
+    )?;
+    let queue = wait_until(
+        "the deferrals in the queue",
+        Duration::from_secs(15),
+        || {
+            let queue = daemon.cli_ok(&["queue", "list"])?;
+            Ok((queue.matches("4.3.5 ").count() == 2).then_some(queue))
+        },
+    )
+    .map_err(|e| {
+        e.context(format!(
+            "{}
+dnsmasq log:
+{}",
+            daemon.log(),
+            dns.log()
+        ))
+    })?;
+    ensure!(
+        queue.contains("relay.typo.test: no such domain")
+            && queue.contains(
+                "cannot be reached by that name; the mail waits until the route is mended"
+            ),
+        "the reason names the route's host and what to do:\n{queue}"
+    );
+    ensure!(
+        dsn_sink.messages()?.is_empty(),
+        "no failure report for a route's mistake"
+    );
+    Ok(())
+}
+
 #[test]
 fn domain_without_mx_is_reached_by_its_address() -> Result<()> {
     let dir = TestDir::new("implicit-mx")?;

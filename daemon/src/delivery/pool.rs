@@ -351,6 +351,7 @@ mod tests {
             domain: domain.to_string(),
             port: 25,
             tls: OutboundTls::default(),
+            routed: false,
         }
     }
 

@@ -21,10 +21,23 @@ pub enum Destination {
         domain: String,
         port: u16,
         tls: OutboundTls,
+        /// Written by the administrator in a `[[route]]` and not the
+        /// recipient's own domain (true), or the recipient's domain
+        /// (false): a name that does not exist is a mistake of the
+        /// configuration in the first case, not of the sender.
+        routed: bool,
     },
 }
 
 impl Destination {
+    /// Whether the administrator wrote this hop in a `[[route]]`.
+    pub fn routed(&self) -> bool {
+        match self {
+            Destination::Direct { .. } => true,
+            Destination::Mx { routed, .. } => *routed,
+        }
+    }
+
     /// The STARTTLS settings for this hop.
     pub fn tls(&self) -> &OutboundTls {
         match self {
@@ -59,6 +72,9 @@ pub fn destination(routes: &[Route], rcpt: &str) -> Destination {
                     domain: domain.clone(),
                     port: *port,
                     tls: route.tls.clone(),
+                    // A route to the recipient's own domain (for a port
+                    // or TLS) looks up what the sender wrote.
+                    routed: !domain.eq_ignore_ascii_case(&crate::envelope::domain_of(&a_label)),
                 },
             };
         }
@@ -68,6 +84,7 @@ pub fn destination(routes: &[Route], rcpt: &str) -> Destination {
         domain: crate::envelope::domain_of(&a_label),
         port: 25,
         tls: OutboundTls::default(),
+        routed: false,
     }
 }
 
@@ -89,6 +106,13 @@ pub enum RouteError {
     NullMx(String),
     #[error("{0}")]
     Temporary(String),
+    /// A host or domain of a `[[route]]` that does not exist, has no
+    /// address or takes no mail: the configuration's mistake, so the mail
+    /// waits for it to be mended instead of going back to every sender
+    /// (walkBF F6: a typo in the catch-all route bounced all mail with
+    /// 5.1.2), as Postfix defers a relayhost it cannot find.
+    #[error("{0}")]
+    Misrouted(String),
 }
 
 impl RouteError {
@@ -99,6 +123,8 @@ impl RouteError {
             // RFC 7505 section 4.1: "Recipient address has null MX".
             RouteError::NullMx(_) => "5.1.10",
             RouteError::Temporary(_) => "4.4.3",
+            // RFC 3463: "System incorrectly configured".
+            RouteError::Misrouted(_) => "4.3.5",
         }
     }
 }
@@ -124,6 +150,21 @@ fn dns_error(e: DnsError, what: &str) -> RouteError {
 /// look-up is added to `tally`, so that the statistics and `mailward
 /// status` see a dead DNS server on a gateway that only relays.
 pub async fn candidates(
+    dns: &Dns,
+    tally: &mut LookupTally,
+    dest: &Destination,
+) -> Result<Vec<Candidate>, RouteError> {
+    match candidates_of(dns, tally, dest).await {
+        Err(RouteError::Permanent(why) | RouteError::NullMx(why)) if dest.routed() => {
+            Err(RouteError::Misrouted(format!(
+                "{why}: the next hop {dest} of a [[route]] cannot be reached by that name; the mail waits until the route is mended (check its `to` and reload)"
+            )))
+        }
+        other => other,
+    }
+}
+
+async fn candidates_of(
     dns: &Dns,
     tally: &mut LookupTally,
     dest: &Destination,
@@ -205,5 +246,26 @@ mod tests {
             matches!(&dest, Destination::Mx { domain, .. } if domain == "example.com"),
             "{dest:?}"
         );
+    }
+
+    /// walkBF F6: a hop the administrator wrote (a host, or another
+    /// domain's MX) is the configuration's; the recipient's own domain,
+    /// by a route or not, is what the sender wrote.
+    #[test]
+    fn a_hop_written_in_a_route_is_told_from_the_recipient_s_domain() {
+        let routes: Vec<Route> = crate::config::parse(
+            "[[route]]\nmatch = \"*@a.example\"\nto = \"A.example:2525\"\n\
+             [[route]]\nmatch = \"*@b.example\"\nto = \"relay.example:25\"\n\
+             [[route]]\nmatch = \"*@c.example\"\nto = \"[smart.example]:25\"\n",
+            "t.toml",
+        )
+        .map(|c| c.route)
+        .unwrap_or_default();
+        assert_eq!(routes.len(), 3);
+        assert!(!destination(&routes, "x@a.example").routed());
+        assert!(destination(&routes, "x@b.example").routed());
+        assert!(destination(&routes, "x@c.example").routed());
+        assert!(!destination(&routes, "x@d.example").routed());
+        assert_eq!(RouteError::Misrouted("x".into()).status(), "4.3.5");
     }
 }
