@@ -81,6 +81,18 @@ pub(crate) enum LinkError {
     Encode(#[from] EncodeError),
 }
 
+impl LinkError {
+    /// The cause of a failure, as an outage tells causes apart: bytes that
+    /// are not AgentX are one cause whichever bytes they were (walkBE 7: a
+    /// peer answering random bytes was "another reason" at every retry).
+    fn cause(&self) -> String {
+        match self {
+            LinkError::Garbage(_) => "the master sent bytes that are not AgentX".to_string(),
+            other => other.to_string(),
+        }
+    }
+}
+
 /// The causes told during one outage (walkT 4: the first cause stayed
 /// in `mailward status` while every retry failed for another).
 #[derive(Default)]
@@ -403,7 +415,7 @@ impl Session {
                         }
                         Some(Err(e)) => {
                             let delay = backoff.next();
-                            let told = outage.tell(e.to_string());
+                            let told = outage.tell(e.cause());
                             match e {
                                 LinkError::OpenRefused(status) => Event::OpenRefused {
                                     endpoint: self.endpoint(),
@@ -986,6 +998,12 @@ mod tests {
         };
         assert_eq!(after.tell("refused".into()), Again);
         assert_eq!(after.tell("denied".into()), NewCause);
+        // walkBE 7: random bytes are one cause, whichever bytes they were.
+        let mut garbage = Outage::default();
+        let a = LinkError::Garbage(crate::pdu::DecodeError::BadVersion(126));
+        let b = LinkError::Garbage(crate::pdu::DecodeError::BadVersion(88));
+        assert_eq!(garbage.tell(a.cause()), First);
+        assert_eq!(garbage.tell(b.cause()), Again);
     }
 
     #[test]

@@ -1378,6 +1378,42 @@ fn a_depth_past_the_cap_and_a_missing_update_source_are_warnings() {
     );
 }
 
+/// walkBE 10 and 11: alert thresholds that can never fire are refused,
+/// the free space takes a size, and a root OID outside enterprises is
+/// warned of.
+#[test]
+fn thresholds_that_never_fire_and_a_root_outside_enterprises_are_said() {
+    for (t, said) in [
+        (
+            "infected_share_percent = 150",
+            "150 never fires: the alert is raised above N %, so give 0 to 99",
+        ),
+        ("dns_failed_percent = 100", "100 never fires"),
+        (
+            "queue_messages = 5000000000",
+            "more than mwAlertThresholdValue (Unsigned32) can carry",
+        ),
+    ] {
+        let p = problems(&format!("[snmp]\nalert_thresholds = {{ {t} }}\n"));
+        assert!(p.len() == 1 && p[0].contains(said), "{t}: {p:?}");
+    }
+    let cfg = parse(
+        "[snmp]\nalert_thresholds = { spool_free_bytes = \"2GiB\", dns_failed_percent = 99 }\n",
+        "a.toml",
+    )
+    .unwrap();
+    assert_eq!(cfg.snmp.alert_thresholds["spool_free_bytes"], 2 << 30);
+    let w = warnings("[agentx]\nroot_oid = \"1.3.6.1.2.1\"\n");
+    assert!(
+        w.len() == 1
+            && w[0].starts_with(
+                "mailward.toml:2: warning: agentx.root_oid: 1.3.6.1.2.1 is not under enterprises"
+            ),
+        "{w:?}"
+    );
+    assert!(warnings("[agentx]\nroot_oid = \"1.3.6.1.4.1.99999.1\"\n").is_empty());
+}
+
 #[test]
 fn a_tls_redis_url_is_refused_as_unsupported_not_as_a_typo() {
     // walkAK 1: `rediss://` got "expected \"\" or a URL like redis://...".

@@ -1579,7 +1579,25 @@ fn snmp(ctx: &mut Ctx<'_>, raw: &RawSnmp) -> Snmp {
                             SNMP_THRESHOLDS.join(", ")
                         ));
                     }
-                    uint64(v)
+                    // walkBE 10: a threshold that can never be crossed is
+                    // an alert silently off, and the free space is a size
+                    // like every other in the file.
+                    match k {
+                        "spool_free_bytes" => size(v).map(|b| b.0),
+                        "infected_share_percent" | "dns_failed_percent" => match uint64(v)? {
+                            n if n >= 100 => Err(format!(
+                                "{n} never fires: the alert is raised above N %, so give 0 to 99"
+                            )),
+                            n => Ok(n),
+                        },
+                        _ => match uint64(v)? {
+                            n if n > u64::from(u32::MAX) => Err(format!(
+                                "{n} is more than mwAlertThresholdValue (Unsigned32) can carry: give at most {}",
+                                u32::MAX
+                            )),
+                            n => Ok(n),
+                        },
+                    }
                 },
             )
             .unwrap_or_else(|| {
@@ -1622,13 +1640,26 @@ fn agentx(ctx: &mut Ctx<'_>, raw: &RawAgentx) -> Agentx {
         }
         d => Ok(d),
     };
-    Agentx {
+    let agentx = Agentx {
         socket: get!(ctx, p, raw.socket, socket).unwrap_or_else(|| "tcp:127.0.0.1:705".into()),
         timeout: get!(ctx, p, raw.timeout, timeout).unwrap_or(Dur::secs(5)),
         retries: get!(ctx, p, raw.retries, uint32).unwrap_or(10),
         ping_interval: get!(ctx, p, raw.ping_interval, positive_dur).unwrap_or(Dur::secs(15)),
         root_oid: get!(ctx, p, raw.root_oid, oid).unwrap_or_else(|| "1.3.6.1.4.1.32473.25".into()),
+    };
+    // walkBE 11: "1.3.6.1.2.1..." for "1.3.6.1.4.1..." registers over
+    // mib-2: the host agent's own objects hide Mailward's, and Mailward
+    // answers for what the host agent lacks there.
+    if !agentx.root_oid.starts_with("1.3.6.1.4.1.") {
+        ctx.warn(
+            &p.key("root_oid"),
+            format!(
+                "{} is not under enterprises (1.3.6.1.4.1): registered there, Mailward's objects would sit in another part of the tree, hidden by the host agent's own; give your enterprise number's subtree, like \"1.3.6.1.4.1.32473.25\" (and change the MIB to match)",
+                agentx.root_oid
+            ),
+        );
     }
+    agentx
 }
 
 fn metrics(ctx: &mut Ctx<'_>, raw: &RawMetrics) -> Metrics {
