@@ -1414,6 +1414,28 @@ fn thresholds_that_never_fire_and_a_root_outside_enterprises_are_said() {
     assert!(warnings("[agentx]\nroot_oid = \"1.3.6.1.4.1.99999.1\"\n").is_empty());
 }
 
+/// walkBF F7: a route back to the gateway's own listener is warned of.
+#[test]
+fn a_route_to_our_own_listener_is_warned_of() {
+    let w = warnings(
+        "[network]\nlisten_on = [\"127.0.0.1:2525\"]\n[[route]]\nmatch = \"*@loop.test\"\nto = \"[127.0.0.1:2525]\"\n",
+    );
+    assert!(
+        w.len() == 1
+            && w[0].starts_with("mailward.toml:5: warning: route[0].to: [127.0.0.1]:2525 is this gateway's own listener"),
+        "{w:?}"
+    );
+    let w = warnings(
+        "[network]\nlisten_on = [\"0.0.0.0:25\"]\n[[route]]\nmatch = \"*\"\nto = \"[localhost]:25\"\n",
+    );
+    assert_eq!(w.len(), 1, "{w:?}");
+    // The next hop's own port on the same host is no loop.
+    assert!(warnings(
+        "[network]\nlisten_on = [\"127.0.0.1:2525\"]\n[[route]]\nmatch = \"*\"\nto = \"[127.0.0.1:2526]\"\n"
+    )
+    .is_empty());
+}
+
 #[test]
 fn a_tls_redis_url_is_refused_as_unsupported_not_as_a_typo() {
     // walkAK 1: `rediss://` got "expected \"\" or a URL like redis://...".

@@ -2173,8 +2173,33 @@ fn not_a_templates_dir(dir: &Path) -> Option<String> {
     ))
 }
 
+/// Whether a next hop `host`:`port` is one of this gateway's own SMTP
+/// listeners: an address of `listen_on`, or a loopback address (or
+/// "localhost") on the port of one that listens on every address.
+fn is_own_listener(host: &str, port: u16, listen_on: &[SocketAddr]) -> bool {
+    let ip = host.parse::<std::net::IpAddr>().ok();
+    let local = host.eq_ignore_ascii_case("localhost") || ip.is_some_and(|ip| ip.is_loopback());
+    listen_on
+        .iter()
+        .any(|l| l.port() == port && (ip == Some(l.ip()) || (l.ip().is_unspecified() && local)))
+}
+
 /// Rules between keys, and what needs the file system.
 fn cross_checks(ctx: &mut Ctx<'_>, config: &Config) {
+    // walkBF F7: a route to the gateway's own port (a typo of the next
+    // hop's) sent each message round 50 times, then bounced it as a loop.
+    for (i, route) in config.route.iter().enumerate() {
+        if let NextHop::Direct { host, port } = &route.to {
+            if is_own_listener(host, *port, &config.network.listen_on) {
+                ctx.warn(
+                    &KeyPath::root("route").index(i).key("to"),
+                    format!(
+                        "[{host}]:{port} is this gateway's own listener (network.listen_on): its mail would come back here, go round until the hop count is spent, and bounce as a loop; give the next hop's address and port"
+                    ),
+                );
+            }
+        }
+    }
     if let Some(file) = &config.spam.rules {
         match std::fs::read_to_string(file) {
             Err(e) => ctx.report(
