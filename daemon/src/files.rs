@@ -210,6 +210,18 @@ impl LockError {
 pub struct DataDirLock {
     _file: File,
     path: PathBuf,
+    /// The PID a holder left in the file: it ended without releasing the
+    /// lock (killed, a crash, a power loss), since a holder that ends
+    /// empties it ([`Drop`]).
+    unreleased_by: Option<String>,
+}
+
+impl Drop for DataDirLock {
+    /// Empties the file: only a holder that did not end (kill -9, a crash,
+    /// a power loss) leaves its PID for the next one to see.
+    fn drop(&mut self) {
+        let _ = self._file.set_len(0);
+    }
 }
 
 impl DataDirLock {
@@ -245,7 +257,11 @@ impl DataDirLock {
             }
             Err(std::fs::TryLockError::Error(e)) => return Err(io(e)),
         }
+        let mut left = String::new();
+        let _ = std::io::Read::read_to_string(&mut file, &mut left);
+        let unreleased_by = Some(left.trim().to_string()).filter(|p| !p.is_empty());
         file.set_len(0).map_err(io)?;
+        std::io::Seek::rewind(&mut file).map_err(io)?;
         writeln!(file, "{}", std::process::id()).map_err(io)?;
         // A lock file left wider by an older version (or by hand): the
         // open above keeps the mode of a file that exists (walkJ F4).
@@ -255,7 +271,17 @@ impl DataDirLock {
                 .map_err(io)?;
         }
         narrow_left_modes(data_dir);
-        Ok(DataDirLock { _file: file, path })
+        Ok(DataDirLock {
+            _file: file,
+            path,
+            unreleased_by,
+        })
+    }
+
+    /// The PID of the previous holder when it ended without releasing the
+    /// lock (walkBF F3: a restart after kill -9 read like any other).
+    pub fn unreleased_by(&self) -> Option<&str> {
+        self.unreleased_by.as_deref()
     }
 
     /// Refuses as [`DataDirLock::take`] would when another process holds
@@ -294,6 +320,32 @@ impl DataDirLock {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// walkBF F3: a holder that ends empties the file; one that did not
+    /// (its PID still there) is told to the next.
+    #[test]
+    fn a_holder_that_did_not_end_is_told_to_the_next() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = DataDirLock::take(dir.path()).unwrap();
+        assert_eq!(first.unreleased_by(), None);
+        drop(first);
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join(LOCK_FILE)).unwrap(),
+            ""
+        );
+        let second = DataDirLock::take(dir.path()).unwrap();
+        assert_eq!(second.unreleased_by(), None);
+        drop(second);
+        // As kill -9 leaves it: the file keeps the PID, unlocked.
+        let fresh = tempfile::tempdir().unwrap();
+        std::fs::write(fresh.path().join(LOCK_FILE), "4242\n").unwrap();
+        let next = DataDirLock::take(fresh.path()).unwrap();
+        assert_eq!(next.unreleased_by(), Some("4242"));
+        assert_eq!(
+            std::fs::read_to_string(fresh.path().join(LOCK_FILE)).unwrap(),
+            format!("{}\n", std::process::id())
+        );
+    }
 
     #[test]
     fn a_held_lock_is_seen_without_taking_it() {

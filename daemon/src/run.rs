@@ -201,6 +201,11 @@ pub async fn run(
         s.hand_over(lock.path())?;
     }
     tracing::debug!(target: "app", lock = %lock.path().display(), "Data directory locked.");
+    if let Some(pid) = lock.unreleased_by() {
+        // Said before recovery's lines, which it explains (walkBF F3).
+        tracing::warn!(target: "app", previous_pid = %pid,
+            "The previous run did not stop cleanly (killed, a crash or a power loss): nothing it accepted is lost, but a delivery under way then may reach its next hop twice, and a message spooled but not yet answered may come again from its client (docs/reliability.md).");
+    }
     // The ports (25 needs root), then root is given up: everything after
     // this, mail, the spool, the bases, the admin socket, runs as the user.
     let listeners = crate::smtp::server::bind(&config.network.listen_on).await?;

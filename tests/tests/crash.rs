@@ -30,6 +30,17 @@ fn every_accepted_message_survives_kill_9() -> Result<()> {
         gw.daemon.restart()?;
     }
     load.wait_accepted(800, Duration::from_secs(120))?;
+    // walkBF F3: each start after a kill says the previous run did not
+    // stop cleanly (and what that may repeat).
+    let said = gw
+        .daemon
+        .full_log()
+        .matches("WARN app: The previous run did not stop cleanly")
+        .count();
+    ensure!(
+        said == 3,
+        "three starts after a kill -9 said so {said} time(s)"
+    );
     let ledger = load.stop();
     let settled = ledger.settle(&gw.sink, Duration::from_secs(180))?;
     eprintln!(
@@ -92,6 +103,10 @@ fn a_damaged_segment_is_salvaged_and_its_intact_mail_delivered() -> Result<()> {
     // The second start writes a newer segment: the first is no longer the
     // one a crash could have torn.
     daemon.restart()?;
+    ensure!(
+        !daemon.full_log().contains("did not stop cleanly"),
+        "a start after a clean stop says nothing of an unclean one"
+    );
     let later = [
         send_tagged(daemon.port, "salvage-tag-4")?,
         send_tagged(daemon.port, "salvage-tag-5")?,
