@@ -263,7 +263,27 @@ pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigErrors> {
                 Some(span) => (locator.line_at(span.start), locator.key_at(span.start)),
                 None => (0, String::new()),
             };
-            ctx.report_line(line, key, tidy_serde_message(e.message()));
+            let mut said = tidy_serde_message(e.message());
+            // toml calls a control character in a string an "invalid
+            // basic string" too: said as such, not as a missing quote
+            // (walkBE 5).
+            if e.message().contains("invalid basic string")
+                || e.message().contains("invalid literal string")
+            {
+                // A CRLF file's CR ends the line; it is no character of it.
+                let text_line = text
+                    .lines()
+                    .nth(line.saturating_sub(1))
+                    .unwrap_or("")
+                    .trim_end_matches('\r');
+                if let Some(c) = text_line.chars().find(|c| c.is_control() && *c != '\t') {
+                    said = format!(
+                        "a string holds the control character U+{:04X}, which TOML does not allow there: remove it, or write it as \\u{:04X} in double quotes",
+                        c as u32, c as u32
+                    );
+                }
+            }
+            ctx.report_line(line, key, said);
             None
         }
     };

@@ -1414,6 +1414,28 @@ fn thresholds_that_never_fire_and_a_root_outside_enterprises_are_said() {
     assert!(warnings("[agentx]\nroot_oid = \"1.3.6.1.4.1.99999.1\"\n").is_empty());
 }
 
+/// walkBE 5: a control character in a string is said as such, not as a
+/// missing closing quote; an unterminated string still is one.
+#[test]
+fn a_control_character_in_a_string_is_named() {
+    let p = problems("[server]\nhostname = \"ab\u{1}c\"\n");
+    assert_eq!(
+        p,
+        ["mailward.toml:2: server.hostname: a string holds the control character U+0001, which TOML does not allow there: remove it, or write it as \\u0001 in double quotes"]
+    );
+    for text in [
+        "[server]\nhostname = \"abc\n",
+        "[server]\r\nhostname = \"abc\r\n",
+    ] {
+        let p = problems(text);
+        assert!(
+            p.len() == 1
+                && p[0].ends_with("a string that does not end on its line (a closing \" missing?)"),
+            "{text:?}: {p:?}"
+        );
+    }
+}
+
 /// walkBF F7: a route back to the gateway's own listener is warned of.
 #[test]
 fn a_route_to_our_own_listener_is_warned_of() {
