@@ -118,6 +118,9 @@ pub struct Gateway {
     /// obsolete check follows each one (walkBE 1: sampled every 10 s, an
     /// update and a rollback within one look left the set "unchanged").
     bases_changes: std::sync::atomic::AtomicU64,
+    /// Why the SNMP alarms raised now cannot be kept in
+    /// `DATA_DIR/alarms.json` (None: they are), for `mailward status`.
+    alarms_unkept: Mutex<Option<String>>,
     /// What the last update or rollback said (since start), so that
     /// `mailward status` can say what a failed one failed on.
     last_update_message: Mutex<Option<String>>,
@@ -168,6 +171,7 @@ impl Gateway {
             bases_on_disk: Mutex::new(None),
             bases_change: tokio::sync::Mutex::new(()),
             bases_changes: Default::default(),
+            alarms_unkept: Mutex::new(None),
             last_update_message: Mutex::new(None),
             reload_refusal: Mutex::new(None),
             alerts_raised: Mutex::new(Vec::new()),
@@ -451,6 +455,8 @@ impl Gateway {
                 Ok(loaded) => {
                     if loaded.is_some() {
                         self.notify(crate::events::Notification::BasesReloaded);
+                    } else {
+                        self.note_bases_change();
                     }
                     // Said to the person who typed the command, too.
                     let mismatch = self.bases().and_then(|b| {
@@ -599,6 +605,29 @@ impl Gateway {
     /// How many times another set of bases came into use since start.
     pub fn bases_changes(&self) -> u64 {
         self.bases_changes.load(Ordering::Relaxed)
+    }
+
+    /// A set of bases put in use by `bases update` or `rollback` that is
+    /// the set in use already: its answer promises the obsolete check too
+    /// (walkBH F14).
+    pub fn note_bases_change(&self) {
+        self.bases_changes.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Why the SNMP alarms cannot be kept for the next start, if so.
+    pub fn alarms_unkept(&self) -> Option<String> {
+        self.alarms_unkept
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Sets why the SNMP alarms cannot be kept (None: they are now).
+    pub fn set_alarms_unkept(&self, why: Option<String>) {
+        *self
+            .alarms_unkept
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = why;
     }
 
     /// Whether the gateway is under stress: more inbound sessions open than

@@ -272,11 +272,18 @@ dnsmasq log:
         ))
     })?;
     ensure!(
-        queue.contains("relay.typo.test: no such domain")
-            && queue.contains(
-                "cannot be reached by that name; the mail waits until the route is mended"
-            ),
-        "the reason names the route's host and what to do:\n{queue}"
+        queue.contains(
+            "relay.typo.test: no such domain (a next hop this gateway is configured to use)"
+        ),
+        "the reason names the route's host, in words for the sender too:\n{queue}"
+    );
+    // walkBH F8: the administrator is told, with what to do.
+    let status = daemon.cli_ok(&["status"])?;
+    ensure!(
+        status.contains("The next hop [relay.typo.test]:2525 of a [[route]] cannot be found")
+            && status
+                .contains("Mend the route's `to`, `mailward reload`, then `mailward queue flush`"),
+        "mailward status lists the route:\n{status}"
     );
     ensure!(
         dsn_sink.messages()?.is_empty(),

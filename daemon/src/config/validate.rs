@@ -1483,8 +1483,11 @@ fn redis_url(v: &Value) -> Result<String, String> {
     redis::Client::open(s.as_str())
         .map(|_| s.clone())
         .map_err(|e| {
+            // Not the password in clear on a terminal or in a log (walkBH
+            // F7); one with / ? # @ or % must be percent-encoded.
             format!(
-                "not a usable Redis URL {s:?}: {}; write it as redis://[:PASSWORD@]HOST:PORT/DB",
+                "not a usable Redis URL {:?}: {}; write it as redis://[:PASSWORD@]HOST:PORT/DB (a password with /, ?, #, @ or % percent-encoded: %2F, %3F, %23, %40, %25)",
+                crate::check::spam::store::shown(&s),
                 crate::check::spam::store::redis_sentence(&e)
             )
         })

@@ -201,6 +201,13 @@ impl Pool {
             self.stats.record(&tally.event());
             recent.note(tally.answered + tally.not_found, tally.failed);
         }
+        if dest.routed() {
+            match &candidates {
+                Err(RouteError::Misrouted(why)) => self.suspensions.looked_up(dest, Some(why)),
+                Ok(_) => self.suspensions.looked_up(dest, None),
+                Err(_) => {}
+            }
+        }
         let candidates = candidates?;
         let (client, open) =
             connect_first(&candidates, settings, dest.tls(), &self.stats, queue_id).await?;

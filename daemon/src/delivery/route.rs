@@ -156,8 +156,11 @@ pub async fn candidates(
 ) -> Result<Vec<Candidate>, RouteError> {
     match candidates_of(dns, tally, dest).await {
         Err(RouteError::Permanent(why) | RouteError::NullMx(why)) if dest.routed() => {
+            // Words for the sender too (a delay notice, the bounce at
+            // expiry carry them): what happened, not the administrator's
+            // to-do, which `mailward status` and the docs give (walkBH F1).
             Err(RouteError::Misrouted(format!(
-                "{why}: the next hop {dest} of a [[route]] cannot be reached by that name; the mail waits until the route is mended (check its `to` and reload)"
+                "{why} (a next hop this gateway is configured to use)"
             )))
         }
         other => other,

@@ -96,6 +96,22 @@ pub struct SuspendedNow {
 #[derive(Default)]
 pub struct Suspensions {
     by_dest: Mutex<HashMap<Destination, State>>,
+    /// The next hops of routes whose name does not resolve now, with why
+    /// and since when (Unix time): their mail waits, and `mailward
+    /// status` says so (walkBH F8: a mistyped catch-all route queued all
+    /// mail for days with no problem listed).
+    misrouted: Mutex<std::collections::BTreeMap<String, (String, i64)>>,
+}
+
+/// A route's next hop whose name does not resolve now.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Misrouted {
+    /// The next hop, as the log names it (`[relay.example]:25`).
+    pub destination: String,
+    /// Why (`address look-up: relay.example: no such domain`).
+    pub error: String,
+    /// Since when (Unix time).
+    pub since: i64,
 }
 
 /// True for the failures that say the hop itself is not serving: the
@@ -118,6 +134,40 @@ pub fn is_connection_failure(e: &PoolError) -> bool {
 }
 
 impl Suspensions {
+    /// A look-up of `dest`, a route's next hop, found no such name
+    /// (`error`); None: it resolved.
+    pub fn looked_up(&self, dest: &Destination, error: Option<&str>) {
+        let Ok(mut map) = self.misrouted.lock() else {
+            return;
+        };
+        match error {
+            Some(e) => {
+                map.entry(dest.to_string())
+                    .and_modify(|(why, _)| *why = e.to_string())
+                    .or_insert_with(|| (e.to_string(), Utc::now().timestamp()));
+            }
+            None => {
+                map.remove(&dest.to_string());
+            }
+        }
+    }
+
+    /// The routes' next hops that do not resolve now.
+    pub fn misrouted(&self) -> Vec<Misrouted> {
+        self.misrouted
+            .lock()
+            .map(|m| {
+                m.iter()
+                    .map(|(d, (e, since))| Misrouted {
+                        destination: d.clone(),
+                        error: e.clone(),
+                        since: *since,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// Whether an attempt at `dest` may connect now.
     pub fn gate(&self, dest: &Destination, now: DateTime<Utc>) -> Gate {
         let Ok(mut map) = self.by_dest.lock() else {

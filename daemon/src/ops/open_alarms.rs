@@ -78,10 +78,17 @@ pub fn write(data_dir: &Path, alarms: &OpenAlarms) -> std::io::Result<()> {
     }
     let json = serde_json::to_vec_pretty(alarms).map_err(std::io::Error::other)?;
     let tmp = data_dir.join(format!("{FILE}.tmp"));
-    let mut f = crate::files::create(&tmp, crate::files::GROUP_FILE)?;
-    std::io::Write::write_all(&mut f, &json)?;
-    f.sync_data()?;
-    std::fs::rename(&tmp, &file)
+    let written = (|| {
+        let mut f = crate::files::create(&tmp, crate::files::GROUP_FILE)?;
+        std::io::Write::write_all(&mut f, &json)?;
+        f.sync_data()?;
+        std::fs::rename(&tmp, &file)
+    })();
+    if written.is_err() {
+        // Not left beside it (walkBH F3).
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
 }
 
 #[cfg(test)]

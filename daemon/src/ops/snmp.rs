@@ -629,12 +629,18 @@ pub async fn watch(gw: Arc<Gateway>) {
             }
             next_obsolete_check = now + Duration::from_secs(86400);
         }
-        let open = open_alarms::OpenAlarms {
-            thresholds: raised.iter().map(|(n, &t)| (n.clone(), t)).collect(),
-            stores: stores_reported.keys().cloned().collect(),
-            bases: gw
-                .bases_on_disk_error()
-                .map(|_| cfg.bases.av.display().to_string()),
+        // With the subagent off no NMS heard of them: nothing to clear
+        // after a restart (walkBH F9: a "cleared" for an alarm never sent).
+        let open = if cfg.agentx.socket.is_empty() {
+            open_alarms::OpenAlarms::default()
+        } else {
+            open_alarms::OpenAlarms {
+                thresholds: raised.iter().map(|(n, &t)| (n.clone(), t)).collect(),
+                stores: stores_reported.keys().cloned().collect(),
+                bases: gw
+                    .bases_on_disk_error()
+                    .map(|_| cfg.bases.av.display().to_string()),
+            }
         };
         if open != written {
             let (dir, alarms) = (data_dir.clone(), open.clone());
@@ -645,6 +651,11 @@ pub async fn watch(gw: Arc<Gateway>) {
                 Ok(Err(join)) => Some(join.to_string()),
                 Err(_) => Some("the write has not finished (a slow or hung disk?)".to_string()),
             };
+            gw.set_alarms_unkept(
+                error
+                    .as_ref()
+                    .map(|e| format!("{}: {e}", open_alarms::path(&data_dir).display())),
+            );
             match error {
                 None => {
                     written = open;

@@ -69,6 +69,14 @@ pub struct Status {
     /// failures and its last error, the longest suspended first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub suspended: Vec<crate::delivery::suspend::SuspendedNow>,
+    /// The routes' next hops whose name does not resolve now: their mail
+    /// waits (4.3.5).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub misrouted: Vec<crate::delivery::suspend::Misrouted>,
+    /// Why the SNMP alarms raised now cannot be kept for the next start
+    /// (`DATA_DIR/alarms.json`), None when they are.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alarms_unkept: Option<String>,
     /// The `snmp.alert_thresholds` raised now, as the mwAlertThreshold
     /// notifications and the "Alert threshold crossed" log lines say
     /// them (walkAS F5: 20k queued over a 10k threshold and no problem).
@@ -512,6 +520,8 @@ pub fn of(gw: &Gateway) -> Status {
         deferred: deferred_of(&gw.queue.list(), now),
         destinations_suspended: snap.value(StatId::DestinationsSuspended, 0),
         suspended: gw.suspensions.list(chrono::Utc::now()),
+        misrouted: gw.suspensions.misrouted(),
+        alarms_unkept: gw.alarms_unkept(),
         // Not measured again here: the alert watcher (ops/snmp.rs), which
         // raises and clears them and sends the traps, publishes them.
         alerts_raised: gw.alerts_raised(),
@@ -829,6 +839,20 @@ pub fn problems(s: &Status) -> Vec<String> {
     // in a row), and its mail now waits without even being tried.
     if s.destinations_suspended > 0 || !s.suspended.is_empty() {
         p.push(suspended_problem(s));
+    }
+    for m in &s.misrouted {
+        p.push(format!(
+            "The next hop {} of a [[route]] cannot be found ({}) since {}: its mail waits, deferred (4.3.5), until its lifetime ends. Mend the route's `to`, `mailward reload`, then `mailward queue flush` to send it at once.",
+            m.destination,
+            m.error,
+            chrono::DateTime::from_timestamp(m.since, 0)
+                .map_or_else(|| m.since.to_string(), |t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
+        ));
+    }
+    if let Some(e) = &s.alarms_unkept {
+        p.push(format!(
+            "The SNMP alarms raised now cannot be kept for the next start ({e}): after a restart, those that have ended would stay open at the NMS. Make the data directory writable for the daemon's user."
+        ));
     }
     if s.log.lines_dropped > 0 {
         let error = s.log.last_error.as_deref().unwrap_or("");
@@ -1238,6 +1262,8 @@ mod tests {
             deferred: Deferred::default(),
             destinations_suspended: 0,
             suspended: Vec::new(),
+            misrouted: Vec::new(),
+            alarms_unkept: None,
             alerts_raised: Vec::new(),
             spool_free_bytes: 40 << 30,
             spool_reclaimable_bytes: 0,
@@ -1733,6 +1759,17 @@ mod tests {
         let p = problems(&s);
         assert!(p.iter().any(|l| l.starts_with("No signature bases")));
         assert!(p.iter().any(|l| l.starts_with("No AgentX session")));
+        // walkBH F8 and F3: a route's next hop that cannot be found, and
+        // alarms that cannot be kept, are problems with what to do.
+        s.misrouted = vec![crate::delivery::suspend::Misrouted {
+            destination: "[relay.typo.example]:25".into(),
+            error: "address look-up: relay.typo.example: no such domain".into(),
+            since: 0,
+        }];
+        s.alarms_unkept = Some("/var/lib/mailward/alarms.json: Permission denied".into());
+        let p = problems(&s);
+        assert!(p.iter().any(|l| l.starts_with("The next hop [relay.typo.example]:25 of a [[route]] cannot be found (address look-up: relay.typo.example: no such domain) since 1970-01-01 00:00:00 UTC: its mail waits")), "{p:#?}");
+        assert!(p.iter().any(|l| l.starts_with("The SNMP alarms raised now cannot be kept for the next start (/var/lib/mailward/alarms.json: Permission denied)")), "{p:#?}");
         // walkBE 8: a subagent turned off is no problem, and says so.
         s.snmp.state = SnmpState::Off;
         assert!(!problems(&s).iter().any(|l| l.contains("AgentX")));

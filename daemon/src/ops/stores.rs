@@ -685,8 +685,10 @@ pub async fn send_again(
         .accept(&env, bytes)
         .await
         .map_err(|e| format!("cannot spool the message: {e}"))?;
+    // What the command warned of, in the audit line too (walkBH F13).
+    let unsafe_now = unsafe_statuses(&entry.meta.statuses).join(",");
     tracing::info!(target: "admin", store = store.what(), entry = %id, queue_id = %new_id,
-        return_path = %env.mail_from, ret = "HDRS",
+        return_path = %env.mail_from, ret = "HDRS", unsafe_statuses = %unsafe_now,
         "Spooled again; {}.", failure_report.describe());
     Ok(Spooled {
         queue_id: new_id,

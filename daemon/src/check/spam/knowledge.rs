@@ -780,7 +780,7 @@ fn note_emptied(s: &Shared, before: &Model, now: &Model) {
         s.damaged(|d| d.emptied = Some(emptied));
         if s.config().spam.autolearn {
             tracing::warn!(target: "scan", store = %s.store.describe(),
-                "Autolearn waits until the spam store is restored (`mailward spam import EXPORT`, or any `spam learn`): what it learnt meanwhile would end this problem with the learning still lost, and make the import refuse its messages.");
+                "Autolearn waits until the spam store is restored with `mailward spam import EXPORT`: what it learnt meanwhile would end this problem with the learning still lost, and make the import refuse its messages (so would a `spam learn` before the import).");
         }
     }
 }

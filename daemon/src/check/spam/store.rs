@@ -49,6 +49,11 @@ pub fn redis_sentence(e: &redis::RedisError) -> String {
             "{text}: nothing listens there; is redis-server running, and does spam.store name its address?"
         );
     }
+    // A Redis with requirepass asked without a password answers NOAUTH,
+    // which the client reports as an aborted transaction (walkBH F6).
+    if text.contains("NOAUTH") {
+        return "Redis asks for a password and the URL gives none: write it in spam.store as redis://:PASSWORD@HOST:PORT/DB (or USER:PASSWORD for an ACL user)".to_string();
+    }
     if e.kind() == redis::ErrorKind::AuthenticationFailed {
         return "Redis refused the password (or user) of the URL: check it in spam.store (redis://:PASSWORD@HOST:PORT/DB) against Redis's requirepass or ACL".to_string();
     }
@@ -1404,7 +1409,7 @@ fn read_optional(path: &Path) -> Result<Option<Vec<u8>>, StoreError> {
 }
 
 /// A Redis URL without its password, for logs and messages.
-fn shown(url: &str) -> String {
+pub fn shown(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
         (Some(scheme), Some(at)) if at > scheme => {
             format!("{}://***@{}", &url[..scheme], &url[at + 1..])
