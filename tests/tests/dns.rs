@@ -240,13 +240,12 @@ fn a_route_to_a_host_that_does_not_exist_defers_its_mail() -> Result<()> {
     let dir = TestDir::new("nx-route")?;
     let dns = Dns::start(dir.path(), &[])?;
     let dsn_sink = Sink::start(dir.path(), "dsn-sink")?;
-    let daemon = Daemon::start(
-        &Config::new(dir.path())
-            .route_to_port("*@sender.test", dsn_sink.port)
-            .route("*@elsewhere.test", "[relay.typo.test:2525]")
-            .route("*@byname.test", "nosuchdomain.test")
-            .set_str("access", "dns_resolver", &dns.resolver()),
-    )?;
+    let config = Config::new(dir.path())
+        .route_to_port("*@sender.test", dsn_sink.port)
+        .route("*@elsewhere.test", "[relay.typo.test:2525]")
+        .route("*@byname.test", "nosuchdomain.test")
+        .set_str("access", "dns_resolver", &dns.resolver());
+    let daemon = Daemon::start(&config)?;
     let mut c = SmtpClient::connect_ok(daemon.port)?;
     c.ehlo("client.test")?;
     c.send_mail_ok(
@@ -262,15 +261,7 @@ fn a_route_to_a_host_that_does_not_exist_defers_its_mail() -> Result<()> {
             Ok((queue.matches("4.3.5 ").count() == 2).then_some(queue))
         },
     )
-    .map_err(|e| {
-        e.context(format!(
-            "{}
-dnsmasq log:
-{}",
-            daemon.log(),
-            dns.log()
-        ))
-    })?;
+    .map_err(|e| e.context(format!("{}\ndnsmasq log:\n{}", daemon.log(), dns.log())))?;
     ensure!(
         queue.contains(
             "relay.typo.test: no such domain (a next hop this gateway is configured to use)"
@@ -288,6 +279,32 @@ dnsmasq log:
     ensure!(
         dsn_sink.messages()?.is_empty(),
         "no failure report for a route's mistake"
+    );
+    // Mended, reloaded and flushed: the mail goes, and the problem of the
+    // old hop is gone (its name is never looked up again).
+    let sink = Sink::start(dir.path(), "sink")?;
+    let mended = config.render().replace(
+        "[relay.typo.test:2525]",
+        &format!("[127.0.0.1:{}]", sink.port),
+    );
+    ensure!(
+        mended != config.render(),
+        "the route is in the rendered configuration"
+    );
+    daemon.write_config(&mended)?;
+    daemon.cli_ok(&["reload"])?;
+    daemon.cli_ok(&["queue", "flush"])?;
+    let got = sink.wait_for_count(1, DELIVERY_TIMEOUT)?;
+    ensure!(
+        got[0].recipients() == ["user@elsewhere.test"],
+        "{:?}",
+        got[0].recipients()
+    );
+    let status = daemon.cli_ok(&["status"])?;
+    ensure!(
+        !status.contains("[relay.typo.test]:2525")
+            && status.contains("The next hop nosuchdomain.test:25 of a [[route]] cannot be found"),
+        "only the route still wrong is listed:\n{status}"
     );
     Ok(())
 }

@@ -1458,6 +1458,25 @@ fn a_route_to_our_own_listener_is_warned_of() {
     .is_empty());
 }
 
+/// walkBH F7, walkBI F2: a spam.store refused for any reason is said
+/// without its password.
+#[test]
+fn a_refused_redis_url_never_shows_its_password() {
+    for url in [
+        "rediss://:s3cret@10.0.0.1:6379/0",
+        "REDIS://:s3cret@10.0.0.1:6379/0",
+        "redis//:s3cret@10.0.0.1:6379/0",
+        "redis+unix://:s3cret@/run/redis.sock",
+        " redis://:s3cret@10.0.0.1:6379/0",
+    ] {
+        let p = problems(&format!("[spam]\nstore = \"{url}\"\n"));
+        assert!(
+            !p.is_empty() && p.iter().all(|l| !l.contains("s3cret")),
+            "{url}: {p:?}"
+        );
+    }
+}
+
 #[test]
 fn a_tls_redis_url_is_refused_as_unsupported_not_as_a_typo() {
     // walkAK 1: `rediss://` got "expected \"\" or a URL like redis://...".

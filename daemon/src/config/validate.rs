@@ -1469,15 +1469,17 @@ fn redis_url(v: &Value) -> Result<String, String> {
     if s.is_empty() {
         return Ok(s);
     }
+    // Said without a password it may hold (walkBI F2).
+    let shown = crate::check::spam::store::shown(&s);
     if s.starts_with("rediss://") {
         // walkAK 1: refused with the generic sentence, it read as a typo.
         return Err(format!(
-            "got {s:?}: TLS to Redis (rediss://) is not supported; use redis:// to a Redis on this host or a trusted network (or a TLS tunnel such as stunnel in front of it)"
+            "got {shown:?}: TLS to Redis (rediss://) is not supported; use redis:// to a Redis on this host or a trusted network (or a TLS tunnel such as stunnel in front of it)"
         ));
     }
     if !s.starts_with("redis://") {
         return Err(format!(
-            "expected \"\" (the spam directory) or a URL like \"redis://127.0.0.1:6379/0\", got {s:?}"
+            "expected \"\" (the spam directory) or a URL like \"redis://127.0.0.1:6379/0\", got {shown:?}"
         ));
     }
     redis::Client::open(s.as_str())

@@ -1145,6 +1145,12 @@ async fn update_holding_the_lock(
                 chrono::Utc::now().timestamp(),
             )
             .unwrap_or_default();
+            if result == UpdateResult::NotNeeded && !obsolete.is_empty() {
+                // The answer says mwObsoleteBases follows: the watcher's
+                // check is asked for, as after a set coming into use
+                // (walkBI F3).
+                gw.note_bases_change();
+            }
             let message = match result {
                 // An obsolete set in use is said here too (walkAZ F13).
                 UpdateResult::NotNeeded => format!(

@@ -659,6 +659,10 @@ pub async fn watch(gw: Arc<Gateway>) {
             match error {
                 None => {
                     written = open;
+                    if write_failure_said {
+                        tracing::info!(target: "admin", file = %open_alarms::path(&data_dir).display(),
+                            "The alarms raised at the NMS are kept for the next start again.");
+                    }
                     write_failure_said = false;
                 }
                 // Once until a write succeeds: tried again every look.

@@ -520,7 +520,22 @@ pub fn of(gw: &Gateway) -> Status {
         deferred: deferred_of(&gw.queue.list(), now),
         destinations_suspended: snap.value(StatId::DestinationsSuspended, 0),
         suspended: gw.suspensions.list(chrono::Utc::now()),
-        misrouted: gw.suspensions.misrouted(),
+        // Only the hops the routes in force still name: mending a route's
+        // `to` makes another hop, and the old one is never looked up again.
+        misrouted: gw
+            .suspensions
+            .misrouted()
+            .into_iter()
+            .filter(|m| {
+                cfg.route.iter().any(|r| {
+                    let named = match &r.to {
+                        crate::config::NextHop::Direct { host, port } => format!("[{host}]:{port}"),
+                        crate::config::NextHop::Mx { domain, port } => format!("{domain}:{port}"),
+                    };
+                    named == m.destination
+                })
+            })
+            .collect(),
         alarms_unkept: gw.alarms_unkept(),
         // Not measured again here: the alert watcher (ops/snmp.rs), which
         // raises and clears them and sends the traps, publishes them.
@@ -851,7 +866,7 @@ pub fn problems(s: &Status) -> Vec<String> {
     }
     if let Some(e) = &s.alarms_unkept {
         p.push(format!(
-            "The SNMP alarms raised now cannot be kept for the next start ({e}): after a restart, those that have ended would stay open at the NMS. Make the data directory writable for the daemon's user."
+            "The SNMP alarms raised now cannot be kept for the next start ({e}): after a restart, those that have ended would stay open at the NMS. It must be a file the daemon's user may replace, in a data directory it may write."
         ));
     }
     if s.log.lines_dropped > 0 {

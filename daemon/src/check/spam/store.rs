@@ -1410,11 +1410,14 @@ fn read_optional(path: &Path) -> Result<Option<Vec<u8>>, StoreError> {
 
 /// A Redis URL without its password, for logs and messages.
 pub fn shown(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            format!("{}://***@{}", &url[..scheme], &url[at + 1..])
-        }
-        _ => url.to_string(),
+    let Some(at) = url.rfind('@') else {
+        return url.to_string();
+    };
+    match url.find("://") {
+        Some(scheme) if at > scheme => format!("{}://***@{}", &url[..scheme], &url[at + 1..]),
+        // Not a URL the client reads ("redis//:pw@host"): all before the @
+        // may be the password (walkBI F2).
+        _ => format!("***@{}", &url[at + 1..]),
     }
 }
 
