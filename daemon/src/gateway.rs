@@ -597,7 +597,7 @@ impl Gateway {
         let changed =
             before.is_none_or(|b| b.version != info.version || b.released != info.released);
         if changed {
-            self.bases_changes.fetch_add(1, Ordering::Relaxed);
+            self.note_bases_change();
         }
         Ok(changed.then_some(info))
     }
@@ -607,9 +607,10 @@ impl Gateway {
         self.bases_changes.load(Ordering::Relaxed)
     }
 
-    /// A set of bases put in use by `bases update` or `rollback` that is
-    /// the set in use already: its answer promises the obsolete check too
-    /// (walkBH F14).
+    /// Counts a set of bases coming into use, for the obsolete check that
+    /// follows each: another set loaded, or an update or rollback that
+    /// named the set in use already, whose answer promises that check too
+    /// (walkBH F14, walkBI F3).
     pub fn note_bases_change(&self) {
         self.bases_changes.fetch_add(1, Ordering::Relaxed);
     }

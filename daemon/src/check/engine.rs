@@ -276,10 +276,12 @@ mod tests {
         let cfg = Arc::new(crate::config::parse(crate::config::DEFAULT_TOML, "<test>").unwrap());
         let (spam, _) = crate::check::spam::knowledge::Shared::open(cfg);
         let (engine, _) = Engine::start(1, dir.path(), 1 << 20, spam).unwrap();
-        let set_loaded_at = |at: i64| {
+        // The set in use, as a start at another time (or of another
+        // version) would have left it.
+        let in_use = |change: &dyn Fn(&mut BasesInfo)| {
             let mut slot = engine.loaded.write().unwrap();
             let mut info = slot.info.clone().unwrap();
-            info.loaded_at = at;
+            change(&mut info);
             *slot = Arc::new(Loaded {
                 rules: None,
                 info: Some(info),
@@ -287,21 +289,11 @@ mod tests {
                 generation: slot.generation,
             });
         };
-        set_loaded_at(1000);
+        in_use(&|i| i.loaded_at = 1000);
         assert_eq!(engine.reload(dir.path()).unwrap().loaded_at, 1000);
         assert_eq!(engine.current().info.as_ref().unwrap().loaded_at, 1000);
         // Another version: loaded now.
-        let mut slot_info = engine.current().info.clone().unwrap();
-        slot_info.version = "1999.01.01.1".into();
-        {
-            let mut slot = engine.loaded.write().unwrap();
-            *slot = Arc::new(Loaded {
-                rules: None,
-                info: Some(slot_info),
-                count: 0,
-                generation: slot.generation,
-            });
-        }
+        in_use(&|i| i.version = "1999.01.01.1".into());
         assert!(engine.reload(dir.path()).unwrap().loaded_at > 1000);
     }
 }

@@ -1488,8 +1488,7 @@ fn redis_url(v: &Value) -> Result<String, String> {
             // Not the password in clear on a terminal or in a log (walkBH
             // F7); one with / ? # @ or % must be percent-encoded.
             format!(
-                "not a usable Redis URL {:?}: {}; write it as redis://[:PASSWORD@]HOST:PORT/DB (a password with /, ?, #, @ or % percent-encoded: %2F, %3F, %23, %40, %25)",
-                crate::check::spam::store::shown(&s),
+                "not a usable Redis URL {shown:?}: {}; write it as redis://[:PASSWORD@]HOST:PORT/DB (a password with /, ?, #, @ or % percent-encoded: %2F, %3F, %23, %40, %25)",
                 crate::check::spam::store::redis_sentence(&e)
             )
         })

@@ -60,31 +60,37 @@ impl std::fmt::Display for Destination {
 /// form the DNS knows; a route written with the U-label matches too.
 pub fn destination(routes: &[Route], rcpt: &str) -> Destination {
     let a_label = crate::text::a_label_mailbox(rcpt);
+    let domain = crate::envelope::domain_of(&a_label);
     for route in routes {
         if route.pattern.matches(&a_label) || (a_label != rcpt && route.pattern.matches(rcpt)) {
-            return match &route.to {
-                NextHop::Direct { host, port } => Destination::Direct {
-                    host: host.clone(),
-                    port: *port,
-                    tls: route.tls.clone(),
-                },
-                NextHop::Mx { domain, port } => Destination::Mx {
-                    domain: domain.clone(),
-                    port: *port,
-                    tls: route.tls.clone(),
-                    // A route to the recipient's own domain (for a port
-                    // or TLS) looks up what the sender wrote.
-                    routed: !domain.eq_ignore_ascii_case(&crate::envelope::domain_of(&a_label)),
-                },
-            };
+            return of_route(route, &domain);
         }
     }
     // MX delivery without a route: opportunistic, as Postfix's "may".
     Destination::Mx {
-        domain: crate::envelope::domain_of(&a_label),
+        domain,
         port: 25,
         tls: OutboundTls::default(),
         routed: false,
+    }
+}
+
+/// The hop a route's `to` names, for a recipient in `rcpt_domain`
+/// (A-label): a route to that very domain (for a port or TLS) looks up
+/// what the sender wrote, so it is not `routed`.
+pub fn of_route(route: &Route, rcpt_domain: &str) -> Destination {
+    match &route.to {
+        NextHop::Direct { host, port } => Destination::Direct {
+            host: host.clone(),
+            port: *port,
+            tls: route.tls.clone(),
+        },
+        NextHop::Mx { domain, port } => Destination::Mx {
+            domain: domain.clone(),
+            port: *port,
+            tls: route.tls.clone(),
+            routed: !domain.eq_ignore_ascii_case(rcpt_domain),
+        },
     }
 }
 

@@ -152,12 +152,19 @@ impl Suspensions {
         }
     }
 
-    /// The routes' next hops that do not resolve now.
-    pub fn misrouted(&self) -> Vec<Misrouted> {
+    /// The next hops of `routes` (those in force) that do not resolve now.
+    /// Only theirs: mending a route's `to` makes another hop, and the old
+    /// one is never looked up again (walkBI F1).
+    pub fn misrouted(&self, routes: &[crate::config::Route]) -> Vec<Misrouted> {
+        let named: std::collections::HashSet<String> = routes
+            .iter()
+            .map(|r| super::route::of_route(r, "").to_string())
+            .collect();
         self.misrouted
             .lock()
             .map(|m| {
                 m.iter()
+                    .filter(|(d, _)| named.contains(*d))
                     .map(|(d, (e, since))| Misrouted {
                         destination: d.clone(),
                         error: e.clone(),

@@ -520,22 +520,7 @@ pub fn of(gw: &Gateway) -> Status {
         deferred: deferred_of(&gw.queue.list(), now),
         destinations_suspended: snap.value(StatId::DestinationsSuspended, 0),
         suspended: gw.suspensions.list(chrono::Utc::now()),
-        // Only the hops the routes in force still name: mending a route's
-        // `to` makes another hop, and the old one is never looked up again.
-        misrouted: gw
-            .suspensions
-            .misrouted()
-            .into_iter()
-            .filter(|m| {
-                cfg.route.iter().any(|r| {
-                    let named = match &r.to {
-                        crate::config::NextHop::Direct { host, port } => format!("[{host}]:{port}"),
-                        crate::config::NextHop::Mx { domain, port } => format!("{domain}:{port}"),
-                    };
-                    named == m.destination
-                })
-            })
-            .collect(),
+        misrouted: gw.suspensions.misrouted(&cfg.route),
         alarms_unkept: gw.alarms_unkept(),
         // Not measured again here: the alert watcher (ops/snmp.rs), which
         // raises and clears them and sends the traps, publishes them.
@@ -860,8 +845,7 @@ pub fn problems(s: &Status) -> Vec<String> {
             "The next hop {} of a [[route]] cannot be found ({}) since {}: its mail waits, deferred (4.3.5), until its lifetime ends. Mend the route's `to`, `mailward reload`, then `mailward queue flush` to send it at once.",
             m.destination,
             m.error,
-            chrono::DateTime::from_timestamp(m.since, 0)
-                .map_or_else(|| m.since.to_string(), |t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
+            rfc3339(m.since)
         ));
     }
     if let Some(e) = &s.alarms_unkept {
@@ -1783,7 +1767,7 @@ mod tests {
         }];
         s.alarms_unkept = Some("/var/lib/mailward/alarms.json: Permission denied".into());
         let p = problems(&s);
-        assert!(p.iter().any(|l| l.starts_with("The next hop [relay.typo.example]:25 of a [[route]] cannot be found (address look-up: relay.typo.example: no such domain) since 1970-01-01 00:00:00 UTC: its mail waits")), "{p:#?}");
+        assert!(p.iter().any(|l| l.starts_with("The next hop [relay.typo.example]:25 of a [[route]] cannot be found (address look-up: relay.typo.example: no such domain) since 1970-01-01T00:00:00+00:00: its mail waits")), "{p:#?}");
         assert!(p.iter().any(|l| l.starts_with("The SNMP alarms raised now cannot be kept for the next start (/var/lib/mailward/alarms.json: Permission denied)")), "{p:#?}");
         // walkBE 8: a subagent turned off is no problem, and says so.
         s.snmp.state = SnmpState::Off;

@@ -457,18 +457,18 @@ impl Shared {
     /// learnt.
     pub fn autolearn(&self, raw: &Arc<Vec<u8>>, evidence: &super::Evidence) {
         let cfg = self.config();
-        // Not into a shared store that came back empty (note_emptied):
-        // the first confident verdict ended the problem there before an
-        // administrator saw it, and the import that restores the learning
-        // then refused the message it had learnt (walkBG 4).
-        if self.emptied().is_some() {
-            return;
-        }
         if let (true, Some(learner), Some(class)) = (
             cfg.spam.autolearn,
             &self.learner,
             super::autolearn::lesson(evidence),
         ) {
+            // Not into a shared store that came back empty (note_emptied):
+            // the first confident verdict ended the problem there before
+            // an administrator saw it, and the import that restores the
+            // learning then refused the message it had learnt (walkBG 4).
+            if self.emptied().is_some() {
+                return;
+            }
             // Learnt as `spam learn` learns it: without verdict fields a
             // sender wrote in our name, nor a subject mark it came with.
             let raw = match super::tokens::unmark(raw, &super::tokens::Marks::of(&cfg)) {
