@@ -35,6 +35,10 @@ pub enum EndpointError {
     /// A transport prefix other than unix, local, tcp, tcp6 or inet.
     #[error("unknown AgentX transport {0:?} in {1:?} (unix:/path, /path, tcp:HOST:PORT, local:/path or inet:PORT@HOST expected)")]
     UnknownTransport(String, String),
+    /// Neither a path nor `TRANSPORT:...` (a word such as `off`, or a
+    /// relative path): there is no transport to call unknown (walkBH F4).
+    #[error("{0:?} is not an AgentX address (unix:/path, /path, tcp:HOST:PORT, local:/path or inet:PORT@HOST expected)")]
+    NotAnAddress(String),
     /// A socket path that is empty or not absolute.
     #[error("AgentX socket path {0:?} must be absolute")]
     BadPath(String),
@@ -59,10 +63,7 @@ impl Endpoint {
             return Ok(Endpoint::Unix(PathBuf::from(s)));
         }
         let Some((transport, rest)) = s.split_once(':') else {
-            return Err(EndpointError::UnknownTransport(
-                String::new(),
-                s.to_string(),
-            ));
+            return Err(EndpointError::NotAnAddress(s.to_string()));
         };
         match transport.to_ascii_lowercase().as_str() {
             "unix" | "local" => {
@@ -285,8 +286,16 @@ mod tests {
         ));
         assert!(matches!(
             Endpoint::parse("relative/path"),
-            Err(EndpointError::UnknownTransport(..))
+            Err(EndpointError::NotAnAddress(_))
         ));
+        assert_eq!(
+            Endpoint::parse("off").map_err(|e| e.to_string()),
+            Err(
+                "\"off\" is not an AgentX address (unix:/path, /path, tcp:HOST:PORT, \
+                 local:/path or inet:PORT@HOST expected)"
+                    .to_string()
+            )
+        );
         assert!(matches!(
             Endpoint::parse("unix:relative"),
             Err(EndpointError::BadPath(_))
