@@ -351,11 +351,13 @@ pub async fn run(
     tokio::spawn(crate::ops::snmp::watch(gw.clone()));
     // The worst state of the AV check, and the one a poller may not watch
     // for (mwBasesRecords 0): said as a fault, as mwObsoleteBases says
-    // the milder one.
+    // the milder one. Its subject, "the signature bases in DIR", is the
+    // one the clear names, so that an NMS pairs the two (walkBH F10).
     if let Some(e) = &bases_problem {
         gw.notify(Notification::ProductError {
             message: format!(
-                "the signature bases cannot be used ({e}); every message gets av/error until they are fixed"
+                "the signature bases in {} cannot be used ({e}); every message gets av/error until they are fixed",
+                bases_dir.display()
             ),
         });
     }
