@@ -214,13 +214,21 @@ pub struct DataDirLock {
     /// lock (killed, a crash, a power loss), since a holder that ends
     /// empties it ([`Drop`]).
     unreleased_by: Option<String>,
+    /// Whether [`Drop`] puts `unreleased_by` back, for a holder that is
+    /// not a run ([`DataDirLock::passing_on_unclean_end`]).
+    pass_on: bool,
 }
 
 impl Drop for DataDirLock {
     /// Empties the file: only a holder that did not end (kill -9, a crash,
-    /// a power loss) leaves its PID for the next one to see.
+    /// a power loss) leaves its PID for the next one to see. A holder that
+    /// passes an unclean end on writes the PID it found back instead.
     fn drop(&mut self) {
         let _ = self._file.set_len(0);
+        if let (true, Some(pid)) = (self.pass_on, &self.unreleased_by) {
+            let _ = std::io::Seek::rewind(&mut self._file);
+            let _ = writeln!(self._file, "{pid}");
+        }
     }
 }
 
@@ -275,7 +283,17 @@ impl DataDirLock {
             _file: file,
             path,
             unreleased_by,
+            pass_on: false,
         })
+    }
+
+    /// For a holder that is not a run (`mailward queue salvage` after a
+    /// crash): the PID of a run that did not end cleanly is left in the
+    /// file when this holder ends, so that the next start still says the
+    /// previous run died, which its recovery lines explain.
+    pub fn passing_on_unclean_end(mut self) -> DataDirLock {
+        self.pass_on = true;
+        self
     }
 
     /// The PID of the previous holder when it ended without releasing the
@@ -344,6 +362,24 @@ mod tests {
         assert_eq!(
             std::fs::read_to_string(fresh.path().join(LOCK_FILE)).unwrap(),
             format!("{}\n", std::process::id())
+        );
+        drop(next);
+        // A salvage between the crash and the next start passes it on.
+        std::fs::write(fresh.path().join(LOCK_FILE), "4243\n").unwrap();
+        let salvage = DataDirLock::take(fresh.path())
+            .unwrap()
+            .passing_on_unclean_end();
+        drop(salvage);
+        let start = DataDirLock::take(fresh.path()).unwrap();
+        assert_eq!(start.unreleased_by(), Some("4243"));
+        drop(start);
+        let after_clean_stop = DataDirLock::take(fresh.path())
+            .unwrap()
+            .passing_on_unclean_end();
+        drop(after_clean_stop);
+        assert_eq!(
+            std::fs::read_to_string(fresh.path().join(LOCK_FILE)).unwrap(),
+            ""
         );
     }
 

@@ -195,10 +195,13 @@ pub fn salvage(
     if !dir.is_dir() {
         return Err(SalvageError::NoSpool { dir });
     }
-    let _lock = DataDirLock::take(data_dir).map_err(|e| match e {
-        LockError::Held { dir, pid, .. } => SalvageError::Running { dir, pid },
-        e => SalvageError::Lock(e),
-    })?;
+    // A salvage usually follows a crash: the next start must still say so.
+    let _lock = DataDirLock::take(data_dir)
+        .map_err(|e| match e {
+            LockError::Held { dir, pid, .. } => SalvageError::Running { dir, pid },
+            e => SalvageError::Lock(e),
+        })?
+        .passing_on_unclean_end();
     let target = record::segment_path(&dir, segment);
     if same_file(&target, file) {
         return Err(SalvageError::InSpool {
