@@ -1018,7 +1018,7 @@ fn two_gateways_share_learning_through_redis() -> Result<()> {
     let stats = StatsSetup::new(stats_dir.path());
     // The first one gets no mail until the end, where autolearn learns
     // from its trap into the shared store.
-    let one = Gateway::start("spam-redis-one", |c| {
+    let mut one = Gateway::start("spam-redis-one", |c| {
         c.set_str("spam", "store", &url)
             .set("spam", "min_learnt", "5")
             .set_list("spam", "traps", &["trap@example.com"])
@@ -1203,6 +1203,26 @@ fn two_gateways_share_learning_through_redis() -> Result<()> {
     f.check(status.contains("came back empty"), || {
         format!("the trap hit did not end the problem: {status}")
     });
+    // walkBH F12: a gateway that starts while the store is still empty
+    // (a reboot of a host that runs both, or one that was down at the
+    // loss) is told too, by what it kept in its data directory; and its
+    // autolearn waits as well.
+    one.daemon.sigterm()?;
+    one.daemon.restart()?;
+    let status = one.daemon.cli_ok(&["status"])?;
+    f.check(
+        status.contains(&format!(
+            "The spam store {url} came back empty: it held 8 spam and 8 ham before"
+        )),
+        || format!("a restart still lists the lost learning: {status}"),
+    );
+    let log = one.daemon.full_log();
+    f.check(
+        log.matches("Autolearn waits until the spam store is restored")
+            .count()
+            == 2,
+        || format!("autolearn waits after the restart too: {log}"),
+    );
     // Learnt again, then an
     // element that is no journal record is pushed behind the 16 records.
     // The status says so; `spam fold` keeps the 16 and drops it, and the
@@ -1262,7 +1282,9 @@ fn two_gateways_share_learning_through_redis() -> Result<()> {
     );
     // Autolearn writes from the model the gateway has in use and the
     // journal since (not a whole read): one record appended, and the
-    // counts right for both gateways.
+    // counts right for both gateways. It waits until this gateway has read
+    // the learning back (its restart found the store empty, above).
+    wait_for_load(&one.daemon, "spam=8 ham=9 read=")?;
     let reply = send(one.port(), &["trap@example.com"], &ham("Trapped", 77))?;
     f.check(reply.code == 250, || format!("{reply:?}"));
     let learnt = wait_until("autolearn to write", Duration::from_secs(15), || {

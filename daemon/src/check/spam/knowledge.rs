@@ -268,6 +268,9 @@ pub struct Shared {
     store_down: AtomicBool,
     /// What cannot be read now, for `mailward status` (walkR finding 1).
     damage: Mutex<Damage>,
+    /// The counts of a shared store last kept in `DATA_DIR`
+    /// ([`super::held`]); None before the first.
+    held: Mutex<Option<(u64, u64)>>,
     /// Autolearn's thread (`[spam] autolearn`).
     learner: Option<super::autolearn::Learner>,
 }
@@ -347,6 +350,7 @@ impl Shared {
             }
         };
         let down = damage.store.is_some();
+        let read_at_start = site_at.is_some();
         k.classifier.unavailable = damage.unavailable();
         let shared = Arc::new_cyclic(|me: &std::sync::Weak<Shared>| {
             let me = me.clone();
@@ -367,8 +371,27 @@ impl Shared {
                 config: RwLock::new(cfg),
                 store_down: AtomicBool::new(down),
                 damage: Mutex::new(damage),
+                held: Mutex::new(None),
             }
         });
+        // A shared store read empty at the start, though it held learning
+        // when this gateway last read it: lost while no gateway watched
+        // (walkBH F12), said as the watcher says a loss it sees.
+        if read_at_start && shared.store.is_shared() {
+            let site = shared.loaded().classifier.site.clone();
+            let data_dir = &shared.config().server.data_dir;
+            match super::held::read(data_dir, &shared.store.describe()) {
+                Some(h) if site.spam_messages + site.ham_messages == 0 => {
+                    let before = Model {
+                        spam_messages: h.spam,
+                        ham_messages: h.ham,
+                        ..Model::default()
+                    };
+                    note_emptied(&shared, &before, &site);
+                }
+                _ => keep_held(&shared),
+            }
+        }
         if let Ok(mut seen) = shared.seen.lock() {
             *seen = shared.stamp();
         }
@@ -785,6 +808,33 @@ fn note_emptied(s: &Shared, before: &Model, now: &Model) {
     }
 }
 
+/// Keeps what a shared store holds now in `DATA_DIR` ([`super::held`])
+/// when it changed, for the next start to compare; not while the store is
+/// emptied (what it held is what the next start must still be told).
+fn keep_held(s: &Shared) {
+    if !s.store.is_shared() || s.emptied().is_some() {
+        return;
+    }
+    let site = s.loaded().classifier.site.clone();
+    let counts = (site.spam_messages, site.ham_messages);
+    let mut kept = s.held.lock().unwrap_or_else(|p| p.into_inner());
+    if *kept == Some(counts) {
+        return;
+    }
+    let data_dir = s.config().server.data_dir.clone();
+    let held = Emptied {
+        store: s.store.describe(),
+        spam: counts.0,
+        ham: counts.1,
+    };
+    if let Err(e) = super::held::write(&data_dir, &held) {
+        // Once per count: the cost is only a loss a restart cannot tell.
+        tracing::warn!(target: "scan", file = %data_dir.join(super::held::FILE).display(), error = %e,
+            "Cannot keep what the spam store holds; a start after the store lost its learning will not notice it.");
+    }
+    *kept = Some(counts);
+}
+
 /// One look at the site's store: the version; a new one, what changed.
 /// A Redis that cannot be read makes the classifier abstain; a damaged file
 /// leaves the model in use (and is said once per change of the files), and
@@ -834,6 +884,7 @@ fn poll_site(s: &Shared, seen: &mut Option<Version>) {
             if site.spam_messages + site.ham_messages > 0 {
                 s.damaged(|d| d.emptied = None);
             }
+            keep_held(s);
         }
         Err(e) if s.store.is_shared() => {
             if !was_down {

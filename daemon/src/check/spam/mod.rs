@@ -18,6 +18,7 @@
 pub mod autolearn;
 pub mod classifier;
 pub mod formal;
+pub mod held;
 pub mod journal;
 pub mod knowledge;
 pub mod model;
