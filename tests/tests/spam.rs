@@ -112,7 +112,7 @@ fn the_gtube_test_message_is_learnt_by_no_command() -> Result<()> {
             .set_list("group.marked", "quarantine", &["as/spam"])
     })?;
     let mut f = Failures::default();
-    let gtube = "From: admin@example.com\r\nTo: boss@marked.example.com\r\nSubject: Spam path test\r\nDate: Mon, 07 Dec 2026 01:00:00 +0000\r\nMessage-ID: <gtube-1@example.com>\r\n\r\nTesting the spam path.\r\nXJS*C4JBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X\r\n";
+    let gtube = "From: admin@example.com\r\nTo: boss@marked.example.com\r\nSubject: Spam path test\r\nDate: Mon, 07 Dec 2026 01:00:00 +0000\r\nMessage-ID: <gtube-1@example.com>\r\n\r\nTesting the spam path.\r\nXJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X\r\n";
     let reply = send(gw.port(), &["boss@marked.example.com"], gtube.as_bytes())?;
     f.check(reply.code == 250, || {
         format!("GTUBE to the marked group: {reply:?}")

@@ -118,7 +118,7 @@ pub const RULES_ALONE: f64 = 2.0;
 /// anti-virus. It names no other test's weight: [`GTUBE_POINTS`] is above
 /// every level's spam threshold whatever else fires, and autolearn never
 /// learns the message ([`autolearn::lesson`]).
-pub const GTUBE: &str = "XJS*C4JBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X";
+pub const GTUBE: &str = "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X";
 /// SpamAssassin's weight for it.
 pub const GTUBE_POINTS: f64 = 1000.0;
 
