@@ -664,6 +664,48 @@ fn unknown_command_flood_ends_with_421() -> Result<()> {
     anyhow::bail!("100 unknown commands and still no 421")
 }
 
+/// walkBK F1: a web page can make a browser POST to this port, with SMTP
+/// commands in the body (cross-protocol scripting). Answered line by line
+/// with 500s, the body's MAIL, RCPT and DATA relayed a message from a
+/// relay network. As Postfix does (`smtpd_forbidden_commands`), the first
+/// line of a web request ends the session: nothing is delivered.
+#[test]
+fn a_web_request_ends_the_session() -> Result<()> {
+    let gw = Gateway::start("web-request", |c| c)?;
+    let mut c = SmtpClient::connect(gw.port())?;
+    c.banner.expect_code(220)?;
+    c.send(
+        b"POST /form HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: text/plain\r\n\r\n\
+          EHLO web\r\nMAIL FROM:<page@sender.test>\r\nRCPT TO:<victim@example.com>\r\n\
+          DATA\r\nSubject: from a web page\r\n\r\nrelayed\r\n.\r\nQUIT\r\n",
+    )?;
+    c.read_reply()?.expect(221, "2.7.0")?;
+    ensure!(
+        c.closed_within(Duration::from_secs(10)),
+        "closed after the request line"
+    );
+    let line = wait_until("the refusal's log line", Duration::from_secs(10), || {
+        Ok(gw
+            .daemon
+            .log()
+            .lines()
+            .find(|l| l.contains("Refused in the session.") && l.contains("cause=web_request"))
+            .map(str::to_string))
+    })?;
+    ensure!(
+        line.contains("reason=syntax") && line.contains("refused=session"),
+        "{line}"
+    );
+    // GET and CONNECT too, in any case, even after EHLO.
+    let mut c = gw.ehlo_client()?;
+    c.command("connect 127.0.0.1:25 HTTP/1.1")?
+        .expect(221, "2.7.0")?;
+    ensure!(c.closed_within(Duration::from_secs(10)), "closed");
+    std::thread::sleep(Duration::from_secs(2));
+    ensure!(gw.sink.count() == 0, "nothing relayed");
+    Ok(())
+}
+
 /// Sends `command` until the session gets 421; returns how many refusals
 /// (`code` `enhanced`) came before it.
 fn refused_until_421(c: &mut SmtpClient, command: &str, code: u16, enhanced: &str) -> Result<u32> {

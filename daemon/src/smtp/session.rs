@@ -256,6 +256,8 @@ enum Ending {
     Shutdown,
     /// 554 for commands pipelined behind DATA.
     Pipelining,
+    /// 221 for a web request's verb (GET, POST, CONNECT).
+    WebRequest,
 }
 
 impl Ending {
@@ -279,6 +281,7 @@ impl Ending {
             Ending::Disconnected => "disconnected",
             Ending::Shutdown => "shutdown",
             Ending::Pipelining => "pipelining",
+            Ending::WebRequest => "web_request",
         }
     }
 
@@ -292,6 +295,7 @@ impl Ending {
             Ending::Disconnected => "none: the client closed the connection".to_string(),
             Ending::Shutdown => SHUTTING_DOWN.to_string(),
             Ending::Pipelining => IMPROPER_PIPELINING.to_string(),
+            Ending::WebRequest => WEB_REQUEST.to_string(),
         }
     }
 }
@@ -299,6 +303,23 @@ impl Ending {
 const TOO_MANY_ERRORS: &str = "421 4.7.0 Too many errors, closing connection";
 const SHUTTING_DOWN: &str = "421 4.3.2 Service shutting down, try again later";
 const IMPROPER_PIPELINING: &str = "554 5.5.0 Error: improper command pipelining after DATA";
+/// The answer to a web request's first line, as Postfix answers its
+/// `smtpd_forbidden_commands` (221 2.7.0, then the connection closes).
+const WEB_REQUEST: &str =
+    "221 2.7.0 Error: a web request (GET, POST or CONNECT) on an SMTP port; closing connection";
+
+/// Whether `line` starts a web request: a browser or a proxy made to
+/// talk to this port (cross-protocol scripting: an HTML form's POST to
+/// port 2525 whose body is SMTP commands, walkBK F1). Answered each with
+/// a 500, its body's MAIL, RCPT and DATA would be taken as commands;
+/// Postfix ends the session at the first (`smtpd_forbidden_commands =
+/// CONNECT GET POST`), and so does this session. No SMTP command starts
+/// with these words.
+fn is_web_request(line: &[u8]) -> bool {
+    ["GET ", "POST ", "CONNECT "].iter().any(|verb| {
+        line.len() >= verb.len() && line[..verb.len()].eq_ignore_ascii_case(verb.as_bytes())
+    })
+}
 
 /// The client a transaction is recorded and scored for (logs, raw records,
 /// statistics, spam lists, DNSBL scoring, SPF, the Received line). Access
@@ -803,6 +824,19 @@ impl Session {
             }
             let text = line.strip_suffix(b"\n").unwrap_or(&line);
             let text = text.strip_suffix(b"\r").unwrap_or(text);
+            if is_web_request(text) {
+                self.ending = Some(Ending::WebRequest);
+                MessageRejected {
+                    reason: RejectReason::Syntax,
+                    client: self.peer.ip(),
+                    reply: WEB_REQUEST,
+                    refused: Refused::Session,
+                    cause: Some(Ending::WebRequest.cause()),
+                }
+                .emit(&self.gw.stats);
+                conn.reply(WEB_REQUEST);
+                return Some(conn);
+            }
             let flow = match command::parse(text) {
                 Ok(cmd) => self.dispatch(&mut conn, cmd).await,
                 Err(e) => self.malformed(&mut conn, e, text),
@@ -1864,6 +1898,20 @@ fn address_literal(ip: std::net::IpAddr) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn web_requests_are_told_from_smtp_commands() {
+        for line in [
+            "GET / HTTP/1.1",
+            "post /x HTTP/1.0",
+            "CONNECT host:25 HTTP/1.1",
+        ] {
+            assert!(super::is_web_request(line.as_bytes()), "{line}");
+        }
+        for line in ["GETX", "GET", "MAIL FROM:<a@b>", "POSTMASTER", "EHLO get"] {
+            assert!(!super::is_web_request(line.as_bytes()), "{line}");
+        }
+    }
+
     use super::{Refusals, RejectReason};
 
     fn ip() -> std::net::IpAddr {
