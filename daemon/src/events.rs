@@ -432,7 +432,7 @@ impl SessionTimedOut<'_> {
             phase: self.phase,
             stress: self.stress,
         });
-        tracing::info!(target: "smtp", client = %self.client, phase = self.phase.as_str(),
+        tracing::info!(target: "smtp", session = session().map(tracing::field::display), client = %self.client, phase = self.phase.as_str(),
             stress = self.stress, from = self.transaction.map(|t| sender(t.0)),
             rcpts = self.transaction.map(|t| t.1), "Session timed out; closing it.");
     }
