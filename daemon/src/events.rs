@@ -34,6 +34,7 @@ impl SessionOpened {
 
 pub struct SessionClosed {
     pub client: std::net::SocketAddr,
+    /// Messages accepted in the session.
     pub messages: u32,
     /// The session's ID (`session=`), as on its other lines.
     pub session: u64,

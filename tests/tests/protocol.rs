@@ -1261,6 +1261,7 @@ fn recipients_per_message_are_limited() -> Result<()> {
 fn messages_per_session_are_limited() -> Result<()> {
     let gw = Gateway::start("msg-limit", |c| {
         c.set("limits", "max_messages_per_session", "2")
+            .set("limits", "max_hops", "5")
     })?;
     let mut c = gw.ehlo_client()?;
     let message = read_resource("mail/plain.eml")?;
@@ -1276,6 +1277,16 @@ fn messages_per_session_are_limited() -> Result<()> {
     let mut c2 = gw.ehlo_client()?;
     c2.send_mail_ok("alice@sender.test", &["bob@example.com"], &message)?;
     gw.sink.wait_for_count(3, DELIVERY_TIMEOUT)?;
+    // Refused messages count too (walkBK F9: a session sending refused
+    // messages was bounded by nothing).
+    let mut c3 = gw.ehlo_client()?;
+    let looping = read_resource("mail/six-received-headers.eml")?;
+    for _ in 0..2 {
+        c3.send_mail("alice@sender.test", &["bob@example.com"], &looping)?
+            .expect(554, "5.4.6")?;
+    }
+    c3.command("MAIL FROM:<alice@sender.test>")?
+        .expect(421, "4.7.0")?;
     Ok(())
 }
 

@@ -373,8 +373,13 @@ pub struct Session {
     forwarded: Forwarded,
     esmtp: bool,
     state: State,
+    /// Messages sent to the end of DATA, accepted or refused, and their
+    /// octets: what `max_messages_per_session` and `max_session_size`
+    /// bound.
     messages: u32,
     session_bytes: u64,
+    /// Messages accepted (250), for the session's closing line.
+    accepted: u32,
     errors: u32,
     /// Commands that move no mail (JUNK_COMMAND_LIMIT) since the start or
     /// the last message accepted.
@@ -514,6 +519,7 @@ impl Session {
             state: State::Start,
             messages: 0,
             session_bytes: 0,
+            accepted: 0,
             errors: 0,
             junk: 0,
             slot,
@@ -697,7 +703,7 @@ impl Session {
         }
         SessionClosed {
             client: self.peer,
-            messages: self.messages,
+            messages: self.accepted,
             session: self.id.0,
         }
         .emit(&self.gw.stats);
@@ -1659,6 +1665,12 @@ impl Session {
             }
         }
         let msg = asm.finish();
+        // Every message sent counts against the session's limits, refused
+        // or not: the octets were read either way, and a session sending
+        // refused messages (too big, infected, a long line) was otherwise
+        // bounded by nothing but each DATA's deadline (walkBK F9).
+        self.messages = self.messages.saturating_add(1);
+        self.session_bytes = self.session_bytes.saturating_add(msg.size);
         if short != Short::No && dropped + msg.size <= limits.max_message_size.0 {
             self.refuse_for_space(conn);
             return Flow::Continue;
@@ -1705,7 +1717,7 @@ impl Session {
             );
             return Flow::Continue;
         }
-        if self.session_bytes + msg.size > limits.max_session_size.0 {
+        if self.session_bytes > limits.max_session_size.0 {
             self.reject_for(
                 conn,
                 tx.client.ip,
@@ -1806,9 +1818,8 @@ impl Session {
                 return Flow::Continue;
             }
         }
-        self.messages += 1;
+        self.accepted = self.accepted.saturating_add(1);
         self.junk = 0;
-        self.session_bytes += msg.size;
         conn.reply(&format!("250 2.0.0 Ok: queued as {id}"));
         Flow::Continue
     }
