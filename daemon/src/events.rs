@@ -507,7 +507,7 @@ impl MessageRejected<'_> {
             cause = self.cause, refused = self.refused.as_str(),
             queue_id = tx.and_then(|t| t.queue_id).map(tracing::field::display),
             upstream_id = tx.and_then(|t| t.upstream_id),
-            from = tx.map(|t| tracing::field::display(t.from)),
+            from = tx.map(|t| tracing::field::display(sender(t.from))),
             rcpts = tx.map(|t| t.rcpts),
             reply = %self.reply,
             "Refused in the session.");
@@ -559,7 +559,7 @@ impl RecipientRejected<'_> {
         tracing::info!(target: "smtp", session = session().map(tracing::field::display), client = %self.client, reason = self.reason.as_str(),
             refused = "recipient",
             upstream_id = rcpt.and_then(|r| r.upstream_id),
-            from = self.from.map(tracing::field::display),
+            from = self.from.map(|f| tracing::field::display(sender(f))),
             to = rcpt.map(|r| tracing::field::display(r.to)),
             reply = %self.reply, "Refused in the session.");
     }

@@ -1476,6 +1476,13 @@ fn lack_of_spool_space_is_warned_once_and_its_end_logged() -> Result<()> {
     })
     .with_context(|| gw.daemon.full_log())?;
     let log = gw.daemon.full_log();
+    // walkBK F7: `grep from=SENDER` finds the mail that never came.
+    ensure!(
+        log.lines()
+            .filter(|l| l.contains("cause=spool_space "))
+            .all(|l| l.contains("from=alice@sender.test")),
+        "every refusal names its sender: {log}"
+    );
     let warnings: Vec<&str> = log.lines().filter(|l| l.contains(warning)).collect();
     ensure!(
         warnings.len() == 1

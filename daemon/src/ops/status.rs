@@ -718,9 +718,10 @@ pub fn problems(s: &Status) -> Vec<String> {
         ));
     }
     if s.stress {
-        p.push(
-            "Under stress (session limits reached): idle sessions get the short deadlines. If it lasts, raise limits.incoming_sessions (or lower limits.incoming_sessions_per_ip if one client holds them), or look for a client that opens sessions and leaves them idle (ss -tn 'sport = :25').".into(),
-        );
+        p.push(format!(
+            "Under stress (session limits reached): idle sessions get the short deadlines. If it lasts, raise limits.incoming_sessions (or lower limits.incoming_sessions_per_ip if one client holds them), or look for a client that opens sessions and leaves them idle (ss -tn '{}').",
+            ss_filter(&s.listen)
+        ));
     }
     for u in &s.spam.unreadable {
         p.push(spam_unreadable(u));
@@ -1234,8 +1235,41 @@ pub(crate) fn bytes(n: u64) -> String {
     }
 }
 
+/// The `ss` filter for the sessions on the SMTP listeners: the ports
+/// this gateway listens on (walkBK F5: the hint said port 25 whatever
+/// they were).
+fn ss_filter(listen: &[String]) -> String {
+    let mut ports: Vec<&str> = listen
+        .iter()
+        .filter_map(|l| l.rsplit_once(':').map(|(_, port)| port))
+        .collect();
+    ports.sort_unstable();
+    ports.dedup();
+    match ports.as_slice() {
+        [] => "sport = :25".to_string(),
+        [one] => format!("sport = :{one}"),
+        many => format!(
+            "( {} )",
+            many.iter()
+                .map(|p| format!("sport = :{p}"))
+                .collect::<Vec<_>>()
+                .join(" or ")
+        ),
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_stress_hint_names_the_ports_listened_on() {
+        let l = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(super::ss_filter(&l(&["0.0.0.0:2525"])), "sport = :2525");
+        assert_eq!(
+            super::ss_filter(&l(&["0.0.0.0:25", "[::]:25", "0.0.0.0:587"])),
+            "( sport = :25 or sport = :587 )"
+        );
+    }
+
     use super::*;
 
     fn healthy() -> Status {

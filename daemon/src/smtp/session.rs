@@ -1270,7 +1270,12 @@ impl Session {
             Ok(found) => super::space::taken(&found, limits),
             Err(NoRoom::Short(found)) => {
                 super::space::refused(&found, super::space::When::Mail, limits);
-                self.refuse_for_space(conn);
+                let named = RefusedTransaction {
+                    upstream_id: self.forwarded.ident.as_deref(),
+                    from: &from,
+                    ..Default::default()
+                };
+                self.refuse_for_space(conn, &named);
                 return Flow::Continue;
             }
             Err(NoRoom::Unknown(e)) => {
@@ -1334,7 +1339,9 @@ impl Session {
     }
 
     /// `452 4.3.1` for lack of spool space, at MAIL or at the end of DATA.
-    fn refuse_for_space(&mut self, conn: &mut Conn) {
+    /// 452 4.3.1 for a transaction the spool has no room for; its line
+    /// names the sender (walkBK F7: `grep from=SENDER` did not find it).
+    fn refuse_for_space(&self, conn: &mut Conn, tx: &RefusedTransaction<'_>) {
         // Delivered mail may be pinned in a segment by a waiting message:
         // the writer compacts now rather than at its next tick, so that
         // the client's retry finds the space.
@@ -1348,7 +1355,7 @@ impl Session {
             refused: Refused::Transaction,
             cause: Some("spool_space"),
         }
-        .emit(&self.gw.stats);
+        .emit_for(&self.gw.stats, tx);
         conn.reply(reply);
     }
 
@@ -1672,7 +1679,7 @@ impl Session {
         self.messages = self.messages.saturating_add(1);
         self.session_bytes = self.session_bytes.saturating_add(msg.size);
         if short != Short::No && dropped + msg.size <= limits.max_message_size.0 {
-            self.refuse_for_space(conn);
+            self.refuse_for_space(conn, &tx.named());
             return Flow::Continue;
         }
         if msg.oversize {
