@@ -587,8 +587,13 @@ fn commands_out_of_sequence_get_503() -> Result<()> {
     c.command("DATA")?.expect(503, "5.5.1")?;
     c.command("RCPT TO:<bob@example.com>")?
         .expect(503, "5.5.1")?;
+    // Out of sequence first, whatever else is wrong (walkBK F4).
+    c.command("RCPT TO:<not an address>")?
+        .expect(503, "5.5.1")?;
     c.mail_ok("<alice@sender.test>")?;
     c.command("MAIL FROM:<alice@sender.test>")?
+        .expect(503, "5.5.1")?;
+    c.command("MAIL FROM:<bad address> SIZE=x")?
         .expect(503, "5.5.1")?;
     // DATA with no recipient yet: 503 (bad sequence) or 554 (no valid
     // recipients) are both usual.

@@ -936,6 +936,12 @@ impl Session {
                 let to = command::written_path(line);
                 self.reject_rcpt(conn, self.peer.ip(), RejectReason::Syntax, e.reply, &to);
             }
+            // Out of sequence first, as a well-formed command would be
+            // told (walkBK F4: a bad address before MAIL got its 553, and
+            // the client never learnt it had skipped MAIL).
+            (Verb::Rcpt, _) => conn.reply("503 5.5.1 Need MAIL command"),
+            (Verb::Mail, State::Start) => conn.reply("503 5.5.1 Send HELO/EHLO first"),
+            (Verb::Mail, State::Mail(_)) => conn.reply("503 5.5.1 Nested MAIL command"),
             _ => conn.reply(e.reply),
         }
         Flow::Continue
