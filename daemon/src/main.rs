@@ -73,6 +73,26 @@ fn account_warnings(c: &config::Config, source: &Source) -> Vec<String> {
             mailward::ops::privileges::PrivilegeError::RootWithoutUser
         ));
     }
+    // The TLS files as `run` reads them: after the switch to server.user
+    // (walkBJ F1: root read the key, the user could not).
+    let tls_files = [
+        ("tls_certificate", &c.network.tls_certificate),
+        ("tls_key", &c.network.tls_key),
+    ];
+    for (key, file) in tls_files {
+        let Some(file) = file else { continue };
+        if let Some(why) = mailward::ops::privileges::unreadable_after_switch(
+            file,
+            c.server.user.as_deref(),
+            c.server.group.as_deref(),
+        ) {
+            let line = config::line_of_key(text, "network", key);
+            out.push(format!(
+                "{}: warning: network.{key}: {why}; mailward run cannot start with it here",
+                at(&c.origin, line)
+            ));
+        }
+    }
     let missing = mailward::ops::privileges::missing_accounts(
         c.server.user.as_deref(),
         c.server.group.as_deref(),

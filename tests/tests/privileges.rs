@@ -355,6 +355,66 @@ fn root_without_a_user_or_with_an_unknown_one_is_refused() -> Result<()> {
     Ok(())
 }
 
+/// walkBJ F1: a TLS key only root may read (0600 root, as in
+/// /etc/ssl/private): `check-config` run by root read it and said valid,
+/// then `run`, switched to the user, stopped with a bare "Permission
+/// denied". Both say now who cannot read it and what to change, and the
+/// key made readable to the user's group is taken.
+#[test]
+fn a_tls_key_the_user_cannot_read_is_said_before_the_start() -> Result<()> {
+    ensure!(is_root(), "this test makes system users: run it as root");
+    ensure_user(USER)?;
+    let dir = TestDir::new("privileges-tls")?;
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o711))?;
+    let (cert, key) = mailward_e2e::tools::self_signed(dir.path(), "mx.test")?;
+    std::fs::set_permissions(&cert, std::fs::Permissions::from_mode(0o644))?;
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600))?;
+    let config = Config::new(dir.path())
+        .set_str("server", "user", USER)
+        .set_str("network", "tls_certificate", &cert)
+        .set_str("network", "tls_key", &key);
+    let path = dir.join("tls.toml");
+    std::fs::write(&path, config.render())?;
+    let bin = mailward_bin()?;
+    let said = |command: &str| -> Result<(Option<i32>, String)> {
+        let out = Command::new(&bin)
+            .args([command, "--config"])
+            .arg(&path)
+            .current_dir(dir.path())
+            .stdin(Stdio::null())
+            .output()?;
+        Ok((out.status.code(), output_text(&out)))
+    };
+    let (code, text) = said("check-config")?;
+    ensure!(
+        code == Some(0)
+            && text.contains("mailward run refuses to start with it as root here")
+            && text.contains(&format!(
+                "network.tls_key: {key}: mailward run switches to {USER} (server.user) and then cannot read it (600 root:root)"
+            )),
+        "check-config names the key the user cannot read: {text}"
+    );
+    let (code, text) = said("run")?;
+    ensure!(
+        code == Some(71)
+            && text.contains("Permission denied")
+            && text.contains(&format!(
+                "mailward runs as {USER}: make the file readable by {USER} or its group"
+            )),
+        "run says who was refused: {text}"
+    );
+    // Readable by the user's group: nothing to say.
+    let gid = id_of("-g", USER)?;
+    std::os::unix::fs::chown(&key, None, Some(gid))?;
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o640))?;
+    let (code, text) = said("check-config")?;
+    ensure!(
+        code == Some(0) && !text.contains("tls_key"),
+        "the key readable by the group: {text}"
+    );
+    Ok(())
+}
+
 #[test]
 fn what_root_made_or_restored_does_not_stop_the_user() -> Result<()> {
     // walkF: (1) a raw records file in a directory root made (the log's)

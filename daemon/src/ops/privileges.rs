@@ -173,6 +173,72 @@ pub fn missing_accounts(user: Option<&str>, group: Option<&str>) -> Vec<(&'stati
     missing
 }
 
+/// Why `server.user` (with `server.group`, and the supplementary groups
+/// `run` gives it by `initgroups`) could not read `path` after the switch,
+/// when this process is root and would switch: `check-config` run by root
+/// reads every file, and said valid a key (0600 root, as in
+/// /etc/ssl/private) that `run` then failed to read (walkBJ F1). None when
+/// it can, or when nothing would switch.
+pub fn unreadable_after_switch(
+    path: &Path,
+    user: Option<&str>,
+    group: Option<&str>,
+) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let switch = plan(user, group, false).ok()??;
+    let name = std::ffi::CString::new(switch.user.as_str()).ok()?;
+    let mut gids: Vec<u32> = nix::unistd::getgrouplist(&name, switch.gid)
+        .map(|g| g.iter().map(|g| g.as_raw()).collect())
+        .unwrap_or_default();
+    gids.push(switch.gid.as_raw());
+    let uid = switch.uid.as_raw();
+    // `bits` is the owner's bit: 0o4 read for the file, 0o1 search for
+    // the directories above it.
+    let allowed = |m: &std::fs::Metadata, bit: u32| {
+        let mode = m.mode();
+        (m.uid() == uid && mode & (bit << 6) != 0)
+            || (m.uid() != uid && gids.contains(&m.gid()) && mode & (bit << 3) != 0)
+            || (m.uid() != uid && !gids.contains(&m.gid()) && mode & bit != 0)
+    };
+    let absolute = std::path::absolute(path).ok()?;
+    let refused = absolute
+        .ancestors()
+        .skip(1)
+        .find(|dir| std::fs::metadata(dir).is_ok_and(|m| !allowed(&m, 0o1)))
+        .map(|dir| format!("cannot enter {}", dir.display()))
+        .or_else(|| {
+            let m = std::fs::metadata(&absolute).ok()?;
+            (!allowed(&m, 0o4)).then(|| {
+                format!(
+                    "cannot read it ({:o} {}:{})",
+                    m.mode() & 0o7777,
+                    uid_name(m.uid()),
+                    gid_name(m.gid())
+                )
+            })
+        })?;
+    Some(format!(
+        "{}: mailward run switches to {} (server.user) and then {refused}: make it readable by that user or its group (Debian: adduser {} ssl-cert, with the key 0640 root:ssl-cert)",
+        path.display(),
+        switch.user,
+        switch.user
+    ))
+}
+
+fn uid_name(uid: u32) -> String {
+    User::from_uid(Uid::from_raw(uid))
+        .ok()
+        .flatten()
+        .map_or_else(|| uid.to_string(), |u| u.name)
+}
+
+fn gid_name(gid: u32) -> String {
+    Group::from_gid(nix::unistd::Gid::from_raw(gid))
+        .ok()
+        .flatten()
+        .map_or_else(|| gid.to_string(), |g| g.name)
+}
+
 /// The `user` of a configuration not started as root, when it names
 /// someone else: a sentence for the log, or `None`.
 pub fn mismatch(user: Option<&str>) -> Option<String> {

@@ -7,7 +7,7 @@ use tokio_rustls::TlsAcceptor;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
-    #[error("{path}: {source}")]
+    #[error("{path}: {source}{}", permission_hint(source))]
     Read {
         path: PathBuf,
         #[source]
@@ -21,6 +21,23 @@ pub enum TlsError {
     KeyMismatch { cert: PathBuf, key: PathBuf },
     #[error("certificate and key do not make a TLS configuration: {0}")]
     Config(#[from] rustls::Error),
+}
+
+/// For a read refused: who was refused and what to change (walkBJ F1:
+/// `run`, switched to server.user, said only "Permission denied").
+fn permission_hint(e: &std::io::Error) -> String {
+    if e.kind() != std::io::ErrorKind::PermissionDenied {
+        return String::new();
+    }
+    let uid = nix::unistd::geteuid();
+    let user = nix::unistd::User::from_uid(uid)
+        .ok()
+        .flatten()
+        .map_or_else(|| format!("uid {uid}"), |u| u.name);
+    format!(
+        "; mailward runs as {user}: make the file readable by {user} or its group \
+         (Debian: adduser {user} ssl-cert, with the key 0640 root:ssl-cert)"
+    )
 }
 
 fn open(path: &Path) -> Result<std::io::BufReader<std::fs::File>, TlsError> {
