@@ -18,6 +18,8 @@ use tokio_rustls::TlsAcceptor;
 /// What a configuration needs built before it can serve.
 pub struct Built {
     pub tls: Option<TlsAcceptor>,
+    /// The validity of the certificate `tls` serves.
+    pub tls_validity: Option<crate::smtp::tls::CertValidity>,
     pub dns: Arc<Dns>,
 }
 
@@ -34,9 +36,12 @@ pub enum BuildError {
 /// DNS server and the list zones is kept when the new one asks the same
 /// servers ([`Dns::keep_health_of`]).
 pub fn build(config: &Config, running: Option<&Dns>) -> Result<Built, BuildError> {
-    let tls = match (&config.network.tls_certificate, &config.network.tls_key) {
-        (Some(cert), Some(key)) => Some(crate::smtp::tls::acceptor(cert, key)?),
-        _ => None,
+    let (tls, tls_validity) = match (&config.network.tls_certificate, &config.network.tls_key) {
+        (Some(cert), Some(key)) => (
+            Some(crate::smtp::tls::acceptor(cert, key)?),
+            crate::smtp::tls::validity(cert),
+        ),
+        _ => (None, None),
     };
     let mut dns = Dns::new(config.access.dns_resolver, config.timeouts.dns.get())?;
     if let Some(old) = running {
@@ -46,8 +51,20 @@ pub fn build(config: &Config, running: Option<&Dns>) -> Result<Built, BuildError
     }
     Ok(Built {
         tls,
+        tls_validity,
         dns: Arc::new(dns),
     })
+}
+
+/// Logs what is wrong with the STARTTLS certificate now (at the start and
+/// at each reload), as `mailward status` lists it.
+fn warn_of_certificate(validity: Option<&crate::smtp::tls::CertValidity>) {
+    if let Some(mut problem) = validity.and_then(|v| v.problem(chrono::Utc::now().timestamp())) {
+        if let Some(first) = problem.get_mut(..1) {
+            first.make_ascii_uppercase();
+        }
+        tracing::warn!(target: "config", "{problem}.");
+    }
 }
 
 /// Sends a notification on (the SNMP side's trap sender).
@@ -56,6 +73,7 @@ type Notifier = Box<dyn Fn(&crate::events::Notification) + Send + Sync>;
 pub struct Gateway {
     config: RwLock<Arc<Config>>,
     tls: RwLock<Option<TlsAcceptor>>,
+    tls_validity: RwLock<Option<crate::smtp::tls::CertValidity>>,
     dns: RwLock<Arc<Dns>>,
     /// Whether the last DNS look-ups were answered, for `mailward status`.
     pub dns_recent: crate::dns::RecentLookups,
@@ -150,6 +168,7 @@ impl Gateway {
         Gateway {
             config: RwLock::new(Arc::new(config)),
             tls: RwLock::new(built.tls),
+            tls_validity: RwLock::new(built.tls_validity),
             dns: RwLock::new(built.dns),
             dns_recent: crate::dns::RecentLookups::default(),
             counted_before_resets: std::sync::Mutex::new((0, 0)),
@@ -215,6 +234,16 @@ impl Gateway {
             Ok(c) => c.clone(),
             Err(poisoned) => poisoned.into_inner().clone(),
         }
+    }
+
+    /// The validity of the STARTTLS certificate in use.
+    pub fn tls_validity(&self) -> Option<crate::smtp::tls::CertValidity> {
+        self.tls_validity.read().map_or(None, |v| v.clone())
+    }
+
+    /// Says at the start what is wrong with the STARTTLS certificate.
+    pub fn warn_of_certificate(&self) {
+        warn_of_certificate(self.tls_validity().as_ref());
     }
 
     pub fn tls(&self) -> Option<TlsAcceptor> {
@@ -310,6 +339,10 @@ impl Gateway {
     pub fn install(&self, config: Config, built: Built) {
         if let Ok(mut t) = self.tls.write() {
             *t = built.tls;
+        }
+        warn_of_certificate(built.tls_validity.as_ref());
+        if let Ok(mut v) = self.tls_validity.write() {
+            *v = built.tls_validity;
         }
         if let Ok(mut d) = self.dns.write() {
             *d = built.dns;

@@ -279,6 +279,21 @@ fn main() -> ExitCode {
                 }
                 log_warnings(&c, &source);
                 example_name_warnings(&c, &source);
+                // An expired certificate loads: said before clients fail
+                // (walkBJ F2).
+                if let Some(problem) = c
+                    .network
+                    .tls_certificate
+                    .as_deref()
+                    .and_then(mailward::smtp::tls::validity)
+                    .and_then(|v| v.problem(chrono::Utc::now().timestamp()))
+                {
+                    let line = config::line_of_key(&source.text, "network", "tls_certificate");
+                    eprintln!(
+                        "{}: warning: network.tls_certificate: {problem}",
+                        at(&c.origin, line)
+                    );
+                }
                 // What `run` logs at start of [access] beside a milter
                 // (walkBC F5: only the log said it).
                 for (key, w) in mailward::run::Overrides::default().ignored_keys(&c) {

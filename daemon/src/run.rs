@@ -373,6 +373,7 @@ pub async fn run(
     for w in &gw.config().warnings {
         tracing::warn!(target: "config", "{}", w.warning());
     }
+    gw.warn_of_certificate();
     crate::ops::systemd::ready(&match &milter_at {
         Some(m) => format!("Accepting mail on {listen:?}, milter on {m}."),
         None => format!("Accepting mail on {listen:?}."),

@@ -400,9 +400,15 @@ pub fn tail(path: &Path, n: usize) -> String {
     lines[start..].join("\n")
 }
 
-/// Makes a self-signed certificate for `cn` in `dir` with openssl;
+/// Makes a self-signed certificate for `cn` in `dir` with openssl, valid
+/// 30 days (past the 14 within which the gateway says it expires);
 /// returns the paths of (cert, key).
 pub fn self_signed(dir: &Path, cn: &str) -> Result<(String, String)> {
+    self_signed_for(dir, cn, 30)
+}
+
+/// [`self_signed`], valid `days` days.
+pub fn self_signed_for(dir: &Path, cn: &str, days: u32) -> Result<(String, String)> {
     let openssl = require("openssl", "openssl")?;
     let cert = dir.join("cert.pem").display().to_string();
     let key = dir.join("key.pem").display().to_string();
@@ -417,7 +423,7 @@ pub fn self_signed(dir: &Path, cn: &str) -> Result<(String, String)> {
             "-subj",
             &format!("/CN={cn}"),
             "-days",
-            "2",
+            &days.to_string(),
             "-keyout",
             &key,
             "-out",
@@ -463,7 +469,7 @@ pub fn ca_and_leaf(dir: &Path, name: &str) -> Result<(String, String, String)> {
             "-subj",
             "/CN=Mailward Test CA",
             "-days",
-            "2",
+            "30",
             "-keyout",
             &ca_key,
             "-out",
@@ -488,7 +494,7 @@ pub fn ca_and_leaf(dir: &Path, name: &str) -> Result<(String, String, String)> {
             &ca_key,
             "-CAcreateserial",
             "-days",
-            "2",
+            "30",
             "-out",
             &leaf,
             "-extfile",

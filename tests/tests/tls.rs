@@ -180,3 +180,47 @@ fn check_config_builds_the_tls_configurations() -> Result<()> {
     ensure!(!text.contains("configuration is valid"), "{text}");
     Ok(())
 }
+
+/// walkBJ F2: a certificate that has expired (or soon will) loaded
+/// without a word; clients that check it were the first to notice.
+/// check-config, the start's log and `mailward status` say it now, with
+/// the file, the subject and the date.
+#[test]
+fn a_certificate_about_to_expire_is_said_everywhere() -> Result<()> {
+    let dir = TestDir::new("tls-expiry")?;
+    let (cert, key) = mailward_e2e::tools::self_signed_for(dir.path(), "soon.test", 3)?;
+    let config = Config::new(dir.path())
+        .set_str("network", "tls_certificate", &cert)
+        .set_str("network", "tls_key", &key);
+    let file = dir.join("expiry.toml");
+    std::fs::write(&file, config.render())?;
+    let out = std::process::Command::new(mailward_e2e::daemon::mailward_bin()?)
+        .args(["check-config", "--config", &file.display().to_string()])
+        .output()?;
+    let text = output_text(&out);
+    let said = format!("the STARTTLS certificate in {cert} (CN=soon.test) expires on ");
+    ensure!(
+        out.status.success()
+            && text.contains(&format!("network.tls_certificate: {said}"))
+            && (text.contains(", in 2 day(s): renew it, then `mailward reload`")
+                || text.contains(", in 3 day(s): renew it, then `mailward reload`")),
+        "check-config warns: {text}"
+    );
+    let daemon = Daemon::start(&config)?;
+    let log = daemon.log();
+    ensure!(
+        log.lines()
+            .any(|l| l.contains("WARN config: The STARTTLS certificate in")
+                && l.contains("(CN=soon.test) expires on ")),
+        "the start says it: {log}"
+    );
+    let status = daemon.cli(&["status"])?;
+    let text = output_text(&status);
+    ensure!(
+        text.contains(&format!(
+            "The STARTTLS certificate in {cert} (CN=soon.test) expires on "
+        )),
+        "`mailward status` lists it: {text}"
+    );
+    Ok(())
+}

@@ -39,6 +39,10 @@ pub struct Status {
     /// last reload kept their running values), one sentence each.
     #[serde(default)]
     pub restart_pending: Vec<String>,
+    /// What is wrong with the STARTTLS certificate in use (expired, not
+    /// valid yet, expiring within 14 days); None when nothing.
+    #[serde(default)]
+    pub tls_certificate_problem: Option<String>,
     /// SMTP listeners (none for `mailward milter`).
     pub listen: Vec<String>,
     pub milter: Option<String>,
@@ -500,6 +504,9 @@ pub fn of(gw: &Gateway) -> Status {
         reload_refused_at: snap.config.refused_at,
         reload_refused_why: gw.reload_refusal(),
         restart_pending: gw.restart_pending(),
+        tls_certificate_problem: gw
+            .tls_validity()
+            .and_then(|v| v.problem(chrono::Utc::now().timestamp())),
         listen: cfg
             .network
             .listen_on
@@ -562,6 +569,13 @@ pub fn of(gw: &Gateway) -> Status {
 /// What an operator should act on, one sentence each.
 pub fn problems(s: &Status) -> Vec<String> {
     let mut p = Vec::new();
+    if let Some(t) = &s.tls_certificate_problem {
+        let mut t = t.clone();
+        if let Some(first) = t.get_mut(..1) {
+            first.make_ascii_uppercase();
+        }
+        p.push(format!("{t}."));
+    }
     match (&s.bases, &s.bases_on_disk_error) {
         (None, None) => {
             p.push("No signature bases are loaded: messages are not scanned for viruses.".into())
@@ -1284,6 +1298,7 @@ mod tests {
             reload_refused_at: 0,
             reload_refused_why: None,
             restart_pending: Vec::new(),
+            tls_certificate_problem: None,
             listen: vec!["127.0.0.1:2525".into()],
             milter: None,
             milter_connections: 0,

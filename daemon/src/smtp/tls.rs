@@ -82,3 +82,105 @@ pub fn acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, TlsError> {
     })?;
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
+
+/// How long the STARTTLS certificate is valid: what rustls does not say,
+/// and what an expired certificate costs only once clients start failing
+/// (walkBJ F2: check-config, the start and `mailward status` were silent
+/// about a certificate expired for years).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CertValidity {
+    /// The file (`network.tls_certificate`).
+    pub path: PathBuf,
+    /// The certificate's subject, as openssl prints it.
+    pub subject: String,
+    /// Its notBefore and notAfter, UNIX seconds.
+    pub not_before: i64,
+    pub not_after: i64,
+}
+
+/// Within this many days of its end, a certificate is said to expire.
+pub const EXPIRES_SOON_DAYS: i64 = 14;
+
+/// The validity of the first certificate in `cert` (the server's own; the
+/// chain follows it): None when the file cannot be read or parsed, which
+/// [`acceptor`] reports on its own.
+pub fn validity(cert: &Path) -> Option<CertValidity> {
+    let der = rustls_pemfile::certs(&mut open(cert).ok()?).next()?.ok()?;
+    let (_, parsed) = x509_parser::parse_x509_certificate(&der).ok()?;
+    Some(CertValidity {
+        path: cert.to_path_buf(),
+        subject: parsed.subject().to_string(),
+        not_before: parsed.validity().not_before.timestamp(),
+        not_after: parsed.validity().not_after.timestamp(),
+    })
+}
+
+impl CertValidity {
+    /// What is wrong with it at `now` (UNIX seconds): expired, not valid
+    /// yet, or expiring within [`EXPIRES_SOON_DAYS`]; None when nothing.
+    pub fn problem(&self, now: i64) -> Option<String> {
+        let date = |t: i64| {
+            chrono::DateTime::from_timestamp(t, 0).map_or_else(
+                || t.to_string(),
+                |d| d.format("%Y-%m-%d %H:%M UTC").to_string(),
+            )
+        };
+        let what = format!(
+            "the STARTTLS certificate in {} ({})",
+            self.path.display(),
+            self.subject
+        );
+        if now >= self.not_after {
+            Some(format!(
+                "{what} expired on {}: clients that check it fail the handshake (some then send in plain text, some defer). Renew it, then `mailward reload`",
+                date(self.not_after)
+            ))
+        } else if now < self.not_before {
+            Some(format!(
+                "{what} is not valid before {}: clients that check it fail the handshake until then (a clock behind, or a certificate issued for later?)",
+                date(self.not_before)
+            ))
+        } else if self.not_after - now < EXPIRES_SOON_DAYS * 86_400 {
+            Some(format!(
+                "{what} expires on {}, in {} day(s): renew it, then `mailward reload`",
+                date(self.not_after),
+                (self.not_after - now) / 86_400
+            ))
+        } else {
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(not_before: i64, not_after: i64) -> CertValidity {
+        CertValidity {
+            path: "/etc/mailward/cert.pem".into(),
+            subject: "CN=mx.example.com".into(),
+            not_before,
+            not_after,
+        }
+    }
+
+    #[test]
+    fn an_expired_or_expiring_certificate_is_a_problem() {
+        let day = 86_400;
+        let now = 1_800_000_000;
+        assert_eq!(v(now - 90 * day, now + 60 * day).problem(now), None);
+        let soon = v(now - 90 * day, now + 3 * day + 5).problem(now).unwrap();
+        assert!(
+            soon.contains("expires on") && soon.contains("in 3 day(s)"),
+            "{soon}"
+        );
+        let gone = v(now - 90 * day, now - day).problem(now).unwrap();
+        assert!(
+            gone.starts_with("the STARTTLS certificate in /etc/mailward/cert.pem (CN=mx.example.com) expired on 2027-01-14 08:00 UTC:"),
+            "{gone}"
+        );
+        let early = v(now + day, now + 90 * day).problem(now).unwrap();
+        assert!(early.contains("is not valid before"), "{early}");
+    }
+}
