@@ -1130,7 +1130,7 @@ pub const SYSLOG_FACILITIES: &[&str] = &[
 ];
 
 /// What `log.destination` accepts, for error messages.
-pub const LOG_DESTINATIONS: &str = "\"stderr\", \"file:PATH\", \"syslog\", \"syslog:FACILITY\", \"syslog:unix:/PATH\", \"syslog:udp:HOST:PORT\" or \"syslog:tcp:HOST:PORT\"";
+pub const LOG_DESTINATIONS: &str = "\"stderr\", \"file:PATH\", \"syslog\", \"syslog:FACILITY\", \"syslog:unix:/PATH\", \"syslog:udp:HOST:PORT\" or \"syslog:tcp:HOST:PORT\" (the last three may end in @FACILITY)";
 
 /// Checks `HOST:PORT` (`[V6]:PORT` for IPv6 literals).
 fn host_port(text: &str) -> Result<String, String> {
@@ -1191,13 +1191,18 @@ impl LogDestination {
         let Some(rest) = text.strip_prefix("syslog:") else {
             return Err(format!("{example}, got {text:?}"));
         };
-        // A facility may follow the transport after the last '@'.
-        let split = |s: &str| -> Result<(String, String), String> {
+        // A facility may follow the transport after the last '@'. A
+        // HOST:PORT has no '@' of its own: what follows one there must be a
+        // facility (walkBL F9: `@locla3` was called a bad port); a socket
+        // path may hold one.
+        let split_strict = |s: &str, strict: bool| -> Result<(String, String), String> {
             match s.rsplit_once('@') {
                 Some((t, f)) if SYSLOG_FACILITIES.contains(&f) => Ok((t.to_string(), f.into())),
+                Some((_, f)) if strict => Err(facility_of(f).err().unwrap_or_default()),
                 _ => Ok((s.to_string(), "mail".into())),
             }
         };
+        let split = |s: &str| split_strict(s, false);
         let target = if let Some(path) = rest.strip_prefix("unix:") {
             let (path, facility) = split(path)?;
             if !path.starts_with('/') {
@@ -1210,7 +1215,7 @@ impl LogDestination {
                 facility,
             }
         } else if let Some(addr) = rest.strip_prefix("udp:") {
-            let (addr, facility) = split(addr)?;
+            let (addr, facility) = split_strict(addr, true)?;
             SyslogTarget {
                 transport: SyslogTransport::Udp(
                     host_port(&addr).map_err(|e| format!("{example}: {e}"))?,
@@ -1218,7 +1223,7 @@ impl LogDestination {
                 facility,
             }
         } else if let Some(addr) = rest.strip_prefix("tcp:") {
-            let (addr, facility) = split(addr)?;
+            let (addr, facility) = split_strict(addr, true)?;
             SyslogTarget {
                 transport: SyslogTransport::Tcp(
                     host_port(&addr).map_err(|e| format!("{example}: {e}"))?,
@@ -1597,5 +1602,9 @@ mod tests {
         ] {
             assert!(LogDestination::parse(bad).is_err(), "{bad}");
         }
+        // walkBL F9: a misspelt facility is named as one, not as a port.
+        let e = LogDestination::parse("syslog:tcp:127.0.0.1:601@locla3").unwrap_err();
+        assert!(e.contains("\"locla3\" is not a facility"), "{e}");
+        assert!(e.contains("may end in @FACILITY"), "{e}");
     }
 }
