@@ -1045,7 +1045,7 @@ fn listener_tls_key(
         TlsError::Read { .. } => ("tls_certificate", EX_OSERR),
         TlsError::NoCertificate(_) => ("tls_certificate", EX_CONFIG),
         TlsError::NoKey(_) | TlsError::KeyMismatch { .. } => ("tls_key", EX_CONFIG),
-        TlsError::Config(_) => ("tls_certificate", EX_CONFIG),
+        TlsError::Config(_) | TlsError::BadCertificate { .. } => ("tls_certificate", EX_CONFIG),
     }
 }
 

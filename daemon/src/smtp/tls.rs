@@ -19,8 +19,28 @@ pub enum TlsError {
     NoKey(PathBuf),
     #[error("{key}: this key does not belong to the certificate in {cert} (a renewal that replaced one file of the two?)")]
     KeyMismatch { cert: PathBuf, key: PathBuf },
+    /// rustls says "invalid peer certificate" of our own (walkBJ F12: a
+    /// version 1 certificate, which `openssl x509 -req` makes without
+    /// extensions).
+    #[error(
+        "{cert}: this certificate cannot be served ({detail:?}){}",
+        version_hint(detail)
+    )]
+    BadCertificate {
+        cert: PathBuf,
+        detail: rustls::CertificateError,
+    },
     #[error("certificate and key do not make a TLS configuration: {0}")]
     Config(#[from] rustls::Error),
+}
+
+/// What to do about a certificate rustls refuses as too old a version.
+fn version_hint(detail: &rustls::CertificateError) -> &'static str {
+    if format!("{detail:?}").contains("UnsupportedCertVersion") {
+        ": it must be an X.509 version 3 certificate, as a CA issues them (openssl x509 -req makes version 1 unless given extensions, e.g. -copy_extensions copy)"
+    } else {
+        ""
+    }
 }
 
 /// For a read refused: who was refused and what to change (walkBJ F1:
@@ -77,6 +97,10 @@ pub fn acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, TlsError> {
         rustls::Error::InconsistentKeys(_) => TlsError::KeyMismatch {
             cert: cert.to_path_buf(),
             key: key.to_path_buf(),
+        },
+        rustls::Error::InvalidCertificate(detail) => TlsError::BadCertificate {
+            cert: cert.to_path_buf(),
+            detail,
         },
         e => TlsError::Config(e),
     })?;
