@@ -711,6 +711,42 @@ fn a_web_request_ends_the_session() -> Result<()> {
     Ok(())
 }
 
+/// walkBK F6: a client gone in the middle of DATA left no line at the
+/// default level; the message it never finished is logged with its
+/// sender, recipients and the octets that came.
+#[test]
+fn a_connection_lost_in_data_is_logged() -> Result<()> {
+    let gw = Gateway::start("lost-in-data", |c| c)?;
+    let mut c = gw.ehlo_client()?;
+    c.mail_ok("<alice@sender.test>")?;
+    c.command("RCPT TO:<bob@example.com>")?
+        .expect(250, "2.1.5")?;
+    c.command("DATA")?.expect_code(354)?;
+    c.send(b"Subject: half\r\n\r\nten bytes\r\n")?;
+    drop(c);
+    let line = wait_until(
+        "the lost connection's line",
+        Duration::from_secs(10),
+        || {
+            Ok(gw
+                .daemon
+                .log()
+                .lines()
+                .find(|l| l.contains("Connection lost in DATA; the message was not accepted."))
+                .map(str::to_string))
+        },
+    )?;
+    ensure!(
+        line.contains("INFO smtp:")
+            && line.contains("from=alice@sender.test")
+            && line.contains("rcpts=1")
+            && line.contains("received=28"),
+        "{line}"
+    );
+    ensure!(gw.sink.count() == 0, "nothing delivered");
+    Ok(())
+}
+
 /// Sends `command` until the session gets 421; returns how many refusals
 /// (`code` `enhanced`) came before it.
 fn refused_until_421(c: &mut SmtpClient, command: &str, code: u16, enhanced: &str) -> Result<u32> {

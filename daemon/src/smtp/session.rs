@@ -1642,6 +1642,13 @@ impl Session {
                     return Flow::Close;
                 }
                 Read::Line(Err(_)) | Read::Line(Ok(Line::Eof)) => {
+                    // Postfix's "lost connection after DATA": nothing else
+                    // at the default level says that a message with its
+                    // recipients accepted never came (walkBK F6).
+                    tracing::info!(target: "smtp", session = %self.id, client = %tx.client.ip,
+                        from = %crate::events::sender(&tx.from), rcpts = tx.rcpts.len(),
+                        received = dropped + asm.received(),
+                        "Connection lost in DATA; the message was not accepted.");
                     settle(&self.gw.stats, Ending::Disconnected);
                     return Flow::Close;
                 }
