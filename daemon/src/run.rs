@@ -682,7 +682,7 @@ async fn reload(gw: &Gateway, path: Option<&Path>, overrides: &Overrides) -> Rel
     overrides.apply(&mut new);
     let running = gw.config();
     let kept = config::keep_restart_only(&running, &mut new);
-    let changed = changed_sections(&running, &new);
+    let mut changed = changed_sections(&running, &new);
     drop(running);
     for k in &kept {
         tracing::warn!(target: "config", "{k}.");
@@ -696,6 +696,23 @@ async fn reload(gw: &Gateway, path: Option<&Path>, overrides: &Overrides) -> Rel
     }
     match gateway::build(&new, Some(&gw.dns())) {
         Ok(built) => {
+            // A certificate renewed in place (certbot's files) changes no
+            // setting: said anyway, so that the reload is seen to have
+            // taken it (walkBJ F3: "No setting in force changed.").
+            if let Some(v) = built
+                .tls_validity
+                .as_ref()
+                .filter(|v| gw.tls_validity().as_ref() != Some(*v))
+            {
+                changed.push(format!(
+                    "the STARTTLS certificate ({}, valid until {})",
+                    v.subject,
+                    chrono::DateTime::from_timestamp(v.not_after, 0).map_or_else(
+                        || v.not_after.to_string(),
+                        |d| d.format("%Y-%m-%d").to_string()
+                    )
+                ));
+            }
             gw.scanner.spam.reconfigure(Arc::new(new.clone()));
             gw.stores.set_retention(&new);
             gw.install(new, built);
