@@ -690,7 +690,7 @@ async fn reload(gw: &Gateway, path: Option<&Path>, overrides: &Overrides) -> Rel
     for w in overrides.ignored(&new) {
         tracing::warn!(target: "config", "{w}.");
     }
-    let warnings: Vec<String> = new.warnings.iter().map(|w| w.warning()).collect();
+    let mut warnings: Vec<String> = new.warnings.iter().map(|w| w.warning()).collect();
     for w in &warnings {
         tracing::warn!(target: "config", "{w}");
     }
@@ -711,6 +711,17 @@ async fn reload(gw: &Gateway, path: Option<&Path>, overrides: &Overrides) -> Rel
                         || v.not_after.to_string(),
                         |d| d.format("%Y-%m-%d").to_string()
                     )
+                ));
+            }
+            // As check-config says it (walkBM F1: only the log did).
+            if let Some(problem) = built
+                .tls_validity
+                .as_ref()
+                .and_then(|v| v.problem(chrono::Utc::now().timestamp()))
+            {
+                warnings.push(format!(
+                    "{}: warning: network.tls_certificate: {problem}",
+                    new.origin
                 ));
             }
             gw.scanner.spam.reconfigure(Arc::new(new.clone()));
@@ -755,6 +766,11 @@ async fn reload(gw: &Gateway, path: Option<&Path>, overrides: &Overrides) -> Rel
                             "the signature bases in {dir} do not load ({e}); the rules in use stay, but a restart would run without AV rules until the set is fixed or rolled back"
                         ),
                     });
+                    // And to whoever asked for the reload (walkBM F9: it
+                    // said "No setting in force changed." and no more).
+                    warnings.push(format!(
+                        "mailward: warning: the signature bases in {dir} do not load ({e}): the rules in use stay, but a restart would run without AV rules until the set is fixed or rolled back (mailward bases rollback)"
+                    ));
                 }
             }
             ReloadOutcome {

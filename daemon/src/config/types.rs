@@ -1195,10 +1195,19 @@ impl LogDestination {
         // HOST:PORT has no '@' of its own: what follows one there must be a
         // facility (walkBL F9: `@locla3` was called a bad port); a socket
         // path may hold one.
+        // In a socket path, a suffix that reads as a word (letters and
+        // digits, no '/') is taken for a facility too (walkBM F6:
+        // `/dev/log@locla3` was a path that does not exist, and every
+        // line was dropped).
         let split_strict = |s: &str, strict: bool| -> Result<(String, String), String> {
             match s.rsplit_once('@') {
                 Some((t, f)) if SYSLOG_FACILITIES.contains(&f) => Ok((t.to_string(), f.into())),
-                Some((_, f)) if strict => Err(facility_of(f).err().unwrap_or_default()),
+                Some((_, f))
+                    if strict
+                        || (!f.is_empty() && f.chars().all(|c| c.is_ascii_alphanumeric())) =>
+                {
+                    Err(facility_of(f).err().unwrap_or_default())
+                }
                 _ => Ok((s.to_string(), "mail".into())),
             }
         };
@@ -1604,6 +1613,8 @@ mod tests {
         }
         // walkBL F9: a misspelt facility is named as one, not as a port.
         let e = LogDestination::parse("syslog:tcp:127.0.0.1:601@locla3").unwrap_err();
+        assert!(e.contains("\"locla3\" is not a facility"), "{e}");
+        let e = LogDestination::parse("syslog:unix:/dev/log@locla3").unwrap_err();
         assert!(e.contains("\"locla3\" is not a facility"), "{e}");
         assert!(e.contains("may end in @FACILITY"), "{e}");
     }

@@ -313,12 +313,14 @@ const WEB_REQUEST: &str =
 /// port 2525 whose body is SMTP commands, walkBK F1). Answered each with
 /// a 500, its body's MAIL, RCPT and DATA would be taken as commands;
 /// Postfix ends the session at the first (`smtpd_forbidden_commands =
-/// CONNECT GET POST`), and so does this session. No SMTP command starts
-/// with these words.
+/// CONNECT GET POST`), and so does this session (HEAD and PUT too, walkBM
+/// F4). No SMTP command starts with these words.
 fn is_web_request(line: &[u8]) -> bool {
-    ["GET ", "POST ", "CONNECT "].iter().any(|verb| {
-        line.len() >= verb.len() && line[..verb.len()].eq_ignore_ascii_case(verb.as_bytes())
-    })
+    ["GET ", "POST ", "CONNECT ", "HEAD ", "PUT "]
+        .iter()
+        .any(|verb| {
+            line.len() >= verb.len() && line[..verb.len()].eq_ignore_ascii_case(verb.as_bytes())
+        })
 }
 
 /// The client a transaction is recorded and scored for (logs, raw records,
@@ -1935,6 +1937,8 @@ mod tests {
             "GET / HTTP/1.1",
             "post /x HTTP/1.0",
             "CONNECT host:25 HTTP/1.1",
+            "HEAD / HTTP/1.1",
+            "PUT /x HTTP/1.1",
         ] {
             assert!(super::is_web_request(line.as_bytes()), "{line}");
         }

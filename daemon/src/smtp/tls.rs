@@ -37,7 +37,7 @@ pub enum TlsError {
 /// What to do about a certificate rustls refuses as too old a version.
 fn version_hint(detail: &rustls::CertificateError) -> &'static str {
     if format!("{detail:?}").contains("UnsupportedCertVersion") {
-        ": it must be an X.509 version 3 certificate, as a CA issues them (openssl x509 -req makes version 1 unless given extensions, e.g. -copy_extensions copy)"
+        ": it must be an X.509 version 3 certificate, as a CA issues them (openssl x509 -req makes version 1 unless given extensions: add -extfile FILE, FILE holding a line subjectAltName=DNS:HOST)"
     } else {
         ""
     }
@@ -55,8 +55,9 @@ fn permission_hint(e: &std::io::Error) -> String {
         .flatten()
         .map_or_else(|| format!("uid {uid}"), |u| u.name);
     format!(
-        "; mailward runs as {user}: make the file readable by {user} or its group \
-         (Debian: adduser {user} ssl-cert, with the key 0640 root:ssl-cert)"
+        "; mailward runs as {user}: make the file readable by {user} or its group, \
+         and its directories enterable (Debian: adduser {user} ssl-cert, with the key \
+         0640 root:ssl-cert; mailward check-config run by root names what refuses)"
     )
 }
 
