@@ -89,6 +89,37 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
+/// Replaces `dir/name` with `bytes` (mode `mode`), or removes it when
+/// `bytes` is None (no error when it is not there): written beside it as
+/// `name.tmp`, flushed, renamed over it, and never left beside it when
+/// that fails. For the small state files a restart reads (the SNMP alarms
+/// raised, what a shared spam store held).
+pub fn replace_small_file(
+    dir: &Path,
+    name: &str,
+    bytes: Option<&[u8]>,
+    mode: u32,
+) -> io::Result<()> {
+    let file = dir.join(name);
+    let Some(bytes) = bytes else {
+        return match std::fs::remove_file(&file) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        };
+    };
+    let tmp = dir.join(format!("{name}.tmp"));
+    let written = (|| {
+        let mut f = create(&tmp, mode)?;
+        f.write_all(bytes)?;
+        f.sync_data()?;
+        std::fs::rename(&tmp, &file)
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
+}
+
 /// Creates a new file (failing if it exists) with `mode`.
 pub fn create_new(path: &Path, mode: u32) -> io::Result<File> {
     OpenOptions::new()
@@ -188,11 +219,7 @@ impl LockError {
     fn io(path: &Path, source: io::Error) -> LockError {
         let path = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
         let hint = if source.kind() == io::ErrorKind::PermissionDenied {
-            let uid = nix::unistd::geteuid();
-            let user = nix::unistd::User::from_uid(uid)
-                .ok()
-                .flatten()
-                .map_or_else(|| format!("uid {uid}"), |u| u.name);
+            let user = crate::ops::privileges::user_name(nix::unistd::geteuid().as_raw());
             format!(
                 "; mailward runs as {user}: make the directory (or its parent) writable by {user}, \
                  or set server.data_dir to a directory {user} may write"

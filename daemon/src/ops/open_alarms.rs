@@ -69,26 +69,12 @@ pub fn read(data_dir: &Path) -> OpenAlarms {
 /// Replaces the file with `alarms` (removes it when none is raised):
 /// written beside it, flushed, renamed over it.
 pub fn write(data_dir: &Path, alarms: &OpenAlarms) -> std::io::Result<()> {
-    let file = path(data_dir);
-    if alarms.is_empty() {
-        return match std::fs::remove_file(&file) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
-            _ => Ok(()),
-        };
-    }
-    let json = serde_json::to_vec_pretty(alarms).map_err(std::io::Error::other)?;
-    let tmp = data_dir.join(format!("{FILE}.tmp"));
-    let written = (|| {
-        let mut f = crate::files::create(&tmp, crate::files::GROUP_FILE)?;
-        std::io::Write::write_all(&mut f, &json)?;
-        f.sync_data()?;
-        std::fs::rename(&tmp, &file)
-    })();
-    if written.is_err() {
-        // Not left beside it (walkBH F3).
-        let _ = std::fs::remove_file(&tmp);
-    }
-    written
+    let json = if alarms.is_empty() {
+        None
+    } else {
+        Some(serde_json::to_vec_pretty(alarms).map_err(std::io::Error::other)?)
+    };
+    crate::files::replace_small_file(data_dir, FILE, json.as_deref(), crate::files::GROUP_FILE)
 }
 
 #[cfg(test)]

@@ -49,11 +49,7 @@ fn permission_hint(e: &std::io::Error) -> String {
     if e.kind() != std::io::ErrorKind::PermissionDenied {
         return String::new();
     }
-    let uid = nix::unistd::geteuid();
-    let user = nix::unistd::User::from_uid(uid)
-        .ok()
-        .flatten()
-        .map_or_else(|| format!("uid {uid}"), |u| u.name);
+    let user = crate::ops::privileges::user_name(nix::unistd::geteuid().as_raw());
     format!(
         "; mailward runs as {user}: make the file readable by {user} or its group, \
          and its directories enterable (Debian: adduser {user} ssl-cert, with the key \

@@ -34,25 +34,12 @@ pub fn read(data_dir: &Path, store: &str) -> Option<Emptied> {
 /// Keeps `held` (removes the file when it holds nothing): written beside
 /// it, flushed, renamed over it.
 pub fn write(data_dir: &Path, held: &Emptied) -> std::io::Result<()> {
-    let file = path(data_dir);
-    if held.spam + held.ham == 0 {
-        return match std::fs::remove_file(&file) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
-            _ => Ok(()),
-        };
-    }
-    let json = serde_json::to_vec_pretty(held).map_err(std::io::Error::other)?;
-    let tmp = data_dir.join(format!("{FILE}.tmp"));
-    let written = (|| {
-        let mut f = crate::files::create(&tmp, crate::files::GROUP_FILE)?;
-        std::io::Write::write_all(&mut f, &json)?;
-        f.sync_data()?;
-        std::fs::rename(&tmp, &file)
-    })();
-    if written.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    written
+    let json = if held.spam + held.ham == 0 {
+        None
+    } else {
+        Some(serde_json::to_vec_pretty(held).map_err(std::io::Error::other)?)
+    };
+    crate::files::replace_small_file(data_dir, FILE, json.as_deref(), crate::files::GROUP_FILE)
 }
 
 #[cfg(test)]
