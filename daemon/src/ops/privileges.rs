@@ -205,31 +205,37 @@ pub fn unreadable_after_switch(
         .ancestors()
         .skip(1)
         .find(|dir| std::fs::metadata(dir).is_ok_and(|m| !allowed(&m, 0o1)))
-        .map(|dir| format!("cannot enter {}", dir.display()))
+        .map(|dir| {
+            format!(
+                "cannot enter {} (it needs search, x, permission)",
+                dir.display()
+            )
+        })
         .or_else(|| {
             let m = std::fs::metadata(&absolute).ok()?;
             (!allowed(&m, 0o4)).then(|| {
                 format!(
                     "cannot read it ({:o} {}:{})",
                     m.mode() & 0o7777,
-                    uid_name(m.uid()),
+                    user_name(m.uid()),
                     gid_name(m.gid())
                 )
             })
         })?;
     Some(format!(
-        "{}: mailward run switches to {} (server.user) and then {refused}: make it readable by that user or its group (Debian: adduser {} ssl-cert, with the key 0640 root:ssl-cert)",
+        "{}: mailward run switches to {} (server.user) and then {refused}: make the file readable and its directories enterable by that user or its group (Debian: adduser {} ssl-cert, with the key 0640 root:ssl-cert)",
         path.display(),
         switch.user,
         switch.user
     ))
 }
 
-fn uid_name(uid: u32) -> String {
+/// The name of user `uid`, or `uid N` when it has none.
+pub fn user_name(uid: u32) -> String {
     User::from_uid(Uid::from_raw(uid))
         .ok()
         .flatten()
-        .map_or_else(|| uid.to_string(), |u| u.name)
+        .map_or_else(|| format!("uid {uid}"), |u| u.name)
 }
 
 fn gid_name(gid: u32) -> String {

@@ -306,7 +306,7 @@ const IMPROPER_PIPELINING: &str = "554 5.5.0 Error: improper command pipelining 
 /// The answer to a web request's first line, as Postfix answers its
 /// `smtpd_forbidden_commands` (221 2.7.0, then the connection closes).
 const WEB_REQUEST: &str =
-    "221 2.7.0 Error: a web request (GET, POST or CONNECT) on an SMTP port; closing connection";
+    "221 2.7.0 Error: a web request (GET, POST, CONNECT, HEAD or PUT) on an SMTP port; closing connection";
 
 /// Whether `line` starts a web request: a browser or a proxy made to
 /// talk to this port (cross-protocol scripting: an HTML form's POST to
