@@ -37,10 +37,10 @@ pub enum BuildError {
 /// servers ([`Dns::keep_health_of`]).
 pub fn build(config: &Config, running: Option<&Dns>) -> Result<Built, BuildError> {
     let (tls, tls_validity) = match (&config.network.tls_certificate, &config.network.tls_key) {
-        (Some(cert), Some(key)) => (
-            Some(crate::smtp::tls::acceptor(cert, key)?),
-            crate::smtp::tls::validity(cert),
-        ),
+        (Some(cert), Some(key)) => {
+            let loaded = crate::smtp::tls::acceptor(cert, key)?;
+            (Some(loaded.acceptor), loaded.validity)
+        }
         _ => (None, None),
     };
     let mut dns = Dns::new(config.access.dns_resolver, config.timeouts.dns.get())?;

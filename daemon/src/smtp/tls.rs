@@ -66,7 +66,16 @@ fn open(path: &Path) -> Result<std::io::BufReader<std::fs::File>, TlsError> {
         })
 }
 
-pub fn acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, TlsError> {
+/// The STARTTLS side of the listener, built from one read of the files:
+/// the validity shown by `mailward status` is that of the certificate
+/// the acceptor serves, even when a renewal replaces the file meanwhile.
+pub struct ServerTls {
+    pub acceptor: TlsAcceptor,
+    /// None when x509-parser cannot read the certificate rustls took.
+    pub validity: Option<CertValidity>,
+}
+
+pub fn acceptor(cert: &Path, key: &Path) -> Result<ServerTls, TlsError> {
     let certs = rustls_pemfile::certs(&mut open(cert)?)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|source| TlsError::Read {
@@ -76,6 +85,7 @@ pub fn acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, TlsError> {
     if certs.is_empty() {
         return Err(TlsError::NoCertificate(cert.to_path_buf()));
     }
+    let validity = certs.first().and_then(|der| validity_of(cert, der));
     let key_der = rustls_pemfile::private_key(&mut open(key)?)
         .map_err(|source| TlsError::Read {
             path: key.to_path_buf(),
@@ -101,7 +111,10 @@ pub fn acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, TlsError> {
         },
         e => TlsError::Config(e),
     })?;
-    Ok(TlsAcceptor::from(Arc::new(config)))
+    Ok(ServerTls {
+        acceptor: TlsAcceptor::from(Arc::new(config)),
+        validity,
+    })
 }
 
 /// How long the STARTTLS certificate is valid: what rustls does not say,
@@ -127,7 +140,11 @@ pub const EXPIRES_SOON_DAYS: i64 = 14;
 /// [`acceptor`] reports on its own.
 pub fn validity(cert: &Path) -> Option<CertValidity> {
     let der = rustls_pemfile::certs(&mut open(cert).ok()?).next()?.ok()?;
-    let (_, parsed) = x509_parser::parse_x509_certificate(&der).ok()?;
+    validity_of(cert, &der)
+}
+
+fn validity_of(cert: &Path, der: &[u8]) -> Option<CertValidity> {
+    let (_, parsed) = x509_parser::parse_x509_certificate(der).ok()?;
     Some(CertValidity {
         path: cert.to_path_buf(),
         subject: parsed.subject().to_string(),
