@@ -303,6 +303,11 @@ impl Ending {
 const TOO_MANY_ERRORS: &str = "421 4.7.0 Too many errors, closing connection";
 const SHUTTING_DOWN: &str = "421 4.3.2 Service shutting down, try again later";
 const IMPROPER_PIPELINING: &str = "554 5.5.0 Error: improper command pipelining after DATA";
+/// Out of sequence: the same words whether the command parsed or not
+/// (walkBK F4), so that a client learns the step it skipped.
+const NEED_MAIL: &str = "503 5.5.1 Need MAIL command";
+const SEND_HELO_FIRST: &str = "503 5.5.1 Send HELO/EHLO first";
+const NESTED_MAIL: &str = "503 5.5.1 Nested MAIL command";
 /// The answer to a web request's first line, as Postfix answers its
 /// `smtpd_forbidden_commands` (221 2.7.0, then the connection closes).
 const WEB_REQUEST: &str =
@@ -573,12 +578,32 @@ impl Session {
     /// Refuses the whole session (at connect, at HELO/EHLO, or closing it
     /// for too many errors). Counted once.
     fn reject_session(&self, conn: &mut Conn, reason: RejectReason, reply: &str) {
+        self.refuse_session(conn, reason, reply, None);
+    }
+
+    /// Ends the session for `ending`, a protocol fault (reason syntax):
+    /// the ending is remembered for the closing line, and the refusal
+    /// line names its cause when `named` (walkAU F6: junk commands;
+    /// walkBK F1: a web request; pipelining).
+    fn end_session(&mut self, conn: &mut Conn, ending: Ending, reply: &str, named: bool) {
+        self.ending = Some(ending);
+        let cause = named.then_some(ending.cause());
+        self.refuse_session(conn, RejectReason::Syntax, reply, cause);
+    }
+
+    fn refuse_session(
+        &self,
+        conn: &mut Conn,
+        reason: RejectReason,
+        reply: &str,
+        cause: Option<&'static str>,
+    ) {
         MessageRejected {
             reason,
             client: self.peer.ip(),
             reply,
             refused: Refused::Session,
-            cause: None,
+            cause,
         }
         .emit(&self.gw.stats);
         conn.reply(reply);
@@ -833,16 +858,7 @@ impl Session {
             let text = line.strip_suffix(b"\n").unwrap_or(&line);
             let text = text.strip_suffix(b"\r").unwrap_or(text);
             if is_web_request(text) {
-                self.ending = Some(Ending::WebRequest);
-                MessageRejected {
-                    reason: RejectReason::Syntax,
-                    client: self.peer.ip(),
-                    reply: WEB_REQUEST,
-                    refused: Refused::Session,
-                    cause: Some(Ending::WebRequest.cause()),
-                }
-                .emit(&self.gw.stats);
-                conn.reply(WEB_REQUEST);
+                self.end_session(&mut conn, Ending::WebRequest, WEB_REQUEST, true);
                 return Some(conn);
             }
             let flow = match command::parse(text) {
@@ -905,16 +921,8 @@ impl Session {
     fn over_error_limit(&mut self, conn: &mut Conn, ending: Ending) -> bool {
         self.errors += 1;
         if self.errors > HARD_ERROR_LIMIT {
-            self.ending = Some(ending);
-            MessageRejected {
-                reason: RejectReason::Syntax,
-                client: self.peer.ip(),
-                reply: TOO_MANY_ERRORS,
-                refused: Refused::Session,
-                cause: (ending == Ending::JunkCommands).then_some(ending.cause()),
-            }
-            .emit(&self.gw.stats);
-            conn.reply(TOO_MANY_ERRORS);
+            let named = ending == Ending::JunkCommands;
+            self.end_session(conn, ending, TOO_MANY_ERRORS, named);
             return true;
         }
         false
@@ -941,9 +949,9 @@ impl Session {
             // Out of sequence first, as a well-formed command would be
             // told (walkBK F4: a bad address before MAIL got its 553, and
             // the client never learnt it had skipped MAIL).
-            (Verb::Rcpt, _) => conn.reply("503 5.5.1 Need MAIL command"),
-            (Verb::Mail, State::Start) => conn.reply("503 5.5.1 Send HELO/EHLO first"),
-            (Verb::Mail, State::Mail(_)) => conn.reply("503 5.5.1 Nested MAIL command"),
+            (Verb::Rcpt, _) => conn.reply(NEED_MAIL),
+            (Verb::Mail, State::Start) => conn.reply(SEND_HELO_FIRST),
+            (Verb::Mail, State::Mail(_)) => conn.reply(NESTED_MAIL),
             _ => conn.reply(e.reply),
         }
         Flow::Continue
@@ -1032,16 +1040,7 @@ impl Session {
     /// violation, like the error limit's 421). The open transaction, if
     /// any, ends with the session and counts only if it had refusals.
     fn improper_pipelining(&mut self, conn: &mut Conn) {
-        self.ending = Some(Ending::Pipelining);
-        MessageRejected {
-            reason: RejectReason::Syntax,
-            client: self.peer.ip(),
-            reply: IMPROPER_PIPELINING,
-            refused: Refused::Session,
-            cause: Some(Ending::Pipelining.cause()),
-        }
-        .emit(&self.gw.stats);
-        conn.reply(IMPROPER_PIPELINING);
+        self.end_session(conn, Ending::Pipelining, IMPROPER_PIPELINING, true);
     }
 
     fn flow_refuse(&mut self, conn: &mut Conn, reply: &str) -> Flow {
@@ -1231,8 +1230,8 @@ impl Session {
 
     async fn mail(&mut self, conn: &mut Conn, from: String, params: MailParams) -> Flow {
         match self.state {
-            State::Start => return self.flow_refuse(conn, "503 5.5.1 Send HELO/EHLO first"),
-            State::Mail(_) => return self.flow_refuse(conn, "503 5.5.1 Nested MAIL command"),
+            State::Start => return self.flow_refuse(conn, SEND_HELO_FIRST),
+            State::Mail(_) => return self.flow_refuse(conn, NESTED_MAIL),
             State::Ready => {}
         }
         // RFC 6531 3.4: SMTPUTF8 only where the server offered it, in its
@@ -1369,7 +1368,7 @@ impl Session {
 
     fn rcpt(&mut self, conn: &mut Conn, to: String, params: command::RcptParams) -> Flow {
         let State::Mail(tx) = &self.state else {
-            return self.flow_refuse(conn, "503 5.5.1 Need MAIL command");
+            return self.flow_refuse(conn, NEED_MAIL);
         };
         // RFC 6531 3.4: a UTF-8 address only in a transaction that
         // declared SMTPUTF8 (the parser took its syntax). As written: a
@@ -1556,7 +1555,7 @@ impl Session {
                 }
                 return self.flow_refuse(conn, reply);
             }
-            _ => return self.flow_refuse(conn, "503 5.5.1 Need MAIL command"),
+            _ => return self.flow_refuse(conn, NEED_MAIL),
         }
         let State::Mail(mut tx) = std::mem::replace(&mut self.state, State::Ready) else {
             return Flow::Continue;
