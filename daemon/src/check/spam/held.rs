@@ -28,13 +28,13 @@ fn path(data_dir: &Path) -> PathBuf {
 pub fn read(data_dir: &Path, store: &str) -> Option<Emptied> {
     let bytes = std::fs::read(path(data_dir)).ok()?;
     let held: Emptied = serde_json::from_slice(&bytes).ok()?;
-    (held.store == store && held.spam + held.ham > 0).then_some(held)
+    (held.store == store && (held.spam > 0 || held.ham > 0)).then_some(held)
 }
 
 /// Keeps `held` (removes the file when it holds nothing): written beside
 /// it, flushed, renamed over it.
 pub fn write(data_dir: &Path, held: &Emptied) -> std::io::Result<()> {
-    let json = if held.spam + held.ham == 0 {
+    let json = if held.spam == 0 && held.ham == 0 {
         None
     } else {
         Some(serde_json::to_vec_pretty(held).map_err(std::io::Error::other)?)
@@ -70,5 +70,15 @@ mod tests {
         write(dir.path(), &held(url, 0, 0)).unwrap();
         std::fs::write(path(dir.path()), b"{").unwrap();
         assert_eq!(read(dir.path(), url), None);
+    }
+
+    #[test]
+    fn counts_at_the_top_of_the_range_are_still_held() {
+        // The file is input: a sum of its counts would wrap to "nothing
+        // held" in a release build (and panic in a debug one).
+        let dir = tempfile::tempdir().unwrap();
+        let url = "redis://127.0.0.1:6379/0";
+        write(dir.path(), &held(url, u64::MAX, 1)).unwrap();
+        assert_eq!(read(dir.path(), url), Some(held(url, u64::MAX, 1)));
     }
 }
