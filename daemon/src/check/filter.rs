@@ -103,8 +103,11 @@ impl<'p> Filters<'p> {
         let mut excluded = false;
         for (i, name) in names.iter().enumerate() {
             // Only the last path element: a member "docs/a.exe" is "a.exe".
-            let base = name.rsplit(['/', '\\']).next().unwrap_or(name);
-            let saved = saved_name(base);
+            // The saved form is cut at the control character first, as
+            // the saving API ends the name there (walkBO F1:
+            // `tool.exe<NUL>/a.txt` was taken as `a.txt`).
+            let base = last_element(name);
+            let saved = saved_name(last_element(cut_at_control(name)));
             let forms = [base, saved];
             if forms.iter().any(|f| any(self.exclude_name, f).is_some()) {
                 excluded = true;
@@ -126,8 +129,15 @@ impl<'p> Filters<'p> {
 /// other control character, where C-string APIs end it (walkAX 13: the
 /// RFC 2231 name `tool.exe%00.txt` passed `*.exe`).
 pub fn saved_name(name: &str) -> &str {
-    let cut = name.find(char::is_control).map_or(name, |i| &name[..i]);
-    cut.trim_end_matches(['.', ' '])
+    cut_at_control(name).trim_end_matches(['.', ' '])
+}
+
+fn cut_at_control(name: &str) -> &str {
+    name.find(char::is_control).map_or(name, |i| &name[..i])
+}
+
+fn last_element(name: &str) -> &str {
+    name.rsplit(['/', '\\']).next().unwrap_or(name)
 }
 
 #[cfg(test)]
@@ -184,6 +194,11 @@ mod tests {
             (["tool.exe\0.txt", "a"], Some("name:*.exe")),
             (["tool.exe \u{1}x.txt", "a"], Some("name:*.exe")),
             (["setup-3.exe\0.txt", "a"], None),
+            // A path separator after the cut is not part of the saved name.
+            (["tool.exe\0/a.txt", "a"], Some("name:*.exe")),
+            (["tool.exe\0\\a.txt", "a"], Some("name:*.exe")),
+            (["dir/tool.exe\n/notes.txt", "a"], Some("name:*.exe")),
+            (["setup-4.exe\0/a.txt", "a"], None),
         ];
         for (names, want) in two {
             assert_eq!(

@@ -526,8 +526,12 @@ impl Verdict<'_> {
 }
 
 /// "eicar.zip: av/infected" and one line per finding.
+/// Names from the message (an attachment's, an archive member's path) and
+/// from the disk are written escaped as the log writes them (walkBO F2: a
+/// sender's line break started a fake `other.eml: av/clean` line, and a
+/// U+202E showed `photo<U+202E>gpj.scr` as "photorcs.jpg").
 fn text_line(item: &Item, p: &Partition, verdict: &Verdict<'_>, groups: usize) -> String {
-    let mut line = item.name.clone();
+    let mut line = escaped(&item.name);
     if groups > 1 || !p.group.is_empty() {
         line.push_str(&format!(" (group {})", p.label()));
     }
@@ -536,7 +540,8 @@ fn text_line(item: &Item, p: &Partition, verdict: &Verdict<'_>, groups: usize) -
         Some(s) => {
             line.push_str(&format!(": av/{}", s.as_str()));
             for f in verdict.report.findings_for(&p.group, &p.policy) {
-                line.push_str(&format!("\n  {}: {} in {}", kind(f), f.name, f.path));
+                let (name, path) = (escaped(&f.name), escaped(&f.path));
+                line.push_str(&format!("\n  {}: {name} in {path}", kind(f)));
             }
         }
     }
@@ -544,6 +549,12 @@ fn text_line(item: &Item, p: &Partition, verdict: &Verdict<'_>, groups: usize) -
         line.push_str(&format!("\n  gateway: {gateway}"));
     }
     line
+}
+
+fn escaped(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    crate::ops::syslog::push_escaped(&mut out, text);
+    out
 }
 
 /// What the gateway would do with the message for this group, from the
@@ -764,6 +775,28 @@ mod tests {
             v["gateway"], "delivered, 1 part(s) replaced by a notice",
             "{out}"
         );
+    }
+
+    #[test]
+    fn a_name_from_the_message_cannot_start_lines_or_turn_text_around() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = cfg_with_bases(dir.path());
+        cfg.policy.include_by_name = vec![crate::config::Pattern::new("*.exe")];
+        let msg = "From: a@example.com\r\nTo: b@example.com\r\nSubject: hi\r\nMIME-Version: 1.0\r\n\
+             Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nhi\r\n\
+             --b\r\nContent-Type: application/octet-stream\r\n\
+             Content-Disposition: attachment; filename*=utf-8''run.exe%0Aother.eml%3A%20av%2Fclean%E2%80%AEtxt\r\n\r\n\
+             MZ\r\n--b--\r\n";
+        let file = dir.path().join("mail.eml");
+        std::fs::write(&file, msg).unwrap();
+        let (outcome, out, _) = run(&cfg, &[file], &Options::default());
+        assert_eq!(outcome, Outcome::Found, "{out}");
+        assert!(
+            out.contains("filtered: name:*.exe in run.exe\\nother.eml: av/clean\\u{202E}txt"),
+            "{out}"
+        );
+        assert!(!out.contains('\u{202E}'), "{out}");
+        assert!(!out.lines().any(|l| l.starts_with("other.eml")), "{out}");
     }
 
     #[test]
