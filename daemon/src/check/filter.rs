@@ -14,9 +14,12 @@
 //! is filtered when any of its names is included and not itself excluded.
 //! A hit on a name other than the one the part is shown under is reported
 //! as `tool.txt (also named tool.exe)`, so that the rule and the name it
-//! matched are seen together. A name is matched as written and with its
+//! matched are seen together. A name is matched as written and as saved:
+//! cut at its first control character, its last path element, with its
 //! trailing dots and spaces taken off, as Windows saves it (`tool.exe.` is
-//! saved as `tool.exe`).
+//! saved as `tool.exe`). Each form is a name the file may be saved under,
+//! so a form that an include names and no exclude matches filters it; an
+//! exclude of the other form does not let it through.
 
 use super::{Check, Context, Finding, Kind, Report, Tools};
 use crate::config::{Pattern, Policy};
@@ -108,13 +111,16 @@ impl<'p> Filters<'p> {
             // `tool.exe<NUL>/a.txt` was taken as `a.txt`).
             let base = last_element(name);
             let saved = saved_name(last_element(cut_at_control(name)));
-            let forms = [base, saved];
-            if forms.iter().any(|f| any(self.exclude_name, f).is_some()) {
-                excluded = true;
-                continue;
-            }
-            if let Some(p) = forms.iter().find_map(|f| any(self.include_name, f)) {
-                return Some((format!("name:{p}"), Some(i)));
+            // Each form may be the name the file is saved under: one that
+            // an include names and no exclude lets through filters it. An
+            // exclude that matched another form let `tool.exe<NUL>.pdf`
+            // through `exclude_by_name = ["*.pdf"]` (walkBR N1).
+            for form in [base, saved] {
+                if any(self.exclude_name, form).is_some() {
+                    excluded = true;
+                } else if let Some(p) = any(self.include_name, form) {
+                    return Some((format!("name:{p}"), Some(i)));
+                }
             }
         }
         if excluded {
@@ -149,7 +155,7 @@ mod tests {
         let mut p = crate::config::parse("", "t.toml").unwrap().policy;
         let globs = |l: &[&str]| l.iter().map(|g| Pattern::new(g)).collect();
         p.include_by_name = globs(&["*.exe", "*.scr"]);
-        p.exclude_by_name = globs(&["setup-*.exe"]);
+        p.exclude_by_name = globs(&["setup-*.exe", "*.pdf"]);
         p.include_by_mime = globs(&["application/x-ms*", "video/*"]);
         p.exclude_by_mime = globs(&["video/mp4"]);
         let f = Filters::new(&p);
@@ -199,6 +205,10 @@ mod tests {
             (["tool.exe\0\\a.txt", "a"], Some("name:*.exe")),
             (["dir/tool.exe\n/notes.txt", "a"], Some("name:*.exe")),
             (["setup-4.exe\0/a.txt", "a"], None),
+            // An exclude of one form is not one of the other (walkBR N1).
+            (["tool.exe\0.pdf", "a"], Some("name:*.exe")),
+            (["evil.exe\0/setup-1.exe", "a"], Some("name:*.exe")),
+            (["setup-5.exe\0/evil.exe", "a"], Some("name:*.exe")),
         ];
         for (names, want) in two {
             assert_eq!(

@@ -93,7 +93,8 @@ pub fn scan(
     // A path not read is also a JSON line for a script that reads stdout
     // only (walkZ 14): {"file": ..., "status": "error", "error": ...}.
     let not_read = |out: &mut dyn Write, err: &mut dyn Write, file: &Path, e: &ScanCliError| {
-        let _ = writeln!(err, "mailward: {e}");
+        // A file name may hold a line break (walkBR N2).
+        let _ = writeln!(err, "mailward: {}", escaped(&e.to_string()));
         if opts.json {
             let _ = writeln!(out, "{}", unread_line(file, e));
         }
@@ -263,7 +264,11 @@ fn gather(path: &Path, err: &mut dyn Write) -> Result<Vec<PathBuf>, ScanCliError
     let mut skipped = Skipped::default();
     walk(path, &mut files, &mut skipped)?;
     if let Some(note) = skipped.note() {
-        let _ = writeln!(err, "mailward: {}: {note}", path.display());
+        let _ = writeln!(
+            err,
+            "mailward: {}: {note}",
+            escaped(&path.display().to_string())
+        );
     }
     if files.is_empty() {
         return Err(ScanCliError::Usage(format!(
@@ -286,7 +291,11 @@ impl Skipped {
     /// not read (a/fifo)", the first 3 of each named; None: nothing.
     fn note(&self) -> Option<String> {
         let list = |v: &[PathBuf]| {
-            let mut s: Vec<String> = v.iter().take(3).map(|p| p.display().to_string()).collect();
+            let mut s: Vec<String> = v
+                .iter()
+                .take(3)
+                .map(|p| escaped(&p.display().to_string()))
+                .collect();
             if v.len() > 3 {
                 s.push("...".into());
             }

@@ -232,32 +232,27 @@ pub enum Member {
     File {
         name: String,
         data: Vec<u8>,
+        /// A zip member's name in its local header, where it differs from
+        /// the central directory's: a reader that streams the zip (from
+        /// the front, as Java's ZipInputStream and many web mailers do)
+        /// saves it under that one (walkBR N7: `aaaa.txt` in the
+        /// directory, `evil.bat` in the local header, passed `*.bat`).
+        also: Option<String>,
     },
     /// Encrypted or password-protected: cannot be looked into.
-    Encrypted {
-        name: String,
-    },
+    Encrypted { name: String },
     /// The rest of the archive could not be read (truncated, corrupt);
     /// members before it were returned.
-    Damaged {
-        problem: String,
-    },
+    Damaged { problem: String },
     /// A member packed with a method Mailward does not unpack (bzip2,
     /// LZMA, ...): the archive is sound, this member was not looked into
     /// (walkS finding 10: it was called a damaged archive).
-    NotUnpacked {
-        name: String,
-        method: String,
-    },
+    NotUnpacked { name: String, method: String },
     /// The budget of unpacked bytes ran out.
-    Limit {
-        problem: String,
-    },
+    Limit { problem: String },
     /// The deadline passed while this member was read. The scan's own
     /// time-out finding says so, once, where it happened.
-    Deadline {
-        name: String,
-    },
+    Deadline { name: String },
 }
 
 /// Why reading stopped early.
@@ -429,7 +424,11 @@ fn take_member(
         Some(Stop::Budget(_) | Stop::Deadline) => Taken::Stop,
     };
     let report = stop.map(|s| stopped(&name, s));
-    out.push(Member::File { name, data });
+    out.push(Member::File {
+        name,
+        data,
+        also: None,
+    });
     if let Some(r) = report {
         out.push(r);
     }
@@ -449,7 +448,7 @@ fn zip_members(data: &[u8], budget: &mut Budget<'_>, deadline: Instant) -> Vec<M
     // of the budget after the 68-octet program beside it has been read,
     // rather than starving it (walkZ 12). A member that lies about its
     // size still stops the reading at the budget.
-    let mut to_read: Vec<(u64, usize, String)> = Vec::new();
+    let mut to_read: Vec<(u64, usize, String, Option<String>)> = Vec::new();
     // Where each member the central directory lists lies (its local
     // header and data), to tell the local headers it does not list.
     let mut listed: Vec<(usize, usize)> = Vec::new();
@@ -460,17 +459,21 @@ fn zip_members(data: &[u8], budget: &mut Budget<'_>, deadline: Instant) -> Vec<M
             });
             break;
         }
-        let (name, encrypted, is_dir, size, method) = match archive.by_index_raw(i) {
+        let (name, encrypted, is_dir, size, method, local) = match archive.by_index_raw(i) {
             Ok(f) => {
                 listed.push(local_extent(data, f.header_start(), f.compressed_size()));
+                let name = f
+                    .name()
+                    .map(|n| n.into_owned())
+                    .unwrap_or_else(|_| format!("member {i}"));
+                let local = local_name(data, f.header_start()).filter(|l| *l != name);
                 (
-                    f.name()
-                        .map(|n| n.into_owned())
-                        .unwrap_or_else(|_| format!("member {i}")),
+                    name,
                     f.encrypted(),
                     f.is_dir(),
                     f.size(),
                     f.compression(),
+                    local,
                 )
             }
             Err(e) => {
@@ -491,20 +494,25 @@ fn zip_members(data: &[u8], budget: &mut Budget<'_>, deadline: Instant) -> Vec<M
             out.push(Member::NotUnpacked { name, method });
             continue;
         }
-        to_read.push((size, i, name));
+        to_read.push((size, i, name, local));
     }
-    to_read.sort_by_key(|(size, i, _)| (*size, *i));
+    to_read.sort_by_key(|(size, i, _, _)| (*size, *i));
     let mut stopped_early = false;
-    for (_, i, name) in to_read {
+    for (_, i, name, local) in to_read {
         match archive.by_index(i) {
             Ok(mut f) => {
                 let size = f.size();
+                let at = out.len();
                 // A member whose own bytes are damaged stops only itself:
                 // the central directory says where the next one starts,
                 // and unzip and 7-Zip extract it (walkAJ 6: one size
                 // field set to 1 in a harmless member hid the EICAR beside
                 // it, and the zip went out as `av/error`).
-                if take_member(&mut out, name, &mut f, size, budget, deadline) == Taken::Stop {
+                let taken = take_member(&mut out, name, &mut f, size, budget, deadline);
+                if let Some(Member::File { also, .. }) = out.get_mut(at) {
+                    *also = local;
+                }
+                if taken == Taken::Stop {
                     stopped_early = true;
                     break;
                 }
@@ -519,6 +527,19 @@ fn zip_members(data: &[u8], budget: &mut Budget<'_>, deadline: Instant) -> Vec<M
         unlisted_members(data, listed, room, &mut out, budget, deadline);
     }
     out
+}
+
+/// The name in the local header at `header_start` (as lossy UTF-8), if
+/// the header is there.
+fn local_name(data: &[u8], header_start: u64) -> Option<String> {
+    let start = usize::try_from(header_start).ok()?;
+    let header = data.get(start..start.checked_add(30)?)?;
+    if header[..4] != *b"PK\x03\x04" {
+        return None;
+    }
+    let len = usize::from(u16::from_le_bytes([header[26], header[27]]));
+    let name = data.get(start + 30..start + 30 + len)?;
+    Some(String::from_utf8_lossy(name).into_owned())
 }
 
 /// Where a member lies in `data`: from its local header at `header_start`
@@ -979,7 +1000,7 @@ mod tests {
         let mut budget = Budget::new(1 << 20, &pool);
         let m = unpack(Format::Zip, "p.zip", &prefixed, &mut budget, far());
         assert!(
-            matches!(&m[..], [Member::File { name, data }] if name == "eicar.com" && data == b"the member"),
+            matches!(&m[..], [Member::File { name, data, .. }] if name == "eicar.com" && data == b"the member"),
             "{m:?}"
         );
         // The signature alone, not at the end record's place, is no zip.
@@ -993,6 +1014,27 @@ mod tests {
         assert_eq!(detect(b"plain text"), None);
     }
 
+    /// walkBR N7: a streaming reader saves a member under its local
+    /// header's name; where it differs from the central directory's, the
+    /// member carries both.
+    #[test]
+    fn a_local_header_name_that_differs_is_kept_beside_the_other() {
+        let pool = MemoryPool::unbounded();
+        let mut z = zip_of(&[("aaaa.txt", b"MZ program")]);
+        assert_eq!(&z[30..38], b"aaaa.txt");
+        z[30..38].copy_from_slice(b"evil.bat");
+        let mut budget = Budget::new(10_000, &pool);
+        let m = unpack(Format::Zip, "z.zip", &z, &mut budget, far());
+        assert!(
+            matches!(&m[..], [Member::File { name, also: Some(also), .. }]
+                if name == "aaaa.txt" && also == "evil.bat"),
+            "{m:?}"
+        );
+        let same = zip_of(&[("same.txt", b"x")]);
+        let m = unpack(Format::Zip, "z.zip", &same, &mut budget, far());
+        assert!(matches!(&m[..], [Member::File { also: None, .. }]), "{m:?}");
+    }
+
     #[test]
     fn unpacks_zip_members_within_budget() {
         let pool = MemoryPool::unbounded();
@@ -1000,10 +1042,10 @@ mod tests {
         let mut budget = Budget::new(10_000, &pool);
         let m = unpack(Format::Zip, "z.zip", &z, &mut budget, far());
         assert!(
-            matches!(&m[0], Member::File { name, data } if name == "a.txt" && data == b"hello")
+            matches!(&m[0], Member::File { name, data, .. } if name == "a.txt" && data == b"hello")
         );
         assert!(
-            matches!(&m[1], Member::File { name, data } if name == "b.bin" && data.len() == 1000)
+            matches!(&m[1], Member::File { name, data, .. } if name == "b.bin" && data.len() == 1000)
         );
         assert_eq!(budget.left(), 10_000 - 1005);
         let mut small = Budget::new(100, &pool);
@@ -1044,7 +1086,7 @@ mod tests {
         let m = unpack(Format::Zip, "tiny_lie.zip", &z, &mut budget, far());
         assert!(
             m.iter().any(
-                |x| matches!(x, Member::File { name, data } if name == "eicar.com" && data == b"the virus")
+                |x| matches!(x, Member::File { name, data, .. } if name == "eicar.com" && data == b"the virus")
             ),
             "{m:?}"
         );
@@ -1059,7 +1101,7 @@ mod tests {
     fn files(m: &[Member]) -> Vec<(&str, &[u8])> {
         m.iter()
             .filter_map(|x| match x {
-                Member::File { name, data } => Some((name.as_str(), data.as_slice())),
+                Member::File { name, data, .. } => Some((name.as_str(), data.as_slice())),
                 _ => None,
             })
             .collect()
@@ -1178,13 +1220,13 @@ T0d0$+6Gp*%9*3d&5,90838j%39*%,8&19%P@59*98be84908,8C*6%8K*%JV5#T\n\
         let pool = MemoryPool::unbounded();
         let mut budget = Budget::new(1 << 20, &pool);
         let m = unpack(Format::Gzip, "x.tgz", &tgz, &mut budget, far());
-        let Member::File { name, data } = &m[0] else {
+        let Member::File { name, data, .. } = &m[0] else {
             panic!("{m:?}")
         };
         assert_eq!(name, "x.tar");
         let inner = unpack(Format::Tar, name, data, &mut budget, far());
         assert!(
-            matches!(&inner[0], Member::File { name, data } if name == "dir/file.txt" && data == b"data")
+            matches!(&inner[0], Member::File { name, data, .. } if name == "dir/file.txt" && data == b"data")
         );
     }
 
@@ -1233,7 +1275,7 @@ T0d0$+6Gp*%9*3d&5,90838j%39*%,8&19%P@59*98be84908,8C*6%8K*%JV5#T\n\
         let m = unpack(Format::Zip, "bomb.zip", &z, &mut budget, far());
         assert!(
             m.iter().any(
-                |x| matches!(x, Member::File { name, data } if name == "tool.com" && data == b"the program")
+                |x| matches!(x, Member::File { name, data, .. } if name == "tool.com" && data == b"the program")
             ),
             "{:?}",
             m.iter().map(|x| format!("{x:?}").chars().take(80).collect::<String>()).collect::<Vec<_>>()
@@ -1430,7 +1472,7 @@ T0d0$+6Gp*%9*3d&5,90838j%39*%,8&19%P@59*98be84908,8C*6%8K*%JV5#T\n\
             "{members:?}"
         );
         assert!(
-            matches!(&members[1], Member::File { name, data } if name == "b.txt" && data == b"world"),
+            matches!(&members[1], Member::File { name, data, .. } if name == "b.txt" && data == b"world"),
             "{members:?}"
         );
     }

@@ -816,15 +816,30 @@ impl<'m> Unpacked<'m, '_> {
             );
             for m in members {
                 match m {
-                    Member::File { name: n, data: d } => self.object(
-                        part,
-                        Some(index),
-                        format!("{path}/{n}"),
-                        Some(n),
-                        "application/octet-stream".into(),
-                        Cow::Owned(d),
-                        depth + 1,
-                    ),
+                    Member::File {
+                        name: n,
+                        data: d,
+                        also,
+                    } => {
+                        let at = self.objects.len();
+                        let member = format!("{path}/{n}");
+                        self.object(
+                            part,
+                            Some(index),
+                            member.clone(),
+                            Some(n),
+                            "application/octet-stream".into(),
+                            Cow::Owned(d),
+                            depth + 1,
+                        );
+                        // The local header's name is matched and scanned
+                        // under too, as a part's second name is.
+                        if let (Some(also), Some(o)) = (also, self.objects.get_mut(at)) {
+                            if o.path == member {
+                                o.aliases.push(also);
+                            }
+                        }
+                    }
                     Member::Encrypted { name: n } => {
                         self.find(part, Kind::Protected, "encrypted", &format!("{path}/{n}"))
                     }
