@@ -45,12 +45,51 @@ pub enum Gate {
     /// Connect (`probe`: the one attempt after a suspension ended).
     Go { probe: bool },
     /// Do not connect: defer with the last real error.
-    Suspended {
-        until: DateTime<Utc>,
-        /// The outcome of the last failed connection: its reply (status
-        /// and words) and relay go into the deferral and the DSN.
-        last: Outcome,
-    },
+    Suspended(Suspended),
+}
+
+/// Why an attempt may not connect.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Suspended {
+    pub until: DateTime<Utc>,
+    /// The suspension has ended and another attempt is probing the hop.
+    pub probing: bool,
+    /// The outcome of the last failed connection: its reply (status and
+    /// words) and relay go into the deferral and the DSN.
+    pub last: Outcome,
+}
+
+impl Suspended {
+    /// When the mail deferred by it is tried again (Unix time): at the
+    /// suspension's end, so that its first attempt then is the probe; or,
+    /// while a probe runs, after `min_backoff`, not every second until
+    /// the probe's connect times out.
+    pub fn retry_at(&self, now: DateTime<Utc>, min_backoff: Duration) -> i64 {
+        if self.probing {
+            let wait = i64::try_from(min_backoff.as_secs()).unwrap_or(i64::MAX);
+            return now.timestamp().saturating_add(wait.max(1));
+        }
+        // The second after `until` or at it: never before its end.
+        let partial = i64::from(self.until.timestamp_subsec_nanos() > 0);
+        self.until.timestamp() + partial
+    }
+
+    /// The deferral's log line (walkBP F1: while a probe ran, it named an
+    /// `until` already past).
+    pub fn log(&self, queue_id: &crate::envelope::QueueId, dest: &Destination) {
+        let reply = match &self.last {
+            Outcome::Deferred { reply, .. } | Outcome::Failed { reply, .. } => reply.as_str(),
+            Outcome::Delivered { reply, .. } => reply.as_str(),
+        };
+        if self.probing {
+            tracing::info!(target: "delivery", queue_id = %queue_id, destination = %dest,
+                "Destination suspended, a probe is under way, last error: {reply}; deferred without connecting.");
+        } else {
+            tracing::info!(target: "delivery", queue_id = %queue_id, destination = %dest,
+                "Destination suspended until {}, last error: {reply}; deferred without connecting.",
+                self.until.format("%Y-%m-%dT%H:%M:%SZ"));
+        }
+    }
 }
 
 struct State {
@@ -190,10 +229,11 @@ impl Suspensions {
             .probing
             .is_some_and(|since| since.elapsed() < PROBE_LOST_AFTER);
         if now < until || probe_running {
-            return Gate::Suspended {
+            return Gate::Suspended(Suspended {
                 until,
+                probing: now >= until,
                 last: state.last.clone(),
-            };
+            });
         }
         state.probing = Some(Instant::now());
         Gate::Go { probe: true }
@@ -399,7 +439,7 @@ mod tests {
             assert_eq!(s.gate(&dead(), now), Gate::Go { probe: false }, "{n}");
             s.failed(&dead(), &e, &outcome, BACKOFF, &stats);
         }
-        let Gate::Suspended { until, last } = s.gate(&dead(), Utc::now()) else {
+        let Gate::Suspended(Suspended { until, last, .. }) = s.gate(&dead(), Utc::now()) else {
             panic!("suspended after {SUSPEND_AFTER} failures");
         };
         assert_eq!(last, outcome, "the deferral carries the last real error");
@@ -423,7 +463,7 @@ mod tests {
         // suspension stays as it is.
         s.failed(&dead(), &e, &outcome, BACKOFF, &stats);
         s.failed(&dead(), &e, &outcome, BACKOFF, &stats);
-        let Gate::Suspended { until: same, .. } = s.gate(&dead(), Utc::now()) else {
+        let Gate::Suspended(Suspended { until: same, .. }) = s.gate(&dead(), Utc::now()) else {
             panic!("still suspended");
         };
         assert_eq!(same, until, "extended by attempts that were not probes");
@@ -434,12 +474,18 @@ mod tests {
         let due = s.list(later);
         assert!(due[0].probe_due && !due[0].probing, "{due:?}");
         assert_eq!(s.gate(&dead(), later), Gate::Go { probe: true });
-        assert!(matches!(s.gate(&dead(), later), Gate::Suspended { .. }));
+        // While the probe runs the others are told so, and wait the
+        // minimum back-off, not a second at a time (walkBP F1).
+        let Gate::Suspended(probing) = s.gate(&dead(), later) else {
+            panic!("one probe at a time");
+        };
+        assert!(probing.probing);
+        assert_eq!(probing.retry_at(later, BACKOFF.0), later.timestamp() + 60);
         let listed = s.list(later);
         assert!(listed[0].probing, "status says a probe is under way");
         assert!(!listed[0].probe_due, "{listed:?}");
         s.failed(&dead(), &e, &outcome, BACKOFF, &stats);
-        let Gate::Suspended { until: again, .. } = s.gate(&dead(), Utc::now()) else {
+        let Gate::Suspended(Suspended { until: again, .. }) = s.gate(&dead(), Utc::now()) else {
             panic!("a failed probe suspends again");
         };
         let secs = (again - Utc::now()).num_seconds();
@@ -460,6 +506,27 @@ mod tests {
         assert_eq!(snap.value(StatId::DestinationsSuspended, 0), 0);
     }
 
+    /// walkBP F1: mail deferred by a suspension is tried again at its end,
+    /// never a moment before (then it was deferred again, its back-off
+    /// doubled, and no probe came when the suspension ended).
+    #[test]
+    fn mail_held_by_a_suspension_is_due_at_its_end() {
+        let (_, last) = refused();
+        let until = DateTime::from_timestamp(1_800_000_000, 400_000_000).unwrap();
+        let held = Suspended {
+            until,
+            probing: false,
+            last,
+        };
+        let now = until - chrono::Duration::seconds(14);
+        assert_eq!(held.retry_at(now, BACKOFF.0), 1_800_000_001);
+        let whole = Suspended {
+            until: DateTime::from_timestamp(1_800_000_000, 0).unwrap(),
+            ..held
+        };
+        assert_eq!(whole.retry_at(now, BACKOFF.0), 1_800_000_000);
+    }
+
     /// walkAW F1: `queue flush` lifts every suspension, so that the mail
     /// it makes due connects (the hop may be back); a destination with
     /// failures but no suspension is forgotten too, and not named.
@@ -477,10 +544,7 @@ mod tests {
             tls: OutboundTls::default(),
         };
         s.failed(&other, &e, &outcome, BACKOFF, &stats);
-        assert!(matches!(
-            s.gate(&dead(), Utc::now()),
-            Gate::Suspended { .. }
-        ));
+        assert!(matches!(s.gate(&dead(), Utc::now()), Gate::Suspended(_)));
         assert_eq!(s.lift_all(&stats), vec!["[127.0.0.1]:30199".to_string()]);
         assert_eq!(s.gate(&dead(), Utc::now()), Gate::Go { probe: false });
         assert_eq!(s.list(Utc::now()), vec![]);
@@ -493,10 +557,7 @@ mod tests {
         for _ in 0..SUSPEND_AFTER {
             s.failed(&dead(), &e, &outcome, BACKOFF, &stats);
         }
-        assert!(matches!(
-            s.gate(&dead(), Utc::now()),
-            Gate::Suspended { .. }
-        ));
+        assert!(matches!(s.gate(&dead(), Utc::now()), Gate::Suspended(_)));
         assert_eq!(s.lift_all(&stats).len(), 1);
     }
 

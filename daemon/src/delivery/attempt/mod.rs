@@ -164,6 +164,14 @@ impl Timing {
         after_backoff.min(expiry).max(self.now + 1)
     }
 
+    /// At `at`, unless that is past the message's lifetime (then at its
+    /// end, as [`Timing::next_attempt`]) or not in the future.
+    pub fn next_at(&self, at: i64, received_at: i64) -> i64 {
+        let lifetime = i64::try_from(self.lifetime.as_secs()).unwrap_or(i64::MAX);
+        let expiry = received_at.saturating_add(lifetime);
+        at.min(expiry).max(self.now + 1)
+    }
+
     fn age(&self, received_at: i64) -> Duration {
         Duration::from_secs(u64::try_from(self.now - received_at).unwrap_or(0))
     }
@@ -509,12 +517,13 @@ impl Delivery {
         if told {
             env.attempts = env.attempts.saturating_sub(1);
         }
-        let outcomes = match (&data, again) {
-            (_, Some(outcomes)) => outcomes,
+        let (outcomes, suspended_until) = match (&data, again) {
+            (_, Some(outcomes)) => (outcomes, None),
             (Ok(data), None) => self.send_all(&cfg, &env, data.clone()).await,
             (Err(e), None) => {
                 tracing::error!(target: "delivery", queue_id = %env.id, error = %e, "Cannot read the message from the spool.");
-                env.pending()
+                let outcomes = env
+                    .pending()
                     .map(|(i, _)| {
                         (
                             i,
@@ -524,7 +533,8 @@ impl Delivery {
                             },
                         )
                     })
-                    .collect()
+                    .collect();
+                (outcomes, None)
             }
         };
         let timing = timing();
@@ -580,6 +590,16 @@ impl Delivery {
             }
         }
         let decision = decide(&mut env, outcomes, &timing);
+        // No hop was connected to, all being suspended: the next attempt
+        // comes when the suspension ends, so that the probe is made then.
+        // With the back-off instead, mail deferred with the suspension
+        // fell due a moment before its end, was deferred again, and the
+        // first probe came a doubled back-off late (walkBP F1). It still
+        // counts as an attempt: `queue list --deferred` and `status` count
+        // such mail as deferred.
+        if let Some(at) = suspended_until.filter(|_| !decision.done && !expired) {
+            env.next_attempt = timing.next_at(at, env.received_at);
+        }
         let results = match &data {
             Ok(message) => {
                 self.queue_dsns(&cfg, &env, &decision.dsns, message, timing.now, told)
@@ -639,13 +659,15 @@ impl Delivery {
         self.gw.queue.complete(env);
     }
 
-    /// Sends to every next hop in parallel.
+    /// Sends to every next hop in parallel. The time is given when no
+    /// hop was connected to, every one being suspended: when to try again
+    /// ([`Suspended::retry_at`]).
     async fn send_all(
         &self,
         cfg: &Config,
         env: &Envelope,
         data: Arc<Vec<u8>>,
-    ) -> Vec<(usize, Outcome)> {
+    ) -> (Vec<(usize, Outcome)>, Option<i64>) {
         let mut groups: BTreeMap<Destination, Vec<usize>> = BTreeMap::new();
         for (i, r) in env.pending() {
             groups
@@ -658,11 +680,30 @@ impl Delivery {
             cfg.timeouts.min_backoff.get(),
             cfg.timeouts.max_backoff.get(),
         );
-        let futures = groups
+        let mut outcomes = Vec::new();
+        let mut retry_at: Option<i64> = None;
+        let mut connecting = Vec::new();
+        for (dest, idxs) in groups {
+            // A suspended destination is not connected to: the mail waits,
+            // with the last real error for its DSN (Postfix: "delivery
+            // temporarily suspended").
+            match self.pool.suspensions.gate(&dest, chrono::Utc::now()) {
+                Gate::Suspended(held) => {
+                    held.log(&env.id, &dest);
+                    let at = held.retry_at(chrono::Utc::now(), backoff.0);
+                    retry_at = Some(retry_at.map_or(at, |r| r.min(at)));
+                    outcomes.extend(idxs.into_iter().map(|i| (i, held.last.clone())));
+                }
+                Gate::Go { .. } => connecting.push((dest, idxs)),
+            }
+        }
+        let any_connect = !connecting.is_empty();
+        let futures = connecting
             .into_iter()
             .map(|(dest, idxs)| self.send_group(&settings, backoff, env, &data, dest, idxs));
         let results = futures_util::future::join_all(futures).await;
-        results.into_iter().flatten().collect()
+        outcomes.extend(results.into_iter().flatten());
+        (outcomes, retry_at.filter(|_| !any_connect))
     }
 
     async fn send_group(
@@ -676,21 +717,6 @@ impl Delivery {
     ) -> Vec<(usize, Outcome)> {
         let dns = self.gw.dns();
         let all = |o: Outcome| idxs.iter().map(|&i| (i, o.clone())).collect::<Vec<_>>();
-        // A suspended destination is not connected to: the mail waits,
-        // with the last real error for its DSN (Postfix: "delivery
-        // temporarily suspended").
-        if let Gate::Suspended { until, last } =
-            self.pool.suspensions.gate(&dest, chrono::Utc::now())
-        {
-            let reply = match &last {
-                Outcome::Deferred { reply, .. } | Outcome::Failed { reply, .. } => reply.as_str(),
-                Outcome::Delivered { reply, .. } => reply.as_str(),
-            };
-            tracing::info!(target: "delivery", queue_id = %env.id, destination = %dest,
-                "Destination suspended until {}, last error: {reply}; deferred without connecting.",
-                until.format("%Y-%m-%dT%H:%M:%SZ"));
-            return all(last);
-        }
         // A cached connection may have been closed by the peer meanwhile:
         // one retry on a fresh connection.
         for round in 0..2 {
