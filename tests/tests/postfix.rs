@@ -359,6 +359,28 @@ fn after_queue_refusals_become_blocks_not_bounces() -> Result<()> {
             raw.iter().map(|r| &r.line).collect::<Vec<_>>()
         );
     }
+    // The log tells these blocks from configured ones (walkBQ F5), after
+    // the verdict they come from (walkBO F3).
+    let log = daemon.full_log();
+    let lines: Vec<&str> = log.lines().collect();
+    for status in ["av/infected", "as/blacklisted"] {
+        let said = lines.iter().position(|l| {
+            l.contains("The refusal of this group becomes a block")
+                && l.contains(&format!("status={status}"))
+        });
+        let checked = said.and_then(|i| {
+            let id = lines[i]
+                .split_whitespace()
+                .find(|w| w.starts_with("queue_id="))?;
+            lines[..i]
+                .iter()
+                .position(|l| l.contains("Message checked.") && l.contains(id))
+        });
+        ensure!(
+            checked.is_some(),
+            "the {status} block is said to be a refusal, after its verdict:\n{log}"
+        );
+    }
     Ok(())
 }
 

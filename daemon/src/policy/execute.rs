@@ -546,8 +546,6 @@ pub(crate) fn accept(env: &Envelope, verdict: &mut Verdict, announce: bool) {
                 "This group refuses the status, but the verdict rests on a spam trap alone: the message is blocked instead, so that the sender cannot tell the trap from a mailbox.");
         }
         if let Delivery::Refuse(_) = j.plan.delivery {
-            tracing::info!(target: "policy", queue_id = %env.id, group = %j.partition.label(),
-                "The refusal of this group becomes a block: the message is accepted for other recipients, or the 250 was given.");
             j.plan.delivery = Delivery::Block;
         }
     }
@@ -560,6 +558,14 @@ pub(crate) fn accept(env: &Envelope, verdict: &mut Verdict, announce: bool) {
         accepted: true,
     }
     .log();
+    // After the verdict it comes from (walkBO F3), and also where no
+    // refusal was ever possible (walkBQ F5: after the queue it read as a
+    // configured block).
+    for j in verdict.groups.iter().filter(|j| j.plan.refused) {
+        tracing::info!(target: "policy", queue_id = %env.id, group = %j.partition.label(),
+            status = %j.plan.cause.as_deref().unwrap_or_default(),
+            "The refusal of this group becomes a block: the message is accepted for other recipients, or the 250 was given.");
+    }
     log_findings(env, verdict);
 }
 

@@ -75,6 +75,10 @@ pub struct Plan {
     /// spam verdict rests on a spam trap alone, and a refusal would give
     /// the trap away ([`crate::check::spam::Evidence::trapped`]).
     pub trap_kept_secret: bool,
+    /// The group refuses `cause` (`reject`): a block only because no
+    /// refusal can be given (after the 250, after the queue, or another
+    /// group takes the message), which the log says (walkBQ F5).
+    pub refused: bool,
     /// Top-level part index -> the edit and its notice text.
     pub edits: BTreeMap<usize, (Edit, String)>,
     /// Put in front of the Subject.
@@ -151,6 +155,7 @@ pub fn decide(
         delivery: Delivery::Deliver,
         cause: None,
         trap_kept_secret: false,
+        refused: false,
         edits: BTreeMap::new(),
         subject_prefix: None,
         headers: String::new(),
@@ -205,6 +210,7 @@ pub fn decide(
             Delivery::Block
         };
         plan.cause = Some(status.clone());
+        plan.refused = true;
     } else if let Some(status) = covered(&policy.block, &statuses) {
         plan.delivery = Delivery::Block;
         plan.cause = Some(status.clone());
