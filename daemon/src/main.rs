@@ -224,7 +224,7 @@ fn example_names(c: &config::Config) -> Vec<(&'static str, String)> {
         out.push((
             "postmaster",
             format!(
-                "{} is an example address: set the site's postmaster (DSNs about bounces go there)",
+                "{} is an example address: set the site's postmaster (mail to postmaster@ and MAILER-DAEMON@ this host goes there, DSNs name it as the contact, and notifications come from it)",
                 c.server.postmaster
             ),
         ));
@@ -393,13 +393,17 @@ fn which(w: &WhichArchive) -> Option<Direction> {
 /// What the daemon's answer says the classifier learnt (`learnt`: new,
 /// moved, already, or the GTUBE test message, not learnt), as `class`
 /// (the other class being `other`).
-fn print_learnt(data: &serde_json::Value, class: &str, other: &str) {
+fn print_learnt(data: &serde_json::Value, class: &str, other: &str, config: Option<&Path>) {
     match data["learnt"].as_str() {
         Some("new") => out!("Learnt as {class}."),
         Some("moved") => out!("Learnt as {class} (it had been learnt as {other})."),
         Some(mailward::ops::stores::GTUBE_NOT_LEARNT) => {
             out!("Not learnt: it is the GTUBE test message (its words are a test's).")
         }
+        Some(mailward::ops::stores::UNSAFE_NOT_LEARNT) => out!(
+            "Not learnt as {class}: it holds an anti-virus finding (see the warning), which is no spam false positive; `mailward spam learn --{class} FILE{}` teaches a file if you mean it.",
+            mailward::ops::stores::config_arg(config)
+        ),
         Some(_) => out!("Already learnt as {class}."),
         None => {}
     }
@@ -467,31 +471,36 @@ fn quarantine(cmd: QuarantineCommand) -> ExitCode {
         Err(code) => return code,
     };
     match cmd {
-        QuarantineCommand::List { filter: f, config } => {
-            print_entries(&data, f.json, "quarantine", is_filtered(&f), || {
+        QuarantineCommand::List { filter: f, config } => print_entries(
+            &data,
+            f.json,
+            "quarantine",
+            is_filtered(&f),
+            config.config.as_deref(),
+            || {
                 count(
                     config.config.as_deref(),
                     &Request::QuarantineList {
                         filter: Filter::default(),
                     },
                 )
-            })
-        }
+            },
+        ),
         QuarantineCommand::Show { raw, .. } => print_entry(&data, raw, "Released:  "),
         QuarantineCommand::Release { .. } => {
             out!(
                 "{}",
                 mailward::ops::stores::sent_reply(&data, "Released", path.as_deref())
             );
-            print_learnt(&data, "ham", "spam");
+            print_learnt(&data, "ham", "spam", path.as_deref());
             // The release stands: a failed lesson is a warning, and the
             // exit status stays 0 so that a script does not release twice.
             if let Some(e) = data["learn_error"].as_str() {
                 eprintln!("mailward: warning: released, but not learnt as ham: {e}");
             }
         }
-        QuarantineCommand::Remove { id, .. } => {
-            print_learnt(&data, "spam", "ham");
+        QuarantineCommand::Remove { id, config, .. } => {
+            print_learnt(&data, "spam", "ham", config.config.as_deref());
             out!("{id} removed.")
         }
         QuarantineCommand::Purge { .. } => {
@@ -592,15 +601,22 @@ fn archive(cmd: ArchiveCommand) -> ExitCode {
             which: w,
             config,
         } => {
-            print_entries(&data, f.json, "archive", is_filtered(&f), || {
-                count(
-                    config.config.as_deref(),
-                    &Request::ArchiveList {
-                        filter: Filter::default(),
-                        direction: which(&w),
-                    },
-                )
-            });
+            print_entries(
+                &data,
+                f.json,
+                "archive",
+                is_filtered(&f),
+                config.config.as_deref(),
+                || {
+                    count(
+                        config.config.as_deref(),
+                        &Request::ArchiveList {
+                            filter: Filter::default(),
+                            direction: which(&w),
+                        },
+                    )
+                },
+            );
         }
         ArchiveCommand::Show { raw, .. } => print_entry(&data, raw, "Sent again:"),
         ArchiveCommand::Send { .. } => {
@@ -673,6 +689,7 @@ fn print_entries(
     json: bool,
     store: &str,
     filtered: bool,
+    config: Option<&Path>,
     total: impl FnOnce() -> Option<usize>,
 ) {
     let entries: Vec<Listed> = serde_json::from_value(data.clone()).unwrap_or_default();
@@ -695,8 +712,9 @@ fn print_entries(
         }
         return;
     }
+    // An unreadable entry's row suggests its `remove` (walkBR N4).
     for line in store_table(&entries, chrono::Utc::now().timestamp()) {
-        out!("{line}");
+        out!("{}", mailward::ops::stores::with_config_arg(&line, config));
     }
     out!("{} message(s)", entries.len());
 }
@@ -1213,9 +1231,19 @@ fn call(path: Option<&Path>, req: &Request) -> Result<serde_json::Value, ExitCod
     let socket = admin_socket(path)?;
     let rt = runtime()?;
     rt.block_on(admin::call(&socket, req)).map_err(|e| {
-        eprintln!("mailward: {e}");
+        eprintln!("mailward: {}", refusal_said(&e, path));
         ExitCode::from(e.exit_code())
     })
+}
+
+/// An admin error as printed: a daemon's refusal with the `--config`
+/// given in the commands it suggests (walkBQ F3); the CLI's own errors
+/// (no daemon, no permission) as they are.
+fn refusal_said(e: &admin::AdminError, path: Option<&Path>) -> String {
+    match e {
+        admin::AdminError::Refused(text) => mailward::ops::stores::with_config_arg(text, path),
+        e => e.to_string(),
+    }
 }
 
 /// The store an offline answer reads ([`call_or_read`]).
@@ -1265,12 +1293,13 @@ fn call_or_read(
                 mailward::ops::stores::offline_note(&note, needs)
             );
             offline(&dir).map_err(|e| {
-                eprintln!("mailward: {e}");
+                let said = mailward::ops::stores::with_config_arg(&e, path);
+                eprintln!("mailward: {said}");
                 ExitCode::FAILURE
             })
         }
         Err(e) => {
-            eprintln!("mailward: {e}");
+            eprintln!("mailward: {}", refusal_said(&e, path));
             Err(ExitCode::from(e.exit_code()))
         }
     }

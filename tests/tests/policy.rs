@@ -395,25 +395,59 @@ fn quarantine_list_show_release_remove_and_purge() -> Result<()> {
     f.check(listed.len() == 1 && listed[0]["released"].is_null(), || {
         format!("refused releases leave the entry as it was: {listed:?}")
     });
-    // Release: to its recipient, then to another address.
-    let out = gw.daemon.cli_ok(&["quarantine", "release", &id])?;
+    // Release: to its recipient, then to another address. Four
+    // administrators at once on one ticket release it once (walkBQ F1:
+    // the check and the note were apart, and all four delivered it).
+    let outs = thread::scope(|scope| {
+        let runs: Vec<_> = (0..4)
+            .map(|_| scope.spawn(|| gw.daemon.cli(&["quarantine", "release", &id])))
+            .collect();
+        runs.into_iter()
+            .map(|r| {
+                r.join()
+                    .map_err(|_| anyhow::anyhow!("a release thread panicked"))?
+            })
+            .collect::<Result<Vec<_>>>()
+    })?;
+    let released: Vec<String> = outs
+        .iter()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .collect();
     f.check(
-        out.starts_with(&format!("Released {id} as queue ID ")),
-        || out.clone(),
+        released.len() == 1 && released[0].starts_with(&format!("Released {id} as queue ID ")),
+        || format!("one of four concurrent releases: {released:?}"),
     );
-    let out = gw
-        .daemon
-        .cli_ok(&["quarantine", "release", &id, "--to", "analyst@example.com"])?;
+    for o in outs.iter().filter(|o| !o.status.success()) {
+        let err = String::from_utf8_lossy(&o.stderr);
+        f.check(
+            o.status.code() == Some(1) && err.contains("was already released"),
+            || format!("the others are refused: {:?} {err}", o.status.code()),
+        );
+    }
+    let out = gw.daemon.cli_ok(&[
+        "quarantine",
+        "release",
+        &id,
+        "--to",
+        "analyst@example.com",
+        "--learn-ham",
+    ])?;
     // What became of it, how to follow it, where a failure goes (walkAP
-    // F2, F8), and what it holds (walkAX 2).
+    // F2, F8), and what it holds (walkAX 2). A virus is not learnt as ham
+    // (walkBQ 7).
     f.check(
         out.contains(" to analyst@example.com.\nIt is queued for delivery: follow it with `mailward queue show ")
             && out.contains(
                 "; a failure is reported to postmaster@mw.test (headers only; the entry holds av/infected, so not to the original sender).\n",
             )
-            && out.ends_with(
+            && out.contains(
                 "\nWarning: it holds av/infected: infected EICAR_Test_File in invoice.zip/eicar.com; it is delivered as it came, without a verdict header and not scanned again.\n",
-            ),
+            )
+            && out.ends_with(&format!(
+                "\nNot learnt as ham: it holds an anti-virus finding (see the warning), which is no spam false positive; `mailward spam learn --ham FILE --config {}` teaches a file if you mean it.\n",
+                gw.daemon.config_path.display()
+            )),
         || out.clone(),
     );
     let delivered = gw.sink.wait_for_count(2, DELIVERY_TIMEOUT)?;
@@ -1982,8 +2016,10 @@ fn a_released_virus_the_next_hop_refuses_is_reported_to_the_postmaster_headers_o
     f.check(
         out.status.code() == Some(1)
             && err.contains("It has not gone to gone@example.com yet")
+            // With the --config given (walkBQ F3).
             && err.contains(&format!(
-                "`mailward quarantine release {entry} --to gone@example.com`"
+                "`mailward quarantine release {entry} --to gone@example.com --config {}`",
+                daemon.config_path.display()
             )),
         || format!("release after a partial one: {:?} {err}", out.status.code()),
     );

@@ -355,8 +355,25 @@ async fn blocking<T: Send + 'static>(
 ) -> Result<T, String> {
     match tokio::task::spawn_blocking(work).await {
         Ok(Ok(v)) => Ok(v),
-        Ok(Err(e)) => Err(e.to_string()),
+        Ok(Err(e)) => Err(said(&e)),
         Err(e) => Err(format!("the store task failed: {e}")),
+    }
+}
+
+/// A store error as the command prints it. A refused permission is the
+/// daemon's, not that of the administrator reading it as root: it names
+/// the daemon's user (walkBQ F2: a bare "Permission denied" on a
+/// directory root could read).
+fn said(e: &StoreError) -> String {
+    match e {
+        StoreError::Io { source, .. } if source.kind() == std::io::ErrorKind::PermissionDenied => {
+            let user = crate::ops::privileges::user_name(nix::unistd::geteuid().as_raw());
+            format!(
+                "{e}: the daemon runs as {user}, who must be able to read and write the store's \
+                 files (see their owner and mode)"
+            )
+        }
+        e => e.to_string(),
     }
 }
 
@@ -714,6 +731,7 @@ pub async fn release(
     let store = gw.stores.quarantine.clone();
     let given = id.clone();
     let id = resolve(&store, id, "quarantine release").await?;
+    let one_send = store.sends.lock().await;
     if !again {
         not_sent_before(&store, &id, to.as_deref(), "released").await?;
     }
@@ -727,8 +745,10 @@ pub async fn release(
     .emit_by(&gw.stats, Some(&by()));
     let failure_report = spooled.failure_report.describe();
     let warning = spooled.warning.clone();
+    let spooled_warning = warning.is_some();
     spooled.queue(gw);
     note_sent(&store, &id, &queue_id, &rcpts).await;
+    drop(one_send);
     let mut answer = serde_json::json!({
         "id": id, "queue_id": queue_id.0, "to": rcpts,
         "failure_report": failure_report,
@@ -739,7 +759,14 @@ pub async fn release(
     if given != id {
         answer["given"] = given.into();
     }
-    if learn_ham {
+    // A virus or a filtered part is no spam false positive: `--learn-ham`
+    // out of habit on such an entry would teach malware mail as ham
+    // (walkBQ 7). The release stands; the lesson is not given.
+    if learn_ham && spooled_warning {
+        tracing::info!(target: "admin", quarantine_id = %id, by = %by(),
+            "Released; not learnt as ham: it holds an anti-virus finding.");
+        answer["learnt"] = UNSAFE_NOT_LEARNT.into();
+    } else if learn_ham {
         match learn_entry(gw, &store, &id, Class::Ham).await {
             Ok(None) => {
                 tracing::info!(target: "admin", quarantine_id = %id, by = %by(),
@@ -814,6 +841,30 @@ pub fn config_arg(config: Option<&std::path::Path>) -> String {
         }
         None => String::new(),
     }
+}
+
+/// `text` (the daemon's answer to a command) with [`config_arg`] added to
+/// each command it suggests in backquotes (`` `mailward ...` ``) that has
+/// none: the daemon does not know the `--config` the command was given,
+/// and without it the suggestion asks another daemon, or none (walkBQ F3).
+pub fn with_config_arg(text: &str, config: Option<&std::path::Path>) -> String {
+    let arg = config_arg(config);
+    if arg.is_empty() {
+        return text.to_string();
+    }
+    let mut out = String::with_capacity(text.len() + arg.len());
+    for (i, part) in text.split('`').enumerate() {
+        if i > 0 {
+            out.push('`');
+        }
+        out.push_str(part);
+        // Odd parts are inside backquotes, when a closing one follows.
+        let closed = text.split('`').count() > i + 1;
+        if i % 2 == 1 && closed && part.starts_with("mailward ") && !part.contains("--config") {
+            out.push_str(&arg);
+        }
+    }
+    out
 }
 
 /// Refuses a second send of entry `id` to recipients it was sent to (its
@@ -931,7 +982,7 @@ pub async fn resolve(store: &Arc<Store>, id: String, command: &str) -> Result<St
 fn pick_entry(id: &str, what: &str, entries: &[Entry], command: &str) -> Result<String, String> {
     match entries {
         [] => Err(format!(
-            "{id}: no such entry (see `mailward quarantine list` or `archive list`)"
+            "{id}: no such entry (see `mailward quarantine list` or `mailward archive list`)"
         )),
         [one] => Ok(one.id.clone()),
         many => Err(format!(
@@ -973,6 +1024,7 @@ pub async fn send_archived(
     again: bool,
     what: &str,
 ) -> Result<serde_json::Value, String> {
+    let _one_send = store.sends.lock().await;
     if !again {
         not_sent_before(store, &id, to.as_deref(), "sent").await?;
     }
@@ -1094,6 +1146,10 @@ pub async fn remove_as_spam(gw: &Gateway, id: String) -> Result<serde_json::Valu
 /// quarantine's --learn-ham and --learn-spam do not learn.
 pub const GTUBE_NOT_LEARNT: &str = "gtube";
 
+/// `learnt` of a release `--learn-ham` of an entry with an anti-virus
+/// finding: not learnt.
+pub const UNSAFE_NOT_LEARNT: &str = "unsafe";
+
 /// `remove`: one entry.
 pub async fn remove(store: &Arc<Store>, id: String) -> Result<serde_json::Value, String> {
     let s = store.clone();
@@ -1131,7 +1187,17 @@ pub fn archive_of(
     if let Some(d) = direction {
         return Ok((gw.stores.archive(d).clone(), d));
     }
-    let holds = |d: Direction| gw.stores.archive(d).entry(id).is_ok();
+    // An entry whose description cannot be read is there too (walkBR N3:
+    // it was "no such entry" unless --incoming named its archive).
+    let holds = |d: Direction| {
+        matches!(
+            gw.stores.archive(d).entry(id),
+            Ok(_)
+                | Err(
+                    crate::store::StoreError::Corrupt { .. } | crate::store::StoreError::Io { .. }
+                )
+        )
+    };
     let d = pick_archive(holds(Direction::Incoming), holds(Direction::Outgoing), id)?;
     Ok((gw.stores.archive(d).clone(), d))
 }
@@ -1152,6 +1218,26 @@ fn pick_archive(incoming: bool, outgoing: bool, id: &str) -> Result<Direction, S
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn suggested_commands_get_the_config_given() {
+        let text = "X.1 was already released; give --again. It has not gone to d@example.com \
+                    yet: to send it there only, run `mailward quarantine release X.1 --to d@example.com`";
+        let path = std::path::Path::new("/etc/mw/mw.toml");
+        assert_eq!(
+            with_config_arg(text, Some(path)),
+            text.replace("d@example.com`", "d@example.com --config /etc/mw/mw.toml`")
+        );
+        assert_eq!(with_config_arg(text, None), text);
+        // Not a command, one that has it already, an unclosed quote.
+        for same in [
+            "use `--again`",
+            "run `mailward queue show X --config /a.toml`",
+            "odd `mailward queue show X",
+        ] {
+            assert_eq!(with_config_arg(same, Some(path)), same);
+        }
+    }
 
     #[test]
     fn a_second_release_says_when_and_to_whom_the_first_went() {

@@ -31,7 +31,7 @@ pub enum StoreError {
         #[source]
         source: std::io::Error,
     },
-    #[error("{0}: no such entry (see `mailward quarantine list` or `archive list`)")]
+    #[error("{0}: no such entry (see `mailward quarantine list` or `mailward archive list`)")]
     NotFound(String),
     #[error("`{0}` is not an entry ID (a queue ID, maybe with a .N suffix)")]
     BadId(String),
@@ -172,6 +172,10 @@ pub struct Store {
     /// The entries found unreadable and said so in the log: each is
     /// logged once, not at every listing and every minute's expiry pass.
     said_unreadable: Mutex<std::collections::HashSet<String>>,
+    /// One release or send again at a time: the look at what an entry
+    /// was sent to before and the note of the new send are one step, or
+    /// two administrators on one ticket both deliver it (walkBQ F1).
+    pub(crate) sends: tokio::sync::Mutex<()>,
 }
 
 /// The statistics a store counts its failed writes in (set once).
@@ -244,6 +248,7 @@ impl Store {
             failing: Mutex::new(None),
             stats: CountedIn::default(),
             said_unreadable: Mutex::new(std::collections::HashSet::new()),
+            sends: tokio::sync::Mutex::new(()),
         };
         store.complete_interrupted();
         let entries = store.list()?;
@@ -494,7 +499,10 @@ impl Store {
                         tracing::warn!(target: "backup", store = self.what, id, error = %err,
                             "A store entry cannot be read: it is kept, listed as unreadable, and not expired; remove it when it is of no use.");
                     }
-                    if matches!(err, StoreError::Corrupt { .. }) {
+                    // A description not readable by this user (a restore
+                    // made as root) is as unreadable as a damaged one
+                    // (walkBQ F1: it was left out of the list).
+                    if matches!(err, StoreError::Corrupt { .. } | StoreError::Io { .. }) {
                         unreadable.push((self.unreadable_entry(id), err.to_string()));
                     }
                 }
@@ -606,7 +614,9 @@ impl Store {
         // in the totals.
         let (entry, counted) = match self.entry(id) {
             Ok(e) => (e, true),
-            Err(StoreError::Corrupt { .. }) => (self.unreadable_entry(id), false),
+            Err(StoreError::Corrupt { .. } | StoreError::Io { .. }) => {
+                (self.unreadable_entry(id), false)
+            }
             Err(e) => return Err(e),
         };
         // The description first: a half-removed entry is not listed.
@@ -947,6 +957,30 @@ mod tests {
         let purged = store.purge(i64::MAX).unwrap();
         assert_eq!(purged.len(), 1, "the unreadable one is purged");
         assert_eq!(store.list_all().unwrap().1.len(), 0);
+    }
+
+    /// walkBQ F1: a description this user may not read (a restore made as
+    /// root) was left out of the list, and `remove` refused it. The tests
+    /// run as root, whom no mode stops: a link to itself fails the read
+    /// with an I/O error as well.
+    #[test]
+    fn a_description_that_fails_to_read_is_listed_and_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), "test", Duration::from_secs(3600), 1 << 20).unwrap();
+        store
+            .put_blocking("1A22E10E77891C7D", b"0123456789", &meta(10))
+            .unwrap();
+        let json = dir.path().join("1A22E10E77891C7D.json");
+        std::fs::remove_file(&json).unwrap();
+        std::os::unix::fs::symlink(&json, &json).unwrap();
+        let (ok, bad) = store.list_all().unwrap();
+        assert!(ok.is_empty());
+        assert_eq!(bad.len(), 1, "listed as unreadable");
+        assert_eq!(bad[0].0.meta.reason, "unreadable");
+        assert!(bad[0].1.contains("1A22E10E77891C7D.json"), "{}", bad[0].1);
+        store.remove("1A22E10E77891C7D").unwrap();
+        assert!(std::fs::symlink_metadata(&json).is_err());
+        assert!(!dir.path().join("1A22E10E77891C7D.eml").exists());
     }
 
     /// A store that cannot write was only a log line: it is counted and
