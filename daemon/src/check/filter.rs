@@ -111,11 +111,15 @@ impl<'p> Filters<'p> {
             // `tool.exe<NUL>/a.txt` was taken as `a.txt`).
             let base = last_element(name);
             let saved = saved_name(last_element(cut_at_control(name)));
+            // The last element as Windows saves it, not cut: without it
+            // `a.txt<NUL>/run.bat.` passed `*.bat` (walkBS S1, a
+            // regression of the walkBO F1 fix).
+            let trimmed = saved_name(base);
             // Each form may be the name the file is saved under: one that
             // an include names and no exclude lets through filters it. An
             // exclude that matched another form let `tool.exe<NUL>.pdf`
             // through `exclude_by_name = ["*.pdf"]` (walkBR N1).
-            for form in [base, saved] {
+            for form in [base, trimmed, saved] {
                 if any(self.exclude_name, form).is_some() {
                     excluded = true;
                 } else if let Some(p) = any(self.include_name, form) {
@@ -209,6 +213,8 @@ mod tests {
             (["tool.exe\0.pdf", "a"], Some("name:*.exe")),
             (["evil.exe\0/setup-1.exe", "a"], Some("name:*.exe")),
             (["setup-5.exe\0/evil.exe", "a"], Some("name:*.exe")),
+            (["a.txt\0/run.exe.", "a"], Some("name:*.exe")),
+            (["a.txt\0/setup-6.exe.", "a"], None),
         ];
         for (names, want) in two {
             assert_eq!(

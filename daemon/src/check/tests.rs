@@ -339,6 +339,86 @@ fn filtered_parts_and_no_rules() {
     assert_eq!(out.report.av, AvStatus::Error);
 }
 
+/// walkBS S7 and S8: an encrypted member's name is filtered (the names of
+/// a zip are in the clear), and an entry the central directory calls a
+/// directory but that holds data is read (jar extracts it).
+#[test]
+fn encrypted_members_are_named_and_directories_with_data_are_read() {
+    let rules = rules();
+    let mut p = policy();
+    p.include_by_name = vec![crate::config::Pattern::new("*.exe")];
+    let mut z = zip_of("invoice.exe", b"hidden");
+    z[6] |= 1;
+    let cd = z.windows(4).position(|w| w == b"PK\x01\x02").unwrap();
+    z[cd + 8] |= 1;
+    let out = run(&rules, &p, &with_attachment("s.zip", "application/zip", &z));
+    // Its worst finding stays av/protected (the part's action is that
+    // one's), with the name's finding beside it.
+    assert_eq!(out.report.av, AvStatus::Protected, "{:?}", out.findings);
+    assert_eq!(out.report.filter_rules, ["name:*.exe"]);
+    // A directory entry (its name ends in /) with the EICAR file as data.
+    let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    w.start_file("aaaa/", zip::write::SimpleFileOptions::default())
+        .unwrap();
+    w.write_all(&eicar()).unwrap();
+    let z = w.finish().unwrap().into_inner();
+    let out = run(
+        &rules,
+        &policy(),
+        &with_attachment("d.zip", "application/zip", &z),
+    );
+    assert_eq!(out.report.av, AvStatus::Infected, "{:?}", out.findings);
+}
+
+/// walkBS S3: the central directory's own name under an Info-ZIP Unicode
+/// Path field (0x7075), which jar and java.util.zip save under, is
+/// matched too.
+#[test]
+fn a_central_name_under_a_unicode_path_field_is_matched() {
+    let rules = rules();
+    let mut p = policy();
+    p.include_by_name = vec![crate::config::Pattern::new("*.bat")];
+    // One stored member: local header and data, then the central header
+    // named evil.bat with a 0x7075 field saying aaaa.txt.
+    let data = b"@echo off";
+    let crc = crc32fast::hash(data);
+    let local_name = b"aaaa.txt";
+    let mut z = Vec::new();
+    z.extend_from_slice(b"PK\x03\x04\x14\x00\x00\x00\x00\x00\x00\x00\x00\x00");
+    z.extend_from_slice(&crc.to_le_bytes());
+    z.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    z.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    z.extend_from_slice(&(local_name.len() as u16).to_le_bytes());
+    z.extend_from_slice(&0u16.to_le_bytes());
+    z.extend_from_slice(local_name);
+    z.extend_from_slice(data);
+    let cd_at = z.len();
+    let raw = b"evil.bat";
+    let mut extra = vec![0x75, 0x70];
+    let unicode = b"aaaa.txt";
+    extra.extend_from_slice(&((1 + 4 + unicode.len()) as u16).to_le_bytes());
+    extra.push(1);
+    extra.extend_from_slice(&crc32fast::hash(raw).to_le_bytes());
+    extra.extend_from_slice(unicode);
+    z.extend_from_slice(b"PK\x01\x02\x14\x00\x14\x00\x00\x00\x00\x00\x00\x00\x00\x00");
+    z.extend_from_slice(&crc.to_le_bytes());
+    z.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    z.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    z.extend_from_slice(&(raw.len() as u16).to_le_bytes());
+    z.extend_from_slice(&(extra.len() as u16).to_le_bytes());
+    z.extend_from_slice(&[0u8; 10]);
+    z.extend_from_slice(&0u32.to_le_bytes());
+    z.extend_from_slice(raw);
+    z.extend_from_slice(&extra);
+    let cd_len = z.len() - cd_at;
+    z.extend_from_slice(b"PK\x05\x06\x00\x00\x00\x00\x01\x00\x01\x00");
+    z.extend_from_slice(&(cd_len as u32).to_le_bytes());
+    z.extend_from_slice(&(cd_at as u32).to_le_bytes());
+    z.extend_from_slice(&0u16.to_le_bytes());
+    let out = run(&rules, &p, &with_attachment("u.zip", "application/zip", &z));
+    assert_eq!(out.report.av, AvStatus::Filtered, "{:?}", out.findings);
+}
+
 #[test]
 fn a_stored_member_is_reported_once_where_it_is() {
     let rules = rules();

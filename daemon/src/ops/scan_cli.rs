@@ -100,8 +100,8 @@ pub fn scan(
         }
     };
     for path in paths {
-        let files = match gather(path, err) {
-            Ok(files) => files,
+        let (files, dirs_unread) = match gather(path, err) {
+            Ok(found) => found,
             Err(e) => {
                 unread += 1;
                 not_read(out, err, path, &e);
@@ -109,9 +109,13 @@ pub fn scan(
             }
         };
         // One file at a time: a directory of large files is never all in
-        // memory at once. A file of a directory that cannot be read is
-        // said; the others are checked.
-        let mut failed = false;
+        // memory at once. A file or a sub-directory that cannot be read is
+        // said; the others are checked (walkBS S5: one unreadable
+        // sub-directory left the whole walk unchecked).
+        let mut failed = !dirs_unread.is_empty();
+        for (dir, e) in &dirs_unread {
+            not_read(out, err, dir, e);
+        }
         for file in files {
             let items = match read_one(&file, opts.attachment, limit) {
                 Ok(items) => items,
@@ -251,14 +255,20 @@ fn partitions(cfg: &Config, env: &Envelope) -> Vec<Partition> {
 /// directory holds besides files and directories (symbolic links, FIFOs,
 /// sockets, devices) is not read, and said on `err` (walkZ 9: skipped
 /// without a word).
-fn gather(path: &Path, err: &mut dyn Write) -> Result<Vec<PathBuf>, ScanCliError> {
+/// The regular files of `path` (itself, or those under it), and the
+/// sub-directories that could not be read, with why.
+#[allow(clippy::type_complexity)]
+fn gather(
+    path: &Path,
+    err: &mut dyn Write,
+) -> Result<(Vec<PathBuf>, Vec<(PathBuf, ScanCliError)>), ScanCliError> {
     let io = |source| ScanCliError::Io {
         path: path.to_path_buf(),
         source,
     };
     let meta = std::fs::metadata(path).map_err(io)?;
     if !meta.is_dir() {
-        return Ok(vec![path.to_path_buf()]);
+        return Ok((vec![path.to_path_buf()], Vec::new()));
     }
     let mut files = Vec::new();
     let mut skipped = Skipped::default();
@@ -270,13 +280,13 @@ fn gather(path: &Path, err: &mut dyn Write) -> Result<Vec<PathBuf>, ScanCliError
             escaped(&path.display().to_string())
         );
     }
-    if files.is_empty() {
+    if files.is_empty() && skipped.unreadable.is_empty() {
         return Err(ScanCliError::Usage(format!(
             "{}: the directory holds no regular files",
             path.display()
         )));
     }
-    Ok(files)
+    Ok((files, skipped.unreadable))
 }
 
 /// What a directory walk did not read.
@@ -284,6 +294,8 @@ fn gather(path: &Path, err: &mut dyn Write) -> Result<Vec<PathBuf>, ScanCliError
 struct Skipped {
     links: Vec<PathBuf>,
     special: Vec<PathBuf>,
+    /// Sub-directories that could not be read, and why.
+    unreadable: Vec<(PathBuf, ScanCliError)>,
 }
 
 impl Skipped {
@@ -335,7 +347,10 @@ fn walk(dir: &Path, files: &mut Vec<PathBuf>, skipped: &mut Skipped) -> Result<(
     for e in entries {
         let kind = e.file_type().map_err(io)?;
         if kind.is_dir() {
-            walk(&e.path(), files, skipped)?;
+            let sub = e.path();
+            if let Err(why) = walk(&sub, files, skipped) {
+                skipped.unreadable.push((sub, why));
+            }
         } else if kind.is_file() {
             files.push(e.path());
         } else if kind.is_symlink() {

@@ -232,12 +232,14 @@ pub enum Member {
     File {
         name: String,
         data: Vec<u8>,
-        /// A zip member's name in its local header, where it differs from
-        /// the central directory's: a reader that streams the zip (from
-        /// the front, as Java's ZipInputStream and many web mailers do)
-        /// saves it under that one (walkBR N7: `aaaa.txt` in the
-        /// directory, `evil.bat` in the local header, passed `*.bat`).
-        also: Option<String>,
+        /// A zip member's other names, where they differ from the one the
+        /// zip library gives: its local header's (a reader that streams
+        /// the zip, as Java's ZipInputStream and many web mailers do,
+        /// saves it under that one; walkBR N7: `aaaa.txt` in the
+        /// directory, `evil.bat` in the local header, passed `*.bat`) and
+        /// the central directory's own bytes under an Info-ZIP Unicode
+        /// Path field (jar and java.util.zip ignore the field; walkBS S3).
+        also: Vec<String>,
     },
     /// Encrypted or password-protected: cannot be looked into.
     Encrypted { name: String },
@@ -427,7 +429,7 @@ fn take_member(
     out.push(Member::File {
         name,
         data,
-        also: None,
+        also: Vec::new(),
     });
     if let Some(r) = report {
         out.push(r);
@@ -448,10 +450,18 @@ fn zip_members(data: &[u8], budget: &mut Budget<'_>, deadline: Instant) -> Vec<M
     // of the budget after the 68-octet program beside it has been read,
     // rather than starving it (walkZ 12). A member that lies about its
     // size still stops the reading at the budget.
-    let mut to_read: Vec<(u64, usize, String, Option<String>)> = Vec::new();
+    let mut to_read: Vec<(u64, usize, String, Vec<String>)> = Vec::new();
     // Where each member the central directory lists lies (its local
     // header and data), to tell the local headers it does not list.
     let mut listed: Vec<(usize, usize)> = Vec::new();
+    // The central directory's own name bytes, by local header offset: the
+    // zip library gives a Unicode Path field's name in their place.
+    let central = central_names(
+        data,
+        archive.central_directory_start(),
+        archive.offset(),
+        archive.len(),
+    );
     for i in 0..archive.len() {
         if i >= MAX_MEMBERS {
             out.push(Member::Damaged {
@@ -459,22 +469,23 @@ fn zip_members(data: &[u8], budget: &mut Budget<'_>, deadline: Instant) -> Vec<M
             });
             break;
         }
-        let (name, encrypted, is_dir, size, method, local) = match archive.by_index_raw(i) {
+        let (name, encrypted, is_dir, size, method, also) = match archive.by_index_raw(i) {
             Ok(f) => {
                 listed.push(local_extent(data, f.header_start(), f.compressed_size()));
                 let name = f
                     .name()
                     .map(|n| n.into_owned())
                     .unwrap_or_else(|_| format!("member {i}"));
-                let local = local_name(data, f.header_start()).filter(|l| *l != name);
-                (
-                    name,
-                    f.encrypted(),
-                    f.is_dir(),
-                    f.size(),
-                    f.compression(),
-                    local,
-                )
+                let central_raw = central
+                    .get(&f.header_start())
+                    .copied()
+                    .unwrap_or_else(|| f.name_raw());
+                let also = other_names(&name, central_raw, data, f.header_start());
+                // A "directory" with data in it is read as a file: jar
+                // extracts it (walkBS S8: `aaaa/` in the central directory,
+                // a deflated eicar.com in its local header, was skipped).
+                let is_dir = f.is_dir() && f.compressed_size() == 0;
+                (name, f.encrypted(), is_dir, f.size(), f.compression(), also)
             }
             Err(e) => {
                 out.push(Member::Damaged {
@@ -494,11 +505,11 @@ fn zip_members(data: &[u8], budget: &mut Budget<'_>, deadline: Instant) -> Vec<M
             out.push(Member::NotUnpacked { name, method });
             continue;
         }
-        to_read.push((size, i, name, local));
+        to_read.push((size, i, name, also));
     }
     to_read.sort_by_key(|(size, i, _, _)| (*size, *i));
     let mut stopped_early = false;
-    for (_, i, name, local) in to_read {
+    for (_, i, name, names) in to_read {
         match archive.by_index(i) {
             Ok(mut f) => {
                 let size = f.size();
@@ -510,7 +521,7 @@ fn zip_members(data: &[u8], budget: &mut Budget<'_>, deadline: Instant) -> Vec<M
                 // it, and the zip went out as `av/error`).
                 let taken = take_member(&mut out, name, &mut f, size, budget, deadline);
                 if let Some(Member::File { also, .. }) = out.get_mut(at) {
-                    *also = local;
+                    *also = names;
                 }
                 if taken == Taken::Stop {
                     stopped_early = true;
@@ -529,17 +540,72 @@ fn zip_members(data: &[u8], budget: &mut Budget<'_>, deadline: Instant) -> Vec<M
     out
 }
 
-/// The name in the local header at `header_start` (as lossy UTF-8), if
-/// the header is there.
-fn local_name(data: &[u8], header_start: u64) -> Option<String> {
+/// The name bytes of each central directory record from `dir_start`, by
+/// the offset of its local header in `data` (`base`: what precedes the
+/// zip, a self-extractor's program). Records past a damaged one, and a
+/// ZIP64 offset, are left out: their members keep the library's name.
+fn central_names(
+    data: &[u8],
+    dir_start: u64,
+    base: u64,
+    count: usize,
+) -> std::collections::HashMap<u64, &[u8]> {
+    let mut names = std::collections::HashMap::new();
+    let Ok(mut at) = usize::try_from(dir_start) else {
+        return names;
+    };
+    let u16_at = |r: &[u8], i: usize| usize::from(u16::from_le_bytes([r[i], r[i + 1]]));
+    for _ in 0..count.min(MAX_MEMBERS) {
+        let Some(record) = data.get(at..at.saturating_add(46)) else {
+            break;
+        };
+        if record[..4] != *b"PK\x01\x02" {
+            break;
+        }
+        let (n, x, c) = (u16_at(record, 28), u16_at(record, 30), u16_at(record, 32));
+        let offset = u32::from_le_bytes([record[42], record[43], record[44], record[45]]);
+        let Some(name) = data.get(at + 46..at + 46 + n) else {
+            break;
+        };
+        if offset != u32::MAX {
+            names.insert(base.saturating_add(u64::from(offset)), name);
+        }
+        at += 46 + n + x + c;
+    }
+    names
+}
+
+/// A member's names other than `name` (as the zip library decoded the
+/// central directory's): the directory's raw bytes when they are UTF-8
+/// and say something else (an Info-ZIP Unicode Path field overrides
+/// them), and the local header's when its bytes differ from the
+/// directory's (the same bytes in CP437 are the same name, walkBS S4).
+fn other_names(name: &str, central_raw: &[u8], data: &[u8], header_start: u64) -> Vec<String> {
+    let mut also: Vec<String> = Vec::new();
+    if let Ok(raw) = std::str::from_utf8(central_raw) {
+        if raw != name {
+            also.push(raw.to_string());
+        }
+    }
+    if let Some(local) = local_name(data, header_start).filter(|l| *l != central_raw) {
+        let local = String::from_utf8_lossy(local).into_owned();
+        if local != name && !also.contains(&local) {
+            also.push(local);
+        }
+    }
+    also
+}
+
+/// The name bytes in the local header at `header_start`, if the header
+/// is there.
+fn local_name(data: &[u8], header_start: u64) -> Option<&[u8]> {
     let start = usize::try_from(header_start).ok()?;
     let header = data.get(start..start.checked_add(30)?)?;
     if header[..4] != *b"PK\x03\x04" {
         return None;
     }
     let len = usize::from(u16::from_le_bytes([header[26], header[27]]));
-    let name = data.get(start + 30..start + 30 + len)?;
-    Some(String::from_utf8_lossy(name).into_owned())
+    data.get(start + 30..start + 30 + len)
 }
 
 /// Where a member lies in `data`: from its local header at `header_start`
@@ -1026,13 +1092,16 @@ mod tests {
         let mut budget = Budget::new(10_000, &pool);
         let m = unpack(Format::Zip, "z.zip", &z, &mut budget, far());
         assert!(
-            matches!(&m[..], [Member::File { name, also: Some(also), .. }]
-                if name == "aaaa.txt" && also == "evil.bat"),
+            matches!(&m[..], [Member::File { name, also, .. }]
+                if name == "aaaa.txt" && also == &["evil.bat"]),
             "{m:?}"
         );
         let same = zip_of(&[("same.txt", b"x")]);
         let m = unpack(Format::Zip, "z.zip", &same, &mut budget, far());
-        assert!(matches!(&m[..], [Member::File { also: None, .. }]), "{m:?}");
+        assert!(
+            matches!(&m[..], [Member::File { also, .. }] if also.is_empty()),
+            "{m:?}"
+        );
     }
 
     #[test]

@@ -662,6 +662,29 @@ impl<'m> Unpacked<'m, '_> {
         );
     }
 
+    /// A member whose bytes cannot be read (encrypted, or packed with a
+    /// method not unpacked): its name is in the clear, and an object of
+    /// no bytes under it lets the name filter and the name rules see it
+    /// (walkBS S7: an encrypted `invoice.exe` passed `*.exe`).
+    fn name_only(
+        &mut self,
+        part: Option<usize>,
+        parent: usize,
+        path: &str,
+        name: String,
+        depth: u32,
+    ) {
+        self.object(
+            part,
+            Some(parent),
+            format!("{path}/{name}"),
+            Some(name),
+            "application/octet-stream".into(),
+            Cow::Owned(Vec::new()),
+            depth + 1,
+        );
+    }
+
     /// Adds one object, then whatever is inside it.
     #[allow(clippy::too_many_arguments)]
     fn object(
@@ -832,16 +855,17 @@ impl<'m> Unpacked<'m, '_> {
                             Cow::Owned(d),
                             depth + 1,
                         );
-                        // The local header's name is matched and scanned
-                        // under too, as a part's second name is.
-                        if let (Some(also), Some(o)) = (also, self.objects.get_mut(at)) {
+                        // Its other names are matched and scanned under
+                        // too, as a part's second name is.
+                        if let Some(o) = self.objects.get_mut(at) {
                             if o.path == member {
-                                o.aliases.push(also);
+                                o.aliases.extend(also);
                             }
                         }
                     }
                     Member::Encrypted { name: n } => {
-                        self.find(part, Kind::Protected, "encrypted", &format!("{path}/{n}"))
+                        self.find(part, Kind::Protected, "encrypted", &format!("{path}/{n}"));
+                        self.name_only(part, index, &path, n, depth);
                     }
                     Member::Damaged { problem } => self.find(
                         part,
@@ -849,12 +873,15 @@ impl<'m> Unpacked<'m, '_> {
                         format!("damaged {} archive: {problem}", format.as_str()),
                         &path,
                     ),
-                    Member::NotUnpacked { name: n, method } => self.find(
-                        part,
-                        Kind::Error,
-                        format!("not unpacked: compression method {method} is not supported"),
-                        &format!("{path}/{n}"),
-                    ),
+                    Member::NotUnpacked { name: n, method } => {
+                        self.find(
+                            part,
+                            Kind::Error,
+                            format!("not unpacked: compression method {method} is not supported"),
+                            &format!("{path}/{n}"),
+                        );
+                        self.name_only(part, index, &path, n, depth);
+                    }
                     Member::Limit { problem } => self.find(part, Kind::Error, problem, &path),
                     Member::Deadline { name: n } => self.time_is_up(part, &format!("{path}/{n}")),
                 }
