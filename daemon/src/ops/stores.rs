@@ -834,9 +834,13 @@ pub fn config_arg(config: Option<&std::path::Path>) -> String {
     match config {
         Some(p) => {
             let p = std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+            // Quoted for a POSIX shell unless every character is plain:
+            // a `'`, `$(...)` or `;` in the path broke the pasted command
+            // or ran one (walkBS S6).
+            let plain = |c: char| c.is_ascii_alphanumeric() || "/._-+:@,=%".contains(c);
             match p.display().to_string() {
-                p if p.contains(char::is_whitespace) => format!(" --config '{p}'"),
-                p => format!(" --config {p}"),
+                p if p.chars().all(plain) => format!(" --config {p}"),
+                p => format!(" --config '{}'", p.replace('\'', "'\\''")),
             }
         }
         None => String::new(),
@@ -853,13 +857,14 @@ pub fn with_config_arg(text: &str, config: Option<&std::path::Path>) -> String {
         return text.to_string();
     }
     let mut out = String::with_capacity(text.len() + arg.len());
+    let parts = text.split('`').count();
     for (i, part) in text.split('`').enumerate() {
         if i > 0 {
             out.push('`');
         }
         out.push_str(part);
         // Odd parts are inside backquotes, when a closing one follows.
-        let closed = text.split('`').count() > i + 1;
+        let closed = parts > i + 1;
         if i % 2 == 1 && closed && part.starts_with("mailward ") && !part.contains("--config") {
             out.push_str(&arg);
         }
@@ -1229,6 +1234,14 @@ mod tests {
             text.replace("d@example.com`", "d@example.com --config /etc/mw/mw.toml`")
         );
         assert_eq!(with_config_arg(text, None), text);
+        // Quoted for the shell when it is not plain.
+        for (path, quoted) in [
+            ("/a b/mw.toml", " --config '/a b/mw.toml'"),
+            ("/it's/mw.toml", " --config '/it'\\''s/mw.toml'"),
+            ("/x$(id)/mw.toml", " --config '/x$(id)/mw.toml'"),
+        ] {
+            assert_eq!(config_arg(Some(std::path::Path::new(path))), quoted);
+        }
         // Not a command, one that has it already, an unclosed quote.
         for same in [
             "use `--again`",
