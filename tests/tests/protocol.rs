@@ -1788,6 +1788,18 @@ fn a_refused_greeting_counts_its_session_once() -> Result<()> {
     let log = gw.daemon.log();
     let n = log.matches("Refused in the session.").count();
     ensure!(n == 1, "{n} refusals logged for one session:\n{log}");
+    // Each refused name has its line (walkBT F1), the first counted.
+    let named: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("HELO/EHLO name refused by access.helo_rules"))
+        .collect();
+    ensure!(
+        named.len() == 3
+            && named.iter().all(|l| l.contains("helo=bad.helo.test"))
+            && named[0].contains("counted=true")
+            && named[1..].iter().all(|l| l.contains("counted=false")),
+        "one line per refused greeting, naming it:\n{log}"
+    );
     Ok(())
 }
 

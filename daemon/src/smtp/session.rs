@@ -1113,6 +1113,12 @@ impl Session {
                 return Flow::Close;
             }
             let reply = "550 5.7.1 Helo command rejected: access denied";
+            // Each refused name is logged, the refusal counted once
+            // (walkBT F1: a second refused greeting left no line, and none
+            // named the name the rules refused).
+            tracing::info!(target: "smtp", session = %self.id, client = %self.peer.ip(),
+                helo = %name, counted = !self.helo_refused,
+                "HELO/EHLO name refused by access.helo_rules; the client may greet again.");
             if self.helo_refused {
                 conn.reply(reply);
             } else {
