@@ -81,6 +81,20 @@ impl Rule {
         Ok(Rule { action, matcher })
     }
 
+    /// Why this rule can never match, if it cannot: an address pattern
+    /// with `<` or `>` (as Postfix access maps write the null sender, `<>`)
+    /// is compared with bare addresses, and the null sender has none
+    /// (walkBT F3: `deny address <>` was valid, and `<>` still got 250).
+    pub fn never_matches(&self) -> Option<String> {
+        match &self.matcher {
+            Matcher::Address(p) if p.as_str().contains(['<', '>']) => Some(format!(
+                "{self}: never matches: addresses are compared bare (user@example.com, without < >), \
+                 and the null sender <> has no address, so no address rule matches it"
+            )),
+            _ => None,
+        }
+    }
+
     /// Whether this rule applies to `subject`.
     pub fn matches(&self, subject: &Subject<'_>) -> bool {
         match &self.matcher {

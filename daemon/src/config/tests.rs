@@ -1880,3 +1880,19 @@ fn a_store_smaller_than_the_largest_message_is_warned_of() {
         "{w:?}"
     );
 }
+
+/// walkBT F3: an address rule written with < > (the null sender `<>`, as
+/// Postfix's access maps write it) never matches: a warning, not silence.
+#[test]
+fn an_address_rule_with_angle_brackets_is_said_to_never_match() {
+    let w = warnings(
+        "[access]\nmail_from_rules = [\"deny address <>\", \"deny address *@spam.test\"]\n",
+    );
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(
+        w[0].contains("access.mail_from_rules")
+            && w[0].contains("deny address <>: never matches")
+            && w[0].starts_with("mailward.toml:2:"),
+        "{w:?}"
+    );
+}

@@ -907,14 +907,25 @@ fn access(ctx: &mut Ctx<'_>, raw: &RawAccess) -> Access {
                 )
             })
     });
-    Access {
+    let access = Access {
         connect_rules: get_list!(ctx, p, raw.connect_rules, rule).unwrap_or_default(),
         helo_rules: get_list!(ctx, p, raw.helo_rules, rule).unwrap_or_default(),
         mail_from_rules: get_list!(ctx, p, raw.mail_from_rules, rule).unwrap_or_default(),
         rcpt_rules: get_list!(ctx, p, raw.rcpt_rules, rule).unwrap_or_default(),
         dnsbl: get_list!(ctx, p, raw.dnsbl, domain_like("zen.example.org")).unwrap_or_default(),
         dns_resolver: get!(ctx, p, raw.dns_resolver, resolver).flatten(),
+    };
+    for (key, rules) in [
+        ("connect_rules", &access.connect_rules),
+        ("helo_rules", &access.helo_rules),
+        ("mail_from_rules", &access.mail_from_rules),
+        ("rcpt_rules", &access.rcpt_rules),
+    ] {
+        for why in rules.iter().filter_map(Rule::never_matches) {
+            ctx.warn(&p.key(key), why);
+        }
     }
+    access
 }
 
 /// The most scan threads `limits.antiviral_sessions` may start. Scanning is
