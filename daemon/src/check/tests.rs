@@ -356,6 +356,20 @@ fn encrypted_members_are_named_and_directories_with_data_are_read() {
     // one's), with the name's finding beside it.
     assert_eq!(out.report.av, AvStatus::Protected, "{:?}", out.findings);
     assert_eq!(out.report.filter_rules, ["name:*.exe"]);
+    // Under its local header's name too (walkBU U4).
+    let mut z = zip_of("invoice.pdf", b"hidden");
+    z[6] |= 1;
+    let cd = z.windows(4).position(|w| w == b"PK\x01\x02").unwrap();
+    z[cd + 8] |= 1;
+    assert_eq!(&z[30..41], b"invoice.pdf");
+    z[30..41].copy_from_slice(b"invoice.exe");
+    let out = run(&rules, &p, &with_attachment("s.zip", "application/zip", &z));
+    assert_eq!(
+        out.report.filter_rules,
+        ["name:*.exe"],
+        "{:?}",
+        out.findings
+    );
     // A directory entry (its name ends in /) with the EICAR file as data.
     let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
     w.start_file("aaaa/", zip::write::SimpleFileOptions::default())
@@ -366,6 +380,17 @@ fn encrypted_members_are_named_and_directories_with_data_are_read() {
         &rules,
         &policy(),
         &with_attachment("d.zip", "application/zip", &z),
+    );
+    assert_eq!(out.report.av, AvStatus::Infected, "{:?}", out.findings);
+    // The same with the central directory saying 0 octets (walkBU U2):
+    // jar reads the local header.
+    let mut z = z;
+    let cd = z.windows(4).position(|w| w == b"PK\x01\x02").unwrap();
+    z[cd + 20..cd + 28].copy_from_slice(&[0; 8]);
+    let out = run(
+        &rules,
+        &policy(),
+        &with_attachment("e.zip", "application/zip", &z),
     );
     assert_eq!(out.report.av, AvStatus::Infected, "{:?}", out.findings);
 }

@@ -85,11 +85,22 @@ impl Rule {
     /// with `<` or `>` (as Postfix access maps write the null sender, `<>`)
     /// is compared with bare addresses, and the null sender has none
     /// (walkBT F3: `deny address <>` was valid, and `<>` still got 250).
-    pub fn never_matches(&self) -> Option<String> {
+    /// `with_address`: the list is one where an address is known
+    /// (mail_from_rules, rcpt_rules); in connect_rules and helo_rules an
+    /// address rule never matches (walkBU U6).
+    pub fn never_matches(&self, with_address: bool) -> Option<String> {
         match &self.matcher {
+            Matcher::Address(_) if !with_address => Some(format!(
+                "{self}: never matches: no address is known yet at this stage; address rules \
+                 belong in mail_from_rules and rcpt_rules"
+            )),
             Matcher::Address(p) if p.as_str().contains(['<', '>']) => Some(format!(
-                "{self}: never matches: addresses are compared bare (user@example.com, without < >), \
-                 and the null sender <> has no address, so no address rule matches it"
+                "{self}: never matches: addresses are compared bare (user@example.com, without < >){}",
+                if p.as_str().trim_matches(['<', '>']).is_empty() {
+                    ", and the null sender <> has no address, so no address rule matches it"
+                } else {
+                    ""
+                }
             )),
             _ => None,
         }

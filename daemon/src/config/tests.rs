@@ -1895,4 +1895,10 @@ fn an_address_rule_with_angle_brackets_is_said_to_never_match() {
             && w[0].starts_with("mailward.toml:2:"),
         "{w:?}"
     );
+    // No address is known at connect or at HELO (walkBU U6).
+    let w = warnings("[access]\nconnect_rules = [\"deny address *@spam.test\"]\n");
+    assert!(
+        w.len() == 1 && w[0].contains("no address is known yet at this stage"),
+        "{w:?}"
+    );
 }

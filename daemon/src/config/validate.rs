@@ -915,13 +915,13 @@ fn access(ctx: &mut Ctx<'_>, raw: &RawAccess) -> Access {
         dnsbl: get_list!(ctx, p, raw.dnsbl, domain_like("zen.example.org")).unwrap_or_default(),
         dns_resolver: get!(ctx, p, raw.dns_resolver, resolver).flatten(),
     };
-    for (key, rules) in [
-        ("connect_rules", &access.connect_rules),
-        ("helo_rules", &access.helo_rules),
-        ("mail_from_rules", &access.mail_from_rules),
-        ("rcpt_rules", &access.rcpt_rules),
+    for (key, rules, with_address) in [
+        ("connect_rules", &access.connect_rules, false),
+        ("helo_rules", &access.helo_rules, false),
+        ("mail_from_rules", &access.mail_from_rules, true),
+        ("rcpt_rules", &access.rcpt_rules, true),
     ] {
-        for why in rules.iter().filter_map(Rule::never_matches) {
+        for why in rules.iter().filter_map(|r| r.never_matches(with_address)) {
             ctx.warn(&p.key(key), why);
         }
     }

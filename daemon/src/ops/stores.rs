@@ -834,16 +834,21 @@ pub fn config_arg(config: Option<&std::path::Path>) -> String {
     match config {
         Some(p) => {
             let p = std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
-            // Quoted for a POSIX shell unless every character is plain:
-            // a `'`, `$(...)` or `;` in the path broke the pasted command
-            // or ran one (walkBS S6).
-            let plain = |c: char| c.is_ascii_alphanumeric() || "/._-+:@,=%".contains(c);
-            match p.display().to_string() {
-                p if p.chars().all(plain) => format!(" --config {p}"),
-                p => format!(" --config '{}'", p.replace('\'', "'\\''")),
-            }
+            format!(" --config {}", shell_word(&p.display().to_string()))
         }
         None => String::new(),
+    }
+}
+
+/// `text` as one word of a POSIX shell command: as it is when every
+/// character is plain, else in single quotes (a `'` as `'\''`): a `'`,
+/// `$(...)` or `;` in a path broke a pasted command or ran one (walkBS S6).
+pub fn shell_word(text: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "/._-+:@,=%".contains(c);
+    if !text.is_empty() && text.chars().all(plain) {
+        text.to_string()
+    } else {
+        format!("'{}'", text.replace('\'', "'\\''"))
     }
 }
 

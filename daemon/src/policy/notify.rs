@@ -270,8 +270,9 @@ fn sample_context(full: bool) -> minijinja::Value {
 }
 
 /// The configuration file the daemon runs with, as a command's
-/// `--config` takes it: absolute (the daemon never changes directory), in
-/// single quotes when it holds a space; "" for the built-in configuration.
+/// `--config` takes it: absolute (the daemon never changes directory),
+/// quoted for a shell unless plain ([`crate::ops::stores::shell_word`]);
+/// "" for the built-in configuration.
 /// An admin notice's hint (`mailward quarantine show ID --config PATH`)
 /// then works on a host where the CLI would not find the file itself
 /// (walkO 14).
@@ -281,11 +282,9 @@ fn config_path(cfg: &Config) -> String {
     }
     let path = std::path::absolute(&cfg.origin)
         .map_or_else(|_| cfg.origin.clone(), |p| p.display().to_string());
-    if path.contains(char::is_whitespace) {
-        format!("'{path}'")
-    } else {
-        path
-    }
+    // As the commands' own hints quote it (walkBU U5: a `$(...)` in the
+    // path ran when the notice's command was pasted).
+    crate::ops::stores::shell_word(&path)
 }
 
 /// The file names a `notify_templates` directory may hold.

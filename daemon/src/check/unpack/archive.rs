@@ -242,14 +242,22 @@ pub enum Member {
         also: Vec<String>,
     },
     /// Encrypted or password-protected: cannot be looked into.
-    Encrypted { name: String },
+    Encrypted {
+        name: String,
+        /// Its other names, as [`Member::File`]'s (walkBU U4).
+        also: Vec<String>,
+    },
     /// The rest of the archive could not be read (truncated, corrupt);
     /// members before it were returned.
     Damaged { problem: String },
     /// A member packed with a method Mailward does not unpack (bzip2,
     /// LZMA, ...): the archive is sound, this member was not looked into
     /// (walkS finding 10: it was called a damaged archive).
-    NotUnpacked { name: String, method: String },
+    NotUnpacked {
+        name: String,
+        method: String,
+        also: Vec<String>,
+    },
     /// The budget of unpacked bytes ran out.
     Limit { problem: String },
     /// The deadline passed while this member was read. The scan's own
@@ -471,7 +479,14 @@ fn zip_members(data: &[u8], budget: &mut Budget<'_>, deadline: Instant) -> Vec<M
         }
         let (name, encrypted, is_dir, size, method, also) = match archive.by_index_raw(i) {
             Ok(f) => {
-                listed.push(local_extent(data, f.header_start(), f.compressed_size()));
+                // A "directory" of no size in the central directory whose
+                // local header says it holds data is left to the walk of
+                // the local headers, which reads it from there, as jar does
+                // (walkBU U2: a deflated EICAR passed as clean).
+                let dir_only = f.is_dir() && f.compressed_size() == 0;
+                if !(dir_only && local_declares_data(data, f.header_start())) {
+                    listed.push(local_extent(data, f.header_start(), f.compressed_size()));
+                }
                 let name = f
                     .name()
                     .map(|n| n.into_owned())
@@ -484,7 +499,7 @@ fn zip_members(data: &[u8], budget: &mut Budget<'_>, deadline: Instant) -> Vec<M
                 // A "directory" with data in it is read as a file: jar
                 // extracts it (walkBS S8: `aaaa/` in the central directory,
                 // a deflated eicar.com in its local header, was skipped).
-                let is_dir = f.is_dir() && f.compressed_size() == 0;
+                let is_dir = dir_only;
                 (name, f.encrypted(), is_dir, f.size(), f.compression(), also)
             }
             Err(e) => {
@@ -498,11 +513,11 @@ fn zip_members(data: &[u8], budget: &mut Budget<'_>, deadline: Instant) -> Vec<M
             continue;
         }
         if encrypted {
-            out.push(Member::Encrypted { name });
+            out.push(Member::Encrypted { name, also });
             continue;
         }
         if let Some(method) = unsupported_method(Some(method)) {
-            out.push(Member::NotUnpacked { name, method });
+            out.push(Member::NotUnpacked { name, method, also });
             continue;
         }
         to_read.push((size, i, name, also));
@@ -594,6 +609,18 @@ fn other_names(name: &str, central_raw: &[u8], data: &[u8], header_start: u64) -
         }
     }
     also
+}
+
+/// Whether the local header at `header_start` says data follows it: a
+/// compressed size, or a data descriptor after the data (flag bit 3).
+fn local_declares_data(data: &[u8], header_start: u64) -> bool {
+    let Ok(start) = usize::try_from(header_start) else {
+        return false;
+    };
+    let Some(header) = data.get(start..start.saturating_add(30)) else {
+        return false;
+    };
+    header[..4] == *b"PK\x03\x04" && (header[6] & 0x08 != 0 || header[18..22] != [0, 0, 0, 0])
 }
 
 /// The name bytes in the local header at `header_start`, if the header
@@ -812,7 +839,10 @@ fn read_local(
         .saturating_add(usize::try_from(local.compressed).unwrap_or(usize::MAX))
         .min(data.len());
     if local.flags & LocalHeader::ENCRYPTED != 0 || local.method == 99 {
-        out.push(Member::Encrypted { name });
+        out.push(Member::Encrypted {
+            name,
+            also: Vec::new(),
+        });
         return (Taken::Whole, declared_end);
     }
     match local.method {
@@ -875,7 +905,11 @@ fn read_local(
                 98 => "ppmd".to_string(),
                 m => format!("method {m}"),
             };
-            out.push(Member::NotUnpacked { name, method });
+            out.push(Member::NotUnpacked {
+                name,
+                method,
+                also: Vec::new(),
+            });
             (Taken::Whole, declared_end)
         }
     }
@@ -909,11 +943,18 @@ fn zip_stream_members(
                     continue;
                 }
                 if f.encrypted() {
-                    out.push(Member::Encrypted { name });
+                    out.push(Member::Encrypted {
+                        name,
+                        also: Vec::new(),
+                    });
                     continue;
                 }
                 if let Some(method) = unsupported_method(Some(f.compression())) {
-                    out.push(Member::NotUnpacked { name, method });
+                    out.push(Member::NotUnpacked {
+                        name,
+                        method,
+                        also: Vec::new(),
+                    });
                     continue;
                 }
                 let size = f.size();
@@ -1537,7 +1578,7 @@ T0d0$+6Gp*%9*3d&5,90838j%39*%,8&19%P@59*98be84908,8C*6%8K*%JV5#T\n\
         let mut budget = Budget::new(1 << 20, &pool);
         let members = unpack(Format::Zip, "t.zip", &z, &mut budget, far());
         assert!(
-            matches!(&members[0], Member::NotUnpacked { name, method } if name == "a.txt" && method == "bzip2"),
+            matches!(&members[0], Member::NotUnpacked { name, method, .. } if name == "a.txt" && method == "bzip2"),
             "{members:?}"
         );
         assert!(

@@ -672,17 +672,25 @@ impl<'m> Unpacked<'m, '_> {
         parent: usize,
         path: &str,
         name: String,
+        also: Vec<String>,
         depth: u32,
     ) {
+        let at = self.objects.len();
+        let member = format!("{path}/{name}");
         self.object(
             part,
             Some(parent),
-            format!("{path}/{name}"),
+            member.clone(),
             Some(name),
             "application/octet-stream".into(),
             Cow::Owned(Vec::new()),
             depth + 1,
         );
+        if let Some(o) = self.objects.get_mut(at) {
+            if o.path == member {
+                o.aliases.extend(also);
+            }
+        }
     }
 
     /// Adds one object, then whatever is inside it.
@@ -863,9 +871,9 @@ impl<'m> Unpacked<'m, '_> {
                             }
                         }
                     }
-                    Member::Encrypted { name: n } => {
+                    Member::Encrypted { name: n, also } => {
                         self.find(part, Kind::Protected, "encrypted", &format!("{path}/{n}"));
-                        self.name_only(part, index, &path, n, depth);
+                        self.name_only(part, index, &path, n, also, depth);
                     }
                     Member::Damaged { problem } => self.find(
                         part,
@@ -873,14 +881,18 @@ impl<'m> Unpacked<'m, '_> {
                         format!("damaged {} archive: {problem}", format.as_str()),
                         &path,
                     ),
-                    Member::NotUnpacked { name: n, method } => {
+                    Member::NotUnpacked {
+                        name: n,
+                        method,
+                        also,
+                    } => {
                         self.find(
                             part,
                             Kind::Error,
                             format!("not unpacked: compression method {method} is not supported"),
                             &format!("{path}/{n}"),
                         );
-                        self.name_only(part, index, &path, n, depth);
+                        self.name_only(part, index, &path, n, also, depth);
                     }
                     Member::Limit { problem } => self.find(part, Kind::Error, problem, &path),
                     Member::Deadline { name: n } => self.time_is_up(part, &format!("{path}/{n}")),
