@@ -608,6 +608,23 @@ pub fn rfc3339(unix: i64) -> String {
     )
 }
 
+/// Unix seconds of an RFC 3339 UTC time as the log writes it
+/// (`2026-11-24T01:21:08Z`), the inverse of [`rfc3339`].
+pub fn parse_rfc3339(text: &str) -> Option<i64> {
+    let (date, time) = text.trim().strip_suffix('Z')?.split_once('T')?;
+    let date: Vec<i64> = date
+        .split('-')
+        .map(|p| p.parse().ok())
+        .collect::<Option<_>>()?;
+    let hms: Vec<i64> = time
+        .split(':')
+        .map(|p| p.parse().ok())
+        .collect::<Option<_>>()?;
+    ensure_len(&date, 3)?;
+    ensure_len(&hms, 3)?;
+    Some(days_from_civil(date[0], date[1], date[2]) * 86_400 + hms[0] * 3600 + hms[1] * 60 + hms[2])
+}
+
 /// Unix seconds of a DateAndTime as net-snmp prints it with the MIB
 /// loaded (`2026-11-24,1:39:44.0,+0:0`), offset applied.
 pub fn parse_date_and_time_text(text: &str) -> Option<i64> {

@@ -1507,6 +1507,38 @@ fn a_dead_destination_is_suspended_and_its_mail_goes_when_it_is_back() -> Result
             "{id}: {lines} lines for {attempts} attempts:\n{log}"
         );
     }
+    // Mail deferred by the suspension is due after its end, not a moment
+    // before (walkBP F1: it was then deferred again, and the first probe
+    // came a doubled back-off late). The log shows the end to the second;
+    // the next attempt is the second after it.
+    let mut checked = 0;
+    for id in &ids {
+        let Some(until) = suspended_lines
+            .iter()
+            .rev()
+            .find(|l| l.contains(id.as_str()))
+            .and_then(|l| l.split("Destination suspended until ").nth(1))
+            .and_then(|rest| rest.split(',').next())
+        else {
+            continue;
+        };
+        let until = snmp::parse_rfc3339(until)
+            .with_context(|| format!("the suspension's end in the log: {until}"))?;
+        let next = listed
+            .iter()
+            .find(|m| m["id"] == id.as_str())
+            .and_then(|m| m["next_attempt"].as_i64())
+            .unwrap_or(0);
+        ensure!(
+            next > until,
+            "{id}: next attempt {next} is not after the suspension's end {until}:\n{log}"
+        );
+        checked += 1;
+    }
+    ensure!(
+        checked > 0,
+        "no message was deferred by the suspension:\n{log}"
+    );
     let m = prometheus::scrape(metrics_port)?;
     ensure!(
         series(&m, "mailward_destination_suspensions_total").unwrap_or(0.0) >= 1.0

@@ -301,15 +301,17 @@ pub fn unpack_restoring<'m, 'p>(
     };
     match parsed {
         Some(msg) => u.message(msg, Under::Own, None, "", 0, &|data| data),
-        None => u.object(
-            None,
-            None,
-            "message".into(),
-            None,
-            "message/rfc822".into(),
-            Cow::Borrowed(raw),
-            0,
-        ),
+        None => {
+            u.object(
+                None,
+                None,
+                "message".into(),
+                None,
+                "message/rfc822".into(),
+                Cow::Borrowed(raw),
+                0,
+            );
+        }
     }
     u
 }
@@ -662,38 +664,40 @@ impl<'m> Unpacked<'m, '_> {
         );
     }
 
+    /// Adds an archive member under its name, then whatever is inside it.
+    /// Its other names (`also`: the local header's, the raw central one)
+    /// are matched and scanned under too, as a part's second name is.
     /// A member whose bytes cannot be read (encrypted, or packed with a
-    /// method not unpacked): its name is in the clear, and an object of
-    /// no bytes under it lets the name filter and the name rules see it
-    /// (walkBS S7: an encrypted `invoice.exe` passed `*.exe`).
-    fn name_only(
+    /// method not unpacked) comes with no bytes: its name is in the clear,
+    /// and the name filter and the name rules see it (walkBS S7: an
+    /// encrypted `invoice.exe` passed `*.exe`).
+    #[allow(clippy::too_many_arguments)]
+    fn member(
         &mut self,
         part: Option<usize>,
         parent: usize,
         path: &str,
         name: String,
+        data: Vec<u8>,
         also: Vec<String>,
         depth: u32,
     ) {
-        let at = self.objects.len();
-        let member = format!("{path}/{name}");
-        self.object(
+        let added = self.object(
             part,
             Some(parent),
-            member.clone(),
+            format!("{path}/{name}"),
             Some(name),
             "application/octet-stream".into(),
-            Cow::Owned(Vec::new()),
+            Cow::Owned(data),
             depth + 1,
         );
-        if let Some(o) = self.objects.get_mut(at) {
-            if o.path == member {
-                o.aliases.extend(also);
-            }
+        if let Some(o) = added.and_then(|at| self.objects.get_mut(at)) {
+            o.aliases.extend(also);
         }
     }
 
-    /// Adds one object, then whatever is inside it.
+    /// Adds one object, then whatever is inside it; gives its index
+    /// (none when the time for the message is up and nothing was added).
     #[allow(clippy::too_many_arguments)]
     fn object(
         &mut self,
@@ -704,10 +708,10 @@ impl<'m> Unpacked<'m, '_> {
         mime: String,
         data: Cow<'m, [u8]>,
         depth: u32,
-    ) {
+    ) -> Option<usize> {
         let in_encrypted_multipart = std::mem::take(&mut self.in_encrypted_multipart);
         if self.out_of_time(part, &path) {
-            return;
+            return None;
         }
         let format = archive::detect(&data);
         let uuencoded = format.is_none()
@@ -742,7 +746,7 @@ impl<'m> Unpacked<'m, '_> {
                     "not unpacked: BinHex (no BinHex data found in an application/mac-binhex40 part)",
                     &path,
                 );
-                return;
+                return Some(index);
             }
             // OpenPGP armor (`gpg --armor --encrypt`): an attachment
             // `.asc`/`.gpg`/`.pgp`, or a body encrypted inline, that only
@@ -750,7 +754,7 @@ impl<'m> Unpacked<'m, '_> {
             // multipart says so.)
             if !in_encrypted_multipart && pgp_encrypted(&self.objects[index].data) {
                 self.find(part, Kind::Protected, "encrypted PGP message", &path);
-                return;
+                return Some(index);
             }
             if let Some(u) = archive::unopened(&self.objects[index].data) {
                 if u.encrypted {
@@ -769,7 +773,7 @@ impl<'m> Unpacked<'m, '_> {
                     );
                 }
             }
-            return;
+            return Some(index);
         }
         // Borrowed back while what is inside is added after it (no copy),
         // and put in place again below.
@@ -782,6 +786,7 @@ impl<'m> Unpacked<'m, '_> {
             self.inside(index, format, &inner, depth);
         }
         self.objects[index].data = inner;
+        Some(index)
     }
 
     /// Adds the parts of object `index`, a mail file, as a nested message's
@@ -851,29 +856,10 @@ impl<'m> Unpacked<'m, '_> {
                         name: n,
                         data: d,
                         also,
-                    } => {
-                        let at = self.objects.len();
-                        let member = format!("{path}/{n}");
-                        self.object(
-                            part,
-                            Some(index),
-                            member.clone(),
-                            Some(n),
-                            "application/octet-stream".into(),
-                            Cow::Owned(d),
-                            depth + 1,
-                        );
-                        // Its other names are matched and scanned under
-                        // too, as a part's second name is.
-                        if let Some(o) = self.objects.get_mut(at) {
-                            if o.path == member {
-                                o.aliases.extend(also);
-                            }
-                        }
-                    }
+                    } => self.member(part, index, &path, n, d, also, depth),
                     Member::Encrypted { name: n, also } => {
                         self.find(part, Kind::Protected, "encrypted", &format!("{path}/{n}"));
-                        self.name_only(part, index, &path, n, also, depth);
+                        self.member(part, index, &path, n, Vec::new(), also, depth);
                     }
                     Member::Damaged { problem } => self.find(
                         part,
@@ -892,7 +878,7 @@ impl<'m> Unpacked<'m, '_> {
                             format!("not unpacked: compression method {method} is not supported"),
                             &format!("{path}/{n}"),
                         );
-                        self.name_only(part, index, &path, n, also, depth);
+                        self.member(part, index, &path, n, Vec::new(), also, depth);
                     }
                     Member::Limit { problem } => self.find(part, Kind::Error, problem, &path),
                     Member::Deadline { name: n } => self.time_is_up(part, &format!("{path}/{n}")),

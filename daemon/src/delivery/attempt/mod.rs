@@ -158,14 +158,15 @@ impl Timing {
     /// notice's Will-Retry-Until is when the last attempt is made.
     pub fn next_attempt(&self, attempts: u32, received_at: i64) -> i64 {
         let wait = backoff(attempts, self.min_backoff, self.max_backoff);
-        let after_backoff = self.now + wait.as_secs().max(1) as i64;
-        let lifetime = i64::try_from(self.lifetime.as_secs()).unwrap_or(i64::MAX);
-        let expiry = received_at.saturating_add(lifetime);
-        after_backoff.min(expiry).max(self.now + 1)
+        let after_backoff = self
+            .now
+            .saturating_add(i64::try_from(wait.as_secs().max(1)).unwrap_or(i64::MAX));
+        self.next_at(after_backoff, received_at)
     }
 
     /// At `at`, unless that is past the message's lifetime (then at its
-    /// end, as [`Timing::next_attempt`]) or not in the future.
+    /// end: the last attempt is made at the lifetime, see
+    /// [`Timing::next_attempt`]) or not in the future (then a second on).
     pub fn next_at(&self, at: i64, received_at: i64) -> i64 {
         let lifetime = i64::try_from(self.lifetime.as_secs()).unwrap_or(i64::MAX);
         let expiry = received_at.saturating_add(lifetime);
@@ -687,10 +688,11 @@ impl Delivery {
             // A suspended destination is not connected to: the mail waits,
             // with the last real error for its DSN (Postfix: "delivery
             // temporarily suspended").
-            match self.pool.suspensions.gate(&dest, chrono::Utc::now()) {
+            let now = chrono::Utc::now();
+            match self.pool.suspensions.gate(&dest, now) {
                 Gate::Suspended(held) => {
                     held.log(&env.id, &dest);
-                    let at = held.retry_at(chrono::Utc::now(), backoff.0);
+                    let at = held.retry_at(now, backoff.0);
                     retry_at = Some(retry_at.map_or(at, |r| r.min(at)));
                     outcomes.extend(idxs.into_iter().map(|i| (i, held.last.clone())));
                 }
