@@ -462,6 +462,107 @@ fn a_stored_member_is_reported_once_where_it_is() {
     assert_eq!(paths, ["e.zip/eicar.com"]);
 }
 
+/// walkBV: what jar (java.util.zip's ZipInputStream) reads from the local
+/// headers whatever the central directory says is read too.
+#[test]
+fn a_zip_member_is_read_as_jar_reads_its_local_header() {
+    let rules = rules();
+    let infected = |z: &[u8], what: &str| {
+        let out = run(
+            &rules,
+            &policy(),
+            &with_attachment("v.zip", "application/zip", z),
+        );
+        assert_eq!(
+            out.report.av,
+            AvStatus::Infected,
+            "{what}: {:?}",
+            out.findings
+        );
+        out
+    };
+    // A directory of 0 octets in the central directory, a deflated EICAR
+    // in its local header (walkBU U2) ...
+    let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    w.start_file("aaaa/", zip::write::SimpleFileOptions::default())
+        .unwrap();
+    w.write_all(&eicar()).unwrap();
+    let mut dir0 = w.finish().unwrap().into_inner();
+    let cd = dir0.windows(4).position(|w| w == b"PK\x01\x02").unwrap();
+    dir0[cd + 20..cd + 28].copy_from_slice(&[0; 8]);
+    // ... whose local header says it needs version 6.4 (V1) ...
+    let mut v1 = dir0.clone();
+    v1[4] = 64;
+    infected(&v1, "version needed 64");
+    // ... or sizes of 0 without a data descriptor, or a compressed size
+    // past the end of the file (V3): deflate ends itself.
+    let mut v3 = dir0.clone();
+    v3[18..26].copy_from_slice(&[0; 8]);
+    infected(&v3, "local sizes 0");
+    v3[18..22].copy_from_slice(&0x7fff_ff00u32.to_le_bytes());
+    infected(&v3, "local compressed size past the end");
+
+    // V2: a local header behind a deflated member whose central compressed
+    // size covers it too; its stream ends before it.
+    let readme = zip_of("readme.txt", b"nothing to see here, nothing at all");
+    let hidden = zip_of("eicar.com", &eicar());
+    let local_of = |z: &[u8]| {
+        let cd = z.windows(4).position(|w| w == b"PK\x01\x02").unwrap();
+        (z[..cd].to_vec(), z[cd..].to_vec())
+    };
+    let (readme_local, mut readme_cd) = local_of(&readme);
+    let (hidden_local, _) = local_of(&hidden);
+    let csize = u32::from_le_bytes(readme_cd[20..24].try_into().unwrap());
+    readme_cd[20..24].copy_from_slice(&(csize + hidden_local.len() as u32).to_le_bytes());
+    let cd_at = (readme_local.len() + hidden_local.len()) as u32;
+    let eocd = readme_cd
+        .windows(4)
+        .position(|w| w == b"PK\x05\x06")
+        .unwrap();
+    readme_cd[eocd + 16..eocd + 20].copy_from_slice(&cd_at.to_le_bytes());
+    let v2 = [readme_local, hidden_local, readme_cd].concat();
+    let out = infected(&v2, "a member hidden behind a listed one");
+    let paths: Vec<&str> = out.findings.iter().map(|f| f.path.as_str()).collect();
+    assert_eq!(paths, ["v.zip/eicar.com"], "{:?}", out.findings);
+
+    // V4: a member whose central sizes are wrong (0) and whose local
+    // header is right: unzip and jar extract it.
+    let mut v4 = zip_of("readme.txt", &eicar());
+    let cd = v4.windows(4).position(|w| w == b"PK\x01\x02").unwrap();
+    v4[cd + 16..cd + 28].copy_from_slice(&[0; 12]);
+    infected(&v4, "central sizes 0");
+
+    // A zip stored whole in deflate's stored blocks of an outer member:
+    // its local headers are in the clear, inside the outer stream, and
+    // are read once, as the inner zip's members.
+    // (The zip crate makes no level 0: the member is stored, then made
+    // a deflated one of stored blocks.)
+    let mut blocks = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::none());
+    blocks.write_all(&hidden).unwrap();
+    let blocks = blocks.finish().unwrap();
+    let mut crc = flate2::Crc::new();
+    crc.update(&hidden);
+    let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let stored =
+        zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+    w.start_file("inner.zip", stored).unwrap();
+    w.write_all(&blocks).unwrap();
+    let mut outer = w.finish().unwrap().into_inner();
+    let cd = outer.windows(4).position(|w| w == b"PK\x01\x02").unwrap();
+    for (method, crc_at, usize_at) in [(8, 14, 22), (cd + 10, cd + 16, cd + 24)] {
+        outer[method..method + 2].copy_from_slice(&8u16.to_le_bytes());
+        outer[crc_at..crc_at + 4].copy_from_slice(&crc.sum().to_le_bytes());
+        outer[usize_at..usize_at + 4].copy_from_slice(&(hidden.len() as u32).to_le_bytes());
+    }
+    assert!(
+        outer.windows(10).any(|w| w == &hidden[..10]),
+        "stored blocks"
+    );
+    let out = infected(&outer, "a zip in stored deflate blocks");
+    let paths: Vec<&str> = out.findings.iter().map(|f| f.path.as_str()).collect();
+    assert_eq!(paths, ["v.zip/inner.zip/eicar.com"], "{:?}", out.findings);
+}
+
 /// A multipart message as `with_attachment` makes it, but with `cut` (an
 /// empty line) taken out: the header block after it runs into its body.
 fn without_empty_line(msg: &[u8], after: &str) -> Vec<u8> {

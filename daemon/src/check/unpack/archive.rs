@@ -458,10 +458,10 @@ fn zip_members(data: &[u8], budget: &mut Budget<'_>, deadline: Instant) -> Vec<M
     // of the budget after the 68-octet program beside it has been read,
     // rather than starving it (walkZ 12). A member that lies about its
     // size still stops the reading at the budget.
-    let mut to_read: Vec<(u64, usize, String, Vec<String>)> = Vec::new();
+    let mut to_read: Vec<(u64, usize, String, Vec<String>, u64)> = Vec::new();
     // Where each member the central directory lists lies (its local
     // header and data), to tell the local headers it does not list.
-    let mut listed: Vec<(usize, usize)> = Vec::new();
+    let mut listed: Vec<Listed> = Vec::new();
     // The central directory's own name bytes, by local header offset: the
     // zip library gives a Unicode Path field's name in their place.
     let central = central_names(
@@ -477,38 +477,47 @@ fn zip_members(data: &[u8], budget: &mut Budget<'_>, deadline: Instant) -> Vec<M
             });
             break;
         }
-        let (name, encrypted, is_dir, size, method, also) = match archive.by_index_raw(i) {
-            Ok(f) => {
-                // A "directory" of no size in the central directory whose
-                // local header says it holds data is left to the walk of
-                // the local headers, which reads it from there, as jar does
-                // (walkBU U2: a deflated EICAR passed as clean).
-                let dir_only = f.is_dir() && f.compressed_size() == 0;
-                if !(dir_only && local_declares_data(data, f.header_start())) {
-                    listed.push(local_extent(data, f.header_start(), f.compressed_size()));
+        let (name, encrypted, is_dir, size, method, also, header_start) =
+            match archive.by_index_raw(i) {
+                Ok(f) => {
+                    // A "directory" of no size in the central directory whose
+                    // local header says it holds data is left to the walk of
+                    // the local headers, which reads it from there, as jar does
+                    // (walkBU U2: a deflated EICAR passed as clean).
+                    let dir_only = f.is_dir() && f.compressed_size() == 0;
+                    if !(dir_only && local_declares_data(data, f.header_start())) {
+                        listed.push(Listed::of(data, f.header_start(), f.compressed_size()));
+                    }
+                    let name = f
+                        .name()
+                        .map(|n| n.into_owned())
+                        .unwrap_or_else(|_| format!("member {i}"));
+                    let central_raw = central
+                        .get(&f.header_start())
+                        .copied()
+                        .unwrap_or_else(|| f.name_raw());
+                    let also = other_names(&name, central_raw, data, f.header_start());
+                    // A "directory" with data in it is read as a file: jar
+                    // extracts it (walkBS S8: `aaaa/` in the central directory,
+                    // a deflated eicar.com in its local header, was skipped).
+                    let is_dir = dir_only;
+                    (
+                        name,
+                        f.encrypted(),
+                        is_dir,
+                        f.size(),
+                        f.compression(),
+                        also,
+                        f.header_start(),
+                    )
                 }
-                let name = f
-                    .name()
-                    .map(|n| n.into_owned())
-                    .unwrap_or_else(|_| format!("member {i}"));
-                let central_raw = central
-                    .get(&f.header_start())
-                    .copied()
-                    .unwrap_or_else(|| f.name_raw());
-                let also = other_names(&name, central_raw, data, f.header_start());
-                // A "directory" with data in it is read as a file: jar
-                // extracts it (walkBS S8: `aaaa/` in the central directory,
-                // a deflated eicar.com in its local header, was skipped).
-                let is_dir = dir_only;
-                (name, f.encrypted(), is_dir, f.size(), f.compression(), also)
-            }
-            Err(e) => {
-                out.push(Member::Damaged {
-                    problem: format!("member {i}: {e}"),
-                });
-                break;
-            }
-        };
+                Err(e) => {
+                    out.push(Member::Damaged {
+                        problem: format!("member {i}: {e}"),
+                    });
+                    break;
+                }
+            };
         if is_dir {
             continue;
         }
@@ -520,11 +529,11 @@ fn zip_members(data: &[u8], budget: &mut Budget<'_>, deadline: Instant) -> Vec<M
             out.push(Member::NotUnpacked { name, method, also });
             continue;
         }
-        to_read.push((size, i, name, also));
+        to_read.push((size, i, name, also, header_start));
     }
-    to_read.sort_by_key(|(size, i, _, _)| (*size, *i));
+    to_read.sort_by_key(|(size, i, ..)| (*size, *i));
     let mut stopped_early = false;
-    for (_, i, name, names) in to_read {
+    for (_, i, name, names, header_start) in to_read {
         match archive.by_index(i) {
             Ok(mut f) => {
                 let size = f.size();
@@ -534,7 +543,13 @@ fn zip_members(data: &[u8], budget: &mut Budget<'_>, deadline: Instant) -> Vec<M
                 // and unzip and 7-Zip extract it (walkAJ 6: one size
                 // field set to 1 in a harmless member hid the EICAR beside
                 // it, and the zip went out as `av/error`).
-                let taken = take_member(&mut out, name, &mut f, size, budget, deadline);
+                let mut taken = take_member(&mut out, name, &mut f, size, budget, deadline);
+                // Its central sizes may be what lies: unzip and jar read
+                // it by its local header's (walkBV V4: an EICAR whose
+                // central sizes were 0 went out as `av/error`).
+                if taken == Taken::Damaged {
+                    taken = reread_local(data, header_start, at, &mut out, budget, deadline);
+                }
                 if let Some(Member::File { also, .. }) = out.get_mut(at) {
                     *also = names;
                 }
@@ -612,7 +627,9 @@ fn other_names(name: &str, central_raw: &[u8], data: &[u8], header_start: u64) -
 }
 
 /// Whether the local header at `header_start` says data follows it: a
-/// compressed size, or a data descriptor after the data (flag bit 3).
+/// compressed size, a data descriptor after the data (flag bit 3), or
+/// deflate, whose stream jar inflates to its end whatever the sizes say
+/// (walkBV V3: sizes 0, no descriptor, a deflated EICAR).
 fn local_declares_data(data: &[u8], header_start: u64) -> bool {
     let Ok(start) = usize::try_from(header_start) else {
         return false;
@@ -620,7 +637,8 @@ fn local_declares_data(data: &[u8], header_start: u64) -> bool {
     let Some(header) = data.get(start..start.saturating_add(30)) else {
         return false;
     };
-    header[..4] == *b"PK\x03\x04" && (header[6] & 0x08 != 0 || header[18..22] != [0, 0, 0, 0])
+    header[..4] == *b"PK\x03\x04"
+        && (header[6] & 0x08 != 0 || header[8..10] == [8, 0] || header[18..22] != [0, 0, 0, 0])
 }
 
 /// The name bytes in the local header at `header_start`, if the header
@@ -635,22 +653,80 @@ fn local_name(data: &[u8], header_start: u64) -> Option<&[u8]> {
     data.get(start + 30..start + 30 + len)
 }
 
-/// Where a member lies in `data`: from its local header at `header_start`
-/// to the end of its data (`compressed` octets after its name and extra
-/// field), clamped to `data`.
-fn local_extent(data: &[u8], header_start: u64, compressed: u64) -> (usize, usize) {
-    let start = usize::try_from(header_start)
-        .unwrap_or(usize::MAX)
-        .min(data.len());
-    let lengths = data.get(start + 26..start + 30).map_or(0, |b| {
-        usize::from(u16::from_le_bytes([b[0], b[1]]))
-            + usize::from(u16::from_le_bytes([b[2], b[3]]))
-    });
-    let end = start
-        .saturating_add(30 + lengths)
-        .saturating_add(usize::try_from(compressed).unwrap_or(usize::MAX))
-        .min(data.len());
-    (start, end.max(start))
+/// Where a member the central directory lists lies in `data`, for the
+/// walk of the local headers it does not list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Listed {
+    /// Its local header.
+    start: usize,
+    /// Its data, after the local header's name and extra field.
+    data_start: usize,
+    /// The end of its data by the central directory's compressed size
+    /// (or, stored, the local header's when that is less: what a
+    /// streaming reader such as jar reads), clamped to `data`.
+    end: usize,
+    /// Deflated by its local header: a reader that inflates it stops at
+    /// the end of the stream, which may come before `end`.
+    deflated: bool,
+}
+
+impl Listed {
+    fn of(data: &[u8], header_start: u64, compressed: u64) -> Listed {
+        let start = usize::try_from(header_start)
+            .unwrap_or(usize::MAX)
+            .min(data.len());
+        let header = data.get(start..start.saturating_add(30));
+        let u16_at = |i: usize| header.map_or(0, |h| u16::from_le_bytes([h[i], h[i + 1]]));
+        let u32_at = |i: usize| {
+            header.map_or(0, |h| {
+                u32::from_le_bytes([h[i], h[i + 1], h[i + 2], h[i + 3]])
+            })
+        };
+        let data_start = start
+            .saturating_add(30 + usize::from(u16_at(26)) + usize::from(u16_at(28)))
+            .min(data.len());
+        let central = usize::try_from(compressed).unwrap_or(usize::MAX);
+        let (flags, method, local) = (u16_at(6), u16_at(8), u32_at(18));
+        // A stored member whose local header gives a smaller size (and no
+        // descriptor) ends there for jar, which then reads the next local
+        // header (walkBV V2).
+        let declared = if method == 0 && flags & 0x08 == 0 && local != 0 && local != u32::MAX {
+            central.min(local as usize)
+        } else {
+            central
+        };
+        Listed {
+            start,
+            data_start,
+            end: data_start.saturating_add(declared).min(data.len()),
+            deflated: method == 8,
+        }
+    }
+}
+
+/// Where the raw deflate stream starting at `from` ends (the octet after
+/// it), as a reader that inflates it finds; none when it does not end
+/// within `data` (damaged, or cut) or the time is up. Nothing inflated is
+/// kept: the stream is read to learn its length only.
+fn deflate_end(data: &[u8], from: usize, deadline: Instant) -> Option<usize> {
+    let mut inflate = flate2::Decompress::new(false);
+    let mut scratch = vec![0u8; 32 * 1024];
+    loop {
+        if Instant::now() >= deadline {
+            return None;
+        }
+        let at = from.saturating_add(usize::try_from(inflate.total_in()).ok()?);
+        let input = data.get(at..)?;
+        let (before_in, before_out) = (inflate.total_in(), inflate.total_out());
+        match inflate.decompress(input, &mut scratch, flate2::FlushDecompress::None) {
+            Ok(flate2::Status::StreamEnd) => {
+                return from.checked_add(usize::try_from(inflate.total_in()).ok()?);
+            }
+            Ok(_) if inflate.total_in() != before_in || inflate.total_out() != before_out => {}
+            // No progress: the input ran out before the stream's end.
+            Ok(_) | Err(_) => return None,
+        }
+    }
 }
 
 /// Local headers that look damaged are tried at most this often in one
@@ -671,7 +747,7 @@ const MAX_DAMAGED_LOCAL: usize = 64;
 /// any code that looks for them does, and is not a member.
 fn unlisted_members(
     data: &[u8],
-    mut listed: Vec<(usize, usize)>,
+    mut listed: Vec<Listed>,
     room: usize,
     out: &mut Vec<Member>,
     budget: &mut Budget<'_>,
@@ -684,13 +760,33 @@ fn unlisted_members(
     while let Some(p) = find(data, b"PK\x03\x04", at) {
         // Inside a listed member (its header, or a zip stored in it): the
         // member itself is read and unpacked as such.
-        while ranges.peek().is_some_and(|&(_, end)| end <= p) {
+        while ranges.peek().is_some_and(|l| l.end <= p) {
             ranges.next();
         }
-        if let Some(&(start, end)) = ranges.peek() {
-            if start <= p {
-                at = end.max(p + 1);
-                continue;
+        if let Some(l) = ranges.peek_mut() {
+            if l.start <= p {
+                // A deflated member's stream may end before the size the
+                // central directory gives it: what follows is read by jar
+                // as the next local header (walkBV V2: an EICAR behind a
+                // readme.txt whose compressed size covered both). The
+                // stream is measured only when a header lies in the rest.
+                if l.deflated {
+                    if p < l.data_start {
+                        at = l.data_start;
+                        continue;
+                    }
+                    if LocalHeader::at(data, p).is_none() {
+                        at = p + 4;
+                        continue;
+                    }
+                    let stream_end = deflate_end(data, l.data_start, deadline).unwrap_or(l.end);
+                    l.end = stream_end.clamp(l.data_start, l.end);
+                    l.deflated = false;
+                }
+                if p < l.end {
+                    at = l.end.max(p + 1);
+                    continue;
+                }
             }
         }
         at = p + 4;
@@ -704,8 +800,19 @@ fn unlisted_members(
             return;
         }
         taken += 1;
+        let before = out.len();
         match read_local(data, &local, out, budget, deadline) {
-            (Taken::Whole, end) => at = end.max(at),
+            (Taken::Whole, end) => {
+                at = end.max(at);
+                // An empty directory entry (jar's and Python's streaming
+                // writers make them with a descriptor) is no file.
+                if out.len() == before + 1
+                    && matches!(out.last(), Some(Member::File { name, data, .. })
+                        if data.is_empty() && (name.ends_with('/') || name.ends_with('\\')))
+                {
+                    out.pop();
+                }
+            }
             (Taken::Damaged, _) => {
                 damaged += 1;
                 if damaged >= MAX_DAMAGED_LOCAL {
@@ -719,6 +826,43 @@ fn unlisted_members(
             }
             (Taken::Stop, _) => return,
         }
+    }
+}
+
+/// Reads again, by its local header at `header_start`, the member whose
+/// reading by the central directory's sizes was damaged (from `at` in
+/// `out`, where that reading left its bytes and its report): when the
+/// local header's reading ends whole, it takes the first one's place.
+fn reread_local(
+    data: &[u8],
+    header_start: u64,
+    at: usize,
+    out: &mut Vec<Member>,
+    budget: &mut Budget<'_>,
+    deadline: Instant,
+) -> Taken {
+    let local = usize::try_from(header_start)
+        .ok()
+        .and_then(|start| LocalHeader::at(data, start));
+    let Some(local) = local else {
+        return Taken::Damaged;
+    };
+    let mut again = Vec::new();
+    match read_local(data, &local, &mut again, budget, deadline) {
+        (Taken::Whole, _) if matches!(again.as_slice(), [Member::File { .. }]) => {
+            // The name stays the central directory's; the local one is
+            // among its other names already.
+            if let (Some(Member::File { data: d, .. }), Some(Member::File { data: first, .. })) =
+                (again.pop(), out.get_mut(at))
+            {
+                *first = d;
+                out.truncate(at + 1);
+                return Taken::Whole;
+            }
+            Taken::Damaged
+        }
+        (Taken::Stop, _) => Taken::Stop,
+        _ => Taken::Damaged,
     }
 }
 
@@ -754,10 +898,18 @@ impl LocalHeader {
         let h = data.get(at..at.checked_add(30)?)?;
         let u16_at = |i: usize| u16::from_le_bytes([h[i], h[i + 1]]);
         let u32_at = |i: usize| u32::from_le_bytes([h[i], h[i + 1], h[i + 2], h[i + 3]]);
-        if &h[..4] != b"PK\x03\x04" || (u16_at(4) & 0xff) > 63 {
+        if &h[..4] != b"PK\x03\x04" {
             return None;
         }
         let (flags, method) = (u16_at(6), u16_at(8));
+        // jar reads stored and deflated members whatever version they say
+        // they need (walkBV V1: 64 hid an EICAR); for other methods, a
+        // version zip has not used tells a header from code that holds
+        // the four octets.
+        let jar_reads = method == 0 || method == 8;
+        if !jar_reads && (u16_at(4) & 0xff) > 63 {
+            return None;
+        }
         // Stored, shrink, reduce, implode, deflate, deflate64, bzip2,
         // LZMA, zstd, MP3, xz, JPEG, WavPack, PPMd, AES.
         const KNOWN: [u16; 18] = [
@@ -808,8 +960,10 @@ impl LocalHeader {
             }
             fields = &rest[len..];
         }
+        // Deflate ends itself: jar inflates to the stream's end whatever
+        // size the header gives (walkBV V3).
         let room = (data.len() - data_start) as u64;
-        if flags & Self::DESCRIPTOR == 0 && compressed > room {
+        if flags & Self::DESCRIPTOR == 0 && compressed > room && method != 8 {
             return None;
         }
         Some(LocalHeader {
@@ -874,23 +1028,14 @@ fn read_local(
             (taken, end)
         }
         8 => {
-            // Deflate ends itself: with a data descriptor, read on to the
-            // end of the stream and learn where it ended.
-            let limit = if descriptor && local.compressed == 0 {
-                data.len()
-            } else {
-                declared_end
-            };
-            let mut inflate = flate2::bufread::DeflateDecoder::new(&data[local.data_start..limit]);
+            // Deflate ends itself: read on to the end of the stream, as
+            // jar does whatever size the header gives (walkBV V2, V3),
+            // and learn where it ended: the next header is looked for
+            // from there.
+            let mut inflate = flate2::bufread::DeflateDecoder::new(&data[local.data_start..]);
             let taken = take_member(out, name, &mut inflate, local.size, budget, deadline);
             let used = usize::try_from(inflate.total_in()).unwrap_or(usize::MAX);
-            (
-                taken,
-                local
-                    .data_start
-                    .saturating_add(used)
-                    .max(declared_end.min(limit)),
-            )
+            (taken, local.data_start.saturating_add(used).min(data.len()))
         }
         m => {
             let method = match m {
@@ -1188,12 +1333,29 @@ mod tests {
     fn a_member_with_a_lying_size_stops_only_itself() {
         // walkAJ 6: a.txt's central entry declares 1 byte. It is read first
         // (smallest first), fails, and eicar.com beside it was never read.
-        let mut z = zip_of(&[("a.txt", &b"hello".repeat(10)), ("eicar.com", b"the virus")]);
+        // Its local header is right: it is read by it, as unzip and jar
+        // read it (walkBV V4).
+        let hello = b"hello".repeat(10);
+        let mut z = zip_of(&[("a.txt", &hello), ("eicar.com", b"the virus")]);
         let central = z.windows(4).position(|w| w == b"PK\x01\x02").unwrap();
-        z[central + 24..central + 28].copy_from_slice(&1u32.to_le_bytes());
+        z[central + 20..central + 24].copy_from_slice(&1u32.to_le_bytes());
         let pool = MemoryPool::unbounded();
         let mut budget = Budget::new(1 << 20, &pool);
         let m = unpack(Format::Zip, "tiny_lie.zip", &z, &mut budget, far());
+        assert_eq!(
+            files(&m),
+            [("eicar.com", b"the virus".as_slice()), ("a.txt", &hello)],
+            "{m:?}"
+        );
+        assert!(
+            !m.iter().any(|x| matches!(x, Member::Damaged { .. })),
+            "{m:?}"
+        );
+        // Its own bytes damaged (the deflate stream): it stops itself only.
+        let data_at = 30 + "a.txt".len();
+        z[data_at..data_at + 4].copy_from_slice(&[0xff; 4]);
+        let mut budget = Budget::new(1 << 20, &pool);
+        let m = unpack(Format::Zip, "damaged.zip", &z, &mut budget, far());
         assert!(
             m.iter().any(
                 |x| matches!(x, Member::File { name, data, .. } if name == "eicar.com" && data == b"the virus")
