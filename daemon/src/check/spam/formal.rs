@@ -8,7 +8,11 @@
 
 use mail_parser::{Message, MimeHeaders};
 
-/// Subjects that vacation programs use (several languages).
+/// Subject marks that vacation programs put in front of the subject
+/// (several languages). A mark counts only when it is the subject or is
+/// followed by its colon (`Out of Office: ...`, `Auto: ...` as RFC 5230
+/// vacation writes it): "Vacation request approved" or "Out of office
+/// hours support rota" is a person's mail (walkBW 7).
 const VACATION_SUBJECTS: &[&str] = &[
     "out of office",
     "out of the office",
@@ -16,13 +20,27 @@ const VACATION_SUBJECTS: &[&str] = &[
     "auto reply",
     "autoreply",
     "auto-reply",
-    "auto:",
+    "auto",
     "vacation",
     "abwesenheitsnotiz",
+    "automatische antwort",
     "absence du bureau",
     "réponse automatique",
     "respuesta automática",
+    "risposta automatica",
+    "resposta automática",
+    "automatisch antwoord",
 ];
+
+/// Whether `subject` (lower case) starts with a vacation program's mark.
+fn vacation_subject(subject: &str) -> bool {
+    VACATION_SUBJECTS.iter().any(|mark| {
+        subject.strip_prefix(mark).is_some_and(|rest| {
+            let rest = rest.trim_start();
+            rest.is_empty() || rest.starts_with(':')
+        })
+    })
+}
 
 /// Why a message is formal, or None.
 pub fn formal(headers: Option<&Message<'_>>, body: Option<&Message<'_>>) -> Option<&'static str> {
@@ -62,16 +80,13 @@ pub fn formal(headers: Option<&Message<'_>>, body: Option<&Message<'_>>) -> Opti
             return Some("Auto-Submitted");
         }
     }
-    if h.header_raw("x-autoreply").is_some()
-        || h.header_raw("x-autorespond").is_some()
-        || h.header_raw("x-auto-response-suppress")
-            .is_some_and(|v| v.to_ascii_lowercase().contains("oof"))
-    {
+    // (Not X-Auto-Response-Suppress: a sender asks with it that no
+    // auto-reply be sent, on ordinary mail such as meeting invitations.)
+    if h.header_raw("x-autoreply").is_some() || h.header_raw("x-autorespond").is_some() {
         return Some("vacation reply");
     }
     if let Some(s) = super::rules::first_subject(h) {
-        let s = s.trim().to_lowercase();
-        if VACATION_SUBJECTS.iter().any(|v| s.starts_with(v)) {
+        if vacation_subject(&s.trim().to_lowercase()) {
             return Some("vacation reply");
         }
     }

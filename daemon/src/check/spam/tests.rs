@@ -194,6 +194,32 @@ fn delivery_reports_read_receipts_and_vacation_replies_are_formal() {
         );
     }
     assert_eq!(judge(HAM, &k).formal, None);
+    // A vacation program's mark is followed by its colon or is the whole
+    // subject; a person's subject that starts with the same words, and
+    // a sender asking for no auto-reply, are not formal (walkBW 7).
+    for subject in [
+        "Automatische Antwort: Lunch on Friday",
+        "Auto: Lunch on Friday",
+        "Out of office",
+        "Vacation : back on Monday",
+    ] {
+        let raw = HAM.replace("Subject: Lunch on Friday", &format!("Subject: {subject}"));
+        assert_eq!(judge(&raw, &k).formal, Some("vacation reply"), "{subject}");
+    }
+    for subject in [
+        "Vacation request for 22-23 December approved",
+        "Out of office hours support rota for December",
+        "Automatic replies are off",
+        "Autumn party",
+    ] {
+        let raw = HAM.replace("Subject: Lunch on Friday", &format!("Subject: {subject}"));
+        assert_eq!(judge(&raw, &k).formal, None, "{subject}");
+    }
+    let invite = HAM.replace(
+        "Subject:",
+        "X-Auto-Response-Suppress: DR, RN, NRN, OOF, AutoReply\r\nSubject:",
+    );
+    assert_eq!(judge(&invite, &k).formal, None);
 }
 
 #[test]
