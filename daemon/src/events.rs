@@ -4,6 +4,7 @@
 //! logs (with the queue ID on every line about a message). No module
 //! increments a counter by hand.
 
+use crate::config::SpamLevel;
 use crate::envelope::{Envelope, QueueId};
 use crate::policy::verdict::Verdict;
 use crate::smtp::session::current as session;
@@ -626,19 +627,28 @@ pub struct MessageChecked<'a> {
 
 impl MessageChecked<'_> {
     /// Counts and logs the verdict.
-    pub fn emit(&self, stats: &Stats) {
-        self.count(stats);
+    pub fn emit(&self, stats: &Stats, level: SpamLevel) {
+        self.count(stats, level);
         self.log();
     }
 
     /// Counts the verdict and writes the raw records. For an accepted
     /// message, only once its copies and its fate are stored: one answered
     /// 451 because a copy could not be written comes again, and is counted
-    /// then.
-    pub fn count(&self, stats: &Stats) {
+    /// then. The spam verdict is counted at `level`, `[policy]
+    /// spam_level`, whatever level the groups judged it at: their own
+    /// verdicts go to the group counters (walkBW 1: a message sent only
+    /// to a `maximum` group counted as its `spam`).
+    pub fn count(&self, stats: &Stats, level: SpamLevel) {
         let e = self.envelope;
         let v = self.verdict;
         let (av, spam) = v.statuses();
+        let spam = spam.map(|_| {
+            v.report
+                .spam
+                .as_ref()
+                .map_or(SpamStatus::Clean, |ev| ev.status(level))
+        });
         let viruses = v.report.detections();
         let filter_rules = v.report.filtered_parts();
         let groups: Vec<GroupOutcome> = v

@@ -352,8 +352,12 @@ fn spam_is_refused_in_session_marked_or_quarantined_per_group() -> Result<()> {
 
 #[test]
 fn levels_and_formal_mail() -> Result<()> {
+    let stats_dir = TestDir::new("stats")?;
+    let stats = StatsSetup::new(stats_dir.path());
     let gw = Gateway::start("spam-levels", |c| {
-        c.set_list("group.keen", "recipients", &["*@keen.example.com"])
+        stats
+            .apply(c)
+            .set_list("group.keen", "recipients", &["*@keen.example.com"])
             .set_str("group.keen", "spam_level", "high")
             .set_list("group.keen", "mark_subject", &["as/probable", "as/formal"])
             .set_list("policy", "mark_subject", &["as/probable", "as/formal"])
@@ -395,6 +399,21 @@ fn levels_and_formal_mail() -> Result<()> {
     f.check(formal.starts_with("as/formal;"), || {
         format!("a DSN: {formal}")
     });
+    // The spam verdicts are counted at `[policy] spam_level` (standard):
+    // the message probable for the keen group alone is clean there, and
+    // the keen group counts it as its own (walkBW 1).
+    let metrics = stats.scrape_text()?;
+    for (line, want) in [
+        ("mailward_spam_results_total{status=\"clean\"}", 2.0),
+        ("mailward_spam_results_total{status=\"probable\"}", 0.0),
+        ("mailward_spam_results_total{status=\"formal\"}", 1.0),
+        ("mailward_group_messages_total{group=\"keen\"}", 1.0),
+    ] {
+        let got = sample(&metrics, line);
+        f.check(got == Some(want), || {
+            format!("{line} on /metrics is {got:?}, not {want}")
+        });
+    }
     f.finish(|| gw.daemon.full_log())
 }
 

@@ -498,7 +498,7 @@ pub(crate) fn refused(gw: &Gateway, env: &Envelope, verdict: &Verdict, reply: &s
         verdict,
         accepted: false,
     }
-    .emit(&gw.stats);
+    .emit(&gw.stats, gw.config().policy.spam_level);
     // Where the virus was, as for an accepted message (walkL 9): the
     // refusal names the detections, not the parts they were found in.
     log_findings(env, verdict);
@@ -602,7 +602,7 @@ pub(crate) fn count_accepted(gw: &Gateway, env: &Envelope, verdict: &Verdict) {
         verdict,
         accepted: true,
     }
-    .count(&gw.stats);
+    .count(&gw.stats, gw.config().policy.spam_level);
     if verdict.report.memory_refused {
         ScanMemoryRefused { id: &env.id }.emit(&gw.stats);
     }
