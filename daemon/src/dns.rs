@@ -330,15 +330,18 @@ impl Dns {
                         Outcome::Refused => ProbeReply::Refused,
                         _ => ProbeReply::Answer,
                     },
-                    // Nothing the library could use. A REFUSED it would
-                    // not take (unbound's, without the question) leaves
-                    // every look-up waiting `timeouts.dns` as a silent
-                    // server does, so it is one for the look-ups (not
-                    // asked meanwhile), said as refusing.
-                    Ok(Err(_)) | Err(_) => match by_hand {
-                        ProbeReply::Refused => ProbeReply::RefusedUnusable,
-                        _ => ProbeReply::None,
-                    },
+                    // Nothing the library could use in time. A REFUSED it
+                    // would not take (unbound's, without the question)
+                    // leaves every look-up waiting `timeouts.dns` as a
+                    // silent server does, so it is one for the look-ups
+                    // (not asked meanwhile), said as refusing. Any other
+                    // reply to the question asked once by hand is the
+                    // server's word: the library, which asks again after
+                    // a REFUSED, may run out of time at a slow server
+                    // that answers (walkBW 5: a dnsmasq 2 s away was said
+                    // to refuse without the question, and every DNS test
+                    // was switched off).
+                    Ok(Err(_)) | Err(_) => by_hand,
                 };
                 match health.probed(reply) {
                     Some(true) if reply == ProbeReply::RefusedUnusable => tracing::warn!(target: "app", probe = %name,
@@ -1290,10 +1293,10 @@ async fn raw_probe(servers: &[SocketAddr], name: &str, timeout: Duration) -> Pro
             if reply.metadata.id != id {
                 continue;
             }
-            return Some(if reply.metadata.response_code == ResponseCode::Refused {
-                ProbeReply::Refused
-            } else {
-                ProbeReply::Answer
+            return Some(match reply.metadata.response_code {
+                ResponseCode::Refused if reply.queries.is_empty() => ProbeReply::RefusedUnusable,
+                ResponseCode::Refused => ProbeReply::Refused,
+                _ => ProbeReply::Answer,
             });
         }
     };
@@ -1446,7 +1449,13 @@ mod tests {
     /// A DNS server on a loopback port that answers every query with the
     /// response code `rcode` and no records (5: REFUSED); its address.
     async fn answering(rcode: u8) -> SocketAddr {
-        let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        answering_after(rcode, Duration::ZERO).await
+    }
+
+    /// As [`answering`], each reply `delay` after its query (a slow
+    /// server, or a slow link to it).
+    async fn answering_after(rcode: u8, delay: Duration) -> SocketAddr {
+        let socket = std::sync::Arc::new(tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap());
         let at = socket.local_addr().unwrap();
         tokio::spawn(async move {
             let mut buf = [0u8; 512];
@@ -1464,7 +1473,11 @@ mod tests {
                 answer[2] |= 0x80; // a response
                 answer[3] = rcode;
                 answer[6..12].fill(0); // no answer, authority or additional records
-                let _ = socket.send_to(&answer, from).await;
+                let socket = socket.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(delay).await;
+                    let _ = socket.send_to(&answer, from).await;
+                });
             }
         });
         at
@@ -1514,7 +1527,7 @@ mod tests {
         assert!(dns.server_refuses(), "it refuses");
         assert_eq!(
             raw_probe(&[at], "mailward-probe-x.", Duration::from_millis(400)).await,
-            ProbeReply::Refused
+            ProbeReply::RefusedUnusable
         );
         let silent = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
         assert_eq!(
@@ -1544,6 +1557,29 @@ mod tests {
         assert_eq!(recent.since_return(health.returns()).failed_percent(), None);
         recent.note(5, 0);
         assert_eq!(recent.since_return(health.returns()).failed_of(), (0, 5));
+    }
+
+    /// walkBW 5: a dnsmasq that refuses the probe's name (no upstream)
+    /// and answers in more than half the timeout: the library asks again
+    /// after the REFUSED and runs out of time, but the refusal carries
+    /// the question; the server answers, and its look-ups go on.
+    #[tokio::test]
+    async fn a_slow_refusal_with_the_question_is_an_answer() {
+        let at = answering_after(5, Duration::from_millis(300)).await;
+        let dns = Dns::new(Some(at), Duration::from_millis(400)).unwrap();
+        dns.doubt_server();
+        tokio::time::timeout(Duration::from_secs(3), async {
+            while dns.server.state().probing {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await
+        .expect("the probe ends within its timeout");
+        assert!(dns.server_answers(), "a slow refusal is an answer");
+        assert_eq!(
+            raw_probe(&[at], "mailward-probe-z.", Duration::from_millis(400)).await,
+            ProbeReply::Refused
+        );
     }
 
     #[tokio::test]
