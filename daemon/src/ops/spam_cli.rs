@@ -375,6 +375,9 @@ pub struct Tally {
     /// (walkAV F9).
     pub in_base: usize,
     pub moved: usize,
+    /// Of `moved`, those taught again as the base holds them: the site's
+    /// lesson to the contrary is taken back.
+    pub back_to_base: usize,
     pub forgotten: usize,
     pub unknown: usize,
 }
@@ -386,8 +389,14 @@ impl Tally {
             0 => String::new(),
             n => format!(" ({n} of them in the base)"),
         };
+        // (Said beside the count it belongs to: "0 already known (1 of
+        // them in the base)" read as one of none, walkBW 2.)
+        let back = match self.back_to_base {
+            0 => String::new(),
+            n => format!(" ({n} back to the class the base holds them in)"),
+        };
         format!(
-            "Learnt {} new message(s); {} already known{in_base}; {} moved to the other class.",
+            "Learnt {} new message(s); {} already known{in_base}; {} moved to the other class{back}.",
             self.new, self.already, self.moved
         )
     }
@@ -505,13 +514,17 @@ pub fn learn(
         .update(|model| {
             let mut tally = Tally::default();
             for (digest, tokens, class, in_base) in &learning {
-                if *in_base == Some(*class) {
-                    tally.in_base += 1;
-                }
+                let as_base = *in_base == Some(*class);
                 match model.learn_beside_base(*in_base, *digest, tokens, *class) {
                     Learnt::New => tally.new += 1,
-                    Learnt::Already => tally.already += 1,
-                    Learnt::Moved => tally.moved += 1,
+                    Learnt::Already => {
+                        tally.already += 1;
+                        tally.in_base += usize::from(as_base);
+                    }
+                    Learnt::Moved => {
+                        tally.moved += 1;
+                        tally.back_to_base += usize::from(as_base);
+                    }
                 }
             }
             Edit::when(tally.new + tally.moved > 0, tally)
@@ -1692,7 +1705,14 @@ mod tests {
         // And taught as the base has it again: the site's lesson is taken
         // back, not counted beside the base's.
         let tally = learn(&cfg, std::slice::from_ref(&a), &[], &mut Vec::new()).unwrap();
-        assert_eq!((tally.moved, tally.in_base, tally.new), (1, 1, 0));
+        assert_eq!(
+            (tally.moved, tally.back_to_base, tally.in_base, tally.new),
+            (1, 1, 0, 0)
+        );
+        assert_eq!(
+            tally.learnt_summary(),
+            "Learnt 0 new message(s); 0 already known; 1 moved to the other class (1 back to the class the base holds them in)."
+        );
         let site = site_store(&cfg).unwrap().read().unwrap();
         assert_eq!((site.spam_messages, site.ham_messages), (1, 0), "only b");
         // A base that holds what the site learnt is installed, and said.

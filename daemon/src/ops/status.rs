@@ -232,6 +232,13 @@ pub struct Bases {
     pub last_update_message: Option<String>,
 }
 
+/// What the installed spam base has learnt.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub struct BaseLearnt {
+    pub spam: u64,
+    pub ham: u64,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Spam {
     /// active, abstaining (not enough learnt) or unavailable (store down),
@@ -239,6 +246,10 @@ pub struct Spam {
     pub classifier: Readiness,
     pub learnt_spam: u64,
     pub learnt_ham: u64,
+    /// Of the learnt messages, the base's (none: no base installed), so
+    /// that an installed or rolled-back base shows (walkBW 3).
+    #[serde(default)]
+    pub base: Option<BaseLearnt>,
     pub min_learnt: u64,
     /// `site.model`'s path or the Redis URL (without its password).
     pub store: String,
@@ -441,6 +452,10 @@ pub fn of(gw: &Gateway) -> Status {
         classifier: c.readiness(),
         learnt_spam: c.spam_messages(),
         learnt_ham: c.ham_messages(),
+        base: c.base.as_ref().map(|b| BaseLearnt {
+            spam: b.spam_messages,
+            ham: b.ham_messages,
+        }),
         min_learnt: c.min_learnt,
         store: gw.scanner.spam.store().describe(),
         unreadable: gw.scanner.spam.unreadable(),
@@ -1157,8 +1172,12 @@ pub fn render(s: &Status, now: i64) -> String {
         }
         Readiness::Active => String::new(),
     };
+    let base = match s.spam.base {
+        Some(b) => format!(", {} and {} of them from the base", b.spam, b.ham),
+        None => String::new(),
+    };
     out += &format!(
-        "spam:     classifier {} (learnt {} spam and {} ham{needs}; {})\n",
+        "spam:     classifier {} (learnt {} spam and {} ham{base}{needs}; {})\n",
         s.spam.classifier.as_str(),
         s.spam.learnt_spam,
         s.spam.learnt_ham,
@@ -1343,6 +1362,7 @@ mod tests {
                 classifier: Readiness::Active,
                 learnt_spam: 947,
                 learnt_ham: 2069,
+                base: None,
                 min_learnt: 200,
                 store: "/var/lib/mailward/spam/site.model".into(),
                 unreadable: Vec::new(),
@@ -1396,6 +1416,19 @@ mod tests {
         );
         assert!(text.contains("dns:      127.0.0.1:53; 2 of the last 64 look-ups failed"));
         assert!(text.ends_with("No problems.\n"), "{text}");
+        // With a base installed, how much of the learning is its (walkBW 3).
+        let mut s = s;
+        s.spam.base = Some(BaseLearnt {
+            spam: 900,
+            ham: 2000,
+        });
+        assert!(
+            render(&s, 1_000).contains(
+                "spam:     classifier active (learnt 947 spam and 2069 ham, 900 and 2000 of them from the base; /var/lib/mailward/spam/site.model)\n"
+            ),
+            "{}",
+            render(&s, 1_000)
+        );
     }
 
     /// walkX finding 8: status said nothing about milter connections, nor

@@ -653,12 +653,22 @@ impl Shared {
             k.classifier.ham_messages(),
             k.rules.len(),
         );
+        // Which base is in use now (an installed or rolled-back one shows
+        // here, walkBW 3).
+        let in_base = k.classifier.base.as_ref().map_or_else(
+            || "none".to_string(),
+            |b| format!("{} spam, {} ham", b.spam_messages, b.ham_messages),
+        );
         // Which was loaded, after the ERROR above: "Spam knowledge loaded"
         // alone read as if the damaged base had been (walkR finding 1).
         match &base {
-            None if rules_failed => tracing::info!(target: "scan", spam, ham, rules,
-                "Spam knowledge loaded with the built-in rules only (the site's rules cannot be used)."),
-            None => tracing::info!(target: "scan", spam, ham, rules, "Spam knowledge loaded."),
+            None if rules_failed => {
+                tracing::info!(target: "scan", spam, ham, base = %in_base, rules,
+                "Spam knowledge loaded with the built-in rules only (the site's rules cannot be used).")
+            }
+            None => {
+                tracing::info!(target: "scan", spam, ham, base = %in_base, rules, "Spam knowledge loaded.")
+            }
             Some(u) if u.in_use_stays => tracing::info!(target: "scan", spam, ham, rules,
                 "Spam rules loaded; the base in use stays (the base file cannot be read)."),
             Some(_) => tracing::warn!(target: "scan", spam, ham, rules,
