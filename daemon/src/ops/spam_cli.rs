@@ -964,6 +964,19 @@ pub fn check(
                 Some(why) => line.push_str(&format!(" formal={why}")),
                 None => {}
             }
+            // An automatic message scored over the probable threshold is
+            // judged by its score: `as/spam ... formal=...` alone read as a
+            // contradiction (walkBW 4).
+            if e.formal.is_some()
+                && matches!(
+                    status,
+                    crate::check::SpamStatus::Spam
+                        | crate::check::SpamStatus::Probable
+                        | crate::check::SpamStatus::Blacklisted
+                )
+            {
+                line.push_str(" (automatic, but over the probable threshold: judged by its score)");
+            }
             if !e.hits.is_empty() {
                 line.push(' ');
                 line.push_str(&e.weighed());
@@ -2736,6 +2749,35 @@ mod tests {
                  abstains (learnt 0 spam and 0 ham, scores from 200 of each)\n",
                 ooo.display()
             )
+        );
+        // An auto-reply scored as spam (GTUBE) says it is judged by its
+        // score (walkBW 4).
+        let gtube = dir.path().join("gtube-ooo.eml");
+        std::fs::write(
+            &gtube,
+            "From: a@b.test\nTo: c@d.test\nSubject: Out of Office\nAuto-Submitted: auto-replied\n\
+             Date: Fri, 04 Dec 2026 10:00:00 +0000\nMessage-ID: <g@b.test>\n\n\
+             XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X\n",
+        )
+        .unwrap();
+        let mut out = Vec::new();
+        check(
+            &cfg,
+            std::slice::from_ref(&gtube),
+            false,
+            0,
+            cfg.policy.spam_level,
+            &mut out,
+            &mut Vec::new(),
+        )
+        .unwrap();
+        let out = String::from_utf8(out).unwrap();
+        assert!(
+            out.contains(": as/spam ")
+                && out.contains(
+                    "formal=Auto-Submitted (automatic, but over the probable threshold: judged by its score)"
+                ),
+            "{out}"
         );
         // A damaged snapshot names itself and the way out.
         std::fs::write(
