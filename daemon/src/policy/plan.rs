@@ -10,7 +10,8 @@
 //!   is never refused, only blocked: the refusal would tell the sender
 //!   that one of the recipients is a trap (walkR 3).
 //! - **Part edits** (`action_*`): a top-level part with a finding is kept,
-//!   removed or replaced by a notice, by the action for its worst finding.
+//!   removed or replaced by a notice, by the action for the worst of its
+//!   findings whose action edits it.
 //! - **Subject and headers**: a status in `mark_subject` puts
 //!   `subject_prefix` for it in front of the Subject; `add_headers` adds the
 //!   verdict headers and `Authentication-Results`.
@@ -273,34 +274,39 @@ fn action(kind: crate::check::Kind, policy: &Policy) -> Action {
     }
 }
 
-/// The edit of each top-level part: the action for its worst finding.
+/// The edit of each top-level part: the action for the worst of its
+/// findings whose action edits it. Any finding's action is taken: an
+/// encrypted zip holding `invoice.exe` is `av/protected` (passed by
+/// default) and filtered by name (removed by default), and is removed;
+/// with the worst finding's action alone, encrypting the zip let the
+/// filtered name through (walkBS S7).
 /// A virus found in no part of the parse the edits work on (found in the
 /// message as another reader reads it, walkAH 2) is an edit of the whole
 /// message (part 0, the root: its body is replaced by the notice), so
 /// that the action for it is taken rather than the virus delivered marked.
 fn edits(findings: &[&crate::check::Finding], policy: &Policy) -> BTreeMap<usize, (Edit, String)> {
     use crate::check::Kind;
-    let mut worst: BTreeMap<usize, &crate::check::Finding> = BTreeMap::new();
+    let mut worst: BTreeMap<usize, (&crate::check::Finding, Edit)> = BTreeMap::new();
     for f in findings {
         let part = match f.part {
             Some(p) => Some(p),
             None if matches!(f.kind, Kind::Infected | Kind::Suspicious) => Some(0),
             None => None,
         };
-        if let Some(p) = part {
-            let e = worst.entry(p).or_insert(f);
-            if f.kind > e.kind {
-                *e = f;
-            }
-        }
-    }
-    let mut out = BTreeMap::new();
-    for (part, f) in worst {
         let edit = match action(f.kind, policy) {
             Action::Pass => continue,
             Action::Remove => Edit::Remove,
             Action::Placeholder => Edit::Placeholder,
         };
+        if let Some(p) = part {
+            let e = worst.entry(p).or_insert((f, edit));
+            if f.kind > e.0.kind {
+                *e = (f, edit);
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    for (part, (f, edit)) in worst {
         let verb = match edit {
             Edit::Remove => "removed",
             Edit::Placeholder => "replaced",

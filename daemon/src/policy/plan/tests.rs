@@ -126,6 +126,52 @@ fn every_status_with_every_part_action() {
     }
 }
 
+/// walkBS S7: an encrypted zip (av/protected, passed by default) holding a
+/// name the filter removes is removed; the part's edit is that of the
+/// worst of its findings whose action edits it.
+#[test]
+fn a_part_is_edited_by_any_finding_whose_action_edits_it() {
+    let mut p = policy();
+    p.action_protected = Action::Pass;
+    p.action_filtered = Action::Remove;
+    let mut r = report(Some(Kind::Protected));
+    r.filtered = [(
+        String::new(),
+        vec![Finding::new(
+            Kind::Filtered,
+            "name:*.exe",
+            "a.zip/x.exe",
+            Some(0),
+        )],
+    )]
+    .into();
+    let plan = decide(&p, "", &r, true, false);
+    let (edit, notice) = plan
+        .edits
+        .get(&0)
+        .cloned()
+        .unwrap_or((Edit::Remove, String::new()));
+    assert_eq!(edit, Edit::Remove);
+    assert!(
+        notice.contains(": filtered (name:*.exe in a.zip/x.exe)"),
+        "{notice}"
+    );
+    // Both edit it: the worst finding's action and notice.
+    p.action_protected = Action::Placeholder;
+    let plan = decide(&p, "", &r, true, false);
+    let (edit, notice) = plan
+        .edits
+        .get(&0)
+        .cloned()
+        .unwrap_or((Edit::Remove, String::new()));
+    assert_eq!(edit, Edit::Placeholder);
+    assert!(notice.contains(": protected (Rule_X"), "{notice}");
+    // Neither does: the part stays.
+    p.action_protected = Action::Pass;
+    p.action_filtered = Action::Pass;
+    assert!(decide(&p, "", &r, true, false).edits.is_empty());
+}
+
 /// walkAH 2: a virus found only in another reading of the message names
 /// no part; it was delivered, marked, when the action was a part edit.
 #[test]
