@@ -1452,6 +1452,17 @@ mod tests {
         answering_after(rcode, Duration::ZERO).await
     }
 
+    /// Waits for the server's probe to end, within `limit`.
+    async fn probe_ended(dns: &Dns, limit: Duration) {
+        tokio::time::timeout(limit, async {
+            while dns.server.state().probing {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await
+        .expect("the probe ends within its time");
+    }
+
     /// As [`answering`], each reply `delay` after its query (a slow
     /// server, or a slow link to it).
     async fn answering_after(rcode: u8, delay: Duration) -> SocketAddr {
@@ -1513,13 +1524,7 @@ mod tests {
         let dns = Dns::new(Some(at), Duration::from_millis(400)).unwrap();
         assert!(!dns.server_refuses());
         dns.doubt_server();
-        tokio::time::timeout(Duration::from_secs(3), async {
-            while dns.server.state().probing {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        })
-        .await
-        .expect("the probe ends within its timeout");
+        probe_ended(&dns, Duration::from_secs(3)).await;
         // The look-ups could not use its replies (each would wait the
         // timeout): not asked meanwhile, as for a silent server; and said
         // as refusing.
@@ -1568,13 +1573,7 @@ mod tests {
         let at = answering_after(5, Duration::from_millis(300)).await;
         let dns = Dns::new(Some(at), Duration::from_millis(400)).unwrap();
         dns.doubt_server();
-        tokio::time::timeout(Duration::from_secs(3), async {
-            while dns.server.state().probing {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        })
-        .await
-        .expect("the probe ends within its timeout");
+        probe_ended(&dns, Duration::from_secs(3)).await;
         assert!(dns.server_answers(), "a slow refusal is an answer");
         assert_eq!(
             raw_probe(&[at], "mailward-probe-z.", Duration::from_millis(400)).await,
@@ -1604,13 +1603,7 @@ mod tests {
         assert_eq!(dns.refused_of(), (3, 3));
         // Its probe (the failures had it probed) was refused too: an
         // answer, so the server is not taken for silent.
-        tokio::time::timeout(Duration::from_secs(1), async {
-            while dns.server.state().probing {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        })
-        .await
-        .expect("the probe was answered at once");
+        probe_ended(&dns, Duration::from_secs(1)).await;
         assert!(dns.server_answers());
         // A server that answers "no such name" refuses nothing.
         let dns = Dns::new(Some(answering(3).await), Duration::from_secs(2)).unwrap();

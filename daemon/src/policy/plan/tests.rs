@@ -126,6 +126,16 @@ fn every_status_with_every_part_action() {
     }
 }
 
+/// The edit of part 0 and its notice (none: a removal with an empty
+/// notice, which the assertions on the notice catch).
+fn edit_of(p: &Policy, r: &Report) -> (Edit, String) {
+    decide(p, "", r, true, false)
+        .edits
+        .get(&0)
+        .cloned()
+        .unwrap_or((Edit::Remove, String::new()))
+}
+
 /// walkBS S7: an encrypted zip (av/protected, passed by default) holding a
 /// name the filter removes is removed; the part's edit is that of the
 /// worst of its findings whose action edits it.
@@ -145,12 +155,7 @@ fn a_part_is_edited_by_any_finding_whose_action_edits_it() {
         )],
     )]
     .into();
-    let plan = decide(&p, "", &r, true, false);
-    let (edit, notice) = plan
-        .edits
-        .get(&0)
-        .cloned()
-        .unwrap_or((Edit::Remove, String::new()));
+    let (edit, notice) = edit_of(&p, &r);
     assert_eq!(edit, Edit::Remove);
     assert!(
         notice.contains(": filtered (name:*.exe in a.zip/x.exe)"),
@@ -158,12 +163,7 @@ fn a_part_is_edited_by_any_finding_whose_action_edits_it() {
     );
     // Both edit it: the worst finding's action and notice.
     p.action_protected = Action::Placeholder;
-    let plan = decide(&p, "", &r, true, false);
-    let (edit, notice) = plan
-        .edits
-        .get(&0)
-        .cloned()
-        .unwrap_or((Edit::Remove, String::new()));
+    let (edit, notice) = edit_of(&p, &r);
     assert_eq!(edit, Edit::Placeholder);
     assert!(notice.contains(": protected (Rule_X"), "{notice}");
     // Neither does: the part stays.
