@@ -532,6 +532,20 @@ fn a_zip_member_is_read_as_jar_reads_its_local_header() {
     v4[cd + 16..cd + 28].copy_from_slice(&[0; 12]);
     infected(&v4, "central sizes 0");
 
+    // walkBX N1: "stored" in the central directory (its sizes and CRC
+    // those of the compressed bytes), deflated by the local header, as
+    // unzip and jar read it: read both ways.
+    let mut n1 = zip_of("readme.txt", &eicar());
+    let data_at = 30 + "readme.txt".len() + usize::from(u16::from_le_bytes([n1[28], n1[29]]));
+    let csize = u32::from_le_bytes(n1[18..22].try_into().unwrap());
+    let mut crc = flate2::Crc::new();
+    crc.update(&n1[data_at..data_at + csize as usize]);
+    let cd = n1.windows(4).position(|w| w == b"PK\x01\x02").unwrap();
+    n1[cd + 10..cd + 12].copy_from_slice(&0u16.to_le_bytes());
+    n1[cd + 16..cd + 20].copy_from_slice(&crc.sum().to_le_bytes());
+    n1[cd + 24..cd + 28].copy_from_slice(&csize.to_le_bytes());
+    infected(&n1, "central stored, local deflated");
+
     // A zip stored whole in deflate's stored blocks of an outer member:
     // its local headers are in the clear, inside the outer stream, and
     // are read once, as the inner zip's members.

@@ -458,7 +458,7 @@ fn zip_members(data: &[u8], budget: &mut Budget<'_>, deadline: Instant) -> Vec<M
     // of the budget after the 68-octet program beside it has been read,
     // rather than starving it (walkZ 12). A member that lies about its
     // size still stops the reading at the budget.
-    let mut to_read: Vec<(u64, usize, String, Vec<String>, u64)> = Vec::new();
+    let mut to_read: Vec<(u64, usize, String, Vec<String>, u64, bool)> = Vec::new();
     // Where each member the central directory lists lies (its local
     // header and data), to tell the local headers it does not list.
     let mut listed: Vec<Listed> = Vec::new();
@@ -529,11 +529,17 @@ fn zip_members(data: &[u8], budget: &mut Budget<'_>, deadline: Instant) -> Vec<M
             out.push(Member::NotUnpacked { name, method, also });
             continue;
         }
-        to_read.push((size, i, name, also, header_start));
+        // unzip and jar take the method from the local header, Python
+        // from the central directory: a member whose two headers differ
+        // is read both ways (walkBX N1: "stored" in the central
+        // directory, a deflated EICAR by its local header, passed).
+        let methods_differ = method_code(method)
+            .is_some_and(|c| local_method(data, header_start).is_some_and(|m| m != c));
+        to_read.push((size, i, name, also, header_start, methods_differ));
     }
     to_read.sort_by_key(|(size, i, ..)| (*size, *i));
     let mut stopped_early = false;
-    for (_, i, name, names, header_start) in to_read {
+    for (_, i, name, names, header_start, methods_differ) in to_read {
         match archive.by_index(i) {
             Ok(mut f) => {
                 let size = f.size();
@@ -549,9 +555,20 @@ fn zip_members(data: &[u8], budget: &mut Budget<'_>, deadline: Instant) -> Vec<M
                 // central sizes were 0 went out as `av/error`).
                 if taken == Taken::Damaged {
                     taken = reread_local(data, header_start, at, &mut out, budget, deadline);
+                } else if methods_differ && taken == Taken::Whole {
+                    taken = read_local_beside(
+                        data,
+                        header_start,
+                        &name_of(&out, at),
+                        &mut out,
+                        budget,
+                        deadline,
+                    );
                 }
-                if let Some(Member::File { also, .. }) = out.get_mut(at) {
-                    *also = names;
+                for m in out.iter_mut().skip(at) {
+                    if let Member::File { also, .. } = m {
+                        *also = names.clone();
+                    }
                 }
                 if taken == Taken::Stop {
                     stopped_early = true;
@@ -563,7 +580,8 @@ fn zip_members(data: &[u8], budget: &mut Budget<'_>, deadline: Instant) -> Vec<M
             }),
         }
     }
-    if !stopped_early {
+    // (Past MAX_MEMBERS listed, that is said once, above: walkBX N2.)
+    if !stopped_early && archive.len() <= MAX_MEMBERS {
         let room = MAX_MEMBERS.saturating_sub(archive.len());
         unlisted_members(data, listed, room, &mut out, budget, deadline);
     }
@@ -864,6 +882,54 @@ fn reread_local(
         (Taken::Stop, _) => Taken::Stop,
         _ => Taken::Damaged,
     }
+}
+
+/// The method code (0 stored, 8 deflated, ...) of the local header at
+/// `header_start`, if one is there.
+fn local_method(data: &[u8], header_start: u64) -> Option<u16> {
+    let start = usize::try_from(header_start).ok()?;
+    let h = data.get(start..start.checked_add(30)?)?;
+    (h[..4] == *b"PK\x03\x04").then(|| u16::from_le_bytes([h[8], h[9]]))
+}
+
+/// The code of a zip method as headers write it, for the methods this
+/// build reads (the others are not compared: they are not unpacked).
+fn method_code(method: zip::CompressionMethod) -> Option<u16> {
+    match method {
+        zip::CompressionMethod::Stored => Some(0),
+        zip::CompressionMethod::Deflated => Some(8),
+        _ => None,
+    }
+}
+
+/// The name of the member at `at` in `out`.
+fn name_of(out: &[Member], at: usize) -> String {
+    match out.get(at) {
+        Some(Member::File { name, .. }) => name.clone(),
+        _ => String::new(),
+    }
+}
+
+/// Reads the member of the local header at `header_start` as a second
+/// reading of the member `name` (its bytes as unzip and jar see them),
+/// appended to `out` under that name.
+fn read_local_beside(
+    data: &[u8],
+    header_start: u64,
+    name: &str,
+    out: &mut Vec<Member>,
+    budget: &mut Budget<'_>,
+    deadline: Instant,
+) -> Taken {
+    let local = usize::try_from(header_start)
+        .ok()
+        .and_then(|start| LocalHeader::at(data, start));
+    let Some(mut local) = local else {
+        return Taken::Whole;
+    };
+    local.name = name.to_string();
+    let (taken, _) = read_local(data, &local, out, budget, deadline);
+    taken
 }
 
 /// The first place of `needle` in `data` at or after `from`.
@@ -1367,6 +1433,24 @@ mod tests {
                 .any(|x| matches!(x, Member::Damaged { problem } if problem.starts_with("a.txt:"))),
             "{m:?}"
         );
+    }
+
+    /// walkBX N2: past MAX_MEMBERS, said once.
+    #[test]
+    fn too_many_members_is_said_once() {
+        let names: Vec<String> = (0..=MAX_MEMBERS).map(|i| format!("{i}")).collect();
+        let files: Vec<(&str, &[u8])> = names.iter().map(|n| (n.as_str(), &b""[..])).collect();
+        let z = zip_of(&files);
+        let pool = MemoryPool::unbounded();
+        let mut budget = Budget::new(1 << 20, &pool);
+        let m = unpack(Format::Zip, "many.zip", &z, &mut budget, far());
+        let said = m
+            .iter()
+            .filter(
+                |x| matches!(x, Member::Damaged { problem } if problem.starts_with("more than")),
+            )
+            .count();
+        assert_eq!(said, 1, "{:?}", &m[m.len().saturating_sub(3)..]);
     }
 
     /// The names and bytes of the files among `m`.
