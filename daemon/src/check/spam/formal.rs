@@ -12,8 +12,11 @@ use mail_parser::{Message, MimeHeaders};
 /// (several languages). A mark counts only when it is the subject or is
 /// followed by its colon (`Out of Office: ...`, `Auto: ...` as RFC 5230
 /// vacation writes it): "Vacation request approved" or "Out of office
-/// hours support rota" is a person's mail (walkBW 7).
+/// hours support rota" is a person's mail (walkBW 7). And only on a reply
+/// (see [`formal`]): "Out of office: can you cover for me?" is one too
+/// (walkBX N3).
 const VACATION_SUBJECTS: &[&str] = &[
+    "out of office autoreply",
     "out of office",
     "out of the office",
     "automatic reply",
@@ -30,7 +33,47 @@ const VACATION_SUBJECTS: &[&str] = &[
     "risposta automatica",
     "resposta automática",
     "automatisch antwoord",
+    "automatiskt svar",
+    "automatisk svar",
+    "automatisk besked",
+    "frånvaromeddelande",
+    "fraværsmelding",
+    "odpowiedź automatyczna",
+    "automaattinen vastaus",
+    "автоматический ответ",
+    "自动回复",
+    "自動回覆",
+    "自動応答",
+    "自動返信",
 ];
+
+/// Whether the header `name` is there and does not say no (`X-Autoreply:
+/// no` is no auto-reply, walkBX N4).
+fn says_yes(h: &Message<'_>, name: &str) -> bool {
+    h.header_raw(name).is_some_and(|v| {
+        let v = v.trim().to_ascii_lowercase();
+        !(v.starts_with("no") || v == "false" || v == "0" || v == "off")
+    })
+}
+
+/// Whether the message is a reply, as an auto-reply is: it names the
+/// message it answers, or says it is automatic by `Precedence`, or comes
+/// from the null sender (`Return-Path: <>`). Exchange's
+/// `X-Auto-Response-Suppress` on a message whose subject carries the
+/// mark counts too (it sets it on its own replies).
+fn looks_like_a_reply(h: &Message<'_>) -> bool {
+    h.header_raw("in-reply-to").is_some()
+        || h.header_raw("references").is_some()
+        || h.header_raw("x-auto-response-suppress").is_some()
+        || h.header_raw("precedence").is_some_and(|v| {
+            matches!(
+                v.trim().to_ascii_lowercase().as_str(),
+                "bulk" | "junk" | "list" | "auto_reply" | "auto-reply"
+            )
+        })
+        || h.header_raw("return-path")
+            .is_some_and(|v| v.trim().trim_matches(['<', '>']).trim().is_empty())
+}
 
 /// Whether `subject` (lower case) starts with a vacation program's mark.
 fn vacation_subject(subject: &str) -> bool {
@@ -80,13 +123,14 @@ pub fn formal(headers: Option<&Message<'_>>, body: Option<&Message<'_>>) -> Opti
             return Some("Auto-Submitted");
         }
     }
-    // (Not X-Auto-Response-Suppress: a sender asks with it that no
-    // auto-reply be sent, on ordinary mail such as meeting invitations.)
-    if h.header_raw("x-autoreply").is_some() || h.header_raw("x-autorespond").is_some() {
+    // (Not X-Auto-Response-Suppress alone: a sender asks with it that
+    // no auto-reply be sent, on ordinary mail such as meeting
+    // invitations.)
+    if says_yes(h, "x-autoreply") || says_yes(h, "x-autorespond") {
         return Some("vacation reply");
     }
     if let Some(s) = super::rules::first_subject(h) {
-        if vacation_subject(&s.trim().to_lowercase()) {
+        if vacation_subject(&s.trim().to_lowercase()) && looks_like_a_reply(h) {
             return Some("vacation reply");
         }
     }

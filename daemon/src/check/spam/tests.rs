@@ -175,7 +175,7 @@ fn delivery_reports_read_receipts_and_vacation_replies_are_formal() {
         );
     let vacation = HAM.replace(
         "Subject: Lunch on Friday",
-        "Subject: Out of Office: Lunch on Friday",
+        "Subject: Out of Office: Lunch on Friday\r\nIn-Reply-To: <0@example.org>",
     );
     let auto = HAM.replace("Subject:", "Auto-Submitted: auto-replied\r\nSubject:");
     for (what, raw) in [
@@ -195,16 +195,40 @@ fn delivery_reports_read_receipts_and_vacation_replies_are_formal() {
     }
     assert_eq!(judge(HAM, &k).formal, None);
     // A vacation program's mark is followed by its colon or is the whole
-    // subject; a person's subject that starts with the same words, and
-    // a sender asking for no auto-reply, are not formal (walkBW 7).
-    for subject in [
-        "Automatische Antwort: Lunch on Friday",
-        "Auto: Lunch on Friday",
-        "Out of office",
-        "Vacation : back on Monday",
+    // subject, on a reply; a person's subject that starts with the same
+    // words, a new message with the mark ("Out of office: can you cover
+    // for me?"), and a sender asking for no auto-reply, are not formal
+    // (walkBW 7, walkBX N3).
+    let with_subject = |subject: &str, more: &str| {
+        HAM.replace(
+            "Subject: Lunch on Friday",
+            &format!("Subject: {subject}{more}"),
+        )
+    };
+    for (subject, reply) in [
+        (
+            "Automatische Antwort: Lunch on Friday",
+            "\r\nIn-Reply-To: <0@x.test>",
+        ),
+        ("Auto: Lunch on Friday", "\r\nReferences: <0@x.test>"),
+        ("Out of office", "\r\nPrecedence: auto_reply"),
+        ("Vacation : back on Monday", "\r\nReturn-Path: <>"),
+        (
+            "Out of Office AutoReply: Lunch",
+            "\r\nX-Auto-Response-Suppress: All",
+        ),
+        ("Automatiskt svar: Lunch", "\r\nIn-Reply-To: <0@x.test>"),
     ] {
-        let raw = HAM.replace("Subject: Lunch on Friday", &format!("Subject: {subject}"));
-        assert_eq!(judge(&raw, &k).formal, Some("vacation reply"), "{subject}");
+        assert_eq!(
+            judge(&with_subject(subject, reply), &k).formal,
+            Some("vacation reply"),
+            "{subject}"
+        );
+        assert_eq!(
+            judge(&with_subject(subject, ""), &k).formal,
+            None,
+            "{subject} alone"
+        );
     }
     for subject in [
         "Vacation request for 22-23 December approved",
@@ -212,9 +236,14 @@ fn delivery_reports_read_receipts_and_vacation_replies_are_formal() {
         "Automatic replies are off",
         "Autumn party",
     ] {
-        let raw = HAM.replace("Subject: Lunch on Friday", &format!("Subject: {subject}"));
+        let raw = with_subject(subject, "\r\nIn-Reply-To: <0@x.test>");
         assert_eq!(judge(&raw, &k).formal, None, "{subject}");
     }
+    // `X-Autoreply: no` says it is none (walkBX N4).
+    let no = HAM.replace("Subject:", "X-Autoreply: no\r\nSubject:");
+    assert_eq!(judge(&no, &k).formal, None);
+    let yes = HAM.replace("Subject:", "X-Autoreply: yes\r\nSubject:");
+    assert_eq!(judge(&yes, &k).formal, Some("vacation reply"));
     let invite = HAM.replace(
         "Subject:",
         "X-Auto-Response-Suppress: DR, RN, NRN, OOF, AutoReply\r\nSubject:",
