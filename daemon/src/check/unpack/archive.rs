@@ -570,6 +570,7 @@ fn zip_members(data: &[u8], budget: &mut Budget<'_>, deadline: Instant) -> Vec<M
                         *also = names.clone();
                     }
                 }
+                drop_empty_directory(&mut out, at);
                 if taken == Taken::Stop {
                     stopped_early = true;
                     break;
@@ -822,14 +823,7 @@ fn unlisted_members(
         match read_local(data, &local, out, budget, deadline) {
             (Taken::Whole, end) => {
                 at = end.max(at);
-                // An empty directory entry (jar's and Python's streaming
-                // writers make them with a descriptor) is no file.
-                if out.len() == before + 1
-                    && matches!(out.last(), Some(Member::File { name, data, .. })
-                        if data.is_empty() && (name.ends_with('/') || name.ends_with('\\')))
-                {
-                    out.pop();
-                }
+                drop_empty_directory(out, before);
             }
             (Taken::Damaged, _) => {
                 damaged += 1;
@@ -881,6 +875,20 @@ fn reread_local(
         }
         (Taken::Stop, _) => Taken::Stop,
         _ => Taken::Damaged,
+    }
+}
+
+/// Drops the member read at `at` (the last in `out`) when it is an empty
+/// directory entry: jar and Python's writers make them with an empty
+/// deflate stream (2 octets) or a data descriptor, which are read as
+/// files since a "directory" may hold data (walkBS S8); one with nothing
+/// in it is no file (walkBV and walkBX V5: `META-INF/` was an object).
+fn drop_empty_directory(out: &mut Vec<Member>, at: usize) {
+    if out.len() == at + 1
+        && matches!(out.last(), Some(Member::File { name, data, .. })
+            if data.is_empty() && (name.ends_with('/') || name.ends_with('\\')))
+    {
+        out.pop();
     }
 }
 
@@ -1431,6 +1439,25 @@ mod tests {
         assert!(
             m.iter()
                 .any(|x| matches!(x, Member::Damaged { problem } if problem.starts_with("a.txt:"))),
+            "{m:?}"
+        );
+    }
+
+    /// walkBX V5: an empty directory entry written as a file (an empty
+    /// deflate stream, as jar writes `META-INF/`) is no member; one that
+    /// holds data still is.
+    #[test]
+    fn an_empty_directory_entry_is_no_member() {
+        let z = zip_of(&[("META-INF/", b""), ("aaaa/", b"data"), ("a.txt", b"text")]);
+        // Its central record says 2 octets (the empty stream): read.
+        let cd = z.windows(4).position(|w| w == b"PK\x01\x02").unwrap();
+        assert_ne!(&z[cd + 20..cd + 24], &[0, 0, 0, 0]);
+        let pool = MemoryPool::unbounded();
+        let mut budget = Budget::new(1 << 20, &pool);
+        let m = unpack(Format::Zip, "t.jar", &z, &mut budget, far());
+        assert_eq!(
+            files(&m),
+            [("aaaa/", b"data".as_slice()), ("a.txt", b"text")],
             "{m:?}"
         );
     }
