@@ -57,18 +57,21 @@ fn says_yes(h: &Message<'_>, name: &str) -> bool {
 }
 
 /// Whether the message is a reply, as an auto-reply is: it names the
-/// message it answers, or says it is automatic by `Precedence`, or comes
-/// from the null sender (`Return-Path: <>`). Exchange's
+/// message it answers, or says it is automatic by `Precedence` (not
+/// `list`: a person's post to a mailing list carries it, walkBY 1), or
+/// comes from the null sender (`null_sender`: `MAIL FROM:<>`, or a
+/// delivered copy's `Return-Path: <>`). Exchange's
 /// `X-Auto-Response-Suppress` on a message whose subject carries the
 /// mark counts too (it sets it on its own replies).
-fn looks_like_a_reply(h: &Message<'_>) -> bool {
-    h.header_raw("in-reply-to").is_some()
+fn looks_like_a_reply(h: &Message<'_>, null_sender: bool) -> bool {
+    null_sender
+        || h.header_raw("in-reply-to").is_some()
         || h.header_raw("references").is_some()
         || h.header_raw("x-auto-response-suppress").is_some()
         || h.header_raw("precedence").is_some_and(|v| {
             matches!(
                 v.trim().to_ascii_lowercase().as_str(),
-                "bulk" | "junk" | "list" | "auto_reply" | "auto-reply"
+                "bulk" | "junk" | "auto_reply" | "auto-reply"
             )
         })
         || h.header_raw("return-path")
@@ -85,8 +88,13 @@ fn vacation_subject(subject: &str) -> bool {
     })
 }
 
-/// Why a message is formal, or None.
-pub fn formal(headers: Option<&Message<'_>>, body: Option<&Message<'_>>) -> Option<&'static str> {
+/// Why a message is formal, or None; `null_sender`: it came with
+/// `MAIL FROM:<>`.
+pub fn formal(
+    headers: Option<&Message<'_>>,
+    body: Option<&Message<'_>>,
+    null_sender: bool,
+) -> Option<&'static str> {
     if let Some(m) = body {
         for part in &m.parts {
             let Some(ct) = part.content_type() else {
@@ -130,7 +138,7 @@ pub fn formal(headers: Option<&Message<'_>>, body: Option<&Message<'_>>) -> Opti
         return Some("vacation reply");
     }
     if let Some(s) = super::rules::first_subject(h) {
-        if vacation_subject(&s.trim().to_lowercase()) && looks_like_a_reply(h) {
+        if vacation_subject(&s.trim().to_lowercase()) && looks_like_a_reply(h, null_sender) {
             return Some("vacation reply");
         }
     }

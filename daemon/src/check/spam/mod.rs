@@ -453,7 +453,11 @@ pub fn examine(
     Evidence {
         hits,
         probability,
-        formal: formal::formal(headers.as_ref(), message),
+        formal: formal::formal(
+            headers.as_ref(),
+            message,
+            origin.is_some_and(|o| o.sender.is_empty()),
+        ),
         blacklisted,
         trapped,
         whitelisted,

@@ -213,6 +213,7 @@ fn delivery_reports_read_receipts_and_vacation_replies_are_formal() {
         ("Auto: Lunch on Friday", "\r\nReferences: <0@x.test>"),
         ("Out of office", "\r\nPrecedence: auto_reply"),
         ("Vacation : back on Monday", "\r\nReturn-Path: <>"),
+        ("Vacation : back on Monday", "\r\nPrecedence: bulk"),
         (
             "Out of Office AutoReply: Lunch",
             "\r\nX-Auto-Response-Suppress: All",
@@ -239,6 +240,20 @@ fn delivery_reports_read_receipts_and_vacation_replies_are_formal() {
         let raw = with_subject(subject, "\r\nIn-Reply-To: <0@x.test>");
         assert_eq!(judge(&raw, &k).formal, None, "{subject}");
     }
+    // Sent with MAIL FROM:<>, as the gateway sees it (walkBY 2).
+    let bare = with_subject("Out of Office AutoReply: Lunch", "");
+    let headers = mail_parser::MessageParser::default().parse_headers(bare.as_bytes());
+    assert_eq!(
+        formal::formal(headers.as_ref(), None, true),
+        Some("vacation reply")
+    );
+    assert_eq!(formal::formal(headers.as_ref(), None, false), None);
+    // A post to a mailing list is no reply (walkBY 1).
+    let list = with_subject(
+        "Out of office: can you cover for me?",
+        "\r\nPrecedence: list",
+    );
+    assert_eq!(judge(&list, &k).formal, None);
     // `X-Autoreply: no` says it is none (walkBX N4).
     let no = HAM.replace("Subject:", "X-Autoreply: no\r\nSubject:");
     assert_eq!(judge(&no, &k).formal, None);
