@@ -85,21 +85,24 @@ impl Rule {
     /// with `<` or `>` (as Postfix access maps write the null sender, `<>`)
     /// is compared with bare addresses, and the null sender has none
     /// (walkBT F3: `deny address <>` was valid, and `<>` still got 250).
-    /// `with_address`: the list is one where an address is known
-    /// (mail_from_rules, rcpt_rules); in connect_rules and helo_rules an
-    /// address rule never matches (walkBU U6).
-    pub fn never_matches(&self, with_address: bool) -> Option<String> {
-        match &self.matcher {
-            Matcher::Address(_) if !with_address => Some(format!(
+    /// `address`: what the list's address rules are compared with, the
+    /// sender (mail_from_rules) or the recipient (rcpt_rules); none in
+    /// connect_rules and helo_rules, where an address rule never matches
+    /// (walkBU U6).
+    pub fn never_matches(&self, address: Option<AddressOf>) -> Option<String> {
+        match (&self.matcher, address) {
+            (Matcher::Address(_), None) => Some(format!(
                 "{self}: never matches: no address is known yet at this stage; address rules \
                  belong in mail_from_rules and rcpt_rules"
             )),
-            Matcher::Address(p) if p.as_str().contains(['<', '>']) => Some(format!(
+            (Matcher::Address(p), Some(of)) if p.as_str().contains(['<', '>']) => Some(format!(
                 "{self}: never matches: addresses are compared bare (user@example.com, without < >){}",
-                if p.as_str().trim_matches(['<', '>']).is_empty() {
-                    ", and the null sender <> has no address, so no address rule matches it"
-                } else {
-                    ""
+                match of {
+                    _ if !p.as_str().trim_matches(['<', '>']).is_empty() => "",
+                    AddressOf::Sender => {
+                        ", and the null sender <> has no address, so no address rule matches it"
+                    }
+                    AddressOf::Recipient => ", and no recipient is <>",
                 }
             )),
             _ => None,
@@ -117,6 +120,13 @@ impl Rule {
             Matcher::Address(p) => subject.address.is_some_and(|a| p.matches(a)),
         }
     }
+}
+
+/// What a list's address rules are compared with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AddressOf {
+    Sender,
+    Recipient,
 }
 
 impl fmt::Display for Rule {

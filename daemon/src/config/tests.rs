@@ -1895,6 +1895,13 @@ fn an_address_rule_with_angle_brackets_is_said_to_never_match() {
             && w[0].starts_with("mailward.toml:2:"),
         "{w:?}"
     );
+    // In rcpt_rules, <> is no recipient (walkBV low: the warning spoke of
+    // the null sender there too).
+    let w = warnings("[access]\nrcpt_rules = [\"deny address <>\"]\n");
+    assert!(
+        w.len() == 1 && w[0].contains("no recipient is <>") && !w[0].contains("null sender"),
+        "{w:?}"
+    );
     // No address is known at connect or at HELO (walkBU U6).
     let w = warnings("[access]\nconnect_rules = [\"deny address *@spam.test\"]\n");
     assert!(

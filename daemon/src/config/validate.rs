@@ -915,13 +915,18 @@ fn access(ctx: &mut Ctx<'_>, raw: &RawAccess) -> Access {
         dnsbl: get_list!(ctx, p, raw.dnsbl, domain_like("zen.example.org")).unwrap_or_default(),
         dns_resolver: get!(ctx, p, raw.dns_resolver, resolver).flatten(),
     };
-    for (key, rules, with_address) in [
-        ("connect_rules", &access.connect_rules, false),
-        ("helo_rules", &access.helo_rules, false),
-        ("mail_from_rules", &access.mail_from_rules, true),
-        ("rcpt_rules", &access.rcpt_rules, true),
+    use crate::config::rules::AddressOf;
+    for (key, rules, address) in [
+        ("connect_rules", &access.connect_rules, None),
+        ("helo_rules", &access.helo_rules, None),
+        (
+            "mail_from_rules",
+            &access.mail_from_rules,
+            Some(AddressOf::Sender),
+        ),
+        ("rcpt_rules", &access.rcpt_rules, Some(AddressOf::Recipient)),
     ] {
-        for why in rules.iter().filter_map(|r| r.never_matches(with_address)) {
+        for why in rules.iter().filter_map(|r| r.never_matches(address)) {
             ctx.warn(&p.key(key), why);
         }
     }
