@@ -112,16 +112,16 @@ pub fn scan(
         // memory at once. A file or a sub-directory that cannot be read is
         // said; the others are checked (walkBS S5: one unreadable
         // sub-directory left the whole walk unchecked).
-        let mut failed = !dirs_unread.is_empty();
         for (dir, e) in &dirs_unread {
+            unread += 1;
             not_read(out, err, dir, e);
         }
         for file in files {
             let items = match read_one(&file, opts.attachment, limit) {
                 Ok(items) => items,
                 Err(e) => {
+                    unread += 1;
                     not_read(out, err, &file, &e);
-                    failed = true;
                     continue;
                 }
             };
@@ -169,13 +169,17 @@ pub fn scan(
                 }
             }
         }
-        unread += usize::from(failed);
     }
+    // Counted as said above, file by file and directory by directory: "1
+    // of 1 path(s)" for a directory mostly read misled (walkBU).
     if unread > 0 {
+        let what = match unread {
+            1 => "1 file or directory".to_string(),
+            n => format!("{n} files or directories"),
+        };
         let _ = writeln!(
             err,
-            "mailward: {unread} of {} path(s) could not be read; {checked} message(s) checked",
-            paths.len()
+            "mailward: {what} could not be read (named above); {checked} message(s) checked"
         );
         outcome = outcome.max(Outcome::Unchecked);
     }
@@ -839,7 +843,9 @@ mod tests {
         assert_eq!(outcome, Outcome::Unchecked);
         assert!(err.contains("nosuch: No such file"), "{err}");
         assert!(
-            err.contains("1 of 2 path(s) could not be read; 2 message(s) checked"),
+            err.contains(
+                "1 file or directory could not be read (named above); 2 message(s) checked"
+            ),
             "{err}"
         );
         // Name order, the subdirectory's file where its name sorts.
