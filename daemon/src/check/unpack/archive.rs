@@ -549,21 +549,15 @@ fn zip_members(data: &[u8], budget: &mut Budget<'_>, deadline: Instant) -> Vec<M
                 // and unzip and 7-Zip extract it (walkAJ 6: one size
                 // field set to 1 in a harmless member hid the EICAR beside
                 // it, and the zip went out as `av/error`).
+                let second_name = methods_differ.then(|| name.clone());
                 let mut taken = take_member(&mut out, name, &mut f, size, budget, deadline);
                 // Its central sizes may be what lies: unzip and jar read
                 // it by its local header's (walkBV V4: an EICAR whose
                 // central sizes were 0 went out as `av/error`).
                 if taken == Taken::Damaged {
                     taken = reread_local(data, header_start, at, &mut out, budget, deadline);
-                } else if methods_differ && taken == Taken::Whole {
-                    taken = read_local_beside(
-                        data,
-                        header_start,
-                        &name_of(&out, at),
-                        &mut out,
-                        budget,
-                        deadline,
-                    );
+                } else if let Some(name) = second_name.filter(|_| taken == Taken::Whole) {
+                    taken = read_local_beside(data, header_start, name, &mut out, budget, deadline);
                 }
                 for m in out.iter_mut().skip(at) {
                     if let Member::File { also, .. } = m {
@@ -853,9 +847,7 @@ fn reread_local(
     budget: &mut Budget<'_>,
     deadline: Instant,
 ) -> Taken {
-    let local = usize::try_from(header_start)
-        .ok()
-        .and_then(|start| LocalHeader::at(data, start));
+    let local = LocalHeader::at_offset(data, header_start);
     let Some(local) = local else {
         return Taken::Damaged;
     };
@@ -910,32 +902,22 @@ fn method_code(method: zip::CompressionMethod) -> Option<u16> {
     }
 }
 
-/// The name of the member at `at` in `out`.
-fn name_of(out: &[Member], at: usize) -> String {
-    match out.get(at) {
-        Some(Member::File { name, .. }) => name.clone(),
-        _ => String::new(),
-    }
-}
-
 /// Reads the member of the local header at `header_start` as a second
 /// reading of the member `name` (its bytes as unzip and jar see them),
 /// appended to `out` under that name.
 fn read_local_beside(
     data: &[u8],
     header_start: u64,
-    name: &str,
+    name: String,
     out: &mut Vec<Member>,
     budget: &mut Budget<'_>,
     deadline: Instant,
 ) -> Taken {
-    let local = usize::try_from(header_start)
-        .ok()
-        .and_then(|start| LocalHeader::at(data, start));
+    let local = LocalHeader::at_offset(data, header_start);
     let Some(mut local) = local else {
         return Taken::Whole;
     };
-    local.name = name.to_string();
+    local.name = name;
     let (taken, _) = read_local(data, &local, out, budget, deadline);
     taken
 }
@@ -965,6 +947,11 @@ impl LocalHeader {
     const ENCRYPTED: u16 = 0x0001;
     /// Bit 3: the sizes follow the data (a data descriptor).
     const DESCRIPTOR: u16 = 0x0008;
+
+    /// The local header at a central directory's offset for it.
+    fn at_offset(data: &[u8], header_start: u64) -> Option<LocalHeader> {
+        LocalHeader::at(data, usize::try_from(header_start).ok()?)
+    }
 
     /// The local header at `at`, when it is one: a method zip knows, a
     /// version zip has used, a name, and its data within `data`.
