@@ -584,7 +584,12 @@ pub fn cut(s: &str, max: usize) -> &str {
 
 /// Where `needle` first occurs in `hay` (MIME boundaries, header ends).
 pub fn find_bytes(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
+    memchr::memmem::find(hay, needle)
+}
+
+/// Where `needle` last occurs in `hay`.
+pub fn rfind_bytes(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    memchr::memmem::rfind(hay, needle)
 }
 
 /// A message or MIME entity cut at the empty line that ends its header

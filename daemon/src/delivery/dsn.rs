@@ -913,7 +913,7 @@ fn boundary(env: &Envelope, parts: &[&[u8]]) -> String {
     for _ in 0..8 {
         let found = parts
             .iter()
-            .any(|p| p.windows(boundary.len()).any(|w| w == boundary.as_bytes()));
+            .any(|p| crate::text::find_bytes(p, boundary.as_bytes()).is_some());
         if !found {
             break;
         }

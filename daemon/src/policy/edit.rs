@@ -14,6 +14,7 @@
 
 use crate::check::mime_repair::{self, Origin};
 use crate::text::find_bytes as find;
+use crate::text::rfind_bytes as rfind;
 use mail_parser::{Message, MimeHeaders, PartType};
 use std::collections::BTreeMap;
 
@@ -75,10 +76,6 @@ fn quoted_printable(line: &str) -> String {
         out.push_str(&token);
     }
     out
-}
-
-fn rfind(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).rposition(|w| w == needle)
 }
 
 pub use crate::text::ascii;

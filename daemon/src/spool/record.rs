@@ -199,10 +199,7 @@ pub(super) fn record_at(bytes: &[u8], offset: u64) -> Result<(RecordKind, u64), 
 pub(super) fn next_intact(bytes: &[u8], from: u64) -> Option<u64> {
     let mut at = from;
     loop {
-        let found = bytes
-            .get(at as usize..)?
-            .windows(MAGIC.len())
-            .position(|w| w == MAGIC)?;
+        let found = crate::text::find_bytes(bytes.get(at as usize..)?, MAGIC)?;
         let candidate = at + found as u64;
         if record_at(bytes, candidate).is_ok() {
             return Some(candidate);

@@ -126,7 +126,7 @@ pub const GTUBE_POINTS: f64 = 1000.0;
 /// learns (its words are a test's, not a spammer's or a correspondent's;
 /// walkAV F12: `spam learn` and the quarantine's --learn-* learnt it).
 pub fn is_gtube(raw: &[u8]) -> bool {
-    raw.windows(GTUBE.len()).any(|w| w == GTUBE.as_bytes())
+    crate::text::find_bytes(raw, GTUBE.as_bytes()).is_some()
 }
 
 /// The classifier's test for a probability.

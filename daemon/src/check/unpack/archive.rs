@@ -639,31 +639,62 @@ fn other_names(name: &str, central_raw: &[u8], data: &[u8], header_start: u64) -
     also
 }
 
-/// Whether the local header at `header_start` says data follows it: a
-/// compressed size, a data descriptor after the data (flag bit 3), or
-/// deflate, whose stream jar inflates to its end whatever the sizes say
-/// (walkBV V3: sizes 0, no descriptor, a deflated EICAR).
+/// Whether the local header at `header_start` says data follows it.
 fn local_declares_data(data: &[u8], header_start: u64) -> bool {
-    let Ok(start) = usize::try_from(header_start) else {
-        return false;
-    };
-    let Some(header) = data.get(start..start.saturating_add(30)) else {
-        return false;
-    };
-    header[..4] == *b"PK\x03\x04"
-        && (header[6] & 0x08 != 0 || header[8..10] == [8, 0] || header[18..22] != [0, 0, 0, 0])
+    RawLocal::at(data, header_start).is_some_and(|h| h.declares_data())
 }
 
 /// The name bytes in the local header at `header_start`, if the header
 /// is there.
 fn local_name(data: &[u8], header_start: u64) -> Option<&[u8]> {
-    let start = usize::try_from(header_start).ok()?;
-    let header = data.get(start..start.checked_add(30)?)?;
-    if header[..4] != *b"PK\x03\x04" {
-        return None;
+    RawLocal::at(data, header_start)?.name
+}
+
+/// The fields of the local header at a central directory's offset for
+/// it, as they are: what the central directory's member is compared with
+/// (its name, its method, whether it holds data, where it ends). Whether
+/// the header holds together as a member of its own is
+/// [`LocalHeader::at`]'s question.
+struct RawLocal<'a> {
+    /// Where it starts in the file.
+    start: usize,
+    flags: u16,
+    method: u16,
+    /// The compressed size of its 32-bit field.
+    compressed: u32,
+    /// Its name, when the name lies within the file.
+    name: Option<&'a [u8]>,
+    /// Where its data starts, after its name and extra field (clamped to
+    /// the file).
+    data_start: usize,
+}
+
+impl<'a> RawLocal<'a> {
+    fn at(data: &'a [u8], header_start: u64) -> Option<RawLocal<'a>> {
+        let start = usize::try_from(header_start).ok()?;
+        let h = data.get(start..start.checked_add(30)?)?;
+        if h[..4] != *b"PK\x03\x04" {
+            return None;
+        }
+        let u16_at = |i: usize| u16::from_le_bytes([h[i], h[i + 1]]);
+        let (name_len, extra_len) = (usize::from(u16_at(26)), usize::from(u16_at(28)));
+        Some(RawLocal {
+            start,
+            flags: u16_at(6),
+            method: u16_at(8),
+            compressed: u32::from_le_bytes([h[18], h[19], h[20], h[21]]),
+            name: data.get(start + 30..start + 30 + name_len),
+            data_start: (start + 30 + name_len + extra_len).min(data.len()),
+        })
     }
-    let len = usize::from(u16::from_le_bytes([header[26], header[27]]));
-    data.get(start + 30..start + 30 + len)
+
+    /// Whether it says data follows it: a compressed size, a data
+    /// descriptor after the data (flag bit 3), or deflate, whose stream
+    /// jar inflates to its end whatever the sizes say (walkBV V3: sizes 0,
+    /// no descriptor, a deflated EICAR).
+    fn declares_data(&self) -> bool {
+        self.flags & LocalHeader::DESCRIPTOR != 0 || self.method == 8 || self.compressed != 0
+    }
 }
 
 /// Where a member the central directory lists lies in `data`, for the
@@ -685,34 +716,39 @@ struct Listed {
 
 impl Listed {
     fn of(data: &[u8], header_start: u64, compressed: u64) -> Listed {
-        let start = usize::try_from(header_start)
-            .unwrap_or(usize::MAX)
-            .min(data.len());
-        let header = data.get(start..start.saturating_add(30));
-        let u16_at = |i: usize| header.map_or(0, |h| u16::from_le_bytes([h[i], h[i + 1]]));
-        let u32_at = |i: usize| {
-            header.map_or(0, |h| {
-                u32::from_le_bytes([h[i], h[i + 1], h[i + 2], h[i + 3]])
-            })
-        };
-        let data_start = start
-            .saturating_add(30 + usize::from(u16_at(26)) + usize::from(u16_at(28)))
-            .min(data.len());
         let central = usize::try_from(compressed).unwrap_or(usize::MAX);
-        let (flags, method, local) = (u16_at(6), u16_at(8), u32_at(18));
+        let Some(h) = RawLocal::at(data, header_start) else {
+            // No local header there: the zip library finds the member
+            // damaged, and nothing is left out of the walk for it (its
+            // sizes would be a guess).
+            let start = usize::try_from(header_start)
+                .unwrap_or(usize::MAX)
+                .min(data.len());
+            return Listed {
+                start,
+                data_start: start,
+                end: start,
+                deflated: false,
+            };
+        };
         // A stored member whose local header gives a smaller size (and no
         // descriptor) ends there for jar, which then reads the next local
         // header (walkBV V2).
-        let declared = if method == 0 && flags & 0x08 == 0 && local != 0 && local != u32::MAX {
+        let local = h.compressed;
+        let declared = if h.method == 0
+            && h.flags & LocalHeader::DESCRIPTOR == 0
+            && local != 0
+            && local != u32::MAX
+        {
             central.min(local as usize)
         } else {
             central
         };
         Listed {
-            start,
-            data_start,
-            end: data_start.saturating_add(declared).min(data.len()),
-            deflated: method == 8,
+            start: h.start,
+            data_start: h.data_start,
+            end: h.data_start.saturating_add(declared).min(data.len()),
+            deflated: h.method == 8,
         }
     }
 }
@@ -887,9 +923,7 @@ fn drop_empty_directory(out: &mut Vec<Member>, at: usize) {
 /// The method code (0 stored, 8 deflated, ...) of the local header at
 /// `header_start`, if one is there.
 fn local_method(data: &[u8], header_start: u64) -> Option<u16> {
-    let start = usize::try_from(header_start).ok()?;
-    let h = data.get(start..start.checked_add(30)?)?;
-    (h[..4] == *b"PK\x03\x04").then(|| u16::from_le_bytes([h[8], h[9]]))
+    Some(RawLocal::at(data, header_start)?.method)
 }
 
 /// The code of a zip method as headers write it, for the methods this
@@ -924,10 +958,7 @@ fn read_local_beside(
 
 /// The first place of `needle` in `data` at or after `from`.
 fn find(data: &[u8], needle: &[u8], from: usize) -> Option<usize> {
-    data.get(from..)?
-        .windows(needle.len())
-        .position(|w| w == needle)
-        .map(|i| i + from)
+    crate::text::find_bytes(data.get(from..)?, needle).map(|i| i + from)
 }
 
 /// A zip local file header that holds together.
