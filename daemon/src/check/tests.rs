@@ -545,6 +545,22 @@ fn a_zip_member_is_read_as_jar_reads_its_local_header() {
     n1[cd + 16..cd + 20].copy_from_slice(&crc.sum().to_le_bytes());
     n1[cd + 24..cd + 28].copy_from_slice(&csize.to_le_bytes());
     infected(&n1, "central stored, local deflated");
+    // Its two readings are one file to the name filter (walkBY: its
+    // line was given twice).
+    let mut by_name = policy();
+    by_name.include_by_name = vec![crate::config::Pattern::new("*.txt")];
+    let out = run(
+        &rules,
+        &by_name,
+        &with_attachment("v.zip", "application/zip", &n1),
+    );
+    let filtered: Vec<&str> = out
+        .findings
+        .iter()
+        .filter(|f| f.kind == Kind::Filtered)
+        .map(|f| f.path.as_str())
+        .collect();
+    assert_eq!(filtered, ["v.zip/readme.txt"], "{:?}", out.findings);
 
     // A zip stored whole in deflate's stored blocks of an outer member:
     // its local headers are in the clear, inside the outer stream, and
