@@ -1551,6 +1551,7 @@ mod tests {
             assert!(text.contains("  infected EICAR in eicar.com\r\n"), "{text}");
             // A status still (Statuses:), but no finding line.
             assert!(!text.contains("as/formal score="), "{text}");
+            assert!(!text.contains("as/formal ("), "{text}");
             assert!(!text.contains("as/clean score="), "{text}");
             assert_eq!(text.contains("  as/spam score=20.0"), listed, "{text}");
         }

@@ -4,17 +4,20 @@
 //! `Auto-Submitted` (RFC 3834) and vacation replies. A policy can treat
 //! them apart (deliver them unmarked, or keep them from some groups).
 //! Spam that dresses as a bounce still scores as spam: formal only applies
-//! below the probable threshold.
+//! below the probable threshold. Formal is a label of form, not a proof of
+//! origin: anyone can write `Auto-Submitted` or a `multipart/report`.
 
-use mail_parser::{Message, MimeHeaders};
+use mail_parser::{Message, MimeHeaders, PartType};
 
 /// Subject marks that vacation programs put in front of the subject
 /// (several languages). A mark counts only when it is the subject or is
 /// followed by its colon (`Out of Office: ...`, `Auto: ...` as RFC 5230
 /// vacation writes it): "Vacation request approved" or "Out of office
-/// hours support rota" is a person's mail (walkBW 7). And only on a reply
-/// (see [`formal`]): "Out of office: can you cover for me?" is one too
-/// (walkBX N3).
+/// hours support rota" is a person's mail (walkBW 7). And only on a
+/// message sent automatically (see [`sent_automatically`]): "Out of
+/// office: can you cover for me?" is one too (walkBX N3), and so is a
+/// person's reply titled "Vacation: the December rota is final" (walkCA
+/// F3).
 const VACATION_SUBJECTS: &[&str] = &[
     "out of office autoreply",
     "out of office",
@@ -41,6 +44,14 @@ const VACATION_SUBJECTS: &[&str] = &[
     "odpowiedź automatyczna",
     "automaattinen vastaus",
     "автоматический ответ",
+    "afwezig",
+    "absent du bureau",
+    "automatická odpověď",
+    "automatikus válasz",
+    "otomatik yanıt",
+    "otomatik cevap",
+    "자동 회신",
+    "자동 응답",
     "自动回复",
     "自動回覆",
     "自動応答",
@@ -56,26 +67,36 @@ fn says_yes(h: &Message<'_>, name: &str) -> bool {
     })
 }
 
-/// Whether the message is a reply, as an auto-reply is: it names the
-/// message it answers, or says it is automatic by `Precedence` (not
-/// `list`: a person's post to a mailing list carries it, walkBY 1), or
-/// comes from the null sender (`null_sender`: `MAIL FROM:<>`, or a
-/// delivered copy's `Return-Path: <>`). Exchange's
-/// `X-Auto-Response-Suppress` on a message whose subject carries the
-/// mark counts too (it sets it on its own replies).
-fn looks_like_a_reply(h: &Message<'_>, null_sender: bool) -> bool {
+/// Whether the message comes from the null sender (`null_sender`:
+/// `MAIL FROM:<>` at the gateway; a delivered copy's `Return-Path: <>`,
+/// which `spam check` reads), as RFC 3834 and RFC 5321 want automatic
+/// replies sent.
+fn from_null_sender(h: &Message<'_>, null_sender: bool) -> bool {
     null_sender
-        || h.header_raw("in-reply-to").is_some()
-        || h.header_raw("references").is_some()
-        || h.header_raw("x-auto-response-suppress").is_some()
-        || h.header_raw("precedence").is_some_and(|v| {
-            matches!(
-                v.trim().to_ascii_lowercase().as_str(),
-                "bulk" | "junk" | "auto_reply" | "auto-reply"
-            )
-        })
         || h.header_raw("return-path")
             .is_some_and(|v| v.trim().trim_matches(['<', '>']).trim().is_empty())
+}
+
+/// Whether `Precedence` says what vacation programs write (`junk`,
+/// `auto_reply`). Not `bulk`, which newsletters carry (walkCA F1), nor
+/// `list`, which a person's post to a mailing list carries (walkBY 1).
+fn precedence_of_a_vacation_program(h: &Message<'_>) -> bool {
+    h.header_raw("precedence").is_some_and(|v| {
+        matches!(
+            v.trim().to_ascii_lowercase().as_str(),
+            "junk" | "auto_reply" | "auto-reply"
+        )
+    })
+}
+
+/// Whether the message was sent by a program, as an auto-reply without
+/// `Auto-Submitted` is (vacation(1), Exchange 2003): from the null sender,
+/// or with a vacation program's `Precedence`. Not by `In-Reply-To` or
+/// `References`, which every person's reply carries (walkCA F3), nor by
+/// Exchange's `X-Auto-Response-Suppress`, which Outlook puts on meeting
+/// invitations (walkCA F2: one titled "Out of Office" was formal).
+fn sent_automatically(h: &Message<'_>, null_sender: bool) -> bool {
+    from_null_sender(h, null_sender) || precedence_of_a_vacation_program(h)
 }
 
 /// Whether `subject` (lower case) starts with a vacation program's mark.
@@ -83,7 +104,9 @@ fn vacation_subject(subject: &str) -> bool {
     VACATION_SUBJECTS.iter().any(|mark| {
         subject.strip_prefix(mark).is_some_and(|rest| {
             let rest = rest.trim_start();
-            rest.is_empty() || rest.starts_with(':')
+            // The full-width colon is the one Chinese and Japanese text
+            // writes (walkCA F6).
+            rest.is_empty() || rest.starts_with(':') || rest.starts_with('\u{ff1a}')
         })
     })
 }
@@ -95,34 +118,8 @@ pub fn formal(
     body: Option<&Message<'_>>,
     null_sender: bool,
 ) -> Option<&'static str> {
-    if let Some(m) = body {
-        for part in &m.parts {
-            let Some(ct) = part.content_type() else {
-                continue;
-            };
-            let (t, sub) = (ct.ctype(), ct.subtype().unwrap_or_default());
-            if t.eq_ignore_ascii_case("multipart") && sub.eq_ignore_ascii_case("report") {
-                match ct
-                    .attribute("report-type")
-                    .map(str::to_ascii_lowercase)
-                    .as_deref()
-                {
-                    Some("delivery-status") => return Some("delivery status notification"),
-                    Some("disposition-notification") => return Some("read receipt"),
-                    _ => {}
-                }
-            }
-            if t.eq_ignore_ascii_case("message") {
-                if sub.eq_ignore_ascii_case("delivery-status")
-                    || sub.eq_ignore_ascii_case("global-delivery-status")
-                {
-                    return Some("delivery status notification");
-                }
-                if sub.eq_ignore_ascii_case("disposition-notification") {
-                    return Some("read receipt");
-                }
-            }
-        }
+    if let Some(report) = body.and_then(report) {
+        return Some(report);
     }
     let h = headers?;
     if let Some(v) = h.header_raw("auto-submitted") {
@@ -138,9 +135,47 @@ pub fn formal(
         return Some("vacation reply");
     }
     if let Some(s) = super::rules::first_subject(h) {
-        if vacation_subject(&s.trim().to_lowercase()) && looks_like_a_reply(h, null_sender) {
+        if vacation_subject(&s.trim().to_lowercase()) && sent_automatically(h, null_sender) {
             return Some("vacation reply");
         }
     }
+    // Both signs without a mark: vacation(1)'s own reply ("away from my
+    // mail", walkCA F7).
+    if from_null_sender(h, null_sender) && precedence_of_a_vacation_program(h) {
+        return Some("vacation reply");
+    }
     None
+}
+
+/// What the message reports, when it is a report (RFC 6522): the message
+/// itself is a `multipart/report` (a person's mail with a delivery status
+/// attached is none, walkCA F4), of a `report-type` of delivery status
+/// (RFC 3464, RFC 6533's global form) or disposition (RFC 8098, RFC 6533);
+/// without `report-type`, the type of a report part of its own.
+fn report(m: &Message<'_>) -> Option<&'static str> {
+    let root = m.root_part();
+    let ct = root.content_type()?;
+    if !(ct.ctype().eq_ignore_ascii_case("multipart")
+        && ct
+            .subtype()
+            .is_some_and(|s| s.eq_ignore_ascii_case("report")))
+    {
+        return None;
+    }
+    let kind = |t: &str| match t.to_ascii_lowercase().as_str() {
+        "delivery-status" | "global-delivery-status" => Some("delivery status notification"),
+        "disposition-notification" | "global-disposition-notification" => Some("read receipt"),
+        _ => None,
+    };
+    if let Some(t) = ct.attribute("report-type") {
+        return kind(t);
+    }
+    let PartType::Multipart(children) = &root.body else {
+        return None;
+    };
+    children
+        .iter()
+        .filter_map(|&i| m.parts.get(usize::try_from(i).ok()?)?.content_type())
+        .filter(|c| c.ctype().eq_ignore_ascii_case("message"))
+        .find_map(|c| kind(c.subtype()?))
 }

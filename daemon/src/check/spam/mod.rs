@@ -234,7 +234,14 @@ impl Evidence {
         if blacklisted {
             SpamStatus::Blacklisted
         } else if self.whitelisted {
-            SpamStatus::Clean
+            // The whitelist says "not spam"; an automatic message from a
+            // whitelisted sender is formal still, for a group that keeps
+            // auto-replies out (walkCA F10).
+            if self.formal.is_some() {
+                SpamStatus::Formal
+            } else {
+                SpamStatus::Clean
+            }
         } else if score >= spam {
             SpamStatus::Spam
         } else if score >= probable {
@@ -263,10 +270,12 @@ impl Evidence {
     /// The spam verdict as a line of a quarantine copy or a notice to the
     /// administrator or recipients: `as/spam score=9.5 rating=82
     /// tests=REMOVE_ME,BAYES_999`, with the list in brackets after
-    /// `as/blacklisted`.
+    /// `as/blacklisted`, and why after `as/formal` (walkCA F8: a release
+    /// wants to know what made a newsletter formal).
     pub fn finding_line(&self, status: SpamStatus) -> String {
-        let list = match (&self.blacklisted, status) {
-            (Some(list), SpamStatus::Blacklisted) => format!(" ({})", crate::text::ascii(list)),
+        let list = match (&self.blacklisted, status, self.formal) {
+            (Some(list), SpamStatus::Blacklisted, _) => format!(" ({})", crate::text::ascii(list)),
+            (_, SpamStatus::Formal, Some(why)) => format!(" ({why})"),
             _ => String::new(),
         };
         let tests = match self.test_names().join(",") {

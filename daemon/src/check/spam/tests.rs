@@ -175,12 +175,12 @@ fn delivery_reports_read_receipts_and_vacation_replies_are_formal() {
         );
     let vacation = HAM.replace(
         "Subject: Lunch on Friday",
-        "Subject: Out of Office: Lunch on Friday\r\nIn-Reply-To: <0@example.org>",
+        "Subject: Out of Office: Lunch on Friday\r\nReturn-Path: <>",
     );
     let auto = HAM.replace("Subject:", "Auto-Submitted: auto-replied\r\nSubject:");
     for (what, raw) in [
         ("dsn", dsn.to_string()),
-        ("mdn", mdn),
+        ("mdn", mdn.clone()),
         ("vacation", vacation),
         ("auto", auto),
     ] {
@@ -195,10 +195,11 @@ fn delivery_reports_read_receipts_and_vacation_replies_are_formal() {
     }
     assert_eq!(judge(HAM, &k).formal, None);
     // A vacation program's mark is followed by its colon or is the whole
-    // subject, on a reply; a person's subject that starts with the same
+    // subject, on a message sent by a program (the null sender, a vacation
+    // program's Precedence); a person's subject that starts with the same
     // words, a new message with the mark ("Out of office: can you cover
-    // for me?"), and a sender asking for no auto-reply, are not formal
-    // (walkBW 7, walkBX N3).
+    // for me?"), a person's reply, a newsletter and an invitation with the
+    // mark are not formal (walkBW 7, walkBX N3, walkCA F1-F3).
     let with_subject = |subject: &str, more: &str| {
         HAM.replace(
             "Subject: Lunch on Friday",
@@ -208,17 +209,17 @@ fn delivery_reports_read_receipts_and_vacation_replies_are_formal() {
     for (subject, reply) in [
         (
             "Automatische Antwort: Lunch on Friday",
-            "\r\nIn-Reply-To: <0@x.test>",
+            "\r\nReturn-Path: <>",
         ),
-        ("Auto: Lunch on Friday", "\r\nReferences: <0@x.test>"),
+        ("Auto: Lunch on Friday", "\r\nPrecedence: junk"),
         ("Out of office", "\r\nPrecedence: auto_reply"),
         ("Vacation : back on Monday", "\r\nReturn-Path: <>"),
-        ("Vacation : back on Monday", "\r\nPrecedence: bulk"),
-        (
-            "Out of Office AutoReply: Lunch",
-            "\r\nX-Auto-Response-Suppress: All",
-        ),
-        ("Automatiskt svar: Lunch", "\r\nIn-Reply-To: <0@x.test>"),
+        ("Automatiskt svar: Lunch", "\r\nReturn-Path: < >"),
+        // The full-width colon of Chinese and Japanese text, and more
+        // languages (walkCA F6).
+        ("自動応答：第3四半期予算", "\r\nReturn-Path: <>"),
+        ("Afwezig: Q3 budget", "\r\nReturn-Path: <>"),
+        ("Otomatik yanıt: bütçe", "\r\nReturn-Path: <>"),
     ] {
         assert_eq!(
             judge(&with_subject(subject, reply), &k).formal,
@@ -237,9 +238,57 @@ fn delivery_reports_read_receipts_and_vacation_replies_are_formal() {
         "Automatic replies are off",
         "Autumn party",
     ] {
-        let raw = with_subject(subject, "\r\nIn-Reply-To: <0@x.test>");
+        let raw = with_subject(subject, "\r\nReturn-Path: <>");
         assert_eq!(judge(&raw, &k).formal, None, "{subject}");
     }
+    for (subject, more) in [
+        // A person's reply (walkCA F3).
+        (
+            "Vacation: the December rota is final",
+            "\r\nIn-Reply-To: <0@x.test>\r\nReferences: <0@x.test>",
+        ),
+        // A newsletter (walkCA F1).
+        (
+            "Vacation: 10 beaches you can still book",
+            "\r\nPrecedence: bulk\r\nList-Unsubscribe: <https://x.test/u>",
+        ),
+        // An Outlook invitation (walkCA F2).
+        (
+            "Out of Office",
+            "\r\nX-Auto-Response-Suppress: RN, NRN, OOF",
+        ),
+    ] {
+        assert_eq!(
+            judge(&with_subject(subject, more), &k).formal,
+            None,
+            "{subject}"
+        );
+    }
+    // vacation(1)'s own reply: the null sender and its Precedence, no
+    // mark (walkCA F7).
+    let away = with_subject(
+        "away from my mail",
+        "\r\nReturn-Path: <>\r\nPrecedence: junk",
+    );
+    assert_eq!(judge(&away, &k).formal, Some("vacation reply"));
+    // A report is the message itself: a person's mail with a delivery
+    // status attached is none (walkCA F4); RFC 6533's global read
+    // receipt is one (walkCA F11).
+    let attached = dsn.replace(
+        "multipart/report; report-type=delivery-status",
+        "multipart/mixed",
+    );
+    assert_eq!(judge(&attached, &k).formal, None);
+    let global_mdn = mdn.replace(
+        "disposition-notification",
+        "global-disposition-notification",
+    );
+    assert_eq!(judge(&global_mdn, &k).formal, Some("read receipt"));
+    let untyped = dsn.replace("; report-type=delivery-status", "");
+    assert_eq!(
+        judge(&untyped, &k).formal,
+        Some("delivery status notification")
+    );
     // Sent with MAIL FROM:<>, as the gateway sees it (walkBY 2).
     let bare = with_subject("Out of Office AutoReply: Lunch", "");
     let headers = mail_parser::MessageParser::default().parse_headers(bare.as_bytes());
