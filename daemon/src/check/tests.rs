@@ -1647,3 +1647,204 @@ protocol=\"application/pgp-encrypted\"; boundary=\"E\"\r\n\r\n\
     let out = run(&rules, &policy(), signed.as_bytes());
     assert_eq!(out.report.av, AvStatus::Clean, "{:?}", out.findings);
 }
+
+/// A zip local header and its data, written by hand for the shapes no
+/// writer makes.
+fn raw_local(name: &str, flags: u16, method: u16, sizes: (u32, u32, u32), data: &[u8]) -> Vec<u8> {
+    let (crc, compressed, size) = sizes;
+    let mut h = b"PK\x03\x04".to_vec();
+    for v in [20u16, flags, method, 0, 0] {
+        h.extend_from_slice(&v.to_le_bytes());
+    }
+    for v in [crc, compressed, size] {
+        h.extend_from_slice(&v.to_le_bytes());
+    }
+    h.extend_from_slice(&(name.len() as u16).to_le_bytes());
+    h.extend_from_slice(&0u16.to_le_bytes());
+    h.extend_from_slice(name.as_bytes());
+    h.extend_from_slice(data);
+    h
+}
+
+/// A central directory record, by hand (see [`raw_local`]).
+fn raw_central(name: &str, flags: u16, method: u16, sizes: (u32, u32, u32), at: u32) -> Vec<u8> {
+    let (crc, compressed, size) = sizes;
+    let mut r = b"PK\x01\x02".to_vec();
+    for v in [20u16, 20, flags, method, 0, 0] {
+        r.extend_from_slice(&v.to_le_bytes());
+    }
+    for v in [crc, compressed, size] {
+        r.extend_from_slice(&v.to_le_bytes());
+    }
+    for v in [name.len() as u16, 0, 0, 0, 0] {
+        r.extend_from_slice(&v.to_le_bytes());
+    }
+    r.extend_from_slice(&0u32.to_le_bytes());
+    r.extend_from_slice(&at.to_le_bytes());
+    r.extend_from_slice(name.as_bytes());
+    r
+}
+
+/// An end record: entries on this disk, entries in all, the directory's
+/// size and offset.
+fn raw_end(on_disk: u16, total: u16, size: usize, at: usize) -> Vec<u8> {
+    let mut e = b"PK\x05\x06".to_vec();
+    for v in [0u16, 0, on_disk, total] {
+        e.extend_from_slice(&v.to_le_bytes());
+    }
+    e.extend_from_slice(&(size as u32).to_le_bytes());
+    e.extend_from_slice(&(at as u32).to_le_bytes());
+    e.extend_from_slice(&0u16.to_le_bytes());
+    e
+}
+
+fn crc_of(data: &[u8]) -> u32 {
+    let mut crc = flate2::Crc::new();
+    crc.update(data);
+    crc.sum()
+}
+
+fn deflated(data: &[u8]) -> Vec<u8> {
+    let mut d = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
+    d.write_all(data).unwrap();
+    d.finish().unwrap()
+}
+
+/// walkBZ: what Python, 7-Zip, unzip or jar extract from a zip whose end
+/// record or central records lie is read too.
+#[test]
+fn a_zip_is_read_as_python_7zip_and_jar_read_it_whatever_its_end_record_says() {
+    let rules = rules();
+    let judge = |z: &[u8]| {
+        run(
+            &rules,
+            &policy(),
+            &with_attachment("w.zip", "application/zip", z),
+        )
+    };
+    let e = eicar();
+    let packed = deflated(&e);
+    let eicar_sizes = (crc_of(&e), packed.len() as u32, e.len() as u32);
+    let text = b"harmless text, nothing to see\r\n".to_vec();
+
+    // Z1: a stored cover.bin holds the EICAR's local header; its central
+    // record comes second, past an end record's count of 1 (and of 0).
+    let hidden = raw_local("eicar.com", 0, 8, eicar_sizes, &packed);
+    let inner = [text.clone(), hidden].concat();
+    let inner_sizes = (crc_of(&inner), inner.len() as u32, inner.len() as u32);
+    let cover = raw_local("cover.bin", 0, 0, inner_sizes, &inner);
+    let eicar_at = (cover.len() - (inner.len() - text.len())) as u32;
+    let directory = [
+        raw_central("cover.bin", 0, 0, inner_sizes, 0),
+        raw_central("eicar.com", 0, 8, eicar_sizes, eicar_at),
+    ]
+    .concat();
+    for count in [1, 0] {
+        let z = [
+            cover.clone(),
+            directory.clone(),
+            raw_end(count, count, directory.len(), cover.len()),
+        ]
+        .concat();
+        let out = judge(&z);
+        assert_eq!(
+            out.report.av,
+            AvStatus::Infected,
+            "count {count}: {:?}",
+            out.findings
+        );
+    }
+    // Z2: counts the zip library refuses (this disk 1, all 2; 0xFFFF
+    // without ZIP64): read by hand.
+    for (on_disk, total) in [(1, 2), (2, 1), (0xffff, 0xffff)] {
+        let z = [
+            cover.clone(),
+            directory.clone(),
+            raw_end(on_disk, total, directory.len(), cover.len()),
+        ]
+        .concat();
+        let out = judge(&z);
+        assert_eq!(
+            out.report.av,
+            AvStatus::Infected,
+            "counts {on_disk}/{total}: {:?}",
+            out.findings
+        );
+    }
+
+    // Z3: encrypted by its central record only: jar and 7-Zip read it.
+    let plain = raw_local("readme.txt", 0, 8, eicar_sizes, &packed);
+    let record = raw_central("readme.txt", 1, 8, eicar_sizes, 0);
+    let z = [
+        plain.clone(),
+        record.clone(),
+        raw_end(1, 1, record.len(), plain.len()),
+    ]
+    .concat();
+    let out = judge(&z);
+    assert_eq!(out.report.av, AvStatus::Infected, "{:?}", out.findings);
+
+    // Z4: a stored program whose central record says it is empty (sizes
+    // and CRC 0): unzip writes its 14 octets without a word.
+    let program = b"MZ\x90\x00program".to_vec();
+    let first = raw_local(
+        "notes.txt",
+        0,
+        0,
+        (crc_of(&text), text.len() as u32, text.len() as u32),
+        &text,
+    );
+    let second = raw_local(
+        "invoice.pdf",
+        0,
+        0,
+        (crc_of(&program), program.len() as u32, program.len() as u32),
+        &program,
+    );
+    let directory = [
+        raw_central(
+            "notes.txt",
+            0,
+            0,
+            (crc_of(&text), text.len() as u32, text.len() as u32),
+            0,
+        ),
+        raw_central("invoice.pdf", 0, 0, (0, 0, 0), first.len() as u32),
+    ]
+    .concat();
+    let body = [first, second].concat();
+    let z = [
+        body.clone(),
+        directory.clone(),
+        raw_end(2, 2, directory.len(), body.len()),
+    ]
+    .concat();
+    let out = judge(&z);
+    assert_eq!(out.report.av, AvStatus::Suspicious, "{:?}", out.findings);
+    assert_eq!(out.report.viruses, ["Suspicious_Disguised_Executable"]);
+
+    // Z5: a streamed zip (sizes in data descriptors) cut before its
+    // central directory: jar and 7-Zip extract its members.
+    let descriptor = |sizes: (u32, u32, u32)| {
+        let mut d = b"PK\x07\x08".to_vec();
+        for v in [sizes.0, sizes.1, sizes.2] {
+            d.extend_from_slice(&v.to_le_bytes());
+        }
+        d
+    };
+    let text_packed = deflated(&text);
+    let text_sizes = (crc_of(&text), text_packed.len() as u32, text.len() as u32);
+    let streamed = [
+        raw_local("notes.txt", 8, 8, (0, 0, 0), &text_packed),
+        descriptor(text_sizes),
+        raw_local("eicar.com", 8, 8, (0, 0, 0), &packed),
+        descriptor(eicar_sizes),
+        raw_local("stored.txt", 8, 0, (0, 0, 0), &text),
+        descriptor((crc_of(&text), text.len() as u32, text.len() as u32)),
+    ]
+    .concat();
+    let out = judge(&streamed);
+    assert_eq!(out.report.av, AvStatus::Infected, "{:?}", out.findings);
+    let paths: Vec<&str> = out.findings.iter().map(|f| f.path.as_str()).collect();
+    assert!(paths.contains(&"w.zip/eicar.com"), "{paths:?}");
+}

@@ -449,27 +449,57 @@ fn zip_members(data: &[u8], budget: &mut Budget<'_>, deadline: Instant) -> Vec<M
     let mut out = Vec::new();
     let mut archive = match zip::ZipArchive::new(Cursor::new(data)) {
         Ok(a) => a,
-        // No readable central directory (a truncated transfer, say): walk
-        // the local headers from the front instead.
-        Err(e) => return zip_stream_members(data, budget, deadline, e.to_string()),
+        // No central directory the library reads (a truncated transfer,
+        // an end record that lies): read it by hand, and the local headers.
+        Err(e) => return zip_members_by_hand(data, budget, deadline, e.to_string()),
     };
     // Members are read smallest first, by the sizes the central directory
     // declares: a member declaring 1 GiB of zeros then takes what is left
     // of the budget after the 68-octet program beside it has been read,
     // rather than starving it (walkZ 12). A member that lies about its
     // size still stops the reading at the budget.
+    // (size, index, name, other names, local header, read by the local
+    // header too)
     let mut to_read: Vec<(u64, usize, String, Vec<String>, u64, bool)> = Vec::new();
     // Where each member the central directory lists lies (its local
     // header and data), to tell the local headers it does not list.
     let mut listed: Vec<Listed> = Vec::new();
     // The central directory's own name bytes, by local header offset: the
     // zip library gives a Unicode Path field's name in their place.
-    let central = central_names(
-        data,
-        archive.central_directory_start(),
-        archive.offset(),
-        archive.len(),
-    );
+    let records = central_records(data, archive.central_directory_start(), archive.offset());
+    let central: std::collections::HashMap<u64, &[u8]> = records
+        .iter()
+        .take(archive.len())
+        .filter_map(|r| Some((r.local?, r.name)))
+        .collect();
+    // Members read by their local header alone, after the others: records
+    // past the end record's count (walkBZ Z1), and members the central
+    // directory calls encrypted whose local header does not (walkBZ Z3:
+    // jar and 7-Zip extract them).
+    let mut by_local: Vec<(u64, Option<String>, Vec<String>)> = Vec::new();
+    let beyond = |records: &[CentralRecord<'_>]| -> Vec<(u64, u64)> {
+        records
+            .iter()
+            .skip(archive.len())
+            .take(MAX_MEMBERS)
+            .filter_map(|r| Some((r.local?, r.compressed)))
+            .collect()
+    };
+    let mut past_count = beyond(&records);
+    if past_count.is_empty() {
+        // The library places a directory of no entries at the end record
+        // (an end record's count of 0 hid every member): the directory
+        // is also looked for where the end record says it is.
+        let start =
+            central_directory_start(data).filter(|s| *s != archive.central_directory_start());
+        if let Some(start) = start {
+            past_count = beyond(&central_records(data, start, 0));
+        }
+    }
+    for (at, compressed) in past_count {
+        listed.push(Listed::of(data, at, compressed));
+        by_local.push((at, None, Vec::new()));
+    }
     for i in 0..archive.len() {
         if i >= MAX_MEMBERS {
             out.push(Member::Damaged {
@@ -477,7 +507,7 @@ fn zip_members(data: &[u8], budget: &mut Budget<'_>, deadline: Instant) -> Vec<M
             });
             break;
         }
-        let (name, encrypted, is_dir, size, method, also, header_start) =
+        let (name, encrypted, is_dir, size, compressed, method, also, header_start) =
             match archive.by_index_raw(i) {
                 Ok(f) => {
                     // A "directory" of no size in the central directory whose
@@ -506,6 +536,7 @@ fn zip_members(data: &[u8], budget: &mut Budget<'_>, deadline: Instant) -> Vec<M
                         f.encrypted(),
                         is_dir,
                         f.size(),
+                        f.compressed_size(),
                         f.compression(),
                         also,
                         f.header_start(),
@@ -522,6 +553,11 @@ fn zip_members(data: &[u8], budget: &mut Budget<'_>, deadline: Instant) -> Vec<M
             continue;
         }
         if encrypted {
+            if RawLocal::at(data, header_start)
+                .is_some_and(|h| h.flags & LocalHeader::ENCRYPTED == 0)
+            {
+                by_local.push((header_start, Some(name.clone()), also.clone()));
+            }
             out.push(Member::Encrypted { name, also });
             continue;
         }
@@ -535,11 +571,27 @@ fn zip_members(data: &[u8], budget: &mut Budget<'_>, deadline: Instant) -> Vec<M
         // directory, a deflated EICAR by its local header, passed).
         let methods_differ = method_code(method)
             .is_some_and(|c| local_method(data, header_start).is_some_and(|m| m != c));
-        to_read.push((size, i, name, also, header_start, methods_differ));
+        // And a stored member whose local header gives more octets than
+        // the central directory (walkBZ Z4: central sizes and CRC 0, a
+        // program of 286 octets that unzip writes without a word).
+        let local_longer = RawLocal::at(data, header_start).is_some_and(|h| {
+            h.method == 0
+                && h.flags & LocalHeader::DESCRIPTOR == 0
+                && h.compressed != u32::MAX
+                && u64::from(h.compressed) > compressed
+        });
+        to_read.push((
+            size,
+            i,
+            name,
+            also,
+            header_start,
+            methods_differ || local_longer,
+        ));
     }
     to_read.sort_by_key(|(size, i, ..)| (*size, *i));
     let mut stopped_early = false;
-    for (_, i, name, names, header_start, methods_differ) in to_read {
+    for (_, i, name, names, header_start, read_beside) in to_read {
         match archive.by_index(i) {
             Ok(mut f) => {
                 let size = f.size();
@@ -549,7 +601,7 @@ fn zip_members(data: &[u8], budget: &mut Budget<'_>, deadline: Instant) -> Vec<M
                 // and unzip and 7-Zip extract it (walkAJ 6: one size
                 // field set to 1 in a harmless member hid the EICAR beside
                 // it, and the zip went out as `av/error`).
-                let second_name = methods_differ.then(|| name.clone());
+                let second_name = read_beside.then(|| name.clone());
                 let mut taken = take_member(&mut out, name, &mut f, size, budget, deadline);
                 // Its central sizes may be what lies: unzip and jar read
                 // it by its local header's (walkBV V4: an EICAR whose
@@ -575,6 +627,26 @@ fn zip_members(data: &[u8], budget: &mut Budget<'_>, deadline: Instant) -> Vec<M
             }),
         }
     }
+    for (header_start, name, also) in by_local {
+        if stopped_early {
+            break;
+        }
+        let Some(mut local) = LocalHeader::at_offset(data, header_start) else {
+            continue;
+        };
+        if let Some(name) = name {
+            local.name = name;
+        }
+        let at = out.len();
+        let (taken, _) = read_local(data, &local, &mut out, budget, deadline);
+        for m in out.iter_mut().skip(at) {
+            if let Member::File { also: a, .. } = m {
+                a.clone_from(&also);
+            }
+        }
+        drop_empty_directory(&mut out, at);
+        stopped_early = taken == Taken::Stop;
+    }
     // (Past MAX_MEMBERS listed, that is said once, above: walkBX N2.)
     if !stopped_early && archive.len() <= MAX_MEMBERS {
         let room = MAX_MEMBERS.saturating_sub(archive.len());
@@ -583,22 +655,31 @@ fn zip_members(data: &[u8], budget: &mut Budget<'_>, deadline: Instant) -> Vec<M
     out
 }
 
-/// The name bytes of each central directory record from `dir_start`, by
-/// the offset of its local header in `data` (`base`: what precedes the
-/// zip, a self-extractor's program). Records past a damaged one, and a
-/// ZIP64 offset, are left out: their members keep the library's name.
-fn central_names(
-    data: &[u8],
-    dir_start: u64,
-    base: u64,
-    count: usize,
-) -> std::collections::HashMap<u64, &[u8]> {
-    let mut names = std::collections::HashMap::new();
+/// One record of a zip's central directory, as read by hand.
+struct CentralRecord<'a> {
+    /// Its name bytes.
+    name: &'a [u8],
+    /// Where its local header is in the file (none: a ZIP64 offset, which
+    /// the zip library reads).
+    local: Option<u64>,
+    /// Its compressed size (32-bit field).
+    compressed: u64,
+}
+
+/// The records of the central directory from `dir_start` (`base`: what
+/// precedes the zip, a self-extractor's program), as many as follow one
+/// another (at most one more than [`MAX_MEMBERS`]), whatever the end
+/// record's count says: Python and 7-Zip read the directory by its size,
+/// and records past the count hide members from a reader that trusts it
+/// (walkBZ Z1: an EICAR whose record came second under a count of 1).
+fn central_records(data: &[u8], dir_start: u64, base: u64) -> Vec<CentralRecord<'_>> {
+    let mut records = Vec::new();
     let Ok(mut at) = usize::try_from(dir_start) else {
-        return names;
+        return records;
     };
     let u16_at = |r: &[u8], i: usize| usize::from(u16::from_le_bytes([r[i], r[i + 1]]));
-    for _ in 0..count.min(MAX_MEMBERS) {
+    let u32_at = |r: &[u8], i: usize| u32::from_le_bytes([r[i], r[i + 1], r[i + 2], r[i + 3]]);
+    while records.len() <= MAX_MEMBERS {
         let Some(record) = data.get(at..at.saturating_add(46)) else {
             break;
         };
@@ -606,16 +687,36 @@ fn central_names(
             break;
         }
         let (n, x, c) = (u16_at(record, 28), u16_at(record, 30), u16_at(record, 32));
-        let offset = u32::from_le_bytes([record[42], record[43], record[44], record[45]]);
+        let offset = u32_at(record, 42);
         let Some(name) = data.get(at + 46..at + 46 + n) else {
             break;
         };
-        if offset != u32::MAX {
-            names.insert(base.saturating_add(u64::from(offset)), name);
-        }
+        records.push(CentralRecord {
+            name,
+            local: (offset != u32::MAX).then(|| base.saturating_add(u64::from(offset))),
+            compressed: u64::from(u32_at(record, 20)),
+        });
         at += 46 + n + x + c;
     }
-    names
+    records
+}
+
+/// Where the central directory of the last end record (`PK 05 06`) in
+/// `data` starts: at the offset it gives, or, when no record is there,
+/// right before the end record by the size it gives (bytes added in front
+/// of a zip whose offsets were not adjusted, as unzip and Python find it).
+fn central_directory_start(data: &[u8]) -> Option<u64> {
+    let end = crate::text::rfind_bytes(data, b"PK\x05\x06")?;
+    let e = data.get(end..end + 22)?;
+    let size = u32::from_le_bytes([e[12], e[13], e[14], e[15]]) as usize;
+    let offset = u32::from_le_bytes([e[16], e[17], e[18], e[19]]) as usize;
+    let record_at = |at: usize| data.get(at..at.saturating_add(4)) == Some(b"PK\x01\x02");
+    if record_at(offset) {
+        Some(offset as u64)
+    } else {
+        let shifted = end.checked_sub(size)?;
+        record_at(shifted).then_some(shifted as u64)
+    }
 }
 
 /// A member's names other than `name` (as the zip library decoded the
@@ -1160,66 +1261,48 @@ fn unsupported_method(method: Option<zip::CompressionMethod>) -> Option<String> 
         .then(|| method.to_string().to_lowercase())
 }
 
-fn zip_stream_members(
+/// A zip whose central directory the zip library does not read: its
+/// end record lies (entry counts that disagree, 0xFFFF without ZIP64, a
+/// directory size too small), or it has none (a transfer cut before it,
+/// a streamed zip). Python and 7-Zip read such directories, and jar and
+/// 7-Zip the local headers (walkBZ Z2, Z5: an EICAR they extract was
+/// `av/error` with nothing read): each record's member is read by its
+/// local header, then the local headers no record lists, then `why` is
+/// said (the part stays `av/error`).
+fn zip_members_by_hand(
     data: &[u8],
     budget: &mut Budget<'_>,
     deadline: Instant,
     why: String,
 ) -> Vec<Member> {
     let mut out = Vec::new();
-    let mut cursor = Cursor::new(data);
-    let mut complete = false;
-    for i in 0..MAX_MEMBERS {
-        match zip::read::read_zipfile_from_stream(&mut cursor) {
-            Ok(Some(mut f)) => {
-                let name = f
-                    .name()
-                    .map(|n| n.into_owned())
-                    .unwrap_or_else(|_| format!("member {i}"));
-                if f.is_dir() {
-                    continue;
-                }
-                if f.encrypted() {
-                    out.push(Member::Encrypted {
-                        name,
-                        also: Vec::new(),
-                    });
-                    continue;
-                }
-                if let Some(method) = unsupported_method(Some(f.compression())) {
-                    out.push(Member::NotUnpacked {
-                        name,
-                        method,
-                        also: Vec::new(),
-                    });
-                    continue;
-                }
-                let size = f.size();
-                // Read from the front, a damaged member leaves the reader
-                // at no known place: the walk ends with it.
-                if take_member(&mut out, name, &mut f, size, budget, deadline) != Taken::Whole {
-                    return out;
-                }
-            }
-            Ok(None) => {
-                complete = true;
-                break;
-            }
-            Err(e) => {
-                out.push(Member::Damaged {
-                    problem: format!("{why}; reading on from the local headers: {e}"),
-                });
-                return out;
-            }
+    let records = central_directory_start(data)
+        .map(|at| central_records(data, at, 0))
+        .unwrap_or_default();
+    let mut listed = Vec::new();
+    for r in records.iter().take(MAX_MEMBERS) {
+        let Some(at) = r.local else { continue };
+        listed.push(Listed::of(data, at, r.compressed));
+        let Some(local) = LocalHeader::at_offset(data, at) else {
+            continue;
+        };
+        let before = out.len();
+        if read_local(data, &local, &mut out, budget, deadline).0 == Taken::Stop {
+            out.push(Member::Damaged { problem: why });
+            return out;
         }
+        drop_empty_directory(&mut out, before);
     }
-    if !complete {
-        out.push(Member::Damaged {
-            problem: format!("{why}; stopped after {MAX_MEMBERS} members"),
-        });
+    let room = MAX_MEMBERS.saturating_sub(records.len());
+    unlisted_members(data, listed, room, &mut out, budget, deadline);
+    let how = if records.is_empty() {
+        "its members read from their local headers"
     } else {
-        out.push(Member::Damaged { problem: why });
-    }
+        "its members read from its central records and local headers"
+    };
+    out.push(Member::Damaged {
+        problem: format!("{why}; {how}"),
+    });
     out
 }
 
