@@ -141,11 +141,18 @@ impl<'p> Filters<'p> {
 }
 
 /// A file name as Windows saves it: trailing dots and spaces taken off
-/// (`tool.exe. ` is saved as `tool.exe`), and cut at its first NUL or
-/// other control character, where C-string APIs end it (walkAX 13: the
-/// RFC 2231 name `tool.exe%00.txt` passed `*.exe`).
+/// (`tool.exe. ` is saved as `tool.exe`), cut at its first NUL or other
+/// control character, where C-string APIs end it (walkAX 13: the RFC 2231
+/// name `tool.exe%00.txt` passed `*.exe`), and without NTFS's name of the
+/// default data stream (`tool.exe::$DATA` opens `tool.exe`, walkBZ Z6).
 pub fn saved_name(name: &str) -> &str {
-    cut_at_control(name).trim_end_matches(['.', ' '])
+    const STREAM: &str = "::$data";
+    let name = cut_at_control(name);
+    let name = match name.len().checked_sub(STREAM.len()) {
+        Some(i) if name.is_char_boundary(i) && name[i..].eq_ignore_ascii_case(STREAM) => &name[..i],
+        _ => name,
+    };
+    name.trim_end_matches(['.', ' '])
 }
 
 fn cut_at_control(name: &str) -> &str {
@@ -221,6 +228,9 @@ mod tests {
             (["setup-5.exe\0/evil.exe", "a"], Some("name:*.exe")),
             (["a.txt\0/run.exe.", "a"], Some("name:*.exe")),
             (["a.txt\0/setup-6.exe.", "a"], None),
+            (["evil.exe::$DATA", "a"], Some("name:*.exe")),
+            (["evil.exe ::$data", "a"], Some("name:*.exe")),
+            (["setup-7.exe::$DATA", "a"], None),
         ];
         for (names, want) in two {
             assert_eq!(
