@@ -407,6 +407,11 @@ fn print_learnt(data: &serde_json::Value, class: &str, other: &str, config: Opti
         Some(_) => out!("Already learnt as {class}."),
         None => {}
     }
+    if data["held_as"].as_str() == Some("as/formal") {
+        out!(
+            "It was held as as/formal (automatic mail): learning teaches the classifier, not the formal test, so the next such message is formal again. To let this sender's automatic mail through, see \"Formal mail\" in docs/spam.md."
+        );
+    }
 }
 
 fn quarantine(cmd: QuarantineCommand) -> ExitCode {

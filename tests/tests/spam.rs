@@ -360,6 +360,8 @@ fn levels_and_formal_mail() -> Result<()> {
             .set_list("group.keen", "recipients", &["*@keen.example.com"])
             .set_str("group.keen", "spam_level", "high")
             .set_list("group.keen", "mark_subject", &["as/probable", "as/formal"])
+            .set_list("group.keen", "block", &["as/formal"])
+            .set_list("group.keen", "quarantine", &["as/formal"])
             .set_list("policy", "mark_subject", &["as/probable", "as/formal"])
     })?;
     let mut f = Failures::default();
@@ -373,7 +375,11 @@ fn levels_and_formal_mail() -> Result<()> {
         Content-Type: text/plain\r\n\r\nYour message could not be delivered.\r\n--b\r\n\
         Content-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.example.org\r\n\r\n\
         Final-Recipient: rfc822; x@example.org\r\nAction: failed\r\nStatus: 5.1.1\r\n--b--\r\n";
-    let reply = send(gw.port(), &["user@example.com"], dsn)?;
+    let reply = send(
+        gw.port(),
+        &["user@example.com", "ann@keen.example.com"],
+        dsn,
+    )?;
     f.check(reply.code == 250, || format!("dsn: {reply:?}"));
     let got = gw.sink.wait_for_count(3, DELIVERY_TIMEOUT)?;
     let status_of = |rcpt: &str, subject_start: &str| {
@@ -407,13 +413,34 @@ fn levels_and_formal_mail() -> Result<()> {
         ("mailward_spam_results_total{status=\"clean\"}", 2.0),
         ("mailward_spam_results_total{status=\"probable\"}", 0.0),
         ("mailward_spam_results_total{status=\"formal\"}", 1.0),
-        ("mailward_group_messages_total{group=\"keen\"}", 1.0),
+        ("mailward_group_messages_total{group=\"keen\"}", 2.0),
     ] {
         let got = sample(&metrics, line);
         f.check(got == Some(want), || {
             format!("{line} on /metrics is {got:?}, not {want}")
         });
     }
+    // The keen group keeps automatic mail out: the DSN is held, its
+    // finding says why it is formal, and a release that teaches it as ham
+    // says that the formal test does not learn (walkCA F8, F9).
+    let q = gw
+        .daemon
+        .cli_ok(&["quarantine", "list", "--json", "--status", "as/formal"])?;
+    let entry: serde_json::Value =
+        serde_json::from_str(q.lines().next().context("no formal quarantine entry")?)?;
+    let id = entry["id"].as_str().context("no entry id")?.to_string();
+    let shown = gw.daemon.cli_ok(&["quarantine", "show", &id])?;
+    f.check(
+        shown.contains("as/formal (delivery status notification) score="),
+        || format!("quarantine show says why it is formal: {shown}"),
+    );
+    let out = gw
+        .daemon
+        .cli_ok(&["quarantine", "release", &id, "--learn-ham"])?;
+    f.check(
+        out.contains("Learnt as ham.") && out.contains("It was held as as/formal"),
+        || format!("release --learn-ham of formal mail: {out}"),
+    );
     f.finish(|| gw.daemon.full_log())
 }
 

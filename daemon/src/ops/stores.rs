@@ -777,6 +777,13 @@ pub async fn release(
                 tracing::info!(target: "admin", quarantine_id = %id, learnt = l.as_str(),
                     by = %by(), "Released message learnt as ham by an administrator.");
                 answer["learnt"] = l.as_str().into();
+                // Held as formal mail: the lesson is the classifier's,
+                // and formal detection is no classifier (walkCA F9: the
+                // next issue of a newsletter was held again).
+                let (s, entry) = (store.clone(), id.clone());
+                if let Ok(e) = blocking(move || s.entry(&entry)).await {
+                    answer["held_as"] = e.meta.reason.into();
+                }
             }
             Err(e) => {
                 tracing::warn!(target: "admin", quarantine_id = %id, error = %e,

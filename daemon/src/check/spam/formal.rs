@@ -67,36 +67,38 @@ fn says_yes(h: &Message<'_>, name: &str) -> bool {
     })
 }
 
-/// Whether the message comes from the null sender (`null_sender`:
-/// `MAIL FROM:<>` at the gateway; a delivered copy's `Return-Path: <>`,
-/// which `spam check` reads), as RFC 3834 and RFC 5321 want automatic
-/// replies sent.
-fn from_null_sender(h: &Message<'_>, null_sender: bool) -> bool {
-    null_sender
-        || h.header_raw("return-path")
-            .is_some_and(|v| v.trim().trim_matches(['<', '>']).trim().is_empty())
+/// Whether the message comes from the null sender, as RFC 3834 and RFC
+/// 5321 want automatic replies sent. `envelope`: at the gateway, whether
+/// it came with `MAIL FROM:<>`, which alone counts there (a
+/// `Return-Path` in the message is the sender's to write, walkCC F2);
+/// none for a file (`spam check`), whose delivered copy's topmost
+/// `Return-Path: <>` says it.
+fn from_null_sender(h: &Message<'_>, envelope: Option<bool>) -> bool {
+    envelope.unwrap_or_else(|| {
+        h.headers_raw()
+            .find(|(name, _)| name.eq_ignore_ascii_case("return-path"))
+            .is_some_and(|(_, v)| v.trim().trim_matches(['<', '>']).trim().is_empty())
+    })
 }
 
-/// Whether `Precedence` says what vacation programs write (`junk`,
-/// `auto_reply`). Not `bulk`, which newsletters carry (walkCA F1), nor
-/// `list`, which a person's post to a mailing list carries (walkBY 1).
-fn precedence_of_a_vacation_program(h: &Message<'_>) -> bool {
-    h.header_raw("precedence").is_some_and(|v| {
-        matches!(
-            v.trim().to_ascii_lowercase().as_str(),
-            "junk" | "auto_reply" | "auto-reply"
-        )
-    })
+/// The message's `Precedence`, in lower case.
+fn precedence(h: &Message<'_>) -> Option<String> {
+    h.header_raw("precedence")
+        .map(|v| v.trim().to_ascii_lowercase())
 }
 
 /// Whether the message was sent by a program, as an auto-reply without
 /// `Auto-Submitted` is (vacation(1), Exchange 2003): from the null sender,
-/// or with a vacation program's `Precedence`. Not by `In-Reply-To` or
-/// `References`, which every person's reply carries (walkCA F3), nor by
-/// Exchange's `X-Auto-Response-Suppress`, which Outlook puts on meeting
-/// invitations (walkCA F2: one titled "Out of Office" was formal).
-fn sent_automatically(h: &Message<'_>, null_sender: bool) -> bool {
-    from_null_sender(h, null_sender) || precedence_of_a_vacation_program(h)
+/// or with `Precedence: auto_reply`, which only responders write. Not by
+/// `In-Reply-To` or `References`, which every person's reply carries
+/// (walkCA F3), nor by Exchange's `X-Auto-Response-Suppress`, which
+/// Outlook puts on meeting invitations (walkCA F2: one titled "Out of
+/// Office" was formal), nor by `Precedence: bulk` or `junk` alone, which
+/// newsletters and some mailing lists put on every post (walkCA F1, walkCC
+/// F1), nor `list`, a person's post to a mailing list (walkBY 1).
+fn sent_automatically(h: &Message<'_>, envelope: Option<bool>) -> bool {
+    from_null_sender(h, envelope)
+        || matches!(precedence(h).as_deref(), Some("auto_reply" | "auto-reply"))
 }
 
 /// Whether `subject` (lower case) starts with a vacation program's mark.
@@ -111,12 +113,12 @@ fn vacation_subject(subject: &str) -> bool {
     })
 }
 
-/// Why a message is formal, or None; `null_sender`: it came with
-/// `MAIL FROM:<>`.
+/// Why a message is formal, or None; `envelope`: at the gateway, whether
+/// it came with `MAIL FROM:<>` (none: a file, see [`from_null_sender`]).
 pub fn formal(
     headers: Option<&Message<'_>>,
     body: Option<&Message<'_>>,
-    null_sender: bool,
+    envelope: Option<bool>,
 ) -> Option<&'static str> {
     if let Some(report) = body.and_then(report) {
         return Some(report);
@@ -135,14 +137,21 @@ pub fn formal(
         return Some("vacation reply");
     }
     if let Some(s) = super::rules::first_subject(h) {
-        if vacation_subject(&s.trim().to_lowercase()) && sent_automatically(h, null_sender) {
+        if vacation_subject(&s.trim().to_lowercase()) && sent_automatically(h, envelope) {
             return Some("vacation reply");
         }
     }
-    // Both signs without a mark: vacation(1)'s own reply ("away from my
-    // mail", walkCA F7).
-    if from_null_sender(h, null_sender) && precedence_of_a_vacation_program(h) {
-        return Some("vacation reply");
+    // The null sender and a responder's Precedence without a mark:
+    // vacation(1)'s own reply ("away from my mail", walkCA F7), or other
+    // mail a program sent (a cron job's), so not called a vacation reply
+    // (walkCC F4).
+    if from_null_sender(h, envelope)
+        && matches!(
+            precedence(h).as_deref(),
+            Some("junk" | "bulk" | "auto_reply" | "auto-reply")
+        )
+    {
+        return Some("null sender and Precedence");
     }
     None
 }

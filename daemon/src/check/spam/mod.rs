@@ -465,7 +465,7 @@ pub fn examine(
         formal: formal::formal(
             headers.as_ref(),
             message,
-            origin.is_some_and(|o| o.sender.is_empty()),
+            origin.map(|o| o.sender.is_empty()),
         ),
         blacklisted,
         trapped,

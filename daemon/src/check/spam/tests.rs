@@ -211,7 +211,10 @@ fn delivery_reports_read_receipts_and_vacation_replies_are_formal() {
             "Automatische Antwort: Lunch on Friday",
             "\r\nReturn-Path: <>",
         ),
-        ("Auto: Lunch on Friday", "\r\nPrecedence: junk"),
+        (
+            "Auto: Lunch on Friday",
+            "\r\nReturn-Path: <>\r\nPrecedence: junk",
+        ),
         ("Out of office", "\r\nPrecedence: auto_reply"),
         ("Vacation : back on Monday", "\r\nReturn-Path: <>"),
         ("Automatiskt svar: Lunch", "\r\nReturn-Path: < >"),
@@ -257,6 +260,12 @@ fn delivery_reports_read_receipts_and_vacation_replies_are_formal() {
             "Out of Office",
             "\r\nX-Auto-Response-Suppress: RN, NRN, OOF",
         ),
+        // A mailing list that writes Precedence: junk on every post
+        // (walkCC F1).
+        (
+            "Auto: die neuen SUVs",
+            "\r\nPrecedence: junk\r\nList-Id: <cars.x.test>",
+        ),
     ] {
         assert_eq!(
             judge(&with_subject(subject, more), &k).formal,
@@ -270,7 +279,7 @@ fn delivery_reports_read_receipts_and_vacation_replies_are_formal() {
         "away from my mail",
         "\r\nReturn-Path: <>\r\nPrecedence: junk",
     );
-    assert_eq!(judge(&away, &k).formal, Some("vacation reply"));
+    assert_eq!(judge(&away, &k).formal, Some("null sender and Precedence"));
     // A report is the message itself: a person's mail with a delivery
     // status attached is none (walkCA F4); RFC 6533's global read
     // receipt is one (walkCA F11).
@@ -293,10 +302,23 @@ fn delivery_reports_read_receipts_and_vacation_replies_are_formal() {
     let bare = with_subject("Out of Office AutoReply: Lunch", "");
     let headers = mail_parser::MessageParser::default().parse_headers(bare.as_bytes());
     assert_eq!(
-        formal::formal(headers.as_ref(), None, true),
+        formal::formal(headers.as_ref(), None, Some(true)),
         Some("vacation reply")
     );
-    assert_eq!(formal::formal(headers.as_ref(), None, false), None);
+    assert_eq!(formal::formal(headers.as_ref(), None, Some(false)), None);
+    // At the gateway the envelope alone says it: a Return-Path the sender
+    // wrote is no null sender (walkCC F2). In a file, the topmost one
+    // (the delivering server's) counts.
+    let written = with_subject("Out of Office AutoReply: Lunch", "\r\nReturn-Path: <>");
+    let headers = mail_parser::MessageParser::default().parse_headers(written.as_bytes());
+    assert_eq!(formal::formal(headers.as_ref(), None, Some(false)), None);
+    assert_eq!(
+        formal::formal(headers.as_ref(), None, None),
+        Some("vacation reply")
+    );
+    let two = format!("Return-Path: <ann@example.com>\r\n{written}");
+    let headers = mail_parser::MessageParser::default().parse_headers(two.as_bytes());
+    assert_eq!(formal::formal(headers.as_ref(), None, None), None);
     // A post to a mailing list is no reply (walkBY 1).
     let list = with_subject(
         "Out of office: can you cover for me?",
