@@ -163,9 +163,13 @@ fn drop_container_duplicates(objects: &[Object<'_>], found: Vec<(usize, Finding)
             child = p;
         }
     }
+    // And one finding per detection and place: a zip member read both
+    // by its central directory and by its local header under one name
+    // matched twice (walkCB CB9).
+    let mut seen: std::collections::HashSet<(&str, &str)> = std::collections::HashSet::new();
     let keep: Vec<bool> = found
         .iter()
-        .map(|(i, f)| !inside.contains(&(f.name.as_str(), *i)))
+        .map(|(i, f)| !inside.contains(&(f.name.as_str(), *i)) && seen.insert((&f.name, &f.path)))
         .collect();
     found
         .into_iter()

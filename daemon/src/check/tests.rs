@@ -1772,6 +1772,72 @@ fn a_zip_is_read_as_python_7zip_and_jar_read_it_whatever_its_end_record_says() {
         );
     }
 
+    // walkCB CB1: the record past the count gives its offset in a ZIP64
+    // field.
+    let mut zip64_record = raw_central("eicar.com", 0, 8, eicar_sizes, u32::MAX);
+    let mut field = 1u16.to_le_bytes().to_vec();
+    field.extend_from_slice(&8u16.to_le_bytes());
+    field.extend_from_slice(&u64::from(eicar_at).to_le_bytes());
+    zip64_record[30..32].copy_from_slice(&(field.len() as u16).to_le_bytes());
+    zip64_record.extend_from_slice(&field);
+    let directory64 = [raw_central("cover.bin", 0, 0, inner_sizes, 0), zip64_record].concat();
+    let z = [
+        cover.clone(),
+        directory64.clone(),
+        raw_end(1, 1, directory64.len(), cover.len()),
+    ]
+    .concat();
+    let out = judge(&z);
+    assert_eq!(
+        out.report.av,
+        AvStatus::Infected,
+        "ZIP64 offset: {:?}",
+        out.findings
+    );
+    // walkCB CB8: a count of 0 behind a stub whose offsets were not
+    // adjusted.
+    let z = [
+        b"#!/bin/sh\nexit 0\n".repeat(60),
+        cover.clone(),
+        directory.clone(),
+        raw_end(0, 0, directory.len(), cover.len()),
+    ]
+    .concat();
+    let out = judge(&z);
+    assert_eq!(
+        out.report.av,
+        AvStatus::Infected,
+        "stub, count 0: {:?}",
+        out.findings
+    );
+    // walkCB CB6: a stored readme.txt of 0 octets by its local header,
+    // whose central size (and a wrong CRC) covers an EICAR's local
+    // header, which jar reads next.
+    let notes_sizes = (crc_of(&text), text.len() as u32, text.len() as u32);
+    let notes = raw_local("notes.txt", 0, 0, notes_sizes, &text);
+    let empty = raw_local("readme.txt", 0, 0, (0, 0, 0), b"");
+    let hidden = raw_local("eicar.com", 0, 8, eicar_sizes, &packed);
+    let body = [notes.clone(), empty.clone(), hidden.clone()].concat();
+    let covering = (0, hidden.len() as u32, hidden.len() as u32);
+    let directory0 = [
+        raw_central("notes.txt", 0, 0, notes_sizes, 0),
+        raw_central("readme.txt", 0, 0, covering, notes.len() as u32),
+    ]
+    .concat();
+    let z = [
+        body.clone(),
+        directory0.clone(),
+        raw_end(2, 2, directory0.len(), body.len()),
+    ]
+    .concat();
+    let out = judge(&z);
+    assert_eq!(
+        out.report.av,
+        AvStatus::Infected,
+        "local size 0: {:?}",
+        out.findings
+    );
+
     // Z3: encrypted by its central record only: jar and 7-Zip read it.
     let plain = raw_local("readme.txt", 0, 8, eicar_sizes, &packed);
     let record = raw_central("readme.txt", 1, 8, eicar_sizes, 0);
@@ -1847,4 +1913,28 @@ fn a_zip_is_read_as_python_7zip_and_jar_read_it_whatever_its_end_record_says() {
     assert_eq!(out.report.av, AvStatus::Infected, "{:?}", out.findings);
     let paths: Vec<&str> = out.findings.iter().map(|f| f.path.as_str()).collect();
     assert!(paths.contains(&"w.zip/eicar.com"), "{paths:?}");
+
+    // walkCB CB4: a thousand records of one stored member whose data
+    // descriptor never comes, before many false ones: the header is read
+    // once, and said once.
+    let lost = [
+        raw_local("x.txt", 8, 0, (0, 0, 0), b""),
+        b"PK\x07\x08".repeat(20_000),
+    ]
+    .concat();
+    let record = raw_central("x.txt", 8, 0, (0, 0, 0), 0);
+    let records = record.repeat(1000);
+    let z = [
+        lost.clone(),
+        records.clone(),
+        raw_end(1, 2, records.len(), lost.len()),
+    ]
+    .concat();
+    let out = judge(&z);
+    let said = out
+        .findings
+        .iter()
+        .filter(|f| f.name.contains("no data descriptor"))
+        .count();
+    assert_eq!(said, 1, "{:?}", out.findings);
 }

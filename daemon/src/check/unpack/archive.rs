@@ -477,12 +477,18 @@ fn zip_members(data: &[u8], budget: &mut Budget<'_>, deadline: Instant) -> Vec<M
     // directory calls encrypted whose local header does not (walkBZ Z3:
     // jar and 7-Zip extract them).
     let mut by_local: Vec<(u64, Option<String>, Vec<String>)> = Vec::new();
-    let beyond = |records: &[CentralRecord<'_>]| -> Vec<(u64, u64)> {
+    // Each with its central name, the one unzip and Python extract it
+    // under (walkCB CB3: a script named evil.js there, notes2.txt in its
+    // local header, passed the name filter).
+    let beyond = |records: &[CentralRecord<'_>]| -> Vec<(u64, u64, String)> {
         records
             .iter()
             .skip(archive.len())
-            .take(MAX_MEMBERS)
-            .filter_map(|r| Some((r.local?, r.compressed)))
+            .take(MAX_MEMBERS + 1)
+            .filter_map(|r| {
+                let name = String::from_utf8_lossy(r.name).into_owned();
+                Some((r.local?, r.compressed, name))
+            })
             .collect()
     };
     let mut past_count = beyond(&records);
@@ -491,14 +497,23 @@ fn zip_members(data: &[u8], budget: &mut Budget<'_>, deadline: Instant) -> Vec<M
         // (an end record's count of 0 hid every member): the directory
         // is also looked for where the end record says it is.
         let start =
-            central_directory_start(data).filter(|s| *s != archive.central_directory_start());
-        if let Some(start) = start {
-            past_count = beyond(&central_records(data, start, 0));
+            central_directory_start(data).filter(|(s, _)| *s != archive.central_directory_start());
+        if let Some((start, base)) = start {
+            past_count = beyond(&central_records(data, start, base));
         }
     }
-    for (at, compressed) in past_count {
+    // A directory of more records than are read says so, whatever the
+    // end record's count (walkCB CB2).
+    let too_many = archive.len() + past_count.len() > MAX_MEMBERS;
+    past_count.truncate(MAX_MEMBERS.saturating_sub(archive.len()));
+    for (at, compressed, name) in past_count {
         listed.push(Listed::of(data, at, compressed));
-        by_local.push((at, None, Vec::new()));
+        let also = local_name(data, at)
+            .map(|l| String::from_utf8_lossy(l).into_owned())
+            .filter(|l| *l != name)
+            .into_iter()
+            .collect();
+        by_local.push((at, Some(name), also));
     }
     for i in 0..archive.len() {
         if i >= MAX_MEMBERS {
@@ -574,11 +589,9 @@ fn zip_members(data: &[u8], budget: &mut Budget<'_>, deadline: Instant) -> Vec<M
         // And a stored member whose local header gives more octets than
         // the central directory (walkBZ Z4: central sizes and CRC 0, a
         // program of 286 octets that unzip writes without a word).
-        let local_longer = RawLocal::at(data, header_start).is_some_and(|h| {
-            h.method == 0
-                && h.flags & LocalHeader::DESCRIPTOR == 0
-                && h.compressed != u32::MAX
-                && u64::from(h.compressed) > compressed
+        // (Its ZIP64 sizes too, walkCB CB7.)
+        let local_longer = LocalHeader::at_offset(data, header_start).is_some_and(|h| {
+            h.method == 0 && h.flags & LocalHeader::DESCRIPTOR == 0 && h.compressed > compressed
         });
         to_read.push((
             size,
@@ -627,9 +640,17 @@ fn zip_members(data: &[u8], budget: &mut Budget<'_>, deadline: Instant) -> Vec<M
             }),
         }
     }
+    // Each local header is read once, and damaged ones are tried a
+    // bounded number of times (walkCB CB4: 10,000 records of one header
+    // before 1 MB of false descriptors took two minutes).
+    let mut read: std::collections::HashSet<u64> = std::collections::HashSet::new();
+    let mut damaged = 0usize;
     for (header_start, name, also) in by_local {
-        if stopped_early {
+        if stopped_early || damaged >= MAX_DAMAGED_LOCAL {
             break;
+        }
+        if !read.insert(header_start) {
+            continue;
         }
         let Some(mut local) = LocalHeader::at_offset(data, header_start) else {
             continue;
@@ -646,9 +667,15 @@ fn zip_members(data: &[u8], budget: &mut Budget<'_>, deadline: Instant) -> Vec<M
         }
         drop_empty_directory(&mut out, at);
         stopped_early = taken == Taken::Stop;
+        damaged += usize::from(taken == Taken::Damaged);
+    }
+    if too_many && archive.len() <= MAX_MEMBERS {
+        out.push(Member::Damaged {
+            problem: format!("more than {MAX_MEMBERS} members"),
+        });
     }
     // (Past MAX_MEMBERS listed, that is said once, above: walkBX N2.)
-    if !stopped_early && archive.len() <= MAX_MEMBERS {
+    if !stopped_early && archive.len() <= MAX_MEMBERS && !too_many {
         let room = MAX_MEMBERS.saturating_sub(archive.len());
         unlisted_members(data, listed, room, &mut out, budget, deadline);
     }
@@ -659,8 +686,8 @@ fn zip_members(data: &[u8], budget: &mut Budget<'_>, deadline: Instant) -> Vec<M
 struct CentralRecord<'a> {
     /// Its name bytes.
     name: &'a [u8],
-    /// Where its local header is in the file (none: a ZIP64 offset, which
-    /// the zip library reads).
+    /// Where its local header is in the file (none: an offset of all ones
+    /// that no ZIP64 field gives).
     local: Option<u64>,
     /// Its compressed size (32-bit field).
     compressed: u64,
@@ -687,14 +714,39 @@ fn central_records(data: &[u8], dir_start: u64, base: u64) -> Vec<CentralRecord<
             break;
         }
         let (n, x, c) = (u16_at(record, 28), u16_at(record, 30), u16_at(record, 32));
-        let offset = u32_at(record, 42);
         let Some(name) = data.get(at + 46..at + 46 + n) else {
             break;
         };
+        // The ZIP64 field holds, in this order, the sizes and the offset
+        // whose 32-bit fields are all ones (walkCB CB1: a record past the
+        // count whose offset was there was skipped).
+        let mut fields = [
+            u64::from(u32_at(record, 24)),
+            u64::from(u32_at(record, 20)),
+            u64::from(u32_at(record, 42)),
+        ];
+        let mut extra = data.get(at + 46 + n..at + 46 + n + x).unwrap_or_default();
+        while let [a, b, c0, d, rest @ ..] = extra {
+            let len = usize::from(u16::from_le_bytes([*c0, *d]));
+            let Some(body) = rest.get(..len) else { break };
+            if u16::from_le_bytes([*a, *b]) == 0x0001 {
+                let mut words = body
+                    .chunks_exact(8)
+                    .filter_map(|w| <[u8; 8]>::try_from(w).ok())
+                    .map(u64::from_le_bytes);
+                for f in fields.iter_mut().filter(|f| **f == u64::from(u32::MAX)) {
+                    if let Some(w) = words.next() {
+                        *f = w;
+                    }
+                }
+            }
+            extra = &rest[len..];
+        }
+        let [_, compressed, offset] = fields;
         records.push(CentralRecord {
             name,
-            local: (offset != u32::MAX).then(|| base.saturating_add(u64::from(offset))),
-            compressed: u64::from(u32_at(record, 20)),
+            local: (offset != u64::from(u32::MAX)).then(|| base.saturating_add(offset)),
+            compressed,
         });
         at += 46 + n + x + c;
     }
@@ -704,18 +756,21 @@ fn central_records(data: &[u8], dir_start: u64, base: u64) -> Vec<CentralRecord<
 /// Where the central directory of the last end record (`PK 05 06`) in
 /// `data` starts: at the offset it gives, or, when no record is there,
 /// right before the end record by the size it gives (bytes added in front
-/// of a zip whose offsets were not adjusted, as unzip and Python find it).
-fn central_directory_start(data: &[u8]) -> Option<u64> {
+/// of a zip whose offsets were not adjusted, as unzip and Python find it);
+/// with the base its records' offsets count from (that shift, walkCB
+/// CB8: a self-extractor's stub moved every offset of a count-0 zip).
+fn central_directory_start(data: &[u8]) -> Option<(u64, u64)> {
     let end = crate::text::rfind_bytes(data, b"PK\x05\x06")?;
     let e = data.get(end..end + 22)?;
     let size = u32::from_le_bytes([e[12], e[13], e[14], e[15]]) as usize;
     let offset = u32::from_le_bytes([e[16], e[17], e[18], e[19]]) as usize;
     let record_at = |at: usize| data.get(at..at.saturating_add(4)) == Some(b"PK\x01\x02");
     if record_at(offset) {
-        Some(offset as u64)
+        Some((offset as u64, 0))
     } else {
         let shifted = end.checked_sub(size)?;
-        record_at(shifted).then_some(shifted as u64)
+        let base = shifted.checked_sub(offset)?;
+        record_at(shifted).then_some((shifted as u64, base as u64))
     }
 }
 
@@ -834,17 +889,15 @@ impl Listed {
         };
         // A stored member whose local header gives a smaller size (and no
         // descriptor) ends there for jar, which then reads the next local
-        // header (walkBV V2).
+        // header (walkBV V2), 0 too (walkCB CB6: a readme.txt of 0 octets
+        // whose central size covered an EICAR's local header).
         let local = h.compressed;
-        let declared = if h.method == 0
-            && h.flags & LocalHeader::DESCRIPTOR == 0
-            && local != 0
-            && local != u32::MAX
-        {
-            central.min(local as usize)
-        } else {
-            central
-        };
+        let declared =
+            if h.method == 0 && h.flags & LocalHeader::DESCRIPTOR == 0 && local != u32::MAX {
+                central.min(local as usize)
+            } else {
+                central
+            };
         Listed {
             start: h.start,
             data_start: h.data_start,
@@ -1199,6 +1252,9 @@ fn read_local(
                 // (`PK 07 08`) whose compressed size is the distance to it.
                 let mut from = local.data_start;
                 loop {
+                    if Instant::now() >= deadline {
+                        return (Taken::Stop, local.data_start);
+                    }
                     let Some(q) = find(data, b"PK\x07\x08", from) else {
                         out.push(Member::Damaged {
                             problem: format!("{name}: no data descriptor ends this stored member"),
@@ -1277,21 +1333,37 @@ fn zip_members_by_hand(
 ) -> Vec<Member> {
     let mut out = Vec::new();
     let records = central_directory_start(data)
-        .map(|at| central_records(data, at, 0))
+        .map(|(at, base)| central_records(data, at, base))
         .unwrap_or_default();
     let mut listed = Vec::new();
+    let mut read: std::collections::HashSet<u64> = std::collections::HashSet::new();
+    let mut damaged = 0usize;
     for r in records.iter().take(MAX_MEMBERS) {
         let Some(at) = r.local else { continue };
+        if !read.insert(at) || damaged >= MAX_DAMAGED_LOCAL {
+            continue;
+        }
         listed.push(Listed::of(data, at, r.compressed));
-        let Some(local) = LocalHeader::at_offset(data, at) else {
+        let Some(mut local) = LocalHeader::at_offset(data, at) else {
             continue;
         };
+        // Under its central name, the one Python and 7-Zip extract.
+        local.name = String::from_utf8_lossy(r.name).into_owned();
         let before = out.len();
-        if read_local(data, &local, &mut out, budget, deadline).0 == Taken::Stop {
-            out.push(Member::Damaged { problem: why });
-            return out;
+        match read_local(data, &local, &mut out, budget, deadline).0 {
+            Taken::Stop => {
+                out.push(Member::Damaged { problem: why });
+                return out;
+            }
+            Taken::Damaged => damaged += 1,
+            Taken::Whole => {}
         }
         drop_empty_directory(&mut out, before);
+    }
+    if records.len() > MAX_MEMBERS {
+        out.push(Member::Damaged {
+            problem: format!("more than {MAX_MEMBERS} members"),
+        });
     }
     let room = MAX_MEMBERS.saturating_sub(records.len());
     unlisted_members(data, listed, room, &mut out, budget, deadline);
