@@ -774,6 +774,52 @@ fn central_directory_start(data: &[u8]) -> Option<(u64, u64)> {
     }
 }
 
+/// Where the central directories of the ZIP64 end records of `data`
+/// start, with their bases (see [`central_directory_start`]): the one its
+/// locator points at and the one right before the locator, where Python
+/// looks (walkBZ a07b: a locator pointing at a decoy record hid the real
+/// directory's EICAR). Both are read; a member both list is read once.
+fn zip64_directory_starts(data: &[u8]) -> Vec<(u64, u64)> {
+    let u64_at = |at: usize| {
+        data.get(at..at.checked_add(8)?)
+            .and_then(|w| <[u8; 8]>::try_from(w).ok())
+            .map(u64::from_le_bytes)
+    };
+    let record_at = |at: u64| {
+        usize::try_from(at)
+            .ok()
+            .and_then(|at| data.get(at..at.checked_add(4)?))
+            == Some(b"PK\x01\x02")
+    };
+    let Some(locator) = crate::text::rfind_bytes(data, b"PK\x06\x07") else {
+        return Vec::new();
+    };
+    let pointed = u64_at(locator + 8).and_then(|a| usize::try_from(a).ok());
+    let before = locator.checked_sub(56);
+    let mut starts = Vec::new();
+    for end in [pointed, before].into_iter().flatten() {
+        if data.get(end..end.saturating_add(4)) != Some(b"PK\x06\x06") {
+            continue;
+        }
+        let (Some(size), Some(offset)) = (u64_at(end + 40), u64_at(end + 48)) else {
+            continue;
+        };
+        let start = if record_at(offset) {
+            Some((offset, 0))
+        } else {
+            // Shifted by bytes in front, as for the 32-bit record.
+            (end as u64)
+                .checked_sub(size)
+                .filter(|s| record_at(*s))
+                .and_then(|s| Some((s, s.checked_sub(offset)?)))
+        };
+        if let Some(start) = start.filter(|s| !starts.contains(s)) {
+            starts.push(start);
+        }
+    }
+    starts
+}
+
 /// A member's names other than `name` (as the zip library decoded the
 /// central directory's): the directory's raw bytes when they are UTF-8
 /// and say something else (an Info-ZIP Unicode Path field overrides
@@ -1332,9 +1378,14 @@ fn zip_members_by_hand(
     why: String,
 ) -> Vec<Member> {
     let mut out = Vec::new();
-    let records = central_directory_start(data)
+    let mut records = central_directory_start(data)
         .map(|(at, base)| central_records(data, at, base))
         .unwrap_or_default();
+    for (at, base) in zip64_directory_starts(data) {
+        if records.len() <= MAX_MEMBERS {
+            records.extend(central_records(data, at, base));
+        }
+    }
     let mut listed = Vec::new();
     let mut read: std::collections::HashSet<u64> = std::collections::HashSet::new();
     let mut damaged = 0usize;
