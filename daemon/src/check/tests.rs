@@ -1839,35 +1839,38 @@ fn a_zip_is_read_as_python_7zip_and_jar_read_it_whatever_its_end_record_says() {
     );
 
     // walkBZ a07b: a ZIP64 locator that points elsewhere than at the ZIP64
-    // end record right before it, which Python reads.
-    let mut z = [cover.clone(), directory.clone()].concat();
-    let zip64_end = z.len() as u64;
-    z.extend_from_slice(b"PK\x06\x06");
-    z.extend_from_slice(&44u64.to_le_bytes());
-    for v in [45u16, 45] {
-        z.extend_from_slice(&v.to_le_bytes());
+    // end record right before it, which Python reads; with a count of 0
+    // there too (walkCE CE2).
+    for count in [2u64, 0] {
+        let mut z = [cover.clone(), directory.clone()].concat();
+        let zip64_end = z.len() as u64;
+        z.extend_from_slice(b"PK\x06\x06");
+        z.extend_from_slice(&44u64.to_le_bytes());
+        for v in [45u16, 45] {
+            z.extend_from_slice(&v.to_le_bytes());
+        }
+        z.extend_from_slice(&[0; 8]);
+        for v in [count, count, directory.len() as u64, cover.len() as u64] {
+            z.extend_from_slice(&v.to_le_bytes());
+        }
+        z.extend_from_slice(b"PK\x06\x07");
+        z.extend_from_slice(&0u32.to_le_bytes());
+        z.extend_from_slice(&(zip64_end / 2).to_le_bytes());
+        z.extend_from_slice(&1u32.to_le_bytes());
+        z.extend_from_slice(&raw_end(
+            0xffff,
+            0xffff,
+            u32::MAX as usize,
+            u32::MAX as usize,
+        ));
+        let out = judge(&z);
+        assert_eq!(
+            out.report.av,
+            AvStatus::Infected,
+            "ZIP64 locator, count {count}: {:?}",
+            out.findings
+        );
     }
-    z.extend_from_slice(&[0; 8]);
-    for v in [2u64, 2, directory.len() as u64, cover.len() as u64] {
-        z.extend_from_slice(&v.to_le_bytes());
-    }
-    z.extend_from_slice(b"PK\x06\x07");
-    z.extend_from_slice(&0u32.to_le_bytes());
-    z.extend_from_slice(&(zip64_end / 2).to_le_bytes());
-    z.extend_from_slice(&1u32.to_le_bytes());
-    z.extend_from_slice(&raw_end(
-        0xffff,
-        0xffff,
-        u32::MAX as usize,
-        u32::MAX as usize,
-    ));
-    let out = judge(&z);
-    assert_eq!(
-        out.report.av,
-        AvStatus::Infected,
-        "ZIP64 locator: {:?}",
-        out.findings
-    );
 
     // Z3: encrypted by its central record only: jar and 7-Zip read it.
     let plain = raw_local("readme.txt", 0, 8, eicar_sizes, &packed);

@@ -496,10 +496,16 @@ fn zip_members(data: &[u8], budget: &mut Budget<'_>, deadline: Instant) -> Vec<M
         // The library places a directory of no entries at the end record
         // (an end record's count of 0 hid every member): the directory
         // is also looked for where the end record says it is.
-        let start =
-            central_directory_start(data).filter(|(s, _)| *s != archive.central_directory_start());
-        if let Some((start, base)) = start {
-            past_count = beyond(&central_records(data, start, base));
+        // So are those of the ZIP64 end records (walkCE CE2: a count of
+        // 0 there, behind a locator pointing at a decoy).
+        let starts = central_directory_start(data)
+            .into_iter()
+            .chain(zip64_directory_starts(data))
+            .filter(|(s, _)| *s != archive.central_directory_start());
+        for (start, base) in starts {
+            if past_count.len() <= MAX_MEMBERS {
+                past_count.extend(beyond(&central_records(data, start, base)));
+            }
         }
     }
     // A directory of more records than are read says so, whatever the
@@ -937,13 +943,21 @@ impl Listed {
         // descriptor) ends there for jar, which then reads the next local
         // header (walkBV V2), 0 too (walkCB CB6: a readme.txt of 0 octets
         // whose central size covered an EICAR's local header).
-        let local = h.compressed;
-        let declared =
-            if h.method == 0 && h.flags & LocalHeader::DESCRIPTOR == 0 && local != u32::MAX {
-                central.min(local as usize)
-            } else {
-                central
-            };
+        // Its ZIP64 size when the 32-bit field is all ones (walkCE CE1: a
+        // size of 0 written there hid the EICAR again).
+        let local = if h.compressed == u32::MAX {
+            LocalHeader::at_offset(data, header_start)
+                .map(|l| l.compressed)
+                .filter(|c| *c != u64::from(u32::MAX))
+        } else {
+            Some(u64::from(h.compressed))
+        };
+        let declared = match local {
+            Some(local) if h.method == 0 && h.flags & LocalHeader::DESCRIPTOR == 0 => {
+                central.min(usize::try_from(local).unwrap_or(usize::MAX))
+            }
+            _ => central,
+        };
         Listed {
             start: h.start,
             data_start: h.data_start,
